@@ -1,0 +1,1 @@
+"""segcast: live video segmentation and tracking server."""

@@ -1,0 +1,66 @@
+"""Resolving ``--model`` to a loaded ultralytics model, with errors that name the flag."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ultralytics import YOLO
+
+log = logging.getLogger(__name__)
+
+#: The real default for cameras, as in ultralytics' own segmentation-and-tracking example. It is
+#: downloaded on first use, so it needs internet once.
+DEFAULT_MODEL = "yolov8n-seg.pt"
+#: The small model trained on generated scenes (tools/train_model.py) that ships with segcast, so the
+#: demo and the tests work offline. It knows only the scene's classes.
+BUNDLED_MODEL = Path(__file__).parent / "data" / "segcast-scene-seg.pt"
+BUNDLED_ALIASES = frozenset({"bundled", BUNDLED_MODEL.name})
+SUPPORTED_TASKS = frozenset({"segment", "detect"})
+
+
+class ModelError(Exception):
+    """The model given by ``--model`` cannot be used; the message says why and what to pass instead."""
+
+
+def resolve_model_path(spec: str) -> str:
+    """What to hand ultralytics for ``spec``: a local path where one is meant, else the bare name."""
+    if spec in BUNDLED_ALIASES and not Path(spec).exists():
+        return str(BUNDLED_MODEL)
+    path = Path(spec).expanduser()
+    if path.exists():
+        return str(path)
+    if path.parent != Path(".") or path.suffix not in {".pt", ".yaml"}:
+        raise ModelError(f"--model {spec}: no such file or folder")
+    return spec  # a bare ultralytics name such as yolov8n-seg.pt, downloaded on first use
+
+
+def load_model(spec: str) -> YOLO:
+    """Load ``spec`` (a name ultralytics knows, a .pt, an .onnx or an OpenVINO folder).
+
+    Raises `ModelError` with one line a person can act on; never an ultralytics traceback.
+    """
+    from ultralytics import YOLO
+
+    target = resolve_model_path(spec)
+    try:
+        model = YOLO(target, task=_task_hint(target))
+    except Exception as exc:  # ultralytics raises many kinds: download, pickle, onnx, openvino errors
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(
+            f"--model {spec}: cannot load it ({reason}). Without internet, pass a local model file or "
+            f"folder with --model (for example --model bundled, the offline demo model)"
+        ) from None
+    if model.task not in SUPPORTED_TASKS:
+        raise ModelError(f"--model {spec}: a {model.task} model; segcast needs a segment or detect model")
+    log.info("loaded model %s (%s, %d classes)", target, model.task, len(model.names))
+    return model
+
+
+def _task_hint(target: str) -> str | None:
+    """Exported models do not always record their task; segcast's are segmentation unless named -det."""
+    if target.endswith(".pt") or target.endswith(".yaml"):
+        return None
+    return "detect" if "-det" in Path(target).name else "segment"

@@ -1,0 +1,277 @@
+"""Generated scenes with exact ground truth.
+
+The demo, the bundled model's training set and the tracking tests all need video in which every
+object's identity, class, box and visible mask are known for every frame. A `Scene` is a pure function
+of its seed: objects of a few textured classes enter from one edge, wander through waypoints at
+changing speeds, cross and occlude each other, and leave by another edge. Rendering frame ``i`` twice
+gives the same pixels, so tests can regenerate the truth for any frame a server reports.
+
+A scene is periodic (`period_frames`): objects are drawn from the seed per period, so a live demo can
+run forever while every frame stays reproducible.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+CLASS_NAMES: tuple[str, ...] = ("disc", "square", "triangle")
+MIN_VISIBLE_PX = 60
+
+
+@dataclass(frozen=True, slots=True)
+class TrueObject:
+    """Ground truth for one object in one frame: only the part a camera would see."""
+
+    object_id: int
+    class_id: int
+    box: tuple[int, int, int, int]  # x1, y1, x2, y2 of the visible mask, inclusive-exclusive
+    mask: np.ndarray  # bool, frame-sized, visible pixels only
+    occluded_fraction: float  # 0 = fully visible, 1 = hidden
+
+    @property
+    def class_name(self) -> str:
+        return CLASS_NAMES[self.class_id]
+
+
+@dataclass(frozen=True, slots=True)
+class _Actor:
+    """One object's identity, look and trajectory within a period."""
+
+    object_id: int
+    class_id: int
+    radius: float
+    color: tuple[int, int, int]
+    stripe_color: tuple[int, int, int]
+    stripe_period: float
+    stripe_angle: float
+    z: float
+    spin: float
+    key_frames: tuple[float, ...]
+    key_points: tuple[tuple[float, float], ...]
+
+    def position(self, t: float) -> tuple[float, float] | None:
+        """Centre at frame ``t`` (eased between waypoints, so speed changes), or None if not in play."""
+        if t < self.key_frames[0] or t > self.key_frames[-1]:
+            return None
+        for i in range(len(self.key_frames) - 1):
+            t0, t1 = self.key_frames[i], self.key_frames[i + 1]
+            if t <= t1:
+                u = (t - t0) / (t1 - t0)
+                u = u * u * (3 - 2 * u)
+                (x0, y0), (x1, y1) = self.key_points[i], self.key_points[i + 1]
+                return x0 + (x1 - x0) * u, y0 + (y1 - y0) * u
+        return None
+
+
+class Scene:
+    """A deterministic, endlessly repeating scene of moving textured shapes.
+
+    `render(i)` returns the BGR frame and its ground truth. Object ids are unique across periods
+    (period ``p`` uses ids from ``p * 1000``), so a looping demo never reuses an id for a new object.
+    """
+
+    def __init__(
+        self,
+        seed: int = 0,
+        width: int = 640,
+        height: int = 384,
+        fps: int = 15,
+        period_frames: int = 450,
+        objects_per_period: int = 7,
+    ) -> None:
+        if width < 64 or height < 64:
+            raise ValueError("a scene needs at least 64x64 pixels")
+        self.seed = seed
+        self.width = width
+        self.height = height
+        self.fps = fps
+        self.period_frames = period_frames
+        self.objects_per_period = objects_per_period
+        self._background = self._make_background()
+        self._periods: dict[int, list[_Actor]] = {}
+
+    def render(self, index: int) -> tuple[np.ndarray, list[TrueObject]]:
+        """Frame ``index`` as a BGR image and the objects visible in it, nearest first."""
+        image = self._background.copy()
+        placed: list[tuple[_Actor, np.ndarray, float]] = []
+        for actor in self._actors_at(index):
+            full = self._shape_mask(actor, index)
+            if full.any():
+                placed.append((actor, full, actor.z))
+        placed.sort(key=lambda entry: entry[2])  # far to near: nearer objects paint over
+        covered = np.zeros((self.height, self.width), dtype=bool)
+        truths: list[TrueObject] = []
+        for actor, full, _ in reversed(placed):  # near to far, to know what is hidden
+            visible = full & ~covered
+            covered |= full
+            area = int(visible.sum())
+            if area < MIN_VISIBLE_PX:
+                continue
+            ys, xs = np.nonzero(visible)
+            box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+            occluded = 1.0 - area / max(int(full.sum()), 1)
+            truths.append(TrueObject(actor.object_id, actor.class_id, box, visible, occluded))
+        for actor, full, _ in placed:
+            self._paint(image, actor, full, index)
+        return image, truths
+
+    def frames(self, count: int, start: int = 0) -> Iterator[np.ndarray]:
+        """Just the images of ``count`` frames, for writers and sources."""
+        for index in range(start, start + count):
+            yield self.render(index)[0]
+
+    # -- generation -----------------------------------------------------------------------------
+
+    def _actors_at(self, index: int) -> list[_Actor]:
+        period = index // self.period_frames
+        local = index - period * self.period_frames
+        actors = [a for a in self._period(period) if a.position(local) is not None]
+        if period > 0:  # objects still leaving from the previous period
+            prev_local = local + self.period_frames
+            actors += [a for a in self._period(period - 1) if a.position(prev_local) is not None]
+        return actors
+
+    def _period(self, period: int) -> list[_Actor]:
+        if period not in self._periods:
+            rng = np.random.default_rng((self.seed, period))
+            self._periods[period] = [
+                self._make_actor(rng, period * 1000 + n, n) for n in range(self.objects_per_period)
+            ]
+            if len(self._periods) > 4:
+                del self._periods[min(self._periods)]
+        return self._periods[period]
+
+    def _make_actor(self, rng: np.random.Generator, object_id: int, slot: int) -> _Actor:
+        w, h = self.width, self.height
+        radius = float(rng.uniform(0.07, 0.12) * min(w, h) * 1.2)
+        margin = radius * 1.2
+        entry_edge, exit_edge = rng.choice(4, size=2, replace=False)
+        points = [self._edge_point(rng, int(entry_edge), margin)]
+        for _ in range(int(rng.integers(1, 3))):
+            points.append((float(rng.uniform(0.15, 0.85) * w), float(rng.uniform(0.2, 0.8) * h)))
+        points.append(self._edge_point(rng, int(exit_edge), margin))
+        # Start times are spread over the period so that a few objects are always in view.
+        start = slot * self.period_frames / self.objects_per_period + rng.uniform(0, 20)
+        frames = [float(start)]
+        for a, b in itertools.pairwise(points):
+            speed = rng.uniform(2.0, 5.5) * w / 640  # px per frame, different per leg
+            frames.append(frames[-1] + max(8.0, math.dist(a, b) / speed))
+        base = rng.integers(40, 230, size=3)
+        stripe = (base + rng.integers(60, 120, size=3)) % 256
+        return _Actor(
+            object_id=object_id,
+            class_id=int(rng.integers(len(CLASS_NAMES))),
+            radius=radius,
+            color=(int(base[0]), int(base[1]), int(base[2])),
+            stripe_color=(int(stripe[0]), int(stripe[1]), int(stripe[2])),
+            stripe_period=float(rng.uniform(6, 14)),
+            stripe_angle=float(rng.uniform(0, math.pi)),
+            z=float(rng.uniform()),
+            spin=float(rng.uniform(-0.03, 0.03)),
+            key_frames=tuple(frames),
+            key_points=tuple(points),
+        )
+
+    def _edge_point(self, rng: np.random.Generator, edge: int, margin: float) -> tuple[float, float]:
+        w, h = self.width, self.height
+        along = float(rng.uniform(0.2, 0.8))
+        return [
+            (along * w, -margin),
+            (w + margin, along * h),
+            (along * w, h + margin),
+            (-margin, along * h),
+        ][edge]
+
+    def _make_background(self) -> np.ndarray:
+        rng = np.random.default_rng((self.seed, 0xBAC))
+        ys, xs = np.mgrid[0 : self.height, 0 : self.width].astype(np.float32)
+        tint = rng.uniform(60, 140, size=3)
+        background = np.empty((self.height, self.width, 3), dtype=np.float32)
+        for c in range(3):
+            background[..., c] = tint[c] + 25 * np.sin(xs / 57.0 + c) + 20 * np.cos(ys / 43.0 - c)
+        background += rng.normal(0, 6, size=background.shape)
+        # A faint floor grid gives the scene structure without looking like any object class.
+        background[::48, :, :] *= 0.85
+        background[:, ::48, :] *= 0.85
+        return np.clip(background, 0, 255).astype(np.uint8)
+
+    # -- rendering ------------------------------------------------------------------------------
+
+    def _outline(self, actor: _Actor, index: int) -> np.ndarray | None:
+        local = index - (index // self.period_frames) * self.period_frames
+        if actor.object_id // 1000 != index // self.period_frames:
+            local += self.period_frames
+        centre = actor.position(local)
+        if centre is None:
+            return None
+        cx, cy = centre
+        r = actor.radius
+        angle = actor.spin * local
+        if actor.class_id == 0:
+            sides, phase, scale = 48, 0.0, 1.0
+        elif actor.class_id == 1:
+            sides, phase, scale = 4, math.pi / 4, 1.0
+        else:
+            sides, phase, scale = 3, -math.pi / 2, 1.15
+        theta = phase + angle + np.arange(sides) * 2 * math.pi / sides
+        pts = np.stack([cx + scale * r * np.cos(theta), cy + scale * r * np.sin(theta)], axis=1)
+        return np.round(pts).astype(np.int32)
+
+    def _shape_mask(self, actor: _Actor, index: int) -> np.ndarray:
+        mask = np.zeros((self.height, self.width), dtype=np.uint8)
+        outline = self._outline(actor, index)
+        if outline is not None:
+            cv2.fillPoly(mask, [outline], 1)
+        return mask.astype(bool)
+
+    def _paint(self, image: np.ndarray, actor: _Actor, mask: np.ndarray, index: int) -> None:
+        ys, xs = np.nonzero(mask)
+        c, s = math.cos(actor.stripe_angle), math.sin(actor.stripe_angle)
+        phase = (xs * c + ys * s) / actor.stripe_period
+        stripes = (np.floor(phase).astype(np.int64) % 2).astype(bool)
+        colors = np.where(stripes[:, None], actor.stripe_color, actor.color).astype(np.int16)
+        shade = (8 * np.sin(xs / 5.0 + ys / 7.0)).astype(np.int16)[:, None]
+        image[ys, xs] = np.clip(colors + shade, 0, 255).astype(np.uint8)
+        outline = self._outline(actor, index)
+        if outline is not None:
+            dark = tuple(int(v * 0.5) for v in actor.color)
+            cv2.polylines(image, [outline], True, dark, max(1, self.width // 320), cv2.LINE_AA)
+
+
+def write_h264(scene: Scene, path: Path, frame_count: int, start: int = 0) -> Path:
+    """Encode ``frame_count`` frames to an H.264 MP4 at the scene's rate (what a camera file looks like)."""
+    import av
+
+    path = Path(path)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(scene.fps))
+        stream.width, stream.height = scene.width, scene.height
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": "18", "preset": "veryfast", "tune": "zerolatency"}
+        for image in scene.frames(frame_count, start):
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def write_y4m(scene: Scene, path: Path, frame_count: int, start: int = 0) -> Path:
+    """Write raw YUV4MPEG2 frames, the format Chromium's fake webcam reads."""
+    path = Path(path)
+    with path.open("wb") as out:
+        header = f"YUV4MPEG2 W{scene.width} H{scene.height} F{scene.fps}:1 Ip A1:1 C420jpeg\n"
+        out.write(header.encode("ascii"))
+        for image in scene.frames(frame_count, start):
+            out.write(b"FRAME\n")
+            out.write(cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420).tobytes())
+    return path

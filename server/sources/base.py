@@ -1,0 +1,85 @@
+"""What every source kind shares: the `Source` protocol, stream states and the latest-frame slot.
+
+A source only knows how to open its media and yield decoded images with their media time. Pacing,
+state, and dropping stale frames are the reader's (`reader.py`), so each new kind of camera is a small
+module that cannot get those wrong.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from server.frames import Frame
+
+
+class SourceError(Exception):
+    """A source cannot be used as given (bad URI, missing or corrupt file); retrying will not help."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """One image as a source yields it: BGR pixels and the media time in seconds."""
+
+    image: np.ndarray
+    media_time: float
+
+
+class Source(Protocol):
+    """A kind of camera or media, opened fresh for each attempt to read it."""
+
+    #: Live sources (cameras, the generated scene) already arrive at their real rate; files must be
+    #: paced by the reader to play at their native rate.
+    live: bool
+    #: Nominal frames per second, known before the first frame (trackers are sized by it).
+    fps: float
+
+    def describe(self) -> str:
+        """The source for people: safe to log and show (credentials masked)."""
+        ...
+
+    def open(self, stop: threading.Event) -> Iterator[Decoded]:
+        """Yield decoded frames until the media ends or ``stop`` is set.
+
+        Raises `SourceError` for problems a retry will not fix, any other exception for ones it may.
+        """
+        ...
+
+
+class StreamState(enum.Enum):
+    STARTING = "starting"
+    LIVE = "live"
+    ENDED = "ended"
+    FAILED = "failed"
+
+
+class LatestFrame:
+    """A one-frame slot: the producer overwrites, the consumer takes the newest, nothing queues.
+
+    Frames overwritten before anyone took them are counted in `dropped`, so the cost of a slow
+    consumer shows up as a number instead of as growing latency. ``ready`` is shared by all slots of
+    one consumer, so it can sleep until any stream has something new.
+    """
+
+    def __init__(self, ready: threading.Event) -> None:
+        self._lock = threading.Lock()
+        self._frame: Frame | None = None
+        self._ready = ready
+        self.dropped = 0
+
+    def put(self, frame: Frame) -> None:
+        with self._lock:
+            if self._frame is not None:
+                self.dropped += 1
+            self._frame = frame
+        self._ready.set()
+
+    def take(self) -> Frame | None:
+        with self._lock:
+            frame, self._frame = self._frame, None
+        return frame

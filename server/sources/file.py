@@ -1,0 +1,65 @@
+"""Local video files, decoded with PyAV."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+
+from server.sources.base import Decoded, SourceError
+
+DEFAULT_FPS = 25.0  # for files whose header gives no rate
+
+
+class FileSource:
+    """A video file played from the start each time it is opened; the reader paces and loops it."""
+
+    live = False
+
+    def __init__(self, path: Path) -> None:
+        if not path.is_file():
+            raise SourceError(f"no such file: {path}")
+        self.path = path
+        self.fps = _probe_fps(path)
+
+    def describe(self) -> str:
+        return str(self.path)
+
+    def open(self, stop: threading.Event) -> Iterator[Decoded]:
+        try:
+            container = av.open(str(self.path))
+        except av.error.FFmpegError as exc:
+            raise SourceError(f"cannot open {self.path.name} as video: {exc}") from None
+        with container:
+            if not container.streams.video:
+                raise SourceError(f"{self.path.name} has no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            time_base = float(stream.time_base) if stream.time_base else 0.0
+            rate = float(stream.average_rate or DEFAULT_FPS)
+            index = 0
+            try:
+                for frame in container.decode(stream):
+                    if stop.is_set():
+                        return
+                    media_time = frame.pts * time_base if frame.pts is not None and time_base else index / rate
+                    yield Decoded(frame.to_ndarray(format="bgr24"), media_time)
+                    index += 1
+            except av.error.FFmpegError as exc:
+                if index == 0:
+                    raise SourceError(f"cannot decode {self.path.name}: {exc}") from None
+                raise
+
+
+def _probe_fps(path: Path) -> float:
+    """The file's average frame rate, read from its header before any decoding."""
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise SourceError(f"{path.name} has no video stream")
+            rate = container.streams.video[0].average_rate
+    except av.error.FFmpegError as exc:
+        raise SourceError(f"cannot open {path.name} as video: {exc}") from None
+    return float(rate) if rate else DEFAULT_FPS

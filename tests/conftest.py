@@ -1,0 +1,47 @@
+"""Fixtures shared by the suite: generated videos (cached between runs) and a running segcast app."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from server.app import create_app
+from server.config import Settings, StreamConfig
+from server.models import BUNDLED_MODEL
+from server.scene import Scene, write_h264
+
+SCENE_SEED = 7
+SCENE_FRAMES = 300
+
+ClientFactory = Callable[..., Awaitable[TestClient]]
+
+
+@pytest.fixture(scope="session")
+def video_cache(request: pytest.FixtureRequest) -> Path:
+    """A folder that survives between runs, so generated videos are encoded once per machine."""
+    return Path(request.config.cache.mkdir("segcast-videos"))
+
+
+@pytest.fixture(scope="session")
+def scene_video(video_cache: Path) -> Path:
+    """A 20 s H.264 file of the generated scene with seed `SCENE_SEED` (crossings and occlusions)."""
+    path = video_cache / f"scene-{SCENE_SEED}-{SCENE_FRAMES}.mp4"
+    if not path.exists():
+        partial = path.with_suffix(".partial.mp4")
+        write_h264(Scene(seed=SCENE_SEED), partial, SCENE_FRAMES)
+        partial.rename(path)
+    return path
+
+
+@pytest.fixture
+def start_server(aiohttp_client: ClientFactory) -> Callable[..., Awaitable[TestClient]]:
+    """Start the real app on 127.0.0.1 with the bundled model and the given streams."""
+
+    async def start(*streams: StreamConfig, **overrides: object) -> TestClient:
+        settings = Settings(model=str(BUNDLED_MODEL), streams=streams, **overrides)  # type: ignore[arg-type]
+        return await aiohttp_client(create_app(settings))
+
+    return start

@@ -1,0 +1,67 @@
+"""The HTTP side of the slice: viewer page, stream list, health, protocol errors, clean shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Awaitable, Callable
+
+from aiohttp import WSMsgType
+from aiohttp.test_utils import TestClient
+
+from server.config import StreamConfig
+
+Start = Callable[..., Awaitable[TestClient]]
+PIPELINE_THREADS = ("reader-", "inference", "encoder")
+
+
+async def next_frame(ws) -> dict:  # type: ignore[no-untyped-def]
+    async for message in ws:
+        if message.type is WSMsgType.TEXT and json.loads(message.data)["type"] == "frame":
+            return json.loads(message.data)
+    raise AssertionError("socket closed before a frame arrived")
+
+
+async def test_viewer_page_and_its_assets_are_served(start_server: Start) -> None:
+    client = await start_server()
+    page = await client.get("/")
+    assert page.status == 200 and "<canvas" in await page.text()
+    for asset in ("/static/app.js", "/static/style.css"):
+        assert (await client.get(asset)).status == 200
+    assert (await client.get("/healthz")).status == 200
+
+
+async def test_stream_list_reports_state_and_counts(start_server: Start) -> None:
+    client = await start_server(StreamConfig("live", "scene:?seed=1"), StreamConfig("bad", "/no/such/file.mp4"))
+    async with client.ws_connect("/ws") as ws:
+        await ws.receive_json()
+        await ws.send_json({"type": "subscribe", "streams": ["live"]})
+        await next_frame(ws)
+        body = await (await client.get("/api/streams")).json()
+    streams = {s["id"]: s for s in body["streams"]}
+    assert streams["live"]["state"] == "live" and streams["live"]["frames_processed"] >= 1
+    assert streams["bad"]["state"] == "failed" and "no such file" in streams["bad"]["error"]
+
+
+async def test_malformed_messages_get_an_error_and_the_socket_stays_usable(start_server: Start) -> None:
+    client = await start_server(StreamConfig("live", "scene:?seed=1"))
+    async with client.ws_connect("/ws") as ws:
+        await ws.receive_json()
+        for bad in ("not json", "[1, 2]", '{"type": "dance"}', '{"type": "subscribe", "streams": "live"}'):
+            await ws.send_str(bad)
+            reply = await ws.receive_json()
+            assert reply["type"] == "error" and reply["message"]
+        await ws.send_json({"type": "subscribe", "streams": ["live"]})
+        assert (await next_frame(ws))["stream"] == "live"
+
+
+async def test_shutdown_stops_every_pipeline_thread(start_server: Start) -> None:
+    client = await start_server(StreamConfig("a", "scene:?seed=1"), StreamConfig("b", "scene:?seed=2"))
+    async with client.ws_connect("/ws") as ws:
+        await ws.receive_json()
+        await ws.send_json({"type": "subscribe", "streams": ["*"]})
+        await next_frame(ws)
+        await asyncio.wait_for(client.close(), timeout=10)
+    alive = [t.name for t in threading.enumerate() if t.name.startswith(PIPELINE_THREADS)]
+    assert alive == []

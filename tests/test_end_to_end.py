@@ -1,0 +1,64 @@
+"""The whole slice: a video file through the worker and tracker to a real WebSocket viewer."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from aiohttp import WSMsgType
+from aiohttp.test_utils import TestClient
+
+from server.config import StreamConfig
+from server.scene import Scene
+from tests.conftest import SCENE_SEED
+from tests.support.truth import is_apart, match_boxes
+
+MIN_FRAMES = 100
+
+pytestmark = pytest.mark.timeout(90)
+
+
+async def test_track_ids_follow_the_generated_objects_one_to_one(
+    start_server: Callable[..., Awaitable[TestClient]], scene_video: Path
+) -> None:
+    client = await start_server(StreamConfig("scene", str(scene_video)))
+    scene = Scene(seed=SCENE_SEED)
+    ids_per_object: dict[int, set[int]] = defaultdict(set)
+    objects_per_id: dict[int, set[int]] = defaultdict(set)
+    frames, matched, clear = 0, 0, 0
+    async with client.ws_connect("/ws") as ws:
+        hello = await ws.receive_json()
+        assert hello["type"] == "hello" and [s["id"] for s in hello["streams"]] == ["scene"]
+        await ws.send_json({"type": "subscribe", "streams": ["scene"]})
+        meta = None
+        async for message in ws:
+            if message.type is WSMsgType.TEXT:
+                event = json.loads(message.data)
+                if event["type"] == "status" and event["state"] == "ended":
+                    break
+                if event["type"] == "frame":
+                    meta = event
+                continue
+            assert meta is not None, "every JPEG follows the metadata of its frame"
+            assert message.data[:2] == b"\xff\xd8", "binary messages are JPEG images"
+            frames += 1
+            truths = scene.render(meta["seq"])[1]
+            boxes = [track["box"] for track in meta["tracks"]]
+            for i, j in match_boxes(truths, boxes):
+                truth, track = truths[i], meta["tracks"][j]
+                assert track["class"] == truth.class_name
+                if is_apart(truth, truths, scene.width, scene.height):
+                    ids_per_object[truth.object_id].add(track["id"])
+                    objects_per_id[track["id"]].add(truth.object_id)
+                    matched += 1
+            clear += sum(is_apart(t, truths, scene.width, scene.height) for t in truths)
+            meta = None
+    assert frames >= MIN_FRAMES
+    assert matched >= 0.95 * clear, f"only {matched} of {clear} clear objects were tracked"
+    switches = {obj: ids for obj, ids in ids_per_object.items() if len(ids) > 1}
+    assert not switches, f"objects that changed track id while apart from others: {switches}"
+    shared = {tid: objs for tid, objs in objects_per_id.items() if len(objs) > 1}
+    assert not shared, f"track ids given to more than one object: {shared}"
