@@ -1,0 +1,256 @@
+"""Access control: who may watch and who may change streams.
+
+Two roles. A *viewer* may watch, embed and read the API; an *admin* may also add, change and remove
+streams. Requests prove a role in one of two ways:
+
+- ``Authorization: Bearer <token>`` with a token from the config file or the environment;
+- ``?token=<signed>`` for the places a header cannot be set (``<img>``, ``<iframe>``, a browser's
+  WebSocket): a short-lived token minted by ``POST /api/tokens``, signed with HMAC-SHA256 and bound
+  to a role and an expiry, so a URL that leaks into a log or a screenshot stops working soon.
+
+Configured tokens are never compared directly: their SHA-256 digests are compared in constant time
+against the digest of what was presented, and every configured token is checked, so neither the
+timing nor the order of the checks tells which one nearly matched.
+
+The policy is *open* (nobody is asked for anything) only where the user chose that: bound to a
+loopback address with no tokens configured, or ``auth = "off"`` said explicitly. Binding anywhere
+else with no tokens refuses to start, naming the settings that fix it.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import os
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+VIEWER_TOKENS_ENV = "SEGCAST_VIEWER_TOKENS"
+ADMIN_TOKENS_ENV = "SEGCAST_ADMIN_TOKENS"
+MIN_TOKEN_LENGTH = 16
+SIGNED_TOKEN_MAX_TTL_S = 7 * 24 * 3600
+SIGNED_TOKEN_DEFAULT_TTL_S = 3600
+SIGNED_TOKEN_PREFIX = "s1"
+
+#: Paths anyone may load: the health check and the viewer's own files, which carry no camera data
+#: (every frame, track and stream detail they show comes from a route below that checks the role).
+PUBLIC_PATHS = frozenset({"/", "/healthz"})
+PUBLIC_PREFIXES = ("/static/", "/embed/")
+#: Methods that only read; anything else changes the server and needs an admin.
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: Minting a signed token changes nothing: a viewer may mint viewer tokens for its own <img> tags.
+TOKENS_PATH = "/api/tokens"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class AuthConfigError(ValueError):
+    """The access settings cannot be used as given; the message names the setting."""
+
+
+class Role(enum.IntEnum):
+    """Ordered so that a higher role includes every right of a lower one."""
+
+    VIEWER = 1
+    ADMIN = 2
+
+
+@dataclass(frozen=True, slots=True)
+class AccessPolicy:
+    """Who is let in. Build it with `AccessPolicy.configure`; `open` means nobody is asked."""
+
+    open: bool
+    token_digests: tuple[tuple[bytes, Role], ...] = ()
+    signing_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
+
+    @classmethod
+    def configure(
+        cls,
+        host: str,
+        viewer_tokens: Iterable[str] = (),
+        admin_tokens: Iterable[str] = (),
+        explicitly_off: bool = False,
+        environ: Mapping[str, str] | None = None,
+    ) -> AccessPolicy:
+        """The policy for a server bound to ``host``, from the config file's tokens and the environment.
+
+        Raises `AuthConfigError` for a token too short to be a secret, or for a non-loopback address
+        with no tokens at all unless access control was explicitly turned off.
+        """
+        environ = os.environ if environ is None else environ
+        viewers = [*viewer_tokens, *_split_env(environ.get(VIEWER_TOKENS_ENV, ""))]
+        admins = [*admin_tokens, *_split_env(environ.get(ADMIN_TOKENS_ENV, ""))]
+        for name, tokens in (("viewer_tokens", viewers), ("admin_tokens", admins)):
+            for token in tokens:
+                if len(token) < MIN_TOKEN_LENGTH:
+                    raise AuthConfigError(
+                        f"auth.{name}: tokens must be at least {MIN_TOKEN_LENGTH} characters "
+                        f"(try `python -c 'import secrets; print(secrets.token_urlsafe())'`)"
+                    )
+        if explicitly_off:
+            if not is_loopback(host):
+                log.warning(
+                    "ACCESS CONTROL IS OFF on %s: anyone who can reach this address can watch every camera "
+                    "and add or remove streams. Set admin/viewer tokens to protect it.",
+                    host,
+                )
+            return cls(open=True)
+        if not viewers and not admins:
+            if is_loopback(host):
+                return cls(open=True)
+            raise AuthConfigError(
+                f"--host {host}: listening beyond this machine needs access tokens "
+                f"(auth.admin_tokens / auth.viewer_tokens in the config file, or ${ADMIN_TOKENS_ENV}); "
+                f'or set auth = "off" to let anyone in'
+            )
+        digests = tuple((_digest(t), Role.ADMIN) for t in admins) + tuple((_digest(t), Role.VIEWER) for t in viewers)
+        return cls(open=False, token_digests=digests)
+
+    def role_of_token(self, token: str) -> Role | None:
+        """The role a configured token grants, checked in constant time against all of them."""
+        presented = _digest(token)
+        found: Role | None = None
+        for digest, role in self.token_digests:
+            if hmac.compare_digest(presented, digest) and (found is None or role > found):
+                found = role
+        return found
+
+    def sign(self, role: Role, ttl_s: float = SIGNED_TOKEN_DEFAULT_TTL_S, now: float | None = None) -> str:
+        """A URL-safe token granting ``role`` until ``ttl_s`` seconds from now."""
+        if not 0 < ttl_s <= SIGNED_TOKEN_MAX_TTL_S:
+            raise ValueError(f"ttl_s must be between 1 and {SIGNED_TOKEN_MAX_TTL_S}")
+        expires = int((time.time() if now is None else now) + ttl_s)
+        body = f"{SIGNED_TOKEN_PREFIX}.{role.name.lower()}.{expires}"
+        return f"{body}.{self._mac(body)}"
+
+    def role_of_signed(self, token: str, now: float | None = None) -> Role | None:
+        """The role a signed token grants, or None if it is forged, malformed or expired."""
+        body, _, mac = token.rpartition(".")
+        parts = body.split(".")
+        if len(parts) != 3 or parts[0] != SIGNED_TOKEN_PREFIX or not hmac.compare_digest(mac, self._mac(body)):
+            return None
+        role_name, expires = parts[1], parts[2]
+        if not expires.isdigit() or int(expires) < (time.time() if now is None else now):
+            return None
+        return Role.__members__.get(role_name.upper())
+
+    def role_of(self, request: web.Request) -> Role | None:
+        """The role a request proves, from its bearer header or its signed ``token`` parameter."""
+        header = request.headers.get("Authorization", "")
+        scheme, _, credential = header.partition(" ")
+        if scheme.lower() == "bearer" and credential:
+            return self.role_of_token(credential.strip())
+        signed = request.query.get("token")
+        if signed:
+            return self.role_of_signed(signed)
+        return None
+
+    def _mac(self, body: str) -> str:
+        digest = hmac.new(self.signing_key, body.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def required_role(request: web.Request) -> Role | None:
+    """The role a request needs: none for the public files, viewer to read, admin to change."""
+    path = request.path
+    if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
+        return None
+    if path == TOKENS_PATH:
+        return Role.VIEWER
+    return Role.VIEWER if request.method in READ_METHODS else Role.ADMIN
+
+
+def setup_auth(app: web.Application, policy: AccessPolicy) -> None:
+    """Guard every route of ``app`` with ``policy`` and add ``POST /api/tokens`` to mint signed tokens."""
+    app[policy_key] = policy
+    app.middlewares.append(_check_access)
+    app.router.add_post(TOKENS_PATH, _mint_token)
+
+
+policy_key = web.AppKey("access_policy", AccessPolicy)
+
+
+@web.middleware
+async def _check_access(request: web.Request, handler: Handler) -> web.StreamResponse:
+    policy = request.app[policy_key]
+    needed = required_role(request)
+    if policy.open or needed is None:
+        return await handler(request)
+    role = policy.role_of(request)
+    if role is None:
+        raise _error(
+            web.HTTPUnauthorized,
+            "a valid token is needed: send Authorization: Bearer <token>, or ?token=<signed token>",
+            headers={"WWW-Authenticate": 'Bearer realm="segcast"'},
+        )
+    if role < needed:
+        raise _error(
+            web.HTTPForbidden, f"this needs the {needed.name.lower()} role; the token given is a {role.name.lower()}"
+        )
+    request[role_key] = role
+    return await handler(request)
+
+
+role_key = web.RequestKey("role", Role)
+
+
+async def _mint_token(request: web.Request) -> web.Response:
+    """Mint a signed token for URLs, for the caller's own role or a lower one.
+
+    The body is optional JSON: ``{"role": "viewer", "ttl_s": 3600}``.
+    """
+    policy = request.app[policy_key]
+    try:
+        body = json.loads(await request.text() or "{}")
+    except json.JSONDecodeError:
+        body = None
+    if not isinstance(body, dict) or set(body) - {"role", "ttl_s"}:
+        raise _bad_request("the body must be a JSON object with optional 'role' and 'ttl_s'")
+    role_name = body.get("role", "viewer")
+    ttl_s = body.get("ttl_s", SIGNED_TOKEN_DEFAULT_TTL_S)
+    if role_name not in ("viewer", "admin"):
+        raise _bad_request("'role' must be 'viewer' or 'admin'")
+    if not isinstance(ttl_s, int | float) or isinstance(ttl_s, bool) or not 1 <= ttl_s <= SIGNED_TOKEN_MAX_TTL_S:
+        raise _bad_request(f"'ttl_s' must be a number of seconds from 1 to {SIGNED_TOKEN_MAX_TTL_S}")
+    role = Role[role_name.upper()]
+    caller = request.get(role_key, Role.ADMIN)  # an open policy lets everyone act as admin
+    if role > caller:
+        raise _error(web.HTTPForbidden, "a token can only grant its own role or a lower one")
+    return web.json_response({"token": policy.sign(role, float(ttl_s)), "role": role_name, "ttl_s": ttl_s})
+
+
+def _bad_request(message: str) -> web.HTTPException:
+    return _error(web.HTTPBadRequest, message)
+
+
+def _error(kind: type[web.HTTPException], message: str, headers: dict[str, str] | None = None) -> web.HTTPException:
+    return kind(text=json.dumps({"error": message}), content_type="application/json", headers=headers)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine (``localhost`` counts)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _split_env(value: str) -> list[str]:
+    return [token.strip() for token in value.split(",") if token.strip()]
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()

@@ -1,0 +1,117 @@
+"""Access control: roles from bearer tokens and signed URL tokens, and when the policy may be open."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from server.auth import ADMIN_TOKENS_ENV, AccessPolicy, AuthConfigError, Role, setup_auth
+
+ADMIN = "admin-token-0123456789abcdef"
+VIEWER = "viewer-token-0123456789abcdef"
+
+ClientFactory = Callable[[web.Application], Awaitable[TestClient]]
+
+
+async def _ok(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+def _app(policy: AccessPolicy) -> web.Application:
+    app = web.Application()
+    setup_auth(app, policy)
+    app.router.add_get("/healthz", _ok)
+    app.router.add_get("/static/app.js", _ok)
+    app.router.add_get("/api/streams", _ok)
+    app.router.add_post("/api/streams", _ok)
+    app.router.add_delete("/api/streams/{id}", _ok)
+    return app
+
+
+def _policy() -> AccessPolicy:
+    return AccessPolicy.configure("0.0.0.0", viewer_tokens=[VIEWER], admin_tokens=[ADMIN], environ={})
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_no_token_is_401_with_a_message_and_public_paths_stay_open(aiohttp_client: ClientFactory) -> None:
+    client = await aiohttp_client(_app(_policy()))
+    response = await client.get("/api/streams")
+    assert response.status == 401
+    assert "Bearer" in (await response.json())["error"]
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert (await client.get("/healthz")).status == 200
+    assert (await client.get("/static/app.js")).status == 200
+
+
+async def test_viewer_reads_but_cannot_change_streams(aiohttp_client: ClientFactory) -> None:
+    client = await aiohttp_client(_app(_policy()))
+    assert (await client.get("/api/streams", headers=_bearer(VIEWER))).status == 200
+    response = await client.post("/api/streams", headers=_bearer(VIEWER))
+    assert response.status == 403
+    assert "admin" in (await response.json())["error"]
+    assert (await client.delete("/api/streams/x", headers=_bearer(VIEWER))).status == 403
+
+
+async def test_admin_may_change_streams_and_a_wrong_token_may_not(aiohttp_client: ClientFactory) -> None:
+    client = await aiohttp_client(_app(_policy()))
+    assert (await client.post("/api/streams", headers=_bearer(ADMIN))).status == 200
+    assert (await client.post("/api/streams", headers=_bearer(ADMIN[:-1] + "X"))).status == 401
+    assert (await client.get("/api/streams", headers={"Authorization": f"Basic {ADMIN}"})).status == 401
+
+
+async def test_signed_url_token_grants_its_role_for_img_and_websocket_use(aiohttp_client: ClientFactory) -> None:
+    client = await aiohttp_client(_app(_policy()))
+    minted = await client.post("/api/tokens", json={"role": "viewer", "ttl_s": 60}, headers=_bearer(VIEWER))
+    assert minted.status == 200
+    token = (await minted.json())["token"]
+    assert VIEWER not in token and ADMIN not in token
+    assert (await client.get("/api/streams", params={"token": token})).status == 200
+    assert (await client.post("/api/streams", params={"token": token})).status == 403
+    assert (await client.get("/api/streams", params={"token": token[:-2] + "xx"})).status == 401
+
+
+async def test_viewer_cannot_mint_an_admin_token_and_bad_requests_are_400(aiohttp_client: ClientFactory) -> None:
+    client = await aiohttp_client(_app(_policy()))
+    assert (await client.post("/api/tokens", json={"role": "admin"}, headers=_bearer(VIEWER))).status == 403
+    for body in ('{"role": "root"}', '{"ttl_s": -5}', '{"ttl_s": "soon"}', '{"extra": 1}', "[1]", "{not json"):
+        response = await client.post("/api/tokens", data=body, headers=_bearer(ADMIN))
+        assert response.status == 400, body
+        assert "error" in await response.json()
+
+
+def test_signed_tokens_expire_and_cannot_be_forged() -> None:
+    policy = _policy()
+    token = policy.sign(Role.ADMIN, ttl_s=60, now=1000.0)
+    assert policy.role_of_signed(token, now=1059.0) is Role.ADMIN
+    assert policy.role_of_signed(token, now=1061.0) is None
+    forged = token.replace(".admin.", ".viewer.")
+    assert policy.role_of_signed(forged, now=1000.0) is None
+    other_server = AccessPolicy.configure("0.0.0.0", admin_tokens=[ADMIN], environ={})
+    assert other_server.role_of_signed(token, now=1000.0) is None
+
+
+def test_open_only_on_loopback_or_when_said_explicitly(caplog: pytest.LogCaptureFixture) -> None:
+    assert AccessPolicy.configure("127.0.0.1", environ={}).open
+    assert AccessPolicy.configure("::1", environ={}).open
+    assert AccessPolicy.configure("localhost", environ={}).open
+    with pytest.raises(AuthConfigError, match=r"--host 0\.0\.0\.0"):
+        AccessPolicy.configure("0.0.0.0", environ={})
+    with caplog.at_level(logging.WARNING, logger="server.auth"):
+        assert AccessPolicy.configure("0.0.0.0", explicitly_off=True, environ={}).open
+    assert "ACCESS CONTROL IS OFF" in caplog.text
+
+
+def test_tokens_come_from_the_environment_too_and_must_be_long() -> None:
+    policy = AccessPolicy.configure("0.0.0.0", environ={ADMIN_TOKENS_ENV: f" {ADMIN} , "})
+    assert not policy.open
+    assert policy.role_of_token(ADMIN) is Role.ADMIN
+    assert policy.role_of_token(VIEWER) is None
+    with pytest.raises(AuthConfigError, match="at least 16"):
+        AccessPolicy.configure("0.0.0.0", admin_tokens=["short"], environ={})
