@@ -1,12 +1,16 @@
 """Drawing tracks on a frame: translucent masks, boxes, "id class conf" labels and trails.
 
-Sizes scale with the frame, so the overlay reads the same on a 320p and a 1080p camera. Each track id
-keeps one colour for its whole life (derived from the id, not from the order of detections).
+Sizes scale with the frame, so the overlay reads the same on a 320p and a 1080p camera: every width
+below is given for `REFERENCE_HEIGHT_PX` and scaled by the frame's shorter side, with floors that
+keep thin lines and small text legible on tiny frames. Each track id keeps one colour for its whole
+life (derived from the id, not from the order of detections), so a viewer can follow an object by
+colour alone.
 """
 
 from __future__ import annotations
 
 import colorsys
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -14,45 +18,102 @@ import numpy as np
 from server.frames import Track
 
 MASK_OPACITY = 0.45
-REFERENCE_HEIGHT_PX = 720.0  # line widths and fonts below are for a frame this tall
+REFERENCE_HEIGHT_PX = 720.0  # the sizes below are for a frame this tall (its shorter side)
+BOX_WIDTH_PX = 2.0
+OUTLINE_WIDTH_PX = 1.5
+TRAIL_WIDTH_PX = 3.0
+FONT_SCALE = 0.6  # cv2's Hershey scale at the reference height
+MIN_FONT_SCALE = 0.35  # smaller than this Hershey text is unreadable, whatever the frame
+LABEL_PAD_PX = 4.0
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
 _GOLDEN_RATIO = 0.618033988749895
 
+Color = tuple[int, int, int]
 
-def track_color(track_id: int) -> tuple[int, int, int]:
+
+@dataclass(frozen=True, slots=True)
+class Layers:
+    """Which parts of the overlay to draw; all of them by default."""
+
+    masks: bool = True
+    boxes: bool = True
+    labels: bool = True
+    trails: bool = True
+
+
+ALL_LAYERS = Layers()
+
+
+def track_color(track_id: int) -> Color:
     """A bright BGR colour per id; consecutive ids land far apart on the hue circle."""
     hue = (track_id * _GOLDEN_RATIO) % 1.0
     r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 1.0)
     return int(b * 255), int(g * 255), int(r * 255)
 
 
-def annotate(image: np.ndarray, tracks: tuple[Track, ...]) -> np.ndarray:
+def scale_for(image: np.ndarray) -> float:
+    """How much bigger than at the reference size lines and text are drawn on ``image``."""
+    return min(image.shape[:2]) / REFERENCE_HEIGHT_PX
+
+
+def annotate(image: np.ndarray, tracks: tuple[Track, ...], layers: Layers = ALL_LAYERS) -> np.ndarray:
     """A new image with ``tracks`` drawn over ``image`` (which is left untouched)."""
-    scale = max(image.shape[0] / REFERENCE_HEIGHT_PX, 0.4)
-    thickness = max(1, round(2 * scale))
+    scale = scale_for(image)
     canvas = image.copy()
-    if any(track.polygon is not None for track in tracks):
-        overlay = image.copy()
-        for track in tracks:
-            if track.polygon is not None:
-                cv2.fillPoly(overlay, [track.polygon], track_color(track.track_id))
-        cv2.addWeighted(overlay, MASK_OPACITY, canvas, 1 - MASK_OPACITY, 0, dst=canvas)
+    if layers.masks:
+        _draw_masks(canvas, tracks, scale)
     for track in tracks:
         color = track_color(track.track_id)
-        if len(track.trail) > 1:
-            cv2.polylines(canvas, [np.array(track.trail, dtype=np.int32)], False, color, thickness, cv2.LINE_AA)
-        x1, y1, x2, y2 = (round(v) for v in track.box)
-        cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
-        _label(canvas, f"{track.track_id} {track.class_name} {track.confidence:.2f}", (x1, y1), color, scale)
+        if layers.trails and len(track.trail) > 1:
+            _draw_trail(canvas, track.trail, color, scale)
+        if layers.boxes:
+            x1, y1, x2, y2 = (round(v) for v in track.box)
+            cv2.rectangle(canvas, (x1, y1), (x2, y2), color, _width(BOX_WIDTH_PX, scale), cv2.LINE_AA)
+    if layers.labels:  # last, so no box or trail of another track covers a label
+        for track in tracks:
+            label = f"{track.track_id} {track.class_name} {track.confidence:.2f}"
+            _label(canvas, label, track.box, track_color(track.track_id), scale)
     return canvas
 
 
-def _label(canvas: np.ndarray, text: str, corner: tuple[int, int], color: tuple[int, int, int], scale: float) -> None:
-    font_scale = 0.7 * scale
-    weight = max(1, round(1.5 * scale))
-    (w, h), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, weight)
-    x, y = corner
-    top = y - h - baseline - 4 if y - h - baseline - 4 >= 0 else y  # inside the box at the top edge
-    cv2.rectangle(canvas, (x, top), (x + w + 4, top + h + baseline + 4), color, cv2.FILLED)
+def _width(reference_px: float, scale: float) -> int:
+    return max(1, round(reference_px * scale))
+
+
+def _draw_masks(canvas: np.ndarray, tracks: tuple[Track, ...], scale: float) -> None:
+    polygons = [(t.polygon, track_color(t.track_id)) for t in tracks if t.polygon is not None and len(t.polygon) >= 3]
+    if not polygons:
+        return
+    overlay = canvas.copy()
+    for polygon, color in polygons:
+        cv2.fillPoly(overlay, [polygon], color, cv2.LINE_AA)
+    cv2.addWeighted(overlay, MASK_OPACITY, canvas, 1 - MASK_OPACITY, 0, dst=canvas)
+    for polygon, color in polygons:  # a crisp edge shows where the mask ends, even on a busy background
+        cv2.polylines(canvas, [polygon], True, color, _width(OUTLINE_WIDTH_PX, scale), cv2.LINE_AA)
+
+
+def _draw_trail(canvas: np.ndarray, trail: tuple[tuple[int, int], ...], color: Color, scale: float) -> None:
+    """Older segments thinner, so the direction of travel shows at a glance."""
+    full = TRAIL_WIDTH_PX * scale
+    count = len(trail) - 1
+    for i in range(count):
+        width = max(1, round(full * (i + 1) / count))
+        cv2.line(canvas, trail[i], trail[i + 1], color, width, cv2.LINE_AA)
+
+
+def _label(canvas: np.ndarray, text: str, box: tuple[float, float, float, float], color: Color, scale: float) -> None:
+    """A filled tag above the box's top-left corner; inside the box when it touches the top edge."""
+    font_scale = max(FONT_SCALE * scale, MIN_FONT_SCALE)
+    weight = max(1, round(font_scale * 2))
+    pad = max(2, round(LABEL_PAD_PX * scale))
+    (w, h), baseline = cv2.getTextSize(text, _FONT, font_scale, weight)
+    tag_w, tag_h = w + 2 * pad, h + baseline + 2 * pad
+    width = canvas.shape[1]
+    x = min(max(0, round(box[0])), max(0, width - tag_w))
+    y = round(box[1]) - tag_h
+    if y < 0:
+        y = max(0, round(box[1]))
+    cv2.rectangle(canvas, (x, y), (x + tag_w, y + tag_h), color, cv2.FILLED)
     luminance = 0.114 * color[0] + 0.587 * color[1] + 0.299 * color[2]
     ink = (0, 0, 0) if luminance > 140 else (255, 255, 255)
-    cv2.putText(canvas, text, (x + 2, top + h + 2), cv2.FONT_HERSHEY_SIMPLEX, font_scale, ink, weight, cv2.LINE_AA)
+    cv2.putText(canvas, text, (x + pad, y + pad + h), _FONT, font_scale, ink, weight, cv2.LINE_AA)

@@ -7,6 +7,7 @@ describes, and nowhere else.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,9 +32,21 @@ class Frame:
     image: np.ndarray
 
 
+class TrackEventKind(enum.Enum):
+    START = "start"
+    END = "end"
+
+
 @dataclass(frozen=True, slots=True)
 class Track:
-    """One tracked object in one frame, in the frame's pixel coordinates."""
+    """One tracked object in one processed frame, in the frame's pixel coordinates.
+
+    ``box`` and ``polygon`` are the detection's own (the mask and box the model drew this frame), so
+    they always agree with each other; ``track_id`` is what the tracker matched it to. ``velocity`` is
+    the centroid's speed over the recent trail in pixels per second of media time, so it stays right
+    when frames are skipped. ``first_seen`` is the capture time (Unix seconds) of the first frame the
+    track appeared in, and ``age_s`` the media time since then.
+    """
 
     track_id: int
     class_id: int
@@ -42,6 +55,9 @@ class Track:
     box: tuple[float, float, float, float]
     polygon: np.ndarray | None  # (N, 2) int32 outline of the mask, None for detection-only models
     trail: tuple[tuple[int, int], ...]  # recent centroids, oldest first, ending at this frame's
+    velocity: tuple[float, float] = (0.0, 0.0)  # px/s, image axes (y grows downwards)
+    first_seen: float = 0.0
+    age_s: float = 0.0
 
     def to_json(self) -> dict[str, object]:
         x1, y1, x2, y2 = self.box
@@ -53,27 +69,60 @@ class Track:
             "box": [round(x1, 1), round(y1, 1), round(x2, 1), round(y2, 1)],
             "polygon": None if self.polygon is None else self.polygon.ravel().tolist(),
             "trail": [list(p) for p in self.trail],
+            "velocity": [round(self.velocity[0], 1), round(self.velocity[1], 1)],
+            "first_seen": round(self.first_seen, 3),
+            "age": round(self.age_s, 2),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TrackEvent:
+    """A track started (first reported) or ended (the tracker gave up on it) on one stream.
+
+    ``time`` is the capture time (Unix seconds) of the frame on which it happened. An end event is
+    raised on the first processed frame after the tracker dropped the track, so it comes up to the
+    tracker's lost-track buffer after the object was last seen; ``box`` is where it was last seen and
+    ``age_s`` how long it was tracked (media seconds from first to last sighting).
+    """
+
+    kind: TrackEventKind
+    stream_id: str
+    track_id: int
+    class_id: int
+    class_name: str
+    time: float
+    first_seen: float
+    age_s: float
+    box: tuple[float, float, float, float]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "type": "track",
+            "v": PROTOCOL_VERSION,
+            "event": self.kind.value,
+            "stream": self.stream_id,
+            "id": self.track_id,
+            "class_id": self.class_id,
+            "class": self.class_name,
+            "time": round(self.time, 4),
+            "first_seen": round(self.first_seen, 3),
+            "age": round(self.age_s, 2),
+            "box": [round(v, 1) for v in self.box],
         }
 
 
 @dataclass(frozen=True, slots=True)
 class FrameResult:
-    """A frame with everything the model and tracker found in it."""
+    """A frame with everything the model and tracker found in it, and the track events it caused."""
 
     frame: Frame
     tracks: tuple[Track, ...]
     inference_ms: float
-
-
-@dataclass(frozen=True, slots=True)
-class EncodedFrame:
-    """A result ready for viewers: the annotated JPEG and the metadata of exactly that image."""
-
-    result: FrameResult
-    jpeg: bytes
+    events: tuple[TrackEvent, ...] = ()
 
     def metadata_json(self) -> dict[str, object]:
-        frame = self.result.frame
+        """The ``frame`` message of the wire protocol (docs/protocol.md) for this result."""
+        frame = self.frame
         height, width = frame.image.shape[:2]
         return {
             "type": "frame",
@@ -84,6 +133,18 @@ class EncodedFrame:
             "media_time": round(frame.media_time, 4),
             "width": width,
             "height": height,
-            "inference_ms": round(self.result.inference_ms, 1),
-            "tracks": [track.to_json() for track in self.result.tracks],
+            "inference_ms": round(self.inference_ms, 1),
+            "tracks": [track.to_json() for track in self.tracks],
+            "events": [event.to_json() for event in self.events],
         }
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedFrame:
+    """A result ready for viewers: the annotated JPEG and the metadata of exactly that image."""
+
+    result: FrameResult
+    jpeg: bytes
+
+    def metadata_json(self) -> dict[str, object]:
+        return self.result.metadata_json()

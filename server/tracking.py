@@ -4,86 +4,245 @@ ultralytics' own ``model.track`` keeps one tracker for whatever it is given, so 
 state. Here each stream owns a `StreamTracker`, which only ever sees that stream's detections, in
 frame order. The tracker's output rows end with the index of the detection they came from, which is
 what keeps each mask with its track id.
+
+ultralytics counts a tracker's patience in frames (``track_buffer`` and friends assume 30 fps). A live
+stream is processed at whatever rate the worker manages, which drops when more streams share it, so
+those counts are re-derived from the rate this stream is really processed at (measured on the
+frames' media time): a lost track is kept for the same *time* however many frames were skipped.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import deque
-from types import SimpleNamespace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
-from server.frames import Frame, Track
+from server.frames import Frame, Track, TrackEvent, TrackEventKind
+from server.options import StreamOptions
 
 if TYPE_CHECKING:
     from ultralytics.engine.results import Results
 
-TRACKER_CONFIG_FPS = 30.0  # ultralytics' track_buffer is counted in frames at this rate
-TRAIL_LENGTH = 30
+log = logging.getLogger(__name__)
+
+#: ultralytics' tracker yamls count frames at this rate (its trackers used to scale by frame_rate / 30).
+TRACKER_CONFIG_FPS = 30.0
+#: Tracker attributes that count frames, and the config key each comes from.
+_FRAME_COUNTS = {
+    "max_frames_lost": "track_buffer",
+    "occ_reappear_window": "occ_reappear_window",
+    "active_occ_to_lost_thresh": "active_occ_to_lost_thresh",
+}
+TRAIL_LENGTH = 30  # centroids kept per track
+VELOCITY_WINDOW_S = 0.5  # velocity is the mean over about this much recent media time
+RATE_SMOOTHING = 0.2  # weight of the newest interval in the measured processing rate
+#: A jump in media time larger than this (a file looped, a camera reconnected) says nothing about
+#: the processing rate, so it is left out of the measurement.
+MAX_RATE_GAP_S = 5.0
 POLYGON_TOLERANCE_PX = 1.0
 
 
-def tracker_names() -> list[str]:
+def make_tracker(options: StreamOptions) -> Any:
+    """A fresh ultralytics tracker of ``options.tracker`` with the stream's setting overrides applied."""
     from ultralytics.trackers.track import TRACKER_MAP
+    from ultralytics.utils import IterableSimpleNamespace
 
-    return sorted(TRACKER_MAP)
+    config = options.tracker_config()
+    # ReID needs ultralytics' predictor hooks (or a download); segcast feeds trackers directly.
+    config.update(with_reid=False, model="auto", device="cpu")
+    return TRACKER_MAP[options.tracker](IterableSimpleNamespace(**config))
 
 
-def _make_tracker(kind: str, fps: float) -> Any:
-    from ultralytics.trackers.track import TRACKER_MAP
-    from ultralytics.utils import YAML
-    from ultralytics.utils.checks import check_yaml
+def class_ids(class_names: dict[int, str], wanted: tuple[str, ...]) -> frozenset[int] | None:
+    """The model's class ids for the names in ``wanted`` (None: all); ValueError names any unknown one."""
+    if not wanted:
+        return None
+    by_name = {name: class_id for class_id, name in class_names.items()}
+    unknown = [name for name in wanted if name not in by_name]
+    if unknown:
+        raise ValueError(f"classes: the model has no class {unknown[0]!r}; it knows {', '.join(by_name)}")
+    return frozenset(by_name[name] for name in wanted)
 
-    if kind not in TRACKER_MAP:
-        raise ValueError(f"unknown tracker {kind!r}; choose one of {', '.join(sorted(TRACKER_MAP))}")
-    settings = dict(YAML.load(check_yaml(f"{kind}.yaml")))
-    # Keep lost tracks for the same time, not the same number of frames, whatever the stream's rate.
-    settings["track_buffer"] = max(1, round(settings["track_buffer"] * fps / TRACKER_CONFIG_FPS))
-    settings["device"] = "cpu"
-    return TRACKER_MAP[kind](SimpleNamespace(**settings))
+
+@dataclass(slots=True)
+class _TrackHistory:
+    """What the tracker does not keep for us: where a track has been and when it was first seen."""
+
+    class_id: int
+    class_name: str
+    first_seen: float  # capture time (Unix s)
+    first_media_time: float
+    last_media_time: float
+    last_box: tuple[float, float, float, float]
+    points: deque[tuple[int, int, float]]  # centroid x, y and media time
 
 
 class StreamTracker:
-    """Tracks for one stream: feed it that stream's model results in order, get `Track` values back."""
+    """Tracks for one stream: feed it that stream's model results in frame order, get tracks and events.
 
-    def __init__(self, class_names: dict[int, str], fps: float, kind: str = "bytetrack") -> None:
-        self._tracker = _make_tracker(kind, fps)
+    It also applies the stream's own detection filter (confidence, classes, max detections), so that
+    streams with different thresholds can share one batched model call run at the lowest of them.
+    Not thread-safe: the inference thread is its only user.
+    """
+
+    def __init__(self, stream_id: str, class_names: dict[int, str], options: StreamOptions, nominal_fps: float) -> None:
+        self.stream_id = stream_id
         self._class_names = class_names
-        self._trails: dict[int, deque[tuple[int, int]]] = {}
+        self._options = options
+        self._class_ids = class_ids(class_names, options.classes)
+        self._tracker = make_tracker(options)
+        config = options.tracker_config()
+        self._windows_s = {
+            attribute: float(config[key]) / TRACKER_CONFIG_FPS
+            for attribute, key in _FRAME_COUNTS.items()
+            if key in config and hasattr(self._tracker, attribute)
+        }
+        self._interval_s = 1.0 / nominal_fps if nominal_fps > 0 else 1.0 / TRACKER_CONFIG_FPS
+        self._last_media_time: float | None = None
+        self._history: dict[int, _TrackHistory] = {}
+        self._apply_rate()
 
-    def update(self, result: Results, frame: Frame) -> tuple[Track, ...]:
+    @property
+    def processing_fps(self) -> float:
+        """Frames of this stream processed per second of its media time (smoothed)."""
+        return 1.0 / self._interval_s
+
+    def update(self, result: Results, frame: Frame) -> tuple[tuple[Track, ...], tuple[TrackEvent, ...]]:
+        """Advance the tracker by one frame; returns the tracks in it and the tracks that started or ended."""
+        self._measure_rate(frame.media_time)
+        result = self._select(result)
         boxes = result.boxes.cpu().numpy() if result.boxes is not None else None
         if boxes is None:
-            return ()
+            return (), ()
         rows = self._tracker.update(boxes, frame.image)
-        polygons = result.masks.xy if result.masks is not None else None
-        tracks = []
+        outlines = result.masks.xy if result.masks is not None else None
+        detected = boxes.xyxy
+        tracks: list[Track] = []
+        events: list[TrackEvent] = []
         for row in rows:
-            x1, y1, x2, y2, track_id, score, class_id, index = row[:8]
-            track_id, class_id, index = int(track_id), int(class_id), int(index)
-            trail = self._trails.setdefault(track_id, deque(maxlen=TRAIL_LENGTH))
-            trail.append((int((x1 + x2) / 2), int((y1 + y2) / 2)))
-            tracks.append(
-                Track(
-                    track_id=track_id,
-                    class_id=class_id,
-                    class_name=self._class_names.get(class_id, str(class_id)),
-                    confidence=float(score),
-                    box=(float(x1), float(y1), float(x2), float(y2)),
-                    polygon=None if polygons is None else simplify(polygons[index]),
-                    trail=tuple(trail),
-                )
-            )
-        self._forget_ended_trails({t.track_id for t in tracks})
-        return tuple(tracks)
+            track_id, class_id, index = int(row[4]), int(row[6]), int(row[7])
+            # The detection's own box agrees with its mask; tracktrack may report boxes it recovered.
+            box = _box(detected[index] if 0 <= index < len(detected) else row)
+            polygon = simplify(outlines[index]) if outlines is not None and 0 <= index < len(outlines) else None
+            track, started = self._observe(track_id, class_id, float(row[5]), box, polygon, frame)
+            tracks.append(track)
+            if started is not None:
+                events.append(started)
+        events += self._ended(frame)
+        return tuple(tracks), tuple(events)
 
-    def _forget_ended_trails(self, live_ids: set[int]) -> None:
-        known = {t.track_id for t in self._tracker.tracked_stracks + self._tracker.lost_stracks}
-        for track_id in list(self._trails):
-            if track_id not in live_ids and track_id not in known:
-                del self._trails[track_id]
+    def _select(self, result: Results) -> Results:
+        """This stream's detections: at or above its confidence, of its classes, at most ``max_det``."""
+        if result.boxes is None or len(result.boxes) == 0:
+            return result
+        boxes = result.boxes.cpu().numpy()
+        conf = np.asarray(boxes.conf)
+        keep = conf >= self._options.conf
+        if self._class_ids is not None:
+            keep &= np.isin(np.asarray(boxes.cls).astype(int), list(self._class_ids))
+        indices = np.flatnonzero(keep)
+        if len(indices) > self._options.max_det:
+            indices = indices[np.argsort(-conf[indices], kind="stable")[: self._options.max_det]]
+            indices.sort()
+        if len(indices) == len(conf):
+            return result
+        return result[indices.tolist()]
+
+    def _observe(
+        self,
+        track_id: int,
+        class_id: int,
+        confidence: float,
+        box: tuple[float, float, float, float],
+        polygon: np.ndarray | None,
+        frame: Frame,
+    ) -> tuple[Track, TrackEvent | None]:
+        class_name = self._class_names.get(class_id, str(class_id))
+        history = self._history.get(track_id)
+        started = None
+        if history is None:
+            history = _TrackHistory(
+                class_id,
+                class_name,
+                frame.capture_time,
+                frame.media_time,
+                frame.media_time,
+                box,
+                deque(maxlen=TRAIL_LENGTH),
+            )
+            self._history[track_id] = history
+            started = self._event(TrackEventKind.START, track_id, history, frame)
+        history.class_id, history.class_name = class_id, class_name
+        history.last_media_time, history.last_box = frame.media_time, box
+        x1, y1, x2, y2 = box
+        history.points.append((round((x1 + x2) / 2), round((y1 + y2) / 2), frame.media_time))
+        track = Track(
+            track_id=track_id,
+            class_id=class_id,
+            class_name=class_name,
+            confidence=confidence,
+            box=box,
+            polygon=polygon,
+            trail=tuple((x, y) for x, y, _ in history.points),
+            velocity=_velocity(history.points),
+            first_seen=history.first_seen,
+            age_s=frame.media_time - history.first_media_time,
+        )
+        return track, started
+
+    def _ended(self, frame: Frame) -> list[TrackEvent]:
+        """End events for reported tracks the tracker no longer keeps, even as lost."""
+        kept = {int(t.track_id) for t in (*self._tracker.tracked_stracks, *self._tracker.lost_stracks)}
+        events = []
+        for track_id in [i for i in self._history if i not in kept]:
+            events.append(self._event(TrackEventKind.END, track_id, self._history.pop(track_id), frame))
+        return events
+
+    def _event(self, kind: TrackEventKind, track_id: int, history: _TrackHistory, frame: Frame) -> TrackEvent:
+        log.debug("[%s] track %d %s", self.stream_id, track_id, kind.value)
+        return TrackEvent(
+            kind=kind,
+            stream_id=self.stream_id,
+            track_id=track_id,
+            class_id=history.class_id,
+            class_name=history.class_name,
+            time=frame.capture_time,
+            first_seen=history.first_seen,
+            age_s=history.last_media_time - history.first_media_time,
+            box=history.last_box,
+        )
+
+    def _measure_rate(self, media_time: float) -> None:
+        previous, self._last_media_time = self._last_media_time, media_time
+        if previous is None:
+            return
+        interval = media_time - previous
+        if 0 < interval <= MAX_RATE_GAP_S:
+            self._interval_s += RATE_SMOOTHING * (interval - self._interval_s)
+            self._apply_rate()
+
+    def _apply_rate(self) -> None:
+        fps = self.processing_fps
+        for attribute, window_s in self._windows_s.items():
+            setattr(self._tracker, attribute, max(1, round(window_s * fps)))
+
+
+def _box(values: np.ndarray) -> tuple[float, float, float, float]:
+    return float(values[0]), float(values[1]), float(values[2]), float(values[3])
+
+
+def _velocity(points: deque[tuple[int, int, float]]) -> tuple[float, float]:
+    """Mean centroid velocity (px/s) from the oldest point within `VELOCITY_WINDOW_S` to the newest."""
+    x1, y1, t1 = points[-1]
+    x0, y0, t0 = next(p for p in points if t1 - p[2] <= VELOCITY_WINDOW_S)
+    dt = t1 - t0
+    if dt <= 0:
+        return 0.0, 0.0
+    return (x1 - x0) / dt, (y1 - y0) / dt
 
 
 def simplify(outline: np.ndarray) -> np.ndarray | None:

@@ -4,19 +4,29 @@ Each cycle takes the newest unprocessed frame of every stream (older ones were a
 in their `LatestFrame` slot and counted), runs them through the model as one batch, and updates each
 stream's tracker with that stream's result only. Streams can be added and removed at any time from
 other threads; the trackers themselves are touched by this thread alone.
+
+Frames share one ``predict`` call only when that cannot change their results: same inference size,
+NMS IoU and image shape (ultralytics letterboxes a batch of mixed shapes differently from a single
+image). Confidence, class filter and max detections are applied per stream after the call, which is
+run at the lowest confidence and highest max detections of the group; greedy NMS keeps exactly the
+same higher-scoring boxes either way. So a stream gets the same tracks batched or alone.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, cast
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
 
 from server.frames import Frame, FrameResult
 from server.models import ModelError, load_model
+from server.options import StreamOptions
 from server.sources.base import LatestFrame
 from server.tracking import StreamTracker
 
@@ -29,35 +39,101 @@ log = logging.getLogger(__name__)
 IDLE_POLL_S = 0.1
 JOIN_TIMEOUT_S = 5.0
 MODEL_LOAD_TIMEOUT_S = 600.0
+DEFAULT_IMGSZ_PX = 640  # what ultralytics uses when a model does not record its own
+MIN_FRAME_PX = 16
+_DEVICE_PATTERN = re.compile(r"^(cpu|mps|cuda|cuda:\d+|\d+)$")
 
 
 @dataclass(frozen=True, slots=True)
 class InferenceOptions:
-    imgsz: int | None = None  # None: the size the model was trained or exported at
+    """Settings of the model thread as a whole, and the defaults every stream starts from.
+
+    ``imgsz``, ``conf`` and ``iou`` are only defaults: a stream's own `StreamOptions` wins.
+    ``half`` applies on GPUs only (CPUs run half precision slower, if at all).
+    """
+
+    imgsz: int | None = None
     conf: float = 0.25
     iou: float = 0.7
     max_batch: int = 8
     device: str = "cpu"
+    half: bool = False
+
+    def __post_init__(self) -> None:
+        if not _DEVICE_PATTERN.match(self.device):
+            raise ValueError(f"device: expected cpu or cuda:N, got {self.device!r}")
+        if self.max_batch < 1:
+            raise ValueError(f"max_batch: expected at least 1, got {self.max_batch}")
+        self.stream_defaults()  # the defaults must be valid stream options
+
+    def stream_defaults(self) -> StreamOptions:
+        return StreamOptions.from_mapping({"imgsz": self.imgsz, "conf": self.conf, "iou": self.iou})
+
+    @property
+    def use_half(self) -> bool:
+        return self.half and self.device not in {"cpu", "mps"}
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStats:
+    """What the worker knows about one stream, for its state in the API and UI."""
+
+    processed: int
+    errors: int
+    last_error: str | None
+    processing_fps: float | None  # None until the stream's second processed frame
+
+    def to_json(self) -> dict[str, object]:
+        fps = None if self.processing_fps is None else round(self.processing_fps, 2)
+        return {"processed": self.processed, "errors": self.errors, "last_error": self.last_error, "fps": fps}
 
 
 @dataclass(eq=False)
 class _Registration:
-    """One stream as the worker sees it; a re-added stream id gets a new one, hence a fresh tracker."""
+    """One stream as the worker sees it; a re-added stream id gets a new one, hence a fresh tracker.
+
+    Counters are written by the inference thread only; other threads just read them.
+    """
 
     stream_id: str
     fps: float
-    tracker_kind: str
+    options: StreamOptions
     slot: LatestFrame
-    errors: int = field(default=0)
+    tracker: StreamTracker | None = None
+    processed: int = 0
+    errors: int = 0
+    last_error: str | None = None
+    processing_fps: float | None = None
+
+
+@dataclass(eq=False)
+class _Job:
+    registration: _Registration
+    frame: Frame
+    result: Results | None = None
+    inference_ms: float = 0.0
+    error: str | None = None
 
 
 class InferenceWorker:
-    """Owns the model thread. `start` blocks until the model is loaded and raises `ModelError` if not."""
+    """Owns the model thread. `start` blocks until the model is loaded and raises `ModelError` if not.
 
-    def __init__(self, model_spec: str, on_result: Callable[[FrameResult], None], options: InferenceOptions) -> None:
+    ``on_result`` is called on the inference thread for every processed frame, in frame order per
+    stream; it must hand the result over and return quickly.
+    """
+
+    def __init__(
+        self,
+        model_spec: str,
+        on_result: Callable[[FrameResult], None],
+        options: InferenceOptions,
+        *,
+        load: Callable[[str], YOLO] = load_model,
+    ) -> None:
         self._model_spec = model_spec
         self._on_result = on_result
         self._options = options
+        self._load = load
         self._lock = threading.Lock()
         self._streams: dict[str, _Registration] = {}
         self._frames_ready = threading.Event()
@@ -65,8 +141,14 @@ class InferenceWorker:
         self._loaded = threading.Event()
         self._load_error: ModelError | None = None
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
+        self._next_first = 0  # round-robin start, so streams beyond max_batch are not always last
         self.class_names: dict[int, str] = {}
         self.cycles = 0
+
+    @property
+    def stream_defaults(self) -> StreamOptions:
+        """The options a stream gets when it is added without its own."""
+        return self._options.stream_defaults()
 
     def start(self) -> None:
         self._thread.start()
@@ -80,80 +162,164 @@ class InferenceWorker:
     def stop(self) -> None:
         self._stop.set()
         self._frames_ready.set()
-        self._thread.join(JOIN_TIMEOUT_S)
+        if self._thread.is_alive():
+            self._thread.join(JOIN_TIMEOUT_S)
         if self._thread.is_alive():
             log.warning("inference thread did not stop within %.1f s", JOIN_TIMEOUT_S)
 
-    def add_stream(self, stream_id: str, fps: float, tracker_kind: str = "bytetrack") -> LatestFrame:
-        """Register a stream and return the slot its reader should fill."""
+    def add_stream(self, stream_id: str, fps: float, options: StreamOptions | None = None) -> LatestFrame:
+        """Register a stream and return the slot its reader should fill.
+
+        ``fps`` is the source's nominal rate, only the tracker's first guess: it then follows the
+        rate the stream is really processed at. Re-adding an id replaces the stream with a fresh one.
+        """
         slot = LatestFrame(self._frames_ready)
         with self._lock:
-            self._streams[stream_id] = _Registration(stream_id, fps, tracker_kind, slot)
+            self._streams[stream_id] = _Registration(stream_id, fps, options or self.stream_defaults, slot)
         return slot
 
     def remove_stream(self, stream_id: str) -> None:
+        """Forget a stream: a frame of it already in the model is dropped, never delivered."""
         with self._lock:
             self._streams.pop(stream_id, None)
 
-    def errors(self, stream_id: str) -> int:
+    def stats(self, stream_id: str) -> StreamStats | None:
         with self._lock:
-            registration = self._streams.get(stream_id)
-        return registration.errors if registration else 0
+            r = self._streams.get(stream_id)
+        return None if r is None else StreamStats(r.processed, r.errors, r.last_error, r.processing_fps)
+
+    def errors(self, stream_id: str) -> int:
+        stats = self.stats(stream_id)
+        return stats.errors if stats else 0
+
+    # -- the inference thread ---------------------------------------------------------------------
 
     def _run(self) -> None:
         try:
-            model = load_model(self._model_spec)
+            model = self._load(self._model_spec)
+            self.class_names = dict(model.names)
         except ModelError as exc:
             self._load_error = exc
-            self._loaded.set()
             return
-        self.class_names = dict(model.names)
-        self._loaded.set()
-        trackers: dict[_Registration, StreamTracker] = {}
+        except Exception as exc:  # a loader that is not load_model: still one line, never a hang
+            self._load_error = ModelError(f"--model {self._model_spec}: cannot load it ({exc})")
+            return
+        finally:
+            self._loaded.set()
+        log.info("inference thread ready on %s (max batch %d)", self._options.device, self._options.max_batch)
         while not self._stop.is_set():
             self._frames_ready.wait(IDLE_POLL_S)
             self._frames_ready.clear()
-            with self._lock:
-                registrations = list(self._streams.values())
-            for gone in set(trackers) - set(registrations):
-                del trackers[gone]
-            batch = [(r, f) for r in registrations if (f := r.slot.take()) is not None]
-            for start in range(0, len(batch), self._options.max_batch):
-                self._process(model, batch[start : start + self._options.max_batch], trackers)
+            jobs = self._take_batch()
+            if jobs:
+                self._process(model, jobs)
+                self.cycles += 1
 
-    def _process(
-        self,
-        model: YOLO,
-        batch: list[tuple[_Registration, Frame]],
-        trackers: dict[_Registration, StreamTracker],
-    ) -> None:
-        options = self._options
+    def _take_batch(self) -> list[_Job]:
+        """The newest frame of up to ``max_batch`` streams, starting the round where the last one stopped."""
+        with self._lock:
+            registrations = list(self._streams.values())
+        if not registrations:
+            return []
+        first = self._next_first % len(registrations)
+        jobs: list[_Job] = []
+        for offset in range(len(registrations)):
+            registration = registrations[(first + offset) % len(registrations)]
+            if len(jobs) == self._options.max_batch:
+                self._next_first = first + offset
+                self._frames_ready.set()  # the rest are picked up next cycle, without waiting
+                break
+            frame = registration.slot.take()
+            if frame is not None:
+                jobs.append(_Job(registration, frame))
+        return jobs
+
+    def _process(self, model: YOLO, jobs: list[_Job]) -> None:
+        groups: dict[tuple[int, float, tuple[int, ...]], list[_Job]] = {}
+        default_imgsz = int(model.overrides.get("imgsz", DEFAULT_IMGSZ_PX))
+        for job in jobs:
+            job.error = _bad_image(job.frame.image)
+            if job.error is None:
+                options = job.registration.options
+                key = (options.imgsz or default_imgsz, options.iou, tuple(job.frame.image.shape))
+                groups.setdefault(key, []).append(job)
+        for (imgsz, iou, _), group in groups.items():
+            self._predict(model, group, imgsz, iou)
+        for job in jobs:
+            self._track_and_deliver(job)
+
+    def _predict(self, model: YOLO, group: list[_Job], imgsz: int, iou: float) -> None:
+        """Run ``group`` as one call; if it fails, run each frame alone so only the culprit is charged."""
+        kwargs: dict[str, Any] = {
+            "imgsz": imgsz,
+            "iou": iou,
+            "conf": min(job.registration.options.conf for job in group),
+            "max_det": max(job.registration.options.max_det for job in group),
+            "device": self._options.device,
+            "half": self._options.use_half,
+            "verbose": False,
+        }
         started = time.perf_counter()
         try:
-            results = model.predict(
-                [frame.image for _, frame in batch],
-                imgsz=options.imgsz or model.overrides.get("imgsz", 640),
-                conf=options.conf,
-                iou=options.iou,
-                device=options.device,
-                verbose=False,
+            results = model.predict([job.frame.image for job in group], **kwargs)
+        except Exception as exc:
+            if len(group) > 1:
+                for job in group:
+                    self._predict(model, [job], imgsz, iou)
+                return
+            group[0].error = f"model failed: {type(exc).__name__}: {exc}"
+            log.warning(
+                "[%s] model failed on frame %d", group[0].registration.stream_id, group[0].frame.seq, exc_info=True
             )
-        except Exception:
-            log.exception("model failed on a batch of %d frames", len(batch))
-            for registration, _ in batch:
-                registration.errors += 1
             return
-        elapsed_ms = (time.perf_counter() - started) * 1000 / len(batch)
-        self.cycles += 1
-        for (registration, frame), result in zip(batch, cast("list[Results]", results), strict=True):
-            tracker = trackers.get(registration)
-            if tracker is None:
-                tracker = StreamTracker(self.class_names, registration.fps, registration.tracker_kind)
-                trackers[registration] = tracker
+        elapsed_ms = (time.perf_counter() - started) * 1000 / len(group)
+        for job, result in zip(group, cast("list[Results]", results), strict=True):
+            job.result, job.inference_ms = result, elapsed_ms
+
+    def _track_and_deliver(self, job: _Job) -> None:
+        registration, frame = job.registration, job.frame
+        if job.error is None and job.result is not None:
             try:
-                tracks = tracker.update(result, frame)
-            except Exception:
-                log.exception("[%s] tracker failed on frame %d", registration.stream_id, frame.seq)
-                registration.errors += 1
-                continue
-            self._on_result(FrameResult(frame, tracks, elapsed_ms))
+                if registration.tracker is None:
+                    registration.tracker = StreamTracker(
+                        registration.stream_id, self.class_names, registration.options, registration.fps
+                    )
+                tracks, events = registration.tracker.update(job.result, frame)
+            except ValueError as exc:  # the stream's options do not fit the model (an unknown class name)
+                job.error = str(exc)
+            except Exception as exc:
+                job.error = f"tracking failed: {type(exc).__name__}: {exc}"
+                log.debug("[%s] tracking failed on frame %d", registration.stream_id, frame.seq, exc_info=True)
+            else:
+                registration.processed += 1
+                if registration.processed > 1:
+                    registration.processing_fps = registration.tracker.processing_fps
+                with self._lock:
+                    current = self._streams.get(registration.stream_id) is registration
+                if current:  # removed (or replaced) while in the model: its frames must not leak out
+                    self._deliver(FrameResult(frame, tracks, job.inference_ms, events))
+                return
+        self._fail(registration, frame, job.error or "no result from the model")
+
+    def _deliver(self, result: FrameResult) -> None:
+        try:
+            self._on_result(result)
+        except Exception:
+            log.exception("[%s] result handler failed on frame %d", result.frame.stream_id, result.frame.seq)
+
+    def _fail(self, registration: _Registration, frame: Frame, reason: str) -> None:
+        registration.errors += 1
+        if reason != registration.last_error:  # one line per new reason, not one per frame
+            log.warning("[%s] frame %d not processed: %s", registration.stream_id, frame.seq, reason)
+        registration.last_error = reason
+
+
+def _bad_image(image: object) -> str | None:
+    """Why ``image`` cannot go to the model, or None if it can (a BGR uint8 picture of a sensible size)."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        shape = getattr(image, "shape", None)
+        dtype = getattr(image, "dtype", type(image).__name__)
+        return f"bad frame: expected a BGR uint8 image, got {dtype} {shape}"
+    if min(image.shape[:2]) < MIN_FRAME_PX:
+        return f"bad frame: {image.shape[1]}x{image.shape[0]} is smaller than {MIN_FRAME_PX}x{MIN_FRAME_PX}"
+    return None

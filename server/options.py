@@ -1,0 +1,158 @@
+"""Per-stream inference and tracking options, validated once where they enter (TOML, flags, REST).
+
+Everything the worker may do differently for one stream lives in one frozen `StreamOptions`, so a
+stream's behaviour is a value that can be compared, logged and sent to a client. `from_mapping` is the
+single way in from untrusted input: it names the key that is wrong, so a config file or an API call
+gets an error a person can act on instead of a traceback from deep inside the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+#: ultralytics' own default; ``max_det`` bounds the work per frame, not the objects a camera can see.
+DEFAULT_MAX_DET = 300
+DEFAULT_TRACKER = "bytetrack"
+MIN_IMGSZ_PX = 32
+MAX_IMGSZ_PX = 4096
+#: Tracker settings that pick the tracker or wire it to a model; segcast sets these itself.
+_RESERVED_TRACKER_KEYS = frozenset({"tracker_type", "model", "device", "with_reid"})
+
+TrackerValue = float | int | bool | str
+
+
+@cache
+def tracker_defaults(kind: str) -> dict[str, TrackerValue]:
+    """The settings ultralytics ships for tracker ``kind`` (its ``<kind>.yaml``); raises ValueError if unknown."""
+    from ultralytics.trackers.track import TRACKER_MAP
+    from ultralytics.utils import YAML
+    from ultralytics.utils.checks import check_yaml
+
+    if kind not in TRACKER_MAP:
+        raise ValueError(f"tracker: unknown tracker {kind!r}; choose one of {', '.join(sorted(TRACKER_MAP))}")
+    return dict(YAML.load(check_yaml(f"{kind}.yaml")))
+
+
+def tracker_kinds() -> tuple[str, ...]:
+    """Every tracker ultralytics ships, as accepted by ``tracker``."""
+    from ultralytics.trackers.track import TRACKER_MAP
+
+    return tuple(sorted(TRACKER_MAP))
+
+
+@dataclass(frozen=True, slots=True)
+class StreamOptions:
+    """How one stream is inferred and tracked.
+
+    ``classes`` are class *names* (empty: every class the model knows); names the model does not
+    know are reported by the worker on the stream, since the model is not loaded when options are
+    read. ``imgsz`` None means the size the model was trained or exported at. ``tracker_settings``
+    override keys of the tracker's ultralytics yaml (thresholds, ``track_buffer``...), as sorted
+    pairs so the value stays hashable; ``track_buffer`` keeps ultralytics' meaning of frames at
+    30 fps, which segcast turns into a time and re-applies at the rate the stream is really processed.
+    """
+
+    conf: float = 0.25
+    iou: float = 0.7
+    classes: tuple[str, ...] = ()
+    imgsz: int | None = None
+    max_det: int = DEFAULT_MAX_DET
+    tracker: str = DEFAULT_TRACKER
+    tracker_settings: tuple[tuple[str, TrackerValue], ...] = field(default=())
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], base: StreamOptions | None = None) -> StreamOptions:
+        """Options from a TOML table or JSON object, over ``base`` (the global defaults) for keys not given.
+
+        Raises ValueError whose message starts with the offending key. ``tracker_settings`` given here
+        are merged over those of ``base`` when the tracker kind stays the same, and replace them when it changes.
+        """
+        base = base or cls()
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"{unknown[0]}: unknown stream option; known options are {', '.join(sorted(known))}")
+        conf = _fraction(values, "conf", base.conf)
+        iou = _fraction(values, "iou", base.iou)
+        classes = _classes(values["classes"]) if "classes" in values else base.classes
+        imgsz = _imgsz(values["imgsz"]) if "imgsz" in values else base.imgsz
+        max_det = _positive_int(values, "max_det", base.max_det)
+        tracker = values.get("tracker", base.tracker)
+        if not isinstance(tracker, str):
+            raise ValueError(f"tracker: expected a tracker name, got {tracker!r}")
+        tracker_defaults(tracker)  # raises for an unknown kind
+        inherited = dict(base.tracker_settings) if tracker == base.tracker else {}
+        overrides = values.get("tracker_settings", {})
+        if not isinstance(overrides, Mapping):
+            raise ValueError(f"tracker_settings: expected a table of tracker settings, got {overrides!r}")
+        settings = _tracker_settings(tracker, {**inherited, **overrides})
+        return cls(conf, iou, classes, imgsz, max_det, tracker, settings)
+
+    def tracker_config(self) -> dict[str, TrackerValue]:
+        """The full tracker configuration: ultralytics' defaults for the kind with this stream's overrides."""
+        return {**tracker_defaults(self.tracker), **dict(self.tracker_settings)}
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "conf": self.conf,
+            "iou": self.iou,
+            "classes": list(self.classes),
+            "imgsz": self.imgsz,
+            "max_det": self.max_det,
+            "tracker": self.tracker,
+            "tracker_settings": dict(self.tracker_settings),
+        }
+
+
+def _fraction(values: Mapping[str, Any], key: str, default: float) -> float:
+    value = values.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{key}: expected a number from 0 to 1, got {value!r}")
+    return float(value)
+
+
+def _positive_int(values: Mapping[str, Any], key: str, default: int) -> int:
+    value = values.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{key}: expected a whole number of at least 1, got {value!r}")
+    return value
+
+
+def _imgsz(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not MIN_IMGSZ_PX <= value <= MAX_IMGSZ_PX:
+        raise ValueError(f"imgsz: expected pixels from {MIN_IMGSZ_PX} to {MAX_IMGSZ_PX}, got {value!r}")
+    return value
+
+
+def _classes(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, list | tuple) or not all(isinstance(name, str) and name for name in value):
+        raise ValueError(f"classes: expected a list of class names, got {value!r}")
+    return tuple(dict.fromkeys(value))
+
+
+def _tracker_settings(kind: str, overrides: Mapping[str, Any]) -> tuple[tuple[str, TrackerValue], ...]:
+    defaults = tracker_defaults(kind)
+    checked: dict[str, TrackerValue] = {}
+    for key, value in overrides.items():
+        if key in _RESERVED_TRACKER_KEYS or key not in defaults:
+            allowed = sorted(set(defaults) - _RESERVED_TRACKER_KEYS)
+            raise ValueError(f"tracker_settings.{key}: not a setting of {kind}; it has {', '.join(allowed)}")
+        default = defaults[key]
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int | float):
+            ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+        else:
+            ok = isinstance(value, str)
+        if not ok:
+            raise ValueError(f"tracker_settings.{key}: expected a value like {default!r}, got {value!r}")
+        checked[key] = value
+    return tuple(sorted(checked.items()))
