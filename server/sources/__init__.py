@@ -1,7 +1,9 @@
 """Source kinds behind one interface, chosen by URI.
 
-scene:?seed=1          the generated scene (see `server.sources.scene`)
-file:///videos/a.mp4   a local video file; a plain path works too
+scene:?seed=1                     the generated scene (see `server.sources.scene`)
+file:///videos/a.mp4              a local video file; a plain path works too; ``#rate=max`` for batch
+rtsp://, rtsps://, rtmp://, ...   network cameras and streams (see `server.sources.network`)
+/dev/video0, webcam:0             local webcams (see `server.sources.webcam`)
 """
 
 from __future__ import annotations
@@ -11,18 +13,38 @@ from urllib.parse import unquote, urlsplit
 
 from server.sources.base import Decoded, LatestFrame, Source, SourceError, StreamState
 from server.sources.file import FileSource
+from server.sources.network import SCHEMES as NETWORK_SCHEMES
+from server.sources.network import NetworkSource
 from server.sources.scene import SceneSource
+from server.sources.uri import mask_uri, split_options
+from server.sources.webcam import WebcamSource, is_webcam
 
-__all__ = ["Decoded", "LatestFrame", "Source", "SourceError", "StreamState", "open_source"]
+__all__ = ["Decoded", "LatestFrame", "Source", "SourceError", "StreamState", "mask_uri", "open_source"]
 
 
 def open_source(uri: str) -> Source:
-    """The source for ``uri``, or `SourceError` naming what is wrong with it."""
+    """The source for ``uri``, or `SourceError` naming what is wrong with it.
+
+    Never blocks on the network: connecting is the reader's job, so a camera that is down is a
+    stream that reconnects, not a server that will not start.
+    """
+    if is_webcam(uri):
+        return WebcamSource(uri)
     scheme = urlsplit(uri).scheme.lower()
     if scheme == "scene":
         return SceneSource(uri)
+    if scheme in NETWORK_SCHEMES:
+        return NetworkSource(uri)
     if scheme == "file":
-        return FileSource(Path(unquote(urlsplit(uri).path)))
+        return _file(uri, Path(unquote(urlsplit(uri.partition("#")[0]).path)))
     if scheme == "" or (len(scheme) == 1 and uri[1:3] in (":\\", ":/")):  # a plain path, Windows drives too
-        return FileSource(Path(uri))
-    raise SourceError(f"unsupported source {uri!r}: use scene:, file:// or a file path")
+        if Path(uri).is_file():  # a file whose name contains '#' is taken as it is
+            return FileSource(Path(uri))
+        return _file(uri, Path(uri.partition("#")[0]))
+    kinds = "scene:, file://, a file path, rtsp://, rtsps://, rtmp://, http(s)://, /dev/videoN or webcam:N"
+    raise SourceError(f"unsupported source {mask_uri(uri)!r}: use {kinds}")
+
+
+def _file(uri: str, path: Path) -> FileSource:
+    _, options = split_options(uri, {"rate": "native"})
+    return FileSource(path, options["rate"])

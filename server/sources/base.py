@@ -34,7 +34,10 @@ class Source(Protocol):
     """A kind of camera or media, opened fresh for each attempt to read it."""
 
     #: Live sources (cameras, the generated scene) already arrive at their real rate; files must be
-    #: paced by the reader to play at their native rate.
+    #: paced by the reader to play at their native rate. A network source may find out only when it
+    #: opens that its URL is a finite video (an MP4 over HTTP) and then turns this off; the reader
+    #: reads it for every frame. A source may also carry ``batch = True``: decode as fast as the
+    #: consumer takes frames, none dropped (files with ``#rate=max``).
     live: bool
     #: Nominal frames per second, known before the first frame (trackers are sized by it).
     fps: float
@@ -52,10 +55,13 @@ class Source(Protocol):
 
 
 class StreamState(enum.Enum):
-    STARTING = "starting"
-    LIVE = "live"
-    ENDED = "ended"
-    FAILED = "failed"
+    """Where a stream stands. Which state may follow which is written once, in `reader.TRANSITIONS`."""
+
+    STARTING = "starting"  # first connection attempt, no frame yet
+    LIVE = "live"  # frames arriving
+    RECONNECTING = "reconnecting"  # lost or never reached; the next attempt is scheduled
+    ENDED = "ended"  # a finite video played to its end (files without loop)
+    FAILED = "failed"  # a problem retrying cannot fix: bad URI, missing file, credentials refused
 
 
 class LatestFrame:
@@ -67,7 +73,7 @@ class LatestFrame:
     """
 
     def __init__(self, ready: threading.Event) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._frame: Frame | None = None
         self._ready = ready
         self.dropped = 0
@@ -82,4 +88,17 @@ class LatestFrame:
     def take(self) -> Frame | None:
         with self._lock:
             frame, self._frame = self._frame, None
+            self._lock.notify_all()
         return frame
+
+    def wait_empty(self, stop: threading.Event, poll_s: float = 0.1) -> bool:
+        """Block until the consumer took the frame in the slot; False if ``stop`` was set first.
+
+        Only for batch sources, which must not drop frames: live ones never wait for a consumer.
+        """
+        with self._lock:
+            while self._frame is not None:
+                if stop.is_set():
+                    return False
+                self._lock.wait(poll_s)
+        return not stop.is_set()

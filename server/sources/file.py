@@ -1,4 +1,8 @@
-"""Local video files, decoded with PyAV."""
+"""Local video files, decoded with PyAV.
+
+/videos/yard.mp4, file:///videos/yard.mp4     played at the file's own frame rate, like a camera
+/videos/yard.mp4#rate=max                     as fast as inference takes frames, none dropped (batch)
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import av
 from server.sources.base import Decoded, SourceError
 
 DEFAULT_FPS = 25.0  # for files whose header gives no rate
+RATES = ("native", "max")
 
 
 class FileSource:
@@ -18,20 +23,24 @@ class FileSource:
 
     live = False
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, rate: str = "native") -> None:
         if not path.is_file():
             raise SourceError(f"no such file: {path}")
+        if rate not in RATES:
+            raise SourceError(f"rate={rate!r} for {path}: use one of {', '.join(RATES)}")
         self.path = path
+        #: With ``rate=max`` the reader hands over every frame as soon as the previous one was taken.
+        self.batch = rate == "max"
         self.fps = _probe_fps(path)
 
     def describe(self) -> str:
-        return str(self.path)
+        return f"{self.path}#rate=max" if self.batch else str(self.path)
 
     def open(self, stop: threading.Event) -> Iterator[Decoded]:
         try:
             container = av.open(str(self.path))
         except av.error.FFmpegError as exc:
-            raise SourceError(f"cannot open {self.path.name} as video: {exc}") from None
+            raise SourceError(f"cannot open {self.path.name} as video: {_reason(exc)}") from None
         with container:
             if not container.streams.video:
                 raise SourceError(f"{self.path.name} has no video stream")
@@ -49,7 +58,7 @@ class FileSource:
                     index += 1
             except av.error.FFmpegError as exc:
                 if index == 0:
-                    raise SourceError(f"cannot decode {self.path.name}: {exc}") from None
+                    raise SourceError(f"cannot decode {self.path.name}: {_reason(exc)}") from None
                 raise
 
 
@@ -61,5 +70,11 @@ def _probe_fps(path: Path) -> float:
                 raise SourceError(f"{path.name} has no video stream")
             rate = container.streams.video[0].average_rate
     except av.error.FFmpegError as exc:
-        raise SourceError(f"cannot open {path.name} as video: {exc}") from None
+        raise SourceError(f"cannot open {path.name} as video: {_reason(exc)}") from None
     return float(rate) if rate else DEFAULT_FPS
+
+
+def _reason(exc: av.error.FFmpegError) -> str:
+    """FFmpeg's words for what is wrong, without the error number and path it repeats."""
+    reason = exc.strerror or str(exc)
+    return reason[:1].lower() + reason[1:]

@@ -1,11 +1,26 @@
-"""The reader thread: one per stream, from a `Source` into that stream's `LatestFrame` slot."""
+"""The reader thread: one per stream, from a `Source` into that stream's `LatestFrame` slot.
+
+The reader owns everything a source kind should not have to get right: pacing files, keeping only the
+newest frame, the stream's state, and reconnecting. A source's ``open`` ends in one of three ways,
+and each means one thing here:
+
+- it returns: the media is over (``ENDED``, or played again for a looping file);
+- it raises `SourceError`: retrying cannot help (``FAILED``);
+- it raises anything else: the connection was lost or never made (``RECONNECTING``, then a new
+  attempt after an exponential backoff with jitter, reset once a connection has stayed healthy).
+"""
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
 
 from server.frames import Frame
 from server.sources.base import LatestFrame, Source, SourceError, StreamState
@@ -13,16 +28,86 @@ from server.sources.base import LatestFrame, Source, SourceError, StreamState
 log = logging.getLogger(__name__)
 
 JOIN_TIMEOUT_S = 2.0
+RECONNECT_INITIAL_S = 0.5
+RECONNECT_MAX_S = 30.0
+#: Each delay is scaled by a random factor in 1 +/- this, so cameras that dropped together (a switch
+#: rebooting) do not all come back at the same instant.
+RECONNECT_JITTER = 0.2
+#: A connection that delivered frames this long resets the backoff to `RECONNECT_INITIAL_S`.
+HEALTHY_RESET_S = 10.0
+#: The measured input rate counts the frames of this last stretch of time.
+FPS_WINDOW_S = 3.0
 
 StateListener = Callable[[str, StreamState, str | None], None]
+
+#: Which state may follow which: the one place that says so. A state may follow itself only where
+#: that carries news (a new error or a new next attempt while reconnecting).
+TRANSITIONS: dict[StreamState, frozenset[StreamState]] = {
+    StreamState.STARTING: frozenset(
+        {StreamState.LIVE, StreamState.RECONNECTING, StreamState.ENDED, StreamState.FAILED}
+    ),
+    StreamState.LIVE: frozenset({StreamState.RECONNECTING, StreamState.ENDED, StreamState.FAILED}),
+    StreamState.RECONNECTING: frozenset(
+        {StreamState.LIVE, StreamState.RECONNECTING, StreamState.ENDED, StreamState.FAILED}
+    ),
+    StreamState.ENDED: frozenset(),
+    StreamState.FAILED: frozenset(),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """How long to wait before reconnect attempt ``failures + 1``: doubling from ``initial_s`` to ``max_s``."""
+
+    initial_s: float = RECONNECT_INITIAL_S
+    max_s: float = RECONNECT_MAX_S
+    jitter: float = RECONNECT_JITTER
+    healthy_s: float = HEALTHY_RESET_S
+
+    def delay(self, failures: int, rng: random.Random) -> float:
+        base = self.initial_s * 2.0 ** min(failures, 32)
+        return min(self.max_s, base) * (1.0 + rng.uniform(-self.jitter, self.jitter))
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderStatus:
+    """A consistent snapshot of one reader, for the API and the viewer.
+
+    Times are wall-clock seconds (``time.time()``) so they can be shown and compared across processes.
+    """
+
+    state: StreamState
+    error: str | None
+    next_attempt_at: float | None  # only while reconnecting
+    frames_read: int
+    dropped: int  # frames replaced in the slot before inference took them
+    input_fps: float  # frames per second over the last `FPS_WINDOW_S`; 0 unless live
+    reconnects: int  # connections lost or refused so far, stalls included
+    last_frame_at: float | None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "state": self.state.value,
+            "error": self.error,
+            "next_attempt_at": None if self.next_attempt_at is None else round(self.next_attempt_at, 3),
+            "frames_read": self.frames_read,
+            "frames_dropped": self.dropped,
+            "input_fps": round(self.input_fps, 2),
+            "reconnects": self.reconnects,
+            "last_frame_at": None if self.last_frame_at is None else round(self.last_frame_at, 3),
+        }
 
 
 class StreamReader:
     """Runs one source in its own thread so decoding never touches the event loop.
 
-    Files are paced to their native rate against the wall clock (a file stands in for a camera);
-    live sources are read as fast as they deliver. State changes go to ``on_state`` from the reader
-    thread: the listener must hand them over to the loop itself.
+    Files are paced to their native rate against the wall clock (a file stands in for a camera), or
+    read as fast as the consumer takes frames for batch sources; live sources are read as fast as
+    they deliver. ``media_time`` in the frames it produces never goes backwards, across loops and
+    reconnects too, so a tracker always sees the true time between frames.
+
+    State changes go to ``on_state`` from the reader thread: the listener must hand them over to the
+    loop itself. After `request_stop` the reader publishes neither frames nor states.
     """
 
     def __init__(
@@ -32,17 +117,59 @@ class StreamReader:
         slot: LatestFrame,
         on_state: StateListener,
         loop_file: bool = False,
+        backoff: Backoff | None = None,
     ) -> None:
         self.stream_id = stream_id
         self.source = source
         self.slot = slot
         self.loop_file = loop_file
-        self.state = StreamState.STARTING
-        self.error: str | None = None
-        self.frames_read = 0
+        self.backoff = backoff or Backoff()
         self._on_state = on_state
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"reader-{stream_id}", daemon=True)
+        self._lock = threading.Lock()
+        self._state = StreamState.STARTING
+        self._error: str | None = None
+        self._next_attempt_at: float | None = None
+        self._frames_read = 0
+        self._reconnects = 0
+        self._arrivals: deque[float] = deque(maxlen=1024)  # monotonic times of recent frames
+        self._last_frame_at: float | None = None
+        self._last_media_time: float | None = None
+        self._last_frame_mono = 0.0
+        self._rng = random.Random()
+        self._announced: tuple[StreamState, str | None] | None = None
+        self._attempt_live_since: float | None = None  # when this attempt's first frame came
+
+    # -- for the rest of the server ----------------------------------------------------------------
+
+    @property
+    def state(self) -> StreamState:
+        return self._state
+
+    @property
+    def error(self) -> str | None:
+        return self._error
+
+    @property
+    def frames_read(self) -> int:
+        return self._frames_read
+
+    def status(self) -> ReaderStatus:
+        now = time.monotonic()
+        with self._lock:
+            recent = [t for t in self._arrivals if now - t <= FPS_WINDOW_S]
+            span = recent[-1] - recent[0] if len(recent) >= 2 and self._state is StreamState.LIVE else 0.0
+            return ReaderStatus(
+                state=self._state,
+                error=self._error,
+                next_attempt_at=self._next_attempt_at,
+                frames_read=self._frames_read,
+                dropped=self.slot.dropped,
+                input_fps=(len(recent) - 1) / span if span > 0 else 0.0,
+                reconnects=self._reconnects,
+                last_frame_at=self._last_frame_at,
+            )
 
     def start(self) -> None:
         self._thread.start()
@@ -52,27 +179,77 @@ class StreamReader:
         self._stop.set()
 
     def stop(self) -> None:
-        """Ask the reader to stop and wait for it, at most `JOIN_TIMEOUT_S`."""
+        """Ask the reader to stop and wait for it, at most `JOIN_TIMEOUT_S`.
+
+        A reader inside one blocking FFmpeg call cannot be interrupted sooner than that call's own
+        time-out (FFmpeg offers no safe way to abort a read from another thread: closing the
+        container under it crashes). Such a reader is already silent, publishing nothing more, and
+        its thread ends by itself when the call times out.
+        """
         self.request_stop()
         self._thread.join(JOIN_TIMEOUT_S)
         if self._thread.is_alive():
-            log.warning("[%s] reader did not stop within %.1f s", self.stream_id, JOIN_TIMEOUT_S)
+            log.info("[%s] reader is inside a blocked network call; it exits at that call's time-out", self.stream_id)
 
-    def _set_state(self, state: StreamState, error: str | None = None) -> None:
-        if state is self.state and error == self.error:
-            return
-        self.state, self.error = state, error
-        log.info("[%s] %s%s", self.stream_id, state.value, f": {error}" if error else "")
-        self._on_state(self.stream_id, state, error)
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    # -- in the reader thread ----------------------------------------------------------------------
+
+    def _set_state(self, state: StreamState, error: str | None = None, next_attempt_at: float | None = None) -> None:
+        with self._lock:
+            if self._stop.is_set():
+                return
+            if state is self._state and error == self._error and next_attempt_at == self._next_attempt_at:
+                return
+            if state is not self._state and state not in TRANSITIONS[self._state]:
+                raise RuntimeError(f"stream state cannot go from {self._state.value} to {state.value}")
+            self._state, self._error, self._next_attempt_at = state, error, next_attempt_at
+        if state is StreamState.RECONNECTING and next_attempt_at is not None:
+            log.warning(
+                "[%s] reconnecting in %.1f s: %s", self.stream_id, max(0.0, next_attempt_at - time.time()), error
+            )
+        else:
+            log.info("[%s] %s%s", self.stream_id, state.value, f": {error}" if error else "")
+        if (state, error) != self._announced:  # a dead camera is one event for viewers, not one per retry
+            self._announced = (state, error)
+            self._on_state(self.stream_id, state, error)
 
     def _run(self) -> None:
+        failures = 0
         try:
             while not self._stop.is_set():
-                self._play_once()
-                if not self.loop_file or self.source.live:
-                    break
-            if not self._stop.is_set():
-                self._set_state(StreamState.ENDED)
+                attempt_started = time.monotonic()
+                self._attempt_live_since = None
+                try:
+                    self._play_once()
+                except SourceError:
+                    raise
+                except Exception as exc:
+                    error = _reason(exc)
+                else:
+                    if self._stop.is_set():
+                        return
+                    if self.loop_file and not self.source.live and self._attempt_live_since is not None:
+                        continue
+                    if self._attempt_live_since is None and not self.source.live:
+                        raise SourceError(f"{self.source.describe()} has no frames to play")
+                    self._set_state(StreamState.ENDED)
+                    return
+                if self._stop.is_set():
+                    return
+                live_since = self._attempt_live_since
+                if live_since is not None and time.monotonic() - live_since >= self.backoff.healthy_s:
+                    failures = 0
+                delay = self.backoff.delay(failures, self._rng)
+                failures += 1
+                with self._lock:
+                    self._reconnects += 1
+                log.debug("[%s] attempt lasted %.1f s", self.stream_id, time.monotonic() - attempt_started)
+                self._set_state(StreamState.RECONNECTING, error, time.time() + delay)
+                if self._stop.wait(delay):
+                    return
         except SourceError as exc:
             self._set_state(StreamState.FAILED, str(exc))
         except Exception as exc:  # a reader must report, never die silently
@@ -80,19 +257,65 @@ class StreamReader:
             self._set_state(StreamState.FAILED, f"{type(exc).__name__}: {exc}")
 
     def _play_once(self) -> None:
+        """One attempt: open the source and publish its frames until it ends, fails or we stop."""
+        batch = bool(getattr(self.source, "batch", False))
         started_wall: float | None = None
         first_media = 0.0
+        offset: float | None = None
         for decoded in self.source.open(self._stop):
             if self._stop.is_set():
                 return
-            if not self.source.live:
+            paced = not self.source.live and not batch
+            if paced:
                 if started_wall is None:
                     started_wall, first_media = time.monotonic(), decoded.media_time
                 due = started_wall + (decoded.media_time - first_media)
                 if self._stop.wait(max(0.0, due - time.monotonic())):
                     return
-            frame = Frame(self.stream_id, self.frames_read, time.time(), decoded.media_time, decoded.image)
-            self.frames_read += 1
-            self.slot.put(frame)
-            if self.state is not StreamState.LIVE:
-                self._set_state(StreamState.LIVE)
+            if batch and not self.slot.wait_empty(self._stop):
+                return
+            if offset is None:
+                offset = self._media_offset(decoded.media_time)
+            media_time = decoded.media_time + offset
+            if self._last_media_time is not None and media_time < self._last_media_time:
+                media_time = self._last_media_time  # a camera's clock jumped back: hold, never reverse
+            self._publish(media_time, decoded.image)
+
+    def _media_offset(self, first_media: float) -> float:
+        """Shift for this attempt's media times so they continue where the last attempt stopped.
+
+        A new connection or a looped file starts its media clock again; the gap we add is the wall
+        time that really passed (live) or one frame (a file played again).
+        """
+        if self._last_media_time is None:
+            return -first_media
+        if self.source.live:
+            gap = time.monotonic() - self._last_frame_mono
+        else:
+            gap = 1.0 / self.source.fps if self.source.fps > 0 else 0.0
+        return self._last_media_time + gap - first_media
+
+    def _publish(self, media_time: float, image: np.ndarray) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if self._stop.is_set():
+                return
+            seq = self._frames_read
+            self._frames_read += 1
+            self._arrivals.append(now)
+            self._last_frame_at = time.time()
+            frame = Frame(self.stream_id, seq, self._last_frame_at, media_time, image)
+        self._last_media_time, self._last_frame_mono = media_time, now
+        self.slot.put(frame)
+        if self._attempt_live_since is None:
+            self._attempt_live_since = now
+        if self._state is not StreamState.LIVE:
+            self._set_state(StreamState.LIVE)
+
+
+def _reason(exc: BaseException) -> str:
+    """A lost connection's reason for people. Sources raise `OSError`s with readable, masked messages."""
+    text = str(exc)
+    if isinstance(exc, OSError) and text:
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

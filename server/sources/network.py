@@ -1,0 +1,178 @@
+"""Network cameras and streams read with PyAV: RTSP(S), RTMP(S), and HTTP(S) MJPEG, HLS or video URLs.
+
+rtsp://user:pass@192.168.1.10:554/stream1          TCP (the default: no lost packets, no smearing)
+rtsp://192.168.1.10/stream1#transport=udp          UDP, for cameras or networks that need it
+rtmp://media.local/live/cam1
+http://192.168.1.11/video.mjpg                     multipart MJPEG, as many IP cameras serve it
+https://example.com/live/index.m3u8                HLS
+http://example.com/clip.mp4                        a finite video: played at its own rate, then ended
+
+Options go in the fragment (see `server.sources.uri`): ``transport`` (RTSP: tcp, udp, udp_multicast,
+http, https), ``timeout`` (seconds without a frame before the connection counts as stalled and is
+dropped), ``open_timeout`` (seconds for connecting and reading the stream header), ``fps`` (the rate
+assumed until frames arrive), ``format`` (force an FFmpeg demuxer, e.g. ``mpjpeg``).
+
+FFmpeg is asked for low latency: no input buffering, low-delay decoding, slice threads rather than
+frame threads (which would hold frames back), and a short probe, so the newest frame is what the
+camera sent last rather than what sat in a buffer.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import av
+import av.container
+
+from server.sources.base import Decoded, SourceError
+from server.sources.uri import mask_text, mask_uri, positive_float, split_options
+
+SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https"})
+RTSP_TRANSPORTS = frozenset({"tcp", "udp", "udp_multicast", "http", "https"})
+#: No frame for this long while connected is a stall, handled like a dropped connection.
+STALL_TIMEOUT_S = 5.0
+#: Each of the two opening steps (connect and handshake; read the stream header) gets this long.
+OPEN_TIMEOUT_S = 10.0
+#: Assumed until the stream says otherwise: trackers need a rate before the first frame.
+DEFAULT_FPS = 25.0
+#: How much of the stream FFmpeg may read to learn its format: enough for a key frame, no more.
+PROBE_DURATION_US = 1_000_000
+#: Demuxers whose timestamps are invented (MJPEG over HTTP counts frames at a nominal 25 fps): their
+#: frames get the arrival time instead, which is the true time between them.
+WALL_CLOCK_FORMATS = frozenset({"mpjpeg", "mjpeg", "image2pipe", "jpeg_pipe"})
+#: UDP packets may arrive out of order; waiting longer than this for a late one adds latency.
+UDP_REORDER_DELAY_US = 200_000
+
+_OPTIONS = {
+    "transport": "tcp",
+    "timeout": str(STALL_TIMEOUT_S),
+    "open_timeout": str(OPEN_TIMEOUT_S),
+    "fps": str(DEFAULT_FPS),
+    "format": "",
+}
+
+
+class NetworkSource:
+    """A camera or stream at a URL, connected afresh by each `open`.
+
+    Reports permanent problems (credentials refused, a protocol this FFmpeg lacks) as `SourceError`;
+    everything else (refused, reset, timed out, stalled, closed by the camera) as `ConnectionError`,
+    so the reader reconnects. Messages never contain the URL's password.
+    """
+
+    def __init__(self, uri: str) -> None:
+        url, options = split_options(uri, _OPTIONS)
+        parts = urlsplit(url)
+        self.scheme = parts.scheme.lower()
+        if self.scheme not in SCHEMES:
+            raise SourceError(f"{mask_uri(uri)!r} is not a network stream")
+        if not parts.hostname:
+            raise SourceError(f"{mask_uri(uri)!r} has no host")
+        transport = options["transport"].lower()
+        if transport not in RTSP_TRANSPORTS:
+            raise SourceError(f"transport={transport!r} in {mask_uri(uri)!r}: use one of {sorted(RTSP_TRANSPORTS)}")
+        self._url = url
+        self._described = mask_uri(uri)
+        self._transport = transport
+        self.stall_timeout_s = positive_float(options, "timeout", uri)
+        self.open_timeout_s = positive_float(options, "open_timeout", uri)
+        self.fps = positive_float(options, "fps", uri)
+        self._format = options["format"] or None
+        # RTSP and RTMP are live by nature. An HTTP URL may be a finite video; `open` finds out.
+        self.live = True
+
+    def describe(self) -> str:
+        return self._described
+
+    def av_options(self) -> dict[str, str]:
+        """FFmpeg options for this URL: low latency for every protocol, and the chosen RTSP transport."""
+        options = {
+            "fflags": "nobuffer+discardcorrupt",
+            "flags": "low_delay",
+            "analyzeduration": str(PROBE_DURATION_US),
+        }
+        if self.scheme in ("rtsp", "rtsps"):
+            options["rtsp_transport"] = self._transport
+            options["allowed_media_types"] = "video"
+            if self._transport.startswith("udp"):
+                options["max_delay"] = str(UDP_REORDER_DELAY_US)
+        return options
+
+    def open(self, stop: threading.Event) -> Iterator[Decoded]:
+        container = self._connect()
+        with container:
+            if not container.streams.video:
+                raise SourceError(f"{self._described} has no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "SLICE"
+            if self.scheme in ("http", "https") and _is_finite(container):
+                self.live = False
+            if stream.average_rate:
+                self.fps = float(stream.average_rate)
+            yield from decode_frames(container, stop, self.stall_timeout_s, self.live, self._url)
+
+    def _connect(self) -> av.container.InputContainer:
+        try:
+            return av.open(
+                self._url,
+                format=self._format,
+                options=self.av_options(),
+                timeout=(self.open_timeout_s, self.stall_timeout_s),
+            )
+        except av.error.ExitError:
+            raise ConnectionError(f"no answer within {self.open_timeout_s:g} s") from None
+        except av.error.FFmpegError as exc:
+            raise translate_error(exc, self._url) from None
+
+
+def decode_frames(
+    container: av.container.InputContainer, stop: threading.Event, stall_timeout_s: float, live: bool, url: str
+) -> Iterator[Decoded]:
+    """Decode the first video stream of an open ``container`` until it ends, stalls or ``stop`` is set.
+
+    A live stream that ends was closed by the other side: that is a `ConnectionError`, because a
+    camera has no end. Frames without a real timestamp (MJPEG) get their arrival time instead.
+    """
+    stream = container.streams.video[0]
+    wall_clock = container.format.name in WALL_CLOCK_FORMATS
+    time_base = float(stream.time_base) if stream.time_base and not wall_clock else 0.0
+    started = last_frame = time.monotonic()
+    try:
+        for packet in container.demux(stream):
+            if stop.is_set():
+                return
+            for frame in packet.decode():
+                now = time.monotonic()
+                media_time = frame.pts * time_base if frame.pts is not None and time_base else now - started
+                last_frame = now
+                yield Decoded(frame.to_ndarray(format="bgr24"), media_time)
+                if stop.is_set():
+                    return
+            if time.monotonic() - last_frame > stall_timeout_s:
+                raise ConnectionError(f"stalled: data but no picture for {stall_timeout_s:g} s")
+    except av.error.ExitError:
+        raise ConnectionError(f"stalled: nothing received for {stall_timeout_s:g} s") from None
+    except av.error.FFmpegError as exc:
+        raise translate_error(exc, url) from None
+    if live and not stop.is_set():
+        raise ConnectionError("the camera closed the stream")
+
+
+def translate_error(exc: av.error.FFmpegError, url: str) -> Exception:
+    """An FFmpeg error as this module promises it: `SourceError` if permanent, else `ConnectionError`."""
+    reason = mask_text(exc.strerror or str(exc), url)
+    if isinstance(exc, av.error.HTTPUnauthorizedError | av.error.HTTPForbiddenError):
+        return SourceError(f"the camera refused the credentials ({reason}): check the user and password in the URI")
+    if isinstance(exc, av.error.ProtocolNotFoundError | av.error.DecoderNotFoundError):
+        return SourceError(f"this FFmpeg build cannot read it: {reason}")
+    if isinstance(exc, av.error.InvalidDataError):
+        return ConnectionError(f"not a video stream, or a damaged one: {reason}")
+    return ConnectionError(reason[:1].lower() + reason[1:] if reason else type(exc).__name__)
+
+
+def _is_finite(container: av.container.InputContainer) -> bool:
+    """Whether an HTTP URL is a video with an end (a clip, an HLS recording) rather than a live feed."""
+    return container.duration is not None and container.duration > 0 and container.format.name != "mpjpeg"

@@ -1,0 +1,105 @@
+"""Local webcams through PyAV: Video4Linux on Linux, AVFoundation on macOS.
+
+/dev/video0                                   the device itself
+webcam:0                                      the same, by index
+webcam:0#width=1280&height=720&fps=30         ask the camera for a mode
+/dev/video2#format=mjpeg                      ask for the camera's MJPEG mode (more fps over USB 2)
+
+The requested mode is a request: the driver picks the nearest it has. A camera that is unplugged or
+busy counts as a lost connection, so plugging it back in brings the stream back by itself.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import av
+import av.container
+
+from server.sources.base import Decoded, SourceError
+from server.sources.network import decode_frames, translate_error
+from server.sources.uri import split_options
+
+DEFAULT_FPS = 30.0
+#: A webcam answers at once or not at all; a long wait only delays the next attempt.
+OPEN_TIMEOUT_S = 5.0
+STALL_TIMEOUT_S = 5.0
+
+_OPTIONS = {"width": "", "height": "", "fps": "", "format": ""}
+
+
+class WebcamSource:
+    live = True
+
+    def __init__(self, uri: str) -> None:
+        device, options = split_options(uri, _OPTIONS)
+        self._device, self._format = _device(device)
+        self._uri = uri
+        width, height = options["width"], options["height"]
+        if bool(width) != bool(height):
+            raise SourceError(f"{uri!r}: give both width and height, or neither")
+        for key in ("width", "height", "fps"):
+            if options[key] and not _is_positive_number(options[key]):
+                raise SourceError(f"{uri!r}: {key}={options[key]!r} must be a number above 0")
+        self._av_options: dict[str, str] = {}
+        if width:
+            self._av_options["video_size"] = f"{int(float(width))}x{int(float(height))}"
+        if options["fps"]:
+            self._av_options["framerate"] = options["fps"]
+        if options["format"]:
+            self._av_options["input_format" if self._format == "v4l2" else "pixel_format"] = options["format"]
+        self.fps = float(options["fps"]) if options["fps"] else DEFAULT_FPS
+
+    def describe(self) -> str:
+        return self._uri
+
+    def av_options(self) -> dict[str, str]:
+        return dict(self._av_options)
+
+    def open(self, stop: threading.Event) -> Iterator[Decoded]:
+        if self._format == "v4l2" and not Path(self._device).exists():
+            raise ConnectionError(f"no camera at {self._device} (unplugged?)")
+        try:
+            container = av.open(
+                self._device, format=self._format, options=self.av_options(), timeout=(OPEN_TIMEOUT_S, STALL_TIMEOUT_S)
+            )
+        except av.error.ExitError:
+            raise ConnectionError(f"{self._device} did not answer within {OPEN_TIMEOUT_S:g} s") from None
+        except av.error.FFmpegError as exc:
+            raise translate_error(exc, self._device) from None
+        with container:
+            if not container.streams.video:
+                raise SourceError(f"{self._device} has no video")
+            stream = container.streams.video[0]
+            if stream.average_rate:
+                self.fps = float(stream.average_rate)
+            yield from decode_frames(container, stop, STALL_TIMEOUT_S, True, self._device)
+
+
+def is_webcam(uri: str) -> bool:
+    return uri.startswith(("webcam:", "/dev/video"))
+
+
+def _device(spec: str) -> tuple[str, str]:
+    """The device name and FFmpeg input format for ``webcam:N`` or ``/dev/videoN`` on this platform."""
+    if spec.startswith("webcam:"):
+        index = urlsplit(spec).path.lstrip("/")
+        if not index.isdigit():
+            raise SourceError(f"{spec!r}: a webcam is chosen by its index, e.g. webcam:0")
+        if sys.platform == "darwin":
+            return index, "avfoundation"
+        return f"/dev/video{index}", "v4l2"
+    if sys.platform != "linux":
+        raise SourceError(f"{spec!r}: /dev/video devices exist on Linux only; use webcam:<index>")
+    return spec, "v4l2"
+
+
+def _is_positive_number(text: str) -> bool:
+    try:
+        return float(text) > 0
+    except ValueError:
+        return False

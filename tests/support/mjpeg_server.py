@@ -1,0 +1,116 @@
+"""A small HTTP camera for tests: multipart MJPEG at a chosen (slow) rate, plus plain files.
+
+``/video.mjpg`` streams the generated scene as JPEGs the way many IP cameras do; `MjpegServer.stall`
+keeps connections open but stops sending, like a camera whose encoder hung; ``password`` makes it
+answer 401 to everyone else. Any other path is served from ``files`` (a video, an HLS playlist).
+Runs on 127.0.0.1 in a thread of the test process and stops with `close`.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import cv2
+
+from server.scene import Scene
+
+BOUNDARY = "segcastframe"
+MJPEG_PATH = "/video.mjpg"
+
+
+class MjpegServer:
+    def __init__(
+        self, fps: float = 4.0, files: Path | None = None, user: str = "", password: str = "", width: int = 320
+    ) -> None:
+        self.fps = fps
+        self.files = files
+        self.expected_auth = (
+            "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode() if password else None
+        )
+        self.stall = threading.Event()  # set: send nothing more, keep the connection open
+        self.closing = threading.Event()
+        self.connections = 0
+        scene = Scene(seed=3, width=width, height=width * 3 // 5, fps=max(1, round(fps)))
+        self.jpegs = [cv2.imencode(".jpg", image)[1].tobytes() for image in scene.frames(8)]
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="mjpeg-server", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    def url(self, path: str = MJPEG_PATH, credentials: str = "") -> str:
+        return f"http://{credentials + '@' if credentials else ''}127.0.0.1:{self.port}{path}"
+
+    def start(self) -> MjpegServer:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self.closing.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(5)
+
+    def __enter__(self) -> MjpegServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _handler_for(camera: MjpegServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            """Quiet: the tests' output is about segcast, not about this server."""
+
+        def do_GET(self) -> None:
+            if camera.expected_auth is not None and self.headers.get("Authorization") != camera.expected_auth:
+                self.send_response(HTTPStatus.UNAUTHORIZED)
+                self.send_header("WWW-Authenticate", 'Basic realm="camera"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            if self.path == MJPEG_PATH:
+                self._stream()
+            else:
+                self._file()
+
+        def _stream(self) -> None:
+            camera.connections += 1
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Content-Type", f"multipart/x-mixed-replace;boundary={BOUNDARY}")
+            self.send_header("Cache-Control", "no-cache")
+            self.end_headers()
+            index = 0
+            try:
+                while not camera.closing.is_set():
+                    if not camera.stall.is_set():
+                        jpeg = camera.jpegs[index % len(camera.jpegs)]
+                        index += 1
+                        head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
+                        self.wfile.write(head.encode() + jpeg + b"\r\n")
+                        self.wfile.flush()
+                    camera.closing.wait(1.0 / camera.fps)
+            except (BrokenPipeError, ConnectionResetError):
+                return
+
+        def _file(self) -> None:
+            path = (camera.files / self.path.lstrip("/")).resolve() if camera.files else None
+            if path is None or camera.files is None or not path.is_file() or camera.files.resolve() not in path.parents:
+                self.send_error(HTTPStatus.NOT_FOUND)
+                return
+            body = path.read_bytes()
+            self.send_response(HTTPStatus.OK)
+            content_type = "application/vnd.apple.mpegurl" if path.suffix == ".m3u8" else "video/mp4"
+            self.send_header("Content-Type", "video/mp2t" if path.suffix == ".ts" else content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    return Handler
