@@ -115,6 +115,7 @@ class NetworkSource:
             yield from decode_frames(container, stop, self.stall_timeout_s, self.live, self._url)
 
     def _connect(self) -> av.container.InputContainer:
+        started = time.monotonic()
         try:
             return av.open(
                 self._url,
@@ -122,9 +123,10 @@ class NetworkSource:
                 options=self.av_options(),
                 timeout=(self.open_timeout_s, self.stall_timeout_s),
             )
-        except av.error.ExitError:
-            raise ConnectionError(f"no answer within {self.open_timeout_s:g} s") from None
         except av.error.FFmpegError as exc:
+            # FFmpeg's RTSP client reports its time-out as "invalid data": the clock tells them apart.
+            if isinstance(exc, av.error.ExitError) or time.monotonic() - started >= self.open_timeout_s:
+                raise ConnectionError(f"no answer within {self.open_timeout_s:g} s") from None
             raise translate_error(exc, self._url) from None
 
 
@@ -139,9 +141,10 @@ def decode_frames(
     stream = container.streams.video[0]
     wall_clock = container.format.name in WALL_CLOCK_FORMATS
     time_base = float(stream.time_base) if stream.time_base and not wall_clock else 0.0
-    started = last_frame = time.monotonic()
+    started = last_frame = last_packet = time.monotonic()
     try:
         for packet in container.demux(stream):
+            last_packet = time.monotonic()
             if stop.is_set():
                 return
             for frame in packet.decode():
@@ -153,9 +156,9 @@ def decode_frames(
                     return
             if time.monotonic() - last_frame > stall_timeout_s:
                 raise ConnectionError(f"stalled: data but no picture for {stall_timeout_s:g} s")
-    except av.error.ExitError:
-        raise ConnectionError(f"stalled: nothing received for {stall_timeout_s:g} s") from None
     except av.error.FFmpegError as exc:
+        if isinstance(exc, av.error.ExitError) or time.monotonic() - last_packet >= stall_timeout_s:
+            raise ConnectionError(f"stalled: nothing received for {stall_timeout_s:g} s") from None
         raise translate_error(exc, url) from None
     if live and not stop.is_set():
         raise ConnectionError("the camera closed the stream")

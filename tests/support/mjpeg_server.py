@@ -28,9 +28,7 @@ class MjpegServer:
     ) -> None:
         self.fps = fps
         self.files = files
-        self.expected_auth = (
-            "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode() if password else None
-        )
+        self.expected_auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode() if password else None
         self.stall = threading.Event()  # set: send nothing more, keep the connection open
         self.closing = threading.Event()
         self.connections = 0

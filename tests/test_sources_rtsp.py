@@ -1,0 +1,153 @@
+"""Against a real IP camera: GStreamer's RTSP server in its own process, serving the generated scene.
+
+Each test gives its deadlines in seconds; they are generous for a loaded 2-core machine, and every
+wait polls the reader's status rather than sleeping for a guessed time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from server.sources import StreamState
+from server.sources.reader import JOIN_TIMEOUT_S
+from tests.support.reader_probe import ReaderProbe, SilentServer
+from tests.support.rtsp_camera import RtspCamera, system_rtsp_server_available, write_camera_video
+
+CAMERA_FPS = 15
+#: Connecting includes reading a key frame to learn the stream's size: a second or two here.
+CONNECT_S = 15.0
+
+pytestmark = pytest.mark.skipif(
+    not system_rtsp_server_available(), reason="needs /usr/bin/python3 with GStreamer's RTSP server (see .ci/run)"
+)
+
+
+@pytest.fixture(scope="session")
+def camera_video(video_cache: Path) -> Path:
+    path = video_cache / f"camera-{CAMERA_FPS}fps-40s.mp4"
+    if not path.exists():
+        partial = path.with_suffix(".partial.mp4")
+        write_camera_video(partial, 40, CAMERA_FPS)
+        partial.rename(path)
+    return path
+
+
+@pytest.fixture
+def camera(camera_video: Path) -> Iterator[RtspCamera]:
+    with RtspCamera(camera_video) as running:
+        yield running
+
+
+def test_frames_arrive_live_at_the_camera_rate(camera: RtspCamera) -> None:
+    with ReaderProbe(camera.url) as probe:
+        frame = probe.next_frame(CONNECT_S)
+        status = probe.wait_until("measuring ~15 fps", lambda s: 12 <= s.input_fps <= 18, 10)
+
+    assert frame.image.shape == (192, 320, 3)
+    assert status.state is StreamState.LIVE
+    assert probe.announced[0] == (StreamState.LIVE, None)
+
+
+def test_camera_that_dies_is_reconnecting_with_the_error_then_live_again_by_itself(camera: RtspCamera) -> None:
+    with ReaderProbe(camera.url) as probe:
+        probe.wait_state(StreamState.LIVE, CONNECT_S)
+        before = probe.next_frame(5)
+
+        camera.kill()
+        lost = probe.wait_state(StreamState.RECONNECTING, 10)
+        assert lost.error in ("the camera closed the stream", "connection refused")
+        assert lost.next_attempt_at is not None and lost.next_attempt_at > time.time() - 1.5
+        refused = probe.wait_until("refused", lambda s: s.error == "connection refused", 10)
+        assert refused.input_fps == 0
+
+        camera.start()  # same port, like a camera that rebooted
+        back = probe.wait_state(StreamState.LIVE, CONNECT_S)
+        after = probe.next_frame(5)
+
+    assert back.error is None and back.next_attempt_at is None and back.reconnects >= 1
+    assert after.seq > before.seq
+    assert after.media_time > before.media_time, "media time runs on across the reconnect"
+    assert [state for state, _ in probe.announced] == [
+        StreamState.LIVE,
+        *([StreamState.RECONNECTING] * (len(probe.announced) - 2)),
+        StreamState.LIVE,
+    ]
+
+
+def test_latency_stays_flat_when_the_consumer_is_slower_than_the_camera(camera: RtspCamera) -> None:
+    consumer_interval_s = 0.35  # under 3 fps against a 15 fps camera
+    lags: list[float] = []
+    ages: list[float] = []
+    with ReaderProbe(camera.url) as probe:
+        first = probe.next_frame(CONNECT_S)
+        started = time.monotonic()
+        for _ in range(18):  # about 6 s
+            time.sleep(consumer_interval_s)  # the slow consumer's work
+            frame = probe.next_frame(5)
+            ages.append(time.time() - frame.capture_time)
+            # Wall time passed minus camera time passed: grows if frames queue up anywhere.
+            lags.append((time.monotonic() - started) - (frame.media_time - first.media_time))
+        dropped = probe.status().dropped
+
+    assert max(ages) < 0.5, f"the newest frame should be fresh when taken: {ages}"
+    assert max(lags[-5:]) - min(lags[:5]) < 0.4, f"lag grew over time: {[round(lag, 3) for lag in lags]}"
+    assert dropped > 40, "frames the consumer had no time for are dropped and counted"
+
+
+def test_udp_transport_can_be_chosen(camera: RtspCamera) -> None:
+    with ReaderProbe(camera.url + "#transport=udp") as probe:
+        frame = probe.next_frame(CONNECT_S)
+    assert frame.image.shape == (192, 320, 3)
+
+
+def test_refused_credentials_fail_for_good_and_the_password_never_shows(
+    camera_video: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with RtspCamera(camera_video, user="admin", password="right-one") as camera:
+        with ReaderProbe(camera.url_with("admin", "wrong-one")) as refused:
+            failed = refused.wait_state(StreamState.FAILED, CONNECT_S)
+        with ReaderProbe(camera.url_with("admin", "right-one")) as allowed:
+            allowed.next_frame(CONNECT_S)
+
+    assert failed.error is not None and "refused the credentials" in failed.error
+    assert refused.source.describe() == f"rtsp://admin:***@127.0.0.1:{camera.port}/scene"
+    assert failed.reconnects == 0, "a refusal is not retried"
+    shown = caplog.text + repr(refused.announced) + repr(failed) + allowed.source.describe()
+    assert "wrong-one" not in shown and "right-one" not in shown
+
+
+def test_a_camera_that_never_answers_is_reconnecting_and_others_keep_streaming(camera: RtspCamera) -> None:
+    with SilentServer() as silent, ReaderProbe(camera.url, stream_id="good") as good:
+        good.wait_state(StreamState.LIVE, CONNECT_S)
+        with ReaderProbe(f"rtsp://127.0.0.1:{silent.port}/cam#open_timeout=1", stream_id="dead") as dead:
+            status = dead.wait_state(StreamState.RECONNECTING, 10)
+            healthy = good.wait_until("still ~15 fps", lambda s: 12 <= s.input_fps <= 18, 5)
+
+    assert status.error == "no answer within 1 s"
+    assert healthy.state is StreamState.LIVE and healthy.reconnects == 0
+
+
+def test_stopping_a_reader_blocked_in_a_network_read_returns_within_the_join_time() -> None:
+    with SilentServer() as silent:
+        probe = ReaderProbe(f"rtsp://127.0.0.1:{silent.port}/cam#open_timeout=3")
+        probe.reader.start()
+        assert silent.accepted.wait(10), "the reader never connected"
+        time.sleep(0.2)  # let it settle into the blocking read of the camera's (never coming) answer
+
+        started = time.monotonic()
+        probe.reader.stop()
+        stopped_in = time.monotonic() - started
+        announced = list(probe.announced)
+        deadline = time.monotonic() + 3 + JOIN_TIMEOUT_S
+        while probe.reader.alive and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    assert stopped_in <= JOIN_TIMEOUT_S + 0.5
+    assert not probe.reader.alive, "the thread ends by itself once FFmpeg's time-out fires"
+    assert probe.announced == announced == [], "a stopped reader announces nothing more"
