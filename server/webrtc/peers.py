@@ -1,0 +1,241 @@
+"""The WebRTC peers segcast holds: publishers (a browser's camera in) and players (annotated video out).
+
+A publisher's track becomes a `WebRTCSource` stream in the `StreamManager`; when the peer closes,
+its connection fails, or its video stops for `WebRTCConfig.publish_idle_timeout_s`, the stream is
+ended, announced, and removed, and its reader and tracker are freed. A player gets an
+`AnnotatedTrack` fed by its stream's shared `PlaybackFeed`.
+
+Everything here runs on the event loop. Each peer is closed exactly once, by `_close`, whichever of
+those causes comes first; `PeerRegistry.close` does it for all of them at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
+
+from server.config import StreamConfig
+from server.hub import Hub
+from server.options import StreamOptions
+from server.sources.base import StreamState
+from server.streams import StreamManager
+from server.webrtc.config import WebRTCConfig
+from server.webrtc.playback import AnnotatedTrack, PlaybackFeed
+from server.webrtc.source import WebRTCSource, pump
+
+log = logging.getLogger(__name__)
+
+#: The data channel a player opens to receive per-frame track metadata.
+META_CHANNEL = "meta"
+#: How long a new publisher may take to connect and send its first frame.
+FIRST_FRAME_TIMEOUT_S = 20.0
+#: Closing one peer (DTLS, SCTP, ICE) is quick on a LAN; never let shutdown wait longer than this.
+CLOSE_TIMEOUT_S = 5.0
+
+
+class OfferError(ValueError):
+    """The offer cannot be answered as sent; the message tells the client what to change."""
+
+
+@dataclass(eq=False)
+class Peer:
+    pc: RTCPeerConnection
+    role: str  # "publish" or "play"
+    stream_id: str
+    remote: str
+    source: WebRTCSource | None = None
+    player: AnnotatedTrack | None = None
+    closing: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+class PeerRegistry:
+    """All WebRTC peers of one app, and the playback feeds of the streams they watch."""
+
+    def __init__(self, config: WebRTCConfig, hub: Hub, manager: StreamManager, options: StreamOptions) -> None:
+        self.config = config
+        self._options = options
+        self._hub = hub
+        self._manager = manager
+        self._peers: set[Peer] = set()
+        self._feeds: dict[str, PlaybackFeed] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        # One thread draws overlays for every feed: rendering is cheap next to inference, and one
+        # thread keeps it from competing with the model for cores.
+        self._render = ThreadPoolExecutor(max_workers=1, thread_name_prefix="webrtc-render")
+
+    @property
+    def peer_count(self) -> int:
+        return len(self._peers)
+
+    def has_stream(self, stream_id: str) -> bool:
+        return any(info.stream_id == stream_id for info in self._manager.streams())
+
+    def has_room(self) -> bool:
+        return len(self._peers) < self.config.max_peers
+
+    async def publish(
+        self, offer: RTCSessionDescription, stream_id: str, fps: float, remote: str
+    ) -> RTCSessionDescription:
+        """Answer a publisher's offer and start its stream; `OfferError` if the offer has no video."""
+        peer = self._new_peer("publish", stream_id, remote)
+        tracks: list[MediaStreamTrack] = []
+        peer.pc.on("track", tracks.append)
+        try:
+            await self._accept(peer, offer)
+            video = next((track for track in tracks if track.kind == "video"), None)
+            if video is None:
+                raise OfferError("the offer sends no video: add the camera's video track before creating it")
+            for transceiver in peer.pc.getTransceivers():
+                if transceiver.kind != "video":
+                    transceiver.direction = "inactive"  # audio is not analysed: do not receive or decode it
+            answer = await self._answer(peer)
+            peer.source = WebRTCSource(remote, fps)
+            self._manager.add_source(
+                StreamConfig(stream_id, peer.source.describe(), options=self._options), peer.source
+            )
+        except BaseException:
+            await self._discard(peer)
+            raise
+        log.info("[%s] WebRTC publisher %s connected", stream_id, remote)
+        self._spawn(self._run_publisher(peer, video, peer.source), f"webrtc-publish-{stream_id}")
+        return answer
+
+    async def play(self, offer: RTCSessionDescription, stream_id: str, remote: str) -> RTCSessionDescription:
+        """Answer a player's offer with the annotated video of ``stream_id`` (which must exist)."""
+        peer = self._new_peer("play", stream_id, remote)
+        track = AnnotatedTrack(stream_id)
+        peer.player = track
+
+        def on_datachannel(channel: RTCDataChannel) -> None:
+            if channel.label == META_CHANNEL:
+                track.channel = channel
+
+        peer.pc.on("datachannel", on_datachannel)
+        try:
+            await self._accept(peer, offer)
+            if not any(t.kind == "video" for t in peer.pc.getTransceivers()):
+                raise OfferError("the offer has no video to receive: add a recvonly video transceiver")
+            peer.pc.addTrack(track)
+            answer = await self._answer(peer)
+        except BaseException:
+            await self._discard(peer)
+            raise
+        feed = self._feeds.get(stream_id)
+        if feed is None:
+            feed = self._feeds[stream_id] = PlaybackFeed(stream_id, self._hub, self._render)
+        feed.players.add(track)
+        log.info("[%s] WebRTC player %s connected", stream_id, remote)
+        return answer
+
+    async def close(self) -> None:
+        """Close every peer and feed and stop the render thread; for app shutdown."""
+        for peer in list(self._peers):
+            self._close_soon(peer, "server shutdown")
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=2 * CLOSE_TIMEOUT_S)
+        for task in list(self._tasks):
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+        for feed in list(self._feeds.values()):
+            await feed.close()
+        self._feeds.clear()
+        await asyncio.to_thread(self._render.shutdown, wait=True)
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _new_peer(self, role: str, stream_id: str, remote: str) -> Peer:
+        peer = Peer(RTCPeerConnection(self.config.rtc_configuration()), role, stream_id, remote)
+        self._peers.add(peer)
+
+        def on_state() -> None:
+            if peer.pc.connectionState in ("failed", "closed"):
+                self._close_soon(peer, None if peer.pc.connectionState == "closed" else "connection failed")
+
+        peer.pc.on("connectionstatechange", on_state)
+        return peer
+
+    async def _accept(self, peer: Peer, offer: RTCSessionDescription) -> None:
+        """Apply the remote offer. aiortc's SDP parser fails with assorted exception types (even
+        AssertionError) on bad input, so here, and only here, any failure means a bad offer."""
+        try:
+            await peer.pc.setRemoteDescription(offer)
+        except Exception as exc:
+            raise OfferError(f"the offer could not be used: {_reason(exc)}") from exc
+
+    async def _answer(self, peer: Peer) -> RTCSessionDescription:
+        # aiortc gathers its (host) candidates before this returns, so the answer needs no trickle.
+        try:
+            await peer.pc.setLocalDescription(await peer.pc.createAnswer())
+        except Exception as exc:  # no codec or transport in common with the offer
+            raise OfferError(f"cannot answer the offer: {_reason(exc)}") from exc
+        return peer.pc.localDescription
+
+    async def _discard(self, peer: Peer) -> None:
+        """Forget a peer whose offer failed; no stream or feed was started for it."""
+        self._peers.discard(peer)
+        with suppress(Exception):
+            await asyncio.wait_for(peer.pc.close(), CLOSE_TIMEOUT_S)
+
+    async def _run_publisher(self, peer: Peer, track: MediaStreamTrack, source: WebRTCSource) -> None:
+        reason = await pump(track, source, FIRST_FRAME_TIMEOUT_S, self.config.publish_idle_timeout_s)
+        self._close_soon(peer, reason)
+
+    def _close_soon(self, peer: Peer, reason: str | None) -> None:
+        if peer.closing is None and peer in self._peers:
+            peer.closing = self._spawn(self._close(peer, reason), f"webrtc-close-{peer.stream_id}")
+
+    async def _close(self, peer: Peer, reason: str | None) -> None:
+        if peer.source is not None:
+            await self._end_stream(peer.stream_id, peer.source, reason)
+        try:
+            await asyncio.wait_for(peer.pc.close(), CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("[%s] WebRTC peer %s did not close within %.0f s", peer.stream_id, peer.remote, CLOSE_TIMEOUT_S)
+        if peer.player is not None:
+            await self._leave_feed(peer.stream_id, peer.player)
+        self._peers.discard(peer)
+        log.info(
+            "[%s] WebRTC %s peer %s closed%s", peer.stream_id, peer.role, peer.remote, f": {reason}" if reason else ""
+        )
+
+    async def _end_stream(self, stream_id: str, source: WebRTCSource, reason: str | None) -> None:
+        """Free the stream (its reader, once stopped, reports nothing more), then announce its end once.
+
+        The reader is stopped before the source ends, so that viewers get one ``ended`` status with
+        the real reason (a lost connection) rather than the reader's reasonless one.
+        """
+        with suppress(KeyError):  # already removed through the API
+            await asyncio.to_thread(self._manager.remove, stream_id)
+        source.end()
+        self._hub.announce_state(stream_id, StreamState.ENDED, reason)
+        self._hub.forget_stream(stream_id)
+
+    async def _leave_feed(self, stream_id: str, player: AnnotatedTrack) -> None:
+        player.stop()
+        feed = self._feeds.get(stream_id)
+        if feed is None:
+            return
+        feed.players.discard(player)
+        if not feed.players:
+            del self._feeds[stream_id]
+            await feed.close()
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(coroutine, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else f"malformed SDP ({type(exc).__name__})"

@@ -1,0 +1,149 @@
+"""Playing a stream over WebRTC: its annotated frames as a video track, its tracks on a data channel.
+
+Each stream with WebRTC players has one `PlaybackFeed`: a metadata-only hub viewer (so the encoder
+makes no JPEG for it) whose task turns each new result into an `av.VideoFrame` once, drawing the
+overlay on a worker thread and never on the loop, then offers that frame to every player's
+latest-only slot. A player whose encoder falls behind skips frames and never delays the others.
+Encoding stays per player, as WebRTC adapts each peer's bitrate on its own.
+
+Timing: a feed stamps its frames with ``pts`` on the 90 kHz video clock, from their capture times.
+For each frame a player sends, the "meta" data channel carries the frame's metadata (the protocol's
+``frame`` message) plus that ``pts``, just before the frame is encoded. The RTP timestamp a receiver
+sees is that pts plus a per-sender random offset, so a client pairs metadata with pictures by pts
+differences (see web/webrtc.js).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import Executor
+from contextlib import suppress
+from fractions import Fraction
+
+import av
+from aiortc import RTCDataChannel
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from server.annotate import annotate
+from server.encode import FramePacket
+from server.hub import Hub, Subscription, Viewer
+
+log = logging.getLogger(__name__)
+
+VIDEO_CLOCK_HZ = 90_000
+VIDEO_TIME_BASE = Fraction(1, VIDEO_CLOCK_HZ)
+#: Metadata not yet sent on a slow channel beyond this is skipped, so it never queues up unboundedly.
+MAX_META_BUFFERED_BYTES = 256 * 1024
+
+Rendered = tuple[av.VideoFrame, FramePacket]
+
+
+def render(packet: FramePacket, pts: int) -> av.VideoFrame:
+    """The annotated picture of ``packet`` as a video frame; runs on the feed's worker thread."""
+    result = packet.result
+    frame = av.VideoFrame.from_ndarray(annotate(result.frame.image, result.tracks), format="bgr24")
+    frame.pts, frame.time_base = pts, VIDEO_TIME_BASE
+    return frame
+
+
+def meta_message(packet: FramePacket, pts: int) -> str:
+    """The ``frame`` metadata with the pts of the picture it describes (serialised once, by the encoder)."""
+    return f'{packet.metadata_text[:-1]},"pts":{pts}}}'
+
+
+class AnnotatedTrack(MediaStreamTrack):
+    """One player's video track: hands aiortc's sender the newest rendered frame, and its metadata."""
+
+    kind = "video"
+
+    def __init__(self, stream_id: str) -> None:
+        super().__init__()
+        self.stream_id = stream_id
+        self.channel: RTCDataChannel | None = None
+        self.sent_frames = 0
+        self.dropped_frames = 0
+        self.dropped_meta = 0
+        self._latest: Rendered | None = None
+        self._wake = asyncio.Event()
+
+    def offer(self, rendered: Rendered) -> None:
+        if self._latest is not None:
+            self.dropped_frames += 1
+        self._latest = rendered
+        self._wake.set()
+
+    async def recv(self) -> av.VideoFrame:
+        while self._latest is None:
+            if self.readyState != "live":
+                raise MediaStreamError
+            self._wake.clear()
+            await self._wake.wait()
+        (frame, packet), self._latest = self._latest, None
+        self._send_meta(packet, frame.pts or 0)
+        self.sent_frames += 1
+        return frame
+
+    def stop(self) -> None:
+        super().stop()
+        self._wake.set()  # a waiting recv must see the end, not wait for a frame that never comes
+
+    def _send_meta(self, packet: FramePacket, pts: int) -> None:
+        channel = self.channel
+        if channel is None or channel.readyState != "open":
+            return
+        if channel.bufferedAmount > MAX_META_BUFFERED_BYTES:
+            self.dropped_meta += 1
+            return
+        channel.send(meta_message(packet, pts))
+
+
+class PlaybackFeed:
+    """One stream's rendered frames for all its WebRTC players. Create it on the loop; `close` it there."""
+
+    def __init__(self, stream_id: str, hub: Hub, executor: Executor) -> None:
+        self.stream_id = stream_id
+        self.players: set[AnnotatedTrack] = set()
+        self._hub = hub
+        self._executor = executor
+        self._viewer = Viewer(f"webrtc-{stream_id}")
+        self._first_capture: float | None = None
+        self._last_pts = -1
+        hub.add_viewer(self._viewer)
+        hub.subscribe(self._viewer, {stream_id: Subscription(image=None)})
+        self._task = asyncio.create_task(self._run(), name=f"webrtc-feed-{stream_id}")
+
+    async def close(self) -> None:
+        self._hub.remove_viewer(self._viewer)
+        self._task.cancel()
+        with suppress(asyncio.CancelledError):
+            await self._task
+        for player in self.players:
+            player.stop()
+
+    def _pts(self, capture_time: float) -> int:
+        """Capture time on the video clock, strictly increasing even if the wall clock steps back."""
+        if self._first_capture is None:
+            self._first_capture = capture_time
+        pts = max(self._last_pts + 1, round((capture_time - self._first_capture) * VIDEO_CLOCK_HZ))
+        self._last_pts = pts
+        return pts
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._viewer.closed:
+            events, deliveries = await self._viewer.take()
+            if any(e.get("type") == "removed" and e.get("stream") == self.stream_id for e in events):
+                for player in self.players:
+                    player.stop()  # the stream is gone: end the players' tracks instead of freezing them
+            if not deliveries:
+                continue
+            packet = deliveries[-1].packet
+            pts = self._pts(packet.result.frame.capture_time)
+            try:
+                frame = await loop.run_in_executor(self._executor, render, packet, pts)
+            except Exception:
+                log.exception("[%s] could not render frame %d for WebRTC", self.stream_id, packet.seq)
+                continue
+            for player in self.players:
+                player.offer((frame, packet))

@@ -1,0 +1,152 @@
+"""The HTTP side of WebRTC: offer/answer endpoints, and the peers' life span tied to the app's.
+
+    GET  /api/webrtc/config          ICE servers for the browser's RTCPeerConnection
+    POST /api/webrtc/publish         {"type": "offer", "sdp": ..., "stream"?: id, "fps"?: n} -> answer
+    POST /api/webrtc/play/{stream}   {"type": "offer", "sdp": ...} -> answer
+
+Signalling is one HTTP round trip: aiortc puts all its candidates in the answer, and the browser
+waits for its own before sending the offer (see web/webrtc.js). Errors are JSON ``{"error": text}``
+with 400 for a malformed offer, 404 for an unknown stream, 409 for a taken stream id, 413 for an
+oversized offer and 503 when the peer limit is reached.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+from aiortc import RTCSessionDescription
+
+from server.config import STREAM_ID_PATTERN
+from server.keys import hub_key, manager_key, settings_key
+from server.streams import StreamExistsError
+from server.webrtc.config import WebRTCConfig
+from server.webrtc.peers import OfferError, PeerRegistry
+from server.webrtc.source import DEFAULT_FPS
+
+log = logging.getLogger(__name__)
+
+MIN_FPS = 1.0
+MAX_FPS = 120.0
+GENERATED_ID_PREFIX = "webcam-"
+
+webrtc_config_key = web.AppKey("webrtc_config", WebRTCConfig)
+peers_key = web.AppKey("webrtc_peers", PeerRegistry)
+
+
+def setup_webrtc(app: web.Application, config: WebRTCConfig | None = None) -> None:
+    """Add the WebRTC routes to ``app``. Call it after the pipeline's cleanup context is added.
+
+    The peers' cleanup context then runs inside the pipeline's: peers start after the hub and the
+    stream manager exist, and are all closed before the pipeline stops.
+    """
+    app[webrtc_config_key] = config or WebRTCConfig()
+    app.cleanup_ctx.append(_peers)
+    app.router.add_get("/api/webrtc/config", _config)
+    app.router.add_post("/api/webrtc/publish", _publish)
+    app.router.add_post("/api/webrtc/play/{stream}", _play)
+
+
+async def _peers(app: web.Application) -> AsyncIterator[None]:
+    config = app[webrtc_config_key]
+    registry = PeerRegistry(config, app[hub_key], app[manager_key], app[settings_key].stream_defaults)
+    app[peers_key] = registry
+    if config.ice_servers:
+        log.info("WebRTC ICE servers: %s", ", ".join(server.describe() for server in config.ice_servers))
+    yield
+    await registry.close()
+
+
+async def _config(request: web.Request) -> web.Response:
+    config = request.app[webrtc_config_key]
+    return web.json_response({"ice_servers": [server.to_json() for server in config.ice_servers]})
+
+
+async def _publish(request: web.Request) -> web.Response:
+    registry = request.app[peers_key]
+    body = await _read_offer(request, registry)
+    stream_id = body.get("stream")
+    if stream_id is None:
+        stream_id = GENERATED_ID_PREFIX + secrets.token_hex(3)
+    elif not isinstance(stream_id, str) or not STREAM_ID_PATTERN.match(stream_id):
+        raise _error(web.HTTPBadRequest, "'stream' must be 1-64 letters, digits, '_' or '-'")
+    fps = body.get("fps", DEFAULT_FPS)
+    if not isinstance(fps, int | float) or isinstance(fps, bool) or not MIN_FPS <= fps <= MAX_FPS:
+        raise _error(web.HTTPBadRequest, f"'fps' must be a number from {MIN_FPS:.0f} to {MAX_FPS:.0f}")
+    if registry.has_stream(stream_id):
+        raise _taken(stream_id)
+    try:
+        answer = await registry.publish(_description(body), stream_id, float(fps), _remote(request))
+    except OfferError as exc:
+        raise _error(web.HTTPBadRequest, str(exc)) from None
+    except StreamExistsError:  # taken between the check above and the start
+        raise _taken(stream_id) from None
+    return _answer(answer, stream_id)
+
+
+async def _play(request: web.Request) -> web.Response:
+    registry = request.app[peers_key]
+    stream_id = request.match_info["stream"]
+    if not registry.has_stream(stream_id):
+        raise _error(web.HTTPNotFound, f"no stream {stream_id!r}; GET /api/streams lists them")
+    body = await _read_offer(request, registry)
+    try:
+        answer = await registry.play(_description(body), stream_id, _remote(request))
+    except OfferError as exc:
+        raise _error(web.HTTPBadRequest, str(exc)) from None
+    return _answer(answer, stream_id)
+
+
+async def _read_offer(request: web.Request, registry: PeerRegistry) -> dict[str, Any]:
+    """The request's offer as JSON, within the size limit, with a usable ``sdp``; else the HTTP error."""
+    if not registry.has_room():
+        raise _error(
+            web.HTTPServiceUnavailable,
+            f"too many WebRTC peers ({registry.config.max_peers}); close one or use the WebSocket viewer",
+        )
+    limit = registry.config.max_offer_bytes
+    size = request.content_length
+    if size is None or size <= limit:
+        raw = await request.content.read(limit + 1)
+        size = len(raw)
+    if size > limit:
+        message = json.dumps({"error": f"offers are limited to {limit} bytes"})
+        raise web.HTTPRequestEntityTooLarge(limit, size, text=message, content_type="application/json")
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise _error(web.HTTPBadRequest, 'send the offer as JSON: {"type": "offer", "sdp": "v=0..."}')
+    if body.get("type") != "offer":
+        raise _error(web.HTTPBadRequest, f"'type' must be \"offer\", not {body.get('type')!r}")
+    sdp = body.get("sdp")
+    if not isinstance(sdp, str) or not sdp.startswith("v=0"):
+        raise _error(web.HTTPBadRequest, "'sdp' must be the offer's SDP text, starting with v=0")
+    if "\nm=" not in sdp:
+        raise _error(web.HTTPBadRequest, "'sdp' has no media section (m=...): create the offer after adding a track")
+    return body
+
+
+def _description(body: dict[str, Any]) -> RTCSessionDescription:
+    return RTCSessionDescription(sdp=body["sdp"], type="offer")
+
+
+def _taken(stream_id: str) -> web.HTTPException:
+    return _error(web.HTTPConflict, f"stream {stream_id!r} already exists: pick another id or leave it out")
+
+
+def _answer(answer: RTCSessionDescription, stream_id: str) -> web.Response:
+    return web.json_response({"type": answer.type, "sdp": answer.sdp, "stream": stream_id})
+
+
+def _remote(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+def _error(kind: type[web.HTTPException], message: str) -> web.HTTPException:
+    return kind(text=json.dumps({"error": message}), content_type="application/json")

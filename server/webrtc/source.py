@@ -1,0 +1,134 @@
+"""A WebRTC peer's video track as a `Source`, so a browser's webcam is a stream like any other.
+
+aiortc receives and decodes the peer's video on its own thread and hands `av.VideoFrame` values to
+the event loop. `pump` takes them there and puts each into a `FrameHandover`, a latest-only slot
+that never blocks the loop; the stream's reader thread takes the newest one, converts it to BGR
+(the only pixel work, kept off the loop) and yields it like any camera would. When the peer goes
+away, the peer registry stops the stream's reader first and then ends the handover, so that the
+stream's end is announced once, by the registry, with the reason the peer went away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Iterator
+
+import av
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from server.sources.base import Decoded
+
+log = logging.getLogger(__name__)
+
+#: Browsers capture at up to 30 fps; the tracker is sized by this until the peer says otherwise.
+DEFAULT_FPS = 30.0
+#: How often a waiting reader looks at its stop event.
+TAKE_POLL_S = 0.1
+
+
+class FrameHandover:
+    """The newest frame from the loop to one reader thread: `put` overwrites (and counts), `take` waits.
+
+    `put` and `end` only hold a lock for an assignment, so the loop never waits on the reader.
+    """
+
+    def __init__(self) -> None:
+        self._ready = threading.Condition()
+        self._frame: av.VideoFrame | None = None
+        self._ended = False
+        self.dropped = 0
+
+    def put(self, frame: av.VideoFrame) -> None:
+        with self._ready:
+            if self._ended:
+                return
+            if self._frame is not None:
+                self.dropped += 1
+            self._frame = frame
+            self._ready.notify()
+
+    def end(self) -> None:
+        """No more frames will come; a waiting `take` returns at once."""
+        with self._ready:
+            self._ended = True
+            self._frame = None
+            self._ready.notify_all()
+
+    @property
+    def ended(self) -> bool:
+        with self._ready:
+            return self._ended
+
+    def take(self, timeout_s: float) -> av.VideoFrame | None:
+        """The newest frame, or None after ``timeout_s`` or once ended."""
+        with self._ready:
+            if self._frame is None and not self._ended:
+                self._ready.wait(timeout_s)
+            frame, self._frame = self._frame, None
+            return frame
+
+
+class WebRTCSource:
+    """One published video track. It can be read once: a WebRTC peer cannot be reopened from here.
+
+    ``media_time`` counts from the first frame the reader takes, by the frames' timestamps (aiortc
+    has already unwrapped the 32-bit RTP clock), so the tracker sees the real time between frames
+    even when the network or the reader skipped some.
+    """
+
+    live = True
+
+    def __init__(self, peer: str, fps: float = DEFAULT_FPS) -> None:
+        self.fps = fps
+        self._peer = peer
+        self.handover = FrameHandover()
+
+    def describe(self) -> str:
+        return f"webrtc:{self._peer}"
+
+    def end(self) -> None:
+        self.handover.end()
+
+    def open(self, stop: threading.Event) -> Iterator[Decoded]:
+        first_pts: int | None = None
+        try:
+            while not stop.is_set():
+                frame = self.handover.take(TAKE_POLL_S)
+                if frame is None:
+                    if self.handover.ended:
+                        return
+                    continue
+                pts = frame.pts or 0
+                if first_pts is None:
+                    first_pts = pts
+                media_time = float((pts - first_pts) * frame.time_base) if frame.time_base else 0.0
+                yield Decoded(frame.to_ndarray(format="bgr24"), media_time)
+        finally:
+            self.handover.end()  # nobody reads any more (the stream was removed): tell the pump
+
+
+async def pump(
+    track: MediaStreamTrack, source: WebRTCSource, first_timeout_s: float, idle_timeout_s: float
+) -> str | None:
+    """Move the track's frames into ``source`` until the track ends; return why it ended.
+
+    None means the peer ended the track; a text means the stream's reader stopped reading (the
+    stream was removed) or the connection was judged lost because no frame came in time:
+    ``first_timeout_s`` to connect, then ``idle_timeout_s`` between frames
+    (aiortc's own consent checks would take half a minute to notice a vanished peer).
+    """
+    timeout_s = first_timeout_s
+    while True:
+        try:
+            frame = await asyncio.wait_for(track.recv(), timeout_s)
+        except MediaStreamError:
+            return None
+        except TimeoutError:
+            return f"connection lost: no video for {timeout_s:g} s"
+        timeout_s = idle_timeout_s
+        if source.handover.ended:
+            return "the stream was removed"
+        if isinstance(frame, av.VideoFrame):
+            source.handover.put(frame)

@@ -1,0 +1,339 @@
+"""WebRTC both ways, with aiortc peers over loopback: a generated scene published as a camera, and
+annotated video with its metadata played back; plus the offer checks, limits and clean endings."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from fractions import Fraction
+from typing import Any
+
+import av
+import pytest
+from aiohttp import WSMsgType
+from aiohttp.test_utils import TestClient
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
+
+from server.app import create_app
+from server.config import Settings, StreamConfig
+from server.models import BUNDLED_MODEL
+from server.scene import Scene
+from server.webrtc import IceServer, IceServerError, WebRTCConfig
+from server.webrtc.routes import webrtc_config_key
+from tests.support.truth import is_apart, match_boxes
+
+Start = Callable[..., Awaitable[TestClient]]
+ClientFactory = Callable[..., Awaitable[TestClient]]
+
+SCENE_SEED = 7
+VIDEO_CLOCK_HZ = 90_000
+PUBLISHED_RESULTS = 45  # processed frames of the published scene to check identities on
+PLAYED_FRAMES = 12
+END_WITHIN_S = 5.0
+MAX_OFFSET_FRAMES = 30  # how far the server's first frame may be from the publisher's first
+
+pytestmark = pytest.mark.timeout(90)
+
+
+class SceneTrack(MediaStreamTrack):
+    """The generated scene as a camera: frame ``i`` at ``i / fps`` seconds, rendered off the loop."""
+
+    kind = "video"
+
+    def __init__(self, scene: Scene, frames: int | None = None) -> None:
+        super().__init__()
+        self.scene = scene
+        self.frames = frames
+        self.sent = 0
+        self._started: float | None = None
+
+    async def recv(self) -> av.VideoFrame:
+        if self._started is None:
+            self._started = time.monotonic()
+        if self.frames is not None and self.sent >= self.frames:
+            await asyncio.Event().wait()  # a camera that stopped sending but never said goodbye
+        due = self._started + self.sent / self.scene.fps
+        await asyncio.sleep(max(0.0, due - time.monotonic()))  # pacing at the camera's rate, not a sync
+        image, _ = await asyncio.to_thread(self.scene.render, self.sent)
+        frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+        frame.pts, frame.time_base = self.sent * VIDEO_CLOCK_HZ // self.scene.fps, Fraction(1, VIDEO_CLOCK_HZ)
+        self.sent += 1
+        return frame
+
+
+def lan_peer() -> RTCPeerConnection:
+    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+
+
+async def offer_to(client: TestClient, path: str, pc: RTCPeerConnection, **extra: object) -> dict[str, Any]:
+    """Send ``pc``'s offer, apply the answer, return the response body (which names the stream)."""
+    await pc.setLocalDescription(await pc.createOffer())
+    response = await client.post(path, json={"type": "offer", "sdp": pc.localDescription.sdp, **extra})
+    body = await response.json()
+    assert response.status == 200, body
+    await pc.setRemoteDescription(RTCSessionDescription(body["sdp"], body["type"]))
+    return body
+
+
+@asynccontextmanager
+async def feed(client: TestClient, stream_id: str) -> AsyncIterator[Any]:
+    async with client.ws_connect("/ws") as ws:
+        assert (await ws.receive_json())["type"] == "hello"
+        await ws.send_json({"type": "subscribe", "streams": [stream_id]})
+        yield ws
+
+
+async def next_event(ws: Any, *types: str) -> dict[str, Any]:
+    """The next text message of one of ``types`` (JPEGs and other messages are skipped)."""
+    async for message in ws:
+        if message.type is WSMsgType.TEXT:
+            event = json.loads(message.data)
+            if event["type"] in types:
+                return event  # type: ignore[no-any-return]
+    raise AssertionError(f"socket closed before a {types} message")
+
+
+async def wait_state(ws: Any, stream_id: str, state: str) -> dict[str, Any]:
+    while True:
+        event = await next_event(ws, "status")
+        if event["stream"] == stream_id and event["state"] == state:
+            return event
+
+
+async def wait_removed(ws: Any, stream_id: str) -> None:
+    while (await next_event(ws, "removed"))["stream"] != stream_id:
+        pass
+
+
+def best_offset(scene: Scene, metas: list[dict[str, Any]]) -> int:
+    """Which publisher frame the server's media time 0 was: the offset that matches the most boxes."""
+
+    def matches(offset: int) -> int:
+        return sum(
+            len(
+                match_boxes(
+                    scene.render(offset + round(m["media_time"] * scene.fps))[1], [t["box"] for t in m["tracks"]]
+                )
+            )
+            for m in metas[:8]
+        )
+
+    return max(range(MAX_OFFSET_FRAMES), key=matches)
+
+
+async def test_published_scene_is_tracked_with_the_generators_identities(start_server: Start) -> None:
+    client = await start_server()
+    scene = Scene(seed=SCENE_SEED)
+    publisher = lan_peer()
+    publisher.addTrack(SceneTrack(scene))
+    try:
+        async with feed(client, "cam") as ws:
+            body = await offer_to(client, "/api/webrtc/publish", publisher, stream="cam", fps=scene.fps)
+            assert body["stream"] == "cam"
+            metas = [
+                m for m in [await next_event(ws, "frame") for _ in range(PUBLISHED_RESULTS)] if m["stream"] == "cam"
+            ]
+        listed = {s["id"]: s for s in (await (await client.get("/api/streams")).json())["streams"]}
+        assert listed["cam"]["state"] == "live" and listed["cam"]["source"] == "webrtc:127.0.0.1"
+    finally:
+        await publisher.close()
+
+    offset = best_offset(scene, [m for m in metas if m["tracks"]])
+    ids_per_object: dict[int, set[int]] = defaultdict(set)
+    objects_per_id: dict[int, set[int]] = defaultdict(set)
+    matched = clear = 0
+    for meta in metas:
+        truths = scene.render(offset + round(meta["media_time"] * scene.fps))[1]
+        for i, j in match_boxes(truths, [t["box"] for t in meta["tracks"]]):
+            truth, track = truths[i], meta["tracks"][j]
+            if is_apart(truth, truths, scene.width, scene.height):
+                assert track["class"] == truth.class_name
+                ids_per_object[truth.object_id].add(track["id"])
+                objects_per_id[track["id"]].add(truth.object_id)
+                matched += 1
+        clear += sum(is_apart(t, truths, scene.width, scene.height) for t in truths)
+    assert clear > 0 and matched >= 0.9 * clear, f"only {matched} of {clear} clear objects were tracked"
+    switches = {obj: ids for obj, ids in ids_per_object.items() if len(ids) > 1}
+    assert not switches, f"objects that changed track id while apart from others: {switches}"
+    shared = {tid: objs for tid, objs in objects_per_id.items() if len(objs) > 1}
+    assert not shared, f"track ids given to more than one object: {shared}"
+
+
+async def test_closing_the_publisher_ends_and_removes_its_stream(start_server: Start) -> None:
+    client = await start_server()
+    publisher = lan_peer()
+    publisher.addTrack(SceneTrack(Scene(seed=1)))
+    async with feed(client, "*") as ws:
+        stream_id = (await offer_to(client, "/api/webrtc/publish", publisher))["stream"]
+        assert stream_id.startswith("webcam-")
+        await wait_state(ws, stream_id, "live")
+        await publisher.close()
+        async with asyncio.timeout(END_WITHIN_S):
+            await wait_state(ws, stream_id, "ended")
+            await wait_removed(ws, stream_id)
+    streams = (await (await client.get("/api/streams")).json())["streams"]
+    assert stream_id not in [s["id"] for s in streams]
+    assert not [t.name for t in threading.enumerate() if t.name == f"reader-{stream_id}"]
+
+
+async def test_a_publisher_that_goes_silent_is_ended_as_lost(aiohttp_client: ClientFactory) -> None:
+    app = create_app(Settings(model=str(BUNDLED_MODEL)))
+    app[webrtc_config_key] = WebRTCConfig(publish_idle_timeout_s=1.0)
+    client = await aiohttp_client(app)
+    publisher = lan_peer()
+    publisher.addTrack(SceneTrack(Scene(seed=1), frames=5))
+    try:
+        async with feed(client, "quiet") as ws:
+            await offer_to(client, "/api/webrtc/publish", publisher, stream="quiet")
+            await wait_state(ws, "quiet", "live")
+            async with asyncio.timeout(END_WITHIN_S):
+                ended = await wait_state(ws, "quiet", "ended")
+                await wait_removed(ws, "quiet")
+        assert "connection lost" in ended["error"]
+    finally:
+        await publisher.close()
+
+
+async def test_a_player_receives_annotated_frames_with_their_metadata(start_server: Start) -> None:
+    client = await start_server(StreamConfig("live", "scene:?seed=1"))
+    player = lan_peer()
+    player.addTransceiver("video", direction="recvonly")
+    channel = player.createDataChannel("meta")
+    metas: list[dict[str, Any]] = []
+    channel.on("message", lambda text: metas.append(json.loads(text)))
+    tracks: asyncio.Queue[MediaStreamTrack] = asyncio.Queue()
+    player.on("track", tracks.put_nowait)
+    try:
+        await offer_to(client, "/api/webrtc/play/live", player)
+        track = await tracks.get()
+        frames = [await track.recv() for _ in range(PLAYED_FRAMES)]
+    finally:
+        await player.close()
+    for frame in frames:
+        assert isinstance(frame, av.VideoFrame)
+        assert frame.to_ndarray(format="bgr24").shape == (384, 640, 3)
+    assert metas and all(m["type"] == "frame" and m["stream"] == "live" for m in metas)
+    assert any(m["tracks"] for m in metas), "the scene's objects are in the metadata"
+    # The receiver's pts count from its first frame, the metadata's from the feed's first: one
+    # constant offset (to within rounding) must pair nearly every frame with its metadata.
+    pts = [m["pts"] for m in metas]
+
+    def paired(offset: int) -> int:
+        return sum(any(abs(f.pts + offset - p) <= 2 for p in pts) for f in frames)
+
+    best = max(paired(p - f.pts) for f in frames for p in pts)
+    assert best >= PLAYED_FRAMES - 2, f"only {best} of {PLAYED_FRAMES} frames had their metadata"
+
+
+async def test_playing_an_unknown_stream_is_404(start_server: Start) -> None:
+    client = await start_server()
+    response = await client.post("/api/webrtc/play/nope", json={"type": "offer", "sdp": "v=0\r\n"})
+    assert response.status == 404 and "nope" in (await response.json())["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b"not json", "JSON"),
+        (b"[1, 2]", "JSON"),
+        (b'{"type": "answer", "sdp": "v=0"}', "offer"),
+        (b'{"type": "offer"}', "sdp"),
+        (b'{"type": "offer", "sdp": "v=0\\r\\nthis is not sdp"}', "media section"),
+        (b'{"type": "offer", "sdp": "v=0\\r\\nm=video abc\\r\\n"}', "offer could not be used"),
+        (b'{"type": "offer", "sdp": "v=0\\r\\nm=video 9", "stream": "no spaces"}', "stream"),
+        (b'{"type": "offer", "sdp": "v=0\\r\\nm=video 9", "fps": 0}', "fps"),
+    ],
+)
+async def test_malformed_offers_get_400_with_a_message(start_server: Start, body: bytes, expected: str) -> None:
+    client = await start_server()
+    response = await client.post("/api/webrtc/publish", data=body, headers={"Content-Type": "application/json"})
+    assert response.status == 400
+    assert expected in (await response.json())["error"]
+
+
+async def test_an_offer_without_video_is_refused(start_server: Start) -> None:
+    client = await start_server(StreamConfig("live", "scene:?seed=1"))
+    for path in ("/api/webrtc/publish", "/api/webrtc/play/live"):
+        pc = lan_peer()
+        pc.createDataChannel("meta")
+        await pc.setLocalDescription(await pc.createOffer())
+        response = await client.post(path, json={"type": "offer", "sdp": pc.localDescription.sdp})
+        await pc.close()
+        assert response.status == 400 and "video" in (await response.json())["error"]
+
+
+async def test_oversized_offers_and_taken_ids_are_refused(start_server: Start) -> None:
+    client = await start_server(StreamConfig("live", "scene:?seed=1"))
+    huge = json.dumps({"type": "offer", "sdp": "v=0\r\n" + "a=x\r\n" * 20_000})
+    response = await client.post("/api/webrtc/publish", data=huge)
+    assert response.status == 413 and "bytes" in (await response.json())["error"]
+    publisher = lan_peer()
+    publisher.addTrack(SceneTrack(Scene(seed=1)))
+    await publisher.setLocalDescription(await publisher.createOffer())
+    offer = {"type": "offer", "sdp": publisher.localDescription.sdp, "stream": "live"}
+    response = await client.post("/api/webrtc/publish", json=offer)
+    await publisher.close()
+    assert response.status == 409 and "already exists" in (await response.json())["error"]
+
+
+async def test_peers_beyond_the_limit_are_refused(aiohttp_client: ClientFactory) -> None:
+    app = create_app(Settings(model=str(BUNDLED_MODEL), streams=(StreamConfig("live", "scene:?seed=1"),)))
+    app[webrtc_config_key] = WebRTCConfig(max_peers=1)
+    client = await aiohttp_client(app)
+    first, second = lan_peer(), lan_peer()
+    for pc in (first, second):
+        pc.addTransceiver("video", direction="recvonly")
+    try:
+        await offer_to(client, "/api/webrtc/play/live", first)
+        await second.setLocalDescription(await second.createOffer())
+        response = await client.post(
+            "/api/webrtc/play/live", json={"type": "offer", "sdp": second.localDescription.sdp}
+        )
+        assert response.status == 503 and "too many" in (await response.json())["error"]
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_no_ice_servers_by_default_and_configured_ones_are_offered(aiohttp_client: ClientFactory) -> None:
+    client = await aiohttp_client(create_app(Settings(model=str(BUNDLED_MODEL))))
+    assert await (await client.get("/api/webrtc/config")).json() == {"ice_servers": []}
+    app = create_app(Settings(model=str(BUNDLED_MODEL)))
+    app[webrtc_config_key] = WebRTCConfig.from_urls(["stun:stun.example.org:3478", "turn:me:s%40cret@turn.example.org"])
+    client = await aiohttp_client(app)
+    assert (await (await client.get("/api/webrtc/config")).json())["ice_servers"] == [
+        {"urls": ["stun:stun.example.org:3478"]},
+        {"urls": ["turn:turn.example.org"], "username": "me", "credential": "s@cret"},
+    ]
+
+
+def test_ice_server_urls_are_checked_without_echoing_credentials() -> None:
+    assert IceServer.parse("turn:u:p@host:3478?transport=tcp").describe() == "turn:host:3478?transport=tcp (as u)"
+    for bad in ("http://host", "stun:", "turn:secretonly@host"):
+        with pytest.raises(IceServerError) as error:
+            IceServer.parse(bad)
+        assert "secretonly" not in str(error.value)
+
+
+async def test_shutdown_closes_every_peer(start_server: Start) -> None:
+    client = await start_server(StreamConfig("live", "scene:?seed=1"))
+    publisher, player = lan_peer(), lan_peer()
+    publisher.addTrack(SceneTrack(Scene(seed=2)))
+    player.addTransceiver("video", direction="recvonly")
+    try:
+        async with feed(client, "cam") as ws:
+            await offer_to(client, "/api/webrtc/publish", publisher, stream="cam")
+            await offer_to(client, "/api/webrtc/play/live", player)
+            await wait_state(ws, "cam", "live")
+        await asyncio.wait_for(client.close(), timeout=15)
+    finally:
+        await publisher.close()
+        await player.close()
+    alive = [t.name for t in threading.enumerate() if t.name.startswith(("reader-", "webrtc-render"))]
+    assert alive == []
