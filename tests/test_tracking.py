@@ -1,0 +1,157 @@
+"""Per-stream tracking, fed by a perfect detector (the scene's truth), so every failure is the tracker's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ultralytics.engine.results import Results
+
+from server.frames import Frame, Track, TrackEventKind
+from server.options import StreamOptions, tracker_kinds
+from server.scene import Scene
+from server.tracking import StreamTracker, simplify
+from tests.conftest import SCENE_FRAMES, SCENE_SEED
+from tests.support.detections import NAMES, truth_result
+from tests.support.truth import is_apart, mask_iou, match_boxes, polygon_mask
+from tools.track_report import score
+
+FPS = 15.0
+
+
+def frame_at(scene: Scene, index: int, image: np.ndarray) -> Frame:
+    return Frame("cam", index, 1_700_000_000.0 + index / scene.fps, index / scene.fps, image)
+
+
+def run_truth(scene: Scene, tracker: StreamTracker, indices: range) -> list[tuple[int, tuple[Track, ...]]]:
+    observed = []
+    for index in indices:
+        image, truths = scene.render(index)
+        tracks, _ = tracker.update(truth_result(image, truths), frame_at(scene, index, image))
+        observed.append((index, tracks))
+    return observed
+
+
+def box_result(image: np.ndarray, rows: list[list[float]]) -> Results:
+    """Detections with rectangular masks filling their boxes: ``rows`` are x1, y1, x2, y2, conf, cls."""
+    masks = torch.zeros((len(rows), *image.shape[:2]))
+    for i, (x1, y1, x2, y2, _, _) in enumerate(rows):
+        masks[i, int(y1) : int(y2), int(x1) : int(x2)] = 1
+    return Results(image, "", NAMES, boxes=torch.tensor(rows, dtype=torch.float32).reshape(-1, 6), masks=masks)
+
+
+def test_ids_follow_every_object_of_the_scene_one_to_one() -> None:
+    scene = Scene(seed=SCENE_SEED)
+    tracker = StreamTracker("cam", NAMES, StreamOptions(), FPS)
+    result = score(scene, run_truth(scene, tracker, range(SCENE_FRAMES)))
+    assert result.idf1 >= 0.97, result.line()
+    assert result.switches_apart == 0, result.line()
+
+
+@pytest.mark.parametrize("every", [2, 3])
+def test_skipped_frames_do_not_break_tracking(every: int) -> None:
+    """A worker that only gets to every 2nd or 3rd frame still keeps each object's id while it is apart."""
+    scene = Scene(seed=SCENE_SEED)
+    tracker = StreamTracker("cam", NAMES, StreamOptions(tracker="botsort"), FPS)
+    result = score(scene, run_truth(scene, tracker, range(0, SCENE_FRAMES, every)))
+    assert result.idf1 >= 0.9, result.line()
+    assert result.switches_apart == 0, result.line()
+
+
+def test_lost_track_buffer_follows_the_measured_processing_rate() -> None:
+    """ultralytics' track_buffer=30 means one second at 30 fps; at 5 processed fps that is 5 updates."""
+    scene = Scene(seed=SCENE_SEED)
+    tracker = StreamTracker("cam", NAMES, StreamOptions(), FPS)
+    assert tracker._tracker.max_frames_lost == 15  # the nominal rate, until frames are measured
+    run_truth(scene, tracker, range(0, 60, 3))
+    assert tracker.processing_fps == pytest.approx(5.0, rel=0.05)
+    assert tracker._tracker.max_frames_lost == 5
+
+
+def test_track_buffer_override_is_a_time_at_thirty_fps() -> None:
+    options = StreamOptions.from_mapping({"tracker_settings": {"track_buffer": 60}})
+    tracker = StreamTracker("cam", NAMES, options, 10.0)
+    assert tracker._tracker.max_frames_lost == 20  # 2 s at 10 fps
+
+
+def test_masks_stay_with_their_tracks_whatever_the_detection_order() -> None:
+    scene = Scene(seed=SCENE_SEED)
+    tracker = StreamTracker("cam", NAMES, StreamOptions(), FPS)
+    rng = np.random.default_rng(0)
+    owner: dict[int, int] = {}
+    checked = 0
+    for index in range(120, 220):
+        image, truths = scene.render(index)
+        shuffled = [truths[i] for i in rng.permutation(len(truths))]
+        tracks, _ = tracker.update(truth_result(image, shuffled), frame_at(scene, index, image))
+        for i, j in match_boxes(truths, [t.box for t in tracks]):
+            truth, track = truths[i], tracks[j]
+            assert owner.setdefault(track.track_id, truth.object_id) == truth.object_id
+            assert track.polygon is not None
+            assert mask_iou(polygon_mask(track.polygon, image.shape[:2]), truth.mask) >= 0.9
+            checked += 1
+    assert checked >= 100
+
+
+def test_a_track_starts_once_and_ends_after_its_object_leaves() -> None:
+    image = np.zeros((240, 320, 3), np.uint8)
+    tracker = StreamTracker("cam", NAMES, StreamOptions(), 10.0)
+    events = []
+    for index in range(40):
+        rows = [[10 + 4 * index, 50, 60 + 4 * index, 100, 0.9, 1]] if index < 20 else []
+        frame = Frame("cam", index, 1000.0 + index / 10, index / 10, image)
+        _, new = tracker.update(box_result(image, rows), frame)
+        events += [(index, event) for event in new]
+    kinds = [(index, event.kind) for index, event in events]
+    assert kinds[0] == (0, TrackEventKind.START)
+    assert [k for _, k in kinds] == [TrackEventKind.START, TrackEventKind.END]
+    end_index, end = events[1]
+    # Last seen at frame 19 and kept as lost for ultralytics' 1 s (10 updates at 10 fps).
+    assert 19 + 10 <= end_index <= 19 + 12
+    assert end.stream_id == "cam" and end.class_name == "square"
+    assert end.age_s == pytest.approx(1.9)
+    assert end.first_seen == pytest.approx(1000.0)
+    assert end.box == pytest.approx((86.0, 50.0, 136.0, 100.0))
+
+
+def test_velocity_is_in_pixels_per_second_of_media_time() -> None:
+    image = np.zeros((240, 320, 3), np.uint8)
+    tracker = StreamTracker("cam", NAMES, StreamOptions(), 10.0)
+    for index in range(12):  # 6 px per frame at 10 fps, moving right and up
+        rows = [[20 + 6 * index, 150 - 3 * index, 70 + 6 * index, 200 - 3 * index, 0.9, 0]]
+        tracks, _ = tracker.update(box_result(image, rows), Frame("cam", index, 0.0, index / 10, image))
+    (track,) = tracks
+    assert track.velocity == pytest.approx((60.0, -30.0), abs=2.0)
+    assert track.age_s == pytest.approx(1.1)
+    assert len(track.trail) == 12 and track.trail[-1] == (45 + 66, 175 - 33)
+
+
+def test_class_filter_and_confidence_are_applied_per_stream() -> None:
+    image = np.zeros((240, 320, 3), np.uint8)
+    rows = [[10, 10, 60, 60, 0.9, 0], [100, 10, 150, 60, 0.9, 1], [200, 10, 250, 60, 0.3, 2]]
+    picky = StreamTracker("a", NAMES, StreamOptions(classes=("disc", "triangle"), conf=0.5), 10.0)
+    tracks, _ = picky.update(box_result(image, rows), Frame("a", 0, 0.0, 0.0, image))
+    assert [t.class_name for t in tracks] == ["disc"]
+    with pytest.raises(ValueError, match="classes: the model has no class 'person'"):
+        StreamTracker("b", NAMES, StreamOptions(classes=("person",)), 10.0)
+
+
+@pytest.mark.parametrize("kind", tracker_kinds())
+def test_every_ultralytics_tracker_keeps_ids_on_a_clear_object(kind: str) -> None:
+    scene = Scene(seed=SCENE_SEED)
+    tracker = StreamTracker("cam", NAMES, StreamOptions(tracker=kind), FPS)
+    ids: dict[int, set[int]] = {}
+    for index, tracks in run_truth(scene, tracker, range(40, 100)):
+        truths = scene.render(index)[1]
+        for i, j in match_boxes(truths, [t.box for t in tracks]):
+            if is_apart(truths[i], truths, scene.width, scene.height):
+                ids.setdefault(truths[i].object_id, set()).add(tracks[j].track_id)
+    assert ids and all(len(found) == 1 for found in ids.values()), ids
+
+
+def test_simplified_outline_stays_within_a_pixel() -> None:
+    circle = np.array([[100 + 40 * np.cos(a), 100 + 40 * np.sin(a)] for a in np.linspace(0, 2 * np.pi, 400)])
+    polygon = simplify(circle.astype(np.float32))
+    assert polygon is not None and 8 < len(polygon) < 100
+    shape = (200, 200)
+    assert mask_iou(polygon_mask(polygon, shape), polygon_mask(circle, shape)) >= 0.97
