@@ -21,10 +21,11 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
 from server.app import create_app
-from server.config import Settings, StreamConfig
+from server.config import ConfigError, Settings, StreamConfig
 from server.models import BUNDLED_MODEL
 from server.scene import Scene
 from server.webrtc import IceServer, IceServerError, WebRTCConfig
+from server.webrtc.config import ICE_SERVERS_ENV
 from server.webrtc.routes import webrtc_config_key
 from tests.support.truth import is_apart, match_boxes
 
@@ -311,6 +312,17 @@ async def test_no_ice_servers_by_default_and_configured_ones_are_offered(aiohttp
         {"urls": ["stun:stun.example.org:3478"]},
         {"urls": ["turn:turn.example.org"], "username": "me", "credential": "s@cret"},
     ]
+
+
+def test_ice_servers_come_from_the_environment() -> None:
+    config = WebRTCConfig.from_env({ICE_SERVERS_ENV: " stun:a.example.org, turn:u:p@b.example.org:3478 "})
+    assert [server.describe() for server in config.ice_servers] == [
+        "stun:a.example.org",
+        "turn:b.example.org:3478 (as u)",
+    ]
+    assert WebRTCConfig.from_env({}).ice_servers == ()
+    with pytest.raises(ConfigError, match=ICE_SERVERS_ENV):
+        WebRTCConfig.from_env({ICE_SERVERS_ENV: "https://a.example.org"})
 
 
 def test_ice_server_urls_are_checked_without_echoing_credentials() -> None:

@@ -2,16 +2,20 @@
 
 On a LAN both ends reach each other by their host addresses, so the default is no STUN or TURN at
 all: nothing leaves the network and no answer waits on an unreachable server. Other networks need a
-STUN server (to learn the public address) or a TURN relay, given as URLs with optional credentials.
+STUN server (to learn the public address) or a TURN relay, given as URLs with optional credentials
+in `ICE_SERVERS_ENV`, like the access tokens (they are secrets, which do not belong in a flag).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote
 
 from aiortc import RTCConfiguration, RTCIceServer
+
+from server.config import ConfigError
 
 #: Peers at once, publishers and players together: each costs a decoder or encoder thread.
 MAX_PEERS = 16
@@ -20,9 +24,11 @@ MAX_OFFER_BYTES = 64 * 1024
 #: A publisher that sends no frame for this long is gone (aiortc's own consent checks take ~30 s).
 PUBLISH_IDLE_TIMEOUT_S = 5.0
 ICE_SCHEMES = ("stun", "stuns", "turn", "turns")
+#: Space- or comma-separated ICE server URLs, e.g. ``stun:stun.example.org turn:me:secret@turn.example.org``.
+ICE_SERVERS_ENV = "SEGCAST_ICE_SERVERS"
 
 
-class IceServerError(ValueError):
+class IceServerError(ConfigError):
     """An ICE server URL cannot be used; the message says what form is expected."""
 
 
@@ -83,8 +89,17 @@ class WebRTCConfig:
 
     @classmethod
     def from_urls(cls, urls: Iterable[str]) -> WebRTCConfig:
-        """Settings from ``--ice-server`` style values; raises `IceServerError` naming the bad one."""
+        """Settings with these ICE server URLs; raises `IceServerError` naming the bad one."""
         return cls(tuple(IceServer.parse(url) for url in urls))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> WebRTCConfig:
+        """Settings from `ICE_SERVERS_ENV` (none when unset); the error names the variable."""
+        value = environ.get(ICE_SERVERS_ENV, "").strip()
+        try:
+            return cls.from_urls(re.split(r"[\s,]+", value) if value else ())
+        except IceServerError as exc:
+            raise IceServerError(f"{ICE_SERVERS_ENV}: {exc}") from None
 
     def rtc_configuration(self) -> RTCConfiguration:
         """An explicit list, even when empty: left unset, aiortc falls back to a public Google STUN server."""

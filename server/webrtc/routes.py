@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
@@ -41,10 +42,13 @@ peers_key = web.AppKey("webrtc_peers", PeerRegistry)
 def setup_webrtc(app: web.Application, config: WebRTCConfig | None = None) -> None:
     """Add the WebRTC routes to ``app``. Call it after the pipeline's cleanup context is added.
 
+    Without ``config``, ICE servers come from the environment (`ICE_SERVERS_ENV`); a bad value
+    raises `IceServerError`, a `ConfigError` naming the variable.
+
     The peers' cleanup context then runs inside the pipeline's: peers start after the hub and the
     stream manager exist, and are all closed before the pipeline stops.
     """
-    app[webrtc_config_key] = config or WebRTCConfig()
+    app[webrtc_config_key] = config or WebRTCConfig.from_env(os.environ)
     app.cleanup_ctx.append(_peers)
     app.router.add_get("/api/webrtc/config", _config)
     app.router.add_post("/api/webrtc/publish", _publish)

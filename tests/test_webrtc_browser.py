@@ -1,0 +1,82 @@
+"""A real browser publishes its (fake) webcam through the page, and closing the tab ends the stream.
+
+Chromium's fake camera plays a generated scene from a .y4m file, so the server's model has
+something it knows to find; the page then plays the annotated stream back over WebRTC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from server.scene import Scene, write_y4m
+from tests.test_webrtc import feed, next_event, wait_removed, wait_state
+
+playwright = pytest.importorskip("playwright.async_api")
+
+Start = Callable[..., Awaitable[TestClient]]
+
+CHROMIUM = "/usr/bin/chromium"
+CAMERA_SEED = 7
+CAMERA_FRAMES = 90  # Chromium loops the file
+#: The page closes its peer on "pagehide"; if that message is lost, the idle time-out ends it.
+END_WITHIN_S = 8.0
+
+pytestmark = [
+    pytest.mark.timeout(90),
+    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"needs Debian's chromium at {CHROMIUM}"),
+]
+
+
+@pytest.fixture(scope="session")
+def fake_camera(video_cache: Path) -> Path:
+    path = video_cache / f"camera-{CAMERA_SEED}-{CAMERA_FRAMES}.y4m"
+    if not path.exists():
+        partial = path.with_suffix(".partial")
+        write_y4m(Scene(seed=CAMERA_SEED), partial, CAMERA_FRAMES)
+        partial.rename(path)
+    return path
+
+
+async def test_browser_webcam_becomes_a_tracked_stream_until_the_tab_closes(
+    start_server: Start, fake_camera: Path
+) -> None:
+    client = await start_server()
+    async with playwright.async_playwright() as driver:
+        browser = await driver.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--use-fake-device-for-media-stream",
+                "--use-fake-ui-for-media-stream",
+                f"--use-file-for-fake-video-capture={fake_camera}",
+            ],
+        )
+        try:
+            page = await browser.new_page()
+            async with feed(client, "browser") as ws:
+                await page.goto(str(client.make_url("/static/publish.html")))
+                await page.fill("input[name=stream]", "browser")
+                await page.click("#use-camera")
+                async with asyncio.timeout(45):
+                    while not (meta := await next_event(ws, "frame"))["tracks"]:
+                        pass
+                assert meta["stream"] == "browser"
+                assert {t["class"] for t in meta["tracks"]} <= {"disc", "square", "triangle"}
+                # The page plays its own stream back over WebRTC, with the track table from "meta".
+                await page.wait_for_function(
+                    "document.querySelector('#tracks tbody').children.length > 0", timeout=30_000
+                )
+                assert await page.text_content("#play-mode") == "(WebRTC)"
+                await page.close()
+                async with asyncio.timeout(END_WITHIN_S):
+                    await wait_state(ws, "browser", "ended")
+                    await wait_removed(ws, "browser")
+        finally:
+            await browser.close()
+    streams = (await (await client.get("/api/streams")).json())["streams"]
+    assert "browser" not in [s["id"] for s in streams]

@@ -1,0 +1,238 @@
+// WebRTC with segcast: publish this browser's camera as a stream, or play a stream's annotated video.
+//
+// Signalling is one HTTP round trip (POST /api/webrtc/publish or /api/webrtc/play/<id>, see
+// server/webrtc/routes.py): the offer is sent once all local ICE candidates are in it, and the
+// server's answer already holds all of its own. ICE servers come from GET /api/webrtc/config (none on
+// a LAN by default).
+//
+// Playback metadata arrives on the "meta" data channel, one "frame" message per video frame, each
+// with the frame's `pts` on the 90 kHz video clock. The browser reports each shown frame's RTP
+// timestamp, which is that pts plus an offset the sender chose at random; the offset is learnt from
+// the first frames and then every frame is paired with its own metadata by timestamp.
+
+import { withToken } from "./connection.js";
+
+const ICE_GATHERING_TIMEOUT_MS = 3000;
+const CONNECT_TIMEOUT_MS = 10000;
+const META_KEPT = 120; // metadata of the last few seconds, waiting for their frames
+const PTS_TOLERANCE = 2; // ticks of the 90 kHz clock lost to rounding on the way
+const UNPAIRED_BEFORE_RESYNC = 30; // frames without metadata before the offset is learnt again
+const UINT32 = 2 ** 32;
+const mod32 = (value) => ((value % UINT32) + UINT32) % UINT32;
+
+/** True where the camera can be asked for: https://, or http://localhost. */
+export function canPublish() {
+  return Boolean(window.isSecureContext && navigator.mediaDevices?.getUserMedia);
+}
+
+/** True where WebRTC playback can be tried at all. */
+export function canPlay() {
+  return typeof RTCPeerConnection === "function";
+}
+
+/**
+ * Ask for the camera and publish it as a stream. Resolves once the server has answered, with
+ * { streamId, stream (the MediaStream, for a preview), pc, stop() }. `onState` hears the
+ * connection's states ("connecting", "connected", "failed", "closed"...).
+ */
+export async function publishCamera({ streamId, width = 1280, height = 720, frameRate = 30, onState } = {}) {
+  if (!canPublish()) {
+    throw new Error(
+      "the camera is only available on a secure page: open segcast over https:// (or on localhost)",
+    );
+  }
+  const media = await navigator.mediaDevices.getUserMedia({
+    video: { width: { ideal: width }, height: { ideal: height }, frameRate: { ideal: frameRate } },
+    audio: false,
+  });
+  const [track] = media.getVideoTracks();
+  const pc = await newPeer(onState);
+  pc.addTransceiver(track, { direction: "sendonly", streams: [media] });
+  const settings = track.getSettings();
+  const body = { stream: streamId || undefined, fps: settings.frameRate || frameRate };
+  let answer;
+  try {
+    answer = await negotiate(pc, "/api/webrtc/publish", body);
+  } catch (error) {
+    pc.close();
+    media.getTracks().forEach((t) => t.stop());
+    throw error;
+  }
+  const stop = () => {
+    pc.close();
+    media.getTracks().forEach((t) => t.stop());
+    window.removeEventListener("pagehide", stop);
+  };
+  // Closing the tab closes the connection anyway; saying so at once ends the stream without delay.
+  window.addEventListener("pagehide", stop);
+  return { streamId: answer.stream, stream: media, pc, stop };
+}
+
+/**
+ * Play `streamId` over WebRTC into `video`. Resolves once media flows, with { pc, stop() }; rejects
+ * if it cannot (no WebRTC, refused, no connection within a few seconds), so the caller can fall back.
+ * `onMeta(meta)` gets each shown frame's metadata (the protocol's "frame" message, plus `pts`).
+ */
+export async function playStream(streamId, { video, onMeta, onState } = {}) {
+  if (!canPlay()) throw new Error("this browser has no WebRTC");
+  const pc = await newPeer(onState);
+  pc.addTransceiver("video", { direction: "recvonly" });
+  const channel = pc.createDataChannel("meta");
+  const pairing = new MetaPairing(onMeta);
+  channel.addEventListener("message", (event) => pairing.add(JSON.parse(event.data)));
+  const playing = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("no video from segcast in time")), CONNECT_TIMEOUT_MS);
+    pc.addEventListener("track", (event) => {
+      video.srcObject = event.streams[0] || new MediaStream([event.track]);
+      video.muted = true;
+      video.play().catch(() => {}); // autoplay of a muted video is allowed; a refusal shows controls
+      clearTimeout(timer);
+      resolve();
+    });
+    pc.addEventListener("connectionstatechange", () => {
+      if (pc.connectionState === "failed") reject(new Error("the WebRTC connection failed"));
+    });
+  });
+  try {
+    await negotiate(pc, `/api/webrtc/play/${encodeURIComponent(streamId)}`, {});
+    await playing;
+  } catch (error) {
+    pc.close();
+    throw error;
+  }
+  pairing.watch(video);
+  return {
+    pc,
+    stop() {
+      pairing.stop();
+      pc.close();
+      video.srcObject = null;
+    },
+  };
+}
+
+/**
+ * Play over WebRTC where possible, else call `fallback()` (e.g. the WebSocket or MJPEG view), and
+ * also when an established connection fails later. Resolves with { mode: "webrtc"|"fallback", stop }.
+ */
+export async function playWithFallback(streamId, { video, onMeta, fallback, onState } = {}) {
+  let player = null;
+  try {
+    player = await playStream(streamId, {
+      video,
+      onMeta,
+      onState: (state) => {
+        onState?.(state);
+        if (state === "failed" && player) {
+          player.stop();
+          fallback();
+        }
+      },
+    });
+    return { mode: "webrtc", stop: () => player.stop() };
+  } catch (error) {
+    console.info("segcast: WebRTC playback unavailable, using the fallback:", error.message);
+    const stop = fallback();
+    return { mode: "fallback", stop: typeof stop === "function" ? stop : () => {} };
+  }
+}
+
+async function newPeer(onState) {
+  const config = await fetchJson("/api/webrtc/config");
+  const pc = new RTCPeerConnection({ iceServers: config.ice_servers });
+  pc.addEventListener("connectionstatechange", () => onState?.(pc.connectionState));
+  return pc;
+}
+
+async function negotiate(pc, path, body) {
+  await pc.setLocalDescription(await pc.createOffer());
+  await gatheringComplete(pc);
+  const answer = await fetchJson(path, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ ...body, type: "offer", sdp: pc.localDescription.sdp }),
+  });
+  await pc.setRemoteDescription({ type: answer.type, sdp: answer.sdp });
+  return answer;
+}
+
+function gatheringComplete(pc) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      if (pc.iceGatheringState !== "complete") return;
+      pc.removeEventListener("icegatheringstatechange", done);
+      clearTimeout(timer);
+      resolve();
+    };
+    // A STUN server that does not answer must not hold the offer back: send what we have.
+    const timer = setTimeout(resolve, ICE_GATHERING_TIMEOUT_MS);
+    pc.addEventListener("icegatheringstatechange", done);
+  });
+}
+
+async function fetchJson(path, options) {
+  const response = await fetch(withToken(path), options);
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(data.error || `${response.status} ${response.statusText}`);
+  return data;
+}
+
+// Pairs each shown video frame with the metadata of exactly that frame, by RTP timestamp.
+class MetaPairing {
+  constructor(onMeta) {
+    this.onMeta = onMeta;
+    this.metas = new Map(); // pts mod 2^32 -> meta
+    this.offset = null; // RTP timestamp minus pts, mod 2^32
+    this.unpaired = 0;
+    this.latest = null;
+    this.video = null;
+  }
+
+  add(meta) {
+    this.latest = meta;
+    this.metas.set(mod32(meta.pts), meta);
+    if (this.metas.size > META_KEPT) this.metas.delete(this.metas.keys().next().value);
+    // Without per-frame callbacks, the newest metadata is the best guess for the newest picture.
+    if (!this.video?.requestVideoFrameCallback) this.onMeta?.(meta);
+  }
+
+  watch(video) {
+    if (!video.requestVideoFrameCallback) return;
+    this.video = video;
+    const onFrame = (_now, frame) => {
+      if (this.video !== video) return;
+      this.show(frame.rtpTimestamp);
+      video.requestVideoFrameCallback(onFrame);
+    };
+    video.requestVideoFrameCallback(onFrame);
+  }
+
+  stop() {
+    this.video = null;
+  }
+
+  show(rtpTimestamp) {
+    if (rtpTimestamp === undefined || !this.onMeta) return;
+    if (this.offset === null) {
+      if (!this.latest) return;
+      // The metadata is sent just before its frame is encoded, so the newest one is this frame's
+      // or a neighbour's; a wrong guess pairs nothing and is replaced after a few frames.
+      this.offset = mod32(rtpTimestamp - this.latest.pts);
+    }
+    const pts = mod32(rtpTimestamp - this.offset);
+    for (let delta = 0; delta <= PTS_TOLERANCE; delta += 1) {
+      const meta = this.metas.get(mod32(pts + delta)) || this.metas.get(mod32(pts - delta));
+      if (meta) {
+        this.unpaired = 0;
+        this.onMeta(meta);
+        return;
+      }
+    }
+    this.unpaired += 1;
+    if (this.unpaired >= UNPAIRED_BEFORE_RESYNC) {
+      this.offset = null;
+      this.unpaired = 0;
+    }
+  }
+}
