@@ -89,11 +89,11 @@ class NetworkSource:
 
     def av_options(self) -> dict[str, str]:
         """FFmpeg options for this URL: low latency for every protocol, and the chosen RTSP transport."""
-        options = {
-            "fflags": "nobuffer+discardcorrupt",
-            "flags": "low_delay",
-            "analyzeduration": str(PROBE_DURATION_US),
-        }
+        options = {"fflags": "discardcorrupt", "flags": "low_delay", "analyzeduration": str(PROBE_DURATION_US)}
+        if self.scheme not in ("http", "https"):
+            # Drops the packets read while probing rather than replaying them: right for a camera,
+            # wrong for an HTTP URL that may turn out to be a clip (its start would be lost).
+            options["fflags"] += "+nobuffer"
         if self.scheme in ("rtsp", "rtsps"):
             options["rtsp_transport"] = self._transport
             options["allowed_media_types"] = "video"

@@ -9,6 +9,7 @@ Runs on 127.0.0.1 in a thread of the test process and stops with `close`.
 from __future__ import annotations
 
 import base64
+import re
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -104,11 +105,22 @@ def _handler_for(camera: MjpegServer) -> type[BaseHTTPRequestHandler]:
                 self.send_error(HTTPStatus.NOT_FOUND)
                 return
             body = path.read_bytes()
-            self.send_response(HTTPStatus.OK)
-            content_type = "application/vnd.apple.mpegurl" if path.suffix == ".m3u8" else "video/mp4"
-            self.send_header("Content-Type", "video/mp2t" if path.suffix == ".ts" else content_type)
-            self.send_header("Content-Length", str(len(body)))
+            first, last = 0, len(body) - 1
+            wanted = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+            if wanted:  # FFmpeg seeks in MP4s (the index is at the end) with range requests
+                first, last = int(wanted[1]), min(last, int(wanted[2] or last))
+                self.send_response(HTTPStatus.PARTIAL_CONTENT)
+                self.send_header("Content-Range", f"bytes {first}-{last}/{len(body)}")
+            else:
+                self.send_response(HTTPStatus.OK)
+            types = {".m3u8": "application/vnd.apple.mpegurl", ".ts": "video/mp2t"}
+            self.send_header("Content-Type", types.get(path.suffix, "video/mp4"))
+            self.send_header("Accept-Ranges", "bytes")
+            self.send_header("Content-Length", str(last - first + 1))
             self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.wfile.write(body[first : last + 1])
+            except (BrokenPipeError, ConnectionResetError):
+                return
 
     return Handler

@@ -1,0 +1,96 @@
+"""Local files: looping at the native rate, batch reading, and files that are not video."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from pathlib import Path
+
+import pytest
+
+from server.sources import SourceError, StreamState, open_source
+from server.sources.file import FileSource
+from tests.support.reader_probe import ReaderProbe
+from tests.support.rtsp_camera import write_camera_video
+
+CLIP_FPS = 10
+CLIP_FRAMES = 10
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_camera_video(tmp_path_factory.mktemp("clips") / "clip.mp4", CLIP_FRAMES / CLIP_FPS, CLIP_FPS)
+
+
+def test_looping_file_plays_again_and_again_with_time_running_on(clip: Path) -> None:
+    with ReaderProbe(str(clip), loop_file=True) as probe:
+        times: list[float] = []
+        while len(times) < 2.5 * CLIP_FRAMES:
+            times.append(probe.next_frame(5).media_time)
+            status = probe.status()
+
+    assert status.state is StreamState.LIVE and status.reconnects == 0
+    steps = [b - a for a, b in itertools.pairwise(times)]
+    assert all(0.05 < step < 0.15 for step in steps), f"one frame apart at 10 fps, across loops too: {steps}"
+    assert [state for state, _ in probe.announced] == [StreamState.LIVE]
+
+
+def test_file_without_loop_plays_at_its_native_rate_then_ends(clip: Path) -> None:
+    started = time.monotonic()
+    with ReaderProbe(str(clip)) as probe:
+        ended = probe.wait_state(StreamState.ENDED, 10)
+    took = time.monotonic() - started
+
+    assert ended.frames_read == CLIP_FRAMES
+    assert took >= (CLIP_FRAMES - 1) / CLIP_FPS * 0.9, "paced like a camera, not decoded in a burst"
+
+
+def test_rate_max_hands_over_every_frame_as_fast_as_they_are_taken(clip: Path) -> None:
+    source = open_source(f"{clip}#rate=max")
+    assert isinstance(source, FileSource) and source.batch
+    started = time.monotonic()
+    with ReaderProbe(source) as probe:
+        seqs = [probe.next_frame(5).seq for _ in range(CLIP_FRAMES)]
+        ended = probe.wait_state(StreamState.ENDED, 5)
+
+    assert seqs == list(range(CLIP_FRAMES)), "batch mode drops nothing"
+    assert ended.dropped == 0
+    assert time.monotonic() - started < CLIP_FRAMES / CLIP_FPS, "faster than real time"
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"this is a shopping list, not a video\n" * 20, "invalid data found"),
+        (bytes(range(256)) * 64, "invalid data found"),
+    ],
+    ids=["text", "noise"],
+)
+def test_non_video_file_fails_with_a_readable_reason(tmp_path: Path, content: bytes, reason: str) -> None:
+    path = tmp_path / "camera.mp4"
+    path.write_bytes(content)
+    with pytest.raises(SourceError) as failure:
+        open_source(str(path))
+    assert str(failure.value) == f"cannot open camera.mp4 as video: {reason} when processing input"
+
+
+def test_truncated_video_fails_with_a_readable_reason(clip: Path, tmp_path: Path) -> None:
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(clip.read_bytes()[:2000])  # the index (at the end) is gone
+    with pytest.raises(SourceError, match=r"^cannot open cut\.mp4 as video: "):
+        open_source(str(cut))
+
+
+def test_file_that_disappears_before_playing_fails(clip: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "gone.mp4"
+    copy.write_bytes(clip.read_bytes())
+    source = open_source(str(copy))
+    copy.unlink()
+    with ReaderProbe(source) as probe:
+        failed = probe.wait_state(StreamState.FAILED, 5)
+    assert failed.error is not None and failed.error.startswith("cannot open gone.mp4 as video: no such file")
+
+
+def test_missing_file_is_named() -> None:
+    with pytest.raises(SourceError, match=r"no such file: /nowhere/cam\.mp4"):
+        open_source("file:///nowhere/cam.mp4")

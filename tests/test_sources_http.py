@@ -1,0 +1,106 @@
+"""HTTP sources against a camera served by the test: slow MJPEG, stalls, 401, a video URL and HLS."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+import pytest
+
+from server.sources import StreamState
+from server.sources.network import NetworkSource
+from tests.support.mjpeg_server import MjpegServer
+from tests.support.reader_probe import ReaderProbe
+from tests.support.rtsp_camera import write_camera_video
+
+CLIP_FPS = 10
+CLIP_S = 1.5
+
+
+@pytest.fixture
+def slow_camera() -> Iterator[MjpegServer]:
+    with MjpegServer(fps=4) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def clip_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A short MP4 and the same video as an HLS recording (playlist + segments)."""
+    folder = tmp_path_factory.mktemp("http-clips")
+    clip = write_camera_video(folder / "clip.mp4", CLIP_S, CLIP_FPS)
+    with av.open(str(clip)) as source, av.open(str(folder / "clip.m3u8"), "w", format="hls") as hls:
+        hls.options.update({"hls_time": "0.5", "hls_playlist_type": "vod"})
+        template = source.streams.video[0]
+        output = hls.add_stream_from_template(template)
+        for packet in source.demux(template):
+            if packet.dts is None:
+                continue
+            packet.stream = output
+            hls.mux(packet)
+    return folder
+
+
+def test_slow_mjpeg_camera_is_live_at_its_own_rate(slow_camera: MjpegServer) -> None:
+    with ReaderProbe(slow_camera.url()) as probe:
+        first = probe.next_frame(10)
+        status = probe.wait_until("measuring ~4 fps", lambda s: 3 <= s.input_fps <= 5 and s.frames_read >= 6, 10)
+        second = probe.next_frame(5)
+
+    assert status.state is StreamState.LIVE
+    assert first.image.shape == (192, 320, 3)
+    # MJPEG has no clock of its own: frames carry their arrival time, a quarter second apart here.
+    assert 0.15 <= (second.media_time - first.media_time) / (second.seq - first.seq) <= 0.4
+
+
+def test_a_stalled_camera_counts_as_a_drop_and_comes_back(slow_camera: MjpegServer) -> None:
+    with ReaderProbe(slow_camera.url() + "#timeout=1") as probe:
+        probe.wait_state(StreamState.LIVE, 10)
+
+        slow_camera.stall.set()  # connection stays open, nothing more arrives
+        stalled = probe.wait_state(StreamState.RECONNECTING, 5)
+        slow_camera.stall.clear()
+        back = probe.wait_state(StreamState.LIVE, 10)
+
+    assert stalled.error == "stalled: nothing received for 1 s"
+    assert back.reconnects >= 1 and slow_camera.connections >= 2
+
+
+def test_http_401_fails_for_good_with_the_password_masked(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    with MjpegServer(user="viewer", password="hunter2") as server:
+        with ReaderProbe(server.url(credentials="viewer:nope-nope")) as refused:
+            failed = refused.wait_state(StreamState.FAILED, 10)
+        with ReaderProbe(server.url(credentials="viewer:hunter2")) as allowed:
+            allowed.next_frame(10)
+
+    assert failed.error is not None and "refused the credentials" in failed.error
+    assert refused.source.describe() == f"http://viewer:***@127.0.0.1:{server.port}/video.mjpg"
+    assert "nope-nope" not in caplog.text + repr(refused.announced) and "hunter2" not in caplog.text
+
+
+def test_video_url_plays_at_its_native_rate_then_ends(clip_folder: Path) -> None:
+    with MjpegServer(files=clip_folder) as server:
+        source = NetworkSource(server.url("/clip.mp4"))
+        with ReaderProbe(source) as probe:
+            ended = probe.wait_state(StreamState.ENDED, 15)
+
+    assert source.live is False, "a video with a duration is a clip, not a camera"
+    assert ended.frames_read == round(CLIP_S * CLIP_FPS)
+    assert [state for state, _ in probe.announced] == [StreamState.LIVE, StreamState.ENDED]
+
+
+def test_hls_recording_plays_through(clip_folder: Path) -> None:
+    with MjpegServer(files=clip_folder) as server, ReaderProbe(server.url("/clip.m3u8")) as probe:
+        frame = probe.next_frame(10)
+        ended = probe.wait_state(StreamState.ENDED, 15)
+
+    assert frame.image.shape == (192, 320, 3)
+    assert ended.frames_read >= round(CLIP_S * CLIP_FPS) - 1
+
+
+def test_missing_stream_is_retried_not_failed() -> None:
+    with MjpegServer() as server, ReaderProbe(server.url("/no-such-stream")) as probe:
+        status = probe.wait_state(StreamState.RECONNECTING, 10)
+    assert status.error is not None and "not found" in status.error.lower()

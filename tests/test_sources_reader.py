@@ -1,0 +1,175 @@
+"""The reader's state machine and backoff, driven by scripted sources (no network, no video)."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterator
+from functools import partial
+
+import numpy as np
+import pytest
+
+from server.sources import Decoded, SourceError, StreamState, mask_uri, open_source
+from server.sources.network import NetworkSource
+from server.sources.reader import RECONNECT_MAX_S, TRANSITIONS, Backoff, ReaderStatus
+from server.sources.webcam import WebcamSource
+from tests.support.reader_probe import ReaderProbe
+
+IMAGE = np.zeros((8, 8, 3), np.uint8)
+
+
+class ScriptedSource:
+    """Plays attempts from a script: each is a number of frames, then how the attempt ends."""
+
+    live = True
+    fps = 50.0
+
+    def __init__(self, *attempts: tuple[int, BaseException | None]) -> None:
+        self.attempts = list(attempts)
+        self.opened = 0
+
+    def describe(self) -> str:
+        return "scripted"
+
+    def open(self, stop: threading.Event) -> Iterator[Decoded]:
+        frames, ending = self.attempts[min(self.opened, len(self.attempts) - 1)]
+        self.opened += 1
+        for index in range(frames):
+            if stop.wait(1 / self.fps):
+                return
+            yield Decoded(IMAGE, index / self.fps)
+        if ending is not None:
+            raise ending
+
+
+def test_backoff_doubles_from_half_a_second_to_thirty_with_jitter() -> None:
+    backoff, rng = Backoff(), random.Random(1)
+    delays = [backoff.delay(failures, rng) for failures in range(10)]
+    nominal = [0.5, 1, 2, 4, 8, 16, 30, 30, 30, 30]
+    for delay, expected in zip(delays, nominal, strict=True):
+        assert expected * 0.8 <= delay <= expected * 1.2
+    assert RECONNECT_MAX_S == 30
+    assert len({round(backoff.delay(3, rng), 6) for _ in range(5)}) == 5, "jittered, not in lockstep"
+
+
+def test_only_allowed_transitions_exist_and_ended_and_failed_are_final() -> None:
+    assert TRANSITIONS[StreamState.ENDED] == TRANSITIONS[StreamState.FAILED] == frozenset()
+    assert StreamState.STARTING not in set().union(*TRANSITIONS.values())
+    assert set(TRANSITIONS) == set(StreamState)
+
+
+def test_a_live_source_that_errors_is_reconnecting_then_live() -> None:
+    source = ScriptedSource((3, ConnectionError("connection reset by peer")), (1000, None))
+    with ReaderProbe(source, backoff=Backoff(initial_s=0.05)) as probe:
+        probe.wait_until("live again", lambda s: s.state is StreamState.LIVE and s.reconnects == 1, 5)
+    assert [state for state, _ in probe.announced] == [StreamState.LIVE, StreamState.RECONNECTING, StreamState.LIVE]
+    assert probe.announced[1][1] == "connection reset by peer"
+
+
+def test_retries_of_the_same_error_are_announced_once_but_counted() -> None:
+    source = ScriptedSource((0, ConnectionError("connection refused")))
+    with ReaderProbe(source, backoff=Backoff(initial_s=0.01, max_s=0.02)) as probe:
+        probe.wait_until("retried", lambda s: s.reconnects >= 5, 5)
+    assert probe.announced == [(StreamState.RECONNECTING, "connection refused")]
+
+
+def test_backoff_is_reset_after_a_healthy_connection() -> None:
+    # Unhealthy drops grow the delay; after a connection that lasted `healthy_s` it starts over.
+    source = ScriptedSource(
+        (1, ConnectionError("drop")), (1, ConnectionError("drop")), (20, ConnectionError("drop")), (1000, None)
+    )
+    backoff = Backoff(initial_s=0.2, jitter=0.0, healthy_s=0.3)
+    with ReaderProbe(source, backoff=backoff) as probe:
+        delays = []
+        for reconnects in (1, 2, 3):
+            status = probe.wait_until(f"drop {reconnects}", partial(_has_reconnected, times=reconnects), 5)
+            assert status.next_attempt_at is not None
+            delays.append(status.next_attempt_at - (status.last_frame_at or 0))
+    assert delays[0] == pytest.approx(0.2, abs=0.09)
+    assert delays[1] == pytest.approx(0.4, abs=0.09)
+    assert delays[2] == pytest.approx(0.2, abs=0.09), "the 0.4 s healthy connection reset the backoff"
+
+
+def _has_reconnected(status: ReaderStatus, times: int) -> bool:
+    return status.reconnects == times
+
+
+def test_permanent_error_fails_without_retrying() -> None:
+    source = ScriptedSource((2, SourceError("the camera refused the credentials")))
+    with ReaderProbe(source) as probe:
+        failed = probe.wait_state(StreamState.FAILED, 5)
+    assert failed.error == "the camera refused the credentials" and source.opened == 1
+
+
+def test_a_live_source_that_returns_has_ended() -> None:
+    # A browser's WebRTC track returns when the peer leaves: ended, not a camera to call back.
+    with ReaderProbe(ScriptedSource((3, None))) as probe:
+        ended = probe.wait_state(StreamState.ENDED, 5)
+    assert ended.frames_read == 3
+
+
+def test_stop_during_backoff_is_immediate() -> None:
+    source = ScriptedSource((0, ConnectionError("connection refused")))
+    probe = ReaderProbe(source, backoff=Backoff(initial_s=60))
+    with probe:
+        probe.wait_state(StreamState.RECONNECTING, 5)
+    assert not probe.reader.alive
+
+
+@pytest.mark.parametrize(
+    ("uri", "masked"),
+    [
+        ("rtsp://admin:s3cret@10.0.0.5:554/Streaming/101", "rtsp://admin:***@10.0.0.5:554/Streaming/101"),
+        ("rtsps://u:p%40ss@cam/live#transport=tcp", "rtsps://u:***@cam/live#transport=tcp"),
+        ("http://cam/video.cgi?user=admin&password=x&res=hd", "http://cam/video.cgi?user=admin&password=***&res=hd"),
+        ("https://cdn/live.m3u8?token=abc", "https://cdn/live.m3u8?token=***"),
+        ("rtsp://admin@cam/live", "rtsp://admin@cam/live"),
+        ("/videos/yard.mp4", "/videos/yard.mp4"),
+    ],
+)
+def test_credentials_are_masked(uri: str, masked: str) -> None:
+    assert mask_uri(uri) == masked
+
+
+def test_network_source_describes_itself_masked_and_asks_for_low_latency() -> None:
+    source = open_source("rtsp://admin:s3cret@cam/live?channel=1#transport=udp&timeout=3")
+    assert isinstance(source, NetworkSource)
+    assert source.describe() == "rtsp://admin:***@cam/live?channel=1#transport=udp&timeout=3"
+    assert source.stall_timeout_s == 3
+    options = source.av_options()
+    assert options["rtsp_transport"] == "udp"
+    assert "nobuffer" in options["fflags"] and options["flags"] == "low_delay"
+    assert open_source("rtsp://cam/live").av_options()["rtsp_transport"] == "tcp"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("ftp://admin:s3cret@cam/x.mp4", "unsupported source 'ftp://admin:***@cam/x.mp4'"),
+        ("rtsp://admin:s3cret@cam/live#transprt=udp", "unknown option 'transprt' in 'rtsp://admin:***@cam/live"),
+        ("rtsp://cam/live#transport=carrier-pigeon", "transport='carrier-pigeon'"),
+        ("rtsp://cam/live#timeout=0", "timeout='0'"),
+        ("webcam:front", "a webcam is chosen by its index"),
+        ("webcam:0#width=640", "give both width and height"),
+        ("/videos/yard.mp4#rate=ludicrous", "no such file"),
+    ],
+)
+def test_bad_uris_fail_with_a_reason_and_no_password(uri: str, message: str) -> None:
+    with pytest.raises(SourceError) as failure:
+        open_source(uri)
+    assert message in str(failure.value)
+    assert "s3cret" not in str(failure.value)
+
+
+def test_webcam_mode_requests_become_device_options() -> None:
+    source = open_source("webcam:0#width=1280&height=720&fps=30&format=mjpeg")
+    assert isinstance(source, WebcamSource)
+    assert source.fps == 30
+    assert source.av_options() == {"video_size": "1280x720", "framerate": "30", "input_format": "mjpeg"}
+
+
+def test_missing_webcam_is_reconnecting_so_plugging_it_in_brings_it_back() -> None:
+    with ReaderProbe("/dev/video97") as probe:
+        status = probe.wait_state(StreamState.RECONNECTING, 5)
+    assert status.error == "no camera at /dev/video97 (unplugged?)"
