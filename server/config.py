@@ -66,7 +66,11 @@ def _default_id(uri: str) -> str:
     parts = urlsplit(uri)
     if parts.scheme == "scene":
         return f"scene-{parse_qs(parts.query).get('seed', ['0'])[-1]}"
+    if parts.scheme == "webcam":
+        return f"webcam-{parts.path}"
     stem = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(parts.path or uri).stem).strip("-")
+    if parts.hostname:  # a camera is known by its address more than by its path ("live", "101")
+        stem = "-".join(filter(None, (re.sub(r"[^A-Za-z0-9_-]+", "-", parts.hostname), stem)))
     return stem[:64] or "stream"
 
 
