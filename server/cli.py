@@ -10,12 +10,16 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
 
 from aiohttp import web
 
 from server.app import create_app
-from server.config import DEFAULT_HOST, DEFAULT_PORT, ConfigError, Settings, streams_from_flags
+from server.auth import AuthConfigError
+from server.config import DEFAULT_HOST, DEFAULT_PORT, ConfigError, Settings, load_config, streams_from_flags
 from server.models import DEFAULT_MODEL, ModelError
+from server.options import StreamOptions
 from server.worker import InferenceOptions
 
 DEMO_SOURCES = ("scene:?seed=1", "scene:?seed=2")
@@ -27,6 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="serve the viewer and API for the given sources")
+    serve.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="a TOML file with [server], [model], [stream_defaults] and [[streams]]; flags override it",
+    )
     serve.add_argument(
         "--source",
         action="append",
@@ -43,38 +54,60 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_common(parser: argparse.ArgumentParser, default_model: str) -> None:
-    parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port to listen on (default {DEFAULT_PORT})")
+    # Defaults are None so that a flag given on the command line can be told from one left out,
+    # which the config file's value then fills in.
+    parser.add_argument("--host", default=None, help=f"address to listen on (default {DEFAULT_HOST})")
+    parser.add_argument("--port", type=int, default=None, help=f"port to listen on (default {DEFAULT_PORT})")
     parser.add_argument(
         "--model",
-        default=default_model,
+        default=None,
         help=f"an ultralytics model name, .pt, .onnx or OpenVINO folder, or 'bundled' (default {default_model})",
     )
+    parser.set_defaults(default_model=default_model)
     parser.add_argument("--imgsz", type=int, default=None, help="inference size (default: the model's own)")
-    parser.add_argument("--conf", type=float, default=0.25, help="minimum detection confidence (default 0.25)")
-    parser.add_argument("--tracker", default="bytetrack", help="bytetrack (default), botsort, ocsort, ...")
+    parser.add_argument("--conf", type=float, default=None, help="minimum detection confidence (default 0.25)")
+    parser.add_argument("--tracker", default=None, help="bytetrack (default), botsort, ocsort, ...")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
 
+def _flag_defaults(args: argparse.Namespace) -> dict[str, object]:
+    """Stream options given as flags, each checked on its own so an error names its flag."""
+    given = {key: getattr(args, key) for key in ("imgsz", "conf", "tracker") if getattr(args, key) is not None}
+    for key, value in given.items():
+        try:
+            StreamOptions.from_mapping({key: value})
+        except ValueError as exc:
+            raise ConfigError(f"--{key} {value}: {str(exc).partition(': ')[2]}") from None
+    return given
+
+
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    if not 1 <= args.port <= 65535:
+    if args.port is not None and not 1 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port}: must be between 1 and 65535")
-    if not 0.0 <= args.conf <= 1.0:
-        raise ConfigError(f"--conf {args.conf}: must be between 0 and 1")
-    if args.imgsz is not None and not 32 <= args.imgsz <= 4096:
-        raise ConfigError(f"--imgsz {args.imgsz}: must be between 32 and 4096")
+    overrides = _flag_defaults(args)
+    config_path: Path | None = getattr(args, "config", None)
+    if config_path is not None:
+        base = load_config(config_path, overrides)
+    else:
+        defaults = StreamOptions.from_mapping(overrides)
+        inference = InferenceOptions(imgsz=defaults.imgsz, conf=defaults.conf, iou=defaults.iou)
+        base = Settings(model=args.default_model, inference=inference, stream_defaults=defaults)
     if args.command == "demo":
         sources, loop = list(DEMO_SOURCES), False
     else:
         sources, loop = args.source, args.loop
-        if not sources:
-            raise ConfigError("serve needs at least one --source (try `segcast demo` for a built-in scene)")
-    return Settings(
-        host=args.host,
-        port=args.port,
-        model=args.model,
-        inference=InferenceOptions(imgsz=args.imgsz, conf=args.conf),
-        streams=streams_from_flags(sources, loop=loop, tracker=args.tracker),
+        if not sources and config_path is None:
+            raise ConfigError(
+                "serve needs --config FILE or at least one --source (try `segcast demo` for a built-in scene)"
+            )
+    taken = {s.stream_id for s in base.streams}
+    flag_streams = streams_from_flags(sources, loop=loop, options=base.stream_defaults, taken=taken)
+    return replace(
+        base,
+        host=args.host if args.host is not None else base.host,
+        port=args.port if args.port is not None else base.port,
+        model=args.model if args.model is not None else base.model,
+        streams=base.streams + flag_streams,
     )
 
 
@@ -83,16 +116,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = settings_from_args(args)
+    except ConfigError as exc:
+        print(f"segcast: {exc}", file=sys.stderr)
+        return EXIT_STARTUP_ERROR
+    try:
         url = f"http://{_url_host(settings.host)}:{settings.port}/"
         print(f"segcast: loading model {settings.model}; the viewer will be at {url}", flush=True)
         web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
-    except (ConfigError, ModelError) as exc:
+    except (ConfigError, ModelError, AuthConfigError) as exc:
         print(f"segcast: {exc}", file=sys.stderr)
         return EXIT_STARTUP_ERROR
     except OSError as exc:
         reason = exc.strerror or exc
         print(
-            f"segcast: cannot listen on {args.host}:{args.port} ({reason}); choose another --port or --host",
+            f"segcast: cannot listen on {settings.host}:{settings.port} ({reason}); choose another --port or --host",
             file=sys.stderr,
         )
         return EXIT_STARTUP_ERROR

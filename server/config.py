@@ -1,18 +1,37 @@
-"""Settings: everything a run of segcast is told, as one frozen value built before anything starts."""
+"""Settings: everything a run of segcast is told, as one frozen value built before anything starts.
+
+Settings come from a TOML file (``segcast serve --config FILE``) with command-line flags over it.
+Every key is checked when the file is read: an unknown key or a bad value stops the start with one
+line naming it (``segcast.toml: streams[1].conf: expected a number from 0 to 1``), never a surprise
+later. `write_config` saves the streams back when the API is asked to persist a change.
+"""
 
 from __future__ import annotations
 
+import json
 import re
+import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from server.models import DEFAULT_MODEL
+from server.options import StreamOptions
 from server.worker import InferenceOptions
 
 STREAM_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
+DEFAULT_JPEG_QUALITY = 80
+MAX_BATCH_LIMIT = 64
+
+#: Keys of a ``[[streams]]`` table besides the stream options of `StreamOptions`.
+STREAM_KEYS = ("id", "uri", "loop")
+SERVER_KEYS = ("host", "port", "jpeg_quality", "embed_origins", "save_config")
+MODEL_KEYS = ("name", "device", "max_batch", "half")
+AUTH_KEYS = ("viewer_tokens", "admin_tokens")
 
 
 class ConfigError(ValueError):
@@ -21,10 +40,15 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class StreamConfig:
+    """One stream, from the config file, a flag or the API: the three are treated alike."""
+
     stream_id: str
     uri: str
     loop: bool = False
-    tracker: str = "bytetrack"
+    options: StreamOptions = field(default_factory=StreamOptions)
+
+    def to_json(self) -> dict[str, object]:
+        return {"id": self.stream_id, "uri": self.uri, "loop": self.loop, "options": self.options.to_json()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,17 +57,234 @@ class Settings:
     port: int = DEFAULT_PORT
     model: str = DEFAULT_MODEL
     inference: InferenceOptions = field(default_factory=InferenceOptions)
+    stream_defaults: StreamOptions = field(default_factory=StreamOptions)
     streams: tuple[StreamConfig, ...] = ()
-    jpeg_quality: int = 80
+    jpeg_quality: int = DEFAULT_JPEG_QUALITY
+    #: Origins allowed to show the viewer and /embed pages in a frame (CSP frame-ancestors); "*": any.
+    embed_origins: tuple[str, ...] = ()
+    #: The file the settings came from; API changes are written back to it when asked.
+    config_path: Path | None = None
+    #: Write every API change of the streams back to `config_path`, not only those with ?persist=1.
+    save_config: bool = False
+    viewer_tokens: tuple[str, ...] = ()
+    admin_tokens: tuple[str, ...] = ()
+    auth_off: bool = False
 
 
-def streams_from_flags(values: list[str], loop: bool = False, tracker: str = "bytetrack") -> tuple[StreamConfig, ...]:
+def stream_config(values: Mapping[str, Any], defaults: StreamOptions, where: str) -> StreamConfig:
+    """A stream from a TOML table or a JSON object; ConfigError names ``where`` and the bad key."""
+    stream_id = values.get("id")
+    if not isinstance(stream_id, str) or not STREAM_ID_PATTERN.match(stream_id):
+        raise ConfigError(f"{where}.id: expected 1 to 64 letters, digits, '-' or '_', got {stream_id!r}")
+    uri = values.get("uri")
+    if not isinstance(uri, str) or not uri.strip():
+        raise ConfigError(f"{where}.uri: expected the source, e.g. rtsp://..., a file path or scene:?seed=1")
+    loop = values.get("loop", False)
+    if not isinstance(loop, bool):
+        raise ConfigError(f"{where}.loop: expected true or false, got {loop!r}")
+    options = {k: v for k, v in values.items() if k not in STREAM_KEYS}
+    return StreamConfig(stream_id, uri.strip(), loop, stream_options(options, defaults, where))
+
+
+def stream_options(values: Mapping[str, Any], base: StreamOptions, where: str) -> StreamOptions:
+    try:
+        return StreamOptions.from_mapping(values, base)
+    except ValueError as exc:
+        raise ConfigError(f"{where}.{exc}") from None
+
+
+def load_config(path: Path, default_overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Settings from a TOML file. ``default_overrides`` (stream options from flags, already checked)
+    replace keys of its ``[stream_defaults]``, so they reach every stream that does not set its own."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"--config {path}: cannot read it ({exc.strerror or exc})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path.name}: not valid TOML ({exc})") from None
+    return settings_from_mapping(data, path, default_overrides or {})
+
+
+def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides: Mapping[str, Any]) -> Settings:
+    name = path.name
+    _known(data, ("server", "model", "stream_defaults", "streams", "auth"), f"{name}:")
+    server = _table(data, "server", name)
+    _known(server, SERVER_KEYS, f"{name}: server")
+    host = _typed(server, "host", str, DEFAULT_HOST, f"{name}: server")
+    port = _int(server, "port", DEFAULT_PORT, 1, 65535, f"{name}: server")
+    quality = _int(server, "jpeg_quality", DEFAULT_JPEG_QUALITY, 1, 100, f"{name}: server")
+    origins = _strings(server, "embed_origins", f"{name}: server")
+    save = _typed(server, "save_config", bool, False, f"{name}: server")
+
+    model = _table(data, "model", name)
+    _known(model, MODEL_KEYS, f"{name}: model")
+    model_name = _typed(model, "name", str, DEFAULT_MODEL, f"{name}: model")
+    device = _typed(model, "device", str, "cpu", f"{name}: model")
+    max_batch = _int(model, "max_batch", InferenceOptions().max_batch, 1, MAX_BATCH_LIMIT, f"{name}: model")
+    half = _typed(model, "half", bool, False, f"{name}: model")
+
+    defaults_table = {**_table(data, "stream_defaults", name), **default_overrides}
+    defaults = stream_options(defaults_table, StreamOptions(), f"{name}: stream_defaults")
+    raw_streams = data.get("streams", [])
+    if not isinstance(raw_streams, list) or not all(isinstance(s, dict) for s in raw_streams):
+        raise ConfigError(f"{name}: streams: expected [[streams]] tables")
+    streams: list[StreamConfig] = []
+    for index, table in enumerate(raw_streams):
+        where = f"{name}: streams[{index}]"
+        config = stream_config(table, defaults, where)
+        if any(s.stream_id == config.stream_id for s in streams):
+            raise ConfigError(f"{where}.id: {config.stream_id!r} is used twice")
+        streams.append(config)
+
+    auth = data.get("auth", {})
+    auth_off = auth == "off"
+    if auth_off:
+        auth = {}
+    if not isinstance(auth, dict):
+        raise ConfigError(f'{name}: auth: expected a table of tokens, or "off"')
+    _known(auth, AUTH_KEYS, f"{name}: auth")
+    try:
+        inference = InferenceOptions(defaults.imgsz, defaults.conf, defaults.iou, max_batch, device, half)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: model.{exc}") from None
+    return Settings(
+        host=host,
+        port=port,
+        model=model_name,
+        inference=inference,
+        stream_defaults=defaults,
+        streams=tuple(streams),
+        jpeg_quality=quality,
+        embed_origins=tuple(origins),
+        config_path=path,
+        save_config=save,
+        viewer_tokens=tuple(_strings(auth, "viewer_tokens", f"{name}: auth")),
+        admin_tokens=tuple(_strings(auth, "admin_tokens", f"{name}: auth")),
+        auth_off=auth_off,
+    )
+
+
+def write_config(settings: Settings, streams: list[StreamConfig]) -> None:
+    """Save ``settings`` with ``streams`` to `Settings.config_path`, replacing the file atomically.
+
+    Comments and key order of a hand-written file are not kept; stream options equal to the
+    defaults are left out, so the file stays as short as the user would write it.
+    """
+    if settings.config_path is None:
+        raise ConfigError("no config file to save to: start segcast with --config FILE")
+    lines = ["# Written by segcast after a change through its API.", "", "[server]"]
+    lines += [
+        f"host = {_toml(settings.host)}",
+        f"port = {settings.port}",
+        f"jpeg_quality = {settings.jpeg_quality}",
+        f"embed_origins = {_toml(list(settings.embed_origins))}",
+        f"save_config = {_toml(settings.save_config)}",
+        "",
+        "[model]",
+        f"name = {_toml(settings.model)}",
+        f"device = {_toml(settings.inference.device)}",
+        f"max_batch = {settings.inference.max_batch}",
+        f"half = {_toml(settings.inference.half)}",
+        "",
+    ]
+    if settings.auth_off:
+        lines[1:1] = ['auth = "off"', ""]
+    elif settings.viewer_tokens or settings.admin_tokens:
+        lines += [
+            "[auth]",
+            f"viewer_tokens = {_toml(list(settings.viewer_tokens))}",
+            f"admin_tokens = {_toml(list(settings.admin_tokens))}",
+            "",
+        ]
+    base = StreamOptions()
+    lines += ["[stream_defaults]", *_option_lines(settings.stream_defaults, base), ""]
+    for stream in streams:
+        lines += ["[[streams]]", f"id = {_toml(stream.stream_id)}", f"uri = {_toml(stream.uri)}"]
+        if stream.loop:
+            lines.append("loop = true")
+        lines += [*_option_lines(stream.options, settings.stream_defaults), ""]
+    path = settings.config_path
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text("\n".join(lines), encoding="utf-8")
+    partial.replace(path)
+
+
+def _option_lines(options: StreamOptions, base: StreamOptions) -> list[str]:
+    values, defaults = options.to_json(), base.to_json()
+    lines = []
+    for key, value in values.items():
+        if value == defaults[key] or value is None:
+            continue
+        if key == "tracker_settings":
+            inline = ", ".join(f"{k} = {_toml(v)}" for k, v in sorted(value.items()))  # type: ignore[attr-defined]
+            lines.append(f"tracker_settings = {{ {inline} }}")
+        else:
+            lines.append(f"{key} = {_toml(value)}")
+    return lines
+
+
+def _toml(value: object) -> str:
+    """A TOML literal for the few value kinds segcast writes (JSON strings are valid TOML strings)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} to TOML")
+
+
+def _known(table: Mapping[str, Any], keys: tuple[str, ...], where: str) -> None:
+    unknown = sorted(set(table) - set(keys))
+    if unknown:
+        raise ConfigError(f"{_at(where, unknown[0])}: unknown key; known keys are {', '.join(keys)}")
+
+
+def _at(where: str, key: str) -> str:
+    """``file.toml: server.port`` below a table, ``file.toml: server`` at the top level."""
+    return f"{where} {key}" if where.endswith(":") else f"{where}.{key}"
+
+
+def _table(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: {key}: expected a [{key}] table, got {value!r}")
+    return value
+
+
+def _typed(table: Mapping[str, Any], key: str, kind: type, default: Any, where: str) -> Any:
+    value = table.get(key, default)
+    if not isinstance(value, kind):
+        raise ConfigError(f"{where}.{key}: expected a {kind.__name__}, got {value!r}")
+    return value
+
+
+def _int(table: Mapping[str, Any], key: str, default: int, low: int, high: int, where: str) -> int:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{where}.{key}: expected a whole number from {low} to {high}, got {value!r}")
+    return value
+
+
+def _strings(table: Mapping[str, Any], key: str, where: str) -> list[str]:
+    value = table.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{where}.{key}: expected a list of strings, got {value!r}")
+    return value
+
+
+def streams_from_flags(
+    values: list[str], loop: bool = False, options: StreamOptions | None = None, taken: set[str] | None = None
+) -> tuple[StreamConfig, ...]:
     """Turn ``--source [ID=]URI`` values into stream configs with unique ids.
 
     Without an explicit ``ID=``, the id comes from the source: a file's stem, ``scene-<seed>``.
+    ``taken`` holds ids already used (by the config file's streams).
     """
     streams: list[StreamConfig] = []
-    taken: set[str] = set()
+    taken = set() if taken is None else set(taken)
     for value in values:
         stream_id, uri = _split_id(value)
         if stream_id is None:
@@ -51,7 +292,7 @@ def streams_from_flags(values: list[str], loop: bool = False, tracker: str = "by
         elif stream_id in taken:
             raise ConfigError(f"--source {value}: stream id {stream_id!r} is used twice")
         taken.add(stream_id)
-        streams.append(StreamConfig(stream_id, uri, loop, tracker))
+        streams.append(StreamConfig(stream_id, uri, loop, options or StreamOptions()))
     return tuple(streams)
 
 

@@ -1,38 +1,166 @@
-"""The encoder thread: annotate and JPEG-encode each result once, for every viewer at once.
+"""The encoder thread: annotate and JPEG-encode each result once per wanted variant, for every viewer.
 
 It sits between the inference thread and the hub so that neither the model nor the event loop pays
 for drawing and compression. Its input is a latest-only slot per stream: if encoding ever falls
 behind, a stream's older result is replaced (and counted), never queued.
+
+Encoding is lazy: the hub tells the encoder which image variants (annotated or clean, full size or
+scaled down) some viewer of a stream wants, and only those are made. A variant wanted by a hundred
+viewers is still encoded once per frame; a stream nobody watches costs only its metadata.
 """
 
 from __future__ import annotations
 
+import enum
+import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import cv2
+import numpy as np
 
 from server.annotate import annotate
-from server.frames import EncodedFrame, FrameResult
+from server.frames import FrameResult
 
 log = logging.getLogger(__name__)
 
 JPEG_QUALITY = 80
 IDLE_POLL_S = 0.1
 JOIN_TIMEOUT_S = 2.0
+MIN_WIDTH_PX = 32
+MAX_WIDTH_PX = 7680
+#: Where the hub lists variants wanted for every stream (viewers subscribed to "*").
+ALL_STREAMS = "*"
+
+
+class ImageKind(enum.Enum):
+    ANNOTATED = "annotated"  # masks, boxes, labels and trails drawn by the server
+    CLEAN = "clean"  # the frame as decoded, for clients that draw overlays themselves
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """One way of sending a frame's image; viewers asking for the same variant share its bytes."""
+
+    kind: ImageKind = ImageKind.ANNOTATED
+    max_width: int | None = None  # None: the frame's own size; never scaled up
+
+    def size(self, width: int, height: int) -> tuple[int, int]:
+        """The JPEG's pixel size for a frame of ``width`` x ``height``, aspect ratio kept."""
+        if self.max_width is None or self.max_width >= width:
+            return width, height
+        return self.max_width, max(1, round(height * self.max_width / width))
+
+    def to_json(self) -> dict[str, object]:
+        return {"kind": self.kind.value, "max_width": self.max_width}
+
+
+def parse_variant(kind: object, max_width: object = None) -> Variant | None:
+    """The variant a client asked for: ``kind`` is "annotated", "clean" or "none" (metadata only).
+
+    Raises ValueError naming the bad field; used by the WebSocket and the HTTP routes alike.
+    """
+    if kind == "none":
+        return None
+    kinds = [k.value for k in ImageKind]
+    if kind not in kinds:
+        raise ValueError(f"image: expected one of {', '.join([*kinds, 'none'])}, got {kind!r}")
+    if max_width is not None and (
+        isinstance(max_width, bool) or not isinstance(max_width, int) or not MIN_WIDTH_PX <= max_width <= MAX_WIDTH_PX
+    ):
+        raise ValueError(f"max_width: expected pixels from {MIN_WIDTH_PX} to {MAX_WIDTH_PX}, got {max_width!r}")
+    return Variant(ImageKind(kind), max_width)
+
+
+@dataclass(frozen=True, slots=True)
+class FramePacket:
+    """A processed frame ready for viewers: its metadata serialised once, and a JPEG per encoded variant.
+
+    ``metadata`` is the protocol's ``frame`` message (see docs/protocol.md); `message` adds the one
+    field that differs between viewers, which image (if any) follows it on the socket.
+    """
+
+    result: FrameResult
+    metadata: Mapping[str, object]
+    metadata_text: str
+    jpegs: Mapping[Variant, bytes] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def stream_id(self) -> str:
+        return self.result.frame.stream_id
+
+    @property
+    def seq(self) -> int:
+        return self.result.frame.seq
+
+    def message(self, variant: Variant | None) -> str:
+        """The ``frame`` text message for a viewer that gets ``variant`` (None: metadata only)."""
+        if variant is None:
+            image = "null"
+        else:
+            height, width = self.result.frame.image.shape[:2]
+            w, h = variant.size(width, height)
+            image = json.dumps(
+                {"kind": variant.kind.value, "width": w, "height": h, "bytes": len(self.jpegs[variant])},
+                separators=(",", ":"),
+            )
+        return f'{self.metadata_text[:-1]},"image":{image}}}'
+
+    def with_jpeg(self, variant: Variant, jpeg: bytes) -> FramePacket:
+        """The same frame with one more variant (encoded late, for a new viewer or a snapshot)."""
+        return FramePacket(
+            self.result, self.metadata, self.metadata_text, MappingProxyType({**self.jpegs, variant: jpeg})
+        )
+
+
+def make_packet(result: FrameResult, jpegs: Mapping[Variant, bytes]) -> FramePacket:
+    metadata = result.metadata_json()
+    return FramePacket(result, metadata, json.dumps(metadata, separators=(",", ":")), MappingProxyType(dict(jpegs)))
+
+
+def encode_variants(
+    result: FrameResult, variants: frozenset[Variant], jpeg_quality: int = JPEG_QUALITY
+) -> dict[Variant, bytes]:
+    """JPEGs of ``result`` for each of ``variants``; the overlay is drawn at most once for all of them."""
+    params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]
+    image = result.frame.image
+    height, width = image.shape[:2]
+    annotated: np.ndarray | None = None
+    jpegs: dict[Variant, bytes] = {}
+    for variant in variants:
+        if variant.kind is ImageKind.ANNOTATED:
+            if annotated is None:
+                annotated = annotate(image, result.tracks)
+            source = annotated
+        else:
+            source = image
+        size = variant.size(width, height)
+        if size != (width, height):
+            source = cv2.resize(source, size, interpolation=cv2.INTER_AREA)
+        ok, buffer = cv2.imencode(".jpg", source, params)
+        if not ok:
+            raise RuntimeError("JPEG encoding failed")
+        jpegs[variant] = buffer.tobytes()
+    return jpegs
 
 
 class Encoder:
-    def __init__(self, on_encoded: Callable[[EncodedFrame], None], jpeg_quality: int = JPEG_QUALITY) -> None:
-        self._on_encoded = on_encoded
-        self._params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]
+    """The encoder thread. `submit` comes from the inference thread, `set_wanted` from the loop."""
+
+    def __init__(self, on_packet: Callable[[FramePacket], None], jpeg_quality: int = JPEG_QUALITY) -> None:
+        self._on_packet = on_packet
+        self.jpeg_quality = jpeg_quality
         self._lock = threading.Lock()
         self._pending: dict[str, FrameResult] = {}
+        self._wanted: Mapping[str, frozenset[Variant]] = {}
         self._ready = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="encoder", daemon=True)
         self.dropped = 0
+        self.encoded = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -41,6 +169,8 @@ class Encoder:
         self._stop.set()
         self._ready.set()
         self._thread.join(JOIN_TIMEOUT_S)
+        if self._thread.is_alive():
+            log.warning("encoder thread did not stop within %.1f s", JOIN_TIMEOUT_S)
 
     def submit(self, result: FrameResult) -> None:
         """Called from the inference thread; never blocks on encoding."""
@@ -50,21 +180,25 @@ class Encoder:
             self._pending[result.frame.stream_id] = result
         self._ready.set()
 
+    def set_wanted(self, wanted: Mapping[str, frozenset[Variant]]) -> None:
+        """Which variants to make from now on, per stream id (and `ALL_STREAMS` for every stream)."""
+        with self._lock:
+            self._wanted = dict(wanted)
+
+    def wanted_for(self, stream_id: str) -> frozenset[Variant]:
+        with self._lock:
+            return self._wanted.get(stream_id, frozenset()) | self._wanted.get(ALL_STREAMS, frozenset())
+
     def _run(self) -> None:
         while not self._stop.is_set():
             self._ready.wait(IDLE_POLL_S)
             self._ready.clear()
             with self._lock:
                 pending, self._pending = self._pending, {}
-            for result in pending.values():
+            for stream_id, result in pending.items():
                 try:
-                    self._on_encoded(EncodedFrame(result, self.encode(result)))
+                    jpegs = encode_variants(result, self.wanted_for(stream_id), self.jpeg_quality)
+                    self.encoded += len(jpegs)
+                    self._on_packet(make_packet(result, jpegs))
                 except Exception:
-                    log.exception("[%s] could not encode frame %d", result.frame.stream_id, result.frame.seq)
-
-    def encode(self, result: FrameResult) -> bytes:
-        image = annotate(result.frame.image, result.tracks)
-        ok, buffer = cv2.imencode(".jpg", image, self._params)
-        if not ok:
-            raise RuntimeError("JPEG encoding failed")
-        return buffer.tobytes()
+                    log.exception("[%s] could not encode frame %d", stream_id, result.frame.seq)

@@ -1,69 +1,161 @@
 """Fan-out to viewers, and the one place where threads hand work to the event loop.
 
-Threads (readers, the encoder) call only the ``*_threadsafe`` methods, which schedule the real work
-with ``call_soon_threadsafe``; everything else here runs on the loop. Each viewer owns a latest-only
-slot per stream and its own sender task, so a viewer on a slow link only ever misses frames: it
-never delays the others, and nothing queues up behind it.
+Threads (readers, the encoder, the stream manager) call only the ``*_threadsafe`` methods, which
+schedule the real work with ``call_soon_threadsafe``; everything else here runs on the loop. Each
+viewer (a WebSocket, an MJPEG response) owns a latest-only slot per stream and is drained by its own
+task, so a viewer on a slow link only ever misses frames: it never delays the others, and nothing
+queues up behind it.
+
+The hub also knows which image variants its viewers want, and tells the encoder, so that each
+variant is encoded once per frame and only while someone wants it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
 from contextlib import suppress
+from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
-
-from server.frames import PROTOCOL_VERSION, EncodedFrame
+from server.encode import ALL_STREAMS, FramePacket, Variant, encode_variants
+from server.frames import PROTOCOL_VERSION
 from server.sources.base import StreamState
 
 log = logging.getLogger(__name__)
 
-ALL_STREAMS = "*"
+STATS_WINDOW_S = 5.0  # rates and latency are averaged over the frames of the last few seconds
+STATS_MAX_SAMPLES = 256
+FULL_ANNOTATED = Variant()
+
+WantedListener = Callable[[Mapping[str, frozenset[Variant]]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """What one viewer wants of one stream: which image (None: metadata only), and how often."""
+
+    image: Variant | None = FULL_ANNOTATED
+    max_fps: float | None = None
+
+    @property
+    def min_interval_s(self) -> float:
+        return 0.0 if not self.max_fps else 1.0 / self.max_fps
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A frame handed to one viewer, with the variant it subscribed to (None: metadata only)."""
+
+    packet: FramePacket
+    variant: Variant | None
+
+    @property
+    def jpeg(self) -> bytes | None:
+        return None if self.variant is None else self.packet.jpegs.get(self.variant)
 
 
 class Viewer:
-    """One WebSocket client: what it subscribed to and what it has not been sent yet."""
+    """One client: what it subscribed to and what it has not been given yet.
 
-    def __init__(self, ws: web.WebSocketResponse) -> None:
-        self.ws = ws
-        self.streams: set[str] = set()
+    Frames go into a one-frame slot per stream (a newer frame replaces an unsent one, counted in
+    `dropped_frames`); events are rare and each matters, so they are kept in order.
+    """
+
+    def __init__(self, name: str = "viewer") -> None:
+        self.name = name
+        self.subscriptions: dict[str, Subscription] = {}
         self.sent_frames = 0
         self.dropped_frames = 0
-        self._frames: dict[str, EncodedFrame] = {}
+        self._frames: dict[str, Delivery] = {}
         self._events: list[dict[str, Any]] = []
+        self._next_due: dict[str, float] = {}
         self._wake = asyncio.Event()
+        self.closed = False
+
+    def subscription(self, stream_id: str) -> Subscription | None:
+        return self.subscriptions.get(stream_id) or self.subscriptions.get(ALL_STREAMS)
 
     def wants(self, stream_id: str) -> bool:
-        return stream_id in self.streams or ALL_STREAMS in self.streams
+        return self.subscription(stream_id) is not None
 
-    def offer_frame(self, encoded: EncodedFrame) -> None:
-        stream_id = encoded.result.frame.stream_id
-        if stream_id in self._frames:
+    def offer_packet(self, packet: FramePacket, now: float | None = None) -> None:
+        """Take ``packet`` into this viewer's slot, unless its frame-rate limit says to skip it."""
+        subscription = self.subscription(packet.stream_id)
+        if subscription is None:
+            return
+        variant = subscription.image
+        if variant is not None and variant not in packet.jpegs:
+            return  # encoded before this viewer asked for the variant; the hub sends it a late copy
+        now = time.monotonic() if now is None else now
+        interval = subscription.min_interval_s
+        if interval:
+            due = self._next_due.get(packet.stream_id, 0.0)
+            if now < due:
+                return
+            # Keep the cadence even when a frame arrives a little early or late.
+            self._next_due[packet.stream_id] = max(due + interval, now + interval / 2)
+        if packet.stream_id in self._frames:
             self.dropped_frames += 1
-        self._frames[stream_id] = encoded
+        self._frames[packet.stream_id] = Delivery(packet, variant)
         self._wake.set()
 
     def offer_event(self, event: dict[str, Any]) -> None:
-        """Events (state changes) are rare and each one matters, so they are kept in order, not replaced."""
         self._events.append(event)
         self._wake.set()
 
-    async def send_forever(self) -> None:
-        """The viewer's sender task: drains its own slots, so only this viewer waits on its socket."""
-        while True:
-            await self._wake.wait()
+    def resubscribe(self, subscriptions: Mapping[str, Subscription]) -> None:
+        self.subscriptions = dict(subscriptions)
+        self._next_due.clear()
+        self._frames = {k: v for k, v in self._frames.items() if self.wants(k)}
+
+    def close(self) -> None:
+        """End this viewer: `take` returns at once, empty, from now on (server shutdown)."""
+        self.closed = True
+        self._wake.set()
+
+    async def take(self) -> tuple[list[dict[str, Any]], list[Delivery]]:
+        """Wait until there is something to send, then take all of it: events first, then frames.
+
+        Returns empty lists once the viewer is closed.
+        """
+        while not (self._events or self._frames or self.closed):
             self._wake.clear()
-            events, self._events = self._events, []
-            frames, self._frames = self._frames, {}
-            for event in events:
-                await self.ws.send_json(event)
-            for encoded in frames.values():
-                await self.ws.send_json(encoded.metadata_json())
-                await self.ws.send_bytes(encoded.jpeg)
-                self.sent_frames += 1
+            await self._wake.wait()
+        events, self._events = self._events, []
+        frames, self._frames = self._frames, {}
+        self.sent_frames += len(frames)
+        return events, list(frames.values())
+
+
+class _StreamStats:
+    """Processed frame rate and end-to-end latency of one stream, over `STATS_WINDOW_S`.
+
+    Latency runs from decoding a frame to handing its result to viewers (capture time to now).
+    """
+
+    def __init__(self) -> None:
+        # (monotonic arrival, seq, capture wall time, latency s)
+        self.samples: deque[tuple[float, int, float, float]] = deque(maxlen=STATS_MAX_SAMPLES)
+        self.published = 0
+
+    def add(self, packet: FramePacket) -> None:
+        frame = packet.result.frame
+        self.samples.append((time.monotonic(), frame.seq, frame.capture_time, time.time() - frame.capture_time))
+        self.published += 1
+
+    def snapshot(self) -> dict[str, float | None]:
+        now = time.monotonic()
+        recent = [s for s in self.samples if now - s[0] <= STATS_WINDOW_S]
+        if not recent:
+            return {"processed_fps": 0.0, "latency_ms": None}
+        latency_ms = 1000 * sum(s[3] for s in recent) / len(recent)
+        span = recent[-1][0] - recent[0][0]
+        processed_fps = (len(recent) - 1) / span if span > 0 else 0.0
+        return {"processed_fps": round(processed_fps, 2), "latency_ms": round(latency_ms, 1)}
 
 
 class Hub:
@@ -72,15 +164,24 @@ class Hub:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._viewers: set[Viewer] = set()
-        self.latest: dict[str, EncodedFrame] = {}
+        self._stats: dict[str, _StreamStats] = {}
+        self._on_wanted: WantedListener | None = None
+        self._wanted: dict[str, frozenset[Variant]] = {}
+        self.jpeg_quality = 80
+        self.latest: dict[str, FramePacket] = {}
+        self.states: dict[str, tuple[StreamState, str | None]] = {}
 
     # -- called from threads --------------------------------------------------------------------
 
-    def publish_threadsafe(self, encoded: EncodedFrame) -> None:
-        self._call_soon(self._publish, encoded)
+    def publish_threadsafe(self, packet: FramePacket) -> None:
+        self._call_soon(self._publish, packet)
 
     def state_threadsafe(self, stream_id: str, state: StreamState, error: str | None) -> None:
         self._call_soon(self.announce_state, stream_id, state, error)
+
+    def event_threadsafe(self, event: dict[str, Any]) -> None:
+        """Any other protocol event for every viewer (stream added, tracks started or ended)."""
+        self._call_soon(self.announce, event)
 
     def _call_soon(self, callback: Any, *args: Any) -> None:
         with suppress(RuntimeError):  # the loop already closed during shutdown: nobody left to tell
@@ -88,40 +189,112 @@ class Hub:
 
     # -- on the loop ----------------------------------------------------------------------------
 
-    def _publish(self, encoded: EncodedFrame) -> None:
-        stream_id = encoded.result.frame.stream_id
-        self.latest[stream_id] = encoded
+    def set_wanted_listener(self, listener: WantedListener) -> None:
+        self._on_wanted = listener
+        listener(self._wanted)
+
+    def _publish(self, packet: FramePacket) -> None:
+        stream_id = packet.stream_id
+        self.latest[stream_id] = packet
+        self._stats.setdefault(stream_id, _StreamStats()).add(packet)
+        now = time.monotonic()
+        events = [event.to_json() for event in packet.result.events]
         for viewer in self._viewers:
-            if viewer.wants(stream_id):
-                viewer.offer_frame(encoded)
+            if events and viewer.wants(stream_id):
+                for event in events:
+                    viewer.offer_event(event)
+            viewer.offer_packet(packet, now)
 
     def announce_state(self, stream_id: str, state: StreamState, error: str | None) -> None:
-        event = {"type": "status", "v": PROTOCOL_VERSION, "stream": stream_id, "state": state.value, "error": error}
+        self.states[stream_id] = (state, error)
+        self.announce(
+            {"type": "status", "v": PROTOCOL_VERSION, "stream": stream_id, "state": state.value, "error": error}
+        )
+
+    def announce(self, event: dict[str, Any]) -> None:
         for viewer in self._viewers:
             viewer.offer_event(event)
 
     def forget_stream(self, stream_id: str) -> None:
         self.latest.pop(stream_id, None)
-        event = {"type": "removed", "v": PROTOCOL_VERSION, "stream": stream_id}
-        for viewer in self._viewers:
-            viewer.offer_event(event)
+        self._stats.pop(stream_id, None)
+        self.states.pop(stream_id, None)
+        self.announce({"type": "removed", "v": PROTOCOL_VERSION, "stream": stream_id})
 
     def add_viewer(self, viewer: Viewer) -> None:
         self._viewers.add(viewer)
+        self._update_wanted()
 
     def remove_viewer(self, viewer: Viewer) -> None:
         self._viewers.discard(viewer)
+        self._update_wanted()
 
-    def subscribe(self, viewer: Viewer, streams: Iterable[str]) -> None:
-        """Replace what ``viewer`` watches; it gets each stream's newest frame at once, not after the next."""
-        viewer.streams = set(streams)
-        for stream_id, encoded in self.latest.items():
-            if viewer.wants(stream_id):
-                viewer.offer_frame(encoded)
+    def subscribe(self, viewer: Viewer, subscriptions: Mapping[str, Subscription]) -> None:
+        """Replace what ``viewer`` watches; it gets each stream's newest frame at once, not after the next.
+
+        A newest frame that lacks the variant the viewer asked for is encoded once more, off the loop.
+        """
+        viewer.resubscribe(subscriptions)
+        self._update_wanted()
+        for stream_id, packet in list(self.latest.items()):
+            subscription = viewer.subscription(stream_id)
+            if subscription is None:
+                continue
+            variant = subscription.image
+            if variant is None or variant in packet.jpegs:
+                viewer.offer_packet(packet)
+            else:
+                task = self._loop.create_task(self._offer_late(viewer, stream_id, variant))
+                task.add_done_callback(_log_failure)
+
+    async def _offer_late(self, viewer: Viewer, stream_id: str, variant: Variant) -> None:
+        packet = await self.packet_with(stream_id, variant)
+        if packet is not None and viewer in self._viewers:
+            viewer.offer_packet(packet)
+
+    async def packet_with(self, stream_id: str, variant: Variant) -> FramePacket | None:
+        """The newest frame of ``stream_id`` with ``variant`` encoded (in a worker thread if it was not)."""
+        packet = self.latest.get(stream_id)
+        if packet is None or variant in packet.jpegs:
+            return packet
+        jpegs = await self._loop.run_in_executor(
+            None, encode_variants, packet.result, frozenset({variant}), self.jpeg_quality
+        )
+        packet = packet.with_jpeg(variant, jpegs[variant])
+        current = self.latest.get(stream_id)
+        if current is not None and current.seq == packet.seq:
+            self.latest[stream_id] = packet
+        return packet
+
+    def _update_wanted(self) -> None:
+        wanted: dict[str, set[Variant]] = {}
+        for viewer in self._viewers:
+            for stream_id, subscription in viewer.subscriptions.items():
+                if subscription.image is not None:
+                    wanted.setdefault(stream_id, set()).add(subscription.image)
+        frozen = {stream_id: frozenset(variants) for stream_id, variants in wanted.items()}
+        if frozen != self._wanted:
+            self._wanted = frozen
+            if self._on_wanted is not None:
+                self._on_wanted(frozen)
 
     def viewer_count(self, stream_id: str) -> int:
         return sum(1 for viewer in self._viewers if viewer.wants(stream_id))
 
+    def published(self, stream_id: str) -> int:
+        """Frames of ``stream_id`` handed to viewers so far (each once, however many viewers)."""
+        stats = self._stats.get(stream_id)
+        return 0 if stats is None else stats.published
+
+    def stats(self, stream_id: str) -> dict[str, float | None]:
+        stats = self._stats.get(stream_id)
+        return _StreamStats().snapshot() if stats is None else stats.snapshot()
+
     @property
     def viewers(self) -> frozenset[Viewer]:
         return frozenset(self._viewers)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("late encoding failed", exc_info=task.exception())

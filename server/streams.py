@@ -1,7 +1,9 @@
 """The stream manager: starts and stops the pipeline threads and keeps the list of streams.
 
 Shutdown order is written once, in `stop`: readers first (no new frames), then the worker (no new
-results), then the encoder (nothing left to publish).
+results), then the encoder (nothing left to publish). Streams from the config file, from flags and
+from the API all go through `add`, so they behave the same. `add`, `remove` and `replace` block
+(opening a file probes it, stopping a reader joins its thread): call them off the event loop.
 """
 
 from __future__ import annotations
@@ -9,39 +11,64 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 from server.config import Settings, StreamConfig
 from server.encode import Encoder
-from server.frames import FrameResult
+from server.frames import PROTOCOL_VERSION, FrameResult
 from server.hub import Hub
-from server.sources import SourceError, StreamState, open_source
-from server.sources.reader import StreamReader
+from server.sources import Source, SourceError, StreamState, open_source
+from server.sources.reader import ReaderStatus, StreamReader
 from server.worker import InferenceWorker
 
 log = logging.getLogger(__name__)
 
 
+class StreamExistsError(ValueError):
+    """A stream with this id is already running."""
+
+
 @dataclass(frozen=True, slots=True)
 class StreamInfo:
-    """A stream as the API and viewers see it."""
+    """A stream as the API and viewers see it: its settings, its reader's status and inference counts."""
 
-    stream_id: str
+    config: StreamConfig
     source: str
-    state: StreamState
-    error: str | None
-    frames_read: int
-    frames_processed: int
-    frames_dropped: int
+    status: ReaderStatus
+    frames_processed: int = 0
+    inference_errors: int = 0
+    last_inference_error: str | None = None
+
+    @property
+    def stream_id(self) -> str:
+        return self.config.stream_id
+
+    @property
+    def state(self) -> StreamState:
+        return self.status.state
+
+    @property
+    def error(self) -> str | None:
+        return self.status.error
+
+    @property
+    def frames_read(self) -> int:
+        return self.status.frames_read
+
+    @property
+    def frames_dropped(self) -> int:
+        return self.status.dropped
 
     def to_json(self) -> dict[str, object]:
         return {
             "id": self.stream_id,
             "source": self.source,
-            "state": self.state.value,
-            "error": self.error,
-            "frames_read": self.frames_read,
+            "loop": self.config.loop,
+            "options": self.config.options.to_json(),
+            **self.status.to_json(),
             "frames_processed": self.frames_processed,
-            "frames_dropped": self.frames_dropped,
+            "inference_errors": self.inference_errors,
+            "last_inference_error": self.last_inference_error,
         }
 
 
@@ -52,9 +79,19 @@ class StreamManager:
         self._encoder = Encoder(hub.publish_threadsafe, settings.jpeg_quality)
         self._worker = InferenceWorker(settings.model, self._on_result, settings.inference)
         self._lock = threading.Lock()
+        self._configs: dict[str, StreamConfig] = {}  # every stream, running or failed, in the order added
         self._readers: dict[str, StreamReader] = {}
-        self._failed: dict[str, tuple[str, str]] = {}  # id -> (uri, reason) for sources that never opened
+        self._failed: dict[str, str] = {}  # id -> reason, for sources that never opened
         self._processed: dict[str, int] = {}
+        self._handed_in: set[str] = set()  # streams from `add_source`, which have no URI to reopen
+
+    @property
+    def encoder(self) -> Encoder:
+        return self._encoder
+
+    @property
+    def worker(self) -> InferenceWorker:
+        return self._worker
 
     def start(self) -> None:
         """Load the model (blocking; raises `ModelError`) and start every configured stream."""
@@ -78,57 +115,126 @@ class StreamManager:
         self._worker.stop()
         self._encoder.stop()
 
-    def add(self, config: StreamConfig) -> None:
-        """Start a stream. A source that cannot be opened is kept as a failed stream, with the reason."""
+    def add(self, config: StreamConfig) -> StreamInfo:
+        """Start a stream. A source that cannot be opened is kept as a failed stream, with the reason.
+
+        Raises `StreamExistsError` if the id is taken.
+        """
         with self._lock:
-            if config.stream_id in self._readers or config.stream_id in self._failed:
-                raise ValueError(f"stream {config.stream_id!r} already exists")
+            if config.stream_id in self._configs:
+                raise StreamExistsError(f"stream {config.stream_id!r} already exists")
+            self._configs[config.stream_id] = config
+        self._hub.event_threadsafe({"type": "added", "v": PROTOCOL_VERSION, "stream": config.stream_id})
         try:
             source = open_source(config.uri)
         except SourceError as exc:
             log.warning("[%s] cannot open source: %s", config.stream_id, exc)
             with self._lock:
-                self._failed[config.stream_id] = (config.uri, str(exc))
+                self._failed[config.stream_id] = str(exc)
             self._hub.state_threadsafe(config.stream_id, StreamState.FAILED, str(exc))
-            return
-        slot = self._worker.add_stream(config.stream_id, source.fps, config.tracker)
+            return self.info(config.stream_id)
+        slot = self._worker.add_stream(config.stream_id, source.fps, config.options)
         reader = StreamReader(config.stream_id, source, slot, self._hub.state_threadsafe, loop_file=config.loop)
         with self._lock:
             self._readers[config.stream_id] = reader
             self._processed[config.stream_id] = 0
+        self._hub.state_threadsafe(config.stream_id, StreamState.STARTING, None)
         reader.start()
+        log.info("[%s] added: %s", config.stream_id, source.describe())
+        return self.info(config.stream_id)
 
-    def remove(self, stream_id: str) -> None:
+    def add_source(self, config: StreamConfig, source: Source) -> StreamInfo:
+        """Start a stream from a source built elsewhere (a WebRTC peer's track) instead of from its URI.
+
+        ``config.uri`` only names the source. Raises `StreamExistsError` if the id is taken.
+        """
         with self._lock:
+            if config.stream_id in self._configs:
+                raise StreamExistsError(f"stream {config.stream_id!r} already exists")
+            self._configs[config.stream_id] = config
+            self._handed_in.add(config.stream_id)
+        self._hub.event_threadsafe({"type": "added", "v": PROTOCOL_VERSION, "stream": config.stream_id})
+        slot = self._worker.add_stream(config.stream_id, source.fps, config.options)
+        reader = StreamReader(config.stream_id, source, slot, self._hub.state_threadsafe)
+        with self._lock:
+            self._readers[config.stream_id] = reader
+            self._processed[config.stream_id] = 0
+        self._hub.state_threadsafe(config.stream_id, StreamState.STARTING, None)
+        reader.start()
+        log.info("[%s] added: %s", config.stream_id, source.describe())
+        return self.info(config.stream_id)
+
+    def remove(self, stream_id: str) -> StreamConfig:
+        """Stop and forget a stream; raises KeyError if there is none by that id."""
+        with self._lock:
+            config = self._configs.pop(stream_id)
             reader = self._readers.pop(stream_id, None)
-            failed = self._failed.pop(stream_id, None)
-        if reader is None and failed is None:
-            raise KeyError(stream_id)
+            self._failed.pop(stream_id, None)
+            self._processed.pop(stream_id, None)
+            self._handed_in.discard(stream_id)
         if reader is not None:
             reader.stop()
             self._worker.remove_stream(stream_id)
+        log.info("[%s] removed", stream_id)
+        return config
+
+    def replace(self, config: StreamConfig) -> StreamInfo:
+        """Restart a stream with new settings (its tracker starts afresh); KeyError if it does not exist."""
+        self.remove(config.stream_id)
+        return self.add(config)
+
+    def config(self, stream_id: str) -> StreamConfig:
+        with self._lock:
+            return self._configs[stream_id]
+
+    def configs(self) -> list[StreamConfig]:
+        """The streams a config file can describe: not those whose source was handed in (WebRTC)."""
+        with self._lock:
+            return [c for i, c in self._configs.items() if i not in self._handed_in]
+
+    def info(self, stream_id: str) -> StreamInfo:
+        """The stream's state and counters now; KeyError if there is none by that id."""
+        with self._lock:
+            config = self._configs[stream_id]
+            reader = self._readers.get(stream_id)
+            failed = self._failed.get(stream_id)
+            processed = self._processed.get(stream_id, 0)
+        if reader is None:
+            status = ReaderStatus(StreamState.FAILED, failed, None, 0, 0, 0.0, 0, None)
+            return StreamInfo(config, masked(config.uri), status)
+        stats = self._worker.stats(stream_id)
+        return StreamInfo(
+            config,
+            reader.source.describe(),
+            reader.status(),
+            processed,
+            stats.errors if stats else 0,
+            stats.last_error if stats else None,
+        )
 
     def streams(self) -> list[StreamInfo]:
         with self._lock:
-            readers = list(self._readers.values())
-            failed = dict(self._failed)
-        infos = [
-            StreamInfo(
-                r.stream_id,
-                r.source.describe(),
-                r.state,
-                r.error,
-                r.frames_read,
-                self._processed.get(r.stream_id, 0),
-                r.slot.dropped,
-            )
-            for r in readers
-        ]
-        infos += [StreamInfo(i, uri, StreamState.FAILED, reason, 0, 0, 0) for i, (uri, reason) in failed.items()]
-        return sorted(infos, key=lambda info: info.stream_id)
+            ids = sorted(self._configs)
+        infos = []
+        for stream_id in ids:
+            try:
+                infos.append(self.info(stream_id))
+            except KeyError:  # removed meanwhile
+                continue
+        return infos
 
     def _on_result(self, result: FrameResult) -> None:
         stream_id = result.frame.stream_id
-        if stream_id in self._processed:
-            self._processed[stream_id] += 1
+        with self._lock:
+            if stream_id in self._processed:
+                self._processed[stream_id] += 1
         self._encoder.submit(result)
+
+
+def masked(uri: str) -> str:
+    """``uri`` safe to show and log: a password in it is replaced by ``***``."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))

@@ -1,16 +1,22 @@
 """Fan-out: every viewer gets its own latest-only slot, so a stalled viewer never holds up the others."""
+# The WebSocket sender of server/ws.py drives each viewer here through a stand-in socket.
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
 import numpy as np
 
-from server.frames import EncodedFrame, Frame, FrameResult
-from server.hub import Hub, Viewer
+from server.encode import FramePacket, Variant, make_packet
+from server.frames import Frame, FrameResult
+from server.hub import Hub, Subscription, Viewer
 from server.sources.base import StreamState
+from server.ws import send_forever
+
+FULL = Variant()
 
 
 class RecordingSocket:
@@ -22,9 +28,10 @@ class RecordingSocket:
         self.events: list[dict[str, Any]] = []
         self._never = asyncio.Event()
 
-    async def send_json(self, data: dict[str, Any]) -> None:
+    async def send_str(self, text: str) -> None:
         if self.stalled:
             await self._never.wait()
+        data = json.loads(text)
         if data["type"] == "frame":
             self.frames.append(data["seq"])
         else:
@@ -35,16 +42,16 @@ class RecordingSocket:
             await self._never.wait()
 
 
-def encoded(seq: int, stream_id: str = "cam") -> EncodedFrame:
+def encoded(seq: int, stream_id: str = "cam") -> FramePacket:
     frame = Frame(stream_id, seq, time.time(), seq / 15, np.zeros((4, 4, 3), np.uint8))
-    return EncodedFrame(FrameResult(frame, (), 1.0), b"\xff\xd8jpeg")
+    return make_packet(FrameResult(frame, (), 1.0), {FULL: b"\xff\xd8jpeg"})
 
 
 async def connect(hub: Hub, socket: RecordingSocket, streams: list[str]) -> tuple[Viewer, asyncio.Task[None]]:
-    viewer = Viewer(socket)  # type: ignore[arg-type]
+    viewer = Viewer()
     hub.add_viewer(viewer)
-    hub.subscribe(viewer, streams)
-    return viewer, asyncio.create_task(viewer.send_forever())
+    hub.subscribe(viewer, {stream_id: Subscription() for stream_id in streams})
+    return viewer, asyncio.create_task(send_forever(viewer, socket))  # type: ignore[arg-type]
 
 
 async def settle() -> None:

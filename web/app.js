@@ -1,105 +1,118 @@
-// The live viewer: one WebSocket, one subscribed stream, frames drawn on a canvas as they arrive.
-// Protocol (docs/protocol.md): a JSON "frame" message is followed by the JPEG of exactly that frame.
+// The viewer: a grid of every stream, and a stream view (#/stream/<id>) with overlays and tracks.
+// One WebSocket feeds both (docs/protocol.md); stats come from the REST API once a second.
 
-const picker = document.getElementById("stream-picker");
-const canvas = document.getElementById("video");
-const context = canvas.getContext("2d");
-const trackBody = document.querySelector("#tracks tbody");
-const connection = document.getElementById("connection");
-const streamStatus = document.getElementById("stream-status");
+import { addStream, listStreams, removeStream } from "./api.js";
+import { Connection } from "./connection.js";
+import { GridView, gridSubscription } from "./grid.js";
+import { StreamView } from "./stream.js";
 
-const RECONNECT_DELAY_MS = 1000;
-let socket = null;
-let pendingMeta = null;
-let decoding = false;
+const STATS_INTERVAL_MS = 1000;
+const CONFIRM_WINDOW_MS = 3000;
 
-function wsUrl() {
-  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  return `${scheme}//${location.host}/ws`;
-}
+const $ = (id) => document.getElementById(id);
+const grid = new GridView($("grid"), $("grid-empty"));
+const view = new StreamView({
+  canvas: $("video"),
+  toggles: $("overlays"),
+  trackBody: document.querySelector("#tracks tbody"),
+  trackCount: $("track-count"),
+  title: $("stream-title"),
+  state: $("stream-state"),
+  error: $("stream-error"),
+  stats: $("stats"),
+  embedCode: $("embed-code"),
+});
+let current = null; // the stream id shown in the stream view, or null on the grid
 
-function setStreams(streams) {
-  const current = picker.value || new URLSearchParams(location.search).get("stream");
-  picker.replaceChildren(
-    ...streams.map((s) => new Option(`${s.id} (${s.state})`, s.id)),
-  );
-  if (streams.some((s) => s.id === current)) picker.value = current;
-  subscribe();
-}
-
-function subscribe() {
-  if (socket?.readyState === WebSocket.OPEN && picker.value) {
-    socket.send(JSON.stringify({ type: "subscribe", streams: [picker.value] }));
-  }
-}
-
-function showTracks(meta) {
-  trackBody.replaceChildren(
-    ...meta.tracks.map((t) => {
-      const row = document.createElement("tr");
-      for (const value of [t.id, t.class, t.conf.toFixed(2)]) {
-        const cell = document.createElement("td");
-        cell.textContent = value;
-        row.append(cell);
-      }
-      return row;
-    }),
-  );
-}
-
-async function drawFrame(meta, jpeg) {
-  // A frame that arrives while the previous one is still decoding is skipped: stay live, not complete.
-  if (decoding) return;
-  decoding = true;
-  try {
-    const bitmap = await createImageBitmap(new Blob([jpeg], { type: "image/jpeg" }));
-    if (canvas.width !== bitmap.width || canvas.height !== bitmap.height) {
-      canvas.width = bitmap.width;
-      canvas.height = bitmap.height;
+const connection = new Connection({
+  hello(message) {
+    grid.setStreams(message.streams);
+    route();
+  },
+  frame(meta, jpeg) {
+    if (current === null) grid.frame(meta, jpeg);
+    else view.frame(meta, jpeg);
+  },
+  event(message) {
+    if (message.type === "status") {
+      grid.setState(message.stream, message.state, message.error);
+      if (message.stream === current) view.setState(message.state, message.error);
+    } else if (message.type === "added") {
+      grid.upsert({ id: message.stream, state: "starting" });
+    } else if (message.type === "removed") {
+      grid.remove(message.stream);
+      if (message.stream === current) location.hash = "#/";
+    } else if (message.type === "error") {
+      console.warn("segcast:", message.message);
     }
-    context.drawImage(bitmap, 0, 0);
-    bitmap.close();
-    showTracks(meta);
-    canvas.dataset.seq = meta.seq;
-  } finally {
-    decoding = false;
-  }
-}
-
-function onMessage(event) {
-  if (typeof event.data !== "string") {
-    if (pendingMeta?.stream === picker.value) drawFrame(pendingMeta, event.data);
-    pendingMeta = null;
-    return;
-  }
-  const message = JSON.parse(event.data);
-  if (message.type === "hello") setStreams(message.streams);
-  else if (message.type === "frame") pendingMeta = message;
-  else if (message.type === "status" && message.stream === picker.value) {
-    streamStatus.textContent = message.error ? `${message.state}: ${message.error}` : message.state;
-  } else if (message.type === "error") console.warn("segcast:", message.message);
-}
-
-function connect() {
-  socket = new WebSocket(wsUrl());
-  socket.binaryType = "arraybuffer";
-  socket.addEventListener("open", () => {
-    connection.textContent = "live";
-    connection.className = "badge live";
-  });
-  socket.addEventListener("message", onMessage);
-  socket.addEventListener("close", () => {
-    connection.textContent = "reconnecting…";
-    connection.className = "badge down";
-    setTimeout(connect, RECONNECT_DELAY_MS);
-  });
-}
-
-picker.addEventListener("change", () => {
-  const url = new URL(location.href);
-  url.searchParams.set("stream", picker.value);
-  history.replaceState(null, "", url);
-  subscribe();
+  },
+  state(state) {
+    const badge = $("connection");
+    badge.textContent = state === "live" ? "connected" : "reconnecting…";
+    badge.className = `badge ${state === "live" ? "state-live" : "state-failed"}`;
+  },
 });
 
-connect();
+function route() {
+  const match = location.hash.match(/^#\/stream\/(.+)$/);
+  current = match ? decodeURIComponent(match[1]) : null;
+  $("grid-view").hidden = current !== null;
+  $("stream-view").hidden = current === null;
+  if (current === null) {
+    connection.subscribe(gridSubscription);
+  } else {
+    view.open(current);
+    connection.subscribe(view.subscription());
+  }
+  refreshStats();
+}
+
+async function refreshStats() {
+  try {
+    const { streams } = await listStreams();
+    grid.setStreams(streams);
+    const shown = streams.find((s) => s.id === current);
+    if (shown) view.setStats(shown);
+  } catch {
+    // The server is restarting: the connection badge already says so, and the next poll retries.
+  }
+}
+
+$("add-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = event.target;
+  const data = new FormData(form);
+  const body = { id: data.get("id").trim(), uri: data.get("uri").trim(), loop: data.get("loop") === "on" };
+  if (data.get("conf")) body.conf = Number(data.get("conf"));
+  $("add-error").textContent = "";
+  try {
+    const stream = await addStream(body, data.get("persist") === "on");
+    grid.upsert(stream);
+    form.reset();
+  } catch (error) {
+    $("add-error").textContent = error.message;
+  }
+});
+
+const removeButton = $("remove-stream");
+let confirmUntil = 0;
+removeButton.addEventListener("click", async () => {
+  if (Date.now() > confirmUntil) {
+    confirmUntil = Date.now() + CONFIRM_WINDOW_MS;
+    removeButton.textContent = "Click again to remove";
+    setTimeout(() => (removeButton.textContent = "Remove"), CONFIRM_WINDOW_MS);
+    return;
+  }
+  confirmUntil = 0;
+  removeButton.textContent = "Remove";
+  try {
+    await removeStream(current, false);
+    location.hash = "#/";
+  } catch (error) {
+    $("stream-error").textContent = error.message;
+  }
+});
+
+window.addEventListener("hashchange", route);
+setInterval(refreshStats, STATS_INTERVAL_MS);
+route();

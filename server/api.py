@@ -1,0 +1,317 @@
+"""The REST API under ``/api``, plus ``/healthz`` and ``/metrics`` (formats in docs/protocol.md).
+
+Every error is JSON, ``{"error": "<what is wrong and how to fix it>"}``, with a 4xx status that says
+whose fault it was. Changes to streams run in a worker thread (opening a source probes it, stopping
+one joins its reader) and can be saved to the config file: with ``?persist=1``, or always when the
+config file says ``save_config = true``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from server.config import STREAM_KEYS, ConfigError, StreamConfig, stream_config, stream_options, write_config
+from server.encode import FramePacket, ImageKind, Variant, parse_variant
+from server.frames import PROTOCOL_VERSION
+from server.hub import Subscription, Viewer
+from server.keys import config_lock_key, http_viewers_key, hub_key, manager_key, settings_key
+from server.metrics import render_metrics
+from server.streams import StreamExistsError, StreamInfo
+
+log = logging.getLogger(__name__)
+
+MJPEG_BOUNDARY = "segcastframe"
+MAX_BODY_BYTES = 64 * 1024
+MAX_MJPEG_FPS = 60.0
+SNAPSHOT_RETRY_S = 1
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def setup_api(app: web.Application) -> None:
+    router = app.router
+    router.add_get("/api/streams", _list_streams)
+    router.add_post("/api/streams", _add_stream)
+    router.add_get("/api/streams/{stream}", _get_stream)
+    router.add_patch("/api/streams/{stream}", _change_stream)
+    router.add_delete("/api/streams/{stream}", _remove_stream)
+    router.add_get("/api/streams/{stream}/snapshot.jpg", _snapshot)
+    router.add_get("/api/streams/{stream}/mjpeg", _mjpeg)
+    router.add_get("/api/streams/{stream}/tracks", _tracks)
+    router.add_get("/healthz", _health)
+    router.add_get("/metrics", _metrics)
+
+
+def error(kind: type[web.HTTPException], message: str, **headers: str) -> web.HTTPException:
+    """An HTTP error with a JSON body naming what is wrong."""
+    return kind(text=json.dumps({"error": message}), content_type="application/json", headers=headers or None)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Routing errors (404, 405) under /api come back as JSON like every other API error."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json" or not request.path.startswith("/api"):
+            raise
+        reason = exc.reason if exc.status != 404 else f"no such API route: {request.method} {request.path}"
+        headers = {k: v for k, v in exc.headers.items() if k == "Allow"}
+        return web.json_response({"error": reason}, status=exc.status, headers=headers)
+
+
+def stream_json(request: web.Request, info: StreamInfo) -> dict[str, Any]:
+    """A stream as the API and the WebSocket ``hello`` show it: state, counters, live stats, links."""
+    hub = request.app[hub_key]
+    base = f"/api/streams/{info.stream_id}"
+    return {
+        **info.to_json(),
+        **hub.stats(info.stream_id),
+        "viewers": hub.viewer_count(info.stream_id),
+        "links": {
+            "snapshot": f"{base}/snapshot.jpg",
+            "mjpeg": f"{base}/mjpeg",
+            "tracks": f"{base}/tracks",
+            "embed": f"/embed/{info.stream_id}",
+        },
+    }
+
+
+def _info(request: web.Request) -> StreamInfo:
+    stream_id = request.match_info["stream"]
+    try:
+        return request.app[manager_key].info(stream_id)
+    except KeyError:
+        raise error(web.HTTPNotFound, f"no stream {stream_id!r}; GET /api/streams lists them") from None
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise error(web.HTTPRequestEntityTooLarge, f"the body must be at most {MAX_BODY_BYTES} bytes")
+    try:
+        body = json.loads(await request.text() or "null")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise error(web.HTTPBadRequest, "the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise error(web.HTTPBadRequest, "the body must be a JSON object")
+    return body
+
+
+def _persist_requested(request: web.Request) -> bool:
+    settings = request.app[settings_key]
+    flag = request.query.get("persist", "")
+    if flag not in ("", "0", "1", "true", "false"):
+        raise error(web.HTTPBadRequest, f"persist: expected 1 or 0, got {flag!r}")
+    wanted = flag in ("1", "true") or settings.save_config
+    if wanted and settings.config_path is None:
+        raise error(web.HTTPBadRequest, "persist: there is no config file to save to; start segcast with --config FILE")
+    return wanted
+
+
+async def _save_config(request: web.Request) -> None:
+    app = request.app
+    async with app[config_lock_key]:
+        configs = app[manager_key].configs()
+        await asyncio.get_running_loop().run_in_executor(None, write_config, app[settings_key], configs)
+    log.info("saved %d streams to %s", len(configs), app[settings_key].config_path)
+
+
+async def _list_streams(request: web.Request) -> web.Response:
+    infos = request.app[manager_key].streams()
+    return web.json_response({"v": PROTOCOL_VERSION, "streams": [stream_json(request, info) for info in infos]})
+
+
+async def _get_stream(request: web.Request) -> web.Response:
+    return web.json_response(stream_json(request, _info(request)))
+
+
+async def _add_stream(request: web.Request) -> web.Response:
+    """``POST /api/streams`` with ``{"id": ..., "uri": ..., "loop": false, <stream options>}``."""
+    persist = _persist_requested(request)
+    body = await _body(request)
+    try:
+        config = stream_config(body, request.app[settings_key].stream_defaults, "body")
+    except ConfigError as exc:
+        raise error(web.HTTPBadRequest, str(exc)) from None
+    manager = request.app[manager_key]
+    try:
+        info = await asyncio.get_running_loop().run_in_executor(None, manager.add, config)
+    except StreamExistsError as exc:
+        raise error(web.HTTPConflict, f"{exc}; remove it first or choose another id") from None
+    if persist:
+        await _save_config(request)
+    location = f"/api/streams/{config.stream_id}"
+    return web.json_response(stream_json(request, info), status=201, headers={"Location": location})
+
+
+async def _change_stream(request: web.Request) -> web.Response:
+    """``PATCH /api/streams/<id>``: change ``uri``, ``loop`` or stream options; the stream restarts."""
+    persist = _persist_requested(request)
+    current = _info(request).config
+    body = await _body(request)
+    if body.get("id", current.stream_id) != current.stream_id:
+        raise error(web.HTTPBadRequest, "body.id: a stream cannot be renamed; remove it and add it again")
+    if not body:
+        raise error(web.HTTPBadRequest, "the body must name at least one thing to change: uri, loop or a stream option")
+    try:
+        loop_value = body.get("loop", current.loop)
+        if not isinstance(loop_value, bool):
+            raise ConfigError(f"body.loop: expected true or false, got {loop_value!r}")
+        uri = body.get("uri", current.uri)
+        if not isinstance(uri, str) or not uri.strip():
+            raise ConfigError("body.uri: expected the source, e.g. rtsp://..., a file path or scene:?seed=1")
+        options = stream_options({k: v for k, v in body.items() if k not in STREAM_KEYS}, current.options, "body")
+    except ConfigError as exc:
+        raise error(web.HTTPBadRequest, str(exc)) from None
+    config = StreamConfig(current.stream_id, uri.strip(), loop_value, options)
+    try:
+        info = await asyncio.get_running_loop().run_in_executor(None, request.app[manager_key].replace, config)
+    except KeyError:
+        raise error(web.HTTPNotFound, f"no stream {current.stream_id!r}: it was removed meanwhile") from None
+    if persist:
+        await _save_config(request)
+    return web.json_response(stream_json(request, info))
+
+
+async def _remove_stream(request: web.Request) -> web.Response:
+    persist = _persist_requested(request)
+    stream_id = _info(request).stream_id
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, request.app[manager_key].remove, stream_id)
+    except KeyError:
+        raise error(web.HTTPNotFound, f"no stream {stream_id!r}: it was removed meanwhile") from None
+    request.app[hub_key].forget_stream(stream_id)
+    if persist:
+        await _save_config(request)
+    return web.Response(status=204)
+
+
+def _variant(request: web.Request) -> Variant:
+    query = request.query
+    raw_width = query.get("max_width")
+    try:
+        width = int(raw_width) if raw_width is not None else None
+    except ValueError:
+        raise error(web.HTTPBadRequest, f"max_width: expected a whole number of pixels, got {raw_width!r}") from None
+    try:
+        variant = parse_variant(query.get("image", ImageKind.ANNOTATED.value), width)
+    except ValueError as exc:
+        raise error(web.HTTPBadRequest, str(exc)) from None
+    if variant is None:
+        raise error(web.HTTPBadRequest, "image: this URL serves pictures; use annotated or clean")
+    return variant
+
+
+def _fps(request: web.Request) -> float | None:
+    raw = request.query.get("max_fps")
+    if raw is None:
+        return None
+    try:
+        fps = float(raw)
+    except ValueError:
+        fps = -1.0
+    if not 0 < fps <= MAX_MJPEG_FPS:
+        raise error(
+            web.HTTPBadRequest, f"max_fps: expected a number above 0 and at most {MAX_MJPEG_FPS:g}, got {raw!r}"
+        )
+    return fps
+
+
+async def _snapshot(request: web.Request) -> web.Response:
+    """The newest frame as one JPEG: ``?image=annotated|clean&max_width=N``."""
+    info = _info(request)
+    variant = _variant(request)
+    packet = await request.app[hub_key].packet_with(info.stream_id, variant)
+    if packet is None:
+        raise error(
+            web.HTTPServiceUnavailable,
+            f"stream {info.stream_id!r} has no frame yet (state {info.state.value})",
+            **{"Retry-After": str(SNAPSHOT_RETRY_S)},
+        )
+    return web.Response(
+        body=packet.jpegs[variant],
+        content_type="image/jpeg",
+        headers={"Cache-Control": "no-store", "X-Segcast-Seq": str(packet.seq)},
+    )
+
+
+async def _mjpeg(request: web.Request) -> web.StreamResponse:
+    """A never-ending multipart JPEG stream for ``<img src>``: ``?image=...&max_width=N&max_fps=F``.
+
+    The response is a viewer like a WebSocket: a latest-only slot, drained by this handler alone,
+    so a slow ``<img>`` skips frames and never holds up anyone else. It ends when the stream is
+    removed, the client goes away or the server shuts down.
+    """
+    info = _info(request)
+    subscription = Subscription(_variant(request), _fps(request))
+    hub = request.app[hub_key]
+    viewer = Viewer(f"mjpeg-{info.stream_id}")
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": f"multipart/x-mixed-replace; boundary={MJPEG_BOUNDARY}",
+            "Cache-Control": "no-store",
+        }
+    )
+    await response.prepare(request)
+    request.app[http_viewers_key].add(viewer)
+    hub.add_viewer(viewer)
+    hub.subscribe(viewer, {info.stream_id: subscription})
+    try:
+        while not viewer.closed:
+            events, deliveries = await viewer.take()
+            if any(e.get("type") == "removed" and e.get("stream") == info.stream_id for e in events):
+                break
+            for delivery in deliveries:
+                await _write_part(response, delivery.packet, delivery.jpeg)
+    except ConnectionResetError:
+        log.debug("[%s] an MJPEG viewer left", info.stream_id)
+    finally:
+        hub.remove_viewer(viewer)
+    return response
+
+
+async def _write_part(response: web.StreamResponse, packet: FramePacket, jpeg: bytes | None) -> None:
+    if jpeg is None:
+        return
+    head = (
+        f"--{MJPEG_BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n"
+        f"X-Segcast-Seq: {packet.seq}\r\n\r\n"
+    )
+    await response.write(head.encode() + jpeg + b"\r\n")
+
+
+async def _tracks(request: web.Request) -> web.Response:
+    """The tracks of the newest processed frame (empty, with ``seq`` null, before the first one)."""
+    info = _info(request)
+    packet = request.app[hub_key].latest.get(info.stream_id)
+    meta = packet.metadata if packet is not None else {}
+    return web.json_response(
+        {
+            "v": PROTOCOL_VERSION,
+            "stream": info.stream_id,
+            "state": info.state.value,
+            "seq": meta.get("seq"),
+            "capture_time": meta.get("capture_time"),
+            "width": meta.get("width"),
+            "height": meta.get("height"),
+            "tracks": meta.get("tracks", []),
+        }
+    )
+
+
+async def _health(request: web.Request) -> web.Response:
+    streams = request.app[manager_key].streams()
+    return web.json_response({"status": "ok", "v": PROTOCOL_VERSION, "streams": len(streams)})
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    app = request.app
+    text = render_metrics(app[manager_key], app[hub_key])
+    return web.Response(body=text.encode(), headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})

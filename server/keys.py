@@ -1,0 +1,25 @@
+"""The application's typed state (`web.AppKey`), in one module every route module can import.
+
+The values are created by `server.app.create_app` and its cleanup context; nothing here is global
+state, only the names under which one app keeps its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+
+from aiohttp import web
+
+from server.config import Settings
+from server.hub import Hub, Viewer
+from server.streams import StreamManager
+
+settings_key = web.AppKey("settings", Settings)
+hub_key = web.AppKey("hub", Hub)
+manager_key = web.AppKey("manager", StreamManager)
+websockets_key = web.AppKey("websockets", weakref.WeakSet[web.WebSocketResponse[bool]])
+#: Viewers that are not WebSockets (MJPEG responses): closed at shutdown so their handlers end.
+http_viewers_key = web.AppKey("http_viewers", weakref.WeakSet[Viewer])
+#: Serialises writes of the config file, so two API calls cannot interleave them.
+config_lock_key = web.AppKey("config_lock", asyncio.Lock)

@@ -1,0 +1,131 @@
+"""The WebSocket feed ``/ws``: subscriptions in, frames, metadata and events out (docs/protocol.md).
+
+The handler task is the only reader of its socket; a sender task per socket is the only writer, and
+it drains that viewer's own latest-only slots. A client that stops reading therefore only stalls its
+own sender, and the frames meant for it are replaced by newer ones while it is stuck.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Mapping
+from contextlib import suppress
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from server.api import stream_json
+from server.encode import ImageKind, parse_variant
+from server.frames import PROTOCOL_VERSION
+from server.hub import Subscription, Viewer
+from server.keys import hub_key, manager_key, websockets_key
+
+log = logging.getLogger(__name__)
+
+MAX_CLIENT_MESSAGE_BYTES = 64 * 1024
+HEARTBEAT_S = 20.0
+MAX_FPS = 60.0
+SUBSCRIPTION_KEYS = frozenset({"image", "max_width", "max_fps"})
+
+
+def setup_ws(app: web.Application) -> None:
+    app.router.add_get("/ws", _websocket)
+
+
+async def _websocket(request: web.Request) -> web.WebSocketResponse:
+    """One viewer. This handler is the only reader of the socket; the viewer's sender task writes."""
+    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_CLIENT_MESSAGE_BYTES)
+    await ws.prepare(request)
+    hub, manager = request.app[hub_key], request.app[manager_key]
+    request.app[websockets_key].add(ws)
+    viewer = Viewer("ws")
+    hub.add_viewer(viewer)
+    streams = [stream_json(request, info) for info in manager.streams()]
+    viewer.offer_event({"type": "hello", "v": PROTOCOL_VERSION, "streams": streams})
+    sender = asyncio.create_task(send_forever(viewer, ws), name="viewer-sender")
+    try:
+        async for message in ws:
+            if message.type is not WSMsgType.TEXT:
+                continue
+            subscriptions = parse_client_message(message.data)
+            if isinstance(subscriptions, str):
+                viewer.offer_event({"type": "error", "v": PROTOCOL_VERSION, "message": subscriptions})
+            else:
+                hub.subscribe(viewer, subscriptions)
+    finally:
+        hub.remove_viewer(viewer)
+        sender.cancel()
+        with suppress(asyncio.CancelledError, ConnectionResetError):
+            await sender
+    return ws
+
+
+async def send_forever(viewer: Viewer, ws: web.WebSocketResponse) -> None:
+    """The viewer's sender task: events in order, then each stream's newest frame, then wait again."""
+    while not viewer.closed:
+        events, deliveries = await viewer.take()
+        for event in events:
+            await ws.send_str(json.dumps(event))
+        for delivery in deliveries:
+            await ws.send_str(delivery.packet.message(delivery.variant))
+            jpeg = delivery.jpeg
+            if jpeg is not None:
+                await ws.send_bytes(jpeg)
+
+
+def parse_client_message(data: str) -> Mapping[str, Subscription] | str:
+    """The subscriptions a client message asks for, or an error text for the client.
+
+    ``{"type": "subscribe", "streams": [...], "image": ..., "max_width": ..., "max_fps": ...}``;
+    each entry of ``streams`` is a stream id (or ``"*"``) or an object ``{"id": ..., <options>}``
+    whose options override the message's own for that stream.
+    """
+    try:
+        message = json.loads(data)
+    except json.JSONDecodeError:
+        return "messages must be JSON objects"
+    if not isinstance(message, dict):
+        return "messages must be JSON objects"
+    if message.get("type") != "subscribe":
+        return f"unknown message type {message.get('type')!r}; known: 'subscribe'"
+    streams = message.get("streams")
+    if not isinstance(streams, list):
+        return "subscribe needs 'streams': a list of stream ids, or [\"*\"] for all"
+    unknown = sorted(set(message) - SUBSCRIPTION_KEYS - {"type", "streams"})
+    if unknown:
+        return f"subscribe: unknown field {unknown[0]!r}; known: streams, {', '.join(sorted(SUBSCRIPTION_KEYS))}"
+    try:
+        default = _subscription(message, Subscription(), "subscribe")
+        subscriptions: dict[str, Subscription] = {}
+        for index, entry in enumerate(streams):
+            if isinstance(entry, str):
+                subscriptions[entry] = default
+            elif isinstance(entry, dict) and isinstance(entry.get("id"), str):
+                extra = sorted(set(entry) - SUBSCRIPTION_KEYS - {"id"})
+                if extra:
+                    raise ValueError(f"streams[{index}].{extra[0]}: unknown field")
+                subscriptions[entry["id"]] = _subscription(entry, default, f"streams[{index}]")
+            else:
+                raise ValueError(f'streams[{index}]: expected a stream id or {{"id": ..., options}}')
+    except ValueError as exc:
+        return str(exc)
+    return subscriptions
+
+
+def _subscription(values: Mapping[str, Any], base: Subscription, where: str) -> Subscription:
+    image = base.image
+    if "image" in values or "max_width" in values:
+        kind = values.get("image", image.kind.value if image is not None else ImageKind.ANNOTATED.value)
+        width = values.get("max_width", image.max_width if image is not None else None)
+        try:
+            image = parse_variant(kind, width)
+        except ValueError as exc:
+            raise ValueError(f"{where}.{exc}") from None
+    max_fps = values.get("max_fps", base.max_fps)
+    if max_fps is not None and (
+        isinstance(max_fps, bool) or not isinstance(max_fps, int | float) or not 0 < max_fps <= MAX_FPS
+    ):
+        raise ValueError(f"{where}.max_fps: expected a number above 0 and at most {MAX_FPS:g}, or null")
+    return Subscription(image, None if max_fps is None else float(max_fps))

@@ -1,0 +1,242 @@
+"""The REST API: every endpoint, with good and bad input; errors are JSON with a message."""
+
+from __future__ import annotations
+
+import asyncio
+import tomllib
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from server.config import Settings, StreamConfig
+from server.keys import hub_key
+from tests.support.polling import eventually
+
+Start = Callable[..., Awaitable[TestClient]]
+JPEG_MAGIC = b"\xff\xd8"
+
+
+async def first_frame(client: TestClient, stream_id: str) -> dict[str, Any]:
+    async def ready() -> dict[str, Any] | None:
+        body = await (await client.get(f"/api/streams/{stream_id}/tracks")).json()
+        return body if body["seq"] is not None else None
+
+    return await eventually(ready, what=f"a processed frame of {stream_id}")
+
+
+async def assert_error(response: Any, status: int, *words: str) -> None:
+    assert response.status == status, await response.text()
+    body = await response.json()
+    assert set(body) == {"error"}
+    for word in words:
+        assert word in body["error"]
+
+
+async def test_stream_list_has_state_stats_and_links(start_server: Start) -> None:
+    client = await start_server(StreamConfig("live", "scene:?seed=1"), StreamConfig("bad", "/no/such/file.mp4"))
+    await first_frame(client, "live")
+    body = await (await client.get("/api/streams")).json()
+    assert body["v"] == 1
+    streams = {s["id"]: s for s in body["streams"]}
+    live, bad = streams["live"], streams["bad"]
+    assert live["state"] == "live" and live["frames_processed"] >= 1
+    for key in ("input_fps", "processed_fps", "latency_ms", "frames_dropped", "viewers"):
+        assert key in live
+    assert live["latency_ms"] > 0
+    assert live["links"]["snapshot"] == "/api/streams/live/snapshot.jpg"
+    assert bad["state"] == "failed" and "no such file" in bad["error"]
+
+
+async def test_one_stream_and_unknown_stream(start_server: Start) -> None:
+    client = await start_server(StreamConfig("live", "scene:?seed=1"))
+    assert (await (await client.get("/api/streams/live")).json())["id"] == "live"
+    await assert_error(await client.get("/api/streams/nope"), 404, "nope")
+    await assert_error(await client.get("/api/no-such-route"), 404, "/api/no-such-route")
+    await assert_error(await client.put("/api/streams/live"), 405)
+
+
+async def test_add_change_and_remove_a_stream(start_server: Start) -> None:
+    client = await start_server()
+    added = await client.post("/api/streams", json={"id": "cam", "uri": "scene:?seed=3", "conf": 0.4})
+    assert added.status == 201, await added.text()
+    assert added.headers["Location"] == "/api/streams/cam"
+    assert (await added.json())["options"]["conf"] == 0.4
+    await first_frame(client, "cam")
+
+    changed = await client.patch("/api/streams/cam", json={"conf": 0.5, "classes": ["disc"]})
+    assert changed.status == 200, await changed.text()
+    options = (await changed.json())["options"]
+    assert options["conf"] == 0.5 and options["classes"] == ["disc"]
+    await first_frame(client, "cam")
+
+    assert (await client.delete("/api/streams/cam")).status == 204
+    assert (await (await client.get("/api/streams")).json())["streams"] == []
+    await assert_error(await client.delete("/api/streams/cam"), 404)
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ("not json", ["JSON object"]),
+        ("[1]", ["JSON object"]),
+        ({"uri": "scene:"}, ["id"]),
+        ({"id": "has space", "uri": "scene:"}, ["id"]),
+        ({"id": "x"}, ["uri"]),
+        ({"id": "x", "uri": "scene:", "loop": "yes"}, ["loop"]),
+        ({"id": "x", "uri": "scene:", "conf": 3}, ["conf"]),
+        ({"id": "x", "uri": "scene:", "colour": "red"}, ["colour", "unknown"]),
+        ({"id": "x", "uri": "scene:", "tracker": "nosuch"}, ["tracker"]),
+    ],
+)
+async def test_adding_a_bad_stream_names_the_problem(start_server: Start, body: Any, words: list[str]) -> None:
+    client = await start_server()
+    if isinstance(body, str):
+        response = await client.post("/api/streams", data=body, headers={"Content-Type": "application/json"})
+    else:
+        response = await client.post("/api/streams", json=body)
+    await assert_error(response, 400, *words)
+    assert (await (await client.get("/api/streams")).json())["streams"] == []
+
+
+async def test_adding_an_existing_id_is_a_conflict(start_server: Start) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=1"))
+    await assert_error(await client.post("/api/streams", json={"id": "cam", "uri": "scene:"}), 409, "cam")
+
+
+async def test_a_source_that_cannot_open_is_added_as_failed(start_server: Start) -> None:
+    client = await start_server()
+    response = await client.post("/api/streams", json={"id": "gone", "uri": "/no/such.mp4"})
+    assert response.status == 201
+    body = await response.json()
+    assert body["state"] == "failed" and "no such file" in body["error"]
+
+
+async def test_bad_changes_are_refused_and_leave_the_stream_alone(start_server: Start) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=1"))
+    await assert_error(await client.patch("/api/streams/cam", json={}), 400, "at least one")
+    await assert_error(await client.patch("/api/streams/cam", json={"id": "other"}), 400, "renamed")
+    await assert_error(await client.patch("/api/streams/cam", json={"iou": -1}), 400, "iou")
+    await assert_error(await client.patch("/api/streams/cam", json={"loop": 1}), 400, "loop")
+    await assert_error(await client.patch("/api/streams/nope", json={"conf": 0.5}), 404)
+    assert (await (await client.get("/api/streams/cam")).json())["options"]["conf"] == 0.25
+
+
+async def test_snapshot_is_a_jpeg_of_the_newest_frame(start_server: Start) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=1"))
+    await first_frame(client, "cam")
+    for query in ("", "?image=clean", "?image=annotated&max_width=160"):
+        response = await client.get(f"/api/streams/cam/snapshot.jpg{query}")
+        assert response.status == 200 and response.content_type == "image/jpeg"
+        assert (await response.read())[:2] == JPEG_MAGIC
+        assert int(response.headers["X-Segcast-Seq"]) >= 0
+    await assert_error(await client.get("/api/streams/cam/snapshot.jpg?image=sepia"), 400, "image")
+    await assert_error(await client.get("/api/streams/cam/snapshot.jpg?image=none"), 400, "image")
+    await assert_error(await client.get("/api/streams/cam/snapshot.jpg?max_width=big"), 400, "max_width")
+    await assert_error(await client.get("/api/streams/cam/snapshot.jpg?max_width=4"), 400, "max_width")
+    await assert_error(await client.get("/api/streams/nope/snapshot.jpg"), 404)
+
+
+async def test_snapshot_before_the_first_frame_says_retry(start_server: Start) -> None:
+    client = await start_server(StreamConfig("bad", "/no/such/file.mp4"))
+    response = await client.get("/api/streams/bad/snapshot.jpg")
+    await assert_error(response, 503, "no frame yet")
+    assert response.headers["Retry-After"] == "1"
+
+
+async def test_mjpeg_streams_jpeg_parts_until_the_client_leaves(start_server: Start) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=1"))
+    response = await client.get("/api/streams/cam/mjpeg?max_width=320&max_fps=10")
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("multipart/x-mixed-replace; boundary=")
+    boundary = response.headers["Content-Type"].split("boundary=")[1].encode()
+    data = b""
+    while data.count(b"--" + boundary) < 3:
+        data += await asyncio.wait_for(response.content.readany(), timeout=30)
+    part = data.split(b"--" + boundary)[1]
+    head, _, body = part.partition(b"\r\n\r\n")
+    assert b"Content-Type: image/jpeg" in head and body[:2] == JPEG_MAGIC
+    assert client.app is not None and client.app[hub_key].viewer_count("cam") == 1
+    response.close()
+    await eventually(lambda: _no_viewers(client, "cam"), what="the MJPEG viewer to leave")
+    await assert_error(await client.get("/api/streams/cam/mjpeg?max_fps=0"), 400, "max_fps")
+    await assert_error(await client.get("/api/streams/nope/mjpeg"), 404)
+
+
+async def _no_viewers(client: TestClient, stream_id: str) -> bool:
+    assert client.app is not None
+    return client.app[hub_key].viewer_count(stream_id) == 0
+
+
+async def test_mjpeg_ends_when_its_stream_is_removed(start_server: Start) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=1"))
+    response = await client.get("/api/streams/cam/mjpeg")
+    await response.content.readany()
+    assert (await client.delete("/api/streams/cam")).status == 204
+    await asyncio.wait_for(response.read(), timeout=10)
+
+
+async def test_tracks_are_those_of_the_newest_frame(start_server: Start) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=1"))
+    body = await eventually(lambda: _tracks_when_any(client), what="tracks on the scene")
+    track = body["tracks"][0]
+    for key in ("id", "class", "conf", "box", "polygon", "trail", "age"):
+        assert key in track
+    assert body["width"] == 640 and body["height"] == 384
+    await assert_error(await client.get("/api/streams/nope/tracks"), 404)
+
+
+async def _tracks_when_any(client: TestClient) -> dict[str, Any] | None:
+    body = await (await client.get("/api/streams/cam/tracks")).json()
+    return body if body["tracks"] else None
+
+
+async def test_health_and_prometheus_metrics(start_server: Start) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=1"))
+    await first_frame(client, "cam")
+    health = await client.get("/healthz")
+    assert health.status == 200 and (await health.json())["status"] == "ok"
+    metrics = await client.get("/metrics")
+    assert metrics.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    text = await metrics.text()
+    assert "# TYPE segcast_frames_processed_total counter" in text
+    assert 'segcast_stream_state{stream="cam",state="live"} 1.0' in text
+    samples = [line for line in text.splitlines() if line and not line.startswith("#")]
+    for line in samples:
+        name_and_labels, value = line.rsplit(" ", 1)
+        float(value)
+        assert name_and_labels.startswith("segcast_")
+
+
+async def test_changes_are_saved_to_the_config_file_when_asked(start_server: Start, tmp_path: Path) -> None:
+    path = tmp_path / "segcast.toml"
+    path.write_text('[server]\nport = 8080\n\n[[streams]]\nid = "a"\nuri = "scene:?seed=1"\n')
+    client = await start_server(StreamConfig("a", "scene:?seed=1"), config_path=path)
+    response = await client.post("/api/streams", json={"id": "b", "uri": "scene:?seed=2", "conf": 0.5})
+    assert response.status == 201
+    assert "b" not in path.read_text(), "without persist the file is left alone"
+    response = await client.post("/api/streams?persist=1", json={"id": "c", "uri": "scene:?seed=3"})
+    assert response.status == 201
+    saved = tomllib.loads(path.read_text())
+    assert [(s["id"], s["uri"]) for s in saved["streams"]] == [
+        ("a", "scene:?seed=1"),
+        ("b", "scene:?seed=2"),
+        ("c", "scene:?seed=3"),
+    ]
+    assert saved["streams"][1]["conf"] == 0.5
+    assert (await client.delete("/api/streams/a?persist=1")).status == 204
+    assert [s["id"] for s in tomllib.loads(path.read_text())["streams"]] == ["b", "c"]
+    await assert_error(await client.delete("/api/streams/b?persist=maybe"), 400, "persist")
+
+
+async def test_persist_without_a_config_file_is_refused(start_server: Start) -> None:
+    client = await start_server()
+    response = await client.post("/api/streams?persist=1", json={"id": "a", "uri": "scene:"})
+    await assert_error(response, 400, "--config")
+    assert (await (await client.get("/api/streams")).json())["streams"] == []
+
+
+def test_settings_default_to_no_config_file() -> None:
+    assert Settings().config_path is None and not Settings().save_config

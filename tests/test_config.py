@@ -1,0 +1,133 @@
+"""The config file: TOML for server, model and streams; flags over it; bad keys refused by name."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from server.cli import EXIT_STARTUP_ERROR, build_parser, settings_from_args
+from server.config import ConfigError, Settings, StreamConfig, load_config, write_config
+from server.options import StreamOptions
+
+FULL_CONFIG = """
+[server]
+host = "127.0.0.1"
+port = 9000
+jpeg_quality = 70
+embed_origins = ["https://dash.example.com"]
+save_config = true
+
+[model]
+name = "bundled"
+device = "cpu"
+max_batch = 4
+
+[stream_defaults]
+conf = 0.3
+tracker = "botsort"
+
+[[streams]]
+id = "front"
+uri = "scene:?seed=1"
+
+[[streams]]
+id = "yard"
+uri = "/videos/yard.mp4"
+loop = true
+conf = 0.6
+classes = ["disc"]
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "segcast.toml"
+    path.write_text(text)
+    return path
+
+
+def test_a_full_config_file_is_read(tmp_path: Path) -> None:
+    settings = load_config(write(tmp_path, FULL_CONFIG))
+    assert (settings.host, settings.port, settings.jpeg_quality) == ("127.0.0.1", 9000, 70)
+    assert settings.embed_origins == ("https://dash.example.com",) and settings.save_config
+    assert settings.model == "bundled" and settings.inference.max_batch == 4
+    front, yard = settings.streams
+    assert front.options.conf == 0.3 and front.options.tracker == "botsort"
+    assert yard.loop and yard.options.conf == 0.6 and yard.options.classes == ("disc",)
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("[server]\nprot = 1\n", "server.prot"),
+        ("[server]\nport = 70000\n", "server.port"),
+        ('[server]\nport = "80"\n', "server.port"),
+        ('[server]\nembed_origins = "x"\n', "server.embed_origins"),
+        ("[model]\nmax_batch = 0\n", "model.max_batch"),
+        ('[model]\ndevice = "gpu7"\n', "model.device"),
+        ("[stream_defaults]\nconf = 2\n", "stream_defaults.conf"),
+        ("[cameras]\n", "cameras"),
+        ('[[streams]]\nuri = "scene:"\n', "streams[0].id"),
+        ('[[streams]]\nid = "a"\n', "streams[0].uri"),
+        ('[[streams]]\nid = "a"\nuri = "scene:"\nloop = "yes"\n', "streams[0].loop"),
+        ('[[streams]]\nid = "a"\nuri = "scene:"\nspeed = 2\n', "streams[0].speed"),
+        ('[[streams]]\nid = "a"\nuri = "x"\n[[streams]]\nid = "a"\nuri = "y"\n', "streams[1].id"),
+        ('[auth]\ntokens = ["x"]\n', "auth.tokens"),
+        ("port = = 1\n", "not valid TOML"),
+    ],
+)
+def test_bad_keys_and_values_are_refused_by_name(tmp_path: Path, text: str, named: str) -> None:
+    with pytest.raises(ConfigError, match=r"^segcast\.toml:? .*" + named.replace("[", r"\[").replace("]", r"\]")):
+        load_config(write(tmp_path, text))
+
+
+def test_flags_override_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, FULL_CONFIG)
+    args = build_parser().parse_args(
+        ["serve", "--config", str(path), "--port", "9100", "--conf", "0.5", "--source", "cam=scene:?seed=5"]
+    )
+    settings = settings_from_args(args)
+    assert settings.port == 9100 and settings.host == "127.0.0.1"
+    assert [s.stream_id for s in settings.streams] == ["front", "yard", "cam"]
+    front, yard, cam = settings.streams
+    assert front.options.conf == 0.5 and cam.options.conf == 0.5, "a flag changes the defaults of every stream"
+    assert yard.options.conf == 0.6, "a stream's own value still wins"
+
+
+def test_a_flag_stream_may_not_reuse_a_config_id(tmp_path: Path) -> None:
+    args = build_parser().parse_args(["serve", "--config", str(write(tmp_path, FULL_CONFIG)), "--source", "front=x"])
+    with pytest.raises(ConfigError, match="front"):
+        settings_from_args(args)
+
+
+def test_saved_config_reads_back_the_same(tmp_path: Path) -> None:
+    settings = load_config(write(tmp_path, FULL_CONFIG))
+    streams = [*settings.streams, StreamConfig("new", 'scene:?seed="9"', options=StreamOptions(iou=0.5))]
+    write_config(settings, streams)
+    again = load_config(settings.config_path or tmp_path)
+    assert list(again.streams) == streams
+    assert again.embed_origins == settings.embed_origins and again.inference == settings.inference
+
+
+def test_saving_needs_a_config_file() -> None:
+    with pytest.raises(ConfigError, match="--config"):
+        write_config(Settings(), [])
+
+
+def test_bad_config_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    path = write(tmp_path, "[server]\nport = 0\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "server", "serve", "--config", str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == EXIT_STARTUP_ERROR
+    assert result.stderr.strip().splitlines() == [
+        "segcast: segcast.toml: server.port: expected a whole number from 1 to 65535, got 0"
+    ]
+
+
+def test_missing_config_file_names_the_flag(tmp_path: Path) -> None:
+    args = build_parser().parse_args(["serve", "--config", str(tmp_path / "none.toml")])
+    with pytest.raises(ConfigError, match=r"^--config .*none\.toml: cannot read it"):
+        settings_from_args(args)

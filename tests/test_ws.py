@@ -1,0 +1,215 @@
+"""The WebSocket protocol with real clients: pairing, variants, rate limits, events, and stalled peers."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import socket
+import struct
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import cv2
+import numpy as np
+from aiohttp import ClientWebSocketResponse, WSMsgType
+from aiohttp.test_utils import TestClient
+
+from server.config import StreamConfig
+from server.keys import hub_key, manager_key
+from tests.support.polling import eventually
+
+Start = Callable[..., Awaitable[TestClient]]
+RECEIVE_TIMEOUT_S = 30.0
+
+
+async def connect(client: TestClient, subscribe: dict[str, Any]) -> ClientWebSocketResponse:
+    ws = await client.ws_connect("/ws")
+    hello = await ws.receive_json(timeout=RECEIVE_TIMEOUT_S)
+    assert hello["type"] == "hello" and hello["v"] == 1
+    await ws.send_json({"type": "subscribe", **subscribe})
+    return ws
+
+
+async def next_message(ws: ClientWebSocketResponse) -> tuple[str, Any]:
+    message = await ws.receive(timeout=RECEIVE_TIMEOUT_S)
+    if message.type is WSMsgType.TEXT:
+        return "text", json.loads(message.data)
+    assert message.type is WSMsgType.BINARY, message
+    return "binary", message.data
+
+
+async def frames(ws: ClientWebSocketResponse, count: int) -> list[tuple[dict[str, Any], bytes | None]]:
+    """The next ``count`` frames as (metadata, JPEG or None), checking the pairing rule on the way."""
+    received: list[tuple[dict[str, Any], bytes | None]] = []
+    while len(received) < count:
+        kind, data = await next_message(ws)
+        assert kind == "text", "a binary message only ever follows its frame message"
+        if data["type"] != "frame":
+            continue
+        if data["image"] is None:
+            received.append((data, None))
+            continue
+        kind, jpeg = await next_message(ws)
+        assert kind == "binary", "the JPEG comes right after the metadata of its frame"
+        assert len(jpeg) == data["image"]["bytes"]
+        received.append((data, jpeg))
+    return received
+
+
+def image_size(jpeg: bytes) -> tuple[int, int]:
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    return image.shape[1], image.shape[0]
+
+
+async def test_each_jpeg_follows_the_metadata_of_exactly_its_frame(start_server: Start) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=1"))
+    ws = await connect(client, {"streams": ["cam"]})
+    received = await frames(ws, 4)
+    seqs = [meta["seq"] for meta, _ in received]
+    assert seqs == sorted(set(seqs)), "newer frames only, never a repeat"
+    for meta, jpeg in received:
+        assert meta["stream"] == "cam" and meta["image"]["kind"] == "annotated"
+        assert jpeg is not None and jpeg[:2] == b"\xff\xd8"
+        assert image_size(jpeg) == (meta["width"], meta["height"]) == (meta["image"]["width"], meta["image"]["height"])
+    await ws.close()
+
+
+async def test_metadata_only_subscription_gets_no_images(start_server: Start) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=1"))
+    ws = await connect(client, {"streams": ["cam"], "image": "none"})
+    for meta, jpeg in await frames(ws, 3):
+        assert meta["image"] is None and jpeg is None
+        assert isinstance(meta["tracks"], list)
+    await ws.close()
+
+
+async def test_clean_scaled_frames_per_stream(start_server: Start) -> None:
+    client = await start_server(StreamConfig("a", "scene:?seed=1"), StreamConfig("b", "scene:?seed=2"))
+    ws = await connect(client, {"streams": [{"id": "a", "image": "clean", "max_width": 320}, "b"], "image": "none"})
+    seen: dict[str, dict[str, Any]] = {}
+    while len(seen) < 2:
+        for meta, jpeg in await frames(ws, 1):
+            seen[meta["stream"]] = meta
+            if meta["stream"] == "a":
+                assert meta["image"] == {"kind": "clean", "width": 320, "height": 192, "bytes": len(jpeg or b"")}
+                assert jpeg is not None and image_size(jpeg) == (320, 192)
+                assert (meta["width"], meta["height"]) == (640, 384), "metadata stays in full-frame pixels"
+            else:
+                assert meta["image"] is None
+    await ws.close()
+
+
+async def test_frame_rate_limit_spaces_frames(start_server: Start) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=1"))
+    max_fps = 2.0
+    ws = await connect(client, {"streams": ["cam"], "image": "none", "max_fps": max_fps})
+    arrivals = []
+    for _ in range(4):
+        await frames(ws, 1)
+        arrivals.append(time.monotonic())
+    gaps = np.diff(arrivals)
+    assert gaps.min() >= 0.4 / max_fps, gaps
+    await ws.close()
+
+
+async def test_a_variant_is_encoded_once_per_frame_for_any_number_of_viewers(start_server: Start) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=1"))
+    assert client.app is not None
+    hub, encoder = client.app[hub_key], client.app[manager_key].encoder
+    sockets = [await connect(client, {"streams": ["cam"], "image": "clean"}) for _ in range(3)]
+    for ws in sockets:
+        await frames(ws, 1)
+    encoded, published = encoder.encoded, hub.published("cam")
+    await asyncio.gather(*(frames(ws, 3) for ws in sockets))
+    assert hub.published("cam") - published >= 3
+    assert encoder.encoded - encoded == hub.published("cam") - published
+    for ws in sockets:
+        await ws.close()
+
+
+async def test_bad_subscriptions_get_an_error_naming_the_field(start_server: Start) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=1"))
+    ws = await client.ws_connect("/ws")
+    await ws.receive_json()
+    cases = {
+        '{"type": "subscribe", "streams": ["cam"], "image": "sepia"}': "image",
+        '{"type": "subscribe", "streams": ["cam"], "max_width": 3}': "max_width",
+        '{"type": "subscribe", "streams": ["cam"], "max_fps": 0}': "max_fps",
+        '{"type": "subscribe", "streams": ["cam"], "colour": 1}': "colour",
+        '{"type": "subscribe", "streams": [{"id": "cam", "image": "x"}]}': "streams[0].image",
+        '{"type": "subscribe", "streams": [7]}': "streams[0]",
+    }
+    for text, field in cases.items():
+        await ws.send_str(text)
+        reply = await ws.receive_json(timeout=RECEIVE_TIMEOUT_S)
+        assert reply["type"] == "error" and field in reply["message"], (text, reply)
+    await ws.close()
+
+
+async def test_added_status_and_removed_events_reach_every_client(start_server: Start) -> None:
+    client = await start_server()
+    ws = await connect(client, {"streams": []})
+    assert (await client.post("/api/streams", json={"id": "new", "uri": "scene:?seed=4"})).status == 201
+    events = []
+    while not any(e.get("state") == "live" for e in events):
+        kind, data = await next_message(ws)
+        assert kind == "text"
+        events.append(data)
+    assert events[0] == {"type": "added", "v": 1, "stream": "new"}
+    assert (await client.delete("/api/streams/new")).status == 204
+    while (event := (await next_message(ws))[1])["type"] != "removed":
+        pass
+    assert event == {"type": "removed", "v": 1, "stream": "new"}
+    await ws.close()
+
+
+def _stalled_websocket(host: str, port: int, subscribe: dict[str, Any]) -> socket.socket:
+    """A real WebSocket client that subscribes and then never reads another byte."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # small, so the server's writes back up soon
+    sock.connect((host, port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        (
+            f"GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    response = b""
+    while b"\r\n\r\n" not in response:
+        response += sock.recv(1)
+    assert response.startswith(b"HTTP/1.1 101"), response
+    payload = json.dumps({"type": "subscribe", **subscribe}).encode()
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    sock.sendall(struct.pack("!BBH", 0x81, 0x80 | 126, len(payload)) + mask + masked)
+    return sock
+
+
+async def test_stalled_client_that_never_reads_does_not_slow_another(start_server: Start) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=1&width=1280&height=720"))
+    assert client.app is not None
+    hub = client.app[hub_key]
+    stalled = await asyncio.to_thread(
+        _stalled_websocket, client.server.host, client.server.port, {"streams": ["cam"], "image": "clean"}
+    )
+    try:
+
+        async def stalled_is_dropping() -> bool:
+            return any(v.name == "ws" and v.dropped_frames >= 3 for v in hub.viewers)
+
+        await eventually(stalled_is_dropping, timeout_s=60, what="the stalled client to fall behind")
+        live = await connect(client, {"streams": ["cam"], "image": "clean"})
+        await frames(live, 1)
+        published = hub.published("cam")
+        received = await frames(live, 5)
+        sent_meanwhile = hub.published("cam") - published
+        assert len(received) >= 0.8 * sent_meanwhile, "the live client got (nearly) every frame published"
+        latency = time.time() - received[-1][0]["capture_time"]
+        assert latency < 2.0, f"frames reach the live client {latency:.2f} s after capture"
+        await live.close()
+    finally:
+        stalled.close()

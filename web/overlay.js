@@ -1,0 +1,70 @@
+// Client-side overlays: the server sends the clean frame and the metadata of exactly that frame, and
+// the viewer draws masks, boxes, labels and trails itself, so toggles and highlights cost no round trip.
+
+const GOLDEN_RATIO = 0.618033988749895;
+const MASK_OPACITY = 0.45;
+const DIMMED_OPACITY = 0.25;
+const REFERENCE_HEIGHT_PX = 720;
+
+// The same colour per track id as the server's own annotation (server/annotate.py).
+export function trackColor(id) {
+  const hue = (id * GOLDEN_RATIO) % 1;
+  return `hsl(${Math.round(hue * 360)} 100% 57.5%)`; // HSV(hue, 0.85, 1) as HSL
+}
+
+export function drawOverlay(context, meta, show, highlightId) {
+  const scale = Math.max(meta.height / REFERENCE_HEIGHT_PX, 0.4);
+  const line = Math.max(1, Math.round(2 * scale));
+  for (const track of meta.tracks) {
+    const highlighted = track.id === highlightId;
+    context.globalAlpha = highlightId == null || highlighted ? 1 : DIMMED_OPACITY;
+    const color = trackColor(track.id);
+    context.strokeStyle = color;
+    context.fillStyle = color;
+    context.lineWidth = highlighted ? line * 2 : line;
+    if (show.masks && track.polygon && track.polygon.length >= 6) {
+      context.save();
+      context.globalAlpha *= MASK_OPACITY;
+      context.beginPath();
+      context.moveTo(track.polygon[0], track.polygon[1]);
+      for (let i = 2; i < track.polygon.length; i += 2) context.lineTo(track.polygon[i], track.polygon[i + 1]);
+      context.closePath();
+      context.fill();
+      context.restore();
+    }
+    if (show.trails && track.trail.length > 1) {
+      context.beginPath();
+      context.moveTo(track.trail[0][0], track.trail[0][1]);
+      for (const [x, y] of track.trail.slice(1)) context.lineTo(x, y);
+      context.stroke();
+    }
+    const [x1, y1, x2, y2] = track.box;
+    if (show.boxes) context.strokeRect(x1, y1, x2 - x1, y2 - y1);
+    if (show.labels) drawLabel(context, `${track.id} ${track.class} ${track.conf.toFixed(2)}`, x1, y1, color, scale);
+  }
+  context.globalAlpha = 1;
+}
+
+function drawLabel(context, text, x, y, color, scale) {
+  const size = Math.round(16 * scale);
+  context.font = `${size}px system-ui, sans-serif`;
+  const width = context.measureText(text).width + 6;
+  const height = size + 6;
+  const top = y - height >= 0 ? y - height : y;
+  context.fillStyle = color;
+  context.fillRect(x, top, width, height);
+  context.fillStyle = "#0b0d10";
+  context.textBaseline = "top";
+  context.fillText(text, x + 3, top + 3);
+}
+
+// The track under a point in frame pixels, smallest box first (so a small object inside a large one wins).
+export function trackAt(meta, x, y) {
+  const hits = meta.tracks.filter(({ box: [x1, y1, x2, y2] }) => x >= x1 && x <= x2 && y >= y1 && y <= y2);
+  hits.sort((a, b) => area(a.box) - area(b.box));
+  return hits[0] ?? null;
+}
+
+function area([x1, y1, x2, y2]) {
+  return (x2 - x1) * (y2 - y1);
+}
