@@ -349,3 +349,26 @@ async def test_shutdown_closes_every_peer(start_server: Start) -> None:
         await player.close()
     alive = [t.name for t in threading.enumerate() if t.name.startswith(("reader-", "webrtc-render"))]
     assert alive == []
+
+
+async def test_removing_a_stream_closes_its_webrtc_peers(start_server: Start) -> None:
+    client = await start_server(StreamConfig("live", "scene:?seed=1"))
+    publisher, player = lan_peer(), lan_peer()
+    publisher.addTrack(SceneTrack(Scene(seed=2)))
+    player.addTransceiver("video", direction="recvonly")
+    closed = {publisher: asyncio.Event(), player: asyncio.Event()}
+    for pc, event in closed.items():
+        pc.on("connectionstatechange", lambda pc=pc, event=event: pc.connectionState == "closed" and event.set())
+    try:
+        async with feed(client, "cam") as ws:
+            await offer_to(client, "/api/webrtc/publish", publisher, stream="cam")
+            await offer_to(client, "/api/webrtc/play/live", player)
+            await wait_state(ws, "cam", "live")
+        for stream_id in ("cam", "live"):
+            assert (await client.delete(f"/api/streams/{stream_id}")).status == 204
+        async with asyncio.timeout(END_WITHIN_S):
+            for event in closed.values():
+                await event.wait()
+    finally:
+        await publisher.close()
+        await player.close()

@@ -59,7 +59,8 @@ async def test_browser_webcam_becomes_a_tracked_stream_until_the_tab_closes(
         try:
             page = await browser.new_page()
             async with feed(client, "browser") as ws:
-                await page.goto(str(client.make_url("/static/publish.html")))
+                await page.goto(str(client.make_url("/")))
+                await page.click("#nav-camera")
                 await page.fill("input[name=stream]", "browser")
                 await page.click("#use-camera")
                 async with asyncio.timeout(45):

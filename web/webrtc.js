@@ -46,6 +46,8 @@ export async function publishCamera({ streamId, width = 1280, height = 720, fram
     audio: false,
   });
   const [track] = media.getVideoTracks();
+  // Under load, send fewer frames rather than smaller ones: a tracker needs a steady image size.
+  track.contentHint = "detail";
   const pc = await newPeer(onState);
   pc.addTransceiver(track, { direction: "sendonly", streams: [media] });
   const settings = track.getSettings();

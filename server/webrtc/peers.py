@@ -130,7 +130,7 @@ class PeerRegistry:
             raise
         feed = self._feeds.get(stream_id)
         if feed is None:
-            feed = self._feeds[stream_id] = PlaybackFeed(stream_id, self._hub, self._render)
+            feed = self._feeds[stream_id] = PlaybackFeed(stream_id, self._hub, self._render, self._stream_removed)
         feed.players.add(track)
         log.info("[%s] WebRTC player %s connected", stream_id, remote)
         return answer
@@ -189,6 +189,11 @@ class PeerRegistry:
         reason = await pump(track, source, FIRST_FRAME_TIMEOUT_S, self.config.publish_idle_timeout_s)
         self._close_soon(peer, reason)
 
+    def _stream_removed(self, stream_id: str) -> None:
+        for peer in list(self._peers):
+            if peer.role == "play" and peer.stream_id == stream_id:
+                self._close_soon(peer, "the stream was removed")
+
     def _close_soon(self, peer: Peer, reason: str | None) -> None:
         if peer.closing is None and peer in self._peers:
             peer.closing = self._spawn(self._close(peer, reason), f"webrtc-close-{peer.stream_id}")
@@ -213,9 +218,12 @@ class PeerRegistry:
         The reader is stopped before the source ends, so that viewers get one ``ended`` status with
         the real reason (a lost connection) rather than the reader's reasonless one.
         """
-        with suppress(KeyError):  # already removed through the API
+        try:
             await asyncio.to_thread(self._manager.remove, stream_id)
-        source.end()
+        except KeyError:  # removed through the API, which told the viewers itself
+            return
+        finally:
+            source.end()
         self._hub.announce_state(stream_id, StreamState.ENDED, reason)
         self._hub.forget_stream(stream_id)
 

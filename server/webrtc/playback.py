@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from concurrent.futures import Executor
 from contextlib import suppress
 from fractions import Fraction
@@ -101,9 +102,10 @@ class AnnotatedTrack(MediaStreamTrack):
 class PlaybackFeed:
     """One stream's rendered frames for all its WebRTC players. Create it on the loop; `close` it there."""
 
-    def __init__(self, stream_id: str, hub: Hub, executor: Executor) -> None:
+    def __init__(self, stream_id: str, hub: Hub, executor: Executor, on_removed: Callable[[str], None]) -> None:
         self.stream_id = stream_id
         self.players: set[AnnotatedTrack] = set()
+        self._on_removed = on_removed
         self._hub = hub
         self._executor = executor
         self._viewer = Viewer(f"webrtc-{stream_id}")
@@ -134,8 +136,7 @@ class PlaybackFeed:
         while not self._viewer.closed:
             events, deliveries = await self._viewer.take()
             if any(e.get("type") == "removed" and e.get("stream") == self.stream_id for e in events):
-                for player in self.players:
-                    player.stop()  # the stream is gone: end the players' tracks instead of freezing them
+                self._on_removed(self.stream_id)  # the players' peers are closed, not left frozen
             if not deliveries:
                 continue
             packet = deliveries[-1].packet
