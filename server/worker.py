@@ -256,7 +256,7 @@ class InferenceWorker:
             "conf": min(job.registration.options.conf for job in group),
             "max_det": max(job.registration.options.max_det for job in group),
             "device": self._options.device,
-            "half": self._options.use_half,
+            "quantize": 16 if self._options.use_half else None,  # ultralytics' successor of half=True
             "verbose": False,
         }
         started = time.perf_counter()
