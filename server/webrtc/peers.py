@@ -17,7 +17,7 @@ from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
@@ -48,7 +48,7 @@ class OfferError(ValueError):
 @dataclass(eq=False)
 class Peer:
     pc: RTCPeerConnection
-    role: str  # "publish" or "play"
+    role: Literal["publish", "play"]
     stream_id: str
     remote: str
     source: WebRTCSource | None = None
@@ -71,12 +71,12 @@ class PeerRegistry:
         # thread keeps it from competing with the model for cores.
         self._render = ThreadPoolExecutor(max_workers=1, thread_name_prefix="webrtc-render")
 
-    @property
-    def peer_count(self) -> int:
-        return len(self._peers)
-
     def has_stream(self, stream_id: str) -> bool:
-        return any(info.stream_id == stream_id for info in self._manager.streams())
+        try:
+            self._manager.config(stream_id)
+        except KeyError:
+            return False
+        return True
 
     def has_room(self) -> bool:
         return len(self._peers) < self.config.max_peers
@@ -152,7 +152,7 @@ class PeerRegistry:
 
     # -- internals ------------------------------------------------------------------------------
 
-    def _new_peer(self, role: str, stream_id: str, remote: str) -> Peer:
+    def _new_peer(self, role: Literal["publish", "play"], stream_id: str, remote: str) -> Peer:
         peer = Peer(RTCPeerConnection(self.config.rtc_configuration()), role, stream_id, remote)
         self._peers.add(peer)
 

@@ -11,7 +11,6 @@ stream's end is announced once, by the registry, with the reason the peer went a
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 from collections.abc import Iterator
 
@@ -19,8 +18,6 @@ import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from server.sources.base import Decoded
-
-log = logging.getLogger(__name__)
 
 #: Browsers capture at up to 30 fps; the tracker is sized by this until the peer says otherwise.
 DEFAULT_FPS = 30.0
