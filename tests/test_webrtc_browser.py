@@ -23,6 +23,7 @@ Start = Callable[..., Awaitable[TestClient]]
 
 CHROMIUM = "/usr/bin/chromium"
 CAMERA_SEED = 7
+CAMERA_START = 210  # three or four objects in view
 CAMERA_FRAMES = 90  # Chromium loops the file
 #: The page closes its peer on "pagehide"; if that message is lost, the idle time-out ends it.
 END_WITHIN_S = 8.0
@@ -35,10 +36,10 @@ pytestmark = [
 
 @pytest.fixture(scope="session")
 def fake_camera(video_cache: Path) -> Path:
-    path = video_cache / f"camera-{CAMERA_SEED}-{CAMERA_FRAMES}.y4m"
+    path = video_cache / f"camera-{CAMERA_SEED}-{CAMERA_START}-{CAMERA_FRAMES}.y4m"
     if not path.exists():
         partial = path.with_suffix(".partial")
-        write_y4m(Scene(seed=CAMERA_SEED), partial, CAMERA_FRAMES)
+        write_y4m(Scene(seed=CAMERA_SEED), partial, CAMERA_FRAMES, start=CAMERA_START)
         partial.rename(path)
     return path
 
