@@ -7,6 +7,7 @@ describes, and nowhere else.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass
 
@@ -119,6 +120,16 @@ class FrameResult:
     tracks: tuple[Track, ...]
     inference_ms: float
     events: tuple[TrackEvent, ...] = ()
+
+    def replacing(self, older: FrameResult) -> FrameResult:
+        """This result, also carrying the events of ``older``, which it replaces in a latest-only slot.
+
+        Frames may be dropped on the way to viewers, track events must not: a stage that overwrites a
+        pending result stores ``new.replacing(pending)`` instead of ``new``.
+        """
+        if not older.events:
+            return self
+        return dataclasses.replace(self, events=older.events + self.events)
 
     def metadata_json(self) -> dict[str, object]:
         """The ``frame`` message of the wire protocol (docs/protocol.md) for this result."""

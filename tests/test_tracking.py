@@ -7,7 +7,7 @@ import pytest
 import torch
 from ultralytics.engine.results import Results
 
-from server.frames import Frame, Track, TrackEventKind
+from server.frames import Frame, FrameResult, Track, TrackEventKind
 from server.options import StreamOptions, tracker_kinds
 from server.scene import Scene
 from server.tracking import StreamTracker, simplify
@@ -155,3 +155,18 @@ def test_simplified_outline_stays_within_a_pixel() -> None:
     assert polygon is not None and 8 < len(polygon) < 100
     shape = (200, 200)
     assert mask_iou(polygon_mask(polygon, shape), polygon_mask(circle, shape)) >= 0.97
+
+
+def test_a_result_that_replaces_an_undelivered_one_keeps_its_events() -> None:
+    image = np.zeros((240, 320, 3), np.uint8)
+    tracker = StreamTracker("cam", NAMES, StreamOptions(), 10.0)
+    results = []
+    for index in range(2):
+        frame = Frame("cam", index, index / 10, index / 10, image)
+        tracks, events = tracker.update(box_result(image, [[10, 10, 60, 60, 0.9, 0]]), frame)
+        results.append(FrameResult(frame, tracks, 1.0, events))
+    first, second = results
+    assert [e.kind for e in first.events] == [TrackEventKind.START] and not second.events
+    merged = second.replacing(first)
+    assert merged.frame.seq == 1 and merged.events == first.events
+    assert merged.metadata_json()["events"] == [first.events[0].to_json()]
