@@ -27,12 +27,18 @@ from server.streams import StreamExistsError, StreamInfo
 log = logging.getLogger(__name__)
 
 MJPEG_BOUNDARY = "segcastframe"
-MAX_BODY_BYTES = 64 * 1024
+MAX_BODY_BYTES = 64 * 1024  # a stream definition is a few hundred bytes
 MAX_MJPEG_FPS = 60.0
 SNAPSHOT_RETRY_S = 1
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class _BodyTooLarge(web.HTTPClientError):
+    """413 with our own message (aiohttp's own class wants the sizes instead of a text)."""
+
+    status_code = 413
 
 
 def setup_api(app: web.Application) -> None:
@@ -94,7 +100,7 @@ def _info(request: web.Request) -> StreamInfo:
 
 async def _body(request: web.Request) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise error(web.HTTPRequestEntityTooLarge, f"the body must be at most {MAX_BODY_BYTES} bytes")
+        raise error(_BodyTooLarge, f"the body must be at most {MAX_BODY_BYTES // 1024} KiB")
     try:
         body = json.loads(await request.text() or "null")
     except (json.JSONDecodeError, UnicodeDecodeError):

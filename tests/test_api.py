@@ -101,6 +101,12 @@ async def test_adding_a_bad_stream_names_the_problem(start_server: Start, body: 
     assert (await (await client.get("/api/streams")).json())["streams"] == []
 
 
+async def test_an_oversized_body_is_refused(start_server: Start) -> None:
+    client = await start_server()
+    body = {"id": "x", "uri": "scene:", "pad": "x" * 70_000}
+    await assert_error(await client.post("/api/streams", json=body), 413, "64")
+
+
 async def test_adding_an_existing_id_is_a_conflict(start_server: Start) -> None:
     client = await start_server(StreamConfig("cam", "scene:?seed=1"))
     await assert_error(await client.post("/api/streams", json={"id": "cam", "uri": "scene:"}), 409, "cam")

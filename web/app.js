@@ -21,6 +21,7 @@ const view = new StreamView({
   error: $("stream-error"),
   stats: $("stats"),
   embedCode: $("embed-code"),
+  pause: $("pause"),
 });
 let current = null; // the stream id shown in the stream view, or null on the grid
 

@@ -86,7 +86,7 @@ export class GridView {
       }
       card.picture.getContext("2d").drawImage(bitmap, 0, 0);
       bitmap.close();
-      card.element.dataset.seq = meta.seq;
+      card.picture.dataset.seq = meta.seq;
     } finally {
       card.drawing = false;
     }

@@ -14,6 +14,8 @@ export class StreamView {
     this.hoverId = null;
     this.pinnedId = null;
     this.show = {};
+    this.paused = false;
+    elements.pause.addEventListener("click", () => this.setPaused(!this.paused));
     for (const input of elements.toggles.querySelectorAll("input")) {
       this.show[input.name] = input.checked;
       input.addEventListener("change", () => {
@@ -34,8 +36,16 @@ export class StreamView {
     return { streams: [{ id: this.streamId, image: "clean" }] };
   }
 
+  // While paused the last frame stays, so its tracks can be inspected with any overlay.
+  setPaused(paused) {
+    this.paused = paused;
+    this.el.pause.textContent = paused ? "Resume" : "Pause";
+    this.el.pause.setAttribute("aria-pressed", String(paused));
+  }
+
   open(streamId) {
     if (streamId !== this.streamId) {
+      this.setPaused(false);
       this.streamId = streamId;
       this.meta = null;
       this.bitmap?.close();
@@ -79,7 +89,7 @@ export class StreamView {
   }
 
   async frame(meta, jpeg) {
-    if (meta.stream !== this.streamId || !jpeg) return;
+    if (meta.stream !== this.streamId || !jpeg || this.paused) return;
     // A frame that arrives while the previous one is still decoding is skipped: stay live, not complete.
     if (this.decoding) return;
     this.decoding = true;
@@ -94,7 +104,9 @@ export class StreamView {
       this.meta = meta;
       this.redraw();
       this.showTracks(meta);
+      // What is on screen, for people with developer tools and for the browser tests.
       this.el.canvas.dataset.seq = meta.seq;
+      this.el.canvas.dataset.tracks = meta.tracks.map((t) => t.id).join(",");
     } finally {
       this.decoding = false;
     }

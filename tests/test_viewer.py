@@ -1,0 +1,240 @@
+"""The viewer in a real headless Chromium: live frames, the track table, toggles, add/remove, embed.
+
+Screenshots of each step are kept under the pytest cache (``.pytest_cache/d/viewer-screenshots``) as
+test artifacts. Every wait is on something the page shows, with a deadline; none is a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import WSMsgType
+from aiohttp.test_utils import TestClient
+
+from server.config import StreamConfig
+from server.keys import websockets_key
+
+playwright = pytest.importorskip("playwright.async_api")
+
+Start = Callable[..., Awaitable[TestClient]]
+CHROMIUM = "/usr/bin/chromium"
+WAIT_MS = 30_000
+
+pytestmark = [
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"needs Debian's chromium at {CHROMIUM}"),
+]
+
+#: Mean and spread of the canvas' pixels, and a cheap fingerprint of them, computed in the page.
+CANVAS_STATS = """(selector) => {
+  const canvas = document.querySelector(selector);
+  const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  let sum = 0, squares = 0, hash = 0;
+  for (let i = 0; i < data.length; i += 4) {
+    const v = data[i] + data[i + 1] + data[i + 2];
+    sum += v; squares += v * v; hash = (hash * 31 + v) | 0;
+  }
+  const n = data.length / 4, mean = sum / n;
+  return {mean, std: Math.sqrt(squares / n - mean * mean), hash, seq: canvas.dataset.seq ?? null};
+}"""
+
+
+@pytest.fixture
+def screenshots(request: pytest.FixtureRequest) -> Path:
+    folder = Path(request.config.cache.mkdir("viewer-screenshots")) / request.node.name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    async with playwright.async_playwright() as driver:
+        instance = await driver.chromium.launch(executable_path=CHROMIUM)
+        try:
+            yield instance
+        finally:
+            await instance.close()
+
+
+class Console:
+    """Every console error and uncaught exception of a page; a clean page has none."""
+
+    def __init__(self, page: Any) -> None:
+        self.errors: list[str] = []
+        page.on("console", lambda message: message.type == "error" and self.errors.append(message.text))
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+
+
+async def open_page(browser: Any, client: TestClient, path: str) -> tuple[Any, Console]:
+    page = await browser.new_page(viewport={"width": 1280, "height": 800})
+    console = Console(page)
+    await page.goto(str(client.make_url(path)))
+    return page, console
+
+
+async def wait_for_new_frame(page: Any, selector: str, after: str | None = None) -> dict[str, Any]:
+    await page.wait_for_function(
+        "([selector, after]) => { const s = document.querySelector(selector)?.dataset.seq;"
+        " return s !== undefined && s !== after; }",
+        arg=[selector, after],
+        timeout=WAIT_MS,
+    )
+    return await page.evaluate(CANVAS_STATS, selector)
+
+
+async def test_grid_and_stream_view_show_live_frames_and_the_tracks_of_each_frame(
+    start_server: Start, browser: Any, screenshots: Path
+) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"), StreamConfig("other", "scene:?seed=4"))
+    metadata: dict[int, list[int]] = {}
+    async with client.ws_connect("/ws") as ws:
+        await ws.receive_json()
+        await ws.send_json({"type": "subscribe", "streams": ["cam"], "image": "none"})
+        recorder = asyncio.create_task(_record_tracks(ws, metadata))
+        page, console = await open_page(browser, client, "/")
+        thumbnail = await wait_for_new_frame(page, '.card[data-stream="cam"] canvas')
+        assert thumbnail["std"] > 10
+        await page.wait_for_selector('.card[data-stream="other"] .badge.state-live', timeout=WAIT_MS)
+        await page.screenshot(path=screenshots / "grid.png")
+
+        await page.click('.card[data-stream="cam"]')
+        await page.wait_for_selector("#stream-view:not([hidden])", timeout=WAIT_MS)
+        first = await wait_for_new_frame(page, "#video")
+        second = await wait_for_new_frame(page, "#video", first["seq"])
+        assert first["std"] > 10 and second["std"] > 10, "frames are pictures, not blank"
+        assert first["hash"] != second["hash"], "the picture changes as frames arrive"
+
+        await page.wait_for_function("() => document.querySelectorAll('#tracks tbody tr').length > 0", timeout=WAIT_MS)
+        shown = await _shown_frame_and_rows(page, metadata)
+        seq, rows, on_canvas = shown
+        assert rows == on_canvas == metadata[seq], "the table lists exactly the tracks of the frame shown"
+        await page.wait_for_function(
+            "() => document.querySelector('[data-stat=processed]')?.textContent.includes('fps')", timeout=WAIT_MS
+        )
+        await page.screenshot(path=screenshots / "stream.png")
+        recorder.cancel()
+    assert console.errors == []
+
+
+async def _record_tracks(ws: Any, metadata: dict[int, list[int]]) -> None:
+    async for message in ws:
+        if message.type is WSMsgType.TEXT:
+            event = json.loads(message.data)
+            if event["type"] == "frame":
+                metadata[event["seq"]] = [track["id"] for track in event["tracks"]]
+
+
+async def _shown_frame_and_rows(page: Any, metadata: dict[int, list[int]]) -> tuple[int, list[int], list[int]]:
+    """The frame on the canvas with its table rows, read at one instant, once its metadata was recorded."""
+    deadline = asyncio.get_running_loop().time() + WAIT_MS / 1000
+    while True:
+        seq, rows, on_canvas = await page.evaluate(
+            """() => [Number(document.querySelector('#video').dataset.seq),
+                      [...document.querySelectorAll('#tracks tbody tr')].map((r) => Number(r.dataset.track)),
+                      (document.querySelector('#video').dataset.tracks || '').split(',').filter(Boolean).map(Number)]"""
+        )
+        if seq in metadata and rows:
+            return seq, rows, on_canvas
+        assert asyncio.get_running_loop().time() < deadline, "no frame shown whose metadata the test saw"
+        await page.wait_for_function(
+            "(seq) => Number(document.querySelector('#video').dataset.seq) !== seq", arg=seq, timeout=WAIT_MS
+        )
+
+
+async def test_overlay_toggles_and_highlight_change_what_is_drawn(
+    start_server: Start, browser: Any, screenshots: Path
+) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    page, console = await open_page(browser, client, "/#/stream/cam")
+    await page.wait_for_function(
+        "() => (document.querySelector('#video').dataset.tracks || '') !== ''", timeout=WAIT_MS
+    )
+    await page.click("#pause")
+    drawn = await page.evaluate(CANVAS_STATS, "#video")
+    for name in ("masks", "boxes", "labels", "trails"):
+        await page.uncheck(f"#overlays input[name={name}]")
+    bare = await page.evaluate(CANVAS_STATS, "#video")
+    await page.screenshot(path=screenshots / "overlays-off.png")
+    assert bare["seq"] == drawn["seq"], "paused: the same frame"
+    assert bare["hash"] != drawn["hash"], "turning the overlays off changes the picture"
+    await page.check("#overlays input[name=boxes]")
+    boxes_only = await page.evaluate(CANVAS_STATS, "#video")
+    assert boxes_only["hash"] not in (bare["hash"], drawn["hash"])
+
+    row = page.locator("#tracks tbody tr").first
+    await row.hover()
+    assert "highlight" in (await row.get_attribute("class") or "")
+    highlighted = await page.evaluate(CANVAS_STATS, "#video")
+    assert highlighted["hash"] != boxes_only["hash"], "hovering a track highlights it on the video"
+    await page.screenshot(path=screenshots / "highlight.png")
+    assert console.errors == []
+
+
+async def test_a_camera_is_added_and_removed_through_the_form(
+    start_server: Start, browser: Any, screenshots: Path
+) -> None:
+    client = await start_server()
+    page, console = await open_page(browser, client, "/")
+    await page.wait_for_selector("#grid-empty:not([hidden])", timeout=WAIT_MS)
+    await page.fill("#add-form input[name=id]", "yard")
+    await page.fill("#add-form input[name=uri]", "scene:?seed=5")
+    await page.click("#add-form button[type=submit]")
+    await page.wait_for_selector('.card[data-stream="yard"] .badge.state-live', timeout=WAIT_MS)
+    streams = await (await client.get("/api/streams")).json()
+    assert [s["id"] for s in streams["streams"]] == ["yard"]
+    await page.screenshot(path=screenshots / "added.png")
+
+    await page.fill("#add-form input[name=id]", "yard")
+    await page.fill("#add-form input[name=uri]", "scene:?seed=6")
+    await page.click("#add-form button[type=submit]")
+    await page.wait_for_function(
+        "() => document.querySelector('#add-error').textContent.includes('already exists')", timeout=WAIT_MS
+    )
+
+    await page.click('.card[data-stream="yard"]')
+    await page.click("#remove-stream")
+    await page.click("#remove-stream")
+    await page.wait_for_selector("#grid-view:not([hidden])", timeout=WAIT_MS)
+    await page.wait_for_selector('.card[data-stream="yard"]', state="detached", timeout=WAIT_MS)
+    assert (await (await client.get("/api/streams")).json())["streams"] == []
+    assert console.errors == ["Failed to load resource: the server responded with a status of 409 (Conflict)"]
+
+
+async def test_embed_page_shows_one_stream_in_an_iframe(start_server: Start, browser: Any, screenshots: Path) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"), embed_origins=("https://dash.example.com",))
+    response = await client.get("/embed/cam")
+    assert response.headers["Content-Security-Policy"] == "frame-ancestors 'self' https://dash.example.com"
+    page, console = await open_page(browser, client, "/embed/cam")
+    assert await page.locator("header").count() == 0, "no chrome around the video"
+    frame = await wait_for_new_frame(page, "#video")
+    assert frame["std"] > 10
+    size = await page.evaluate("() => [document.querySelector('#video').width, innerWidth, innerHeight]")
+    assert size[0] == 640
+    await page.screenshot(path=screenshots / "embed.png")
+
+    snapshot = client.make_url("/api/streams/cam/snapshot.jpg")
+    await page.set_content(
+        f'<iframe id="f" src="{client.make_url("/embed/cam")}" width="480" height="288"></iframe>'
+        f'<img id="i" src="{snapshot}">'
+    )
+    await page.wait_for_function("() => document.getElementById('i').naturalWidth === 640", timeout=WAIT_MS)
+    assert console.errors == []
+
+
+async def test_viewer_reconnects_by_itself_when_its_socket_drops(start_server: Start, browser: Any) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    page, console = await open_page(browser, client, "/#/stream/cam")
+    before = await wait_for_new_frame(page, "#video")
+    assert client.app is not None
+    for ws in list(client.app[websockets_key]):
+        await ws.close()
+    await page.wait_for_selector("#connection.state-failed", timeout=WAIT_MS)
+    await page.wait_for_selector("#connection.state-live", timeout=WAIT_MS)
+    await wait_for_new_frame(page, "#video", before["seq"])
+    assert [e for e in console.errors if "WebSocket" not in e] == []
