@@ -288,6 +288,12 @@ async def test_oversized_offers_and_taken_ids_are_refused(start_server: Start) -
     huge = json.dumps({"type": "offer", "sdp": "v=0\r\n" + "a=x\r\n" * 20_000})
     response = await client.post("/api/webrtc/publish", data=huge)
     assert response.status == 413 and "bytes" in (await response.json())["error"]
+
+    async def chunked() -> AsyncIterator[bytes]:  # no Content-Length to refuse it by
+        yield huge.encode()
+
+    response = await client.post("/api/webrtc/publish", data=chunked())
+    assert response.status == 413 and "bytes" in (await response.json())["error"]
     publisher = lan_peer()
     publisher.addTrack(SceneTrack(Scene(seed=1)))
     await publisher.setLocalDescription(await publisher.createOffer())

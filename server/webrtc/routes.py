@@ -115,7 +115,7 @@ async def _read_offer(request: web.Request, registry: PeerRegistry) -> dict[str,
     limit = registry.config.max_offer_bytes
     size = request.content_length
     if size is None or size <= limit:
-        raw = await request.content.read(limit + 1)
+        raw = await request.read()  # a chunked body is still bounded, by aiohttp's client_max_size
         size = len(raw)
     if size > limit:
         message = json.dumps({"error": f"offers are limited to {limit} bytes"})
