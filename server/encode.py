@@ -180,6 +180,11 @@ class Encoder:
             self._pending[result.frame.stream_id] = result
         self._ready.set()
 
+    def forget(self, stream_id: str) -> None:
+        """Drop a removed stream's pending result, so nothing of it is published after its removal."""
+        with self._lock:
+            self._pending.pop(stream_id, None)
+
     def set_wanted(self, wanted: Mapping[str, frozenset[Variant]]) -> None:
         """Which variants to make from now on, per stream id (and `ALL_STREAMS` for every stream)."""
         with self._lock:

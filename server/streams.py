@@ -175,6 +175,7 @@ class StreamManager:
         if reader is not None:
             reader.stop()
             self._worker.remove_stream(stream_id)
+        self._encoder.forget(stream_id)
         log.info("[%s] removed", stream_id)
         return config
 

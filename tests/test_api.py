@@ -246,3 +246,16 @@ async def test_persist_without_a_config_file_is_refused(start_server: Start) -> 
 
 def test_settings_default_to_no_config_file() -> None:
     assert Settings().config_path is None and not Settings().save_config
+
+
+async def test_with_tokens_the_api_needs_them_and_changes_need_an_admin(start_server: Start) -> None:
+    admin, viewer = "admin-token-0123456789abcdef", "viewer-token-0123456789abcdef"
+    client = await start_server(admin_tokens=(admin,), viewer_tokens=(viewer,))
+    await assert_error(await client.get("/api/streams"), 401, "token")
+    as_viewer = {"Authorization": f"Bearer {viewer}"}
+    assert (await client.get("/api/streams", headers=as_viewer)).status == 200
+    body = {"id": "cam", "uri": "scene:?seed=1"}
+    await assert_error(await client.post("/api/streams", json=body, headers=as_viewer), 403, "admin")
+    response = await client.post("/api/streams", json=body, headers={"Authorization": f"Bearer {admin}"})
+    assert response.status == 201
+    assert (await client.get("/")).status == 200 and (await client.get("/embed/cam")).status == 200

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -131,3 +132,23 @@ def test_missing_config_file_names_the_flag(tmp_path: Path) -> None:
     args = build_parser().parse_args(["serve", "--config", str(tmp_path / "none.toml")])
     with pytest.raises(ConfigError, match=r"^--config .*none\.toml: cannot read it"):
         settings_from_args(args)
+
+
+def test_listening_beyond_this_machine_without_tokens_is_refused_at_start(tmp_path: Path) -> None:
+    path = write(tmp_path, '[server]\nhost = "0.0.0.0"\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "server", "serve", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if not k.startswith("SEGCAST_")},
+    )
+    assert result.returncode == EXIT_STARTUP_ERROR
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("segcast: --host 0.0.0.0:"), result.stderr
+
+
+def test_auth_settings_are_read(tmp_path: Path) -> None:
+    token = "admin-token-0123456789abcdef"
+    assert load_config(write(tmp_path, f'[auth]\nadmin_tokens = ["{token}"]\n')).admin_tokens == (token,)
+    assert load_config(write(tmp_path, 'auth = "off"\n')).auth_off
