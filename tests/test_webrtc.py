@@ -209,7 +209,8 @@ async def test_a_publisher_that_goes_silent_is_ended_as_lost(aiohttp_client: Cli
         await publisher.close()
 
 
-async def test_a_player_receives_annotated_frames_with_their_metadata(start_server: Start) -> None:
+@pytest.mark.parametrize("image", ["annotated", "clean"])
+async def test_a_player_receives_frames_with_their_metadata(start_server: Start, image: str) -> None:
     client = await start_server(StreamConfig("live", "scene:?seed=1"))
     player = lan_peer()
     player.addTransceiver("video", direction="recvonly")
@@ -219,7 +220,7 @@ async def test_a_player_receives_annotated_frames_with_their_metadata(start_serv
     tracks: asyncio.Queue[MediaStreamTrack] = asyncio.Queue()
     player.on("track", tracks.put_nowait)
     try:
-        await offer_to(client, "/api/webrtc/play/live", player)
+        await offer_to(client, "/api/webrtc/play/live", player, image=image)
         track = await tracks.get()
         frames: list[av.VideoFrame] = []
         # The scene starts empty: play on until its first object is in the metadata too.
@@ -246,10 +247,13 @@ async def test_a_player_receives_annotated_frames_with_their_metadata(start_serv
     assert all(paired[first:]), f"frames without their metadata: {[i for i, ok in enumerate(paired) if not ok]}"
 
 
-async def test_playing_an_unknown_stream_is_404(start_server: Start) -> None:
-    client = await start_server()
+async def test_playing_an_unknown_stream_or_image_kind_is_refused(start_server: Start) -> None:
+    client = await start_server(StreamConfig("live", "scene:?seed=1"))
     response = await client.post("/api/webrtc/play/nope", json={"type": "offer", "sdp": "v=0\r\n"})
     assert response.status == 404 and "nope" in (await response.json())["error"]
+    offer = {"type": "offer", "sdp": "v=0\r\nm=video 9", "image": "sepia"}
+    response = await client.post("/api/webrtc/play/live", json=offer)
+    assert response.status == 400 and "clean" in (await response.json())["error"]
 
 
 @pytest.mark.parametrize(

@@ -74,8 +74,9 @@ export async function publishCamera({ streamId, width = 1280, height = 720, fram
  * Play `streamId` over WebRTC into `video`. Resolves once media flows, with { pc, stop() }; rejects
  * if it cannot (no WebRTC, refused, no connection within a few seconds), so the caller can fall back.
  * `onMeta(meta)` gets each shown frame's metadata (the protocol's "frame" message, plus `pts`).
+ * `image: "clean"` asks for the frames without the server's overlay, to draw one from `onMeta`.
  */
-export async function playStream(streamId, { video, onMeta, onState } = {}) {
+export async function playStream(streamId, { video, onMeta, onState, image = "annotated" } = {}) {
   if (!canPlay()) throw new Error("this browser has no WebRTC");
   const pc = await newPeer(onState);
   pc.addTransceiver("video", { direction: "recvonly" });
@@ -96,7 +97,7 @@ export async function playStream(streamId, { video, onMeta, onState } = {}) {
     });
   });
   try {
-    await negotiate(pc, `/api/webrtc/play/${encodeURIComponent(streamId)}`, {});
+    await negotiate(pc, `/api/webrtc/play/${encodeURIComponent(streamId)}`, { image });
     await playing;
   } catch (error) {
     pc.close();
@@ -117,12 +118,13 @@ export async function playStream(streamId, { video, onMeta, onState } = {}) {
  * Play over WebRTC where possible, else call `fallback()` (e.g. the WebSocket or MJPEG view), and
  * also when an established connection fails later. Resolves with { mode: "webrtc"|"fallback", stop }.
  */
-export async function playWithFallback(streamId, { video, onMeta, fallback, onState } = {}) {
+export async function playWithFallback(streamId, { video, onMeta, fallback, onState, image } = {}) {
   let player = null;
   try {
     player = await playStream(streamId, {
       video,
       onMeta,
+      image,
       onState: (state) => {
         onState?.(state);
         if (state === "failed" && player) {

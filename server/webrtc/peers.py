@@ -23,6 +23,7 @@ from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
 from server.config import StreamConfig
+from server.encode import ImageKind
 from server.hub import Hub
 from server.options import StreamOptions
 from server.sources.base import StreamState
@@ -53,6 +54,7 @@ class Peer:
     remote: str
     source: WebRTCSource | None = None
     player: AnnotatedTrack | None = None
+    feed: PlaybackFeed | None = None
     closing: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
@@ -65,7 +67,7 @@ class PeerRegistry:
         self._hub = hub
         self._manager = manager
         self._peers: set[Peer] = set()
-        self._feeds: dict[str, PlaybackFeed] = {}
+        self._feeds: dict[tuple[str, ImageKind], PlaybackFeed] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         # One thread draws overlays for every feed: rendering is cheap next to inference, and one
         # thread keeps it from competing with the model for cores.
@@ -108,8 +110,10 @@ class PeerRegistry:
         self._spawn(self._run_publisher(peer, video, peer.source), f"webrtc-publish-{stream_id}")
         return answer
 
-    async def play(self, offer: RTCSessionDescription, stream_id: str, remote: str) -> RTCSessionDescription:
-        """Answer a player's offer with the annotated video of ``stream_id`` (which must exist)."""
+    async def play(
+        self, offer: RTCSessionDescription, stream_id: str, kind: ImageKind, remote: str
+    ) -> RTCSessionDescription:
+        """Answer a player's offer with the video of ``stream_id`` (which must exist), annotated or clean."""
         peer = self._new_peer("play", stream_id, remote)
         track = AnnotatedTrack(stream_id)
         peer.player = track
@@ -128,10 +132,12 @@ class PeerRegistry:
         except BaseException:
             await self._discard(peer)
             raise
-        feed = self._feeds.get(stream_id)
+        feed = self._feeds.get((stream_id, kind))
         if feed is None:
-            feed = self._feeds[stream_id] = PlaybackFeed(stream_id, self._hub, self._render, self._stream_removed)
+            feed = PlaybackFeed(stream_id, kind, self._hub, self._render, self._stream_removed)
+            self._feeds[stream_id, kind] = feed
         feed.players.add(track)
+        peer.feed = feed
         log.info("[%s] WebRTC player %s connected", stream_id, remote)
         return answer
 
@@ -206,7 +212,9 @@ class PeerRegistry:
         except TimeoutError:
             log.warning("[%s] WebRTC peer %s did not close within %.0f s", peer.stream_id, peer.remote, CLOSE_TIMEOUT_S)
         if peer.player is not None:
-            await self._leave_feed(peer.stream_id, peer.player)
+            peer.player.stop()
+        if peer.feed is not None and peer.player is not None:
+            await self._leave_feed(peer.feed, peer.player)
         self._peers.discard(peer)
         log.info(
             "[%s] WebRTC %s peer %s closed%s", peer.stream_id, peer.role, peer.remote, f": {reason}" if reason else ""
@@ -227,14 +235,10 @@ class PeerRegistry:
         self._hub.announce_state(stream_id, StreamState.ENDED, reason)
         self._hub.forget_stream(stream_id)
 
-    async def _leave_feed(self, stream_id: str, player: AnnotatedTrack) -> None:
-        player.stop()
-        feed = self._feeds.get(stream_id)
-        if feed is None:
-            return
+    async def _leave_feed(self, feed: PlaybackFeed, player: AnnotatedTrack) -> None:
         feed.players.discard(player)
-        if not feed.players:
-            del self._feeds[stream_id]
+        if not feed.players and self._feeds.get((feed.stream_id, feed.kind)) is feed:
+            del self._feeds[feed.stream_id, feed.kind]
             await feed.close()
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:

@@ -1,10 +1,12 @@
 """Playing a stream over WebRTC: its annotated frames as a video track, its tracks on a data channel.
 
-Each stream with WebRTC players has one `PlaybackFeed`: a metadata-only hub viewer (so the encoder
-makes no JPEG for it) whose task turns each new result into an `av.VideoFrame` once, drawing the
-overlay on a worker thread and never on the loop, then offers that frame to every player's
-latest-only slot. A player whose encoder falls behind skips frames and never delays the others.
-Encoding stays per player, as WebRTC adapts each peer's bitrate on its own.
+Players may ask for the clean frames instead, to draw overlays themselves from the metadata as the
+viewer does with JPEGs. Each stream and image kind with WebRTC players has one `PlaybackFeed`: a
+metadata-only hub viewer (so the encoder makes no JPEG for it) whose task turns each new result
+into an `av.VideoFrame` once, drawing any overlay on a worker thread and never on the loop, then
+offers that frame to every player's latest-only slot. A player whose encoder falls behind skips
+frames and never delays the others. Encoding stays per player, as WebRTC adapts each peer's
+bitrate on its own.
 
 Timing: a feed stamps its frames with ``pts`` on the 90 kHz video clock, from their capture times.
 For each frame a player sends, the "meta" data channel carries the frame's metadata (the protocol's
@@ -27,7 +29,7 @@ from aiortc import RTCDataChannel
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from server.annotate import annotate
-from server.encode import FramePacket
+from server.encode import FramePacket, ImageKind
 from server.hub import Hub, Subscription, Viewer
 
 log = logging.getLogger(__name__)
@@ -40,10 +42,11 @@ MAX_META_BUFFERED_BYTES = 256 * 1024
 Rendered = tuple[av.VideoFrame, FramePacket]
 
 
-def render(packet: FramePacket, pts: int) -> av.VideoFrame:
-    """The annotated picture of ``packet`` as a video frame; runs on the feed's worker thread."""
+def render(packet: FramePacket, pts: int, kind: ImageKind) -> av.VideoFrame:
+    """The picture of ``packet`` as a video frame, annotated or clean; runs on the feed's worker thread."""
     result = packet.result
-    frame = av.VideoFrame.from_ndarray(annotate(result.frame.image, result.tracks), format="bgr24")
+    image = annotate(result.frame.image, result.tracks) if kind is ImageKind.ANNOTATED else result.frame.image
+    frame = av.VideoFrame.from_ndarray(image, format="bgr24")
     frame.pts, frame.time_base = pts, VIDEO_TIME_BASE
     return frame
 
@@ -102,13 +105,16 @@ class AnnotatedTrack(MediaStreamTrack):
 class PlaybackFeed:
     """One stream's rendered frames for all its WebRTC players. Create it on the loop; `close` it there."""
 
-    def __init__(self, stream_id: str, hub: Hub, executor: Executor, on_removed: Callable[[str], None]) -> None:
+    def __init__(
+        self, stream_id: str, kind: ImageKind, hub: Hub, executor: Executor, on_removed: Callable[[str], None]
+    ) -> None:
         self.stream_id = stream_id
+        self.kind = kind
         self.players: set[AnnotatedTrack] = set()
         self._on_removed = on_removed
         self._hub = hub
         self._executor = executor
-        self._viewer = Viewer(f"webrtc-{stream_id}")
+        self._viewer = Viewer(f"webrtc-{stream_id}-{kind.value}")
         self._first_capture: float | None = None
         self._last_pts = -1
         hub.add_viewer(self._viewer)
@@ -142,7 +148,7 @@ class PlaybackFeed:
             packet = deliveries[-1].packet
             pts = self._pts(packet.result.frame.capture_time)
             try:
-                frame = await loop.run_in_executor(self._executor, render, packet, pts)
+                frame = await loop.run_in_executor(self._executor, render, packet, pts, self.kind)
             except Exception:
                 log.exception("[%s] could not render frame %d for WebRTC", self.stream_id, packet.seq)
                 continue

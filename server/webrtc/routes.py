@@ -2,7 +2,7 @@
 
     GET  /api/webrtc/config          ICE servers for the browser's RTCPeerConnection
     POST /api/webrtc/publish         {"type": "offer", "sdp": ..., "stream"?: id, "fps"?: n} -> answer
-    POST /api/webrtc/play/{stream}   {"type": "offer", "sdp": ...} -> answer
+    POST /api/webrtc/play/{stream}   {"type": "offer", "sdp": ..., "image"?: "annotated"|"clean"} -> answer
 
 Signalling is one HTTP round trip: aiortc puts all its candidates in the answer, and the browser
 waits for its own before sending the offer (see web/webrtc.js). Errors are JSON ``{"error": text}``
@@ -23,6 +23,7 @@ from aiohttp import web
 from aiortc import RTCSessionDescription
 
 from server.config import STREAM_ID_PATTERN
+from server.encode import ImageKind
 from server.keys import hub_key, manager_key, settings_key
 from server.streams import StreamExistsError
 from server.webrtc.config import WebRTCConfig
@@ -99,7 +100,12 @@ async def _play(request: web.Request) -> web.Response:
         raise _error(web.HTTPNotFound, f"no stream {stream_id!r}; GET /api/streams lists them")
     body = await _read_offer(request, registry)
     try:
-        answer = await registry.play(_description(body), stream_id, _remote(request))
+        kind = ImageKind(body.get("image", ImageKind.ANNOTATED.value))
+    except ValueError:
+        kinds = ", ".join(f'"{k.value}"' for k in ImageKind)
+        raise _error(web.HTTPBadRequest, f"'image' must be one of {kinds}") from None
+    try:
+        answer = await registry.play(_description(body), stream_id, kind, _remote(request))
     except OfferError as exc:
         raise _error(web.HTTPBadRequest, str(exc)) from None
     return _answer(answer, stream_id)
