@@ -27,6 +27,7 @@ from server.scene import Scene
 from server.webrtc import IceServer, IceServerError, WebRTCConfig
 from server.webrtc.config import ICE_SERVERS_ENV
 from server.webrtc.routes import webrtc_config_key
+from server.webrtc.source import FrameHandover
 from tests.support.truth import is_apart, match_boxes
 
 Start = Callable[..., Awaitable[TestClient]]
@@ -396,3 +397,24 @@ async def test_removing_a_stream_closes_its_webrtc_peers(start_server: Start) ->
     finally:
         await publisher.close()
         await player.close()
+
+
+def test_the_handover_keeps_only_the_newest_frame_and_counts_the_rest() -> None:
+    handover = FrameHandover()
+    frames = [av.VideoFrame(16, 16, "yuv420p") for _ in range(3)]
+    for frame in frames:
+        handover.put(frame)
+    assert handover.take(0.0) is frames[-1] and handover.dropped == 2
+    assert handover.take(0.0) is None
+
+
+def test_ending_the_handover_wakes_a_waiting_reader_at_once() -> None:
+    handover = FrameHandover()
+    taken: list[object] = []
+    reader = threading.Thread(target=lambda: taken.append(handover.take(60.0)))
+    reader.start()
+    handover.end()
+    reader.join(5.0)
+    assert not reader.is_alive() and taken == [None] and handover.ended
+    handover.put(av.VideoFrame(16, 16, "yuv420p"))
+    assert handover.take(0.0) is None, "nothing is handed over after the end"

@@ -99,7 +99,12 @@ class AnnotatedTrack(MediaStreamTrack):
         if channel.bufferedAmount > MAX_META_BUFFERED_BYTES:
             self.dropped_meta += 1
             return
-        channel.send(meta_message(packet, pts))
+        try:
+            channel.send(meta_message(packet, pts))
+        except ValueError:  # over the peer's maximum message size: lose this one, never the video
+            if not self.dropped_meta:
+                log.warning("[%s] frame %d metadata too large for the WebRTC data channel", self.stream_id, packet.seq)
+            self.dropped_meta += 1
 
 
 class PlaybackFeed:
