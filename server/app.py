@@ -36,6 +36,8 @@ __all__ = ["create_app", "hub_key", "manager_key", "settings_key", "web_root", "
 
 log = logging.getLogger(__name__)
 
+WS_CLOSE_TIMEOUT_S = 2.0
+
 
 def create_app(settings: Settings, policy: AccessPolicy | None = None) -> web.Application:
     """The whole server for ``settings``; ``policy`` defaults to the one the settings describe.
@@ -49,7 +51,7 @@ def create_app(settings: Settings, policy: AccessPolicy | None = None) -> web.Ap
         )
     app = web.Application(middlewares=[json_errors])
     app[settings_key] = settings
-    app[websockets_key] = weakref.WeakSet()
+    app[websockets_key] = weakref.WeakKeyDictionary()
     app[http_viewers_key] = weakref.WeakSet()
     app[config_lock_key] = asyncio.Lock()
     app.cleanup_ctx.append(_pipeline)
@@ -77,9 +79,22 @@ async def _pipeline(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _close_viewers(app: web.Application) -> None:
+    """Say goodbye to every client; one that does not take the close frame in time is cut off.
+
+    A client that stopped reading has a full socket buffer, so even the close frame would wait on it
+    forever: shutdown must not.
+    """
     viewers = app[http_viewers_key]
     for viewer in list(viewers):
         viewer.close()
     websockets = app[websockets_key]
-    for ws in list(websockets):
-        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+    await asyncio.gather(*(_close_websocket(ws, transport) for ws, transport in list(websockets.items())))
+
+
+async def _close_websocket(ws: web.WebSocketResponse[bool], transport: asyncio.Transport) -> None:
+    try:
+        await asyncio.wait_for(ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown"), WS_CLOSE_TIMEOUT_S)
+    except TimeoutError:
+        log.info("a viewer did not take the close frame within %.1f s; cutting it off", WS_CLOSE_TIMEOUT_S)
+    if not transport.is_closing() or ws.close_code == WSCloseCode.ABNORMAL_CLOSURE:
+        transport.abort()

@@ -18,7 +18,8 @@ from server.streams import StreamManager
 settings_key = web.AppKey("settings", Settings)
 hub_key = web.AppKey("hub", Hub)
 manager_key = web.AppKey("manager", StreamManager)
-websockets_key = web.AppKey("websockets", weakref.WeakSet[web.WebSocketResponse[bool]])
+#: Open WebSockets with their connection, which shutdown aborts if a polite close does not get through.
+websockets_key = web.AppKey("websockets", weakref.WeakKeyDictionary[web.WebSocketResponse[bool], asyncio.Transport])
 #: Viewers that are not WebSockets (MJPEG responses): closed at shutdown so their handlers end.
 http_viewers_key = web.AppKey("http_viewers", weakref.WeakSet[Viewer])
 #: Serialises writes of the config file, so two API calls cannot interleave them.

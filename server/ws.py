@@ -39,7 +39,8 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_CLIENT_MESSAGE_BYTES)
     await ws.prepare(request)
     hub, manager = request.app[hub_key], request.app[manager_key]
-    request.app[websockets_key].add(ws)
+    if request.transport is not None:
+        request.app[websockets_key][ws] = request.transport
     viewer = Viewer("ws")
     hub.add_viewer(viewer)
     streams = [stream_json(request, info) for info in manager.streams()]

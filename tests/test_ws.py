@@ -213,3 +213,25 @@ async def test_stalled_client_that_never_reads_does_not_slow_another(start_serve
         await live.close()
     finally:
         stalled.close()
+
+
+async def test_shutdown_does_not_hang_on_stalled_or_streaming_clients(start_server: Start) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=1&width=1280&height=720"))
+    assert client.app is not None
+    hub = client.app[hub_key]
+    stalled = await asyncio.to_thread(
+        _stalled_websocket, client.server.host, client.server.port, {"streams": ["cam"], "image": "clean"}
+    )
+    try:
+
+        async def stalled_is_dropping() -> bool:
+            return any(v.name == "ws" and v.dropped_frames >= 3 for v in hub.viewers)
+
+        await eventually(stalled_is_dropping, timeout_s=60, what="the stalled client to fall behind")
+        mjpeg = await client.get("/api/streams/cam/mjpeg")
+        await mjpeg.content.readany()
+        started = time.monotonic()
+        await asyncio.wait_for(client.close(), timeout=30)
+        assert time.monotonic() - started < 15
+    finally:
+        stalled.close()
