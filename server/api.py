@@ -16,7 +16,15 @@ from typing import Any
 
 from aiohttp import web
 
-from server.config import STREAM_KEYS, ConfigError, StreamConfig, stream_config, stream_options, write_config
+from server.config import (
+    STREAM_KEYS,
+    ConfigError,
+    StreamConfig,
+    flatten_options,
+    stream_config,
+    stream_options,
+    write_config,
+)
 from server.encode import FramePacket, ImageKind, Variant, parse_variant
 from server.frames import PROTOCOL_VERSION
 from server.hub import Subscription, Viewer
@@ -161,7 +169,10 @@ async def _change_stream(request: web.Request) -> web.Response:
     """``PATCH /api/streams/<id>``: change ``uri``, ``loop`` or stream options; the stream restarts."""
     persist = _persist_requested(request)
     current = _info(request).config
-    body = await _body(request)
+    try:
+        body = flatten_options(await _body(request), "body")
+    except ConfigError as exc:
+        raise error(web.HTTPBadRequest, str(exc)) from None
     if body.get("id", current.stream_id) != current.stream_id:
         raise error(web.HTTPBadRequest, "body.id: a stream cannot be renamed; remove it and add it again")
     if not body:

@@ -71,8 +71,17 @@ class Settings:
     auth_off: bool = False
 
 
+def flatten_options(values: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Stream options may also come nested under ``options``, as the API shows them; flat keys win."""
+    nested = values.get("options", {})
+    if not isinstance(nested, Mapping):
+        raise ConfigError(f"{where}.options: expected a table of stream options, got {nested!r}")
+    return {**nested, **{k: v for k, v in values.items() if k != "options"}}
+
+
 def stream_config(values: Mapping[str, Any], defaults: StreamOptions, where: str) -> StreamConfig:
     """A stream from a TOML table or a JSON object; ConfigError names ``where`` and the bad key."""
+    values = flatten_options(values, where)
     stream_id = values.get("id")
     if not isinstance(stream_id, str) or not STREAM_ID_PATTERN.match(stream_id):
         raise ConfigError(f"{where}.id: expected 1 to 64 letters, digits, '-' or '_', got {stream_id!r}")

@@ -138,13 +138,11 @@ class _StreamStats:
     """
 
     def __init__(self) -> None:
-        # (monotonic arrival, seq, capture wall time, latency s)
-        self.samples: deque[tuple[float, int, float, float]] = deque(maxlen=STATS_MAX_SAMPLES)
+        self.samples: deque[tuple[float, float]] = deque(maxlen=STATS_MAX_SAMPLES)  # (monotonic arrival, latency s)
         self.published = 0
 
     def add(self, packet: FramePacket) -> None:
-        frame = packet.result.frame
-        self.samples.append((time.monotonic(), frame.seq, frame.capture_time, time.time() - frame.capture_time))
+        self.samples.append((time.monotonic(), time.time() - packet.result.frame.capture_time))
         self.published += 1
 
     def snapshot(self) -> dict[str, float | None]:
@@ -152,7 +150,7 @@ class _StreamStats:
         recent = [s for s in self.samples if now - s[0] <= STATS_WINDOW_S]
         if not recent:
             return {"processed_fps": 0.0, "latency_ms": None}
-        latency_ms = 1000 * sum(s[3] for s in recent) / len(recent)
+        latency_ms = 1000 * sum(s[1] for s in recent) / len(recent)
         span = recent[-1][0] - recent[0][0]
         processed_fps = (len(recent) - 1) / span if span > 0 else 0.0
         return {"processed_fps": round(processed_fps, 2), "latency_ms": round(latency_ms, 1)}

@@ -66,7 +66,7 @@ async def test_add_change_and_remove_a_stream(start_server: Start) -> None:
     assert (await added.json())["options"]["conf"] == 0.4
     await first_frame(client, "cam")
 
-    changed = await client.patch("/api/streams/cam", json={"conf": 0.5, "classes": ["disc"]})
+    changed = await client.patch("/api/streams/cam", json={"conf": 0.5, "options": {"classes": ["disc"]}})
     assert changed.status == 200, await changed.text()
     options = (await changed.json())["options"]
     assert options["conf"] == 0.5 and options["classes"] == ["disc"]
@@ -89,6 +89,8 @@ async def test_add_change_and_remove_a_stream(start_server: Start) -> None:
         ({"id": "x", "uri": "scene:", "conf": 3}, ["conf"]),
         ({"id": "x", "uri": "scene:", "colour": "red"}, ["colour", "unknown"]),
         ({"id": "x", "uri": "scene:", "tracker": "nosuch"}, ["tracker"]),
+        ({"id": "x", "uri": "scene:", "options": {"iou": 7}}, ["iou"]),
+        ({"id": "x", "uri": "scene:", "options": 7}, ["options"]),
     ],
 )
 async def test_adding_a_bad_stream_names_the_problem(start_server: Start, body: Any, words: list[str]) -> None:
