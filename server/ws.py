@@ -58,22 +58,28 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
     finally:
         hub.remove_viewer(viewer)
         sender.cancel()
-        with suppress(asyncio.CancelledError, ConnectionResetError):
+        with suppress(asyncio.CancelledError):
             await sender
     return ws
 
 
 async def send_forever(viewer: Viewer, ws: web.WebSocketResponse) -> None:
-    """The viewer's sender task: events in order, then each stream's newest frame, then wait again."""
-    while not viewer.closed:
-        events, deliveries = await viewer.take()
-        for event in events:
-            await ws.send_str(json.dumps(event))
-        for delivery in deliveries:
-            await ws.send_str(delivery.packet.message(delivery.variant))
-            jpeg = delivery.jpeg
-            if jpeg is not None:
-                await ws.send_bytes(jpeg)
+    """The viewer's sender task: events in order, then each stream's newest frame, then wait again.
+
+    Ends quietly when the client goes away mid-send; the handler notices the closed socket itself.
+    """
+    try:
+        while not viewer.closed:
+            events, deliveries = await viewer.take()
+            for event in events:
+                await ws.send_str(json.dumps(event))
+            for delivery in deliveries:
+                await ws.send_str(delivery.packet.message(delivery.variant))
+                jpeg = delivery.jpeg
+                if jpeg is not None:
+                    await ws.send_bytes(jpeg)
+    except ConnectionResetError:
+        log.debug("a viewer left while being sent to")
 
 
 def parse_client_message(data: str) -> Mapping[str, Subscription] | str:
