@@ -103,6 +103,11 @@ class Viewer:
         self._frames[packet.stream_id] = Delivery(packet, variant)
         self._wake.set()
 
+    @property
+    def pending(self) -> bool:
+        """Whether `take` would return at once."""
+        return bool(self._events or self._frames or self.closed)
+
     def offer_event(self, event: dict[str, Any]) -> None:
         self._events.append(event)
         self._wake.set()
@@ -122,7 +127,7 @@ class Viewer:
 
         Returns empty lists once the viewer is closed.
         """
-        while not (self._events or self._frames or self.closed):
+        while not self.pending:
             self._wake.clear()
             await self._wake.wait()
         events, self._events = self._events, []

@@ -8,9 +8,10 @@ import json
 import time
 from typing import Any
 
+import cv2
 import numpy as np
 
-from server.encode import FramePacket, Variant, make_packet
+from server.encode import FramePacket, ImageKind, Variant, encode_variants, make_packet
 from server.frames import Frame, FrameResult
 from server.hub import Hub, Subscription, Viewer
 from server.sources.base import StreamState
@@ -105,3 +106,49 @@ async def test_state_changes_reach_every_viewer_in_order() -> None:
     await settle()
     assert [(e["state"], e["error"]) for e in socket.events] == [("live", None), ("failed", "cannot decode")]
     task.cancel()
+
+
+async def test_the_encoder_is_told_which_variants_viewers_want() -> None:
+    hub = Hub(asyncio.get_running_loop())
+    told: list[dict[str, frozenset[Variant]]] = []
+    hub.set_wanted_listener(lambda wanted: told.append(dict(wanted)))
+    small = Variant(ImageKind.CLEAN, 320)
+    first, second = Viewer(), Viewer()
+    for viewer in (first, second):
+        hub.add_viewer(viewer)
+    hub.subscribe(first, {"a": Subscription(FULL), "*": Subscription(small)})
+    hub.subscribe(second, {"a": Subscription(FULL), "b": Subscription(None)})
+    assert told[-1] == {"a": frozenset({FULL}), "*": frozenset({small})}, "metadata-only wants no image"
+    hub.remove_viewer(first)
+    assert told[-1] == {"a": frozenset({FULL})}
+    hub.remove_viewer(second)
+    assert told[-1] == {}
+
+
+async def test_frame_rate_limit_skips_frames_between_due_times() -> None:
+    viewer = Viewer()
+    viewer.resubscribe({"cam": Subscription(FULL, max_fps=2.0)})
+    taken = []
+    for step in range(20):  # 10 fps for 2 s
+        viewer.offer_packet(encoded(step), now=step * 0.1)
+        _, deliveries = await viewer.take() if viewer.pending else ([], [])
+        taken += [d.packet.seq for d in deliveries]
+    assert taken == [0, 5, 10, 15]
+
+
+async def test_metadata_only_viewer_gets_frames_without_images() -> None:
+    viewer = Viewer()
+    viewer.resubscribe({"cam": Subscription(None)})
+    viewer.offer_packet(encoded(1))
+    _, [delivery] = await viewer.take()
+    assert delivery.jpeg is None
+    assert json.loads(delivery.packet.message(None))["image"] is None
+
+
+def test_variants_are_scaled_to_their_width_keeping_the_aspect() -> None:
+    frame = Frame("cam", 0, time.time(), 0.0, np.full((384, 640, 3), 90, np.uint8))
+    result = FrameResult(frame, (), 1.0)
+    small, clean = Variant(ImageKind.ANNOTATED, 320), Variant(ImageKind.CLEAN)
+    jpegs = encode_variants(result, frozenset({small, clean, Variant(max_width=4000)}))
+    sizes = {v: cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR).shape[:2] for v, j in jpegs.items()}
+    assert sizes == {small: (192, 320), clean: (384, 640), Variant(max_width=4000): (384, 640)}
