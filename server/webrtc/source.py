@@ -103,7 +103,8 @@ class WebRTCSource:
                 media_time = float((pts - first_pts) * frame.time_base) if frame.time_base else 0.0
                 yield Decoded(frame.to_ndarray(format="bgr24"), media_time)
         finally:
-            self.handover.end()  # nobody reads any more (the stream was removed): tell the pump
+            if stop.is_set():  # the reader stopped for good (the stream was removed): tell the pump
+                self.handover.end()
 
 
 async def pump(
