@@ -6,7 +6,7 @@ stream's tracker with that stream's result only. Streams can be added and remove
 other threads; the trackers themselves are touched by this thread alone.
 
 Frames share one ``predict`` call only when that cannot change their results: same inference size,
-NMS IoU and image shape (ultralytics letterboxes a batch of mixed shapes differently from a single
+NMS IoU and kind, and image shape (ultralytics letterboxes a batch of mixed shapes differently from a single
 image). Confidence, class filter and max detections are applied per stream after the call, which is
 run at the lowest confidence and highest max detections of the group; greedy NMS keeps exactly the
 same higher-scoring boxes either way. So a stream gets the same tracks batched or alone.
@@ -235,24 +235,25 @@ class InferenceWorker:
         return jobs
 
     def _process(self, model: YOLO, jobs: list[_Job]) -> None:
-        groups: dict[tuple[int, float, tuple[int, ...]], list[_Job]] = {}
+        groups: dict[tuple[int, float, bool, tuple[int, ...]], list[_Job]] = {}
         default_imgsz = int(model.overrides.get("imgsz", DEFAULT_IMGSZ_PX))
         for job in jobs:
             job.error = _bad_image(job.frame.image)
             if job.error is None:
                 options = job.registration.options
-                key = (options.imgsz or default_imgsz, options.iou, tuple(job.frame.image.shape))
+                key = (options.imgsz or default_imgsz, options.iou, options.agnostic_nms, tuple(job.frame.image.shape))
                 groups.setdefault(key, []).append(job)
-        for (imgsz, iou, _), group in groups.items():
-            self._predict(model, group, imgsz, iou)
+        for (imgsz, iou, agnostic, _), group in groups.items():
+            self._predict(model, group, imgsz, iou, agnostic)
         for job in jobs:
             self._track_and_deliver(job)
 
-    def _predict(self, model: YOLO, group: list[_Job], imgsz: int, iou: float) -> None:
+    def _predict(self, model: YOLO, group: list[_Job], imgsz: int, iou: float, agnostic: bool) -> None:
         """Run ``group`` as one call; if it fails, run each frame alone so only the culprit is charged."""
         kwargs: dict[str, Any] = {
             "imgsz": imgsz,
             "iou": iou,
+            "agnostic_nms": agnostic,
             "conf": min(job.registration.options.conf for job in group),
             "max_det": max(job.registration.options.max_det for job in group),
             "device": self._options.device,
@@ -265,7 +266,7 @@ class InferenceWorker:
         except Exception as exc:
             if len(group) > 1:
                 for job in group:
-                    self._predict(model, [job], imgsz, iou)
+                    self._predict(model, [job], imgsz, iou, agnostic)
                 return
             group[0].error = f"model failed: {type(exc).__name__}: {exc}"
             log.warning(

@@ -107,7 +107,9 @@ def track_scene(model: Any, scene: Scene, frames: int, options: StreamOptions, e
     for index in range(0, frames, every):
         image = scene.render(index)[0]
         started = time.perf_counter()
-        result = model.predict(image, imgsz=imgsz, conf=options.conf, iou=options.iou, verbose=False)[0]
+        result = model.predict(
+            image, imgsz=imgsz, conf=options.conf, iou=options.iou, agnostic_nms=options.agnostic_nms, verbose=False
+        )[0]
         frame = Frame("report", index, time.time(), index / scene.fps, image)
         tracks, _ = tracker.update(result, frame)
         spent += time.perf_counter() - started
