@@ -281,6 +281,8 @@ async def test_playing_an_unknown_stream_or_image_kind_is_refused(start_server: 
     [
         (b"not json", "JSON"),
         (b"[1, 2]", "JSON"),
+        (b"[" * 60_000, "JSON"),
+        (json.dumps({"type": "offer", "sdp": "v=0\r\n" + "m=video 9\r\n" * 50}).encode(), "media sections"),
         (b'{"type": "answer", "sdp": "v=0"}', "offer"),
         (b'{"type": "offer"}', "sdp"),
         (b'{"type": "offer", "sdp": "v=0\\r\\nthis is not sdp"}', "media section"),

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 MIN_FPS = 1.0
 MAX_FPS = 120.0
 GENERATED_ID_PREFIX = "webcam-"
+#: Video, data channel, and an audio track a browser may add: nothing segcast answers needs more.
+MAX_MEDIA_SECTIONS = 4
 
 webrtc_config_key = web.AppKey("webrtc_config", WebRTCConfig)
 peers_key = web.AppKey("webrtc_peers", PeerRegistry)
@@ -128,7 +130,7 @@ async def _read_offer(request: web.Request, registry: PeerRegistry) -> dict[str,
         raise web.HTTPRequestEntityTooLarge(limit, size, text=message, content_type="application/json")
     try:
         body = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested deeper than Python recurses
         body = None
     if not isinstance(body, dict):
         raise _error(web.HTTPBadRequest, 'send the offer as JSON: {"type": "offer", "sdp": "v=0..."}')
@@ -137,8 +139,12 @@ async def _read_offer(request: web.Request, registry: PeerRegistry) -> dict[str,
     sdp = body.get("sdp")
     if not isinstance(sdp, str) or not sdp.startswith("v=0"):
         raise _error(web.HTTPBadRequest, "'sdp' must be the offer's SDP text, starting with v=0")
-    if "\nm=" not in sdp:
+    sections = sdp.count("\nm=")
+    if not sections:
         raise _error(web.HTTPBadRequest, "'sdp' has no media section (m=...): create the offer after adding a track")
+    if sections > MAX_MEDIA_SECTIONS:
+        # Each section can cost a transport with its own sockets: a crafted offer must not open hundreds.
+        raise _error(web.HTTPBadRequest, f"the offer has {sections} media sections; at most {MAX_MEDIA_SECTIONS}")
     return body
 
 
