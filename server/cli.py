@@ -1,4 +1,4 @@
-"""``segcast serve`` and ``segcast demo``.
+"""``segcast serve``, ``segcast demo`` and ``segcast export``.
 
 Start-up problems (a model that cannot be loaded, a port in use, bad flags) end the program with one
 line on stderr and exit status 2; run-time problems belong to the stream they happen on.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import ssl
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -18,6 +19,7 @@ from aiohttp import web
 from server.app import create_app
 from server.auth import AuthConfigError
 from server.config import DEFAULT_HOST, DEFAULT_PORT, ConfigError, Settings, load_config, streams_from_flags
+from server.export import FORMATS, ExportError, export_model
 from server.models import DEFAULT_MODEL, ModelError
 from server.options import StreamOptions
 from server.worker import InferenceOptions
@@ -50,6 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="serve two built-in generated scenes with the bundled model, offline")
     _add_common(demo, default_model="bundled")
+
+    export = commands.add_parser(
+        "export", help="turn a .pt model into an ONNX Runtime or OpenVINO model (faster on CPU)"
+    )
+    export.add_argument("--model", default="bundled", help="a local .pt file, or 'bundled' (default)")
+    export.add_argument("--format", required=True, choices=FORMATS, help="onnx (ONNX Runtime) or openvino")
+    export.add_argument("--imgsz", type=int, default=None, help="inference size (default: the model's own)")
+    export.add_argument("--out", type=Path, default=Path("."), metavar="DIR", help="where to write it (default .)")
+    export.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
 
 
@@ -68,6 +79,8 @@ def _add_common(parser: argparse.ArgumentParser, default_model: str) -> None:
     parser.add_argument("--conf", type=float, default=None, help="minimum detection confidence (default 0.25)")
     parser.add_argument("--tracker", default=None, help="bytetrack (default), botsort, ocsort, ...")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--tls-cert", type=Path, default=None, metavar="PEM", help="serve HTTPS with this certificate")
+    parser.add_argument("--tls-key", type=Path, default=None, metavar="PEM", help="the private key of --tls-cert")
 
 
 def _flag_defaults(args: argparse.Namespace) -> dict[str, object]:
@@ -108,21 +121,48 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         port=args.port if args.port is not None else base.port,
         model=args.model if args.model is not None else base.model,
         streams=base.streams + flag_streams,
+        tls_cert=args.tls_cert if args.tls_cert is not None else base.tls_cert,
+        tls_key=args.tls_key if args.tls_key is not None else base.tls_key,
     )
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """The server's TLS context, or None for plain HTTP; `ConfigError` naming the flag if unusable.
+
+    Loaded before the model, so a wrong path costs no waiting and never leaves a plain-HTTP server up
+    when HTTPS was asked for.
+    """
+    cert, key = settings.tls_cert, settings.tls_key
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise ConfigError("--tls-cert and --tls-key (server.tls_cert, server.tls_key) go together: give both")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except OSError as exc:
+        raise ConfigError(f"--tls-cert {cert} / --tls-key {key}: cannot read them ({exc.strerror or exc})") from None
+    except ssl.SSLError as exc:
+        raise ConfigError(f"--tls-cert {cert} / --tls-key {key}: not a PEM certificate and its key ({exc})") from None
+    return context
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "export":
+        return _export(args)
     try:
         settings = settings_from_args(args)
+        context = ssl_context(settings)
     except ConfigError as exc:
         print(f"segcast: {exc}", file=sys.stderr)
         return EXIT_STARTUP_ERROR
     try:
-        url = f"http://{_url_host(settings.host)}:{settings.port}/"
+        url = f"{'https' if context else 'http'}://{_url_host(settings.host)}:{settings.port}/"
         print(f"segcast: loading model {settings.model}; the viewer will be at {url}", flush=True)
-        web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+        # run_app turns SIGINT and SIGTERM into a graceful exit: viewers closed, readers and threads joined.
+        web.run_app(create_app(settings), host=settings.host, port=settings.port, ssl_context=context, print=None)
     except (ConfigError, ModelError, AuthConfigError) as exc:
         print(f"segcast: {exc}", file=sys.stderr)
         return EXIT_STARTUP_ERROR
@@ -133,6 +173,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_STARTUP_ERROR
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    try:
+        result = export_model(args.model, args.format, args.out, args.imgsz)
+    except ExportError as exc:
+        print(f"segcast: {exc}", file=sys.stderr)
+        return EXIT_STARTUP_ERROR
+    print(f"segcast: wrote {result.path} in {result.seconds:.0f} s; serve it with --model {result.path}")
     return 0
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import logging
+from contextlib import suppress
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ultralytics import YOLO
@@ -45,6 +48,7 @@ def load_model(spec: str) -> YOLO:
     from ultralytics import YOLO
 
     target = resolve_model_path(spec)
+    _check_runtime(spec, target)
     try:
         model = YOLO(target, task=_task_hint(target))
     except Exception as exc:  # ultralytics raises many kinds: download, pickle, onnx, openvino errors
@@ -55,8 +59,44 @@ def load_model(spec: str) -> YOLO:
         ) from None
     if model.task not in SUPPORTED_TASKS:
         raise ModelError(f"--model {spec}: a {model.task} model; segcast needs a segment or detect model")
+    overrides: dict[str, Any] = model.overrides
+    if "imgsz" not in overrides and _task_hint(target) is not None and (imgsz := _exported_imgsz(target)):
+        overrides["imgsz"] = imgsz
     log.info("loaded model %s (%s, %d classes)", target, model.task, len(model.names))
     return model
+
+
+def _check_runtime(spec: str, target: str) -> None:
+    """Refuse an exported model whose runtime is missing, before ultralytics tries to pip-install it."""
+    path = Path(target)
+    needed: tuple[str, ...]
+    if path.suffix == ".onnx":
+        needed, extra = ("onnx", "onnxruntime"), "onnx"
+    elif path.is_dir() and path.name.endswith("_openvino_model"):
+        needed, extra = ("openvino",), "openvino"
+    else:
+        return
+    missing = [name for name in needed if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ModelError(f"--model {spec}: needs {', '.join(missing)}; install it with pip install 'segcast[{extra}]'")
+
+
+def _exported_imgsz(target: str) -> int | None:
+    """The inference size an exported model was made for, so it runs at the size its ``.pt`` ran at.
+
+    A ``.pt`` carries its training size; ultralytics forgets it for exports and would use 640.
+    """
+    from ultralytics.nn.backends.base import BaseBackend
+
+    size = BaseBackend.read_metadata(target).get("imgsz")
+    if isinstance(size, str):  # ONNX keeps metadata as strings
+        with suppress(ValueError, SyntaxError):
+            size = ast.literal_eval(size)
+    if isinstance(size, int):
+        return size
+    if isinstance(size, list | tuple) and size and all(isinstance(v, int) for v in size):
+        return max(size)
+    return None
 
 
 def _task_hint(target: str) -> str | None:

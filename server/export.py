@@ -1,0 +1,190 @@
+"""``segcast export``: turn a PyTorch ``.pt`` model into an ONNX Runtime or OpenVINO model.
+
+Exported models are what make segcast fast on a CPU (see docs/benchmarks.md): the same network runs
+several times faster in OpenVINO than in PyTorch. The server loads the result like any other model
+(``--model yard.onnx`` or ``--model yard_openvino_model``), always as the task the ``.pt`` had.
+
+Exports are dynamic in batch and image size, because the inference thread batches the newest frame of
+every stream into one call and letterboxes each frame to its own aspect ratio. The runtimes come from
+optional extras (``pip install 'segcast[onnx]'`` or ``'segcast[openvino]'``); a missing one is
+reported before any work, since ultralytics would otherwise try to pip-install it while running.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from server.models import ModelError, load_model, resolve_model_path
+
+#: Per format: the packages it needs (import names) and the extra that installs them.
+REQUIREMENTS: dict[str, tuple[tuple[str, ...], str]] = {
+    "onnx": (("onnx", "onnxslim", "onnxruntime"), "onnx"),
+    "openvino": (("openvino",), "openvino"),
+}
+FORMATS = tuple(REQUIREMENTS)
+PROGRESS_INTERVAL_S = 0.5  # how often the elapsed time of a running step is redrawn on a terminal
+CHECK_IMAGE_PX = (384, 640)  # height, width of the blank frame the exported model is tried on
+DEFAULT_IMGSZ_PX = 640  # what ultralytics uses when a model does not record its own
+
+
+class ExportError(Exception):
+    """The export cannot be done; the message names the flag or the package to install."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExportResult:
+    path: Path
+    seconds: float
+
+
+def missing_packages(fmt: str) -> list[str]:
+    """The packages ``fmt`` needs that are not installed (import names)."""
+    packages, _ = REQUIREMENTS[fmt]
+    return [name for name in packages if importlib.util.find_spec(name) is None]
+
+
+def output_name(model_path: Path, fmt: str) -> str:
+    """What ultralytics calls the export of ``model_path``, and so what segcast writes."""
+    return f"{model_path.stem}.onnx" if fmt == "onnx" else f"{model_path.stem}_openvino_model"
+
+
+class Progress:
+    """Numbered steps on one line each; on a terminal the running step also shows its elapsed time."""
+
+    def __init__(self, steps: int, stream: TextIO | None = None) -> None:
+        self._steps = steps
+        self._stream = stream if stream is not None else sys.stderr
+        self._live = self._stream.isatty()
+        self._done = 0
+
+    @contextmanager
+    def step(self, text: str) -> Iterator[None]:
+        self._done += 1
+        label = f"segcast export [{self._done}/{self._steps}] {text}"
+        started = time.monotonic()
+        stop = threading.Event()
+        ticker = threading.Thread(target=self._tick, args=(label, started, stop), daemon=True)
+        if self._live:
+            ticker.start()
+        else:
+            print(f"{label} ...", file=self._stream, flush=True)
+        try:
+            yield
+        finally:
+            stop.set()
+            if self._live:
+                ticker.join()
+            print(f"\r{label} ... {time.monotonic() - started:.1f} s", file=self._stream, flush=True)
+
+    def _tick(self, label: str, started: float, stop: threading.Event) -> None:
+        while not stop.wait(PROGRESS_INTERVAL_S):
+            print(f"\r{label} ... {time.monotonic() - started:.0f} s", end="", file=self._stream, flush=True)
+
+
+def export_model(
+    spec: str,
+    fmt: str,
+    out_dir: Path,
+    imgsz: int | None = None,
+    progress: Progress | None = None,
+    *,
+    load: Callable[[str], Any] = load_model,
+) -> ExportResult:
+    """Export the ``.pt`` model ``spec`` (a path or ``bundled``) to ``fmt`` in ``out_dir``, then try it.
+
+    The result is loaded back through `server.models.load_model` and run on one frame, so a model
+    that exports but cannot be served fails here and not when the server starts. Raises `ExportError`.
+    """
+    if fmt not in REQUIREMENTS:
+        raise ExportError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
+    missing = missing_packages(fmt)
+    if missing:
+        extra = REQUIREMENTS[fmt][1]
+        raise ExportError(
+            f"--format {fmt} needs {', '.join(missing)}: install them with pip install 'segcast[{extra}]'"
+        )
+    try:
+        source = Path(resolve_model_path(spec))
+    except ModelError as exc:
+        raise ExportError(str(exc)) from None
+    if source.suffix != ".pt" or not source.is_file():
+        raise ExportError(f"--model {spec}: expected a local PyTorch .pt file (or 'bundled')")
+    target = out_dir / output_name(source, fmt)
+    progress = progress or Progress(3)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="segcast-export-") as scratch:
+        # ultralytics writes the export beside its input: work on a copy so nothing lands beside the
+        # original (which may be inside the installed package).
+        copy = Path(scratch) / source.name
+        shutil.copyfile(source, copy)
+        with progress.step(f"loading {source.name}"):
+            model = _load_pt(copy, spec)
+        with progress.step(f"exporting to {fmt} (a minute or so on a small CPU)"), _quiet_ultralytics():
+            size = imgsz or int(model.overrides.get("imgsz", DEFAULT_IMGSZ_PX))
+            try:
+                exported = Path(model.export(format=fmt, imgsz=size, dynamic=True))
+            except Exception as exc:  # ultralytics raises many kinds; one line is what a person needs
+                raise ExportError(f"--format {fmt}: export failed ({_first_line(exc)})") from None
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+        shutil.move(str(exported), target)
+    with progress.step(f"checking that {target.name} loads and runs"), _quiet_ultralytics():
+        _check(target, load)
+    return ExportResult(target, time.monotonic() - started)
+
+
+def _load_pt(path: Path, spec: str) -> Any:
+    from ultralytics import YOLO
+
+    try:
+        return YOLO(str(path))
+    except Exception as exc:
+        raise ExportError(f"--model {spec}: cannot load it ({_first_line(exc)})") from None
+
+
+def _check(target: Path, load: Callable[[str], Any]) -> None:
+    try:
+        model = load(str(target))
+        model.predict(np.zeros((*CHECK_IMAGE_PX, 3), np.uint8), verbose=False)
+    except ModelError as exc:
+        raise ExportError(f"the exported model does not load: {exc}") from None
+    except Exception as exc:
+        raise ExportError(f"the exported model does not run: {_first_line(exc)}") from None
+
+
+@contextmanager
+def _quiet_ultralytics() -> Iterator[None]:
+    """Only ultralytics' warnings and errors while exporting: the progress lines say the rest."""
+    logger = logging.getLogger("ultralytics")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        # torch deprecates the tracing exporters ultralytics calls; nothing a user of segcast can act on.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
