@@ -43,7 +43,8 @@ class Track:
     """One tracked object in one processed frame, in the frame's pixel coordinates.
 
     ``box`` and ``polygon`` are the detection's own (the mask and box the model drew this frame), so
-    they always agree with each other; ``track_id`` is what the tracker matched it to. ``velocity`` is
+    they always agree with each other; ``track_id`` is what the tracker matched it to. The class is
+    the track's, voted over its recent detections, so a one-frame misclassification does not relabel it. ``velocity`` is
     the centroid's speed over the recent trail in pixels per second of media time, so it stays right
     when frames are skipped. ``first_seen`` is the capture time (Unix seconds) of the first frame the
     track appeared in, and ``age_s`` the media time since then.

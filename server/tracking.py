@@ -44,6 +44,9 @@ RATE_SMOOTHING = 0.2  # weight of the newest interval in the measured processing
 #: the processing rate, so it is left out of the measurement.
 MAX_RATE_GAP_S = 5.0
 POLYGON_TOLERANCE_PX = 1.0
+#: Per processed frame, older class votes count this much less: a model that flickers between two
+#: classes for a frame or two does not relabel a track, while a lasting change wins in a few frames.
+CLASS_VOTE_DECAY = 0.9
 
 
 def make_tracker(options: StreamOptions) -> Any:
@@ -79,6 +82,14 @@ class _TrackHistory:
     last_media_time: float
     last_box: tuple[float, float, float, float]
     points: deque[tuple[int, int, float]]  # centroid x, y and media time
+    class_votes: dict[int, float]  # class id -> decayed sum of detection confidences
+
+    def vote(self, class_id: int, confidence: float) -> int:
+        """The track's class: the one with the most (recent) confidence over its life, not this frame's."""
+        for known in self.class_votes:
+            self.class_votes[known] *= CLASS_VOTE_DECAY
+        self.class_votes[class_id] = self.class_votes.get(class_id, 0.0) + confidence
+        return max(self.class_votes, key=self.class_votes.__getitem__)
 
 
 class StreamTracker:
@@ -161,21 +172,23 @@ class StreamTracker:
         polygon: np.ndarray | None,
         frame: Frame,
     ) -> tuple[Track, TrackEvent | None]:
-        class_name = self._class_names.get(class_id, str(class_id))
         history = self._history.get(track_id)
         started = None
         if history is None:
             history = _TrackHistory(
                 class_id,
-                class_name,
+                self._class_names.get(class_id, str(class_id)),
                 frame.capture_time,
                 frame.media_time,
                 frame.media_time,
                 box,
                 deque(maxlen=TRAIL_LENGTH),
+                {},
             )
             self._history[track_id] = history
             started = self._event(TrackEventKind.START, track_id, history, frame)
+        class_id = history.vote(class_id, confidence)
+        class_name = self._class_names.get(class_id, str(class_id))
         history.class_id, history.class_name = class_id, class_name
         history.last_media_time, history.last_box = frame.media_time, box
         x1, y1, x2, y2 = box

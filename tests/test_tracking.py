@@ -170,3 +170,16 @@ def test_a_result_that_replaces_an_undelivered_one_keeps_its_events() -> None:
     merged = second.replacing(first)
     assert merged.frame.seq == 1 and merged.events == first.events
     assert merged.metadata_json()["events"] == [first.events[0].to_json()]
+
+
+def test_a_one_frame_class_flicker_does_not_relabel_a_track_but_a_lasting_change_does() -> None:
+    image = np.zeros((240, 320, 3), np.uint8)
+    tracker = StreamTracker("cam", NAMES, StreamOptions(), 10.0)
+    classes = [0] * 10 + [2] + [0] * 5 + [1] * 6
+    names = []
+    for index, class_id in enumerate(classes):
+        rows = [[10 + 2 * index, 10, 60 + 2 * index, 60, 0.8, class_id]]
+        tracks, _ = tracker.update(box_result(image, rows), Frame("cam", index, 0.0, index / 10, image))
+        names.append(tracks[0].class_name)
+    assert names[:16] == ["disc"] * 16
+    assert names[-1] == "square"
