@@ -30,6 +30,7 @@ from server.frames import PROTOCOL_VERSION
 from server.hub import Subscription, Viewer
 from server.keys import config_lock_key, http_viewers_key, hub_key, manager_key, settings_key
 from server.metrics import render_metrics
+from server.policy import SourceRefused
 from server.streams import StreamExistsError, StreamInfo
 
 log = logging.getLogger(__name__)
@@ -107,15 +108,34 @@ def _info(request: web.Request) -> StreamInfo:
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object, at most `MAX_BODY_BYTES` (a chunked body too), finite numbers only."""
+    too_large = error(_BodyTooLarge, f"the body must be at most {MAX_BODY_BYTES // 1024} KiB")
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise error(_BodyTooLarge, f"the body must be at most {MAX_BODY_BYTES // 1024} KiB")
+        raise too_large
+    raw = bytearray()
+    while chunk := await request.content.read(MAX_BODY_BYTES + 1 - len(raw)):
+        raw += chunk
+        if len(raw) > MAX_BODY_BYTES:
+            raise too_large
     try:
-        body = json.loads(await request.text() or "null")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise error(web.HTTPBadRequest, "the body must be a JSON object") from None
+        body = json.loads(raw.decode() or "null", parse_constant=_no_constant)
+    except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, NaN, nesting too deep
+        raise error(web.HTTPBadRequest, "the body must be a JSON object of finite numbers, nested sensibly") from None
     if not isinstance(body, dict):
         raise error(web.HTTPBadRequest, "the body must be a JSON object")
     return body
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number segcast accepts")
+
+
+def _check_source(request: web.Request, uri: str) -> None:
+    """Refuse a source the API may not open (a local file or device, a scheme not allowed): 403."""
+    try:
+        request.app[settings_key].source_policy().check(uri)
+    except SourceRefused as exc:
+        raise error(web.HTTPForbidden, str(exc)) from None
 
 
 def _persist_requested(request: web.Request) -> bool:
@@ -154,6 +174,7 @@ async def _add_stream(request: web.Request) -> web.Response:
         config = stream_config(body, request.app[settings_key].stream_defaults, "body")
     except ConfigError as exc:
         raise error(web.HTTPBadRequest, str(exc)) from None
+    _check_source(request, config.uri)
     manager = request.app[manager_key]
     try:
         info = await asyncio.get_running_loop().run_in_executor(None, manager.add, config)
@@ -188,6 +209,8 @@ async def _change_stream(request: web.Request) -> web.Response:
     except ConfigError as exc:
         raise error(web.HTTPBadRequest, str(exc)) from None
     config = StreamConfig(current.stream_id, uri.strip(), loop_value, options)
+    if config.uri != current.uri:
+        _check_source(request, config.uri)
     try:
         info = await asyncio.get_running_loop().run_in_executor(None, request.app[manager_key].replace, config)
     except KeyError:

@@ -212,8 +212,8 @@ async def _mint_token(request: web.Request) -> web.Response:
     """
     policy = request.app[policy_key]
     try:
-        body = json.loads(await request.text() or "{}")
-    except json.JSONDecodeError:
+        body = json.loads(await request.text() or "{}", parse_constant=_no_constant)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, NaN, or nested beyond Python's limit
         body = None
     if not isinstance(body, dict) or set(body) - {"role", "ttl_s"}:
         raise _bad_request("the body must be a JSON object with optional 'role' and 'ttl_s'")
@@ -228,6 +228,10 @@ async def _mint_token(request: web.Request) -> web.Response:
     if role > caller:
         raise _error(web.HTTPForbidden, "a token can only grant its own role or a lower one")
     return web.json_response({"token": policy.sign(role, float(ttl_s)), "role": role_name, "ttl_s": ttl_s})
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number")
 
 
 def _bad_request(message: str) -> web.HTTPException:

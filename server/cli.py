@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import ssl
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import NoReturn
 
 from aiohttp import web
 
@@ -173,7 +175,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_STARTUP_ERROR
-    return 0
+    _exit_now(0)
+
+
+def _exit_now(code: int) -> NoReturn:
+    """End the process as soon as the server has shut down.
+
+    By now every thread segcast started has been stopped and joined (or, inside a blocked FFmpeg
+    call, told to publish nothing more), viewers have been closed and the config file is written.
+    What is left is the interpreter's own teardown of PyTorch and its thread pools, which takes
+    seconds on a small machine; a service manager waiting for the process after SIGTERM should not.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from server.models import DEFAULT_MODEL
 from server.options import StreamOptions
+from server.policy import DEFAULT_SOURCE_SCHEMES, KNOWN_SOURCE_SCHEMES, SourcePolicy
 from server.worker import InferenceOptions
 
 STREAM_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -29,7 +30,18 @@ MAX_BATCH_LIMIT = 64
 
 #: Keys of a ``[[streams]]`` table besides the stream options of `StreamOptions`.
 STREAM_KEYS = ("id", "uri", "loop")
-SERVER_KEYS = ("host", "port", "jpeg_quality", "embed_origins", "save_config")
+SERVER_KEYS = (
+    "host",
+    "port",
+    "jpeg_quality",
+    "embed_origins",
+    "save_config",
+    "media_dirs",
+    "allow_devices",
+    "source_schemes",
+    "tls_cert",
+    "tls_key",
+)
 MODEL_KEYS = ("name", "device", "max_batch", "half")
 AUTH_KEYS = ("viewer_tokens", "admin_tokens")
 
@@ -69,6 +81,16 @@ class Settings:
     viewer_tokens: tuple[str, ...] = ()
     admin_tokens: tuple[str, ...] = ()
     auth_off: bool = False
+    #: What the API may open (see `server.policy`); the config file and flags are not held to it.
+    source_schemes: tuple[str, ...] = DEFAULT_SOURCE_SCHEMES
+    media_dirs: tuple[Path, ...] = ()
+    allow_devices: bool = False
+    #: PEM certificate chain and private key: with both, the server speaks HTTPS (and WSS) only.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    def source_policy(self) -> SourcePolicy:
+        return SourcePolicy.of(self.source_schemes, self.media_dirs, self.allow_devices)
 
 
 def flatten_options(values: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -124,6 +146,19 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides
     quality = _int(server, "jpeg_quality", DEFAULT_JPEG_QUALITY, 1, 100, f"{name}: server")
     origins = _strings(server, "embed_origins", f"{name}: server")
     save = _typed(server, "save_config", bool, False, f"{name}: server")
+    allow_devices = _typed(server, "allow_devices", bool, False, f"{name}: server")
+    schemes = _strings(server, "source_schemes", f"{name}: server") if "source_schemes" in server else None
+    for scheme in schemes or ():
+        if scheme.lower() not in KNOWN_SOURCE_SCHEMES:
+            known = ", ".join(sorted(KNOWN_SOURCE_SCHEMES))
+            raise ConfigError(f"{name}: server.source_schemes: unknown scheme {scheme!r}; known: {known}")
+    media_dirs = []
+    for folder in _strings(server, "media_dirs", f"{name}: server"):
+        resolved = (path.parent / Path(folder).expanduser()).resolve()
+        if not resolved.is_dir():
+            raise ConfigError(f"{name}: server.media_dirs: {folder!r} is not a folder")
+        media_dirs.append(resolved)
+    tls = {key: _optional_path(server, key, path, f"{name}: server") for key in ("tls_cert", "tls_key")}
 
     model = _table(data, "model", name)
     _known(model, MODEL_KEYS, f"{name}: model")
@@ -170,6 +205,11 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides
         viewer_tokens=tuple(_strings(auth, "viewer_tokens", f"{name}: auth")),
         admin_tokens=tuple(_strings(auth, "admin_tokens", f"{name}: auth")),
         auth_off=auth_off,
+        source_schemes=tuple(s.lower() for s in schemes) if schemes is not None else DEFAULT_SOURCE_SCHEMES,
+        media_dirs=tuple(media_dirs),
+        allow_devices=allow_devices,
+        tls_cert=tls["tls_cert"],
+        tls_key=tls["tls_key"],
     )
 
 
@@ -188,6 +228,7 @@ def write_config(settings: Settings, streams: list[StreamConfig]) -> None:
         f"jpeg_quality = {settings.jpeg_quality}",
         f"embed_origins = {_toml(list(settings.embed_origins))}",
         f"save_config = {_toml(settings.save_config)}",
+        *_access_lines(settings),
         "",
         "[model]",
         f"name = {_toml(settings.model)}",
@@ -216,6 +257,22 @@ def write_config(settings: Settings, streams: list[StreamConfig]) -> None:
     partial = path.with_name(f".{path.name}.partial")
     partial.write_text("\n".join(lines), encoding="utf-8")
     partial.replace(path)
+
+
+def _access_lines(settings: Settings) -> list[str]:
+    """The ``[server]`` keys about what may be opened and served, when they differ from the defaults."""
+    lines = []
+    if settings.media_dirs:
+        lines.append(f"media_dirs = {_toml([str(folder) for folder in settings.media_dirs])}")
+    if settings.allow_devices:
+        lines.append("allow_devices = true")
+    if settings.source_schemes != DEFAULT_SOURCE_SCHEMES:
+        lines.append(f"source_schemes = {_toml(list(settings.source_schemes))}")
+    for key in ("tls_cert", "tls_key"):
+        value = getattr(settings, key)
+        if value is not None:
+            lines.append(f"{key} = {_toml(str(value))}")
+    return lines
 
 
 def _option_lines(options: StreamOptions, base: StreamOptions) -> list[str]:
@@ -275,6 +332,16 @@ def _int(table: Mapping[str, Any], key: str, default: int, low: int, high: int, 
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ConfigError(f"{where}.{key}: expected a whole number from {low} to {high}, got {value!r}")
     return value
+
+
+def _optional_path(table: Mapping[str, Any], key: str, config: Path, where: str) -> Path | None:
+    """A file named in the config file, relative to the file's own folder."""
+    value = table.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}.{key}: expected a file path, got {value!r}")
+    return (config.parent / Path(value).expanduser()).resolve()
 
 
 def _strings(table: Mapping[str, Any], key: str, where: str) -> list[str]:

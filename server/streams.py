@@ -11,13 +11,12 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
 
 from server.config import Settings, StreamConfig
 from server.encode import Encoder
 from server.frames import PROTOCOL_VERSION, FrameResult
 from server.hub import Hub
-from server.sources import Source, SourceError, StreamState, open_source
+from server.sources import Source, SourceError, StreamState, mask_uri, open_source
 from server.sources.reader import ReaderStatus, StreamReader
 from server.worker import InferenceWorker
 
@@ -202,7 +201,7 @@ class StreamManager:
             processed = self._processed.get(stream_id, 0)
         if reader is None:
             status = ReaderStatus(StreamState.FAILED, failed, None, 0, 0, 0.0, 0, None)
-            return StreamInfo(config, masked(config.uri), status)
+            return StreamInfo(config, mask_uri(config.uri), status)
         stats = self._worker.stats(stream_id)
         return StreamInfo(
             config,
@@ -230,12 +229,3 @@ class StreamManager:
             if stream_id in self._processed:
                 self._processed[stream_id] += 1
         self._encoder.submit(result)
-
-
-def masked(uri: str) -> str:
-    """``uri`` safe to show and log: a password in it is replaced by ``***``."""
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))

@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Mapping
 from contextlib import suppress
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from server.api import stream_json
 from server.encode import ImageKind, parse_variant
@@ -28,6 +29,31 @@ MAX_CLIENT_MESSAGE_BYTES = 64 * 1024
 HEARTBEAT_S = 20.0
 MAX_FPS = 60.0
 SUBSCRIPTION_KEYS = frozenset({"image", "max_width", "max_fps"})
+#: A viewer changes what it watches a few times a second at most. A client that sends more is broken
+#: or hostile, and each message costs a parse and a resubscription on the loop: it is disconnected.
+MAX_CLIENT_MESSAGES_PER_S = 10.0
+CLIENT_MESSAGE_BURST = 30
+#: Entries of one subscribe message's ``streams``; more than any server runs streams.
+MAX_SUBSCRIBED_STREAMS = 256
+
+
+class RateLimit:
+    """A token bucket: `allow` is False once a client has used up its burst faster than the rate refills it."""
+
+    def __init__(self, per_s: float = MAX_CLIENT_MESSAGES_PER_S, burst: int = CLIENT_MESSAGE_BURST) -> None:
+        self._per_s = per_s
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._last = time.monotonic()
+
+    def allow(self, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        self._tokens = min(self._burst, self._tokens + (now - self._last) * self._per_s)
+        self._last = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
 
 
 def setup_ws(app: web.Application) -> None:
@@ -46,8 +72,16 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
     streams = [stream_json(request, info) for info in manager.streams()]
     viewer.offer_event({"type": "hello", "v": PROTOCOL_VERSION, "streams": streams})
     sender = asyncio.create_task(send_forever(viewer, ws), name="viewer-sender")
+    limit = RateLimit()
     try:
         async for message in ws:
+            if not limit.allow():
+                log.warning("a WebSocket client sent over %g messages/s; disconnecting it", MAX_CLIENT_MESSAGES_PER_S)
+                await ws.close(
+                    code=WSCloseCode.POLICY_VIOLATION,
+                    message=f"too many messages: at most {MAX_CLIENT_MESSAGES_PER_S:g} per second".encode(),
+                )
+                break
             if message.type is not WSMsgType.TEXT:
                 continue
             subscriptions = parse_client_message(message.data)
@@ -91,7 +125,7 @@ def parse_client_message(data: str) -> Mapping[str, Subscription] | str:
     """
     try:
         message = json.loads(data)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
         return "messages must be JSON objects"
     if not isinstance(message, dict):
         return "messages must be JSON objects"
@@ -100,6 +134,8 @@ def parse_client_message(data: str) -> Mapping[str, Subscription] | str:
     streams = message.get("streams")
     if not isinstance(streams, list):
         return "subscribe needs 'streams': a list of stream ids, or [\"*\"] for all"
+    if len(streams) > MAX_SUBSCRIBED_STREAMS:
+        return f"subscribe: at most {MAX_SUBSCRIBED_STREAMS} entries in 'streams'; use [\"*\"] for all"
     unknown = sorted(set(message) - SUBSCRIPTION_KEYS - {"type", "streams"})
     if unknown:
         return f"subscribe: unknown field {unknown[0]!r}; known: streams, {', '.join(sorted(SUBSCRIPTION_KEYS))}"

@@ -1,0 +1,66 @@
+"""A real ``segcast serve`` in its own process, for what only a process shows: signals, exit codes, TLS."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.support.rtsp_camera import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+START_TIMEOUT_S = 60.0  # importing torch and loading the model, on a busy 2-core machine
+
+
+class SegcastProcess:
+    """``python -m server serve ARGS --port <free>``; `start` waits until it answers ``/healthz``."""
+
+    def __init__(self, *args: str, port: int | None = None, scheme: str = "http") -> None:
+        self.port = port or free_port()
+        self.scheme = scheme
+        self.args = [sys.executable, "-m", "server", "serve", "--port", str(self.port), "--log-level", "WARNING", *args]
+        self.process: subprocess.Popen[str] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        self.process = subprocess.Popen(
+            self.args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+
+    def terminate(self, timeout_s: float) -> tuple[int, float, str]:
+        """SIGTERM, then wait: (exit code, seconds it took, its output). Killed, and -9, if it overran."""
+        assert self.process is not None
+        started = time.monotonic()
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            output, _ = self.process.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            output, _ = self.process.communicate()
+            return -9, time.monotonic() - started, output
+        return self.process.returncode, time.monotonic() - started, output
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate()
+
+    def children(self) -> list[int]:
+        """Processes this one started that are still running (there should be none after it exits)."""
+        assert self.process is not None
+        found = []
+        for status in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = status.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[1]) == self.process.pid:
+                found.append(int(status.parent.name))
+        return found

@@ -1,0 +1,127 @@
+"""HTTPS with ``--tls-cert``/``--tls-key``: the viewer, API and WebSocket over TLS, and one-line errors.
+
+The certificate is generated here, self-signed for 127.0.0.1, and the client trusts exactly it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import json
+import ssl
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.support.segcast_process import REPO, START_TIMEOUT_S, SegcastProcess
+
+CERT_DAYS = 1
+SHUTDOWN_LIMIT_S = 5.0
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate and key for 127.0.0.1, valid for a day, as PEM files in ``folder``."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "segcast test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=CERT_DAYS))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+async def wait_healthy(session: aiohttp.ClientSession, url: str, server: SegcastProcess) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + START_TIMEOUT_S
+    while loop.time() < deadline:
+        assert server.process is not None and server.process.poll() is None, "segcast exited while starting"
+        try:
+            async with session.get(url) as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientConnectionError:
+            pass
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"segcast did not answer {url} within {START_TIMEOUT_S:.0f} s")
+
+
+async def test_viewer_api_and_websocket_are_served_over_tls(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    server = SegcastProcess(
+        "--model",
+        "bundled",
+        "--source",
+        "cam=scene:?seed=1",
+        "--tls-cert",
+        str(cert),
+        "--tls-key",
+        str(key),
+        scheme="https",
+    )
+    trust = ssl.create_default_context(cafile=str(cert))
+    server.start()
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=trust)) as session:
+            await wait_healthy(session, f"{server.base_url}/healthz", server)
+            async with session.get(f"{server.base_url}/api/streams") as response:
+                assert [s["id"] for s in (await response.json())["streams"]] == ["cam"]
+            async with session.ws_connect(f"wss://127.0.0.1:{server.port}/ws") as ws:
+                await ws.send_json({"type": "subscribe", "streams": ["cam"], "image": "clean"})
+                while (await ws.receive(timeout=30)).type is not aiohttp.WSMsgType.BINARY:
+                    pass  # until the first JPEG: frames flow over WSS
+            async with session.ws_connect(f"wss://127.0.0.1:{server.port}/ws") as ws:
+                hello = json.loads((await ws.receive(timeout=10)).data)
+                assert hello["type"] == "hello"
+            with pytest.raises(aiohttp.ClientError):  # plain HTTP on the TLS port gets nothing useful
+                async with session.get(f"http://127.0.0.1:{server.port}/healthz") as response:
+                    response.raise_for_status()
+        code, took_s, output = server.terminate(SHUTDOWN_LIMIT_S)
+    finally:
+        server.kill()
+    assert code == 0, output
+    assert took_s < SHUTDOWN_LIMIT_S
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--tls-cert", "/no/such/cert.pem", "--tls-key", "/no/such/key.pem"], "--tls-cert /no/such/cert.pem"),
+        (["--tls-cert", "CERT"], "give both"),
+        (["--tls-cert", "KEY", "--tls-key", "KEY"], "PEM"),
+    ],
+)
+def test_unusable_tls_files_stop_the_start_with_one_line(tmp_path: Path, flags: list[str], named: str) -> None:
+    cert, key = self_signed(tmp_path)
+    flags = [str(cert) if f == "CERT" else str(key) if f == "KEY" else f for f in flags]
+    result = subprocess.run(
+        [sys.executable, "-m", "server", "serve", "--source", "scene:", "--model", "bundled", *flags],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("segcast: ") and named in lines[0], result.stderr
