@@ -107,3 +107,17 @@ def test_velocity_follows_the_objects_motion(scene_run: list[FrameResult]) -> No
                 assert np.dot(moved, track.velocity) > 0, (result.frame.seq, moved, track.velocity)
                 checked += 1
     assert checked >= 50
+
+
+def test_a_worker_that_gets_only_every_third_frame_tracks_as_well(model: YOLO, scene_run: list[FrameResult]) -> None:
+    scene = Scene(seed=SCENE_SEED)
+    with Driver(model) as driver:
+        driver.add("cam", scene)
+        sparse = [driver.step({"cam": index})["cam"] for index in range(0, SCENE_FRAMES, 3)]
+        stats = driver.worker.stats("cam")
+    assert stats is not None and stats.processing_fps == pytest.approx(scene.fps / 3, rel=0.05)
+    every = score(scene, [(r.frame.seq, r.tracks) for r in scene_run])
+    third = score(scene, [(r.frame.seq, r.tracks) for r in sparse])
+    print("every frame:", every.line(), "\nevery third:", third.line())
+    assert third.switches_apart == 0, third.line()
+    assert third.idf1 >= every.idf1 - 0.03, (every.line(), third.line())
