@@ -1,0 +1,64 @@
+"""One benchmark case in a fresh process: ``python -m bench.case '<json>'`` prints one JSON line.
+
+A fresh process per case keeps each measurement honest: no model, thread pool or allocator state is
+shared between the seed loop and segcast, or between one configuration and the next.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+RESULT_PREFIX = "BENCH-RESULT "
+
+
+def run(case: dict[str, Any]) -> dict[str, Any]:
+    kind, video = case["kind"], Path(case["video"])
+    if kind == "seed":
+        from bench.seed_loop import run_seed_loop
+
+        loop = run_seed_loop(case["model"], video, case["frames"], case["imgsz"])
+        return {"frames": loop.frames, "seconds": loop.seconds, "fps": loop.fps}
+    if kind == "segcast":
+        from bench.pipeline import ForwardTimer, run_pipeline
+
+        timer = ForwardTimer(case["model"], _first_frame(video), case["imgsz"]) if case.get("forward") else None
+        before = timer.median_ms() if timer else None
+        result = run_pipeline(
+            case["model"],
+            video,
+            frames=case["frames"],
+            imgsz=case["imgsz"],
+            streams=case.get("streams", 1),
+            max_batch=case.get("max_batch", 8),
+            annotated=case.get("annotated", True),
+        )
+        out: dict[str, Any] = {
+            "frames": result.frames,
+            "seconds": result.seconds,
+            "fps": result.fps,
+            "dropped_by_encoder": result.dropped_by_encoder,
+        }
+        if timer is not None and before is not None:
+            out["forward_ms"] = (before + timer.median_ms()) / 2
+        return out
+    raise ValueError(f"unknown case kind {kind!r}")
+
+
+def _first_frame(video: Path) -> Any:
+    import av
+
+    with av.open(str(video)) as container:
+        return next(container.decode(video=0)).to_ndarray(format="bgr24")
+
+
+def main() -> int:
+    result = run(json.loads(sys.argv[1]))
+    print(RESULT_PREFIX + json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

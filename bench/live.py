@@ -1,0 +1,251 @@
+"""Measurements of a real ``segcast serve`` process through its WebSocket: latency, fan-out, memory.
+
+The server runs as its own process (so its CPU time and resident size are its alone) on a free port;
+viewers are WebSocket clients in this process, subscribed to the annotated frames exactly as the
+browser viewer is. Latency is capture-to-viewer: the frame's ``capture_time`` (the moment its reader
+decoded it) to the moment its JPEG arrived here; both clocks are this machine's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import psutil
+
+START_TIMEOUT_S = 120.0
+POLL_S = 0.25
+RSS_SAMPLE_S = 1.0
+WARMUP_S = 5.0  # model warm-up and first allocations, left out of every figure
+
+
+@dataclass
+class ServerProcess:
+    port: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ps(self) -> psutil.Process:
+        return psutil.Process(self.process.pid)
+
+
+@contextlib.contextmanager
+def serve(model: str, video: Path, streams: int, imgsz: int) -> Iterator[ServerProcess]:
+    """``segcast serve`` with ``streams`` looping copies of ``video`` at its native rate, like cameras."""
+    port = _free_port()
+    sources = [f"--source=cam{i}={video}" for i in range(streams)]
+    command = [sys.executable, "-m", "server", "serve", *sources, "--loop", "--model", model]
+    command += ["--imgsz", str(imgsz), "--port", str(port), "--log-level", "WARNING"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = ServerProcess(port, process)
+    try:
+        asyncio.run(_wait_ready(server))
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _wait_ready(server: ServerProcess) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            if server.process.poll() is not None:
+                raise RuntimeError(f"segcast serve exited with status {server.process.returncode}")
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(f"{server.url}/healthz") as response:
+                    if response.status == 200:
+                        return
+            await asyncio.sleep(POLL_S)
+    raise TimeoutError("segcast serve did not come up")
+
+
+@dataclass
+class Viewer:
+    """One WebSocket viewer: counts the JPEGs it got, and records each one's latency if asked."""
+
+    record: bool = False
+    received: int = 0
+    samples: list[tuple[float, float]] = field(default_factory=list)  # (arrival monotonic s, latency s)
+    _capture: float | None = None
+
+    def on_text(self, data: str) -> None:
+        message = json.loads(data)
+        if message.get("type") == "frame" and message.get("image"):
+            self._capture = message["capture_time"]
+
+    def on_jpeg(self) -> None:
+        self.received += 1
+        if self.record and self._capture is not None:
+            self.samples.append((time.monotonic(), time.time() - self._capture))
+        self._capture = None
+
+
+@contextlib.asynccontextmanager
+async def viewers(server: ServerProcess, count: int, record: bool = False) -> AsyncIterator[list[Viewer]]:
+    """``count`` viewers of every stream's annotated frames, each reading its socket in its own task."""
+    async with aiohttp.ClientSession() as session:
+        sockets = [await session.ws_connect(f"{server.url}/ws", max_msg_size=0) for _ in range(count)]
+        watchers = [Viewer(record) for _ in sockets]
+        for ws in sockets:
+            await ws.send_str(json.dumps({"type": "subscribe", "streams": ["*"]}))
+        tasks = [asyncio.create_task(_read(ws, viewer)) for ws, viewer in zip(sockets, watchers, strict=True)]
+        try:
+            yield watchers
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+
+
+async def _read(ws: aiohttp.ClientWebSocketResponse, viewer: Viewer) -> None:
+    async for message in ws:
+        if message.type is aiohttp.WSMsgType.TEXT:
+            viewer.on_text(message.data)
+        elif message.type is aiohttp.WSMsgType.BINARY:
+            viewer.on_jpeg()
+
+
+async def _processed(session: aiohttp.ClientSession, server: ServerProcess) -> int:
+    async with session.get(f"{server.url}/api/streams") as response:
+        body = await response.json()
+    return sum(int(s["frames_processed"]) for s in body["streams"])
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyRun:
+    streams: int
+    seconds: float
+    p50_ms: float
+    p95_ms: float
+    first_p50_ms: float  # over the first third of the measured time
+    last_p50_ms: float  # over the last third
+    rss_mb: list[tuple[float, float]]  # (seconds since start, resident MiB)
+    latency: list[tuple[float, float]]  # (seconds since start, ms)
+    processed_fps: float
+
+    @property
+    def flat(self) -> bool:
+        """Latency did not grow: the last third's median within 20% (or 10 ms) of the first third's."""
+        return self.last_p50_ms <= max(self.first_p50_ms * 1.2, self.first_p50_ms + 10.0)
+
+    @property
+    def rss_growth(self) -> float:
+        """Growth of the resident size from the first to the last tenth of the run (after warm-up)."""
+        values = [mb for _, mb in self.rss_mb]
+        tenth = max(1, len(values) // 10)
+        first, last = statistics.mean(values[:tenth]), statistics.mean(values[-tenth:])
+        return (last - first) / first
+
+
+def latency_run(model: str, video: Path, streams: int, imgsz: int, seconds: float) -> LatencyRun:
+    """Capture-to-viewer latency of one viewer of ``streams`` camera-rate streams, and the server's RSS."""
+    with serve(model, video, streams, imgsz) as server:
+        return asyncio.run(_latency(server, streams, seconds))
+
+
+async def _latency(server: ServerProcess, streams: int, seconds: float) -> LatencyRun:
+    ps = server.ps
+    async with aiohttp.ClientSession() as session, viewers(server, 1, record=True) as (viewer,):
+        await asyncio.sleep(WARMUP_S)
+        viewer.samples.clear()
+        started = time.monotonic()
+        processed = await _processed(session, server)
+        rss: list[tuple[float, float]] = []
+        while (elapsed := time.monotonic() - started) < seconds:
+            rss.append((elapsed, ps.memory_info().rss / 2**20))
+            await asyncio.sleep(RSS_SAMPLE_S)
+        processed = await _processed(session, server) - processed
+    samples = [(t - started, latency * 1000) for t, latency in viewer.samples if t >= started]
+    values = [ms for _, ms in samples]
+    third = seconds / 3
+    first = [ms for t, ms in samples if t < third]
+    last = [ms for t, ms in samples if t >= seconds - third]
+    return LatencyRun(
+        streams,
+        seconds,
+        statistics.median(values),
+        _percentile(values, 95),
+        statistics.median(first),
+        statistics.median(last),
+        rss,
+        samples,
+        processed / seconds,
+    )
+
+
+def _percentile(values: list[float], percent: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(percent / 100 * (len(ordered) - 1)))]
+
+
+@dataclass(frozen=True, slots=True)
+class FanoutPoint:
+    viewers: int
+    server_cpu: float  # cores the server process used on average (1.0 = one core busy)
+    processed_fps: float
+    mean_viewer_fps: float
+    min_share: float  # the worst viewer's frames received / frames processed
+
+
+def fanout_run(model: str, video: Path, counts: list[int], imgsz: int, seconds: float) -> list[FanoutPoint]:
+    """Server CPU and frames each viewer got, for each number of viewers of one camera-rate stream."""
+    with serve(model, video, 1, imgsz) as server:
+        return asyncio.run(_fanout(server, counts, seconds))
+
+
+async def _fanout(server: ServerProcess, counts: list[int], seconds: float) -> list[FanoutPoint]:
+    ps = server.ps
+    points = []
+    async with aiohttp.ClientSession() as session:
+        for count in counts:
+            async with viewers(server, count) as watching:
+                await asyncio.sleep(WARMUP_S)
+                received = [v.received for v in watching]
+                processed, cpu = await _processed(session, server), _cpu_s(ps)
+                started = time.monotonic()
+                await asyncio.sleep(seconds)
+                wall = time.monotonic() - started
+                processed = await _processed(session, server) - processed
+                cpu = _cpu_s(ps) - cpu
+                got = [v.received - before for v, before in zip(watching, received, strict=True)]
+            points.append(
+                FanoutPoint(
+                    count,
+                    cpu / wall,
+                    processed / wall,
+                    statistics.mean(got) / wall,
+                    min(got) / processed if processed else 0.0,
+                )
+            )
+    return points
+
+
+def _cpu_s(ps: psutil.Process) -> float:
+    times = ps.cpu_times()
+    return float(times.user + times.system)

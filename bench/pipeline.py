@@ -1,0 +1,126 @@
+"""Measurements of segcast's own pipeline, in this process: throughput, multi-stream, forward pass.
+
+These drive the real `StreamManager` (file readers, the inference thread, the encoder thread) with a
+hub stand-in that only counts what would go to viewers, so they measure the pipeline without sockets.
+Each case runs in its own subprocess (bench/case.py), so thread settings and memory of one case never
+leak into the next.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from server.config import Settings, StreamConfig
+from server.encode import FramePacket, Variant
+from server.options import StreamOptions
+from server.streams import StreamManager
+from server.worker import InferenceOptions
+
+POLL_S = 0.02
+FORWARD_REPEATS = 20
+
+
+class CountingHub:
+    """What `StreamManager` needs of a hub, counting the packets that carry a JPEG (or any, if no image is wanted)."""
+
+    def __init__(self, need_jpeg: bool) -> None:
+        self._need_jpeg = need_jpeg
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def publish_threadsafe(self, packet: FramePacket) -> None:
+        if packet.jpegs or not self._need_jpeg:
+            with self._lock:
+                self.count += 1
+
+    def state_threadsafe(self, stream_id: str, state: object, error: str | None) -> None:
+        pass
+
+    def event_threadsafe(self, event: dict[str, Any]) -> None:
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineRun:
+    frames: int
+    seconds: float
+    dropped_by_encoder: int
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds else 0.0
+
+
+def run_pipeline(
+    model: str,
+    video: Path,
+    *,
+    frames: int,
+    imgsz: int,
+    streams: int = 1,
+    max_batch: int = 8,
+    annotated: bool = True,
+    warmup: int = 5,
+    timeout_s: float = 600.0,
+) -> PipelineRun:
+    """Process ``video`` as ``streams`` as-fast-as-possible file streams until ``frames`` frames came out.
+
+    ``frames`` counts all streams together, after ``warmup`` frames per stream (model warm-up, first
+    allocations) that are not timed. With ``annotated`` every frame is drawn and JPEG-encoded, as for
+    a viewer of the annotated stream; without, only metadata is made.
+    """
+    options = StreamOptions.from_mapping({"imgsz": imgsz})
+    inference = InferenceOptions(imgsz=imgsz, max_batch=max_batch)
+    settings = Settings(model=model, inference=inference, stream_defaults=options)
+    hub = CountingHub(need_jpeg=annotated)
+    manager = StreamManager(settings, hub)  # type: ignore[arg-type]
+    manager.encoder.set_wanted({"*": frozenset({Variant()})} if annotated else {})
+    manager.start()
+    try:
+        for index in range(streams):
+            manager.add(StreamConfig(f"s{index}", f"{video}#rate=max", loop=True, options=options))
+        deadline = time.monotonic() + timeout_s
+        _wait_for(hub, warmup * streams, deadline)
+        start_count, started, dropped = hub.count, time.perf_counter(), manager.encoder.dropped
+        _wait_for(hub, start_count + frames, deadline)
+        seconds = time.perf_counter() - started
+        return PipelineRun(hub.count - start_count, seconds, manager.encoder.dropped - dropped)
+    finally:
+        manager.stop()
+
+
+def _wait_for(hub: CountingHub, count: int, deadline: float) -> None:
+    while hub.count < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {hub.count} of {count} frames came out in time")
+        time.sleep(POLL_S)
+
+
+class ForwardTimer:
+    """Times the network alone on one preprocessed frame: the floor of what a frame can cost.
+
+    It goes through ultralytics' own backend (PyTorch, ONNX Runtime or OpenVINO) after a predict call
+    has set it up, so the input is exactly what `predict` feeds it. Other processes share the cores,
+    so callers time it right before and right after the run it is compared with.
+    """
+
+    def __init__(self, model_spec: str, image: Any, imgsz: int) -> None:
+        from server.models import load_model
+
+        model = load_model(model_spec)
+        model.predict(image, imgsz=imgsz, verbose=False)
+        self._predictor = model.predictor
+        self._tensor = self._predictor.preprocess([image])
+
+    def median_ms(self) -> float:
+        times = []
+        for _ in range(FORWARD_REPEATS + 2):
+            started = time.perf_counter()
+            self._predictor.inference(self._tensor)
+            times.append((time.perf_counter() - started) * 1000)
+        return statistics.median(times[2:])

@@ -1,0 +1,247 @@
+"""Run every segcast benchmark side by side and rewrite docs/benchmarks.md and its plot.
+
+    python -m bench                     # a few minutes: the defaults below
+    python -m bench --memory-s 600      # the 10-minute memory run the issue asks for
+    python bench/run.py --quick         # seconds: a smoke test of the whole chain (the figures mean nothing)
+
+Every figure that a goal is judged on is a ratio of two measurements taken in this one run, on this
+one machine, one right after the other, so a machine that is busy with other work slows both sides
+alike. Each measurement runs in a fresh process (bench/case.py, or a ``segcast serve`` process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as `python bench/run.py`: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.case import RESULT_PREFIX
+from bench.live import FanoutPoint, LatencyRun, fanout_run, latency_run
+from bench.report import write_report
+
+REPO = Path(__file__).resolve().parent.parent
+VIDEO_FRAMES = 600  # 40 s of the generated scene at 15 fps; sources loop, so runs may be longer
+VIDEO_SEED = 3
+BACKENDS = ("pytorch", "onnx", "openvino")
+CASE_TIMEOUT_S = 900.0
+
+
+@dataclass
+class Results:
+    """Everything one run measured; bench/report.py turns it into the page and the plot."""
+
+    machine: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    throughput: dict[str, dict[str, Any]] = field(default_factory=dict)  # backend -> seed/segcast/forward
+    skipped_backends: dict[str, str] = field(default_factory=dict)
+    multistream: list[dict[str, Any]] = field(default_factory=list)
+    latency: list[LatencyRun] = field(default_factory=list)
+    fanout: list[FanoutPoint] = field(default_factory=list)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="bundled", help="a .pt model to measure (default: the bundled one)")
+    parser.add_argument("--imgsz", type=int, default=None, help="inference size (default: the model's own)")
+    parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated: pytorch,onnx,openvino")
+    parser.add_argument("--frames", type=int, default=150, help="frames per throughput measurement")
+    parser.add_argument("--rounds", type=int, default=2, help="seed loop / segcast pairs per backend")
+    parser.add_argument("--stream-counts", default="1,2,4,8", help="streams for the multi-stream figure")
+    parser.add_argument("--stream-frames", type=int, default=30, help="frames per stream, multi-stream figure")
+    parser.add_argument("--latency-s", type=float, default=40.0, help="seconds of the 1-stream latency run")
+    parser.add_argument("--memory-s", type=float, default=90.0, help="seconds of the 4-stream latency + memory run")
+    parser.add_argument("--viewers", default="1,10,50,100", help="viewer counts for the fan-out figure")
+    parser.add_argument("--fanout-s", type=float, default=15.0, help="seconds measured per viewer count")
+    parser.add_argument("--only", default="throughput,multistream,latency,fanout", help="sections to run")
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "segcast-bench")
+    parser.add_argument("--quick", action="store_true", help="tiny runs to check the chain works")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.frames, args.rounds, args.stream_counts, args.stream_frames = 8, 1, "1,2", 4
+        args.latency_s, args.memory_s, args.viewers, args.fanout_s = 4.0, 4.0, "1,3", 3.0
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from server.models import load_model, resolve_model_path
+    from server.scene import Scene, write_h264
+
+    model_path = Path(resolve_model_path(args.model))
+    imgsz = args.imgsz or int(load_model(str(model_path)).overrides.get("imgsz", 640))
+    args.cache.mkdir(parents=True, exist_ok=True)
+    video = args.cache / f"scene-{VIDEO_SEED}-{VIDEO_FRAMES}.mp4"
+    if not video.exists():
+        partial = video.with_suffix(".partial.mp4")
+        write_h264(Scene(seed=VIDEO_SEED), partial, VIDEO_FRAMES)
+        partial.rename(video)
+    sections = set(args.only.split(","))
+    results = Results(machine=_machine(), settings=_settings(args, model_path, imgsz))
+    started = time.monotonic()
+    if "throughput" in sections:
+        models = _backend_models(args, model_path, imgsz, results)
+        for backend, model in models.items():
+            results.throughput[backend] = _throughput(model, video, imgsz, args)
+            _say(f"throughput {backend}: {json.dumps(results.throughput[backend])}")
+    if "multistream" in sections:
+        for streams in (int(n) for n in args.stream_counts.split(",")):
+            for max_batch in (8, 1):
+                case = {"kind": "segcast", "model": str(model_path), "imgsz": imgsz, "streams": streams}
+                case |= {"max_batch": max_batch, "annotated": False, "frames": args.stream_frames * streams}
+                out = _case(case, video)
+                results.multistream.append({"streams": streams, "max_batch": max_batch, **out})
+                _say(f"multi-stream {streams} x batch {max_batch}: {out['fps']:.1f} fps")
+    if "latency" in sections:
+        for streams, seconds in ((1, args.latency_s), (4, args.memory_s)):
+            run = latency_run(str(model_path), video, streams, imgsz, seconds)
+            results.latency.append(run)
+            _say(f"latency {streams} streams: p50 {run.p50_ms:.0f} ms, p95 {run.p95_ms:.0f} ms, flat {run.flat}")
+    if "fanout" in sections:
+        counts = [int(n) for n in args.viewers.split(",")]
+        results.fanout = fanout_run(str(model_path), video, counts, imgsz, args.fanout_s)
+        for point in results.fanout:
+            _say(f"fan-out {point.viewers} viewers: {json.dumps(asdict(point))}")
+    results.machine["load_after"] = _load()
+    results.machine["minutes"] = round((time.monotonic() - started) / 60, 1)
+    table = write_report(results, args.out, quick=args.quick)
+    print(table)
+    return 0
+
+
+def _throughput(model: str, video: Path, imgsz: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Seed loop and segcast on the same model file and frames, alternating, ``rounds`` pairs."""
+    seeds, segcasts, forwards = [], [], []
+    for _ in range(args.rounds):
+        common = {"model": model, "imgsz": imgsz, "frames": args.frames}
+        seeds.append(_case({"kind": "seed", **common}, video)["fps"])
+        out = _case({"kind": "segcast", "forward": True, **common}, video)
+        segcasts.append(out["fps"])
+        forwards.append(out["forward_ms"])
+    ratios = [s / b for s, b in zip(segcasts, seeds, strict=True)]
+    return {
+        "model": model,
+        "seed_fps": sum(seeds) / len(seeds),
+        "segcast_fps": sum(segcasts) / len(segcasts),
+        "ratio": sum(ratios) / len(ratios),
+        "forward_ms": sum(forwards) / len(forwards),
+        "share": sum(f * ms / 1000 for f, ms in zip(segcasts, forwards, strict=True)) / len(segcasts),
+        "rounds": [{"seed_fps": b, "segcast_fps": s} for b, s in zip(seeds, segcasts, strict=True)],
+    }
+
+
+def _backend_models(args: argparse.Namespace, model_path: Path, imgsz: int, results: Results) -> dict[str, str]:
+    """The model file of each backend asked for, exporting (once per model content and size) as needed."""
+    from server.export import ExportError, Progress, export_model, missing_packages, output_name
+
+    models: dict[str, str] = {}
+    digest = hashlib.sha256(model_path.read_bytes()).hexdigest()[:12]
+    for backend in args.backends.split(","):
+        if backend == "pytorch":
+            models[backend] = str(model_path)
+            continue
+        missing = missing_packages(backend)
+        if missing:
+            results.skipped_backends[backend] = f"not installed ({', '.join(missing)}): pip install '.[{backend}]'"
+            continue
+        folder = args.cache / f"{model_path.stem}-{digest}-{imgsz}"
+        target = folder / output_name(model_path, backend)
+        if not target.exists():
+            try:
+                export_model(str(model_path), backend, folder, imgsz, Progress(3))
+            except ExportError as exc:
+                results.skipped_backends[backend] = f"export failed: {exc}"
+                continue
+        models[backend] = str(target)
+    return models
+
+
+def _case(case: dict[str, Any], video: Path) -> dict[str, Any]:
+    case = {**case, "video": str(video)}
+    process = subprocess.run(
+        [sys.executable, "-m", "bench.case", json.dumps(case)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=CASE_TIMEOUT_S,
+    )
+    for line in process.stdout.splitlines():
+        if line.startswith(RESULT_PREFIX):
+            result: dict[str, Any] = json.loads(line[len(RESULT_PREFIX) :])
+            return result
+    raise RuntimeError(f"benchmark case {case['kind']} failed:\n{process.stderr[-3000:]}")
+
+
+def _machine() -> dict[str, Any]:
+    import torch
+    import ultralytics
+
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in line
+        ),
+        platform.processor(),
+    )
+    return {
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0)),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "ultralytics": ultralytics.__version__,
+        "runtimes": _runtime_versions(),
+        "load_before": _load(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+
+
+def _runtime_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for name in ("onnxruntime", "openvino"):
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return versions
+
+
+def _load() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def _settings(args: argparse.Namespace, model_path: Path, imgsz: int) -> dict[str, Any]:
+    return {
+        "model": model_path.name,
+        "imgsz": imgsz,
+        "frames": args.frames,
+        "rounds": args.rounds,
+        "stream_frames": args.stream_frames,
+        "latency_s": args.latency_s,
+        "memory_s": args.memory_s,
+        "fanout_s": args.fanout_s,
+        "video": f"generated scene, seed {VIDEO_SEED}, 640x384 H.264 at 15 fps",
+        "command": "python -m bench " + " ".join(a for a in sys.argv[1:] if not a.startswith("--out")),
+    }
+
+
+def _say(text: str) -> None:
+    print(f"bench: {text}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
