@@ -27,6 +27,10 @@ class StreamExistsError(ValueError):
     """A stream with this id is already running."""
 
 
+class ShuttingDownError(RuntimeError):
+    """The manager has stopped: no stream may be started any more."""
+
+
 @dataclass(frozen=True, slots=True)
 class StreamInfo:
     """A stream as the API and viewers see it: its settings, its reader's status and inference counts."""
@@ -78,6 +82,10 @@ class StreamManager:
         self._encoder = Encoder(hub.publish_threadsafe, settings.jpeg_quality)
         self._worker = InferenceWorker(settings.model, self._on_result, settings.inference)
         self._lock = threading.Lock()
+        #: Held through each whole change (add, remove, stop), so that a stream removed while it is
+        #: being added, or added while the server stops, can never leave a reader running unowned.
+        self._changing = threading.RLock()
+        self._stopped = False
         self._configs: dict[str, StreamConfig] = {}  # every stream, running or failed, in the order added
         self._readers: dict[str, StreamReader] = {}
         self._failed: dict[str, str] = {}  # id -> reason, for sources that never opened
@@ -104,6 +112,11 @@ class StreamManager:
             self.add(config)
 
     def stop(self) -> None:
+        with self._changing:
+            self._stopped = True
+            self._stop_all()
+
+    def _stop_all(self) -> None:
         with self._lock:
             readers = list(self._readers.values())
             self._readers.clear()
@@ -117,8 +130,14 @@ class StreamManager:
     def add(self, config: StreamConfig) -> StreamInfo:
         """Start a stream. A source that cannot be opened is kept as a failed stream, with the reason.
 
-        Raises `StreamExistsError` if the id is taken.
+        Raises `StreamExistsError` if the id is taken, `ShuttingDownError` once `stop` has begun.
         """
+        with self._changing:
+            return self._add(config)
+
+    def _add(self, config: StreamConfig) -> StreamInfo:
+        if self._stopped:
+            raise ShuttingDownError("the server is shutting down")
         with self._lock:
             if config.stream_id in self._configs:
                 raise StreamExistsError(f"stream {config.stream_id!r} already exists")
@@ -147,6 +166,12 @@ class StreamManager:
 
         ``config.uri`` only names the source. Raises `StreamExistsError` if the id is taken.
         """
+        with self._changing:
+            return self._add_source(config, source)
+
+    def _add_source(self, config: StreamConfig, source: Source) -> StreamInfo:
+        if self._stopped:
+            raise ShuttingDownError("the server is shutting down")
         with self._lock:
             if config.stream_id in self._configs:
                 raise StreamExistsError(f"stream {config.stream_id!r} already exists")
@@ -165,6 +190,10 @@ class StreamManager:
 
     def remove(self, stream_id: str) -> StreamConfig:
         """Stop and forget a stream; raises KeyError if there is none by that id."""
+        with self._changing:
+            return self._remove(stream_id)
+
+    def _remove(self, stream_id: str) -> StreamConfig:
         with self._lock:
             config = self._configs.pop(stream_id)
             reader = self._readers.pop(stream_id, None)
@@ -180,8 +209,9 @@ class StreamManager:
 
     def replace(self, config: StreamConfig) -> StreamInfo:
         """Restart a stream with new settings (its tracker starts afresh); KeyError if it does not exist."""
-        self.remove(config.stream_id)
-        return self.add(config)
+        with self._changing:
+            self._remove(config.stream_id)
+            return self._add(config)
 
     def config(self, stream_id: str) -> StreamConfig:
         with self._lock:

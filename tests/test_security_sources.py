@@ -7,6 +7,7 @@ client or an operator can read it: API answers, the WebSocket, metrics and logs.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import socket
@@ -123,13 +124,17 @@ async def test_the_api_refuses_local_files_and_changes_nothing(start_server: Sta
 
 async def test_the_api_plays_files_inside_media_dirs(start_server: Start, media: Path, scene_video: Path) -> None:
     (media / "scene.mp4").symlink_to(scene_video)  # a link inside the folder to a file outside: refused
-    client = await start_server(media_dirs=(media.resolve(),))
+    client = await start_server(media_dirs=(await asyncio.to_thread(media.resolve),))
     response = await client.post("/api/streams", json={"id": "linked", "uri": str(media / "scene.mp4")})
     assert response.status == 403
-    (media / "scene.mp4").unlink()
-    (media / "scene.mp4").write_bytes(scene_video.read_bytes())
+    await asyncio.to_thread(_replace_link_with_copy, media / "scene.mp4", scene_video)
     response = await client.post("/api/streams", json={"id": "clip", "uri": str(media / "scene.mp4")})
     assert response.status == 201, await response.text()
+
+
+def _replace_link_with_copy(link: Path, target: Path) -> None:
+    link.unlink()
+    link.write_bytes(target.read_bytes())
 
 
 async def test_camera_credentials_never_come_back_out(start_server: Start, caplog: pytest.LogCaptureFixture) -> None:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,11 @@ import av
 
 from server.sources.base import Decoded, SourceError
 
+log = logging.getLogger(__name__)
+
 DEFAULT_FPS = 25.0  # for files whose header gives no rate
+#: A file that has only damaged packets this far into it is not a video at all.
+MAX_DAMAGED_PACKETS = 100
 RATES = ("native", "max")
 
 
@@ -48,18 +53,31 @@ class FileSource:
             stream.thread_type = "AUTO"
             time_base = float(stream.time_base) if stream.time_base else 0.0
             rate = float(stream.average_rate or DEFAULT_FPS)
-            index = 0
+            index = damaged = 0
             try:
-                for frame in container.decode(stream):
-                    if stop.is_set():
-                        return
-                    media_time = frame.pts * time_base if frame.pts is not None and time_base else index / rate
-                    yield Decoded(frame.to_ndarray(format="bgr24"), media_time)
-                    index += 1
+                for packet in container.demux(stream):
+                    try:
+                        frames = packet.decode()
+                    except av.error.InvalidDataError:
+                        # A damaged stretch of the file: skip its packets, as a player would; the decoder
+                        # picks up again at the next key frame. Replaying from the start would only come
+                        # back to the same damage, so this is not a reason to reopen.
+                        damaged += 1
+                        if damaged > MAX_DAMAGED_PACKETS and index == 0:
+                            raise
+                        continue
+                    for frame in frames:
+                        if stop.is_set():
+                            return
+                        media_time = frame.pts * time_base if frame.pts is not None and time_base else index / rate
+                        yield Decoded(frame.to_ndarray(format="bgr24"), media_time)
+                        index += 1
             except av.error.FFmpegError as exc:
                 if index == 0:
                     raise SourceError(f"cannot decode {self.path.name}: {_reason(exc)}") from None
                 raise
+            if damaged:
+                log.warning("%s: skipped %d damaged packets", self.path.name, damaged)
 
 
 def _probe_fps(path: Path) -> float:

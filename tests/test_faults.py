@@ -1,0 +1,318 @@
+"""Faults a deployment meets, each survived, and after each the other streams kept delivering.
+
+A camera that dies and comes back, a file that is damaged in the middle, a model that raises on a
+frame, viewers that vanish mid-frame, hundreds of viewers coming and going, and SIGTERM to a real
+``segcast serve`` in the middle of all that. Every wait polls with a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import socket
+import struct
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from ultralytics.engine.model import Model
+
+from server.app import create_app
+from server.config import Settings, StreamConfig
+from server.keys import hub_key
+from server.models import BUNDLED_MODEL
+from server.scene import Scene, write_h264
+from tests.support.polling import eventually
+from tests.support.rtsp_camera import RtspCamera, system_rtsp_server_available, write_camera_video
+from tests.support.segcast_process import START_TIMEOUT_S, SegcastProcess
+
+Start = Callable[..., Awaitable[TestClient]]
+OTHER = StreamConfig("other", "scene:?seed=2&fps=10&width=320&height=192")
+#: Frames the other stream must gain for "it kept delivering" (with a deadline in `keeps_delivering`).
+KEEP_DELIVERING_FRAMES = 3
+SHUTDOWN_LIMIT_S = 5.0
+CHURN_CLIENTS = 300
+CHURN_CONCURRENCY = 50
+PIPELINE_THREADS = ("reader-", "inference", "encoder")
+
+
+async def stream(client: TestClient, stream_id: str) -> dict[str, Any]:
+    body: dict[str, Any] = await (await client.get(f"/api/streams/{stream_id}")).json()
+    return body
+
+
+async def processed(client: TestClient, stream_id: str) -> int:
+    return int((await stream(client, stream_id))["frames_processed"])
+
+
+async def keeps_delivering(client: TestClient, stream_id: str = "other", timeout_s: float = 30.0) -> None:
+    """``stream_id`` gains processed frames *and* a viewer receives a new one of them."""
+    start = await processed(client, stream_id)
+
+    async def gained() -> bool:
+        return await processed(client, stream_id) >= start + KEEP_DELIVERING_FRAMES
+
+    await eventually(gained, timeout_s, what=f"{stream_id} to keep processing")
+    async with client.ws_connect("/ws") as ws:
+        await ws.send_json({"type": "subscribe", "streams": [stream_id], "image": "clean"})
+        while (await ws.receive(timeout=timeout_s)).type is not aiohttp.WSMsgType.BINARY:
+            pass
+
+
+async def state_is(client: TestClient, stream_id: str, state: str, timeout_s: float = 30.0) -> dict[str, Any]:
+    async def check() -> dict[str, Any] | None:
+        body = await stream(client, stream_id)
+        return body if body["state"] == state else None
+
+    return await eventually(check, timeout_s, what=f"{stream_id} to be {state}")
+
+
+@pytest.mark.skipif(not system_rtsp_server_available(), reason="needs GStreamer's RTSP server (see .ci/run)")
+async def test_camera_dies_and_returns_while_the_other_stream_keeps_delivering(
+    start_server: Start, video_cache: Path
+) -> None:
+    video = video_cache / "camera-15fps-40s.mp4"
+    if not video.exists():
+        await asyncio.to_thread(write_camera_video, video.with_suffix(".partial.mp4"), 40, 15)
+        video.with_suffix(".partial.mp4").rename(video)
+    camera = RtspCamera(video)
+    await asyncio.to_thread(camera.start)
+    try:
+        client = await start_server(StreamConfig("cam", camera.url + "#timeout=2"), OTHER)
+        await state_is(client, "cam", "live")
+        await asyncio.to_thread(camera.kill)
+        down = await state_is(client, "cam", "reconnecting")
+        assert down["error"]
+        await keeps_delivering(client)
+        await asyncio.to_thread(camera.start)
+        before = await processed(client, "cam")
+        await state_is(client, "cam", "live", timeout_s=60)
+
+        async def cam_frames() -> bool:
+            return await processed(client, "cam") > before
+
+        await eventually(cam_frames, 30, what="the camera's frames after it returned")
+        await keeps_delivering(client)
+    finally:
+        await asyncio.to_thread(camera.kill)
+
+
+async def test_a_video_damaged_mid_stream_keeps_playing_and_the_other_stream_too(
+    start_server: Start, tmp_path: Path
+) -> None:
+    path = tmp_path / "damaged.mp4"
+    frames = 45
+    await asyncio.to_thread(write_h264, Scene(seed=3, width=320, height=192, fps=15), path, frames)
+    data = bytearray(path.read_bytes())
+    rng = random.Random(5)
+    for offset in range(len(data) * 2 // 5, len(data) * 3 // 5, 7):  # garbage through the middle fifth
+        data[offset] = rng.randrange(256)
+    path.write_bytes(bytes(data))
+    client = await start_server(StreamConfig("damaged", str(path), loop=True), OTHER)
+
+    async def played_past_the_damage_and_looped() -> bool:
+        body = await stream(client, "damaged")
+        assert body["state"] != "failed", body["error"]
+        return body["frames_read"] > frames
+
+    await eventually(played_past_the_damage_and_looped, 60, what="the damaged file to play through and loop")
+    await keeps_delivering(client)
+
+
+async def test_the_model_raising_on_a_frame_costs_that_frame_only(
+    start_server: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bad_shape = (160, 256, 3)  # the faulty stream is told apart by its size: predict sees only images
+    failures = {"left": 5}
+    lock = threading.Lock()
+    real_predict = Model.predict
+
+    def faulty_predict(self: Model, source: Any = None, *args: Any, **kwargs: Any) -> Any:
+        images = source if isinstance(source, list) else [source]
+        if any(isinstance(i, np.ndarray) and i.shape == bad_shape for i in images):
+            with lock:
+                if failures["left"] > 0:
+                    failures["left"] -= 1
+                    raise RuntimeError("injected model fault")
+        return real_predict(self, source, *args, **kwargs)
+
+    monkeypatch.setattr(Model, "predict", faulty_predict)
+    client = await start_server(StreamConfig("faulty", "scene:?seed=4&fps=10&width=256&height=160"), OTHER)
+
+    async def failed_then_recovered() -> dict[str, Any] | None:
+        body = await stream(client, "faulty")
+        return body if failures["left"] == 0 and body["frames_processed"] >= 3 else None
+
+    body = await eventually(failed_then_recovered, 60, what="the faults to be used up and the stream to recover")
+    assert body["inference_errors"] >= 5
+    assert "injected model fault" in body["last_inference_error"]
+    assert body["state"] == "live"
+    assert (await stream(client, "other"))["inference_errors"] == 0
+    await keeps_delivering(client)
+
+
+def _raw_websocket(host: str, port: int, subscribe: dict[str, Any]) -> socket.socket:
+    """A hand-made WebSocket client, so that it can vanish at any byte (RST, no close frame)."""
+    sock = socket.create_connection((host, port))
+    sock.sendall(
+        (
+            f"GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: c2VnY2FzdC1mYXVsdHMtMQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    payload = json.dumps({"type": "subscribe", **subscribe}).encode()
+    mask = b"\x01\x02\x03\x04"
+    sock.sendall(
+        struct.pack("!BB", 0x81, 0x80 | len(payload)) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    )
+    return sock
+
+
+def _vanish_mid_frame(sock: socket.socket) -> None:
+    """Read until inside a binary frame (a JPEG), then reset the connection."""
+    received = b""
+    while b"\xff\xd8" not in received:  # the start of a JPEG: we are inside a frame now
+        received = received[-1:] + sock.recv(1024)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+async def test_viewers_vanishing_mid_frame_leave_no_trace(
+    start_server: Start, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    client = await start_server(StreamConfig("cam", "scene:?seed=1&width=1280&height=720"), OTHER)
+    assert client.app is not None
+    hub = client.app[hub_key]
+    host, port = str(client.server.host), int(client.server.port or 0)
+    for _ in range(5):
+        sock = await asyncio.to_thread(_raw_websocket, host, port, {"streams": ["cam"], "image": "clean"})
+        await asyncio.to_thread(_vanish_mid_frame, sock)
+    mjpeg = await client.get("/api/streams/cam/mjpeg")
+    await mjpeg.content.read(1000)  # inside the first JPEG part
+    mjpeg.connection.transport.abort()  # type: ignore[union-attr]
+    mjpeg.close()
+
+    async def all_gone() -> bool:
+        return hub.viewer_count("cam") == 0 and not hub.viewers
+
+    await eventually(all_gone, 30, what="the vanished viewers to be dropped")
+    await keeps_delivering(client, "cam")
+    await keeps_delivering(client)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
+async def _come_and_go(session: aiohttp.ClientSession, url: str, index: int) -> None:
+    async with session.ws_connect(url) as ws:
+        hello = await ws.receive_json(timeout=30)
+        assert hello["type"] == "hello"
+        await ws.send_json({"type": "subscribe", "streams": ["*"], "image": "annotated", "max_width": 160})
+        if index % 3 == 0:  # a third leave without a goodbye
+            transport = ws.get_extra_info("socket")
+            transport.shutdown(socket.SHUT_RDWR)
+
+
+async def test_hundreds_of_viewers_coming_and_going(start_server: Start) -> None:
+    client = await start_server(OTHER)
+    assert client.app is not None
+    hub = client.app[hub_key]
+    url = str(client.make_url("/ws"))
+    tasks_before = len(asyncio.all_tasks())
+    async with aiohttp.ClientSession() as session:
+        for start in range(0, CHURN_CLIENTS, CHURN_CONCURRENCY):
+            results = await asyncio.gather(
+                *(_come_and_go(session, url, i) for i in range(start, start + CHURN_CONCURRENCY)),
+                return_exceptions=True,
+            )
+            unexpected = [r for r in results if isinstance(r, BaseException) and not isinstance(r, aiohttp.ClientError)]
+            assert not unexpected, unexpected[:3]
+
+    async def all_gone() -> bool:
+        return not hub.viewers and len(asyncio.all_tasks()) <= tasks_before + 2
+
+    await eventually(all_gone, 30, what="every viewer and its tasks to be gone")
+    await keeps_delivering(client)
+
+
+async def test_shutdown_joins_every_pipeline_thread() -> None:
+    settings = Settings(model=str(BUNDLED_MODEL), streams=(OTHER, StreamConfig("cam", "scene:?seed=3")))
+    server = TestServer(create_app(settings))
+    await server.start_server()
+    async with aiohttp.ClientSession() as session, session.get(server.make_url("/healthz")) as response:
+        assert response.status == 200
+    started = time.monotonic()
+    await server.close()
+    assert time.monotonic() - started < SHUTDOWN_LIMIT_S
+    left = [t.name for t in threading.enumerate() if t.name.startswith(PIPELINE_THREADS) and t.is_alive()]
+    assert not left, left
+
+
+async def _http_viewers_and_api_churn(base: str, stop: asyncio.Event) -> None:
+    """Everything at once until ``stop``: WebSocket viewers churning, MJPEG readers, streams added and removed."""
+    async with aiohttp.ClientSession() as session:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            try:
+                async with session.ws_connect(f"{base}/ws") as ws:
+                    await ws.send_json({"type": "subscribe", "streams": ["*"], "image": "clean"})
+                    await ws.receive(timeout=2)
+                async with session.get(f"{base}/api/streams/a/mjpeg") as mjpeg:
+                    await mjpeg.content.read(2000)
+                await session.post(f"{base}/api/streams", json={"id": f"x{n}", "uri": "scene:?seed=9"})
+                if n > 1:
+                    await session.delete(f"{base}/api/streams/x{n - 1}")
+            except (aiohttp.ClientError, TimeoutError):
+                return  # the server is going away
+
+
+async def test_sigterm_during_load_exits_cleanly_within_5_s() -> None:
+    server = SegcastProcess("--model", "bundled", "--source", "a=scene:?seed=1", "--source", "b=scene:?seed=2")
+    server.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while True:
+                assert server.process is not None and server.process.poll() is None, "segcast exited"
+                try:
+                    async with session.get(f"{server.base_url}/api/streams/b") as response:
+                        if response.status == 200 and (await response.json())["frames_processed"] > 0:
+                            break
+                except aiohttp.ClientConnectionError:
+                    pass
+                assert time.monotonic() < deadline, "segcast did not start"
+                await asyncio.sleep(0.2)
+            held = [await session.ws_connect(f"{server.base_url}/ws") for _ in range(20)]
+            for ws in held:
+                await ws.send_json({"type": "subscribe", "streams": ["*"], "image": "annotated"})
+            stop = asyncio.Event()
+            load = [asyncio.create_task(_http_viewers_and_api_churn(server.base_url, stop)) for _ in range(4)]
+            await asyncio.sleep(3)  # let the load run: this is the "during" of the test, not a synchronisation
+            children = server.children()
+            code, took_s, output = await asyncio.to_thread(server.terminate, SHUTDOWN_LIMIT_S + 5)
+            stop.set()
+            await asyncio.gather(*load, return_exceptions=True)
+            for ws in held:
+                await ws.close()
+    finally:
+        server.kill()
+    assert code == 0, output
+    assert took_s < SHUTDOWN_LIMIT_S, f"took {took_s:.1f} s"
+    assert "Traceback" not in output, output
+    assert not _still_running(children), "child processes outlived segcast"
+
+
+def _still_running(pids: list[int]) -> list[int]:
+    return [pid for pid in pids if Path(f"/proc/{pid}").exists()]
