@@ -15,6 +15,7 @@ same higher-scoring boxes either way. So a stream gets the same tracks batched o
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import time
@@ -195,6 +196,7 @@ class InferenceWorker:
     # -- the inference thread ---------------------------------------------------------------------
 
     def _run(self) -> None:
+        threads = use_cores()
         try:
             model = self._load(self._model_spec)
             self.class_names = dict(model.names)
@@ -206,7 +208,12 @@ class InferenceWorker:
             return
         finally:
             self._loaded.set()
-        log.info("inference thread ready on %s (max batch %d)", self._options.device, self._options.max_batch)
+        log.info(
+            "inference thread ready on %s (max batch %d, %d CPU threads)",
+            self._options.device,
+            self._options.max_batch,
+            threads,
+        )
         while not self._stop.is_set():
             self._frames_ready.wait(IDLE_POLL_S)
             self._frames_ready.clear()
@@ -313,6 +320,22 @@ class InferenceWorker:
         if reason != registration.last_error:  # one line per new reason, not one per frame
             log.warning("[%s] frame %d not processed: %s", registration.stream_id, frame.seq, reason)
         registration.last_error = reason
+
+
+def use_cores() -> int:
+    """Give the calling thread's PyTorch work every core this process may run on; returns how many.
+
+    Called on the inference thread itself, since PyTorch's OpenMP thread count is per calling thread.
+    It counts the cores the process is allowed (a container's CPU set), where PyTorch's own default
+    counts the host's and would oversubscribe. Readers and the encoder are not held back: on 2 cores,
+    a 2-thread forward pass beside them measured faster than a 1-thread one (docs/benchmarks.md).
+    ONNX Runtime and OpenVINO keep their own defaults (a pool of one thread per core).
+    """
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    torch.set_num_threads(max(1, cores))
+    return torch.get_num_threads()
 
 
 def _bad_image(image: object) -> str | None:
