@@ -44,6 +44,17 @@ def run(case: dict[str, Any]) -> dict[str, Any]:
         if timer is not None and before is not None:
             out["forward_ms"] = (before + timer.median_ms()) / 2
         return out
+    if kind == "tracking":
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+        from track_report import track_scene
+
+        from server.models import load_model
+        from server.options import StreamOptions
+        from server.scene import Scene
+
+        options = StreamOptions.from_mapping({"imgsz": case["imgsz"]})
+        score = track_scene(load_model(case["model"]), Scene(seed=case["seed"]), case["frames"], options)
+        return {"idf1": score.idf1, "mota": score.mota, "switches": score.switches, "ms_per_frame": score.mean_ms}
     raise ValueError(f"unknown case kind {kind!r}")
 
 

@@ -8,7 +8,7 @@ benchmark's to write, the explanation of them a person's.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from bench.run import Results
@@ -24,6 +24,7 @@ GOAL_BATCH_GAIN = 1.3
 GOAL_FANOUT_CPU = 1.15
 GOAL_FANOUT_SHARE = 0.9
 GOAL_MEMORY_GROWTH = 0.05
+GOAL_IDF1_DELTA = 0.01
 BACKEND_NAMES = {"pytorch": "PyTorch", "onnx": "ONNX Runtime", "openvino": "OpenVINO"}
 
 
@@ -45,6 +46,7 @@ def write_report(results: Results, out: Path, quick: bool = False) -> str:
     lines += ["## Notes", "", NOTES_START, notes, NOTES_END, ""]
     lines += _machine_section(results)
     lines += _throughput_section(results)
+    lines += _tracking_section(results)
     lines += _multistream_section(results)
     lines += _latency_section(results)
     lines += _fanout_section(results)
@@ -121,6 +123,19 @@ def _goals(results: Results) -> list[list[str]]:
                     _met(share >= GOAL_SHARE),
                 ]
             )
+    if "pytorch" in results.tracking:
+        plain = results.tracking["pytorch"]["idf1"]
+        for backend, row in results.tracking.items():
+            if backend != "pytorch":
+                delta = row["idf1"] - plain
+                rows.append(
+                    [
+                        f"IDF1 on {BACKEND_NAMES[backend]} vs PyTorch",
+                        f"within {GOAL_IDF1_DELTA:g}",
+                        f"{row['idf1']:.3f} vs {plain:.3f}",
+                        _met(abs(delta) <= GOAL_IDF1_DELTA),
+                    ]
+                )
     gain = _batch_gain(results, 4)
     if gain is not None:
         rows.append(
@@ -230,6 +245,26 @@ def _throughput_section(results: Results) -> list[str]:
     ]
 
 
+def _tracking_section(results: Results) -> list[str]:
+    if not results.tracking:
+        return []
+    rows = [
+        [BACKEND_NAMES[b], f"{r['idf1']:.3f}", f"{r['mota']:.3f}", str(r["switches"]), f"{r['ms_per_frame']:.0f}"]
+        for b, r in results.tracking.items()
+    ]
+    s = results.settings
+    return [
+        "## Tracking quality per backend",
+        "",
+        f"tools/track_report.py's scoring (segcast's own per-stream tracker against the scene's exact ground "
+        f"truth) on {s.get('track_frames')} frames of scene seed {s.get('track_seed')}: a faster backend must "
+        "not track worse.",
+        "",
+        *_table(["backend", "IDF1", "MOTA", "ID switches", "ms per frame"], rows),
+        "",
+    ]
+
+
 def _multistream_section(results: Results) -> list[str]:
     if not results.multistream:
         return []
@@ -323,7 +358,7 @@ def _plot(results: Results, path: Path) -> None:
     ax.bar([i + 0.2 for i in x], [results.throughput[b]["segcast_fps"] for b in backends], 0.4, label="segcast")
     ax.set_xticks(list(x), [BACKEND_NAMES[b] for b in backends])
     ax.set(title="Throughput, one stream (annotated JPEG out)", ylabel="fps")
-    ax.legend()
+    _legend(ax)
 
     ax = axes[0][1]
     for max_batch, label in ((8, "batched (max_batch=8)"), (1, "one at a time")):
@@ -331,7 +366,7 @@ def _plot(results: Results, path: Path) -> None:
         if points:
             ax.plot(*zip(*points, strict=True), marker="o", label=label)
     ax.set(title="Multi-stream aggregate (PyTorch)", xlabel="streams", ylabel="fps")
-    ax.legend()
+    _legend(ax)
 
     ax = axes[0][2]
     if results.fanout:
@@ -341,28 +376,34 @@ def _plot(results: Results, path: Path) -> None:
         twin = ax.twinx()
         twin.plot(viewers, [p.min_share * 100 for p in results.fanout], marker="s", color="C1", label="worst viewer %")
         twin.set(ylabel="% of frames (worst viewer)", ylim=(0, 105))
-        ax.legend(loc="lower left")
-        twin.legend(loc="lower right")
+        _legend(ax, loc="lower left")
+        _legend(twin, loc="lower right")
 
     ax = axes[1][0]
     for run in results.latency:
         ax.plot([t for t, _ in run.latency], [ms for _, ms in run.latency], ".", ms=2, label=f"{run.streams} stream(s)")
     ax.set(title="Capture-to-viewer latency over time", xlabel="s", ylabel="ms")
-    ax.legend()
+    _legend(ax)
 
     ax = axes[1][1]
     for run in results.latency:
         ax.plot([t for t, _ in run.rss_mb], [mb for _, mb in run.rss_mb], label=f"{run.streams} stream(s)")
     ax.set(title="Server resident memory", xlabel="s", ylabel="MiB")
-    ax.legend()
+    _legend(ax)
 
     ax = axes[1][2]
     shares = {BACKEND_NAMES[b]: r["share"] for b, r in results.throughput.items()}
     ax.bar(list(shares), list(shares.values()))
     ax.axhline(GOAL_SHARE, color="gray", linestyle="--", label=f"goal {GOAL_SHARE:g}")
     ax.set(title="Share of the limit (fps x forward time)", ylim=(0, 1.1))
-    ax.legend()
+    _legend(ax)
 
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
+
+
+def _legend(ax: Any, **kwargs: Any) -> None:
+    """A legend only where something was drawn (an empty one warns): sections may have been skipped."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kwargs)

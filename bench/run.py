@@ -33,8 +33,11 @@ from bench.report import write_report
 
 REPO = Path(__file__).resolve().parent.parent
 VIDEO_FRAMES = 600  # 40 s of the generated scene at 15 fps; sources loop, so runs may be longer
+QUICK_VIDEO_FRAMES = 60
 VIDEO_SEED = 3
 BACKENDS = ("pytorch", "onnx", "openvino")
+SECTIONS = ("throughput", "tracking", "multistream", "latency", "fanout")
+TRACK_SEED = 7  # the scene tests/ and tools/track_report.py score tracking on
 CASE_TIMEOUT_S = 900.0
 
 
@@ -46,6 +49,7 @@ class Results:
     settings: dict[str, Any] = field(default_factory=dict)
     throughput: dict[str, dict[str, Any]] = field(default_factory=dict)  # backend -> seed/segcast/forward
     skipped_backends: dict[str, str] = field(default_factory=dict)
+    tracking: dict[str, dict[str, Any]] = field(default_factory=dict)  # backend -> IDF1, MOTA, ...
     multistream: list[dict[str, Any]] = field(default_factory=list)
     latency: list[LatencyRun] = field(default_factory=list)
     fanout: list[FanoutPoint] = field(default_factory=list)
@@ -64,7 +68,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--memory-s", type=float, default=90.0, help="seconds of the 4-stream latency + memory run")
     parser.add_argument("--viewers", default="1,10,50,100", help="viewer counts for the fan-out figure")
     parser.add_argument("--fanout-s", type=float, default=15.0, help="seconds measured per viewer count")
-    parser.add_argument("--only", default="throughput,multistream,latency,fanout", help="sections to run")
+    parser.add_argument("--track-frames", type=int, default=300, help="scene frames scored for IDF1 per backend")
+    parser.add_argument("--only", default=",".join(SECTIONS), help="sections to run")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "segcast-bench")
     parser.add_argument("--quick", action="store_true", help="tiny runs to check the chain works")
@@ -72,6 +77,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         args.frames, args.rounds, args.stream_counts, args.stream_frames = 8, 1, "1,2", 4
         args.latency_s, args.memory_s, args.viewers, args.fanout_s = 4.0, 4.0, "1,3", 3.0
+        args.track_frames = 10
     return args
 
 
@@ -83,19 +89,25 @@ def main(argv: list[str] | None = None) -> int:
     model_path = Path(resolve_model_path(args.model))
     imgsz = args.imgsz or int(load_model(str(model_path)).overrides.get("imgsz", 640))
     args.cache.mkdir(parents=True, exist_ok=True)
-    video = args.cache / f"scene-{VIDEO_SEED}-{VIDEO_FRAMES}.mp4"
+    frames = QUICK_VIDEO_FRAMES if args.quick else VIDEO_FRAMES
+    video = args.cache / f"scene-{VIDEO_SEED}-{frames}.mp4"
     if not video.exists():
         partial = video.with_suffix(".partial.mp4")
-        write_h264(Scene(seed=VIDEO_SEED), partial, VIDEO_FRAMES)
+        write_h264(Scene(seed=VIDEO_SEED), partial, frames)
         partial.rename(video)
     sections = set(args.only.split(","))
     results = Results(machine=_machine(), settings=_settings(args, model_path, imgsz))
     started = time.monotonic()
+    models = _backend_models(args, model_path, imgsz, results) if sections & {"throughput", "tracking"} else {}
     if "throughput" in sections:
-        models = _backend_models(args, model_path, imgsz, results)
         for backend, model in models.items():
             results.throughput[backend] = _throughput(model, video, imgsz, args)
             _say(f"throughput {backend}: {json.dumps(results.throughput[backend])}")
+    if "tracking" in sections:
+        for backend, model in models.items():
+            case = {"kind": "tracking", "model": model, "imgsz": imgsz, "seed": TRACK_SEED, "frames": args.track_frames}
+            results.tracking[backend] = _case(case, video)
+            _say(f"tracking {backend}: {json.dumps(results.tracking[backend])}")
     if "multistream" in sections:
         for streams in (int(n) for n in args.stream_counts.split(",")):
             for max_batch in (8, 1):
@@ -234,6 +246,8 @@ def _settings(args: argparse.Namespace, model_path: Path, imgsz: int) -> dict[st
         "latency_s": args.latency_s,
         "memory_s": args.memory_s,
         "fanout_s": args.fanout_s,
+        "track_frames": args.track_frames,
+        "track_seed": TRACK_SEED,
         "video": f"generated scene, seed {VIDEO_SEED}, 640x384 H.264 at 15 fps",
         "command": "python -m bench " + " ".join(a for a in sys.argv[1:] if not a.startswith("--out")),
     }
