@@ -225,10 +225,11 @@ def _throughput_section(results: Results) -> list[str]:
                 f"**{r['ratio']:.2f}x**",
                 f"{r['forward_ms']:.1f}",
                 f"{r['share']:.2f}",
+                f"{1000 / r['seed_fps'] / r['forward_ms']:.2f}x",
             ]
         )
     for backend, reason in results.skipped_backends.items():
-        rows.append([BACKEND_NAMES[backend], "-", "-", "-", "-", f"skipped: {reason}"])
+        rows.append([BACKEND_NAMES[backend], "-", "-", "-", "-", "-", f"skipped: {reason}"])
     s = results.settings
     return [
         "## Throughput: one file as fast as possible, annotated JPEG out",
@@ -238,9 +239,11 @@ def _throughput_section(results: Results) -> list[str]:
         f"frame) on the same model file and the same {s.get('frames')} frames, alternating, {s.get('rounds')} "
         "pair(s) per backend, each in a fresh process. Share of the limit is segcast's fps times the forward "
         "pass alone (the network on one preprocessed frame, timed in the same process right before and after): "
-        "1.0 would mean nothing but the network.",
+        "1.0 would mean nothing but the network. No pipeline can run one stream faster than one forward pass "
+        "per frame, so the ceiling column, the seed loop's time per frame over the forward pass, is the "
+        "highest ratio any one-stream pipeline could reach on that backend.",
         "",
-        *_table(["backend", "seed loop fps", "segcast fps", "ratio", "forward ms", "share of limit"], rows),
+        *_table(["backend", "seed loop fps", "segcast fps", "ratio", "forward ms", "share of limit", "ceiling"], rows),
         "",
     ]
 
