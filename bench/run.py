@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -86,9 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     from server.models import load_model, resolve_model_path
     from server.scene import Scene, write_h264
 
-    model_path = Path(resolve_model_path(args.model))
-    imgsz = args.imgsz or int(load_model(str(model_path)).overrides.get("imgsz", 640))
     args.cache.mkdir(parents=True, exist_ok=True)
+    model_path = _snapshot(Path(resolve_model_path(args.model)), args.cache)
+    imgsz = args.imgsz or int(load_model(str(model_path)).overrides.get("imgsz", 640))
     frames = QUICK_VIDEO_FRAMES if args.quick else VIDEO_FRAMES
     video = args.cache / f"scene-{VIDEO_SEED}-{frames}.mp4"
     if not video.exists():
@@ -133,6 +134,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _snapshot(model_path: Path, cache: Path) -> Path:
+    """A private copy of the model that every case of the run, and every export, is made from.
+
+    The file may be replaced while the run goes on (a model being retrained); the run must not mix weights.
+    """
+    digest = hashlib.sha256(model_path.read_bytes()).hexdigest()[:12]
+    copy = cache / digest / model_path.name
+    if not copy.exists():
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(model_path, copy)
+    return copy
+
+
 def _throughput(model: str, video: Path, imgsz: int, args: argparse.Namespace) -> dict[str, Any]:
     """Seed loop and segcast on the same model file and frames, alternating, ``rounds`` pairs."""
     seeds, segcasts, forwards = [], [], []
@@ -159,7 +173,6 @@ def _backend_models(args: argparse.Namespace, model_path: Path, imgsz: int, resu
     from server.export import ExportError, Progress, export_model, missing_packages, output_name
 
     models: dict[str, str] = {}
-    digest = hashlib.sha256(model_path.read_bytes()).hexdigest()[:12]
     for backend in args.backends.split(","):
         if backend == "pytorch":
             models[backend] = str(model_path)
@@ -168,7 +181,7 @@ def _backend_models(args: argparse.Namespace, model_path: Path, imgsz: int, resu
         if missing:
             results.skipped_backends[backend] = f"not installed ({', '.join(missing)}): pip install '.[{backend}]'"
             continue
-        folder = args.cache / f"{model_path.stem}-{digest}-{imgsz}"
+        folder = model_path.parent / f"imgsz-{imgsz}"
         target = folder / output_name(model_path, backend)
         if not target.exists():
             try:
