@@ -175,8 +175,10 @@ class Encoder:
     def submit(self, result: FrameResult) -> None:
         """Called from the inference thread; never blocks on encoding."""
         with self._lock:
-            if result.frame.stream_id in self._pending:
+            pending = self._pending.get(result.frame.stream_id)
+            if pending is not None:
                 self.dropped += 1
+                result = result.replacing(pending)  # the frame may go, its track events may not
             self._pending[result.frame.stream_id] = result
         self._ready.set()
 
