@@ -51,6 +51,8 @@ PUBLIC_PREFIXES = ("/static/", "/embed/")
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: Minting a signed token changes nothing: a viewer may mint viewer tokens for its own <img> tags.
 TOKENS_PATH = "/api/tokens"
+#: Playing a stream over WebRTC is watching it, though the offer has to be POSTed.
+WATCH_BY_POST_PREFIXES = ("/api/webrtc/play/",)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -166,7 +168,7 @@ def required_role(request: web.Request) -> Role | None:
     path = request.path
     if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
         return None
-    if path == TOKENS_PATH:
+    if path == TOKENS_PATH or path.startswith(WATCH_BY_POST_PREFIXES):
         return Role.VIEWER
     return Role.VIEWER if request.method in READ_METHODS else Role.ADMIN
 

@@ -29,6 +29,8 @@ def _app(policy: AccessPolicy) -> web.Application:
     app.router.add_get("/api/streams", _ok)
     app.router.add_post("/api/streams", _ok)
     app.router.add_delete("/api/streams/{id}", _ok)
+    app.router.add_post("/api/webrtc/play/{id}", _ok)
+    app.router.add_post("/api/webrtc/publish", _ok)
     return app
 
 
@@ -57,6 +59,13 @@ async def test_viewer_reads_but_cannot_change_streams(aiohttp_client: ClientFact
     assert response.status == 403
     assert "admin" in (await response.json())["error"]
     assert (await client.delete("/api/streams/x", headers=_bearer(VIEWER))).status == 403
+
+
+async def test_viewer_may_play_over_webrtc_but_not_publish_a_camera(aiohttp_client: ClientFactory) -> None:
+    client = await aiohttp_client(_app(_policy()))
+    assert (await client.post("/api/webrtc/play/x", headers=_bearer(VIEWER))).status == 200
+    assert (await client.post("/api/webrtc/publish", headers=_bearer(VIEWER))).status == 403
+    assert (await client.post("/api/webrtc/play/x")).status == 401
 
 
 async def test_admin_may_change_streams_and_a_wrong_token_may_not(aiohttp_client: ClientFactory) -> None:
