@@ -1,7 +1,8 @@
 # segcast in a container: `docker build -t segcast .` then
-#   docker run -p 8080:8080 -v segcast-models:/models segcast
-# serves a generated scene with the bundled model. For cameras, name them and a model:
-#   docker run -p 8080:8080 -v segcast-models:/models segcast \
+#   docker run -p 8080:8080 -e SEGCAST_ADMIN_TOKENS=<a long secret> -v segcast-models:/models segcast
+# serves a generated scene with the bundled model. It listens on 0.0.0.0 (the only way through -p),
+# so it refuses to start without a token. For cameras, name them and a model:
+#   docker run -p 8080:8080 -e SEGCAST_ADMIN_TOKENS=... -v segcast-models:/models segcast \
 #       serve --host 0.0.0.0 --source front=rtsp://user:pass@camera/stream
 # Models given by name (the default yolov8n-seg.pt) are downloaded once into the /models volume.
 FROM python:3.11-slim
