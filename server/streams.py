@@ -113,7 +113,8 @@ class StreamManager:
 
     def stop(self) -> None:
         with self._changing:
-            self._stopped = True
+            with self._lock:
+                self._stopped = True
             self._stop_all()
 
     def _stop_all(self) -> None:
@@ -165,14 +166,12 @@ class StreamManager:
         """Start a stream from a source built elsewhere (a WebRTC peer's track) instead of from its URI.
 
         ``config.uri`` only names the source. Raises `StreamExistsError` if the id is taken.
+        Called on the event loop, so it never waits for a change in progress (which may be joining a
+        reader): it only takes the short lock, and checks for a shutdown under it.
         """
-        with self._changing:
-            return self._add_source(config, source)
-
-    def _add_source(self, config: StreamConfig, source: Source) -> StreamInfo:
-        if self._stopped:
-            raise ShuttingDownError("the server is shutting down")
         with self._lock:
+            if self._stopped:
+                raise ShuttingDownError("the server is shutting down")
             if config.stream_id in self._configs:
                 raise StreamExistsError(f"stream {config.stream_id!r} already exists")
             self._configs[config.stream_id] = config
@@ -181,6 +180,8 @@ class StreamManager:
         slot = self._worker.add_stream(config.stream_id, source.fps, config.options)
         reader = StreamReader(config.stream_id, source, slot, self._hub.state_threadsafe)
         with self._lock:
+            if self._stopped:  # `stop` took its list of readers meanwhile: this one must never start
+                raise ShuttingDownError("the server is shutting down")
             self._readers[config.stream_id] = reader
             self._processed[config.stream_id] = 0
         self._hub.state_threadsafe(config.stream_id, StreamState.STARTING, None)

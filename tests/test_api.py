@@ -115,7 +115,7 @@ async def test_adding_an_existing_id_is_a_conflict(start_server: Start) -> None:
 
 
 async def test_a_source_that_cannot_open_is_added_as_failed(start_server: Start, tmp_path: Path) -> None:
-    client = await start_server(media_dirs=(tmp_path.resolve(),))
+    client = await start_server(media_dirs=(tmp_path,))  # the policy resolves it
     response = await client.post("/api/streams", json={"id": "gone", "uri": str(tmp_path / "no-such.mp4")})
     assert response.status == 201
     body = await response.json()

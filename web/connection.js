@@ -5,9 +5,60 @@ const RECONNECT_MIN_MS = 500;
 const RECONNECT_MAX_MS = 5000;
 export const PROTOCOL_VERSION = 1;
 
-// Where a `token` given to the page (?token=...) goes: onto every URL the page loads from segcast.
+const TOKEN_KEY = "segcast.token";
+const SIGNED_TTL_S = 3600;
+const SIGNED_RENEW_MS = 5 * 60 * 1000; // mint a new URL token this long before the old one expires
+
+// Access tokens (see README, Security). A page may be given a signed token in its URL (?token=...),
+// which then goes onto every URL it loads. Otherwise the person is asked once for an access token,
+// kept in localStorage: fetch() sends it as a bearer header, and the URLs a header cannot reach
+// (the WebSocket, <img>) get a short-lived signed token minted with it.
+const pageToken = new URLSearchParams(location.search).get("token");
+let signed = null; // {token, renewAt}
+
+export function storedToken() {
+  try {
+    return localStorage.getItem(TOKEN_KEY);
+  } catch {
+    return null; // storage disabled: the person is asked again after a reload
+  }
+}
+
+export function storeToken(token) {
+  signed = null;
+  try {
+    if (token) localStorage.setItem(TOKEN_KEY, token);
+    else localStorage.removeItem(TOKEN_KEY);
+  } catch {
+    // nothing to do: the token lives as long as the page
+  }
+}
+
+// Headers for fetch(): the stored token as a bearer, unless the page came with a signed token.
+export function authHeaders() {
+  const token = storedToken();
+  return token && !pageToken ? { Authorization: `Bearer ${token}` } : {};
+}
+
+// A signed token for URLs: the page's own, or one minted with the stored token (null if neither).
+export async function urlToken() {
+  if (pageToken) return pageToken;
+  if (!storedToken()) return null;
+  if (signed && Date.now() < signed.renewAt) return signed.token;
+  const response = await fetch("/api/tokens", {
+    method: "POST",
+    headers: { ...authHeaders(), "Content-Type": "application/json" },
+    body: JSON.stringify({ role: "viewer", ttl_s: SIGNED_TTL_S }),
+  }).catch(() => null);
+  if (!response?.ok) return null;
+  const { token, ttl_s: ttl } = await response.json();
+  signed = { token, renewAt: Date.now() + ttl * 1000 - SIGNED_RENEW_MS };
+  return token;
+}
+
+// ``path`` with the newest URL token on it (the page's, or the last one minted by urlToken()).
 export function withToken(path) {
-  const token = new URLSearchParams(location.search).get("token");
+  const token = pageToken || signed?.token;
   if (!token) return path;
   const url = new URL(path, location.href);
   url.searchParams.set("token", token);
@@ -25,7 +76,8 @@ export class Connection {
     this.open();
   }
 
-  open() {
+  async open() {
+    await urlToken();
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const socket = new WebSocket(`${scheme}//${location.host}${withToken("/ws")}`);
     socket.binaryType = "arraybuffer";

@@ -10,7 +10,7 @@
 // timestamp, which is that pts plus an offset the sender chose at random; the offset is learnt from
 // the first frames and then every frame is paired with its own metadata by timestamp.
 
-import { withToken } from "./connection.js";
+import { authHeaders, withToken } from "./connection.js";
 
 const ICE_GATHERING_TIMEOUT_MS = 3000;
 const CONNECT_TIMEOUT_MS = 10000;
@@ -176,7 +176,7 @@ function gatheringComplete(pc) {
 }
 
 async function fetchJson(path, options) {
-  const response = await fetch(withToken(path), options);
+  const response = await fetch(withToken(path), { ...options, headers: { ...authHeaders(), ...options?.headers } });
   const data = await response.json().catch(() => ({}));
   if (!response.ok) throw new Error(data.error || `${response.status} ${response.statusText}`);
   return data;

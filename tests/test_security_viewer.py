@@ -1,0 +1,91 @@
+"""The viewer works with access control on: it asks once for a token, keeps it, and streams with it.
+
+A real headless Chromium against the real app with tokens configured: the page is refused until the
+person gives a token, then the grid fills with live thumbnails (the WebSocket uses a signed URL token
+minted with it), a reload does not ask again, and a viewer token cannot add a stream.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from server.config import StreamConfig
+
+playwright = pytest.importorskip("playwright.async_api")
+
+Start = Callable[..., Awaitable[TestClient]]
+CHROMIUM = "/usr/bin/chromium"
+WAIT_MS = 30_000
+ADMIN = "admin-token-for-the-viewer-test"
+VIEWER = "viewer-token-for-the-viewer-test"
+THUMBNAIL_DRAWN = "document.querySelector('.card canvas')?.dataset.seq !== undefined"
+
+pytestmark = [
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"needs Debian's chromium at {CHROMIUM}"),
+]
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    async with playwright.async_playwright() as driver:
+        instance = await driver.chromium.launch(executable_path=CHROMIUM)
+        try:
+            yield instance
+        finally:
+            await instance.close()
+
+
+class Prompts:
+    """Answers the page's token prompts with ``answer`` and counts them."""
+
+    def __init__(self, page: Any, answer: str) -> None:
+        self.answer = answer
+        self.count = 0
+        page.on("dialog", self._on_dialog)
+
+    async def _on_dialog(self, dialog: Any) -> None:
+        self.count += 1
+        await dialog.accept(self.answer)
+
+
+async def test_the_viewer_asks_for_a_token_once_and_then_streams(start_server: Start, browser: Any) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=1"), admin_tokens=(ADMIN,), viewer_tokens=(VIEWER,))
+    assert (await client.get("/api/streams")).status == 401
+    page = await browser.new_page()
+    prompts = Prompts(page, VIEWER)
+    await page.goto(str(client.make_url("/")))
+    await page.wait_for_function(THUMBNAIL_DRAWN, timeout=WAIT_MS)
+    assert prompts.count == 1
+    assert await page.evaluate("localStorage.getItem('segcast.token')") == VIEWER
+
+    await page.reload()
+    await page.wait_for_function(THUMBNAIL_DRAWN, timeout=WAIT_MS)
+    assert prompts.count == 1, "a stored token is not asked for again"
+
+    # A viewer may not add a stream: the page asks for a stronger token, and with it the change is made.
+    prompts.answer = ADMIN
+    await page.fill("#add-form input[name=id]", "second")
+    await page.fill("#add-form input[name=uri]", "scene:?seed=2")
+    await page.click("#add-form button[type=submit]")
+    await page.wait_for_selector(".card[data-stream=second]", timeout=WAIT_MS)
+    assert prompts.count == 2
+    await page.close()
+
+
+async def test_a_wrong_token_is_refused_and_the_page_says_why(start_server: Start, browser: Any) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=1"), admin_tokens=(ADMIN,))
+    page = await browser.new_page()
+    Prompts(page, "not-the-right-token-at-all")
+    await page.goto(str(client.make_url("/")))
+    await page.fill("#add-form input[name=id]", "second")
+    await page.fill("#add-form input[name=uri]", "scene:?seed=2")
+    await page.click("#add-form button[type=submit]")
+    await page.wait_for_function("document.querySelector('#add-error').textContent.includes('token')", timeout=WAIT_MS)
+    assert await page.locator(".card[data-stream=cam] canvas[data-seq]").count() == 0
+    await page.close()
