@@ -164,8 +164,19 @@ async def test_camera_credentials_never_come_back_out(start_server: Start, caplo
     seen.append(json.dumps(await eventually(reconnected, what="a reconnect attempt")))
     for path in ("/api/streams", "/api/streams/typo", "/metrics"):
         seen.append(await (await client.get(path)).text())
+    async with client.ws_connect("/ws") as ws:  # a viewer arriving later gets the streams in its hello
+        hello = await ws.receive(timeout=20)
+        assert "door" in hello.data
+        seen.append(hello.data)
     seen += [record.getMessage() for record in caplog.records]
     text = "\n".join(seen)
     assert "admin:***@127.0.0.1" in text  # the stream is still recognisable
     assert PASSWORD not in text
     assert QUERY_TOKEN not in text
+
+
+async def test_a_scene_too_large_for_memory_is_refused(start_server: Start) -> None:
+    client = await start_server()
+    response = await client.post("/api/streams", json={"id": "huge", "uri": "scene:?width=99999&height=99999"})
+    body = await response.json()
+    assert body["state"] == "failed" and "at most 3840" in body["error"]
