@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from server.cli import ssl_context
+from server.config import load_config, write_config
 from tests.support.segcast_process import REPO, START_TIMEOUT_S, SegcastProcess
 
 CERT_DAYS = 1
@@ -125,3 +127,23 @@ def test_unusable_tls_files_stop_the_start_with_one_line(tmp_path: Path, flags: 
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("segcast: ") and named in lines[0], result.stderr
+
+
+def test_tls_files_in_the_config_file_are_relative_to_it_and_survive_a_save(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    (tmp_path / "videos").mkdir()
+    path = tmp_path / "segcast.toml"
+    path.write_text(
+        '[server]\ntls_cert = "cert.pem"\ntls_key = "key.pem"\nmedia_dirs = ["videos"]\nallow_devices = true\n'
+    )
+    settings = load_config(path)
+    assert (settings.tls_cert, settings.tls_key) == (cert.resolve(), key.resolve())
+    assert ssl_context(settings) is not None
+    write_config(settings, [])
+    again = load_config(path)
+    assert (again.tls_cert, again.tls_key, again.media_dirs, again.allow_devices) == (
+        settings.tls_cert,
+        settings.tls_key,
+        settings.media_dirs,
+        True,
+    )
