@@ -157,10 +157,19 @@ class LatencyRun:
     @property
     def rss_growth(self) -> float:
         """Growth of the resident size from the first to the last tenth of the run (after warm-up)."""
+        return _growth([mb for _, mb in self.rss_mb])
+
+    @property
+    def rss_growth_second_half(self) -> float:
+        """The same over the second half only: allocators warming up to every batch size are left out."""
         values = [mb for _, mb in self.rss_mb]
-        tenth = max(1, len(values) // 10)
-        first, last = statistics.mean(values[:tenth]), statistics.mean(values[-tenth:])
-        return (last - first) / first
+        return _growth(values[len(values) // 2 :])
+
+
+def _growth(values: list[float]) -> float:
+    tenth = max(1, len(values) // 10)
+    first, last = statistics.mean(values[:tenth]), statistics.mean(values[-tenth:])
+    return (last - first) / first
 
 
 def latency_run(model: str, video: Path, streams: int, imgsz: int, seconds: float) -> LatencyRun:

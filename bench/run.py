@@ -40,6 +40,7 @@ BACKENDS = ("pytorch", "onnx", "openvino")
 SECTIONS = ("throughput", "tracking", "multistream", "latency", "fanout")
 TRACK_SEED = 7  # the scene tests/ and tools/track_report.py score tracking on
 CASE_TIMEOUT_S = 900.0
+LAST_RUN = "last-run.json"  # every figure of the latest run, kept in --cache to re-render the page
 
 
 @dataclass
@@ -74,6 +75,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "segcast-bench")
     parser.add_argument("--quick", action="store_true", help="tiny runs to check the chain works")
+    parser.add_argument(
+        "--report-only", action="store_true", help=f"measure nothing: rewrite the page from --cache's {LAST_RUN}"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.frames, args.rounds, args.stream_counts, args.stream_frames = 8, 1, "1,2", 4
@@ -84,6 +88,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.report_only:
+        print(write_report(load_results(args.cache / LAST_RUN), args.out, quick=args.quick))
+        return 0
     from server.models import load_model, resolve_model_path
     from server.scene import Scene, write_h264
 
@@ -129,9 +136,21 @@ def main(argv: list[str] | None = None) -> int:
             _say(f"fan-out {point.viewers} viewers: {json.dumps(asdict(point))}")
     results.machine["load_after"] = _load()
     results.machine["minutes"] = round((time.monotonic() - started) / 60, 1)
+    (args.cache / LAST_RUN).write_text(json.dumps(asdict(results)))
     table = write_report(results, args.out, quick=args.quick)
     print(table)
     return 0
+
+
+def load_results(path: Path) -> Results:
+    """The figures of a run saved by `main`, to render its page again without measuring."""
+    data = json.loads(path.read_text())
+    series = ("rss_mb", "latency")
+    data["latency"] = [
+        LatencyRun(**{**run, **{key: [tuple(p) for p in run[key]] for key in series}}) for run in data["latency"]
+    ]
+    data["fanout"] = [FanoutPoint(**point) for point in data["fanout"]]
+    return Results(**data)
 
 
 def _snapshot(model_path: Path, cache: Path) -> Path:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -20,3 +22,22 @@ def test_quick_throughput_run_writes_the_page_and_plot(tmp_path: Path, capsys: p
     assert "| PyTorch |" in page
     assert out.with_suffix(".png").stat().st_size > 0
     assert "share of the limit" in capsys.readouterr().out
+
+
+def test_the_page_can_be_rewritten_from_the_saved_run(tmp_path: Path) -> None:
+    from bench.live import FanoutPoint, LatencyRun
+    from bench.run import LAST_RUN, Results
+
+    samples = [(float(t), 100.0) for t in range(10)]
+    results = Results(
+        latency=[LatencyRun(4, 10.0, 100.0, 120.0, 100.0, 100.0, samples, samples, 15.0)],
+        fanout=[FanoutPoint(1, 0.5, 15.0, 15.0, 1.0), FanoutPoint(100, 0.55, 15.0, 15.0, 0.95)],
+    )
+    (tmp_path / LAST_RUN).write_text(json.dumps(asdict(results)))
+    out = tmp_path / "benchmarks.md"
+
+    assert main(["--report-only", "--cache", str(tmp_path), "--out", str(out)]) == 0
+
+    page = out.read_text()
+    assert "| memory flat, 4 streams (0.2 min) | < 5% growth after warm-up | +0.0% | yes |" in page
+    assert "server CPU, 100 viewers vs 1" in page
