@@ -281,8 +281,22 @@ def _settings(args: argparse.Namespace, model_path: Path, imgsz: int) -> dict[st
         "track_frames": args.track_frames,
         "track_seed": TRACK_SEED,
         "video": f"generated scene, seed {VIDEO_SEED}, 640x384 H.264 at 15 fps",
-        "command": "python -m bench " + " ".join(a for a in sys.argv[1:] if not a.startswith("--out")),
+        "command": " ".join(["python -m bench", *_without_out(sys.argv[1:])]),
     }
+
+
+def _without_out(argv: list[str]) -> list[str]:
+    """The arguments that change what is measured: not where the page goes."""
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--out":
+            skip = True
+        elif not arg.startswith("--out="):
+            kept.append(arg)
+    return kept
 
 
 def _say(text: str) -> None:
