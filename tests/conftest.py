@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
+import aioice.ice
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -17,6 +18,18 @@ SCENE_SEED = 7
 SCENE_FRAMES = 300
 
 ClientFactory = Callable[..., Awaitable[TestClient]]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_aioice_mdns() -> Iterator[None]:
+    """Each test has its own event loop, but aioice keeps one mDNS lock per process.
+
+    A browser's offer names its host candidates by mDNS, so the server's ICE takes that lock; a loop
+    that ends while it is held (at a test's teardown) leaves it locked and bound to that loop, and
+    every later offer in the process fails with "bound to a different event loop".
+    """
+    yield
+    vars(aioice.ice._mdns).clear()
 
 
 @pytest.fixture(scope="session")
