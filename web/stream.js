@@ -1,7 +1,34 @@
 // The stream view: the clean frame with overlays drawn here from its metadata, the live track table,
 // stats and the embed snippet. Hovering or clicking a track (in the table or on the video) highlights it.
+//
+// The frames come over WebRTC where it works: a video track of clean frames, each paired with its own
+// metadata from the "meta" data channel by timestamp (web/webrtc.js). Until the first of them is
+// shown, and for good once WebRTC fails (no RTCPeerConnection, a refused offer, nothing within a few
+// seconds, a connection lost later), they come over the WebSocket as JPEGs instead. Either way the
+// picture is copied to the canvas with its metadata, so overlays, highlights and pause work the same.
+// ?transport=ws, or localStorage "segcast.transport" = "ws", keeps the view on the WebSocket.
 
 import { drawOverlay, trackAt, trackColor } from "./overlay.js";
+import { canPlay, playStream } from "./webrtc.js";
+
+const FIRST_FRAME_TIMEOUT_MS = 5000;
+const TRANSPORT_KEY = "segcast.transport";
+
+function webrtcWanted() {
+  let asked = new URLSearchParams(location.search).get("transport");
+  try {
+    asked ??= localStorage.getItem(TRANSPORT_KEY);
+  } catch {
+    // storage disabled: only the URL can ask
+  }
+  return asked !== "ws" && canPlay();
+}
+
+// The stream the page's address shows, as app.js reads it (null on the grid).
+function routedStream() {
+  const match = location.hash.match(/^#\/stream\/(.+)$/);
+  return match ? decodeURIComponent(match[1]) : null;
+}
 
 export class StreamView {
   constructor(elements) {
@@ -15,6 +42,14 @@ export class StreamView {
     this.pinnedId = null;
     this.show = {};
     this.paused = false;
+    this.transport = "websocket"; // what the frames on the canvas come over: "websocket" or "webrtc"
+    this.rtc = null; // the WebRTC attempt or player of the open stream: {video, player, timer, abort}
+    this.frameCopy = document.createElement("canvas"); // the WebRTC frame shown, kept while paused
+    this.badge = elements.transport ?? document.getElementById("stream-transport");
+    // Leaving the stream view ends its WebRTC player (app.js only tells the view which stream to open).
+    window.addEventListener("hashchange", () => {
+      if (this.streamId !== null && routedStream() !== this.streamId) this.close();
+    });
     elements.pause.addEventListener("click", () => this.setPaused(!this.paused));
     for (const input of elements.toggles.querySelectorAll("input")) {
       this.show[input.name] = input.checked;
@@ -32,8 +67,23 @@ export class StreamView {
     elements.canvas.addEventListener("click", (event) => this.pin(this.trackUnder(event)?.id));
   }
 
+  // Over WebRTC the socket still brings this stream's status, but no pictures.
   subscription() {
-    return { streams: [{ id: this.streamId, image: "clean" }] };
+    return { streams: [{ id: this.streamId, image: this.transport === "webrtc" ? "none" : "clean" }] };
+  }
+
+  // app.js sends subscription() again whenever it routes; a repeated hashchange re-routes to this view.
+  resubscribe() {
+    window.dispatchEvent(new HashChangeEvent("hashchange"));
+  }
+
+  setTransport(transport) {
+    this.transport = transport;
+    this.el.canvas.dataset.transport = transport;
+    if (this.badge) {
+      this.badge.textContent = transport === "webrtc" ? "WebRTC" : "WebSocket";
+      this.badge.title = `video over ${this.badge.textContent}`;
+    }
   }
 
   // While paused the last frame stays, so its tracks can be inspected with any overlay.
@@ -45,18 +95,97 @@ export class StreamView {
 
   open(streamId) {
     if (streamId !== this.streamId) {
+      this.close();
       this.setPaused(false);
       this.streamId = streamId;
-      this.meta = null;
-      this.bitmap?.close();
-      this.bitmap = null;
       this.pinnedId = null;
       this.el.trackBody.replaceChildren();
       this.context.clearRect(0, 0, this.el.canvas.width, this.el.canvas.height);
+      this.setTransport("websocket");
+      if (webrtcWanted()) this.startWebRTC(streamId);
     }
     this.el.title.textContent = streamId;
     const embed = `${location.origin}/embed/${encodeURIComponent(streamId)}`;
     this.el.embedCode.value = `<iframe src="${embed}" width="640" height="384" style="border:0"></iframe>`;
+  }
+
+  close() {
+    this.stopWebRTC();
+    this.streamId = null;
+    this.meta = null;
+    this.bitmap?.close?.();
+    this.bitmap = null;
+  }
+
+  async startWebRTC(streamId) {
+    const video = document.createElement("video");
+    video.className = "rtc-source";
+    video.muted = true;
+    video.playsInline = true;
+    // In the document, though unseen, so that the browser presents (and reports) each of its frames.
+    this.el.canvas.after(video);
+    const rtc = { video, player: null, timer: null, abort: new AbortController() };
+    this.rtc = rtc;
+    rtc.timer = setTimeout(() => this.fallBack(rtc, "no video within 5 s"), FIRST_FRAME_TIMEOUT_MS);
+    let player;
+    try {
+      player = await playStream(streamId, {
+        video,
+        image: "clean",
+        signal: rtc.abort.signal,
+        onMeta: (meta) => this.rtcFrame(rtc, meta),
+        onState: (state) => {
+          if (state === "failed" || state === "closed") this.fallBack(rtc, `the connection ${state}`);
+        },
+      });
+    } catch (error) {
+      this.fallBack(rtc, error.message);
+      return;
+    }
+    if (this.rtc === rtc) rtc.player = player;
+    else player.stop(); // given up on, or left, while it connected
+  }
+
+  stopWebRTC() {
+    const rtc = this.rtc;
+    if (!rtc) return;
+    this.rtc = null;
+    clearTimeout(rtc.timer);
+    rtc.abort.abort(new Error("no longer wanted"));
+    rtc.player?.stop();
+    rtc.video.remove();
+  }
+
+  fallBack(rtc, reason) {
+    if (this.rtc !== rtc) return;
+    console.info("segcast: video over the WebSocket, not WebRTC:", reason);
+    this.stopWebRTC();
+    if (this.transport !== "websocket") {
+      this.setTransport("websocket");
+      this.resubscribe();
+    }
+  }
+
+  // A WebRTC frame being shown, with its metadata: copy it, as the canvas keeps it while paused.
+  rtcFrame(rtc, meta) {
+    const { video } = rtc;
+    if (this.rtc !== rtc || meta.stream !== this.streamId) return;
+    if (video.readyState < HTMLMediaElement.HAVE_CURRENT_DATA || !video.videoWidth) return;
+    if (this.transport !== "webrtc") {
+      clearTimeout(rtc.timer);
+      this.setTransport("webrtc");
+      this.resubscribe();
+    }
+    if (this.paused) return;
+    const copy = this.frameCopy;
+    if (copy.width !== meta.width || copy.height !== meta.height) {
+      copy.width = meta.width;
+      copy.height = meta.height;
+    }
+    copy.getContext("2d").drawImage(video, 0, 0, copy.width, copy.height);
+    if (this.bitmap !== copy) this.bitmap?.close?.();
+    this.bitmap = copy;
+    this.present(meta);
   }
 
   setState(state, error) {
@@ -88,28 +217,33 @@ export class StreamView {
     this.setState(stream.state, stream.error);
   }
 
+  // A WebSocket frame: its metadata and the clean JPEG.
   async frame(meta, jpeg) {
-    if (meta.stream !== this.streamId || !jpeg || this.paused) return;
+    if (meta.stream !== this.streamId || !jpeg || this.paused || this.transport !== "websocket") return;
     // A frame that arrives while the previous one is still decoding is skipped: stay live, not complete.
     if (this.decoding) return;
     this.decoding = true;
     try {
       const bitmap = await createImageBitmap(new Blob([jpeg], { type: "image/jpeg" }));
-      if (meta.stream !== this.streamId) {
+      if (meta.stream !== this.streamId || this.transport !== "websocket" || this.paused) {
         bitmap.close();
         return;
       }
-      this.bitmap?.close();
+      this.bitmap?.close?.();
       this.bitmap = bitmap;
-      this.meta = meta;
-      this.redraw();
-      this.showTracks(meta);
-      // What is on screen, for people with developer tools and for the browser tests.
-      this.el.canvas.dataset.seq = meta.seq;
-      this.el.canvas.dataset.tracks = meta.tracks.map((t) => t.id).join(",");
+      this.present(meta);
     } finally {
       this.decoding = false;
     }
+  }
+
+  present(meta) {
+    this.meta = meta;
+    this.redraw();
+    this.showTracks(meta);
+    // What is on screen, for people with developer tools and for the browser tests.
+    this.el.canvas.dataset.seq = meta.seq;
+    this.el.canvas.dataset.tracks = meta.tracks.map((t) => t.id).join(",");
   }
 
   redraw() {

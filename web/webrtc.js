@@ -75,10 +75,11 @@ export async function publishCamera({ streamId, width = 1280, height = 720, fram
  * if it cannot (no WebRTC, refused, no connection within a few seconds), so the caller can fall back.
  * `onMeta(meta)` gets each shown frame's metadata (the protocol's "frame" message, plus `pts`).
  * `image: "clean"` asks for the frames without the server's overlay, to draw one from `onMeta`.
+ * Aborting `signal` while it connects gives up (the promise rejects); stop() ends it afterwards.
  */
-export async function playStream(streamId, { video, onMeta, onState, image = "annotated" } = {}) {
+export async function playStream(streamId, { video, onMeta, onState, image = "annotated", signal } = {}) {
   if (!canPlay()) throw new Error("this browser has no WebRTC");
-  const pc = await newPeer(onState);
+  const pc = await newPeer(onState, signal);
   pc.addTransceiver("video", { direction: "recvonly" });
   const channel = pc.createDataChannel("meta");
   const pairing = new MetaPairing(onMeta);
@@ -95,9 +96,11 @@ export async function playStream(streamId, { video, onMeta, onState, image = "an
     pc.addEventListener("connectionstatechange", () => {
       if (pc.connectionState === "failed") reject(new Error("the WebRTC connection failed"));
     });
+    signal?.addEventListener("abort", () => reject(signal.reason));
   });
+  playing.catch(() => {}); // awaited below unless negotiating failed first: not an unhandled rejection
   try {
-    await negotiate(pc, `/api/webrtc/play/${encodeURIComponent(streamId)}`, { image });
+    await negotiate(pc, `/api/webrtc/play/${encodeURIComponent(streamId)}`, { image }, signal);
     await playing;
   } catch (error) {
     pc.close();
@@ -141,17 +144,19 @@ export async function playWithFallback(streamId, { video, onMeta, fallback, onSt
   }
 }
 
-async function newPeer(onState) {
-  const config = await fetchJson("/api/webrtc/config");
+async function newPeer(onState, signal) {
+  const config = await fetchJson("/api/webrtc/config", { signal });
   const pc = new RTCPeerConnection({ iceServers: config.ice_servers });
   pc.addEventListener("connectionstatechange", () => onState?.(pc.connectionState));
   return pc;
 }
 
-async function negotiate(pc, path, body) {
+async function negotiate(pc, path, body, signal) {
   await pc.setLocalDescription(await pc.createOffer());
   await gatheringComplete(pc);
+  signal?.throwIfAborted();
   const answer = await fetchJson(path, {
+    signal,
     method: "POST",
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ ...body, type: "offer", sdp: pc.localDescription.sdp }),
@@ -217,7 +222,12 @@ class MetaPairing {
   }
 
   show(rtpTimestamp) {
-    if (rtpTimestamp === undefined || !this.onMeta) return;
+    if (!this.onMeta) return;
+    if (rtpTimestamp === undefined) {
+      // A browser that does not report timestamps: the newest metadata is the best guess.
+      if (this.latest) this.onMeta(this.latest);
+      return;
+    }
     if (this.offset === null) {
       if (!this.latest) return;
       // The metadata is sent just before its frame is encoded, so the newest one is this frame's

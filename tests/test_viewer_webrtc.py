@@ -1,0 +1,176 @@
+"""The stream view in a real headless Chromium plays over WebRTC, and over the WebSocket when it cannot.
+
+Over WebRTC the page gets clean frames as a video track and each frame's metadata on the "meta" data
+channel; it draws the overlays and fills the track table itself, exactly as on the WebSocket path.
+Every wait is on something the page shows, with a deadline; none is a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from server.config import StreamConfig
+from tests.test_viewer import (
+    CANVAS_STATS,
+    CHROMIUM,
+    WAIT_MS,
+    Console,
+    _record_tracks,
+    _shown_frame_and_rows,
+    open_page,
+    wait_for_new_frame,
+)
+
+playwright = pytest.importorskip("playwright.async_api")
+
+Start = Callable[..., Awaitable[TestClient]]
+
+pytestmark = [
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"needs Debian's chromium at {CHROMIUM}"),
+]
+
+NO_WEBRTC = "delete window.RTCPeerConnection;"
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    async with playwright.async_playwright() as driver:
+        instance = await driver.chromium.launch(executable_path=CHROMIUM)
+        try:
+            yield instance
+        finally:
+            await instance.close()
+
+
+@pytest.fixture
+def screenshots(request: pytest.FixtureRequest) -> Path:
+    folder = Path(request.config.cache.mkdir("viewer-screenshots")) / request.node.name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+async def wait_for_transport(page: Any, badge: str) -> None:
+    await page.wait_for_function(
+        "(text) => document.querySelector('#stream-transport')?.textContent === text", arg=badge, timeout=WAIT_MS
+    )
+
+
+async def assert_live_frames_with_tracks(page: Any, client: TestClient, transport: str) -> None:
+    """Two different, non-blank pictures arrive, and the table lists the tracks of the frame shown."""
+    metadata: dict[int, list[int]] = {}
+    async with client.ws_connect("/ws") as ws:
+        await ws.receive_json()
+        await ws.send_json({"type": "subscribe", "streams": ["cam"], "image": "none"})
+        recorder = asyncio.create_task(_record_tracks(ws, metadata))
+        try:
+            first = await wait_for_new_frame(page, "#video")
+            assert first["std"] > 10, "frames are pictures, not blank"
+            second = first
+            for _ in range(30):  # the scene may hold still for a frame or two
+                second = await wait_for_new_frame(page, "#video", second["seq"])
+                assert second["std"] > 10, "frames are pictures, not blank"
+                if second["hash"] != first["hash"]:
+                    break
+            assert first["hash"] != second["hash"], "the picture changes as frames arrive"
+            await page.wait_for_function(
+                "() => document.querySelectorAll('#tracks tbody tr').length > 0", timeout=WAIT_MS
+            )
+            seq, rows, on_canvas = await _shown_frame_and_rows(page, metadata)
+            assert rows == on_canvas == metadata[seq], "the table lists exactly the tracks of the frame shown"
+        finally:
+            recorder.cancel()
+    assert await page.evaluate("() => document.querySelector('#video').dataset.transport") == transport
+
+
+async def test_stream_view_plays_over_webrtc_with_the_tracks_from_the_data_channel(
+    start_server: Start, browser: Any, screenshots: Path
+) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    page, console = await open_page(browser, client, "/#/stream/cam")
+    await wait_for_transport(page, "WebRTC")
+    await assert_live_frames_with_tracks(page, client, "webrtc")
+    await page.wait_for_function(
+        "() => document.querySelector('[data-stat=processed]')?.textContent.includes('fps')", timeout=WAIT_MS
+    )
+    await page.screenshot(path=screenshots / "webrtc.png")
+
+    # Paused, the WebRTC picture stays while the video plays on, and the overlays are redrawn on it.
+    await page.click("#pause")
+    drawn = await page.evaluate(CANVAS_STATS, "#video")
+    for name in ("masks", "boxes", "labels", "trails"):
+        await page.uncheck(f"#overlays input[name={name}]")
+    bare = await page.evaluate(CANVAS_STATS, "#video")
+    assert bare["seq"] == drawn["seq"], "paused: the same frame"
+    assert bare["hash"] != drawn["hash"], "turning the overlays off changes the picture"
+    assert bare["std"] > 10
+
+    # Back on the grid the player is closed; the stream view opens it again.
+    await page.click("#nav-grid")
+    await page.wait_for_function("() => document.querySelectorAll('video.rtc-source').length === 0", timeout=WAIT_MS)
+    await page.click('.card[data-stream="cam"]')
+    await page.click("#pause")
+    await wait_for_transport(page, "WebRTC")
+    await wait_for_new_frame(page, "#video", bare["seq"])
+    assert console.errors == []
+
+
+@pytest.mark.parametrize(
+    ("path", "init_script"),
+    [("/?transport=ws#/stream/cam", None), ("/#/stream/cam", NO_WEBRTC)],
+    ids=["transport-ws", "no-rtcpeerconnection"],
+)
+async def test_stream_view_falls_back_to_the_websocket(
+    start_server: Start, browser: Any, screenshots: Path, path: str, init_script: str | None
+) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    page = await browser.new_page(viewport={"width": 1280, "height": 800})
+    console = Console(page)
+    if init_script:
+        await page.add_init_script(init_script)
+    await page.goto(str(client.make_url(path)))
+    await assert_live_frames_with_tracks(page, client, "websocket")
+    assert await page.text_content("#stream-transport") == "WebSocket"
+    assert await page.locator("video.rtc-source").count() == 0
+    await page.screenshot(path=screenshots / "websocket.png")
+    assert console.errors == []
+
+
+async def test_a_refused_offer_falls_back_to_the_websocket(start_server: Start, browser: Any) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    page = await browser.new_page()
+    console = Console(page)
+    await page.route("**/api/webrtc/play/**", lambda route: route.fulfill(status=503, json={"error": "busy"}))
+    await page.goto(str(client.make_url("/#/stream/cam")))
+    # The attempt is over at once (its hidden <video> is gone), well before the 5 s without a frame.
+    await page.wait_for_function("() => document.querySelectorAll('video.rtc-source').length === 0", timeout=4000)
+    await assert_live_frames_with_tracks(page, client, "websocket")
+    assert await page.text_content("#stream-transport") == "WebSocket"
+    refused = "Failed to load resource: the server responded with a status of 503 (Service Unavailable)"
+    assert console.errors == [refused]
+
+
+async def test_with_access_control_the_stored_viewer_token_plays_over_webrtc(start_server: Start, browser: Any) -> None:
+    viewer = "viewer-token-for-the-webrtc-viewer-test"
+    client = await start_server(
+        StreamConfig("cam", "scene:?seed=3"),
+        admin_tokens=("admin-token-for-the-webrtc-viewer-test",),
+        viewer_tokens=(viewer,),
+    )
+    assert (await client.post("/api/webrtc/play/cam", json={})).status == 401
+    page = await browser.new_page()
+    console = Console(page)
+    await page.add_init_script(f"localStorage.setItem('segcast.token', {viewer!r})")
+    await page.goto(str(client.make_url("/#/stream/cam")))
+    await wait_for_transport(page, "WebRTC")
+    await page.wait_for_function("() => document.querySelectorAll('#tracks tbody tr').length > 0", timeout=WAIT_MS)
+    frame = await wait_for_new_frame(page, "#video")
+    assert frame["std"] > 10
+    assert console.errors == []
