@@ -8,6 +8,7 @@ so a dashboard on an allowed origin can put ``/embed/<stream>`` (or the whole vi
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from aiohttp import web
@@ -25,7 +26,20 @@ def web_root() -> Path:
 def setup_pages(app: web.Application) -> None:
     app.router.add_get("/", _index)
     app.router.add_get("/embed/{stream}", _embed)
-    app.router.add_static("/static/", web_root(), follow_symlinks=False)
+    app.router.add_get("/static/{name}", _static)
+
+
+@functools.cache
+def viewer_files() -> frozenset[str]:
+    """The names ``/static/`` serves: the viewer's own flat folder of pages, scripts and styles.
+
+    Serving a fixed set instead of a directory means no request path ever reaches the file system:
+    no traversal to judge, and no ``OSError`` (a name too long, say) to turn into a 500.
+    """
+    return frozenset(p.name for p in web_root().iterdir() if p.is_file() and p.suffix in VIEWER_SUFFIXES)
+
+
+VIEWER_SUFFIXES = frozenset({".html", ".js", ".css"})
 
 
 def frame_ancestors(origins: tuple[str, ...]) -> str:
@@ -40,6 +54,13 @@ def _page(request: web.Request, name: str) -> web.FileResponse:
     response.headers["Content-Security-Policy"] = frame_ancestors(request.app[settings_key].embed_origins)
     response.headers["Cache-Control"] = "no-cache"
     return response
+
+
+async def _static(request: web.Request) -> web.FileResponse:
+    name = request.match_info["name"]
+    if name not in viewer_files():
+        raise web.HTTPNotFound(text="no such file")
+    return web.FileResponse(web_root() / name)
 
 
 async def _index(request: web.Request) -> web.FileResponse:

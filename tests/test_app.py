@@ -67,3 +67,11 @@ async def test_shutdown_stops_every_pipeline_thread(start_server: Start) -> None
         await asyncio.wait_for(client.close(), timeout=10)
     alive = [t.name for t in threading.enumerate() if t.name.startswith(PIPELINE_THREADS)]
     assert alive == []
+
+
+async def test_static_serves_the_viewer_files_and_nothing_else(start_server: Start) -> None:
+    client = await start_server()
+    script = await client.get("/static/app.js")
+    assert script.status == 200 and "javascript" in script.headers["Content-Type"]
+    for path in ("/static/" + "a" * 300, "/static/..%2Fpyproject.toml", "/static/nope.js", "/static/"):
+        assert (await client.get(path)).status == 404, path
