@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import aioice.ice
 import pytest
@@ -16,6 +17,7 @@ from server.scene import Scene, write_h264
 
 SCENE_SEED = 7
 SCENE_FRAMES = 300
+CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright's own browser download cannot work offline
 
 ClientFactory = Callable[..., Awaitable[TestClient]]
 
@@ -58,3 +60,16 @@ def start_server(aiohttp_client: ClientFactory) -> Callable[..., Awaitable[TestC
         return await aiohttp_client(create_app(settings))
 
     return start
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    """A headless Debian Chromium driven by Playwright, closed after the test."""
+    from playwright import async_api as playwright
+
+    async with playwright.async_playwright() as driver:
+        instance = await driver.chromium.launch(executable_path=CHROMIUM)
+        try:
+            yield instance
+        finally:
+            await instance.close()

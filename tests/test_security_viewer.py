@@ -8,18 +8,19 @@ minted with it), a reload does not ask again, and a viewer token cannot add a st
 from __future__ import annotations
 
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
+from tests.conftest import CHROMIUM
 
-playwright = pytest.importorskip("playwright.async_api")
+pytest.importorskip("playwright.async_api")
 
 Start = Callable[..., Awaitable[TestClient]]
-CHROMIUM = "/usr/bin/chromium"
+
 WAIT_MS = 30_000
 ADMIN = "admin-token-for-the-viewer-test"
 VIEWER = "viewer-token-for-the-viewer-test"
@@ -29,16 +30,6 @@ pytestmark = [
     pytest.mark.timeout(120),
     pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"needs Debian's chromium at {CHROMIUM}"),
 ]
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    async with playwright.async_playwright() as driver:
-        instance = await driver.chromium.launch(executable_path=CHROMIUM)
-        try:
-            yield instance
-        finally:
-            await instance.close()
 
 
 class Prompts:

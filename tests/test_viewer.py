@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +20,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from server.app import create_app
 from server.config import Settings, StreamConfig
 from server.models import BUNDLED_MODEL
+from tests.conftest import CHROMIUM
 
-playwright = pytest.importorskip("playwright.async_api")
+pytest.importorskip("playwright.async_api")
 
 Start = Callable[..., Awaitable[TestClient]]
-CHROMIUM = "/usr/bin/chromium"
+
 WAIT_MS = 30_000
 
 pytestmark = [
@@ -51,16 +52,6 @@ def screenshots(request: pytest.FixtureRequest) -> Path:
     folder = Path(request.config.cache.mkdir("viewer-screenshots")) / request.node.name
     folder.mkdir(parents=True, exist_ok=True)
     return folder
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    async with playwright.async_playwright() as driver:
-        instance = await driver.chromium.launch(executable_path=CHROMIUM)
-        try:
-            yield instance
-        finally:
-            await instance.close()
 
 
 class Console:

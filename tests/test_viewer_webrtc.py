@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from tests.test_viewer import (
     wait_for_new_frame,
 )
 
-playwright = pytest.importorskip("playwright.async_api")
+pytest.importorskip("playwright.async_api")
 
 Start = Callable[..., Awaitable[TestClient]]
 
@@ -38,16 +38,6 @@ pytestmark = [
 ]
 
 NO_WEBRTC = "delete window.RTCPeerConnection;"
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    async with playwright.async_playwright() as driver:
-        instance = await driver.chromium.launch(executable_path=CHROMIUM)
-        try:
-            yield instance
-        finally:
-            await instance.close()
 
 
 @pytest.fixture
