@@ -191,19 +191,31 @@ def _stalled_websocket(host: str, port: int, subscribe: dict[str, Any]) -> socke
     return sock
 
 
-async def test_stalled_client_that_never_reads_does_not_slow_another(start_server: Start) -> None:
-    client = await start_server(StreamConfig("cam", "scene:?seed=1&width=1280&height=720"))
+async def _fallen_behind_client(client: TestClient) -> socket.socket:
+    """A subscribed WebSocket client that never reads, once the server has started dropping its frames."""
     assert client.app is not None
     hub = client.app[hub_key]
     stalled = await asyncio.to_thread(
         _stalled_websocket, client.server.host, client.server.port, {"streams": ["cam"], "image": "clean"}
     )
+
+    async def stalled_is_dropping() -> bool:
+        return any(v.name == "ws" and v.dropped_frames >= 3 for v in hub.viewers)
+
     try:
-
-        async def stalled_is_dropping() -> bool:
-            return any(v.name == "ws" and v.dropped_frames >= 3 for v in hub.viewers)
-
         await eventually(stalled_is_dropping, timeout_s=60, what="the stalled client to fall behind")
+    except BaseException:
+        stalled.close()
+        raise
+    return stalled
+
+
+async def test_stalled_client_that_never_reads_does_not_slow_another(start_server: Start) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=1&width=1280&height=720"))
+    assert client.app is not None
+    hub = client.app[hub_key]
+    stalled = await _fallen_behind_client(client)
+    try:
         live = await connect(client, {"streams": ["cam"], "image": "clean"})
         await frames(live, 1)
         published = hub.published("cam")
@@ -219,17 +231,8 @@ async def test_stalled_client_that_never_reads_does_not_slow_another(start_serve
 
 async def test_shutdown_does_not_hang_on_stalled_or_streaming_clients(start_server: Start) -> None:
     client = await start_server(StreamConfig("cam", "scene:?seed=1&width=1280&height=720"))
-    assert client.app is not None
-    hub = client.app[hub_key]
-    stalled = await asyncio.to_thread(
-        _stalled_websocket, client.server.host, client.server.port, {"streams": ["cam"], "image": "clean"}
-    )
+    stalled = await _fallen_behind_client(client)
     try:
-
-        async def stalled_is_dropping() -> bool:
-            return any(v.name == "ws" and v.dropped_frames >= 3 for v in hub.viewers)
-
-        await eventually(stalled_is_dropping, timeout_s=60, what="the stalled client to fall behind")
         mjpeg = await client.get("/api/streams/cam/mjpeg")
         await mjpeg.content.readany()
         started = time.monotonic()
