@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -135,10 +137,13 @@ async def test_bad_changes_are_refused_and_leave_the_stream_alone(start_server: 
 async def test_snapshot_is_a_jpeg_of_the_newest_frame(start_server: Start) -> None:
     client = await start_server(StreamConfig("cam", "scene:?seed=1"))
     await first_frame(client, "cam")
-    for query in ("", "?image=clean", "?image=annotated&max_width=160"):
+    for query, width in (("", 640), ("?image=clean", 640), ("?image=annotated&max_width=160", 160)):
         response = await client.get(f"/api/streams/cam/snapshot.jpg{query}")
         assert response.status == 200 and response.content_type == "image/jpeg"
-        assert (await response.read())[:2] == JPEG_MAGIC
+        body = await response.read()
+        assert body[:2] == JPEG_MAGIC
+        image = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
+        assert image.shape[1] == width and image.shape[0] == width * 384 // 640, (query, image.shape)
         assert int(response.headers["X-Segcast-Seq"]) >= 0
     await assert_error(await client.get("/api/streams/cam/snapshot.jpg?image=sepia"), 400, "image")
     await assert_error(await client.get("/api/streams/cam/snapshot.jpg?image=none"), 400, "image")
