@@ -149,14 +149,3 @@ class FrameResult:
             "tracks": [track.to_json() for track in self.tracks],
             "events": [event.to_json() for event in self.events],
         }
-
-
-@dataclass(frozen=True, slots=True)
-class EncodedFrame:
-    """A result ready for viewers: the annotated JPEG and the metadata of exactly that image."""
-
-    result: FrameResult
-    jpeg: bytes
-
-    def metadata_json(self) -> dict[str, object]:
-        return self.result.metadata_json()

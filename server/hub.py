@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 STATS_WINDOW_S = 5.0  # rates and latency are averaged over the frames of the last few seconds
 STATS_MAX_SAMPLES = 256
 FULL_ANNOTATED = Variant()
+MAX_PENDING_EVENTS = 1000  # events queued for one viewer before it counts as gone
 
 WantedListener = Callable[[Mapping[str, frozenset[Variant]]], None]
 
@@ -75,6 +76,7 @@ class Viewer:
         self._next_due: dict[str, float] = {}
         self._wake = asyncio.Event()
         self.closed = False
+        self.too_slow = False
 
     def subscription(self, stream_id: str) -> Subscription | None:
         return self.subscriptions.get(stream_id) or self.subscriptions.get(ALL_STREAMS)
@@ -109,6 +111,15 @@ class Viewer:
         return bool(self._events or self._frames or self.closed)
 
     def offer_event(self, event: dict[str, Any]) -> None:
+        """Queue ``event``; a viewer so far behind that `MAX_PENDING_EVENTS` pile up is closed instead.
+
+        Events may not be dropped the way frames are, so the only bound that keeps them all is to
+        give up on a client that has stopped taking them.
+        """
+        if len(self._events) >= MAX_PENDING_EVENTS:
+            self.too_slow = True
+            self.close()
+            return
         self._events.append(event)
         self._wake.set()
 

@@ -189,10 +189,6 @@ class InferenceWorker:
             r = self._streams.get(stream_id)
         return None if r is None else StreamStats(r.processed, r.errors, r.last_error, r.processing_fps)
 
-    def errors(self, stream_id: str) -> int:
-        stats = self.stats(stream_id)
-        return stats.errors if stats else 0
-
     # -- the inference thread ---------------------------------------------------------------------
 
     def _run(self) -> None:

@@ -112,6 +112,8 @@ async def send_forever(viewer: Viewer, ws: web.WebSocketResponse) -> None:
                 jpeg = delivery.jpeg
                 if jpeg is not None:
                     await ws.send_bytes(jpeg)
+        if viewer.too_slow:
+            await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too far behind: events piled up")
     except ConnectionResetError:
         log.debug("a viewer left while being sent to")
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from server.encode import FramePacket, ImageKind, Variant, encode_variants, make_packet
 from server.frames import Frame, FrameResult
-from server.hub import Hub, Subscription, Viewer
+from server.hub import MAX_PENDING_EVENTS, Hub, Subscription, Viewer
 from server.sources.base import StreamState
 from server.ws import send_forever
 
@@ -152,3 +152,14 @@ def test_variants_are_scaled_to_their_width_keeping_the_aspect() -> None:
     jpegs = encode_variants(result, frozenset({small, clean, Variant(max_width=4000)}))
     sizes = {v: cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR).shape[:2] for v, j in jpegs.items()}
     assert sizes == {small: (192, 320), clean: (384, 640), Variant(max_width=4000): (384, 640)}
+
+
+async def test_a_viewer_that_lets_events_pile_up_is_closed_not_grown_without_bound() -> None:
+    viewer = Viewer()
+    for n in range(MAX_PENDING_EVENTS):
+        viewer.offer_event({"type": "status", "n": n})
+    assert not viewer.closed
+    viewer.offer_event({"type": "status", "n": MAX_PENDING_EVENTS})
+    assert viewer.closed and viewer.too_slow
+    events, _ = await viewer.take()
+    assert len(events) == MAX_PENDING_EVENTS, "what was queued is still handed over, nothing more"
