@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from yarl import URL
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +188,11 @@ policy_key = web.AppKey("access_policy", AccessPolicy)
 async def _check_access(request: web.Request, handler: Handler) -> web.StreamResponse:
     policy = request.app[policy_key]
     needed = required_role(request)
+    if policy.open and is_cross_site(request) and (request.method not in READ_METHODS or is_websocket(request)):
+        # Open means "anyone on this machine", not "any web page this machine's browser visits":
+        # with no token to prove intent, a page on another site could otherwise add streams, rewrite
+        # the config file or watch the cameras over a WebSocket (neither is stopped by CORS).
+        raise _error(web.HTTPForbidden, "cross-site requests that change or stream are refused without a token")
     if policy.open or needed is None:
         return await handler(request)
     role = policy.role_of(request)
@@ -242,6 +248,22 @@ def _bad_request(message: str) -> web.HTTPException:
 
 def _error(kind: type[web.HTTPException], message: str, headers: dict[str, str] | None = None) -> web.HTTPException:
     return kind(text=json.dumps({"error": message}), content_type="application/json", headers=headers)
+
+
+def is_cross_site(request: web.Request) -> bool:
+    """Whether a browser says the request comes from a page of another origin than this server.
+
+    Scheme is not compared: a proxy terminating TLS in front of segcast changes it, not the host.
+    Clients that are not browsers send no ``Origin`` and are not cross-site.
+    """
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False
+    return origin == "null" or URL(origin).authority != URL(f"http://{request.host}").authority
+
+
+def is_websocket(request: web.Request) -> bool:
+    return request.headers.get("Upgrade", "").lower() == "websocket"
 
 
 def is_loopback(host: str) -> bool:

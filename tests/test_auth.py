@@ -124,3 +124,18 @@ def test_tokens_come_from_the_environment_too_and_must_be_long() -> None:
     assert policy.role_of_token(VIEWER) is None
     with pytest.raises(AuthConfigError, match="at least 16"):
         AccessPolicy.configure("0.0.0.0", admin_tokens=["short"], environ={})
+
+
+async def test_open_server_refuses_cross_site_changes_and_websockets(aiohttp_client: ClientFactory) -> None:
+    app = _app(AccessPolicy.configure("127.0.0.1", environ={}))
+    app.router.add_get("/ws", _ok)
+    client = await aiohttp_client(app)
+    own = f"http://{client.host}:{client.port}"
+    evil = {"Origin": "https://evil.example"}
+    response = await client.post("/api/streams", headers=evil)
+    assert response.status == 403 and "cross-site" in (await response.json())["error"]
+    assert (await client.get("/ws", headers={**evil, "Upgrade": "websocket", "Connection": "Upgrade"})).status == 403
+    assert (await client.post("/api/streams", headers={"Origin": "null"})).status == 403
+    assert (await client.get("/api/streams", headers=evil)).status == 200, "reads are not streams or changes"
+    assert (await client.post("/api/streams", headers={"Origin": own})).status == 200, "the viewer itself"
+    assert (await client.post("/api/streams")).status == 200, "programs send no Origin"
