@@ -31,6 +31,10 @@ class ShuttingDownError(RuntimeError):
     """The manager has stopped: no stream may be started any more."""
 
 
+class HandedInError(RuntimeError):
+    """The stream's source was handed in (a WebRTC publisher): there is no URI to reopen it from."""
+
+
 @dataclass(frozen=True, slots=True)
 class StreamInfo:
     """A stream as the API and viewers see it: its settings, its reader's status and inference counts."""
@@ -209,8 +213,14 @@ class StreamManager:
         return config
 
     def replace(self, config: StreamConfig) -> StreamInfo:
-        """Restart a stream with new settings (its tracker starts afresh); KeyError if it does not exist."""
+        """Restart a stream with new settings (its tracker starts afresh); KeyError if it does not exist.
+
+        Raises `HandedInError` for a stream whose source was handed in, which cannot be reopened.
+        """
         with self._changing:
+            with self._lock:
+                if config.stream_id in self._handed_in:
+                    raise HandedInError(f"stream {config.stream_id!r} is published by a peer and cannot be restarted")
             self._remove(config.stream_id)
             return self._add(config)
 

@@ -211,6 +211,22 @@ async def test_closing_the_publisher_ends_and_removes_its_stream(start_server: S
     assert not [t.name for t in threading.enumerate() if t.name == f"reader-{stream_id}"]
 
 
+async def test_a_published_stream_cannot_be_patched_into_a_broken_one(start_server: Start) -> None:
+    client = await start_server()
+    publisher = lan_peer()
+    publisher.addTrack(SceneTrack(Scene(seed=1)))
+    try:
+        async with feed(client, "*") as ws:
+            stream_id = (await offer_to(client, "/api/webrtc/publish", publisher))["stream"]
+            await wait_state(ws, stream_id, "live")
+        response = await client.patch(f"/api/streams/{stream_id}", json={"conf": 0.5})
+        assert response.status == 409 and "published by a peer" in (await response.json())["error"]
+        after = await (await client.get(f"/api/streams/{stream_id}")).json()
+        assert after["state"] == "live" and after["options"]["conf"] != 0.5
+    finally:
+        await publisher.close()
+
+
 async def test_a_publisher_that_goes_silent_is_ended_as_lost(aiohttp_client: ClientFactory) -> None:
     app = create_app(Settings(model=str(BUNDLED_MODEL)))
     app[webrtc_config_key] = WebRTCConfig(publish_idle_timeout_s=1.0)
