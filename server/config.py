@@ -9,7 +9,9 @@ later. `write_config` saves the streams back when the API is asked to persist a 
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -255,7 +257,12 @@ def write_config(settings: Settings, streams: list[StreamConfig]) -> None:
         lines += [*_option_lines(stream.options, settings.stream_defaults), ""]
     path = settings.config_path
     partial = path.with_name(f".{path.name}.partial")
-    partial.write_text("\n".join(lines), encoding="utf-8")
+    # The file may hold access tokens: the rewrite keeps its permissions (owner-only for a new one).
+    mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o600
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with open(descriptor, "w", encoding="utf-8") as file:
+        file.write("\n".join(lines))
+    os.chmod(partial, mode)  # os.open's mode is cut by the umask
     partial.replace(path)
 
 

@@ -226,6 +226,7 @@ async def test_health_and_prometheus_metrics(start_server: Start) -> None:
 async def test_changes_are_saved_to_the_config_file_when_asked(start_server: Start, tmp_path: Path) -> None:
     path = tmp_path / "segcast.toml"
     path.write_text('[server]\nport = 8080\n\n[[streams]]\nid = "a"\nuri = "scene:?seed=1"\n')
+    path.chmod(0o600)  # it may hold tokens
     client = await start_server(StreamConfig("a", "scene:?seed=1"), config_path=path)
     response = await client.post("/api/streams", json={"id": "b", "uri": "scene:?seed=2", "conf": 0.5})
     assert response.status == 201
@@ -239,6 +240,7 @@ async def test_changes_are_saved_to_the_config_file_when_asked(start_server: Sta
         ("c", "scene:?seed=3"),
     ]
     assert saved["streams"][1]["conf"] == 0.5
+    assert path.stat().st_mode & 0o777 == 0o600, "saving keeps the file's permissions"
     assert (await client.delete("/api/streams/a?persist=1")).status == 204
     assert [s["id"] for s in tomllib.loads(path.read_text())["streams"]] == ["b", "c"]
     await assert_error(await client.delete("/api/streams/b?persist=maybe"), 400, "persist")
