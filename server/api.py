@@ -26,6 +26,7 @@ from server.config import (
     write_config,
 )
 from server.encode import FramePacket, ImageKind, Variant, parse_variant
+from server.errors import error
 from server.frames import PROTOCOL_VERSION
 from server.hub import Subscription, Viewer
 from server.keys import config_lock_key, http_viewers_key, hub_key, manager_key, settings_key
@@ -62,11 +63,6 @@ def setup_api(app: web.Application) -> None:
     router.add_get("/api/streams/{stream}/tracks", _tracks)
     router.add_get("/healthz", _health)
     router.add_get("/metrics", _metrics)
-
-
-def error(kind: type[web.HTTPException], message: str, **headers: str) -> web.HTTPException:
-    """An HTTP error with a JSON body naming what is wrong."""
-    return kind(text=json.dumps({"error": message}), content_type="application/json", headers=headers or None)
 
 
 @web.middleware

@@ -27,12 +27,10 @@ from server.keys import (
     settings_key,
     websockets_key,
 )
-from server.pages import setup_pages, web_root
+from server.pages import setup_pages
 from server.streams import StreamManager
 from server.webrtc import setup_webrtc
 from server.ws import setup_ws
-
-__all__ = ["create_app", "hub_key", "manager_key", "settings_key", "web_root", "websockets_key"]
 
 log = logging.getLogger(__name__)
 

@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from yarl import URL
 
+from server.errors import error
+
 log = logging.getLogger(__name__)
 
 VIEWER_TOKENS_ENV = "SEGCAST_VIEWER_TOKENS"
@@ -192,18 +194,18 @@ async def _check_access(request: web.Request, handler: Handler) -> web.StreamRes
         # Open means "anyone on this machine", not "any web page this machine's browser visits":
         # with no token to prove intent, a page on another site could otherwise add streams, rewrite
         # the config file or watch the cameras over a WebSocket (neither is stopped by CORS).
-        raise _error(web.HTTPForbidden, "cross-site requests that change or stream are refused without a token")
+        raise error(web.HTTPForbidden, "cross-site requests that change or stream are refused without a token")
     if policy.open or needed is None:
         return await handler(request)
     role = policy.role_of(request)
     if role is None:
-        raise _error(
+        raise error(
             web.HTTPUnauthorized,
             "a valid token is needed: send Authorization: Bearer <token>, or ?token=<signed token>",
-            headers={"WWW-Authenticate": 'Bearer realm="segcast"'},
+            **{"WWW-Authenticate": 'Bearer realm="segcast"'},
         )
     if role < needed:
-        raise _error(
+        raise error(
             web.HTTPForbidden, f"this needs the {needed.name.lower()} role; the token given is a {role.name.lower()}"
         )
     request[role_key] = role
@@ -234,7 +236,7 @@ async def _mint_token(request: web.Request) -> web.Response:
     role = Role[role_name.upper()]
     caller = request.get(role_key, Role.ADMIN)  # an open policy lets everyone act as admin
     if role > caller:
-        raise _error(web.HTTPForbidden, "a token can only grant its own role or a lower one")
+        raise error(web.HTTPForbidden, "a token can only grant its own role or a lower one")
     return web.json_response({"token": policy.sign(role, float(ttl_s)), "role": role_name, "ttl_s": ttl_s})
 
 
@@ -243,11 +245,7 @@ def _no_constant(name: str) -> None:
 
 
 def _bad_request(message: str) -> web.HTTPException:
-    return _error(web.HTTPBadRequest, message)
-
-
-def _error(kind: type[web.HTTPException], message: str, headers: dict[str, str] | None = None) -> web.HTTPException:
-    return kind(text=json.dumps({"error": message}), content_type="application/json", headers=headers)
+    return error(web.HTTPBadRequest, message)
 
 
 def is_cross_site(request: web.Request) -> bool:

@@ -24,6 +24,7 @@ from aiortc import RTCSessionDescription
 
 from server.config import STREAM_ID_PATTERN
 from server.encode import ImageKind
+from server.errors import error
 from server.keys import hub_key, manager_key, settings_key
 from server.streams import StreamExistsError
 from server.webrtc.config import WebRTCConfig
@@ -80,16 +81,16 @@ async def _publish(request: web.Request) -> web.Response:
     if stream_id is None:
         stream_id = GENERATED_ID_PREFIX + secrets.token_hex(3)
     elif not isinstance(stream_id, str) or not STREAM_ID_PATTERN.match(stream_id):
-        raise _error(web.HTTPBadRequest, "'stream' must be 1-64 letters, digits, '_' or '-'")
+        raise error(web.HTTPBadRequest, "'stream' must be 1-64 letters, digits, '_' or '-'")
     fps = body.get("fps", DEFAULT_FPS)
     if not isinstance(fps, int | float) or isinstance(fps, bool) or not MIN_FPS <= fps <= MAX_FPS:
-        raise _error(web.HTTPBadRequest, f"'fps' must be a number from {MIN_FPS:.0f} to {MAX_FPS:.0f}")
+        raise error(web.HTTPBadRequest, f"'fps' must be a number from {MIN_FPS:.0f} to {MAX_FPS:.0f}")
     if registry.has_stream(stream_id):
         raise _taken(stream_id)
     try:
         answer = await registry.publish(_description(body), stream_id, float(fps), _remote(request))
     except OfferError as exc:
-        raise _error(web.HTTPBadRequest, str(exc)) from None
+        raise error(web.HTTPBadRequest, str(exc)) from None
     except StreamExistsError:  # taken between the check above and the start
         raise _taken(stream_id) from None
     return _answer(answer, stream_id)
@@ -99,24 +100,24 @@ async def _play(request: web.Request) -> web.Response:
     registry = request.app[peers_key]
     stream_id = request.match_info["stream"]
     if not registry.has_stream(stream_id):
-        raise _error(web.HTTPNotFound, f"no stream {stream_id!r}; GET /api/streams lists them")
+        raise error(web.HTTPNotFound, f"no stream {stream_id!r}; GET /api/streams lists them")
     body = await _read_offer(request, registry)
     try:
         kind = ImageKind(body.get("image", ImageKind.ANNOTATED.value))
     except ValueError:
         kinds = ", ".join(f'"{k.value}"' for k in ImageKind)
-        raise _error(web.HTTPBadRequest, f"'image' must be one of {kinds}") from None
+        raise error(web.HTTPBadRequest, f"'image' must be one of {kinds}") from None
     try:
         answer = await registry.play(_description(body), stream_id, kind, _remote(request))
     except OfferError as exc:
-        raise _error(web.HTTPBadRequest, str(exc)) from None
+        raise error(web.HTTPBadRequest, str(exc)) from None
     return _answer(answer, stream_id)
 
 
 async def _read_offer(request: web.Request, registry: PeerRegistry) -> dict[str, Any]:
     """The request's offer as JSON, within the size limit, with a usable ``sdp``; else the HTTP error."""
     if not registry.has_room():
-        raise _error(
+        raise error(
             web.HTTPServiceUnavailable,
             f"too many WebRTC peers ({registry.config.max_peers}); close one or use the WebSocket viewer",
         )
@@ -133,18 +134,18 @@ async def _read_offer(request: web.Request, registry: PeerRegistry) -> dict[str,
     except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested deeper than Python recurses
         body = None
     if not isinstance(body, dict):
-        raise _error(web.HTTPBadRequest, 'send the offer as JSON: {"type": "offer", "sdp": "v=0..."}')
+        raise error(web.HTTPBadRequest, 'send the offer as JSON: {"type": "offer", "sdp": "v=0..."}')
     if body.get("type") != "offer":
-        raise _error(web.HTTPBadRequest, f"'type' must be \"offer\", not {body.get('type')!r}")
+        raise error(web.HTTPBadRequest, f"'type' must be \"offer\", not {body.get('type')!r}")
     sdp = body.get("sdp")
     if not isinstance(sdp, str) or not sdp.startswith("v=0"):
-        raise _error(web.HTTPBadRequest, "'sdp' must be the offer's SDP text, starting with v=0")
+        raise error(web.HTTPBadRequest, "'sdp' must be the offer's SDP text, starting with v=0")
     sections = sdp.count("\nm=")
     if not sections:
-        raise _error(web.HTTPBadRequest, "'sdp' has no media section (m=...): create the offer after adding a track")
+        raise error(web.HTTPBadRequest, "'sdp' has no media section (m=...): create the offer after adding a track")
     if sections > MAX_MEDIA_SECTIONS:
         # Each section can cost a transport with its own sockets: a crafted offer must not open hundreds.
-        raise _error(web.HTTPBadRequest, f"the offer has {sections} media sections; at most {MAX_MEDIA_SECTIONS}")
+        raise error(web.HTTPBadRequest, f"the offer has {sections} media sections; at most {MAX_MEDIA_SECTIONS}")
     return body
 
 
@@ -153,7 +154,7 @@ def _description(body: dict[str, Any]) -> RTCSessionDescription:
 
 
 def _taken(stream_id: str) -> web.HTTPException:
-    return _error(web.HTTPConflict, f"stream {stream_id!r} already exists: pick another id or leave it out")
+    return error(web.HTTPConflict, f"stream {stream_id!r} already exists: pick another id or leave it out")
 
 
 def _answer(answer: RTCSessionDescription, stream_id: str) -> web.Response:
@@ -162,7 +163,3 @@ def _answer(answer: RTCSessionDescription, stream_id: str) -> web.Response:
 
 def _remote(request: web.Request) -> str:
     return request.remote or "unknown"
-
-
-def _error(kind: type[web.HTTPException], message: str) -> web.HTTPException:
-    return kind(text=json.dumps({"error": message}), content_type="application/json")
