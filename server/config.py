@@ -44,7 +44,7 @@ SERVER_KEYS = (
     "tls_cert",
     "tls_key",
 )
-MODEL_KEYS = ("name", "device", "max_batch", "half")
+MODEL_KEYS = ("name", "device", "max_batch", "half", "fast_masks")
 AUTH_KEYS = ("viewer_tokens", "admin_tokens")
 
 
@@ -168,6 +168,7 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides
     device = _typed(model, "device", str, "cpu", f"{name}: model")
     max_batch = _int(model, "max_batch", InferenceOptions().max_batch, 1, MAX_BATCH_LIMIT, f"{name}: model")
     half = _typed(model, "half", bool, False, f"{name}: model")
+    fast_masks = _typed(model, "fast_masks", bool, True, f"{name}: model")
 
     defaults_table = {**_table(data, "stream_defaults", name), **default_overrides}
     defaults = stream_options(defaults_table, StreamOptions(), f"{name}: stream_defaults")
@@ -190,7 +191,7 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides
         raise ConfigError(f'{name}: auth: expected a table of tokens, or "off"')
     _known(auth, AUTH_KEYS, f"{name}: auth")
     try:
-        inference = InferenceOptions(defaults.imgsz, defaults.conf, defaults.iou, max_batch, device, half)
+        inference = InferenceOptions(defaults.imgsz, defaults.conf, defaults.iou, max_batch, device, half, fast_masks)
     except ValueError as exc:
         raise ConfigError(f"{name}: model.{exc}") from None
     return Settings(
@@ -237,6 +238,7 @@ def write_config(settings: Settings, streams: list[StreamConfig]) -> None:
         f"device = {_toml(settings.inference.device)}",
         f"max_batch = {settings.inference.max_batch}",
         f"half = {_toml(settings.inference.half)}",
+        f"fast_masks = {_toml(settings.inference.fast_masks)}",
         "",
     ]
     if settings.auth_off:

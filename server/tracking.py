@@ -16,16 +16,14 @@ from __future__ import annotations
 import logging
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cv2
 import numpy as np
 
+from server.detections import Detections
 from server.frames import Frame, Track, TrackEvent, TrackEventKind
 from server.options import StreamOptions
-
-if TYPE_CHECKING:
-    from ultralytics.engine.results import Results
 
 log = logging.getLogger(__name__)
 
@@ -122,23 +120,22 @@ class StreamTracker:
         """Frames of this stream processed per second of its media time (smoothed)."""
         return 1.0 / self._interval_s
 
-    def update(self, result: Results, frame: Frame) -> tuple[tuple[Track, ...], tuple[TrackEvent, ...]]:
+    def update(self, detections: Detections, frame: Frame) -> tuple[tuple[Track, ...], tuple[TrackEvent, ...]]:
         """Advance the tracker by one frame; returns the tracks in it and the tracks that started or ended."""
+        from ultralytics.engine.results import Boxes
+
         self._measure_rate(frame.media_time)
-        result = self._select(result)
-        boxes = result.boxes.cpu().numpy() if result.boxes is not None else None
-        if boxes is None:
-            return (), ()
-        rows = self._tracker.update(boxes, frame.image)
-        outlines = result.masks.xy if result.masks is not None else None
-        detected = boxes.xyxy
+        detections = self._select(detections)
+        rows = self._tracker.update(Boxes(detections.boxes, frame.image.shape[:2]), frame.image)
         tracks: list[Track] = []
         events: list[TrackEvent] = []
         for row in rows:
             track_id, class_id, index = int(row[4]), int(row[6]), int(row[7])
+            found = 0 <= index < len(detections)
             # The detection's own box agrees with its mask; tracktrack may report boxes it recovered.
-            box = _box(detected[index] if 0 <= index < len(detected) else row)
-            polygon = simplify(outlines[index]) if outlines is not None and 0 <= index < len(outlines) else None
+            box = _box(detections.boxes[index] if found else row)
+            outline = detections.outline(index) if found else None
+            polygon = simplify(outline) if outline is not None else None
             track, started = self._observe(track_id, class_id, float(row[5]), box, polygon, frame)
             tracks.append(track)
             if started is not None:
@@ -146,22 +143,19 @@ class StreamTracker:
         events += self._ended(frame)
         return tuple(tracks), tuple(events)
 
-    def _select(self, result: Results) -> Results:
+    def _select(self, detections: Detections) -> Detections:
         """This stream's detections: at or above its confidence, of its classes, at most ``max_det``."""
-        if result.boxes is None or len(result.boxes) == 0:
-            return result
-        boxes = result.boxes.cpu().numpy()
-        conf = np.asarray(boxes.conf)
+        conf = detections.confidence
         keep = conf >= self._options.conf
         if self._class_ids is not None:
-            keep &= np.isin(np.asarray(boxes.cls).astype(int), list(self._class_ids))
+            keep &= np.isin(detections.class_ids, list(self._class_ids))
         indices = np.flatnonzero(keep)
         if len(indices) > self._options.max_det:
             indices = indices[np.argsort(-conf[indices], kind="stable")[: self._options.max_det]]
             indices.sort()
         if len(indices) == len(conf):
-            return result
-        return result[indices.tolist()]
+            return detections
+        return detections.select(indices)
 
     def _observe(
         self,

@@ -21,19 +21,19 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from server.detections import Detections, detect
 from server.frames import Frame, FrameResult
 from server.models import ModelError, load_model
 from server.options import StreamOptions
 from server.sources.base import LatestFrame
-from server.tracking import StreamTracker
+from server.tracking import StreamTracker, class_ids
 
 if TYPE_CHECKING:
     from ultralytics import YOLO
-    from ultralytics.engine.results import Results
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,9 @@ class InferenceOptions:
     """Settings of the model thread as a whole, and the defaults every stream starts from.
 
     ``imgsz``, ``conf`` and ``iou`` are only defaults: a stream's own `StreamOptions` wins.
-    ``half`` applies on GPUs only (CPUs run half precision slower, if at all).
+    ``half`` applies on GPUs only (CPUs run half precision slower, if at all). ``fast_masks`` makes
+    a segmentation model's outlines from its mask prototypes inside each box (`server.outlines`);
+    off, ultralytics makes whole-input masks first, which gives the same outlines slower.
     """
 
     imgsz: int | None = None
@@ -59,6 +61,7 @@ class InferenceOptions:
     max_batch: int = 8
     device: str = "cpu"
     half: bool = False
+    fast_masks: bool = True
 
     def __post_init__(self) -> None:
         if not _DEVICE_PATTERN.match(self.device):
@@ -111,7 +114,7 @@ class _Registration:
 class _Job:
     registration: _Registration
     frame: Frame
-    result: Results | None = None
+    detections: Detections | None = None
     inference_ms: float = 0.0
     error: str | None = None
 
@@ -167,6 +170,13 @@ class InferenceWorker:
             self._thread.join(JOIN_TIMEOUT_S)
         if self._thread.is_alive():
             log.warning("inference thread did not stop within %.1f s", JOIN_TIMEOUT_S)
+
+    def check_options(self, options: StreamOptions) -> None:
+        """Raise ValueError if ``options`` do not fit the loaded model (a class name it does not know).
+
+        Without this such a stream would run the model on every frame and fail in its tracker each time.
+        """
+        class_ids(self.class_names, options.classes)
 
     def add_stream(self, stream_id: str, fps: float, options: StreamOptions | None = None) -> LatestFrame:
         """Register a stream and return the slot its reader should fill.
@@ -265,7 +275,8 @@ class InferenceWorker:
         }
         started = time.perf_counter()
         try:
-            results = model.predict([job.frame.image for job in group], **kwargs)
+            images = [job.frame.image for job in group]
+            results = detect(model, images, fast_masks=self._options.fast_masks, **kwargs)
         except Exception as exc:
             if len(group) > 1:
                 for job in group:
@@ -277,18 +288,18 @@ class InferenceWorker:
             )
             return
         elapsed_ms = (time.perf_counter() - started) * 1000 / len(group)
-        for job, result in zip(group, cast("list[Results]", results), strict=True):
-            job.result, job.inference_ms = result, elapsed_ms
+        for job, detections in zip(group, results, strict=True):
+            job.detections, job.inference_ms = detections, elapsed_ms
 
     def _track_and_deliver(self, job: _Job) -> None:
         registration, frame = job.registration, job.frame
-        if job.error is None and job.result is not None:
+        if job.error is None and job.detections is not None:
             try:
                 if registration.tracker is None:
                     registration.tracker = StreamTracker(
                         registration.stream_id, self.class_names, registration.options, registration.fps
                     )
-                tracks, events = registration.tracker.update(job.result, frame)
+                tracks, events = registration.tracker.update(job.detections, frame)
             except ValueError as exc:  # the stream's options do not fit the model (an unknown class name)
                 job.error = str(exc)
             except Exception as exc:

@@ -7,12 +7,13 @@ import pytest
 import torch
 from ultralytics.engine.results import Results
 
+from server.detections import Detections
 from server.frames import Frame, FrameResult, Track, TrackEventKind
 from server.options import StreamOptions, tracker_kinds
 from server.scene import Scene
 from server.tracking import StreamTracker, simplify
 from tests.conftest import SCENE_FRAMES, SCENE_SEED
-from tests.support.detections import NAMES, truth_result
+from tests.support.detections import NAMES, truth_detections
 from tests.support.truth import is_apart, mask_iou, match_boxes, polygon_mask
 from tools.track_report import score
 
@@ -27,17 +28,18 @@ def run_truth(scene: Scene, tracker: StreamTracker, indices: range) -> list[tupl
     observed = []
     for index in indices:
         image, truths = scene.render(index)
-        tracks, _ = tracker.update(truth_result(image, truths), frame_at(scene, index, image))
+        tracks, _ = tracker.update(truth_detections(image, truths), frame_at(scene, index, image))
         observed.append((index, tracks))
     return observed
 
 
-def box_result(image: np.ndarray, rows: list[list[float]]) -> Results:
+def box_result(image: np.ndarray, rows: list[list[float]]) -> Detections:
     """Detections with rectangular masks filling their boxes: ``rows`` are x1, y1, x2, y2, conf, cls."""
     masks = torch.zeros((len(rows), *image.shape[:2]))
     for i, (x1, y1, x2, y2, _, _) in enumerate(rows):
         masks[i, int(y1) : int(y2), int(x1) : int(x2)] = 1
-    return Results(image, "", NAMES, boxes=torch.tensor(rows, dtype=torch.float32).reshape(-1, 6), masks=masks)
+    boxes = torch.tensor(rows, dtype=torch.float32).reshape(-1, 6)
+    return Detections.from_results(Results(image, "", NAMES, boxes=boxes, masks=masks))
 
 
 def test_ids_follow_every_object_of_the_scene_one_to_one() -> None:
@@ -83,7 +85,7 @@ def test_masks_stay_with_their_tracks_whatever_the_detection_order() -> None:
     for index in range(120, 220):
         image, truths = scene.render(index)
         shuffled = [truths[i] for i in rng.permutation(len(truths))]
-        tracks, _ = tracker.update(truth_result(image, shuffled), frame_at(scene, index, image))
+        tracks, _ = tracker.update(truth_detections(image, shuffled), frame_at(scene, index, image))
         for i, j in match_boxes(truths, [t.box for t in tracks]):
             truth, track = truths[i], tracks[j]
             assert owner.setdefault(track.track_id, truth.object_id) == truth.object_id

@@ -22,6 +22,7 @@ import motmetrics as mm
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from server.detections import detect
 from server.frames import Frame, Track
 from server.options import StreamOptions
 from server.scene import Scene, TrueObject
@@ -98,8 +99,13 @@ def score(scene: Scene, observed: Iterable[tuple[int, Sequence[Track]]], mean_ms
     )
 
 
-def track_scene(model: Any, scene: Scene, frames: int, options: StreamOptions, every: int = 1) -> TrackingScore:
-    """Run the model and a fresh `StreamTracker` over every ``every``-th frame of ``scene``, and score it."""
+def track_scene(
+    model: Any, scene: Scene, frames: int, options: StreamOptions, every: int = 1, fast_masks: bool = True
+) -> TrackingScore:
+    """Run the model and a fresh `StreamTracker` over every ``every``-th frame of ``scene``, and score it.
+
+    ``fast_masks`` picks the outline path as `server.worker.InferenceOptions.fast_masks` does.
+    """
     tracker = StreamTracker("report", dict(model.names), options, float(scene.fps))
     observed: list[tuple[int, Sequence[Track]]] = []
     imgsz = options.imgsz or int(model.overrides.get("imgsz", 640))
@@ -107,11 +113,18 @@ def track_scene(model: Any, scene: Scene, frames: int, options: StreamOptions, e
     for index in range(0, frames, every):
         image = scene.render(index)[0]
         started = time.perf_counter()
-        result = model.predict(
-            image, imgsz=imgsz, conf=options.conf, iou=options.iou, agnostic_nms=options.agnostic_nms, verbose=False
-        )[0]
+        [detections] = detect(
+            model,
+            [image],
+            fast_masks=fast_masks,
+            imgsz=imgsz,
+            conf=options.conf,
+            iou=options.iou,
+            agnostic_nms=options.agnostic_nms,
+            verbose=False,
+        )
         frame = Frame("report", index, time.time(), index / scene.fps, image)
-        tracks, _ = tracker.update(result, frame)
+        tracks, _ = tracker.update(detections, frame)
         spent += time.perf_counter() - started
         observed.append((index, tracks))
     return score(scene, observed, 1000 * spent / max(len(observed), 1))
@@ -143,6 +156,9 @@ def main() -> None:
     parser.add_argument("--conf", type=float, default=0.25)
     parser.add_argument("--tracker", default="bytetrack")
     parser.add_argument("--set", type=_setting, action="append", default=[], help="tracker setting KEY=VALUE")
+    parser.add_argument(
+        "--plain-masks", action="store_true", help="outlines from ultralytics' whole-input masks (the reference path)"
+    )
     args = parser.parse_args()
 
     from server.models import load_model
@@ -150,8 +166,10 @@ def main() -> None:
     options = StreamOptions.from_mapping(
         {"imgsz": args.imgsz, "conf": args.conf, "tracker": args.tracker, "tracker_settings": dict(args.set)}
     )
-    result = track_scene(load_model(args.model), Scene(seed=args.seed), args.frames, options, args.every)
-    print(f"seed {args.seed}  tracker {args.tracker}  every {args.every}  {result.line()}")
+    model, scene = load_model(args.model), Scene(seed=args.seed)
+    result = track_scene(model, scene, args.frames, options, args.every, fast_masks=not args.plain_masks)
+    masks = "plain" if args.plain_masks else "fast"
+    print(f"seed {args.seed}  tracker {args.tracker}  every {args.every}  {masks} masks  {result.line()}")
 
 
 if __name__ == "__main__":

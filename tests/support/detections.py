@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from ultralytics.engine.results import Results
 
+from server.detections import Detections
 from server.scene import CLASS_NAMES, TrueObject
 
 NAMES = dict(enumerate(CLASS_NAMES))
@@ -27,6 +28,11 @@ def truth_result(image: np.ndarray, truths: Sequence[TrueObject], confidence: fl
     boxes = torch.tensor([[*t.box, confidence, t.class_id] for t in truths], dtype=torch.float32)
     masks = torch.from_numpy(np.stack([t.mask for t in truths]).astype(np.float32))
     return Results(image, "", NAMES, boxes=boxes, masks=masks)
+
+
+def truth_detections(image: np.ndarray, truths: Sequence[TrueObject], confidence: float = 0.9) -> Detections:
+    """`truth_result` as the tracker takes it."""
+    return Detections.from_results(truth_result(image, truths, confidence))
 
 
 class TruthModel:
@@ -72,6 +78,7 @@ class Gated:
         self.model = model
         self.names = model.names
         self.overrides = model.overrides
+        self.task = getattr(model, "task", None)
         self.gate: threading.Event | None = None
         self.entered = threading.Event()
         self.calls: list[tuple[int, dict[str, Any]]] = []

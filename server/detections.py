@@ -1,0 +1,100 @@
+"""One frame's detections as the tracker consumes them: boxes now, mask outlines only when asked.
+
+The model thread hands each stream's tracker a `Detections`. Boxes are small and always needed; an
+outline costs a contour trace, and a stream keeps only some detections (its own confidence and class
+filter, then the tracker's choice), so outlines are made on demand, for the detections that end up in
+a track, and at most once each.
+
+Two producers fill it: `server.outlines` straight from the model's mask prototypes (the fast path),
+and `Detections.from_results` from an ultralytics ``Results`` (detection-only models, and the
+reference the fast path is tested against).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from ultralytics.engine.results import Results
+
+#: Makes the outline of the detection with this index in the frame's full list, in frame pixels.
+OutlineMaker = Callable[[int], np.ndarray]
+
+_NO_BOXES = np.zeros((0, 6), np.float32)
+
+
+@dataclass(slots=True, eq=False)
+class Detections:
+    """Boxes ``(N, 6)``: x1, y1, x2, y2, confidence, class id, in frame pixels, one row per detection.
+
+    ``make_outline`` is None for models without masks. ``rows`` maps each row to its index in the
+    frame's full list, which is what ``make_outline`` is asked for, so a `select`-ed subset shares its
+    parent's outline cache. ``speed`` is ultralytics' own per-stage timing of the call (ms per
+    image), which its predictor sets on every result it hands out.
+    """
+
+    boxes: np.ndarray
+    make_outline: OutlineMaker | None = None
+    rows: np.ndarray | None = None  # None: row i is detection i of the frame
+    _outlines: dict[int, np.ndarray] = field(default_factory=dict)
+    speed: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls) -> Detections:
+        return cls(_NO_BOXES)
+
+    @classmethod
+    def from_results(cls, result: Results) -> Detections:
+        """``result``'s boxes, and outlines from its masks as ultralytics traces them (``masks.xy``)."""
+        if result.boxes is None or len(result.boxes) == 0:
+            return cls.empty()
+        boxes = np.asarray(result.boxes.cpu().numpy().data, np.float32)[:, :6]
+        masks = result.masks
+        if masks is None:
+            return cls(boxes)
+        return cls(boxes, lambda index: masks.xy[index])
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    @property
+    def confidence(self) -> np.ndarray:
+        return self.boxes[:, 4]
+
+    @property
+    def class_ids(self) -> np.ndarray:
+        return self.boxes[:, 5].astype(np.intp)
+
+    def select(self, indices: Sequence[int] | np.ndarray) -> Detections:
+        """The detections at ``indices`` (in this order), sharing this frame's outlines."""
+        indices = np.asarray(indices, np.intp)
+        rows = indices if self.rows is None else self.rows[indices]
+        return Detections(self.boxes[indices], self.make_outline, rows, self._outlines)
+
+    def outline(self, index: int) -> np.ndarray | None:
+        """Detection ``index``'s mask outline as float32 ``(K, 2)`` frame pixels (K may be 0); None without masks."""
+        if self.make_outline is None:
+            return None
+        row = index if self.rows is None else int(self.rows[index])
+        outline = self._outlines.get(row)
+        if outline is None:
+            outline = self._outlines[row] = self.make_outline(row)
+        return outline
+
+
+def detect(model: Any, images: list[np.ndarray], *, fast_masks: bool = True, **kwargs: Any) -> list[Detections]:
+    """``model.predict(images, **kwargs)``, one `Detections` per image.
+
+    A segmentation model's outlines come from `server.outlines` when ``fast_masks``, else from
+    ultralytics' whole-input masks. Use one model one way: ultralytics keeps the predictor class of
+    its last call when a call names none.
+    """
+    if fast_masks and getattr(model, "task", None) == "segment":
+        from server.outlines import OutlinePredictor
+
+        return cast("list[Detections]", model.predict(images, predictor=OutlinePredictor, **kwargs))
+    return [Detections.from_results(result) for result in model.predict(images, **kwargs)]
