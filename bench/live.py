@@ -109,7 +109,8 @@ class Viewer:
 async def viewers(server: ServerProcess, count: int, record: bool = False) -> AsyncIterator[list[Viewer]]:
     """``count`` viewers of every stream's annotated frames, each reading its socket in its own task."""
     async with aiohttp.ClientSession() as session:
-        sockets = [await session.ws_connect(f"{server.url}/ws", max_msg_size=0) for _ in range(count)]
+        # compress=15 offers permessage-deflate, as browsers do; the server decides whether to use it.
+        sockets = [await session.ws_connect(f"{server.url}/ws", max_msg_size=0, compress=15) for _ in range(count)]
         watchers = [Viewer(record) for _ in sockets]
         for ws in sockets:
             await ws.send_str(json.dumps({"type": "subscribe", "streams": ["*"]}))

@@ -87,6 +87,8 @@ class FramePacket:
     metadata: Mapping[str, object]
     metadata_text: str
     jpegs: Mapping[Variant, bytes] = field(default_factory=lambda: MappingProxyType({}))
+    #: `message` per variant, made for the first viewer that needs it (on the event loop only).
+    _messages: dict[Variant | None, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def stream_id(self) -> str:
@@ -98,6 +100,9 @@ class FramePacket:
 
     def message(self, variant: Variant | None) -> str:
         """The ``frame`` text message for a viewer that gets ``variant`` (None: metadata only)."""
+        message = self._messages.get(variant)
+        if message is not None:
+            return message
         if variant is None:
             image = "null"
         else:
@@ -107,7 +112,8 @@ class FramePacket:
                 {"kind": variant.kind.value, "width": w, "height": h, "bytes": len(self.jpegs[variant])},
                 separators=(",", ":"),
             )
-        return f'{self.metadata_text[:-1]},"image":{image}}}'
+        message = self._messages[variant] = f'{self.metadata_text[:-1]},"image":{image}}}'
+        return message
 
     def with_jpeg(self, variant: Variant, jpeg: bytes) -> FramePacket:
         """The same frame with one more variant (encoded late, for a new viewer or a snapshot)."""

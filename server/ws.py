@@ -62,7 +62,9 @@ def setup_ws(app: web.Application) -> None:
 
 async def _websocket(request: web.Request) -> web.WebSocketResponse:
     """One viewer. This handler is the only reader of the socket; the viewer's sender task writes."""
-    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_CLIENT_MESSAGE_BYTES)
+    # No permessage-deflate, though browsers offer it: it would deflate every JPEG (which does not
+    # shrink) once per viewer, a CPU cost that grows with the audience for nothing.
+    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_CLIENT_MESSAGE_BYTES, compress=False)
     await ws.prepare(request)
     hub, manager = request.app[hub_key], request.app[manager_key]
     if request.transport is not None:

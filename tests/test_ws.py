@@ -77,6 +77,15 @@ async def test_each_jpeg_follows_the_metadata_of_exactly_its_frame(start_server:
     await ws.close()
 
 
+async def test_offered_compression_is_declined_so_jpegs_are_not_deflated_per_viewer(start_server: Start) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=1"))
+    ws = await client.ws_connect("/ws", compress=15)  # offers permessage-deflate, as every browser does
+    assert ws.compress == 0
+    hello = await ws.receive_json(timeout=RECEIVE_TIMEOUT_S)
+    assert hello["type"] == "hello"
+    await ws.close()
+
+
 async def test_metadata_only_subscription_gets_no_images(start_server: Start) -> None:
     client = await start_server(StreamConfig("cam", "scene:?seed=1"))
     ws = await connect(client, {"streams": ["cam"], "image": "none"})
