@@ -32,7 +32,7 @@ from server.hub import Subscription, Viewer
 from server.keys import config_lock_key, http_viewers_key, hub_key, manager_key, settings_key
 from server.metrics import render_metrics
 from server.policy import SourceRefused
-from server.streams import HandedInError, ShuttingDownError, StreamExistsError, StreamInfo
+from server.streams import HandedInError, ShuttingDownError, StreamExistsError, StreamInfo, StreamOptionsError
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +176,8 @@ async def _add_stream(request: web.Request) -> web.Response:
         info = await asyncio.get_running_loop().run_in_executor(None, manager.add, config)
     except StreamExistsError as exc:
         raise error(web.HTTPConflict, f"{exc}; remove it first or choose another id") from None
+    except StreamOptionsError as exc:
+        raise error(web.HTTPBadRequest, f"body.{str(exc).partition(': ')[2]}") from None
     except ShuttingDownError as exc:
         raise error(web.HTTPServiceUnavailable, str(exc)) from None
     if persist:
@@ -215,6 +217,8 @@ async def _change_stream(request: web.Request) -> web.Response:
         raise error(web.HTTPNotFound, f"no stream {current.stream_id!r}: it was removed meanwhile") from None
     except HandedInError as exc:
         raise error(web.HTTPConflict, f"{exc}; the publisher controls it") from None
+    except StreamOptionsError as exc:
+        raise error(web.HTTPBadRequest, f"body.{str(exc).partition(': ')[2]}") from None
     except ShuttingDownError as exc:
         raise error(web.HTTPServiceUnavailable, str(exc)) from None
     if persist:

@@ -12,7 +12,7 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from server.config import Settings, StreamConfig
+from server.config import ConfigError, Settings, StreamConfig
 from server.encode import Encoder
 from server.frames import PROTOCOL_VERSION, FrameResult
 from server.hub import Hub
@@ -29,6 +29,10 @@ class StreamExistsError(ValueError):
 
 class ShuttingDownError(RuntimeError):
     """The manager has stopped: no stream may be started any more."""
+
+
+class StreamOptionsError(ValueError):
+    """A stream's options do not fit the loaded model, e.g. a class name it does not know."""
 
 
 class HandedInError(RuntimeError):
@@ -105,10 +109,21 @@ class StreamManager:
         return self._worker
 
     def start(self) -> None:
-        """Load the model (blocking; raises `ModelError`) and start every configured stream."""
+        """Load the model (blocking; raises `ModelError`) and start every configured stream.
+
+        Raises `ConfigError` if the stream defaults or a configured stream ask for what the model
+        cannot do, before any stream starts.
+        """
         self._encoder.start()
         try:
             self._worker.start()
+            defaults = StreamConfig("stream_defaults", "", options=self._settings.stream_defaults)
+            for config in (defaults, *self._settings.streams):
+                self._check_options(config)
+        except StreamOptionsError as exc:
+            self._worker.stop()
+            self._encoder.stop()
+            raise ConfigError(f"{exc} (with --model {self._settings.model})") from None
         except Exception:
             self._encoder.stop()
             raise
@@ -135,14 +150,22 @@ class StreamManager:
     def add(self, config: StreamConfig) -> StreamInfo:
         """Start a stream. A source that cannot be opened is kept as a failed stream, with the reason.
 
-        Raises `StreamExistsError` if the id is taken, `ShuttingDownError` once `stop` has begun.
+        Raises `StreamExistsError` if the id is taken, `StreamOptionsError` if its options do not fit the
+        model, `ShuttingDownError` once `stop` has begun.
         """
         with self._changing:
             return self._add(config)
 
+    def _check_options(self, config: StreamConfig) -> None:
+        try:
+            self._worker.check_options(config.options)
+        except ValueError as exc:
+            raise StreamOptionsError(f"{config.stream_id}: {exc}") from None
+
     def _add(self, config: StreamConfig) -> StreamInfo:
         if self._stopped:
             raise ShuttingDownError("the server is shutting down")
+        self._check_options(config)
         with self._lock:
             if config.stream_id in self._configs:
                 raise StreamExistsError(f"stream {config.stream_id!r} already exists")
@@ -173,6 +196,7 @@ class StreamManager:
         Called on the event loop, so it never waits for a change in progress (which may be joining a
         reader): it only takes the short lock, and checks for a shutdown under it.
         """
+        self._check_options(config)
         with self._lock:
             if self._stopped:
                 raise ShuttingDownError("the server is shutting down")
@@ -221,6 +245,7 @@ class StreamManager:
             with self._lock:
                 if config.stream_id in self._handed_in:
                     raise HandedInError(f"stream {config.stream_id!r} is published by a peer and cannot be restarted")
+            self._check_options(config)  # before the running stream is stopped for it
             self._remove(config.stream_id)
             return self._add(config)
 

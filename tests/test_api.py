@@ -93,6 +93,7 @@ async def test_add_change_and_remove_a_stream(start_server: Start) -> None:
         ({"id": "x", "uri": "scene:", "tracker": "nosuch"}, ["tracker"]),
         ({"id": "x", "uri": "scene:", "options": {"iou": 7}}, ["iou"]),
         ({"id": "x", "uri": "scene:", "options": 7}, ["options"]),
+        ({"id": "x", "uri": "scene:", "classes": ["disc", "cat"]}, ["classes", "'cat'", "disc"]),
     ],
 )
 async def test_adding_a_bad_stream_names_the_problem(start_server: Start, body: Any, words: list[str]) -> None:
@@ -130,8 +131,11 @@ async def test_bad_changes_are_refused_and_leave_the_stream_alone(start_server: 
     await assert_error(await client.patch("/api/streams/cam", json={"id": "other"}), 400, "renamed")
     await assert_error(await client.patch("/api/streams/cam", json={"iou": -1}), 400, "iou")
     await assert_error(await client.patch("/api/streams/cam", json={"loop": 1}), 400, "loop")
+    await assert_error(await client.patch("/api/streams/cam", json={"classes": ["cat"]}), 400, "classes", "'cat'")
     await assert_error(await client.patch("/api/streams/nope", json={"conf": 0.5}), 404)
-    assert (await (await client.get("/api/streams/cam")).json())["options"]["conf"] == 0.25
+    body = await (await client.get("/api/streams/cam")).json()
+    assert body["options"]["conf"] == 0.25 and body["options"]["classes"] == []
+    assert body["state"] != "failed"
 
 
 async def test_snapshot_is_a_jpeg_of_the_newest_frame(start_server: Start) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -53,3 +54,12 @@ def test_source_ids_come_from_flags_or_the_source() -> None:
     assert [s.stream_id for s in streams] == ["cam", "scene-4", "Front-door", "x", "x-2"]
     with pytest.raises(ConfigError, match="used twice"):
         streams_from_flags(["a=scene:", "a=scene:?seed=2"])
+
+
+def test_a_configured_class_the_model_lacks_stops_start_up_naming_it(tmp_path: Path) -> None:
+    config = tmp_path / "segcast.toml"
+    config.write_text('[model]\nname = "bundled"\n\n[[streams]]\nid = "yard"\nuri = "scene:"\nclasses = ["cat"]\n')
+    result = run_segcast("serve", "--config", str(config), "--port", "1")
+    assert result.returncode == EXIT_STARTUP_ERROR
+    assert "yard: classes: the model has no class 'cat'" in result.stderr and "--model bundled" in result.stderr
+    assert "Traceback" not in result.stderr
