@@ -25,6 +25,7 @@ save_config = true
 name = "bundled"
 device = "cpu"
 max_batch = 4
+fast_masks = false
 
 [stream_defaults]
 conf = 0.3
@@ -54,6 +55,7 @@ def test_a_full_config_file_is_read(tmp_path: Path) -> None:
     assert (settings.host, settings.port, settings.jpeg_quality) == ("127.0.0.1", 9000, 70)
     assert settings.embed_origins == ("https://dash.example.com",) and settings.save_config
     assert settings.model == "bundled" and settings.inference.max_batch == 4
+    assert not settings.inference.fast_masks
     front, yard = settings.streams
     assert front.options.conf == 0.3 and front.options.tracker == "botsort"
     assert yard.loop and yard.options.conf == 0.6 and yard.options.classes == ("disc",)
@@ -68,6 +70,7 @@ def test_a_full_config_file_is_read(tmp_path: Path) -> None:
         ('[server]\nembed_origins = "x"\n', "server.embed_origins"),
         ("[model]\nmax_batch = 0\n", "model.max_batch"),
         ('[model]\ndevice = "gpu7"\n', "model.device"),
+        ('[model]\nfast_masks = "no"\n', "model.fast_masks"),
         ("[stream_defaults]\nconf = 2\n", "stream_defaults.conf"),
         ("[cameras]\n", "cameras"),
         ('[[streams]]\nuri = "scene:"\n', "streams[0].id"),
