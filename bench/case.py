@@ -34,6 +34,7 @@ def run(case: dict[str, Any]) -> dict[str, Any]:
             streams=case.get("streams", 1),
             max_batch=case.get("max_batch", 8),
             annotated=case.get("annotated", True),
+            fast_masks=case.get("fast_masks", True),
         )
         out: dict[str, Any] = {
             "frames": result.frames,
@@ -53,7 +54,8 @@ def run(case: dict[str, Any]) -> dict[str, Any]:
         from server.scene import Scene
 
         options = StreamOptions.from_mapping({"imgsz": case["imgsz"]})
-        score = track_scene(load_model(case["model"]), Scene(seed=case["seed"]), case["frames"], options)
+        model, scene = load_model(case["model"]), Scene(seed=case["seed"])
+        score = track_scene(model, scene, case["frames"], options, fast_masks=case.get("fast_masks", True))
         return {"idf1": score.idf1, "mota": score.mota, "switches": score.switches, "ms_per_frame": score.mean_ms}
     raise ValueError(f"unknown case kind {kind!r}")
 

@@ -65,6 +65,7 @@ def run_pipeline(
     streams: int = 1,
     max_batch: int = 8,
     annotated: bool = True,
+    fast_masks: bool = True,
     warmup: int = 5,
     timeout_s: float = 600.0,
 ) -> PipelineRun:
@@ -72,10 +73,11 @@ def run_pipeline(
 
     ``frames`` counts all streams together, after ``warmup`` frames per stream (model warm-up, first
     allocations) that are not timed. With ``annotated`` every frame is drawn and JPEG-encoded, as for
-    a viewer of the annotated stream; without, only metadata is made.
+    a viewer of the annotated stream; without, only metadata is made. ``fast_masks`` as in
+    `InferenceOptions`.
     """
     options = StreamOptions.from_mapping({"imgsz": imgsz})
-    inference = InferenceOptions(imgsz=imgsz, max_batch=max_batch)
+    inference = InferenceOptions(imgsz=imgsz, max_batch=max_batch, fast_masks=fast_masks)
     settings = Settings(model=model, inference=inference, stream_defaults=options)
     hub = CountingHub(need_jpeg=annotated)
     manager = StreamManager(settings, hub)  # type: ignore[arg-type]

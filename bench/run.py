@@ -30,15 +30,21 @@ if __package__ in (None, ""):  # run as `python bench/run.py`: make the reposito
 
 from bench.case import RESULT_PREFIX
 from bench.live import FanoutPoint, LatencyRun, fanout_run, latency_run
-from bench.report import write_report
+from bench.report import PLAIN_MASKS, write_report
 
 REPO = Path(__file__).resolve().parent.parent
 VIDEO_FRAMES = 600  # 40 s of the generated scene at 15 fps; sources loop, so runs may be longer
 QUICK_VIDEO_FRAMES = 60
 VIDEO_SEED = 3
 BACKENDS = ("pytorch", "onnx", "openvino")
-SECTIONS = ("throughput", "tracking", "multistream", "latency", "fanout")
+SECTIONS = ("throughput", "tracking", "masks", "multistream", "latency", "fanout")
 TRACK_SEED = 7  # the scene tests/ and tools/track_report.py score tracking on
+#: The busy scene of the mask-path figures: 720p with a crowd (about 19 detections a frame at 640),
+#: the kind of frame where ultralytics' whole-input masks cost as much as a fast backend's network.
+BUSY_SCENE = {"seed": 11, "width": 1280, "height": 720, "objects_per_period": 40}
+BUSY_START = 150  # the scene starts empty; by this frame it holds 13 to 16 objects
+BUSY_IMGSZ = 640
+BUSY_VIDEO_FRAMES = 150
 CASE_TIMEOUT_S = 900.0
 LAST_RUN = "last-run.json"  # every figure of the latest run, kept in --cache to re-render the page
 
@@ -52,6 +58,7 @@ class Results:
     throughput: dict[str, dict[str, Any]] = field(default_factory=dict)  # backend -> seed/segcast/forward
     skipped_backends: dict[str, str] = field(default_factory=dict)
     tracking: dict[str, dict[str, Any]] = field(default_factory=dict)  # backend -> IDF1, MOTA, ...
+    masks: dict[str, dict[str, Any]] = field(default_factory=dict)  # backend -> busy-scene fps per mask path
     multistream: list[dict[str, Any]] = field(default_factory=list)
     latency: list[LatencyRun] = field(default_factory=list)
     fanout: list[FanoutPoint] = field(default_factory=list)
@@ -71,6 +78,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--viewers", default="1,10,50,100", help="viewer counts for the fan-out figure")
     parser.add_argument("--fanout-s", type=float, default=15.0, help="seconds measured per viewer count")
     parser.add_argument("--track-frames", type=int, default=300, help="scene frames scored for IDF1 per backend")
+    parser.add_argument("--busy-frames", type=int, default=100, help="frames per measurement on the busy scene")
     parser.add_argument("--only", default=",".join(SECTIONS), help="sections to run")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "segcast-bench")
@@ -82,7 +90,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         args.frames, args.rounds, args.stream_counts, args.stream_frames = 8, 1, "1,2", 4
         args.latency_s, args.memory_s, args.viewers, args.fanout_s = 4.0, 4.0, "1,3", 3.0
-        args.track_frames = 10
+        args.track_frames, args.busy_frames = 10, 4
     return args
 
 
@@ -116,6 +124,16 @@ def main(argv: list[str] | None = None) -> int:
             case = {"kind": "tracking", "model": model, "imgsz": imgsz, "seed": TRACK_SEED, "frames": args.track_frames}
             results.tracking[backend] = _case(case, video)
             _say(f"tracking {backend}: {json.dumps(results.tracking[backend])}")
+        if "pytorch" in models:  # the reference mask path, which the fast one must track as well as
+            case = {"kind": "tracking", "model": models["pytorch"], "imgsz": imgsz, "seed": TRACK_SEED}
+            case |= {"frames": args.track_frames, "fast_masks": False}
+            results.tracking[PLAIN_MASKS] = _case(case, video)
+            _say(f"tracking {PLAIN_MASKS}: {json.dumps(results.tracking[PLAIN_MASKS])}")
+    if "masks" in sections:
+        busy = _busy_video(args.cache, QUICK_VIDEO_FRAMES if args.quick else BUSY_VIDEO_FRAMES)
+        for backend, model in _backend_models(args, model_path, BUSY_IMGSZ, results).items():
+            results.masks[backend] = _mask_paths(model, busy, args)
+            _say(f"masks {backend}: {json.dumps(results.masks[backend])}")
     if "multistream" in sections:
         for streams in (int(n) for n in args.stream_counts.split(",")):
             for max_batch in (8, 1):
@@ -184,6 +202,34 @@ def _throughput(model: str, video: Path, imgsz: int, args: argparse.Namespace) -
         "forward_ms": sum(forwards) / len(forwards),
         "share": sum(f * ms / 1000 for f, ms in zip(segcasts, forwards, strict=True)) / len(segcasts),
         "rounds": [{"seed_fps": b, "segcast_fps": s} for b, s in zip(seeds, segcasts, strict=True)],
+    }
+
+
+def _busy_video(cache: Path, frames: int) -> Path:
+    from server.scene import Scene, write_h264
+
+    video = cache / f"busy-{BUSY_SCENE['seed']}-{BUSY_START}-{frames}.mp4"
+    if not video.exists():
+        partial = video.with_suffix(".partial.mp4")
+        write_h264(Scene(**BUSY_SCENE), partial, frames, start=BUSY_START)
+        partial.rename(video)
+    return video
+
+
+def _mask_paths(model: str, video: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """On the busy scene: the seed loop, segcast with ultralytics' masks, segcast with its own, alternating."""
+    runs: dict[str, list[float]] = {"seed_fps": [], "plain_fps": [], "fast_fps": []}
+    common = {"model": model, "imgsz": BUSY_IMGSZ, "frames": args.busy_frames}
+    for _ in range(args.rounds):
+        runs["seed_fps"].append(_case({"kind": "seed", **common}, video)["fps"])
+        runs["plain_fps"].append(_case({"kind": "segcast", "fast_masks": False, **common}, video)["fps"])
+        runs["fast_fps"].append(_case({"kind": "segcast", **common}, video)["fps"])
+    fast_vs_plain = [f / p for f, p in zip(runs["fast_fps"], runs["plain_fps"], strict=True)]
+    return {
+        "model": model,
+        **{key: sum(values) / len(values) for key, values in runs.items()},
+        "fast_vs_plain": sum(fast_vs_plain) / len(fast_vs_plain),
+        "rounds": [dict(zip(runs, values, strict=True)) for values in zip(*runs.values(), strict=True)],
     }
 
 
@@ -280,6 +326,10 @@ def _settings(args: argparse.Namespace, model_path: Path, imgsz: int) -> dict[st
         "fanout_s": args.fanout_s,
         "track_frames": args.track_frames,
         "track_seed": TRACK_SEED,
+        "busy_frames": args.busy_frames,
+        "busy_imgsz": BUSY_IMGSZ,
+        "busy_video": f"generated scene, seed {BUSY_SCENE['seed']}, {BUSY_SCENE['width']}x{BUSY_SCENE['height']} "
+        f"H.264 at 15 fps, {BUSY_SCENE['objects_per_period']} objects per 30 s",
         "video": f"generated scene, seed {VIDEO_SEED}, 640x384 H.264 at 15 fps",
         "command": " ".join(["python -m bench", *_without_out(sys.argv[1:])]),
     }
