@@ -160,16 +160,17 @@ def _goals(results: Results) -> list[list[str]]:
                 _met(ratio >= GOAL_BEST_RATIO),
             ]
         )
-    gain = _batch_gain(results, 4)
-    if gain is not None:
-        rows.append(
-            [
-                "4 streams batched vs one at a time",
-                f">= {GOAL_BATCH_GAIN:g}x",
-                f"{gain:.2f}x",
-                _met(gain >= GOAL_BATCH_GAIN),
-            ]
-        )
+    for backend in _multistream_backends(results):
+        gain = _batch_gain(results, 4, backend)
+        if gain is not None:
+            rows.append(
+                [
+                    f"4 streams batched vs one at a time, {BACKEND_NAMES[backend]}",
+                    f">= {GOAL_BATCH_GAIN:g}x",
+                    f"{gain:.2f}x",
+                    _met(gain >= GOAL_BATCH_GAIN),
+                ]
+            )
     if len(results.fanout) > 1:
         first, last = results.fanout[0], results.fanout[-1]
         cpu = last.server_cpu / first.server_cpu if first.server_cpu else float("inf")
@@ -220,8 +221,19 @@ def _goals(results: Results) -> list[list[str]]:
     return rows
 
 
-def _batch_gain(results: Results, streams: int) -> float | None:
-    by = {(r["streams"], r["max_batch"]): r["fps"] for r in results.multistream}
+def _multistream_backends(results: Results) -> list[str]:
+    """Backends of the multi-stream runs, in run order (runs saved before backends were recorded: PyTorch)."""
+    return list(dict.fromkeys(r.get("backend", "pytorch") for r in results.multistream))
+
+
+def _multistream_fps(results: Results, backend: str) -> dict[tuple[int, int], float]:
+    return {
+        (r["streams"], r["max_batch"]): r["fps"] for r in results.multistream if r.get("backend", "pytorch") == backend
+    }
+
+
+def _batch_gain(results: Results, streams: int, backend: str) -> float | None:
+    by = _multistream_fps(results, backend)
     if (streams, 8) not in by or (streams, 1) not in by:
         return None
     return float(by[(streams, 8)] / by[(streams, 1)])
@@ -335,19 +347,28 @@ def _masks_section(results: Results) -> list[str]:
 def _multistream_section(results: Results) -> list[str]:
     if not results.multistream:
         return []
-    by = {(r["streams"], r["max_batch"]): r["fps"] for r in results.multistream}
     rows = []
-    for streams in sorted({r["streams"] for r in results.multistream}):
-        batched, single = by.get((streams, 8)), by.get((streams, 1))
-        gain = f"{batched / single:.2f}x" if batched and single else "-"
-        rows.append([str(streams), f"{batched:.1f}" if batched else "-", f"{single:.1f}" if single else "-", gain])
+    for backend in _multistream_backends(results):
+        by = _multistream_fps(results, backend)
+        for streams in sorted({streams for streams, _ in by}):
+            batched, single = by.get((streams, 8)), by.get((streams, 1))
+            gain = f"{batched / single:.2f}x" if batched and single else "-"
+            rows.append(
+                [
+                    BACKEND_NAMES[backend],
+                    str(streams),
+                    f"{batched:.1f}" if batched else "-",
+                    f"{single:.1f}" if single else "-",
+                    gain,
+                ]
+            )
     return [
         "## Multi-stream: aggregate fps, batched against one at a time",
         "",
-        f"N copies of the file as `#rate=max` streams, PyTorch, metadata only (no JPEG), "
+        f"N copies of the file as `#rate=max` streams, metadata only (no JPEG), "
         f"{results.settings.get('stream_frames')} frames per stream; `max_batch=8` against `max_batch=1`.",
         "",
-        *_table(["streams", "batched fps", "one-at-a-time fps", "gain"], rows),
+        *_table(["backend", "streams", "batched fps", "one-at-a-time fps", "gain"], rows),
         "",
     ]
 
@@ -428,11 +449,14 @@ def _plot(results: Results, path: Path) -> None:
     _legend(ax)
 
     ax = axes[0][1]
-    for max_batch, label in ((8, "batched (max_batch=8)"), (1, "one at a time")):
-        points = sorted((r["streams"], r["fps"]) for r in results.multistream if r["max_batch"] == max_batch)
-        if points:
-            ax.plot(*zip(*points, strict=True), marker="o", label=label)
-    ax.set(title="Multi-stream aggregate (PyTorch)", xlabel="streams", ylabel="fps")
+    for backend in _multistream_backends(results):
+        by = _multistream_fps(results, backend)
+        for max_batch, style, label in ((8, "-", "batched"), (1, "--", "one at a time")):
+            points = sorted((streams, fps) for (streams, batch), fps in by.items() if batch == max_batch)
+            if points:
+                name = f"{BACKEND_NAMES[backend]}, {label}"
+                ax.plot(*zip(*points, strict=True), style, marker="o", label=name)
+    ax.set(title="Multi-stream aggregate", xlabel="streams", ylabel="fps")
     _legend(ax)
 
     ax = axes[0][2]

@@ -73,6 +73,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=2, help="seed loop / segcast pairs per backend")
     parser.add_argument("--stream-counts", default="1,2,4,8", help="streams for the multi-stream figure")
     parser.add_argument("--stream-frames", type=int, default=30, help="frames per stream, multi-stream figure")
+    parser.add_argument(
+        "--multistream-backends", default="pytorch,openvino", help="backends of the multi-stream figure"
+    )
     parser.add_argument("--latency-s", type=float, default=40.0, help="seconds of the 1-stream latency run")
     parser.add_argument("--memory-s", type=float, default=90.0, help="seconds of the 4-stream latency + memory run")
     parser.add_argument("--viewers", default="1,10,50,100", help="viewer counts for the fan-out figure")
@@ -135,13 +138,16 @@ def main(argv: list[str] | None = None) -> int:
             results.masks[backend] = _mask_paths(model, busy, args)
             _say(f"masks {backend}: {json.dumps(results.masks[backend])}")
     if "multistream" in sections:
-        for streams in (int(n) for n in args.stream_counts.split(",")):
-            for max_batch in (8, 1):
-                case = {"kind": "segcast", "model": str(model_path), "imgsz": imgsz, "streams": streams}
-                case |= {"max_batch": max_batch, "annotated": False, "frames": args.stream_frames * streams}
-                out = _case(case, video)
-                results.multistream.append({"streams": streams, "max_batch": max_batch, **out})
-                _say(f"multi-stream {streams} x batch {max_batch}: {out['fps']:.1f} fps")
+        for backend, model in _backend_models(args, model_path, imgsz, results).items():
+            if backend not in args.multistream_backends.split(","):
+                continue
+            for streams in (int(n) for n in args.stream_counts.split(",")):
+                for max_batch in (8, 1):
+                    case = {"kind": "segcast", "model": model, "imgsz": imgsz, "streams": streams}
+                    case |= {"max_batch": max_batch, "annotated": False, "frames": args.stream_frames * streams}
+                    out = _case(case, video)
+                    results.multistream.append({"backend": backend, "streams": streams, "max_batch": max_batch, **out})
+                    _say(f"multi-stream {backend} {streams} x batch {max_batch}: {out['fps']:.1f} fps")
     if "latency" in sections:
         for streams, seconds in ((1, args.latency_s), (4, args.memory_s)):
             run = latency_run(str(model_path), video, streams, imgsz, seconds)
