@@ -41,7 +41,7 @@ class CountingHub:
     def state_threadsafe(self, stream_id: str, state: object, error: str | None) -> None:
         pass
 
-    def event_threadsafe(self, event: dict[str, Any]) -> None:
+    def stream_added_threadsafe(self, stream_id: str) -> None:
         pass
 
 

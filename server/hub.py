@@ -184,6 +184,9 @@ class Hub:
         self.jpeg_quality = 80
         self.latest: dict[str, FramePacket] = {}
         self.states: dict[str, tuple[StreamState, str | None]] = {}
+        #: Streams forgotten and not added again: a frame of one still in the encoder when it was
+        #: removed arrives after `forget_stream`, and must not bring it back.
+        self._removed: set[str] = set()
 
     # -- called from threads --------------------------------------------------------------------
 
@@ -193,9 +196,9 @@ class Hub:
     def state_threadsafe(self, stream_id: str, state: StreamState, error: str | None) -> None:
         self._call_soon(self.announce_state, stream_id, state, error)
 
-    def event_threadsafe(self, event: dict[str, Any]) -> None:
-        """Any other protocol event for every viewer (stream added, tracks started or ended)."""
-        self._call_soon(self.announce, event)
+    def stream_added_threadsafe(self, stream_id: str) -> None:
+        """A stream was added: tell every viewer. Comes before any frame or state of the new stream."""
+        self._call_soon(self._stream_added, stream_id)
 
     def _call_soon(self, callback: Any, *args: Any) -> None:
         with suppress(RuntimeError):  # the loop already closed during shutdown: nobody left to tell
@@ -207,8 +210,14 @@ class Hub:
         self._on_wanted = listener
         listener(self._wanted)
 
+    def _stream_added(self, stream_id: str) -> None:
+        self._removed.discard(stream_id)
+        self.announce({"type": "added", "v": PROTOCOL_VERSION, "stream": stream_id})
+
     def _publish(self, packet: FramePacket) -> None:
         stream_id = packet.stream_id
+        if stream_id in self._removed:
+            return
         self.latest[stream_id] = packet
         self._stats.setdefault(stream_id, _StreamStats()).add(packet)
         now = time.monotonic()
@@ -230,6 +239,8 @@ class Hub:
             viewer.offer_event(event)
 
     def forget_stream(self, stream_id: str) -> None:
+        """The stream was removed: drop what is kept of it, ignore its late frames, tell every viewer."""
+        self._removed.add(stream_id)
         self.latest.pop(stream_id, None)
         self._stats.pop(stream_id, None)
         self.states.pop(stream_id, None)

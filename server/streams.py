@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from server.config import ConfigError, Settings, StreamConfig
 from server.encode import Encoder
-from server.frames import PROTOCOL_VERSION, FrameResult
+from server.frames import FrameResult
 from server.hub import Hub
 from server.sources import Source, SourceError, StreamState, mask_uri, open_source
 from server.sources.reader import ReaderStatus, StreamReader
@@ -162,15 +162,21 @@ class StreamManager:
         except ValueError as exc:
             raise StreamOptionsError(f"{config.stream_id}: {exc}") from None
 
-    def _add(self, config: StreamConfig) -> StreamInfo:
-        if self._stopped:
-            raise ShuttingDownError("the server is shutting down")
+    def _register(self, config: StreamConfig, handed_in: bool = False) -> None:
+        """Claim ``config``'s id and announce the stream: the first step of `_add` and `add_source`."""
         self._check_options(config)
         with self._lock:
+            if self._stopped:
+                raise ShuttingDownError("the server is shutting down")
             if config.stream_id in self._configs:
                 raise StreamExistsError(f"stream {config.stream_id!r} already exists")
             self._configs[config.stream_id] = config
-        self._hub.event_threadsafe({"type": "added", "v": PROTOCOL_VERSION, "stream": config.stream_id})
+            if handed_in:
+                self._handed_in.add(config.stream_id)
+        self._hub.stream_added_threadsafe(config.stream_id)
+
+    def _add(self, config: StreamConfig) -> StreamInfo:
+        self._register(config)
         try:
             source = open_source(config.uri)
         except SourceError as exc:
@@ -179,15 +185,7 @@ class StreamManager:
                 self._failed[config.stream_id] = str(exc)
             self._hub.state_threadsafe(config.stream_id, StreamState.FAILED, str(exc))
             return self.info(config.stream_id)
-        slot = self._worker.add_stream(config.stream_id, source.fps, config.options)
-        reader = StreamReader(config.stream_id, source, slot, self._hub.state_threadsafe, loop_file=config.loop)
-        with self._lock:
-            self._readers[config.stream_id] = reader
-            self._processed[config.stream_id] = 0
-        self._hub.state_threadsafe(config.stream_id, StreamState.STARTING, None)
-        reader.start()
-        log.info("[%s] added: %s", config.stream_id, source.describe())
-        return self.info(config.stream_id)
+        return self._start(config, source)
 
     def add_source(self, config: StreamConfig, source: Source) -> StreamInfo:
         """Start a stream from a source built elsewhere (a WebRTC peer's track) instead of from its URI.
@@ -196,22 +194,28 @@ class StreamManager:
         Called on the event loop, so it never waits for a change in progress (which may be joining a
         reader): it only takes the short lock, and checks for a shutdown under it.
         """
-        self._check_options(config)
-        with self._lock:
-            if self._stopped:
-                raise ShuttingDownError("the server is shutting down")
-            if config.stream_id in self._configs:
-                raise StreamExistsError(f"stream {config.stream_id!r} already exists")
-            self._configs[config.stream_id] = config
-            self._handed_in.add(config.stream_id)
-        self._hub.event_threadsafe({"type": "added", "v": PROTOCOL_VERSION, "stream": config.stream_id})
+        self._register(config, handed_in=True)
+        return self._start(config, source)
+
+    def _start(self, config: StreamConfig, source: Source) -> StreamInfo:
+        """Feed ``source`` to the worker through a new reader: the last step of `_add` and `add_source`.
+
+        If `stop` began meanwhile (possible for `add_source`, which does not hold the change lock),
+        the registration is undone and the reader never starts.
+        """
         slot = self._worker.add_stream(config.stream_id, source.fps, config.options)
-        reader = StreamReader(config.stream_id, source, slot, self._hub.state_threadsafe)
+        reader = StreamReader(config.stream_id, source, slot, self._hub.state_threadsafe, loop_file=config.loop)
         with self._lock:
-            if self._stopped:  # `stop` took its list of readers meanwhile: this one must never start
-                raise ShuttingDownError("the server is shutting down")
-            self._readers[config.stream_id] = reader
-            self._processed[config.stream_id] = 0
+            stopped = self._stopped
+            if stopped:
+                self._configs.pop(config.stream_id, None)
+                self._handed_in.discard(config.stream_id)
+            else:
+                self._readers[config.stream_id] = reader
+                self._processed[config.stream_id] = 0
+        if stopped:
+            self._worker.remove_stream(config.stream_id)
+            raise ShuttingDownError("the server is shutting down")
         self._hub.state_threadsafe(config.stream_id, StreamState.STARTING, None)
         reader.start()
         log.info("[%s] added: %s", config.stream_id, source.describe())

@@ -97,6 +97,28 @@ async def test_new_subscriber_gets_the_newest_frame_at_once() -> None:
     task.cancel()
 
 
+async def test_a_late_frame_of_a_removed_stream_does_not_bring_it_back() -> None:
+    hub = Hub(asyncio.get_running_loop())
+    socket = RecordingSocket()
+    _, task = await connect(hub, socket, ["*"])
+    hub.stream_added_threadsafe("cam")
+    hub.publish_threadsafe(encoded(1))
+    await settle()
+    hub.forget_stream("cam")
+    hub.publish_threadsafe(encoded(2))  # was inside the encoder while the stream was removed
+    await settle()
+    assert "cam" not in hub.latest and hub.published("cam") == 0
+    assert socket.frames == [1]
+    assert [e["type"] for e in socket.events] == ["added", "removed"]
+
+    hub.stream_added_threadsafe("cam")  # the same id added again is a new stream, and is served
+    hub.publish_threadsafe(encoded(1))
+    await settle()
+    assert hub.latest["cam"].seq == 1 and socket.frames == [1, 1]
+    assert [e["type"] for e in socket.events] == ["added", "removed", "added"]
+    task.cancel()
+
+
 async def test_state_changes_reach_every_viewer_in_order() -> None:
     hub = Hub(asyncio.get_running_loop())
     socket = RecordingSocket()
