@@ -97,7 +97,7 @@ def test_a_bad_frame_is_counted_and_the_worker_carries_on() -> None:
     with Driver(TruthModel()) as driver:
         driver.add("cam", Scene(seed=1))
         driver.put(Frame("cam", 0, 0.0, 0.0, np.zeros((48, 64), np.uint8)))  # grey, not BGR
-        driver.put(Frame("cam", 1, 0.0, 0.0, np.zeros((48, 64), np.uint8)))  # a second one, to be sure
+        driver.wait_taken("cam")  # not replaced by the next frame before the worker saw it
         assert driver.step({"cam": 2})["cam"].frame.seq == 2
         stats = driver.worker.stats("cam")
         assert stats is not None and stats.errors >= 1

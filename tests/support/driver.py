@@ -61,6 +61,10 @@ class Driver:
     def put(self, frame: Frame) -> None:
         self._slots[frame.stream_id].put(frame)
 
+    def wait_taken(self, stream_id: str) -> None:
+        """Until the worker took the frame in ``stream_id``'s slot (one it may not report, like a bad one)."""
+        assert self._slots[stream_id].wait_empty(threading.Event()), "the worker never took the frame"
+
     def wait(self, count: int) -> dict[str, FrameResult]:
         results: dict[str, FrameResult] = {}
         for _ in range(count):
