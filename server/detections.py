@@ -24,9 +24,6 @@ if TYPE_CHECKING:
 #: Makes the outline of the detection with this index in the frame's full list, in frame pixels.
 OutlineMaker = Callable[[int], np.ndarray]
 
-_NO_BOXES = np.zeros((0, 6), np.float32)
-
-
 @dataclass(slots=True, eq=False)
 class Detections:
     """Boxes ``(N, 6)``: x1, y1, x2, y2, confidence, class id, in frame pixels, one row per detection.
@@ -45,7 +42,7 @@ class Detections:
 
     @classmethod
     def empty(cls) -> Detections:
-        return cls(_NO_BOXES)
+        return cls(np.zeros((0, 6), np.float32))
 
     @classmethod
     def from_results(cls, result: Results) -> Detections:
