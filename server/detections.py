@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 #: Makes the outline of the detection with this index in the frame's full list, in frame pixels.
 OutlineMaker = Callable[[int], np.ndarray]
 
+
 @dataclass(slots=True, eq=False)
 class Detections:
     """Boxes ``(N, 6)``: x1, y1, x2, y2, confidence, class id, in frame pixels, one row per detection.
