@@ -22,11 +22,13 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from server.app import create_app
 from server.config import ConfigError, Settings, StreamConfig
+from server.encode import ImageKind
 from server.models import BUNDLED_MODEL
 from server.scene import Scene, TrueObject
 from server.webrtc import IceServer, IceServerError, WebRTCConfig
 from server.webrtc.config import ICE_SERVERS_ENV
-from server.webrtc.routes import webrtc_config_key
+from server.webrtc.peers import PeerLimitError
+from server.webrtc.routes import peers_key, webrtc_config_key
 from server.webrtc.source import FrameHandover
 from tests.support.truth import box_iou, is_apart, match_boxes
 
@@ -359,6 +361,24 @@ async def test_peers_beyond_the_limit_are_refused(aiohttp_client: ClientFactory)
             "/api/webrtc/play/live", json={"type": "offer", "sdp": second.localDescription.sdp}
         )
         assert response.status == 503 and "too many" in (await response.json())["error"]
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_the_registry_itself_refuses_a_peer_beyond_the_limit(aiohttp_client: ClientFactory) -> None:
+    """Checked where peers are added, not only before the offer is read: parallel offers cannot overfill it."""
+    app = create_app(Settings(model=str(BUNDLED_MODEL), streams=(StreamConfig("live", "scene:?seed=1"),)))
+    app[webrtc_config_key] = WebRTCConfig(max_peers=1)
+    client = await aiohttp_client(app)
+    first, second = lan_peer(), lan_peer()
+    for pc in (first, second):
+        pc.addTransceiver("video", direction="recvonly")
+    try:
+        await offer_to(client, "/api/webrtc/play/live", first)
+        await second.setLocalDescription(await second.createOffer())
+        with pytest.raises(PeerLimitError, match="too many WebRTC peers"):
+            await app[peers_key].play(second.localDescription, "live", ImageKind.ANNOTATED, "127.0.0.1")
     finally:
         await first.close()
         await second.close()

@@ -46,6 +46,13 @@ class OfferError(ValueError):
     """The offer cannot be answered as sent; the message tells the client what to change."""
 
 
+class PeerLimitError(RuntimeError):
+    """Every WebRTC peer slot is taken."""
+
+    def __init__(self, max_peers: int) -> None:
+        super().__init__(f"too many WebRTC peers ({max_peers}); close one or use the WebSocket viewer")
+
+
 @dataclass(eq=False)
 class Peer:
     pc: RTCPeerConnection
@@ -159,6 +166,12 @@ class PeerRegistry:
     # -- internals ------------------------------------------------------------------------------
 
     def _new_peer(self, role: Literal["publish", "play"], stream_id: str, remote: str) -> Peer:
+        """A peer in the registry; `PeerLimitError` if it is full.
+
+        Checked and added with no await between, so offers answered in parallel cannot overfill it.
+        """
+        if not self.has_room():
+            raise PeerLimitError(self.config.max_peers)
         peer = Peer(RTCPeerConnection(self.config.rtc_configuration()), role, stream_id, remote)
         self._peers.add(peer)
 

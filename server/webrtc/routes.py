@@ -28,7 +28,7 @@ from server.errors import error
 from server.keys import hub_key, manager_key, settings_key
 from server.streams import StreamExistsError
 from server.webrtc.config import WebRTCConfig
-from server.webrtc.peers import OfferError, PeerRegistry
+from server.webrtc.peers import OfferError, PeerLimitError, PeerRegistry
 from server.webrtc.source import DEFAULT_FPS
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,8 @@ async def _publish(request: web.Request) -> web.Response:
         answer = await registry.publish(_description(body), stream_id, float(fps), _remote(request))
     except OfferError as exc:
         raise error(web.HTTPBadRequest, str(exc)) from None
+    except PeerLimitError as exc:
+        raise error(web.HTTPServiceUnavailable, str(exc)) from None
     except StreamExistsError:  # taken between the check above and the start
         raise _taken(stream_id) from None
     return _answer(answer, stream_id)
@@ -111,16 +113,15 @@ async def _play(request: web.Request) -> web.Response:
         answer = await registry.play(_description(body), stream_id, kind, _remote(request))
     except OfferError as exc:
         raise error(web.HTTPBadRequest, str(exc)) from None
+    except PeerLimitError as exc:
+        raise error(web.HTTPServiceUnavailable, str(exc)) from None
     return _answer(answer, stream_id)
 
 
 async def _read_offer(request: web.Request, registry: PeerRegistry) -> dict[str, Any]:
     """The request's offer as JSON, within the size limit, with a usable ``sdp``; else the HTTP error."""
-    if not registry.has_room():
-        raise error(
-            web.HTTPServiceUnavailable,
-            f"too many WebRTC peers ({registry.config.max_peers}); close one or use the WebSocket viewer",
-        )
+    if not registry.has_room():  # early, before the body is read; `PeerRegistry` checks again when adding
+        raise error(web.HTTPServiceUnavailable, str(PeerLimitError(registry.config.max_peers)))
     limit = registry.config.max_offer_bytes
     size = request.content_length
     if size is None or size <= limit:
