@@ -73,9 +73,15 @@ class Role(enum.IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class AccessPolicy:
-    """Who is let in. Build it with `AccessPolicy.configure`; `open` means nobody is asked."""
+    """Who is let in. Build it with `AccessPolicy.configure`; `open` means nobody is asked.
+
+    ``local_names_only``: the server is open because it listens on loopback, so it answers only to
+    this machine's own names. A web page can rebind its own domain to 127.0.0.1 (DNS rebinding); its
+    requests then reach segcast as same-origin ones, and only the ``Host`` header gives them away.
+    """
 
     open: bool
+    local_names_only: bool = False
     token_digests: tuple[tuple[bytes, Role], ...] = ()
     signing_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
 
@@ -110,10 +116,10 @@ class AccessPolicy:
                     "and add or remove streams. Set admin/viewer tokens to protect it.",
                     host,
                 )
-            return cls(open=True)
+            return cls(open=True, local_names_only=is_loopback(host))
         if not viewers and not admins:
             if is_loopback(host):
-                return cls(open=True)
+                return cls(open=True, local_names_only=True)
             raise AuthConfigError(
                 f"--host {host}: listening beyond this machine needs access tokens "
                 f"(auth.admin_tokens / auth.viewer_tokens in the config file, or ${ADMIN_TOKENS_ENV}); "
@@ -190,6 +196,14 @@ policy_key = web.AppKey("access_policy", AccessPolicy)
 async def _check_access(request: web.Request, handler: Handler) -> web.StreamResponse:
     policy = request.app[policy_key]
     needed = required_role(request)
+    host = request.headers.get("Host")  # browsers always send it; without it there is nothing to rebind
+    if policy.local_names_only and host is not None and not is_local_name(host):
+        raise error(
+            web.HTTPForbidden,
+            f"this server answers only to this machine's own names (localhost, 127.0.0.1), not "
+            f"{host!r}, which could be a web page's domain rebound to it (DNS rebinding); open it "
+            "as http://127.0.0.1:<port>/, or set access tokens to serve it under other names",
+        )
     if policy.open and is_cross_site(request) and (request.method not in READ_METHODS or is_websocket(request)):
         # Open means "anyone on this machine", not "any web page this machine's browser visits":
         # with no token to prove intent, a page on another site could otherwise add streams, rewrite
@@ -262,6 +276,13 @@ def is_cross_site(request: web.Request) -> bool:
 
 def is_websocket(request: web.Request) -> bool:
     return request.headers.get("Upgrade", "").lower() == "websocket"
+
+
+def is_local_name(authority: str) -> bool:
+    """Whether a ``Host`` header names this machine: a loopback address, ``localhost`` or ``*.localhost``
+    (which browsers resolve to loopback themselves, so no DNS answer can redirect them)."""
+    host = (URL(f"http://{authority}").host or "").rstrip(".").lower()
+    return is_loopback(host) or host.endswith(".localhost")
 
 
 def is_loopback(host: str) -> bool:

@@ -139,3 +139,21 @@ async def test_open_server_refuses_cross_site_changes_and_websockets(aiohttp_cli
     assert (await client.get("/api/streams", headers=evil)).status == 200, "reads are not streams or changes"
     assert (await client.post("/api/streams", headers={"Origin": own})).status == 200, "the viewer itself"
     assert (await client.post("/api/streams")).status == 200, "programs send no Origin"
+
+
+async def test_open_server_answers_only_to_local_names(aiohttp_client: ClientFactory) -> None:
+    """DNS rebinding: a page whose domain now resolves to 127.0.0.1 would otherwise be same-origin."""
+    client = await aiohttp_client(_app(AccessPolicy.configure("127.0.0.1", environ={})))
+    rebound = {"Host": f"evil.example:{client.port}", "Origin": f"http://evil.example:{client.port}"}
+    response = await client.get("/api/streams", headers=rebound)
+    assert response.status == 403 and "DNS rebinding" in (await response.json())["error"]
+    assert (await client.post("/api/streams", headers=rebound)).status == 403
+    for host in ("127.0.0.1", "localhost", "[::1]", "cameras.localhost", "127.0.0.2"):
+        response = await client.get("/api/streams", headers={"Host": f"{host}:{client.port}"})
+        assert response.status == 200, host
+
+
+async def test_a_server_with_tokens_answers_to_any_name(aiohttp_client: ClientFactory) -> None:
+    client = await aiohttp_client(_app(_policy()))
+    headers = {"Host": "cameras.example.com", **_bearer(VIEWER)}
+    assert (await client.get("/api/streams", headers=headers)).status == 200
