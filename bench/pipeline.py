@@ -116,8 +116,9 @@ class ForwardTimer:
 
         model = load_model(model_spec)
         model.predict(image, imgsz=imgsz, verbose=False)
-        self._predictor = model.predictor
-        self._tensor = self._predictor.preprocess([image])
+        assert model.predictor is not None  # predict has just made it
+        self._predictor: Any = model.predictor
+        self._tensor: Any = self._predictor.preprocess([image])
 
     def median_ms(self) -> float:
         times = []

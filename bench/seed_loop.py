@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import av
 import cv2
@@ -30,7 +31,7 @@ def run_seed_loop(model_path: str, video: Path, max_frames: int, imgsz: int | No
     from ultralytics import YOLO
 
     model = YOLO(model_path, task="segment")
-    options = {"imgsz": imgsz} if imgsz else {}
+    options: dict[str, Any] = {"imgsz": imgsz} if imgsz else {}
     frames = 0
     with av.open(str(video)) as container:
         decoded = (f.to_ndarray(format="bgr24") for f in container.decode(video=0))
@@ -38,7 +39,7 @@ def run_seed_loop(model_path: str, video: Path, max_frames: int, imgsz: int | No
         model.track(first, persist=True, verbose=False, **options)  # warm-up, not timed
         started = time.perf_counter()
         for image in decoded:
-            result = model.track(image, persist=True, verbose=False, **options)[0]
+            [result] = model.track(image, persist=True, verbose=False, **options)
             annotated = result.plot()
             ok, _ = cv2.imencode(".jpg", annotated, [cv2.IMWRITE_JPEG_QUALITY, 80])
             assert ok
