@@ -312,7 +312,7 @@ async def _mjpeg(request: web.Request) -> web.StreamResponse:
     try:
         while not viewer.closed:
             events, deliveries = await viewer.take()
-            if any(e.get("type") == "removed" and e.get("stream") == info.stream_id for e in events):
+            if any(event.removes(info.stream_id) for event in events):
                 break
             for delivery in deliveries:
                 await _write_part(response, delivery.packet, delivery.jpeg)

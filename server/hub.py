@@ -13,6 +13,7 @@ variant is encoded once per frame and only while someone wants it.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import deque
@@ -48,6 +49,22 @@ class Subscription:
 
 
 @dataclass(frozen=True, slots=True)
+class Event:
+    """A protocol event (docs/protocol.md) on its way to viewers, serialised once for all of them."""
+
+    data: Mapping[str, Any]
+    text: str
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> Event:
+        return cls(data, json.dumps(data))
+
+    def removes(self, stream_id: str) -> bool:
+        """Whether this is the event that says ``stream_id`` was removed."""
+        return self.data.get("type") == "removed" and self.data.get("stream") == stream_id
+
+
+@dataclass(frozen=True, slots=True)
 class Delivery:
     """A frame handed to one viewer, with the variant it subscribed to (None: metadata only)."""
 
@@ -72,7 +89,7 @@ class Viewer:
         self.sent_frames = 0
         self.dropped_frames = 0
         self._frames: dict[str, Delivery] = {}
-        self._events: list[dict[str, Any]] = []
+        self._events: list[Event] = []
         self._next_due: dict[str, float] = {}
         self._wake = asyncio.Event()
         self.closed = False
@@ -110,7 +127,7 @@ class Viewer:
         """Whether `take` would return at once."""
         return bool(self._events or self._frames or self.closed)
 
-    def offer_event(self, event: dict[str, Any]) -> None:
+    def offer_event(self, event: Event) -> None:
         """Queue ``event``; a viewer so far behind that `MAX_PENDING_EVENTS` pile up is closed instead.
 
         Events may not be dropped the way frames are, so the only bound that keeps them all is to
@@ -133,7 +150,7 @@ class Viewer:
         self.closed = True
         self._wake.set()
 
-    async def take(self) -> tuple[list[dict[str, Any]], list[Delivery]]:
+    async def take(self) -> tuple[list[Event], list[Delivery]]:
         """Wait until there is something to send, then take all of it: events first, then frames.
 
         Returns empty lists once the viewer is closed.
@@ -221,7 +238,7 @@ class Hub:
         self.latest[stream_id] = packet
         self._stats.setdefault(stream_id, _StreamStats()).add(packet)
         now = time.monotonic()
-        events = [event.to_json() for event in packet.result.events]
+        events = [Event.of(event.to_json()) for event in packet.result.events]
         for viewer in self._viewers:
             if events and viewer.wants(stream_id):
                 for event in events:
@@ -234,7 +251,8 @@ class Hub:
             {"type": "status", "v": PROTOCOL_VERSION, "stream": stream_id, "state": state.value, "error": error}
         )
 
-    def announce(self, event: dict[str, Any]) -> None:
+    def announce(self, data: dict[str, Any]) -> None:
+        event = Event.of(data)
         for viewer in self._viewers:
             viewer.offer_event(event)
 

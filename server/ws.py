@@ -20,7 +20,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from server.api import stream_json
 from server.encode import ImageKind, parse_variant
 from server.frames import PROTOCOL_VERSION
-from server.hub import Subscription, Viewer
+from server.hub import Event, Subscription, Viewer
 from server.keys import hub_key, manager_key, websockets_key
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
     viewer = Viewer("ws")
     hub.add_viewer(viewer)
     streams = [stream_json(request, info) for info in manager.streams()]
-    viewer.offer_event({"type": "hello", "v": PROTOCOL_VERSION, "streams": streams})
+    viewer.offer_event(Event.of({"type": "hello", "v": PROTOCOL_VERSION, "streams": streams}))
     sender = asyncio.create_task(send_forever(viewer, ws), name="viewer-sender")
     limit = RateLimit()
     try:
@@ -88,7 +88,7 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
                 continue
             subscriptions = parse_client_message(message.data)
             if isinstance(subscriptions, str):
-                viewer.offer_event({"type": "error", "v": PROTOCOL_VERSION, "message": subscriptions})
+                viewer.offer_event(Event.of({"type": "error", "v": PROTOCOL_VERSION, "message": subscriptions}))
             else:
                 hub.subscribe(viewer, subscriptions)
     finally:
@@ -108,7 +108,7 @@ async def send_forever(viewer: Viewer, ws: web.WebSocketResponse) -> None:
         while not viewer.closed:
             events, deliveries = await viewer.take()
             for event in events:
-                await ws.send_str(json.dumps(event))
+                await ws.send_str(event.text)
             for delivery in deliveries:
                 await ws.send_str(delivery.packet.message(delivery.variant))
                 jpeg = delivery.jpeg

@@ -13,7 +13,7 @@ import numpy as np
 
 from server.encode import FramePacket, ImageKind, Variant, encode_variants, make_packet
 from server.frames import Frame, FrameResult
-from server.hub import MAX_PENDING_EVENTS, Hub, Subscription, Viewer
+from server.hub import MAX_PENDING_EVENTS, Event, Hub, Subscription, Viewer
 from server.sources.base import StreamState
 from server.ws import send_forever
 
@@ -179,9 +179,20 @@ def test_variants_are_scaled_to_their_width_keeping_the_aspect() -> None:
 async def test_a_viewer_that_lets_events_pile_up_is_closed_not_grown_without_bound() -> None:
     viewer = Viewer()
     for n in range(MAX_PENDING_EVENTS):
-        viewer.offer_event({"type": "status", "n": n})
+        viewer.offer_event(Event.of({"type": "status", "n": n}))
     assert not viewer.closed
-    viewer.offer_event({"type": "status", "n": MAX_PENDING_EVENTS})
+    viewer.offer_event(Event.of({"type": "status", "n": MAX_PENDING_EVENTS}))
     assert viewer.closed and viewer.too_slow
     events, _ = await viewer.take()
     assert len(events) == MAX_PENDING_EVENTS, "what was queued is still handed over, nothing more"
+
+
+async def test_an_event_is_serialised_once_for_every_viewer() -> None:
+    hub = Hub(asyncio.get_running_loop())
+    viewers = [Viewer(), Viewer()]
+    for viewer in viewers:
+        hub.add_viewer(viewer)
+    hub.announce({"type": "status", "v": 1, "stream": "cam", "state": "live", "error": None})
+    [first], _ = await viewers[0].take()
+    [second], _ = await viewers[1].take()
+    assert first is second and json.loads(first.text)["state"] == "live"

@@ -146,7 +146,7 @@ class PlaybackFeed:
         loop = asyncio.get_running_loop()
         while not self._viewer.closed:
             events, deliveries = await self._viewer.take()
-            if any(e.get("type") == "removed" and e.get("stream") == self.stream_id for e in events):
+            if any(event.removes(self.stream_id) for event in events):
                 self._on_removed(self.stream_id)  # the players' peers are closed, not left frozen
             if not deliveries:
                 continue
