@@ -233,7 +233,6 @@ async def _remove_stream(request: web.Request) -> web.Response:
         await asyncio.get_running_loop().run_in_executor(None, request.app[manager_key].remove, stream_id)
     except KeyError:
         raise error(web.HTTPNotFound, f"no stream {stream_id!r}: it was removed meanwhile") from None
-    request.app[hub_key].forget_stream(stream_id)
     if persist:
         await _save_config(request)
     return web.Response(status=204)

@@ -32,6 +32,9 @@ STATS_WINDOW_S = 5.0  # rates and latency are averaged over the frames of the la
 STATS_MAX_SAMPLES = 256
 FULL_ANNOTATED = Variant()
 MAX_PENDING_EVENTS = 1000  # events queued for one viewer before it counts as gone
+#: How long a removed stream's late frames and states are still recognised and dropped. They come
+#: from a frame that was in the encoder at the removal, so within one encode; this is ample.
+REMOVED_GRACE_S = 10.0
 
 WantedListener = Callable[[Mapping[str, frozenset[Variant]]], None]
 
@@ -201,9 +204,9 @@ class Hub:
         self.jpeg_quality = 80
         self.latest: dict[str, FramePacket] = {}
         self.states: dict[str, tuple[StreamState, str | None]] = {}
-        #: Streams forgotten and not added again: a frame of one still in the encoder when it was
-        #: removed arrives after `forget_stream`, and must not bring it back.
-        self._removed: set[str] = set()
+        #: Streams removed (and not added again) in the last `REMOVED_GRACE_S`: a frame of one that
+        #: was still in the encoder arrives after the removal, and must not bring it back.
+        self._removed: dict[str, asyncio.TimerHandle] = {}
 
     # -- called from threads --------------------------------------------------------------------
 
@@ -217,6 +220,10 @@ class Hub:
         """A stream was added: tell every viewer. Comes before any frame or state of the new stream."""
         self._call_soon(self._stream_added, stream_id)
 
+    def stream_removed_threadsafe(self, stream_id: str) -> None:
+        """A stream was removed: drop what is kept of it, ignore its late frames, tell every viewer."""
+        self._call_soon(self._stream_removed, stream_id)
+
     def _call_soon(self, callback: Any, *args: Any) -> None:
         with suppress(RuntimeError):  # the loop already closed during shutdown: nobody left to tell
             self._loop.call_soon_threadsafe(callback, *args)
@@ -228,8 +235,20 @@ class Hub:
         listener(self._wanted)
 
     def _stream_added(self, stream_id: str) -> None:
-        self._removed.discard(stream_id)
+        expiry = self._removed.pop(stream_id, None)
+        if expiry is not None:
+            expiry.cancel()
         self.announce({"type": "added", "v": PROTOCOL_VERSION, "stream": stream_id})
+
+    def _stream_removed(self, stream_id: str) -> None:
+        expiry = self._removed.pop(stream_id, None)
+        if expiry is not None:
+            expiry.cancel()
+        self._removed[stream_id] = self._loop.call_later(REMOVED_GRACE_S, self._removed.pop, stream_id, None)
+        self.latest.pop(stream_id, None)
+        self._stats.pop(stream_id, None)
+        self.states.pop(stream_id, None)
+        self.announce({"type": "removed", "v": PROTOCOL_VERSION, "stream": stream_id})
 
     def _publish(self, packet: FramePacket) -> None:
         stream_id = packet.stream_id
@@ -246,6 +265,8 @@ class Hub:
             viewer.offer_packet(packet, now)
 
     def announce_state(self, stream_id: str, state: StreamState, error: str | None) -> None:
+        if stream_id in self._removed:
+            return
         self.states[stream_id] = (state, error)
         self.announce(
             {"type": "status", "v": PROTOCOL_VERSION, "stream": stream_id, "state": state.value, "error": error}
@@ -255,14 +276,6 @@ class Hub:
         event = Event.of(data)
         for viewer in self._viewers:
             viewer.offer_event(event)
-
-    def forget_stream(self, stream_id: str) -> None:
-        """The stream was removed: drop what is kept of it, ignore its late frames, tell every viewer."""
-        self._removed.add(stream_id)
-        self.latest.pop(stream_id, None)
-        self._stats.pop(stream_id, None)
-        self.states.pop(stream_id, None)
-        self.announce({"type": "removed", "v": PROTOCOL_VERSION, "stream": stream_id})
 
     def add_viewer(self, viewer: Viewer) -> None:
         self._viewers.add(viewer)

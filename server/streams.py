@@ -221,10 +221,19 @@ class StreamManager:
         log.info("[%s] added: %s", config.stream_id, source.describe())
         return self.info(config.stream_id)
 
-    def remove(self, stream_id: str) -> StreamConfig:
-        """Stop and forget a stream; raises KeyError if there is none by that id."""
+    def remove(self, stream_id: str, final_state: tuple[StreamState, str | None] | None = None) -> StreamConfig:
+        """Stop and forget a stream, and tell viewers; raises KeyError if there is none by that id.
+
+        ``final_state`` is announced first, once the reader has stopped (a WebRTC publisher that left
+        says why). Both go to the hub in order with the stream's "added", so a stream added again
+        with the same id at once is never mistaken for the removed one.
+        """
         with self._changing:
-            return self._remove(stream_id)
+            config = self._remove(stream_id)
+            if final_state is not None:
+                self._hub.state_threadsafe(stream_id, *final_state)
+            self._hub.stream_removed_threadsafe(stream_id)
+            return config
 
     def _remove(self, stream_id: str) -> StreamConfig:
         with self._lock:

@@ -103,19 +103,20 @@ async def test_a_late_frame_of_a_removed_stream_does_not_bring_it_back() -> None
     _, task = await connect(hub, socket, ["*"])
     hub.stream_added_threadsafe("cam")
     hub.publish_threadsafe(encoded(1))
-    await settle()
-    hub.forget_stream("cam")
+    hub.stream_removed_threadsafe("cam")
     hub.publish_threadsafe(encoded(2))  # was inside the encoder while the stream was removed
+    hub.state_threadsafe("cam", StreamState.ENDED, None)  # and a reader's last word, just as late
     await settle()
-    assert "cam" not in hub.latest and hub.published("cam") == 0
+    assert "cam" not in hub.latest and "cam" not in hub.states and hub.published("cam") == 0
     assert socket.frames == [1]
     assert [e["type"] for e in socket.events] == ["added", "removed"]
 
-    hub.stream_added_threadsafe("cam")  # the same id added again is a new stream, and is served
+    hub.stream_added_threadsafe("cam")  # the same id added again at once is a new stream, and is served
     hub.publish_threadsafe(encoded(1))
+    hub.state_threadsafe("cam", StreamState.LIVE, None)
     await settle()
     assert hub.latest["cam"].seq == 1 and socket.frames == [1, 1]
-    assert [e["type"] for e in socket.events] == ["added", "removed", "added"]
+    assert [e["type"] for e in socket.events] == ["added", "removed", "added", "status"]
     task.cancel()
 
 

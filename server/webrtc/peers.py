@@ -240,13 +240,11 @@ class PeerRegistry:
         the real reason (a lost connection) rather than the reader's reasonless one.
         """
         try:
-            await asyncio.to_thread(self._manager.remove, stream_id)
+            await asyncio.to_thread(self._manager.remove, stream_id, (StreamState.ENDED, reason))
         except KeyError:  # removed through the API, which told the viewers itself
             return
         finally:
             source.end()
-        self._hub.announce_state(stream_id, StreamState.ENDED, reason)
-        self._hub.forget_stream(stream_id)
 
     async def _leave_feed(self, feed: PlaybackFeed, player: AnnotatedTrack) -> None:
         feed.players.discard(player)
