@@ -31,8 +31,8 @@ class Detections:
 
     ``make_outline`` is None for models without masks. ``rows`` maps each row to its index in the
     frame's full list, which is what ``make_outline`` is asked for, so a `select`-ed subset shares its
-    parent's outline cache. ``speed`` is ultralytics' own per-stage timing of the call (ms per
-    image), which its predictor sets on every result it hands out.
+    parent's outline cache. ``speed`` is ultralytics' per-stage timing of the call (ms per image):
+    its predictor writes it into every result it hands out, so the slot must exist.
     """
 
     boxes: np.ndarray
@@ -48,13 +48,14 @@ class Detections:
     @classmethod
     def from_results(cls, result: Results) -> Detections:
         """``result``'s boxes, and outlines from its masks as ultralytics traces them (``masks.xy``)."""
+        speed = {stage: ms for stage, ms in result.speed.items() if ms is not None}
         if result.boxes is None or len(result.boxes) == 0:
-            return cls.empty()
+            return cls(np.zeros((0, 6), np.float32), speed=speed)
         boxes = np.asarray(result.boxes.cpu().numpy().data, np.float32)[:, :6]
         masks = result.masks
         if masks is None:
-            return cls(boxes)
-        return cls(boxes, lambda index: masks.xy[index])
+            return cls(boxes, speed=speed)
+        return cls(boxes, lambda index: masks.xy[index], speed=speed)
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -85,14 +86,17 @@ class Detections:
 
 
 def detect(model: Any, images: list[np.ndarray], *, fast_masks: bool = True, **kwargs: Any) -> list[Detections]:
-    """``model.predict(images, **kwargs)``, one `Detections` per image.
+    """``model.predict(images, **kwargs)``, one `Detections` per image (quietly, unless told otherwise).
 
     A segmentation model's outlines come from `server.outlines` when ``fast_masks``, else from
-    ultralytics' whole-input masks. Use one model one way: ultralytics keeps the predictor class of
-    its last call when a call names none.
+    ultralytics' whole-input masks. ``save`` and ``show`` are not for this: results are not drawn here.
     """
-    if fast_masks and getattr(model, "task", None) == "segment":
+    kwargs.setdefault("verbose", False)  # verbose results are written out, which needs ultralytics' Results
+    if getattr(model, "task", None) == "segment":
         from server.outlines import OutlinePredictor
 
-        return cast("list[Detections]", model.predict(images, predictor=OutlinePredictor, **kwargs))
+        if fast_masks:
+            return cast("list[Detections]", model.predict(images, predictor=OutlinePredictor, **kwargs))
+        if isinstance(getattr(model, "predictor", None), OutlinePredictor):
+            model.predictor = None  # ultralytics keeps the last call's predictor class when none is named
     return [Detections.from_results(result) for result in model.predict(images, **kwargs)]

@@ -9,8 +9,12 @@ OpenVINO forward pass (docs/benchmarks.md).
 Here each detection's mask is made from the part of the prototypes under its box only. The upsampling
 uses the same bilinear rule (half-pixel centres, an integer factor) on a window with enough margin that
 no sample reaches its edge, so every pixel inside the box gets the value it has in ultralytics' full
-mask. The outline is traced in that window, on demand, and scaled to frame pixels as ``masks.xy``
-scales it. Same masks, same outlines, same detections kept: tests/test_outlines.py holds it to that.
+mask (up to float rounding, where a logit is within about 1e-5 of the threshold). The outline is
+traced in that window, on demand, and scaled to frame pixels as ``masks.xy`` scales it. Same masks,
+same outlines, same detections kept: tests/test_outlines.py holds it to that.
+
+Measured on CPUs only. On a GPU the prototypes are copied to the host each frame (about 3 MB at
+640), where ultralytics would copy every whole-input mask for ``masks.xy`` instead.
 """
 
 from __future__ import annotations
@@ -127,7 +131,9 @@ class OutlinePredictor(SegmentationPredictor):
     """ultralytics' segmentation predictor (letterboxing, forward pass, NMS), handing out `Detections`
     whose outlines come from `BoxMasks` instead of whole-input masks.
 
-    Pass the class as ``model.predict(..., predictor=OutlinePredictor)``.
+    Pass the class as ``model.predict(..., predictor=OutlinePredictor)``. Masks are always at the
+    inference resolution (ultralytics' ``retina_masks`` is not supported), and ReID features, which
+    only ultralytics' own ``model.track`` asks for, are not attached.
     """
 
     # SegmentationPredictor's own override adds ``proto`` to DetectionPredictor's signature, as this does.
