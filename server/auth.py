@@ -271,7 +271,10 @@ def is_cross_site(request: web.Request) -> bool:
     origin = request.headers.get("Origin")
     if origin is None:
         return False
-    return origin == "null" or URL(origin).authority != URL(f"http://{request.host}").authority
+    try:
+        return origin == "null" or URL(origin).authority != URL(f"http://{request.host}").authority
+    except ValueError:  # a malformed Origin or Host: nothing proves the request is this site's own
+        return True
 
 
 def is_websocket(request: web.Request) -> bool:
@@ -281,7 +284,10 @@ def is_websocket(request: web.Request) -> bool:
 def is_local_name(authority: str) -> bool:
     """Whether a ``Host`` header names this machine: a loopback address, ``localhost`` or ``*.localhost``
     (which browsers resolve to loopback themselves, so no DNS answer can redirect them)."""
-    host = (URL(f"http://{authority}").host or "").rstrip(".").lower()
+    try:
+        host = (URL(f"http://{authority}").host or "").rstrip(".").lower()
+    except ValueError:  # not a host name at all
+        return False
     return is_loopback(host) or host.endswith(".localhost")
 
 

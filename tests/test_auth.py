@@ -151,6 +151,9 @@ async def test_open_server_answers_only_to_local_names(aiohttp_client: ClientFac
     for host in ("127.0.0.1", "localhost", "[::1]", "cameras.localhost", "127.0.0.2"):
         response = await client.get("/api/streams", headers={"Host": f"{host}:{client.port}"})
         assert response.status == 200, host
+    for malformed in ("a:x", "[::1"):  # refused like any other foreign name, not a server error
+        response = await client.post("/api/streams", headers={"Host": malformed, "Origin": "http://a"})
+        assert response.status == 403, malformed
 
 
 async def test_a_server_with_tokens_answers_to_any_name(aiohttp_client: ClientFactory) -> None:
