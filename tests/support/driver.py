@@ -63,7 +63,13 @@ class Driver:
 
     def wait_taken(self, stream_id: str) -> None:
         """Until the worker took the frame in ``stream_id``'s slot (one it may not report, like a bad one)."""
-        assert self._slots[stream_id].wait_empty(threading.Event()), "the worker never took the frame"
+        give_up = threading.Event()
+        timer = threading.Timer(RESULT_TIMEOUT_S, give_up.set)
+        timer.start()
+        try:
+            assert self._slots[stream_id].wait_empty(give_up), "the worker never took the frame"
+        finally:
+            timer.cancel()
 
     def wait(self, count: int) -> dict[str, FrameResult]:
         results: dict[str, FrameResult] = {}
