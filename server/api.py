@@ -171,15 +171,7 @@ async def _add_stream(request: web.Request) -> web.Response:
     except ConfigError as exc:
         raise error(web.HTTPBadRequest, str(exc)) from None
     _check_source(request, config.uri)
-    manager = request.app[manager_key]
-    try:
-        info = await asyncio.get_running_loop().run_in_executor(None, manager.add, config)
-    except StreamExistsError as exc:
-        raise error(web.HTTPConflict, f"{exc}; remove it first or choose another id") from None
-    except StreamOptionsError as exc:
-        raise error(web.HTTPBadRequest, f"body.{str(exc).partition(': ')[2]}") from None
-    except ShuttingDownError as exc:
-        raise error(web.HTTPServiceUnavailable, str(exc)) from None
+    info = await _start_stream(request, request.app[manager_key].add, config)
     if persist:
         await _save_config(request)
     location = f"/api/streams/{config.stream_id}"
@@ -211,19 +203,28 @@ async def _change_stream(request: web.Request) -> web.Response:
     config = StreamConfig(current.stream_id, uri.strip(), loop_value, options)
     if config.uri != current.uri:
         _check_source(request, config.uri)
-    try:
-        info = await asyncio.get_running_loop().run_in_executor(None, request.app[manager_key].replace, config)
-    except KeyError:
-        raise error(web.HTTPNotFound, f"no stream {current.stream_id!r}: it was removed meanwhile") from None
-    except HandedInError as exc:
-        raise error(web.HTTPConflict, f"{exc}; the publisher controls it") from None
-    except StreamOptionsError as exc:
-        raise error(web.HTTPBadRequest, f"body.{str(exc).partition(': ')[2]}") from None
-    except ShuttingDownError as exc:
-        raise error(web.HTTPServiceUnavailable, str(exc)) from None
+    info = await _start_stream(request, request.app[manager_key].replace, config)
     if persist:
         await _save_config(request)
     return web.json_response(stream_json(request, info))
+
+
+async def _start_stream(
+    request: web.Request, start: Callable[[StreamConfig], StreamInfo], config: StreamConfig
+) -> StreamInfo:
+    """Run ``start`` (the manager's ``add`` or ``replace``) off the loop; its refusals as HTTP errors."""
+    try:
+        return await asyncio.get_running_loop().run_in_executor(None, start, config)
+    except StreamExistsError as exc:
+        raise error(web.HTTPConflict, f"{exc}; remove it first or choose another id") from None
+    except StreamOptionsError as exc:
+        raise error(web.HTTPBadRequest, f"body.{exc.reason}") from None
+    except KeyError:
+        raise error(web.HTTPNotFound, f"no stream {config.stream_id!r}: it was removed meanwhile") from None
+    except HandedInError as exc:
+        raise error(web.HTTPConflict, f"{exc}; the publisher controls it") from None
+    except ShuttingDownError as exc:
+        raise error(web.HTTPServiceUnavailable, str(exc)) from None
 
 
 async def _remove_stream(request: web.Request) -> web.Response:

@@ -32,7 +32,14 @@ class ShuttingDownError(RuntimeError):
 
 
 class StreamOptionsError(ValueError):
-    """A stream's options do not fit the loaded model, e.g. a class name it does not know."""
+    """A stream's options do not fit the loaded model, e.g. a class name it does not know.
+
+    ``reason`` names the option (``classes: ...``); the message adds the stream it belongs to.
+    """
+
+    def __init__(self, stream_id: str, reason: str) -> None:
+        super().__init__(f"{stream_id}: {reason}")
+        self.reason = reason
 
 
 class HandedInError(RuntimeError):
@@ -160,7 +167,7 @@ class StreamManager:
         try:
             self._worker.check_options(config.options)
         except ValueError as exc:
-            raise StreamOptionsError(f"{config.stream_id}: {exc}") from None
+            raise StreamOptionsError(config.stream_id, str(exc)) from None
 
     def _register(self, config: StreamConfig, handed_in: bool = False) -> None:
         """Claim ``config``'s id and announce the stream: the first step of `_add` and `add_source`."""
