@@ -8,7 +8,6 @@ frame, viewers that vanish mid-frame, hundreds of viewers coming and going, and 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import socket
@@ -31,6 +30,7 @@ from server.keys import hub_key
 from server.models import BUNDLED_MODEL
 from server.scene import Scene, write_h264
 from tests.support.polling import eventually
+from tests.support.raw_websocket import raw_websocket
 from tests.support.rtsp_camera import RtspCamera, system_rtsp_server_available, write_camera_video
 from tests.support.segcast_process import START_TIMEOUT_S, SegcastProcess
 
@@ -159,27 +159,6 @@ async def test_the_model_raising_on_a_frame_costs_that_frame_only(
     await keeps_delivering(client)
 
 
-def _raw_websocket(host: str, port: int, subscribe: dict[str, Any]) -> socket.socket:
-    """A hand-made WebSocket client, so that it can vanish at any byte (RST, no close frame)."""
-    sock = socket.create_connection((host, port))
-    sock.sendall(
-        (
-            f"GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            "Sec-WebSocket-Key: c2VnY2FzdC1mYXVsdHMtMQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
-    )
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += sock.recv(1)
-    assert head.startswith(b"HTTP/1.1 101"), head
-    payload = json.dumps({"type": "subscribe", **subscribe}).encode()
-    mask = b"\x01\x02\x03\x04"
-    sock.sendall(
-        struct.pack("!BB", 0x81, 0x80 | len(payload)) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    )
-    return sock
-
-
 def _vanish_mid_frame(sock: socket.socket) -> None:
     """Read until inside a binary frame (a JPEG), then reset the connection."""
     received = b""
@@ -198,7 +177,7 @@ async def test_viewers_vanishing_mid_frame_leave_no_trace(
     hub = client.app[hub_key]
     host, port = str(client.server.host), int(client.server.port or 0)
     for _ in range(5):
-        sock = await asyncio.to_thread(_raw_websocket, host, port, {"streams": ["cam"], "image": "clean"})
+        sock = await asyncio.to_thread(raw_websocket, host, port, {"streams": ["cam"], "image": "clean"})
         await asyncio.to_thread(_vanish_mid_frame, sock)
     mjpeg = await client.get("/api/streams/cam/mjpeg")
     await mjpeg.content.read(1000)  # inside the first JPEG part

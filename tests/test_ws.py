@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import os
 import socket
-import struct
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,6 +17,7 @@ from aiohttp.test_utils import TestClient
 from server.config import StreamConfig
 from server.keys import hub_key, manager_key
 from tests.support.polling import eventually
+from tests.support.raw_websocket import raw_websocket
 
 Start = Callable[..., Awaitable[TestClient]]
 RECEIVE_TIMEOUT_S = 30.0
@@ -177,35 +175,12 @@ async def test_added_status_and_removed_events_reach_every_client(start_server: 
     await ws.close()
 
 
-def _stalled_websocket(host: str, port: int, subscribe: dict[str, Any]) -> socket.socket:
-    """A real WebSocket client that subscribes and then never reads another byte."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # small, so the server's writes back up soon
-    sock.connect((host, port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        (
-            f"GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
-    )
-    response = b""
-    while b"\r\n\r\n" not in response:
-        response += sock.recv(1)
-    assert response.startswith(b"HTTP/1.1 101"), response
-    payload = json.dumps({"type": "subscribe", **subscribe}).encode()
-    mask = os.urandom(4)
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    sock.sendall(struct.pack("!BBH", 0x81, 0x80 | 126, len(payload)) + mask + masked)
-    return sock
-
-
 async def _fallen_behind_client(client: TestClient) -> socket.socket:
     """A subscribed WebSocket client that never reads, once the server has started dropping its frames."""
     assert client.app is not None
     hub = client.app[hub_key]
     stalled = await asyncio.to_thread(
-        _stalled_websocket, client.server.host, client.server.port, {"streams": ["cam"], "image": "clean"}
+        raw_websocket, client.server.host, client.server.port, {"streams": ["cam"], "image": "clean"}, 4096
     )
 
     async def stalled_is_dropping() -> bool:
