@@ -10,8 +10,6 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 
 from server.cli import main
@@ -19,6 +17,7 @@ from server.detections import detect
 from server.export import ExportError, export_model, missing_packages, output_name
 from server.models import BUNDLED_MODEL, load_model
 from server.scene import Scene
+from tests.support.truth import box_iou, mask_iou, polygon_mask
 
 
 def test_unknown_format_names_the_flag(tmp_path: Path) -> None:
@@ -34,22 +33,6 @@ def test_a_missing_runtime_names_the_extra(tmp_path: Path, monkeypatch: pytest.M
     with pytest.raises(ExportError, match=r"segcast\[openvino\]"):
         export_model("bundled", "openvino", tmp_path)
     assert not any(tmp_path.iterdir())
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = width * height
-    return float(inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter))
-
-
-def rasterized_iou(a: np.ndarray, b: np.ndarray, shape: tuple[int, int]) -> float:
-    masks = []
-    for outline in (a, b):
-        mask = np.zeros(shape, np.uint8)
-        cv2.fillPoly(mask, [np.round(outline).astype(np.int32)], 1)
-        masks.append(mask.astype(bool))
-    return float((masks[0] & masks[1]).sum() / max(1, (masks[0] | masks[1]).sum()))
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "openvino"])
@@ -72,11 +55,12 @@ def test_an_export_finds_and_outlines_what_the_pt_does(
         assert len(served) == len(pt)
         # OpenVINO may run in reduced precision on CPUs that support it: boxes agree, not to the last bit.
         for box, expected_box in zip(served.boxes[:, :4], pt.boxes[:, :4], strict=True):
-            assert box_iou(box, expected_box) > 0.9, (box, expected_box)
+            assert box_iou(tuple(box), tuple(expected_box)) > 0.9, (box, expected_box)
         assert served.class_ids.tolist() == pt.class_ids.tolist()
         for i in range(len(pt)):
             expected, outline = pt.outline(i), served.outline(i)
             assert expected is not None and outline is not None
-            assert rasterized_iou(outline, expected, image.shape[:2]) > 0.9
+            shape = image.shape[:2]
+            assert mask_iou(polygon_mask(outline, shape), polygon_mask(expected, shape)) > 0.9
             compared += 1
     assert compared >= 3

@@ -21,6 +21,7 @@ from server.models import load_model
 from server.options import StreamOptions
 from server.outlines import BoxMasks
 from server.scene import Scene
+from tests.support.truth import mask_iou, polygon_mask
 from tools.track_report import track_scene
 
 CHANNELS = 32
@@ -46,9 +47,8 @@ def ultralytics_masks(protos: np.ndarray, coefficients: np.ndarray, boxes: np.nd
     """ultralytics' whole-input masks, and the logits they were thresholded from (for ties)."""
     proto_t, coeff_t, boxes_t = (torch.from_numpy(a) for a in (protos, coefficients, boxes))
     masks = ops.process_mask(proto_t, coeff_t, boxes_t, shape, upsample=True).numpy()
-    logits = (coeff_t @ proto_t.view(CHANNELS, -1)).view(-1, *proto_t.shape[1:])
-    logits = F.interpolate(logits[None], shape, mode="bilinear")[0].numpy()
-    return masks, logits
+    small = (coeff_t @ proto_t.view(CHANNELS, -1)).view(-1, *proto_t.shape[1:])
+    return masks, F.interpolate(small[None], shape, mode="bilinear")[0].numpy()
 
 
 @pytest.mark.parametrize(("input_shape", "seed"), [((384, 640), 0), ((640, 640), 1), ((192, 320), 2)])
@@ -85,12 +85,8 @@ def assert_same_outline(outline: np.ndarray | None, expected: np.ndarray | None,
     assert outline is not None and expected is not None
     if outline.shape == expected.shape and np.allclose(outline, expected, atol=1e-3):
         return
-    areas = []
-    for points in (outline, expected):
-        mask = np.zeros(shape[:2], np.uint8)
-        cv2.fillPoly(mask, [np.round(points).astype(np.int32)], 1)
-        areas.append(mask.astype(bool))
-    iou = (areas[0] & areas[1]).sum() / max(1, (areas[0] | areas[1]).sum())
+    height, width = shape[:2]
+    iou = mask_iou(polygon_mask(outline, (height, width)), polygon_mask(expected, (height, width)))
     assert iou > 0.98, f"outlines differ beyond a rounding tie (IoU {iou:.3f})"
 
 
