@@ -23,7 +23,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 if __package__ in (None, ""):  # run as `python bench/run.py`: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -31,6 +31,9 @@ if __package__ in (None, ""):  # run as `python bench/run.py`: make the reposito
 from bench.case import RESULT_PREFIX
 from bench.live import FanoutPoint, LatencyRun, fanout_run, latency_run
 from bench.report import PLAIN_MASKS, write_report
+
+if TYPE_CHECKING:
+    from server.scene import Scene
 
 REPO = Path(__file__).resolve().parent.parent
 VIDEO_FRAMES = 600  # 40 s of the generated scene at 15 fps; sources loop, so runs may be longer
@@ -103,17 +106,13 @@ def main(argv: list[str] | None = None) -> int:
         print(write_report(load_results(args.cache / LAST_RUN), args.out, quick=args.quick))
         return 0
     from server.models import load_model, resolve_model_path
-    from server.scene import Scene, write_h264
+    from server.scene import Scene
 
     args.cache.mkdir(parents=True, exist_ok=True)
     model_path = _snapshot(Path(resolve_model_path(args.model)), args.cache)
     imgsz = args.imgsz or int(load_model(str(model_path)).overrides.get("imgsz", 640))
     frames = QUICK_VIDEO_FRAMES if args.quick else VIDEO_FRAMES
-    video = args.cache / f"scene-{VIDEO_SEED}-{frames}.mp4"
-    if not video.exists():
-        partial = video.with_suffix(".partial.mp4")
-        write_h264(Scene(seed=VIDEO_SEED), partial, frames)
-        partial.rename(video)
+    video = _cached_video(args.cache / f"scene-{VIDEO_SEED}-{frames}.mp4", Scene(seed=VIDEO_SEED), frames)
     sections = set(args.only.split(","))
     results = Results(machine=_machine(), settings=_settings(args, model_path, imgsz))
     started = time.monotonic()
@@ -133,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
             results.tracking[PLAIN_MASKS] = _case(case, video)
             _say(f"tracking {PLAIN_MASKS}: {json.dumps(results.tracking[PLAIN_MASKS])}")
     if "masks" in sections:
-        busy = _busy_video(args.cache, QUICK_VIDEO_FRAMES if args.quick else BUSY_VIDEO_FRAMES)
+        busy_frames = QUICK_VIDEO_FRAMES if args.quick else BUSY_VIDEO_FRAMES
+        name = f"busy-{BUSY_SCENE['seed']}-{BUSY_START}-{busy_frames}.mp4"
+        busy = _cached_video(args.cache / name, Scene(**BUSY_SCENE), busy_frames, BUSY_START)
         for backend, model in _backend_models(args, model_path, BUSY_IMGSZ, results).items():
             results.masks[backend] = _mask_paths(model, busy, args)
             _say(f"masks {backend}: {json.dumps(results.masks[backend])}")
@@ -211,13 +212,13 @@ def _throughput(model: str, video: Path, imgsz: int, args: argparse.Namespace) -
     }
 
 
-def _busy_video(cache: Path, frames: int) -> Path:
-    from server.scene import Scene, write_h264
+def _cached_video(video: Path, scene: Scene, frames: int, start: int = 0) -> Path:
+    """``video``, written from ``scene`` the first time (under another name until complete)."""
+    from server.scene import write_h264
 
-    video = cache / f"busy-{BUSY_SCENE['seed']}-{BUSY_START}-{frames}.mp4"
     if not video.exists():
         partial = video.with_suffix(".partial.mp4")
-        write_h264(Scene(**BUSY_SCENE), partial, frames, start=BUSY_START)
+        write_h264(scene, partial, frames, start=start)
         partial.rename(video)
     return video
 
