@@ -353,8 +353,11 @@ async def _tracks(request: web.Request) -> web.Response:
 
 
 async def _health(request: web.Request) -> web.Response:
-    streams = request.app[manager_key].streams()
-    return web.json_response({"status": "ok", "v": PROTOCOL_VERSION, "streams": len(streams)})
+    manager = request.app[manager_key]
+    inference = manager.worker.inference_status.to_json()
+    return web.json_response(
+        {"status": "ok", "v": PROTOCOL_VERSION, "streams": len(manager.streams()), "inference": inference}
+    )
 
 
 async def _metrics(request: web.Request) -> web.Response:

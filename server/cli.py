@@ -56,10 +56,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(demo, default_model="bundled")
 
     export = commands.add_parser(
-        "export", help="turn a .pt model into an ONNX Runtime or OpenVINO model (faster on CPU)"
+        "export",
+        help="turn a .pt model into an ONNX Runtime or OpenVINO model (faster on CPU), or a Triton model repository",
     )
     export.add_argument("--model", default="bundled", help="a local .pt file, or 'bundled' (default)")
-    export.add_argument("--format", required=True, choices=FORMATS, help="onnx (ONNX Runtime) or openvino")
+    export.add_argument(
+        "--format",
+        required=True,
+        choices=FORMATS,
+        help="onnx (ONNX Runtime), openvino, or triton (a model repository for NVIDIA Triton, --out is its folder)",
+    )
     export.add_argument("--imgsz", type=int, default=None, help="inference size (default: the model's own)")
     export.add_argument("--out", type=Path, default=Path("."), metavar="DIR", help="where to write it (default .)")
     export.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -198,6 +204,14 @@ def _export(args: argparse.Namespace) -> int:
     except ExportError as exc:
         print(f"segcast: {exc}", file=sys.stderr)
         return EXIT_STARTUP_ERROR
+    if args.format == "triton":
+        name = result.path.name
+        print(
+            f"segcast: wrote the Triton model {name} into {result.path.parent} in {result.seconds:.0f} s; serve that "
+            f"folder with Triton (segcast triton serve {result.path.parent} on a CPU), then run segcast with "
+            f"--model grpc://TRITON-HOST:8001/{name}"
+        )
+        return 0
     print(f"segcast: wrote {result.path} in {result.seconds:.0f} s; serve it with --model {result.path}")
     return 0
 

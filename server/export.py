@@ -1,4 +1,5 @@
-"""``segcast export``: turn a PyTorch ``.pt`` model into an ONNX Runtime or OpenVINO model.
+"""``segcast export``: turn a PyTorch ``.pt`` model into an ONNX Runtime or OpenVINO model, or a
+Triton model repository (an ONNX model with the config NVIDIA's tritonserver needs, `server.triton.repository`).
 
 Exported models are what make segcast fast on a CPU (see docs/benchmarks.md): the same network runs
 several times faster in OpenVINO than in PyTorch. The server loads the result like any other model
@@ -29,11 +30,13 @@ from typing import Any, TextIO
 import numpy as np
 
 from server.models import ModelError, load_model, resolve_model_path
+from server.triton.repository import write_repository
 
 #: Per format: the packages it needs (import names) and the extra that installs them.
 REQUIREMENTS: dict[str, tuple[tuple[str, ...], str]] = {
     "onnx": (("onnx", "onnxslim", "onnxruntime"), "onnx"),
     "openvino": (("openvino",), "openvino"),
+    "triton": (("onnx", "onnxslim", "onnxruntime"), "onnx"),  # the repository holds an ONNX model
 }
 FORMATS = tuple(REQUIREMENTS)
 PROGRESS_INTERVAL_S = 0.5  # how often the elapsed time of a running step is redrawn on a terminal
@@ -58,7 +61,10 @@ def missing_packages(fmt: str) -> list[str]:
 
 
 def output_name(model_path: Path, fmt: str) -> str:
-    """What ultralytics calls the export of ``model_path``, and so what segcast writes."""
+    """What segcast writes for ``model_path``: ultralytics' name for its export, or for Triton the
+    model's folder in the repository (the name it is served by)."""
+    if fmt == "triton":
+        return model_path.stem
     return f"{model_path.stem}.onnx" if fmt == "onnx" else f"{model_path.stem}_openvino_model"
 
 
@@ -107,7 +113,8 @@ def export_model(
     """Export the ``.pt`` model ``spec`` (a path or ``bundled``) to ``fmt`` in ``out_dir``, then try it.
 
     The result is loaded back through `server.models.load_model` and run on one frame, so a model
-    that exports but cannot be served fails here and not when the server starts. Raises `ExportError`.
+    that exports but cannot be served fails here and not when the server starts. For ``triton``,
+    ``out_dir`` is the model repository and the model inside it is what is tried. Raises `ExportError`.
     """
     if fmt not in REQUIREMENTS:
         raise ExportError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
@@ -136,17 +143,21 @@ def export_model(
         with progress.step(f"exporting to {fmt} (a minute or so on a small CPU)"), _quiet_ultralytics():
             size = imgsz or int(model.overrides.get("imgsz", DEFAULT_IMGSZ_PX))
             try:
-                exported = Path(model.export(format=fmt, imgsz=size, dynamic=True))
+                exported = Path(model.export(format="onnx" if fmt == "triton" else fmt, imgsz=size, dynamic=True))
             except Exception as exc:  # ultralytics raises many kinds; one line is what a person needs
                 raise ExportError(f"--format {fmt}: export failed ({_first_line(exc)})") from None
         out_dir.mkdir(parents=True, exist_ok=True)
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
-        shutil.move(str(exported), target)
+        if fmt == "triton":
+            runnable = write_repository(exported, out_dir, target.name) / "1" / "model.onnx"
+        else:
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+            shutil.move(str(exported), target)
+            runnable = target
     with progress.step(f"checking that {target.name} loads and runs"), _quiet_ultralytics():
-        _check(target, load)
+        _check(runnable, load)
     return ExportResult(target, time.monotonic() - started)
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from server.encode import ALL_STREAMS, FramePacket, Variant, encode_variants
 from server.frames import PROTOCOL_VERSION
+from server.models import InferenceStatus
 from server.sources.base import StreamState
 
 log = logging.getLogger(__name__)
@@ -204,6 +205,7 @@ class Hub:
         self.jpeg_quality = 80
         self.latest: dict[str, FramePacket] = {}
         self.states: dict[str, tuple[StreamState, str | None]] = {}
+        self.inference = InferenceStatus(available=True)
         #: Streams removed (and not added again) in the last `REMOVED_GRACE_S`: a frame of one that
         #: was still in the encoder arrives after the removal, and must not bring it back.
         self._removed: dict[str, asyncio.TimerHandle] = {}
@@ -215,6 +217,10 @@ class Hub:
 
     def state_threadsafe(self, stream_id: str, state: StreamState, error: str | None) -> None:
         self._call_soon(self.announce_state, stream_id, state, error)
+
+    def inference_threadsafe(self, status: InferenceStatus) -> None:
+        """Inference became available or unavailable (a remote server came or went): tell every viewer."""
+        self._call_soon(self.announce_inference, status)
 
     def stream_added_threadsafe(self, stream_id: str) -> None:
         """A stream was added: tell every viewer. Comes before any frame or state of the new stream."""
@@ -271,6 +277,10 @@ class Hub:
         self.announce(
             {"type": "status", "v": PROTOCOL_VERSION, "stream": stream_id, "state": state.value, "error": error}
         )
+
+    def announce_inference(self, status: InferenceStatus) -> None:
+        self.inference = status
+        self.announce({"type": "inference", "v": PROTOCOL_VERSION, **status.to_json()})
 
     def announce(self, data: dict[str, Any]) -> None:
         event = Event.of(data)

@@ -82,6 +82,36 @@ def render_metrics(manager: StreamManager, hub: Hub) -> str:
     family("segcast_clients", "gauge", "Connected viewers of any kind.", [({}, len(hub.viewers))])
     family("segcast_inference_cycles_total", "counter", "Model batches run.", [({}, manager.worker.cycles)])
     family(
+        "segcast_inference_errors_total",
+        "counter",
+        "Frames the model or tracker failed on, inference being unavailable included.",
+        (({"stream": i.stream_id}, i.inference_errors) for i in infos),
+    )
+    worker = manager.worker
+    family(
+        "segcast_inference_available",
+        "gauge",
+        "1 while frames can be inferred; 0 while a remote model's server cannot be reached.",
+        [({}, float(worker.inference_status.available))],
+    )
+    remote = worker.remote_stats
+    if remote is not None:
+        family(
+            "segcast_remote_requests_total", "counter", "Inference requests sent to Triton.", [({}, remote.requests)]
+        )
+        family(
+            "segcast_remote_request_failures_total",
+            "counter",
+            "Inference requests to Triton that failed (unreachable, timed out, refused).",
+            [({}, remote.failed_requests)],
+        )
+        family(
+            "segcast_remote_request_seconds_total",
+            "counter",
+            "Time spent waiting for Triton's answers.",
+            [({}, remote.request_seconds)],
+        )
+    family(
         "segcast_encoded_images_total", "counter", "JPEG images encoded, all variants.", [({}, manager.encoder.encoded)]
     )
     family(

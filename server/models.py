@@ -6,11 +6,14 @@ import ast
 import importlib.util
 import logging
 from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ultralytics import YOLO
+
+    from server.triton.model import TritonModel
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +31,29 @@ class ModelError(Exception):
     """The model given by ``--model`` cannot be used; the message says why and what to pass instead."""
 
 
+class InferenceUnavailable(Exception):
+    """No inference for now (a remote server unreachable, too slow, or refusing): not the frame's fault."""
+
+
+@dataclass(frozen=True, slots=True)
+class InferenceStatus:
+    """Whether frames can be inferred now: a local model always can, a remote one while its server answers.
+
+    Shown with every stream (API, WebSocket ``hello`` and ``inference`` messages) and in /metrics.
+    """
+
+    available: bool
+    error: str | None = None
+    next_attempt_at: float | None = None  # wall-clock time of the next attempt while unavailable
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "state": "available" if self.available else "unavailable",
+            "error": self.error,
+            "next_attempt_at": None if self.next_attempt_at is None else round(self.next_attempt_at, 3),
+        }
+
+
 def resolve_model_path(spec: str) -> str:
     """What to hand ultralytics for ``spec``: a local path where one is meant, else the bare name."""
     if spec in BUNDLED_ALIASES and not Path(spec).exists():
@@ -38,6 +64,19 @@ def resolve_model_path(spec: str) -> str:
     if path.parent != Path(".") or path.suffix not in {".pt", ".yaml"}:
         raise ModelError(f"--model {spec}: no such file or folder")
     return spec  # a bare ultralytics name such as yolov8n-seg.pt, downloaded on first use
+
+
+def open_model(spec: str) -> YOLO | TritonModel:
+    """What the inference thread runs: a model on a Triton server when ``spec`` is its URL
+    (``grpc://HOST:PORT/MODEL`` or ``http://HOST:PORT/MODEL``), else `load_model`'s local model."""
+    from server.triton.transport import TritonEndpoint
+
+    endpoint = TritonEndpoint.parse(spec)
+    if endpoint is None:
+        return load_model(spec)
+    from server.triton.model import connect
+
+    return connect(spec, endpoint)
 
 
 def load_model(spec: str) -> YOLO:

@@ -140,15 +140,27 @@ class OutlinePredictor(SegmentationPredictor):
     def construct_result(  # type: ignore[override]
         self, pred: Any, img: Any, orig_img: np.ndarray, img_path: str, proto: Any
     ) -> Detections:
-        if pred.shape[0] == 0:
-            return Detections.empty()
         input_shape = (int(img.shape[2]), int(img.shape[3]))
-        frame_shape = orig_img.shape[:2]
-        pred = pred.float().cpu().numpy()
-        masks = BoxMasks(proto.float().cpu().numpy(), pred[:, 6:], pred[:, :4], input_shape, frame_shape)
-        boxes = pred[:, :6].copy()
-        boxes[:, :4] = ops.scale_boxes(input_shape, boxes[:, :4], frame_shape)
-        keep = masks.nonempty
-        if keep.all():
-            return Detections(boxes, masks.outline)
-        return Detections(boxes[keep], masks.outline, np.flatnonzero(keep))
+        frame_shape = (int(orig_img.shape[0]), int(orig_img.shape[1]))
+        return segment_detections(pred.float().cpu().numpy(), proto.float().cpu().numpy(), input_shape, frame_shape)
+
+
+def segment_detections(
+    pred: np.ndarray, protos: np.ndarray, input_shape: tuple[int, int], frame_shape: tuple[int, int]
+) -> Detections:
+    """One image's detections from a segmentation head after NMS, with outlines from `BoxMasks`.
+
+    ``pred`` is ``(N, 6 + C)``: box in input pixels, confidence, class, then the mask coefficients for
+    the ``(C, h, w)`` ``protos``. Detections whose box holds no mask pixel are dropped, as ultralytics
+    drops them. Shared by the in-process predictor and remote inference (`server.triton`), so both
+    hand the tracker the same detections for the same network outputs.
+    """
+    if pred.shape[0] == 0:
+        return Detections.empty()
+    masks = BoxMasks(protos, pred[:, 6:], pred[:, :4], input_shape, frame_shape)
+    boxes = pred[:, :6].copy()
+    boxes[:, :4] = ops.scale_boxes(input_shape, boxes[:, :4], frame_shape)
+    keep = masks.nonempty
+    if keep.all():
+        return Detections(boxes, masks.outline)
+    return Detections(boxes[keep], masks.outline, np.flatnonzero(keep))

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from server.config import ConfigError, Settings, StreamConfig
 from server.encode import Encoder
 from server.frames import FrameResult
 from server.hub import Hub
+from server.models import InferenceStatus
 from server.sources import Source, SourceError, StreamState, mask_uri, open_source
 from server.sources.reader import ReaderStatus, StreamReader
 from server.worker import InferenceWorker
@@ -56,6 +57,7 @@ class StreamInfo:
     frames_processed: int = 0
     inference_errors: int = 0
     last_inference_error: str | None = None
+    inference: InferenceStatus = field(default_factory=lambda: InferenceStatus(available=True))
 
     @property
     def stream_id(self) -> str:
@@ -87,6 +89,7 @@ class StreamInfo:
             "frames_processed": self.frames_processed,
             "inference_errors": self.inference_errors,
             "last_inference_error": self.last_inference_error,
+            "inference": self.inference.to_json(),
         }
 
 
@@ -95,7 +98,9 @@ class StreamManager:
         self._settings = settings
         self._hub = hub
         self._encoder = Encoder(hub.publish_threadsafe, settings.jpeg_quality)
-        self._worker = InferenceWorker(settings.model, self._on_result, settings.inference)
+        self._worker = InferenceWorker(
+            settings.model, self._on_result, settings.inference, on_status=hub.inference_threadsafe
+        )
         self._lock = threading.Lock()
         #: Held through each whole change (add, remove, stop), so that a stream removed while it is
         #: being added, or added while the server stops, can never leave a reader running unowned.
@@ -296,6 +301,7 @@ class StreamManager:
             processed,
             stats.errors if stats else 0,
             stats.last_error if stats else None,
+            self._worker.inference_status,
         )
 
     def streams(self) -> list[StreamInfo]:

@@ -27,13 +27,16 @@ import numpy as np
 
 from server.detections import Detections, detect
 from server.frames import Frame, FrameResult
-from server.models import ModelError, load_model
+from server.models import InferenceStatus, InferenceUnavailable, ModelError, open_model
 from server.options import StreamOptions
 from server.sources.base import LatestFrame
 from server.tracking import StreamTracker, class_ids
+from server.triton.model import TritonModel
 
 if TYPE_CHECKING:
     from ultralytics import YOLO
+
+    Model = YOLO | TritonModel
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +126,8 @@ class InferenceWorker:
     """Owns the model thread. `start` blocks until the model is loaded and raises `ModelError` if not.
 
     ``on_result`` is called on the inference thread for every processed frame, in frame order per
-    stream; it must hand the result over and return quickly.
+    stream; it must hand the result over and return quickly. ``on_status``, likewise, whenever
+    `inference_status` changes (a remote model's server going away or coming back).
     """
 
     def __init__(
@@ -132,7 +136,8 @@ class InferenceWorker:
         on_result: Callable[[FrameResult], None],
         options: InferenceOptions,
         *,
-        load: Callable[[str], YOLO] = load_model,
+        load: Callable[[str], Model] = open_model,
+        on_status: Callable[[InferenceStatus], None] | None = None,
     ) -> None:
         self._model_spec = model_spec
         self._on_result = on_result
@@ -146,8 +151,29 @@ class InferenceWorker:
         self._load_error: ModelError | None = None
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
         self._next_first = 0  # round-robin start, so streams beyond max_batch are not always last
-        self.class_names: dict[int, str] = {}
+        self._model: Model | None = None
+        self._on_status = on_status
+        self._last_status: InferenceStatus | None = None
         self.cycles = 0
+
+    @property
+    def class_names(self) -> dict[int, str]:
+        """The model's classes; empty until it is loaded (for a Triton model, until the server described it)."""
+        return {} if self._model is None else dict(self._model.names)
+
+    @property
+    def remote_stats(self) -> TritonModel | None:
+        """The remote model, whose request counters /metrics shows; None for a local model."""
+        model = self._model
+        return model if isinstance(model, TritonModel) else None
+
+    @property
+    def inference_status(self) -> InferenceStatus:
+        """Whether frames can be inferred now: a local model always can, a remote one while its server answers."""
+        model = self._model
+        if isinstance(model, TritonModel):
+            return model.status
+        return InferenceStatus(available=model is not None)
 
     @property
     def stream_defaults(self) -> StreamOptions:
@@ -175,8 +201,12 @@ class InferenceWorker:
         """Raise ValueError if ``options`` do not fit the loaded model (a class name it does not know).
 
         Without this such a stream would run the model on every frame and fail in its tracker each time.
+        A remote model whose server has not answered yet cannot be asked: its streams are checked by
+        their tracker once it has.
         """
-        class_ids(self.class_names, options.classes)
+        names = self.class_names
+        if names:
+            class_ids(names, options.classes)
 
     def add_stream(self, stream_id: str, fps: float, options: StreamOptions | None = None) -> LatestFrame:
         """Register a stream and return the slot its reader should fill.
@@ -204,8 +234,7 @@ class InferenceWorker:
     def _run(self) -> None:
         threads = use_cores()
         try:
-            model = self._load(self._model_spec)
-            self.class_names = dict(model.names)
+            model = self._model = self._load(self._model_spec)
         except ModelError as exc:
             self._load_error = exc
             return
@@ -216,10 +245,11 @@ class InferenceWorker:
             self._loaded.set()
         log.info(
             "inference thread ready on %s (max batch %d, %d CPU threads)",
-            self._options.device,
+            model.endpoint if isinstance(model, TritonModel) else self._options.device,
             self._options.max_batch,
             threads,
         )
+        self._report_status()
         while not self._stop.is_set():
             self._frames_ready.wait(IDLE_POLL_S)
             self._frames_ready.clear()
@@ -227,6 +257,16 @@ class InferenceWorker:
             if jobs:
                 self._process(model, jobs)
                 self.cycles += 1
+                self._report_status()
+
+    def _report_status(self) -> None:
+        status = self.inference_status
+        if status != self._last_status and self._on_status is not None:
+            try:
+                self._on_status(status)
+            except Exception:
+                log.exception("inference status handler failed")
+        self._last_status = status
 
     def _take_batch(self) -> list[_Job]:
         """The newest frame of up to ``max_batch`` streams, starting the round where the last one stopped."""
@@ -247,7 +287,7 @@ class InferenceWorker:
                 jobs.append(_Job(registration, frame))
         return jobs
 
-    def _process(self, model: YOLO, jobs: list[_Job]) -> None:
+    def _process(self, model: Model, jobs: list[_Job]) -> None:
         groups: dict[tuple[int, float, bool, tuple[int, ...]], list[_Job]] = {}
         default_imgsz = int(model.overrides.get("imgsz", DEFAULT_IMGSZ_PX))
         for job in jobs:
@@ -261,8 +301,12 @@ class InferenceWorker:
         for job in jobs:
             self._track_and_deliver(job)
 
-    def _predict(self, model: YOLO, group: list[_Job], imgsz: int, iou: float, agnostic: bool) -> None:
-        """Run ``group`` as one call; if it fails, run each frame alone so only the culprit is charged."""
+    def _predict(self, model: Model, group: list[_Job], imgsz: int, iou: float, agnostic: bool) -> None:
+        """Run ``group`` as one call; if it fails, run each frame alone so only the culprit is charged.
+
+        Inference being unavailable (a remote server down or too slow) is no frame's fault: the whole
+        group fails at once with the reason, and nothing is retried frame by frame.
+        """
         kwargs: dict[str, Any] = {
             "imgsz": imgsz,
             "iou": iou,
@@ -276,7 +320,14 @@ class InferenceWorker:
         started = time.perf_counter()
         try:
             images = [job.frame.image for job in group]
-            results = detect(model, images, fast_masks=self._options.fast_masks, **kwargs)
+            if isinstance(model, TritonModel):
+                results = model.detect(images, **kwargs)
+            else:
+                results = detect(model, images, fast_masks=self._options.fast_masks, **kwargs)
+        except InferenceUnavailable as exc:
+            for job in group:
+                job.error = f"inference unavailable: {exc}"
+            return
         except Exception as exc:
             if len(group) > 1:
                 for job in group:

@@ -72,7 +72,8 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
     viewer = Viewer("ws")
     hub.add_viewer(viewer)
     streams = [stream_json(request, info) for info in manager.streams()]
-    viewer.offer_event(Event.of({"type": "hello", "v": PROTOCOL_VERSION, "streams": streams}))
+    hello = {"type": "hello", "v": PROTOCOL_VERSION, "streams": streams, "inference": hub.inference.to_json()}
+    viewer.offer_event(Event.of(hello))
     sender = asyncio.create_task(send_forever(viewer, ws), name="viewer-sender")
     limit = RateLimit()
     try:

@@ -1,0 +1,1 @@
+"""Remote inference on NVIDIA Triton Inference Server."""

@@ -1,0 +1,389 @@
+"""A segmentation or detection model served by NVIDIA Triton, used by the inference thread like a local one.
+
+Only the network runs remotely. Letterboxing, NMS and mask outlines stay on the node and are the same
+steps ultralytics' predictor takes for an exported model, so a frame gets the same detections from
+Triton as from the same ``.onnx`` run in-process (tests/test_triton.py compares them). Each batch the
+inference thread forms is one request; with a single inference thread per node, at most one request
+per node is in flight, and while it waits the newest frame of each camera keeps replacing the last,
+so a slow server makes live streams skip frames, never queue them.
+
+The server may be down when segcast starts or go away while it runs. Then each request fails at once
+with `InferenceUnavailable` saying why and when the next attempt is due; attempts back off from
+`RETRY_FIRST_S` to `RETRY_MAX_S`, so processing resumes within that long of the server coming back.
+A model the server answers for but that segcast cannot use (unknown name, missing metadata, wrong
+input shape, masks missing) is a `ModelError` at start, with one line saying what is wrong.
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from server.detections import Detections
+from server.models import SUPPORTED_TASKS, InferenceStatus, InferenceUnavailable, ModelError
+from server.triton.transport import (
+    Transport,
+    TritonEndpoint,
+    TritonRefused,
+    TritonUnavailable,
+    open_transport,
+    require_client,
+)
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 5.0
+REQUEST_TIMEOUT_S = 10.0
+RETRY_FIRST_S = 0.5
+RETRY_MAX_S = 4.0
+DEFAULT_STRIDE = 32
+
+
+@dataclass(frozen=True, slots=True)
+class ServedModel:
+    """What segcast needs to know of a served model, read from its Triton config and checked once."""
+
+    names: dict[int, str]
+    task: str
+    imgsz: int
+    stride: int
+    input_name: str
+    input_dtype: np.dtype[Any]
+    fixed_shape: tuple[int, int] | None  # (height, width) when the model takes one size only
+    outputs: tuple[str, ...]
+    max_batch: int  # 0: the server does not batch this model; requests then carry one image each
+    end2end: bool
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], spec: str) -> ServedModel:
+        """Raises `ModelError` with one line naming what is missing or wrong."""
+        metadata = _metadata(config, spec)
+        missing = [key for key in ("names", "task") if key not in metadata]
+        if missing:
+            raise ModelError(
+                f"--model {spec}: the model's metadata has no {' or '.join(missing)}; serve a repository written "
+                f"by segcast export --format triton"
+            )
+        task = str(metadata["task"])
+        if task not in SUPPORTED_TASKS:
+            raise ModelError(f"--model {spec}: a {task} model; segcast needs a segment or detect model")
+        names = _names(metadata["names"], spec)
+        max_batch = int(config.get("max_batch_size", 0))
+        input_name, dtype, fixed = _input(config, max_batch, spec)
+        outputs = tuple(sorted(str(output["name"]) for output in config.get("output", [])))
+        wanted = 2 if task == "segment" else 1
+        if len(outputs) != wanted:
+            if task == "segment" and len(outputs) == 1:
+                raise ModelError(
+                    f"--model {spec}: its metadata says segment but it has one output, no mask prototypes: "
+                    f"a detection model? Export it again with segcast export --format triton"
+                )
+            raise ModelError(f"--model {spec}: a {task} model should have {wanted} outputs, it has {len(outputs)}")
+        imgsz = _imgsz(metadata.get("imgsz"), fixed)
+        stride = int(metadata.get("stride", DEFAULT_STRIDE))
+        end2end = bool(metadata.get("end2end", False) or _args(metadata).get("nms", False))
+        return cls(names, task, imgsz, stride, input_name, dtype, fixed, outputs, max_batch, end2end)
+
+
+class TritonModel:
+    """A model on a Triton server, with the small surface of ultralytics' ``YOLO`` the worker uses.
+
+    ``names``, ``task`` and ``overrides["imgsz"]`` are known once the server has described the model
+    (at start, or at the first successful attempt when it was down then). Owned by the inference
+    thread; `status` may be read from any thread.
+    """
+
+    def __init__(self, endpoint: TritonEndpoint, spec: str, *, request_timeout_s: float = REQUEST_TIMEOUT_S) -> None:
+        self.endpoint = endpoint
+        self._spec = spec
+        self._request_timeout_s = request_timeout_s
+        self._transport: Transport | None = None
+        self._served: ServedModel | None = None
+        self._failures = 0
+        self._retry_at = 0.0  # monotonic
+        self._status_lock = threading.Lock()
+        self._status = InferenceStatus(available=False, error="not connected yet")
+        self.overrides: dict[str, Any] = {}
+        self.requests = 0
+        self.failed_requests = 0
+        self.request_seconds = 0.0
+
+    # -- what the worker reads ---------------------------------------------------------------------
+
+    @property
+    def names(self) -> dict[int, str]:
+        return {} if self._served is None else self._served.names
+
+    @property
+    def task(self) -> str | None:
+        return None if self._served is None else self._served.task
+
+    @property
+    def status(self) -> InferenceStatus:
+        with self._status_lock:
+            return self._status
+
+    def connect(self) -> None:
+        """Describe the model now. `ModelError` if the server says it cannot be used; if the server is
+        unreachable the model stays unavailable and the next `detect` tries again."""
+        try:
+            self._describe()
+            self._up()
+        except TritonUnavailable as exc:
+            self._down(f"{self.endpoint.address} unreachable: {exc}")
+            log.warning("Triton at %s: %s; retrying in the background", self.endpoint, self.status.error)
+
+    def detect(
+        self,
+        images: list[np.ndarray],
+        *,
+        imgsz: int | None = None,
+        conf: float = 0.25,
+        iou: float = 0.7,
+        agnostic_nms: bool = False,
+        max_det: int = 300,
+        **_: Any,
+    ) -> list[Detections]:
+        """The detections of each image, from one request per `max_batch` images.
+
+        Same shapes only (the worker groups frames by shape). Raises `InferenceUnavailable`.
+        """
+        now = time.monotonic()
+        if now < self._retry_at:
+            raise InferenceUnavailable(self.status.error or "inference unavailable")
+        try:
+            served = self._describe()
+            batch, input_shape = self._prepare(served, images, imgsz)
+            outputs = self._infer(served, batch)
+        except TritonUnavailable as exc:
+            self._down(f"Triton at {self.endpoint.address} unreachable: {exc}")
+            raise InferenceUnavailable(self.status.error) from None
+        except (TritonRefused, ModelError) as exc:
+            self._down(f"Triton refused the request: {exc}")
+            raise InferenceUnavailable(self.status.error) from None
+        self._up()
+        frame_shapes = [image.shape[:2] for image in images]
+        return _postprocess(served, outputs, input_shape, frame_shapes, conf, iou, agnostic_nms, max_det)
+
+    # -- inside -------------------------------------------------------------------------------------
+
+    def _describe(self) -> ServedModel:
+        if self._transport is None:
+            self._transport = open_transport(self.endpoint, CONNECT_TIMEOUT_S)
+        if self._served is None:
+            try:
+                config = self._transport.model_config(self.endpoint.model, CONNECT_TIMEOUT_S)
+            except TritonRefused as exc:
+                where = f"Triton at {self.endpoint.address}"
+                raise ModelError(f"--model {self._spec}: {where} cannot serve it ({exc})") from None
+            served = ServedModel.from_config(config, self._spec)
+            self._served = served
+            self.overrides["imgsz"] = served.imgsz
+            log.info(
+                "Triton model %s: %s, %d classes, input %s, max batch %d",
+                self.endpoint,
+                served.task,
+                len(served.names),
+                served.fixed_shape or f"dynamic at {served.imgsz}",
+                served.max_batch,
+            )
+        return self._served
+
+    def _prepare(
+        self, served: ServedModel, images: list[np.ndarray], imgsz: int | None
+    ) -> tuple[np.ndarray, tuple[int, int]]:
+        """The batch as ultralytics' predictor makes it for an exported model: letterboxed, RGB, CHW, 0-1."""
+        from ultralytics.data.augment import LetterBox
+        from ultralytics.utils.checks import check_imgsz
+
+        if served.fixed_shape is not None:
+            letterbox = LetterBox(served.fixed_shape, auto=False, stride=served.stride)
+        else:
+            size = check_imgsz(imgsz or served.imgsz, stride=served.stride, min_dim=2)
+            letterbox = LetterBox(tuple(size), auto=len({image.shape for image in images}) == 1, stride=served.stride)
+        boxed = np.stack([np.asarray(letterbox(image=image)) for image in images])
+        batch = np.ascontiguousarray(boxed[..., ::-1].transpose(0, 3, 1, 2)).astype(np.float32) / 255
+        return batch.astype(served.input_dtype, copy=False), (int(batch.shape[2]), int(batch.shape[3]))
+
+    def _infer(self, served: ServedModel, batch: np.ndarray) -> list[np.ndarray]:
+        assert self._transport is not None
+        step = served.max_batch or 1  # without server-side batching, the batch dimension is the model's own
+        parts: list[list[np.ndarray]] = []
+        for first in range(0, len(batch), step):
+            started = time.perf_counter()
+            self.requests += 1
+            try:
+                parts.append(
+                    self._transport.infer(
+                        self.endpoint.model,
+                        served.input_name,
+                        batch[first : first + step],
+                        list(served.outputs),
+                        self._request_timeout_s,
+                    )
+                )
+            except Exception:
+                self.failed_requests += 1
+                raise
+            finally:
+                self.request_seconds += time.perf_counter() - started
+        return [np.concatenate([part[index] for part in parts]) for index in range(len(served.outputs))]
+
+    def _down(self, reason: str) -> None:
+        self._failures += 1
+        delay = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** (self._failures - 1))
+        self._retry_at = time.monotonic() + delay
+        if self._transport is not None:
+            # A fresh connection on the next attempt: a gRPC channel that saw the server go keeps
+            # its own, longer reconnect backoff, which would delay recovery well past ours.
+            self._transport.close()
+            self._transport = None
+        with self._status_lock:
+            changed = self._status.available or self._status.error != reason
+            self._status = InferenceStatus(False, reason, time.time() + delay)
+        if changed:
+            log.warning("inference unavailable: %s (next attempt in %.1f s)", reason, delay)
+
+    def _up(self) -> None:
+        if self._failures:
+            log.info("inference available again at %s", self.endpoint)
+            self._failures = 0
+        with self._status_lock:
+            if not self._status.available:
+                self._status = InferenceStatus(True)
+
+
+def _postprocess(
+    served: ServedModel,
+    outputs: list[np.ndarray],
+    input_shape: tuple[int, int],
+    frame_shapes: list[tuple[int, ...]],
+    conf: float,
+    iou: float,
+    agnostic: bool,
+    max_det: int,
+) -> list[Detections]:
+    """NMS as ultralytics runs it for an exported model, then segcast's outlines from the prototypes."""
+    import torch
+    from ultralytics.utils import nms, ops
+
+    from server.outlines import segment_detections
+
+    head = outputs[0]
+    if served.task == "segment":
+        protos = outputs[1]
+        expected = 4 + len(served.names) + protos.shape[1]
+        if not served.end2end and head.shape[1] != expected:
+            raise InferenceUnavailable(
+                f"the served model's output0 has {head.shape[1]} rows per box, {expected} expected for "
+                f"{len(served.names)} classes and {protos.shape[1]} mask channels: wrong model or metadata"
+            )
+    kept = nms.non_max_suppression(
+        torch.from_numpy(np.ascontiguousarray(head, np.float32)),
+        conf,
+        iou,
+        None,
+        agnostic,
+        max_det=max_det,
+        nc=0 if served.task == "detect" else len(served.names),
+        end2end=served.end2end,
+    )
+    results: list[Detections] = []
+    for index, (pred, frame_shape) in enumerate(zip(kept, frame_shapes, strict=True)):
+        pred_np = pred.float().numpy()
+        shape = (int(frame_shape[0]), int(frame_shape[1]))
+        if served.task == "segment":
+            results.append(segment_detections(pred_np, outputs[1][index].astype(np.float32), input_shape, shape))
+        elif len(pred_np) == 0:
+            results.append(Detections.empty())
+        else:
+            boxes = pred_np[:, :6].copy()
+            boxes[:, :4] = ops.scale_boxes(input_shape, boxes[:, :4], shape)
+            results.append(Detections(boxes))
+    return results
+
+
+def connect(spec: str, endpoint: TritonEndpoint) -> TritonModel:
+    """The model at ``endpoint``, described now if the server answers (`ModelError` if it cannot be used)."""
+    require_client(spec)
+    model = TritonModel(endpoint, spec)
+    model.connect()
+    return model
+
+
+def _metadata(config: dict[str, Any], spec: str) -> dict[str, Any]:
+    text = config.get("parameters", {}).get("metadata", {}).get("string_value")
+    if not text:
+        raise ModelError(
+            f"--model {spec}: the served model has no 'metadata' parameter (class names, task, input size); "
+            f"serve a repository written by segcast export --format triton"
+        )
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        raise ModelError(f"--model {spec}: the model's 'metadata' parameter is not a Python literal dict") from None
+    if not isinstance(value, dict):
+        raise ModelError(f"--model {spec}: the model's 'metadata' parameter is not a dict")
+    return value
+
+
+def _args(metadata: dict[str, Any]) -> dict[str, Any]:
+    args = metadata.get("args", {})
+    return args if isinstance(args, dict) else {}
+
+
+def _names(value: Any, spec: str) -> dict[int, str]:
+    if isinstance(value, str):
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            value = None
+    if isinstance(value, list):
+        value = dict(enumerate(value))
+    if not isinstance(value, dict) or not value:
+        raise ModelError(f"--model {spec}: the model's metadata 'names' is not a list or dict of class names")
+    return {int(key): str(name) for key, name in value.items()}
+
+
+def _input(config: dict[str, Any], max_batch: int, spec: str) -> tuple[str, np.dtype[Any], tuple[int, int] | None]:
+    inputs = config.get("input", [])
+    if len(inputs) != 1:
+        raise ModelError(f"--model {spec}: expected one image input, the model has {len(inputs)}")
+    entry = inputs[0]
+    name = str(entry["name"])
+    dims = [int(d) for d in entry.get("dims", [])]
+    if not max_batch and dims:  # no server-side batching: the batch dimension is the model's own
+        dims = dims[1:]
+    types: dict[str, np.dtype[Any]] = {"TYPE_FP32": np.dtype(np.float32), "TYPE_FP16": np.dtype(np.float16)}
+    data_type = str(entry.get("data_type", ""))
+    if data_type not in types:
+        raise ModelError(f"--model {spec}: input {name} is {data_type}; segcast sends FP32 or FP16 images")
+    if len(dims) != 3 or dims[0] != 3:
+        raise ModelError(
+            f"--model {spec}: input {name} has shape {dims}; segcast sends images as [batch, 3, height, width]"
+        )
+    height, width = dims[1], dims[2]
+    if (height < 0) != (width < 0):
+        raise ModelError(f"--model {spec}: input {name} has shape {dims}; make both height and width fixed or -1")
+    return name, types[data_type], None if height < 0 else (height, width)
+
+
+def _imgsz(value: Any, fixed: tuple[int, int] | None) -> int:
+    if fixed is not None:
+        return max(fixed)
+    if isinstance(value, str):
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            value = None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, list | tuple) and value and all(isinstance(v, int) for v in value):
+        return max(value)
+    return 640

@@ -1,0 +1,127 @@
+"""A Triton model repository for an exported ONNX model: what ``segcast export --format triton`` writes.
+
+```
+DIR/<name>/config.pbtxt
+DIR/<name>/1/model.onnx
+```
+
+The config is for NVIDIA's own tritonserver and its ONNX Runtime backend, CPU or GPU (``KIND_AUTO``
+puts the instance on a GPU when there is one). Dynamic batching lets Triton join the requests of
+many segcast nodes into one execution. The ``metadata`` parameter carries what the ONNX file's own
+metadata says of the model (class names, task, input size, stride) in the form ultralytics' Triton
+client reads, so segcast and ``YOLO("grpc://...")`` both learn the classes from the server.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: ONNX metadata keys that go into the Triton config's ``metadata`` parameter, parsed from their strings.
+METADATA_KEYS = ("description", "author", "version", "task", "stride", "batch", "imgsz", "names", "args", "end2end")
+_PARSED_KEYS = frozenset({"stride", "batch", "imgsz", "names", "args", "end2end"})
+
+
+@dataclass(frozen=True, slots=True)
+class BatchingOptions:
+    """How Triton batches requests: ``max_batch`` images per execution, preferring ``preferred`` sizes
+    and holding a request up to ``queue_delay_us`` for others to join it."""
+
+    max_batch: int = 8
+    preferred: tuple[int, ...] = (4, 8)
+    queue_delay_us: int = 2000
+    instances: int = 1
+
+    def __post_init__(self) -> None:
+        if self.max_batch < 1:
+            raise ValueError(f"max batch: expected at least 1, got {self.max_batch}")
+        if any(size < 1 or size > self.max_batch for size in self.preferred):
+            raise ValueError(f"preferred batch sizes must be from 1 to {self.max_batch}, got {list(self.preferred)}")
+
+
+def write_repository(onnx_path: Path, out_dir: Path, name: str, batching: BatchingOptions | None = None) -> Path:
+    """Write ``out_dir/name`` (config and version 1) from ``onnx_path``; returns the model's folder.
+
+    An existing model of that name in ``out_dir`` is replaced; other models there are left alone, so
+    one repository can hold several.
+    """
+    batching = batching or BatchingOptions()
+    model_dir = out_dir / name
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    (model_dir / "1").mkdir(parents=True)
+    shutil.copyfile(onnx_path, model_dir / "1" / "model.onnx")
+    (model_dir / "config.pbtxt").write_text(model_config(onnx_path, name, batching))
+    return model_dir
+
+
+def model_config(onnx_path: Path, name: str, batching: BatchingOptions) -> str:
+    """The ``config.pbtxt`` text for the ONNX model at ``onnx_path``."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    metadata = _metadata({prop.key: prop.value for prop in model.metadata_props})
+    graph_inputs = {tensor.name for tensor in model.graph.initializer}
+    inputs = [_tensor(value) for value in model.graph.input if value.name not in graph_inputs]
+    outputs = [_tensor(value) for value in model.graph.output]
+    lines = [
+        f"name: {_quote(name)}",
+        'backend: "onnxruntime"',
+        f"max_batch_size: {batching.max_batch}",
+        "input [",
+        ",\n".join(f"  {{ name: {_quote(n)} data_type: {t} dims: {_dims(d)} }}" for n, t, d in inputs),
+        "]",
+        "output [",
+        ",\n".join(f"  {{ name: {_quote(n)} data_type: {t} dims: {_dims(d)} }}" for n, t, d in outputs),
+        "]",
+        "dynamic_batching {",
+        f"  preferred_batch_size: {_dims(batching.preferred)}",
+        f"  max_queue_delay_microseconds: {batching.queue_delay_us}",
+        "}",
+        f"instance_group [ {{ count: {batching.instances} kind: KIND_AUTO }} ]",
+        f"parameters {{ key: {_quote('metadata')} value: {{ string_value: {_quote(repr(metadata))} }} }}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _metadata(props: dict[str, str]) -> dict[str, Any]:
+    """The exporter's metadata as values, not strings; ``args.dynamic`` tells clients the size may vary."""
+    metadata: dict[str, Any] = {}
+    for key in METADATA_KEYS:
+        if key not in props:
+            continue
+        value: Any = props[key]
+        if key in _PARSED_KEYS:
+            with contextlib.suppress(ValueError, SyntaxError):
+                value = ast.literal_eval(value)
+        metadata[key] = value
+    if "names" not in metadata or "task" not in metadata:
+        raise ValueError("the ONNX file has no ultralytics metadata (names, task): export it with segcast export")
+    return metadata
+
+
+def _tensor(value: Any) -> tuple[str, str, list[int]]:
+    """An ONNX graph input or output as Triton sees it: name, type, and dims without the batch dimension."""
+    from onnx import TensorProto
+
+    tensor = value.type.tensor_type
+    types = {TensorProto.FLOAT: "TYPE_FP32", TensorProto.FLOAT16: "TYPE_FP16", TensorProto.UINT8: "TYPE_UINT8"}
+    if tensor.elem_type not in types:
+        raise ValueError(f"{value.name}: ONNX element type {tensor.elem_type} is not one segcast exports")
+    dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim]
+    return value.name, types[tensor.elem_type], dims[1:]
+
+
+def _dims(values: Sequence[int]) -> str:
+    return "[ " + ", ".join(str(v) for v in values) + " ]"
+
+
+def _quote(text: str) -> str:
+    """A protobuf text-format string literal."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'

@@ -1,0 +1,192 @@
+"""Talking to a Triton server: its address in ``--model``, and one request over gRPC or HTTP.
+
+Every call has a deadline and every failure comes out as one of two exceptions, so the inference
+thread never hangs on a network and never sees a client library's own error types:
+`TritonUnavailable` (no answer in time, connection refused or reset: worth retrying) and
+`TritonRefused` (the server answered no: an unknown model, a request it cannot run).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from server.models import ModelError
+
+SCHEMES = ("grpc", "http")
+DEFAULT_PORTS = {"grpc": 8001, "http": 8000}
+
+
+class TritonUnavailable(Exception):
+    """The server could not be reached or did not answer in time; a later attempt may succeed."""
+
+
+class TritonRefused(Exception):
+    """The server answered, and said no."""
+
+
+@dataclass(frozen=True, slots=True)
+class TritonEndpoint:
+    """``grpc://HOST:PORT/MODEL`` or ``http://HOST:PORT/MODEL``: where a model is served, and by what."""
+
+    scheme: str
+    address: str  # host:port, as the client libraries take it
+    model: str
+
+    @classmethod
+    def parse(cls, spec: str) -> TritonEndpoint | None:
+        """The endpoint ``spec`` names, None if it is not a Triton URL; `ModelError` if it is a broken one."""
+        parts = urlsplit(spec)
+        if parts.scheme not in SCHEMES or not parts.netloc:
+            return None
+        model = parts.path.strip("/")
+        if not model or "/" in model:
+            raise ModelError(f"--model {spec}: expected {parts.scheme}://HOST:PORT/MODEL with one model name")
+        try:
+            port = parts.port or DEFAULT_PORTS[parts.scheme]
+        except ValueError:
+            raise ModelError(f"--model {spec}: the port is not a number from 1 to 65535") from None
+        if not parts.hostname:
+            raise ModelError(f"--model {spec}: no host name")
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        return cls(parts.scheme, f"{host}:{port}", model)
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.address}/{self.model}"
+
+
+class Transport(Protocol):
+    """One protocol's client for one server; not thread-safe, owned by the inference thread."""
+
+    def model_config(self, model: str, timeout_s: float) -> dict[str, Any]:
+        """The model's configuration as JSON (Triton's ``ModelConfig``)."""
+        ...
+
+    def infer(
+        self, model: str, input_name: str, batch: np.ndarray, outputs: list[str], timeout_s: float
+    ) -> list[np.ndarray]:
+        """Run ``batch`` through ``model`` as one request; the named outputs, in that order."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def require_client(spec: str) -> None:
+    """Refuse before anything else when tritonclient is missing: ultralytics would pip-install it."""
+    for module in ("tritonclient.grpc", "tritonclient.http"):
+        if importlib.util.find_spec("tritonclient") is None or importlib.util.find_spec(module) is None:
+            raise ModelError(f"--model {spec}: needs tritonclient; install it with pip install '.[triton]'")
+
+
+def open_transport(endpoint: TritonEndpoint, connect_timeout_s: float) -> Transport:
+    if endpoint.scheme == "grpc":
+        return _GrpcTransport(endpoint.address)
+    return _HttpTransport(endpoint.address, connect_timeout_s)
+
+
+class _GrpcTransport:
+    def __init__(self, address: str) -> None:
+        import tritonclient.grpc as grpcclient
+
+        self._lib = grpcclient
+        self._client = grpcclient.InferenceServerClient(url=address, verbose=False)
+
+    def model_config(self, model: str, timeout_s: float) -> dict[str, Any]:
+        reply = self._call(self._client.get_model_config, model, as_json=True, client_timeout=timeout_s)
+        config: dict[str, Any] = reply["config"]
+        return config
+
+    def infer(
+        self, model: str, input_name: str, batch: np.ndarray, outputs: list[str], timeout_s: float
+    ) -> list[np.ndarray]:
+        request = self._lib.InferInput(input_name, list(batch.shape), _type_name(batch))
+        request.set_data_from_numpy(batch)
+        wanted = [self._lib.InferRequestedOutput(name) for name in outputs]
+        reply = self._call(self._client.infer, model, [request], outputs=wanted, client_timeout=timeout_s)
+        return [reply.as_numpy(name) for name in outputs]
+
+    def close(self) -> None:
+        self._client.close()
+
+    @staticmethod
+    def _call(method: Any, *args: Any, **kwargs: Any) -> Any:
+        from tritonclient.utils import InferenceServerException
+
+        try:
+            return method(*args, **kwargs)
+        except InferenceServerException as exc:
+            status = str(exc.status() or "")
+            if any(code in status for code in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED", "RESOURCE_EXHAUSTED")):
+                raise TritonUnavailable(_short(exc)) from None
+            raise TritonRefused(_short(exc)) from None
+
+
+class _HttpTransport:
+    def __init__(self, address: str, connect_timeout_s: float) -> None:
+        import tritonclient.http as httpclient
+
+        self._lib = httpclient
+        self._address = address
+        self._connect_timeout_s = connect_timeout_s
+        self._network_timeout_s = connect_timeout_s
+        self._client = self._new_client(connect_timeout_s)
+
+    def _new_client(self, network_timeout_s: float) -> Any:
+        # geventhttpclient fixes its timeouts when the client is made; one client per deadline in use.
+        self._network_timeout_s = network_timeout_s
+        return self._lib.InferenceServerClient(
+            url=self._address,
+            verbose=False,
+            connection_timeout=self._connect_timeout_s,
+            network_timeout=network_timeout_s,
+        )
+
+    def model_config(self, model: str, timeout_s: float) -> dict[str, Any]:
+        config: dict[str, Any] = self._call(timeout_s, lambda client: client.get_model_config(model))
+        return config
+
+    def infer(
+        self, model: str, input_name: str, batch: np.ndarray, outputs: list[str], timeout_s: float
+    ) -> list[np.ndarray]:
+        request = self._lib.InferInput(input_name, list(batch.shape), _type_name(batch))
+        request.set_data_from_numpy(batch, binary_data=True)
+        wanted = [self._lib.InferRequestedOutput(name, binary_data=True) for name in outputs]
+        reply = self._call(timeout_s, lambda client: client.infer(model, [request], outputs=wanted))
+        return [reply.as_numpy(name) for name in outputs]
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _call(self, timeout_s: float, method: Any) -> Any:
+        from tritonclient.utils import InferenceServerException
+
+        if timeout_s != self._network_timeout_s:
+            self._client.close()
+            self._client = self._new_client(timeout_s)
+        try:
+            return method(self._client)
+        except InferenceServerException as exc:
+            if str(exc.status() or "").startswith("5"):
+                raise TritonUnavailable(_short(exc)) from None
+            raise TritonRefused(_short(exc)) from None
+        except OSError as exc:  # refused, reset, unreachable, timed out (TimeoutError is one)
+            raise TritonUnavailable(_short(exc)) from None
+        except Exception as exc:  # gevent's Timeout is no OSError
+            if type(exc).__name__ in {"Timeout", "ConnectionTimeout", "NetworkTimeout"}:
+                raise TritonUnavailable(f"no answer within {timeout_s:g} s") from None
+            raise
+
+
+def _type_name(batch: np.ndarray) -> str:
+    return {np.dtype(np.float32): "FP32", np.dtype(np.float16): "FP16"}[batch.dtype]
+
+
+def _short(exc: BaseException) -> str:
+    """The first line of a client error, which for gRPC carries the whole server message."""
+    message = getattr(exc, "message", None)
+    text = (message() if callable(message) else str(exc)).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]
