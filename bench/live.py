@@ -46,7 +46,7 @@ class ServerProcess:
 @contextlib.contextmanager
 def serve(model: str, video: Path, streams: int, imgsz: int) -> Iterator[ServerProcess]:
     """``segcast serve`` with ``streams`` looping copies of ``video`` at its native rate, like cameras."""
-    port = _free_port()
+    port = free_port()
     sources = [f"--source=cam{i}={video}" for i in range(streams)]
     command = [sys.executable, "-m", "server", "serve", *sources, "--loop", "--model", model]
     command += ["--imgsz", str(imgsz), "--port", str(port), "--log-level", "WARNING"]
@@ -64,7 +64,7 @@ def serve(model: str, video: Path, streams: int, imgsz: int) -> Iterator[ServerP
             process.wait()
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -132,7 +132,7 @@ async def _read(ws: aiohttp.ClientWebSocketResponse, viewer: Viewer) -> None:
             viewer.on_jpeg()
 
 
-async def _processed(session: aiohttp.ClientSession, server: ServerProcess) -> int:
+async def processed_count(session: aiohttp.ClientSession, server: ServerProcess) -> int:
     async with session.get(f"{server.url}/api/streams") as response:
         body = await response.json()
     return sum(int(s["frames_processed"]) for s in body["streams"])
@@ -185,12 +185,12 @@ async def _latency(server: ServerProcess, streams: int, seconds: float) -> Laten
         await asyncio.sleep(WARMUP_S)
         viewer.samples.clear()
         started = time.monotonic()
-        processed = await _processed(session, server)
+        processed = await processed_count(session, server)
         rss: list[tuple[float, float]] = []
         while (elapsed := time.monotonic() - started) < seconds:
             rss.append((elapsed, ps.memory_info().rss / 2**20))
             await asyncio.sleep(RSS_SAMPLE_S)
-        processed = await _processed(session, server) - processed
+        processed = await processed_count(session, server) - processed
     samples = [(t - started, latency * 1000) for t, latency in viewer.samples if t >= started]
     values = [ms for _, ms in samples]
     third = seconds / 3
@@ -200,7 +200,7 @@ async def _latency(server: ServerProcess, streams: int, seconds: float) -> Laten
         streams,
         seconds,
         statistics.median(values),
-        _percentile(values, 95),
+        percentile(values, 95),
         statistics.median(first),
         statistics.median(last),
         rss,
@@ -209,7 +209,7 @@ async def _latency(server: ServerProcess, streams: int, seconds: float) -> Laten
     )
 
 
-def _percentile(values: list[float], percent: float) -> float:
+def percentile(values: list[float], percent: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(percent / 100 * (len(ordered) - 1)))]
 
@@ -237,11 +237,11 @@ async def _fanout(server: ServerProcess, counts: list[int], seconds: float) -> l
             async with viewers(server, count) as watching:
                 await asyncio.sleep(WARMUP_S)
                 received = [v.received for v in watching]
-                processed, cpu = await _processed(session, server), _cpu_s(ps)
+                processed, cpu = await processed_count(session, server), _cpu_s(ps)
                 started = time.monotonic()
                 await asyncio.sleep(seconds)
                 wall = time.monotonic() - started
-                processed = await _processed(session, server) - processed
+                processed = await processed_count(session, server) - processed
                 cpu = _cpu_s(ps) - cpu
                 got = [v.received - before for v, before in zip(watching, received, strict=True)]
             points.append(

@@ -44,6 +44,9 @@ class CountingHub:
     def stream_added_threadsafe(self, stream_id: str) -> None:
         pass
 
+    def inference_threadsafe(self, status: object) -> None:
+        pass
+
 
 @dataclass(frozen=True, slots=True)
 class PipelineRun:

@@ -40,7 +40,8 @@ VIDEO_FRAMES = 600  # 40 s of the generated scene at 15 fps; sources loop, so ru
 QUICK_VIDEO_FRAMES = 60
 VIDEO_SEED = 3
 BACKENDS = ("pytorch", "onnx", "openvino")
-SECTIONS = ("throughput", "tracking", "masks", "multistream", "latency", "fanout")
+SECTIONS = ("throughput", "tracking", "masks", "multistream", "latency", "fanout", "scaleout")
+SCALEOUT_PAGE = "scaleout.md"  # written beside --out; `--only scaleout` leaves --out itself alone
 TRACK_SEED = 7  # the scene tests/ and tools/track_report.py score tracking on
 #: The busy scene of the mask-path figures: 720p with a crowd (about 19 detections a frame at 640),
 #: the kind of frame where ultralytics' whole-input masks cost as much as a fast backend's network.
@@ -85,6 +86,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--fanout-s", type=float, default=15.0, help="seconds measured per viewer count")
     parser.add_argument("--track-frames", type=int, default=300, help="scene frames scored for IDF1 per backend")
     parser.add_argument("--busy-frames", type=int, default=100, help="frames per measurement on the busy scene")
+    parser.add_argument("--scaleout-s", type=float, default=30.0, help="seconds measured per scale-out set-up")
     parser.add_argument("--only", default=",".join(SECTIONS), help="sections to run")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "segcast-bench")
@@ -96,7 +98,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         args.frames, args.rounds, args.stream_counts, args.stream_frames = 8, 1, "1,2", 4
         args.latency_s, args.memory_s, args.viewers, args.fanout_s = 4.0, 4.0, "1,3", 3.0
-        args.track_frames, args.busy_frames = 10, 4
+        args.track_frames, args.busy_frames, args.scaleout_s = 10, 4, 4.0
     return args
 
 
@@ -159,6 +161,23 @@ def main(argv: list[str] | None = None) -> int:
         results.fanout = fanout_run(str(model_path), video, counts, imgsz, args.fanout_s)
         for point in results.fanout:
             _say(f"fan-out {point.viewers} viewers: {json.dumps(asdict(point))}")
+    if "scaleout" in sections:
+        from bench.scaleout import run_scaleout, write_scaleout_report
+
+        scaleout = run_scaleout(
+            model_path,
+            video,
+            imgsz,
+            args.cache,
+            rounds=args.rounds,
+            frames=args.frames,
+            seconds=args.scaleout_s,
+            case=_case,
+        )
+        page = args.out.with_name(SCALEOUT_PAGE)
+        print(write_scaleout_report(scaleout, page, _settings(args, model_path, imgsz)["command"]))
+        if sections == {"scaleout"}:
+            return 0
     results.machine["load_after"] = _load()
     results.machine["minutes"] = round((time.monotonic() - started) / 60, 1)
     (args.cache / LAST_RUN).write_text(json.dumps(asdict(results)))

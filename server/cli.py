@@ -24,6 +24,7 @@ from server.config import DEFAULT_HOST, DEFAULT_PORT, ConfigError, Settings, loa
 from server.export import FORMATS, ExportError, export_model
 from server.models import DEFAULT_MODEL, ModelError
 from server.options import StreamOptions
+from server.triton import cpu_server
 from server.worker import InferenceOptions
 
 DEMO_SOURCES = ("scene:?seed=1", "scene:?seed=2")
@@ -69,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--imgsz", type=int, default=None, help="inference size (default: the model's own)")
     export.add_argument("--out", type=Path, default=Path("."), metavar="DIR", help="where to write it (default .)")
     export.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+    cpu_server.add_arguments(commands)
     return parser
 
 
@@ -157,9 +160,13 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=getattr(args, "log_level", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if args.command == "export":
         return _export(args)
+    if args.command == "triton":
+        return cpu_server.run(args)
     try:
         settings = settings_from_args(args)
         context = ssl_context(settings)

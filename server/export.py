@@ -30,7 +30,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from server.models import ModelError, load_model, resolve_model_path
-from server.triton.repository import write_repository
+from server.triton.repository import check_pixel_input_model, write_repository
 
 #: Per format: the packages it needs (import names) and the extra that installs them.
 REQUIREMENTS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -148,16 +148,20 @@ def export_model(
                 raise ExportError(f"--format {fmt}: export failed ({_first_line(exc)})") from None
         out_dir.mkdir(parents=True, exist_ok=True)
         if fmt == "triton":
-            runnable = write_repository(exported, out_dir, target.name) / "1" / "model.onnx"
-        else:
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-            shutil.move(str(exported), target)
-            runnable = target
+            served = write_repository(exported, out_dir, target.name) / "1" / "model.onnx"
+            with progress.step(f"checking that {target.name} gives what the ONNX export gives"):
+                try:
+                    check_pixel_input_model(exported, served, CHECK_IMAGE_PX)
+                except ValueError as exc:
+                    raise ExportError(f"the Triton model does not match the export: {exc}") from None
+            return ExportResult(target, time.monotonic() - started)
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+        shutil.move(str(exported), target)
     with progress.step(f"checking that {target.name} loads and runs"), _quiet_ultralytics():
-        _check(runnable, load)
+        _check(target, load)
     return ExportResult(target, time.monotonic() - started)
 
 

@@ -198,7 +198,8 @@ class TritonModel:
     def _prepare(
         self, served: ServedModel, images: list[np.ndarray], imgsz: int | None
     ) -> tuple[np.ndarray, tuple[int, int]]:
-        """The batch as ultralytics' predictor makes it for an exported model: letterboxed, RGB, CHW, 0-1."""
+        """The batch as ultralytics' predictor makes it for an exported model: letterboxed, RGB, CHW, and
+        scaled to 0-1 unless the model takes uint8 pixels (as segcast's exports do) and scales them itself."""
         from ultralytics.data.augment import LetterBox
         from ultralytics.utils.checks import check_imgsz
 
@@ -208,8 +209,11 @@ class TritonModel:
             size = check_imgsz(imgsz or served.imgsz, stride=served.stride, min_dim=2)
             letterbox = LetterBox(tuple(size), auto=len({image.shape for image in images}) == 1, stride=served.stride)
         boxed = np.stack([np.asarray(letterbox(image=image)) for image in images])
-        batch = np.ascontiguousarray(boxed[..., ::-1].transpose(0, 3, 1, 2)).astype(np.float32) / 255
-        return batch.astype(served.input_dtype, copy=False), (int(batch.shape[2]), int(batch.shape[3]))
+        pixels = np.ascontiguousarray(boxed[..., ::-1].transpose(0, 3, 1, 2))
+        input_shape = (int(pixels.shape[2]), int(pixels.shape[3]))
+        if served.input_dtype == np.uint8:
+            return pixels, input_shape
+        return (pixels.astype(np.float32) / 255).astype(served.input_dtype, copy=False), input_shape
 
     def _infer(self, served: ServedModel, batch: np.ndarray) -> list[np.ndarray]:
         assert self._transport is not None
@@ -360,10 +364,14 @@ def _input(config: dict[str, Any], max_batch: int, spec: str) -> tuple[str, np.d
     dims = [int(d) for d in entry.get("dims", [])]
     if not max_batch and dims:  # no server-side batching: the batch dimension is the model's own
         dims = dims[1:]
-    types: dict[str, np.dtype[Any]] = {"TYPE_FP32": np.dtype(np.float32), "TYPE_FP16": np.dtype(np.float16)}
+    types: dict[str, np.dtype[Any]] = {
+        "TYPE_UINT8": np.dtype(np.uint8),
+        "TYPE_FP32": np.dtype(np.float32),
+        "TYPE_FP16": np.dtype(np.float16),
+    }
     data_type = str(entry.get("data_type", ""))
     if data_type not in types:
-        raise ModelError(f"--model {spec}: input {name} is {data_type}; segcast sends FP32 or FP16 images")
+        raise ModelError(f"--model {spec}: input {name} is {data_type}; segcast sends UINT8, FP32 or FP16 images")
     if len(dims) != 3 or dims[0] != 3:
         raise ModelError(
             f"--model {spec}: input {name} has shape {dims}; segcast sends images as [batch, 3, height, width]"

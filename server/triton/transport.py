@@ -182,7 +182,7 @@ class _HttpTransport:
 
 
 def _type_name(batch: np.ndarray) -> str:
-    return {np.dtype(np.float32): "FP32", np.dtype(np.float16): "FP16"}[batch.dtype]
+    return {np.dtype(np.uint8): "UINT8", np.dtype(np.float32): "FP32", np.dtype(np.float16): "FP16"}[batch.dtype]
 
 
 def _short(exc: BaseException) -> str:

@@ -1,0 +1,231 @@
+"""``python -m bench --only scaleout``: segcast nodes inferring on a shared NVIDIA Triton server.
+
+Two figures, each from one run on one machine (docs/scaling.md quotes them):
+
+- **Overhead of remote inference**: the same exported ONNX model, the same frames, one stream as fast
+  as it can go, alternating rounds: in-process ONNX Runtime against ``--model grpc://`` to a Triton
+  serving that same file with ONNX Runtime. Both run the network on this machine's cores, so the
+  ratio is what the protocol, the copies and Triton's scheduling cost, not a difference of hardware.
+- **Two nodes sharing one Triton against one node inferring locally**, four cameras in all (looping
+  copies of the scene at its native 15 fps): aggregate processed fps, capture-to-viewer latency, and
+  the mean batch Triton executed (images per execution, from its own statistics).
+
+Triton here is ``segcast triton serve`` (the real tritonserver, ONNX Runtime on the CPU through its
+Python backend); without ``segcast triton setup`` the section is skipped and says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench.live import WARMUP_S, ServerProcess, percentile, processed_count, serve, viewers
+
+REPO = Path(__file__).resolve().parent.parent
+TRITON_START_S = 180.0
+
+
+@dataclass
+class NodesRun:
+    """Cameras spread over ``nodes`` segcast processes, measured together for ``seconds``."""
+
+    model: str
+    nodes: int
+    cameras: int
+    seconds: float
+    processed_fps: float
+    p50_ms: float
+    p95_ms: float
+    mean_batch: float | None = None  # images per Triton execution; None for local inference
+
+
+@dataclass
+class ScaleoutResults:
+    skipped: str | None = None
+    overhead_rounds: list[dict[str, float]] = field(default_factory=list)  # local_fps, remote_fps
+    runs: list[NodesRun] = field(default_factory=list)
+
+    @property
+    def overhead_ratio(self) -> float | None:
+        ratios = [r["remote_fps"] / r["local_fps"] for r in self.overhead_rounds if r["local_fps"]]
+        return statistics.mean(ratios) if ratios else None
+
+
+def run_scaleout(
+    model_path: Path,
+    video: Path,
+    imgsz: int,
+    cache: Path,
+    *,
+    rounds: int,
+    frames: int,
+    seconds: float,
+    case: Callable[[dict[str, Any], Path], dict[str, Any]],
+) -> ScaleoutResults:
+    from server.export import Progress, export_model
+    from server.triton.cpu_server import TritonCpuError, TritonInstall, default_venv
+
+    try:
+        TritonInstall.find(default_venv())
+    except TritonCpuError as exc:
+        return ScaleoutResults(skipped=str(exc))
+    repository = model_path.parent / f"triton-{imgsz}"
+    name = model_path.stem
+    if not (repository / name / "config.pbtxt").exists():
+        export_model(str(model_path), "triton", repository, imgsz, Progress(3))
+    onnx = str(repository / name / "1" / "model.onnx")
+    results = ScaleoutResults()
+    with _triton(repository) as (grpc_address, http_base):
+        remote = f"grpc://{grpc_address}/{name}"
+        for _ in range(rounds):
+            common = {"kind": "segcast", "imgsz": imgsz, "frames": frames}
+            local_fps = case({**common, "model": onnx}, video)["fps"]
+            remote_fps = case({**common, "model": remote}, video)["fps"]
+            results.overhead_rounds.append({"local_fps": local_fps, "remote_fps": remote_fps})
+            _say(f"overhead: local {local_fps:.1f} fps, remote {remote_fps:.1f} fps")
+        results.runs.append(_nodes_run(onnx, video, imgsz, [4], seconds))
+        before = _triton_counts(http_base, name)
+        run = _nodes_run(remote, video, imgsz, [2, 2], seconds)
+        after = _triton_counts(http_base, name)
+        executions = after[1] - before[1]
+        run.mean_batch = (after[0] - before[0]) / executions if executions else None
+        results.runs.append(run)
+    for run in results.runs:
+        _say(f"{run.nodes} node(s), {run.cameras} cameras: {json.dumps(asdict(run))}")
+    return results
+
+
+def _nodes_run(model: str, video: Path, imgsz: int, cameras: list[int], seconds: float) -> NodesRun:
+    with contextlib.ExitStack() as stack:
+        servers = [stack.enter_context(serve(model, video, count, imgsz)) for count in cameras]
+        fps, samples = asyncio.run(_measure(servers, seconds))
+    return NodesRun(
+        model,
+        len(cameras),
+        sum(cameras),
+        seconds,
+        fps,
+        statistics.median(samples),
+        percentile(samples, 95),
+    )
+
+
+async def _measure(servers: list[ServerProcess], seconds: float) -> tuple[float, list[float]]:
+    """Processed fps of all servers together, and every frame's capture-to-viewer latency (ms)."""
+    async with contextlib.AsyncExitStack() as stack:
+        session = await stack.enter_async_context(aiohttp.ClientSession())
+        watchers = [(await stack.enter_async_context(viewers(server, 1, record=True)))[0] for server in servers]
+        await asyncio.sleep(WARMUP_S)
+        for viewer in watchers:
+            viewer.samples.clear()
+        before = [await processed_count(session, server) for server in servers]
+        started = time.monotonic()
+        await asyncio.sleep(seconds)
+        wall = time.monotonic() - started
+        after = [await processed_count(session, server) for server in servers]
+    processed = sum(a - b for a, b in zip(after, before, strict=True))
+    samples = [latency * 1000 for viewer in watchers for t, latency in viewer.samples if t >= started]
+    return processed / wall, samples
+
+
+@contextlib.contextmanager
+def _triton(repository: Path) -> Iterator[tuple[str, str]]:
+    """``segcast triton serve`` on free ports; yields its gRPC address and HTTP base URL."""
+    from bench.live import free_port
+
+    http, grpc, metrics = free_port(), free_port(), free_port()
+    command = [sys.executable, "-m", "server", "triton", "serve", str(repository)]
+    command += ["--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)]
+    process = subprocess.Popen(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    base = f"http://127.0.0.1:{http}"
+    try:
+        deadline = time.monotonic() + TRITON_START_S
+        while not _ready(base):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("segcast triton serve did not become ready")
+            time.sleep(0.5)
+        yield f"127.0.0.1:{grpc}", base
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _ready(base: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{base}/v2/health/ready", timeout=1) as reply:
+            return bool(reply.status == 200)
+    except OSError:
+        return False
+
+
+def _triton_counts(base: str, model: str) -> tuple[int, int]:
+    """(images inferred, executions) so far, from Triton's ``/v2/models/<m>/stats``."""
+    with urllib.request.urlopen(f"{base}/v2/models/{model}/stats", timeout=10) as reply:
+        stats = json.load(reply)["model_stats"][0]
+    return int(stats["inference_count"]), int(stats["execution_count"])
+
+
+def write_scaleout_report(results: ScaleoutResults, out: Path, command: str) -> str:
+    """``out`` (markdown) with the figures; returns its text."""
+    lines = [
+        "# Scale-out benchmark",
+        "",
+        f"Generated by `{command}` (bench/scaleout.py); docs/scaling.md explains the set-up. "
+        "Triton is `segcast triton serve` on this same machine (ONNX Runtime on the CPU), so nodes and "
+        "server share its cores: these figures show what remote inference costs, not what a GPU server adds.",
+        "",
+    ]
+    if results.skipped:
+        lines += [f"**Skipped**: {results.skipped}", ""]
+    else:
+        ratio = results.overhead_ratio
+        rounds = ", ".join(f"{r['remote_fps'] / r['local_fps']:.2f}" for r in results.overhead_rounds)
+        lines += [
+            "## Remote inference overhead (one node, one stream as fast as it goes)",
+            "",
+            "| round | in-process ONNX Runtime fps | Triton over gRPC fps | ratio |",
+            "| --- | --- | --- | --- |",
+        ]
+        for index, r in enumerate(results.overhead_rounds, 1):
+            lines.append(
+                f"| {index} | {r['local_fps']:.1f} | {r['remote_fps']:.1f} | {r['remote_fps'] / r['local_fps']:.2f} |"
+            )
+        goal = "met" if ratio is not None and ratio >= 0.85 else "missed"
+        lines += ["", f"Mean ratio {ratio:.2f} (rounds: {rounds}); goal >= 0.85: **{goal}**.", ""]
+        lines += [
+            "## Four cameras: one node inferring locally against two nodes sharing Triton",
+            "",
+            "| set-up | cameras | processed fps (all) | p50 latency ms | p95 latency ms | mean Triton batch |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for run in results.runs:
+            setup = "1 node, in-process ONNX Runtime" if run.mean_batch is None else f"{run.nodes} nodes, one Triton"
+            batch = "-" if run.mean_batch is None else f"{run.mean_batch:.2f}"
+            lines.append(
+                f"| {setup} | {run.cameras} | {run.processed_fps:.1f} | {run.p50_ms:.0f} | {run.p95_ms:.0f} | {batch} |"
+            )
+        lines += ["", "No GPU was available to this run: the GPU capacity figure is not measured here.", ""]
+    text = "\n".join(lines)
+    out.write_text(text)
+    return text
+
+
+def _say(text: str) -> None:
+    print(f"bench: scaleout {text}", file=sys.stderr, flush=True)
