@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,16 @@ def scene_video(video_cache: Path) -> Path:
         write_h264(Scene(seed=SCENE_SEED), partial, SCENE_FRAMES)
         partial.rename(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def triton_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Triton model repository of the bundled model, as ``segcast export --format triton`` writes it."""
+    from server.export import Progress, export_model
+
+    folder = tmp_path_factory.mktemp("triton-repository")
+    export_model("bundled", "triton", folder, progress=Progress(3, io.StringIO()))
+    return folder
 
 
 @pytest.fixture
