@@ -338,6 +338,8 @@ class InferenceWorker:
                     pending = model.submit(images, on_answer=self._work_ready.set, **kwargs)
                 except InferenceUnavailable as exc:
                     _unavailable(group, exc)
+                except Exception as exc:  # a bug or an odd model must cost these frames, not the thread
+                    _model_failed(group, exc)
                 else:
                     batch.waiting.append((group, pending, started))
             else:
@@ -351,6 +353,9 @@ class InferenceWorker:
                 results = pending.result()
             except InferenceUnavailable as exc:
                 _unavailable(group, exc)
+                continue
+            except Exception as exc:
+                _model_failed(group, exc)
                 continue
             elapsed_ms = (time.perf_counter() - started) * 1000 / len(group)
             for job, found in zip(group, results, strict=True):
@@ -460,3 +465,9 @@ def _unavailable(group: list[_Job], exc: InferenceUnavailable) -> None:
     group fails at once with the reason, and nothing is retried frame by frame."""
     for job in group:
         job.error = f"inference unavailable: {exc}"
+
+
+def _model_failed(group: list[_Job], exc: Exception) -> None:
+    for job in group:
+        job.error = f"model failed: {type(exc).__name__}: {exc}"
+    log.warning("[%s] model failed on frame %d", group[0].registration.stream_id, group[0].frame.seq, exc_info=True)

@@ -202,6 +202,34 @@ def test_a_remote_model_has_the_next_batch_out_while_the_last_is_answered() -> N
     assert log == ["request", "request", "result 0", "request", "result 1", "result 2"]
 
 
+class _BrokenOnce(_HeldAnswers):
+    def submit(self, images: list[np.ndarray], **options: Any) -> PendingDetections:
+        if not self.log:
+            self.log.append("broken")
+            raise IndexError("a bug in post-processing")
+        return super().submit(images, **options)
+
+
+def test_an_unexpected_error_of_a_remote_model_costs_the_frame_not_the_thread() -> None:
+    model = _BrokenOnce([])
+    results: queue.Queue[FrameResult] = queue.Queue()
+    worker = InferenceWorker("grpc://test", results.put, InferenceOptions(), load=lambda _: model)
+    worker.start()
+    try:
+        slot = worker.add_stream("cam", 15.0)
+        image = np.zeros((64, 64, 3), np.uint8)
+        slot.put(Frame("cam", 0, 1000.0, 0.0, image))
+        assert slot.wait_empty(threading.Event())  # taken, and failed
+        slot.put(Frame("cam", 1, 1001.0, 0.1, image))
+        model.requests_out.get(timeout=30).set_result([])
+        assert results.get(timeout=30).frame.seq == 1
+        stats = worker.stats("cam")
+        assert stats is not None and stats.errors == 1
+        assert stats.last_error == "model failed: IndexError: a bug in post-processing"
+    finally:
+        worker.stop()
+
+
 def test_the_exported_config_is_valid_triton_text_with_batching_and_metadata(triton_repository: Path) -> None:
     from google.protobuf import text_format
     from tritonclient.grpc.model_config_pb2 import DataType, ModelConfig
