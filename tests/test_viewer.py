@@ -21,63 +21,16 @@ from server.app import create_app
 from server.config import Settings, StreamConfig
 from server.models import BUNDLED_MODEL
 from tests.conftest import CHROMIUM
+from tests.support.browser import CANVAS_STATS, WAIT_MS, Console, open_page, wait_for_new_frame
 
 pytest.importorskip("playwright.async_api")
 
 Start = Callable[..., Awaitable[TestClient]]
 
-WAIT_MS = 30_000
-
 pytestmark = [
     pytest.mark.timeout(120),
     pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"needs Debian's chromium at {CHROMIUM}"),
 ]
-
-#: Mean and spread of the canvas' pixels, and a cheap fingerprint of them, computed in the page.
-CANVAS_STATS = """(selector) => {
-  const canvas = document.querySelector(selector);
-  const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
-  let sum = 0, squares = 0, hash = 0;
-  for (let i = 0; i < data.length; i += 4) {
-    const v = data[i] + data[i + 1] + data[i + 2];
-    sum += v; squares += v * v; hash = (hash * 31 + v) | 0;
-  }
-  const n = data.length / 4, mean = sum / n;
-  return {mean, std: Math.sqrt(squares / n - mean * mean), hash, seq: canvas.dataset.seq ?? null};
-}"""
-
-
-@pytest.fixture
-def screenshots(request: pytest.FixtureRequest) -> Path:
-    folder = Path(request.config.cache.mkdir("viewer-screenshots")) / request.node.name
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-class Console:
-    """Every console error and uncaught exception of a page; a clean page has none."""
-
-    def __init__(self, page: Any) -> None:
-        self.errors: list[str] = []
-        page.on("console", lambda message: message.type == "error" and self.errors.append(message.text))
-        page.on("pageerror", lambda error: self.errors.append(str(error)))
-
-
-async def open_page(browser: Any, client: TestClient, path: str) -> tuple[Any, Console]:
-    page = await browser.new_page(viewport={"width": 1280, "height": 800})
-    console = Console(page)
-    await page.goto(str(client.make_url(path)))
-    return page, console
-
-
-async def wait_for_new_frame(page: Any, selector: str, after: str | None = None) -> dict[str, Any]:
-    await page.wait_for_function(
-        "([selector, after]) => { const s = document.querySelector(selector)?.dataset.seq;"
-        " return s !== undefined && s !== after; }",
-        arg=[selector, after],
-        timeout=WAIT_MS,
-    )
-    return await page.evaluate(CANVAS_STATS, selector)
 
 
 async def test_grid_and_stream_view_show_live_frames_and_the_tracks_of_each_frame(
