@@ -2,6 +2,7 @@
 
 Screenshots of each step are kept under the pytest cache (``.pytest_cache/d/viewer-screenshots``) as
 test artifacts. Every wait is on something the page shows, with a deadline; none is a fixed sleep.
+The pages of streams that are not well, phones and proxies are in test_viewer_states and _proxy.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ async def test_grid_and_stream_view_show_live_frames_and_the_tracks_of_each_fram
         await page.wait_for_function("() => document.querySelectorAll('#tracks tbody tr').length > 0", timeout=WAIT_MS)
         shown = await _shown_frame_and_rows(page, metadata)
         seq, rows, on_canvas = shown
-        assert rows == on_canvas == metadata[seq], "the table lists exactly the tracks of the frame shown"
+        assert rows == sorted(on_canvas) == sorted(metadata[seq]), "the table lists the frame's tracks, by id"
         await page.wait_for_function(
             "() => document.querySelector('[data-stat=processed]')?.textContent.includes('fps')", timeout=WAIT_MS
         )

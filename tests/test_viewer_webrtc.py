@@ -60,7 +60,7 @@ async def assert_live_frames_with_tracks(page: Any, client: TestClient, transpor
                 "() => document.querySelectorAll('#tracks tbody tr').length > 0", timeout=WAIT_MS
             )
             seq, rows, on_canvas = await _shown_frame_and_rows(page, metadata)
-            assert rows == on_canvas == metadata[seq], "the table lists exactly the tracks of the frame shown"
+            assert rows == sorted(on_canvas) == sorted(metadata[seq]), "the table lists the frame's tracks, by id"
         finally:
             recorder.cancel()
     assert await page.evaluate("() => document.querySelector('#video').dataset.transport") == transport
