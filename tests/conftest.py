@@ -74,6 +74,17 @@ def start_server(aiohttp_client: ClientFactory) -> Callable[..., Awaitable[TestC
 
 
 @pytest.fixture
+def screenshots(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder for the browser tests' screenshots, kept as artifacts: under the pytest cache
+    (``.pytest_cache/d/viewer-screenshots/<test>``), or a temporary folder when the cache is off."""
+    cache = getattr(request.config, "cache", None)
+    root = Path(cache.mkdir("viewer-screenshots")) if cache is not None else tmp_path_factory.mktemp("screenshots")
+    folder = root / request.node.name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
 async def browser() -> AsyncIterator[Any]:
     """A headless Debian Chromium driven by Playwright, closed after the test."""
     from playwright import async_api as playwright
