@@ -152,6 +152,26 @@ async def test_when_the_server_goes_away_no_stream_still_says_live(
     assert await page.inner_text("#stream-state") == "offline"
 
 
+async def test_a_node_whose_triton_is_down_says_so_over_its_live_streams(
+    aiohttp_client: Any, browser: Any, screenshots: Path
+) -> None:
+    """Frames come in, none is inferred: the tile, the stream view and the embed say why and when segcast
+    tries again, while the camera's own state stays live."""
+    model = f"grpc://127.0.0.1:{free_port()}/segcast-scene-seg"  # nobody listens there
+    client = await aiohttp_client(create_app(Settings(model=model, streams=(StreamConfig("cam", "scene:?seed=3"),))))
+    page, console = await open_page(browser, client, "/")
+    tile = await wait_for_text(page, TILE_PANEL.format("cam"), "Inference unavailable")
+    assert "unreachable" in tile
+    assert COUNTDOWN.search(tile) or "trying again now" in tile
+    assert await page.inner_text('.card[data-stream="cam"] .badge') == "live"
+    await page.screenshot(path=screenshots / "grid.png")
+    await page.click('.card[data-stream="cam"]')
+    assert "unreachable" in await wait_for_text(page, VIEW_PANEL, "Inference unavailable")
+    embed, _ = await open_page(browser, client, "/embed/cam")
+    assert "unreachable" in await wait_for_text(embed, EMBED_PANEL, "Inference unavailable")
+    assert console.errors == []
+
+
 async def test_the_embed_of_an_unknown_stream_says_so_in_the_frame(
     start_server: Start, browser: Any, screenshots: Path
 ) -> None:

@@ -31,6 +31,7 @@ let current = null; // the stream id shown in the stream view, or null on the gr
 const connection = new Connection({
   hello(message) {
     grid.setStreams(message.streams);
+    setInference(message.inference);
     route();
   },
   frame(meta, jpeg) {
@@ -46,6 +47,8 @@ const connection = new Connection({
     } else if (message.type === "removed") {
       grid.remove(message.stream);
       if (message.stream === current) location.hash = "#/";
+    } else if (message.type === "inference") {
+      setInference(message);
     } else if (message.type === "error") {
       console.warn("segcast:", message.message);
     }
@@ -59,6 +62,11 @@ const connection = new Connection({
     view.setOnline(state === "live");
   },
 });
+
+function setInference(inference) {
+  grid.setInference(inference ?? null);
+  view.setInference(inference ?? null);
+}
 
 function route() {
   const match = location.hash.match(/^#\/stream\/(.+)$/);

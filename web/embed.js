@@ -19,6 +19,7 @@ const params = new URLSearchParams(location.search);
 let drawing = false;
 let online = false; // whether the WebSocket is open
 let status; // {state, error, next_attempt_at}; null: no such stream; undefined: not known yet
+let inference = null; // the server's {state, error, next_attempt_at}: whether frames are inferred
 let problem = null; // why segcast refused to say more (a token), or that it cannot be reached
 let poller = null;
 
@@ -44,7 +45,7 @@ function render() {
   if (problem) panel.show(problem);
   else if (status === undefined) panel.show(CONNECTING);
   else if (status === null) panel.show(MISSING);
-  else panel.show(streamNotice(status) ?? (online ? null : OFFLINE_NOTICE));
+  else panel.show(streamNotice(status, inference) ?? (online ? null : OFFLINE_NOTICE));
   // While reconnecting, the next attempt's time is only in the API, not in status messages.
   const polling = status?.state === "reconnecting";
   if (polling && poller === null) poller = setInterval(refresh, POLL_MS);
@@ -80,6 +81,7 @@ async function refresh() {
 
 const connection = new Connection({
   hello(message) {
+    inference = message.inference ?? null;
     setStatus(message.streams.find((stream) => stream.id === streamId) ?? null);
   },
   async frame(meta, jpeg) {
@@ -99,6 +101,11 @@ const connection = new Connection({
     }
   },
   event(message) {
+    if (message.type === "inference") {
+      inference = message;
+      render();
+      return;
+    }
     if (message.stream !== streamId) return;
     if (message.type === "status") {
       const same = status?.state === message.state && status?.error === message.error;

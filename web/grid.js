@@ -15,6 +15,12 @@ export class GridView {
     this.empty = empty;
     this.cards = new Map();
     this.online = true;
+    this.inference = null; // {state, error, next_attempt_at}: the server's, shared by every stream
+  }
+
+  setInference(inference) {
+    this.inference = inference;
+    for (const card of this.cards.values()) this.render(card);
   }
 
   setStreams(streams) {
@@ -88,7 +94,7 @@ export class GridView {
     const state = this.online ? (card.status?.state ?? "starting") : "offline";
     card.badge.textContent = state;
     card.badge.className = `badge state-${state}`;
-    card.panel.show(this.online ? streamNotice(card.status) : OFFLINE_NOTICE);
+    card.panel.show(this.online ? streamNotice(card.status, this.inference) : OFFLINE_NOTICE);
   }
 
   remove(id) {

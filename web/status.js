@@ -15,9 +15,19 @@ const TITLES = {
 
 /**
  * What a panel should say about `stream` ({state, error, next_attempt_at} as the API has them), or
- * null when there is nothing to say (live).
+ * null when there is nothing to say (live). `inference` ({state, error, next_attempt_at}, as in the
+ * hello and inference messages) says whether frames are inferred: a model on a Triton server is not
+ * while that server is down, and a live camera then shows pictures without tracks, which says why.
  */
-export function streamNotice(stream) {
+export function streamNotice(stream, inference = null) {
+  if (stream?.state === "live" && inference?.state === "unavailable") {
+    return {
+      state: "no-inference",
+      title: "Inference unavailable",
+      reason: inference.error || "",
+      nextAttemptAt: inference.next_attempt_at ?? null,
+    };
+  }
   if (!stream?.state || stream.state === "live") return null;
   const reason = stream.error || (stream.state === "ended" ? "the video reached its end" : "");
   const nextAttemptAt = stream.state === "reconnecting" ? (stream.next_attempt_at ?? null) : null;

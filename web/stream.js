@@ -51,6 +51,7 @@ export class StreamView {
     this.panel = new StatusPanel(elements.canvas.parentElement);
     this.status = null; // {state, error, next_attempt_at} of the open stream
     this.online = true;
+    this.inference = null; // the server's {state, error, next_attempt_at}
     // Leaving the stream view ends its WebRTC player (app.js only tells the view which stream to open).
     window.addEventListener("hashchange", () => {
       if (this.streamId !== null && routedStream() !== this.streamId) this.close();
@@ -233,12 +234,17 @@ export class StreamView {
     this.render();
   }
 
+  setInference(inference) {
+    this.inference = inference;
+    this.render();
+  }
+
   render() {
     const state = this.online ? (this.status?.state ?? "") : "offline";
     this.el.state.textContent = state;
     this.el.state.className = `badge state-${state}`;
     this.el.state.hidden = !state;
-    this.panel.show(this.online ? streamNotice(this.status) : OFFLINE_NOTICE);
+    this.panel.show(this.online ? streamNotice(this.status, this.inference) : OFFLINE_NOTICE);
   }
 
   setStats(stream) {
