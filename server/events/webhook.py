@@ -46,7 +46,7 @@ class WebhookSink:
         self.name = f"webhook {parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
         self._tally = Tally(self.name, log)
         self._queue: asyncio.Queue[OutEvent] = asyncio.Queue(settings.queue)
-        self._backoff_first_s = backoff_first_s
+        self.backoff_first_s = backoff_first_s
         self._task: asyncio.Task[None] | None = None
 
     def offer(self, event: OutEvent) -> None:
@@ -98,5 +98,5 @@ class WebhookSink:
                 reason = f"cannot deliver: {type(exc).__name__}: {exc}" if str(exc) else f"cannot deliver: {exc!r}"
             if attempt < self.settings.retries:
                 self._tally.fail(reason)
-                await asyncio.sleep(backoff_s(attempt, self._backoff_first_s))
+                await asyncio.sleep(backoff_s(attempt, self.backoff_first_s))
         self._tally.fail(f"{reason}; gave up after {self.settings.retries + 1} attempts", lost=1)
