@@ -125,8 +125,8 @@ def render_metrics(manager: StreamManager, hub: Hub, outputs: Sequence[SinkHealt
         family(
             "segcast_event_output_up",
             "gauge",
-            "1 while an event output works; 0 while its destination fails or cannot be reached.",
-            (({"output": h.name}, float(h.state is SinkState.OK)) for h in outputs),
+            "0 while an event output's destination fails or cannot be reached, else 1.",
+            (({"output": h.name}, float(h.state is not SinkState.FAILING)) for h in outputs),
         )
         for suffix, help_text in (
             ("delivered", "Events an output delivered (stored, posted, published)."),

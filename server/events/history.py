@@ -176,7 +176,11 @@ class HistorySink:
                         batch.append(self._queue.get_nowait())
                     except queue.Empty:
                         break
-                self._write(batch)
+                try:
+                    self._write(batch)
+                except Exception as exc:  # a bug costs its batch, not the history
+                    log.exception("%s: could not store %d event(s)", NAME, len(batch))
+                    self._tally.fail(f"internal error: {exc!r}", lost=len(batch))
         finally:
             if self._db is not None:
                 self._db.close()
@@ -194,6 +198,7 @@ class HistorySink:
                 db.execute("PRAGMA journal_mode = WAL")
                 db.execute("PRAGMA synchronous = NORMAL")
                 db.executescript(SCHEMA)
+                self._prune(db)
             except sqlite3.Error:
                 db.close()
                 raise
@@ -201,8 +206,8 @@ class HistorySink:
             self._tally.fail(f"cannot open {path}: {exc}")
             return None
         log.info("%s: storing events in %s", NAME, path)
+        self._tally.ok(0)
         self._db = db
-        self._prune(db)
         return db
 
     def _write(self, batch: list[OutEvent]) -> None:

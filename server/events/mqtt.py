@@ -123,7 +123,7 @@ class MqttSink:
                                 client.publish(self.status_topic, "offline", qos=QOS, retain=True), OFFLINE_TIMEOUT_S
                             )
                         raise
-            except aiomqtt.MqttError as exc:
+            except (aiomqtt.MqttError, OSError) as exc:  # OSError: a CA file that cannot be read or used
                 self._tally.fail(f"broker {self.settings.host}:{self.settings.effective_port}: {exc}")
             await asyncio.sleep(backoff_s(failures, self.backoff_first_s, BACKOFF_MAX_S))
             failures += 1

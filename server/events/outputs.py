@@ -69,9 +69,6 @@ class EventOutputs:
             for sink in self.sinks:
                 sink.offer_counts(packet.stream_id, counts)
 
-    def forget(self, stream_id: str) -> None:
-        self._counts.pop(stream_id, None)
-
 
 def counts_of(metadata: Mapping[str, object]) -> dict[str, float]:
     """A stream's counts now, flat: ``tracks`` and every number under the frame message's ``counts``.
