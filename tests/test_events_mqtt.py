@@ -135,6 +135,18 @@ async def test_counts_appear_as_home_assistant_sensors(broker: Broker) -> None:
     assert {topic for topic, _, _ in received} == expected
 
 
+async def test_status_says_offline_after_segcast_stops(broker: Broker) -> None:
+    async with running(MqttSettings("127.0.0.1", broker.port)) as (_, sink):
+        await state_is(sink, SinkState.OK)
+    async with listening(broker.port, "segcast/status") as received:
+
+        async def retained() -> bool:
+            return bool(received)
+
+        await eventually(retained, what="the retained status")
+    assert received == [("segcast/status", b"offline", True)]
+
+
 async def test_a_lost_broker_is_a_failing_state_and_events_follow_the_reconnection(broker: Broker) -> None:
     async with running(MqttSettings("127.0.0.1", broker.port)) as (outputs, sink):
         await state_is(sink, SinkState.OK)
