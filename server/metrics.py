@@ -7,8 +7,9 @@ counters to keep in step. Stream ids are label values; they are already restrict
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
+from server.events.sink import SinkHealth, SinkState
 from server.hub import Hub
 from server.sources.base import StreamState
 from server.streams import StreamManager
@@ -16,7 +17,7 @@ from server.streams import StreamManager
 Sample = tuple[dict[str, str], float]
 
 
-def render_metrics(manager: StreamManager, hub: Hub) -> str:
+def render_metrics(manager: StreamManager, hub: Hub, outputs: Sequence[SinkHealth] = ()) -> str:
     infos = manager.streams()
     families: list[tuple[str, str, str, list[Sample]]] = []
 
@@ -120,11 +121,34 @@ def render_metrics(manager: StreamManager, hub: Hub) -> str:
         "Results replaced before the encoder took them.",
         [({}, manager.encoder.dropped)],
     )
+    if outputs:
+        family(
+            "segcast_event_output_up",
+            "gauge",
+            "0 while an event output's destination fails or cannot be reached, else 1.",
+            (({"output": h.name}, float(h.state is not SinkState.FAILING)) for h in outputs),
+        )
+        for suffix, help_text in (
+            ("delivered", "Events an output delivered (stored, posted, published)."),
+            ("dropped", "Events an output dropped because its queue was full."),
+            ("failed", "Events an output gave up on after an error (retries spent, database error)."),
+        ):
+            family(
+                f"segcast_event_output_{suffix}_total",
+                "counter",
+                help_text,
+                (({"output": h.name}, getattr(h, suffix)) for h in outputs),
+            )
     lines: list[str] = []
     for name, kind, help_text, samples in families:
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
         for labels, value in samples:
-            label_text = ",".join(f'{k}="{v}"' for k, v in labels.items())
+            label_text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
             number = str(value) if isinstance(value, int) else repr(float(value))
             lines.append(f"{name}{{{label_text}}} {number}" if label_text else f"{name} {number}")
     return "\n".join(lines) + "\n"
+
+
+def _escape(value: str) -> str:
+    """A label value as the exposition format quotes it (an output's name comes from a URL)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
