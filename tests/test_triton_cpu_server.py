@@ -2,7 +2,8 @@
 
 The server is NVIDIA's tritonserver from the venv ``segcast triton setup`` makes; these tests skip
 without it (and fail under ``SEGCAST_REQUIRE_COMPONENTS=1``). One server answers the inference
-tests; the stop and failure tests start their own.
+tests and is stopped and restarted; a model that fails to load starts one of its own, and the other
+refusals come before any server starts.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import pytest
 from server.models import BUNDLED_MODEL
 from server.scene import Scene
 from server.triton.cpu_server import main
+from server.triton.repository import write_repository
 from tests.support.triton_server import REPO, TritonProcess, free_ports, require_triton_venv
 
 MODEL = "segcast-scene-seg"
@@ -36,14 +38,6 @@ POLL_S = 0.05
 grpc = pytest.importorskip("tritonclient.grpc", reason="needs the triton extra: pip install '.[triton]'")
 text_format = pytest.importorskip("google.protobuf.text_format")
 InferenceServerException = pytest.importorskip("tritonclient.utils").InferenceServerException
-
-
-def write_triton_repository(onnx_path: Path, out_dir: Path) -> Path:
-    """A Triton model repository of ``onnx_path`` for the ONNX Runtime backend, as segcast exports it."""
-    from server.triton.repository import write_repository
-
-    write_repository(onnx_path, out_dir, MODEL)
-    return out_dir
 
 
 @pytest.fixture(scope="session")
@@ -68,7 +62,10 @@ def bundled_onnx(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 
 @pytest.fixture(scope="module")
 def repository(bundled_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_triton_repository(bundled_onnx, tmp_path_factory.mktemp("triton") / "models")
+    """A repository for Triton's ONNX Runtime backend, as ``segcast export --format triton`` writes it."""
+    out = tmp_path_factory.mktemp("triton") / "models"
+    write_repository(bundled_onnx, out, MODEL)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -209,19 +206,16 @@ def test_a_request_the_model_cannot_run_gets_its_own_error(triton: TritonProcess
         client.close()
 
 
-def test_a_stopped_server_exits_cleanly_and_restarts_on_the_same_ports(repository: Path) -> None:
-    with TritonProcess(repository) as server:
-        first_pid = server.pid
-        server.restart()
-        assert server.pid != first_pid
-        client = grpc.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
-        try:
-            assert client.is_model_ready(MODEL)
-        finally:
-            client.close()
-        assert server.stop() == 0, server.output()
-        assert not server.ready()
-        assert server.output().count(f"triton: serving {MODEL} at {server.grpc_url(MODEL)} and ") == 2
+def test_a_stopped_server_exits_cleanly_and_restarts_on_the_same_ports(triton: TritonProcess) -> None:
+    assert triton.stop() == 0, triton.output()
+    assert not triton.ready()
+    triton.start()
+    client = grpc.InferenceServerClient(f"127.0.0.1:{triton.grpc_port}")
+    try:
+        assert client.is_model_ready(MODEL)
+    finally:
+        client.close()
+    assert triton.output().count(f"triton: serving {MODEL} at {triton.grpc_url(MODEL)} and ") == 2
 
 
 def test_a_model_that_fails_to_load_ends_the_server_with_its_reason(tmp_path: Path) -> None:

@@ -148,7 +148,9 @@ def setup(venv: Path) -> TritonInstall:
                 f"triton setup needs the system's {SYSTEM_PYTHON} (Debian/Ubuntu: apt-get install python3-venv)"
             )
         print(f"segcast: creating a venv with {SYSTEM_PYTHON} at {venv}", flush=True)
-        made = subprocess.run([SYSTEM_PYTHON, "-m", "venv", str(venv)], capture_output=True, text=True)
+        made = subprocess.run(
+            [SYSTEM_PYTHON, "-m", "venv", str(venv)], env=_own_python_environment(), capture_output=True, text=True
+        )
         if made.returncode != 0:
             shutil.rmtree(venv, ignore_errors=True)
             reason = (made.stderr.strip() or made.stdout.strip()).splitlines()[-1:] or ["no output"]
@@ -158,12 +160,15 @@ def setup(venv: Path) -> TritonInstall:
     python = venv / "bin" / "python3"
     print(f"segcast: installing {' '.join(PACKAGES)} into {venv} (about 450 MB the first time)", flush=True)
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *PACKAGES]
-    if subprocess.run(pip).returncode != 0:
+    # Run from the venv, so neither PYTHONPATH nor a project in the current folder shows pip other packages.
+    if subprocess.run(pip, env=_own_python_environment(), cwd=venv).returncode != 0:
         raise TritonCpuError(f"pip could not install {' '.join(PACKAGES)} into {venv}; its output is above")
     install = TritonInstall.find(venv)
     # The stub links the distribution's libpython; Debian ships it apart from the interpreter.
     probe = "import ctypes, sys; ctypes.CDLL('libpython%d.%d.so.1.0' % sys.version_info[:2]); import numpy, onnxruntime"
-    checked = subprocess.run([str(python), "-c", probe], capture_output=True, text=True)
+    checked = subprocess.run(
+        [str(python), "-c", probe], env=_own_python_environment(), cwd=venv, capture_output=True, text=True
+    )
     if checked.returncode != 0:
         version = install.stub.parent.name
         raise TritonCpuError(
@@ -302,14 +307,19 @@ def _backend_directory(install: TritonInstall, path: Path) -> Path:
     return path
 
 
+def _own_python_environment() -> dict[str, str]:
+    """This environment without PYTHONPATH and PYTHONHOME, which would lead the venv's Python (or
+    the stub's) to segcast's packages or another Python's standard library."""
+    return {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "PYTHONHOME")}
+
+
 def _server_environment(install: TritonInstall) -> dict[str, str]:
     """The environment tritonserver and its stubs run in.
 
     The stub's embedded Python finds its prefix by looking up ``python3`` on PATH, so the venv's
-    ``bin`` goes first and the stub imports numpy and onnxruntime from the venv. segcast's own
-    PYTHONPATH or PYTHONHOME would point it at the wrong standard library, so they are left out.
+    ``bin`` goes first and the stub imports numpy and onnxruntime from the venv.
     """
-    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "PYTHONHOME")}
+    env = _own_python_environment()
     env["PATH"] = os.pathsep.join([str(install.venv / "bin"), env.get("PATH", os.defpath)])
     env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(install.libs), env.get("LD_LIBRARY_PATH")]))
     return env

@@ -26,7 +26,7 @@ from server.triton.cpu_server import TritonCpuError, TritonInstall, default_venv
 from tests.support.rtsp_camera import free_port
 
 REPO = Path(__file__).resolve().parents[2]
-START_TIMEOUT_S = 120.0  # the launcher's own bound on loading the models, plus its start
+START_TIMEOUT_S = 150.0  # the launcher's own bound on loading the models (120 s), plus its start
 STOP_TIMEOUT_S = 30.0
 POLL_S = 0.1
 SERVING_LINE = "triton: serving "
@@ -69,7 +69,7 @@ class TritonProcess:
         self.http_port, self.grpc_port, self.metrics_port = free_ports(3)
         self.args = args
         self.process: subprocess.Popen[bytes] | None = None
-        self._log = Path(tempfile.mkstemp(prefix="segcast-triton-", suffix=".log")[1])
+        self._log: Path | None = None  # made by the first start, removed on leaving the context
 
     def command(self) -> list[str]:
         ports = ["--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port)]
@@ -90,6 +90,8 @@ class TritonProcess:
         """Start, and return once the launcher says it serves (it has seen ``/v2/health/ready`` answer)."""
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         earlier = len(self.output())
+        if self._log is None:
+            self._log = Path(tempfile.mkstemp(prefix="segcast-triton-", suffix=".log")[1])
         with self._log.open("ab") as log:
             self.process = subprocess.Popen(self.command(), cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -134,7 +136,8 @@ class TritonProcess:
         self, kind: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.stop()
-        self._log.unlink(missing_ok=True)
+        if self._log is not None:
+            self._log.unlink(missing_ok=True)
 
     @property
     def pid(self) -> int:
@@ -163,4 +166,5 @@ class TritonProcess:
             return str(response.read().decode())
 
     def output(self) -> str:
-        return self._log.read_text(errors="replace")
+        """What the launcher and tritonserver have printed since the first start."""
+        return self._log.read_text(errors="replace") if self._log is not None else ""
