@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from server import weights
+
 if TYPE_CHECKING:
     from ultralytics import YOLO
 
@@ -25,6 +27,8 @@ DEFAULT_MODEL = "yolov8n-seg.pt"
 BUNDLED_MODEL = Path(__file__).parent / "data" / "segcast-scene-seg.pt"
 BUNDLED_ALIASES = frozenset({"bundled", BUNDLED_MODEL.name})
 SUPPORTED_TASKS = frozenset({"segment", "detect"})
+#: What to pass instead when a model cannot be downloaded.
+OFFLINE_HINT = "without internet use --model bundled (the demo model), a local .pt or .onnx file, or an OpenVINO folder"
 
 
 class ModelError(Exception):
@@ -55,15 +59,25 @@ class InferenceStatus:
 
 
 def resolve_model_path(spec: str) -> str:
-    """What to hand ultralytics for ``spec``: a local path where one is meant, else the bare name."""
+    """What to hand ultralytics for ``spec``: a local path, downloading a published name into the cache
+    first (`server.weights`), or the bare name of one of ultralytics' model yamls (built untrained)."""
     if spec in BUNDLED_ALIASES and not Path(spec).exists():
         return str(BUNDLED_MODEL)
     path = Path(spec).expanduser()
     if path.exists():
         return str(path)
-    if path.parent != Path(".") or path.suffix not in {".pt", ".yaml"}:
-        raise ModelError(f"--model {spec}: no such file or folder")
-    return spec  # a bare ultralytics name such as yolov8n-seg.pt, downloaded on first use
+    if path.parent == Path(".") and path.suffix == ".yaml":
+        return spec
+    if path.parent != Path(".") or not weights.is_published_name(spec):
+        raise ModelError(
+            f"--model {spec}: no such file or folder, nor a model ultralytics publishes (e.g. yolov8n-seg.pt)"
+        )
+    try:
+        return str(weights.fetch(spec))
+    except weights.DownloadError as exc:
+        raise ModelError(
+            f"--model {spec}: could not download it ({exc}); {OFFLINE_HINT}, or put {spec} into {weights.cache_dir()}"
+        ) from None
 
 
 def open_model(spec: str) -> YOLO | TritonModel:
@@ -90,12 +104,9 @@ def load_model(spec: str) -> YOLO:
     _check_runtime(spec, target)
     try:
         model = YOLO(target, task=_task_hint(target))
-    except Exception as exc:  # ultralytics raises many kinds: download, pickle, onnx, openvino errors
+    except Exception as exc:  # ultralytics raises many kinds: pickle, onnx, openvino errors
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(
-            f"--model {spec}: cannot load it ({reason}). Without internet, pass a local model file or "
-            f"folder with --model (for example --model bundled, the offline demo model)"
-        ) from None
+        raise ModelError(f"--model {spec}: cannot load it ({reason})") from None
     if model.task not in SUPPORTED_TASKS:
         raise ModelError(f"--model {spec}: a {model.task} model; segcast needs a segment or detect model")
     overrides: dict[str, Any] = model.overrides

@@ -35,6 +35,16 @@ def test_a_missing_runtime_names_the_extra(tmp_path: Path, monkeypatch: pytest.M
     assert not any(tmp_path.iterdir())
 
 
+def test_a_missing_model_file_is_called_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["export", "--model", str(tmp_path / "missing.pt"), "--format", "onnx"]) != 0
+    assert main(["export", "--model", "missing.pt", "--format", "onnx"]) != 0
+    for line in capsys.readouterr().err.splitlines():
+        assert "missing.pt: no such file" in line, line
+    (tmp_path / "notes.txt").write_text("not a model")
+    with pytest.raises(ExportError, match=r"notes\.txt: expected a local PyTorch \.pt file"):
+        export_model(str(tmp_path / "notes.txt"), "onnx", tmp_path)
+
+
 @pytest.mark.parametrize("fmt", ["onnx", "openvino"])
 def test_an_export_finds_and_outlines_what_the_pt_does(
     fmt: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
