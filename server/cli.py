@@ -24,6 +24,7 @@ from server.config import DEFAULT_HOST, DEFAULT_PORT, ConfigError, Settings, loa
 from server.export import FORMATS, ExportError, export_model
 from server.models import DEFAULT_MODEL, ModelError
 from server.options import StreamOptions
+from server.telemetry import switch_off_ultralytics_telemetry
 from server.triton import cpu_server
 from server.worker import InferenceOptions
 
@@ -159,6 +160,7 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    switch_off_ultralytics_telemetry()
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=getattr(args, "log_level", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -30,6 +30,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from server.models import ModelError, load_model, resolve_model_path
+from server.telemetry import switch_off_ultralytics_telemetry
 from server.triton.repository import check_pixel_input_model, write_repository
 
 #: Per format: the packages it needs (import names) and the extra that installs them.
@@ -167,6 +168,8 @@ def export_model(
 
 def _load_pt(path: Path, spec: str) -> Any:
     from ultralytics import YOLO
+
+    switch_off_ultralytics_telemetry()
 
     try:
         return YOLO(str(path))

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from server import weights
+from server.telemetry import switch_off_ultralytics_telemetry
 
 if TYPE_CHECKING:
     from ultralytics import YOLO
@@ -100,6 +101,7 @@ def load_model(spec: str) -> YOLO:
     """
     from ultralytics import YOLO
 
+    switch_off_ultralytics_telemetry()
     target = resolve_model_path(spec)
     _check_runtime(spec, target)
     try:
