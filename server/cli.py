@@ -180,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "triton":
         return cpu_server.run(args)
     print("segcast: starting (loading PyTorch takes a few seconds)", flush=True)
+    if args.log_level != "DEBUG":
+        logging.getLogger("ultralytics").addFilter(_warnings_and_worse)
     from server.serve import STARTUP_ERRORS, serve
 
     try:
@@ -189,6 +191,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"segcast: {exc}", file=sys.stderr)
         return EXIT_STARTUP_ERROR
     _exit_now(0)
+
+
+def _warnings_and_worse(record: logging.LogRecord) -> bool:
+    """ultralytics' own INFO lines (a runtime loading, again for each predictor it sets up) repeat what
+    segcast says once; a filter, because ultralytics resets its logger's level when it is imported."""
+    return record.levelno >= logging.WARNING
 
 
 def _exit_now(code: int) -> NoReturn:

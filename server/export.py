@@ -70,7 +70,11 @@ def output_name(model_path: Path, fmt: str) -> str:
 
 
 class Progress:
-    """Numbered steps on one line each; on a terminal the running step also shows its elapsed time."""
+    """Numbered steps on one line each; on a terminal the running step also shows its elapsed time.
+
+    Elsewhere (a log file, CI) each step is still one line: its label when it starts, its time
+    appended when it ends, and no carriage returns.
+    """
 
     def __init__(self, steps: int, stream: TextIO | None = None) -> None:
         self._steps = steps
@@ -88,14 +92,17 @@ class Progress:
         if self._live:
             ticker.start()
         else:
-            print(f"{label} ...", file=self._stream, flush=True)
+            print(f"{label} ...", end="", file=self._stream, flush=True)
         try:
             yield
         finally:
             stop.set()
+            elapsed = f"{time.monotonic() - started:.1f} s"
             if self._live:
                 ticker.join()
-            print(f"\r{label} ... {time.monotonic() - started:.1f} s", file=self._stream, flush=True)
+                print(f"\r{label} ... {elapsed}", file=self._stream, flush=True)
+            else:
+                print(f" {elapsed}", file=self._stream, flush=True)
 
     def _tick(self, label: str, started: float, stop: threading.Event) -> None:
         while not stop.wait(PROGRESS_INTERVAL_S):

@@ -111,10 +111,17 @@ def load_model(spec: str) -> YOLO:
         raise ModelError(f"--model {spec}: cannot load it ({reason})") from None
     if model.task not in SUPPORTED_TASKS:
         raise ModelError(f"--model {spec}: a {model.task} model; segcast needs a segment or detect model")
-    overrides: dict[str, Any] = model.overrides
-    if "imgsz" not in overrides and _task_hint(target) is not None and (imgsz := _exported_imgsz(target)):
-        overrides["imgsz"] = imgsz
-    log.info("loaded model %s (%s, %d classes)", target, model.task, len(model.names))
+    if _task_hint(target) is None:
+        classes = len(model.names)
+    else:
+        metadata = _exported_metadata(target)
+        overrides: dict[str, Any] = model.overrides
+        if "imgsz" not in overrides and (imgsz := _exported_imgsz(metadata)):
+            overrides["imgsz"] = imgsz
+        # An export's ``names`` would load it once more (ultralytics sets up a runtime to read them).
+        names = metadata.get("names")
+        classes = len(names) if isinstance(names, dict) else 0
+    log.info("loaded model %s (%s, %d classes)", target, model.task, classes)
     return model
 
 
@@ -133,17 +140,24 @@ def _check_runtime(spec: str, target: str) -> None:
         raise ModelError(f"--model {spec}: needs {', '.join(missing)}; install it with pip install 'segcast[{extra}]'")
 
 
-def _exported_imgsz(target: str) -> int | None:
+def _exported_metadata(target: str) -> dict[str, Any]:
+    """What ultralytics wrote into an exported model (its size, class names...), read without running it."""
+    from ultralytics.nn.backends.base import BaseBackend
+
+    metadata = dict(BaseBackend.read_metadata(target))
+    for key, value in metadata.items():
+        if isinstance(value, str):  # ONNX keeps metadata as strings
+            with suppress(ValueError, SyntaxError):
+                metadata[key] = ast.literal_eval(value)
+    return metadata
+
+
+def _exported_imgsz(metadata: dict[str, Any]) -> int | None:
     """The inference size an exported model was made for, so it runs at the size its ``.pt`` ran at.
 
     A ``.pt`` carries its training size; ultralytics forgets it for exports and would use 640.
     """
-    from ultralytics.nn.backends.base import BaseBackend
-
-    size = BaseBackend.read_metadata(target).get("imgsz")
-    if isinstance(size, str):  # ONNX keeps metadata as strings
-        with suppress(ValueError, SyntaxError):
-            size = ast.literal_eval(size)
+    size = metadata.get("imgsz")
     if isinstance(size, int):
         return size
     if isinstance(size, list | tuple) and size and all(isinstance(v, int) for v in size):
