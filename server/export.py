@@ -7,7 +7,7 @@ several times faster in OpenVINO than in PyTorch. The server loads the result li
 
 Exports are dynamic in batch and image size, because the inference thread batches the newest frame of
 every stream into one call and letterboxes each frame to its own aspect ratio. The runtimes come from
-optional extras (``pip install 'segcast[onnx]'`` or ``'segcast[openvino]'``); a missing one is
+optional extras (``pip install '.[onnx]'`` or ``'.[openvino]'`` in segcast's folder); a missing one is
 reported before any work, since ultralytics would otherwise try to pip-install it while running.
 """
 
@@ -29,7 +29,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from server.models import ModelError, load_model, resolve_model_path
+from server.models import ModelError, install_hint, load_model, resolve_model_path
 from server.telemetry import switch_off_ultralytics_telemetry
 from server.triton.repository import check_pixel_input_model, write_repository
 
@@ -129,9 +129,7 @@ def export_model(
     missing = missing_packages(fmt)
     if missing:
         extra = REQUIREMENTS[fmt][1]
-        raise ExportError(
-            f"--format {fmt} needs {', '.join(missing)}: install them with pip install 'segcast[{extra}]'"
-        )
+        raise ExportError(f"--format {fmt} needs {', '.join(missing)}: install them with {install_hint(extra)}")
     try:
         source = Path(resolve_model_path(spec))
     except ModelError as exc:

@@ -137,7 +137,12 @@ def _check_runtime(spec: str, target: str) -> None:
         return
     missing = [name for name in needed if importlib.util.find_spec(name) is None]
     if missing:
-        raise ModelError(f"--model {spec}: needs {', '.join(missing)}; install it with pip install 'segcast[{extra}]'")
+        raise ModelError(f"--model {spec}: needs {', '.join(missing)}; install it with {install_hint(extra)}")
+
+
+def install_hint(extra: str) -> str:
+    """How to install an optional extra: segcast is installed from its checkout, not from PyPI."""
+    return f"pip install '.[{extra}]' in segcast's folder"
 
 
 def _exported_metadata(target: str) -> dict[str, Any]:

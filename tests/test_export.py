@@ -1,6 +1,6 @@
 """``segcast export``: the exported model is served like the .pt, with the same detections and outlines.
 
-Exporting needs the optional runtimes (``pip install 'segcast[onnx,openvino]'``); the test extra
+Exporting needs the optional runtimes (``pip install '.[onnx,openvino]'``); the test extra
 installs both, so CI runs the round trips. Without them those tests skip, and the refusal that names
 the extra runs everywhere.
 """
@@ -25,7 +25,7 @@ from server.cli import main
 from server.detections import detect
 from server.export import ExportError, Progress, export_model, missing_packages, output_name
 from server.frames import Frame, FrameResult
-from server.models import BUNDLED_MODEL, load_model
+from server.models import BUNDLED_MODEL, ModelError, load_model
 from server.options import StreamOptions
 from server.scene import Scene
 from server.worker import InferenceOptions, InferenceWorker
@@ -45,7 +45,7 @@ def test_a_missing_runtime_names_the_extra(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real_find_spec(name, *a)
     )
-    with pytest.raises(ExportError, match=r"segcast\[openvino\]"):
+    with pytest.raises(ExportError, match=r"pip install '\.\[openvino\]' in segcast's folder$"):
         export_model("bundled", "openvino", tmp_path)
     assert not any(tmp_path.iterdir())
 
@@ -58,6 +58,18 @@ def test_a_missing_model_file_is_called_missing(tmp_path: Path, capsys: pytest.C
     (tmp_path / "notes.txt").write_text("not a model")
     with pytest.raises(ExportError, match=r"notes\.txt: expected a local PyTorch \.pt file"):
         export_model(str(tmp_path / "notes.txt"), "onnx", tmp_path)
+
+
+def test_serving_an_export_without_its_runtime_says_how_to_install_it_from_the_checkout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real_find_spec(name, *a)
+    )
+    (tmp_path / "yard.onnx").write_bytes(b"")
+    with pytest.raises(ModelError, match=r"needs onnxruntime; install it with pip install '\.\[onnx\]' in segcast"):
+        load_model(str(tmp_path / "yard.onnx"))
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "openvino"])
