@@ -81,7 +81,8 @@ def test_ultralytics_would_report_here_but_a_segcast_server_sends_no_usage_event
     caught = _caught(tmp_path)
     assert caught and caught[0]["events"][0]["name"] == "predict", "the harness sees ultralytics' events"  # type: ignore[index]
     (tmp_path / "events.jsonl").unlink()
-    settings = (tmp_path / "ultralytics" / "Ultralytics" / "settings.json").read_text()
+    settings_file = tmp_path / "ultralytics" / "Ultralytics" / "settings.json"
+    settings = settings_file.read_text()
     assert json.loads(settings)["sync"] is True
 
     port = free_port()
@@ -93,7 +94,7 @@ def test_ultralytics_would_report_here_but_a_segcast_server_sends_no_usage_event
         server.terminate()
         server.wait(60)
     assert _caught(tmp_path) == []
-    assert (tmp_path / "ultralytics" / "Ultralytics" / "settings.json").read_text() == settings, "the user's settings are untouched"
+    assert settings_file.read_text() == settings, "the user's ultralytics settings are untouched"
 
 
 def _wait_for_processed_frames(port: int, server: subprocess.Popen[bytes], count: int) -> None:

@@ -98,12 +98,12 @@ def test_a_cut_download_or_a_page_that_is_not_a_model_is_never_cached(
     checkpoint: bytes, places: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     _, cache = places
-    with WeightsServer({NAME: checkpoint}, cut_after=1_000_000) as server:
-        with pytest.raises(weights.DownloadError, match="stopped after 1.0 of 6.7 MB"):
-            weights.fetch(NAME, base_url=server.url)
-    with WeightsServer({NAME: b"<html>Sign in to the Wi-Fi</html>" * 10}) as server:
-        with pytest.raises(weights.DownloadError, match="not a PyTorch model"):
-            weights.fetch(NAME, base_url=server.url)
+    cut = WeightsServer({NAME: checkpoint}, cut_after=1_000_000)
+    with cut, pytest.raises(weights.DownloadError, match=r"stopped after 1\.0 of 6\.7 MB"):
+        weights.fetch(NAME, base_url=cut.url)
+    portal = WeightsServer({NAME: b"<html>Sign in to the Wi-Fi</html>" * 10})
+    with portal, pytest.raises(weights.DownloadError, match="not a PyTorch model"):
+        weights.fetch(NAME, base_url=portal.url)
     assert list(cache.iterdir()) == [], "neither a partial file nor the page is kept"
 
 
