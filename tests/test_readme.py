@@ -36,22 +36,34 @@ def unquoted_specials(line: str) -> list[str]:
             escaped = True
         elif char == "#" and previous.isspace():
             break
-        elif char == "&" and "&&" in line[max(0, index - 1) : index + 2]:
-            pass
+        elif char == "&" and ("&&" in line[max(0, index - 1) : index + 2] or previous.isspace()):
+            pass  # a list of commands, or one put in the background on purpose
         elif char in SHELL_SPECIAL:
             found.append(char)
         previous = char
     return found
 
 
+def config_example() -> str:
+    """README's example of a whole config file (the other TOML blocks show one section each)."""
+    [example] = [block for block in code_blocks(ROOT / "README.md", "toml") if block.startswith("[server]")]
+    return example
+
+
 def test_the_config_file_example_loads_as_written(tmp_path: Path) -> None:
-    [example] = code_blocks(ROOT / "README.md", "toml")
     path = tmp_path / "segcast.toml"
-    path.write_text(example)
+    path.write_text(config_example())
     settings = load_config(path)
     assert settings.model == DEFAULT_MODEL
     assert [s.stream_id for s in settings.streams] == ["front", "yard"]
     assert settings.media_dirs == (), "a folder that must exist is left for the user to uncomment"
+
+
+def test_every_config_section_shown_loads_as_written(tmp_path: Path) -> None:
+    for index, block in enumerate(code_blocks(ROOT / "README.md", "toml")):
+        path = tmp_path / f"example-{index}.toml"
+        path.write_text(block)
+        load_config(path)
 
 
 def test_the_config_file_example_asks_only_for_classes_the_default_model_knows(tmp_path: Path) -> None:
@@ -59,8 +71,7 @@ def test_the_config_file_example_asks_only_for_classes_the_default_model_knows(t
     from ultralytics.utils import YAML
     from ultralytics.utils.checks import check_yaml
 
-    [example] = code_blocks(ROOT / "README.md", "toml")
-    (tmp_path / "segcast.toml").write_text(example)
+    (tmp_path / "segcast.toml").write_text(config_example())
     coco = set(YAML.load(check_yaml("coco.yaml"))["names"].values())
     settings = load_config(tmp_path / "segcast.toml")
     asked = {name for stream in settings.streams for name in stream.options.classes}
@@ -74,3 +85,10 @@ def test_shell_examples_quote_what_a_shell_would_expand() -> None:
         for block in code_blocks(path, "sh"):
             for line in block.splitlines():
                 assert unquoted_specials(line) == [], f"{path.name}: quote it: {line}"
+
+
+def test_install_hints_name_the_form_that_works_from_a_checkout() -> None:
+    """segcast is installed from its folder, not from PyPI: ``pip install 'segcast[onnx]'`` finds nothing."""
+    texts = [*DOCS, *sorted((ROOT / "server").rglob("*.py"))]
+    wrong = [path.name for path in texts if re.search(r"pip install ['\"]?segcast\[", path.read_text())]
+    assert wrong == []
