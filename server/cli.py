@@ -63,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
         "export",
         help="turn a .pt model into an ONNX Runtime or OpenVINO model (faster on CPU), or a Triton model repository",
     )
-    export.add_argument("--model", default="bundled", help="a local .pt file, or 'bundled' (default)")
+    export.add_argument(
+        "--model", default="bundled", help="a local .pt file, a model ultralytics publishes (downloaded), or 'bundled'"
+    )
     export.add_argument(
         "--format",
         required=True,
