@@ -5,18 +5,32 @@
 #   docker run -p 8080:8080 -e SEGCAST_ADMIN_TOKENS=... -v segcast-models:/models segcast \
 #       serve --host 0.0.0.0 --source front=rtsp://user:pass@camera/stream
 # Models given by name (the default yolov8n-seg.pt) are downloaded once into the /models volume.
+#
+# The image runs on CPUs and so installs PyTorch's CPU-only wheels (about 200 MB, where the default
+# CUDA build is several GB). For NVIDIA GPUs build with the CUDA wheels (PyPI's own, or one of
+# PyTorch's CUDA indexes such as https://download.pytorch.org/whl/cu128) and run with --gpus:
+#   docker build -t segcast:gpu --build-arg TORCH_INDEX_URL=https://pypi.org/simple .
+#   docker run --gpus all ... segcast:gpu serve ...   (and device = "cuda:0" in the config's [model])
+# WebRTC video goes over UDP between the browser and the container, which -p does not forward: use
+# --network host (Linux), or give SEGCAST_ICE_SERVERS a TURN server both can reach (see README).
 FROM python:3.11-slim
+
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    XDG_CACHE_HOME=/models \
     YOLO_CONFIG_DIR=/models/.ultralytics
 
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY server ./server
 COPY web ./web
-RUN pip install . && rm -rf /src
+# PyTorch first, from the index chosen above; segcast's own install then finds it already there.
+RUN pip install --index-url "$TORCH_INDEX_URL" torch torchvision \
+    && pip install . \
+    && rm -rf /src
 
 WORKDIR /models
 VOLUME /models

@@ -1,4 +1,4 @@
-"""``python -m bench``: run every benchmark and rewrite docs/benchmarks.md (see bench/run.py)."""
+"""``python -m bench``: run every benchmark and write their page (see bench/run.py)."""
 
 import sys
 

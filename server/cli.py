@@ -2,6 +2,9 @@
 
 Start-up problems (a model that cannot be loaded, a port in use, bad flags) end the program with one
 line on stderr and exit status 2; run-time problems belong to the stream they happen on.
+
+This module imports only what parsing the command line needs, so ``segcast serve`` says it is starting
+at once; PyTorch, aiohttp and the pipeline (seconds to import on a small machine) come after that line.
 """
 
 from __future__ import annotations
@@ -14,18 +17,17 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-from aiohttp import web
-
-from server.app import create_app
-from server.auth import AuthConfigError
-from server.config import DEFAULT_HOST, DEFAULT_PORT, ConfigError, Settings, load_config, streams_from_flags
 from server.export import FORMATS, ExportError, export_model
-from server.models import DEFAULT_MODEL, ModelError
+from server.listen import DEFAULT_HOST, DEFAULT_PORT
+from server.models import DEFAULT_MODEL
 from server.options import StreamOptions
+from server.telemetry import switch_off_ultralytics_telemetry
 from server.triton import cpu_server
-from server.worker import InferenceOptions
+
+if TYPE_CHECKING:
+    from server.config import Settings
 
 DEMO_SOURCES = ("scene:?seed=1", "scene:?seed=2")
 EXIT_STARTUP_ERROR = 2
@@ -48,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="[ID=]URI",
-        help="a camera or video: a file path, file://..., or scene:?seed=N; repeat for more streams",
+        help="a camera or video: rtsp://..., rtmp://..., http(s)://... (MJPEG, HLS or a video), webcam:0 or "
+        "/dev/video0, a file path, or scene:?seed=N; repeat for more streams",
     )
     serve.add_argument("--loop", action="store_true", help="restart video files when they end")
     _add_common(serve, default_model=DEFAULT_MODEL)
@@ -60,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
         "export",
         help="turn a .pt model into an ONNX Runtime or OpenVINO model (faster on CPU), or a Triton model repository",
     )
-    export.add_argument("--model", default="bundled", help="a local .pt file, or 'bundled' (default)")
+    export.add_argument(
+        "--model", default="bundled", help="a local .pt file, a model ultralytics publishes (downloaded), or 'bundled'"
+    )
     export.add_argument(
         "--format",
         required=True,
@@ -90,12 +95,15 @@ def _add_common(parser: argparse.ArgumentParser, default_model: str) -> None:
     parser.add_argument("--conf", type=float, default=None, help="minimum detection confidence (default 0.25)")
     parser.add_argument("--tracker", default=None, help="bytetrack (default), botsort, ocsort, ...")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--access-log", action="store_true", help="log every HTTP request (off by default)")
     parser.add_argument("--tls-cert", type=Path, default=None, metavar="PEM", help="serve HTTPS with this certificate")
     parser.add_argument("--tls-key", type=Path, default=None, metavar="PEM", help="the private key of --tls-cert")
 
 
 def _flag_defaults(args: argparse.Namespace) -> dict[str, object]:
     """Stream options given as flags, each checked on its own so an error names its flag."""
+    from server.config import ConfigError
+
     given = {key: getattr(args, key) for key in ("imgsz", "conf", "tracker") if getattr(args, key) is not None}
     for key, value in given.items():
         try:
@@ -106,6 +114,9 @@ def _flag_defaults(args: argparse.Namespace) -> dict[str, object]:
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
+    from server.config import ConfigError, Settings, load_config, streams_from_flags
+    from server.worker import InferenceOptions
+
     if args.port is not None and not 1 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port}: must be between 1 and 65535")
     overrides = _flag_defaults(args)
@@ -143,6 +154,8 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     Loaded before the model, so a wrong path costs no waiting and never leaves a plain-HTTP server up
     when HTTPS was asked for.
     """
+    from server.config import ConfigError
+
     cert, key = settings.tls_cert, settings.tls_key
     if cert is None and key is None:
         return None
@@ -159,6 +172,7 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    switch_off_ultralytics_telemetry()
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=getattr(args, "log_level", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -167,28 +181,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _export(args)
     if args.command == "triton":
         return cpu_server.run(args)
+    print("segcast: starting (loading PyTorch takes a few seconds)", flush=True)
+    if args.log_level != "DEBUG":
+        logging.getLogger("ultralytics").addFilter(_warnings_and_worse)
+    from server.serve import STARTUP_ERRORS, serve
+
     try:
         settings = settings_from_args(args)
-        context = ssl_context(settings)
-    except ConfigError as exc:
+        serve(settings, ssl_context(settings), access_log=args.access_log)
+    except STARTUP_ERRORS as exc:
         print(f"segcast: {exc}", file=sys.stderr)
-        return EXIT_STARTUP_ERROR
-    try:
-        url = f"{'https' if context else 'http'}://{_url_host(settings.host)}:{settings.port}/"
-        print(f"segcast: loading model {settings.model}; the viewer will be at {url}", flush=True)
-        # run_app turns SIGINT and SIGTERM into a graceful exit: viewers closed, readers and threads joined.
-        web.run_app(create_app(settings), host=settings.host, port=settings.port, ssl_context=context, print=None)
-    except (ConfigError, ModelError, AuthConfigError) as exc:
-        print(f"segcast: {exc}", file=sys.stderr)
-        return EXIT_STARTUP_ERROR
-    except OSError as exc:
-        reason = exc.strerror or exc
-        print(
-            f"segcast: cannot listen on {settings.host}:{settings.port} ({reason}); choose another --port or --host",
-            file=sys.stderr,
-        )
         return EXIT_STARTUP_ERROR
     _exit_now(0)
+
+
+def _warnings_and_worse(record: logging.LogRecord) -> bool:
+    """ultralytics' own INFO lines (a runtime loading, again for each predictor it sets up) repeat what
+    segcast says once; a filter, because ultralytics resets its logger's level when it is imported."""
+    return record.levelno >= logging.WARNING
 
 
 def _exit_now(code: int) -> NoReturn:
@@ -221,10 +231,6 @@ def _export(args: argparse.Namespace) -> int:
         return 0
     print(f"segcast: wrote {result.path} in {result.seconds:.0f} s; serve it with --model {result.path}")
     return 0
-
-
-def _url_host(host: str) -> str:
-    return "127.0.0.1" if host in ("0.0.0.0", "") else f"[{host}]" if ":" in host else host
 
 
 if __name__ == "__main__":

@@ -20,14 +20,13 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from server.events.config import EventsSettings, events_settings, events_toml
+from server.listen import DEFAULT_HOST, DEFAULT_PORT
 from server.models import DEFAULT_MODEL
 from server.options import StreamOptions
 from server.policy import DEFAULT_SOURCE_SCHEMES, KNOWN_SOURCE_SCHEMES, SourcePolicy
 from server.worker import InferenceOptions
 
 STREAM_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8080
 DEFAULT_JPEG_QUALITY = 80
 MAX_BATCH_LIMIT = 64
 

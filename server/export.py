@@ -7,7 +7,7 @@ several times faster in OpenVINO than in PyTorch. The server loads the result li
 
 Exports are dynamic in batch and image size, because the inference thread batches the newest frame of
 every stream into one call and letterboxes each frame to its own aspect ratio. The runtimes come from
-optional extras (``pip install 'segcast[onnx]'`` or ``'segcast[openvino]'``); a missing one is
+optional extras (``pip install '.[onnx]'`` or ``'.[openvino]'`` in segcast's folder); a missing one is
 reported before any work, since ultralytics would otherwise try to pip-install it while running.
 """
 
@@ -29,7 +29,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from server.models import ModelError, load_model, resolve_model_path
+from server.models import ModelError, install_hint, load_model, resolve_model_path
+from server.telemetry import switch_off_ultralytics_telemetry
 from server.triton.repository import check_pixel_input_model, write_repository
 
 #: Per format: the packages it needs (import names) and the extra that installs them.
@@ -69,7 +70,11 @@ def output_name(model_path: Path, fmt: str) -> str:
 
 
 class Progress:
-    """Numbered steps on one line each; on a terminal the running step also shows its elapsed time."""
+    """Numbered steps on one line each; on a terminal the running step also shows its elapsed time.
+
+    Elsewhere (a log file, CI) each step is still one line: its label when it starts, its time
+    appended when it ends, and no carriage returns.
+    """
 
     def __init__(self, steps: int, stream: TextIO | None = None) -> None:
         self._steps = steps
@@ -87,14 +92,17 @@ class Progress:
         if self._live:
             ticker.start()
         else:
-            print(f"{label} ...", file=self._stream, flush=True)
+            print(f"{label} ...", end="", file=self._stream, flush=True)
         try:
             yield
         finally:
             stop.set()
+            elapsed = f"{time.monotonic() - started:.1f} s"
             if self._live:
                 ticker.join()
-            print(f"\r{label} ... {time.monotonic() - started:.1f} s", file=self._stream, flush=True)
+                print(f"\r{label} ... {elapsed}", file=self._stream, flush=True)
+            else:
+                print(f" {elapsed}", file=self._stream, flush=True)
 
     def _tick(self, label: str, started: float, stop: threading.Event) -> None:
         while not stop.wait(PROGRESS_INTERVAL_S):
@@ -121,9 +129,7 @@ def export_model(
     missing = missing_packages(fmt)
     if missing:
         extra = REQUIREMENTS[fmt][1]
-        raise ExportError(
-            f"--format {fmt} needs {', '.join(missing)}: install them with pip install 'segcast[{extra}]'"
-        )
+        raise ExportError(f"--format {fmt} needs {', '.join(missing)}: install them with {install_hint(extra)}")
     try:
         source = Path(resolve_model_path(spec))
     except ModelError as exc:
@@ -167,6 +173,8 @@ def export_model(
 
 def _load_pt(path: Path, spec: str) -> Any:
     from ultralytics import YOLO
+
+    switch_off_ultralytics_telemetry()
 
     try:
         return YOLO(str(path))

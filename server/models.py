@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from server import weights
+from server.telemetry import switch_off_ultralytics_telemetry
+
 if TYPE_CHECKING:
     from ultralytics import YOLO
 
@@ -25,6 +28,8 @@ DEFAULT_MODEL = "yolov8n-seg.pt"
 BUNDLED_MODEL = Path(__file__).parent / "data" / "segcast-scene-seg.pt"
 BUNDLED_ALIASES = frozenset({"bundled", BUNDLED_MODEL.name})
 SUPPORTED_TASKS = frozenset({"segment", "detect"})
+#: What to pass instead when a model cannot be downloaded.
+OFFLINE_HINT = "without internet use --model bundled (the demo model), a local .pt or .onnx file, or an OpenVINO folder"
 
 
 class ModelError(Exception):
@@ -55,15 +60,25 @@ class InferenceStatus:
 
 
 def resolve_model_path(spec: str) -> str:
-    """What to hand ultralytics for ``spec``: a local path where one is meant, else the bare name."""
+    """What to hand ultralytics for ``spec``: a local path, downloading a published name into the cache
+    first (`server.weights`), or the bare name of one of ultralytics' model yamls (built untrained)."""
     if spec in BUNDLED_ALIASES and not Path(spec).exists():
         return str(BUNDLED_MODEL)
     path = Path(spec).expanduser()
     if path.exists():
         return str(path)
-    if path.parent != Path(".") or path.suffix not in {".pt", ".yaml"}:
-        raise ModelError(f"--model {spec}: no such file or folder")
-    return spec  # a bare ultralytics name such as yolov8n-seg.pt, downloaded on first use
+    if path.parent == Path(".") and path.suffix == ".yaml":
+        return spec
+    if path.parent != Path(".") or not weights.is_published_name(spec):
+        raise ModelError(
+            f"--model {spec}: no such file or folder, nor a model ultralytics publishes (e.g. yolov8n-seg.pt)"
+        )
+    try:
+        return str(weights.fetch(spec))
+    except weights.DownloadError as exc:
+        raise ModelError(
+            f"--model {spec}: could not download it ({exc}); {OFFLINE_HINT}, or put {spec} into {weights.cache_dir()}"
+        ) from None
 
 
 def open_model(spec: str) -> YOLO | TritonModel:
@@ -86,22 +101,27 @@ def load_model(spec: str) -> YOLO:
     """
     from ultralytics import YOLO
 
+    switch_off_ultralytics_telemetry()
     target = resolve_model_path(spec)
     _check_runtime(spec, target)
     try:
         model = YOLO(target, task=_task_hint(target))
-    except Exception as exc:  # ultralytics raises many kinds: download, pickle, onnx, openvino errors
+    except Exception as exc:  # ultralytics raises many kinds: pickle, onnx, openvino errors
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(
-            f"--model {spec}: cannot load it ({reason}). Without internet, pass a local model file or "
-            f"folder with --model (for example --model bundled, the offline demo model)"
-        ) from None
+        raise ModelError(f"--model {spec}: cannot load it ({reason})") from None
     if model.task not in SUPPORTED_TASKS:
         raise ModelError(f"--model {spec}: a {model.task} model; segcast needs a segment or detect model")
-    overrides: dict[str, Any] = model.overrides
-    if "imgsz" not in overrides and _task_hint(target) is not None and (imgsz := _exported_imgsz(target)):
-        overrides["imgsz"] = imgsz
-    log.info("loaded model %s (%s, %d classes)", target, model.task, len(model.names))
+    if _task_hint(target) is None:
+        classes = len(model.names)
+    else:
+        metadata = _exported_metadata(target)
+        overrides: dict[str, Any] = model.overrides
+        if "imgsz" not in overrides and (imgsz := _exported_imgsz(metadata)):
+            overrides["imgsz"] = imgsz
+        # An export's ``names`` would load it once more (ultralytics sets up a runtime to read them).
+        names = metadata.get("names")
+        classes = len(names) if isinstance(names, dict) else 0
+    log.info("loaded model %s (%s, %d classes)", target, model.task, classes)
     return model
 
 
@@ -117,20 +137,32 @@ def _check_runtime(spec: str, target: str) -> None:
         return
     missing = [name for name in needed if importlib.util.find_spec(name) is None]
     if missing:
-        raise ModelError(f"--model {spec}: needs {', '.join(missing)}; install it with pip install 'segcast[{extra}]'")
+        raise ModelError(f"--model {spec}: needs {', '.join(missing)}; install it with {install_hint(extra)}")
 
 
-def _exported_imgsz(target: str) -> int | None:
+def install_hint(extra: str) -> str:
+    """How to install an optional extra: segcast is installed from its checkout, not from PyPI."""
+    return f"pip install '.[{extra}]' in segcast's folder"
+
+
+def _exported_metadata(target: str) -> dict[str, Any]:
+    """What ultralytics wrote into an exported model (its size, class names...), read without running it."""
+    from ultralytics.nn.backends.base import BaseBackend
+
+    metadata = dict(BaseBackend.read_metadata(target))
+    for key, value in metadata.items():
+        if isinstance(value, str):  # ONNX keeps metadata as strings
+            with suppress(ValueError, SyntaxError):
+                metadata[key] = ast.literal_eval(value)
+    return metadata
+
+
+def _exported_imgsz(metadata: dict[str, Any]) -> int | None:
     """The inference size an exported model was made for, so it runs at the size its ``.pt`` ran at.
 
     A ``.pt`` carries its training size; ultralytics forgets it for exports and would use 640.
     """
-    from ultralytics.nn.backends.base import BaseBackend
-
-    size = BaseBackend.read_metadata(target).get("imgsz")
-    if isinstance(size, str):  # ONNX keeps metadata as strings
-        with suppress(ValueError, SyntaxError):
-            size = ast.literal_eval(size)
+    size = metadata.get("imgsz")
     if isinstance(size, int):
         return size
     if isinstance(size, list | tuple) and size and all(isinstance(v, int) for v in size):

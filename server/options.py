@@ -19,6 +19,7 @@ DEFAULT_MAX_DET = 300
 DEFAULT_TRACKER = "bytetrack"
 MIN_IMGSZ_PX = 32
 MAX_IMGSZ_PX = 4096
+IMGSZ_STRIDE_PX = 32  # YOLO's largest stride: an input must be a whole number of its cells
 #: Tracker settings that pick the tracker or wire it to a model; segcast sets these itself.
 _RESERVED_TRACKER_KEYS = frozenset({"tracker_type", "model", "device", "with_reid"})
 
@@ -131,10 +132,14 @@ def _positive_int(values: Mapping[str, Any], key: str, default: int) -> int:
 
 
 def _imgsz(value: object) -> int | None:
+    """A size the model takes as it is: ultralytics rounds any other up to its stride and warns on every frame."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not MIN_IMGSZ_PX <= value <= MAX_IMGSZ_PX:
         raise ValueError(f"imgsz: expected pixels from {MIN_IMGSZ_PX} to {MAX_IMGSZ_PX}, got {value!r}")
+    if value % IMGSZ_STRIDE_PX:
+        nearest = max(IMGSZ_STRIDE_PX, round(value / IMGSZ_STRIDE_PX) * IMGSZ_STRIDE_PX)
+        raise ValueError(f"imgsz: expected a multiple of {IMGSZ_STRIDE_PX} pixels, got {value} (try {nearest})")
     return value
 
 

@@ -173,14 +173,25 @@ class InferenceWorker:
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
         self._next_first = 0  # round-robin start, so streams beyond max_batch are not always last
         self._model: Model | None = None
+        self._local_names: dict[int, str] | None = None
         self._on_status = on_status
         self._last_status: InferenceStatus | None = None
         self.cycles = 0
 
     @property
     def class_names(self) -> dict[int, str]:
-        """The model's classes; empty until it is loaded (for a Triton model, until the server described it)."""
-        return {} if self._model is None else dict(self._model.names)
+        """The model's classes; empty until it is loaded (for a Triton model, until the server described it).
+
+        A local model's are read once: for an exported one each read of ``names`` loads its runtime anew.
+        """
+        model = self._model
+        if model is None:
+            return {}
+        if isinstance(model, TritonModel):
+            return dict(model.names)
+        if self._local_names is None:
+            self._local_names = dict(model.names)
+        return dict(self._local_names)
 
     @property
     def remote_stats(self) -> TritonModel | None:

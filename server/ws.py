@@ -89,15 +89,31 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
                 continue
             subscriptions = parse_client_message(message.data)
             if isinstance(subscriptions, str):
-                viewer.offer_event(Event.of({"type": "error", "v": PROTOCOL_VERSION, "message": subscriptions}))
-            else:
-                hub.subscribe(viewer, subscriptions)
+                viewer.offer_event(_error(subscriptions))
+                continue
+            hub.subscribe(viewer, subscriptions)
+            unknown = sorted(set(subscriptions) - {"*"} - {info.stream_id for info in manager.streams()})
+            if unknown:
+                viewer.offer_event(_error(unknown_streams_message(unknown)))
     finally:
         hub.remove_viewer(viewer)
         sender.cancel()
         with suppress(asyncio.CancelledError):
             await sender
     return ws
+
+
+def unknown_streams_message(stream_ids: list[str]) -> str:
+    """What a client is told when it subscribes to ids no stream has: a typo, or a stream just removed.
+
+    The subscription still holds, so frames follow if a stream is added under such an id later.
+    """
+    names = ", ".join(repr(stream_id) for stream_id in stream_ids)
+    return f"subscribe: no stream {names} exists now; its frames will follow if it is added"
+
+
+def _error(message: str) -> Event:
+    return Event.of({"type": "error", "v": PROTOCOL_VERSION, "message": message})
 
 
 async def send_forever(viewer: Viewer, ws: web.WebSocketResponse) -> None:

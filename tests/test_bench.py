@@ -41,3 +41,17 @@ def test_the_page_can_be_rewritten_from_the_saved_run(tmp_path: Path) -> None:
     page = out.read_text()
     assert "| memory flat, 4 streams (0.2 min) | < 5% growth after warm-up | +0.0% | yes |" in page
     assert "server CPU, 100 viewers vs 1" in page
+
+
+def test_a_run_writes_its_page_to_the_cache_and_the_docs_only_when_asked(tmp_path: Path) -> None:
+    from bench.run import DOCS_PAGE, LAST_RUN, Results, parse_args
+
+    assert parse_args(["--update-docs"]).out == DOCS_PAGE
+    assert parse_args(["--cache", str(tmp_path)]).out == tmp_path / "benchmarks.md"
+    tracked = DOCS_PAGE.read_bytes()
+    (tmp_path / LAST_RUN).write_text(json.dumps(asdict(Results())))
+
+    assert main(["--report-only", "--cache", str(tmp_path)]) == 0
+
+    assert (tmp_path / "benchmarks.md").read_text().startswith("# Benchmarks")
+    assert DOCS_PAGE.read_bytes() == tracked, "the tracked page is left alone"

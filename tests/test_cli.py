@@ -1,15 +1,27 @@
-"""Start-up errors are one line naming the flag to change, and a non-zero exit."""
+"""Start-up: what is said and when, and errors as one line naming the flag to change, with a non-zero exit."""
 
 from __future__ import annotations
 
+import os
+import re
 import socket
 import subprocess
 import sys
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from server import weights
 from server.cli import EXIT_STARTUP_ERROR
+from server.models import BUNDLED_MODEL
+from tests.support.rtsp_camera import free_port
+from tests.support.weights_server import WeightsServer
+
+REPO = Path(__file__).resolve().parent.parent
+LINE_TIMEOUT_S = 120.0
 
 
 def run_segcast(*args: str) -> subprocess.CompletedProcess[str]:
@@ -21,9 +33,17 @@ def run_segcast(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@contextmanager
+def busy_port() -> Iterator[int]:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        yield busy.getsockname()[1]
+
+
 @pytest.mark.parametrize("model", ["/nonexistent/model.pt", "no-such-model-anywhere.pt"])
 def test_unloadable_model_is_one_line_naming_the_flag(model: str) -> None:
-    result = run_segcast("serve", "--source", "scene:", "--model", model, "--port", "1")
+    result = run_segcast("serve", "--source", "scene:", "--model", model, "--port", str(free_port()))
     assert result.returncode == EXIT_STARTUP_ERROR
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -37,14 +57,98 @@ def test_serve_without_sources_says_what_to_pass() -> None:
     assert "--source" in result.stderr
 
 
-def test_port_in_use_names_the_port_flag() -> None:
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        result = run_segcast("demo", "--port", str(port))
+def test_port_in_use_names_the_port_flag_before_the_model_is_even_loaded() -> None:
+    with busy_port() as port:
+        result = run_segcast("serve", "--source", "scene:", "--model", "/nonexistent/model.pt", "--port", str(port))
     assert result.returncode == EXIT_STARTUP_ERROR
-    assert f"127.0.0.1:{port}" in result.stderr and "--port" in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert f"127.0.0.1:{port}" in line and "--port" in line, "the port is taken first, the model loaded after"
+
+
+def test_the_first_line_comes_before_pytorch_and_aiohttp_are_imported() -> None:
+    with busy_port() as port:  # ends the start right after the imports
+        result = subprocess.run(
+            [sys.executable, "-u", "-X", "importtime", "-m", "server", "demo", "--port", str(port)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,  # the import log and the first line, in the order they happened
+            text=True,
+            timeout=120,
+        )
+    output = result.stdout
+    first_line = output.index("segcast: starting")
+    for heavy in ("torch", "aiohttp", "ultralytics", "av"):
+        imported = re.search(rf"\| +{heavy}(\.|$)", output, re.MULTILINE)
+        assert imported is not None and imported.start() > first_line, f"{heavy} imported before the first line"
+
+
+def test_listening_is_said_when_it_accepts_connections_not_while_the_model_loads(tmp_path: Path) -> None:
+    """The model's download is held, so the test looks at a segcast that is still loading."""
+    port = free_port()
+    with WeightsServer({"yolov8n-seg.pt": BUNDLED_MODEL.read_bytes()}, hold=True) as weights_server:
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "XDG_CACHE_HOME": str(tmp_path / "cache"),
+            weights.WEIGHTS_URL_ENV: weights_server.url,
+        }
+        command = ["-m", "server", "serve", "--source", "scene:", "--model", "yolov8n-seg.pt", "--port", str(port)]
+        process = subprocess.Popen(
+            [sys.executable, *command],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            assert weights_server.requested.wait(LINE_TIMEOUT_S), "the model download began"
+            with pytest.raises(ConnectionRefusedError):  # refused at once, not left waiting for the model
+                socket.create_connection(("127.0.0.1", port), timeout=10).close()
+            with socket.socket() as other, pytest.raises(OSError, match="in use"):
+                other.bind(("127.0.0.1", port))  # yet the port is already segcast's
+            weights_server.release()
+            said = _read_until(process, "segcast: listening on ")
+            assert said[-1] == f"segcast: listening on http://127.0.0.1:{port}/"
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as response:
+                assert response.status == 200
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/streams", timeout=10) as response:
+                assert response.status == 200
+        finally:
+            process.terminate()
+            rest, _ = process.communicate(timeout=60)
+    output = "\n".join(said) + rest
+    assert said[0] == "segcast: starting (loading PyTorch takes a few seconds)"
+    assert "segcast: downloading yolov8n-seg.pt (6.7 MB) from 127.0.0.1" in output
+    assert "GET /api/streams" not in output and "aiohttp.access" not in output, "no access log by default"
+
+
+def test_access_log_flag_logs_each_request() -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server", "demo", "--port", str(port), "--log-level", "WARNING", "--access-log"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        _read_until(process, "segcast: listening on ")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/streams", timeout=10) as response:
+            assert response.status == 200
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=60)
+    assert re.search(r"INFO aiohttp\.access: .*\"GET /api/streams HTTP/1\.1\" 200", output), output
+
+
+def _read_until(process: subprocess.Popen[str], prefix: str) -> list[str]:
+    """Lines of ``process``'s output up to and including the first that starts with ``prefix``."""
+    assert process.stdout is not None
+    lines = []
+    for line in process.stdout:  # bounded by the test's timeout; ends if the process exits
+        lines.append(line.rstrip("\n"))
+        if line.startswith(prefix):
+            return lines
+    raise AssertionError(f"no line starting {prefix!r}; output: {lines}")
 
 
 def test_source_ids_come_from_flags_or_the_source() -> None:
@@ -59,7 +163,7 @@ def test_source_ids_come_from_flags_or_the_source() -> None:
 def test_a_configured_class_the_model_lacks_stops_start_up_naming_it(tmp_path: Path) -> None:
     config = tmp_path / "segcast.toml"
     config.write_text('[model]\nname = "bundled"\n\n[[streams]]\nid = "yard"\nuri = "scene:"\nclasses = ["cat"]\n')
-    result = run_segcast("serve", "--config", str(config), "--port", "1")
+    result = run_segcast("serve", "--config", str(config), "--port", str(free_port()))
     assert result.returncode == EXIT_STARTUP_ERROR
     assert "yard: classes: the model has no class 'cat'" in result.stderr and "--model bundled" in result.stderr
     assert "Traceback" not in result.stderr

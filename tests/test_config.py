@@ -100,6 +100,14 @@ def test_flags_override_the_file(tmp_path: Path) -> None:
     assert yard.options.conf == 0.6, "a stream's own value still wins"
 
 
+def test_an_inference_size_the_model_cannot_take_is_refused_at_start_naming_the_flag() -> None:
+    args = build_parser().parse_args(["serve", "--source", "scene:", "--imgsz", "33"])
+    with pytest.raises(ConfigError, match=r"^--imgsz 33: expected a multiple of 32 pixels, got 33 \(try 32\)$"):
+        settings_from_args(args)
+    args = build_parser().parse_args(["serve", "--source", "scene:", "--imgsz", "416"])
+    assert settings_from_args(args).stream_defaults.imgsz == 416
+
+
 def test_a_flag_stream_may_not_reuse_a_config_id(tmp_path: Path) -> None:
     args = build_parser().parse_args(["serve", "--config", str(write(tmp_path, FULL_CONFIG)), "--source", "front=x"])
     with pytest.raises(ConfigError, match="front"):

@@ -1,6 +1,6 @@
 """``segcast export``: the exported model is served like the .pt, with the same detections and outlines.
 
-Exporting needs the optional runtimes (``pip install 'segcast[onnx,openvino]'``); the test extra
+Exporting needs the optional runtimes (``pip install '.[onnx,openvino]'``); the test extra
 installs both, so CI runs the round trips. Without them those tests skip, and the refusal that names
 the extra runs everywhere.
 """
@@ -8,16 +8,31 @@ the extra runs everywhere.
 from __future__ import annotations
 
 import importlib.util
+import io
+import json
+import logging
+import queue
+import re
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from server.cli import main
 from server.detections import detect
-from server.export import ExportError, export_model, missing_packages, output_name
-from server.models import BUNDLED_MODEL, load_model
+from server.export import ExportError, Progress, export_model, missing_packages, output_name
+from server.frames import Frame, FrameResult
+from server.models import BUNDLED_MODEL, ModelError, load_model
+from server.options import StreamOptions
 from server.scene import Scene
+from server.worker import InferenceOptions, InferenceWorker
+from tests.support.rtsp_camera import free_port
 from tests.support.truth import box_iou, mask_iou, polygon_mask
+
+START_TIMEOUT_S = 90.0
 
 
 def test_unknown_format_names_the_flag(tmp_path: Path) -> None:
@@ -30,9 +45,31 @@ def test_a_missing_runtime_names_the_extra(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real_find_spec(name, *a)
     )
-    with pytest.raises(ExportError, match=r"segcast\[openvino\]"):
+    with pytest.raises(ExportError, match=r"pip install '\.\[openvino\]' in segcast's folder$"):
         export_model("bundled", "openvino", tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+def test_a_missing_model_file_is_called_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["export", "--model", str(tmp_path / "missing.pt"), "--format", "onnx"]) != 0
+    assert main(["export", "--model", "missing.pt", "--format", "onnx"]) != 0
+    for line in capsys.readouterr().err.splitlines():
+        assert "missing.pt: no such file" in line, line
+    (tmp_path / "notes.txt").write_text("not a model")
+    with pytest.raises(ExportError, match=r"notes\.txt: expected a local PyTorch \.pt file"):
+        export_model(str(tmp_path / "notes.txt"), "onnx", tmp_path)
+
+
+def test_serving_an_export_without_its_runtime_says_how_to_install_it_from_the_checkout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real_find_spec(name, *a)
+    )
+    (tmp_path / "yard.onnx").write_bytes(b"")
+    with pytest.raises(ModelError, match=r"needs onnxruntime; install it with pip install '\.\[onnx\]' in segcast"):
+        load_model(str(tmp_path / "yard.onnx"))
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "openvino"])
@@ -64,3 +101,84 @@ def test_an_export_finds_and_outlines_what_the_pt_does(
             assert mask_iou(polygon_mask(outline, shape), polygon_mask(expected, shape)) > 0.9
             compared += 1
     assert compared >= 3
+
+
+def test_export_progress_is_one_line_per_step_in_a_log() -> None:
+    log = io.StringIO()  # not a terminal, like a CI log or a file
+    progress = Progress(2, log)
+    with progress.step("loading x.pt"):
+        pass
+    with progress.step("exporting to onnx"):
+        pass
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 2 and "\r" not in log.getvalue()
+    assert re.fullmatch(r"segcast export \[1/2\] loading x\.pt \.\.\. \d+\.\d s", lines[0])
+    assert re.fullmatch(r"segcast export \[2/2\] exporting to onnx \.\.\. \d+\.\d s", lines[1])
+
+
+@pytest.fixture(scope="module")
+def onnx_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if missing_packages("onnx"):
+        pytest.skip("needs the onnx extra: pip install '.[onnx]'")
+    out = tmp_path_factory.mktemp("onnx")
+    return export_model("bundled", "onnx", out, progress=Progress(3, io.StringIO())).path
+
+
+class _RuntimeLoads(logging.Handler):
+    """Counts ultralytics' 'Loading <model> for ONNX Runtime inference' lines: one per runtime set up."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += "for ONNX Runtime inference" in record.getMessage()
+
+
+def test_a_served_export_is_set_up_once_for_its_classes_not_for_every_stream(onnx_model: Path) -> None:
+    ultralytics_log = logging.getLogger("ultralytics")
+    loads, level = _RuntimeLoads(), ultralytics_log.level
+    ultralytics_log.addHandler(loads)
+    ultralytics_log.setLevel(logging.INFO)
+    results: queue.Queue[FrameResult] = queue.Queue()
+    worker = InferenceWorker(str(onnx_model), results.put, InferenceOptions())
+    try:
+        worker.start()
+        for _ in range(3):  # as adding three streams does
+            worker.check_options(StreamOptions.from_mapping({"classes": ["disc"]}))
+        slot = worker.add_stream("cam", 15.0)
+        slot.put(Frame("cam", 1, time.time(), 0.0, Scene(seed=1).render(10)[0]))
+        assert results.get(timeout=60).frame.stream_id == "cam"
+    finally:
+        worker.stop()
+        ultralytics_log.removeHandler(loads)
+        ultralytics_log.setLevel(level)
+    assert loads.count == 2, "once for the class names, once for the predictor that runs it"
+
+
+def test_serving_an_export_says_once_that_it_loaded(onnx_model: Path) -> None:
+    port = free_port()
+    command = ["-m", "server", "serve", "--model", str(onnx_model), "--source", "scene:", "--port", str(port)]
+    process = subprocess.Popen([sys.executable, *command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_for_processed_frames(port, process)  # the predictor that runs it is set up by then
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=60)
+    assert output.count(f"loaded model {onnx_model}") == 1, output
+    assert "ONNX Runtime inference" not in output, "ultralytics' own loading lines are not repeated to the user"
+
+
+def _wait_for_processed_frames(port: int, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "segcast exited"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/streams", timeout=5) as response:
+                streams = json.load(response)["streams"]
+            if streams and streams[0]["frames_processed"] >= 2:
+                return
+        except OSError:
+            pass  # not listening yet
+        time.sleep(0.2)
+    raise AssertionError(f"no processed frames within {START_TIMEOUT_S} s")

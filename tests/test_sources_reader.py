@@ -48,9 +48,16 @@ def test_backoff_doubles_from_half_a_second_to_thirty_with_jitter() -> None:
     delays = [backoff.delay(failures, rng) for failures in range(10)]
     nominal = [0.5, 1, 2, 4, 8, 16, 30, 30, 30, 30]
     for delay, expected in zip(delays, nominal, strict=True):
-        assert expected * 0.8 <= delay <= expected * 1.2
+        assert expected * 0.8 <= delay <= expected
     assert RECONNECT_MAX_S == 30
     assert len({round(backoff.delay(3, rng), 6) for _ in range(5)}) == 5, "jittered, not in lockstep"
+
+
+def test_jitter_never_makes_a_wait_longer_than_the_thirty_seconds_promised() -> None:
+    backoff, rng = Backoff(), random.Random(2)
+    capped = [backoff.delay(failures, rng) for failures in range(6, 1006)]
+    assert max(capped) <= RECONNECT_MAX_S
+    assert min(capped) < RECONNECT_MAX_S * 0.85, "still spread out below the cap"
 
 
 def test_only_allowed_transitions_exist_and_ended_and_failed_are_final() -> None:

@@ -55,6 +55,7 @@ def test_stream_values_override_the_defaults_they_are_read_over() -> None:
         ({"iou": -0.1}, "iou:"),
         ({"imgsz": 8}, "imgsz:"),
         ({"imgsz": True}, "imgsz:"),
+        ({"imgsz": 33}, "imgsz:"),
         ({"max_det": 0}, "max_det:"),
         ({"classes": [1, 2]}, "classes:"),
         ({"tracker": "sort"}, "tracker:"),

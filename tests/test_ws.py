@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -16,11 +18,13 @@ from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
 from server.keys import hub_key, manager_key
+from server.ws import unknown_streams_message
 from tests.support.polling import eventually
 from tests.support.raw_websocket import raw_websocket
 
 Start = Callable[..., Awaitable[TestClient]]
 RECEIVE_TIMEOUT_S = 30.0
+PROTOCOL_DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 
 
 async def connect(client: TestClient, subscribe: dict[str, Any]) -> ClientWebSocketResponse:
@@ -155,6 +159,39 @@ async def test_bad_subscriptions_get_an_error_naming_the_field(start_server: Sta
         while reply["type"] in ("status", "added"):  # the stream's own news may come first
             reply = await ws.receive_json(timeout=RECEIVE_TIMEOUT_S)
         assert reply["type"] == "error" and field in reply["message"], (text, reply)
+    await ws.close()
+
+
+async def test_subscribing_to_an_unknown_stream_is_an_error_and_its_frames_follow_once_it_exists(
+    start_server: Start,
+) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=1"))
+    ws = await connect(client, {"streams": ["cam", "camm"], "image": "none"})
+    reply = await ws.receive_json(timeout=RECEIVE_TIMEOUT_S)
+    while reply["type"] != "error":
+        assert reply["type"] in ("status", "frame")
+        reply = await ws.receive_json(timeout=RECEIVE_TIMEOUT_S)
+    assert reply == {"type": "error", "v": 1, "message": unknown_streams_message(["camm"])}
+    assert "'camm'" in reply["message"]
+    assert (await client.post("/api/streams", json={"id": "camm", "uri": "scene:?seed=2"})).status == 201
+    while not (reply["type"] == "frame" and reply["stream"] == "camm"):
+        reply = await ws.receive_json(timeout=RECEIVE_TIMEOUT_S)
+    await ws.close()
+
+
+async def test_the_error_examples_in_the_protocol_doc_are_what_the_server_sends(start_server: Start) -> None:
+    text = PROTOCOL_DOC.read_text()
+    examples = re.findall(r"`(\{\"type\": \"subscribe\"[^`]*)` gets:\s*```json\n(.*?)\n```", text, re.DOTALL)
+    assert len(examples) == 2, "the doc shows an error for a bad field and for an unknown stream"
+    client = await start_server(StreamConfig("front", "scene:?seed=1"))
+    ws = await client.ws_connect("/ws")
+    await ws.receive_json(timeout=RECEIVE_TIMEOUT_S)
+    for sent, documented in examples:
+        await ws.send_str(sent)
+        reply = await ws.receive_json(timeout=RECEIVE_TIMEOUT_S)
+        while reply["type"] != "error":
+            reply = await ws.receive_json(timeout=RECEIVE_TIMEOUT_S)
+        assert reply == json.loads(documented)
     await ws.close()
 
 

@@ -13,7 +13,9 @@
 import { authHeaders, withToken } from "./connection.js";
 
 const ICE_GATHERING_TIMEOUT_MS = 3000;
-const CONNECT_TIMEOUT_MS = 10000;
+// From the answer: peers that can reach each other connect well within it. An address the browser cannot
+// reach (a container's, behind `docker run -p`) never connects; the caller should fall back at once.
+const CONNECT_TIMEOUT_MS = 3000;
 const META_KEPT = 120; // metadata of the last few seconds, waiting for their frames
 const PTS_TOLERANCE = 2; // ticks of the 90 kHz clock lost to rounding on the way
 const UNPAIRED_BEFORE_RESYNC = 30; // frames without metadata before the offset is learnt again
@@ -71,8 +73,8 @@ export async function publishCamera({ streamId, width = 1280, height = 720, fram
 }
 
 /**
- * Play `streamId` over WebRTC into `video`. Resolves once media flows, with { pc, stop() }; rejects
- * if it cannot (no WebRTC, refused, no connection within a few seconds), so the caller can fall back.
+ * Play `streamId` over WebRTC into `video`. Resolves once connected, with { pc, stop() }; rejects
+ * if it cannot (no WebRTC, refused, no connection within 3 s of the answer), so the caller can fall back.
  * `onMeta(meta)` gets each shown frame's metadata (the protocol's "frame" message, plus `pts`).
  * `image: "clean"` asks for the frames without the server's overlay, to draw one from `onMeta`.
  * Aborting `signal` while it connects gives up (the promise rejects); stop() ends it afterwards.
@@ -85,26 +87,31 @@ export async function playStream(streamId, { video, onMeta, onState, image = "an
   const pairing = new MetaPairing(onMeta);
   channel.addEventListener("message", (event) => pairing.add(JSON.parse(event.data)));
   const playing = new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("no video from segcast in time")), CONNECT_TIMEOUT_MS);
     pc.addEventListener("track", (event) => {
       video.srcObject = event.streams[0] || new MediaStream([event.track]);
       video.muted = true;
       video.play().catch(() => {}); // autoplay of a muted video is allowed; a refusal shows controls
-      clearTimeout(timer);
-      resolve();
     });
     pc.addEventListener("connectionstatechange", () => {
+      if (pc.connectionState === "connected") resolve();
       if (pc.connectionState === "failed") reject(new Error("the WebRTC connection failed"));
     });
     signal?.addEventListener("abort", () => reject(signal.reason));
   });
   playing.catch(() => {}); // awaited below unless negotiating failed first: not an unhandled rejection
+  let timer;
   try {
     await negotiate(pc, `api/webrtc/play/${encodeURIComponent(streamId)}`, { image }, signal);
-    await playing;
+    const late = new Promise((_, reject) => {
+      const reason = `no WebRTC connection within ${CONNECT_TIMEOUT_MS / 1000} s`;
+      timer = setTimeout(() => reject(new Error(reason)), CONNECT_TIMEOUT_MS);
+    });
+    await Promise.race([playing, late]);
   } catch (error) {
     pc.close();
     throw error;
+  } finally {
+    clearTimeout(timer);
   }
   pairing.watch(video);
   return {

@@ -16,6 +16,7 @@ from server.events.config import EventsSettings
 from server.events.history import HistorySink
 from server.events.sink import OutEvent, Sink, SinkHealth
 from server.events.webhook import WebhookSink
+from server.models import install_hint
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +35,7 @@ class EventOutputs:
             try:
                 from server.events.mqtt import MqttSink
             except ImportError:
-                raise MqttUnavailableError(
-                    "events.mqtt: needs the aiomqtt package: pip install 'segcast[mqtt]'"
-                ) from None
+                raise MqttUnavailableError(f"events.mqtt: needs the aiomqtt package: {install_hint('mqtt')}") from None
             sinks.append(MqttSink(settings.mqtt))
         self.sinks: tuple[Sink, ...] = tuple(sinks)
         self._counts: dict[str, dict[str, float]] = {}

@@ -30,8 +30,9 @@ log = logging.getLogger(__name__)
 JOIN_TIMEOUT_S = 2.0
 RECONNECT_INITIAL_S = 0.5
 RECONNECT_MAX_S = 30.0
-#: Each delay is scaled by a random factor in 1 +/- this, so cameras that dropped together (a switch
-#: rebooting) do not all come back at the same instant.
+#: Each delay is shortened by a random fraction of up to this, so cameras that dropped together (a
+#: switch rebooting) do not all come back at the same instant. Only shortened: a wait never exceeds
+#: its nominal value, so `RECONNECT_MAX_S` is a true upper bound.
 RECONNECT_JITTER = 0.2
 #: A connection that delivered frames this long resets the backoff to `RECONNECT_INITIAL_S`.
 HEALTHY_RESET_S = 10.0
@@ -57,7 +58,11 @@ TRANSITIONS: dict[StreamState, frozenset[StreamState]] = {
 
 @dataclass(frozen=True, slots=True)
 class Backoff:
-    """How long to wait before reconnect attempt ``failures + 1``: doubling from ``initial_s`` to ``max_s``."""
+    """How long to wait before reconnect attempt ``failures + 1``: doubling from ``initial_s`` to ``max_s``.
+
+    Jitter takes up to ``jitter`` of the nominal wait off, never adds to it: the README promises at
+    most ``max_s`` between attempts.
+    """
 
     initial_s: float = RECONNECT_INITIAL_S
     max_s: float = RECONNECT_MAX_S
@@ -66,7 +71,7 @@ class Backoff:
 
     def delay(self, failures: int, rng: random.Random) -> float:
         base = self.initial_s * 2.0 ** min(failures, 32)
-        return min(self.max_s, base) * (1.0 + rng.uniform(-self.jitter, self.jitter))
+        return min(self.max_s, base) * (1.0 - rng.uniform(0.0, self.jitter))
 
 
 @dataclass(frozen=True, slots=True)

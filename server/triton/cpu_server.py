@@ -38,6 +38,8 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
+from server.models import install_hint
+
 SYSTEM_PYTHON = "/usr/bin/python3"
 #: Checked together on Debian 12's Python 3.11: nvidia-pytriton brings tritonserver 2.51 and needs numpy 1.x.
 PACKAGES = ("nvidia-pytriton==0.7.0", "onnxruntime==1.32.0", "numpy==1.26.4")
@@ -288,9 +290,7 @@ def _config_codec() -> tuple[Any, Any]:
         from google.protobuf import text_format
         from tritonclient.grpc import model_config_pb2
     except ImportError:
-        raise TritonCpuError(
-            "triton serve reads model configs with tritonclient: pip install 'segcast[triton]'"
-        ) from None
+        raise TritonCpuError(f"triton serve reads model configs with tritonclient: {install_hint('triton')}") from None
     return model_config_pb2, text_format
 
 

@@ -1,0 +1,54 @@
+"""Where the server listens, and taking that port before anything slow happens.
+
+aiohttp binds its port only once the app has started, which here includes loading the model: seconds,
+or minutes for a first download. A port in use would be reported only then. segcast binds first and
+hands the bound sockets to aiohttp, which starts listening on them when the model is ready; until
+then a browser's connection is refused at once rather than left waiting. Light to import: the CLI
+reads its defaults before PyTorch is loaded.
+"""
+
+from __future__ import annotations
+
+import socket
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+
+
+class ListenError(Exception):
+    """The address cannot be listened on; the message names the flags to change."""
+
+
+def bind(host: str, port: int) -> list[socket.socket]:
+    """Sockets bound (not yet listening) to every address ``host`` names on ``port``.
+
+    ``""`` means every interface. Like asyncio's own servers, an IPv6 socket takes IPv6 only, so
+    ``localhost`` gets one socket for 127.0.0.1 and one for ::1. Raises `ListenError`.
+    """
+    try:
+        found = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ListenError(f"--host {host}: not an address of this machine ({exc.strerror})") from None
+    addresses = list(dict.fromkeys((family, address) for family, _, _, _, address in found))
+    sockets: list[socket.socket] = []
+    try:
+        for family, address in addresses:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart need not wait out TIME_WAIT
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        raise ListenError(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --port or --host"
+        ) from None
+    return sockets
+
+
+def viewer_url(host: str, port: int, tls: bool) -> str:
+    """The address to open the viewer at: this machine's loopback when listening on every interface."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else f"[{host}]" if ":" in host else host
+    return f"{'https' if tls else 'http'}://{shown}:{port}/"

@@ -1,0 +1,50 @@
+"""Running the server for `Settings`, in the order a person at the terminal needs.
+
+The port is taken first (a port in use is said before any waiting), then the model is loaded, and
+only when the server really accepts connections does it say ``listening on <url>``. Everything heavy
+(aiohttp, PyTorch, the pipeline) is imported from here, after the CLI has printed its first line.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+
+from aiohttp import web
+
+from server.app import create_app
+from server.auth import AuthConfigError
+from server.config import ConfigError, Settings
+from server.listen import ListenError, bind, viewer_url
+from server.models import ModelError
+
+#: Everything that stops the start with one line; the message names the flag or key to change.
+STARTUP_ERRORS = (ConfigError, ModelError, AuthConfigError, ListenError)
+ACCESS_LOGGER = "aiohttp.access"
+
+
+def serve(settings: Settings, context: ssl.SSLContext | None, *, access_log: bool = False) -> None:
+    """Serve until SIGINT or SIGTERM; raises one of `STARTUP_ERRORS` if the server cannot start.
+
+    ``access_log`` writes a line per HTTP request (at INFO, whatever the log level): off by default,
+    since a dashboard polling snapshots would bury everything else.
+    """
+    url = viewer_url(settings.host, settings.port, context is not None)
+    sockets = bind(settings.host, settings.port)
+    try:
+        print(f"segcast: loading model {settings.model}", flush=True)
+        app = create_app(settings)
+        if access_log:
+            logging.getLogger(ACCESS_LOGGER).setLevel(logging.INFO)
+        # run_app turns SIGINT and SIGTERM into a graceful exit: viewers closed, readers and threads joined.
+        # It calls `print` once every socket accepts connections, after the model has loaded.
+        web.run_app(
+            app,
+            sock=sockets,
+            ssl_context=context,
+            access_log=logging.getLogger(ACCESS_LOGGER) if access_log else None,
+            print=lambda _: print(f"segcast: listening on {url}", flush=True),
+        )
+    finally:
+        for sock in sockets:
+            sock.close()

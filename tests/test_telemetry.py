@@ -1,0 +1,113 @@
+"""segcast's process sends no usage events, where a plain ultralytics program in the same place does.
+
+Both run as real processes in a place where ultralytics would report: its settings fresh (``sync`` on,
+the default), not under pytest, and online as far as it can tell (a ``sitecustomize`` answers its DNS
+probes). The same ``sitecustomize`` catches what would go to Google Analytics and writes it to a file
+instead of sending it, so nothing leaves the machine either way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from server.models import BUNDLED_MODEL
+from tests.support.rtsp_camera import free_port
+
+REPO = Path(__file__).resolve().parent.parent
+START_TIMEOUT_S = 90.0
+
+SITECUSTOMIZE = """
+import io, os, socket, urllib.request
+
+_getaddrinfo = socket.getaddrinfo
+
+def _online(host, *args, **kwargs):  # ultralytics decides it is online if these names resolve
+    if host in ("one.one.one.one", "dns.google"):
+        return _getaddrinfo("127.0.0.1", *args, **kwargs)
+    return _getaddrinfo(host, *args, **kwargs)
+
+socket.getaddrinfo = _online
+_urlopen = urllib.request.urlopen
+
+def _caught(request, *args, **kwargs):
+    url = request.full_url if isinstance(request, urllib.request.Request) else str(request)
+    if "google-analytics.com" in url:
+        with open(os.environ["CAUGHT_EVENTS"], "a") as log:
+            log.write(request.data.decode() + "\\n")
+        return io.BytesIO()
+    return _urlopen(request, *args, **kwargs)
+
+urllib.request.urlopen = _caught
+"""
+
+PLAIN_ULTRALYTICS = f"""
+import numpy as np, threading
+from ultralytics import YOLO
+YOLO({str(BUNDLED_MODEL)!r}).predict(np.zeros((320, 320, 3), np.uint8), verbose=False)
+for thread in threading.enumerate():  # the event goes out from a thread of its own
+    if thread is not threading.current_thread():
+        thread.join(10)
+"""
+
+
+def _environment(tmp_path: Path) -> dict[str, str]:
+    site = tmp_path / "site"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_CURRENT_TEST", "YOLO_OFFLINE")}
+    env.update(
+        PYTHONPATH=f"{site}{os.pathsep}{REPO}",
+        YOLO_CONFIG_DIR=str(tmp_path / "ultralytics"),
+        CAUGHT_EVENTS=str(tmp_path / "events.jsonl"),
+    )
+    return env
+
+
+def _caught(tmp_path: Path) -> list[dict[str, object]]:
+    log = tmp_path / "events.jsonl"
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def test_ultralytics_would_report_here_but_a_segcast_server_sends_no_usage_event(tmp_path: Path) -> None:
+    env = _environment(tmp_path)
+    plain = subprocess.run([sys.executable, "-c", PLAIN_ULTRALYTICS], env=env, capture_output=True, timeout=120)
+    assert plain.returncode == 0, plain.stderr
+    caught = _caught(tmp_path)
+    assert caught and caught[0]["events"][0]["name"] == "predict", "the harness sees ultralytics' events"  # type: ignore[index]
+    (tmp_path / "events.jsonl").unlink()
+    settings_file = tmp_path / "ultralytics" / "Ultralytics" / "settings.json"
+    settings = settings_file.read_text()
+    assert json.loads(settings)["sync"] is True
+
+    port = free_port()
+    command = [sys.executable, "-m", "server", "serve", "--model", "bundled", "--source", "scene:", "--port", str(port)]
+    server = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for_processed_frames(port, server, count=5)
+    finally:
+        server.terminate()
+        server.wait(60)
+    assert _caught(tmp_path) == []
+    assert settings_file.read_text() == settings, "the user's ultralytics settings are untouched"
+
+
+def _wait_for_processed_frames(port: int, server: subprocess.Popen[bytes], count: int) -> None:
+    """Poll the API until the stream has been through the model ``count`` times (predictions happened)."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        assert server.poll() is None, "segcast exited"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/streams", timeout=5) as response:
+                streams = json.load(response)["streams"]
+            if streams and streams[0]["frames_processed"] >= count:
+                return
+        except OSError:
+            pass  # not listening yet
+        time.sleep(0.2)
+    raise AssertionError(f"no {count} processed frames within {START_TIMEOUT_S} s")
