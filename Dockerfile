@@ -28,8 +28,10 @@ COPY pyproject.toml README.md ./
 COPY server ./server
 COPY web ./web
 # PyTorch first, from the index chosen above; segcast's own install then finds it already there.
+# The extras: onnx for `segcast export` (deploy/ exports the Triton model repository with this image),
+# triton for nodes that infer on a Triton server (--model grpc://...).
 RUN pip install --index-url "$TORCH_INDEX_URL" torch torchvision \
-    && pip install . \
+    && pip install '.[onnx,triton]' \
     && rm -rf /src
 
 WORKDIR /models

@@ -44,12 +44,19 @@ def pip_installs() -> list[list[str]]:
 def test_pytorch_comes_from_the_cpu_wheels_before_segcast_is_installed() -> None:
     installs = pip_installs()
     torch_step = next(i for i, words in enumerate(installs) if "torch" in words)
-    segcast_step = next(i for i, words in enumerate(installs) if "." in words)
+    segcast_step = next(i for i, words in enumerate(installs) if any(w == "." or w.startswith(".[") for w in words))
     assert torch_step < segcast_step, "segcast's install must find PyTorch already there, or it pulls CUDA"
     words = installs[torch_step]
     assert words[words.index("--index-url") + 1] == CPU_INDEX
     assert "torchvision" in words, "ultralytics needs torchvision, from the same index"
     assert "--extra-index-url" not in " ".join(installs[segcast_step]), "no second source of PyTorch"
+
+
+def test_the_image_can_export_and_infer_on_triton() -> None:
+    """deploy/ runs `segcast export --format triton` and `--model grpc://...` with this image."""
+    [segcast] = [words for words in pip_installs() if any(w.startswith(".[") for w in words)]
+    extras = next(w for w in segcast if w.startswith(".["))[2:-1].split(",")
+    assert {"onnx", "triton"} <= set(extras)
 
 
 def test_the_gpu_build_is_one_build_argument_away() -> None:
