@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from server.analytics.events import AnalyticsEvent, Counts
+    from server.analytics.events import AnalyticsEvent, FrameAnalytics
 
 PROTOCOL_VERSION = 1
 
@@ -123,14 +123,15 @@ class TrackEvent:
 class FrameResult:
     """A frame with everything the model and tracker found in it, and the events it caused.
 
-    ``counts`` is the stream's zone and line counts after this frame (None: it has no zones or lines).
+    ``analytics`` holds the stream's zone and line counts after this frame and those shapes in its
+    pixels (None: the stream has no zones or lines).
     """
 
     frame: Frame
     tracks: tuple[Track, ...]
     inference_ms: float
     events: tuple[TrackEvent | AnalyticsEvent, ...] = ()
-    counts: Counts | None = None
+    analytics: FrameAnalytics | None = None
 
     def replacing(self, older: FrameResult) -> FrameResult:
         """This result, also carrying the events of ``older``, which it replaces in a latest-only slot.
@@ -159,6 +160,6 @@ class FrameResult:
             "tracks": [track.to_json() for track in self.tracks],
             "events": [event.to_json() for event in self.events],
         }
-        if self.counts is not None:
-            message["counts"] = self.counts.to_json()
+        if self.analytics is not None:
+            message["counts"] = self.analytics.counts.to_json()
         return message

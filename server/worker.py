@@ -377,8 +377,8 @@ class InferenceWorker:
                 with self._lock:
                     current = self._streams.get(registration.stream_id) is registration
                 if current:  # removed (or replaced) while in the model: its frames must not leak out
-                    counts = None if analytics is None else analytics.counts
-                    self._deliver(FrameResult(frame, tracks, job.inference_ms, events, counts))
+                    shown = None if analytics is None else analytics.frame_analytics
+                    self._deliver(FrameResult(frame, tracks, job.inference_ms, events, shown))
                 return
         self._fail(registration, frame, job.error or "no result from the model")
 

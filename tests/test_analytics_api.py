@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,8 @@ from aiohttp.test_utils import TestClient
 from server.config import ConfigError, StreamConfig, load_config
 from tests.support.polling import eventually
 
+DASHBOARD = Path(__file__).parent.parent / "deploy" / "grafana" / "segcast-analytics.json"
+METRIC = re.compile(r"\bsegcast_[a-z_]+")
 Start = Callable[..., Awaitable[TestClient]]
 COUNT_TIMEOUT_S = 90.0  # the bundled model on a busy 2-core machine: a few frames per second
 
@@ -58,6 +62,9 @@ async def test_zones_and_lines_are_patched_counted_and_shown_in_frames_and_metri
         float(row.rsplit(" ", 1)[1]) for row in text.splitlines() if row.startswith("segcast_line_crossings_total{")
     )
     assert total >= line["in"] + line["out"]
+    dashboard = json.loads(DASHBOARD.read_text())
+    used = {name for panel in dashboard["panels"] for t in panel["targets"] for name in METRIC.findall(t["expr"])}
+    assert used and all(f"\n{name}{{" in text for name in used), "the Grafana dashboard shows metrics segcast exports"
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from types import MappingProxyType
 import cv2
 import numpy as np
 
-from server.analytics.events import AnalyticsEvent, AnalyticsEventKind, Counts, DwellHistogram
+from server.analytics.events import AnalyticsEvent, AnalyticsEventKind, Counts, DwellHistogram, FrameAnalytics
 from server.analytics.shapes import Anchor, Line, Point, Zone, cross, resolve, segments_intersect
 from server.frames import Frame, Track, TrackEvent, TrackEventKind
 
@@ -94,7 +94,7 @@ class _LineState:
 class _Resolved:
     """The shapes in pixels of one frame size, and each zone's filled mask."""
 
-    zones: tuple[tuple[Zone, np.ndarray], ...]
+    zones: tuple[tuple[Zone, tuple[Point, ...], np.ndarray], ...]  # zone, pixel points, filled mask
     lines: tuple[tuple[Line, tuple[Point, ...], float], ...]  # line, pixel points, dead band px
 
 
@@ -102,7 +102,7 @@ class StreamAnalytics:
     """Zones and lines of one stream; feed it each frame's tracks and track events in order.
 
     Not thread-safe: the inference thread is its only writer. `counts` is replaced whole after
-    every frame, so other threads may read it.
+    every frame, so other threads may read it; `frame_analytics` is what the frame's result carries.
     """
 
     def __init__(self, stream_id: str, zones: tuple[Zone, ...], lines: tuple[Line, ...]) -> None:
@@ -115,7 +115,9 @@ class StreamAnalytics:
         self._line_states: dict[tuple[int, str], _LineState] = {}
         self._crossings: dict[str, dict[str, dict[str, int]]] = {line.name: {} for line in lines}
         self._dwell: dict[str, DwellHistogram] = {zone.name: DwellHistogram() for zone in zones}
+        self._zone_classes: dict[str, set[str]] = {zone.name: set() for zone in zones}
         self.counts = Counts()
+        self.frame_analytics: FrameAnalytics | None = None
 
     def update(
         self, tracks: tuple[Track, ...], track_events: tuple[TrackEvent, ...], frame: Frame
@@ -126,13 +128,15 @@ class StreamAnalytics:
         """
         resolved = self._resolve(frame)
         events: list[AnalyticsEvent] = []
-        inside_now: dict[str, dict[str, int]] = {zone.name: {} for zone in self._zones}
+        # Classes once seen in a zone stay at 0 when it empties: a gauge that vanishes reads as "unknown".
+        inside_now = {zone.name: dict.fromkeys(self._zone_classes[zone.name], 0) for zone in self._zones}
         marked: list[Track] = []
         for track in tracks:
             zones = self._update_zones(track, resolved, frame, events)
             for name in zones:
                 by_class = inside_now[name]
                 by_class[track.class_name] = by_class.get(track.class_name, 0) + 1
+                self._zone_classes[name].add(track.class_name)
             self._update_lines(track, resolved, frame, events)
             marked.append(replace(track, zones=zones) if zones else track)
         starts = [e for e in track_events if e.kind is TrackEventKind.START]
@@ -146,6 +150,11 @@ class StreamAnalytics:
             ),
             MappingProxyType(dict(self._dwell)),
         )
+        self.frame_analytics = FrameAnalytics(
+            self.counts,
+            tuple((zone.name, _outline(points)) for zone, points, _ in resolved.zones),
+            tuple((line.name, _outline(points)) for line, points, _ in resolved.lines),
+        )
         return tuple(marked), (*starts, *events, *ends)
 
     def _resolve(self, frame: Frame) -> _Resolved:
@@ -157,7 +166,7 @@ class StreamAnalytics:
             points = resolve(zone.points, zone.units, width, height, f"zones[{i}].points")
             mask = np.zeros((height, width), dtype=np.uint8)
             cv2.fillPoly(mask, [np.round(np.array(points)).astype(np.int32)], 1)
-            zones.append((zone, mask.astype(bool)))
+            zones.append((zone, points, mask.astype(bool)))
         lines = []
         for i, line in enumerate(self._lines):
             points = resolve(line.points, line.units, width, height, f"lines[{i}].points")
@@ -170,7 +179,7 @@ class StreamAnalytics:
     ) -> tuple[str, ...]:
         inside: list[str] = []
         area = None
-        for zone, mask in resolved.zones:
+        for zone, _, mask in resolved.zones:
             if zone.classes and track.class_name not in zone.classes:
                 continue
             if area is None:
@@ -319,3 +328,7 @@ def share_inside(area: tuple[tuple[int, int], np.ndarray], zone_mask: np.ndarray
         return 0.0
     window = zone_mask[top : top + crop.shape[0], left : left + crop.shape[1]]
     return int((crop & window).sum()) / total
+
+
+def _outline(points: tuple[Point, ...]) -> np.ndarray:
+    return np.round(np.array(points)).astype(np.int32)

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+import numpy as np
+
 from server.frames import PROTOCOL_VERSION
 
 #: Upper bounds (s) of the dwell histogram buckets /metrics exposes.
@@ -107,3 +109,16 @@ class Counts:
                 for line, by_class in self.lines.items()
             },
         }
+
+
+@dataclass(frozen=True, slots=True)
+class FrameAnalytics:
+    """What a frame's result carries of analytics: the counts after it, and the shapes in its pixels.
+
+    The shapes are there for drawing (the annotated JPEG); ``zones`` and ``lines`` pair each name
+    with its (N, 2) int32 outline in the frame.
+    """
+
+    counts: Counts
+    zones: tuple[tuple[str, np.ndarray], ...]
+    lines: tuple[tuple[str, np.ndarray], ...]
