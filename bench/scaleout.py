@@ -75,7 +75,7 @@ def run_scaleout(
     seconds: float,
     case: Callable[[dict[str, Any], Path], dict[str, Any]],
 ) -> ScaleoutResults:
-    from server.export import Progress, export_model
+    from server.export import Progress, export_model, output_name
     from server.triton.cpu_server import TritonCpuError, TritonInstall, default_venv
 
     try:
@@ -86,7 +86,12 @@ def run_scaleout(
     name = model_path.stem
     if not (repository / name / "config.pbtxt").exists():
         export_model(str(model_path), "triton", repository, imgsz, Progress(3))
-    onnx = str(repository / name / "1" / "model.onnx")
+    # The same network for in-process ONNX Runtime: the plain export (the served copy takes uint8 pixels
+    # and scales them in its graph; ultralytics' ONNX backend feeds floats).
+    folder = model_path.parent / f"imgsz-{imgsz}"
+    onnx = str(folder / output_name(model_path, "onnx"))
+    if not Path(onnx).exists():
+        export_model(str(model_path), "onnx", folder, imgsz, Progress(3))
     results = ScaleoutResults()
     with _triton(repository) as (grpc_address, http_base):
         remote = f"grpc://{grpc_address}/{name}"

@@ -27,6 +27,7 @@ from server.config import (
 )
 from server.encode import FramePacket, ImageKind, Variant, parse_variant
 from server.errors import error
+from server.events.api import event_outputs_key
 from server.frames import PROTOCOL_VERSION
 from server.hub import Subscription, Viewer
 from server.keys import config_lock_key, http_viewers_key, hub_key, manager_key, settings_key
@@ -378,5 +379,6 @@ async def _health(request: web.Request) -> web.Response:
 
 async def _metrics(request: web.Request) -> web.Response:
     app = request.app
-    text = render_metrics(app[manager_key], app[hub_key])
+    outputs = app.get(event_outputs_key)
+    text = render_metrics(app[manager_key], app[hub_key], outputs.health() if outputs is not None else ())
     return web.Response(body=text.encode(), headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})

@@ -17,7 +17,9 @@ from aiohttp import WSCloseCode, web
 
 from server.api import json_errors, setup_api
 from server.auth import AccessPolicy, setup_auth
-from server.config import Settings
+from server.config import ConfigError, Settings
+from server.events.api import event_outputs_key, setup_events_api
+from server.events.outputs import EventOutputs, MqttUnavailableError
 from server.hub import Hub
 from server.keys import (
     config_lock_key,
@@ -59,6 +61,7 @@ def create_app(settings: Settings, policy: AccessPolicy | None = None) -> web.Ap
     setup_ws(app)
     setup_api(app)
     setup_webrtc(app)
+    setup_events_api(app)
     return app
 
 
@@ -67,13 +70,25 @@ async def _pipeline(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
     hub = Hub(loop)
     hub.jpeg_quality = settings.jpeg_quality
+    try:
+        outputs = EventOutputs(settings.events)
+    except MqttUnavailableError as exc:
+        raise ConfigError(str(exc)) from None
+    await outputs.start()
+    hub.add_packet_listener(outputs.on_packet)
+    app[event_outputs_key] = outputs
     manager = StreamManager(settings, hub)
     hub.set_wanted_listener(manager.encoder.set_wanted)
-    await loop.run_in_executor(None, manager.start)  # loads the model: seconds, off the loop
+    try:
+        await loop.run_in_executor(None, manager.start)  # loads the model: seconds, off the loop
+    except BaseException:
+        await outputs.stop()
+        raise
     app[hub_key] = hub
     app[manager_key] = manager
     yield
     await loop.run_in_executor(None, manager.stop)
+    await outputs.stop()  # after the pipeline, so the last frames' events are kept
 
 
 async def _close_viewers(app: web.Application) -> None:

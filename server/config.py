@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from server.events.config import EventsSettings, events_settings, events_toml
 from server.models import DEFAULT_MODEL
 from server.options import StreamOptions
 from server.policy import DEFAULT_SOURCE_SCHEMES, KNOWN_SOURCE_SCHEMES, SourcePolicy
@@ -90,6 +91,8 @@ class Settings:
     #: PEM certificate chain and private key: with both, the server speaks HTTPS (and WSS) only.
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    #: Event outputs (history, webhooks, MQTT): the ``[events]`` table.
+    events: EventsSettings = field(default_factory=EventsSettings)
 
     def source_policy(self) -> SourcePolicy:
         return SourcePolicy.of(self.source_schemes, self.media_dirs, self.allow_devices)
@@ -140,7 +143,7 @@ def load_config(path: Path, default_overrides: Mapping[str, Any] | None = None) 
 
 def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides: Mapping[str, Any]) -> Settings:
     name = path.name
-    _known(data, ("server", "model", "stream_defaults", "streams", "auth"), f"{name}:")
+    _known(data, ("server", "model", "stream_defaults", "streams", "auth", "events"), f"{name}:")
     server = _table(data, "server", name)
     _known(server, SERVER_KEYS, f"{name}: server")
     host = _typed(server, "host", str, DEFAULT_HOST, f"{name}: server")
@@ -191,6 +194,10 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides
         raise ConfigError(f'{name}: auth: expected a table of tokens, or "off"')
     _known(auth, AUTH_KEYS, f"{name}: auth")
     try:
+        events = events_settings(data.get("events", {}), path.parent)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+    try:
         inference = InferenceOptions(defaults.imgsz, defaults.conf, defaults.iou, max_batch, device, half, fast_masks)
     except ValueError as exc:
         raise ConfigError(f"{name}: model.{exc}") from None
@@ -213,6 +220,7 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides
         allow_devices=allow_devices,
         tls_cert=tls["tls_cert"],
         tls_key=tls["tls_key"],
+        events=events,
     )
 
 
@@ -257,6 +265,7 @@ def write_config(settings: Settings, streams: list[StreamConfig]) -> None:
         if stream.loop:
             lines.append("loop = true")
         lines += [*_option_lines(stream.options, settings.stream_defaults), ""]
+    lines += events_toml(settings.events)
     path = settings.config_path
     partial = path.with_name(f".{path.name}.partial")
     # The file may hold access tokens: the rewrite keeps its permissions (owner-only for a new one).

@@ -27,7 +27,9 @@ class Frame:
     ``seq`` counts frames the source produced (dropped ones included), so gaps show what was skipped;
     ``capture_time`` is wall-clock seconds (``time.time()``) when the frame was decoded, the zero point
     of end-to-end latency; ``media_time`` is the frame's position in its media in seconds, which is
-    what a tracker needs to know how much time passed between two frames.
+    what a tracker needs to know how much time passed between two frames. ``restarts`` counts the
+    times the media started over (a looped file played again): where it changes, nothing before says
+    where things are now. A count rather than a mark on one frame, so a dropped frame cannot lose it.
     """
 
     stream_id: str
@@ -35,6 +37,7 @@ class Frame:
     capture_time: float
     media_time: float
     image: np.ndarray
+    restarts: int = 0
 
 
 class TrackEventKind(enum.Enum):

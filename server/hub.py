@@ -38,6 +38,7 @@ MAX_PENDING_EVENTS = 1000  # events queued for one viewer before it counts as go
 REMOVED_GRACE_S = 10.0
 
 WantedListener = Callable[[Mapping[str, frozenset[Variant]]], None]
+PacketListener = Callable[[FramePacket], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +202,7 @@ class Hub:
         self._viewers: set[Viewer] = set()
         self._stats: dict[str, _StreamStats] = {}
         self._on_wanted: WantedListener | None = None
+        self._packet_listeners: list[PacketListener] = []
         self._wanted: dict[str, frozenset[Variant]] = {}
         self.jpeg_quality = 80
         self.latest: dict[str, FramePacket] = {}
@@ -240,6 +242,13 @@ class Hub:
         self._on_wanted = listener
         listener(self._wanted)
 
+    def add_packet_listener(self, listener: PacketListener) -> None:
+        """Call ``listener`` on the loop with every published frame, in order (event outputs).
+
+        It must return at once: it runs before the frame reaches any viewer.
+        """
+        self._packet_listeners.append(listener)
+
     def _stream_added(self, stream_id: str) -> None:
         expiry = self._removed.pop(stream_id, None)
         if expiry is not None:
@@ -262,6 +271,11 @@ class Hub:
             return
         self.latest[stream_id] = packet
         self._stats.setdefault(stream_id, _StreamStats()).add(packet)
+        for listener in self._packet_listeners:
+            try:
+                listener(packet)
+            except Exception:  # an output's bug must not cost viewers their frames
+                log.exception("[%s] a frame listener failed", stream_id)
         now = time.monotonic()
         events = [Event.of(event.to_json()) for event in packet.result.events]
         for viewer in self._viewers:

@@ -7,9 +7,10 @@ counters to keep in step. Stream ids are label values; they are already restrict
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from server.analytics.events import DWELL_BUCKETS_S, Counts
+from server.events.sink import SinkHealth, SinkState
 from server.hub import Hub
 from server.sources.base import StreamState
 from server.streams import StreamInfo, StreamManager
@@ -17,7 +18,7 @@ from server.streams import StreamInfo, StreamManager
 Sample = tuple[dict[str, str], float]
 
 
-def render_metrics(manager: StreamManager, hub: Hub) -> str:
+def render_metrics(manager: StreamManager, hub: Hub, outputs: Sequence[SinkHealth] = ()) -> str:
     infos = manager.streams()
     families: list[tuple[str, str, str, list[Sample]]] = []
 
@@ -122,11 +123,29 @@ def render_metrics(manager: StreamManager, hub: Hub) -> str:
         [({}, manager.encoder.dropped)],
     )
     analytics = _analytics_families(manager, infos, family)
+    if outputs:
+        family(
+            "segcast_event_output_up",
+            "gauge",
+            "0 while an event output's destination fails or cannot be reached, else 1.",
+            (({"output": h.name}, float(h.state is not SinkState.FAILING)) for h in outputs),
+        )
+        for suffix, help_text in (
+            ("delivered", "Events an output delivered (stored, posted, published)."),
+            ("dropped", "Events an output dropped because its queue was full."),
+            ("failed", "Events an output gave up on after an error (retries spent, database error)."),
+        ):
+            family(
+                f"segcast_event_output_{suffix}_total",
+                "counter",
+                help_text,
+                (({"output": h.name}, getattr(h, suffix)) for h in outputs),
+            )
     lines: list[str] = []
     for name, kind, help_text, samples in families:
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
         for labels, value in samples:
-            label_text = ",".join(f'{k}="{v}"' for k, v in labels.items())
+            label_text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
             number = str(value) if isinstance(value, int) else repr(float(value))
             lines.append(f"{name}{{{label_text}}} {number}" if label_text else f"{name} {number}")
     lines += _dwell_lines(analytics)
@@ -138,7 +157,7 @@ def _analytics_families(
 ) -> dict[str, Counts]:
     """Zone occupancy and line crossings of the streams that have zones or lines; returns their counts.
 
-    Zone and line names are restricted like stream ids; class names come from the model and are escaped.
+    Zone and line names are restricted like stream ids; class names come from the model (escaped when written).
     """
     counts: dict[str, Counts] = {}
     for info in infos:
@@ -150,7 +169,7 @@ def _analytics_families(
         "gauge",
         "Tracked objects in each zone now, by class.",
         (
-            ({"stream": s, "zone": z, "class": _label(c)}, n)
+            ({"stream": s, "zone": z, "class": c}, n)
             for s, found in counts.items()
             for z, by_class in found.zones.items()
             for c, n in by_class.items()
@@ -161,7 +180,7 @@ def _analytics_families(
         "counter",
         "Line crossings since the stream started, by direction and class.",
         (
-            ({"stream": s, "line": line, "direction": d, "class": _label(c)}, n)
+            ({"stream": s, "line": line, "direction": d, "class": c}, n)
             for s, found in counts.items()
             for line, by_class in found.lines.items()
             for c, directions in by_class.items()
@@ -186,5 +205,6 @@ def _dwell_lines(counts: dict[str, Counts]) -> list[str]:
     return lines
 
 
-def _label(value: str) -> str:
+def _escape(value: str) -> str:
+    """A label value as the exposition format quotes it (an output's name comes from a URL)."""
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

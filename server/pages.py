@@ -4,6 +4,10 @@ Pages carry a ``Content-Security-Policy: frame-ancestors`` header built from `Se
 so a dashboard on an allowed origin can put ``/embed/<stream>`` (or the whole viewer) in an
 ``<iframe>`` and any other site cannot. Images (snapshot, MJPEG) need no such permission: an
 ``<img>`` may show them from anywhere the request is allowed by the access policy.
+
+Every URL in the pages and scripts is relative (to the page, or in scripts to segcast's root found
+from the script's own address), so the viewer works unchanged behind a reverse proxy that serves
+segcast under a path prefix.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from server.config import STREAM_ID_PATTERN
+from server.config import STREAM_ID_PATTERN, Settings
+from server.frames import PROTOCOL_VERSION
 from server.keys import settings_key
 
 
@@ -27,6 +32,7 @@ def setup_pages(app: web.Application) -> None:
     app.router.add_get("/", _index)
     app.router.add_get("/embed/{stream}", _embed)
     app.router.add_get("/static/{name}", _static)
+    app.router.add_get("/api/viewer", _viewer_settings)
 
 
 @functools.cache
@@ -72,3 +78,24 @@ async def _embed(request: web.Request) -> web.FileResponse:
     if not STREAM_ID_PATTERN.match(request.match_info["stream"]):
         raise web.HTTPNotFound(text="no such stream")
     return _page(request, "embed.html")
+
+
+def viewer_settings(settings: Settings) -> dict[str, object]:
+    """What the viewer's forms may offer: only sources the API accepts, saving only to a file there is.
+
+    Which folders ``media_dirs`` names stays on the server: the viewer only learns that files are allowed.
+    """
+    return {
+        "v": PROTOCOL_VERSION,
+        "config_file": settings.config_path is not None,
+        "save_config": settings.save_config and settings.config_path is not None,
+        "sources": {
+            "schemes": list(settings.source_schemes),
+            "files": bool(settings.media_dirs),
+            "devices": settings.allow_devices,
+        },
+    }
+
+
+async def _viewer_settings(request: web.Request) -> web.Response:
+    return web.json_response(viewer_settings(request.app[settings_key]))

@@ -9,6 +9,10 @@ ultralytics counts a tracker's patience in frames (``track_buffer`` and friends 
 stream is processed at whatever rate the worker manages, which drops when more streams share it, so
 those counts are re-derived from the rate this stream is really processed at (measured on the
 frames' media time): a lost track is kept for the same *time* however many frames were skipped.
+
+A file that plays again from its start (``--loop``) is a new scene, though its media time runs on:
+every track ends there and the tracker starts afresh, so no object keeps an id (and an age) across
+the jump because it happens to stand where another stood at the end of the last pass.
 """
 
 from __future__ import annotations
@@ -113,6 +117,10 @@ class StreamTracker:
         self._interval_s = 1.0 / nominal_fps if nominal_fps > 0 else 1.0 / TRACKER_CONFIG_FPS
         self._last_media_time: float | None = None
         self._history: dict[int, _TrackHistory] = {}
+        self._restarts = 0  # the `Frame.restarts` of the frames this tracker has seen
+        #: Added to the tracker's own ids: a fresh tracker counts from 1 again, a stream's ids never repeat.
+        self._id_base = 0
+        self._last_id = 0
         self._apply_rate()
 
     @property
@@ -124,13 +132,16 @@ class StreamTracker:
         """Advance the tracker by one frame; returns the tracks in it and the tracks that started or ended."""
         from ultralytics.engine.results import Boxes
 
+        events: list[TrackEvent] = []
+        if frame.restarts != self._restarts:
+            self._restarts = frame.restarts
+            events += self._start_over(frame)
         self._measure_rate(frame.media_time)
         detections = self._select(detections)
         rows = self._tracker.update(Boxes(detections.boxes, frame.image.shape[:2]), frame.image)
         tracks: list[Track] = []
-        events: list[TrackEvent] = []
         for row in rows:
-            track_id, class_id, index = int(row[4]), int(row[6]), int(row[7])
+            track_id, class_id, index = int(row[4]) + self._id_base, int(row[6]), int(row[7])
             found = 0 <= index < len(detections)
             # The detection's own box agrees with its mask; tracktrack may report boxes it recovered.
             box = _box(detections.boxes[index] if found else row)
@@ -180,6 +191,7 @@ class StreamTracker:
                 {},
             )
             self._history[track_id] = history
+            self._last_id = max(self._last_id, track_id)
             started = self._event(TrackEventKind.START, track_id, history, frame)
         class_id = history.vote(class_id, confidence)
         class_name = self._class_names.get(class_id, str(class_id))
@@ -201,9 +213,19 @@ class StreamTracker:
         )
         return track, started
 
+    def _start_over(self, frame: Frame) -> list[TrackEvent]:
+        """End every track and replace the tracker: the media started again, so none of them is in it."""
+        events = [self._event(TrackEventKind.END, i, history, frame) for i, history in self._history.items()]
+        self._history.clear()
+        self._tracker = make_tracker(self._options)
+        self._id_base = self._last_id
+        self._apply_rate()
+        return events
+
     def _ended(self, frame: Frame) -> list[TrackEvent]:
         """End events for reported tracks the tracker no longer keeps, even as lost."""
-        kept = {int(t.track_id) for t in (*self._tracker.tracked_stracks, *self._tracker.lost_stracks)}
+        lost_or_tracked = (*self._tracker.tracked_stracks, *self._tracker.lost_stracks)
+        kept = {int(t.track_id) + self._id_base for t in lost_or_tracked}
         events = []
         for track_id in [i for i in self._history if i not in kept]:
             events.append(self._event(TrackEventKind.END, track_id, self._history.pop(track_id), frame))

@@ -10,6 +10,11 @@ NMS IoU and kind, and image shape (ultralytics letterboxes a batch of mixed shap
 image). Confidence, class filter and max detections are applied per stream after the call, which is
 run at the lowest confidence and highest max detections of the group; greedy NMS keeps exactly the
 same higher-scoring boxes either way. So a stream gets the same tracks batched or alone.
+
+A model on a Triton server (`server.triton`) is pipelined: up to `REMOTE_IN_FLIGHT` batches are
+out at once, so while the server runs one the thread tracks and delivers the one before, and its
+answer wakes the thread like a new frame does. Batches are still finished strictly in the order they
+were taken, so each tracker sees its stream's frames in order.
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ import os
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,7 +39,7 @@ from server.models import InferenceStatus, InferenceUnavailable, ModelError, ope
 from server.options import StreamOptions
 from server.sources.base import LatestFrame
 from server.tracking import StreamTracker, class_ids
-from server.triton.model import TritonModel
+from server.triton.model import PendingDetections, TritonModel
 
 if TYPE_CHECKING:
     from ultralytics import YOLO
@@ -43,6 +49,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 IDLE_POLL_S = 0.1
+#: Batches a remote model may have submitted and not yet finished: one at the server while the
+#: inference thread finishes the one before, so the node's own work and the server's overlap.
+REMOTE_IN_FLIGHT = 2
 JOIN_TIMEOUT_S = 5.0
 MODEL_LOAD_TIMEOUT_S = 600.0
 DEFAULT_IMGSZ_PX = 640  # what ultralytics uses when a model does not record its own
@@ -125,6 +134,18 @@ class _Job:
     error: str | None = None
 
 
+@dataclass(eq=False)
+class _Batch:
+    """The jobs of one cycle, and the requests still out for some of them (remote models only)."""
+
+    jobs: list[_Job]
+    waiting: list[tuple[list[_Job], PendingDetections, float]] = field(default_factory=list)
+
+    def answered(self) -> bool:
+        """Whether `_finish` would not have to wait (always, for a local model's batch)."""
+        return all(pending.done() for _, pending, _ in self.waiting)
+
+
 class InferenceWorker:
     """Owns the model thread. `start` blocks until the model is loaded and raises `ModelError` if not.
 
@@ -148,7 +169,7 @@ class InferenceWorker:
         self._load = load
         self._lock = threading.Lock()
         self._streams: dict[str, _Registration] = {}
-        self._frames_ready = threading.Event()
+        self._work_ready = threading.Event()
         self._stop = threading.Event()
         self._loaded = threading.Event()
         self._load_error: ModelError | None = None
@@ -194,7 +215,7 @@ class InferenceWorker:
 
     def stop(self) -> None:
         self._stop.set()
-        self._frames_ready.set()
+        self._work_ready.set()
         if self._thread.is_alive():
             self._thread.join(JOIN_TIMEOUT_S)
         if self._thread.is_alive():
@@ -218,7 +239,7 @@ class InferenceWorker:
         ``fps`` is the source's nominal rate, only the tracker's first guess: it then follows the
         rate the stream is really processed at. Re-adding an id replaces the stream with a fresh one.
         """
-        slot = LatestFrame(self._frames_ready)
+        slot = LatestFrame(self._work_ready)
         with self._lock:
             self._streams[stream_id] = _Registration(stream_id, fps, options or self.stream_defaults, slot)
         return slot
@@ -260,14 +281,24 @@ class InferenceWorker:
             threads,
         )
         self._report_status()
-        while not self._stop.is_set():
-            self._frames_ready.wait(IDLE_POLL_S)
-            self._frames_ready.clear()
-            jobs = self._take_batch()
-            if jobs:
-                self._process(model, jobs)
-                self.cycles += 1
+        in_flight: deque[_Batch] = deque()
+        depth = REMOTE_IN_FLIGHT if isinstance(model, TritonModel) else 1
+        try:
+            while not self._stop.is_set():
+                if not (in_flight and in_flight[0].answered()):
+                    self._work_ready.wait(IDLE_POLL_S)  # new frames, or an answer to a request
+                self._work_ready.clear()
+                while in_flight and in_flight[0].answered():
+                    self._finish(in_flight.popleft())
+                if len(in_flight) < depth and (jobs := self._take_batch()):
+                    in_flight.append(self._start(model, jobs))
+                    self.cycles += 1
+                if len(in_flight) >= depth:  # as much out as allowed: the oldest answer is what comes next
+                    self._finish(in_flight.popleft())
                 self._report_status()
+        finally:
+            if isinstance(model, TritonModel):
+                model.close()
 
     def _report_status(self) -> None:
         status = self.inference_status
@@ -290,14 +321,16 @@ class InferenceWorker:
             registration = registrations[(first + offset) % len(registrations)]
             if len(jobs) == self._options.max_batch:
                 self._next_first = first + offset
-                self._frames_ready.set()  # the rest are picked up next cycle, without waiting
+                self._work_ready.set()  # the rest are picked up next cycle, without waiting
                 break
             frame = registration.slot.take()
             if frame is not None:
                 jobs.append(_Job(registration, frame))
         return jobs
 
-    def _process(self, model: Model, jobs: list[_Job]) -> None:
+    def _start(self, model: Model, jobs: list[_Job]) -> _Batch:
+        """Run the model on ``jobs``: a local model at once, a remote one by sending its requests."""
+        batch = _Batch(jobs)
         groups: dict[tuple[int, float, bool, tuple[int, ...]], list[_Job]] = {}
         default_imgsz = int(model.overrides.get("imgsz", DEFAULT_IMGSZ_PX))
         for job in jobs:
@@ -307,17 +340,42 @@ class InferenceWorker:
                 key = (options.imgsz or default_imgsz, options.iou, options.agnostic_nms, tuple(job.frame.image.shape))
                 groups.setdefault(key, []).append(job)
         for (imgsz, iou, agnostic, _), group in groups.items():
-            self._predict(model, group, imgsz, iou, agnostic)
-        for job in jobs:
+            kwargs = self._predict_options(group, imgsz, iou, agnostic)
+            if isinstance(model, TritonModel):
+                started = time.perf_counter()
+                images = [job.frame.image for job in group]
+                try:
+                    pending = model.submit(images, on_answer=self._work_ready.set, **kwargs)
+                except InferenceUnavailable as exc:
+                    _unavailable(group, exc)
+                except Exception as exc:  # a bug or an odd model must cost these frames, not the thread
+                    _model_failed(group, exc)
+                else:
+                    batch.waiting.append((group, pending, started))
+            else:
+                self._predict(model, group, kwargs)
+        return batch
+
+    def _finish(self, batch: _Batch) -> None:
+        """Wait for what is still out, then track and deliver every frame of the batch, in order."""
+        for group, pending, started in batch.waiting:
+            try:
+                results = pending.result()
+            except InferenceUnavailable as exc:
+                _unavailable(group, exc)
+                continue
+            except Exception as exc:
+                _model_failed(group, exc)
+                continue
+            elapsed_ms = (time.perf_counter() - started) * 1000 / len(group)
+            for job, found in zip(group, results, strict=True):
+                job.detections, job.inference_ms = found, elapsed_ms
+        for job in batch.jobs:
             self._track_and_deliver(job)
 
-    def _predict(self, model: Model, group: list[_Job], imgsz: int, iou: float, agnostic: bool) -> None:
-        """Run ``group`` as one call; if it fails, run each frame alone so only the culprit is charged.
-
-        Inference being unavailable (a remote server down or too slow) is no frame's fault: the whole
-        group fails at once with the reason, and nothing is retried frame by frame.
-        """
-        kwargs: dict[str, Any] = {
+    def _predict_options(self, group: list[_Job], imgsz: int, iou: float, agnostic: bool) -> dict[str, Any]:
+        """One call for several streams: at the lowest confidence and highest max detections among them."""
+        return {
             "imgsz": imgsz,
             "iou": iou,
             "agnostic_nms": agnostic,
@@ -327,21 +385,16 @@ class InferenceWorker:
             "quantize": 16 if self._options.use_half else None,  # ultralytics' successor of half=True
             "verbose": False,
         }
+
+    def _predict(self, model: YOLO, group: list[_Job], kwargs: dict[str, Any]) -> None:
+        """Run ``group`` as one call; if it fails, run each frame alone so only the culprit is charged."""
         started = time.perf_counter()
         try:
-            images = [job.frame.image for job in group]
-            if isinstance(model, TritonModel):
-                results = model.detect(images, **kwargs)
-            else:
-                results = detect(model, images, fast_masks=self._options.fast_masks, **kwargs)
-        except InferenceUnavailable as exc:
-            for job in group:
-                job.error = f"inference unavailable: {exc}"
-            return
+            results = detect(model, [job.frame.image for job in group], fast_masks=self._options.fast_masks, **kwargs)
         except Exception as exc:
             if len(group) > 1:
                 for job in group:
-                    self._predict(model, [job], imgsz, iou, agnostic)
+                    self._predict(model, [job], kwargs)
                 return
             group[0].error = f"model failed: {type(exc).__name__}: {exc}"
             log.warning(
@@ -428,3 +481,16 @@ def _bad_image(image: object) -> str | None:
     if min(image.shape[:2]) < MIN_FRAME_PX:
         return f"bad frame: {image.shape[1]}x{image.shape[0]} is smaller than {MIN_FRAME_PX}x{MIN_FRAME_PX}"
     return None
+
+
+def _unavailable(group: list[_Job], exc: InferenceUnavailable) -> None:
+    """Inference being unavailable (a remote server down or too slow) is no frame's fault: the whole
+    group fails at once with the reason, and nothing is retried frame by frame."""
+    for job in group:
+        job.error = f"inference unavailable: {exc}"
+
+
+def _model_failed(group: list[_Job], exc: Exception) -> None:
+    for job in group:
+        job.error = f"model failed: {type(exc).__name__}: {exc}"
+    log.warning("[%s] model failed on frame %d", group[0].registration.stream_id, group[0].frame.seq, exc_info=True)

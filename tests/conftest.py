@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,16 @@ def scene_video(video_cache: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def triton_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Triton model repository of the bundled model, as ``segcast export --format triton`` writes it."""
+    from server.export import Progress, export_model
+
+    folder = tmp_path_factory.mktemp("triton-repository")
+    export_model("bundled", "triton", folder, progress=Progress(3, io.StringIO()))
+    return folder
+
+
 @pytest.fixture
 def start_server(aiohttp_client: ClientFactory) -> Callable[..., Awaitable[TestClient]]:
     """Start the real app on 127.0.0.1 with the bundled model and the given streams."""
@@ -60,6 +71,17 @@ def start_server(aiohttp_client: ClientFactory) -> Callable[..., Awaitable[TestC
         return await aiohttp_client(create_app(settings))
 
     return start
+
+
+@pytest.fixture
+def screenshots(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder for the browser tests' screenshots, kept as artifacts: under the pytest cache
+    (``.pytest_cache/d/viewer-screenshots/<test>``), or a temporary folder when the cache is off."""
+    cache = getattr(request.config, "cache", None)
+    root = Path(cache.mkdir("viewer-screenshots")) if cache is not None else tmp_path_factory.mktemp("screenshots")
+    folder = root / request.node.name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 @pytest.fixture

@@ -2,7 +2,8 @@
 
 A real headless Chromium against the real app with tokens configured: the page is refused until the
 person gives a token, then the grid fills with live thumbnails (the WebSocket uses a signed URL token
-minted with it), a reload does not ask again, and a viewer token cannot add a stream.
+minted with it), a reload does not ask again, and a viewer token cannot add a stream. The page asks
+in a dialog of its own that says why in plain words, never with the browser's bare prompt().
 """
 
 from __future__ import annotations
@@ -32,51 +33,67 @@ pytestmark = [
 ]
 
 
-class Prompts:
-    """Answers the page's token prompts with ``answer`` and counts them."""
+async def answer_token_dialog(page: Any, token: str) -> str:
+    """Wait for the page's token dialog, give it ``token``; what the dialog said."""
+    dialog = page.locator("#token-dialog[open]")
+    await dialog.wait_for(timeout=WAIT_MS)
+    said = str(await dialog.inner_text())
+    await dialog.locator("input[name=token]").fill(token)
+    await dialog.locator("button[type=submit]").click()
+    return said
 
-    def __init__(self, page: Any, answer: str) -> None:
-        self.answer = answer
-        self.count = 0
-        page.on("dialog", self._on_dialog)
 
-    async def _on_dialog(self, dialog: Any) -> None:
-        self.count += 1
-        await dialog.accept(self.answer)
+def no_browser_prompts(page: Any) -> list[str]:
+    """The browser's own prompt(), alert() and confirm() boxes the page opens (dismissed): there should be none."""
+    opened: list[str] = []
+
+    async def dismiss(dialog: Any) -> None:
+        opened.append(dialog.message)
+        await dialog.dismiss()
+
+    page.on("dialog", dismiss)
+    return opened
 
 
 async def test_the_viewer_asks_for_a_token_once_and_then_streams(start_server: Start, browser: Any) -> None:
     client = await start_server(StreamConfig("cam", "scene:?seed=1"), admin_tokens=(ADMIN,), viewer_tokens=(VIEWER,))
     assert (await client.get("/api/streams")).status == 401
     page = await browser.new_page()
-    prompts = Prompts(page, VIEWER)
+    prompts = no_browser_prompts(page)
     await page.goto(str(client.make_url("/")))
+    said = await answer_token_dialog(page, VIEWER)
+    assert "needs an access token" in said and "viewer token lets you watch" in said
     await page.wait_for_function(THUMBNAIL_DRAWN, timeout=WAIT_MS)
-    assert prompts.count == 1
     assert await page.evaluate("localStorage.getItem('segcast.token')") == VIEWER
+    assert await page.get_attribute("#token-dialog input", "type") == "password", "what is typed is not shown"
 
     await page.reload()
     await page.wait_for_function(THUMBNAIL_DRAWN, timeout=WAIT_MS)
-    assert prompts.count == 1, "a stored token is not asked for again"
+    assert await page.locator("#token-dialog").count() == 0, "a stored token is not asked for again"
 
     # A viewer may not add a stream: the page asks for a stronger token, and with it the change is made.
-    prompts.answer = ADMIN
     await page.fill("#add-form input[name=id]", "second")
     await page.fill("#add-form input[name=uri]", "scene:?seed=2")
     await page.click("#add-form button[type=submit]")
+    said = await answer_token_dialog(page, ADMIN)
+    assert "needs an admin token" in said and "lets you watch only" in said
     await page.wait_for_selector(".card[data-stream=second]", timeout=WAIT_MS)
-    assert prompts.count == 2
+    assert prompts == []
     await page.close()
 
 
 async def test_a_wrong_token_is_refused_and_the_page_says_why(start_server: Start, browser: Any) -> None:
     client = await start_server(StreamConfig("cam", "scene:?seed=1"), admin_tokens=(ADMIN,))
     page = await browser.new_page()
-    Prompts(page, "not-the-right-token-at-all")
+    prompts = no_browser_prompts(page)
     await page.goto(str(client.make_url("/")))
+    await answer_token_dialog(page, "not-the-right-token-at-all")
     await page.fill("#add-form input[name=id]", "second")
     await page.fill("#add-form input[name=uri]", "scene:?seed=2")
     await page.click("#add-form button[type=submit]")
+    said = await answer_token_dialog(page, "still-not-the-right-token")
+    assert "was not accepted" in said
     await page.wait_for_function("document.querySelector('#add-error').textContent.includes('token')", timeout=WAIT_MS)
     assert await page.locator(".card[data-stream=cam] canvas[data-seq]").count() == 0
+    assert prompts == []
     await page.close()

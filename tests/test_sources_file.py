@@ -25,13 +25,17 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_looping_file_plays_again_and_again_with_time_running_on(clip: Path) -> None:
     with ReaderProbe(str(clip), loop_file=True) as probe:
         times: list[float] = []
+        restarts: list[int] = []
         while len(times) < 2.5 * CLIP_FRAMES:
-            times.append(probe.next_frame(5).media_time)
+            frame = probe.next_frame(5)
+            times.append(frame.media_time)
+            restarts.append(frame.restarts)
             status = probe.status()
 
     assert status.state is StreamState.LIVE and status.reconnects == 0
     steps = [b - a for a, b in itertools.pairwise(times)]
     assert all(0.05 < step < 0.15 for step in steps), f"one frame apart at 10 fps, across loops too: {steps}"
+    assert restarts == sorted(restarts) and restarts[0] == 0 and restarts[-1] >= 2, "each pass is counted"
     assert [state for state, _ in probe.announced] == [StreamState.LIVE]
 
 

@@ -8,7 +8,7 @@ import torch
 from ultralytics.engine.results import Results
 
 from server.detections import Detections
-from server.frames import Frame, FrameResult, Track, TrackEventKind
+from server.frames import Frame, FrameResult, Track, TrackEvent, TrackEventKind
 from server.options import StreamOptions, tracker_kinds
 from server.scene import Scene
 from server.tracking import StreamTracker, simplify
@@ -114,6 +114,25 @@ def test_a_track_starts_once_and_ends_after_its_object_leaves() -> None:
     assert end.age_s == pytest.approx(1.9)
     assert end.first_seen == pytest.approx(1000.0)
     assert end.box == pytest.approx((86.0, 50.0, 136.0, 100.0))
+
+
+def test_a_file_played_again_starts_its_tracks_afresh() -> None:
+    """A looped file's media time runs on across the jump back to its start, but its scene starts over:
+    an object parked in the same place at the end and at the start must not keep its id and its age."""
+    image = np.zeros((240, 320, 3), np.uint8)
+    parked = [[100, 80, 160, 140, 0.9, 1]]
+    tracker = StreamTracker("cam", NAMES, StreamOptions(), 10.0)
+    passes: list[list[tuple[tuple[Track, ...], tuple[TrackEvent, ...]]]] = [[], []]
+    for index in range(40):
+        played = index // 20
+        frame = Frame("cam", index, 1000.0 + index / 10, index / 10, image, restarts=played)
+        passes[played].append(tracker.update(box_result(image, parked), frame))
+
+    first, second = passes
+    assert {t.track_id for tracks, _ in first for t in tracks} == {1}
+    assert [(e.kind, e.track_id) for e in second[0][1]] == [(TrackEventKind.END, 1), (TrackEventKind.START, 2)]
+    assert {t.track_id for tracks, _ in second for t in tracks} == {2}, "a new id, none used before"
+    assert max(t.age_s for tracks, _ in second for t in tracks) == pytest.approx(1.9), "its age starts again"
 
 
 def test_velocity_is_in_pixels_per_second_of_media_time() -> None:

@@ -1,21 +1,45 @@
-// The REST API (docs/protocol.md), as the viewer uses it. Errors carry the server's own message.
+// The REST API (docs/protocol.md), as the viewer uses it. Errors carry the server's own message and
+// the HTTP status, so a page can explain a refusal in its own words.
 
-import { authHeaders, storeToken, withToken } from "./connection.js";
+import { authHeaders, storeToken, storedToken, withToken } from "./connection.js";
+import { askForToken } from "./token.js";
 
-let asking = null; // one prompt at a time, however many requests were refused
+// The server's clock minus this browser's, in seconds, learnt from each answer's Date header.
+// The header has a resolution of one second, so a browser whose clock agrees within that is trusted
+// as it is; only a clock that is plainly off (a phone set by hand) is corrected.
+let clockOffsetS = 0;
+
+let asking = null; // one question at a time, however many requests were refused
 let declined = false; // after a cancel, background polls stop asking; the person's own actions still do
 
-// Ask the person for an access token after a 401, or a 403 that a stronger role would lift.
-// Resolves true if they gave one; cancelling keeps the viewer as it is, with the server's message.
-function askForToken(message) {
-  asking ??= new Promise((resolve) => {
-    setTimeout(() => {
-      const token = window.prompt(`segcast: ${message}\n\nAccess token:`)?.trim();
-      asking = null;
-      declined = !token;
-      if (token) storeToken(token);
-      resolve(Boolean(token));
-    });
+export class ApiError extends Error {
+  constructor(message, status) {
+    super(message);
+    this.status = status;
+  }
+}
+
+/** Now on the server's clock, in Unix seconds: what `next_attempt_at` and friends are counted in. */
+export function serverNow() {
+  return Date.now() / 1000 + clockOffsetS;
+}
+
+function noteServerDate(header) {
+  const serverS = Date.parse(header ?? "") / 1000;
+  if (Number.isNaN(serverS)) return;
+  const localS = Date.now() / 1000;
+  // The server's true time lies in [serverS, serverS + 1); add a second for the answer's journey.
+  const agrees = localS >= serverS - 0.5 && localS <= serverS + 2;
+  clockOffsetS = agrees ? 0 : serverS + 0.5 - localS;
+}
+
+function ask(response) {
+  const reason = response.status === 403 ? "role" : storedToken() ? "refused" : "missing";
+  asking ??= askForToken(reason).then((token) => {
+    asking = null;
+    declined = !token;
+    if (token) storeToken(token);
+    return Boolean(token);
   });
   return asking;
 }
@@ -25,25 +49,31 @@ function needsToken(response, error, method) {
   return (response.status === 401 || lowRole) && !(declined && method === "GET");
 }
 
-async function request(method, path, body, retry = true) {
+// `interactive`: whether a refusal may ask the person for a token (never in an embedded frame).
+async function request(method, path, body, { interactive = true, retry = true } = {}) {
   const options = { method, headers: authHeaders() };
   if (body !== undefined) {
     options.headers["Content-Type"] = "application/json";
     options.body = JSON.stringify(body);
   }
   const response = await fetch(withToken(path), options);
+  noteServerDate(response.headers.get("Date"));
   if (response.status === 204) return null;
   const data = await response.json().catch(() => ({}));
-  if (retry && needsToken(response, data.error || "", method) && (await askForToken(data.error))) {
-    return request(method, path, body, false);
+  const error = data.error || `${response.status} ${response.statusText}`;
+  if (interactive && retry && needsToken(response, error, method) && (await ask(response))) {
+    return request(method, path, body, { interactive, retry: false });
   }
   if (!retry && response.status === 401) declined = true; // the token given was wrong: polls stop asking
-  if (!response.ok) throw new Error(data.error || `${response.status} ${response.statusText}`);
+  if (!response.ok) throw new ApiError(error, response.status);
   return data;
 }
 
-export const listStreams = () => request("GET", "/api/streams");
-export const getStream = (id) => request("GET", `/api/streams/${encodeURIComponent(id)}`);
-export const addStream = (body, persist) => request("POST", `/api/streams${persist ? "?persist=1" : ""}`, body);
-export const removeStream = (id, persist) =>
-  request("DELETE", `/api/streams/${encodeURIComponent(id)}${persist ? "?persist=1" : ""}`);
+const streamPath = (id) => `api/streams/${encodeURIComponent(id)}`;
+
+export const listStreams = () => request("GET", "api/streams");
+export const getStream = (id, { interactive = true } = {}) =>
+  request("GET", streamPath(id), undefined, { interactive });
+export const addStream = (body, persist) => request("POST", `api/streams${persist ? "?persist=1" : ""}`, body);
+export const removeStream = (id, persist) => request("DELETE", `${streamPath(id)}${persist ? "?persist=1" : ""}`);
+export const viewerSettings = () => request("GET", "api/viewer");

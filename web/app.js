@@ -1,7 +1,7 @@
 // The viewer: a grid of every stream, and a stream view (#/stream/<id>) with overlays and tracks.
 // One WebSocket feeds both (docs/protocol.md); stats come from the REST API once a second.
 
-import { addStream, listStreams, removeStream } from "./api.js";
+import { addStream, listStreams, removeStream, viewerSettings } from "./api.js";
 import { Connection } from "./connection.js";
 import { GridView, gridSubscription } from "./grid.js";
 import { StreamView } from "./stream.js";
@@ -21,6 +21,9 @@ const view = new StreamView({
   error: $("stream-error"),
   stats: $("stats"),
   embedCode: $("embed-code"),
+  copyEmbed: $("copy-embed"),
+  copyState: $("copy-state"),
+  embedNote: $("embed-note"),
   pause: $("pause"),
 });
 let current = null; // the stream id shown in the stream view, or null on the grid
@@ -28,6 +31,7 @@ let current = null; // the stream id shown in the stream view, or null on the gr
 const connection = new Connection({
   hello(message) {
     grid.setStreams(message.streams);
+    setInference(message.inference);
     route();
   },
   frame(meta, jpeg) {
@@ -43,6 +47,8 @@ const connection = new Connection({
     } else if (message.type === "removed") {
       grid.remove(message.stream);
       if (message.stream === current) location.hash = "#/";
+    } else if (message.type === "inference") {
+      setInference(message);
     } else if (message.type === "error") {
       console.warn("segcast:", message.message);
     }
@@ -51,8 +57,16 @@ const connection = new Connection({
     const badge = $("connection");
     badge.textContent = state === "live" ? "connected" : "reconnecting…";
     badge.className = `badge ${state === "live" ? "state-live" : "state-failed"}`;
+    // What the page shows of each stream is now only the last it heard: say so until hello.
+    grid.setOnline(state === "live");
+    view.setOnline(state === "live");
   },
 });
+
+function setInference(inference) {
+  grid.setInference(inference ?? null);
+  view.setInference(inference ?? null);
+}
 
 function route() {
   const match = location.hash.match(/^#\/stream\/(.+)$/);
@@ -79,17 +93,43 @@ async function refreshStats() {
   }
 }
 
+// The add form offers what this server's API accepts (README, Security), and saving to the config
+// file only where there is one: asking for more would only earn a refusal.
+async function fitAddForm() {
+  const settings = await viewerSettings().catch(() => null);
+  if (!settings) return;
+  const { sources } = settings;
+  const kinds = [`${sources.schemes.map((scheme) => `${scheme}:`).join(" ")} sources`];
+  if (sources.files) kinds.push("video files inside the server's media folders");
+  if (sources.devices) kinds.push("local cameras (webcam:0)");
+  const missing = [];
+  if (!sources.files) missing.push("video files need [server] media_dirs");
+  if (!sources.devices) missing.push("local cameras need [server] allow_devices = true");
+  $("add-help").textContent =
+    `This server accepts ${kinds.join(", ")}.` + (missing.length ? ` In its config file, ${missing.join("; ")}.` : "");
+  $("add-help").hidden = false;
+  const persist = $("add-form").elements.persist;
+  persist.closest("label").hidden = !settings.config_file;
+  if (settings.save_config) {
+    persist.checked = true;
+    persist.disabled = true;
+    persist.closest("label").title = "the config file says save_config = true: every change is saved";
+  }
+}
+
 $("add-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const form = event.target;
   const data = new FormData(form);
   const body = { id: data.get("id").trim(), uri: data.get("uri").trim(), loop: data.get("loop") === "on" };
+  const persist = form.elements.persist;
   if (data.get("conf")) body.conf = Number(data.get("conf"));
   $("add-error").textContent = "";
   try {
-    const stream = await addStream(body, data.get("persist") === "on");
+    const stream = await addStream(body, persist.checked && !persist.disabled);
     grid.upsert(stream);
     form.reset();
+    if (persist.disabled) persist.checked = true; // save_config: saved whatever reset() says
   } catch (error) {
     $("add-error").textContent = error.message;
   }
@@ -117,3 +157,4 @@ removeButton.addEventListener("click", async () => {
 window.addEventListener("hashchange", route);
 setInterval(refreshStats, STATS_INTERVAL_MS);
 route();
+fitAddForm();

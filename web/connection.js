@@ -5,6 +5,11 @@ const RECONNECT_MIN_MS = 500;
 const RECONNECT_MAX_MS = 5000;
 export const PROTOCOL_VERSION = 1;
 
+// Where segcast's routes start: the folder above this module's own /static/. Behind a reverse proxy
+// that serves segcast under a path (https://entrance/node-1/ -> a node's /), that path is part of it,
+// so every URL the viewer builds with appUrl() stays under the prefix. Never write "/api/..." instead.
+const APP_ROOT = new URL("../", import.meta.url);
+
 const TOKEN_KEY = "segcast.token";
 const SIGNED_TTL_S = 3600;
 const SIGNED_RENEW_MS = 5 * 60 * 1000; // mint a new URL token this long before the old one expires
@@ -13,7 +18,7 @@ const SIGNED_RENEW_MS = 5 * 60 * 1000; // mint a new URL token this long before 
 // which then goes onto every URL it loads. Otherwise the person is asked once for an access token,
 // kept in localStorage: fetch() sends it as a bearer header, and the URLs a header cannot reach
 // (the WebSocket, <img>) get a short-lived signed token minted with it.
-const pageToken = new URLSearchParams(location.search).get("token");
+export const pageToken = new URLSearchParams(location.search).get("token");
 let signed = null; // {token, renewAt}
 
 export function storedToken() {
@@ -40,12 +45,17 @@ export function authHeaders() {
   return token && !pageToken ? { Authorization: `Bearer ${token}` } : {};
 }
 
+// The absolute URL of one of segcast's routes, given relative to segcast's root ("api/streams").
+export function appUrl(path) {
+  return new URL(path, APP_ROOT);
+}
+
 // A signed token for URLs: the page's own, or one minted with the stored token (null if neither).
 export async function urlToken() {
   if (pageToken) return pageToken;
   if (!storedToken()) return null;
   if (signed && Date.now() < signed.renewAt) return signed.token;
-  const response = await fetch("/api/tokens", {
+  const response = await fetch(appUrl("api/tokens"), {
     method: "POST",
     headers: { ...authHeaders(), "Content-Type": "application/json" },
     body: JSON.stringify({ role: "viewer", ttl_s: SIGNED_TTL_S }),
@@ -56,13 +66,12 @@ export async function urlToken() {
   return token;
 }
 
-// ``path`` with the newest URL token on it (the page's, or the last one minted by urlToken()).
+// appUrl(path) with the newest URL token on it (the page's, or the last one minted by urlToken()).
 export function withToken(path) {
+  const url = appUrl(path);
   const token = pageToken || signed?.token;
-  if (!token) return path;
-  const url = new URL(path, location.href);
-  url.searchParams.set("token", token);
-  return url.pathname + url.search;
+  if (token) url.searchParams.set("token", token);
+  return url.href;
 }
 
 export class Connection {
@@ -78,8 +87,9 @@ export class Connection {
 
   async open() {
     await urlToken();
-    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    const socket = new WebSocket(`${scheme}//${location.host}${withToken("/ws")}`);
+    const url = new URL(withToken("ws"));
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    const socket = new WebSocket(url);
     socket.binaryType = "arraybuffer";
     this.socket = socket;
     socket.addEventListener("open", () => {

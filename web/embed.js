@@ -1,17 +1,89 @@
 // /embed/<stream>: one stream, no chrome, scaled to fill its frame. The server draws the overlay
 // (annotated variant), so the page is a canvas and nothing else. ?image=clean shows the bare video.
+//
+// Whatever keeps the picture from showing is said in the frame, since a dashboard's visitor has no
+// other place to look: a stream that is not live (with its reason and the next attempt), an id this
+// server does not have, a token that is missing or refused, a server that cannot be reached.
 
-import { Connection } from "./connection.js";
+import { getStream } from "./api.js";
+import { Connection, pageToken } from "./connection.js";
+import { OFFLINE_NOTICE, StatusPanel, streamNotice } from "./status.js";
+
+const POLL_MS = 2000;
 
 const canvas = document.getElementById("video");
 const context = canvas.getContext("2d");
-const stateLine = document.getElementById("embed-state");
+const panel = new StatusPanel(canvas.parentElement);
 const streamId = decodeURIComponent(location.pathname.split("/").pop());
 const params = new URLSearchParams(location.search);
 let drawing = false;
+let online = false; // whether the WebSocket is open
+let status; // {state, error, next_attempt_at}; null: no such stream; undefined: not known yet
+let inference = null; // the server's {state, error, next_attempt_at}: whether frames are inferred
+let problem = null; // why segcast refused to say more (a token), or that it cannot be reached
+let poller = null;
+
+const notice = (state, title, reason) => ({ state, title, reason, nextAttemptAt: null });
+const MISSING = notice(
+  "missing",
+  "No such stream",
+  `This server has no stream “${streamId}”. Check the id in the embed's address.`,
+);
+const CONNECTING = notice("connecting", "Connecting to segcast…", "");
+const TOKEN_MISSING = notice(
+  "unauthorized",
+  "This stream needs an access token",
+  "Add ?token= with a signed viewer token (POST /api/tokens) to the embed's address.",
+);
+const TOKEN_REFUSED = notice(
+  "unauthorized",
+  "The access token in this address was refused",
+  "It may have expired: put a new signed viewer token (POST /api/tokens) in the embed's address.",
+);
+
+function render() {
+  if (problem) panel.show(problem);
+  else if (status === undefined) panel.show(CONNECTING);
+  else if (status === null) panel.show(MISSING);
+  else panel.show(streamNotice(status, inference) ?? (online ? null : OFFLINE_NOTICE));
+  // While reconnecting, the next attempt's time is only in the API, not in status messages.
+  const polling = status?.state === "reconnecting";
+  if (polling && poller === null) poller = setInterval(refresh, POLL_MS);
+  if (!polling && poller !== null) {
+    clearInterval(poller);
+    poller = null;
+  }
+}
+
+function setStatus(stream) {
+  status = stream && { state: stream.state, error: stream.error, next_attempt_at: stream.next_attempt_at ?? null };
+  render();
+}
+
+// The WebSocket cannot tell a page why it was refused; the same question over HTTP can.
+async function refresh() {
+  try {
+    const stream = await getStream(streamId, { interactive: false });
+    problem = null;
+    setStatus(stream);
+  } catch (error) {
+    if (error.status === 404) {
+      problem = null;
+      setStatus(null);
+      return;
+    }
+    if (error.status === 401) problem = pageToken ? TOKEN_REFUSED : TOKEN_MISSING;
+    else if (error.status === 403) problem = notice("unauthorized", "Not allowed", error.message);
+    else problem = online ? null : OFFLINE_NOTICE; // not reachable; with the socket open, a hiccup
+    render();
+  }
+}
 
 const connection = new Connection({
-  hello() {},
+  hello(message) {
+    inference = message.inference ?? null;
+    setStatus(message.streams.find((stream) => stream.id === streamId) ?? null);
+  },
   async frame(meta, jpeg) {
     if (meta.stream !== streamId || !jpeg || drawing) return;
     drawing = true;
@@ -24,25 +96,36 @@ const connection = new Connection({
       context.drawImage(bitmap, 0, 0);
       bitmap.close();
       canvas.dataset.seq = meta.seq;
-      stateLine.hidden = true;
     } finally {
       drawing = false;
     }
   },
   event(message) {
-    if (message.type === "status" && message.stream === streamId && message.state !== "live") {
-      stateLine.textContent = message.error ? `${message.state}: ${message.error}` : message.state;
-      stateLine.hidden = false;
+    if (message.type === "inference") {
+      inference = message;
+      render();
+      return;
+    }
+    if (message.stream !== streamId) return;
+    if (message.type === "status") {
+      const same = status?.state === message.state && status?.error === message.error;
+      setStatus({ ...message, next_attempt_at: same ? status.next_attempt_at : null });
+      if (message.state === "reconnecting" && !same) refresh(); // for the next attempt's time
+    } else if (message.type === "added") {
+      setStatus({ state: "starting", error: null });
+    } else if (message.type === "removed") {
+      setStatus(null);
     }
   },
   state(state) {
-    if (state !== "live") {
-      stateLine.textContent = "reconnecting…";
-      stateLine.hidden = false;
-    }
+    online = state === "live";
+    if (online) problem = null;
+    render();
+    if (!online) refresh();
   },
 });
 
+render();
 const subscription = { streams: [streamId], image: params.get("image") === "clean" ? "clean" : "annotated" };
 const maxWidth = Number(params.get("max_width"));
 if (maxWidth) subscription.max_width = maxWidth;

@@ -1,4 +1,8 @@
 // The grid: every stream as a small live picture with its state badge; a click opens the stream view.
+// A stream that is not live says why over its picture; so does every tile while the page has lost
+// its connection to segcast, since their pictures and badges are then only the last ones received.
+
+import { OFFLINE_NOTICE, StatusPanel, streamNotice } from "./status.js";
 
 const THUMB_WIDTH_PX = 480;
 const THUMB_FPS = 4;
@@ -10,15 +14,19 @@ export class GridView {
     this.root = root;
     this.empty = empty;
     this.cards = new Map();
+    this.online = true;
+    this.inference = null; // {state, error, next_attempt_at}: the server's, shared by every stream
+  }
+
+  setInference(inference) {
+    this.inference = inference;
+    for (const card of this.cards.values()) this.render(card);
   }
 
   setStreams(streams) {
     const ids = new Set(streams.map((s) => s.id));
-    for (const [id, card] of this.cards) {
-      if (!ids.has(id)) {
-        card.element.remove();
-        this.cards.delete(id);
-      }
+    for (const id of this.cards.keys()) {
+      if (!ids.has(id)) this.remove(id);
     }
     for (const stream of streams) this.upsert(stream);
     this.empty.hidden = this.cards.size > 0;
@@ -31,7 +39,10 @@ export class GridView {
       this.cards.set(stream.id, card);
       this.root.append(card.element);
     }
-    if (stream.state) this.setState(stream.id, stream.state, stream.error);
+    if (stream.state) {
+      card.status = { state: stream.state, error: stream.error, next_attempt_at: stream.next_attempt_at };
+      this.render(card);
+    }
     if (stream.processed_fps !== undefined) {
       const fps = stream.processed_fps ? `${stream.processed_fps.toFixed(1)} fps` : "";
       card.info.textContent = [fps, stream.viewers ? `${stream.viewers} watching` : ""].filter(Boolean).join(" · ");
@@ -44,32 +55,53 @@ export class GridView {
     element.className = "card";
     element.href = `#/stream/${encodeURIComponent(id)}`;
     element.dataset.stream = id;
+    const frame = document.createElement("div");
+    frame.className = "card-picture";
     const picture = document.createElement("canvas");
     picture.width = 320;
     picture.height = 180;
+    frame.append(picture);
     const caption = document.createElement("div");
     caption.className = "card-caption";
     const name = document.createElement("strong");
+    name.className = "stream-id";
     name.textContent = id;
+    name.title = id;
     const badge = document.createElement("span");
     badge.className = "badge";
     const info = document.createElement("small");
     info.className = "muted";
     caption.append(name, badge, info);
-    element.append(picture, caption);
-    return { element, picture, badge, info, drawing: false };
+    element.append(frame, caption);
+    return { element, picture, badge, info, panel: new StatusPanel(frame), status: null, drawing: false };
   }
 
+  // A status message: its state and error, not when the next attempt is (the next poll brings that).
   setState(id, state, error) {
     const card = this.cards.get(id);
     if (!card) return;
+    const same = card.status?.state === state && card.status?.error === error;
+    card.status = { state, error, next_attempt_at: same ? card.status.next_attempt_at : null };
+    this.render(card);
+  }
+
+  setOnline(online) {
+    this.online = online;
+    for (const card of this.cards.values()) this.render(card);
+  }
+
+  render(card) {
+    const state = this.online ? (card.status?.state ?? "starting") : "offline";
     card.badge.textContent = state;
     card.badge.className = `badge state-${state}`;
-    card.badge.title = error || "";
+    card.panel.show(this.online ? streamNotice(card.status, this.inference) : OFFLINE_NOTICE);
   }
 
   remove(id) {
-    this.cards.get(id)?.element.remove();
+    const card = this.cards.get(id);
+    if (!card) return;
+    card.panel.show(null);
+    card.element.remove();
     this.cards.delete(id);
     this.empty.hidden = this.cards.size > 0;
   }

@@ -8,7 +8,9 @@
 // picture is copied to the canvas with its metadata, so overlays, highlights and pause work the same.
 // ?transport=ws, or localStorage "segcast.transport" = "ws", keeps the view on the WebSocket.
 
+import { appUrl, pageToken, storedToken } from "./connection.js";
 import { drawOverlay, trackAt, trackColor } from "./overlay.js";
+import { OFFLINE_NOTICE, StatusPanel, streamNotice } from "./status.js";
 import { canPlay, playStream } from "./webrtc.js";
 
 const FIRST_FRAME_TIMEOUT_MS = 5000;
@@ -46,6 +48,10 @@ export class StreamView {
     this.rtc = null; // the WebRTC attempt or player of the open stream: {video, player, timer, abort}
     this.frameCopy = document.createElement("canvas"); // the WebRTC frame shown, kept while paused
     this.badge = elements.transport ?? document.getElementById("stream-transport");
+    this.panel = new StatusPanel(elements.canvas.parentElement);
+    this.status = null; // {state, error, next_attempt_at} of the open stream
+    this.online = true;
+    this.inference = null; // the server's {state, error, next_attempt_at}
     // Leaving the stream view ends its WebRTC player (app.js only tells the view which stream to open).
     window.addEventListener("hashchange", () => {
       if (this.streamId !== null && routedStream() !== this.streamId) this.close();
@@ -65,6 +71,7 @@ export class StreamView {
     elements.canvas.addEventListener("mousemove", (event) => this.hover(this.trackUnder(event)?.id));
     elements.canvas.addEventListener("mouseleave", () => this.hover(null));
     elements.canvas.addEventListener("click", (event) => this.pin(this.trackUnder(event)?.id));
+    elements.copyEmbed.addEventListener("click", () => this.copyEmbed());
   }
 
   // Over WebRTC the socket still brings this stream's status, but no pictures.
@@ -99,14 +106,41 @@ export class StreamView {
       this.setPaused(false);
       this.streamId = streamId;
       this.pinnedId = null;
-      this.el.trackBody.replaceChildren();
-      this.context.clearRect(0, 0, this.el.canvas.width, this.el.canvas.height);
+      this.forget();
       this.setTransport("websocket");
       if (webrtcWanted()) this.startWebRTC(streamId);
     }
     this.el.title.textContent = streamId;
-    const embed = `${location.origin}/embed/${encodeURIComponent(streamId)}`;
+    this.el.title.title = streamId;
+    const embed = appUrl(`embed/${encodeURIComponent(streamId)}`).href;
     this.el.embedCode.value = `<iframe src="${embed}" width="640" height="384" style="border:0"></iframe>`;
+    this.el.embedNote.hidden = !(pageToken || storedToken());
+    this.el.copyState.textContent = "";
+  }
+
+  // Nothing of the previous stream may stay on screen: its picture, tracks, counts, stats or state.
+  forget() {
+    const { canvas } = this.el;
+    this.context.clearRect(0, 0, canvas.width, canvas.height);
+    delete canvas.dataset.seq;
+    delete canvas.dataset.tracks;
+    this.el.trackBody.replaceChildren();
+    this.el.trackCount.textContent = "";
+    this.el.stats.replaceChildren();
+    this.el.error.textContent = "";
+    this.status = null;
+    this.render();
+  }
+
+  async copyEmbed() {
+    const { embedCode, copyState } = this.el;
+    try {
+      await navigator.clipboard.writeText(embedCode.value); // only on https:// or localhost
+      copyState.textContent = "Copied";
+    } catch {
+      embedCode.select();
+      copyState.textContent = document.execCommand("copy") ? "Copied" : "Selected: press Ctrl+C to copy";
+    }
   }
 
   close() {
@@ -188,10 +222,29 @@ export class StreamView {
     this.present(meta);
   }
 
+  // A status message: its state and error, not when the next attempt is (the next poll brings that).
   setState(state, error) {
+    const same = this.status?.state === state && this.status?.error === error;
+    this.status = { state, error, next_attempt_at: same ? this.status.next_attempt_at : null };
+    this.render();
+  }
+
+  setOnline(online) {
+    this.online = online;
+    this.render();
+  }
+
+  setInference(inference) {
+    this.inference = inference;
+    this.render();
+  }
+
+  render() {
+    const state = this.online ? (this.status?.state ?? "") : "offline";
     this.el.state.textContent = state;
     this.el.state.className = `badge state-${state}`;
-    this.el.error.textContent = error || "";
+    this.el.state.hidden = !state;
+    this.panel.show(this.online ? streamNotice(this.status, this.inference) : OFFLINE_NOTICE);
   }
 
   setStats(stream) {
@@ -214,7 +267,8 @@ export class StreamView {
         return [term, detail];
       }),
     );
-    this.setState(stream.state, stream.error);
+    this.status = { state: stream.state, error: stream.error, next_attempt_at: stream.next_attempt_at };
+    this.render();
   }
 
   // A WebSocket frame: its metadata and the clean JPEG.
@@ -265,8 +319,10 @@ export class StreamView {
   showTracks(meta) {
     const highlighted = this.highlighted();
     this.el.trackCount.textContent = `(${meta.tracks.length})`;
+    // Oldest first (ids count up): a row stays in its place while its track lives.
+    const tracks = [...meta.tracks].sort((a, b) => a.id - b.id);
     this.el.trackBody.replaceChildren(
-      ...meta.tracks.map((track) => {
+      ...tracks.map((track) => {
         const row = document.createElement("tr");
         row.dataset.track = track.id;
         if (track.id === highlighted) row.className = "highlight";

@@ -1,6 +1,6 @@
 // WebRTC with segcast: publish this browser's camera as a stream, or play a stream's annotated video.
 //
-// Signalling is one HTTP round trip (POST /api/webrtc/publish or /api/webrtc/play/<id>, see
+// Signalling is one HTTP round trip (POST api/webrtc/publish or api/webrtc/play/<id>, see
 // server/webrtc/routes.py): the offer is sent once all local ICE candidates are in it, and the
 // server's answer already holds all of its own. ICE servers come from GET /api/webrtc/config (none on
 // a LAN by default).
@@ -54,7 +54,7 @@ export async function publishCamera({ streamId, width = 1280, height = 720, fram
   const body = { stream: streamId || undefined, fps: settings.frameRate || frameRate };
   let answer;
   try {
-    answer = await negotiate(pc, "/api/webrtc/publish", body);
+    answer = await negotiate(pc, "api/webrtc/publish", body);
   } catch (error) {
     pc.close();
     media.getTracks().forEach((t) => t.stop());
@@ -100,7 +100,7 @@ export async function playStream(streamId, { video, onMeta, onState, image = "an
   });
   playing.catch(() => {}); // awaited below unless negotiating failed first: not an unhandled rejection
   try {
-    await negotiate(pc, `/api/webrtc/play/${encodeURIComponent(streamId)}`, { image }, signal);
+    await negotiate(pc, `api/webrtc/play/${encodeURIComponent(streamId)}`, { image }, signal);
     await playing;
   } catch (error) {
     pc.close();
@@ -145,7 +145,7 @@ export async function playWithFallback(streamId, { video, onMeta, fallback, onSt
 }
 
 async function newPeer(onState, signal) {
-  const config = await fetchJson("/api/webrtc/config", { signal });
+  const config = await fetchJson("api/webrtc/config", { signal });
   const pc = new RTCPeerConnection({ iceServers: config.ice_servers });
   pc.addEventListener("connectionstatechange", () => onState?.(pc.connectionState));
   return pc;

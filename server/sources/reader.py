@@ -137,6 +137,7 @@ class StreamReader:
         self._last_frame_at: float | None = None
         self._last_media_time: float | None = None
         self._last_frame_mono = 0.0
+        self._restarts = 0  # times a file started over from its beginning (see `Frame.restarts`)
         self._rng = random.Random()
         self._announced: tuple[StreamState, str | None] | None = None
         self._attempt_live_since: float | None = None  # when this attempt's first frame came
@@ -276,6 +277,8 @@ class StreamReader:
                 return
             if offset is None:
                 offset = self._media_offset(decoded.media_time)
+                if self._last_media_time is not None and not self.source.live:
+                    self._restarts += 1  # a file plays from its start again: a new scene for trackers
             media_time = decoded.media_time + offset
             if self._last_media_time is not None and media_time < self._last_media_time:
                 media_time = self._last_media_time  # a camera's clock jumped back: hold, never reverse
@@ -304,7 +307,7 @@ class StreamReader:
             self._frames_read += 1
             self._arrivals.append(now)
             self._last_frame_at = time.time()
-            frame = Frame(self.stream_id, seq, self._last_frame_at, media_time, image)
+            frame = Frame(self.stream_id, seq, self._last_frame_at, media_time, image, self._restarts)
         self._last_media_time, self._last_frame_mono = media_time, now
         self.slot.put(frame)
         if self._attempt_live_since is None:

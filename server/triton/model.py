@@ -2,10 +2,10 @@
 
 Only the network runs remotely. Letterboxing, NMS and mask outlines stay on the node and are the same
 steps ultralytics' predictor takes for an exported model, so a frame gets the same detections from
-Triton as from the same ``.onnx`` run in-process (tests/test_triton.py compares them). Each batch the
-inference thread forms is one request; with a single inference thread per node, at most one request
-per node is in flight, and while it waits the newest frame of each camera keeps replacing the last,
-so a slow server makes live streams skip frames, never queue them.
+Triton as from the same weights run in-process (tests/test_triton.py compares them). Each batch the
+inference thread forms is one request; a node has at most two batches out (the worker's
+``REMOTE_IN_FLIGHT``), and meanwhile the newest frame of each camera keeps replacing the last, so a
+slow server makes live streams skip frames, never queue them.
 
 The server may be down when segcast starts or go away while it runs. Then each request fails at once
 with `InferenceUnavailable` saying why and when the next attempt is due; attempts back off from
@@ -20,8 +20,10 @@ import ast
 import logging
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -37,6 +39,7 @@ from server.triton.transport import (
 )
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 CONNECT_TIMEOUT_S = 5.0
 REQUEST_TIMEOUT_S = 10.0
@@ -95,15 +98,21 @@ class TritonModel:
     """A model on a Triton server, with the small surface of ultralytics' ``YOLO`` the worker uses.
 
     ``names``, ``task`` and ``overrides["imgsz"]`` are known once the server has described the model
-    (at start, or at the first successful attempt when it was down then). Owned by the inference
-    thread; `status` may be read from any thread.
+    (at start, or at the first successful attempt when it was down then). `submit` and `detect` are
+    for the inference thread; the network calls themselves run on one requester thread of this
+    model's own, which owns the connection, so the inference thread can prepare or finish one batch
+    while the server works on the previous one. `status` may be read from any thread.
     """
 
     def __init__(self, endpoint: TritonEndpoint, spec: str, *, request_timeout_s: float = REQUEST_TIMEOUT_S) -> None:
         self.endpoint = endpoint
         self._spec = spec
         self._request_timeout_s = request_timeout_s
-        self._transport: Transport | None = None
+        # One thread, so requests go out one at a time in the order submitted; the worker keeps at
+        # most `IN_FLIGHT` batches submitted, which bounds what can wait here.
+        self._requester = ThreadPoolExecutor(max_workers=1, thread_name_prefix="triton-requests")
+        self._transport: Transport | None = None  # the requester thread's
+        self._reconnect = False  # set by the inference thread after a failure, acted on by the requester
         self._served: ServedModel | None = None
         self._failures = 0
         self._retry_at = 0.0  # monotonic
@@ -131,15 +140,19 @@ class TritonModel:
 
     def connect(self) -> None:
         """Describe the model now. `ModelError` if the server says it cannot be used; if the server is
-        unreachable the model stays unavailable and the next `detect` tries again."""
+        unreachable the model stays unavailable and the next `submit` tries again."""
         try:
-            self._describe()
+            self._requester.submit(self._describe).result()
             self._up()
         except TritonUnavailable as exc:
             self._down(f"{self.endpoint.address} unreachable: {exc}")
             log.warning("Triton at %s: %s; retrying in the background", self.endpoint, self.status.error)
 
-    def detect(
+    def close(self) -> None:
+        """Stop the requester thread; a request still out is abandoned (it ends at its deadline)."""
+        self._requester.shutdown(wait=False, cancel_futures=True)
+
+    def submit(
         self,
         images: list[np.ndarray],
         *,
@@ -148,19 +161,40 @@ class TritonModel:
         iou: float = 0.7,
         agnostic_nms: bool = False,
         max_det: int = 300,
+        on_answer: Callable[[], None] | None = None,
         **_: Any,
-    ) -> list[Detections]:
-        """The detections of each image, from one request per `max_batch` images.
+    ) -> PendingDetections:
+        """Send ``images`` (all of one shape, as the worker groups them), one request per `max_batch`
+        images, and return at once; ``on_answer`` is called (on the requester thread) when the server
+        has answered, or the request failed.
 
-        Same shapes only (the worker groups frames by shape). Raises `InferenceUnavailable`.
+        Raises `InferenceUnavailable`, here while the server is known to be down and from
+        `PendingDetections.result` when the request fails.
         """
-        now = time.monotonic()
-        if now < self._retry_at:
+        if time.monotonic() < self._retry_at:
             raise InferenceUnavailable(self.status.error or "inference unavailable")
+        served = self._served or self._outcome(self._requester.submit(self._describe))
+        batch, input_shape = self._prepare(served, images, imgsz)
+        request = self._requester.submit(self._infer, served, batch)
+        if on_answer is not None:
+            request.add_done_callback(lambda _: on_answer())
+        frame_shapes = [image.shape[:2] for image in images]
+
+        def detections(outputs: list[np.ndarray]) -> list[Detections]:
+            return _postprocess(served, outputs, input_shape, frame_shapes, conf, iou, agnostic_nms, max_det)
+
+        return PendingDetections(self, request, detections)
+
+    def detect(self, images: list[np.ndarray], **options: Any) -> list[Detections]:
+        """`submit`, then wait: the detections of each image."""
+        return self.submit(images, **options).result()
+
+    # -- inside -------------------------------------------------------------------------------------
+
+    def _outcome(self, request: Future[_T]) -> _T:
+        """The request's result, with its failure turned into `InferenceUnavailable` and the backoff."""
         try:
-            served = self._describe()
-            batch, input_shape = self._prepare(served, images, imgsz)
-            outputs = self._infer(served, batch)
+            value = request.result()
         except TritonUnavailable as exc:
             self._down(f"Triton at {self.endpoint.address} unreachable: {exc}")
             raise InferenceUnavailable(self.status.error) from None
@@ -168,23 +202,29 @@ class TritonModel:
             self._down(f"Triton refused the request: {exc}")
             raise InferenceUnavailable(self.status.error) from None
         self._up()
-        frame_shapes = [image.shape[:2] for image in images]
-        return _postprocess(served, outputs, input_shape, frame_shapes, conf, iou, agnostic_nms, max_det)
+        return value
 
-    # -- inside -------------------------------------------------------------------------------------
-
-    def _describe(self) -> ServedModel:
+    def _connection(self) -> Transport:
+        """The requester thread's connection; a fresh one after a failure (see `_down`)."""
+        if self._reconnect and self._transport is not None:
+            self._transport.close()
+            self._transport = None
+        self._reconnect = False
         if self._transport is None:
             self._transport = open_transport(self.endpoint, CONNECT_TIMEOUT_S)
+        return self._transport
+
+    def _describe(self) -> ServedModel:
+        transport = self._connection()
         if self._served is None:
             try:
-                config = self._transport.model_config(self.endpoint.model, CONNECT_TIMEOUT_S)
+                config = transport.model_config(self.endpoint.model, CONNECT_TIMEOUT_S)
             except TritonRefused as exc:
                 where = f"Triton at {self.endpoint.address}"
                 raise ModelError(f"--model {self._spec}: {where} cannot serve it ({exc})") from None
             served = ServedModel.from_config(config, self._spec)
-            self._served = served
             self.overrides["imgsz"] = served.imgsz
+            self._served = served
             log.info(
                 "Triton model %s: %s, %d classes, input %s, max batch %d",
                 self.endpoint,
@@ -216,7 +256,7 @@ class TritonModel:
         return (pixels.astype(np.float32) / 255).astype(served.input_dtype, copy=False), input_shape
 
     def _infer(self, served: ServedModel, batch: np.ndarray) -> list[np.ndarray]:
-        assert self._transport is not None
+        transport = self._connection()
         step = served.max_batch or 1  # without server-side batching, the batch dimension is the model's own
         parts: list[list[np.ndarray]] = []
         for first in range(0, len(batch), step):
@@ -224,7 +264,7 @@ class TritonModel:
             self.requests += 1
             try:
                 parts.append(
-                    self._transport.infer(
+                    transport.infer(
                         self.endpoint.model,
                         served.input_name,
                         batch[first : first + step],
@@ -243,11 +283,9 @@ class TritonModel:
         self._failures += 1
         delay = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** (self._failures - 1))
         self._retry_at = time.monotonic() + delay
-        if self._transport is not None:
-            # A fresh connection on the next attempt: a gRPC channel that saw the server go keeps
-            # its own, longer reconnect backoff, which would delay recovery well past ours.
-            self._transport.close()
-            self._transport = None
+        # A fresh connection on the next attempt: a gRPC channel that saw the server go keeps its
+        # own, longer reconnect backoff, which would delay recovery well past ours.
+        self._reconnect = True
         with self._status_lock:
             changed = self._status.available or self._status.error != reason
             self._status = InferenceStatus(False, reason, time.time() + delay)
@@ -261,6 +299,27 @@ class TritonModel:
         with self._status_lock:
             if not self._status.available:
                 self._status = InferenceStatus(True)
+
+
+class PendingDetections:
+    """Detections of a request that is out: `done` without waiting, `result` waits (and post-processes)."""
+
+    def __init__(
+        self,
+        model: TritonModel,
+        request: Future[list[np.ndarray]],
+        detections: Callable[[list[np.ndarray]], list[Detections]],
+    ) -> None:
+        self._model = model
+        self._request = request
+        self._detections = detections
+
+    def done(self) -> bool:
+        return self._request.done()
+
+    def result(self) -> list[Detections]:
+        """The detections of each image; `InferenceUnavailable` if the request failed. Inference thread only."""
+        return self._detections(self._model._outcome(self._request))
 
 
 def _postprocess(

@@ -120,8 +120,12 @@ class _GrpcTransport:
             return method(*args, **kwargs)
         except InferenceServerException as exc:
             status = str(exc.status() or "")
-            if any(code in status for code in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED", "RESOURCE_EXHAUSTED")):
-                raise TritonUnavailable(_short(exc)) from None
+            if "DEADLINE_EXCEEDED" in status:
+                raise TritonUnavailable(f"no answer within {kwargs['client_timeout']:g} s") from None
+            if any(code in status for code in ("UNAVAILABLE", "CANCELLED", "RESOURCE_EXHAUSTED")):
+                text = _short(exc)
+                # gRPC says "failed to connect to all addresses; last error: ...: Connection refused"
+                raise TritonUnavailable("connection refused" if "Connection refused" in text else text) from None
             raise TritonRefused(_short(exc)) from None
 
 

@@ -1,0 +1,127 @@
+"""The event history and outputs in the REST API (formats in docs/protocol.md, "Events out").
+
+``GET /api/events`` pages through the history newest first: each page has a ``next`` link that
+continues below its last id, so pages stay exact while new events arrive. The queries run in the
+loop's executor on their own read connection; a database that cannot be read is a 503 naming why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from server.errors import error
+from server.events.history import MAX_PAGE, EventQuery, HistorySink
+from server.events.outputs import EventOutputs
+
+event_outputs_key = web.AppKey("event_outputs", EventOutputs)
+
+DEFAULT_PAGE = 100
+MAX_EVENT_ID = 2**63 - 1  # SQLite's largest integer
+TEXT_FILTERS = {"stream": "stream", "type": "type", "class": "class_name", "zone": "zone", "line": "line"}
+
+
+def setup_events_api(app: web.Application) -> None:
+    app.router.add_get("/api/events", _list_events)
+    app.router.add_get("/api/events/outputs", _outputs)
+    app.router.add_get("/api/events/{event:[0-9]{1,18}}/snapshot.jpg", _snapshot)
+
+
+def _history(request: web.Request) -> HistorySink:
+    outputs = request.app.get(event_outputs_key)
+    history = None if outputs is None else outputs.history
+    if history is None:
+        raise error(web.HTTPNotFound, "the event history is off: add an [events.history] table to the config file")
+    return history
+
+
+def _parse_query(request: web.Request) -> EventQuery:
+    params = request.query
+    known = (*TEXT_FILTERS, "since", "until", "before", "limit")
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise error(web.HTTPBadRequest, f"{unknown[0]}: unknown parameter; known: {', '.join(known)}")
+    fields: dict[str, Any] = {TEXT_FILTERS[k]: v for k, v in params.items() if k in TEXT_FILTERS}
+    for key in ("since", "until"):
+        if key in params:
+            fields[key] = _parse(params[key], float, key, "Unix seconds, e.g. 1767225600.5")
+            if not math.isfinite(fields[key]):
+                raise error(web.HTTPBadRequest, f"{key}: expected Unix seconds, got {params[key]!r}")
+    if "before" in params:
+        fields["before"] = _parse(params["before"], int, "before", "an event id")
+        if not 0 <= fields["before"] <= MAX_EVENT_ID:
+            raise error(web.HTTPBadRequest, f"before: expected an event id, got {params['before']!r}")
+    limit = _parse(params.get("limit", str(DEFAULT_PAGE)), int, "limit", f"a whole number from 1 to {MAX_PAGE}")
+    if not 1 <= limit <= MAX_PAGE:
+        raise error(web.HTTPBadRequest, f"limit: expected a whole number from 1 to {MAX_PAGE}, got {limit}")
+    fields["limit"] = limit
+    return EventQuery(**fields)
+
+
+def _parse(text: str, kind: Callable[[str], Any], key: str, expected: str) -> Any:
+    try:
+        return kind(text)
+    except ValueError:
+        raise error(web.HTTPBadRequest, f"{key}: expected {expected}, got {text!r}") from None
+
+
+async def _list_events(request: web.Request) -> web.Response:
+    """``?stream=&type=&class=&zone=&line=&since=&until=&limit=&before=``: newest first, one page."""
+    history = _history(request)
+    query = _parse_query(request)
+    try:
+        stored = await asyncio.get_running_loop().run_in_executor(None, history.query, query)
+    except sqlite3.Error as exc:
+        raise error(web.HTTPServiceUnavailable, f"the event history cannot be read: {exc}") from None
+    events = [
+        {
+            "id": item.id,
+            "event": dict(item.data),
+            "snapshot": f"/api/events/{item.id}/snapshot.jpg" if item.has_snapshot else None,
+        }
+        for item in stored
+    ]
+    following = None
+    if len(stored) == query.limit:
+        params = {k: v for k, v in request.query.items() if k != "before"}
+        following = f"/api/events?{urlencode({**params, 'before': stored[-1].id})}"
+    return web.json_response({"events": events, "next": following})
+
+
+async def _snapshot(request: web.Request) -> web.Response:
+    history = _history(request)
+    event_id = int(request.match_info["event"])
+    try:
+        jpeg = await asyncio.get_running_loop().run_in_executor(None, history.snapshot, event_id)
+    except sqlite3.Error as exc:
+        raise error(web.HTTPServiceUnavailable, f"the event history cannot be read: {exc}") from None
+    if jpeg is None:
+        raise error(web.HTTPNotFound, f"no snapshot for event {event_id}: no such event, or stored without one")
+    return web.Response(body=jpeg, content_type="image/jpeg", headers={"Cache-Control": "max-age=86400"})
+
+
+async def _outputs(request: web.Request) -> web.Response:
+    """Each configured output's state and counters: how to see that a broker or URL cannot be reached."""
+    outputs = request.app.get(event_outputs_key)
+    sinks = [] if outputs is None else outputs.health()
+    return web.json_response(
+        {
+            "outputs": [
+                {
+                    "name": h.name,
+                    "state": h.state.value,
+                    "delivered": h.delivered,
+                    "dropped": h.dropped,
+                    "failed": h.failed,
+                    "last_error": h.last_error,
+                }
+                for h in sinks
+            ]
+        }
+    )

@@ -1,0 +1,240 @@
+"""The ``[events]`` table of the config file: which outputs to run and how, checked before start-up.
+
+Every output is off unless its table is present. Errors are ValueError naming the key
+(``events.mqtt.port: ...``); `server.config` adds the file name and turns them into its ConfigError.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+DEFAULT_QUEUE = 1000
+MAX_QUEUE = 100_000
+DEFAULT_HISTORY_FILE = "segcast-events.db"
+DEFAULT_MAX_AGE_DAYS = 30.0
+DEFAULT_MAX_MB = 1024.0
+DEFAULT_WEBHOOK_TIMEOUT_S = 5.0
+DEFAULT_WEBHOOK_RETRIES = 3
+TOPIC_PART = re.compile(r"^[A-Za-z0-9_/-]{1,128}$")
+
+HISTORY_KEYS = ("path", "max_age_days", "max_mb", "snapshots", "queue")
+WEBHOOK_KEYS = ("url", "secret", "timeout_s", "retries", "queue")
+MQTT_KEYS = (
+    "host",
+    "port",
+    "username",
+    "password",
+    "tls",
+    "ca_file",
+    "client_id",
+    "topic_prefix",
+    "discovery",
+    "discovery_prefix",
+    "queue",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class HistorySettings:
+    path: Path
+    max_age_days: float = DEFAULT_MAX_AGE_DAYS
+    max_mb: float = DEFAULT_MAX_MB
+    snapshots: bool = True
+    queue: int = DEFAULT_QUEUE
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    url: str
+    secret: str | None = field(default=None, repr=False)
+    timeout_s: float = DEFAULT_WEBHOOK_TIMEOUT_S
+    retries: int = DEFAULT_WEBHOOK_RETRIES
+    queue: int = DEFAULT_QUEUE
+
+
+@dataclass(frozen=True, slots=True)
+class MqttSettings:
+    host: str
+    port: int | None = None  # None: 8883 with TLS, 1883 without
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: bool = False
+    ca_file: Path | None = None
+    client_id: str | None = None
+    topic_prefix: str = "segcast"
+    discovery: bool = True
+    discovery_prefix: str = "homeassistant"
+    queue: int = DEFAULT_QUEUE
+
+    @property
+    def effective_port(self) -> int:
+        return self.port if self.port is not None else (8883 if self.tls else 1883)
+
+
+@dataclass(frozen=True, slots=True)
+class EventsSettings:
+    history: HistorySettings | None = None
+    webhooks: tuple[WebhookSettings, ...] = ()
+    mqtt: MqttSettings | None = None
+
+    @property
+    def any(self) -> bool:
+        return self.history is not None or bool(self.webhooks) or self.mqtt is not None
+
+
+def events_settings(table: object, folder: Path) -> EventsSettings:
+    """The ``[events]`` table; relative paths are taken from ``folder`` (the config file's)."""
+    if not isinstance(table, Mapping):
+        raise ValueError(f"events: expected an [events] table, got {table!r}")
+    _known(table, ("history", "webhooks", "mqtt"), "events")
+    history = _history(_sub(table, "history"), folder) if "history" in table else None
+    hooks = table.get("webhooks", [])
+    if not isinstance(hooks, list) or not all(isinstance(h, Mapping) for h in hooks):
+        raise ValueError("events.webhooks: expected [[events.webhooks]] tables")
+    webhooks = tuple(_webhook(h, f"events.webhooks[{i}]") for i, h in enumerate(hooks))
+    mqtt = _mqtt(_sub(table, "mqtt"), folder) if "mqtt" in table else None
+    return EventsSettings(history, webhooks, mqtt)
+
+
+def _history(table: Mapping[str, Any], folder: Path) -> HistorySettings:
+    where = "events.history"
+    _known(table, HISTORY_KEYS, where)
+    path = _text(table, "path", where) or DEFAULT_HISTORY_FILE
+    return HistorySettings(
+        path=(folder / Path(path).expanduser()).resolve(),
+        max_age_days=_number(table, "max_age_days", DEFAULT_MAX_AGE_DAYS, where),
+        max_mb=_number(table, "max_mb", DEFAULT_MAX_MB, where),
+        snapshots=_bool(table, "snapshots", True, where),
+        queue=_queue(table, where),
+    )
+
+
+def _webhook(table: Mapping[str, Any], where: str) -> WebhookSettings:
+    _known(table, WEBHOOK_KEYS, where)
+    url = _text(table, "url", where)
+    parts = urlsplit(url or "")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{where}.url: expected an http:// or https:// URL, got {url!r}")
+    retries = table.get("retries", DEFAULT_WEBHOOK_RETRIES)
+    if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 20:
+        raise ValueError(f"{where}.retries: expected a whole number from 0 to 20, got {retries!r}")
+    return WebhookSettings(
+        url=parts.geturl(),
+        secret=_text(table, "secret", where),
+        timeout_s=_number(table, "timeout_s", DEFAULT_WEBHOOK_TIMEOUT_S, where),
+        retries=retries,
+        queue=_queue(table, where),
+    )
+
+
+def _mqtt(table: Mapping[str, Any], folder: Path) -> MqttSettings:
+    where = "events.mqtt"
+    _known(table, MQTT_KEYS, where)
+    host = _text(table, "host", where)
+    if not host:
+        raise ValueError(f"{where}.host: expected the broker's host name or address")
+    port = table.get("port")
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535):
+        raise ValueError(f"{where}.port: expected a whole number from 1 to 65535, got {port!r}")
+    ca_file = _text(table, "ca_file", where)
+    ca_path = (folder / Path(ca_file).expanduser()).resolve() if ca_file else None
+    if ca_path is not None and not ca_path.is_file():
+        raise ValueError(f"{where}.ca_file: {ca_file!r} is not a file")
+    username, password = _text(table, "username", where), _text(table, "password", where)
+    if password is not None and username is None:
+        raise ValueError(f"{where}.password: set username too")
+    prefixes = {
+        key: _topic(table, key, default, where)
+        for key, default in (("topic_prefix", "segcast"), ("discovery_prefix", "homeassistant"))
+    }
+    return MqttSettings(
+        host=host,
+        port=port,
+        username=username,
+        password=password,
+        tls=_bool(table, "tls", ca_path is not None, where),
+        ca_file=ca_path,
+        client_id=_text(table, "client_id", where),
+        topic_prefix=prefixes["topic_prefix"],
+        discovery=_bool(table, "discovery", True, where),
+        discovery_prefix=prefixes["discovery_prefix"],
+        queue=_queue(table, where),
+    )
+
+
+def _known(table: Mapping[str, Any], keys: tuple[str, ...], where: str) -> None:
+    unknown = sorted(set(table) - set(keys))
+    if unknown:
+        raise ValueError(f"{where}.{unknown[0]}: unknown key; known keys are {', '.join(keys)}")
+
+
+def _sub(table: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = table[key]
+    if not isinstance(value, Mapping):
+        raise ValueError(f"events.{key}: expected an [events.{key}] table, got {value!r}")
+    return value
+
+
+def _text(table: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = table.get(key)
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ValueError(f"{where}.{key}: expected a non-empty string")
+    return value
+
+
+def _topic(table: Mapping[str, Any], key: str, default: str, where: str) -> str:
+    value = table.get(key, default)
+    if not isinstance(value, str) or not TOPIC_PART.match(value) or value.startswith("/") or value.endswith("/"):
+        raise ValueError(f"{where}.{key}: expected letters, digits, '_', '-' and inner '/', got {value!r}")
+    return value
+
+
+def _number(table: Mapping[str, Any], key: str, default: float, where: str) -> float:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e9:
+        raise ValueError(f"{where}.{key}: expected a positive number, got {value!r}")
+    return float(value)
+
+
+def _bool(table: Mapping[str, Any], key: str, default: bool, where: str) -> bool:
+    value = table.get(key, default)
+    if not isinstance(value, bool):
+        raise ValueError(f"{where}.{key}: expected true or false, got {value!r}")
+    return value
+
+
+def _queue(table: Mapping[str, Any], where: str) -> int:
+    value = table.get("queue", DEFAULT_QUEUE)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_QUEUE:
+        raise ValueError(f"{where}.queue: expected a whole number from 1 to {MAX_QUEUE}, got {value!r}")
+    return value
+
+
+def events_toml(settings: EventsSettings) -> list[str]:
+    """``settings`` as TOML lines for `server.config.write_config`: saving an API change must keep them."""
+    lines: list[str] = []
+    if settings.history is not None:
+        lines += ["[events.history]", *_pairs(settings.history, HISTORY_KEYS), ""]
+    for hook in settings.webhooks:
+        lines += ["[[events.webhooks]]", *_pairs(hook, WEBHOOK_KEYS), ""]
+    if settings.mqtt is not None:
+        lines += ["[events.mqtt]", *_pairs(settings.mqtt, MQTT_KEYS), ""]
+    return lines
+
+
+def _pairs(value: object, keys: tuple[str, ...]) -> list[str]:
+    return [f"{key} = {_toml(getattr(value, key))}" for key in keys if getattr(value, key) is not None]
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(str(value))  # a JSON string is a valid TOML basic string

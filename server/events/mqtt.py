@@ -1,0 +1,207 @@
+"""MQTT: events and per-stream counts published to a broker, and Home Assistant discovery for the counts.
+
+Topics (``P`` is ``topic_prefix``, default ``segcast``; ``D`` is ``discovery_prefix``, default
+``homeassistant``):
+
+- ``P/status``: ``online`` while connected, ``offline`` after (the broker sends it as our will if the
+  connection dies), retained;
+- ``P/<stream>/events/<type>``: every event's JSON, QoS 1, not retained (``type`` is ``track``,
+  ``zone_enter``, ``line_cross``...);
+- ``P/<stream>/counts``: the stream's counts as one flat JSON object (``{"tracks": 3, ...}``),
+  retained, published when they change;
+- ``D/sensor/<node>_<stream>/<count>/config``: retained discovery config of one sensor per count
+  (``node`` is the prefix with ``/`` as ``_``), published the first time a count is seen after
+  connecting, so counts added later (zones, lines) appear in Home Assistant by themselves.
+
+One task owns the connection: it connects, publishes from its queue, and on any broker error waits
+(doubling up to `BACKOFF_MAX_S`) and connects again. The event being published when the connection
+dropped is published again after it (at least once, as QoS 1 promises); events arriving meanwhile
+wait in the bounded queue, and once it is full they are dropped and counted. Counts are not queued:
+only the newest counts of each stream are kept, so a long outage costs one message per stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import ssl
+from contextlib import suppress
+
+import aiomqtt
+
+from server.events.config import MqttSettings
+from server.events.sink import BACKOFF_MAX_S, Counts, OutEvent, SinkHealth, Tally, backoff_s
+
+log = logging.getLogger(__name__)
+
+QOS = 1
+CONNECT_TIMEOUT_S = 10.0
+OFFLINE_TIMEOUT_S = 1.0
+UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+class MqttSink:
+    def __init__(self, settings: MqttSettings, backoff_first_s: float = 0.5) -> None:
+        self.settings = settings
+        self.name = f"mqtt {settings.host}:{settings.effective_port}"
+        self.backoff_first_s = backoff_first_s
+        self.connect_timeout_s = CONNECT_TIMEOUT_S
+        self._tally = Tally(self.name, log)
+        self._events: asyncio.Queue[OutEvent] = asyncio.Queue(settings.queue)
+        self._retry: OutEvent | None = None  # in flight when the connection dropped: sent first after it
+        self._latest: dict[str, Counts] = {}
+        self._unsent_counts: dict[str, Counts] = {}
+        self._announced: set[tuple[str, str]] = set()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.status_topic = f"{settings.topic_prefix}/status"
+        self._node = settings.topic_prefix.replace("/", "_")
+
+    # -- on the loop, from the outputs ----------------------------------------------------------
+
+    def offer(self, event: OutEvent) -> None:
+        try:
+            self._events.put_nowait(event)
+        except asyncio.QueueFull:
+            self._tally.drop(event)
+            return
+        self._wake.set()
+
+    def offer_counts(self, stream_id: str, counts: Counts) -> None:
+        self._latest[stream_id] = counts
+        self._unsent_counts[stream_id] = counts
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=self.name)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+
+    def health(self) -> SinkHealth:
+        return self._tally.health()
+
+    # -- the connection task --------------------------------------------------------------------
+
+    def _client(self) -> aiomqtt.Client:
+        settings = self.settings
+        context = None
+        if settings.tls:
+            cafile = str(settings.ca_file) if settings.ca_file is not None else None
+            context = ssl.create_default_context(cafile=cafile)
+        return aiomqtt.Client(
+            settings.host,
+            settings.effective_port,
+            username=settings.username,
+            password=settings.password,
+            identifier=settings.client_id,
+            will=aiomqtt.Will(self.status_topic, "offline", qos=QOS, retain=True),
+            tls_context=context,
+            timeout=self.connect_timeout_s,
+        )
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            try:
+                async with self._client() as client:
+                    failures = 0
+                    await client.publish(self.status_topic, "online", qos=QOS, retain=True)
+                    self._tally.ok(0)
+                    self._announced.clear()
+                    self._unsent_counts = dict(self._latest)  # the broker may have lost the retained ones
+                    try:
+                        await self._serve(client)
+                    except asyncio.CancelledError:
+                        with suppress(aiomqtt.MqttError, TimeoutError):
+                            await asyncio.wait_for(
+                                client.publish(self.status_topic, "offline", qos=QOS, retain=True), OFFLINE_TIMEOUT_S
+                            )
+                        raise
+            except (aiomqtt.MqttError, OSError) as exc:  # OSError: a CA file that cannot be read or used
+                self._tally.fail(f"broker {self.settings.host}:{self.settings.effective_port}: {exc}")
+            await asyncio.sleep(backoff_s(failures, self.backoff_first_s, BACKOFF_MAX_S))
+            failures += 1
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        """Publish until the connection drops (raises `aiomqtt.MqttError`), noticed even while idle.
+
+        Iterating ``client.messages`` ends with an error as soon as the connection is lost, so a broker
+        that goes away while nothing is being published still turns the state to failing at once.
+        """
+        publisher = asyncio.ensure_future(self._publish_forever(client))
+        watcher = asyncio.ensure_future(self._watch(client))
+        try:
+            done, _ = await asyncio.wait((publisher, watcher), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (publisher, watcher):
+                task.cancel()
+            await asyncio.gather(publisher, watcher, return_exceptions=True)
+        for task in done:
+            task.result()
+
+    @staticmethod
+    async def _watch(client: aiomqtt.Client) -> None:
+        async for _ in client.messages:  # nothing is subscribed: this only waits for a disconnection
+            pass
+
+    async def _publish_forever(self, client: aiomqtt.Client) -> None:
+        while True:
+            if self._retry is not None or not self._events.empty():
+                event = self._retry if self._retry is not None else self._events.get_nowait()
+                self._retry = event
+                await client.publish(self._event_topic(event), json.dumps(event.data), qos=QOS)
+                self._retry = None
+                self._tally.ok()
+            elif self._unsent_counts:
+                stream_id = next(iter(self._unsent_counts))
+                counts = self._unsent_counts.pop(stream_id)
+                try:
+                    await self._publish_counts(client, stream_id, counts)
+                except aiomqtt.MqttError:
+                    self._unsent_counts.setdefault(stream_id, counts)
+                    raise
+            else:
+                self._wake.clear()
+                await self._wake.wait()
+
+    def _event_topic(self, event: OutEvent) -> str:
+        kind = UNSAFE.sub("_", str(event.data.get("type", "event"))) or "event"
+        return f"{self.settings.topic_prefix}/{event.stream_id}/events/{kind}"
+
+    def counts_topic(self, stream_id: str) -> str:
+        return f"{self.settings.topic_prefix}/{stream_id}/counts"
+
+    async def _publish_counts(self, client: aiomqtt.Client, stream_id: str, counts: Counts) -> None:
+        if self.settings.discovery:
+            for name in counts:
+                if (stream_id, name) not in self._announced:
+                    await client.publish(
+                        self.discovery_topic(stream_id, name),
+                        json.dumps(self.discovery_config(stream_id, name)),
+                        qos=QOS,
+                        retain=True,
+                    )
+                    self._announced.add((stream_id, name))
+        await client.publish(self.counts_topic(stream_id), json.dumps(dict(counts)), qos=QOS, retain=True)
+
+    def discovery_topic(self, stream_id: str, name: str) -> str:
+        return f"{self.settings.discovery_prefix}/sensor/{self._node}_{stream_id}/{UNSAFE.sub('_', name)}/config"
+
+    def discovery_config(self, stream_id: str, name: str) -> dict[str, object]:
+        """Home Assistant's MQTT discovery payload for the sensor of count ``name`` of ``stream_id``."""
+        device_id = f"{self._node}_{stream_id}"
+        return {
+            "name": name.replace("_", " "),
+            "unique_id": f"{device_id}_{UNSAFE.sub('_', name)}",
+            "state_topic": self.counts_topic(stream_id),
+            "value_template": f"{{{{ value_json[{json.dumps(name)}] }}}}",
+            "state_class": "measurement",
+            "availability_topic": self.status_topic,
+            "device": {"identifiers": [device_id], "name": f"segcast {stream_id}", "manufacturer": "segcast"},
+        }

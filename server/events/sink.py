@@ -1,0 +1,128 @@
+"""The one shape every event output has, and the pieces they share: health, drop counting, backoff.
+
+A sink is handed events on the event loop and must take them at once: `Sink.offer` only puts the
+event in the sink's own bounded queue (or drops it, counted, when that is full). Delivering is the
+sink's own task or thread, so a broker that is down or a webhook that hangs delays nobody but
+itself. Events are plain JSON dicts (the protocol's event messages), so any kind the pipeline
+emits, track or analytics, goes out without a sink knowing it.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from server.encode import FramePacket
+
+#: At most one "queue full" line per sink per this many seconds; the counter in /metrics has the rest.
+DROP_LOG_INTERVAL_S = 30.0
+BACKOFF_FIRST_S = 0.5
+BACKOFF_MAX_S = 30.0
+
+Counts = Mapping[str, float]
+
+
+class SinkState(enum.Enum):
+    STARTING = "starting"
+    OK = "ok"  # the last delivery (or connection) worked
+    FAILING = "failing"  # the last delivery failed, or the destination cannot be reached; see last_error
+
+
+@dataclass(frozen=True, slots=True)
+class OutEvent:
+    """An event on its way out: its protocol JSON and the frame it happened on (for snapshots)."""
+
+    data: Mapping[str, Any]
+    packet: FramePacket
+
+    @property
+    def stream_id(self) -> str:
+        return self.packet.stream_id
+
+
+@dataclass(frozen=True, slots=True)
+class SinkHealth:
+    """What /metrics and the logs say about one sink; a copy, safe to read from any thread."""
+
+    name: str
+    state: SinkState
+    delivered: int
+    dropped: int
+    failed: int
+    last_error: str | None
+
+
+class Sink(Protocol):
+    """An event output. `offer` and `offer_counts` run on the loop and never wait; `start` and `stop`
+    own the sink's task or thread, and `stop` returns once it has ended."""
+
+    name: str
+
+    def offer(self, event: OutEvent) -> None: ...
+
+    def offer_counts(self, stream_id: str, counts: Counts) -> None: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def health(self) -> SinkHealth: ...
+
+
+class Tally:
+    """A sink's counters and state, with "queue full" logged at most once per `DROP_LOG_INTERVAL_S`.
+
+    Counters are plain ints written by one thread or task and read by others: a scrape may see a
+    value one event old, never a torn one.
+    """
+
+    def __init__(self, name: str, log: logging.Logger) -> None:
+        self.name = name
+        self._log = log
+        self.state = SinkState.STARTING
+        self.delivered = 0
+        self.dropped = 0
+        self.failed = 0
+        self.last_error: str | None = None
+        self._dropped_logged = 0
+        self._next_drop_log = 0.0
+
+    def drop(self, event: OutEvent) -> None:
+        self.dropped += 1
+        now = time.monotonic()
+        if now >= self._next_drop_log:
+            self._next_drop_log = now + DROP_LOG_INTERVAL_S
+            self._log.warning(
+                "[%s] %s: queue full, dropped %d event(s) since the last report (latest a %s)",
+                event.stream_id,
+                self.name,
+                self.dropped - self._dropped_logged,
+                event.data.get("type"),
+            )
+            self._dropped_logged = self.dropped
+
+    def ok(self, delivered: int = 1) -> None:
+        if self.state is not SinkState.OK:
+            self._log.info("%s: working", self.name)
+        self.state = SinkState.OK
+        self.delivered += delivered
+
+    def fail(self, reason: str, lost: int = 0) -> None:
+        """Record a failure; ``lost`` events are given up on. Logged when the reason changes."""
+        if self.state is not SinkState.FAILING or reason != self.last_error:
+            self._log.error("%s: %s", self.name, reason)
+        self.state = SinkState.FAILING
+        self.last_error = reason
+        self.failed += lost
+
+    def health(self) -> SinkHealth:
+        return SinkHealth(self.name, self.state, self.delivered, self.dropped, self.failed, self.last_error)
+
+
+def backoff_s(attempt: int, first_s: float = BACKOFF_FIRST_S, max_s: float = BACKOFF_MAX_S) -> float:
+    """The wait before retry number ``attempt`` (0-based): doubling from ``first_s``, capped at ``max_s``."""
+    return min(max_s, first_s * 2 ** min(attempt, 30))

@@ -1,0 +1,102 @@
+"""Webhooks: each event POSTed as JSON to a URL, signed, retried with backoff, one at a time in order.
+
+The receiver checks ``X-Segcast-Signature: sha256=<hex>``, the HMAC-SHA256 of the raw body under the
+shared secret (GitHub's scheme, so existing verifiers work). A delivery that times out, cannot
+connect or gets a 5xx or 429 is retried up to ``retries`` times with doubling waits; a 4xx other
+than 429 means the receiver refuses the event, so it is not retried. While a URL is down its queue
+fills and further events are dropped and counted: they never pile up in memory or delay others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+from contextlib import suppress
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from server.events.config import WebhookSettings
+from server.events.sink import Counts, OutEvent, SinkHealth, Tally, backoff_s
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Segcast-Signature"
+EVENT_HEADER = "X-Segcast-Event"
+USER_AGENT = "segcast-webhook/1"
+
+
+def signature(secret: str, body: bytes) -> str:
+    """The ``X-Segcast-Signature`` value of ``body``: ``sha256=`` and the hex HMAC-SHA256 under ``secret``."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class _Refused(Exception):
+    """The receiver answered with a status that retrying will not change."""
+
+
+class WebhookSink:
+    def __init__(self, settings: WebhookSettings, backoff_first_s: float = 0.5) -> None:
+        self.settings = settings
+        parts = urlsplit(settings.url)
+        # The URL may carry credentials or a token in its query: logs and metrics name only its origin.
+        self.name = f"webhook {parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        self._tally = Tally(self.name, log)
+        self._queue: asyncio.Queue[OutEvent] = asyncio.Queue(settings.queue)
+        self.backoff_first_s = backoff_first_s
+        self._task: asyncio.Task[None] | None = None
+
+    def offer(self, event: OutEvent) -> None:
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self._tally.drop(event)
+
+    def offer_counts(self, stream_id: str, counts: Counts) -> None:
+        """Webhooks carry events only; counts are polled (API, /metrics) or subscribed to (MQTT)."""
+
+    async def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=self.name)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+
+    def health(self) -> SinkHealth:
+        return self._tally.health()
+
+    async def _run(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s)
+        async with aiohttp.ClientSession(timeout=timeout, headers={"User-Agent": USER_AGENT}) as session:
+            while True:
+                event = await self._queue.get()
+                await self._deliver(session, event)
+
+    async def _deliver(self, session: aiohttp.ClientSession, event: OutEvent) -> None:
+        body = json.dumps(event.data, separators=(",", ":")).encode()
+        headers = {"Content-Type": "application/json", EVENT_HEADER: str(event.data.get("type", ""))}
+        if self.settings.secret is not None:
+            headers[SIGNATURE_HEADER] = signature(self.settings.secret, body)
+        for attempt in range(self.settings.retries + 1):
+            try:
+                async with session.post(self.settings.url, data=body, headers=headers) as response:
+                    if response.status < 300:
+                        self._tally.ok()
+                        return
+                    reason = f"{self.name} answered HTTP {response.status}"
+                    if response.status < 500 and response.status != 429:
+                        raise _Refused(reason)
+            except _Refused as exc:
+                self._tally.fail(f"{exc}; not retried", lost=1)
+                return
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                reason = f"cannot deliver: {type(exc).__name__}: {exc}" if str(exc) else f"cannot deliver: {exc!r}"
+            if attempt < self.settings.retries:
+                self._tally.fail(reason)
+                await asyncio.sleep(backoff_s(attempt, self.backoff_first_s))
+        self._tally.fail(f"{reason}; gave up after {self.settings.retries + 1} attempts", lost=1)

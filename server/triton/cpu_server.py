@@ -1,0 +1,466 @@
+"""``segcast triton setup`` and ``segcast triton serve``: a real Triton Inference Server on a plain CPU.
+
+NVIDIA ships tritonserver as a container image for GPU hosts. For a machine without Docker or a GPU
+(a laptop, CI, a small edge box shared by a few segcast nodes) the ``nvidia-pytriton`` wheel carries
+the same ``tritonserver`` binary with only its Python backend. ``setup`` installs that wheel, ONNX
+Runtime and numpy 1.x into a virtual environment of its own (segcast's own environment has numpy 2,
+which the wheel refuses); ``serve`` turns a repository written for Triton's ONNX Runtime backend
+(``segcast export --format triton``) into the same models on the Python backend, each running
+``python_model.py`` - ONNX Runtime on the CPU - and runs the binary on it.
+
+The venv must be made by the system's own ``python3``: the backend's stub process embeds the
+distribution's ``libpython3.X.so``, so the standard library it finds must be that exact Python's. A
+venv of another build of the same version (pyenv, conda) loads but fails inside the stub.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import ctypes
+import errno
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+#: Checked together on Debian 12's Python 3.11: nvidia-pytriton brings tritonserver 2.51 and needs numpy 1.x.
+PACKAGES = ("nvidia-pytriton==0.7.0", "onnxruntime==1.32.0", "numpy==1.26.4")
+EXIT_STARTUP_ERROR = 2
+DEFAULT_HTTP_PORT, DEFAULT_GRPC_PORT, DEFAULT_METRICS_PORT = 8000, 8001, 8002
+START_TIMEOUT_S = 120.0  # loading every model; each starts an interpreter and an ONNX Runtime session
+READY_POLL_S = 0.2
+EXIT_TIMEOUT_S = 10  # how long tritonserver lets running requests finish after SIGINT or SIGTERM
+#: The Python backend's shared memory per model instance, and its growth step. Its own 64 MiB would
+#: not fit Docker's default /dev/shm for more than one instance; a batch of 8 at 640x640 is ~40 MiB.
+SHM_START_BYTES = 16 * 1024 * 1024
+SHM_GROWTH_BYTES = 16 * 1024 * 1024
+#: Lines tritonserver logs on every start without CUDA; they mean nothing on a CPU server.
+CPU_ONLY_NOISE = ("CudaDriverHelper has not been initialized",)
+ONNX_BACKEND, ONNX_PLATFORM, DEFAULT_ONNX_FILE = "onnxruntime", "onnxruntime_onnx", "model.onnx"
+PYTHON_MODEL = Path(__file__).with_name("python_model.py")
+#: Parameters `python_model.py` reads; the thread count is the ONNX Runtime backend's own parameter.
+ONNX_FILE_PARAMETER, THREADS_PARAMETER = "onnx_file", "intra_op_thread_count"
+#: An error in tritonserver's log: ``E1201 14:47:06.415112 27296 file.cc:642] "message"``, newlines escaped.
+_ERROR_LINE = re.compile(r'^E\d{4} [^\]]*\] "(.*)"$')
+
+
+class TritonCpuError(Exception):
+    """Setup or start-up cannot go on; the message is one line naming the flag, folder or fix."""
+
+
+def default_venv() -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "segcast" / "triton-cpu"
+
+
+@dataclass(frozen=True, slots=True)
+class TritonInstall:
+    """The pieces of nvidia-pytriton's tritonserver in a venv that ``serve`` runs."""
+
+    venv: Path
+    server: Path  # the tritonserver binary
+    libs: Path  # the shared libraries the wheel bundles, for the backend and the stub
+    backend: Path  # libtriton_python.so and triton_python_backend_utils.py
+    stub: Path  # triton_python_backend_stub built for the venv's Python version
+
+    @classmethod
+    def find(cls, venv: Path) -> TritonInstall:
+        """The install in ``venv``; `TritonCpuError` naming ``segcast triton setup`` when there is none."""
+        packages = sorted(venv.glob("lib/python3.*/site-packages/pytriton/tritonserver"))
+        if not (venv / "bin" / "python3").exists() or not packages:
+            raise TritonCpuError(f"no Triton CPU install at {venv}: run `segcast triton setup` first (or give --venv)")
+        root = packages[-1]
+        version = root.parents[2].name.removeprefix("python")
+        install = cls(
+            venv=venv,
+            server=root / "bin" / "tritonserver",
+            libs=root.parents[1] / "nvidia_pytriton.libs",
+            backend=root / "backends" / "python",
+            stub=root / "python_backend_stubs" / version / "triton_python_backend_stub",
+        )
+        for path in (install.server, install.libs, install.backend / "libtriton_python.so", install.stub):
+            if not path.exists():
+                raise TritonCpuError(
+                    f"{venv}: incomplete Triton install ({path.name} missing); rerun `segcast triton setup`"
+                )
+        return install
+
+
+def add_arguments(commands: argparse._SubParsersAction) -> None:
+    """Add ``triton setup`` and ``triton serve`` to the ``segcast`` command line."""
+    triton = commands.add_parser("triton", help="install and run a Triton Inference Server on this CPU")
+    actions = triton.add_subparsers(dest="triton_command", required=True)
+    venv_help = f"the Triton virtual environment (default {default_venv()})"
+
+    setup = actions.add_parser("setup", help="install tritonserver and ONNX Runtime into their own venv (once)")
+    setup.add_argument("--venv", type=Path, default=None, metavar="PATH", help=venv_help)
+
+    serve = actions.add_parser("serve", help="serve a Triton model repository of ONNX models on this CPU")
+    serve.add_argument(
+        "repository", type=Path, metavar="DIR", help="a model repository (segcast export --format triton)"
+    )
+    serve.add_argument("--venv", type=Path, default=None, metavar="PATH", help=venv_help)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT, help="HTTP/REST port (default 8000)")
+    serve.add_argument("--grpc-port", type=int, default=DEFAULT_GRPC_PORT, help="gRPC port (default 8001)")
+    serve.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT, help="/metrics port (default 8002)")
+    serve.add_argument("--instances", type=int, default=1, help="model instances running at once, each (default 1)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``triton setup`` or ``triton serve``; start-up errors are one line on stderr and exit status 2."""
+    venv = args.venv if args.venv is not None else default_venv()
+    try:
+        if args.triton_command == "setup":
+            setup(venv)
+            return 0
+        return serve(TritonInstall.find(venv), args)
+    except TritonCpuError as exc:
+        print(f"segcast: {exc}", file=sys.stderr)
+        return EXIT_STARTUP_ERROR
+
+
+def setup(venv: Path) -> TritonInstall:
+    """Create ``venv`` with the system Python and install `PACKAGES`; again on an existing one, a check."""
+    if (venv / "pyvenv.cfg").exists():
+        print(f"segcast: using the existing venv {venv}", flush=True)
+    elif venv.exists() and any(venv.iterdir()):
+        raise TritonCpuError(f"--venv {venv}: exists and is not a virtual environment; give an empty or new folder")
+    else:
+        if not Path(SYSTEM_PYTHON).exists():
+            raise TritonCpuError(
+                f"triton setup needs the system's {SYSTEM_PYTHON} (Debian/Ubuntu: apt-get install python3-venv)"
+            )
+        print(f"segcast: creating a venv with {SYSTEM_PYTHON} at {venv}", flush=True)
+        made = subprocess.run(
+            [SYSTEM_PYTHON, "-m", "venv", str(venv)], env=_own_python_environment(), capture_output=True, text=True
+        )
+        if made.returncode != 0:
+            shutil.rmtree(venv, ignore_errors=True)
+            reason = (made.stderr.strip() or made.stdout.strip()).splitlines()[-1:] or ["no output"]
+            raise TritonCpuError(
+                f"{SYSTEM_PYTHON} -m venv failed ({reason[0]}); on Debian/Ubuntu: apt-get install python3-venv"
+            )
+    python = venv / "bin" / "python3"
+    print(f"segcast: installing {' '.join(PACKAGES)} into {venv} (about 450 MB the first time)", flush=True)
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *PACKAGES]
+    # Run from the venv, so neither PYTHONPATH nor a project in the current folder shows pip other packages.
+    if subprocess.run(pip, env=_own_python_environment(), cwd=venv).returncode != 0:
+        raise TritonCpuError(f"pip could not install {' '.join(PACKAGES)} into {venv}; its output is above")
+    install = TritonInstall.find(venv)
+    # The stub links the distribution's libpython; Debian ships it apart from the interpreter.
+    probe = "import ctypes, sys; ctypes.CDLL('libpython%d.%d.so.1.0' % sys.version_info[:2]); import numpy, onnxruntime"
+    checked = subprocess.run(
+        [str(python), "-c", probe], env=_own_python_environment(), cwd=venv, capture_output=True, text=True
+    )
+    if checked.returncode != 0:
+        version = install.stub.parent.name
+        raise TritonCpuError(
+            f"the Triton stub needs libpython{version}.so.1.0: apt-get install libpython{version} "
+            f"({checked.stderr.strip().splitlines()[-1] if checked.stderr.strip() else 'no output'})"
+        )
+    print(f"segcast: Triton CPU install ready in {venv}; serve a repository with `segcast triton serve DIR`")
+    return install
+
+
+def serve(install: TritonInstall, args: argparse.Namespace) -> int:
+    """Run tritonserver on ``args.repository`` until it exits or this process is told to stop."""
+    if args.instances < 1:
+        raise TritonCpuError(f"--instances {args.instances}: must be at least 1")
+    ports = {"--http-port": args.http_port, "--grpc-port": args.grpc_port, "--metrics-port": args.metrics_port}
+    with tempfile.TemporaryDirectory(prefix="segcast-triton-") as work:
+        names = write_python_repository(args.repository, Path(work) / "models", args.instances)
+        _check_ports(args.host, ports)
+        backends = _backend_directory(install, Path(work) / "backends")
+        command = [
+            str(install.server),
+            f"--model-repository={Path(work) / 'models'}",
+            f"--backend-directory={backends}",
+            f"--http-address={args.host}",
+            f"--grpc-address={args.host}",
+            f"--metrics-address={args.host}",
+            *(f"{flag}={port}" for flag, port in ports.items()),
+            "--exit-on-error=true",
+            "--disable-auto-complete-config",  # the config is complete; asking the stub costs a start per model
+            f"--exit-timeout-secs={EXIT_TIMEOUT_S}",
+            "--log-info=false",
+            "--allow-gpu-metrics=false",
+            "--pinned-memory-pool-byte-size=0",
+            f"--backend-config=python,shm-region-prefix-name=segcast{os.getpid()}_",
+            f"--backend-config=python,shm-default-byte-size={SHM_START_BYTES}",
+            f"--backend-config=python,shm-growth-byte-size={SHM_GROWTH_BYTES}",
+        ]
+        with _running(command, _server_environment(install)) as (process, log):
+            _wait_until_ready(process, log, f"http://{_client_host(args.host)}:{args.http_port}/v2/health/ready")
+            host = _client_host(args.host)
+            shown = names[0] if len(names) == 1 else "<name>"
+            print(
+                f"triton: serving {', '.join(names)} at grpc://{host}:{args.grpc_port}/{shown}"
+                f" and http://{host}:{args.http_port}/{shown}",
+                flush=True,
+            )
+            status = process.wait()
+        if status != 0 and not log.stopping:
+            print(f"segcast: tritonserver exited with status {status}; its log is above", file=sys.stderr)
+        return status if status >= 0 else 128 - status
+
+
+def write_python_repository(source: Path, target: Path, instances: int) -> list[str]:
+    """Write ``target``: every ONNX Runtime model of the repository ``source`` on the Python backend.
+
+    Each keeps its name, inputs, outputs, batching and parameters (the ``metadata`` clients read),
+    so clients cannot tell it from the ONNX Runtime backend's. Its version folders link to the
+    source's files and get `PYTHON_MODEL` as ``model.py``. Returns the model names, sorted.
+    """
+    schema, text_format = _config_codec()
+    if not source.is_dir():
+        raise TritonCpuError(
+            f"{source}: no such folder; give a Triton model repository (segcast export --format triton)"
+        )
+    folders = sorted(path for path in source.iterdir() if path.is_dir() and not path.name.startswith("."))
+    if not folders:
+        raise TritonCpuError(f"{source}: no models in this repository; write one with segcast export --format triton")
+    threads = max(1, len(os.sched_getaffinity(0)) // instances)
+    for folder in folders:
+        config_path = folder / "config.pbtxt"
+        if not config_path.exists():
+            raise TritonCpuError(f"{folder}: no config.pbtxt; every model folder of a repository needs one")
+        config = schema.ModelConfig()
+        try:
+            text_format.Parse(config_path.read_text(), config)
+        except text_format.ParseError as exc:
+            raise TritonCpuError(f"{config_path}: not a Triton model config ({exc})") from None
+        _convert(schema, config, folder, instances, threads)
+        model = target / folder.name
+        versions = [path for path in folder.iterdir() if path.is_dir() and path.name.isdigit()]
+        onnx_file = config.parameters[ONNX_FILE_PARAMETER].string_value
+        if not any((version / onnx_file).exists() for version in versions):
+            raise TritonCpuError(f"{folder}: no version folder with {onnx_file} (expected {folder}/1/{onnx_file})")
+        for version in versions:
+            (model / version.name).mkdir(parents=True)
+            for entry in version.iterdir():
+                (model / version.name / entry.name).symlink_to(entry.resolve())
+            shutil.copyfile(PYTHON_MODEL, model / version.name / "model.py")
+        (model / "config.pbtxt").write_text(text_format.MessageToString(config))
+    return [folder.name for folder in folders]
+
+
+def _convert(schema: Any, config: Any, folder: Path, instances: int, threads: int) -> None:
+    """Turn an ONNX Runtime backend config into the Python backend's, in place."""
+    if config.backend != ONNX_BACKEND and config.platform != ONNX_PLATFORM:
+        kind = config.backend or config.platform or "none given"
+        raise TritonCpuError(f"{folder}: backend {kind!r} is not onnxruntime; triton serve runs ONNX models only")
+    if config.name and config.name != folder.name:
+        raise TritonCpuError(f"{folder}/config.pbtxt: name {config.name!r} differs from its folder, as Triton forbids")
+    if not config.input or not config.output:
+        raise TritonCpuError(f"{folder}/config.pbtxt: list the model's input and output; triton serve does not guess")
+    onnx_file = config.default_model_filename or DEFAULT_ONNX_FILE
+    config.name = folder.name
+    config.backend = "python"
+    for field in ("platform", "runtime", "default_model_filename", "cc_model_filenames", "optimization"):
+        config.ClearField(field)  # ONNX Runtime's file names and accelerators mean nothing to the Python backend
+    del config.instance_group[:]
+    config.instance_group.add(count=instances, kind=schema.ModelInstanceGroup.KIND_CPU)
+    config.parameters[ONNX_FILE_PARAMETER].string_value = onnx_file
+    if THREADS_PARAMETER not in config.parameters:
+        config.parameters[THREADS_PARAMETER].string_value = str(threads)
+
+
+def _config_codec() -> tuple[Any, Any]:
+    """Triton's model config messages and protobuf's text format, from tritonclient (the ``triton`` extra)."""
+    try:
+        from google.protobuf import text_format
+        from tritonclient.grpc import model_config_pb2
+    except ImportError:
+        raise TritonCpuError(
+            "triton serve reads model configs with tritonclient: pip install 'segcast[triton]'"
+        ) from None
+    return model_config_pb2, text_format
+
+
+def _backend_directory(install: TritonInstall, path: Path) -> Path:
+    """A backend folder holding the Python backend with the stub for the venv's Python version.
+
+    The wheel keeps one stub per Python version elsewhere; the backend runs the one beside it.
+    """
+    python = path / "python"
+    python.mkdir(parents=True)
+    for source in (install.backend / "libtriton_python.so", install.backend / "triton_python_backend_utils.py"):
+        (python / source.name).symlink_to(source)
+    (python / install.stub.name).symlink_to(install.stub)
+    return path
+
+
+def _own_python_environment() -> dict[str, str]:
+    """This environment without PYTHONPATH and PYTHONHOME, which would lead the venv's Python (or
+    the stub's) to segcast's packages or another Python's standard library."""
+    return {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "PYTHONHOME")}
+
+
+def _server_environment(install: TritonInstall) -> dict[str, str]:
+    """The environment tritonserver and its stubs run in.
+
+    The stub's embedded Python finds its prefix by looking up ``python3`` on PATH, so the venv's
+    ``bin`` goes first and the stub imports numpy and onnxruntime from the venv.
+    """
+    env = _own_python_environment()
+    env["PATH"] = os.pathsep.join([str(install.venv / "bin"), env.get("PATH", os.defpath)])
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(install.libs), env.get("LD_LIBRARY_PATH")]))
+    return env
+
+
+class _Log:
+    """tritonserver's output, passed on to stderr by a thread that keeps the last lines.
+
+    ``stopping`` is set once this process has been told to stop, so its exit is not reported as a crash.
+    """
+
+    TAIL_LINES = 20
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.tail: collections.deque[str] = collections.deque(maxlen=self.TAIL_LINES)
+        self.stopping = False
+        self._stream = stream
+        self._thread = threading.Thread(target=self._pump, name="tritonserver-log", daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        for line in self._stream:
+            if any(noise in line for noise in CPU_ONLY_NOISE):
+                continue
+            self.tail.append(line.rstrip("\n"))
+            sys.stderr.write(line)
+            sys.stderr.flush()
+
+    def reason(self) -> str:
+        """The first line of the last error tritonserver logged: which model failed, and why."""
+        for line in reversed(self.tail):
+            if error := _ERROR_LINE.match(line):
+                return error.group(1).split("\\n")[0]
+        return next((line for line in reversed(self.tail) if line.strip()), "no output")
+
+    def join(self, timeout_s: float) -> None:
+        self._thread.join(timeout_s)
+
+
+@contextmanager
+def _running(command: list[str], env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], _Log]]:
+    """tritonserver, stopped with SIGTERM on the way out; SIGINT and SIGTERM here are passed on to it.
+
+    It runs in a session of its own, so a Ctrl-C on the terminal reaches it once, through this
+    process, and the kernel ends it should this process die without a chance to.
+    """
+    process = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        start_new_session=True,
+        preexec_fn=_die_with_parent,
+    )
+    assert process.stdout is not None
+    log = _Log(process.stdout)
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        log.stopping = True
+        process.send_signal(signum)
+
+    previous = {signum: signal.signal(signum, forward) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield process, log
+    finally:
+        if process.poll() is None:
+            log.stopping = True
+            process.terminate()
+            try:
+                process.wait(EXIT_TIMEOUT_S + 5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        log.join(5.0)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: have the kernel send SIGTERM when the launcher dies (Linux prctl)."""
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def _wait_until_ready(process: subprocess.Popen[str], log: _Log, url: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            if log.stopping:
+                raise TritonCpuError("stopped before tritonserver was ready")
+            log.join(5.0)
+            raise TritonCpuError(
+                f"tritonserver exited with status {process.returncode} before it was ready: {log.reason()}"
+            )
+        try:
+            with urllib.request.urlopen(url, timeout=READY_POLL_S * 5) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(READY_POLL_S)
+    raise TritonCpuError(f"tritonserver was not ready after {START_TIMEOUT_S:.0f} s; its log is above")
+
+
+def _check_ports(host: str, ports: dict[str, int]) -> None:
+    """Refuse a port that is out of range, taken twice, or in use, naming its flag."""
+    for flag, port in ports.items():
+        if not 1 <= port <= 65535:
+            raise TritonCpuError(f"{flag} {port}: must be between 1 and 65535")
+    if len(set(ports.values())) < len(ports):
+        raise TritonCpuError(f"{', '.join(ports)} must all differ")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for flag, port in ports.items():
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: TIME_WAIT is no conflict
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                reason = "in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
+                raise TritonCpuError(
+                    f"cannot listen on {host}:{port} ({reason}); choose another {flag} or --host"
+                ) from None
+
+
+def _client_host(host: str) -> str:
+    """Where a client on this machine reaches a server listening on ``host``."""
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m server.triton.cpu_server setup|serve ...``: the same commands without segcast's CLI."""
+    parser = argparse.ArgumentParser(prog="segcast")
+    add_arguments(parser.add_subparsers(dest="command", required=True))
+    return run(parser.parse_args(["triton", *(sys.argv[1:] if argv is None else argv)]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""What the Chromium tests of the viewer share: opening a page, waiting for frames, reading the canvas.
+
+Every wait is on something the page shows, with a deadline; none is a fixed sleep.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+WAIT_MS = 30_000
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}  # an iPhone 12 to 15 in portrait, in CSS pixels
+
+#: Mean and spread of the canvas' pixels, and a cheap fingerprint of them, computed in the page.
+CANVAS_STATS = """(selector) => {
+  const canvas = document.querySelector(selector);
+  const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  let sum = 0, squares = 0, hash = 0;
+  for (let i = 0; i < data.length; i += 4) {
+    const v = data[i] + data[i + 1] + data[i + 2];
+    sum += v; squares += v * v; hash = (hash * 31 + v) | 0;
+  }
+  const n = data.length / 4, mean = sum / n;
+  return {mean, std: Math.sqrt(squares / n - mean * mean), hash, seq: canvas.dataset.seq ?? null};
+}"""
+
+
+class Console:
+    """Every console error and uncaught exception of a page; a clean page has none."""
+
+    def __init__(self, page: Any) -> None:
+        self.errors: list[str] = []
+        page.on("console", lambda message: message.type == "error" and self.errors.append(message.text))
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+
+
+async def open_url(browser: Any, url: str, viewport: dict[str, int] | None = None) -> tuple[Any, Console]:
+    page = await browser.new_page(viewport=viewport or DESKTOP)
+    console = Console(page)
+    await page.goto(url)
+    return page, console
+
+
+async def open_page(
+    browser: Any, client: Any, path: str, viewport: dict[str, int] | None = None
+) -> tuple[Any, Console]:
+    """``path`` of the test server behind ``client`` (an aiohttp TestClient) in a new page."""
+    return await open_url(browser, str(client.make_url(path)), viewport)
+
+
+async def wait_for_new_frame(page: Any, selector: str, after: str | None = None) -> dict[str, Any]:
+    """Wait until the canvas at ``selector`` shows a frame other than ``after``; its pixel statistics."""
+    await page.wait_for_function(
+        "([selector, after]) => { const s = document.querySelector(selector)?.dataset.seq;"
+        " return s !== undefined && s !== after; }",
+        arg=[selector, after],
+        timeout=WAIT_MS,
+    )
+    return await page.evaluate(CANVAS_STATS, selector)
+
+
+async def wait_for_text(page: Any, selector: str, text: str) -> str:
+    """Wait until the element at ``selector`` is shown and its text contains ``text``; its whole text."""
+    await page.wait_for_function(
+        """([selector, text]) => { const e = document.querySelector(selector);
+             return e !== null && e.checkVisibility() && e.innerText.includes(text); }""",
+        arg=[selector, text],
+        timeout=WAIT_MS,
+    )
+    return await page.inner_text(selector)

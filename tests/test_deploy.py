@@ -1,0 +1,578 @@
+"""deploy/: Compose and Kubernetes files that run many segcast nodes against one shared Triton server.
+
+No Docker engine or Kubernetes cluster runs here, so these tests check what can be checked without
+one: every Kubernetes manifest against the API's JSON schemas that kubernetes-validate bundles
+(strict, so a misspelt key fails), compose.yaml against the Compose Specification schema that
+check-jsonschema bundles, every node's config file with segcast's own loader, the promises the files
+make to each other (names, ports, volumes, labels), and each entrance's nginx config for real: a real
+nginx routes HTTP and WebSockets to stand-in nodes on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import crossplane
+import kubernetes_validate
+import pytest
+import yaml
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from server.config import load_config
+from tests.support.polling import eventually
+from tests.support.rtsp_camera import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+DEPLOY = REPO / "deploy"
+COMPOSE = DEPLOY / "compose.yaml"
+COMPOSE_NGINX = DEPLOY / "compose" / "nginx.conf"
+K8S = DEPLOY / "k8s"
+K8S_NGINX = K8S / "entrance" / "nginx.conf"
+
+#: The model `segcast export --format triton` writes by default; every node must ask Triton for it.
+MODEL = "segcast-scene-seg"
+#: The oldest Kubernetes the manifests claim to work on (deploy/README.md), and the newest schemas bundled.
+K8S_VERSIONS = ("1.29", kubernetes_validate.utils.latest_version())
+NAME_LABEL = "app.kubernetes.io/name"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"  # set on each pod by the StatefulSet controller
+NGINX = Path(shutil.which("nginx") or "/usr/sbin/nginx")  # /usr/sbin is not on every user's PATH
+NGINX_STOP_S = 10.0
+WS_REPLY_S = 10.0
+#: What a stand-in node streams to a viewer that reads nothing: far more than the sockets between it
+#: and the viewer hold, far less than the 1 GiB nginx would spool to disk with proxy_buffering on.
+STREAM_CHUNK_BYTES = 256 * 1024
+STREAM_TOTAL_BYTES = 256 * 1024 * 1024
+STREAM_STALL_S = 1.0  # no progress for this long: the node is held back
+STREAM_LIMIT_S = 60.0
+
+
+def k8s_documents() -> list[tuple[str, dict[str, Any]]]:
+    """(file name, object) for every object of every manifest kustomization.yaml lists."""
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    found = []
+    for name in kustomization["resources"]:
+        found += [(name, doc) for doc in yaml.safe_load_all((K8S / name).read_text()) if doc is not None]
+    return found
+
+
+def k8s_object(kind: str, name: str) -> dict[str, Any]:
+    matches = [doc for _, doc in k8s_documents() if doc["kind"] == kind and doc["metadata"]["name"] == name]
+    assert len(matches) == 1, f"expected one {kind} {name!r} in deploy/k8s, found {len(matches)}"
+    return matches[0]
+
+
+def container(pod_spec: dict[str, Any], name: str, init: bool = False) -> dict[str, Any]:
+    containers = pod_spec["initContainers" if init else "containers"]
+    matches = [c for c in containers if c["name"] == name]
+    assert len(matches) == 1, f"expected one container {name!r}"
+    return matches[0]
+
+
+def port_number(container_spec: dict[str, Any], name: str) -> int:
+    return next(p["containerPort"] for p in container_spec["ports"] if p["name"] == name)
+
+
+def mount_path(container_spec: dict[str, Any], volume: str) -> str:
+    return next(m["mountPath"] for m in container_spec.get("volumeMounts", []) if m["name"] == volume)
+
+
+def volume_mounted_at(container_spec: dict[str, Any], path: str) -> str:
+    return next(m["name"] for m in container_spec.get("volumeMounts", []) if m["mountPath"] == path)
+
+
+def flag_value(args: list[str], flag: str) -> str:
+    """The value of ``--flag VALUE`` or ``--flag=VALUE`` in an argument list."""
+    for index, arg in enumerate(args):
+        if arg == flag:
+            return args[index + 1]
+        if arg.startswith(f"{flag}="):
+            return arg.split("=", 1)[1]
+    raise AssertionError(f"{flag} not in {args}")
+
+
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def compose_nodes() -> dict[str, dict[str, Any]]:
+    return {name: service for name, service in compose()["services"].items() if name.startswith("node-")}
+
+
+def compose_mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Container path -> host path or volume name, for ``SOURCE:TARGET[:ro]`` volume entries."""
+    mounts = {}
+    for entry in service.get("volumes", []):
+        source, target = entry.split(":")[:2]
+        mounts[target] = source
+    return mounts
+
+
+def compose_node_config(service: dict[str, Any]) -> Path:
+    """The host file a Compose node is started with (``--config`` resolved through its mounts)."""
+    in_container = flag_value(service["command"], "--config")
+    source = compose_mounts(service)[in_container]
+    return (COMPOSE.parent / source).resolve()
+
+
+def nginx_routes(conf: Path) -> dict[str, str]:
+    """Path prefix -> ``host:port`` of every ``location`` that proxies to a node.
+
+    Two shapes are understood: ``proxy_pass http://host:port/;`` (the prefix is cut by nginx), and
+    ``set $var host:port; rewrite ...; proxy_pass http://$var;`` (a name looked up per request).
+    """
+    routes = {}
+    for location in _directives(_parse_nginx(conf), "location"):
+        block = location["block"]
+        passes = [d["args"][0] for d in block if d["directive"] == "proxy_pass"]
+        if not passes:
+            continue
+        target = passes[0].removeprefix("http://").rstrip("/")
+        if target.startswith("$"):
+            sets = {d["args"][0]: d["args"][1] for d in block if d["directive"] == "set"}
+            target = sets[target]
+        routes[location["args"][-1]] = target
+    return routes
+
+
+def nginx_effective(conf: Path, prefix: str, directive: str) -> list[list[str]]:
+    """The arguments of ``directive`` in force in ``location prefix``, after nginx's inheritance:
+    a level that sets none of a directive inherits all of them from the level above."""
+    parsed = _parse_nginx(conf)
+    http = next(d for d in parsed if d["directive"] == "http")
+    server = next(d for d in http["block"] if d["directive"] == "server")
+    location = next(d for d in server["block"] if d["directive"] == "location" and d["args"][-1] == prefix)
+    for level in (location, server, http):
+        found = [d["args"] for d in level["block"] if d["directive"] == directive]
+        if found:
+            return found
+    return []
+
+
+def _parse_nginx(conf: Path) -> list[dict[str, Any]]:
+    payload = crossplane.parse(str(conf), single=True, comments=False)
+    assert payload["status"] == "ok", payload["errors"]
+    return payload["config"][0]["parsed"]
+
+
+def _directives(tree: list[dict[str, Any]], name: str) -> Iterator[dict[str, Any]]:
+    for directive in tree:
+        if directive["directive"] == name:
+            yield directive
+        yield from _directives(directive.get("block", []), name)
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_every_kubernetes_manifest_matches_the_api_schema(version: str) -> None:
+    documents = k8s_documents()
+    assert documents
+    for file_name, document in documents:
+        try:
+            kubernetes_validate.validate(document, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            where = "/".join(str(p) for p in exc.path)
+            raise AssertionError(f"{file_name}: {document['kind']} {where}: {exc.message}") from None
+
+
+def test_kustomization_lists_every_manifest_and_node_config() -> None:
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    manifests = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    assert set(kustomization["resources"]) == manifests
+    generated = {g["name"]: g["files"] for g in kustomization["configMapGenerator"]}
+    for files in generated.values():
+        for entry in files:
+            assert (K8S / entry.split("=")[-1]).is_file(), f"kustomization.yaml names a missing file: {entry}"
+    node_files = {f"nodes/{p.name}" for p in (K8S / "nodes").glob("*.toml")}
+    assert set(generated["segcast-nodes"]) == node_files
+    assert generated["entrance"] == ["entrance/nginx.conf"]
+
+
+def test_every_object_is_labelled_and_every_selector_finds_its_pods() -> None:
+    documents = [doc for _, doc in k8s_documents()]
+    pod_labels: list[dict[str, str]] = []
+    for doc in documents:
+        labels = doc["metadata"]["labels"]
+        assert labels[NAME_LABEL] == "segcast", doc["metadata"]["name"]
+        assert labels[COMPONENT_LABEL], doc["metadata"]["name"]
+        if doc["kind"] in ("Deployment", "StatefulSet"):
+            template = doc["spec"]["template"]["metadata"]["labels"]
+            assert template.items() >= doc["spec"]["selector"]["matchLabels"].items(), doc["metadata"]["name"]
+            assert template[COMPONENT_LABEL] == labels[COMPONENT_LABEL]
+            replicas = doc["spec"]["replicas"]
+            if doc["kind"] == "StatefulSet":
+                name = doc["metadata"]["name"]
+                pod_labels += [{**template, POD_NAME_LABEL: f"{name}-{i}"} for i in range(replicas)]
+            else:
+                pod_labels.append(template)
+    selectors = [doc["spec"]["selector"] for doc in documents if doc["kind"] == "Service"]
+    selectors += [doc["spec"]["podSelector"]["matchLabels"] for doc in documents if doc["kind"] == "NetworkPolicy"]
+    for selector in selectors:
+        assert any(pod.items() >= selector.items() for pod in pod_labels), f"selects no pod: {selector}"
+
+
+def test_triton_gets_a_gpu_health_probes_and_the_exported_model_repository() -> None:
+    deployment = k8s_object("Deployment", "triton")
+    pod = deployment["spec"]["template"]["spec"]
+    triton = container(pod, "triton")
+    export = container(pod, "export", init=True)
+
+    assert int(triton["resources"]["limits"]["nvidia.com/gpu"]) == 1
+    for probe in ("startupProbe", "readinessProbe"):
+        assert triton[probe]["httpGet"]["path"] == "/v2/health/ready"
+        assert triton[probe]["httpGet"]["port"] == "http"
+    assert triton["livenessProbe"]["httpGet"]["path"] in ("/v2/health/live", "/v2/health/ready")
+    assert port_number(triton, "http") == 8000
+
+    assert export["args"][:3] == ["export", "--format", "triton"]
+    written = flag_value(export["args"], "--out")
+    served = flag_value(triton["args"], "--model-repository")
+    volume = volume_mounted_at(export, written)
+    assert mount_path(triton, volume) == served, "Triton must serve the folder the export wrote"
+    assert next(v for v in pod["volumes"] if v["name"] == volume)["emptyDir"] is not None
+
+    service = k8s_object("Service", "triton")
+    by_name = {p["name"]: p for p in service["spec"]["ports"]}
+    for name, number in (("http", 8000), ("grpc", 8001), ("metrics", 8002)):
+        assert by_name[name]["port"] == number
+        assert port_number(triton, by_name[name]["targetPort"]) == number
+
+
+def test_each_node_pod_loads_its_own_config_that_points_at_triton() -> None:
+    statefulset = k8s_object("StatefulSet", "segcast")
+    pod = statefulset["spec"]["template"]["spec"]
+    node = container(pod, "segcast")
+    replicas = statefulset["spec"]["replicas"]
+    assert replicas >= 2
+
+    env = {e["name"]: e for e in node["env"]}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    config_dir = mount_path(node, "config")
+    script = node["command"][-1]
+    assert f'config="{config_dir}/$POD_NAME.toml"' in script
+    assert 'exec segcast serve --config "$config"' in script
+    config_volume = next(v for v in pod["volumes"] if v["name"] == "config")
+    assert config_volume["configMap"]["name"] == "segcast-nodes"
+
+    triton_grpc = next(p["port"] for p in k8s_object("Service", "triton")["spec"]["ports"] if p["name"] == "grpc")
+    http_port = port_number(node, "http")
+    for ordinal in range(replicas):
+        settings = load_config(K8S / "nodes" / f"segcast-{ordinal}.toml")
+        assert settings.model == f"grpc://triton:{triton_grpc}/{MODEL}"
+        assert (settings.host, settings.port) == ("0.0.0.0", http_port)
+        assert settings.streams, f"segcast-{ordinal}.toml has no cameras"
+        assert not settings.admin_tokens and not settings.viewer_tokens, "tokens belong in the Secret"
+
+        service = k8s_object("Service", f"segcast-{ordinal}")
+        assert service["spec"]["selector"][POD_NAME_LABEL] == f"segcast-{ordinal}"
+        assert service["spec"]["ports"][0]["targetPort"] == "http"
+
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert node[probe]["httpGet"] == {"path": "/healthz", "port": "http"}
+
+
+def test_node_tokens_come_from_a_secret() -> None:
+    node = container(k8s_object("StatefulSet", "segcast")["spec"]["template"]["spec"], "segcast")
+    env = {e["name"]: e for e in node["env"]}
+    admin = env["SEGCAST_ADMIN_TOKENS"]["valueFrom"]["secretKeyRef"]
+    assert admin == {"name": "segcast-tokens", "key": "admin-tokens"}, "a node on 0.0.0.0 refuses to start without"
+    assert env["SEGCAST_VIEWER_TOKENS"]["valueFrom"]["secretKeyRef"]["name"] == "segcast-tokens"
+    assert not [doc for _, doc in k8s_documents() if doc["kind"] == "Secret"], "no secret is committed"
+
+
+def test_the_k8s_entrance_routes_a_path_to_each_node_pod_service() -> None:
+    replicas = k8s_object("StatefulSet", "segcast")["spec"]["replicas"]
+    expected = {}
+    for ordinal in range(replicas):
+        service = k8s_object("Service", f"segcast-{ordinal}")
+        expected[f"/segcast-{ordinal}/"] = f"segcast-{ordinal}:{service['spec']['ports'][0]['port']}"
+    assert nginx_routes(K8S_NGINX) == expected
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl (kustomize) to build deploy/k8s")
+def test_the_kustomize_build_is_valid_and_gives_each_node_its_config() -> None:
+    built = subprocess.run(["kubectl", "kustomize", str(K8S)], capture_output=True, text=True, timeout=60, check=True)
+    objects = [doc for doc in yaml.safe_load_all(built.stdout) if doc is not None]
+    for document in objects:
+        kubernetes_validate.validate(document, K8S_VERSIONS[-1], strict=True)
+        if document["kind"] != "Namespace":
+            assert document["metadata"]["namespace"] == "segcast"
+    statefulset = next(d for d in objects if d["kind"] == "StatefulSet")
+    config_map = next(v for v in statefulset["spec"]["template"]["spec"]["volumes"] if v["name"] == "config")
+    nodes = next(
+        d for d in objects if d["kind"] == "ConfigMap" and d["metadata"]["name"] == config_map["configMap"]["name"]
+    )
+    assert set(nodes["data"]) == {f"segcast-{i}.toml" for i in range(statefulset["spec"]["replicas"])}
+
+
+def test_compose_file_matches_the_compose_specification() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_triton_reserves_a_gpu_and_serves_what_the_export_wrote() -> None:
+    services = compose()["services"]
+    triton, export = services["triton"], services["export"]
+
+    devices = triton["deploy"]["resources"]["reservations"]["devices"]
+    assert any(d["driver"] == "nvidia" and "gpu" in d["capabilities"] for d in devices)
+    assert triton["depends_on"]["export"]["condition"] == "service_completed_successfully"
+    assert "http://127.0.0.1:8000/v2/health/ready" in triton["healthcheck"]["test"]
+
+    assert export["command"][:3] == ["export", "--format", "triton"]
+    written = flag_value(export["command"], "--out")
+    served = flag_value(triton["command"], "--model-repository")
+    volume = compose_mounts(export)[written]
+    assert compose_mounts(triton)[served] == volume, "Triton must serve the volume the export wrote"
+    assert volume in compose()["volumes"]
+
+
+def test_compose_nodes_load_their_own_config_that_points_at_triton() -> None:
+    nodes = compose_nodes()
+    assert len(nodes) >= 2
+    configs = set()
+    for name, service in nodes.items():
+        path = compose_node_config(service)
+        configs.add(path)
+        settings = load_config(path)
+        model = flag_value(service["command"], "--model") if "--model" in service["command"] else settings.model
+        assert model == f"grpc://triton:8001/{MODEL}", name
+        assert settings.host == "0.0.0.0", name
+        assert f"127.0.0.1:{settings.port}/healthz" in " ".join(service["healthcheck"]["test"]), name
+        assert any(s.uri.startswith("scene:") for s in settings.streams), (
+            f"{name} needs a scene to work without cameras"
+        )
+        assert not settings.admin_tokens and not settings.viewer_tokens, f"{name}: tokens belong in deploy/.env"
+        assert "triton" in service["depends_on"], name
+        assert service["environment"]["SEGCAST_ADMIN_TOKENS"].startswith("${SEGCAST_ADMIN_TOKENS:?"), name
+    assert len(configs) == len(nodes), "every node reads its own cameras"
+
+
+def test_compose_publishes_only_the_entrance() -> None:
+    published = {name for name, service in compose()["services"].items() if service.get("ports")}
+    assert published == {"entrance"}, "Triton has no access control; nodes are reached through the entrance"
+    entrance = compose()["services"]["entrance"]
+    assert (COMPOSE.parent / compose_mounts(entrance)["/etc/nginx/nginx.conf"]).resolve() == COMPOSE_NGINX
+
+
+def test_the_compose_entrance_routes_a_path_to_each_node() -> None:
+    expected = {}
+    for name, service in compose_nodes().items():
+        expected[f"/{name}/"] = f"{name}:{load_config(compose_node_config(service)).port}"
+    assert nginx_routes(COMPOSE_NGINX) == expected
+
+
+@pytest.mark.parametrize("conf", [COMPOSE_NGINX, K8S_NGINX], ids=["compose", "k8s"])
+def test_entrance_passes_websocket_upgrades_and_does_not_buffer(conf: Path) -> None:
+    for prefix in nginx_routes(conf):
+        assert nginx_effective(conf, prefix, "proxy_http_version") == [["1.1"]]
+        headers = {name.lower(): value for name, value in nginx_effective(conf, prefix, "proxy_set_header")}
+        assert headers["upgrade"] == "$http_upgrade"
+        assert headers["connection"] in ("upgrade", "$connection_upgrade")
+        assert nginx_effective(conf, prefix, "proxy_buffering") == [["off"]]
+
+
+@dataclass
+class StandInNode:
+    """A stand-in for a segcast node: says who it is and what it was asked, echoes over /ws, and
+    streams ``/stream`` as fast as the entrance takes it, counting what it got rid of."""
+
+    name: str
+    streamed_bytes: int = 0
+    stream_finished: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/ws", self._ws)
+        app.router.add_get("/stream", self._stream)
+        app.router.add_route("*", "/{tail:.*}", self._echo)
+        return app
+
+    async def _ws(self, request: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        async for message in socket:
+            await socket.send_str(f"{self.name}: {message.data}")
+        return socket
+
+    async def _stream(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "multipart/x-mixed-replace; boundary=frame"})
+        await response.prepare(request)
+        chunk = bytes(STREAM_CHUNK_BYTES)
+        while self.streamed_bytes < STREAM_TOTAL_BYTES:
+            await response.write(chunk)  # waits while the entrance takes nothing more
+            self.streamed_bytes += len(chunk)
+        self.stream_finished.set()
+        return response
+
+    async def _echo(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {"node": self.name, "path_qs": request.raw_path, "authorization": request.headers.get("Authorization")}
+        )
+
+
+@dataclass(frozen=True)
+class Entrance:
+    base_url: str
+    nodes: dict[str, StandInNode]  # by path prefix
+
+
+def nginx_copy(conf: Path, folder: Path, port: int, targets: dict[str, str]) -> Path:
+    """``conf`` as it runs here: listening on 127.0.0.1:``port``, ``targets`` (host:port -> host:port)
+    swapped in for the node addresses, logs and temporary files in ``folder``. Nothing else changes."""
+    parsed = copy.deepcopy(_parse_nginx(conf))
+    for directive in _directives(parsed, "listen"):
+        directive["args"] = [f"127.0.0.1:{port}"]
+    for location in _directives(parsed, "location"):
+        for directive in location["block"]:
+            if directive["directive"] == "set" and directive["args"][1] in targets:
+                directive["args"][1] = targets[directive["args"][1]]
+            if directive["directive"] == "proxy_pass":
+                host = directive["args"][0].removeprefix("http://").rstrip("/")
+                if host in targets:
+                    directive["args"][0] = directive["args"][0].replace(host, targets[host])
+    parsed[:0] = [
+        *([{"directive": "user", "args": ["root"]}] if os.geteuid() == 0 else []),  # workers write in folder
+        {"directive": "pid", "args": [str(folder / "nginx.pid")]},
+        {"directive": "error_log", "args": [str(folder / "error.log")]},
+    ]
+    http = next(d for d in parsed if d["directive"] == "http")
+    http["block"][:0] = [{"directive": "access_log", "args": [str(folder / "access.log")]}] + [
+        {"directive": f"{kind}_temp_path", "args": [str(folder / kind)]}
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    ]
+    path = folder / "nginx.conf"
+    path.write_text(crossplane.build(parsed))
+    return path
+
+
+def require_nginx() -> None:
+    """Skip without nginx; fail under ``SEGCAST_REQUIRE_COMPONENTS=1`` (CI), where it must be there."""
+    if not NGINX.is_file():
+        missing = "needs Debian's nginx (see .ci/run)"
+        if os.environ.get("SEGCAST_REQUIRE_COMPONENTS") == "1":
+            pytest.fail(missing)
+        pytest.skip(missing)
+
+
+@pytest.fixture
+async def entrance(
+    request: pytest.FixtureRequest, tmp_path: Path, aiohttp_server: Callable[..., Awaitable[TestServer]]
+) -> AsyncIterator[Entrance]:
+    """A real nginx on the entrance config ``request.param``, in front of a stand-in for each node."""
+    require_nginx()
+    conf: Path = request.param
+    routes = nginx_routes(conf)
+    targets, nodes = {}, {}
+    for prefix, target in routes.items():
+        nodes[prefix] = StandInNode(target.split(":")[0])
+        server = await aiohttp_server(nodes[prefix].app())
+        targets[target] = f"127.0.0.1:{server.port}"
+    port = free_port()
+    config = nginx_copy(conf, tmp_path, port, targets)
+    process = await asyncio.create_subprocess_exec(
+        str(NGINX), "-e", str(tmp_path / "error.log"), "-p", str(tmp_path), "-c", str(config), "-g", "daemon off;"
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+
+            async def answers() -> bool:
+                if process.returncode is not None:
+                    raise AssertionError(f"nginx exited: {(tmp_path / 'error.log').read_text()}")
+                try:
+                    async with session.get(f"{base}/healthz") as response:
+                        return response.status == 200
+                except aiohttp.ClientConnectionError:
+                    return False
+
+            await eventually(answers, what="nginx to answer")
+        yield Entrance(base, nodes)
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), NGINX_STOP_S)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+both_entrances = pytest.mark.parametrize("entrance", [COMPOSE_NGINX, K8S_NGINX], ids=["compose", "k8s"], indirect=True)
+
+
+@both_entrances
+async def test_entrance_sends_each_path_to_its_node_without_the_prefix(entrance: Entrance) -> None:
+    async with aiohttp.ClientSession() as session:
+        for prefix, node in entrance.nodes.items():
+            url = f"{entrance.base_url}{prefix}api/streams/front%20door/snapshot.jpg?image=clean&token=s1.v%2Bw"
+            async with session.get(url, headers={"Authorization": "Bearer a-token-of-sixteen-chars"}) as response:
+                assert response.status == 200
+                seen = await response.json()
+            assert seen == {
+                "node": node.name,
+                "path_qs": "/api/streams/front%20door/snapshot.jpg?image=clean&token=s1.v%2Bw",
+                "authorization": "Bearer a-token-of-sixteen-chars",
+            }
+            async with session.get(f"{entrance.base_url}{prefix.rstrip('/')}", allow_redirects=False) as response:
+                assert response.status == 301
+                assert response.headers["Location"] == prefix
+
+
+@both_entrances
+async def test_entrance_carries_websockets_to_each_node(entrance: Entrance) -> None:
+    async with aiohttp.ClientSession() as session:
+        for prefix, node in entrance.nodes.items():
+            async with session.ws_connect(f"{entrance.base_url}{prefix}ws") as socket:
+                await socket.send_str("hello")
+                reply = await socket.receive(timeout=WS_REPLY_S)
+                assert reply.data == f"{node.name}: hello"
+
+
+@both_entrances
+async def test_a_viewer_that_stops_reading_holds_back_its_node_not_the_entrance(entrance: Entrance) -> None:
+    """segcast keeps only the newest frame for a slow viewer, so its latency never grows; that holds
+    only if the entrance passes the viewer's back-pressure on instead of spooling the stream."""
+    prefix, node = next(iter(entrance.nodes.items()))
+    async with aiohttp.ClientSession() as session, session.get(f"{entrance.base_url}{prefix}stream") as response:
+        assert response.status == 200
+        last = (-1, 0.0)
+
+        async def held_back_or_finished() -> bool:
+            nonlocal last
+            now = asyncio.get_running_loop().time()
+            if node.stream_finished.is_set():
+                return True
+            if node.streamed_bytes != last[0]:
+                last = (node.streamed_bytes, now)
+            return node.streamed_bytes > 0 and now - last[1] >= STREAM_STALL_S
+
+        await eventually(held_back_or_finished, STREAM_LIMIT_S, "the node to be held back or to finish")
+        assert not node.stream_finished.is_set(), "the entrance took the whole stream from a viewer reading nothing"
+        assert node.streamed_bytes < STREAM_TOTAL_BYTES
+
+
+@both_entrances
+async def test_entrance_index_links_every_node(entrance: Entrance) -> None:
+    async with aiohttp.ClientSession() as session, session.get(f"{entrance.base_url}/") as response:
+        assert response.status == 200
+        assert response.content_type == "text/html"
+        links = re.findall(r'href="([^"]+)"', await response.text())
+    assert links == [prefix.lstrip("/") for prefix in entrance.nodes], "relative links, so a proxy may add a prefix"

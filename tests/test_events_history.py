@@ -1,0 +1,280 @@
+"""The event history: SQLite on disk, snapshots, retention, paging, restarts, and a locked database."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from aiohttp.test_utils import TestClient
+
+from server.app import create_app
+from server.config import Settings
+from server.events.config import EventsSettings, HistorySettings
+from server.events.history import EventQuery, HistorySink
+from server.events.outputs import EventOutputs
+from server.events.sink import SinkState
+from server.keys import hub_key
+from server.models import BUNDLED_MODEL
+from tests.support.event_packets import BOX, track_start, with_events
+from tests.support.polling import eventually
+
+ClientFactory = Callable[..., Awaitable[TestClient]]
+
+
+@pytest.fixture
+async def outputs(tmp_path: Path) -> AsyncIterator[EventOutputs]:
+    outputs = EventOutputs(EventsSettings(history=HistorySettings(tmp_path / "events.db")))
+    await outputs.start()
+    yield outputs
+    await outputs.stop()
+
+
+async def stored(history: HistorySink, count: int) -> None:
+    async def enough() -> bool:
+        return history.health().delivered >= count
+
+    await eventually(enough, what=f"{count} events stored")
+
+
+async def test_events_are_stored_with_a_snapshot_of_the_object(outputs: EventOutputs) -> None:
+    history = outputs.history
+    assert history is not None
+    outputs.on_packet(track_start(1))
+    await stored(history, 1)
+
+    (event,) = history.query(EventQuery())
+    assert event.data["type"] == "track" and event.data["event"] == "start" and event.data["class"] == "person"
+    jpeg = history.snapshot(event.id)
+    assert jpeg is not None
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
+    x1, y1, x2, y2 = BOX
+    # A crop around the object with a margin: about the box's size, not the whole frame, and mostly the object.
+    assert x2 - x1 <= image.shape[1] < 1.5 * (x2 - x1)
+    assert y2 - y1 <= image.shape[0] < 1.5 * (y2 - y1)
+    assert image.mean() > 128
+
+
+async def test_history_survives_a_restart(tmp_path: Path) -> None:
+    settings = EventsSettings(history=HistorySettings(tmp_path / "events.db"))
+    first = EventOutputs(settings)
+    await first.start()
+    first.on_packet(track_start(1, track_id=7))
+    assert first.history is not None
+    await stored(first.history, 1)
+    await first.stop()
+
+    second = EventOutputs(settings)
+    await second.start()
+    try:
+        assert second.history is not None
+        second.on_packet(track_start(2, track_id=8))
+        await stored(second.history, 1)
+        assert [e.data["id"] for e in second.history.query(EventQuery())] == [8, 7]
+    finally:
+        await second.stop()
+
+
+async def test_stop_writes_what_is_queued(tmp_path: Path) -> None:
+    outputs = EventOutputs(EventsSettings(history=HistorySettings(tmp_path / "events.db")))
+    await outputs.start()
+    for seq in range(50):
+        outputs.on_packet(track_start(seq, track_id=seq))
+    await outputs.stop()
+    assert outputs.history is not None
+    assert len(outputs.history.query(EventQuery(limit=1000))) == 50
+
+
+async def test_analytics_kinds_are_stored_and_filtered_by_zone_and_line(outputs: EventOutputs) -> None:
+    history = outputs.history
+    assert history is not None
+    enter = {"type": "zone_enter", "v": 1, "stream": "cam", "id": 1, "class": "person", "time": time.time()}
+    outputs.on_packet(with_events(1, [{**enter, "zone": "door"}, {**enter, "zone": "bay"}]))
+    cross = {"type": "line_cross", "v": 1, "stream": "cam", "id": 1, "class": "car", "line": "gate", "direction": "in"}
+    outputs.on_packet(with_events(2, [{**cross, "time": time.time()}], stream_id="yard"))
+    await stored(history, 3)
+
+    assert [e.data["zone"] for e in history.query(EventQuery(zone="door"))] == ["door"]
+    (crossing,) = history.query(EventQuery(line="gate"))
+    assert crossing.data == {**cross, "time": crossing.data["time"]}
+    assert [e.data["type"] for e in history.query(EventQuery(stream="yard"))] == ["line_cross"]
+    assert len(history.query(EventQuery(class_name="person"))) == 2
+    # No box in the event: the snapshot is the object's box in the frame, found by the track id.
+    assert crossing.has_snapshot
+
+
+async def test_events_older_than_max_age_are_deleted(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    keep_all = EventOutputs(EventsSettings(history=HistorySettings(path, max_age_days=10)))
+    await keep_all.start()
+    keep_all.on_packet(track_start(1, track_id=1, when=time.time() - 2 * 86400))
+    keep_all.on_packet(track_start(2, track_id=2))
+    await keep_all.stop()
+
+    one_day = EventOutputs(EventsSettings(history=HistorySettings(path, max_age_days=1)))
+    await one_day.start()
+    try:
+        one_day.on_packet(track_start(3, track_id=3))
+        assert one_day.history is not None
+        await stored(one_day.history, 1)
+        assert [e.data["id"] for e in one_day.history.query(EventQuery())] == [3, 2]
+    finally:
+        await one_day.stop()
+
+
+async def test_the_oldest_events_go_when_the_file_outgrows_max_mb(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    outputs = EventOutputs(EventsSettings(history=HistorySettings(path, max_mb=0.25)))
+    await outputs.start()
+    try:
+        for seq in range(400):  # a snapshot each: several times 0.25 MB
+            outputs.on_packet(track_start(seq, track_id=seq))
+        assert outputs.history is not None
+        await stored(outputs.history, 400)
+        ids = [e.data["id"] for e in outputs.history.query(EventQuery(limit=1000))]
+    finally:
+        await outputs.stop()
+    assert 0 < len(ids) < 400
+    assert ids == list(range(399, 399 - len(ids), -1))  # the newest kept, in order
+    with sqlite3.connect(path) as db:
+        pages, size = db.execute("PRAGMA page_count").fetchone()[0], db.execute("PRAGMA page_size").fetchone()[0]
+    assert pages * size <= 0.3 * 1024 * 1024
+
+
+async def test_a_locked_database_is_an_error_and_writing_resumes(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    outputs = EventOutputs(EventsSettings(history=HistorySettings(path)))
+    await outputs.start()
+    history = outputs.history
+    assert history is not None
+    try:
+        outputs.on_packet(track_start(1, track_id=1))
+        await stored(history, 1)
+        locker = sqlite3.connect(path, isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")
+        outputs.on_packet(track_start(2, track_id=2))
+
+        async def failed() -> bool:
+            return history.health().failed >= 1
+
+        await eventually(failed, what="the write to fail")
+        health = history.health()
+        assert health.state is SinkState.FAILING and "locked" in (health.last_error or "")
+        locker.execute("ROLLBACK")
+        locker.close()
+
+        outputs.on_packet(track_start(3, track_id=3))
+        await stored(history, 2)
+        assert history.health().state is SinkState.OK
+        assert [e.data["id"] for e in history.query(EventQuery())] == [3, 1]
+    finally:
+        await outputs.stop()
+
+
+async def test_a_full_queue_drops_and_counts(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    sqlite3.connect(path).close()
+    locker = sqlite3.connect(path, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")  # the writer waits on the lock, so its queue fills
+    outputs = EventOutputs(EventsSettings(history=HistorySettings(path, queue=2)))
+    await outputs.start()
+    try:
+        for seq in range(20):
+            outputs.on_packet(track_start(seq, track_id=seq))
+        assert outputs.history is not None
+        assert outputs.history.health().dropped >= 17
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+        await outputs.stop()
+
+
+async def test_an_unwritable_path_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    outputs = EventOutputs(EventsSettings(history=HistorySettings(blocker / "events.db")))
+    await outputs.start()
+    try:
+        outputs.on_packet(track_start(1))
+        assert outputs.history is not None
+        history = outputs.history
+
+        async def failed() -> bool:
+            return history.health().failed >= 1
+
+        await eventually(failed, what="the write to fail")
+        assert "cannot open" in (history.health().last_error or "")
+    finally:
+        await outputs.stop()
+
+
+# -- the API, in the real app ------------------------------------------------------------------------------
+
+
+async def history_app(aiohttp_client: ClientFactory, path: Path) -> TestClient:
+    events = EventsSettings(history=HistorySettings(path))
+    return await aiohttp_client(create_app(Settings(model=str(BUNDLED_MODEL), events=events)))
+
+
+async def test_api_lists_pages_and_serves_snapshots(aiohttp_client: ClientFactory, tmp_path: Path) -> None:
+    client = await history_app(aiohttp_client, tmp_path / "events.db")
+    hub = client.app[hub_key]
+    for seq in range(5):
+        hub.publish_threadsafe(track_start(seq, track_id=seq))  # the crossing the encoder thread uses
+
+    async def listed() -> list[dict[str, object]] | None:
+        body = await (await client.get("/api/events?limit=100")).json()
+        return body["events"] if len(body["events"]) == 5 else None
+
+    events = await eventually(listed, what="5 events in the API")
+    assert [e["event"]["id"] for e in events] == [4, 3, 2, 1, 0]
+
+    page = await (await client.get("/api/events?stream=cam&class=person&limit=2")).json()
+    assert [e["event"]["id"] for e in page["events"]] == [4, 3]
+    page = await (await client.get(page["next"])).json()
+    assert [e["event"]["id"] for e in page["events"]] == [2, 1]
+    page = await (await client.get(page["next"])).json()
+    assert [e["event"]["id"] for e in page["events"]] == [0] and page["next"] is None
+
+    since = events[2]["event"]["time"]
+    newer = await (await client.get(f"/api/events?since={since}")).json()
+    assert [e["event"]["id"] for e in newer["events"]] == [4, 3, 2]
+    none = await (await client.get("/api/events?stream=other")).json()
+    assert none == {"events": [], "next": None}
+
+    response = await client.get(events[0]["snapshot"])
+    assert response.status == 200 and response.content_type == "image/jpeg"
+    assert cv2.imdecode(np.frombuffer(await response.read(), np.uint8), cv2.IMREAD_COLOR) is not None
+    assert (await client.get("/api/events/999999/snapshot.jpg")).status == 404
+
+    metrics = await (await client.get("/metrics")).text()
+    assert 'segcast_event_output_delivered_total{output="history"} 5' in metrics
+    assert 'segcast_event_output_up{output="history"} 1.0' in metrics
+
+
+@pytest.mark.parametrize(
+    ("query", "named"),
+    [
+        ("limit=0", "limit"),
+        ("limit=x", "limit"),
+        ("since=soon", "since"),
+        ("until=nan", "until"),
+        ("colour=red", "colour"),
+    ],
+)
+async def test_api_names_a_bad_parameter(aiohttp_client: ClientFactory, tmp_path: Path, query: str, named: str) -> None:
+    client = await history_app(aiohttp_client, tmp_path / "events.db")
+    response = await client.get(f"/api/events?{query}")
+    assert response.status == 400
+    assert (await response.json())["error"].startswith(f"{named}:")
+
+
+async def test_api_says_when_the_history_is_off(aiohttp_client: ClientFactory) -> None:
+    client = await aiohttp_client(create_app(Settings(model=str(BUNDLED_MODEL))))
+    response = await client.get("/api/events")
+    assert response.status == 404
+    assert "[events.history]" in (await response.json())["error"]

@@ -1,0 +1,232 @@
+"""MQTT against a real mosquitto: events, counts, Home Assistant discovery, reconnecting, credentials, TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import json
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiomqtt
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from server.events.config import EventsSettings, MqttSettings
+from server.events.mqtt import MqttSink
+from server.events.outputs import EventOutputs
+from server.events.sink import SinkState
+from tests.support.event_packets import track_start, with_counts, with_events
+from tests.support.mosquitto import Broker, free_port
+from tests.support.polling import eventually
+
+Message = tuple[str, bytes, bool]  # topic, payload, retained
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    broker = Broker(tmp_path)
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@asynccontextmanager
+async def running(settings: MqttSettings) -> AsyncIterator[tuple[EventOutputs, MqttSink]]:
+    outputs = EventOutputs(EventsSettings(mqtt=settings))
+    sink = outputs.sinks[0]
+    assert isinstance(sink, MqttSink)
+    sink.backoff_first_s = 0.1
+    sink.connect_timeout_s = 2.0  # a TLS port answering plain MQTT says nothing until this runs out
+    await outputs.start()
+    try:
+        yield outputs, sink
+    finally:
+        await outputs.stop()
+
+
+@asynccontextmanager
+async def listening(port: int, topic: str = "#") -> AsyncIterator[list[Message]]:
+    """A subscriber collecting every message on ``topic`` into the list it yields."""
+    received: list[Message] = []
+    async with aiomqtt.Client("127.0.0.1", port) as client:
+        await client.subscribe(topic, qos=1)
+
+        async def collect() -> None:
+            async for message in client.messages:
+                payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
+                received.append((str(message.topic), payload, bool(message.retain)))
+
+        task = asyncio.create_task(collect())
+        try:
+            yield received
+        finally:
+            task.cancel()
+
+
+async def state_is(sink: MqttSink, state: SinkState) -> None:
+    async def reached() -> bool:
+        return sink.health().state is state
+
+    await eventually(reached, what=f"the MQTT output to be {state.value}")
+
+
+def on(received: list[Message], topic: str) -> list[dict[str, object]]:
+    return [json.loads(payload) for t, payload, _ in received if t == topic]
+
+
+async def test_events_are_published_per_stream_and_type(broker: Broker) -> None:
+    async with (
+        listening(broker.port, "segcast/+/events/#") as received,
+        running(MqttSettings("127.0.0.1", broker.port)) as (outputs, sink),
+    ):
+        await state_is(sink, SinkState.OK)
+        outputs.on_packet(track_start(1, track_id=5))
+        cross = {"type": "line_cross", "v": 1, "stream": "yard", "id": 2, "line": "gate", "direction": "in"}
+        outputs.on_packet(with_events(2, [cross], stream_id="yard"))
+
+        async def both() -> bool:
+            return len(received) == 2
+
+        await eventually(both, what="two events at the subscriber")
+    (start,) = on(received, "segcast/cam/events/track")
+    assert start["event"] == "start" and start["id"] == 5
+    assert on(received, "segcast/yard/events/line_cross") == [cross]
+    assert not any(retained for _, _, retained in received)
+
+
+async def test_counts_appear_as_home_assistant_sensors(broker: Broker) -> None:
+    expected = {
+        "segcast/status",
+        "segcast/cam/counts",
+        "homeassistant/sensor/segcast_cam/tracks/config",
+        "homeassistant/sensor/segcast_cam/zones_door_objects/config",
+    }
+    async with running(MqttSettings("127.0.0.1", broker.port)) as (outputs, sink):
+        await state_is(sink, SinkState.OK)
+        async with listening(broker.port) as live:
+            outputs.on_packet(with_counts(1, {"zones": {"door": {"objects": 2, "by_class": {"person": 2}}}}, tracks=3))
+
+            async def published() -> bool:
+                return any(topic == "segcast/cam/counts" for topic, _, _ in live)
+
+            await eventually(published, what="the counts")
+        # Retained: a Home Assistant that connects later still finds the sensors and their state.
+        async with listening(broker.port) as received:
+
+            async def all_there() -> bool:
+                return {topic for topic, _, _ in received} >= expected
+
+            await eventually(all_there, what="the retained counts and discovery configs")
+    assert on(received, "segcast/cam/counts") == [{"tracks": 3, "zones_door_objects": 2}]
+    (config,) = on(received, "homeassistant/sensor/segcast_cam/zones_door_objects/config")
+    assert config["state_topic"] == "segcast/cam/counts"
+    assert config["value_template"] == '{{ value_json["zones_door_objects"] }}'
+    assert config["availability_topic"] == "segcast/status"
+    assert config["unique_id"] == "segcast_cam_zones_door_objects"
+    assert on(received, "homeassistant/sensor/segcast_cam/tracks/config")[0]["state_class"] == "measurement"
+    assert [p for t, p, _ in received if t == "segcast/status"] == [b"online"]
+    assert all(retained for _, _, retained in received)
+    assert {topic for topic, _, _ in received} == expected
+
+
+async def test_status_says_offline_after_segcast_stops(broker: Broker) -> None:
+    async with running(MqttSettings("127.0.0.1", broker.port)) as (_, sink):
+        await state_is(sink, SinkState.OK)
+    async with listening(broker.port, "segcast/status") as received:
+
+        async def retained() -> bool:
+            return bool(received)
+
+        await eventually(retained, what="the retained status")
+    assert received == [("segcast/status", b"offline", True)]
+
+
+async def test_a_lost_broker_is_a_failing_state_and_events_follow_the_reconnection(broker: Broker) -> None:
+    async with running(MqttSettings("127.0.0.1", broker.port)) as (outputs, sink):
+        await state_is(sink, SinkState.OK)
+        broker.stop()
+        await state_is(sink, SinkState.FAILING)  # noticed while idle, before anything is published
+        assert "127.0.0.1" in (sink.health().last_error or "")
+        outputs.on_packet(track_start(1, track_id=1))  # waits in the queue while the broker is away
+
+        await asyncio.get_running_loop().run_in_executor(None, broker.start)
+        await state_is(sink, SinkState.OK)
+
+        async def delivered() -> bool:
+            return sink.health().delivered == 1
+
+        await eventually(delivered, what="the queued event after the reconnection")
+        async with listening(broker.port, "segcast/cam/events/#") as received:
+            outputs.on_packet(track_start(2, track_id=2))
+
+            async def arrived() -> bool:
+                return len(received) == 1
+
+            await eventually(arrived, what="an event after the reconnection")
+
+
+async def test_an_unreachable_broker_fails_clearly_and_its_queue_drops() -> None:
+    async with running(MqttSettings("127.0.0.1", free_port(), queue=2)) as (outputs, sink):
+        await state_is(sink, SinkState.FAILING)
+        for seq in range(5):
+            outputs.on_packet(track_start(seq, track_id=seq))
+        health = sink.health()
+    assert health.dropped == 3 and health.delivered == 0
+    assert health.name == f"mqtt 127.0.0.1:{sink.settings.effective_port}"
+
+
+async def test_username_and_password(tmp_path: Path) -> None:
+    broker = Broker(tmp_path, users={"segcast": "right"})
+    broker.start()
+    try:
+        async with running(MqttSettings("127.0.0.1", broker.port, username="segcast", password="wrong")) as (_, sink):
+            await state_is(sink, SinkState.FAILING)
+            assert "wrong" not in (sink.health().last_error or "")
+        async with running(MqttSettings("127.0.0.1", broker.port, username="segcast", password="right")) as (_, sink):
+            await state_is(sink, SinkState.OK)
+    finally:
+        broker.stop()
+
+
+async def test_tls_with_the_brokers_ca(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    broker = Broker(tmp_path, tls=(cert, key))
+    broker.start()
+    try:
+        async with running(MqttSettings("127.0.0.1", broker.port)) as (_, sink):  # plain MQTT to a TLS port
+            await state_is(sink, SinkState.FAILING)
+        async with running(MqttSettings("127.0.0.1", broker.port, tls=True, ca_file=cert)) as (_, sink):
+            await state_is(sink, SinkState.OK)
+    finally:
+        broker.stop()
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A CA-flagged certificate for 127.0.0.1 and its key, valid for a day, as PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "segcast test broker")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "broker.pem", folder / "broker.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path

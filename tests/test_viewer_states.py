@@ -1,0 +1,299 @@
+"""The viewer and the embed page, in a real headless Chromium, for streams and servers that are not well.
+
+What keeps a picture from showing is said over the picture itself (the state, the reason, and while
+segcast retries, the countdown to the next attempt), so a phone, which has no hover, shows it too.
+Every wait is on something the page shows, with a deadline; none is a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from server.app import create_app
+from server.config import Settings, StreamConfig
+from server.models import BUNDLED_MODEL
+from tests.conftest import CHROMIUM
+from tests.support.browser import PHONE, WAIT_MS, open_page, open_url, wait_for_new_frame, wait_for_text
+from tests.support.rtsp_camera import free_port
+
+pytest.importorskip("playwright.async_api")
+
+Start = Callable[..., Awaitable[TestClient]]
+
+pytestmark = [
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"needs Debian's chromium at {CHROMIUM}"),
+]
+
+MISSING_FILE = "/no/such/file.mp4"
+TILE_PANEL = '.card[data-stream="{}"] .status-panel'
+VIEW_PANEL = "#stream-view .status-panel"
+EMBED_PANEL = ".status-panel"
+COUNTDOWN = re.compile(r"next attempt in (\d+) s")
+#: The ids of the rows of the track table, in order.
+TABLE_IDS = "() => [...document.querySelectorAll('#tracks tbody tr')].map((row) => Number(row.dataset.track))"
+#: Whether the page is wider than the screen (a phone would scroll sideways), and by how much.
+OVERFLOW = "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+#: How many lines the text of the element at the selector takes.
+TEXT_LINES = """(selector) => {
+  const range = document.createRange();
+  range.selectNodeContents(document.querySelector(selector));
+  return new Set([...range.getClientRects()].map((rect) => Math.round(rect.top))).size;
+}"""
+
+
+def closed_port_camera() -> str:
+    """An RTSP address where nothing listens: every attempt is refused, and segcast keeps retrying."""
+    return f"rtsp://127.0.0.1:{free_port()}/stream"
+
+
+async def test_a_failed_stream_says_why_on_its_tile_and_in_its_view(
+    start_server: Start, browser: Any, screenshots: Path
+) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"), StreamConfig("lobby", MISSING_FILE))
+    page, console = await open_page(browser, client, "/")
+    tile = await wait_for_text(page, TILE_PANEL.format("lobby"), "Failed")
+    assert f"no such file: {MISSING_FILE}" in tile, "the reason is on the tile, not in a tooltip"
+    assert not await page.is_visible(TILE_PANEL.format("cam")), "a live stream's picture is not covered"
+    await page.screenshot(path=screenshots / "grid.png")
+
+    await page.click('.card[data-stream="lobby"]')
+    view = await wait_for_text(page, VIEW_PANEL, "Failed")
+    assert f"no such file: {MISSING_FILE}" in view
+    assert await page.inner_text("#stream-state") == "failed"
+    await page.screenshot(path=screenshots / "stream.png")
+    assert console.errors == []
+
+
+async def test_a_reconnecting_camera_counts_down_to_its_next_attempt(
+    start_server: Start, browser: Any, screenshots: Path
+) -> None:
+    client = await start_server(StreamConfig("door", closed_port_camera()))
+    page, console = await open_page(browser, client, "/")
+    panel = TILE_PANEL.format("door")
+    for where in ("tile", "view"):
+        # The retries back off (0.5 s, 1, 2, 4 ...): soon one is far enough away to watch it count down.
+        await page.wait_for_function(
+            """(selector) => { const text = document.querySelector(selector)?.innerText ?? "";
+                 return /Reconnecting/.test(text) && Number(/next attempt in (\\d+) s/.exec(text)?.[1]) >= 3; }""",
+            arg=panel,
+            timeout=WAIT_MS,
+        )
+        text = await page.inner_text(panel)
+        assert "connection refused" in text, "the reason is shown with the state"
+        first = int(COUNTDOWN.search(text)[1])  # type: ignore[index]
+        attempt = await _shown_attempt(page, panel)
+        await page.screenshot(path=screenshots / f"{where}.png")
+        await page.wait_for_function(
+            """([selector, first, attempt]) => { const panel = document.querySelector(selector);
+                 const shown = Number(/next attempt in (\\d+) s/.exec(panel.innerText)?.[1]);
+                 const same = panel.querySelector('.status-countdown').dataset.at === attempt;
+                 return same && shown >= 1 && shown < first; }""",
+            arg=[panel, first, attempt],
+            timeout=WAIT_MS,
+            polling=100,
+        )
+        assert await _shown_attempt_is_the_apis(page, client, panel), "it counts down to the attempt the API reports"
+        if where == "tile":
+            await page.click('.card[data-stream="door"]')
+            panel = VIEW_PANEL
+    assert console.errors == []
+
+
+async def _shown_attempt(page: Any, panel: str) -> str:
+    """The server's time of the attempt the panel counts down to, as the panel has it."""
+    return str(
+        await page.evaluate(
+            "(selector) => document.querySelector(selector).querySelector('.status-countdown').dataset.at", panel
+        )
+    )
+
+
+async def _shown_attempt_is_the_apis(page: Any, client: TestClient, panel: str) -> bool:
+    """Whether the panel counts down to the API's ``next_attempt_at``, both read while that attempt is due."""
+    for _ in range(10):  # a new attempt may be scheduled between the two readings: read both again
+        shown = await _shown_attempt(page, panel)
+        stream = await (await client.get("/api/streams/door")).json()
+        if shown and float(shown) == stream["next_attempt_at"]:
+            return True
+        await page.wait_for_function(
+            "([selector, shown]) => document.querySelector(selector)"
+            ".querySelector('.status-countdown').dataset.at !== shown",
+            arg=[panel, shown],
+            timeout=WAIT_MS,
+        )
+    return False
+
+
+async def test_when_the_server_goes_away_no_stream_still_says_live(
+    browser: Any, unused_tcp_port: int, screenshots: Path
+) -> None:
+    settings = Settings(model=str(BUNDLED_MODEL), streams=(StreamConfig("cam", "scene:?seed=3"),))
+    server = TestServer(create_app(settings), host="127.0.0.1", port=unused_tcp_port)
+    await server.start_server()
+    try:
+        page, _ = await open_url(browser, str(server.make_url("/")))
+        await wait_for_new_frame(page, '.card[data-stream="cam"] canvas')
+        await page.wait_for_selector('.card[data-stream="cam"] .badge.state-live', timeout=WAIT_MS)
+    finally:
+        await server.close()
+    await wait_for_text(page, TILE_PANEL.format("cam"), "No connection to segcast")
+    assert await page.inner_text('.card[data-stream="cam"] .badge') == "offline"
+    await page.screenshot(path=screenshots / "grid.png")
+    await page.evaluate("() => { location.hash = '#/stream/cam'; }")  # the page stays: the server is away
+    await wait_for_text(page, VIEW_PANEL, "No connection to segcast")
+    assert await page.inner_text("#stream-state") == "offline"
+
+
+async def test_a_node_whose_triton_is_down_says_so_over_its_live_streams(
+    aiohttp_client: Any, browser: Any, screenshots: Path
+) -> None:
+    """Frames come in, none is inferred: the tile, the stream view and the embed say why and when segcast
+    tries again, while the camera's own state stays live."""
+    model = f"grpc://127.0.0.1:{free_port()}/segcast-scene-seg"  # nobody listens there
+    client = await aiohttp_client(create_app(Settings(model=model, streams=(StreamConfig("cam", "scene:?seed=3"),))))
+    page, console = await open_page(browser, client, "/")
+    tile = await wait_for_text(page, TILE_PANEL.format("cam"), "Inference unavailable")
+    assert "unreachable" in tile
+    assert COUNTDOWN.search(tile) or "trying again now" in tile
+    assert await page.inner_text('.card[data-stream="cam"] .badge') == "live"
+    await page.screenshot(path=screenshots / "grid.png")
+    await page.click('.card[data-stream="cam"]')
+    assert "unreachable" in await wait_for_text(page, VIEW_PANEL, "Inference unavailable")
+    embed, _ = await open_page(browser, client, "/embed/cam")
+    assert "unreachable" in await wait_for_text(embed, EMBED_PANEL, "Inference unavailable")
+    assert console.errors == []
+
+
+async def test_the_embed_of_an_unknown_stream_says_so_in_the_frame(
+    start_server: Start, browser: Any, screenshots: Path
+) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    page, console = await open_page(browser, client, "/embed/nope", {"width": 640, "height": 384})
+    text = await wait_for_text(page, EMBED_PANEL, "No such stream")
+    assert "nope" in text
+    await page.screenshot(path=screenshots / "embed.png")
+    assert console.errors == []
+
+
+async def test_the_embed_of_a_failed_stream_says_why(start_server: Start, browser: Any) -> None:
+    client = await start_server(StreamConfig("lobby", MISSING_FILE))
+    page, console = await open_page(browser, client, "/embed/lobby")
+    text = await wait_for_text(page, EMBED_PANEL, "Failed")
+    assert f"no such file: {MISSING_FILE}" in text
+    assert console.errors == []
+
+
+async def test_the_embed_without_a_valid_token_says_what_is_missing(
+    start_server: Start, browser: Any, screenshots: Path
+) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"), viewer_tokens=("a-viewer-token-of-some-length",))
+    page, console = await open_page(browser, client, "/embed/cam")
+    await wait_for_text(page, EMBED_PANEL, "needs an access token")
+    await page.screenshot(path=screenshots / "no-token.png")
+    await page.goto(str(client.make_url("/embed/cam?token=s1.expired.or.forged")))
+    await wait_for_text(page, EMBED_PANEL, "token in this address was refused")
+    # The browser reports the refused requests themselves; nothing else went wrong.
+    assert [e for e in console.errors if "401" not in e and "WebSocket" not in e] == []
+
+
+async def test_on_a_phone_nothing_is_wider_than_the_screen_and_ids_stay_whole(
+    start_server: Start, browser: Any, screenshots: Path
+) -> None:
+    long_id = "front-door-camera-2"
+    client = await start_server(StreamConfig(long_id, "scene:?seed=3"), StreamConfig("lobby", MISSING_FILE))
+    page, console = await open_page(browser, client, "/", PHONE)
+    await wait_for_new_frame(page, f'.card[data-stream="{long_id}"] canvas')
+    await page.wait_for_selector('.card[data-stream="lobby"] .badge.state-failed', timeout=WAIT_MS)
+    assert await page.evaluate(OVERFLOW) == 0, "the grid fits the screen"
+    assert await page.evaluate(TEXT_LINES, f'.card[data-stream="{long_id}"] .card-caption strong') == 1
+    await page.screenshot(path=screenshots / "grid.png", full_page=True)
+
+    await page.click(f'.card[data-stream="{long_id}"]')
+    await wait_for_new_frame(page, "#video")
+    assert await page.evaluate(OVERFLOW) == 0, "the stream view fits the screen"
+    assert await page.evaluate(TEXT_LINES, "#stream-title") == 1, "the id is not broken at its hyphens"
+    remove = await page.locator("#remove-stream").bounding_box()
+    assert remove is not None and remove["x"] >= 0 and remove["x"] + remove["width"] <= PHONE["width"]
+    await page.screenshot(path=screenshots / "stream.png", full_page=True)
+    assert console.errors == []
+
+
+async def test_switching_streams_leaves_nothing_of_the_previous_one(start_server: Start, browser: Any) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"), StreamConfig("lobby", MISSING_FILE))
+    page, console = await open_page(browser, client, "/#/stream/cam")
+    await page.wait_for_function("() => document.querySelectorAll('#tracks tbody tr').length > 0", timeout=WAIT_MS)
+    assert await page.inner_text("#track-count") != ""
+    await page.goto(str(client.make_url("/#/stream/lobby")))
+    await page.wait_for_selector("#stream-state.state-failed", timeout=WAIT_MS)
+    assert await page.evaluate(TABLE_IDS) == []
+    assert await page.inner_text("#track-count") == "", "no count of the previous stream's tracks"
+    assert await page.evaluate("() => document.querySelector('#video').dataset.seq") is None
+    assert console.errors == []
+
+
+async def test_the_track_table_lists_tracks_by_id(start_server: Start, browser: Any) -> None:
+    client = await start_server()
+    page, console = await open_page(browser, client, "/")
+    # The table of a frame whose tracks came in another order, as a tracker may report them.
+    await page.evaluate(
+        """async () => {
+             const { StreamView } = await import("./static/stream.js");
+             const view = { el: { trackCount: document.querySelector('#track-count'),
+                                  trackBody: document.querySelector('#tracks tbody') },
+                            highlighted: () => null };
+             const track = (id) => ({ id, class: "disc", conf: 0.9, age: 1 });
+             StreamView.prototype.showTracks.call(view, { tracks: [track(9), track(2), track(5)] });
+           }"""
+    )
+    assert await page.evaluate(TABLE_IDS) == [2, 5, 9]
+    assert console.errors == []
+
+
+async def test_the_add_form_offers_only_what_the_server_accepts(
+    start_server: Start, browser: Any, tmp_path: Path
+) -> None:
+    client = await start_server()
+    page, console = await open_page(browser, client, "/")
+    help_text = await wait_for_text(page, "#add-help", "rtsp:")
+    assert "media_dirs" in help_text, "the form says what it takes to add a video file"
+    placeholder = await page.get_attribute("#add-form input[name=uri]", "placeholder")
+    assert placeholder is not None and "/videos/" not in placeholder, "no example the API would refuse"
+    assert not await page.is_visible("#add-form input[name=persist]"), "no config file: nothing to save to"
+
+    config = tmp_path / "segcast.toml"
+    config.write_text("")
+    saving = await start_server(config_path=config, save_config=True, media_dirs=(tmp_path,))
+    page, console = await open_page(browser, saving, "/")
+    help_text = await wait_for_text(page, "#add-help", "video files inside")
+    assert "media_dirs" not in help_text
+    persist = page.locator("#add-form input[name=persist]")
+    await persist.wait_for(state="visible", timeout=WAIT_MS)
+    assert await persist.is_checked() and await persist.is_disabled(), "save_config: every change is saved"
+    assert console.errors == []
+
+
+async def test_the_embed_snippet_is_shown_whole_and_copies(start_server: Start, browser: Any) -> None:
+    client = await start_server(StreamConfig("front-door-camera-2", "scene:?seed=3"))
+    context = await browser.new_context(viewport=PHONE)
+    await context.grant_permissions(["clipboard-read", "clipboard-write"], origin=str(client.make_url("/"))[:-1])
+    page = await context.new_page()
+    await page.goto(str(client.make_url("/#/stream/front-door-camera-2")))
+    snippet = await page.input_value("#embed-code")
+    assert f'src="{client.make_url("/embed/front-door-camera-2")}"' in snippet
+    fits = await page.evaluate(
+        "() => { const e = document.querySelector('#embed-code'); "
+        "return e.scrollHeight <= e.clientHeight && e.scrollWidth <= e.clientWidth; }"
+    )
+    assert fits, "the whole snippet is in view, none of it cut off"
+    await page.click("#copy-embed")
+    await wait_for_text(page, "#copy-state", "Copied")
+    assert await page.evaluate("() => navigator.clipboard.readText()") == snippet
+    await context.close()

@@ -1,0 +1,107 @@
+// What is wrong with a stream, shown over its picture: the state, the reason and, while segcast
+// retries, the countdown to the next attempt. Over the picture rather than in a tooltip, so that a
+// phone (no hover) shows it too. The grid's tiles, the stream view and the embed page share it.
+
+import { serverNow } from "./api.js";
+
+const COUNTDOWN_TICK_MS = 250;
+
+const TITLES = {
+  starting: "Starting…",
+  reconnecting: "Reconnecting",
+  ended: "Ended",
+  failed: "Failed",
+};
+
+/**
+ * What a panel should say about `stream` ({state, error, next_attempt_at} as the API has them), or
+ * null when there is nothing to say (live). `inference` ({state, error, next_attempt_at}, as in the
+ * hello and inference messages) says whether frames are inferred: a model on a Triton server is not
+ * while that server is down, and a live camera then shows pictures without tracks, which says why.
+ */
+export function streamNotice(stream, inference = null) {
+  if (stream?.state === "live" && inference?.state === "unavailable") {
+    return {
+      state: "no-inference",
+      title: "Inference unavailable",
+      reason: inference.error || "",
+      nextAttemptAt: inference.next_attempt_at ?? null,
+    };
+  }
+  if (!stream?.state || stream.state === "live") return null;
+  const reason = stream.error || (stream.state === "ended" ? "the video reached its end" : "");
+  const nextAttemptAt = stream.state === "reconnecting" ? (stream.next_attempt_at ?? null) : null;
+  return { state: stream.state, title: TITLES[stream.state] ?? stream.state, reason, nextAttemptAt };
+}
+
+/** The notice for a page that has lost its connection to segcast: its pictures are frozen. */
+export const OFFLINE_NOTICE = {
+  state: "offline",
+  title: "No connection to segcast",
+  reason: "This is the last picture received. Reconnecting…",
+  nextAttemptAt: null,
+};
+
+const counting = new Set(); // panels showing a countdown
+let ticker = null;
+
+function tick() {
+  for (const panel of counting) panel.renderCountdown();
+  if (counting.size === 0) {
+    clearInterval(ticker);
+    ticker = null;
+  }
+}
+
+function countdownText(nextAttemptAt) {
+  const remaining = nextAttemptAt - serverNow();
+  return remaining >= 0.5 ? `next attempt in ${Math.round(remaining)} s` : "trying again now…";
+}
+
+/** A notice laid over a picture; `container` is the positioned element that holds the picture. */
+export class StatusPanel {
+  constructor(container) {
+    this.container = container;
+    this.element = document.createElement("div");
+    this.element.className = "status-panel";
+    this.element.setAttribute("role", "status");
+    this.title = document.createElement("strong");
+    this.reason = document.createElement("span");
+    this.reason.className = "status-reason";
+    this.countdown = document.createElement("span");
+    this.countdown.className = "status-countdown";
+    this.element.append(this.title, this.reason, this.countdown);
+    this.element.hidden = true;
+    this.notice = null;
+    container.append(this.element);
+  }
+
+  /** Show `notice` (from streamNotice, OFFLINE_NOTICE or the page's own), or hide the panel for null. */
+  show(notice) {
+    this.notice = notice;
+    this.element.hidden = notice === null;
+    this.container.classList.toggle("has-status", notice !== null);
+    this.element.dataset.state = notice?.state ?? "";
+    if (notice === null) {
+      counting.delete(this);
+      return;
+    }
+    this.title.textContent = notice.title;
+    this.reason.textContent = notice.reason;
+    this.reason.hidden = !notice.reason;
+    if (notice.nextAttemptAt !== null) {
+      counting.add(this);
+      ticker ??= setInterval(tick, COUNTDOWN_TICK_MS);
+    } else {
+      counting.delete(this);
+    }
+    this.renderCountdown();
+  }
+
+  renderCountdown() {
+    const at = this.notice?.nextAttemptAt ?? null;
+    this.countdown.hidden = at === null;
+    this.countdown.textContent = at === null ? "" : countdownText(at);
+    this.countdown.dataset.at = at ?? ""; // the server's own figure, for tools and tests
+  }
+}

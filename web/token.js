@@ -1,0 +1,62 @@
+// Asking the person for an access token, in the page rather than in a bare browser prompt: it says
+// why in plain words, hides what is typed, and can be cancelled. See the README's Security section.
+
+const WHY = {
+  missing: [
+    "This segcast server needs an access token",
+    "Ask whoever runs it for a token: a viewer token lets you watch, an admin token also lets you add and " +
+      "remove cameras.",
+  ],
+  refused: [
+    "That access token was not accepted",
+    "It may be mistyped, or no longer configured on the server. Try another one.",
+  ],
+  role: [
+    "This needs an admin token",
+    "The token you gave lets you watch only. Adding, changing or removing cameras needs an admin token.",
+  ],
+};
+const WHERE =
+  "Tokens are set on the server: [auth] in its config file, or SEGCAST_VIEWER_TOKENS / SEGCAST_ADMIN_TOKENS.";
+
+let dialog = null;
+
+function build() {
+  const element = document.createElement("dialog");
+  element.id = "token-dialog";
+  element.className = "panel token-dialog";
+  element.innerHTML = `
+    <form method="dialog">
+      <h2 class="token-title"></h2>
+      <p class="token-why"></p>
+      <label>Access token <input name="token" type="password" autocomplete="off" spellcheck="false" required></label>
+      <p class="muted token-where"></p>
+      <div class="token-actions">
+        <button type="button" class="quiet" value="">Not now</button>
+        <button type="submit" value="use">Use this token</button>
+      </div>
+    </form>`;
+  element.querySelector(".token-where").textContent = WHERE;
+  element.querySelector("button.quiet").addEventListener("click", () => element.close(""));
+  document.body.append(element);
+  return element;
+}
+
+/** Show the token dialog; `reason` is "missing", "refused" or "role". Resolves with the token, or null. */
+export function askForToken(reason) {
+  dialog ??= build();
+  const [title, why] = WHY[reason] ?? WHY.missing;
+  dialog.querySelector(".token-title").textContent = title;
+  dialog.querySelector(".token-why").textContent = why;
+  const input = dialog.querySelector("input");
+  input.value = "";
+  dialog.returnValue = "";
+  return new Promise((resolve) => {
+    dialog.addEventListener(
+      "close",
+      () => resolve(dialog.returnValue === "use" ? input.value.trim() || null : null),
+      { once: true },
+    );
+    dialog.showModal();
+  });
+}
