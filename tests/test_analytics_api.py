@@ -12,6 +12,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from server.config import ConfigError, StreamConfig, load_config
+from server.events.config import EventsSettings, HistorySettings
+from server.options import StreamOptions
 from tests.support.polling import eventually
 
 DASHBOARD = Path(__file__).parent.parent / "deploy" / "grafana" / "segcast-analytics.json"
@@ -109,3 +111,17 @@ def test_a_bad_zone_in_the_config_file_is_one_line_naming_it(tmp_path: Path) -> 
     assert str(caught.value) == (
         "segcast.toml: streams[0].zones[0].points: expected 3 to 64 [x, y] pairs, got [[0, 0], [1, 1]]"
     )
+
+
+async def test_zone_events_reach_the_event_history_with_their_zone(start_server: Start, tmp_path: Path) -> None:
+    events = EventsSettings(history=HistorySettings(tmp_path / "events.db"))
+    config = StreamConfig("cam", "scene:?seed=7", options=StreamOptions.from_mapping({"zones": [WHOLE_FRAME]}))
+    client = await start_server(config, events=events)
+
+    async def entered() -> dict[str, Any] | None:
+        body = await (await client.get("/api/events?stream=cam&type=zone_enter&zone=all")).json()
+        return body["events"][0] if body["events"] else None
+
+    stored = await eventually(entered, COUNT_TIMEOUT_S, "a zone_enter in the history")
+    assert stored["event"]["zone"] == "all" and stored["event"]["type"] == "zone_enter"
+    assert stored["event"]["class"] in {"disc", "square", "triangle"}
