@@ -1,4 +1,4 @@
-"""Drawing tracks on a frame: translucent masks, boxes, "id class conf" labels and trails.
+"""Drawing tracks on a frame: translucent masks, boxes, "id class conf" labels and trails; zones and lines.
 
 Sizes scale with the frame, so the overlay reads the same on a 320p and a 1080p camera: every width
 below is given for `REFERENCE_HEIGHT_PX` and scaled by the frame's shorter side, with floors that
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from server.analytics.events import FrameAnalytics
 from server.frames import Track
 
 MASK_OPACITY = 0.45
@@ -42,6 +43,10 @@ class Layers:
 
 
 ALL_LAYERS = Layers()
+ZONE_COLOR: Color = (0, 215, 255)  # amber: distinct from the saturated track colours' outlines
+LINE_COLOR: Color = (255, 80, 255)
+SHAPE_WIDTH_PX = 3.0
+ARROW_LENGTH_PX = 28.0
 
 
 def track_color(track_id: int) -> Color:
@@ -56,10 +61,17 @@ def scale_for(image: np.ndarray) -> float:
     return min(image.shape[:2]) / REFERENCE_HEIGHT_PX
 
 
-def annotate(image: np.ndarray, tracks: tuple[Track, ...], layers: Layers = ALL_LAYERS) -> np.ndarray:
-    """A new image with ``tracks`` drawn over ``image`` (which is left untouched)."""
+def annotate(
+    image: np.ndarray,
+    tracks: tuple[Track, ...],
+    layers: Layers = ALL_LAYERS,
+    analytics: FrameAnalytics | None = None,
+) -> np.ndarray:
+    """A new image with ``tracks`` (and the stream's zones and lines) drawn over ``image``, which is left untouched."""
     scale = scale_for(image)
     canvas = image.copy()
+    if analytics is not None:
+        draw_analytics(canvas, analytics, scale)
     if layers.masks:
         _draw_masks(canvas, tracks, scale)
     for track in tracks:
@@ -117,3 +129,31 @@ def _label(canvas: np.ndarray, text: str, box: tuple[float, float, float, float]
     luminance = 0.114 * color[0] + 0.587 * color[1] + 0.299 * color[2]
     ink = (0, 0, 0) if luminance > 140 else (255, 255, 255)
     cv2.putText(canvas, text, (x + pad, y + pad + h), _FONT, font_scale, ink, weight, cv2.LINE_AA)
+
+
+def draw_analytics(canvas: np.ndarray, analytics: FrameAnalytics, scale: float) -> None:
+    """Zones with "name: objects", lines with an arrow to their "in" side and "name in N out M".
+
+    Drawn under the tracks, so that an object in a zone stays readable.
+    """
+    width = _width(SHAPE_WIDTH_PX, scale)
+    zones, lines = analytics.counts.zones, analytics.counts.lines
+    for name, outline in analytics.zones:
+        cv2.polylines(canvas, [outline], True, ZONE_COLOR, width, cv2.LINE_AA)
+        inside = sum(zones.get(name, {}).values())
+        x, y = outline[np.argmin(outline[:, 1])]  # the top corner, where a tag least covers the zone
+        _label(canvas, f"{name}: {inside}", (float(x), float(y), float(x), float(y)), ZONE_COLOR, scale)
+    for name, outline in analytics.lines:
+        cv2.polylines(canvas, [outline], False, LINE_COLOR, width, cv2.LINE_AA)
+        (ax, ay), (bx, by) = outline[0].astype(float), outline[1].astype(float)
+        length = max(float(np.hypot(bx - ax, by - ay)), 1.0)
+        mx, my = (ax + bx) / 2, (ay + by) / 2
+        nx, ny = -(by - ay) / length, (bx - ax) / length  # the right-hand normal in image axes: the "in" side
+        arrow = ARROW_LENGTH_PX * scale
+        tip = (round(mx + nx * arrow), round(my + ny * arrow))
+        cv2.arrowedLine(canvas, (round(mx), round(my)), tip, LINE_COLOR, width, cv2.LINE_AA, tipLength=0.35)
+        by_class = lines.get(name, {})
+        crossed_in = sum(d.get("in", 0) for d in by_class.values())
+        crossed_out = sum(d.get("out", 0) for d in by_class.values())
+        x, y = outline[0]
+        _label(canvas, f"{name} in {crossed_in} out {crossed_out}", (float(x), float(y), 0.0, 0.0), LINE_COLOR, scale)

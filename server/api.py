@@ -62,6 +62,7 @@ def setup_api(app: web.Application) -> None:
     router.add_get("/api/streams/{stream}/snapshot.jpg", _snapshot)
     router.add_get("/api/streams/{stream}/mjpeg", _mjpeg)
     router.add_get("/api/streams/{stream}/tracks", _tracks)
+    router.add_get("/api/streams/{stream}/counts", _counts)
     router.add_get("/healthz", _health)
     router.add_get("/metrics", _metrics)
 
@@ -91,6 +92,7 @@ def stream_json(request: web.Request, info: StreamInfo) -> dict[str, Any]:
             "snapshot": f"{base}/snapshot.jpg",
             "mjpeg": f"{base}/mjpeg",
             "tracks": f"{base}/tracks",
+            "counts": f"{base}/counts",
             "embed": f"/embed/{info.stream_id}",
         },
     }
@@ -351,6 +353,20 @@ async def _tracks(request: web.Request) -> web.Response:
             "tracks": meta.get("tracks", []),
         }
     )
+
+
+async def _counts(request: web.Request) -> web.Response:
+    """Objects in each zone now and crossings of each line since the stream started (docs/analytics.md)."""
+    info = _info(request)
+    counts = request.app[manager_key].worker.counts(info.stream_id)
+    options = info.config.options
+    zones = {zone.name: {"objects": 0, "by_class": {}} for zone in options.zones}
+    lines = {line.name: {"in": 0, "out": 0, "by_class": {}} for line in options.lines}
+    if counts is not None:
+        found = counts.to_json()
+        zones.update(found["zones"])  # type: ignore[call-overload]
+        lines.update(found["lines"])  # type: ignore[call-overload]
+    return web.json_response({"v": PROTOCOL_VERSION, "stream": info.stream_id, "zones": zones, "lines": lines})
 
 
 async def _health(request: web.Request) -> web.Response:

@@ -316,6 +316,8 @@ def _toml(value: object) -> str:
         return json.dumps(value)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):  # an inline table: zones and lines are lists of them
+        return "{ " + ", ".join(f"{key} = {_toml(v)}" for key, v in value.items()) + " }"
     raise TypeError(f"cannot write {value!r} to TOML")
 
 

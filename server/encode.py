@@ -139,7 +139,7 @@ def encode_variants(
     for variant in variants:
         if variant.kind is ImageKind.ANNOTATED:
             if annotated is None:
-                annotated = annotate(image, result.tracks)
+                annotated = annotate(image, result.tracks, analytics=result.analytics)
             source = annotated
         else:
             source = image

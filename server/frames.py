@@ -10,8 +10,12 @@ from __future__ import annotations
 import dataclasses
 import enum
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from server.analytics.events import AnalyticsEvent, FrameAnalytics
 
 PROTOCOL_VERSION = 1
 
@@ -63,6 +67,7 @@ class Track:
     velocity: tuple[float, float] = (0.0, 0.0)  # px/s, image axes (y grows downwards)
     first_seen: float = 0.0
     age_s: float = 0.0
+    zones: tuple[str, ...] = ()  # the stream's zones the track is in (server.analytics)
 
     def to_json(self) -> dict[str, object]:
         x1, y1, x2, y2 = self.box
@@ -77,6 +82,7 @@ class Track:
             "velocity": [round(self.velocity[0], 1), round(self.velocity[1], 1)],
             "first_seen": round(self.first_seen, 3),
             "age": round(self.age_s, 2),
+            "zones": list(self.zones),
         }
 
 
@@ -118,12 +124,17 @@ class TrackEvent:
 
 @dataclass(frozen=True, slots=True)
 class FrameResult:
-    """A frame with everything the model and tracker found in it, and the track events it caused."""
+    """A frame with everything the model and tracker found in it, and the events it caused.
+
+    ``analytics`` holds the stream's zone and line counts after this frame and those shapes in its
+    pixels (None: the stream has no zones or lines).
+    """
 
     frame: Frame
     tracks: tuple[Track, ...]
     inference_ms: float
-    events: tuple[TrackEvent, ...] = ()
+    events: tuple[TrackEvent | AnalyticsEvent, ...] = ()
+    analytics: FrameAnalytics | None = None
 
     def replacing(self, older: FrameResult) -> FrameResult:
         """This result, also carrying the events of ``older``, which it replaces in a latest-only slot.
@@ -139,7 +150,7 @@ class FrameResult:
         """The ``frame`` message of the wire protocol (docs/protocol.md) for this result."""
         frame = self.frame
         height, width = frame.image.shape[:2]
-        return {
+        message: dict[str, object] = {
             "type": "frame",
             "v": PROTOCOL_VERSION,
             "stream": frame.stream_id,
@@ -152,3 +163,6 @@ class FrameResult:
             "tracks": [track.to_json() for track in self.tracks],
             "events": [event.to_json() for event in self.events],
         }
+        if self.analytics is not None:
+            message["counts"] = self.analytics.counts.to_json()
+        return message

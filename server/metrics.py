@@ -7,12 +7,13 @@ counters to keep in step. Stream ids are label values; they are already restrict
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
+from server.analytics.events import DWELL_BUCKETS_S, Counts
 from server.events.sink import SinkHealth, SinkState
 from server.hub import Hub
 from server.sources.base import StreamState
-from server.streams import StreamManager
+from server.streams import StreamInfo, StreamManager
 
 Sample = tuple[dict[str, str], float]
 
@@ -121,6 +122,7 @@ def render_metrics(manager: StreamManager, hub: Hub, outputs: Sequence[SinkHealt
         "Results replaced before the encoder took them.",
         [({}, manager.encoder.dropped)],
     )
+    analytics = _analytics_families(manager, infos, family)
     if outputs:
         family(
             "segcast_event_output_up",
@@ -146,7 +148,61 @@ def render_metrics(manager: StreamManager, hub: Hub, outputs: Sequence[SinkHealt
             label_text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
             number = str(value) if isinstance(value, int) else repr(float(value))
             lines.append(f"{name}{{{label_text}}} {number}" if label_text else f"{name} {number}")
+    lines += _dwell_lines(analytics)
     return "\n".join(lines) + "\n"
+
+
+def _analytics_families(
+    manager: StreamManager, infos: list[StreamInfo], family: Callable[[str, str, str, Iterable[Sample]], None]
+) -> dict[str, Counts]:
+    """Zone occupancy and line crossings of the streams that have zones or lines; returns their counts.
+
+    Zone and line names are restricted like stream ids; class names come from the model (escaped when written).
+    """
+    counts: dict[str, Counts] = {}
+    for info in infos:
+        found = manager.worker.counts(info.stream_id)
+        if found is not None:
+            counts[info.stream_id] = found
+    family(
+        "segcast_zone_objects",
+        "gauge",
+        "Tracked objects in each zone now, by class.",
+        (
+            ({"stream": s, "zone": z, "class": c}, n)
+            for s, found in counts.items()
+            for z, by_class in found.zones.items()
+            for c, n in by_class.items()
+        ),
+    )
+    family(
+        "segcast_line_crossings_total",
+        "counter",
+        "Line crossings since the stream started, by direction and class.",
+        (
+            ({"stream": s, "line": line, "direction": d, "class": c}, n)
+            for s, found in counts.items()
+            for line, by_class in found.lines.items()
+            for c, directions in by_class.items()
+            for d, n in directions.items()
+        ),
+    )
+    return counts
+
+
+def _dwell_lines(counts: dict[str, Counts]) -> list[str]:
+    """``segcast_zone_dwell_seconds``, a histogram: its buckets, sum and count share one HELP and TYPE."""
+    name = "segcast_zone_dwell_seconds"
+    lines = [f"# HELP {name} How long finished zone visits lasted (media time).", f"# TYPE {name} histogram"]
+    for stream, found in counts.items():
+        for zone, histogram in found.dwell.items():
+            labels = f'stream="{stream}",zone="{zone}"'
+            for bound, n in zip(DWELL_BUCKETS_S, histogram.buckets, strict=True):
+                lines.append(f'{name}_bucket{{{labels},le="{bound!r}"}} {n}')
+            lines.append(f'{name}_bucket{{{labels},le="+Inf"}} {histogram.count}')
+            lines.append(f"{name}_sum{{{labels}}} {histogram.total_s!r}")
+            lines.append(f"{name}_count{{{labels}}} {histogram.count}")
+    return lines
 
 
 def _escape(value: str) -> str:

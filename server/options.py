@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
+from server.analytics.shapes import Line, Zone, parse_lines, parse_zones
+
 #: ultralytics' own default; ``max_det`` bounds the work per frame, not the objects a camera can see.
 DEFAULT_MAX_DET = 300
 DEFAULT_TRACKER = "bytetrack"
@@ -68,6 +70,9 @@ class StreamOptions:
     #: twice, and the class-blind trackers would give it two tracks (measured on the generated scene:
     #: IDF1 0.70 -> 0.78 and no id switches with the bundled model). Off: ultralytics' per-class NMS.
     agnostic_nms: bool = True
+    #: Zones and lines watched on this stream (server.analytics); a list given replaces the base's.
+    zones: tuple[Zone, ...] = ()
+    lines: tuple[Line, ...] = ()
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], base: StreamOptions | None = None) -> StreamOptions:
@@ -98,7 +103,9 @@ class StreamOptions:
         agnostic = values.get("agnostic_nms", base.agnostic_nms)
         if not isinstance(agnostic, bool):
             raise ValueError(f"agnostic_nms: expected true or false, got {agnostic!r}")
-        return cls(conf, iou, classes, imgsz, max_det, tracker, settings, agnostic)
+        zones = parse_zones(values["zones"]) if "zones" in values else base.zones
+        lines = parse_lines(values["lines"]) if "lines" in values else base.lines
+        return cls(conf, iou, classes, imgsz, max_det, tracker, settings, agnostic, zones, lines)
 
     def tracker_config(self) -> dict[str, TrackerValue]:
         """The full tracker configuration: ultralytics' defaults for the kind with this stream's overrides."""
@@ -114,6 +121,8 @@ class StreamOptions:
             "tracker": self.tracker,
             "tracker_settings": dict(self.tracker_settings),
             "agnostic_nms": self.agnostic_nms,
+            "zones": [zone.to_json() for zone in self.zones],
+            "lines": [line.to_json() for line in self.lines],
         }
 
 

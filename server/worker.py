@@ -31,8 +31,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from server.analytics.engine import StreamAnalytics, check_classes
+from server.analytics.events import AnalyticsEvent, Counts
 from server.detections import Detections, detect
-from server.frames import Frame, FrameResult
+from server.frames import Frame, FrameResult, TrackEvent
 from server.models import InferenceStatus, InferenceUnavailable, ModelError, open_model
 from server.options import StreamOptions
 from server.sources.base import LatestFrame
@@ -116,6 +118,7 @@ class _Registration:
     options: StreamOptions
     slot: LatestFrame
     tracker: StreamTracker | None = None
+    analytics: StreamAnalytics | None = None
     processed: int = 0
     errors: int = 0
     last_error: str | None = None
@@ -239,6 +242,7 @@ class InferenceWorker:
         names = self.class_names
         if names:
             class_ids(names, options.classes)
+            check_classes(options.zones, options.lines, names)
 
     def add_stream(self, stream_id: str, fps: float, options: StreamOptions | None = None) -> LatestFrame:
         """Register a stream and return the slot its reader should fill.
@@ -255,6 +259,12 @@ class InferenceWorker:
         """Forget a stream: a frame of it already in the model is dropped, never delivered."""
         with self._lock:
             self._streams.pop(stream_id, None)
+
+    def counts(self, stream_id: str) -> Counts | None:
+        """The stream's newest zone and line counts; None if it has no zones or lines (or is unknown)."""
+        with self._lock:
+            r = self._streams.get(stream_id)
+        return None if r is None or r.analytics is None else r.analytics.counts
 
     def stats(self, stream_id: str) -> StreamStats | None:
         with self._lock:
@@ -414,7 +424,11 @@ class InferenceWorker:
                     registration.tracker = StreamTracker(
                         registration.stream_id, self.class_names, registration.options, registration.fps
                     )
-                tracks, events = registration.tracker.update(job.detections, frame)
+                tracks, track_events = registration.tracker.update(job.detections, frame)
+                events: tuple[TrackEvent | AnalyticsEvent, ...] = track_events
+                analytics = self._analytics(registration)
+                if analytics is not None:
+                    tracks, events = analytics.update(tracks, track_events, frame)
             except ValueError as exc:  # the stream's options do not fit the model (an unknown class name)
                 job.error = str(exc)
             except Exception as exc:
@@ -427,9 +441,18 @@ class InferenceWorker:
                 with self._lock:
                     current = self._streams.get(registration.stream_id) is registration
                 if current:  # removed (or replaced) while in the model: its frames must not leak out
-                    self._deliver(FrameResult(frame, tracks, job.inference_ms, events))
+                    shown = None if analytics is None else analytics.frame_analytics
+                    self._deliver(FrameResult(frame, tracks, job.inference_ms, events, shown))
                 return
         self._fail(registration, frame, job.error or "no result from the model")
+
+    def _analytics(self, registration: _Registration) -> StreamAnalytics | None:
+        """The stream's analytics, made on its first frame (its class filters checked against the model)."""
+        options = registration.options
+        if registration.analytics is None and (options.zones or options.lines):
+            check_classes(options.zones, options.lines, self.class_names)
+            registration.analytics = StreamAnalytics(registration.stream_id, options.zones, options.lines)
+        return registration.analytics
 
     def _deliver(self, result: FrameResult) -> None:
         try:

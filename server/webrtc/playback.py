@@ -45,7 +45,11 @@ Rendered = tuple[av.VideoFrame, FramePacket]
 def render(packet: FramePacket, pts: int, kind: ImageKind) -> av.VideoFrame:
     """The picture of ``packet`` as a video frame, annotated or clean; runs on the feed's worker thread."""
     result = packet.result
-    image = annotate(result.frame.image, result.tracks) if kind is ImageKind.ANNOTATED else result.frame.image
+    image = (
+        annotate(result.frame.image, result.tracks, analytics=result.analytics)
+        if kind is ImageKind.ANNOTATED
+        else result.frame.image
+    )
     frame = av.VideoFrame.from_ndarray(image, format="bgr24")
     frame.pts, frame.time_base = pts, VIDEO_TIME_BASE
     return frame

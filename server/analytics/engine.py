@@ -1,0 +1,334 @@
+"""One stream's analytics: per-track zone visits and line sides, on the inference thread after the tracker.
+
+Time is media time throughout (dwell, loitering), so skipped frames and a slow worker do not stretch
+or shrink a visit. A track the tracker still keeps while it is lost keeps its visits and line side;
+its zones are left when the tracker ends it, with the dwell up to the last frame it was seen inside.
+
+Zone membership has hysteresis too: a track enters at ``min_share`` of its area inside and leaves
+below `EXIT_SHARE_RATIO` of that, so a mask whose share wobbles around the threshold makes one visit.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+
+import cv2
+import numpy as np
+
+from server.analytics.events import AnalyticsEvent, AnalyticsEventKind, Counts, DwellHistogram, FrameAnalytics
+from server.analytics.shapes import Anchor, Line, Point, Zone, cross, resolve, segments_intersect
+from server.frames import Frame, Track, TrackEvent, TrackEventKind
+
+log = logging.getLogger(__name__)
+
+EXIT_SHARE_RATIO = 0.8
+DIRECTIONS = ("in", "out")
+
+
+def check_classes(zones: tuple[Zone, ...], lines: tuple[Line, ...], class_names: dict[int, str]) -> None:
+    """ValueError naming the first zone or line whose class filter names a class the model does not know."""
+    known = set(class_names.values())
+    shapes: tuple[tuple[str, tuple[Zone | Line, ...]], ...] = (("zones", zones), ("lines", lines))
+    for key, group in shapes:
+        for i, shape in enumerate(group):
+            for name in shape.classes:
+                if name not in known:
+                    raise ValueError(
+                        f"{key}[{i}].classes: the model has no class {name!r}; it knows {', '.join(sorted(known))}"
+                    )
+
+
+def anchor_point(track: Track, anchor: Anchor) -> Point:
+    """The track's reference point: from its mask outline when it has one, else from its box."""
+    polygon = track.polygon
+    if polygon is not None and len(polygon) >= 3:
+        moments = cv2.moments(polygon.astype(np.float32))
+        if moments["m00"] > 0:
+            cx, cy = moments["m10"] / moments["m00"], moments["m01"] / moments["m00"]
+            return (cx, float(polygon[:, 1].max())) if anchor is Anchor.BOTTOM else (cx, cy)
+    x1, y1, x2, y2 = track.box
+    return ((x1 + x2) / 2, y2) if anchor is Anchor.BOTTOM else ((x1 + x2) / 2, (y1 + y2) / 2)
+
+
+def side_of(point: Point, polyline: tuple[Point, ...]) -> tuple[int, float]:
+    """Which side of ``polyline`` ``point`` is on (+1 right, -1 left, walking first to last point) and how far.
+
+    The side is that of the nearest segment, so it is right for a bent line too.
+    """
+    best_distance, best_side = float("inf"), 0
+    px, py = point
+    for a, b in itertools.pairwise(polyline):
+        dx, dy = b[0] - a[0], b[1] - a[1]
+        u = max(0.0, min(1.0, ((px - a[0]) * dx + (py - a[1]) * dy) / (dx * dx + dy * dy)))
+        distance = float(np.hypot(px - a[0] - u * dx, py - a[1] - u * dy))
+        if distance < best_distance:
+            value = cross(a, b, point)
+            best_distance, best_side = distance, (value > 0) - (value < 0)
+    return best_side, best_distance
+
+
+def crosses(p: Point, q: Point, polyline: tuple[Point, ...]) -> bool:
+    return any(segments_intersect(p, q, a, b) for a, b in itertools.pairwise(polyline))
+
+
+@dataclass(slots=True)
+class _Visit:
+    entered: float  # media time of the first frame inside
+    last_inside: float
+    loitered: bool = False
+
+
+@dataclass(slots=True)
+class _LineState:
+    side: int  # the last side the anchor was on beyond the dead band; 0 until it first was
+    last_point: Point
+    path_crossed: bool = False  # whether the anchor's path since then went over the line
+    #: Capture and media time it was first seen across, until the crossing counts.
+    pending: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Resolved:
+    """The shapes in pixels of one frame size, and each zone's filled mask."""
+
+    zones: tuple[tuple[Zone, tuple[Point, ...], np.ndarray], ...]  # zone, pixel points, filled mask
+    lines: tuple[tuple[Line, tuple[Point, ...], float], ...]  # line, pixel points, dead band px
+
+
+class StreamAnalytics:
+    """Zones and lines of one stream; feed it each frame's tracks and track events in order.
+
+    Not thread-safe: the inference thread is its only writer. `counts` is replaced whole after
+    every frame, so other threads may read it; `frame_analytics` is what the frame's result carries.
+    """
+
+    def __init__(self, stream_id: str, zones: tuple[Zone, ...], lines: tuple[Line, ...]) -> None:
+        self.stream_id = stream_id
+        self._zones = zones
+        self._lines = lines
+        self._resolved: _Resolved | None = None
+        self._size: tuple[int, int] | None = None
+        self._visits: dict[tuple[int, str], _Visit] = {}
+        self._line_states: dict[tuple[int, str], _LineState] = {}
+        self._crossings: dict[str, dict[str, dict[str, int]]] = {line.name: {} for line in lines}
+        self._dwell: dict[str, DwellHistogram] = {zone.name: DwellHistogram() for zone in zones}
+        self._zone_classes: dict[str, set[str]] = {zone.name: set() for zone in zones}
+        self.counts = Counts()
+        self.frame_analytics: FrameAnalytics | None = None
+
+    def update(
+        self, tracks: tuple[Track, ...], track_events: tuple[TrackEvent, ...], frame: Frame
+    ) -> tuple[tuple[Track, ...], tuple[TrackEvent | AnalyticsEvent, ...]]:
+        """This frame's tracks, each with the zones it is in, and its events: the tracker's and ours, in order.
+
+        Raises ValueError if a shape in pixels lies outside the frame (the stream's options are wrong).
+        """
+        resolved = self._resolve(frame)
+        events: list[AnalyticsEvent] = []
+        # Classes once seen in a zone stay at 0 when it empties: a gauge that vanishes reads as "unknown".
+        inside_now = {zone.name: dict.fromkeys(self._zone_classes[zone.name], 0) for zone in self._zones}
+        marked: list[Track] = []
+        for track in tracks:
+            zones = self._update_zones(track, resolved, frame, events)
+            for name in zones:
+                by_class = inside_now[name]
+                by_class[track.class_name] = by_class.get(track.class_name, 0) + 1
+                self._zone_classes[name].add(track.class_name)
+            self._update_lines(track, resolved, frame, events)
+            marked.append(replace(track, zones=zones) if zones else track)
+        starts = [e for e in track_events if e.kind is TrackEventKind.START]
+        ends = [e for e in track_events if e.kind is TrackEventKind.END]
+        for ended in ends:
+            events += self._forget(ended, frame)
+        self.counts = Counts(
+            MappingProxyType(inside_now),
+            MappingProxyType(
+                {line: {name: dict(d) for name, d in by_class.items()} for line, by_class in self._crossings.items()}
+            ),
+            MappingProxyType(dict(self._dwell)),
+        )
+        self.frame_analytics = FrameAnalytics(
+            self.counts,
+            tuple((zone.name, _outline(points)) for zone, points, _ in resolved.zones),
+            tuple((line.name, _outline(points)) for line, points, _ in resolved.lines),
+        )
+        return tuple(marked), (*starts, *events, *ends)
+
+    def _resolve(self, frame: Frame) -> _Resolved:
+        height, width = frame.image.shape[:2]
+        if self._resolved is not None and self._size == (width, height):
+            return self._resolved
+        zones = []
+        for i, zone in enumerate(self._zones):
+            points = resolve(zone.points, zone.units, width, height, f"zones[{i}].points")
+            mask = np.zeros((height, width), dtype=np.uint8)
+            cv2.fillPoly(mask, [np.round(np.array(points)).astype(np.int32)], 1)
+            zones.append((zone, points, mask.astype(bool)))
+        lines = []
+        for i, line in enumerate(self._lines):
+            points = resolve(line.points, line.units, width, height, f"lines[{i}].points")
+            lines.append((line, points, line.hysteresis * min(width, height)))
+        self._size, self._resolved = (width, height), _Resolved(tuple(zones), tuple(lines))
+        return self._resolved
+
+    def _update_zones(
+        self, track: Track, resolved: _Resolved, frame: Frame, events: list[AnalyticsEvent]
+    ) -> tuple[str, ...]:
+        inside: list[str] = []
+        area = None
+        for zone, _, mask in resolved.zones:
+            if zone.classes and track.class_name not in zone.classes:
+                continue
+            if area is None:
+                area = track_area(track, mask.shape)
+            share = share_inside(area, mask)
+            key = (track.track_id, zone.name)
+            visit = self._visits.get(key)
+            if visit is None and share >= zone.min_share:
+                visit = self._visits[key] = _Visit(frame.media_time, frame.media_time)
+                events.append(self._event(AnalyticsEventKind.ZONE_ENTER, track, frame, zone=zone.name))
+            elif visit is not None and share < zone.min_share * EXIT_SHARE_RATIO:
+                events.append(self._exit(track.track_id, track.class_id, track.class_name, zone.name, frame))
+                continue
+            if visit is None:
+                continue
+            visit.last_inside = frame.media_time
+            inside.append(zone.name)
+            dwell = visit.last_inside - visit.entered
+            if zone.loiter_s is not None and not visit.loitered and dwell > zone.loiter_s:
+                visit.loitered = True
+                events.append(self._event(AnalyticsEventKind.LOITER, track, frame, zone=zone.name, dwell_s=dwell))
+        return tuple(inside)
+
+    def _update_lines(self, track: Track, resolved: _Resolved, frame: Frame, events: list[AnalyticsEvent]) -> None:
+        for line, points, band in resolved.lines:
+            if line.classes and track.class_name not in line.classes:
+                continue
+            point = anchor_point(track, line.anchor)
+            side, distance = side_of(point, points)
+            key = (track.track_id, line.name)
+            state = self._line_states.get(key)
+            if state is None:
+                state = self._line_states[key] = _LineState(side if distance > band else 0, point)
+                continue
+            state.path_crossed |= crosses(state.last_point, point, points)
+            state.last_point = point
+            if distance <= band:
+                continue  # in the dead band: the side is not decided yet
+            if not state.side or side == state.side or not state.path_crossed:
+                # First sighting beyond the band, back where it was, or round the end of the line.
+                state.side, state.path_crossed, state.pending = side, False, None
+                continue
+            if state.pending is None:
+                state.pending = (frame.capture_time, frame.media_time)
+            if frame.media_time - state.pending[1] >= line.confirm_s:
+                events.append(self._cross(state, line.name, track.track_id, track.class_id, track.class_name))
+
+    def _cross(self, state: _LineState, line: str, track_id: int, class_id: int, class_name: str) -> AnalyticsEvent:
+        """Count the crossing ``state`` has pending, dated when the track was first seen across."""
+        assert state.pending is not None
+        direction = "in" if state.side < 0 else "out"  # the side it came from: left of the line is "in"
+        by_class = self._crossings[line].setdefault(class_name, dict.fromkeys(DIRECTIONS, 0))
+        by_class[direction] += 1
+        capture_time, media_time = state.pending
+        state.side, state.path_crossed, state.pending = -state.side, False, None
+        return AnalyticsEvent(
+            AnalyticsEventKind.LINE_CROSS,
+            self.stream_id,
+            track_id,
+            class_id,
+            class_name,
+            capture_time,
+            media_time,
+            line=line,
+            direction=direction,
+        )
+
+    def _forget(self, ended: TrackEvent, frame: Frame) -> list[AnalyticsEvent]:
+        """Leave every zone of a track the tracker gave up on, count a crossing it was last seen making."""
+        events = [
+            self._exit(ended.track_id, ended.class_id, ended.class_name, zone, frame)
+            for track_id, zone in list(self._visits)
+            if track_id == ended.track_id
+        ]
+        for line in self._lines:
+            state = self._line_states.pop((ended.track_id, line.name), None)
+            if state is not None and state.pending is not None:
+                events.append(self._cross(state, line.name, ended.track_id, ended.class_id, ended.class_name))
+        return events
+
+    def _exit(self, track_id: int, class_id: int, class_name: str, zone: str, frame: Frame) -> AnalyticsEvent:
+        visit = self._visits.pop((track_id, zone))
+        dwell = visit.last_inside - visit.entered
+        self._dwell[zone] = self._dwell[zone].adding(dwell)
+        log.debug("[%s] track %d left zone %s after %.2f s", self.stream_id, track_id, zone, dwell)
+        return AnalyticsEvent(
+            AnalyticsEventKind.ZONE_EXIT,
+            self.stream_id,
+            track_id,
+            class_id,
+            class_name,
+            frame.capture_time,
+            frame.media_time,
+            zone=zone,
+            dwell_s=dwell,
+        )
+
+    def _event(
+        self,
+        kind: AnalyticsEventKind,
+        track: Track,
+        frame: Frame,
+        *,
+        zone: str | None = None,
+        line: str | None = None,
+        direction: str | None = None,
+        dwell_s: float | None = None,
+    ) -> AnalyticsEvent:
+        return AnalyticsEvent(
+            kind,
+            self.stream_id,
+            track.track_id,
+            track.class_id,
+            track.class_name,
+            frame.capture_time,
+            frame.media_time,
+            zone,
+            line,
+            direction,
+            dwell_s,
+        )
+
+
+def track_area(track: Track, shape: tuple[int, ...]) -> tuple[tuple[int, int], np.ndarray]:
+    """The track's mask (or, without one, its box) as an offset and a boolean crop of the frame."""
+    height, width = shape[:2]
+    x1, y1, x2, y2 = track.box
+    left, top = max(0, int(np.floor(x1))), max(0, int(np.floor(y1)))
+    right, bottom = min(width, int(np.ceil(x2)) + 1), min(height, int(np.ceil(y2)) + 1)
+    if track.polygon is not None and len(track.polygon) >= 3:
+        polygon = track.polygon.astype(np.int32)
+        left, top = max(0, min(left, int(polygon[:, 0].min()))), max(0, min(top, int(polygon[:, 1].min())))
+        right = min(width, max(right, int(polygon[:, 0].max()) + 1))
+        bottom = min(height, max(bottom, int(polygon[:, 1].max()) + 1))
+        crop = np.zeros((max(0, bottom - top), max(0, right - left)), dtype=np.uint8)
+        cv2.fillPoly(crop, [polygon - np.array([left, top], dtype=np.int32)], 1)
+        return (left, top), crop.astype(bool)
+    return (left, top), np.ones((max(0, bottom - top), max(0, right - left)), dtype=bool)
+
+
+def share_inside(area: tuple[tuple[int, int], np.ndarray], zone_mask: np.ndarray) -> float:
+    """The share of the track's area that lies in the zone (0 for an empty area)."""
+    (left, top), crop = area
+    total = int(crop.sum())
+    if total == 0:
+        return 0.0
+    window = zone_mask[top : top + crop.shape[0], left : left + crop.shape[1]]
+    return int((crop & window).sum()) / total
+
+
+def _outline(points: tuple[Point, ...]) -> np.ndarray:
+    return np.round(np.array(points)).astype(np.int32)

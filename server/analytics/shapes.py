@@ -1,0 +1,271 @@
+"""Zones and lines as stream options: parsed once from TOML or JSON, checked, then resolved to pixels.
+
+A shape's points are frame pixels (``units = "px"``, the default) or fractions of the frame's width
+and height (``units = "fraction"``), so one definition fits every resolution of a camera. Fractions
+are checked against the frame when the option is read; pixels can only be checked once the first
+frame's size is known, which `resolve` does (a bad one becomes the stream's error).
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_MIN_SHARE = 0.25
+#: A line's dead band on each side, as a fraction of the frame's shorter side: a reference point
+#: jittering within it never changes the side a track is on, so it never counts twice.
+DEFAULT_HYSTERESIS = 0.02
+#: How long a reference point must stay on the far side before a crossing counts (media time). A
+#: nearer object hiding the lower part of a track lifts its visible bottom edge for a moment; that
+#: dip, measured at about 0.3 s on the generated scenes, must not count as out-and-back-in.
+DEFAULT_CONFIRM_S = 0.5
+MAX_CONFIRM_S = 10.0
+MAX_POINTS = 64
+MAX_SHAPES = 32
+NAME_PATTERN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+MAX_NAME_CHARS = 64
+
+Point = tuple[float, float]
+
+
+class Units(enum.Enum):
+    PX = "px"
+    FRACTION = "fraction"
+
+
+class Anchor(enum.Enum):
+    """The point of a track that a line watches: bottom centre (where it stands) or its centroid."""
+
+    BOTTOM = "bottom"
+    CENTRE = "centre"
+
+
+@dataclass(frozen=True, slots=True)
+class Zone:
+    """A polygon: a track is inside when at least ``min_share`` of its mask area (or box) lies in it.
+
+    ``classes`` are class names (empty: all); ``loiter_s`` raises a ``loiter`` event once per visit
+    that lasts longer (None: never).
+    """
+
+    name: str
+    points: tuple[Point, ...]
+    units: Units = Units.PX
+    classes: tuple[str, ...] = ()
+    min_share: float = DEFAULT_MIN_SHARE
+    loiter_s: float | None = None
+
+    def to_json(self) -> dict[str, object]:
+        data: dict[str, object] = {
+            "name": self.name,
+            "points": [list(p) for p in self.points],
+            "units": self.units.value,
+            "classes": list(self.classes),
+            "min_share": self.min_share,
+        }
+        if self.loiter_s is not None:
+            data["loiter_s"] = self.loiter_s
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """A polyline; crossing it from its left to its right (walking from the first point to the last) is "in".
+
+    For a line drawn left to right across the picture, moving down across it is "in" and up is "out".
+    ``anchor`` is the track point that must cross; ``hysteresis`` the dead band on each side, as a
+    fraction of the frame's shorter side; ``confirm_s`` how long it must stay across before it counts.
+    """
+
+    name: str
+    points: tuple[Point, ...]
+    units: Units = Units.PX
+    classes: tuple[str, ...] = ()
+    anchor: Anchor = Anchor.BOTTOM
+    hysteresis: float = DEFAULT_HYSTERESIS
+    confirm_s: float = DEFAULT_CONFIRM_S
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "points": [list(p) for p in self.points],
+            "units": self.units.value,
+            "classes": list(self.classes),
+            "anchor": self.anchor.value,
+            "hysteresis": self.hysteresis,
+            "confirm_s": self.confirm_s,
+        }
+
+
+def parse_zones(value: object) -> tuple[Zone, ...]:
+    """Zones from a list of tables; ValueError names the zone and key (``zones[1].points: ...``)."""
+    zones = tuple(_zone(table, f"zones[{i}]") for i, table in enumerate(_tables(value, "zones")))
+    _unique(zones, "zones")
+    return zones
+
+
+def parse_lines(value: object) -> tuple[Line, ...]:
+    """Lines from a list of tables; ValueError names the line and key."""
+    lines = tuple(_line(table, f"lines[{i}]") for i, table in enumerate(_tables(value, "lines")))
+    _unique(lines, "lines")
+    return lines
+
+
+def resolve(points: tuple[Point, ...], units: Units, width: int, height: int, where: str) -> tuple[Point, ...]:
+    """``points`` in pixels of a ``width`` x ``height`` frame; ValueError if one lies outside it."""
+    if units is Units.FRACTION:
+        return tuple((x * width, y * height) for x, y in points)
+    for x, y in points:
+        if x > width or y > height:
+            raise ValueError(f"{where}: point ({x:g}, {y:g}) is outside the {width}x{height} frame")
+    return points
+
+
+def _tables(value: object, key: str) -> list[Mapping[str, Any]]:
+    if not isinstance(value, list | tuple) or not all(isinstance(t, Mapping) for t in value):
+        raise ValueError(f'{key}: expected a list of tables, e.g. [{{name = "door", points = [[0, 0], ...]}}]')
+    if len(value) > MAX_SHAPES:
+        raise ValueError(f"{key}: at most {MAX_SHAPES} per stream, got {len(value)}")
+    return list(value)
+
+
+def _zone(table: Mapping[str, Any], where: str) -> Zone:
+    _known(table, ("name", "points", "units", "classes", "min_share", "loiter_s"), where)
+    units = _units(table, where)
+    points = _points(table, units, 3, where)
+    if len(set(points)) >= 3 and _self_intersects(points):
+        raise ValueError(f"{where}.points: the polygon crosses itself; list its corners in order around it")
+    if len(set(points)) < 3 or abs(_area(points)) < 1e-9:
+        raise ValueError(f"{where}.points: the polygon is degenerate (it has no area)")
+    min_share = table.get("min_share", DEFAULT_MIN_SHARE)
+    if isinstance(min_share, bool) or not isinstance(min_share, int | float) or not 0 < min_share <= 1:
+        raise ValueError(f"{where}.min_share: expected a share above 0 and at most 1, got {min_share!r}")
+    loiter_s = table.get("loiter_s")
+    if loiter_s is not None and (isinstance(loiter_s, bool) or not isinstance(loiter_s, int | float) or loiter_s <= 0):
+        raise ValueError(f"{where}.loiter_s: expected seconds above 0, got {loiter_s!r}")
+    return Zone(
+        _name(table, where),
+        points,
+        units,
+        _classes(table, where),
+        float(min_share),
+        None if loiter_s is None else float(loiter_s),
+    )
+
+
+def _line(table: Mapping[str, Any], where: str) -> Line:
+    _known(table, ("name", "points", "units", "classes", "anchor", "hysteresis", "confirm_s"), where)
+    units = _units(table, where)
+    points = _points(table, units, 2, where)
+    if any(a == b for a, b in itertools.pairwise(points)):
+        raise ValueError(f"{where}.points: two consecutive points are the same; a line needs length")
+    anchor = table.get("anchor", Anchor.BOTTOM.value)
+    if anchor not in {a.value for a in Anchor}:
+        raise ValueError(f"{where}.anchor: expected bottom or centre, got {anchor!r}")
+    hysteresis = table.get("hysteresis", DEFAULT_HYSTERESIS)
+    if isinstance(hysteresis, bool) or not isinstance(hysteresis, int | float) or not 0 <= hysteresis <= 0.25:
+        raise ValueError(f"{where}.hysteresis: expected a fraction of the frame from 0 to 0.25, got {hysteresis!r}")
+    confirm_s = table.get("confirm_s", DEFAULT_CONFIRM_S)
+    if isinstance(confirm_s, bool) or not isinstance(confirm_s, int | float) or not 0 <= confirm_s <= MAX_CONFIRM_S:
+        raise ValueError(f"{where}.confirm_s: expected seconds from 0 to {MAX_CONFIRM_S:g}, got {confirm_s!r}")
+    classes = _classes(table, where)
+    return Line(_name(table, where), points, units, classes, Anchor(anchor), float(hysteresis), float(confirm_s))
+
+
+def _known(table: Mapping[str, Any], keys: tuple[str, ...], where: str) -> None:
+    unknown = sorted(set(table) - set(keys))
+    if unknown:
+        raise ValueError(f"{where}.{unknown[0]}: unknown key; known keys are {', '.join(keys)}")
+
+
+def _name(table: Mapping[str, Any], where: str) -> str:
+    name = table.get("name")
+    if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME_CHARS or not set(name) <= NAME_PATTERN_CHARS:
+        raise ValueError(f"{where}.name: expected 1 to {MAX_NAME_CHARS} letters, digits, '-' or '_', got {name!r}")
+    return name
+
+
+def _units(table: Mapping[str, Any], where: str) -> Units:
+    units = table.get("units", Units.PX.value)
+    if units not in {u.value for u in Units}:
+        raise ValueError(f"{where}.units: expected px or fraction, got {units!r}")
+    return Units(units)
+
+
+def _points(table: Mapping[str, Any], units: Units, least: int, where: str) -> tuple[Point, ...]:
+    raw = table.get("points")
+    if not isinstance(raw, list | tuple) or not least <= len(raw) <= MAX_POINTS:
+        raise ValueError(f"{where}.points: expected {least} to {MAX_POINTS} [x, y] pairs, got {raw!r}")
+    points: list[Point] = []
+    for pair in raw:
+        if (
+            not isinstance(pair, list | tuple)
+            or len(pair) != 2
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in pair)
+        ):
+            raise ValueError(f"{where}.points: expected [x, y] pairs of numbers, got {pair!r}")
+        x, y = float(pair[0]), float(pair[1])
+        high = 1.0 if units is Units.FRACTION else math.inf
+        if not (0 <= x <= high and 0 <= y <= high):
+            frame = "from 0 to 1 (fractions of the frame)" if units is Units.FRACTION else "at least 0 (pixels)"
+            raise ValueError(f"{where}.points: ({x:g}, {y:g}) is outside the frame; coordinates are {frame}")
+        points.append((x, y))
+    return tuple(points)
+
+
+def _classes(table: Mapping[str, Any], where: str) -> tuple[str, ...]:
+    value = table.get("classes", [])
+    if not isinstance(value, list | tuple) or not all(isinstance(name, str) and name for name in value):
+        raise ValueError(f"{where}.classes: expected a list of class names, got {value!r}")
+    return tuple(dict.fromkeys(value))
+
+
+def _unique(shapes: Sequence[Zone | Line], key: str) -> None:
+    seen: set[str] = set()
+    for i, shape in enumerate(shapes):
+        if shape.name in seen:
+            raise ValueError(f"{key}[{i}].name: {shape.name!r} is used twice; names must be unique per stream")
+        seen.add(shape.name)
+
+
+def _area(points: Sequence[Point]) -> float:
+    return 0.5 * sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(points, (*points[1:], points[0]), strict=True))
+
+
+def _self_intersects(points: Sequence[Point]) -> bool:
+    """Whether two edges of the closed polygon touch anywhere but at the corner they share."""
+    edges = list(zip(points, (*points[1:], points[0]), strict=True))
+    count = len(edges)
+    for i, j in itertools.combinations(range(count), 2):
+        if j == i + 1 or (i == 0 and j == count - 1):
+            continue
+        if segments_intersect(*edges[i], *edges[j]):
+            return True
+    return False
+
+
+def cross(o: Point, a: Point, b: Point) -> float:
+    """Twice the signed area of o-a-b; in image axes (y down) positive when b lies right of the way o->a."""
+    return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
+
+def segments_intersect(p1: Point, p2: Point, q1: Point, q2: Point) -> bool:
+    """Whether closed segments p1-p2 and q1-q2 share a point."""
+    d1, d2 = cross(q1, q2, p1), cross(q1, q2, p2)
+    d3, d4 = cross(p1, p2, q1), cross(p1, p2, q2)
+    if ((d1 > 0) != (d2 > 0)) and ((d3 > 0) != (d4 > 0)) and d1 and d2 and d3 and d4:
+        return True
+    return (
+        (d1 == 0 and _on_segment(q1, q2, p1))
+        or (d2 == 0 and _on_segment(q1, q2, p2))
+        or (d3 == 0 and _on_segment(p1, p2, q1))
+        or (d4 == 0 and _on_segment(p1, p2, q2))
+    )
+
+
+def _on_segment(a: Point, b: Point, p: Point) -> bool:
+    return min(a[0], b[0]) <= p[0] <= max(a[0], b[0]) and min(a[1], b[1]) <= p[1] <= max(a[1], b[1])

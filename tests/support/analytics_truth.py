@@ -1,0 +1,300 @@
+"""The true zone visits and line crossings of a generated scene, and how well a run reproduced them.
+
+Truth follows the rules docs/analytics.md states, applied to what the scene generator knows exactly.
+An object is in a zone from the frame at least ``min_share`` of its visible mask is inside until it
+drops below `EXIT_SHARE_RATIO` of that (or is last seen). Its reference point crosses a line when it
+moves over the line from beyond the dead band on one side to beyond it on the other and stays there
+``confirm_s``; for lines the point comes from the object's whole outline, hidden parts included: an
+object whose lower part a nearer one hides has not moved, and a count caused by that is wrong.
+Reported tracks are tied to scene objects frame by frame (box IoU), so a count by the wrong track
+does not pass for a right one.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from server.analytics.engine import EXIT_SHARE_RATIO
+from server.analytics.events import AnalyticsEvent, AnalyticsEventKind
+from server.analytics.shapes import Anchor, Line, Point, Zone, resolve
+from server.frames import FrameResult
+from server.scene import CLASS_NAMES, Scene, TrueObject
+from tests.support.truth import match_boxes
+
+#: A reported crossing counts for a true one this many frames apart (the visible mask crosses a
+#: little before or after the whole outline does).
+CROSSING_SLACK_FRAMES = 8
+
+
+@dataclass(frozen=True, slots=True)
+class TrueCrossing:
+    object_id: int
+    line: str
+    direction: str
+    frame: int
+
+
+@dataclass(slots=True)
+class TrueVisit:
+    object_id: int
+    zone: str
+    first: int  # frame index of the first frame inside
+    last: int  # ... and of the latest
+    closed: bool = False
+
+    def dwell_s(self, fps: float) -> float:
+        return (self.last - self.first) / fps
+
+
+@dataclass(slots=True)
+class Truth:
+    crossings: list[TrueCrossing] = field(default_factory=list)
+    visits: list[TrueVisit] = field(default_factory=list)
+    #: (frame, object id) -> zones the object is in by the mask rule, and by a box-centre rule.
+    inside: dict[tuple[int, int], tuple[frozenset[str], frozenset[str]]] = field(default_factory=dict)
+
+
+def zone_masks(zones: Sequence[Zone], width: int, height: int) -> dict[str, np.ndarray]:
+    masks = {}
+    for zone in zones:
+        points = resolve(zone.points, zone.units, width, height, zone.name)
+        mask = np.zeros((height, width), dtype=np.uint8)
+        cv2.fillPoly(mask, [np.round(np.array(points)).astype(np.int32)], 1)
+        masks[zone.name] = mask.astype(bool)
+    return masks
+
+
+def true_point(mask: np.ndarray, anchor: Anchor) -> Point:
+    ys, xs = np.nonzero(mask)
+    return (float(xs.mean()), float(ys.max())) if anchor is Anchor.BOTTOM else (float(xs.mean()), float(ys.mean()))
+
+
+def _side(point: Point, points: Sequence[Point]) -> tuple[int, float]:
+    """Side (+1 right of the way first -> last point) and distance of ``point``, from its nearest segment."""
+    best = (0, float("inf"))
+    p = np.array(point)
+    for a, b in itertools.pairwise(points):
+        a_, b_ = np.array(a), np.array(b)
+        u = float(np.clip(np.dot(p - a_, b_ - a_) / np.dot(b_ - a_, b_ - a_), 0, 1))
+        distance = float(np.linalg.norm(p - (a_ + u * (b_ - a_))))
+        if distance < best[1]:
+            d = b_ - a_
+            best = (int(np.sign(d[0] * (p[1] - a_[1]) - d[1] * (p[0] - a_[0]))), distance)
+    return best
+
+
+def _intersects(p: Point, q: Point, points: Sequence[Point]) -> bool:
+    for a, b in itertools.pairwise(points):
+        if _orient(a, b, p) * _orient(a, b, q) <= 0 and _orient(p, q, a) * _orient(p, q, b) <= 0:
+            return True
+    return False
+
+
+def _orient(a: Point, b: Point, c: Point) -> float:
+    return (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
+
+
+def scene_truth(
+    scene: Scene, objects_per_frame: Sequence[Sequence[TrueObject]], zones: Sequence[Zone], lines: Sequence[Line]
+) -> Truth:
+    """The truth of frames 0, 1, ... of ``scene``, given what `Scene.render` says is in each."""
+    width, height = scene.width, scene.height
+    masks = zone_masks(zones, width, height)
+    truth = Truth(crossings=true_crossings(scene, len(objects_per_frame), lines))
+    open_visits: dict[tuple[int, str], TrueVisit] = {}
+    for index, objects in enumerate(objects_per_frame):
+        for obj in objects:
+            area = int(obj.mask.sum())
+            x1, y1, x2, y2 = obj.box
+            centre = (min(height - 1, (y1 + y2) // 2), min(width - 1, (x1 + x2) // 2))
+            by_mask, by_centre = set(), set()
+            for zone in zones:
+                if zone.classes and obj.class_name not in zone.classes:
+                    continue
+                share = int((obj.mask & masks[zone.name]).sum()) / area
+                key = (obj.object_id, zone.name)
+                visit = open_visits.get(key)
+                if visit is None and share >= zone.min_share:
+                    visit = open_visits[key] = TrueVisit(obj.object_id, zone.name, index, index)
+                    truth.visits.append(visit)
+                elif visit is not None and share < zone.min_share * EXIT_SHARE_RATIO:
+                    visit.closed = True
+                    del open_visits[key]
+                    visit = None
+                if visit is not None:
+                    visit.last = index
+                    by_mask.add(zone.name)
+                if masks[zone.name][centre]:
+                    by_centre.add(zone.name)
+            truth.inside[(index, obj.object_id)] = (frozenset(by_mask), frozenset(by_centre))
+    return truth
+
+
+@dataclass(slots=True)
+class _Side:
+    side: int
+    point: Point
+    crossed: bool = False
+    pending: int | None = None  # frame first seen across
+
+
+def true_crossings(scene: Scene, frames: int, lines: Sequence[Line]) -> list[TrueCrossing]:
+    """Crossings of each object's whole outline (hidden parts included) in frames 0 .. ``frames`` - 1.
+
+    An object is followed while it is anywhere in the picture, seen or hidden, so a crossing made
+    behind another object counts, and a nearer object hiding its lower part never makes one.
+    """
+    width, height = scene.width, scene.height
+    pixel_lines = [(line, resolve(line.points, line.units, width, height, line.name)) for line in lines]
+    states: dict[tuple[int, str], _Side] = {}
+    crossings: list[TrueCrossing] = []
+
+    def count(object_id: int, line: str, state: _Side) -> None:
+        assert state.pending is not None
+        crossings.append(TrueCrossing(object_id, line, "in" if state.side < 0 else "out", state.pending))
+        state.side, state.crossed, state.pending = -state.side, False, None
+
+    for index in range(frames):
+        present = set()
+        for actor in scene._actors_at(index):  # the scene's own drawing of each object, unoccluded
+            mask = scene._shape_mask(actor, index)
+            if not mask.any():
+                continue
+            present.add(actor.object_id)
+            for line, points in pixel_lines:
+                if line.classes and CLASS_NAMES[actor.class_id] not in line.classes:
+                    continue
+                point = true_point(mask, line.anchor)
+                side, distance = _side(point, points)
+                band = line.hysteresis * min(width, height)
+                key = (actor.object_id, line.name)
+                state = states.get(key)
+                if state is None:
+                    states[key] = _Side(side if distance > band else 0, point)
+                    continue
+                state.crossed = state.crossed or _intersects(state.point, point, points)
+                state.point = point
+                if distance <= band:
+                    continue
+                if not state.side or side == state.side or not state.crossed:
+                    state.side, state.crossed, state.pending = side, False, None
+                    continue
+                if state.pending is None:
+                    state.pending = index
+                if (index - state.pending) / scene.fps >= line.confirm_s:
+                    count(actor.object_id, line.name, state)
+        for key in [k for k in states if k[0] not in present]:  # gone from the picture
+            state = states.pop(key)
+            if state.pending is not None:
+                count(key[0], key[1], state)
+    return crossings
+
+
+@dataclass(slots=True)
+class Score:
+    true_crossings: int
+    found_crossings: int  # true crossings counted once, by the right object, in the right direction
+    extra_crossings: int  # reported crossings that match no true one (double counts among them)
+    scored_visits: int
+    visits_within: int  # true visits whose reported dwell is within the tolerance
+    dwell_errors_s: list[float]
+
+    def line(self) -> str:
+        errors = np.array(self.dwell_errors_s or [0.0])
+        return (
+            f"crossings {self.found_crossings}/{self.true_crossings} found, {self.extra_crossings} extra; "
+            f"dwell within tolerance {self.visits_within}/{self.scored_visits} "
+            f"(median error {np.median(errors):.3f} s, max {errors.max():.3f} s)"
+        )
+
+
+def track_objects(
+    objects_per_frame: Sequence[Sequence[TrueObject]], results: Sequence[FrameResult]
+) -> dict[tuple[int, int], int]:
+    """(frame, track id) -> the scene object the track's box matches in that frame."""
+    owners = {}
+    for result in results:
+        objects = objects_per_frame[result.frame.seq]
+        for i, j in match_boxes(objects, [t.box for t in result.tracks]):
+            owners[(result.frame.seq, result.tracks[j].track_id)] = objects[i].object_id
+    return owners
+
+
+def score(
+    scene: Scene,
+    objects_per_frame: Sequence[Sequence[TrueObject]],
+    results: Sequence[FrameResult],
+    truth: Truth,
+    dwell_tolerance_s: float,
+) -> Score:
+    owners = track_objects(objects_per_frame, results)
+    last_frame = results[-1].frame.seq
+    fps = float(scene.fps)
+    events = [(r.frame.seq, e) for r in results for e in r.events if isinstance(e, AnalyticsEvent)]
+    # A crossing is dated when the track was first seen across, which may be before it was reported.
+    crossed = [(round(e.media_time * fps), e) for _, e in events if e.kind is AnalyticsEventKind.LINE_CROSS]
+    unmatched = list(truth.crossings)
+    extra = 0
+    for frame, event in crossed:
+        owner = owners.get((frame, event.track_id))
+        match = next(
+            (
+                c
+                for c in unmatched
+                if c.object_id == owner
+                and c.line == event.line
+                and c.direction == event.direction
+                and abs(c.frame - frame) <= CROSSING_SLACK_FRAMES
+            ),
+            None,
+        )
+        if match is None:
+            extra += 1
+        else:
+            unmatched.remove(match)
+    # A crossing in the run's last moments may not have been confirmed yet when it ended.
+    scored = [c for c in truth.crossings if c.frame <= last_frame - CROSSING_SLACK_FRAMES]
+    found = sum(c not in unmatched for c in scored)
+    # Reported visits: (track, zone) from its enter event to its exit (or the last frame it was in).
+    reported: dict[tuple[int, str], list[tuple[int | None, float, float]]] = {}
+    for frame, event in events:
+        key = (event.track_id, event.zone or "")
+        if event.kind is AnalyticsEventKind.ZONE_ENTER:
+            reported.setdefault(key, []).append((owners.get((frame, event.track_id)), event.media_time, -1.0))
+        elif event.kind is AnalyticsEventKind.ZONE_EXIT and key in reported:
+            owner, entered, _ = reported[key][-1]
+            reported[key][-1] = (owner, entered, event.dwell_s or 0.0)
+    for key, visits in reported.items():  # a visit the run ended in: up to the last frame the track was inside
+        owner, entered, dwell = visits[-1]
+        if dwell < 0:
+            seen = [
+                r.frame.media_time
+                for r in results
+                for t in r.tracks
+                if t.track_id == key[0] and key[1] in t.zones and r.frame.media_time >= entered
+            ]
+            visits[-1] = (owner, entered, max(seen, default=entered) - entered)
+    within, errors, scored_visits = 0, [], 0
+    for visit in truth.visits:
+        if visit.last >= last_frame - 1:
+            continue  # still going when the run ended
+        scored_visits += 1
+        candidates = [
+            (entered, dwell)
+            for (_, zone), visits in reported.items()
+            if zone == visit.zone
+            for owner, entered, dwell in visits
+            if owner == visit.object_id and dwell >= 0
+        ]
+        if not candidates:
+            continue
+        entered, dwell = min(candidates, key=lambda c: abs(c[0] - visit.first / fps))
+        error = abs(dwell - visit.dwell_s(fps))
+        errors.append(error)
+        within += error <= dwell_tolerance_s
+    return Score(len(scored), found, extra, scored_visits, within, errors)

@@ -1,0 +1,295 @@
+"""Zones and lines: options in, events and counts out, judged against the scene's exact ground truth.
+
+The accuracy tests run the real worker and tracker on generated scenes the bundled model was not
+trained on (tools/train_model.py trains on seeds 100-139 and validates on 900-909); the fast ones
+feed it the truth as detections, the slow one the bundled model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from server.analytics.engine import StreamAnalytics
+from server.analytics.events import AnalyticsEvent, AnalyticsEventKind
+from server.analytics.shapes import Zone, parse_lines, parse_zones
+from server.annotate import LINE_COLOR, ZONE_COLOR, annotate
+from server.frames import Frame, FrameResult, Track
+from server.options import StreamOptions
+from server.scene import Scene, TrueObject
+from tests.support.analytics_truth import Score, Truth, scene_truth, score, track_objects
+from tests.support.detections import TruthModel
+from tests.support.driver import EPOCH, Driver
+
+#: Lines across the middle of the picture, straight and bent, and zones away from its edges.
+LINES = [
+    *(
+        {"name": f"row{i}", "points": [[0.05, y], [0.95, y]], "units": "fraction"}
+        for i, y in enumerate((0.25, 0.4, 0.55, 0.7, 0.82))
+    ),
+    *(
+        {"name": f"column{i}", "points": [[x, 0.05], [x, 0.95]], "units": "fraction"}
+        for i, x in enumerate((0.25, 0.5, 0.75))
+    ),
+    {"name": "bent", "points": [[0.1, 0.5], [0.3, 0.2], [0.7, 0.8], [0.9, 0.5]], "units": "fraction"},
+    {"name": "centre", "points": [[0.05, 0.5], [0.95, 0.5]], "units": "fraction", "anchor": "centre"},
+]
+ZONES = [
+    {"name": "bay", "points": [[0.3, 0.3], [0.7, 0.3], [0.7, 0.7], [0.3, 0.7]], "units": "fraction", "loiter_s": 2},
+    {"name": "corner", "points": [[40, 40], [260, 60], [120, 180]]},
+    {"name": "strip", "points": [[0.55, 0.1], [0.95, 0.1], [0.95, 0.45], [0.55, 0.45]], "units": "fraction"},
+    {"name": "left", "points": [[0.05, 0.2], [0.3, 0.2], [0.3, 0.9], [0.05, 0.9]], "units": "fraction"},
+    {"name": "floor", "points": [[0.2, 0.75], [0.8, 0.75], [0.9, 0.95], [0.1, 0.95]], "units": "fraction"},
+    {"name": "wedge", "points": [[0.6, 0.5], [0.95, 0.55], [0.7, 0.9]], "units": "fraction"},
+]
+SEEDS = (7, 11, 23)  # none of them among the bundled model's training or validation seeds
+FRAMES = 450
+DWELL_TOLERANCE_S = 0.5
+MODEL_RUN_TIMEOUT_S = 480  # 450 frames of the bundled model on a loaded 2-core machine
+
+
+def options() -> StreamOptions:
+    return StreamOptions.from_mapping({"zones": ZONES, "lines": LINES})
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    scene: Scene
+    objects: list[list[TrueObject]]
+    results: list[FrameResult]
+    truth: Truth
+
+    def score(self) -> Score:
+        return score(self.scene, self.objects, self.results, self.truth, DWELL_TOLERANCE_S)
+
+
+def run(model: object, seed: int, frames: int = FRAMES) -> Run:
+    """``frames`` frames of the scene of ``seed`` through the real worker and tracker, with its truth."""
+    scene = Scene(seed=seed)
+    objects = []
+    with Driver(model) as driver:
+        driver.add("cam", scene, options())
+        results = []
+        for index in range(frames):  # each frame rendered once, for the model and for the truth
+            image, truths = scene.render(index)
+            objects.append(truths)
+            if isinstance(model, TruthModel):
+                model.register(image, truths)
+            driver.put(Frame("cam", index, EPOCH + index / scene.fps, index / scene.fps, image))
+            results.append(driver.wait(1)["cam"])
+    opts = options()
+    return Run(scene, objects, results, scene_truth(scene, objects, opts.zones, opts.lines))
+
+
+@pytest.fixture(scope="module")
+def truth_runs() -> dict[int, Run]:
+    """One run per seed with the truth as detections, shared by the tests that judge it."""
+    return {seed: run(TruthModel(), seed) for seed in SEEDS}
+
+
+# -- options -------------------------------------------------------------------------------------
+
+
+def test_zones_and_lines_are_read_from_options_and_shown_back() -> None:
+    opts = options()
+    assert [z.name for z in opts.zones] == ["bay", "corner", "strip", "left", "floor", "wedge"]
+    assert opts.zones[0].loiter_s == 2 and opts.zones[0].min_share == 0.25
+    assert opts.lines[-1].anchor.value == "centre" and opts.lines[0].anchor.value == "bottom"
+    again = StreamOptions.from_mapping(opts.to_json())
+    assert again == opts
+
+
+@pytest.mark.parametrize(
+    ("zones", "lines", "words"),
+    [
+        ([{"name": "x", "points": [[0, 0], [10, 10], [10, 0], [0, 10]]}], [], ("zones[0].points", "crosses itself")),
+        ([{"name": "x", "points": [[0, 0], [5, 5], [10, 10]]}], [], ("zones[0].points", "degenerate")),
+        ([{"name": "x", "points": [[0, 0], [1.5, 0], [0, 1]], "units": "fraction"}], [], ("outside the frame",)),
+        ([{"name": "x", "points": [[-1, 0], [5, 0], [0, 5]]}], [], ("zones[0].points", "outside the frame")),
+        (
+            [{"name": "x", "points": [[0, 0], [5, 0], [0, 5]]}, {"name": "x", "points": [[0, 0], [5, 0], [0, 5]]}],
+            [],
+            ("zones[1].name", "twice"),
+        ),
+        ([], [{"name": "l", "points": [[0, 0]]}], ("lines[0].points",)),
+        ([], [{"name": "l", "points": [[0, 0], [0, 0]]}], ("lines[0].points", "same")),
+        ([], [{"name": "l", "points": [[0, 0], [9, 9]], "anchor": "top"}], ("lines[0].anchor",)),
+        ([], [{"name": "l", "points": [[0, 0], [9, 9]], "colour": "red"}], ("lines[0].colour", "unknown key")),
+        ([{"name": "bad name!", "points": [[0, 0], [5, 0], [0, 5]]}], [], ("zones[0].name",)),
+        ([{"name": "x", "points": [[0, 0], [5, 0], [0, 5]], "min_share": 0}], [], ("zones[0].min_share",)),
+    ],
+)
+def test_bad_zones_and_lines_name_the_key(zones: list[object], lines: list[object], words: tuple[str, ...]) -> None:
+    with pytest.raises(ValueError) as caught:
+        StreamOptions.from_mapping({"zones": zones, "lines": lines})
+    for word in words:
+        assert word in str(caught.value)
+
+
+def test_pixel_points_beyond_the_frame_fail_the_stream_with_a_reason() -> None:
+    analytics = StreamAnalytics("cam", parse_zones([{"name": "far", "points": [[0, 0], [900, 0], [0, 100]]}]), ())
+    frame = Frame("cam", 0, 0.0, 0.0, np.zeros((384, 640, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"zones\[0\].points: point \(900, 0\) is outside the 640x384 frame"):
+        analytics.update((), (), frame)
+
+
+# -- rules on hand-made tracks -------------------------------------------------------------------
+
+
+def _track(polygon: list[tuple[int, int]] | None, box: tuple[float, float, float, float], track_id: int = 1) -> Track:
+    outline = None if polygon is None else np.array(polygon, dtype=np.int32)
+    return Track(track_id, 0, "disc", 0.9, box, outline, ())
+
+
+def _frame(index: int) -> Frame:
+    return Frame("cam", index, 1000.0 + index / 10, index / 10, np.zeros((200, 200, 3), np.uint8))
+
+
+def test_a_mask_partly_in_a_zone_is_judged_by_its_area_not_its_box_centre() -> None:
+    """An L-shaped object: its box centre is in the zone, only a sliver of its mask is (and the reverse)."""
+    zone = Zone("bay", ((80.0, 80.0), (200.0, 80.0), (200.0, 200.0), (80.0, 200.0)))
+    analytics = StreamAnalytics("cam", (zone,), ())
+    # Box 0..120 square, centre (60, 60) outside the zone; the mask is mostly in its lower right.
+    mostly_in = [(0, 110), (0, 120), (120, 120), (120, 0), (110, 0), (110, 110)]
+    # Box 40..200, centre (120, 120) inside the zone; the mask is an L along the top and left edges.
+    sliver = [(40, 40), (200, 40), (200, 60), (60, 60), (60, 200), (40, 200)]
+    (in_track,), _ = analytics.update((_track(mostly_in, (0, 0, 120, 120), 1),), (), _frame(0))
+    (out_track,), _ = analytics.update((_track(sliver, (40, 40, 200, 200), 2),), (), _frame(1))
+    assert in_track.zones == ("bay",), "more than a quarter of the mask is inside, the box centre is not"
+    assert out_track.zones == (), "the box centre is inside, a sliver of the mask is"
+    (box_only,), _ = StreamAnalytics("cam", (zone,), ()).update((_track(None, (40, 40, 200, 200)),), (), _frame(0))
+    assert box_only.zones == ("bay",), "a detection-only model falls back to the box's area"
+
+
+def test_jitter_on_a_line_counts_one_crossing() -> None:
+    line = parse_lines([{"name": "gate", "points": [[0, 100], [200, 100]], "hysteresis": 0.05}])[0]
+    analytics = StreamAnalytics("cam", (), (line,))
+    # The bottom edge wobbles across y=100, dips back over it for 0.3 s (a nearer object hiding it), goes on.
+    ys = [60, 80, 95, 103, 97, 104, 96, 102, 98, 105, 130, 150, 160, 70, 70, 70, 160, 170, 180, 190, 190, 190, 190]
+    crossings = []
+    for index, y in enumerate(ys):
+        box = (90.0, y - 20.0, 110.0, float(y))
+        _, events = analytics.update((_track(None, box),), (), _frame(index))
+        crossings += [e for e in events if isinstance(e, AnalyticsEvent)]
+    assert [(e.kind, e.line, e.direction) for e in crossings] == [(AnalyticsEventKind.LINE_CROSS, "gate", "in")]
+    assert crossings[0].media_time == pytest.approx(1.6), "dated when first seen across for good"
+    assert analytics.counts.lines == {"gate": {"disc": {"in": 1, "out": 0}}}
+
+
+def test_dwell_loiter_and_exit_on_track_end_use_media_time() -> None:
+    from server.frames import TrackEvent, TrackEventKind
+
+    zone = parse_zones([{"name": "bay", "points": [[0, 0], [200, 0], [200, 200], [0, 200]], "loiter_s": 0.25}])[0]
+    analytics = StreamAnalytics("cam", (zone,), ())
+    kinds = []
+    for index in range(5):
+        _, events = analytics.update((_track(None, (10, 10, 50, 50)),), (), _frame(index))
+        kinds += [(e.kind, round(e.dwell_s or 0, 3)) for e in events if isinstance(e, AnalyticsEvent)]
+    end = TrackEvent(TrackEventKind.END, "cam", 1, 0, "disc", 0.0, 0.0, 0.4, (10, 10, 50, 50))
+    _, events = analytics.update((), (end,), _frame(20))
+    assert isinstance(events[0], AnalyticsEvent) and events[-1] is end, "the exit comes before the track's end"
+    kinds += [(events[0].kind, round(events[0].dwell_s or 0, 3))]
+    assert kinds == [
+        (AnalyticsEventKind.ZONE_ENTER, 0.0),
+        (AnalyticsEventKind.LOITER, 0.3),
+        (AnalyticsEventKind.ZONE_EXIT, 0.4),  # last seen inside at frame 4, not when the tracker gave up
+    ]
+    assert analytics.counts.dwell["bay"].count == 1 and analytics.counts.zones == {"bay": {"disc": 0}}
+
+
+# -- ground truth ------------------------------------------------------------------------------
+
+
+def totals(name: str, runs: list[Run]) -> tuple[int, int, int, int, int]:
+    """True crossings, found, extra; scored visits, within tolerance; over ``runs``, each printed."""
+    scores = [r.score() for r in runs]
+    for r, result in zip(runs, scores, strict=True):
+        print(f"{name}, seed {r.scene.seed}: {result.line()}")
+    true = sum(s.true_crossings for s in scores)
+    visits = sum(s.scored_visits for s in scores)
+    assert true >= 30 * len(runs) and visits >= 15 * len(runs), "the scenes must exercise the rules"
+    found = sum(s.found_crossings for s in scores)
+    extra = sum(s.extra_crossings for s in scores)
+    return true, found, extra, visits, sum(s.visits_within for s in scores)
+
+
+def test_truth_detections_meet_the_accuracy_bar(truth_runs: dict[int, Run]) -> None:
+    """The issue's bar: >= 98 % of true crossings in the right direction, no double counts; dwell within
+    0.5 s for >= 95 % of visits. With a perfect detector, whatever misses it is the tracker's or ours."""
+    true, found, extra, visits, within = totals("truth detections", list(truth_runs.values()))
+    assert extra == 0
+    assert found >= 0.98 * true
+    assert within >= 0.95 * visits
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(MODEL_RUN_TIMEOUT_S)
+def test_bundled_model_on_an_unseen_scene_stays_at_its_measured_accuracy() -> None:
+    """One 30 s scene through the bundled model; docs/analytics.md quotes all three seeds.
+
+    The model does not meet the issue's bar yet (docs/analytics.md: tracks that switch or split while
+    one object hides another); this guards what it reaches, so a change for the worse shows.
+    """
+    from server.models import load_model
+
+    true, found, extra, visits, within = totals("bundled model", [run(load_model("bundled"), SEEDS[0])])
+    assert found >= 0.9 * true
+    assert extra <= 0.15 * true
+    assert within >= 0.85 * visits
+
+
+def test_the_scenes_hold_objects_the_box_centre_rule_gets_wrong_and_the_mask_rule_right(
+    truth_runs: dict[int, Run],
+) -> None:
+    """Object-frames where the box centre and the mask share disagree about a zone: segcast must follow the mask."""
+    disagreements = right = 0
+    for seed_run in truth_runs.values():
+        disagreements, right = _against_box_centre(seed_run, disagreements, right)
+    print(f"box centre wrong on {disagreements} object-frames; segcast right on {right}")
+    assert disagreements >= 50
+    assert right >= 0.95 * disagreements
+
+
+def _against_box_centre(seed_run: Run, disagreements: int, right: int) -> tuple[int, int]:
+    owners = track_objects(seed_run.objects, seed_run.results)
+    truth, results = seed_run.truth, seed_run.results
+    for result in results:
+        for track in result.tracks:
+            owner = owners.get((result.frame.seq, track.track_id))
+            if owner is None:
+                continue
+            by_mask, by_centre = truth.inside[(result.frame.seq, owner)]
+            if by_mask != by_centre:
+                disagreements += 1
+                right += frozenset(track.zones) == by_mask
+    return disagreements, right
+
+
+# -- drawing -------------------------------------------------------------------------------------
+
+
+def test_the_annotated_image_draws_zones_lines_and_their_counts() -> None:
+    zone = parse_zones([{"name": "bay", "points": [[40, 40], [160, 40], [160, 160], [40, 160]]}])[0]
+    line = parse_lines([{"name": "gate", "points": [[0, 180], [200, 180]], "hysteresis": 0.01, "confirm_s": 0}])[0]
+    analytics = StreamAnalytics("cam", (zone,), (line,))
+    blank = np.zeros((200, 200, 3), np.uint8)
+    analytics.update((), (), _frame(0))
+    assert analytics.frame_analytics is not None
+    empty = annotate(blank, (), analytics=analytics.frame_analytics)
+    assert _near(empty, (100, 40), ZONE_COLOR) and _near(empty, (180, 100), LINE_COLOR)
+    assert not annotate(blank, ()).any(), "no analytics, nothing drawn"
+    for index, y in enumerate((60, 150, 195)):  # into the zone, then over the line
+        analytics.update((_track(None, (80, y - 20, 120, y)),), (), _frame(index + 1))
+    assert analytics.counts.lines["gate"] == {"disc": {"in": 1, "out": 0}}
+    counted = annotate(blank, (), analytics=analytics.frame_analytics)
+    changed = np.flatnonzero((counted != empty).any(axis=2).any(axis=0))
+    assert len(changed) > 0, "the labels show the new counts"
+
+
+def _near(image: np.ndarray, where: tuple[int, int], color: tuple[int, int, int]) -> bool:
+    """Whether a pixel within 2 px of ``where`` (row, column) has about ``color`` (lines are antialiased)."""
+    y, x = where
+    patch = image[y - 2 : y + 3, x - 2 : x + 3].astype(int)
+    return bool((np.abs(patch - np.array(color)).max(axis=2) <= 40).any())

@@ -1,0 +1,127 @@
+"""Zones and lines through the real app: PATCH-able stream options, counts, the frame message, /metrics."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from server.config import ConfigError, StreamConfig, load_config
+from server.events.config import EventsSettings, HistorySettings
+from server.options import StreamOptions
+from tests.support.polling import eventually
+
+DASHBOARD = Path(__file__).parent.parent / "deploy" / "grafana" / "segcast-analytics.json"
+METRIC = re.compile(r"\bsegcast_[a-z_]+")
+Start = Callable[..., Awaitable[TestClient]]
+COUNT_TIMEOUT_S = 90.0  # the bundled model on a busy 2-core machine: a few frames per second
+
+WHOLE_FRAME = {"name": "all", "points": [[0, 0], [1, 0], [1, 1], [0, 1]], "units": "fraction"}
+MIDDLE = {"name": "middle", "points": [[0.5, 0], [0.5, 1]], "units": "fraction", "anchor": "centre"}
+
+
+async def _counts(client: TestClient, stream_id: str) -> dict[str, Any]:
+    response = await client.get(f"/api/streams/{stream_id}/counts")
+    assert response.status == 200, await response.text()
+    body: dict[str, Any] = await response.json()
+    return body
+
+
+async def test_zones_and_lines_are_patched_counted_and_shown_in_frames_and_metrics(start_server: Start) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=7"))
+    response = await client.patch("/api/streams/cam", json={"zones": [WHOLE_FRAME], "lines": [MIDDLE]})
+    assert response.status == 200, await response.text()
+    shown = (await response.json())["options"]
+    assert shown["zones"][0]["name"] == "all" and shown["lines"][0]["anchor"] == "centre"
+    empty = await _counts(client, "cam")
+    assert empty["lines"]["middle"]["in"] + empty["lines"]["middle"]["out"] == 0
+
+    async def occupied() -> dict[str, Any] | None:
+        counts = await _counts(client, "cam")
+        return counts if counts["zones"]["all"]["objects"] > 0 else None
+
+    counts = await eventually(occupied, COUNT_TIMEOUT_S, "an object in the zone")
+    assert sum(counts["zones"]["all"]["by_class"].values()) == counts["zones"]["all"]["objects"]
+    tracks = (await (await client.get("/api/streams/cam/tracks")).json())["tracks"]
+    assert any("all" in track["zones"] for track in tracks), "each track says which zones it is in"
+
+    async def crossed() -> dict[str, Any] | None:
+        line = (await _counts(client, "cam"))["lines"]["middle"]
+        return line if line["in"] + line["out"] > 0 else None
+
+    line = await eventually(crossed, COUNT_TIMEOUT_S, "a crossing of the middle line")
+    text = await (await client.get("/metrics")).text()
+    assert 'segcast_zone_objects{stream="cam",zone="all",class="' in text
+    assert 'segcast_line_crossings_total{stream="cam",line="middle",direction="' in text
+    assert "# TYPE segcast_zone_dwell_seconds histogram" in text
+    assert 'segcast_zone_dwell_seconds_bucket{stream="cam",zone="all",le="+Inf"}' in text
+    total = sum(
+        float(row.rsplit(" ", 1)[1]) for row in text.splitlines() if row.startswith("segcast_line_crossings_total{")
+    )
+    assert total >= line["in"] + line["out"]
+    dashboard = json.loads(DASHBOARD.read_text())
+    used = {name for panel in dashboard["panels"] for t in panel["targets"] for name in METRIC.findall(t["expr"])}
+    assert used and all(f"\n{name}{{" in text for name in used), "the Grafana dashboard shows metrics segcast exports"
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ({"zones": [{"name": "z", "points": [[0, 0], [9, 9], [9, 0], [0, 9]]}]}, ("body.zones[0].points", "itself")),
+        ({"zones": [WHOLE_FRAME, WHOLE_FRAME]}, ("body.zones[1].name", "twice")),
+        ({"lines": [{"name": "l", "points": [[0, 0], [2, 0.5]], "units": "fraction"}]}, ("body.lines[0].points",)),
+        ({"zones": [{**WHOLE_FRAME, "classes": ["unicorn"]}]}, ("zones[0].classes", "unicorn")),
+        ({"zones": "everywhere"}, ("body.zones",)),
+    ],
+)
+async def test_bad_zones_and_lines_are_a_400_and_the_stream_keeps_running(
+    start_server: Start, body: dict[str, Any], words: tuple[str, ...]
+) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=7"))
+    response = await client.patch("/api/streams/cam", json=body)
+    assert response.status == 400, await response.text()
+    error = (await response.json())["error"]
+    for word in words:
+        assert word in error
+    stream = await (await client.get("/api/streams/cam")).json()
+    assert stream["options"]["zones"] == [] and stream["state"] != "error"
+
+
+async def test_zones_and_lines_are_saved_and_read_back(start_server: Start, tmp_path: Path) -> None:
+    path = tmp_path / "segcast.toml"
+    path.write_text('[[streams]]\nid = "cam"\nuri = "scene:?seed=7"\n')
+    client = await start_server(StreamConfig("cam", "scene:?seed=7"), config_path=path)
+    body = {"zones": [{**WHOLE_FRAME, "loiter_s": 5}], "lines": [MIDDLE]}
+    assert (await client.patch("/api/streams/cam?persist=1", json=body)).status == 200
+    saved = load_config(path).streams[0].options
+    assert [z.to_json() for z in saved.zones] == [{**WHOLE_FRAME, "loiter_s": 5.0, "classes": [], "min_share": 0.25}]
+    assert saved.lines[0].name == "middle" and saved.lines[0].anchor.value == "centre"
+
+
+def test_a_bad_zone_in_the_config_file_is_one_line_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "segcast.toml"
+    path.write_text('[[streams]]\nid = "cam"\nuri = "scene:"\nzones = [{ name = "z", points = [[0, 0], [1, 1]] }]\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == (
+        "segcast.toml: streams[0].zones[0].points: expected 3 to 64 [x, y] pairs, got [[0, 0], [1, 1]]"
+    )
+
+
+async def test_zone_events_reach_the_event_history_with_their_zone(start_server: Start, tmp_path: Path) -> None:
+    events = EventsSettings(history=HistorySettings(tmp_path / "events.db"))
+    config = StreamConfig("cam", "scene:?seed=7", options=StreamOptions.from_mapping({"zones": [WHOLE_FRAME]}))
+    client = await start_server(config, events=events)
+
+    async def entered() -> dict[str, Any] | None:
+        body = await (await client.get("/api/events?stream=cam&type=zone_enter&zone=all")).json()
+        return body["events"][0] if body["events"] else None
+
+    stored = await eventually(entered, COUNT_TIMEOUT_S, "a zone_enter in the history")
+    assert stored["event"]["zone"] == "all" and stored["event"]["type"] == "zone_enter"
+    assert stored["event"]["class"] in {"disc", "square", "triangle"}
