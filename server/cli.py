@@ -88,7 +88,10 @@ def _add_common(parser: argparse.ArgumentParser, default_model: str) -> None:
     parser.add_argument(
         "--model",
         default=None,
-        help=f"an ultralytics model name, .pt, .onnx or OpenVINO folder, or 'bundled' (default {default_model})",
+        help=(
+            "an ultralytics model name, .pt, .onnx or OpenVINO folder, 'bundled', or a model on a Triton server: "
+            f"grpc://HOST:8001/MODEL (default {default_model})"
+        ),
     )
     parser.set_defaults(default_model=default_model)
     parser.add_argument("--imgsz", type=int, default=None, help="inference size (default: the model's own)")
