@@ -119,6 +119,14 @@ async def _body(request: web.Request) -> dict[str, Any]:
         raise error(web.HTTPBadRequest, "the body must be a JSON object of finite numbers, nested sensibly") from None
     if not isinstance(body, dict):
         raise error(web.HTTPBadRequest, "the body must be a JSON object")
+    try:
+        json.dumps(body, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        # JSON can escape half of a surrogate pair ("\\ud800"), which is no character: FFmpeg cannot
+        # open it and the config file cannot hold it, so it must not get as far as either.
+        raise error(
+            web.HTTPBadRequest, "the body must be text: it escapes a lone surrogate (\\ud800-\\udfff)"
+        ) from None
     return body
 
 
@@ -146,10 +154,16 @@ def _persist_requested(request: web.Request) -> bool:
 
 
 async def _save_config(request: web.Request) -> None:
+    """Write the streams to the config file; if that fails, the file is left as it was and the caller told."""
     app = request.app
     async with app[config_lock_key]:
         configs = app[manager_key].configs()
-        await asyncio.get_running_loop().run_in_executor(None, write_config, app[settings_key], configs)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, write_config, app[settings_key], configs)
+        except (ConfigError, OSError) as exc:
+            reason = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) else str(exc)
+            log.error("could not save the streams to %s: %s", app[settings_key].config_path, reason)
+            raise error(web.HTTPInternalServerError, f"the change is in effect, but not saved ({reason})") from None
     log.info("saved %d streams to %s", len(configs), app[settings_key].config_path)
 
 

@@ -258,12 +258,20 @@ def write_config(settings: Settings, streams: list[StreamConfig]) -> None:
             lines.append("loop = true")
         lines += [*_option_lines(stream.options, settings.stream_defaults), ""]
     path = settings.config_path
+    text = "\n".join(lines)
+    try:
+        # What is written must start segcast again: a value TOML cannot hold (a lone surrogate, which
+        # JSON can escape) is refused here, while the old file is still in place.
+        tomllib.loads(text)
+        data = text.encode("utf-8")
+    except (tomllib.TOMLDecodeError, UnicodeEncodeError) as exc:
+        raise ConfigError(f"{path.name} was not saved: the new content would not read back ({exc})") from None
     partial = path.with_name(f".{path.name}.partial")
     # The file may hold access tokens: the rewrite keeps its permissions (owner-only for a new one).
     mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o600
     descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with open(descriptor, "w", encoding="utf-8") as file:
-        file.write("\n".join(lines))
+    with open(descriptor, "wb") as file:
+        file.write(data)
     os.chmod(partial, mode)  # os.open's mode is cut by the umask
     partial.replace(path)
 

@@ -115,6 +115,17 @@ def test_saved_config_reads_back_the_same(tmp_path: Path) -> None:
     assert again.embed_origins == settings.embed_origins and again.inference == settings.inference
 
 
+def test_a_config_that_would_not_read_back_is_never_written(tmp_path: Path) -> None:
+    """The file is replaced only by text that parses back: a lone surrogate has no TOML form."""
+    settings = load_config(write(tmp_path, FULL_CONFIG))
+    path = settings.config_path or tmp_path
+    before = path.read_text()
+    with pytest.raises(ConfigError, match="not saved"):
+        write_config(settings, [*settings.streams, StreamConfig("bad", "rtsp://camera.local/\ud800")])
+    assert path.read_text() == before
+    assert not list(tmp_path.glob(".*.partial")), "no half-written file is left behind"
+
+
 def test_saving_needs_a_config_file() -> None:
     with pytest.raises(ConfigError, match="--config"):
         write_config(Settings(), [])

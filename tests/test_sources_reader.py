@@ -153,6 +153,8 @@ def test_network_source_describes_itself_masked_and_asks_for_low_latency() -> No
         ("webcam:front", "a webcam is chosen by its index"),
         ("webcam:0#width=640", "give both width and height"),
         ("/videos/yard.mp4#rate=ludicrous", "no such file"),
+        # What a command-line argument of bytes that are not UTF-8 becomes; FFmpeg would be retried forever.
+        ("rtsp://admin:s3cret@cam/\udcff", "not text"),
     ],
 )
 def test_bad_uris_fail_with_a_reason_and_no_password(uri: str, message: str) -> None:

@@ -28,6 +28,12 @@ def open_source(uri: str) -> Source:
     Never blocks on the network: connecting is the reader's job, so a camera that is down is a
     stream that reconnects, not a server that will not start.
     """
+    try:
+        uri.encode()
+    except UnicodeEncodeError:
+        # Bytes that are not UTF-8 in a command-line argument arrive as lone surrogates; FFmpeg could
+        # never be given them, and retrying would fail the same way for ever.
+        raise SourceError(f"{mask_uri(uri)!r} is not text: it holds bytes that are not UTF-8") from None
     if is_webcam(uri):
         return WebcamSource(uri)
     scheme = urlsplit(uri).scheme.lower()
