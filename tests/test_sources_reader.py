@@ -13,6 +13,7 @@ import pytest
 from server.sources import Decoded, SourceError, StreamState, mask_uri, open_source
 from server.sources.network import NetworkSource
 from server.sources.reader import RECONNECT_MAX_S, TRANSITIONS, Backoff, ReaderStatus
+from server.sources.uri import mask_text
 from server.sources.webcam import WebcamSource
 from tests.support.reader_probe import ReaderProbe
 
@@ -124,12 +125,42 @@ def test_stop_during_backoff_is_immediate() -> None:
         ("rtsps://u:p%40ss@cam/live#transport=tcp", "rtsps://u:***@cam/live#transport=tcp"),
         ("http://cam/video.cgi?user=admin&password=x&res=hd", "http://cam/video.cgi?user=admin&password=***&res=hd"),
         ("https://cdn/live.m3u8?token=abc", "https://cdn/live.m3u8?token=***"),
-        ("rtsp://admin@cam/live", "rtsp://admin@cam/live"),
+        ("rtsp://cam/live?channel=1&subtype=0#transport=udp", "rtsp://cam/live?channel=1&subtype=0#transport=udp"),
         ("/videos/yard.mp4", "/videos/yard.mp4"),
+        # FFmpeg splits the user info at its last '@', so a raw '@' in a password still reaches the camera.
+        ("rtsp://admin:p@ss@cam/live", "rtsp://admin:***@cam/live"),
+        ("rtsp://admin:p@ss@w0rd@10.0.0.5:554/s?x=1", "rtsp://admin:***@10.0.0.5:554/s?x=1"),
+        ("rtsp://admin:pa/ss@cam/live", "rtsp://admin:***@cam/live"),
+        # A user name alone may be a token (rtsp://TOKEN@host): the whole user info goes.
+        ("rtsp://a1b2c3d4e5f6a7b8c9d0@cam/live", "rtsp://***@cam/live"),
+        ("rtsp://admin@cam/live", "rtsp://***@cam/live"),
+        ("http://cam/v.cgi?user=admin&pw=x1&res=hd", "http://cam/v.cgi?user=admin&pw=***&res=hd"),
+        ("http://cam/v.cgi?u=admin&p=x1", "http://cam/v.cgi?u=admin&p=***"),
+        ("http://cam/v.cgi?cred=x1&sp=2", "http://cam/v.cgi?cred=***&sp=2"),
+        ("http://cam/v.cgi?user=admin;password=x1;res=hd", "http://cam/v.cgi?user=admin;password=***;res=hd"),
+        ("rtsp://cam/live;password=x1", "rtsp://cam/live;password=***"),
+        ("http://cam/v.cgi?access_token=x1&api_key=y2", "http://cam/v.cgi?access_token=***&api_key=***"),
+        # Dahua-style paths carry the credentials in the path itself.
+        ("rtsp://cam/user=admin_password=x1_channel=1", "rtsp://cam/user=admin_password=***"),
     ],
 )
 def test_credentials_are_masked(uri: str, masked: str) -> None:
     assert mask_uri(uri) == masked
+
+
+@pytest.mark.parametrize(
+    ("uri", "secret"),
+    [
+        ("rtsp://admin:p@ss-w0rd@cam/live", "p@ss-w0rd"),
+        ("rtsp://admin:pa/ss-w0rd@cam/live", "pa/ss-w0rd"),
+        ("rtsp://a1b2c3d4e5f6a7b8c9d0@cam/live", "a1b2c3d4e5f6a7b8c9d0"),
+        ("http://cam/v.cgi?pw=secret-x1", "secret-x1"),
+    ],
+)
+def test_an_error_quoting_the_uri_or_its_secret_is_masked(uri: str, secret: str) -> None:
+    """FFmpeg's messages quote the URL, or parts of it, in its own way."""
+    text = f"{uri}: 401 Unauthorized (authorization failed for {secret})"
+    assert secret not in mask_text(text, uri)
 
 
 def test_network_source_describes_itself_masked_and_asks_for_low_latency() -> None:
