@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 from server.models import DEFAULT_MODEL
 from server.options import StreamOptions
 from server.policy import DEFAULT_SOURCE_SCHEMES, KNOWN_SOURCE_SCHEMES, SourcePolicy
+from server.sources.base import MAX_FRAME_SIDE_PX
 from server.worker import InferenceOptions
 
 STREAM_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -29,6 +30,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_JPEG_QUALITY = 80
 MAX_BATCH_LIMIT = 64
+#: Bounds of ``[server] max_frame_side``: the model needs 16 pixels; FFmpeg decodes at most 16384.
+FRAME_SIDE_LIMITS_PX = (16, 16384)
 
 #: Keys of a ``[[streams]]`` table besides the stream options of `StreamOptions`.
 STREAM_KEYS = ("id", "uri", "loop")
@@ -43,6 +46,7 @@ SERVER_KEYS = (
     "source_schemes",
     "tls_cert",
     "tls_key",
+    "max_frame_side",
 )
 MODEL_KEYS = ("name", "device", "max_batch", "half", "fast_masks")
 AUTH_KEYS = ("viewer_tokens", "admin_tokens")
@@ -90,6 +94,8 @@ class Settings:
     #: PEM certificate chain and private key: with both, the server speaks HTTPS (and WSS) only.
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    #: Sources whose frames are larger than this on a side fail instead of entering the pipeline.
+    max_frame_side: int = MAX_FRAME_SIDE_PX
 
     def source_policy(self) -> SourcePolicy:
         return SourcePolicy.of(self.source_schemes, self.media_dirs, self.allow_devices)
@@ -161,6 +167,7 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides
             raise ConfigError(f"{name}: server.media_dirs: {folder!r} is not a folder")
         media_dirs.append(resolved)
     tls = {key: _optional_path(server, key, path, f"{name}: server") for key in ("tls_cert", "tls_key")}
+    max_frame_side = _int(server, "max_frame_side", MAX_FRAME_SIDE_PX, *FRAME_SIDE_LIMITS_PX, f"{name}: server")
 
     model = _table(data, "model", name)
     _known(model, MODEL_KEYS, f"{name}: model")
@@ -213,6 +220,7 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides
         allow_devices=allow_devices,
         tls_cert=tls["tls_cert"],
         tls_key=tls["tls_key"],
+        max_frame_side=max_frame_side,
     )
 
 
@@ -289,6 +297,8 @@ def _access_lines(settings: Settings) -> list[str]:
         value = getattr(settings, key)
         if value is not None:
             lines.append(f"{key} = {_toml(str(value))}")
+    if settings.max_frame_side != MAX_FRAME_SIDE_PX:
+        lines.append(f"max_frame_side = {settings.max_frame_side}")
     return lines
 
 

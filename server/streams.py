@@ -185,7 +185,7 @@ class StreamManager:
     def _add(self, config: StreamConfig) -> StreamInfo:
         self._register(config)
         try:
-            source = open_source(config.uri)
+            source = open_source(config.uri, self._settings.max_frame_side)
         except SourceError as exc:
             log.warning("[%s] cannot open source: %s", config.stream_id, exc)
             with self._lock:
@@ -211,7 +211,14 @@ class StreamManager:
         the registration is undone and the reader never starts.
         """
         slot = self._worker.add_stream(config.stream_id, source.fps, config.options)
-        reader = StreamReader(config.stream_id, source, slot, self._hub.state_threadsafe, loop_file=config.loop)
+        reader = StreamReader(
+            config.stream_id,
+            source,
+            slot,
+            self._hub.state_threadsafe,
+            loop_file=config.loop,
+            max_frame_side=self._settings.max_frame_side,
+        )
         with self._lock:
             stopped = self._stopped
             if stopped:

@@ -112,6 +112,18 @@ async def test_an_oversized_body_is_refused(start_server: Start) -> None:
     await assert_error(await client.post("/api/streams", json=body), 413, "64")
 
 
+async def test_a_source_with_frames_above_max_frame_side_fails_with_the_reason(start_server: Start) -> None:
+    client = await start_server(StreamConfig("big", "scene:?width=640&height=384"), max_frame_side=512)
+
+    async def failed() -> dict[str, Any] | None:
+        body: dict[str, Any] = await (await client.get("/api/streams/big")).json()
+        return body if body["state"] == "failed" else None
+
+    body = await eventually(failed, what="the stream to fail")
+    assert "640x384" in body["error"] and "max_frame_side" in body["error"]
+    assert body["frames_processed"] == 0, "no frame of it reached the model"
+
+
 async def test_adding_an_existing_id_is_a_conflict(start_server: Start) -> None:
     client = await start_server(StreamConfig("cam", "scene:?seed=1"))
     await assert_error(await client.post("/api/streams", json={"id": "cam", "uri": "scene:"}), 409, "cam")

@@ -20,6 +20,7 @@ port = 9000
 jpeg_quality = 70
 embed_origins = ["https://dash.example.com"]
 save_config = true
+max_frame_side = 1920
 
 [model]
 name = "bundled"
@@ -54,6 +55,7 @@ def test_a_full_config_file_is_read(tmp_path: Path) -> None:
     settings = load_config(write(tmp_path, FULL_CONFIG))
     assert (settings.host, settings.port, settings.jpeg_quality) == ("127.0.0.1", 9000, 70)
     assert settings.embed_origins == ("https://dash.example.com",) and settings.save_config
+    assert settings.max_frame_side == 1920
     assert settings.model == "bundled" and settings.inference.max_batch == 4
     assert not settings.inference.fast_masks
     front, yard = settings.streams
@@ -68,6 +70,7 @@ def test_a_full_config_file_is_read(tmp_path: Path) -> None:
         ("[server]\nport = 70000\n", "server.port"),
         ('[server]\nport = "80"\n', "server.port"),
         ('[server]\nembed_origins = "x"\n', "server.embed_origins"),
+        ("[server]\nmax_frame_side = 8\n", "server.max_frame_side"),
         ("[model]\nmax_batch = 0\n", "model.max_batch"),
         ('[model]\ndevice = "gpu7"\n', "model.device"),
         ('[model]\nfast_masks = "no"\n', "model.fast_masks"),
@@ -113,6 +116,7 @@ def test_saved_config_reads_back_the_same(tmp_path: Path) -> None:
     again = load_config(settings.config_path or tmp_path)
     assert list(again.streams) == streams
     assert again.embed_origins == settings.embed_origins and again.inference == settings.inference
+    assert again.max_frame_side == settings.max_frame_side == 1920
 
 
 def test_a_config_that_would_not_read_back_is_never_written(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from pathlib import Path
 
@@ -94,3 +95,10 @@ def test_file_that_disappears_before_playing_fails(clip: Path, tmp_path: Path) -
 def test_missing_file_is_named() -> None:
     with pytest.raises(SourceError, match=r"no such file: /nowhere/cam\.mp4"):
         open_source("file:///nowhere/cam.mp4")
+
+
+def test_a_file_of_frames_above_the_limit_is_refused_before_decoding(clip: Path) -> None:
+    """The size in the file's header is enough: no picture is decoded to find out (320x192 > 256)."""
+    source = open_source(str(clip), max_frame_side=256)
+    with pytest.raises(SourceError, match=r"frames of 320x192 are larger than 256 pixels a side"):
+        next(source.open(threading.Event()))

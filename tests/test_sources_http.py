@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import av
+import cv2
+import numpy as np
 import pytest
 
 from server.sources import StreamState
@@ -78,6 +80,18 @@ def test_http_401_fails_for_good_with_the_password_masked(caplog: pytest.LogCapt
     assert failed.error is not None and "refused the credentials" in failed.error
     assert refused.source.describe() == f"http://viewer:***@127.0.0.1:{server.port}/video.mjpg"
     assert "nope-nope" not in caplog.text + repr(refused.announced) and "hunter2" not in caplog.text
+
+
+def test_a_camera_switching_to_frames_above_the_limit_fails_and_says_why() -> None:
+    """The decoder refuses the large picture (no memory spent on it); the reconnect's header names its size."""
+    with MjpegServer(fps=10, width=160) as camera, ReaderProbe(camera.url(), max_frame_side=256) as probe:
+        probe.wait_state(StreamState.LIVE, 10)
+        camera.jpegs = [cv2.imencode(".jpg", np.full((240, 400, 3), 90, np.uint8))[1].tobytes()]
+        failed = probe.wait_state(StreamState.FAILED, 20)
+        newest = probe.slot.take()
+
+    assert failed.error is not None and "400x240" in failed.error and "max_frame_side" in failed.error
+    assert newest is None or newest.image.shape == (96, 160, 3), "no large frame was handed on"
 
 
 def test_video_url_plays_at_its_native_rate_then_ends(clip_folder: Path) -> None:

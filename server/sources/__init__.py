@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from server.sources.base import Decoded, LatestFrame, Source, SourceError, StreamState
+from server.sources.base import MAX_FRAME_SIDE_PX, Decoded, LatestFrame, Source, SourceError, StreamState
 from server.sources.file import FileSource
 from server.sources.network import SCHEMES as NETWORK_SCHEMES
 from server.sources.network import NetworkSource
@@ -22,8 +22,11 @@ from server.sources.webcam import WebcamSource, is_webcam
 __all__ = ["Decoded", "LatestFrame", "Source", "SourceError", "StreamState", "mask_uri", "open_source"]
 
 
-def open_source(uri: str) -> Source:
+def open_source(uri: str, max_frame_side: int = MAX_FRAME_SIDE_PX) -> Source:
     """The source for ``uri``, or `SourceError` naming what is wrong with it.
+
+    Sources that decode with FFmpeg refuse pictures larger than ``max_frame_side`` before decoding
+    them; the reader checks every frame of every source against the same limit.
 
     Never blocks on the network: connecting is the reader's job, so a camera that is down is a
     stream that reconnects, not a server that will not start.
@@ -35,22 +38,22 @@ def open_source(uri: str) -> Source:
         # never be given them, and retrying would fail the same way for ever.
         raise SourceError(f"{mask_uri(uri)!r} is not text: it holds bytes that are not UTF-8") from None
     if is_webcam(uri):
-        return WebcamSource(uri)
+        return WebcamSource(uri, max_frame_side)
     scheme = urlsplit(uri).scheme.lower()
     if scheme == "scene":
         return SceneSource(uri)
     if scheme in NETWORK_SCHEMES:
-        return NetworkSource(uri)
+        return NetworkSource(uri, max_frame_side)
     if scheme == "file":
-        return _file(uri, Path(unquote(urlsplit(uri.partition("#")[0]).path)))
+        return _file(uri, Path(unquote(urlsplit(uri.partition("#")[0]).path)), max_frame_side)
     if scheme == "" or (len(scheme) == 1 and uri[1:3] in (":\\", ":/")):  # a plain path, Windows drives too
         if Path(uri).is_file():  # a file whose name contains '#' is taken as it is
-            return FileSource(Path(uri))
-        return _file(uri, Path(uri.partition("#")[0]))
+            return FileSource(Path(uri), max_frame_side=max_frame_side)
+        return _file(uri, Path(uri.partition("#")[0]), max_frame_side)
     kinds = "scene:, file://, a file path, rtsp://, rtsps://, rtmp://, http(s)://, /dev/videoN or webcam:N"
     raise SourceError(f"unsupported source {mask_uri(uri)!r}: use {kinds}")
 
 
-def _file(uri: str, path: Path) -> FileSource:
+def _file(uri: str, path: Path, max_frame_side: int) -> FileSource:
     _, options = split_options(uri, {"rate": "native"})
-    return FileSource(path, options["rate"])
+    return FileSource(path, options["rate"], max_frame_side)

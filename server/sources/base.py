@@ -17,9 +17,25 @@ import numpy as np
 
 from server.frames import Frame
 
+#: Frames larger than this on either side are refused (``[server] max_frame_side``): one picture of
+#: 16000x16000 is 768 MB as BGR, before the model, the overlay and the encoder each copy it.
+MAX_FRAME_SIDE_PX = 4096
+
 
 class SourceError(Exception):
     """A source cannot be used as given (bad URI, missing or corrupt file); retrying will not help."""
+
+
+def check_frame_size(width: int, height: int, max_side: int) -> None:
+    """Raise `SourceError` for a picture larger than ``max_side`` pixels on a side.
+
+    A source whose pictures are too large fails rather than reconnecting: it sends the same size again.
+    """
+    if width > max_side or height > max_side:
+        raise SourceError(
+            f"frames of {width}x{height} are larger than {max_side} pixels a side ([server] max_frame_side); "
+            "lower the camera's resolution, or raise the limit"
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import av
 import av.container
 
-from server.sources.base import Decoded, SourceError
+from server.sources.base import MAX_FRAME_SIDE_PX, Decoded, SourceError, check_frame_size
 from server.sources.uri import mask_text, mask_uri, positive_float, split_options
 
 SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https"})
@@ -63,7 +63,7 @@ class NetworkSource:
     so the reader reconnects. Messages never contain the URL's password.
     """
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, max_frame_side: int = MAX_FRAME_SIDE_PX) -> None:
         url, options = split_options(uri, _OPTIONS)
         parts = urlsplit(url)
         self.scheme = parts.scheme.lower()
@@ -81,6 +81,7 @@ class NetworkSource:
         self.open_timeout_s = positive_float(options, "open_timeout", uri)
         self.fps = positive_float(options, "fps", uri)
         self._format = options["format"] or None
+        self._max_frame_side = max_frame_side
         # RTSP and RTMP are live by nature. An HTTP URL may be a finite video; `open` finds out.
         self.live = True
 
@@ -108,6 +109,7 @@ class NetworkSource:
                 raise SourceError(f"{self._described} has no video stream")
             stream = container.streams.video[0]
             stream.thread_type = "SLICE"
+            limit_decoder(stream, self._max_frame_side)
             if self.scheme in ("http", "https") and _is_finite(container):
                 self.live = False
             if stream.average_rate:
@@ -128,6 +130,20 @@ class NetworkSource:
             if isinstance(exc, av.error.ExitError) or time.monotonic() - started >= self.open_timeout_s:
                 raise ConnectionError(f"no answer within {self.open_timeout_s:g} s") from None
             raise translate_error(exc, self._url) from None
+
+
+def limit_decoder(stream: av.video.stream.VideoStream, max_side: int) -> None:
+    """Refuse pictures larger than ``max_side`` a side before they are decoded, not after.
+
+    The size the stream's header announces is checked at once (`SourceError`); the decoder is told
+    to refuse pictures of more than ``max_side`` squared pixels, so a camera that switches to a huge
+    size mid-stream costs a decoding error (and a reconnect, whose header then fails the check),
+    never the memory of the picture.
+    """
+    context = stream.codec_context
+    if context.width and context.height:
+        check_frame_size(context.width, context.height, max_side)
+    context.options = {**context.options, "max_pixels": str(max_side * max_side)}
 
 
 def decode_frames(

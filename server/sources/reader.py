@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from server.frames import Frame
-from server.sources.base import LatestFrame, Source, SourceError, StreamState
+from server.sources.base import MAX_FRAME_SIDE_PX, LatestFrame, Source, SourceError, StreamState, check_frame_size
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +118,10 @@ class StreamReader:
         on_state: StateListener,
         loop_file: bool = False,
         backoff: Backoff | None = None,
+        max_frame_side: int = MAX_FRAME_SIDE_PX,
     ) -> None:
         self.stream_id = stream_id
+        self.max_frame_side = max_frame_side
         self.source = source
         self.slot = slot
         self.loop_file = loop_file
@@ -265,6 +267,8 @@ class StreamReader:
         for decoded in self.source.open(self._stop):
             if self._stop.is_set():
                 return
+            height, width = decoded.image.shape[:2]
+            check_frame_size(width, height, self.max_frame_side)  # every kind of source, WebRTC's too
             paced = not self.source.live and not batch
             if paced:
                 if started_wall is None:
