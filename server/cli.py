@@ -24,6 +24,7 @@ from server.config import DEFAULT_HOST, DEFAULT_PORT, ConfigError, Settings, loa
 from server.export import FORMATS, ExportError, export_model
 from server.models import DEFAULT_MODEL, ModelError
 from server.options import StreamOptions
+from server.serving import server_options
 from server.worker import InferenceOptions
 
 DEMO_SOURCES = ("scene:?seed=1", "scene:?seed=2")
@@ -164,7 +165,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         url = f"{'https' if context else 'http'}://{_url_host(settings.host)}:{settings.port}/"
         print(f"segcast: loading model {settings.model}; the viewer will be at {url}", flush=True)
         # run_app turns SIGINT and SIGTERM into a graceful exit: viewers closed, readers and threads joined.
-        web.run_app(create_app(settings), host=settings.host, port=settings.port, ssl_context=context, print=None)
+        web.run_app(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            ssl_context=context,
+            print=None,
+            **server_options(),
+        )
     except (ConfigError, ModelError, AuthConfigError) as exc:
         print(f"segcast: {exc}", file=sys.stderr)
         return EXIT_STARTUP_ERROR

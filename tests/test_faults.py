@@ -278,6 +278,9 @@ async def test_sigterm_during_load_exits_cleanly_within_5_s() -> None:
                 await ws.send_json({"type": "subscribe", "streams": ["*"], "image": "annotated"})
             stop = asyncio.Event()
             load = [asyncio.create_task(_http_viewers_and_api_churn(server.base_url, stop)) for _ in range(4)]
+            # Slow clients too: a request body trickling in (which held SIGTERM for aiohttp's 60 s default
+            # grace), and request headers that never end.
+            trickling, half_sent = await _trickling_body(server.port), await _half_sent_headers(server.port)
             await asyncio.sleep(3)  # let the load run: this is the "during" of the test, not a synchronisation
             children = server.children()
             code, took_s, output = await asyncio.to_thread(server.terminate, SHUTDOWN_LIMIT_S + 5)
@@ -285,12 +288,35 @@ async def test_sigterm_during_load_exits_cleanly_within_5_s() -> None:
             await asyncio.gather(*load, return_exceptions=True)
             for ws in held:
                 await ws.close()
+            for writer in (trickling, half_sent):
+                writer.close()
     finally:
         server.kill()
     assert code == 0, output
     assert took_s < SHUTDOWN_LIMIT_S, f"took {took_s:.1f} s"
     assert "Traceback" not in output, output
     assert not _still_running(children), "child processes outlived segcast"
+
+
+async def _trickling_body(port: int) -> asyncio.StreamWriter:
+    """A POST whose body has begun and will not end; returns once segcast is handling it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"POST /api/streams HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 1000\r\nExpect: 100-continue\r\n\r\n"
+    )
+    await writer.drain()
+    assert (await asyncio.wait_for(reader.readline(), 30)).startswith(b"HTTP/1.1 100"), "routed to its handler"
+    writer.write(b'{"id": "slow", ')
+    await writer.drain()
+    return writer
+
+
+async def _half_sent_headers(port: int) -> asyncio.StreamWriter:
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    await writer.drain()
+    return writer
 
 
 def _still_running(pids: list[int]) -> list[int]:
