@@ -28,7 +28,7 @@ from server.config import (
 from server.encode import FramePacket, ImageKind, Variant, parse_variant
 from server.errors import error
 from server.frames import PROTOCOL_VERSION
-from server.hub import Subscription, Viewer
+from server.hub import Hub, Subscription, Viewer, ViewerLimitError
 from server.keys import config_lock_key, http_viewers_key, hub_key, manager_key, settings_key
 from server.metrics import render_metrics
 from server.policy import SourceRefused
@@ -40,6 +40,7 @@ MJPEG_BOUNDARY = "segcastframe"
 MAX_BODY_BYTES = 64 * 1024  # a stream definition is a few hundred bytes
 MAX_MJPEG_FPS = 60.0
 SNAPSHOT_RETRY_S = 1
+VIEWER_RETRY_S = 10
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -312,18 +313,18 @@ async def _mjpeg(request: web.Request) -> web.StreamResponse:
     info = _info(request)
     subscription = Subscription(_variant(request), _fps(request))
     hub = request.app[hub_key]
-    viewer = Viewer(f"mjpeg-{info.stream_id}")
+    viewer = Viewer(f"mjpeg-{info.stream_id}", request.remote)
     response = web.StreamResponse(
         headers={
             "Content-Type": f"multipart/x-mixed-replace; boundary={MJPEG_BOUNDARY}",
             "Cache-Control": "no-store",
         }
     )
-    await response.prepare(request)
-    request.app[http_viewers_key].add(viewer)
-    hub.add_viewer(viewer)
-    hub.subscribe(viewer, {info.stream_id: subscription})
+    join_viewer(hub, viewer)
     try:
+        await response.prepare(request)
+        request.app[http_viewers_key].add(viewer)
+        hub.subscribe(viewer, {info.stream_id: subscription})
         while not viewer.closed:
             events, deliveries = await viewer.take()
             if any(event.removes(info.stream_id) for event in events):
@@ -335,6 +336,16 @@ async def _mjpeg(request: web.Request) -> web.StreamResponse:
     finally:
         hub.remove_viewer(viewer)
     return response
+
+
+def join_viewer(hub: Hub, viewer: Viewer) -> None:
+    """Add a WebSocket or MJPEG viewer to ``hub``, or refuse it: 503 at the server's limit, 429 at its address's."""
+    try:
+        hub.join(viewer)
+    except ViewerLimitError as exc:
+        kind = web.HTTPServiceUnavailable if exc.setting == "max_viewers" else web.HTTPTooManyRequests
+        log.warning("refused a viewer from %s: %s", viewer.address, exc)
+        raise error(kind, str(exc), **{"Retry-After": str(VIEWER_RETRY_S)}) from None
 
 
 async def _write_part(response: web.StreamResponse, packet: FramePacket, jpeg: bytes | None) -> None:

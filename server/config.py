@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from server.hub import ViewerLimits
 from server.models import DEFAULT_MODEL
 from server.options import StreamOptions
 from server.policy import DEFAULT_SOURCE_SCHEMES, KNOWN_SOURCE_SCHEMES, SourcePolicy
@@ -47,7 +48,12 @@ SERVER_KEYS = (
     "tls_cert",
     "tls_key",
     "max_frame_side",
+    "max_viewers",
+    "max_viewers_per_address",
+    "max_scaled_images",
 )
+#: ``[server]`` keys of `ViewerLimits`, with the most each may be set to.
+VIEWER_LIMIT_KEYS = {"max_viewers": 100_000, "max_viewers_per_address": 100_000, "max_scaled_images": 64}
 MODEL_KEYS = ("name", "device", "max_batch", "half", "fast_masks")
 AUTH_KEYS = ("viewer_tokens", "admin_tokens")
 
@@ -96,6 +102,7 @@ class Settings:
     tls_key: Path | None = None
     #: Sources whose frames are larger than this on a side fail instead of entering the pipeline.
     max_frame_side: int = MAX_FRAME_SIDE_PX
+    viewer_limits: ViewerLimits = field(default_factory=ViewerLimits)
 
     def source_policy(self) -> SourcePolicy:
         return SourcePolicy.of(self.source_schemes, self.media_dirs, self.allow_devices)
@@ -168,6 +175,12 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides
         media_dirs.append(resolved)
     tls = {key: _optional_path(server, key, path, f"{name}: server") for key in ("tls_cert", "tls_key")}
     max_frame_side = _int(server, "max_frame_side", MAX_FRAME_SIDE_PX, *FRAME_SIDE_LIMITS_PX, f"{name}: server")
+    viewer_limits = ViewerLimits(
+        **{
+            key: _int(server, key, getattr(ViewerLimits(), key), 1, most, f"{name}: server")
+            for key, most in VIEWER_LIMIT_KEYS.items()
+        }
+    )
 
     model = _table(data, "model", name)
     _known(model, MODEL_KEYS, f"{name}: model")
@@ -221,6 +234,7 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides
         tls_cert=tls["tls_cert"],
         tls_key=tls["tls_key"],
         max_frame_side=max_frame_side,
+        viewer_limits=viewer_limits,
     )
 
 
@@ -299,6 +313,10 @@ def _access_lines(settings: Settings) -> list[str]:
             lines.append(f"{key} = {_toml(str(value))}")
     if settings.max_frame_side != MAX_FRAME_SIDE_PX:
         lines.append(f"max_frame_side = {settings.max_frame_side}")
+    for key in VIEWER_LIMIT_KEYS:
+        value = getattr(settings.viewer_limits, key)
+        if value != getattr(ViewerLimits(), key):
+            lines.append(f"{key} = {value}")
     return lines
 
 

@@ -11,10 +11,13 @@ from typing import Any
 
 import cv2
 import numpy as np
-from aiohttp import ClientWebSocketResponse, WSMsgType
+import pytest
+from aiohttp import ClientWebSocketResponse, WSMsgType, WSServerHandshakeError
 from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
+from server.encode import encodings
+from server.hub import MAX_SCALED_IMAGES, ViewerLimits
 from server.keys import hub_key, manager_key
 from tests.support.polling import eventually
 from tests.support.raw_websocket import raw_websocket
@@ -134,6 +137,56 @@ async def test_a_variant_is_encoded_once_per_frame_for_any_number_of_viewers(sta
     assert hub.published("cam") - published >= 3
     assert encoder.encoded - encoded == hub.published("cam") - published
     for ws in sockets:
+        await ws.close()
+
+
+async def test_distinct_widths_cannot_multiply_the_encoders_work(start_server: Start) -> None:
+    """60 viewers each asking for a width of its own cost a few encodings per frame, not 60 (issue 14)."""
+    client = await start_server(StreamConfig("cam", "scene:?seed=1&width=640&height=384"))
+    assert client.app is not None
+    hub = client.app[hub_key]
+    asked = [100 + 10 * n for n in range(60)]
+    sockets = [await connect(client, {"streams": ["cam"], "max_width": width}) for width in asked]
+    normal = await connect(client, {"streams": ["cam"]})
+
+    async def all_subscribed() -> bool:
+        return hub.viewer_count("cam") == len(asked) + 1
+
+    await eventually(all_subscribed, what="every viewer to subscribe")
+    first = (await frames(normal, 1))[0][0]["seq"]
+    while (await frames(normal, 1))[0][0]["seq"] <= first + 1:  # encoded after every subscription
+        pass
+    limit = 1 + MAX_SCALED_IMAGES  # the full size, and the scaled sizes a stream may have
+    assert hub.variants_wanted("cam") <= limit
+    assert encodings(hub.latest["cam"].jpegs) <= limit
+    for width, ws in zip(asked, sockets, strict=True):
+        [(meta, jpeg)] = await frames(ws, 1)
+        assert jpeg is not None and image_size(jpeg) == (meta["image"]["width"], meta["image"]["height"])
+        assert meta["image"]["width"] <= width or meta["image"]["width"] == 640, "scaled down, or the full size"
+    for ws in (*sockets, normal):
+        await ws.close()
+
+
+async def test_viewers_beyond_max_viewers_are_refused_and_counted(start_server: Start) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=1"), viewer_limits=ViewerLimits(max_viewers=2))
+    sockets = [await connect(client, {"streams": ["cam"]}) for _ in range(2)]
+    with pytest.raises(WSServerHandshakeError) as refused:
+        await client.ws_connect("/ws")
+    assert refused.value.status == 503
+    mjpeg = await client.get("/api/streams/cam/mjpeg")
+    assert mjpeg.status == 503 and "max_viewers" in (await mjpeg.json())["error"]
+    metrics = await (await client.get("/metrics")).text()
+    assert 'segcast_viewers_refused_total{limit="max_viewers"} 2' in metrics
+    await sockets[0].close()
+    assert client.app is not None
+    hub = client.app[hub_key]
+
+    async def room() -> bool:
+        return len(hub.viewers) < 2
+
+    await eventually(room, what="the closed viewer to be gone")
+    again = await connect(client, {"streams": ["cam"]})
+    for ws in (sockets[1], again):
         await ws.close()
 
 
