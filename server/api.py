@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from server.bodies import read_body
 from server.config import (
     STREAM_KEYS,
     ConfigError,
@@ -37,19 +38,12 @@ from server.streams import HandedInError, ShuttingDownError, StreamExistsError, 
 log = logging.getLogger(__name__)
 
 MJPEG_BOUNDARY = "segcastframe"
-MAX_BODY_BYTES = 64 * 1024  # a stream definition is a few hundred bytes
 MAX_MJPEG_FPS = 60.0
 SNAPSHOT_RETRY_S = 1
 VIEWER_RETRY_S = 10
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class _BodyTooLarge(web.HTTPClientError):
-    """413 with our own message (aiohttp's own class wants the sizes instead of a text)."""
-
-    status_code = 413
 
 
 def setup_api(app: web.Application) -> None:
@@ -105,15 +99,8 @@ def _info(request: web.Request) -> StreamInfo:
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
-    """The request's JSON object, at most `MAX_BODY_BYTES` (a chunked body too), finite numbers only."""
-    too_large = error(_BodyTooLarge, f"the body must be at most {MAX_BODY_BYTES // 1024} KiB")
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise too_large
-    raw = bytearray()
-    while chunk := await request.content.read(MAX_BODY_BYTES + 1 - len(raw)):
-        raw += chunk
-        if len(raw) > MAX_BODY_BYTES:
-            raise too_large
+    """The request's JSON object, within `server.bodies.MAX_BODY_BYTES`, finite numbers only."""
+    raw = await read_body(request)
     try:
         body = json.loads(raw.decode() or "null", parse_constant=_no_constant)
     except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, NaN, nesting too deep

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from yarl import URL
 
+from server.bodies import read_body
 from server.errors import error
 
 log = logging.getLogger(__name__)
@@ -235,8 +236,9 @@ async def _mint_token(request: web.Request) -> web.Response:
     The body is optional JSON: ``{"role": "viewer", "ttl_s": 3600}``.
     """
     policy = request.app[policy_key]
+    raw = await read_body(request)
     try:
-        body = json.loads(await request.text() or "{}", parse_constant=_no_constant)
+        body = json.loads(raw or "{}", parse_constant=_no_constant)
     except (ValueError, RecursionError):  # not JSON, not UTF-8, NaN, or nested beyond Python's limit
         body = None
     if not isinstance(body, dict) or set(body) - {"role", "ttl_s"}:

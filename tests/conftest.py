@@ -35,9 +35,13 @@ def _fresh_aioice_mdns() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def video_cache(request: pytest.FixtureRequest) -> Path:
-    """A folder that survives between runs, so generated videos are encoded once per machine."""
-    return Path(request.config.cache.mkdir("segcast-videos"))
+def video_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder that survives between runs, so generated videos are encoded once per machine.
+
+    With pytest's cache turned off (``-p no:cacheprovider``) they are made once per run instead.
+    """
+    cache = getattr(request.config, "cache", None)
+    return Path(cache.mkdir("segcast-videos")) if cache is not None else tmp_path_factory.mktemp("segcast-videos")
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiohttp import web
@@ -94,6 +94,23 @@ async def test_viewer_cannot_mint_an_admin_token_and_bad_requests_are_400(aiohtt
         response = await client.post("/api/tokens", data=body, headers=_bearer(ADMIN))
         assert response.status == 400, body
         assert "error" in await response.json()
+
+
+async def test_a_token_request_body_is_held_to_64_kib_like_every_other(aiohttp_client: ClientFactory) -> None:
+    client = await aiohttp_client(_app(_policy()))
+    padded = '{"role": "viewer"' + " " * (100 * 1024) + "}"  # valid JSON, far over the limit
+    for extra in ({}, {"Transfer-Encoding": "chunked"}):
+        headers = {**_bearer(VIEWER), "Content-Type": "application/json"}
+        data = padded.encode() if not extra else _chunks(padded.encode())
+        response = await client.post("/api/tokens", data=data, headers=headers)
+        assert response.status == 413, extra
+        assert "64 KiB" in (await response.json())["error"]
+
+
+async def _chunks(data: bytes) -> AsyncIterator[bytes]:
+    """A body without a length, as a chunked upload sends it."""
+    for start in range(0, len(data), 8192):
+        yield data[start : start + 8192]
 
 
 def test_signed_tokens_expire_and_cannot_be_forged() -> None:

@@ -7,6 +7,8 @@ import threading
 import time
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 
 from server.sources import SourceError, StreamState, open_source
@@ -102,3 +104,21 @@ def test_a_file_of_frames_above_the_limit_is_refused_before_decoding(clip: Path)
     source = open_source(str(clip), max_frame_side=256)
     with pytest.raises(SourceError, match=r"frames of 320x192 are larger than 256 pixels a side"):
         next(source.open(threading.Event()))
+
+
+def test_a_video_of_frames_too_small_to_find_anything_in_fails(tmp_path: Path) -> None:
+    """A 1x1 video stayed live for ever, every one of its frames an inference error."""
+    path = tmp_path / "tiny.mkv"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("ffv1", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 1, 1, "bgr0"
+        for _ in range(10):
+            frame = av.VideoFrame.from_ndarray(np.zeros((1, 1, 3), np.uint8), format="bgr24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    with ReaderProbe(str(path), loop_file=True) as probe:
+        failed = probe.wait_state(StreamState.FAILED, 10)
+    assert failed.error is not None and "1x1 are smaller than 16 pixels" in failed.error
+    assert failed.frames_read == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +14,9 @@ import pytest
 
 from server.sources import StreamState
 from server.sources.network import NetworkSource
+from tests.support.fake_rtsp import FakeRtspCamera
 from tests.support.mjpeg_server import MjpegServer
-from tests.support.reader_probe import ReaderProbe
+from tests.support.reader_probe import FAST_BACKOFF, ReaderProbe
 from tests.support.rtsp_camera import write_camera_video
 
 CLIP_FPS = 10
@@ -69,17 +71,29 @@ def test_a_stalled_camera_counts_as_a_drop_and_comes_back(slow_camera: MjpegServ
     assert back.reconnects >= 1 and slow_camera.connections >= 2
 
 
-def test_http_401_fails_for_good_with_the_password_masked(caplog: pytest.LogCaptureFixture) -> None:
+def test_http_401_is_retried_slowly_with_the_reason_and_the_password_masked(caplog: pytest.LogCaptureFixture) -> None:
+    """A camera still booting may refuse credentials it will accept a minute later."""
     caplog.set_level(logging.DEBUG)
     with MjpegServer(user="viewer", password="hunter2") as server:
-        with ReaderProbe(server.url(credentials="viewer:nope-nope")) as refused:
-            failed = refused.wait_state(StreamState.FAILED, 10)
-        with ReaderProbe(server.url(credentials="viewer:hunter2")) as allowed:
-            allowed.next_frame(10)
+        probe = ReaderProbe(server.url(credentials="viewer:nope-nope"), slow_backoff=FAST_BACKOFF)
+        with probe:
+            refused = probe.wait_state(StreamState.RECONNECTING, 10)
+            server.expected_auth = "Basic " + base64.b64encode(b"viewer:nope-nope").decode()  # booted: accepts it
+            probe.next_frame(10)
 
-    assert failed.error is not None and "refused the credentials" in failed.error
-    assert refused.source.describe() == f"http://viewer:***@127.0.0.1:{server.port}/video.mjpg"
-    assert "nope-nope" not in caplog.text + repr(refused.announced) and "hunter2" not in caplog.text
+    assert refused.error is not None and "refused the credentials" in refused.error and "slowly" in refused.error
+    assert [state for state, _ in probe.announced] == [StreamState.RECONNECTING, StreamState.LIVE]
+    assert probe.source.describe() == f"http://viewer:***@127.0.0.1:{server.port}/video.mjpg"
+    assert "nope-nope" not in caplog.text + repr(probe.announced) and "hunter2" not in caplog.text
+
+
+def test_a_camera_describing_no_video_is_retried_not_failed() -> None:
+    """One garbage stream description (a camera starting up) used to fail the stream for good."""
+    with FakeRtspCamera() as camera, ReaderProbe(camera.url, slow_backoff=FAST_BACKOFF) as probe:
+        status = probe.wait_until("asked twice", lambda s: s.reconnects >= 2, 20)
+    assert status.state is StreamState.RECONNECTING
+    assert status.error is not None and "no video stream" in status.error and "slowly" in status.error
+    assert camera.described >= 2
 
 
 def test_a_camera_switching_to_frames_above_the_limit_fails_and_says_why() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Iterator
 from functools import partial
 
@@ -11,13 +12,21 @@ import numpy as np
 import pytest
 
 from server.sources import Decoded, SourceError, StreamState, mask_uri, open_source
+from server.sources.base import SlowRetryError
 from server.sources.network import NetworkSource
-from server.sources.reader import RECONNECT_MAX_S, TRANSITIONS, Backoff, ReaderStatus
+from server.sources.reader import (
+    RECONNECT_INITIAL_S,
+    RECONNECT_MAX_S,
+    SLOW_RETRY_INITIAL_S,
+    TRANSITIONS,
+    Backoff,
+    ReaderStatus,
+)
 from server.sources.uri import mask_text
 from server.sources.webcam import WebcamSource
 from tests.support.reader_probe import ReaderProbe
 
-IMAGE = np.zeros((8, 8, 3), np.uint8)
+IMAGE = np.zeros((16, 16, 3), np.uint8)
 
 
 class ScriptedSource:
@@ -29,6 +38,7 @@ class ScriptedSource:
     def __init__(self, *attempts: tuple[int, BaseException | None]) -> None:
         self.attempts = list(attempts)
         self.opened = 0
+        self.image = IMAGE
 
     def describe(self) -> str:
         return "scripted"
@@ -39,7 +49,7 @@ class ScriptedSource:
         for index in range(frames):
             if stop.wait(1 / self.fps):
                 return
-            yield Decoded(IMAGE, index / self.fps)
+            yield Decoded(self.image, index / self.fps)
         if ending is not None:
             raise ending
 
@@ -101,6 +111,31 @@ def test_permanent_error_fails_without_retrying() -> None:
     with ReaderProbe(source) as probe:
         failed = probe.wait_state(StreamState.FAILED, 5)
     assert failed.error == "the camera refused the credentials" and source.opened == 1
+
+
+def test_a_refusal_is_retried_on_the_slow_backoff_and_a_lost_connection_on_the_fast_one() -> None:
+    """A camera that is still booting answers 401 or describes no video; it must not be failed for good."""
+    for ending, least_s, most_s in (
+        (SlowRetryError("the camera refused the credentials"), 0.8 * SLOW_RETRY_INITIAL_S, 1.2 * SLOW_RETRY_INITIAL_S),
+        (ConnectionError("connection refused"), 0.0, 1.2 * RECONNECT_INITIAL_S),
+    ):
+        probe = ReaderProbe(ScriptedSource((0, ending)), backoff=Backoff(), slow_backoff=None)
+        with probe:
+            status = probe.wait_state(StreamState.RECONNECTING, 5)
+        assert status.error == str(ending)
+        assert status.next_attempt_at is not None
+        # Both times come from the reader's one clock reading; the margin is the time to get here.
+        assert least_s - 1.0 <= status.next_attempt_at - time.time() <= most_s, ending
+
+
+def test_frames_too_small_to_find_anything_in_fail_the_stream() -> None:
+    """A 1x1 video stayed live with every frame an inference error."""
+    tiny = ScriptedSource((1000, None))
+    tiny.image = np.zeros((1, 1, 3), np.uint8)
+    with ReaderProbe(tiny) as probe:
+        failed = probe.wait_state(StreamState.FAILED, 5)
+    assert failed.error is not None and "1x1 are smaller than 16 pixels" in failed.error
+    assert probe.slot.take() is None, "the frame never reached the slot"
 
 
 def test_a_live_source_that_returns_has_ended() -> None:

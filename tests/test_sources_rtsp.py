@@ -105,19 +105,19 @@ def test_udp_transport_can_be_chosen(camera: RtspCamera) -> None:
     assert frame.image.shape == (192, 320, 3)
 
 
-def test_refused_credentials_fail_for_good_and_the_password_never_shows(
+def test_refused_credentials_are_retried_slowly_and_the_password_never_shows(
     camera_video: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     with RtspCamera(camera_video, user="admin", password="right-one") as camera:
         with ReaderProbe(camera.url_with("admin", "wrong-one")) as refused:
-            failed = refused.wait_state(StreamState.FAILED, CONNECT_S)
+            failed = refused.wait_state(StreamState.RECONNECTING, CONNECT_S)
         with ReaderProbe(camera.url_with("admin", "right-one")) as allowed:
             allowed.next_frame(CONNECT_S)
 
-    assert failed.error is not None and "refused the credentials" in failed.error
+    assert failed.error is not None and "refused the credentials" in failed.error and "slowly" in failed.error
     assert refused.source.describe() == f"rtsp://admin:***@127.0.0.1:{camera.port}/scene"
-    assert failed.reconnects == 0, "a refusal is not retried"
+    assert failed.next_attempt_at is not None and failed.next_attempt_at - time.time() > 5, "on the slow backoff"
     shown = caplog.text + repr(refused.announced) + repr(failed) + allowed.source.describe()
     assert "wrong-one" not in shown and "right-one" not in shown
 

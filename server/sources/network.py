@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import av
 import av.container
 
-from server.sources.base import MAX_FRAME_SIDE_PX, Decoded, SourceError, check_frame_size
+from server.sources.base import MAX_FRAME_SIDE_PX, Decoded, SlowRetryError, SourceError, check_frame_size
 from server.sources.uri import mask_text, mask_uri, positive_float, split_options
 
 SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https"})
@@ -58,9 +58,10 @@ _OPTIONS = {
 class NetworkSource:
     """A camera or stream at a URL, connected afresh by each `open`.
 
-    Reports permanent problems (credentials refused, a protocol this FFmpeg lacks) as `SourceError`;
-    everything else (refused, reset, timed out, stalled, closed by the camera) as `ConnectionError`,
-    so the reader reconnects. Messages never contain the URL's password.
+    Reports permanent problems (a protocol this FFmpeg lacks) as `SourceError`; refused credentials
+    and a stream description without video as `SlowRetryError` (retried slowly: a booting camera
+    answers so too); everything else (refused, reset, timed out, stalled, closed by the camera) as
+    `ConnectionError`, so the reader reconnects. Messages never contain the URL's password.
     """
 
     def __init__(self, uri: str, max_frame_side: int = MAX_FRAME_SIDE_PX) -> None:
@@ -106,7 +107,10 @@ class NetworkSource:
         container = self._connect()
         with container:
             if not container.streams.video:
-                raise SourceError(f"{self._described} has no video stream")
+                raise SlowRetryError(
+                    "the camera describes no video stream: check the URI's path; retried slowly, "
+                    "as a camera that is still starting may answer so"
+                )
             stream = container.streams.video[0]
             stream.thread_type = "SLICE"
             limit_decoder(stream, self._max_frame_side)
@@ -181,10 +185,14 @@ def decode_frames(
 
 
 def translate_error(exc: av.error.FFmpegError, url: str) -> Exception:
-    """An FFmpeg error as this module promises it: `SourceError` if permanent, else `ConnectionError`."""
+    """An FFmpeg error as this module promises it: `SourceError` if permanent, else a `ConnectionError`
+    (`SlowRetryError` for a refusal)."""
     reason = mask_text(exc.strerror or str(exc), url)
     if isinstance(exc, av.error.HTTPUnauthorizedError | av.error.HTTPForbiddenError):
-        return SourceError(f"the camera refused the credentials ({reason}): check the user and password in the URI")
+        return SlowRetryError(
+            f"the camera refused the credentials ({reason}): check the user and password in the URI; "
+            "retried slowly, as a camera that is still starting may refuse them"
+        )
     if isinstance(exc, av.error.ProtocolNotFoundError | av.error.DecoderNotFoundError):
         return SourceError(f"this FFmpeg build cannot read it: {reason}")
     if isinstance(exc, av.error.InvalidDataError):

@@ -30,13 +30,21 @@ class ReaderProbe:
         loop_file: bool = False,
         backoff: Backoff = FAST_BACKOFF,
         max_frame_side: int = MAX_FRAME_SIDE_PX,
+        slow_backoff: Backoff | None = None,
     ) -> None:
         self.source = open_source(source, max_frame_side) if isinstance(source, str) else source
         self.ready = threading.Event()
         self.slot = LatestFrame(self.ready)
         self.announced: list[tuple[StreamState, str | None]] = []
         self.reader = StreamReader(
-            stream_id, self.source, self.slot, self._on_state, loop_file, backoff, max_frame_side=max_frame_side
+            stream_id,
+            self.source,
+            self.slot,
+            self._on_state,
+            loop_file,
+            backoff,
+            max_frame_side=max_frame_side,
+            slow_backoff=slow_backoff,
         )
 
     def _on_state(self, stream_id: str, state: StreamState, error: str | None) -> None:
