@@ -9,6 +9,7 @@ config file says ``save_config = true``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -122,10 +123,14 @@ def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not a number segcast accepts")
 
 
-def _check_source(request: web.Request, uri: str) -> None:
-    """Refuse a source the API may not open (a local file or device, a scheme not allowed): 403."""
+async def _check_source(request: web.Request, uri: str) -> None:
+    """Refuse a source the API may not open (a local file or device, a scheme or an address not allowed): 403.
+
+    Off the loop: the check resolves the camera's host name.
+    """
+    policy = request.app[settings_key].source_policy()
     try:
-        request.app[settings_key].source_policy().check(uri)
+        await asyncio.get_running_loop().run_in_executor(None, policy.check, uri)
     except SourceRefused as exc:
         raise error(web.HTTPForbidden, str(exc)) from None
 
@@ -172,8 +177,8 @@ async def _add_stream(request: web.Request) -> web.Response:
         config = stream_config(body, request.app[settings_key].stream_defaults, "body")
     except ConfigError as exc:
         raise error(web.HTTPBadRequest, str(exc)) from None
-    _check_source(request, config.uri)
-    info = await _start_stream(request, request.app[manager_key].add, config)
+    await _check_source(request, config.uri)
+    info = await _start_stream(request, functools.partial(request.app[manager_key].add, checked=True), config)
     if persist:
         await _save_config(request)
     location = f"/api/streams/{config.stream_id}"
@@ -204,8 +209,9 @@ async def _change_stream(request: web.Request) -> web.Response:
         raise error(web.HTTPBadRequest, str(exc)) from None
     config = StreamConfig(current.stream_id, uri.strip(), loop_value, options)
     if config.uri != current.uri:
-        _check_source(request, config.uri)
-    info = await _start_stream(request, request.app[manager_key].replace, config)
+        await _check_source(request, config.uri)
+    replace = functools.partial(request.app[manager_key].replace, checked=config.uri != current.uri)
+    info = await _start_stream(request, replace, config)
     if persist:
         await _save_config(request)
     return web.json_response(stream_json(request, info))

@@ -22,7 +22,13 @@ from urllib.parse import parse_qs, urlsplit
 from server.hub import ViewerLimits
 from server.models import DEFAULT_MODEL
 from server.options import StreamOptions
-from server.policy import DEFAULT_SOURCE_SCHEMES, KNOWN_SOURCE_SCHEMES, SourcePolicy
+from server.policy import (
+    DEFAULT_DENY_NETWORKS,
+    DEFAULT_SOURCE_SCHEMES,
+    KNOWN_SOURCE_SCHEMES,
+    SourcePolicy,
+    parse_networks,
+)
 from server.sources.base import MAX_FRAME_SIDE_PX
 from server.worker import InferenceOptions
 
@@ -51,6 +57,7 @@ SERVER_KEYS = (
     "max_viewers",
     "max_viewers_per_address",
     "max_scaled_images",
+    "deny_networks",
 )
 #: ``[server]`` keys of `ViewerLimits`, with the most each may be set to.
 VIEWER_LIMIT_KEYS = {"max_viewers": 100_000, "max_viewers_per_address": 100_000, "max_scaled_images": 64}
@@ -97,6 +104,8 @@ class Settings:
     source_schemes: tuple[str, ...] = DEFAULT_SOURCE_SCHEMES
     media_dirs: tuple[Path, ...] = ()
     allow_devices: bool = False
+    #: Addresses the API may not point a camera at (see `server.policy`).
+    deny_networks: tuple[str, ...] = DEFAULT_DENY_NETWORKS
     #: PEM certificate chain and private key: with both, the server speaks HTTPS (and WSS) only.
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -105,7 +114,7 @@ class Settings:
     viewer_limits: ViewerLimits = field(default_factory=ViewerLimits)
 
     def source_policy(self) -> SourcePolicy:
-        return SourcePolicy.of(self.source_schemes, self.media_dirs, self.allow_devices)
+        return SourcePolicy.of(self.source_schemes, self.media_dirs, self.allow_devices, self.deny_networks)
 
 
 def flatten_options(values: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -174,6 +183,13 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides
             raise ConfigError(f"{name}: server.media_dirs: {folder!r} is not a folder")
         media_dirs.append(resolved)
     tls = {key: _optional_path(server, key, path, f"{name}: server") for key in ("tls_cert", "tls_key")}
+    deny_networks: tuple[str, ...] = DEFAULT_DENY_NETWORKS
+    if "deny_networks" in server:
+        deny_networks = tuple(_strings(server, "deny_networks", f"{name}: server"))
+        try:
+            parse_networks(deny_networks)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: server.deny_networks: {exc}") from None
     max_frame_side = _int(server, "max_frame_side", MAX_FRAME_SIDE_PX, *FRAME_SIDE_LIMITS_PX, f"{name}: server")
     viewer_limits = ViewerLimits(
         **{
@@ -235,6 +251,7 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides
         tls_key=tls["tls_key"],
         max_frame_side=max_frame_side,
         viewer_limits=viewer_limits,
+        deny_networks=deny_networks,
     )
 
 
@@ -307,6 +324,8 @@ def _access_lines(settings: Settings) -> list[str]:
         lines.append("allow_devices = true")
     if settings.source_schemes != DEFAULT_SOURCE_SCHEMES:
         lines.append(f"source_schemes = {_toml(list(settings.source_schemes))}")
+    if settings.deny_networks != DEFAULT_DENY_NETWORKS:
+        lines.append(f"deny_networks = {_toml(list(settings.deny_networks))}")
     for key in ("tls_cert", "tls_key"):
         value = getattr(settings, key)
         if value is not None:

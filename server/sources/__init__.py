@@ -8,6 +8,7 @@ rtsp://, rtsps://, rtmp://, ...   network cameras and streams (see `server.sourc
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -22,11 +23,14 @@ from server.sources.webcam import WebcamSource, is_webcam
 __all__ = ["Decoded", "LatestFrame", "Source", "SourceError", "StreamState", "mask_uri", "open_source"]
 
 
-def open_source(uri: str, max_frame_side: int = MAX_FRAME_SIDE_PX) -> Source:
+def open_source(
+    uri: str, max_frame_side: int = MAX_FRAME_SIDE_PX, check_host: Callable[[str], None] | None = None
+) -> Source:
     """The source for ``uri``, or `SourceError` naming what is wrong with it.
 
     Sources that decode with FFmpeg refuse pictures larger than ``max_frame_side`` before decoding
-    them; the reader checks every frame of every source against the same limit.
+    them; the reader checks every frame of every source against the same limit. ``check_host`` is
+    called with a network source's host before each connection, and may refuse it with `SourceError`.
 
     Never blocks on the network: connecting is the reader's job, so a camera that is down is a
     stream that reconnects, not a server that will not start.
@@ -43,7 +47,7 @@ def open_source(uri: str, max_frame_side: int = MAX_FRAME_SIDE_PX) -> Source:
     if scheme == "scene":
         return SceneSource(uri)
     if scheme in NETWORK_SCHEMES:
-        return NetworkSource(uri, max_frame_side)
+        return NetworkSource(uri, max_frame_side, check_host)
     if scheme == "file":
         return _file(uri, Path(unquote(urlsplit(uri.partition("#")[0]).path)), max_frame_side)
     if scheme == "" or (len(scheme) == 1 and uri[1:3] in (":\\", ":/")):  # a plain path, Windows drives too

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import urlsplit
 
 import av
@@ -64,7 +64,9 @@ class NetworkSource:
     `ConnectionError`, so the reader reconnects. Messages never contain the URL's password.
     """
 
-    def __init__(self, uri: str, max_frame_side: int = MAX_FRAME_SIDE_PX) -> None:
+    def __init__(
+        self, uri: str, max_frame_side: int = MAX_FRAME_SIDE_PX, check_host: Callable[[str], None] | None = None
+    ) -> None:
         url, options = split_options(uri, _OPTIONS)
         parts = urlsplit(url)
         self.scheme = parts.scheme.lower()
@@ -83,6 +85,8 @@ class NetworkSource:
         self.fps = positive_float(options, "fps", uri)
         self._format = options["format"] or None
         self._max_frame_side = max_frame_side
+        self._host = parts.hostname
+        self._check_host = check_host
         # RTSP and RTMP are live by nature. An HTTP URL may be a finite video; `open` finds out.
         self.live = True
 
@@ -121,6 +125,8 @@ class NetworkSource:
             yield from decode_frames(container, stop, self.stall_timeout_s, self.live, self._url)
 
     def _connect(self) -> av.container.InputContainer:
+        if self._check_host is not None:
+            self._check_host(self._host)
         started = time.monotonic()
         try:
             return av.open(
