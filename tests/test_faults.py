@@ -29,6 +29,7 @@ from server.config import Settings, StreamConfig
 from server.keys import hub_key
 from server.models import BUNDLED_MODEL
 from server.scene import Scene, write_h264
+from tests.support.components import require_component
 from tests.support.polling import eventually
 from tests.support.raw_websocket import raw_websocket
 from tests.support.rtsp_camera import RtspCamera, system_rtsp_server_available, write_camera_video
@@ -75,10 +76,10 @@ async def state_is(client: TestClient, stream_id: str, state: str, timeout_s: fl
     return await eventually(check, timeout_s, what=f"{stream_id} to be {state}")
 
 
-@pytest.mark.skipif(not system_rtsp_server_available(), reason="needs GStreamer's RTSP server (see .ci/run)")
 async def test_camera_dies_and_returns_while_the_other_stream_keeps_delivering(
     start_server: Start, video_cache: Path
 ) -> None:
+    require_component(system_rtsp_server_available(), "needs GStreamer's RTSP server (see .ci/run)")
     video = video_cache / "camera-15fps-40s.mp4"
     if not video.exists():
         await asyncio.to_thread(write_camera_video, video.with_suffix(".partial.mp4"), 40, 15)

@@ -15,6 +15,7 @@ import pytest
 
 from server.sources import StreamState
 from server.sources.reader import JOIN_TIMEOUT_S
+from tests.support.components import require_component
 from tests.support.reader_probe import ReaderProbe, SilentServer
 from tests.support.rtsp_camera import RtspCamera, system_rtsp_server_available, write_camera_video
 
@@ -22,9 +23,7 @@ CAMERA_FPS = 15
 #: Connecting includes reading a key frame to learn the stream's size: a second or two here.
 CONNECT_S = 15.0
 
-pytestmark = pytest.mark.skipif(
-    not system_rtsp_server_available(), reason="needs /usr/bin/python3 with GStreamer's RTSP server (see .ci/run)"
-)
+require_component(system_rtsp_server_available(), "needs /usr/bin/python3 with GStreamer's RTSP server (see .ci/run)")
 
 
 @pytest.fixture(scope="session")

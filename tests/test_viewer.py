@@ -21,17 +21,16 @@ from server.app import create_app
 from server.config import Settings, StreamConfig
 from server.models import BUNDLED_MODEL
 from tests.conftest import CHROMIUM
+from tests.support.components import require_component, require_module
 
-pytest.importorskip("playwright.async_api")
+require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
+require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
 
 Start = Callable[..., Awaitable[TestClient]]
 
 WAIT_MS = 30_000
 
-pytestmark = [
-    pytest.mark.timeout(120),
-    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"needs Debian's chromium at {CHROMIUM}"),
-]
+pytestmark = pytest.mark.timeout(120)
 
 #: Mean and spread of the canvas' pixels, and a cheap fingerprint of them, computed in the page.
 CANVAS_STATS = """(selector) => {

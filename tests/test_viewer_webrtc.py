@@ -17,6 +17,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
+from tests.support.components import require_component, require_module
 from tests.test_viewer import (
     CANVAS_STATS,
     CHROMIUM,
@@ -28,14 +29,12 @@ from tests.test_viewer import (
     wait_for_new_frame,
 )
 
-pytest.importorskip("playwright.async_api")
+require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
+require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
 
 Start = Callable[..., Awaitable[TestClient]]
 
-pytestmark = [
-    pytest.mark.timeout(120),
-    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"needs Debian's chromium at {CHROMIUM}"),
-]
+pytestmark = pytest.mark.timeout(120)
 
 NO_WEBRTC = "delete window.RTCPeerConnection;"
 

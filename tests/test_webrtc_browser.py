@@ -15,9 +15,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from server.scene import Scene, write_y4m
+from tests.support.components import require_component, require_module
 from tests.test_webrtc import feed, next_event, wait_removed, wait_state
-
-playwright = pytest.importorskip("playwright.async_api")
 
 Start = Callable[..., Awaitable[TestClient]]
 
@@ -28,10 +27,10 @@ CAMERA_FRAMES = 90  # Chromium loops the file
 #: The page closes its peer on "pagehide"; if that message is lost, the idle time-out ends it.
 END_WITHIN_S = 8.0
 
-pytestmark = [
-    pytest.mark.timeout(90),
-    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"needs Debian's chromium at {CHROMIUM}"),
-]
+playwright = require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
+require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
+
+pytestmark = pytest.mark.timeout(90)
 
 
 @pytest.fixture(scope="session")
