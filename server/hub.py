@@ -24,7 +24,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
-from server.encode import ALL_STREAMS, FramePacket, Variant, encode_variants
+from server.encode import ALL_STREAMS, FramePacket, Variant, encode_variants, encodings
 from server.frames import PROTOCOL_VERSION
 from server.sources.base import StreamState
 
@@ -208,10 +208,12 @@ class _StreamStats:
     def __init__(self) -> None:
         self.samples: deque[tuple[float, float]] = deque(maxlen=STATS_MAX_SAMPLES)  # (monotonic arrival, latency s)
         self.published = 0
+        self.images = 0
 
     def add(self, packet: FramePacket) -> None:
         self.samples.append((time.monotonic(), time.time() - packet.result.frame.capture_time))
         self.published += 1
+        self.images += encodings(packet.jpegs)
 
     def snapshot(self) -> dict[str, float | None]:
         now = time.monotonic()
@@ -425,6 +427,11 @@ class Hub:
         """Frames of ``stream_id`` handed to viewers so far (each once, however many viewers)."""
         stats = self._stats.get(stream_id)
         return 0 if stats is None else stats.published
+
+    def images(self, stream_id: str) -> int:
+        """JPEGs the encoder made for the frames counted by `published` (counted with them, on the loop)."""
+        stats = self._stats.get(stream_id)
+        return 0 if stats is None else stats.images
 
     def stats(self, stream_id: str) -> dict[str, float | None]:
         stats = self._stats.get(stream_id)

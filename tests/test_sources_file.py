@@ -18,6 +18,8 @@ from tests.support.rtsp_camera import write_camera_video
 
 CLIP_FPS = 10
 CLIP_FRAMES = 10
+SLOW_CLIP_FPS = 1
+SLOW_CLIP_FRAMES = 12
 
 
 @pytest.fixture(scope="module")
@@ -25,16 +27,24 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_camera_video(tmp_path_factory.mktemp("clips") / "clip.mp4", CLIP_FRAMES / CLIP_FPS, CLIP_FPS)
 
 
+@pytest.fixture(scope="module")
+def slow_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Few frames that would take long to play: whether they are paced shows whatever the machine's load."""
+    folder = tmp_path_factory.mktemp("slow-clips")
+    return write_camera_video(folder / "slow.mp4", SLOW_CLIP_FRAMES / SLOW_CLIP_FPS, SLOW_CLIP_FPS)
+
+
 def test_looping_file_plays_again_and_again_with_time_running_on(clip: Path) -> None:
     with ReaderProbe(str(clip), loop_file=True) as probe:
-        times: list[float] = []
-        while len(times) < 2.5 * CLIP_FRAMES:
-            times.append(probe.next_frame(5).media_time)
+        frames = [probe.next_frame(5)]
+        while frames[-1].seq < 2.5 * CLIP_FRAMES:
+            frames.append(probe.next_frame(5))
             status = probe.status()
 
     assert status.state is StreamState.LIVE and status.reconnects == 0
-    steps = [b - a for a, b in itertools.pairwise(times)]
-    assert all(0.05 < step < 0.15 for step in steps), f"one frame apart at 10 fps, across loops too: {steps}"
+    # Per frame read, since a busy test may take only every other one from the slot.
+    steps = [(b.media_time - a.media_time) / (b.seq - a.seq) for a, b in itertools.pairwise(frames)]
+    assert steps == pytest.approx([1 / CLIP_FPS] * len(steps), abs=0.01), "one frame apart, across loops too"
     assert [state for state, _ in probe.announced] == [StreamState.LIVE]
 
 
@@ -48,17 +58,18 @@ def test_file_without_loop_plays_at_its_native_rate_then_ends(clip: Path) -> Non
     assert took >= (CLIP_FRAMES - 1) / CLIP_FPS * 0.9, "paced like a camera, not decoded in a burst"
 
 
-def test_rate_max_hands_over_every_frame_as_fast_as_they_are_taken(clip: Path) -> None:
-    source = open_source(f"{clip}#rate=max")
+def test_rate_max_hands_over_every_frame_as_fast_as_they_are_taken(slow_clip: Path) -> None:
+    source = open_source(f"{slow_clip}#rate=max")
     assert isinstance(source, FileSource) and source.batch
     started = time.monotonic()
     with ReaderProbe(source) as probe:
-        seqs = [probe.next_frame(5).seq for _ in range(CLIP_FRAMES)]
+        seqs = [probe.next_frame(5).seq for _ in range(SLOW_CLIP_FRAMES)]
         ended = probe.wait_state(StreamState.ENDED, 5)
 
-    assert seqs == list(range(CLIP_FRAMES)), "batch mode drops nothing"
+    assert seqs == list(range(SLOW_CLIP_FRAMES)), "batch mode drops nothing"
     assert ended.dropped == 0
-    assert time.monotonic() - started < CLIP_FRAMES / CLIP_FPS, "faster than real time"
+    native_s = SLOW_CLIP_FRAMES / SLOW_CLIP_FPS
+    assert time.monotonic() - started < native_s / 2, f"not paced: its native {native_s:.0f} s"
 
 
 @pytest.mark.parametrize(

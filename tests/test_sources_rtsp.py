@@ -93,8 +93,10 @@ def test_latency_stays_flat_when_the_consumer_is_slower_than_the_camera(camera: 
             lags.append((time.monotonic() - started) - (frame.media_time - first.media_time))
         dropped = probe.status().dropped
 
-    assert max(ages) < 0.5, f"the newest frame should be fresh when taken: {ages}"
-    assert max(lags[-5:]) - min(lags[:5]) < 0.4, f"lag grew over time: {[round(lag, 3) for lag in lags]}"
+    # Queued frames would age and lag by seconds within these 6 s (4.8 s at 3 of 15 fps); the bounds
+    # leave a busy machine room for scheduling delays without missing that.
+    assert max(ages) < 1.5, f"the newest frame should be fresh when taken: {ages}"
+    assert max(lags[-5:]) - min(lags[:5]) < 1.5, f"lag grew over time: {[round(lag, 3) for lag in lags]}"
     assert dropped > 40, "frames the consumer had no time for are dropped and counted"
 
 
@@ -147,6 +149,6 @@ def test_stopping_a_reader_blocked_in_a_network_read_returns_within_the_join_tim
         while probe.reader.alive and time.monotonic() < deadline:
             time.sleep(0.05)
 
-    assert stopped_in <= JOIN_TIMEOUT_S + 0.5
+    assert stopped_in <= JOIN_TIMEOUT_S + 1.0, "the join's time-out, and a busy machine's delay at most"
     assert not probe.reader.alive, "the thread ends by itself once FFmpeg's time-out fires"
     assert probe.announced == announced == [], "a stopped reader announces nothing more"

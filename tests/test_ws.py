@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient
 from server.config import StreamConfig
 from server.encode import encodings
 from server.hub import MAX_SCALED_IMAGES, ViewerLimits
-from server.keys import hub_key, manager_key
+from server.keys import hub_key
 from tests.support.polling import eventually
 from tests.support.raw_websocket import raw_websocket
 
@@ -117,25 +117,28 @@ async def test_frame_rate_limit_spaces_frames(start_server: Start) -> None:
     max_fps = 2.0
     ws = await connect(client, {"streams": ["cam"], "image": "none", "max_fps": max_fps})
     arrivals = []
-    for _ in range(4):
+    for _ in range(6):
         await frames(ws, 1)
         arrivals.append(time.monotonic())
-    gaps = np.diff(arrivals)
-    assert gaps.min() >= 0.4 / max_fps, gaps
+    # The mean, not each gap: one frame delivered late (a busy machine) makes the next gap short.
+    # Unlimited, the 15 fps scene would arrive at the rate inference runs, several times faster.
+    mean_gap = (arrivals[-1] - arrivals[0]) / (len(arrivals) - 1)
+    assert mean_gap >= 0.5 / max_fps, np.diff(arrivals)
     await ws.close()
 
 
 async def test_a_variant_is_encoded_once_per_frame_for_any_number_of_viewers(start_server: Start) -> None:
+    """Counted on the loop, frame by frame: the encoder thread's own counter runs ahead of what is published."""
     client = await start_server(StreamConfig("cam", "scene:?seed=1"))
     assert client.app is not None
-    hub, encoder = client.app[hub_key], client.app[manager_key].encoder
+    hub = client.app[hub_key]
     sockets = [await connect(client, {"streams": ["cam"], "image": "clean"}) for _ in range(3)]
     for ws in sockets:
         await frames(ws, 1)
-    encoded, published = encoder.encoded, hub.published("cam")
+    images, published = hub.images("cam"), hub.published("cam")
     await asyncio.gather(*(frames(ws, 3) for ws in sockets))
     assert hub.published("cam") - published >= 3
-    assert encoder.encoded - encoded == hub.published("cam") - published
+    assert hub.images("cam") - images == hub.published("cam") - published
     for ws in sockets:
         await ws.close()
 
