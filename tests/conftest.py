@@ -14,9 +14,11 @@ from server.app import create_app
 from server.config import Settings, StreamConfig
 from server.models import BUNDLED_MODEL
 from server.scene import Scene, write_h264
+from tests.support.numbered import write_numbered_video
 
 SCENE_SEED = 7
 SCENE_FRAMES = 300
+NUMBERED_FRAMES = 60
 CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright's own browser download cannot work offline
 
 ClientFactory = Callable[..., Awaitable[TestClient]]
@@ -51,6 +53,17 @@ def scene_video(video_cache: Path) -> Path:
     if not path.exists():
         partial = path.with_suffix(".partial.mp4")
         write_h264(Scene(seed=SCENE_SEED), partial, SCENE_FRAMES)
+        partial.rename(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def numbered_video(video_cache: Path) -> Path:
+    """`NUMBERED_FRAMES` pictures that carry their index and pure colour patches (tests/support/numbered.py)."""
+    path = video_cache / f"numbered-{NUMBERED_FRAMES}.mp4"
+    if not path.exists():
+        partial = path.with_suffix(".partial.mp4")
+        write_numbered_video(partial, NUMBERED_FRAMES)
         partial.rename(path)
     return path
 

@@ -105,6 +105,13 @@ def test_file_that_disappears_before_playing_fails(clip: Path, tmp_path: Path) -
     assert failed.error is not None and failed.error.startswith("cannot open gone.mp4 as video: no such file")
 
 
+def test_an_unknown_rate_is_refused_by_name(clip: Path) -> None:
+    """On a file that exists: the check of a missing file would otherwise answer first."""
+    for uri in (f"{clip}#rate=ludicrous", f"file://{clip}#rate=ludicrous"):
+        with pytest.raises(SourceError, match=r"rate='ludicrous' for .*clip\.mp4: use one of native, max"):
+            open_source(uri)
+
+
 def test_missing_file_is_named() -> None:
     with pytest.raises(SourceError, match=r"no such file: /nowhere/cam\.mp4"):
         open_source("file:///nowhere/cam.mp4")

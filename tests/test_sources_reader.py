@@ -228,7 +228,6 @@ def test_network_source_describes_itself_masked_and_asks_for_low_latency() -> No
         ("rtsp://cam/live#timeout=0", "timeout='0'"),
         ("webcam:front", "a webcam is chosen by its index"),
         ("webcam:0#width=640", "give both width and height"),
-        ("/videos/yard.mp4#rate=ludicrous", "no such file"),
         # What a command-line argument of bytes that are not UTF-8 becomes; FFmpeg would be retried forever.
         ("rtsp://admin:s3cret@cam/\udcff", "not text"),
     ],

@@ -7,6 +7,7 @@ import json
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -19,6 +20,8 @@ from server.config import StreamConfig
 from server.encode import encodings
 from server.hub import MAX_SCALED_IMAGES, ViewerLimits
 from server.keys import hub_key
+from tests.conftest import NUMBERED_FRAMES
+from tests.support.numbered import colour_errors, number_of
 from tests.support.polling import eventually
 from tests.support.raw_websocket import raw_websocket
 
@@ -65,17 +68,26 @@ def image_size(jpeg: bytes) -> tuple[int, int]:
     return image.shape[1], image.shape[0]
 
 
-async def test_each_jpeg_follows_the_metadata_of_exactly_its_frame(start_server: Start) -> None:
-    client = await start_server(StreamConfig("cam", "scene:?seed=1"))
-    ws = await connect(client, {"streams": ["cam"]})
-    received = await frames(ws, 4)
+async def test_each_jpeg_follows_the_metadata_of_exactly_its_frame(start_server: Start, numbered_video: Path) -> None:
+    """The picture says which frame it is: metadata one frame out of step with its JPEG fails here."""
+    client = await start_server(StreamConfig("cam", str(numbered_video), loop=True))
+    annotated = await connect(client, {"streams": ["cam"]})
+    clean = await connect(client, {"streams": ["cam"], "image": "clean"})
+    received = await frames(annotated, 4)
     seqs = [meta["seq"] for meta, _ in received]
     assert seqs == sorted(set(seqs)), "newer frames only, never a repeat"
     for meta, jpeg in received:
         assert meta["stream"] == "cam" and meta["image"]["kind"] == "annotated"
         assert jpeg is not None and jpeg[:2] == b"\xff\xd8"
         assert image_size(jpeg) == (meta["width"], meta["height"]) == (meta["image"]["width"], meta["image"]["height"])
-    await ws.close()
+    for meta, jpeg in await frames(clean, 8):
+        assert jpeg is not None
+        image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        # A file's frames are read in order, every one: the reader's seq is the index in the file.
+        assert number_of(image) == meta["seq"] % NUMBERED_FRAMES, f"the JPEG of another frame than {meta['seq']}"
+        assert colour_errors(image) == [], "decoding and encoding keep BGR order"
+    await annotated.close()
+    await clean.close()
 
 
 async def test_offered_compression_is_declined_so_jpegs_are_not_deflated_per_viewer(start_server: Start) -> None:
