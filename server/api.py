@@ -9,6 +9,7 @@ config file says ``save_config = true``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -16,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from server.bodies import read_body
 from server.config import (
     STREAM_KEYS,
     ConfigError,
@@ -29,7 +31,7 @@ from server.encode import FramePacket, ImageKind, Variant, parse_variant
 from server.errors import error
 from server.events.api import event_outputs_key
 from server.frames import PROTOCOL_VERSION
-from server.hub import Subscription, Viewer
+from server.hub import Hub, Subscription, Viewer, ViewerLimitError
 from server.keys import config_lock_key, http_viewers_key, hub_key, manager_key, settings_key
 from server.metrics import render_metrics
 from server.policy import SourceRefused
@@ -38,18 +40,12 @@ from server.streams import HandedInError, ShuttingDownError, StreamExistsError, 
 log = logging.getLogger(__name__)
 
 MJPEG_BOUNDARY = "segcastframe"
-MAX_BODY_BYTES = 64 * 1024  # a stream definition is a few hundred bytes
 MAX_MJPEG_FPS = 60.0
 SNAPSHOT_RETRY_S = 1
+VIEWER_RETRY_S = 10
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class _BodyTooLarge(web.HTTPClientError):
-    """413 with our own message (aiohttp's own class wants the sizes instead of a text)."""
-
-    status_code = 413
 
 
 def setup_api(app: web.Application) -> None:
@@ -107,21 +103,22 @@ def _info(request: web.Request) -> StreamInfo:
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
-    """The request's JSON object, at most `MAX_BODY_BYTES` (a chunked body too), finite numbers only."""
-    too_large = error(_BodyTooLarge, f"the body must be at most {MAX_BODY_BYTES // 1024} KiB")
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise too_large
-    raw = bytearray()
-    while chunk := await request.content.read(MAX_BODY_BYTES + 1 - len(raw)):
-        raw += chunk
-        if len(raw) > MAX_BODY_BYTES:
-            raise too_large
+    """The request's JSON object, within `server.bodies.MAX_BODY_BYTES`, finite numbers only."""
+    raw = await read_body(request)
     try:
         body = json.loads(raw.decode() or "null", parse_constant=_no_constant)
     except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, NaN, nesting too deep
         raise error(web.HTTPBadRequest, "the body must be a JSON object of finite numbers, nested sensibly") from None
     if not isinstance(body, dict):
         raise error(web.HTTPBadRequest, "the body must be a JSON object")
+    try:
+        json.dumps(body, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        # JSON can escape half of a surrogate pair ("\\ud800"), which is no character: FFmpeg cannot
+        # open it and the config file cannot hold it, so it must not get as far as either.
+        raise error(
+            web.HTTPBadRequest, "the body must be text: it escapes a lone surrogate (\\ud800-\\udfff)"
+        ) from None
     return body
 
 
@@ -129,10 +126,14 @@ def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not a number segcast accepts")
 
 
-def _check_source(request: web.Request, uri: str) -> None:
-    """Refuse a source the API may not open (a local file or device, a scheme not allowed): 403."""
+async def _check_source(request: web.Request, uri: str) -> None:
+    """Refuse a source the API may not open (a local file or device, a scheme or an address not allowed): 403.
+
+    Off the loop: the check resolves the camera's host name.
+    """
+    policy = request.app[settings_key].source_policy()
     try:
-        request.app[settings_key].source_policy().check(uri)
+        await asyncio.get_running_loop().run_in_executor(None, policy.check, uri)
     except SourceRefused as exc:
         raise error(web.HTTPForbidden, str(exc)) from None
 
@@ -149,10 +150,16 @@ def _persist_requested(request: web.Request) -> bool:
 
 
 async def _save_config(request: web.Request) -> None:
+    """Write the streams to the config file; if that fails, the file is left as it was and the caller told."""
     app = request.app
     async with app[config_lock_key]:
         configs = app[manager_key].configs()
-        await asyncio.get_running_loop().run_in_executor(None, write_config, app[settings_key], configs)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, write_config, app[settings_key], configs)
+        except (ConfigError, OSError) as exc:
+            reason = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) else str(exc)
+            log.error("could not save the streams to %s: %s", app[settings_key].config_path, reason)
+            raise error(web.HTTPInternalServerError, f"the change is in effect, but not saved ({reason})") from None
     log.info("saved %d streams to %s", len(configs), app[settings_key].config_path)
 
 
@@ -173,8 +180,8 @@ async def _add_stream(request: web.Request) -> web.Response:
         config = stream_config(body, request.app[settings_key].stream_defaults, "body")
     except ConfigError as exc:
         raise error(web.HTTPBadRequest, str(exc)) from None
-    _check_source(request, config.uri)
-    info = await _start_stream(request, request.app[manager_key].add, config)
+    await _check_source(request, config.uri)
+    info = await _start_stream(request, functools.partial(request.app[manager_key].add, checked=True), config)
     if persist:
         await _save_config(request)
     location = f"/api/streams/{config.stream_id}"
@@ -205,8 +212,9 @@ async def _change_stream(request: web.Request) -> web.Response:
         raise error(web.HTTPBadRequest, str(exc)) from None
     config = StreamConfig(current.stream_id, uri.strip(), loop_value, options)
     if config.uri != current.uri:
-        _check_source(request, config.uri)
-    info = await _start_stream(request, request.app[manager_key].replace, config)
+        await _check_source(request, config.uri)
+    replace = functools.partial(request.app[manager_key].replace, checked=config.uri != current.uri)
+    info = await _start_stream(request, replace, config)
     if persist:
         await _save_config(request)
     return web.json_response(stream_json(request, info))
@@ -301,18 +309,18 @@ async def _mjpeg(request: web.Request) -> web.StreamResponse:
     info = _info(request)
     subscription = Subscription(_variant(request), _fps(request))
     hub = request.app[hub_key]
-    viewer = Viewer(f"mjpeg-{info.stream_id}")
+    viewer = Viewer(f"mjpeg-{info.stream_id}", request.remote)
     response = web.StreamResponse(
         headers={
             "Content-Type": f"multipart/x-mixed-replace; boundary={MJPEG_BOUNDARY}",
             "Cache-Control": "no-store",
         }
     )
-    await response.prepare(request)
-    request.app[http_viewers_key].add(viewer)
-    hub.add_viewer(viewer)
-    hub.subscribe(viewer, {info.stream_id: subscription})
+    join_viewer(hub, viewer)
     try:
+        await response.prepare(request)
+        request.app[http_viewers_key].add(viewer)
+        hub.subscribe(viewer, {info.stream_id: subscription})
         while not viewer.closed:
             events, deliveries = await viewer.take()
             if any(event.removes(info.stream_id) for event in events):
@@ -324,6 +332,16 @@ async def _mjpeg(request: web.Request) -> web.StreamResponse:
     finally:
         hub.remove_viewer(viewer)
     return response
+
+
+def join_viewer(hub: Hub, viewer: Viewer) -> None:
+    """Add a WebSocket or MJPEG viewer to ``hub``, or refuse it: 503 at the server's limit, 429 at its address's."""
+    try:
+        hub.join(viewer)
+    except ViewerLimitError as exc:
+        kind = web.HTTPServiceUnavailable if exc.setting == "max_viewers" else web.HTTPTooManyRequests
+        log.warning("refused a viewer from %s: %s", viewer.address, exc)
+        raise error(kind, str(exc), **{"Retry-After": str(VIEWER_RETRY_S)}) from None
 
 
 async def _write_part(response: web.StreamResponse, packet: FramePacket, jpeg: bytes | None) -> None:

@@ -68,7 +68,7 @@ def create_app(settings: Settings, policy: AccessPolicy | None = None) -> web.Ap
 async def _pipeline(app: web.Application) -> AsyncIterator[None]:
     loop = asyncio.get_running_loop()
     settings = app[settings_key]
-    hub = Hub(loop)
+    hub = Hub(loop, settings.viewer_limits)
     hub.jpeg_quality = settings.jpeg_quality
     try:
         outputs = EventOutputs(settings.events)

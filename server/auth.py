@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from yarl import URL
 
+from server.bodies import read_body
 from server.errors import error
 
 log = logging.getLogger(__name__)
@@ -143,13 +144,13 @@ class AccessPolicy:
             raise ValueError(f"ttl_s must be between 1 and {SIGNED_TOKEN_MAX_TTL_S}")
         expires = int((time.time() if now is None else now) + ttl_s)
         body = f"{SIGNED_TOKEN_PREFIX}.{role.name.lower()}.{expires}"
-        return f"{body}.{self._mac(body)}"
+        return f"{body}.{self._mac(body).decode()}"
 
     def role_of_signed(self, token: str, now: float | None = None) -> Role | None:
         """The role a signed token grants, or None if it is forged, malformed or expired."""
         body, _, mac = token.rpartition(".")
         parts = body.split(".")
-        if len(parts) != 3 or parts[0] != SIGNED_TOKEN_PREFIX or not hmac.compare_digest(mac, self._mac(body)):
+        if len(parts) != 3 or parts[0] != SIGNED_TOKEN_PREFIX or not hmac.compare_digest(_bytes(mac), self._mac(body)):
             return None
         role_name, expires = parts[1], parts[2]
         if not expires.isdigit() or int(expires) < (time.time() if now is None else now):
@@ -167,9 +168,9 @@ class AccessPolicy:
             return self.role_of_signed(signed)
         return None
 
-    def _mac(self, body: str) -> str:
-        digest = hmac.new(self.signing_key, body.encode(), hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+    def _mac(self, body: str) -> bytes:
+        digest = hmac.new(self.signing_key, _bytes(body), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=")
 
 
 def required_role(request: web.Request) -> Role | None:
@@ -235,8 +236,9 @@ async def _mint_token(request: web.Request) -> web.Response:
     The body is optional JSON: ``{"role": "viewer", "ttl_s": 3600}``.
     """
     policy = request.app[policy_key]
+    raw = await read_body(request)
     try:
-        body = json.loads(await request.text() or "{}", parse_constant=_no_constant)
+        body = json.loads(raw or "{}", parse_constant=_no_constant)
     except (ValueError, RecursionError):  # not JSON, not UTF-8, NaN, or nested beyond Python's limit
         body = None
     if not isinstance(body, dict) or set(body) - {"role", "ttl_s"}:
@@ -306,4 +308,15 @@ def _split_env(value: str) -> list[str]:
 
 
 def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
+    return hashlib.sha256(_bytes(token)).digest()
+
+
+def _bytes(text: str) -> bytes:
+    """``text`` as bytes, whatever it holds: a presented token is attacker's text.
+
+    aiohttp decodes header bytes that are not UTF-8 to lone surrogates, and a query string may hold
+    any character; neither may turn a refusal into an exception (``str.encode`` and
+    ``hmac.compare_digest`` on non-ASCII text both raise). The same bytes come back from the same text,
+    so a configured token still matches itself.
+    """
+    return text.encode("utf-8", "surrogatepass")

@@ -20,15 +20,25 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from server.events.config import EventsSettings, events_settings, events_toml
+from server.hub import ViewerLimits
 from server.listen import DEFAULT_HOST, DEFAULT_PORT
 from server.models import DEFAULT_MODEL
 from server.options import StreamOptions
-from server.policy import DEFAULT_SOURCE_SCHEMES, KNOWN_SOURCE_SCHEMES, SourcePolicy
+from server.policy import (
+    DEFAULT_DENY_NETWORKS,
+    DEFAULT_SOURCE_SCHEMES,
+    KNOWN_SOURCE_SCHEMES,
+    SourcePolicy,
+    parse_networks,
+)
+from server.sources.base import MAX_FRAME_SIDE_PX
 from server.worker import InferenceOptions
 
 STREAM_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 DEFAULT_JPEG_QUALITY = 80
 MAX_BATCH_LIMIT = 64
+#: Bounds of ``[server] max_frame_side``: the model needs 16 pixels; FFmpeg decodes at most 16384.
+FRAME_SIDE_LIMITS_PX = (16, 16384)
 
 #: Keys of a ``[[streams]]`` table besides the stream options of `StreamOptions`.
 STREAM_KEYS = ("id", "uri", "loop")
@@ -43,7 +53,14 @@ SERVER_KEYS = (
     "source_schemes",
     "tls_cert",
     "tls_key",
+    "max_frame_side",
+    "max_viewers",
+    "max_viewers_per_address",
+    "max_scaled_images",
+    "deny_networks",
 )
+#: ``[server]`` keys of `ViewerLimits`, with the most each may be set to.
+VIEWER_LIMIT_KEYS = {"max_viewers": 100_000, "max_viewers_per_address": 100_000, "max_scaled_images": 64}
 MODEL_KEYS = ("name", "device", "max_batch", "half", "fast_masks")
 AUTH_KEYS = ("viewer_tokens", "admin_tokens")
 
@@ -87,14 +104,19 @@ class Settings:
     source_schemes: tuple[str, ...] = DEFAULT_SOURCE_SCHEMES
     media_dirs: tuple[Path, ...] = ()
     allow_devices: bool = False
+    #: Addresses the API may not point a camera at (see `server.policy`).
+    deny_networks: tuple[str, ...] = DEFAULT_DENY_NETWORKS
     #: PEM certificate chain and private key: with both, the server speaks HTTPS (and WSS) only.
     tls_cert: Path | None = None
     tls_key: Path | None = None
     #: Event outputs (history, webhooks, MQTT): the ``[events]`` table.
     events: EventsSettings = field(default_factory=EventsSettings)
+    #: Sources whose frames are larger than this on a side fail instead of entering the pipeline.
+    max_frame_side: int = MAX_FRAME_SIDE_PX
+    viewer_limits: ViewerLimits = field(default_factory=ViewerLimits)
 
     def source_policy(self) -> SourcePolicy:
-        return SourcePolicy.of(self.source_schemes, self.media_dirs, self.allow_devices)
+        return SourcePolicy.of(self.source_schemes, self.media_dirs, self.allow_devices, self.deny_networks)
 
 
 def flatten_options(values: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -163,6 +185,20 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides
             raise ConfigError(f"{name}: server.media_dirs: {folder!r} is not a folder")
         media_dirs.append(resolved)
     tls = {key: _optional_path(server, key, path, f"{name}: server") for key in ("tls_cert", "tls_key")}
+    deny_networks: tuple[str, ...] = DEFAULT_DENY_NETWORKS
+    if "deny_networks" in server:
+        deny_networks = tuple(_strings(server, "deny_networks", f"{name}: server"))
+        try:
+            parse_networks(deny_networks)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: server.deny_networks: {exc}") from None
+    max_frame_side = _int(server, "max_frame_side", MAX_FRAME_SIDE_PX, *FRAME_SIDE_LIMITS_PX, f"{name}: server")
+    viewer_limits = ViewerLimits(
+        **{
+            key: _int(server, key, getattr(ViewerLimits(), key), 1, most, f"{name}: server")
+            for key, most in VIEWER_LIMIT_KEYS.items()
+        }
+    )
 
     model = _table(data, "model", name)
     _known(model, MODEL_KEYS, f"{name}: model")
@@ -220,6 +256,9 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides
         tls_cert=tls["tls_cert"],
         tls_key=tls["tls_key"],
         events=events,
+        max_frame_side=max_frame_side,
+        viewer_limits=viewer_limits,
+        deny_networks=deny_networks,
     )
 
 
@@ -266,12 +305,20 @@ def write_config(settings: Settings, streams: list[StreamConfig]) -> None:
         lines += [*_option_lines(stream.options, settings.stream_defaults), ""]
     lines += events_toml(settings.events)
     path = settings.config_path
+    text = "\n".join(lines)
+    try:
+        # What is written must start segcast again: a value TOML cannot hold (a lone surrogate, which
+        # JSON can escape) is refused here, while the old file is still in place.
+        tomllib.loads(text)
+        data = text.encode("utf-8")
+    except (tomllib.TOMLDecodeError, UnicodeEncodeError) as exc:
+        raise ConfigError(f"{path.name} was not saved: the new content would not read back ({exc})") from None
     partial = path.with_name(f".{path.name}.partial")
     # The file may hold access tokens: the rewrite keeps its permissions (owner-only for a new one).
     mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o600
     descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with open(descriptor, "w", encoding="utf-8") as file:
-        file.write("\n".join(lines))
+    with open(descriptor, "wb") as file:
+        file.write(data)
     os.chmod(partial, mode)  # os.open's mode is cut by the umask
     partial.replace(path)
 
@@ -285,10 +332,18 @@ def _access_lines(settings: Settings) -> list[str]:
         lines.append("allow_devices = true")
     if settings.source_schemes != DEFAULT_SOURCE_SCHEMES:
         lines.append(f"source_schemes = {_toml(list(settings.source_schemes))}")
+    if settings.deny_networks != DEFAULT_DENY_NETWORKS:
+        lines.append(f"deny_networks = {_toml(list(settings.deny_networks))}")
     for key in ("tls_cert", "tls_key"):
         value = getattr(settings, key)
         if value is not None:
             lines.append(f"{key} = {_toml(str(value))}")
+    if settings.max_frame_side != MAX_FRAME_SIDE_PX:
+        lines.append(f"max_frame_side = {settings.max_frame_side}")
+    for key in VIEWER_LIMIT_KEYS:
+        value = getattr(settings.viewer_limits, key)
+        if value != getattr(ViewerLimits(), key):
+            lines.append(f"{key} = {value}")
     return lines
 
 

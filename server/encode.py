@@ -32,6 +32,10 @@ IDLE_POLL_S = 0.1
 JOIN_TIMEOUT_S = 2.0
 MIN_WIDTH_PX = 32
 MAX_WIDTH_PX = 7680
+#: The widths a scaled image may have. A requested ``max_width`` is rounded down to one of them, so
+#: viewers asking for nearly the same size share one encoding, and a client cannot make the encoder
+#: work once more per frame for each of thousands of distinct widths.
+WIDTH_STEPS_PX = (32, 48, 64, 96, 128, 160, 192, 240, 320, 384, 480, 640, 800, 960, 1280, 1600, 1920, 2560, 3840, 7680)
 #: Where the hub lists variants wanted for every stream (viewers subscribed to "*").
 ALL_STREAMS = "*"
 
@@ -48,6 +52,11 @@ class Variant:
     kind: ImageKind = ImageKind.ANNOTATED
     max_width: int | None = None  # None: the frame's own size; never scaled up
 
+    @property
+    def full_size(self) -> Variant:
+        """The variant of the same kind at the frame's own size."""
+        return Variant(self.kind)
+
     def size(self, width: int, height: int) -> tuple[int, int]:
         """The JPEG's pixel size for a frame of ``width`` x ``height``, aspect ratio kept."""
         if self.max_width is None or self.max_width >= width:
@@ -61,7 +70,8 @@ class Variant:
 def parse_variant(kind: object, max_width: object = None) -> Variant | None:
     """The variant a client asked for: ``kind`` is "annotated", "clean" or "none" (metadata only).
 
-    Raises ValueError naming the bad field; used by the WebSocket and the HTTP routes alike.
+    ``max_width`` is rounded down to one of `WIDTH_STEPS_PX`. Raises ValueError naming the bad field;
+    used by the WebSocket and the HTTP routes alike.
     """
     if kind == "none":
         return None
@@ -72,6 +82,8 @@ def parse_variant(kind: object, max_width: object = None) -> Variant | None:
         isinstance(max_width, bool) or not isinstance(max_width, int) or not MIN_WIDTH_PX <= max_width <= MAX_WIDTH_PX
     ):
         raise ValueError(f"max_width: expected pixels from {MIN_WIDTH_PX} to {MAX_WIDTH_PX}, got {max_width!r}")
+    if max_width is not None:
+        max_width = max(step for step in WIDTH_STEPS_PX if step <= max_width)
     return Variant(ImageKind(kind), max_width)
 
 
@@ -130,27 +142,40 @@ def make_packet(result: FrameResult, jpegs: Mapping[Variant, bytes]) -> FramePac
 def encode_variants(
     result: FrameResult, variants: frozenset[Variant], jpeg_quality: int = JPEG_QUALITY
 ) -> dict[Variant, bytes]:
-    """JPEGs of ``result`` for each of ``variants``; the overlay is drawn at most once for all of them."""
+    """JPEGs of ``result`` for each of ``variants``; the overlay is drawn at most once for all of them.
+
+    Variants that come out the same (a ``max_width`` at or above the frame's width is its full size)
+    are encoded once and share their bytes: `encodings` counts what was really encoded.
+    """
     params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]
     image = result.frame.image
     height, width = image.shape[:2]
     annotated: np.ndarray | None = None
+    made: dict[tuple[ImageKind, tuple[int, int]], bytes] = {}
     jpegs: dict[Variant, bytes] = {}
     for variant in variants:
-        if variant.kind is ImageKind.ANNOTATED:
-            if annotated is None:
-                annotated = annotate(image, result.tracks, analytics=result.analytics)
-            source = annotated
-        else:
-            source = image
         size = variant.size(width, height)
-        if size != (width, height):
-            source = cv2.resize(source, size, interpolation=cv2.INTER_AREA)
-        ok, buffer = cv2.imencode(".jpg", source, params)
-        if not ok:
-            raise RuntimeError("JPEG encoding failed")
-        jpegs[variant] = buffer.tobytes()
+        key = (variant.kind, size)
+        if key not in made:
+            if variant.kind is ImageKind.ANNOTATED:
+                if annotated is None:
+                    annotated = annotate(image, result.tracks, analytics=result.analytics)
+                source = annotated
+            else:
+                source = image
+            if size != (width, height):
+                source = cv2.resize(source, size, interpolation=cv2.INTER_AREA)
+            ok, buffer = cv2.imencode(".jpg", source, params)
+            if not ok:
+                raise RuntimeError("JPEG encoding failed")
+            made[key] = buffer.tobytes()
+        jpegs[variant] = made[key]
     return jpegs
+
+
+def encodings(jpegs: Mapping[Variant, bytes]) -> int:
+    """How many JPEGs `encode_variants` really made for ``jpegs`` (variants may share one)."""
+    return len({id(jpeg) for jpeg in jpegs.values()})
 
 
 class Encoder:
@@ -211,7 +236,7 @@ class Encoder:
             for stream_id, result in pending.items():
                 try:
                     jpegs = encode_variants(result, self.wanted_for(stream_id), self.jpeg_quality)
-                    self.encoded += len(jpegs)
+                    self.encoded += encodings(jpegs)
                     self._on_packet(make_packet(result, jpegs))
                 except Exception:
                     log.exception("[%s] could not encode frame %d", stream_id, result.frame.seq)

@@ -13,16 +13,18 @@ variant is encoded once per frame and only while someone wants it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import ipaddress
 import json
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
-from server.encode import ALL_STREAMS, FramePacket, Variant, encode_variants
+from server.encode import ALL_STREAMS, FramePacket, Variant, encode_variants, encodings
 from server.frames import PROTOCOL_VERSION
 from server.models import InferenceStatus
 from server.sources.base import StreamState
@@ -36,9 +38,37 @@ MAX_PENDING_EVENTS = 1000  # events queued for one viewer before it counts as go
 #: How long a removed stream's late frames and states are still recognised and dropped. They come
 #: from a frame that was in the encoder at the removal, so within one encode; this is ample.
 REMOVED_GRACE_S = 10.0
+#: Defaults of ``[server] max_viewers``, ``max_viewers_per_address`` and ``max_scaled_images``.
+MAX_VIEWERS = 500
+MAX_VIEWERS_PER_ADDRESS = 32
+MAX_SCALED_IMAGES = 4
 
 WantedListener = Callable[[Mapping[str, frozenset[Variant]]], None]
 PacketListener = Callable[[FramePacket], None]
+
+
+class ViewerLimitError(RuntimeError):
+    """One more viewer would exceed a limit; ``setting`` names it, the message says what to do."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+
+@dataclass(frozen=True, slots=True)
+class ViewerLimits:
+    """What viewers may cost the server, whoever they are.
+
+    Every scaled image size of a stream is one more encoding of each of its frames, so a stream's
+    viewers share at most ``max_scaled_images`` sizes (as do the viewers of every stream, ``"*"``);
+    a viewer asking for another gets the full-size image, which is always made. WebSocket and MJPEG
+    viewers are limited in number, in all and per client address; loopback addresses are not
+    counted per address, since behind a reverse proxy every viewer comes from one.
+    """
+
+    max_viewers: int = MAX_VIEWERS
+    max_viewers_per_address: int = MAX_VIEWERS_PER_ADDRESS
+    max_scaled_images: int = MAX_SCALED_IMAGES
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +118,10 @@ class Viewer:
     `dropped_frames`); events are rare and each matters, so they are kept in order.
     """
 
-    def __init__(self, name: str = "viewer") -> None:
+    def __init__(self, name: str = "viewer", address: str | None = None) -> None:
         self.name = name
+        #: The client's address, for `ViewerLimits.max_viewers_per_address`.
+        self.address = address
         self.subscriptions: dict[str, Subscription] = {}
         self.sent_frames = 0
         self.dropped_frames = 0
@@ -178,10 +210,12 @@ class _StreamStats:
     def __init__(self) -> None:
         self.samples: deque[tuple[float, float]] = deque(maxlen=STATS_MAX_SAMPLES)  # (monotonic arrival, latency s)
         self.published = 0
+        self.images = 0
 
     def add(self, packet: FramePacket) -> None:
         self.samples.append((time.monotonic(), time.time() - packet.result.frame.capture_time))
         self.published += 1
+        self.images += encodings(packet.jpegs)
 
     def snapshot(self) -> dict[str, float | None]:
         now = time.monotonic()
@@ -197,8 +231,13 @@ class _StreamStats:
 class Hub:
     """Keeps the newest frame per stream and passes every frame and state change on to viewers."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, limits: ViewerLimits | None = None) -> None:
         self._loop = loop
+        self.limits = limits or ViewerLimits()
+        #: Viewers refused by `join`, by the setting that refused them; for /metrics.
+        self.refused: Counter[str] = Counter()
+        #: Subscriptions given the full-size image because their stream had all its scaled sizes.
+        self.scaled_images_refused = 0
         self._viewers: set[Viewer] = set()
         self._stats: dict[str, _StreamStats] = {}
         self._on_wanted: WantedListener | None = None
@@ -302,8 +341,29 @@ class Hub:
             viewer.offer_event(event)
 
     def add_viewer(self, viewer: Viewer) -> None:
+        """Add ``viewer`` whatever the limits: for viewers limited elsewhere (WebRTC peers)."""
         self._viewers.add(viewer)
         self._update_wanted()
+
+    def join(self, viewer: Viewer) -> None:
+        """Add ``viewer`` if the `ViewerLimits` leave room for it, else raise `ViewerLimitError`."""
+        limits = self.limits
+        if len(self._viewers) >= limits.max_viewers:
+            self.refused["max_viewers"] += 1
+            raise ViewerLimitError(
+                "max_viewers",
+                f"the server has its limit of {limits.max_viewers} viewers ([server] max_viewers); try again later",
+            )
+        address = viewer.address
+        counted = address is not None and not _is_loopback(address)
+        if counted and sum(1 for other in self._viewers if other.address == address) >= limits.max_viewers_per_address:
+            self.refused["max_viewers_per_address"] += 1
+            raise ViewerLimitError(
+                "max_viewers_per_address",
+                f"{address} has its limit of {limits.max_viewers_per_address} viewers "
+                "([server] max_viewers_per_address); close one first",
+            )
+        self.add_viewer(viewer)
 
     def remove_viewer(self, viewer: Viewer) -> None:
         self._viewers.discard(viewer)
@@ -313,8 +373,9 @@ class Hub:
         """Replace what ``viewer`` watches; it gets each stream's newest frame at once, not after the next.
 
         A newest frame that lacks the variant the viewer asked for is encoded once more, off the loop.
+        A scaled size beyond the stream's `ViewerLimits.max_scaled_images` is replaced by the full size.
         """
-        viewer.resubscribe(subscriptions)
+        viewer.resubscribe(self._within_limits(viewer, subscriptions))
         self._update_wanted()
         for stream_id, packet in list(self.latest.items()):
             subscription = viewer.subscription(stream_id)
@@ -326,6 +387,31 @@ class Hub:
             else:
                 task = self._loop.create_task(self._offer_late(viewer, stream_id, variant))
                 task.add_done_callback(_log_failure)
+
+    def _within_limits(self, viewer: Viewer, subscriptions: Mapping[str, Subscription]) -> dict[str, Subscription]:
+        """``subscriptions`` with scaled images that would be one size too many per stream made full size."""
+        in_use: dict[str, set[Variant]] = {}
+        for other in self._viewers:
+            if other is not viewer:
+                for key, subscription in other.subscriptions.items():
+                    if subscription.image is not None and subscription.image.max_width is not None:
+                        in_use.setdefault(key, set()).add(subscription.image)
+        admitted: dict[str, Subscription] = {}
+        for key, subscription in subscriptions.items():
+            image = subscription.image
+            if image is not None and image.max_width is not None:
+                sizes = in_use.setdefault(key, set())
+                if image in sizes or len(sizes) < self.limits.max_scaled_images:
+                    sizes.add(image)
+                else:
+                    self.scaled_images_refused += 1
+                    subscription = dataclasses.replace(subscription, image=image.full_size)
+            admitted[key] = subscription
+        return admitted
+
+    def variants_wanted(self, stream_id: str) -> int:
+        """How many images of each frame of ``stream_id`` its viewers want encoded (as the encoder counts them)."""
+        return len(self._wanted.get(stream_id, frozenset()) | self._wanted.get(ALL_STREAMS, frozenset()))
 
     async def _offer_late(self, viewer: Viewer, stream_id: str, variant: Variant) -> None:
         packet = await self.packet_with(stream_id, variant)
@@ -366,6 +452,11 @@ class Hub:
         stats = self._stats.get(stream_id)
         return 0 if stats is None else stats.published
 
+    def images(self, stream_id: str) -> int:
+        """JPEGs the encoder made for the frames counted by `published` (counted with them, on the loop)."""
+        stats = self._stats.get(stream_id)
+        return 0 if stats is None else stats.images
+
     def stats(self, stream_id: str) -> dict[str, float | None]:
         stats = self._stats.get(stream_id)
         return _StreamStats().snapshot() if stats is None else stats.snapshot()
@@ -373,6 +464,13 @@ class Hub:
     @property
     def viewers(self) -> frozenset[Viewer]:
         return frozenset(self._viewers)
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:  # a Unix socket's path, say: not a network client
+        return True
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

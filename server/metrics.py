@@ -80,8 +80,26 @@ def render_metrics(manager: StreamManager, hub: Hub, outputs: Sequence[SinkHealt
         "Viewers (WebSocket and MJPEG) watching each stream.",
         (({"stream": i.stream_id}, hub.viewer_count(i.stream_id)) for i in infos),
     )
+    family(
+        "segcast_image_variants",
+        "gauge",
+        "Images (kind and size) its viewers want encoded of each frame of each stream.",
+        (({"stream": i.stream_id}, hub.variants_wanted(i.stream_id)) for i in infos),
+    )
     family("segcast_streams", "gauge", "Streams configured.", [({}, len(infos))])
     family("segcast_clients", "gauge", "Connected viewers of any kind.", [({}, len(hub.viewers))])
+    family(
+        "segcast_viewers_refused_total",
+        "counter",
+        "WebSocket and MJPEG viewers refused, by the [server] limit that refused them.",
+        (({"limit": limit}, hub.refused[limit]) for limit in ("max_viewers", "max_viewers_per_address")),
+    )
+    family(
+        "segcast_scaled_images_refused_total",
+        "counter",
+        "Subscriptions to a scaled image given the full size instead ([server] max_scaled_images).",
+        [({}, hub.scaled_images_refused)],
+    )
     family("segcast_inference_cycles_total", "counter", "Model batches run.", [({}, manager.worker.cycles)])
     family(
         "segcast_inference_errors_total",

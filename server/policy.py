@@ -9,15 +9,23 @@ changing its URI) comes from the network and is held to a `SourcePolicy`:
   real path after symbolic links and ``..`` are resolved, so neither can step outside;
 - local devices (``/dev/video0``, ``webcam:0``) only with ``[server] allow_devices = true``;
 - no forced FFmpeg demuxer beyond those a camera needs (``#format=``), since some demuxers (concat,
-  playlists) would read further URLs or files named inside what the camera sends.
+  playlists) would read further URLs or files named inside what the camera sends;
+- no network source whose host is, or resolves to, an address in ``[server] deny_networks``
+  (link-local and cloud metadata addresses by default, where a cloud machine's credentials are
+  served): checked when the stream is added and again before each connection, since a name may
+  resolve differently later. FFmpeg resolves the name once more itself, and follows HTTP redirects
+  and the URLs inside an HLS playlist unchecked: the list narrows what the API reaches, it is not a
+  firewall.
 
 A refusal never says whether a file exists, and never repeats a password from the URI.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -34,6 +42,24 @@ KNOWN_SOURCE_SCHEMES = frozenset({*NETWORK_SCHEMES, "scene"})
 SAFE_FORMATS = frozenset({"mpjpeg", "mjpeg", "h264", "hevc", "mpegts", "flv", "rtsp", "matroska", "webm"})
 #: Longer URIs are refused outright: no camera needs them, and FFmpeg would receive them whole.
 MAX_URI_CHARS = 2048
+#: Where the API may not send a camera connection unless the config file says otherwise: link-local
+#: addresses (169.254.169.254 serves the instance credentials of AWS, GCP, Azure and others), AWS's
+#: IPv6 metadata address and Alibaba Cloud's. Cameras on the LAN and on this machine stay reachable.
+DEFAULT_DENY_NETWORKS = ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "100.100.100.200/32")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def parse_networks(values: Iterable[str]) -> tuple[Network, ...]:
+    """Networks from CIDR text (``10.0.0.0/8``, ``fe80::/10``, a bare address); ValueError names a bad one."""
+    networks = []
+    for value in values:
+        try:
+            networks.append(ipaddress.ip_network(value, strict=False))
+        except ValueError:
+            raise ValueError(f"expected addresses or networks such as 169.254.0.0/16, got {value!r}") from None
+    return tuple(networks)
 
 
 class SourceRefused(ValueError):
@@ -47,11 +73,23 @@ class SourcePolicy:
     schemes: frozenset[str] = frozenset(DEFAULT_SOURCE_SCHEMES)
     media_dirs: tuple[Path, ...] = ()
     allow_devices: bool = False
+    deny_networks: tuple[Network, ...] = field(default_factory=lambda: parse_networks(DEFAULT_DENY_NETWORKS))
 
     @classmethod
-    def of(cls, schemes: Iterable[str], media_dirs: Iterable[Path], allow_devices: bool) -> SourcePolicy:
+    def of(
+        cls,
+        schemes: Iterable[str],
+        media_dirs: Iterable[Path],
+        allow_devices: bool,
+        deny_networks: Iterable[str] = DEFAULT_DENY_NETWORKS,
+    ) -> SourcePolicy:
         """A policy with ``media_dirs`` resolved now, so a later change of directory cannot widen it."""
-        return cls(frozenset(s.lower() for s in schemes), tuple(p.resolve() for p in media_dirs), allow_devices)
+        return cls(
+            frozenset(s.lower() for s in schemes),
+            tuple(p.resolve() for p in media_dirs),
+            allow_devices,
+            parse_networks(deny_networks),
+        )
 
     def check(self, uri: str) -> None:
         """Raise `SourceRefused` unless a remote caller may open ``uri``."""
@@ -86,6 +124,28 @@ class SourcePolicy:
         forced = dict(parse_qsl(fragment, keep_blank_values=True)).get("format", "")
         if forced and forced not in SAFE_FORMATS:
             raise SourceRefused(f"uri {shown!r}: format={forced!r} is not allowed; use one of {sorted(SAFE_FORMATS)}")
+        try:
+            host = parts.hostname
+        except ValueError:
+            raise SourceRefused(f"uri {shown!r}: not a valid URI") from None
+        if host:
+            self.check_host(host)
+
+    def check_host(self, host: str) -> None:
+        """Raise `SourceRefused` if ``host`` is, or now resolves to, an address in `deny_networks`.
+
+        Blocks while the name is resolved: call it off the event loop. A name that does not resolve
+        passes (nothing can be reached through it now); it is checked again at each connection.
+        """
+        if not self.deny_networks:
+            return
+        for address in _addresses(host):
+            if any(address in network for network in self.deny_networks):
+                shown = host if host == str(address) else f"{host} ({address})"
+                raise SourceRefused(
+                    f"{shown} is in [server] deny_networks (link-local and cloud metadata addresses by default); "
+                    "the config file may change that list"
+                )
 
     def _check_file(self, uri: str, is_file_url: bool, shown: str) -> None:
         if not self.media_dirs:
@@ -104,3 +164,27 @@ class SourcePolicy:
             if not any(real.is_relative_to(folder) for folder in self.media_dirs):
                 folders = ", ".join(str(folder) for folder in self.media_dirs)
                 raise SourceRefused(f"uri {shown!r}: only files inside {folders} may be played ([server] media_dirs)")
+
+
+def _addresses(host: str) -> set[Address]:
+    """The addresses a connection to ``host`` may go to: itself if it is one, else what it resolves to.
+
+    Resolving also reads the spellings FFmpeg's resolver accepts (``2852039166``, ``0xa9fea9fe``).
+    An IPv4 address written as IPv6 (``::ffff:169.254.169.254``) counts as the IPv4 one too, and the
+    unspecified address (``0.0.0.0``), which connects to this machine, as loopback.
+    """
+    literal = host.partition("%")[0]  # an IPv6 zone: fe80::1%eth0
+    try:
+        found: set[Address] = {ipaddress.ip_address(literal)}
+    except ValueError:
+        try:
+            infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError):  # does not resolve now, or is no host name at all
+            return set()
+        found = {ipaddress.ip_address(str(info[4][0]).partition("%")[0]) for info in infos}
+    for address in list(found):
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            found.add(address.ipv4_mapped)
+        if address.is_unspecified:
+            found.add(ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1"))
+    return found

@@ -17,6 +17,7 @@ from server.auth import AuthConfigError
 from server.config import ConfigError, Settings
 from server.listen import ListenError, bind, viewer_url
 from server.models import ModelError
+from server.serving import server_options
 
 #: Everything that stops the start with one line; the message names the flag or key to change.
 STARTUP_ERRORS = (ConfigError, ModelError, AuthConfigError, ListenError)
@@ -44,6 +45,7 @@ def serve(settings: Settings, context: ssl.SSLContext | None, *, access_log: boo
             ssl_context=context,
             access_log=logging.getLogger(ACCESS_LOGGER) if access_log else None,
             print=lambda _: print(f"segcast: listening on {url}", flush=True),
+            **server_options(),
         )
     finally:
         for sock in sockets:

@@ -17,6 +17,7 @@ from server.encode import Encoder
 from server.frames import FrameResult
 from server.hub import Hub
 from server.models import InferenceStatus
+from server.policy import SourceRefused
 from server.sources import Source, SourceError, StreamState, mask_uri, open_source
 from server.sources.reader import ReaderStatus, StreamReader
 from server.worker import InferenceWorker
@@ -111,6 +112,8 @@ class StreamManager:
         self._failed: dict[str, str] = {}  # id -> reason, for sources that never opened
         self._processed: dict[str, int] = {}
         self._handed_in: set[str] = set()  # streams from `add_source`, which have no URI to reopen
+        self._checked: set[str] = set()  # streams from the API, held to the source policy (see `add`)
+        self._policy = settings.source_policy()
 
     @property
     def encoder(self) -> Encoder:
@@ -159,14 +162,18 @@ class StreamManager:
         self._worker.stop()
         self._encoder.stop()
 
-    def add(self, config: StreamConfig) -> StreamInfo:
+    def add(self, config: StreamConfig, checked: bool = False) -> StreamInfo:
         """Start a stream. A source that cannot be opened is kept as a failed stream, with the reason.
+
+        ``checked``: the stream comes from the API, so its camera's address is checked against
+        ``[server] deny_networks`` again before every connection (the name may resolve differently
+        by then); the API checked the rest of the URI before calling this.
 
         Raises `StreamExistsError` if the id is taken, `StreamOptionsError` if its options do not fit the
         model, `ShuttingDownError` once `stop` has begun.
         """
         with self._changing:
-            return self._add(config)
+            return self._add(config, checked)
 
     def _check_options(self, config: StreamConfig) -> None:
         try:
@@ -187,10 +194,14 @@ class StreamManager:
                 self._handed_in.add(config.stream_id)
         self._hub.stream_added_threadsafe(config.stream_id)
 
-    def _add(self, config: StreamConfig) -> StreamInfo:
+    def _add(self, config: StreamConfig, checked: bool) -> StreamInfo:
         self._register(config)
+        if checked:
+            with self._lock:
+                self._checked.add(config.stream_id)
         try:
-            source = open_source(config.uri)
+            check_host = self._check_host if checked else None
+            source = open_source(config.uri, self._settings.max_frame_side, check_host)
         except SourceError as exc:
             log.warning("[%s] cannot open source: %s", config.stream_id, exc)
             with self._lock:
@@ -216,7 +227,14 @@ class StreamManager:
         the registration is undone and the reader never starts.
         """
         slot = self._worker.add_stream(config.stream_id, source.fps, config.options)
-        reader = StreamReader(config.stream_id, source, slot, self._hub.state_threadsafe, loop_file=config.loop)
+        reader = StreamReader(
+            config.stream_id,
+            source,
+            slot,
+            self._hub.state_threadsafe,
+            loop_file=config.loop,
+            max_frame_side=self._settings.max_frame_side,
+        )
         with self._lock:
             stopped = self._stopped
             if stopped:
@@ -254,6 +272,7 @@ class StreamManager:
             self._failed.pop(stream_id, None)
             self._processed.pop(stream_id, None)
             self._handed_in.discard(stream_id)
+            self._checked.discard(stream_id)
         if reader is not None:
             reader.stop()
             self._worker.remove_stream(stream_id)
@@ -261,18 +280,27 @@ class StreamManager:
         log.info("[%s] removed", stream_id)
         return config
 
-    def replace(self, config: StreamConfig) -> StreamInfo:
+    def replace(self, config: StreamConfig, checked: bool = False) -> StreamInfo:
         """Restart a stream with new settings (its tracker starts afresh); KeyError if it does not exist.
 
-        Raises `HandedInError` for a stream whose source was handed in, which cannot be reopened.
+        ``checked`` as for `add`; a stream added through the API stays checked. Raises
+        `HandedInError` for a stream whose source was handed in, which cannot be reopened.
         """
         with self._changing:
             with self._lock:
                 if config.stream_id in self._handed_in:
                     raise HandedInError(f"stream {config.stream_id!r} is published by a peer and cannot be restarted")
+                checked = checked or config.stream_id in self._checked
             self._check_options(config)  # before the running stream is stopped for it
             self._remove(config.stream_id)
-            return self._add(config)
+            return self._add(config, checked)
+
+    def _check_host(self, host: str) -> None:
+        """Refuse a connection from a checked stream to a host in ``[server] deny_networks`` (see `add`)."""
+        try:
+            self._policy.check_host(host)
+        except SourceRefused as exc:
+            raise SourceError(str(exc)) from None
 
     def config(self, stream_id: str) -> StreamConfig:
         with self._lock:

@@ -17,11 +17,12 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from server.api import stream_json
+from server.api import join_viewer, stream_json
 from server.encode import ImageKind, parse_variant
 from server.frames import PROTOCOL_VERSION
-from server.hub import Event, Subscription, Viewer
+from server.hub import Event, Hub, Subscription, Viewer
 from server.keys import hub_key, manager_key, websockets_key
+from server.streams import StreamManager
 
 log = logging.getLogger(__name__)
 
@@ -65,41 +66,25 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
     # No permessage-deflate, though browsers offer it: it would deflate every JPEG (which does not
     # shrink) once per viewer, a CPU cost that grows with the audience for nothing.
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_CLIENT_MESSAGE_BYTES, compress=False)
-    await ws.prepare(request)
     hub, manager = request.app[hub_key], request.app[manager_key]
-    if request.transport is not None:
-        request.app[websockets_key][ws] = request.transport
-    viewer = Viewer("ws")
-    hub.add_viewer(viewer)
-    streams = [stream_json(request, info) for info in manager.streams()]
-    hello = {"type": "hello", "v": PROTOCOL_VERSION, "streams": streams, "inference": hub.inference.to_json()}
-    viewer.offer_event(Event.of(hello))
-    sender = asyncio.create_task(send_forever(viewer, ws), name="viewer-sender")
-    limit = RateLimit()
+    viewer = Viewer("ws", request.remote)
+    join_viewer(hub, viewer)
     try:
-        async for message in ws:
-            if not limit.allow():
-                log.warning("a WebSocket client sent over %g messages/s; disconnecting it", MAX_CLIENT_MESSAGES_PER_S)
-                await ws.close(
-                    code=WSCloseCode.POLICY_VIOLATION,
-                    message=f"too many messages: at most {MAX_CLIENT_MESSAGES_PER_S:g} per second".encode(),
-                )
-                break
-            if message.type is not WSMsgType.TEXT:
-                continue
-            subscriptions = parse_client_message(message.data)
-            if isinstance(subscriptions, str):
-                viewer.offer_event(_error(subscriptions))
-                continue
-            hub.subscribe(viewer, subscriptions)
-            unknown = sorted(set(subscriptions) - {"*"} - {info.stream_id for info in manager.streams()})
-            if unknown:
-                viewer.offer_event(_error(unknown_streams_message(unknown)))
+        await ws.prepare(request)
+        if request.transport is not None:
+            request.app[websockets_key][ws] = request.transport
+        streams = [stream_json(request, info) for info in manager.streams()]
+        hello = {"type": "hello", "v": PROTOCOL_VERSION, "streams": streams, "inference": hub.inference.to_json()}
+        viewer.offer_event(Event.of(hello))
+        sender = asyncio.create_task(send_forever(viewer, ws), name="viewer-sender")
+        try:
+            await _read_forever(ws, hub, manager, viewer)
+        finally:
+            sender.cancel()
+            with suppress(asyncio.CancelledError):
+                await sender
     finally:
         hub.remove_viewer(viewer)
-        sender.cancel()
-        with suppress(asyncio.CancelledError):
-            await sender
     return ws
 
 
@@ -114,6 +99,29 @@ def unknown_streams_message(stream_ids: list[str]) -> str:
 
 def _error(message: str) -> Event:
     return Event.of({"type": "error", "v": PROTOCOL_VERSION, "message": message})
+
+
+async def _read_forever(ws: web.WebSocketResponse, hub: Hub, manager: StreamManager, viewer: Viewer) -> None:
+    """Take the client's subscriptions until it leaves; a client over the message rate is disconnected."""
+    limit = RateLimit()
+    async for message in ws:
+        if not limit.allow():
+            log.warning("a WebSocket client sent over %g messages/s; disconnecting it", MAX_CLIENT_MESSAGES_PER_S)
+            await ws.close(
+                code=WSCloseCode.POLICY_VIOLATION,
+                message=f"too many messages: at most {MAX_CLIENT_MESSAGES_PER_S:g} per second".encode(),
+            )
+            return
+        if message.type is not WSMsgType.TEXT:
+            continue
+        subscriptions = parse_client_message(message.data)
+        if isinstance(subscriptions, str):
+            viewer.offer_event(_error(subscriptions))
+            continue
+        hub.subscribe(viewer, subscriptions)
+        unknown = sorted(set(subscriptions) - {"*"} - {info.stream_id for info in manager.streams()})
+        if unknown:
+            viewer.offer_event(_error(unknown_streams_message(unknown)))
 
 
 async def send_forever(viewer: Viewer, ws: web.WebSocketResponse) -> None:

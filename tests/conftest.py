@@ -15,9 +15,11 @@ from server.app import create_app
 from server.config import Settings, StreamConfig
 from server.models import BUNDLED_MODEL
 from server.scene import Scene, write_h264
+from tests.support.numbered import write_numbered_video
 
 SCENE_SEED = 7
 SCENE_FRAMES = 300
+NUMBERED_FRAMES = 60
 CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright's own browser download cannot work offline
 
 ClientFactory = Callable[..., Awaitable[TestClient]]
@@ -36,9 +38,13 @@ def _fresh_aioice_mdns() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def video_cache(request: pytest.FixtureRequest) -> Path:
-    """A folder that survives between runs, so generated videos are encoded once per machine."""
-    return Path(request.config.cache.mkdir("segcast-videos"))
+def video_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder that survives between runs, so generated videos are encoded once per machine.
+
+    With pytest's cache turned off (``-p no:cacheprovider``) they are made once per run instead.
+    """
+    cache = getattr(request.config, "cache", None)
+    return Path(cache.mkdir("segcast-videos")) if cache is not None else tmp_path_factory.mktemp("segcast-videos")
 
 
 @pytest.fixture(scope="session")
@@ -60,6 +66,17 @@ def triton_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("triton-repository")
     export_model("bundled", "triton", folder, progress=Progress(3, io.StringIO()))
     return folder
+
+
+@pytest.fixture(scope="session")
+def numbered_video(video_cache: Path) -> Path:
+    """`NUMBERED_FRAMES` pictures that carry their index and pure colour patches (tests/support/numbered.py)."""
+    path = video_cache / f"numbered-{NUMBERED_FRAMES}.mp4"
+    if not path.exists():
+        partial = path.with_suffix(".partial.mp4")
+        write_numbered_video(partial, NUMBERED_FRAMES)
+        partial.rename(path)
+    return path
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from aiohttp.test_utils import TestClient
 
-from server.config import Settings, StreamConfig
+from server.config import Settings, StreamConfig, load_config
 from server.keys import hub_key
 from tests.support.polling import eventually
 
@@ -110,6 +110,18 @@ async def test_an_oversized_body_is_refused(start_server: Start) -> None:
     client = await start_server()
     body = {"id": "x", "uri": "scene:", "pad": "x" * 70_000}
     await assert_error(await client.post("/api/streams", json=body), 413, "64")
+
+
+async def test_a_source_with_frames_above_max_frame_side_fails_with_the_reason(start_server: Start) -> None:
+    client = await start_server(StreamConfig("big", "scene:?width=640&height=384"), max_frame_side=512)
+
+    async def failed() -> dict[str, Any] | None:
+        body: dict[str, Any] = await (await client.get("/api/streams/big")).json()
+        return body if body["state"] == "failed" else None
+
+    body = await eventually(failed, what="the stream to fail")
+    assert "640x384" in body["error"] and "max_frame_side" in body["error"]
+    assert body["frames_processed"] == 0, "no frame of it reached the model"
 
 
 async def test_adding_an_existing_id_is_a_conflict(start_server: Start) -> None:
@@ -248,6 +260,33 @@ async def test_changes_are_saved_to_the_config_file_when_asked(start_server: Sta
     assert (await client.delete("/api/streams/a?persist=1")).status == 204
     assert [s["id"] for s in tomllib.loads(path.read_text())["streams"]] == ["b", "c"]
     await assert_error(await client.delete("/api/streams/b?persist=maybe"), 400, "persist")
+
+
+async def test_text_that_cannot_be_saved_is_refused_and_the_config_file_still_loads(
+    start_server: Start, tmp_path: Path
+) -> None:
+    """JSON may escape a lone surrogate ("\\ud800"); it is no character, and TOML cannot hold it."""
+    path = tmp_path / "segcast.toml"
+    path.write_text('[[streams]]\nid = "a"\nuri = "scene:?seed=1"\n')
+    client = await start_server(StreamConfig("a", "scene:?seed=1"), config_path=path)
+    body = '{"id": "b", "uri": "rtsp://camera.local/\\ud800"}'
+    response = await client.post("/api/streams?persist=1", data=body)
+    await assert_error(response, 400, "surrogate")
+    response = await client.patch("/api/streams/a?persist=1", data='{"tracker_settings": {"x": "\\udfff"}}')
+    await assert_error(response, 400, "surrogate")
+    assert [s["id"] for s in (await (await client.get("/api/streams")).json())["streams"]] == ["a"]
+    assert [s.stream_id for s in load_config(path).streams] == ["a"]
+
+
+async def test_a_config_file_that_cannot_be_written_is_a_json_error_that_says_so(
+    start_server: Start, tmp_path: Path
+) -> None:
+    folder = tmp_path / "gone"
+    folder.mkdir()
+    client = await start_server(config_path=folder / "segcast.toml")
+    folder.rmdir()
+    response = await client.post("/api/streams?persist=1", json={"id": "a", "uri": "scene:"})
+    await assert_error(response, 500, "in effect", "segcast.toml")
 
 
 async def test_persist_without_a_config_file_is_refused(start_server: Start) -> None:

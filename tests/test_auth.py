@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from server.auth import ADMIN_TOKENS_ENV, AccessPolicy, AuthConfigError, Role, setup_auth
+from tests.support.raw_http import raw_request, status_of
 
 ADMIN = "admin-token-0123456789abcdef"
 VIEWER = "viewer-token-0123456789abcdef"
@@ -95,6 +96,23 @@ async def test_viewer_cannot_mint_an_admin_token_and_bad_requests_are_400(aiohtt
         assert "error" in await response.json()
 
 
+async def test_a_token_request_body_is_held_to_64_kib_like_every_other(aiohttp_client: ClientFactory) -> None:
+    client = await aiohttp_client(_app(_policy()))
+    padded = '{"role": "viewer"' + " " * (100 * 1024) + "}"  # valid JSON, far over the limit
+    for extra in ({}, {"Transfer-Encoding": "chunked"}):
+        headers = {**_bearer(VIEWER), "Content-Type": "application/json"}
+        data = padded.encode() if not extra else _chunks(padded.encode())
+        response = await client.post("/api/tokens", data=data, headers=headers)
+        assert response.status == 413, extra
+        assert "64 KiB" in (await response.json())["error"]
+
+
+async def _chunks(data: bytes) -> AsyncIterator[bytes]:
+    """A body without a length, as a chunked upload sends it."""
+    for start in range(0, len(data), 8192):
+        yield data[start : start + 8192]
+
+
 def test_signed_tokens_expire_and_cannot_be_forged() -> None:
     policy = _policy()
     token = policy.sign(Role.ADMIN, ttl_s=60, now=1000.0)
@@ -160,3 +178,43 @@ async def test_a_server_with_tokens_answers_to_any_name(aiohttp_client: ClientFa
     client = await aiohttp_client(_app(_policy()))
     headers = {"Host": "cameras.example.com", **_bearer(VIEWER)}
     assert (await client.get("/api/streams", headers=headers)).status == 200
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["s1.admin.9999999999.%C3%A9", "s1.admin.1.%ED%A0%80"],
+)
+async def test_a_crafted_url_token_is_a_401_not_a_server_error(
+    aiohttp_client: ClientFactory, caplog: pytest.LogCaptureFixture, token: str
+) -> None:
+    """Non-ASCII text, or bytes that are not UTF-8 at all, where the signature goes."""
+    client = await aiohttp_client(_app(_policy()))
+    with caplog.at_level(logging.ERROR):
+        response = await client.get(f"/api/streams?token={token}")
+    assert response.status == 401
+    assert "token" in (await response.json())["error"]
+    assert not caplog.records, "a refused token is not a server error"
+
+
+@pytest.mark.parametrize("credential", [b"\xff\xfe\xfd", b"\xc3\x28" * 8])
+async def test_a_bearer_token_of_any_bytes_is_a_401_not_a_server_error(
+    aiohttp_client: ClientFactory, caplog: pytest.LogCaptureFixture, credential: bytes
+) -> None:
+    client = await aiohttp_client(_app(_policy()))
+    request = (
+        b"GET /api/streams HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAuthorization: Bearer "
+        + credential
+        + b"\r\n\r\n"
+    )
+    with caplog.at_level(logging.ERROR):
+        answer = await raw_request(str(client.host), int(client.port or 0), request)
+    assert status_of(answer) == 401, answer[:200]
+    assert not caplog.records, "a refused token is not a server error"
+
+
+def test_tokens_holding_lone_surrogates_grant_nothing() -> None:
+    """What aiohttp makes of undecodable bytes, met by the policy directly."""
+    policy = _policy()
+    assert policy.role_of_signed("s1.admin.9999999999.\ud800") is None
+    assert policy.role_of_token("\udcff" * 20) is None
+    assert policy.role_of_token(ADMIN) is Role.ADMIN

@@ -11,6 +11,7 @@ import pytest
 
 from server.cli import EXIT_STARTUP_ERROR, build_parser, settings_from_args
 from server.config import ConfigError, Settings, StreamConfig, load_config, write_config
+from server.hub import ViewerLimits
 from server.options import StreamOptions
 
 FULL_CONFIG = """
@@ -20,6 +21,9 @@ port = 9000
 jpeg_quality = 70
 embed_origins = ["https://dash.example.com"]
 save_config = true
+max_frame_side = 1920
+max_viewers = 100
+max_scaled_images = 2
 
 [model]
 name = "bundled"
@@ -54,6 +58,8 @@ def test_a_full_config_file_is_read(tmp_path: Path) -> None:
     settings = load_config(write(tmp_path, FULL_CONFIG))
     assert (settings.host, settings.port, settings.jpeg_quality) == ("127.0.0.1", 9000, 70)
     assert settings.embed_origins == ("https://dash.example.com",) and settings.save_config
+    assert settings.max_frame_side == 1920
+    assert settings.viewer_limits == ViewerLimits(max_viewers=100, max_scaled_images=2)
     assert settings.model == "bundled" and settings.inference.max_batch == 4
     assert not settings.inference.fast_masks
     front, yard = settings.streams
@@ -68,6 +74,8 @@ def test_a_full_config_file_is_read(tmp_path: Path) -> None:
         ("[server]\nport = 70000\n", "server.port"),
         ('[server]\nport = "80"\n', "server.port"),
         ('[server]\nembed_origins = "x"\n', "server.embed_origins"),
+        ("[server]\nmax_frame_side = 8\n", "server.max_frame_side"),
+        ("[server]\nmax_viewers_per_address = 0\n", "server.max_viewers_per_address"),
         ("[model]\nmax_batch = 0\n", "model.max_batch"),
         ('[model]\ndevice = "gpu7"\n', "model.device"),
         ('[model]\nfast_masks = "no"\n', "model.fast_masks"),
@@ -121,6 +129,19 @@ def test_saved_config_reads_back_the_same(tmp_path: Path) -> None:
     again = load_config(settings.config_path or tmp_path)
     assert list(again.streams) == streams
     assert again.embed_origins == settings.embed_origins and again.inference == settings.inference
+    assert again.max_frame_side == settings.max_frame_side == 1920
+    assert again.viewer_limits == settings.viewer_limits
+
+
+def test_a_config_that_would_not_read_back_is_never_written(tmp_path: Path) -> None:
+    """The file is replaced only by text that parses back: a lone surrogate has no TOML form."""
+    settings = load_config(write(tmp_path, FULL_CONFIG))
+    path = settings.config_path or tmp_path
+    before = path.read_text()
+    with pytest.raises(ConfigError, match="not saved"):
+        write_config(settings, [*settings.streams, StreamConfig("bad", "rtsp://camera.local/\ud800")])
+    assert path.read_text() == before
+    assert not list(tmp_path.glob(".*.partial")), "no half-written file is left behind"
 
 
 def test_saving_needs_a_config_file() -> None:

@@ -1,8 +1,8 @@
 """``segcast export``: the exported model is served like the .pt, with the same detections and outlines.
 
 Exporting needs the optional runtimes (``pip install '.[onnx,openvino]'``); the test extra
-installs both, so CI runs the round trips. Without them those tests skip, and the refusal that names
-the extra runs everywhere.
+installs both, so CI runs the round trips. Without them those tests skip (and fail in CI: see
+tests/support/components.py), and the refusal that names the extra runs everywhere.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from server.models import BUNDLED_MODEL, ModelError, load_model
 from server.options import StreamOptions
 from server.scene import Scene
 from server.worker import InferenceOptions, InferenceWorker
+from tests.support.components import require_component
 from tests.support.rtsp_camera import free_port
 from tests.support.truth import box_iou, mask_iou, polygon_mask
 
@@ -76,8 +77,7 @@ def test_serving_an_export_without_its_runtime_says_how_to_install_it_from_the_c
 def test_an_export_finds_and_outlines_what_the_pt_does(
     fmt: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    if missing_packages(fmt):
-        pytest.skip(f"needs the {fmt} extra: pip install '.[{fmt}]'")
+    require_component(not missing_packages(fmt), f"needs the {fmt} extra: pip install '.[{fmt}]'")
     assert main(["export", "--model", "bundled", "--format", fmt, "--out", str(tmp_path)]) == 0
     exported = tmp_path / output_name(BUNDLED_MODEL, fmt)
     assert exported.exists()

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import cv2
 import numpy as np
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -28,7 +29,8 @@ from server.app import create_app
 from server.config import Settings, StreamConfig
 from server.keys import hub_key
 from server.models import BUNDLED_MODEL
-from server.scene import Scene, write_h264
+from tests.support.components import require_component
+from tests.support.numbered import number_of, write_numbered_video
 from tests.support.polling import eventually
 from tests.support.raw_websocket import raw_websocket
 from tests.support.rtsp_camera import RtspCamera, system_rtsp_server_available, write_camera_video
@@ -39,6 +41,8 @@ OTHER = StreamConfig("other", "scene:?seed=2&fps=10&width=320&height=192")
 #: Frames the other stream must gain for "it kept delivering" (with a deadline in `keeps_delivering`).
 KEEP_DELIVERING_FRAMES = 3
 SHUTDOWN_LIMIT_S = 5.0
+LOAD_TASKS = 4
+LOAD_ROUNDS = 2  # each load task's completed rounds before SIGTERM
 CHURN_CLIENTS = 300
 CHURN_CONCURRENCY = 50
 PIPELINE_THREADS = ("reader-", "inference", "encoder")
@@ -75,10 +79,10 @@ async def state_is(client: TestClient, stream_id: str, state: str, timeout_s: fl
     return await eventually(check, timeout_s, what=f"{stream_id} to be {state}")
 
 
-@pytest.mark.skipif(not system_rtsp_server_available(), reason="needs GStreamer's RTSP server (see .ci/run)")
 async def test_camera_dies_and_returns_while_the_other_stream_keeps_delivering(
     start_server: Start, video_cache: Path
 ) -> None:
+    require_component(system_rtsp_server_available(), "needs GStreamer's RTSP server (see .ci/run)")
     video = video_cache / "camera-15fps-40s.mp4"
     if not video.exists():
         await asyncio.to_thread(write_camera_video, video.with_suffix(".partial.mp4"), 40, 15)
@@ -108,22 +112,37 @@ async def test_camera_dies_and_returns_while_the_other_stream_keeps_delivering(
 async def test_a_video_damaged_mid_stream_keeps_playing_and_the_other_stream_too(
     start_server: Start, tmp_path: Path
 ) -> None:
+    """The frames carry their index: seeing the last ones shows the reader got past the damage.
+
+    Counting frames read could not tell: a reader that went back to the start at the damage (looping,
+    or reconnecting) reads ever more frames too, and never shows the end of the file.
+    """
     path = tmp_path / "damaged.mp4"
-    frames = 45
-    await asyncio.to_thread(write_h264, Scene(seed=3, width=320, height=192, fps=15), path, frames)
+    frames, fps = 45, 15
+    # A key frame every 5: the decoder is clean again soon after the damage (it conceals until then).
+    await asyncio.to_thread(write_numbered_video, path, frames, fps, 5)
     data = bytearray(path.read_bytes())
     rng = random.Random(5)
     for offset in range(len(data) * 2 // 5, len(data) * 3 // 5, 7):  # garbage through the middle fifth
         data[offset] = rng.randrange(256)
     path.write_bytes(bytes(data))
     client = await start_server(StreamConfig("damaged", str(path), loop=True), OTHER)
-
-    async def played_past_the_damage_and_looped() -> bool:
-        body = await stream(client, "damaged")
-        assert body["state"] != "failed", body["error"]
-        return body["frames_read"] > frames
-
-    await eventually(played_past_the_damage_and_looped, 60, what="the damaged file to play through and loop")
+    last_fifth = range(frames * 4 // 5, frames)
+    async with client.ws_connect("/ws") as ws:
+        await ws.send_json({"type": "subscribe", "streams": ["damaged"], "image": "clean"})
+        async with asyncio.timeout(60):
+            seen: list[int] = []
+            while not any(index in last_fifth for index in seen):
+                meta = await ws.receive_json()
+                if meta["type"] != "frame":
+                    continue
+                image = cv2.imdecode(np.frombuffer(await ws.receive_bytes(), np.uint8), cv2.IMREAD_COLOR)
+                # A looped file's media time runs on by its length each time: modulo that, it is the
+                # frame's own time in the file, which must agree with the index the picture shows.
+                if number_of(image) == round(meta["media_time"] * fps) % frames:
+                    seen.append(number_of(image))
+    body = await stream(client, "damaged")
+    assert body["state"] == "live" and body["reconnects"] == 0, body
     await keeps_delivering(client)
 
 
@@ -193,11 +212,12 @@ async def test_viewers_vanishing_mid_frame_leave_no_trace(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
 
 
-async def _come_and_go(session: aiohttp.ClientSession, url: str, index: int) -> None:
+async def _come_and_go(session: aiohttp.ClientSession, url: str, index: int, arrived: list[int]) -> None:
     async with session.ws_connect(url) as ws:
         hello = await ws.receive_json(timeout=30)
         assert hello["type"] == "hello"
         await ws.send_json({"type": "subscribe", "streams": ["*"], "image": "annotated", "max_width": 160})
+        arrived.append(index)
         if index % 3 == 0:  # a third leave without a goodbye
             transport = ws.get_extra_info("socket")
             transport.shutdown(socket.SHUT_RDWR)
@@ -209,14 +229,17 @@ async def test_hundreds_of_viewers_coming_and_going(start_server: Start) -> None
     hub = client.app[hub_key]
     url = str(client.make_url("/ws"))
     tasks_before = len(asyncio.all_tasks())
+    arrived: list[int] = []
     async with aiohttp.ClientSession() as session:
         for start in range(0, CHURN_CLIENTS, CHURN_CONCURRENCY):
             results = await asyncio.gather(
-                *(_come_and_go(session, url, i) for i in range(start, start + CHURN_CONCURRENCY)),
+                *(_come_and_go(session, url, i, arrived) for i in range(start, start + CHURN_CONCURRENCY)),
                 return_exceptions=True,
             )
+            # Leaving without a goodbye may end in a ClientError on the client's side; nothing else may.
             unexpected = [r for r in results if isinstance(r, BaseException) and not isinstance(r, aiohttp.ClientError)]
             assert not unexpected, unexpected[:3]
+    assert sorted(arrived) == list(range(CHURN_CLIENTS)), "every viewer connected, was greeted and subscribed"
 
     async def all_gone() -> bool:
         return not hub.viewers and len(asyncio.all_tasks()) <= tasks_before + 2
@@ -238,8 +261,11 @@ async def test_shutdown_joins_every_pipeline_thread() -> None:
     assert not left, left
 
 
-async def _http_viewers_and_api_churn(base: str, stop: asyncio.Event) -> None:
-    """Everything at once until ``stop``: WebSocket viewers churning, MJPEG readers, streams added and removed."""
+async def _http_viewers_and_api_churn(base: str, stop: asyncio.Event, rounds: list[int], task: int) -> None:
+    """Everything at once until ``stop``: WebSocket viewers churning, MJPEG readers, streams added and removed.
+
+    ``rounds[task]`` counts the rounds that completed, each checked, so a test can tell the load ran.
+    """
     async with aiohttp.ClientSession() as session:
         n = 0
         while not stop.is_set():
@@ -247,14 +273,17 @@ async def _http_viewers_and_api_churn(base: str, stop: asyncio.Event) -> None:
             try:
                 async with session.ws_connect(f"{base}/ws") as ws:
                     await ws.send_json({"type": "subscribe", "streams": ["*"], "image": "clean"})
-                    await ws.receive(timeout=2)
+                    assert (await ws.receive_json(timeout=10))["type"] == "hello"
                 async with session.get(f"{base}/api/streams/a/mjpeg") as mjpeg:
+                    assert (await mjpeg.content.readexactly(2)) == b"--", "an MJPEG part"
                     await mjpeg.content.read(2000)
-                await session.post(f"{base}/api/streams", json={"id": f"x{n}", "uri": "scene:?seed=9"})
+                added = await session.post(f"{base}/api/streams", json={"id": f"{task}x{n}", "uri": "scene:?seed=9"})
+                assert added.status == 201, await added.text()
                 if n > 1:
-                    await session.delete(f"{base}/api/streams/x{n - 1}")
-            except (aiohttp.ClientError, TimeoutError):
+                    assert (await session.delete(f"{base}/api/streams/{task}x{n - 1}")).status == 204
+            except (aiohttp.ClientError, TimeoutError, asyncio.IncompleteReadError):
                 return  # the server is going away
+            rounds[task] += 1
 
 
 async def test_sigterm_during_load_exits_cleanly_within_5_s() -> None:
@@ -277,20 +306,55 @@ async def test_sigterm_during_load_exits_cleanly_within_5_s() -> None:
             for ws in held:
                 await ws.send_json({"type": "subscribe", "streams": ["*"], "image": "annotated"})
             stop = asyncio.Event()
-            load = [asyncio.create_task(_http_viewers_and_api_churn(server.base_url, stop)) for _ in range(4)]
-            await asyncio.sleep(3)  # let the load run: this is the "during" of the test, not a synchronisation
+            rounds = [0] * LOAD_TASKS
+            load = [
+                asyncio.create_task(_http_viewers_and_api_churn(server.base_url, stop, rounds, task))
+                for task in range(LOAD_TASKS)
+            ]
+            # Slow clients too: a request body trickling in (which held SIGTERM for aiohttp's 60 s default
+            # grace), and request headers that never end.
+            trickling, half_sent = await _trickling_body(server.port), await _half_sent_headers(server.port)
+
+            async def loaded() -> bool:
+                assert not any(task.done() for task in load), "a load task ended before SIGTERM"
+                return min(rounds) >= LOAD_ROUNDS
+
+            await eventually(loaded, 60, what=f"{LOAD_ROUNDS} rounds of each load task")
             children = server.children()
             code, took_s, output = await asyncio.to_thread(server.terminate, SHUTDOWN_LIMIT_S + 5)
             stop.set()
             await asyncio.gather(*load, return_exceptions=True)
             for ws in held:
                 await ws.close()
+            for writer in (trickling, half_sent):
+                writer.close()
     finally:
         server.kill()
     assert code == 0, output
     assert took_s < SHUTDOWN_LIMIT_S, f"took {took_s:.1f} s"
     assert "Traceback" not in output, output
     assert not _still_running(children), "child processes outlived segcast"
+
+
+async def _trickling_body(port: int) -> asyncio.StreamWriter:
+    """A POST whose body has begun and will not end; returns once segcast is handling it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"POST /api/streams HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 1000\r\nExpect: 100-continue\r\n\r\n"
+    )
+    await writer.drain()
+    assert (await asyncio.wait_for(reader.readline(), 30)).startswith(b"HTTP/1.1 100"), "routed to its handler"
+    writer.write(b'{"id": "slow", ')
+    await writer.drain()
+    return writer
+
+
+async def _half_sent_headers(port: int) -> asyncio.StreamWriter:
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    await writer.drain()
+    return writer
 
 
 def _still_running(pids: list[int]) -> list[int]:

@@ -10,10 +10,11 @@ from typing import Any
 
 import cv2
 import numpy as np
+import pytest
 
-from server.encode import FramePacket, ImageKind, Variant, encode_variants, make_packet
+from server.encode import FramePacket, ImageKind, Variant, encode_variants, encodings, make_packet, parse_variant
 from server.frames import Frame, FrameResult
-from server.hub import MAX_PENDING_EVENTS, Event, Hub, Subscription, Viewer
+from server.hub import MAX_PENDING_EVENTS, Event, Hub, Subscription, Viewer, ViewerLimitError, ViewerLimits
 from server.sources.base import StreamState
 from server.ws import send_forever
 
@@ -197,3 +198,47 @@ async def test_an_event_is_serialised_once_for_every_viewer() -> None:
     [first], _ = await viewers[0].take()
     [second], _ = await viewers[1].take()
     assert first is second and json.loads(first.text)["state"] == "live"
+
+
+def test_a_width_at_or_above_the_frames_is_the_full_size_image_encoded_once() -> None:
+    frame = Frame("cam", 0, time.time(), 0.0, np.full((384, 640, 3), 90, np.uint8))
+    wide, wider, small = Variant(max_width=640), Variant(max_width=3840), Variant(max_width=320)
+    jpegs = encode_variants(FrameResult(frame, (), 1.0), frozenset({FULL, wide, wider, small}))
+    assert jpegs[FULL] is jpegs[wide] is jpegs[wider]
+    assert encodings(jpegs) == 2
+
+
+@pytest.mark.parametrize(("asked", "given"), [(32, 32), (33, 32), (321, 320), (500, 480), (7000, 3840), (7680, 7680)])
+def test_asked_widths_are_rounded_down_to_a_few_steps(asked: int, given: int) -> None:
+    assert parse_variant("clean", asked) == Variant(ImageKind.CLEAN, given)
+
+
+async def test_a_stream_has_at_most_max_scaled_images_sizes_and_more_get_the_full_size() -> None:
+    hub = Hub(asyncio.get_running_loop(), ViewerLimits(max_scaled_images=2))
+    viewers = []
+    for width in (160, 320, 480, 160, 640):
+        viewer = Viewer()
+        hub.add_viewer(viewer)
+        hub.subscribe(viewer, {"cam": Subscription(Variant(max_width=width))})
+        viewers.append(viewer)
+    given = [viewer.subscriptions["cam"].image for viewer in viewers]
+    assert given == [Variant(max_width=160), Variant(max_width=320), FULL, Variant(max_width=160), FULL]
+    assert hub.variants_wanted("cam") == 3 and hub.scaled_images_refused == 2
+    hub.remove_viewer(viewers[1])
+    hub.subscribe(viewers[2], {"cam": Subscription(Variant(max_width=480))})
+    assert viewers[2].subscriptions["cam"].image == Variant(max_width=480), "a size given up is free again"
+
+
+async def test_viewers_are_limited_in_all_and_per_address_but_loopback_is_not_counted_per_address() -> None:
+    hub = Hub(asyncio.get_running_loop(), ViewerLimits(max_viewers=4, max_viewers_per_address=2))
+    hub.join(Viewer(address="10.0.0.5"))
+    hub.join(Viewer(address="10.0.0.5"))
+    with pytest.raises(ViewerLimitError, match="max_viewers_per_address") as refused:
+        hub.join(Viewer(address="10.0.0.5"))
+    assert refused.value.setting == "max_viewers_per_address"
+    hub.join(Viewer(address="127.0.0.1"))
+    hub.join(Viewer(address="127.0.0.1"))  # a reverse proxy: every viewer comes from it
+    with pytest.raises(ViewerLimitError, match=r"\[server\] max_viewers\)"):
+        hub.join(Viewer(address="10.0.0.6"))
+    assert hub.refused == {"max_viewers_per_address": 1, "max_viewers": 1}
+    assert len(hub.viewers) == 4

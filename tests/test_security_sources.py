@@ -12,6 +12,7 @@ import json
 import logging
 import socket
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,10 @@ from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
 from server.config import ConfigError, StreamConfig, load_config
+from server.keys import manager_key
 from server.policy import MAX_URI_CHARS, SourcePolicy, SourceRefused
 from tests.support.polling import eventually
+from tests.support.reader_probe import SilentServer
 
 Start = Callable[..., Awaitable[TestClient]]
 PASSWORD = "hunter2-camera-secret"
@@ -66,6 +69,65 @@ def test_the_default_policy_allows_cameras_and_scenes_only() -> None:
     for uri, reason in refused.items():
         with pytest.raises(SourceRefused, match=reason):
             policy.check(uri)
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+        "rtsp://admin:pw@169.254.10.20:554/stream1",
+        "http://2852039166/latest/",  # 169.254.169.254 spelled as one number, which resolvers accept
+        "http://0xa9fea9fe/latest/",
+        "http://[::ffff:169.254.169.254]/latest/",
+        "http://[fe80::1%25eth0]:8080/",
+        "http://[fd00:ec2::254]/latest/",
+        "http://100.100.100.200/latest/meta-data/",
+    ],
+)
+def test_link_local_and_cloud_metadata_addresses_are_refused_by_default(uri: str) -> None:
+    with pytest.raises(SourceRefused, match=r"deny_networks") as refused:
+        SourcePolicy().check(uri)
+    assert "pw" not in str(refused.value)
+
+
+def test_cameras_on_the_lan_and_this_machine_stay_allowed_and_the_list_is_the_config_files(tmp_path: Path) -> None:
+    for uri in ("rtsp://192.168.1.10/s1", "rtsp://10.0.0.7/s1", "http://127.0.0.1:8554/x", "rtsp://localhost/x"):
+        SourcePolicy().check(uri)
+    path = tmp_path / "segcast.toml"
+    path.write_text('[server]\ndeny_networks = ["127.0.0.0/8", "::1"]\n')
+    policy = load_config(path).source_policy()
+    policy.check("rtsp://169.254.10.20/s1")  # the list replaces the default one
+    for uri in ("rtsp://127.0.0.1/x", "rtsp://localhost/x", "http://0.0.0.0:8080/x", "http://[::1]/x"):
+        with pytest.raises(SourceRefused, match="deny_networks"):
+            policy.check(uri)
+    path.write_text('[server]\ndeny_networks = ["not-a-network"]\n')
+    with pytest.raises(ConfigError, match=r"server\.deny_networks: .*not-a-network"):
+        load_config(path)
+
+
+async def test_the_api_refuses_a_metadata_address_and_checks_again_at_each_connection(start_server: Start) -> None:
+    with SilentServer() as camera:  # accepts connections: one would show in `accepted`
+        client = await start_server(deny_networks=("127.0.0.0/8",))
+        response = await client.post("/api/streams", json={"id": "meta", "uri": f"rtsp://127.0.0.1:{camera.port}/x"})
+        assert response.status == 403 and "deny_networks" in (await response.json())["error"]
+        assert (await (await client.get("/api/streams")).json())["streams"] == []
+        # A name that resolved elsewhere when the stream was added is refused when it connects.
+        assert client.app is not None
+        manager = client.app[manager_key]
+        config = StreamConfig("late", f"rtsp://localhost:{camera.port}/x")
+        info = await asyncio.get_running_loop().run_in_executor(None, partial(manager.add, config, checked=True))
+        assert info.state.value in ("starting", "failed")
+        body = await state_of(client, "late", "failed")
+        assert "deny_networks" in body["error"]
+        assert not camera.accepted.is_set(), "no connection was made"
+
+
+async def state_of(client: TestClient, stream_id: str, state: str) -> dict[str, Any]:
+    async def reached() -> dict[str, Any] | None:
+        body: dict[str, Any] = await (await client.get(f"/api/streams/{stream_id}")).json()
+        return body if body["state"] == state else None
+
+    return await eventually(reached, what=f"{stream_id} to be {state}")
 
 
 def test_files_only_inside_media_dirs_after_resolving_links_and_dots(media: Path) -> None:
@@ -137,8 +199,18 @@ def _replace_link_with_copy(link: Path, target: Path) -> None:
     link.write_bytes(target.read_bytes())
 
 
-async def test_camera_credentials_never_come_back_out(start_server: Start, caplog: pytest.LogCaptureFixture) -> None:
-    uri = f"rtsp://admin:{PASSWORD}@127.0.0.1:{closed_port()}/stream1?token={QUERY_TOKEN}"
+@pytest.mark.parametrize(
+    ("template", "secrets"),
+    [
+        ("rtsp://admin:{password}@127.0.0.1:{port}/stream1?token={token}", (PASSWORD, QUERY_TOKEN)),
+        # FFmpeg takes the user info to the last '@', so this camera works, and its password must hide too.
+        ("rtsp://admin:hunter2@cam-pw@127.0.0.1:{port}/stream1;password={token}&pw={token}", ("hunter2", "cam-pw")),
+    ],
+)
+async def test_camera_credentials_never_come_back_out(
+    start_server: Start, caplog: pytest.LogCaptureFixture, template: str, secrets: tuple[str, ...]
+) -> None:
+    uri = template.format(password=PASSWORD, port=closed_port(), token=QUERY_TOKEN)
     caplog.set_level(logging.DEBUG)
     client = await start_server()
     seen: list[str] = []
@@ -171,12 +243,15 @@ async def test_camera_credentials_never_come_back_out(start_server: Start, caplo
     seen += [record.getMessage() for record in caplog.records]
     text = "\n".join(seen)
     assert "admin:***@127.0.0.1" in text  # the stream is still recognisable
-    assert PASSWORD not in text
-    assert QUERY_TOKEN not in text
+    for secret in (*secrets, QUERY_TOKEN):
+        assert secret not in text
 
 
 async def test_a_scene_too_large_for_memory_is_refused(start_server: Start) -> None:
     client = await start_server()
     response = await client.post("/api/streams", json={"id": "huge", "uri": "scene:?width=99999&height=99999"})
     body = await response.json()
-    assert body["state"] == "failed" and "at most 3840" in body["error"]
+    assert body["state"] == "failed" and "width=99999: must be from 16 to 3840" in body["error"]
+    response = await client.post("/api/streams", json={"id": "none", "uri": "scene:?width=0"})
+    body = await response.json()
+    assert body["state"] == "failed" and "width=0: must be from 16 to 3840" in body["error"], "names the limit crossed"

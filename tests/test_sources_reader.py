@@ -11,12 +11,21 @@ import numpy as np
 import pytest
 
 from server.sources import Decoded, SourceError, StreamState, mask_uri, open_source
+from server.sources.base import SlowRetryError
 from server.sources.network import NetworkSource
-from server.sources.reader import RECONNECT_MAX_S, TRANSITIONS, Backoff, ReaderStatus
+from server.sources.reader import (
+    RECONNECT_INITIAL_S,
+    RECONNECT_MAX_S,
+    SLOW_RETRY_INITIAL_S,
+    TRANSITIONS,
+    Backoff,
+    ReaderStatus,
+)
+from server.sources.uri import mask_text
 from server.sources.webcam import WebcamSource
 from tests.support.reader_probe import ReaderProbe
 
-IMAGE = np.zeros((8, 8, 3), np.uint8)
+IMAGE = np.zeros((16, 16, 3), np.uint8)
 
 
 class ScriptedSource:
@@ -28,6 +37,7 @@ class ScriptedSource:
     def __init__(self, *attempts: tuple[int, BaseException | None]) -> None:
         self.attempts = list(attempts)
         self.opened = 0
+        self.image = IMAGE
 
     def describe(self) -> str:
         return "scripted"
@@ -38,7 +48,7 @@ class ScriptedSource:
         for index in range(frames):
             if stop.wait(1 / self.fps):
                 return
-            yield Decoded(IMAGE, index / self.fps)
+            yield Decoded(self.image, index / self.fps)
         if ending is not None:
             raise ending
 
@@ -81,25 +91,34 @@ def test_retries_of_the_same_error_are_announced_once_but_counted() -> None:
     assert probe.announced == [(StreamState.RECONNECTING, "connection refused")]
 
 
+class RecordedBackoff:
+    """A `Backoff` that notes each delay the reader asks it for, so tests need not time the waits."""
+
+    def __init__(self, backoff: Backoff) -> None:
+        self.backoff = backoff
+        self.healthy_s = backoff.healthy_s
+        self.delays: list[float] = []
+
+    def delay(self, failures: int, rng: random.Random) -> float:
+        delay = self.backoff.delay(failures, rng)
+        self.delays.append(delay)
+        return delay
+
+
 def test_backoff_is_reset_after_a_healthy_connection() -> None:
     # Unhealthy drops grow the delay; after a connection that lasted `healthy_s` it starts over.
+    # The healthy one lasts 50 frames at 50 fps: 1 s, at least, however busy the machine.
     source = ScriptedSource(
-        (1, ConnectionError("drop")), (1, ConnectionError("drop")), (20, ConnectionError("drop")), (1000, None)
+        (1, ConnectionError("drop")), (1, ConnectionError("drop")), (50, ConnectionError("drop")), (1000, None)
     )
-    backoff = Backoff(initial_s=0.2, jitter=0.0, healthy_s=0.3)
-    with ReaderProbe(source, backoff=backoff) as probe:
-        delays = []
-        for reconnects in (1, 2, 3):
-            status = probe.wait_until(f"drop {reconnects}", partial(_has_reconnected, times=reconnects), 5)
-            assert status.next_attempt_at is not None
-            delays.append(status.next_attempt_at - (status.last_frame_at or 0))
-    assert delays[0] == pytest.approx(0.2, abs=0.09)
-    assert delays[1] == pytest.approx(0.4, abs=0.09)
-    assert delays[2] == pytest.approx(0.2, abs=0.09), "the 0.4 s healthy connection reset the backoff"
+    backoff = RecordedBackoff(Backoff(initial_s=0.2, jitter=0.0, healthy_s=0.6))
+    with ReaderProbe(source, backoff=backoff) as probe:  # type: ignore[arg-type]
+        probe.wait_until("three drops", partial(_has_reconnected, times=3), 10)
+    assert backoff.delays[:3] == [0.2, 0.4, 0.2], "the healthy connection reset the backoff"
 
 
 def _has_reconnected(status: ReaderStatus, times: int) -> bool:
-    return status.reconnects == times
+    return status.reconnects >= times
 
 
 def test_permanent_error_fails_without_retrying() -> None:
@@ -107,6 +126,33 @@ def test_permanent_error_fails_without_retrying() -> None:
     with ReaderProbe(source) as probe:
         failed = probe.wait_state(StreamState.FAILED, 5)
     assert failed.error == "the camera refused the credentials" and source.opened == 1
+
+
+def test_a_refusal_is_retried_on_the_slow_backoff_and_a_lost_connection_on_the_fast_one() -> None:
+    """A camera that is still booting answers 401 or describes no video; it must not be failed for good."""
+    for ending, nominal_s in (
+        (SlowRetryError("the camera refused the credentials"), SLOW_RETRY_INITIAL_S),
+        (ConnectionError("connection refused"), RECONNECT_INITIAL_S),
+    ):
+        probe = ReaderProbe(ScriptedSource((0, ending)), backoff=Backoff())
+        fast, slow = RecordedBackoff(probe.reader.backoff), RecordedBackoff(probe.reader.slow_backoff)
+        probe.reader.backoff, probe.reader.slow_backoff = fast, slow  # type: ignore[assignment]
+        with probe:
+            status = probe.wait_state(StreamState.RECONNECTING, 5)
+        assert status.error == str(ending)
+        [delay] = (slow if isinstance(ending, SlowRetryError) else fast).delays[:1]
+        assert 0.8 * nominal_s <= delay <= 1.2 * nominal_s, ending
+        assert not (fast if isinstance(ending, SlowRetryError) else slow).delays
+
+
+def test_frames_too_small_to_find_anything_in_fail_the_stream() -> None:
+    """A 1x1 video stayed live with every frame an inference error."""
+    tiny = ScriptedSource((1000, None))
+    tiny.image = np.zeros((1, 1, 3), np.uint8)
+    with ReaderProbe(tiny) as probe:
+        failed = probe.wait_state(StreamState.FAILED, 5)
+    assert failed.error is not None and "1x1 are smaller than 16 pixels" in failed.error
+    assert probe.slot.take() is None, "the frame never reached the slot"
 
 
 def test_a_live_source_that_returns_has_ended() -> None:
@@ -131,12 +177,42 @@ def test_stop_during_backoff_is_immediate() -> None:
         ("rtsps://u:p%40ss@cam/live#transport=tcp", "rtsps://u:***@cam/live#transport=tcp"),
         ("http://cam/video.cgi?user=admin&password=x&res=hd", "http://cam/video.cgi?user=admin&password=***&res=hd"),
         ("https://cdn/live.m3u8?token=abc", "https://cdn/live.m3u8?token=***"),
-        ("rtsp://admin@cam/live", "rtsp://admin@cam/live"),
+        ("rtsp://cam/live?channel=1&subtype=0#transport=udp", "rtsp://cam/live?channel=1&subtype=0#transport=udp"),
         ("/videos/yard.mp4", "/videos/yard.mp4"),
+        # FFmpeg splits the user info at its last '@', so a raw '@' in a password still reaches the camera.
+        ("rtsp://admin:p@ss@cam/live", "rtsp://admin:***@cam/live"),
+        ("rtsp://admin:p@ss@w0rd@10.0.0.5:554/s?x=1", "rtsp://admin:***@10.0.0.5:554/s?x=1"),
+        ("rtsp://admin:pa/ss@cam/live", "rtsp://admin:***@cam/live"),
+        # A user name alone may be a token (rtsp://TOKEN@host): the whole user info goes.
+        ("rtsp://a1b2c3d4e5f6a7b8c9d0@cam/live", "rtsp://***@cam/live"),
+        ("rtsp://admin@cam/live", "rtsp://***@cam/live"),
+        ("http://cam/v.cgi?user=admin&pw=x1&res=hd", "http://cam/v.cgi?user=admin&pw=***&res=hd"),
+        ("http://cam/v.cgi?u=admin&p=x1", "http://cam/v.cgi?u=admin&p=***"),
+        ("http://cam/v.cgi?cred=x1&sp=2", "http://cam/v.cgi?cred=***&sp=2"),
+        ("http://cam/v.cgi?user=admin;password=x1;res=hd", "http://cam/v.cgi?user=admin;password=***;res=hd"),
+        ("rtsp://cam/live;password=x1", "rtsp://cam/live;password=***"),
+        ("http://cam/v.cgi?access_token=x1&api_key=y2", "http://cam/v.cgi?access_token=***&api_key=***"),
+        # Dahua-style paths carry the credentials in the path itself.
+        ("rtsp://cam/user=admin_password=x1_channel=1", "rtsp://cam/user=admin_password=***"),
     ],
 )
 def test_credentials_are_masked(uri: str, masked: str) -> None:
     assert mask_uri(uri) == masked
+
+
+@pytest.mark.parametrize(
+    ("uri", "secret"),
+    [
+        ("rtsp://admin:p@ss-w0rd@cam/live", "p@ss-w0rd"),
+        ("rtsp://admin:pa/ss-w0rd@cam/live", "pa/ss-w0rd"),
+        ("rtsp://a1b2c3d4e5f6a7b8c9d0@cam/live", "a1b2c3d4e5f6a7b8c9d0"),
+        ("http://cam/v.cgi?pw=secret-x1", "secret-x1"),
+    ],
+)
+def test_an_error_quoting_the_uri_or_its_secret_is_masked(uri: str, secret: str) -> None:
+    """FFmpeg's messages quote the URL, or parts of it, in its own way."""
+    text = f"{uri}: 401 Unauthorized (authorization failed for {secret})"
+    assert secret not in mask_text(text, uri)
 
 
 def test_network_source_describes_itself_masked_and_asks_for_low_latency() -> None:
@@ -159,7 +235,8 @@ def test_network_source_describes_itself_masked_and_asks_for_low_latency() -> No
         ("rtsp://cam/live#timeout=0", "timeout='0'"),
         ("webcam:front", "a webcam is chosen by its index"),
         ("webcam:0#width=640", "give both width and height"),
-        ("/videos/yard.mp4#rate=ludicrous", "no such file"),
+        # What a command-line argument of bytes that are not UTF-8 becomes; FFmpeg would be retried forever.
+        ("rtsp://admin:s3cret@cam/\udcff", "not text"),
     ],
 )
 def test_bad_uris_fail_with_a_reason_and_no_password(uri: str, message: str) -> None:

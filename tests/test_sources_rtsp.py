@@ -15,6 +15,7 @@ import pytest
 
 from server.sources import StreamState
 from server.sources.reader import JOIN_TIMEOUT_S
+from tests.support.components import require_component
 from tests.support.reader_probe import ReaderProbe, SilentServer
 from tests.support.rtsp_camera import RtspCamera, system_rtsp_server_available, write_camera_video
 
@@ -22,9 +23,7 @@ CAMERA_FPS = 15
 #: Connecting includes reading a key frame to learn the stream's size: a second or two here.
 CONNECT_S = 15.0
 
-pytestmark = pytest.mark.skipif(
-    not system_rtsp_server_available(), reason="needs /usr/bin/python3 with GStreamer's RTSP server (see .ci/run)"
-)
+require_component(system_rtsp_server_available(), "needs /usr/bin/python3 with GStreamer's RTSP server (see .ci/run)")
 
 
 @pytest.fixture(scope="session")
@@ -94,8 +93,10 @@ def test_latency_stays_flat_when_the_consumer_is_slower_than_the_camera(camera: 
             lags.append((time.monotonic() - started) - (frame.media_time - first.media_time))
         dropped = probe.status().dropped
 
-    assert max(ages) < 0.5, f"the newest frame should be fresh when taken: {ages}"
-    assert max(lags[-5:]) - min(lags[:5]) < 0.4, f"lag grew over time: {[round(lag, 3) for lag in lags]}"
+    # Queued frames would age and lag by seconds within these 6 s (4.8 s at 3 of 15 fps); the bounds
+    # leave a busy machine room for scheduling delays without missing that.
+    assert max(ages) < 1.5, f"the newest frame should be fresh when taken: {ages}"
+    assert max(lags[-5:]) - min(lags[:5]) < 1.5, f"lag grew over time: {[round(lag, 3) for lag in lags]}"
     assert dropped > 40, "frames the consumer had no time for are dropped and counted"
 
 
@@ -105,19 +106,19 @@ def test_udp_transport_can_be_chosen(camera: RtspCamera) -> None:
     assert frame.image.shape == (192, 320, 3)
 
 
-def test_refused_credentials_fail_for_good_and_the_password_never_shows(
+def test_refused_credentials_are_retried_slowly_and_the_password_never_shows(
     camera_video: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     with RtspCamera(camera_video, user="admin", password="right-one") as camera:
         with ReaderProbe(camera.url_with("admin", "wrong-one")) as refused:
-            failed = refused.wait_state(StreamState.FAILED, CONNECT_S)
+            failed = refused.wait_state(StreamState.RECONNECTING, CONNECT_S)
         with ReaderProbe(camera.url_with("admin", "right-one")) as allowed:
             allowed.next_frame(CONNECT_S)
 
-    assert failed.error is not None and "refused the credentials" in failed.error
+    assert failed.error is not None and "refused the credentials" in failed.error and "slowly" in failed.error
     assert refused.source.describe() == f"rtsp://admin:***@127.0.0.1:{camera.port}/scene"
-    assert failed.reconnects == 0, "a refusal is not retried"
+    assert failed.next_attempt_at is not None and failed.next_attempt_at - time.time() > 5, "on the slow backoff"
     shown = caplog.text + repr(refused.announced) + repr(failed) + allowed.source.describe()
     assert "wrong-one" not in shown and "right-one" not in shown
 
@@ -148,6 +149,6 @@ def test_stopping_a_reader_blocked_in_a_network_read_returns_within_the_join_tim
         while probe.reader.alive and time.monotonic() < deadline:
             time.sleep(0.05)
 
-    assert stopped_in <= JOIN_TIMEOUT_S + 0.5
+    assert stopped_in <= JOIN_TIMEOUT_S + 1.0, "the join's time-out, and a busy machine's delay at most"
     assert not probe.reader.alive, "the thread ends by itself once FFmpeg's time-out fires"
     assert probe.announced == announced == [], "a stopped reader announces nothing more"

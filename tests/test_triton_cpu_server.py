@@ -26,6 +26,7 @@ from server.models import BUNDLED_MODEL
 from server.scene import Scene
 from server.triton.cpu_server import main
 from server.triton.repository import write_repository
+from tests.support.components import require_component, require_module
 from tests.support.triton_server import REPO, TritonProcess, free_ports, require_triton_venv
 
 MODEL = "segcast-scene-seg"
@@ -35,9 +36,9 @@ CLIENT_TIMEOUT_S = 60.0
 COUNT_TIMEOUT_S = 10.0
 POLL_S = 0.05
 
-grpc = pytest.importorskip("tritonclient.grpc", reason="needs the triton extra: pip install '.[triton]'")
-text_format = pytest.importorskip("google.protobuf.text_format")
-InferenceServerException = pytest.importorskip("tritonclient.utils").InferenceServerException
+grpc = require_module("tritonclient.grpc", "needs the triton extra: pip install '.[triton]'")
+text_format = require_module("google.protobuf.text_format", "needs the triton extra: pip install '.[triton]'")
+InferenceServerException = require_module("tritonclient.utils", "needs the triton extra").InferenceServerException
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +48,7 @@ def bundled_onnx(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     from server.export import export_model, missing_packages
 
     if missing_packages("onnx"):
-        pytest.skip("needs the onnx extra: pip install '.[onnx]'")
+        require_component(False, "needs the onnx extra: pip install '.[onnx]'")
     cache = getattr(request.config, "cache", None)
     kept = Path(cache.mkdir("segcast-triton")) if cache is not None else tmp_path_factory.mktemp("segcast-triton")
     digest = hashlib.sha256(BUNDLED_MODEL.read_bytes()).hexdigest()[:12]

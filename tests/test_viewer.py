@@ -23,15 +23,14 @@ from server.config import Settings, StreamConfig
 from server.models import BUNDLED_MODEL
 from tests.conftest import CHROMIUM
 from tests.support.browser import CANVAS_STATS, WAIT_MS, Console, open_page, wait_for_new_frame
+from tests.support.components import require_component, require_module
 
-pytest.importorskip("playwright.async_api")
+require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
+require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
 
 Start = Callable[..., Awaitable[TestClient]]
 
-pytestmark = [
-    pytest.mark.timeout(120),
-    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"needs Debian's chromium at {CHROMIUM}"),
-]
+pytestmark = pytest.mark.timeout(120)
 
 
 async def test_grid_and_stream_view_show_live_frames_and_the_tracks_of_each_frame(

@@ -21,16 +21,15 @@ from server.config import Settings, StreamConfig
 from server.models import BUNDLED_MODEL
 from tests.conftest import CHROMIUM
 from tests.support.browser import PHONE, WAIT_MS, open_page, open_url, wait_for_new_frame, wait_for_text
+from tests.support.components import require_component, require_module
 from tests.support.rtsp_camera import free_port
 
-pytest.importorskip("playwright.async_api")
+require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
+require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
 
 Start = Callable[..., Awaitable[TestClient]]
 
-pytestmark = [
-    pytest.mark.timeout(120),
-    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"needs Debian's chromium at {CHROMIUM}"),
-]
+pytestmark = pytest.mark.timeout(120)
 
 MISSING_FILE = "/no/such/file.mp4"
 TILE_PANEL = '.card[data-stream="{}"] .status-panel'

@@ -19,16 +19,15 @@ from aiohttp.test_utils import TestClient
 from server.config import StreamConfig
 from tests.conftest import CHROMIUM
 from tests.support.browser import CANVAS_STATS, WAIT_MS, Console, open_page, wait_for_new_frame
+from tests.support.components import require_component, require_module
 from tests.test_viewer import _record_tracks, _shown_frame_and_rows
 
-pytest.importorskip("playwright.async_api")
+require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
+require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
 
 Start = Callable[..., Awaitable[TestClient]]
 
-pytestmark = [
-    pytest.mark.timeout(120),
-    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"needs Debian's chromium at {CHROMIUM}"),
-]
+pytestmark = pytest.mark.timeout(120)
 
 NO_WEBRTC = "delete window.RTCPeerConnection;"
 

@@ -11,9 +11,12 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import av
+import cv2
+import numpy as np
 import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
@@ -30,6 +33,8 @@ from server.webrtc.config import ICE_SERVERS_ENV
 from server.webrtc.peers import PeerLimitError
 from server.webrtc.routes import peers_key, webrtc_config_key
 from server.webrtc.source import FrameHandover
+from tests.conftest import NUMBERED_FRAMES
+from tests.support.numbered import colour_errors, number_of, numbered_image
 from tests.support.truth import box_iou, is_apart, match_boxes
 
 Start = Callable[..., Awaitable[TestClient]]
@@ -271,18 +276,83 @@ async def test_a_player_receives_frames_with_their_metadata(start_server: Start,
         assert isinstance(frame, av.VideoFrame)
         assert frame.to_ndarray(format="bgr24").shape == (384, 640, 3)
     assert all(m["type"] == "frame" and m["stream"] == "live" for m in metas)
-    # The receiver's pts count from its first frame, the metadata's from the feed's first: one
-    # constant offset (to within rounding) must pair every frame with its metadata, except the
-    # first few, sent while the data channel was still opening.
-    pts = [m["pts"] for m in metas]
-
-    def pairing(offset: int) -> list[bool]:
-        return [any(abs(f.pts + offset - p) <= 2 for p in pts) for f in frames]
-
-    paired = max((pairing(p - f.pts) for f in frames[:PLAYED_FRAMES] for p in pts), key=sum)
+    paired = [meta is not None for meta in paired_metadata(frames, metas)]
     first = paired.index(True)
     assert first <= MAX_FRAMES_BEFORE_META, f"no metadata for the first {first} frames"
     assert all(paired[first:]), f"frames without their metadata: {[i for i, ok in enumerate(paired) if not ok]}"
+
+
+def paired_metadata(frames: list[av.VideoFrame], metas: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
+    """Each frame's metadata (None before the data channel opened), by the one offset that pairs most.
+
+    The receiver's pts count from its first frame, the metadata's from the feed's first: one constant
+    offset (to within rounding) must pair every frame with its metadata, except the first few, sent
+    while the data channel was still opening.
+    """
+
+    def pairing(offset: int) -> list[dict[str, Any] | None]:
+        return [next((m for m in metas if abs(f.pts + offset - m["pts"]) <= 2), None) for f in frames]
+
+    offsets = {m["pts"] - f.pts for f in frames[:PLAYED_FRAMES] for m in metas}
+    return max((pairing(offset) for offset in offsets), key=lambda found: sum(m is not None for m in found))
+
+
+async def test_a_player_gets_each_picture_with_its_own_metadata_in_its_colours(
+    start_server: Start, numbered_video: Path
+) -> None:
+    """The pictures say which frame they are: metadata one frame out of step, or red turned blue, fails."""
+    client = await start_server(StreamConfig("live", str(numbered_video), loop=True))
+    player = lan_peer()
+    player.addTransceiver("video", direction="recvonly")
+    channel = player.createDataChannel("meta")
+    metas: list[dict[str, Any]] = []
+    channel.on("message", lambda text: metas.append(json.loads(text)))
+    tracks: asyncio.Queue[MediaStreamTrack] = asyncio.Queue()
+    player.on("track", tracks.put_nowait)
+    try:
+        await offer_to(client, "/api/webrtc/play/live", player, image="clean")
+        track = await tracks.get()
+        frames = [await track.recv() for _ in range(2 * PLAYED_FRAMES)]
+    finally:
+        await player.close()
+    pairs = [(f, m) for f, m in zip(frames, paired_metadata(frames, metas), strict=True) if m is not None]
+    assert len(pairs) >= PLAYED_FRAMES, f"only {len(pairs)} frames came with metadata"
+    for frame, meta in pairs[-PLAYED_FRAMES:]:  # past the first, blurred, pictures of the video encoder
+        image = frame.to_ndarray(format="bgr24")
+        assert number_of(image) == meta["seq"] % NUMBERED_FRAMES, f"another frame's picture than {meta['seq']}"
+        assert colour_errors(image) == []
+
+
+class NumberedPictures:
+    """Stands in for a `Scene` in `SceneTrack`: pictures carrying their index and pure colour patches."""
+
+    fps = 15
+
+    def render(self, index: int) -> tuple[np.ndarray, list[TrueObject]]:
+        return numbered_image(index), []
+
+
+async def test_a_published_camera_keeps_its_colours(start_server: Start) -> None:
+    client = await start_server()
+    publisher = lan_peer()
+    publisher.addTrack(SceneTrack(NumberedPictures()))  # type: ignore[arg-type]
+    try:
+        async with client.ws_connect("/ws") as ws:
+            assert (await ws.receive_json())["type"] == "hello"
+            await ws.send_json({"type": "subscribe", "streams": ["cam"], "image": "clean"})
+            await offer_to(client, "/api/webrtc/publish", publisher, stream="cam", fps=NumberedPictures.fps)
+            checked = 0
+            async for message in ws:
+                if message.type is WSMsgType.BINARY:
+                    image = cv2.imdecode(np.frombuffer(message.data, np.uint8), cv2.IMREAD_COLOR)
+                    checked += 1
+                    if checked > 3:  # past the first, blurred, pictures of the video encoder
+                        assert colour_errors(image) == []
+                    if checked == 8:
+                        break
+    finally:
+        await publisher.close()
+    assert checked == 8
 
 
 async def test_playing_an_unknown_stream_or_image_kind_is_refused(start_server: Start) -> None:

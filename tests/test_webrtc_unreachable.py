@@ -19,13 +19,12 @@ from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
 from tests.conftest import CHROMIUM
+from tests.support.components import require_component, require_module
 
-pytest.importorskip("playwright.async_api")
+require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
+require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
 
-pytestmark = [
-    pytest.mark.timeout(120),
-    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"needs Debian's chromium at {CHROMIUM}"),
-]
+pytestmark = pytest.mark.timeout(120)
 
 Start = Callable[..., Awaitable[TestClient]]
 WAIT_MS = 30_000

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import pytest
-from ultralytics import YOLO
+from typing import Any
 
-from server.frames import FrameResult
+import numpy as np
+import pytest
+import torch
+from ultralytics import YOLO
+from ultralytics.engine.predictor import BasePredictor
+
+from server.frames import Frame, FrameResult
 from server.models import load_model
 from server.scene import Scene
-from tests.support.driver import Driver
+from tests.support.driver import EPOCH, Driver
 
 # The model runs 4 x len(FRAMES) times here: give a busy 2-core machine room beyond the usual limit.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -44,3 +49,29 @@ def test_two_streams_batched_get_exactly_the_tracks_each_gets_alone(model: YOLO)
             for stream_id in SEEDS:
                 assert_same(results[stream_id], alone[stream_id][n])
     assert all(sum(len(r.tracks) for r in results) > 50 for results in alone.values())
+
+
+def test_the_model_is_given_the_colours_the_camera_sent(model: YOLO, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model cannot show a BGR/RGB swap (it is colour-blind on its scenes): look at what it is given.
+
+    Frames are BGR from the decoder on; ultralytics turns a BGR array into the RGB tensor the network
+    wants. A red frame must reach the network with its red channel (0) full and its blue one (2) empty.
+    """
+    tensors: list[torch.Tensor] = []
+    preprocess = BasePredictor.preprocess
+
+    def recording(self: BasePredictor, images: Any) -> torch.Tensor:
+        tensor = preprocess(self, images)
+        tensors.append(tensor.detach().float().cpu())
+        return tensor
+
+    monkeypatch.setattr(BasePredictor, "preprocess", recording)
+    red = np.zeros((192, 320, 3), np.uint8)
+    red[..., 2] = 255  # BGR
+    with Driver(model) as driver:
+        driver.add("cam", Scene(seed=1))
+        driver.put(Frame("cam", 0, EPOCH, 0.0, red))
+        driver.wait(1)
+    [tensor] = tensors
+    red_channel, blue_channel = tensor[0, 0].mean().item(), tensor[0, 2].mean().item()
+    assert red_channel > 0.9 and blue_channel < 0.1, (red_channel, blue_channel)

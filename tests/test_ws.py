@@ -13,12 +13,17 @@ from typing import Any
 
 import cv2
 import numpy as np
-from aiohttp import ClientWebSocketResponse, WSMsgType
+import pytest
+from aiohttp import ClientWebSocketResponse, WSMsgType, WSServerHandshakeError
 from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
-from server.keys import hub_key, manager_key
+from server.encode import encodings
+from server.hub import MAX_SCALED_IMAGES, ViewerLimits
+from server.keys import hub_key
 from server.ws import unknown_streams_message
+from tests.conftest import NUMBERED_FRAMES
+from tests.support.numbered import colour_errors, number_of
 from tests.support.polling import eventually
 from tests.support.raw_websocket import raw_websocket
 
@@ -66,17 +71,26 @@ def image_size(jpeg: bytes) -> tuple[int, int]:
     return image.shape[1], image.shape[0]
 
 
-async def test_each_jpeg_follows_the_metadata_of_exactly_its_frame(start_server: Start) -> None:
-    client = await start_server(StreamConfig("cam", "scene:?seed=1"))
-    ws = await connect(client, {"streams": ["cam"]})
-    received = await frames(ws, 4)
+async def test_each_jpeg_follows_the_metadata_of_exactly_its_frame(start_server: Start, numbered_video: Path) -> None:
+    """The picture says which frame it is: metadata one frame out of step with its JPEG fails here."""
+    client = await start_server(StreamConfig("cam", str(numbered_video), loop=True))
+    annotated = await connect(client, {"streams": ["cam"]})
+    clean = await connect(client, {"streams": ["cam"], "image": "clean"})
+    received = await frames(annotated, 4)
     seqs = [meta["seq"] for meta, _ in received]
     assert seqs == sorted(set(seqs)), "newer frames only, never a repeat"
     for meta, jpeg in received:
         assert meta["stream"] == "cam" and meta["image"]["kind"] == "annotated"
         assert jpeg is not None and jpeg[:2] == b"\xff\xd8"
         assert image_size(jpeg) == (meta["width"], meta["height"]) == (meta["image"]["width"], meta["image"]["height"])
-    await ws.close()
+    for meta, jpeg in await frames(clean, 8):
+        assert jpeg is not None
+        image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        # A file's frames are read in order, every one: the reader's seq is the index in the file.
+        assert number_of(image) == meta["seq"] % NUMBERED_FRAMES, f"the JPEG of another frame than {meta['seq']}"
+        assert colour_errors(image) == [], "decoding and encoding keep BGR order"
+    await annotated.close()
+    await clean.close()
 
 
 async def test_offered_compression_is_declined_so_jpegs_are_not_deflated_per_viewer(start_server: Start) -> None:
@@ -118,26 +132,79 @@ async def test_frame_rate_limit_spaces_frames(start_server: Start) -> None:
     max_fps = 2.0
     ws = await connect(client, {"streams": ["cam"], "image": "none", "max_fps": max_fps})
     arrivals = []
-    for _ in range(4):
+    for _ in range(6):
         await frames(ws, 1)
         arrivals.append(time.monotonic())
-    gaps = np.diff(arrivals)
-    assert gaps.min() >= 0.4 / max_fps, gaps
+    # The mean, not each gap: one frame delivered late (a busy machine) makes the next gap short.
+    # Unlimited, the 15 fps scene would arrive at the rate inference runs, several times faster.
+    mean_gap = (arrivals[-1] - arrivals[0]) / (len(arrivals) - 1)
+    assert mean_gap >= 0.5 / max_fps, np.diff(arrivals)
     await ws.close()
 
 
 async def test_a_variant_is_encoded_once_per_frame_for_any_number_of_viewers(start_server: Start) -> None:
+    """Counted on the loop, frame by frame: the encoder thread's own counter runs ahead of what is published."""
     client = await start_server(StreamConfig("cam", "scene:?seed=1"))
     assert client.app is not None
-    hub, encoder = client.app[hub_key], client.app[manager_key].encoder
+    hub = client.app[hub_key]
     sockets = [await connect(client, {"streams": ["cam"], "image": "clean"}) for _ in range(3)]
     for ws in sockets:
         await frames(ws, 1)
-    encoded, published = encoder.encoded, hub.published("cam")
+    images, published = hub.images("cam"), hub.published("cam")
     await asyncio.gather(*(frames(ws, 3) for ws in sockets))
     assert hub.published("cam") - published >= 3
-    assert encoder.encoded - encoded == hub.published("cam") - published
+    assert hub.images("cam") - images == hub.published("cam") - published
     for ws in sockets:
+        await ws.close()
+
+
+async def test_distinct_widths_cannot_multiply_the_encoders_work(start_server: Start) -> None:
+    """60 viewers each asking for a width of its own cost a few encodings per frame, not 60 (issue 14)."""
+    client = await start_server(StreamConfig("cam", "scene:?seed=1&width=640&height=384"))
+    assert client.app is not None
+    hub = client.app[hub_key]
+    asked = [100 + 10 * n for n in range(60)]
+    sockets = [await connect(client, {"streams": ["cam"], "max_width": width}) for width in asked]
+    normal = await connect(client, {"streams": ["cam"]})
+
+    async def all_subscribed() -> bool:
+        return hub.viewer_count("cam") == len(asked) + 1
+
+    await eventually(all_subscribed, what="every viewer to subscribe")
+    first = (await frames(normal, 1))[0][0]["seq"]
+    while (await frames(normal, 1))[0][0]["seq"] <= first + 1:  # encoded after every subscription
+        pass
+    limit = 1 + MAX_SCALED_IMAGES  # the full size, and the scaled sizes a stream may have
+    assert hub.variants_wanted("cam") <= limit
+    assert encodings(hub.latest["cam"].jpegs) <= limit
+    for width, ws in zip(asked, sockets, strict=True):
+        [(meta, jpeg)] = await frames(ws, 1)
+        assert jpeg is not None and image_size(jpeg) == (meta["image"]["width"], meta["image"]["height"])
+        assert meta["image"]["width"] <= width or meta["image"]["width"] == 640, "scaled down, or the full size"
+    for ws in (*sockets, normal):
+        await ws.close()
+
+
+async def test_viewers_beyond_max_viewers_are_refused_and_counted(start_server: Start) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=1"), viewer_limits=ViewerLimits(max_viewers=2))
+    sockets = [await connect(client, {"streams": ["cam"]}) for _ in range(2)]
+    with pytest.raises(WSServerHandshakeError) as refused:
+        await client.ws_connect("/ws")
+    assert refused.value.status == 503
+    mjpeg = await client.get("/api/streams/cam/mjpeg")
+    assert mjpeg.status == 503 and "max_viewers" in (await mjpeg.json())["error"]
+    metrics = await (await client.get("/metrics")).text()
+    assert 'segcast_viewers_refused_total{limit="max_viewers"} 2' in metrics
+    await sockets[0].close()
+    assert client.app is not None
+    hub = client.app[hub_key]
+
+    async def room() -> bool:
+        return len(hub.viewers) < 2
+
+    await eventually(room, what="the closed viewer to be gone")
+    again = await connect(client, {"streams": ["cam"]})
+    for ws in (sockets[1], again):
         await ws.close()
 
 

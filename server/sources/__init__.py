@@ -8,10 +8,11 @@ rtsp://, rtsps://, rtmp://, ...   network cameras and streams (see `server.sourc
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from server.sources.base import Decoded, LatestFrame, Source, SourceError, StreamState
+from server.sources.base import MAX_FRAME_SIDE_PX, Decoded, LatestFrame, Source, SourceError, StreamState
 from server.sources.file import FileSource
 from server.sources.network import SCHEMES as NETWORK_SCHEMES
 from server.sources.network import NetworkSource
@@ -22,29 +23,41 @@ from server.sources.webcam import WebcamSource, is_webcam
 __all__ = ["Decoded", "LatestFrame", "Source", "SourceError", "StreamState", "mask_uri", "open_source"]
 
 
-def open_source(uri: str) -> Source:
+def open_source(
+    uri: str, max_frame_side: int = MAX_FRAME_SIDE_PX, check_host: Callable[[str], None] | None = None
+) -> Source:
     """The source for ``uri``, or `SourceError` naming what is wrong with it.
+
+    Sources that decode with FFmpeg refuse pictures larger than ``max_frame_side`` before decoding
+    them; the reader checks every frame of every source against the same limit. ``check_host`` is
+    called with a network source's host before each connection, and may refuse it with `SourceError`.
 
     Never blocks on the network: connecting is the reader's job, so a camera that is down is a
     stream that reconnects, not a server that will not start.
     """
+    try:
+        uri.encode()
+    except UnicodeEncodeError:
+        # Bytes that are not UTF-8 in a command-line argument arrive as lone surrogates; FFmpeg could
+        # never be given them, and retrying would fail the same way for ever.
+        raise SourceError(f"{mask_uri(uri)!r} is not text: it holds bytes that are not UTF-8") from None
     if is_webcam(uri):
-        return WebcamSource(uri)
+        return WebcamSource(uri, max_frame_side)
     scheme = urlsplit(uri).scheme.lower()
     if scheme == "scene":
         return SceneSource(uri)
     if scheme in NETWORK_SCHEMES:
-        return NetworkSource(uri)
+        return NetworkSource(uri, max_frame_side, check_host)
     if scheme == "file":
-        return _file(uri, Path(unquote(urlsplit(uri.partition("#")[0]).path)))
+        return _file(uri, Path(unquote(urlsplit(uri.partition("#")[0]).path)), max_frame_side)
     if scheme == "" or (len(scheme) == 1 and uri[1:3] in (":\\", ":/")):  # a plain path, Windows drives too
         if Path(uri).is_file():  # a file whose name contains '#' is taken as it is
-            return FileSource(Path(uri))
-        return _file(uri, Path(uri.partition("#")[0]))
+            return FileSource(Path(uri), max_frame_side=max_frame_side)
+        return _file(uri, Path(uri.partition("#")[0]), max_frame_side)
     kinds = "scene:, file://, a file path, rtsp://, rtsps://, rtmp://, http(s)://, /dev/videoN or webcam:N"
     raise SourceError(f"unsupported source {mask_uri(uri)!r}: use {kinds}")
 
 
-def _file(uri: str, path: Path) -> FileSource:
+def _file(uri: str, path: Path, max_frame_side: int) -> FileSource:
     _, options = split_options(uri, {"rate": "native"})
-    return FileSource(path, options["rate"])
+    return FileSource(path, options["rate"], max_frame_side)

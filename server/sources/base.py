@@ -17,9 +17,41 @@ import numpy as np
 
 from server.frames import Frame
 
+#: Frames larger than this on either side are refused (``[server] max_frame_side``): one picture of
+#: 16000x16000 is 768 MB as BGR, before the model, the overlay and the encoder each copy it.
+MAX_FRAME_SIDE_PX = 4096
+#: Smaller pictures hold nothing the model can find (the inference thread refuses them too).
+MIN_FRAME_SIDE_PX = 16
+
 
 class SourceError(Exception):
     """A source cannot be used as given (bad URI, missing or corrupt file); retrying will not help."""
+
+
+class SlowRetryError(ConnectionError):
+    """The source answered, but refused us or offered no video: a setting to fix, or a camera still starting.
+
+    Neither can be told from the other, so the reader retries with a longer backoff than for a lost
+    connection (a booting camera answers 401 or describes no stream for a while), and the message,
+    shown as the stream's error meanwhile, says what to check.
+    """
+
+
+def check_frame_size(width: int, height: int, max_side: int) -> None:
+    """Raise `SourceError` for a picture larger than ``max_side`` or smaller than `MIN_FRAME_SIDE_PX` a side.
+
+    A source whose pictures do not fit fails rather than reconnecting: it sends the same size again.
+    """
+    if width < MIN_FRAME_SIDE_PX or height < MIN_FRAME_SIDE_PX:
+        raise SourceError(
+            f"frames of {width}x{height} are smaller than {MIN_FRAME_SIDE_PX} pixels a side: "
+            "too small to find anything in"
+        )
+    if width > max_side or height > max_side:
+        raise SourceError(
+            f"frames of {width}x{height} are larger than {max_side} pixels a side ([server] max_frame_side); "
+            "lower the camera's resolution, or raise the limit"
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import av
 
-from server.sources.base import Decoded, SourceError
+from server.sources.base import MAX_FRAME_SIDE_PX, Decoded, SourceError
+from server.sources.network import limit_decoder
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ class FileSource:
 
     live = False
 
-    def __init__(self, path: Path, rate: str = "native") -> None:
+    def __init__(self, path: Path, rate: str = "native", max_frame_side: int = MAX_FRAME_SIDE_PX) -> None:
         if not path.is_file():
             raise SourceError(f"no such file: {path}")
         if rate not in RATES:
@@ -36,6 +37,7 @@ class FileSource:
         self.path = path
         #: With ``rate=max`` the reader hands over every frame as soon as the previous one was taken.
         self.batch = rate == "max"
+        self._max_frame_side = max_frame_side
         self.fps = _probe_fps(path)
 
     def describe(self) -> str:
@@ -51,6 +53,7 @@ class FileSource:
                 raise SourceError(f"{self.path.name} has no video stream")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            limit_decoder(stream, self._max_frame_side)
             time_base = float(stream.time_base) if stream.time_base else 0.0
             rate = float(stream.average_rate or DEFAULT_FPS)
             index = damaged = 0

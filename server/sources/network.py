@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import urlsplit
 
 import av
 import av.container
 
-from server.sources.base import Decoded, SourceError
+from server.sources.base import MAX_FRAME_SIDE_PX, Decoded, SlowRetryError, SourceError, check_frame_size
 from server.sources.uri import mask_text, mask_uri, positive_float, split_options
 
 SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https"})
@@ -58,12 +58,15 @@ _OPTIONS = {
 class NetworkSource:
     """A camera or stream at a URL, connected afresh by each `open`.
 
-    Reports permanent problems (credentials refused, a protocol this FFmpeg lacks) as `SourceError`;
-    everything else (refused, reset, timed out, stalled, closed by the camera) as `ConnectionError`,
-    so the reader reconnects. Messages never contain the URL's password.
+    Reports permanent problems (a protocol this FFmpeg lacks) as `SourceError`; refused credentials
+    and a stream description without video as `SlowRetryError` (retried slowly: a booting camera
+    answers so too); everything else (refused, reset, timed out, stalled, closed by the camera) as
+    `ConnectionError`, so the reader reconnects. Messages never contain the URL's password.
     """
 
-    def __init__(self, uri: str) -> None:
+    def __init__(
+        self, uri: str, max_frame_side: int = MAX_FRAME_SIDE_PX, check_host: Callable[[str], None] | None = None
+    ) -> None:
         url, options = split_options(uri, _OPTIONS)
         parts = urlsplit(url)
         self.scheme = parts.scheme.lower()
@@ -81,6 +84,9 @@ class NetworkSource:
         self.open_timeout_s = positive_float(options, "open_timeout", uri)
         self.fps = positive_float(options, "fps", uri)
         self._format = options["format"] or None
+        self._max_frame_side = max_frame_side
+        self._host = parts.hostname
+        self._check_host = check_host
         # RTSP and RTMP are live by nature. An HTTP URL may be a finite video; `open` finds out.
         self.live = True
 
@@ -105,9 +111,13 @@ class NetworkSource:
         container = self._connect()
         with container:
             if not container.streams.video:
-                raise SourceError(f"{self._described} has no video stream")
+                raise SlowRetryError(
+                    "the camera describes no video stream: check the URI's path; retried slowly, "
+                    "as a camera that is still starting may answer so"
+                )
             stream = container.streams.video[0]
             stream.thread_type = "SLICE"
+            limit_decoder(stream, self._max_frame_side)
             if self.scheme in ("http", "https") and _is_finite(container):
                 self.live = False
             if stream.average_rate:
@@ -115,6 +125,8 @@ class NetworkSource:
             yield from decode_frames(container, stop, self.stall_timeout_s, self.live, self._url)
 
     def _connect(self) -> av.container.InputContainer:
+        if self._check_host is not None:
+            self._check_host(self._host)
         started = time.monotonic()
         try:
             return av.open(
@@ -128,6 +140,20 @@ class NetworkSource:
             if isinstance(exc, av.error.ExitError) or time.monotonic() - started >= self.open_timeout_s:
                 raise ConnectionError(f"no answer within {self.open_timeout_s:g} s") from None
             raise translate_error(exc, self._url) from None
+
+
+def limit_decoder(stream: av.video.stream.VideoStream, max_side: int) -> None:
+    """Refuse pictures larger than ``max_side`` a side before they are decoded, not after.
+
+    The size the stream's header announces is checked at once (`SourceError`); the decoder is told
+    to refuse pictures of more than ``max_side`` squared pixels, so a camera that switches to a huge
+    size mid-stream costs a decoding error (and a reconnect, whose header then fails the check),
+    never the memory of the picture.
+    """
+    context = stream.codec_context
+    if context.width and context.height:
+        check_frame_size(context.width, context.height, max_side)
+    context.options = {**context.options, "max_pixels": str(max_side * max_side)}
 
 
 def decode_frames(
@@ -165,10 +191,14 @@ def decode_frames(
 
 
 def translate_error(exc: av.error.FFmpegError, url: str) -> Exception:
-    """An FFmpeg error as this module promises it: `SourceError` if permanent, else `ConnectionError`."""
+    """An FFmpeg error as this module promises it: `SourceError` if permanent, else a `ConnectionError`
+    (`SlowRetryError` for a refusal)."""
     reason = mask_text(exc.strerror or str(exc), url)
     if isinstance(exc, av.error.HTTPUnauthorizedError | av.error.HTTPForbiddenError):
-        return SourceError(f"the camera refused the credentials ({reason}): check the user and password in the URI")
+        return SlowRetryError(
+            f"the camera refused the credentials ({reason}): check the user and password in the URI; "
+            "retried slowly, as a camera that is still starting may refuse them"
+        )
     if isinstance(exc, av.error.ProtocolNotFoundError | av.error.DecoderNotFoundError):
         return SourceError(f"this FFmpeg build cannot read it: {reason}")
     if isinstance(exc, av.error.InvalidDataError):

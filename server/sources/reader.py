@@ -7,7 +7,8 @@ and each means one thing here:
 - it returns: the media is over (``ENDED``, or played again for a looping file);
 - it raises `SourceError`: retrying cannot help (``FAILED``);
 - it raises anything else: the connection was lost or never made (``RECONNECTING``, then a new
-  attempt after an exponential backoff with jitter, reset once a connection has stayed healthy).
+  attempt after an exponential backoff with jitter, reset once a connection has stayed healthy);
+  a `SlowRetryError` (credentials refused, no video described) is retried on a slower backoff.
 """
 
 from __future__ import annotations
@@ -23,7 +24,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from server.frames import Frame
-from server.sources.base import LatestFrame, Source, SourceError, StreamState
+from server.sources.base import (
+    MAX_FRAME_SIDE_PX,
+    LatestFrame,
+    SlowRetryError,
+    Source,
+    SourceError,
+    StreamState,
+    check_frame_size,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +45,9 @@ RECONNECT_MAX_S = 30.0
 RECONNECT_JITTER = 0.2
 #: A connection that delivered frames this long resets the backoff to `RECONNECT_INITIAL_S`.
 HEALTHY_RESET_S = 10.0
+#: A camera that refuses us, or describes no video, is asked again after 10 s, then up to every 5 minutes.
+SLOW_RETRY_INITIAL_S = 10.0
+SLOW_RETRY_MAX_S = 300.0
 #: The measured input rate counts the frames of this last stretch of time.
 FPS_WINDOW_S = 3.0
 
@@ -123,12 +135,16 @@ class StreamReader:
         on_state: StateListener,
         loop_file: bool = False,
         backoff: Backoff | None = None,
+        max_frame_side: int = MAX_FRAME_SIDE_PX,
+        slow_backoff: Backoff | None = None,
     ) -> None:
         self.stream_id = stream_id
+        self.max_frame_side = max_frame_side
         self.source = source
         self.slot = slot
         self.loop_file = loop_file
         self.backoff = backoff or Backoff()
+        self.slow_backoff = slow_backoff or Backoff(initial_s=SLOW_RETRY_INITIAL_S, max_s=SLOW_RETRY_MAX_S)
         self._on_state = on_state
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"reader-{stream_id}", daemon=True)
@@ -234,6 +250,7 @@ class StreamReader:
                     raise
                 except Exception as exc:
                     error = _reason(exc)
+                    backoff = self.slow_backoff if isinstance(exc, SlowRetryError) else self.backoff
                 else:
                     if self._stop.is_set():
                         return
@@ -246,9 +263,9 @@ class StreamReader:
                 if self._stop.is_set():
                     return
                 live_since = self._attempt_live_since
-                if live_since is not None and time.monotonic() - live_since >= self.backoff.healthy_s:
+                if live_since is not None and time.monotonic() - live_since >= backoff.healthy_s:
                     failures = 0
-                delay = self.backoff.delay(failures, self._rng)
+                delay = backoff.delay(failures, self._rng)
                 failures += 1
                 with self._lock:
                     self._reconnects += 1
@@ -271,6 +288,8 @@ class StreamReader:
         for decoded in self.source.open(self._stop):
             if self._stop.is_set():
                 return
+            height, width = decoded.image.shape[:2]
+            check_frame_size(width, height, self.max_frame_side)  # every kind of source, WebRTC's too
             paced = not self.source.live and not batch
             if paced:
                 if started_wall is None:

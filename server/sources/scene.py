@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 from server.scene import Scene
-from server.sources.base import Decoded, SourceError
+from server.sources.base import MIN_FRAME_SIDE_PX, Decoded, SourceError
 
 _INT_PARAMS = {"seed": 0, "fps": 15, "width": 640, "height": 384}
 #: 4K: a scene is a test picture, and one anyone may ask for through the API must not exhaust memory.
@@ -38,8 +38,11 @@ class SceneSource:
                 raise SourceError(f"scene option {key}={raw[-1]!r} is not a whole number") from None
         if not 1 <= values["fps"] <= 120:
             raise SourceError("scene fps must be between 1 and 120")
-        if not 0 < values["width"] <= MAX_SIDE_PX or not 0 < values["height"] <= MAX_SIDE_PX:
-            raise SourceError(f"scene width and height must be at most {MAX_SIDE_PX} pixels")
+        for side in ("width", "height"):
+            if not MIN_FRAME_SIDE_PX <= values[side] <= MAX_SIDE_PX:
+                raise SourceError(
+                    f"scene {side}={values[side]}: must be from {MIN_FRAME_SIDE_PX} to {MAX_SIDE_PX} pixels"
+                )
         try:
             self.scene = Scene(seed=values["seed"], width=values["width"], height=values["height"], fps=values["fps"])
         except ValueError as exc:

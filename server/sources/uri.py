@@ -8,48 +8,73 @@ fragment is the one part of a URL that is never sent to the camera: a camera's o
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote
 
 from server.sources.base import SourceError
 
 MASK = "***"
 
-#: Query keys whose values are secrets: some cameras take credentials or tokens in the query string.
-_SECRET_KEY = re.compile(r"pass|pwd|token|secret|key|auth|sig|credential", re.IGNORECASE)
-_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:@/]*):(?P<password>[^@/]*)@")
+#: Parameter names whose values are secrets: some cameras take credentials or tokens in the query
+#: string, in ``;key=value`` path parameters, or (Dahua) in the path as ``user=..._password=...``.
+_SECRET_WORDS = r"pass|pwd|token|secret|key|auth|sig|cred|session"
+_SECRET_NAMES = r"p|pw|pin"
+#: A ``name=value`` pair after a separator, whose name holds a secret word or is a short secret name.
+#: The value runs to the next pair or the fragment; a Dahua path's value swallows the rest of the
+#: path, which hides more than the secret but never less.
+_SECRET_PARAM = re.compile(
+    rf"(?<=[?&;/_])(?P<name>[A-Za-z0-9.-]*(?:{_SECRET_WORDS})[A-Za-z0-9.-]*|{_SECRET_NAMES})=(?P<value>[^&;#]*)",
+    re.IGNORECASE,
+)
+#: ``scheme://userinfo@``, the user info running to the *last* '@' before the query or fragment, as
+#: FFmpeg splits it: ``rtsp://admin:p@ss@cam/`` reaches the camera with the password ``p@ss``. A
+#: password may even hold a raw '/'; a '/' in the user name means the '@' was in the path instead.
+_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^?#]*)@")
+#: Shorter secrets are not searched for in free text: every "1" of an error message would go.
+MIN_SECRET_IN_TEXT = 3
 
 
 def mask_uri(uri: str) -> str:
-    """``uri`` with its password and secret-looking query values replaced by ``***``.
+    """``uri`` with its password (or a user name standing alone, which may be a token) and
+    secret-looking parameter values replaced by ``***``.
 
     Safe on anything, including text that is not a URI at all, so every log line, API field and error
-    message about a source can go through it.
+    message about a source can go through it. It errs on hiding too much: an '@' in a path hides the
+    host before it.
     """
-    masked = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", uri, count=1)
-    try:
-        parts = urlsplit(masked)
-    except ValueError:
-        return masked
-    if not parts.query or not parts.netloc:
-        return masked
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    if not any(_SECRET_KEY.search(key) for key, _ in pairs):
-        return masked
-    query = "&".join(
-        f"{quote(key, safe='')}={MASK if _SECRET_KEY.search(key) else quote(value, safe='')}" for key, value in pairs
-    )
-    return urlunsplit(parts._replace(query=query))
+    masked = uri
+    userinfo = _userinfo(uri)
+    if userinfo is not None:
+        user, colon, _ = userinfo.partition(":")
+        shown = f"{user}:{MASK}" if colon else MASK
+        masked = _USERINFO.sub(lambda m: f"{m['scheme']}{shown}@", uri, count=1)
+    return _SECRET_PARAM.sub(lambda m: f"{m['name']}={MASK}", masked)
 
 
 def mask_text(text: str, uri: str) -> str:
-    """``text`` (typically an FFmpeg error that quotes the URL) with ``uri``'s secrets masked."""
-    masked = mask_uri(uri)
-    if masked != uri:
-        text = text.replace(uri, masked)
-        password = _USERINFO.match(uri)
-        if password and password["password"]:
-            text = text.replace(password["password"], MASK)
+    """``text`` (typically an FFmpeg error that quotes the URL, or a part of it) with ``uri``'s secrets masked."""
+    text = text.replace(uri, mask_uri(uri))
+    for secret in sorted(_secrets(uri), key=len, reverse=True):
+        if len(secret) >= MIN_SECRET_IN_TEXT:
+            text = text.replace(secret, MASK)
     return text
+
+
+def _userinfo(uri: str) -> str | None:
+    """The user info of ``uri`` as FFmpeg reads it, or None if it has none."""
+    match = _USERINFO.match(uri)
+    if match is None or "/" in match["userinfo"].partition(":")[0]:
+        return None
+    return match["userinfo"]
+
+
+def _secrets(uri: str) -> list[str]:
+    """The secret parts of ``uri`` as they are written in it, and percent-decoded."""
+    found = [m["value"] for m in _SECRET_PARAM.finditer(uri)]
+    userinfo = _userinfo(uri)
+    if userinfo is not None:
+        user, colon, password = userinfo.partition(":")
+        found.append(password if colon else user)
+    return [form for secret in found if secret for form in {secret, unquote(secret)}]
 
 
 def split_options(uri: str, known: dict[str, str]) -> tuple[str, dict[str, str]]:

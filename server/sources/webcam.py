@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 import av
 import av.container
 
-from server.sources.base import Decoded, SourceError
-from server.sources.network import decode_frames, translate_error
+from server.sources.base import MAX_FRAME_SIDE_PX, Decoded, SourceError
+from server.sources.network import decode_frames, limit_decoder, translate_error
 from server.sources.uri import split_options
 
 DEFAULT_FPS = 30.0
@@ -35,8 +35,9 @@ _OPTIONS = {"width": "", "height": "", "fps": "", "format": ""}
 class WebcamSource:
     live = True
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, max_frame_side: int = MAX_FRAME_SIDE_PX) -> None:
         device, options = split_options(uri, _OPTIONS)
+        self._max_frame_side = max_frame_side
         self._device, self._format = _device(device)
         self._uri = uri
         width, height = options["width"], options["height"]
@@ -75,6 +76,7 @@ class WebcamSource:
             if not container.streams.video:
                 raise SourceError(f"{self._device} has no video")
             stream = container.streams.video[0]
+            limit_decoder(stream, self._max_frame_side)
             if stream.average_rate:
                 self.fps = float(stream.average_rate)
             yield from decode_frames(container, stop, STALL_TIMEOUT_S, True, self._device)

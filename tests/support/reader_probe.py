@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from server.frames import Frame
 from server.sources import LatestFrame, Source, StreamState, open_source
+from server.sources.base import MAX_FRAME_SIDE_PX
 from server.sources.reader import Backoff, ReaderStatus, StreamReader
 
 #: Quick retries keep recovery tests short; the production schedule is tested on its own.
@@ -23,13 +24,28 @@ POLL_S = 0.02
 
 class ReaderProbe:
     def __init__(
-        self, source: str | Source, stream_id: str = "cam", loop_file: bool = False, backoff: Backoff = FAST_BACKOFF
+        self,
+        source: str | Source,
+        stream_id: str = "cam",
+        loop_file: bool = False,
+        backoff: Backoff = FAST_BACKOFF,
+        max_frame_side: int = MAX_FRAME_SIDE_PX,
+        slow_backoff: Backoff | None = None,
     ) -> None:
-        self.source = open_source(source) if isinstance(source, str) else source
+        self.source = open_source(source, max_frame_side) if isinstance(source, str) else source
         self.ready = threading.Event()
         self.slot = LatestFrame(self.ready)
         self.announced: list[tuple[StreamState, str | None]] = []
-        self.reader = StreamReader(stream_id, self.source, self.slot, self._on_state, loop_file, backoff)
+        self.reader = StreamReader(
+            stream_id,
+            self.source,
+            self.slot,
+            self._on_state,
+            loop_file,
+            backoff,
+            max_frame_side=max_frame_side,
+            slow_backoff=slow_backoff,
+        )
 
     def _on_state(self, stream_id: str, state: StreamState, error: str | None) -> None:
         assert stream_id == self.reader.stream_id

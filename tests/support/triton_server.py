@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from server.triton.cpu_server import TritonCpuError, TritonInstall, default_venv
+from tests.support.components import require_component
 from tests.support.rtsp_camera import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,10 +39,7 @@ def require_triton_venv(venv: Path | None = None) -> Path:
     try:
         TritonInstall.find(venv)
     except TritonCpuError as exc:
-        reason = f"needs a Triton CPU install ({exc})"
-        if os.environ.get("SEGCAST_REQUIRE_COMPONENTS") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        require_component(False, f"needs a Triton CPU install ({exc})")
     return venv
 
 

@@ -1,0 +1,88 @@
+"""How the app meets the network: the time limits and logging that aiohttp leaves to whoever runs it.
+
+`server_options` is passed to ``web.run_app`` by the CLI, and to a runner by tests that need the
+server exactly as it runs:
+
+- a connection must finish its request headers within `HEADER_TIMEOUT_S` of connecting (or of its
+  previous answer, when kept alive), so half-sent requests cannot hold sockets open for ever;
+- at shutdown, a request still being read or answered (a body trickling in) gets
+  `SHUTDOWN_GRACE_S`, not aiohttp's default minute, before it is cancelled; WebSocket and MJPEG
+  viewers are closed before that, by the app itself;
+- a request aiohttp cannot parse (a request line over 8 KB, bytes that are not HTTP) is the
+  client's mistake: one line at DEBUG, not an ERROR with a traceback per request, which anyone
+  could otherwise flood the log with without a token;
+- ``token=`` values are redacted from access logs: a signed token in a URL is a credential until
+  it expires, and a long-lived token pasted there by mistake would be one for ever.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
+
+HEADER_TIMEOUT_S = 20.0
+SHUTDOWN_GRACE_S = 3.0
+REDACTED = "***"
+#: ``token=...`` in a query string, whether the path's or a Referer's.
+_TOKEN_VALUE = re.compile(r"(?<=[?&;])(token=)[^&;#\s\"]*", re.IGNORECASE)
+
+#: aiohttp's request handlers log through this logger instead of ``aiohttp.server``.
+http_log = logging.getLogger("server.http")
+
+
+def server_options(header_timeout_s: float = HEADER_TIMEOUT_S) -> dict[str, Any]:
+    """Keyword arguments for ``web.run_app`` (or ``web.AppRunner``) that apply the limits above."""
+    return {
+        "keepalive_timeout": header_timeout_s,
+        "shutdown_timeout": SHUTDOWN_GRACE_S,
+        "access_log_class": RedactingAccessLogger,
+        "logger": http_log,
+    }
+
+
+def redact_tokens(text: str) -> str:
+    """``text`` with the value of every ``token=`` parameter replaced by ``***``."""
+    return _TOKEN_VALUE.sub(rf"\g<1>{REDACTED}", text)
+
+
+class RedactingAccessLogger(AbstractAccessLogger):
+    """The combined log format aiohttp writes by default, with ``token=`` values redacted.
+
+    The format string given to aiohttp is not used: the line is always
+    ``<remote> "<request line>" <status> <bytes> "<referer>" "<user agent>"``.
+    """
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        line = f"{request.method} {request.path_qs} HTTP/{request.version.major}.{request.version.minor}"
+        self.logger.info(
+            '%s "%s" %s %s "%s" "%s" %.3fs',
+            request.remote or "-",
+            redact_tokens(line),
+            response.status,
+            response.body_length,
+            redact_tokens(request.headers.get("Referer", "-")),
+            request.headers.get("User-Agent", "-"),
+            time,
+        )
+
+
+class _ClientErrorsAreNotServerErrors(logging.Filter):
+    """Turns aiohttp's ERROR-with-traceback for a request it could not parse into one DEBUG line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        reason = redact_tokens(str(exc.message)[:200])
+        record.msg, record.args = "refused a malformed request (%s): %s", (exc.code, reason)
+        record.exc_info, record.exc_text = None, None
+        record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+        return http_log.isEnabledFor(logging.DEBUG)
+
+
+http_log.addFilter(_ClientErrorsAreNotServerErrors())
