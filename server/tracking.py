@@ -58,6 +58,17 @@ def make_tracker(options: StreamOptions) -> Any:
     return TRACKER_MAP[options.tracker](IterableSimpleNamespace(**config))
 
 
+def detection_conf(options: StreamOptions) -> float:
+    """The lowest confidence the stream's tracker uses: the model must be run at least this low.
+
+    A partly hidden object scores low. ByteTrack and its kin keep a track alive through that with a
+    second association over detections down to ``track_low_thresh``, so those must reach the
+    tracker even though only tracks at the stream's ``conf`` are reported.
+    """
+    low = options.tracker_config().get("track_low_thresh", options.conf)
+    return min(options.conf, float(low)) if isinstance(low, int | float) else options.conf
+
+
 def class_ids(class_names: dict[int, str], wanted: tuple[str, ...]) -> frozenset[int] | None:
     """The model's class ids for the names in ``wanted`` (None: all); ValueError names any unknown one."""
     if not wanted:
@@ -93,9 +104,11 @@ class _TrackHistory:
 class StreamTracker:
     """Tracks for one stream: feed it that stream's model results in frame order, get tracks and events.
 
-    It also applies the stream's own detection filter (confidence, classes, max detections), so that
-    streams with different thresholds can share one batched model call run at the lowest of them.
-    Not thread-safe: the inference thread is its only user.
+    It also applies the stream's own detection filter (classes, max detections, and confidence down
+    to `detection_conf`), so that streams with different thresholds can share one batched model call
+    run at the lowest of them. The tracker sees detections under the stream's ``conf``; only tracks
+    whose detection in this frame reaches it are reported. Not thread-safe: the inference thread is
+    its only user.
     """
 
     def __init__(self, stream_id: str, class_names: dict[int, str], options: StreamOptions, nominal_fps: float) -> None:
@@ -103,6 +116,7 @@ class StreamTracker:
         self._class_names = class_names
         self._options = options
         self._class_ids = class_ids(class_names, options.classes)
+        self._tracker_conf = detection_conf(options)
         self._tracker = make_tracker(options)
         config = options.tracker_config()
         self._windows_s = {
@@ -130,6 +144,8 @@ class StreamTracker:
         tracks: list[Track] = []
         events: list[TrackEvent] = []
         for row in rows:
+            if row[5] < self._options.conf:
+                continue  # kept by the tracker on a weak detection, but not reported
             track_id, class_id, index = int(row[4]), int(row[6]), int(row[7])
             found = 0 <= index < len(detections)
             # The detection's own box agrees with its mask; tracktrack may report boxes it recovered.
@@ -144,9 +160,9 @@ class StreamTracker:
         return tuple(tracks), tuple(events)
 
     def _select(self, detections: Detections) -> Detections:
-        """This stream's detections: at or above its confidence, of its classes, at most ``max_det``."""
+        """This stream's detections for its tracker: down to `detection_conf`, of its classes, at most ``max_det``."""
         conf = detections.confidence
-        keep = conf >= self._options.conf
+        keep = conf >= self._tracker_conf
         if self._class_ids is not None:
             keep &= np.isin(detections.class_ids, list(self._class_ids))
         indices = np.flatnonzero(keep)
