@@ -1,4 +1,4 @@
-"""Per-stream tracker state: one ultralytics tracker per stream, and the metadata built from it.
+"""Per-stream tracker state: one tracker per stream (ultralytics' or `segtrack`), and the metadata built from it.
 
 ultralytics' own ``model.track`` keeps one tracker for whatever it is given, so streams would share
 state. Here each stream owns a `StreamTracker`, which only ever sees that stream's detections, in
@@ -23,7 +23,8 @@ import numpy as np
 
 from server.detections import Detections
 from server.frames import Frame, Track, TrackEvent, TrackEventKind
-from server.options import StreamOptions
+from server.options import SEGTRACK, StreamOptions
+from server.tracking.segtrack import SegTracker
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +49,13 @@ CLASS_VOTE_DECAY = 0.9
 
 
 def make_tracker(options: StreamOptions) -> Any:
-    """A fresh ultralytics tracker of ``options.tracker`` with the stream's setting overrides applied."""
+    """A fresh tracker of ``options.tracker`` (segcast's `SegTracker` or ultralytics') with the stream's settings."""
     from ultralytics.trackers.track import TRACKER_MAP
     from ultralytics.utils import IterableSimpleNamespace
 
     config = options.tracker_config()
+    if options.tracker == SEGTRACK:
+        return SegTracker(config)
     # ReID needs ultralytics' predictor hooks (or a download); segcast feeds trackers directly.
     config.update(with_reid=False, model="auto", device="cpu")
     return TRACKER_MAP[options.tracker](IterableSimpleNamespace(**config))
@@ -140,7 +143,10 @@ class StreamTracker:
 
         self._measure_rate(frame.media_time)
         detections = self._select(detections)
-        rows = self._tracker.update(Boxes(detections.boxes, frame.image.shape[:2]), frame.image)
+        if isinstance(self._tracker, SegTracker):  # it reads masks, not just boxes
+            rows = self._tracker.update(detections, frame.image)
+        else:
+            rows = self._tracker.update(Boxes(detections.boxes, frame.image.shape[:2]), frame.image)
         tracks: list[Track] = []
         events: list[TrackEvent] = []
         for row in rows:
