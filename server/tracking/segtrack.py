@@ -48,10 +48,12 @@ SEGTRACK_DEFAULTS: dict[str, float | int | bool | str] = {
 HUE_BINS, SATURATION_BINS = 16, 4
 #: Colours of a clearly visible detection replace this share of its track's histogram.
 APPEARANCE_RATE = 0.2
-#: A detection smaller than this share of its track's usual area is taken to be partly hidden: it
-#: still continues the track, but says nothing reliable about its velocity, size or colours.
+#: A detection smaller than this share of its track's usual area is taken to be partly hidden (and
+#: one larger by the inverse, merged with another): it still continues the track, but says nothing
+#: reliable about its velocity, size or colours.
 OCCLUDED_AREA_SHARE = 0.7
 VELOCITY_RATE = 0.5  # weight of the newest displacement in a track's velocity
+AREA_RATE = 0.3  # weight of the newest detection in a track's usual area
 #: Colour similarity under which a motion match is refused (clearly another object).
 APPEARANCE_VETO = 0.4
 LOW_MATCH_IOU = 0.3  # least box IoU for round 2, as ByteTrack's second association uses 0.5 on boxes
@@ -138,7 +140,8 @@ class SegTracker:
         seen = [self._seen(detections, i, image) for i in range(len(detections))]
         strong = [d for d in seen if d.score >= self.high]
         weak = [d for d in seen if self.low <= d.score < self.high]
-        tracks = self.tracked_stracks + self.lost_stracks
+        everyone = self.tracked_stracks + self.lost_stracks
+        tracks = [t for t in everyone if t.confirmed]
         matched: list[tuple[SegTrack, _Seen]] = []
 
         pairs, tracks, strong = self._assign(tracks, strong, self._motion_similarity, self.match)
@@ -146,8 +149,13 @@ class SegTracker:
         kept = [t for t in tracks if t.lost_for == 0]
         pairs, _, _ = self._assign(kept, weak, _box_similarity, LOW_MATCH_IOU)
         matched += pairs
-        lost = [t for t in tracks if t.confirmed and all(t is not m for m, _ in pairs)]
+        lost = [t for t in tracks if all(t is not m for m, _ in pairs)]
         pairs, _, strong = self._assign(lost, strong, self._appearance_similarity, self.appearance)
+        matched += pairs
+        # Last pick for tracks started in the previous frame: a duplicate detection that started
+        # one must not take its object from the track that has followed it all along.
+        tentative = [t for t in everyone if not t.confirmed]
+        pairs, _, strong = self._assign(tentative, strong, self._motion_similarity, self.match)
         matched += pairs
 
         rows = []
@@ -219,18 +227,21 @@ class SegTracker:
     # -- track life -----------------------------------------------------------------------------
 
     def _continue(self, track: SegTrack, detection: _Seen) -> None:
-        hidden = detection.area < OCCLUDED_AREA_SHARE * track.area
-        if not hidden:
-            moved = (_centre(detection.box) - _centre(track.box)) / (track.lost_for + 1)
-            if track.hits > 1 or track.lost_for == 0:
+        # A partly hidden object's box shrinks and two merged objects' grows: neither says how the
+        # track moved or looks. An object coming out from behind another only grows, so the usual
+        # area follows any growth (one merged frame moves it by only `AREA_RATE`).
+        whole = detection.area >= OCCLUDED_AREA_SHARE * track.area
+        if whole:
+            if detection.area <= track.area / OCCLUDED_AREA_SHARE or track.hits == 1:
+                moved = (_centre(detection.box) - _centre(track.box)) / (track.lost_for + 1)
                 track.velocity += VELOCITY_RATE * (moved - track.velocity)
-            track.area += 0.3 * (detection.area - track.area)
-            if detection.colours is not None:
-                track.colours = (
-                    detection.colours
-                    if track.colours is None
-                    else (1 - APPEARANCE_RATE) * track.colours + APPEARANCE_RATE * detection.colours
-                )
+                if detection.colours is not None:
+                    track.colours = (
+                        detection.colours
+                        if track.colours is None
+                        else (1 - APPEARANCE_RATE) * track.colours + APPEARANCE_RATE * detection.colours
+                    )
+            track.area += AREA_RATE * (detection.area - track.area)
         track.box, track.mask, track.score = detection.box, detection.mask, detection.score
         track.class_id = detection.class_id
         track.hits += 1
