@@ -158,6 +158,21 @@ def test_weak_detections_carry_a_track_through_a_turn_without_being_reported() -
     assert len(set(reported)) == 1, reported
 
 
+def test_a_weak_detection_inside_a_confident_one_is_a_duplicate_not_a_hidden_object() -> None:
+    """Weak detections reach the tracker for partly hidden objects, which stick out of what hides them;
+    one inside a confident box is the model seeing part of that object again, and is dropped."""
+    image = np.zeros((240, 320, 3), np.uint8)
+    tracker = StreamTracker("cam", NAMES, StreamOptions(conf=0.25), 15.0)
+    rows = [
+        [100, 100, 200, 200, 0.9, 0],
+        [110, 110, 190, 180, 0.15, 0],  # inside the first: a duplicate
+        [180, 60, 240, 110, 0.15, 1],  # mostly outside it: a partly hidden object
+    ]
+    kept = tracker._select(box_result(image, rows))
+    assert kept.confidence.tolist() == pytest.approx([0.9, 0.15])
+    assert kept.boxes[1, 0] == 180
+
+
 @pytest.mark.parametrize("kind", tracker_kinds())
 def test_every_ultralytics_tracker_keeps_ids_on_a_clear_object(kind: str) -> None:
     scene = Scene(seed=SCENE_SEED)

@@ -45,7 +45,10 @@ def test_no_id_switch_while_objects_are_apart(scene_run: list[FrameResult]) -> N
     report = score(Scene(seed=SCENE_SEED), [(r.frame.seq, r.tracks) for r in scene_run])
     print(report.line())
     assert report.switches_apart == 0, report.line()
-    assert report.switches <= 2, report.line()
+    # Measured: 2 switches while the model ran at conf 0.25; run at 0.1 so that the tracker gets the
+    # weak detections of partly hidden objects, 3 (IDF1 0.919 -> 0.943, MOTA 0.856 -> 0.896): one
+    # more at an object's entry, where the model boxes the object twice, both confidently.
+    assert report.switches <= 3, report.line()
 
 
 def test_idf1_over_a_scene_with_crossings_and_occlusions(scene_run: list[FrameResult]) -> None:
