@@ -46,7 +46,7 @@ SCALEOUT_PAGE = "scaleout.md"  # written beside --out; `--only scaleout` leaves 
 TRACK_SEED = 7  # the scene tests/ and tools/track_report.py score tracking on
 #: The busy scene of the mask-path figures: 720p with a crowd (about 19 detections a frame at 640),
 #: the kind of frame where ultralytics' whole-input masks cost as much as a fast backend's network.
-BUSY_SCENE = {"seed": 11, "width": 1280, "height": 720, "objects_per_period": 40}
+BUSY_SCENE: dict[str, Any] = {"seed": 11, "width": 1280, "height": 720, "objects_per_period": 40}
 BUSY_START = 150  # the scene starts empty; by this frame it holds 13 to 16 objects
 BUSY_IMGSZ = 640
 BUSY_VIDEO_FRAMES = 150

@@ -19,6 +19,7 @@ from server.analytics.shapes import Line, Zone, parse_lines, parse_zones
 #: ultralytics' own default; ``max_det`` bounds the work per frame, not the objects a camera can see.
 DEFAULT_MAX_DET = 300
 DEFAULT_TRACKER = "bytetrack"
+SEGTRACK = "segtrack"  # segcast's own mask- and appearance-aware tracker (server.tracking.segtrack)
 MIN_IMGSZ_PX = 32
 MAX_IMGSZ_PX = 4096
 IMGSZ_STRIDE_PX = 32  # YOLO's largest stride: an input must be a whole number of its cells
@@ -30,21 +31,25 @@ TrackerValue = float | int | bool | str
 
 @cache
 def tracker_defaults(kind: str) -> dict[str, TrackerValue]:
-    """The settings ultralytics ships for tracker ``kind`` (its ``<kind>.yaml``); raises ValueError if unknown."""
+    """The default settings of tracker ``kind`` (ultralytics' ``<kind>.yaml``); raises ValueError if unknown."""
     from ultralytics.trackers.track import TRACKER_MAP
     from ultralytics.utils import YAML
     from ultralytics.utils.checks import check_yaml
 
+    if kind == SEGTRACK:
+        from server.tracking.segtrack import SEGTRACK_DEFAULTS
+
+        return dict(SEGTRACK_DEFAULTS)
     if kind not in TRACKER_MAP:
-        raise ValueError(f"tracker: unknown tracker {kind!r}; choose one of {', '.join(sorted(TRACKER_MAP))}")
+        raise ValueError(f"tracker: unknown tracker {kind!r}; choose one of {', '.join(tracker_kinds())}")
     return dict(YAML.load(check_yaml(f"{kind}.yaml")))
 
 
 def tracker_kinds() -> tuple[str, ...]:
-    """Every tracker ultralytics ships, as accepted by ``tracker``."""
+    """Every tracker accepted by ``tracker``: ultralytics' and segcast's own."""
     from ultralytics.trackers.track import TRACKER_MAP
 
-    return tuple(sorted(TRACKER_MAP))
+    return tuple(sorted({*TRACKER_MAP, SEGTRACK}))
 
 
 @dataclass(frozen=True, slots=True)

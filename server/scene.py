@@ -8,6 +8,12 @@ gives the same pixels, so tests can regenerate the truth for any frame a server 
 
 A scene is periodic (`period_frames`): objects are drawn from the seed per period, so a live demo can
 run forever while every frame stays reproducible.
+
+Two families: ``"wander"`` (the default: objects roam between random waypoints) and ``"occlusion"``,
+which stages what breaks trackers: objects passing behind a near object that stops in the middle,
+same-class objects crossing, objects stopping and starting, and an object leaving by an edge and
+coming back. An object that is hidden (or out of the frame) is simply absent from a frame's truth,
+so a hidden spell is the run of frames an object id is missing between two appearances.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import numpy as np
 
 CLASS_NAMES: tuple[str, ...] = ("disc", "square", "triangle")
 MIN_VISIBLE_PX = 60
+FAMILIES: tuple[str, ...] = ("wander", "occlusion")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +46,11 @@ class TrueObject:
     @property
     def class_name(self) -> str:
         return CLASS_NAMES[self.class_id]
+
+    @property
+    def visibility(self) -> float:
+        """The share of the object's in-frame area not hidden behind nearer objects."""
+        return 1.0 - self.occluded_fraction
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,42 +98,60 @@ class Scene:
         fps: int = 15,
         period_frames: int = 450,
         objects_per_period: int = 7,
+        family: str = "wander",
     ) -> None:
         if width < 64 or height < 64:
             raise ValueError("a scene needs at least 64x64 pixels")
+        if family not in FAMILIES:
+            raise ValueError(f"family: expected one of {', '.join(FAMILIES)}, got {family!r}")
         self.seed = seed
         self.width = width
         self.height = height
         self.fps = fps
         self.period_frames = period_frames
         self.objects_per_period = objects_per_period
+        self.family = family
         self._background = self._make_background()
         self._periods: dict[int, list[_Actor]] = {}
 
     def render(self, index: int) -> tuple[np.ndarray, list[TrueObject]]:
         """Frame ``index`` as a BGR image and the objects visible in it, nearest first."""
         image = self._background.copy()
-        placed: list[tuple[_Actor, np.ndarray, float]] = []
+        placed, truths, _ = self._layout(index)
+        for actor, full in placed:
+            self._paint(image, actor, full, index)
+        return image, truths
+
+    def visibility(self, index: int) -> dict[int, float]:
+        """Every object with any part inside frame ``index``, and the share of that part one can see.
+
+        Objects hidden behind nearer ones are here with 0.0 (or a sliver too small to count); they are
+        the ones missing from `render`'s truth while still in the frame.
+        """
+        return self._layout(index)[2]
+
+    def _layout(self, index: int) -> tuple[list[tuple[_Actor, np.ndarray]], list[TrueObject], dict[int, float]]:
+        placed = []
         for actor in self._actors_at(index):
             full = self._shape_mask(actor, index)
             if full.any():
-                placed.append((actor, full, actor.z))
-        placed.sort(key=lambda entry: entry[2])  # far to near: nearer objects paint over
+                placed.append((actor, full))
+        placed.sort(key=lambda entry: entry[0].z)  # far to near: nearer objects paint over
         covered = np.zeros((self.height, self.width), dtype=bool)
         truths: list[TrueObject] = []
-        for actor, full, _ in reversed(placed):  # near to far, to know what is hidden
+        shares: dict[int, float] = {}
+        for actor, full in reversed(placed):  # near to far, to know what is hidden
             visible = full & ~covered
             covered |= full
             area = int(visible.sum())
+            shares[actor.object_id] = area / int(full.sum())
             if area < MIN_VISIBLE_PX:
                 continue
             ys, xs = np.nonzero(visible)
             box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
             occluded = 1.0 - area / max(int(full.sum()), 1)
             truths.append(TrueObject(actor.object_id, actor.class_id, box, visible, occluded))
-        for actor, full, _ in placed:
-            self._paint(image, actor, full, index)
-        return image, truths
+        return placed, truths, shares
 
     def frames(self, count: int, start: int = 0) -> Iterator[np.ndarray]:
         """Just the images of ``count`` frames, for writers and sources."""
@@ -142,9 +172,12 @@ class Scene:
     def _period(self, period: int) -> list[_Actor]:
         if period not in self._periods:
             rng = np.random.default_rng((self.seed, period))
-            self._periods[period] = [
-                self._make_actor(rng, period * 1000 + n, n) for n in range(self.objects_per_period)
-            ]
+            if self.family == "occlusion":
+                self._periods[period] = _OcclusionStager(self, rng, period * 1000).actors()
+            else:
+                self._periods[period] = [
+                    self._make_actor(rng, period * 1000 + n, n) for n in range(self.objects_per_period)
+                ]
             if len(self._periods) > 4:
                 del self._periods[min(self._periods)]
         return self._periods[period]
@@ -164,21 +197,7 @@ class Scene:
         for a, b in itertools.pairwise(points):
             speed = rng.uniform(2.0, 5.5) * w / 640  # px per frame, different per leg
             frames.append(frames[-1] + max(8.0, math.dist(a, b) / speed))
-        base = rng.integers(40, 230, size=3)
-        stripe = (base + rng.integers(60, 120, size=3)) % 256
-        return _Actor(
-            object_id=object_id,
-            class_id=int(rng.integers(len(CLASS_NAMES))),
-            radius=radius,
-            color=(int(base[0]), int(base[1]), int(base[2])),
-            stripe_color=(int(stripe[0]), int(stripe[1]), int(stripe[2])),
-            stripe_period=float(rng.uniform(6, 14)),
-            stripe_angle=float(rng.uniform(0, math.pi)),
-            z=float(rng.uniform()),
-            spin=float(rng.uniform(-0.03, 0.03)),
-            key_frames=tuple(frames),
-            key_points=tuple(points),
-        )
+        return _look(rng, object_id, int(rng.integers(len(CLASS_NAMES))), radius, float(rng.uniform()), frames, points)
 
     def _edge_point(self, rng: np.random.Generator, edge: int, margin: float) -> tuple[float, float]:
         w, h = self.width, self.height
@@ -244,6 +263,130 @@ class Scene:
         if outline is not None:
             dark = tuple(int(v * 0.5) for v in actor.color)
             cv2.polylines(image, [outline], True, dark, max(1, self.width // 320), cv2.LINE_AA)
+
+
+def _look(
+    rng: np.random.Generator,
+    object_id: int,
+    class_id: int,
+    radius: float,
+    z: float,
+    frames: list[float],
+    points: list[tuple[float, float]],
+) -> _Actor:
+    """An actor on the given trajectory, with colours and texture drawn from ``rng``."""
+    base = rng.integers(40, 230, size=3)
+    stripe = (base + rng.integers(60, 120, size=3)) % 256
+    return _Actor(
+        object_id=object_id,
+        class_id=class_id,
+        radius=radius,
+        color=(int(base[0]), int(base[1]), int(base[2])),
+        stripe_color=(int(stripe[0]), int(stripe[1]), int(stripe[2])),
+        stripe_period=float(rng.uniform(6, 14)),
+        stripe_angle=float(rng.uniform(0, math.pi)),
+        z=z,
+        spin=float(rng.uniform(-0.03, 0.03)),
+        key_frames=tuple(frames),
+        key_points=tuple(points),
+    )
+
+
+class _OcclusionStager:
+    """Stages one period of the ``"occlusion"`` family: a few short plays, each built to test a tracker.
+
+    Every play is placed in time and space from the seed, so a family is many different scenes with
+    the same difficulties. A pass behind or across another object goes through the middle of a leg,
+    where the eased motion is fastest, rather than through a waypoint, where it would stop.
+    """
+
+    def __init__(self, scene: Scene, rng: np.random.Generator, first_id: int) -> None:
+        self.scene, self.rng, self.next_id = scene, rng, first_id
+        self.unit = min(scene.width, scene.height) * 1.2  # radii are fractions of this, as in "wander"
+        self.cast: list[_Actor] = []
+
+    def actors(self) -> list[_Actor]:
+        w, h, span = self.scene.width, self.scene.height, float(self.scene.period_frames)
+        rng = self.rng
+        # A near object walks in, stops in the middle for a while and walks out; two others pass
+        # behind it while it stands, one of its own class.
+        stand = (rng.uniform(0.38, 0.62) * w, rng.uniform(0.4, 0.6) * h)
+        stop_from, stop_to = 0.18 * span, 0.7 * span
+        occluder = int(rng.integers(len(CLASS_NAMES)))
+        self.add(
+            occluder,
+            0.12,
+            0.95,
+            [0.0, stop_from, stop_to, 0.95 * span],
+            [self.edge(3, 0.12), stand, stand, self.edge(1, 0.12)],
+        )
+        self.cross(occluder, stand, stop_from + 0.2 * (stop_to - stop_from), z=0.3)
+        self.cross(int(rng.integers(len(CLASS_NAMES))), stand, stop_from + 0.65 * (stop_to - stop_from), z=0.4)
+        # Two objects of one class cross; the one behind stops for a moment afterwards and goes on.
+        meet = (rng.uniform(0.2, 0.8) * w, rng.uniform(0.25, 0.75) * h)
+        kind = int(rng.integers(len(CLASS_NAMES)))
+        at = rng.uniform(0.3, 0.6) * span
+        self.cross(kind, meet, at, z=0.6, pause=True)
+        self.cross(kind, meet, at, z=0.7)
+        # One object leaves by an edge and comes back in near where it left.
+        side = int(rng.integers(4))
+        gone = rng.uniform(0.35, 0.5) * span
+        away = rng.uniform(5, 30)
+        inside = (rng.uniform(0.3, 0.7) * w, rng.uniform(0.3, 0.7) * h)
+        self.add(
+            int(rng.integers(len(CLASS_NAMES))),
+            0.09,
+            0.5,
+            [0.05 * span, gone - 40, gone, gone + away, gone + away + 40, 0.97 * span],
+            [
+                self.edge(side, 0.09),
+                inside,
+                self.edge(side, 0.09),
+                self.edge(side, 0.09),
+                inside,
+                self.edge((side + 2) % 4, 0.09),
+            ],
+        )
+        return self.cast
+
+    def cross(self, class_id: int, through: tuple[float, float], at: float, z: float, pause: bool = False) -> None:
+        """An object whose straight leg passes ``through`` at frame ``at``, from one edge to the far one."""
+        rng = self.rng
+        size = float(rng.uniform(0.07, 0.1))
+        angle = rng.uniform(0, 2 * math.pi)
+        reach = rng.uniform(0.15, 0.22) * self.scene.width
+        peak_speed = rng.uniform(2.0, 6.0) * self.scene.width / 640  # px per frame where it passes
+        leg = 1.5 * 2 * reach / peak_speed  # eased: the middle of a leg runs at 1.5x its mean speed
+        dx, dy = reach * math.cos(angle), reach * math.sin(angle)
+        start, end = (through[0] - dx, through[1] - dy), (through[0] + dx, through[1] + dy)
+        frames = [at - leg / 2, at + leg / 2]
+        points = [start, end]
+        if pause:
+            frames.append(frames[-1] + float(rng.uniform(8, 25)))
+            points.append(end)
+        leaving = self.nearest_edge(end)
+        frames.append(frames[-1] + max(10.0, math.dist(end, leaving) / 3.0))
+        points.append(leaving)
+        entering = self.nearest_edge(start)
+        frames.insert(0, frames[0] - max(10.0, math.dist(start, entering) / 3.0))
+        points.insert(0, entering)
+        self.add(class_id, size, z, frames, points)
+
+    def add(self, class_id: int, size: float, z: float, frames: list[float], points: list[tuple[float, float]]) -> None:
+        self.cast.append(_look(self.rng, self.next_id, class_id, size * self.unit, z, frames, points))
+        self.next_id += 1
+
+    def edge(self, side: int, size: float) -> tuple[float, float]:
+        """A point just outside edge ``side`` (0 top, 1 right, 2 bottom, 3 left) for an object of ``size``."""
+        return self.scene._edge_point(self.rng, side, size * self.unit * 1.3)
+
+    def nearest_edge(self, point: tuple[float, float]) -> tuple[float, float]:
+        """Where an object at ``point`` leaves (or enters) the frame by the shortest way."""
+        w, h = self.scene.width, self.scene.height
+        margin = 0.12 * self.unit * 1.3
+        x, y = point
+        options = [(x, -margin), (w + margin, y), (x, h + margin), (-margin, y)]
+        return min(options, key=lambda p: math.dist(p, point))
 
 
 def write_h264(scene: Scene, path: Path, frame_count: int, start: int = 0) -> Path:

@@ -8,8 +8,10 @@ other threads; the trackers themselves are touched by this thread alone.
 Frames share one ``predict`` call only when that cannot change their results: same inference size,
 NMS IoU and kind, and image shape (ultralytics letterboxes a batch of mixed shapes differently from a single
 image). Confidence, class filter and max detections are applied per stream after the call, which is
-run at the lowest confidence and highest max detections of the group; greedy NMS keeps exactly the
-same higher-scoring boxes either way. So a stream gets the same tracks batched or alone.
+run at the lowest confidence any stream's tracker takes (`detection_conf`: below the reporting
+``conf``, down to the tracker's low threshold) and the highest max detections of the group; greedy
+NMS keeps exactly the same higher-scoring boxes either way. So a stream gets the same tracks batched
+or alone.
 
 A model on a Triton server (`server.triton`) is pipelined: up to `REMOTE_IN_FLIGHT` batches are
 out at once, so while the server runs one the thread tracks and delivers the one before, and its
@@ -38,7 +40,7 @@ from server.frames import Frame, FrameResult, TrackEvent
 from server.models import InferenceStatus, InferenceUnavailable, ModelError, open_model
 from server.options import StreamOptions
 from server.sources.base import LatestFrame
-from server.tracking import StreamTracker, class_ids
+from server.tracking import StreamTracker, class_ids, detection_conf
 from server.triton.model import PendingDetections, TritonModel
 
 if TYPE_CHECKING:
@@ -390,7 +392,7 @@ class InferenceWorker:
             "imgsz": imgsz,
             "iou": iou,
             "agnostic_nms": agnostic,
-            "conf": min(job.registration.options.conf for job in group),
+            "conf": min(detection_conf(job.registration.options) for job in group),
             "max_det": max(job.registration.options.max_det for job in group),
             "device": self._options.device,
             "quantize": 16 if self._options.use_half else None,  # ultralytics' successor of half=True

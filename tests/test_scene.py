@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from functools import cache
+from itertools import groupby
 from pathlib import Path
 
 import av
 import cv2
 import numpy as np
+import pytest
 
-from server.scene import CLASS_NAMES, Scene, write_h264, write_y4m
+from server.scene import CLASS_NAMES, Scene, TrueObject, write_h264, write_y4m
+
+OCCLUSION_SEEDS = (21, 22)
+OCCLUSION_FRAMES = 300
 
 
 def test_same_seed_renders_identical_frames_and_truth() -> None:
@@ -76,3 +83,90 @@ def test_y4m_file_is_readable_by_ffmpeg(tmp_path: Path) -> None:
         frames = list(container.decode(video=0))
     assert len(frames) == 5
     assert (frames[0].width, frames[0].height) == (320, 192)
+
+
+@cache
+def occlusion_run(seed: int) -> list[tuple[list[TrueObject], dict[int, float]]]:
+    """Each frame's truth and visibility for one period of an occlusion-family scene."""
+    scene = Scene(seed=seed, family="occlusion", period_frames=OCCLUSION_FRAMES)
+    return [scene._layout(i)[1:] for i in range(OCCLUSION_FRAMES)]  # render's truth and visibility, unpainted
+
+
+def absences(seed: int) -> Iterator[tuple[int, list[bool]]]:
+    """Per object and spell it is missing from the truth between two appearances: whether it was
+    still in the frame at each missing frame."""
+    run = occlusion_run(seed)
+    ids = {t.object_id for truths, _ in run for t in truths}
+    for object_id in ids:
+        present = [any(t.object_id == object_id for t in truths) for truths, _ in run]
+        first, last = present.index(True), len(present) - present[::-1].index(True)
+        index = first
+        for shown, spell in groupby(present[first:last]):
+            length = len(list(spell))
+            if not shown:
+                yield object_id, [object_id in run[i][1] for i in range(index, index + length)]
+            index += length
+
+
+@pytest.mark.parametrize("seed", OCCLUSION_SEEDS)
+def test_occlusion_family_hides_objects_behind_others_for_a_fifth_of_a_second_to_two(seed: int) -> None:
+    fps = Scene(family="occlusion").fps
+    hidden = [len(spell) / fps for _, spell in absences(seed) if all(spell)]
+    assert any(0.2 <= s <= 2.0 for s in hidden), hidden
+
+
+@pytest.mark.parametrize("seed", OCCLUSION_SEEDS)
+def test_occlusion_family_has_an_object_leave_the_frame_and_come_back(seed: int) -> None:
+    assert any(spell.count(False) >= 3 for _, spell in absences(seed))
+
+
+@pytest.mark.parametrize("seed", OCCLUSION_SEEDS)
+def test_occlusion_family_crosses_objects_of_one_class(seed: int) -> None:
+    def crossing(truths: list[TrueObject]) -> bool:
+        return any(
+            a.class_id == b.class_id
+            and a.object_id != b.object_id
+            and b.occluded_fraction > 0.3
+            and a.box[0] < b.box[2] + 2
+            and b.box[0] < a.box[2] + 2
+            and a.box[1] < b.box[3] + 2
+            and b.box[1] < a.box[3] + 2
+            for a in truths
+            for b in truths
+        )
+
+    assert sum(crossing(truths) for truths, _ in occlusion_run(seed)) >= 3
+
+
+@pytest.mark.parametrize("seed", OCCLUSION_SEEDS)
+def test_occlusion_family_has_objects_that_stop_and_start_again(seed: int) -> None:
+    boxes: dict[int, list[tuple[int, int, int, int] | None]] = {}
+    run = occlusion_run(seed)
+    for n, (truths, _) in enumerate(run):
+        for t in truths:
+            boxes.setdefault(t.object_id, [None] * len(run))[n] = t.box if t.occluded_fraction == 0 else None
+
+    def still_then_moving(track: list[tuple[int, int, int, int] | None]) -> bool:
+        for n in range(len(track) - 12):
+            window = track[n : n + 8]
+            if window[0] is not None and all(b == window[0] for b in window):
+                return any(b is not None and b != window[0] for b in track[n + 8 :])
+        return False
+
+    assert any(still_then_moving(track) for track in boxes.values())
+
+
+def test_visibility_lists_hidden_objects_that_the_truth_leaves_out() -> None:
+    scene = Scene(seed=OCCLUSION_SEEDS[0], family="occlusion", period_frames=OCCLUSION_FRAMES)
+    assert scene.visibility(100) == occlusion_run(OCCLUSION_SEEDS[0])[100][1]
+    run = occlusion_run(OCCLUSION_SEEDS[0])
+    hidden = [(truths, shares) for truths, shares in run if len(shares) > len(truths)]
+    assert hidden
+    for truths, shares in run:
+        for t in truths:
+            assert shares[t.object_id] == pytest.approx(t.visibility)
+
+
+def test_unknown_scene_family_is_refused() -> None:
+    with pytest.raises(ValueError, match="family: expected one of wander, occlusion"):
+        Scene(family="chaos")

@@ -157,6 +157,41 @@ def test_class_filter_and_confidence_are_applied_per_stream() -> None:
         StreamTracker("b", NAMES, StreamOptions(classes=("person",)), 10.0)
 
 
+def test_weak_detections_carry_a_track_through_a_turn_without_being_reported() -> None:
+    """Partly hidden objects score low: the tracker must still get them (down to its low threshold).
+
+    The object runs right, turns down while it scores 0.15 (under the stream's conf 0.25), and scores
+    high again. Fed only the reported detections, the tracker would predict it further right, lose it
+    and give it a new id; fed the weak ones too, it follows the turn. Weak frames report no track.
+    """
+    image = np.zeros((480, 640, 3), np.uint8)
+    tracker = StreamTracker("cam", NAMES, StreamOptions(conf=0.25), 15.0)
+    x, y, reported = 50.0, 50.0, []
+    for index in range(30):
+        strong = not 10 <= index < 20
+        x, y = (x + 6, y) if index < 10 else (x, y + 6) if index < 20 else (x + 6, y)
+        rows = [[x, y, x + 60, y + 60, 0.9 if strong else 0.15, 0]]
+        tracks, _ = tracker.update(box_result(image, rows), Frame("cam", index, 0.0, index / 15.0, image))
+        assert bool(tracks) == strong, index
+        reported += [t.track_id for t in tracks]
+    assert len(set(reported)) == 1, reported
+
+
+def test_a_weak_detection_inside_a_confident_one_is_a_duplicate_not_a_hidden_object() -> None:
+    """Weak detections reach the tracker for partly hidden objects, which stick out of what hides them;
+    one inside a confident box is the model seeing part of that object again, and is dropped."""
+    image = np.zeros((240, 320, 3), np.uint8)
+    tracker = StreamTracker("cam", NAMES, StreamOptions(conf=0.25), 15.0)
+    rows = [
+        [100, 100, 200, 200, 0.9, 0],
+        [110, 110, 190, 180, 0.15, 0],  # inside the first: a duplicate
+        [180, 60, 240, 110, 0.15, 1],  # mostly outside it: a partly hidden object
+    ]
+    kept = tracker._select(box_result(image, rows))
+    assert kept.confidence.tolist() == pytest.approx([0.9, 0.15])
+    assert kept.boxes[1, 0] == 180
+
+
 @pytest.mark.parametrize("kind", tracker_kinds())
 def test_every_ultralytics_tracker_keeps_ids_on_a_clear_object(kind: str) -> None:
     scene = Scene(seed=SCENE_SEED)

@@ -1,7 +1,8 @@
 """Tracking with the bundled model on a generated scene: ids you can trust and masks that fit.
 
 The whole 300-frame scene runs once through the real worker (module fixture) and each test judges
-one property of that run against the scene's exact ground truth.
+one property of that run against the scene's exact ground truth. The occlusion family is scored on the
+model's own detections, fed to each tracker in turn.
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ import numpy as np
 import pytest
 from ultralytics import YOLO
 
-from server.frames import FrameResult, TrackEventKind
+from server.detections import Detections, detect
+from server.frames import Frame, FrameResult, Track, TrackEventKind
 from server.models import load_model
+from server.options import StreamOptions
 from server.scene import Scene, TrueObject
+from server.tracking import StreamTracker, detection_conf
 from tests.conftest import SCENE_FRAMES, SCENE_SEED
 from tests.support.driver import Driver
 from tests.support.truth import mask_iou, match_boxes, polygon_mask
@@ -45,7 +49,10 @@ def test_no_id_switch_while_objects_are_apart(scene_run: list[FrameResult]) -> N
     report = score(Scene(seed=SCENE_SEED), [(r.frame.seq, r.tracks) for r in scene_run])
     print(report.line())
     assert report.switches_apart == 0, report.line()
-    assert report.switches <= 2, report.line()
+    # Measured: 2 switches while the model ran at conf 0.25; run at 0.1 so that the tracker gets the
+    # weak detections of partly hidden objects, 3 (IDF1 0.919 -> 0.943, MOTA 0.856 -> 0.896): one
+    # more at an object's entry, where the model boxes the object twice, both confidently.
+    assert report.switches <= 3, report.line()
 
 
 def test_idf1_over_a_scene_with_crossings_and_occlusions(scene_run: list[FrameResult]) -> None:
@@ -116,3 +123,38 @@ def test_a_worker_that_gets_only_every_third_frame_tracks_as_well(model: YOLO, s
     # A third of the frames leaves the tracker a third of the evidence at each crossing: a little
     # IDF1 may go (measured: 0.919 -> 0.887), a broken buffer or rate would cost far more.
     assert third.idf1 >= every.idf1 - 0.05, (every.line(), third.line())
+
+
+#: Occlusion-family seeds the bundled model never saw (tools/train_model.py trains on 100-139 and
+#: validates on 900-909); the first two of those docs/benchmarks.md reports.
+UNSEEN_OCCLUSION_SEEDS = (11, 12)
+
+
+@pytest.fixture(scope="module", params=UNSEEN_OCCLUSION_SEEDS)
+def occlusion_detections(request: pytest.FixtureRequest, model: YOLO) -> tuple[Scene, list[Detections]]:
+    """The model's detections on 300 frames of an occlusion scene, down to the trackers' low threshold."""
+    scene = Scene(seed=request.param, family="occlusion")
+    conf = detection_conf(StreamOptions())
+    imgsz = int(model.overrides["imgsz"])
+    frames = [detect(model, [scene.render(i)[0]], imgsz=imgsz, conf=conf, agnostic_nms=True)[0] for i in range(300)]
+    return scene, frames
+
+
+def test_segtrack_holds_ids_through_occlusion_better_than_the_default(
+    model: YOLO, occlusion_detections: tuple[Scene, list[Detections]]
+) -> None:
+    scene, detections = occlusion_detections
+    reports = {}
+    for kind in ("segtrack", "bytetrack"):
+        tracker = StreamTracker(
+            "cam", dict(enumerate(("disc", "square", "triangle"))), StreamOptions(tracker=kind), 15.0
+        )
+        observed: list[tuple[int, tuple[Track, ...]]] = []
+        for index, found in enumerate(detections):
+            image = scene.render(index)[0]
+            observed.append((index, tracker.update(found, Frame("cam", index, 0.0, index / scene.fps, image))[0]))
+        reports[kind] = score(scene, observed)
+    print("segtrack:", reports["segtrack"].line(), "\nbytetrack:", reports["bytetrack"].line())
+    # Measured on seeds 11 and 12: IDF1 0.787 and 0.753 against 0.685 and 0.702 (docs/benchmarks.md).
+    assert reports["segtrack"].idf1 >= reports["bytetrack"].idf1 + 0.03
+    assert reports["segtrack"].switches <= reports["bytetrack"].switches

@@ -1,12 +1,22 @@
-"""Tracking quality on a generated scene: MOTA, IDF1 and id switches against the exact ground truth.
+"""Tracking quality on a generated scene: HOTA, IDF1, MOTA and id switches against the exact ground truth.
 
     python tools/track_report.py --seed 7 --frames 300
+    python tools/track_report.py --family occlusion --seed 11 --tracker all
     python tools/track_report.py --seed 7 --every 3 --tracker botsort --set track_buffer=60
 
 Runs the model and segcast's own per-stream tracker (`server.tracking.StreamTracker`, the code the
 server runs) over ``--frames`` frames of the scene, every ``--every``-th frame as a busy worker would,
-and scores the tracks with motmetrics. ``switches apart`` counts id changes of objects that were
-fully visible and clear of every other object, the case a tracker has no excuse for.
+and scores the tracks with motmetrics (MOTA, IDF1, switches) and HOTA (`hota`).
+``switches apart`` counts id changes of objects that were fully visible and clear of every other
+object, the case a tracker has no excuse for. ``id recall`` per visibility band is the share of the
+objects' boxes in that band covered by the track IDF1 paired the object with: where ids get lost.
+
+HOTA (Luiten et al., IJCV 2021) is computed as TrackEval defines it (and checked against it): per
+frame, truth and tracks are matched by Hungarian assignment on each pair's IoU weighted by how well
+the two ids agree over the whole sequence; the matches at each IoU threshold alpha (0.05 ... 0.95)
+give detection accuracy (DetA) and association accuracy (AssA), HOTA = sqrt(DetA * AssA), averaged
+over the thresholds. It is written here rather than imported because the TrackEval wheel pins the
+non-headless OpenCV, which would replace the one ultralytics runs on.
 """
 
 from __future__ import annotations
@@ -24,12 +34,96 @@ from scipy.optimize import linear_sum_assignment
 
 from server.detections import detect
 from server.frames import Frame, Track
-from server.options import StreamOptions
-from server.scene import Scene, TrueObject
-from server.tracking import StreamTracker
+from server.options import StreamOptions, tracker_kinds
+from server.scene import FAMILIES, Scene, TrueObject
+from server.tracking import StreamTracker, detection_conf
 
 MATCH_IOU = 0.5  # a track covers an object when their boxes overlap at least this much
 APART_GAP_PX = 8
+ALPHAS = np.arange(0.05, 0.99, 0.05)  # HOTA's localisation thresholds, as TrackEval's
+_EPS = np.finfo(float).eps
+
+#: One frame: the truth ids, the track ids and their IoU matrix (truths x tracks).
+FrameIoU = tuple[Sequence[int], Sequence[int], np.ndarray]
+
+
+@dataclass(frozen=True, slots=True)
+class Hota:
+    hota: float
+    deta: float
+    assa: float
+    loca: float
+
+
+def hota(frames: Sequence[FrameIoU]) -> Hota:
+    """HOTA over a sequence, each frame given as truth ids, track ids and their IoU matrix."""
+    truth_index = {i: n for n, i in enumerate(sorted({i for f in frames for i in f[0]}))}
+    track_index = {i: n for n, i in enumerate(sorted({i for f in frames for i in f[1]}))}
+    truth_count = np.zeros(len(truth_index))
+    track_count = np.zeros(len(track_index))
+    potential = np.zeros((len(truth_index), len(track_index)))
+    for truths, tracks, iou in frames:
+        rows = np.array([truth_index[i] for i in truths], np.intp)
+        cols = np.array([track_index[i] for i in tracks], np.intp)
+        truth_count[rows] += 1
+        track_count[cols] += 1
+        if len(rows) and len(cols):
+            # Each pair's share of the IoU the two ids have with anything in this frame.
+            denominator = iou.sum(axis=1, keepdims=True) + iou.sum(axis=0, keepdims=True) - iou
+            share = np.divide(iou, denominator, out=np.zeros_like(iou), where=denominator > _EPS)
+            potential[np.ix_(rows, cols)] += share
+    alignment = potential / np.maximum(truth_count[:, None] + track_count[None, :] - potential, _EPS)
+    true_positives = np.zeros(len(ALPHAS))
+    matches = np.zeros((len(ALPHAS), len(truth_index), len(track_index)))
+    localisation = np.zeros(len(ALPHAS))
+    for truths, tracks, iou in frames:
+        if not len(truths) or not len(tracks):
+            continue
+        rows = np.array([truth_index[i] for i in truths], np.intp)
+        cols = np.array([track_index[i] for i in tracks], np.intp)
+        match_r, match_c = linear_sum_assignment(-(alignment[np.ix_(rows, cols)] * iou))
+        for a, alpha in enumerate(ALPHAS):
+            kept = iou[match_r, match_c] >= alpha - _EPS
+            true_positives[a] += kept.sum()
+            matches[a, rows[match_r[kept]], cols[match_c[kept]]] += 1
+            localisation[a] += iou[match_r[kept], match_c[kept]].sum()
+    total_truth, total_tracks = truth_count.sum(), track_count.sum()
+    union = truth_count[:, None] + track_count[None, :]
+    assa = np.zeros(len(ALPHAS))
+    for a in range(len(ALPHAS)):
+        pair_accuracy = matches[a] / np.maximum(union - matches[a], 1)
+        assa[a] = (matches[a] * pair_accuracy).sum() / max(true_positives[a], 1)
+    deta = true_positives / np.maximum(total_truth + total_tracks - true_positives, 1)
+    loca = localisation / np.maximum(true_positives, 1)
+    return Hota(
+        hota=float(np.mean(np.sqrt(deta * assa))),
+        deta=float(np.mean(deta)),
+        assa=float(np.mean(assa)),
+        loca=float(np.mean(loca)),
+    )
+
+
+#: Visibility bands, as (name, lowest visible share); an object is in the first band it reaches.
+BANDS: tuple[tuple[str, float], ...] = (("visible", 0.9), ("partly hidden", 0.5), ("mostly hidden", 0.0))
+
+
+def band_of(visibility: float) -> str:
+    return next(name for name, lowest in BANDS if visibility >= lowest)
+
+
+def id_assignment(pairs: Sequence[tuple[int, int]]) -> dict[int, int]:
+    """Each truth id's track id as IDF1 pairs them: one-to-one, most frames covered together."""
+    truths = sorted({t for t, _ in pairs})
+    tracks = sorted({k for _, k in pairs})
+    if not truths:
+        return {}
+    counts = np.zeros((len(truths), len(tracks)))
+    row = {t: n for n, t in enumerate(truths)}
+    col = {k: n for n, k in enumerate(tracks)}
+    for t, k in pairs:
+        counts[row[t], col[k]] += 1
+    rows, cols = linear_sum_assignment(-counts)
+    return {truths[r]: tracks[c] for r, c in zip(rows, cols, strict=True) if counts[r, c] > 0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,11 +134,15 @@ class TrackingScore:
     switches: int
     switches_apart: int  # extra ids given to objects while they were apart from all others
     mean_ms: float  # model and tracker time per frame
+    hota: float = 0.0
+    id_recall: tuple[tuple[str, float, int], ...] = ()  # per visibility band: name, id recall, boxes
 
     def line(self) -> str:
+        bands = "  ".join(f"{name} {recall:.2f} ({n})" for name, recall, n in self.id_recall)
         return (
-            f"frames {self.frames}  MOTA {self.mota:.3f}  IDF1 {self.idf1:.3f}  "
+            f"frames {self.frames}  HOTA {self.hota:.3f}  MOTA {self.mota:.3f}  IDF1 {self.idf1:.3f}  "
             f"ID switches {self.switches} (while apart {self.switches_apart})  {self.mean_ms:.1f} ms/frame"
+            + (f"  id recall: {bands}" if bands else "")
         )
 
 
@@ -73,22 +171,31 @@ def score(scene: Scene, observed: Iterable[tuple[int, Sequence[Track]]], mean_ms
     accumulator = mm.MOTAccumulator(auto_id=True)
     ids_apart: dict[int, set[int]] = defaultdict(set)
     frames = 0
+    hota_frames = []
+    covered: list[tuple[int, int]] = []  # (object id, track id) per frame their boxes overlap enough
+    seen: list[tuple[TrueObject, set[int]]] = []  # each truth and the tracks covering it
     for index, tracks in observed:
         frames += 1
         truths = scene.render(index)[1]
-        distances = np.full((len(truths), len(tracks)), np.nan)
+        ious = np.array([[_box_iou(t.box, k.box) for k in tracks] for t in truths]).reshape(len(truths), len(tracks))
+        distances = np.where(ious >= MATCH_IOU, 1.0 - ious, np.nan)
+        truth_ids, track_ids = [t.object_id for t in truths], [t.track_id for t in tracks]
+        accumulator.update(truth_ids, track_ids, distances)
+        hota_frames.append((truth_ids, track_ids, ious))
         for i, truth in enumerate(truths):
-            for j, track in enumerate(tracks):
-                iou = _box_iou(truth.box, track.box)
-                if iou >= MATCH_IOU:
-                    distances[i, j] = 1.0 - iou
-        accumulator.update([t.object_id for t in truths], [t.track_id for t in tracks], distances)
+            near = {tracks[j].track_id for j in np.flatnonzero(ious[i] >= MATCH_IOU)}
+            covered += [(truth.object_id, k) for k in near]
+            seen.append((truth, near))
         if truths and tracks:
             rows, cols = linear_sum_assignment(np.nan_to_num(distances, nan=2.0))
             for i, j in zip(rows, cols, strict=True):
                 if not np.isnan(distances[i, j]) and _apart(truths[i], truths, scene.width, scene.height):
                     ids_apart[truths[i].object_id].add(tracks[j].track_id)
     summary = mm.metrics.create().compute(accumulator, metrics=["mota", "idf1", "num_switches"], name="scene")
+    paired = id_assignment(covered)
+    hits: dict[str, list[bool]] = {name: [] for name, _ in BANDS}
+    for truth, near in seen:
+        hits[band_of(truth.visibility)].append(paired.get(truth.object_id) in near)
     return TrackingScore(
         frames=frames,
         mota=float(summary["mota"].iloc[0]),
@@ -96,6 +203,8 @@ def score(scene: Scene, observed: Iterable[tuple[int, Sequence[Track]]], mean_ms
         switches=int(summary["num_switches"].iloc[0]),
         switches_apart=sum(len(ids) - 1 for ids in ids_apart.values()),
         mean_ms=mean_ms,
+        hota=hota(hota_frames).hota,
+        id_recall=tuple((name, float(np.mean(h)), len(h)) for name, h in hits.items() if h),
     )
 
 
@@ -118,7 +227,7 @@ def track_scene(
             [image],
             fast_masks=fast_masks,
             imgsz=imgsz,
-            conf=options.conf,
+            conf=detection_conf(options),
             iou=options.iou,
             agnostic_nms=options.agnostic_nms,
             verbose=False,
@@ -149,12 +258,15 @@ def _setting(text: str) -> tuple[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--family", choices=FAMILIES, default="wander", help="the kind of generated scene")
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--every", type=int, default=1, help="process every N-th frame (simulates a busy worker)")
     parser.add_argument("--model", default="bundled")
     parser.add_argument("--imgsz", type=int, default=None)
     parser.add_argument("--conf", type=float, default=0.25)
-    parser.add_argument("--tracker", default="bytetrack")
+    parser.add_argument(
+        "--tracker", default="bytetrack", help="a tracker, several separated by commas, or 'all' for a table"
+    )
     parser.add_argument("--set", type=_setting, action="append", default=[], help="tracker setting KEY=VALUE")
     parser.add_argument(
         "--plain-masks", action="store_true", help="outlines from ultralytics' whole-input masks (the reference path)"
@@ -163,13 +275,18 @@ def main() -> None:
 
     from server.models import load_model
 
-    options = StreamOptions.from_mapping(
-        {"imgsz": args.imgsz, "conf": args.conf, "tracker": args.tracker, "tracker_settings": dict(args.set)}
-    )
-    model, scene = load_model(args.model), Scene(seed=args.seed)
-    result = track_scene(model, scene, args.frames, options, args.every, fast_masks=not args.plain_masks)
+    kinds = tracker_kinds() if args.tracker == "all" else tuple(args.tracker.split(","))
+    model, scene = load_model(args.model), Scene(seed=args.seed, family=args.family)
     masks = "plain" if args.plain_masks else "fast"
-    print(f"seed {args.seed}  tracker {args.tracker}  every {args.every}  {masks} masks  {result.line()}")
+    for kind in kinds:
+        options = StreamOptions.from_mapping(
+            {"imgsz": args.imgsz, "conf": args.conf, "tracker": kind, "tracker_settings": dict(args.set)}
+        )
+        result = track_scene(model, scene, args.frames, options, args.every, fast_masks=not args.plain_masks)
+        print(
+            f"{args.family} seed {args.seed}  tracker {kind}  every {args.every}  {masks} masks  {result.line()}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Per-stream tracker state: one ultralytics tracker per stream, and the metadata built from it.
+"""Per-stream tracker state: one tracker per stream (ultralytics' or `segtrack`), and the metadata built from it.
 
 ultralytics' own ``model.track`` keeps one tracker for whatever it is given, so streams would share
 state. Here each stream owns a `StreamTracker`, which only ever sees that stream's detections, in
@@ -27,7 +27,8 @@ import numpy as np
 
 from server.detections import Detections
 from server.frames import Frame, Track, TrackEvent, TrackEventKind
-from server.options import StreamOptions
+from server.options import SEGTRACK, StreamOptions
+from server.tracking.segtrack import SegTracker
 
 log = logging.getLogger(__name__)
 
@@ -46,20 +47,35 @@ RATE_SMOOTHING = 0.2  # weight of the newest interval in the measured processing
 #: the processing rate, so it is left out of the measurement.
 MAX_RATE_GAP_S = 5.0
 POLYGON_TOLERANCE_PX = 1.0
+#: A detection under the stream's conf lying this much inside a confident one's box is a duplicate.
+WEAK_DUPLICATE_SHARE = 0.7
 #: Per processed frame, older class votes count this much less: a model that flickers between two
 #: classes for a frame or two does not relabel a track, while a lasting change wins in a few frames.
 CLASS_VOTE_DECAY = 0.9
 
 
 def make_tracker(options: StreamOptions) -> Any:
-    """A fresh ultralytics tracker of ``options.tracker`` with the stream's setting overrides applied."""
+    """A fresh tracker of ``options.tracker`` (segcast's `SegTracker` or ultralytics') with the stream's settings."""
     from ultralytics.trackers.track import TRACKER_MAP
     from ultralytics.utils import IterableSimpleNamespace
 
     config = options.tracker_config()
+    if options.tracker == SEGTRACK:
+        return SegTracker(config)
     # ReID needs ultralytics' predictor hooks (or a download); segcast feeds trackers directly.
     config.update(with_reid=False, model="auto", device="cpu")
     return TRACKER_MAP[options.tracker](IterableSimpleNamespace(**config))
+
+
+def detection_conf(options: StreamOptions) -> float:
+    """The lowest confidence the stream's tracker uses: the model must be run at least this low.
+
+    A partly hidden object scores low. ByteTrack and its kin keep a track alive through that with a
+    second association over detections down to ``track_low_thresh``, so those must reach the
+    tracker even though only tracks at the stream's ``conf`` are reported.
+    """
+    low = options.tracker_config().get("track_low_thresh", options.conf)
+    return min(options.conf, float(low)) if isinstance(low, int | float) else options.conf
 
 
 def class_ids(class_names: dict[int, str], wanted: tuple[str, ...]) -> frozenset[int] | None:
@@ -97,9 +113,11 @@ class _TrackHistory:
 class StreamTracker:
     """Tracks for one stream: feed it that stream's model results in frame order, get tracks and events.
 
-    It also applies the stream's own detection filter (confidence, classes, max detections), so that
-    streams with different thresholds can share one batched model call run at the lowest of them.
-    Not thread-safe: the inference thread is its only user.
+    It also applies the stream's own detection filter (classes, max detections, and confidence down
+    to `detection_conf`), so that streams with different thresholds can share one batched model call
+    run at the lowest of them. The tracker sees detections under the stream's ``conf``; only tracks
+    whose detection in this frame reaches it are reported. Not thread-safe: the inference thread is
+    its only user.
     """
 
     def __init__(self, stream_id: str, class_names: dict[int, str], options: StreamOptions, nominal_fps: float) -> None:
@@ -107,6 +125,7 @@ class StreamTracker:
         self._class_names = class_names
         self._options = options
         self._class_ids = class_ids(class_names, options.classes)
+        self._tracker_conf = detection_conf(options)
         self._tracker = make_tracker(options)
         config = options.tracker_config()
         self._windows_s = {
@@ -138,9 +157,14 @@ class StreamTracker:
             events += self._start_over(frame)
         self._measure_rate(frame.media_time)
         detections = self._select(detections)
-        rows = self._tracker.update(Boxes(detections.boxes, frame.image.shape[:2]), frame.image)
+        if isinstance(self._tracker, SegTracker):  # it reads masks, not just boxes
+            rows = self._tracker.update(detections, frame.image)
+        else:
+            rows = self._tracker.update(Boxes(detections.boxes, frame.image.shape[:2]), frame.image)
         tracks: list[Track] = []
         for row in rows:
+            if row[5] < self._options.conf:
+                continue  # kept by the tracker on a weak detection, but not reported
             track_id, class_id, index = int(row[4]) + self._id_base, int(row[6]), int(row[7])
             found = 0 <= index < len(detections)
             # The detection's own box agrees with its mask; tracktrack may report boxes it recovered.
@@ -155,11 +179,12 @@ class StreamTracker:
         return tuple(tracks), tuple(events)
 
     def _select(self, detections: Detections) -> Detections:
-        """This stream's detections: at or above its confidence, of its classes, at most ``max_det``."""
+        """This stream's detections for its tracker: down to `detection_conf`, of its classes, at most ``max_det``."""
         conf = detections.confidence
-        keep = conf >= self._options.conf
+        keep = conf >= self._tracker_conf
         if self._class_ids is not None:
             keep &= np.isin(detections.class_ids, list(self._class_ids))
+        keep &= ~_weak_duplicates(detections.boxes, self._options.conf)
         indices = np.flatnonzero(keep)
         if len(indices) > self._options.max_det:
             indices = indices[np.argsort(-conf[indices], kind="stable")[: self._options.max_det]]
@@ -258,6 +283,27 @@ class StreamTracker:
         fps = self.processing_fps
         for attribute, window_s in self._windows_s.items():
             setattr(self._tracker, attribute, max(1, round(window_s * fps)))
+
+
+def _weak_duplicates(boxes: np.ndarray, conf: float) -> np.ndarray:
+    """Which detections under ``conf`` lie mostly inside the box of one at or above it.
+
+    A weak detection is passed to the tracker for a partly hidden object, whose visible part sticks
+    out of whatever hides it. One that sits inside a confident box is the model seeing a part of that
+    object again, and would only keep a second track alive on it (measured on scene seed 7: two
+    extra id switches as an object entered).
+    """
+    weak = boxes[:, 4] < conf
+    if not weak.any() or weak.all():
+        return np.zeros(len(boxes), bool)
+    a, b = boxes[weak][:, None, :4], boxes[~weak][None, :, :4]
+    inter = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None) * np.clip(
+        np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None
+    )
+    area = np.maximum((a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1]), 1e-6)
+    duplicates = np.zeros(len(boxes), bool)
+    duplicates[np.flatnonzero(weak)] = (inter / area).max(axis=1) >= WEAK_DUPLICATE_SHARE
+    return duplicates
 
 
 def _box(values: np.ndarray) -> tuple[float, float, float, float]:

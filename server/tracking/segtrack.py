@@ -1,0 +1,326 @@
+"""``segtrack``: a tracker that uses what a segmentation model gives beyond boxes.
+
+Box trackers lose an id where boxes stop meaning much: two objects crossing have overlapping boxes,
+a partly hidden object's box shrinks and jumps, and a track lost for longer than its motion model can
+guess is never found again. segtrack associates on mask overlap as well as box overlap (the masks of
+two crossing objects barely overlap even when their boxes do), and keeps a colour histogram of each
+object's own masked pixels, with which a lost track is re-identified when it reappears within
+``track_buffer`` (a time, as for ultralytics' trackers: frames at 30 fps).
+
+Association runs in three rounds, ByteTrack's shape with masks and appearance added:
+1. tracks (kept and lost) against confident detections, on box and mask overlap with each track
+   moved by its own velocity, vetoed where the colours clearly disagree;
+2. tracks still unmatched and kept in the last frame against weak detections (down to
+   ``track_low_thresh``), on box overlap: a partly hidden object scores low;
+3. lost tracks against the confident detections left, on appearance, within a distance that grows
+   with the time lost.
+A detection left over starts a track when confident enough; a track is reported from its second
+detection (or at once on a stream's first frame), so a single false detection leaves no id behind.
+
+It exposes what `server.tracking.StreamTracker` reads from ultralytics' trackers: ``update`` rows
+``x1, y1, x2, y2, id, score, class, detection index``, ``tracked_stracks`` and ``lost_stracks``
+holding objects with a ``track_id``, and ``max_frames_lost``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from server.detections import Detections
+
+#: segtrack's settings, as ultralytics' yamls give theirs (``track_buffer`` in frames at 30 fps).
+SEGTRACK_DEFAULTS: dict[str, float | int | bool | str] = {
+    "tracker_type": "segtrack",
+    "track_high_thresh": 0.25,  # detections at least this confident are matched first
+    "track_low_thresh": 0.1,  # weaker ones only continue kept tracks; below this they are ignored
+    "new_track_thresh": 0.25,  # a detection left over starts a track from this confidence
+    "track_buffer": 90,  # how long a lost track can be found again, frames at 30 fps (3 s)
+    "match_thresh": 0.1,  # least overlap (box and mask, averaged) of a motion match
+    "mask_weight": 0.5,  # share of mask overlap in that average; 0: boxes only
+    "appearance_thresh": 0.7,  # least colour similarity (Bhattacharyya) to re-identify a lost track
+    "reid_distance": 3.0,  # how far a lost object may reappear, in object sizes plus its expected travel
+}
+HUE_BINS, SATURATION_BINS = 16, 4
+#: Colours of a clearly visible detection replace this share of its track's histogram.
+APPEARANCE_RATE = 0.2
+#: A detection smaller than this share of its track's usual area is taken to be partly hidden (and
+#: one larger by the inverse, merged with another): it still continues the track, but says nothing
+#: reliable about its velocity, size or colours.
+OCCLUDED_AREA_SHARE = 0.7
+VELOCITY_RATE = 0.5  # weight of the newest displacement in a track's velocity
+AREA_RATE = 0.3  # weight of the newest detection in a track's usual area
+#: Colour similarity under which a motion match is refused (clearly another object).
+APPEARANCE_VETO = 0.4
+LOW_MATCH_IOU = 0.3  # least box IoU for round 2, as ByteTrack's second association uses 0.5 on boxes
+
+
+@dataclass(slots=True)
+class _Mask:
+    """A detection's mask, cropped to its box: ``origin`` is the crop's top-left corner in the frame."""
+
+    origin: tuple[int, int]
+    pixels: np.ndarray  # bool
+
+    def overlap(self, other: _Mask, shift: tuple[int, int] = (0, 0)) -> float:
+        """IoU with ``other``, this mask moved by ``shift`` pixels (x, y)."""
+        ax, ay = self.origin[0] + shift[0], self.origin[1] + shift[1]
+        bx, by = other.origin
+        x1, y1 = max(ax, bx), max(ay, by)
+        x2 = min(ax + self.pixels.shape[1], bx + other.pixels.shape[1])
+        y2 = min(ay + self.pixels.shape[0], by + other.pixels.shape[0])
+        if x2 <= x1 or y2 <= y1:
+            return 0.0
+        both = np.count_nonzero(
+            self.pixels[y1 - ay : y2 - ay, x1 - ax : x2 - ax] & other.pixels[y1 - by : y2 - by, x1 - bx : x2 - bx]
+        )
+        union = np.count_nonzero(self.pixels) + np.count_nonzero(other.pixels) - both
+        return both / union if union else 0.0
+
+
+@dataclass(slots=True)
+class _Seen:
+    """One detection as segtrack uses it."""
+
+    index: int
+    box: np.ndarray  # x1, y1, x2, y2
+    score: float
+    class_id: int
+    mask: _Mask | None
+    colours: np.ndarray | None  # normalised hue-saturation histogram of the masked pixels
+    area: float
+
+
+@dataclass(slots=True, eq=False)
+class SegTrack:
+    track_id: int
+    box: np.ndarray
+    class_id: int
+    score: float
+    mask: _Mask | None
+    colours: np.ndarray | None
+    area: float
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  # px per processed frame
+    hits: int = 1
+    confirmed: bool = False
+    lost_for: int = 0  # processed frames since the last detection
+
+    def predicted_shift(self) -> np.ndarray:
+        return self.velocity * (self.lost_for + 1)
+
+    def size(self) -> float:
+        return float(max(self.box[2] - self.box[0], self.box[3] - self.box[1], 1.0))
+
+
+class SegTracker:
+    """The per-stream segtrack state; `server.tracking.StreamTracker` owns one per stream."""
+
+    def __init__(self, settings: Mapping[str, object]) -> None:
+        config = {**SEGTRACK_DEFAULTS, **settings}
+        self.high = _number(config, "track_high_thresh")
+        self.low = _number(config, "track_low_thresh")
+        self.new = _number(config, "new_track_thresh")
+        self.match = _number(config, "match_thresh")
+        self.mask_weight = _number(config, "mask_weight")
+        self.appearance = _number(config, "appearance_thresh")
+        self.reid_distance = _number(config, "reid_distance")
+        self.max_frames_lost = round(_number(config, "track_buffer"))
+        self.tracked_stracks: list[SegTrack] = []
+        self.lost_stracks: list[SegTrack] = []
+        self._next_id = 1
+        self._frames = 0
+
+    def update(self, detections: Detections, image: np.ndarray) -> np.ndarray:
+        """Advance one processed frame; rows of the reported tracks matched in it (see the module doc)."""
+        self._frames += 1
+        seen = [self._seen(detections, i, image) for i in range(len(detections))]
+        strong = [d for d in seen if d.score >= self.high]
+        weak = [d for d in seen if self.low <= d.score < self.high]
+        everyone = self.tracked_stracks + self.lost_stracks
+        tracks = [t for t in everyone if t.confirmed]
+        matched: list[tuple[SegTrack, _Seen]] = []
+
+        pairs, tracks, strong = self._assign(tracks, strong, self._motion_similarity, self.match)
+        matched += pairs
+        kept = [t for t in tracks if t.lost_for == 0]
+        pairs, _, _ = self._assign(kept, weak, _box_similarity, LOW_MATCH_IOU)
+        matched += pairs
+        lost = [t for t in tracks if all(t is not m for m, _ in pairs)]
+        pairs, _, strong = self._assign(lost, strong, self._appearance_similarity, self.appearance)
+        matched += pairs
+        # Last pick for tracks started in the previous frame: a duplicate detection that started
+        # one must not take its object from the track that has followed it all along.
+        tentative = [t for t in everyone if not t.confirmed]
+        pairs, _, strong = self._assign(tentative, strong, self._motion_similarity, self.match)
+        matched += pairs
+
+        rows = []
+        for track, detection in matched:
+            self._continue(track, detection)
+            if track.confirmed:
+                rows.append(_row(track, detection))
+        for track in self.tracked_stracks + self.lost_stracks:
+            if all(track is not m for m, _ in matched):
+                track.lost_for += 1
+        for detection in strong:
+            if detection.score >= self.new:
+                track = self._start(detection)
+                if track.confirmed:
+                    rows.append(_row(track, detection))
+        everyone = self.tracked_stracks + self.lost_stracks
+        self.tracked_stracks = [t for t in everyone if t.lost_for == 0]
+        # An unconfirmed track gets one frame to be seen again; a confirmed one, the whole buffer.
+        self.lost_stracks = [t for t in everyone if 0 < t.lost_for <= (self.max_frames_lost if t.confirmed else 0)]
+        return np.array(rows, np.float32).reshape(-1, 8)
+
+    # -- association ----------------------------------------------------------------------------
+
+    def _assign(
+        self,
+        tracks: list[SegTrack],
+        detections: list[_Seen],
+        similarity: Callable[[list[SegTrack], list[_Seen]], np.ndarray],
+        least: float,
+    ) -> tuple[list[tuple[SegTrack, _Seen]], list[SegTrack], list[_Seen]]:
+        """Best one-to-one pairs with similarity at least ``least``, and the tracks and detections left."""
+        if not tracks or not detections:
+            return [], tracks, detections
+        scores = similarity(tracks, detections)
+        rows, cols = linear_sum_assignment(-scores)
+        pairs = [(tracks[r], detections[c]) for r, c in zip(rows, cols, strict=True) if scores[r, c] >= least]
+        used_tracks = {id(t) for t, _ in pairs}
+        used_detections = {id(d) for _, d in pairs}
+        return (
+            pairs,
+            [t for t in tracks if id(t) not in used_tracks],
+            [d for d in detections if id(d) not in used_detections],
+        )
+
+    def _motion_similarity(self, tracks: list[SegTrack], detections: list[_Seen]) -> np.ndarray:
+        """Box IoU of each track moved by its velocity, averaged with its moved mask's IoU where boxes meet."""
+        shifts = np.array([t.predicted_shift() for t in tracks])
+        scores = _box_similarity(tracks, detections)
+        colours = _colour_similarity(tracks, detections)
+        for r, c in zip(*np.nonzero(scores), strict=True):
+            track, detection = tracks[r], detections[c]
+            if colours[r, c] < APPEARANCE_VETO:
+                scores[r, c] = 0.0
+            elif track.mask is not None and detection.mask is not None and self.mask_weight > 0:
+                moved = track.mask.overlap(detection.mask, (round(shifts[r, 0]), round(shifts[r, 1])))
+                scores[r, c] = (1 - self.mask_weight) * scores[r, c] + self.mask_weight * moved
+        return scores
+
+    def _appearance_similarity(self, tracks: list[SegTrack], detections: list[_Seen]) -> np.ndarray:
+        """Colour similarity, for detections of the track's class within reach of where it was lost."""
+        shifts = np.array([t.predicted_shift() for t in tracks])
+        reach = self.reid_distance * np.array([t.size() for t in tracks]) + np.hypot(shifts[:, 0], shifts[:, 1])
+        lost_at = np.array([_centre(t.box) for t in tracks])
+        found_at = np.array([_centre(d.box) for d in detections])
+        distance = np.hypot(*(found_at[None, :, :] - lost_at[:, None, :]).transpose(2, 0, 1))
+        same_class = np.array([t.class_id for t in tracks])[:, None] == np.array([d.class_id for d in detections])
+        return np.where(same_class & (distance <= reach[:, None]), _colour_similarity(tracks, detections), 0.0)
+
+    # -- track life -----------------------------------------------------------------------------
+
+    def _continue(self, track: SegTrack, detection: _Seen) -> None:
+        # A partly hidden object's box shrinks and two merged objects' grows: neither says how the
+        # track moved or looks. An object coming out from behind another only grows, so the usual
+        # area follows any growth (one merged frame moves it by only `AREA_RATE`).
+        whole = detection.area >= OCCLUDED_AREA_SHARE * track.area
+        if whole:
+            if detection.area <= track.area / OCCLUDED_AREA_SHARE or track.hits == 1:
+                moved = (_centre(detection.box) - _centre(track.box)) / (track.lost_for + 1)
+                track.velocity += VELOCITY_RATE * (moved - track.velocity)
+                if detection.colours is not None:
+                    track.colours = (
+                        detection.colours
+                        if track.colours is None
+                        else (1 - APPEARANCE_RATE) * track.colours + APPEARANCE_RATE * detection.colours
+                    )
+            track.area += AREA_RATE * (detection.area - track.area)
+        track.box, track.mask, track.score = detection.box, detection.mask, detection.score
+        track.class_id = detection.class_id
+        track.hits += 1
+        track.lost_for = 0
+        track.confirmed = True
+
+    def _start(self, detection: _Seen) -> SegTrack:
+        track = SegTrack(
+            self._next_id,
+            detection.box,
+            detection.class_id,
+            detection.score,
+            detection.mask,
+            detection.colours,
+            detection.area,
+            confirmed=self._frames == 1,
+        )
+        self._next_id += 1
+        self.tracked_stracks.append(track)
+        return track
+
+    @staticmethod
+    def _seen(detections: Detections, index: int, image: np.ndarray) -> _Seen:
+        row = detections.boxes[index]
+        box = row[:4].astype(np.float64)
+        height, width = image.shape[:2]
+        x1, y1 = max(int(box[0]), 0), max(int(box[1]), 0)
+        x2, y2 = min(int(np.ceil(box[2])), width), min(int(np.ceil(box[3])), height)
+        mask = colours = None
+        area = float((box[2] - box[0]) * (box[3] - box[1]))
+        outline = detections.outline(index)
+        if x2 > x1 and y2 > y1:
+            pixels = np.zeros((y2 - y1, x2 - x1), np.uint8)
+            if outline is not None and len(outline) >= 3:
+                cv2.fillPoly(pixels, [np.round(outline - (x1, y1)).astype(np.int32)], 1)
+            else:
+                pixels[:] = 1  # a detection-only model: the box is all there is
+            if pixels.any():
+                mask = _Mask((x1, y1), pixels.astype(bool))
+                area = float(np.count_nonzero(pixels))
+                hsv = cv2.cvtColor(image[y1:y2, x1:x2], cv2.COLOR_BGR2HSV)
+                histogram = cv2.calcHist([hsv], [0, 1], pixels, [HUE_BINS, SATURATION_BINS], [0, 180, 0, 256])
+                colours = histogram.ravel() / max(float(histogram.sum()), 1.0)
+        return _Seen(index, box, float(row[4]), int(row[5]), mask, colours, area)
+
+
+def _number(config: Mapping[str, object], key: str) -> float:
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"tracker_settings.{key}: expected a number, got {value!r}")
+    return float(value)
+
+
+def _row(track: SegTrack, detection: _Seen) -> list[float]:
+    return [*detection.box.tolist(), track.track_id, detection.score, track.class_id, detection.index]
+
+
+def _centre(box: np.ndarray) -> np.ndarray:
+    return np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+
+
+def _box_similarity(tracks: list[SegTrack], detections: list[_Seen]) -> np.ndarray:
+    """Box IoU of each track, moved by its velocity, with each detection."""
+    a = np.array([t.box + np.tile(t.predicted_shift(), 2) for t in tracks])[:, None, :]
+    b = np.array([d.box for d in detections])[None, :, :]
+    inter = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None) * np.clip(
+        np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None
+    )
+    union = (
+        (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1]) + (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1]) - inter
+    )
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def _colour_similarity(tracks: list[SegTrack], detections: list[_Seen]) -> np.ndarray:
+    """Bhattacharyya coefficients of the colour histograms (1: same colours; 1 where either is unknown)."""
+    unknown = np.full(HUE_BINS * SATURATION_BINS, -1.0)
+    a = np.array([unknown if t.colours is None else np.sqrt(t.colours) for t in tracks])
+    b = np.array([unknown if d.colours is None else np.sqrt(d.colours) for d in detections])
+    scores = a @ b.T
+    missing = (a[:, :1] < 0) | (b[:, :1] < 0).T
+    return np.where(missing, 1.0, scores)
