@@ -96,7 +96,9 @@ def _add_common(parser: argparse.ArgumentParser, default_model: str) -> None:
     parser.set_defaults(default_model=default_model)
     parser.add_argument("--imgsz", type=int, default=None, help="inference size (default: the model's own)")
     parser.add_argument("--conf", type=float, default=None, help="minimum detection confidence (default 0.25)")
-    parser.add_argument("--tracker", default=None, help="bytetrack (default), botsort, ocsort, ...")
+    parser.add_argument(
+        "--tracker", default=None, help="bytetrack (default), segtrack (masks and colours), botsort, ocsort, ..."
+    )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument("--access-log", action="store_true", help="log every HTTP request (off by default)")
     parser.add_argument("--tls-cert", type=Path, default=None, metavar="PEM", help="serve HTTPS with this certificate")
