@@ -114,6 +114,7 @@ export class ZoneEditor {
     this.draft = [];
     this.selected = null;
     this.drag = null;
+    this.saving = false; // a save for the stream left is ignored when it is answered
     this.counts = null;
     this.showError("");
     this.render();
@@ -142,10 +143,14 @@ export class ZoneEditor {
    * unless a change is being made here, or the question was asked before the last change was answered.
    */
   setOptions(options, askedAt = performance.now()) {
-    if (askedAt < this.changedAt) return;
+    if (askedAt >= this.changedAt && !this.busy()) this.adopt(options);
+  }
+
+  // Show `options` (a stream's, as the server has them) unless they are what is shown already.
+  adopt(options) {
     const wanted = { zones: options?.zones ?? [], lines: options?.lines ?? [] };
     const key = JSON.stringify(wanted);
-    if (key === this.savedKey || this.busy()) return;
+    if (key === this.savedKey) return;
     const size = this.host.size();
     const inPixels = [...wanted.zones, ...wanted.lines].some((shape) => shape.units !== "fraction");
     if (inPixels && !size) return; // pixels mean nothing before the first frame: the next poll retries
@@ -250,7 +255,7 @@ export class ZoneEditor {
     if (this.streamId === null || this.host.canvas.closest("[hidden]")) return;
     const typing = event.target.closest?.("input, textarea, select");
     if (event.key === "Escape" && this.mode !== "idle") this.cancel();
-    else if (event.key === "Enter" && this.mode !== "idle") this.finish();
+    else if (event.key === "Enter" && this.mode !== "idle" && !event.target.closest?.("button")) this.finish();
     else if ((event.key === "Delete" || event.key === "Backspace") && !typing && this.selected !== null) {
       event.preventDefault();
       this.removeSelected();
@@ -280,7 +285,7 @@ export class ZoneEditor {
     this.changedAt = performance.now();
     this.savedKey = null;
     this.counts = null; // the stream restarted: its counts start again
-    this.setOptions(options);
+    this.adopt(options); // even while a new shape is being drawn: it is not in them yet
   }
 
   showError(message) {
@@ -383,7 +388,7 @@ export class ZoneEditor {
       this.commit(this.shapes);
     } else if (drag.moved) {
       this.savedKey = null;
-      this.setOptions(this.options);
+      this.adopt(this.options);
     }
   }
 
