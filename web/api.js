@@ -77,3 +77,10 @@ export const getStream = (id, { interactive = true } = {}) =>
 export const addStream = (body, persist) => request("POST", `api/streams${persist ? "?persist=1" : ""}`, body);
 export const removeStream = (id, persist) => request("DELETE", `${streamPath(id)}${persist ? "?persist=1" : ""}`);
 export const viewerSettings = () => request("GET", "api/viewer");
+export const changeStream = (id, body, persist) =>
+  request("PATCH", `${streamPath(id)}${persist ? "?persist=1" : ""}`, body);
+export const eventOutputs = ({ interactive = true } = {}) =>
+  request("GET", "api/events/outputs", undefined, { interactive });
+// `filters`: {stream, type, zone, line, class, since, until, limit}, as GET /api/events takes them.
+export const listEvents = (filters, { interactive = true } = {}) =>
+  request("GET", `api/events?${new URLSearchParams(filters)}`, undefined, { interactive });

@@ -3,6 +3,7 @@
 
 import { addStream, listStreams, removeStream, viewerSettings } from "./api.js";
 import { Connection } from "./connection.js";
+import { ANALYTICS_EVENTS } from "./events.js";
 import { GridView, gridSubscription } from "./grid.js";
 import { StreamView } from "./stream.js";
 
@@ -25,6 +26,20 @@ const view = new StreamView({
   copyState: $("copy-state"),
   embedNote: $("embed-note"),
   pause: $("pause"),
+  zones: {
+    addZone: $("add-zone"),
+    addLine: $("add-line"),
+    finish: $("finish-shape"),
+    name: $("shape-name"),
+    remove: $("delete-shape"),
+    persist: $("shape-persist"),
+    hint: $("shape-hint"),
+    list: $("shape-list"),
+    empty: $("shape-empty"),
+    error: $("shape-error"),
+  },
+  events: $("events"),
+  eventsEmpty: $("events-empty"),
 });
 let current = null; // the stream id shown in the stream view, or null on the grid
 
@@ -47,6 +62,8 @@ const connection = new Connection({
     } else if (message.type === "removed") {
       grid.remove(message.stream);
       if (message.stream === current) location.hash = "#/";
+    } else if (ANALYTICS_EVENTS.includes(message.type)) {
+      if (message.stream === current) view.events.add(message);
     } else if (message.type === "inference") {
       setInference(message);
     } else if (message.type === "error") {
@@ -84,10 +101,11 @@ function route() {
 
 async function refreshStats() {
   try {
+    const askedAt = performance.now();
     const { streams } = await listStreams();
     grid.setStreams(streams);
     const shown = streams.find((s) => s.id === current);
-    if (shown) view.setStats(shown);
+    if (shown) view.setStats(shown, askedAt);
   } catch {
     // The server is restarting: the connection badge already says so, and the next poll retries.
   }
@@ -98,6 +116,7 @@ async function refreshStats() {
 async function fitAddForm() {
   const settings = await viewerSettings().catch(() => null);
   if (!settings) return;
+  view.zones.offerPersist(settings);
   const { sources } = settings;
   const kinds = [`${sources.schemes.map((scheme) => `${scheme}:`).join(" ")} sources`];
   if (sources.files) kinds.push("video files inside the server's media folders");

@@ -1,5 +1,6 @@
 // Client-side overlays: the server sends the clean frame and the metadata of exactly that frame, and
-// the viewer draws masks, boxes, labels and trails itself, so toggles and highlights cost no round trip.
+// the viewer draws masks, boxes, labels, trails and zone membership itself, so toggles and highlights
+// cost no round trip.
 
 const GOLDEN_RATIO = 0.618033988749895;
 const MASK_OPACITY = 0.45;
@@ -40,9 +41,21 @@ export function drawOverlay(context, meta, show, highlightId) {
     }
     const [x1, y1, x2, y2] = track.box;
     if (show.boxes) context.strokeRect(x1, y1, x2 - x1, y2 - y1);
+    if (show.zones && track.zones?.length) drawInZone(context, track.box, line);
     if (show.labels) drawLabel(context, `${track.id} ${track.class} ${track.conf.toFixed(2)}`, x1, y1, color, scale);
   }
   context.globalAlpha = 1;
+}
+
+// A track inside one of the stream's zones: a white dashed frame around its box, in any colour.
+function drawInZone(context, [x1, y1, x2, y2], line) {
+  const gap = line * 2;
+  context.save();
+  context.strokeStyle = "#ffffff";
+  context.lineWidth = line;
+  context.setLineDash([line * 4, line * 3]);
+  context.strokeRect(x1 - gap, y1 - gap, x2 - x1 + 2 * gap, y2 - y1 + 2 * gap);
+  context.restore();
 }
 
 function drawLabel(context, text, x, y, color, scale) {

@@ -7,11 +7,15 @@
 // seconds, a connection lost later), they come over the WebSocket as JPEGs instead. Either way the
 // picture is copied to the canvas with its metadata, so overlays, highlights and pause work the same.
 // ?transport=ws, or localStorage "segcast.transport" = "ws", keeps the view on the WebSocket.
+// Zones and lines are drawn and edited over the picture by web/zones.js; their events are listed by
+// web/events.js.
 
 import { appUrl, pageToken, storedToken } from "./connection.js";
+import { EventList } from "./events.js";
 import { drawOverlay, trackAt, trackColor } from "./overlay.js";
 import { OFFLINE_NOTICE, StatusPanel, streamNotice } from "./status.js";
 import { canPlay, playStream } from "./webrtc.js";
+import { ZoneEditor } from "./zones.js";
 
 const FIRST_FRAME_TIMEOUT_MS = 5000;
 const TRANSPORT_KEY = "segcast.transport";
@@ -52,6 +56,13 @@ export class StreamView {
     this.status = null; // {state, error, next_attempt_at} of the open stream
     this.online = true;
     this.inference = null; // the server's {state, error, next_attempt_at}
+    const size = () => (this.meta && this.bitmap ? { width: this.meta.width, height: this.meta.height } : null);
+    const reveal = () => {
+      const toggle = elements.toggles.querySelector("input[name=zones]");
+      if (toggle && !toggle.checked) toggle.click();
+    };
+    this.zones = new ZoneEditor({ canvas: elements.canvas, size, redraw: () => this.redraw(), reveal }, elements.zones);
+    this.events = new EventList(elements.events, elements.eventsEmpty);
     // Leaving the stream view ends its WebRTC player (app.js only tells the view which stream to open).
     window.addEventListener("hashchange", () => {
       if (this.streamId !== null && routedStream() !== this.streamId) this.close();
@@ -61,6 +72,7 @@ export class StreamView {
       this.show[input.name] = input.checked;
       input.addEventListener("change", () => {
         this.show[input.name] = input.checked;
+        if (input.name === "zones") this.zones.setVisible(input.checked);
         this.redraw();
       });
     }
@@ -70,7 +82,9 @@ export class StreamView {
     elements.trackBody.addEventListener("click", (event) => this.pin(rowTrack(event)));
     elements.canvas.addEventListener("mousemove", (event) => this.hover(this.trackUnder(event)?.id));
     elements.canvas.addEventListener("mouseleave", () => this.hover(null));
-    elements.canvas.addEventListener("click", (event) => this.pin(this.trackUnder(event)?.id));
+    elements.canvas.addEventListener("click", (event) => {
+      if (!this.zones.takeClaim()) this.pin(this.trackUnder(event)?.id);
+    });
     elements.copyEmbed.addEventListener("click", () => this.copyEmbed());
   }
 
@@ -109,6 +123,8 @@ export class StreamView {
       this.forget();
       this.setTransport("websocket");
       if (webrtcWanted()) this.startWebRTC(streamId);
+      this.zones.open(streamId);
+      this.events.open(streamId);
     }
     this.el.title.textContent = streamId;
     this.el.title.title = streamId;
@@ -146,6 +162,8 @@ export class StreamView {
   close() {
     this.stopWebRTC();
     this.streamId = null;
+    this.zones.open(null);
+    this.events.open(null);
     this.meta = null;
     this.bitmap?.close?.();
     this.bitmap = null;
@@ -247,7 +265,8 @@ export class StreamView {
     this.panel.show(this.online ? streamNotice(this.status, this.inference) : OFFLINE_NOTICE);
   }
 
-  setStats(stream) {
+  // `askedAt`: performance.now() when the stream list was asked for.
+  setStats(stream, askedAt) {
     const value = (v, unit) => (v === null || v === undefined ? "–" : `${v}${unit}`);
     const rows = [
       ["input", value(stream.input_fps, " fps")],
@@ -269,6 +288,7 @@ export class StreamView {
     );
     this.status = { state: stream.state, error: stream.error, next_attempt_at: stream.next_attempt_at };
     this.render();
+    this.zones.setOptions(stream.options, askedAt);
   }
 
   // A WebSocket frame: its metadata and the clean JPEG.
@@ -293,6 +313,7 @@ export class StreamView {
 
   present(meta) {
     this.meta = meta;
+    this.zones.setCounts(meta.counts);
     this.redraw();
     this.showTracks(meta);
     // What is on screen, for people with developer tools and for the browser tests.
@@ -310,6 +331,7 @@ export class StreamView {
     }
     this.context.drawImage(this.bitmap, 0, 0, canvas.width, canvas.height);
     drawOverlay(this.context, this.meta, this.show, this.highlighted());
+    this.zones.draw(this.context);
   }
 
   highlighted() {
@@ -329,7 +351,8 @@ export class StreamView {
         const swatch = document.createElement("span");
         swatch.className = "swatch";
         swatch.style.background = trackColor(track.id);
-        const cells = [track.id, track.class, track.conf.toFixed(2), `${(track.age ?? 0).toFixed(1)} s`];
+        const zones = (track.zones ?? []).join(", ");
+        const cells = [track.id, track.class, track.conf.toFixed(2), `${(track.age ?? 0).toFixed(1)} s`, zones];
         cells.forEach((value, index) => {
           const cell = document.createElement("td");
           if (index === 0) cell.append(swatch);

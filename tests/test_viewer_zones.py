@@ -1,0 +1,213 @@
+"""Zones and lines in the stream view, in a real headless Chromium against the real server.
+
+Shapes are drawn, moved and deleted with the mouse or a finger, saved through the API in fractions
+of the frame, shown with their live counts; the event list shows zone and line events live and,
+with an event history, from before the page was opened. The stream view stays on the WebSocket
+(``?transport=ws``). Every wait is on something the page or the API shows, with a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from server.config import StreamConfig
+from server.events.config import EventsSettings, HistorySettings
+from tests.conftest import CHROMIUM
+from tests.support.browser import CANVAS_STATS, PHONE, WAIT_MS, Console, open_page, wait_for_new_frame, wait_for_text
+
+pytest.importorskip("playwright.async_api")
+
+Start = Callable[..., Awaitable[TestClient]]
+Point = tuple[float, float]
+
+pytestmark = [
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"needs Debian's chromium at {CHROMIUM}"),
+]
+
+STREAM_VIEW = "/?transport=ws#/stream/cam"
+#: Most of the frame: the scene's objects are inside it within moments.
+YARD: list[Point] = [(0.05, 0.05), (0.95, 0.05), (0.95, 0.95), (0.05, 0.95)]
+#: Fractions differ from where the test clicked by less than this (the canvas is ~900 CSS px wide).
+CLICK_TOLERANCE = 0.01
+BAD_REQUEST = "Failed to load resource: the server responded with a status of 400 (Bad Request)"
+
+
+async def _screen(page: Any, point: Point) -> tuple[float, float]:
+    """Where on the screen a point of the frame (in fractions) is shown."""
+    box = await page.locator("#video").bounding_box()
+    return box["x"] + point[0] * box["width"], box["y"] + point[1] * box["height"]
+
+
+async def _click(page: Any, point: Point) -> None:
+    await page.mouse.click(*await _screen(page, point))
+
+
+async def _options(client: TestClient, check: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """The stream's options once ``check`` holds for them (the page saves in the background)."""
+    deadline = asyncio.get_running_loop().time() + WAIT_MS / 1000
+    while True:
+        response = await client.get("/api/streams/cam")
+        # While a PATCH restarts the stream, the manager briefly answers 404 for it.
+        options: dict[str, Any] = (await response.json()).get("options", {})
+        if response.status == 200 and check(options):
+            return options
+        assert asyncio.get_running_loop().time() < deadline, f"the stream's options stayed {options}"
+        await asyncio.sleep(0.1)
+
+
+def _names(options: dict[str, Any], kind: str) -> list[str]:
+    return [shape["name"] for shape in options.get(kind, [])]
+
+
+def _assert_points(saved: dict[str, Any], expected: list[Point]) -> None:
+    assert saved["units"] == "fraction"
+    assert len(saved["points"]) == len(expected)
+    for (x, y), (ex, ey) in zip(saved["points"], expected, strict=True):
+        assert abs(x - ex) < CLICK_TOLERANCE and abs(y - ey) < CLICK_TOLERANCE, (saved["points"], expected)
+
+
+async def test_a_zone_and_a_line_drawn_with_clicks_are_saved_and_shown_with_their_counts(
+    start_server: Start, browser: Any, screenshots: Path
+) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    page, console = await open_page(browser, client, STREAM_VIEW)
+    await wait_for_new_frame(page, "#video")
+
+    await page.click("#add-zone")
+    await page.fill("#shape-name", "yard")
+    for point in [*YARD, YARD[0]]:  # the first corner again closes it
+        await _click(page, point)
+    options = await _options(client, lambda o: _names(o, "zones") == ["yard"])
+    _assert_points(options["zones"][0], YARD)
+
+    await page.click("#add-line")
+    await page.fill("#shape-name", "gate")
+    await _click(page, (0.1, 0.5))
+    await page.mouse.dblclick(*await _screen(page, (0.9, 0.6)))  # a double-click ends it
+    options = await _options(client, lambda o: _names(o, "lines") == ["gate"])
+    _assert_points(options["lines"][0], [(0.1, 0.5), (0.9, 0.6)])
+    assert _names(options, "zones") == ["yard"], "adding a line keeps the zone"
+
+    await wait_for_text(page, '#shape-list li[data-shape="line:gate"]', "in 0 · out 0")
+    await page.wait_for_function(
+        """() => /\\d+ inside/.test(document.querySelector('#shape-list li[data-shape="zone:yard"]').innerText)""",
+        timeout=WAIT_MS,
+    )
+    # Tracks inside the zone say so in the table (and are framed on the video).
+    await page.wait_for_function(
+        "() => [...document.querySelectorAll('#tracks tbody td:nth-child(5)')].some((c) => c.textContent === 'yard')",
+        timeout=WAIT_MS,
+    )
+    await page.click("#pause")
+    drawn = await page.evaluate(CANVAS_STATS, "#video")
+    await page.screenshot(path=screenshots / "zone-and-line.png")
+    await page.uncheck("#overlays input[name=zones]")
+    hidden = await page.evaluate(CANVAS_STATS, "#video")
+    assert hidden["seq"] == drawn["seq"], "paused: the same frame"
+    assert hidden["hash"] != drawn["hash"], "the zone and the line are drawn over the picture"
+    assert console.errors == []
+
+
+async def test_dragging_a_corner_moves_it_and_shapes_are_renamed_and_deleted(
+    start_server: Start, browser: Any, screenshots: Path
+) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    bay = [(0.2, 0.2), (0.6, 0.2), (0.6, 0.7), (0.2, 0.7)]
+    body = {
+        "zones": [{"name": "bay", "points": bay, "units": "fraction"}],
+        "lines": [{"name": "gate", "points": [[0.1, 0.9], [0.9, 0.9]], "units": "fraction"}],
+    }
+    assert (await client.patch("/api/streams/cam", json=body)).status == 200
+    page, console = await open_page(browser, client, STREAM_VIEW)
+    await wait_for_new_frame(page, "#video")
+    await page.wait_for_selector('#shape-list li[data-shape="zone:bay"]', timeout=WAIT_MS)
+
+    await page.mouse.move(*await _screen(page, bay[2]))
+    await page.mouse.down()
+    await page.mouse.move(*await _screen(page, (0.75, 0.8)), steps=5)
+    await page.mouse.up()
+    moved = [*bay[:2], (0.75, 0.8), bay[3]]
+    options = await _options(client, lambda o: abs(o["zones"][0]["points"][2][0] - 0.6) > CLICK_TOLERANCE)
+    _assert_points(options["zones"][0], moved)
+    await page.screenshot(path=screenshots / "moved.png")
+
+    await _click(page, (0.35, 0.4))  # inside the zone, away from its corners: selects it
+    await page.wait_for_selector('#shape-list li.selected[data-shape="zone:bay"]', timeout=WAIT_MS)
+    await page.keyboard.press("Delete")
+    options = await _options(client, lambda o: _names(o, "zones") == [])
+    assert _names(options, "lines") == ["gate"], "deleting the zone keeps the line"
+
+    await page.click('#shape-list li[data-shape="line:gate"]')
+    await page.fill("#shape-name", "door")
+    await page.press("#shape-name", "Enter")
+    await _options(client, lambda o: _names(o, "lines") == ["door"])
+    await page.click('#shape-list li[data-shape="line:door"]')
+    await page.click("#delete-shape")
+    await _options(client, lambda o: _names(o, "lines") == [])
+    await page.wait_for_selector("#shape-empty:not([hidden])", timeout=WAIT_MS)
+    assert console.errors == []
+
+
+async def test_a_zone_that_crosses_itself_shows_the_servers_refusal(start_server: Start, browser: Any) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    page, console = await open_page(browser, client, STREAM_VIEW)
+    await wait_for_new_frame(page, "#video")
+    await page.click("#add-zone")
+    bow_tie = [(0.2, 0.2), (0.8, 0.8), (0.8, 0.2), (0.2, 0.8)]
+    for point in [*bow_tie, bow_tie[0]]:
+        await _click(page, point)
+    error = await wait_for_text(page, "#shape-error", "crosses itself")
+    assert "zones[0].points" in error, "the server's own message, naming the key"
+    await page.wait_for_selector("#shape-empty:not([hidden])", timeout=WAIT_MS)
+    assert (await (await client.get("/api/streams/cam")).json())["options"].get("zones", []) == []
+    assert console.errors == [BAD_REQUEST]
+
+
+async def test_a_zone_is_added_by_taps_on_a_phone(start_server: Start, browser: Any, screenshots: Path) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    page = await browser.new_page(viewport=PHONE, has_touch=True, is_mobile=True)
+    console = Console(page)
+    await page.goto(str(client.make_url(STREAM_VIEW)))
+    await wait_for_new_frame(page, "#video")
+    await page.tap("#add-zone")
+    await page.locator("#video").scroll_into_view_if_needed()
+    door = [(0.3, 0.3), (0.7, 0.3), (0.5, 0.8)]
+    for point in [*door, door[0]]:
+        await page.touchscreen.tap(*await _screen(page, point))
+    options = await _options(client, lambda o: _names(o, "zones") == ["zone-1"])
+    # A finger is less exact than a mouse, and the phone's canvas is smaller: twice the tolerance.
+    for (x, y), (ex, ey) in zip(options["zones"][0]["points"], door, strict=True):
+        assert abs(x - ex) < 2 * CLICK_TOLERANCE and abs(y - ey) < 2 * CLICK_TOLERANCE
+    await page.screenshot(path=screenshots / "phone-zone.png")
+    assert console.errors == []
+
+
+async def test_the_event_list_shows_zone_events_live_and_from_the_history(
+    start_server: Start, browser: Any, tmp_path: Path
+) -> None:
+    history = EventsSettings(history=HistorySettings(tmp_path / "events.db"))
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"), events=history)
+    live, console = await open_page(browser, client, STREAM_VIEW)
+    await wait_for_new_frame(live, "#video")
+    yard = {"zones": [{"name": "yard", "points": YARD, "units": "fraction"}]}
+    assert (await client.patch("/api/streams/cam", json=yard)).status == 200
+    text = await wait_for_text(live, "#events", "entered yard")
+    assert await live.locator('#events li[data-type="zone_enter"]').count() >= 1, text
+
+    # With the zone gone no new events come: a page opened now can only learn of them from the history.
+    deadline = asyncio.get_running_loop().time() + WAIT_MS / 1000
+    while not (await (await client.get("/api/events?stream=cam&type=zone_enter")).json())["events"]:
+        assert asyncio.get_running_loop().time() < deadline, "the history never stored the zone_enter"
+        await asyncio.sleep(0.1)
+    assert (await client.patch("/api/streams/cam", json={"zones": []})).status == 200
+    later, later_console = await open_page(browser, client, STREAM_VIEW)
+    await wait_for_text(later, "#events", "entered yard")
+    assert console.errors == [] and later_console.errors == []

@@ -1,0 +1,95 @@
+// The latest zone and line events of the open stream: live from the WebSocket and, when the server
+// keeps an event history ([events.history], docs/protocol.md "Events out"), the recent ones from
+// before the page was opened. Without a history there is simply nothing before the first live one.
+
+import { eventOutputs, listEvents } from "./api.js";
+
+export const ANALYTICS_EVENTS = ["zone_enter", "zone_exit", "line_cross", "loiter"];
+const SHOWN = 20;
+
+let historyOn = null; // whether the server keeps a history: asked once, it cannot change while it runs
+
+function hasHistory() {
+  historyOn ??= eventOutputs({ interactive: false })
+    .then(({ outputs }) => outputs.some((output) => output.name === "history"))
+    .catch(() => false);
+  return historyOn;
+}
+
+// One event, however many ways it arrived (live and from the history both).
+const identity = (e) => [e.type, e.stream, e.id, e.zone, e.line, e.direction, e.media_time].join("|");
+
+function describe(event) {
+  const who = `#${event.id} ${event.class}`;
+  const seconds = (s) => `${Number(s).toFixed(1)} s`;
+  switch (event.type) {
+    case "zone_enter":
+      return `${who} entered ${event.zone}`;
+    case "zone_exit":
+      return `${who} left ${event.zone} after ${seconds(event.dwell)}`;
+    case "loiter":
+      return `${who} has been in ${event.zone} for ${seconds(event.dwell)}`;
+    default:
+      return `${who} crossed ${event.line} (${event.direction})`;
+  }
+}
+
+export class EventList {
+  constructor(list, empty) {
+    this.list = list;
+    this.empty = empty;
+    this.streamId = null;
+    this.events = []; // newest first
+  }
+
+  open(streamId) {
+    if (streamId === this.streamId) return;
+    this.streamId = streamId;
+    this.events = [];
+    this.render();
+    if (streamId !== null) this.loadHistory(streamId);
+  }
+
+  async loadHistory(streamId) {
+    if (!(await hasHistory())) return;
+    const pages = await Promise.all(
+      ANALYTICS_EVENTS.map((type) =>
+        listEvents({ stream: streamId, type, limit: SHOWN }, { interactive: false }).catch(() => ({ events: [] })),
+      ),
+    );
+    if (streamId !== this.streamId) return;
+    for (const page of pages) for (const stored of page.events) this.insert(stored.event);
+    this.render();
+  }
+
+  /** A live event from the WebSocket (any stream's; only the open stream's are kept). */
+  add(event) {
+    if (event.stream !== this.streamId) return;
+    this.insert(event);
+    this.render();
+  }
+
+  insert(event) {
+    const key = identity(event);
+    if (this.events.some((known) => identity(known) === key)) return;
+    this.events.push(event);
+    this.events.sort((a, b) => b.time - a.time);
+    this.events.length = Math.min(this.events.length, SHOWN);
+  }
+
+  render() {
+    this.empty.hidden = this.events.length > 0;
+    this.list.replaceChildren(
+      ...this.events.map((event) => {
+        const item = document.createElement("li");
+        item.dataset.type = event.type;
+        const time = document.createElement("time");
+        const at = new Date(event.time * 1000);
+        time.dateTime = at.toISOString();
+        time.textContent = at.toLocaleTimeString();
+        item.append(time, " ", describe(event));
+        return item;
+      }),
+    );
+  }
+}

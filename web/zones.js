@@ -1,0 +1,526 @@
+// Zones and lines of the open stream (docs/analytics.md): drawn over the video with their live counts,
+// and drawn, moved, renamed and deleted here with a mouse, a pen or a finger (pointer events).
+//
+// The server is the record: every change is one PATCH of the stream's whole `zones` and `lines`,
+// in fractions of the frame so that they survive a change of resolution, and what the server
+// answers (or, once a second, what the stream list says) is what is shown. A refusal (a polygon
+// that crosses itself, a name taken twice) is shown in the server's words and the last saved shapes
+// come back. The stream restarts on each change, so its counts start again from zero.
+
+import { changeStream } from "./api.js";
+
+const HIT_PX = { mouse: 8, pen: 10, touch: 18 }; // how near a pointer must come to a vertex or a line, in CSS px
+const LEAST_POINTS = { zone: 3, line: 2 };
+const ZONE_COLOR = "#ffd21f";
+const LINE_COLOR = "#25e0ff";
+const FRACTION_DIGITS = 4; // 1/10000 of the frame: finer than any camera's pixels
+
+const HINTS = {
+  zone: "Click or tap the corners. Click the first corner again (or double-click) to close the zone.",
+  line: "Click or tap the points of the line. Double-click (or tap the last point again) to end it.",
+  idle: "Drag a corner to move it; select a shape to rename or delete it.",
+};
+
+const keyOf = (shape) => `${shape.kind}:${shape.name}`;
+
+// The rectangle the picture fills on screen: object-fit: contain letterboxes it when the canvas is
+// capped in height, so the element's own rectangle is not the picture's.
+function pictureRect(canvas) {
+  const rect = canvas.getBoundingClientRect();
+  const scale = Math.min(rect.width / canvas.width, rect.height / canvas.height);
+  const width = canvas.width * scale;
+  const height = canvas.height * scale;
+  return { left: rect.left + (rect.width - width) / 2, top: rect.top + (rect.height - height) / 2, width, height };
+}
+
+function fromServer(kind, json, size) {
+  const { name, points, units, ...extra } = json;
+  const [w, h] = units === "px" ? [size.width, size.height] : [1, 1];
+  return { kind, name, points: points.map(([x, y]) => [x / w, y / h]), extra };
+}
+
+function toServer(shape) {
+  const round = (v) => Number(Math.min(1, Math.max(0, v)).toFixed(FRACTION_DIGITS));
+  const points = shape.points.map(([x, y]) => [round(x), round(y)]);
+  return { ...shape.extra, name: shape.name, points, units: "fraction" };
+}
+
+function insidePolygon([x, y], points) {
+  let inside = false;
+  for (let i = 0, j = points.length - 1; i < points.length; j = i++) {
+    const [xi, yi] = points[i];
+    const [xj, yj] = points[j];
+    if (yi > y !== yj > y && x < ((xj - xi) * (y - yi)) / (yj - yi) + xi) inside = !inside;
+  }
+  return inside;
+}
+
+function segmentDistance(p, a, b) {
+  const [dx, dy] = [b[0] - a[0], b[1] - a[1]];
+  const length = dx * dx + dy * dy;
+  const t = length ? Math.max(0, Math.min(1, ((p[0] - a[0]) * dx + (p[1] - a[1]) * dy) / length)) : 0;
+  return Math.hypot(p[0] - a[0] - t * dx, p[1] - a[1] - t * dy);
+}
+
+export class ZoneEditor {
+  // host: {canvas, size() -> {width, height} | null, redraw(), reveal() (turn the zones overlay on)};
+  // elements: the toolbar's parts.
+  constructor(host, elements) {
+    this.host = host;
+    this.el = elements;
+    this.streamId = null;
+    this.shapes = []; // {kind: "zone" | "line", name, points: [[x, y] in fractions], extra: other keys}
+    this.options = null; // the stream's zones and lines as the server last said
+    this.savedKey = null;
+    this.mode = "idle"; // or "zone", "line": adding one
+    this.draft = [];
+    this.cursor = null;
+    this.selected = null; // keyOf() the selected shape
+    this.drag = null; // {key, index, pointerId, moved}
+    this.saving = false;
+    this.claimed = false; // the last press was the editor's, not a click on a track
+    this.counts = null;
+    this.visible = true;
+    this.changedAt = -Infinity; // performance.now() when the last change here was answered
+
+    const { canvas } = host;
+    canvas.addEventListener("pointerdown", (event) => this.pointerDown(event));
+    canvas.addEventListener("pointermove", (event) => this.pointerMove(event));
+    canvas.addEventListener("pointerup", (event) => this.pointerUp(event, true));
+    canvas.addEventListener("pointercancel", (event) => this.pointerUp(event, false));
+    canvas.addEventListener("pointerleave", () => {
+      this.cursor = null;
+      if (this.mode !== "idle") this.host.redraw();
+    });
+    elements.addZone.addEventListener("click", () => this.start("zone"));
+    elements.addLine.addEventListener("click", () => this.start("line"));
+    elements.finish.addEventListener("click", () => this.finish());
+    elements.remove.addEventListener("click", () => this.removeSelected());
+    elements.name.addEventListener("change", () => this.rename());
+    elements.list.addEventListener("click", (event) => {
+      const item = event.target.closest("li[data-shape]");
+      if (item) this.select(item.dataset.shape);
+    });
+    document.addEventListener("keydown", (event) => this.key(event));
+  }
+
+  open(streamId) {
+    if (streamId === this.streamId) return;
+    this.streamId = streamId;
+    this.shapes = [];
+    this.options = null;
+    this.savedKey = null;
+    this.mode = "idle";
+    this.draft = [];
+    this.selected = null;
+    this.drag = null;
+    this.saving = false; // a save for the stream left is ignored when it is answered
+    this.counts = null;
+    this.showError("");
+    this.render();
+  }
+
+  // Saving to the config file is offered only where there is one (GET /api/viewer).
+  offerPersist(settings) {
+    const { persist } = this.el;
+    persist.closest("label").hidden = !settings.config_file;
+    persist.checked = settings.save_config;
+    persist.disabled = settings.save_config;
+  }
+
+  setVisible(visible) {
+    this.visible = visible;
+    if (!visible && this.mode === "idle") this.selected = null;
+    this.render();
+  }
+
+  busy() {
+    return this.mode !== "idle" || this.drag !== null || this.saving;
+  }
+
+  /**
+   * The stream's options as the server has them, as asked at `askedAt` (performance.now()); adopted
+   * unless a change is being made here, or the question was asked before the last change was answered.
+   */
+  setOptions(options, askedAt = performance.now()) {
+    if (askedAt >= this.changedAt && !this.busy()) this.adopt(options);
+  }
+
+  // Show `options` (a stream's, as the server has them) unless they are what is shown already.
+  adopt(options) {
+    const wanted = { zones: options?.zones ?? [], lines: options?.lines ?? [] };
+    const key = JSON.stringify(wanted);
+    if (key === this.savedKey) return;
+    const size = this.host.size();
+    const inPixels = [...wanted.zones, ...wanted.lines].some((shape) => shape.units !== "fraction");
+    if (inPixels && !size) return; // pixels mean nothing before the first frame: the next poll retries
+    this.options = wanted;
+    this.savedKey = key;
+    this.shapes = [
+      ...wanted.zones.map((zone) => fromServer("zone", zone, size)),
+      ...wanted.lines.map((line) => fromServer("line", line, size)),
+    ];
+    if (!this.shapes.some((shape) => keyOf(shape) === this.selected)) this.selected = null;
+    this.render();
+  }
+
+  /** The `counts` of the frame on screen. */
+  setCounts(counts) {
+    this.counts = counts ?? null;
+    this.renderCounts();
+  }
+
+  countText(shape) {
+    if (shape.kind === "zone") {
+      const zone = this.counts?.zones?.[shape.name];
+      return zone ? `${zone.objects} inside` : "";
+    }
+    const line = this.counts?.lines?.[shape.name];
+    return line ? `in ${line.in} · out ${line.out}` : "";
+  }
+
+  // The press was on a shape or made a point: the view then neither pins nor unpins a track.
+  takeClaim() {
+    const claimed = this.claimed;
+    this.claimed = false;
+    return claimed;
+  }
+
+  start(kind) {
+    if (this.mode === kind) {
+      this.cancel();
+      return;
+    }
+    if (!this.host.size()) {
+      this.showError("Wait for the first picture: shapes are drawn on it.");
+      return;
+    }
+    this.mode = kind;
+    this.draft = [];
+    this.selected = null;
+    this.showError("");
+    this.el.name.value = this.freeName(kind);
+    this.host.reveal();
+    this.render();
+  }
+
+  cancel() {
+    this.mode = "idle";
+    this.draft = [];
+    this.render();
+  }
+
+  freeName(kind) {
+    const taken = new Set(this.shapes.filter((s) => s.kind === kind).map((s) => s.name));
+    let n = 1;
+    while (taken.has(`${kind}-${n}`)) n += 1;
+    return `${kind}-${n}`;
+  }
+
+  finish() {
+    const kind = this.mode;
+    if (kind === "idle" || this.draft.length < LEAST_POINTS[kind]) return;
+    const shape = { kind, name: this.el.name.value.trim() || this.freeName(kind), points: this.draft, extra: {} };
+    this.mode = "idle";
+    this.draft = [];
+    this.selected = keyOf(shape);
+    this.commit([...this.shapes, shape]);
+  }
+
+  select(key) {
+    if (this.mode !== "idle") return;
+    this.selected = key;
+    const shape = this.shapes.find((s) => keyOf(s) === key);
+    if (shape) this.el.name.value = shape.name;
+    this.render();
+  }
+
+  removeSelected() {
+    if (this.selected === null || this.busy()) return;
+    const rest = this.shapes.filter((shape) => keyOf(shape) !== this.selected);
+    this.selected = null;
+    this.commit(rest);
+  }
+
+  rename() {
+    const shape = this.shapes.find((s) => keyOf(s) === this.selected);
+    const name = this.el.name.value.trim();
+    if (this.mode !== "idle" || !shape || !name || name === shape.name) return;
+    const renamed = { ...shape, name };
+    this.selected = keyOf(renamed);
+    this.commit(this.shapes.map((s) => (s === shape ? renamed : s)));
+  }
+
+  key(event) {
+    if (this.streamId === null || this.host.canvas.closest("[hidden]")) return;
+    const typing = event.target.closest?.("input, textarea, select");
+    if (event.key === "Escape" && this.mode !== "idle") this.cancel();
+    else if (event.key === "Enter" && this.mode !== "idle" && !event.target.closest?.("button")) this.finish();
+    else if ((event.key === "Delete" || event.key === "Backspace") && !typing && this.selected !== null) {
+      event.preventDefault();
+      this.removeSelected();
+    }
+  }
+
+  // The whole new list to the server; shown at once, and undone if the server refuses it.
+  async commit(shapes) {
+    const streamId = this.streamId;
+    this.shapes = shapes;
+    this.saving = true;
+    this.showError("");
+    this.render();
+    const body = {
+      zones: shapes.filter((s) => s.kind === "zone").map(toServer),
+      lines: shapes.filter((s) => s.kind === "line").map(toServer),
+    };
+    const { persist } = this.el;
+    let options = this.options;
+    try {
+      options = (await changeStream(streamId, body, persist.checked && !persist.disabled)).options;
+    } catch (error) {
+      if (streamId === this.streamId) this.showError(error.message);
+    }
+    if (streamId !== this.streamId) return;
+    this.saving = false;
+    this.changedAt = performance.now();
+    this.savedKey = null;
+    this.counts = null; // the stream restarted: its counts start again
+    this.adopt(options); // even while a new shape is being drawn: it is not in them yet
+  }
+
+  showError(message) {
+    this.el.error.textContent = message;
+  }
+
+  // Where an event is on the picture, in fractions of the frame, and how near counts as on something.
+  locate(event) {
+    const rect = pictureRect(this.host.canvas);
+    if (!rect.width || !rect.height) return null;
+    const point = [(event.clientX - rect.left) / rect.width, (event.clientY - rect.top) / rect.height];
+    return { point, rect, reach: HIT_PX[event.pointerType] ?? HIT_PX.mouse };
+  }
+
+  near(a, b, where) {
+    return Math.hypot((a[0] - b[0]) * where.rect.width, (a[1] - b[1]) * where.rect.height) <= where.reach;
+  }
+
+  // The shape and vertex under a point: the selected shape first, then the others, newest on top.
+  hit(where) {
+    const chosen = (shape) => keyOf(shape) === this.selected;
+    const order = [...this.shapes].reverse().sort((a, b) => chosen(b) - chosen(a));
+    for (const shape of order) {
+      const index = shape.points.findIndex((p) => this.near(p, where.point, where));
+      if (index >= 0) return { shape, index };
+    }
+    const scale = Math.min(where.rect.width, where.rect.height);
+    for (const shape of order) {
+      const { points } = shape;
+      if (shape.kind === "zone" && insidePolygon(where.point, points)) return { shape, index: -1 };
+      for (let i = 1; i < points.length; i += 1) {
+        if (shape.kind === "line" && segmentDistance(where.point, points[i - 1], points[i]) * scale <= where.reach) {
+          return { shape, index: -1 };
+        }
+      }
+    }
+    return null;
+  }
+
+  pointerDown(event) {
+    this.claimed = false;
+    if (!event.isPrimary || event.button !== 0 || !this.host.size()) return;
+    const where = this.locate(event);
+    if (!where) return;
+    if (this.mode !== "idle") {
+      this.claimed = true;
+      this.addPoint(where);
+      return;
+    }
+    if (!this.visible || this.saving) return;
+    const found = this.hit(where);
+    if (!found) {
+      if (this.selected !== null) this.select(null);
+      return;
+    }
+    this.claimed = true;
+    this.select(keyOf(found.shape));
+    if (found.index >= 0) {
+      event.preventDefault();
+      this.host.canvas.setPointerCapture(event.pointerId);
+      this.drag = { key: keyOf(found.shape), index: found.index, pointerId: event.pointerId, moved: false };
+    }
+  }
+
+  // A point of the shape being drawn; the first point again closes a zone, the last again ends it
+  // (which is also what the second press of a double-click or double-tap does).
+  addPoint(where) {
+    const { draft } = this;
+    const enough = draft.length >= LEAST_POINTS[this.mode];
+    if (this.mode === "zone" && enough && this.near(draft[0], where.point, where)) this.finish();
+    else if (draft.length && this.near(draft.at(-1), where.point, where)) {
+      if (enough) this.finish();
+    } else {
+      draft.push(where.point.map((v) => Math.min(1, Math.max(0, v))));
+      this.render();
+    }
+  }
+
+  pointerMove(event) {
+    const where = this.locate(event);
+    if (!where) return;
+    if (this.drag && event.pointerId === this.drag.pointerId) {
+      const shape = this.shapes.find((s) => keyOf(s) === this.drag.key);
+      const point = where.point.map((v) => Math.min(1, Math.max(0, v)));
+      if (!shape) return;
+      shape.points = shape.points.map((p, i) => (i === this.drag.index ? point : p));
+      this.drag.moved = true;
+      this.host.redraw();
+    } else if (this.mode !== "idle") {
+      this.cursor = where.point;
+      this.host.redraw();
+    }
+  }
+
+  pointerUp(event, done) {
+    const { drag } = this;
+    if (!drag || event.pointerId !== drag.pointerId) return;
+    this.drag = null;
+    if (done && drag.moved) {
+      this.commit(this.shapes);
+    } else if (drag.moved) {
+      this.savedKey = null;
+      this.adopt(this.options);
+    }
+  }
+
+  render() {
+    const { el, mode } = this;
+    const drawing = mode !== "idle";
+    el.addZone.setAttribute("aria-pressed", String(mode === "zone"));
+    el.addLine.setAttribute("aria-pressed", String(mode === "line"));
+    el.addZone.textContent = mode === "zone" ? "Cancel zone" : "Add zone";
+    el.addLine.textContent = mode === "line" ? "Cancel line" : "Add line";
+    el.finish.hidden = !drawing;
+    el.finish.disabled = !drawing || this.draft.length < LEAST_POINTS[mode];
+    el.remove.disabled = this.selected === null || drawing;
+    el.hint.textContent = HINTS[mode];
+    // A finger that draws or drags must not scroll the page instead.
+    this.host.canvas.classList.toggle("editing", drawing || this.selected !== null);
+    el.list.replaceChildren(
+      ...this.shapes.map((shape) => {
+        const item = document.createElement("li");
+        item.dataset.shape = keyOf(shape);
+        item.classList.toggle("selected", keyOf(shape) === this.selected);
+        const name = document.createElement("strong");
+        name.textContent = shape.name;
+        const kind = document.createElement("span");
+        kind.className = "muted";
+        kind.textContent = shape.kind;
+        const count = document.createElement("span");
+        count.className = "shape-count";
+        item.append(name, " ", kind, " ", count);
+        return item;
+      }),
+    );
+    el.empty.hidden = this.shapes.length > 0;
+    this.renderCounts();
+    this.host.redraw();
+  }
+
+  renderCounts() {
+    for (const item of this.el.list.children) {
+      const shape = this.shapes.find((s) => keyOf(s) === item.dataset.shape);
+      const count = item.querySelector(".shape-count");
+      if (shape && count) count.textContent = this.countText(shape);
+    }
+  }
+
+  /** Draw the shapes, their counts and the one being drawn onto `context` (frame pixels). */
+  draw(context) {
+    const { width, height } = context.canvas;
+    // Frame pixels per CSS pixel: handles, lines and labels keep their size on screen, phone or not.
+    const scale = width / (pictureRect(context.canvas).width || width);
+    const px = ([x, y]) => [x * width, y * height];
+    context.save();
+    context.lineJoin = "round";
+    if (this.visible) {
+      for (const shape of this.shapes) this.drawShape(context, shape, px, scale);
+    }
+    if (this.mode !== "idle" && this.draft.length) {
+      const points = this.cursor ? [...this.draft, this.cursor] : this.draft;
+      context.strokeStyle = this.mode === "zone" ? ZONE_COLOR : LINE_COLOR;
+      context.lineWidth = 2 * scale;
+      context.setLineDash([6 * scale, 4 * scale]);
+      context.beginPath();
+      points.map(px).forEach(([x, y], i) => (i ? context.lineTo(x, y) : context.moveTo(x, y)));
+      context.stroke();
+      context.setLineDash([]);
+      this.drawHandles(context, this.draft.map(px), scale, context.strokeStyle);
+    }
+    context.restore();
+  }
+
+  drawShape(context, shape, px, scale) {
+    const selected = keyOf(shape) === this.selected;
+    const color = shape.kind === "zone" ? ZONE_COLOR : LINE_COLOR;
+    const points = shape.points.map(px);
+    context.strokeStyle = color;
+    context.fillStyle = color;
+    context.lineWidth = (selected ? 4 : 2) * scale;
+    context.beginPath();
+    points.forEach(([x, y], i) => (i ? context.lineTo(x, y) : context.moveTo(x, y)));
+    if (shape.kind === "zone") {
+      context.closePath();
+      context.globalAlpha = selected ? 0.25 : 0.12;
+      context.fill();
+      context.globalAlpha = 1;
+    }
+    context.stroke();
+    if (shape.kind === "line") this.drawArrow(context, points, scale);
+    if (selected) this.drawHandles(context, points, scale, color);
+    const label = [shape.name, this.countText(shape)].filter(Boolean).join("  ");
+    drawTag(context, label, points[0], color, scale);
+  }
+
+  // An arrow from the middle of the first segment to the line's "in" side (docs/analytics.md).
+  drawArrow(context, points, scale) {
+    const [[x1, y1], [x2, y2]] = points;
+    const length = Math.hypot(x2 - x1, y2 - y1) || 1;
+    const [nx, ny] = [-(y2 - y1) / length, (x2 - x1) / length];
+    const [mx, my] = [(x1 + x2) / 2, (y1 + y2) / 2];
+    const reach = 18 * scale;
+    const [tx, ty] = [mx + nx * reach, my + ny * reach];
+    context.beginPath();
+    context.moveTo(mx, my);
+    context.lineTo(tx, ty);
+    context.moveTo(tx - nx * 8 * scale + ny * 6 * scale, ty - ny * 8 * scale - nx * 6 * scale);
+    context.lineTo(tx, ty);
+    context.lineTo(tx - nx * 8 * scale - ny * 6 * scale, ty - ny * 8 * scale + nx * 6 * scale);
+    context.stroke();
+  }
+
+  drawHandles(context, points, scale, color) {
+    const radius = 6 * scale;
+    context.fillStyle = "#0b0d10";
+    context.strokeStyle = color;
+    for (const [x, y] of points) {
+      context.beginPath();
+      context.arc(x, y, radius, 0, 2 * Math.PI);
+      context.fill();
+      context.stroke();
+    }
+  }
+}
+
+function drawTag(context, text, [x, y], color, scale) {
+  const size = Math.round(13 * scale);
+  context.font = `600 ${size}px system-ui, sans-serif`;
+  const width = context.measureText(text).width + 8;
+  const height = size + 6;
+  const left = Math.min(Math.max(0, x), context.canvas.width - width);
+  const top = Math.min(Math.max(0, y - height - 4), context.canvas.height - height);
+  context.fillStyle = color;
+  context.fillRect(left, top, width, height);
+  context.fillStyle = "#0b0d10";
+  context.textBaseline = "top";
+  context.fillText(text, left + 4, top + 3);
+}
