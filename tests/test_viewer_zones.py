@@ -21,16 +21,15 @@ from server.config import StreamConfig
 from server.events.config import EventsSettings, HistorySettings
 from tests.conftest import CHROMIUM
 from tests.support.browser import CANVAS_STATS, PHONE, WAIT_MS, Console, open_page, wait_for_new_frame, wait_for_text
+from tests.support.components import require_component, require_module
 
-pytest.importorskip("playwright.async_api")
+require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
+require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
 
 Start = Callable[..., Awaitable[TestClient]]
 Point = tuple[float, float]
 
-pytestmark = [
-    pytest.mark.timeout(120),
-    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"needs Debian's chromium at {CHROMIUM}"),
-]
+pytestmark = pytest.mark.timeout(120)
 
 STREAM_VIEW = "/?transport=ws#/stream/cam"
 #: Most of the frame: the scene's objects are inside it within moments.
