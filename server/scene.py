@@ -197,7 +197,7 @@ class Scene:
         for a, b in itertools.pairwise(points):
             speed = rng.uniform(2.0, 5.5) * w / 640  # px per frame, different per leg
             frames.append(frames[-1] + max(8.0, math.dist(a, b) / speed))
-        return _look(rng, object_id, int(rng.integers(len(CLASS_NAMES))), radius, float(rng.uniform()), frames, points)
+        return _look(rng, object_id, radius, frames, points)
 
     def _edge_point(self, rng: np.random.Generator, edge: int, margin: float) -> tuple[float, float]:
         w, h = self.width, self.height
@@ -268,24 +268,33 @@ class Scene:
 def _look(
     rng: np.random.Generator,
     object_id: int,
-    class_id: int,
     radius: float,
-    z: float,
     frames: list[float],
     points: list[tuple[float, float]],
+    class_id: int | None = None,
+    z: float | None = None,
 ) -> _Actor:
-    """An actor on the given trajectory, with colours and texture drawn from ``rng``."""
+    """An actor on the given trajectory, with colours and texture (and class and depth unless given)
+    drawn from ``rng``.
+
+    The draws come in the order the ``"wander"`` family has always made them, so its scenes, and
+    every figure measured on them, stay the same pixel for pixel.
+    """
     base = rng.integers(40, 230, size=3)
     stripe = (base + rng.integers(60, 120, size=3)) % 256
+    drawn_class = int(rng.integers(len(CLASS_NAMES))) if class_id is None else class_id
+    stripe_period = float(rng.uniform(6, 14))
+    stripe_angle = float(rng.uniform(0, math.pi))
+    depth = float(rng.uniform()) if z is None else z
     return _Actor(
         object_id=object_id,
-        class_id=class_id,
+        class_id=drawn_class,
         radius=radius,
         color=(int(base[0]), int(base[1]), int(base[2])),
         stripe_color=(int(stripe[0]), int(stripe[1]), int(stripe[2])),
-        stripe_period=float(rng.uniform(6, 14)),
-        stripe_angle=float(rng.uniform(0, math.pi)),
-        z=z,
+        stripe_period=stripe_period,
+        stripe_angle=stripe_angle,
+        z=depth,
         spin=float(rng.uniform(-0.03, 0.03)),
         key_frames=tuple(frames),
         key_points=tuple(points),
@@ -373,7 +382,7 @@ class _OcclusionStager:
         self.add(class_id, size, z, frames, points)
 
     def add(self, class_id: int, size: float, z: float, frames: list[float], points: list[tuple[float, float]]) -> None:
-        self.cast.append(_look(self.rng, self.next_id, class_id, size * self.unit, z, frames, points))
+        self.cast.append(_look(self.rng, self.next_id, size * self.unit, frames, points, class_id, z))
         self.next_id += 1
 
     def edge(self, side: int, size: float) -> tuple[float, float]:
