@@ -33,11 +33,15 @@ _PARSED_KEYS = frozenset({"stride", "batch", "imgsz", "names", "args", "end2end"
 @dataclass(frozen=True, slots=True)
 class BatchingOptions:
     """How Triton batches requests: ``max_batch`` images per execution, preferring ``preferred`` sizes
-    and holding a request up to ``queue_delay_us`` for others to join it."""
+    and holding a request up to ``queue_delay_us`` for others to join it.
+
+    The delay is short on purpose: a busy server batches the requests that queue while it runs the
+    last execution anyway, and every request of an idle one pays the whole delay (2 ms measured as
+    a fifth of a request's round trip on a CPU server)."""
 
     max_batch: int = 8
     preferred: tuple[int, ...] = (4, 8)
-    queue_delay_us: int = 2000
+    queue_delay_us: int = 100
     instances: int = 1
 
     def __post_init__(self) -> None:
