@@ -84,8 +84,8 @@ def run_scaleout(
         return ScaleoutResults(skipped=str(exc))
     repository = model_path.parent / f"triton-{imgsz}"
     name = model_path.stem
-    if not (repository / name / "config.pbtxt").exists():
-        export_model(str(model_path), "triton", repository, imgsz, Progress(3))
+    # Exported anew each run (seconds): the repository's config is segcast's, and may have changed.
+    export_model(str(model_path), "triton", repository, imgsz, Progress(3))
     # The same network for in-process ONNX Runtime: the plain export (the served copy takes uint8 pixels
     # and scales them in its graph; ultralytics' ONNX backend feeds floats).
     folder = model_path.parent / f"imgsz-{imgsz}"
