@@ -32,7 +32,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.live import WARMUP_S, ServerProcess, percentile, processed_count, serve, viewers
+from bench.live import WARMUP_S, ServerProcess, percentile, processed_count, serve, stop_process, viewers
 
 REPO = Path(__file__).resolve().parent.parent
 TRITON_START_S = 180.0
@@ -164,12 +164,7 @@ def _triton(repository: Path) -> Iterator[tuple[str, str]]:
             time.sleep(0.5)
         yield f"127.0.0.1:{grpc}", base
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, 30.0)
 
 
 def _ready(base: str) -> bool:
