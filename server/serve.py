@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import sys
 
 from aiohttp import web
 
@@ -33,7 +34,7 @@ def serve(settings: Settings, context: ssl.SSLContext | None, *, access_log: boo
     url = viewer_url(settings.host, settings.port, context is not None)
     sockets = bind(settings.host, settings.port)
     try:
-        print(f"segcast: loading model {settings.model}", flush=True)
+        say(f"segcast: loading model {settings.model}")
         app = create_app(settings)
         if access_log:
             logging.getLogger(ACCESS_LOGGER).setLevel(logging.INFO)
@@ -44,9 +45,16 @@ def serve(settings: Settings, context: ssl.SSLContext | None, *, access_log: boo
             sock=sockets,
             ssl_context=context,
             access_log=logging.getLogger(ACCESS_LOGGER) if access_log else None,
-            print=lambda _: print(f"segcast: listening on {url}", flush=True),
+            print=lambda _: say(f"segcast: listening on {url}"),
             **server_options(),
         )
     finally:
         for sock in sockets:
             sock.close()
+
+
+def say(line: str) -> None:
+    """``line`` on stdout in one write: the pipeline's threads are logging by now, and a log line must
+    not land between the text and its newline (``print`` writes them separately)."""
+    sys.stdout.write(f"{line}\n")
+    sys.stdout.flush()
