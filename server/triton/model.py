@@ -108,8 +108,9 @@ class TritonModel:
         self.endpoint = endpoint
         self._spec = spec
         self._request_timeout_s = request_timeout_s
-        # One thread, so requests go out one at a time in the order submitted; the worker keeps at
-        # most `IN_FLIGHT` batches submitted, which bounds what can wait here.
+        # One thread, so requests go out one at a time in the order submitted, the next as soon as
+        # the last is answered; the worker keeps at most `server.worker.REMOTE_IN_FLIGHT` batches
+        # submitted, which bounds what can wait here.
         self._requester = ThreadPoolExecutor(max_workers=1, thread_name_prefix="triton-requests")
         self._transport: Transport | None = None  # the requester thread's
         self._reconnect = False  # set by the inference thread after a failure, acted on by the requester
