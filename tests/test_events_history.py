@@ -223,8 +223,8 @@ async def history_app(aiohttp_client: ClientFactory, path: Path) -> TestClient:
 async def test_api_lists_pages_and_serves_snapshots(aiohttp_client: ClientFactory, tmp_path: Path) -> None:
     client = await history_app(aiohttp_client, tmp_path / "events.db")
     hub = client.app[hub_key]
-    for seq in range(5):
-        hub.publish_threadsafe(track_start(seq, track_id=seq))  # the crossing the encoder thread uses
+    for seq in range(5):  # a second apart: published in a loop, they could share a millisecond
+        hub.publish_threadsafe(track_start(seq, track_id=seq, when=time.time() - 10 + seq))  # as the encoder does
 
     async def listed() -> list[dict[str, object]] | None:
         body = await (await client.get("/api/events?limit=100")).json()
