@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -12,15 +10,12 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from server.events.config import EventsSettings, MqttSettings
 from server.events.mqtt import MqttSink
 from server.events.outputs import EventOutputs
 from server.events.sink import SinkState
+from tests.support.certificates import self_signed
 from tests.support.event_packets import track_start, with_counts, with_events
 from tests.support.mosquitto import Broker, free_port
 from tests.support.polling import eventually
@@ -205,28 +200,3 @@ async def test_tls_with_the_brokers_ca(tmp_path: Path) -> None:
             await state_is(sink, SinkState.OK)
     finally:
         broker.stop()
-
-
-def self_signed(folder: Path) -> tuple[Path, Path]:
-    """A CA-flagged certificate for 127.0.0.1 and its key, valid for a day, as PEM files."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "segcast test broker")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "broker.pem", folder / "broker.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_path, key_path

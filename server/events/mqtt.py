@@ -32,7 +32,7 @@ from contextlib import suppress
 import aiomqtt
 
 from server.events.config import MqttSettings
-from server.events.sink import BACKOFF_MAX_S, Counts, OutEvent, SinkHealth, Tally, backoff_s
+from server.events.sink import BACKOFF_MAX_S, Counts, DeliveryTask, OutEvent, SinkHealth, Tally, backoff_s
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class MqttSink:
         self._unsent_counts: dict[str, Counts] = {}
         self._announced: set[tuple[str, str]] = set()
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._delivery = DeliveryTask(self._run, self.name)
         self.status_topic = f"{settings.topic_prefix}/status"
         self._node = settings.topic_prefix.replace("/", "_")
 
@@ -75,13 +75,10 @@ class MqttSink:
         self._wake.set()
 
     async def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=self.name)
+        self._delivery.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
+        await self._delivery.stop()
 
     def health(self) -> SinkHealth:
         return self._tally.health()

@@ -9,10 +9,12 @@ emits, track or analytics, goes out without a sink knowing it.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -71,6 +73,24 @@ class Sink(Protocol):
     async def stop(self) -> None: ...
 
     def health(self) -> SinkHealth: ...
+
+
+class DeliveryTask:
+    """The one task a network sink delivers from: made on the loop at `start`, cancelled and awaited at `stop`."""
+
+    def __init__(self, run: Callable[[], Coroutine[Any, Any, None]], name: str) -> None:
+        self._run = run
+        self._name = name
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=self._name)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
 
 
 class Tally:

@@ -14,13 +14,12 @@ import hashlib
 import hmac
 import json
 import logging
-from contextlib import suppress
 from urllib.parse import urlsplit
 
 import aiohttp
 
 from server.events.config import WebhookSettings
-from server.events.sink import Counts, OutEvent, SinkHealth, Tally, backoff_s
+from server.events.sink import Counts, DeliveryTask, OutEvent, SinkHealth, Tally, backoff_s
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +46,7 @@ class WebhookSink:
         self._tally = Tally(self.name, log)
         self._queue: asyncio.Queue[OutEvent] = asyncio.Queue(settings.queue)
         self.backoff_first_s = backoff_first_s
-        self._task: asyncio.Task[None] | None = None
+        self._delivery = DeliveryTask(self._run, self.name)
 
     def offer(self, event: OutEvent) -> None:
         try:
@@ -59,13 +58,10 @@ class WebhookSink:
         """Webhooks carry events only; counts are polled (API, /metrics) or subscribed to (MQTT)."""
 
     async def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=self.name)
+        self._delivery.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
+        await self._delivery.stop()
 
     def health(self) -> SinkHealth:
         return self._tally.health()
