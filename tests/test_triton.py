@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import queue
+import shutil
 import threading
 import time
 import urllib.request
@@ -395,10 +396,26 @@ def _metric(text: str, name: str) -> float:
     raise AssertionError(f"{name} not in /metrics")
 
 
-def test_two_nodes_requests_are_executed_together(triton: TritonProcess) -> None:
-    """Each node has one camera and one inference thread, so each of its requests holds one image and
-    it has at most one in flight. An execution of two or more images therefore joined requests of
-    both nodes: Triton's own statistics must show such executions."""
+def test_two_nodes_requests_are_executed_together(triton_repository: Path, tmp_path: Path) -> None:
+    """Each node has one camera, and its requests go out one after another, each holding one image: a
+    node never has two requests at the server at once. An execution of two or more images therefore
+    joined requests of both nodes: Triton's own statistics must show such executions.
+
+    The repository here waits up to 20 ms for a request's partner (the default waits 0.1 ms): on a
+    busy server requests queue behind the running execution and meet anyway, but on an idle test
+    machine two nodes' requests rarely arrive within 0.1 ms of each other.
+    """
+    repository = tmp_path / "models"
+    shutil.copytree(triton_repository, repository)
+    served = repository / MODEL / "1" / "model.onnx"
+    (repository / MODEL / "config.pbtxt").write_text(
+        model_config(served, MODEL, BatchingOptions(queue_delay_us=20_000))
+    )
+    with TritonProcess(repository) as triton:
+        _two_nodes_batched(triton)
+
+
+def _two_nodes_batched(triton: TritonProcess) -> None:
     before = _batch_executions(triton)
     nodes = [
         SegcastProcess("--model", triton.grpc_url(MODEL), "--source", f"cam{seed}=scene:?seed={seed}&fps=30")
