@@ -17,9 +17,10 @@ RESULT_PREFIX = "BENCH-RESULT "
 def run(case: dict[str, Any]) -> dict[str, Any]:
     kind, video = case["kind"], Path(case["video"])
     if kind == "seed":
-        from bench.seed_loop import run_seed_loop
+        from bench.seed_loop import SeedSettings, run_seed_loop
 
-        loop = run_seed_loop(case["model"], video, case["frames"], case["imgsz"])
+        settings = SeedSettings(case.get("settings", SeedSettings.AS_WRITTEN.value))
+        loop = run_seed_loop(case["model"], video, case["frames"], case["imgsz"], settings)
         return {"frames": loop.frames, "seconds": loop.seconds, "fps": loop.fps}
     if kind == "segcast":
         from bench.pipeline import ForwardTimer, run_pipeline

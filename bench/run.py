@@ -76,7 +76,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--imgsz", type=int, default=None, help="inference size (default: the model's own)")
     parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated: pytorch,onnx,openvino")
     parser.add_argument("--frames", type=int, default=150, help="frames per throughput measurement")
-    parser.add_argument("--rounds", type=int, default=2, help="seed loop / segcast pairs per backend")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of seed loop and segcast per backend")
     parser.add_argument("--stream-counts", default="1,2,4,8", help="streams for the multi-stream figure")
     parser.add_argument("--stream-frames", type=int, default=30, help="frames per stream, multi-stream figure")
     parser.add_argument(
@@ -224,24 +224,44 @@ def _snapshot(model_path: Path, cache: Path) -> Path:
 
 
 def _throughput(model: str, video: Path, imgsz: int, args: argparse.Namespace) -> dict[str, Any]:
-    """Seed loop and segcast on the same model file and frames, alternating, ``rounds`` pairs."""
-    seeds, segcasts, forwards = [], [], []
-    for _ in range(args.rounds):
-        common = {"model": model, "imgsz": imgsz, "frames": args.frames}
-        seeds.append(_case({"kind": "seed", **common}, video)["fps"])
-        out = _case({"kind": "segcast", "forward": True, **common}, video)
-        segcasts.append(out["fps"])
-        forwards.append(out["forward_ms"])
-    ratios = [s / b for s, b in zip(segcasts, seeds, strict=True)]
+    """The seed loop both ways and segcast on the same model file and frames, alternating, ``rounds`` times.
+
+    Each round runs all three back to back, so a ratio is taken within a round and the rounds give its spread.
+    """
+    from bench.seed_loop import SeedSettings
+
+    common = {"model": model, "imgsz": imgsz, "frames": args.frames}
+    sides = {
+        "seed_fps": {"kind": "seed", "settings": SeedSettings.AS_WRITTEN.value, **common},
+        "like_fps": {"kind": "seed", "settings": SeedSettings.LIKE_FOR_LIKE.value, **common},
+        "segcast_fps": {"kind": "segcast", "forward": True, **common},
+    }
+    names = list(sides)
+    rounds: list[dict[str, float]] = []
+    for index in range(args.rounds):
+        measured: dict[str, float] = {}
+        for name in names[index % 3 :] + names[: index % 3]:  # who goes first changes from round to round
+            out = _case(sides[name], video)
+            measured[name] = out["fps"]
+            if "forward_ms" in out:
+                measured["forward_ms"] = out["forward_ms"]
+        rounds.append(measured)
+    ratios = [r["segcast_fps"] / r["seed_fps"] for r in rounds]
+    like_ratios = [r["segcast_fps"] / r["like_fps"] for r in rounds]
     return {
         "model": model,
-        "seed_fps": sum(seeds) / len(seeds),
-        "segcast_fps": sum(segcasts) / len(segcasts),
-        "ratio": sum(ratios) / len(ratios),
-        "forward_ms": sum(forwards) / len(forwards),
-        "share": sum(f * ms / 1000 for f, ms in zip(segcasts, forwards, strict=True)) / len(segcasts),
-        "rounds": [{"seed_fps": b, "segcast_fps": s} for b, s in zip(seeds, segcasts, strict=True)],
+        **{key: _mean([r[key] for r in rounds]) for key in ("seed_fps", "like_fps", "segcast_fps", "forward_ms")},
+        "ratio": _mean(ratios),
+        "ratio_range": [min(ratios), max(ratios)],
+        "like_ratio": _mean(like_ratios),
+        "like_ratio_range": [min(like_ratios), max(like_ratios)],
+        "share": _mean([r["segcast_fps"] * r["forward_ms"] / 1000 for r in rounds]),
+        "rounds": rounds,
     }
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
 
 
 def _cached_video(video: Path, scene: Scene, frames: int, start: int = 0) -> Path:
@@ -371,6 +391,29 @@ def _settings(args: argparse.Namespace, model_path: Path, imgsz: int) -> dict[st
         f"H.264 at 15 fps, {BUSY_SCENE['objects_per_period']} objects per 30 s",
         "video": f"generated scene, seed {VIDEO_SEED}, 640x384 H.264 at 15 fps",
         "command": " ".join(["python -m bench", *_without_out(sys.argv[1:])]),
+        "compared": _compared_settings(),
+    }
+
+
+def _compared_settings() -> dict[str, dict[str, str]]:
+    """Each side's tracking and detection settings in the throughput figure, as the page states them."""
+    from bench.seed_loop import SeedSettings, effective_settings
+    from server.options import StreamOptions
+    from server.tracking import detection_conf
+
+    options = StreamOptions()
+    segcast = {
+        "call": "StreamOptions()",
+        "tracker": options.tracker,
+        "camera motion": str(options.tracker_config().get("gmc_method", "none")),
+        "model conf": f"{detection_conf(options):g}",
+        "NMS": f"{'class-agnostic' if options.agnostic_nms else 'per class'}, IoU {options.iou:g}",
+        "drawn": f"tracks at conf >= {options.conf:g}",
+    }
+    return {
+        "seed loop, as written": effective_settings(SeedSettings.AS_WRITTEN),
+        "seed loop, like for like": effective_settings(SeedSettings.LIKE_FOR_LIKE),
+        "segcast": segcast,
     }
 
 

@@ -3,17 +3,35 @@
 It follows ultralytics' own segmentation-and-tracking example: decode a frame, ``model.track(frame,
 persist=True)``, draw masks, boxes and labels with ultralytics' plotting (its ``Annotator``), and
 JPEG-encode the result, since sending the picture somewhere is the point of a live view.
+
+It runs in one of two ways, so a ratio can say what it compares. *As written* passes nothing but
+``persist=True``: ultralytics' defaults, which is what users run (its default tracker, TrackTrack
+with optical-flow camera-motion compensation, the model at conf 0.1, per-class NMS, every track
+drawn). *Like for like* passes segcast's own defaults: the same tracker and settings, the model run
+at the confidence segcast's tracker takes, class-agnostic NMS at the same IoU, and only tracks at
+segcast's reporting ``conf`` drawn.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import av
 import cv2
+
+#: The confidence ``model.track`` runs the model at when given none (ultralytics' ``Model.track``).
+TRACK_DEFAULT_CONF = 0.1
+
+
+class SeedSettings(Enum):
+    """How the seed loop calls ``model.track``."""
+
+    AS_WRITTEN = "as_written"
+    LIKE_FOR_LIKE = "like_for_like"
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,12 +44,61 @@ class LoopRun:
         return self.frames / self.seconds if self.seconds else 0.0
 
 
-def run_seed_loop(model_path: str, video: Path, max_frames: int, imgsz: int | None = None) -> LoopRun:
+def track_options(settings: SeedSettings) -> tuple[dict[str, Any], float | None]:
+    """``model.track`` keyword arguments for ``settings``, and the confidence a drawn track needs (None: any).
+
+    Like for like is taken from segcast's `StreamOptions` defaults, so the two sides cannot drift apart.
+    """
+    if settings is SeedSettings.AS_WRITTEN:
+        return {}, None
+    from server.options import StreamOptions
+    from server.tracking import detection_conf
+
+    options = StreamOptions()
+    track = {
+        "tracker": f"{options.tracker}.yaml",
+        "conf": detection_conf(options),
+        "iou": options.iou,
+        "agnostic_nms": options.agnostic_nms,
+        "max_det": options.max_det,
+    }
+    return track, options.conf
+
+
+def effective_settings(settings: SeedSettings) -> dict[str, str]:
+    """What ``settings`` amounts to once ultralytics fills in its defaults: a row of the benchmarks page."""
+    from ultralytics.cfg import get_cfg
+
+    from server.options import tracker_defaults
+
+    track, drawn_conf = track_options(settings)
+    defaults = get_cfg()
+    tracker = Path(str(track.get("tracker", defaults.tracker))).stem
+    return {
+        "call": "model.track(frame, persist=True" + "".join(f", {k}={v!r}" for k, v in track.items()) + ")",
+        "tracker": tracker,
+        "camera motion": str(tracker_defaults(tracker).get("gmc_method", "none")),
+        "model conf": f"{track.get('conf', TRACK_DEFAULT_CONF):g}",
+        "NMS": f"{'class-agnostic' if track.get('agnostic_nms', defaults.agnostic_nms) else 'per class'}, "
+        f"IoU {track.get('iou', defaults.iou):g}",
+        "drawn": "every track" if drawn_conf is None else f"tracks at conf >= {drawn_conf:g}",
+    }
+
+
+def run_seed_loop(
+    model_path: str,
+    video: Path,
+    max_frames: int,
+    imgsz: int | None = None,
+    settings: SeedSettings = SeedSettings.AS_WRITTEN,
+) -> LoopRun:
     """Track and annotate up to ``max_frames`` frames of ``video`` one at a time, as fast as possible."""
     from ultralytics import YOLO
 
     model = YOLO(model_path, task="segment")
-    options: dict[str, Any] = {"imgsz": imgsz} if imgsz else {}
+    options, drawn_conf = track_options(settings)
+    if imgsz:
+        options["imgsz"] = imgsz
     frames = 0
     with av.open(str(video)) as container:
         decoded = (f.to_ndarray(format="bgr24") for f in container.decode(video=0))
@@ -40,6 +107,8 @@ def run_seed_loop(model_path: str, video: Path, max_frames: int, imgsz: int | No
         started = time.perf_counter()
         for image in decoded:
             [result] = model.track(image, persist=True, verbose=False, **options)
+            if drawn_conf is not None and result.boxes is not None:
+                result = result[result.boxes.conf >= drawn_conf]
             annotated = result.plot()
             ok, _ = cv2.imencode(".jpg", annotated, [cv2.IMWRITE_JPEG_QUALITY, 80])
             assert ok

@@ -18,7 +18,9 @@ def test_quick_throughput_run_writes_the_page_and_plot(tmp_path: Path, capsys: p
     assert main(argv) == 0
 
     page = out.read_text()
-    assert "segcast vs seed loop, PyTorch" in page
+    assert "segcast vs seed loop as users write it, PyTorch" in page
+    assert "segcast vs seed loop like for like, PyTorch" in page
+    assert "| seed loop, like for like | `model.track(frame, persist=True, tracker='bytetrack.yaml'" in page
     assert "| PyTorch |" in page
     assert out.with_suffix(".png").stat().st_size > 0
     assert "share of the limit" in capsys.readouterr().out
