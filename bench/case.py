@@ -58,7 +58,43 @@ def run(case: dict[str, Any]) -> dict[str, Any]:
         model, scene = load_model(case["model"]), Scene(seed=case["seed"])
         score = track_scene(model, scene, case["frames"], options, fast_masks=case.get("fast_masks", True))
         return {"idf1": score.idf1, "mota": score.mota, "switches": score.switches, "ms_per_frame": score.mean_ms}
+    if kind == "occlusion":
+        return _occlusion(case)
     raise ValueError(f"unknown case kind {kind!r}")
+
+
+def _occlusion(case: dict[str, Any]) -> dict[str, Any]:
+    """Every tracker on the occlusion family's seeds, and each one's own cost per frame on the busy scene."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+    from track_report import compare_trackers
+
+    from server.models import load_model
+    from server.options import SEGTRACK, StreamOptions, tracker_kinds
+    from server.scene import Scene
+
+    model = load_model(case["model"])
+    kinds = tracker_kinds()
+    options = {k: StreamOptions.from_mapping({"imgsz": case["imgsz"], "tracker": k}) for k in kinds}
+    per_seed: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
+    for seed in case["seeds"]:
+        scores = compare_trackers(model, Scene(seed=seed, family="occlusion"), case["frames"], options)
+        for k, s in scores.items():
+            bands = {name: recall for name, recall, _ in s.id_recall}
+            per_seed[k].append({"idf1": s.idf1, "hota": s.hota, "mota": s.mota, "switches": s.switches, "bands": bands})
+    busy = {k: StreamOptions.from_mapping({"imgsz": case["busy_imgsz"], "tracker": k}) for k in kinds}
+    scene = Scene(**case["busy_scene"])
+    costs = compare_trackers(model, scene, case["busy_frames"], busy, start=case["busy_start"])
+    frames = range(case["busy_start"], case["busy_start"] + case["busy_frames"])
+    objects = sum(len(scene.render(i)[1]) for i in frames) / len(frames)
+    busy_ms = {k: s.mean_ms for k, s in costs.items()}
+    return {
+        "seeds": case["seeds"],
+        "default": StreamOptions().tracker,
+        "own": [SEGTRACK],
+        "trackers": per_seed,
+        "busy_ms": busy_ms,
+        "busy_objects": objects,
+    }
 
 
 def _first_frame(video: Path) -> Any:

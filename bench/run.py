@@ -41,9 +41,11 @@ VIDEO_FRAMES = 600  # 40 s of the generated scene at 15 fps; sources loop, so ru
 QUICK_VIDEO_FRAMES = 60
 VIDEO_SEED = 3
 BACKENDS = ("pytorch", "onnx", "openvino")
-SECTIONS = ("throughput", "tracking", "masks", "multistream", "latency", "fanout", "scaleout")
+SECTIONS = ("throughput", "tracking", "occlusion", "masks", "multistream", "latency", "fanout", "scaleout")
 SCALEOUT_PAGE = "scaleout.md"  # written beside --out; `--only scaleout` leaves --out itself alone
 TRACK_SEED = 7  # the scene tests/ and tools/track_report.py score tracking on
+#: Occlusion-family scenes every tracker is compared on (none of them seen in the model's training).
+OCCLUSION_SEEDS = (11, 12, 13, 14)
 #: The busy scene of the mask-path figures: 720p with a crowd (about 19 detections a frame at 640),
 #: the kind of frame where ultralytics' whole-input masks cost as much as a fast backend's network.
 BUSY_SCENE: dict[str, Any] = {"seed": 11, "width": 1280, "height": 720, "objects_per_period": 40}
@@ -64,6 +66,7 @@ class Results:
     throughput: dict[str, dict[str, Any]] = field(default_factory=dict)  # backend -> seed/segcast/forward
     skipped_backends: dict[str, str] = field(default_factory=dict)
     tracking: dict[str, dict[str, Any]] = field(default_factory=dict)  # backend -> IDF1, MOTA, ...
+    occlusion: dict[str, Any] = field(default_factory=dict)  # per tracker and seed; tracker cost on the busy scene
     masks: dict[str, dict[str, Any]] = field(default_factory=dict)  # backend -> busy-scene fps per mask path
     multistream: list[dict[str, Any]] = field(default_factory=list)
     latency: list[LatencyRun] = field(default_factory=list)
@@ -145,6 +148,12 @@ def main(argv: list[str] | None = None) -> int:
             case |= {"frames": args.track_frames, "fast_masks": False}
             results.tracking[PLAIN_MASKS] = _case(case, video)
             _say(f"tracking {PLAIN_MASKS}: {json.dumps(results.tracking[PLAIN_MASKS])}")
+    if "occlusion" in sections:
+        case = {"kind": "occlusion", "model": str(model_path), "imgsz": imgsz, "seeds": list(OCCLUSION_SEEDS)}
+        case |= {"frames": args.track_frames, "busy_scene": BUSY_SCENE, "busy_start": BUSY_START}
+        case |= {"busy_imgsz": BUSY_IMGSZ, "busy_frames": args.busy_frames}
+        results.occlusion = _case(case, video)
+        _say(f"occlusion: {json.dumps(results.occlusion['busy_ms'])}")
     if "masks" in sections:
         busy_frames = QUICK_VIDEO_FRAMES if args.quick else BUSY_VIDEO_FRAMES
         name = f"busy-{BUSY_SCENE['seed']}-{BUSY_START}-{busy_frames}.mp4"

@@ -57,3 +57,27 @@ def test_a_run_writes_its_page_to_the_cache_and_the_docs_only_when_asked(tmp_pat
 
     assert (tmp_path / "benchmarks.md").read_text().startswith("# Benchmarks")
     assert DOCS_PAGE.read_bytes() == tracked, "the tracked page is left alone"
+
+
+def test_the_occlusion_goals_compare_the_default_with_the_best_of_ultralytics_trackers(tmp_path: Path) -> None:
+    from bench.run import LAST_RUN, Results
+
+    def seeds(*idf1: float, switches: int) -> list[dict[str, object]]:
+        bands = {"visible": 0.9, "partly hidden": 0.5, "mostly hidden": 0.1}
+        return [{"idf1": v, "hota": v, "mota": v, "switches": switches, "bands": bands} for v in idf1]
+
+    trackers = {"bytetrack": seeds(0.70, 0.72, switches=5), "tracktrack": seeds(0.74, 0.76, switches=3)}
+    trackers["segtrack"] = seeds(0.95, 0.97, switches=1)  # segcast's own: not one of ultralytics'
+    occlusion = {"seeds": [11, 12], "default": "bytetrack", "own": ["segtrack"], "trackers": trackers}
+    occlusion |= {"busy_ms": {"bytetrack": 0.9, "tracktrack": 4.0, "segtrack": 1.5}, "busy_objects": 19.2}
+    (tmp_path / LAST_RUN).write_text(json.dumps(asdict(Results(occlusion=occlusion))))
+    out = tmp_path / "benchmarks.md"
+
+    assert main(["--report-only", "--cache", str(tmp_path), "--out", str(out)]) == 0
+
+    page = out.read_text()
+    assert "| occlusion family: default tracker (bytetrack) mean IDF1 | >= 0.9 | 0.710 | **no** |" in page
+    assert "over the best of ultralytics' trackers (tracktrack) | >= +0.08 | -0.040 | **no** |" in page
+    assert "| occlusion family: bytetrack id switches, fewest of ultralytics' trackers | no more | 10 vs 6 |" in page
+    assert "| segtrack cost per frame, 19 objects | <= 2 ms | 1.50 ms | yes |" in page
+    assert "| segtrack | 0.950 / 0.970 | 0.960 |" in page.split("## Tracking through occlusion")[1]

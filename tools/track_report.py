@@ -32,7 +32,7 @@ import motmetrics as mm
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from server.detections import detect
+from server.detections import Detections, detect
 from server.frames import Frame, Track
 from server.options import StreamOptions, tracker_kinds
 from server.scene import FAMILIES, Scene, TrueObject
@@ -239,6 +239,56 @@ def track_scene(
     return score(scene, observed, 1000 * spent / max(len(observed), 1))
 
 
+def compare_trackers(
+    model: Any,
+    scene: Scene,
+    frames: int,
+    options: dict[str, StreamOptions],
+    fast_masks: bool = True,
+    start: int = 0,
+) -> dict[str, TrackingScore]:
+    """Every tracker in ``options`` (name -> the stream's options) over the same detections of ``scene``.
+
+    Frames ``start`` to ``start + frames``. The model runs once per frame, at the lowest confidence
+    any of them takes, as the worker does for streams that share a batch; each tracker then filters
+    for itself. Outlines are traced before any tracker runs, so each one's time per frame
+    (``mean_ms``) is its own work alone.
+    """
+    first = next(iter(options.values()))
+    imgsz = first.imgsz or int(model.overrides.get("imgsz", 640))
+    conf = min(detection_conf(o) for o in options.values())
+    found: list[tuple[Frame, Detections]] = []
+    for index in range(start, start + frames):
+        image = scene.render(index)[0]
+        [detections] = detect(
+            model,
+            [image],
+            fast_masks=fast_masks,
+            imgsz=imgsz,
+            conf=conf,
+            iou=first.iou,
+            agnostic_nms=first.agnostic_nms,
+            verbose=False,
+        )
+        for i in range(len(detections)):
+            detections.outline(i)
+        found.append(
+            (Frame("report", index, 1_700_000_000.0 + index / scene.fps, index / scene.fps, image), detections)
+        )
+    scores = {}
+    for name, stream_options in options.items():
+        tracker = StreamTracker("report", dict(model.names), stream_options, float(scene.fps))
+        observed: list[tuple[int, Sequence[Track]]] = []
+        spent = 0.0
+        for frame, detections in found:
+            started = time.perf_counter()
+            tracks, _ = tracker.update(detections, frame)
+            spent += time.perf_counter() - started
+            observed.append((frame.seq, tracks))
+        scores[name] = score(scene, observed, 1000 * spent / max(len(observed), 1))
+    return scores
+
+
 def _setting(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep:
@@ -278,11 +328,20 @@ def main() -> None:
     kinds = tracker_kinds() if args.tracker == "all" else tuple(args.tracker.split(","))
     model, scene = load_model(args.model), Scene(seed=args.seed, family=args.family)
     masks = "plain" if args.plain_masks else "fast"
-    for kind in kinds:
-        options = StreamOptions.from_mapping(
+    options = {
+        kind: StreamOptions.from_mapping(
             {"imgsz": args.imgsz, "conf": args.conf, "tracker": kind, "tracker_settings": dict(args.set)}
         )
-        result = track_scene(model, scene, args.frames, options, args.every, fast_masks=not args.plain_masks)
+        for kind in kinds
+    }
+    if len(kinds) == 1 or args.every != 1:
+        results = {
+            kind: track_scene(model, scene, args.frames, o, args.every, fast_masks=not args.plain_masks)
+            for kind, o in options.items()
+        }
+    else:  # one model run shared by the trackers; ms/frame is then the tracker's own time
+        results = compare_trackers(model, scene, args.frames, options, fast_masks=not args.plain_masks)
+    for kind, result in results.items():
         print(
             f"{args.family} seed {args.seed}  tracker {kind}  every {args.every}  {masks} masks  {result.line()}",
             flush=True,
