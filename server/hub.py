@@ -45,6 +45,7 @@ MAX_SCALED_IMAGES = 4
 
 WantedListener = Callable[[Mapping[str, frozenset[Variant]]], None]
 PacketListener = Callable[[FramePacket], None]
+RemovalListener = Callable[[str], None]
 
 
 class ViewerLimitError(RuntimeError):
@@ -242,6 +243,7 @@ class Hub:
         self._stats: dict[str, _StreamStats] = {}
         self._on_wanted: WantedListener | None = None
         self._packet_listeners: list[PacketListener] = []
+        self._removal_listeners: list[RemovalListener] = []
         self._wanted: dict[str, frozenset[Variant]] = {}
         self.jpeg_quality = 80
         self.latest: dict[str, FramePacket] = {}
@@ -288,6 +290,10 @@ class Hub:
         """
         self._packet_listeners.append(listener)
 
+    def add_removal_listener(self, listener: RemovalListener) -> None:
+        """Call ``listener`` on the loop with the id of every stream removed (not restarted with new options)."""
+        self._removal_listeners.append(listener)
+
     def _stream_added(self, stream_id: str) -> None:
         expiry = self._removed.pop(stream_id, None)
         if expiry is not None:
@@ -303,6 +309,11 @@ class Hub:
         self._stats.pop(stream_id, None)
         self.states.pop(stream_id, None)
         self.announce({"type": "removed", "v": PROTOCOL_VERSION, "stream": stream_id})
+        for listener in self._removal_listeners:
+            try:
+                listener(stream_id)
+            except Exception:  # an output's bug must not stop the others hearing of it
+                log.exception("[%s] a removal listener failed", stream_id)
 
     def _publish(self, packet: FramePacket) -> None:
         stream_id = packet.stream_id

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiomqtt
 import pytest
+from aiohttp.test_utils import TestClient
 
+from server.config import StreamConfig
 from server.events.config import EventsSettings, MqttSettings
 from server.events.mqtt import MqttSink
 from server.events.outputs import EventOutputs
@@ -21,6 +23,7 @@ from tests.support.mosquitto import Broker, free_port
 from tests.support.polling import eventually
 
 Message = tuple[str, bytes, bool]  # topic, payload, retained
+EVERY_RETAINED = ("homeassistant/#", "segcast/+/counts")  # but the status
 
 
 @pytest.fixture
@@ -130,6 +133,62 @@ async def test_counts_appear_as_home_assistant_sensors(broker: Broker) -> None:
     assert {topic for topic, _, _ in received} == expected
 
 
+async def retained(port: int, *topics: str) -> set[str]:
+    """The topics matching ``topics`` with a retained message at the broker now.
+
+    The broker sends a subscription's retained messages in the order the subscriptions were made, so
+    once the retained status (subscribed to last) arrives, every one matching ``topics`` has.
+    """
+    found: set[str] = set()
+    async with aiomqtt.Client("127.0.0.1", port) as client:
+        for topic in topics:
+            await client.subscribe(topic, qos=1)
+        await client.subscribe("segcast/status", qos=1)
+        async with asyncio.timeout(10):
+            async for message in client.messages:
+                if str(message.topic) == "segcast/status":
+                    return found
+                found.add(str(message.topic))
+    raise AssertionError("unreachable")
+
+
+async def test_sensors_of_a_deleted_zone_and_of_a_removed_stream_are_removed_from_home_assistant(
+    broker: Broker,
+) -> None:
+    door = "homeassistant/sensor/segcast_cam/zones_door_objects/config"
+    tracks = "homeassistant/sensor/segcast_cam/tracks/config"
+    zones = {"zones": {"door": {"objects": 2}, "bay": {"objects": 0}}}
+    async with running(MqttSettings("127.0.0.1", broker.port)) as (outputs, sink):
+        await state_is(sink, SinkState.OK)
+        outputs.on_packet(with_counts(1, zones, tracks=3))
+        outputs.on_packet(with_counts(1, zones, tracks=2, stream_id="yard"))
+
+        async def announced() -> bool:
+            return door in await retained(broker.port, "homeassistant/#")
+
+        await eventually(announced, what="the door zone's sensor")
+        async with listening(broker.port, door) as cleared:
+            outputs.on_packet(with_counts(2, {"zones": {"bay": {"objects": 1}}}, tracks=3))  # door deleted
+
+            async def door_cleared() -> bool:
+                return (door, b"", False) in cleared
+
+            await eventually(door_cleared, what="an empty config for the deleted zone's sensor")
+        assert {tracks, door.replace("door", "bay")} <= await retained(broker.port, "homeassistant/#")
+        assert door not in await retained(broker.port, "homeassistant/#")
+
+        outputs.on_stream_removed("cam")
+
+        async def cam_gone() -> bool:
+            return not any(
+                "segcast_cam" in t or t.startswith("segcast/cam/") for t in await retained(broker.port, *EVERY_RETAINED)
+            )
+
+        await eventually(cam_gone, what="no retained sensor config or counts of the removed stream")
+        left = await retained(broker.port, *EVERY_RETAINED)
+        assert "segcast/yard/counts" in left and "homeassistant/sensor/segcast_yard/tracks/config" in left
+
+
 async def test_status_says_offline_after_segcast_stops(broker: Broker) -> None:
     async with running(MqttSettings("127.0.0.1", broker.port)) as (_, sink):
         await state_is(sink, SinkState.OK)
@@ -200,3 +259,22 @@ async def test_tls_with_the_brokers_ca(tmp_path: Path) -> None:
             await state_is(sink, SinkState.OK)
     finally:
         broker.stop()
+
+
+async def test_deleting_a_stream_through_the_api_removes_its_home_assistant_sensors(
+    broker: Broker, start_server: Callable[..., Awaitable[TestClient]]
+) -> None:
+    events = EventsSettings(mqtt=MqttSettings("127.0.0.1", broker.port))
+    client = await start_server(StreamConfig("cam", "scene:?seed=1"), events=events)
+    sensor = "homeassistant/sensor/segcast_cam/tracks/config"
+
+    async def announced() -> bool:
+        return sensor in await retained(broker.port, *EVERY_RETAINED)
+
+    await eventually(announced, timeout_s=60, what="the stream's sensors")
+    assert (await client.delete("/api/streams/cam")).status == 204
+
+    async def gone() -> bool:
+        return not await retained(broker.port, *EVERY_RETAINED)
+
+    await eventually(gone, what="no retained sensor or counts of the deleted stream")

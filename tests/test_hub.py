@@ -121,6 +121,21 @@ async def test_a_late_frame_of_a_removed_stream_does_not_bring_it_back() -> None
     task.cancel()
 
 
+async def test_removal_listeners_hear_of_each_removed_stream_even_when_one_fails() -> None:
+    hub = Hub(asyncio.get_running_loop())
+    heard: list[str] = []
+
+    def broken(stream_id: str) -> None:
+        raise RuntimeError("an output's bug")
+
+    hub.add_removal_listener(broken)
+    hub.add_removal_listener(heard.append)
+    hub.stream_added_threadsafe("cam")
+    hub.stream_removed_threadsafe("cam")
+    await settle()
+    assert heard == ["cam"]
+
+
 async def test_state_changes_reach_every_viewer_in_order() -> None:
     hub = Hub(asyncio.get_running_loop())
     socket = RecordingSocket()

@@ -109,6 +109,9 @@ class HistorySink:
     def offer_counts(self, stream_id: str, counts: Counts) -> None:
         """Counts are live values, not events: the history does not keep them."""
 
+    def forget_stream(self, stream_id: str) -> None:
+        """Events of a removed stream stay in the history until retention removes them."""
+
     async def start(self) -> None:
         self._thread.start()
 

@@ -11,7 +11,11 @@ Topics (``P`` is ``topic_prefix``, default ``segcast``; ``D`` is ``discovery_pre
   retained, published when they change;
 - ``D/sensor/<node>_<stream>/<count>/config``: retained discovery config of one sensor per count
   (``node`` is the prefix with ``/`` as ``_``), published the first time a count is seen after
-  connecting, so counts added later (zones, lines) appear in Home Assistant by themselves.
+  connecting, so counts added later (zones, lines) appear in Home Assistant by themselves. A count
+  that goes away (its zone or line deleted) has its config cleared (an empty retained message, which
+  Home Assistant takes as "remove this sensor"); a removed stream has all of them and its counts
+  cleared. Only what this process published is cleared: a stream deleted from the config file while
+  segcast was stopped leaves its sensors behind.
 
 One task owns the connection: it connects, publishes from its queue, and on any broker error waits
 (doubling up to `BACKOFF_MAX_S`) and connects again. The event being published when the connection
@@ -53,7 +57,10 @@ class MqttSink:
         self._retry: OutEvent | None = None  # in flight when the connection dropped: sent first after it
         self._latest: dict[str, Counts] = {}
         self._unsent_counts: dict[str, Counts] = {}
-        self._announced: set[tuple[str, str]] = set()
+        self._announced: set[tuple[str, str]] = set()  # (stream, count) whose config went out on this connection
+        #: Per stream, the counts whose discovery config is retained at the broker (across connections).
+        self._sensors: dict[str, set[str]] = {}
+        self._forgotten: set[str] = set()  # removed streams whose retained messages are still to clear
         self._wake = asyncio.Event()
         self._delivery = DeliveryTask(self._run, self.name)
         self.status_topic = f"{settings.topic_prefix}/status"
@@ -72,6 +79,13 @@ class MqttSink:
     def offer_counts(self, stream_id: str, counts: Counts) -> None:
         self._latest[stream_id] = counts
         self._unsent_counts[stream_id] = counts
+        self._wake.set()
+
+    def forget_stream(self, stream_id: str) -> None:
+        self._latest.pop(stream_id, None)
+        self._unsent_counts.pop(stream_id, None)
+        self._announced = {key for key in self._announced if key[0] != stream_id}
+        self._forgotten.add(stream_id)
         self._wake.set()
 
     async def start(self) -> None:
@@ -155,6 +169,10 @@ class MqttSink:
                 await client.publish(self._event_topic(event), json.dumps(event.data), qos=QOS)
                 self._retry = None
                 self._tally.ok()
+            elif self._forgotten:
+                stream_id = next(iter(self._forgotten))
+                await self._clear_stream(client, stream_id)
+                self._forgotten.discard(stream_id)
             elif self._unsent_counts:
                 stream_id = next(iter(self._unsent_counts))
                 counts = self._unsent_counts.pop(stream_id)
@@ -176,6 +194,11 @@ class MqttSink:
 
     async def _publish_counts(self, client: aiomqtt.Client, stream_id: str, counts: Counts) -> None:
         if self.settings.discovery:
+            sensors = self._sensors.setdefault(stream_id, set())
+            for name in sorted(sensors - set(counts)):  # its zone or line was deleted
+                await self._clear(client, self.discovery_topic(stream_id, name))
+                sensors.discard(name)
+                self._announced.discard((stream_id, name))
             for name in counts:
                 if (stream_id, name) not in self._announced:
                     await client.publish(
@@ -185,7 +208,21 @@ class MqttSink:
                         retain=True,
                     )
                     self._announced.add((stream_id, name))
+                    sensors.add(name)
         await client.publish(self.counts_topic(stream_id), json.dumps(dict(counts)), qos=QOS, retain=True)
+
+    async def _clear_stream(self, client: aiomqtt.Client, stream_id: str) -> None:
+        """Remove a removed stream's sensors from Home Assistant and its retained counts from the broker."""
+        for name in sorted(self._sensors.get(stream_id, ())):
+            await self._clear(client, self.discovery_topic(stream_id, name))
+            self._sensors[stream_id].discard(name)
+        self._sensors.pop(stream_id, None)
+        await self._clear(client, self.counts_topic(stream_id))
+
+    @staticmethod
+    async def _clear(client: aiomqtt.Client, topic: str) -> None:
+        """An empty retained message: the broker drops the retained one, Home Assistant the sensor it described."""
+        await client.publish(topic, b"", qos=QOS, retain=True)
 
     def discovery_topic(self, stream_id: str, name: str) -> str:
         return f"{self.settings.discovery_prefix}/sensor/{self._node}_{stream_id}/{UNSAFE.sub('_', name)}/config"

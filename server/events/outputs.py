@@ -68,6 +68,12 @@ class EventOutputs:
             for sink in self.sinks:
                 sink.offer_counts(packet.stream_id, counts)
 
+    def on_stream_removed(self, stream_id: str) -> None:
+        """A stream was removed (on the loop): sinks that keep something of it (MQTT's sensors) let it go."""
+        self._counts.pop(stream_id, None)
+        for sink in self.sinks:
+            sink.forget_stream(stream_id)
+
 
 def counts_of(metadata: Mapping[str, object]) -> dict[str, float]:
     """A stream's counts now, flat: ``tracks`` and every number under the frame message's ``counts``.

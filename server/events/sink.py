@@ -59,7 +59,7 @@ class SinkHealth:
 
 
 class Sink(Protocol):
-    """An event output. `offer` and `offer_counts` run on the loop and never wait; `start` and `stop`
+    """An event output. `offer`, `offer_counts` and `forget_stream` run on the loop and never wait; `start` and `stop`
     own the sink's task or thread, and `stop` returns once it has ended."""
 
     name: str
@@ -67,6 +67,8 @@ class Sink(Protocol):
     def offer(self, event: OutEvent) -> None: ...
 
     def offer_counts(self, stream_id: str, counts: Counts) -> None: ...
+
+    def forget_stream(self, stream_id: str) -> None: ...
 
     async def start(self) -> None: ...
 

@@ -57,6 +57,9 @@ class WebhookSink:
     def offer_counts(self, stream_id: str, counts: Counts) -> None:
         """Webhooks carry events only; counts are polled (API, /metrics) or subscribed to (MQTT)."""
 
+    def forget_stream(self, stream_id: str) -> None:
+        """Webhooks keep nothing per stream."""
+
     async def start(self) -> None:
         self._delivery.start()
 
