@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +48,10 @@ def run(case: dict[str, Any]) -> dict[str, Any]:
             out["forward_ms"] = (before + timer.median_ms()) / 2
         return out
     if kind == "tracking":
-        sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
-        from track_report import track_scene
-
         from server.models import load_model
         from server.options import StreamOptions
         from server.scene import Scene
+        from tools.track_report import track_scene
 
         options = StreamOptions.from_mapping({"imgsz": case["imgsz"]})
         model, scene = load_model(case["model"]), Scene(seed=case["seed"])
@@ -60,17 +59,17 @@ def run(case: dict[str, Any]) -> dict[str, Any]:
         return {"idf1": score.idf1, "mota": score.mota, "switches": score.switches, "ms_per_frame": score.mean_ms}
     if kind == "occlusion":
         return _occlusion(case)
+    if kind == "analytics":
+        return _analytics(case)
     raise ValueError(f"unknown case kind {kind!r}")
 
 
 def _occlusion(case: dict[str, Any]) -> dict[str, Any]:
     """Every tracker on the occlusion family's seeds, and each one's own cost per frame on the busy scene."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
-    from track_report import compare_trackers
-
     from server.models import load_model
     from server.options import SEGTRACK, StreamOptions, tracker_kinds
     from server.scene import Scene
+    from tools.track_report import compare_trackers
 
     model = load_model(case["model"])
     kinds = tracker_kinds()
@@ -102,6 +101,20 @@ def _first_frame(video: Path) -> Any:
 
     with av.open(str(video)) as container:
         return next(container.decode(video=0)).to_ndarray(format="bgr24")
+
+
+def _analytics(case: dict[str, Any]) -> dict[str, Any]:
+    """Zone and line accuracy on each seed, with the standard layout of tools/analytics_report.py."""
+    from server.models import load_model
+    from server.scene import Scene
+    from tools.analytics_report import layout, run_scene
+
+    model = load_model(case["model"])
+    per_seed = []
+    for seed in case["seeds"]:
+        score = run_scene(model, Scene(seed=seed), case["frames"], layout()).score(case["dwell_tolerance_s"])
+        per_seed.append({"seed": seed, **{k: v for k, v in asdict(score).items() if k != "dwell_errors_s"}})
+    return {"seeds": per_seed, "dwell_tolerance_s": case["dwell_tolerance_s"]}
 
 
 def main() -> int:

@@ -39,9 +39,10 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parent.parent
 VIDEO_FRAMES = 600  # 40 s of the generated scene at 15 fps; sources loop, so runs may be longer
 QUICK_VIDEO_FRAMES = 60
+QUICK_ANALYTICS_FRAMES = 30
 VIDEO_SEED = 3
 BACKENDS = ("pytorch", "onnx", "openvino")
-SECTIONS = ("throughput", "tracking", "occlusion", "masks", "multistream", "latency", "fanout", "scaleout")
+SECTIONS = ("throughput", "tracking", "occlusion", "analytics", "masks", "multistream", "latency", "fanout", "scaleout")
 SCALEOUT_PAGE = "scaleout.md"  # written beside --out; `--only scaleout` leaves --out itself alone
 TRACK_SEED = 7  # the scene tests/ and tools/track_report.py score tracking on
 #: Occlusion-family scenes every tracker is compared on (none of them seen in the model's training).
@@ -67,6 +68,7 @@ class Results:
     skipped_backends: dict[str, str] = field(default_factory=dict)
     tracking: dict[str, dict[str, Any]] = field(default_factory=dict)  # backend -> IDF1, MOTA, ...
     occlusion: dict[str, Any] = field(default_factory=dict)  # per tracker and seed; tracker cost on the busy scene
+    analytics: dict[str, Any] = field(default_factory=dict)  # zone and line accuracy per seed
     masks: dict[str, dict[str, Any]] = field(default_factory=dict)  # backend -> busy-scene fps per mask path
     multistream: list[dict[str, Any]] = field(default_factory=list)
     latency: list[LatencyRun] = field(default_factory=list)
@@ -154,6 +156,13 @@ def main(argv: list[str] | None = None) -> int:
         case |= {"busy_imgsz": BUSY_IMGSZ, "busy_frames": args.busy_frames}
         results.occlusion = _case(case, video)
         _say(f"occlusion: {json.dumps(results.occlusion['busy_ms'])}")
+    if "analytics" in sections:
+        from tools.analytics_report import DWELL_TOLERANCE_S, FRAMES, SEEDS
+
+        frames = QUICK_ANALYTICS_FRAMES if args.quick else FRAMES
+        case = {"kind": "analytics", "model": str(model_path), "seeds": list(SEEDS), "frames": frames}
+        results.analytics = _case(case | {"dwell_tolerance_s": DWELL_TOLERANCE_S}, video)
+        _say(f"analytics: {json.dumps(results.analytics['seeds'])}")
     if "masks" in sections:
         busy_frames = QUICK_VIDEO_FRAMES if args.quick else BUSY_VIDEO_FRAMES
         name = f"busy-{BUSY_SCENE['seed']}-{BUSY_START}-{busy_frames}.mp4"

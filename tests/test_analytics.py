@@ -7,8 +7,6 @@ feed it the truth as detections, the slow one the bundled model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
 
@@ -16,71 +14,19 @@ from server.analytics.engine import StreamAnalytics
 from server.analytics.events import AnalyticsEvent, AnalyticsEventKind
 from server.analytics.shapes import Zone, parse_lines, parse_zones
 from server.annotate import LINE_COLOR, ZONE_COLOR, annotate
-from server.frames import Frame, FrameResult, Track
+from server.frames import Frame, Track
 from server.options import StreamOptions
-from server.scene import Scene, TrueObject
-from tests.support.analytics_truth import Score, Truth, scene_truth, score, track_objects
+from server.scene import Scene
 from tests.support.detections import TruthModel
-from tests.support.driver import EPOCH, Driver
+from tools.analytics_report import FRAMES, SEEDS, Run, layout, run_scene, track_objects
 
-#: Lines across the middle of the picture, straight and bent, and zones away from its edges.
-LINES = [
-    *(
-        {"name": f"row{i}", "points": [[0.05, y], [0.95, y]], "units": "fraction"}
-        for i, y in enumerate((0.25, 0.4, 0.55, 0.7, 0.82))
-    ),
-    *(
-        {"name": f"column{i}", "points": [[x, 0.05], [x, 0.95]], "units": "fraction"}
-        for i, x in enumerate((0.25, 0.5, 0.75))
-    ),
-    {"name": "bent", "points": [[0.1, 0.5], [0.3, 0.2], [0.7, 0.8], [0.9, 0.5]], "units": "fraction"},
-    {"name": "centre", "points": [[0.05, 0.5], [0.95, 0.5]], "units": "fraction", "anchor": "centre"},
-]
-ZONES = [
-    {"name": "bay", "points": [[0.3, 0.3], [0.7, 0.3], [0.7, 0.7], [0.3, 0.7]], "units": "fraction", "loiter_s": 2},
-    {"name": "corner", "points": [[40, 40], [260, 60], [120, 180]]},
-    {"name": "strip", "points": [[0.55, 0.1], [0.95, 0.1], [0.95, 0.45], [0.55, 0.45]], "units": "fraction"},
-    {"name": "left", "points": [[0.05, 0.2], [0.3, 0.2], [0.3, 0.9], [0.05, 0.9]], "units": "fraction"},
-    {"name": "floor", "points": [[0.2, 0.75], [0.8, 0.75], [0.9, 0.95], [0.1, 0.95]], "units": "fraction"},
-    {"name": "wedge", "points": [[0.6, 0.5], [0.95, 0.55], [0.7, 0.9]], "units": "fraction"},
-]
-SEEDS = (7, 11, 23)  # none of them among the bundled model's training or validation seeds
-FRAMES = 450
-DWELL_TOLERANCE_S = 0.5
 MODEL_RUN_TIMEOUT_S = 480  # 450 frames of the bundled model on a loaded 2-core machine
-
-
-def options() -> StreamOptions:
-    return StreamOptions.from_mapping({"zones": ZONES, "lines": LINES})
-
-
-@dataclass(frozen=True, slots=True)
-class Run:
-    scene: Scene
-    objects: list[list[TrueObject]]
-    results: list[FrameResult]
-    truth: Truth
-
-    def score(self) -> Score:
-        return score(self.scene, self.objects, self.results, self.truth, DWELL_TOLERANCE_S)
 
 
 def run(model: object, seed: int, frames: int = FRAMES) -> Run:
     """``frames`` frames of the scene of ``seed`` through the real worker and tracker, with its truth."""
-    scene = Scene(seed=seed)
-    objects = []
-    with Driver(model) as driver:
-        driver.add("cam", scene, options())
-        results = []
-        for index in range(frames):  # each frame rendered once, for the model and for the truth
-            image, truths = scene.render(index)
-            objects.append(truths)
-            if isinstance(model, TruthModel):
-                model.register(image, truths)
-            driver.put(Frame("cam", index, EPOCH + index / scene.fps, index / scene.fps, image))
-            results.append(driver.wait(1)["cam"])
-    opts = options()
-    return Run(scene, objects, results, scene_truth(scene, objects, opts.zones, opts.lines))
+    before = model.register if isinstance(model, TruthModel) else None
+    return run_scene(model, Scene(seed=seed), frames, layout(), before)
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +39,7 @@ def truth_runs() -> dict[int, Run]:
 
 
 def test_zones_and_lines_are_read_from_options_and_shown_back() -> None:
-    opts = options()
+    opts = layout()
     assert [z.name for z in opts.zones] == ["bay", "corner", "strip", "left", "floor", "wedge"]
     assert opts.zones[0].loiter_s == 2 and opts.zones[0].min_share == 0.25
     assert opts.lines[-1].anchor.value == "centre" and opts.lines[0].anchor.value == "bottom"

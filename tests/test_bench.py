@@ -81,3 +81,23 @@ def test_the_occlusion_goals_compare_the_default_with_the_best_of_ultralytics_tr
     assert "| occlusion family: bytetrack id switches, fewest of ultralytics' trackers | no more | 10 vs 6 |" in page
     assert "| segtrack cost per frame, 19 objects | <= 2 ms | 1.50 ms | yes |" in page
     assert "| segtrack | 0.950 / 0.970 | 0.960 |" in page.split("## Tracking through occlusion")[1]
+
+
+def test_the_analytics_goals_add_up_every_seed(tmp_path: Path) -> None:
+    from bench.run import LAST_RUN, Results
+
+    def seed(number: int, true: int, found: int, extra: int, visits: int, within: int) -> dict[str, int]:
+        keys = ("seed", "true_crossings", "found_crossings", "extra_crossings", "scored_visits", "visits_within")
+        return dict(zip(keys, (number, true, found, extra, visits, within), strict=True))
+
+    analytics = {"seeds": [seed(7, 34, 34, 0, 20, 20), seed(11, 66, 64, 1, 20, 18)], "dwell_tolerance_s": 0.5}
+    (tmp_path / LAST_RUN).write_text(json.dumps(asdict(Results(analytics=analytics))))
+    out = tmp_path / "benchmarks.md"
+
+    assert main(["--report-only", "--cache", str(tmp_path), "--out", str(out)]) == 0
+
+    page = out.read_text()
+    assert "| line crossings counted, right direction | >= 98% | 98.0% (98 of 100) | yes |" in page
+    assert "| crossings counted wrong or twice | none | 1 | **no** |" in page
+    assert "| zone visits with dwell within 0.5 s of the truth | >= 95% | 95.0% (38 of 40) | yes |" in page
+    assert "| all | 100 | 98 (98.0%) | 1 | 40 | 38 (95.0%) |" in page

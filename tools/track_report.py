@@ -154,6 +154,17 @@ def _box_iou(a: Sequence[float], b: Sequence[float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def match_boxes(
+    truths: Sequence[TrueObject], boxes: Sequence[Sequence[float]], min_iou: float = MATCH_IOU
+) -> list[tuple[int, int]]:
+    """Pairs (truth index, box index) of the best one-to-one assignment with IoU >= ``min_iou``."""
+    if not truths or not boxes:
+        return []
+    cost = np.array([[1.0 - _box_iou(t.box, b) for b in boxes] for t in truths])
+    rows, cols = linear_sum_assignment(cost)
+    return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if 1.0 - cost[r, c] >= min_iou]
+
+
 def _apart(truth: TrueObject, others: Sequence[TrueObject], width: int, height: int) -> bool:
     x1, y1, x2, y2 = truth.box
     if truth.occluded_fraction > 0 or x1 <= 0 or y1 <= 0 or x2 >= width or y2 >= height:
@@ -183,7 +194,7 @@ def score(scene: Scene, observed: Iterable[tuple[int, Sequence[Track]]], mean_ms
         accumulator.update(truth_ids, track_ids, distances)
         hota_frames.append((truth_ids, track_ids, ious))
         for i, truth in enumerate(truths):
-            near = {tracks[j].track_id for j in np.flatnonzero(ious[i] >= MATCH_IOU)}
+            near = {tracks[int(j)].track_id for j in np.flatnonzero(ious[i] >= MATCH_IOU)}
             covered += [(truth.object_id, k) for k in near]
             seen.append((truth, near))
         if truths and tracks:
