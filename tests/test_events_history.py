@@ -251,8 +251,11 @@ async def test_api_lists_pages_and_serves_snapshots(aiohttp_client: ClientFactor
     assert cv2.imdecode(np.frombuffer(await response.read(), np.uint8), cv2.IMREAD_COLOR) is not None
     assert (await client.get("/api/events/999999/snapshot.jpg")).status == 404
 
-    metrics = await (await client.get("/metrics")).text()
-    assert 'segcast_event_output_delivered_total{output="history"} 5' in metrics
+    async def counted() -> str | None:  # the history commits its rows a moment before it counts them
+        metrics = await (await client.get("/metrics")).text()
+        return metrics if 'segcast_event_output_delivered_total{output="history"} 5' in metrics else None
+
+    metrics = await eventually(counted, what="five events counted as delivered")
     assert 'segcast_event_output_up{output="history"} 1.0' in metrics
 
 

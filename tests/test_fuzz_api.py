@@ -126,13 +126,20 @@ async def assert_sane(response: aiohttp.ClientResponse, what: str) -> None:
 
 
 async def still_delivering(client: TestClient) -> None:
-    """The stream that was there all along is still live and a new viewer gets its frames."""
-    body = await (await client.get("/api/streams/live")).json()
-    assert body["state"] == "live"
-    start = body["frames_processed"]
+    """The stream that was there all along is live and a new viewer gets its frames.
+
+    A valid PATCH among the examples restarts it (`starting` until its first frame), so both are waited for.
+    """
+
+    async def processed() -> int | None:
+        body = await (await client.get("/api/streams/live")).json()
+        return body["frames_processed"] if body["state"] == "live" else None
+
+    start = await eventually(processed, 30, what="the live stream to be live")
 
     async def gained() -> bool:
-        return (await (await client.get("/api/streams/live")).json())["frames_processed"] > start
+        body = await (await client.get("/api/streams/live")).json()
+        return body["state"] == "live" and body["frames_processed"] > start
 
     await eventually(gained, 30, what="the live stream to keep processing")
     async with client.ws_connect("/ws") as ws:

@@ -95,7 +95,11 @@ async def test_a_zone_and_a_line_drawn_with_clicks_are_saved_and_shown_with_thei
     _assert_points(options["lines"][0], [(0.1, 0.5), (0.9, 0.6)])
     assert _names(options, "zones") == ["yard"], "adding a line keeps the zone"
 
-    await wait_for_text(page, '#shape-list li[data-shape="line:gate"]', "in 0 · out 0")
+    await page.wait_for_function(  # counts only go up: an object may have crossed before this looks
+        """() => /in \\d+ · out \\d+/
+            .test(document.querySelector('#shape-list li[data-shape="line:gate"]').innerText)""",
+        timeout=WAIT_MS,
+    )
     await page.wait_for_function(
         """() => /\\d+ inside/.test(document.querySelector('#shape-list li[data-shape="zone:yard"]').innerText)""",
         timeout=WAIT_MS,

@@ -47,6 +47,7 @@ SCENE_START = 260
 VIDEO_CLOCK_HZ = 90_000
 PUBLISHED_S = 6.0  # of the published scene to check identities on: 90 frames, inside the clean part
 MIN_RESULTS = 20  # processed frames in that time, even on a slow machine
+PUBLISHED_SLOWDOWN = 2.0  # sent at half speed, stamped at full: 3.3 processed frames a second are 1.7
 PLAYED_FRAMES = 12
 MAX_PLAYED_FRAMES = 150  # ten seconds of the scene at 15 fps
 MAX_FRAMES_BEFORE_META = 5  # frames a player may get before its data channel is open
@@ -57,15 +58,20 @@ pytestmark = pytest.mark.timeout(90)
 
 
 class SceneTrack(MediaStreamTrack):
-    """The generated scene as a camera: frame ``i`` at ``i / fps`` seconds, rendered off the loop."""
+    """The generated scene as a camera: frame ``i`` at ``i / fps`` seconds, rendered off the loop.
+
+    ``slowdown`` sends the frames that many times slower in wall time, stamped as before: a slow
+    machine then need only keep up with a slower camera, and the media times are unchanged.
+    """
 
     kind = "video"
 
-    def __init__(self, scene: Scene, start: int = 0, frames: int | None = None) -> None:
+    def __init__(self, scene: Scene, start: int = 0, frames: int | None = None, slowdown: float = 1.0) -> None:
         super().__init__()
         self.scene = scene
         self.start = start
         self.frames = frames
+        self.slowdown = slowdown
         self.sent = 0
         self._started: float | None = None
 
@@ -74,7 +80,7 @@ class SceneTrack(MediaStreamTrack):
             self._started = time.monotonic()
         if self.frames is not None and self.sent >= self.frames:
             await asyncio.Event().wait()  # a camera that stopped sending but never said goodbye
-        due = self._started + self.sent / self.scene.fps
+        due = self._started + self.sent * self.slowdown / self.scene.fps
         await asyncio.sleep(max(0.0, due - time.monotonic()))  # pacing at the camera's rate, not a sync
         image, _ = await asyncio.to_thread(self.scene.render, self.start + self.sent)
         frame = av.VideoFrame.from_ndarray(image, format="bgr24")
@@ -164,7 +170,7 @@ async def test_published_scene_is_tracked_with_the_generators_identities(start_s
     client = await start_server(StreamConfig("warm-up", "scene:?seed=1"))
     scene = Scene(seed=SCENE_SEED)
     publisher = lan_peer()
-    publisher.addTrack(SceneTrack(scene, start=SCENE_START))
+    publisher.addTrack(SceneTrack(scene, start=SCENE_START, slowdown=PUBLISHED_SLOWDOWN))
     metas: list[dict[str, Any]] = []
     try:
         async with feed(client, "*") as ws:

@@ -48,6 +48,9 @@ async def open_page(
     return await open_url(browser, str(client.make_url(path)), viewport)
 
 
+CHANGE_WITHIN_FRAMES = 30
+
+
 async def wait_for_new_frame(page: Any, selector: str, after: str | None = None) -> dict[str, Any]:
     """Wait until the canvas at ``selector`` shows a frame other than ``after``; its pixel statistics."""
     await page.wait_for_function(
@@ -57,6 +60,25 @@ async def wait_for_new_frame(page: Any, selector: str, after: str | None = None)
         timeout=WAIT_MS,
     )
     return await page.evaluate(CANVAS_STATS, selector)
+
+
+async def wait_for_changed_picture(page: Any, selector: str, first: dict[str, Any]) -> dict[str, Any]:
+    """A later frame whose picture differs from ``first`` (a scene may hold still, empty, for a few frames)."""
+    frame = first
+    for _ in range(CHANGE_WITHIN_FRAMES):
+        frame = await wait_for_new_frame(page, selector, frame["seq"])
+        if frame["hash"] != first["hash"]:
+            return frame
+    raise AssertionError(f"the picture at {selector} did not change in {CHANGE_WITHIN_FRAMES} frames")
+
+
+#: For `page.wait_for_function`: pause the stream view on the first frame drawn with tracks, in the
+#: same step as the check, so a frame without any cannot be drawn in between.
+PAUSE_ON_TRACKS = """() => {
+    if ((document.querySelector('#video').dataset.tracks || '') === '') return false;
+    document.querySelector('#pause').click();
+    return true;
+}"""
 
 
 async def wait_for_text(page: Any, selector: str, text: str) -> str:
