@@ -303,15 +303,16 @@ async def test_stalled_client_that_never_reads_does_not_slow_another(start_serve
     assert client.app is not None
     hub = client.app[hub_key]
     stalled = await _fallen_behind_client(client)
+    order: list[int] = []  # frames as published, on the loop: a viewer cannot have them earlier
+    hub.add_packet_listener(lambda packet: order.append(packet.result.frame.seq))
     try:
         live = await connect(client, {"streams": ["cam"], "image": "clean"})
         await frames(live, 1)
-        published = hub.published("cam")
-        received = await frames(live, 5)
-        sent_meanwhile = hub.published("cam") - published
-        assert len(received) >= 0.8 * sent_meanwhile, "the live client got (nearly) every frame published"
-        latency = time.time() - received[-1][0]["capture_time"]
-        assert latency < 2.0, f"frames reach the live client {latency:.2f} s after capture"
+        for _ in range(5):
+            [(meta, _jpeg)] = await frames(live, 1)
+            # The live client is never queued behind the stalled one: each frame it gets is one of the
+            # newest published (a loaded loop may publish one or two more before this test runs).
+            assert order.index(meta["seq"]) >= len(order) - 3, (meta["seq"], order[-5:])
         await live.close()
     finally:
         stalled.close()
