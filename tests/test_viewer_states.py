@@ -79,17 +79,20 @@ async def test_a_reconnecting_camera_counts_down_to_its_next_attempt(
     panel = TILE_PANEL.format("door")
     for where in ("tile", "view"):
         # The retries back off (0.5 s, 1, 2, 4 ...): soon one is far enough away to watch it count down.
-        await page.wait_for_function(
-            """(selector) => { const text = document.querySelector(selector)?.innerText ?? "";
-                 return /Reconnecting/.test(text) && Number(/next attempt in (\\d+) s/.exec(text)?.[1]) >= 3; }""",
+        # Text and attempt read in the same step: the attempt may come a moment later and start a new countdown.
+        shown = await page.wait_for_function(
+            """(selector) => { const panel = document.querySelector(selector);
+                 const text = panel?.innerText ?? "";
+                 const seconds = Number(/next attempt in (\\d+) s/.exec(text)?.[1]);
+                 if (!/Reconnecting/.test(text) || !(seconds >= 3)) return null;
+                 return {text, attempt: panel.querySelector('.status-countdown').dataset.at}; }""",
             arg=panel,
             timeout=WAIT_MS,
         )
-        text = await page.inner_text(panel)
+        seen = await shown.json_value()
+        text, attempt = seen["text"], seen["attempt"]
         assert "connection refused" in text, "the reason is shown with the state"
         first = int(COUNTDOWN.search(text)[1])  # type: ignore[index]
-        attempt = await _shown_attempt(page, panel)
-        await page.screenshot(path=screenshots / f"{where}.png")
         await page.wait_for_function(
             """([selector, first, attempt]) => { const panel = document.querySelector(selector);
                  const shown = Number(/next attempt in (\\d+) s/.exec(panel.innerText)?.[1]);
@@ -100,6 +103,7 @@ async def test_a_reconnecting_camera_counts_down_to_its_next_attempt(
             polling=100,
         )
         assert await _shown_attempt_is_the_apis(page, client, panel), "it counts down to the attempt the API reports"
+        await page.screenshot(path=screenshots / f"{where}.png")
         if where == "tile":
             await page.click('.card[data-stream="door"]')
             panel = VIEW_PANEL
