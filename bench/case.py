@@ -48,7 +48,7 @@ def run(case: dict[str, Any]) -> dict[str, Any]:
             out["forward_ms"] = (before + timer.median_ms()) / 2
         return out
     if kind == "tracking":
-        from server.models import load_model
+        from server.inference.models import load_model
         from server.options import StreamOptions
         from server.scene import Scene
         from tools.track_report import track_scene
@@ -66,7 +66,7 @@ def run(case: dict[str, Any]) -> dict[str, Any]:
 
 def _occlusion(case: dict[str, Any]) -> dict[str, Any]:
     """Every tracker on the occlusion family's seeds, and each one's own cost per frame on the busy scene."""
-    from server.models import load_model
+    from server.inference.models import load_model
     from server.options import SEGTRACK, StreamOptions, tracker_kinds
     from server.scene import Scene
     from tools.track_report import compare_trackers
@@ -105,7 +105,7 @@ def _first_frame(video: Path) -> Any:
 
 def _analytics(case: dict[str, Any]) -> dict[str, Any]:
     """Zone and line accuracy on each seed, with the standard layout of tools/analytics_report.py."""
-    from server.models import load_model
+    from server.inference.models import load_model
     from server.scene import Scene
     from tools.analytics_report import layout, run_scene
 

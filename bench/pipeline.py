@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from server.config import Settings, StreamConfig
-from server.encode import FramePacket, Variant
+from server.delivery.encode import FramePacket, Variant
+from server.inference.worker import InferenceOptions
 from server.options import StreamOptions
 from server.streams import StreamManager
-from server.worker import InferenceOptions
 
 POLL_S = 0.02
 FORWARD_REPEATS = 20
@@ -115,7 +115,7 @@ class ForwardTimer:
     """
 
     def __init__(self, model_spec: str, image: Any, imgsz: int) -> None:
-        from server.models import load_model
+        from server.inference.models import load_model
 
         model = load_model(model_spec)
         model.predict(image, imgsz=imgsz, verbose=False)

@@ -526,7 +526,7 @@ def _masks_section(results: Results) -> list[str]:
         f"{s.get('busy_frames')} frames each, alternating, {s.get('rounds')} round(s): the seed loop; segcast "
         "with ultralytics' own masks (each detection's mask made over the whole input, then cropped and traced; "
         "`fast_masks = false`); segcast's default, which makes each mask only inside its box from the model's "
-        "prototypes (server/outlines.py; tests/test_outlines.py checks the outlines are the same).",
+        "prototypes (server/inference/outlines.py; tests/test_outlines.py checks the outlines are the same).",
         "",
         *_table(
             ["backend", "seed loop fps", "segcast, ultralytics' masks", "segcast fps", "fast vs plain", "vs seed"],

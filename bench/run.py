@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         print(write_report(load_results(args.cache / LAST_RUN), args.out, quick=args.quick))
         _say(f"wrote {args.out} and its plot")
         return 0
-    from server.models import load_model, resolve_model_path
+    from server.inference.models import load_model, resolve_model_path
     from server.scene import Scene
 
     args.cache.mkdir(parents=True, exist_ok=True)
@@ -312,7 +312,7 @@ def _mask_paths(model: str, video: Path, args: argparse.Namespace) -> dict[str, 
 
 def _backend_models(args: argparse.Namespace, model_path: Path, imgsz: int, results: Results) -> dict[str, str]:
     """The model file of each backend asked for, exporting (once per model content and size) as needed."""
-    from server.export import ExportError, Progress, export_model, missing_packages, output_name
+    from server.inference.export import ExportError, Progress, export_model, missing_packages, output_name
 
     models: dict[str, str] = {}
     for backend in args.backends.split(","):

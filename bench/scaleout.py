@@ -75,7 +75,7 @@ def run_scaleout(
     seconds: float,
     case: Callable[[dict[str, Any], Path], dict[str, Any]],
 ) -> ScaleoutResults:
-    from server.export import Progress, export_model, output_name
+    from server.inference.export import Progress, export_model, output_name
     from server.triton.cpu_server import TritonCpuError, TritonInstall, default_venv
 
     try:

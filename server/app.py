@@ -2,7 +2,7 @@
 
 `create_app` builds everything from `Settings`; the pipeline threads live in a cleanup context, so
 they start with the app (the model is loaded before the port opens) and stop with it. Routes live
-in one module per concern: `server.pages` (viewer, embed), `server.ws` (the live feed), `server.api`
+in one module per concern: `server.http.pages` (viewer, embed), `server.http.ws` (the live feed), `server.http.api`
 (REST, snapshot, MJPEG, health, metrics). Other features register theirs with one call here.
 """
 
@@ -15,13 +15,13 @@ from collections.abc import AsyncIterator
 
 from aiohttp import WSCloseCode, web
 
-from server.api import json_errors, setup_api
-from server.auth import AccessPolicy, setup_auth
 from server.config import ConfigError, Settings
+from server.delivery.hub import Hub
 from server.events.api import event_outputs_key, setup_events_api
 from server.events.outputs import EventOutputs, MqttUnavailableError
-from server.hub import Hub
-from server.keys import (
+from server.http.api import json_errors, setup_api
+from server.http.auth import AccessPolicy, setup_auth
+from server.http.keys import (
     config_lock_key,
     http_viewers_key,
     hub_key,
@@ -29,10 +29,10 @@ from server.keys import (
     settings_key,
     websockets_key,
 )
-from server.pages import setup_pages
+from server.http.pages import setup_pages
+from server.http.ws import setup_ws
 from server.streams import StreamManager
 from server.webrtc import setup_webrtc
-from server.ws import setup_ws
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ WS_CLOSE_TIMEOUT_S = 2.0
 def create_app(settings: Settings, policy: AccessPolicy | None = None) -> web.Application:
     """The whole server for ``settings``; ``policy`` defaults to the one the settings describe.
 
-    Raises `server.auth.AuthConfigError` when the settings leave the server unprotected where it
+    Raises `server.http.auth.AuthConfigError` when the settings leave the server unprotected where it
     must not be (a public address without tokens).
     """
     if policy is None:

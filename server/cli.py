@@ -19,11 +19,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from server.export import FORMATS, ExportError, export_model
-from server.listen import DEFAULT_HOST, DEFAULT_PORT
-from server.models import DEFAULT_MODEL
+from server.http.listen import DEFAULT_HOST, DEFAULT_PORT
+from server.inference.export import FORMATS, ExportError, export_model
+from server.inference.models import DEFAULT_MODEL
+from server.inference.telemetry import switch_off_ultralytics_telemetry
 from server.options import StreamOptions
-from server.telemetry import switch_off_ultralytics_telemetry
 from server.triton import cpu_server
 
 if TYPE_CHECKING:
@@ -120,7 +120,7 @@ def _flag_defaults(args: argparse.Namespace) -> dict[str, object]:
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     from server.config import ConfigError, Settings, load_config, streams_from_flags
-    from server.worker import InferenceOptions
+    from server.inference.worker import InferenceOptions
 
     if args.port is not None and not 1 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port}: must be between 1 and 65535")

@@ -19,20 +19,20 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from server.delivery.hub import ViewerLimits
 from server.events.config import EventsSettings, events_settings, events_toml
-from server.hub import ViewerLimits
-from server.listen import DEFAULT_HOST, DEFAULT_PORT
-from server.models import DEFAULT_MODEL
-from server.options import StreamOptions
-from server.policy import (
+from server.http.listen import DEFAULT_HOST, DEFAULT_PORT
+from server.http.policy import (
     DEFAULT_DENY_NETWORKS,
     DEFAULT_SOURCE_SCHEMES,
     KNOWN_SOURCE_SCHEMES,
     SourcePolicy,
     parse_networks,
 )
+from server.inference.models import DEFAULT_MODEL
+from server.inference.worker import InferenceOptions
+from server.options import StreamOptions
 from server.sources.base import MAX_FRAME_SIDE_PX
-from server.worker import InferenceOptions
 
 STREAM_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 DEFAULT_JPEG_QUALITY = 80
@@ -100,11 +100,11 @@ class Settings:
     viewer_tokens: tuple[str, ...] = ()
     admin_tokens: tuple[str, ...] = ()
     auth_off: bool = False
-    #: What the API may open (see `server.policy`); the config file and flags are not held to it.
+    #: What the API may open (see `server.http.policy`); the config file and flags are not held to it.
     source_schemes: tuple[str, ...] = DEFAULT_SOURCE_SCHEMES
     media_dirs: tuple[Path, ...] = ()
     allow_devices: bool = False
-    #: Addresses the API may not point a camera at (see `server.policy`).
+    #: Addresses the API may not point a camera at (see `server.http.policy`).
     deny_networks: tuple[str, ...] = DEFAULT_DENY_NETWORKS
     #: PEM certificate chain and private key: with both, the server speaks HTTPS (and WSS) only.
     tls_cert: Path | None = None

@@ -14,11 +14,11 @@ import sys
 from aiohttp import web
 
 from server.app import create_app
-from server.auth import AuthConfigError
 from server.config import ConfigError, Settings
-from server.listen import ListenError, bind, viewer_url
-from server.models import ModelError
-from server.serving import server_options
+from server.http.auth import AuthConfigError
+from server.http.listen import ListenError, bind, viewer_url
+from server.http.serving import server_options
+from server.inference.models import ModelError
 
 #: Everything that stops the start with one line; the message names the flag or key to change.
 STARTUP_ERRORS = (ConfigError, ModelError, AuthConfigError, ListenError)

@@ -13,14 +13,14 @@ import threading
 from dataclasses import dataclass, field
 
 from server.config import ConfigError, Settings, StreamConfig
-from server.encode import Encoder
+from server.delivery.encode import Encoder
+from server.delivery.hub import Hub
 from server.frames import FrameResult
-from server.hub import Hub
-from server.models import InferenceStatus
-from server.policy import SourceRefused
+from server.http.policy import SourceRefused
+from server.inference.models import InferenceStatus
+from server.inference.worker import InferenceWorker
 from server.sources import Source, SourceError, StreamState, mask_uri, open_source
 from server.sources.reader import ReaderStatus, StreamReader
-from server.worker import InferenceWorker
 
 log = logging.getLogger(__name__)
 

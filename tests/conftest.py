@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 
 from server.app import create_app
 from server.config import Settings, StreamConfig
-from server.models import BUNDLED_MODEL
+from server.inference.models import BUNDLED_MODEL
 from server.scene import Scene, write_h264
 from tests.support.numbered import write_numbered_video
 
@@ -61,7 +61,7 @@ def scene_video(video_cache: Path) -> Path:
 @pytest.fixture(scope="session")
 def triton_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A Triton model repository of the bundled model, as ``segcast export --format triton`` writes it."""
-    from server.export import Progress, export_model
+    from server.inference.export import Progress, export_model
 
     folder = tmp_path_factory.mktemp("triton-repository")
     export_model("bundled", "triton", folder, progress=Progress(3, io.StringIO()))

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from server.annotate import Layers, annotate, track_color
+from server.delivery.annotate import Layers, annotate, track_color
 from server.frames import Track
 
 

@@ -14,7 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from server.config import Settings, StreamConfig, load_config
-from server.keys import hub_key
+from server.http.keys import hub_key
 from tests.support.polling import eventually
 
 Start = Callable[..., Awaitable[TestClient]]

@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from server.auth import ADMIN_TOKENS_ENV, AccessPolicy, AuthConfigError, Role, setup_auth
+from server.http.auth import ADMIN_TOKENS_ENV, AccessPolicy, AuthConfigError, Role, setup_auth
 from tests.support.raw_http import raw_request, status_of
 
 ADMIN = "admin-token-0123456789abcdef"
@@ -130,7 +130,7 @@ def test_open_only_on_loopback_or_when_said_explicitly(caplog: pytest.LogCapture
     assert AccessPolicy.configure("localhost", environ={}).open
     with pytest.raises(AuthConfigError, match=r"--host 0\.0\.0\.0"):
         AccessPolicy.configure("0.0.0.0", environ={})
-    with caplog.at_level(logging.WARNING, logger="server.auth"):
+    with caplog.at_level(logging.WARNING, logger="server.http.auth"):
         assert AccessPolicy.configure("0.0.0.0", explicitly_off=True, environ={}).open
     assert "ACCESS CONTROL IS OFF" in caplog.text
 

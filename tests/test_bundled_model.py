@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from ultralytics import YOLO
 
-from server.models import load_model
+from server.inference.models import load_model
 from server.scene import Scene
 from tests.support.truth import is_apart, mask_iou, match_boxes, polygon_mask
 

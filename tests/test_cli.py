@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from server import weights
 from server.cli import EXIT_STARTUP_ERROR
-from server.models import BUNDLED_MODEL
+from server.inference import weights
+from server.inference.models import BUNDLED_MODEL
 from tests.support.rtsp_camera import free_port
 from tests.support.weights_server import WeightsServer
 

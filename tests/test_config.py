@@ -11,7 +11,7 @@ import pytest
 
 from server.cli import EXIT_STARTUP_ERROR, build_parser, settings_from_args
 from server.config import ConfigError, Settings, StreamConfig, load_config, write_config
-from server.hub import ViewerLimits
+from server.delivery.hub import ViewerLimits
 from server.options import StreamOptions
 
 FULL_CONFIG = """

@@ -18,8 +18,8 @@ from server.events.config import EventsSettings, HistorySettings
 from server.events.history import EventQuery, HistorySink
 from server.events.outputs import EventOutputs
 from server.events.sink import SinkState
-from server.keys import hub_key
-from server.models import BUNDLED_MODEL
+from server.http.keys import hub_key
+from server.inference.models import BUNDLED_MODEL
 from tests.support.event_packets import BOX, track_start, with_events
 from tests.support.polling import eventually
 

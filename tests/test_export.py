@@ -22,13 +22,13 @@ from pathlib import Path
 import pytest
 
 from server.cli import main
-from server.detections import detect
-from server.export import ExportError, Progress, export_model, missing_packages, output_name
 from server.frames import Frame, FrameResult
-from server.models import BUNDLED_MODEL, ModelError, load_model
+from server.inference.detections import detect
+from server.inference.export import ExportError, Progress, export_model, missing_packages, output_name
+from server.inference.models import BUNDLED_MODEL, ModelError, load_model
+from server.inference.worker import InferenceOptions, InferenceWorker
 from server.options import StreamOptions
 from server.scene import Scene
-from server.worker import InferenceOptions, InferenceWorker
 from tests.support.components import require_component
 from tests.support.rtsp_camera import free_port
 from tests.support.truth import box_iou, mask_iou, polygon_mask

@@ -27,8 +27,8 @@ from ultralytics.engine.model import Model
 
 from server.app import create_app
 from server.config import Settings, StreamConfig
-from server.keys import hub_key
-from server.models import BUNDLED_MODEL
+from server.http.keys import hub_key
+from server.inference.models import BUNDLED_MODEL
 from tests.support.components import require_component
 from tests.support.numbered import number_of, write_numbered_video
 from tests.support.polling import eventually

@@ -1,5 +1,5 @@
 """Fan-out: every viewer gets its own latest-only slot, so a stalled viewer never holds up the others."""
-# The WebSocket sender of server/ws.py drives each viewer here through a stand-in socket.
+# The WebSocket sender of server/http/ws.py drives each viewer here through a stand-in socket.
 
 from __future__ import annotations
 
@@ -12,11 +12,19 @@ import cv2
 import numpy as np
 import pytest
 
-from server.encode import FramePacket, ImageKind, Variant, encode_variants, encodings, make_packet, parse_variant
+from server.delivery.encode import (
+    FramePacket,
+    ImageKind,
+    Variant,
+    encode_variants,
+    encodings,
+    make_packet,
+    parse_variant,
+)
+from server.delivery.hub import MAX_PENDING_EVENTS, Event, Hub, Subscription, Viewer, ViewerLimitError, ViewerLimits
 from server.frames import Frame, FrameResult
-from server.hub import MAX_PENDING_EVENTS, Event, Hub, Subscription, Viewer, ViewerLimitError, ViewerLimits
+from server.http.ws import send_forever
 from server.sources.base import StreamState
-from server.ws import send_forever
 
 FULL = Variant()
 

@@ -1,4 +1,4 @@
-"""The fast mask path (server/outlines.py) against ultralytics' own: same masks, outlines, detections, tracks.
+"""The fast mask path (server/inference/outlines.py) against ultralytics' own: same masks, outlines, detections, tracks.
 
 Random prototypes make speckled masks with many edges and holes, which is where an off-by-one in the
 window, the bilinear alignment or the crop would show; the bundled model on a busy scene checks the
@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from ultralytics.utils import ops
 
-from server.detections import detect
-from server.models import load_model
+from server.inference.detections import detect
+from server.inference.models import load_model
+from server.inference.outlines import BoxMasks
 from server.options import StreamOptions
-from server.outlines import BoxMasks
 from server.scene import Scene
 from tests.support.truth import mask_iou, polygon_mask
 from tools.track_report import track_scene

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from server.config import load_config
-from server.models import DEFAULT_MODEL
+from server.inference.models import DEFAULT_MODEL
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from server.detections import Detections
 from server.frames import Frame, Track, TrackEventKind
+from server.inference.detections import Detections
 from server.options import StreamOptions
 from server.scene import Scene, TrueObject
 from server.tracking import StreamTracker

@@ -16,7 +16,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from server.models import BUNDLED_MODEL
+from server.inference.models import BUNDLED_MODEL
 from tests.support.rtsp_camera import free_port
 
 REPO = Path(__file__).resolve().parent.parent

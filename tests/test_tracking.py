@@ -7,8 +7,8 @@ import pytest
 import torch
 from ultralytics.engine.results import Results
 
-from server.detections import Detections
 from server.frames import Frame, FrameResult, Track, TrackEvent, TrackEventKind
+from server.inference.detections import Detections
 from server.options import StreamOptions, tracker_kinds
 from server.scene import Scene
 from server.tracking import StreamTracker, simplify

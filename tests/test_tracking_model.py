@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from ultralytics import YOLO
 
-from server.detections import Detections, detect
 from server.frames import Frame, FrameResult, Track, TrackEventKind
-from server.models import load_model
+from server.inference.detections import Detections, detect
+from server.inference.models import load_model
 from server.options import StreamOptions
 from server.scene import Scene, TrueObject
 from server.tracking import StreamTracker, detection_conf

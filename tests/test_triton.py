@@ -27,14 +27,14 @@ from aiohttp.test_utils import TestClient
 
 from server.app import create_app
 from server.config import Settings, StreamConfig
-from server.detections import Detections, detect
 from server.frames import Frame, FrameResult
-from server.models import ModelError, load_model, open_model
+from server.inference.detections import Detections, detect
+from server.inference.models import ModelError, load_model, open_model
+from server.inference.worker import InferenceOptions, InferenceWorker
 from server.scene import Scene
 from server.triton.model import RETRY_MAX_S, PendingDetections, ServedModel, TritonModel
 from server.triton.repository import BatchingOptions, model_config
 from server.triton.transport import TritonEndpoint
-from server.worker import InferenceOptions, InferenceWorker
 from tests.support.polling import eventually
 from tests.support.rtsp_camera import free_port
 from tests.support.segcast_process import SegcastProcess
@@ -261,7 +261,7 @@ def test_the_served_model_takes_pixels_and_gives_what_the_float_model_gives(tmp_
     """Requests carry uint8 pixels (a quarter of the bytes); the scaling moved into the graph changes nothing."""
     import onnxruntime
 
-    from server.export import Progress, export_model
+    from server.inference.export import Progress, export_model
     from server.triton.repository import check_pixel_input_model, write_pixel_input_model
 
     plain = export_model("bundled", "onnx", tmp_path, progress=Progress(3, io.StringIO())).path

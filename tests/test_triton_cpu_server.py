@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from server.models import BUNDLED_MODEL
+from server.inference.models import BUNDLED_MODEL
 from server.scene import Scene
 from server.triton.cpu_server import main
 from server.triton.repository import write_repository
@@ -45,7 +45,7 @@ InferenceServerException = require_module("tritonclient.utils", "needs the trito
 def bundled_onnx(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bundled model exported to ONNX once per machine (per version of the .pt), kept between runs
     in pytest's cache (for this session only when the cache is off: ``-p no:cacheprovider``)."""
-    from server.export import export_model, missing_packages
+    from server.inference.export import export_model, missing_packages
 
     if missing_packages("onnx"):
         require_component(False, "needs the onnx extra: pip install '.[onnx]'")

@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from server.app import create_app
 from server.config import Settings, StreamConfig
-from server.models import BUNDLED_MODEL
+from server.inference.models import BUNDLED_MODEL
 from tests.conftest import CHROMIUM
 from tests.support.browser import (
     CANVAS_STATS,

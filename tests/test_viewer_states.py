@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from server.app import create_app
 from server.config import Settings, StreamConfig
-from server.models import BUNDLED_MODEL
+from server.inference.models import BUNDLED_MODEL
 from tests.conftest import CHROMIUM
 from tests.support.browser import PHONE, WAIT_MS, open_page, open_url, wait_for_new_frame, wait_for_text
 from tests.support.components import require_component, require_module

@@ -25,8 +25,8 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from server.app import create_app
 from server.config import ConfigError, Settings, StreamConfig
-from server.encode import ImageKind
-from server.models import BUNDLED_MODEL
+from server.delivery.encode import ImageKind
+from server.inference.models import BUNDLED_MODEL
 from server.scene import Scene, TrueObject
 from server.webrtc import IceServer, IceServerError, WebRTCConfig
 from server.webrtc.config import ICE_SERVERS_ENV

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from server.frames import Frame, FrameResult, TrackEventKind
-from server.models import ModelError
+from server.inference.models import ModelError
+from server.inference.worker import InferenceOptions, InferenceWorker
 from server.options import StreamOptions
 from server.scene import Scene
-from server.worker import InferenceOptions, InferenceWorker
 from tests.support.detections import TruthModel
 from tests.support.driver import RESULT_TIMEOUT_S, Driver
 

@@ -11,7 +11,7 @@ from ultralytics import YOLO
 from ultralytics.engine.predictor import BasePredictor
 
 from server.frames import Frame, FrameResult
-from server.models import load_model
+from server.inference.models import load_model
 from server.scene import Scene
 from tests.support.driver import EPOCH, Driver
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from server.inference.worker import InferenceOptions
 from server.options import StreamOptions, tracker_kinds
-from server.worker import InferenceOptions
 
 
 def test_defaults_are_ultralytics_defaults_with_bytetrack() -> None:

@@ -18,10 +18,10 @@ from aiohttp import ClientWebSocketResponse, WSMsgType, WSServerHandshakeError
 from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
-from server.encode import encodings
-from server.hub import MAX_SCALED_IMAGES, ViewerLimits
-from server.keys import hub_key
-from server.ws import unknown_streams_message
+from server.delivery.encode import encodings
+from server.delivery.hub import MAX_SCALED_IMAGES, ViewerLimits
+from server.http.keys import hub_key
+from server.http.ws import unknown_streams_message
 from tests.conftest import NUMBERED_FRAMES
 from tests.support.numbered import colour_errors, number_of
 from tests.support.polling import eventually

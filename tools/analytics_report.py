@@ -39,9 +39,9 @@ from server.analytics.engine import EXIT_SHARE_RATIO
 from server.analytics.events import AnalyticsEvent, AnalyticsEventKind
 from server.analytics.shapes import Anchor, Line, Point, Zone, resolve
 from server.frames import Frame, FrameResult
+from server.inference.worker import InferenceOptions, InferenceWorker
 from server.options import StreamOptions
 from server.scene import CLASS_NAMES, Scene, TrueObject
-from server.worker import InferenceOptions, InferenceWorker
 from tools.track_report import match_boxes
 
 #: Lines across the middle of the picture, straight and bent, and zones away from its edges.
@@ -404,7 +404,7 @@ def main() -> None:
     parser.add_argument("--tracker", default=None, help="the stream's tracker (default: segcast's default)")
     args = parser.parse_args()
 
-    from server.models import load_model
+    from server.inference.models import load_model
 
     model = load_model(args.model)
     for seed in args.seed or SEEDS:

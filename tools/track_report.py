@@ -32,8 +32,8 @@ import motmetrics as mm
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from server.detections import Detections, detect
 from server.frames import Frame, Track
+from server.inference.detections import Detections, detect
 from server.options import StreamOptions, tracker_kinds
 from server.scene import FAMILIES, Scene, TrueObject
 from server.tracking import StreamTracker, detection_conf
@@ -224,7 +224,7 @@ def track_scene(
 ) -> TrackingScore:
     """Run the model and a fresh `StreamTracker` over every ``every``-th frame of ``scene``, and score it.
 
-    ``fast_masks`` picks the outline path as `server.worker.InferenceOptions.fast_masks` does.
+    ``fast_masks`` picks the outline path as `server.inference.worker.InferenceOptions.fast_masks` does.
     """
     tracker = StreamTracker("report", dict(model.names), options, float(scene.fps))
     observed: list[tuple[int, Sequence[Track]]] = []
@@ -334,7 +334,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from server.models import load_model
+    from server.inference.models import load_model
 
     kinds = tracker_kinds() if args.tracker == "all" else tuple(args.tracker.split(","))
     model, scene = load_model(args.model), Scene(seed=args.seed, family=args.family)

@@ -7,7 +7,7 @@ const MASK_OPACITY = 0.45;
 const DIMMED_OPACITY = 0.25;
 const REFERENCE_HEIGHT_PX = 720;
 
-// The same colour per track id as the server's own annotation (server/annotate.py).
+// The same colour per track id as the server's own annotation (server/delivery/annotate.py).
 export function trackColor(id) {
   const hue = (id * GOLDEN_RATIO) % 1;
   return `hsl(${Math.round(hue * 360)} 100% 57.5%)`; // HSV(hue, 0.85, 1) as HSL

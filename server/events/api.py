@@ -16,9 +16,9 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from server.errors import error
 from server.events.history import MAX_PAGE, EventQuery, HistorySink
 from server.events.outputs import EventOutputs
+from server.http.errors import error
 
 event_outputs_key = web.AppKey("event_outputs", EventOutputs)
 

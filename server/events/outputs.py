@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from server.encode import FramePacket
+from server.delivery.encode import FramePacket
 from server.events.config import EventsSettings
 from server.events.history import HistorySink
 from server.events.sink import OutEvent, Sink, SinkHealth
 from server.events.webhook import WebhookSink
-from server.models import install_hint
+from server.inference.models import install_hint
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from server.encode import FramePacket
+from server.delivery.encode import FramePacket
 
 #: At most one "queue full" line per sink per this many seconds; the counter in /metrics has the rest.
 DROP_LOG_INTERVAL_S = 30.0

@@ -25,8 +25,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from server.detections import Detections
 from server.frames import Frame, Track, TrackEvent, TrackEventKind
+from server.inference.detections import Detections
 from server.options import SEGTRACK, StreamOptions
 from server.tracking.segtrack import SegTracker
 

@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from server.detections import Detections
+from server.inference.detections import Detections
 
 #: segtrack's settings, as ultralytics' yamls give theirs (``track_buffer`` in frames at 30 fps).
 SEGTRACK_DEFAULTS: dict[str, float | int | bool | str] = {

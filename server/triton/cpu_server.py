@@ -38,7 +38,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from server.models import install_hint
+from server.inference.models import install_hint
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 #: Checked together on Debian 12's Python 3.11: nvidia-pytriton brings tritonserver 2.51 and needs numpy 1.x.

@@ -27,8 +27,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from server.detections import Detections
-from server.models import SUPPORTED_TASKS, InferenceStatus, InferenceUnavailable, ModelError
+from server.inference.detections import Detections
+from server.inference.models import SUPPORTED_TASKS, InferenceStatus, InferenceUnavailable, ModelError
 from server.triton.transport import (
     Transport,
     TritonEndpoint,
@@ -109,7 +109,7 @@ class TritonModel:
         self._spec = spec
         self._request_timeout_s = request_timeout_s
         # One thread, so requests go out one at a time in the order submitted, the next as soon as
-        # the last is answered; the worker keeps at most `server.worker.REMOTE_IN_FLIGHT` batches
+        # the last is answered; the worker keeps at most `server.inference.worker.REMOTE_IN_FLIGHT` batches
         # submitted, which bounds what can wait here.
         self._requester = ThreadPoolExecutor(max_workers=1, thread_name_prefix="triton-requests")
         self._transport: Transport | None = None  # the requester thread's
@@ -337,7 +337,7 @@ def _postprocess(
     import torch
     from ultralytics.utils import nms, ops
 
-    from server.outlines import segment_detections
+    from server.inference.outlines import segment_detections
 
     head = outputs[0]
     if served.task == "segment":

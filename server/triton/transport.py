@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from server.models import ModelError
+from server.inference.models import ModelError
 
 SCHEMES = ("grpc", "http")
 DEFAULT_PORTS = {"grpc": 8001, "http": 8000}

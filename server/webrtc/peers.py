@@ -23,8 +23,8 @@ from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
 from server.config import StreamConfig
-from server.encode import ImageKind
-from server.hub import Hub
+from server.delivery.encode import ImageKind
+from server.delivery.hub import Hub
 from server.options import StreamOptions
 from server.sources.base import StreamState
 from server.streams import StreamManager

@@ -28,9 +28,9 @@ import av
 from aiortc import RTCDataChannel
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from server.annotate import annotate
-from server.encode import FramePacket, ImageKind
-from server.hub import Hub, Subscription, Viewer
+from server.delivery.annotate import annotate
+from server.delivery.encode import FramePacket, ImageKind
+from server.delivery.hub import Hub, Subscription, Viewer
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ from aiohttp import web
 from aiortc import RTCSessionDescription
 
 from server.config import STREAM_ID_PATTERN
-from server.encode import ImageKind
-from server.errors import error
-from server.keys import hub_key, manager_key, settings_key
+from server.delivery.encode import ImageKind
+from server.http.errors import error
+from server.http.keys import hub_key, manager_key, settings_key
 from server.streams import StreamExistsError
 from server.webrtc.config import WebRTCConfig
 from server.webrtc.peers import OfferError, PeerLimitError, PeerRegistry

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from ultralytics.engine.results import Results
 
-from server.detections import Detections
+from server.inference.detections import Detections
 from server.scene import CLASS_NAMES, TrueObject
 
 NAMES = dict(enumerate(CLASS_NAMES))

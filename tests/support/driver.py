@@ -13,9 +13,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
 from server.frames import Frame, FrameResult
+from server.inference.worker import InferenceOptions, InferenceWorker
 from server.options import StreamOptions
 from server.scene import Scene
-from server.worker import InferenceOptions, InferenceWorker
 from tests.support.detections import Gated, TruthModel
 
 if TYPE_CHECKING:

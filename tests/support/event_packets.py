@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from server.encode import FramePacket, make_packet
+from server.delivery.encode import FramePacket, make_packet
 from server.frames import Frame, FrameResult, Track, TrackEvent, TrackEventKind
 
 WIDTH, HEIGHT = 320, 240

@@ -5,7 +5,7 @@ outline costs a contour trace, and a stream keeps only some detections (its own 
 filter, then the tracker's choice), so outlines are made on demand, for the detections that end up in
 a track, and at most once each.
 
-Two producers fill it: `server.outlines` straight from the model's mask prototypes (the fast path),
+Two producers fill it: `server.inference.outlines` straight from the model's mask prototypes (the fast path),
 and `Detections.from_results` from an ultralytics ``Results`` (detection-only models, and the
 reference the fast path is tested against).
 """
@@ -88,12 +88,12 @@ class Detections:
 def detect(model: Any, images: list[np.ndarray], *, fast_masks: bool = True, **kwargs: Any) -> list[Detections]:
     """``model.predict(images, **kwargs)``, one `Detections` per image (quietly, unless told otherwise).
 
-    A segmentation model's outlines come from `server.outlines` when ``fast_masks``, else from
+    A segmentation model's outlines come from `server.inference.outlines` when ``fast_masks``, else from
     ultralytics' whole-input masks. ``save`` and ``show`` are not for this: results are not drawn here.
     """
     kwargs.setdefault("verbose", False)  # verbose results are written out, which needs ultralytics' Results
     if getattr(model, "task", None) == "segment":
-        from server.outlines import OutlinePredictor
+        from server.inference.outlines import OutlinePredictor
 
         if fast_masks:
             return cast("list[Detections]", model.predict(images, predictor=OutlinePredictor, **kwargs))

@@ -29,8 +29,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from server.models import ModelError, install_hint, load_model, resolve_model_path
-from server.telemetry import switch_off_ultralytics_telemetry
+from server.inference.models import ModelError, install_hint, load_model, resolve_model_path
+from server.inference.telemetry import switch_off_ultralytics_telemetry
 from server.triton.repository import check_pixel_input_model, write_repository
 
 #: Per format: the packages it needs (import names) and the extra that installs them.
@@ -120,7 +120,7 @@ def export_model(
 ) -> ExportResult:
     """Export the ``.pt`` model ``spec`` (a path or ``bundled``) to ``fmt`` in ``out_dir``, then try it.
 
-    The result is loaded back through `server.models.load_model` and run on one frame, so a model
+    The result is loaded back through `server.inference.models.load_model` and run on one frame, so a model
     that exports but cannot be served fails here and not when the server starts. For ``triton``,
     ``out_dir`` is the model repository and the model inside it is what is tried. Raises `ExportError`.
     """

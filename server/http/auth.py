@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from yarl import URL
 
-from server.bodies import read_body
-from server.errors import error
+from server.http.bodies import read_body
+from server.http.errors import error
 
 log = logging.getLogger(__name__)
 

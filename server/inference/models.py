@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from server import weights
-from server.telemetry import switch_off_ultralytics_telemetry
+from server.inference import weights
+from server.inference.telemetry import switch_off_ultralytics_telemetry
 
 if TYPE_CHECKING:
     from ultralytics import YOLO
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "yolov8n-seg.pt"
 #: The small model trained on generated scenes (tools/train_model.py) that ships with segcast, so the
 #: demo and the tests work offline. It knows only the scene's classes.
-BUNDLED_MODEL = Path(__file__).parent / "data" / "segcast-scene-seg.pt"
+BUNDLED_MODEL = Path(__file__).parent.parent / "data" / "segcast-scene-seg.pt"
 BUNDLED_ALIASES = frozenset({"bundled", BUNDLED_MODEL.name})
 SUPPORTED_TASKS = frozenset({"segment", "detect"})
 #: What to pass instead when a model cannot be downloaded.
@@ -61,7 +61,7 @@ class InferenceStatus:
 
 def resolve_model_path(spec: str) -> str:
     """What to hand ultralytics for ``spec``: a local path, downloading a published name into the cache
-    first (`server.weights`), or the bare name of one of ultralytics' model yamls (built untrained)."""
+    first (`server.inference.weights`), or the bare name of one of ultralytics' model yamls (built untrained)."""
     if spec in BUNDLED_ALIASES and not Path(spec).exists():
         return str(BUNDLED_MODEL)
     path = Path(spec).expanduser()

@@ -35,9 +35,9 @@ import numpy as np
 
 from server.analytics.engine import StreamAnalytics, check_classes
 from server.analytics.events import AnalyticsEvent, Counts
-from server.detections import Detections, detect
 from server.frames import Frame, FrameResult, TrackEvent
-from server.models import InferenceStatus, InferenceUnavailable, ModelError, open_model
+from server.inference.detections import Detections, detect
+from server.inference.models import InferenceStatus, InferenceUnavailable, ModelError, open_model
 from server.options import StreamOptions
 from server.sources.base import LatestFrame
 from server.tracking import StreamTracker, class_ids, detection_conf
@@ -67,7 +67,7 @@ class InferenceOptions:
 
     ``imgsz``, ``conf`` and ``iou`` are only defaults: a stream's own `StreamOptions` wins.
     ``half`` applies on GPUs only (CPUs run half precision slower, if at all). ``fast_masks`` makes
-    a segmentation model's outlines from its mask prototypes inside each box (`server.outlines`);
+    a segmentation model's outlines from its mask prototypes inside each box (`server.inference.outlines`);
     off, ultralytics makes whole-input masks first, which gives the same outlines slower.
     """
 

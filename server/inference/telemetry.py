@@ -7,7 +7,7 @@ not phone home, and should not wait on DNS to start.
 
 Both are switched off for segcast's process only: the user's ultralytics settings file is neither
 read for this nor written, so ``yolo`` used elsewhere behaves as its owner configured it. Model
-downloads do not depend on ultralytics' network checks; segcast makes them itself (`server.weights`).
+downloads do not depend on ultralytics' network checks; segcast makes them itself (`server.inference.weights`).
 """
 
 from __future__ import annotations

@@ -17,11 +17,11 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from server.api import join_viewer, stream_json
-from server.encode import ImageKind, parse_variant
+from server.delivery.encode import ImageKind, parse_variant
+from server.delivery.hub import Event, Hub, Subscription, Viewer
 from server.frames import PROTOCOL_VERSION
-from server.hub import Event, Hub, Subscription, Viewer
-from server.keys import hub_key, manager_key, websockets_key
+from server.http.api import join_viewer, stream_json
+from server.http.keys import hub_key, manager_key, websockets_key
 from server.streams import StreamManager
 
 log = logging.getLogger(__name__)

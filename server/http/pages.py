@@ -19,13 +19,14 @@ from aiohttp import web
 
 from server.config import STREAM_ID_PATTERN, Settings
 from server.frames import PROTOCOL_VERSION
-from server.keys import settings_key
+from server.http.keys import settings_key
 
 
 def web_root() -> Path:
     """The viewer's files: packaged beside the code when installed, ``web/`` in a source checkout."""
-    installed = Path(__file__).parent / "web"
-    return installed if installed.is_dir() else Path(__file__).parent.parent / "web"
+    package = Path(__file__).parent.parent
+    installed = package / "web"
+    return installed if installed.is_dir() else package.parent / "web"
 
 
 def setup_pages(app: web.Application) -> None:

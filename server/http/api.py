@@ -17,7 +17,6 @@ from typing import Any
 
 from aiohttp import web
 
-from server.bodies import read_body
 from server.config import (
     STREAM_KEYS,
     ConfigError,
@@ -27,14 +26,15 @@ from server.config import (
     stream_options,
     write_config,
 )
-from server.encode import FramePacket, ImageKind, Variant, parse_variant
-from server.errors import error
+from server.delivery.encode import FramePacket, ImageKind, Variant, parse_variant
+from server.delivery.hub import Hub, Subscription, Viewer, ViewerLimitError
 from server.events.api import event_outputs_key
 from server.frames import PROTOCOL_VERSION
-from server.hub import Hub, Subscription, Viewer, ViewerLimitError
-from server.keys import config_lock_key, http_viewers_key, hub_key, manager_key, settings_key
-from server.metrics import render_metrics
-from server.policy import SourceRefused
+from server.http.bodies import read_body
+from server.http.errors import error
+from server.http.keys import config_lock_key, http_viewers_key, hub_key, manager_key, settings_key
+from server.http.metrics import render_metrics
+from server.http.policy import SourceRefused
 from server.streams import HandedInError, ShuttingDownError, StreamExistsError, StreamInfo, StreamOptionsError
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def _info(request: web.Request) -> StreamInfo:
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
-    """The request's JSON object, within `server.bodies.MAX_BODY_BYTES`, finite numbers only."""
+    """The request's JSON object, within `server.http.bodies.MAX_BODY_BYTES`, finite numbers only."""
     raw = await read_body(request)
     try:
         body = json.loads(raw.decode() or "null", parse_constant=_no_constant)

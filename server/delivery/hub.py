@@ -24,9 +24,9 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
-from server.encode import ALL_STREAMS, FramePacket, Variant, encode_variants, encodings
+from server.delivery.encode import ALL_STREAMS, FramePacket, Variant, encode_variants, encodings
 from server.frames import PROTOCOL_VERSION
-from server.models import InferenceStatus
+from server.inference.models import InferenceStatus
 from server.sources.base import StreamState
 
 log = logging.getLogger(__name__)

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 
 from server.analytics.events import DWELL_BUCKETS_S, Counts
+from server.delivery.hub import Hub
 from server.events.sink import SinkHealth, SinkState
-from server.hub import Hub
 from server.sources.base import StreamState
 from server.streams import StreamInfo, StreamManager
 

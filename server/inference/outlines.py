@@ -28,7 +28,7 @@ from ultralytics.data.converter import merge_multi_segment
 from ultralytics.models.yolo.segment import SegmentationPredictor
 from ultralytics.utils import ops
 
-from server.detections import Detections
+from server.inference.detections import Detections
 
 _NO_POINTS = np.zeros((0, 2), np.float32)
 

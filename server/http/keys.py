@@ -12,7 +12,7 @@ import weakref
 from aiohttp import web
 
 from server.config import Settings
-from server.hub import Hub, Viewer
+from server.delivery.hub import Hub, Viewer
 from server.streams import StreamManager
 
 settings_key = web.AppKey("settings", Settings)

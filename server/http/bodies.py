@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server.errors import error
+from server.http.errors import error
 
 MAX_BODY_BYTES = 64 * 1024
 

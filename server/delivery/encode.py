@@ -22,7 +22,7 @@ from types import MappingProxyType
 import cv2
 import numpy as np
 
-from server.annotate import annotate
+from server.delivery.annotate import annotate
 from server.frames import FrameResult
 
 log = logging.getLogger(__name__)
