@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.run import main
+from bench.run import Results, main
 
 
 def test_quick_throughput_run_writes_the_page_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -28,7 +28,7 @@ def test_quick_throughput_run_writes_the_page_and_plot(tmp_path: Path, capsys: p
 
 def test_the_page_can_be_rewritten_from_the_saved_run(tmp_path: Path) -> None:
     from bench.live import FanoutPoint, LatencyRun
-    from bench.run import LAST_RUN, Results
+    from bench.run import LAST_RUN
 
     samples = [(float(t), 100.0) for t in range(10)]
     results = Results(
@@ -46,7 +46,7 @@ def test_the_page_can_be_rewritten_from_the_saved_run(tmp_path: Path) -> None:
 
 
 def test_a_run_writes_its_page_to_the_cache_and_the_docs_only_when_asked(tmp_path: Path) -> None:
-    from bench.run import DOCS_PAGE, LAST_RUN, Results, parse_args
+    from bench.run import DOCS_PAGE, LAST_RUN, parse_args
 
     assert parse_args(["--update-docs"]).out == DOCS_PAGE
     assert parse_args(["--cache", str(tmp_path)]).out == tmp_path / "benchmarks.md"
@@ -59,9 +59,17 @@ def test_a_run_writes_its_page_to_the_cache_and_the_docs_only_when_asked(tmp_pat
     assert DOCS_PAGE.read_bytes() == tracked, "the tracked page is left alone"
 
 
-def test_the_occlusion_goals_compare_the_default_with_the_best_of_ultralytics_trackers(tmp_path: Path) -> None:
-    from bench.run import LAST_RUN, Results
+def page_of(tmp_path: Path, results: Results) -> str:
+    """The page `--report-only` writes for ``results``, saved as a run would have saved them."""
+    from bench.run import LAST_RUN
 
+    (tmp_path / LAST_RUN).write_text(json.dumps(asdict(results)))
+    out = tmp_path / "benchmarks.md"
+    assert main(["--report-only", "--cache", str(tmp_path), "--out", str(out)]) == 0
+    return out.read_text()
+
+
+def test_the_occlusion_goals_compare_the_default_with_the_best_of_ultralytics_trackers(tmp_path: Path) -> None:
     def seeds(*idf1: float, switches: int) -> list[dict[str, object]]:
         bands = {"visible": 0.9, "partly hidden": 0.5, "mostly hidden": 0.1}
         return [{"idf1": v, "hota": v, "mota": v, "switches": switches, "bands": bands} for v in idf1]
@@ -70,12 +78,7 @@ def test_the_occlusion_goals_compare_the_default_with_the_best_of_ultralytics_tr
     trackers["segtrack"] = seeds(0.95, 0.97, switches=1)  # segcast's own: not one of ultralytics'
     occlusion = {"seeds": [11, 12], "default": "bytetrack", "own": ["segtrack"], "trackers": trackers}
     occlusion |= {"busy_ms": {"bytetrack": 0.9, "tracktrack": 4.0, "segtrack": 1.5}, "busy_objects": 19.2}
-    (tmp_path / LAST_RUN).write_text(json.dumps(asdict(Results(occlusion=occlusion))))
-    out = tmp_path / "benchmarks.md"
-
-    assert main(["--report-only", "--cache", str(tmp_path), "--out", str(out)]) == 0
-
-    page = out.read_text()
+    page = page_of(tmp_path, Results(occlusion=occlusion))
     assert "| occlusion family: default tracker (bytetrack) mean IDF1 | >= 0.9 | 0.710 | **no** |" in page
     assert "over the best of ultralytics' trackers (tracktrack) | >= +0.08 | -0.040 | **no** |" in page
     assert "| occlusion family: bytetrack id switches, fewest of ultralytics' trackers | no more | 10 vs 6 |" in page
@@ -84,19 +87,12 @@ def test_the_occlusion_goals_compare_the_default_with_the_best_of_ultralytics_tr
 
 
 def test_the_analytics_goals_add_up_every_seed(tmp_path: Path) -> None:
-    from bench.run import LAST_RUN, Results
-
     def seed(number: int, true: int, found: int, extra: int, visits: int, within: int) -> dict[str, int]:
         keys = ("seed", "true_crossings", "found_crossings", "extra_crossings", "scored_visits", "visits_within")
         return dict(zip(keys, (number, true, found, extra, visits, within), strict=True))
 
     analytics = {"seeds": [seed(7, 34, 34, 0, 20, 20), seed(11, 66, 64, 1, 20, 18)], "dwell_tolerance_s": 0.5}
-    (tmp_path / LAST_RUN).write_text(json.dumps(asdict(Results(analytics=analytics))))
-    out = tmp_path / "benchmarks.md"
-
-    assert main(["--report-only", "--cache", str(tmp_path), "--out", str(out)]) == 0
-
-    page = out.read_text()
+    page = page_of(tmp_path, Results(analytics=analytics))
     assert "| line crossings counted, right direction | >= 98% | 98.0% (98 of 100) | yes |" in page
     assert "| crossings counted wrong or twice | none | 1 | **no** |" in page
     assert "| zone visits with dwell within 0.5 s of the truth | >= 95% | 95.0% (38 of 40) | yes |" in page
