@@ -1,8 +1,8 @@
 """Zones and lines: options in, events and counts out, judged against the scene's exact ground truth.
 
 The accuracy tests run the real worker and tracker on generated scenes the bundled model was not
-trained on (tools/train_model.py trains on seeds 100-139 and validates on 900-909); the fast ones
-feed it the truth as detections, the slow one the bundled model.
+trained on (tools/train_model.py keeps every seed below 100 out of training and validation); the
+fast ones feed it the truth as detections, the slow one the bundled model.
 """
 
 from __future__ import annotations

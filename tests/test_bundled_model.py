@@ -10,7 +10,7 @@ from server.inference.models import load_model
 from server.scene import Scene
 from tests.support.truth import is_apart, mask_iou, match_boxes, polygon_mask
 
-UNSEEN_SEED = 4242  # training used seeds 100-139 and validation 900-909 (tools/train_model.py)
+UNSEEN_SEED = 4242  # in no split of tools/train_model.py
 
 
 @pytest.fixture(scope="module")

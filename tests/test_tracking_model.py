@@ -125,8 +125,8 @@ def test_a_worker_that_gets_only_every_third_frame_tracks_as_well(model: YOLO, s
     assert third.idf1 >= every.idf1 - 0.05, (every.line(), third.line())
 
 
-#: Occlusion-family seeds the bundled model never saw (tools/train_model.py trains on 100-139 and
-#: validates on 900-909); the first two of those docs/benchmarks.md reports.
+#: Occlusion-family seeds the bundled model never saw (tools/train_model.py keeps every seed below 100
+#: out of training and validation); the first two of those docs/benchmarks.md reports.
 UNSEEN_OCCLUSION_SEEDS = (11, 12)
 
 

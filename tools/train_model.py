@@ -1,4 +1,4 @@
-"""Train the bundled demo/test model on stills from the scene generator.
+"""Train the bundled demo/test model on stills from the scene generator's two families.
 
 Reproduces ``server/data/segcast-scene-seg.pt`` from nothing but this repository and ultralytics'
 own model yaml: no download, no external data. CI never runs this; it is here so anyone can check
@@ -13,9 +13,15 @@ frames like the ones the model will run on; each round restarts the learning-rat
 kept improving the validation mAP where one longer schedule had flattened. ``--start-from`` skips stage
 one and polishes the given weights. On 2 otherwise idle CPU cores the defaults take about an hour.
 
-Three splits, from disjoint scene seeds: *train*; *val*, which ultralytics uses to pick each stage's
-best weights and which chose the schedule, so it is not held out; and *test*, which neither saw: the
-mAP to quote. ``--evaluate WEIGHTS`` measures given weights on val and test without training:
+Three splits per family, from disjoint scene seeds: *train*; *val*, which ultralytics uses to pick
+each stage's best weights (on both families' val together) and which chose the schedule, so it is not
+held out; and *test*, which neither saw: the mAP to quote. The "wander" stills are the ones the first
+model was trained on; the "occlusion" family's are added because that is where detection failed
+trackers: objects passing behind one another got merged into one box or the hidden one dropped. Half
+of each occlusion seed's stills are drawn from frames where one object hides part of another, since
+random frames of that family mostly show one standing object. Seeds below 100 stay out of every split:
+the tests and docs/benchmarks.md score on them. ``--evaluate WEIGHTS`` measures given weights on every
+split without training:
 
     python tools/train_model.py --evaluate server/data/segcast-scene-seg.pt
 """
@@ -36,6 +42,12 @@ TRAIN_SEEDS = range(100, 140)
 VAL_SEEDS = range(900, 910)
 #: Never used to train, to pick weights or to tune the schedule.
 TEST_SEEDS = range(2000, 2020)
+OCCLUSION_TRAIN_SEEDS = range(300, 340)
+OCCLUSION_VAL_SEEDS = range(950, 960)
+#: Held out like TEST_SEEDS.
+OCCLUSION_TEST_SEEDS = range(2100, 2120)
+#: A visible share below this marks an object partly hidden by a nearer one.
+HIDDEN_SHARE = 0.97
 
 
 def polygon_of(truth: TrueObject, width: int, height: int) -> np.ndarray | None:
@@ -49,7 +61,7 @@ def polygon_of(truth: TrueObject, width: int, height: int) -> np.ndarray | None:
     return contour / np.array([width, height])
 
 
-def write_split(root: Path, split: str, seeds: range, count: int) -> None:
+def write_split(root: Path, split: str, seeds: range, count: int, family: str = "wander") -> None:
     """Write ``count`` stills spread over the given seeds, with YOLO segmentation labels."""
     images, labels = root / "images" / split, root / "labels" / split
     if images.is_dir():
@@ -60,9 +72,14 @@ def write_split(root: Path, split: str, seeds: range, count: int) -> None:
     per_seed = max(1, count // len(seeds))
     written = 0
     for seed in seeds:
-        scene = Scene(seed=seed, objects_per_period=10)
-        for index in rng.choice(scene.period_frames * 2, size=per_seed, replace=False):
-            image, truths = scene.render(int(index))
+        if family == "wander":
+            scene = Scene(seed=seed, objects_per_period=10)
+            indices = [int(i) for i in rng.choice(scene.period_frames * 2, size=per_seed, replace=False)]
+        else:
+            scene = Scene(seed=seed, family=family)
+            indices = occlusion_frames(scene, per_seed, rng)
+        for index in indices:
+            image, truths = scene.render(index)
             name = f"{seed}_{index:05d}"
             cv2.imwrite(str(images / f"{name}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 92])
             lines = []
@@ -77,12 +94,35 @@ def write_split(root: Path, split: str, seeds: range, count: int) -> None:
                 return
 
 
+def occlusion_frames(scene: Scene, count: int, rng: np.random.Generator) -> list[int]:
+    """``count`` frames of the first two periods with something in view, half with an object partly hidden.
+
+    Every other frame is a candidate (neighbours look alike). Frames where an object is hidden are
+    drawn first, then the rest from every frame with an object in view, without repeats.
+    """
+    shown: list[int] = []
+    hiding: list[int] = []
+    for index in range(0, scene.period_frames * 2, 2):
+        shares = scene.visibility(index)
+        if shares:
+            shown.append(index)
+        if len(shares) > 1 and any(share < HIDDEN_SHARE for share in shares.values()):
+            hiding.append(index)
+    picked = [int(i) for i in rng.choice(hiding, size=min(len(hiding), count // 2), replace=False)]
+    rest = [index for index in shown if index not in picked]
+    picked += [int(i) for i in rng.choice(rest, size=min(len(rest), count - len(picked)), replace=False)]
+    return sorted(picked)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("server/data/segcast-scene-seg.pt"))
     parser.add_argument("--train-images", type=int, default=400)
     parser.add_argument("--val-images", type=int, default=100)
     parser.add_argument("--test-images", type=int, default=100)
+    parser.add_argument("--occlusion-train-images", type=int, default=240)
+    parser.add_argument("--occlusion-val-images", type=int, default=50)
+    parser.add_argument("--occlusion-test-images", type=int, default=100)
     parser.add_argument("--evaluate", type=Path, default=None, metavar="WEIGHTS", help="only measure these weights")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--polish-epochs", type=int, default=20)
@@ -98,15 +138,17 @@ def main() -> None:
     data_root = workdir / "data"
     write_split(data_root, "val", VAL_SEEDS, args.val_images)
     write_split(data_root, "test", TEST_SEEDS, args.test_images)
-    names = "\n".join(f"  {i}: {name}" for i, name in enumerate(CLASS_NAMES))
-    data_yaml = workdir / "scene.yaml"
-    data_yaml.write_text(
-        f"path: {data_root}\ntrain: images/train\nval: images/val\ntest: images/test\nnames:\n{names}\n"
-    )
+    write_split(data_root, "val-occlusion", OCCLUSION_VAL_SEEDS, args.occlusion_val_images, "occlusion")
+    write_split(data_root, "test-occlusion", OCCLUSION_TEST_SEEDS, args.occlusion_test_images, "occlusion")
+    splits = ("val", "val-occlusion", "test", "test-occlusion")
     if args.evaluate is not None:
-        report(args.evaluate, data_yaml, args.imgsz)
+        report(args.evaluate, data_root, splits, args.imgsz)
         return
     write_split(data_root, "train", TRAIN_SEEDS, args.train_images)
+    write_split(data_root, "train-occlusion", OCCLUSION_TRAIN_SEEDS, args.occlusion_train_images, "occlusion")
+    data_yaml = data_file(
+        workdir / "scene.yaml", data_root, ["train", "train-occlusion"], ["val", "val-occlusion"], "test"
+    )
 
     common = {
         "data": str(data_yaml),
@@ -133,15 +175,26 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(best, args.out)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
-    report(args.out, data_yaml, args.imgsz)
+    report(args.out, data_root, splits, args.imgsz)
 
 
-def report(weights: Path, data_yaml: Path, imgsz: int) -> None:
-    """Print the mAPs of ``weights`` on val (which picked the weights) and on test (held out)."""
+def data_file(path: Path, data_root: Path, train: list[str], val: list[str], test: str | None = None) -> Path:
+    """An ultralytics dataset yaml over the given image folders (lists mix the families' stills)."""
+    names = "\n".join(f"  {i}: {name}" for i, name in enumerate(CLASS_NAMES))
+    lines = [f"path: {data_root}", f"train: {[f'images/{s}' for s in train]}", f"val: {[f'images/{s}' for s in val]}"]
+    if test is not None:
+        lines.append(f"test: images/{test}")
+    path.write_text("\n".join(lines) + f"\nnames:\n{names}\n")
+    return path
+
+
+def report(weights: Path, data_root: Path, splits: tuple[str, ...], imgsz: int) -> None:
+    """Print the mAPs of ``weights`` on each split: the val ones picked the weights, the test ones are held out."""
     from ultralytics import YOLO
 
-    for split in ("val", "test"):
-        metrics = YOLO(str(weights)).val(data=str(data_yaml), split=split, imgsz=imgsz, device="cpu", plots=False)
+    for split in splits:
+        data_yaml = data_file(data_root.parent / f"scene-{split}.yaml", data_root, [split], [split])
+        metrics = YOLO(str(weights)).val(data=str(data_yaml), imgsz=imgsz, device="cpu", plots=False)
         print(
             f"{split}: mask mAP50 {metrics.seg.map50:.3f}  mask mAP50-95 {metrics.seg.map:.3f}  "
             f"box mAP50 {metrics.box.map50:.3f}"
