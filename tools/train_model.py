@@ -14,14 +14,18 @@ kept improving the validation mAP where one longer schedule had flattened. ``--s
 one and polishes the given weights. On 2 otherwise idle CPU cores the defaults take about an hour.
 
 Three splits per family, from disjoint scene seeds: *train*; *val*, which ultralytics uses to pick
-each stage's best weights (on both families' val together) and which chose the schedule, so it is not
-held out; and *test*, which neither saw: the mAP to quote. The "wander" stills are the ones the first
-model was trained on; the "occlusion" family's are added because that is where detection failed
-trackers: objects passing behind one another got merged into one box or the hidden one dropped. Half
-of each occlusion seed's stills are drawn from frames where one object hides part of another, since
-random frames of that family mostly show one standing object. Seeds below 100 stay out of every split:
-the tests and docs/benchmarks.md score on them. ``--evaluate WEIGHTS`` measures given weights on every
-split without training:
+each stage's best weights and which chose the schedule, so it is not held out; and *test*, which
+neither saw: the mAP to quote. The bundled model was trained on the "wander" family alone, which the
+defaults reproduce. ``--occlusion-train-images N`` adds N stills of the "occlusion" family to training
+(and its val split to choosing the weights), where detection fails trackers: objects passing behind
+one another merged into one box or the hidden one dropped. Half of each occlusion seed's stills are
+drawn from frames where one object hides part of another, since random frames of that family mostly
+show one standing object. Tried from the bundled weights (one 16-epoch polish round with 240 such
+stills): held-out mask mAP50 went up on both families (0.917 -> 0.935, occlusion 0.898 -> 0.920) and
+so did recall on partly hidden objects, but tracking IDF1 on the occlusion scenes moved by seed, up
+on some and down on others, so the bundled weights were kept. Seeds below 100 stay out of every
+split: the tests and docs/benchmarks.md score on them. ``--evaluate WEIGHTS`` measures given weights
+on every val and test split without training:
 
     python tools/train_model.py --evaluate server/data/segcast-scene-seg.pt
 """
@@ -120,7 +124,9 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=400)
     parser.add_argument("--val-images", type=int, default=100)
     parser.add_argument("--test-images", type=int, default=100)
-    parser.add_argument("--occlusion-train-images", type=int, default=240)
+    parser.add_argument(
+        "--occlusion-train-images", type=int, default=0, help="occlusion-family stills to train on as well (try 240)"
+    )
     parser.add_argument("--occlusion-val-images", type=int, default=50)
     parser.add_argument("--occlusion-test-images", type=int, default=100)
     parser.add_argument("--evaluate", type=Path, default=None, metavar="WEIGHTS", help="only measure these weights")
@@ -145,10 +151,11 @@ def main() -> None:
         report(args.evaluate, data_root, splits, args.imgsz)
         return
     write_split(data_root, "train", TRAIN_SEEDS, args.train_images)
-    write_split(data_root, "train-occlusion", OCCLUSION_TRAIN_SEEDS, args.occlusion_train_images, "occlusion")
-    data_yaml = data_file(
-        workdir / "scene.yaml", data_root, ["train", "train-occlusion"], ["val", "val-occlusion"], "test"
-    )
+    train, val = ["train"], ["val"]
+    if args.occlusion_train_images > 0:
+        write_split(data_root, "train-occlusion", OCCLUSION_TRAIN_SEEDS, args.occlusion_train_images, "occlusion")
+        train, val = [*train, "train-occlusion"], [*val, "val-occlusion"]
+    data_yaml = data_file(workdir / "scene.yaml", data_root, train, val, "test")
 
     common = {
         "data": str(data_yaml),
