@@ -31,7 +31,8 @@ from server.options import StreamOptions
 from server.scene import Scene
 from tests.support.components import require_component
 from tests.support.rtsp_camera import free_port
-from tests.support.truth import box_iou, mask_iou, polygon_mask
+from tests.support.truth import mask_iou, polygon_mask
+from tools.track_report import box_iou
 
 START_TIMEOUT_S = 90.0
 

@@ -21,8 +21,8 @@ from server.scene import Scene, TrueObject
 from server.tracking import StreamTracker, detection_conf
 from tests.conftest import SCENE_FRAMES, SCENE_SEED
 from tests.support.driver import Driver
-from tests.support.truth import mask_iou, match_boxes, polygon_mask
-from tools.track_report import score
+from tests.support.truth import mask_iou, polygon_mask
+from tools.track_report import match_boxes, score
 
 pytestmark = pytest.mark.slow
 

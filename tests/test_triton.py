@@ -39,7 +39,8 @@ from tests.support.polling import eventually
 from tests.support.rtsp_camera import free_port
 from tests.support.segcast_process import SegcastProcess
 from tests.support.triton_server import TritonProcess
-from tests.support.truth import box_iou, mask_iou, polygon_mask
+from tests.support.truth import mask_iou, polygon_mask
+from tools.track_report import box_iou
 
 MODEL = "segcast-scene-seg"
 SEGMENT_CONFIG: dict[str, Any] = {

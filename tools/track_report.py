@@ -147,7 +147,7 @@ class TrackingScore:
         )
 
 
-def _box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = ix * iy
@@ -161,7 +161,7 @@ def match_boxes(
     """Pairs (truth index, box index) of the best one-to-one assignment with IoU >= ``min_iou``."""
     if not truths or not boxes:
         return []
-    cost = np.array([[1.0 - _box_iou(t.box, b) for b in boxes] for t in truths])
+    cost = np.array([[1.0 - box_iou(t.box, b) for b in boxes] for t in truths])
     rows, cols = linear_sum_assignment(cost)
     return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if 1.0 - cost[r, c] >= min_iou]
 
@@ -171,7 +171,7 @@ def _apart(truth: TrueObject, others: Sequence[TrueObject], width: int, height: 
     if truth.occluded_fraction > 0 or x1 <= 0 or y1 <= 0 or x2 >= width or y2 >= height:
         return False
     grown = (x1 - APART_GAP_PX, y1 - APART_GAP_PX, x2 + APART_GAP_PX, y2 + APART_GAP_PX)
-    return all(o is truth or _box_iou(grown, o.box) == 0 for o in others)
+    return all(o is truth or box_iou(grown, o.box) == 0 for o in others)
 
 
 def score(scene: Scene, observed: Iterable[tuple[int, Sequence[Track]]], mean_ms: float = 0.0) -> TrackingScore:
@@ -189,7 +189,7 @@ def score(scene: Scene, observed: Iterable[tuple[int, Sequence[Track]]], mean_ms
     for index, tracks in observed:
         frames += 1
         truths = scene.render(index)[1]
-        ious = np.array([[_box_iou(t.box, k.box) for k in tracks] for t in truths]).reshape(len(truths), len(tracks))
+        ious = np.array([[box_iou(t.box, k.box) for k in tracks] for t in truths]).reshape(len(truths), len(tracks))
         distances = np.where(ious >= MATCH_IOU, 1.0 - ious, np.nan)
         truth_ids, track_ids = [t.object_id for t in truths], [t.track_id for t in tracks]
         accumulator.update(truth_ids, track_ids, distances)

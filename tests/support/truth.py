@@ -1,4 +1,7 @@
-"""Comparing what segcast reports with the scene generator's ground truth."""
+"""Comparing what segcast reports with the scene generator's ground truth.
+
+Box overlap and matching are tools/track_report.py's, so tests score exactly as the report does.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +9,11 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from server.scene import TrueObject
+from tools.track_report import box_iou
 
 Box = Sequence[float]
-
-
-def box_iou(a: Box, b: Box) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def polygon_mask(polygon: np.ndarray | Sequence[int], shape: tuple[int, int]) -> np.ndarray:
@@ -32,15 +27,6 @@ def polygon_mask(polygon: np.ndarray | Sequence[int], shape: tuple[int, int]) ->
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     union = np.logical_or(a, b).sum()
     return float(np.logical_and(a, b).sum() / union) if union else 0.0
-
-
-def match_boxes(truths: Sequence[TrueObject], boxes: Sequence[Box], min_iou: float = 0.5) -> list[tuple[int, int]]:
-    """Pairs (truth index, box index) of the best one-to-one assignment with IoU >= ``min_iou``."""
-    if not truths or not boxes:
-        return []
-    cost = np.array([[1.0 - box_iou(t.box, b) for b in boxes] for t in truths])
-    rows, cols = linear_sum_assignment(cost)
-    return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if 1.0 - cost[r, c] >= min_iou]
 
 
 def is_apart(truth: TrueObject, others: Sequence[TrueObject], width: int, height: int, gap_px: int = 8) -> bool:
