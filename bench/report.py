@@ -370,8 +370,8 @@ def _occlusion_goals(occlusion: dict[str, Any]) -> list[list[str]]:
     met = [idf1 >= GOAL_FAMILY_IDF1, lead >= GOAL_FAMILY_LEAD, means[default]["switches"] <= fewest]
     for kind in sorted(own):
         ms = occlusion["busy_ms"][kind]
-        rows.append([f"{kind} cost per frame, {occlusion['busy_objects']:.0f} objects", f"<= {GOAL_TRACKER_MS:g} ms"])
-        rows[-1].append(f"{ms:.2f} ms")
+        label = f"{kind} cost per frame, {occlusion['busy_objects']:.0f} objects"
+        rows.append([label, f"<= {GOAL_TRACKER_MS:g} ms", f"{ms:.2f} ms"])
         met.append(ms <= GOAL_TRACKER_MS)
     return [[*row, _met(ok)] for row, ok in zip(rows, met, strict=True)]
 
@@ -383,7 +383,7 @@ def _occlusion_section(results: Results) -> list[str]:
     means = _family_means(occlusion)
     rows = []
     for kind, seeds in sorted(occlusion["trackers"].items(), key=lambda item: -means[item[0]]["idf1"]):
-        bands = [name for name in seeds[0]["bands"]]
+        bands = list(seeds[0]["bands"])
         recall = [sum(s["bands"].get(name, 0.0) for s in seeds) / len(seeds) for name in bands]
         name = f"**{kind}** (default)" if kind == occlusion["default"] else kind
         rows.append(
