@@ -9,13 +9,20 @@ object's own masked pixels, with which a lost track is re-identified when it rea
 
 Association runs in three rounds, ByteTrack's shape with masks and appearance added:
 1. tracks (kept and lost) against confident detections, on box and mask overlap with each track
-   moved by its own velocity, vetoed where the colours clearly disagree;
+   moved by its own velocity, vetoed where the colours clearly disagree (for a lost track: unless
+   they agree as closely as a re-identification needs);
 2. tracks still unmatched and kept in the last frame against weak detections (down to
    ``track_low_thresh``), on box overlap: a partly hidden object scores low;
 3. lost tracks against the confident detections left, on appearance, within a distance that grows
-   with the time lost.
+   with the time lost. Of any class: a partly hidden object is often taken for another class, and
+   the track's reported class is a vote over its life anyway (`server.tracking`).
 A detection left over starts a track when confident enough; a track is reported from its second
 detection (or at once on a stream's first frame), so a single false detection leaves no id behind.
+
+Masks and colours are what cost: a detection's mask is filled and its colours counted only when a
+decision needs them (see `_Seen`), and a track's colours are refreshed from every
+`APPEARANCE_EVERY`-th detection. Measured on the benchmark's busy scene (27 detections a frame),
+this took segtrack from 3.5 to about 2.5 ms a frame (docs/benchmarks.md).
 
 It exposes what `server.tracking.StreamTracker` reads from ultralytics' trackers: ``update`` rows
 ``x1, y1, x2, y2, id, score, class, detection index``, ``tracked_stracks`` and ``lost_stracks``
@@ -48,6 +55,8 @@ SEGTRACK_DEFAULTS: dict[str, float | int | bool | str] = {
 HUE_BINS, SATURATION_BINS = 16, 4
 #: Colours of a clearly visible detection replace this share of its track's histogram.
 APPEARANCE_RATE = 0.2
+#: A track's colours are refreshed from every this many of its detections (they change slowly).
+APPEARANCE_EVERY = 2
 #: A detection smaller than this share of its track's usual area is taken to be partly hidden (and
 #: one larger by the inverse, merged with another): it still continues the track, but says nothing
 #: reliable about its velocity, size or colours.
@@ -56,6 +65,9 @@ VELOCITY_RATE = 0.5  # weight of the newest displacement in a track's velocity
 AREA_RATE = 0.3  # weight of the newest detection in a track's usual area
 #: Colour similarity under which a motion match is refused (clearly another object).
 APPEARANCE_VETO = 0.4
+#: A kept track whose moved mask overlaps a detection's at least this much is that object: the
+#: colour veto is not asked (it costs a histogram).
+SURE_MASK_IOU = 0.5
 LOW_MATCH_IOU = 0.3  # least box IoU for round 2, as ByteTrack's second association uses 0.5 on boxes
 
 
@@ -65,6 +77,7 @@ class _Mask:
 
     origin: tuple[int, int]
     pixels: np.ndarray  # bool
+    count: int  # pixels set
 
     def overlap(self, other: _Mask, shift: tuple[int, int] = (0, 0)) -> float:
         """IoU with ``other``, this mask moved by ``shift`` pixels (x, y)."""
@@ -78,21 +91,69 @@ class _Mask:
         both = np.count_nonzero(
             self.pixels[y1 - ay : y2 - ay, x1 - ax : x2 - ax] & other.pixels[y1 - by : y2 - by, x1 - bx : x2 - bx]
         )
-        union = np.count_nonzero(self.pixels) + np.count_nonzero(other.pixels) - both
+        union = self.count + other.count - both
         return both / union if union else 0.0
 
 
 @dataclass(slots=True)
 class _Seen:
-    """One detection as segtrack uses it."""
+    """One detection as segtrack uses it; its mask and colours are made on first use.
+
+    Most detections need neither: a track whose box meets one detection's alone is matched on
+    boxes, and a weak detection only ever is. The colours (a colour conversion and a histogram)
+    were the largest part of an update when every detection had them made.
+    """
 
     index: int
     box: np.ndarray  # x1, y1, x2, y2
     score: float
     class_id: int
-    mask: _Mask | None
-    colours: np.ndarray | None  # normalised hue-saturation histogram of the masked pixels
-    area: float
+    outline: np.ndarray | None  # frame pixels; None for a detection-only model
+    area: float  # of the outline, or of the box
+    frame_size: tuple[int, int]  # width, height
+    image: np.ndarray | None  # the frame, until `release`
+    _mask: _Mask | None = None
+    _colours: np.ndarray | None = None
+    _made: tuple[bool, bool] = (False, False)  # mask, colours
+
+    def mask(self) -> _Mask | None:
+        """The outline filled, cropped to the box (None where either is empty)."""
+        if not self._made[0]:
+            self._made = (True, self._made[1])
+            width, height = self.frame_size
+            x1, y1 = max(int(self.box[0]), 0), max(int(self.box[1]), 0)
+            x2, y2 = min(int(np.ceil(self.box[2])), width), min(int(np.ceil(self.box[3])), height)
+            if x2 > x1 and y2 > y1:
+                pixels = np.zeros((y2 - y1, x2 - x1), np.uint8)
+                if self.outline is not None:
+                    cv2.fillPoly(pixels, [np.round(self.outline - (x1, y1)).astype(np.int32)], 1)
+                else:
+                    pixels[:] = 1  # a detection-only model: the box is all there is
+                if count := cv2.countNonZero(pixels):
+                    self._mask = _Mask((x1, y1), pixels.view(bool), count)
+        return self._mask
+
+    def colours(self) -> np.ndarray | None:
+        """Normalised hue-saturation histogram of the masked pixels, at half resolution."""
+        if not self._made[1]:
+            self._made = (self._made[0], True)
+            mask = self.mask()
+            if mask is not None and self.image is not None:
+                (x1, y1), pixels = mask.origin, mask.pixels
+                height, width = pixels.shape
+                half = (max(width // 2, 1), max(height // 2, 1))
+                crop = cv2.resize(self.image[y1 : y1 + height, x1 : x1 + width], half, interpolation=cv2.INTER_NEAREST)
+                within = cv2.resize(pixels.view(np.uint8), half, interpolation=cv2.INTER_NEAREST)
+                hsv = cv2.cvtColor(crop, cv2.COLOR_BGR2HSV)
+                histogram = cv2.calcHist([hsv], [0, 1], within, [HUE_BINS, SATURATION_BINS], [0, 180, 0, 256])
+                total = float(histogram.sum())
+                self._colours = histogram.ravel() / total if total else None
+        return self._colours
+
+    def release(self) -> None:
+        """Let go of the frame once its update is over: a track keeps its last detection (for the
+        mask) while it is lost, seconds of frames if each kept its picture."""
+        self.image = None
 
 
 @dataclass(slots=True, eq=False)
@@ -101,7 +162,7 @@ class SegTrack:
     box: np.ndarray
     class_id: int
     score: float
-    mask: _Mask | None
+    last: _Seen  # the detection it was last seen as (its mask, when a decision needs it)
     colours: np.ndarray | None
     area: float
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  # px per processed frame
@@ -175,6 +236,8 @@ class SegTracker:
         self.tracked_stracks = [t for t in everyone if t.lost_for == 0]
         # An unconfirmed track gets one frame to be seen again; a confirmed one, the whole buffer.
         self.lost_stracks = [t for t in everyone if 0 < t.lost_for <= (self.max_frames_lost if t.confirmed else 0)]
+        for detection in seen:
+            detection.release()
         return np.array(rows, np.float32).reshape(-1, 8)
 
     # -- association ----------------------------------------------------------------------------
@@ -201,28 +264,44 @@ class SegTracker:
         )
 
     def _motion_similarity(self, tracks: list[SegTrack], detections: list[_Seen]) -> np.ndarray:
-        """Box IoU of each track moved by its velocity, averaged with its moved mask's IoU where boxes meet."""
+        """Box IoU of each track moved by its velocity, averaged with its moved mask's IoU where boxes meet.
+
+        Masks and colours only matter where there is a choice to make: a kept track whose box meets
+        exactly one detection's, which meets no other track's, is matched on boxes alone (with box
+        IoU of at least twice ``match_thresh`` the average cannot fall below it), as most objects
+        are in most frames. A lost track always has its colours checked: whatever now stands where
+        it was expected may be someone else. Boxes overlapping less than ``match_thresh`` are no
+        match, whatever their masks.
+        """
         shifts = np.array([t.predicted_shift() for t in tracks])
         scores = _box_similarity(tracks, detections)
-        colours = _colour_similarity(tracks, detections)
-        for r, c in zip(*np.nonzero(scores), strict=True):
+        scores[scores < self.match] = 0.0
+        meets = scores > 0
+        kept = np.array([t.lost_for == 0 for t in tracks])[:, None]
+        alone = (
+            kept & (meets.sum(axis=1)[:, None] == 1) & (meets.sum(axis=0)[None, :] == 1) & (scores >= 2 * self.match)
+        )
+        for r, c in zip(*np.nonzero(meets & ~alone), strict=True):
             track, detection = tracks[r], detections[c]
-            if colours[r, c] < APPEARANCE_VETO:
+            moved = None
+            if self.mask_weight > 0 and (mask := track.last.mask()) is not None and (other := detection.mask()):
+                moved = mask.overlap(other, (round(shifts[r, 0]), round(shifts[r, 1])))
+            sure = track.lost_for == 0 and moved is not None and moved >= SURE_MASK_IOU
+            least = APPEARANCE_VETO if track.lost_for == 0 else self.appearance
+            if not sure and _similarity(track.colours, detection.colours()) < least:
                 scores[r, c] = 0.0
-            elif track.mask is not None and detection.mask is not None and self.mask_weight > 0:
-                moved = track.mask.overlap(detection.mask, (round(shifts[r, 0]), round(shifts[r, 1])))
+            elif moved is not None:
                 scores[r, c] = (1 - self.mask_weight) * scores[r, c] + self.mask_weight * moved
         return scores
 
     def _appearance_similarity(self, tracks: list[SegTrack], detections: list[_Seen]) -> np.ndarray:
-        """Colour similarity, for detections of the track's class within reach of where it was lost."""
+        """Colour similarity, for detections within reach of where the track was lost."""
         shifts = np.array([t.predicted_shift() for t in tracks])
         reach = self.reid_distance * np.array([t.size() for t in tracks]) + np.hypot(shifts[:, 0], shifts[:, 1])
         lost_at = np.array([_centre(t.box) for t in tracks])
         found_at = np.array([_centre(d.box) for d in detections])
         distance = np.hypot(*(found_at[None, :, :] - lost_at[:, None, :]).transpose(2, 0, 1))
-        same_class = np.array([t.class_id for t in tracks])[:, None] == np.array([d.class_id for d in detections])
-        return np.where(same_class & (distance <= reach[:, None]), _colour_similarity(tracks, detections), 0.0)
+        return np.where(distance <= reach[:, None], _colour_similarity(tracks, detections), 0.0)
 
     # -- track life -----------------------------------------------------------------------------
 
@@ -235,14 +314,13 @@ class SegTracker:
             if detection.area <= track.area / OCCLUDED_AREA_SHARE or track.hits == 1:
                 moved = (_centre(detection.box) - _centre(track.box)) / (track.lost_for + 1)
                 track.velocity += VELOCITY_RATE * (moved - track.velocity)
-                if detection.colours is not None:
-                    track.colours = (
-                        detection.colours
-                        if track.colours is None
-                        else (1 - APPEARANCE_RATE) * track.colours + APPEARANCE_RATE * detection.colours
-                    )
+                if track.colours is None or track.hits % APPEARANCE_EVERY == 0:
+                    colours = detection.colours()
+                    if colours is not None and track.colours is not None:
+                        colours = (1 - APPEARANCE_RATE) * track.colours + APPEARANCE_RATE * colours
+                    track.colours = colours if colours is not None else track.colours
             track.area += AREA_RATE * (detection.area - track.area)
-        track.box, track.mask, track.score = detection.box, detection.mask, detection.score
+        track.box, track.last, track.score = detection.box, detection, detection.score
         track.class_id = detection.class_id
         track.hits += 1
         track.lost_for = 0
@@ -254,8 +332,8 @@ class SegTracker:
             detection.box,
             detection.class_id,
             detection.score,
-            detection.mask,
-            detection.colours,
+            detection,
+            detection.colours(),
             detection.area,
             confirmed=self._frames == 1,
         )
@@ -267,25 +345,14 @@ class SegTracker:
     def _seen(detections: Detections, index: int, image: np.ndarray) -> _Seen:
         row = detections.boxes[index]
         box = row[:4].astype(np.float64)
-        height, width = image.shape[:2]
-        x1, y1 = max(int(box[0]), 0), max(int(box[1]), 0)
-        x2, y2 = min(int(np.ceil(box[2])), width), min(int(np.ceil(box[3])), height)
-        mask = colours = None
-        area = float((box[2] - box[0]) * (box[3] - box[1]))
         outline = detections.outline(index)
-        if x2 > x1 and y2 > y1:
-            pixels = np.zeros((y2 - y1, x2 - x1), np.uint8)
-            if outline is not None and len(outline) >= 3:
-                cv2.fillPoly(pixels, [np.round(outline - (x1, y1)).astype(np.int32)], 1)
-            else:
-                pixels[:] = 1  # a detection-only model: the box is all there is
-            if pixels.any():
-                mask = _Mask((x1, y1), pixels.astype(bool))
-                area = float(np.count_nonzero(pixels))
-                hsv = cv2.cvtColor(image[y1:y2, x1:x2], cv2.COLOR_BGR2HSV)
-                histogram = cv2.calcHist([hsv], [0, 1], pixels, [HUE_BINS, SATURATION_BINS], [0, 180, 0, 256])
-                colours = histogram.ravel() / max(float(histogram.sum()), 1.0)
-        return _Seen(index, box, float(row[4]), int(row[5]), mask, colours, area)
+        if outline is not None and len(outline) < 3:
+            outline = None
+        area = float(cv2.contourArea(outline.astype(np.float32))) if outline is not None else 0.0
+        if area <= 0:  # no outline, or a degenerate one
+            area = float(max(box[2] - box[0], 0.0) * max(box[3] - box[1], 0.0))
+        height, width = image.shape[:2]
+        return _Seen(index, box, float(row[4]), int(row[5]), outline, area, (width, height), image)
 
 
 def _number(config: Mapping[str, object], key: str) -> float:
@@ -320,7 +387,12 @@ def _colour_similarity(tracks: list[SegTrack], detections: list[_Seen]) -> np.nd
     """Bhattacharyya coefficients of the colour histograms (1: same colours; 1 where either is unknown)."""
     unknown = np.full(HUE_BINS * SATURATION_BINS, -1.0)
     a = np.array([unknown if t.colours is None else np.sqrt(t.colours) for t in tracks])
-    b = np.array([unknown if d.colours is None else np.sqrt(d.colours) for d in detections])
+    b = np.array([unknown if (c := d.colours()) is None else np.sqrt(c) for d in detections])
     scores = a @ b.T
     missing = (a[:, :1] < 0) | (b[:, :1] < 0).T
     return np.where(missing, 1.0, scores)
+
+
+def _similarity(a: np.ndarray | None, b: np.ndarray | None) -> float:
+    """Bhattacharyya coefficient of two colour histograms (1 where either is unknown)."""
+    return 1.0 if a is None or b is None else float(np.sqrt(a) @ np.sqrt(b))
