@@ -99,7 +99,7 @@ class _Mask:
 class _Seen:
     """One detection as segtrack uses it; its mask and colours are made on first use.
 
-    Most detections need neither: a track whose box meets one detection's alone is matched on
+    Most detections need neither: a kept track whose box meets one detection's alone is matched on
     boxes, and a weak detection only ever is. The colours (a colour conversion and a histogram)
     were the largest part of an update when every detection had them made.
     """
@@ -113,13 +113,14 @@ class _Seen:
     frame_size: tuple[int, int]  # width, height
     image: np.ndarray | None  # the frame, until `release`
     _mask: _Mask | None = None
+    _mask_made: bool = False
     _colours: np.ndarray | None = None
-    _made: tuple[bool, bool] = (False, False)  # mask, colours
+    _colours_made: bool = False
 
     def mask(self) -> _Mask | None:
         """The outline filled, cropped to the box (None where either is empty)."""
-        if not self._made[0]:
-            self._made = (True, self._made[1])
+        if not self._mask_made:
+            self._mask_made = True
             width, height = self.frame_size
             x1, y1 = max(int(self.box[0]), 0), max(int(self.box[1]), 0)
             x2, y2 = min(int(np.ceil(self.box[2])), width), min(int(np.ceil(self.box[3])), height)
@@ -135,8 +136,8 @@ class _Seen:
 
     def colours(self) -> np.ndarray | None:
         """Normalised hue-saturation histogram of the masked pixels, at half resolution."""
-        if not self._made[1]:
-            self._made = (self._made[0], True)
+        if not self._colours_made:
+            self._colours_made = True
             mask = self.mask()
             if mask is not None and self.image is not None:
                 (x1, y1), pixels = mask.origin, mask.pixels
