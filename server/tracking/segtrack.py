@@ -211,7 +211,8 @@ class SegTracker:
         kept = [t for t in tracks if t.lost_for == 0]
         pairs, _, _ = self._assign(kept, weak, _box_similarity, LOW_MATCH_IOU)
         matched += pairs
-        lost = [t for t in tracks if all(t is not m for m, _ in pairs)]
+        continued = {id(t) for t, _ in pairs}
+        lost = [t for t in tracks if id(t) not in continued]
         pairs, _, strong = self._assign(lost, strong, self._appearance_similarity, self.appearance)
         matched += pairs
         # Last pick for tracks started in the previous frame: a duplicate detection that started
@@ -225,8 +226,9 @@ class SegTracker:
             self._continue(track, detection)
             if track.confirmed:
                 rows.append(_row(track, detection))
+        seen_again = {id(t) for t, _ in matched}
         for track in self.tracked_stracks + self.lost_stracks:
-            if all(track is not m for m, _ in matched):
+            if id(track) not in seen_again:
                 track.lost_for += 1
         for detection in strong:
             if detection.score >= self.new:
@@ -373,7 +375,8 @@ def _centre(box: np.ndarray) -> np.ndarray:
 
 def _box_similarity(tracks: list[SegTrack], detections: list[_Seen]) -> np.ndarray:
     """Box IoU of each track, moved by its velocity, with each detection."""
-    a = np.array([t.box + np.tile(t.predicted_shift(), 2) for t in tracks])[:, None, :]
+    shifts = np.array([t.predicted_shift() for t in tracks])
+    a = (np.array([t.box for t in tracks]) + np.hstack([shifts, shifts]))[:, None, :]
     b = np.array([d.box for d in detections])[None, :, :]
     inter = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None) * np.clip(
         np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None
