@@ -304,7 +304,10 @@ class SegTracker:
         lost_at = np.array([_centre(t.box) for t in tracks])
         found_at = np.array([_centre(d.box) for d in detections])
         distance = np.hypot(*(found_at[None, :, :] - lost_at[:, None, :]).transpose(2, 0, 1))
-        return np.where(distance <= reach[:, None], _colour_similarity(tracks, detections), 0.0)
+        scores = np.zeros(distance.shape)
+        for r, c in zip(*np.nonzero(distance <= reach[:, None]), strict=True):
+            scores[r, c] = _similarity(tracks[r].colours, detections[c].colours())
+        return scores
 
     # -- track life -----------------------------------------------------------------------------
 
@@ -385,16 +388,6 @@ def _box_similarity(tracks: list[SegTrack], detections: list[_Seen]) -> np.ndarr
         (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1]) + (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1]) - inter
     )
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-
-
-def _colour_similarity(tracks: list[SegTrack], detections: list[_Seen]) -> np.ndarray:
-    """Bhattacharyya coefficients of the colour histograms (1: same colours; 1 where either is unknown)."""
-    unknown = np.full(HUE_BINS * SATURATION_BINS, -1.0)
-    a = np.array([unknown if t.colours is None else np.sqrt(t.colours) for t in tracks])
-    b = np.array([unknown if (c := d.colours()) is None else np.sqrt(c) for d in detections])
-    scores = a @ b.T
-    missing = (a[:, :1] < 0) | (b[:, :1] < 0).T
-    return np.where(missing, 1.0, scores)
 
 
 def _similarity(a: np.ndarray | None, b: np.ndarray | None) -> float:
