@@ -68,6 +68,9 @@ APPEARANCE_VETO = 0.4
 #: A kept track whose moved mask overlaps a detection's at least this much is that object: the
 #: colour veto is not asked (it costs a histogram).
 SURE_MASK_IOU = 0.5
+#: A kept track's box overlapping a detection's this many times more than either overlaps anything
+#: else is that object: no mask or colours are asked of the pair.
+CLEAR_MARGIN = 2.0
 LOW_MATCH_IOU = 0.3  # least box IoU for round 2, as ByteTrack's second association uses 0.5 on boxes
 
 
@@ -99,7 +102,7 @@ class _Mask:
 class _Seen:
     """One detection as segtrack uses it; its mask and colours are made on first use.
 
-    Most detections need neither: a kept track whose box meets one detection's alone is matched on
+    Most detections need neither: a kept track whose box clearly meets one detection's is matched on
     boxes, and a weak detection only ever is. The colours (a colour conversion and a histogram)
     were the largest part of an update when every detection had them made.
     """
@@ -269,32 +272,37 @@ class SegTracker:
     def _motion_similarity(self, tracks: list[SegTrack], detections: list[_Seen]) -> np.ndarray:
         """Box IoU of each track moved by its velocity, averaged with its moved mask's IoU where boxes meet.
 
-        Masks and colours only matter where there is a choice to make: a kept track whose box meets
-        exactly one detection's, which meets no other track's, is matched on boxes alone (with box
-        IoU of at least twice ``match_thresh`` the average cannot fall below it), as most objects
-        are in most frames. A lost track always has its colours checked: whatever now stands where
-        it was expected may be someone else. Boxes overlapping less than ``match_thresh`` are no
-        match, whatever their masks.
+        Masks and colours only matter where there is a choice to make. A kept track and a detection
+        whose boxes overlap at least twice ``match_thresh`` (so the average cannot fall below it) and
+        `CLEAR_MARGIN` times more than either overlaps anything else are a clear pair: matched on
+        boxes, their row and column emptied, as most objects are in most frames. A lost track always
+        has its colours checked: whatever now stands where it was expected may be someone else.
+        Pairs under ``match_thresh``, boxes or the average with masks, are no match; only a pair
+        that could match has its colours asked.
         """
         shifts = np.array([t.predicted_shift() for t in tracks])
         scores = _box_similarity(tracks, detections)
         scores[scores < self.match] = 0.0
-        meets = scores > 0
-        kept = np.array([t.lost_for == 0 for t in tracks])[:, None]
-        alone = (
-            kept & (meets.sum(axis=1)[:, None] == 1) & (meets.sum(axis=0)[None, :] == 1) & (scores >= 2 * self.match)
-        )
-        for r, c in zip(*np.nonzero(meets & ~alone), strict=True):
+        clear = _clear_pairs(scores, CLEAR_MARGIN) & (scores >= 2 * self.match)
+        clear &= np.array([t.lost_for == 0 for t in tracks])[:, None]
+        clear_rows, clear_columns = clear.any(axis=1), clear.any(axis=0)
+        contested = scores > 0
+        contested[clear_rows, :] = False
+        contested[:, clear_columns] = False
+        scores = np.where(clear | contested, scores, 0.0)
+        for r, c in zip(*np.nonzero(contested), strict=True):
             track, detection = tracks[r], detections[c]
             moved = None
             if self.mask_weight > 0 and (mask := track.last.mask()) is not None and (other := detection.mask()):
                 moved = mask.overlap(other, (round(shifts[r, 0]), round(shifts[r, 1])))
+                scores[r, c] = (1 - self.mask_weight) * scores[r, c] + self.mask_weight * moved
+            if scores[r, c] < self.match:
+                scores[r, c] = 0.0
+                continue
             sure = track.lost_for == 0 and moved is not None and moved >= SURE_MASK_IOU
             least = APPEARANCE_VETO if track.lost_for == 0 else self.appearance
             if not sure and _similarity(track.colours, detection.colours()) < least:
                 scores[r, c] = 0.0
-            elif moved is not None:
-                scores[r, c] = (1 - self.mask_weight) * scores[r, c] + self.mask_weight * moved
         return scores
 
     def _appearance_similarity(self, tracks: list[SegTrack], detections: list[_Seen]) -> np.ndarray:
@@ -388,6 +396,18 @@ def _box_similarity(tracks: list[SegTrack], detections: list[_Seen]) -> np.ndarr
         (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1]) + (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1]) - inter
     )
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def _clear_pairs(scores: np.ndarray, margin: float) -> np.ndarray:
+    """Where a pair's score is at least ``margin`` times every other score in its row and its column."""
+    if scores.size == 0:
+        return np.zeros(scores.shape, bool)
+    top_two_rows = -np.sort(-scores, axis=1)[:, :2]
+    top_two_columns = -np.sort(-scores, axis=0)[:2, :]
+    second_in_row = top_two_rows[:, 1:2] if scores.shape[1] > 1 else np.zeros((scores.shape[0], 1))
+    second_in_column = top_two_columns[1:2, :] if scores.shape[0] > 1 else np.zeros((1, scores.shape[1]))
+    best = (scores == top_two_rows[:, :1]) & (scores == top_two_columns[:1, :]) & (scores > 0)
+    return best & (scores >= margin * np.maximum(second_in_row, second_in_column))
 
 
 def _similarity(a: np.ndarray | None, b: np.ndarray | None) -> float:
