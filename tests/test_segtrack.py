@@ -143,3 +143,24 @@ def test_only_a_pair_clearly_ahead_of_its_row_and_column_skips_the_masks() -> No
     # row), and an empty row or column has no pair at all.
     assert _clear_pairs(scores, 2.0).tolist() == [[True, False, False], [False, False, False], [False] * 3]
     assert not _clear_pairs(np.array([[0.4, 0.4]]), 2.0).any(), "a tie is a choice to make"
+
+
+def test_a_weak_detection_that_matches_nothing_is_never_traced() -> None:
+    """An outline costs a contour trace; segtrack traces those of the detections it uses, as the other
+    trackers leave untraced every detection they do not report."""
+    image = np.zeros((240, 320, 3), np.uint8)
+    square = np.array([[0, 0], [40, 0], [40, 40], [0, 40]], np.float32)
+    traced: list[int] = []
+
+    def outline(index: int) -> np.ndarray:
+        traced.append(index)
+        return square + (20 + 200 * index, 50)
+
+    # A confident square at the left, a weak one far to the right that no track is near.
+    detections = Detections(np.array([[20, 50, 60, 90, 0.9, 1], [220, 50, 260, 90, 0.15, 1]], np.float32), outline)
+    tracker = StreamTracker("cam", NAMES, StreamOptions(tracker="segtrack"), 10.0)
+    for index in range(3):
+        traced.clear()
+        tracks, _ = tracker.update(detections.with_own_outlines(), Frame("cam", index, 0.0, index / 10, image))
+        assert [t.track_id for t in tracks] == [1]
+        assert traced == [0], f"frame {index}: traced {traced}"

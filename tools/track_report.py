@@ -264,8 +264,10 @@ def compare_trackers(
 
     Frames ``start`` to ``start + frames``. The model runs once per frame, at the lowest confidence
     any of them takes, as the worker does for streams that share a batch; each tracker then filters
-    for itself. Outlines are traced before any tracker runs, so each one's time per frame
-    (``mean_ms``, from the second frame on) is its own work alone.
+    for itself. The outlines of detections a stream may report (at its ``conf``) are traced before
+    any tracker runs, as every tracker's reported tracks need them; a tracker that asks for more
+    (segtrack traces the weaker detections it matches) traces those in its own time, afresh in
+    every run. So each one's time per frame (``mean_ms``, from the second frame on) is its own work.
 
     A tracker's time depends on what ran before it in the process (measured: ByteTrack took 1.5 ms
     a frame first and 3.2 after another tracker's run had been scored), so every tracker is timed
@@ -289,8 +291,9 @@ def compare_trackers(
             agnostic_nms=first.agnostic_nms,
             verbose=False,
         )
-        for i in range(len(detections)):
-            detections.outline(i)
+        reported = min(o.conf for o in options.values())
+        for i in np.flatnonzero(detections.confidence >= reported):
+            detections.outline(int(i))
         found.append(
             (Frame("report", index, 1_700_000_000.0 + index / scene.fps, index / scene.fps, image), detections)
         )
@@ -302,7 +305,8 @@ def compare_trackers(
             tracker = StreamTracker("report", dict(model.names), options[name], float(scene.fps))
             run: list[tuple[int, Sequence[Track]]] = []
             times = []
-            for frame, detections in found:
+            for frame, traced in found:
+                detections = traced.with_own_outlines()
                 started = time.perf_counter()
                 tracks, _ = tracker.update(detections, frame)
                 times.append(time.perf_counter() - started)

@@ -74,6 +74,12 @@ class Detections:
         rows = indices if self.rows is None else self.rows[indices]
         return Detections(self.boxes[indices], self.make_outline, rows, self._outlines)
 
+    def with_own_outlines(self) -> Detections:
+        """These detections with their own copy of the outlines traced so far, so that what is traced
+        from here on is traced again for the next copy: how tools/track_report.py times each tracker's
+        own outline tracing on the same detections."""
+        return Detections(self.boxes, self.make_outline, self.rows, dict(self._outlines), self.speed)
+
     def outline(self, index: int) -> np.ndarray | None:
         """Detection ``index``'s mask outline as float32 ``(K, 2)`` frame pixels (K may be 0); None without masks."""
         if self.make_outline is None:

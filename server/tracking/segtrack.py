@@ -19,10 +19,10 @@ Association runs in three rounds, ByteTrack's shape with masks and appearance ad
 A detection left over starts a track when confident enough; a track is reported from its second
 detection (or at once on a stream's first frame), so a single false detection leaves no id behind.
 
-Masks and colours are what cost: a detection's mask is filled and its colours counted only when a
-decision needs them (see `_Seen`), and a track's colours are refreshed from every
-`APPEARANCE_EVERY`-th detection. Measured on the benchmark's busy scene (27 detections a frame),
-this took segtrack from 3.5 to about 2.5 ms a frame (docs/benchmarks.md).
+Outlines, masks and colours are what cost: a detection's outline is traced, its mask filled and its
+colours counted only when a decision needs them (see `_Seen`), and a track's colours are refreshed
+from every `APPEARANCE_EVERY`-th detection. docs/benchmarks.md gives the cost on its busy scene
+(27 detections a frame) beside every other tracker's.
 
 It exposes what `server.tracking.StreamTracker` reads from ultralytics' trackers: ``update`` rows
 ``x1, y1, x2, y2, id, score, class, detection index``, ``tracked_stracks`` and ``lost_stracks``
@@ -100,25 +100,47 @@ class _Mask:
 
 @dataclass(slots=True)
 class _Seen:
-    """One detection as segtrack uses it; its mask and colours are made on first use.
+    """One detection as segtrack uses it; its outline, mask and colours are made on first use.
 
-    Most detections need neither: a kept track whose box clearly meets one detection's is matched on
-    boxes, and a weak detection only ever is. The colours (a colour conversion and a histogram)
-    were the largest part of an update when every detection had them made.
+    Most detections need neither mask nor colours: a kept track whose box clearly meets one
+    detection's is matched on boxes, and a weak detection only ever is. The colours (a colour
+    conversion and a histogram) were the largest part of an update when every detection had them
+    made. The outline is traced for a detection that continues or starts a track (its area is
+    needed); a weak one that matches nothing is never traced, as no other tracker would trace it.
     """
 
-    index: int
+    index: int  # in ``source``
     box: np.ndarray  # x1, y1, x2, y2
     score: float
     class_id: int
-    outline: np.ndarray | None  # frame pixels; None for a detection-only model
-    area: float  # of the outline, or of the box
     frame_size: tuple[int, int]  # width, height
     image: np.ndarray | None  # the frame, until `release`
+    source: Detections | None  # the frame's detections, for the outline, until `release`
+    _outline: np.ndarray | None = None
+    _outline_made: bool = False
+    _area: float | None = None
     _mask: _Mask | None = None
     _mask_made: bool = False
     _colours: np.ndarray | None = None
     _colours_made: bool = False
+
+    def outline(self) -> np.ndarray | None:
+        """The mask's outline in frame pixels; None for a detection-only model or a degenerate outline."""
+        if not self._outline_made:
+            self._outline_made = True
+            outline = self.source.outline(self.index) if self.source is not None else None
+            self._outline = outline if outline is not None and len(outline) >= 3 else None
+        return self._outline
+
+    def area(self) -> float:
+        """The outline's area, or the box's where there is no outline (or it encloses nothing)."""
+        if self._area is None:
+            outline = self.outline()
+            area = float(cv2.contourArea(outline.astype(np.float32))) if outline is not None else 0.0
+            if area <= 0:
+                area = float(max(self.box[2] - self.box[0], 0.0) * max(self.box[3] - self.box[1], 0.0))
+            self._area = area
+        return self._area
 
     def mask(self) -> _Mask | None:
         """The outline filled, cropped to the box (None where either is empty)."""
@@ -129,8 +151,8 @@ class _Seen:
             x2, y2 = min(int(np.ceil(self.box[2])), width), min(int(np.ceil(self.box[3])), height)
             if x2 > x1 and y2 > y1:
                 pixels = np.zeros((y2 - y1, x2 - x1), np.uint8)
-                if self.outline is not None:
-                    cv2.fillPoly(pixels, [np.round(self.outline - (x1, y1)).astype(np.int32)], 1)
+                if (outline := self.outline()) is not None:
+                    cv2.fillPoly(pixels, [np.round(outline - (x1, y1)).astype(np.int32)], 1)
                 else:
                     pixels[:] = 1  # a detection-only model: the box is all there is
                 if count := cv2.countNonZero(pixels):
@@ -155,9 +177,11 @@ class _Seen:
         return self._colours
 
     def release(self) -> None:
-        """Let go of the frame once its update is over: a track keeps its last detection (for the
-        mask) while it is lost, seconds of frames if each kept its picture."""
+        """Let go of the frame and its detections once the update is over: a track keeps its last
+        detection (for the mask, whose outline its area has traced) while it is lost, seconds of
+        frames if each kept its picture."""
         self.image = None
+        self.source = None
 
 
 @dataclass(slots=True, eq=False)
@@ -323,9 +347,9 @@ class SegTracker:
         # A partly hidden object's box shrinks and two merged objects' grows: neither says how the
         # track moved or looks. An object coming out from behind another only grows, so the usual
         # area follows any growth (one merged frame moves it by only `AREA_RATE`).
-        whole = detection.area >= OCCLUDED_AREA_SHARE * track.area
+        whole = detection.area() >= OCCLUDED_AREA_SHARE * track.area
         if whole:
-            if detection.area <= track.area / OCCLUDED_AREA_SHARE or track.hits == 1:
+            if detection.area() <= track.area / OCCLUDED_AREA_SHARE or track.hits == 1:
                 moved = (_centre(detection.box) - _centre(track.box)) / (track.lost_for + 1)
                 track.velocity += VELOCITY_RATE * (moved - track.velocity)
                 if track.colours is None or track.hits % APPEARANCE_EVERY == 0:
@@ -333,7 +357,7 @@ class SegTracker:
                     if colours is not None and track.colours is not None:
                         colours = (1 - APPEARANCE_RATE) * track.colours + APPEARANCE_RATE * colours
                     track.colours = colours if colours is not None else track.colours
-            track.area += AREA_RATE * (detection.area - track.area)
+            track.area += AREA_RATE * (detection.area() - track.area)
         track.box, track.last, track.score = detection.box, detection, detection.score
         track.class_id = detection.class_id
         track.hits += 1
@@ -348,7 +372,7 @@ class SegTracker:
             detection.score,
             detection,
             detection.colours(),
-            detection.area,
+            detection.area(),
             confirmed=self._frames == 1,
         )
         self._next_id += 1
@@ -358,15 +382,8 @@ class SegTracker:
     @staticmethod
     def _seen(detections: Detections, index: int, image: np.ndarray) -> _Seen:
         row = detections.boxes[index]
-        box = row[:4].astype(np.float64)
-        outline = detections.outline(index)
-        if outline is not None and len(outline) < 3:
-            outline = None
-        area = float(cv2.contourArea(outline.astype(np.float32))) if outline is not None else 0.0
-        if area <= 0:  # no outline, or a degenerate one
-            area = float(max(box[2] - box[0], 0.0) * max(box[3] - box[1], 0.0))
         height, width = image.shape[:2]
-        return _Seen(index, box, float(row[4]), int(row[5]), outline, area, (width, height), image)
+        return _Seen(index, row[:4].astype(np.float64), float(row[4]), int(row[5]), (width, height), image, detections)
 
 
 def _number(config: Mapping[str, object], key: str) -> float:
