@@ -154,7 +154,7 @@ def test_a_weak_detection_that_matches_nothing_is_never_traced() -> None:
 
     def outline(index: int) -> np.ndarray:
         traced.append(index)
-        return square + (20 + 200 * index, 50)
+        return square + np.array([20 + 200 * index, 50], np.float32)
 
     # A confident square at the left, a weak one far to the right that no track is near.
     detections = Detections(np.array([[20, 50, 60, 90, 0.9, 1], [220, 50, 260, 90, 0.15, 1]], np.float32), outline)
