@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from server.analytics.events import AnalyticsEvent, FrameAnalytics
 
 PROTOCOL_VERSION = 1
+#: Pictures smaller than this a side hold nothing the model can find: sources refuse them, and so
+#: does the inference thread for frames that reach it some other way.
+MIN_FRAME_SIDE_PX = 16
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,8 +8,8 @@ from ultralytics import YOLO
 
 from server.inference.models import load_model
 from server.scene import Scene
-from tests.support.truth import is_apart, mask_iou, polygon_mask
-from tools.track_report import match_boxes
+from tests.support.truth import mask_iou, polygon_mask
+from tools.track_report import is_apart, match_boxes
 
 UNSEEN_SEED = 4242  # in no split of tools/train_model.py
 

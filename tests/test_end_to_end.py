@@ -14,8 +14,7 @@ from aiohttp.test_utils import TestClient
 from server.config import StreamConfig
 from server.scene import Scene
 from tests.conftest import SCENE_SEED
-from tests.support.truth import is_apart
-from tools.track_report import match_boxes
+from tools.track_report import is_apart, match_boxes
 
 MIN_FRAMES = 100
 #: The bundled model mistakes a square for a triangle now and then; the tracker votes the class over

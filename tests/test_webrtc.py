@@ -35,8 +35,7 @@ from server.webrtc.routes import peers_key, webrtc_config_key
 from server.webrtc.source import FrameHandover
 from tests.conftest import NUMBERED_FRAMES
 from tests.support.numbered import colour_errors, number_of, numbered_image
-from tests.support.truth import is_apart
-from tools.track_report import box_iou, match_boxes
+from tools.track_report import box_iou, is_apart, match_boxes
 
 Start = Callable[..., Awaitable[TestClient]]
 ClientFactory = Callable[..., Awaitable[TestClient]]

@@ -166,11 +166,14 @@ def match_boxes(
     return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if 1.0 - cost[r, c] >= min_iou]
 
 
-def _apart(truth: TrueObject, others: Sequence[TrueObject], width: int, height: int) -> bool:
+def is_apart(
+    truth: TrueObject, others: Sequence[TrueObject], width: int, height: int, gap_px: int = APART_GAP_PX
+) -> bool:
+    """Fully visible, inside the frame, and clear of every other object by ``gap_px``."""
     x1, y1, x2, y2 = truth.box
     if truth.occluded_fraction > 0 or x1 <= 0 or y1 <= 0 or x2 >= width or y2 >= height:
         return False
-    grown = (x1 - APART_GAP_PX, y1 - APART_GAP_PX, x2 + APART_GAP_PX, y2 + APART_GAP_PX)
+    grown = (x1 - gap_px, y1 - gap_px, x2 + gap_px, y2 + gap_px)
     return all(o is truth or box_iou(grown, o.box) == 0 for o in others)
 
 
@@ -201,7 +204,7 @@ def score(scene: Scene, observed: Iterable[tuple[int, Sequence[Track]]], mean_ms
         if truths and tracks:
             rows, cols = linear_sum_assignment(np.nan_to_num(distances, nan=2.0))
             for i, j in zip(rows, cols, strict=True):
-                if not np.isnan(distances[i, j]) and _apart(truths[i], truths, scene.width, scene.height):
+                if not np.isnan(distances[i, j]) and is_apart(truths[i], truths, scene.width, scene.height):
                     ids_apart[truths[i].object_id].add(tracks[j].track_id)
     summary = mm.metrics.create().compute(accumulator, metrics=["mota", "idf1", "num_switches"], name="scene")
     paired = id_assignment(covered)
@@ -278,6 +281,7 @@ def compare_trackers(
     first = next(iter(options.values()))
     imgsz = first.imgsz or int(model.overrides.get("imgsz", 640))
     conf = min(detection_conf(o) for o in options.values())
+    reported = min(o.conf for o in options.values())
     found: list[tuple[Frame, Detections]] = []
     for index in range(start, start + frames):
         image = scene.render(index)[0]
@@ -291,7 +295,6 @@ def compare_trackers(
             agnostic_nms=first.agnostic_nms,
             verbose=False,
         )
-        reported = min(o.conf for o in options.values())
         for i in np.flatnonzero(detections.confidence >= reported):
             detections.outline(int(i))
         found.append(

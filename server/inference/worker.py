@@ -35,7 +35,7 @@ import numpy as np
 
 from server.analytics.engine import StreamAnalytics, check_classes
 from server.analytics.events import AnalyticsEvent, Counts
-from server.frames import Frame, FrameResult, TrackEvent
+from server.frames import MIN_FRAME_SIDE_PX, Frame, FrameResult, TrackEvent
 from server.inference.detections import Detections, detect
 from server.inference.models import InferenceStatus, InferenceUnavailable, ModelError, open_model
 from server.options import StreamOptions
@@ -57,7 +57,6 @@ REMOTE_IN_FLIGHT = 2
 JOIN_TIMEOUT_S = 5.0
 MODEL_LOAD_TIMEOUT_S = 600.0
 DEFAULT_IMGSZ_PX = 640  # what ultralytics uses when a model does not record its own
-MIN_FRAME_PX = 16
 _DEVICE_PATTERN = re.compile(r"^(cpu|mps|cuda|cuda:\d+|\d+)$")
 
 
@@ -491,8 +490,8 @@ def _bad_image(image: object) -> str | None:
         shape = getattr(image, "shape", None)
         dtype = getattr(image, "dtype", type(image).__name__)
         return f"bad frame: expected a BGR uint8 image, got {dtype} {shape}"
-    if min(image.shape[:2]) < MIN_FRAME_PX:
-        return f"bad frame: {image.shape[1]}x{image.shape[0]} is smaller than {MIN_FRAME_PX}x{MIN_FRAME_PX}"
+    if min(image.shape[:2]) < MIN_FRAME_SIDE_PX:
+        return f"bad frame: {image.shape[1]}x{image.shape[0]} is smaller than {MIN_FRAME_SIDE_PX}x{MIN_FRAME_SIDE_PX}"
     return None
 
 

@@ -15,13 +15,11 @@ from typing import Protocol
 
 import numpy as np
 
-from server.frames import Frame
+from server.frames import MIN_FRAME_SIDE_PX, Frame
 
 #: Frames larger than this on either side are refused (``[server] max_frame_side``): one picture of
 #: 16000x16000 is 768 MB as BGR, before the model, the overlay and the encoder each copy it.
 MAX_FRAME_SIDE_PX = 4096
-#: Smaller pictures hold nothing the model can find (the inference thread refuses them too).
-MIN_FRAME_SIDE_PX = 16
 
 
 class SourceError(Exception):

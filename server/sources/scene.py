@@ -11,8 +11,9 @@ import time
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
+from server.frames import MIN_FRAME_SIDE_PX
 from server.scene import Scene
-from server.sources.base import MIN_FRAME_SIDE_PX, Decoded, SourceError
+from server.sources.base import Decoded, SourceError
 
 _INT_PARAMS = {"seed": 0, "fps": 15, "width": 640, "height": 384}
 #: 4K: a scene is a test picture, and one anyone may ask for through the API must not exhaust memory.

@@ -1,6 +1,7 @@
 """Comparing what segcast reports with the scene generator's ground truth.
 
-Box overlap and matching are tools/track_report.py's, so tests score exactly as the report does.
+Box overlap, matching and which objects are apart are tools/track_report.py's, so tests score exactly as
+the report does.
 """
 
 from __future__ import annotations
@@ -9,11 +10,6 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
-
-from server.scene import TrueObject
-from tools.track_report import box_iou
-
-Box = Sequence[float]
 
 
 def polygon_mask(polygon: np.ndarray | Sequence[int], shape: tuple[int, int]) -> np.ndarray:
@@ -27,12 +23,3 @@ def polygon_mask(polygon: np.ndarray | Sequence[int], shape: tuple[int, int]) ->
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     union = np.logical_or(a, b).sum()
     return float(np.logical_and(a, b).sum() / union) if union else 0.0
-
-
-def is_apart(truth: TrueObject, others: Sequence[TrueObject], width: int, height: int, gap_px: int = 8) -> bool:
-    """Fully visible, inside the frame, and clear of every other object by ``gap_px``."""
-    x1, y1, x2, y2 = truth.box
-    if truth.occluded_fraction > 0 or x1 <= 0 or y1 <= 0 or x2 >= width or y2 >= height:
-        return False
-    grown = (x1 - gap_px, y1 - gap_px, x2 + gap_px, y2 + gap_px)
-    return all(o is truth or box_iou(grown, o.box) == 0 for o in others)
