@@ -14,8 +14,8 @@ from server.scene import Scene
 from server.tracking import StreamTracker, simplify
 from tests.conftest import SCENE_FRAMES, SCENE_SEED
 from tests.support.detections import NAMES, truth_detections
-from tests.support.truth import is_apart, mask_iou, polygon_mask
-from tools.track_report import match_boxes, score
+from tests.support.truth import mask_iou, polygon_mask
+from tools.track_report import is_apart, match_boxes, score
 
 FPS = 15.0
 
