@@ -12,6 +12,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
+from server.analytics.engine import check_fit
 from server.config import ConfigError, Settings, StreamConfig
 from server.delivery.encode import Encoder
 from server.delivery.hub import Hub
@@ -34,7 +35,7 @@ class ShuttingDownError(RuntimeError):
 
 
 class StreamOptionsError(ValueError):
-    """A stream's options do not fit the loaded model, e.g. a class name it does not know.
+    """A stream's options do not fit the loaded model (a class name it does not know) or its frame.
 
     ``reason`` names the option (``classes: ...``); the message adds the stream it belongs to.
     """
@@ -59,6 +60,7 @@ class StreamInfo:
     inference_errors: int = 0
     last_inference_error: str | None = None
     inference: InferenceStatus = field(default_factory=lambda: InferenceStatus(available=True))
+    analytics_error: str | None = None  # why zones or lines are left out (pixels beyond the frame)
 
     @property
     def stream_id(self) -> str:
@@ -91,6 +93,7 @@ class StreamInfo:
             "inference_errors": self.inference_errors,
             "last_inference_error": self.last_inference_error,
             "inference": self.inference.to_json(),
+            "analytics_error": self.analytics_error,
         }
 
 
@@ -178,6 +181,16 @@ class StreamManager:
     def _check_options(self, config: StreamConfig) -> None:
         try:
             self._worker.check_options(config.options)
+        except ValueError as exc:
+            raise StreamOptionsError(config.stream_id, str(exc)) from None
+
+    def _check_fit(self, config: StreamConfig) -> None:
+        """Refuse zones or lines in pixels beyond the frame of the stream running now (same source, same size)."""
+        stats = self._worker.stats(config.stream_id)
+        if stats is None or stats.frame_size is None:
+            return  # no frame yet: a shape that does not fit is left out, and said so, when one comes
+        try:
+            check_fit(config.options.zones, config.options.lines, *stats.frame_size)
         except ValueError as exc:
             raise StreamOptionsError(config.stream_id, str(exc)) from None
 
@@ -284,7 +297,9 @@ class StreamManager:
         """Restart a stream with new settings (its tracker starts afresh); KeyError if it does not exist.
 
         ``checked`` as for `add`; a stream added through the API stays checked. Raises
-        `HandedInError` for a stream whose source was handed in, which cannot be reopened.
+        `HandedInError` for a stream whose source was handed in, which cannot be reopened, and
+        `StreamOptionsError` for options that do not fit the model or, from the same source, the
+        frame size it has been giving (zones or lines in pixels beyond it).
         """
         with self._changing:
             with self._lock:
@@ -292,6 +307,8 @@ class StreamManager:
                     raise HandedInError(f"stream {config.stream_id!r} is published by a peer and cannot be restarted")
                 checked = checked or config.stream_id in self._checked
             self._check_options(config)  # before the running stream is stopped for it
+            if config.uri == self.config(config.stream_id).uri:
+                self._check_fit(config)
             self._remove(config.stream_id)
             return self._add(config, checked)
 
@@ -330,6 +347,7 @@ class StreamManager:
             stats.errors if stats else 0,
             stats.last_error if stats else None,
             self._worker.inference_status,
+            stats.analytics_error if stats else None,
         )
 
     def streams(self) -> list[StreamInfo]:

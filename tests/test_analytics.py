@@ -74,11 +74,28 @@ def test_bad_zones_and_lines_name_the_key(zones: list[object], lines: list[objec
         assert word in str(caught.value)
 
 
-def test_pixel_points_beyond_the_frame_fail_the_stream_with_a_reason() -> None:
-    analytics = StreamAnalytics("cam", parse_zones([{"name": "far", "points": [[0, 0], [900, 0], [0, 100]]}]), ())
+def test_a_shape_beyond_the_frame_is_left_out_with_a_reason_and_the_rest_still_count() -> None:
+    zones = parse_zones(
+        [
+            {"name": "far", "points": [[0, 0], [900, 0], [0, 100]]},
+            {"name": "near", "points": [[0, 0], [100, 0], [100, 100], [0, 100]]},
+        ]
+    )
+    lines = parse_lines([{"name": "wide", "points": [[0, 50], [700, 50]]}])
+    analytics = StreamAnalytics("cam", zones, lines)
     frame = Frame("cam", 0, 0.0, 0.0, np.zeros((384, 640, 3), np.uint8))
-    with pytest.raises(ValueError, match=r"zones\[0\].points: point \(900, 0\) is outside the 640x384 frame"):
-        analytics.update((), (), frame)
+    tracks, events = analytics.update((_track(None, (10, 10, 50, 50)),), (), frame)
+    assert analytics.problems == (
+        "zones[0].points: point (900, 0) is outside the 640x384 frame; zone 'far' is left out",
+        "lines[0].points: point (700, 50) is outside the 640x384 frame; line 'wide' is left out",
+    )
+    assert tracks[0].zones == ("near",)
+    assert [(e.kind, e.zone) for e in events] == [(AnalyticsEventKind.ZONE_ENTER, "near")]
+    assert dict(analytics.counts.zones) == {"near": {"disc": 1}}
+    assert analytics.frame_analytics is not None and [name for name, _ in analytics.frame_analytics.zones] == ["near"]
+    # The same shapes fit a larger frame (the camera's resolution went up): nothing is left out then.
+    analytics.update((), (), Frame("cam", 1, 0.1, 0.1, np.zeros((720, 1280, 3), np.uint8)))
+    assert analytics.problems == ()
 
 
 # -- rules on hand-made tracks -------------------------------------------------------------------

@@ -97,6 +97,42 @@ async def test_bad_zones_and_lines_are_a_400_and_the_stream_keeps_running(
     assert stream["options"]["zones"] == [] and stream["state"] != "error"
 
 
+async def test_a_pixel_zone_beyond_the_frame_is_left_out_then_refused_once_the_frame_size_is_known(
+    start_server: Start,
+) -> None:
+    """A config file can give pixels for another camera; only frames tell the size, so the stream runs on."""
+    beyond = {"name": "far", "points": [[0, 0], [5000, 0], [0, 100]]}
+    options = StreamOptions.from_mapping({"zones": [beyond, WHOLE_FRAME]})
+    client = await start_server(StreamConfig("cam", "scene:?seed=7", options=options))
+
+    async def processed_with_a_reason() -> dict[str, Any] | None:
+        stream: dict[str, Any] = await (await client.get("/api/streams/cam")).json()
+        return stream if stream["frames_processed"] >= 2 and stream["analytics_error"] else None
+
+    stream = await eventually(processed_with_a_reason, COUNT_TIMEOUT_S, "frames processed and the zone left out")
+    assert stream["analytics_error"] == (
+        "zones[0].points: point (5000, 0) is outside the 640x384 frame; zone 'far' is left out"
+    )
+    assert stream["inference_errors"] == 0 and stream["state"] == "live"
+
+    async def occupied() -> dict[str, Any] | None:
+        counts = await _counts(client, "cam")
+        return counts if counts["zones"]["all"]["objects"] > 0 else None
+
+    counts = await eventually(occupied, COUNT_TIMEOUT_S, "an object in the zone that fits")
+    assert counts["zones"]["far"] == {"objects": 0, "by_class": {}}  # listed, as every configured zone is
+    # The size is known now: the same zone through the API is a 400, and the stream keeps its options.
+    response = await client.patch("/api/streams/cam", json={"zones": [beyond]})
+    assert response.status == 400, await response.text()
+    assert "zones[0].points: point (5000, 0) is outside the 640x384 frame" in (await response.json())["error"]
+    stream = await (await client.get("/api/streams/cam")).json()
+    assert [zone["name"] for zone in stream["options"]["zones"]] == ["far", "all"]
+    inside = {"name": "near", "points": [[0, 0], [640, 0], [640, 384]]}
+    response = await client.patch("/api/streams/cam", json={"zones": [inside]})
+    assert response.status == 200, await response.text()
+    assert (await response.json())["analytics_error"] is None
+
+
 async def test_zones_and_lines_are_saved_and_read_back(start_server: Start, tmp_path: Path) -> None:
     path = tmp_path / "segcast.toml"
     path.write_text('[[streams]]\nid = "cam"\nuri = "scene:?seed=7"\n')

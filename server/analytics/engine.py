@@ -41,6 +41,14 @@ def check_classes(zones: tuple[Zone, ...], lines: tuple[Line, ...], class_names:
                     )
 
 
+def check_fit(zones: tuple[Zone, ...], lines: tuple[Line, ...], width: int, height: int) -> None:
+    """ValueError naming the first zone or line in pixels with a point outside a ``width`` x ``height`` frame."""
+    for i, zone in enumerate(zones):
+        resolve(zone.points, zone.units, width, height, f"zones[{i}].points")
+    for i, line in enumerate(lines):
+        resolve(line.points, line.units, width, height, f"lines[{i}].points")
+
+
 def anchor_point(track: Track, anchor: Anchor) -> Point:
     """The track's reference point: from its mask outline when it has one, else from its box."""
     polygon = track.polygon
@@ -103,6 +111,11 @@ class StreamAnalytics:
 
     Not thread-safe: the inference thread is its only writer. `counts` is replaced whole after
     every frame, so other threads may read it; `frame_analytics` is what the frame's result carries.
+
+    A shape in pixels that does not fit the frame (drawn for another camera, or the camera's
+    resolution changed) is left out, and `problems` says why, while the other shapes, the tracks and
+    the video carry on: the frame size is only known once frames come, long after the options were
+    accepted.
     """
 
     def __init__(self, stream_id: str, zones: tuple[Zone, ...], lines: tuple[Line, ...]) -> None:
@@ -118,18 +131,17 @@ class StreamAnalytics:
         self._zone_classes: dict[str, set[str]] = {zone.name: set() for zone in zones}
         self.counts = Counts()
         self.frame_analytics: FrameAnalytics | None = None
+        #: Why shapes are left out at the current frame size, one line each; empty when all fit.
+        self.problems: tuple[str, ...] = ()
 
     def update(
         self, tracks: tuple[Track, ...], track_events: tuple[TrackEvent, ...], frame: Frame
     ) -> tuple[tuple[Track, ...], tuple[TrackEvent | AnalyticsEvent, ...]]:
-        """This frame's tracks, each with the zones it is in, and its events: the tracker's and ours, in order.
-
-        Raises ValueError if a shape in pixels lies outside the frame (the stream's options are wrong).
-        """
+        """This frame's tracks, each with the zones it is in, and its events: the tracker's and ours, in order."""
         resolved = self._resolve(frame)
         events: list[AnalyticsEvent] = []
         # Classes once seen in a zone stay at 0 when it empties: a gauge that vanishes reads as "unknown".
-        inside_now = {zone.name: dict.fromkeys(self._zone_classes[zone.name], 0) for zone in self._zones}
+        inside_now = {zone.name: dict.fromkeys(self._zone_classes[zone.name], 0) for zone, _, _ in resolved.zones}
         marked: list[Track] = []
         for track in tracks:
             zones = self._update_zones(track, resolved, frame, events)
@@ -161,16 +173,26 @@ class StreamAnalytics:
         height, width = frame.image.shape[:2]
         if self._resolved is not None and self._size == (width, height):
             return self._resolved
-        zones = []
+        zones, lines, problems = [], [], []
         for i, zone in enumerate(self._zones):
-            points = resolve(zone.points, zone.units, width, height, f"zones[{i}].points")
+            try:
+                points = resolve(zone.points, zone.units, width, height, f"zones[{i}].points")
+            except ValueError as exc:
+                problems.append(f"{exc}; zone {zone.name!r} is left out")
+                continue
             mask = np.zeros((height, width), dtype=np.uint8)
             cv2.fillPoly(mask, [np.round(np.array(points)).astype(np.int32)], 1)
             zones.append((zone, points, mask.astype(bool)))
-        lines = []
         for i, line in enumerate(self._lines):
-            points = resolve(line.points, line.units, width, height, f"lines[{i}].points")
+            try:
+                points = resolve(line.points, line.units, width, height, f"lines[{i}].points")
+            except ValueError as exc:
+                problems.append(f"{exc}; line {line.name!r} is left out")
+                continue
             lines.append((line, points, line.hysteresis * min(width, height)))
+        for problem in problems:
+            log.warning("[%s] %s", self.stream_id, problem)
+        self.problems = tuple(problems)
         self._size, self._resolved = (width, height), _Resolved(tuple(zones), tuple(lines))
         return self._resolved
 

@@ -101,10 +101,9 @@ class StreamStats:
     errors: int
     last_error: str | None
     processing_fps: float | None  # None until the stream's second processed frame
-
-    def to_json(self) -> dict[str, object]:
-        fps = None if self.processing_fps is None else round(self.processing_fps, 2)
-        return {"processed": self.processed, "errors": self.errors, "last_error": self.last_error, "fps": fps}
+    #: Why zones or lines are left out (`StreamAnalytics.problems`, one per line); None when none are.
+    analytics_error: str | None = None
+    frame_size: tuple[int, int] | None = None  # width, height of its latest processed frame
 
 
 @dataclass(eq=False)
@@ -124,6 +123,8 @@ class _Registration:
     errors: int = 0
     last_error: str | None = None
     processing_fps: float | None = None
+    analytics_error: str | None = None
+    frame_size: tuple[int, int] | None = None
 
 
 @dataclass(eq=False)
@@ -270,7 +271,9 @@ class InferenceWorker:
     def stats(self, stream_id: str) -> StreamStats | None:
         with self._lock:
             r = self._streams.get(stream_id)
-        return None if r is None else StreamStats(r.processed, r.errors, r.last_error, r.processing_fps)
+        if r is None:
+            return None
+        return StreamStats(r.processed, r.errors, r.last_error, r.processing_fps, r.analytics_error, r.frame_size)
 
     # -- the inference thread ---------------------------------------------------------------------
 
@@ -430,6 +433,7 @@ class InferenceWorker:
                 analytics = self._analytics(registration)
                 if analytics is not None:
                     tracks, events = analytics.update(tracks, track_events, frame)
+                    registration.analytics_error = "\n".join(analytics.problems) or None
             except ValueError as exc:  # the stream's options do not fit the model (an unknown class name)
                 job.error = str(exc)
             except Exception as exc:
@@ -437,6 +441,7 @@ class InferenceWorker:
                 log.debug("[%s] tracking failed on frame %d", registration.stream_id, frame.seq, exc_info=True)
             else:
                 registration.processed += 1
+                registration.frame_size = (frame.image.shape[1], frame.image.shape[0])
                 if registration.processed > 1:
                     registration.processing_fps = registration.tracker.processing_fps
                 with self._lock:
