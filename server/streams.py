@@ -8,6 +8,7 @@ from the API all go through `add`, so they behave the same. `add`, `remove` and 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -294,21 +295,29 @@ class StreamManager:
         return config
 
     def replace(self, config: StreamConfig, checked: bool = False) -> StreamInfo:
-        """Restart a stream with new settings (its tracker starts afresh); KeyError if it does not exist.
+        """Give a stream new settings; KeyError if it does not exist.
 
-        ``checked`` as for `add`; a stream added through the API stays checked. Raises
-        `HandedInError` for a stream whose source was handed in, which cannot be reopened, and
-        `StreamOptionsError` for options that do not fit the model or, from the same source, the
-        frame size it has been giving (zones or lines in pixels beyond it).
+        A change of zones and lines only is made in place: the video, the tracker's ids and the
+        counts of unchanged shapes carry on. Any other change restarts the stream (its tracker
+        starts afresh). ``checked`` as for `add`; a stream added through the API stays checked.
+        Raises `HandedInError` for restarting a stream whose source was handed in, which cannot be
+        reopened, and `StreamOptionsError` for options that do not fit the model or, from the same
+        source, the frame size it has been giving (zones or lines in pixels beyond it).
         """
         with self._changing:
+            current = self.config(config.stream_id)
+            self._check_options(config)  # before the running stream is stopped for it
+            if config.uri == current.uri:
+                self._check_fit(config)
+            if _only_shapes_differ(current, config) and self._worker.change_shapes(config.stream_id, config.options):
+                with self._lock:
+                    self._configs[config.stream_id] = config
+                log.info("[%s] zones and lines changed", config.stream_id)
+                return self.info(config.stream_id)
             with self._lock:
                 if config.stream_id in self._handed_in:
                     raise HandedInError(f"stream {config.stream_id!r} is published by a peer and cannot be restarted")
                 checked = checked or config.stream_id in self._checked
-            self._check_options(config)  # before the running stream is stopped for it
-            if config.uri == self.config(config.stream_id).uri:
-                self._check_fit(config)
             self._remove(config.stream_id)
             return self._add(config, checked)
 
@@ -367,3 +376,13 @@ class StreamManager:
             if stream_id in self._processed:
                 self._processed[stream_id] += 1
         self._encoder.submit(result)
+
+
+def _only_shapes_differ(current: StreamConfig, wanted: StreamConfig) -> bool:
+    """Whether ``wanted`` changes ``current``'s zones or lines and nothing else (a change made in place)."""
+    same_source = (wanted.uri, wanted.loop) == (current.uri, current.loop)
+    return (
+        same_source
+        and dataclasses.replace(current.options, zones=wanted.options.zones, lines=wanted.options.lines)
+        == wanted.options
+    )

@@ -14,7 +14,7 @@ from server.analytics.engine import StreamAnalytics
 from server.analytics.events import AnalyticsEvent, AnalyticsEventKind
 from server.analytics.shapes import Zone, parse_lines, parse_zones
 from server.delivery.annotate import LINE_COLOR, ZONE_COLOR, annotate
-from server.frames import Frame, Track
+from server.frames import Frame, Track, TrackEvent, TrackEventKind
 from server.options import StreamOptions
 from server.scene import Scene
 from tests.support.detections import TruthModel
@@ -142,8 +142,6 @@ def test_jitter_on_a_line_counts_one_crossing() -> None:
 
 
 def test_dwell_loiter_and_exit_on_track_end_use_media_time() -> None:
-    from server.frames import TrackEvent, TrackEventKind
-
     zone = parse_zones([{"name": "bay", "points": [[0, 0], [200, 0], [200, 200], [0, 200]], "loiter_s": 0.25}])[0]
     analytics = StreamAnalytics("cam", (zone,), ())
     kinds = []
@@ -160,6 +158,31 @@ def test_dwell_loiter_and_exit_on_track_end_use_media_time() -> None:
         (AnalyticsEventKind.ZONE_EXIT, 0.4),  # last seen inside at frame 4, not when the tracker gave up
     ]
     assert analytics.counts.dwell["bay"].count == 1 and analytics.counts.zones == {"bay": {"disc": 0}}
+
+
+def test_new_shapes_keep_the_state_of_those_that_did_not_change() -> None:
+    square = [[0, 0], [200, 0], [200, 200], [0, 200]]
+    kept, moved = parse_zones([{"name": "kept", "points": square}, {"name": "moved", "points": square}])
+    gate, gone = parse_lines(
+        [{"name": "gate", "points": [[0, 100], [200, 100]]}, {"name": "gone", "points": [[100, 0], [100, 200]]}]
+    )
+    analytics = StreamAnalytics("cam", (kept, moved), (gate, gone))
+    for index, y in enumerate([60, 80, 130, 150, 160, 170, 180, 190, 190]):  # into both zones, down over the gate
+        analytics.update((_track(None, (90.0, y - 20.0, 110.0, float(y))),), (), _frame(index))
+    assert analytics.counts.lines["gate"] == {"disc": {"in": 1, "out": 0}}
+    moved_away = parse_zones([{"name": "moved", "points": [[150, 0], [200, 0], [200, 40], [150, 40]]}])[0]
+    fresh, exits = analytics.reshaped((kept, moved_away), (gate,), _frame(9))
+    assert [(e.kind, e.zone, e.dwell_s) for e in exits] == [(AnalyticsEventKind.ZONE_EXIT, "moved", pytest.approx(0.8))]
+    # The next frame: no second entry into the unchanged zone, whose visit and gate count go on.
+    _, events = fresh.update((_track(None, (90.0, 170.0, 110.0, 190.0)),), (), _frame(10))
+    assert [e for e in events if isinstance(e, AnalyticsEvent)] == []
+    assert fresh.counts.zones == {"kept": {"disc": 1}, "moved": {}}
+    assert dict(fresh.counts.lines) == {"gate": {"disc": {"in": 1, "out": 0}}}
+    end = TrackEvent(TrackEventKind.END, "cam", 1, 0, "disc", 0.0, 0.0, 1.0, (90, 170, 110, 190))
+    _, events = fresh.update((), (end,), _frame(11))
+    exit_ = events[0]
+    assert isinstance(exit_, AnalyticsEvent) and exit_.zone == "kept"
+    assert exit_.dwell_s == pytest.approx(1.0), "the visit from before the change, not from it"
 
 
 # -- ground truth ------------------------------------------------------------------------------

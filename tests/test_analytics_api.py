@@ -130,7 +130,43 @@ async def test_a_pixel_zone_beyond_the_frame_is_left_out_then_refused_once_the_f
     inside = {"name": "near", "points": [[0, 0], [640, 0], [640, 384]]}
     response = await client.patch("/api/streams/cam", json={"zones": [inside]})
     assert response.status == 200, await response.text()
-    assert (await response.json())["analytics_error"] is None
+
+    async def all_fit() -> dict[str, Any] | None:
+        stream: dict[str, Any] = await (await client.get("/api/streams/cam")).json()
+        return stream if stream["analytics_error"] is None else None
+
+    await eventually(all_fit, COUNT_TIMEOUT_S, "the reason gone with the zone")  # from the stream's next frame
+
+
+async def test_new_zones_and_lines_keep_the_stream_running_and_the_counts_of_unchanged_ones(
+    start_server: Start,
+) -> None:
+    """Drawing a zone in the viewer must not cost the camera's connection, the ids or the other counts."""
+    client = await start_server(
+        StreamConfig("cam", "scene:?seed=7", options=StreamOptions.from_mapping({"lines": [MIDDLE]}))
+    )
+
+    async def crossed() -> dict[str, Any] | None:
+        line = (await _counts(client, "cam"))["lines"]["middle"]
+        return line if line["in"] + line["out"] > 0 else None
+
+    line = await eventually(crossed, COUNT_TIMEOUT_S, "a crossing of the middle line")
+    before = await (await client.get("/api/streams/cam")).json()
+    response = await client.patch("/api/streams/cam", json={"zones": [WHOLE_FRAME]})
+    assert response.status == 200, await response.text()
+    after = await response.json()
+    assert [zone["name"] for zone in after["options"]["zones"]] == ["all"] and after["options"]["lines"]
+    # The same reader and worker state: a restarted stream counts its frames and crossings from zero.
+    assert after["frames_read"] >= before["frames_read"] > 0
+    assert after["frames_processed"] >= before["frames_processed"] > 0
+    middle = (await _counts(client, "cam"))["lines"]["middle"]
+    assert middle["in"] + middle["out"] >= line["in"] + line["out"]
+
+    async def occupied() -> dict[str, Any] | None:
+        counts = await _counts(client, "cam")
+        return counts if counts["zones"]["all"]["objects"] > 0 else None
+
+    await eventually(occupied, COUNT_TIMEOUT_S, "an object in the new zone")
 
 
 async def test_zones_and_lines_are_saved_and_read_back(start_server: Start, tmp_path: Path) -> None:

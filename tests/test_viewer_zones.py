@@ -54,7 +54,6 @@ async def _options(client: TestClient, check: Callable[[dict[str, Any]], bool]) 
     deadline = asyncio.get_running_loop().time() + WAIT_MS / 1000
     while True:
         response = await client.get("/api/streams/cam")
-        # While a PATCH restarts the stream, the manager briefly answers 404 for it.
         options: dict[str, Any] = (await response.json()).get("options", {})
         if response.status == 200 and check(options):
             return options

@@ -224,7 +224,7 @@ async def test_closing_the_publisher_ends_and_removes_its_stream(start_server: S
     assert not [t.name for t in threading.enumerate() if t.name == f"reader-{stream_id}"]
 
 
-async def test_a_published_stream_cannot_be_patched_into_a_broken_one(start_server: Start) -> None:
+async def test_a_published_stream_takes_new_zones_but_cannot_be_patched_into_a_broken_one(start_server: Start) -> None:
     client = await start_server()
     publisher = lan_peer()
     publisher.addTrack(SceneTrack(Scene(seed=1)))
@@ -236,6 +236,12 @@ async def test_a_published_stream_cannot_be_patched_into_a_broken_one(start_serv
         assert response.status == 409 and "published by a peer" in (await response.json())["error"]
         after = await (await client.get(f"/api/streams/{stream_id}")).json()
         assert after["state"] == "live" and after["options"]["conf"] != 0.5
+        # Zones and lines change in place (no reopening): a browser's webcam can have them too.
+        zone = {"name": "all", "points": [[0, 0], [1, 0], [1, 1]], "units": "fraction"}
+        response = await client.patch(f"/api/streams/{stream_id}", json={"zones": [zone]})
+        assert response.status == 200, await response.text()
+        after = await response.json()
+        assert after["state"] == "live" and [z["name"] for z in after["options"]["zones"]] == ["all"]
     finally:
         await publisher.close()
 

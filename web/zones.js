@@ -5,7 +5,7 @@
 // in fractions of the frame so that they survive a change of resolution, and what the server
 // answers (or, once a second, what the stream list says) is what is shown. A refusal (a polygon
 // that crosses itself, a name taken twice) is shown in the server's words and the last saved shapes
-// come back. The stream restarts on each change, so its counts start again from zero.
+// come back. The stream runs on through a change: only the counts of changed shapes start again.
 
 import { changeStream } from "./api.js";
 
@@ -284,7 +284,7 @@ export class ZoneEditor {
     this.saving = false;
     this.changedAt = performance.now();
     this.savedKey = null;
-    this.counts = null; // the stream restarted: its counts start again
+    this.counts = null; // the next frame's counts are those of the new shapes
     this.adopt(options); // even while a new shape is being drawn: it is not in them yet
   }
 

@@ -86,6 +86,8 @@ def crosses(p: Point, q: Point, polyline: tuple[Point, ...]) -> bool:
 class _Visit:
     entered: float  # media time of the first frame inside
     last_inside: float
+    class_id: int  # the track's class when last seen inside, for an exit without the track at hand
+    class_name: str
     loitered: bool = False
 
 
@@ -169,6 +171,32 @@ class StreamAnalytics:
         )
         return tuple(marked), (*starts, *events, *ends)
 
+    def reshaped(
+        self, zones: tuple[Zone, ...], lines: tuple[Line, ...], frame: Frame
+    ) -> tuple[StreamAnalytics, tuple[AnalyticsEvent, ...]]:
+        """These analytics with new shapes, and the zone exits that the change makes.
+
+        A zone or line whose definition did not change keeps its state: visits in progress, dwell
+        histogram, crossings counted and each track's side, so that drawing a new line does not
+        disturb the counts of the others. A visit to a zone that was removed or changed ends at
+        ``frame`` (its dwell up to the last frame seen inside); a changed line counts from zero.
+        """
+        successor = StreamAnalytics(self.stream_id, zones, lines)
+        kept_zones = {zone.name for zone in zones if zone in self._zones}
+        kept_lines = {line.name for line in lines if line in self._lines}
+        exits = tuple(
+            self._exit(track_id, visit.class_id, visit.class_name, zone, frame)
+            for (track_id, zone), visit in list(self._visits.items())
+            if zone not in kept_zones
+        )
+        successor._visits = {key: visit for key, visit in self._visits.items() if key[1] in kept_zones}
+        successor._line_states = {key: state for key, state in self._line_states.items() if key[1] in kept_lines}
+        for name in kept_zones:
+            successor._dwell[name], successor._zone_classes[name] = self._dwell[name], self._zone_classes[name]
+        for name in kept_lines:
+            successor._crossings[name] = self._crossings[name]
+        return successor, exits
+
     def _resolve(self, frame: Frame) -> _Resolved:
         height, width = frame.image.shape[:2]
         if self._resolved is not None and self._size == (width, height):
@@ -210,7 +238,7 @@ class StreamAnalytics:
             key = (track.track_id, zone.name)
             visit = self._visits.get(key)
             if visit is None and share >= zone.min_share:
-                visit = self._visits[key] = _Visit(frame.media_time, frame.media_time)
+                visit = self._visits[key] = _Visit(frame.media_time, frame.media_time, track.class_id, track.class_name)
                 events.append(self._event(AnalyticsEventKind.ZONE_ENTER, track, frame, zone=zone.name))
             elif visit is not None and share < zone.min_share * EXIT_SHARE_RATIO:
                 events.append(self._exit(track.track_id, track.class_id, track.class_name, zone.name, frame))
@@ -218,6 +246,7 @@ class StreamAnalytics:
             if visit is None:
                 continue
             visit.last_inside = frame.media_time
+            visit.class_id, visit.class_name = track.class_id, track.class_name
             inside.append(zone.name)
             dwell = visit.last_inside - visit.entered
             if zone.loiter_s is not None and not visit.loitered and dwell > zone.loiter_s:

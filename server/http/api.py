@@ -189,7 +189,7 @@ async def _add_stream(request: web.Request) -> web.Response:
 
 
 async def _change_stream(request: web.Request) -> web.Response:
-    """``PATCH /api/streams/<id>``: change ``uri``, ``loop`` or stream options; the stream restarts."""
+    """``PATCH /api/streams/<id>``: change ``uri``, ``loop`` or stream options (see `StreamManager.replace`)."""
     persist = _persist_requested(request)
     current = _info(request).config
     try:

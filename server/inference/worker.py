@@ -119,6 +119,7 @@ class _Registration:
     slot: LatestFrame
     tracker: StreamTracker | None = None
     analytics: StreamAnalytics | None = None
+    analytics_options: StreamOptions | None = None  # the options ``analytics`` was made for
     processed: int = 0
     errors: int = 0
     last_error: str | None = None
@@ -256,6 +257,20 @@ class InferenceWorker:
         with self._lock:
             self._streams[stream_id] = _Registration(stream_id, fps, options or self.stream_defaults, slot)
         return slot
+
+    def change_shapes(self, stream_id: str, options: StreamOptions) -> bool:
+        """Give a running stream new zones and lines without restarting it; False if there is no such stream.
+
+        ``options`` must differ from the stream's own in ``zones`` and ``lines`` only. Its tracker,
+        ids and video carry on; from its next frame the analytics use the new shapes, keeping the
+        state of those that did not change (`StreamAnalytics.reshaped`).
+        """
+        with self._lock:
+            registration = self._streams.get(stream_id)
+            if registration is None:
+                return False
+            registration.options = options
+        return True
 
     def remove_stream(self, stream_id: str) -> None:
         """Forget a stream: a frame of it already in the model is dropped, never delivered."""
@@ -429,11 +444,14 @@ class InferenceWorker:
                         registration.stream_id, self.class_names, registration.options, registration.fps
                     )
                 tracks, track_events = registration.tracker.update(job.detections, frame)
-                events: tuple[TrackEvent | AnalyticsEvent, ...] = track_events
-                analytics = self._analytics(registration)
+                analytics, exits = self._analytics(registration, frame)
+                events: tuple[TrackEvent | AnalyticsEvent, ...] = (*exits, *track_events)
                 if analytics is not None:
                     tracks, events = analytics.update(tracks, track_events, frame)
-                    registration.analytics_error = "\n".join(analytics.problems) or None
+                    events = (*exits, *events)
+                registration.analytics = analytics  # after its update: `counts` never reads empty
+                problems = analytics.problems if analytics is not None else ()
+                registration.analytics_error = "\n".join(problems) or None
             except ValueError as exc:  # the stream's options do not fit the model (an unknown class name)
                 job.error = str(exc)
             except Exception as exc:
@@ -452,13 +470,25 @@ class InferenceWorker:
                 return
         self._fail(registration, frame, job.error or "no result from the model")
 
-    def _analytics(self, registration: _Registration) -> StreamAnalytics | None:
-        """The stream's analytics, made on its first frame (its class filters checked against the model)."""
-        options = registration.options
-        if registration.analytics is None and (options.zones or options.lines):
-            check_classes(options.zones, options.lines, self.class_names)
-            registration.analytics = StreamAnalytics(registration.stream_id, options.zones, options.lines)
-        return registration.analytics
+    def _analytics(
+        self, registration: _Registration, frame: Frame
+    ) -> tuple[StreamAnalytics | None, tuple[AnalyticsEvent, ...]]:
+        """The stream's analytics for this frame, and the zone exits a change of its shapes made.
+
+        Made on the stream's first frame (its class filters checked against the model), and again
+        whenever `change_shapes` has given the stream new options.
+        """
+        options = registration.options  # read once: `change_shapes` may replace it meanwhile
+        current = registration.analytics
+        if options is registration.analytics_options:
+            return current, ()
+        check_classes(options.zones, options.lines, self.class_names)
+        registration.analytics_options = options
+        if current is not None:
+            return current.reshaped(options.zones, options.lines, frame)
+        if options.zones or options.lines:
+            return StreamAnalytics(registration.stream_id, options.zones, options.lines), ()
+        return None, ()
 
     def _deliver(self, result: FrameResult) -> None:
         try:
