@@ -167,6 +167,14 @@ async def test_new_zones_and_lines_keep_the_stream_running_and_the_counts_of_unc
         return counts if counts["zones"]["all"]["objects"] > 0 else None
 
     await eventually(occupied, COUNT_TIMEOUT_S, "an object in the new zone")
+    response = await client.patch("/api/streams/cam", json={"zones": [], "lines": []})
+    assert response.status == 200, await response.text()
+
+    async def emptied() -> dict[str, Any] | None:
+        counts = await _counts(client, "cam")
+        return counts if counts["zones"] == {} and counts["lines"] == {} else None
+
+    await eventually(emptied, COUNT_TIMEOUT_S, "no zones or lines left to count")
 
 
 async def test_zones_and_lines_are_saved_and_read_back(start_server: Start, tmp_path: Path) -> None:

@@ -484,11 +484,11 @@ class InferenceWorker:
             return current, ()
         check_classes(options.zones, options.lines, self.class_names)
         registration.analytics_options = options
+        wanted = bool(options.zones or options.lines)
         if current is not None:
-            return current.reshaped(options.zones, options.lines, frame)
-        if options.zones or options.lines:
-            return StreamAnalytics(registration.stream_id, options.zones, options.lines), ()
-        return None, ()
+            successor, exits = current.reshaped(options.zones, options.lines, frame)
+            return (successor if wanted else None), exits
+        return (StreamAnalytics(registration.stream_id, options.zones, options.lines) if wanted else None), ()
 
     def _deliver(self, result: FrameResult) -> None:
         try:
