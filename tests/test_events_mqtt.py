@@ -201,6 +201,21 @@ async def test_status_says_offline_after_segcast_stops(broker: Broker) -> None:
     assert received == [("segcast/status", b"offline", True)]
 
 
+async def test_events_queued_at_shutdown_are_published_before_it(broker: Broker) -> None:
+    async with listening(broker.port, "segcast/cam/events/#") as received:
+        async with running(MqttSettings("127.0.0.1", broker.port)) as (outputs, sink):
+            await state_is(sink, SinkState.OK)
+            for seq in range(20):
+                outputs.on_packet(track_start(seq, track_id=seq))
+        # `running` has stopped the outputs: with every event published to the broker first.
+        assert sink.health().delivered == 20 and sink.health().dropped == 0
+
+        async def all_there() -> bool:
+            return len(received) == 20
+
+        await eventually(all_there, what="the 20 events at the subscriber")
+
+
 async def test_a_lost_broker_is_a_failing_state_and_events_follow_the_reconnection(broker: Broker) -> None:
     async with running(MqttSettings("127.0.0.1", broker.port)) as (outputs, sink):
         await state_is(sink, SinkState.OK)

@@ -95,6 +95,38 @@ async def test_each_event_is_posted_in_order_and_signed(receiver: Receiver) -> N
     assert hook(outputs).health().delivered == 2
 
 
+async def test_events_queued_at_shutdown_are_delivered_before_it(receiver: Receiver) -> None:
+    outputs = await running(WebhookSettings(receiver.url))
+    outputs.on_packet(track_start(0, track_id=0))
+
+    async def working() -> bool:
+        return hook(outputs).health().state is SinkState.OK
+
+    await eventually(working, what="the first delivery")
+    for seq in range(1, 6):
+        outputs.on_packet(track_start(seq, track_id=seq))
+    await outputs.stop()  # at once: the five are still queued, or one of them on its way
+    assert [json.loads(body)["id"] for body in receiver.bodies] == [0, 1, 2, 3, 4, 5]
+    assert hook(outputs).health().dropped == 0
+
+
+async def test_what_a_failing_receiver_leaves_at_shutdown_is_counted_lost(receiver: Receiver) -> None:
+    receiver.hang = True
+    outputs = await running(WebhookSettings(receiver.url, timeout_s=0.2, retries=0))
+    outputs.on_packet(track_start(0, track_id=0))
+
+    async def failing() -> bool:
+        return hook(outputs).health().state is SinkState.FAILING
+
+    await eventually(failing, what="the first delivery to time out")
+    for seq in range(1, 4):
+        outputs.on_packet(track_start(seq, track_id=seq))
+    await outputs.stop()  # not waited for: a failing receiver would only hold the shutdown up
+    health = hook(outputs).health()
+    assert health.failed + health.dropped + health.delivered >= 3 and health.delivered == 0
+    assert health.dropped >= 2  # one may have been on its way (then it times out: failed) when it stopped
+
+
 async def test_server_errors_are_retried_with_backoff(receiver: Receiver) -> None:
     receiver.statuses = [503, 500]
     outputs = await running(WebhookSettings(receiver.url, SECRET, retries=3))

@@ -92,7 +92,7 @@ class MqttSink:
         self._delivery.start()
 
     async def stop(self) -> None:
-        await self._delivery.stop()
+        await self._delivery.stop(self._events, self._tally)
 
     def health(self) -> SinkHealth:
         return self._tally.health()
@@ -169,6 +169,7 @@ class MqttSink:
                 await client.publish(self._event_topic(event), json.dumps(event.data), qos=QOS)
                 self._retry = None
                 self._tally.ok()
+                self._events.task_done()
             elif self._forgotten:
                 stream_id = next(iter(self._forgotten))
                 await self._clear_stream(client, stream_id)

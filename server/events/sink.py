@@ -24,6 +24,9 @@ from server.delivery.encode import FramePacket
 DROP_LOG_INTERVAL_S = 30.0
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
+#: At shutdown a working network sink delivers what it has queued for up to this long (a failing
+#: one is not waited for: it would only retry into the limit). What is left then is lost, and logged.
+DRAIN_TIMEOUT_S = 2.0
 
 Counts = Mapping[str, float]
 
@@ -88,11 +91,21 @@ class DeliveryTask:
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=self._name)
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
+    async def stop(self, queue: asyncio.Queue[OutEvent], tally: Tally) -> None:
+        """Let the task deliver what ``queue`` holds (see `DRAIN_TIMEOUT_S`), then cancel it and wait for it.
+
+        The task calls ``queue.task_done()`` for each event it has delivered or given up on.
+        """
+        if self._task is None:
+            return
+        if tally.state is SinkState.OK:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(queue.join(), DRAIN_TIMEOUT_S)
+        if left := queue.qsize():
+            tally.lose_at_shutdown(left)
+        self._task.cancel()
+        with suppress(asyncio.CancelledError):
+            await self._task
 
 
 class Tally:
@@ -140,6 +153,10 @@ class Tally:
         self.state = SinkState.FAILING
         self.last_error = reason
         self.failed += lost
+
+    def lose_at_shutdown(self, events: int) -> None:
+        self._log.warning("%s: %d event(s) not delivered before shutdown", self.name, events)
+        self.dropped += events
 
     def health(self) -> SinkHealth:
         return SinkHealth(self.name, self.state, self.delivered, self.dropped, self.failed, self.last_error)

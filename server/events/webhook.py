@@ -64,7 +64,7 @@ class WebhookSink:
         self._delivery.start()
 
     async def stop(self) -> None:
-        await self._delivery.stop()
+        await self._delivery.stop(self._queue, self._tally)
 
     def health(self) -> SinkHealth:
         return self._tally.health()
@@ -75,6 +75,7 @@ class WebhookSink:
             while True:
                 event = await self._queue.get()
                 await self._deliver(session, event)
+                self._queue.task_done()
 
     async def _deliver(self, session: aiohttp.ClientSession, event: OutEvent) -> None:
         body = json.dumps(event.data, separators=(",", ":")).encode()
