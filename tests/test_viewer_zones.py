@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
 from server.events.config import EventsSettings, HistorySettings
+from server.options import StreamOptions
 from tests.conftest import CHROMIUM
 from tests.support.browser import CANVAS_STATS, PHONE, WAIT_MS, Console, open_page, wait_for_new_frame, wait_for_text
 from tests.support.components import require_component, require_module
@@ -171,6 +172,21 @@ async def test_a_zone_that_crosses_itself_shows_the_servers_refusal(start_server
     await page.wait_for_selector("#shape-empty:not([hidden])", timeout=WAIT_MS)
     assert (await (await client.get("/api/streams/cam")).json())["options"].get("zones", []) == []
     assert console.errors == [BAD_REQUEST]
+
+
+async def test_a_zone_beyond_the_frame_is_shown_as_left_out(start_server: Start, browser: Any) -> None:
+    far = {"name": "far", "points": [[0, 0], [5000, 0], [0, 100]]}  # pixels, as a config file for another camera
+    client = await start_server(
+        StreamConfig("cam", "scene:?seed=3", options=StreamOptions.from_mapping({"zones": [far]}))
+    )
+    page, console = await open_page(browser, client, STREAM_VIEW)
+    await wait_for_new_frame(page, "#video")
+    problem = await wait_for_text(page, "#shape-problem", "left out")
+    assert "zones[0].points: point (5000, 0) is outside the 640x384 frame; zone 'far' is left out" in problem
+    response = await client.patch("/api/streams/cam", json={"zones": []})  # the problem goes with the zone
+    assert response.status == 200
+    await page.wait_for_selector("#shape-problem[hidden]", state="attached", timeout=WAIT_MS)
+    assert console.errors == []
 
 
 async def test_a_zone_is_added_by_taps_on_a_phone(start_server: Start, browser: Any, screenshots: Path) -> None:

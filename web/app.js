@@ -37,6 +37,7 @@ const view = new StreamView({
     list: $("shape-list"),
     empty: $("shape-empty"),
     error: $("shape-error"),
+    problem: $("shape-problem"),
   },
   events: $("events"),
   eventsEmpty: $("events-empty"),

@@ -289,6 +289,7 @@ export class StreamView {
     this.status = { state: stream.state, error: stream.error, next_attempt_at: stream.next_attempt_at };
     this.render();
     this.zones.setOptions(stream.options, askedAt);
+    this.zones.showProblem(stream.analytics_error ?? "");
   }
 
   // A WebSocket frame: its metadata and the clean JPEG.

@@ -117,6 +117,7 @@ export class ZoneEditor {
     this.saving = false; // a save for the stream left is ignored when it is answered
     this.counts = null;
     this.showError("");
+    this.showProblem("");
     this.render();
   }
 
@@ -290,6 +291,12 @@ export class ZoneEditor {
 
   showError(message) {
     this.el.error.textContent = message;
+  }
+
+  // What the server says it cannot use of the saved shapes (pixels beyond the frame), while it lasts.
+  showProblem(message) {
+    this.el.problem.textContent = message;
+    this.el.problem.hidden = !message;
   }
 
   // Where an event is on the picture, in fractions of the frame, and how near counts as on something.
