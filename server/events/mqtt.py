@@ -62,6 +62,7 @@ class MqttSink:
         self._sensors: dict[str, set[str]] = {}
         self._forgotten: set[str] = set()  # removed streams whose retained messages are still to clear
         self._wake = asyncio.Event()
+        self._closing = False  # set by `stop`
         self._delivery = DeliveryTask(self._run, self.name)
         self.status_topic = f"{settings.topic_prefix}/status"
         self._node = settings.topic_prefix.replace("/", "_")
@@ -92,7 +93,12 @@ class MqttSink:
         self._delivery.start()
 
     async def stop(self) -> None:
-        await self._delivery.stop(self._events, self._tally)
+        await self._delivery.drain(self._events, self._tally)
+        # Python 3.11's asyncio.wait_for, which aiomqtt awaits a broker's answer with, can swallow a
+        # cancellation that comes as the answer does: the flag ends the connection task anyway.
+        self._closing = True
+        self._wake.set()
+        await self._delivery.stop()
 
     def health(self) -> SinkHealth:
         return self._tally.health()
@@ -118,7 +124,7 @@ class MqttSink:
 
     async def _run(self) -> None:
         failures = 0
-        while True:
+        while not self._closing:
             try:
                 async with self._client() as client:
                     failures = 0
@@ -182,6 +188,8 @@ class MqttSink:
                 except aiomqtt.MqttError:
                     self._unsent_counts.setdefault(stream_id, counts)
                     raise
+            elif self._closing:
+                return
             else:
                 self._wake.clear()
                 await self._wake.wait()

@@ -91,21 +91,22 @@ class DeliveryTask:
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=self._name)
 
-    async def stop(self, queue: asyncio.Queue[OutEvent], tally: Tally) -> None:
-        """Let the task deliver what ``queue`` holds (see `DRAIN_TIMEOUT_S`), then cancel it and wait for it.
+    async def drain(self, queue: asyncio.Queue[OutEvent], tally: Tally) -> None:
+        """Let the task deliver what ``queue`` holds, before `stop` (see `DRAIN_TIMEOUT_S`).
 
         The task calls ``queue.task_done()`` for each event it has delivered or given up on.
         """
-        if self._task is None:
-            return
-        if tally.state is SinkState.OK:
+        if self._task is not None and tally.state is SinkState.OK:
             with suppress(TimeoutError):
                 await asyncio.wait_for(queue.join(), DRAIN_TIMEOUT_S)
         if left := queue.qsize():
             tally.lose_at_shutdown(left)
-        self._task.cancel()
-        with suppress(asyncio.CancelledError):
-            await self._task
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
 
 
 class Tally:

@@ -64,7 +64,8 @@ class WebhookSink:
         self._delivery.start()
 
     async def stop(self) -> None:
-        await self._delivery.stop(self._queue, self._tally)
+        await self._delivery.drain(self._queue, self._tally)
+        await self._delivery.stop()
 
     def health(self) -> SinkHealth:
         return self._tally.health()
