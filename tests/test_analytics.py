@@ -14,11 +14,22 @@ from server.analytics.engine import StreamAnalytics
 from server.analytics.events import AnalyticsEvent, AnalyticsEventKind
 from server.analytics.shapes import Zone, parse_lines, parse_zones
 from server.delivery.annotate import LINE_COLOR, ZONE_COLOR, annotate
-from server.frames import Frame, Track, TrackEvent, TrackEventKind
+from server.frames import Frame, FrameResult, Track, TrackEvent, TrackEventKind
 from server.options import StreamOptions
-from server.scene import Scene
+from server.scene import Scene, TrueObject
 from tests.support.detections import TruthModel
-from tools.analytics_report import FRAMES, SEEDS, Run, layout, run_scene, track_objects
+from tools.analytics_report import (
+    DWELL_TOLERANCE_S,
+    FRAMES,
+    SEEDS,
+    Run,
+    TrueVisit,
+    Truth,
+    layout,
+    run_scene,
+    score,
+    track_objects,
+)
 
 MODEL_RUN_TIMEOUT_S = 480  # 450 frames of the bundled model on a loaded 2-core machine
 
@@ -92,6 +103,7 @@ def test_a_shape_beyond_the_frame_is_left_out_with_a_reason_and_the_rest_still_c
     assert tracks[0].zones == ("near",)
     assert [(e.kind, e.zone) for e in events] == [(AnalyticsEventKind.ZONE_ENTER, "near")]
     assert dict(analytics.counts.zones) == {"near": {"disc": 1}}
+    assert dict(analytics.counts.lines) == {}, "a line left out counts nothing, not zero"
     assert analytics.frame_analytics is not None and [name for name, _ in analytics.frame_analytics.zones] == ["near"]
     # The same shapes fit a larger frame (the camera's resolution went up): nothing is left out then.
     analytics.update((), (), Frame("cam", 1, 0.1, 0.1, np.zeros((720, 1280, 3), np.uint8)))
@@ -139,6 +151,21 @@ def test_jitter_on_a_line_counts_one_crossing() -> None:
     assert [(e.kind, e.line, e.direction) for e in crossings] == [(AnalyticsEventKind.LINE_CROSS, "gate", "in")]
     assert crossings[0].media_time == pytest.approx(1.6), "dated when first seen across for good"
     assert analytics.counts.lines == {"gate": {"disc": {"in": 1, "out": 0}}}
+
+
+def test_a_stay_across_the_line_interrupted_by_the_dead_band_starts_again() -> None:
+    """seed 23's early count: a nearer object hides a track's lower part for a moment, its bottom edge
+    pops over the line, then sits in the dead band until the object really crosses much later."""
+    line = parse_lines([{"name": "gate", "points": [[0, 100], [200, 100]], "hysteresis": 0.05}])[0]
+    analytics = StreamAnalytics("cam", (), (line,))
+    ys = [60, 80, 120, 105, 104, 106, 105, 104, 106, 105, 130, 140, 150, 160, 170, 180, 190]
+    crossings = []
+    for index, y in enumerate(ys):
+        _, events = analytics.update((_track(None, (90.0, y - 20.0, 110.0, float(y))),), (), _frame(index))
+        crossings += [(index, e) for e in events if isinstance(e, AnalyticsEvent)]
+    [(reported_at, crossing)] = crossings
+    assert crossing.media_time == pytest.approx(1.0), "dated from the stay that lasted, not the moment at 0.2 s"
+    assert reported_at == 15, "counted once it had stayed across confirm_s (0.5 s) without a break"
 
 
 def test_dwell_loiter_and_exit_on_track_end_use_media_time() -> None:
@@ -251,6 +278,32 @@ def _against_box_centre(seed_run: Run, disagreements: int, right: int) -> tuple[
                 disagreements += 1
                 right += frozenset(track.zones) == by_mask
     return disagreements, right
+
+
+@pytest.mark.parametrize(("followed", "credited"), [(1, True), (2, False)])
+def test_a_visit_is_credited_to_the_object_its_track_followed_most(followed: int, credited: bool) -> None:
+    """The report's scoring: a visit whose entry frame has a box matching no object (merged with a
+    neighbour's) still counts for the object its track followed after; one that followed another
+    object does not."""
+    scene = Scene(seed=7)  # only its frame rate is read
+    here, there = (10, 10, 50, 50), (100, 10, 140, 50)
+    mask = np.zeros((1, 1), bool)
+    objects = [[TrueObject(1, 0, here, mask, 0.0), TrueObject(2, 0, there, mask, 0.0)] for _ in range(12)]
+    truth = Truth(visits=[TrueVisit(1, "bay", 0, 9)])
+    results = []
+    for index in range(12):
+        frame = Frame("scene", index, 1000.0 + index / scene.fps, index / scene.fps, np.zeros((1, 1, 3), np.uint8))
+        box = (10.0, 10.0, 140.0, 50.0) if index == 0 else (here if followed == 1 else there)
+        tracks = (Track(5, 0, "disc", 0.9, tuple(map(float, box)), None, (), zones=("bay",)),) if index < 10 else ()
+        kind = {0: AnalyticsEventKind.ZONE_ENTER, 10: AnalyticsEventKind.ZONE_EXIT}.get(index)
+        dwell = 9 / scene.fps if index == 10 else None
+        events = (
+            (AnalyticsEvent(kind, "scene", 5, 0, "disc", 0.0, frame.media_time, "bay", dwell_s=dwell),) if kind else ()
+        )
+        results.append(FrameResult(frame, tracks, 0.0, events))
+    result = score(scene, objects, results, truth, DWELL_TOLERANCE_S)
+    assert result.scored_visits == 1
+    assert result.visits_within == int(credited)
 
 
 # -- drawing -------------------------------------------------------------------------------------

@@ -120,7 +120,10 @@ async def test_a_pixel_zone_beyond_the_frame_is_left_out_then_refused_once_the_f
         return counts if counts["zones"]["all"]["objects"] > 0 else None
 
     counts = await eventually(occupied, COUNT_TIMEOUT_S, "an object in the zone that fits")
-    assert counts["zones"]["far"] == {"objects": 0, "by_class": {}}  # listed, as every configured zone is
+    # Listed, as every configured zone is, but not as an empty zone: it is not watched at all.
+    assert counts["zones"]["far"] == {"objects": 0, "by_class": {}, "left_out": True}
+    assert counts["zones"]["all"].get("left_out") is None
+    assert counts["analytics_error"] == stream["analytics_error"]
     # The size is known now: the same zone through the API is a 400, and the stream keeps its options.
     response = await client.patch("/api/streams/cam", json={"zones": [beyond]})
     assert response.status == 400, await response.text()

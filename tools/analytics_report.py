@@ -15,7 +15,8 @@ moves over the line from beyond the dead band on one side to beyond it on the ot
 ``confirm_s``; for lines the point comes from the object's whole outline, hidden parts included: an
 object whose lower part a nearer one hides has not moved, and a count caused by that is wrong.
 Reported tracks are tied to scene objects frame by frame (box IoU), so a count by the wrong track
-does not pass for a right one.
+does not pass for a right one; a crossing is judged by its track's object in the frame it is dated,
+a visit by the object its track followed in most frames of it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import argparse
 import itertools
 import queue
 import sys
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,7 +186,7 @@ class _Side:
     side: int
     point: Point
     crossed: bool = False
-    pending: int | None = None  # frame first seen across
+    pending: int | None = None  # frame its stay across began
 
 
 def true_crossings(scene: Scene, frames: int, lines: Sequence[Line]) -> list[TrueCrossing]:
@@ -224,6 +226,7 @@ def true_crossings(scene: Scene, frames: int, lines: Sequence[Line]) -> list[Tru
                 state.crossed = state.crossed or _intersects(state.point, point, points)
                 state.point = point
                 if distance <= band:
+                    state.pending = None  # the stay across starts again, as segcast's rule says
                     continue
                 if not state.side or side == state.side or not state.crossed:
                     state.side, state.crossed, state.pending = side, False, None
@@ -280,7 +283,7 @@ def score(
     last_frame = results[-1].frame.seq
     fps = float(scene.fps)
     events = [(r.frame.seq, e) for r in results for e in r.events if isinstance(e, AnalyticsEvent)]
-    # A crossing is dated when the track was first seen across, which may be before it was reported.
+    # A crossing is dated when its stay across began, which may be before it was reported.
     crossed = [(round(e.media_time * fps), e) for _, e in events if e.kind is AnalyticsEventKind.LINE_CROSS]
     unmatched = list(truth.crossings)
     extra = 0
@@ -304,25 +307,32 @@ def score(
     # A crossing in the run's last moments may not have been confirmed yet when it ended.
     scored = [c for c in truth.crossings if c.frame <= last_frame - CROSSING_SLACK_FRAMES]
     found = sum(c not in unmatched for c in scored)
-    # Reported visits: (track, zone) from its enter event to its exit (or the last frame it was in).
-    reported: dict[tuple[int, str], list[tuple[int | None, float, float]]] = {}
-    for frame, event in events:
+    # Reported visits: (track, zone) from its enter event to its exit (or the last frame it was in),
+    # each credited to the object its track followed in most frames of the visit. The entry frame
+    # alone would judge a visit by one box, which a detection merged with a neighbour's or cut by the
+    # picture's edge can move off its object for that frame.
+    inside: dict[tuple[int, str], list[tuple[float, int | None]]] = {}
+    for result in results:
+        for track in result.tracks:
+            for zone in track.zones:
+                owner = owners.get((result.frame.seq, track.track_id))
+                inside.setdefault((track.track_id, zone), []).append((result.frame.media_time, owner))
+    spans: dict[tuple[int, str], list[tuple[float, float]]] = {}
+    for _, event in events:
         key = (event.track_id, event.zone or "")
         if event.kind is AnalyticsEventKind.ZONE_ENTER:
-            reported.setdefault(key, []).append((owners.get((frame, event.track_id)), event.media_time, -1.0))
-        elif event.kind is AnalyticsEventKind.ZONE_EXIT and key in reported:
-            owner, entered, _ = reported[key][-1]
-            reported[key][-1] = (owner, entered, event.dwell_s or 0.0)
-    for key, visits in reported.items():  # a visit the run ended in: up to the last frame the track was inside
-        owner, entered, dwell = visits[-1]
-        if dwell < 0:
-            seen = [
-                r.frame.media_time
-                for r in results
-                for t in r.tracks
-                if t.track_id == key[0] and key[1] in t.zones and r.frame.media_time >= entered
-            ]
-            visits[-1] = (owner, entered, max(seen, default=entered) - entered)
+            spans.setdefault(key, []).append((event.media_time, -1.0))
+        elif event.kind is AnalyticsEventKind.ZONE_EXIT and key in spans:
+            spans[key][-1] = (spans[key][-1][0], event.dwell_s or 0.0)
+    reported: dict[tuple[int, str], list[tuple[int | None, float, float]]] = {}
+    for key, visits in spans.items():
+        frames = inside.get(key, [])
+        for entered, dwell in visits:
+            if dwell < 0:  # a visit the run ended in: up to the last frame the track was inside
+                dwell = max((t for t, _ in frames if t >= entered), default=entered) - entered
+            followed = Counter(o for t, o in frames if entered <= t <= entered + dwell and o is not None)
+            owner = followed.most_common(1)[0][0] if followed else None
+            reported.setdefault(key, []).append((owner, entered, dwell))
     within, errors, scored_visits = 0, [], 0
     for visit in truth.visits:
         if visit.last >= last_frame - 1:

@@ -96,7 +96,7 @@ class _LineState:
     side: int  # the last side the anchor was on beyond the dead band; 0 until it first was
     last_point: Point
     path_crossed: bool = False  # whether the anchor's path since then went over the line
-    #: Capture and media time it was first seen across, until the crossing counts.
+    #: Capture and media time its current stay across (beyond the band) began, until the crossing counts.
     pending: tuple[float, float] | None = None
 
 
@@ -160,7 +160,10 @@ class StreamAnalytics:
         self.counts = Counts(
             MappingProxyType(inside_now),
             MappingProxyType(
-                {line: {name: dict(d) for name, d in by_class.items()} for line, by_class in self._crossings.items()}
+                {
+                    line.name: {name: dict(d) for name, d in self._crossings[line.name].items()}
+                    for line, _, _ in resolved.lines
+                }
             ),
             MappingProxyType(dict(self._dwell)),
         )
@@ -268,7 +271,11 @@ class StreamAnalytics:
             state.path_crossed |= crosses(state.last_point, point, points)
             state.last_point = point
             if distance <= band:
-                continue  # in the dead band: the side is not decided yet
+                # In the dead band the side is not decided, and a stay across that it interrupts
+                # starts again: a nearer object that hides a track's lower part for a moment lifts
+                # its point over the line and back into the band, which is no crossing yet.
+                state.pending = None
+                continue
             if not state.side or side == state.side or not state.path_crossed:
                 # First sighting beyond the band, back where it was, or round the end of the line.
                 state.side, state.path_crossed, state.pending = side, False, None
@@ -279,7 +286,7 @@ class StreamAnalytics:
                 events.append(self._cross(state, line.name, track.track_id, track.class_id, track.class_name))
 
     def _cross(self, state: _LineState, line: str, track_id: int, class_id: int, class_name: str) -> AnalyticsEvent:
-        """Count the crossing ``state`` has pending, dated when the track was first seen across."""
+        """Count the crossing ``state`` has pending, dated when its stay across began."""
         assert state.pending is not None
         direction = "in" if state.side < 0 else "out"  # the side it came from: left of the line is "in"
         by_class = self._crossings[line].setdefault(class_name, dict.fromkeys(DIRECTIONS, 0))

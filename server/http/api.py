@@ -374,17 +374,25 @@ async def _tracks(request: web.Request) -> web.Response:
 
 
 async def _counts(request: web.Request) -> web.Response:
-    """Objects in each zone now and crossings of each line since the stream started (docs/analytics.md)."""
+    """Objects in each zone now and crossings of each line since the stream started (docs/analytics.md).
+
+    Every configured zone and line is listed, at zero before the first frame; once frames come, one
+    that does not fit them is marked ``left_out`` (``analytics_error`` says why) rather than passing
+    for an empty zone.
+    """
     info = _info(request)
-    counts = request.app[manager_key].worker.counts(info.stream_id)
+    worker = request.app[manager_key].worker
+    counts, stats = worker.counts(info.stream_id), worker.stats(info.stream_id)
     options = info.config.options
-    zones = {zone.name: {"objects": 0, "by_class": {}} for zone in options.zones}
-    lines = {line.name: {"in": 0, "out": 0, "by_class": {}} for line in options.lines}
+    zones: dict[str, dict[str, object]] = {zone.name: {"objects": 0, "by_class": {}} for zone in options.zones}
+    lines: dict[str, dict[str, object]] = {line.name: {"in": 0, "out": 0, "by_class": {}} for line in options.lines}
     if counts is not None:
         found = counts.to_json()
-        zones.update(found["zones"])  # type: ignore[call-overload]
-        lines.update(found["lines"])  # type: ignore[call-overload]
-    return web.json_response({"v": PROTOCOL_VERSION, "stream": info.stream_id, "zones": zones, "lines": lines})
+        for listed, measured in ((zones, found["zones"]), (lines, found["lines"])):
+            for name, values in listed.items():
+                values.update(measured.get(name, {"left_out": True}))  # type: ignore[attr-defined]
+    body = {"v": PROTOCOL_VERSION, "stream": info.stream_id, "zones": zones, "lines": lines}
+    return web.json_response(body | {"analytics_error": stats.analytics_error if stats else None})
 
 
 async def _health(request: web.Request) -> web.Response:
