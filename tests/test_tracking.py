@@ -192,6 +192,30 @@ def test_a_weak_detection_inside_a_confident_one_is_a_duplicate_not_a_hidden_obj
     assert kept.boxes[1, 0] == 180
 
 
+def test_a_confident_part_of_an_object_is_a_duplicate_but_an_object_in_its_box_corner_is_not() -> None:
+    """The model often sees a partly hidden object whole and once more as its upper part, boxes that
+    NMS keeps apart (IoU under 0.7): each would keep a track of its own and the two would trade the
+    object. Judged by mask: a second object in the corner of a disc's box is not inside the disc."""
+    image = np.zeros((240, 320, 3), np.uint8)
+    ys, xs = np.mgrid[: image.shape[0], : image.shape[1]]
+    disc = (xs - 150) ** 2 + (ys - 150) ** 2 <= 50**2  # box 100..200
+    upper = disc & (ys < 160)  # box 100..200 x 100..160: 60 % of the disc's box, IoU 0.6
+    corner = (xs >= 100) & (xs < 118) & (ys >= 100) & (ys < 118)  # inside the disc's box, barely in the disc
+
+    def kept(rows: list[list[float]], masks: list[np.ndarray]) -> list[float]:
+        boxes = torch.tensor(rows, dtype=torch.float32)
+        result = Results(image, "", NAMES, boxes=boxes, masks=torch.tensor(np.array(masks), dtype=torch.float32))
+        tracker = StreamTracker("cam", NAMES, StreamOptions(conf=0.25), 15.0)
+        return tracker._select(Detections.from_results(result)).confidence.tolist()
+
+    whole = [100, 100, 200, 200, 0.9, 0]
+    assert kept([whole, [100, 100, 200, 160, 0.5, 0]], [disc, upper]) == pytest.approx([0.9])
+    assert kept([whole, [100, 100, 118, 118, 0.5, 0]], [disc, corner]) == pytest.approx([0.9, 0.5])
+    # Another class, or the part the more confident of the two: not judged a duplicate.
+    assert kept([whole, [100, 100, 200, 160, 0.5, 1]], [disc, upper]) == pytest.approx([0.9, 0.5])
+    assert kept([[*whole[:4], 0.5, 0], [100, 100, 200, 160, 0.9, 0]], [disc, upper]) == pytest.approx([0.5, 0.9])
+
+
 @pytest.mark.parametrize("kind", tracker_kinds())
 def test_every_ultralytics_tracker_keeps_ids_on_a_clear_object(kind: str) -> None:
     scene = Scene(seed=SCENE_SEED)

@@ -28,6 +28,7 @@ import numpy as np
 from server.frames import Frame, Track, TrackEvent, TrackEventKind
 from server.inference.detections import Detections
 from server.options import SEGTRACK, StreamOptions
+from server.tracking.duplicates import duplicates
 from server.tracking.segtrack import SegTracker
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,6 @@ RATE_SMOOTHING = 0.2  # weight of the newest interval in the measured processing
 #: the processing rate, so it is left out of the measurement.
 MAX_RATE_GAP_S = 5.0
 POLYGON_TOLERANCE_PX = 1.0
-#: A detection under the stream's conf lying this much inside a confident one's box is a duplicate.
-WEAK_DUPLICATE_SHARE = 0.7
 #: Per processed frame, older class votes count this much less: a model that flickers between two
 #: classes for a frame or two does not relabel a track, while a lasting change wins in a few frames.
 CLASS_VOTE_DECAY = 0.9
@@ -184,7 +183,7 @@ class StreamTracker:
         keep = conf >= self._tracker_conf
         if self._class_ids is not None:
             keep &= np.isin(detections.class_ids, list(self._class_ids))
-        keep &= ~_weak_duplicates(detections.boxes, self._options.conf)
+        keep &= ~duplicates(detections, self._options.conf)
         indices = np.flatnonzero(keep)
         if len(indices) > self._options.max_det:
             indices = indices[np.argsort(-conf[indices], kind="stable")[: self._options.max_det]]
@@ -283,27 +282,6 @@ class StreamTracker:
         fps = self.processing_fps
         for attribute, window_s in self._windows_s.items():
             setattr(self._tracker, attribute, max(1, round(window_s * fps)))
-
-
-def _weak_duplicates(boxes: np.ndarray, conf: float) -> np.ndarray:
-    """Which detections under ``conf`` lie mostly inside the box of one at or above it.
-
-    A weak detection is passed to the tracker for a partly hidden object, whose visible part sticks
-    out of whatever hides it. One that sits inside a confident box is the model seeing a part of that
-    object again, and would only keep a second track alive on it (measured on scene seed 7: two
-    extra id switches as an object entered).
-    """
-    weak = boxes[:, 4] < conf
-    if not weak.any() or weak.all():
-        return np.zeros(len(boxes), bool)
-    a, b = boxes[weak][:, None, :4], boxes[~weak][None, :, :4]
-    inter = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None) * np.clip(
-        np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None
-    )
-    area = np.maximum((a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1]), 1e-6)
-    duplicates = np.zeros(len(boxes), bool)
-    duplicates[np.flatnonzero(weak)] = (inter / area).max(axis=1) >= WEAK_DUPLICATE_SHARE
-    return duplicates
 
 
 def _box(values: np.ndarray) -> tuple[float, float, float, float]:

@@ -1,0 +1,79 @@
+"""Detections that are one object seen twice, dropped before any tracker sees them.
+
+Non-maximum suppression removes a second box only where the two overlap by IoU 0.7. A segmentation
+model also sees part of an object as an object of its own: a partly hidden object is often detected
+whole and once more as its upper part, a box inside the other's that overlaps it by less than that.
+Each tracker then keeps a track on each, and the two swap the object between them while it stays
+partly hidden (scene seed 7 and the occlusion family: tools/track_report.py, docs/benchmarks.md).
+
+Two rules, one for weak detections and one for confident ones:
+- a weak detection (under the stream's ``conf``) mostly inside a confident one's *box* is a part of
+  that object, not the partly hidden object it is passed on for (which sticks out of what hides it);
+- a confident detection whose *mask* lies mostly inside a more confident one's of the same class is
+  a part of that object. Masks, not boxes: in one frame each pixel shows one object, so the masks of
+  two objects barely overlap even where one's box lies inside the other's (a small object seen in the
+  corner of a big one's box).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from server.inference.detections import Detections
+
+#: A detection under the stream's conf lying this much inside a confident one's box is a duplicate.
+WEAK_DUPLICATE_SHARE = 0.7
+#: Confident detections are compared by mask only where this much of one's box lies inside the other's.
+NESTED_BOX_SHARE = 0.5
+#: A confident detection with this much of its mask inside a more confident one's of its class is a duplicate.
+NESTED_MASK_SHARE = 0.8
+
+
+def duplicates(detections: Detections, conf: float) -> np.ndarray:
+    """Which of ``detections`` are another of them seen again, by the two rules above (``conf``: the stream's)."""
+    boxes = detections.boxes
+    found = np.zeros(len(boxes), bool)
+    if len(boxes) < 2:
+        return found
+    inside = _box_share_inside(boxes[:, :4])
+    np.fill_diagonal(inside, 0.0)
+    confident = boxes[:, 4] >= conf
+    found |= ~confident & (inside[:, confident] >= WEAK_DUPLICATE_SHARE).any(axis=1)
+    stronger = boxes[None, :, 4] > boxes[:, None, 4]
+    same_class = boxes[:, None, 5] == boxes[None, :, 5]
+    nested = (inside >= NESTED_BOX_SHARE) & stronger & same_class & confident[:, None] & confident[None, :]
+    for part, whole in zip(*np.nonzero(nested), strict=True):
+        if not found[part] and _mask_share_inside(detections, int(part), int(whole)) >= NESTED_MASK_SHARE:
+            found[part] = True
+    return found
+
+
+def _box_share_inside(boxes: np.ndarray) -> np.ndarray:
+    """``[i, j]``: the share of box i's area that lies inside box j."""
+    a, b = boxes[:, None, :], boxes[None, :, :]
+    inter = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None) * np.clip(
+        np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None
+    )
+    area = np.maximum((a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1]), 1e-6)
+    return np.asarray(inter / area, np.float64)
+
+
+def _mask_share_inside(detections: Detections, part: int, whole: int) -> float:
+    """The share of detection ``part``'s mask inside detection ``whole``'s (0 without masks)."""
+    outlines = []
+    for index in (part, whole):
+        outline = detections.outline(index)
+        if outline is None or len(outline) < 3:
+            return 0.0
+        outlines.append(outline)
+    both = np.concatenate(outlines)
+    left, top = (int(v) for v in np.floor(both.min(axis=0)))
+    right, bottom = (int(v) + 1 for v in np.ceil(both.max(axis=0)))
+    masks = []
+    for outline in outlines:
+        mask = np.zeros((bottom - top, right - left), np.uint8)
+        cv2.fillPoly(mask, [np.round(outline - (left, top)).astype(np.int32)], 1)
+        masks.append(mask)
+    area = cv2.countNonZero(masks[0])
+    return cv2.countNonZero(cv2.bitwise_and(masks[0], masks[1])) / area if area else 0.0
