@@ -28,7 +28,7 @@ import numpy as np
 from server.frames import Frame, Track, TrackEvent, TrackEventKind
 from server.inference.detections import Detections
 from server.options import SEGTRACK, StreamOptions
-from server.tracking.duplicates import duplicates
+from server.tracking.duplicates import seen_twice
 from server.tracking.segtrack import SegTracker
 
 log = logging.getLogger(__name__)
@@ -183,7 +183,7 @@ class StreamTracker:
         keep = conf >= self._tracker_conf
         if self._class_ids is not None:
             keep &= np.isin(detections.class_ids, list(self._class_ids))
-        keep &= ~duplicates(detections, self._options.conf)
+        keep &= ~seen_twice(detections, self._options.conf)
         indices = np.flatnonzero(keep)
         if len(indices) > self._options.max_det:
             indices = indices[np.argsort(-conf[indices], kind="stable")[: self._options.max_det]]

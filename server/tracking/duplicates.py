@@ -30,7 +30,7 @@ NESTED_BOX_SHARE = 0.5
 NESTED_MASK_SHARE = 0.8
 
 
-def duplicates(detections: Detections, conf: float) -> np.ndarray:
+def seen_twice(detections: Detections, conf: float) -> np.ndarray:
     """Which of ``detections`` are another of them seen again, by the two rules above (``conf``: the stream's)."""
     boxes = detections.boxes
     found = np.zeros(len(boxes), bool)
@@ -60,20 +60,22 @@ def _box_share_inside(boxes: np.ndarray) -> np.ndarray:
 
 
 def _mask_share_inside(detections: Detections, part: int, whole: int) -> float:
-    """The share of detection ``part``'s mask inside detection ``whole``'s (0 without masks)."""
-    outlines = []
+    """The share of detection ``part``'s mask inside detection ``whole``'s (0 without masks).
+
+    Both are filled in the two boxes' union (a mask lies in its box). Called for a few pairs a frame,
+    so it is written for fixed costs: each numpy call on arrays this small costs microseconds.
+    """
+    polygons = []
     for index in (part, whole):
         outline = detections.outline(index)
         if outline is None or len(outline) < 3:
             return 0.0
-        outlines.append(outline)
-    both = np.concatenate(outlines)
-    left, top = (int(v) for v in np.floor(both.min(axis=0)))
-    right, bottom = (int(v) + 1 for v in np.ceil(both.max(axis=0)))
-    masks = []
-    for outline in outlines:
-        mask = np.zeros((bottom - top, right - left), np.uint8)
-        cv2.fillPoly(mask, [np.round(outline - (left, top)).astype(np.int32)], 1)
-        masks.append(mask)
+        polygons.append(outline.astype(np.int32))
+    a, b = detections.boxes[part], detections.boxes[whole]
+    left, top = int(min(a[0], b[0])) - 1, int(min(a[1], b[1])) - 1
+    width, height = int(max(a[2], b[2])) + 2 - left, int(max(a[3], b[3])) + 2 - top
+    masks = [np.zeros((height, width), np.uint8) for _ in polygons]
+    for mask, polygon in zip(masks, polygons, strict=True):
+        cv2.fillPoly(mask, [polygon], 1, offset=(-left, -top))
     area = cv2.countNonZero(masks[0])
     return cv2.countNonZero(cv2.bitwise_and(masks[0], masks[1])) / area if area else 0.0
