@@ -353,8 +353,8 @@ def _option_lines(options: StreamOptions, base: StreamOptions) -> list[str]:
     for key, value in values.items():
         if value == defaults[key] or value is None:
             continue
-        if key == "tracker_settings":
-            inline = ", ".join(f"{k} = {_toml(v)}" for k, v in sorted(value.items()))  # type: ignore[attr-defined]
+        if key == "tracker_settings" and isinstance(value, dict):
+            inline = ", ".join(f"{k} = {_toml(v)}" for k, v in sorted(value.items()))
             lines.append(f"tracker_settings = {{ {inline} }}")
         else:
             lines.append(f"{key} = {_toml(value)}")

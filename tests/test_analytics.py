@@ -23,6 +23,7 @@ from tools.analytics_report import (
     FRAMES,
     SEEDS,
     Run,
+    TrueCrossing,
     TrueVisit,
     Truth,
     layout,
@@ -76,9 +77,11 @@ def test_zones_and_lines_are_read_from_options_and_shown_back() -> None:
         ([], [{"name": "l", "points": [[0, 0], [9, 9]], "colour": "red"}], ("lines[0].colour", "unknown key")),
         ([{"name": "bad name!", "points": [[0, 0], [5, 0], [0, 5]]}], [], ("zones[0].name",)),
         ([{"name": "x", "points": [[0, 0], [5, 0], [0, 5]], "min_share": 0}], [], ("zones[0].min_share",)),
+        ("door", [], ("zones: expected a list", "'door'")),
+        ([], [["l", [[0, 0], [9, 9]]]], ("lines: expected a list", "name and points")),
     ],
 )
-def test_bad_zones_and_lines_name_the_key(zones: list[object], lines: list[object], words: tuple[str, ...]) -> None:
+def test_bad_zones_and_lines_name_the_key(zones: object, lines: object, words: tuple[str, ...]) -> None:
     with pytest.raises(ValueError) as caught:
         StreamOptions.from_mapping({"zones": zones, "lines": lines})
     for word in words:
@@ -304,6 +307,32 @@ def test_a_visit_is_credited_to_the_object_its_track_followed_most(followed: int
     result = score(scene, objects, results, truth, DWELL_TOLERANCE_S)
     assert result.scored_visits == 1
     assert result.visits_within == int(credited)
+
+
+@pytest.mark.parametrize(("followed", "credited"), [(1, True), (2, False)])
+def test_a_crossing_dated_on_a_merged_box_is_credited_to_the_object_its_track_followed(
+    followed: int, credited: bool
+) -> None:
+    """The report's scoring: a crossing dated in a frame where its track's box matches no object (merged
+    with a neighbour's) counts for the object the track followed around it; one whose track followed
+    another object there is an extra count and the true crossing a miss."""
+    scene = Scene(seed=7)  # only its frame rate is read
+    here, there, merged = (10, 10, 50, 50), (100, 10, 140, 50), (10.0, 10.0, 140.0, 50.0)
+    mask = np.zeros((1, 1), bool)
+    objects = [[TrueObject(1, 0, here, mask, 0.0), TrueObject(2, 0, there, mask, 0.0)] for _ in range(20)]
+    truth = Truth(crossings=[TrueCrossing(1, "gate", "in", 6)])
+    results = []
+    for index in range(20):
+        frame = Frame("scene", index, 1000.0 + index / scene.fps, index / scene.fps, np.zeros((1, 1, 3), np.uint8))
+        box = merged if index == 6 else (here if followed == 1 else there)
+        tracks = (Track(5, 0, "disc", 0.9, tuple(map(float, box)), None, ()),)
+        crossing = AnalyticsEvent(
+            AnalyticsEventKind.LINE_CROSS, "scene", 5, 0, "disc", 0.0, frame.media_time, line="gate", direction="in"
+        )
+        results.append(FrameResult(frame, tracks, 0.0, (crossing,) if index == 6 else ()))
+    result = score(scene, objects, results, truth, DWELL_TOLERANCE_S)
+    assert result.true_crossings == 1
+    assert (result.found_crossings, result.extra_crossings) == ((1, 0) if credited else (0, 1))
 
 
 # -- drawing -------------------------------------------------------------------------------------

@@ -15,8 +15,9 @@ moves over the line from beyond the dead band on one side to beyond it on the ot
 ``confirm_s``; for lines the point comes from the object's whole outline, hidden parts included: an
 object whose lower part a nearer one hides has not moved, and a count caused by that is wrong.
 Reported tracks are tied to scene objects frame by frame (box IoU), so a count by the wrong track
-does not pass for a right one; a crossing is judged by its track's object in the frame it is dated,
-a visit by the object its track followed in most frames of it.
+does not pass for a right one; a crossing is judged by its track's object in the frame it is dated
+(where its box matches none there, the object the track followed most within `CROSSING_SLACK_FRAMES`
+of it), a visit by the object its track followed in most frames of it.
 """
 
 from __future__ import annotations
@@ -287,8 +288,18 @@ def score(
     crossed = [(round(e.media_time * fps), e) for _, e in events if e.kind is AnalyticsEventKind.LINE_CROSS]
     unmatched = list(truth.crossings)
     extra = 0
+    followed: dict[int, list[tuple[int, int]]] = {}  # track id -> (frame, object) where its box matched one
+    for (seq, track_id), object_id in owners.items():
+        followed.setdefault(track_id, []).append((seq, object_id))
     for frame, event in crossed:
         owner = owners.get((frame, event.track_id))
+        if owner is None:
+            # Its box at the crossing matched no object (merged with a neighbour's, or cut down by a
+            # nearer one): it is credited to the object the track followed most around that frame.
+            near = Counter(
+                o for seq, o in followed.get(event.track_id, ()) if abs(seq - frame) <= CROSSING_SLACK_FRAMES
+            )
+            owner = near.most_common(1)[0][0] if near else None
         match = next(
             (
                 c

@@ -94,7 +94,7 @@ class Counts:
     lines: Mapping[str, Mapping[str, Mapping[str, int]]] = field(default_factory=lambda: MappingProxyType({}))
     dwell: Mapping[str, DwellHistogram] = field(default_factory=lambda: MappingProxyType({}))
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> dict[str, dict[str, dict[str, object]]]:
         return {
             "zones": {
                 zone: {"objects": sum(by_class.values()), "by_class": dict(by_class)}

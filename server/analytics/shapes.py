@@ -127,7 +127,8 @@ def resolve(points: tuple[Point, ...], units: Units, width: int, height: int, wh
 
 def _tables(value: object, key: str) -> list[Mapping[str, Any]]:
     if not isinstance(value, list | tuple) or not all(isinstance(t, Mapping) for t in value):
-        raise ValueError(f'{key}: expected a list of tables, e.g. [{{name = "door", points = [[0, 0], ...]}}]')
+        # Said without a syntax: the same words answer a config file (TOML) and an API body (JSON).
+        raise ValueError(f"{key}: expected a list, each item with a name and points; got {value!r:.60}")
     if len(value) > MAX_SHAPES:
         raise ValueError(f"{key}: at most {MAX_SHAPES} per stream, got {len(value)}")
     return list(value)

@@ -390,7 +390,7 @@ async def _counts(request: web.Request) -> web.Response:
         found = counts.to_json()
         for listed, measured in ((zones, found["zones"]), (lines, found["lines"])):
             for name, values in listed.items():
-                values.update(measured.get(name, {"left_out": True}))  # type: ignore[attr-defined]
+                values.update(measured.get(name, {"left_out": True}))
     body = {"v": PROTOCOL_VERSION, "stream": info.stream_id, "zones": zones, "lines": lines}
     return web.json_response(body | {"analytics_error": stats.analytics_error if stats else None})
 

@@ -304,8 +304,8 @@ class SegTracker:
         Pairs under ``match_thresh``, boxes or the average with masks, are no match; only a pair
         that could match has its colours asked.
         """
-        shifts = np.array([t.predicted_shift() for t in tracks])
-        scores = _box_similarity(tracks, detections)
+        shifts = _predicted_shifts(tracks)
+        scores = _box_similarity(tracks, detections, shifts)
         scores[scores < self.match] = 0.0
         clear = _clear_pairs(scores, CLEAR_MARGIN) & (scores >= 2 * self.match)
         clear &= np.array([t.lost_for == 0 for t in tracks])[:, None]
@@ -331,7 +331,7 @@ class SegTracker:
 
     def _appearance_similarity(self, tracks: list[SegTrack], detections: list[_Seen]) -> np.ndarray:
         """Colour similarity, for detections within reach of where the track was lost."""
-        shifts = np.array([t.predicted_shift() for t in tracks])
+        shifts = _predicted_shifts(tracks)
         reach = self.reid_distance * np.array([t.size() for t in tracks]) + np.hypot(shifts[:, 0], shifts[:, 1])
         lost_at = np.array([_centre(t.box) for t in tracks])
         found_at = np.array([_centre(d.box) for d in detections])
@@ -401,9 +401,14 @@ def _centre(box: np.ndarray) -> np.ndarray:
     return np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
 
 
-def _box_similarity(tracks: list[SegTrack], detections: list[_Seen]) -> np.ndarray:
-    """Box IoU of each track, moved by its velocity, with each detection."""
-    shifts = np.array([t.predicted_shift() for t in tracks])
+def _predicted_shifts(tracks: list[SegTrack]) -> np.ndarray:
+    """How far each track is expected to have moved since it was last seen (x, y rows)."""
+    return np.array([t.predicted_shift() for t in tracks]).reshape(-1, 2)
+
+
+def _box_similarity(tracks: list[SegTrack], detections: list[_Seen], shifts: np.ndarray | None = None) -> np.ndarray:
+    """Box IoU of each track, moved by its velocity (``shifts``, when already known), with each detection."""
+    shifts = _predicted_shifts(tracks) if shifts is None else shifts
     a = (np.array([t.box for t in tracks]) + np.hstack([shifts, shifts]))[:, None, :]
     b = np.array([d.box for d in detections])[None, :, :]
     inter = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None) * np.clip(
