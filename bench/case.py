@@ -40,6 +40,7 @@ def run(case: dict[str, Any]) -> dict[str, Any]:
             max_batch=case.get("max_batch", 8),
             annotated=case.get("annotated", True),
             fast_masks=case.get("fast_masks", True),
+            tracker=case.get("tracker"),
         )
         out: dict[str, Any] = {
             "frames": result.frames,

@@ -69,6 +69,7 @@ def run_pipeline(
     max_batch: int = 8,
     annotated: bool = True,
     fast_masks: bool = True,
+    tracker: str | None = None,
     warmup: int = 5,
     timeout_s: float = 600.0,
 ) -> PipelineRun:
@@ -77,9 +78,9 @@ def run_pipeline(
     ``frames`` counts all streams together, after ``warmup`` frames per stream (model warm-up, first
     allocations) that are not timed. With ``annotated`` every frame is drawn and JPEG-encoded, as for
     a viewer of the annotated stream; without, only metadata is made. ``fast_masks`` as in
-    `InferenceOptions`.
+    `InferenceOptions`; ``tracker`` replaces the default one (as a comparison with ``model.track`` needs).
     """
-    options = StreamOptions.from_mapping({"imgsz": imgsz})
+    options = StreamOptions.from_mapping({"imgsz": imgsz} | ({"tracker": tracker} if tracker else {}))
     inference = InferenceOptions(imgsz=imgsz, max_batch=max_batch, fast_masks=fast_masks)
     settings = Settings(model=model, inference=inference, stream_defaults=options)
     hub = CountingHub(need_jpeg=annotated)

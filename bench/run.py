@@ -246,13 +246,13 @@ def _throughput(model: str, video: Path, imgsz: int, args: argparse.Namespace) -
 
     Each round runs all three back to back, so a ratio is taken within a round and the rounds give its spread.
     """
-    from bench.seed_loop import SeedSettings
+    from bench.seed_loop import COMPARED_TRACKER, SeedSettings
 
     common = {"model": model, "imgsz": imgsz, "frames": args.frames}
     sides = {
         "seed_fps": {"kind": "seed", "settings": SeedSettings.AS_WRITTEN.value, **common},
         "like_fps": {"kind": "seed", "settings": SeedSettings.LIKE_FOR_LIKE.value, **common},
-        "segcast_fps": {"kind": "segcast", "forward": True, **common},
+        "segcast_fps": {"kind": "segcast", "forward": True, "tracker": COMPARED_TRACKER, **common},
     }
     names = list(sides)
     rounds: list[dict[str, float]] = []
@@ -415,13 +415,13 @@ def _settings(args: argparse.Namespace, model_path: Path, imgsz: int) -> dict[st
 
 def _compared_settings() -> dict[str, dict[str, str]]:
     """Each side's tracking and detection settings in the throughput figure, as the page states them."""
-    from bench.seed_loop import SeedSettings, effective_settings
+    from bench.seed_loop import COMPARED_TRACKER, SeedSettings, effective_settings
     from server.options import StreamOptions
     from server.tracking import detection_conf
 
-    options = StreamOptions()
+    options = StreamOptions(tracker=COMPARED_TRACKER)
     segcast = {
-        "call": "StreamOptions()",
+        "call": f"StreamOptions(tracker={COMPARED_TRACKER!r})",
         "tracker": options.tracker,
         "camera motion": str(options.tracker_config().get("gmc_method", "none")),
         "model conf": f"{detection_conf(options):g}",

@@ -7,9 +7,9 @@ JPEG-encode the result, since sending the picture somewhere is the point of a li
 It runs in one of two ways, so a ratio can say what it compares. *As written* passes nothing but
 ``persist=True``: ultralytics' defaults, which is what users run (its default tracker, TrackTrack
 with optical-flow camera-motion compensation, the model at conf 0.1, per-class NMS, every track
-drawn). *Like for like* passes segcast's own defaults: the same tracker and settings, the model run
-at the confidence segcast's tracker takes, class-agnostic NMS at the same IoU, and only tracks at
-segcast's reporting ``conf`` drawn.
+drawn). *Like for like* passes segcast's own defaults with `COMPARED_TRACKER`, the tracker both
+sides of the comparison run: the model run at the confidence that tracker takes in segcast,
+class-agnostic NMS at the same IoU, and only tracks at segcast's reporting ``conf`` drawn.
 """
 
 from __future__ import annotations
@@ -25,6 +25,10 @@ import cv2
 
 #: The confidence ``model.track`` runs the model at when given none (ultralytics' ``Model.track``).
 TRACK_DEFAULT_CONF = 0.1
+#: The tracker both sides of a throughput comparison run. ``model.track`` runs only ultralytics'
+#: trackers, so segcast's side runs this one too rather than its default, segtrack, whose extra
+#: cost per frame the occlusion section's tracker-cost table gives.
+COMPARED_TRACKER = "bytetrack"
 
 
 class SeedSettings(Enum):
@@ -54,7 +58,7 @@ def track_options(settings: SeedSettings) -> tuple[dict[str, Any], float | None]
     from server.options import StreamOptions
     from server.tracking import detection_conf
 
-    options = StreamOptions()
+    options = StreamOptions(tracker=COMPARED_TRACKER)
     track = {
         "tracker": f"{options.tracker}.yaml",
         "conf": detection_conf(options),

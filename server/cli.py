@@ -97,7 +97,7 @@ def _add_common(parser: argparse.ArgumentParser, default_model: str) -> None:
     parser.add_argument("--imgsz", type=int, default=None, help="inference size (default: the model's own)")
     parser.add_argument("--conf", type=float, default=None, help="minimum detection confidence (default 0.25)")
     parser.add_argument(
-        "--tracker", default=None, help="bytetrack (default), segtrack (masks and colours), botsort, ocsort, ..."
+        "--tracker", default=None, help="segtrack (default: masks and colours), bytetrack, botsort, ocsort, ..."
     )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument("--access-log", action="store_true", help="log every HTTP request (off by default)")

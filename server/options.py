@@ -18,8 +18,10 @@ from server.analytics.shapes import Line, Zone, parse_lines, parse_zones
 
 #: ultralytics' own default; ``max_det`` bounds the work per frame, not the objects a camera can see.
 DEFAULT_MAX_DET = 300
-DEFAULT_TRACKER = "bytetrack"
 SEGTRACK = "segtrack"  # segcast's own mask- and appearance-aware tracker (server.tracking.segtrack)
+#: segtrack keeps ids through occlusion and frame skipping where the box trackers lose them
+#: (docs/benchmarks.md); any of ultralytics' trackers can be picked per stream instead.
+DEFAULT_TRACKER = SEGTRACK
 MIN_IMGSZ_PX = 32
 MAX_IMGSZ_PX = 4096
 IMGSZ_STRIDE_PX = 32  # YOLO's largest stride: an input must be a whole number of its cells

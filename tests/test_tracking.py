@@ -18,6 +18,7 @@ from tests.support.truth import mask_iou, polygon_mask
 from tools.track_report import is_apart, match_boxes, score
 
 FPS = 15.0
+SLIVER_PX = 3  # an object showing less than this across has no outline to compare
 
 
 def frame_at(scene: Scene, index: int, image: np.ndarray) -> Frame:
@@ -61,13 +62,13 @@ def test_skipped_frames_do_not_break_tracking(every: int) -> None:
 
 
 def test_lost_track_buffer_follows_the_measured_processing_rate() -> None:
-    """ultralytics' track_buffer=30 means one second at 30 fps; at 5 processed fps that is 5 updates."""
+    """segtrack's track_buffer=90 (frames at 30 fps, as ultralytics counts) is 3 s: 15 updates at 5 processed fps."""
     scene = Scene(seed=SCENE_SEED)
     tracker = StreamTracker("cam", NAMES, StreamOptions(), FPS)
-    assert tracker._tracker.max_frames_lost == 15  # the nominal rate, until frames are measured
+    assert tracker._tracker.max_frames_lost == 45  # the nominal rate, until frames are measured
     run_truth(scene, tracker, range(0, 60, 3))
     assert tracker.processing_fps == pytest.approx(5.0, rel=0.05)
-    assert tracker._tracker.max_frames_lost == 5
+    assert tracker._tracker.max_frames_lost == 15
 
 
 def test_track_buffer_override_is_a_time_at_thirty_fps() -> None:
@@ -89,6 +90,8 @@ def test_masks_stay_with_their_tracks_whatever_the_detection_order() -> None:
         for i, j in match_boxes(truths, [t.box for t in tracks]):
             truth, track = truths[i], tracks[j]
             assert owner.setdefault(track.track_id, truth.object_id) == truth.object_id
+            if min(truth.box[2] - truth.box[0], truth.box[3] - truth.box[1]) < SLIVER_PX:
+                continue  # leaving the picture: too thin a mask for an outline (segtrack keeps its track)
             assert track.polygon is not None
             assert mask_iou(polygon_mask(track.polygon, image.shape[:2]), truth.mask) >= 0.9
             checked += 1
@@ -99,7 +102,7 @@ def test_a_track_starts_once_and_ends_after_its_object_leaves() -> None:
     image = np.zeros((240, 320, 3), np.uint8)
     tracker = StreamTracker("cam", NAMES, StreamOptions(), 10.0)
     events = []
-    for index in range(40):
+    for index in range(60):
         rows = [[10 + 4 * index, 50, 60 + 4 * index, 100, 0.9, 1]] if index < 20 else []
         frame = Frame("cam", index, 1000.0 + index / 10, index / 10, image)
         _, new = tracker.update(box_result(image, rows), frame)
@@ -108,8 +111,8 @@ def test_a_track_starts_once_and_ends_after_its_object_leaves() -> None:
     assert kinds[0] == (0, TrackEventKind.START)
     assert [k for _, k in kinds] == [TrackEventKind.START, TrackEventKind.END]
     end_index, end = events[1]
-    # Last seen at frame 19 and kept as lost for ultralytics' 1 s (10 updates at 10 fps).
-    assert 19 + 10 <= end_index <= 19 + 12
+    # Last seen at frame 19 and kept as lost for segtrack's 3 s (30 updates at 10 fps).
+    assert 19 + 30 <= end_index <= 19 + 32
     assert end.stream_id == "cam" and end.class_name == "square"
     assert end.age_s == pytest.approx(1.9)
     assert end.first_seen == pytest.approx(1000.0)

@@ -8,11 +8,11 @@ from server.inference.worker import InferenceOptions
 from server.options import StreamOptions, tracker_kinds
 
 
-def test_defaults_are_ultralytics_defaults_with_bytetrack() -> None:
+def test_defaults_are_ultralytics_defaults_with_segtrack() -> None:
     options = StreamOptions.from_mapping({})
     assert options == StreamOptions()
-    assert (options.conf, options.iou, options.max_det, options.tracker) == (0.25, 0.7, 300, "bytetrack")
-    assert options.tracker_config()["track_buffer"] == 30
+    assert (options.conf, options.iou, options.max_det, options.tracker) == (0.25, 0.7, 300, "segtrack")
+    assert options.tracker_config()["track_buffer"] == 90
 
 
 def test_every_option_can_be_set_from_a_mapping() -> None:

@@ -288,16 +288,16 @@ def score(
     crossed = [(round(e.media_time * fps), e) for _, e in events if e.kind is AnalyticsEventKind.LINE_CROSS]
     unmatched = list(truth.crossings)
     extra = 0
-    followed: dict[int, list[tuple[int, int]]] = {}  # track id -> (frame, object) where its box matched one
+    matched_by: dict[int, list[tuple[int, int]]] = {}  # track id -> (frame, object) where its box matched one
     for (seq, track_id), object_id in owners.items():
-        followed.setdefault(track_id, []).append((seq, object_id))
+        matched_by.setdefault(track_id, []).append((seq, object_id))
     for frame, event in crossed:
         owner = owners.get((frame, event.track_id))
         if owner is None:
             # Its box at the crossing matched no object (merged with a neighbour's, or cut down by a
             # nearer one): it is credited to the object the track followed most around that frame.
             near = Counter(
-                o for seq, o in followed.get(event.track_id, ()) if abs(seq - frame) <= CROSSING_SLACK_FRAMES
+                o for seq, o in matched_by.get(event.track_id, ()) if abs(seq - frame) <= CROSSING_SLACK_FRAMES
             )
             owner = near.most_common(1)[0][0] if near else None
         match = next(
