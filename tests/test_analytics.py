@@ -335,6 +335,32 @@ def test_a_crossing_dated_on_a_merged_box_is_credited_to_the_object_its_track_fo
     assert (result.found_crossings, result.extra_crossings) == ((1, 0) if credited else (0, 1))
 
 
+@pytest.mark.parametrize(("unseen", "credited"), [(True, True), (False, False)])
+def test_a_crossing_made_while_its_track_was_unseen_matches_when_it_is_seen_across(
+    unseen: bool, credited: bool
+) -> None:
+    """The report's scoring: an object that crossed at frame 5 while its track was unseen (frames 3 to
+    19) is counted, and dated, when it is seen across at frame 20; that count is the crossing. A track
+    seen all along that counts at frame 20 counted something else."""
+    scene = Scene(seed=7)  # only its frame rate is read
+    here = (10, 10, 50, 50)
+    mask = np.zeros((1, 1), bool)
+    objects = [[TrueObject(1, 0, here, mask, 0.0)] for _ in range(40)]
+    truth = Truth(crossings=[TrueCrossing(1, "gate", "in", 5)])
+    results = []
+    for index in range(40):
+        frame = Frame("scene", index, 1000.0 + index / scene.fps, index / scene.fps, np.zeros((1, 1, 3), np.uint8))
+        seen = not (unseen and 3 <= index < 20)
+        tracks = (Track(5, 0, "disc", 0.9, tuple(map(float, here)), None, ()),) if seen else ()
+        crossing = AnalyticsEvent(
+            AnalyticsEventKind.LINE_CROSS, "scene", 5, 0, "disc", 0.0, frame.media_time, line="gate", direction="in"
+        )
+        results.append(FrameResult(frame, tracks, 0.0, (crossing,) if index == 20 else ()))
+    result = score(scene, objects, results, truth, DWELL_TOLERANCE_S)
+    assert result.true_crossings == 1
+    assert (result.found_crossings, result.extra_crossings) == ((1, 0) if credited else (0, 1))
+
+
 # -- drawing -------------------------------------------------------------------------------------
 
 

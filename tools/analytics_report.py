@@ -17,12 +17,14 @@ object whose lower part a nearer one hides has not moved, and a count caused by 
 Reported tracks are tied to scene objects frame by frame (box IoU), so a count by the wrong track
 does not pass for a right one; a crossing is judged by its track's object in the frame it is dated
 (where its box matches none there, the object the track followed most within `CROSSING_SLACK_FRAMES`
-of it), a visit by the object its track followed in most frames of it.
+of it) and may have happened while its track was unseen (`_match_crossings`), a visit is judged by
+the object its track followed in most frames of it.
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import itertools
 import queue
 import sys
@@ -286,35 +288,7 @@ def score(
     events = [(r.frame.seq, e) for r in results for e in r.events if isinstance(e, AnalyticsEvent)]
     # A crossing is dated when its stay across began, which may be before it was reported.
     crossed = [(round(e.media_time * fps), e) for _, e in events if e.kind is AnalyticsEventKind.LINE_CROSS]
-    unmatched = list(truth.crossings)
-    extra = 0
-    matched_by: dict[int, list[tuple[int, int]]] = {}  # track id -> (frame, object) where its box matched one
-    for (seq, track_id), object_id in owners.items():
-        matched_by.setdefault(track_id, []).append((seq, object_id))
-    for frame, event in crossed:
-        owner = owners.get((frame, event.track_id))
-        if owner is None:
-            # Its box at the crossing matched no object (merged with a neighbour's, or cut down by a
-            # nearer one): it is credited to the object the track followed most around that frame.
-            near = Counter(
-                o for seq, o in matched_by.get(event.track_id, ()) if abs(seq - frame) <= CROSSING_SLACK_FRAMES
-            )
-            owner = near.most_common(1)[0][0] if near else None
-        match = next(
-            (
-                c
-                for c in unmatched
-                if c.object_id == owner
-                and c.line == event.line
-                and c.direction == event.direction
-                and abs(c.frame - frame) <= CROSSING_SLACK_FRAMES
-            ),
-            None,
-        )
-        if match is None:
-            extra += 1
-        else:
-            unmatched.remove(match)
+    unmatched, extra = _match_crossings(crossed, truth.crossings, owners, results)
     # A crossing in the run's last moments may not have been confirmed yet when it ended.
     scored = [c for c in truth.crossings if c.frame <= last_frame - CROSSING_SLACK_FRAMES]
     found = sum(c not in unmatched for c in scored)
@@ -363,6 +337,58 @@ def score(
         errors.append(error)
         within += error <= dwell_tolerance_s
     return Score(len(scored), found, extra, scored_visits, within, errors)
+
+
+def _match_crossings(
+    crossed: Sequence[tuple[int, AnalyticsEvent]],
+    true_crossings: Sequence[TrueCrossing],
+    owners: dict[tuple[int, int], int],
+    results: Sequence[FrameResult],
+) -> tuple[list[TrueCrossing], int]:
+    """Pair reported crossings (dated frame, event) with true ones: the true ones left, and how many
+    reported ones matched none.
+
+    A reported crossing matches a true one of its track's object, line and direction from
+    `CROSSING_SLACK_FRAMES` before the last frame its track was seen before it (a crossing made while
+    the track was unseen is only known, and dated, when it is seen across) to as many after its date.
+    Its object is the one its track's box matches at that date, or, where the box matches none there
+    (merged with a neighbour's, or cut down by a nearer one), the one the track followed most within
+    the slack.
+    """
+    seen_in: dict[int, list[int]] = {}  # track id -> the frames it was reported in, in order
+    matched_in: dict[int, list[tuple[int, int]]] = {}  # track id -> (frame, object) where its box matched one
+    for result in results:
+        for track in result.tracks:
+            seen_in.setdefault(track.track_id, []).append(result.frame.seq)
+    for (seq, track_id), object_id in owners.items():
+        matched_in.setdefault(track_id, []).append((seq, object_id))
+    unmatched, extra = list(true_crossings), 0
+    for frame, event in crossed:
+        owner = owners.get((frame, event.track_id))
+        if owner is None:
+            near = Counter(
+                o for seq, o in matched_in.get(event.track_id, ()) if abs(seq - frame) <= CROSSING_SLACK_FRAMES
+            )
+            owner = near.most_common(1)[0][0] if near else None
+        seen = seen_in.get(event.track_id, [])
+        before = bisect.bisect_left(seen, frame)
+        since = min(seen[before - 1], frame) if before else frame
+        match = next(
+            (
+                c
+                for c in unmatched
+                if c.object_id == owner
+                and c.line == event.line
+                and c.direction == event.direction
+                and since - CROSSING_SLACK_FRAMES <= c.frame <= frame + CROSSING_SLACK_FRAMES
+            ),
+            None,
+        )
+        if match is None:
+            extra += 1
+        else:
+            unmatched.remove(match)
+    return unmatched, extra
 
 
 def layout(tracker: str | None = None) -> StreamOptions:
