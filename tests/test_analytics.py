@@ -321,16 +321,8 @@ def test_a_crossing_dated_on_a_merged_box_is_credited_to_the_object_its_track_fo
     mask = np.zeros((1, 1), bool)
     objects = [[TrueObject(1, 0, here, mask, 0.0), TrueObject(2, 0, there, mask, 0.0)] for _ in range(20)]
     truth = Truth(crossings=[TrueCrossing(1, "gate", "in", 6)])
-    results = []
-    for index in range(20):
-        frame = Frame("scene", index, 1000.0 + index / scene.fps, index / scene.fps, np.zeros((1, 1, 3), np.uint8))
-        box = merged if index == 6 else (here if followed == 1 else there)
-        tracks = (Track(5, 0, "disc", 0.9, tuple(map(float, box)), None, ()),)
-        crossing = AnalyticsEvent(
-            AnalyticsEventKind.LINE_CROSS, "scene", 5, 0, "disc", 0.0, frame.media_time, line="gate", direction="in"
-        )
-        results.append(FrameResult(frame, tracks, 0.0, (crossing,) if index == 6 else ()))
-    result = score(scene, objects, results, truth, DWELL_TOLERANCE_S)
+    boxes = [merged if index == 6 else (here if followed == 1 else there) for index in range(20)]
+    result = score(scene, objects, _one_track_crossing(scene, boxes, 6), truth, DWELL_TOLERANCE_S)
     assert result.true_crossings == 1
     assert (result.found_crossings, result.extra_crossings) == ((1, 0) if credited else (0, 1))
 
@@ -347,18 +339,25 @@ def test_a_crossing_made_while_its_track_was_unseen_matches_when_it_is_seen_acro
     mask = np.zeros((1, 1), bool)
     objects = [[TrueObject(1, 0, here, mask, 0.0)] for _ in range(40)]
     truth = Truth(crossings=[TrueCrossing(1, "gate", "in", 5)])
+    boxes = [None if unseen and 3 <= index < 20 else here for index in range(40)]
+    result = score(scene, objects, _one_track_crossing(scene, boxes, 20), truth, DWELL_TOLERANCE_S)
+    assert result.true_crossings == 1
+    assert (result.found_crossings, result.extra_crossings) == ((1, 0) if credited else (0, 1))
+
+
+def _one_track_crossing(
+    scene: Scene, boxes: list[tuple[float, float, float, float] | None], dated: int
+) -> list[FrameResult]:
+    """Frames with one track (id 5) at ``boxes`` (None: unseen there) that counts crossing "gate" at ``dated``."""
     results = []
-    for index in range(40):
+    for index, box in enumerate(boxes):
         frame = Frame("scene", index, 1000.0 + index / scene.fps, index / scene.fps, np.zeros((1, 1, 3), np.uint8))
-        seen = not (unseen and 3 <= index < 20)
-        tracks = (Track(5, 0, "disc", 0.9, tuple(map(float, here)), None, ()),) if seen else ()
+        tracks = (Track(5, 0, "disc", 0.9, tuple(map(float, box)), None, ()),) if box is not None else ()
         crossing = AnalyticsEvent(
             AnalyticsEventKind.LINE_CROSS, "scene", 5, 0, "disc", 0.0, frame.media_time, line="gate", direction="in"
         )
-        results.append(FrameResult(frame, tracks, 0.0, (crossing,) if index == 20 else ()))
-    result = score(scene, objects, results, truth, DWELL_TOLERANCE_S)
-    assert result.true_crossings == 1
-    assert (result.found_crossings, result.extra_crossings) == ((1, 0) if credited else (0, 1))
+        results.append(FrameResult(frame, tracks, 0.0, (crossing,) if index == dated else ()))
+    return results
 
 
 # -- drawing -------------------------------------------------------------------------------------
