@@ -34,7 +34,7 @@ from scipy.optimize import linear_sum_assignment
 
 from server.frames import Frame, Track
 from server.inference.detections import Detections, detect
-from server.options import StreamOptions, tracker_kinds
+from server.options import DEFAULT_TRACKER, StreamOptions, tracker_kinds
 from server.scene import FAMILIES, Scene, TrueObject
 from server.tracking import StreamTracker, detection_conf
 
@@ -347,7 +347,9 @@ def main() -> None:
     parser.add_argument("--imgsz", type=int, default=None)
     parser.add_argument("--conf", type=float, default=0.25)
     parser.add_argument(
-        "--tracker", default="bytetrack", help="a tracker, several separated by commas, or 'all' for a table"
+        "--tracker",
+        default=DEFAULT_TRACKER,
+        help=f"a tracker (default: segcast's, {DEFAULT_TRACKER}), several separated by commas, or 'all' for a table",
     )
     parser.add_argument("--set", type=_setting, action="append", default=[], help="tracker setting KEY=VALUE")
     parser.add_argument(
