@@ -40,9 +40,9 @@ def test_a_comma_separated_class_list_is_accepted() -> None:
 
 def test_stream_values_override_the_defaults_they_are_read_over() -> None:
     defaults = StreamOptions.from_mapping({"conf": 0.5, "tracker_settings": {"track_buffer": 90}})
-    stream = StreamOptions.from_mapping({"iou": 0.6, "tracker_settings": {"match_thresh": 0.9}}, defaults)
+    stream = StreamOptions.from_mapping({"iou": 0.6, "tracker_settings": {"min_overlap": 0.2}}, defaults)
     assert (stream.conf, stream.iou) == (0.5, 0.6)
-    assert dict(stream.tracker_settings) == {"match_thresh": 0.9, "track_buffer": 90}
+    assert dict(stream.tracker_settings) == {"min_overlap": 0.2, "track_buffer": 90}
     other = StreamOptions.from_mapping({"tracker": "ocsort"}, defaults)
     assert other.tracker_settings == (), "settings of another tracker kind are not carried over"
 

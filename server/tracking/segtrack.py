@@ -47,7 +47,9 @@ SEGTRACK_DEFAULTS: dict[str, float | int | bool | str] = {
     "track_low_thresh": 0.1,  # weaker ones only continue kept tracks; below this they are ignored
     "new_track_thresh": 0.25,  # a detection left over starts a track from this confidence
     "track_buffer": 90,  # how long a lost track can be found again, frames at 30 fps (3 s)
-    "match_thresh": 0.1,  # least overlap (box and mask, averaged) of a motion match
+    # Least overlap (box and mask, averaged) of a motion match. Not called ``match_thresh``: ByteTrack's
+    # is a largest cost (1 - IoU), so a value written for it would mean the opposite here.
+    "min_overlap": 0.1,
     "mask_weight": 0.5,  # share of mask overlap in that average; 0: boxes only
     "appearance_thresh": 0.7,  # least colour similarity (Bhattacharyya) to re-identify a lost track
     "reid_distance": 3.0,  # how far a lost object may reappear, in object sizes plus its expected travel
@@ -213,7 +215,7 @@ class SegTracker:
         self.high = _number(config, "track_high_thresh")
         self.low = _number(config, "track_low_thresh")
         self.new = _number(config, "new_track_thresh")
-        self.match = _number(config, "match_thresh")
+        self.min_overlap = _number(config, "min_overlap")
         self.mask_weight = _number(config, "mask_weight")
         self.appearance = _number(config, "appearance_thresh")
         self.reid_distance = _number(config, "reid_distance")
@@ -233,7 +235,7 @@ class SegTracker:
         tracks = [t for t in everyone if t.confirmed]
         matched: list[tuple[SegTrack, _Seen]] = []
 
-        pairs, tracks, strong = self._assign(tracks, strong, self._motion_similarity, self.match)
+        pairs, tracks, strong = self._assign(tracks, strong, self._motion_similarity, self.min_overlap)
         matched += pairs
         kept = [t for t in tracks if t.lost_for == 0]
         pairs, _, _ = self._assign(kept, weak, _box_similarity, LOW_MATCH_IOU)
@@ -245,7 +247,7 @@ class SegTracker:
         # Last pick for tracks started in the previous frame: a duplicate detection that started
         # one must not take its object from the track that has followed it all along.
         tentative = [t for t in everyone if not t.confirmed]
-        pairs, _, strong = self._assign(tentative, strong, self._motion_similarity, self.match)
+        pairs, _, strong = self._assign(tentative, strong, self._motion_similarity, self.min_overlap)
         matched += pairs
 
         rows = []
@@ -297,17 +299,17 @@ class SegTracker:
         """Box IoU of each track moved by its velocity, averaged with its moved mask's IoU where boxes meet.
 
         Masks and colours only matter where there is a choice to make. A kept track and a detection
-        whose boxes overlap at least twice ``match_thresh`` (so the average cannot fall below it) and
+        whose boxes overlap at least twice ``min_overlap`` (so the average cannot fall below it) and
         `CLEAR_MARGIN` times more than either overlaps anything else are a clear pair: matched on
         boxes, their row and column emptied, as most objects are in most frames. A lost track always
         has its colours checked: whatever now stands where it was expected may be someone else.
-        Pairs under ``match_thresh``, boxes or the average with masks, are no match; only a pair
+        Pairs under ``min_overlap``, boxes or the average with masks, are no match; only a pair
         that could match has its colours asked.
         """
         shifts = _predicted_shifts(tracks)
         scores = _box_similarity(tracks, detections, shifts)
-        scores[scores < self.match] = 0.0
-        clear = _clear_pairs(scores, CLEAR_MARGIN) & (scores >= 2 * self.match)
+        scores[scores < self.min_overlap] = 0.0
+        clear = _clear_pairs(scores, CLEAR_MARGIN) & (scores >= 2 * self.min_overlap)
         clear &= np.array([t.lost_for == 0 for t in tracks])[:, None]
         clear_rows, clear_columns = clear.any(axis=1), clear.any(axis=0)
         contested = scores > 0
@@ -320,7 +322,7 @@ class SegTracker:
             if self.mask_weight > 0 and (mask := track.last.mask()) is not None and (other := detection.mask()):
                 moved = mask.overlap(other, (round(shifts[r, 0]), round(shifts[r, 1])))
                 scores[r, c] = (1 - self.mask_weight) * scores[r, c] + self.mask_weight * moved
-            if scores[r, c] < self.match:
+            if scores[r, c] < self.min_overlap:
                 scores[r, c] = 0.0
                 continue
             sure = track.lost_for == 0 and moved is not None and moved >= SURE_MASK_IOU
