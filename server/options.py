@@ -182,6 +182,7 @@ def _tracker_settings(kind: str, overrides: Mapping[str, Any]) -> tuple[tuple[st
         else:
             ok = isinstance(value, str)
         if not ok:
-            raise ValueError(f"tracker_settings.{key}: expected a value like {default!r}, got {value!r}")
+            expected = "true or false" if isinstance(default, bool) else f"a value like {default!r}"
+            raise ValueError(f"tracker_settings.{key}: expected {expected}, got {value!r}")
         checked[key] = value
     return tuple(sorted(checked.items()))

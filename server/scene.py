@@ -14,6 +14,13 @@ which stages what breaks trackers: objects passing behind a near object that sto
 same-class objects crossing, objects stopping and starting, and an object leaving by an edge and
 coming back. An object that is hidden (or out of the frame) is simply absent from a frame's truth,
 so a hidden spell is the run of frames an object id is missing between two appearances.
+
+Either family can be filmed by a moving camera instead of a still one: ``"shaking"``, a camera on a
+pole in the wind, swaying by a few percent of the frame and now and then knocked to a new rest, so
+that everything in the picture, background included, jumps between frames; or ``"panning"``, a
+camera that sweeps from side to side, a quarter of the frame each way, so that what is hidden for a
+second comes out somewhere else in the picture. The objects move in the world as they would before a
+still camera; the truth is what the moving camera sees.
 """
 
 from __future__ import annotations
@@ -31,6 +38,13 @@ import numpy as np
 CLASS_NAMES: tuple[str, ...] = ("disc", "square", "triangle")
 MIN_VISIBLE_PX = 60
 FAMILIES: tuple[str, ...] = ("wander", "occlusion")
+CAMERAS: tuple[str, ...] = ("still", "shaking", "panning")
+#: How far a shaking camera sways (each of two swings) and how far a knock moves its rest, as shares
+#: of the frame's shorter side.
+SWAY_SHARE, KNOCK_SHARE = 0.025, 0.04
+#: How far a panning camera turns each way, as a share of the frame's width, and how long a sweep
+#: there and back takes, in frames.
+PAN_SHARE, PAN_PERIOD = 0.25, 150
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,11 +113,14 @@ class Scene:
         period_frames: int = 450,
         objects_per_period: int = 7,
         family: str = "wander",
+        camera: str = "still",
     ) -> None:
         if width < 64 or height < 64:
             raise ValueError("a scene needs at least 64x64 pixels")
         if family not in FAMILIES:
             raise ValueError(f"family: expected one of {', '.join(FAMILIES)}, got {family!r}")
+        if camera not in CAMERAS:
+            raise ValueError(f"camera: expected one of {', '.join(CAMERAS)}, got {camera!r}")
         self.seed = seed
         self.width = width
         self.height = height
@@ -111,16 +128,27 @@ class Scene:
         self.period_frames = period_frames
         self.objects_per_period = objects_per_period
         self.family = family
+        self.camera = camera
+        self._motion = _camera_motion(camera, seed, width, height)
+        #: The world is wider than the frame by what the camera can move, so it never films its edge.
+        self._margin = self._motion.reach if self._motion else 0
         self._background = self._make_background()
         self._periods: dict[int, list[_Actor]] = {}
 
     def render(self, index: int) -> tuple[np.ndarray, list[TrueObject]]:
         """Frame ``index`` as a BGR image and the objects visible in it, nearest first."""
-        image = self._background.copy()
+        x, y = self.camera_offset(index)
+        m = self._margin
+        image = self._background[m + y : m + y + self.height, m + x : m + x + self.width].copy()
         placed, truths, _ = self._layout(index)
         for actor, full in placed:
             self._paint(image, actor, full, index)
         return image, truths
+
+    def camera_offset(self, index: int) -> tuple[int, int]:
+        """How far the camera has moved from its still position at frame ``index`` (x, y pixels):
+        everything it films appears moved the other way."""
+        return self._motion.offset(index) if self._motion else (0, 0)
 
     def visibility(self, index: int) -> dict[int, float]:
         """Every object with any part inside frame ``index``, and the share of that part one can see.
@@ -211,9 +239,10 @@ class Scene:
 
     def _make_background(self) -> np.ndarray:
         rng = np.random.default_rng((self.seed, 0xBAC))
-        ys, xs = np.mgrid[0 : self.height, 0 : self.width].astype(np.float32)
+        height, width = self.height + 2 * self._margin, self.width + 2 * self._margin
+        ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
         tint = rng.uniform(60, 140, size=3)
-        background = np.empty((self.height, self.width, 3), dtype=np.float32)
+        background = np.empty((height, width, 3), dtype=np.float32)
         for c in range(3):
             background[..., c] = tint[c] + 25 * np.sin(xs / 57.0 + c) + 20 * np.cos(ys / 43.0 - c)
         background += rng.normal(0, 6, size=background.shape)
@@ -241,7 +270,8 @@ class Scene:
         else:
             sides, phase, scale = 3, -math.pi / 2, 1.15
         theta = phase + angle + np.arange(sides) * 2 * math.pi / sides
-        pts = np.stack([cx + scale * r * np.cos(theta), cy + scale * r * np.sin(theta)], axis=1)
+        x, y = self.camera_offset(index)
+        pts = np.stack([cx - x + scale * r * np.cos(theta), cy - y + scale * r * np.sin(theta)], axis=1)
         return np.round(pts).astype(np.int32)
 
     def _shape_mask(self, actor: _Actor, index: int) -> np.ndarray:
@@ -253,16 +283,68 @@ class Scene:
 
     def _paint(self, image: np.ndarray, actor: _Actor, mask: np.ndarray, index: int) -> None:
         ys, xs = np.nonzero(mask)
+        x, y = self.camera_offset(index)  # the texture is painted in the world, not on the lens
+        xs, ys = xs + x, ys + y
         c, s = math.cos(actor.stripe_angle), math.sin(actor.stripe_angle)
         phase = (xs * c + ys * s) / actor.stripe_period
         stripes = (np.floor(phase).astype(np.int64) % 2).astype(bool)
         colors = np.where(stripes[:, None], actor.stripe_color, actor.color).astype(np.int16)
         shade = (8 * np.sin(xs / 5.0 + ys / 7.0)).astype(np.int16)[:, None]
-        image[ys, xs] = np.clip(colors + shade, 0, 255).astype(np.uint8)
+        image[ys - y, xs - x] = np.clip(colors + shade, 0, 255).astype(np.uint8)
         outline = self._outline(actor, index)
         if outline is not None:
             dark = tuple(int(v * 0.5) for v in actor.color)
             cv2.polylines(image, [outline], True, dark, max(1, self.width // 320), cv2.LINE_AA)
+
+
+def _camera_motion(camera: str, seed: int, width: int, height: int) -> _Shake | _Pan | None:
+    if camera == "shaking":
+        return _Shake(seed, min(width, height))
+    if camera == "panning":
+        return _Pan(seed, width)
+    return None
+
+
+class _Pan:
+    """A panning camera's path: a sweep from side to side, eased at each end as a turning head is."""
+
+    def __init__(self, seed: int, width: int) -> None:
+        self.swing = PAN_SHARE * width
+        self.reach = math.ceil(self.swing) + 1
+        self.phase = float(np.random.default_rng((seed, 0x9A7)).uniform(0, 2 * math.pi))
+
+    def offset(self, index: int) -> tuple[int, int]:
+        return round(self.swing * math.sin(2 * math.pi * index / PAN_PERIOD + self.phase)), 0
+
+
+class _Shake:
+    """A shaking camera's path: two swings of different periods and a rest that a knock moves now and then.
+
+    Drawn from the scene's seed apart from the objects, so a shaking scene has the same objects
+    doing the same things as the still scene of its seed.
+    """
+
+    def __init__(self, seed: int, size: int) -> None:
+        rng = np.random.default_rng((seed, 0x5AE))
+        self.sway = SWAY_SHARE * size
+        self.knock = KNOCK_SHARE * size
+        self.reach = math.ceil(2 * self.sway + self.knock) + 1
+        self.periods = rng.uniform([30.0, 7.0], [60.0, 12.0])  # frames: a slow swing and a quick tremble
+        self.phases = rng.uniform(0, 2 * math.pi, size=(2, 2))  # per swing, per axis
+        self.knock_every = float(rng.uniform(40, 80))  # frames between knocks, on average
+        self.seed = seed
+
+    def offset(self, index: int) -> tuple[int, int]:
+        swings = np.sin(2 * math.pi * index / self.periods[:, None] + self.phases)  # (swing, axis)
+        x, y = self.sway * swings.sum(axis=0) + self._rest(index)
+        return round(x), round(y)
+
+    def _rest(self, index: int) -> np.ndarray:
+        """Where the last knock before frame ``index`` left the camera (the origin before the first)."""
+        spell = int(index // self.knock_every)
+        if spell == 0:
+            return np.zeros(2)
+        return np.random.default_rng((self.seed, 0x5AE, spell)).uniform(-self.knock, self.knock, size=2)
 
 
 def _look(

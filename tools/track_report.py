@@ -3,6 +3,7 @@
     python tools/track_report.py --seed 7 --frames 300
     python tools/track_report.py --family occlusion --seed 11 --tracker all
     python tools/track_report.py --seed 7 --every 3 --tracker botsort --set track_buffer=60
+    python tools/track_report.py --family occlusion --seed 11 --camera shaking --set camera_motion=true
 
 Runs the model and segcast's own per-stream tracker (`server.tracking.StreamTracker`, the code the
 server runs) over ``--frames`` frames of the scene, every ``--every``-th frame as a busy worker would,
@@ -35,7 +36,7 @@ from scipy.optimize import linear_sum_assignment
 from server.frames import Frame, Track
 from server.inference.detections import Detections, detect
 from server.options import DEFAULT_TRACKER, StreamOptions, tracker_kinds
-from server.scene import FAMILIES, Scene, TrueObject
+from server.scene import CAMERAS, FAMILIES, Scene, TrueObject
 from server.tracking import StreamTracker, detection_conf
 
 WARM_UP_UPDATES = 1  # tracker updates left out of the time per frame in `compare_trackers`
@@ -341,6 +342,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--family", choices=FAMILIES, default="wander", help="the kind of generated scene")
+    parser.add_argument("--camera", choices=CAMERAS, default="still", help="how the scene's camera moves")
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--every", type=int, default=1, help="process every N-th frame (simulates a busy worker)")
     parser.add_argument("--model", default="bundled")
@@ -360,7 +362,7 @@ def main() -> None:
     from server.inference.models import load_model
 
     kinds = tracker_kinds() if args.tracker == "all" else tuple(args.tracker.split(","))
-    model, scene = load_model(args.model), Scene(seed=args.seed, family=args.family)
+    model, scene = load_model(args.model), Scene(seed=args.seed, family=args.family, camera=args.camera)
     masks = "plain" if args.plain_masks else "fast"
     options = {
         kind: StreamOptions.from_mapping(
@@ -377,7 +379,8 @@ def main() -> None:
         results = compare_trackers(model, scene, args.frames, options, fast_masks=not args.plain_masks)
     for kind, result in results.items():
         print(
-            f"{args.family} seed {args.seed}  tracker {kind}  every {args.every}  {masks} masks  {result.line()}",
+            f"{args.family} seed {args.seed}  {args.camera} camera  tracker {kind}  every {args.every}  {masks} masks  "
+            f"{result.line()}",
             flush=True,
         )
 

@@ -19,6 +19,11 @@ Association runs in three rounds, ByteTrack's shape with masks and appearance ad
 A detection left over starts a track when confident enough; a track is reported from its second
 detection (or at once on a stream's first frame), so a single false detection leaves no id behind.
 
+With ``camera_motion`` on, the step of the whole picture between frames (`server.tracking.camera`)
+moves every track before it is matched, and is taken out of what a track's own velocity learns: on
+a shaking camera an object's own motion is what stays predictable. Off by default, as it costs more
+than the rest of an update; a still camera does not need it.
+
 Outlines, masks and colours are what cost: a detection's outline is traced, its mask filled and its
 colours counted only when a decision needs them (see `_Seen`), and a track's colours are refreshed
 from every `APPEARANCE_EVERY`-th detection. docs/benchmarks.md gives the cost on its busy scene
@@ -39,6 +44,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from server.inference.detections import Detections
+from server.tracking.camera import PictureShift
 
 #: segtrack's settings, as ultralytics' yamls give theirs (``track_buffer`` in frames at 30 fps).
 SEGTRACK_DEFAULTS: dict[str, float | int | bool | str] = {
@@ -53,6 +59,7 @@ SEGTRACK_DEFAULTS: dict[str, float | int | bool | str] = {
     "mask_weight": 0.5,  # share of mask overlap in that average; 0: boxes only
     "appearance_thresh": 0.7,  # least colour similarity (Bhattacharyya) to re-identify a lost track
     "reid_distance": 3.0,  # how far a lost object may reappear, in object sizes plus its expected travel
+    "camera_motion": False,  # follow the whole picture's steps between frames: a shaking or panning camera
 }
 HUE_BINS, SATURATION_BINS = 16, 4
 #: Colours of a clearly visible detection replace this share of its track's histogram.
@@ -196,12 +203,19 @@ class SegTrack:
     colours: np.ndarray | None
     area: float
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  # px per processed frame
+    #: How far the picture has moved since the track was last seen (camera motion, when followed).
+    drift: np.ndarray = field(default_factory=lambda: np.zeros(2))
     hits: int = 1
     confirmed: bool = False
     lost_for: int = 0  # processed frames since the last detection
 
-    def predicted_shift(self) -> np.ndarray:
+    def travel(self) -> np.ndarray:
+        """How far the object itself is expected to have moved since it was last seen."""
         return self.velocity * (self.lost_for + 1)
+
+    def predicted_shift(self) -> np.ndarray:
+        """How far its box is expected to have moved in the picture: its own travel and the camera's."""
+        return self.travel() + self.drift
 
     def size(self) -> float:
         return float(max(self.box[2] - self.box[0], self.box[3] - self.box[1], 1.0))
@@ -220,6 +234,10 @@ class SegTracker:
         self.appearance = _number(config, "appearance_thresh")
         self.reid_distance = _number(config, "reid_distance")
         self.max_frames_lost = round(_number(config, "track_buffer"))
+        camera_motion = config["camera_motion"]
+        if not isinstance(camera_motion, bool):
+            raise ValueError(f"tracker_settings.camera_motion: expected true or false, got {camera_motion!r}")
+        self._picture = PictureShift() if camera_motion else None
         self.tracked_stracks: list[SegTrack] = []
         self.lost_stracks: list[SegTrack] = []
         self._next_id = 1
@@ -228,6 +246,10 @@ class SegTracker:
     def update(self, detections: Detections, image: np.ndarray) -> np.ndarray:
         """Advance one processed frame; rows of the reported tracks matched in it (see the module doc)."""
         self._frames += 1
+        if self._picture is not None:
+            step = np.array(self._picture.step(image, detections.boxes[:, :4]))
+            for track in self.tracked_stracks + self.lost_stracks:
+                track.drift += step
         seen = [self._seen(detections, i, image) for i in range(len(detections))]
         strong = [d for d in seen if d.score >= self.high]
         weak = [d for d in seen if self.low <= d.score < self.high]
@@ -333,9 +355,9 @@ class SegTracker:
 
     def _appearance_similarity(self, tracks: list[SegTrack], detections: list[_Seen]) -> np.ndarray:
         """Colour similarity, for detections within reach of where the track was lost."""
-        shifts = _predicted_shifts(tracks)
-        reach = self.reid_distance * np.array([t.size() for t in tracks]) + np.hypot(shifts[:, 0], shifts[:, 1])
-        lost_at = np.array([_centre(t.box) for t in tracks])
+        travel = np.array([t.travel() for t in tracks]).reshape(-1, 2)
+        reach = self.reid_distance * np.array([t.size() for t in tracks]) + np.hypot(travel[:, 0], travel[:, 1])
+        lost_at = np.array([_centre(t.box) + t.drift for t in tracks])
         found_at = np.array([_centre(d.box) for d in detections])
         distance = np.hypot(*(found_at[None, :, :] - lost_at[:, None, :]).transpose(2, 0, 1))
         scores = np.zeros(distance.shape)
@@ -352,7 +374,7 @@ class SegTracker:
         whole = detection.area() >= OCCLUDED_AREA_SHARE * track.area
         if whole:
             if detection.area() <= track.area / OCCLUDED_AREA_SHARE or track.hits == 1:
-                moved = (_centre(detection.box) - _centre(track.box)) / (track.lost_for + 1)
+                moved = (_centre(detection.box) - _centre(track.box) - track.drift) / (track.lost_for + 1)
                 track.velocity += VELOCITY_RATE * (moved - track.velocity)
                 if track.colours is None or track.hits % APPEARANCE_EVERY == 0:
                     colours = detection.colours()
@@ -364,6 +386,7 @@ class SegTracker:
         track.class_id = detection.class_id
         track.hits += 1
         track.lost_for = 0
+        track.drift = np.zeros(2)
         track.confirmed = True
 
     def _start(self, detection: _Seen) -> SegTrack:
