@@ -77,20 +77,20 @@ def test_the_pictures_step_is_measured_within_a_few_pixels(camera: str) -> None:
     error = np.hypot(*(measured - truth).T)
     moving = np.hypot(*truth.T)
     print(camera, f"step {np.median(moving):.1f}, error {np.median(error):.2f}, p90 {np.quantile(error, 0.9):.2f} px")
-    # Measured: median steps of 5.0 (shaking) and 4.0 px (panning); errors 1.09 and 0.38 px (median),
-    # 2.95 and 1.02 px (p90).
+    # Measured: median steps of 5.0 (shaking) and 4.0 px (panning); errors 0.72 and 0.70 px (median),
+    # 1.27 and 1.36 px (p90).
     assert np.median(moving) >= 3.0
-    assert np.median(error) <= 1.5
-    assert np.quantile(error, 0.9) <= 3.5
+    assert np.median(error) <= 1.2
+    assert np.quantile(error, 0.9) <= 2.5
 
 
 def test_a_still_cameras_picture_barely_steps_while_objects_cross_it() -> None:
     measured, truth = measured_steps(Scene(seed=21, family="occlusion"), 120)
     assert not truth.any()
     size = np.hypot(*measured.T)
-    # Measured: median 0.3 px, largest 0.6 px; the objects move 2 to 6 px a frame.
-    assert np.median(size) <= 0.6
-    assert size.max() <= 1.5
+    # Measured: median 0.5 px, largest 1.3 px; the objects move 2 to 6 px a frame.
+    assert np.median(size) <= 1.0
+    assert size.max() <= 2.0
 
 
 def test_the_first_frame_and_the_first_of_a_new_size_have_no_step() -> None:
@@ -100,6 +100,15 @@ def test_the_first_frame_and_the_first_of_a_new_size_have_no_step() -> None:
     assert picture.step(scene.render(1)[0], nothing) != (0.0, 0.0)
     smaller = cv2.resize(scene.render(2)[0], (320, 192))
     assert picture.step(smaller, nothing) == (0.0, 0.0)
+
+
+def test_a_cut_to_a_picture_that_shares_nothing_has_no_step() -> None:
+    """Phase correlation always has a highest peak; where the two frames share nothing it is noise
+    (here it said the picture jumped 165 px), so a weak peak is no step."""
+    picture, nothing = PictureShift(), np.zeros((0, 4))
+    picture.step(Scene(seed=7).render(0)[0], nothing)
+    noise = np.random.default_rng(1).integers(0, 255, (384, 640, 3), dtype=np.uint8)
+    assert picture.step(noise, nothing) == (0.0, 0.0)
 
 
 def textured_wall(width: int, height: int) -> np.ndarray:
