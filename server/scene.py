@@ -331,7 +331,7 @@ class _Shake:
         self.reach = math.ceil(2 * self.sway + self.knock) + 1
         self.periods = rng.uniform([30.0, 7.0], [60.0, 12.0])  # frames: a slow swing and a quick tremble
         self.phases = rng.uniform(0, 2 * math.pi, size=(2, 2))  # per swing, per axis
-        self.knock_every = float(rng.uniform(40, 80))  # frames between knocks, on average
+        self.knock_every = float(rng.uniform(40, 80))  # frames between knocks
         self.seed = seed
 
     def offset(self, index: int) -> tuple[int, int]:
