@@ -3,6 +3,8 @@ frames (`server.tracking.camera`), and segtrack following it (its ``camera_motio
 
 from __future__ import annotations
 
+import threading
+
 import cv2
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from server.frames import Frame
 from server.inference.detections import Detections
 from server.options import StreamOptions
 from server.scene import Scene
+from server.sources import SourceError, open_source
 from server.tracking import StreamTracker
 from server.tracking.camera import PictureShift
 from tests.support.detections import NAMES
@@ -63,6 +66,18 @@ def test_the_background_moves_by_the_cameras_step(camera: str) -> None:
     moved = after[40 + dy : height - 40 + dy, 40 + dx : width - 40 + dx]
     assert np.array_equal(moved, before[inner])
     assert not np.array_equal(after[inner], before[inner])
+
+
+def test_a_scene_uri_plays_a_family_from_a_moving_camera_and_names_a_camera_it_does_not_know() -> None:
+    source = open_source("scene:?seed=21&family=occlusion&camera=shaking")
+    stop = threading.Event()
+    frames = source.open(stop)
+    expected = Scene(seed=21, family="occlusion", camera="shaking")
+    for index in range(2):
+        assert np.array_equal(next(frames).image, expected.render(index)[0])
+    stop.set()
+    with pytest.raises(SourceError, match="camera: expected one of still, shaking, panning, got 'tripod'"):
+        open_source("scene:?camera=tripod")
 
 
 def test_a_still_scene_has_a_still_camera_and_an_unknown_camera_is_refused() -> None:

@@ -2,6 +2,7 @@
 
 scene:                   seed 0, 640x384 at 15 fps
 scene:?seed=3&fps=10&width=960&height=540
+scene:?family=occlusion&camera=shaking    objects hiding one another, filmed by a shaking camera
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from server.scene import Scene
 from server.sources.base import Decoded, SourceError
 
 _INT_PARAMS = {"seed": 0, "fps": 15, "width": 640, "height": 384}
+_NAME_PARAMS = {"family": "wander", "camera": "still"}  # checked by `Scene`
 #: 4K: a scene is a test picture, and one anyone may ask for through the API must not exhaust memory.
 MAX_SIDE_PX = 3840
 
@@ -28,11 +30,16 @@ class SceneSource:
     def __init__(self, uri: str) -> None:
         parts = urlsplit(uri)
         query = parse_qs(parts.query)
-        unknown = set(query) - set(_INT_PARAMS)
+        known = {*_INT_PARAMS, *_NAME_PARAMS}
+        unknown = set(query) - known
         if unknown:
-            raise SourceError(f"unknown scene option(s) {sorted(unknown)} in {uri!r}; known: {sorted(_INT_PARAMS)}")
+            raise SourceError(f"unknown scene option(s) {sorted(unknown)} in {uri!r}; known: {sorted(known)}")
         values = dict(_INT_PARAMS)
+        names = dict(_NAME_PARAMS)
         for key, raw in query.items():
+            if key in names:
+                names[key] = raw[-1]
+                continue
             try:
                 values[key] = int(raw[-1])
             except ValueError:
@@ -45,9 +52,16 @@ class SceneSource:
                     f"scene {side}={values[side]}: must be from {MIN_FRAME_SIDE_PX} to {MAX_SIDE_PX} pixels"
                 )
         try:
-            self.scene = Scene(seed=values["seed"], width=values["width"], height=values["height"], fps=values["fps"])
+            self.scene = Scene(
+                seed=values["seed"],
+                width=values["width"],
+                height=values["height"],
+                fps=values["fps"],
+                family=names["family"],
+                camera=names["camera"],
+            )
         except ValueError as exc:
-            raise SourceError(str(exc)) from None
+            raise SourceError(f"{uri!r}: {exc}") from None
         self._uri = uri
         self.fps = float(self.scene.fps)
 
