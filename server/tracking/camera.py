@@ -53,13 +53,14 @@ class PictureShift:
         grey = cv2.cvtColor(cv2.resize(image, small_size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
         picture = grey.astype(np.float32)
         picture -= float(picture.mean())
+        objects = objects * scale
         previous, self._previous = self._previous, picture
-        previous_objects, self._previous_objects = self._previous_objects, objects * scale
+        previous_objects, self._previous_objects = self._previous_objects, objects
         same_size, self._size = self._size == (width, height), (width, height)
         if previous is None or not same_size:
             self._window = cv2.createHanningWindow(small_size, cv2.CV_32F)
             return 0.0, 0.0
-        weights = self._window * _background_weights(picture.shape, np.vstack([previous_objects, objects * scale]))
+        weights = self._window * _background_weights(picture.shape, np.vstack([previous_objects, objects]))
         (dx, dy), response = cv2.phaseCorrelate(previous, picture, weights)
         if response < MIN_RESPONSE:
             return 0.0, 0.0
