@@ -114,6 +114,38 @@ def test_a_lost_object_is_found_again_when_the_model_now_calls_it_something_else
     assert len(red_ids) == 1 and len(blue_ids) == 1 and red_ids != blue_ids, (red_ids, blue_ids)
 
 
+@pytest.mark.parametrize("view", ["merged", "part"])
+def test_a_second_view_of_a_tracked_object_starts_no_track(view: str) -> None:
+    """A red square runs behind a blue one that stands still and comes out below it a second later.
+    Meanwhile the model also sees the blue square again: as one box over both (*merged*: the red's
+    edge sticks out) or as its lower half, called another class (*part*, which the duplicate filter
+    leaves alone). Such a view must not start a track of its own: the one started on a merged box
+    took the red square's id when it came out. Two ids in all, and the red keeps its own."""
+    tracker = StreamTracker("cam", NAMES, StreamOptions(tracker="segtrack"), 15.0)
+    red, blue = (40, 40, 220), (220, 60, 40)
+    ids: dict[str, set[int]] = {"red": set(), "blue": set(), "other": set()}
+    for index in range(45):
+        image = np.full((240, 480, 3), 90, np.uint8)
+        rows, names = [], []
+        if index < 15:
+            rows.append(square(image, 20 + 6 * index, 100, red))
+            names.append("red")
+        elif index >= 30:
+            rows.append(square(image, 140, 146 + 2 * (index - 30), red))  # out below, moving down
+            names.append("red")
+        rows.append(square(image, 150, 100, blue))
+        names.append("blue")
+        if 15 <= index < 30:
+            rows.append([140, 96, 194, 144, 0.6, 1] if view == "merged" else [150, 120, 190, 140, 0.6, 2])
+            names.append("other")
+        detections = Detections(np.array(rows, np.float32).reshape(-1, 6))
+        tracks, _ = tracker.update(detections, Frame("cam", index, 0.0, index / 15.0, image))
+        for track in tracks:
+            ids[names[[tuple(r[:4]) for r in rows].index(track.box)]].add(track.track_id)
+    assert not ids["other"], ids
+    assert len(ids["red"]) == 1 and len(ids["blue"]) == 1 and ids["red"] != ids["blue"], ids
+
+
 def test_tracks_keep_their_last_mask_but_not_the_frames() -> None:
     """A lost track is kept for seconds; holding each one's last frame would hold seconds of video."""
     tracker = StreamTracker("cam", NAMES, StreamOptions(tracker="segtrack"), 15.0)
