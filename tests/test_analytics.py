@@ -256,6 +256,23 @@ def test_bundled_model_on_an_unseen_scene_stays_at_its_measured_accuracy() -> No
     assert within >= 0.85 * visits
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(MODEL_RUN_TIMEOUT_S)
+def test_bundled_model_counts_right_where_one_object_passes_behind_another() -> None:
+    """Seed 11 (never seen in training): an object passes behind another, and meanwhile the model
+    gives one box over both besides the nearer one's own. A track started on that box took the
+    hidden object's id when it came out, cutting its visits in two and counting a crossing on the
+    wrong track (50 of 51 crossings, 1 wrong, 22 of 26 dwell times); segtrack starts none on such a
+    box, and the scene meets the issue's bar for crossings (measured: 51 of 51, none wrong, 24 of 26).
+    """
+    from server.inference.models import load_model
+
+    true, found, extra, visits, within = totals("bundled model", [run(load_model("bundled"), 11)])
+    assert found >= 0.98 * true
+    assert extra == 0
+    assert within >= 0.9 * visits
+
+
 def test_the_scenes_hold_objects_the_box_centre_rule_gets_wrong_and_the_mask_rule_right(
     truth_runs: dict[int, Run],
 ) -> None:
