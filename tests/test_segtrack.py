@@ -6,6 +6,9 @@ hides objects behind others for up to two seconds and crosses objects of one cla
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 import pytest
@@ -67,27 +70,37 @@ def square(image: np.ndarray, x: int, y: int, colour: tuple[int, int, int]) -> l
     return [x, y, x + 40, y + 40, 0.9, 1]
 
 
+def ids_by_name(script: Callable[[int, np.ndarray], list[tuple[str, list[float]]]], frames: int) -> dict[str, set[int]]:
+    """segtrack over a scripted scene: ``script(index, image)`` draws a frame's squares and returns its
+    detections, each with the name of what it shows; the ids reported on each name's detections."""
+    tracker = StreamTracker("cam", NAMES, StreamOptions(tracker="segtrack"), 15.0)
+    ids: dict[str, set[int]] = defaultdict(set)
+    for index in range(frames):
+        image = np.full((240, 480, 3), 90, np.uint8)
+        named = script(index, image)
+        boxes = [tuple(row[:4]) for _, row in named]
+        detections = Detections(np.array([row for _, row in named], np.float32).reshape(-1, 6))
+        tracks, _ = tracker.update(detections, Frame("cam", index, 0.0, index / 15.0, image))
+        for track in tracks:
+            ids[named[boxes.index(track.box)][0]].add(track.track_id)
+    return ids
+
+
+RED, BLUE = (40, 40, 220), (220, 60, 40)
+
+
 def test_a_lost_object_is_found_again_by_its_colours_not_by_whoever_stands_where_it_was_expected() -> None:
     """A red square runs right, is hidden for 1.5 s and stops meanwhile; as it reappears, a blue one
     enters just where the red one would be had it kept going. The red keeps its id; the blue gets a new one."""
-    tracker = StreamTracker("cam", NAMES, StreamOptions(tracker="segtrack"), 15.0)
-    red, blue = (40, 40, 220), (220, 60, 40)
-    ids: dict[str, set[int]] = {"red": set(), "blue": set()}
-    for index in range(50):
-        image = np.full((240, 480, 3), 90, np.uint8)
-        rows, names = [], []
+
+    def script(index: int, image: np.ndarray) -> list[tuple[str, list[float]]]:
         if index < 15:
-            rows.append(square(image, 20 + 6 * index, 100, red))
-            names.append("red")
-        elif index >= 37:
-            rows.append(square(image, 20 + 6 * 15, 100, red))  # it stopped while hidden
-            rows.append(square(image, 20 + 6 * index, 100, blue))
-            names += ["red", "blue"]
-        detections = Detections(np.array(rows, np.float32).reshape(-1, 6))
-        tracks, _ = tracker.update(detections, Frame("cam", index, 0.0, index / 15.0, image))
-        for track in tracks:
-            name = names[[r[0] for r in rows].index(track.box[0])]
-            ids[name].add(track.track_id)
+            return [("red", square(image, 20 + 6 * index, 100, RED))]
+        if index >= 37:  # the red one stopped while hidden
+            return [("red", square(image, 20 + 6 * 15, 100, RED)), ("blue", square(image, 20 + 6 * index, 100, BLUE))]
+        return []
+
+    ids = ids_by_name(script, 50)
     assert len(ids["red"]) == 1 and len(ids["blue"]) == 1 and ids["red"] != ids["blue"], ids
 
 
@@ -121,27 +134,19 @@ def test_a_second_view_of_a_tracked_object_starts_no_track(view: str) -> None:
     edge sticks out) or as its lower half, called another class (*part*, which the duplicate filter
     leaves alone). Such a view must not start a track of its own: the one started on a merged box
     took the red square's id when it came out. Two ids in all, and the red keeps its own."""
-    tracker = StreamTracker("cam", NAMES, StreamOptions(tracker="segtrack"), 15.0)
-    red, blue = (40, 40, 220), (220, 60, 40)
-    ids: dict[str, set[int]] = {"red": set(), "blue": set(), "other": set()}
-    for index in range(45):
-        image = np.full((240, 480, 3), 90, np.uint8)
-        rows, names = [], []
+
+    def script(index: int, image: np.ndarray) -> list[tuple[str, list[float]]]:
+        named = []
         if index < 15:
-            rows.append(square(image, 20 + 6 * index, 100, red))
-            names.append("red")
-        elif index >= 30:
-            rows.append(square(image, 140, 146 + 2 * (index - 30), red))  # out below, moving down
-            names.append("red")
-        rows.append(square(image, 150, 100, blue))
-        names.append("blue")
+            named.append(("red", square(image, 20 + 6 * index, 100, RED)))
+        elif index >= 30:  # out below, moving down
+            named.append(("red", square(image, 140, 146 + 2 * (index - 30), RED)))
+        named.append(("blue", square(image, 150, 100, BLUE)))
         if 15 <= index < 30:
-            rows.append([140, 96, 194, 144, 0.6, 1] if view == "merged" else [150, 120, 190, 140, 0.6, 2])
-            names.append("other")
-        detections = Detections(np.array(rows, np.float32).reshape(-1, 6))
-        tracks, _ = tracker.update(detections, Frame("cam", index, 0.0, index / 15.0, image))
-        for track in tracks:
-            ids[names[[tuple(r[:4]) for r in rows].index(track.box)]].add(track.track_id)
+            named.append(("other", [140, 96, 194, 144, 0.6, 1] if view == "merged" else [150, 120, 190, 140, 0.6, 2]))
+        return named
+
+    ids = ids_by_name(script, 45)
     assert not ids["other"], ids
     assert len(ids["red"]) == 1 and len(ids["blue"]) == 1 and ids["red"] != ids["blue"], ids
 
