@@ -480,7 +480,7 @@ def _shows_again(detection: _Seen, continuing: list[_Seen]) -> bool:
     for other in continuing:
         a, b = detection.box, other.box
         if a[0] >= b[2] or b[0] >= a[2] or a[1] >= b[3] or b[1] >= a[3]:
-            continue
+            continue  # boxes apart: spare filling a mask a clear box match never needed
         theirs = other.mask()
         if theirs is not None and mask.shared(theirs) >= SHOWN_AGAIN_SHARE * min(mask.count, theirs.count):
             return True
