@@ -98,7 +98,8 @@ class _TrackHistory:
     first_media_time: float
     last_media_time: float
     last_box: tuple[float, float, float, float]
-    points: deque[tuple[int, int, float]]  # centroid x, y and media time
+    points: deque[tuple[int, int]]  # recent centroids x, y: the trail, as each frame's track gives it
+    times: deque[float]  # the media time of each of ``points``
     class_votes: dict[int, float]  # class id -> decayed sum of detection confidences
 
     def vote(self, class_id: int, confidence: float) -> int:
@@ -212,6 +213,7 @@ class StreamTracker:
                 frame.media_time,
                 box,
                 deque(maxlen=TRAIL_LENGTH),
+                deque(maxlen=TRAIL_LENGTH),
                 {},
             )
             self._history[track_id] = history
@@ -222,7 +224,8 @@ class StreamTracker:
         history.class_id, history.class_name = class_id, class_name
         history.last_media_time, history.last_box = frame.media_time, box
         x1, y1, x2, y2 = box
-        history.points.append((round((x1 + x2) / 2), round((y1 + y2) / 2), frame.media_time))
+        history.points.append((round((x1 + x2) / 2), round((y1 + y2) / 2)))
+        history.times.append(frame.media_time)
         track = Track(
             track_id=track_id,
             class_id=class_id,
@@ -230,8 +233,8 @@ class StreamTracker:
             confidence=confidence,
             box=box,
             polygon=polygon,
-            trail=tuple((x, y) for x, y, _ in history.points),
-            velocity=_velocity(history.points),
+            trail=tuple(history.points),
+            velocity=_velocity(history.points, history.times),
             first_seen=history.first_seen,
             age_s=frame.media_time - history.first_media_time,
         )
@@ -288,13 +291,14 @@ def _box(values: np.ndarray) -> tuple[float, float, float, float]:
     return float(values[0]), float(values[1]), float(values[2]), float(values[3])
 
 
-def _velocity(points: deque[tuple[int, int, float]]) -> tuple[float, float]:
+def _velocity(points: deque[tuple[int, int]], times: deque[float]) -> tuple[float, float]:
     """Mean centroid velocity (px/s) from the oldest point within `VELOCITY_WINDOW_S` to the newest."""
-    x1, y1, t1 = points[-1]
-    x0, y0, t0 = next(p for p in points if t1 - p[2] <= VELOCITY_WINDOW_S)
-    dt = t1 - t0
+    newest = times[-1]
+    oldest = next(i for i, time in enumerate(times) if newest - time <= VELOCITY_WINDOW_S)
+    dt = newest - times[oldest]
     if dt <= 0:
         return 0.0, 0.0
+    (x0, y0), (x1, y1) = points[oldest], points[-1]
     return (x1 - x0) / dt, (y1 - y0) / dt
 
 
