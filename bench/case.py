@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 RESULT_PREFIX = "BENCH-RESULT "
-#: Times every tracker's cost is measured on the busy scene, alternating their order; each keeps its
+#: Times every tracker's cost is measured on the crowded scene, alternating their order; each keeps its
 #: fastest (a tracker's time depends on what ran before it in the process).
 BUSY_ROUNDS = 3
 
@@ -69,7 +69,7 @@ def run(case: dict[str, Any]) -> dict[str, Any]:
 
 
 def _occlusion(case: dict[str, Any]) -> dict[str, Any]:
-    """Every tracker on the occlusion family's seeds, and each one's own cost per frame on the busy scene."""
+    """Every tracker on the occlusion family's seeds, and each one's own cost per frame on a crowded scene."""
     from server.inference.models import load_model
     from server.options import SEGTRACK, StreamOptions, tracker_kinds
     from server.scene import Scene

@@ -29,6 +29,8 @@ GOAL_IDF1_DELTA = 0.01
 GOAL_FAMILY_IDF1 = 0.90
 GOAL_FAMILY_LEAD = 0.08
 GOAL_TRACKER_MS = 2.0
+#: The tracker whose time beside segtrack's says how fast the machine is (segcast's default until 2026-12-02).
+BASELINE_TRACKER = "bytetrack"
 # The goals of issue 12, on scenes the model never saw.
 GOAL_CROSSINGS_FOUND = 0.98
 GOAL_DWELL_WITHIN = 0.95
@@ -376,7 +378,10 @@ def _occlusion_goals(occlusion: dict[str, Any]) -> list[list[str]]:
     for kind in sorted(own):
         ms = occlusion["busy_ms"][kind]
         label = f"{kind} cost per frame, {occlusion['busy_objects']:.0f} objects"
-        rows.append([label, f"<= {GOAL_TRACKER_MS:g} ms", f"{ms:.2f} ms"])
+        # The bar is absolute, so the machine shows in it; ByteTrack's time in the same run says how much.
+        baseline = occlusion["busy_ms"].get(BASELINE_TRACKER)
+        versus = f" ({ms / baseline:.2f}x {BASELINE_TRACKER}'s)" if baseline else ""
+        rows.append([label, f"<= {GOAL_TRACKER_MS:g} ms", f"{ms:.2f} ms{versus}"])
         met.append(ms <= GOAL_TRACKER_MS)
     return [[*row, _met(ok)] for row, ok in zip(rows, met, strict=True)]
 
@@ -406,7 +411,7 @@ def _occlusion_section(results: Results) -> list[str]:
     s = results.settings
     seeds = ", ".join(str(seed) for seed in occlusion["seeds"])
     header = ["tracker", f"IDF1, seeds {seeds.replace(', ', ' / ')}", "mean IDF1", "mean HOTA", "mean MOTA"]
-    header += ["ID switches per seed", "id recall: visible / partly / mostly hidden", "ms per frame, busy scene"]
+    header += ["ID switches per seed", "id recall: visible / partly / mostly hidden", "ms per frame, crowded scene"]
     return [
         "## Tracking through occlusion: every tracker on the occlusion family",
         "",
@@ -418,8 +423,8 @@ def _occlusion_section(results: Results) -> list[str]:
         "HOTA as TrackEval computes it; id recall per band is the share of an object's boxes covered by the "
         "track IDF1 paired it with, by how much of the object is visible (at least 90 %, 50 to 90 %, under "
         f"50 %). The last column is each tracker's own time per frame (outlines already traced) on "
-        f"{s.get('busy_frames')} frames of the busy 720p scene at {s.get('busy_imgsz')}, about "
-        f"{occlusion['busy_objects']:.0f} objects a frame, one process: the fastest of "
+        f"{s.get('busy_frames')} frames of a crowded 720p scene at {s.get('busy_imgsz')} (the busy scene with "
+        f"more objects), about {occlusion['busy_objects']:.0f} objects a frame, one process: the fastest of "
         f"{occlusion.get('busy_rounds', 1)} rounds, the trackers' order reversed each round.",
         "",
         *_table(header, rows),

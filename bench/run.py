@@ -51,6 +51,9 @@ OCCLUSION_SEEDS = (11, 12, 13, 14)
 #: the kind of frame where ultralytics' whole-input masks cost as much as a fast backend's network.
 BUSY_SCENE: dict[str, Any] = {"seed": 11, "width": 1280, "height": 720, "objects_per_period": 40}
 BUSY_START = 150  # the scene starts empty; by this frame it holds 13 to 16 objects
+#: The scene every tracker's cost is timed on: the busy scene more crowded, 17 to 23 objects a frame
+#: from `BUSY_START` (20.5 on average), as many as issue 13's cost bar is stated for.
+TRACKER_COST_SCENE: dict[str, Any] = {**BUSY_SCENE, "objects_per_period": 60}
 BUSY_IMGSZ = 640
 BUSY_VIDEO_FRAMES = 150
 CASE_TIMEOUT_S = 900.0
@@ -152,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             _say(f"tracking {PLAIN_MASKS}: {json.dumps(results.tracking[PLAIN_MASKS])}")
     if "occlusion" in sections:
         case = {"kind": "occlusion", "model": str(model_path), "imgsz": imgsz, "seeds": list(OCCLUSION_SEEDS)}
-        case |= {"frames": args.track_frames, "busy_scene": BUSY_SCENE, "busy_start": BUSY_START}
+        case |= {"frames": args.track_frames, "busy_scene": TRACKER_COST_SCENE, "busy_start": BUSY_START}
         case |= {"busy_imgsz": BUSY_IMGSZ, "busy_frames": args.busy_frames}
         results.occlusion = _case(case, video)
         _say(f"occlusion: {json.dumps(results.occlusion['busy_ms'])}")

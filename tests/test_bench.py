@@ -82,7 +82,8 @@ def test_the_occlusion_goals_compare_the_default_with_the_best_of_ultralytics_tr
     assert "| occlusion family: default tracker (bytetrack) mean IDF1 | >= 0.9 | 0.710 | **no** |" in page
     assert "over the best of ultralytics' trackers (tracktrack) | >= +0.08 | -0.040 | **no** |" in page
     assert "| occlusion family: bytetrack id switches, fewest of ultralytics' trackers | no more | 10 vs 6 |" in page
-    assert "| segtrack cost per frame, 19 objects | <= 2 ms | 1.50 ms | yes |" in page
+    # The absolute bar shows the machine; the baseline tracker's time in the same run puts it in scale.
+    assert "| segtrack cost per frame, 19 objects | <= 2 ms | 1.50 ms (1.67x bytetrack's) | yes |" in page
     # segcast's own tracker is held to the same bar, as the candidate for the default.
     assert "| occlusion family: segtrack (segcast's own, not the default) mean IDF1 | >= 0.9 | 0.960 | yes |" in page
     assert "segtrack IDF1 over the best of ultralytics' trackers (tracktrack) | >= +0.08 | +0.210 | yes |" in page
