@@ -14,8 +14,10 @@ from typing import Any
 
 RESULT_PREFIX = "BENCH-RESULT "
 #: Times every tracker's cost is measured on the crowded scene, alternating their order; each keeps its
-#: fastest (a tracker's time depends on what ran before it in the process).
-BUSY_ROUNDS = 3
+#: fastest (a tracker's time depends on what ran before it in the process, and a shared machine's
+#: speed drifts over minutes: with 3 rounds, one run put segtrack at 1.60 times ByteTrack's time and
+#: a run of those two alone minutes later at 1.08, same code and machine; a round costs seconds).
+BUSY_ROUNDS = 5
 
 
 def run(case: dict[str, Any]) -> dict[str, Any]:
