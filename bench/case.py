@@ -17,7 +17,7 @@ RESULT_PREFIX = "BENCH-RESULT "
 #: fastest (a tracker's time depends on what ran before it in the process, and a shared machine's
 #: speed drifts over minutes: with 3 rounds, one run put segtrack at 1.60 times ByteTrack's time and
 #: a run of those two alone minutes later at 1.08, same code and machine; a round costs seconds).
-BUSY_ROUNDS = 5
+COST_ROUNDS = 5
 
 
 def run(case: dict[str, Any]) -> dict[str, Any]:
@@ -86,20 +86,20 @@ def _occlusion(case: dict[str, Any]) -> dict[str, Any]:
         for k, s in scores.items():
             bands = {name: recall for name, recall, _ in s.id_recall}
             per_seed[k].append({"idf1": s.idf1, "hota": s.hota, "mota": s.mota, "switches": s.switches, "bands": bands})
-    busy = {k: StreamOptions.from_mapping({"imgsz": case["busy_imgsz"], "tracker": k}) for k in kinds}
-    scene = Scene(**case["busy_scene"])
-    costs = compare_trackers(model, scene, case["busy_frames"], busy, start=case["busy_start"], rounds=BUSY_ROUNDS)
-    frames = range(case["busy_start"], case["busy_start"] + case["busy_frames"])
+    timed = {k: StreamOptions.from_mapping({"imgsz": case["cost_imgsz"], "tracker": k}) for k in kinds}
+    scene = Scene(**case["cost_scene"])
+    costs = compare_trackers(model, scene, case["cost_frames"], timed, start=case["cost_start"], rounds=COST_ROUNDS)
+    frames = range(case["cost_start"], case["cost_start"] + case["cost_frames"])
     objects = sum(len(scene.render(i)[1]) for i in frames) / len(frames)
-    busy_ms = {k: s.mean_ms for k, s in costs.items()}
+    cost_ms = {k: s.mean_ms for k, s in costs.items()}
     return {
         "seeds": case["seeds"],
         "default": StreamOptions().tracker,
         "own": [SEGTRACK],
         "trackers": per_seed,
-        "busy_ms": busy_ms,
-        "busy_objects": objects,
-        "busy_rounds": BUSY_ROUNDS,
+        "cost_ms": cost_ms,
+        "cost_objects": objects,
+        "cost_rounds": COST_ROUNDS,
     }
 
 

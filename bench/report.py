@@ -376,10 +376,10 @@ def _occlusion_goals(occlusion: dict[str, Any]) -> list[list[str]]:
         ]
         met += [idf1 >= GOAL_FAMILY_IDF1, lead >= GOAL_FAMILY_LEAD, switches <= fewest]
     for kind in sorted(own):
-        ms = occlusion["busy_ms"][kind]
-        label = f"{kind} cost per frame, {occlusion['busy_objects']:.0f} objects"
+        ms = occlusion["cost_ms"][kind]
+        label = f"{kind} cost per frame, {occlusion['cost_objects']:.0f} objects"
         # The bar is absolute, so the machine shows in it; ByteTrack's time in the same run says how much.
-        baseline = occlusion["busy_ms"].get(BASELINE_TRACKER)
+        baseline = occlusion["cost_ms"].get(BASELINE_TRACKER)
         versus = f" ({ms / baseline:.2f}x {BASELINE_TRACKER}'s)" if baseline else ""
         rows.append([label, f"<= {GOAL_TRACKER_MS:g} ms", f"{ms:.2f} ms{versus}"])
         met.append(ms <= GOAL_TRACKER_MS)
@@ -405,7 +405,7 @@ def _occlusion_section(results: Results) -> list[str]:
                 f"{means[kind]['mota']:.3f}",
                 " / ".join(str(s["switches"]) for s in seeds),
                 " / ".join(f"{r:.2f}" for r in recall),
-                f"{occlusion['busy_ms'][kind]:.2f}",
+                f"{occlusion['cost_ms'][kind]:.2f}",
             ]
         )
     s = results.settings
@@ -424,8 +424,8 @@ def _occlusion_section(results: Results) -> list[str]:
         "track IDF1 paired it with, by how much of the object is visible (at least 90 %, 50 to 90 %, under "
         f"50 %). The last column is each tracker's own time per frame (outlines already traced) on "
         f"{s.get('busy_frames')} frames of a crowded 720p scene at {s.get('busy_imgsz')} (the busy scene with "
-        f"more objects), about {occlusion['busy_objects']:.0f} objects a frame, one process: the fastest of "
-        f"{occlusion.get('busy_rounds', 1)} rounds, the trackers' order reversed each round.",
+        f"more objects), about {occlusion['cost_objects']:.0f} objects a frame, one process: the fastest of "
+        f"{occlusion.get('cost_rounds', 1)} rounds, the trackers' order reversed each round.",
         "",
         *_table(header, rows),
         "",

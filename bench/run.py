@@ -155,10 +155,10 @@ def main(argv: list[str] | None = None) -> int:
             _say(f"tracking {PLAIN_MASKS}: {json.dumps(results.tracking[PLAIN_MASKS])}")
     if "occlusion" in sections:
         case = {"kind": "occlusion", "model": str(model_path), "imgsz": imgsz, "seeds": list(OCCLUSION_SEEDS)}
-        case |= {"frames": args.track_frames, "busy_scene": TRACKER_COST_SCENE, "busy_start": BUSY_START}
-        case |= {"busy_imgsz": BUSY_IMGSZ, "busy_frames": args.busy_frames}
+        case |= {"frames": args.track_frames, "cost_scene": TRACKER_COST_SCENE, "cost_start": BUSY_START}
+        case |= {"cost_imgsz": BUSY_IMGSZ, "cost_frames": args.busy_frames}
         results.occlusion = _case(case, video)
-        _say(f"occlusion: {json.dumps(results.occlusion['busy_ms'])}")
+        _say(f"occlusion: {json.dumps(results.occlusion['cost_ms'])}")
     if "analytics" in sections:
         from tools.analytics_report import DWELL_TOLERANCE_S, FRAMES, SEEDS
 

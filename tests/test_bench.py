@@ -77,7 +77,7 @@ def test_the_occlusion_goals_compare_the_default_with_the_best_of_ultralytics_tr
     trackers = {"bytetrack": seeds(0.70, 0.72, switches=5), "tracktrack": seeds(0.74, 0.76, switches=3)}
     trackers["segtrack"] = seeds(0.95, 0.97, switches=1)  # segcast's own: not one of ultralytics'
     occlusion = {"seeds": [11, 12], "default": "bytetrack", "own": ["segtrack"], "trackers": trackers}
-    occlusion |= {"busy_ms": {"bytetrack": 0.9, "tracktrack": 4.0, "segtrack": 1.5}, "busy_objects": 19.2}
+    occlusion |= {"cost_ms": {"bytetrack": 0.9, "tracktrack": 4.0, "segtrack": 1.5}, "cost_objects": 19.2}
     page = page_of(tmp_path, Results(occlusion=occlusion))
     assert "| occlusion family: default tracker (bytetrack) mean IDF1 | >= 0.9 | 0.710 | **no** |" in page
     assert "over the best of ultralytics' trackers (tracktrack) | >= +0.08 | -0.040 | **no** |" in page
