@@ -28,8 +28,8 @@ than the rest of an update; a still camera does not need it.
 
 Outlines, masks and colours are what cost: a detection's outline is traced, its mask filled and its
 colours counted only when a decision needs them (see `_Seen`), and a track's colours are refreshed
-from every `APPEARANCE_EVERY`-th detection. docs/benchmarks.md gives the cost on its busy scene
-(27 detections a frame) beside every other tracker's.
+from every `APPEARANCE_EVERY`-th detection. docs/benchmarks.md gives the cost on its crowded scene
+(20 objects, 38 detections a frame) beside every other tracker's.
 
 It exposes what `server.tracking.StreamTracker` reads from ultralytics' trackers: ``update`` rows
 ``x1, y1, x2, y2, id, score, class, detection index``, ``tracked_stracks`` and ``lost_stracks``
