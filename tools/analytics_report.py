@@ -119,8 +119,18 @@ def zone_masks(zones: Sequence[Zone], width: int, height: int) -> dict[str, np.n
 
 
 def true_point(mask: np.ndarray, anchor: Anchor) -> Point:
-    ys, xs = np.nonzero(mask)
-    return (float(xs.mean()), float(ys.max())) if anchor is Anchor.BOTTOM else (float(xs.mean()), float(ys.mean()))
+    """The line point of an object's whole mask (frame-sized, bool, not empty).
+
+    Its pixels are looked for within its bounding box only: searching the whole frame for every
+    object in every frame was most of a truth run's time.
+    """
+    x, y, _, _ = box = cv2.boundingRect(mask.view(np.uint8))
+    ys, xs = np.nonzero(mask[y : y + box[3], x : x + box[2]])
+    count = len(xs)
+    mean_x = (int(xs.sum()) + x * count) / count
+    if anchor is Anchor.BOTTOM:
+        return mean_x, float(y + ys.max())
+    return mean_x, (int(ys.sum()) + y * count) / count
 
 
 def _side(point: Point, points: Sequence[Point]) -> tuple[int, float]:
@@ -215,10 +225,13 @@ def true_crossings(scene: Scene, frames: int, lines: Sequence[Line]) -> list[Tru
             if not mask.any():
                 continue
             present.add(actor.object_id)
+            anchored: dict[Anchor, Point] = {}  # the object's point for each anchor its lines use
             for line, points in pixel_lines:
                 if line.classes and CLASS_NAMES[actor.class_id] not in line.classes:
                     continue
-                point = true_point(mask, line.anchor)
+                if line.anchor not in anchored:
+                    anchored[line.anchor] = true_point(mask, line.anchor)
+                point = anchored[line.anchor]
                 side, distance = _side(point, points)
                 band = line.hysteresis * min(width, height)
                 key = (actor.object_id, line.name)
