@@ -429,7 +429,7 @@ def _compared_settings() -> dict[str, dict[str, str]]:
         "camera motion": str(options.tracker_config().get("gmc_method", "none")),
         "model conf": f"{detection_conf(options):g}",
         "NMS": f"{'class-agnostic' if options.agnostic_nms else 'per class'}, IoU {options.iou:g}",
-        "drawn": f"tracks at conf >= {options.conf:g}",
+        "drawn": f"tracks once at conf >= {options.conf:g}",
     }
     return {
         "seed loop, as written": effective_settings(SeedSettings.AS_WRITTEN),

@@ -9,7 +9,8 @@ It runs in one of two ways, so a ratio can say what it compares. *As written* pa
 with optical-flow camera-motion compensation, the model at conf 0.1, per-class NMS, every track
 drawn). *Like for like* passes segcast's own defaults with `COMPARED_TRACKER`, the tracker both
 sides of the comparison run: the model run at the confidence that tracker takes in segcast,
-class-agnostic NMS at the same IoU, and only tracks at segcast's reporting ``conf`` drawn.
+class-agnostic NMS at the same IoU, and tracks drawn as segcast reports them: from the first frame
+one reaches segcast's reporting ``conf``, then whatever confidence the tracker continues it on.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 
 import av
 import cv2
+import numpy as np
 
 #: The confidence ``model.track`` runs the model at when given none (ultralytics' ``Model.track``).
 TRACK_DEFAULT_CONF = 0.1
@@ -85,7 +87,7 @@ def effective_settings(settings: SeedSettings) -> dict[str, str]:
         "model conf": f"{track.get('conf', TRACK_DEFAULT_CONF):g}",
         "NMS": f"{'class-agnostic' if track.get('agnostic_nms', defaults.agnostic_nms) else 'per class'}, "
         f"IoU {track.get('iou', defaults.iou):g}",
-        "drawn": "every track" if drawn_conf is None else f"tracks at conf >= {drawn_conf:g}",
+        "drawn": "every track" if drawn_conf is None else f"tracks once at conf >= {drawn_conf:g}",
     }
 
 
@@ -104,6 +106,7 @@ def run_seed_loop(
     if imgsz:
         options["imgsz"] = imgsz
     frames = 0
+    drawn_ids: set[int] = set()
     with av.open(str(video)) as container:
         decoded = (f.to_ndarray(format="bgr24") for f in container.decode(video=0))
         first = next(decoded)
@@ -112,7 +115,7 @@ def run_seed_loop(
         for image in decoded:
             [result] = model.track(image, persist=True, verbose=False, **options)
             if drawn_conf is not None and result.boxes is not None:
-                result = result[result.boxes.conf >= drawn_conf]
+                result = result[_drawn(result.boxes.cpu().numpy(), drawn_conf, drawn_ids)]
             annotated = result.plot()
             ok, _ = cv2.imencode(".jpg", annotated, [cv2.IMWRITE_JPEG_QUALITY, 80])
             assert ok
@@ -121,3 +124,12 @@ def run_seed_loop(
                 break
         seconds = time.perf_counter() - started
     return LoopRun(frames, seconds)
+
+
+def _drawn(boxes: Any, conf: float, drawn_ids: set[int]) -> np.ndarray:
+    """Which of one frame's tracked ``boxes`` segcast would report: a track's from the first frame it
+    reaches ``conf``, then at any confidence. ``drawn_ids`` holds the tracks drawn so far, and grows."""
+    ids = boxes.id.astype(int) if boxes.id is not None else np.full(len(boxes), -1)
+    keep = (boxes.conf >= conf) | np.isin(ids, list(drawn_ids))
+    drawn_ids.update(ids[keep & (ids >= 0)].tolist())
+    return keep

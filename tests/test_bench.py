@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench.run import Results, main
@@ -104,3 +105,18 @@ def test_the_analytics_goals_add_up_every_seed(tmp_path: Path) -> None:
     assert "| crossings counted wrong or twice | none | 1 | **no** |" in page
     assert "| zone visits with dwell within 0.5 s of the truth | >= 95% | 95.0% (38 of 40) | yes |" in page
     assert "| all | 100 | 98 (98.0%) | 1 | 40 | 38 (95.0%) |" in page
+
+
+def test_the_like_for_like_seed_loop_draws_tracks_as_segcast_reports_them() -> None:
+    """From the first frame a track reaches the reporting conf, then at any confidence (server.tracking)."""
+    from types import SimpleNamespace
+
+    from bench.seed_loop import _drawn
+
+    drawn_ids: set[int] = set()
+    first = SimpleNamespace(id=np.array([1.0, 2.0]), conf=np.array([0.9, 0.2]))
+    second = SimpleNamespace(id=np.array([1.0, 2.0]), conf=np.array([0.15, 0.3]))
+    third = SimpleNamespace(id=np.array([1.0, 2.0]), conf=np.array([0.12, 0.2]))
+    assert _drawn(first, 0.25, drawn_ids).tolist() == [True, False]
+    assert _drawn(second, 0.25, drawn_ids).tolist() == [True, True]
+    assert _drawn(third, 0.25, drawn_ids).tolist() == [True, True]

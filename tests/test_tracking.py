@@ -160,12 +160,13 @@ def test_class_filter_and_confidence_are_applied_per_stream() -> None:
         StreamTracker("b", NAMES, StreamOptions(classes=("person",)), 10.0)
 
 
-def test_weak_detections_carry_a_track_through_a_turn_without_being_reported() -> None:
+def test_weak_detections_carry_a_reported_track_through_a_turn() -> None:
     """Partly hidden objects score low: the tracker must still get them (down to its low threshold).
 
     The object runs right, turns down while it scores 0.15 (under the stream's conf 0.25), and scores
     high again. Fed only the reported detections, the tracker would predict it further right, lose it
-    and give it a new id; fed the weak ones too, it follows the turn. Weak frames report no track.
+    and give it a new id; fed the weak ones too, it follows the turn, and its track stays reported
+    through the weak frames with the weak detections' confidence and boxes.
     """
     image = np.zeros((480, 640, 3), np.uint8)
     tracker = StreamTracker("cam", NAMES, StreamOptions(conf=0.25), 15.0)
@@ -175,9 +176,28 @@ def test_weak_detections_carry_a_track_through_a_turn_without_being_reported() -
         x, y = (x + 6, y) if index < 10 else (x, y + 6) if index < 20 else (x + 6, y)
         rows = [[x, y, x + 60, y + 60, 0.9 if strong else 0.15, 0]]
         tracks, _ = tracker.update(box_result(image, rows), Frame("cam", index, 0.0, index / 15.0, image))
-        assert bool(tracks) == strong, index
-        reported += [t.track_id for t in tracks]
+        (track,) = tracks
+        assert track.confidence == pytest.approx(0.9 if strong else 0.15), index
+        assert track.box == pytest.approx((x, y, x + 60, y + 60)), index
+        reported.append(track.track_id)
     assert len(set(reported)) == 1, reported
+
+
+def test_a_track_is_first_reported_at_the_streams_conf() -> None:
+    """conf 0.5: an object scoring 0.3 is tracked (the tracker starts tracks from 0.25) but not
+    reported; from the first frame it scores 0.9 it is, and then also at 0.3 again, under the same id."""
+    image = np.zeros((480, 640, 3), np.uint8)
+    tracker = StreamTracker("cam", NAMES, StreamOptions(conf=0.5), 15.0)
+    confidences = [0.3] * 5 + [0.9] * 3 + [0.3] * 5
+    reported: list[list[int]] = []
+    for index, confidence in enumerate(confidences):
+        x = 50.0 + 4 * index
+        rows = [[x, 50, x + 60, 110, confidence, 0]]
+        tracks, _ = tracker.update(box_result(image, rows), Frame("cam", index, 0.0, index / 15.0, image))
+        reported.append([t.track_id for t in tracks])
+    assert reported[:5] == [[]] * 5
+    assert all(len(ids) == 1 for ids in reported[5:]), reported
+    assert len({ids[0] for ids in reported[5:]}) == 1, reported
 
 
 def test_a_weak_detection_inside_a_confident_one_is_a_duplicate_not_a_hidden_object() -> None:

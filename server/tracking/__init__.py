@@ -115,9 +115,12 @@ class StreamTracker:
 
     It also applies the stream's own detection filter (classes, max detections, and confidence down
     to `detection_conf`), so that streams with different thresholds can share one batched model call
-    run at the lowest of them. The tracker sees detections under the stream's ``conf``; only tracks
-    whose detection in this frame reaches it are reported. Not thread-safe: the inference thread is
-    its only user.
+    run at the lowest of them. The tracker sees detections under the stream's ``conf``. A track is
+    reported from the first frame its detection reaches ``conf``, and from then on in every frame the
+    tracker continues it, on weaker detections too: a partly hidden object scores low, and its box
+    would blink out while it is still followed (ByteTrack's second association exists to keep those
+    tracks, and ultralytics' ``track`` reports them). Not thread-safe: the inference thread is its
+    only user.
     """
 
     def __init__(self, stream_id: str, class_names: dict[int, str], options: StreamOptions, nominal_fps: float) -> None:
@@ -163,9 +166,9 @@ class StreamTracker:
             rows = self._tracker.update(Boxes(detections.boxes, frame.image.shape[:2]), frame.image)
         tracks: list[Track] = []
         for row in rows:
-            if row[5] < self._options.conf:
-                continue  # kept by the tracker on a weak detection, but not reported
             track_id, class_id, index = int(row[4]) + self._id_base, int(row[6]), int(row[7])
+            if row[5] < self._options.conf and track_id not in self._history:
+                continue  # not reported yet: a track is first reported on a detection at the stream's conf
             found = 0 <= index < len(detections)
             # The detection's own box agrees with its mask; tracktrack may report boxes it recovered.
             box = _box(detections.boxes[index] if found else row)
