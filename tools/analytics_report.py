@@ -124,8 +124,8 @@ def true_point(mask: np.ndarray, anchor: Anchor) -> Point:
     Its pixels are looked for within its bounding box only: searching the whole frame for every
     object in every frame was most of a truth run's time.
     """
-    x, y, _, _ = box = cv2.boundingRect(mask.view(np.uint8))
-    ys, xs = np.nonzero(mask[y : y + box[3], x : x + box[2]])
+    x, y, width, height = cv2.boundingRect(mask.view(np.uint8))
+    ys, xs = np.nonzero(mask[y : y + height, x : x + width])
     count = len(xs)
     mean_x = (int(xs.sum()) + x * count) / count
     if anchor is Anchor.BOTTOM:
