@@ -245,15 +245,17 @@ def test_truth_detections_meet_the_accuracy_bar(truth_runs: dict[int, Run]) -> N
 def test_bundled_model_on_an_unseen_scene_stays_at_its_measured_accuracy() -> None:
     """One 30 s scene through the bundled model; docs/analytics.md quotes all three seeds.
 
-    The model does not meet the issue's bar yet (docs/analytics.md: tracks that switch or split while
-    one object hides another); this guards what it reaches, so a change for the worse shows.
+    The model does not meet the issue's whole bar here (docs/analytics.md: one wrong count, on the
+    edge of the rule); this guards what it reaches, so a change for the worse shows. Measured: 34 of
+    34 crossings, 1 wrong, 20 of 20 dwell times; 32 of 34 while tracks on detections under the
+    stream's conf went unreported (two crossings of a half-hidden object).
     """
     from server.inference.models import load_model
 
     true, found, extra, visits, within = totals("bundled model", [run(load_model("bundled"), SEEDS[0])])
-    assert found >= 0.9 * true
-    assert extra <= 0.15 * true
-    assert within >= 0.85 * visits
+    assert found >= 0.95 * true
+    assert extra <= 2
+    assert within >= 0.9 * visits
 
 
 @pytest.mark.slow
