@@ -283,10 +283,7 @@ class Scene:
         return mask.astype(bool)
 
     def _paint(self, image: np.ndarray, actor: _Actor, mask: np.ndarray, index: int) -> None:
-        # The shape's pixels, found within its bounding box: a whole-frame search cost half a render.
-        left, top, width, height = cv2.boundingRect(mask.view(np.uint8))
-        ys, xs = np.nonzero(mask[top : top + height, left : left + width])
-        xs, ys = xs + left, ys + top
+        ys, xs = pixels_of(mask)
         x, y = self.camera_offset(index)  # the texture is painted in the world, not on the lens
         xs, ys = xs + x, ys + y
         c, s = math.cos(actor.stripe_angle), math.sin(actor.stripe_angle)
@@ -299,6 +296,17 @@ class Scene:
         if outline is not None:
             dark = tuple(int(v * 0.5) for v in actor.color)
             cv2.polylines(image, [outline], True, dark, max(1, self.width // 320), cv2.LINE_AA)
+
+
+def pixels_of(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of a frame-sized bool mask's set pixels, as ``np.nonzero`` gives them.
+
+    They are looked for within the mask's bounding box only: searching the whole frame for every
+    shape cost half a render, and most of a run of tools/analytics_report.py's truth.
+    """
+    left, top, width, height = cv2.boundingRect(mask.view(np.uint8))
+    ys, xs = np.nonzero(mask[top : top + height, left : left + width])
+    return ys + top, xs + left
 
 
 def _camera_motion(camera: str, seed: int, width: int, height: int) -> _Shake | _Pan | None:

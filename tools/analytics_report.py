@@ -46,7 +46,7 @@ from server.analytics.shapes import Anchor, Line, Point, Zone, resolve
 from server.frames import Frame, FrameResult
 from server.inference.worker import InferenceOptions, InferenceWorker
 from server.options import StreamOptions
-from server.scene import CLASS_NAMES, Scene, TrueObject
+from server.scene import CLASS_NAMES, Scene, TrueObject, pixels_of
 from tools.track_report import match_boxes
 
 #: Lines across the middle of the picture, straight and bent, and zones away from its edges.
@@ -119,18 +119,9 @@ def zone_masks(zones: Sequence[Zone], width: int, height: int) -> dict[str, np.n
 
 
 def true_point(mask: np.ndarray, anchor: Anchor) -> Point:
-    """The line point of an object's whole mask (frame-sized, bool, not empty).
-
-    Its pixels are looked for within its bounding box only: searching the whole frame for every
-    object in every frame was most of a truth run's time.
-    """
-    x, y, width, height = cv2.boundingRect(mask.view(np.uint8))
-    ys, xs = np.nonzero(mask[y : y + height, x : x + width])
-    count = len(xs)
-    mean_x = (int(xs.sum()) + x * count) / count
-    if anchor is Anchor.BOTTOM:
-        return mean_x, float(y + ys.max())
-    return mean_x, (int(ys.sum()) + y * count) / count
+    """The line point of an object's whole mask (frame-sized, bool, not empty)."""
+    ys, xs = pixels_of(mask)
+    return (float(xs.mean()), float(ys.max())) if anchor is Anchor.BOTTOM else (float(xs.mean()), float(ys.mean()))
 
 
 def _side(point: Point, points: Sequence[Point]) -> tuple[int, float]:
