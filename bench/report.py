@@ -489,7 +489,8 @@ def _analytics_section(results: Results) -> list[str]:
         "line; 6 zones) on generated scenes the model never saw, through the real worker, tracker and analytics "
         "with segcast's defaults, compared with the truth the same rules give on the objects' exact masks "
         "(docs/analytics.md says how). A crossing counts when the object that made it is counted crossing "
-        "the same line the same way within 8 frames.",
+        "the same line the same way within 8 frames; true crossings too near the run's end for such a count "
+        "to be confirmed in it are left out.",
         "",
         *_table(header, rows),
         "",

@@ -85,7 +85,8 @@ class TrueCrossing:
     object_id: int
     line: str
     direction: str
-    frame: int
+    frame: int  # when its stay across began: the date segcast gives a crossing
+    counted: int  # when the rule counts it (``confirm_s`` later, or as the object left the picture)
 
 
 @dataclass(slots=True)
@@ -204,9 +205,9 @@ def true_crossings(scene: Scene, frames: int, lines: Sequence[Line]) -> list[Tru
     states: dict[tuple[int, str], _Side] = {}
     crossings: list[TrueCrossing] = []
 
-    def count(object_id: int, line: str, state: _Side) -> None:
+    def count(object_id: int, line: str, state: _Side, index: int) -> None:
         assert state.pending is not None
-        crossings.append(TrueCrossing(object_id, line, "in" if state.side < 0 else "out", state.pending))
+        crossings.append(TrueCrossing(object_id, line, "in" if state.side < 0 else "out", state.pending, index))
         state.side, state.crossed, state.pending = -state.side, False, None
 
     for index in range(frames):
@@ -241,11 +242,11 @@ def true_crossings(scene: Scene, frames: int, lines: Sequence[Line]) -> list[Tru
                 if state.pending is None:
                     state.pending = index
                 if (index - state.pending) / scene.fps >= line.confirm_s:
-                    count(actor.object_id, line.name, state)
+                    count(actor.object_id, line.name, state, index)
         for key in [k for k in states if k[0] not in present]:  # gone from the picture
             state = states.pop(key)
             if state.pending is not None:
-                count(key[0], key[1], state)
+                count(key[0], key[1], state, index)
     return crossings
 
 
@@ -293,8 +294,9 @@ def score(
     # A crossing is dated when its stay across began, which may be before it was reported.
     crossed = [(round(e.media_time * fps), e) for _, e in events if e.kind is AnalyticsEventKind.LINE_CROSS]
     unmatched, extra = _match_crossings(crossed, truth.crossings, owners, results)
-    # A crossing in the run's last moments may not have been confirmed yet when it ended.
-    scored = [c for c in truth.crossings if c.frame <= last_frame - CROSSING_SLACK_FRAMES]
+    # A crossing in the run's last moments is scored only if a count dated as late as the slack
+    # allows would have been confirmed (counted, as the truth's was) before the run ended.
+    scored = [c for c in truth.crossings if c.counted + CROSSING_SLACK_FRAMES <= last_frame]
     found = sum(c not in unmatched for c in scored)
     # Reported visits: (track, zone) from its enter event to its exit (or the last frame it was in),
     # each credited to the object its track followed in most frames of the visit. The entry frame
