@@ -12,7 +12,7 @@ def test_defaults_are_ultralytics_defaults_with_segtrack() -> None:
     options = StreamOptions.from_mapping({})
     assert options == StreamOptions()
     assert (options.conf, options.iou, options.max_det, options.tracker) == (0.25, 0.7, 300, "segtrack")
-    assert options.tracker_config()["track_buffer"] == 90
+    assert options.tracker_config()["track_buffer"] == 150
 
 
 def test_every_option_can_be_set_from_a_mapping() -> None:

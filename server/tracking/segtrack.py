@@ -54,7 +54,7 @@ SEGTRACK_DEFAULTS: dict[str, float | int | bool | str] = {
     "track_high_thresh": 0.25,  # detections at least this confident are matched first
     "track_low_thresh": 0.1,  # weaker ones only continue kept tracks; below this they are ignored
     "new_track_thresh": 0.25,  # a detection left over starts a track from this confidence
-    "track_buffer": 90,  # how long a lost track can be found again, frames at 30 fps (3 s)
+    "track_buffer": 150,  # how long a lost track can be found again, frames at 30 fps (5 s)
     # Least overlap (box and mask, averaged) of a motion match. Not called ``match_thresh``: ByteTrack's
     # is a largest cost (1 - IoU), so a value written for it would mean the opposite here.
     "min_overlap": 0.1,
