@@ -77,6 +77,26 @@ def test_track_buffer_override_is_a_time_at_thirty_fps() -> None:
     assert tracker._tracker.max_frames_lost == 20  # 2 s at 10 fps
 
 
+@pytest.mark.parametrize(("buffer", "kept"), [(None, True), (90, False)])
+def test_an_object_hidden_for_four_seconds_keeps_its_id(buffer: int | None, kept: bool) -> None:
+    """segtrack's default keeps a lost track 5 s: an object that goes behind something for 4 s and
+    comes out where it was heading gets its id back (occlusion seed 11 has one hidden 3.07 s). With
+    the old 3 s buffer its track is gone by then and it starts a new one."""
+    settings = {"tracker_settings": {"track_buffer": buffer}} if buffer else {}
+    tracker = StreamTracker("cam", NAMES, StreamOptions.from_mapping(settings), 10.0)
+    image = np.zeros((240, 480, 3), np.uint8)
+    image[:, :, 2] = 200  # a red scene: the object's colours are the same when it comes out
+    ids = []
+    for index in range(70):
+        hidden = 20 <= index < 60  # 4 s at 10 fps
+        rows = [] if hidden else [[10 + 4 * index, 50, 50 + 4 * index, 90, 0.9, 1]]
+        tracks, _ = tracker.update(box_result(image, rows), Frame("cam", index, 1000.0 + index / 10, index / 10, image))
+        ids.append({t.track_id for t in tracks})
+    before, after = ids[19], ids[69]
+    assert len(before) == len(after) == 1
+    assert (before == after) is kept
+
+
 def test_masks_stay_with_their_tracks_whatever_the_detection_order() -> None:
     scene = Scene(seed=SCENE_SEED)
     tracker = StreamTracker("cam", NAMES, StreamOptions(), FPS)
