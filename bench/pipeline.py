@@ -17,8 +17,10 @@ from typing import Any
 
 from server.config import Settings, StreamConfig
 from server.delivery.encode import FramePacket, Variant
+from server.inference.models import InferenceStatus
 from server.inference.worker import InferenceOptions
 from server.options import StreamOptions
+from server.sources import StreamState
 from server.streams import StreamManager
 
 POLL_S = 0.02
@@ -26,7 +28,7 @@ FORWARD_REPEATS = 20
 
 
 class CountingHub:
-    """What `StreamManager` needs of a hub, counting the packets that carry a JPEG (or any, if no image is wanted)."""
+    """A `PipelineListener` that counts the packets carrying a JPEG (or every packet, if no image is wanted)."""
 
     def __init__(self, need_jpeg: bool) -> None:
         self._need_jpeg = need_jpeg
@@ -38,13 +40,16 @@ class CountingHub:
             with self._lock:
                 self.count += 1
 
-    def state_threadsafe(self, stream_id: str, state: object, error: str | None) -> None:
+    def state_threadsafe(self, stream_id: str, state: StreamState, error: str | None) -> None:
+        pass
+
+    def inference_threadsafe(self, status: InferenceStatus) -> None:
         pass
 
     def stream_added_threadsafe(self, stream_id: str) -> None:
         pass
 
-    def inference_threadsafe(self, status: object) -> None:
+    def stream_removed_threadsafe(self, stream_id: str) -> None:
         pass
 
 
@@ -84,7 +89,7 @@ def run_pipeline(
     inference = InferenceOptions(imgsz=imgsz, max_batch=max_batch, fast_masks=fast_masks)
     settings = Settings(model=model, inference=inference, stream_defaults=options)
     hub = CountingHub(need_jpeg=annotated)
-    manager = StreamManager(settings, hub)  # type: ignore[arg-type]
+    manager = StreamManager(settings, hub)
     manager.encoder.set_wanted({"*": frozenset({Variant()})} if annotated else {})
     manager.start()
     try:

@@ -12,11 +12,11 @@ import dataclasses
 import logging
 import threading
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from server.analytics.engine import check_fit
 from server.config import ConfigError, Settings, StreamConfig
-from server.delivery.encode import Encoder
-from server.delivery.hub import Hub
+from server.delivery.encode import Encoder, FramePacket
 from server.frames import FrameResult
 from server.http.policy import SourceRefused
 from server.inference.models import InferenceStatus
@@ -98,8 +98,19 @@ class StreamInfo:
         }
 
 
+class PipelineListener(Protocol):
+    """What the pipeline's threads tell the viewers' side: `server.delivery.hub.Hub` in the server,
+    a counter in the benchmarks. Every method is called from a pipeline thread."""
+
+    def publish_threadsafe(self, packet: FramePacket) -> None: ...
+    def state_threadsafe(self, stream_id: str, state: StreamState, error: str | None) -> None: ...
+    def inference_threadsafe(self, status: InferenceStatus) -> None: ...
+    def stream_added_threadsafe(self, stream_id: str) -> None: ...
+    def stream_removed_threadsafe(self, stream_id: str) -> None: ...
+
+
 class StreamManager:
-    def __init__(self, settings: Settings, hub: Hub) -> None:
+    def __init__(self, settings: Settings, hub: PipelineListener) -> None:
         self._settings = settings
         self._hub = hub
         self._encoder = Encoder(hub.publish_threadsafe, settings.jpeg_quality)
