@@ -30,6 +30,12 @@ if TYPE_CHECKING:
     from server.config import Settings
 
 DEMO_SOURCES = ("scene:?seed=1", "scene:?seed=2")
+#: The demo's first scene comes with a line and a zone, so that counts, zone membership and their
+#: events show before anyone has drawn one; they can be moved or deleted in the viewer like any other.
+DEMO_SHAPES = {
+    "lines": [{"name": "middle", "points": [[0.5, 0.05], [0.5, 0.95]], "units": "fraction"}],
+    "zones": [{"name": "corner", "points": [[0.6, 0.5], [0.95, 0.5], [0.95, 0.95], [0.6, 0.95]], "units": "fraction"}],
+}
 EXIT_STARTUP_ERROR = 2
 
 
@@ -142,6 +148,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             )
     taken = {s.stream_id for s in base.streams}
     flag_streams = streams_from_flags(sources, loop=loop, options=base.stream_defaults, taken=taken)
+    if args.command == "demo":
+        first, *rest = flag_streams
+        flag_streams = (replace(first, options=StreamOptions.from_mapping(DEMO_SHAPES, first.options)), *rest)
     return replace(
         base,
         host=args.host if args.host is not None else base.host,

@@ -184,3 +184,12 @@ def test_auth_settings_are_read(tmp_path: Path) -> None:
     token = "admin-token-0123456789abcdef"
     assert load_config(write(tmp_path, f'[auth]\nadmin_tokens = ["{token}"]\n')).admin_tokens == (token,)
     assert load_config(write(tmp_path, 'auth = "off"\n')).auth_off
+
+
+def test_the_demo_shows_a_line_and_a_zone_on_its_first_scene_and_flags_still_apply() -> None:
+    settings = settings_from_args(build_parser().parse_args(["demo", "--conf", "0.4"]))
+    first, second = settings.streams
+    assert [line.name for line in first.options.lines] == ["middle"]
+    assert [zone.name for zone in first.options.zones] == ["corner"]
+    assert not second.options.lines and not second.options.zones, "the second scene stays plain"
+    assert first.options.conf == second.options.conf == 0.4
