@@ -1,16 +1,36 @@
-"""What `pip install .` ships: every package of the server, the viewer and the bundled model.
+"""What `pip install .` ships and installs: every package of the server, the viewer, the bundled
+model, and every library the server imports.
 
 The package list in pyproject.toml is explicit (the viewer lives in ``web/`` at the top level and is
 mapped into ``server.web``), so a new subpackage that is not added there would be missing from a
-non-editable install while every test of an editable one still passed.
+non-editable install while every test of an editable one still passed. Likewise the suite runs with
+the test extra installed, so a library the server imports but only a test extra declares passes
+every test and fails a user's `pip install . && segcast demo` at its first import (scipy did).
 """
 
 from __future__ import annotations
 
+import ast
+import sys
 import tomllib
+from importlib import metadata
 from pathlib import Path
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
 ROOT = Path(__file__).resolve().parent.parent
+#: Libraries the server imports only for an optional feature, and the extra that installs each.
+#: ``triton_python_backend_utils`` exists only inside Triton's Python backend, where
+#: server/triton/python_model.py runs (in the venv `segcast triton setup` makes).
+OPTIONAL_IMPORTS = {
+    "aiomqtt": "mqtt",
+    "onnx": "onnx",
+    "onnxruntime": "onnx",
+    "tritonclient": "triton",
+    "google": "triton",  # protobuf, through tritonclient[grpc]
+    "triton_python_backend_utils": None,
+}
 
 
 def _setuptools() -> dict[str, object]:
@@ -30,3 +50,63 @@ def test_viewer_files_and_model_are_package_data() -> None:
     for path in (ROOT / "web").iterdir():
         assert any(path.match(p) for p in patterns), f"web/{path.name} would not be installed"
     assert "*.pt" in settings["package-data"]["server.data"]  # type: ignore[index]
+
+
+def _project() -> dict[str, object]:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def _installed_by(requirements: list[str]) -> set[str]:
+    """The distributions installing ``requirements`` brings: them and, recursively, what they require
+    (with the extras they ask for; markers evaluated for this interpreter), as installed here."""
+    todo = [Requirement(text) for text in requirements]
+    done: set[tuple[str, frozenset[str]]] = set()
+    names: set[str] = set()
+    while todo:
+        requirement = todo.pop()
+        key = (canonicalize_name(requirement.name), frozenset(requirement.extras))
+        if key in done:
+            continue
+        done.add(key)
+        names.add(key[0])
+        try:
+            requires = metadata.requires(requirement.name) or []
+        except metadata.PackageNotFoundError:
+            continue
+        for text in requires:
+            required = Requirement(text)
+            wanted = required.marker is None or any(
+                required.marker.evaluate({"extra": extra}) for extra in ("", *requirement.extras)
+            )
+            if wanted:
+                todo.append(required)
+    return names
+
+
+def _server_imports() -> set[str]:
+    """Top-level names of the third-party modules anything in server/ imports."""
+    names = set()
+    for path in (ROOT / "server").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return names - set(sys.stdlib_module_names) - {"server"}
+
+
+def test_every_library_the_server_imports_is_installed_by_its_dependencies_or_its_extra() -> None:
+    project = _project()
+    runtime = _installed_by(project["dependencies"])  # type: ignore[arg-type]
+    extras: dict[str, list[str]] = project["optional-dependencies"]  # type: ignore[assignment]
+    providers = metadata.packages_distributions()
+    missing = []
+    for module in sorted(_server_imports()):
+        extra = OPTIONAL_IMPORTS.get(module, "")
+        if extra is None:
+            continue
+        assert module in providers, f"{module} is not installed here: the test cannot tell where it comes from"
+        given = runtime | _installed_by(extras[extra]) if extra else runtime
+        if not {canonicalize_name(d) for d in providers[module]} & given:
+            missing.append(f"{module} ({', '.join(providers[module])})")
+    assert not missing, f"imported by server/ but not installed by `pip install .`: {missing}"
