@@ -104,11 +104,17 @@ async def test_counts_appear_as_home_assistant_sensors(broker: Broker) -> None:
         "segcast/cam/counts",
         "homeassistant/sensor/segcast_cam/tracks/config",
         "homeassistant/sensor/segcast_cam/zones_door_objects/config",
+        "homeassistant/sensor/segcast_cam/lines_gate_in/config",
+        "homeassistant/sensor/segcast_cam/lines_gate_out/config",
+    }
+    counts = {
+        "zones": {"door": {"objects": 2, "by_class": {"person": 2}}},
+        "lines": {"gate": {"in": 4, "out": 1, "by_class": {"person": {"in": 4, "out": 1}}}},
     }
     async with running(MqttSettings("127.0.0.1", broker.port)) as (outputs, sink):
         await state_is(sink, SinkState.OK)
         async with listening(broker.port) as live:
-            outputs.on_packet(with_counts(1, {"zones": {"door": {"objects": 2, "by_class": {"person": 2}}}}, tracks=3))
+            outputs.on_packet(with_counts(1, counts, tracks=3))
 
             async def published() -> bool:
                 return any(topic == "segcast/cam/counts" for topic, _, _ in live)
@@ -121,13 +127,26 @@ async def test_counts_appear_as_home_assistant_sensors(broker: Broker) -> None:
                 return {topic for topic, _, _ in received} >= expected
 
             await eventually(all_there, what="the retained counts and discovery configs")
-    assert on(received, "segcast/cam/counts") == [{"tracks": 3, "zones_door_objects": 2}]
+    assert on(received, "segcast/cam/counts") == [
+        {"tracks": 3, "zones_door_objects": 2, "lines_gate_in": 4, "lines_gate_out": 1}
+    ]
     (config,) = on(received, "homeassistant/sensor/segcast_cam/zones_door_objects/config")
     assert config["state_topic"] == "segcast/cam/counts"
     assert config["value_template"] == '{{ value_json["zones_door_objects"] }}'
     assert config["availability_topic"] == "segcast/status"
     assert config["unique_id"] == "segcast_cam_zones_door_objects"
-    assert on(received, "homeassistant/sensor/segcast_cam/tracks/config")[0]["state_class"] == "measurement"
+    # Counts now are measurements; a line's crossings, totals since the start, which Home Assistant
+    # sums per hour or day and which start again at 0 when segcast restarts.
+    state_classes = {
+        name: on(received, f"homeassistant/sensor/segcast_cam/{name}/config")[0]["state_class"]
+        for name in ("tracks", "zones_door_objects", "lines_gate_in", "lines_gate_out")
+    }
+    assert state_classes == {
+        "tracks": "measurement",
+        "zones_door_objects": "measurement",
+        "lines_gate_in": "total_increasing",
+        "lines_gate_out": "total_increasing",
+    }
     assert [p for t, p, _ in received if t == "segcast/status"] == [b"online"]
     assert all(retained for _, _, retained in received)
     assert {topic for topic, _, _ in received} == expected

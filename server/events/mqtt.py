@@ -36,7 +36,16 @@ from contextlib import suppress
 import aiomqtt
 
 from server.events.config import MqttSettings
-from server.events.sink import BACKOFF_MAX_S, Counts, DeliveryTask, OutEvent, SinkHealth, Tally, backoff_s
+from server.events.sink import (
+    BACKOFF_MAX_S,
+    Counts,
+    DeliveryTask,
+    OutEvent,
+    SinkHealth,
+    Tally,
+    backoff_s,
+    is_running_total,
+)
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +253,7 @@ class MqttSink:
             "unique_id": f"{device_id}_{UNSAFE.sub('_', name)}",
             "state_topic": self.counts_topic(stream_id),
             "value_template": f"{{{{ value_json[{json.dumps(name)}] }}}}",
-            "state_class": "measurement",
+            "state_class": "total_increasing" if is_running_total(name) else "measurement",
             "availability_topic": self.status_topic,
             "device": {"identifiers": [device_id], "name": f"segcast {stream_id}", "manufacturer": "segcast"},
         }
