@@ -29,9 +29,10 @@ COPY server ./server
 COPY web ./web
 # PyTorch first, from the index chosen above; segcast's own install then finds it already there.
 # The extras: onnx for `segcast export` (deploy/ exports the Triton model repository with this image),
-# triton for nodes that infer on a Triton server (--model grpc://...).
+# triton for nodes that infer on a Triton server (--model grpc://...), mqtt for [events.mqtt] (Home
+# Assistant), which a container's user could not add afterwards.
 RUN pip install --index-url "$TORCH_INDEX_URL" torch torchvision \
-    && pip install '.[onnx,triton]' \
+    && pip install '.[onnx,triton,mqtt]' \
     && rm -rf /src
 
 WORKDIR /models

@@ -52,11 +52,19 @@ def test_pytorch_comes_from_the_cpu_wheels_before_segcast_is_installed() -> None
     assert "--extra-index-url" not in " ".join(installs[segcast_step]), "no second source of PyTorch"
 
 
+def image_extras() -> set[str]:
+    [segcast] = [words for words in pip_installs() if any(w.startswith(".[") for w in words)]
+    return set(next(w for w in segcast if w.startswith(".["))[2:-1].split(","))
+
+
 def test_the_image_can_export_and_infer_on_triton() -> None:
     """deploy/ runs `segcast export --format triton` and `--model grpc://...` with this image."""
-    [segcast] = [words for words in pip_installs() if any(w.startswith(".[") for w in words)]
-    extras = next(w for w in segcast if w.startswith(".["))[2:-1].split(",")
-    assert {"onnx", "triton"} <= set(extras)
+    assert {"onnx", "triton"} <= image_extras()
+
+
+def test_the_image_can_publish_to_mqtt() -> None:
+    """``[events.mqtt]`` needs the mqtt extra, which a user of the image has no way to add."""
+    assert "mqtt" in image_extras()
 
 
 def test_the_gpu_build_is_one_build_argument_away() -> None:
