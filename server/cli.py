@@ -62,7 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--loop", action="store_true", help="restart video files when they end")
     _add_common(serve, default_model=DEFAULT_MODEL)
 
-    demo = commands.add_parser("demo", help="serve two built-in generated scenes with the bundled model, offline")
+    demo = commands.add_parser(
+        "demo",
+        help="serve two built-in generated scenes with the bundled model, offline "
+        "(the first with a counting line and a zone)",
+    )
     _add_common(demo, default_model="bundled")
 
     export = commands.add_parser(
