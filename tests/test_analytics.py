@@ -156,6 +156,30 @@ def test_jitter_on_a_line_counts_one_crossing() -> None:
     assert analytics.counts.lines == {"gate": {"disc": {"in": 1, "out": 0}}}
 
 
+def test_the_classes_a_shape_watches_are_counted_from_zero_before_any_is_seen() -> None:
+    """So that Prometheus sees each counter start at 0: one first exported at 1 loses that crossing
+    to rate() and increase(). A shape that watches every class lists each once it has been seen."""
+    line, every_class = parse_lines(
+        [
+            {"name": "gate", "points": [[0, 100], [200, 100]], "classes": ["disc", "square"]},
+            {"name": "any", "points": [[0, 150], [200, 150]]},
+        ]
+    )
+    zone, open_zone = parse_zones(
+        [
+            {"name": "bay", "points": [[0, 0], [200, 0], [200, 200], [0, 200]], "classes": ["square"]},
+            {"name": "yard", "points": [[0, 0], [200, 0], [200, 200], [0, 200]]},
+        ]
+    )
+    analytics = StreamAnalytics("cam", (zone, open_zone), (line, every_class))
+    analytics.update((), (), _frame(0))
+    assert analytics.counts.lines == {
+        "gate": {"disc": {"in": 0, "out": 0}, "square": {"in": 0, "out": 0}},
+        "any": {},
+    }
+    assert analytics.counts.zones == {"bay": {"square": 0}, "yard": {}}
+
+
 def test_a_stay_across_the_line_interrupted_by_the_dead_band_starts_again() -> None:
     """seed 23's early count: a nearer object hides a track's lower part for a moment, its bottom edge
     pops over the line, then sits in the dead band until the object really crosses much later."""

@@ -128,9 +128,14 @@ class StreamAnalytics:
         self._size: tuple[int, int] | None = None
         self._visits: dict[tuple[int, str], _Visit] = {}
         self._line_states: dict[tuple[int, str], _LineState] = {}
-        self._crossings: dict[str, dict[str, dict[str, int]]] = {line.name: {} for line in lines}
+        # The classes a shape is limited to are listed at 0 from the start, as a class is after it was
+        # first seen: a counter that first appears at 1 loses that crossing to Prometheus' rate() and
+        # increase(), and a gauge that appears only when it is not 0 reads as "unknown" before.
+        self._crossings: dict[str, dict[str, dict[str, int]]] = {
+            line.name: {name: dict.fromkeys(DIRECTIONS, 0) for name in line.classes} for line in lines
+        }
         self._dwell: dict[str, DwellHistogram] = {zone.name: DwellHistogram() for zone in zones}
-        self._zone_classes: dict[str, set[str]] = {zone.name: set() for zone in zones}
+        self._zone_classes: dict[str, set[str]] = {zone.name: set(zone.classes) for zone in zones}
         self.counts = Counts()
         self.frame_analytics: FrameAnalytics | None = None
         #: Why shapes are left out at the current frame size, one line each; empty when all fit.
@@ -143,7 +148,9 @@ class StreamAnalytics:
         resolved = self._resolve(frame)
         events: list[AnalyticsEvent] = []
         # Classes once seen in a zone stay at 0 when it empties: a gauge that vanishes reads as "unknown".
-        inside_now = {zone.name: dict.fromkeys(self._zone_classes[zone.name], 0) for zone, _, _ in resolved.zones}
+        inside_now = {
+            zone.name: dict.fromkeys(sorted(self._zone_classes[zone.name]), 0) for zone, _, _ in resolved.zones
+        }
         marked: list[Track] = []
         for track in tracks:
             zones = self._update_zones(track, resolved, frame, events)
