@@ -135,6 +135,11 @@ async def test_counts_appear_as_home_assistant_sensors(broker: Broker) -> None:
     assert config["value_template"] == '{{ value_json["zones_door_objects"] }}'
     assert config["availability_topic"] == "segcast/status"
     assert config["unique_id"] == "segcast_cam_zones_door_objects"
+    names = {
+        name: on(received, f"homeassistant/sensor/segcast_cam/{name}/config")[0]["name"]
+        for name in ("tracks", "zones_door_objects", "lines_gate_in")
+    }
+    assert names == {"tracks": "tracks", "zones_door_objects": "door objects", "lines_gate_in": "gate in"}
     # Counts now are measurements; a line's crossings, totals since the start, which Home Assistant
     # sums per hour or day and which start again at 0 when segcast restarts.
     state_classes = {
