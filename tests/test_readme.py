@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 from server.config import load_config
+from server.inference.export import REQUIREMENTS
 from server.inference.models import DEFAULT_MODEL
+from server.triton.transport import SCHEMES
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -92,3 +95,58 @@ def test_install_hints_name_the_form_that_works_from_a_checkout() -> None:
     texts = [*DOCS, *sorted((ROOT / "server").rglob("*.py"))]
     wrong = [path.name for path in texts if re.search(r"pip install ['\"]?segcast\[", path.read_text())]
     assert wrong == []
+
+
+#: The extra a served model needs by the form of its ``--model``, as the error a missing one stops
+#: the start with names it (`server.inference.models._check_runtime`, `server.triton.transport.require_client`).
+MODEL_EXTRAS = {**{f"{scheme}://": "triton" for scheme in SCHEMES}, ".onnx": "onnx", "_openvino_model": "openvino"}
+
+
+def extras_needed(command: str) -> set[str]:
+    """The optional extras a ``segcast`` shell command needs beyond ``pip install .``."""
+    words = shlex.split(command, comments=True)
+    if "segcast" not in words:
+        return set()
+    words = words[words.index("segcast") + 1 :]
+    needed = set()
+    if words[:1] == ["export"] and "--format" in words:
+        needed.add(REQUIREMENTS[words[words.index("--format") + 1]][1])
+    if words[:1] != ["export"] and "--model" in words:
+        model = words[words.index("--model") + 1]
+        needed |= {extra for form, extra in MODEL_EXTRAS.items() if model.startswith(form) or model.endswith(form)}
+    return needed
+
+
+def extras_installed(command: str) -> set[str] | None:
+    """The extras a ``pip install`` of the checkout installs (None: the command installs no checkout)."""
+    found = re.search(r"pip install (?:-e )?'?\.(?:\[([\w,]*)\])?'?(?:\s|$)", command)
+    if found is None:
+        return None
+    return set(filter(None, (found.group(1) or "").split(",")))
+
+
+def test_extras_needed_reads_what_a_command_needs() -> None:
+    assert extras_needed("segcast export --format triton --out models  # a repository") == {"onnx"}
+    assert extras_needed("segcast export --model yard.pt --format openvino") == {"openvino"}
+    assert extras_needed("segcast serve --model grpc://127.0.0.1:8001/m --source 'scene:?seed=1' &") == {"triton"}
+    assert extras_needed("X=1 segcast serve --model yard.onnx") == {"onnx"}
+    assert extras_needed("segcast serve --model bundled") == set()
+    assert extras_installed("pip install '.[triton,onnx]'   # why") == {"triton", "onnx"}
+    assert extras_installed("pip install . && segcast demo") == set()
+    assert extras_installed("pip install -e '.[test]' && pytest") == {"test"}
+    assert extras_installed("segcast demo") is None
+
+
+def test_a_walkthrough_that_installs_segcast_installs_the_extras_its_commands_need() -> None:
+    """A block of shell commands that starts with ``pip install '.[...]'`` is copied as a whole:
+    every command after it must run with what it installed (the Triton walk-through once installed
+    only the client, and its very next command, the export, stopped asking for ``.[onnx]``)."""
+    for path in DOCS:
+        for block in code_blocks(path, "sh"):
+            installed: set[str] | None = None
+            for command in block.replace("\\\n", " ").splitlines():
+                if (installs := extras_installed(command)) is not None:
+                    installed = installs
+                if installed is not None:
+                    missing = extras_needed(command) - installed
+                    assert not missing, f"{path.name}: {command.strip()!r} needs {sorted(missing)}, not installed"
