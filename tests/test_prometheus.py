@@ -1,0 +1,164 @@
+"""deploy/prometheus/prometheus.yml, run by a real Prometheus against a running segcast.
+
+What a user copies to get segcast's counts into Grafana must work as shipped: Prometheus (Debian's
+package) reads the file, scrapes segcast's /metrics, and its own query API then has the counts of a
+stream's line, at 0 before anything crossed, which the dashboard's queries build on
+(tests/test_dashboard.py evaluates those). With tokens on, the file's commented lines, uncommented
+as it says, must be what makes the scrape pass: without them it is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import urllib.parse
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient
+
+from server.config import StreamConfig
+from server.options import StreamOptions
+from tests.support.components import require_component
+from tests.support.polling import eventually
+from tests.support.rtsp_camera import free_port
+
+pytestmark = pytest.mark.timeout(120)
+
+CONFIG = Path(__file__).resolve().parent.parent / "deploy" / "prometheus" / "prometheus.yml"
+SHIPPED_TARGET = '"127.0.0.1:8080"'
+VIEWER_TOKEN = "prometheus-viewer-token-0123456789"
+#: A line limited to one class: its counters are exported at 0 from the first frame.
+DOOR = StreamConfig(
+    "door",
+    "scene:?seed=3",
+    options=StreamOptions.from_mapping(
+        {"lines": [{"name": "gate", "points": [[0.5, 0.05], [0.5, 0.95]], "units": "fraction", "classes": ["disc"]}]}
+    ),
+)
+#: The first scrape comes within one scrape interval (5 s) of Prometheus being ready.
+SCRAPE_TIMEOUT_S = 60.0
+
+
+def prometheus_config(tmp_path: Path, port: int, with_token: bool) -> Path:
+    """The shipped file pointed at ``port``; with its token lines uncommented, as it says, and the token file."""
+    text = CONFIG.read_text()
+    assert SHIPPED_TARGET in text, "the file names the address `segcast serve` listens on by default"
+    text = text.replace(SHIPPED_TARGET, f'"127.0.0.1:{port}"')
+    if with_token:
+        commented = "    # authorization:\n    #   credentials_file: segcast-viewer.token\n"
+        assert commented in text, "the file shows how to give Prometheus a viewer token"
+        text = text.replace(commented, commented.replace("# ", ""))
+        (tmp_path / "segcast-viewer.token").write_text(VIEWER_TOKEN + "\n")
+    path = tmp_path / "prometheus.yml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[Callable[[Path], str]]:
+    """Starts Debian's prometheus on a config file (on a free port, its data in ``tmp_path``); returns its URL."""
+    binary = shutil.which("prometheus")
+    require_component(binary is not None, "needs prometheus from Debian's prometheus package (see .ci/run)")
+    assert binary is not None
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(config: Path) -> str:
+        port = free_port()
+        command = [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}"]
+        command.append(f"--web.listen-address=127.0.0.1:{port}")
+        processes.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for process in processes:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def api(http: aiohttp.ClientSession, url: str) -> dict[str, Any] | None:
+    """Prometheus' JSON answer, or None while it is starting (no connection yet, or 503 until ready)."""
+    try:
+        async with http.get(url) as response:
+            if response.status == 503:
+                return None
+            body: dict[str, Any] = json.loads(await response.text())
+            return body
+    except aiohttp.ClientConnectionError:
+        return None
+
+
+async def query(http: aiohttp.ClientSession, prometheus: str, expr: str) -> list[dict[str, Any]] | None:
+    """The instant vector ``expr`` gives (None while Prometheus is not answering yet)."""
+    body = await api(http, f"{prometheus}/api/v1/query?query={urllib.parse.quote(expr)}")
+    if body is None:
+        return None
+    assert body["status"] == "success", body
+    result: list[dict[str, Any]] = body["data"]["result"]
+    return result
+
+
+async def scrape_health(http: aiohttp.ClientSession, prometheus: str) -> tuple[float, str]:
+    """``up`` of the segcast job once it has been scraped, and the scrape's error."""
+
+    async def scraped() -> tuple[float, str] | None:
+        body = await api(http, f"{prometheus}/api/v1/targets")
+        if body is None:
+            return None
+        segcast = [t for t in body["data"]["activeTargets"] if t["labels"]["job"] == "segcast"]
+        if not segcast or segcast[0]["health"] == "unknown":
+            return None
+        return (1.0 if segcast[0]["health"] == "up" else 0.0), segcast[0]["lastError"]
+
+    return await eventually(scraped, SCRAPE_TIMEOUT_S, "Prometheus' first scrape of segcast")
+
+
+@pytest.mark.parametrize("with_tokens", [False, True], ids=["no tokens (the default)", "viewer token"])
+async def test_prometheus_scrapes_segcast_with_the_shipped_config(
+    start_server: Callable[..., Awaitable[TestClient]],
+    prometheus: Callable[[Path], str],
+    http: aiohttp.ClientSession,
+    tmp_path: Path,
+    with_tokens: bool,
+) -> None:
+    tokens = {"viewer_tokens": (VIEWER_TOKEN,)} if with_tokens else {}
+    client = await start_server(DOOR, **tokens)
+    port = client.server.port
+    assert port is not None
+    url = prometheus(prometheus_config(tmp_path, port, with_token=with_tokens))
+
+    up, error = await scrape_health(http, url)
+    assert (up, error) == (1.0, ""), "Prometheus scrapes segcast's /metrics with the file as documented"
+
+    async def gate_counts() -> list[dict[str, Any]] | None:
+        found = await query(http, url, 'segcast_line_crossings_total{stream="door",line="gate"}')
+        return found or None
+
+    series = await eventually(gate_counts, SCRAPE_TIMEOUT_S, "the line's counters in Prometheus")
+    assert {(s["metric"]["class"], s["metric"]["direction"]) for s in series} == {("disc", "in"), ("disc", "out")}
+    assert all(s["metric"]["job"] == "segcast" for s in series)
+
+
+async def test_with_tokens_the_scrape_needs_the_token_lines(
+    start_server: Callable[..., Awaitable[TestClient]],
+    prometheus: Callable[[Path], str],
+    http: aiohttp.ClientSession,
+    tmp_path: Path,
+) -> None:
+    """The file as shipped, against a segcast with tokens: refused, and Prometheus says why."""
+    client = await start_server(DOOR, viewer_tokens=(VIEWER_TOKEN,))
+    port = client.server.port
+    assert port is not None
+    url = prometheus(prometheus_config(tmp_path, port, with_token=False))
+    up, error = await scrape_health(http, url)
+    assert up == 0.0 and "401" in error
