@@ -1,9 +1,9 @@
 """deploy/prometheus/prometheus.yml, run by a real Prometheus against a running segcast.
 
 What a user copies to get segcast's counts into Grafana must work as shipped: Prometheus (Debian's
-package) reads the file, scrapes segcast's /metrics, and its own query API then has the counts of a
-stream's line, at 0 before anything crossed, which the dashboard's queries build on
-(tests/test_dashboard.py evaluates those). With tokens on, the file's commented lines, uncommented
+package) reads the file, scrapes segcast's /metrics, and its own query API then has the counters of
+a stream's line (listed from its first frame, as the line watches one class), which the dashboard's
+queries build on (tests/test_dashboard.py evaluates those). With tokens on, the file's commented lines, uncommented
 as it says, must be what makes the scrape pass: without them it is refused.
 """
 
