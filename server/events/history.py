@@ -27,7 +27,8 @@ import cv2
 import numpy as np
 
 from server.events.config import HistorySettings
-from server.events.sink import Counts, OutEvent, SinkHealth, Tally
+from server.events.counts import Counts
+from server.events.sink import OutEvent, SinkHealth, Tally
 
 log = logging.getLogger(__name__)
 

@@ -36,16 +36,8 @@ from contextlib import suppress
 import aiomqtt
 
 from server.events.config import MqttSettings
-from server.events.sink import (
-    BACKOFF_MAX_S,
-    Counts,
-    DeliveryTask,
-    OutEvent,
-    SinkHealth,
-    Tally,
-    backoff_s,
-    is_running_total,
-)
+from server.events.counts import Counts, count_label, is_running_total
+from server.events.sink import BACKOFF_MAX_S, DeliveryTask, OutEvent, SinkHealth, Tally, backoff_s
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +45,6 @@ QOS = 1
 CONNECT_TIMEOUT_S = 10.0
 OFFLINE_TIMEOUT_S = 1.0
 UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
-#: A zone's or line's counts are named after their kind first (``zones_porch_objects``); the sensor
-#: names leave it out, as the rest of the name says it.
-SHAPE_PREFIX = re.compile(r"^(zones|lines)_")
 
 
 class MqttSink:
@@ -252,7 +241,7 @@ class MqttSink:
         """Home Assistant's MQTT discovery payload for the sensor of count ``name`` of ``stream_id``."""
         device_id = f"{self._node}_{stream_id}"
         return {
-            "name": _sensor_name(name),
+            "name": count_label(name),
             "unique_id": f"{device_id}_{UNSAFE.sub('_', name)}",
             "state_topic": self.counts_topic(stream_id),
             "value_template": f"{{{{ value_json[{json.dumps(name)}] }}}}",
@@ -260,8 +249,3 @@ class MqttSink:
             "availability_topic": self.status_topic,
             "device": {"identifiers": [device_id], "name": f"segcast {stream_id}", "manufacturer": "segcast"},
         }
-
-
-def _sensor_name(count: str) -> str:
-    """What Home Assistant shows for a count, after the stream's device name: ``porch objects``, ``gate in``."""
-    return SHAPE_PREFIX.sub("", count).replace("_", " ")

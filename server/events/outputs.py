@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 from server.delivery.encode import FramePacket
 from server.events.config import EventsSettings
+from server.events.counts import counts_of
 from server.events.history import HistorySink
 from server.events.sink import OutEvent, Sink, SinkHealth
 from server.events.webhook import WebhookSink
@@ -73,27 +74,3 @@ class EventOutputs:
         self._counts.pop(stream_id, None)
         for sink in self.sinks:
             sink.forget_stream(stream_id)
-
-
-def counts_of(metadata: Mapping[str, object]) -> dict[str, float]:
-    """A stream's counts now, flat: ``tracks`` and every number under the frame message's ``counts``.
-
-    Nested names are joined with ``_`` (``zones.door.objects`` -> ``zones_door_objects``), and
-    ``by_class`` breakdowns are left out, so new kinds of counts become new names with no change here.
-    """
-    tracks = metadata.get("tracks")
-    counts: dict[str, float] = {"tracks": len(tracks) if isinstance(tracks, list) else 0}
-    _flatten(metadata.get("counts"), "", counts)
-    return counts
-
-
-def _flatten(value: object, prefix: str, into: dict[str, float]) -> None:
-    if isinstance(value, bool):
-        return
-    if isinstance(value, int | float):
-        if prefix:
-            into[prefix] = value
-    elif isinstance(value, Mapping):
-        for key, inner in value.items():
-            if key != "by_class":
-                _flatten(inner, f"{prefix}_{key}" if prefix else str(key), into)

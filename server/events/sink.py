@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from server.delivery.encode import FramePacket
+from server.events.counts import Counts
 
 #: At most one "queue full" line per sink per this many seconds; the counter in /metrics has the rest.
 DROP_LOG_INTERVAL_S = 30.0
@@ -27,19 +28,6 @@ BACKOFF_MAX_S = 30.0
 #: At shutdown a working network sink delivers what it has queued for up to this long (a failing
 #: one is not waited for: it would only retry into the limit). What is left then is lost, and logged.
 DRAIN_TIMEOUT_S = 2.0
-
-#: A stream's counts, flat (`server.events.outputs.counts_of`): ``tracks``, ``zones_door_objects``...
-Counts = Mapping[str, float]
-
-
-def is_running_total(name: str) -> bool:
-    """Whether count ``name`` is a total since its stream started rather than a count now.
-
-    A line's ``in`` and ``out`` only grow while segcast runs, and start again at 0 when it restarts;
-    occupancy and ``tracks`` go up and down. Home Assistant keeps statistics of the two differently
-    (sums per hour or day of a total, means of a measurement), so its sensors say which they are.
-    """
-    return name.startswith("lines_")
 
 
 class SinkState(enum.Enum):

@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from server.events.config import WebhookSettings
-from server.events.sink import Counts, DeliveryTask, OutEvent, SinkHealth, Tally, backoff_s
+from server.events.counts import Counts
+from server.events.sink import DeliveryTask, OutEvent, SinkHealth, Tally, backoff_s
 
 log = logging.getLogger(__name__)
 
