@@ -25,6 +25,9 @@ DEFAULT_TRACKER = SEGTRACK
 MIN_IMGSZ_PX = 32
 MAX_IMGSZ_PX = 4096
 IMGSZ_STRIDE_PX = 32  # YOLO's largest stride: an input must be a whole number of its cells
+#: The largest number a tracker setting takes: thresholds are shares and windows are frames, so
+#: this only keeps out infinity and integers no float holds (they break the tracker and JSON).
+MAX_TRACKER_NUMBER = 1e9
 #: Tracker settings that pick the tracker or wire it to a model; segcast sets these itself.
 _RESERVED_TRACKER_KEYS = frozenset({"tracker_type", "model", "device", "with_reid"})
 
@@ -178,11 +181,11 @@ def _tracker_settings(kind: str, overrides: Mapping[str, Any]) -> tuple[tuple[st
         if isinstance(default, bool):
             ok = isinstance(value, bool)
         elif isinstance(default, int | float):
-            ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+            ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= MAX_TRACKER_NUMBER
         else:
             ok = isinstance(value, str)
         if not ok:
             expected = "true or false" if isinstance(default, bool) else f"a value like {default!r}"
-            raise ValueError(f"tracker_settings.{key}: expected {expected}, got {value!r}")
+            raise ValueError(f"tracker_settings.{key}: expected {expected}, got {value!r:.60}")
         checked[key] = value
     return tuple(sorted(checked.items()))

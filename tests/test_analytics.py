@@ -73,6 +73,14 @@ def test_zones_and_lines_are_read_from_options_and_shown_back() -> None:
         ),
         ([], [{"name": "l", "points": [[0, 0]]}], ("lines[0].points",)),
         ([], [{"name": "l", "points": [[0, 0], [0, 0]]}], ("lines[0].points", "same")),
+        # Not the same, but no direction to tell a side by: it divided by zero on the first track.
+        ([], [{"name": "l", "points": [[0, 0], [1e-200, 0]]}], ("lines[0].points", "less than a pixel")),
+        ([], [{"name": "l", "points": [[0, 0], [1e-4, 0]], "units": "fraction"}], ("lines[0].points", "thousandth")),
+        # Infinity is not JSON: accepted, it broke every client's list of streams.
+        ([{"name": "x", "points": [[0, 0], [5, 0], [0, 5]], "loiter_s": float("inf")}], [], ("zones[0].loiter_s",)),
+        ([{"name": "x", "points": [[0, 0], [5, 0], [0, 5]], "loiter_s": 10**400}], [], ("too large",)),
+        ([{"name": "x", "points": [[0, 0], [10**400, 0], [0, 5]]}], [], ("zones[0].points", "too large")),
+        ([], [{"name": "l", "points": [[0, 0], [9, 9]], "units": ["px"]}], ("lines[0].units",)),
         ([], [{"name": "l", "points": [[0, 0], [9, 9]], "anchor": "top"}], ("lines[0].anchor",)),
         ([], [{"name": "l", "points": [[0, 0], [9, 9]], "colour": "red"}], ("lines[0].colour", "unknown key")),
         ([{"name": "bad name!", "points": [[0, 0], [5, 0], [0, 5]]}], [], ("zones[0].name",)),
@@ -86,6 +94,18 @@ def test_bad_zones_and_lines_name_the_key(zones: object, lines: object, words: t
         StreamOptions.from_mapping({"zones": zones, "lines": lines})
     for word in words:
         assert word in str(caught.value)
+
+
+def test_a_polygon_closed_with_its_first_corner_again_is_that_polygon() -> None:
+    square = [[0, 0], [10, 0], [10, 10], [0, 10]]
+    [closed] = parse_zones([{"name": "x", "points": [*square, [0, 0]]}])
+    assert closed == parse_zones([{"name": "x", "points": square}])[0]
+
+
+def test_a_bad_value_is_quoted_short_in_the_error() -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_lines([{"name": "l", "points": [[0, 0]] * 10_000}])
+    assert len(str(caught.value)) < 200
 
 
 def test_a_shape_beyond_the_frame_is_left_out_with_a_reason_and_the_rest_still_count() -> None:

@@ -168,3 +168,55 @@ def test_a_model_that_cannot_load_stops_start_with_one_line() -> None:
     with pytest.raises(ModelError, match=r"--model missing\.pt: no such file"):
         worker.start()
     worker.stop()
+
+
+WHOLE = [[0, 0], [1, 0], [1, 1], [0, 1]]
+
+
+def _zone(name: str) -> StreamOptions:
+    return StreamOptions.from_mapping({"zones": [{"name": name, "points": WHOLE, "units": "fraction"}]})
+
+
+def test_a_zone_changed_between_frames_is_pending_and_the_old_ones_counts_are_gone() -> None:
+    """A file that has ended gets no next frame: its counts must not go on showing a zone it no longer has."""
+    with Driver(TruthModel()) as driver:
+        driver.add("cam", Scene(seed=SEED), _zone("old"))
+        driver.step({"cam": 60})
+        before = driver.worker.counts("cam")
+        assert before is not None and sum(before.zones["old"].values()) > 0
+        assert driver.worker.change_shapes("cam", _zone("new"))
+        counts, stats = driver.worker.counts("cam"), driver.worker.stats("cam")
+        assert counts is not None and dict(counts.zones) == {} and dict(counts.dwell) == {}
+        assert stats is not None and stats.pending_shapes == ("new",)
+        driver.step({"cam": 61})
+        counts, stats = driver.worker.counts("cam"), driver.worker.stats("cam")
+        assert counts is not None and list(counts.zones) == ["new"] and sum(counts.zones["new"].values()) > 0
+        assert stats is not None and stats.pending_shapes == ()
+
+
+def test_shapes_whose_first_frame_failed_are_applied_on_the_next_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One failed update must not leave the stream counting with its old shapes for good."""
+    from server.analytics.engine import StreamAnalytics
+
+    with Driver(TruthModel()) as driver:
+        driver.add("cam", Scene(seed=SEED), _zone("old"))
+        driver.step({"cam": 60})
+        update = StreamAnalytics.update
+        failures = []
+
+        def fail_once(self: StreamAnalytics, *args: object) -> object:
+            if not failures:
+                failures.append(self)
+                raise RuntimeError("analytics failed once")
+            return update(self, *args)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(StreamAnalytics, "update", fail_once)
+        driver.worker.change_shapes("cam", _zone("new"))
+        driver.put(driver.frame("cam", 61))
+        driver.wait_taken("cam")
+        result = driver.step({"cam": 62})["cam"]
+        assert failures, "the first update after the change did not fail"
+        stats = driver.worker.stats("cam")
+        assert stats is not None and stats.errors == 1 and "analytics failed once" in str(stats.last_error)
+        assert result.analytics is not None and [name for name, _ in result.analytics.zones] == ["new"]
+        assert stats.pending_shapes == ()

@@ -61,6 +61,8 @@ def test_stream_values_override_the_defaults_they_are_read_over() -> None:
         ({"tracker": "sort"}, "tracker:"),
         ({"tracker_settings": {"track_bufer": 10}}, "tracker_settings.track_bufer:"),
         ({"tracker_settings": {"track_buffer": "long"}}, "tracker_settings.track_buffer:"),
+        ({"tracker_settings": {"track_buffer": float("inf")}}, "tracker_settings.track_buffer:"),  # not JSON
+        ({"tracker_settings": {"track_buffer": 10**400}}, "tracker_settings.track_buffer:"),
         ({"tracker_settings": {"fuse_score": 1}}, "tracker_settings.fuse_score:"),
         ({"tracker_settings": {"with_reid": True}}, "tracker_settings.with_reid:"),
         ({"tracker_settings": [1]}, "tracker_settings:"),

@@ -181,6 +181,19 @@ class StreamAnalytics:
         )
         return tuple(marked), (*starts, *events, *ends)
 
+    def counts_for(self, zones: tuple[Zone, ...], lines: tuple[Line, ...]) -> Counts:
+        """The newest `counts` of those of its shapes that are among ``zones`` and ``lines`` as they are.
+
+        A stream's shapes are changed from another thread and taken up on its next frame: until then
+        the counts of a zone removed or redefined are an old shape's, which no reader should get (a
+        stream whose file has ended has no next frame).
+        """
+        kept_zones = {zone.name for zone in self._zones if zone in zones}
+        kept_lines = {line.name for line in self._lines if line in lines}
+        if len(kept_zones) == len(self._zones) and len(kept_lines) == len(self._lines):
+            return self.counts
+        return self.counts.only(kept_zones, kept_lines)
+
     def reshaped(
         self, zones: tuple[Zone, ...], lines: tuple[Line, ...], frame: Frame
     ) -> tuple[StreamAnalytics, tuple[AnalyticsEvent, ...]]:

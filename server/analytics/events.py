@@ -94,6 +94,14 @@ class Counts:
     lines: Mapping[str, Mapping[str, Mapping[str, int]]] = field(default_factory=lambda: MappingProxyType({}))
     dwell: Mapping[str, DwellHistogram] = field(default_factory=lambda: MappingProxyType({}))
 
+    def only(self, zones: set[str], lines: set[str]) -> Counts:
+        """These counts of the named zones and lines alone."""
+        return Counts(
+            MappingProxyType({name: by_class for name, by_class in self.zones.items() if name in zones}),
+            MappingProxyType({name: by_class for name, by_class in self.lines.items() if name in lines}),
+            MappingProxyType({name: histogram for name, histogram in self.dwell.items() if name in zones}),
+        )
+
     def to_json(self) -> dict[str, dict[str, dict[str, object]]]:
         return {
             "zones": {

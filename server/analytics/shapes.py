@@ -25,6 +25,9 @@ DEFAULT_HYSTERESIS = 0.02
 DEFAULT_CONFIRM_S = 0.5
 MAX_CONFIRM_S = 10.0
 MAX_POINTS = 64
+#: A line's shortest segment, in each unit: a pixel, or a thousandth of the frame. A side is
+#: measured against each segment's direction, which a shorter one (a slip of the mouse) has none of.
+MIN_SEGMENT = {"px": 1.0, "fraction": 1e-3}
 MAX_SHAPES = 32
 NAME_PATTERN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 MAX_NAME_CHARS = 64
@@ -138,16 +141,18 @@ def _zone(table: Mapping[str, Any], where: str) -> Zone:
     _known(table, ("name", "points", "units", "classes", "min_share", "loiter_s"), where)
     units = _units(table, where)
     points = _points(table, units, 3, where)
+    if len(points) > 3 and points[-1] == points[0]:
+        points = points[:-1]  # closed the way many tools write a polygon: its first corner again
     if len(set(points)) >= 3 and _self_intersects(points):
         raise ValueError(f"{where}.points: the polygon crosses itself; list its corners in order around it")
     if len(set(points)) < 3 or abs(_area(points)) < 1e-9:
         raise ValueError(f"{where}.points: the polygon is degenerate (it has no area)")
     min_share = table.get("min_share", DEFAULT_MIN_SHARE)
-    if isinstance(min_share, bool) or not isinstance(min_share, int | float) or not 0 < min_share <= 1:
-        raise ValueError(f"{where}.min_share: expected a share above 0 and at most 1, got {min_share!r}")
+    if not 0 < _number(min_share, f"{where}.min_share", "a share above 0 and at most 1") <= 1:
+        raise ValueError(f"{where}.min_share: expected a share above 0 and at most 1, got {min_share!r:.60}")
     loiter_s = table.get("loiter_s")
-    if loiter_s is not None and (isinstance(loiter_s, bool) or not isinstance(loiter_s, int | float) or loiter_s <= 0):
-        raise ValueError(f"{where}.loiter_s: expected seconds above 0, got {loiter_s!r}")
+    if loiter_s is not None and not 0 < _number(loiter_s, f"{where}.loiter_s", "seconds above 0") < math.inf:
+        raise ValueError(f"{where}.loiter_s: expected seconds above 0, got {loiter_s!r:.60}")
     return Zone(
         _name(table, where),
         points,
@@ -162,17 +167,23 @@ def _line(table: Mapping[str, Any], where: str) -> Line:
     _known(table, ("name", "points", "units", "classes", "anchor", "hysteresis", "confirm_s"), where)
     units = _units(table, where)
     points = _points(table, units, 2, where)
-    if any(a == b for a, b in itertools.pairwise(points)):
-        raise ValueError(f"{where}.points: two consecutive points are the same; a line needs length")
+    shortest = MIN_SEGMENT[units.value]
+    if any(math.dist(a, b) < shortest for a, b in itertools.pairwise(points)):
+        unit = "pixel" if units is Units.PX else "thousandth of the frame"
+        raise ValueError(
+            f"{where}.points: two consecutive points are the same or less than a {unit} apart; a line needs length"
+        )
     anchor = table.get("anchor", Anchor.BOTTOM.value)
-    if anchor not in {a.value for a in Anchor}:
-        raise ValueError(f"{where}.anchor: expected bottom or centre, got {anchor!r}")
+    if not isinstance(anchor, str) or anchor not in {a.value for a in Anchor}:
+        raise ValueError(f"{where}.anchor: expected bottom or centre, got {anchor!r:.60}")
     hysteresis = table.get("hysteresis", DEFAULT_HYSTERESIS)
-    if isinstance(hysteresis, bool) or not isinstance(hysteresis, int | float) or not 0 <= hysteresis <= 0.25:
-        raise ValueError(f"{where}.hysteresis: expected a fraction of the frame from 0 to 0.25, got {hysteresis!r}")
+    expected = "a fraction of the frame from 0 to 0.25"
+    if not 0 <= _number(hysteresis, f"{where}.hysteresis", expected) <= 0.25:
+        raise ValueError(f"{where}.hysteresis: expected {expected}, got {hysteresis!r:.60}")
     confirm_s = table.get("confirm_s", DEFAULT_CONFIRM_S)
-    if isinstance(confirm_s, bool) or not isinstance(confirm_s, int | float) or not 0 <= confirm_s <= MAX_CONFIRM_S:
-        raise ValueError(f"{where}.confirm_s: expected seconds from 0 to {MAX_CONFIRM_S:g}, got {confirm_s!r}")
+    expected = f"seconds from 0 to {MAX_CONFIRM_S:g}"
+    if not 0 <= _number(confirm_s, f"{where}.confirm_s", expected) <= MAX_CONFIRM_S:
+        raise ValueError(f"{where}.confirm_s: expected {expected}, got {confirm_s!r:.60}")
     classes = _classes(table, where)
     return Line(_name(table, where), points, units, classes, Anchor(anchor), float(hysteresis), float(confirm_s))
 
@@ -186,30 +197,28 @@ def _known(table: Mapping[str, Any], keys: tuple[str, ...], where: str) -> None:
 def _name(table: Mapping[str, Any], where: str) -> str:
     name = table.get("name")
     if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME_CHARS or not set(name) <= NAME_PATTERN_CHARS:
-        raise ValueError(f"{where}.name: expected 1 to {MAX_NAME_CHARS} letters, digits, '-' or '_', got {name!r}")
+        raise ValueError(f"{where}.name: expected 1 to {MAX_NAME_CHARS} letters, digits, '-' or '_', got {name!r:.60}")
     return name
 
 
 def _units(table: Mapping[str, Any], where: str) -> Units:
     units = table.get("units", Units.PX.value)
-    if units not in {u.value for u in Units}:
-        raise ValueError(f"{where}.units: expected px or fraction, got {units!r}")
+    if not isinstance(units, str) or units not in {u.value for u in Units}:
+        raise ValueError(f"{where}.units: expected px or fraction, got {units!r:.60}")
     return Units(units)
 
 
 def _points(table: Mapping[str, Any], units: Units, least: int, where: str) -> tuple[Point, ...]:
     raw = table.get("points")
     if not isinstance(raw, list | tuple) or not least <= len(raw) <= MAX_POINTS:
-        raise ValueError(f"{where}.points: expected {least} to {MAX_POINTS} [x, y] pairs, got {raw!r}")
+        raise ValueError(f"{where}.points: expected {least} to {MAX_POINTS} [x, y] pairs, got {raw!r:.60}")
     points: list[Point] = []
     for pair in raw:
-        if (
-            not isinstance(pair, list | tuple)
-            or len(pair) != 2
-            or not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in pair)
-        ):
-            raise ValueError(f"{where}.points: expected [x, y] pairs of numbers, got {pair!r}")
-        x, y = float(pair[0]), float(pair[1])
+        if not isinstance(pair, list | tuple) or len(pair) != 2:
+            raise ValueError(f"{where}.points: expected [x, y] pairs of numbers, got {pair!r:.60}")
+        x, y = (_number(v, f"{where}.points", "[x, y] pairs of numbers") for v in pair)
+        if not (math.isfinite(x) and math.isfinite(y)):
+            raise ValueError(f"{where}.points: expected [x, y] pairs of numbers, got {pair!r:.60}")
         high = 1.0 if units is Units.FRACTION else math.inf
         if not (0 <= x <= high and 0 <= y <= high):
             frame = "from 0 to 1 (fractions of the frame)" if units is Units.FRACTION else "at least 0 (pixels)"
@@ -218,10 +227,20 @@ def _points(table: Mapping[str, Any], units: Units, least: int, where: str) -> t
     return tuple(points)
 
 
+def _number(value: object, where: str, expected: str) -> float:
+    """``value`` as a float; ValueError for anything else, an integer too large for one included."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{where}: expected {expected}, got {value!r:.60}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"{where}: expected {expected}, got a number too large") from None
+
+
 def _classes(table: Mapping[str, Any], where: str) -> tuple[str, ...]:
     value = table.get("classes", [])
     if not isinstance(value, list | tuple) or not all(isinstance(name, str) and name for name in value):
-        raise ValueError(f"{where}.classes: expected a list of class names, got {value!r}")
+        raise ValueError(f"{where}.classes: expected a list of class names, got {value!r:.60}")
     return tuple(dict.fromkeys(value))
 
 

@@ -378,7 +378,8 @@ async def _counts(request: web.Request) -> web.Response:
 
     Every configured zone and line is listed, at zero before the first frame; once frames come, one
     that does not fit them is marked ``left_out`` (``analytics_error`` says why) rather than passing
-    for an empty zone.
+    for an empty zone, and one added or redefined since the stream's last frame is marked
+    ``pending``: it counts from the next frame (a stream whose file has ended has none).
     """
     info = _info(request)
     worker = request.app[manager_key].worker
@@ -387,10 +388,10 @@ async def _counts(request: web.Request) -> web.Response:
     zones: dict[str, dict[str, object]] = {zone.name: {"objects": 0, "by_class": {}} for zone in options.zones}
     lines: dict[str, dict[str, object]] = {line.name: {"in": 0, "out": 0, "by_class": {}} for line in options.lines}
     if counts is not None:
-        found = counts.to_json()
+        found, pending = counts.to_json(), set(stats.pending_shapes if stats else ())
         for listed, measured in ((zones, found["zones"]), (lines, found["lines"])):
             for name, values in listed.items():
-                values.update(measured.get(name, {"left_out": True}))
+                values.update(measured.get(name, {"pending" if name in pending else "left_out": True}))
     body = {"v": PROTOCOL_VERSION, "stream": info.stream_id, "zones": zones, "lines": lines}
     return web.json_response(body | {"analytics_error": stats.analytics_error if stats else None})
 

@@ -104,6 +104,8 @@ class StreamStats:
     #: Why zones or lines are left out (`StreamAnalytics.problems`, one per line); None when none are.
     analytics_error: str | None = None
     frame_size: tuple[int, int] | None = None  # width, height of its latest processed frame
+    #: Zones and lines given to it (added or redefined) since its last frame: they count from its next one.
+    pending_shapes: tuple[str, ...] = ()
 
 
 @dataclass(eq=False)
@@ -278,17 +280,27 @@ class InferenceWorker:
             self._streams.pop(stream_id, None)
 
     def counts(self, stream_id: str) -> Counts | None:
-        """The stream's newest zone and line counts; None if it has no zones or lines (or is unknown)."""
+        """The stream's newest zone and line counts; None if it has no zones or lines (or is unknown).
+
+        Of the shapes it has now: one removed or redefined since its last frame is left out.
+        """
         with self._lock:
             r = self._streams.get(stream_id)
-        return None if r is None or r.analytics is None else r.analytics.counts
+        if r is None or (analytics := r.analytics) is None:
+            return None
+        options = r.options
+        return analytics.counts_for(options.zones, options.lines)
 
     def stats(self, stream_id: str) -> StreamStats | None:
         with self._lock:
             r = self._streams.get(stream_id)
         if r is None:
             return None
-        return StreamStats(r.processed, r.errors, r.last_error, r.processing_fps, r.analytics_error, r.frame_size)
+        options, applied = r.options, r.analytics_options
+        pending = () if applied is None or applied is options else _new_shapes(applied, options)
+        return StreamStats(
+            r.processed, r.errors, r.last_error, r.processing_fps, r.analytics_error, r.frame_size, pending
+        )
 
     # -- the inference thread ---------------------------------------------------------------------
 
@@ -444,12 +456,15 @@ class InferenceWorker:
                         registration.stream_id, self.class_names, registration.options, registration.fps
                     )
                 tracks, track_events = registration.tracker.update(job.detections, frame)
-                analytics, exits = self._analytics(registration, frame)
+                options = registration.options  # read once: `change_shapes` may replace it meanwhile
+                analytics, exits = self._analytics(registration, options, frame)
                 events: tuple[TrackEvent | AnalyticsEvent, ...] = (*exits, *track_events)
                 if analytics is not None:
                     tracks, events = analytics.update(tracks, track_events, frame)
                     events = (*exits, *events)
-                registration.analytics = analytics  # after its update: `counts` never reads empty
+                # Both after its update: `counts` never reads empty, and shapes that failed to apply
+                # are tried again on the next frame rather than taken for applied.
+                registration.analytics, registration.analytics_options = analytics, options
                 problems = analytics.problems if analytics is not None else ()
                 registration.analytics_error = "\n".join(problems) or None
             except ValueError as exc:  # the stream's options do not fit the model (an unknown class name)
@@ -471,19 +486,17 @@ class InferenceWorker:
         self._fail(registration, frame, job.error or "no result from the model")
 
     def _analytics(
-        self, registration: _Registration, frame: Frame
+        self, registration: _Registration, options: StreamOptions, frame: Frame
     ) -> tuple[StreamAnalytics | None, tuple[AnalyticsEvent, ...]]:
-        """The stream's analytics for this frame, and the zone exits a change of its shapes made.
+        """The stream's analytics for this frame under ``options``, and the zone exits a change of its shapes made.
 
         Made on the stream's first frame (its class filters checked against the model), and again
         whenever `change_shapes` has given the stream new options.
         """
-        options = registration.options  # read once: `change_shapes` may replace it meanwhile
         current = registration.analytics
         if options is registration.analytics_options:
             return current, ()
         check_classes(options.zones, options.lines, self.class_names)
-        registration.analytics_options = options
         wanted = bool(options.zones or options.lines)
         if current is not None:
             successor, exits = current.reshaped(options.zones, options.lines, frame)
@@ -541,3 +554,9 @@ def _model_failed(group: list[_Job], exc: Exception) -> None:
     for job in group:
         job.error = f"model failed: {type(exc).__name__}: {exc}"
     log.warning("[%s] model failed on frame %d", group[0].registration.stream_id, group[0].frame.seq, exc_info=True)
+
+
+def _new_shapes(applied: StreamOptions, options: StreamOptions) -> tuple[str, ...]:
+    """The names of the zones and lines of ``options`` that ``applied`` does not have as they are."""
+    zones = [zone.name for zone in options.zones if zone not in applied.zones]
+    return (*zones, *(line.name for line in options.lines if line not in applied.lines))
