@@ -27,6 +27,7 @@ from server.http.keys import (
     hub_key,
     manager_key,
     settings_key,
+    stream_changes_key,
     websockets_key,
 )
 from server.http.pages import setup_pages
@@ -54,6 +55,7 @@ def create_app(settings: Settings, policy: AccessPolicy | None = None) -> web.Ap
     app[websockets_key] = weakref.WeakKeyDictionary()
     app[http_viewers_key] = weakref.WeakSet()
     app[config_lock_key] = asyncio.Lock()
+    app[stream_changes_key] = weakref.WeakValueDictionary()
     app.cleanup_ctx.append(_pipeline)
     app.on_shutdown.append(_close_viewers)
     setup_auth(app, policy)

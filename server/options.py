@@ -9,7 +9,7 @@ gets an error a person can act on instead of a traceback from deep inside the mo
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -115,6 +115,7 @@ class StreamOptions:
             raise ValueError(f"agnostic_nms: expected true or false, got {agnostic!r}")
         zones = parse_zones(values["zones"]) if "zones" in values else base.zones
         lines = parse_lines(values["lines"]) if "lines" in values else base.lines
+        _check_shape_classes(zones, lines, classes)
         return cls(conf, iou, classes, imgsz, max_det, tracker, settings, agnostic, zones, lines)
 
     def tracker_config(self) -> dict[str, TrackerValue]:
@@ -134,6 +135,20 @@ class StreamOptions:
             "zones": [zone.to_json() for zone in self.zones],
             "lines": [line.to_json() for line in self.lines],
         }
+
+
+def _check_shape_classes(zones: tuple[Zone, ...], lines: tuple[Line, ...], classes: tuple[str, ...]) -> None:
+    """ValueError for a shape watching a class the stream's own ``classes`` leaves out: it would read 0 forever."""
+    if not classes:
+        return
+    named: dict[str, Sequence[Zone | Line]] = {"zones": zones, "lines": lines}
+    for key, shapes in named.items():
+        for i, shape in enumerate(shapes):
+            if missing := [name for name in shape.classes if name not in classes]:
+                raise ValueError(
+                    f"{key}[{i}].classes: the stream only detects {', '.join(classes)}, not {missing[0]!r}; "
+                    "add it to the stream's classes or leave it out of the shape's"
+                )
 
 
 def _fraction(values: Mapping[str, Any], key: str, default: float) -> float:

@@ -96,6 +96,15 @@ def test_bad_zones_and_lines_name_the_key(zones: object, lines: object, words: t
         assert word in str(caught.value)
 
 
+def test_a_shape_watching_a_class_the_stream_leaves_out_is_refused() -> None:
+    zone = {"name": "bay", "points": [[0, 0], [5, 0], [0, 5]], "classes": ["square"]}
+    with pytest.raises(ValueError, match=r"zones\[0\].classes: the stream only detects disc, not 'square'"):
+        StreamOptions.from_mapping({"classes": ["disc"], "zones": [zone]})
+    watched = StreamOptions.from_mapping({"classes": ["disc", "square"], "zones": [zone]})
+    with pytest.raises(ValueError, match=r"zones\[0\].classes"):  # narrowing the stream later, too
+        StreamOptions.from_mapping({"classes": ["disc"]}, watched)
+
+
 def test_a_polygon_closed_with_its_first_corner_again_is_that_polygon() -> None:
     square = [[0, 0], [10, 0], [10, 10], [0, 10]]
     [closed] = parse_zones([{"name": "x", "points": [*square, [0, 0]]}])

@@ -217,3 +217,52 @@ async def test_zone_events_reach_the_event_history_with_their_zone(start_server:
     stored = await eventually(entered, COUNT_TIMEOUT_S, "a zone_enter in the history")
     assert stored["event"]["zone"] == "all" and stored["event"]["type"] == "zone_enter"
     assert stored["event"]["class"] in {"disc", "square", "triangle"}
+
+
+async def test_two_editors_saving_at_once_both_keep_their_shapes(start_server: Start) -> None:
+    """A PATCH merges over the stream's options as they are when it is made, not as they were when it came in."""
+    import asyncio
+    import threading
+
+    from server.http.keys import manager_key, stream_changes_key
+
+    client = await start_server(StreamConfig("cam", "scene:?seed=7"))
+    app = client.server.app
+    manager = app[manager_key]
+    replace, entered, release = manager.replace, threading.Event(), threading.Event()
+    second_waits = asyncio.Event()
+
+    class ObservedLock(asyncio.Lock):
+        async def acquire(self) -> bool:
+            if self.locked():
+                second_waits.set()
+            return await super().acquire()
+
+    def held_replace(config: StreamConfig, checked: bool = False) -> object:
+        if not entered.is_set():
+            entered.set()
+            assert release.wait(COUNT_TIMEOUT_S)
+        return replace(config, checked)
+
+    lock = ObservedLock()  # held here: the app keeps its locks weakly
+    app[stream_changes_key]["cam"] = lock
+    manager.replace = held_replace  # type: ignore[method-assign]
+    zone = asyncio.create_task(client.patch("/api/streams/cam", json={"zones": [WHOLE_FRAME]}))
+    assert await asyncio.get_running_loop().run_in_executor(None, entered.wait, COUNT_TIMEOUT_S)
+    line = asyncio.create_task(client.patch("/api/streams/cam", json={"lines": [MIDDLE]}))
+    await asyncio.wait_for(second_waits.wait(), COUNT_TIMEOUT_S)
+    release.set()
+    for response in await asyncio.gather(zone, line):
+        assert response.status == 200, await response.text()
+    options = (await (await client.get("/api/streams/cam")).json())["options"]
+    assert [z["name"] for z in options["zones"]] == ["all"] and [x["name"] for x in options["lines"]] == ["middle"]
+
+
+async def test_a_number_too_large_for_a_float_is_a_400_not_infinity_in_every_stream_list(start_server: Start) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=7"))
+    zone = '{"name": "z", "points": [[0, 0], [1, 0], [1, 1]], "units": "fraction", "loiter_s": 1e400}'
+    response = await client.patch("/api/streams/cam", data=f'{{"zones": [{zone}]}}')
+    assert response.status == 400, await response.text()
+    assert "finite numbers" in (await response.json())["error"]
+    listing = await (await client.get("/api/streams")).text()
+    json.loads(listing, parse_constant=lambda name: pytest.fail(f"{name} in the stream list"))

@@ -12,6 +12,7 @@ import asyncio
 import functools
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -32,7 +33,14 @@ from server.events.api import event_outputs_key
 from server.frames import PROTOCOL_VERSION
 from server.http.bodies import read_body
 from server.http.errors import error
-from server.http.keys import config_lock_key, http_viewers_key, hub_key, manager_key, settings_key
+from server.http.keys import (
+    config_lock_key,
+    http_viewers_key,
+    hub_key,
+    manager_key,
+    settings_key,
+    stream_changes_key,
+)
 from server.http.metrics import render_metrics
 from server.http.policy import SourceRefused
 from server.streams import HandedInError, ShuttingDownError, StreamExistsError, StreamInfo, StreamOptionsError
@@ -106,7 +114,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
     """The request's JSON object, within `server.http.bodies.MAX_BODY_BYTES`, finite numbers only."""
     raw = await read_body(request)
     try:
-        body = json.loads(raw.decode() or "null", parse_constant=_no_constant)
+        body = json.loads(raw.decode() or "null", parse_constant=_no_constant, parse_float=_finite)
     except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, NaN, nesting too deep
         raise error(web.HTTPBadRequest, "the body must be a JSON object of finite numbers, nested sensibly") from None
     if not isinstance(body, dict):
@@ -124,6 +132,14 @@ async def _body(request: web.Request) -> dict[str, Any]:
 
 def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not a number segcast accepts")
+
+
+def _finite(text: str) -> float:
+    """A JSON number as a float, unless it is too large for one: ``1e400`` would read as infinity."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]} is too large a number")
+    return value
 
 
 async def _check_source(request: web.Request, uri: str) -> None:
@@ -189,13 +205,28 @@ async def _add_stream(request: web.Request) -> web.Response:
 
 
 async def _change_stream(request: web.Request) -> web.Response:
-    """``PATCH /api/streams/<id>``: change ``uri``, ``loop`` or stream options (see `StreamManager.replace`)."""
+    """``PATCH /api/streams/<id>``: change ``uri``, ``loop`` or stream options (see `StreamManager.replace`).
+
+    The body is merged over the stream's options as they are when the change is made, one change
+    of a stream at a time: two editors saving a zone and a line at once both keep theirs.
+    """
     persist = _persist_requested(request)
-    current = _info(request).config
+    _info(request)  # a 404 before reading the body
     try:
         body = flatten_options(await _body(request), "body")
     except ConfigError as exc:
         raise error(web.HTTPBadRequest, str(exc)) from None
+    lock = request.app[stream_changes_key].setdefault(request.match_info["stream"], asyncio.Lock())
+    async with lock:
+        info = await _merge_change(request, body)
+        if persist:
+            await _save_config(request)
+    return web.json_response(stream_json(request, info))
+
+
+async def _merge_change(request: web.Request, body: dict[str, Any]) -> StreamInfo:
+    """Apply a PATCH body over the stream's current config; 400 for a bad one."""
+    current = _info(request).config
     if body.get("id", current.stream_id) != current.stream_id:
         raise error(web.HTTPBadRequest, "body.id: a stream cannot be renamed; remove it and add it again")
     if not body:
@@ -214,10 +245,7 @@ async def _change_stream(request: web.Request) -> web.Response:
     if config.uri != current.uri:
         await _check_source(request, config.uri)
     replace = functools.partial(request.app[manager_key].replace, checked=config.uri != current.uri)
-    info = await _start_stream(request, replace, config)
-    if persist:
-        await _save_config(request)
-    return web.json_response(stream_json(request, info))
+    return await _start_stream(request, replace, config)
 
 
 async def _start_stream(

@@ -24,3 +24,6 @@ websockets_key = web.AppKey("websockets", weakref.WeakKeyDictionary[web.WebSocke
 http_viewers_key = web.AppKey("http_viewers", weakref.WeakSet[Viewer])
 #: Serialises writes of the config file, so two API calls cannot interleave them.
 config_lock_key = web.AppKey("config_lock", asyncio.Lock)
+#: One lock per stream id while a change of it is made: a PATCH merges its body over the stream's
+#: current options, and two at once must not both start from the same ones (one would be lost).
+stream_changes_key = web.AppKey("stream_changes", weakref.WeakValueDictionary[str, asyncio.Lock])
