@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import closing
 from pathlib import Path
 
 import cv2
@@ -14,10 +17,12 @@ from aiohttp.test_utils import TestClient
 
 from server.app import create_app
 from server.config import Settings
+from server.events import history as history_module
 from server.events.config import EventsSettings, HistorySettings
+from server.events.counts import Counts
 from server.events.history import EventQuery, HistorySink
 from server.events.outputs import EventOutputs
-from server.events.sink import SinkState
+from server.events.sink import OutEvent, SinkHealth, SinkState
 from server.http.keys import hub_key
 from server.inference.models import BUNDLED_MODEL
 from tests.support.event_packets import BOX, track_start, with_events
@@ -57,6 +62,58 @@ async def test_events_are_stored_with_a_snapshot_of_the_object(outputs: EventOut
     assert x2 - x1 <= image.shape[1] < 1.5 * (x2 - x1)
     assert y2 - y1 <= image.shape[0] < 1.5 * (y2 - y1)
     assert image.mean() > 128
+
+
+async def test_an_event_without_an_object_has_the_whole_frame_scaled_down(outputs: EventOutputs) -> None:
+    history = outputs.history
+    assert history is not None
+    wide = np.full((1080, 1920, 3), 200, np.uint8)
+    exit_ = {"type": "zone_exit", "v": 1, "stream": "cam", "id": 99, "zone": "door", "time": time.time()}  # track gone
+    outputs.on_packet(with_events(1, [exit_], image=wide))
+    await stored(history, 1)
+
+    (event,) = history.query(EventQuery())
+    jpeg = history.snapshot(event.id)
+    assert jpeg is not None
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert image.shape == (360, 640) and abs(float(image.mean()) - 200) < 3
+
+
+async def test_queued_events_keep_their_snapshots_not_their_frames(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(history_module, "LOCK_TIMEOUT_S", 60.0)  # the writer waits for the lock below
+    path = tmp_path / "events.db"
+    outputs = EventOutputs(EventsSettings(history=HistorySettings(path)))
+    await outputs.start()
+    history = outputs.history
+    assert history is not None
+    locker = sqlite3.connect(path, isolation_level=None)
+    try:
+
+        async def opened() -> bool:
+            return history.health().state is SinkState.OK
+
+        await eventually(opened, what="the history to open its file")
+        locker.execute("BEGIN EXCLUSIVE")
+        packets = [track_start(seq, track_id=seq) for seq in range(5)]
+        images = [weakref.ref(packet.result.frame.image) for packet in packets]
+        for packet in packets:
+            outputs.on_packet(packet)
+        del packets, packet
+        gc.collect()
+        assert sum(image() is not None for image in images) == 0  # no frame is kept
+        assert history.health().delivered == 0  # all five wait for the lock
+        locker.execute("ROLLBACK")
+        await stored(history, 5)
+    finally:
+        locker.close()
+        await outputs.stop()
+    for event in history.query(EventQuery()):
+        jpeg = history.snapshot(event.id)
+        assert jpeg is not None
+        image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
+        assert BOX[2] - BOX[0] <= image.shape[1] < 1.5 * (BOX[2] - BOX[0])
 
 
 async def test_history_survives_a_restart(tmp_path: Path) -> None:
@@ -126,6 +183,115 @@ async def test_events_older_than_max_age_are_deleted(tmp_path: Path) -> None:
         await one_day.stop()
 
 
+async def test_age_retention_gives_the_space_back(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    keep_all = EventOutputs(EventsSettings(history=HistorySettings(path, max_age_days=10)))
+    await keep_all.start()
+    for seq in range(300):
+        keep_all.on_packet(track_start(seq, track_id=seq, when=time.time() - 2 * 86400))
+    await keep_all.stop()
+    with closing(sqlite3.connect(path)) as db:
+        pages_before = db.execute("PRAGMA page_count").fetchone()[0]
+
+    one_day = EventOutputs(EventsSettings(history=HistorySettings(path, max_age_days=1)))
+    await one_day.start()
+    history = one_day.history
+    assert history is not None
+    try:
+
+        async def deleted() -> bool:
+            return not history.query(EventQuery())
+
+        await eventually(deleted, what="the old events to be deleted")
+    finally:
+        await one_day.stop()
+    with closing(sqlite3.connect(path)) as db:
+        pages, free = (db.execute(f"PRAGMA {name}").fetchone()[0] for name in ("page_count", "freelist_count"))
+    assert free == 0 and pages < pages_before / 10
+
+
+async def test_events_that_grow_old_while_none_arrive_are_deleted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(history_module, "AGE_PRUNE_INTERVAL_S", 0.05)
+    path = tmp_path / "events.db"
+    outputs = EventOutputs(EventsSettings(history=HistorySettings(path, max_age_days=1)))
+    await outputs.start()
+    history = outputs.history
+    assert history is not None
+    try:
+
+        async def opened() -> bool:
+            return history.health().state is SinkState.OK
+
+        await eventually(opened, what="the history to open its file")
+        # An event stored a while ago, now older than max_age_days; no event arrives after it.
+        with closing(sqlite3.connect(path, isolation_level=None)) as db:
+            db.execute(
+                "INSERT INTO events (time, stream, type, data) VALUES (?, 'cam', 'track', '{}')",
+                (time.time() - 2 * 86400,),
+            )
+        assert len(history.query(EventQuery())) == 1
+
+        async def deleted() -> bool:
+            return not history.query(EventQuery())
+
+        await eventually(deleted, what="the old event to be deleted")
+    finally:
+        await outputs.stop()
+
+
+async def test_a_failed_retention_costs_no_stored_event(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(history_module, "AGE_PRUNE_INTERVAL_S", 0.0)  # age retention after every write
+    path = tmp_path / "events.db"
+    outputs = EventOutputs(EventsSettings(history=HistorySettings(path, max_age_days=1)))
+    await outputs.start()
+    history = outputs.history
+    assert history is not None
+    try:
+
+        async def opened() -> bool:
+            return history.health().state is SinkState.OK
+
+        await eventually(opened, what="the history to open its file")
+        with closing(sqlite3.connect(path, isolation_level=None)) as db:  # deleting fails, as on a full disk
+            db.execute("CREATE TRIGGER keep BEFORE DELETE ON events BEGIN SELECT RAISE(ABORT, 'refused'); END")
+        outputs.on_packet(track_start(1, track_id=1, when=time.time() - 2 * 86400))  # old: retention deletes it
+
+        async def retention_failed() -> bool:
+            return "cannot delete old events" in (history.health().last_error or "")
+
+        await eventually(retention_failed, what="retention to fail")
+        outputs.on_packet(track_start(2, track_id=2))
+        await stored(history, 2)
+        health = history.health()
+        assert health.delivered == 2 and health.failed == 0
+        assert [e.data["id"] for e in history.query(EventQuery())] == [2, 1]
+    finally:
+        await outputs.stop()
+
+
+async def test_the_write_ahead_log_counts_against_max_mb(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    max_mb = 0.25
+    outputs = EventOutputs(EventsSettings(history=HistorySettings(path, max_mb=max_mb)))
+    await outputs.start()
+    history = outputs.history
+    assert history is not None
+    wal = tmp_path / "events.db-wal"
+    try:
+        for seq in range(400):  # a snapshot each: several times max_mb
+            outputs.on_packet(track_start(seq, track_id=seq))
+        await stored(history, 400)
+
+        async def within() -> bool:  # once the last write is done
+            return path.stat().st_size + (wal.stat().st_size if wal.exists() else 0) <= max_mb * 1024 * 1024
+
+        await eventually(within, what=f"the file and its -wal to be within {max_mb} MB together")
+    finally:
+        await outputs.stop()
+
+
 async def test_the_oldest_events_go_when_the_file_outgrows_max_mb(tmp_path: Path) -> None:
     path = tmp_path / "events.db"
     outputs = EventOutputs(EventsSettings(history=HistorySettings(path, max_mb=0.25)))
@@ -193,6 +359,42 @@ async def test_a_full_queue_drops_and_counts(tmp_path: Path) -> None:
         await outputs.stop()
 
 
+class Unstoppable:
+    """A sink whose `stop` fails."""
+
+    name = "unstoppable"
+    snapshots = False
+
+    def offer(self, event: OutEvent) -> None:
+        pass
+
+    def offer_counts(self, stream_id: str, counts: Counts) -> None:
+        pass
+
+    def forget_stream(self, stream_id: str) -> None:
+        pass
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        raise RuntimeError("cannot stop")
+
+    def health(self) -> SinkHealth:
+        return SinkHealth(self.name, SinkState.OK, 0, 0, 0, None)
+
+
+async def test_every_sink_is_stopped_even_when_one_fails_to_stop(tmp_path: Path) -> None:
+    outputs = EventOutputs(EventsSettings(history=HistorySettings(tmp_path / "events.db")))
+    outputs.sinks = (Unstoppable(), *outputs.sinks)
+    await outputs.start()
+    for seq in range(5):
+        outputs.on_packet(track_start(seq, track_id=seq))
+    await outputs.stop()
+    assert outputs.history is not None
+    assert len(outputs.history.query(EventQuery())) == 5  # the history, after it, wrote its queue as it stopped
+
+
 async def test_an_unwritable_path_is_an_error_not_a_crash(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
@@ -239,6 +441,8 @@ async def test_api_lists_pages_and_serves_snapshots(aiohttp_client: ClientFactor
     assert [e["event"]["id"] for e in page["events"]] == [2, 1]
     page = await (await client.get(page["next"])).json()
     assert [e["event"]["id"] for e in page["events"]] == [0] and page["next"] is None
+    full = await (await client.get("/api/events?limit=5")).json()
+    assert len(full["events"]) == 5 and full["next"] is None  # the last page, though full
 
     since = events[2]["event"]["time"]
     newer = await (await client.get(f"/api/events?since={since}")).json()

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import pytest
@@ -317,3 +320,71 @@ async def test_deleting_a_stream_through_the_api_removes_its_home_assistant_sens
         return not await retained(broker.port, *EVERY_RETAINED)
 
     await eventually(gone, what="no retained sensor or counts of the deleted stream")
+
+
+async def test_queued_events_do_not_keep_their_frames() -> None:
+    async with running(MqttSettings("127.0.0.1", free_port())) as (outputs, sink):
+        packets = [track_start(seq, track_id=seq) for seq in range(5)]
+        images = [weakref.ref(packet.result.frame.image) for packet in packets]
+        for packet in packets:
+            outputs.on_packet(packet)
+        del packets, packet
+        gc.collect()
+        assert sink.health().delivered == sink.health().dropped == 0  # all five wait for the broker
+        assert sum(image() is not None for image in images) == 0  # no frame is kept
+
+
+async def test_an_event_that_cannot_be_published_costs_only_itself(broker: Broker) -> None:
+    async with (
+        listening(broker.port, "segcast/+/events/#") as received,
+        running(MqttSettings("127.0.0.1", broker.port)) as (outputs, sink),
+    ):
+        await state_is(sink, SinkState.OK)
+        # A wildcard in a topic is refused by the MQTT client before anything is sent.
+        outputs.on_packet(with_counts(1, {"zones": {"door": {"objects": 1}}}, stream_id="cam+1"))
+        outputs.on_packet(track_start(1, stream_id="cam+1", track_id=1))
+        outputs.on_packet(track_start(2, stream_id="door", track_id=2))
+
+        async def arrived() -> bool:
+            return len(received) == 1
+
+        await eventually(arrived, what="the next stream's event at the subscriber")
+        health = sink.health()
+    assert on(received, "segcast/door/events/track")[0]["id"] == 2
+    assert health.delivered == 1 and health.failed == 1
+    assert sink.health().dropped == 0  # and stopping did not raise
+
+
+async def test_a_stream_removed_while_its_sensors_are_announced_announces_them_again_when_added_back(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sensor = "homeassistant/sensor/segcast_yard/tracks/config"
+    async with running(MqttSettings("127.0.0.1", broker.port)) as (outputs, sink):
+        await state_is(sink, SinkState.OK)
+        publish = aiomqtt.Client.publish
+        removed = False
+
+        async def removing_first(client: aiomqtt.Client, topic: str, *args: Any, **kwargs: Any) -> None:
+            """The stream is removed (DELETE /api/streams/yard) while its first sensor config is on its way."""
+            nonlocal removed
+            if topic == sensor and not removed:
+                removed = True
+                outputs.on_stream_removed("yard")
+            await publish(client, topic, *args, **kwargs)
+
+        monkeypatch.setattr(aiomqtt.Client, "publish", removing_first)
+        async with listening(broker.port, "segcast/yard/counts") as counts:
+            outputs.on_packet(with_counts(1, {}, stream_id="yard", tracks=1))
+
+            async def cleared() -> bool:
+                return ("segcast/yard/counts", b"", False) in counts
+
+            await eventually(cleared, what="the removed stream's counts to be cleared")
+            outputs.on_packet(with_counts(2, {}, stream_id="yard", tracks=2))  # added back
+
+            async def counted_again() -> bool:  # published after the stream's sensor configs
+                return any(payload == b'{"tracks": 2}' for _, payload, _ in counts)
+
+            await eventually(counted_again, what="the counts of the stream added back")
+        assert removed
+        assert sensor in await retained(broker.port, "homeassistant/#")

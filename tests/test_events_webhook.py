@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import hmac
 import json
 import socket
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
 from aiohttp import web
 
+from server.events import sink
 from server.events.config import EventsSettings, WebhookSettings
 from server.events.outputs import EventOutputs
 from server.events.sink import SinkState
@@ -68,9 +71,15 @@ async def running(settings: WebhookSettings) -> EventOutputs:
 
 
 def hook(outputs: EventOutputs) -> WebhookSink:
-    sink = outputs.sinks[0]
-    assert isinstance(sink, WebhookSink)
-    return sink
+    webhook = outputs.sinks[0]
+    assert isinstance(webhook, WebhookSink)
+    return webhook
+
+
+def unused_port() -> int:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 async def test_each_event_is_posted_in_order_and_signed(receiver: Receiver) -> None:
@@ -180,10 +189,7 @@ async def test_a_hanging_receiver_times_out_and_counts_as_failed(receiver: Recei
 
 
 async def test_an_unreachable_url_is_a_clear_state_and_its_queue_drops() -> None:
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    outputs = await running(WebhookSettings(f"http://user:pw@127.0.0.1:{port}/hook", retries=20, queue=3))
+    outputs = await running(WebhookSettings(f"http://user:pw@127.0.0.1:{unused_port()}/hook", retries=20, queue=3))
     try:
         for seq in range(10):
             outputs.on_packet(track_start(seq, track_id=seq))
@@ -198,3 +204,98 @@ async def test_an_unreachable_url_is_a_clear_state_and_its_queue_drops() -> None
     assert health.dropped >= 6  # one in flight, three queued
     assert "Cannot connect" in (health.last_error or "")
     assert "pw" not in health.name and "pw" not in (health.last_error or "")
+
+
+async def test_events_queued_before_the_first_delivery_are_delivered_at_shutdown(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sink, "DRAIN_TIMEOUT_S", 60.0)  # ends as soon as all are delivered; no race with the clock
+    outputs = await running(WebhookSettings(receiver.url))
+    for seq in range(5):
+        outputs.on_packet(track_start(seq, track_id=seq))
+    assert hook(outputs).health().state is SinkState.STARTING  # nothing delivered yet
+    await outputs.stop()
+    assert [json.loads(body)["id"] for body in receiver.bodies] == [0, 1, 2, 3, 4]
+    assert hook(outputs).health().dropped == 0
+
+
+async def test_queued_events_do_not_keep_their_frames() -> None:
+    outputs = await running(WebhookSettings(f"http://127.0.0.1:{unused_port()}/hook", retries=20))
+    try:
+        packets = [track_start(seq, track_id=seq) for seq in range(5)]
+        images = [weakref.ref(packet.result.frame.image) for packet in packets]
+        for packet in packets:
+            outputs.on_packet(packet)
+        del packets, packet
+        gc.collect()
+        health = hook(outputs).health()
+        assert health.delivered == health.dropped == health.failed == 0  # all five still queued or on their way
+        assert sum(image() is not None for image in images) == 0  # no frame is kept
+    finally:
+        await outputs.stop()
+
+
+async def test_a_redirect_is_not_followed_and_says_where_it_points() -> None:
+    posted: list[bytes] = []
+
+    async def moved(request: web.Request) -> web.Response:
+        raise web.HTTPMovedPermanently("https://hooks.example:8443/new/s3cret-path?token=abc")
+
+    async def elsewhere(request: web.Request) -> web.Response:  # would answer the GET a redirect turns a POST into
+        posted.append(await request.read())
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_route("*", "/hook", moved)
+    app.router.add_route("*", "/new/s3cret-path", elsewhere)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        outputs = await running(WebhookSettings(f"http://127.0.0.1:{runner.addresses[0][1]}/hook", retries=3))
+        try:
+            outputs.on_packet(track_start(1))
+
+            async def given_up() -> bool:
+                return hook(outputs).health().failed == 1
+
+            await eventually(given_up, what="the redirected event to count as failed")
+        finally:
+            await outputs.stop()
+    finally:
+        await runner.cleanup()
+    health = hook(outputs).health()
+    assert health.delivered == 0 and health.state is SinkState.FAILING
+    error = health.last_error or ""
+    assert "HTTP 301" in error and "redirect to https://hooks.example:8443" in error and "not retried" in error
+    assert "s3cret" not in error and "token" not in error
+    assert posted == []
+
+
+async def test_an_event_that_cannot_be_sent_costs_only_itself(receiver: Receiver) -> None:
+    outputs = await running(WebhookSettings(receiver.url))
+    try:
+        # A header cannot carry a line break: aiohttp refuses to send this one at all.
+        broken = {"type": "zone\r\nenter", "v": 1, "stream": "cam", "id": 1, "time": 1.0}
+        outputs.on_packet(with_events(1, [broken]))
+        outputs.on_packet(track_start(2, track_id=2))
+
+        async def next_delivered() -> bool:
+            return hook(outputs).health().delivered == 1
+
+        await eventually(next_delivered, what="the next event to get through")
+    finally:
+        await outputs.stop()
+    assert [json.loads(body)["id"] for body in receiver.bodies] == [2]
+    health = hook(outputs).health()
+    assert health.failed == 1 and "ValueError" in (health.last_error or "")
+
+
+async def test_webhooks_on_one_host_have_names_of_their_own(receiver: Receiver) -> None:
+    first, second = (f"{receiver.url}/{secret}" for secret in ("id-one", "id-two"))
+    outputs = EventOutputs(EventsSettings(webhooks=(WebhookSettings(first), WebhookSettings(second))))
+    names = [h.name for h in outputs.health()]
+    origin = receiver.url.removesuffix("/hook")
+    assert names == [f"webhook {origin} [0]", f"webhook {origin} [1]"]
+    alone = EventOutputs(EventsSettings(webhooks=(WebhookSettings(first),)))
+    assert [h.name for h in alone.health()] == [f"webhook {origin}"]

@@ -8,6 +8,7 @@ loop's executor on their own read connection; a database that cannot be read is 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import sqlite3
 from collections.abc import Callable
@@ -75,10 +76,13 @@ async def _list_events(request: web.Request) -> web.Response:
     """``?stream=&type=&class=&zone=&line=&since=&until=&limit=&before=``: newest first, one page."""
     history = _history(request)
     query = _parse_query(request)
+    # One more than the page: whether it comes back says if there is a next page.
+    ask = dataclasses.replace(query, limit=query.limit + 1)
     try:
-        stored = await asyncio.get_running_loop().run_in_executor(None, history.query, query)
+        found = await asyncio.get_running_loop().run_in_executor(None, history.query, ask)
     except sqlite3.Error as exc:
         raise error(web.HTTPServiceUnavailable, f"the event history cannot be read: {exc}") from None
+    stored = found[: query.limit]
     events = [
         {
             "id": item.id,
@@ -88,7 +92,7 @@ async def _list_events(request: web.Request) -> web.Response:
         for item in stored
     ]
     following = None
-    if len(stored) == query.limit:
+    if len(found) > query.limit:
         params = {k: v for k, v in request.query.items() if k != "before"}
         following = f"/api/events?{urlencode({**params, 'before': stored[-1].id})}"
     return web.json_response({"events": events, "next": following})

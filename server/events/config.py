@@ -121,6 +121,12 @@ def _webhook(table: Mapping[str, Any], where: str) -> WebhookSettings:
     parts = urlsplit(url or "")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"{where}.url: expected an http:// or https:// URL, got {url!r}")
+    try:
+        port_ok = parts.port != 0  # urlsplit checks the port only when it is asked for it
+    except ValueError:  # not a number, or over 65535
+        port_ok = False
+    if not port_ok:
+        raise ValueError(f"{where}.url: expected a port from 1 to 65535 after the host, got {url!r}")
     retries = table.get("retries", DEFAULT_WEBHOOK_RETRIES)
     if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 20:
         raise ValueError(f"{where}.retries: expected a whole number from 0 to 20, got {retries!r}")

@@ -20,6 +20,9 @@ Counts = Mapping[str, float]
 SHAPE_PREFIX = re.compile(r"^(zones|lines)_")
 #: The kind whose counts are running totals: a line's crossings in and out.
 TOTALS_PREFIX = "lines_"
+#: How deep a shape's ``by_class`` breakdown sits in the frame message's ``counts``
+#: (``zones.<zone>.by_class``): a zone or line may itself be named ``by_class``.
+BREAKDOWN_DEPTH = 2
 
 
 def counts_of(metadata: Mapping[str, object]) -> dict[str, float]:
@@ -48,7 +51,7 @@ def count_label(name: str) -> str:
     return SHAPE_PREFIX.sub("", name).replace("_", " ")
 
 
-def _flatten(value: object, prefix: str, into: dict[str, float]) -> None:
+def _flatten(value: object, prefix: str, into: dict[str, float], depth: int = 0) -> None:
     if isinstance(value, bool):
         return
     if isinstance(value, int | float):
@@ -56,5 +59,5 @@ def _flatten(value: object, prefix: str, into: dict[str, float]) -> None:
             into[prefix] = value
     elif isinstance(value, Mapping):
         for key, inner in value.items():
-            if key != "by_class":
-                _flatten(inner, f"{prefix}_{key}" if prefix else str(key), into)
+            if key != "by_class" or depth != BREAKDOWN_DEPTH:
+                _flatten(inner, f"{prefix}_{key}" if prefix else str(key), into, depth + 1)

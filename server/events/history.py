@@ -1,12 +1,14 @@
 """The event history: every event in a local SQLite file, with a JPEG of where it happened.
 
 One writer thread owns the write connection (``sqlite3`` is blocking): it takes events from a
-bounded queue, encodes each snapshot (a crop around the object, so a few kB and a few ms, never on
-the loop) and stores them a batch per transaction. The file is in WAL mode, so the API's readers
-(each query on its own short connection, in the loop's executor) never wait for the writer, nor it
-for them. Retention deletes by age and by size after writes; the file shrinks with
-``auto_vacuum = INCREMENTAL``. A locked database or a full disk costs the batch being written, is
-logged and counted, and the next batch tries again: the pipeline never notices.
+bounded queue, encodes each snapshot (a crop around the object, cut from the frame when the event
+was handed over: see `server.events.snapshot`; a few kB and a few ms, never on the loop) and stores
+them a batch per transaction. The file is in WAL mode, so the API's readers (each query on its own
+short connection, in the loop's executor) never wait for the writer, nor it for them. Retention
+deletes by size after writes and by age every `AGE_PRUNE_INTERVAL_S`, events arriving or not; the
+file shrinks with ``auto_vacuum = INCREMENTAL``. A locked database or a full disk costs the batch
+being written, is logged and counted, and the next batch tries again: the pipeline never notices.
+Retention that fails costs nothing stored: it is logged and counts as failing until the next write.
 """
 
 from __future__ import annotations
@@ -24,11 +26,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import cv2
-import numpy as np
 
 from server.events.config import HistorySettings
 from server.events.counts import Counts
 from server.events.sink import OutEvent, SinkHealth, Tally
+from server.events.snapshot import snapshot_jpeg
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +42,11 @@ JOIN_TIMEOUT_S = 5.0
 AGE_PRUNE_INTERVAL_S = 60.0
 #: Size retention deletes down to this share of ``max_mb``, so it does not run after every insert.
 SIZE_PRUNE_TARGET = 0.9
-SNAPSHOT_QUALITY = 80
-SNAPSHOT_MARGIN = 0.15  # of the box's size on each side
-SNAPSHOT_MAX_WIDTH_PX = 640  # for an event without a box: the whole frame, scaled down
+#: Of ``max_mb``, what SQLite's write-ahead log (the ``-wal`` file beside the history) may keep after
+#: a write: past that it is copied into the file and emptied (past 4 MB anyway: SQLite's own default
+#: checkpoint). The events get the rest, so the two files together stay within ``max_mb``.
+WAL_SHARE = 0.1
+WAL_MAX_BYTES = 4 * 1024 * 1024
 MAX_PAGE = 1000
 
 SCHEMA = """
@@ -92,12 +96,14 @@ class HistorySink:
 
     def __init__(self, settings: HistorySettings) -> None:
         self.settings = settings
+        self.snapshots = settings.snapshots
         self._tally = Tally(NAME, log)
         self._queue: queue.Queue[OutEvent] = queue.Queue(settings.queue)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="event-history", daemon=True)
         self._db: sqlite3.Connection | None = None
         self._next_age_prune = 0.0
+        self._wal_bytes = min(WAL_MAX_BYTES, int(settings.max_mb * 1024 * 1024 * WAL_SHARE))
 
     # -- on the loop ------------------------------------------------------------------------------
 
@@ -149,7 +155,8 @@ class HistorySink:
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         sql = f"SELECT id, data, snapshot IS NOT NULL FROM events {where} ORDER BY id DESC LIMIT ?"
         with self._reader() as db:
-            rows = db.execute(sql, [*args, min(q.limit, MAX_PAGE)]).fetchall()
+            # One past a page: the API asks for it to know whether another page follows.
+            rows = db.execute(sql, [*args, min(q.limit, MAX_PAGE + 1)]).fetchall()
         return [StoredEvent(row[0], json.loads(row[1]), bool(row[2])) for row in rows]
 
     def snapshot(self, event_id: int) -> bytes | None:
@@ -170,6 +177,8 @@ class HistorySink:
         try:
             self._open()
             while not self._stop.is_set() or not self._queue.empty():
+                if self._db is not None and time.monotonic() >= self._next_age_prune:
+                    self._retain(self._db)  # events grow old while none arrive, too
                 try:
                     first = self._queue.get(timeout=IDLE_POLL_S)
                 except queue.Empty:
@@ -202,7 +211,6 @@ class HistorySink:
                 db.execute("PRAGMA journal_mode = WAL")
                 db.execute("PRAGMA synchronous = NORMAL")
                 db.executescript(SCHEMA)
-                self._prune(db)
             except sqlite3.Error:
                 db.close()
                 raise
@@ -223,22 +231,30 @@ class HistorySink:
         try:
             with _transaction(db):
                 db.executemany(INSERT, rows)
-            self._tally.ok(len(batch))
-            self._prune(db)
         except (sqlite3.Error, OSError) as exc:
             self._tally.fail(f"cannot write to {self.settings.path}: {exc}", lost=len(batch))
             db.close()  # reopened for the next batch: the file may have been replaced or repaired
             self._db = None
+            return
+        self._tally.ok(len(batch))
+        self._retain(db)
+
+    def _retain(self, db: sqlite3.Connection) -> None:
+        """Apply retention; a failure is logged and shown, but costs no event: they are stored."""
+        try:
+            self._prune(db)
+        except (sqlite3.Error, OSError) as exc:
+            self._tally.fail(f"cannot delete old events from {self.settings.path}: {exc}")
 
     def _row(self, event: OutEvent) -> tuple[object, ...]:
         data = event.data
         when = data.get("time")
         if isinstance(when, bool) or not isinstance(when, int | float):
-            when = event.packet.result.frame.capture_time
+            when = event.capture_time
         snapshot = None
-        if self.settings.snapshots:
+        if event.picture is not None:
             try:
-                snapshot = snapshot_jpeg(event)
+                snapshot = snapshot_jpeg(event.picture)
             except (cv2.error, ValueError) as exc:
                 log.warning("[%s] %s: no snapshot for a %s event: %s", event.stream_id, NAME, data.get("type"), exc)
         return (
@@ -253,25 +269,35 @@ class HistorySink:
         )
 
     def _prune(self, db: sqlite3.Connection) -> None:
-        """Delete events older than ``max_age_days`` (now and then), then the oldest while over ``max_mb``."""
+        """Delete events older than ``max_age_days`` (now and then), then the oldest while over ``max_mb``.
+
+        The pages they used go back to the file system, and the write-ahead log is emptied into the
+        file once it outgrows its share of ``max_mb`` (`WAL_SHARE`).
+        """
+        deleted = False
         now = time.monotonic()
         if now >= self._next_age_prune:
             self._next_age_prune = now + AGE_PRUNE_INTERVAL_S
             cutoff = time.time() - self.settings.max_age_days * 86400
             with _transaction(db):
-                db.execute("DELETE FROM events WHERE time < ?", (cutoff,))
-        limit = self.settings.max_mb * 1024 * 1024
-        if _used_bytes(db) <= limit:
-            return
-        while _used_bytes(db) > limit * SIZE_PRUNE_TARGET:
-            (count,) = db.execute("SELECT count(*) FROM events").fetchone()
-            if count == 0:
-                break
-            with _transaction(db):
-                db.execute(
-                    "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT ?)", (max(1, count // 10),)
-                )
-        db.executescript("PRAGMA incremental_vacuum;")  # execute() would free only one page: it steps once
+                deleted = db.execute("DELETE FROM events WHERE time < ?", (cutoff,)).rowcount > 0
+        limit = self.settings.max_mb * 1024 * 1024 - self._wal_bytes
+        if _used_bytes(db) > limit:
+            while _used_bytes(db) > limit * SIZE_PRUNE_TARGET:
+                (count,) = db.execute("SELECT count(*) FROM events").fetchone()
+                if count == 0:
+                    break
+                with _transaction(db):
+                    db.execute(
+                        "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT ?)",
+                        (max(1, count // 10),),
+                    )
+                deleted = True
+        if deleted:
+            db.executescript("PRAGMA incremental_vacuum;")  # execute() would free only one page: it steps once
+        wal = self.settings.path.with_name(self.settings.path.name + "-wal")
+        if wal.exists() and wal.stat().st_size > self._wal_bytes:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # a reader still at an older state can keep it
 
 
 @contextmanager
@@ -296,42 +322,3 @@ def _used_bytes(db: sqlite3.Connection) -> int:
 
 def _text_or_none(value: object) -> str | None:
     return value if isinstance(value, str) else None
-
-
-def snapshot_jpeg(event: OutEvent) -> bytes:
-    """A JPEG of the event's object: its box with a margin, from the frame the event happened on.
-
-    The box is the event's own (track events carry one) or that of the track with the event's id in
-    the frame (analytics events); without either, the whole frame, scaled down.
-    """
-    image = event.packet.result.frame.image
-    height, width = image.shape[:2]
-    box = _box_of(event)
-    crop = None
-    if box is not None:
-        x1, y1, x2, y2 = box
-        mx, my = (x2 - x1) * SNAPSHOT_MARGIN, (y2 - y1) * SNAPSHOT_MARGIN
-        left, top = max(0, int(x1 - mx)), max(0, int(y1 - my))
-        right, bottom = min(width, int(x2 + mx) + 1), min(height, int(y2 + my) + 1)
-        if right - left >= 2 and bottom - top >= 2:
-            crop = image[top:bottom, left:right]
-    if crop is not None:
-        image = crop
-    elif width > SNAPSHOT_MAX_WIDTH_PX:
-        size = (SNAPSHOT_MAX_WIDTH_PX, max(1, round(height * SNAPSHOT_MAX_WIDTH_PX / width)))
-        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    ok, buffer = cv2.imencode(".jpg", np.ascontiguousarray(image), [cv2.IMWRITE_JPEG_QUALITY, SNAPSHOT_QUALITY])
-    if not ok:
-        raise ValueError("JPEG encoding failed")
-    return buffer.tobytes()
-
-
-def _box_of(event: OutEvent) -> tuple[float, float, float, float] | None:
-    box = event.data.get("box")
-    if isinstance(box, list | tuple) and len(box) == 4 and all(isinstance(v, int | float) for v in box):
-        return (float(box[0]), float(box[1]), float(box[2]), float(box[3]))
-    track_id = event.data.get("id")
-    for track in event.packet.result.tracks:
-        if track.track_id == track_id:
-            return track.box
-    return None

@@ -21,7 +21,9 @@ One task owns the connection: it connects, publishes from its queue, and on any 
 (doubling up to `BACKOFF_MAX_S`) and connects again. The event being published when the connection
 dropped is published again after it (at least once, as QoS 1 promises); events arriving meanwhile
 wait in the bounded queue, and once it is full they are dropped and counted. Counts are not queued:
-only the newest counts of each stream are kept, so a long outage costs one message per stream.
+only the newest counts of each stream are kept, so a long outage costs one message per stream. Any
+other error publishing one event (or one stream's counts) costs that event (or those counts), logged
+with its stream and counted failed; the task carries on with the rest.
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
 class MqttSink:
+    #: MQTT sends the event's JSON only.
+    snapshots = False
+
     def __init__(self, settings: MqttSettings, backoff_first_s: float = 0.5) -> None:
         self.settings = settings
         self.name = f"mqtt {settings.host}:{settings.effective_port}"
@@ -86,7 +91,6 @@ class MqttSink:
     def forget_stream(self, stream_id: str) -> None:
         self._latest.pop(stream_id, None)
         self._unsent_counts.pop(stream_id, None)
-        self._announced = {key for key in self._announced if key[0] != stream_id}
         self._forgotten.add(stream_id)
         self._wake.set()
 
@@ -143,6 +147,9 @@ class MqttSink:
                         raise
             except (aiomqtt.MqttError, OSError) as exc:  # OSError: a CA file that cannot be read or used
                 self._tally.fail(f"broker {self.settings.host}:{self.settings.effective_port}: {exc}")
+            except Exception as exc:  # a bug: connect again rather than end the task for good
+                log.exception("%s: connection ended by an internal error", self.name)
+                self._tally.fail(f"internal error: {exc!r}")
             await asyncio.sleep(backoff_s(failures, self.backoff_first_s, BACKOFF_MAX_S))
             failures += 1
 
@@ -173,13 +180,24 @@ class MqttSink:
             if self._retry is not None or not self._events.empty():
                 event = self._retry if self._retry is not None else self._events.get_nowait()
                 self._retry = event
-                await client.publish(self._event_topic(event), json.dumps(event.data), qos=QOS)
+                try:
+                    await client.publish(self._event_topic(event), json.dumps(event.data), qos=QOS)
+                except aiomqtt.MqttError:
+                    raise
+                except Exception as exc:  # not the connection: publishing it again would fail again
+                    self._lose(event.stream_id, f"a {event.data.get('type')} event", exc, lost=1)
+                else:
+                    self._tally.ok()
                 self._retry = None
-                self._tally.ok()
                 self._events.task_done()
             elif self._forgotten:
                 stream_id = next(iter(self._forgotten))
-                await self._clear_stream(client, stream_id)
+                try:
+                    await self._clear_stream(client, stream_id)
+                except aiomqtt.MqttError:
+                    raise
+                except Exception as exc:
+                    self._lose(stream_id, "the removal of its sensors", exc)
                 self._forgotten.discard(stream_id)
             elif self._unsent_counts:
                 stream_id = next(iter(self._unsent_counts))
@@ -189,11 +207,17 @@ class MqttSink:
                 except aiomqtt.MqttError:
                     self._unsent_counts.setdefault(stream_id, counts)
                     raise
+                except Exception as exc:
+                    self._lose(stream_id, "its counts", exc)
             elif self._closing:
                 return
             else:
                 self._wake.clear()
                 await self._wake.wait()
+
+    def _lose(self, stream_id: str, what: str, exc: Exception, lost: int = 0) -> None:
+        """Give up on publishing ``what`` of ``stream_id`` after an error that is not the connection's."""
+        self._tally.fail(f"stream {stream_id!r}: cannot publish {what}: {exc}", lost=lost)
 
     def _event_topic(self, event: OutEvent) -> str:
         kind = UNSAFE.sub("_", str(event.data.get("type", "event"))) or "event"
@@ -222,7 +246,13 @@ class MqttSink:
         await client.publish(self.counts_topic(stream_id), json.dumps(dict(counts)), qos=QOS, retain=True)
 
     async def _clear_stream(self, client: aiomqtt.Client, stream_id: str) -> None:
-        """Remove a removed stream's sensors from Home Assistant and its retained counts from the broker."""
+        """Remove a removed stream's sensors from Home Assistant and its retained counts from the broker.
+
+        What it announced is forgotten here rather than in `forget_stream`: a config on its way when
+        the stream was removed is marked announced after that, and a stream added again under the
+        same id must announce its sensors again.
+        """
+        self._announced = {key for key in self._announced if key[0] != stream_id}
         for name in sorted(self._sensors.get(stream_id, ())):
             await self._clear(client, self.discovery_topic(stream_id, name))
             self._sensors[stream_id].discard(name)

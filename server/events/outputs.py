@@ -3,20 +3,24 @@
 Events cross from the pipeline threads to the loop once, where they already do for viewers: the hub
 calls `EventOutputs.on_packet` on the loop for every published frame, in order, and a frame that
 was dropped on the way hands its events on to the next one (`FrameResult.replacing`), so no event
-is lost before this point. From here each sink has its own bounded queue and its own task or thread.
+is lost before this point. From here each sink has its own bounded queue and its own task or thread,
+and gets only what it sends: the event's JSON and, for the history, the pixels of its snapshot (cut
+here, see `server.events.snapshot`), never the frame, so a queue full of events holds no frames.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 
 from server.delivery.encode import FramePacket
 from server.events.config import EventsSettings
 from server.events.counts import counts_of
 from server.events.history import HistorySink
 from server.events.sink import OutEvent, Sink, SinkHealth
-from server.events.webhook import WebhookSink
+from server.events.snapshot import picture_of
+from server.events.webhook import WebhookSink, webhook_names
 from server.inference.models import install_hint
 
 log = logging.getLogger(__name__)
@@ -31,7 +35,8 @@ class EventOutputs:
         """Raises `MqttUnavailableError` when MQTT is configured without the ``mqtt`` extra installed."""
         self.history = HistorySink(settings.history) if settings.history is not None else None
         sinks: list[Sink] = [] if self.history is None else [self.history]
-        sinks += [WebhookSink(hook) for hook in settings.webhooks]
+        names = webhook_names(settings.webhooks)
+        sinks += [WebhookSink(hook, name) for hook, name in zip(settings.webhooks, names, strict=True)]
         if settings.mqtt is not None:
             try:
                 from server.events.mqtt import MqttSink
@@ -39,6 +44,7 @@ class EventOutputs:
                 raise MqttUnavailableError(f"events.mqtt: needs the aiomqtt package: {install_hint('mqtt')}") from None
             sinks.append(MqttSink(settings.mqtt))
         self.sinks: tuple[Sink, ...] = tuple(sinks)
+        self._pictures = any(sink.snapshots for sink in sinks)
         self._counts: dict[str, dict[str, float]] = {}
 
     async def start(self) -> None:
@@ -46,9 +52,12 @@ class EventOutputs:
             await sink.start()
 
     async def stop(self) -> None:
-        """Stop every sink (the history first writes what it has queued)."""
+        """Stop every sink (the history first writes what it has queued), even when one of them fails to."""
         for sink in self.sinks:
-            await sink.stop()
+            try:
+                await sink.stop()
+            except Exception:
+                log.exception("%s: did not stop cleanly", sink.name)
 
     def health(self) -> list[SinkHealth]:
         return [sink.health() for sink in self.sinks]
@@ -58,11 +67,13 @@ class EventOutputs:
         if not self.sinks:
             return
         events = packet.metadata.get("events")
+        when = packet.result.frame.capture_time
         for event in events if isinstance(events, list) else ():
             if isinstance(event, Mapping):
-                out = OutEvent(event, packet)
+                plain = OutEvent(event, packet.stream_id, when)
+                pictured = replace(plain, picture=picture_of(event, packet.result)) if self._pictures else plain
                 for sink in self.sinks:
-                    sink.offer(out)
+                    sink.offer(pictured if sink.snapshots else plain)
         counts = counts_of(packet.metadata)
         if counts != self._counts.get(packet.stream_id):
             self._counts[packet.stream_id] = counts

@@ -18,15 +18,16 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from server.delivery.encode import FramePacket
 from server.events.counts import Counts
+from server.events.snapshot import Picture
 
 #: At most one "queue full" line per sink per this many seconds; the counter in /metrics has the rest.
 DROP_LOG_INTERVAL_S = 30.0
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
-#: At shutdown a working network sink delivers what it has queued for up to this long (a failing
-#: one is not waited for: it would only retry into the limit). What is left then is lost, and logged.
+#: At shutdown a network sink that is not failing (working, or yet to deliver its first event) delivers
+#: what it has queued for up to this long; a failing one is not waited for: it would only retry into
+#: the limit. What is left then is lost, and logged.
 DRAIN_TIMEOUT_S = 2.0
 
 
@@ -38,14 +39,16 @@ class SinkState(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class OutEvent:
-    """An event on its way out: its protocol JSON and the frame it happened on (for snapshots)."""
+    """An event on its way out: its protocol JSON, and for a sink that keeps snapshots, their pixels.
+
+    It holds nothing else of the frame it happened on, so a full queue costs what its events carry,
+    not a decoded frame each. ``capture_time`` is that frame's, for an event whose JSON has no time.
+    """
 
     data: Mapping[str, Any]
-    packet: FramePacket
-
-    @property
-    def stream_id(self) -> str:
-        return self.packet.stream_id
+    stream_id: str
+    capture_time: float
+    picture: Picture | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,8 @@ class Sink(Protocol):
     own the sink's task or thread, and `stop` returns once it has ended."""
 
     name: str
+    #: Whether `offer` wants each event's `OutEvent.picture`; the others get events without one.
+    snapshots: bool
 
     def offer(self, event: OutEvent) -> None: ...
 
@@ -95,7 +100,7 @@ class DeliveryTask:
 
         The task calls ``queue.task_done()`` for each event it has delivered or given up on.
         """
-        if self._task is not None and tally.state is SinkState.OK:
+        if self._task is not None and tally.state is not SinkState.FAILING:
             with suppress(TimeoutError):
                 await asyncio.wait_for(queue.join(), DRAIN_TIMEOUT_S)
         if left := queue.qsize():

@@ -3,8 +3,10 @@
 The receiver checks ``X-Segcast-Signature: sha256=<hex>``, the HMAC-SHA256 of the raw body under the
 shared secret (GitHub's scheme, so existing verifiers work). A delivery that times out, cannot
 connect or gets a 5xx or 429 is retried up to ``retries`` times with doubling waits; a 4xx other
-than 429 means the receiver refuses the event, so it is not retried. While a URL is down its queue
-fills and further events are dropped and counted: they never pile up in memory or delay others.
+than 429 means the receiver refuses the event, so it is not retried. A redirect is not followed
+(aiohttp would turn the POST into a GET without its body, and a 2xx to that would count as delivered):
+it fails like a refusal, naming where it points so the URL can be corrected. While a URL is down its
+queue fills and further events are dropped and counted: they never pile up in memory or delay others.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import hashlib
 import hmac
 import json
 import logging
-from urllib.parse import urlsplit
+from collections import Counter
+from collections.abc import Sequence
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
@@ -34,16 +38,42 @@ def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+def _origin(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``: all that logs and metrics show of a URL.
+
+    Its user, path and query may carry credentials or a token (Home Assistant's webhook id is its path).
+    """
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:  # a Location header can say anything
+        port = None
+    return f"{parts.scheme}://{parts.hostname}" + (f":{port}" if port else "")
+
+
+def webhook_names(hooks: Sequence[WebhookSettings]) -> list[str]:
+    """The sinks' names, for logs, /metrics and the API: ``webhook <origin>``, unique.
+
+    Webhooks that share an origin (two Home Assistant automations, say) are told apart by their
+    place in ``[[events.webhooks]]``, counted from 0 as config errors name them: ``webhook <origin> [1]``.
+    """
+    origins = [_origin(hook.url) for hook in hooks]
+    shared = Counter(origins)
+    return [f"webhook {o}" + (f" [{i}]" if shared[o] > 1 else "") for i, o in enumerate(origins)]
+
+
 class _Refused(Exception):
     """The receiver answered with a status that retrying will not change."""
 
 
 class WebhookSink:
-    def __init__(self, settings: WebhookSettings, backoff_first_s: float = 0.5) -> None:
+    #: Webhooks send the event's JSON only.
+    snapshots = False
+
+    def __init__(self, settings: WebhookSettings, name: str, backoff_first_s: float = 0.5) -> None:
+        """``name`` as `webhook_names` makes it: it must not show the URL's path or query."""
         self.settings = settings
-        parts = urlsplit(settings.url)
-        # The URL may carry credentials or a token in its query: logs and metrics name only its origin.
-        self.name = f"webhook {parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        self.name = name
         self._tally = Tally(self.name, log)
         self._queue: asyncio.Queue[OutEvent] = asyncio.Queue(settings.queue)
         self.backoff_first_s = backoff_first_s
@@ -76,8 +106,15 @@ class WebhookSink:
         async with aiohttp.ClientSession(timeout=timeout, headers={"User-Agent": USER_AGENT}) as session:
             while True:
                 event = await self._queue.get()
-                await self._deliver(session, event)
-                self._queue.task_done()
+                try:
+                    await self._deliver(session, event)
+                except Exception as exc:  # a bug costs its event, not the webhook
+                    log.exception(
+                        "[%s] %s: could not deliver a %s event", event.stream_id, self.name, event.data.get("type")
+                    )
+                    self._tally.fail(f"internal error: {exc!r}", lost=1)
+                finally:
+                    self._queue.task_done()
 
     async def _deliver(self, session: aiohttp.ClientSession, event: OutEvent) -> None:
         body = json.dumps(event.data, separators=(",", ":")).encode()
@@ -86,11 +123,17 @@ class WebhookSink:
             headers[SIGNATURE_HEADER] = signature(self.settings.secret, body)
         for attempt in range(self.settings.retries + 1):
             try:
-                async with session.post(self.settings.url, data=body, headers=headers) as response:
+                async with session.post(
+                    self.settings.url, data=body, headers=headers, allow_redirects=False
+                ) as response:
                     if response.status < 300:
                         self._tally.ok()
                         return
                     reason = f"{self.name} answered HTTP {response.status}"
+                    if response.status < 400:
+                        location = response.headers.get("Location")
+                        where = f" to {_origin(urljoin(self.settings.url, location))}" if location else ""
+                        raise _Refused(f"{reason}, a redirect{where} (not followed: set url to where it points)")
                     if response.status < 500 and response.status != 429:
                         raise _Refused(reason)
             except _Refused as exc:

@@ -33,9 +33,14 @@ def track_start(seq: int, stream_id: str = "cam", track_id: int = 1, when: float
     return make_packet(FrameResult(frame, (track,), 1.0, (event,)), {})
 
 
-def with_events(seq: int, events: list[dict[str, Any]], stream_id: str = "cam", tracks: int = 1) -> FramePacket:
-    """A frame whose message carries ``events`` as given: kinds the pipeline may add later (zones, lines)."""
-    frame = Frame(stream_id, seq, time.time(), seq / 15, picture())
+def with_events(
+    seq: int, events: list[dict[str, Any]], stream_id: str = "cam", tracks: int = 1, image: np.ndarray | None = None
+) -> FramePacket:
+    """A frame whose message carries ``events`` as given: kinds the pipeline may add later (zones, lines).
+
+    ``image`` is the frame's picture (default `picture`); its tracks are at `BOX`, numbered from 1.
+    """
+    frame = Frame(stream_id, seq, time.time(), seq / 15, picture() if image is None else image)
     track_list = tuple(Track(i + 1, 0, "person", 0.9, BOX, None, ()) for i in range(tracks))
     result = FrameResult(frame, track_list, 1.0)
     metadata: Mapping[str, Any] = {**result.metadata_json(), "events": events}
