@@ -33,8 +33,11 @@ from server.inference.models import DEFAULT_MODEL
 from server.inference.worker import InferenceOptions
 from server.options import StreamOptions
 from server.sources.base import MAX_FRAME_SIDE_PX
+from server.sources.uri import MASK, mask_uri
 
 STREAM_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+#: Characters of an id derived from a source, leaving room for `_unique`'s ``-<n>`` within the 64.
+_ID_ROOM = 56
 DEFAULT_JPEG_QUALITY = 80
 MAX_BATCH_LIMIT = 64
 #: Bounds of ``[server] max_frame_side``: the model needs 16 pixels; FFmpeg decodes at most 16384.
@@ -454,15 +457,27 @@ def _split_id(value: str) -> tuple[str | None, str]:
 
 
 def _default_id(uri: str) -> str:
-    parts = urlsplit(uri)
+    """An id for a stream named after its source, that matches `STREAM_ID_PATTERN`.
+
+    Made from the masked URI: ids go into logs, the API, metrics and MQTT topics, where a password
+    in a camera's path (``/user=admin_password=...``, ``;password=...``) must not follow them.
+    """
+    try:
+        parts = urlsplit(mask_uri(uri))
+    except ValueError:  # not a URI at all: its stream fails, and says why, under a plain name
+        return "stream"
     if parts.scheme == "scene":
-        return f"scene-{parse_qs(parts.query).get('seed', ['0'])[-1]}"
+        return _id_from("scene", parse_qs(parts.query).get("seed", ["0"])[-1])
     if parts.scheme == "webcam":
-        return f"webcam-{parts.path}"
-    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(parts.path or uri).stem).strip("-")
-    if parts.hostname:  # a camera is known by its address more than by its path ("live", "101")
-        stem = "-".join(filter(None, (re.sub(r"[^A-Za-z0-9_-]+", "-", parts.hostname), stem)))
-    return stem[:64] or "stream"
+        return _id_from("webcam", parts.path)
+    # A camera is known by its address more than by its path ("live", "101").
+    return _id_from(parts.hostname or "", Path(parts.path).stem.replace(MASK, ""))
+
+
+def _id_from(*words: str) -> str:
+    """``words`` joined by '-' as a stream id: other characters become '-', cut to `_ID_ROOM`."""
+    cleaned = (re.sub(r"[^A-Za-z0-9_-]+", "-", word).strip("-") for word in words)
+    return "-".join(filter(None, cleaned))[:_ID_ROOM].strip("-") or "stream"
 
 
 def _unique(base: str, taken: set[str]) -> str:

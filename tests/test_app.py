@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 from collections.abc import Awaitable, Callable
 
@@ -11,6 +12,7 @@ from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
+from tests.support.polling import eventually
 
 Start = Callable[..., Awaitable[TestClient]]
 PIPELINE_THREADS = ("reader-", "inference", "encoder")
@@ -67,6 +69,26 @@ async def test_shutdown_stops_every_pipeline_thread(start_server: Start) -> None
         await asyncio.wait_for(client.close(), timeout=10)
     alive = [t.name for t in threading.enumerate() if t.name.startswith(PIPELINE_THREADS)]
     assert alive == []
+
+
+async def test_a_stream_moved_to_a_new_camera_no_longer_serves_the_old_ones_picture(start_server: Start) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=1"))
+
+    async def snapshot_served() -> bool:
+        return (await client.get("/api/streams/cam/snapshot.jpg")).status == 200
+
+    await eventually(snapshot_served, what="a snapshot of the first camera")
+    down = socket.socket()  # bound and never listening: a camera that is off, refusing connections
+    down.bind(("127.0.0.1", 0))
+    try:
+        moved = await client.patch("/api/streams/cam", json={"uri": f"rtsp://127.0.0.1:{down.getsockname()[1]}/live"})
+        assert moved.status == 200, await moved.text()
+        snapshot = await client.get("/api/streams/cam/snapshot.jpg")
+        tracks = await (await client.get("/api/streams/cam/tracks")).json()
+    finally:
+        down.close()
+    assert snapshot.status == 503, "no frame yet: the new camera has sent none"
+    assert tracks["seq"] is None and tracks["tracks"] == []
 
 
 async def test_static_serves_the_viewer_files_and_nothing_else(start_server: Start) -> None:

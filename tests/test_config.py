@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 
 from server.cli import EXIT_STARTUP_ERROR, build_parser, settings_from_args
-from server.config import ConfigError, Settings, StreamConfig, load_config, write_config
+from server.config import (
+    STREAM_ID_PATTERN,
+    ConfigError,
+    Settings,
+    StreamConfig,
+    load_config,
+    streams_from_flags,
+    write_config,
+)
 from server.delivery.hub import ViewerLimits
 from server.options import StreamOptions
 
@@ -120,6 +128,26 @@ def test_a_flag_stream_may_not_reuse_a_config_id(tmp_path: Path) -> None:
     args = build_parser().parse_args(["serve", "--config", str(write(tmp_path, FULL_CONFIG)), "--source", "front=x"])
     with pytest.raises(ConfigError, match="front"):
         settings_from_args(args)
+
+
+@pytest.mark.parametrize(
+    ("uri", "stream_id"),
+    [
+        ("rtsp://admin:s3cret@192.168.1.10:554/stream1", "192-168-1-10-stream1"),
+        # Dahua cameras take the credentials in the path; others as path parameters.
+        ("rtsp://10.0.0.7/user=admin_password=tlJwpbo6_channel=1_stream=0.sdp", "10-0-0-7-user-admin_password"),
+        ("rtsp://cam/;password=hunter2", "cam-password"),
+        ("rtsp://admin:hunter2#x@cam/live", "cam-live"),  # a raw '#' the URI's reader takes for the host's end
+        # Ids go into MQTT topics and URLs: only the characters configured ids may have.
+        ("scene:?seed=%2B1", "scene-1"),
+        ("http://[::1/live", "stream"),  # not a URI: its stream fails and says why, under a plain name
+        ("/videos/" + "long-" * 20 + ".mp4", ("long-" * 20)[:56].strip("-")),
+    ],
+)
+def test_an_id_named_after_its_source_holds_no_secret_and_is_a_valid_id(uri: str, stream_id: str) -> None:
+    [stream] = streams_from_flags([uri])
+    assert stream.stream_id == stream_id
+    assert STREAM_ID_PATTERN.match(f"{stream_id}-99"), "room for a number to make it unique"
 
 
 def test_saved_config_reads_back_the_same(tmp_path: Path) -> None:

@@ -129,6 +129,30 @@ async def test_a_late_frame_of_a_removed_stream_does_not_bring_it_back() -> None
     task.cancel()
 
 
+async def test_a_stream_restarted_on_a_new_source_shows_nothing_of_the_old_one() -> None:
+    """After a PATCH to a new URI the old camera's picture was still the snapshot, /tracks and the
+    first frame of every new viewer, until the new camera's first frame (for ever, if it had none)."""
+    hub = Hub(asyncio.get_running_loop())
+    hub.stream_added_threadsafe("cam")
+    old_camera = [encoded(seq) for seq in (1, 2)]  # 2 was in the encoder while the stream restarted
+    hub.publish_threadsafe(old_camera[0])
+    await settle()
+    assert hub.latest["cam"] is old_camera[0]
+
+    hub.stream_added_threadsafe("cam")  # what `StreamManager.replace` says, as it starts the new source
+    hub.publish_threadsafe(old_camera[1])
+    await settle()
+    assert "cam" not in hub.latest
+
+    socket = RecordingSocket()
+    _, task = await connect(hub, socket, ["cam"])
+    new_camera = encoded(1)
+    hub.publish_threadsafe(new_camera)
+    await settle()
+    assert hub.latest["cam"] is new_camera and socket.frames == [1], "only the new camera's frame"
+    task.cancel()
+
+
 async def test_removal_listeners_hear_of_each_removed_stream_even_when_one_fails() -> None:
     hub = Hub(asyncio.get_running_loop())
     heard: list[str] = []

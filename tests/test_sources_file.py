@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
 import threading
 import time
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 
@@ -48,6 +50,22 @@ def test_looping_file_plays_again_and_again_with_time_running_on(clip: Path) -> 
     restarts = [frame.restarts for frame in frames]
     assert restarts == sorted(restarts) and restarts[0] == 0 and restarts[-1] >= 2, "each pass is counted"
     assert [state for state, _ in probe.announced] == [StreamState.LIVE]
+
+
+@pytest.mark.parametrize("frames", [1, 3])
+def test_a_looped_file_shows_its_last_frame_for_its_time_too(tmp_path: Path, frames: int) -> None:
+    """A looped still image ran at ~1750 fps, and each loop of a clip lost one frame's time: the first
+    frame of a pass came at once after the last of the one before."""
+    short = write_camera_video(tmp_path / "short.mp4", frames / CLIP_FPS, CLIP_FPS)
+    with ReaderProbe(str(short), loop_file=True) as probe:
+        first = last = probe.next_frame(5)
+        while last.restarts < 3:
+            last = probe.next_frame(5)
+
+    played = last.media_time - first.media_time
+    assert played >= 3 * frames / CLIP_FPS - 1e-6, "each pass adds its frames' time to the media clock"
+    # Never faster than its media time; half a frame's slack for the first frame's own hand-over.
+    assert last.capture_time - first.capture_time >= played - 0.5 / CLIP_FPS
 
 
 def test_file_without_loop_plays_at_its_native_rate_then_ends(clip: Path) -> None:
@@ -142,3 +160,56 @@ def test_a_video_of_frames_too_small_to_find_anything_in_fails(tmp_path: Path) -
         failed = probe.wait_state(StreamState.FAILED, 10)
     assert failed.error is not None and "1x1 are smaller than 16 pixels" in failed.error
     assert failed.frames_read == 0
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args], check=True, capture_output=True, timeout=60)
+
+
+def write_picture(path: Path, image: np.ndarray) -> Path:
+    """A video of one frame, ``image``, as H.264."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.height, stream.width = image.shape[:2]
+        stream.pix_fmt = "yuv420p"
+        for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
+            container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def mark_rotation(video: Path, path: Path, degrees: int) -> Path:
+    """``video`` marked to be turned ``degrees`` counter-clockwise for display, as phones mark theirs."""
+    try:  # FFmpeg 6.1 and later
+        ffmpeg("-display_rotation", str(degrees), "-i", str(video), "-c", "copy", str(path))
+    except subprocess.CalledProcessError:  # earlier ones set the display matrix from the rotate tag
+        ffmpeg("-i", str(video), "-c", "copy", "-metadata:s:v:0", f"rotate={degrees}", str(path))
+    return path
+
+
+def test_a_phone_video_stored_sideways_plays_upright(tmp_path: Path) -> None:
+    """Phones store the picture as the sensor sees it and mark the turn to show it upright (the
+    display matrix); played without it, people lay on their side and the model found little."""
+    upright = np.full((32, 64, 3), (200, 0, 0), np.uint8)  # wide and blue, with a red top-left corner
+    upright[:8, :16] = (0, 0, 255)
+    sideways = write_picture(tmp_path / "sideways.mp4", np.ascontiguousarray(np.rot90(upright, -1)))
+    phone = mark_rotation(sideways, tmp_path / "phone.mp4", 90)
+
+    image = next(open_source(str(phone)).open(threading.Event())).image
+    assert image.shape == upright.shape
+    red = image[..., 2] > 150
+    assert red[:8, :16].mean() > 0.9 and red[16:, :].mean() < 0.1, "the red corner is back at the top left"
+
+
+def test_an_audio_file_with_cover_art_has_no_video_to_play(tmp_path: Path) -> None:
+    """Its picture is a video stream marked as attached: it played as a one-frame video."""
+    cover = tmp_path / "cover.png"
+    cv2.imwrite(str(cover), np.full((32, 32, 3), 90, np.uint8))
+    song = tmp_path / "song.m4a"
+    ffmpeg(
+        "-f", "lavfi", "-i", "sine=duration=1", "-i", str(cover), "-map", "0", "-map", "1",
+        "-c:a", "aac", "-c:v", "mjpeg", "-disposition:v:0", "attached_pic", str(song),
+    )  # fmt: skip
+    with pytest.raises(SourceError, match=r"^song\.m4a has no video stream$"):
+        open_source(str(song))

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
+from server.scene import Scene
 from server.sources import StreamState
 from server.sources.network import NetworkSource
 from tests.support.fake_rtsp import FakeRtspCamera
@@ -118,6 +119,37 @@ def test_video_url_plays_at_its_native_rate_then_ends(clip_folder: Path) -> None
     assert source.live is False, "a video with a duration is a clip, not a camera"
     assert ended.frames_read == round(CLIP_S * CLIP_FPS)
     assert [state for state, _ in probe.announced] == [StreamState.LIVE, StreamState.ENDED]
+
+
+def test_a_video_url_with_a_gap_longer_than_the_stall_timeout_plays_through_it(tmp_path: Path) -> None:
+    """The reader's wait for the frame after the gap counted as a stall: it reconnected and replayed
+    the clip from its start, again and again, never getting past the gap."""
+    write_video_with_gap(tmp_path / "gap.mp4", frames=(5, 5), gap_s=1.5)
+    with MjpegServer(files=tmp_path) as server:
+        source = NetworkSource(server.url("/gap.mp4") + "#timeout=1")
+        with ReaderProbe(source) as probe:
+            ended = probe.wait_state(StreamState.ENDED, 15)
+
+    assert ended.frames_read == 10 and ended.reconnects == 0
+    assert [state for state, _ in probe.announced] == [StreamState.LIVE, StreamState.ENDED]
+
+
+def write_video_with_gap(path: Path, frames: tuple[int, int], gap_s: float) -> Path:
+    """Frames at `CLIP_FPS`, ``gap_s`` without any between the first ``frames[0]`` and the rest, as a
+    camera's recording that paused while nothing moved."""
+    images = Scene(seed=7, width=320, height=192, fps=CLIP_FPS).frames(sum(frames))
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=CLIP_FPS)
+        stream.width, stream.height, stream.pix_fmt = 320, 192, "yuv420p"
+        stream.options = {"tune": "zerolatency"}
+        for index, image in enumerate(images):
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+            frame.pts = index + (round(gap_s * CLIP_FPS) if index >= frames[0] else 0)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
 
 
 def test_hls_recording_plays_through(clip_folder: Path) -> None:

@@ -20,6 +20,8 @@ from server.sources.reader import (
     TRANSITIONS,
     Backoff,
     ReaderStatus,
+    StreamReader,
+    stop_readers,
 )
 from server.sources.uri import mask_text
 from server.sources.webcam import WebcamSource
@@ -162,6 +164,58 @@ def test_a_live_source_that_returns_has_ended() -> None:
     assert ended.frames_read == 3
 
 
+def test_a_refusal_after_many_lost_connections_is_asked_again_after_the_slow_first_wait() -> None:
+    """A camera down for a while that then refuses the credentials as it boots waited 5 minutes, not 10 s."""
+    source = ScriptedSource(*[(0, ConnectionError("connection refused"))] * 6, (0, SlowRetryError("refused (401)")))
+    probe = ReaderProbe(source, backoff=Backoff(initial_s=0.001, max_s=0.001))
+    fast, slow = RecordedBackoff(probe.reader.backoff), RecordedBackoff(Backoff(initial_s=60, max_s=600, jitter=0.0))
+    probe.reader.backoff, probe.reader.slow_backoff = fast, slow  # type: ignore[assignment]
+    with probe:
+        probe.wait_until("refused", lambda s: s.error == "refused (401)", 5)
+    assert len(fast.delays) == 6 and slow.delays == [60], "the slow schedule starts at its first wait"
+
+
+class BlockedSource(ScriptedSource):
+    """A camera whose connection hangs inside FFmpeg: `open` ignores ``stop`` until the test lets it go."""
+
+    def __init__(self, release: threading.Event) -> None:
+        super().__init__()
+        self.release = release
+        self.entered = threading.Event()
+
+    def open(self, stop: threading.Event) -> Iterator[Decoded]:
+        self.entered.set()
+        self.release.wait()
+        yield from ()
+
+
+def test_readers_stopped_together_share_one_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """4 cameras stuck connecting made shutdown wait one timeout per camera, one after another."""
+    release, timeouts = threading.Event(), []
+    stop_one = StreamReader.stop
+
+    def recorded_stop(reader: StreamReader, timeout_s: float) -> None:
+        timeouts.append(timeout_s)
+        stop_one(reader, timeout_s)
+
+    monkeypatch.setattr(StreamReader, "stop", recorded_stop)
+    sources = [BlockedSource(release) for _ in range(4)]
+    readers = [ReaderProbe(source, f"cam{n}").reader for n, source in enumerate(sources)]
+    try:
+        for reader, source in zip(readers, sources, strict=True):
+            reader.start()
+            assert source.entered.wait(5)
+        stop_readers(readers, timeout_s=0.5)
+        assert all(reader.alive for reader in readers), "each was blocked throughout"
+    finally:
+        release.set()
+    waited = sum(max(0.0, timeout) for timeout in timeouts)
+    assert len(timeouts) == 4 and waited <= 0.5, "one deadline: the later waits get what is left of it"
+    for reader in readers:
+        stop_one(reader)
+    assert not any(reader.alive for reader in readers)
+
+
 def test_stop_during_backoff_is_immediate() -> None:
     source = ScriptedSource((0, ConnectionError("connection refused")))
     probe = ReaderProbe(source, backoff=Backoff(initial_s=60))
@@ -194,6 +248,10 @@ def test_stop_during_backoff_is_immediate() -> None:
         ("http://cam/v.cgi?access_token=x1&api_key=y2", "http://cam/v.cgi?access_token=***&api_key=***"),
         # Dahua-style paths carry the credentials in the path itself.
         ("rtsp://cam/user=admin_password=x1_channel=1", "rtsp://cam/user=admin_password=***"),
+        # A raw '#' or '?' in a password ends the host for every URL reader, yet it is a password.
+        ("rtsp://admin:Secr3t#2024@cam/live", "rtsp://***@cam/live"),
+        ("rtsp://admin:Secr?t@cam/live?channel=1", "rtsp://***@cam/live?channel=1"),
+        ("rtsp://cam/live#note=a@b", "rtsp://cam/live#note=a@b"),
     ],
 )
 def test_credentials_are_masked(uri: str, masked: str) -> None:
@@ -207,6 +265,7 @@ def test_credentials_are_masked(uri: str, masked: str) -> None:
         ("rtsp://admin:pa/ss-w0rd@cam/live", "pa/ss-w0rd"),
         ("rtsp://a1b2c3d4e5f6a7b8c9d0@cam/live", "a1b2c3d4e5f6a7b8c9d0"),
         ("http://cam/v.cgi?pw=secret-x1", "secret-x1"),
+        ("rtsp://admin:s3cret#2024@cam/live", "s3cret#2024"),
     ],
 )
 def test_an_error_quoting_the_uri_or_its_secret_is_masked(uri: str, secret: str) -> None:
@@ -237,6 +296,21 @@ def test_network_source_describes_itself_masked_and_asks_for_low_latency() -> No
         ("webcam:0#width=640", "give both width and height"),
         # What a command-line argument of bytes that are not UTF-8 becomes; FFmpeg would be retried forever.
         ("rtsp://admin:s3cret@cam/\udcff", "not text"),
+        # Raised ValueError from urlsplit, which stopped the whole server at start.
+        ("http://[::1/live", "'http://[::1/live' is not a valid URI"),
+        ("rtsp://admin:s3cret[@cam/live", "'rtsp://admin:***@cam/live' is not a valid URI"),
+        (
+            "rtsp://admin:s3cret#2024@cam/live",
+            "'rtsp://***@cam/live': a '#' or '?' in the user name or password must be percent-encoded",
+        ),
+        ("rtsp://admin:s3cret?2024@cam/live", "must be percent-encoded ('#' as %23, '?' as %3F)"),
+        # Infinite rates made every frame a ZeroDivisionError; infinite time-outs a reader that never exits.
+        ("rtsp://cam/live#fps=inf", "fps='inf' in 'rtsp://cam/live#fps=inf' must be a number above 0 and at most 1000"),
+        ("rtsp://cam/live#open_timeout=inf", "open_timeout='inf'"),
+        ("rtsp://cam/live#timeout=1e9", "timeout='1e9'"),
+        ("rtsp://cam/live#fps=nan", "fps='nan'"),
+        ("webcam:0#fps=inf", "fps='inf'"),
+        ("webcam:0#width=inf&height=480", "width='inf'"),
     ],
 )
 def test_bad_uris_fail_with_a_reason_and_no_password(uri: str, message: str) -> None:

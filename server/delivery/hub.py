@@ -252,6 +252,9 @@ class Hub:
         #: Streams removed (and not added again) in the last `REMOVED_GRACE_S`: a frame of one that
         #: was still in the encoder arrives after the removal, and must not bring it back.
         self._removed: dict[str, asyncio.TimerHandle] = {}
+        #: When each stream was last added (wall clock), until its first frame captured since: a
+        #: stream restarted on a new camera must not show a late frame of the old one.
+        self._added_at: dict[str, float] = {}
 
     # -- called from threads --------------------------------------------------------------------
 
@@ -266,8 +269,14 @@ class Hub:
         self._call_soon(self.announce_inference, status)
 
     def stream_added_threadsafe(self, stream_id: str) -> None:
-        """A stream was added: tell every viewer. Comes before any frame or state of the new stream."""
-        self._call_soon(self._stream_added, stream_id)
+        """A stream was added, or restarted with new settings: tell every viewer. Comes before any frame
+        or state of the new stream.
+
+        What was kept of the id's earlier source goes (its newest frame, which snapshots, ``/tracks``
+        and new viewers would be given), and so does any of its frames captured before this call
+        that arrives late (it was in the encoder).
+        """
+        self._call_soon(self._stream_added, stream_id, time.time())
 
     def stream_removed_threadsafe(self, stream_id: str) -> None:
         """A stream was removed: drop what is kept of it, ignore its late frames, tell every viewer."""
@@ -294,10 +303,12 @@ class Hub:
         """Call ``listener`` on the loop with the id of every stream removed (not restarted with new options)."""
         self._removal_listeners.append(listener)
 
-    def _stream_added(self, stream_id: str) -> None:
+    def _stream_added(self, stream_id: str, added_at: float) -> None:
         expiry = self._removed.pop(stream_id, None)
         if expiry is not None:
             expiry.cancel()
+        self.latest.pop(stream_id, None)
+        self._added_at[stream_id] = added_at
         self.announce({"type": "added", "v": PROTOCOL_VERSION, "stream": stream_id})
 
     def _stream_removed(self, stream_id: str) -> None:
@@ -308,6 +319,7 @@ class Hub:
         self.latest.pop(stream_id, None)
         self._stats.pop(stream_id, None)
         self.states.pop(stream_id, None)
+        self._added_at.pop(stream_id, None)
         self.announce({"type": "removed", "v": PROTOCOL_VERSION, "stream": stream_id})
         for listener in self._removal_listeners:
             try:
@@ -319,6 +331,10 @@ class Hub:
         stream_id = packet.stream_id
         if stream_id in self._removed:
             return
+        if stream_id in self._added_at:
+            if packet.result.frame.capture_time < self._added_at[stream_id]:
+                return  # of the source the stream had before it was restarted
+            del self._added_at[stream_id]  # frames come in order: every later one is of the new source
         self.latest[stream_id] = packet
         self._stats.setdefault(stream_id, _StreamStats()).add(packet)
         for listener in self._packet_listeners:

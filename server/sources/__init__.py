@@ -17,7 +17,7 @@ from server.sources.file import FileSource
 from server.sources.network import SCHEMES as NETWORK_SCHEMES
 from server.sources.network import NetworkSource
 from server.sources.scene import SceneSource
-from server.sources.uri import mask_uri, split_options
+from server.sources.uri import mask_text, mask_uri, split_options
 from server.sources.webcam import WebcamSource, is_webcam
 
 __all__ = ["Decoded", "LatestFrame", "Source", "SourceError", "StreamState", "mask_uri", "open_source"]
@@ -43,7 +43,10 @@ def open_source(
         raise SourceError(f"{mask_uri(uri)!r} is not text: it holds bytes that are not UTF-8") from None
     if is_webcam(uri):
         return WebcamSource(uri, max_frame_side)
-    scheme = urlsplit(uri).scheme.lower()
+    try:
+        scheme = urlsplit(uri).scheme.lower()  # checks the host part too, which every kind below reads
+    except ValueError as exc:  # an unclosed '[' (IPv6) or a host that is not text a host can be
+        raise SourceError(f"{mask_uri(uri)!r} is not a valid URI: {mask_text(str(exc), uri)}") from None
     if scheme == "scene":
         return SceneSource(uri)
     if scheme in NETWORK_SCHEMES:

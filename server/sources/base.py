@@ -20,6 +20,8 @@ from server.frames import MIN_FRAME_SIDE_PX, Frame
 #: Frames larger than this on either side are refused (``[server] max_frame_side``): one picture of
 #: 16000x16000 is 768 MB as BGR, before the model, the overlay and the encoder each copy it.
 MAX_FRAME_SIDE_PX = 4096
+#: The highest rate an ``fps`` option may name: above any camera's, below what makes a frame's interval nothing.
+MAX_FPS = 1000.0
 
 
 class SourceError(Exception):

@@ -14,7 +14,7 @@ from pathlib import Path
 import av
 
 from server.sources.base import MAX_FRAME_SIDE_PX, Decoded, SourceError
-from server.sources.network import limit_decoder
+from server.sources.network import limit_decoder, upright_image, video_stream
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +49,9 @@ class FileSource:
         except av.error.FFmpegError as exc:
             raise SourceError(f"cannot open {self.path.name} as video: {_reason(exc)}") from None
         with container:
-            if not container.streams.video:
+            stream = video_stream(container)
+            if stream is None:
                 raise SourceError(f"{self.path.name} has no video stream")
-            stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             limit_decoder(stream, self._max_frame_side)
             time_base = float(stream.time_base) if stream.time_base else 0.0
@@ -73,7 +73,7 @@ class FileSource:
                         if stop.is_set():
                             return
                         media_time = frame.pts * time_base if frame.pts is not None and time_base else index / rate
-                        yield Decoded(frame.to_ndarray(format="bgr24"), media_time)
+                        yield Decoded(upright_image(frame), media_time)
                         index += 1
             except av.error.FFmpegError as exc:
                 if index == 0:
@@ -87,9 +87,10 @@ def _probe_fps(path: Path) -> float:
     """The file's average frame rate, read from its header before any decoding."""
     try:
         with av.open(str(path)) as container:
-            if not container.streams.video:
+            stream = video_stream(container)
+            if stream is None:
                 raise SourceError(f"{path.name} has no video stream")
-            rate = container.streams.video[0].average_rate
+            rate = stream.average_rate
     except av.error.FFmpegError as exc:
         raise SourceError(f"cannot open {path.name} as video: {_reason(exc)}") from None
     return float(rate) if rate else DEFAULT_FPS

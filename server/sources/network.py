@@ -26,9 +26,10 @@ from urllib.parse import urlsplit
 
 import av
 import av.container
+import numpy as np
 
-from server.sources.base import MAX_FRAME_SIDE_PX, Decoded, SlowRetryError, SourceError, check_frame_size
-from server.sources.uri import mask_text, mask_uri, positive_float, split_options
+from server.sources.base import MAX_FPS, MAX_FRAME_SIDE_PX, Decoded, SlowRetryError, SourceError, check_frame_size
+from server.sources.uri import has_raw_userinfo, mask_text, mask_uri, positive_float, split_options
 
 SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https"})
 RTSP_TRANSPORTS = frozenset({"tcp", "udp", "udp_multicast", "http", "https"})
@@ -36,6 +37,9 @@ RTSP_TRANSPORTS = frozenset({"tcp", "udp", "udp_multicast", "http", "https"})
 STALL_TIMEOUT_S = 5.0
 #: Each of the two opening steps (connect and handshake; read the stream header) gets this long.
 OPEN_TIMEOUT_S = 10.0
+#: The longest ``timeout`` or ``open_timeout`` taken: a reader inside a network call exits only when
+#: the call times out, so this also bounds how long a stopped stream's thread may linger.
+MAX_TIMEOUT_S = 600.0
 #: Assumed until the stream says otherwise: trackers need a rate before the first frame.
 DEFAULT_FPS = 25.0
 #: How much of the stream FFmpeg may read to learn its format: enough for a key frame, no more.
@@ -67,6 +71,11 @@ class NetworkSource:
     def __init__(
         self, uri: str, max_frame_side: int = MAX_FRAME_SIDE_PX, check_host: Callable[[str], None] | None = None
     ) -> None:
+        if has_raw_userinfo(uri):  # checked first: the options would be read from inside the password
+            raise SourceError(
+                f"{mask_uri(uri)!r}: a '#' or '?' in the user name or password must be percent-encoded "
+                "('#' as %23, '?' as %3F)"
+            )
         url, options = split_options(uri, _OPTIONS)
         parts = urlsplit(url)
         self.scheme = parts.scheme.lower()
@@ -80,9 +89,9 @@ class NetworkSource:
         self._url = url
         self._described = mask_uri(uri)
         self._transport = transport
-        self.stall_timeout_s = positive_float(options, "timeout", uri)
-        self.open_timeout_s = positive_float(options, "open_timeout", uri)
-        self.fps = positive_float(options, "fps", uri)
+        self.stall_timeout_s = positive_float(options, "timeout", uri, MAX_TIMEOUT_S)
+        self.open_timeout_s = positive_float(options, "open_timeout", uri, MAX_TIMEOUT_S)
+        self.fps = positive_float(options, "fps", uri, MAX_FPS)
         self._format = options["format"] or None
         self._max_frame_side = max_frame_side
         self._host = parts.hostname
@@ -110,19 +119,19 @@ class NetworkSource:
     def open(self, stop: threading.Event) -> Iterator[Decoded]:
         container = self._connect()
         with container:
-            if not container.streams.video:
+            stream = video_stream(container)
+            if stream is None:
                 raise SlowRetryError(
                     "the camera describes no video stream: check the URI's path; retried slowly, "
                     "as a camera that is still starting may answer so"
                 )
-            stream = container.streams.video[0]
             stream.thread_type = "SLICE"
             limit_decoder(stream, self._max_frame_side)
             if self.scheme in ("http", "https") and _is_finite(container):
                 self.live = False
             if stream.average_rate:
                 self.fps = float(stream.average_rate)
-            yield from decode_frames(container, stop, self.stall_timeout_s, self.live, self._url)
+            yield from decode_frames(container, stream, stop, self.stall_timeout_s, self.live, self._url)
 
     def _connect(self) -> av.container.InputContainer:
         if self._check_host is not None:
@@ -142,6 +151,29 @@ class NetworkSource:
             raise translate_error(exc, self._url) from None
 
 
+def video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream | None:
+    """The container's first video stream that is a video, not a still attached to other media.
+
+    An audio file with cover art has its picture as a video stream marked ``attached_pic``: played,
+    it would be a one-frame video instead of a file with no video to show.
+    """
+    for stream in container.streams.video:
+        if not stream.disposition & av.stream.Disposition.attached_pic:
+            return stream
+    return None
+
+
+def upright_image(frame: av.VideoFrame) -> np.ndarray:
+    """``frame``'s pixels as BGR, turned the way it is meant to be seen.
+
+    Phones store a video sideways and mark how to turn it for display (the display matrix), so
+    without the turn people and cars lie on their side, and the model finds little in them.
+    """
+    image = frame.to_ndarray(format="bgr24")
+    quarter_turns = round(frame.rotation / 90) % 4  # counter-clockwise, as np.rot90 counts them
+    return np.ascontiguousarray(np.rot90(image, quarter_turns)) if quarter_turns else image
+
+
 def limit_decoder(stream: av.video.stream.VideoStream, max_side: int) -> None:
     """Refuse pictures larger than ``max_side`` a side before they are decoded, not after.
 
@@ -157,14 +189,20 @@ def limit_decoder(stream: av.video.stream.VideoStream, max_side: int) -> None:
 
 
 def decode_frames(
-    container: av.container.InputContainer, stop: threading.Event, stall_timeout_s: float, live: bool, url: str
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    stop: threading.Event,
+    stall_timeout_s: float,
+    live: bool,
+    url: str,
 ) -> Iterator[Decoded]:
-    """Decode the first video stream of an open ``container`` until it ends, stalls or ``stop`` is set.
+    """Decode ``stream`` of an open ``container`` until it ends, stalls or ``stop`` is set.
 
     A live stream that ends was closed by the other side: that is a `ConnectionError`, because a
     camera has no end. Frames without a real timestamp (MJPEG) get their arrival time instead.
+    The stall clock stops while the caller holds a frame: a clip's reader waits for each frame's
+    time to come, however long its gaps.
     """
-    stream = container.streams.video[0]
     wall_clock = container.format.name in WALL_CLOCK_FORMATS
     time_base = float(stream.time_base) if stream.time_base and not wall_clock else 0.0
     started = last_frame = last_packet = time.monotonic()
@@ -176,10 +214,10 @@ def decode_frames(
             for frame in packet.decode():
                 now = time.monotonic()
                 media_time = frame.pts * time_base if frame.pts is not None and time_base else now - started
-                last_frame = now
-                yield Decoded(frame.to_ndarray(format="bgr24"), media_time)
+                yield Decoded(upright_image(frame), media_time)
                 if stop.is_set():
                     return
+                last_frame = last_packet = time.monotonic()
             if time.monotonic() - last_frame > stall_timeout_s:
                 raise ConnectionError(f"stalled: data but no picture for {stall_timeout_s:g} s")
     except av.error.FFmpegError as exc:

@@ -18,7 +18,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -200,8 +200,8 @@ class StreamReader:
         """Ask the reader to stop without waiting, so many readers can wind down together."""
         self._stop.set()
 
-    def stop(self) -> None:
-        """Ask the reader to stop and wait for it, at most `JOIN_TIMEOUT_S`.
+    def stop(self, timeout_s: float = JOIN_TIMEOUT_S) -> None:
+        """Ask the reader to stop and wait for it, at most ``timeout_s`` (to stop many, `stop_readers`).
 
         A reader inside one blocking FFmpeg call cannot be interrupted sooner than that call's own
         time-out (FFmpeg offers no safe way to abort a read from another thread: closing the
@@ -209,7 +209,7 @@ class StreamReader:
         its thread ends by itself when the call times out.
         """
         self.request_stop()
-        self._thread.join(JOIN_TIMEOUT_S)
+        self._thread.join(max(0.0, timeout_s))
         if self._thread.is_alive():
             log.info("[%s] reader is inside a blocked network call; it exits at that call's time-out", self.stream_id)
 
@@ -239,22 +239,29 @@ class StreamReader:
             self._on_state(self.stream_id, state, error)
 
     def _run(self) -> None:
-        failures = 0
+        # Failures in a row, counted per schedule: a camera that was down for minutes, then refuses
+        # the credentials while it boots, is asked again after the slow schedule's first wait.
+        failures = {False: 0, True: 0}  # by whether the failure was one for the slow schedule
         try:
             while not self._stop.is_set():
                 attempt_started = time.monotonic()
                 self._attempt_live_since = None
                 try:
-                    self._play_once()
+                    over_at = self._play_once()
                 except SourceError:
                     raise
                 except Exception as exc:
                     error = _reason(exc)
-                    backoff = self.slow_backoff if isinstance(exc, SlowRetryError) else self.backoff
+                    slow = isinstance(exc, SlowRetryError)
+                    backoff = self.slow_backoff if slow else self.backoff
                 else:
                     if self._stop.is_set():
                         return
                     if self.loop_file and not self.source.live and self._attempt_live_since is not None:
+                        # Its last frame is shown for its time, as every other frame: a file of one
+                        # frame plays at its rate, and a loop loses no time that media times count.
+                        if over_at is not None and self._stop.wait(max(0.0, over_at - time.monotonic())):
+                            return
                         continue
                     if self._attempt_live_since is None and not self.source.live:
                         raise SourceError(f"{self.source.describe()} has no frames to play")
@@ -264,9 +271,9 @@ class StreamReader:
                     return
                 live_since = self._attempt_live_since
                 if live_since is not None and time.monotonic() - live_since >= backoff.healthy_s:
-                    failures = 0
-                delay = backoff.delay(failures, self._rng)
-                failures += 1
+                    failures = {False: 0, True: 0}
+                delay = backoff.delay(failures[slow], self._rng)
+                failures[slow] += 1
                 with self._lock:
                     self._reconnects += 1
                 log.debug("[%s] attempt lasted %.1f s", self.stream_id, time.monotonic() - attempt_started)
@@ -279,15 +286,20 @@ class StreamReader:
             log.exception("[%s] reader crashed", self.stream_id)
             self._set_state(StreamState.FAILED, f"{type(exc).__name__}: {exc}")
 
-    def _play_once(self) -> None:
-        """One attempt: open the source and publish its frames until it ends, fails or we stop."""
+    def _play_once(self) -> float | None:
+        """One attempt: open the source and publish its frames until it ends, fails or we stop.
+
+        Returns when a paced file's media is over (monotonic): its last frame's time plus one frame;
+        None for sources that are not paced, or when nothing was played.
+        """
         batch = bool(getattr(self.source, "batch", False))
         started_wall: float | None = None
         first_media = 0.0
         offset: float | None = None
+        due: float | None = None
         for decoded in self.source.open(self._stop):
             if self._stop.is_set():
-                return
+                return None
             height, width = decoded.image.shape[:2]
             check_frame_size(width, height, self.max_frame_side)  # every kind of source, WebRTC's too
             paced = not self.source.live and not batch
@@ -296,9 +308,9 @@ class StreamReader:
                     started_wall, first_media = time.monotonic(), decoded.media_time
                 due = started_wall + (decoded.media_time - first_media)
                 if self._stop.wait(max(0.0, due - time.monotonic())):
-                    return
+                    return None
             if batch and not self.slot.wait_empty(self._stop):
-                return
+                return None
             if offset is None:
                 offset = self._media_offset(decoded.media_time)
                 if self._last_media_time is not None and not self.source.live:
@@ -307,6 +319,11 @@ class StreamReader:
             if self._last_media_time is not None and media_time < self._last_media_time:
                 media_time = self._last_media_time  # a camera's clock jumped back: hold, never reverse
             self._publish(media_time, decoded.image)
+        return None if due is None else due + self._frame_interval()
+
+    def _frame_interval(self) -> float:
+        """One frame's time at the source's nominal rate: what a file's last frame lasts."""
+        return 1.0 / self.source.fps if self.source.fps > 0 else 0.0
 
     def _media_offset(self, first_media: float) -> float:
         """Shift for this attempt's media times so they continue where the last attempt stopped.
@@ -316,10 +333,7 @@ class StreamReader:
         """
         if self._last_media_time is None:
             return -first_media
-        if self.source.live:
-            gap = time.monotonic() - self._last_frame_mono
-        else:
-            gap = 1.0 / self.source.fps if self.source.fps > 0 else 0.0
+        gap = time.monotonic() - self._last_frame_mono if self.source.live else self._frame_interval()
         return self._last_media_time + gap - first_media
 
     def _publish(self, media_time: float, image: np.ndarray) -> None:
@@ -338,6 +352,19 @@ class StreamReader:
             self._attempt_live_since = now
         if self._state is not StreamState.LIVE:
             self._set_state(StreamState.LIVE)
+
+
+def stop_readers(readers: Sequence[StreamReader], timeout_s: float = JOIN_TIMEOUT_S) -> None:
+    """Stop all ``readers`` within one ``timeout_s`` in all, however many are blocked.
+
+    Each is asked first, so all wind down together; then each is waited for until one shared
+    deadline, so readers stuck in network calls cost one timeout, not one each.
+    """
+    for reader in readers:
+        reader.request_stop()
+    deadline = time.monotonic() + timeout_s
+    for reader in readers:
+        reader.stop(deadline - time.monotonic())
 
 
 def _reason(exc: BaseException) -> str:

@@ -29,6 +29,10 @@ _SECRET_PARAM = re.compile(
 #: FFmpeg splits it: ``rtsp://admin:p@ss@cam/`` reaches the camera with the password ``p@ss``. A
 #: password may even hold a raw '/'; a '/' in the user name means the '@' was in the path instead.
 _USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^?#]*)@")
+#: A user info with a raw '?' or '#' before its '@' (``rtsp://admin:Secr3t#1@cam/``): no client reads
+#: it as one (the host ends at the first '?' or '#'), so it can never connect, yet it is a password
+#: all the same. It runs to the last '@' in the URI, which hides too much rather than too little.
+_RAW_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/?#]*[?#].*)@")
 #: Shorter secrets are not searched for in free text: every "1" of an error message would go.
 MIN_SECRET_IN_TEXT = 3
 
@@ -47,7 +51,14 @@ def mask_uri(uri: str) -> str:
         user, colon, _ = userinfo.partition(":")
         shown = f"{user}:{MASK}" if colon else MASK
         masked = _USERINFO.sub(lambda m: f"{m['scheme']}{shown}@", uri, count=1)
+    elif has_raw_userinfo(uri):  # where its user name ends cannot be told: all of it goes
+        masked = _RAW_USERINFO.sub(lambda m: f"{m['scheme']}{MASK}@", uri, count=1)
     return _SECRET_PARAM.sub(lambda m: f"{m['name']}={MASK}", masked)
+
+
+def has_raw_userinfo(uri: str) -> bool:
+    """Whether ``uri``'s user name or password holds a raw '?' or '#', which must be percent-encoded."""
+    return _userinfo(uri) is None and _RAW_USERINFO.match(uri) is not None
 
 
 def mask_text(text: str, uri: str) -> str:
@@ -70,7 +81,8 @@ def _userinfo(uri: str) -> str | None:
 def _secrets(uri: str) -> list[str]:
     """The secret parts of ``uri`` as they are written in it, and percent-decoded."""
     found = [m["value"] for m in _SECRET_PARAM.finditer(uri)]
-    userinfo = _userinfo(uri)
+    raw = _RAW_USERINFO.match(uri)
+    userinfo = _userinfo(uri) or (raw["userinfo"] if raw else None)
     if userinfo is not None:
         user, colon, password = userinfo.partition(":")
         found.append(password if colon else user)
@@ -95,12 +107,18 @@ def split_options(uri: str, known: dict[str, str]) -> tuple[str, dict[str, str]]
     return base, options
 
 
-def positive_float(options: dict[str, str], key: str, uri: str) -> float:
-    """Option ``key`` as a number above zero, or a `SourceError` that names it."""
+def positive_float(options: dict[str, str], key: str, uri: str, maximum: float) -> float:
+    """Option ``key`` as a number above zero and at most ``maximum``, or a `SourceError` that names it.
+
+    The bound keeps out ``inf`` and its like: an infinite rate makes every frame's interval zero, an
+    infinite time-out a reader that never gives up and never exits.
+    """
     try:
         value = float(options[key])
     except ValueError:
         value = -1.0
-    if not value > 0:
-        raise SourceError(f"option {key}={options[key]!r} in {mask_uri(uri)!r} must be a number above 0")
+    if not 0 < value <= maximum:
+        raise SourceError(
+            f"option {key}={options[key]!r} in {mask_uri(uri)!r} must be a number above 0 and at most {maximum:g}"
+        )
     return value

@@ -20,9 +20,9 @@ from urllib.parse import urlsplit
 import av
 import av.container
 
-from server.sources.base import MAX_FRAME_SIDE_PX, Decoded, SourceError
-from server.sources.network import decode_frames, limit_decoder, translate_error
-from server.sources.uri import split_options
+from server.sources.base import MAX_FPS, MAX_FRAME_SIDE_PX, Decoded, SourceError
+from server.sources.network import decode_frames, limit_decoder, translate_error, video_stream
+from server.sources.uri import positive_float, split_options
 
 DEFAULT_FPS = 30.0
 #: A webcam answers at once or not at all; a long wait only delays the next attempt.
@@ -43,17 +43,18 @@ class WebcamSource:
         width, height = options["width"], options["height"]
         if bool(width) != bool(height):
             raise SourceError(f"{uri!r}: give both width and height, or neither")
-        for key in ("width", "height", "fps"):
-            if options[key] and not _is_positive_number(options[key]):
-                raise SourceError(f"{uri!r}: {key}={options[key]!r} must be a number above 0")
         self._av_options: dict[str, str] = {}
         if width:
-            self._av_options["video_size"] = f"{int(float(width))}x{int(float(height))}"
+            asked_width, asked_height = (
+                int(positive_float(options, k, uri, max_frame_side)) for k in ("width", "height")
+            )
+            self._av_options["video_size"] = f"{asked_width}x{asked_height}"
+        self.fps = DEFAULT_FPS
         if options["fps"]:
+            self.fps = positive_float(options, "fps", uri, MAX_FPS)
             self._av_options["framerate"] = options["fps"]
         if options["format"]:
             self._av_options["input_format" if self._format == "v4l2" else "pixel_format"] = options["format"]
-        self.fps = float(options["fps"]) if options["fps"] else DEFAULT_FPS
 
     def describe(self) -> str:
         return self._uri
@@ -73,13 +74,13 @@ class WebcamSource:
         except av.error.FFmpegError as exc:
             raise translate_error(exc, self._device) from None
         with container:
-            if not container.streams.video:
+            stream = video_stream(container)
+            if stream is None:
                 raise SourceError(f"{self._device} has no video")
-            stream = container.streams.video[0]
             limit_decoder(stream, self._max_frame_side)
             if stream.average_rate:
                 self.fps = float(stream.average_rate)
-            yield from decode_frames(container, stop, STALL_TIMEOUT_S, True, self._device)
+            yield from decode_frames(container, stream, stop, STALL_TIMEOUT_S, True, self._device)
 
 
 def is_webcam(uri: str) -> bool:
@@ -98,10 +99,3 @@ def _device(spec: str) -> tuple[str, str]:
     if sys.platform != "linux":
         raise SourceError(f"{spec!r}: /dev/video devices exist on Linux only; use webcam:<index>")
     return spec, "v4l2"
-
-
-def _is_positive_number(text: str) -> bool:
-    try:
-        return float(text) > 0
-    except ValueError:
-        return False
