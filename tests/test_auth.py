@@ -120,8 +120,19 @@ def test_signed_tokens_expire_and_cannot_be_forged() -> None:
     assert policy.role_of_signed(token, now=1061.0) is None
     forged = token.replace(".admin.", ".viewer.")
     assert policy.role_of_signed(forged, now=1000.0) is None
-    other_server = AccessPolicy.configure("0.0.0.0", admin_tokens=[ADMIN], environ={})
-    assert other_server.role_of_signed(token, now=1000.0) is None
+    other_admins = AccessPolicy.configure("0.0.0.0", admin_tokens=[ADMIN + "-rotated"], environ={})
+    assert other_admins.role_of_signed(token, now=1000.0) is None
+
+
+def test_signed_tokens_outlive_a_restart_and_hold_on_every_node_with_the_same_admin_tokens() -> None:
+    """A dashboard's URL must not break at an upgrade, nor on the node a load balancer picks."""
+    token = _policy().sign(Role.VIEWER, ttl_s=60, now=1000.0)
+    restarted = AccessPolicy.configure("0.0.0.0", admin_tokens=[ADMIN], environ={"SEGCAST_VIEWER_TOKENS": VIEWER})
+    assert restarted.role_of_signed(token, now=1000.0) is Role.VIEWER
+    # Viewer tokens alone: each viewer knows every input, so the key stays random (per process).
+    viewers_only = AccessPolicy.configure("0.0.0.0", viewer_tokens=[VIEWER], environ={})
+    again = AccessPolicy.configure("0.0.0.0", viewer_tokens=[VIEWER], environ={})
+    assert again.role_of_signed(viewers_only.sign(Role.VIEWER, ttl_s=60, now=1000.0), now=1000.0) is None
 
 
 def test_open_only_on_loopback_or_when_said_explicitly(caplog: pytest.LogCaptureFixture) -> None:

@@ -127,7 +127,9 @@ class AccessPolicy:
                 f'or set auth = "off" to let anyone in'
             )
         digests = tuple((_digest(t), Role.ADMIN) for t in admins) + tuple((_digest(t), Role.VIEWER) for t in viewers)
-        return cls(open=False, token_digests=digests)
+        if not admins:  # every input would be a viewer's: they could sign themselves admin tokens
+            return cls(open=False, token_digests=digests)
+        return cls(open=False, token_digests=digests, signing_key=_signing_key(admins))
 
     def role_of_token(self, token: str) -> Role | None:
         """The role a configured token grants, checked in constant time against all of them."""
@@ -171,6 +173,16 @@ class AccessPolicy:
     def _mac(self, body: str) -> bytes:
         digest = hmac.new(self.signing_key, _bytes(body), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).rstrip(b"=")
+
+
+def _signing_key(admin_tokens: Iterable[str]) -> bytes:
+    """The key signed tokens are made with, from the admin tokens: no viewer knows it.
+
+    Derived rather than random, so that a signed token in a dashboard's URL outlives a restart or an
+    upgrade and is good on every node with the same admin tokens; changing them revokes every one.
+    """
+    material = "\n".join(sorted(set(admin_tokens)))
+    return hmac.new(b"segcast signed-token key v1", _bytes(material), hashlib.sha256).digest()
 
 
 def required_role(request: web.Request) -> Role | None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import re
 from typing import Any
+from urllib.parse import unquote_plus
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -28,8 +29,9 @@ from aiohttp.http_exceptions import HttpProcessingError
 HEADER_TIMEOUT_S = 20.0
 SHUTDOWN_GRACE_S = 3.0
 REDACTED = "***"
-#: ``token=...`` in a query string, whether the path's or a Referer's.
-_TOKEN_VALUE = re.compile(r"(?<=[?&;])(token=)[^&;#\s\"]*", re.IGNORECASE)
+#: A query string, whether the path's or a Referer's: up to a fragment, a space or a quote.
+_QUERY = re.compile(r"\?([^#\s\"]*)")
+_SEPARATORS = re.compile(r"([&;])")
 
 #: aiohttp's request handlers log through this logger instead of ``aiohttp.server``.
 http_log = logging.getLogger("server.http")
@@ -46,8 +48,20 @@ def server_options(header_timeout_s: float = HEADER_TIMEOUT_S) -> dict[str, Any]
 
 
 def redact_tokens(text: str) -> str:
-    """``text`` with the value of every ``token=`` parameter replaced by ``***``."""
-    return _TOKEN_VALUE.sub(rf"\g<1>{REDACTED}", text)
+    """``text`` with the value of every ``token`` parameter replaced by ``***``.
+
+    A parameter's name is read as the server reads it, percent-decoded: ``?%74oken=`` is a token too.
+    """
+    return _QUERY.sub(lambda found: "?" + _redact_query(found.group(1)), text)
+
+
+def _redact_query(query: str) -> str:
+    parts = _SEPARATORS.split(query)
+    for i in range(0, len(parts), 2):  # the odd ones are the separators
+        name, equals, _ = parts[i].partition("=")
+        if equals and unquote_plus(name).lower() == "token":
+            parts[i] = f"{name}={REDACTED}"
+    return "".join(parts)
 
 
 class RedactingAccessLogger(AbstractAccessLogger):
