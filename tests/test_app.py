@@ -91,6 +91,16 @@ async def test_a_stream_moved_to_a_new_camera_no_longer_serves_the_old_ones_pict
     assert tracks["seq"] is None and tracks["tracks"] == []
 
 
+async def test_every_page_says_who_may_frame_it(start_server: Start) -> None:
+    """publish.html (a page that shares a camera) was served from /static/ with no frame-ancestors:
+    any site could frame it and steer clicks (clickjacking)."""
+    client = await start_server(embed_origins=("https://dash.example.com",))
+    for path in ("/", "/embed/cam", "/static/publish.html", "/static/index.html", "/static/embed.html"):
+        response = await client.get(path)
+        assert response.status == 200, path
+        assert response.headers["Content-Security-Policy"] == "frame-ancestors 'self' https://dash.example.com", path
+
+
 async def test_static_serves_the_viewer_files_and_nothing_else(start_server: Start) -> None:
     client = await start_server()
     script = await client.get("/static/app.js")

@@ -183,6 +183,12 @@ class Viewer:
         self._next_due.clear()
         self._frames = {k: v for k, v in self._frames.items() if self.wants(k)}
 
+    def forget(self, stream_id: str) -> None:
+        """Drop the unsent frame of ``stream_id``: the stream was removed or restarted on another source,
+        and a frame of what it was must not follow the ``removed`` or ``added`` the viewer is told."""
+        self._frames.pop(stream_id, None)
+        self._next_due.pop(stream_id, None)
+
     def close(self) -> None:
         """End this viewer: `take` returns at once, empty, from now on (server shutdown)."""
         self.closed = True
@@ -245,6 +251,10 @@ class Hub:
         self._packet_listeners: list[PacketListener] = []
         self._removal_listeners: list[RemovalListener] = []
         self._wanted: dict[str, frozenset[Variant]] = {}
+        #: Viewers per stream id they name, and viewers of every stream: counted when subscriptions
+        #: change, not each time a count is read (every open viewer page polls the stream list).
+        self._watching: Counter[str] = Counter()
+        self._watching_all = 0
         self.jpeg_quality = 80
         self.latest: dict[str, FramePacket] = {}
         self.states: dict[str, tuple[StreamState, str | None]] = {}
@@ -309,6 +319,8 @@ class Hub:
             expiry.cancel()
         self.latest.pop(stream_id, None)
         self._added_at[stream_id] = added_at
+        for viewer in self._viewers:
+            viewer.forget(stream_id)
         self.announce({"type": "added", "v": PROTOCOL_VERSION, "stream": stream_id})
 
     def _stream_removed(self, stream_id: str) -> None:
@@ -320,6 +332,8 @@ class Hub:
         self._stats.pop(stream_id, None)
         self.states.pop(stream_id, None)
         self._added_at.pop(stream_id, None)
+        for viewer in self._viewers:
+            viewer.forget(stream_id)
         self.announce({"type": "removed", "v": PROTOCOL_VERSION, "stream": stream_id})
         for listener in self._removal_listeners:
             try:
@@ -460,8 +474,15 @@ class Hub:
         return packet
 
     def _update_wanted(self) -> None:
+        """Recount, after a change of subscriptions, the images each stream's viewers want and the viewers."""
         wanted: dict[str, set[Variant]] = {}
+        self._watching = Counter()
+        self._watching_all = 0
         for viewer in self._viewers:
+            if ALL_STREAMS in viewer.subscriptions:
+                self._watching_all += 1
+            else:
+                self._watching.update(viewer.subscriptions.keys())
             for stream_id, subscription in viewer.subscriptions.items():
                 if subscription.image is not None:
                     wanted.setdefault(stream_id, set()).add(subscription.image)
@@ -472,7 +493,7 @@ class Hub:
                 self._on_wanted(frozen)
 
     def viewer_count(self, stream_id: str) -> int:
-        return sum(1 for viewer in self._viewers if viewer.wants(stream_id))
+        return self._watching[stream_id] + self._watching_all
 
     def published(self, stream_id: str) -> int:
         """Frames of ``stream_id`` handed to viewers so far (each once, however many viewers)."""

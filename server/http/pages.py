@@ -67,6 +67,8 @@ async def _static(request: web.Request) -> web.FileResponse:
     name = request.match_info["name"]
     if name not in viewer_files():
         raise web.HTTPNotFound(text="no such file")
+    if name.endswith(".html"):  # a page, like publish.html: framed only where the others may be
+        return _page(request, name)
     return web.FileResponse(web_root() / name)
 
 
