@@ -136,8 +136,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         raise ConfigError(f"--port {args.port}: must be between 1 and 65535")
     overrides = _flag_defaults(args)
     config_path: Path | None = getattr(args, "config", None)
+    file_settings = None
     if config_path is not None:
         base = load_config(config_path, overrides)
+        file_settings = load_config(config_path)  # what an API change writes back: not the flags
     else:
         defaults = StreamOptions.from_mapping(overrides)
         inference = InferenceOptions(imgsz=defaults.imgsz, conf=defaults.conf, iou=defaults.iou)
@@ -163,6 +165,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         streams=base.streams + flag_streams,
         tls_cert=args.tls_cert if args.tls_cert is not None else base.tls_cert,
         tls_key=args.tls_key if args.tls_key is not None else base.tls_key,
+        file_settings=file_settings,
+        flag_streams=frozenset(stream.stream_id for stream in flag_streams),
     )
 
 

@@ -117,6 +117,12 @@ class Settings:
     #: Sources whose frames are larger than this on a side fail instead of entering the pipeline.
     max_frame_side: int = MAX_FRAME_SIDE_PX
     viewer_limits: ViewerLimits = field(default_factory=ViewerLimits)
+    #: What the config file itself says, where flags (``--port``, ``--conf``...) changed some of it:
+    #: what `write_config` writes, so that a change made through the API does not make them permanent.
+    file_settings: Settings | None = None
+    #: Streams added by ``--source`` (or ``demo``): never written to the config file, where the same
+    #: command would meet them again beside its own and refuse to start ("used twice").
+    flag_streams: frozenset[str] = frozenset()
 
     def source_policy(self) -> SourcePolicy:
         return SourcePolicy.of(self.source_schemes, self.media_dirs, self.allow_devices, self.deny_networks)
@@ -265,12 +271,16 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides
     )
 
 
-def write_config(settings: Settings, streams: list[StreamConfig]) -> None:
-    """Save ``settings`` with ``streams`` to `Settings.config_path`, replacing the file atomically.
+def write_config(running: Settings, streams: list[StreamConfig]) -> None:
+    """Save the file's settings with ``streams`` to `Settings.config_path`, replacing the file atomically.
 
     Comments and key order of a hand-written file are not kept; stream options equal to the
-    defaults are left out, so the file stays as short as the user would write it.
+    defaults in effect are left out, so the file stays as short as the user would write it. What
+    came from flags (``running``'s `Settings.file_settings` and `Settings.flag_streams`) is not
+    written: the file says what it said, with the streams the API has added or changed.
     """
+    settings = running.file_settings or running
+    streams = [stream for stream in streams if stream.stream_id not in running.flag_streams]
     if settings.config_path is None:
         raise ConfigError("no config file to save to: start segcast with --config FILE")
     lines = ["# Written by segcast after a change through its API.", "", "[server]"]
@@ -305,7 +315,7 @@ def write_config(settings: Settings, streams: list[StreamConfig]) -> None:
         lines += ["[[streams]]", f"id = {_toml(stream.stream_id)}", f"uri = {_toml(stream.uri)}"]
         if stream.loop:
             lines.append("loop = true")
-        lines += [*_option_lines(stream.options, settings.stream_defaults), ""]
+        lines += [*_option_lines(stream.options, running.stream_defaults), ""]
     lines += events_toml(settings.events)
     path = settings.config_path
     text = "\n".join(lines)

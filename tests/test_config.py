@@ -116,6 +116,24 @@ def test_flags_override_the_file(tmp_path: Path) -> None:
     assert yard.options.conf == 0.6, "a stream's own value still wins"
 
 
+def test_saving_an_api_change_writes_the_file_not_the_flags(tmp_path: Path) -> None:
+    """A --source stream written into the file made the same command refuse to start ("used twice")."""
+    path = write(tmp_path, FULL_CONFIG)
+    before = load_config(path)
+    argv = ["serve", "--config", str(path), "--port", "9100", "--conf", "0.5", "--source", "cam=scene:?seed=5"]
+    settings = settings_from_args(build_parser().parse_args(argv))
+    front, yard, cam = settings.streams
+    added = StreamConfig("new", "scene:?seed=9", options=StreamOptions.from_mapping({"iou": 0.4}, front.options))
+    write_config(settings, [front, yard, cam, added])  # as the API saves them after adding "new"
+    saved = load_config(path)
+    assert [s.stream_id for s in saved.streams] == ["front", "yard", "new"]
+    assert saved.port == before.port and saved.stream_defaults == before.stream_defaults
+    assert saved.streams[0] == before.streams[0], "--conf 0.5 is not written into the file's streams"
+    assert saved.streams[2].options.iou == 0.4 and saved.streams[2].options.conf == before.stream_defaults.conf
+    again = settings_from_args(build_parser().parse_args(argv))  # the same command starts again
+    assert [s.stream_id for s in again.streams] == ["front", "yard", "new", "cam"]
+
+
 def test_an_inference_size_the_model_cannot_take_is_refused_at_start_naming_the_flag() -> None:
     args = build_parser().parse_args(["serve", "--source", "scene:", "--imgsz", "33"])
     with pytest.raises(ConfigError, match=r"^--imgsz 33: expected a multiple of 32 pixels, got 33 \(try 32\)$"):
