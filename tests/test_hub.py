@@ -173,6 +173,17 @@ async def test_no_frame_of_a_stream_follows_its_removed_or_its_added_again() -> 
         )
 
 
+async def test_hello_comes_before_what_was_announced_while_the_connection_opened() -> None:
+    hub = Hub(asyncio.get_running_loop())
+    viewer = Viewer()
+    hub.add_viewer(viewer)  # joined, its WebSocket not yet upgraded
+    hub.state_threadsafe("cam", StreamState.LIVE, None)
+    await settle()
+    viewer.greet(Event.of({"type": "hello", "streams": [{"id": "cam", "state": "live"}]}))
+    events, _ = await viewer.take()
+    assert [event.data["type"] for event in events] == ["hello"]
+
+
 async def test_viewers_are_counted_per_stream_as_they_subscribe_and_leave() -> None:
     hub = Hub(asyncio.get_running_loop())
     one, every, other = Viewer(), Viewer(), Viewer()

@@ -178,6 +178,16 @@ class Viewer:
         self._events.append(event)
         self._wake.set()
 
+    def greet(self, hello: Event) -> None:
+        """Queue the first message of a connection, before anything announced while it was opened.
+
+        A viewer joins before its WebSocket is upgraded (so that a full server refuses it with a plain
+        HTTP error), and a stream's ``status`` or ``added`` announced meanwhile would reach the client
+        before the ``hello`` it cannot yet place. Those are already in ``hello``'s list, so they go.
+        """
+        self._events = [hello]
+        self._wake.set()
+
     def resubscribe(self, subscriptions: Mapping[str, Subscription]) -> None:
         self.subscriptions = dict(subscriptions)
         self._next_due.clear()

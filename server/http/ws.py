@@ -75,7 +75,7 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
             request.app[websockets_key][ws] = request.transport
         streams = [stream_json(request, info) for info in manager.streams()]
         hello = {"type": "hello", "v": PROTOCOL_VERSION, "streams": streams, "inference": hub.inference.to_json()}
-        viewer.offer_event(Event.of(hello))
+        viewer.greet(Event.of(hello))
         sender = asyncio.create_task(send_forever(viewer, ws), name="viewer-sender")
         try:
             await _read_forever(ws, hub, manager, viewer)
