@@ -7,6 +7,7 @@ Every wait is on something the page shows, with a deadline; none is a fixed slee
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from collections.abc import Awaitable, Callable
@@ -20,7 +21,7 @@ from server.app import create_app
 from server.config import Settings, StreamConfig
 from server.inference.models import BUNDLED_MODEL
 from tests.conftest import CHROMIUM
-from tests.support.browser import PHONE, WAIT_MS, open_page, open_url, wait_for_new_frame, wait_for_text
+from tests.support.browser import PHONE, WAIT_MS, Console, open_page, open_url, wait_for_new_frame, wait_for_text
 from tests.support.components import require_component, require_module
 from tests.support.rtsp_camera import free_port
 
@@ -205,6 +206,41 @@ async def test_the_embed_without_a_valid_token_says_what_is_missing(
     await wait_for_text(page, EMBED_PANEL, "token in this address was refused")
     # The browser reports the refused requests themselves; nothing else went wrong.
     assert [e for e in console.errors if "401" not in e and "WebSocket" not in e] == []
+
+
+async def test_the_embed_shows_the_picture_at_any_width_its_address_asks_for(start_server: Start, browser: Any) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))  # 640 pixels wide
+    # Widths beyond what a subscription takes (docs/protocol.md) are brought within it, rather than refused.
+    for asked, shown in (("10", 32), ("100000", 640), ("480.5", 480)):
+        page, console = await open_page(browser, client, f"/embed/cam?max_width={asked}")
+        await wait_for_new_frame(page, "#video")
+        assert await page.evaluate("() => document.querySelector('#video').width") == shown, asked
+        assert not await page.is_visible(EMBED_PANEL)
+        assert console.errors == []
+        await page.close()
+
+
+async def test_the_embed_says_what_segcast_refused_of_its_subscription(start_server: Start, browser: Any) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    page = await browser.new_page()
+    console = Console(page)
+
+    def asking_too_much(socket: Any) -> None:
+        """The page's subscription, with an option this server refuses (as a server with other limits would)."""
+        server = socket.connect_to_server()
+
+        def to_server(message: str | bytes) -> None:
+            if isinstance(message, str) and json.loads(message).get("type") == "subscribe":
+                message = json.dumps({**json.loads(message), "max_fps": 0})
+            server.send(message)
+
+        socket.on_message(to_server)
+
+    await page.route_web_socket(re.compile(r"/ws(\?|$)"), asking_too_much)
+    await page.goto(str(client.make_url("/embed/cam")))
+    text = await wait_for_text(page, EMBED_PANEL, "cannot show this embed")
+    assert "max_fps" in text, "the server's own words, naming the option"
+    assert console.errors == []
 
 
 async def test_on_a_phone_nothing_is_wider_than_the_screen_and_ids_stay_whole(

@@ -38,6 +38,21 @@ YARD: list[Point] = [(0.05, 0.05), (0.95, 0.05), (0.95, 0.95), (0.05, 0.95)]
 #: Fractions differ from where the test clicked by less than this (the canvas is ~900 CSS px wide).
 CLICK_TOLERANCE = 0.01
 BAD_REQUEST = "Failed to load resource: the server responded with a status of 400 (Bad Request)"
+#: Counts, in the page, the PATCHes it has sent that are not answered yet, and the most of them at once.
+COUNT_SAVES = """
+window.saves = { open: 0, most: 0 };
+const fetchOnce = window.fetch;
+window.fetch = async (resource, options) => {
+  if (options?.method !== "PATCH") return fetchOnce(resource, options);
+  window.saves.most = Math.max(window.saves.most, ++window.saves.open);
+  try {
+    return await fetchOnce(resource, options);
+  } finally {
+    window.saves.open -= 1;
+  }
+};
+"""
+TOUCH_MOVES = 10
 
 
 async def _screen(page: Any, point: Point) -> tuple[float, float]:
@@ -48,6 +63,20 @@ async def _screen(page: Any, point: Point) -> tuple[float, float]:
 
 async def _click(page: Any, point: Point) -> None:
     await page.mouse.click(*await _screen(page, point))
+
+
+async def _touch_drag(page: Any, start: Point, end: Point) -> None:
+    """A finger put down at ``start`` and lifted at ``end`` (screen points), with moves in between.
+
+    Playwright taps only; the DevTools protocol moves a finger as a phone reports it."""
+    cdp = await page.context.new_cdp_session(page)
+    (x0, y0), (x1, y1) = start, end
+    await cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x0, "y": y0}]})
+    for step in range(1, TOUCH_MOVES + 1):
+        x, y = x0 + (x1 - x0) * step / TOUCH_MOVES, y0 + (y1 - y0) * step / TOUCH_MOVES
+        await cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]})
+    await cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    await cdp.detach()
 
 
 async def _options(client: TestClient, check: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
@@ -205,6 +234,68 @@ async def test_a_zone_is_added_by_taps_on_a_phone(start_server: Start, browser: 
     for (x, y), (ex, ey) in zip(options["zones"][0]["points"], door, strict=True):
         assert abs(x - ex) < 2 * CLICK_TOLERANCE and abs(y - ey) < 2 * CLICK_TOLERANCE
     await page.screenshot(path=screenshots / "phone-zone.png")
+    assert console.errors == []
+
+
+async def test_a_finger_drags_a_corner_of_a_zone_it_has_not_selected_first(start_server: Start, browser: Any) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    bay = [(0.2, 0.2), (0.6, 0.2), (0.6, 0.7), (0.2, 0.7)]
+    body = {"zones": [{"name": "bay", "points": bay, "units": "fraction"}]}
+    assert (await client.patch("/api/streams/cam", json=body)).status == 200
+    page = await browser.new_page(viewport=PHONE, has_touch=True, is_mobile=True)
+    console = Console(page)
+    await page.goto(str(client.make_url(STREAM_VIEW)))
+    await wait_for_new_frame(page, "#video")
+    await page.wait_for_selector('#shape-list li[data-shape="zone:bay"]', timeout=WAIT_MS)
+    assert await page.locator("#shape-list li.selected").count() == 0, "no shape is selected before the drag"
+
+    # Up and to the left: a finger the page took for a scroll would move the page, not the corner.
+    await _touch_drag(page, await _screen(page, bay[2]), await _screen(page, (0.45, 0.5)))
+    options = await _options(client, lambda o: abs(o["zones"][0]["points"][2][0] - 0.6) > CLICK_TOLERANCE)
+    for (x, y), (ex, ey) in zip(options["zones"][0]["points"], [*bay[:2], (0.45, 0.5), bay[3]], strict=True):
+        assert abs(x - ex) < 2 * CLICK_TOLERANCE and abs(y - ey) < 2 * CLICK_TOLERANCE, options["zones"][0]
+    assert await page.evaluate("() => scrollY") == 0, "the page did not scroll"
+    assert console.errors == []
+
+
+async def test_a_rename_made_while_a_save_is_in_flight_is_saved_after_it(start_server: Start, browser: Any) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    bay = [(0.2, 0.2), (0.6, 0.2), (0.6, 0.7), (0.2, 0.7)]
+    body = {"zones": [{"name": "bay", "points": bay, "units": "fraction"}]}
+    assert (await client.patch("/api/streams/cam", json=body)).status == 200
+    page = await browser.new_page()
+    console = Console(page)
+    await page.add_init_script(COUNT_SAVES)
+    await page.goto(str(client.make_url(STREAM_VIEW)))
+    await wait_for_new_frame(page, "#video")
+    await page.wait_for_selector('#shape-list li[data-shape="zone:bay"]', timeout=WAIT_MS)
+
+    # The first save is held on its way to the server; any later one goes straight through.
+    held: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    async def hold_first_save(route: Any) -> None:
+        if route.request.method == "PATCH" and not held.done():
+            held.set_result(route)
+        else:
+            await route.continue_()
+
+    await page.route("**/api/streams/cam", hold_first_save)
+    await page.mouse.move(*await _screen(page, bay[2]))
+    await page.mouse.down()
+    await page.mouse.move(*await _screen(page, (0.75, 0.8)), steps=5)
+    await page.mouse.up()
+    save = await asyncio.wait_for(held, WAIT_MS / 1000)
+    await page.fill("#shape-name", "door")  # the dragged zone is the selected one
+    await page.press("#shape-name", "Enter")
+    await page.wait_for_selector('#shape-list li[data-shape="zone:door"]', timeout=WAIT_MS)
+    await save.continue_()
+
+    moved = [*bay[:2], (0.75, 0.8), bay[3]]
+    options = await _options(client, lambda o: _names(o, "zones") == ["door"])
+    _assert_points(options["zones"][0], moved)
+    assert await page.evaluate("() => window.saves.most") == 1, "the rename waited for the save before it"
+    await page.wait_for_function("() => window.saves.open === 0", timeout=WAIT_MS)
+    await page.wait_for_selector('#shape-list li[data-shape="zone:door"]', timeout=WAIT_MS)
     assert console.errors == []
 
 

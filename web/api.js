@@ -1,7 +1,7 @@
 // The REST API (docs/protocol.md), as the viewer uses it. Errors carry the server's own message and
 // the HTTP status, so a page can explain a refusal in its own words.
 
-import { authHeaders, storeToken, storedToken, withToken } from "./connection.js";
+import { authHeaders, dropPageToken, pageToken, storeToken, storedToken, withToken } from "./connection.js";
 import { askForToken } from "./token.js";
 
 // The server's clock minus this browser's, in seconds, learnt from each answer's Date header.
@@ -34,11 +34,15 @@ function noteServerDate(header) {
 }
 
 function ask(response) {
-  const reason = response.status === 403 ? "role" : storedToken() ? "refused" : "missing";
+  const reason = response.status === 403 ? "role" : pageToken || storedToken() ? "refused" : "missing";
   asking ??= askForToken(reason).then((token) => {
     asking = null;
     declined = !token;
-    if (token) storeToken(token);
+    if (token) {
+      // Only the page's token is sent while it has one: the person's must replace it to be used at all.
+      dropPageToken();
+      storeToken(token);
+    }
     return Boolean(token);
   });
   return asking;

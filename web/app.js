@@ -43,12 +43,16 @@ const view = new StreamView({
   eventsEmpty: $("events-empty"),
 });
 let current = null; // the stream id shown in the stream view, or null on the grid
+// How many messages about which streams exist (hello, added, removed) the socket has brought: a stream
+// list the API gave before the latest of them may be out of date, and would bring back a removed stream.
+let listChanges = 0;
 
 const connection = new Connection({
   hello(message) {
-    grid.setStreams(message.streams);
+    listChanges += 1;
     setInference(message.inference);
     route();
+    showStreams(message.streams, performance.now());
   },
   frame(meta, jpeg) {
     if (current === null) grid.frame(meta, jpeg);
@@ -59,10 +63,13 @@ const connection = new Connection({
       grid.setState(message.stream, message.state, message.error);
       if (message.stream === current) view.setState(message.state, message.error);
     } else if (message.type === "added") {
+      listChanges += 1;
       grid.upsert({ id: message.stream, state: "starting" });
+      if (message.stream === current) view.setState("starting", null);
     } else if (message.type === "removed") {
+      listChanges += 1;
       grid.remove(message.stream);
-      if (message.stream === current) location.hash = "#/";
+      if (message.stream === current) view.setMissing();
     } else if (ANALYTICS_EVENTS.includes(message.type)) {
       if (message.stream === current) view.events.add(message);
     } else if (message.type === "inference") {
@@ -103,13 +110,21 @@ function route() {
 async function refreshStats() {
   try {
     const askedAt = performance.now();
+    const asked = listChanges;
     const { streams } = await listStreams();
-    grid.setStreams(streams);
-    const shown = streams.find((s) => s.id === current);
-    if (shown) view.setStats(shown, askedAt);
+    if (asked === listChanges) showStreams(streams, askedAt);
   } catch {
     // The server is restarting: the connection badge already says so, and the next poll retries.
   }
+}
+
+// The streams that exist (as hello and GET /api/streams list them), as of `askedAt` (performance.now()).
+function showStreams(streams, askedAt) {
+  grid.setStreams(streams);
+  if (current === null) return;
+  const shown = streams.find((s) => s.id === current);
+  if (shown) view.setStats(shown, askedAt);
+  else view.setMissing();
 }
 
 // The add form offers what this server's API accepts (README, Security), and saving to the config

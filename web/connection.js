@@ -18,8 +18,18 @@ const SIGNED_RENEW_MS = 5 * 60 * 1000; // mint a new URL token this long before 
 // which then goes onto every URL it loads. Otherwise the person is asked once for an access token,
 // kept in localStorage: fetch() sends it as a bearer header, and the URLs a header cannot reach
 // (the WebSocket, <img>) get a short-lived signed token minted with it.
-export const pageToken = new URLSearchParams(location.search).get("token");
+// A token the person gives replaces the page's own, which was refused or is too weak (dropPageToken).
+export let pageToken = new URLSearchParams(location.search).get("token"); // importers see it dropped
 let signed = null; // {token, renewAt}
+
+/** Stop using the page's own token, and take it out of the address so that a reload does not bring it back. */
+export function dropPageToken() {
+  if (!pageToken) return;
+  pageToken = null;
+  const url = new URL(location.href);
+  url.searchParams.delete("token");
+  history.replaceState(history.state, "", url);
+}
 
 export function storedToken() {
   try {

@@ -3,13 +3,16 @@
 //
 // Whatever keeps the picture from showing is said in the frame, since a dashboard's visitor has no
 // other place to look: a stream that is not live (with its reason and the next attempt), an id this
-// server does not have, a token that is missing or refused, a server that cannot be reached.
+// server does not have, a token that is missing or refused, a server that cannot be reached, a
+// subscription the server cannot use.
 
 import { getStream } from "./api.js";
 import { Connection, pageToken } from "./connection.js";
 import { OFFLINE_NOTICE, StatusPanel, streamNotice } from "./status.js";
 
 const POLL_MS = 2000;
+const MIN_WIDTH_PX = 32; // what a subscription's max_width may be (docs/protocol.md)
+const MAX_WIDTH_PX = 7680;
 
 const canvas = document.getElementById("video");
 const context = canvas.getContext("2d");
@@ -21,6 +24,7 @@ let online = false; // whether the WebSocket is open
 let status; // {state, error, next_attempt_at}; null: no such stream; undefined: not known yet
 let inference = null; // the server's {state, error, next_attempt_at}: whether frames are inferred
 let problem = null; // why segcast refused to say more (a token), or that it cannot be reached
+let refusal = null; // what segcast could not use of this socket's subscription (its `error` message)
 let poller = null;
 
 const notice = (state, title, reason) => ({ state, title, reason, nextAttemptAt: null });
@@ -40,11 +44,13 @@ const TOKEN_REFUSED = notice(
   "The access token in this address was refused",
   "It may have expired: put a new signed viewer token (POST /api/tokens) in the embed's address.",
 );
+const refused = (message) => notice("refused", "segcast cannot show this embed as its address asks", message);
 
 function render() {
   if (problem) panel.show(problem);
   else if (status === undefined) panel.show(CONNECTING);
   else if (status === null) panel.show(MISSING);
+  else if (refusal) panel.show(refused(refusal));
   else panel.show(streamNotice(status, inference) ?? (online ? null : OFFLINE_NOTICE));
   // While reconnecting, the next attempt's time is only in the API, not in status messages.
   const polling = status?.state === "reconnecting";
@@ -81,6 +87,7 @@ async function refresh() {
 
 const connection = new Connection({
   hello(message) {
+    refusal = null; // a new socket: the subscription is sent, and judged, again
     inference = message.inference ?? null;
     setStatus(message.streams.find((stream) => stream.id === streamId) ?? null);
   },
@@ -106,12 +113,18 @@ const connection = new Connection({
       render();
       return;
     }
+    if (message.type === "error") {
+      refusal = message.message;
+      render();
+      return;
+    }
     if (message.stream !== streamId) return;
     if (message.type === "status") {
       const same = status?.state === message.state && status?.error === message.error;
       setStatus({ ...message, next_attempt_at: same ? status.next_attempt_at : null });
       if (message.state === "reconnecting" && !same) refresh(); // for the next attempt's time
     } else if (message.type === "added") {
+      refusal = null; // the server's word that it has no stream by this id no longer holds
       setStatus({ state: "starting", error: null });
     } else if (message.type === "removed") {
       setStatus(null);
@@ -127,6 +140,7 @@ const connection = new Connection({
 
 render();
 const subscription = { streams: [streamId], image: params.get("image") === "clean" ? "clean" : "annotated" };
-const maxWidth = Number(params.get("max_width"));
-if (maxWidth) subscription.max_width = maxWidth;
+// Any width asked for is brought within what the protocol takes, rather than refused for it.
+const maxWidth = Math.round(Number(params.get("max_width")));
+if (maxWidth) subscription.max_width = Math.min(MAX_WIDTH_PX, Math.max(MIN_WIDTH_PX, maxWidth));
 connection.subscribe(subscription);

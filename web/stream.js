@@ -30,6 +30,14 @@ function webrtcWanted() {
   return asked !== "ws" && canPlay();
 }
 
+// What the view says of an id the server has no stream by.
+const missingNotice = (streamId) => ({
+  state: "missing",
+  title: "No such stream",
+  reason: `This server has no stream “${streamId}” now. Pick one under All streams, or add it there.`,
+  nextAttemptAt: null,
+});
+
 // The stream the page's address shows, as app.js reads it (null on the grid).
 function routedStream() {
   const match = location.hash.match(/^#\/stream\/(.+)$/);
@@ -54,6 +62,7 @@ export class StreamView {
     this.badge = elements.transport ?? document.getElementById("stream-transport");
     this.panel = new StatusPanel(elements.canvas.parentElement);
     this.status = null; // {state, error, next_attempt_at} of the open stream
+    this.missing = false; // the server has no stream by the open id (now)
     this.online = true;
     this.inference = null; // the server's {state, error, next_attempt_at}
     const size = () => (this.meta && this.bitmap ? { width: this.meta.width, height: this.meta.height } : null);
@@ -120,6 +129,7 @@ export class StreamView {
       this.setPaused(false);
       this.streamId = streamId;
       this.pinnedId = null;
+      this.missing = false;
       this.forget();
       this.setTransport("websocket");
       if (webrtcWanted()) this.startWebRTC(streamId);
@@ -137,6 +147,7 @@ export class StreamView {
   // Nothing of the previous stream may stay on screen: its picture, tracks, counts, stats or state.
   forget() {
     const { canvas } = this.el;
+    this.dropPicture();
     this.context.clearRect(0, 0, canvas.width, canvas.height);
     delete canvas.dataset.seq;
     delete canvas.dataset.tracks;
@@ -164,9 +175,26 @@ export class StreamView {
     this.streamId = null;
     this.zones.open(null);
     this.events.open(null);
+    this.dropPicture();
+  }
+
+  dropPicture() {
     this.meta = null;
     this.bitmap?.close?.();
     this.bitmap = null;
+  }
+
+  /**
+   * The server has no stream by the open id: it was removed, the server came back without it, or
+   * the address names none. Whatever was shown of it goes; a status message (it is added) or a stream
+   * list that has it again brings it back, as the subscription to its id stays.
+   */
+  setMissing() {
+    if (this.missing) return;
+    this.missing = true;
+    this.setPaused(false);
+    this.forget();
+    this.zones.setOptions(null);
   }
 
   async startWebRTC(streamId) {
@@ -221,7 +249,7 @@ export class StreamView {
   // A WebRTC frame being shown, with its metadata: copy it, as the canvas keeps it while paused.
   rtcFrame(rtc, meta) {
     const { video } = rtc;
-    if (this.rtc !== rtc || meta.stream !== this.streamId) return;
+    if (this.rtc !== rtc || meta.stream !== this.streamId || this.missing) return;
     if (video.readyState < HTMLMediaElement.HAVE_CURRENT_DATA || !video.videoWidth) return;
     if (this.transport !== "webrtc") {
       clearTimeout(rtc.timer);
@@ -242,6 +270,7 @@ export class StreamView {
 
   // A status message: its state and error, not when the next attempt is (the next poll brings that).
   setState(state, error) {
+    this.missing = false;
     const same = this.status?.state === state && this.status?.error === error;
     this.status = { state, error, next_attempt_at: same ? this.status.next_attempt_at : null };
     this.render();
@@ -262,7 +291,9 @@ export class StreamView {
     this.el.state.textContent = state;
     this.el.state.className = `badge state-${state}`;
     this.el.state.hidden = !state;
-    this.panel.show(this.online ? streamNotice(this.status, this.inference) : OFFLINE_NOTICE);
+    if (!this.online) this.panel.show(OFFLINE_NOTICE);
+    else if (this.missing) this.panel.show(missingNotice(this.streamId));
+    else this.panel.show(streamNotice(this.status, this.inference));
   }
 
   // `askedAt`: performance.now() when the stream list was asked for.
@@ -287,6 +318,7 @@ export class StreamView {
       }),
     );
     this.status = { state: stream.state, error: stream.error, next_attempt_at: stream.next_attempt_at };
+    this.missing = false;
     this.render();
     this.zones.setOptions(stream.options, askedAt);
     this.zones.showProblem(stream.analytics_error ?? "");
@@ -300,7 +332,7 @@ export class StreamView {
     this.decoding = true;
     try {
       const bitmap = await createImageBitmap(new Blob([jpeg], { type: "image/jpeg" }));
-      if (meta.stream !== this.streamId || this.transport !== "websocket" || this.paused) {
+      if (meta.stream !== this.streamId || this.transport !== "websocket" || this.paused || this.missing) {
         bitmap.close();
         return;
       }

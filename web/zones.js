@@ -78,6 +78,7 @@ export class ZoneEditor {
     this.selected = null; // keyOf() the selected shape
     this.drag = null; // {key, index, pointerId, moved}
     this.saving = false;
+    this.unsaved = false; // a change made while saving, sent once that save is answered
     this.claimed = false; // the last press was the editor's, not a click on a track
     this.counts = null;
     this.visible = true;
@@ -85,6 +86,7 @@ export class ZoneEditor {
 
     const { canvas } = host;
     canvas.addEventListener("pointerdown", (event) => this.pointerDown(event));
+    canvas.addEventListener("touchstart", (event) => this.touchStart(event), { passive: false });
     canvas.addEventListener("pointermove", (event) => this.pointerMove(event));
     canvas.addEventListener("pointerup", (event) => this.pointerUp(event, true));
     canvas.addEventListener("pointercancel", (event) => this.pointerUp(event, false));
@@ -115,6 +117,7 @@ export class ZoneEditor {
     this.selected = null;
     this.drag = null;
     this.saving = false; // a save for the stream left is ignored when it is answered
+    this.unsaved = false;
     this.counts = null;
     this.showError("");
     this.showProblem("");
@@ -263,25 +266,38 @@ export class ZoneEditor {
     }
   }
 
-  // The whole new list to the server; shown at once, and undone if the server refuses it.
+  // The whole new list to the server; shown at once, and undone if the server refuses it. One save at
+  // a time, so that the server applies the changes in the order they were made: one made while a save
+  // is in flight (a rename, a new shape) is sent when that save is answered, and only the last
+  // answer is shown.
   async commit(shapes) {
     const streamId = this.streamId;
     this.shapes = shapes;
-    this.saving = true;
     this.showError("");
     this.render();
-    const body = {
-      zones: shapes.filter((s) => s.kind === "zone").map(toServer),
-      lines: shapes.filter((s) => s.kind === "line").map(toServer),
-    };
+    if (this.saving) {
+      this.unsaved = true;
+      return;
+    }
+    this.saving = true;
     const { persist } = this.el;
     let options = this.options;
-    try {
-      options = (await changeStream(streamId, body, persist.checked && !persist.disabled)).options;
-    } catch (error) {
-      if (streamId === this.streamId) this.showError(error.message);
-    }
-    if (streamId !== this.streamId) return;
+    let refusal = "";
+    do {
+      this.unsaved = false;
+      const body = {
+        zones: this.shapes.filter((s) => s.kind === "zone").map(toServer),
+        lines: this.shapes.filter((s) => s.kind === "line").map(toServer),
+      };
+      try {
+        options = (await changeStream(streamId, body, persist.checked && !persist.disabled)).options;
+        refusal = "";
+      } catch (error) {
+        refusal = error.message;
+      }
+      if (streamId !== this.streamId) return;
+    } while (this.unsaved);
+    this.showError(refusal);
     this.saving = false;
     this.changedAt = performance.now();
     this.savedKey = null;
@@ -330,6 +346,17 @@ export class ZoneEditor {
       }
     }
     return null;
+  }
+
+  // Whether a touch may scroll the page is settled as it starts (touch-action), before pointerdown
+  // could select the shape and make the canvas "editing": a finger landing on a corner of a shape not
+  // selected yet would scroll the page, and its drag be cancelled, unless it is held here.
+  touchStart(event) {
+    if (event.touches.length !== 1 || this.mode !== "idle" || !this.visible || this.saving || !this.host.size()) return;
+    const [touch] = event.touches;
+    const where = this.locate({ clientX: touch.clientX, clientY: touch.clientY, pointerType: "touch" });
+    const found = where && this.hit(where);
+    if (found && found.index >= 0) event.preventDefault();
   }
 
   pointerDown(event) {
