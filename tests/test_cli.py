@@ -51,6 +51,14 @@ def test_unloadable_model_is_one_line_naming_the_flag(model: str) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_a_password_in_a_model_url_is_never_printed() -> None:
+    model = "grpc://user:hunter2-secret@127.0.0.1:1/segcast-scene-seg"
+    result = run_segcast("serve", "--source", "scene:", "--model", model, "--port", str(free_port()))
+    assert result.returncode == EXIT_STARTUP_ERROR
+    assert "hunter2" not in result.stdout + result.stderr
+    assert "grpc://***@127.0.0.1:1/segcast-scene-seg" in result.stdout + result.stderr
+
+
 def test_serve_without_sources_says_what_to_pass() -> None:
     result = run_segcast("serve")
     assert result.returncode == EXIT_STARTUP_ERROR

@@ -62,6 +62,52 @@ def test_a_missing_model_file_is_called_missing(tmp_path: Path, capsys: pytest.C
         export_model(str(tmp_path / "notes.txt"), "onnx", tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("imgsz", "message"),
+    [("-32", "expected pixels from 32 to 4096, got -32"), ("33", "expected a multiple of 32 pixels, got 33 (try 32)")],
+)
+def test_an_imgsz_serve_would_refuse_is_refused_before_exporting(
+    imgsz: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["export", "--model", "bundled", "--format", "onnx", "--imgsz", imgsz, "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"segcast: --imgsz {imgsz}: {message}\n"
+    assert not any(tmp_path.iterdir())
+
+
+def test_an_out_that_cannot_be_a_folder_is_refused_before_exporting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Said at once, not after a minute of exporting (the export would print its first step)."""
+    taken = tmp_path / "models"
+    taken.write_text("a file")
+    for out, reason in ((taken, "a file, not a folder"), (taken / "sub", "Not a directory")):
+        assert main(["export", "--model", "bundled", "--format", "triton", "--out", str(out)]) == 2
+        assert capsys.readouterr().err == f"segcast: --out {out}: {reason}\n"
+
+
+class _ExportedAtOnce:
+    """Stands in for ultralytics' model: `export` gives a path at once, instead of after a minute."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self.overrides: dict[str, object] = {}
+
+    def export(self, **options: object) -> str:
+        return str(self._path)
+
+
+def test_a_file_in_the_models_place_in_out_is_one_line_naming_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("server.inference.export._load_pt", lambda path, spec: _ExportedAtOnce(tmp_path / "m.onnx"))
+    out = tmp_path / "models"
+    out.mkdir()
+    (out / BUNDLED_MODEL.stem).write_text("not a model's folder")
+    assert main(["export", "--model", "bundled", "--format", "triton", "--out", str(out)]) == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last == f"segcast: --out {out}: {out / BUNDLED_MODEL.stem}: Not a directory"
+
+
 def test_serving_an_export_without_its_runtime_says_how_to_install_it_from_the_checkout(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

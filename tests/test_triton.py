@@ -64,7 +64,7 @@ SEGMENT_CONFIG: dict[str, Any] = {
         ("http://10.0.0.5/yolo", ("http", "10.0.0.5:8000", "yolo")),
         ("grpc://[::1]:9001/m/", ("grpc", "[::1]:9001", "m")),
         ("yolov8n-seg.pt", None),
-        ("https://example.com/model.onnx", None),
+        ("rtsp://camera/stream", None),
     ],
 )
 def test_a_triton_url_names_scheme_address_and_model(spec: str, expected: tuple[str, str, str] | None) -> None:
@@ -77,6 +77,25 @@ def test_a_broken_triton_url_is_one_line_naming_the_flag(spec: str) -> None:
     with pytest.raises(ModelError, match=r"^--model ") as caught:
         TritonEndpoint.parse(spec)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("grpcs://triton:8001/yolo", "without TLS; use grpc://HOST:PORT/MODEL"),
+        ("https://triton/yolo", r"without TLS \(and downloads no models: give a local file\); use http://"),
+        ("grpc://segcast:secret@triton:8001/yolo", r"^--model grpc://\*\*\*@triton:8001/yolo: segcast sends Triton no"),
+        ("http://secret@triton:8000/yolo?x=1", "no credentials"),
+        ("grpc://triton:8001/yolo?version=2", r"without \?query or #fragment"),
+    ],
+)
+def test_tls_credentials_and_queries_are_refused_in_one_line_that_hides_the_password(spec: str, message: str) -> None:
+    """segcast sends Triton neither TLS nor credentials: asking for them stops the start, rather than
+    the URL being taken for a file or its password silently dropped."""
+    with pytest.raises(ModelError, match=message) as caught:
+        open_model(spec)
+    assert str(caught.value).startswith("--model ") and "\n" not in str(caught.value)
+    assert "secret" not in str(caught.value)
 
 
 def test_a_served_model_is_read_from_its_config() -> None:
@@ -336,6 +355,16 @@ def test_triton_finds_and_outlines_what_the_same_model_finds_in_process(triton: 
             want_mask = polygon_mask(want.outline(i), image.shape[:2])
             assert mask_iou(got_mask, want_mask) > 0.9
     assert remote.requests == 1
+
+
+def test_an_http_url_at_the_grpc_port_says_it_is_not_triton_http(triton: TritonProcess) -> None:
+    """The node starts, unavailable with a reason a person can act on, and retries like any outage."""
+    model = open_model(f"http://127.0.0.1:{triton.grpc_port}/{MODEL}")
+    try:
+        assert isinstance(model, TritonModel) and not model.status.available
+        assert "unreachable: not a Triton HTTP endpoint" in (model.status.error or "")
+    finally:
+        model.close()
 
 
 def test_an_unknown_model_name_is_one_line_naming_it(triton: TritonProcess) -> None:

@@ -31,6 +31,7 @@ import numpy as np
 
 from server.inference.models import ModelError, install_hint, load_model, resolve_model_path
 from server.inference.telemetry import switch_off_ultralytics_telemetry
+from server.options import StreamOptions
 from server.triton.repository import check_pixel_input_model, write_repository
 
 #: Per format: the packages it needs (import names) and the extra that installs them.
@@ -122,10 +123,15 @@ def export_model(
 
     The result is loaded back through `server.inference.models.load_model` and run on one frame, so a model
     that exports but cannot be served fails here and not when the server starts. For ``triton``,
-    ``out_dir`` is the model repository and the model inside it is what is tried. Raises `ExportError`.
+    ``out_dir`` is the model repository and the model inside it is what is tried. Raises `ExportError`,
+    for a bad ``imgsz`` or an ``out_dir`` that cannot be a folder before the slow export.
     """
     if fmt not in REQUIREMENTS:
         raise ExportError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
+    try:
+        StreamOptions.from_mapping({"imgsz": imgsz})  # the sizes serve's --imgsz takes
+    except ValueError as exc:
+        raise ExportError(f"--imgsz {imgsz}: {str(exc).partition(': ')[2]}") from None
     missing = missing_packages(fmt)
     if missing:
         extra = REQUIREMENTS[fmt][1]
@@ -137,6 +143,10 @@ def export_model(
     if source.suffix != ".pt" or not source.is_file():
         raise ExportError(f"--model {spec}: expected a local PyTorch .pt file (or 'bundled')")
     target = out_dir / output_name(source, fmt)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ExportError(f"--out {out_dir}: a file, not a folder")
+    with _writing(out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
     progress = progress or Progress(3)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="segcast-export-") as scratch:
@@ -152,23 +162,38 @@ def export_model(
                 exported = Path(model.export(format="onnx" if fmt == "triton" else fmt, imgsz=size, dynamic=True))
             except Exception as exc:  # ultralytics raises many kinds; one line is what a person needs
                 raise ExportError(f"--format {fmt}: export failed ({_first_line(exc)})") from None
-        out_dir.mkdir(parents=True, exist_ok=True)
         if fmt == "triton":
-            served = write_repository(exported, out_dir, target.name) / "1" / "model.onnx"
+            with _writing(out_dir):
+                try:
+                    served = write_repository(exported, out_dir, target.name) / "1" / "model.onnx"
+                except ValueError as exc:
+                    raise ExportError(f"--format triton: cannot make the repository's model ({exc})") from None
             with progress.step(f"checking that {target.name} gives what the ONNX export gives"):
                 try:
                     check_pixel_input_model(exported, served, CHECK_IMAGE_PX)
                 except ValueError as exc:
                     raise ExportError(f"the Triton model does not match the export: {exc}") from None
             return ExportResult(target, time.monotonic() - started)
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
-        shutil.move(str(exported), target)
+        with _writing(out_dir):
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+            shutil.move(str(exported), target)
     with progress.step(f"checking that {target.name} loads and runs"), _quiet_ultralytics():
         _check(target, load)
     return ExportResult(target, time.monotonic() - started)
+
+
+@contextmanager
+def _writing(out_dir: Path) -> Iterator[None]:
+    """`OSError` writing into ``out_dir`` (a file in the way, no permission, a full disk) as one line
+    naming ``--out``."""
+    try:
+        yield
+    except OSError as exc:
+        where = f" {exc.filename}:" if exc.filename and Path(exc.filename) != out_dir else ""
+        raise ExportError(f"--out {out_dir}:{where} {exc.strerror or exc}") from None
 
 
 def _load_pt(path: Path, spec: str) -> Any:

@@ -42,6 +42,7 @@ from server.options import StreamOptions
 from server.sources.base import LatestFrame
 from server.tracking import StreamTracker, class_ids, detection_conf
 from server.triton.model import PendingDetections, TritonModel
+from server.triton.transport import TritonRefused
 
 if TYPE_CHECKING:
     from ultralytics import YOLO
@@ -373,8 +374,12 @@ class InferenceWorker:
     def _start(self, model: Model, jobs: list[_Job]) -> _Batch:
         """Run the model on ``jobs``: a local model at once, a remote one by sending its requests."""
         batch = _Batch(jobs)
-        groups: dict[tuple[int, float, bool, tuple[int, ...]], list[_Job]] = {}
-        default_imgsz = int(model.overrides.get("imgsz", DEFAULT_IMGSZ_PX))
+        groups: dict[tuple[int | None, float, bool, tuple[int, ...]], list[_Job]] = {}
+        # A remote model not described yet (its server was down at start) gets None, so it uses the
+        # size the server describes rather than ultralytics' default.
+        known = model.overrides.get("imgsz")
+        fallback = None if isinstance(model, TritonModel) else DEFAULT_IMGSZ_PX
+        default_imgsz = fallback if known is None else int(known)
         for job in jobs:
             job.error = _bad_image(job.frame.image)
             if job.error is None:
@@ -406,6 +411,9 @@ class InferenceWorker:
             except InferenceUnavailable as exc:
                 _unavailable(group, exc)
                 continue
+            except TritonRefused as exc:
+                _refused(group, exc)
+                continue
             except Exception as exc:
                 _model_failed(group, exc)
                 continue
@@ -415,7 +423,7 @@ class InferenceWorker:
         for job in batch.jobs:
             self._track_and_deliver(job)
 
-    def _predict_options(self, group: list[_Job], imgsz: int, iou: float, agnostic: bool) -> dict[str, Any]:
+    def _predict_options(self, group: list[_Job], imgsz: int | None, iou: float, agnostic: bool) -> dict[str, Any]:
         """One call for several streams: at the lowest confidence and highest max detections among them."""
         return {
             "imgsz": imgsz,
@@ -548,6 +556,13 @@ def _unavailable(group: list[_Job], exc: InferenceUnavailable) -> None:
     group fails at once with the reason, and nothing is retried frame by frame."""
     for job in group:
         job.error = f"inference unavailable: {exc}"
+
+
+def _refused(group: list[_Job], exc: TritonRefused) -> None:
+    """A request the server refused (say, a size the model does not take) is the fault of the streams
+    whose frames it carried: they fail with the server's reason, once per reason in the log."""
+    for job in group:
+        job.error = f"Triton refused the request: {exc}"
 
 
 def _model_failed(group: list[_Job], exc: Exception) -> None:

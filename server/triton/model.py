@@ -7,16 +7,26 @@ inference thread forms is one request; a node has at most two batches out (the w
 ``REMOTE_IN_FLIGHT``), and meanwhile the newest frame of each camera keeps replacing the last, so a
 slow server makes live streams skip frames, never queue them.
 
+A batch is answered within `REQUEST_TIMEOUT_S` of being submitted or fails: the requests it is
+split into (per frame size, per ``max_batch_size``) share that one deadline (over HTTP, rounded up
+to a whole second: see `server.triton.transport`).
+
 The server may be down when segcast starts or go away while it runs. Then each request fails at once
 with `InferenceUnavailable` saying why and when the next attempt is due; attempts back off from
-`RETRY_FIRST_S` to `RETRY_MAX_S`, so processing resumes within that long of the server coming back.
-A model the server answers for but that segcast cannot use (unknown name, missing metadata, wrong
-input shape, masks missing) is a `ModelError` at start, with one line saying what is wrong.
+`RETRY_FIRST_S` to `RETRY_MAX_S`, so processing resumes within that long of the server coming back,
+and the model is described anew then (a restarted server may serve an updated model). The first
+request left unanswered fails those queued behind it without sending them, so a hung server holds
+the inference thread for one deadline, not one per request. A request the server refuses (a frame
+size the model does not take) is `TritonRefused`, charged to the frames it carried: the server is
+up, and other streams carry on. A model the server answers for but that segcast cannot use (unknown
+name, missing metadata, wrong input shape, masks missing, class names that do not match its output)
+is a `ModelError` at start, with one line saying what is wrong.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import logging
 import threading
 import time
@@ -33,6 +43,7 @@ from server.triton.transport import (
     Transport,
     TritonEndpoint,
     TritonRefused,
+    TritonTimeout,
     TritonUnavailable,
     open_transport,
     require_client,
@@ -91,6 +102,8 @@ class ServedModel:
         imgsz = _imgsz(metadata.get("imgsz"), fixed)
         stride = int(metadata.get("stride", DEFAULT_STRIDE))
         end2end = bool(metadata.get("end2end", False) or _args(metadata).get("nms", False))
+        if not end2end:
+            _check_rows(config, outputs, max_batch, len(names), spec)
         return cls(names, task, imgsz, stride, input_name, dtype, fixed, outputs, max_batch, end2end)
 
 
@@ -98,10 +111,11 @@ class TritonModel:
     """A model on a Triton server, with the small surface of ultralytics' ``YOLO`` the worker uses.
 
     ``names``, ``task`` and ``overrides["imgsz"]`` are known once the server has described the model
-    (at start, or at the first successful attempt when it was down then). `submit` and `detect` are
-    for the inference thread; the network calls themselves run on one requester thread of this
-    model's own, which owns the connection, so the inference thread can prepare or finish one batch
-    while the server works on the previous one. `status` may be read from any thread.
+    (at start, or at the first successful attempt when it was down then), and read again after each
+    outage. `submit` and `detect` are for the inference thread; the network calls themselves run on
+    one requester thread of this model's own, which owns the connection, so the inference thread can
+    prepare or finish one batch while the server works on the previous one. `status` may be read
+    from any thread; the availability state behind it changes under its lock, from either thread.
     """
 
     def __init__(self, endpoint: TritonEndpoint, spec: str, *, request_timeout_s: float = REQUEST_TIMEOUT_S) -> None:
@@ -113,11 +127,13 @@ class TritonModel:
         # submitted, which bounds what can wait here.
         self._requester = ThreadPoolExecutor(max_workers=1, thread_name_prefix="triton-requests")
         self._transport: Transport | None = None  # the requester thread's
-        self._reconnect = False  # set by the inference thread after a failure, acted on by the requester
+        self._reconnect = False  # set after a failure, acted on by the requester
+        self._closed = False
         self._served: ServedModel | None = None
+        self._described = False  # whether `_served` was read since the last failure
+        self._status_lock = threading.Lock()  # guards the three below and `_status`
         self._failures = 0
-        self._retry_at = 0.0  # monotonic
-        self._status_lock = threading.Lock()
+        self._retry_at = 0.0  # monotonic; no request goes out before it
         self._status = InferenceStatus(available=False, error="not connected yet")
         self.overrides: dict[str, Any] = {}
         self.requests = 0
@@ -142,16 +158,17 @@ class TritonModel:
     def connect(self) -> None:
         """Describe the model now. `ModelError` if the server says it cannot be used; if the server is
         unreachable the model stays unavailable and the next `submit` tries again."""
-        try:
-            self._requester.submit(self._describe).result()
-            self._up()
-        except TritonUnavailable as exc:
-            self._down(f"{self.endpoint.address} unreachable: {exc}")
-            log.warning("Triton at %s: %s; retrying in the background", self.endpoint, self.status.error)
+        with contextlib.suppress(InferenceUnavailable):  # `_down` has said so; `submit` tries again
+            self._requester.submit(self._attempt, self._describe).result()
 
     def close(self) -> None:
-        """Stop the requester thread; a request still out is abandoned (it ends at its deadline)."""
-        self._requester.shutdown(wait=False, cancel_futures=True)
+        """Stop the requester thread: requests not sent yet fail at once, one still out ends at its
+        deadline, and then the connection is closed."""
+        if self._closed:
+            return
+        self._closed = True
+        self._requester.submit(self._disconnect)
+        self._requester.shutdown(wait=False)
 
     def submit(
         self,
@@ -167,16 +184,19 @@ class TritonModel:
     ) -> PendingDetections:
         """Send ``images`` (all of one shape, as the worker groups them), one request per `max_batch`
         images, and return at once; ``on_answer`` is called (on the requester thread) when the server
-        has answered, or the request failed.
+        has answered, or the request failed. ``imgsz`` None: the served model's own size.
 
         Raises `InferenceUnavailable`, here while the server is known to be down and from
-        `PendingDetections.result` when the request fails.
+        `PendingDetections.result` when the request fails; `TritonRefused` from there when the server
+        refused these images.
         """
-        if time.monotonic() < self._retry_at:
-            raise InferenceUnavailable(self.status.error or "inference unavailable")
-        served = self._served or self._outcome(self._requester.submit(self._describe))
+        self._refuse_while_down()
+        served = self._served
+        if served is None or not self._described:
+            served = self._outcome(self._requester.submit(self._attempt, self._describe))
         batch, input_shape = self._prepare(served, images, imgsz)
-        request = self._requester.submit(self._infer, served, batch)
+        deadline = time.monotonic() + self._request_timeout_s
+        request = self._requester.submit(self._attempt, self._infer, served, batch, deadline)
         if on_answer is not None:
             request.add_done_callback(lambda _: on_answer())
         frame_shapes = [image.shape[:2] for image in images]
@@ -193,39 +213,67 @@ class TritonModel:
     # -- inside -------------------------------------------------------------------------------------
 
     def _outcome(self, request: Future[_T]) -> _T:
-        """The request's result, with its failure turned into `InferenceUnavailable` and the backoff."""
+        """The request's result (raising as `submit` says); a served model segcast cannot use makes
+        inference unavailable for every stream."""
         try:
-            value = request.result()
+            return request.result()
+        except ModelError as exc:
+            raise self._unusable(exc) from None
+
+    def _unusable(self, exc: ModelError) -> InferenceUnavailable:
+        self._down(str(exc))
+        return InferenceUnavailable(self.status.error)
+
+    def _refuse_while_down(self) -> None:
+        """Raise `InferenceUnavailable` while the server is down and the next attempt is not due yet."""
+        with self._status_lock:
+            status, waiting = self._status, time.monotonic() < self._retry_at
+        if waiting:
+            raise InferenceUnavailable(status.error)
+
+    def _attempt(self, call: Callable[..., _T], *args: Any) -> _T:
+        """Requester thread: ``call`` (one exchange with the server), unless the model was closed or
+        the server failed since it was queued. A server that does not answer is down from that
+        moment, so what is queued behind fails here without being sent; one that answers, even
+        no, is up."""
+        if self._closed:
+            raise InferenceUnavailable("the model was closed")
+        self._refuse_while_down()
+        try:
+            value = call(*args)
         except TritonUnavailable as exc:
             self._down(f"Triton at {self.endpoint.address} unreachable: {exc}")
             raise InferenceUnavailable(self.status.error) from None
-        except (TritonRefused, ModelError) as exc:
-            self._down(f"Triton refused the request: {exc}")
-            raise InferenceUnavailable(self.status.error) from None
+        except TritonRefused:
+            self._up()
+            raise
         self._up()
         return value
 
     def _connection(self) -> Transport:
         """The requester thread's connection; a fresh one after a failure (see `_down`)."""
-        if self._reconnect and self._transport is not None:
-            self._transport.close()
-            self._transport = None
+        if self._reconnect:
+            self._disconnect()
         self._reconnect = False
         if self._transport is None:
             self._transport = open_transport(self.endpoint, CONNECT_TIMEOUT_S)
         return self._transport
 
+    def _disconnect(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+
     def _describe(self) -> ServedModel:
         transport = self._connection()
-        if self._served is None:
-            try:
-                config = transport.model_config(self.endpoint.model, CONNECT_TIMEOUT_S)
-            except TritonRefused as exc:
-                where = f"Triton at {self.endpoint.address}"
-                raise ModelError(f"--model {self._spec}: {where} cannot serve it ({exc})") from None
-            served = ServedModel.from_config(config, self._spec)
-            self.overrides["imgsz"] = served.imgsz
-            self._served = served
+        try:
+            # No longer than a request may take: a hung server must not hold a retry longer than a batch.
+            config = transport.model_config(self.endpoint.model, min(CONNECT_TIMEOUT_S, self._request_timeout_s))
+        except TritonRefused as exc:
+            where = f"Triton at {self.endpoint.address}"
+            raise ModelError(f"--model {self._spec}: {where} cannot serve it ({exc})") from None
+        served = ServedModel.from_config(config, self._spec)
+        if served != self._served:  # the first time, or a restarted server serves another model by that name
             log.info(
                 "Triton model %s: %s, %d classes, input %s, max batch %d",
                 self.endpoint,
@@ -234,7 +282,9 @@ class TritonModel:
                 served.fixed_shape or f"dynamic at {served.imgsz}",
                 served.max_batch,
             )
-        return self._served
+        self.overrides["imgsz"] = served.imgsz
+        self._served, self._described = served, True
+        return served
 
     def _prepare(
         self, served: ServedModel, images: list[np.ndarray], imgsz: int | None
@@ -256,11 +306,14 @@ class TritonModel:
             return pixels, input_shape
         return (pixels.astype(np.float32) / 255).astype(served.input_dtype, copy=False), input_shape
 
-    def _infer(self, served: ServedModel, batch: np.ndarray) -> list[np.ndarray]:
+    def _infer(self, served: ServedModel, batch: np.ndarray, deadline: float) -> list[np.ndarray]:
         transport = self._connection()
         step = served.max_batch or 1  # without server-side batching, the batch dimension is the model's own
         parts: list[list[np.ndarray]] = []
         for first in range(0, len(batch), step):
+            left_s = deadline - time.monotonic()
+            if left_s <= 0:  # spent by the parts before, or by the requests queued ahead
+                raise TritonTimeout(f"no answer within {self._request_timeout_s:.3g} s")
             started = time.perf_counter()
             self.requests += 1
             try:
@@ -270,9 +323,12 @@ class TritonModel:
                         served.input_name,
                         batch[first : first + step],
                         list(served.outputs),
-                        self._request_timeout_s,
+                        left_s,
                     )
                 )
+            except TritonTimeout:  # said as the batch's deadline, not as the time this part had left of it
+                self.failed_requests += 1
+                raise TritonTimeout(f"no answer within {self._request_timeout_s:.3g} s") from None
             except Exception:
                 self.failed_requests += 1
                 raise
@@ -281,25 +337,27 @@ class TritonModel:
         return [np.concatenate([part[index] for part in parts]) for index in range(len(served.outputs))]
 
     def _down(self, reason: str) -> None:
-        self._failures += 1
-        delay = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** (self._failures - 1))
-        self._retry_at = time.monotonic() + delay
+        with self._status_lock:
+            self._failures += 1
+            delay = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** (self._failures - 1))
+            self._retry_at = time.monotonic() + delay
+            changed = self._status.available or self._status.error != reason
+            self._status = InferenceStatus(False, reason, time.time() + delay)
         # A fresh connection on the next attempt: a gRPC channel that saw the server go keeps its
         # own, longer reconnect backoff, which would delay recovery well past ours.
         self._reconnect = True
-        with self._status_lock:
-            changed = self._status.available or self._status.error != reason
-            self._status = InferenceStatus(False, reason, time.time() + delay)
+        self._described = False
         if changed:
             log.warning("inference unavailable: %s (next attempt in %.1f s)", reason, delay)
 
     def _up(self) -> None:
-        if self._failures:
-            log.info("inference available again at %s", self.endpoint)
-            self._failures = 0
         with self._status_lock:
+            recovered = self._failures > 0
+            self._failures, self._retry_at = 0, 0.0
             if not self._status.available:
                 self._status = InferenceStatus(True)
+        if recovered:
+            log.info("inference available again at %s", self.endpoint)
 
 
 class PendingDetections:
@@ -319,8 +377,13 @@ class PendingDetections:
         return self._request.done()
 
     def result(self) -> list[Detections]:
-        """The detections of each image; `InferenceUnavailable` if the request failed. Inference thread only."""
-        return self._detections(self._model._outcome(self._request))
+        """The detections of each image; `InferenceUnavailable` if the request failed, `TritonRefused`
+        if the server refused these images. Inference thread only."""
+        outputs = self._model._outcome(self._request)
+        try:
+            return self._detections(outputs)
+        except ModelError as exc:  # an answer that does not fit the model's description
+            raise self._model._unusable(exc) from None
 
 
 def _postprocess(
@@ -333,21 +396,21 @@ def _postprocess(
     agnostic: bool,
     max_det: int,
 ) -> list[Detections]:
-    """NMS as ultralytics runs it for an exported model, then segcast's outlines from the prototypes."""
+    """NMS as ultralytics runs it for an exported model, then segcast's outlines from the prototypes.
+
+    `ModelError` if the output does not have a row per class the metadata names (checked at start
+    when the config gives the sizes): class ids beyond the names, or coefficients taken for classes."""
     import torch
     from ultralytics.utils import nms, ops
 
     from server.inference.outlines import segment_detections
 
     head = outputs[0]
-    if served.task == "segment":
-        protos = outputs[1]
-        expected = 4 + len(served.names) + protos.shape[1]
-        if not served.end2end and head.shape[1] != expected:
-            raise InferenceUnavailable(
-                f"the served model's output0 has {head.shape[1]} rows per box, {expected} expected for "
-                f"{len(served.names)} classes and {protos.shape[1]} mask channels: wrong model or metadata"
-            )
+    if not served.end2end:
+        mask_channels = outputs[1].shape[1] if served.task == "segment" else 0
+        problem = _rows_problem(head.shape[1], len(served.names), mask_channels)
+        if problem:
+            raise ModelError(f"the served model's {served.outputs[0]} {problem}")
     kept = nms.non_max_suppression(
         torch.from_numpy(np.ascontiguousarray(head, np.float32)),
         conf,
@@ -355,7 +418,7 @@ def _postprocess(
         None,
         agnostic,
         max_det=max_det,
-        nc=0 if served.task == "detect" else len(served.names),
+        nc=len(served.names),
         end2end=served.end2end,
     )
     results: list[Detections] = []
@@ -440,6 +503,37 @@ def _input(config: dict[str, Any], max_batch: int, spec: str) -> tuple[str, np.d
     if (height < 0) != (width < 0):
         raise ModelError(f"--model {spec}: input {name} has shape {dims}; make both height and width fixed or -1")
     return name, types[data_type], None if height < 0 else (height, width)
+
+
+def _check_rows(config: dict[str, Any], outputs: tuple[str, ...], max_batch: int, classes: int, spec: str) -> None:
+    """`ModelError` if the config's sizes show that output0 has no row per class the metadata names.
+
+    Without this a model whose names are not its own would start, and every frame fail (or, for a
+    detection model, report classes that have no name)."""
+    dims = {str(entry["name"]): [int(d) for d in entry.get("dims", [])] for entry in config.get("output", [])}
+    first = 0 if max_batch else 1  # without server-side batching, the batch dimension is the model's own
+    sizes = [dims[name][first] if len(dims[name]) > first else -1 for name in outputs]
+    head_rows, mask_channels = sizes[0], sizes[1] if len(sizes) > 1 else 0
+    if head_rows < 0 or mask_channels < 0:  # sizes left to the model: checked on the first answer
+        return
+    problem = _rows_problem(head_rows, classes, mask_channels)
+    if problem:
+        raise ModelError(
+            f"--model {spec}: output {outputs[0]} {problem}; export it again with segcast export --format triton"
+        )
+
+
+def _rows_problem(rows: int, classes: int, mask_channels: int) -> str | None:
+    """What is wrong with an output of ``rows`` per box (4 box coordinates, a score per class, the
+    mask coefficients), or None."""
+    expected = 4 + classes + mask_channels
+    if rows == expected:
+        return None
+    masks = f" and {mask_channels} mask channels" if mask_channels else ""
+    return (
+        f"has {rows} rows per box, {expected} expected for the {classes} class names of its metadata{masks}: "
+        f"the names are not this network's"
+    )
 
 
 def _imgsz(value: Any, fixed: tuple[int, int] | None) -> int:

@@ -2,13 +2,19 @@
 
 Every call has a deadline and every failure comes out as one of two exceptions, so the inference
 thread never hangs on a network and never sees a client library's own error types:
-`TritonUnavailable` (no answer in time, connection refused or reset: worth retrying) and
-`TritonRefused` (the server answered no: an unknown model, a request it cannot run).
+`TritonUnavailable` (no answer in time, connection refused or reset, an answer that is not Triton's:
+worth retrying) and `TritonRefused` (the server answered no: an unknown model, a request it cannot run).
+
+Requests go in the clear and carry no credentials: ``grpcs://``, ``https://`` and a user name or
+password in the URL are refused at start rather than quietly sent without them (or the password
+printed). Put nodes and Triton on a network of their own, or behind a TLS tunnel.
 """
 
 from __future__ import annotations
 
+import http.client
 import importlib.util
+import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -19,10 +25,16 @@ from server.inference.models import ModelError
 
 SCHEMES = ("grpc", "http")
 DEFAULT_PORTS = {"grpc": 8001, "http": 8000}
+#: Schemes that would need TLS, which segcast does not speak to Triton, and the plain one to use instead.
+TLS_SCHEMES = {"grpcs": "grpc", "https": "http"}
 
 
 class TritonUnavailable(Exception):
     """The server could not be reached or did not answer in time; a later attempt may succeed."""
+
+
+class TritonTimeout(TritonUnavailable):
+    """No answer before the call's deadline."""
 
 
 class TritonRefused(Exception):
@@ -39,10 +51,26 @@ class TritonEndpoint:
 
     @classmethod
     def parse(cls, spec: str) -> TritonEndpoint | None:
-        """The endpoint ``spec`` names, None if it is not a Triton URL; `ModelError` if it is a broken one."""
+        """The endpoint ``spec`` names, None if it is not a Triton URL; `ModelError` if it is a broken one
+        or asks for what segcast does not do (TLS, credentials). No message repeats a password."""
         parts = urlsplit(spec)
-        if parts.scheme not in SCHEMES or not parts.netloc:
+        if not parts.netloc or parts.scheme not in (*SCHEMES, *TLS_SCHEMES):
             return None
+        shown = redacted(spec)
+        if parts.scheme in TLS_SCHEMES:
+            plain = TLS_SCHEMES[parts.scheme]
+            downloads = " (and downloads no models: give a local file)" if plain == "http" else ""
+            raise ModelError(
+                f"--model {shown}: segcast talks to Triton without TLS{downloads}; use "
+                f"{plain}://HOST:PORT/MODEL on a trusted network or through a TLS tunnel"
+            )
+        if "@" in parts.netloc:
+            raise ModelError(
+                f"--model {shown}: segcast sends Triton no credentials; drop the user name and password and "
+                f"keep Triton on a trusted network"
+            )
+        if parts.query or parts.fragment:
+            raise ModelError(f"--model {shown}: expected {parts.scheme}://HOST:PORT/MODEL, without ?query or #fragment")
         model = parts.path.strip("/")
         if not model or "/" in model:
             raise ModelError(f"--model {spec}: expected {parts.scheme}://HOST:PORT/MODEL with one model name")
@@ -60,7 +88,9 @@ class TritonEndpoint:
 
 
 class Transport(Protocol):
-    """One protocol's client for one server; not thread-safe, owned by the inference thread."""
+    """One protocol's client for one server; not thread-safe, owned by a `TritonModel`'s requester thread.
+
+    ``timeout_s`` bounds the call: for a request, what is left of its batch's deadline."""
 
     def model_config(self, model: str, timeout_s: float) -> dict[str, Any]:
         """The model's configuration as JSON (Triton's ``ModelConfig``)."""
@@ -73,6 +103,14 @@ class Transport(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def redacted(spec: str) -> str:
+    """``spec`` fit to print: a URL's user name and password become ``***``."""
+    parts = urlsplit(spec)
+    if "@" not in parts.netloc:
+        return spec
+    return parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
 
 
 def require_client(spec: str) -> None:
@@ -121,7 +159,7 @@ class _GrpcTransport:
         except InferenceServerException as exc:
             status = str(exc.status() or "")
             if "DEADLINE_EXCEEDED" in status:
-                raise TritonUnavailable(f"no answer within {kwargs['client_timeout']:g} s") from None
+                raise TritonTimeout(f"no answer within {kwargs['client_timeout']:.3g} s") from None
             if any(code in status for code in ("UNAVAILABLE", "CANCELLED", "RESOURCE_EXHAUSTED")):
                 text = _short(exc)
                 # gRPC says "failed to connect to all addresses; last error: ...: Connection refused"
@@ -168,6 +206,9 @@ class _HttpTransport:
     def _call(self, timeout_s: float, method: Any) -> Any:
         from tritonclient.utils import InferenceServerException
 
+        # Whole seconds, rounded up: the time left of a deadline changes with every request, and a
+        # client made for each would mean a new connection for each.
+        timeout_s = math.ceil(timeout_s)
         if timeout_s != self._network_timeout_s:
             self._client.close()
             self._client = self._new_client(timeout_s)
@@ -177,11 +218,15 @@ class _HttpTransport:
             if str(exc.status() or "").startswith("5"):
                 raise TritonUnavailable(_short(exc)) from None
             raise TritonRefused(_short(exc)) from None
-        except OSError as exc:  # refused, reset, unreachable, timed out (TimeoutError is one)
+        except TimeoutError:
+            raise TritonTimeout(f"no answer within {timeout_s:g} s") from None
+        except OSError as exc:  # refused, reset, unreachable
             raise TritonUnavailable(_short(exc)) from None
+        except http.client.HTTPException as exc:  # an answer that is not HTTP: e.g. Triton's gRPC port
+            raise TritonUnavailable(f"not a Triton HTTP endpoint ({_short(exc)})") from None
         except Exception as exc:  # gevent's Timeout is no OSError
             if type(exc).__name__ in {"Timeout", "ConnectionTimeout", "NetworkTimeout"}:
-                raise TritonUnavailable(f"no answer within {timeout_s:g} s") from None
+                raise TritonTimeout(f"no answer within {timeout_s:g} s") from None
             raise
 
 

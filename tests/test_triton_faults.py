@@ -1,0 +1,276 @@
+"""Remote inference when Triton fails: hangs, refusals, a model that is not what its metadata says.
+
+The server here is `_FakeTriton`, a transport the test controls, put where `server.triton.model` opens
+its connection; what goes over the wire is the real `TritonModel`'s. tests/test_triton.py has the
+real server.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+import server.triton.model as triton_model
+from server.frames import Frame, FrameResult
+from server.inference.models import InferenceUnavailable, ModelError
+from server.inference.worker import InferenceOptions, InferenceWorker
+from server.options import StreamOptions
+from server.triton.model import TritonModel
+from server.triton.transport import TritonEndpoint, TritonRefused, TritonTimeout, TritonUnavailable
+
+SPEC = "grpc://triton:8001/m"
+MASK_CHANNELS = 32
+ANCHORS = 10  # boxes per image in an answer; all score 0 unless a test says otherwise
+
+Answer = Callable[[np.ndarray, float], list[np.ndarray]]
+
+
+class _FakeTriton:
+    """A Triton server in the test's hands: it serves a model of ``names`` (max batch 2, any image size)
+    and answers each request with ``answer``, recording the shape and deadline of what was sent."""
+
+    def __init__(self) -> None:
+        self.names = ["disc", "square"]
+        self.task = "segment"
+        self.imgsz = 320
+        self.head_rows = -1  # output0's rows per box as the config gives them; -1: left to the model
+        self.down = False  # refuse connections, as a stopped server does
+        self.answer: Answer = self.empty_answer
+        self.sent: list[tuple[tuple[int, ...], float]] = []
+        self.closed = threading.Event()
+
+    def model_config(self, model: str, timeout_s: float) -> dict[str, Any]:
+        if self.down:
+            raise TritonUnavailable("connection refused")
+        outputs = [{"name": "output0", "data_type": "TYPE_FP32", "dims": [self.head_rows, -1]}]
+        if self.task == "segment":
+            outputs.append({"name": "output1", "data_type": "TYPE_FP32", "dims": [MASK_CHANNELS, -1, -1]})
+        metadata = {"task": self.task, "names": dict(enumerate(self.names)), "imgsz": [self.imgsz] * 2, "stride": 32}
+        return {
+            "max_batch_size": 2,
+            "input": [{"name": "images", "data_type": "TYPE_UINT8", "dims": [3, -1, -1]}],
+            "output": outputs,
+            "parameters": {"metadata": {"string_value": repr(metadata)}},
+        }
+
+    def infer(
+        self, model: str, input_name: str, batch: np.ndarray, outputs: list[str], timeout_s: float
+    ) -> list[np.ndarray]:
+        if self.down:
+            raise TritonUnavailable("connection refused")
+        self.sent.append((batch.shape, timeout_s))
+        return self.answer(batch, timeout_s)
+
+    def close(self) -> None:
+        self.closed.set()
+
+    def empty_answer(self, batch: np.ndarray, timeout_s: float) -> list[np.ndarray]:
+        """What the network gives for frames without objects, in the shapes of the model it serves."""
+        count, _, height, width = batch.shape
+        masks = MASK_CHANNELS if self.task == "segment" else 0
+        head = np.zeros((count, 4 + len(self.names) + masks, ANCHORS), np.float32)
+        if self.task == "detect":
+            return [head]
+        return [head, np.zeros((count, MASK_CHANNELS, height // 4, width // 4), np.float32)]
+
+
+class _Clock:
+    """In place of the `time` module in `server.triton.model`: time passes only when a test moves it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def triton(monkeypatch: pytest.MonkeyPatch) -> _FakeTriton:
+    server = _FakeTriton()
+    monkeypatch.setattr(triton_model, "open_transport", lambda endpoint, timeout_s: server)
+    return server
+
+
+def _model() -> TritonModel:
+    endpoint = TritonEndpoint.parse(SPEC)
+    assert endpoint is not None
+    model = TritonModel(endpoint, SPEC)
+    model.connect()
+    return model
+
+
+def _image(height: int = 360, width: int = 640) -> np.ndarray:
+    return np.zeros((height, width, 3), np.uint8)
+
+
+def test_after_a_request_goes_unanswered_those_queued_behind_it_fail_unsent(triton: _FakeTriton) -> None:
+    """A hung server holds a node for one deadline, not one per request: a batch split in two by the
+    max batch size, and two more of other frame sizes, are queued behind the first request."""
+    sent, deadline_passed = threading.Event(), threading.Event()
+
+    def hang(batch: np.ndarray, timeout_s: float) -> list[np.ndarray]:
+        sent.set()
+        deadline_passed.wait(30)
+        raise TritonTimeout(f"no answer within {timeout_s:.3g} s")  # as the transports say it
+
+    triton.answer = hang
+    model = _model()
+    try:
+        pending = [model.submit([_image()] * 4), model.submit([_image(480, 640)]), model.submit([_image(240, 320)])]
+        assert sent.wait(30)
+        deadline_passed.set()
+        for request in pending:
+            with pytest.raises(InferenceUnavailable, match="unreachable: no answer within 10 s"):
+                request.result()
+    finally:
+        model.close()
+    assert len(triton.sent) == 1
+    assert not model.status.available
+
+
+def test_the_requests_of_a_batch_share_one_deadline(triton: _FakeTriton, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Five frames at a max batch of 2 are three requests; each takes 6 s, so the second gets the 4 s
+    left of the batch's 10 and the third is not sent at all."""
+    clock = _Clock()
+    monkeypatch.setattr(triton_model, "time", clock)
+
+    def slow(batch: np.ndarray, timeout_s: float) -> list[np.ndarray]:
+        clock.now += 6.0
+        return triton.empty_answer(batch, timeout_s)
+
+    triton.answer = slow
+    model = _model()
+    try:
+        with pytest.raises(InferenceUnavailable, match="no answer within 10 s"):
+            model.detect([_image()] * 5)
+    finally:
+        model.close()
+    assert [timeout_s for _, timeout_s in triton.sent] == [10.0, 4.0]
+
+
+def test_a_request_the_server_refuses_fails_only_the_frames_it_carried(triton: _FakeTriton) -> None:
+    """A stream at a size the model does not take (as a TensorRT profile's largest shape refuses) gets
+    the server's reason; the stream beside it, and inference for the node, carry on."""
+
+    def refuse_wide(batch: np.ndarray, timeout_s: float) -> list[np.ndarray]:
+        if batch.shape[3] > 640:
+            raise TritonRefused("input shape exceeds the model's largest")
+        return triton.empty_answer(batch, timeout_s)
+
+    triton.answer = refuse_wide
+    results: queue.Queue[FrameResult] = queue.Queue()
+    worker = InferenceWorker(SPEC, results.put, InferenceOptions(), load=lambda _: _model())
+    worker.start()
+    try:
+        big = worker.add_stream("big", 15.0, StreamOptions.from_mapping({"imgsz": 1280}))
+        ok = worker.add_stream("ok", 15.0)
+        for seq in range(4):
+            if seq < 3:  # the last frame of "ok" comes after every frame of "big" is finished
+                big.put(Frame("big", seq, 1000.0 + seq, seq / 15, _image()))
+            ok.put(Frame("ok", seq, 1000.0 + seq, seq / 15, _image()))
+            assert results.get(timeout=30).frame.stream_id == "ok"
+        big_stats, ok_stats = worker.stats("big"), worker.stats("ok")
+        assert worker.inference_status.available
+    finally:
+        worker.stop()
+    assert big_stats is not None and big_stats.errors == 3
+    assert big_stats.last_error == "Triton refused the request: input shape exceeds the model's largest"
+    assert ok_stats is not None and (ok_stats.processed, ok_stats.errors) == (4, 0)
+
+
+def test_a_server_that_answers_again_is_sent_the_next_request_at_once(triton: _FakeTriton) -> None:
+    model = _model()
+    try:
+        model._down("Triton at triton:8001 unreachable: connection reset")
+        model._up()  # what an answer does
+        assert model.status.available
+        assert len(model.detect([_image()])) == 1
+    finally:
+        model.close()
+
+
+@pytest.mark.parametrize(("task", "rows"), [("segment", 4 + 3 + MASK_CHANNELS), ("detect", 4 + 80)])
+def test_class_names_that_are_not_the_networks_stop_the_start(triton: _FakeTriton, task: str, rows: int) -> None:
+    """The config says how many rows per box output0 has: 4 box coordinates, a score per class, the
+    mask coefficients. Names of another network are one line at start, not a failure on every frame."""
+    triton.task, triton.head_rows = task, rows  # a network of 3 or 80 classes, metadata naming 2
+    with pytest.raises(ModelError, match=f"^--model {SPEC}: output output0 has {rows} rows per box") as caught:
+        _model()
+    assert "names are not this network's" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_an_answer_with_more_classes_than_names_makes_inference_unavailable(triton: _FakeTriton) -> None:
+    """Without sizes in the config the first answer shows it: a detection of class 50 of a model that
+    names 2 is refused, not passed on to trackers without a name, and the node says why."""
+
+    def eighty_classes(batch: np.ndarray, timeout_s: float) -> list[np.ndarray]:
+        head = np.zeros((len(batch), 4 + 80, ANCHORS), np.float32)
+        head[:, :4, 0] = [100, 100, 50, 50]
+        head[:, 4 + 50, 0] = 0.9
+        return [head]
+
+    triton.task, triton.answer = "detect", eighty_classes
+    model = _model()
+    try:
+        with pytest.raises(InferenceUnavailable, match="output0 has 84 rows per box, 6 expected"):
+            model.detect([_image()])
+    finally:
+        model.close()
+    assert not model.status.available and "names are not this network's" in (model.status.error or "")
+
+
+def test_the_first_batch_after_triton_was_down_at_start_runs_at_the_served_size(
+    triton: _FakeTriton, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(triton_model, "RETRY_FIRST_S", 0.0)  # the next attempt is due at once
+    triton.down = True
+    model = _model()
+    assert not model.status.available
+    triton.down = False
+    results: queue.Queue[FrameResult] = queue.Queue()
+    worker = InferenceWorker(SPEC, results.put, InferenceOptions(), load=lambda _: model)
+    worker.start()
+    try:
+        worker.add_stream("cam", 15.0).put(Frame("cam", 0, 1000.0, 0.0, _image(360, 640)))
+        assert results.get(timeout=30).frame.seq == 0
+    finally:
+        worker.stop()
+    [(shape, _)] = triton.sent
+    assert shape == (1, 3, 192, 320)  # letterboxed to the model's 320, not to ultralytics' default 640
+
+
+def test_a_server_that_comes_back_is_asked_again_what_it_serves(
+    triton: _FakeTriton, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Triton restarted with an updated model: the node uses the new one's classes and size."""
+    monkeypatch.setattr(triton_model, "RETRY_FIRST_S", 0.0)
+    model = _model()
+    try:
+        assert model.names == {0: "disc", 1: "square"}
+        triton.down = True
+        with pytest.raises(InferenceUnavailable, match="connection refused"):
+            model.detect([_image()])
+        triton.down = False
+        triton.names, triton.imgsz = ["disc", "square", "triangle"], 640
+        assert len(model.detect([_image()])) == 1
+    finally:
+        model.close()
+    assert model.names == {0: "disc", 1: "square", 2: "triangle"}
+    assert model.overrides["imgsz"] == 640 and triton.sent[-1][0] == (1, 3, 384, 640)
+
+
+def test_closing_the_model_closes_its_connection(triton: _FakeTriton) -> None:
+    model = _model()
+    model.close()
+    assert triton.closed.wait(30)
