@@ -33,6 +33,9 @@ class Frame:
     what a tracker needs to know how much time passed between two frames. ``restarts`` counts the
     times the media started over (a looped file played again): where it changes, nothing before says
     where things are now. A count rather than a mark on one frame, so a dropped frame cannot lose it.
+    ``ended``: the media is over (a file played to its end). Such a frame repeats the last image,
+    with ``restarts`` counted on, so every track and zone visit ends there; the model does not run
+    on it. Without it a file's last objects stayed in their zones, their visits never ended.
     """
 
     stream_id: str
@@ -41,6 +44,7 @@ class Frame:
     media_time: float
     image: np.ndarray
     restarts: int = 0
+    ended: bool = False
 
 
 class TrackEventKind(enum.Enum):

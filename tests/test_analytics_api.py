@@ -266,3 +266,28 @@ async def test_a_number_too_large_for_a_float_is_a_400_not_infinity_in_every_str
     assert "finite numbers" in (await response.json())["error"]
     listing = await (await client.get("/api/streams")).text()
     json.loads(listing, parse_constant=lambda name: pytest.fail(f"{name} in the stream list"))
+
+
+async def test_a_file_that_ends_ends_its_tracks_and_zone_visits(start_server: Start, tmp_path: Path) -> None:
+    """An object on screen at a file's end stayed in its zone for good: no exit, a gauge stuck at 1."""
+    from server.scene import Scene, write_h264
+
+    clip = write_h264(Scene(seed=7), tmp_path / "clip.mp4", 45, start=45)  # an object in every frame
+    options = StreamOptions.from_mapping({"zones": [WHOLE_FRAME]})
+    client = await start_server(StreamConfig("clip", str(clip), options=options))
+    async with client.ws_connect("/ws") as ws:
+        await ws.receive_json()  # hello
+        await ws.send_json({"type": "subscribe", "streams": ["clip"], "image": "none"})
+        seen_inside = exited = ended_tracks = False
+        while not (exited and ended_tracks):
+            message = await ws.receive_json(timeout=COUNT_TIMEOUT_S)
+            if message["type"] == "frame":
+                seen_inside = seen_inside or any(track.get("zones") for track in message["tracks"])
+            exited = exited or (message["type"] == "zone_exit" and message["zone"] == "all")
+            ended = message["type"] == "track" and message["event"] == "end"
+            ended_tracks = ended_tracks or (ended and seen_inside)
+    assert seen_inside
+    counts = await _counts(client, "clip")
+    assert counts["zones"]["all"]["objects"] == 0
+    tracks = await (await client.get("/api/streams/clip/tracks")).json()
+    assert tracks["tracks"] == []

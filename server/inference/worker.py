@@ -381,6 +381,9 @@ class InferenceWorker:
         fallback = None if isinstance(model, TritonModel) else DEFAULT_IMGSZ_PX
         default_imgsz = fallback if known is None else int(known)
         for job in jobs:
+            if job.frame.ended:  # nothing new to see: its tracker ends every track (`Frame.ended`)
+                job.detections = Detections.empty()
+                continue
             job.error = _bad_image(job.frame.image)
             if job.error is None:
                 options = job.registration.options

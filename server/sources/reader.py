@@ -159,6 +159,7 @@ class StreamReader:
         self._last_media_time: float | None = None
         self._last_frame_mono = 0.0
         self._restarts = 0  # times a file started over from its beginning (see `Frame.restarts`)
+        self._last_frame: Frame | None = None
         self._rng = random.Random()
         self._announced: tuple[StreamState, str | None] | None = None
         self._attempt_live_since: float | None = None  # when this attempt's first frame came
@@ -265,6 +266,10 @@ class StreamReader:
                         continue
                     if self._attempt_live_since is None and not self.source.live:
                         raise SourceError(f"{self.source.describe()} has no frames to play")
+                    # Its last frame is shown for its time, and taken by then, before the end is said.
+                    if over_at is not None and self._stop.wait(max(0.0, over_at - time.monotonic())):
+                        return
+                    self._publish_end()
                     self._set_state(StreamState.ENDED)
                     return
                 if self._stop.is_set():
@@ -336,6 +341,19 @@ class StreamReader:
         gap = time.monotonic() - self._last_frame_mono if self.source.live else self._frame_interval()
         return self._last_media_time + gap - first_media
 
+    def _publish_end(self) -> None:
+        """Tell the pipeline the media is over with its last image again (see `Frame.ended`)."""
+        with self._lock:
+            last = self._last_frame
+            if last is None or self._stop.is_set():
+                return
+            ended = Frame(
+                self.stream_id, last.seq + 1, time.time(), last.media_time, last.image, last.restarts + 1, ended=True
+            )
+        if getattr(self.source, "batch", False) and not self.slot.wait_empty(self._stop):
+            return  # a batch source's consumer takes every frame: its last one first
+        self.slot.put(ended)
+
     def _publish(self, media_time: float, image: np.ndarray) -> None:
         now = time.monotonic()
         with self._lock:
@@ -346,6 +364,7 @@ class StreamReader:
             self._arrivals.append(now)
             self._last_frame_at = time.time()
             frame = Frame(self.stream_id, seq, self._last_frame_at, media_time, image, self._restarts)
+            self._last_frame = frame
         self._last_media_time, self._last_frame_mono = media_time, now
         self.slot.put(frame)
         if self._attempt_live_since is None:
