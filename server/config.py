@@ -35,7 +35,8 @@ from server.options import StreamOptions
 from server.sources.base import MAX_FRAME_SIDE_PX
 from server.sources.uri import MASK, mask_uri
 
-STREAM_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+#: ``\Z``, not ``$``: "$" also matches before a final newline, and "cam\n" broke headers and log lines.
+STREAM_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 #: Characters of an id derived from a source, leaving room for `_unique`'s ``-<n>`` within the 64.
 _ID_ROOM = 56
 DEFAULT_JPEG_QUALITY = 80
@@ -163,7 +164,7 @@ def load_config(path: Path, default_overrides: Mapping[str, Any] | None = None) 
     """Settings from a TOML file. ``default_overrides`` (stream options from flags, already checked)
     replace keys of its ``[stream_defaults]``, so they reach every stream that does not set its own."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(path.read_text(encoding="utf-8-sig"))  # -sig: Notepad starts a file with a BOM
     except OSError as exc:
         raise ConfigError(f"--config {path}: cannot read it ({exc.strerror or exc})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -189,7 +190,7 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides
             raise ConfigError(f"{name}: server.source_schemes: unknown scheme {scheme!r}; known: {known}")
     media_dirs = []
     for folder in _strings(server, "media_dirs", f"{name}: server"):
-        resolved = (path.parent / Path(folder).expanduser()).resolve()
+        resolved = _resolved(folder, path, f"{name}: server.media_dirs")
         if not resolved.is_dir():
             raise ConfigError(f"{name}: server.media_dirs: {folder!r} is not a folder")
         media_dirs.append(resolved)
@@ -428,7 +429,16 @@ def _optional_path(table: Mapping[str, Any], key: str, config: Path, where: str)
         return None
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{where}.{key}: expected a file path, got {value!r}")
-    return (config.parent / Path(value).expanduser()).resolve()
+    return _resolved(value, config, f"{where}.{key}")
+
+
+def _resolved(value: str, config: Path, where: str) -> Path:
+    """``value`` as an absolute path, relative to the config file's folder; ConfigError if it cannot be one
+    (a NUL character, ``~user`` of a user that does not exist)."""
+    try:
+        return (config.parent / Path(value).expanduser()).resolve()
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise ConfigError(f"{where}: {value!r:.60} is not a usable path ({exc})") from None
 
 
 def _strings(table: Mapping[str, Any], key: str, where: str) -> list[str]:

@@ -96,6 +96,12 @@ def test_a_full_config_file_is_read(tmp_path: Path) -> None:
         ('[[streams]]\nid = "a"\nuri = "x"\n[[streams]]\nid = "a"\nuri = "y"\n', "streams[1].id"),
         ('[auth]\ntokens = ["x"]\n', "auth.tokens"),
         ("port = = 1\n", "not valid TOML"),
+        ('[[streams]]\nid = "a\\n"\nuri = "scene:"\n', "streams[0].id"),  # "$" matched before a newline
+        # Paths that cannot be paths were tracebacks, not a line naming the key.
+        ('[server]\nmedia_dirs = ["a\\u0000b"]\n', "server.media_dirs"),
+        ('[server]\ntls_cert = "~no-such-user-here/c.pem"\ntls_key = "k.pem"\n', "server.tls_cert"),
+        ('[events.history]\npath = "a\\u0000b.db"\n', "events.history.path"),
+        ('[[events.webhooks]]\nurl = "http://[::1"\n', "events.webhooks[0].url"),
     ],
 )
 def test_bad_keys_and_values_are_refused_by_name(tmp_path: Path, text: str, named: str) -> None:
@@ -188,6 +194,12 @@ def test_a_config_that_would_not_read_back_is_never_written(tmp_path: Path) -> N
         write_config(settings, [*settings.streams, StreamConfig("bad", "rtsp://camera.local/\ud800")])
     assert path.read_text() == before
     assert not list(tmp_path.glob(".*.partial")), "no half-written file is left behind"
+
+
+def test_a_file_a_windows_editor_saved_with_a_byte_order_mark_reads(tmp_path: Path) -> None:
+    path = tmp_path / "segcast.toml"
+    path.write_text("\ufeff[server]\nport = 8081\n", encoding="utf-8")
+    assert load_config(path).port == 8081
 
 
 def test_saving_needs_a_config_file() -> None:
