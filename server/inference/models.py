@@ -62,9 +62,13 @@ class InferenceStatus:
 def resolve_model_path(spec: str) -> str:
     """What to hand ultralytics for ``spec``: a local path, downloading a published name into the cache
     first (`server.inference.weights`), or the bare name of one of ultralytics' model yamls (built untrained)."""
+    if not spec.strip():  # Path("") is ".", the folder segcast was started from
+        raise ModelError(f"--model {spec!r}: empty; pass a model's name, a .pt or .onnx file, or an OpenVINO folder")
     if spec in BUNDLED_ALIASES and not Path(spec).exists():
         return str(BUNDLED_MODEL)
     path = Path(spec).expanduser()
+    if path.is_dir():
+        _check_model_folder(spec, path)
     if path.exists():
         return str(path)
     if path.parent == Path(".") and path.suffix == ".yaml":
@@ -97,7 +101,10 @@ def open_model(spec: str) -> YOLO | TritonModel:
 def load_model(spec: str) -> YOLO:
     """Load ``spec`` (a name ultralytics knows, a .pt, an .onnx or an OpenVINO folder).
 
-    Raises `ModelError` with one line a person can act on; never an ultralytics traceback.
+    Raises `ModelError` with one line a person can act on; never an ultralytics traceback. An export's
+    runtime is opened here, not at the first frame, so a broken export stops start-up instead of failing
+    later in a thread pool (where ultralytics' ``StopIteration`` for an OpenVINO folder without its
+    model would leave start-up waiting for ever).
     """
     from ultralytics import YOLO
 
@@ -106,23 +113,52 @@ def load_model(spec: str) -> YOLO:
     _check_runtime(spec, target)
     try:
         model = YOLO(target, task=_task_hint(target))
-    except Exception as exc:  # ultralytics raises many kinds: pickle, onnx, openvino errors
+        if _task_hint(target) is None:
+            classes = len(model.names)
+        else:
+            overrides: dict[str, Any] = model.overrides
+            if "imgsz" not in overrides and (imgsz := _exported_imgsz(_exported_metadata(target))):
+                overrides["imgsz"] = imgsz
+            classes = len(_open_export(model))
+    except Exception as exc:  # ultralytics raises many kinds: pickle, onnx, openvino errors, StopIteration
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"--model {spec}: cannot load it ({reason})") from None
     if model.task not in SUPPORTED_TASKS:
         raise ModelError(f"--model {spec}: a {model.task} model; segcast needs a segment or detect model")
-    if _task_hint(target) is None:
-        classes = len(model.names)
-    else:
-        metadata = _exported_metadata(target)
-        overrides: dict[str, Any] = model.overrides
-        if "imgsz" not in overrides and (imgsz := _exported_imgsz(metadata)):
-            overrides["imgsz"] = imgsz
-        # An export's ``names`` would load it once more (ultralytics sets up a runtime to read them).
-        names = metadata.get("names")
-        classes = len(names) if isinstance(names, dict) else 0
     log.info("loaded model %s (%s, %d classes)", target, model.task, classes)
     return model
+
+
+def _open_export(model: YOLO) -> dict[int, str]:
+    """Open an exported model's runtime on the CPU, as ultralytics' own ``names`` does, and return its classes.
+
+    The predictor is kept, so later reads of ``names`` do not open the runtime again, and the first
+    ``predict`` on the CPU with the same predictor class reuses it; any other device or class makes
+    ultralytics set up its own.
+    """
+    predictor = model._smart_load("predictor")(
+        overrides={**model.overrides, "device": "cpu"}, _callbacks=model.callbacks
+    )
+    predictor.setup_model(model=model.model, verbose=False)
+    model.predictor = predictor
+    return dict(predictor.model.names)
+
+
+def _check_model_folder(spec: str, path: Path) -> None:
+    """Refuse a folder that is not a complete OpenVINO export, the only folder segcast loads.
+
+    Ultralytics would take any folder for a model and fail with a traceback, or, for an OpenVINO folder
+    without its ``.xml``, raise ``StopIteration``.
+    """
+    if not path.name.endswith("_openvino_model"):
+        raise ModelError(
+            f"--model {spec}: a folder, not a model; pass a .pt or .onnx file or a NAME_openvino_model folder"
+        )
+    if not any(xml.with_suffix(".bin").is_file() for xml in path.glob("*.xml")):
+        raise ModelError(
+            f"--model {spec}: an OpenVINO folder without its model (.xml and .bin); "
+            "export it again with segcast export --format openvino"
+        )
 
 
 def _check_runtime(spec: str, target: str) -> None:

@@ -1,0 +1,63 @@
+"""What ``--model`` refuses: an empty name, a folder that is not an export, a broken export - one line, at start."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from server.cli import EXIT_STARTUP_ERROR
+from server.inference.models import ModelError, load_model
+from tests.support.rtsp_camera import free_port
+
+REPO = Path(__file__).resolve().parent.parent
+START_TIMEOUT_S = 120
+
+
+def test_an_empty_model_is_refused_not_taken_for_the_current_folder() -> None:
+    with pytest.raises(ModelError, match=r"^--model '': empty; pass a model's name"):
+        load_model("")
+
+
+def test_a_plain_folder_is_refused_as_not_a_model(tmp_path: Path) -> None:
+    (tmp_path / "weights").mkdir()
+    with pytest.raises(ModelError, match=r": a folder, not a model; pass .* NAME_openvino_model folder$"):
+        load_model(str(tmp_path / "weights"))
+
+
+def test_an_openvino_folder_without_its_xml_and_bin_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "x_openvino_model"
+    folder.mkdir()
+    (folder / "metadata.yaml").write_text("task: segment\n")
+    with pytest.raises(ModelError, match=r"x_openvino_model: an OpenVINO folder without its model \(\.xml and \.bin\)"):
+        load_model(str(folder))
+
+
+def test_a_corrupt_onnx_file_is_a_model_error_at_load_not_at_the_first_frame(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime", reason="needs the onnx extra: pip install '.[onnx]'")
+    junk = tmp_path / "x.onnx"
+    junk.write_bytes(b"\x00\xffnot an onnx model" * 64)
+    with pytest.raises(ModelError, match=r"^--model .*x\.onnx: cannot load it \(") as caught:
+        load_model(str(junk))
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("model", ["", ".", "x_openvino_model", "x.onnx"])
+def test_serve_stops_at_once_with_one_line_for_a_model_it_cannot_open(tmp_path: Path, model: str) -> None:
+    """Before, an empty OpenVINO folder left segcast neither listening nor exiting; the others ended in a traceback."""
+    (tmp_path / "x_openvino_model").mkdir()
+    (tmp_path / "x.onnx").write_bytes(b"\x00\xffnot an onnx model" * 64)
+    result = subprocess.run(
+        [sys.executable, "-m", "server", "serve", "--source", "scene:", "--model", model, "--port", str(free_port())],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT_S,
+    )
+    assert result.returncode == EXIT_STARTUP_ERROR, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("segcast: --model "), line
