@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import time
 from collections import defaultdict
@@ -22,6 +23,7 @@ from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtcicetransport import connection_kwargs
 
 from server.app import create_app
 from server.config import ConfigError, Settings, StreamConfig
@@ -383,6 +385,7 @@ async def test_playing_an_unknown_stream_or_image_kind_is_refused(start_server: 
         (b"[1, 2]", "JSON"),
         (b"[" * 60_000, "JSON"),
         (json.dumps({"type": "offer", "sdp": "v=0\r\n" + "m=video 9\r\n" * 50}).encode(), "media sections"),
+        (json.dumps({"type": "offer", "sdp": "v=0\r" + "m=video 9\r" * 50}).encode(), "media sections"),
         (b'{"type": "answer", "sdp": "v=0"}', "offer"),
         (b'{"type": "offer"}', "sdp"),
         (b'{"type": "offer", "sdp": "v=0\\r\\nthis is not sdp"}', "media section"),
@@ -407,6 +410,18 @@ async def test_an_offer_without_video_is_refused(start_server: Start) -> None:
         response = await client.post(path, json={"type": "offer", "sdp": pc.localDescription.sdp})
         await pc.close()
         assert response.status == 400 and "video" in (await response.json())["error"]
+
+
+@pytest.mark.parametrize("direction", ["sendonly", "inactive"])
+async def test_a_play_offer_that_cannot_receive_video_is_refused(start_server: Start, direction: str) -> None:
+    client = await start_server(StreamConfig("live", "scene:?seed=1"))
+    pc = lan_peer()
+    pc.addTransceiver("video", direction="recvonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp = pc.localDescription.sdp.replace("a=recvonly", f"a={direction}")
+    await pc.close()
+    response = await client.post("/api/webrtc/play/live", json={"type": "offer", "sdp": sdp})
+    assert response.status == 400 and "recvonly" in (await response.json())["error"]
 
 
 async def test_oversized_offers_and_taken_ids_are_refused(start_server: Start) -> None:
@@ -451,6 +466,70 @@ async def test_peers_beyond_the_limit_are_refused(aiohttp_client: ClientFactory)
         await second.close()
 
 
+async def vanishing_player_offer(client: TestClient, stream_id: str) -> None:
+    """Offer to play, then go away before ICE connects, as Chrome does when the viewer falls back."""
+    pc = lan_peer()
+    pc.addTransceiver("video", direction="recvonly")
+    pc.createDataChannel("meta")
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp = pc.localDescription.sdp.replace("a=end-of-candidates\r\n", "")  # Chrome never writes it
+    response = await client.post(f"/api/webrtc/play/{stream_id}", json={"type": "offer", "sdp": sdp})
+    await pc.close()
+    assert response.status == 200, await response.text()
+
+
+class LoggedEvent(logging.Handler):
+    """``event`` is set once a record containing ``text`` is logged (peers.py logs on the loop)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self.event = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.event.set()
+
+
+async def test_a_player_that_never_connects_frees_its_slot(
+    aiohttp_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(Settings(model=str(BUNDLED_MODEL), streams=(StreamConfig("live", "scene:?seed=1"),)))
+    app[webrtc_config_key] = WebRTCConfig(max_peers=1, play_connect_timeout_s=0.5)
+    client = await aiohttp_client(app)
+    caplog.set_level(logging.INFO, logger="server.webrtc.peers")
+    closed = LoggedEvent("WebRTC play peer 127.0.0.1 closed: not connected within 0.5 s")
+    logging.getLogger("server.webrtc.peers").addHandler(closed)
+    try:
+        await vanishing_player_offer(client, "live")
+        assert not app[peers_key].has_room()
+        await asyncio.wait_for(closed.event.wait(), END_WITHIN_S)
+    finally:
+        logging.getLogger("server.webrtc.peers").removeHandler(closed)
+    await vanishing_player_offer(client, "live")  # into the slot it freed
+
+
+async def test_a_connected_player_outlives_the_connect_timeout(aiohttp_client: ClientFactory) -> None:
+    timeout_s = 0.5
+    app = create_app(Settings(model=str(BUNDLED_MODEL), streams=(StreamConfig("live", "scene:?seed=1"),)))
+    app[webrtc_config_key] = WebRTCConfig(play_connect_timeout_s=timeout_s)
+    client = await aiohttp_client(app)
+    player = lan_peer()
+    player.addTransceiver("video", direction="recvonly")
+    tracks: list[MediaStreamTrack] = []
+    player.on("track", tracks.append)
+    try:
+        await offer_to(client, "/api/webrtc/play/live", player, image="clean")
+        async with asyncio.timeout(3 * END_WITHIN_S):
+            await tracks[0].recv()
+            past_deadline = time.monotonic() + 2 * timeout_s
+            while time.monotonic() < past_deadline:  # frames keep coming after the deadline has passed
+                await tracks[0].recv()
+        assert player.connectionState == "connected"
+    finally:
+        await player.close()
+
+
 async def test_no_ice_servers_by_default_and_configured_ones_are_offered(aiohttp_client: ClientFactory) -> None:
     client = await aiohttp_client(create_app(Settings(model=str(BUNDLED_MODEL))))
     assert await (await client.get("/api/webrtc/config")).json() == {"ice_servers": []}
@@ -472,6 +551,41 @@ def test_ice_servers_come_from_the_environment() -> None:
     assert WebRTCConfig.from_env({}).ice_servers == ()
     with pytest.raises(ConfigError, match=ICE_SERVERS_ENV):
         WebRTCConfig.from_env({ICE_SERVERS_ENV: "https://a.example.org"})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "stun:host:3478?transport=udp",
+        "stun:[::1]:3478",
+        "stun:host:notaport",
+        "stun:host:0",
+        "stun://host",
+        "turn:user:secret@",
+        "turn:user:secret@host/path",
+        "turns:user:secret@host?transport=udp",
+        "turn:host",
+    ],
+)
+def test_ice_server_urls_that_aiortc_cannot_use_are_refused_at_start(url: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{ICE_SERVERS_ENV}: ") as error:
+        WebRTCConfig.from_env({ICE_SERVERS_ENV: url})
+    assert "secret" not in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "used_as"),
+    [
+        ("stun:stun.example.org", "stun:stun.example.org"),
+        ("STUN:192.0.2.1:19302", "stun:192.0.2.1:19302"),
+        ("turn:u:p@turn.example.org:3478?transport=tcp", "turn:turn.example.org:3478?transport=tcp"),
+        ("turns:u:p@turn.example.org", "turns:turn.example.org"),
+    ],
+)
+def test_ice_server_urls_that_aiortc_can_use_are_kept(url: str, used_as: str) -> None:
+    (server,) = WebRTCConfig.from_env({ICE_SERVERS_ENV: url}).ice_servers
+    assert server.url == used_as
+    assert connection_kwargs([server.to_aiortc()]), "aiortc would silently skip it"
 
 
 def test_ice_server_urls_are_checked_without_echoing_credentials() -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from aiortc import RTCConfiguration, RTCIceServer
+from aiortc.rtcicetransport import parse_stun_turn_uri
 
 from server.config import ConfigError
 
@@ -23,9 +24,16 @@ MAX_PEERS = 16
 MAX_OFFER_BYTES = 64 * 1024
 #: A publisher that sends no frame for this long is gone (aiortc's own consent checks take ~30 s).
 PUBLISH_IDLE_TIMEOUT_S = 5.0
+#: A player not connected by then has gone. aiortc fails ICE on its own only for offers that say
+#: ``a=end-of-candidates``, which Chrome never writes; the bundled viewer gives up after 3 s.
+PLAY_CONNECT_TIMEOUT_S = 15.0
 ICE_SCHEMES = ("stun", "stuns", "turn", "turns")
 #: Space- or comma-separated ICE server URLs, e.g. ``stun:stun.example.org turn:me:secret@turn.example.org``.
 ICE_SERVERS_ENV = "SEGCAST_ICE_SERVERS"
+#: A host name or IPv4 address: aiortc's URL parser reads neither IPv6 nor anything after a ``/``.
+_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
+#: The transports aiortc uses a TURN server over; it silently skips a server with any other.
+_TURN_TRANSPORTS = {"turn": ("udp", "tcp"), "turns": ("tcp",)}
 
 
 class IceServerError(ConfigError):
@@ -44,20 +52,35 @@ class IceServer:
     def parse(cls, value: str) -> IceServer:
         """``stun:host:port`` or ``turn:user:password@host:port?transport=udp`` (RFC 7064/7065 URLs).
 
-        Credentials written into the URL are split off, because ICE URLs carry none of their own.
+        Credentials written into the URL are split off, because ICE URLs carry none of their own. The
+        rest is checked here with aiortc's own parser, which every offer runs it through: a URL it
+        refuses would otherwise fail each offer with a 400 that blames the client.
         """
+        expected = "expected stun:HOST[:PORT] or turn:USER:PASS@HOST[:PORT]"
         scheme, sep, rest = value.partition(":")
-        if not sep or scheme.lower() not in ICE_SCHEMES or not rest:
-            raise IceServerError(
-                f"ICE server {_masked(value)!r}: expected stun:HOST[:PORT] or turn:USER:PASS@HOST[:PORT]"
-            )
+        scheme = scheme.lower()  # case-insensitive (RFC 3986), but aiortc only reads it in lower case
+        if not sep or scheme not in ICE_SCHEMES or not rest:
+            raise IceServerError(f"ICE server {_masked(value)!r}: {expected}")
         userinfo, at, address = rest.rpartition("@")
-        if not at:
-            return cls(value)
-        username, colon, credential = userinfo.partition(":")
-        if not username or not colon:
-            raise IceServerError(f"ICE server {_masked(value)!r}: credentials must be USER:PASS@")
-        return cls(f"{scheme}:{address}", unquote(username), unquote(credential))
+        server = cls(f"{scheme}:{rest}")
+        if at:
+            username, colon, credential = userinfo.partition(":")
+            if not username or not colon:
+                raise IceServerError(f"ICE server {_masked(value)!r}: credentials must be USER:PASS@")
+            server = cls(f"{scheme}:{address}", unquote(username), unquote(credential))
+        try:
+            parsed = parse_stun_turn_uri(server.url)
+        except ValueError as exc:
+            raise IceServerError(f"ICE server {_masked(value)!r}: {exc}; {expected}") from None
+        if not _HOST.fullmatch(parsed["host"]) or not 0 < parsed["port"] < 65536:
+            raise IceServerError(f"ICE server {_masked(value)!r}: not a host name or IPv4 address and port; {expected}")
+        if scheme in _TURN_TRANSPORTS:
+            if server.username is None:
+                raise IceServerError(f"ICE server {_masked(value)!r}: a TURN server needs USER:PASS@")
+            if parsed["transport"] not in _TURN_TRANSPORTS[scheme]:
+                transports = " or ".join(_TURN_TRANSPORTS[scheme])
+                raise IceServerError(f"ICE server {_masked(value)!r}: {scheme} works over {transports} only")
+        return server
 
     def describe(self) -> str:
         return f"{self.url} (as {self.username})" if self.username else self.url
@@ -86,6 +109,7 @@ class WebRTCConfig:
     max_peers: int = MAX_PEERS
     max_offer_bytes: int = MAX_OFFER_BYTES
     publish_idle_timeout_s: float = PUBLISH_IDLE_TIMEOUT_S
+    play_connect_timeout_s: float = PLAY_CONNECT_TIMEOUT_S
 
     @classmethod
     def from_urls(cls, urls: Iterable[str]) -> WebRTCConfig:

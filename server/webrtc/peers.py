@@ -3,7 +3,9 @@
 A publisher's track becomes a `WebRTCSource` stream in the `StreamManager`; when the peer closes,
 its connection fails, or its video stops for `WebRTCConfig.publish_idle_timeout_s`, the stream is
 ended, announced, and removed, and its reader and tracker are freed. A player gets an
-`AnnotatedTrack` fed by its stream's shared `PlaybackFeed`.
+`AnnotatedTrack` fed by its stream's shared `PlaybackFeed`, and is closed if it has not connected
+within `WebRTCConfig.play_connect_timeout_s`: a browser that gave up on ICE (the bundled viewer falls
+back to the WebSocket after 3 s) says nothing, and aiortc would keep trying, and the slot, forever.
 
 Everything here runs on the event loop. Each peer is closed exactly once, by `_close`, whichever of
 those causes comes first; `PeerRegistry.close` does it for all of them at shutdown.
@@ -21,6 +23,7 @@ from typing import Any, Literal
 
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
+from aiortc.sdp import SessionDescription
 
 from server.config import StreamConfig
 from server.delivery.encode import ImageKind
@@ -62,6 +65,7 @@ class Peer:
     source: WebRTCSource | None = None
     player: AnnotatedTrack | None = None
     feed: PlaybackFeed | None = None
+    connect_deadline: asyncio.TimerHandle | None = field(default=None, repr=False)
     closing: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
@@ -134,11 +138,21 @@ class PeerRegistry:
             await self._accept(peer, offer)
             if not any(t.kind == "video" for t in peer.pc.getTransceivers()):
                 raise OfferError("the offer has no video to receive: add a recvonly video transceiver")
+            if not any(
+                media.kind == "video" and media.direction in ("sendrecv", "recvonly")
+                for media in SessionDescription.parse(offer.sdp).media
+            ):
+                raise OfferError("the offer's video is send-only or inactive: make the video transceiver recvonly")
             peer.pc.addTrack(track)
             answer = await self._answer(peer)
         except BaseException:
             await self._discard(peer)
             raise
+        timeout_s = self.config.play_connect_timeout_s
+        if peer.pc.connectionState != "connected":
+            peer.connect_deadline = asyncio.get_running_loop().call_later(
+                timeout_s, self._close_soon, peer, f"not connected within {timeout_s:g} s"
+            )
         feed = self._feeds.get((stream_id, kind))
         if feed is None:
             feed = PlaybackFeed(stream_id, kind, self._hub, self._render, self._stream_removed)
@@ -176,6 +190,8 @@ class PeerRegistry:
         self._peers.add(peer)
 
         def on_state() -> None:
+            if peer.pc.connectionState == "connected" and peer.connect_deadline is not None:
+                peer.connect_deadline.cancel()
             if peer.pc.connectionState in ("failed", "closed"):
                 self._close_soon(peer, None if peer.pc.connectionState == "closed" else "connection failed")
 
@@ -218,6 +234,8 @@ class PeerRegistry:
             peer.closing = self._spawn(self._close(peer, reason), f"webrtc-close-{peer.stream_id}")
 
     async def _close(self, peer: Peer, reason: str | None) -> None:
+        if peer.connect_deadline is not None:
+            peer.connect_deadline.cancel()
         if peer.source is not None:
             await self._end_stream(peer.stream_id, peer.source, reason)
         try:

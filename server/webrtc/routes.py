@@ -141,7 +141,9 @@ async def _read_offer(request: web.Request, registry: PeerRegistry) -> dict[str,
     sdp = body.get("sdp")
     if not isinstance(sdp, str) or not sdp.startswith("v=0"):
         raise error(web.HTTPBadRequest, "'sdp' must be the offer's SDP text, starting with v=0")
-    sections = sdp.count("\nm=")
+    # By lines as aiortc's parser splits them (it takes a bare \r as a line break too), so that every
+    # section it will open a transport for is counted.
+    sections = sum(line.startswith("m=") for line in sdp.splitlines())
     if not sections:
         raise error(web.HTTPBadRequest, "'sdp' has no media section (m=...): create the offer after adding a track")
     if sections > MAX_MEDIA_SECTIONS:
