@@ -128,6 +128,17 @@ def _flag_defaults(args: argparse.Namespace) -> dict[str, object]:
     return given
 
 
+def _file_only(path: Path, with_flags: Settings) -> Settings:
+    """What the config file says without the flags: what an API change writes back. A file that only
+    starts with its flags (a bad ``conf`` that ``--conf`` replaces) is written with them."""
+    from server.config import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError:
+        return with_flags
+
+
 def settings_from_args(args: argparse.Namespace) -> Settings:
     from server.config import ConfigError, Settings, load_config, streams_from_flags
     from server.inference.worker import InferenceOptions
@@ -139,7 +150,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     file_settings = None
     if config_path is not None:
         base = load_config(config_path, overrides)
-        file_settings = load_config(config_path)  # what an API change writes back: not the flags
+        file_settings = _file_only(config_path, base)
     else:
         defaults = StreamOptions.from_mapping(overrides)
         inference = InferenceOptions(imgsz=defaults.imgsz, conf=defaults.conf, iou=defaults.iou)

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from server.delivery.hub import ViewerLimits
-from server.events.config import EventsSettings, events_settings, events_toml
+from server.events.config import EventsSettings, events_settings, events_toml, resolved_path
 from server.http.listen import DEFAULT_HOST, DEFAULT_PORT
 from server.http.policy import (
     DEFAULT_DENY_NETWORKS,
@@ -433,12 +433,11 @@ def _optional_path(table: Mapping[str, Any], key: str, config: Path, where: str)
 
 
 def _resolved(value: str, config: Path, where: str) -> Path:
-    """``value`` as an absolute path, relative to the config file's folder; ConfigError if it cannot be one
-    (a NUL character, ``~user`` of a user that does not exist)."""
+    """``value`` as an absolute path, relative to the config file's folder (see `resolved_path`)."""
     try:
-        return (config.parent / Path(value).expanduser()).resolve()
-    except (ValueError, RuntimeError, OSError) as exc:
-        raise ConfigError(f"{where}: {value!r:.60} is not a usable path ({exc})") from None
+        return resolved_path(value, config.parent, where)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _strings(table: Mapping[str, Any], key: str, where: str) -> list[str]:

@@ -19,7 +19,7 @@ from server.http.auth import AuthConfigError
 from server.http.listen import ListenError, bind, viewer_url
 from server.http.serving import server_options
 from server.inference.models import ModelError
-from server.triton.transport import redacted
+from server.sources.uri import mask_uri
 
 #: Everything that stops the start with one line; the message names the flag or key to change.
 STARTUP_ERRORS = (ConfigError, ModelError, AuthConfigError, ListenError)
@@ -35,7 +35,7 @@ def serve(settings: Settings, context: ssl.SSLContext | None, *, access_log: boo
     url = viewer_url(settings.host, settings.port, context is not None)
     sockets = bind(settings.host, settings.port)
     try:
-        say(f"segcast: loading model {redacted(settings.model)}")  # a Triton URL may carry a password
+        say(f"segcast: loading model {mask_uri(settings.model)}")  # a Triton URL may carry a password
         app = create_app(settings)
         if access_log:
             logging.getLogger(ACCESS_LOGGER).setLevel(logging.INFO)

@@ -56,7 +56,7 @@ def test_a_password_in_a_model_url_is_never_printed() -> None:
     result = run_segcast("serve", "--source", "scene:", "--model", model, "--port", str(free_port()))
     assert result.returncode == EXIT_STARTUP_ERROR
     assert "hunter2" not in result.stdout + result.stderr
-    assert "grpc://***@127.0.0.1:1/segcast-scene-seg" in result.stdout + result.stderr
+    assert "grpc://user:***@127.0.0.1:1/segcast-scene-seg" in result.stdout + result.stderr
 
 
 def test_serve_without_sources_says_what_to_pass() -> None:

@@ -485,3 +485,16 @@ async def test_api_says_when_the_history_is_off(aiohttp_client: ClientFactory) -
     response = await client.get("/api/events")
     assert response.status == 404
     assert "[events.history]" in (await response.json())["error"]
+
+
+def test_a_big_object_waits_for_its_snapshot_thinned_not_at_full_size() -> None:
+    """A queued event's snapshot of an object 3000 px wide in a 4K frame was a 3000 px copy (27 MB)."""
+    from server.events.snapshot import SNAPSHOT_MAX_WIDTH_PX, picture_of, snapshot_jpeg
+    from server.frames import Frame, FrameResult
+
+    image = np.zeros((2160, 3840, 3), np.uint8)
+    result = FrameResult(Frame("cam", 1, 0.0, 0.0, image), (), 1.0)
+    picture = picture_of({"id": 1, "box": [100.0, 100.0, 3100.0, 2000.0]}, result)
+    height, width = picture.pixels.shape[:2]
+    assert width <= 2 * SNAPSHOT_MAX_WIDTH_PX and height < 2000
+    assert snapshot_jpeg(picture)[:2] == b"\xff\xd8"

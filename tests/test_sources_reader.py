@@ -252,6 +252,7 @@ def test_stop_during_backoff_is_immediate() -> None:
         ("rtsp://admin:Secr3t#2024@cam/live", "rtsp://***@cam/live"),
         ("rtsp://admin:Secr?t@cam/live?channel=1", "rtsp://***@cam/live?channel=1"),
         ("rtsp://cam/live#note=a@b", "rtsp://cam/live#note=a@b"),
+        ("http://cam.local?mail=a@b.com", "http://cam.local?mail=a@b.com"),  # a query straight after the host
     ],
 )
 def test_credentials_are_masked(uri: str, masked: str) -> None:

@@ -84,7 +84,10 @@ def test_a_broken_triton_url_is_one_line_naming_the_flag(spec: str) -> None:
     [
         ("grpcs://triton:8001/yolo", "without TLS; use grpc://HOST:PORT/MODEL"),
         ("https://triton/yolo", r"without TLS \(and downloads no models: give a local file\); use http://"),
-        ("grpc://segcast:secret@triton:8001/yolo", r"^--model grpc://\*\*\*@triton:8001/yolo: segcast sends Triton no"),
+        (
+            "grpc://segcast:secret@triton:8001/yolo",
+            r"^--model grpc://segcast:\*\*\*@triton:8001/yolo: segcast sends Triton no",
+        ),
         ("http://secret@triton:8000/yolo?x=1", "no credentials"),
         ("grpc://triton:8001/yolo?version=2", r"without \?query or #fragment"),
     ],

@@ -107,7 +107,7 @@ def _history(table: Mapping[str, Any], folder: Path) -> HistorySettings:
     _known(table, HISTORY_KEYS, where)
     path = _text(table, "path", where) or DEFAULT_HISTORY_FILE
     return HistorySettings(
-        path=_resolved(path, folder, f"{where}.path"),
+        path=resolved_path(path, folder, f"{where}.path"),
         max_age_days=_number(table, "max_age_days", DEFAULT_MAX_AGE_DAYS, where),
         max_mb=_number(table, "max_mb", DEFAULT_MAX_MB, where),
         snapshots=_bool(table, "snapshots", True, where),
@@ -115,7 +115,7 @@ def _history(table: Mapping[str, Any], folder: Path) -> HistorySettings:
     )
 
 
-def _resolved(value: str, folder: Path, where: str) -> Path:
+def resolved_path(value: str, folder: Path, where: str) -> Path:
     """``value`` as an absolute path, relative to ``folder``; ValueError naming ``where`` if it cannot be one."""
     try:
         return (folder / Path(value).expanduser()).resolve()
@@ -160,7 +160,7 @@ def _mqtt(table: Mapping[str, Any], folder: Path) -> MqttSettings:
     if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535):
         raise ValueError(f"{where}.port: expected a whole number from 1 to 65535, got {port!r}")
     ca_file = _text(table, "ca_file", where)
-    ca_path = _resolved(ca_file, folder, f"{where}.ca_file") if ca_file else None
+    ca_path = resolved_path(ca_file, folder, f"{where}.ca_file") if ca_file else None
     if ca_path is not None and not ca_path.is_file():
         raise ValueError(f"{where}.ca_file: {ca_file!r} is not a file")
     username, password = _text(table, "username", where), _text(table, "password", where)

@@ -53,7 +53,9 @@ def picture_of(data: Mapping[str, Any], result: FrameResult) -> Picture:
         left, top = max(0, int(x1 - mx)), max(0, int(y1 - my))
         right, bottom = min(width, int(x2 + mx) + 1), min(height, int(y2 + my) + 1)
         if right - left >= 2 and bottom - top >= 2:
-            return Picture(image[top:bottom, left:right].copy())
+            # Thinned like the whole frame when it is wider: a big object in a 4K frame is megabytes.
+            step = max(1, (right - left) // SNAPSHOT_MAX_WIDTH_PX)
+            return Picture(image[top:bottom:step, left:right:step].copy())
     step = max(1, width // SNAPSHOT_MAX_WIDTH_PX)
     return Picture(image[::step, ::step].copy(), whole_frame=True)
 

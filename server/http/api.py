@@ -208,7 +208,8 @@ async def _change_stream(request: web.Request) -> web.Response:
     """``PATCH /api/streams/<id>``: change ``uri``, ``loop`` or stream options (see `StreamManager.replace`).
 
     The body is merged over the stream's options as they are when the change is made, one change
-    of a stream at a time: two editors saving a zone and a line at once both keep theirs.
+    of a stream at a time: two PATCHes of different keys at once (one of ``zones``, one of ``lines``)
+    both hold. Two of the same key still replace each other's list whole, as a PATCH does.
     """
     persist = _persist_requested(request)
     _info(request)  # a 404 before reading the body

@@ -180,9 +180,11 @@ def _signing_key(admin_tokens: Iterable[str]) -> bytes:
 
     Derived rather than random, so that a signed token in a dashboard's URL outlives a restart or an
     upgrade and is good on every node with the same admin tokens; changing them revokes every one.
+    Derived slowly (scrypt, a few tens of ms once at start): anyone holding a signed token could
+    otherwise test guesses of a short admin token offline at the speed of SHA-256.
     """
     material = "\n".join(sorted(set(admin_tokens)))
-    return hmac.new(b"segcast signed-token key v1", _bytes(material), hashlib.sha256).digest()
+    return hashlib.scrypt(_bytes(material), salt=b"segcast signed-token key v1", n=2**14, r=8, p=1, dklen=32)
 
 
 def required_role(request: web.Request) -> Role | None:

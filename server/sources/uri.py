@@ -31,8 +31,9 @@ _SECRET_PARAM = re.compile(
 _USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^?#]*)@")
 #: A user info with a raw '?' or '#' before its '@' (``rtsp://admin:Secr3t#1@cam/``): no client reads
 #: it as one (the host ends at the first '?' or '#'), so it can never connect, yet it is a password
-#: all the same. It runs to the last '@' in the URI, which hides too much rather than too little.
-_RAW_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/?#]*[?#].*)@")
+#: all the same. It runs to the last '@' in the URI, which hides too much rather than too little,
+#: unless a '=' or '&' comes first: that is a query straight after the host (``http://cam?mail=a@b``).
+_RAW_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/?#]*[?#][^=&]*)@")
 #: Shorter secrets are not searched for in free text: every "1" of an error message would go.
 MIN_SECRET_IN_TEXT = 3
 

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from server.inference.models import ModelError
+from server.sources.uri import mask_uri
 
 SCHEMES = ("grpc", "http")
 DEFAULT_PORTS = {"grpc": 8001, "http": 8000}
@@ -56,7 +57,7 @@ class TritonEndpoint:
         parts = urlsplit(spec)
         if not parts.netloc or parts.scheme not in (*SCHEMES, *TLS_SCHEMES):
             return None
-        shown = redacted(spec)
+        shown = mask_uri(spec)
         if parts.scheme in TLS_SCHEMES:
             plain = TLS_SCHEMES[parts.scheme]
             downloads = " (and downloads no models: give a local file)" if plain == "http" else ""
@@ -103,14 +104,6 @@ class Transport(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-def redacted(spec: str) -> str:
-    """``spec`` fit to print: a URL's user name and password become ``***``."""
-    parts = urlsplit(spec)
-    if "@" not in parts.netloc:
-        return spec
-    return parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
 
 
 def require_client(spec: str) -> None:
