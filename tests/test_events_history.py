@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import gc
 import sqlite3
 import time
-import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import closing
 from pathlib import Path
@@ -25,7 +23,7 @@ from server.events.outputs import EventOutputs
 from server.events.sink import OutEvent, SinkHealth, SinkState
 from server.http.keys import hub_key
 from server.inference.models import BUNDLED_MODEL
-from tests.support.event_packets import BOX, track_start, with_events
+from tests.support.event_packets import BOX, frames_kept_after_offering, track_start, with_events
 from tests.support.polling import eventually
 
 ClientFactory = Callable[..., Awaitable[TestClient]]
@@ -44,6 +42,15 @@ async def stored(history: HistorySink, count: int) -> None:
         return history.health().delivered >= count
 
     await eventually(enough, what=f"{count} events stored")
+
+
+async def file_opened(history: HistorySink) -> None:
+    """Until ``history`` has opened its file (its writer thread does that after start)."""
+
+    async def opened() -> bool:
+        return history.health().state is SinkState.OK
+
+    await eventually(opened, what="the history to open its file")
 
 
 async def test_events_are_stored_with_a_snapshot_of_the_object(outputs: EventOutputs) -> None:
@@ -90,19 +97,9 @@ async def test_queued_events_keep_their_snapshots_not_their_frames(
     assert history is not None
     locker = sqlite3.connect(path, isolation_level=None)
     try:
-
-        async def opened() -> bool:
-            return history.health().state is SinkState.OK
-
-        await eventually(opened, what="the history to open its file")
+        await file_opened(history)
         locker.execute("BEGIN EXCLUSIVE")
-        packets = [track_start(seq, track_id=seq) for seq in range(5)]
-        images = [weakref.ref(packet.result.frame.image) for packet in packets]
-        for packet in packets:
-            outputs.on_packet(packet)
-        del packets, packet
-        gc.collect()
-        assert sum(image() is not None for image in images) == 0  # no frame is kept
+        assert frames_kept_after_offering(outputs.on_packet) == 0
         assert history.health().delivered == 0  # all five wait for the lock
         locker.execute("ROLLBACK")
         await stored(history, 5)
@@ -220,11 +217,7 @@ async def test_events_that_grow_old_while_none_arrive_are_deleted(
     history = outputs.history
     assert history is not None
     try:
-
-        async def opened() -> bool:
-            return history.health().state is SinkState.OK
-
-        await eventually(opened, what="the history to open its file")
+        await file_opened(history)
         # An event stored a while ago, now older than max_age_days; no event arrives after it.
         with closing(sqlite3.connect(path, isolation_level=None)) as db:
             db.execute(
@@ -249,11 +242,7 @@ async def test_a_failed_retention_costs_no_stored_event(tmp_path: Path, monkeypa
     history = outputs.history
     assert history is not None
     try:
-
-        async def opened() -> bool:
-            return history.health().state is SinkState.OK
-
-        await eventually(opened, what="the history to open its file")
+        await file_opened(history)
         with closing(sqlite3.connect(path, isolation_level=None)) as db:  # deleting fails, as on a full disk
             db.execute("CREATE TRIGGER keep BEFORE DELETE ON events BEGIN SELECT RAISE(ABORT, 'refused'); END")
         outputs.on_packet(track_start(1, track_id=1, when=time.time() - 2 * 86400))  # old: retention deletes it

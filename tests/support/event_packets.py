@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import time
-from collections.abc import Mapping
+import weakref
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -52,3 +54,15 @@ def with_counts(seq: int, counts: dict[str, Any], stream_id: str = "cam", tracks
     packet = with_events(seq, [], stream_id, tracks)
     metadata = {**packet.metadata, "counts": counts}
     return FramePacket(packet.result, MappingProxyType(metadata), json.dumps(metadata))
+
+
+def frames_kept_after_offering(offer: Callable[[FramePacket], None], count: int = 5) -> int:
+    """Offer ``count`` track starts to ``offer`` (an output's ``on_packet``), let go of them, and say how
+    many of their frames are still alive: a queued event must keep none (a frame is megabytes)."""
+    packets = [track_start(seq, track_id=seq) for seq in range(count)]
+    images = [weakref.ref(packet.result.frame.image) for packet in packets]
+    for packet in packets:
+        offer(packet)
+    del packets, packet
+    gc.collect()
+    return sum(image() is not None for image in images)
