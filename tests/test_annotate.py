@@ -81,3 +81,38 @@ def test_trails_are_drawn_in_the_tracks_colour() -> None:
     out = annotate(image, (track,), Layers(masks=False, boxes=False, labels=False))
     x, y = track.trail[5]
     assert tuple(int(v) for v in out[y, x]) == track_color(4)
+
+
+@pytest.mark.parametrize(
+    ("box", "trail"),
+    [
+        ((float("nan"), 10.0, 50.0, 50.0), ()),
+        ((float("inf"), 10.0, 50.0, 50.0), ()),
+        ((-1e10, 10.0, 1e10, 50.0), ()),  # beyond the 32 bits OpenCV takes
+        ((10.0, 10.0, 50.0, 50.0), ((0, 0), (10**10, 10**10))),
+    ],
+    ids=["nan", "inf", "huge-box", "huge-trail"],
+)
+def test_a_track_that_cannot_be_drawn_is_left_out_and_the_others_are_drawn(
+    box: tuple[float, float, float, float], trail: tuple[tuple[int, int], ...]
+) -> None:
+    """One such track raised out of `annotate`, and its frame was lost to every viewer."""
+    image = np.zeros((240, 320, 3), np.uint8)
+    good = square_track(1, 240, 320)
+    broken = Track(2, 0, "disc", 0.9, box, None, trail)
+    assert np.array_equal(annotate(image, (good, broken)), annotate(image, (good,)))
+
+
+@pytest.mark.parametrize(
+    ("name", "drawn_as"),
+    [("人车", "class 3"), ("café", "cafe"), ("Straße 人", "Strae"), ("fork\nlift", "fork lift")],
+)
+def test_a_class_name_the_label_font_cannot_draw_is_shown_readably(name: str, drawn_as: str) -> None:
+    """OpenCV's Hershey font draws each non-ASCII character as "?": "人车" showed as "??"."""
+    image = np.zeros((240, 320, 3), np.uint8)
+
+    def labelled(class_name: str) -> np.ndarray:
+        track = Track(1, 3, class_name, 0.9, (100.0, 100.0, 200.0, 200.0), None, ())
+        return annotate(image, (track,), Layers(masks=False, boxes=False, trails=False))
+
+    assert np.array_equal(labelled(name), labelled(drawn_as))

@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import queue
+import threading
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import cv2
 import numpy as np
 import pytest
 
+from server.delivery import encode
+from server.delivery import hub as hub_module
 from server.delivery.encode import (
+    Encoder,
     FramePacket,
     ImageKind,
     Variant,
@@ -22,11 +29,13 @@ from server.delivery.encode import (
     parse_variant,
 )
 from server.delivery.hub import MAX_PENDING_EVENTS, Event, Hub, Subscription, Viewer, ViewerLimitError, ViewerLimits
-from server.frames import Frame, FrameResult
+from server.frames import Frame, FrameResult, Track, TrackEvent, TrackEventKind
 from server.http.ws import send_forever
 from server.sources.base import StreamState
 
 FULL = Variant()
+SMALL = Variant(ImageKind.CLEAN, 320)  # never in `encoded`'s packets: the hub encodes it late
+RELEASE_TIMEOUT_S = 10.0
 
 
 class RecordingSocket:
@@ -67,6 +76,43 @@ async def connect(hub: Hub, socket: RecordingSocket, streams: list[str]) -> tupl
 async def settle() -> None:
     for _ in range(5):
         await asyncio.sleep(0)
+
+
+async def tasks_done() -> None:
+    """Wait for every other task on the loop: the hub's late offers (tests using it start no others)."""
+    await asyncio.gather(*(asyncio.all_tasks() - {asyncio.current_task()}))
+
+
+class HeldEncoder:
+    """Stands in for the hub's `encode_variants` in its worker thread: counts the encodings it is
+    asked for and holds each until `release`, so a test decides what happens meanwhile."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.calls = 0
+        self.error: Exception | None = None
+        self.started = asyncio.Event()
+        self._loop = loop
+        self._released = threading.Event()
+
+    def __call__(self, result: FrameResult, variants: frozenset[Variant], jpeg_quality: int) -> dict[Variant, bytes]:
+        self.calls += 1
+        self._loop.call_soon_threadsafe(self.started.set)
+        if not self._released.wait(RELEASE_TIMEOUT_S):
+            raise TimeoutError("the test never released the encoding")
+        if self.error is not None:
+            raise self.error
+        return encode_variants(result, variants, jpeg_quality)
+
+    def release(self) -> None:
+        self._released.set()
+
+
+@pytest.fixture
+async def held(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[HeldEncoder]:
+    encoder = HeldEncoder(asyncio.get_running_loop())
+    monkeypatch.setattr(hub_module, "encode_variants", encoder)
+    yield encoder
+    encoder.release()  # a failed test must not leave a worker thread waiting
 
 
 async def test_stalled_viewer_does_not_delay_others() -> None:
@@ -332,3 +378,175 @@ async def test_viewers_are_limited_in_all_and_per_address_but_loopback_is_not_co
         hub.join(Viewer(address="10.0.0.6"))
     assert hub.refused == {"max_viewers_per_address": 1, "max_viewers": 1}
     assert len(hub.viewers) == 4
+
+
+def scaled(seq: int) -> FramePacket:
+    """Frame ``seq`` as the encoder makes it once it knows that a viewer wants `SMALL`."""
+    return encoded(seq).with_jpeg(SMALL, b"\xff\xd8small")
+
+
+def late_viewer(hub: Hub) -> Viewer:
+    """A viewer subscribing to `SMALL`, which the newest frame lacks: the hub encodes it late, for it."""
+    viewer = Viewer()
+    hub.add_viewer(viewer)
+    hub.subscribe(viewer, {"cam": Subscription(SMALL)})
+    return viewer
+
+
+@pytest.mark.parametrize("change", ["removed", "restarted"])
+async def test_a_late_encoding_is_not_offered_once_its_stream_was_removed_or_restarted(
+    held: HeldEncoder, change: str
+) -> None:
+    """A frame encoded late for a new viewer reached it after ``removed``, or after ``added`` as a frame
+    of the old camera, which also replaced the new camera's frame of the same seq as the newest."""
+    hub = Hub(asyncio.get_running_loop())
+    hub.stream_added_threadsafe("cam")
+    hub.publish_threadsafe(encoded(7))
+    await settle()
+    viewer = late_viewer(hub)
+    await held.started.wait()
+    if change == "removed":
+        hub.stream_removed_threadsafe("cam")
+    else:
+        hub.stream_added_threadsafe("cam")
+        new_camera = encoded(7)  # encoded before the encoder heard of `SMALL`
+        hub.publish_threadsafe(new_camera)
+    await settle()
+    snapshot = asyncio.create_task(hub.packet_with("cam", SMALL))  # of the new camera's frame 7, if any
+
+    held.release()
+    await tasks_done()
+    events, frames = await viewer.take()
+    assert [event.data["type"] for event in events] == ["removed" if change == "removed" else "added"]
+    assert frames == []
+    if change == "restarted":
+        assert held.calls == 2, "the new camera's frame 7 is encoded, not given the old one's picture"
+        assert hub.latest["cam"].result is new_camera.result and SMALL in hub.latest["cam"].jpegs
+        assert snapshot.result() is hub.latest["cam"]
+    else:
+        assert snapshot.result() is None
+
+
+@pytest.mark.parametrize("sent_first", [True, False], ids=["newer-sent", "newer-unsent"])
+async def test_a_late_encoding_of_an_older_frame_never_follows_or_replaces_a_newer_one(
+    held: HeldEncoder, sent_first: bool
+) -> None:
+    hub = Hub(asyncio.get_running_loop())
+    hub.publish_threadsafe(encoded(1))
+    await settle()
+    viewer = late_viewer(hub)
+    await held.started.wait()
+    hub.publish_threadsafe(scaled(2))  # the encoder, told of the new variant, made it for frame 2
+    await settle()
+    if sent_first:
+        _, frames = await viewer.take()
+        assert [delivery.packet.seq for delivery in frames] == [2]
+
+    held.release()
+    await tasks_done()
+    if sent_first:
+        assert not viewer.pending
+    else:
+        _, frames = await viewer.take()
+        assert [delivery.packet.seq for delivery in frames] == [2] and viewer.dropped_frames == 0
+
+
+async def test_concurrent_requests_for_one_frames_image_share_one_encoding(held: HeldEncoder) -> None:
+    """20 snapshots and 20 new viewers of one size at once cost one encoding of the frame, not 40."""
+    hub = Hub(asyncio.get_running_loop())
+    hub.publish_threadsafe(encoded(1))
+    await settle()
+    snapshots = [asyncio.create_task(hub.packet_with("cam", SMALL)) for _ in range(20)]
+    viewers = [late_viewer(hub) for _ in range(20)]
+    await held.started.wait()
+
+    held.release()
+    packets = await asyncio.gather(*snapshots)
+    await tasks_done()
+    assert held.calls == 1
+    newest = hub.latest["cam"]
+    assert SMALL in newest.jpegs and all(packet is newest for packet in packets)
+    for viewer in viewers:
+        _, [delivery] = await viewer.take()
+        assert delivery.packet is newest and delivery.jpeg == newest.jpegs[SMALL]
+
+
+async def test_a_failed_shared_encoding_fails_every_caller_once_and_the_next_request_tries_again(
+    held: HeldEncoder, caplog: pytest.LogCaptureFixture
+) -> None:
+    hub = Hub(asyncio.get_running_loop())
+    hub.publish_threadsafe(encoded(1))
+    await settle()
+    held.error = RuntimeError("cannot encode")
+    requests = [asyncio.create_task(hub.packet_with("cam", SMALL)) for _ in range(3)]
+    viewer = late_viewer(hub)
+    await held.started.wait()
+
+    with caplog.at_level(logging.ERROR, logger="server.delivery.hub"):
+        held.release()
+        outcomes = await asyncio.gather(*requests, return_exceptions=True)
+        await tasks_done()
+    assert [str(outcome) for outcome in outcomes] == ["cannot encode"] * 3 and held.calls == 1
+    assert len([r for r in caplog.records if r.name == "server.delivery.hub"]) == 1, "logged once, not per caller"
+    assert not viewer.pending
+
+    held.error = None
+    packet = await hub.packet_with("cam", SMALL)
+    assert packet is not None and SMALL in packet.jpegs
+    assert held.calls == 2, "the failure is not kept for later requests"
+
+
+async def test_a_caller_that_goes_away_leaves_the_shared_encoding_to_the_others(held: HeldEncoder) -> None:
+    hub = Hub(asyncio.get_running_loop())
+    hub.publish_threadsafe(encoded(1))
+    await settle()
+    leaving = asyncio.create_task(hub.packet_with("cam", SMALL))
+    staying = asyncio.create_task(hub.packet_with("cam", SMALL))
+    await held.started.wait()
+    leaving.cancel()  # a snapshot's client hung up
+    await asyncio.gather(leaving, return_exceptions=True)
+
+    held.release()
+    [packet] = await asyncio.gather(staying, return_exceptions=True)
+    assert leaving.cancelled()
+    assert isinstance(packet, FramePacket) and SMALL in packet.jpegs and held.calls == 1
+
+
+def test_a_frame_whose_images_cannot_be_made_still_delivers_its_metadata_and_events(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An overlay or JPEG that failed cost the frame's metadata and track events too, with a traceback
+    at every frame; now the frame goes out without images, and the failure is logged once."""
+    failing = True
+
+    def encode_unless_fixed(
+        result: FrameResult, variants: frozenset[Variant], jpeg_quality: int
+    ) -> dict[Variant, bytes]:
+        if failing:
+            raise ValueError("cannot convert float NaN to integer")
+        return encode_variants(result, variants, jpeg_quality)
+
+    monkeypatch.setattr(encode, "encode_variants", encode_unless_fixed)
+    published: queue.Queue[FramePacket] = queue.Queue()
+    encoder = Encoder(published.put)
+    encoder.set_wanted({"cam": frozenset({FULL})})
+    image = np.zeros((48, 64, 3), np.uint8)
+    track = Track(1, 0, "person", 0.9, (4.0, 4.0, 20.0, 20.0), None, ())
+    start = TrackEvent(TrackEventKind.START, "cam", 1, 0, "person", time.time(), time.time(), 0.0, track.box)
+
+    def deliver(seq: int, events: tuple[TrackEvent, ...] = ()) -> FramePacket:
+        encoder.submit(FrameResult(Frame("cam", seq, time.time(), seq / 15, image), (track,), 1.0, events))
+        return published.get(timeout=RELEASE_TIMEOUT_S)
+
+    encoder.start()
+    try:
+        with caplog.at_level(logging.INFO, logger="server.delivery.encode"):
+            first, second = deliver(1, (start,)), deliver(2)
+            failing = False
+            third = deliver(3)
+    finally:
+        encoder.stop()
+    assert (first.jpegs, second.jpegs) == ({}, {}) and FULL in third.jpegs
+    assert first.result.events == (start,) and first.metadata["tracks"]
+    logged = [record.levelno for record in caplog.records if record.name == "server.delivery.encode"]
+    assert logged == [logging.ERROR, logging.INFO], "the failure once, then the recovery"

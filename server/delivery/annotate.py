@@ -5,11 +5,18 @@ below is given for `REFERENCE_HEIGHT_PX` and scaled by the frame's shorter side,
 keep thin lines and small text legible on tiny frames. Each track id keeps one colour for its whole
 life (derived from the id, not from the order of detections), so a viewer can follow an object by
 colour alone.
+
+A track whose geometry cannot be drawn (a coordinate that is NaN, infinite or absurdly far outside
+any frame, from a model or tracker gone wrong) is left out of the overlay rather than failing the
+whole frame; it is still in the frame's metadata. Labels are drawn with OpenCV's Hershey font, which
+knows only ASCII, so class names are folded to ASCII for the picture (see `_label_name`); the JSON
+metadata, and the browser viewer that draws from it, keep the real name.
 """
 
 from __future__ import annotations
 
 import colorsys
+import unicodedata
 from dataclasses import dataclass
 
 import cv2
@@ -27,6 +34,9 @@ FONT_SCALE = 0.6  # cv2's Hershey scale at the reference height
 MIN_FONT_SCALE = 0.35  # smaller than this Hershey text is unreadable, whatever the frame
 LABEL_PAD_PX = 4.0
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
+#: Coordinates further than this from the frame's origin are a bug upstream, not an object: OpenCV
+#: refuses them beyond 32 bits, and nothing that far out would show anyway.
+MAX_COORDINATE_PX = 1_000_000
 _GOLDEN_RATIO = 0.618033988749895
 
 Color = tuple[int, int, int]
@@ -72,6 +82,7 @@ def annotate(
     canvas = image.copy()
     if analytics is not None:
         draw_analytics(canvas, analytics, scale)
+    tracks = tuple(track for track in tracks if _drawable(track))
     if layers.masks:
         _draw_masks(canvas, tracks, scale)
     for track in tracks:
@@ -83,9 +94,31 @@ def annotate(
             cv2.rectangle(canvas, (x1, y1), (x2, y2), color, _width(BOX_WIDTH_PX, scale), cv2.LINE_AA)
     if layers.labels:  # last, so no box or trail of another track covers a label
         for track in tracks:
-            label = f"{track.track_id} {track.class_name} {track.confidence:.2f}"
+            label = f"{track.track_id} {_label_name(track)} {track.confidence:.2f}"
             _label(canvas, label, track.box, track_color(track.track_id), scale)
     return canvas
+
+
+def _drawable(track: Track) -> bool:
+    """Whether every coordinate of ``track``'s box, outline and trail is finite and within `MAX_COORDINATE_PX`."""
+    limit = MAX_COORDINATE_PX
+    if not all(-limit <= v <= limit for v in track.box):  # False for NaN too
+        return False
+    if not all(-limit <= v <= limit for point in track.trail for v in point):
+        return False
+    polygon = track.polygon
+    return polygon is None or polygon.size == 0 or bool(polygon.min() >= -limit and polygon.max() <= limit)
+
+
+def _label_name(track: Track) -> str:
+    """``track``'s class name as the Hershey font can draw it, which would turn each other character into "?".
+
+    Accents are dropped ("café" is "cafe") and other non-ASCII or control characters left out; a
+    name with nothing left ("人") is shown as "class <id>".
+    """
+    folded = unicodedata.normalize("NFKD", track.class_name).encode("ascii", "ignore").decode("ascii")
+    name = " ".join("".join(c if c.isprintable() else " " for c in folded).split())
+    return name or f"class {track.class_id}"
 
 
 def _width(reference_px: float, scale: float) -> int:

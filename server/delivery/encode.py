@@ -192,6 +192,8 @@ class Encoder:
         self._thread = threading.Thread(target=self._run, name="encoder", daemon=True)
         self.dropped = 0
         self.encoded = 0
+        #: Streams whose last frame could not be encoded (touched by the encoder thread only).
+        self._failing: set[str] = set()
 
     def start(self) -> None:
         self._thread.start()
@@ -235,8 +237,30 @@ class Encoder:
                 pending, self._pending = self._pending, {}
             for stream_id, result in pending.items():
                 try:
-                    jpegs = encode_variants(result, self.wanted_for(stream_id), self.jpeg_quality)
-                    self.encoded += encodings(jpegs)
-                    self._on_packet(make_packet(result, jpegs))
+                    self._on_packet(make_packet(result, self._images(stream_id, result)))
                 except Exception:
-                    log.exception("[%s] could not encode frame %d", stream_id, result.frame.seq)
+                    log.exception("[%s] could not publish frame %d", stream_id, result.frame.seq)
+
+    def _images(self, stream_id: str, result: FrameResult) -> dict[Variant, bytes]:
+        """The wanted JPEGs of ``result``, or none if they cannot be made.
+
+        A frame without images still carries its metadata and its track and analytics events, which
+        must never be lost with the picture. A stream whose frames keep failing is logged when it
+        starts to and when it stops, not at every frame.
+        """
+        try:
+            jpegs = encode_variants(result, self.wanted_for(stream_id), self.jpeg_quality)
+        except Exception:
+            if stream_id not in self._failing:
+                self._failing.add(stream_id)
+                log.exception(
+                    "[%s] could not encode frame %d; frames go out without images until one encodes",
+                    stream_id,
+                    result.frame.seq,
+                )
+            return {}
+        if stream_id in self._failing:
+            self._failing.discard(stream_id)
+            log.info("[%s] frames are encoded again from frame %d", stream_id, result.frame.seq)
+        self.encoded += encodings(jpegs)
+        return jpegs

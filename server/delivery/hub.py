@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import ipaddress
 import json
 import logging
@@ -275,6 +276,9 @@ class Hub:
         #: When each stream was last added (wall clock), until its first frame captured since: a
         #: stream restarted on a new camera must not show a late frame of the old one.
         self._added_at: dict[str, float] = {}
+        #: JPEGs being made off the loop for a newest frame that lacked them, by stream, frame seq and
+        #: variant: snapshots and new viewers asking for the same one at once share one encoding.
+        self._encodings: dict[tuple[str, int, Variant], asyncio.Future[bytes]] = {}
 
     # -- called from threads --------------------------------------------------------------------
 
@@ -328,6 +332,7 @@ class Hub:
         if expiry is not None:
             expiry.cancel()
         self.latest.pop(stream_id, None)
+        self._forget_encodings(stream_id)
         self._added_at[stream_id] = added_at
         for viewer in self._viewers:
             viewer.forget(stream_id)
@@ -339,6 +344,7 @@ class Hub:
             expiry.cancel()
         self._removed[stream_id] = self._loop.call_later(REMOVED_GRACE_S, self._removed.pop, stream_id, None)
         self.latest.pop(stream_id, None)
+        self._forget_encodings(stream_id)
         self._stats.pop(stream_id, None)
         self.states.pop(stream_id, None)
         self._added_at.pop(stream_id, None)
@@ -436,7 +442,7 @@ class Hub:
             if variant is None or variant in packet.jpegs:
                 viewer.offer_packet(packet)
             else:
-                task = self._loop.create_task(self._offer_late(viewer, stream_id, variant))
+                task = self._loop.create_task(self._offer_late(viewer, packet, variant))
                 task.add_done_callback(_log_failure)
 
     def _within_limits(self, viewer: Viewer, subscriptions: Mapping[str, Subscription]) -> dict[str, Subscription]:
@@ -464,24 +470,82 @@ class Hub:
         """How many images of each frame of ``stream_id`` its viewers want encoded (as the encoder counts them)."""
         return len(self._wanted.get(stream_id, frozenset()) | self._wanted.get(ALL_STREAMS, frozenset()))
 
-    async def _offer_late(self, viewer: Viewer, stream_id: str, variant: Variant) -> None:
-        packet = await self.packet_with(stream_id, variant)
-        if packet is not None and viewer in self._viewers:
-            viewer.offer_packet(packet)
+    async def _offer_late(self, viewer: Viewer, packet: FramePacket, variant: Variant) -> None:
+        """Offer ``viewer`` the frame it subscribed on once ``variant`` is encoded, if that is still worth it.
+
+        It is not when the stream has a newer frame by then (the viewer was offered that one, or will be
+        once it has the variant, and must never get an older frame after it), was removed or restarted
+        meanwhile (a frame of what it was must not follow the ``removed`` or ``added``), or when the
+        viewer has left or asked for another image since.
+        """
+        try:
+            late = await self._with_variant(packet, variant)
+        except Exception:
+            return  # logged once for every viewer that waited on it, by `_encoded`
+        current = self.latest.get(packet.stream_id)
+        subscription = viewer.subscription(packet.stream_id)
+        if (
+            current is not None
+            and current.result is packet.result
+            and viewer in self._viewers
+            and subscription is not None
+            and subscription.image == variant
+        ):
+            viewer.offer_packet(late)
 
     async def packet_with(self, stream_id: str, variant: Variant) -> FramePacket | None:
         """The newest frame of ``stream_id`` with ``variant`` encoded (in a worker thread if it was not)."""
         packet = self.latest.get(stream_id)
         if packet is None or variant in packet.jpegs:
             return packet
-        jpegs = await self._loop.run_in_executor(
-            None, encode_variants, packet.result, frozenset({variant}), self.jpeg_quality
-        )
-        packet = packet.with_jpeg(variant, jpegs[variant])
-        current = self.latest.get(stream_id)
-        if current is not None and current.seq == packet.seq:
-            self.latest[stream_id] = packet
-        return packet
+        return await self._with_variant(packet, variant)
+
+    async def _with_variant(self, packet: FramePacket, variant: Variant) -> FramePacket:
+        """``packet`` with ``variant`` encoded too, off the loop and once however many ask at the same time.
+
+        While ``packet`` is still its stream's newest frame the JPEG is kept there, for whoever asks
+        next. A caller cancelled while it waits (a viewer that left) leaves the encoding to the others.
+        """
+        jpeg = await asyncio.shield(self._encoding(packet, variant))
+        current = self.latest.get(packet.stream_id)
+        if current is None or current.result is not packet.result:
+            return packet.with_jpeg(variant, jpeg)
+        if variant not in current.jpegs:  # else another caller of the same encoding stored it first
+            current = self.latest[packet.stream_id] = current.with_jpeg(variant, jpeg)
+        return current
+
+    def _encoding(self, packet: FramePacket, variant: Variant) -> asyncio.Future[bytes]:
+        """The encoding of ``packet`` as ``variant`` in a worker thread: the one under way, or a new one."""
+        key = (packet.stream_id, packet.seq, variant)
+        encoding = self._encodings.get(key)
+        if encoding is None:
+            encoding = self._loop.run_in_executor(None, _encode_one, packet, variant, self.jpeg_quality)
+            self._encodings[key] = encoding
+            encoding.add_done_callback(functools.partial(self._encoded, key))
+        return encoding
+
+    def _encoded(self, key: tuple[str, int, Variant], encoding: asyncio.Future[bytes]) -> None:
+        """Forget a finished encoding, so a failed one is tried afresh; log a failure once for all its callers."""
+        if self._encodings.get(key) is encoding:
+            del self._encodings[key]
+        if not encoding.cancelled() and encoding.exception() is not None:
+            stream_id, seq, variant = key
+            log.error(
+                "[%s] could not encode frame %d as %s image of max_width %s",
+                stream_id,
+                seq,
+                variant.kind.value,
+                variant.max_width,
+                exc_info=encoding.exception(),
+            )
+
+    def _forget_encodings(self, stream_id: str) -> None:
+        """Let a restarted stream's frames be encoded afresh, though they may reuse a seq of the old source's.
+
+        Encodings under way finish for those already waiting on them.
+        """
+        for key in [key for key in self._encodings if key[0] == stream_id]:
+            del self._encodings[key]
 
     def _update_wanted(self) -> None:
         """Recount, after a change of subscriptions, the images each stream's viewers want and the viewers."""
@@ -531,6 +595,10 @@ def _is_loopback(address: str) -> bool:
         return True
 
 
+def _encode_one(packet: FramePacket, variant: Variant, jpeg_quality: int) -> bytes:
+    return encode_variants(packet.result, frozenset({variant}), jpeg_quality)[variant]
+
+
 def _log_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.error("late encoding failed", exc_info=task.exception())
+        log.error("a late frame could not be offered", exc_info=task.exception())
