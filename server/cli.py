@@ -16,6 +16,7 @@ import ssl
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -41,6 +42,7 @@ EXIT_STARTUP_ERROR = 2
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="segcast", description="Live video segmentation and tracking server.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="serve the viewer and API for the given sources")
@@ -74,7 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="turn a .pt model into an ONNX Runtime or OpenVINO model (faster on CPU), or a Triton model repository",
     )
     export.add_argument(
-        "--model", default="bundled", help="a local .pt file, a model ultralytics publishes (downloaded), or 'bundled'"
+        "--model",
+        default="bundled",
+        help="a local .pt file, a model ultralytics publishes (downloaded), or 'bundled' "
+        "(default bundled: segcast's own model, which knows the generated scenes' shapes)",
     )
     export.add_argument(
         "--format",
@@ -88,6 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     cpu_server.add_arguments(commands)
     return parser
+
+
+def _version() -> str:
+    """segcast's version as installed; a checkout that was never installed has none to tell."""
+    try:
+        return metadata.version("segcast")
+    except metadata.PackageNotFoundError:
+        return "(not installed: pip install -e . in its folder)"
 
 
 def _add_common(parser: argparse.ArgumentParser, default_model: str) -> None:

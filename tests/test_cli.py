@@ -10,6 +10,7 @@ import sys
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,22 @@ def test_a_password_in_a_model_url_is_never_printed() -> None:
     assert result.returncode == EXIT_STARTUP_ERROR
     assert "hunter2" not in result.stdout + result.stderr
     assert "grpc://user:***@127.0.0.1:1/segcast-scene-seg" in result.stdout + result.stderr
+
+
+def test_version_flag_prints_the_installed_version() -> None:
+    result = subprocess.run([sys.executable, "-m", "server", "--version"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"segcast {metadata.version('segcast')}"
+
+
+def test_export_help_says_the_model_defaults_to_the_bundled_one() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "server", "export", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    model_help = re.search(r"--model MODEL\s+(.*?)\n  -", result.stdout, re.DOTALL)
+    assert model_help is not None, result.stdout
+    assert "default bundled" in " ".join(model_help.group(1).split())
 
 
 def test_serve_without_sources_says_what_to_pass() -> None:

@@ -13,6 +13,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from server.analytics.events import Counts
+from server.http.metrics import zone_object_samples
 from tests.support.components import require_component
 
 DASHBOARD = Path(__file__).parent.parent / "deploy" / "grafana" / "segcast-analytics.json"
@@ -50,17 +52,47 @@ EXPECTED = {
 
 
 def test_every_panel_of_the_dashboard_shows_what_happened(tmp_path: Path) -> None:
-    promtool = shutil.which("promtool")
-    require_component(promtool is not None, "needs promtool from Debian's prometheus package (see .ci/run)")
-    assert promtool is not None
     panels = json.loads(DASHBOARD.read_text())["panels"]
     assert {panel["title"] for panel in panels} == set(EXPECTED), "every panel has its expected values here"
-    checks = []
+    run_promtool(tmp_path, INPUT_SERIES, panel_checks(EXPECTED))
+
+
+def test_a_zone_nobody_has_entered_reads_0_not_no_data(tmp_path: Path) -> None:
+    # Given a zone that watches every class and that nothing has entered, one limited to cars (listed
+    # at 0 from the start), and one with two people in it, as segcast's /metrics gives them
+    counts = Counts(zones={"porch": {}, "drive": {"car": 0}, "hall": {"person": 2}})
+    series = {
+        "segcast_zone_objects{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}": f"{value}x10"
+        for labels, value in zone_object_samples({"door": counts})
+    }
+    # Then the zone panels show each zone at its count, the empty ones at 0, and nobody twice
+    expected = {
+        "Objects in each zone now": [
+            ('{stream="door",zone="porch"}', 0),
+            ('{stream="door",zone="drive"}', 0),
+            ('{stream="door",zone="hall"}', 2),
+        ],
+        "Objects in each zone by class": [
+            ('{zone="porch"}', 0),
+            ('{zone="drive",class="car"}', 0),
+            ('{zone="hall",class="person"}', 2),
+        ],
+    }
+    run_promtool(tmp_path, series, panel_checks(expected))
+
+
+def panel_checks(expected: dict[str, list[tuple[str, float]]]) -> list[dict[str, object]]:
+    """A promtool check of each query of the panels named in ``expected``, with Grafana's variables
+    filled in, for the samples it should give at the end of the input (by its legend's labels; a
+    panel of several queries: one sample per query, in order)."""
+    panels = [panel for panel in json.loads(DASHBOARD.read_text())["panels"] if panel["title"] in expected]
+    assert {panel["title"] for panel in panels} == set(expected), "the dashboard has no such panel"
+    checks: list[dict[str, object]] = []
     for panel in panels:
-        expected = iter(EXPECTED[panel["title"]])
+        samples = iter(expected[panel["title"]])
         for target in panel["targets"]:
             expr = target["expr"].replace("$stream", ".*").replace("$__range", RANGE)
-            query_expected = [next(expected)] if len(panel["targets"]) > 1 else list(expected)
+            query_expected = [next(samples)] if len(panel["targets"]) > 1 else list(samples)
             checks.append(
                 {
                     "expr": expr,
@@ -68,13 +100,21 @@ def test_every_panel_of_the_dashboard_shows_what_happened(tmp_path: Path) -> Non
                     "exp_samples": [{"labels": labels, "value": value} for labels, value in query_expected],
                 }
             )
+    return checks
+
+
+def run_promtool(tmp_path: Path, input_series: dict[str, str], checks: list[dict[str, object]]) -> None:
+    """Evaluate ``checks`` on ``input_series`` (one sample a minute) with `promtool test rules`."""
+    promtool = shutil.which("promtool")
+    require_component(promtool is not None, "needs promtool from Debian's prometheus package (see .ci/run)")
+    assert promtool is not None
     tests = {
         "rule_files": [],
         "evaluation_interval": "1m",
         "tests": [
             {
                 "interval": "1m",
-                "input_series": [{"series": series, "values": values} for series, values in INPUT_SERIES.items()],
+                "input_series": [{"series": series, "values": values} for series, values in input_series.items()],
                 "promql_expr_test": checks,
             }
         ],

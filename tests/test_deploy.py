@@ -223,6 +223,13 @@ def test_every_object_is_labelled_and_every_selector_finds_its_pods() -> None:
         assert any(pod.items() >= selector.items() for pod in pod_labels), f"selects no pod: {selector}"
 
 
+def test_every_generated_config_map_is_labelled() -> None:
+    for generator in yaml.safe_load((K8S / "kustomization.yaml").read_text())["configMapGenerator"]:
+        labels = generator.get("options", {}).get("labels", {})
+        assert labels.get(NAME_LABEL) == "segcast", generator["name"]
+        assert labels.get(COMPONENT_LABEL), generator["name"]
+
+
 def test_triton_gets_a_gpu_health_probes_and_the_exported_model_repository() -> None:
     deployment = k8s_object("Deployment", "triton")
     pod = deployment["spec"]["template"]["spec"]
@@ -302,13 +309,15 @@ def test_the_k8s_entrance_routes_a_path_to_each_node_pod_service() -> None:
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl (kustomize) to build deploy/k8s")
-def test_the_kustomize_build_is_valid_and_gives_each_node_its_config() -> None:
+def test_the_kustomize_build_is_valid_labelled_and_gives_each_node_its_config() -> None:
     built = subprocess.run(["kubectl", "kustomize", str(K8S)], capture_output=True, text=True, timeout=60, check=True)
     objects = [doc for doc in yaml.safe_load_all(built.stdout) if doc is not None]
     for document in objects:
         kubernetes_validate.validate(document, K8S_VERSIONS[-1], strict=True)
         if document["kind"] != "Namespace":
             assert document["metadata"]["namespace"] == "segcast"
+        labels = document["metadata"].get("labels", {})
+        assert labels.get(NAME_LABEL) == "segcast" and labels.get(COMPONENT_LABEL), document["metadata"]["name"]
     statefulset = next(d for d in objects if d["kind"] == "StatefulSet")
     config_map = next(v for v in statefulset["spec"]["template"]["spec"]["volumes"] if v["name"] == "config")
     nodes = next(
@@ -363,6 +372,16 @@ def test_compose_nodes_load_their_own_config_that_points_at_triton() -> None:
         assert "triton" in service["depends_on"], name
         assert service["environment"]["SEGCAST_ADMIN_TOKENS"].startswith("${SEGCAST_ADMIN_TOKENS:?"), name
     assert len(configs) == len(nodes), "every node reads its own cameras"
+
+
+def test_every_node_admits_as_many_viewers_from_the_entrance_as_in_all() -> None:
+    # Behind the entrance every viewer of a node comes from the entrance's one address, so a
+    # per-address limit below the total would cap the whole node at that many viewers.
+    configs = sorted((K8S / "nodes").glob("*.toml")) + [compose_node_config(s) for s in compose_nodes().values()]
+    assert len(configs) >= 4
+    for path in configs:
+        limits = load_config(path).viewer_limits
+        assert limits.max_viewers_per_address >= limits.max_viewers, path.name
 
 
 def test_compose_publishes_only_the_entrance() -> None:

@@ -11,8 +11,10 @@ every test and fails a user's `pip install . && segcast demo` at its first impor
 from __future__ import annotations
 
 import ast
+import hashlib
 import sys
 import tomllib
+from fnmatch import fnmatch
 from importlib import metadata
 from pathlib import Path
 
@@ -31,6 +33,15 @@ OPTIONAL_IMPORTS = {
     "google": "triton",  # protobuf, through tritonclient[grpc]
     "triton_python_backend_utils": None,
 }
+
+
+#: The newest setuptools that cannot read a license expression (``license = "AGPL-3.0-only"``, PEP 639;
+#: 77.0.0 was the first that could): a build with it stops at pyproject.toml.
+SETUPTOOLS_WITHOUT_LICENSE_EXPRESSIONS = "76.1.0"
+#: SHA-256 of https://www.gnu.org/licenses/agpl-3.0.txt: the FSF's text, which may not be changed.
+AGPL_3_0_SHA256 = "0d96a4ff68ad6d4b6f1f30f713b18d5184912ba8dd389f86aa7710db079abcb0"
+#: What setuptools ships as license files when pyproject.toml names none (``license-files``).
+DEFAULT_LICENSE_FILES = ("LICEN[CS]E*", "COPYING*", "NOTICE*", "AUTHORS*")
 
 
 def _setuptools() -> dict[str, object]:
@@ -110,3 +121,23 @@ def test_every_library_the_server_imports_is_installed_by_its_dependencies_or_it
         if not {canonicalize_name(d) for d in providers[module]} & given:
             missing.append(f"{module} ({', '.join(providers[module])})")
     assert not missing, f"imported by server/ but not installed by `pip install .`: {missing}"
+
+
+def test_every_setuptools_the_build_admits_reads_the_license_expression() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert isinstance(pyproject["project"]["license"], str), "a license expression (PEP 639), not a table"
+    requires = [Requirement(text) for text in pyproject["build-system"]["requires"]]
+    [setuptools] = [r for r in requires if canonicalize_name(r.name) == "setuptools"]
+    assert not setuptools.specifier.contains(SETUPTOOLS_WITHOUT_LICENSE_EXPRESSIONS), str(setuptools)
+
+
+def test_the_declared_license_ships_verbatim_with_the_package() -> None:
+    assert _project()["license"] == "AGPL-3.0-only"
+    text = (ROOT / "LICENSE").read_bytes()
+    assert text.decode().split("\n")[:2] == [
+        "                    GNU AFFERO GENERAL PUBLIC LICENSE",
+        "                       Version 3, 19 November 2007",
+    ]
+    assert hashlib.sha256(text).hexdigest() == AGPL_3_0_SHA256, "LICENSE must be the FSF's text, unchanged"
+    patterns: list[str] = _project().get("license-files", DEFAULT_LICENSE_FILES)  # type: ignore[assignment]
+    assert any(fnmatch("LICENSE", pattern) for pattern in patterns), "LICENSE would not be in the wheel"

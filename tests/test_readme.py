@@ -150,3 +150,21 @@ def test_a_walkthrough_that_installs_segcast_installs_the_extras_its_commands_ne
                 if installed is not None:
                     missing = extras_needed(command) - installed
                     assert not missing, f"{path.name}: {command.strip()!r} needs {sorted(missing)}, not installed"
+
+
+def test_a_container_that_publishes_its_port_listens_beyond_the_container() -> None:
+    """``docker run -p`` forwards to the container's own address: a segcast inside listening on
+    127.0.0.1 (the default, and the example config's ``host``) cannot be reached through it."""
+    checked = 0
+    for path in DOCS:
+        for block in code_blocks(path, "sh"):
+            for command in block.replace("\\\n", " ").splitlines():
+                words = shlex.split(command, comments=True)
+                if words[:2] != ["docker", "run"] or "-p" not in words or "serve" not in words:
+                    continue
+                checked += 1
+                given = words[words.index("serve") :]
+                assert "--host" in given and given[given.index("--host") + 1] == "0.0.0.0", (
+                    f"{path.name}: {command.strip()!r} needs --host 0.0.0.0"
+                )
+    assert checked >= 2, "README's docker run examples were not found"

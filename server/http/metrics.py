@@ -7,7 +7,7 @@ counters to keep in step. Stream ids are label values; they are already restrict
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from server.analytics.events import DWELL_BUCKETS_S, Counts
 from server.delivery.hub import Hub
@@ -185,13 +185,9 @@ def _analytics_families(
     family(
         "segcast_zone_objects",
         "gauge",
-        "Tracked objects in each zone now, by class.",
-        (
-            ({"stream": s, "zone": z, "class": c}, n)
-            for s, found in counts.items()
-            for z, by_class in found.zones.items()
-            for c, n in by_class.items()
-        ),
+        "Tracked objects in each zone now, by class; a zone with no class listed yet (it watches every "
+        "class and nothing has entered it) has one sample without a class, at 0.",
+        zone_object_samples(counts),
     )
     family(
         "segcast_line_crossings_total",
@@ -206,6 +202,23 @@ def _analytics_families(
         ),
     )
     return counts
+
+
+def zone_object_samples(counts: Mapping[str, Counts]) -> Iterator[Sample]:
+    """``segcast_zone_objects`` of each stream's counts: one sample per zone and class.
+
+    A zone lists the classes it is limited to, and every class once seen in it, at 0 when none is
+    inside. A zone that has neither (it watches every class, and nothing has entered it yet) has one
+    sample without a ``class`` label, at 0, so that it reads 0 rather than "no data" from the start.
+    That sample is never beside a zone's class samples, so a sum by zone, or by zone and class, never
+    counts an object twice.
+    """
+    for stream, found in counts.items():
+        for zone, by_class in found.zones.items():
+            if not by_class:
+                yield {"stream": stream, "zone": zone}, 0
+            for name, n in by_class.items():
+                yield {"stream": stream, "zone": zone, "class": name}, n
 
 
 def _dwell_lines(counts: dict[str, Counts]) -> list[str]:
