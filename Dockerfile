@@ -24,7 +24,7 @@ ENV PYTHONUNBUFFERED=1 \
     YOLO_CONFIG_DIR=/models/.ultralytics
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY server ./server
 COPY web ./web
 # PyTorch first, from the index chosen above; segcast's own install then finds it already there.
