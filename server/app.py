@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import weakref
 from collections.abc import AsyncIterator
 
@@ -23,6 +24,7 @@ from server.http.api import json_errors, setup_api
 from server.http.auth import AccessPolicy, setup_auth
 from server.http.keys import (
     config_lock_key,
+    etag_secret_key,
     http_viewers_key,
     hub_key,
     manager_key,
@@ -56,6 +58,7 @@ def create_app(settings: Settings, policy: AccessPolicy | None = None) -> web.Ap
     app[http_viewers_key] = weakref.WeakSet()
     app[config_lock_key] = asyncio.Lock()
     app[stream_changes_key] = weakref.WeakValueDictionary()
+    app[etag_secret_key] = secrets.token_bytes(16)
     app.cleanup_ctx.append(_pipeline)
     app.on_shutdown.append(_close_viewers)
     setup_auth(app, policy)

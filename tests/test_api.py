@@ -155,6 +155,39 @@ async def test_bad_changes_are_refused_and_leave_the_stream_alone(start_server: 
     assert body["state"] != "failed"
 
 
+def _zone(name: str) -> dict[str, Any]:
+    return {"name": name, "points": [[0, 0], [0.5, 0], [0.5, 0.5]], "units": "fraction"}
+
+
+async def test_a_change_sent_with_if_match_is_made_only_over_the_settings_it_was_read_with(start_server: Start) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=1"))
+    read = await client.get("/api/streams/cam")
+    etag = read.headers["ETag"]
+    assert (await read.json())["etag"] == etag
+    assert (await (await client.get("/api/streams")).json())["streams"][0]["etag"] == etag
+
+    made = await client.patch("/api/streams/cam", json={"zones": [_zone("first")]}, headers={"If-Match": etag})
+    assert made.status == 200, await made.text()
+    assert made.headers["ETag"] != etag and (await made.json())["etag"] == made.headers["ETag"]
+    # A second editor that read the stream before that change would replace the zone unseen.
+    stale = await client.patch("/api/streams/cam", json={"zones": [_zone("second")]}, headers={"If-Match": etag})
+    await assert_error(stale, 412, "changed since it was read", "GET it again")
+    options = (await (await client.get("/api/streams/cam")).json())["options"]
+    assert [zone["name"] for zone in options["zones"]] == ["first"]
+
+    current = made.headers["ETag"]
+    also = await client.patch(
+        "/api/streams/cam", json={"zones": [_zone("second")]}, headers={"If-Match": f'"other", {current}'}
+    )
+    assert also.status == 200, await also.text()
+    anyway = await client.patch("/api/streams/cam", json={"zones": []}, headers={"If-Match": "*"})
+    assert anyway.status == 200, await anyway.text()
+    for malformed in ("not-quoted", 'W/"weak"'):
+        refused = await client.patch("/api/streams/cam", json={"zones": []}, headers={"If-Match": malformed})
+        await assert_error(refused, 400, "If-Match")
+    assert (await client.patch("/api/streams/cam", json={"zones": [_zone("plain")]})).status == 200
+
+
 async def test_snapshot_is_a_jpeg_of_the_newest_frame(start_server: Start) -> None:
     client = await start_server(StreamConfig("cam", "scene:?seed=1"))
     await first_frame(client, "cam")

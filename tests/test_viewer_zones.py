@@ -38,6 +38,7 @@ YARD: list[Point] = [(0.05, 0.05), (0.95, 0.05), (0.95, 0.95), (0.05, 0.95)]
 #: Fractions differ from where the test clicked by less than this (the canvas is ~900 CSS px wide).
 CLICK_TOLERANCE = 0.01
 BAD_REQUEST = "Failed to load resource: the server responded with a status of 400 (Bad Request)"
+PRECONDITION_FAILED = "Failed to load resource: the server responded with a status of 412 (Precondition Failed)"
 #: Counts, in the page, the PATCHes it has sent that are not answered yet, and the most of them at once.
 COUNT_SAVES = """
 window.saves = { open: 0, most: 0 };
@@ -297,6 +298,45 @@ async def test_a_rename_made_while_a_save_is_in_flight_is_saved_after_it(start_s
     await page.wait_for_function("() => window.saves.open === 0", timeout=WAIT_MS)
     await page.wait_for_selector('#shape-list li[data-shape="zone:door"]', timeout=WAIT_MS)
     assert console.errors == []
+
+
+async def test_a_save_is_made_only_over_the_shapes_it_was_drawn_on(start_server: Start, browser: Any) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    bay = {"name": "bay", "points": [(0.2, 0.2), (0.6, 0.2), (0.6, 0.7)], "units": "fraction"}
+    assert (await client.patch("/api/streams/cam", json={"zones": [bay]})).status == 200
+    page, console = await open_page(browser, client, STREAM_VIEW)
+    statuses: list[int] = []
+    page.on("response", lambda response: response.request.method == "PATCH" and statuses.append(response.status))
+    await wait_for_new_frame(page, "#video")
+    await page.wait_for_selector('#shape-list li[data-shape="zone:bay"]', timeout=WAIT_MS)  # and its ETag
+    mine = [(0.1, 0.1), (0.3, 0.1), (0.3, 0.3)]
+    late = [(0.5, 0.5), (0.8, 0.5), (0.8, 0.8)]
+
+    # Another of the stream's settings changed while a zone was drawn: the save is made again over it.
+    await page.click("#add-zone")
+    await page.fill("#shape-name", "mine")
+    for point in mine:
+        await _click(page, point)
+    assert (await client.patch("/api/streams/cam", json={"conf": 0.3})).status == 200
+    await _click(page, mine[0])
+    options = await _options(client, lambda o: _names(o, "zones") == ["bay", "mine"])
+    assert options["conf"] == 0.3
+    assert statuses == [412, 200]
+
+    # The zones themselves changed meanwhile (another tab): theirs are shown, not replaced unseen.
+    await page.click("#add-zone")
+    await page.fill("#shape-name", "late")
+    for point in late:
+        await _click(page, point)
+    theirs = {**bay, "name": "theirs"}
+    assert (await client.patch("/api/streams/cam", json={"zones": [theirs]})).status == 200
+    await _click(page, late[0])
+    await wait_for_text(page, "#shape-error", "changed elsewhere")
+    await page.wait_for_selector('#shape-list li[data-shape="zone:theirs"]', timeout=WAIT_MS)
+    assert await page.locator('#shape-list li[data-shape="zone:late"]').count() == 0
+    assert _names((await (await client.get("/api/streams/cam")).json())["options"], "zones") == ["theirs"]
+    assert statuses == [412, 200, 412]
+    assert console.errors == [PRECONDITION_FAILED, PRECONDITION_FAILED]
 
 
 async def test_the_event_list_shows_zone_events_live_and_from_the_history(

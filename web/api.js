@@ -54,8 +54,8 @@ function needsToken(response, error, method) {
 }
 
 // `interactive`: whether a refusal may ask the person for a token (never in an embedded frame).
-async function request(method, path, body, { interactive = true, retry = true } = {}) {
-  const options = { method, headers: authHeaders() };
+async function request(method, path, body, { interactive = true, retry = true, headers = {} } = {}) {
+  const options = { method, headers: { ...authHeaders(), ...headers } };
   if (body !== undefined) {
     options.headers["Content-Type"] = "application/json";
     options.body = JSON.stringify(body);
@@ -66,7 +66,7 @@ async function request(method, path, body, { interactive = true, retry = true } 
   const data = await response.json().catch(() => ({}));
   const error = data.error || `${response.status} ${response.statusText}`;
   if (interactive && retry && needsToken(response, error, method) && (await ask(response))) {
-    return request(method, path, body, { interactive, retry: false });
+    return request(method, path, body, { interactive, retry: false, headers });
   }
   if (!retry && response.status === 401) declined = true; // the token given was wrong: polls stop asking
   if (!response.ok) throw new ApiError(error, response.status);
@@ -81,8 +81,11 @@ export const getStream = (id, { interactive = true } = {}) =>
 export const addStream = (body, persist) => request("POST", `api/streams${persist ? "?persist=1" : ""}`, body);
 export const removeStream = (id, persist) => request("DELETE", `${streamPath(id)}${persist ? "?persist=1" : ""}`);
 export const viewerSettings = () => request("GET", "api/viewer");
-export const changeStream = (id, body, persist) =>
-  request("PATCH", `${streamPath(id)}${persist ? "?persist=1" : ""}`, body);
+// `etag`: the stream's, as read with the settings the change is made over; refused (412) if they changed since.
+export const changeStream = (id, body, persist, etag) =>
+  request("PATCH", `${streamPath(id)}${persist ? "?persist=1" : ""}`, body, {
+    headers: etag ? { "If-Match": etag } : {},
+  });
 export const eventOutputs = ({ interactive = true } = {}) =>
   request("GET", "api/events/outputs", undefined, { interactive });
 // `filters`: {stream, type, zone, line, class, since, until, limit}, as GET /api/events takes them.

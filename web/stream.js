@@ -194,7 +194,7 @@ export class StreamView {
     this.missing = true;
     this.setPaused(false);
     this.forget();
-    this.zones.setOptions(null);
+    this.zones.setStream(null);
   }
 
   async startWebRTC(streamId) {
@@ -320,7 +320,7 @@ export class StreamView {
     this.status = { state: stream.state, error: stream.error, next_attempt_at: stream.next_attempt_at };
     this.missing = false;
     this.render();
-    this.zones.setOptions(stream.options, askedAt);
+    this.zones.setStream(stream, askedAt);
     this.zones.showProblem(stream.analytics_error ?? "");
   }
 

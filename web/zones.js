@@ -6,8 +6,10 @@
 // answers (or, once a second, what the stream list says) is what is shown. A refusal (a polygon
 // that crosses itself, a name taken twice) is shown in the server's words and the last saved shapes
 // come back. The stream runs on through a change: only the counts of changed shapes start again.
+// Each save is made only over the shapes it was drawn on (`If-Match`): where someone else changed
+// them meanwhile (another tab, a script), theirs are shown and this change is not saved over them.
 
-import { changeStream } from "./api.js";
+import { changeStream, getStream } from "./api.js";
 
 const HIT_PX = { mouse: 8, pen: 10, touch: 18 }; // how near a pointer must come to a vertex or a line, in CSS px
 const LEAST_POINTS = { zone: 3, line: 2 };
@@ -22,6 +24,11 @@ const HINTS = {
 };
 
 const keyOf = (shape) => `${shape.kind}:${shape.name}`;
+const shapesKey = (options) => JSON.stringify({ zones: options?.zones ?? [], lines: options?.lines ?? [] });
+const CHANGED_ELSEWHERE =
+  "The zones or lines were changed elsewhere meanwhile: these are the saved ones now. Make your change again.";
+// Saves made again after the stream's other settings (not its shapes) changed under them.
+const MAX_RESENDS = 3;
 
 // The rectangle the picture fills on screen: object-fit: contain letterboxes it when the canvas is
 // capped in height, so the element's own rectangle is not the picture's.
@@ -71,6 +78,7 @@ export class ZoneEditor {
     this.streamId = null;
     this.shapes = []; // {kind: "zone" | "line", name, points: [[x, y] in fractions], extra: other keys}
     this.options = null; // the stream's zones and lines as the server last said
+    this.etag = null; // the ETag of the stream's settings those came with
     this.savedKey = null;
     this.mode = "idle"; // or "zone", "line": adding one
     this.draft = [];
@@ -111,6 +119,7 @@ export class ZoneEditor {
     this.streamId = streamId;
     this.shapes = [];
     this.options = null;
+    this.etag = null;
     this.savedKey = null;
     this.mode = "idle";
     this.draft = [];
@@ -143,17 +152,19 @@ export class ZoneEditor {
   }
 
   /**
-   * The stream's options as the server has them, as asked at `askedAt` (performance.now()); adopted
-   * unless a change is being made here, or the question was asked before the last change was answered.
+   * The stream as the server has it (null: none), as asked at `askedAt` (performance.now()); its
+   * shapes are adopted unless a change is being made here, or the question was asked before the last
+   * change was answered.
    */
-  setOptions(options, askedAt = performance.now()) {
-    if (askedAt >= this.changedAt && !this.busy()) this.adopt(options);
+  setStream(stream, askedAt = performance.now()) {
+    if (askedAt >= this.changedAt && !this.busy()) this.adopt(stream?.options, stream?.etag ?? null);
   }
 
-  // Show `options` (a stream's, as the server has them) unless they are what is shown already.
-  adopt(options) {
+  // Show `options` (a stream's, as the server has them, with its `etag`) unless they are what is shown already.
+  adopt(options, etag = this.etag) {
     const wanted = { zones: options?.zones ?? [], lines: options?.lines ?? [] };
     const key = JSON.stringify(wanted);
+    this.etag = etag;
     if (key === this.savedKey) return;
     const size = this.host.size();
     const inPixels = [...wanted.zones, ...wanted.lines].some((shape) => shape.units !== "fraction");
@@ -281,8 +292,9 @@ export class ZoneEditor {
     }
     this.saving = true;
     const { persist } = this.el;
-    let options = this.options;
+    let { options, etag } = this;
     let refusal = "";
+    let resends = 0;
     do {
       this.unsaved = false;
       const body = {
@@ -290,10 +302,19 @@ export class ZoneEditor {
         lines: this.shapes.filter((s) => s.kind === "line").map(toServer),
       };
       try {
-        options = (await changeStream(streamId, body, persist.checked && !persist.disabled)).options;
+        ({ options, etag } = await changeStream(streamId, body, persist.checked && !persist.disabled, etag));
         refusal = "";
       } catch (error) {
         refusal = error.message;
+        if (error.status === 412) {
+          const current = await getStream(streamId).catch(() => null);
+          if (current === null) break; // the refusal as it is; the next poll brings the stream back
+          // Only other settings changed (a new conf): the shapes this change was drawn on still hold.
+          const resend = shapesKey(current.options) === shapesKey(options) && resends++ < MAX_RESENDS;
+          ({ options, etag } = current);
+          refusal = resend ? "" : CHANGED_ELSEWHERE;
+          this.unsaved = resend;
+        }
       }
       if (streamId !== this.streamId) return;
     } while (this.unsaved);
@@ -302,7 +323,7 @@ export class ZoneEditor {
     this.changedAt = performance.now();
     this.savedKey = null;
     this.counts = null; // the next frame's counts are those of the new shapes
-    this.adopt(options); // even while a new shape is being drawn: it is not in them yet
+    this.adopt(options, etag); // even while a new shape is being drawn: it is not in them yet
   }
 
   showError(message) {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hmac
 import json
 import logging
 import math
@@ -35,6 +36,7 @@ from server.http.bodies import read_body
 from server.http.errors import error
 from server.http.keys import (
     config_lock_key,
+    etag_secret_key,
     http_viewers_key,
     hub_key,
     manager_key,
@@ -92,6 +94,7 @@ def stream_json(request: web.Request, info: StreamInfo) -> dict[str, Any]:
         **info.to_json(),
         **hub.stats(info.stream_id),
         "viewers": hub.viewer_count(info.stream_id),
+        "etag": stream_etag(request, info.config),
         "links": {
             "snapshot": f"{base}/snapshot.jpg",
             "mjpeg": f"{base}/mjpeg",
@@ -100,6 +103,41 @@ def stream_json(request: web.Request, info: StreamInfo) -> dict[str, Any]:
             "embed": f"/embed/{info.stream_id}",
         },
     }
+
+
+def stream_etag(request: web.Request, config: StreamConfig) -> str:
+    """The ETag of a stream's settings (quoted, as headers carry it): any change of them changes it.
+
+    A PATCH with ``If-Match`` is made only while the stream still has the settings its sender read
+    (else 412): two editors of one stream (two viewer tabs, a script and a person) cannot replace
+    each other's zones unseen. Keyed with the process's secret, as the settings hold the camera's
+    password; so an ETag holds until the server restarts, and one from before is refused.
+    """
+    settings = json.dumps(config.to_json(), sort_keys=True, separators=(",", ":")).encode()
+    return '"' + hmac.new(request.app[etag_secret_key], settings, "sha256").hexdigest()[:24] + '"'
+
+
+def _with_etag(request: web.Request, info: StreamInfo, **kwargs: Any) -> web.Response:
+    """A stream's JSON, with its ETag in the header too."""
+    body = stream_json(request, info)
+    return web.json_response(body, headers={"ETag": body["etag"]}, **kwargs)
+
+
+def _check_unchanged(request: web.Request, config: StreamConfig) -> None:
+    """Refuse a change sent with ``If-Match`` for settings the stream no longer has (see `stream_etag`)."""
+    wanted = request.headers.get("If-Match")
+    if wanted is None:
+        return
+    tags = request.if_match or ()
+    if not tags or any(tag.is_weak for tag in tags):
+        raise error(web.HTTPBadRequest, "If-Match: expected the stream's ETag as GET gave it (quoted), or *")
+    if any(tag.value in ("*", stream_etag(request, config).strip('"')) for tag in tags):
+        return
+    raise error(
+        web.HTTPPreconditionFailed,
+        f"stream {config.stream_id!r} was changed since it was read (If-Match): GET it again and make the change "
+        "over what it has now",
+    )
 
 
 def _info(request: web.Request) -> StreamInfo:
@@ -185,7 +223,7 @@ async def _list_streams(request: web.Request) -> web.Response:
 
 
 async def _get_stream(request: web.Request) -> web.Response:
-    return web.json_response(stream_json(request, _info(request)))
+    return _with_etag(request, _info(request))
 
 
 async def _add_stream(request: web.Request) -> web.Response:
@@ -200,8 +238,9 @@ async def _add_stream(request: web.Request) -> web.Response:
     info = await _start_stream(request, functools.partial(request.app[manager_key].add, checked=True), config)
     if persist:
         await _save_config(request)
-    location = f"/api/streams/{config.stream_id}"
-    return web.json_response(stream_json(request, info), status=201, headers={"Location": location})
+    response = _with_etag(request, info, status=201)
+    response.headers["Location"] = f"/api/streams/{config.stream_id}"
+    return response
 
 
 async def _change_stream(request: web.Request) -> web.Response:
@@ -209,7 +248,8 @@ async def _change_stream(request: web.Request) -> web.Response:
 
     The body is merged over the stream's options as they are when the change is made, one change
     of a stream at a time: two PATCHes of different keys at once (one of ``zones``, one of ``lines``)
-    both hold. Two of the same key still replace each other's list whole, as a PATCH does.
+    both hold. Two of the same key replace each other's list whole, as a PATCH does, unless sent
+    with ``If-Match`` (`stream_etag`): then the second is refused with 412.
     """
     persist = _persist_requested(request)
     _info(request)  # a 404 before reading the body
@@ -222,12 +262,13 @@ async def _change_stream(request: web.Request) -> web.Response:
         info = await _merge_change(request, body)
         if persist:
             await _save_config(request)
-    return web.json_response(stream_json(request, info))
+    return _with_etag(request, info)
 
 
 async def _merge_change(request: web.Request, body: dict[str, Any]) -> StreamInfo:
     """Apply a PATCH body over the stream's current config; 400 for a bad one."""
     current = _info(request).config
+    _check_unchanged(request, current)
     if body.get("id", current.stream_id) != current.stream_id:
         raise error(web.HTTPBadRequest, "body.id: a stream cannot be renamed; remove it and add it again")
     if not body:

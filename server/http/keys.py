@@ -27,3 +27,6 @@ config_lock_key = web.AppKey("config_lock", asyncio.Lock)
 #: One lock per stream id while a change of it is made: a PATCH merges its body over the stream's
 #: current options, and two at once must not both start from the same ones (one would be lost).
 stream_changes_key = web.AppKey("stream_changes", weakref.WeakValueDictionary[str, asyncio.Lock])
+#: The secret of this process's stream ETags (`server.http.api.stream_etag`): random, so an ETag says
+#: nothing about what it is made of (a camera's password is part of a stream's settings).
+etag_secret_key = web.AppKey("etag_secret", bytes)
