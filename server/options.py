@@ -194,13 +194,16 @@ def _tracker_settings(kind: str, overrides: Mapping[str, Any]) -> tuple[tuple[st
             raise ValueError(f"tracker_settings.{key}: not a setting of {kind}; it has {', '.join(allowed)}")
         default = defaults[key]
         if isinstance(default, bool):
-            ok = isinstance(value, bool)
-        elif isinstance(default, int | float):
+            ok, expected = isinstance(value, bool), "true or false"
+        elif isinstance(default, int):  # frame counts and window lengths: trackers slice and range with them
+            ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TRACKER_NUMBER
+            expected = f"a whole number like {default!r}"
+        elif isinstance(default, float):
             ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= MAX_TRACKER_NUMBER
+            expected = f"a value like {default!r}"
         else:
-            ok = isinstance(value, str)
+            ok, expected = isinstance(value, str), f"a value like {default!r}"
         if not ok:
-            expected = "true or false" if isinstance(default, bool) else f"a value like {default!r}"
             raise ValueError(f"tracker_settings.{key}: expected {expected}, got {value!r:.60}")
         checked[key] = value
     return tuple(sorted(checked.items()))

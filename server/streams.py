@@ -287,7 +287,8 @@ class StreamManager:
             self._hub.stream_removed_threadsafe(stream_id)
             return config
 
-    def _remove(self, stream_id: str) -> StreamConfig:
+    def _remove(self, stream_id: str, restarting: bool = False) -> StreamConfig:
+        """``restarting``: `replace` adds it again, so the worker keeps its tracks to end and its ids to go on from."""
         with self._lock:
             config = self._configs.pop(stream_id)
             reader = self._readers.pop(stream_id, None)
@@ -297,7 +298,7 @@ class StreamManager:
             self._checked.discard(stream_id)
         if reader is not None:
             reader.stop()
-            self._worker.remove_stream(stream_id)
+        self._worker.remove_stream(stream_id, restarting)  # also for a failed stream: it may restart a running one
         self._encoder.forget(stream_id)
         log.info("[%s] removed", stream_id)
         return config
@@ -306,8 +307,10 @@ class StreamManager:
         """Give a stream new settings; KeyError if it does not exist.
 
         A change of zones and lines only is made in place: the video, the tracker's ids and the
-        counts of unchanged shapes carry on. Any other change restarts the stream (its tracker
-        starts afresh). ``checked`` as for `add`; a stream added through the API stays checked.
+        counts of unchanged shapes carry on. Any other change restarts the stream: a fresh tracker,
+        whose ids go on after the old one's, and the old one's tracks and zone visits end on the
+        restarted stream's first frame (`InferenceWorker.remove_stream`). ``checked`` as for `add`; a
+        stream added through the API stays checked.
         Raises `HandedInError` for restarting a stream whose source was handed in, which cannot be
         reopened, and `StreamOptionsError` for options that do not fit the model or, from the same
         source, the frame size it has been giving (zones or lines in pixels beyond it).
@@ -326,7 +329,7 @@ class StreamManager:
                 if config.stream_id in self._handed_in:
                     raise HandedInError(f"stream {config.stream_id!r} is published by a peer and cannot be restarted")
                 checked = checked or config.stream_id in self._checked
-            self._remove(config.stream_id)
+            self._remove(config.stream_id, restarting=True)
             return self._add(config, checked)
 
     def _check_host(self, host: str) -> None:

@@ -117,6 +117,24 @@ def test_the_first_frame_and_the_first_of_a_new_size_have_no_step() -> None:
     assert picture.step(smaller, nothing) == (0.0, 0.0)
 
 
+@pytest.mark.parametrize(("width", "height"), [(1920, 16), (4096, 24), (16, 1920)])
+def test_a_very_wide_or_tall_picture_has_true_steps(width: int, height: int) -> None:
+    """Shrunk to 160 px wide, a 1920x16 strip was 1 px high: its first frame failed in OpenCV and
+    every later one, still, stepped 6 px. It is compared at least 8 px high instead."""
+    long_side = max(width, height)
+    strip = textured_wall(long_side + 40, 32)
+    picture, nothing = PictureShift(), np.zeros((0, 4))
+
+    def shot(x: int) -> np.ndarray:
+        image = np.ascontiguousarray(strip[: min(width, height), x : x + long_side])
+        return image if width > height else np.ascontiguousarray(image.transpose(1, 0, 2))
+
+    assert picture.step(shot(20), nothing) == (0.0, 0.0)
+    assert picture.step(shot(20), nothing) == pytest.approx((0.0, 0.0), abs=0.5)
+    moved = picture.step(shot(8), nothing)  # the camera turned 12 px: the picture moved 12 px along it
+    assert moved == pytest.approx((12.0, 0.0) if width > height else (0.0, 12.0), abs=1.5)
+
+
 def test_a_cut_to_a_picture_that_shares_nothing_has_no_step() -> None:
     """Phase correlation always has a highest peak; where the two frames share nothing it is noise
     (here it said the picture jumped 165 px), so a weak peak is no step."""

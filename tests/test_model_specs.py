@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
 
 from server.cli import EXIT_STARTUP_ERROR
+from server.inference.detections import detect
 from server.inference.models import ModelError, load_model
+from server.scene import Scene
 from tests.support.rtsp_camera import free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,6 +46,26 @@ def test_a_corrupt_onnx_file_is_a_model_error_at_load_not_at_the_first_frame(tmp
     with pytest.raises(ModelError, match=r"^--model .*x\.onnx: cannot load it \(") as caught:
         load_model(str(junk))
     assert "\n" not in str(caught.value)
+
+
+def test_an_exported_detection_model_is_loaded_as_one_whatever_its_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The task comes from what the export recorded: named like ultralytics names it (no -det), a
+    detection model was taken for segmentation and failed on every frame, looking for masks."""
+    pytest.importorskip("onnxruntime", reason="needs the onnx extra: pip install '.[onnx]'")
+    from ultralytics import YOLO
+
+    monkeypatch.chdir(tmp_path)  # the export is written beside its input: here, the current folder
+    untrained = YOLO("yolov8n.yaml")  # built from ultralytics' yaml: a detection model, nothing downloaded
+    with warnings.catch_warnings():  # torch deprecates the exporter ultralytics calls, as `segcast export` knows
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        exported = Path(untrained.export(format="onnx", imgsz=64, dynamic=True, simplify=False, verbose=False))
+    model = load_model(str(exported))
+    assert model.task == "detect"
+    [found] = detect(model, [Scene(seed=7).render(60)[0]], conf=0.0, max_det=5)
+    assert found.make_outline is None and len(found) <= 5
 
 
 @pytest.mark.parametrize("model", ["", ".", "x_openvino_model", "x.onnx"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -153,9 +155,111 @@ def test_a_file_played_again_starts_its_tracks_afresh() -> None:
 
     first, second = passes
     assert {t.track_id for tracks, _ in first for t in tracks} == {1}
-    assert [(e.kind, e.track_id) for e in second[0][1]] == [(TrackEventKind.END, 1), (TrackEventKind.START, 2)]
+    # As docs/protocol.md orders a frame's events: starts first, then ends.
+    assert [(e.kind, e.track_id) for e in second[0][1]] == [(TrackEventKind.START, 2), (TrackEventKind.END, 1)]
     assert {t.track_id for tracks, _ in second for t in tracks} == {2}, "a new id, none used before"
     assert max(t.age_s for tracks, _ in second for t in tracks) == pytest.approx(1.9), "its age starts again"
+
+
+@pytest.mark.parametrize("kind", tracker_kinds())
+def test_every_tracker_keeps_a_lost_track_for_its_buffer_in_media_time(kind: str) -> None:
+    """Processed at 5 fps, a track lost is kept for ``track_buffer`` / 30 s as at any other rate, and
+    ends within two frames of that (tracktrack keeps its buffer under another name: it kept 6 s)."""
+    fps = 5.0
+    options = StreamOptions(tracker=kind)
+    tracker = StreamTracker("cam", NAMES, options, fps)
+    buffer_frames = round(float(options.tracker_config()["track_buffer"]) / 30 * fps)
+    image = np.full((192, 320, 3), 90, np.uint8)
+    ended = None
+    for index in range(100):
+        rows = [[50 + index, 50, 110 + index, 110, 0.9, 0]] if index < 20 else []
+        _, events = tracker.update(
+            box_result(image, rows), Frame("cam", index, 1000.0 + index / fps, index / fps, image)
+        )
+        if any(e.kind is TrackEventKind.END for e in events):
+            ended = index
+            break
+    assert ended is not None, "the track never ended"
+    assert buffer_frames <= ended - 19 <= buffer_frames + 2, (kind, buffer_frames, ended - 19)
+
+
+@pytest.mark.parametrize(
+    ("kind", "gap_s", "kept"),
+    [("segtrack", 4.0, True), ("segtrack", 600.0, False), ("bytetrack", 3.0, True), ("bytetrack", 8.0, False)],
+)
+def test_tracks_end_when_the_video_stops_for_longer_than_the_lost_track_buffer(
+    kind: str, gap_s: float, kept: bool
+) -> None:
+    """A camera back after an outage longer than the tracker keeps a lost track (segtrack 5 s,
+    ByteTrack 1 s, but at least 5 s: a shorter stall is ridden out) shows a new scene: its tracks end
+    there and start anew, with new ids and ages. The tracker itself counts the gap as one frame and
+    would carry them across it."""
+    image = np.zeros((240, 320, 3), np.uint8)
+    tracker = StreamTracker("cam", NAMES, StreamOptions(tracker=kind), 10.0)
+    parked = [[100, 80, 160, 140, 0.9, 1]]
+    for index in range(20):
+        tracker.update(box_result(image, parked), Frame("cam", index, 1000.0 + index / 10, index / 10, image))
+    back = 1.9 + gap_s
+    tracks, events = tracker.update(box_result(image, parked), Frame("cam", 20, 1000.0 + back, back, image))
+    (track,) = tracks
+    if kept:
+        assert (track.track_id, events) == (1, ())
+        assert track.age_s == pytest.approx(back)
+    else:
+        assert [(e.kind, e.track_id) for e in events] == [(TrackEventKind.START, 2), (TrackEventKind.END, 1)]
+        assert (track.track_id, track.age_s) == (2, 0.0)
+        assert events[1].age_s == pytest.approx(1.9), "its age does not count the outage"
+
+
+@pytest.mark.parametrize("kind", ["segtrack", "bytetrack"])
+def test_a_box_that_is_not_a_number_is_no_detection(kind: str) -> None:
+    """A model gone wrong gives NaN or infinite boxes: the object beside them is still tracked, and what
+    goes to viewers is JSON a browser parses (no NaN in it)."""
+    image = np.zeros((240, 320, 3), np.uint8)
+    tracker = StreamTracker("cam", NAMES, StreamOptions(tracker=kind), 10.0)
+    rows = [[np.nan, 80, 160, 140, 0.9, 1], [10, 10, np.inf, 50, 0.8, 0], [200, 100, 260, 180, 0.9, 0]]
+    for index in range(3):
+        tracks, events = tracker.update(
+            Detections(np.array(rows, np.float32)), Frame("cam", index, 1000.0 + index / 10, 0.1 * index, image)
+        )
+        assert [track.box for track in tracks] == [(200.0, 100.0, 260.0, 180.0)]
+        json.dumps([track.to_json() for track in tracks] + [event.to_json() for event in events], allow_nan=False)
+
+
+def test_a_stream_processed_slower_than_its_lost_track_buffer_keeps_its_ids() -> None:
+    """ByteTrack keeps a lost track 1 s, but a stream processed every 2 s is no outage on every frame:
+    at any rate the tracker keeps a lost track one frame."""
+    image = np.zeros((240, 320, 3), np.uint8)
+    tracker = StreamTracker("cam", NAMES, StreamOptions(tracker="bytetrack"), 0.5)
+    ids: set[int] = set()
+    for index in range(10):
+        rows = [[100 + 2 * index, 80, 160 + 2 * index, 140, 0.9, 1]]
+        seconds = 2.0 * index + 0.1 * (index % 2)  # with some jitter
+        tracks, _ = tracker.update(box_result(image, rows), Frame("cam", index, 1000.0 + seconds, seconds, image))
+        ids |= {t.track_id for t in tracks}
+    assert ids == {1}
+
+
+def test_a_tracker_that_follows_another_ends_its_tracks_and_goes_on_with_its_ids() -> None:
+    """A stream restarted with new settings: the old tracker's tracks end on the new one's first frame
+    (after its starts, as on any frame), and the new ids come after the old ones."""
+    image = np.zeros((240, 320, 3), np.uint8)
+    old = StreamTracker("cam", NAMES, StreamOptions(), 10.0)
+    two = [[20, 20, 80, 80, 0.9, 0], [200, 20, 260, 80, 0.9, 1]]
+    for index in range(5):
+        old.update(box_result(image, two), Frame("cam", index, 1000.0 + index / 10, index / 10, image))
+    new = StreamTracker("cam", NAMES, StreamOptions(tracker="bytetrack", conf=0.5), 10.0, follows=old)
+    tracks, events = new.update(box_result(image, two), Frame("cam", 0, 2000.0, 0.0, image))
+    assert sorted(t.track_id for t in tracks) == [3, 4]
+    assert [(e.kind, e.track_id) for e in events] == [
+        (TrackEventKind.START, 3),
+        (TrackEventKind.START, 4),
+        (TrackEventKind.END, 1),
+        (TrackEventKind.END, 2),
+    ]
+    assert events[2].age_s == pytest.approx(0.4) and events[2].box == (20.0, 20.0, 80.0, 80.0)
+    _, later = new.update(box_result(image, two), Frame("cam", 1, 2000.1, 0.1, image))
+    assert later == ()
 
 
 def test_velocity_is_in_pixels_per_second_of_media_time() -> None:

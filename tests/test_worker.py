@@ -2,21 +2,68 @@
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
+import time
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pytest
+import torch
+from ultralytics.engine.results import Results
 
-from server.frames import Frame, FrameResult, TrackEventKind
-from server.inference.models import ModelError
+from server import streams
+from server.analytics.events import AnalyticsEvent, AnalyticsEventKind
+from server.config import Settings, StreamConfig
+from server.delivery.encode import FramePacket
+from server.frames import Frame, FrameResult, TrackEvent, TrackEventKind
+from server.inference.models import InferenceStatus, ModelError
 from server.inference.worker import InferenceOptions, InferenceWorker
 from server.options import StreamOptions
 from server.scene import Scene
-from tests.support.detections import TruthModel
+from server.sources import StreamState
+from tests.support.detections import NAMES, TruthModel
 from tests.support.driver import RESULT_TIMEOUT_S, Driver
 
+if TYPE_CHECKING:
+    from ultralytics import YOLO
+
 SEED = 7
+
+
+class FixedModel:
+    """Stands in for a detection model that sees the same ``rows`` (x1, y1, x2, y2, conf, class) in
+    every image, and keeps at most ``max_det`` of them, the most confident first, as NMS does."""
+
+    names = NAMES
+
+    def __init__(self, rows: list[list[float]]) -> None:
+        self.overrides: dict[str, Any] = {"imgsz": 320}
+        self.rows = sorted(rows, key=lambda row: -row[4])
+
+    def predict(self, images: list[np.ndarray], max_det: int = 300, **kwargs: Any) -> list[Results]:
+        boxes = torch.tensor(self.rows[:max_det], dtype=torch.float32).reshape(-1, 6)
+        return [Results(image, "", NAMES, boxes=boxes) for image in images]
+
+
+class DroppingModel(TruthModel):
+    """Leaves the last result out of its first answer, like a broken model or export might."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped = False
+
+    def predict(self, images: list[np.ndarray], **kwargs: Any) -> list[Results]:
+        results = super().predict(images, **kwargs)
+        if self.dropped:
+            return results
+        self.dropped = True
+        return results[:-1]
+
+
+def track_events(result: FrameResult) -> list[tuple[TrackEventKind, int]]:
+    return [(e.kind, e.track_id) for e in result.events if isinstance(e, TrackEvent)]
 
 
 def track_rows(result: FrameResult) -> list[tuple[object, ...]]:
@@ -61,6 +108,31 @@ def test_streams_with_different_confidence_share_a_call_and_keep_their_own_thres
         # One call, run as low as the trackers look (ByteTrack's track_low_thresh), not at either conf.
         assert (size, kwargs["conf"]) == (2, 0.1)
         assert results["lax"].tracks and not results["strict"].tracks
+
+
+def test_a_stream_capped_at_one_detection_still_gets_its_class_behind_a_more_confident_other() -> None:
+    """NMS caps its boxes before a stream's class filter: run at the stream's own max_det, a disc scoring
+    0.9 would leave no room for the triangle (0.5) the stream asks for. The cap applies after the filter."""
+    rows = [[20, 20, 80, 80, 0.9, 0], [200, 20, 260, 80, 0.5, 2]]
+    with Driver(FixedModel(rows)) as driver:
+        driver.add("triangles", Scene(seed=1), StreamOptions.from_mapping({"classes": ["triangle"], "max_det": 1}))
+        driver.add("capped", Scene(seed=2), StreamOptions.from_mapping({"max_det": 1}))
+        alone = driver.step({"triangles": 40})["triangles"]
+        batched = driver.together([driver.frame("triangles", 41), driver.frame("capped", 41)])
+    assert [t.class_name for t in alone.tracks] == ["triangle"]
+    assert [t.class_name for t in batched["triangles"].tracks] == ["triangle"]
+    assert [t.class_name for t in batched["capped"].tracks] == ["disc"]
+
+
+def test_a_model_giving_fewer_results_than_images_fails_those_frames_not_the_thread() -> None:
+    with Driver(DroppingModel()) as driver:
+        driver.add("cam", Scene(seed=1))
+        driver.put(driver.frame("cam", 40))
+        driver.wait_taken("cam")
+        assert driver.step({"cam": 41})["cam"].frame.seq == 41
+        stats = driver.worker.stats("cam")
+        assert stats is not None and (stats.errors, stats.processed) == (1, 1)
+        assert stats.last_error is not None and stats.last_error.startswith("model failed")
 
 
 def test_two_streams_batched_get_exactly_the_tracks_each_gets_alone() -> None:
@@ -142,6 +214,109 @@ def test_a_stream_removed_and_added_again_starts_fresh_and_the_other_is_untouche
         assert len(fresh["a"].events) == len(fresh["a"].tracks)
         assert {t.track_id for t in fresh["b"].tracks} == b_ids, "the other stream keeps its tracks"
         assert driver.results.empty()
+
+
+def test_a_restarted_stream_ends_its_tracks_and_zone_visits_and_its_ids_go_on() -> None:
+    """A stream restarted with new settings (a PATCH) gets a fresh tracker, but its open tracks end,
+    leaving their zones, on its first frame after the restart, and no id of it is given twice."""
+    with Driver(TruthModel()) as driver:
+        driver.add("a", Scene(seed=SEED), _zone("door"))
+        open_ids: set[int] = set()
+        for index in range(60, 66):
+            for kind, track_id in track_events(driver.step({"a": index})["a"]):
+                if kind is TrackEventKind.START:
+                    open_ids.add(track_id)
+                else:
+                    open_ids.discard(track_id)
+        assert open_ids
+        driver.worker.remove_stream("a", restarting=True)
+        driver.add("a", Scene(seed=SEED), StreamOptions(conf=0.3))
+        first = driver.step({"a": 66})["a"]
+        later = driver.step({"a": 67})["a"]
+    new_ids = {t.track_id for t in first.tracks}
+    assert new_ids and min(new_ids) > max(open_ids), "ids go on after the old ones"
+    events = [(type(e).__name__, e.kind.value, e.track_id) for e in first.events]
+    exits = [("AnalyticsEvent", AnalyticsEventKind.ZONE_EXIT.value, i) for i in sorted(open_ids)]
+    starts = [("TrackEvent", "start", i) for i in sorted(new_ids)]
+    ends = [("TrackEvent", "end", i) for i in sorted(open_ids)]
+    assert sorted(events[: len(exits)]) == exits and events[len(exits) :] == [*starts, *ends], events
+    assert all(isinstance(e, AnalyticsEvent) and e.dwell_s is not None for e in first.events[: len(exits)])
+    assert first.analytics is None, "the new settings have no zones"
+    assert not any(kind is TrackEventKind.END for kind, _ in track_events(later))
+
+
+def test_ids_go_on_across_restarts_that_gave_no_frame_and_start_over_once_removed() -> None:
+    with Driver(TruthModel()) as driver:
+        driver.add("a", Scene(seed=SEED))
+        before = {t.track_id for t in driver.step({"a": 60})["a"].tracks}
+        driver.worker.remove_stream("a", restarting=True)
+        driver.worker.remove_stream("a", restarting=True)  # its new source did not open; restarted again
+        driver.add("a", Scene(seed=SEED))
+        driver.worker.remove_stream("a", restarting=True)  # restarted again before its first frame
+        driver.add("a", Scene(seed=SEED))
+        after = driver.step({"a": 61})["a"]
+        assert min(t.track_id for t in after.tracks) > max(before)
+        assert sorted(i for kind, i in track_events(after) if kind is TrackEventKind.END) == sorted(before)
+        driver.remove("a")
+        driver.add("a", Scene(seed=SEED))
+        assert min(t.track_id for t in driver.step({"a": 62})["a"].tracks) == 1, "removed, it starts over"
+
+
+class Listener:
+    """The viewers' side of a `streams.StreamManager`: every published result, in order."""
+
+    def __init__(self) -> None:
+        self.results: queue.Queue[FrameResult] = queue.Queue()
+
+    def publish_threadsafe(self, packet: FramePacket) -> None:
+        self.results.put(packet.result)
+
+    def state_threadsafe(self, stream_id: str, state: StreamState, error: str | None) -> None:
+        pass
+
+    def inference_threadsafe(self, status: InferenceStatus) -> None:
+        pass
+
+    def stream_added_threadsafe(self, stream_id: str) -> None:
+        pass
+
+    def stream_removed_threadsafe(self, stream_id: str) -> None:
+        pass
+
+    def next_with_tracks(self, since: float = 0.0) -> tuple[FrameResult, list[tuple[TrackEventKind, int]]]:
+        """The next result of a frame captured ``since`` then showing a track, and the track events of it
+        and of the results before it since then (older ones are a replaced source's, as for the hub)."""
+        events: list[tuple[TrackEventKind, int]] = []
+        while True:
+            result = self.results.get(timeout=RESULT_TIMEOUT_S)
+            if result.frame.capture_time < since:
+                continue
+            events += track_events(result)
+            if result.tracks:
+                return result, events
+
+
+def test_a_stream_restarted_by_new_settings_ends_its_tracks_and_its_ids_go_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through `StreamManager.replace`, as a PATCH of ``conf`` does it, with a live (scene) source."""
+    model = FixedModel([[100, 80, 160, 140, 0.9, 1]])
+    monkeypatch.setattr(
+        streams, "InferenceWorker", functools.partial(InferenceWorker, load=lambda _: cast("YOLO", model))
+    )
+    listener = Listener()
+    manager = streams.StreamManager(Settings(model="fixed"), listener)
+    manager.start()
+    try:
+        manager.add(StreamConfig("cam", "scene:?seed=1"))
+        before, _ = listener.next_with_tracks()
+        restarted_at = time.time()
+        manager.replace(StreamConfig("cam", "scene:?seed=1", options=StreamOptions(conf=0.3)))
+        after, events = listener.next_with_tracks(since=restarted_at)
+    finally:
+        manager.stop()
+    [old] = [t.track_id for t in before.tracks]
+    [new] = [t.track_id for t in after.tracks]
+    assert new > old
+    assert (TrackEventKind.END, old) in events and events.count((TrackEventKind.START, new)) == 1
 
 
 def test_a_frame_of_a_stream_removed_while_in_the_model_is_never_delivered() -> None:

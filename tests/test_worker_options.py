@@ -64,6 +64,8 @@ def test_stream_values_override_the_defaults_they_are_read_over() -> None:
         ({"tracker_settings": {"track_buffer": float("inf")}}, "tracker_settings.track_buffer:"),  # not JSON
         ({"tracker_settings": {"track_buffer": 10**400}}, "tracker_settings.track_buffer:"),
         ({"tracker_settings": {"fuse_score": 1}}, "tracker_settings.fuse_score:"),
+        ({"tracker": "ocsort", "tracker_settings": {"delta_t": 2.5}}, "tracker_settings.delta_t: expected a whole"),
+        ({"tracker_settings": {"track_buffer": 60.0}}, "tracker_settings.track_buffer: expected a whole number"),
         ({"tracker_settings": {"with_reid": True}}, "tracker_settings.with_reid:"),
         ({"tracker_settings": [1]}, "tracker_settings:"),
         ({"confidence": 0.5}, "confidence:"),
@@ -73,6 +75,11 @@ def test_a_bad_value_is_refused_naming_its_key(values: dict[str, object], key: s
     with pytest.raises(ValueError) as raised:
         StreamOptions.from_mapping(values)
     assert str(raised.value).startswith(key), str(raised.value)
+
+
+def test_a_whole_number_is_a_value_for_a_setting_whose_default_is_a_fraction() -> None:
+    options = StreamOptions.from_mapping({"tracker": "ocsort", "tracker_settings": {"delta_t": 2, "inertia": 1}})
+    assert dict(options.tracker_settings) == {"delta_t": 2, "inertia": 1}
 
 
 def test_the_tracker_error_lists_every_ultralytics_tracker() -> None:

@@ -112,12 +112,14 @@ def load_model(spec: str) -> YOLO:
     target = resolve_model_path(spec)
     _check_runtime(spec, target)
     try:
-        model = YOLO(target, task=_task_hint(target))
-        if _task_hint(target) is None:
+        if target.endswith((".pt", ".yaml")):
+            model = YOLO(target)
             classes = len(model.names)
         else:
+            metadata = _exported_metadata(target)
+            model = YOLO(target, task=_exported_task(target, metadata))
             overrides: dict[str, Any] = model.overrides
-            if "imgsz" not in overrides and (imgsz := _exported_imgsz(_exported_metadata(target))):
+            if "imgsz" not in overrides and (imgsz := _exported_imgsz(metadata)):
                 overrides["imgsz"] = imgsz
             classes = len(_open_export(model))
     except Exception as exc:  # ultralytics raises many kinds: pickle, onnx, openvino errors, StopIteration
@@ -206,8 +208,11 @@ def _exported_imgsz(metadata: dict[str, Any]) -> int | None:
     return None
 
 
-def _task_hint(target: str) -> str | None:
-    """Exported models do not always record their task; segcast's are segmentation unless named -det."""
-    if target.endswith(".pt") or target.endswith(".yaml"):
-        return None
+def _exported_task(target: str, metadata: dict[str, Any]) -> str:
+    """The task an export recorded (ultralytics writes it into every export it makes); else, for one that
+    did not, segcast's naming: segmentation unless named -det. A detection model taken for segmentation
+    would fail on every frame, looking for masks it does not have."""
+    task = metadata.get("task")
+    if isinstance(task, str) and task:
+        return task
     return "detect" if "-det" in Path(target).name else "segment"

@@ -9,9 +9,11 @@ Frames share one ``predict`` call only when that cannot change their results: sa
 NMS IoU and kind, and image shape (ultralytics letterboxes a batch of mixed shapes differently from a single
 image). Confidence, class filter and max detections are applied per stream after the call, which is
 run at the lowest confidence any stream's tracker takes (`detection_conf`: below the reporting
-``conf``, down to the tracker's low threshold) and the highest max detections of the group; greedy
-NMS keeps exactly the same higher-scoring boxes either way. So a stream gets the same tracks batched
-or alone.
+``conf``, down to the tracker's low threshold) and at no fewer than ultralytics' 300 detections
+(more if a stream of the group asks for more): NMS caps its boxes before a stream's class filter,
+so a stream's own lower ``max_det`` there would cost it its classes' boxes to higher-scoring ones of
+other classes. Greedy NMS keeps exactly the same higher-scoring boxes either way. So a stream gets
+the same tracks batched or alone.
 
 A model on a Triton server (`server.triton`) is pipelined: up to `REMOTE_IN_FLIGHT` batches are
 out at once, so while the server runs one the thread tracks and delivers the one before, and its
@@ -38,7 +40,7 @@ from server.analytics.events import AnalyticsEvent, Counts
 from server.frames import MIN_FRAME_SIDE_PX, Frame, FrameResult, TrackEvent
 from server.inference.detections import Detections, detect
 from server.inference.models import InferenceStatus, InferenceUnavailable, ModelError, open_model
-from server.options import StreamOptions
+from server.options import DEFAULT_MAX_DET, StreamOptions
 from server.sources.base import LatestFrame
 from server.tracking import StreamTracker, class_ids, detection_conf
 from server.triton.model import PendingDetections, TritonModel
@@ -113,13 +115,17 @@ class StreamStats:
 class _Registration:
     """One stream as the worker sees it; a re-added stream id gets a new one, hence a fresh tracker.
 
-    Counters are written by the inference thread only; other threads just read them.
+    Counters are written by the inference thread only; other threads just read them. ``restarts`` is
+    the registration of the same id this one restarts (`remove_stream` with ``restarting``): its
+    tracker and analytics, or those of the one it restarted in turn if it never had a frame, are
+    taken over on this one's first frame.
     """
 
     stream_id: str
     fps: float
     options: StreamOptions
     slot: LatestFrame
+    restarts: _Registration | None = None
     tracker: StreamTracker | None = None
     analytics: StreamAnalytics | None = None
     analytics_options: StreamOptions | None = None  # the options ``analytics`` was made for
@@ -175,6 +181,8 @@ class InferenceWorker:
         self._load = load
         self._lock = threading.Lock()
         self._streams: dict[str, _Registration] = {}
+        #: Streams removed to be added again with new settings (`remove_stream`), until they are.
+        self._restarting: dict[str, _Registration] = {}
         self._work_ready = threading.Event()
         self._stop = threading.Event()
         self._loaded = threading.Event()
@@ -254,11 +262,14 @@ class InferenceWorker:
         """Register a stream and return the slot its reader should fill.
 
         ``fps`` is the source's nominal rate, only the tracker's first guess: it then follows the
-        rate the stream is really processed at. Re-adding an id replaces the stream with a fresh one.
+        rate the stream is really processed at. Re-adding an id replaces the stream with a fresh one,
+        unless it was removed ``restarting``: then the new one carries on from it (see `remove_stream`).
         """
         slot = LatestFrame(self._work_ready)
         with self._lock:
-            self._streams[stream_id] = _Registration(stream_id, fps, options or self.stream_defaults, slot)
+            restarts = self._restarting.pop(stream_id, None)
+            options = options or self.stream_defaults
+            self._streams[stream_id] = _Registration(stream_id, fps, options, slot, restarts)
         return slot
 
     def change_shapes(self, stream_id: str, options: StreamOptions) -> bool:
@@ -275,10 +286,20 @@ class InferenceWorker:
             registration.options = options
         return True
 
-    def remove_stream(self, stream_id: str) -> None:
-        """Forget a stream: a frame of it already in the model is dropped, never delivered."""
+    def remove_stream(self, stream_id: str, restarting: bool = False) -> None:
+        """Forget a stream: a frame of it already in the model is dropped, never tracked nor delivered.
+
+        ``restarting``: it is coming back with new settings (`add_stream` with the same id, now or after
+        its new source failed to open). Then the stream's ids carry on after the ones it gave so far, and
+        its tracks and their zone visits end on the restarted stream's first frame, as on a looped
+        file's (`StreamTracker` ``follows``). A plain removal forgets the id: added again, it starts over.
+        """
         with self._lock:
-            self._streams.pop(stream_id, None)
+            registration = self._streams.pop(stream_id, None)
+            if not restarting:
+                self._restarting.pop(stream_id, None)
+            elif registration is not None:
+                self._restarting[stream_id] = registration
 
     def counts(self, stream_id: str) -> Counts | None:
         """The stream's newest zone and line counts; None if it has no zones or lines (or is unknown).
@@ -427,13 +448,14 @@ class InferenceWorker:
             self._track_and_deliver(job)
 
     def _predict_options(self, group: list[_Job], imgsz: int | None, iou: float, agnostic: bool) -> dict[str, Any]:
-        """One call for several streams: at the lowest confidence and highest max detections among them."""
+        """One call for several streams: at the lowest confidence among them, and at least ultralytics'
+        default max detections, each stream's own cap being applied after its class filter (`StreamTracker`)."""
         return {
             "imgsz": imgsz,
             "iou": iou,
             "agnostic_nms": agnostic,
             "conf": min(detection_conf(job.registration.options) for job in group),
-            "max_det": max(job.registration.options.max_det for job in group),
+            "max_det": max(DEFAULT_MAX_DET, *(job.registration.options.max_det for job in group)),
             "device": self._options.device,
             "quantize": 16 if self._options.use_half else None,  # ultralytics' successor of half=True
             "verbose": False,
@@ -444,6 +466,7 @@ class InferenceWorker:
         started = time.perf_counter()
         try:
             results = detect(model, [job.frame.image for job in group], fast_masks=self._options.fast_masks, **kwargs)
+            found = list(zip(group, results, strict=True))  # a result short or over costs these frames, not the thread
         except Exception as exc:
             if len(group) > 1:
                 for job in group:
@@ -455,20 +478,21 @@ class InferenceWorker:
             )
             return
         elapsed_ms = (time.perf_counter() - started) * 1000 / len(group)
-        for job, detections in zip(group, results, strict=True):
+        for job, detections in found:
             job.detections, job.inference_ms = detections, elapsed_ms
 
     def _track_and_deliver(self, job: _Job) -> None:
         registration, frame = job.registration, job.frame
+        if not self._current(registration):
+            return  # removed (or restarted) while in the model: its tracks must not start unseen
         if job.error is None and job.detections is not None:
             try:
                 if registration.tracker is None:
-                    registration.tracker = StreamTracker(
-                        registration.stream_id, self.class_names, registration.options, registration.fps
-                    )
+                    registration.tracker = self._new_tracker(registration)
                 tracks, track_events = registration.tracker.update(job.detections, frame)
                 options = registration.options  # read once: `change_shapes` may replace it meanwhile
                 analytics, exits = self._analytics(registration, options, frame)
+                exits = (*_restart_exits(registration, frame), *exits)
                 events: tuple[TrackEvent | AnalyticsEvent, ...] = (*exits, *track_events)
                 if analytics is not None:
                     tracks, events = analytics.update(tracks, track_events, frame)
@@ -488,13 +512,21 @@ class InferenceWorker:
                 registration.frame_size = (frame.image.shape[1], frame.image.shape[0])
                 if registration.processed > 1:
                     registration.processing_fps = registration.tracker.processing_fps
-                with self._lock:
-                    current = self._streams.get(registration.stream_id) is registration
-                if current:  # removed (or replaced) while in the model: its frames must not leak out
+                if self._current(registration):  # removed (or restarted) meanwhile: its frames must not leak out
                     shown = None if analytics is None else analytics.frame_analytics
                     self._deliver(FrameResult(frame, tracks, job.inference_ms, events, shown))
                 return
         self._fail(registration, frame, job.error or "no result from the model")
+
+    def _current(self, registration: _Registration) -> bool:
+        with self._lock:
+            return self._streams.get(registration.stream_id) is registration
+
+    def _new_tracker(self, registration: _Registration) -> StreamTracker:
+        """The stream's tracker, made on its first frame; a restarted stream's goes on from its old one."""
+        restarted = _restarted(registration)
+        follows = None if restarted is None else restarted.tracker
+        return StreamTracker(registration.stream_id, self.class_names, registration.options, registration.fps, follows)
 
     def _analytics(
         self, registration: _Registration, options: StreamOptions, frame: Frame
@@ -572,6 +604,26 @@ def _model_failed(group: list[_Job], exc: Exception) -> None:
     for job in group:
         job.error = f"model failed: {type(exc).__name__}: {exc}"
     log.warning("[%s] model failed on frame %d", group[0].registration.stream_id, group[0].frame.seq, exc_info=True)
+
+
+def _restarted(registration: _Registration) -> _Registration | None:
+    """What ``registration`` restarts and carries on from: the last of its id to have had a tracker."""
+    previous = registration.restarts
+    while previous is not None and previous.tracker is None:  # restarted again before it had a frame
+        previous = previous.restarts
+    registration.restarts = previous
+    return previous
+
+
+def _restart_exits(registration: _Registration, frame: Frame) -> tuple[AnalyticsEvent, ...]:
+    """On a restarted stream's first frame, the exits of the zone visits it had: its tracks end there.
+
+    They end in the stream's old analytics, whose shapes and counts the restart left behind.
+    """
+    restarted, registration.restarts = _restarted(registration), None
+    if restarted is None or restarted.analytics is None:
+        return ()
+    return restarted.analytics.reshaped((), (), frame)[1]
 
 
 def _new_shapes(applied: StreamOptions, options: StreamOptions) -> tuple[str, ...]:

@@ -12,7 +12,11 @@ frames' media time): a lost track is kept for the same *time* however many frame
 
 A file that plays again from its start (``--loop``) is a new scene, though its media time runs on:
 every track ends there and the tracker starts afresh, so no object keeps an id (and an age) across
-the jump because it happens to stand where another stood at the end of the last pass.
+the jump because it happens to stand where another stood at the end of the last pass. So does a
+stream whose media time jumps further than its tracker keeps a lost track (a camera back after an
+outage): the tracker counts the gap as one frame and would carry every track, its age and its zone
+visits across it. A stream restarted with new settings goes on from its old tracker (``follows``).
+Ids are never reused within a stream across any of these.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ TRACKER_CONFIG_FPS = 30.0
 #: Tracker attributes that count frames, and the config key each comes from.
 _FRAME_COUNTS = {
     "max_frames_lost": "track_buffer",
+    "max_time_lost": "track_buffer",  # tracktrack's name for the same
     "occ_reappear_window": "occ_reappear_window",
     "active_occ_to_lost_thresh": "active_occ_to_lost_thresh",
 }
@@ -123,7 +128,17 @@ class StreamTracker:
     only user.
     """
 
-    def __init__(self, stream_id: str, class_names: dict[int, str], options: StreamOptions, nominal_fps: float) -> None:
+    def __init__(
+        self,
+        stream_id: str,
+        class_names: dict[int, str],
+        options: StreamOptions,
+        nominal_fps: float,
+        follows: StreamTracker | None = None,
+    ) -> None:
+        """``follows``: the tracker of the stream this one restarts (new settings, same stream id). Its
+        ids go on from that one's, and that one's tracks, which no tracker of this one keeps, end on the
+        first frame this one is given."""
         self.stream_id = stream_id
         self._class_names = class_names
         self._options = options
@@ -138,11 +153,11 @@ class StreamTracker:
         }
         self._interval_s = 1.0 / nominal_fps if nominal_fps > 0 else 1.0 / TRACKER_CONFIG_FPS
         self._last_media_time: float | None = None
-        self._history: dict[int, _TrackHistory] = {}
+        self._history: dict[int, _TrackHistory] = {} if follows is None else dict(follows._history)
         self._restarts = 0  # the `Frame.restarts` of the frames this tracker has seen
         #: Added to the tracker's own ids: a fresh tracker counts from 1 again, a stream's ids never repeat.
-        self._id_base = 0
-        self._last_id = 0
+        self._id_base: int = 0 if follows is None else follows._last_id
+        self._last_id: int = self._id_base
         self._apply_rate()
 
     @property
@@ -154,10 +169,8 @@ class StreamTracker:
         """Advance the tracker by one frame; returns the tracks in it and the tracks that started or ended."""
         from ultralytics.engine.results import Boxes
 
-        events: list[TrackEvent] = []
-        if frame.restarts != self._restarts:
-            self._restarts = frame.restarts
-            events += self._start_over(frame)
+        restarted, self._restarts = frame.restarts != self._restarts, frame.restarts
+        ended = self._start_over(frame) if restarted or self._after_outage(frame.media_time) else []
         self._measure_rate(frame.media_time)
         detections = self._select(detections)
         if isinstance(self._tracker, SegTracker):  # it reads masks, not just boxes
@@ -165,6 +178,7 @@ class StreamTracker:
         else:
             rows = self._tracker.update(Boxes(detections.boxes, frame.image.shape[:2]), frame.image)
         tracks: list[Track] = []
+        started: list[TrackEvent] = []
         for row in rows:
             track_id, class_id, index = int(row[4]) + self._id_base, int(row[6]), int(row[7])
             if row[5] < self._options.conf and track_id not in self._history:
@@ -174,15 +188,21 @@ class StreamTracker:
             box = _box(detections.boxes[index] if found else row)
             outline = detections.outline(index) if found else None
             polygon = simplify(outline) if outline is not None else None
-            track, started = self._observe(track_id, class_id, float(row[5]), box, polygon, frame)
+            track, start = self._observe(track_id, class_id, float(row[5]), box, polygon, frame)
             tracks.append(track)
-            if started is not None:
-                events.append(started)
-        events += self._ended(frame)
-        return tuple(tracks), tuple(events)
+            if start is not None:
+                started.append(start)
+        return tuple(tracks), (*started, *ended, *self._ended(frame))  # starts first, as docs/protocol.md says
 
     def _select(self, detections: Detections) -> Detections:
-        """This stream's detections for its tracker: down to `detection_conf`, of its classes, at most ``max_det``."""
+        """This stream's detections for its tracker: down to `detection_conf`, of its classes, at most ``max_det``.
+
+        A box that is not a number (a half-precision model overflowing, a remote model gone wrong) is
+        no detection: it would reach the viewers' JSON as ``NaN``, which browsers refuse to parse.
+        """
+        finite = np.isfinite(detections.boxes[:, :4]).all(axis=1)
+        if not finite.all():
+            detections = detections.select(np.flatnonzero(finite))
         conf = detections.confidence
         keep = conf >= self._tracker_conf
         if self._class_ids is not None:
@@ -244,13 +264,27 @@ class StreamTracker:
         return track, started
 
     def _start_over(self, frame: Frame) -> list[TrackEvent]:
-        """End every track and replace the tracker: the media started again, so none of them is in it."""
+        """End every track and replace the tracker: the media started again, or an outage outlasted every
+        track, so none of them is in it."""
         events = [self._event(TrackEventKind.END, i, history, frame) for i, history in self._history.items()]
         self._history.clear()
         self._tracker = make_tracker(self._options)
         self._id_base = self._last_id
         self._apply_rate()
         return events
+
+    def _after_outage(self, media_time: float) -> bool:
+        """Whether ``media_time`` comes longer after the last frame than the tracker keeps a lost track.
+
+        Its longest window (`_FRAME_COUNTS`, as a time), or two frames where the stream is processed so
+        slowly that one frame's interval is longer: the tracker keeps a lost track at least one frame.
+        Never under `MAX_RATE_GAP_S`: a shorter gap is a network or a worker that stalled for a moment
+        while the objects stayed in view, which a tracker rides out (ByteTrack's window is 1 s).
+        """
+        if self._last_media_time is None or not self._windows_s:
+            return False
+        kept_s = max(*self._windows_s.values(), 2 * self._interval_s, MAX_RATE_GAP_S)
+        return media_time - self._last_media_time > kept_s
 
     def _ended(self, frame: Frame) -> list[TrackEvent]:
         """End events for reported tracks the tracker no longer keeps, even as lost."""

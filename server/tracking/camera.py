@@ -23,6 +23,10 @@ import numpy as np
 #: Frames are compared this many pixels wide (or at their own width, if narrower). Twice this was
 #: more accurate on the generated scenes at three times the cost, and tracked no better.
 WORK_WIDTH = 160
+#: But never fewer than this many pixels on their short side (a very wide, short frame is shrunk
+#: less): 1 pixel high, phase correlation fails; 2, it finds no peak; 3, it finds half-pixel steps in
+#: a still picture.
+MIN_WORK_SIDE = 8
 #: The holes left where objects stand reach this far beyond their boxes and fade out over about as
 #: far again (the blur's sigma), in pixels of the small frames: the object's own edges must not show
 #: through. Tighter holes, or harder edges, doubled the error on a still camera's generated scenes.
@@ -48,18 +52,20 @@ class PictureShift:
         first frame, and a frame whose size differs from the one before, has no step: (0, 0).
         """
         height, width = image.shape[:2]
-        scale = min(WORK_WIDTH / width, 1.0)
+        scale = min(max(WORK_WIDTH / width, MIN_WORK_SIDE / min(width, height)), 1.0)
         small_size = (max(round(width * scale), 1), max(round(height * scale), 1))
         grey = cv2.cvtColor(cv2.resize(image, small_size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
         picture = grey.astype(np.float32)
         picture -= float(picture.mean())
         objects = objects * scale
+        if self._previous is None or self._size != (width, height):
+            # The size is kept only with a window made for it: a failure here must not leave the next
+            # frame weighted by the window of another size.
+            self._window = cv2.createHanningWindow(small_size, cv2.CV_32F)
+            self._size, self._previous, self._previous_objects = (width, height), picture, objects
+            return 0.0, 0.0
         previous, self._previous = self._previous, picture
         previous_objects, self._previous_objects = self._previous_objects, objects
-        same_size, self._size = self._size == (width, height), (width, height)
-        if previous is None or not same_size:
-            self._window = cv2.createHanningWindow(small_size, cv2.CV_32F)
-            return 0.0, 0.0
         weights = self._window * _background_weights(picture.shape, np.vstack([previous_objects, objects]))
         (dx, dy), response = cv2.phaseCorrelate(previous, picture, weights)
         if response < MIN_RESPONSE:
