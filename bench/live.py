@@ -149,15 +149,20 @@ class LatencyRun:
     seconds: float
     p50_ms: float
     p95_ms: float
-    first_p50_ms: float  # over the first third of the measured time
-    last_p50_ms: float  # over the last third
+    first_p50_ms: float | None  # over the first third of the measured time; None if no frame arrived in it
+    last_p50_ms: float | None  # over the last third
     rss_mb: list[tuple[float, float]]  # (seconds since start, resident MiB)
     latency: list[tuple[float, float]]  # (seconds since start, ms)
     processed_fps: float
 
     @property
     def flat(self) -> bool:
-        """Latency did not grow: the last third's median within 20% (or 10 ms) of the first third's."""
+        """Latency did not grow: the last third's median within 20% (or 10 ms) of the first third's.
+
+        A third in which no frame reached the viewer is not flat: the viewer was starved for it.
+        """
+        if self.first_p50_ms is None or self.last_p50_ms is None:
+            return False
         return self.last_p50_ms <= max(self.first_p50_ms * 1.2, self.first_p50_ms + 10.0)
 
     @property
@@ -185,6 +190,8 @@ def latency_run(model: str, video: Path, streams: int, imgsz: int, seconds: floa
 
 
 async def _latency(server: ServerProcess, streams: int, seconds: float) -> LatencyRun:
+    """Processed fps is over the time measured between the two counts, which runs past ``seconds`` by
+    up to one `RSS_SAMPLE_S`; latency's thirds are of that time too."""
     ps = server.ps
     async with aiohttp.ClientSession() as session, viewers(server, 1, record=True) as (viewer,):
         await asyncio.sleep(WARMUP_S)
@@ -195,22 +202,25 @@ async def _latency(server: ServerProcess, streams: int, seconds: float) -> Laten
         while (elapsed := time.monotonic() - started) < seconds:
             rss.append((elapsed, ps.memory_info().rss / 2**20))
             await asyncio.sleep(RSS_SAMPLE_S)
+        wall = time.monotonic() - started
         processed = await processed_count(session, server) - processed
     samples = [(t - started, latency * 1000) for t, latency in viewer.samples if t >= started]
     values = [ms for _, ms in samples]
-    third = seconds / 3
+    if not values:
+        raise RuntimeError(f"latency run, {streams} stream(s): no frame reached the viewer in {wall:.1f} s")
+    third = wall / 3
     first = [ms for t, ms in samples if t < third]
-    last = [ms for t, ms in samples if t >= seconds - third]
+    last = [ms for t, ms in samples if t >= wall - third]
     return LatencyRun(
         streams,
         seconds,
         statistics.median(values),
         percentile(values, 95),
-        statistics.median(first),
-        statistics.median(last),
+        statistics.median(first) if first else None,
+        statistics.median(last) if last else None,
         rss,
         samples,
-        processed / seconds,
+        processed / wall,
     )
 
 

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -82,22 +83,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="bundled", help="a .pt model to measure (default: the bundled one)")
     parser.add_argument("--imgsz", type=int, default=None, help="inference size (default: the model's own)")
-    parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated: pytorch,onnx,openvino")
-    parser.add_argument("--frames", type=int, default=150, help="frames per throughput measurement")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of seed loop and segcast per backend")
-    parser.add_argument("--stream-counts", default="1,2,4,8", help="streams for the multi-stream figure")
-    parser.add_argument("--stream-frames", type=int, default=30, help="frames per stream, multi-stream figure")
+    backends = _names(BACKENDS, "backend", "; Triton is measured by --only scaleout")
     parser.add_argument(
-        "--multistream-backends", default="pytorch,openvino", help="backends of the multi-stream figure"
+        "--backends", type=backends, default=",".join(BACKENDS), help="comma-separated: pytorch,onnx,openvino"
     )
-    parser.add_argument("--latency-s", type=float, default=40.0, help="seconds of the 1-stream latency run")
-    parser.add_argument("--memory-s", type=float, default=90.0, help="seconds of the 4-stream latency + memory run")
-    parser.add_argument("--viewers", default="1,10,50,100", help="viewer counts for the fan-out figure")
-    parser.add_argument("--fanout-s", type=float, default=15.0, help="seconds measured per viewer count")
-    parser.add_argument("--track-frames", type=int, default=300, help="scene frames scored for IDF1 per backend")
-    parser.add_argument("--busy-frames", type=int, default=100, help="frames per measurement on the busy scene")
-    parser.add_argument("--scaleout-s", type=float, default=30.0, help="seconds measured per scale-out set-up")
-    parser.add_argument("--only", default=",".join(SECTIONS), help="sections to run")
+    parser.add_argument("--frames", type=_count, default=150, help="frames per throughput measurement")
+    parser.add_argument("--rounds", type=_count, default=3, help="rounds of seed loop and segcast per backend")
+    parser.add_argument("--stream-counts", type=_counts, default="1,2,4,8", help="streams for the multi-stream figure")
+    parser.add_argument("--stream-frames", type=_count, default=30, help="frames per stream, multi-stream figure")
+    parser.add_argument(
+        "--multistream-backends", type=backends, default="pytorch,openvino", help="backends of the multi-stream figure"
+    )
+    parser.add_argument("--latency-s", type=_seconds, default=40.0, help="seconds of the 1-stream latency run")
+    parser.add_argument("--memory-s", type=_seconds, default=90.0, help="seconds of the 4-stream latency + memory run")
+    parser.add_argument("--viewers", type=_counts, default="1,10,50,100", help="viewer counts for the fan-out figure")
+    parser.add_argument("--fanout-s", type=_seconds, default=15.0, help="seconds measured per viewer count")
+    parser.add_argument("--track-frames", type=_count, default=300, help="scene frames scored for IDF1 per backend")
+    parser.add_argument("--busy-frames", type=_count, default=100, help="frames per measurement on the busy scene")
+    parser.add_argument("--scaleout-s", type=_seconds, default=30.0, help="seconds measured per scale-out set-up")
+    parser.add_argument(
+        "--only", type=_names(SECTIONS, "section"), default=",".join(SECTIONS), help="comma-separated sections to run"
+    )
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "segcast-bench")
     parser.add_argument(
         "--out", type=Path, default=None, help="the page to write, its plot beside it (default: --cache/benchmarks.md)"
@@ -112,13 +118,56 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.out is not None and args.update_docs:
         parser.error("--out and --update-docs name the same thing: give one")
+    if args.report_only and not (args.cache / LAST_RUN).exists():
+        parser.error(f"--report-only: no saved run in {args.cache} (no {LAST_RUN}); run python -m bench first")
     if args.out is None:  # a run on a developer's machine must not rewrite the tracked page by accident
         args.out = DOCS_PAGE if args.update_docs else args.cache / "benchmarks.md"
     if args.quick:
-        args.frames, args.rounds, args.stream_counts, args.stream_frames = 8, 1, "1,2", 4
-        args.latency_s, args.memory_s, args.viewers, args.fanout_s = 4.0, 4.0, "1,3", 3.0
+        args.frames, args.rounds, args.stream_counts, args.stream_frames = 8, 1, (1, 2), 4
+        args.latency_s, args.memory_s, args.viewers, args.fanout_s = 4.0, 4.0, (1, 3), 3.0
         args.track_frames, args.busy_frames, args.scaleout_s = 10, 4, 4.0
     return args
+
+
+def _count(text: str) -> int:
+    """An argparse type for counts of frames, rounds, streams or viewers: 1 or more, checked at parse time."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be 1 or more")
+    return value
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    """Comma-separated `_count`s."""
+    return tuple(_count(part) for part in text.split(","))
+
+
+def _seconds(text: str) -> float:
+    """An argparse type for a duration: more than 0 s (a latency run of 0 s has no frame to measure)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0")
+    return value
+
+
+def _names(choices: tuple[str, ...], what: str, hint: str = "") -> Callable[[str], tuple[str, ...]]:
+    """An argparse type for comma-separated names among ``choices``: a typo is an error at parse time,
+    before minutes of set-up, rather than a KeyError after it or a section silently left out."""
+
+    def parse(text: str) -> tuple[str, ...]:
+        names = tuple(text.split(","))
+        unknown = [name for name in names if name not in choices]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown {what} {unknown[0]!r}; choose from {', '.join(choices)}{hint}")
+        return names
+
+    return parse
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     imgsz = args.imgsz or int(load_model(str(model_path)).overrides.get("imgsz", 640))
     frames = QUICK_VIDEO_FRAMES if args.quick else VIDEO_FRAMES
     video = _cached_video(args.cache / f"scene-{VIDEO_SEED}-{frames}.mp4", Scene(seed=VIDEO_SEED), frames)
-    sections = set(args.only.split(","))
+    sections = set(args.only)
     results = Results(machine=_machine(), settings=_settings(args, model_path, imgsz))
     started = time.monotonic()
     models = _backend_models(args, model_path, imgsz, results) if sections & {"throughput", "tracking"} else {}
@@ -175,9 +224,9 @@ def main(argv: list[str] | None = None) -> int:
             _say(f"masks {backend}: {json.dumps(results.masks[backend])}")
     if "multistream" in sections:
         for backend, model in _backend_models(args, model_path, imgsz, results).items():
-            if backend not in args.multistream_backends.split(","):
+            if backend not in args.multistream_backends:
                 continue
-            for streams in (int(n) for n in args.stream_counts.split(",")):
+            for streams in args.stream_counts:
                 for max_batch in (8, 1):
                     case = {"kind": "segcast", "model": model, "imgsz": imgsz, "streams": streams}
                     case |= {"max_batch": max_batch, "annotated": False, "frames": args.stream_frames * streams}
@@ -190,8 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             results.latency.append(run)
             _say(f"latency {streams} streams: p50 {run.p50_ms:.0f} ms, p95 {run.p95_ms:.0f} ms, flat {run.flat}")
     if "fanout" in sections:
-        counts = [int(n) for n in args.viewers.split(",")]
-        results.fanout = fanout_run(str(model_path), video, counts, imgsz, args.fanout_s)
+        results.fanout = fanout_run(str(model_path), video, list(args.viewers), imgsz, args.fanout_s)
         for point in results.fanout:
             _say(f"fan-out {point.viewers} viewers: {json.dumps(asdict(point))}")
     if "scaleout" in sections:
@@ -318,7 +366,7 @@ def _backend_models(args: argparse.Namespace, model_path: Path, imgsz: int, resu
     from server.inference.export import ExportError, Progress, export_model, missing_packages, output_name
 
     models: dict[str, str] = {}
-    for backend in args.backends.split(","):
+    for backend in args.backends:
         if backend == "pytorch":
             models[backend] = str(model_path)
             continue

@@ -60,8 +60,15 @@ class ScaleoutResults:
 
     @property
     def overhead_ratio(self) -> float | None:
-        ratios = [r["remote_fps"] / r["local_fps"] for r in self.overhead_rounds if r["local_fps"]]
+        """The mean of the rounds' ratios; None where no round gave one."""
+        ratios = [ratio for r in self.overhead_rounds if (ratio := round_ratio(r)) is not None]
         return statistics.mean(ratios) if ratios else None
+
+
+def round_ratio(overhead_round: dict[str, float]) -> float | None:
+    """Remote over local fps of one round; None where the local run processed nothing (no ratio to take)."""
+    local = overhead_round["local_fps"]
+    return overhead_round["remote_fps"] / local if local else None
 
 
 def run_scaleout(
@@ -196,19 +203,21 @@ def write_scaleout_report(results: ScaleoutResults, out: Path, command: str) -> 
         lines += [f"**Skipped**: {results.skipped}", ""]
     else:
         ratio = results.overhead_ratio
-        rounds = ", ".join(f"{r['remote_fps'] / r['local_fps']:.2f}" for r in results.overhead_rounds)
+        ratios = [_shown(round_ratio(r)) for r in results.overhead_rounds]
         lines += [
             "## Remote inference overhead (one node, one stream as fast as it goes)",
             "",
             "| round | in-process ONNX Runtime fps | Triton over gRPC fps | ratio |",
             "| --- | --- | --- | --- |",
         ]
-        for index, r in enumerate(results.overhead_rounds, 1):
-            lines.append(
-                f"| {index} | {r['local_fps']:.1f} | {r['remote_fps']:.1f} | {r['remote_fps'] / r['local_fps']:.2f} |"
-            )
+        for index, (r, shown) in enumerate(zip(results.overhead_rounds, ratios, strict=True), 1):
+            lines.append(f"| {index} | {r['local_fps']:.1f} | {r['remote_fps']:.1f} | {shown} |")
         goal = "met" if ratio is not None and ratio >= 0.85 else "missed"
-        lines += ["", f"Mean ratio {ratio:.2f} (rounds: {rounds}); goal >= 0.85: **{goal}**.", ""]
+        lines += [
+            "",
+            f"Mean ratio {_shown(ratio)} (rounds: {', '.join(ratios) or 'none'}); goal >= 0.85: **{goal}**.",
+            "",
+        ]
         lines += [
             "## Four cameras: one node inferring locally against two nodes sharing Triton",
             "",
@@ -225,6 +234,10 @@ def write_scaleout_report(results: ScaleoutResults, out: Path, command: str) -> 
     text = "\n".join(lines)
     out.write_text(text)
     return text
+
+
+def _shown(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.2f}"
 
 
 def _say(text: str) -> None:

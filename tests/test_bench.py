@@ -1,14 +1,23 @@
-"""The benchmark entry point runs end to end and writes its page (a smoke test: no figure is checked)."""
+"""The benchmark entry point runs end to end and writes its page; its flags, sections and live figures
+on hand-made input."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import numpy as np
 import pytest
 
+from bench.live import ServerProcess, Viewer
 from bench.run import Results, main
 
 
@@ -120,3 +129,146 @@ def test_the_like_for_like_seed_loop_draws_tracks_as_segcast_reports_them() -> N
     assert _drawn(first, 0.25, drawn_ids).tolist() == [True, False]
     assert _drawn(second, 0.25, drawn_ids).tolist() == [True, True]
     assert _drawn(third, 0.25, drawn_ids).tolist() == [True, True]
+
+
+def test_occlusion_id_recall_per_band_averages_only_the_seeds_with_boxes_in_it(tmp_path: Path) -> None:
+    # A short run: seed 11 reached the visible and partly hidden bands, seed 12 all three, seeds 13
+    # and 14 only the visible one (a seed's first band need not be every band, nor come first).
+    reached = [["visible", "partly hidden"], ["mostly hidden", "visible", "partly hidden"], ["visible"], ["visible"]]
+    recall = {"visible": 0.9, "partly hidden": 0.6, "mostly hidden": 0.2}
+
+    def seeds(reached: list[list[str]]) -> list[dict[str, object]]:
+        scores = {"idf1": 0.9, "hota": 0.8, "mota": 0.8, "switches": 1}
+        return [{**scores, "bands": {band: recall[band] for band in bands}} for bands in reached]
+
+    occlusion = {"seeds": [11, 12, 13, 14], "default": "bytetrack", "own": ["segtrack"], "cost_objects": 20}
+    occlusion |= {"cost_ms": {"segtrack": 1.0, "bytetrack": 0.5}}
+    occlusion["trackers"] = {"segtrack": seeds(reached), "bytetrack": seeds([["visible"]] * 4)}
+
+    page = page_of(tmp_path, Results(occlusion=occlusion))
+
+    assert "| 1 / 1 / 1 / 1 | 0.90 / 0.60 / 0.20 | 1.00 |" in page
+    assert "| 1 / 1 / 1 / 1 | 0.90 / - / - | 0.50 |" in page
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--backends", "pytorch,onxx"], "argument --backends: unknown backend 'onxx'; choose from pytorch, onnx"),
+        (["--backends", "triton"], "unknown backend 'triton'; choose from pytorch, onnx, openvino; Triton is"),
+        (["--multistream-backends", "openvno"], "argument --multistream-backends: unknown backend 'openvno'"),
+        (["--only", "throughput,tracknig"], "argument --only: unknown section 'tracknig'"),
+        (["--rounds", "0"], "argument --rounds: '0': must be 1 or more"),
+        (["--busy-frames", "0"], "argument --busy-frames: '0': must be 1 or more"),
+        (["--viewers", "1,0"], "argument --viewers: '0': must be 1 or more"),
+        (["--latency-s", "0"], "argument --latency-s: '0': must be more than 0"),
+    ],
+)
+def test_bad_flags_are_refused_before_anything_is_measured(
+    argv: list[str], says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench.run import parse_args
+
+    with pytest.raises(SystemExit) as exited:
+        parse_args([*argv, "--cache", str(tmp_path)])
+
+    assert exited.value.code == 2
+    assert says in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_report_only_without_a_saved_run_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--report-only", "--cache", str(tmp_path / "empty")])
+
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "error: --report-only: no saved run in" in err.splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    ("rounds", "shown"),
+    [([], "Mean ratio - (rounds: none)"), ([{"local_fps": 0.0, "remote_fps": 5.0}], "Mean ratio - (rounds: -)")],
+    ids=["no rounds", "local run processed nothing"],
+)
+def test_the_scaleout_page_shows_a_ratio_it_could_not_take_as_a_dash(
+    rounds: list[dict[str, float]], shown: str, tmp_path: Path
+) -> None:
+    from bench.scaleout import ScaleoutResults, write_scaleout_report
+
+    page = write_scaleout_report(ScaleoutResults(overhead_rounds=rounds), tmp_path / "scaleout.md", "python -m bench")
+
+    assert f"{shown}; goal >= 0.85: **missed**." in page
+
+
+PROCESSED_FPS = 200.0  # the stand-in server's rate
+
+
+@pytest.fixture
+def stand_in_server(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], ServerProcess]:
+    """`bench.live._latency`'s server: it processes `PROCESSED_FPS` frames a second, and its one viewer
+    gets a frame every 10 ms from the given delay on; RSS sampled every 0.2 s, no warm-up."""
+    import bench.live as live
+
+    started = time.monotonic()
+
+    async def processed_count(session: object, server: object) -> int:
+        return int((time.monotonic() - started) * PROCESSED_FPS)
+
+    def viewers_from(delay_s: float) -> Callable[..., AbstractAsyncContextManager[list[Viewer]]]:
+        @contextlib.asynccontextmanager
+        async def viewers(server: object, count: int, record: bool = False) -> AsyncIterator[list[Viewer]]:
+            viewer = Viewer(record)
+
+            async def feed() -> None:
+                await asyncio.sleep(delay_s)
+                while True:
+                    viewer.samples.append((time.monotonic(), 0.04))
+                    await asyncio.sleep(0.01)
+
+            task = asyncio.create_task(feed())
+            try:
+                yield [viewer]
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+        return viewers
+
+    monkeypatch.setattr(live, "WARMUP_S", 0.0)
+    monkeypatch.setattr(live, "RSS_SAMPLE_S", 0.2)
+    monkeypatch.setattr(live, "processed_count", processed_count)
+    server = cast(ServerProcess, SimpleNamespace(ps=SimpleNamespace(memory_info=lambda: SimpleNamespace(rss=2**20))))
+
+    def with_viewer_from(delay_s: float) -> ServerProcess:
+        monkeypatch.setattr(live, "viewers", viewers_from(delay_s))
+        return server
+
+    return with_viewer_from
+
+
+async def test_processed_fps_of_a_latency_run_is_over_the_time_measured(
+    stand_in_server: Callable[[float], ServerProcess],
+) -> None:
+    from bench.live import _latency
+
+    # 0.25 s asked for: RSS samples at 0, 0.2 and 0.4 s make it 0.4 s.
+    run = await _latency(stand_in_server(0.0), 1, 0.25)
+
+    assert run.processed_fps == pytest.approx(PROCESSED_FPS, rel=0.1)
+
+
+async def test_a_latency_run_whose_first_third_got_no_frame_is_not_flat(
+    stand_in_server: Callable[[float], ServerProcess], tmp_path: Path
+) -> None:
+    from bench.live import _latency
+
+    run = await _latency(stand_in_server(0.2), 1, 0.25)
+
+    assert run.first_p50_ms is None and run.last_p50_ms == pytest.approx(40.0)
+    assert not run.flat
+    page = page_of(tmp_path, Results(latency=[run]))
+    assert (
+        "| latency stays flat, 1 stream (0 s) | last third's p50 within 20% of the first's | - -> 40 ms | **no** |"
+        in page
+    )

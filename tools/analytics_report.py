@@ -47,7 +47,7 @@ from server.frames import Frame, FrameResult
 from server.inference.worker import InferenceOptions, InferenceWorker
 from server.options import StreamOptions
 from server.scene import CLASS_NAMES, Scene, TrueObject, pixels_of
-from tools.track_report import match_boxes
+from tools.track_report import match_boxes, positive_int
 
 #: Lines across the middle of the picture, straight and bent, and zones away from its edges.
 LINES = [
@@ -449,19 +449,26 @@ def run_scene(
     return Run(scene, objects, results, scene_truth(scene, objects, options.zones, options.lines))
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, action="append", help=f"scene seed; repeat for several (default {SEEDS})")
-    parser.add_argument("--frames", type=int, default=FRAMES)
+    parser.add_argument("--frames", type=positive_int, default=FRAMES)
     parser.add_argument("--model", default="bundled")
     parser.add_argument("--tracker", default=None, help="the stream's tracker (default: segcast's default)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    try:
+        options = layout(args.tracker)
+    except ValueError as exc:
+        parser.error(str(exc))
 
-    from server.inference.models import load_model
+    from server.inference.models import ModelError, load_model
 
-    model = load_model(args.model)
+    try:
+        model = load_model(args.model)
+    except ModelError as exc:
+        parser.error(str(exc))
     for seed in args.seed or SEEDS:
-        result = run_scene(model, Scene(seed=seed), args.frames, layout(args.tracker)).score()
+        result = run_scene(model, Scene(seed=seed), args.frames, options).score()
         print(f"seed {seed}  {result.line()}", flush=True)
 
 

@@ -8,9 +8,10 @@
 Runs the model and segcast's own per-stream tracker (`server.tracking.StreamTracker`, the code the
 server runs) over ``--frames`` frames of the scene, every ``--every``-th frame as a busy worker would,
 and scores the tracks with motmetrics (MOTA, IDF1, switches) and HOTA (`hota`).
-``switches apart`` counts id changes of objects that were fully visible and clear of every other
-object, the case a tracker has no excuse for. ``id recall`` per visibility band is the share of the
-objects' boxes in that band covered by the track IDF1 paired the object with: where ids get lost.
+``switches apart`` counts id changes from one processed frame to the next of objects that were fully
+visible and clear of every other object in both, the case a tracker has no excuse for. ``id recall``
+per visibility band is the share of the objects' boxes in that band covered by the track IDF1 paired
+the object with: where ids get lost.
 
 HOTA (Luiten et al., IJCV 2021) is computed as TrackEval defines it (and checked against it): per
 frame, truth and tracks are matched by Hungarian assignment on each pair's IoU weighted by how well
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +39,7 @@ from server.options import DEFAULT_TRACKER, StreamOptions, tracker_kinds
 from server.scene import CAMERAS, FAMILIES, Scene, TrueObject
 from server.tracking import StreamTracker, detection_conf
 
-WARM_UP_UPDATES = 1  # tracker updates left out of the time per frame in `compare_trackers`
+WARM_UP_UPDATES = 1  # first frames left out of the time per frame: they also set the predictor and tracker up
 MATCH_IOU = 0.5  # a track covers an object when their boxes overlap at least this much
 APART_GAP_PX = 8
 ALPHAS = np.arange(0.05, 0.99, 0.05)  # HOTA's localisation thresholds, as TrackEval's
@@ -134,15 +134,17 @@ class TrackingScore:
     mota: float
     idf1: float
     switches: int
-    switches_apart: int  # extra ids given to objects while they were apart from all others
+    switches_apart: int  # id changes between two processed frames in both of which the object was apart
     mean_ms: float  # model and tracker time per frame
     hota: float = 0.0
     id_recall: tuple[tuple[str, float, int], ...] = ()  # per visibility band: name, id recall, boxes
+    truth_boxes: int = 0  # truth boxes scored; with none, HOTA, MOTA and IDF1 are TrackEval's 0 and shown n/a
 
     def line(self) -> str:
         bands = "  ".join(f"{name} {recall:.2f} ({n})" for name, recall, n in self.id_recall)
+        hota, mota, idf1 = (f"{v:.3f}" if self.truth_boxes else "n/a" for v in (self.hota, self.mota, self.idf1))
         return (
-            f"frames {self.frames}  HOTA {self.hota:.3f}  MOTA {self.mota:.3f}  IDF1 {self.idf1:.3f}  "
+            f"frames {self.frames}  HOTA {hota}  MOTA {mota}  IDF1 {idf1}  "
             f"ID switches {self.switches} (while apart {self.switches_apart})  {self.mean_ms:.1f} ms/frame"
             + (f"  id recall: {bands}" if bands else "")
         )
@@ -181,18 +183,22 @@ def is_apart(
 def score(scene: Scene, observed: Iterable[tuple[int, Sequence[Track]]], mean_ms: float = 0.0) -> TrackingScore:
     """Score tracks against the truth; ``observed`` is (scene frame index, tracks) per processed frame.
 
-    The IoU distance matrix is built here rather than with ``motmetrics.distances.iou_matrix``, which
-    calls ``np.asfarray`` (gone in NumPy 2).
+    With no truth box in any scored frame, MOTA and IDF1 are 0 as TrackEval gives them (motmetrics
+    divides by the number of truth boxes: NaN, or -inf with false tracks), so they stay plain numbers
+    in JSON and in the bench page. The IoU distance matrix is built here rather than with
+    ``motmetrics.distances.iou_matrix``, which calls ``np.asfarray`` (gone in NumPy 2).
     """
     accumulator = mm.MOTAccumulator(auto_id=True)
-    ids_apart: dict[int, set[int]] = defaultdict(set)
-    frames = 0
+    apart_ids: dict[int, int] = {}  # object id -> its track id, for the objects apart in the last processed frame
+    switches_apart = 0
+    frames = truth_boxes = 0
     hota_frames = []
     covered: list[tuple[int, int]] = []  # (object id, track id) per frame their boxes overlap enough
     seen: list[tuple[TrueObject, set[int]]] = []  # each truth and the tracks covering it
     for index, tracks in observed:
         frames += 1
         truths = scene.render(index)[1]
+        truth_boxes += len(truths)
         ious = np.array([[box_iou(t.box, k.box) for k in tracks] for t in truths]).reshape(len(truths), len(tracks))
         distances = np.where(ious >= MATCH_IOU, 1.0 - ious, np.nan)
         truth_ids, track_ids = [t.object_id for t in truths], [t.track_id for t in tracks]
@@ -202,11 +208,9 @@ def score(scene: Scene, observed: Iterable[tuple[int, Sequence[Track]]], mean_ms
             near = {tracks[int(j)].track_id for j in np.flatnonzero(ious[i] >= MATCH_IOU)}
             covered += [(truth.object_id, k) for k in near]
             seen.append((truth, near))
-        if truths and tracks:
-            rows, cols = linear_sum_assignment(np.nan_to_num(distances, nan=2.0))
-            for i, j in zip(rows, cols, strict=True):
-                if not np.isnan(distances[i, j]) and is_apart(truths[i], truths, scene.width, scene.height):
-                    ids_apart[truths[i].object_id].add(tracks[j].track_id)
+        now = _apart_ids(scene, truths, tracks, distances)
+        switches_apart += sum(apart_ids.get(object_id, track_id) != track_id for object_id, track_id in now.items())
+        apart_ids = now
     summary = mm.metrics.create().compute(accumulator, metrics=["mota", "idf1", "num_switches"], name="scene")
     paired = id_assignment(covered)
     hits: dict[str, list[bool]] = {name: [] for name, _ in BANDS}
@@ -214,14 +218,33 @@ def score(scene: Scene, observed: Iterable[tuple[int, Sequence[Track]]], mean_ms
         hits[band_of(truth.visibility)].append(paired.get(truth.object_id) in near)
     return TrackingScore(
         frames=frames,
-        mota=float(summary["mota"].iloc[0]),
-        idf1=float(summary["idf1"].iloc[0]),
+        mota=float(summary["mota"].iloc[0]) if truth_boxes else 0.0,
+        idf1=float(summary["idf1"].iloc[0]) if truth_boxes else 0.0,
         switches=int(summary["num_switches"].iloc[0]),
-        switches_apart=sum(len(ids) - 1 for ids in ids_apart.values()),
+        switches_apart=switches_apart,
         mean_ms=mean_ms,
         hota=hota(hota_frames).hota,
         id_recall=tuple((name, float(np.mean(h)), len(h)) for name, h in hits.items() if h),
+        truth_boxes=truth_boxes,
     )
+
+
+def _apart_ids(
+    scene: Scene, truths: Sequence[TrueObject], tracks: Sequence[Track], distances: np.ndarray
+) -> dict[int, int]:
+    """Object id -> matched track id, for the objects of one frame that are apart (`is_apart`).
+
+    An id change counts as a switch while apart only between two processed frames in both of which
+    the object was apart and matched: one made while it was hidden, or out of the picture, is not.
+    """
+    if not truths or not tracks:
+        return {}
+    rows, cols = linear_sum_assignment(np.nan_to_num(distances, nan=2.0))
+    return {
+        truths[i].object_id: tracks[j].track_id
+        for i, j in zip(rows, cols, strict=True)
+        if not np.isnan(distances[i, j]) and is_apart(truths[i], truths, scene.width, scene.height)
+    }
 
 
 def track_scene(
@@ -230,11 +253,14 @@ def track_scene(
     """Run the model and a fresh `StreamTracker` over every ``every``-th frame of ``scene``, and score it.
 
     ``fast_masks`` picks the outline path as `server.inference.worker.InferenceOptions.fast_masks` does.
+    The time per frame leaves out the first `WARM_UP_UPDATES` frames, as `compare_trackers` does: the
+    first ``detect`` sets ultralytics' predictor up (measured on seed 7: 1.75 s, then about 35 ms a
+    frame), which no frame of a running stream pays.
     """
     tracker = StreamTracker("report", dict(model.names), options, float(scene.fps))
     observed: list[tuple[int, Sequence[Track]]] = []
     imgsz = options.imgsz or int(model.overrides.get("imgsz", 640))
-    spent = 0.0
+    times = []
     for index in range(0, frames, every):
         image = scene.render(index)[0]
         started = time.perf_counter()
@@ -250,9 +276,15 @@ def track_scene(
         )
         frame = Frame("report", index, time.time(), index / scene.fps, image)
         tracks, _ = tracker.update(detections, frame)
-        spent += time.perf_counter() - started
+        times.append(time.perf_counter() - started)
         observed.append((index, tracks))
-    return score(scene, observed, 1000 * spent / max(len(observed), 1))
+    return score(scene, observed, _mean_ms(times))
+
+
+def _mean_ms(times: Sequence[float]) -> float:
+    """Mean of ``times`` (seconds) in ms, past the first `WARM_UP_UPDATES` unless that leaves none."""
+    steady = times[WARM_UP_UPDATES:] or times
+    return 1000 * sum(steady) / max(len(steady), 1)
 
 
 def compare_trackers(
@@ -315,11 +347,21 @@ def compare_trackers(
                 tracks, _ = tracker.update(detections, frame)
                 times.append(time.perf_counter() - started)
                 run.append((frame.seq, tracks))
-            steady = times[WARM_UP_UPDATES:] or times  # the first update also imports and sets the tracker up
             observed.setdefault(name, run)
-            fastest_ms[name] = min(fastest_ms.get(name, float("inf")), 1000 * sum(steady) / max(len(steady), 1))
+            fastest_ms[name] = min(fastest_ms.get(name, float("inf")), _mean_ms(times))
         order.reverse()
     return {name: score(scene, observed[name], fastest_ms[name]) for name in options}
+
+
+def positive_int(text: str) -> int:
+    """An argparse type for counts (frames, steps): 1 or more, so a bad one is an error at parse time."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be 1 or more")
+    return value
 
 
 def _setting(text: str) -> tuple[str, Any]:
@@ -338,13 +380,29 @@ def _setting(text: str) -> tuple[str, Any]:
     return key, value
 
 
-def main() -> None:
+def _options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, StreamOptions]:
+    """Each tracker's stream options from the flags, checked before the model loads (seconds): a bad
+    ``--tracker``, ``--set``, ``--conf`` or ``--imgsz`` is an argparse error naming it, not a traceback."""
+    kinds = tracker_kinds() if args.tracker == "all" else tuple(args.tracker.split(","))
+    options = {}
+    for kind in kinds:
+        values = {"imgsz": args.imgsz, "conf": args.conf, "tracker": kind, "tracker_settings": dict(args.set)}
+        try:
+            options[kind] = StreamOptions.from_mapping(values)
+        except ValueError as exc:
+            parser.error(str(exc))
+    return options
+
+
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--family", choices=FAMILIES, default="wander", help="the kind of generated scene")
     parser.add_argument("--camera", choices=CAMERAS, default="still", help="how the scene's camera moves")
-    parser.add_argument("--frames", type=int, default=300)
-    parser.add_argument("--every", type=int, default=1, help="process every N-th frame (simulates a busy worker)")
+    parser.add_argument("--frames", type=positive_int, default=300)
+    parser.add_argument(
+        "--every", type=positive_int, default=1, help="process every N-th frame (simulates a busy worker)"
+    )
     parser.add_argument("--model", default="bundled")
     parser.add_argument("--imgsz", type=int, default=None)
     parser.add_argument("--conf", type=float, default=0.25)
@@ -357,20 +415,18 @@ def main() -> None:
     parser.add_argument(
         "--plain-masks", action="store_true", help="outlines from ultralytics' whole-input masks (the reference path)"
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    options = _options(parser, args)
 
-    from server.inference.models import load_model
+    from server.inference.models import ModelError, load_model
 
-    kinds = tracker_kinds() if args.tracker == "all" else tuple(args.tracker.split(","))
-    model, scene = load_model(args.model), Scene(seed=args.seed, family=args.family, camera=args.camera)
+    try:
+        model = load_model(args.model)
+    except ModelError as exc:
+        parser.error(str(exc))
+    scene = Scene(seed=args.seed, family=args.family, camera=args.camera)
     masks = "plain" if args.plain_masks else "fast"
-    options = {
-        kind: StreamOptions.from_mapping(
-            {"imgsz": args.imgsz, "conf": args.conf, "tracker": kind, "tracker_settings": dict(args.set)}
-        )
-        for kind in kinds
-    }
-    alone = len(kinds) == 1 or args.every != 1
+    alone = len(options) == 1 or args.every != 1
     if alone:
         results = {
             kind: track_scene(model, scene, args.frames, o, args.every, fast_masks=not args.plain_masks)
