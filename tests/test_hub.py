@@ -544,9 +544,13 @@ def test_a_frame_whose_images_cannot_be_made_still_delivers_its_metadata_and_eve
             first, second = deliver(1, (start,)), deliver(2)
             failing = False
             third = deliver(3)
+            failing = True
+            deliver(4)
+            encoder.forget("cam")  # removed, and added again under its id: a failure of its own
+            deliver(1)
     finally:
         encoder.stop()
     assert (first.jpegs, second.jpegs) == ({}, {}) and FULL in third.jpegs
     assert first.result.events == (start,) and first.metadata["tracks"]
     logged = [record.levelno for record in caplog.records if record.name == "server.delivery.encode"]
-    assert logged == [logging.ERROR, logging.INFO], "the failure once, then the recovery"
+    assert logged == [logging.ERROR, logging.INFO, logging.ERROR, logging.ERROR], "each failure once, the recovery"

@@ -216,9 +216,11 @@ class Encoder:
         self._ready.set()
 
     def forget(self, stream_id: str) -> None:
-        """Drop a removed stream's pending result, so nothing of it is published after its removal."""
+        """Drop a removed stream's pending result, so nothing of it is published after its removal; a
+        stream added again under its id has its first failure to encode logged afresh."""
         with self._lock:
             self._pending.pop(stream_id, None)
+            self._failing.discard(stream_id)
 
     def set_wanted(self, wanted: Mapping[str, frozenset[Variant]]) -> None:
         """Which variants to make from now on, per stream id (and `ALL_STREAMS` for every stream)."""
