@@ -176,12 +176,16 @@ def main(argv: list[str] | None = None) -> int:
         print(write_report(load_results(args.cache / LAST_RUN), args.out, quick=args.quick))
         _say(f"wrote {args.out} and its plot")
         return 0
-    from server.inference.models import load_model, resolve_model_path
+    from server.inference.models import ModelError, load_model, resolve_model_path
     from server.scene import Scene
 
     args.cache.mkdir(parents=True, exist_ok=True)
-    model_path = _snapshot(Path(resolve_model_path(args.model)), args.cache)
-    imgsz = args.imgsz or int(load_model(str(model_path)).overrides.get("imgsz", 640))
+    try:
+        model_path = _snapshot(Path(resolve_model_path(args.model)), args.cache)
+        imgsz = args.imgsz or int(load_model(str(model_path)).overrides.get("imgsz", 640))
+    except ModelError as exc:  # the model the flag names, said in one line as segcast's own start says it
+        print(f"python -m bench: error: {exc}", file=sys.stderr)
+        return 2
     frames = QUICK_VIDEO_FRAMES if args.quick else VIDEO_FRAMES
     video = _cached_video(args.cache / f"scene-{VIDEO_SEED}-{frames}.mp4", Scene(seed=VIDEO_SEED), frames)
     sections = set(args.only)

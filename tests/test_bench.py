@@ -186,6 +186,13 @@ def test_report_only_without_a_saved_run_says_so(tmp_path: Path, capsys: pytest.
     assert "error: --report-only: no saved run in" in err.splitlines()[-1]
 
 
+def test_a_model_that_cannot_be_opened_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--model", str(tmp_path / "no-such.pt"), "--cache", str(tmp_path / "cache")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.splitlines()[-1].startswith("python -m bench: error: --model ") and "no-such.pt" in err
+
+
 @pytest.mark.parametrize(
     ("rounds", "shown"),
     [([], "Mean ratio - (rounds: none)"), ([{"local_fps": 0.0, "remote_fps": 5.0}], "Mean ratio - (rounds: -)")],
