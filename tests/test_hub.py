@@ -451,6 +451,24 @@ async def test_a_late_encoding_of_an_older_frame_never_follows_or_replaces_a_new
         assert [delivery.packet.seq for delivery in frames] == [2] and viewer.dropped_frames == 0
 
 
+async def test_a_newer_frame_made_before_the_encoder_heard_of_the_subscription_is_encoded_in_turn(
+    held: HeldEncoder,
+) -> None:
+    """The frame after the one subscribed on was made without the viewer's image, and the stream then
+    goes quiet (a file at its end): the viewer still gets a picture, of that newest frame."""
+    hub = Hub(asyncio.get_running_loop())
+    hub.publish_threadsafe(encoded(1))
+    await settle()
+    viewer = late_viewer(hub)
+    await held.started.wait()
+    hub.publish_threadsafe(encoded(2))  # encoded before the encoder heard of the subscription
+    await settle()
+    held.release()
+    await tasks_done()
+    _, frames = await asyncio.wait_for(viewer.take(), RELEASE_TIMEOUT_S)
+    assert [(delivery.packet.seq, SMALL in delivery.packet.jpegs) for delivery in frames] == [(2, True)]
+
+
 async def test_concurrent_requests_for_one_frames_image_share_one_encoding(held: HeldEncoder) -> None:
     """20 snapshots and 20 new viewers of one size at once cost one encoding of the frame, not 40."""
     hub = Hub(asyncio.get_running_loop())

@@ -14,15 +14,18 @@ import torch
 from ultralytics.engine.results import Results
 
 from server import streams
+from server.analytics.engine import StreamAnalytics
 from server.analytics.events import AnalyticsEvent, AnalyticsEventKind
+from server.analytics.shapes import parse_lines
 from server.config import Settings, StreamConfig
 from server.delivery.encode import FramePacket
-from server.frames import Frame, FrameResult, TrackEvent, TrackEventKind
+from server.frames import Frame, FrameResult, Track, TrackEvent, TrackEventKind
 from server.inference.models import InferenceStatus, ModelError
-from server.inference.worker import InferenceOptions, InferenceWorker
+from server.inference.worker import InferenceOptions, InferenceWorker, _Registration, _restart_exits
 from server.options import StreamOptions
 from server.scene import Scene
 from server.sources import StreamState
+from server.sources.base import LatestFrame
 from tests.support.detections import NAMES, TruthModel
 from tests.support.driver import RESULT_TIMEOUT_S, Driver
 
@@ -243,6 +246,27 @@ def test_a_restarted_stream_ends_its_tracks_and_zone_visits_and_its_ids_go_on() 
     assert all(isinstance(e, AnalyticsEvent) and e.dwell_s is not None for e in first.events[: len(exits)])
     assert first.analytics is None, "the new settings have no zones"
     assert not any(kind is TrackEventKind.END for kind, _ in track_events(later))
+
+
+def test_a_crossing_awaiting_confirmation_when_its_stream_restarts_is_counted() -> None:
+    """A track seen over a line, its crossing waiting out ``confirm_s``, when the stream is restarted
+    with new settings: its end (in the new tracker's first frame) counts the crossing, as it would on
+    a looped file, in the analytics that saw it."""
+    gate = parse_lines([{"name": "gate", "points": [[0, 100], [320, 100]], "confirm_s": 0.5}])
+    image = np.zeros((240, 320, 3), np.uint8)
+    analytics = StreamAnalytics("cam", (), gate)
+    box = (0.0, 0.0, 0.0, 0.0)
+    for index, bottom in enumerate([40, 60, 80, 140, 150]):  # over the line at the 4th frame: pending
+        box = (100.0, bottom - 30.0, 140.0, float(bottom))
+        track = Track(1, 0, "person", 0.9, box, None, ())
+        analytics.update((track,), (), Frame("cam", index, 1000 + index / 10, index / 10, image))
+    frame = Frame("cam", 5, 1000.5, 0.5, image)
+    end = TrackEvent(TrackEventKind.END, "cam", 1, 0, "person", frame.capture_time, 1000.0, 0.4, box)
+    old = _Registration("cam", 10.0, StreamOptions(), LatestFrame(threading.Event()), analytics=analytics)
+    old.tracker = cast("Any", object())  # it had frames
+    new = _Registration("cam", 10.0, StreamOptions(), LatestFrame(threading.Event()), restarts=old)
+    events = _restart_exits(new, (end,), frame)
+    assert [(e.kind, e.line) for e in events] == [(AnalyticsEventKind.LINE_CROSS, "gate")]
 
 
 def test_ids_go_on_across_restarts_that_gave_no_frame_and_start_over_once_removed() -> None:

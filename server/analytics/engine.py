@@ -194,6 +194,14 @@ class StreamAnalytics:
             return self.counts
         return self.counts.only(kept_zones, kept_lines)
 
+    def ended(self, track_events: tuple[TrackEvent, ...], frame: Frame) -> tuple[AnalyticsEvent, ...]:
+        """What the ends among ``track_events`` make here and nothing else: the zone exits and the
+        crossings those tracks were last seen making (`update` makes them too, with the rest of a frame).
+        For a stream restarted with new settings, whose old tracks end in the analytics that followed them
+        while its new analytics take over (`server.inference.worker`)."""
+        ends = [event for event in track_events if event.kind is TrackEventKind.END]
+        return tuple(event for ended in ends for event in self._forget(ended, frame))
+
     def reshaped(
         self, zones: tuple[Zone, ...], lines: tuple[Line, ...], frame: Frame
     ) -> tuple[StreamAnalytics, tuple[AnalyticsEvent, ...]]:

@@ -473,25 +473,28 @@ class Hub:
     async def _offer_late(self, viewer: Viewer, packet: FramePacket, variant: Variant) -> None:
         """Offer ``viewer`` the frame it subscribed on once ``variant`` is encoded, if that is still worth it.
 
-        It is not when the stream has a newer frame by then (the viewer was offered that one, or will be
-        once it has the variant, and must never get an older frame after it), was removed or restarted
-        meanwhile (a frame of what it was must not follow the ``removed`` or ``added``), or when the
-        viewer has left or asked for another image since.
+        It is not when the stream was removed or restarted meanwhile (a frame of what it was must not
+        follow the ``removed`` or ``added``), or when the viewer has left or asked for another image
+        since. Where the stream has a newer frame by then, the viewer must never get the older one
+        after it: it was offered that one if it had the variant; if not (made before the encoder
+        heard of the subscription), that one is encoded for it in turn, or a stream that then goes
+        quiet (a file at its end, a camera lost) would never show this viewer a picture.
         """
-        try:
-            late = await self._with_variant(packet, variant)
-        except Exception:
-            return  # logged once for every viewer that waited on it, by `_encoded`
-        current = self.latest.get(packet.stream_id)
-        subscription = viewer.subscription(packet.stream_id)
-        if (
-            current is not None
-            and current.result is packet.result
-            and viewer in self._viewers
-            and subscription is not None
-            and subscription.image == variant
-        ):
-            viewer.offer_packet(late)
+        while True:
+            try:
+                late = await self._with_variant(packet, variant)
+            except Exception:
+                return  # logged once for every viewer that waited on it, by `_encoded`
+            current = self.latest.get(packet.stream_id)
+            subscription = viewer.subscription(packet.stream_id)
+            if current is None or viewer not in self._viewers or subscription is None or subscription.image != variant:
+                return
+            if current.result is packet.result:
+                viewer.offer_packet(late)
+                return
+            if variant in current.jpegs:
+                return
+            packet = current
 
     async def packet_with(self, stream_id: str, variant: Variant) -> FramePacket | None:
         """The newest frame of ``stream_id`` with ``variant`` encoded (in a worker thread if it was not)."""

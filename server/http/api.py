@@ -129,9 +129,10 @@ def _check_unchanged(request: web.Request, config: StreamConfig) -> None:
     if wanted is None:
         return
     tags = request.if_match or ()
-    if not tags or any(tag.is_weak for tag in tags):
+    if not tags:
         raise error(web.HTTPBadRequest, "If-Match: expected the stream's ETag as GET gave it (quoted), or *")
-    if any(tag.value in ("*", stream_etag(request, config).strip('"')) for tag in tags):
+    # Compared strongly (RFC 9110): a weak tag matches nothing, as segcast gives none.
+    if any(tag.value in ("*", stream_etag(request, config).strip('"')) and not tag.is_weak for tag in tags):
         return
     raise error(
         web.HTTPPreconditionFailed,

@@ -492,7 +492,7 @@ class InferenceWorker:
                 tracks, track_events = registration.tracker.update(job.detections, frame)
                 options = registration.options  # read once: `change_shapes` may replace it meanwhile
                 analytics, exits = self._analytics(registration, options, frame)
-                exits = (*_restart_exits(registration, frame), *exits)
+                exits = (*_restart_exits(registration, track_events, frame), *exits)
                 events: tuple[TrackEvent | AnalyticsEvent, ...] = (*exits, *track_events)
                 if analytics is not None:
                     tracks, events = analytics.update(tracks, track_events, frame)
@@ -615,15 +615,21 @@ def _restarted(registration: _Registration) -> _Registration | None:
     return previous
 
 
-def _restart_exits(registration: _Registration, frame: Frame) -> tuple[AnalyticsEvent, ...]:
-    """On a restarted stream's first frame, the exits of the zone visits it had: its tracks end there.
+def _restart_exits(
+    registration: _Registration, track_events: tuple[TrackEvent, ...], frame: Frame
+) -> tuple[AnalyticsEvent, ...]:
+    """On a restarted stream's first frame, what the end of its old tracks makes: zone exits, and the
+    line crossings they were last seen making (awaiting ``confirm_s``). ``track_events``: the frame's,
+    whose ends are those tracks' (`StreamTracker` ``follows``).
 
-    They end in the stream's old analytics, whose shapes and counts the restart left behind.
+    They end in the stream's old analytics, whose shapes and counts the restart left behind; any visit
+    left there (a track the new tracker did not take over) ends with them.
     """
     restarted, registration.restarts = _restarted(registration), None
     if restarted is None or restarted.analytics is None:
         return ()
-    return restarted.analytics.reshaped((), (), frame)[1]
+    old = restarted.analytics
+    return (*old.ended(track_events, frame), *old.reshaped((), (), frame)[1])
 
 
 def _new_shapes(applied: StreamOptions, options: StreamOptions) -> tuple[str, ...]:

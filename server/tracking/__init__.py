@@ -153,6 +153,7 @@ class StreamTracker:
         }
         self._interval_s = 1.0 / nominal_fps if nominal_fps > 0 else 1.0 / TRACKER_CONFIG_FPS
         self._last_media_time: float | None = None
+        self._last_gap_s: float | None = None  # media time between the last two frames, however long
         self._history: dict[int, _TrackHistory] = {} if follows is None else dict(follows._history)
         self._restarts = 0  # the `Frame.restarts` of the frames this tracker has seen
         #: Added to the tracker's own ids: a fresh tracker counts from 1 again, a stream's ids never repeat.
@@ -276,14 +277,15 @@ class StreamTracker:
     def _after_outage(self, media_time: float) -> bool:
         """Whether ``media_time`` comes longer after the last frame than the tracker keeps a lost track.
 
-        Its longest window (`_FRAME_COUNTS`, as a time), or two frames where the stream is processed so
-        slowly that one frame's interval is longer: the tracker keeps a lost track at least one frame.
-        Never under `MAX_RATE_GAP_S`: a shorter gap is a network or a worker that stalled for a moment
-        while the objects stayed in view, which a tracker rides out (ByteTrack's window is 1 s).
+        Its longest window (`_FRAME_COUNTS`, as a time), or twice the gap before, where the stream is
+        processed so slowly that one frame's interval is longer (the rate measured leaves such gaps
+        out): the tracker keeps a lost track at least one frame. Never under `MAX_RATE_GAP_S`: a
+        shorter gap is a network or a worker that stalled for a moment while the objects stayed in
+        view, which a tracker rides out (ByteTrack's window is 1 s). The first gap says nothing yet.
         """
-        if self._last_media_time is None or not self._windows_s:
+        if self._last_media_time is None or self._last_gap_s is None or not self._windows_s:
             return False
-        kept_s = max(*self._windows_s.values(), 2 * self._interval_s, MAX_RATE_GAP_S)
+        kept_s = max(*self._windows_s.values(), 2 * self._interval_s, 2 * self._last_gap_s, MAX_RATE_GAP_S)
         return media_time - self._last_media_time > kept_s
 
     def _ended(self, frame: Frame) -> list[TrackEvent]:
@@ -313,7 +315,7 @@ class StreamTracker:
         previous, self._last_media_time = self._last_media_time, media_time
         if previous is None:
             return
-        interval = media_time - previous
+        interval = self._last_gap_s = media_time - previous
         if 0 < interval <= MAX_RATE_GAP_S:
             self._interval_s += RATE_SMOOTHING * (interval - self._interval_s)
             self._apply_rate()
