@@ -299,7 +299,8 @@ class StreamManager:
         if reader is not None:
             reader.stop()
         self._worker.remove_stream(stream_id, restarting)  # also for a failed stream: it may restart a running one
-        self._encoder.forget(stream_id)
+        if not restarting:  # a restart's last frames still carry its tracks' starts and ends (`Hub`)
+            self._encoder.forget(stream_id)
         log.info("[%s] removed", stream_id)
         return config
 

@@ -175,6 +175,34 @@ async def test_a_late_frame_of_a_removed_stream_does_not_bring_it_back() -> None
     task.cancel()
 
 
+@pytest.mark.parametrize("restarted", [True, False])
+async def test_a_restarted_streams_late_frame_still_brings_its_track_events_but_not_its_picture(
+    restarted: bool,
+) -> None:
+    """A restart (a PATCH) ends the old source's tracks on the new source's first frame and its ids go
+    on, so the starts in a frame that was still in the encoder must go out (an ``end`` without its
+    ``start`` otherwise); its picture must not. A stream removed and added again starts its ids over:
+    nothing of the old one may follow."""
+    hub = Hub(asyncio.get_running_loop())
+    packets: list[FramePacket] = []
+    hub.add_packet_listener(packets.append)
+    socket = RecordingSocket()
+    _, task = await connect(hub, socket, ["cam"])
+    hub.stream_added_threadsafe("cam")
+    start = TrackEvent(TrackEventKind.START, "cam", 7, 0, "person", time.time(), time.time(), 0.0, (1.0, 1.0, 3.0, 3.0))
+    frame = Frame("cam", 9, time.time(), 0.6, np.zeros((4, 4, 3), np.uint8))
+    late = make_packet(FrameResult(frame, (), 1.0, (start,)), {FULL: b"\xff\xd8jpeg"})
+    if not restarted:
+        hub.stream_removed_threadsafe("cam")
+    hub.stream_added_threadsafe("cam")
+    hub.publish_threadsafe(late)  # was in the encoder during the change
+    await settle()
+    tracks = [(e["event"], e["id"]) for e in socket.events if e["type"] == "track"]
+    assert (tracks, packets) == (([("start", 7)], [late]) if restarted else ([], []))
+    assert socket.frames == [] and "cam" not in hub.latest
+    task.cancel()
+
+
 async def test_a_stream_restarted_on_a_new_source_shows_nothing_of_the_old_one() -> None:
     """After a PATCH to a new URI the old camera's picture was still the snapshot, /tracks and the
     first frame of every new viewer, until the new camera's first frame (for ever, if it had none)."""

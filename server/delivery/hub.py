@@ -275,7 +275,8 @@ class Hub:
         self._removed: dict[str, asyncio.TimerHandle] = {}
         #: When each stream was last added (wall clock), until its first frame captured since: a
         #: stream restarted on a new camera must not show a late frame of the old one.
-        self._added_at: dict[str, float] = {}
+        #: And whether it was restarted (not removed first): then those late frames' track events still go out.
+        self._added_at: dict[str, tuple[float, bool]] = {}
         #: JPEGs being made off the loop for a newest frame that lacked them, by stream, frame seq and
         #: variant: snapshots and new viewers asking for the same one at once share one encoding.
         self._encodings: dict[tuple[str, int, Variant], asyncio.Future[bytes]] = {}
@@ -333,7 +334,7 @@ class Hub:
             expiry.cancel()
         self.latest.pop(stream_id, None)
         self._forget_encodings(stream_id)
-        self._added_at[stream_id] = added_at
+        self._added_at[stream_id] = (added_at, expiry is None)
         for viewer in self._viewers:
             viewer.forget(stream_id)
         self.announce({"type": "added", "v": PROTOCOL_VERSION, "stream": stream_id})
@@ -362,23 +363,31 @@ class Hub:
         if stream_id in self._removed:
             return
         if stream_id in self._added_at:
-            if packet.result.frame.capture_time < self._added_at[stream_id]:
-                return  # of the source the stream had before it was restarted
+            added_at, restarted = self._added_at[stream_id]
+            if packet.result.frame.capture_time < added_at:  # of the source the stream had before
+                if restarted:  # ids go on across a restart, and its tracker ends these tracks: not a picture
+                    self._pass_on_events(packet)
+                return
             del self._added_at[stream_id]  # frames come in order: every later one is of the new source
         self.latest[stream_id] = packet
         self._stats.setdefault(stream_id, _StreamStats()).add(packet)
+        self._pass_on_events(packet)
+        now = time.monotonic()
+        for viewer in self._viewers:
+            viewer.offer_packet(packet, now)
+
+    def _pass_on_events(self, packet: FramePacket) -> None:
+        """Hand ``packet`` to the event outputs, and its events to the viewers that watch its stream."""
         for listener in self._packet_listeners:
             try:
                 listener(packet)
             except Exception:  # an output's bug must not cost viewers their frames
-                log.exception("[%s] a frame listener failed", stream_id)
-        now = time.monotonic()
+                log.exception("[%s] a frame listener failed", packet.stream_id)
         events = [Event.of(event.to_json()) for event in packet.result.events]
-        for viewer in self._viewers:
-            if events and viewer.wants(stream_id):
+        for viewer in self._viewers if events else ():
+            if viewer.wants(packet.stream_id):
                 for event in events:
                     viewer.offer_event(event)
-            viewer.offer_packet(packet, now)
 
     def announce_state(self, stream_id: str, state: StreamState, error: str | None) -> None:
         if stream_id in self._removed:

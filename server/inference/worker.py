@@ -126,6 +126,7 @@ class _Registration:
     options: StreamOptions
     slot: LatestFrame
     restarts: _Registration | None = None
+    removed: bool = False  # by `remove_stream`, not restarting: nothing of it may be delivered any more
     tracker: StreamTracker | None = None
     analytics: StreamAnalytics | None = None
     analytics_options: StreamOptions | None = None  # the options ``analytics`` was made for
@@ -297,7 +298,9 @@ class InferenceWorker:
         with self._lock:
             registration = self._streams.pop(stream_id, None)
             if not restarting:
-                self._restarting.pop(stream_id, None)
+                for removed in (registration, self._restarting.pop(stream_id, None)):
+                    if removed is not None:
+                        removed.removed = True
             elif registration is not None:
                 self._restarting[stream_id] = registration
 
@@ -512,7 +515,9 @@ class InferenceWorker:
                 registration.frame_size = (frame.image.shape[1], frame.image.shape[0])
                 if registration.processed > 1:
                     registration.processing_fps = registration.tracker.processing_fps
-                if self._current(registration):  # removed (or restarted) meanwhile: its frames must not leak out
+                # Removed meanwhile, its frames must not leak out; restarted, this one's track starts must
+                # go out, as the restarted stream's tracker ends those tracks (`remove_stream`).
+                if not registration.removed:
                     shown = None if analytics is None else analytics.frame_analytics
                     self._deliver(FrameResult(frame, tracks, job.inference_ms, events, shown))
                 return
