@@ -26,8 +26,9 @@ from server.options import StreamOptions
 from server.scene import Scene
 from server.sources import StreamState
 from server.sources.base import LatestFrame
+from server.tracking import StreamTracker
 from tests.support.detections import NAMES, TruthModel
-from tests.support.driver import RESULT_TIMEOUT_S, Driver
+from tests.support.driver import PACE, RESULT_TIMEOUT_S, Driver
 
 if TYPE_CHECKING:
     from ultralytics import YOLO
@@ -269,6 +270,33 @@ def test_a_crossing_awaiting_confirmation_when_its_stream_restarts_is_counted() 
     assert [(e.kind, e.line) for e in events] == [(AnalyticsEventKind.LINE_CROSS, "gate")]
 
 
+@pytest.mark.parametrize("restarting", [True, False])
+def test_a_frame_tracked_while_its_stream_restarts_still_brings_its_starts(
+    restarting: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The restarted stream's tracker ends the tracks this frame started, so their starts must go out
+    with it (an ``end`` without its ``start`` otherwise); a stream removed meanwhile gives nothing more."""
+    with Driver(TruthModel()) as driver:
+        driver.add("a", Scene(seed=SEED))
+        update = StreamTracker.update
+
+        def changed_while_tracking(tracker: StreamTracker, detections: Any, frame: Frame) -> Any:
+            found = update(tracker, detections, frame)
+            if frame.stream_id == "a":
+                driver.worker.remove_stream("a", restarting=restarting)
+            return found
+
+        monkeypatch.setattr(StreamTracker, "update", changed_while_tracking)
+        driver.put(driver.frame("a", 60))
+        driver.wait_taken("a")
+        first = driver.step({PACE: 1})  # the result after a's: a's frame is tracked in an earlier cycle
+    if restarting:
+        assert list(first) == ["a"]
+        assert any(kind is TrackEventKind.START for kind, _ in track_events(first["a"]))
+    else:
+        assert list(first) == [PACE], "nothing of a removed stream after its removal"
+
+
 def test_ids_go_on_across_restarts_that_gave_no_frame_and_start_over_once_removed() -> None:
     with Driver(TruthModel()) as driver:
         driver.add("a", Scene(seed=SEED))
@@ -326,6 +354,10 @@ def test_a_stream_restarted_by_new_settings_ends_its_tracks_and_its_ids_go_on(mo
     monkeypatch.setattr(
         streams, "InferenceWorker", functools.partial(InferenceWorker, load=lambda _: cast("YOLO", model))
     )
+    # A restart keeps the frame the encoder holds: its track starts must still go out (`Hub`).
+    forgotten: list[str] = []
+    forget = streams.Encoder.forget
+    monkeypatch.setattr(streams.Encoder, "forget", lambda encoder, i: (forgotten.append(i), forget(encoder, i)))
     listener = Listener()
     manager = streams.StreamManager(Settings(model="fixed"), listener)
     manager.start()
@@ -335,6 +367,9 @@ def test_a_stream_restarted_by_new_settings_ends_its_tracks_and_its_ids_go_on(mo
         restarted_at = time.time()
         manager.replace(StreamConfig("cam", "scene:?seed=1", options=StreamOptions(conf=0.3)))
         after, events = listener.next_with_tracks(since=restarted_at)
+        assert forgotten == []
+        manager.remove("cam")
+        assert forgotten == ["cam"]
     finally:
         manager.stop()
     [old] = [t.track_id for t in before.tracks]
