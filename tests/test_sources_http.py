@@ -165,3 +165,11 @@ def test_missing_stream_is_retried_not_failed() -> None:
     with MjpegServer() as server, ReaderProbe(server.url("/no-such-stream")) as probe:
         status = probe.wait_state(StreamState.RECONNECTING, 10)
     assert status.error is not None and "not found" in status.error.lower()
+
+
+@pytest.mark.parametrize("scheme", ["http", "rtsp"])
+def test_a_host_name_that_does_not_resolve_is_said_so(scheme: str) -> None:
+    """FFmpeg's own word for a mistyped camera host is "Input/output error". (.invalid never resolves.)"""
+    with ReaderProbe(f"{scheme}://no-such-camera.invalid/stream") as probe:
+        status = probe.wait_state(StreamState.RECONNECTING, 30)
+    assert status.error is not None and "cannot find the camera's host 'no-such-camera.invalid'" in status.error

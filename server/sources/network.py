@@ -19,6 +19,8 @@ camera sent last rather than what sat in a buffer.
 
 from __future__ import annotations
 
+import errno
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -148,7 +150,20 @@ class NetworkSource:
             # FFmpeg's RTSP client reports its time-out as "invalid data": the clock tells them apart.
             if isinstance(exc, av.error.ExitError) or time.monotonic() - started >= self.open_timeout_s:
                 raise ConnectionError(f"no answer within {self.open_timeout_s:g} s") from None
+            if exc.errno == errno.EIO and self._host and (unknown := unknown_host(self._host)):
+                raise ConnectionError(unknown) from None
             raise translate_error(exc, self._url) from None
+
+
+def unknown_host(host: str) -> str | None:
+    """Why ``host`` cannot be found, or None if it can: FFmpeg says only "Input/output error" for a
+    host name that does not resolve, the commonest mistake in a camera's URI. Asked only after FFmpeg
+    failed so, as a camera's host is resolved again at every connection anyway."""
+    try:
+        socket.getaddrinfo(host, None)
+    except socket.gaierror as exc:
+        return f"cannot find the camera's host {host!r} ({exc.strerror}): check the host name in the URI"
+    return None
 
 
 def video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream | None:
