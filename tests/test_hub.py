@@ -446,7 +446,10 @@ async def test_a_late_encoding_is_not_offered_once_its_stream_was_removed_or_res
     await tasks_done()
     events, frames = await viewer.take()
     assert [event.data["type"] for event in events] == ["removed" if change == "removed" else "added"]
-    assert frames == []
+    if change == "restarted":  # the new camera's frame, as the viewer still watches the stream
+        assert [(d.packet.result is new_camera.result, SMALL in d.packet.jpegs) for d in frames] == [(True, True)]
+    else:
+        assert frames == []
     if change == "restarted":
         assert held.calls == 2, "the new camera's frame 7 is encoded, not given the old one's picture"
         assert hub.latest["cam"].result is new_camera.result and SMALL in hub.latest["cam"].jpegs
@@ -495,6 +498,50 @@ async def test_a_newer_frame_made_before_the_encoder_heard_of_the_subscription_i
     await tasks_done()
     _, frames = await asyncio.wait_for(viewer.take(), RELEASE_TIMEOUT_S)
     assert [(delivery.packet.seq, SMALL in delivery.packet.jpegs) for delivery in frames] == [(2, True)]
+
+
+async def test_a_newer_frame_given_the_viewers_image_by_a_snapshot_is_offered_to_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The newer frame got the image the new viewer wants from a snapshot's encoding, not from its
+    publication: it was never offered to the viewer, which must still get it."""
+    loop = asyncio.get_running_loop()
+    first_held, release = asyncio.Event(), threading.Event()
+
+    def hold_frame_1(result: FrameResult, variants: frozenset[Variant], jpeg_quality: int) -> dict[Variant, bytes]:
+        if result.frame.seq == 1:
+            loop.call_soon_threadsafe(first_held.set)
+            release.wait(RELEASE_TIMEOUT_S)
+        return encode_variants(result, variants, jpeg_quality)
+
+    monkeypatch.setattr(hub_module, "encode_variants", hold_frame_1)
+    hub = Hub(loop)
+    hub.publish_threadsafe(encoded(1))
+    await settle()
+    viewer = late_viewer(hub)
+    await first_held.wait()
+    hub.publish_threadsafe(encoded(2))  # made before the encoder heard of the viewer's image
+    await settle()
+    snapshot = await hub.packet_with("cam", SMALL)
+    release.set()
+    await tasks_done()
+    assert viewer.pending, "the viewer never gets a picture of the (now quiet) stream"
+    _, frames = await viewer.take()
+    assert snapshot is not None and snapshot.seq == 2 and [d.packet.seq for d in frames] == [2]
+
+
+async def test_a_viewer_takes_a_frame_once_however_often_it_is_offered() -> None:
+    hub = Hub(asyncio.get_running_loop())
+    viewer = Viewer()
+    hub.add_viewer(viewer)
+    hub.subscribe(viewer, {"cam": Subscription()})
+    packet = encoded(1)
+    viewer.offer_packet(packet)
+    _, frames = await viewer.take()
+    viewer.offer_packet(packet)  # again, by a late encoding that found it newest
+    assert [d.packet.seq for d in frames] == [1] and not viewer.pending and viewer.dropped_frames == 0
+    viewer.offer_packet(encoded(2))
+    assert viewer.pending
 
 
 async def test_concurrent_requests_for_one_frames_image_share_one_encoding(held: HeldEncoder) -> None:

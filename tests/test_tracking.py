@@ -226,6 +226,19 @@ def test_a_box_that_is_not_a_number_is_no_detection(kind: str) -> None:
         json.dumps([track.to_json() for track in tracks] + [event.to_json() for event in events], allow_nan=False)
 
 
+def test_a_camera_away_again_right_after_an_outage_ends_its_tracks_again() -> None:
+    """A flapping camera gives a frame between outages: the long gap before it is no measure of the
+    stream's pace, so the next outage is one too."""
+    image = np.zeros((240, 320, 3), np.uint8)
+    tracker = StreamTracker("cam", NAMES, StreamOptions(), 10.0)
+    parked = [[100, 80, 160, 140, 0.9, 1]]
+    ended: list[int] = []
+    for index, seconds in enumerate([0.0, 0.1, 0.2, 30.0, 80.0, 80.1]):
+        _, events = tracker.update(box_result(image, parked), Frame("cam", index, 1000.0 + seconds, seconds, image))
+        ended += [index for e in events if e.kind is TrackEventKind.END]
+    assert ended == [3, 4]
+
+
 @pytest.mark.parametrize(("kind", "every_s"), [("bytetrack", 2.0), ("bytetrack", 6.0), ("segtrack", 6.0)])
 def test_a_stream_processed_slower_than_its_lost_track_buffer_keeps_its_ids(kind: str, every_s: float) -> None:
     """ByteTrack keeps a lost track 1 s and segtrack 5 s, but a 30 fps camera processed every 2 or 6 s

@@ -270,20 +270,27 @@ def test_a_crossing_awaiting_confirmation_when_its_stream_restarts_is_counted() 
     assert [(e.kind, e.line) for e in events] == [(AnalyticsEventKind.LINE_CROSS, "gate")]
 
 
-@pytest.mark.parametrize("restarting", [True, False])
+@pytest.mark.parametrize("change", ["restarted", "removed", "restarted, then removed", "added again"])
 def test_a_frame_tracked_while_its_stream_restarts_still_brings_its_starts(
-    restarting: bool, monkeypatch: pytest.MonkeyPatch
+    change: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The restarted stream's tracker ends the tracks this frame started, so their starts must go out
-    with it (an ``end`` without its ``start`` otherwise); a stream removed meanwhile gives nothing more."""
+    with it (an ``end`` without its ``start`` otherwise); a stream removed or replaced meanwhile gives
+    nothing more."""
+    restarting = change == "restarted"
     with Driver(TruthModel()) as driver:
         driver.add("a", Scene(seed=SEED))
         update = StreamTracker.update
 
         def changed_while_tracking(tracker: StreamTracker, detections: Any, frame: Frame) -> Any:
             found = update(tracker, detections, frame)
-            if frame.stream_id == "a":
-                driver.worker.remove_stream("a", restarting=restarting)
+            if frame.stream_id == "a" and frame.seq == 60:
+                if change.startswith("restarted"):
+                    driver.worker.remove_stream("a", restarting=True)
+                if change == "restarted, then removed":
+                    driver.worker.add_stream("a", 10.0)
+                if change != "restarted":
+                    driver.worker.add_stream("a", 10.0) if change == "added again" else driver.worker.remove_stream("a")
             return found
 
         monkeypatch.setattr(StreamTracker, "update", changed_while_tracking)

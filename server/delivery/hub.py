@@ -39,6 +39,9 @@ MAX_PENDING_EVENTS = 1000  # events queued for one viewer before it counts as go
 #: How long a removed stream's late frames and states are still recognised and dropped. They come
 #: from a frame that was in the encoder at the removal, so within one encode; this is ample.
 REMOVED_GRACE_S = 10.0
+#: Frames a late encoding for a new viewer follows on: each newer one made before the encoder heard
+#: of the viewer's image size. More only where the encoder never makes that image (it fails).
+LATE_ENCODING_TURNS = 3
 #: Defaults of ``[server] max_viewers``, ``max_viewers_per_address`` and ``max_scaled_images``.
 MAX_VIEWERS = 500
 MAX_VIEWERS_PER_ADDRESS = 32
@@ -130,6 +133,9 @@ class Viewer:
         self._frames: dict[str, Delivery] = {}
         self._events: list[Event] = []
         self._next_due: dict[str, float] = {}
+        #: The frame last taken of each stream (seq, capture time): however many paths offer a frame
+        #: (its publication, a late encoding for a new image size), it is sent once.
+        self._taken: dict[str, tuple[int, float]] = {}
         self._wake = asyncio.Event()
         self.closed = False
         self.too_slow = False
@@ -148,6 +154,9 @@ class Viewer:
         variant = subscription.image
         if variant is not None and variant not in packet.jpegs:
             return  # encoded before this viewer asked for the variant; the hub sends it a late copy
+        frame = (packet.seq, packet.result.frame.capture_time)
+        if self._taken.get(packet.stream_id) == frame:
+            return
         now = time.monotonic() if now is None else now
         interval = subscription.min_interval_s
         if interval:
@@ -159,6 +168,7 @@ class Viewer:
         if packet.stream_id in self._frames:
             self.dropped_frames += 1
         self._frames[packet.stream_id] = Delivery(packet, variant)
+        self._taken[packet.stream_id] = frame
         self._wake.set()
 
     @property
@@ -192,6 +202,7 @@ class Viewer:
     def resubscribe(self, subscriptions: Mapping[str, Subscription]) -> None:
         self.subscriptions = dict(subscriptions)
         self._next_due.clear()
+        self._taken.clear()  # a frame may be wanted again, as another image
         self._frames = {k: v for k, v in self._frames.items() if self.wants(k)}
 
     def forget(self, stream_id: str) -> None:
@@ -199,6 +210,7 @@ class Viewer:
         and a frame of what it was must not follow the ``removed`` or ``added`` the viewer is told."""
         self._frames.pop(stream_id, None)
         self._next_due.pop(stream_id, None)
+        self._taken.pop(stream_id, None)
 
     def close(self) -> None:
         """End this viewer: `take` returns at once, empty, from now on (server shutdown)."""
@@ -489,7 +501,7 @@ class Hub:
         heard of the subscription), that one is encoded for it in turn, or a stream that then goes
         quiet (a file at its end, a camera lost) would never show this viewer a picture.
         """
-        while True:
+        for _ in range(LATE_ENCODING_TURNS):
             try:
                 late = await self._with_variant(packet, variant)
             except Exception:
@@ -501,7 +513,8 @@ class Hub:
             if current.result is packet.result:
                 viewer.offer_packet(late)
                 return
-            if variant in current.jpegs:
+            if variant in current.jpegs:  # published so, or encoded since for a snapshot or another viewer
+                viewer.offer_packet(current)  # sent once, if it was offered already (`Viewer.offer_packet`)
                 return
             packet = current
 
@@ -520,11 +533,9 @@ class Hub:
         """
         jpeg = await asyncio.shield(self._encoding(packet, variant))
         current = self.latest.get(packet.stream_id)
-        if current is None or current.result is not packet.result:
-            return packet.with_jpeg(variant, jpeg)
-        if variant not in current.jpegs:  # else another caller of the same encoding stored it first
-            current = self.latest[packet.stream_id] = current.with_jpeg(variant, jpeg)
-        return current
+        if current is not None and current.result is packet.result and variant in current.jpegs:
+            return current  # as `_encoded` stored it
+        return packet.with_jpeg(variant, jpeg)
 
     def _encoding(self, packet: FramePacket, variant: Variant) -> asyncio.Future[bytes]:
         """The encoding of ``packet`` as ``variant`` in a worker thread: the one under way, or a new one."""
@@ -533,14 +544,19 @@ class Hub:
         if encoding is None:
             encoding = self._loop.run_in_executor(None, _encode_one, packet, variant, self.jpeg_quality)
             self._encodings[key] = encoding
-            encoding.add_done_callback(functools.partial(self._encoded, key))
+            encoding.add_done_callback(functools.partial(self._encoded, key, packet))
         return encoding
 
-    def _encoded(self, key: tuple[str, int, Variant], encoding: asyncio.Future[bytes]) -> None:
-        """Forget a finished encoding, so a failed one is tried afresh; log a failure once for all its callers."""
+    def _encoded(self, key: tuple[str, int, Variant], packet: FramePacket, encoding: asyncio.Future[bytes]) -> None:
+        """Keep a finished encoding's JPEG with its frame while that is the stream's newest, and forget the
+        encoding, so a failed one is tried afresh (its failure logged once for all its callers).
+
+        Kept here, before any caller resumes: one that asks after the encoding is forgotten finds it."""
         if self._encodings.get(key) is encoding:
             del self._encodings[key]
-        if not encoding.cancelled() and encoding.exception() is not None:
+        if encoding.cancelled():
+            return
+        if (failure := encoding.exception()) is not None:
             stream_id, seq, variant = key
             log.error(
                 "[%s] could not encode frame %d as %s image of max_width %s",
@@ -548,8 +564,12 @@ class Hub:
                 seq,
                 variant.kind.value,
                 variant.max_width,
-                exc_info=encoding.exception(),
+                exc_info=failure,
             )
+            return
+        current, variant = self.latest.get(packet.stream_id), key[2]
+        if current is not None and current.result is packet.result and variant not in current.jpegs:
+            self.latest[packet.stream_id] = current.with_jpeg(variant, encoding.result())
 
     def _forget_encodings(self, stream_id: str) -> None:
         """Let a restarted stream's frames be encoded afresh, though they may reuse a seq of the old source's.

@@ -134,6 +134,11 @@ def _check_unchanged(request: web.Request, config: StreamConfig) -> None:
     # Compared strongly (RFC 9110): a weak tag matches nothing, as segcast gives none.
     if any(tag.value in ("*", stream_etag(request, config).strip('"')) and not tag.is_weak for tag in tags):
         return
+    if all(tag.is_weak for tag in tags):
+        raise error(
+            web.HTTPPreconditionFailed,
+            "If-Match: a weak ETag (W/...) never matches; send the ETag as GET gave it (a proxy may have weakened it)",
+        )
     raise error(
         web.HTTPPreconditionFailed,
         f"stream {config.stream_id!r} was changed since it was read (If-Match): GET it again and make the change "

@@ -270,6 +270,9 @@ class InferenceWorker:
         with self._lock:
             restarts = self._restarting.pop(stream_id, None)
             options = options or self.stream_defaults
+            replaced = self._streams.get(stream_id)
+            if replaced is not None:
+                _mark_removed(replaced)
             self._streams[stream_id] = _Registration(stream_id, fps, options, slot, restarts)
         return slot
 
@@ -300,7 +303,7 @@ class InferenceWorker:
             if not restarting:
                 for removed in (registration, self._restarting.pop(stream_id, None)):
                     if removed is not None:
-                        removed.removed = True
+                        _mark_removed(removed)
             elif registration is not None:
                 self._restarting[stream_id] = registration
 
@@ -609,6 +612,13 @@ def _model_failed(group: list[_Job], exc: Exception) -> None:
     for job in group:
         job.error = f"model failed: {type(exc).__name__}: {exc}"
     log.warning("[%s] model failed on frame %d", group[0].registration.stream_id, group[0].frame.seq, exc_info=True)
+
+
+def _mark_removed(registration: _Registration | None) -> None:
+    """Mark ``registration`` and those it restarts removed: no frame of any of them may be delivered."""
+    while registration is not None:
+        registration.removed = True
+        registration = registration.restarts
 
 
 def _restarted(registration: _Registration) -> _Registration | None:

@@ -162,6 +162,8 @@ def unknown_host(host: str) -> str | None:
     try:
         socket.getaddrinfo(host, None)
     except socket.gaierror as exc:
+        if exc.errno == socket.EAI_AGAIN:  # the name may be right: the DNS server did not answer
+            return f"could not look up the camera's host {host!r} ({exc.strerror}): is the DNS server reachable?"
         return f"cannot find the camera's host {host!r} ({exc.strerror}): check the host name in the URI"
     return None
 

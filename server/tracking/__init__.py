@@ -171,8 +171,11 @@ class StreamTracker:
         from ultralytics.engine.results import Boxes
 
         restarted, self._restarts = frame.restarts != self._restarts, frame.restarts
-        ended = self._start_over(frame) if restarted or self._after_outage(frame.media_time) else []
+        outage = self._after_outage(frame.media_time)
+        ended = self._start_over(frame) if restarted or outage else []
         self._measure_rate(frame.media_time)
+        if outage:  # no measure of the stream's pace: a camera back for a frame may be away again
+            self._last_gap_s = self._interval_s
         detections = self._select(detections)
         if isinstance(self._tracker, SegTracker):  # it reads masks, not just boxes
             rows = self._tracker.update(detections, frame.image)
