@@ -192,7 +192,7 @@ class Encoder:
         self._thread = threading.Thread(target=self._run, name="encoder", daemon=True)
         self.dropped = 0
         self.encoded = 0
-        #: Streams whose last frame could not be encoded (touched by the encoder thread only).
+        #: Streams whose last frame could not be encoded (kept by the encoder thread; `forget` drops one).
         self._failing: set[str] = set()
 
     def start(self) -> None:
