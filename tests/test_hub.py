@@ -647,3 +647,32 @@ def test_a_frame_whose_images_cannot_be_made_still_delivers_its_metadata_and_eve
     assert first.result.events == (start,) and first.metadata["tracks"]
     logged = [record.levelno for record in caplog.records if record.name == "server.delivery.encode"]
     assert logged == [logging.ERROR, logging.INFO, logging.ERROR, logging.ERROR], "each failure once, the recovery"
+
+
+def test_what_the_worker_handed_over_last_is_published_when_the_encoder_stops() -> None:
+    """The worker stops first; its last result, handed over while the encoder was still publishing
+    the one before, carries the track's end, which the event outputs (stopped later) must still get."""
+    publishing = threading.Event()
+    published: list[FramePacket] = []
+
+    def publish(packet: FramePacket) -> None:
+        publishing.set()
+        encoder._stop.wait(RELEASE_TIMEOUT_S)  # still publishing the first frame when stop is asked
+        published.append(packet)
+
+    encoder = Encoder(publish)
+    image = np.zeros((48, 64, 3), np.uint8)
+
+    def result(seq: int, kind: TrackEventKind) -> FrameResult:
+        event = TrackEvent(kind, "cam", 1, 0, "person", time.time(), time.time(), 0.0, (4.0, 4.0, 20.0, 20.0))
+        return FrameResult(Frame("cam", seq, time.time(), seq / 15, image), (), 1.0, (event,))
+
+    encoder.start()
+    encoder.submit(result(1, TrackEventKind.START))
+    assert publishing.wait(RELEASE_TIMEOUT_S)
+    encoder.submit(result(2, TrackEventKind.END))
+    encoder.stop()
+    assert [[event.kind for event in packet.result.events] for packet in published] == [
+        [TrackEventKind.START],
+        [TrackEventKind.END],
+    ]

@@ -235,13 +235,19 @@ class Encoder:
         while not self._stop.is_set():
             self._ready.wait(IDLE_POLL_S)
             self._ready.clear()
-            with self._lock:
-                pending, self._pending = self._pending, {}
-            for stream_id, result in pending.items():
-                try:
-                    self._on_packet(make_packet(result, self._images(stream_id, result)))
-                except Exception:
-                    log.exception("[%s] could not publish frame %d", stream_id, result.frame.seq)
+            self._publish_pending()
+        # The worker has stopped before us: what it handed over last, while a frame was being
+        # published, still carries track events that the event outputs (stopped after us) must see.
+        self._publish_pending()
+
+    def _publish_pending(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for stream_id, result in pending.items():
+            try:
+                self._on_packet(make_packet(result, self._images(stream_id, result)))
+            except Exception:
+                log.exception("[%s] could not publish frame %d", stream_id, result.frame.seq)
 
     def _images(self, stream_id: str, result: FrameResult) -> dict[Variant, bytes]:
         """The wanted JPEGs of ``result``, or none if they cannot be made.
