@@ -205,6 +205,8 @@ def _replace_link_with_copy(link: Path, target: Path) -> None:
         ("rtsp://admin:{password}@127.0.0.1:{port}/stream1?token={token}", (PASSWORD, QUERY_TOKEN)),
         # FFmpeg takes the user info to the last '@', so this camera works, and its password must hide too.
         ("rtsp://admin:hunter2@cam-pw@127.0.0.1:{port}/stream1;password={token}&pw={token}", ("hunter2", "cam-pw")),
+        # VStarcam's cameras take the password as loginpas.
+        ("http://admin:{password}@127.0.0.1:{port}/videostream.cgi?loginuse=admin&loginpas={token}", (PASSWORD,)),
     ],
 )
 async def test_camera_credentials_never_come_back_out(

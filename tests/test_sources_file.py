@@ -92,6 +92,59 @@ def test_rate_max_hands_over_every_frame_as_fast_as_they_are_taken(slow_clip: Pa
     assert time.monotonic() - started < native_s / 2, f"not paced: its native {native_s:.0f} s"
 
 
+def write_ts_part(path: Path, start_s: float, frames: int) -> bytes:
+    """``frames`` of MPEG-TS at `CLIP_FPS` whose timestamps start at ``start_s``: one recording of a DVR."""
+    with av.open(str(path), "w", format="mpegts") as container:
+        stream = container.add_stream("libx264", rate=CLIP_FPS)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.options = {"tune": "zerolatency"}
+        for index in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 20 * index, np.uint8), format="bgr24")
+            frame.pts = round(start_s * CLIP_FPS) + index
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize(("first_s", "second_s"), [(30.0, 0.0), (0.0, 60.0)], ids=["back", "ahead"])
+def test_recordings_joined_into_one_file_play_on_at_their_rate_across_the_jump(
+    tmp_path: Path, first_s: float, second_s: float
+) -> None:
+    """Two .ts recordings joined end to end (``cat a.ts b.ts``) jump in time where they meet: one
+    jumping back played its second part at once with its media time frozen, one jumping 60 s ahead
+    showed its last picture for 60 s. Across the jump the file goes on one frame later, as across a loop."""
+    frames = 8
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(
+        write_ts_part(tmp_path / "first.ts", first_s, frames) + write_ts_part(tmp_path / "second.ts", second_s, frames)
+    )
+    with ReaderProbe(str(joined), record=True) as probe:
+        ended = probe.wait_state(StreamState.ENDED, 10)
+    played = probe.published[: 2 * frames]
+
+    assert ended.frames_read == 2 * frames and ended.reconnects == 0
+    steps = [b.media_time - a.media_time for a, b in itertools.pairwise(played)]
+    assert steps == pytest.approx([1 / CLIP_FPS] * (2 * frames - 1)), "one frame apart, across the jump too"
+    took = played[-1].capture_time - played[0].capture_time
+    assert took >= (2 * frames - 1) / CLIP_FPS * 0.9, "paced like a camera on both sides of the jump"
+    assert {frame.restarts for frame in played} == {0}, "the same pass through the file"
+
+
+def test_a_raw_h264_file_plays_at_the_rate_its_encoder_wrote(tmp_path: Path) -> None:
+    """Raw H.264 has no timestamps and no container: it played at FFmpeg's made-up 25 fps, not its 10."""
+    raw = tmp_path / "camera.h264"
+    ffmpeg("-f", "lavfi", "-i", f"testsrc=size=64x48:rate={CLIP_FPS}", "-frames:v", "5", "-c:v", "libx264", str(raw))
+    with ReaderProbe(str(raw), record=True) as probe:
+        probe.wait_state(StreamState.ENDED, 10)
+    played = probe.published[:5]
+
+    assert probe.source.fps == CLIP_FPS
+    steps = [b.media_time - a.media_time for a, b in itertools.pairwise(played)]
+    assert steps == pytest.approx([1 / CLIP_FPS] * 4)
+
+
 @pytest.mark.parametrize(
     ("content", "reason"),
     [

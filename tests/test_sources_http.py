@@ -121,6 +121,18 @@ def test_video_url_plays_at_its_native_rate_then_ends(clip_folder: Path) -> None
     assert [state for state, _ in probe.announced] == [StreamState.LIVE, StreamState.ENDED]
 
 
+def test_a_url_whose_scheme_is_in_capitals_plays(clip_folder: Path) -> None:
+    """A scheme is case-insensitive, and ``HTTP://`` passed every check, but FFmpeg knows its protocols
+    by their lower-case names only: the stream failed with "Protocol not found"."""
+    with MjpegServer(files=clip_folder) as server:
+        source = NetworkSource(server.url("/clip.mp4").replace("http://", "HTTP://", 1))
+        with ReaderProbe(source) as probe:
+            status = probe.wait_until("started", lambda s: s.state is not StreamState.STARTING, 10)
+
+    assert status.error is None and status.frames_read > 0, status
+    assert source.describe().startswith("HTTP://127.0.0.1:"), "shown as it was given"
+
+
 def test_a_video_url_with_a_gap_longer_than_the_stall_timeout_plays_through_it(tmp_path: Path) -> None:
     """The reader's wait for the frame after the gap counted as a stall: it reconnected and replayed
     the clip from its start, again and again, never getting past the gap."""

@@ -22,6 +22,9 @@ from tests.support.rtsp_camera import RtspCamera, system_rtsp_server_available, 
 CAMERA_FPS = 15
 #: Connecting includes reading a key frame to learn the stream's size: a second or two here.
 CONNECT_S = 15.0
+#: A "smart codec" camera's key frame interval, and how long its test video lasts (its first key frame only).
+LONG_GOP_S = 30
+LONG_GOP_VIDEO_S = 20
 
 require_component(system_rtsp_server_available(), "needs /usr/bin/python3 with GStreamer's RTSP server (see .ci/run)")
 
@@ -32,6 +35,18 @@ def camera_video(video_cache: Path) -> Path:
     if not path.exists():
         partial = path.with_suffix(".partial.mp4")
         write_camera_video(partial, 40, CAMERA_FPS)
+        partial.rename(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def long_gop_video(video_cache: Path) -> Path:
+    """A camera's video with a key frame at its start only: each client gets one as it joins, the next
+    would come `LONG_GOP_S` later."""
+    path = video_cache / f"camera-{CAMERA_FPS}fps-{LONG_GOP_VIDEO_S}s-gop{LONG_GOP_S}.mp4"
+    if not path.exists():
+        partial = path.with_suffix(".partial.mp4")
+        write_camera_video(partial, LONG_GOP_VIDEO_S, CAMERA_FPS, key_frame_s=LONG_GOP_S)
         partial.rename(path)
     return path
 
@@ -50,6 +65,19 @@ def test_frames_arrive_live_at_the_camera_rate(camera: RtspCamera) -> None:
     assert frame.image.shape == (192, 320, 3)
     assert status.state is StreamState.LIVE
     assert probe.announced[0] == (StreamState.LIVE, None)
+
+
+def test_a_camera_with_key_frames_far_apart_shows_the_one_it_sends_as_a_client_joins(long_gop_video: Path) -> None:
+    """FFmpeg reads that key frame while it probes the stream; told not to buffer (``fflags nobuffer``)
+    it dropped what it had read, so the first picture waited for the next key frame, 30 s later: the
+    stream stalled after 5 s without a picture and reconnected, for ever."""
+    with RtspCamera(long_gop_video) as camera, ReaderProbe(camera.url) as probe:
+        status = probe.wait_until("past starting", lambda s: s.state is not StreamState.STARTING, CONNECT_S)
+        assert status.state is StreamState.LIVE and status.reconnects == 0, status
+        frame = probe.next_frame(5)
+
+    assert probe.announced[0] == (StreamState.LIVE, None)
+    assert frame.image.shape == (192, 320, 3)
 
 
 def test_camera_that_dies_is_reconnecting_with_the_error_then_live_again_by_itself(camera: RtspCamera) -> None:

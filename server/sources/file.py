@@ -55,7 +55,7 @@ class FileSource:
             stream.thread_type = "AUTO"
             limit_decoder(stream, self._max_frame_side)
             time_base = float(stream.time_base) if stream.time_base else 0.0
-            rate = float(stream.average_rate or DEFAULT_FPS)
+            rate = _frame_rate(stream)
             index = damaged = 0
             try:
                 for packet in container.demux(stream):
@@ -84,15 +84,24 @@ class FileSource:
 
 
 def _probe_fps(path: Path) -> float:
-    """The file's average frame rate, read from its header before any decoding."""
+    """The file's frame rate, read from its header before any decoding."""
     try:
         with av.open(str(path)) as container:
             stream = video_stream(container)
             if stream is None:
                 raise SourceError(f"{path.name} has no video stream")
-            rate = stream.average_rate
+            return _frame_rate(stream)
     except av.error.FFmpegError as exc:
         raise SourceError(f"cannot open {path.name} as video: {_reason(exc)}") from None
+
+
+def _frame_rate(stream: av.video.stream.VideoStream) -> float:
+    """``stream``'s frame rate as FFmpeg best guesses it, else its average rate, else `DEFAULT_FPS`.
+
+    A raw H.264 file has no timestamps and no container to tell its rate: its average rate is FFmpeg's
+    made-up 25 fps, while the guess reads the rate the encoder wrote into the stream itself.
+    """
+    rate = stream.guessed_rate or stream.average_rate
     return float(rate) if rate else DEFAULT_FPS
 
 

@@ -12,9 +12,12 @@ http, https), ``timeout`` (seconds without a frame before the connection counts 
 dropped), ``open_timeout`` (seconds for connecting and reading the stream header), ``fps`` (the rate
 assumed until frames arrive), ``format`` (force an FFmpeg demuxer, e.g. ``mpjpeg``).
 
-FFmpeg is asked for low latency: no input buffering, low-delay decoding, slice threads rather than
-frame threads (which would hold frames back), and a short probe, so the newest frame is what the
-camera sent last rather than what sat in a buffer.
+FFmpeg is asked for low latency: low-delay decoding, slice threads rather than frame threads (which
+would hold frames back), and a short probe, so the newest frame is what the camera sent last rather
+than what sat in a buffer. Input buffering stays on: the packets read while probing hold the key frame
+a camera sends as a client joins, and dropping them (``fflags nobuffer``) left the picture waiting
+for the next one, which some cameras send only every 30 s. They are a second at most, decoded at
+once, and the reader keeps only the newest frame, so they add no lasting latency.
 """
 
 from __future__ import annotations
@@ -88,7 +91,9 @@ class NetworkSource:
         transport = options["transport"].lower()
         if transport not in RTSP_TRANSPORTS:
             raise SourceError(f"transport={transport!r} in {mask_uri(uri)!r}: use one of {sorted(RTSP_TRANSPORTS)}")
-        self._url = url
+        # A scheme is case-insensitive, but FFmpeg finds its protocol only by the lower-case name.
+        scheme, colon, rest = url.partition(":")
+        self._url = scheme.lower() + colon + rest
         self._described = mask_uri(uri)
         self._transport = transport
         self.stall_timeout_s = positive_float(options, "timeout", uri, MAX_TIMEOUT_S)
@@ -107,10 +112,6 @@ class NetworkSource:
     def av_options(self) -> dict[str, str]:
         """FFmpeg options for this URL: low latency for every protocol, and the chosen RTSP transport."""
         options = {"fflags": "discardcorrupt", "flags": "low_delay", "analyzeduration": str(PROBE_DURATION_US)}
-        if self.scheme not in ("http", "https"):
-            # Drops the packets read while probing rather than replaying them: right for a camera,
-            # wrong for an HTTP URL that may turn out to be a clip (its start would be lost).
-            options["fflags"] += "+nobuffer"
         if self.scheme in ("rtsp", "rtsps"):
             options["rtsp_transport"] = self._transport
             options["allowed_media_types"] = "video"

@@ -50,6 +50,12 @@ SLOW_RETRY_INITIAL_S = 10.0
 SLOW_RETRY_MAX_S = 300.0
 #: The measured input rate counts the frames of this last stretch of time.
 FPS_WINDOW_S = 3.0
+#: A step between two frames' timestamps beyond these is a discontinuity (recordings joined into one
+#: file, an encoder that restarted behind the same URL), not time that passed: back by more than this
+#: many frame intervals (more than a reordered frame could be), or ahead by more than
+#: `JUMP_AHEAD_S` and this many intervals (a recording that paused while nothing moved is shorter).
+JUMP_FRAMES = 4
+JUMP_AHEAD_S = 5.0
 
 StateListener = Callable[[str, StreamState, str | None], None]
 
@@ -115,13 +121,33 @@ class ReaderStatus:
         }
 
 
+class Pacing:
+    """When each frame of a file is due on the monotonic clock, to play it at its native rate.
+
+    Due times follow the frames' media times from the first frame's arrival; after a timestamp jump
+    they follow on from one frame after the frame before, as if the file had no jump.
+    """
+
+    def __init__(self) -> None:
+        self._anchor: tuple[float, float] | None = None  # (monotonic, media time) due times count from
+        self.last_due: float | None = None
+
+    def due(self, media_time: float, jumped: bool, interval_s: float) -> float:
+        if self._anchor is None or jumped:
+            start = time.monotonic() if self.last_due is None else self.last_due + interval_s
+            self._anchor = (start, media_time)
+        self.last_due = self._anchor[0] + media_time - self._anchor[1]
+        return self.last_due
+
+
 class StreamReader:
     """Runs one source in its own thread so decoding never touches the event loop.
 
     Files are paced to their native rate against the wall clock (a file stands in for a camera), or
     read as fast as the consumer takes frames for batch sources; live sources are read as fast as
-    they deliver. ``media_time`` in the frames it produces never goes backwards, across loops and
-    reconnects too, so a tracker always sees the true time between frames.
+    they deliver. ``media_time`` in the frames it produces never goes backwards, across loops,
+    reconnects and jumps in the source's own timestamps too, so a tracker always sees the true time
+    between frames.
 
     State changes go to ``on_state`` from the reader thread: the listener must hand them over to the
     loop itself. After `request_stop` the reader publishes neither frames nor states.
@@ -298,43 +324,50 @@ class StreamReader:
         None for sources that are not paced, or when nothing was played.
         """
         batch = bool(getattr(self.source, "batch", False))
-        started_wall: float | None = None
-        first_media = 0.0
+        pacing = Pacing()
         offset: float | None = None
-        due: float | None = None
+        previous: float | None = None
         for decoded in self.source.open(self._stop):
             if self._stop.is_set():
                 return None
             height, width = decoded.image.shape[:2]
             check_frame_size(width, height, self.max_frame_side)  # every kind of source, WebRTC's too
-            paced = not self.source.live and not batch
-            if paced:
-                if started_wall is None:
-                    started_wall, first_media = time.monotonic(), decoded.media_time
-                due = started_wall + (decoded.media_time - first_media)
+            jumped = previous is not None and self._is_jump(decoded.media_time - previous)
+            previous = decoded.media_time
+            if not self.source.live and not batch:
+                due = pacing.due(decoded.media_time, jumped, self._frame_interval())
                 if self._stop.wait(max(0.0, due - time.monotonic())):
                     return None
             if batch and not self.slot.wait_empty(self._stop):
                 return None
-            if offset is None:
+            if offset is None and self._last_media_time is not None and not self.source.live:
+                self._restarts += 1  # a file plays from its start again: a new scene for trackers
+            if offset is None or jumped:
                 offset = self._media_offset(decoded.media_time)
-                if self._last_media_time is not None and not self.source.live:
-                    self._restarts += 1  # a file plays from its start again: a new scene for trackers
             media_time = decoded.media_time + offset
             if self._last_media_time is not None and media_time < self._last_media_time:
-                media_time = self._last_media_time  # a camera's clock jumped back: hold, never reverse
+                media_time = self._last_media_time  # a frame reordered, or a clock stepped back a little: hold
             self._publish(media_time, decoded.image)
-        return None if due is None else due + self._frame_interval()
+        return None if pacing.last_due is None else pacing.last_due + self._frame_interval()
+
+    def _is_jump(self, step_s: float) -> bool:
+        """Whether ``step_s`` from one frame's timestamp to the next is a discontinuity (`JUMP_FRAMES`).
+
+        Taken as time that passed, a jump back froze the media time (and played a file's frames after
+        it at once); a jump ahead froze the picture for as long as the jump.
+        """
+        interval = self._frame_interval()
+        return step_s < -JUMP_FRAMES * interval or step_s > max(JUMP_AHEAD_S, JUMP_FRAMES * interval)
 
     def _frame_interval(self) -> float:
         """One frame's time at the source's nominal rate: what a file's last frame lasts."""
         return 1.0 / self.source.fps if self.source.fps > 0 else 0.0
 
     def _media_offset(self, first_media: float) -> float:
-        """Shift for this attempt's media times so they continue where the last attempt stopped.
+        """Shift for media times from ``first_media`` on so they continue where the last frame stopped.
 
-        A new connection or a looped file starts its media clock again; the gap we add is the wall
-        time that really passed (live) or one frame (a file played again).
+        A new connection, a looped file or a timestamp jump starts the media clock again; the gap we
+        add is the wall time that really passed (live) or one frame (a file).
         """
         if self._last_media_time is None:
             return -first_media

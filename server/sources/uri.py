@@ -16,13 +16,17 @@ MASK = "***"
 
 #: Parameter names whose values are secrets: some cameras take credentials or tokens in the query
 #: string, in ``;key=value`` path parameters, or (Dahua) in the path as ``user=..._password=...``.
-_SECRET_WORDS = r"pass|pwd|token|secret|key|auth|sig|cred|session"
-_SECRET_NAMES = r"p|pw|pin"
-#: A ``name=value`` pair after a separator, whose name holds a secret word or is a short secret name.
-#: The value runs to the next pair or the fragment; a Dahua path's value swallows the rest of the
-#: path, which hides more than the secret but never less.
+_SECRET_WORDS = r"pass|pwd|psw|token|secret|key|auth|sig|cred|session"
+#: Endings too short to look for anywhere in a name, but a password's at its end (VStarcam's
+#: ``loginuse=admin&loginpas=...``, ``userpw``).
+_SECRET_ENDINGS = r"pas|pw"
+_SECRET_NAMES = r"p|pin"
+#: A ``name=value`` pair after a separator, whose name holds a secret word, ends in a secret ending or
+#: is a short secret name. The value runs to the next pair or the fragment; a Dahua path's value
+#: swallows the rest of the path, which hides more than the secret but never less.
 _SECRET_PARAM = re.compile(
-    rf"(?<=[?&;/_])(?P<name>[A-Za-z0-9.-]*(?:{_SECRET_WORDS})[A-Za-z0-9.-]*|{_SECRET_NAMES})=(?P<value>[^&;#]*)",
+    rf"(?<=[?&;/_])(?P<name>[A-Za-z0-9.-]*(?:{_SECRET_WORDS})[A-Za-z0-9.-]*"
+    rf"|[A-Za-z0-9.-]*(?:{_SECRET_ENDINGS})|{_SECRET_NAMES})=(?P<value>[^&;#]*)",
     re.IGNORECASE,
 )
 #: ``scheme://userinfo@``, the user info running to the *last* '@' before the query or fragment, as

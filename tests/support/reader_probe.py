@@ -22,6 +22,19 @@ FAST_BACKOFF = Backoff(initial_s=0.2, max_s=1.0)
 POLL_S = 0.02
 
 
+class RecordingSlot(LatestFrame):
+    """A slot that also keeps every frame put in it, for tests about each frame's times: a test taking
+    the newest frame may miss some on a busy machine. Only for short media: it keeps their images."""
+
+    def __init__(self, ready: threading.Event) -> None:
+        super().__init__(ready)
+        self.frames: list[Frame] = []
+
+    def put(self, frame: Frame) -> None:
+        self.frames.append(frame)
+        super().put(frame)
+
+
 class ReaderProbe:
     def __init__(
         self,
@@ -31,10 +44,11 @@ class ReaderProbe:
         backoff: Backoff = FAST_BACKOFF,
         max_frame_side: int = MAX_FRAME_SIDE_PX,
         slow_backoff: Backoff | None = None,
+        record: bool = False,
     ) -> None:
         self.source = open_source(source, max_frame_side) if isinstance(source, str) else source
         self.ready = threading.Event()
-        self.slot = LatestFrame(self.ready)
+        self.slot = RecordingSlot(self.ready) if record else LatestFrame(self.ready)
         self.announced: list[tuple[StreamState, str | None]] = []
         self.reader = StreamReader(
             stream_id,
@@ -53,6 +67,12 @@ class ReaderProbe:
 
     def status(self) -> ReaderStatus:
         return self.reader.status()
+
+    @property
+    def published(self) -> list[Frame]:
+        """Every frame the reader published so far, in order (a probe made with ``record=True``)."""
+        assert isinstance(self.slot, RecordingSlot), "made without record=True"
+        return list(self.slot.frames)
 
     def wait_until(self, what: str, predicate: Callable[[ReaderStatus], bool], timeout_s: float) -> ReaderStatus:
         deadline = time.monotonic() + timeout_s

@@ -34,12 +34,15 @@ def system_rtsp_server_available() -> bool:
     return subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True, timeout=30).returncode == 0
 
 
-def write_camera_video(path: Path, seconds: float, fps: int = 15, width: int = 320, height: int = 192) -> Path:
-    """The generated scene as H.264 with a key frame every second, as IP cameras send it.
+def write_camera_video(
+    path: Path, seconds: float, fps: int = 15, width: int = 320, height: int = 192, key_frame_s: float = 1.0
+) -> Path:
+    """The generated scene as H.264 with a key frame every ``key_frame_s`` (a second, as IP cameras send it).
 
     A client that joins mid-stream can only start decoding at a key frame, so the interval bounds how
-    long a (re)connection takes to show a picture. Imported lazily: the camera script half of this
-    file runs where segcast's dependencies are not installed.
+    long a (re)connection takes to show a picture; "smart codec" cameras send one only every 30 s or
+    so. Imported lazily: the camera script half of this file runs where segcast's dependencies are
+    not installed.
     """
     from fractions import Fraction
 
@@ -51,7 +54,7 @@ def write_camera_video(path: Path, seconds: float, fps: int = 15, width: int = 3
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream("libx264", rate=Fraction(fps))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": "veryfast", "tune": "zerolatency", "g": str(fps), "crf": "23"}
+        stream.options = {"preset": "veryfast", "tune": "zerolatency", "g": str(round(key_frame_s * fps)), "crf": "23"}
         for image in scene.frames(round(seconds * fps)):
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
                 container.mux(packet)
