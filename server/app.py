@@ -81,6 +81,7 @@ async def _pipeline(app: web.Application) -> AsyncIterator[None]:
         raise ConfigError(str(exc)) from None
     await outputs.start()
     hub.add_packet_listener(outputs.on_packet)
+    hub.add_state_listener(outputs.on_stream_state)
     hub.add_removal_listener(outputs.on_stream_removed)
     app[event_outputs_key] = outputs
     manager = StreamManager(settings, hub)

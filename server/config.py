@@ -8,7 +8,6 @@ later. `write_config` saves the streams back when the API is asked to persist a 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import stat
@@ -20,7 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from server.delivery.hub import ViewerLimits
-from server.events.config import EventsSettings, events_settings, events_toml, resolved_path
+from server.events.config import EventsSettings, events_settings, events_toml, resolved_path, toml_string
 from server.http.listen import DEFAULT_HOST, DEFAULT_PORT
 from server.http.policy import (
     DEFAULT_DENY_NETWORKS,
@@ -376,13 +375,13 @@ def _option_lines(options: StreamOptions, base: StreamOptions) -> list[str]:
 
 
 def _toml(value: object) -> str:
-    """A TOML literal for the few value kinds segcast writes (JSON strings are valid TOML strings)."""
+    """A TOML literal for the few value kinds segcast writes."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, str):
-        return json.dumps(value)
+        return toml_string(value)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
     if isinstance(value, dict):  # an inline table: zones and lines are lists of them

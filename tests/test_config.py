@@ -185,6 +185,14 @@ def test_saved_config_reads_back_the_same(tmp_path: Path) -> None:
     assert again.viewer_limits == settings.viewer_limits
 
 
+def test_saved_config_keeps_an_emoji_and_control_characters(tmp_path: Path) -> None:
+    """JSON's ASCII escapes write an emoji as a surrogate pair, which TOML refuses: the file would not load again."""
+    settings = load_config(write(tmp_path, FULL_CONFIG))
+    streams = [*settings.streams, StreamConfig("horse", '/videos/\U0001f434 "yard"\\\t\x7f.mp4')]
+    write_config(settings, streams)
+    assert list(load_config(settings.config_path or tmp_path).streams) == streams
+
+
 def test_a_config_that_would_not_read_back_is_never_written(tmp_path: Path) -> None:
     """The file is replaced only by text that parses back: a lone surrogate has no TOML form."""
     settings = load_config(write(tmp_path, FULL_CONFIG))

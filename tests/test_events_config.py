@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from server.config import ConfigError, StreamConfig, load_config, write_config
+from server.config import ConfigError, Settings, StreamConfig, load_config, write_config
 from server.events.config import EventsSettings, HistorySettings, MqttSettings, WebhookSettings
 
 FULL = """
@@ -65,6 +65,12 @@ def test_no_events_table_means_no_outputs(tmp_path: Path) -> None:
         ('[events.mqtt]\nhost = "b"\npassword = "p"', "events.mqtt.password"),
         ('[events.mqtt]\nhost = "b"\ntopic_prefix = "a/#"', "events.mqtt.topic_prefix"),
         ('[events.mqtt]\nhost = "b"\nca_file = "missing.pem"', "events.mqtt.ca_file"),
+        ('[events.mqtt]\nhost = "b"\ntls = false\nca_file = "segcast.toml"', "events.mqtt.ca_file"),
+        ("[events.history]\nmax_mb = 0.001", "events.history.max_mb"),
+        ("[events.history]\nmax_age_days = 1e6", "events.history.max_age_days"),
+        ('[events.history]\npath = "."', "events.history.path"),
+        ('[events.history]\npath = "data/"', "events.history.path"),
+        ('[[events.webhooks]]\nurl = "http://x"\ntimeout_s = 999999999', "events.webhooks[0].timeout_s"),
         ("[events]\nkafka = 1", "events.kafka"),
     ],
 )
@@ -75,9 +81,55 @@ def test_a_bad_key_is_named(tmp_path: Path, table: str, named: str) -> None:
         load_config(path)
 
 
+@pytest.mark.parametrize(
+    ("host", "instead"),
+    [
+        ("mqtt://192.168.1.5:1883", 'host = "192.168.1.5" and port = 1883'),
+        ("homeassistant.local:1883", 'host = "homeassistant.local" and port = 1883'),
+        ("mqtts://broker.lan", 'host = "broker.lan" and tls = true'),
+        ("[::1]:1884", 'host = "::1" and port = 1884'),
+    ],
+)
+def test_a_broker_written_as_a_url_is_refused_saying_what_to_write(tmp_path: Path, host: str, instead: str) -> None:
+    path = tmp_path / "segcast.toml"
+    path.write_text(f'[events.mqtt]\nhost = "{host}"\n')
+    with pytest.raises(ConfigError, match=f"^segcast\\.toml: events\\.mqtt\\.host: .*write {re.escape(instead)}$"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("host", ["broker.lan", "192.168.1.5", "::1", "fe80::1%eth0", "mqtt_broker"])
+def test_a_broker_host_name_or_address_is_taken(tmp_path: Path, host: str) -> None:
+    path = tmp_path / "segcast.toml"
+    path.write_text(f'[events.mqtt]\nhost = "{host}"\n')
+    mqtt = load_config(path).events.mqtt
+    assert mqtt is not None and mqtt.host == host
+
+
+def test_a_password_in_a_broker_url_is_not_repeated_in_the_error(tmp_path: Path) -> None:
+    path = tmp_path / "segcast.toml"
+    path.write_text('[events.mqtt]\nhost = "mqtt://segcast:hunter2@broker.lan"\n')
+    with pytest.raises(ConfigError, match=r"events\.mqtt\.host") as refused:
+        load_config(path)
+    assert "hunter2" not in str(refused.value)
+
+
 def test_saving_an_api_change_keeps_the_events_table(tmp_path: Path) -> None:
     path = tmp_path / "segcast.toml"
     path.write_text(FULL)
     settings = load_config(path)
     write_config(settings, [StreamConfig("cam", "scene:?seed=1")])
     assert load_config(path).events == settings.events
+
+
+def test_saving_keeps_characters_json_would_escape_beyond_toml(tmp_path: Path) -> None:
+    """An emoji becomes a surrogate pair in JSON's ASCII escapes, which TOML refuses: the saved file would not load."""
+    secret = 'correct horse \U0001f434 battery, "quoted", back\\slash, tab\tnew\nline, bell\x07 and del\x7f'
+    events = EventsSettings(
+        history=HistorySettings(tmp_path / "h\U0001f434.db"),
+        webhooks=(WebhookSettings("https://hooks.example/x", secret),),
+        mqtt=MqttSettings("broker.lan", username="s", password="\U0001f511"),
+    )
+    path = tmp_path / "segcast.toml"
+    write_config(Settings(config_path=path, events=events), [])
+    assert load_config(path).events == events
+    assert "\U0001f434" in path.read_text(encoding="utf-8"), "written as it is, not escaped"

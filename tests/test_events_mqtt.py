@@ -14,17 +14,19 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
+from server.events import sink as sinks
 from server.events.config import EventsSettings, MqttSettings
 from server.events.mqtt import MqttSink
 from server.events.outputs import EventOutputs
 from server.events.sink import SinkState
+from server.sources.base import StreamState
 from tests.support.certificates import self_signed
 from tests.support.event_packets import frames_kept_after_offering, track_start, with_counts, with_events
 from tests.support.mosquitto import Broker, free_port
 from tests.support.polling import eventually
 
 Message = tuple[str, bytes, bool]  # topic, payload, retained
-EVERY_RETAINED = ("homeassistant/#", "segcast/+/counts")  # but the status
+EVERY_RETAINED = ("homeassistant/#", "segcast/+/counts", "segcast/+/availability")  # but the status
 
 
 @pytest.fixture
@@ -134,7 +136,8 @@ async def test_counts_appear_as_home_assistant_sensors(broker: Broker) -> None:
     (config,) = on(received, "homeassistant/sensor/segcast_cam/zones_door_objects/config")
     assert config["state_topic"] == "segcast/cam/counts"
     assert config["value_template"] == '{{ value_json["zones_door_objects"] }}'
-    assert config["availability_topic"] == "segcast/status"
+    assert config["availability"] == [{"topic": "segcast/status"}, {"topic": "segcast/cam/availability"}]
+    assert config["availability_mode"] == "all"
     assert config["unique_id"] == "segcast_cam_zones_door_objects"
     names = {
         name: on(received, f"homeassistant/sensor/segcast_cam/{name}/config")[0]["name"]
@@ -158,13 +161,13 @@ async def test_counts_appear_as_home_assistant_sensors(broker: Broker) -> None:
     assert {topic for topic, _, _ in received} == expected
 
 
-async def retained(port: int, *topics: str) -> set[str]:
-    """The topics matching ``topics`` with a retained message at the broker now.
+async def retained_messages(port: int, *topics: str) -> dict[str, bytes]:
+    """The retained messages at the broker now on the topics matching ``topics``, by topic.
 
     The broker sends a subscription's retained messages in the order the subscriptions were made, so
     once the retained status (subscribed to last) arrives, every one matching ``topics`` has.
     """
-    found: set[str] = set()
+    found: dict[str, bytes] = {}
     async with aiomqtt.Client("127.0.0.1", port) as client:
         for topic in topics:
             await client.subscribe(topic, qos=1)
@@ -173,8 +176,45 @@ async def retained(port: int, *topics: str) -> set[str]:
             async for message in client.messages:
                 if str(message.topic) == "segcast/status":
                     return found
-                found.add(str(message.topic))
+                assert isinstance(message.payload, bytes)
+                found[str(message.topic)] = message.payload
     raise AssertionError("unreachable")
+
+
+async def retained(port: int, *topics: str) -> set[str]:
+    """The topics matching ``topics`` with a retained message at the broker now."""
+    return set(await retained_messages(port, *topics))
+
+
+async def availability_is(port: int, stream_id: str, payload: bytes) -> None:
+    topic = f"segcast/{stream_id}/availability"
+
+    async def reached() -> bool:
+        return (await retained_messages(port, topic)).get(topic) == payload
+
+    await eventually(reached, what=f"{topic} to be {payload.decode()}")
+
+
+async def test_a_streams_sensors_are_available_only_while_it_is_live(broker: Broker) -> None:
+    counts = {"zones": {"door": {"objects": 2}}}
+    async with running(MqttSettings("127.0.0.1", broker.port)) as (outputs, sink):
+        await state_is(sink, SinkState.OK)
+        outputs.on_stream_state("cam", StreamState.STARTING)
+        await availability_is(broker.port, "cam", b"offline")
+        outputs.on_stream_state("cam", StreamState.LIVE)
+        outputs.on_packet(with_counts(1, counts, tracks=2))
+        await availability_is(broker.port, "cam", b"online")
+        # The camera drops: its last counts (2 in the zone) stay retained, but no longer pass for now.
+        for state in (StreamState.RECONNECTING, StreamState.LIVE, StreamState.FAILED, StreamState.LIVE):
+            outputs.on_stream_state("cam", state)
+            await availability_is(broker.port, "cam", b"online" if state is StreamState.LIVE else b"offline")
+        outputs.on_stream_state("cam", StreamState.ENDED)
+        await availability_is(broker.port, "cam", b"offline")
+        left = await retained_messages(broker.port, *EVERY_RETAINED)
+    assert json.loads(left["segcast/cam/counts"]) == {"tracks": 2, "zones_door_objects": 2}
+    config = json.loads(left["homeassistant/sensor/segcast_cam/zones_door_objects/config"])
+    assert config["availability"] == [{"topic": "segcast/status"}, {"topic": "segcast/cam/availability"}]
+    assert config["availability_mode"] == "all"  # the stream offline, or segcast: unavailable
 
 
 async def test_sensors_of_a_deleted_zone_and_of_a_removed_stream_are_removed_from_home_assistant(
@@ -185,6 +225,8 @@ async def test_sensors_of_a_deleted_zone_and_of_a_removed_stream_are_removed_fro
     zones = {"zones": {"door": {"objects": 2}, "bay": {"objects": 0}}}
     async with running(MqttSettings("127.0.0.1", broker.port)) as (outputs, sink):
         await state_is(sink, SinkState.OK)
+        outputs.on_stream_state("cam", StreamState.LIVE)
+        outputs.on_stream_state("yard", StreamState.LIVE)
         outputs.on_packet(with_counts(1, zones, tracks=3))
         outputs.on_packet(with_counts(1, zones, tracks=2, stream_id="yard"))
 
@@ -192,6 +234,7 @@ async def test_sensors_of_a_deleted_zone_and_of_a_removed_stream_are_removed_fro
             return door in await retained(broker.port, "homeassistant/#")
 
         await eventually(announced, what="the door zone's sensor")
+        await availability_is(broker.port, "cam", b"online")
         async with listening(broker.port, door) as cleared:
             outputs.on_packet(with_counts(2, {"zones": {"bay": {"objects": 1}}}, tracks=3))  # door deleted
 
@@ -209,14 +252,20 @@ async def test_sensors_of_a_deleted_zone_and_of_a_removed_stream_are_removed_fro
                 "segcast_cam" in t or t.startswith("segcast/cam/") for t in await retained(broker.port, *EVERY_RETAINED)
             )
 
-        await eventually(cam_gone, what="no retained sensor config or counts of the removed stream")
+        await eventually(cam_gone, what="no retained sensor config, counts or availability of the removed stream")
         left = await retained(broker.port, *EVERY_RETAINED)
-        assert "segcast/yard/counts" in left and "homeassistant/sensor/segcast_yard/tracks/config" in left
+        assert {
+            "segcast/yard/counts",
+            "segcast/yard/availability",
+            "homeassistant/sensor/segcast_yard/tracks/config",
+        } <= left
 
 
-async def test_status_says_offline_after_segcast_stops(broker: Broker) -> None:
-    async with running(MqttSettings("127.0.0.1", broker.port)) as (_, sink):
+async def test_status_and_every_stream_say_offline_after_segcast_stops(broker: Broker) -> None:
+    async with running(MqttSettings("127.0.0.1", broker.port)) as (outputs, sink):
         await state_is(sink, SinkState.OK)
+        outputs.on_stream_state("cam", StreamState.LIVE)
+        await availability_is(broker.port, "cam", b"online")
     async with listening(broker.port, "segcast/status") as received:
 
         async def retained() -> bool:
@@ -224,6 +273,8 @@ async def test_status_says_offline_after_segcast_stops(broker: Broker) -> None:
 
         await eventually(retained, what="the retained status")
     assert received == [("segcast/status", b"offline", True)]
+    # When segcast starts again, the stream's sensors stay unavailable until it is live again.
+    assert await retained_messages(broker.port, "segcast/cam/availability") == {"segcast/cam/availability": b"offline"}
 
 
 async def test_events_queued_at_shutdown_are_published_before_it(broker: Broker) -> None:
@@ -239,6 +290,31 @@ async def test_events_queued_at_shutdown_are_published_before_it(broker: Broker)
             return len(received) == 20
 
         await eventually(all_there, what="the 20 events at the subscriber")
+
+
+async def test_the_event_being_published_at_shutdown_is_counted_dropped(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sinks, "DRAIN_TIMEOUT_S", 0.1)  # the broker never confirms: no need to wait long
+    publish = aiomqtt.Client.publish
+    on_its_way = asyncio.Event()
+
+    async def unconfirmed_events(client: aiomqtt.Client, topic: str, *args: Any, **kwargs: Any) -> None:
+        """A broker that takes events but never confirms them (it hangs, or the link is that slow)."""
+        if "/events/" in topic:
+            on_its_way.set()
+            await asyncio.Event().wait()
+        await publish(client, topic, *args, **kwargs)
+
+    monkeypatch.setattr(aiomqtt.Client, "publish", unconfirmed_events)
+    async with running(MqttSettings("127.0.0.1", broker.port)) as (outputs, sink):
+        await state_is(sink, SinkState.OK)
+        for seq in range(3):
+            outputs.on_packet(track_start(seq, track_id=seq))
+        await on_its_way.wait()
+    health = sink.health()
+    assert health.delivered == 0 and health.failed == 0
+    assert health.dropped == 3  # two queued, and the one the broker never confirmed
 
 
 async def test_a_lost_broker_is_a_failing_state_and_events_follow_the_reconnection(broker: Broker) -> None:
@@ -312,12 +388,13 @@ async def test_deleting_a_stream_through_the_api_removes_its_home_assistant_sens
         return sensor in await retained(broker.port, *EVERY_RETAINED)
 
     await eventually(announced, timeout_s=60, what="the stream's sensors")
+    await availability_is(broker.port, "cam", b"online")  # the stream is live
     assert (await client.delete("/api/streams/cam")).status == 204
 
     async def gone() -> bool:
         return not await retained(broker.port, *EVERY_RETAINED)
 
-    await eventually(gone, what="no retained sensor or counts of the deleted stream")
+    await eventually(gone, what="no retained sensor, counts or availability of the deleted stream")
 
 
 async def test_queued_events_do_not_keep_their_frames() -> None:

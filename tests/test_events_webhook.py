@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import json
 import socket
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from email.utils import formatdate
 
 import pytest
 from aiohttp import web
@@ -16,8 +19,8 @@ from aiohttp import web
 from server.events import sink
 from server.events.config import EventsSettings, WebhookSettings
 from server.events.outputs import EventOutputs
-from server.events.sink import SinkState
-from server.events.webhook import SIGNATURE_HEADER, WebhookSink
+from server.events.sink import Backoff, SinkState
+from server.events.webhook import SIGNATURE_HEADER, WebhookSink, retry_after_s
 from tests.support.event_packets import frames_kept_after_offering, track_start, with_events
 from tests.support.polling import eventually
 
@@ -26,24 +29,32 @@ SECRET = "hook-secret"
 
 @dataclass
 class Receiver:
-    """A webhook endpoint that answers with ``statuses`` in turn (then 200), or never, while ``hang``."""
+    """A webhook endpoint that answers with ``statuses`` in turn (then 200), or never, while ``hang``.
+
+    A status other than 200 comes with ``Retry-After: <retry_after>`` when that is set.
+    """
 
     url: str = ""
     statuses: list[int] = field(default_factory=list)
+    retry_after: str | None = None
     hang: bool = False
     bodies: list[bytes] = field(default_factory=list)
     signatures: list[str | None] = field(default_factory=list)
     attempts: int = 0
+    attempted_at: list[float] = field(default_factory=list)  # time.monotonic() of each
 
     async def handle(self, request: web.Request) -> web.Response:
         self.attempts += 1
+        self.attempted_at.append(time.monotonic())
         if self.hang:
             await asyncio.Event().wait()
         status = self.statuses.pop(0) if self.statuses else 200
         if status == 200:
             self.bodies.append(await request.read())
             self.signatures.append(request.headers.get(SIGNATURE_HEADER))
-        return web.Response(status=status)
+            return web.Response()
+        asking = {} if self.retry_after is None else {"Retry-After": self.retry_after}
+        return web.Response(status=status, headers=asking)
 
 
 @pytest.fixture
@@ -63,7 +74,7 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 async def running(settings: WebhookSettings) -> EventOutputs:
     outputs = EventOutputs(EventsSettings(webhooks=(settings,)))
-    hook(outputs).backoff_first_s = 0.01
+    hook(outputs).backoff.first_s = 0.01
     await outputs.start()
     return outputs
 
@@ -118,20 +129,68 @@ async def test_events_queued_at_shutdown_are_delivered_before_it(receiver: Recei
 
 
 async def test_what_a_failing_receiver_leaves_at_shutdown_is_counted_lost(receiver: Receiver) -> None:
-    receiver.hang = True
-    outputs = await running(WebhookSettings(receiver.url, timeout_s=0.2, retries=0))
+    receiver.statuses = [503]
+    outputs = await running(WebhookSettings(receiver.url, retries=0))
     outputs.on_packet(track_start(0, track_id=0))
 
     async def failing() -> bool:
         return hook(outputs).health().state is SinkState.FAILING
 
-    await eventually(failing, what="the first delivery to time out")
+    await eventually(failing, what="the first delivery to fail")
+    receiver.hang = True  # from now on it takes the POSTs and never answers
     for seq in range(1, 4):
         outputs.on_packet(track_start(seq, track_id=seq))
+
+    async def next_on_its_way() -> bool:
+        return receiver.attempts == 2
+
+    await eventually(next_on_its_way, what="the next event to be on its way")
     await outputs.stop()  # not waited for: a failing receiver would only hold the shutdown up
     health = hook(outputs).health()
-    assert health.failed + health.dropped + health.delivered >= 3 and health.delivered == 0
-    assert health.dropped >= 2  # one may have been on its way (then it times out: failed) when it stopped
+    assert health.delivered == 0 and health.failed == 1
+    assert health.dropped == 3  # two queued, and the one on its way: every event accounted for
+
+
+async def test_an_event_on_its_way_when_the_shutdown_time_is_up_is_counted_dropped(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sink, "DRAIN_TIMEOUT_S", 0.1)  # the receiver never answers: no need to wait long
+    receiver.hang = True
+    outputs = await running(WebhookSettings(receiver.url))
+    for seq in range(3):
+        outputs.on_packet(track_start(seq, track_id=seq))
+
+    async def on_its_way() -> bool:
+        return receiver.attempts == 1
+
+    await eventually(on_its_way, what="the first event to be on its way")
+    await outputs.stop()  # not failing yet (no answer so far): given its drain time, then cancelled
+    health = hook(outputs).health()
+    assert health.delivered == 0 and health.failed == 0
+    assert health.dropped == 3
+
+
+async def test_outputs_are_given_their_shutdown_time_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    hooks = tuple(WebhookSettings(f"http://127.0.0.1:{unused_port()}/{n}") for n in range(3))
+    outputs = EventOutputs(EventsSettings(webhooks=hooks))
+    stopping: list[str] = []
+    drained = asyncio.Event()
+
+    async def draining(name: str) -> None:
+        """A stop that takes its whole drain time: three in a row would take three times as long."""
+        stopping.append(name)
+        await drained.wait()
+
+    for output in outputs.sinks:
+        monkeypatch.setattr(output, "stop", functools.partial(draining, output.name))
+    stop = asyncio.create_task(outputs.stop())
+
+    async def all_draining() -> bool:
+        return len(stopping) == 3
+
+    await eventually(all_draining, what="every output to be draining at once")
+    drained.set()
+    await stop
 
 
 async def test_server_errors_are_retried_with_backoff(receiver: Receiver) -> None:
@@ -148,6 +207,54 @@ async def test_server_errors_are_retried_with_backoff(receiver: Receiver) -> Non
         await outputs.stop()
     assert receiver.attempts == 3 and len(receiver.bodies) == 1
     assert hook(outputs).health().state is SinkState.OK
+
+
+async def test_a_rate_limited_receiver_gets_the_quiet_it_asks_for_before_the_next_event(receiver: Receiver) -> None:
+    receiver.statuses = [429]
+    receiver.retry_after = "1"
+    outputs = await running(WebhookSettings(receiver.url, retries=0))
+    try:
+        outputs.on_packet(track_start(1, track_id=1))  # given up on at once (no retries): the wait goes on
+        outputs.on_packet(track_start(2, track_id=2))
+
+        async def next_delivered() -> bool:
+            return hook(outputs).health().delivered == 1
+
+        await eventually(next_delivered, what="the next event after the asked-for wait")
+    finally:
+        await outputs.stop()
+    assert receiver.attempted_at[1] - receiver.attempted_at[0] >= 0.95  # not 0.01 s, the backoff's first wait
+    assert [json.loads(body)["id"] for body in receiver.bodies] == [2]
+    health = hook(outputs).health()
+    assert health.failed == 1 and "HTTP 429 with Retry-After" in (health.last_error or "")
+
+
+def test_retry_after_is_read_as_seconds_or_as_an_http_date() -> None:
+    now = 1_700_000_000.0
+    assert retry_after_s("120", now) == 120.0
+    assert retry_after_s(formatdate(now + 30, usegmt=True), now) == 30.0
+    assert retry_after_s(formatdate(now - 30, usegmt=True), now) == 0.0  # already past: no wait
+    assert retry_after_s(None, now) is None
+    assert retry_after_s("soon", now) is None
+    assert retry_after_s("-5", now) is None
+
+
+def test_backoff_goes_on_from_event_to_event_until_a_delivery() -> None:
+    backoff = Backoff(first_s=0.5, max_s=30.0)
+    assert backoff.wait_s(100.0) == 0.0
+    backoff.failed(100.0)
+    assert backoff.wait_s(100.0) == 0.5
+    backoff.failed(101.0)  # whether a retry or the next event's first attempt: it doubles
+    assert backoff.wait_s(101.0) == 1.0
+    backoff.failed(102.0, asked_s=5.0)  # Retry-After asks for more than the doubling
+    assert backoff.wait_s(102.0) == 5.0
+    backoff.failed(103.0, asked_s=3600.0)  # but never more than max_s
+    assert backoff.wait_s(103.0) == 30.0
+    assert backoff.wait_s(120.0) == 13.0 and backoff.wait_s(140.0) == 0.0
+    backoff.reset()
+    assert backoff.wait_s(103.0) == 0.0
+    backoff.failed(104.0)
+    assert backoff.wait_s(104.0) == 0.5
 
 
 async def test_a_refusal_is_not_retried(receiver: Receiver) -> None:

@@ -49,6 +49,7 @@ MAX_SCALED_IMAGES = 4
 
 WantedListener = Callable[[Mapping[str, frozenset[Variant]]], None]
 PacketListener = Callable[[FramePacket], None]
+StateListener = Callable[[str, StreamState], None]
 RemovalListener = Callable[[str], None]
 
 
@@ -272,6 +273,7 @@ class Hub:
         self._stats: dict[str, _StreamStats] = {}
         self._on_wanted: WantedListener | None = None
         self._packet_listeners: list[PacketListener] = []
+        self._state_listeners: list[StateListener] = []
         self._removal_listeners: list[RemovalListener] = []
         self._wanted: dict[str, frozenset[Variant]] = {}
         #: Viewers per stream id they name, and viewers of every stream: counted when subscriptions
@@ -335,6 +337,10 @@ class Hub:
         It must return at once: it runs before the frame reaches any viewer.
         """
         self._packet_listeners.append(listener)
+
+    def add_state_listener(self, listener: StateListener) -> None:
+        """Call ``listener`` on the loop with every state a stream announces, in order (event outputs)."""
+        self._state_listeners.append(listener)
 
     def add_removal_listener(self, listener: RemovalListener) -> None:
         """Call ``listener`` on the loop with the id of every stream removed (not restarted with new options)."""
@@ -408,6 +414,11 @@ class Hub:
         self.announce(
             {"type": "status", "v": PROTOCOL_VERSION, "stream": stream_id, "state": state.value, "error": error}
         )
+        for listener in self._state_listeners:
+            try:
+                listener(stream_id, state)
+            except Exception:  # an output's bug must not stop the others hearing of it
+                log.exception("[%s] a state listener failed", stream_id)
 
     def announce_inference(self, status: InferenceStatus) -> None:
         self.inference = status

@@ -1,13 +1,13 @@
 """The event history and outputs in the REST API (formats in docs/protocol.md, "Events out").
 
 ``GET /api/events`` pages through the history newest first: each page has a ``next`` link that
-continues below its last id, so pages stay exact while new events arrive. The queries run in the
-loop's executor on their own read connection; a database that cannot be read is a 503 naming why.
+continues below its last id, so pages stay exact while new events arrive. The queries run on the
+history's own reader threads, each on its own read connection; a database that cannot be read is a
+503 naming why.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import math
 import sqlite3
@@ -79,7 +79,7 @@ async def _list_events(request: web.Request) -> web.Response:
     # One more than the page: whether it comes back says if there is a next page.
     ask = dataclasses.replace(query, limit=query.limit + 1)
     try:
-        found = await asyncio.get_running_loop().run_in_executor(None, history.query, ask)
+        found = await history.read_events(ask)
     except sqlite3.Error as exc:
         raise error(web.HTTPServiceUnavailable, f"the event history cannot be read: {exc}") from None
     stored = found[: query.limit]
@@ -102,7 +102,7 @@ async def _snapshot(request: web.Request) -> web.Response:
     history = _history(request)
     event_id = int(request.match_info["event"])
     try:
-        jpeg = await asyncio.get_running_loop().run_in_executor(None, history.snapshot, event_id)
+        jpeg = await history.read_snapshot(event_id)
     except sqlite3.Error as exc:
         raise error(web.HTTPServiceUnavailable, f"the event history cannot be read: {exc}") from None
     if jpeg is None:

@@ -6,7 +6,8 @@ Every output is off unless its table is present. Errors are ValueError naming th
 
 from __future__ import annotations
 
-import json
+import ipaddress
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,7 +22,18 @@ DEFAULT_MAX_AGE_DAYS = 30.0
 DEFAULT_MAX_MB = 1024.0
 DEFAULT_WEBHOOK_TIMEOUT_S = 5.0
 DEFAULT_WEBHOOK_RETRIES = 3
+#: Bounds of the numbers a user sets, with their units; each is checked at start-up, naming the key.
+MAX_AGE_DAYS_RANGE = (0.01, 36500.0)  # 14 minutes to a century
+#: At least a megabyte: retention keeps the file and its write-ahead log within ``max_mb``, so one
+#: smaller than a batch of events with their snapshots would delete each event right after storing it.
+MAX_MB_RANGE = (1.0, 1e9)
+WEBHOOK_TIMEOUT_S_RANGE = (0.1, 600.0)
 TOPIC_PART = re.compile(r"^[A-Za-z0-9_/-]{1,128}$")
+#: A host name's labels: letters (any script), digits, '-' and '_' (some local names have one).
+HOST_NAME = re.compile(r"^\w[\w-]*(\.[\w-]+)*\.?$")
+#: What TOML's basic strings must not hold as they are: the quote, the backslash and control characters.
+TOML_ESCAPED = re.compile(r'["\\\x00-\x1f\x7f]')
+TOML_SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
 
 HISTORY_KEYS = ("path", "max_age_days", "max_mb", "snapshots", "queue")
 WEBHOOK_KEYS = ("url", "secret", "timeout_s", "retries", "queue")
@@ -107,12 +119,23 @@ def _history(table: Mapping[str, Any], folder: Path) -> HistorySettings:
     _known(table, HISTORY_KEYS, where)
     path = _text(table, "path", where) or DEFAULT_HISTORY_FILE
     return HistorySettings(
-        path=resolved_path(path, folder, f"{where}.path"),
-        max_age_days=_number(table, "max_age_days", DEFAULT_MAX_AGE_DAYS, where),
-        max_mb=_number(table, "max_mb", DEFAULT_MAX_MB, where),
+        path=_history_file(path, folder, f"{where}.path"),
+        max_age_days=_number(table, "max_age_days", DEFAULT_MAX_AGE_DAYS, MAX_AGE_DAYS_RANGE, where),
+        max_mb=_number(table, "max_mb", DEFAULT_MAX_MB, MAX_MB_RANGE, where),
         snapshots=_bool(table, "snapshots", True, where),
         queue=_queue(table, where),
     )
+
+
+def _history_file(value: str, folder: Path, where: str) -> Path:
+    """The history's database file; a folder is refused here, where SQLite would only say "unable to open"."""
+    path = resolved_path(value, folder, where)
+    if path.is_dir() or value.endswith(("/", os.sep)):
+        suggestion = Path(value) / DEFAULT_HISTORY_FILE
+        raise ValueError(
+            f"{where}: {value!r} is a folder: name the file in it, e.g. path = {toml_string(str(suggestion))}"
+        )
+    return path
 
 
 def resolved_path(value: str, folder: Path, where: str) -> Path:
@@ -144,7 +167,7 @@ def _webhook(table: Mapping[str, Any], where: str) -> WebhookSettings:
     return WebhookSettings(
         url=parts.geturl(),
         secret=_text(table, "secret", where),
-        timeout_s=_number(table, "timeout_s", DEFAULT_WEBHOOK_TIMEOUT_S, where),
+        timeout_s=_number(table, "timeout_s", DEFAULT_WEBHOOK_TIMEOUT_S, WEBHOOK_TIMEOUT_S_RANGE, where),
         retries=retries,
         queue=_queue(table, where),
     )
@@ -153,9 +176,7 @@ def _webhook(table: Mapping[str, Any], where: str) -> WebhookSettings:
 def _mqtt(table: Mapping[str, Any], folder: Path) -> MqttSettings:
     where = "events.mqtt"
     _known(table, MQTT_KEYS, where)
-    host = _text(table, "host", where)
-    if not host:
-        raise ValueError(f"{where}.host: expected the broker's host name or address")
+    host = _broker_host(table, where)
     port = table.get("port")
     if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535):
         raise ValueError(f"{where}.port: expected a whole number from 1 to 65535, got {port!r}")
@@ -163,6 +184,8 @@ def _mqtt(table: Mapping[str, Any], folder: Path) -> MqttSettings:
     ca_path = resolved_path(ca_file, folder, f"{where}.ca_file") if ca_file else None
     if ca_path is not None and not ca_path.is_file():
         raise ValueError(f"{where}.ca_file: {ca_file!r} is not a file")
+    if ca_path is not None and table.get("tls") is False:
+        raise ValueError(f"{where}.ca_file: checks the broker's TLS certificate, but tls = false: remove one of them")
     username, password = _text(table, "username", where), _text(table, "password", where)
     if password is not None and username is None:
         raise ValueError(f"{where}.password: set username too")
@@ -183,6 +206,46 @@ def _mqtt(table: Mapping[str, Any], folder: Path) -> MqttSettings:
         discovery_prefix=prefixes["discovery_prefix"],
         queue=_queue(table, where),
     )
+
+
+def _broker_host(table: Mapping[str, Any], where: str) -> str:
+    """``host``, a name or an address alone: a URL or ``name:port`` would only fail to connect, forever."""
+    host = _text(table, "host", where)
+    if not host:
+        raise ValueError(f"{where}.host: expected the broker's host name or address")
+    if _plain_host(host) is None:
+        shown = host if "@" not in host else "***@" + host.rsplit("@", 1)[1]  # a password before the @ stays unsaid
+        hint = _host_hint(host)
+        raise ValueError(f"{where}.host: expected the broker's host name or address alone, got {shown!r}{hint}")
+    return host
+
+
+def _host_hint(host: str) -> str:
+    """What to write instead of ``host``, when it looks like a URL, ``name:port`` or ``[IPv6]``."""
+    try:
+        parts = urlsplit(host if "://" in host else f"//{host}")
+        port = parts.port
+    except ValueError:  # an unclosed [, a port that is no number
+        return ""
+    name = _plain_host(parts.hostname or "")
+    if name is None:
+        return ""
+    hint = f": write host = {toml_string(name)}"
+    if port is not None:
+        hint += f" and port = {port}"
+    if parts.scheme in ("mqtts", "ssl", "tls"):
+        hint += " and tls = true"
+    if parts.username is not None:
+        hint += ", with the user name and password in username and password"
+    return hint
+
+
+def _plain_host(name: str) -> str | None:
+    """``name`` if it is a host name or an IP address (IPv6 too, colons and all, as a socket takes it), else None."""
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        return name if HOST_NAME.match(name) else None
 
 
 def _known(table: Mapping[str, Any], keys: tuple[str, ...], where: str) -> None:
@@ -212,10 +275,11 @@ def _topic(table: Mapping[str, Any], key: str, default: str, where: str) -> str:
     return value
 
 
-def _number(table: Mapping[str, Any], key: str, default: float, where: str) -> float:
+def _number(table: Mapping[str, Any], key: str, default: float, bounds: tuple[float, float], where: str) -> float:
     value = table.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e9:
-        raise ValueError(f"{where}.{key}: expected a positive number, got {value!r}")
+    low, high = bounds
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise ValueError(f"{where}.{key}: expected a number from {low:.10g} to {high:.10g}, got {value!r}")
     return float(value)
 
 
@@ -254,4 +318,18 @@ def _toml(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
-    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+    return toml_string(str(value))
+
+
+def toml_string(text: str) -> str:
+    """``text`` as a TOML basic string, written as it is but for what TOML must have escaped.
+
+    Not ``json.dumps``: its ASCII output writes a character beyond U+FFFF (an emoji in a password)
+    as a pair of surrogate escapes, which TOML refuses, so the file saved would not load again.
+    """
+    return '"' + TOML_ESCAPED.sub(_toml_escape, text) + '"'
+
+
+def _toml_escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return TOML_SHORT_ESCAPES.get(char) or f"\\u{ord(char):04X}"

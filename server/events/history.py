@@ -3,12 +3,20 @@
 One writer thread owns the write connection (``sqlite3`` is blocking): it takes events from a
 bounded queue, encodes each snapshot (a crop around the object, cut from the frame when the event
 was handed over: see `server.events.snapshot`; a few kB and a few ms, never on the loop) and stores
-them a batch per transaction. The file is in WAL mode, so the API's readers (each query on its own
-short connection, in the loop's executor) never wait for the writer, nor it for them. Retention
+them a batch per transaction. The queue is bounded twice: by events (``queue``) and by the bytes
+their pictures hold (`QUEUED_PICTURES_MAX_BYTES`). The file is in WAL mode, so the API's readers
+(each query on its own short connection, on the history's own reader threads) never wait for the
+writer, nor it for them, and a slow query delays no other work of the loop's executor. Retention
 deletes by size after writes and by age every `AGE_PRUNE_INTERVAL_S`, events arriving or not; the
 file shrinks with ``auto_vacuum = INCREMENTAL``. A locked database or a full disk costs the batch
 being written, is logged and counted, and the next batch tries again: the pipeline never notices.
 Retention that fails costs nothing stored: it is logged and counts as failing until the next write.
+
+At shutdown the writer stores what is queued for up to `DRAIN_TIMEOUT_S`, like the network outputs,
+then finishes the batch in hand and ends; what is left is dropped, counted and logged. `stop`
+returns once it has ended, so a process that exits right after never cuts it off inside OpenCV or
+SQLite (a daemon thread there can abort the interpreter as it exits); and it is not a daemon, so
+even past `JOIN_TIMEOUT_S` the interpreter waits for it.
 """
 
 from __future__ import annotations
@@ -16,29 +24,42 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 import cv2
 
 from server.events.config import HistorySettings
 from server.events.counts import Counts
-from server.events.sink import OutEvent, SinkHealth, Tally
+from server.events.sink import DRAIN_TIMEOUT_S, DROP_LOG_INTERVAL_S, OutEvent, SinkHealth, Tally
 from server.events.snapshot import snapshot_jpeg
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 NAME = "history"
 IDLE_POLL_S = 0.2
 BATCH_MAX = 200
 LOCK_TIMEOUT_S = 2.0
-JOIN_TIMEOUT_S = 5.0
+#: How long `HistorySink.stop` waits for the writer: the drain, then the batch in hand (its snapshots
+#: encoded, a transaction that waits `LOCK_TIMEOUT_S` at most) and retention: seconds, unless the
+#: disk hangs. Past it, shutdown goes on, logged.
+JOIN_TIMEOUT_S = DRAIN_TIMEOUT_S + 30.0
+#: What the pictures of the queued events and of the batch being written may hold together: an event
+#: offered past it is queued without its picture (stored without a snapshot, logged). A thousand
+#: events each with a big object near a 1080p camera would otherwise hold gigabytes.
+QUEUED_PICTURES_MAX_BYTES = 256 * 1024 * 1024
+#: Threads the API's reads run on: a few, each query a page at most, so pages never queue behind
+#: snapshot encodings or stream changes in the loop's default executor, nor those behind pages.
+READ_THREADS = 2
 AGE_PRUNE_INTERVAL_S = 60.0
 #: Size retention deletes down to this share of ``max_mb``, so it does not run after every insert.
 SIZE_PRUNE_TARGET = 0.9
@@ -48,7 +69,14 @@ SIZE_PRUNE_TARGET = 0.9
 WAL_SHARE = 0.1
 WAL_MAX_BYTES = 4 * 1024 * 1024
 MAX_PAGE = 1000
+#: A page bounded in time reads the events in that window through the time index and sorts them when
+#: the window holds fewer than this many (a recent window, or a short one: cheap either way); over a
+#: wider window it reads newest first, in id order, and filters by time, so it never sorts a month.
+TIME_INDEX_MAX_ROWS = 10_000
 
+#: Each page reads newest first (``ORDER BY id DESC``): the indexes carry the id after the filters
+#: the viewer and API combine, so a page reads its rows in order and stops, never sorting all of a
+#: stream's events. (stream, time) served no page without a sort: it is gone from older files.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -62,7 +90,9 @@ CREATE TABLE IF NOT EXISTS events (
     snapshot BLOB
 );
 CREATE INDEX IF NOT EXISTS events_time ON events (time);
-CREATE INDEX IF NOT EXISTS events_stream_time ON events (stream, time);
+CREATE INDEX IF NOT EXISTS events_stream_id ON events (stream, id);
+CREATE INDEX IF NOT EXISTS events_stream_type_id ON events (stream, type, id);
+DROP INDEX IF EXISTS events_stream_time;
 """
 INSERT = "INSERT INTO events (time, stream, type, class, zone, line, data, snapshot) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 
@@ -90,7 +120,7 @@ class StoredEvent:
 
 
 class HistorySink:
-    """The history as an event output; also answers the API's queries (from the loop's executor)."""
+    """The history as an event output; also answers the API's queries, on its own reader threads."""
 
     name = NAME
 
@@ -100,18 +130,56 @@ class HistorySink:
         self._tally = Tally(NAME, log)
         self._queue: queue.Queue[OutEvent] = queue.Queue(settings.queue)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="event-history", daemon=True)
+        self._drain_until = math.inf  # monotonic; set by `stop`
+        self._thread = threading.Thread(target=self._run, name="event-history")
+        self._reads = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="event-history-read")
         self._db: sqlite3.Connection | None = None
         self._next_age_prune = 0.0
         self._wal_bytes = min(WAL_MAX_BYTES, int(settings.max_mb * 1024 * 1024 * WAL_SHARE))
+        self._pictures_lock = threading.Lock()
+        self._picture_bytes = 0  # of the queued events' pictures and the batch being written
+        self._unpictured = 0  # events queued without their picture since the last report
+        self._next_unpictured_log = 0.0
 
     # -- on the loop ------------------------------------------------------------------------------
 
     def offer(self, event: OutEvent) -> None:
+        event = self._within_budget(event)
         try:
             self._queue.put_nowait(event)
         except queue.Full:
+            self._release(_picture_bytes(event))
             self._tally.drop(event)
+
+    def _within_budget(self, event: OutEvent) -> OutEvent:
+        """``event``, or past `QUEUED_PICTURES_MAX_BYTES` ``event`` without its picture: the event matters more."""
+        size = _picture_bytes(event)
+        if size == 0:
+            return event
+        with self._pictures_lock:
+            fits = self._picture_bytes + size <= QUEUED_PICTURES_MAX_BYTES
+            if fits:
+                self._picture_bytes += size
+        if fits:
+            return event
+        self._unpictured += 1
+        now = time.monotonic()
+        if now >= self._next_unpictured_log:
+            self._next_unpictured_log = now + DROP_LOG_INTERVAL_S
+            log.warning(
+                "[%s] %s: the writer is behind and the queued snapshots hold %d MB: %d event(s) since the last "
+                "report are stored without theirs",
+                event.stream_id,
+                NAME,
+                QUEUED_PICTURES_MAX_BYTES // (1024 * 1024),
+                self._unpictured,
+            )
+            self._unpictured = 0
+        return replace(event, picture=None)
+
+    def _release(self, size: int) -> None:
+        with self._pictures_lock:
+            self._picture_bytes -= size
 
     def offer_counts(self, stream_id: str, counts: Counts) -> None:
         """Counts are live values, not events: the history does not keep them."""
@@ -123,38 +191,44 @@ class HistorySink:
         self._thread.start()
 
     async def stop(self) -> None:
-        """Write what is queued, then close; waits in a thread, so the loop keeps serving meanwhile."""
+        """Write what is queued for up to `DRAIN_TIMEOUT_S`, drop the rest (counted), and close.
+
+        Waits in a thread, so the loop keeps serving meanwhile; returns once the writer has ended.
+        """
+        self._drain_until = time.monotonic() + DRAIN_TIMEOUT_S
         self._stop.set()
-        await asyncio.get_running_loop().run_in_executor(None, self._thread.join, JOIN_TIMEOUT_S)
+        self._reads.shutdown(wait=False, cancel_futures=True)
         if self._thread.is_alive():
-            log.warning("%s: the writer did not stop within %.1f s", NAME, JOIN_TIMEOUT_S)
+            await asyncio.get_running_loop().run_in_executor(None, self._thread.join, JOIN_TIMEOUT_S)
+        if self._thread.is_alive():
+            log.warning("%s: the writer is still storing its last batch after %.0f s", NAME, JOIN_TIMEOUT_S)
+        # The writer takes no more events now, so what is queued is lost: counted here, on the loop, like every drop.
+        if left := self._queue.qsize():
+            self._tally.lose_at_shutdown(left)
 
     def health(self) -> SinkHealth:
         return self._tally.health()
+
+    async def read_events(self, q: EventQuery) -> list[StoredEvent]:
+        """`query`, on the history's reader threads. Raises sqlite3.Error, also once the history has stopped."""
+        return await self._read(lambda: self.query(q))
+
+    async def read_snapshot(self, event_id: int) -> bytes | None:
+        """`snapshot`, on the history's reader threads. Raises sqlite3.Error, also once the history has stopped."""
+        return await self._read(lambda: self.snapshot(event_id))
+
+    async def _read(self, read: Callable[[], _T]) -> _T:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._reads, read)
+        except RuntimeError:  # shut down: the server is stopping
+            raise sqlite3.OperationalError("the history is closing") from None
 
     # -- reads, in any thread -----------------------------------------------------------------------
 
     def query(self, q: EventQuery) -> list[StoredEvent]:
         """Stored events matching ``q``, newest first. Raises sqlite3.Error if the file cannot be read."""
-        clauses: list[str] = []
-        args: list[object] = []
-        for column, value in (
-            ("stream", q.stream),
-            ("type", q.type),
-            ("class", q.class_name),
-            ("zone", q.zone),
-            ("line", q.line),
-        ):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                args.append(value)
-        for clause, bound in (("time >= ?", q.since), ("time <= ?", q.until), ("id < ?", q.before)):
-            if bound is not None:
-                clauses.append(clause)
-                args.append(bound)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = f"SELECT id, data, snapshot IS NOT NULL FROM events {where} ORDER BY id DESC LIMIT ?"
         with self._reader() as db:
+            sql, args = select_events(q, by_time=_few_in_window(db, q))
             # One past a page: the API asks for it to know whether another page follows.
             rows = db.execute(sql, [*args, min(q.limit, MAX_PAGE + 1)]).fetchall()
         return [StoredEvent(row[0], json.loads(row[1]), bool(row[2])) for row in rows]
@@ -176,7 +250,7 @@ class HistorySink:
     def _run(self) -> None:
         try:
             self._open()
-            while not self._stop.is_set() or not self._queue.empty():
+            while self._writing():
                 if self._db is not None and time.monotonic() >= self._next_age_prune:
                     self._retain(self._db)  # events grow old while none arrive, too
                 try:
@@ -194,9 +268,23 @@ class HistorySink:
                 except Exception as exc:  # a bug costs its batch, not the history
                     log.exception("%s: could not store %d event(s)", NAME, len(batch))
                     self._tally.fail(f"internal error: {exc!r}", lost=len(batch))
+                finally:
+                    self._release(sum(_picture_bytes(event) for event in batch))
         finally:
             if self._db is not None:
                 self._db.close()
+
+    def _writing(self) -> bool:
+        """Whether to take another batch: until `stop`, then while events are queued and the drain lasts.
+
+        A program that ends without calling `stop` ends the writer too, after its batch in hand: the
+        thread is not a daemon, so the interpreter would otherwise wait for it forever.
+        """
+        if not threading.main_thread().is_alive():
+            return False
+        if not self._stop.is_set():
+            return True
+        return not self._queue.empty() and time.monotonic() < self._drain_until
 
     def _open(self) -> sqlite3.Connection | None:
         """The write connection, opened (and the schema made) if it is not; None, logged, if it cannot be."""
@@ -300,6 +388,52 @@ class HistorySink:
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # a reader still at an older state can keep it
 
 
+def select_events(q: EventQuery, by_time: bool) -> tuple[str, list[object]]:
+    """The SQL of a page of ``q`` and its arguments but the limit; newest first.
+
+    ``by_time``: the time bounds pick the rows through the time index, and the page is sorted
+    (for a window of few events: `TIME_INDEX_MAX_ROWS`); SQLite, knowing nothing of how many,
+    would rather read in id order, so it is told. Otherwise they only filter rows read in id
+    order: ``+time`` keeps SQLite from choosing the time index, whose range it would sort.
+    """
+    clauses: list[str] = []
+    args: list[object] = []
+    by_time = by_time and (q.since is not None or q.until is not None)
+    time_column = "time" if by_time else "+time"
+    source = "events INDEXED BY events_time" if by_time else "events"
+    for clause, value in (
+        ("stream = ?", q.stream),
+        ("type = ?", q.type),
+        ("class = ?", q.class_name),
+        ("zone = ?", q.zone),
+        ("line = ?", q.line),
+        (f"{time_column} >= ?", q.since),
+        (f"{time_column} <= ?", q.until),
+        ("id < ?", q.before),
+    ):
+        if value is not None:
+            clauses.append(clause)
+            args.append(value)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    return f"SELECT id, data, snapshot IS NOT NULL FROM {source} {where} ORDER BY id DESC LIMIT ?", args
+
+
+def _few_in_window(db: sqlite3.Connection, q: EventQuery) -> bool:
+    """Whether ``q`` has time bounds around fewer than `TIME_INDEX_MAX_ROWS` events (of any stream).
+
+    Counting stops there, through the time index alone, so asking costs at most that many index entries.
+    """
+    bounds = [
+        (clause, value) for clause, value in (("time >= ?", q.since), ("time <= ?", q.until)) if value is not None
+    ]
+    if not bounds:
+        return False
+    where = " AND ".join(clause for clause, _ in bounds)
+    sql = f"SELECT count(*) FROM (SELECT 1 FROM events WHERE {where} LIMIT ?)"
+    (count,) = db.execute(sql, [*(value for _, value in bounds), TIME_INDEX_MAX_ROWS]).fetchone()
+    return bool(count < TIME_INDEX_MAX_ROWS)
+
+
 @contextmanager
 def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     """One explicit transaction on an autocommit connection, rolled back if the body raises."""
@@ -318,6 +452,10 @@ def _used_bytes(db: sqlite3.Connection) -> int:
     (free,) = db.execute("PRAGMA freelist_count").fetchone()
     (size,) = db.execute("PRAGMA page_size").fetchone()
     return int((pages - free) * size)
+
+
+def _picture_bytes(event: OutEvent) -> int:
+    return 0 if event.picture is None else int(event.picture.pixels.nbytes)
 
 
 def _text_or_none(value: object) -> str | None:

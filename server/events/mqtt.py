@@ -9,13 +9,18 @@ Topics (``P`` is ``topic_prefix``, default ``segcast``; ``D`` is ``discovery_pre
   ``zone_enter``, ``line_cross``...);
 - ``P/<stream>/counts``: the stream's counts as one flat JSON object (``{"tracks": 3, ...}``),
   retained, published when they change;
+- ``P/<stream>/availability``: ``online`` while the stream is live, ``offline`` while it is starting,
+  reconnecting, failed or ended (and after segcast stops), retained: its counts are the last ones
+  seen, not the scene now, while it is offline. Each sensor needs both this and ``P/status`` online
+  to be available (``availability_mode: all``), so Home Assistant does not show a camera that is
+  down as an empty or still occupied zone;
 - ``D/sensor/<node>_<stream>/<count>/config``: retained discovery config of one sensor per count
   (``node`` is the prefix with ``/`` as ``_``), published the first time a count is seen after
   connecting, so counts added later (zones, lines) appear in Home Assistant by themselves. A count
   that goes away (its zone or line deleted) has its config cleared (an empty retained message, which
-  Home Assistant takes as "remove this sensor"); a removed stream has all of them and its counts
-  cleared. Only what this process published is cleared: a stream deleted from the config file while
-  segcast was stopped leaves its sensors behind.
+  Home Assistant takes as "remove this sensor"); a removed stream has all of them, its counts and its
+  availability cleared. Only what this process published is cleared: a stream deleted from the
+  config file while segcast was stopped leaves its sensors behind.
 
 One task owns the connection: it connects, publishes from its queue, and on any broker error waits
 (doubling up to `BACKOFF_MAX_S`) and connects again. The event being published when the connection
@@ -23,7 +28,8 @@ dropped is published again after it (at least once, as QoS 1 promises); events a
 wait in the bounded queue, and once it is full they are dropped and counted. Counts are not queued:
 only the newest counts of each stream are kept, so a long outage costs one message per stream. Any
 other error publishing one event (or one stream's counts) costs that event (or those counts), logged
-with its stream and counted failed; the task carries on with the rest.
+with its stream and counted failed; the task carries on with the rest. At shutdown an event still
+queued, or on its way unconfirmed, is counted dropped.
 """
 
 from __future__ import annotations
@@ -63,6 +69,9 @@ class MqttSink:
         self._retry: OutEvent | None = None  # in flight when the connection dropped: sent first after it
         self._latest: dict[str, Counts] = {}
         self._unsent_counts: dict[str, Counts] = {}
+        self._live: dict[str, bool] = {}  # per stream heard of, whether it is live
+        self._unsent_availability: dict[str, bool] = {}
+        self._online: set[str] = set()  # streams whose retained availability at the broker is "online"
         self._announced: set[tuple[str, str]] = set()  # (stream, count) whose config went out on this connection
         #: Per stream, the counts whose discovery config is retained at the broker (across connections).
         self._sensors: dict[str, set[str]] = {}
@@ -88,9 +97,19 @@ class MqttSink:
         self._unsent_counts[stream_id] = counts
         self._wake.set()
 
+    def stream_live(self, stream_id: str, live: bool) -> None:
+        """Whether ``stream_id`` is live now: its sensors are available only while it is."""
+        if self._live.get(stream_id) is live:
+            return
+        self._live[stream_id] = live
+        self._unsent_availability[stream_id] = live
+        self._wake.set()
+
     def forget_stream(self, stream_id: str) -> None:
         self._latest.pop(stream_id, None)
         self._unsent_counts.pop(stream_id, None)
+        self._live.pop(stream_id, None)
+        self._unsent_availability.pop(stream_id, None)
         self._forgotten.add(stream_id)
         self._wake.set()
 
@@ -104,6 +123,7 @@ class MqttSink:
         self._closing = True
         self._wake.set()
         await self._delivery.stop()
+        self._tally.lose_at_shutdown(self._events.qsize() + (self._retry is not None))
 
     def health(self) -> SinkHealth:
         return self._tally.health()
@@ -137,13 +157,12 @@ class MqttSink:
                     self._tally.ok(0)
                     self._announced.clear()
                     self._unsent_counts = dict(self._latest)  # the broker may have lost the retained ones
+                    self._unsent_availability = dict(self._live)
                     try:
                         await self._serve(client)
                     except asyncio.CancelledError:
                         with suppress(aiomqtt.MqttError, TimeoutError):
-                            await asyncio.wait_for(
-                                client.publish(self.status_topic, "offline", qos=QOS, retain=True), OFFLINE_TIMEOUT_S
-                            )
+                            await asyncio.wait_for(self._say_offline(client), OFFLINE_TIMEOUT_S)
                         raise
             except (aiomqtt.MqttError, OSError) as exc:  # OSError: a CA file that cannot be read or used
                 self._tally.fail(f"broker {self.settings.host}:{self.settings.effective_port}: {exc}")
@@ -152,6 +171,16 @@ class MqttSink:
                 self._tally.fail(f"internal error: {exc!r}")
             await asyncio.sleep(backoff_s(failures, self.backoff_first_s, BACKOFF_MAX_S))
             failures += 1
+
+    async def _say_offline(self, client: aiomqtt.Client) -> None:
+        """At shutdown: segcast, then every stream it said was online, offline.
+
+        The status alone makes every sensor unavailable now; the streams' own ``offline`` keeps
+        them so when segcast starts again, until each stream is live again.
+        """
+        await client.publish(self.status_topic, "offline", qos=QOS, retain=True)
+        for stream_id in sorted(self._online - self._forgotten):  # a removed one's is cleared, not kept
+            await self._publish_availability(client, stream_id, live=False)
 
     async def _serve(self, client: aiomqtt.Client) -> None:
         """Publish until the connection drops (raises `aiomqtt.MqttError`), noticed even while idle.
@@ -199,6 +228,16 @@ class MqttSink:
                 except Exception as exc:
                     self._lose(stream_id, "the removal of its sensors", exc)
                 self._forgotten.discard(stream_id)
+            elif self._unsent_availability:
+                stream_id = next(iter(self._unsent_availability))
+                live = self._unsent_availability.pop(stream_id)
+                try:
+                    await self._publish_availability(client, stream_id, live)
+                except aiomqtt.MqttError:
+                    self._unsent_availability.setdefault(stream_id, live)
+                    raise
+                except Exception as exc:
+                    self._lose(stream_id, "its availability", exc)
             elif self._unsent_counts:
                 stream_id = next(iter(self._unsent_counts))
                 counts = self._unsent_counts.pop(stream_id)
@@ -226,6 +265,16 @@ class MqttSink:
     def counts_topic(self, stream_id: str) -> str:
         return f"{self.settings.topic_prefix}/{stream_id}/counts"
 
+    def availability_topic(self, stream_id: str) -> str:
+        return f"{self.settings.topic_prefix}/{stream_id}/availability"
+
+    async def _publish_availability(self, client: aiomqtt.Client, stream_id: str, live: bool) -> None:
+        await client.publish(self.availability_topic(stream_id), "online" if live else "offline", qos=QOS, retain=True)
+        if live:
+            self._online.add(stream_id)
+        else:
+            self._online.discard(stream_id)
+
     async def _publish_counts(self, client: aiomqtt.Client, stream_id: str, counts: Counts) -> None:
         if self.settings.discovery:
             sensors = self._sensors.setdefault(stream_id, set())
@@ -246,7 +295,7 @@ class MqttSink:
         await client.publish(self.counts_topic(stream_id), json.dumps(dict(counts)), qos=QOS, retain=True)
 
     async def _clear_stream(self, client: aiomqtt.Client, stream_id: str) -> None:
-        """Remove a removed stream's sensors from Home Assistant and its retained counts from the broker.
+        """Remove a removed stream's sensors from Home Assistant and its retained counts and availability.
 
         What it announced is forgotten here rather than in `forget_stream`: a config on its way when
         the stream was removed is marked announced after that, and a stream added again under the
@@ -258,6 +307,8 @@ class MqttSink:
             self._sensors[stream_id].discard(name)
         self._sensors.pop(stream_id, None)
         await self._clear(client, self.counts_topic(stream_id))
+        await self._clear(client, self.availability_topic(stream_id))
+        self._online.discard(stream_id)
 
     @staticmethod
     async def _clear(client: aiomqtt.Client, topic: str) -> None:
@@ -268,7 +319,11 @@ class MqttSink:
         return f"{self.settings.discovery_prefix}/sensor/{self._node}_{stream_id}/{UNSAFE.sub('_', name)}/config"
 
     def discovery_config(self, stream_id: str, name: str) -> dict[str, object]:
-        """Home Assistant's MQTT discovery payload for the sensor of count ``name`` of ``stream_id``."""
+        """Home Assistant's MQTT discovery payload for the sensor of count ``name`` of ``stream_id``.
+
+        Available only while both segcast and the stream are online: a count of a camera that is
+        down is the last one seen, and must not pass for the scene now.
+        """
         device_id = f"{self._node}_{stream_id}"
         return {
             "name": count_label(name),
@@ -276,6 +331,7 @@ class MqttSink:
             "state_topic": self.counts_topic(stream_id),
             "value_template": f"{{{{ value_json[{json.dumps(name)}] }}}}",
             "state_class": "total_increasing" if is_running_total(name) else "measurement",
-            "availability_topic": self.status_topic,
+            "availability": [{"topic": self.status_topic}, {"topic": self.availability_topic(stream_id)}],
+            "availability_mode": "all",
             "device": {"identifiers": [device_id], "name": f"segcast {stream_id}", "manufacturer": "segcast"},
         }

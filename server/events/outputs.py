@@ -6,13 +6,17 @@ was dropped on the way hands its events on to the next one (`FrameResult.replaci
 is lost before this point. From here each sink has its own bounded queue and its own task or thread,
 and gets only what it sends: the event's JSON and, for the history, the pixels of its snapshot (cut
 here, see `server.events.snapshot`), never the frame, so a queue full of events holds no frames.
+The hub also tells the outputs of each stream's state, so MQTT can say whether a stream's counts
+are current (it is live) or the last ones seen before its camera went down.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from server.delivery.encode import FramePacket
 from server.events.config import EventsSettings
@@ -22,6 +26,10 @@ from server.events.sink import OutEvent, Sink, SinkHealth
 from server.events.snapshot import picture_of
 from server.events.webhook import WebhookSink, webhook_names
 from server.inference.models import install_hint
+from server.sources.base import StreamState
+
+if TYPE_CHECKING:
+    from server.events.mqtt import MqttSink
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +45,14 @@ class EventOutputs:
         sinks: list[Sink] = [] if self.history is None else [self.history]
         names = webhook_names(settings.webhooks)
         sinks += [WebhookSink(hook, name) for hook, name in zip(settings.webhooks, names, strict=True)]
+        self._mqtt: MqttSink | None = None
         if settings.mqtt is not None:
             try:
                 from server.events.mqtt import MqttSink
             except ImportError:
                 raise MqttUnavailableError(f"events.mqtt: needs the aiomqtt package: {install_hint('mqtt')}") from None
-            sinks.append(MqttSink(settings.mqtt))
+            self._mqtt = MqttSink(settings.mqtt)
+            sinks.append(self._mqtt)
         self.sinks: tuple[Sink, ...] = tuple(sinks)
         self._pictures = any(sink.snapshots for sink in sinks)
         self._counts: dict[str, dict[str, float]] = {}
@@ -52,12 +62,15 @@ class EventOutputs:
             await sink.start()
 
     async def stop(self) -> None:
-        """Stop every sink (the history first writes what it has queued), even when one of them fails to."""
-        for sink in self.sinks:
-            try:
-                await sink.stop()
-            except Exception:
-                log.exception("%s: did not stop cleanly", sink.name)
+        """Stop every sink (the history first writes what it has queued), even when one of them fails to.
+
+        All at once: each gets its time to deliver what it has queued (`DRAIN_TIMEOUT_S`) in the same
+        seconds, so shutdown waits as long as the slowest output, not the sum of them all.
+        """
+        results = await asyncio.gather(*(sink.stop() for sink in self.sinks), return_exceptions=True)
+        for sink, result in zip(self.sinks, results, strict=True):
+            if isinstance(result, BaseException):
+                log.error("%s: did not stop cleanly", sink.name, exc_info=result)
 
     def health(self) -> list[SinkHealth]:
         return [sink.health() for sink in self.sinks]
@@ -79,6 +92,11 @@ class EventOutputs:
             self._counts[packet.stream_id] = counts
             for sink in self.sinks:
                 sink.offer_counts(packet.stream_id, counts)
+
+    def on_stream_state(self, stream_id: str, state: StreamState) -> None:
+        """A stream's state changed (on the loop): its MQTT sensors are available only while it is live."""
+        if self._mqtt is not None:
+            self._mqtt.stream_live(stream_id, state is StreamState.LIVE)
 
     def on_stream_removed(self, stream_id: str) -> None:
         """A stream was removed (on the loop): sinks that keep something of it (MQTT's sensors) let it go."""

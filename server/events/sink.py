@@ -27,7 +27,8 @@ BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
 #: At shutdown a network sink that is not failing (working, or yet to deliver its first event) delivers
 #: what it has queued for up to this long; a failing one is not waited for: it would only retry into
-#: the limit. What is left then is lost, and logged.
+#: the limit. What is left then, the event on its way included, is lost, logged and counted dropped.
+#: Every output stops at once (`EventOutputs.stop`), so this is the wait for all of them, not each.
 DRAIN_TIMEOUT_S = 2.0
 
 
@@ -98,13 +99,12 @@ class DeliveryTask:
     async def drain(self, queue: asyncio.Queue[OutEvent], tally: Tally) -> None:
         """Let the task deliver what ``queue`` holds, before `stop` (see `DRAIN_TIMEOUT_S`).
 
-        The task calls ``queue.task_done()`` for each event it has delivered or given up on.
+        The task calls ``queue.task_done()`` for each event it has delivered or given up on. What is
+        left is the sink's to count, after `stop`: the queue, and the event the task was cancelled on.
         """
         if self._task is not None and tally.state is not SinkState.FAILING:
             with suppress(TimeoutError):
                 await asyncio.wait_for(queue.join(), DRAIN_TIMEOUT_S)
-        if left := queue.qsize():
-            tally.lose_at_shutdown(left)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -160,8 +160,10 @@ class Tally:
         self.failed += lost
 
     def lose_at_shutdown(self, events: int) -> None:
-        self._log.warning("%s: %d event(s) not delivered before shutdown", self.name, events)
-        self.dropped += events
+        """Count ``events`` still queued, or on their way unconfirmed, when the sink stopped, as dropped."""
+        if events:
+            self._log.warning("%s: %d event(s) not delivered before shutdown", self.name, events)
+            self.dropped += events
 
     def health(self) -> SinkHealth:
         return SinkHealth(self.name, self.state, self.delivered, self.dropped, self.failed, self.last_error)
@@ -170,3 +172,33 @@ class Tally:
 def backoff_s(attempt: int, first_s: float = BACKOFF_FIRST_S, max_s: float = BACKOFF_MAX_S) -> float:
     """The wait before retry number ``attempt`` (0-based): doubling from ``first_s``, capped at ``max_s``."""
     return min(max_s, first_s * 2 ** min(attempt, 30))
+
+
+class Backoff:
+    """When a sink may try again, whichever event its next attempt is for.
+
+    A destination that keeps failing, or that asked for quiet (HTTP 429 with Retry-After), is not
+    tried again at full speed just because the next event came: the doubling goes on from event to
+    event, and only a delivery (or an answer that retrying would not change) ends it. Times are
+    `time.monotonic` seconds, passed in.
+    """
+
+    def __init__(self, first_s: float = BACKOFF_FIRST_S, max_s: float = BACKOFF_MAX_S) -> None:
+        self.first_s = first_s
+        self.max_s = max_s
+        self._failures = 0
+        self._not_before = 0.0
+
+    def failed(self, now: float, asked_s: float | None = None) -> None:
+        """An attempt failed at ``now``; ``asked_s`` is the wait the destination asked for, honoured up to ``max_s``."""
+        doubling = backoff_s(self._failures, self.first_s, self.max_s)
+        self._not_before = now + min(self.max_s, max(doubling, asked_s or 0.0))
+        self._failures += 1
+
+    def reset(self) -> None:
+        self._failures = 0
+        self._not_before = 0.0
+
+    def wait_s(self, now: float) -> float:
+        """How long from ``now`` until the next attempt may be made: 0 while the destination works."""
+        return max(0.0, self._not_before - now)

@@ -2,8 +2,10 @@
 
 A queued event must not keep its frame: a full-size decoded image is megabytes, and a queue holds
 a thousand events. So the part the snapshot shows is copied out of the frame when the event is
-handed over (slicing and one copy of that part: no scaling or encoding on the loop), and only that
-copy waits in the history's queue. The writer thread scales and encodes it.
+handed over (slicing and one copy of that part: no scaling or encoding on the loop), thinned to at
+most `SNAPSHOT_MAX_PX` pixels, and only that copy waits in the history's queue (whose pictures
+together have a byte budget of their own: see `server.events.history`). The writer thread scales
+and encodes it.
 """
 
 from __future__ import annotations
@@ -21,17 +23,22 @@ from server.frames import FrameResult
 SNAPSHOT_QUALITY = 80
 SNAPSHOT_MARGIN = 0.15  # of the box's size on each side
 SNAPSHOT_MAX_WIDTH_PX = 640  # for an event without a box: the whole frame, scaled down
+#: The most pixels a queued picture keeps (those of a 720p image, 2.7 MB): an object's box with its
+#: margin is kept at the frame's resolution up to this, and thinned by area past it, so a big object
+#: near a 4K camera, or a tall one, costs no more than an ordinary one near a 720p camera.
+SNAPSHOT_MAX_PX = 1280 * 720
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # pixels: compared by identity
 class Picture:
-    """The pixels of an event's snapshot, copied out of its frame.
+    """The pixels of an event's snapshot, copied out of its frame: at most `SNAPSHOT_MAX_PX` of them.
 
     ``whole_frame``: the event has no object in the frame, so its snapshot is the frame scaled down
-    to `SNAPSHOT_MAX_WIDTH_PX`; ``pixels`` is then every n-th pixel of it, less than twice that wide
-    (and no narrower unless the frame is), so a queued event costs about a 640 px image and the
-    writer still scales it smoothly. Otherwise ``pixels`` is the object's box with a margin, at the
-    frame's resolution.
+    to at most `SNAPSHOT_MAX_WIDTH_PX` wide; ``pixels`` is then every n-th pixel of it, which the
+    writer scales down smoothly to that width (for the common camera sizes it is wider still; a
+    portrait frame, or one of a few odd sizes, may already be narrower, and is kept so). Otherwise
+    ``pixels`` is the object's box with a margin, at the frame's resolution, or every n-th pixel of
+    it when that would be more than `SNAPSHOT_MAX_PX`.
     """
 
     pixels: np.ndarray
@@ -53,11 +60,18 @@ def picture_of(data: Mapping[str, Any], result: FrameResult) -> Picture:
         left, top = max(0, int(x1 - mx)), max(0, int(y1 - my))
         right, bottom = min(width, int(x2 + mx) + 1), min(height, int(y2 + my) + 1)
         if right - left >= 2 and bottom - top >= 2:
-            # Thinned like the whole frame when it is wider: a big object in a 4K frame is megabytes.
-            step = max(1, (right - left) // SNAPSHOT_MAX_WIDTH_PX)
+            step = _thinning(right - left, bottom - top)
             return Picture(image[top:bottom:step, left:right:step].copy())
-    step = max(1, width // SNAPSHOT_MAX_WIDTH_PX)
+    step = _thinning(width, height)
     return Picture(image[::step, ::step].copy(), whole_frame=True)
+
+
+def _thinning(width: int, height: int) -> int:
+    """The n of every n-th pixel, each way, that keeps a ``width`` x ``height`` picture within `SNAPSHOT_MAX_PX`."""
+    step = 1
+    while -(-width // step) * -(-height // step) > SNAPSHOT_MAX_PX:  # what slicing by step keeps, rounded up
+        step += 1
+    return step
 
 
 def snapshot_jpeg(picture: Picture) -> bytes:

@@ -2,8 +2,11 @@
 
 The receiver checks ``X-Segcast-Signature: sha256=<hex>``, the HMAC-SHA256 of the raw body under the
 shared secret (GitHub's scheme, so existing verifiers work). A delivery that times out, cannot
-connect or gets a 5xx or 429 is retried up to ``retries`` times with doubling waits; a 4xx other
-than 429 means the receiver refuses the event, so it is not retried. A redirect is not followed
+connect or gets a 5xx or 429 is retried up to ``retries`` times with doubling waits, or as long as
+the answer's Retry-After asks (at most `BACKOFF_MAX_S`); the wait goes on to the next event while
+the receiver keeps failing, so a receiver that is down or rate-limiting is not hit at full speed by
+each new event. A 4xx other than 429 means the receiver refuses the event, so it is not retried.
+A redirect is not followed
 (aiohttp would turn the POST into a GET without its body, and a 2xx to that would count as delivered):
 it fails like a refusal, naming where it points so the URL can be corrected. While a URL is down its
 queue fills and further events are dropped and counted: they never pile up in memory or delay others.
@@ -16,15 +19,18 @@ import hashlib
 import hmac
 import json
 import logging
+import time
 from collections import Counter
 from collections.abc import Sequence
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
 from server.events.config import WebhookSettings
 from server.events.counts import Counts
-from server.events.sink import DeliveryTask, OutEvent, SinkHealth, Tally, backoff_s
+from server.events.sink import Backoff, DeliveryTask, OutEvent, SinkHealth, Tally
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +55,25 @@ def _origin(url: str) -> str:
     except ValueError:  # a Location header can say anything
         port = None
     return f"{parts.scheme}://{parts.hostname}" + (f":{port}" if port else "")
+
+
+def retry_after_s(value: str | None, now: float) -> float | None:
+    """The wait a ``Retry-After`` header asks for: seconds, or an HTTP date (``now`` being Unix time).
+
+    None when there is no header or it says neither; a date in the past asks for no wait.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # "-0000": UTC, as HTTP dates always are
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - now)
 
 
 def webhook_names(hooks: Sequence[WebhookSettings]) -> list[str]:
@@ -76,7 +101,8 @@ class WebhookSink:
         self.name = name
         self._tally = Tally(self.name, log)
         self._queue: asyncio.Queue[OutEvent] = asyncio.Queue(settings.queue)
-        self.backoff_first_s = backoff_first_s
+        self.backoff = Backoff(backoff_first_s)
+        self._in_flight: OutEvent | None = None  # taken from the queue, not yet delivered or given up on
         self._delivery = DeliveryTask(self._run, self.name)
 
     def offer(self, event: OutEvent) -> None:
@@ -97,6 +123,7 @@ class WebhookSink:
     async def stop(self) -> None:
         await self._delivery.drain(self._queue, self._tally)
         await self._delivery.stop()
+        self._tally.lose_at_shutdown(self._queue.qsize() + (self._in_flight is not None))
 
     def health(self) -> SinkHealth:
         return self._tally.health()
@@ -106,6 +133,7 @@ class WebhookSink:
         async with aiohttp.ClientSession(timeout=timeout, headers={"User-Agent": USER_AGENT}) as session:
             while True:
                 event = await self._queue.get()
+                self._in_flight = event
                 try:
                     await self._deliver(session, event)
                 except Exception as exc:  # a bug costs its event, not the webhook
@@ -115,6 +143,7 @@ class WebhookSink:
                     self._tally.fail(f"internal error: {exc!r}", lost=1)
                 finally:
                     self._queue.task_done()
+                self._in_flight = None  # not when cancelled: `stop` counts that one lost
 
     async def _deliver(self, session: aiohttp.ClientSession, event: OutEvent) -> None:
         body = json.dumps(event.data, separators=(",", ":")).encode()
@@ -122,26 +151,43 @@ class WebhookSink:
         if self.settings.secret is not None:
             headers[SIGNATURE_HEADER] = signature(self.settings.secret, body)
         for attempt in range(self.settings.retries + 1):
+            if wait_s := self.backoff.wait_s(time.monotonic()):
+                await asyncio.sleep(wait_s)
             try:
-                async with session.post(
-                    self.settings.url, data=body, headers=headers, allow_redirects=False
-                ) as response:
-                    if response.status < 300:
-                        self._tally.ok()
-                        return
-                    reason = f"{self.name} answered HTTP {response.status}"
-                    if response.status < 400:
-                        location = response.headers.get("Location")
-                        where = f" to {_origin(urljoin(self.settings.url, location))}" if location else ""
-                        raise _Refused(f"{reason}, a redirect{where} (not followed: set url to where it points)")
-                    if response.status < 500 and response.status != 429:
-                        raise _Refused(reason)
+                reason = await self._attempt(session, body, headers)
             except _Refused as exc:
+                self.backoff.reset()  # the receiver is up: the next event need not wait
                 self._tally.fail(f"{exc}; not retried", lost=1)
                 return
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                reason = f"cannot deliver: {type(exc).__name__}: {exc}" if str(exc) else f"cannot deliver: {exc!r}"
+            if reason is None:
+                return
             if attempt < self.settings.retries:
                 self._tally.fail(reason)
-                await asyncio.sleep(backoff_s(attempt, self.backoff_first_s))
         self._tally.fail(f"{reason}; gave up after {self.settings.retries + 1} attempts", lost=1)
+
+    async def _attempt(self, session: aiohttp.ClientSession, body: bytes, headers: dict[str, str]) -> str | None:
+        """POST once: None when delivered, else why, when retrying may help (and `backoff` says when).
+
+        Raises `_Refused` for an answer that retrying will not change.
+        """
+        asked_s = None
+        try:
+            async with session.post(self.settings.url, data=body, headers=headers, allow_redirects=False) as response:
+                if response.status < 300:
+                    self.backoff.reset()
+                    self._tally.ok()
+                    return None
+                reason = f"{self.name} answered HTTP {response.status}"
+                if response.status < 400:
+                    location = response.headers.get("Location")
+                    where = f" to {_origin(urljoin(self.settings.url, location))}" if location else ""
+                    raise _Refused(f"{reason}, a redirect{where} (not followed: set url to where it points)")
+                if response.status < 500 and response.status != 429:
+                    raise _Refused(reason)
+                asked_s = retry_after_s(response.headers.get("Retry-After"), time.time())
+                if asked_s is not None:
+                    reason += " with Retry-After"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            reason = f"cannot deliver: {type(exc).__name__}: {exc}" if str(exc) else f"cannot deliver: {exc!r}"
+        self.backoff.failed(time.monotonic(), asked_s)
+        return reason
