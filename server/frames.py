@@ -29,10 +29,11 @@ class Frame:
 
     ``seq`` counts frames the source produced (dropped ones included), so gaps show what was skipped;
     ``capture_time`` is wall-clock seconds (``time.time()``) when the frame was decoded, the zero point
-    of end-to-end latency; ``media_time`` is the frame's position in its media in seconds, which is
-    what a tracker needs to know how much time passed between two frames. ``restarts`` counts the
-    times the media started over (a looped file played again): where it changes, nothing before says
-    where things are now. A count rather than a mark on one frame, so a dropped frame cannot lose it.
+    of end-to-end latency; ``media_time`` is the frame's time in its media in seconds, from 0 and never
+    backwards across loops, reconnects and timestamp jumps (docs/protocol.md), which is what a
+    tracker needs to know how much time passed between two frames. ``restarts`` counts the times the
+    media started over (a looped file played again): where it changes, nothing before says where
+    things are now. A count rather than a mark on one frame, so a dropped frame cannot lose it.
     ``ended``: the media is over (a file played to its end). Such a frame repeats the last image,
     with ``restarts`` counted on, so every track and zone visit ends there; the model does not run
     on it. Without it a file's last objects stayed in their zones, their visits never ended.
