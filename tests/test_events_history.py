@@ -23,7 +23,7 @@ from server.config import Settings
 from server.events import history as history_module
 from server.events.config import EventsSettings, HistorySettings
 from server.events.counts import Counts
-from server.events.history import EventQuery, HistorySink, select_events
+from server.events.history import TIME_INDEX_MAX_ROWS, EventQuery, HistorySink, few_in_window, select_events
 from server.events.outputs import EventOutputs
 from server.events.sink import OutEvent, SinkHealth, SinkState
 from server.events.snapshot import picture_of, snapshot_jpeg
@@ -349,9 +349,37 @@ async def test_every_filter_combination_reads_a_page_in_order_without_sorting(tm
                     sql, args = select_events(query, by_time)
                     plan = " / ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", [*args, 100]))
                     if by_time and {"since", "until"} & set(names):
-                        assert "USING INDEX events_time" in plan, (names, plan)
+                        index = "events_stream_time" if "stream" in names else "events_time"
+                        assert f"USING INDEX {index} " in plan, (names, plan)
                     else:
                         assert "TEMP B-TREE" not in plan, (names, plan)
+
+
+async def test_a_quiet_streams_window_on_a_busy_day_is_read_through_its_own_time_index(tmp_path: Path) -> None:
+    """Counted over every stream, a busy day made a quiet stream's page read in id order: back
+    through all of that stream's older events, the page never filling."""
+    path = tmp_path / "events.db"
+    outputs = EventOutputs(EventsSettings(history=HistorySettings(path)))
+    await outputs.start()
+    try:
+        assert outputs.history is not None
+        await file_opened(outputs.history)
+    finally:
+        await outputs.stop()
+    with closing(sqlite3.connect(path)) as db:
+        rows = [(float(t), "yard", "track_start", "{}") for t in range(TIME_INDEX_MAX_ROWS)]
+        rows += [(100.0, "door", "track_start", "{}"), (200.0, "door", "track_start", "{}")]
+        db.executemany("INSERT INTO events (time, stream, type, data) VALUES (?, ?, ?, ?)", rows)
+        db.commit()
+    history = HistorySink(HistorySettings(path))
+    door = history.query(EventQuery(stream="door", since=50.0, limit=10))
+    assert [event.id for event in door] == [TIME_INDEX_MAX_ROWS + 2, TIME_INDEX_MAX_ROWS + 1]
+    with closing(sqlite3.connect(path)) as db:
+        sql, args = select_events(
+            EventQuery(stream="door", since=50.0), by_time=few_in_window(db, EventQuery(stream="door", since=50.0))
+        )
+        plan = " / ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", [*args, 10]))
+    assert "USING INDEX events_stream_time (stream=? AND time>?)" in plan, plan
 
 
 async def test_a_locked_database_is_an_error_and_writing_resumes(tmp_path: Path) -> None:
@@ -621,3 +649,18 @@ def test_an_object_waits_for_its_snapshot_within_the_pixels_of_a_720p_image(box:
     assert height * width <= 1280 * 720
     assert height * width > 1280 * 720 / 4  # thinned no more than it must
     assert snapshot_jpeg(picture)[:2] == b"\xff\xd8"
+
+
+@pytest.mark.parametrize(
+    ("frame", "queued"),
+    [((720, 1280), (360, 640)), ((2160, 3840), (360, 640)), ((1920, 1080), (960, 540))],
+    ids=["720p", "4K", "portrait"],
+)
+def test_a_whole_frame_waits_for_its_snapshot_little_wider_than_it_is_stored(
+    frame: tuple[int, int], queued: tuple[int, int]
+) -> None:
+    """A snapshot of the whole frame is stored 640 px wide: queued as a 720p image, it held four
+    times the pixels, and the queue's picture budget ran out four times sooner."""
+    image = np.zeros((*frame, 3), np.uint8)
+    picture = picture_of({"id": 1}, FrameResult(Frame("cam", 1, 0.0, 0.0, image), (), 1.0))
+    assert picture.whole_frame and picture.pixels.shape[:2] == queued

@@ -76,7 +76,7 @@ TIME_INDEX_MAX_ROWS = 10_000
 
 #: Each page reads newest first (``ORDER BY id DESC``): the indexes carry the id after the filters
 #: the viewer and API combine, so a page reads its rows in order and stops, never sorting all of a
-#: stream's events. (stream, time) served no page without a sort: it is gone from older files.
+#: stream's events. The time indexes serve a window known to hold few events (`TIME_INDEX_MAX_ROWS`).
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -90,9 +90,9 @@ CREATE TABLE IF NOT EXISTS events (
     snapshot BLOB
 );
 CREATE INDEX IF NOT EXISTS events_time ON events (time);
+CREATE INDEX IF NOT EXISTS events_stream_time ON events (stream, time);
 CREATE INDEX IF NOT EXISTS events_stream_id ON events (stream, id);
 CREATE INDEX IF NOT EXISTS events_stream_type_id ON events (stream, type, id);
-DROP INDEX IF EXISTS events_stream_time;
 """
 INSERT = "INSERT INTO events (time, stream, type, class, zone, line, data, snapshot) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 
@@ -228,7 +228,7 @@ class HistorySink:
     def query(self, q: EventQuery) -> list[StoredEvent]:
         """Stored events matching ``q``, newest first. Raises sqlite3.Error if the file cannot be read."""
         with self._reader() as db:
-            sql, args = select_events(q, by_time=_few_in_window(db, q))
+            sql, args = select_events(q, by_time=few_in_window(db, q))
             # One past a page: the API asks for it to know whether another page follows.
             rows = db.execute(sql, [*args, min(q.limit, MAX_PAGE + 1)]).fetchall()
         return [StoredEvent(row[0], json.loads(row[1]), bool(row[2])) for row in rows]
@@ -400,7 +400,7 @@ def select_events(q: EventQuery, by_time: bool) -> tuple[str, list[object]]:
     args: list[object] = []
     by_time = by_time and (q.since is not None or q.until is not None)
     time_column = "time" if by_time else "+time"
-    source = "events INDEXED BY events_time" if by_time else "events"
+    source = f"events INDEXED BY {_time_index(q)}" if by_time else "events"
     for clause, value in (
         ("stream = ?", q.stream),
         ("type = ?", q.type),
@@ -418,20 +418,32 @@ def select_events(q: EventQuery, by_time: bool) -> tuple[str, list[object]]:
     return f"SELECT id, data, snapshot IS NOT NULL FROM {source} {where} ORDER BY id DESC LIMIT ?", args
 
 
-def _few_in_window(db: sqlite3.Connection, q: EventQuery) -> bool:
-    """Whether ``q`` has time bounds around fewer than `TIME_INDEX_MAX_ROWS` events (of any stream).
+def few_in_window(db: sqlite3.Connection, q: EventQuery) -> bool:
+    """Whether ``q`` has time bounds around fewer than `TIME_INDEX_MAX_ROWS` events of its stream (or
+    of all streams, when it names none).
 
-    Counting stops there, through the time index alone, so asking costs at most that many index entries.
+    Counting stops there, through the time index alone, so asking costs at most that many index
+    entries. Counted within the stream: a quiet stream's window on a busy day is still a few rows,
+    while read in id order it would be every older event of that stream.
     """
-    bounds = [
-        (clause, value) for clause, value in (("time >= ?", q.since), ("time <= ?", q.until)) if value is not None
-    ]
-    if not bounds:
+    clauses: list[str] = []
+    args: list[object] = []
+    for clause, value in (("stream = ?", q.stream), ("time >= ?", q.since), ("time <= ?", q.until)):
+        if value is not None:
+            clauses.append(clause)
+            args.append(value)
+    if q.since is None and q.until is None:
         return False
-    where = " AND ".join(clause for clause, _ in bounds)
-    sql = f"SELECT count(*) FROM (SELECT 1 FROM events WHERE {where} LIMIT ?)"
-    (count,) = db.execute(sql, [*(value for _, value in bounds), TIME_INDEX_MAX_ROWS]).fetchone()
+    sql = (
+        f"SELECT count(*) FROM (SELECT 1 FROM events INDEXED BY {_time_index(q)} WHERE {' AND '.join(clauses)} LIMIT ?)"
+    )
+    (count,) = db.execute(sql, [*args, TIME_INDEX_MAX_ROWS]).fetchone()
     return bool(count < TIME_INDEX_MAX_ROWS)
+
+
+def _time_index(q: EventQuery) -> str:
+    """The index that finds ``q``'s time window: within its stream when it names one."""
+    return "events_time" if q.stream is None else "events_stream_time"
 
 
 @contextmanager

@@ -34,9 +34,10 @@ class Picture:
     """The pixels of an event's snapshot, copied out of its frame: at most `SNAPSHOT_MAX_PX` of them.
 
     ``whole_frame``: the event has no object in the frame, so its snapshot is the frame scaled down
-    to at most `SNAPSHOT_MAX_WIDTH_PX` wide; ``pixels`` is then every n-th pixel of it, which the
-    writer scales down smoothly to that width (for the common camera sizes it is wider still; a
-    portrait frame, or one of a few odd sizes, may already be narrower, and is kept so). Otherwise
+    to at most `SNAPSHOT_MAX_WIDTH_PX` wide; ``pixels`` is then every n-th pixel of it, less than
+    twice that wide (and no narrower unless the frame is, or is so tall that `SNAPSHOT_MAX_PX`
+    thins it more), so a queued event costs about a 640 px image and the writer still scales it
+    smoothly. Otherwise
     ``pixels`` is the object's box with a margin, at the frame's resolution, or every n-th pixel of
     it when that would be more than `SNAPSHOT_MAX_PX`.
     """
@@ -62,7 +63,8 @@ def picture_of(data: Mapping[str, Any], result: FrameResult) -> Picture:
         if right - left >= 2 and bottom - top >= 2:
             step = _thinning(right - left, bottom - top)
             return Picture(image[top:bottom:step, left:right:step].copy())
-    step = _thinning(width, height)
+    # No wider than needed: less than twice the stored width, unless the frame is tall.
+    step = max(width // SNAPSHOT_MAX_WIDTH_PX, _thinning(width, height))
     return Picture(image[::step, ::step].copy(), whole_frame=True)
 
 
