@@ -7,9 +7,11 @@ import asyncio
 import json
 import logging
 import queue
+import sys
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from types import FrameType
 from typing import Any
 
 import cv2
@@ -268,6 +270,46 @@ async def test_viewers_are_counted_per_stream_as_they_subscribe_and_leave() -> N
     hub.subscribe(one, {"door": Subscription()})
     hub.remove_viewer(every)
     assert (hub.viewer_count("cam"), hub.viewer_count("door"), hub.viewer_count("yard")) == (0, 2, 0)
+
+
+def hub_lines_run(call: Callable[[], None]) -> int:
+    """Lines of server/delivery/hub.py that ``call`` runs: its work, counted the same on any machine."""
+    lines = 0
+
+    def trace(frame: FrameType, event: str, arg: object) -> Any:
+        nonlocal lines
+        if frame.f_code.co_filename != hub_module.__file__:
+            return None
+        if event == "line":
+            lines += 1
+        return trace
+
+    previous = sys.gettrace()
+    sys.settrace(trace)
+    try:
+        call()
+    finally:
+        sys.settrace(previous)
+    return lines
+
+
+async def test_a_subscription_costs_the_same_however_many_other_viewers_watch() -> None:
+    """Each WebSocket message resubscribes on the loop: were its work to grow with the audience, a few
+    viewers resending long lists would freeze the loop for every viewer and the API."""
+
+    def lines_to_resubscribe(others: int) -> int:
+        hub = Hub(asyncio.get_running_loop())
+        hub.set_wanted_listener(lambda wanted: None)
+        for n in range(others):  # each with scaled images of ids of its own, as in the attack that froze it
+            other = Viewer()
+            hub.add_viewer(other)
+            hub.subscribe(other, {f"other{n}-{k}": Subscription(Variant(max_width=320)) for k in range(16)})
+        viewer = Viewer()
+        hub.add_viewer(viewer)
+        hub.subscribe(viewer, {f"a{k}": Subscription(Variant(max_width=320)) for k in range(16)})
+        return hub_lines_run(lambda: hub.subscribe(viewer, {f"b{k}": Subscription(SMALL) for k in range(16)}))
+
+    assert lines_to_resubscribe(40) == lines_to_resubscribe(1)
 
 
 async def test_removal_listeners_hear_of_each_removed_stream_even_when_one_fails() -> None:

@@ -14,14 +14,20 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from aiohttp import ClientWebSocketResponse, WSMsgType, WSServerHandshakeError
+from aiohttp import ClientWebSocketResponse, WSCloseCode, WSMsgType, WSServerHandshakeError
 from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
 from server.delivery.encode import encodings
 from server.delivery.hub import MAX_SCALED_IMAGES, ViewerLimits
+from server.http.auth import TOKEN_EXPIRED_CLOSE_CODE, Role, policy_key
 from server.http.keys import hub_key
-from server.http.ws import unknown_streams_message
+from server.http.ws import (
+    MAX_SUBSCRIBED_STREAMS,
+    MAX_UNKNOWN_STREAMS,
+    too_many_unknown_message,
+    unknown_streams_message,
+)
 from tests.conftest import NUMBERED_FRAMES
 from tests.support.numbered import colour_errors, number_of
 from tests.support.polling import eventually
@@ -246,6 +252,66 @@ async def test_subscribing_to_an_unknown_stream_is_an_error_and_its_frames_follo
     await ws.close()
 
 
+async def next_error(ws: ClientWebSocketResponse) -> str:
+    """The message of the next ``error`` the server sends, past the frames and news that come first."""
+    while (reply := await ws.receive_json(timeout=RECEIVE_TIMEOUT_S))["type"] != "error":
+        pass
+    return str(reply["message"])
+
+
+async def test_a_few_ids_of_streams_not_added_yet_may_wait_but_no_more(start_server: Start) -> None:
+    """Each waiting id costs the server for as long as it waits: a subscription is held to a few."""
+    client = await start_server(StreamConfig("cam", "scene:?seed=1"))
+    assert client.app is not None
+    hub = client.app[hub_key]
+    ws = await connect(client, {"streams": ["cam"], "image": "none"})
+    too_many = [f"later-{n:02}" for n in range(MAX_UNKNOWN_STREAMS + 1)]
+    await ws.send_json({"type": "subscribe", "streams": ["cam", *too_many]})
+    assert await next_error(ws) == too_many_unknown_message(too_many)
+    assert (hub.viewer_count("cam"), hub.viewer_count("later-00")) == (1, 0), "the previous subscription holds"
+    await ws.send_json({"type": "subscribe", "streams": ["cam", *too_many[1:]]})
+    assert await next_error(ws) == unknown_streams_message(too_many[1:])
+    assert (hub.viewer_count("cam"), hub.viewer_count("later-01")) == (1, 1)
+    await ws.close()
+
+
+def long_list(n: int, last: object = None) -> str:
+    """A subscription to `MAX_SUBSCRIBED_STREAMS` ids no stream has; ``last`` in place of the last one."""
+    ids = [f"x{n}-{k}" for k in range(MAX_SUBSCRIBED_STREAMS - 1)]
+    return json.dumps({"type": "subscribe", "streams": [*ids, last or f"x{n}-last"]})
+
+
+LONG_TEXT = json.dumps({"type": "subscribe", "streams": [], "pad": "x" * 60000})
+
+
+@pytest.mark.parametrize(
+    ("messages", "reason"),
+    [
+        pytest.param([long_list(n) for n in range(4)], "stream entries", id="long-lists"),
+        pytest.param([long_list(n, last=7) for n in range(4)], "stream entries", id="long-lists-each-refused"),
+        pytest.param([LONG_TEXT] * 3, "characters of text", id="long-texts"),
+    ],
+)
+async def test_a_client_sending_much_is_disconnected_though_under_the_message_rate(
+    start_server: Start, messages: list[str], reason: str
+) -> None:
+    """Each entry and each character read costs loop time: a few clients resending 256 entries ten times
+    a second froze the server. The entries of a list refused for a bad one were read all the same."""
+    client = await start_server(StreamConfig("cam", "scene:?seed=1"))
+    ws = await connect(client, {"streams": ["cam"], "image": "none"})
+    for text in messages:  # a few, far under the message rate
+        await ws.send_str(text)
+    errors = 0  # each message read is answered: ids of no stream, or a bad field
+    while errors < len(messages):
+        message = await ws.receive(timeout=RECEIVE_TIMEOUT_S)
+        if message.type is not WSMsgType.TEXT:
+            break
+        if json.loads(message.data)["type"] == "error":
+            errors += 1
+    assert message.type is WSMsgType.CLOSE, f"not disconnected; {errors} of {len(messages)} messages answered"
+    assert message.data == WSCloseCode.POLICY_VIOLATION and reason in message.extra
+
+
 async def test_the_error_examples_in_the_protocol_doc_are_what_the_server_sends(start_server: Start) -> None:
     text = PROTOCOL_DOC.read_text()
     examples = re.findall(r"`(\{\"type\": \"subscribe\"[^`]*)` gets:\s*```json\n(.*?)\n```", text, re.DOTALL)
@@ -329,3 +395,20 @@ async def test_shutdown_does_not_hang_on_stalled_or_streaming_clients(start_serv
         assert time.monotonic() - started < 15
     finally:
         stalled.close()
+
+
+async def test_a_websocket_opened_with_a_signed_token_is_closed_when_the_token_expires(start_server: Start) -> None:
+    """A URL token that leaked stops showing the cameras soon; the close code says to get a new token."""
+    client = await start_server(StreamConfig("cam", "scene:?seed=1"), admin_tokens=("admin-token-0123456789abcdef",))
+    assert client.app is not None
+    expires = int(time.time()) + 2  # 1 to 2 s from now
+    token = client.app[policy_key].sign_until(Role.VIEWER, expires)
+    ws = await client.ws_connect("/ws", params={"token": token})
+    assert (await ws.receive_json(timeout=RECEIVE_TIMEOUT_S))["type"] == "hello"
+    await ws.send_json({"type": "subscribe", "streams": ["cam"], "image": "none"})
+    async with asyncio.timeout(RECEIVE_TIMEOUT_S):
+        while (message := await ws.receive()).type is WSMsgType.TEXT:
+            pass  # frames, until the token expires
+    assert message.type is WSMsgType.CLOSE, message
+    assert (message.data, message.extra) == (TOKEN_EXPIRED_CLOSE_CODE, "the access token expired")
+    assert time.time() >= expires

@@ -20,10 +20,11 @@ import json
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Literal, TypeVar
 
 from server.delivery.encode import ALL_STREAMS, FramePacket, Variant, encode_variants, encodings
 from server.frames import PROTOCOL_VERSION
@@ -47,10 +48,13 @@ MAX_VIEWERS = 500
 MAX_VIEWERS_PER_ADDRESS = 32
 MAX_SCALED_IMAGES = 4
 
+#: Told the images wanted per stream id whenever they change. The mapping is the hub's own, read-only
+#: and kept up to date: a listener copies what it keeps (the encoder does).
 WantedListener = Callable[[Mapping[str, frozenset[Variant]]], None]
 PacketListener = Callable[[FramePacket], None]
 StateListener = Callable[[str, StreamState], None]
 RemovalListener = Callable[[str], None]
+_Key = TypeVar("_Key")
 
 
 class ViewerLimitError(RuntimeError):
@@ -201,6 +205,8 @@ class Viewer:
         self._wake.set()
 
     def resubscribe(self, subscriptions: Mapping[str, Subscription]) -> None:
+        """Replace what this viewer watches. A viewer in a hub goes through `Hub.subscribe` instead,
+        which counts the change (the hub never recounts every viewer's subscriptions)."""
         self.subscriptions = dict(subscriptions)
         self._next_due.clear()
         self._taken.clear()  # a frame may be wanted again, as another image
@@ -275,10 +281,17 @@ class Hub:
         self._packet_listeners: list[PacketListener] = []
         self._state_listeners: list[StateListener] = []
         self._removal_listeners: list[RemovalListener] = []
+        #: Every count below changes by one viewer's subscriptions at a time, as it subscribes, joins or
+        #: leaves: a subscription costs its own entries, never a walk over every viewer's (a few
+        #: viewers resubscribing long lists would otherwise stall the loop for everyone).
         self._wanted: dict[str, frozenset[Variant]] = {}
+        self._wanted_view: Mapping[str, frozenset[Variant]] = MappingProxyType(self._wanted)
+        #: Viewers wanting each image, per stream id they name (and `ALL_STREAMS`): `_wanted` without
+        #: the counts, and the scaled sizes `_within_limits` finds in use.
+        self._images: dict[str, dict[Variant, int]] = {}
         #: Viewers per stream id they name, and viewers of every stream: counted when subscriptions
         #: change, not each time a count is read (every open viewer page polls the stream list).
-        self._watching: Counter[str] = Counter()
+        self._watching: dict[str, int] = {}
         self._watching_all = 0
         self.jpeg_quality = 80
         self.latest: dict[str, FramePacket] = {}
@@ -329,7 +342,7 @@ class Hub:
 
     def set_wanted_listener(self, listener: WantedListener) -> None:
         self._on_wanted = listener
-        listener(self._wanted)
+        listener(self._wanted_view)
 
     def add_packet_listener(self, listener: PacketListener) -> None:
         """Call ``listener`` on the loop with every published frame, in order (event outputs).
@@ -431,8 +444,11 @@ class Hub:
 
     def add_viewer(self, viewer: Viewer) -> None:
         """Add ``viewer`` whatever the limits: for viewers limited elsewhere (WebRTC peers)."""
+        if viewer in self._viewers:
+            return
         self._viewers.add(viewer)
-        self._update_wanted()
+        self._count(viewer.subscriptions, 1)
+        self._update_wanted(viewer.subscriptions)
 
     def join(self, viewer: Viewer) -> None:
         """Add ``viewer`` if the `ViewerLimits` leave room for it, else raise `ViewerLimitError`."""
@@ -455,17 +471,27 @@ class Hub:
         self.add_viewer(viewer)
 
     def remove_viewer(self, viewer: Viewer) -> None:
-        self._viewers.discard(viewer)
-        self._update_wanted()
+        if viewer not in self._viewers:
+            return
+        self._viewers.remove(viewer)
+        self._count(viewer.subscriptions, -1)
+        self._update_wanted(viewer.subscriptions)
 
     def subscribe(self, viewer: Viewer, subscriptions: Mapping[str, Subscription]) -> None:
         """Replace what ``viewer`` watches; it gets each stream's newest frame at once, not after the next.
 
         A newest frame that lacks the variant the viewer asked for is encoded once more, off the loop.
         A scaled size beyond the stream's `ViewerLimits.max_scaled_images` is replaced by the full size.
+        The work is that of the viewer's old and new entries, however many others watch.
         """
-        viewer.resubscribe(self._within_limits(viewer, subscriptions))
-        self._update_wanted()
+        joined = viewer in self._viewers
+        before = viewer.subscriptions
+        if joined:
+            self._count(before, -1)  # its own sizes do not count against it
+        viewer.resubscribe(self._within_limits(subscriptions))
+        if joined:
+            self._count(viewer.subscriptions, 1)
+            self._update_wanted(before.keys() | viewer.subscriptions.keys())
         for stream_id, packet in list(self.latest.items()):
             subscription = viewer.subscription(stream_id)
             if subscription is None:
@@ -477,26 +503,24 @@ class Hub:
                 task = self._loop.create_task(self._offer_late(viewer, packet, variant))
                 task.add_done_callback(_log_failure)
 
-    def _within_limits(self, viewer: Viewer, subscriptions: Mapping[str, Subscription]) -> dict[str, Subscription]:
-        """``subscriptions`` with scaled images that would be one size too many per stream made full size."""
-        in_use: dict[str, set[Variant]] = {}
-        for other in self._viewers:
-            if other is not viewer:
-                for key, subscription in other.subscriptions.items():
-                    if subscription.image is not None and subscription.image.max_width is not None:
-                        in_use.setdefault(key, set()).add(subscription.image)
+    def _within_limits(self, subscriptions: Mapping[str, Subscription]) -> dict[str, Subscription]:
+        """``subscriptions`` with scaled images that would be one size too many per stream made full size,
+        judged by the sizes the other viewers use (the subscribing viewer's own are not counted now)."""
         admitted: dict[str, Subscription] = {}
         for key, subscription in subscriptions.items():
             image = subscription.image
-            if image is not None and image.max_width is not None:
-                sizes = in_use.setdefault(key, set())
-                if image in sizes or len(sizes) < self.limits.max_scaled_images:
-                    sizes.add(image)
-                else:
-                    self.scaled_images_refused += 1
-                    subscription = dataclasses.replace(subscription, image=image.full_size)
+            if image is not None and image.max_width is not None and not self._has_room(key, image):
+                self.scaled_images_refused += 1
+                subscription = dataclasses.replace(subscription, image=image.full_size)
             admitted[key] = subscription
         return admitted
+
+    def _has_room(self, key: str, image: Variant) -> bool:
+        """Whether the viewers of ``key`` may have the scaled ``image``: in use already, or a size to spare."""
+        in_use: Mapping[Variant, int] = self._images.get(key, {})
+        if image in in_use:
+            return True
+        return sum(1 for variant in in_use if variant.max_width is not None) < self.limits.max_scaled_images
 
     def variants_wanted(self, stream_id: str) -> int:
         """How many images of each frame of ``stream_id`` its viewers want encoded (as the encoder counts them)."""
@@ -590,27 +614,38 @@ class Hub:
         for key in [key for key in self._encodings if key[0] == stream_id]:
             del self._encodings[key]
 
-    def _update_wanted(self) -> None:
-        """Recount, after a change of subscriptions, the images each stream's viewers want and the viewers."""
-        wanted: dict[str, set[Variant]] = {}
-        self._watching = Counter()
-        self._watching_all = 0
-        for viewer in self._viewers:
-            if ALL_STREAMS in viewer.subscriptions:
-                self._watching_all += 1
+    def _count(self, subscriptions: Mapping[str, Subscription], step: Literal[1, -1]) -> None:
+        """Count one viewer's ``subscriptions`` in (1) or out (-1) of the viewers and images per stream id."""
+        if ALL_STREAMS in subscriptions:
+            self._watching_all += step
+        else:
+            for key in subscriptions:
+                _tally(self._watching, key, step)
+        for key, subscription in subscriptions.items():
+            if subscription.image is not None:
+                images = self._images.setdefault(key, {})
+                _tally(images, subscription.image, step)
+                if not images:
+                    del self._images[key]
+
+    def _update_wanted(self, keys: Iterable[str]) -> None:
+        """Bring `_wanted` up to date for the stream ids of ``keys``, whose counts just changed, and tell
+        the encoder if that changed what it makes."""
+        changed = False
+        for key in keys:
+            variants = frozenset(self._images.get(key, ()))
+            if variants == self._wanted.get(key, frozenset()):
+                continue
+            changed = True
+            if variants:
+                self._wanted[key] = variants
             else:
-                self._watching.update(viewer.subscriptions.keys())
-            for stream_id, subscription in viewer.subscriptions.items():
-                if subscription.image is not None:
-                    wanted.setdefault(stream_id, set()).add(subscription.image)
-        frozen = {stream_id: frozenset(variants) for stream_id, variants in wanted.items()}
-        if frozen != self._wanted:
-            self._wanted = frozen
-            if self._on_wanted is not None:
-                self._on_wanted(frozen)
+                del self._wanted[key]
+        if changed and self._on_wanted is not None:
+            self._on_wanted(self._wanted_view)
 
     def viewer_count(self, stream_id: str) -> int:
-        return self._watching[stream_id] + self._watching_all
+        return self._watching.get(stream_id, 0) + self._watching_all
 
     def published(self, stream_id: str) -> int:
         """Frames of ``stream_id`` handed to viewers so far (each once, however many viewers)."""
@@ -636,6 +671,16 @@ def _is_loopback(address: str) -> bool:
         return ipaddress.ip_address(address).is_loopback
     except ValueError:  # a Unix socket's path, say: not a network client
         return True
+
+
+def _tally(counts: dict[_Key, int], key: _Key, step: int) -> None:
+    """Change ``counts[key]`` by ``step``, dropping a key counted down to nothing: ids nobody names
+    any more (a viewer's typos, streams long gone) must not pile up."""
+    count = counts.get(key, 0) + step
+    if count > 0:
+        counts[key] = count
+    else:
+        counts.pop(key, None)
 
 
 def _encode_one(packet: FramePacket, variant: Variant, jpeg_quality: int) -> bytes:

@@ -34,26 +34,45 @@ SUBSCRIPTION_KEYS = frozenset({"image", "max_width", "max_fps"})
 #: or hostile, and each message costs a parse and a resubscription on the loop: it is disconnected.
 MAX_CLIENT_MESSAGES_PER_S = 10.0
 CLIENT_MESSAGE_BURST = 30
+#: Characters of text a client may send: decoding costs the loop by the character (64 KiB of JSON
+#: numbers take milliseconds), and a viewer's messages are a few hundred.
+MAX_CLIENT_TEXT_PER_S = 16 * 1024
+CLIENT_TEXT_BURST = 2 * MAX_CLIENT_MESSAGE_BYTES
 #: Entries of one subscribe message's ``streams``; more than any server runs streams.
 MAX_SUBSCRIBED_STREAMS = 256
+#: Entries of ``streams`` a client may send, over all its messages: each costs its reading and its
+#: subscription on the loop, so a client resending long lists is held to a few of them, in a burst
+#: of two full lists (the message rate alone let 32 clients take the whole loop).
+MAX_SUBSCRIBED_ENTRIES_PER_S = 64.0
+SUBSCRIBED_ENTRIES_BURST = 2 * MAX_SUBSCRIBED_STREAMS
+#: Ids that no stream has, in one subscription: each waits for its stream to be added, and each
+#: with an image is one more entry of the mapping the encoder copies whenever wanted images change.
+MAX_UNKNOWN_STREAMS = 16
 
 
 class RateLimit:
-    """A token bucket: `allow` is False once a client has used up its burst faster than the rate refills it."""
+    """A token bucket: `allow` is False once a client has used up its burst faster than the rate refills it.
 
-    def __init__(self, per_s: float = MAX_CLIENT_MESSAGES_PER_S, burst: int = CLIENT_MESSAGE_BURST) -> None:
+    ``what`` names what is counted, for the reason a client over the rate is given (`reason`).
+    """
+
+    def __init__(
+        self, per_s: float = MAX_CLIENT_MESSAGES_PER_S, burst: int = CLIENT_MESSAGE_BURST, what: str = "messages"
+    ) -> None:
         self._per_s = per_s
         self._burst = float(burst)
         self._tokens = float(burst)
         self._last = time.monotonic()
+        self.reason = f"too many {what}: at most {per_s:g} per second"
 
-    def allow(self, now: float | None = None) -> bool:
+    def allow(self, cost: float = 1.0, now: float | None = None) -> bool:
+        """Take ``cost`` tokens if there are that many; refused, a request takes none."""
         now = time.monotonic() if now is None else now
         self._tokens = min(self._burst, self._tokens + (now - self._last) * self._per_s)
         self._last = now
-        if self._tokens < 1.0:
+        if self._tokens < cost:
             return False
-        self._tokens -= 1.0
+        self._tokens -= cost
         return True
 
 
@@ -97,31 +116,63 @@ def unknown_streams_message(stream_ids: list[str]) -> str:
     return f"subscribe: no stream {names} exists now; its frames will follow if it is added"
 
 
+def too_many_unknown_message(stream_ids: list[str]) -> str:
+    """What a client is told when more than `MAX_UNKNOWN_STREAMS` of its ids name no stream."""
+    return (
+        f"subscribe: {len(stream_ids)} ids name no stream now, such as {stream_ids[0]!r}; "
+        f"at most {MAX_UNKNOWN_STREAMS} may wait for their stream to be added"
+    )
+
+
 def _error(message: str) -> Event:
     return Event.of({"type": "error", "v": PROTOCOL_VERSION, "message": message})
 
 
 async def _read_forever(ws: web.WebSocketResponse, hub: Hub, manager: StreamManager, viewer: Viewer) -> None:
-    """Take the client's subscriptions until it leaves; a client over the message rate is disconnected."""
-    limit = RateLimit()
+    """Take the client's subscriptions until it leaves. A client over the rate of its messages, of their
+    text or of their stream entries is disconnected, each charged before the work it pays for."""
+    messages = RateLimit()
+    text = RateLimit(MAX_CLIENT_TEXT_PER_S, CLIENT_TEXT_BURST, "characters of text")
+    entries = RateLimit(MAX_SUBSCRIBED_ENTRIES_PER_S, SUBSCRIBED_ENTRIES_BURST, "stream entries")
     async for message in ws:
-        if not limit.allow():
-            log.warning("a WebSocket client sent over %g messages/s; disconnecting it", MAX_CLIENT_MESSAGES_PER_S)
-            await ws.close(
-                code=WSCloseCode.POLICY_VIOLATION,
-                message=f"too many messages: at most {MAX_CLIENT_MESSAGES_PER_S:g} per second".encode(),
-            )
+        if not messages.allow():
+            await _disconnect(ws, messages)
             return
         if message.type is not WSMsgType.TEXT:
             continue
-        subscriptions = parse_client_message(message.data)
+        if not text.allow(len(message.data)):
+            await _disconnect(ws, text)
+            return
+        request = read_client_message(message.data)
+        if isinstance(request, str):
+            viewer.offer_event(_error(request))
+            continue
+        if not entries.allow(len(request["streams"])):
+            await _disconnect(ws, entries)
+            return
+        subscriptions = parse_subscriptions(request)
         if isinstance(subscriptions, str):
             viewer.offer_event(_error(subscriptions))
             continue
-        hub.subscribe(viewer, subscriptions)
-        unknown = sorted(set(subscriptions) - {"*"} - {info.stream_id for info in manager.streams()})
-        if unknown:
-            viewer.offer_event(_error(unknown_streams_message(unknown)))
+        _subscribe(hub, manager, viewer, subscriptions)
+
+
+async def _disconnect(ws: web.WebSocketResponse, limit: RateLimit) -> None:
+    """Close the socket of a client over ``limit``: broken or hostile, it would cost everyone loop time."""
+    log.warning("a WebSocket client sent %s; disconnecting it", limit.reason)
+    await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=limit.reason.encode())
+
+
+def _subscribe(hub: Hub, manager: StreamManager, viewer: Viewer, subscriptions: Mapping[str, Subscription]) -> None:
+    """Subscribe ``viewer``, telling it which ids no stream has; past `MAX_UNKNOWN_STREAMS` of them the
+    subscription is refused with an error, and the previous one holds."""
+    unknown = sorted(set(subscriptions) - {"*"} - {info.stream_id for info in manager.streams()})
+    if len(unknown) > MAX_UNKNOWN_STREAMS:
+        viewer.offer_event(_error(too_many_unknown_message(unknown)))
+        return
+    hub.subscribe(viewer, subscriptions)
+    if unknown:
+        viewer.offer_event(_error(unknown_streams_message(unknown)))
 
 
 async def send_forever(viewer: Viewer, ws: web.WebSocketResponse) -> None:
@@ -145,12 +196,13 @@ async def send_forever(viewer: Viewer, ws: web.WebSocketResponse) -> None:
         log.debug("a viewer left while being sent to")
 
 
-def parse_client_message(data: str) -> Mapping[str, Subscription] | str:
-    """The subscriptions a client message asks for, or an error text for the client.
+def read_client_message(data: str) -> dict[str, Any] | str:
+    """A client message decoded and checked down to its list of entries, or an error text for the client.
 
     ``{"type": "subscribe", "streams": [...], "image": ..., "max_width": ..., "max_fps": ...}``;
     each entry of ``streams`` is a stream id (or ``"*"``) or an object ``{"id": ..., <options>}``
-    whose options override the message's own for that stream.
+    whose options override the message's own for that stream. The entries are read by
+    `parse_subscriptions`, once the client's rate of entries allows them.
     """
     try:
         message = json.loads(data)
@@ -168,10 +220,15 @@ def parse_client_message(data: str) -> Mapping[str, Subscription] | str:
     unknown = sorted(set(message) - SUBSCRIPTION_KEYS - {"type", "streams"})
     if unknown:
         return f"subscribe: unknown field {unknown[0]!r}; known: streams, {', '.join(sorted(SUBSCRIPTION_KEYS))}"
+    return message
+
+
+def parse_subscriptions(message: Mapping[str, Any]) -> dict[str, Subscription] | str:
+    """The subscriptions of a message `read_client_message` passed, or an error text naming the field."""
     try:
         default = _subscription(message, Subscription(), "subscribe")
         subscriptions: dict[str, Subscription] = {}
-        for index, entry in enumerate(streams):
+        for index, entry in enumerate(message["streams"]):
             if isinstance(entry, str):
                 subscriptions[entry] = default
             elif isinstance(entry, dict) and isinstance(entry.get("id"), str):
