@@ -8,12 +8,14 @@ later. `write_config` saves the streams back when the API is asked to persist a 
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import re
 import stat
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -66,10 +68,28 @@ SERVER_KEYS = (
 VIEWER_LIMIT_KEYS = {"max_viewers": 100_000, "max_viewers_per_address": 100_000, "max_scaled_images": 64}
 MODEL_KEYS = ("name", "device", "max_batch", "half", "fast_masks")
 AUTH_KEYS = ("viewer_tokens", "admin_tokens")
+#: A source of CSP ``frame-ancestors`` that a browser can match (CSP 3's grammar): ``*``, ``'self'``, a
+#: scheme (``https:``), or ``[scheme://]host[:port][/path]`` with ``*.`` or ``*`` for the host, ``*``
+#: for the port. Anything else a browser ignores; a space, ``;`` or ``,`` would start another source or
+#: directive, and a line break could not go into the header at all.
+CSP_SOURCE_PATTERN = re.compile(
+    r"""\A(?:
+        \* | 'self' | [A-Za-z][A-Za-z0-9+.-]*:
+        | (?:[A-Za-z][A-Za-z0-9+.-]*://)?
+          (?:\* | (?:\*\.)?[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.?)
+          (?::(?:[0-9]+|\*))?
+          (?:/[A-Za-z0-9._~%!$&'()*+=:@/-]*)?
+    )\Z""",
+    re.VERBOSE,
+)
 
 
 class ConfigError(ValueError):
     """A setting is wrong; the message names the flag or key and the fix."""
+
+
+class ConfigEditedError(ConfigError):
+    """The config file changed on disk since segcast read or wrote it: saving would undo those edits."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +118,9 @@ class Settings:
     embed_origins: tuple[str, ...] = ()
     #: The file the settings came from; API changes are written back to it when asked.
     config_path: Path | None = None
+    #: SHA-256 of the bytes `load_config` read from `config_path`, so that a save can tell whether the
+    #: file was edited since (see `ConfigFileState`); None for settings made in code.
+    config_digest: str | None = None
     #: Write every API change of the streams back to `config_path`, not only those with ?persist=1.
     save_config: bool = False
     viewer_tokens: tuple[str, ...] = ()
@@ -163,12 +186,14 @@ def load_config(path: Path, default_overrides: Mapping[str, Any] | None = None) 
     """Settings from a TOML file. ``default_overrides`` (stream options from flags, already checked)
     replace keys of its ``[stream_defaults]``, so they reach every stream that does not set its own."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8-sig"))  # -sig: Notepad starts a file with a BOM
+        raw = path.read_bytes()
+        # Read as `Path.read_text` would (line ends made "\n"); -sig: Notepad starts a file with a BOM.
+        data = tomllib.loads(io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8-sig").read())
     except OSError as exc:
         raise ConfigError(f"--config {path}: cannot read it ({exc.strerror or exc})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path.name}: not valid TOML ({exc})") from None
-    return settings_from_mapping(data, path, default_overrides or {})
+    return replace(settings_from_mapping(data, path, default_overrides or {}), config_digest=_digest(raw))
 
 
 def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides: Mapping[str, Any]) -> Settings:
@@ -179,7 +204,7 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides
     host = _typed(server, "host", str, DEFAULT_HOST, f"{name}: server")
     port = _int(server, "port", DEFAULT_PORT, 1, 65535, f"{name}: server")
     quality = _int(server, "jpeg_quality", DEFAULT_JPEG_QUALITY, 1, 100, f"{name}: server")
-    origins = _strings(server, "embed_origins", f"{name}: server")
+    origins = _embed_origins(server, f"{name}: server")
     save = _typed(server, "save_config", bool, False, f"{name}: server")
     allow_devices = _typed(server, "allow_devices", bool, False, f"{name}: server")
     schemes = _strings(server, "source_schemes", f"{name}: server") if "source_schemes" in server else None
@@ -256,8 +281,8 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides
         embed_origins=tuple(origins),
         config_path=path,
         save_config=save,
-        viewer_tokens=tuple(_strings(auth, "viewer_tokens", f"{name}: auth")),
-        admin_tokens=tuple(_strings(auth, "admin_tokens", f"{name}: auth")),
+        viewer_tokens=_tokens(auth, "viewer_tokens", f"{name}: auth"),
+        admin_tokens=_tokens(auth, "admin_tokens", f"{name}: auth"),
         auth_off=auth_off,
         source_schemes=tuple(s.lower() for s in schemes) if schemes is not None else DEFAULT_SOURCE_SCHEMES,
         media_dirs=tuple(media_dirs),
@@ -271,18 +296,64 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides
     )
 
 
-def write_config(running: Settings, streams: list[StreamConfig]) -> None:
+@dataclass(slots=True)
+class ConfigFileState:
+    """What a running segcast knows of its config file, for `write_config`; saves are made one at a time.
+
+    ``digest`` is the SHA-256 of the bytes segcast read there or last wrote (None: no file was there),
+    so that a save never rewrites the file over edits made by hand since: a token rotated in it, a
+    stream added. ``flag_streams`` are the ids ``--source`` started, which the file must not get; one
+    removed through the API leaves the set (replaced, never changed in place, as saves read it from a
+    thread), so an id added again is the API's, saved like any other.
+    """
+
+    digest: str | None
+    flag_streams: frozenset[str]
+
+    @classmethod
+    def of(cls, settings: Settings) -> ConfigFileState:
+        """The state at start: what `load_config` read; settings made in code take the file as it is now."""
+        digest = (settings.file_settings or settings).config_digest
+        if digest is None and settings.config_path is not None:
+            digest = _file_digest(settings.config_path)
+        return cls(digest, settings.flag_streams)
+
+
+def _file_digest(path: Path) -> str | None:
+    """The SHA-256 of a file's bytes (through a symlink), or None when there is no file."""
+    try:
+        return _digest(path.read_bytes())
+    except FileNotFoundError:
+        return None
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_config(running: Settings, streams: list[StreamConfig], state: ConfigFileState | None = None) -> None:
     """Save the file's settings with ``streams`` to `Settings.config_path`, replacing the file atomically.
 
     Comments and key order of a hand-written file are not kept; stream options equal to the
     defaults in effect are left out, so the file stays as short as the user would write it. What
-    came from flags (``running``'s `Settings.file_settings` and `Settings.flag_streams`) is not
-    written: the file says what it said, with the streams the API has added or changed.
+    came from flags (``running``'s `Settings.file_settings` and the streams of ``state.flag_streams``)
+    is not written: the file says what it said, with the streams the API has added or changed.
+
+    ``state`` (by default as segcast started) is what segcast knows of the file. A file that holds
+    anything else now was edited by hand, and the settings in memory would undo that: it is left as
+    it is (`ConfigEditedError`). After a save, ``state`` knows the file written.
     """
     settings = running.file_settings or running
-    streams = [stream for stream in streams if stream.stream_id not in running.flag_streams]
     if settings.config_path is None:
         raise ConfigError("no config file to save to: start segcast with --config FILE")
+    state = ConfigFileState.of(running) if state is None else state
+    saved = [stream for stream in streams if stream.stream_id not in state.flag_streams]
+    text = _config_text(settings, running.stream_defaults, saved)
+    state.digest = _replace_file(settings.config_path, text, state.digest)
+
+
+def _config_text(settings: Settings, defaults: StreamOptions, streams: list[StreamConfig]) -> str:
+    """The TOML of ``settings`` with ``streams``, whose options are written where they differ from ``defaults``."""
     lines = ["# Written by segcast after a change through its API.", "", "[server]"]
     lines += [
         f"host = {_toml(settings.host)}",
@@ -315,10 +386,17 @@ def write_config(running: Settings, streams: list[StreamConfig]) -> None:
         lines += ["[[streams]]", f"id = {_toml(stream.stream_id)}", f"uri = {_toml(stream.uri)}"]
         if stream.loop:
             lines.append("loop = true")
-        lines += [*_option_lines(stream.options, running.stream_defaults), ""]
+        lines += [*_option_lines(stream.options, defaults), ""]
     lines += events_toml(settings.events)
-    path = settings.config_path
-    text = "\n".join(lines)
+    return "\n".join(lines)
+
+
+def _replace_file(path: Path, text: str, expected_digest: str | None) -> str:
+    """Replace the file at ``path`` with ``text`` if it still holds what ``expected_digest`` says; the new digest.
+
+    Through a symlink, the file it points to is replaced (the link stays a link to it), from a
+    partial file beside that one: on its file system, where the replacement is atomic.
+    """
     try:
         # What is written must start segcast again: a value TOML cannot hold (a lone surrogate, which
         # JSON can escape) is refused here, while the old file is still in place.
@@ -326,14 +404,21 @@ def write_config(running: Settings, streams: list[StreamConfig]) -> None:
         data = text.encode("utf-8")
     except (tomllib.TOMLDecodeError, UnicodeEncodeError) as exc:
         raise ConfigError(f"{path.name} was not saved: the new content would not read back ({exc})") from None
-    partial = path.with_name(f".{path.name}.partial")
+    target = path.resolve()
+    if _file_digest(target) != expected_digest:
+        raise ConfigEditedError(
+            f"{path.name} was edited since segcast read or last saved it, and saving now would undo those "
+            "edits; restart segcast to load them, then make the change again"
+        )
+    partial = target.with_name(f".{target.name}.partial")
     # The file may hold access tokens: the rewrite keeps its permissions (owner-only for a new one).
-    mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o600
+    mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else 0o600
     descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with open(descriptor, "wb") as file:
         file.write(data)
     os.chmod(partial, mode)  # os.open's mode is cut by the umask
-    partial.replace(path)
+    partial.replace(target)
+    return _digest(data)
 
 
 def _access_lines(settings: Settings) -> list[str]:
@@ -437,6 +522,32 @@ def _resolved(value: str, config: Path, where: str) -> Path:
         return resolved_path(value, config.parent, where)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def _embed_origins(server: Mapping[str, Any], where: str) -> tuple[str, ...]:
+    """``embed_origins``, each a source a browser matches: it goes into every page's CSP header as it is."""
+    origins = _strings(server, "embed_origins", where)
+    for index, origin in enumerate(origins):
+        if not CSP_SOURCE_PATTERN.match(origin):
+            raise ConfigError(
+                f"{where}.embed_origins[{index}]: {origin!r} is not an origin a browser can match: expected "
+                'scheme://host[:port] ("https://grafana.example.com", "https://*.example.com"), "\'self\'" '
+                "or \"*\", one per entry, with no spaces, ';' or ',' (an international name in its xn-- form)"
+            )
+    return tuple(origins)
+
+
+def _tokens(auth: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
+    """Access tokens as given: one that starts or ends with white space could never match, as a
+    request's token is read without it (a copy-paste slip that would lock its holder out unseen)."""
+    tokens = _strings(auth, key, where)
+    for index, token in enumerate(tokens):
+        if token != token.strip():
+            raise ConfigError(
+                f"{where}.{key}[{index}]: the token starts or ends with a space, tab or line break, so no "
+                "request could ever match it: remove them"
+            )
+    return tuple(tokens)
 
 
 def _strings(table: Mapping[str, Any], key: str, where: str) -> list[str]:

@@ -329,6 +329,57 @@ async def test_a_config_file_that_cannot_be_written_is_a_json_error_that_says_so
     await assert_error(response, 500, "in effect", "segcast.toml")
 
 
+async def test_a_save_does_not_undo_edits_made_to_the_config_file_by_hand(start_server: Start, tmp_path: Path) -> None:
+    """An admin rotates a leaked token in the file while segcast runs: a later save must not bring it back."""
+    path = tmp_path / "segcast.toml"
+    path.write_text('[[streams]]\nid = "a"\nuri = "scene:?seed=1"\n')
+    client = await start_server(StreamConfig("a", "scene:?seed=1"), config_path=path)
+    assert (await client.patch("/api/streams/a?persist=1", json={"zones": [_zone("first")]})).status == 200
+    edited = path.read_text() + '\n[auth]\nadmin_tokens = ["rotated-token-0123456789"]\n'
+    path.write_text(edited)
+    response = await client.patch("/api/streams/a?persist=1", json={"zones": [_zone("second")]})
+    await assert_error(response, 409, "in effect, but not saved", "segcast.toml was edited", "restart segcast")
+    assert path.read_text() == edited
+    assert [z["name"] for z in (await (await client.get("/api/streams/a")).json())["options"]["zones"]] == ["second"]
+
+
+async def test_persist_is_refused_for_a_stream_from_the_command_line(start_server: Start, tmp_path: Path) -> None:
+    """The file never gets a --source stream, so "saved" zones of one were lost at the next start."""
+    path = tmp_path / "segcast.toml"
+    path.write_text('[[streams]]\nid = "yard"\nuri = "scene:?seed=2"\n')
+    streams = StreamConfig("front", "scene:?seed=1"), StreamConfig("yard", "scene:?seed=2")
+    client = await start_server(*streams, config_path=path, flag_streams=frozenset({"front"}))
+    listed = (await (await client.get("/api/streams")).json())["streams"]
+    assert {s["id"]: s["persistable"] for s in listed} == {"front": False, "yard": True}
+    response = await client.patch("/api/streams/front?persist=1", json={"zones": [_zone("porch")]})
+    await assert_error(response, 409, "nothing was changed", "--source", "[[streams]]")
+    await assert_error(await client.delete("/api/streams/front?persist=1"), 409, "nothing was changed")
+    assert (await (await client.get("/api/streams/front")).json())["options"]["zones"] == []
+    # Removed and added again through the API, it is an API stream like any other.
+    assert (await client.delete("/api/streams/front")).status == 204
+    response = await client.post("/api/streams?persist=1", json={"id": "front", "uri": "scene:?seed=3"})
+    assert response.status == 201 and (await response.json())["persistable"]
+    assert [(s.stream_id, s.uri) for s in load_config(path).streams] == [
+        ("yard", "scene:?seed=2"),
+        ("front", "scene:?seed=3"),
+    ]
+
+
+async def test_with_save_config_a_change_of_a_command_line_stream_says_it_is_not_saved(
+    start_server: Start, tmp_path: Path
+) -> None:
+    path = tmp_path / "segcast.toml"
+    path.write_text("[server]\nsave_config = true\n")
+    client = await start_server(
+        StreamConfig("front", "scene:?seed=1"), config_path=path, save_config=True, flag_streams=frozenset({"front"})
+    )
+    response = await client.patch("/api/streams/front", json={"zones": [_zone("porch")]})
+    await assert_error(response, 409, "in effect, but not saved", "--source")
+    assert [z["name"] for z in (await (await client.get("/api/streams/front")).json())["options"]["zones"]] == ["porch"]
+    await assert_error(await client.delete("/api/streams/front"), 409, "in effect, but not saved")
+    assert (await (await client.get("/api/streams")).json())["streams"] == []
+
+
 async def test_persist_without_a_config_file_is_refused(start_server: Start) -> None:
     client = await start_server()
     response = await client.post("/api/streams?persist=1", json={"id": "a", "uri": "scene:"})

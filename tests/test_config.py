@@ -12,7 +12,9 @@ import pytest
 from server.cli import EXIT_STARTUP_ERROR, build_parser, settings_from_args
 from server.config import (
     STREAM_ID_PATTERN,
+    ConfigEditedError,
     ConfigError,
+    ConfigFileState,
     Settings,
     StreamConfig,
     load_config,
@@ -82,6 +84,10 @@ def test_a_full_config_file_is_read(tmp_path: Path) -> None:
         ("[server]\nport = 70000\n", "server.port"),
         ('[server]\nport = "80"\n', "server.port"),
         ('[server]\nembed_origins = "x"\n', "server.embed_origins"),
+        # Each goes into every page's CSP header: a line break there dropped every page's connection.
+        ('[server]\nembed_origins = ["https://a.example\\nhttps://b.example"]\n', "server.embed_origins[0]"),
+        ('[server]\nembed_origins = ["*", "https://a.example; script-src *"]\n', "server.embed_origins[1]"),
+        ('[server]\nembed_origins = ["https://a.example,https://b.example"]\n', "server.embed_origins[0]"),
         ("[server]\nmax_frame_side = 8\n", "server.max_frame_side"),
         ("[server]\nmax_viewers_per_address = 0\n", "server.max_viewers_per_address"),
         ("[model]\nmax_batch = 0\n", "model.max_batch"),
@@ -95,6 +101,12 @@ def test_a_full_config_file_is_read(tmp_path: Path) -> None:
         ('[[streams]]\nid = "a"\nuri = "scene:"\nspeed = 2\n', "streams[0].speed"),
         ('[[streams]]\nid = "a"\nuri = "x"\n[[streams]]\nid = "a"\nuri = "y"\n', "streams[1].id"),
         ('[auth]\ntokens = ["x"]\n', "auth.tokens"),
+        # A request's token is read without white space around it: these could never match.
+        ('[auth]\nadmin_tokens = ["admin-token-0123456789 "]\n', "auth.admin_tokens[0]"),
+        (
+            '[auth]\nviewer_tokens = ["viewer-token-0123456789", "\\tviewer-token-abcdefghij"]\n',
+            "auth.viewer_tokens[1]",
+        ),
         ("port = = 1\n", "not valid TOML"),
         ('[[streams]]\nid = "a\\n"\nuri = "scene:"\n', "streams[0].id"),  # "$" matched before a newline
         # Paths that cannot be paths were tracebacks, not a line naming the key.
@@ -202,6 +214,45 @@ def test_a_config_that_would_not_read_back_is_never_written(tmp_path: Path) -> N
         write_config(settings, [*settings.streams, StreamConfig("bad", "rtsp://camera.local/\ud800")])
     assert path.read_text() == before
     assert not list(tmp_path.glob(".*.partial")), "no half-written file is left behind"
+
+
+def test_embed_origins_take_every_form_a_browser_matches(tmp_path: Path) -> None:
+    origins = ["'self'", "https:", "https://*.example.com", "http://localhost:3000", "grafana.lan", "https://a.b:*/d/"]
+    text = "[server]\nembed_origins = [" + ", ".join(f'"{origin}"' for origin in origins) + "]\n"
+    assert load_config(write(tmp_path, text)).embed_origins == tuple(origins)
+
+
+def test_a_token_refused_for_white_space_is_not_shown(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="space") as refused:
+        load_config(write(tmp_path, '[auth]\nadmin_tokens = ["\\nsecret-token-0123456789"]\n'))
+    assert "secret" not in str(refused.value)
+
+
+def test_a_save_leaves_a_file_edited_since_it_was_read_as_it_is(tmp_path: Path) -> None:
+    """Saving rewrites the file from memory: over a token rotated by hand, it would bring the leaked one back."""
+    path = write(tmp_path, FULL_CONFIG)
+    settings = load_config(path)
+    state = ConfigFileState.of(settings)
+    write_config(settings, [*settings.streams, StreamConfig("new", "scene:?seed=9")], state)
+    write_config(settings, list(settings.streams), state)  # segcast's own save is no edit
+    edited = path.read_text() + '\n[auth]\nadmin_tokens = ["rotated-token-0123456789"]\n'
+    path.write_text(edited)
+    with pytest.raises(ConfigEditedError, match=r"^segcast\.toml was edited .* restart segcast"):
+        write_config(settings, [*settings.streams, StreamConfig("new", "scene:?seed=9")], state)
+    assert path.read_text() == edited
+
+
+def test_saving_through_a_symlink_replaces_the_file_it_points_to(tmp_path: Path) -> None:
+    real = tmp_path / "etc" / "segcast.toml"
+    real.parent.mkdir()
+    real.write_text(FULL_CONFIG)
+    link = tmp_path / "segcast.toml"
+    link.symlink_to(real)
+    settings = load_config(link)
+    write_config(settings, [StreamConfig("new", "scene:?seed=9")])
+    assert link.is_symlink() and link.resolve() == real
+    assert [s.stream_id for s in load_config(real).streams] == ["new"]
+    assert not list(tmp_path.glob(".*.partial")) and not list(real.parent.glob(".*.partial"))
 
 
 def test_a_file_a_windows_editor_saved_with_a_byte_order_mark_reads(tmp_path: Path) -> None:

@@ -309,13 +309,27 @@ async def test_the_add_form_offers_only_what_the_server_accepts(
 
     config = tmp_path / "segcast.toml"
     config.write_text("")
-    saving = await start_server(config_path=config, save_config=True, media_dirs=(tmp_path,))
-    page, console = await open_page(browser, saving, "/")
+    saving = await start_server(
+        StreamConfig("filed", "scene:?seed=3"),
+        StreamConfig("flagged", "scene:?seed=4"),
+        config_path=config,
+        save_config=True,
+        media_dirs=(tmp_path,),
+        flag_streams=frozenset({"flagged"}),
+    )
+    page, console = await open_page(browser, saving, "/?transport=ws")
     help_text = await wait_for_text(page, "#add-help", "video files inside")
     assert "media_dirs" not in help_text
     persist = page.locator("#add-form input[name=persist]")
     await persist.wait_for(state="visible", timeout=WAIT_MS)
     assert await persist.is_checked() and await persist.is_disabled(), "save_config: every change is saved"
+
+    # Zones are saved with the stream, unless --source started it: the file cannot keep those.
+    shape_persist = page.locator("label:has(#shape-persist)")
+    await page.evaluate("() => { location.hash = '#/stream/filed'; }")
+    await shape_persist.wait_for(state="visible", timeout=WAIT_MS)
+    await page.evaluate("() => { location.hash = '#/stream/flagged'; }")
+    await shape_persist.wait_for(state="hidden", timeout=WAIT_MS)
     assert console.errors == []
 
 

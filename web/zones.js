@@ -91,6 +91,8 @@ export class ZoneEditor {
     this.counts = null;
     this.visible = true;
     this.changedAt = -Infinity; // performance.now() when the last change here was answered
+    this.fileSaves = false; // the server has a config file to save to (GET /api/viewer)
+    this.persistable = true; // and can save this stream's changes there (not one --source started)
 
     const { canvas } = host;
     canvas.addEventListener("pointerdown", (event) => this.pointerDown(event));
@@ -136,9 +138,15 @@ export class ZoneEditor {
   // Saving to the config file is offered only where there is one (GET /api/viewer).
   offerPersist(settings) {
     const { persist } = this.el;
-    persist.closest("label").hidden = !settings.config_file;
+    this.fileSaves = Boolean(settings.config_file);
     persist.checked = settings.save_config;
     persist.disabled = settings.save_config;
+    this.showPersist();
+  }
+
+  // A stream started by --source cannot be saved to the file: its changes last until a restart.
+  showPersist() {
+    this.el.persist.closest("label").hidden = !(this.fileSaves && this.persistable);
   }
 
   setVisible(visible) {
@@ -157,6 +165,8 @@ export class ZoneEditor {
    * change was answered.
    */
   setStream(stream, askedAt = performance.now()) {
+    this.persistable = stream?.persistable !== false;
+    this.showPersist();
     if (askedAt >= this.changedAt && !this.busy()) this.adopt(stream?.options, stream?.etag ?? null);
   }
 

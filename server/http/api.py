@@ -21,7 +21,9 @@ from aiohttp import web
 
 from server.config import (
     STREAM_KEYS,
+    ConfigEditedError,
     ConfigError,
+    ConfigFileState,
     StreamConfig,
     flatten_options,
     stream_config,
@@ -57,8 +59,13 @@ PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+#: What the API knows of the config file it saves to: the API's own state, changed only by its
+#: saves (under `config_lock_key`) and by the removal of a stream the command line started.
+config_file_key = web.AppKey("config_file", ConfigFileState)
+
 
 def setup_api(app: web.Application) -> None:
+    app[config_file_key] = ConfigFileState.of(app[settings_key])
     router = app.router
     router.add_get("/api/streams", _list_streams)
     router.add_post("/api/streams", _add_stream)
@@ -95,6 +102,7 @@ def stream_json(request: web.Request, info: StreamInfo) -> dict[str, Any]:
         **hub.stats(info.stream_id),
         "viewers": hub.viewer_count(info.stream_id),
         "etag": stream_etag(request, info.config),
+        "persistable": _persistable(request.app, info.stream_id),
         "links": {
             "snapshot": f"{base}/snapshot.jpg",
             "mjpeg": f"{base}/mjpeg",
@@ -199,23 +207,74 @@ async def _check_source(request: web.Request, uri: str) -> None:
 
 
 def _persist_requested(request: web.Request) -> bool:
+    """Whether to save the change: asked with ``?persist=1``, or always with ``save_config = true``.
+
+    Asked for a stream the command line started, it is refused before anything changes (409): the
+    file cannot keep that stream's changes, which would otherwise be answered as saved and be lost.
+    """
     settings = request.app[settings_key]
     flag = request.query.get("persist", "")
     if flag not in ("", "0", "1", "true", "false"):
         raise error(web.HTTPBadRequest, f"persist: expected 1 or 0, got {flag!r}")
-    wanted = flag in ("1", "true") or settings.save_config
-    if wanted and settings.config_path is None:
+    asked = flag in ("1", "true")
+    if (asked or settings.save_config) and settings.config_path is None:
         raise error(web.HTTPBadRequest, "persist: there is no config file to save to; start segcast with --config FILE")
-    return wanted
+    stream_id = request.match_info.get("stream")
+    if asked and stream_id is not None and _from_command_line(request.app, stream_id):
+        raise _command_line_conflict(request, stream_id, made=False)
+    return asked or settings.save_config
+
+
+def _persistable(app: web.Application, stream_id: str) -> bool:
+    """Whether ``?persist=1`` can save the stream: there is a config file, and it is not the command line's."""
+    return app[settings_key].config_path is not None and not _from_command_line(app, stream_id)
+
+
+def _from_command_line(app: web.Application, stream_id: str) -> bool:
+    return stream_id in app[config_file_key].flag_streams
+
+
+def _forget_command_line_stream(app: web.Application, stream_id: str) -> bool:
+    """Once removed, a stream is no longer the command line's: an id added again is the API's. Whether it was."""
+    state = app[config_file_key]
+    was = stream_id in state.flag_streams
+    state.flag_streams = state.flag_streams - {stream_id}
+    return was
+
+
+def _command_line_conflict(request: web.Request, stream_id: str, made: bool) -> web.HTTPException:
+    """409 for saving a change of a stream the command line started, ``made`` (under ``save_config``) or not."""
+    path = request.app[settings_key].config_path
+    name = path.name if path is not None else "the config file"
+    why = (
+        f"stream {stream_id!r} comes from the command line (--source), not from {name}, so its changes cannot be "
+        "saved there; each start of segcast makes it again as the command line says"
+    )
+    fix = f"move the stream from --source into {name} as a [[streams]] table"
+    if made:
+        return error(web.HTTPConflict, f"the change is in effect, but not saved: {why}. To keep its changes, {fix}")
+    return error(
+        web.HTTPConflict,
+        f"nothing was changed: {why}. Make the change without saving it (it then lasts until segcast restarts), "
+        f"or {fix}",
+    )
 
 
 async def _save_config(request: web.Request) -> None:
-    """Write the streams to the config file; if that fails, the file is left as it was and the caller told."""
+    """Write the streams to the config file; if that fails, the file is left as it was and the caller told.
+
+    A file edited since segcast read or saved it is not overwritten (409): the edits (a rotated
+    token, a stream added by hand) are the admin's, and the settings in memory would undo them.
+    """
     app = request.app
     async with app[config_lock_key]:
         configs = app[manager_key].configs()
+        save = functools.partial(write_config, app[settings_key], configs, app[config_file_key])
         try:
-            await asyncio.get_running_loop().run_in_executor(None, write_config, app[settings_key], configs)
+            await asyncio.get_running_loop().run_in_executor(None, save)
+        except ConfigEditedError as exc:
+            log.warning("did not save the streams to %s: %s", app[settings_key].config_path, exc)
+            raise error(web.HTTPConflict, f"the change is in effect, but not saved: {exc}") from None
         except (ConfigError, OSError) as exc:
             reason = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) else str(exc)
             log.error("could not save the streams to %s: %s", app[settings_key].config_path, reason)
@@ -267,6 +326,8 @@ async def _change_stream(request: web.Request) -> web.Response:
     async with lock:
         info = await _merge_change(request, body)
         if persist:
+            if _from_command_line(request.app, info.stream_id):
+                raise _command_line_conflict(request, info.stream_id, made=True)
             await _save_config(request)
     return _with_etag(request, info)
 
@@ -321,6 +382,8 @@ async def _remove_stream(request: web.Request) -> web.Response:
         await asyncio.get_running_loop().run_in_executor(None, request.app[manager_key].remove, stream_id)
     except KeyError:
         raise error(web.HTTPNotFound, f"no stream {stream_id!r}: it was removed meanwhile") from None
+    if _forget_command_line_stream(request.app, stream_id) and persist:
+        raise _command_line_conflict(request, stream_id, made=True)
     if persist:
         await _save_config(request)
     return web.Response(status=204)
