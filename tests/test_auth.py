@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from server.http.auth import ADMIN_TOKENS_ENV, AccessPolicy, AuthConfigError, Role, setup_auth
+from server.http.auth import ADMIN_TOKENS_ENV, SIGNED_TOKEN_MAX_TTL_S, AccessPolicy, AuthConfigError, Role, setup_auth
 from tests.support.raw_http import raw_request, status_of
 
 ADMIN = "admin-token-0123456789abcdef"
@@ -22,10 +26,23 @@ async def _ok(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
+async def _endless(request: web.Request) -> web.StreamResponse:
+    """A response streamed until the client leaves, as MJPEG is."""
+    response = web.StreamResponse()
+    await response.prepare(request)
+    try:
+        while True:
+            await response.write(b"part\r\n")
+            await asyncio.sleep(0.05)
+    except ConnectionResetError:
+        return response
+
+
 def _app(policy: AccessPolicy) -> web.Application:
     app = web.Application()
     setup_auth(app, policy)
     app.router.add_get("/healthz", _ok)
+    app.router.add_get("/api/streams/x/mjpeg", _endless)
     app.router.add_get("/static/app.js", _ok)
     app.router.add_get("/api/streams", _ok)
     app.router.add_post("/api/streams", _ok)
@@ -85,6 +102,65 @@ async def test_signed_url_token_grants_its_role_for_img_and_websocket_use(aiohtt
     assert (await client.get("/api/streams", params={"token": token})).status == 200
     assert (await client.post("/api/streams", params={"token": token})).status == 403
     assert (await client.get("/api/streams", params={"token": token[:-2] + "xx"})).status == 401
+
+
+async def _mint(client: TestClient, body: Mapping[str, object], bearer: str) -> dict[str, Any]:
+    minted = await client.post("/api/tokens", json=body, headers=_bearer(bearer))
+    assert minted.status == 200, await minted.text()
+    answer: dict[str, Any] = await minted.json()
+    return answer
+
+
+def _expiry(policy: AccessPolicy, token: str) -> int:
+    credential = policy.signed_credential(token)
+    assert credential is not None and credential.expires is not None
+    return credential.expires
+
+
+async def test_a_signed_token_never_mints_one_that_outlives_it(aiohttp_client: ClientFactory) -> None:
+    """A token found in a URL stops working soon: it cannot be traded for a longer one, and so on for ever."""
+    policy = _policy()
+    client = await aiohttp_client(_app(policy))
+    week = {"ttl_s": SIGNED_TOKEN_MAX_TTL_S}
+    for role, configured in (("viewer", VIEWER), ("admin", ADMIN)):
+        short = (await _mint(client, {"role": role, "ttl_s": 60}, configured))["token"]
+        from_url = await client.post("/api/tokens", json={"role": role, **week}, params={"token": short})
+        assert from_url.status == 200, await from_url.text()
+        for answer in (await from_url.json(), await _mint(client, {"role": role, **week}, short)):
+            assert _expiry(policy, answer["token"]) <= _expiry(policy, short), role
+            assert answer["ttl_s"] <= 60, "the answer says how long the token given holds"
+    # A configured token is not a found URL: it still mints the week it asks for.
+    long = (await _mint(client, week, VIEWER))["token"]
+    assert _expiry(policy, long) >= time.time() + SIGNED_TOKEN_MAX_TTL_S - 60
+
+
+async def test_a_signed_token_is_good_as_a_bearer_too(aiohttp_client: ClientFactory) -> None:
+    """Pasted into the viewer's token dialog, a signed token is sent as a bearer: it grants what it says."""
+    policy = _policy()
+    client = await aiohttp_client(_app(policy))
+    viewer = (await _mint(client, {"role": "viewer", "ttl_s": 60}, ADMIN))["token"]
+    assert (await client.get("/api/streams", headers=_bearer(viewer))).status == 200
+    assert (await client.post("/api/streams", headers=_bearer(viewer))).status == 403, "no more than its role"
+    expired = policy.sign_until(Role.ADMIN, int(time.time()) - 1)
+    assert (await client.get("/api/streams", headers=_bearer(expired))).status == 401
+    assert (await client.get("/api/streams", headers=_bearer(viewer[:-2] + "xx"))).status == 401
+
+
+async def test_a_stream_opened_with_a_signed_token_ends_when_the_token_expires(aiohttp_client: ClientFactory) -> None:
+    """An MJPEG <img> must not go on showing a camera for days on a URL token that expired long ago."""
+    policy = _policy()
+    client = await aiohttp_client(_app(policy))
+    expires = int(time.time()) + 2  # 1 to 2 s from now
+    token = policy.sign_until(Role.VIEWER, expires)
+    streamed = await client.get("/api/streams/x/mjpeg", params={"token": token})
+    assert streamed.status == 200
+    with pytest.raises(aiohttp.ClientPayloadError):  # cut off: the stream itself never ends
+        await asyncio.wait_for(streamed.read(), timeout=30)
+    assert time.time() >= expires
+    streamed = await client.get("/api/streams/x/mjpeg", headers=_bearer(VIEWER))
+    await asyncio.wait_for(streamed.content.readline(), timeout=30)
+    assert not streamed.content.at_eof(), "a configured token's stream goes on"
+    streamed.close()
 
 
 async def test_viewer_cannot_mint_an_admin_token_and_bad_requests_are_400(aiohttp_client: ClientFactory) -> None:

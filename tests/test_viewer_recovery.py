@@ -1,5 +1,6 @@
 """The viewer in a real headless Chromium when what it shows stops being true: a stream that is gone,
-a stream list that is out of date, a token in the address that is refused.
+a stream list that is out of date, a token in the address that is refused, a signed token that
+stopped being good.
 
 The page says so and comes right by itself, or with the token the person gives; it never goes on
 showing what no longer exists. Every wait is on something the page or the API shows, with a deadline.
@@ -53,9 +54,25 @@ Response.prototype.json = async function () {
 };
 """
 
+#: Counts, in the page, the WebSockets that opened, and notes each class the connection badge takes.
+NOTE_CONNECTION = """
+window.openedSockets = 0;
+window.badgeStates = [];
+window.WebSocket = class extends WebSocket {
+  constructor(...args) {
+    super(...args);
+    this.addEventListener("open", () => (window.openedSockets += 1));
+  }
+};
+new MutationObserver((changes) => {
+  for (const { target } of changes) if (target.id === "connection") window.badgeStates.push(target.className);
+}).observe(document, { subtree: true, attributes: true, attributeFilter: ["class"] });
+"""
 
-async def _serve(port: int, *streams: StreamConfig) -> TestServer:
-    server = TestServer(create_app(Settings(model=str(BUNDLED_MODEL), streams=streams)), host="127.0.0.1", port=port)
+
+async def _serve(port: int, *streams: StreamConfig, viewer_tokens: tuple[str, ...] = ()) -> TestServer:
+    settings = Settings(model=str(BUNDLED_MODEL), streams=streams, viewer_tokens=viewer_tokens)
+    server = TestServer(create_app(settings), host="127.0.0.1", port=port)
     await server.start_server()
     return server
 
@@ -176,3 +193,43 @@ async def test_a_refused_token_in_the_address_gives_way_to_the_one_the_person_gi
     assert await page.locator("#token-dialog").count() == 0, "after a reload the given token is used at once"
     # The browser reports the refused requests themselves; nothing else went wrong.
     assert [e for e in console.errors if "401" not in e and "WebSocket" not in e] == []
+
+
+async def test_a_server_restarted_with_a_new_signing_key_is_reconnected_to(browser: Any, unused_tcp_port: int) -> None:
+    """With viewer tokens only, signed tokens are signed with a key of the process: after a restart,
+    the WebSocket token the page minted before is refused, and the page mints a new one."""
+    cam = StreamConfig("cam", "scene:?seed=3")
+    server = await _serve(unused_tcp_port, cam, viewer_tokens=(VIEWER,))
+    try:
+        page = await browser.new_page()
+        await page.add_init_script(f"localStorage.setItem('segcast.token', '{VIEWER}')")
+        await page.goto(str(server.make_url("/?transport=ws")))
+        await page.wait_for_selector("#connection.state-live", timeout=WAIT_MS)
+        await server.close()
+        await page.wait_for_selector("#connection.state-failed", timeout=WAIT_MS)
+        server = await _serve(unused_tcp_port, cam, viewer_tokens=(VIEWER,))
+        await page.wait_for_selector("#connection.state-live", timeout=WAIT_MS)
+    finally:
+        await server.close()
+
+
+async def test_a_websocket_closed_as_its_token_expires_is_reopened_without_a_break_shown(
+    start_server: Start, browser: Any
+) -> None:
+    """The server ends a WebSocket when the signed token it was opened with expires; the viewer mints
+    another with the person's token and reconnects at once, its badge staying "connected"."""
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"), viewer_tokens=(VIEWER,))
+    page = await browser.new_page()
+    console = Console(page)
+    await page.add_init_script(f"localStorage.setItem('segcast.token', '{VIEWER}')")
+    await page.add_init_script(NOTE_CONNECTION)
+
+    async def short_lived(route: Any) -> None:  # 2 to 3 s, so that one expires within the test
+        await route.continue_(post_data='{"role": "viewer", "ttl_s": 3}')
+
+    await page.route("**/api/tokens", short_lived)
+    await page.goto(str(client.make_url("/")))
+    await page.wait_for_function("() => window.openedSockets >= 2", timeout=WAIT_MS)
+    states = await page.evaluate("window.badgeStates")
+    assert "badge state-live" in states and "badge state-failed" not in states, "no break was shown"
+    assert console.errors == []

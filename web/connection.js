@@ -13,11 +13,15 @@ const APP_ROOT = new URL("../", import.meta.url);
 const TOKEN_KEY = "segcast.token";
 const SIGNED_TTL_S = 3600;
 const SIGNED_RENEW_MS = 5 * 60 * 1000; // mint a new URL token this long before the old one expires
+// The server closes a WebSocket with this when the signed token it was opened with expires.
+const TOKEN_EXPIRED = 4401;
 
 // Access tokens (see README, Security). A page may be given a signed token in its URL (?token=...),
 // which then goes onto every URL it loads. Otherwise the person is asked once for an access token,
 // kept in localStorage: fetch() sends it as a bearer header, and the URLs a header cannot reach
-// (the WebSocket, <img>) get a short-lived signed token minted with it.
+// (the WebSocket, <img>) get a short-lived signed token minted with it. A minted token is kept until
+// shortly before it expires, unless the server refuses it first: after a restart of a server whose
+// signing key is random (viewer tokens only) or once the tokens are rotated, it is minted again.
 // A token the person gives replaces the page's own, which was refused or is too weak (dropPageToken).
 export let pageToken = new URLSearchParams(location.search).get("token"); // importers see it dropped
 let signed = null; // {token, renewAt}
@@ -102,14 +106,23 @@ export class Connection {
     const socket = new WebSocket(url);
     socket.binaryType = "arraybuffer";
     this.socket = socket;
+    let opened = false;
     socket.addEventListener("open", () => {
+      opened = true;
       this.delay = RECONNECT_MIN_MS;
       this.handlers.state?.("live");
       this.sendSubscription();
     });
     socket.addEventListener("message", (event) => this.receive(event.data));
-    socket.addEventListener("close", () => {
+    socket.addEventListener("close", (event) => {
       this.pending = null;
+      const expired = event.code === TOKEN_EXPIRED;
+      // A browser does not say why a socket was refused; a minted token may be why (see urlToken).
+      if (!opened || expired) signed = null;
+      if (expired && !pageToken && storedToken()) {
+        this.open(); // a fresh token is a request away: nothing to show the person
+        return;
+      }
       this.handlers.state?.("down");
       setTimeout(() => this.open(), this.delay);
       this.delay = Math.min(this.delay * 2, RECONNECT_MAX_MS);

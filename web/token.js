@@ -9,7 +9,7 @@ const WHY = {
   ],
   refused: [
     "That access token was not accepted",
-    "It may be mistyped, or no longer configured on the server. Try another one.",
+    "It may be mistyped, expired (a signed token), or no longer configured on the server. Try another one.",
   ],
   role: [
     "This needs an admin token",

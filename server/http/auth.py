@@ -6,7 +6,11 @@ streams. Requests prove a role in one of two ways:
 - ``Authorization: Bearer <token>`` with a token from the config file or the environment;
 - ``?token=<signed>`` for the places a header cannot be set (``<img>``, ``<iframe>``, a browser's
   WebSocket): a short-lived token minted by ``POST /api/tokens``, signed with HMAC-SHA256 and bound
-  to a role and an expiry, so a URL that leaks into a log or a screenshot stops working soon.
+  to a role and an expiry, so a URL that leaks into a log or a screenshot stops working soon. A
+  signed token is good as a bearer too (pasted where a token is asked for, it is what it says).
+
+"Soon" holds for everything a signed token reaches: a token minted with one expires no later than
+it, and a WebSocket or MJPEG stream opened with one ends when it expires.
 
 Configured tokens are never compared directly: their SHA-256 digests are compared in constant time
 against the digest of what was presented, and every configured token is checked, so neither the
@@ -19,6 +23,7 @@ else with no tokens refuses to start, naming the settings that fix it.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import enum
 import hashlib
@@ -30,6 +35,7 @@ import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -46,6 +52,9 @@ MIN_TOKEN_LENGTH = 16
 SIGNED_TOKEN_MAX_TTL_S = 7 * 24 * 3600
 SIGNED_TOKEN_DEFAULT_TTL_S = 3600
 SIGNED_TOKEN_PREFIX = "s1"
+#: The close code of a WebSocket whose signed token expired, after HTTP's 401 (4000-4999 are the
+#: application's own): get a new token and connect again.
+TOKEN_EXPIRED_CLOSE_CODE = 4401
 
 #: Paths anyone may load: the health check and the viewer's own files, which carry no camera data
 #: (every frame, track and stream detail they show comes from a route below that checks the role).
@@ -70,6 +79,17 @@ class Role(enum.IntEnum):
 
     VIEWER = 1
     ADMIN = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """What a presented token proves: a role, and until when (Unix seconds) if it is a signed token.
+
+    ``expires`` is None for a configured token, which holds until it is taken out of the settings.
+    """
+
+    role: Role
+    expires: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,12 +164,20 @@ class AccessPolicy:
         """A URL-safe token granting ``role`` until ``ttl_s`` seconds from now."""
         if not 0 < ttl_s <= SIGNED_TOKEN_MAX_TTL_S:
             raise ValueError(f"ttl_s must be between 1 and {SIGNED_TOKEN_MAX_TTL_S}")
-        expires = int((time.time() if now is None else now) + ttl_s)
+        return self.sign_until(role, int((time.time() if now is None else now) + ttl_s))
+
+    def sign_until(self, role: Role, expires: int) -> str:
+        """A URL-safe token granting ``role`` until ``expires`` (Unix seconds)."""
         body = f"{SIGNED_TOKEN_PREFIX}.{role.name.lower()}.{expires}"
         return f"{body}.{self._mac(body).decode()}"
 
     def role_of_signed(self, token: str, now: float | None = None) -> Role | None:
         """The role a signed token grants, or None if it is forged, malformed or expired."""
+        credential = self.signed_credential(token, now)
+        return None if credential is None else credential.role
+
+    def signed_credential(self, token: str, now: float | None = None) -> Credential | None:
+        """What a signed token proves, or None if it is forged, malformed or expired."""
         body, _, mac = token.rpartition(".")
         parts = body.split(".")
         if len(parts) != 3 or parts[0] != SIGNED_TOKEN_PREFIX or not hmac.compare_digest(_bytes(mac), self._mac(body)):
@@ -157,17 +185,24 @@ class AccessPolicy:
         role_name, expires = parts[1], parts[2]
         if not expires.isdigit() or int(expires) < (time.time() if now is None else now):
             return None
-        return Role.__members__.get(role_name.upper())
+        role = Role.__members__.get(role_name.upper())
+        return None if role is None else Credential(role, int(expires))
 
-    def role_of(self, request: web.Request) -> Role | None:
-        """The role a request proves, from its bearer header or its signed ``token`` parameter."""
+    def credential_of(self, request: web.Request) -> Credential | None:
+        """What a request proves, from its bearer header or its signed ``token`` parameter.
+
+        A bearer may be a configured token or a signed one: a person handed a signed token pastes it
+        where the viewer asks for a token, and the viewer sends that as a bearer.
+        """
         header = request.headers.get("Authorization", "")
-        scheme, _, credential = header.partition(" ")
-        if scheme.lower() == "bearer" and credential:
-            return self.role_of_token(credential.strip())
+        scheme, _, presented = header.partition(" ")
+        if scheme.lower() == "bearer" and presented:
+            token = presented.strip()
+            role = self.role_of_token(token)
+            return Credential(role) if role is not None else self.signed_credential(token)
         signed = request.query.get("token")
         if signed:
-            return self.role_of_signed(signed)
+            return self.signed_credential(signed)
         return None
 
     def _mac(self, body: str) -> bytes:
@@ -201,6 +236,7 @@ def setup_auth(app: web.Application, policy: AccessPolicy) -> None:
     """Guard every route of ``app`` with ``policy`` and add ``POST /api/tokens`` to mint signed tokens."""
     app[policy_key] = policy
     app.middlewares.append(_check_access)
+    app.on_response_prepare.append(_note_stream)
     app.router.add_post(TOKENS_PATH, _mint_token)
 
 
@@ -226,28 +262,78 @@ async def _check_access(request: web.Request, handler: Handler) -> web.StreamRes
         raise error(web.HTTPForbidden, "cross-site requests that change or stream are refused without a token")
     if policy.open or needed is None:
         return await handler(request)
-    role = policy.role_of(request)
-    if role is None:
+    credential = policy.credential_of(request)
+    if credential is None:
         raise error(
             web.HTTPUnauthorized,
             "a valid token is needed: send Authorization: Bearer <token>, or ?token=<signed token>",
             **{"WWW-Authenticate": 'Bearer realm="segcast"'},
         )
-    if role < needed:
+    if credential.role < needed:
         raise error(
-            web.HTTPForbidden, f"this needs the {needed.name.lower()} role; the token given is a {role.name.lower()}"
+            web.HTTPForbidden,
+            f"this needs the {needed.name.lower()} role; the token given is a {credential.role.name.lower()}",
         )
-    request[role_key] = role
-    return await handler(request)
+    request[role_key] = credential.role
+    if credential.expires is None:
+        return await handler(request)
+    request[expires_key] = credential.expires
+    return await _within_token_life(request, handler, credential.expires)
 
 
 role_key = web.RequestKey("role", Role)
+#: When the signed token a request was let in with expires (Unix seconds); absent for other tokens.
+expires_key = web.RequestKey("token_expires", int)
+#: The response a request streams (prepared by its handler, as a WebSocket or MJPEG is).
+_stream_key = web.RequestKey("token_stream", web.StreamResponse)
+
+
+async def _within_token_life(request: web.Request, handler: Handler, expires: int) -> web.StreamResponse:
+    """Run ``handler``; a stream it serves (WebSocket, MJPEG) ends when the signed token it came with expires.
+
+    A token is checked when a request arrives, but a stream may go on for days: a leaked URL token
+    must stop showing the cameras soon, not only stop opening new streams.
+    """
+    ender = asyncio.create_task(_end_stream_at(request, expires), name="token-expiry")
+    try:
+        return await handler(request)
+    finally:
+        ender.cancel()
+        with suppress(asyncio.CancelledError):
+            await ender
+
+
+async def _note_stream(request: web.Request, response: web.StreamResponse) -> None:
+    if expires_key in request:
+        request[_stream_key] = response
+
+
+async def _end_stream_at(request: web.Request, expires: int) -> None:
+    """At ``expires``, close the request's WebSocket with `TOKEN_EXPIRED_CLOSE_CODE`, or end its stream.
+
+    A response that is not streamed yet is left alone: its request was allowed when it arrived. An
+    MJPEG stream (or any other) cannot say why, so its connection is closed and its handler ends
+    at its next write; its ``<img>`` keeps the last picture.
+    """
+    await asyncio.sleep(max(0.0, expires - time.time()))
+    response = request.get(_stream_key)
+    if response is None or request.transport is None:
+        return
+    if isinstance(response, web.WebSocketResponse):
+        try:
+            await response.close(code=TOKEN_EXPIRED_CLOSE_CODE, message=b"the access token expired")
+            return
+        except RuntimeError:  # expired in the midst of its handshake: too early for a close frame
+            pass
+    request.transport.close()
 
 
 async def _mint_token(request: web.Request) -> web.Response:
     """Mint a signed token for URLs, for the caller's own role or a lower one.
 
-    The body is optional JSON: ``{"role": "viewer", "ttl_s": 3600}``.
+    The body is optional JSON: ``{"role": "viewer", "ttl_s": 3600}``. A caller who proves its role
+    with a signed token gets one that expires no later than its own; ``ttl_s`` in the answer says
+    how long the token given holds.
     """
     policy = request.app[policy_key]
     raw = await read_body(request)
@@ -267,7 +353,14 @@ async def _mint_token(request: web.Request) -> web.Response:
     caller = request.get(role_key, Role.ADMIN)  # an open policy lets everyone act as admin
     if role > caller:
         raise error(web.HTTPForbidden, "a token can only grant its own role or a lower one")
-    return web.json_response({"token": policy.sign(role, float(ttl_s)), "role": role_name, "ttl_s": ttl_s})
+    now = time.time()
+    expires = int(now + ttl_s)
+    presented = request.get(expires_key)
+    if presented is not None and presented < expires:
+        # A signed token must not mint a longer-lived one: whoever found it in a URL could otherwise
+        # trade it for a 7-day token, and that one for the next, for ever.
+        expires, ttl_s = presented, round(max(0.0, presented - now), 3)
+    return web.json_response({"token": policy.sign_until(role, expires), "role": role_name, "ttl_s": ttl_s})
 
 
 def _no_constant(name: str) -> None:
