@@ -302,9 +302,9 @@ class ConfigFileState:
 
     ``digest`` is the SHA-256 of the bytes segcast read there or last wrote (None: no file was there),
     so that a save never rewrites the file over edits made by hand since: a token rotated in it, a
-    stream added. ``flag_streams`` are the ids ``--source`` started, which the file must not get; one
-    removed through the API leaves the set (replaced, never changed in place, as saves read it from a
-    thread), so an id added again is the API's, saved like any other.
+    stream added. ``flag_streams`` are the ids ``--source`` started, which the file must never get,
+    whatever runs under one later: the same command starts them again, and a file holding one of
+    them would clash with it.
     """
 
     digest: str | None

@@ -637,6 +637,28 @@ async def test_removing_a_stream_closes_its_webrtc_peers(start_server: Start) ->
         await player.close()
 
 
+async def test_a_player_let_in_with_a_signed_token_is_closed_when_it_expires(start_server: Start) -> None:
+    """A WebSocket or MJPEG stream ends with its token; a WebRTC player went on for good, so a
+    leaked viewer URL kept showing the camera."""
+    admin = "admin-token-0123456789abcdef"
+    client = await start_server(StreamConfig("live", "scene:?seed=1"), admin_tokens=(admin,))
+    minted = await client.post(
+        "/api/tokens", json={"role": "viewer", "ttl_s": 2}, headers={"Authorization": f"Bearer {admin}"}
+    )
+    token = (await minted.json())["token"]
+    player = lan_peer()
+    player.addTransceiver("video", direction="recvonly")
+    closed = asyncio.Event()
+    player.on("connectionstatechange", lambda: player.connectionState == "closed" and closed.set())
+    try:
+        await offer_to(client, f"/api/webrtc/play/live?token={token}", player)
+        async with asyncio.timeout(2 + END_WITHIN_S):  # the token's 2 s, then the close
+            await closed.wait()
+        assert time.time() >= int(token.split(".")[2]), "closed when its token expired, not before"
+    finally:
+        await player.close()
+
+
 def test_the_handover_keeps_only_the_newest_frame_and_counts_the_rest() -> None:
     handover = FrameHandover()
     frames = [av.VideoFrame(16, 16, "yuv420p") for _ in range(3)]

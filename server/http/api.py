@@ -206,12 +206,8 @@ async def _check_source(request: web.Request, uri: str) -> None:
         raise error(web.HTTPForbidden, str(exc)) from None
 
 
-def _persist_requested(request: web.Request) -> bool:
-    """Whether to save the change: asked with ``?persist=1``, or always with ``save_config = true``.
-
-    Asked for a stream the command line started, it is refused before anything changes (409): the
-    file cannot keep that stream's changes, which would otherwise be answered as saved and be lost.
-    """
+def _persist_asked(request: web.Request) -> bool:
+    """Whether ``?persist=1`` asks to save the change; 400 for a bad value, or with no file to save to."""
     settings = request.app[settings_key]
     flag = request.query.get("persist", "")
     if flag not in ("", "0", "1", "true", "false"):
@@ -219,10 +215,22 @@ def _persist_requested(request: web.Request) -> bool:
     asked = flag in ("1", "true")
     if (asked or settings.save_config) and settings.config_path is None:
         raise error(web.HTTPBadRequest, "persist: there is no config file to save to; start segcast with --config FILE")
-    stream_id = request.match_info.get("stream")
-    if asked and stream_id is not None and _from_command_line(request.app, stream_id):
-        raise _command_line_conflict(request, stream_id, made=False)
-    return asked or settings.save_config
+    return asked
+
+
+def _saves(request: web.Request, stream_id: str, asked: bool) -> bool:
+    """Whether a change of ``stream_id`` is saved: asked (``asked``), or always with ``save_config = true``.
+
+    An id ``--source`` started is never the file's, whatever runs under it now (the command line
+    starts it again as it says; written to the file, it would clash with the flag at the next start).
+    Asked to save one, the request is refused before anything changes (409); under ``save_config``
+    its change is made and not saved, as its ``persistable`` says.
+    """
+    if _from_command_line(request.app, stream_id):
+        if asked:
+            raise _command_line_conflict(request, stream_id)
+        return False
+    return asked or request.app[settings_key].save_config
 
 
 def _persistable(app: web.Application, stream_id: str) -> bool:
@@ -234,29 +242,16 @@ def _from_command_line(app: web.Application, stream_id: str) -> bool:
     return stream_id in app[config_file_key].flag_streams
 
 
-def _forget_command_line_stream(app: web.Application, stream_id: str) -> bool:
-    """Once removed, a stream is no longer the command line's: an id added again is the API's. Whether it was."""
-    state = app[config_file_key]
-    was = stream_id in state.flag_streams
-    state.flag_streams = state.flag_streams - {stream_id}
-    return was
-
-
-def _command_line_conflict(request: web.Request, stream_id: str, made: bool) -> web.HTTPException:
-    """409 for saving a change of a stream the command line started, ``made`` (under ``save_config``) or not."""
+def _command_line_conflict(request: web.Request, stream_id: str) -> web.HTTPException:
+    """409 for ``?persist=1`` on an id the command line (``--source``) starts: nothing is changed."""
     path = request.app[settings_key].config_path
     name = path.name if path is not None else "the config file"
-    why = (
-        f"stream {stream_id!r} comes from the command line (--source), not from {name}, so its changes cannot be "
-        "saved there; each start of segcast makes it again as the command line says"
-    )
-    fix = f"move the stream from --source into {name} as a [[streams]] table"
-    if made:
-        return error(web.HTTPConflict, f"the change is in effect, but not saved: {why}. To keep its changes, {fix}")
     return error(
         web.HTTPConflict,
-        f"nothing was changed: {why}. Make the change without saving it (it then lasts until segcast restarts), "
-        f"or {fix}",
+        f"nothing was changed: stream id {stream_id!r} comes from the command line (--source), not from {name}, "
+        "so it cannot be saved there; each start of segcast makes it again as the command line says. Make the "
+        f"change without saving it (it then lasts until segcast restarts), or move the stream from --source into "
+        f"{name} as a [[streams]] table",
     )
 
 
@@ -293,12 +288,13 @@ async def _get_stream(request: web.Request) -> web.Response:
 
 async def _add_stream(request: web.Request) -> web.Response:
     """``POST /api/streams`` with ``{"id": ..., "uri": ..., "loop": false, <stream options>}``."""
-    persist = _persist_requested(request)
+    asked = _persist_asked(request)
     body = await _body(request)
     try:
         config = stream_config(body, request.app[settings_key].stream_defaults, "body")
     except ConfigError as exc:
         raise error(web.HTTPBadRequest, str(exc)) from None
+    persist = _saves(request, config.stream_id, asked)
     await _check_source(request, config.uri)
     info = await _start_stream(request, functools.partial(request.app[manager_key].add, checked=True), config)
     if persist:
@@ -316,8 +312,9 @@ async def _change_stream(request: web.Request) -> web.Response:
     both hold. Two of the same key replace each other's list whole, as a PATCH does, unless sent
     with ``If-Match`` (`stream_etag`): then the second is refused with 412.
     """
-    persist = _persist_requested(request)
+    asked = _persist_asked(request)
     _info(request)  # a 404 before reading the body
+    persist = _saves(request, request.match_info["stream"], asked)
     try:
         body = flatten_options(await _body(request), "body")
     except ConfigError as exc:
@@ -326,8 +323,6 @@ async def _change_stream(request: web.Request) -> web.Response:
     async with lock:
         info = await _merge_change(request, body)
         if persist:
-            if _from_command_line(request.app, info.stream_id):
-                raise _command_line_conflict(request, info.stream_id, made=True)
             await _save_config(request)
     return _with_etag(request, info)
 
@@ -376,14 +371,13 @@ async def _start_stream(
 
 
 async def _remove_stream(request: web.Request) -> web.Response:
-    persist = _persist_requested(request)
+    asked = _persist_asked(request)
     stream_id = _info(request).stream_id
+    persist = _saves(request, stream_id, asked)
     try:
         await asyncio.get_running_loop().run_in_executor(None, request.app[manager_key].remove, stream_id)
     except KeyError:
         raise error(web.HTTPNotFound, f"no stream {stream_id!r}: it was removed meanwhile") from None
-    if _forget_command_line_stream(request.app, stream_id) and persist:
-        raise _command_line_conflict(request, stream_id, made=True)
     if persist:
         await _save_config(request)
     return web.Response(status=204)

@@ -10,7 +10,8 @@ streams. Requests prove a role in one of two ways:
   signed token is good as a bearer too (pasted where a token is asked for, it is what it says).
 
 "Soon" holds for everything a signed token reaches: a token minted with one expires no later than
-it, and a WebSocket or MJPEG stream opened with one ends when it expires.
+it, and a WebSocket or MJPEG stream opened with one ends when it expires (a WebRTC peer too: see
+`server.webrtc.peers`).
 
 Configured tokens are never compared directly: their SHA-256 digests are compared in constant time
 against the digest of what was presented, and every configured token is checked, so neither the

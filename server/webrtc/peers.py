@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
@@ -66,6 +67,8 @@ class Peer:
     player: AnnotatedTrack | None = None
     feed: PlaybackFeed | None = None
     connect_deadline: asyncio.TimerHandle | None = field(default=None, repr=False)
+    #: When the signed token the peer was let in with expires, it is closed (`PeerRegistry.end_at`).
+    expiry: asyncio.TimerHandle | None = field(default=None, repr=False)
     closing: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
@@ -95,10 +98,13 @@ class PeerRegistry:
         return len(self._peers) < self.config.max_peers
 
     async def publish(
-        self, offer: RTCSessionDescription, stream_id: str, fps: float, remote: str
+        self, offer: RTCSessionDescription, stream_id: str, fps: float, remote: str, expires: float | None = None
     ) -> RTCSessionDescription:
-        """Answer a publisher's offer and start its stream; `OfferError` if the offer has no video."""
-        peer = self._new_peer("publish", stream_id, remote)
+        """Answer a publisher's offer and start its stream; `OfferError` if the offer has no video.
+
+        ``expires``: when the signed token the offer came with expires (Unix seconds), if it came with one.
+        """
+        peer = self._new_peer("publish", stream_id, remote, expires)
         tracks: list[MediaStreamTrack] = []
         peer.pc.on("track", tracks.append)
         try:
@@ -122,10 +128,13 @@ class PeerRegistry:
         return answer
 
     async def play(
-        self, offer: RTCSessionDescription, stream_id: str, kind: ImageKind, remote: str
+        self, offer: RTCSessionDescription, stream_id: str, kind: ImageKind, remote: str, expires: float | None = None
     ) -> RTCSessionDescription:
-        """Answer a player's offer with the video of ``stream_id`` (which must exist), annotated or clean."""
-        peer = self._new_peer("play", stream_id, remote)
+        """Answer a player's offer with the video of ``stream_id`` (which must exist), annotated or clean.
+
+        ``expires``: when the signed token the offer came with expires (Unix seconds), if it came with one.
+        """
+        peer = self._new_peer("play", stream_id, remote, expires)
         track = AnnotatedTrack(stream_id)
         peer.player = track
 
@@ -179,15 +188,21 @@ class PeerRegistry:
 
     # -- internals ------------------------------------------------------------------------------
 
-    def _new_peer(self, role: Literal["publish", "play"], stream_id: str, remote: str) -> Peer:
+    def _new_peer(self, role: Literal["publish", "play"], stream_id: str, remote: str, expires: float | None) -> Peer:
         """A peer in the registry; `PeerLimitError` if it is full.
 
         Checked and added with no await between, so offers answered in parallel cannot overfill it.
+        A peer let in with a signed token is closed when the token expires: like a WebSocket opened
+        with one, a connection outliving its token would keep a leaked URL showing the cameras.
         """
         if not self.has_room():
             raise PeerLimitError(self.config.max_peers)
         peer = Peer(RTCPeerConnection(self.config.rtc_configuration()), role, stream_id, remote)
         self._peers.add(peer)
+        if expires is not None:
+            peer.expiry = asyncio.get_running_loop().call_later(
+                max(0.0, expires - time.time()), self._close_soon, peer, "its access token expired"
+            )
 
         def on_state() -> None:
             if peer.pc.connectionState == "connected" and peer.connect_deadline is not None:
@@ -217,6 +232,8 @@ class PeerRegistry:
     async def _discard(self, peer: Peer) -> None:
         """Forget a peer whose offer failed; no stream or feed was started for it."""
         self._peers.discard(peer)
+        if peer.expiry is not None:
+            peer.expiry.cancel()
         with suppress(Exception):
             await asyncio.wait_for(peer.pc.close(), CLOSE_TIMEOUT_S)
 
@@ -234,8 +251,9 @@ class PeerRegistry:
             peer.closing = self._spawn(self._close(peer, reason), f"webrtc-close-{peer.stream_id}")
 
     async def _close(self, peer: Peer, reason: str | None) -> None:
-        if peer.connect_deadline is not None:
-            peer.connect_deadline.cancel()
+        for timer in (peer.connect_deadline, peer.expiry):
+            if timer is not None:
+                timer.cancel()
         if peer.source is not None:
             await self._end_stream(peer.stream_id, peer.source, reason)
         try:

@@ -24,6 +24,7 @@ from aiortc import RTCSessionDescription
 
 from server.config import STREAM_ID_PATTERN
 from server.delivery.encode import ImageKind
+from server.http.auth import expires_key
 from server.http.errors import error
 from server.http.keys import hub_key, manager_key, settings_key
 from server.streams import StreamExistsError
@@ -88,7 +89,9 @@ async def _publish(request: web.Request) -> web.Response:
     if registry.has_stream(stream_id):
         raise _taken(stream_id)
     try:
-        answer = await registry.publish(_description(body), stream_id, float(fps), _remote(request))
+        answer = await registry.publish(
+            _description(body), stream_id, float(fps), _remote(request), request.get(expires_key)
+        )
     except OfferError as exc:
         raise error(web.HTTPBadRequest, str(exc)) from None
     except PeerLimitError as exc:
@@ -110,7 +113,7 @@ async def _play(request: web.Request) -> web.Response:
         kinds = ", ".join(f'"{k.value}"' for k in ImageKind)
         raise error(web.HTTPBadRequest, f"'image' must be one of {kinds}") from None
     try:
-        answer = await registry.play(_description(body), stream_id, kind, _remote(request))
+        answer = await registry.play(_description(body), stream_id, kind, _remote(request), request.get(expires_key))
     except OfferError as exc:
         raise error(web.HTTPBadRequest, str(exc)) from None
     except PeerLimitError as exc:
