@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
+from contextlib import asynccontextmanager, closing
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,20 @@ async def file_opened(history: HistorySink) -> None:
     await eventually(opened, what="the history to open its file")
 
 
+@asynccontextmanager
+async def writer_held_back(history: HistorySink, path: Path) -> AsyncIterator[None]:
+    """While inside, ``history``'s writer waits on a lock another connection holds: what is offered
+    stays queued (the tests set `LOCK_TIMEOUT_S` past their length), and is stored after."""
+    locker = sqlite3.connect(path, isolation_level=None)
+    try:
+        await file_opened(history)
+        locker.execute("BEGIN EXCLUSIVE")
+        yield
+        locker.execute("ROLLBACK")
+    finally:
+        locker.close()
+
+
 async def test_events_are_stored_with_a_snapshot_of_the_object(outputs: EventOutputs) -> None:
     history = outputs.history
     assert history is not None
@@ -102,16 +116,12 @@ async def test_queued_events_keep_their_snapshots_not_their_frames(
     await outputs.start()
     history = outputs.history
     assert history is not None
-    locker = sqlite3.connect(path, isolation_level=None)
     try:
-        await file_opened(history)
-        locker.execute("BEGIN EXCLUSIVE")
-        assert frames_kept_after_offering(outputs.on_packet) == 0
-        assert history.health().delivered == 0  # all five wait for the lock
-        locker.execute("ROLLBACK")
+        async with writer_held_back(history, path):
+            assert frames_kept_after_offering(outputs.on_packet) == 0
+            assert history.health().delivered == 0  # all five wait for the lock
         await stored(history, 5)
     finally:
-        locker.close()
         await outputs.stop()
     for event in history.query(EventQuery()):
         jpeg = history.snapshot(event.id)
@@ -470,16 +480,12 @@ async def test_queued_snapshots_have_a_byte_budget_past_which_events_are_stored_
     await outputs.start()
     history = outputs.history
     assert history is not None
-    locker = sqlite3.connect(path, isolation_level=None)
     try:
-        await file_opened(history)
-        locker.execute("BEGIN EXCLUSIVE")  # a writer that is behind: nothing is written, nothing freed
-        for seq in range(10):
-            outputs.on_packet(track_start(seq, track_id=seq))
-        locker.execute("ROLLBACK")
+        async with writer_held_back(history, path):  # a writer that is behind: nothing written, nothing freed
+            for seq in range(10):
+                outputs.on_packet(track_start(seq, track_id=seq))
         await stored(history, 10)
     finally:
-        locker.close()
         await outputs.stop()
     events = history.query(EventQuery())
     assert [e.has_snapshot for e in reversed(events)] == [True] * 3 + [False] * 7
