@@ -29,10 +29,11 @@ async def first_frame(client: TestClient, stream_id: str) -> dict[str, Any]:
     return await eventually(ready, what=f"a processed frame of {stream_id}")
 
 
-async def assert_error(response: Any, status: int, *words: str) -> None:
+async def assert_error(response: Any, status: int, *words: str, details: tuple[str, ...] = ()) -> None:
+    """``response`` is the JSON error ``status`` with a message naming ``words``, and only ``details`` besides."""
     assert response.status == status, await response.text()
     body = await response.json()
-    assert set(body) == {"error"}
+    assert set(body) == {"error", *details}
     for word in words:
         assert word in body["error"]
 
@@ -326,7 +327,11 @@ async def test_a_config_file_that_cannot_be_written_is_a_json_error_that_says_so
     client = await start_server(config_path=folder / "segcast.toml")
     folder.rmdir()
     response = await client.post("/api/streams?persist=1", json={"id": "a", "uri": "scene:"})
+    await assert_error(response, 500, "in effect", "segcast.toml", details=("stream",))
+    assert (await response.json())["stream"]["id"] == "a"
+    response = await client.delete("/api/streams/a?persist=1")
     await assert_error(response, 500, "in effect", "segcast.toml")
+    assert (await client.get("/api/streams/a")).status == 404
 
 
 async def test_a_save_does_not_undo_edits_made_to_the_config_file_by_hand(start_server: Start, tmp_path: Path) -> None:
@@ -338,9 +343,14 @@ async def test_a_save_does_not_undo_edits_made_to_the_config_file_by_hand(start_
     edited = path.read_text() + '\n[auth]\nadmin_tokens = ["rotated-token-0123456789"]\n'
     path.write_text(edited)
     response = await client.patch("/api/streams/a?persist=1", json={"zones": [_zone("second")]})
-    await assert_error(response, 409, "in effect, but not saved", "segcast.toml was edited", "restart segcast")
+    words = ("in effect, but not saved", "segcast.toml was edited", "restart segcast")
+    await assert_error(response, 409, *words, details=("stream",))
     assert path.read_text() == edited
-    assert [z["name"] for z in (await (await client.get("/api/streams/a")).json())["options"]["zones"]] == ["second"]
+    now = await client.get("/api/streams/a")
+    assert [z["name"] for z in (await now.json())["options"]["zones"]] == ["second"]
+    made = (await response.json())["stream"]  # what a client goes on from: the change was made
+    assert [z["name"] for z in made["options"]["zones"]] == ["second"]
+    assert made["etag"] == response.headers["ETag"] == now.headers["ETag"]
 
 
 async def test_persist_is_refused_for_a_stream_from_the_command_line(start_server: Start, tmp_path: Path) -> None:

@@ -39,6 +39,7 @@ YARD: list[Point] = [(0.05, 0.05), (0.95, 0.05), (0.95, 0.95), (0.05, 0.95)]
 CLICK_TOLERANCE = 0.01
 BAD_REQUEST = "Failed to load resource: the server responded with a status of 400 (Bad Request)"
 PRECONDITION_FAILED = "Failed to load resource: the server responded with a status of 412 (Precondition Failed)"
+CONFLICT = "Failed to load resource: the server responded with a status of 409 (Conflict)"
 #: Counts, in the page, the PATCHes it has sent that are not answered yet, and the most of them at once.
 COUNT_SAVES = """
 window.saves = { open: 0, most: 0 };
@@ -337,6 +338,60 @@ async def test_a_save_is_made_only_over_the_shapes_it_was_drawn_on(start_server:
     assert _names((await (await client.get("/api/streams/cam")).json())["options"], "zones") == ["theirs"]
     assert statuses == [412, 200, 412]
     assert console.errors == [PRECONDITION_FAILED, PRECONDITION_FAILED]
+
+
+async def test_a_change_made_but_not_saved_is_shown_as_made_and_the_next_goes_over_it(
+    start_server: Start, browser: Any, tmp_path: Path
+) -> None:
+    """The config file was edited by hand: saves are refused (409) while the changes are made. The
+    editor must keep the stream's new settings, or its next change is refused as made elsewhere."""
+    path = tmp_path / "segcast.toml"
+    path.write_text('[server]\nsave_config = true\n\n[[streams]]\nid = "cam"\nuri = "scene:?seed=3"\n')
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"), config_path=path, save_config=True)
+    bay = {"name": "bay", "points": [(0.2, 0.2), (0.6, 0.2), (0.6, 0.7)], "units": "fraction"}
+    assert (await client.patch("/api/streams/cam", json={"zones": [bay]})).status == 200
+    page, console = await open_page(browser, client, STREAM_VIEW)
+    statuses: list[int] = []
+    page.on("response", lambda response: response.request.method == "PATCH" and statuses.append(response.status))
+    await wait_for_new_frame(page, "#video")
+    await page.wait_for_selector('#shape-list li[data-shape="zone:bay"]', timeout=WAIT_MS)  # and its ETag
+    edited = path.read_text() + "# the yard camera moves next week\n"
+    path.write_text(edited)
+
+    # The second zone's save is answered only once the third is being drawn: no poll can refresh
+    # the editor's settings in between, only the answer itself.
+    held: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    async def hold_first_save(route: Any) -> None:
+        if route.request.method == "PATCH" and not held.done():
+            held.set_result(route)
+        else:
+            await route.continue_()
+
+    await page.route("**/api/streams/cam", hold_first_save)
+    second = [(0.1, 0.1), (0.3, 0.1), (0.3, 0.3)]
+    third = [(0.5, 0.5), (0.8, 0.5), (0.8, 0.8)]
+    await page.click("#add-zone")
+    await page.fill("#shape-name", "second")
+    for point in [*second, second[0]]:
+        await _click(page, point)
+    save = await asyncio.wait_for(held, WAIT_MS / 1000)
+    await page.click("#add-zone")
+    await page.fill("#shape-name", "third")
+    for point in third:
+        await _click(page, point)
+    await save.continue_()
+    await wait_for_text(page, "#shape-error", "in effect, but not saved")
+    await page.wait_for_selector('#shape-list li[data-shape="zone:second"]', timeout=WAIT_MS)
+    await _click(page, third[0])
+
+    await _options(client, lambda o: _names(o, "zones") == ["bay", "second", "third"])
+    await page.wait_for_selector('#shape-list li[data-shape="zone:third"]', timeout=WAIT_MS)
+    await page.wait_for_function("() => document.querySelector('#shape-error').textContent !== ''")
+    assert "changed elsewhere" not in await page.text_content("#shape-error")
+    assert statuses == [409, 409]
+    assert console.errors == [CONFLICT, CONFLICT]
+    assert path.read_text() == edited
 
 
 async def test_the_event_list_shows_zone_events_live_and_from_the_history(

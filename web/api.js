@@ -13,9 +13,12 @@ let asking = null; // one question at a time, however many requests were refused
 let declined = false; // after a cancel, background polls stop asking; the person's own actions still do
 
 export class ApiError extends Error {
-  constructor(message, status) {
+  constructor(message, status, body = {}) {
     super(message);
     this.status = status;
+    // A change made though the request failed (in effect, not saved to the config file) comes with
+    // the stream as it now is: a page must show that, not what it had before.
+    this.stream = body?.stream ?? null;
   }
 }
 
@@ -69,7 +72,7 @@ async function request(method, path, body, { interactive = true, retry = true, h
     return request(method, path, body, { interactive, retry: false, headers });
   }
   if (!retry && response.status === 401) declined = true; // the token given was wrong: polls stop asking
-  if (!response.ok) throw new ApiError(error, response.status);
+  if (!response.ok) throw new ApiError(error, response.status, data);
   return data;
 }
 

@@ -316,7 +316,9 @@ export class ZoneEditor {
         refusal = "";
       } catch (error) {
         refusal = error.message;
-        if (error.status === 412) {
+        if (error.stream !== null) {
+          ({ options, etag } = error.stream); // made, only not saved: the next change goes over it
+        } else if (error.status === 412) {
           const current = await getStream(streamId).catch(() => null);
           if (current === null) break; // the refusal as it is; the next poll brings the stream back
           // Only other settings changed (a new conf): the shapes this change was drawn on still hold.

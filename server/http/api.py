@@ -35,7 +35,7 @@ from server.delivery.hub import Hub, Subscription, Viewer, ViewerLimitError
 from server.events.api import event_outputs_key
 from server.frames import PROTOCOL_VERSION
 from server.http.bodies import read_body
-from server.http.errors import error
+from server.http.errors import detailed_error, error
 from server.http.keys import (
     config_lock_key,
     etag_secret_key,
@@ -255,11 +255,13 @@ def _command_line_conflict(request: web.Request, stream_id: str) -> web.HTTPExce
     )
 
 
-async def _save_config(request: web.Request) -> None:
+async def _save_config(request: web.Request, changed: StreamInfo | None = None) -> None:
     """Write the streams to the config file; if that fails, the file is left as it was and the caller told.
 
     A file edited since segcast read or saved it is not overwritten (409): the edits (a rotated
     token, a stream added by hand) are the admin's, and the settings in memory would undo them.
+    The error names the stream ``changed`` as it now is (``"stream"``, and its ``ETag`` header): the
+    change was made, and a client that took the error for a refusal would edit over stale settings.
     """
     app = request.app
     async with app[config_lock_key]:
@@ -269,12 +271,24 @@ async def _save_config(request: web.Request) -> None:
             await asyncio.get_running_loop().run_in_executor(None, save)
         except ConfigEditedError as exc:
             log.warning("did not save the streams to %s: %s", app[settings_key].config_path, exc)
-            raise error(web.HTTPConflict, f"the change is in effect, but not saved: {exc}") from None
+            message = f"the change is in effect, but not saved: {exc}"
+            raise _not_saved(request, web.HTTPConflict, message, changed) from None
         except (ConfigError, OSError) as exc:
             reason = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) else str(exc)
             log.error("could not save the streams to %s: %s", app[settings_key].config_path, reason)
-            raise error(web.HTTPInternalServerError, f"the change is in effect, but not saved ({reason})") from None
+            message = f"the change is in effect, but not saved ({reason})"
+            raise _not_saved(request, web.HTTPInternalServerError, message, changed) from None
     log.info("saved %d streams to %s", len(configs), app[settings_key].config_path)
+
+
+def _not_saved(
+    request: web.Request, kind: type[web.HTTPException], message: str, changed: StreamInfo | None
+) -> web.HTTPException:
+    """The error for a change made but not saved, with the stream it changed as it now is."""
+    if changed is None:
+        return error(kind, message)
+    stream = stream_json(request, changed)
+    return detailed_error(kind, message, {"stream": stream}, {"ETag": stream["etag"]})
 
 
 async def _list_streams(request: web.Request) -> web.Response:
@@ -298,7 +312,7 @@ async def _add_stream(request: web.Request) -> web.Response:
     await _check_source(request, config.uri)
     info = await _start_stream(request, functools.partial(request.app[manager_key].add, checked=True), config)
     if persist:
-        await _save_config(request)
+        await _save_config(request, info)
     response = _with_etag(request, info, status=201)
     response.headers["Location"] = f"/api/streams/{config.stream_id}"
     return response
@@ -323,7 +337,7 @@ async def _change_stream(request: web.Request) -> web.Response:
     async with lock:
         info = await _merge_change(request, body)
         if persist:
-            await _save_config(request)
+            await _save_config(request, info)
     return _with_etag(request, info)
 
 
