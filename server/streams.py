@@ -344,6 +344,11 @@ class StreamManager:
         with self._lock:
             return self._configs[stream_id]
 
+    def handed_in(self, stream_id: str) -> bool:
+        """Whether the stream's source was handed in (a WebRTC publisher): no config file can describe it."""
+        with self._lock:
+            return stream_id in self._handed_in
+
     def configs(self) -> list[StreamConfig]:
         """The streams a config file can describe: not those whose source was handed in (WebRTC)."""
         with self._lock:

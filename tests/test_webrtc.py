@@ -248,6 +248,31 @@ async def test_a_published_stream_takes_new_zones_but_cannot_be_patched_into_a_b
         await publisher.close()
 
 
+async def test_a_published_stream_is_never_saved_to_the_config_file(start_server: Start, tmp_path: Path) -> None:
+    """It says so (``persistable``), and ``?persist=1`` is refused before anything changes, not answered
+    200 for a save that never happens."""
+    path = tmp_path / "segcast.toml"
+    path.write_text("[server]\nport = 8080\n")
+    client = await start_server(config_path=path)
+    publisher = lan_peer()
+    publisher.addTrack(SceneTrack(Scene(seed=1)))
+    zone = {"name": "all", "points": [[0, 0], [1, 0], [1, 1]], "units": "fraction"}
+    try:
+        async with feed(client, "*") as ws:
+            stream_id = (await offer_to(client, "/api/webrtc/publish", publisher))["stream"]
+            await wait_state(ws, stream_id, "live")
+        assert (await (await client.get(f"/api/streams/{stream_id}")).json())["persistable"] is False
+        response = await client.patch(f"/api/streams/{stream_id}?persist=1", json={"zones": [zone]})
+        refusal = (await response.json())["error"]
+        assert response.status == 409 and "nothing was changed" in refusal and "browser's camera" in refusal
+        assert (await (await client.get(f"/api/streams/{stream_id}")).json())["options"]["zones"] == []
+        response = await client.patch(f"/api/streams/{stream_id}", json={"zones": [zone]})
+        assert response.status == 200, await response.text()
+        assert path.read_text() == "[server]\nport = 8080\n"
+    finally:
+        await publisher.close()
+
+
 async def test_a_publisher_that_goes_silent_is_ended_as_lost(aiohttp_client: ClientFactory) -> None:
     app = create_app(Settings(model=str(BUNDLED_MODEL)))
     app[webrtc_config_key] = WebRTCConfig(publish_idle_timeout_s=1.0)

@@ -221,37 +221,49 @@ def _persist_asked(request: web.Request) -> bool:
 def _saves(request: web.Request, stream_id: str, asked: bool) -> bool:
     """Whether a change of ``stream_id`` is saved: asked (``asked``), or always with ``save_config = true``.
 
-    An id ``--source`` started is never the file's, whatever runs under it now (the command line
-    starts it again as it says; written to the file, it would clash with the flag at the next start).
-    Asked to save one, the request is refused before anything changes (409); under ``save_config``
-    its change is made and not saved, as its ``persistable`` says.
+    Some streams are never the file's (`_unsaveable`). Asked to save one, the request is refused
+    before anything changes (409); under ``save_config`` its change is made and not saved, as its
+    ``persistable`` says.
     """
-    if _from_command_line(request.app, stream_id):
+    if (reason := _unsaveable(request.app, stream_id)) is not None:
         if asked:
-            raise _command_line_conflict(request, stream_id)
+            raise _unsaveable_conflict(request, stream_id, reason)
         return False
     return asked or request.app[settings_key].save_config
 
 
 def _persistable(app: web.Application, stream_id: str) -> bool:
-    """Whether ``?persist=1`` can save the stream: there is a config file, and it is not the command line's."""
-    return app[settings_key].config_path is not None and not _from_command_line(app, stream_id)
+    """Whether ``?persist=1`` can save the stream: there is a config file, and the stream can be written to it."""
+    return app[settings_key].config_path is not None and _unsaveable(app, stream_id) is None
 
 
-def _from_command_line(app: web.Application, stream_id: str) -> bool:
-    return stream_id in app[config_file_key].flag_streams
+def _unsaveable(app: web.Application, stream_id: str) -> str | None:
+    """Why the stream is never written to the config file, or None.
+
+    An id ``--source`` started is not the file's, whatever runs under it now: the command line starts
+    it again as it says, and written to the file it would clash with the flag at the next start. A
+    stream a browser's camera publishes exists while its publisher sends; it has no source to reopen.
+    """
+    if stream_id in app[config_file_key].flag_streams:
+        return "comes from the command line (--source)"
+    if app[manager_key].handed_in(stream_id):
+        return "is published by a browser's camera (WebRTC) and lasts while its publisher sends"
+    return None
 
 
-def _command_line_conflict(request: web.Request, stream_id: str) -> web.HTTPException:
-    """409 for ``?persist=1`` on an id the command line (``--source``) starts: nothing is changed."""
+def _unsaveable_conflict(request: web.Request, stream_id: str, reason: str) -> web.HTTPException:
+    """409 for ``?persist=1`` on a stream that is never written to the config file: nothing is changed."""
     path = request.app[settings_key].config_path
     name = path.name if path is not None else "the config file"
+    advice = (
+        f", or move the stream from --source into {name} as a [[streams]] table"
+        if stream_id in request.app[config_file_key].flag_streams
+        else ""
+    )
     return error(
         web.HTTPConflict,
-        f"nothing was changed: stream id {stream_id!r} comes from the command line (--source), not from {name}, "
-        "so it cannot be saved there; each start of segcast makes it again as the command line says. Make the "
-        f"change without saving it (it then lasts until segcast restarts), or move the stream from --source into "
-        f"{name} as a [[streams]] table",
+        f"nothing was changed: stream {stream_id!r} {reason}, so it cannot be saved to {name}. Make the change "
+        f"without saving it (it then lasts until segcast restarts){advice}",
     )
 
 
