@@ -30,6 +30,7 @@ from tests.support.browser import (
     open_page,
     wait_for_changed_picture,
     wait_for_new_frame,
+    wait_for_text,
 )
 from tests.support.components import require_component, require_module
 
@@ -154,6 +155,28 @@ async def test_a_camera_is_added_and_removed_through_the_form(
     await page.wait_for_selector("#grid-view:not([hidden])", timeout=WAIT_MS)
     await page.wait_for_selector('.card[data-stream="yard"]', state="detached", timeout=WAIT_MS)
     assert (await (await client.get("/api/streams")).json())["streams"] == []
+    assert console.errors == ["Failed to load resource: the server responded with a status of 409 (Conflict)"]
+
+
+async def test_a_camera_added_but_not_saved_is_shown_as_added(
+    start_server: Start, browser: Any, tmp_path: Path
+) -> None:
+    """The config file was edited by hand: the save is refused (409), the stream is added all the same.
+    The form must say both, not keep the camera in it as if nothing had happened."""
+    path = tmp_path / "segcast.toml"
+    path.write_text("[server]\nsave_config = true\n")
+    client = await start_server(config_path=path, save_config=True)
+    page, console = await open_page(browser, client, "/?transport=ws")
+    await page.wait_for_selector("#grid-empty:not([hidden])", timeout=WAIT_MS)
+    path.write_text("[server]\nsave_config = true\nport = 8081\n")
+    await page.fill("#add-form input[name=id]", "yard")
+    await page.fill("#add-form input[name=uri]", "scene:?seed=5")
+    await page.click("#add-form button[type=submit]")
+    await wait_for_text(page, "#add-error", "in effect, but not saved")
+    await page.wait_for_selector('.card[data-stream="yard"]', timeout=WAIT_MS)
+    assert await page.input_value("#add-form input[name=id]") == ""
+    assert await page.input_value("#add-form input[name=uri]") == ""
+    assert await page.is_checked("#add-form input[name=persist]"), "save_config: every change is saved"
     assert console.errors == ["Failed to load resource: the server responded with a status of 409 (Conflict)"]
 
 

@@ -160,12 +160,15 @@ $("add-form").addEventListener("submit", async (event) => {
   const persist = form.elements.persist;
   if (data.get("conf")) body.conf = Number(data.get("conf"));
   $("add-error").textContent = "";
-  try {
-    const stream = await addStream(body, persist.checked && !persist.disabled);
+  const added = (stream) => {
     grid.upsert(stream);
     form.reset();
     if (persist.disabled) persist.checked = true; // save_config: saved whatever reset() says
+  };
+  try {
+    added(await addStream(body, persist.checked && !persist.disabled));
   } catch (error) {
+    if (error.stream !== null) added(error.stream); // added, only not saved: the message says so
     $("add-error").textContent = error.message;
   }
 });
