@@ -193,13 +193,18 @@ class StreamManager:
         except ValueError as exc:
             raise StreamOptionsError(config.stream_id, str(exc)) from None
 
-    def _check_fit(self, config: StreamConfig) -> None:
-        """Refuse zones or lines in pixels beyond the frame of the stream running now (same source, same size)."""
+    def _check_fit(self, config: StreamConfig, current: StreamConfig) -> None:
+        """Refuse zones or lines in pixels beyond the frame of the stream running now (same source, same size).
+
+        Only those new or changed against ``current`` are checked: one the stream already leaves out
+        for not fitting stays, left out, and does not block a change that leaves it as it is.
+        """
         stats = self._worker.stats(config.stream_id)
         if stats is None or stats.frame_size is None:
             return  # no frame yet: a shape that does not fit is left out, and said so, when one comes
+        options, old = config.options, current.options
         try:
-            check_fit(config.options.zones, config.options.lines, *stats.frame_size)
+            check_fit(options.zones, options.lines, *stats.frame_size, old.zones, old.lines)
         except ValueError as exc:
             raise StreamOptionsError(config.stream_id, str(exc)) from None
 
@@ -320,7 +325,7 @@ class StreamManager:
             current = self.config(config.stream_id)
             self._check_options(config)  # before the running stream is stopped for it
             if config.uri == current.uri:
-                self._check_fit(config)
+                self._check_fit(config, current)
             if _only_shapes_differ(current, config) and self._worker.change_shapes(config.stream_id, config.options):
                 with self._lock:
                     self._configs[config.stream_id] = config

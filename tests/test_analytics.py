@@ -10,13 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from server.analytics.engine import StreamAnalytics
+from server.analytics.engine import StreamAnalytics, side_of
 from server.analytics.events import AnalyticsEvent, AnalyticsEventKind
 from server.analytics.shapes import Zone, parse_lines, parse_zones
 from server.delivery.annotate import LINE_COLOR, ZONE_COLOR, annotate
 from server.frames import Frame, FrameResult, Track, TrackEvent, TrackEventKind
 from server.options import StreamOptions
-from server.scene import Scene, TrueObject
+from server.scene import CLASS_NAMES, Scene, TrueObject
 from tests.support.detections import TruthModel
 from tools.analytics_report import (
     DWELL_TOLERANCE_S,
@@ -111,6 +111,18 @@ def test_a_polygon_closed_with_its_first_corner_again_is_that_polygon() -> None:
     assert closed == parse_zones([{"name": "x", "points": square}])[0]
 
 
+@pytest.mark.parametrize("doubled", [0, 1, 2, 3])
+def test_a_corner_given_twice_in_a_row_is_one_corner(doubled: int) -> None:
+    square = [[0, 0], [100, 0], [100, 100], [0, 100]]
+    [zone] = parse_zones([{"name": "x", "points": [*square[: doubled + 1], *square[doubled:]]}])
+    assert zone.points == ((0, 0), (100, 0), (100, 100), (0, 100))
+
+
+def test_a_polygon_with_fewer_than_three_distinct_corners_in_a_row_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"zones\[0\].points: the polygon is degenerate"):
+        parse_zones([{"name": "x", "points": [[0, 0], [0, 0], [100, 0], [100, 0]]}])
+
+
 def test_a_bad_value_is_quoted_short_in_the_error() -> None:
     with pytest.raises(ValueError) as caught:
         parse_lines([{"name": "l", "points": [[0, 0]] * 10_000}])
@@ -145,9 +157,29 @@ def test_a_shape_beyond_the_frame_is_left_out_with_a_reason_and_the_rest_still_c
 # -- rules on hand-made tracks -------------------------------------------------------------------
 
 
-def _track(polygon: list[tuple[int, int]] | None, box: tuple[float, float, float, float], track_id: int = 1) -> Track:
+def _track(
+    polygon: list[tuple[int, int]] | None,
+    box: tuple[float, float, float, float],
+    track_id: int = 1,
+    class_name: str = "disc",
+) -> Track:
     outline = None if polygon is None else np.array(polygon, dtype=np.int32)
-    return Track(track_id, 0, "disc", 0.9, box, outline, ())
+    return Track(track_id, CLASS_NAMES.index(class_name), class_name, 0.9, box, outline, ())
+
+
+def _end(track_id: int = 1, class_name: str = "disc") -> TrackEvent:
+    return TrackEvent(
+        TrackEventKind.END, "cam", track_id, CLASS_NAMES.index(class_name), class_name, 0.0, 0.0, 0.0, (0, 0, 1, 1)
+    )
+
+
+def _analytics_events(events: tuple[object, ...]) -> list[tuple[str, str | None, str | None, float | None, str]]:
+    """Kind, shape, direction, dwell (rounded) and class of each analytics event among ``events``."""
+    return [
+        (e.kind.value, e.zone or e.line, e.direction, None if e.dwell_s is None else round(e.dwell_s, 3), e.class_name)
+        for e in events
+        if isinstance(e, AnalyticsEvent)
+    ]
 
 
 def _frame(index: int) -> Frame:
@@ -266,6 +298,98 @@ def test_new_shapes_keep_the_state_of_those_that_did_not_change() -> None:
     exit_ = events[0]
     assert isinstance(exit_, AnalyticsEvent) and exit_.zone == "kept"
     assert exit_.dwell_s == pytest.approx(1.0), "the visit from before the change, not from it"
+
+
+def test_a_track_whose_class_changes_to_one_a_zone_does_not_count_leaves_it_then() -> None:
+    """The tracker's class vote can change a track's class: a gauge that drops needs its zone_exit."""
+    whole = [[0, 0], [200, 0], [200, 200], [0, 200]]
+    zone = parse_zones([{"name": "bay", "points": whole, "classes": ["disc"]}])[0]
+    analytics = StreamAnalytics("cam", (zone,), ())
+    seen = []
+    for index in range(5):
+        _, events = analytics.update((_track(None, (10, 10, 50, 50)),), (), _frame(index))
+        seen += _analytics_events(events)
+    _, events = analytics.update((_track(None, (10, 10, 50, 50), class_name="square"),), (), _frame(5))
+    seen += _analytics_events(events)
+    assert seen == [
+        ("zone_enter", "bay", None, None, "disc"),
+        ("zone_exit", "bay", None, 0.4, "disc"),  # dwell up to the last frame it was a disc inside
+    ]
+    assert analytics.counts.zones == {"bay": {"disc": 0}}
+    _, events = analytics.update((), (_end(class_name="square"),), _frame(6))
+    assert _analytics_events(events) == [], "it left once; its end makes no second exit"
+
+
+def test_a_line_drops_a_pending_crossing_of_a_track_whose_class_it_no_longer_counts() -> None:
+    gate = parse_lines([{"name": "gate", "points": [[0, 100], [200, 100]], "classes": ["disc"]}])[0]
+    analytics = StreamAnalytics("cam", (), (gate,))
+    for index, y in enumerate([60, 70, 80, 130, 135, 140]):  # down over the gate, 0.2 s across
+        analytics.update((_track(None, (90.0, y - 20.0, 110.0, float(y))),), (), _frame(index))
+    _, events = analytics.update((_track(None, (90.0, 125.0, 110.0, 145.0), class_name="square"),), (), _frame(6))
+    assert _analytics_events(events) == []
+    _, events = analytics.update((), (_end(class_name="square"),), _frame(60))
+    assert _analytics_events(events) == []
+    assert analytics.counts.lines == {"gate": {"disc": {"in": 0, "out": 0}}}, "no square counted on a disc line"
+
+
+def test_what_a_track_ends_in_is_counted_under_the_class_it_was_last_seen_as() -> None:
+    """The end event carries the tracker's final class, which may have changed while the track was lost."""
+    zone = parse_zones([{"name": "bay", "points": [[0, 0], [200, 0], [200, 200], [0, 200]]}])[0]
+    gate = parse_lines([{"name": "gate", "points": [[0, 100], [200, 100]]}])[0]
+    analytics = StreamAnalytics("cam", (zone,), (gate,))
+    for index, y in enumerate([60, 70, 80, 130, 135, 140, 145]):  # down over the gate, 0.3 s across
+        analytics.update((_track(None, (90.0, y - 20.0, 110.0, float(y))),), (), _frame(index))
+    _, events = analytics.update((), (_end(class_name="square"),), _frame(60))
+    assert _analytics_events(events) == [
+        ("zone_exit", "bay", None, 0.6, "disc"),
+        ("line_cross", "gate", "in", None, "disc"),
+    ]
+    assert analytics.counts.lines == {"gate": {"disc": {"in": 1, "out": 0}}}
+
+
+@pytest.mark.parametrize(
+    ("across", "counted"),
+    [
+        ([(90, 60, 110, 90)], False),  # one frame over the line (a nearer object hid its lower part), then hidden
+        ([(90, 60, 110, 90)] * 4, True),  # across from 2.0 s to 2.3 s: over half of confirm_s (0.5 s)
+        ([(90, 0, 110, 90)], True),  # last seen touching the frame's top edge: it left the picture across
+    ],
+)
+def test_a_track_that_ends_while_across_counts_only_a_crossing_that_held_or_left_the_picture(
+    across: list[tuple[float, float, float, float]], counted: bool
+) -> None:
+    gate = parse_lines([{"name": "gate", "points": [[0, 100], [200, 100]]}])[0]
+    analytics = StreamAnalytics("cam", (), (gate,))
+    boxes = [(90, 110, 110, 150)] * 20 + across  # standing below the line for 2 s, then over it
+    for index, box in enumerate(boxes):
+        analytics.update((_track(None, box),), (), _frame(index))
+    _, events = analytics.update((), (_end(),), _frame(70))
+    assert _analytics_events(events) == ([("line_cross", "gate", "out", None, "disc")] if counted else [])
+
+
+def test_beyond_the_tip_of_a_sharp_bend_a_point_is_outside_the_wedge() -> None:
+    """At a corner both segments share, the side is the corner's bisector's: either segment's own is
+    wrong beyond the tip of a bend under 90 degrees, and a crossing out of the wedge went uncounted."""
+    points = ((20.0, 100.0), (180.0, 100.0), (20.0, 180.0))  # a '<' with its tip at (180, 100)
+    assert side_of((100, 107), points)[0] == 1, "inside the wedge: right of the way first -> last point"
+    for beyond in [(185, 107), (195, 107), (185, 93), (200, 100)]:
+        assert side_of(beyond, points)[0] == -1, beyond
+    line = parse_lines([{"name": "gate", "points": [list(p) for p in points], "hysteresis": 0.01}])[0]
+    analytics = StreamAnalytics("cam", (), (line,))
+    crossings = []
+    xs = [*range(100, 200, 8), *[200] * 10]  # along y = 107 out of the wedge, past its tip, and stays
+    for index, x in enumerate(xs):
+        _, events = analytics.update((_track(None, (x - 5.0, 80.0, x + 5.0, 107.0)),), (), _frame(index))
+        crossings += _analytics_events(events)
+    assert crossings == [("line_cross", "gate", "out", None, "disc")]
+
+
+def test_a_track_wholly_outside_the_frame_is_in_no_zone() -> None:
+    zone = parse_zones([{"name": "bay", "points": [[0, 0], [200, 0], [200, 200], [0, 200]]}])[0]
+    analytics = StreamAnalytics("cam", (zone,), ())
+    below = [(10, 300), (50, 300), (50, 340), (10, 340)]  # an empty crop of the frame's width, which cv2 refuses
+    (track,), events = analytics.update((_track(below, (10, 300, 50, 340)),), (), _frame(0))
+    assert track.zones == () and _analytics_events(events) == []
 
 
 # -- ground truth ------------------------------------------------------------------------------

@@ -128,10 +128,11 @@ async def test_a_pixel_zone_beyond_the_frame_is_left_out_then_refused_once_the_f
     assert counts["zones"]["far"] == {"objects": 0, "by_class": {}, "left_out": True}
     assert counts["zones"]["all"].get("left_out") is None
     assert counts["analytics_error"] == stream["analytics_error"]
-    # The size is known now: the same zone through the API is a 400, and the stream keeps its options.
-    response = await client.patch("/api/streams/cam", json={"zones": [beyond]})
+    # The size is known now: a new zone beyond it through the API is a 400, and the stream keeps its options.
+    wide = {"name": "wide", "points": [[0, 0], [700, 0], [0, 100]]}
+    response = await client.patch("/api/streams/cam", json={"zones": [wide]})
     assert response.status == 400, await response.text()
-    assert "zones[0].points: point (5000, 0) is outside the 640x384 frame" in (await response.json())["error"]
+    assert "zones[0].points: point (700, 0) is outside the 640x384 frame" in (await response.json())["error"]
     stream = await (await client.get("/api/streams/cam")).json()
     assert [zone["name"] for zone in stream["options"]["zones"]] == ["far", "all"]
     inside = {"name": "near", "points": [[0, 0], [640, 0], [640, 384]]}
@@ -143,6 +144,30 @@ async def test_a_pixel_zone_beyond_the_frame_is_left_out_then_refused_once_the_f
         return stream if stream["analytics_error"] is None else None
 
     await eventually(all_fit, COUNT_TIMEOUT_S, "the reason gone with the zone")  # from the stream's next frame
+
+
+async def test_a_zone_left_out_for_not_fitting_does_not_block_a_change_that_keeps_it(start_server: Start) -> None:
+    """Only shapes new or changed in a PATCH are checked against the frame: one already left out stays so."""
+    beyond = {"name": "far", "points": [[0, 0], [5000, 0], [0, 100]]}
+    options = StreamOptions.from_mapping({"zones": [beyond, WHOLE_FRAME]})
+    client = await start_server(StreamConfig("cam", "scene:?seed=7", options=options))
+
+    async def sized() -> dict[str, Any] | None:
+        stream: dict[str, Any] = await (await client.get("/api/streams/cam")).json()
+        return stream if stream["frames_processed"] >= 1 and stream["analytics_error"] else None
+
+    await eventually(sized, COUNT_TIMEOUT_S, "a frame processed and the zone left out")
+    response = await client.patch("/api/streams/cam", json={"lines": [MIDDLE]})
+    assert response.status == 200, await response.text()
+    moved = {"name": "far", "points": [[0, 0], [5001, 0], [0, 100]]}  # changed, so checked against the frame
+    response = await client.patch("/api/streams/cam", json={"zones": [moved, WHOLE_FRAME]})
+    assert response.status == 400, await response.text()
+    assert "zones[0].points: point (5001, 0) is outside the 640x384 frame" in (await response.json())["error"]
+    response = await client.patch("/api/streams/cam", json={"conf": 0.3})  # a restart, the zones kept
+    assert response.status == 200, await response.text()
+    stream = await response.json()
+    assert [zone["points"][1] for zone in stream["options"]["zones"]] == [[5000, 0], [1, 0]]
+    assert stream["options"]["lines"][0]["name"] == "middle" and stream["options"]["conf"] == 0.3
 
 
 async def test_new_zones_and_lines_keep_the_stream_running_and_the_counts_of_unchanged_ones(
@@ -291,3 +316,24 @@ async def test_a_file_that_ends_ends_its_tracks_and_zone_visits(start_server: St
     assert counts["zones"]["all"]["objects"] == 0
     tracks = await (await client.get("/api/streams/clip/tracks")).json()
     assert tracks["tracks"] == []
+
+
+async def test_a_zone_added_to_a_stream_that_had_none_is_pending_until_its_next_frame(
+    start_server: Start, tmp_path: Path
+) -> None:
+    """A file that has ended has no next frame: its first zone stays pending, not an empty zone."""
+    from server.scene import Scene, write_h264
+
+    clip = write_h264(Scene(seed=7), tmp_path / "clip.mp4", 10, start=45)
+    client = await start_server(StreamConfig("clip", str(clip)))
+
+    async def ended() -> dict[str, Any] | None:
+        stream: dict[str, Any] = await (await client.get("/api/streams/clip")).json()
+        return stream if stream["state"] == "ended" and stream["frames_processed"] > 0 else None
+
+    await eventually(ended, COUNT_TIMEOUT_S, "the file processed to its end")
+    response = await client.patch("/api/streams/clip", json={"zones": [WHOLE_FRAME], "lines": [MIDDLE]})
+    assert response.status == 200, await response.text()
+    counts = await _counts(client, "clip")
+    assert counts["zones"]["all"] == {"objects": 0, "by_class": {}, "pending": True}
+    assert counts["lines"]["middle"] == {"in": 0, "out": 0, "by_class": {}, "pending": True}

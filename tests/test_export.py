@@ -108,6 +108,68 @@ def test_a_file_in_the_models_place_in_out_is_one_line_naming_out(
     assert last == f"segcast: --out {out}: {out / BUNDLED_MODEL.stem}: Not a directory"
 
 
+def test_a_model_segcast_cannot_serve_is_refused_before_exporting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A classify (or pose) .pt is refused with the server's own line, before a minute of exporting,
+    and nothing is written to --out."""
+    from ultralytics import YOLO
+
+    monkeypatch.setattr("server.inference.export.missing_packages", lambda fmt: [])  # no runtime is reached
+    classifier = tmp_path / "cls.pt"
+    YOLO("yolov8n-cls.yaml").save(classifier)  # built from ultralytics' own config: no download
+    with pytest.raises(ModelError) as served:
+        load_model(str(classifier))
+    out = tmp_path / "models"
+    assert main(["export", "--model", str(classifier), "--format", "onnx", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == f"segcast: {served.value}"
+    assert "[2/3] exporting" not in err and not any(out.iterdir())
+
+
+class _Loads:
+    """Stands in for `load_model` in the check of an export: a model that runs, or one that does not load."""
+
+    def __init__(self, works: bool) -> None:
+        self.works = works
+        self.loaded: list[str] = []
+
+    def __call__(self, spec: str) -> _Loads:
+        self.loaded.append(spec)
+        if not self.works:
+            raise ModelError(f"--model {spec}: cannot load it (truncated)")
+        return self
+
+    def predict(self, image: object, **options: object) -> list[object]:
+        return []
+
+
+def test_an_export_replaces_the_model_in_out_only_once_it_loads_and_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A re-export that fails its check must not cost a server the model it is using."""
+    monkeypatch.setattr("server.inference.export.missing_packages", lambda fmt: [])
+    made = tmp_path / "made" / output_name(BUNDLED_MODEL, "onnx")
+    monkeypatch.setattr("server.inference.export._load_pt", lambda path, spec: _ExportedAtOnce(made))
+    out = tmp_path / "models"
+    out.mkdir()
+    served = out / output_name(BUNDLED_MODEL, "onnx")
+    served.write_bytes(b"the model being served")
+    made.parent.mkdir()
+    made.write_bytes(b"a broken export")
+    broken = _Loads(works=False)
+    with pytest.raises(ExportError) as failed:
+        export_model("bundled", "onnx", out, progress=Progress(3, io.StringIO()), load=broken)
+    assert [p.name for p in out.iterdir()] == [served.name] and served.read_bytes() == b"the model being served"
+    assert broken.loaded and not broken.loaded[0].startswith(str(out)), "tried where it was made"
+    # The scratch folder it was tried in is gone: the message names the model, not where it was.
+    assert str(failed.value) == f"the exported model does not load: --model {served.name}: cannot load it (truncated)"
+
+    made.write_bytes(b"a working export")
+    result = export_model("bundled", "onnx", out, progress=Progress(3, io.StringIO()), load=_Loads(works=True))
+    assert result.path == served and served.read_bytes() == b"a working export"
+
+
 def test_serving_an_export_without_its_runtime_says_how_to_install_it_from_the_checkout(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

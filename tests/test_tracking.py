@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -12,7 +14,7 @@ from ultralytics.engine.results import Results
 from server.frames import Frame, FrameResult, Track, TrackEvent, TrackEventKind
 from server.inference.detections import Detections
 from server.options import StreamOptions, tracker_kinds
-from server.scene import Scene
+from server.scene import Scene, TrueObject
 from server.tracking import StreamTracker, simplify
 from tests.conftest import SCENE_FRAMES, SCENE_SEED
 from tests.support.detections import NAMES, truth_detections
@@ -274,6 +276,61 @@ def test_a_tracker_that_follows_another_ends_its_tracks_and_goes_on_with_its_ids
     assert events[2].age_s == pytest.approx(0.4) and events[2].box == (20.0, 20.0, 80.0, 80.0)
     _, later = new.update(box_result(image, two), Frame("cam", 1, 2000.1, 0.1, image))
     assert later == ()
+
+
+class _LogLines(logging.Handler):
+    """The messages of a logger that does not propagate (ultralytics')."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.mark.parametrize("kind", ["segtrack", "botsort"])
+def test_a_frame_size_change_ends_every_track_and_starts_the_tracker_afresh(kind: str) -> None:
+    """A sender that halves its resolution mid-stream (WebRTC adapting to the link, a camera
+    reconfigured): boxes, trails and velocities on the old scale say nothing of the new frames, so
+    every track ends there as on a looped file's restart, and ids go on. BoT-SORT's camera-motion
+    estimate must not compare frames of two sizes either (it warns "GMC failed" on every frame)."""
+    scene = Scene(seed=SCENE_SEED)
+    tracker = StreamTracker("cam", NAMES, StreamOptions(tracker=kind), scene.fps)
+    ultralytics_log, lines = logging.getLogger("ultralytics"), _LogLines()
+    ultralytics_log.addHandler(lines)
+    halved: list[tuple[tuple[Track, ...], tuple[TrackEvent, ...]]] = []
+    try:
+        for index in range(60, 70):
+            image, truths = scene.render(index)
+            if index >= 65:
+                height, width = image.shape[0] // 2, image.shape[1] // 2
+                image = cv2.resize(image, (width, height))
+                truths = [_halved(truth, (width, height)) for truth in truths]
+            tracks, events = tracker.update(truth_detections(image, truths), frame_at(scene, index, image))
+            if index == 64:
+                before = {t.track_id for t in tracks}
+            if index >= 65:
+                halved.append((tracks, events))
+    finally:
+        ultralytics_log.removeHandler(lines)
+    assert before
+    first_tracks, first_events = halved[0]
+    new_ids = {t.track_id for t in first_tracks}
+    assert new_ids and min(new_ids) > max(before), "new ids, going on after the old ones"
+    ends = sorted(e.track_id for e in first_events if e.kind is TrackEventKind.END)
+    starts = sorted(e.track_id for e in first_events if e.kind is TrackEventKind.START)
+    assert (starts, ends) == (sorted(new_ids), sorted(before))
+    for n, (tracks, _) in enumerate(halved):
+        assert all(len(t.trail) == n + 1 for t in tracks), "no point of the old scale in a trail"
+    assert all(events == () for _, events in halved[1:])
+    assert not [m for m in lines.messages if "GMC failed" in m]
+
+
+def _halved(truth: TrueObject, size: tuple[int, int]) -> TrueObject:
+    box = (truth.box[0] // 2, truth.box[1] // 2, truth.box[2] // 2, truth.box[3] // 2)
+    mask = cv2.resize(truth.mask.astype(np.uint8), size).astype(bool)
+    return TrueObject(truth.object_id, truth.class_id, box, mask, truth.occluded_fraction)
 
 
 def test_velocity_is_in_pixels_per_second_of_media_time() -> None:

@@ -24,7 +24,7 @@ import pytest
 
 from server.inference.models import BUNDLED_MODEL
 from server.scene import Scene
-from server.triton.cpu_server import main
+from server.triton.cpu_server import SHM_DIR, main, shm_region_prefix
 from server.triton.repository import write_repository
 from tests.support.components import require_component, require_module
 from tests.support.triton_server import REPO, TritonProcess, free_ports, require_triton_venv
@@ -208,7 +208,21 @@ def test_a_request_the_model_cannot_run_gets_its_own_error(triton: TritonProcess
 
 
 def test_a_stopped_server_exits_cleanly_and_restarts_on_the_same_ports(triton: TritonProcess) -> None:
-    assert triton.stop() == 0, triton.output()
+    """Cleanly: with status 0, and without a shared memory region of its own left in /dev/shm, not even
+    one a killed backend stub left behind (which tritonserver does not remove)."""
+    prefix = shm_region_prefix(triton.pid)
+    assert list(SHM_DIR.glob(f"{prefix}*")), "the Python backend's regions are not named as the launcher asked"
+    left_by_a_killed_stub = SHM_DIR / f"{prefix}m_0_0_stub_killed"
+    left_by_a_killed_stub.write_bytes(bytes(4096))
+    another_servers = SHM_DIR / f"{shm_region_prefix(triton.pid * 10)}m_0_0"  # segcast<pid>0_...: not ours
+    another_servers.write_bytes(bytes(4096))
+    try:
+        assert triton.stop() == 0, triton.output()
+        assert list(SHM_DIR.glob(f"{prefix}*")) == []
+        assert another_servers.exists()
+    finally:
+        for region in (left_by_a_killed_stub, another_servers):
+            region.unlink(missing_ok=True)
     assert not triton.ready()
     triton.start()
     client = grpc.InferenceServerClient(f"127.0.0.1:{triton.grpc_port}")

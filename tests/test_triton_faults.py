@@ -1,15 +1,20 @@
 """Remote inference when Triton fails: hangs, refusals, a model that is not what its metadata says.
 
-The server here is `_FakeTriton`, a transport the test controls, put where `server.triton.model` opens
-its connection; what goes over the wire is the real `TritonModel`'s. tests/test_triton.py has the
-real server.
+The server here is mostly `_FakeTriton`, a transport the test controls, put where `server.triton.model`
+opens its connection; what goes over the wire is the real `TritonModel`'s. How each transport
+classifies a server's errors is tested against `_served_failing`, a small gRPC or HTTP server that
+describes that model and fails every inference request. tests/test_triton.py has the real server.
 """
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import numpy as np
@@ -253,24 +258,235 @@ def test_the_first_batch_after_triton_was_down_at_start_runs_at_the_served_size(
 def test_a_server_that_comes_back_is_asked_again_what_it_serves(
     triton: _FakeTriton, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A Triton restarted with an updated model: the node uses the new one's classes and size."""
+    """A Triton restarted with an updated model of the same classes: the node uses it at its new size."""
     monkeypatch.setattr(triton_model, "RETRY_FIRST_S", 0.0)
     model = _model()
     try:
-        assert model.names == {0: "disc", 1: "square"}
         triton.down = True
         with pytest.raises(InferenceUnavailable, match="connection refused"):
             model.detect([_image()])
         triton.down = False
-        triton.names, triton.imgsz = ["disc", "square", "triangle"], 640
+        triton.imgsz = 640
         assert len(model.detect([_image()])) == 1
     finally:
         model.close()
-    assert model.names == {0: "disc", 1: "square", 2: "triangle"}
+    assert model.names == {0: "disc", 1: "square"}
     assert model.overrides["imgsz"] == 640 and triton.sent[-1][0] == (1, 3, 384, 640)
+
+
+def test_a_server_that_comes_back_with_other_classes_leaves_inference_unavailable(
+    triton: _FakeTriton, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Running streams' trackers and class filters hold the ids of the names the node started with:
+    a model that numbers its classes otherwise is not used until segcast restarts, and says so."""
+    monkeypatch.setattr(triton_model, "RETRY_FIRST_S", 0.0)
+    model = _model()
+    try:
+        triton.down = True
+        with pytest.raises(InferenceUnavailable, match="connection refused"):
+            model.detect([_image()])
+        triton.down = False
+        triton.names = ["square", "disc", "triangle"]
+        for _ in range(2):  # and again at the next attempt
+            with pytest.raises(InferenceUnavailable, match="now has other classes than at start: restart segcast"):
+                model.detect([_image()])
+        status = model.status
+        assert not status.available and status.next_attempt_at is not None
+        assert model.names == {0: "disc", 1: "square"}
+        assert triton.sent == []  # no frame went out to be read with the wrong names
+
+        triton.names = ["disc", "square"]  # the model it started with, back again
+        assert len(model.detect([_image()])) == 1
+        assert model.status.available
+    finally:
+        model.close()
+
+
+def test_a_batch_queued_behind_another_gets_its_whole_deadline_once_sent(
+    triton: _FakeTriton, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker keeps two batches out, sent one after the other: a server that takes 6 s of the
+    10 s deadline for each answers both in time and stays available, slow but not down."""
+    clock = _Clock()
+    monkeypatch.setattr(triton_model, "time", clock)
+    both_submitted = threading.Event()
+
+    def slow(batch: np.ndarray, timeout_s: float) -> list[np.ndarray]:
+        assert both_submitted.wait(30)
+        if timeout_s < 6.0:  # as a client does: it gives up at the deadline it was given
+            clock.now += timeout_s
+            raise TritonTimeout(f"no answer within {timeout_s:.3g} s")
+        clock.now += 6.0
+        return triton.empty_answer(batch, timeout_s)
+
+    triton.answer = slow
+    model = _model()
+    try:
+        first, second = model.submit([_image()]), model.submit([_image()])
+        both_submitted.set()
+        assert len(first.result()) == len(second.result()) == 1
+        assert model.status.available
+    finally:
+        model.close()
+    assert [timeout_s for _, timeout_s in triton.sent] == [10.0, 10.0]
+
+
+def test_describing_the_model_counts_as_a_request_so_failures_count_during_an_outage(
+    triton: _FakeTriton, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the server is down every attempt is a describe call: each is a request that failed."""
+    monkeypatch.setattr(triton_model, "RETRY_FIRST_S", 0.0)
+    model = _model()
+    try:
+        assert (model.requests, model.failed_requests) == (1, 0)  # the description at start
+        triton.down = True
+        for _ in range(3):
+            with pytest.raises(InferenceUnavailable, match="connection refused"):
+                model.detect([_image()])
+        assert (model.requests, model.failed_requests) == (4, 3)  # the failed request, then two describes
+        triton.down = False
+        model.detect([_image()])
+    finally:
+        model.close()
+    assert (model.requests, model.failed_requests) == (6, 3)  # described again, then the frame
 
 
 def test_closing_the_model_closes_its_connection(triton: _FakeTriton) -> None:
     model = _model()
     model.close()
     assert triton.closed.wait(30)
+
+
+# -- a server that fails requests, over each transport ----------------------------------------------
+
+#: What a real Triton answers when its Python backend's stub process died (or CUDA ran out of memory).
+STUB_DEAD = "Failed to process the request(s) for model 'm_0_0', message: Stub process 'm_0_0' is not healthy."
+#: Its answer to a request the model cannot take.
+BAD_SHAPE = "unexpected shape for input 'images' for model 'm'"
+#: Each failure as Triton says it over gRPC (status code) and HTTP (status).
+FAILURES = {"server failed": ("INTERNAL", 500, STUB_DEAD), "request refused": ("INVALID_ARGUMENT", 400, BAD_SHAPE)}
+
+
+@contextmanager
+def _served_failing(scheme: str, failure: str) -> Iterator[TritonEndpoint]:
+    """A server at a free local port that describes `_FakeTriton`'s model and fails every inference
+    request as Triton does for ``failure``."""
+    grpc_code, http_status, message = FAILURES[failure]
+    config = _FakeTriton().model_config("m", 1.0)
+
+    def http_answer(method: str, path: str) -> tuple[int, bytes]:
+        if method == "GET":  # the model's config
+            return 200, json.dumps(config).encode()
+        return http_status, json.dumps({"error": message}).encode()
+
+    server = _grpc_server(config, grpc_code, message) if scheme == "grpc" else _http_server(http_answer)
+    with server as address:
+        yield TritonEndpoint(scheme, address, "m")
+
+
+@contextmanager
+def _grpc_server(config: dict[str, Any], code: str, message: str) -> Iterator[str]:
+    import grpc
+    from google.protobuf import json_format
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+    class Service(service_pb2_grpc.GRPCInferenceServiceServicer):
+        def ModelConfig(self, request: Any, context: Any) -> Any:  # gRPC's method names
+            return json_format.ParseDict({"config": config}, service_pb2.ModelConfigResponse())
+
+        def ModelInfer(self, request: Any, context: Any) -> Any:
+            context.abort(getattr(grpc.StatusCode, code), message)
+
+    with ThreadPoolExecutor(max_workers=2) as threads:
+        server = grpc.server(threads)
+        service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(Service(), server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        try:
+            yield f"127.0.0.1:{port}"
+        finally:
+            server.stop(None).wait(30)
+
+
+@contextmanager
+def _http_server(answer: Callable[[str, str], tuple[int, bytes]]) -> Iterator[str]:
+    """An HTTP server at a free local port answering each request with ``answer(method, path)``."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def reply(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            status, body = answer(self.command, self.path)
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = reply  # http.server's method names
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, name="fake-triton-http", daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(30)
+
+
+@pytest.mark.parametrize("scheme", ["grpc", "http"])
+def test_a_server_that_fails_a_request_on_its_side_is_down_over_either_protocol(
+    scheme: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dead backend stub (INTERNAL, HTTP 500) is no fault of the frames: the node is unavailable,
+    backs off, and says the server failed, not that it is unreachable. The description the server
+    still answers at each attempt does not make it available in between, so the waits grow."""
+    clock = _Clock()
+    monkeypatch.setattr(triton_model, "time", clock)
+    waits = []
+    with _served_failing(scheme, "server failed") as endpoint:
+        model = TritonModel(endpoint, f"{endpoint}")
+        model.connect()
+        try:
+            assert model.status.available  # it answered the description
+            for _ in range(2):
+                model._retry_at = 0.0  # the next attempt is due: what the worker sees once the wait is over
+                with pytest.raises(InferenceUnavailable, match="failed the request: Failed to process") as caught:
+                    model.detect([_image()])
+                status = model.status
+                assert not status.available and status.next_attempt_at is not None
+                waits.append(status.next_attempt_at - clock.now)
+        finally:
+            model.close()
+    assert "Stub process 'm_0_0' is not healthy" in str(caught.value) and "unreachable" not in str(caught.value)
+    assert waits == [triton_model.RETRY_FIRST_S, 2 * triton_model.RETRY_FIRST_S]
+    assert model.requests == 4 and model.failed_requests == 2  # described twice, each request failed
+
+
+@pytest.mark.parametrize("scheme", ["grpc", "http"])
+def test_a_request_the_server_finds_invalid_is_the_frames_fault_over_either_protocol(scheme: str) -> None:
+    with _served_failing(scheme, "request refused") as endpoint:
+        model = TritonModel(endpoint, f"{endpoint}")
+        model.connect()
+        try:
+            with pytest.raises(TritonRefused, match="unexpected shape for input 'images'"):
+                model.detect([_image()])
+        finally:
+            model.close()
+    assert model.status.available
+
+
+@pytest.mark.parametrize(("status", "body"), [(200, b"# HELP nv_inference_count\n"), (404, b"not found")])
+def test_an_http_url_at_a_port_that_is_not_triton_says_so(status: int, body: bytes) -> None:
+    """E.g. Triton's metrics port: the node starts, unavailable with a reason, instead of a parser's traceback."""
+    with _http_server(lambda method, path: (status, body)) as address:
+        model = TritonModel(TritonEndpoint("http", address, "m"), f"http://{address}/m")
+        model.connect()
+        model.close()
+    assert not model.status.available
+    assert "unreachable: not a Triton HTTP endpoint" in (model.status.error or "")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from server.config import StreamConfig
+from server.app import create_app
+from server.config import Settings, StreamConfig
+from server.inference.models import BUNDLED_MODEL
+from server.webrtc import WebRTCConfig
+from server.webrtc.routes import webrtc_config_key
 from tests.conftest import CHROMIUM
 from tests.support.browser import (
     CANVAS_STATS,
@@ -34,10 +39,12 @@ require_module("playwright.async_api", "needs Playwright: pip install -e '.[test
 require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
 
 Start = Callable[..., Awaitable[TestClient]]
+ClientFactory = Callable[..., Awaitable[TestClient]]
 
 pytestmark = pytest.mark.timeout(120)
 
 NO_WEBRTC = "delete window.RTCPeerConnection;"
+FELL_BACK = "segcast: video over the WebSocket, not WebRTC: "
 
 
 async def wait_for_transport(page: Any, badge: str) -> None:
@@ -98,6 +105,32 @@ async def test_stream_view_plays_over_webrtc_with_the_tracks_from_the_data_chann
     await wait_for_transport(page, "WebRTC")
     await wait_for_new_frame(page, "#video", bare["seq"])
     assert console.errors == []
+
+
+async def test_a_slow_answer_from_an_unanswering_stun_server_still_plays_over_webrtc(
+    aiohttp_client: ClientFactory, browser: Any
+) -> None:
+    """aiortc gathers its candidates before it answers, waiting ~5 s on a STUN server that does not
+    answer; the view timed its first frame from the offer, so it always fell back to the WebSocket."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:  # bound, so nothing answers on it
+        silent.bind(("127.0.0.1", 0))
+        app = create_app(Settings(model=str(BUNDLED_MODEL), streams=(StreamConfig("cam", "scene:?seed=3"),)))
+        app[webrtc_config_key] = WebRTCConfig.from_urls([f"stun:127.0.0.1:{silent.getsockname()[1]}"])
+        client = await aiohttp_client(app)
+        page = await browser.new_page()
+        console = Console(page)
+        fell_back: list[str] = []
+
+        def on_console(message: Any) -> None:
+            if message.text.startswith(FELL_BACK):
+                fell_back.append(message.text)
+
+        page.on("console", on_console)
+        await page.goto(str(client.make_url("/#/stream/cam")))
+        await wait_for_transport(page, "WebRTC")
+        frame = await wait_for_new_frame(page, "#video")
+    assert frame["std"] > 10
+    assert fell_back == [] and console.errors == []
 
 
 @pytest.mark.parametrize(

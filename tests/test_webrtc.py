@@ -21,18 +21,22 @@ import numpy as np
 import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcicetransport import connection_kwargs
+from aiortc.sdp import SessionDescription
 
 from server.app import create_app
 from server.config import ConfigError, Settings, StreamConfig
-from server.delivery.encode import ImageKind
+from server.delivery.encode import FramePacket, ImageKind
+from server.frames import Frame, FrameResult
+from server.http.keys import hub_key
 from server.inference.models import BUNDLED_MODEL
 from server.scene import Scene, TrueObject
 from server.webrtc import IceServer, IceServerError, WebRTCConfig
 from server.webrtc.config import ICE_SERVERS_ENV
-from server.webrtc.peers import PeerLimitError
+from server.webrtc.peers import Peer, PeerLimitError, PeerRegistry
+from server.webrtc.playback import VIDEO_FORMAT, render
 from server.webrtc.routes import peers_key, webrtc_config_key
 from server.webrtc.source import FrameHandover
 from tests.conftest import NUMBERED_FRAMES
@@ -103,6 +107,11 @@ async def offer_to(client: TestClient, path: str, pc: RTCPeerConnection, **extra
     assert response.status == 200, body
     await pc.setRemoteDescription(RTCSessionDescription(body["sdp"], body["type"]))
     return body
+
+
+def directions(sdp: str) -> list[tuple[str, str | None]]:
+    """Each media section's kind and direction, in order."""
+    return [(media.kind, media.direction) for media in SessionDescription.parse(sdp).media]
 
 
 @asynccontextmanager
@@ -291,6 +300,42 @@ async def test_a_publisher_that_goes_silent_is_ended_as_lost(aiohttp_client: Cli
         await publisher.close()
 
 
+async def test_a_published_stream_that_fails_closes_its_publisher(start_server: Start) -> None:
+    """Frames over ``max_frame_side`` fail the stream; the peer must not go on sending them for ever."""
+    client = await start_server(max_frame_side=320)
+    publisher = lan_peer()
+    publisher.addTrack(SceneTrack(Scene(seed=1)))  # 640x384
+    closed = asyncio.Event()
+    publisher.on("connectionstatechange", lambda: publisher.connectionState == "closed" and closed.set())
+    try:
+        async with feed(client, "big") as ws:
+            await offer_to(client, "/api/webrtc/publish", publisher, stream="big")
+            failed = await wait_state(ws, "big", "failed")
+            assert "max_frame_side" in failed["error"]
+            async with asyncio.timeout(END_WITHIN_S):
+                await wait_removed(ws, "big")
+                await closed.wait()
+    finally:
+        await publisher.close()
+    assert (await client.get("/api/streams/big")).status == 404
+
+
+async def test_a_publisher_offering_two_videos_and_audio_is_received_only_on_the_first_video(
+    start_server: Start,
+) -> None:
+    """A second video is answered inactive, not received: aiortc would decode it into a queue no one reads."""
+    client = await start_server()
+    publisher = lan_peer()
+    publisher.addTrack(SceneTrack(Scene(seed=1)))
+    publisher.addTrack(SceneTrack(Scene(seed=2)))
+    publisher.addTransceiver("audio", direction="sendrecv")
+    try:
+        body = await offer_to(client, "/api/webrtc/publish", publisher, stream="two")
+        assert directions(body["sdp"]) == [("video", "recvonly"), ("video", "inactive"), ("audio", "inactive")]
+    finally:
+        await publisher.close()
+
+
 @pytest.mark.parametrize("image", ["annotated", "clean"])
 async def test_a_player_receives_frames_with_their_metadata(start_server: Start, image: str) -> None:
     client = await start_server(StreamConfig("live", "scene:?seed=1"))
@@ -362,6 +407,54 @@ async def test_a_player_gets_each_picture_with_its_own_metadata_in_its_colours(
         assert colour_errors(image) == []
 
 
+async def test_a_player_that_offers_to_send_is_answered_sendonly_and_still_plays(start_server: Start) -> None:
+    """A player's video is never received (aiortc would decode it into a queue no one reads), nor its audio."""
+    client = await start_server(StreamConfig("live", "scene:?seed=1"))
+    player = lan_peer()
+    player.addTransceiver(SceneTrack(Scene(seed=2)), direction="sendrecv")
+    player.addTransceiver("audio", direction="sendrecv")
+    tracks: asyncio.Queue[MediaStreamTrack] = asyncio.Queue()
+    player.on("track", tracks.put_nowait)
+    try:
+        body = await offer_to(client, "/api/webrtc/play/live", player)
+        assert directions(body["sdp"]) == [("video", "sendonly"), ("audio", "inactive")]
+        async with asyncio.timeout(3 * END_WITHIN_S):
+            frame = await (await tracks.get()).recv()
+        assert isinstance(frame, av.VideoFrame)
+    finally:
+        await player.close()
+
+
+def test_frames_are_converted_for_the_encoders_once_per_feed_not_by_each_player() -> None:
+    image = numbered_image(3)
+    height, width = image.shape[:2]
+    result = FrameResult(Frame("live", 3, time.time(), 0.2, image), (), 1.0)
+    packet = FramePacket(result, result.metadata_json(), json.dumps(result.metadata_json()))
+    frame = render(packet, 90, ImageKind.CLEAN)
+    assert frame.format.name == VIDEO_FORMAT == "yuv420p"
+    assert (frame.width, frame.height, frame.pts) == (width, height, 90)
+    assert number_of(frame.to_ndarray(format="bgr24")) == 3
+
+
+@pytest.mark.parametrize("codec", ["video/VP8", "video/H264"])
+async def test_a_stream_of_odd_width_and_height_plays_in_either_codec(start_server: Start, codec: str) -> None:
+    """4:2:0 video has even sides (H.264 refuses others): the last column and row are left out."""
+    client = await start_server(StreamConfig("odd", "scene:?seed=1&width=321&height=241"))
+    player = lan_peer()
+    transceiver = player.addTransceiver("video", direction="recvonly")
+    transceiver.setCodecPreferences([c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == codec])
+    tracks: asyncio.Queue[MediaStreamTrack] = asyncio.Queue()
+    player.on("track", tracks.put_nowait)
+    try:
+        body = await offer_to(client, "/api/webrtc/play/odd", player)
+        assert codec.removeprefix("video/") in body["sdp"]
+        async with asyncio.timeout(3 * END_WITHIN_S):
+            frame = await (await tracks.get()).recv()
+    finally:
+        await player.close()
+    assert isinstance(frame, av.VideoFrame) and (frame.width, frame.height) == (320, 240)
+
+
 class NumberedPictures:
     """Stands in for a `Scene` in `SceneTrack`: pictures carrying their index and pure colour patches."""
 
@@ -404,6 +497,30 @@ async def test_playing_an_unknown_stream_or_image_kind_is_refused(start_server: 
 
 
 @pytest.mark.parametrize(
+    ("path", "extra", "named"),
+    [
+        ("/api/webrtc/play/live", {"imgae": "clean"}, "'imgae'"),
+        ("/api/webrtc/play/live", {"stream": "cam"}, "'stream'"),
+        ("/api/webrtc/publish", {"image": "clean", "frame_rate": 30}, "'image', 'frame_rate'"),
+    ],
+)
+async def test_an_offer_with_a_key_the_endpoint_does_not_know_is_refused_naming_it(
+    start_server: Start, path: str, extra: dict[str, object], named: str
+) -> None:
+    """Silently ignored, ``"imgae": "clean"`` would play the annotated frames the client did not ask for."""
+    client = await start_server(StreamConfig("live", "scene:?seed=1"))
+    pc = lan_peer()
+    pc.addTransceiver("video", direction="sendrecv")  # an offer either endpoint would answer
+    await pc.setLocalDescription(await pc.createOffer())
+    await pc.close()
+    response = await client.post(path, json={"type": "offer", "sdp": pc.localDescription.sdp, **extra})
+    error = (await response.json())["error"]
+    assert response.status == 400 and named in error and "sdp" in error, error
+    streams = (await (await client.get("/api/streams")).json())["streams"]
+    assert [s["id"] for s in streams] == ["live"], "nothing was started"
+
+
+@pytest.mark.parametrize(
     ("body", "expected"),
     [
         (b"not json", "JSON"),
@@ -417,6 +534,7 @@ async def test_playing_an_unknown_stream_or_image_kind_is_refused(start_server: 
         (b'{"type": "offer", "sdp": "v=0\\r\\nm=video abc\\r\\n"}', "offer could not be used"),
         (b'{"type": "offer", "sdp": "v=0\\r\\nm=video 9", "stream": "no spaces"}', "stream"),
         (b'{"type": "offer", "sdp": "v=0\\r\\nm=video 9", "fps": 0}', "fps"),
+        (b'{"type": "offer", "sdp": "v=0\\r\\nm=video 9\\r\\na=mid:\\ud800"}', "lone surrogate"),
     ],
 )
 async def test_malformed_offers_get_400_with_a_message(start_server: Start, body: bytes, expected: str) -> None:
@@ -682,6 +800,55 @@ async def test_a_player_let_in_with_a_signed_token_is_closed_when_it_expires(sta
         assert time.time() >= int(token.split(".")[2]), "closed when its token expired, not before"
     finally:
         await player.close()
+
+
+Disruption = Callable[[TestClient, PeerRegistry, Peer], Awaitable[None]]
+
+
+async def remove_the_stream(client: TestClient, registry: PeerRegistry, peer: Peer) -> None:
+    assert (await client.delete(f"/api/streams/{peer.stream_id}")).status == 204
+
+
+async def expire_the_token(client: TestClient, registry: PeerRegistry, peer: Peer) -> None:
+    registry._close_soon(peer, "its access token expired")  # what the peer's expiry timer calls
+    assert peer.closing is not None
+    await peer.closing
+
+
+@pytest.mark.parametrize(
+    ("disruption", "status", "said"),
+    [(remove_the_stream, 404, "was removed"), (expire_the_token, 503, "its access token expired")],
+    ids=["stream-removed", "token-expired"],
+)
+async def test_a_play_offer_disrupted_while_it_is_answered_is_refused_and_leaves_nothing_behind(
+    aiohttp_client: ClientFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    disruption: Disruption,
+    status: int,
+    said: str,
+) -> None:
+    """Answering can take seconds (ICE gathering waits ~5 s on a STUN server that does not answer): a
+    stream removed meanwhile was played to a peer that never got a frame, and a peer closed meanwhile
+    left its feed rendering overlays on the render thread for ever."""
+    app = create_app(Settings(model=str(BUNDLED_MODEL), streams=(StreamConfig("live", "scene:?seed=1"),)))
+    app[webrtc_config_key] = WebRTCConfig(max_peers=1)
+    client = await aiohttp_client(app)
+    answer = PeerRegistry._answer
+
+    async def disrupted_answer(registry: PeerRegistry, peer: Peer) -> RTCSessionDescription:
+        description = await answer(registry, peer)
+        await disruption(client, registry, peer)
+        return description
+
+    monkeypatch.setattr(PeerRegistry, "_answer", disrupted_answer)
+    player = lan_peer()
+    player.addTransceiver("video", direction="recvonly")
+    await player.setLocalDescription(await player.createOffer())
+    response = await client.post("/api/webrtc/play/live", json={"type": "offer", "sdp": player.localDescription.sdp})
+    await player.close()
+    assert response.status == status and said in (await response.json())["error"]
+    assert app[peers_key].has_room(), "the peer's place is free again"
+    assert app[hub_key].viewer_count("live") == 0, "no playback feed is left watching the stream"
 
 
 def test_the_handover_keeps_only_the_newest_frame_and_counts_the_rest() -> None:

@@ -206,13 +206,19 @@ export class StreamView {
     this.el.canvas.after(video);
     const rtc = { video, player: null, timer: null, abort: new AbortController() };
     this.rtc = rtc;
-    rtc.timer = setTimeout(() => this.fallBack(rtc, "no video within 5 s"), FIRST_FRAME_TIMEOUT_MS);
     let player;
     try {
       player = await playStream(streamId, {
         video,
         image: "clean",
         signal: rtc.abort.signal,
+        // From the answer, not the offer: the server may take seconds to answer (an ICE server that does
+        // not answer costs ~5 s), and how long ICE may take after it is playStream's own time-out.
+        onAnswer: () => {
+          if (this.rtc !== rtc || this.transport === "webrtc") return;
+          const reason = `no video within ${FIRST_FRAME_TIMEOUT_MS / 1000} s`;
+          rtc.timer = setTimeout(() => this.fallBack(rtc, reason), FIRST_FRAME_TIMEOUT_MS);
+        },
         onMeta: (meta) => this.rtcFrame(rtc, meta),
         onState: (state) => {
           if (state === "failed" || state === "closed") this.fallBack(rtc, `the connection ${state}`);

@@ -77,9 +77,11 @@ export async function publishCamera({ streamId, width = 1280, height = 720, fram
  * if it cannot (no WebRTC, refused, no connection within 3 s of the answer), so the caller can fall back.
  * `onMeta(meta)` gets each shown frame's metadata (the protocol's "frame" message, plus `pts`).
  * `image: "clean"` asks for the frames without the server's overlay, to draw one from `onMeta`.
+ * `onAnswer()` is called once the server has answered: the answer may take seconds (the server gathers
+ * its ICE candidates first, ~5 s with a STUN server that does not answer), so time the video from then.
  * Aborting `signal` while it connects gives up (the promise rejects); stop() ends it afterwards.
  */
-export async function playStream(streamId, { video, onMeta, onState, image = "annotated", signal } = {}) {
+export async function playStream(streamId, { video, onMeta, onState, onAnswer, image = "annotated", signal } = {}) {
   if (!canPlay()) throw new Error("this browser has no WebRTC");
   const pc = await newPeer(onState, signal);
   pc.addTransceiver("video", { direction: "recvonly" });
@@ -102,6 +104,7 @@ export async function playStream(streamId, { video, onMeta, onState, image = "an
   let timer;
   try {
     await negotiate(pc, `api/webrtc/play/${encodeURIComponent(streamId)}`, { image }, signal);
+    onAnswer?.();
     const late = new Promise((_, reject) => {
       const reason = `no WebRTC connection within ${CONNECT_TIMEOUT_MS / 1000} s`;
       timer = setTimeout(() => reject(new Error(reason)), CONNECT_TIMEOUT_MS);

@@ -25,6 +25,8 @@ from server.frames import Frame, Track, TrackEvent, TrackEventKind
 log = logging.getLogger(__name__)
 
 EXIT_SHARE_RATIO = 0.8
+#: A box this close to the frame's edge touches it: the object may be leaving the picture.
+EDGE_MARGIN_PX = 2.0
 DIRECTIONS = ("in", "out")
 
 
@@ -41,12 +43,25 @@ def check_classes(zones: tuple[Zone, ...], lines: tuple[Line, ...], class_names:
                     )
 
 
-def check_fit(zones: tuple[Zone, ...], lines: tuple[Line, ...], width: int, height: int) -> None:
-    """ValueError naming the first zone or line in pixels with a point outside a ``width`` x ``height`` frame."""
+def check_fit(
+    zones: tuple[Zone, ...],
+    lines: tuple[Line, ...],
+    width: int,
+    height: int,
+    old_zones: tuple[Zone, ...] = (),
+    old_lines: tuple[Line, ...] = (),
+) -> None:
+    """ValueError naming the first zone or line in pixels with a point outside a ``width`` x ``height`` frame.
+
+    Those among ``old_zones`` and ``old_lines`` (the stream's own, as they are) are not checked: one the
+    stream already leaves out for not fitting stays, left out, until a frame it fits comes.
+    """
     for i, zone in enumerate(zones):
-        resolve(zone.points, zone.units, width, height, f"zones[{i}].points")
+        if zone not in old_zones:
+            resolve(zone.points, zone.units, width, height, f"zones[{i}].points")
     for i, line in enumerate(lines):
-        resolve(line.points, line.units, width, height, f"lines[{i}].points")
+        if line not in old_lines:
+            resolve(line.points, line.units, width, height, f"lines[{i}].points")
 
 
 def anchor_point(track: Track, anchor: Anchor) -> Point:
@@ -64,18 +79,37 @@ def anchor_point(track: Track, anchor: Anchor) -> Point:
 def side_of(point: Point, polyline: tuple[Point, ...]) -> tuple[int, float]:
     """Which side of ``polyline`` ``point`` is on (+1 right, -1 left, walking first to last point) and how far.
 
-    The side is that of the nearest segment, so it is right for a bent line too.
+    The side is that of the nearest segment, so it is right for a bent line too. Where the nearest
+    point is a corner two segments share, it is the side of the corner's bisector (the sum of the two
+    segments' normals, the pseudo-normal of signed distance to a polyline): either segment's own side
+    is wrong somewhere beyond the tip of a bend sharper than a right angle.
     """
-    best_distance, best_side = float("inf"), 0
     px, py = point
-    for a, b in itertools.pairwise(polyline):
+    segments = list(itertools.pairwise(polyline))
+    best_distance, best_index, best_u = float("inf"), 0, 0.0
+    for index, (a, b) in enumerate(segments):
         dx, dy = b[0] - a[0], b[1] - a[1]
         u = max(0.0, min(1.0, ((px - a[0]) * dx + (py - a[1]) * dy) / (dx * dx + dy * dy)))
         distance = float(np.hypot(px - a[0] - u * dx, py - a[1] - u * dy))
         if distance < best_distance:
-            value = cross(a, b, point)
-            best_distance, best_side = distance, (value > 0) - (value < 0)
-    return best_side, best_distance
+            best_distance, best_index, best_u = distance, index, u
+    corner = best_index + 1 if best_u == 1.0 else best_index if best_u == 0.0 else None
+    if corner is None or not 0 < corner < len(polyline) - 1:
+        a, b = segments[best_index]
+        value = cross(a, b, point)
+    else:
+        vx, vy = polyline[corner]
+        nx, ny = _normal(polyline[corner - 1], polyline[corner])
+        mx, my = _normal(polyline[corner], polyline[corner + 1])
+        value = (px - vx) * (nx + mx) + (py - vy) * (ny + my)
+    return (value > 0) - (value < 0), best_distance
+
+
+def _normal(a: Point, b: Point) -> Point:
+    """The unit normal of the way a -> b that points to its right (image axes, y down)."""
+    dx, dy = b[0] - a[0], b[1] - a[1]
+    length = float(np.hypot(dx, dy))
+    return -dy / length, dx / length
 
 
 def crosses(p: Point, q: Point, polyline: tuple[Point, ...]) -> bool:
@@ -86,7 +120,8 @@ def crosses(p: Point, q: Point, polyline: tuple[Point, ...]) -> bool:
 class _Visit:
     entered: float  # media time of the first frame inside
     last_inside: float
-    class_id: int  # the track's class when last seen inside, for an exit without the track at hand
+    #: The track's class when last seen inside: its exit is counted under it, whatever the class is then.
+    class_id: int
     class_name: str
     loitered: bool = False
 
@@ -95,6 +130,11 @@ class _Visit:
 class _LineState:
     side: int  # the last side the anchor was on beyond the dead band; 0 until it first was
     last_point: Point
+    #: The track's class when last seen: a crossing still pending when the track ends is counted under it.
+    class_id: int
+    class_name: str
+    last_seen: float  # media time of the last frame the track was seen
+    at_edge: bool  # whether it touched the frame's edge then (it may have left the picture)
     path_crossed: bool = False  # whether the anchor's path since then went over the line
     #: Capture and media time its current stay across (beyond the band) began, until the crossing counts.
     pending: tuple[float, float] | None = None
@@ -216,9 +256,7 @@ class StreamAnalytics:
         kept_zones = {zone.name for zone in zones if zone in self._zones}
         kept_lines = {line.name for line in lines if line in self._lines}
         exits = tuple(
-            self._exit(track_id, visit.class_id, visit.class_name, zone, frame)
-            for (track_id, zone), visit in list(self._visits.items())
-            if zone not in kept_zones
+            self._exit(track_id, zone, frame) for track_id, zone in list(self._visits) if zone not in kept_zones
         )
         successor._visits = {key: visit for key, visit in self._visits.items() if key[1] in kept_zones}
         successor._line_states = {key: state for key, state in self._line_states.items() if key[1] in kept_lines}
@@ -261,18 +299,20 @@ class StreamAnalytics:
         inside: list[str] = []
         area = None
         for zone, _, mask in resolved.zones:
+            key = (track.track_id, zone.name)
             if zone.classes and track.class_name not in zone.classes:
+                if key in self._visits:  # its class changed (the tracker's vote): it is no longer one the zone counts
+                    events.append(self._exit(track.track_id, zone.name, frame))
                 continue
             if area is None:
                 area = track_area(track, mask.shape)
             share = share_inside(area, mask)
-            key = (track.track_id, zone.name)
             visit = self._visits.get(key)
             if visit is None and share >= zone.min_share:
                 visit = self._visits[key] = _Visit(frame.media_time, frame.media_time, track.class_id, track.class_name)
                 events.append(self._event(AnalyticsEventKind.ZONE_ENTER, track, frame, zone=zone.name))
             elif visit is not None and share < zone.min_share * EXIT_SHARE_RATIO:
-                events.append(self._exit(track.track_id, track.class_id, track.class_name, zone.name, frame))
+                events.append(self._exit(track.track_id, zone.name, frame))
                 continue
             if visit is None:
                 continue
@@ -286,16 +326,26 @@ class StreamAnalytics:
         return tuple(inside)
 
     def _update_lines(self, track: Track, resolved: _Resolved, frame: Frame, events: list[AnalyticsEvent]) -> None:
+        height, width = frame.image.shape[:2]
+        x1, y1, x2, y2 = track.box
+        at_edge = min(x1, y1) <= EDGE_MARGIN_PX or x2 >= width - EDGE_MARGIN_PX or y2 >= height - EDGE_MARGIN_PX
         for line, points, band in resolved.lines:
+            key = (track.track_id, line.name)
             if line.classes and track.class_name not in line.classes:
+                # Its class changed (the tracker's vote): what it did as a class the line counts is
+                # dropped with a crossing it had pending, and it starts afresh if the class comes back.
+                self._line_states.pop(key, None)
                 continue
             point = anchor_point(track, line.anchor)
             side, distance = side_of(point, points)
-            key = (track.track_id, line.name)
             state = self._line_states.get(key)
             if state is None:
-                state = self._line_states[key] = _LineState(side if distance > band else 0, point)
+                self._line_states[key] = _LineState(
+                    side if distance > band else 0, point, track.class_id, track.class_name, frame.media_time, at_edge
+                )
                 continue
+            state.class_id, state.class_name = track.class_id, track.class_name
+            state.last_seen, state.at_edge = frame.media_time, at_edge
             state.path_crossed |= crosses(state.last_point, point, points)
             state.last_point = point
             if distance <= band:
@@ -311,12 +361,13 @@ class StreamAnalytics:
             if state.pending is None:
                 state.pending = (frame.capture_time, frame.media_time)
             if frame.media_time - state.pending[1] >= line.confirm_s:
-                events.append(self._cross(state, line.name, track.track_id, track.class_id, track.class_name))
+                events.append(self._cross(state, line.name, track.track_id))
 
-    def _cross(self, state: _LineState, line: str, track_id: int, class_id: int, class_name: str) -> AnalyticsEvent:
-        """Count the crossing ``state`` has pending, dated when its stay across began."""
+    def _cross(self, state: _LineState, line: str, track_id: int) -> AnalyticsEvent:
+        """Count the crossing ``state`` has pending, dated when its stay across began, under the track's class then."""
         assert state.pending is not None
         direction = "in" if state.side < 0 else "out"  # the side it came from: left of the line is "in"
+        class_id, class_name = state.class_id, state.class_name
         by_class = self._crossings[line].setdefault(class_name, dict.fromkeys(DIRECTIONS, 0))
         by_class[direction] += 1
         capture_time, media_time = state.pending
@@ -334,20 +385,30 @@ class StreamAnalytics:
         )
 
     def _forget(self, ended: TrackEvent, frame: Frame) -> list[AnalyticsEvent]:
-        """Leave every zone of a track the tracker gave up on, count a crossing it was last seen making."""
+        """Leave every zone of a track the tracker gave up on, and settle a crossing it was last seen making.
+
+        A crossing still pending counts if it had already stayed across for half its line's
+        ``confirm_s``, or if the track was last seen touching the frame's edge (it left the picture
+        across the line); otherwise it is dropped: a nearer object that hides a standing track's
+        lower part lifts its bottom edge over the line for a moment, and may then hide it for good.
+        """
         events = [
-            self._exit(ended.track_id, ended.class_id, ended.class_name, zone, frame)
+            self._exit(ended.track_id, zone, frame)
             for track_id, zone in list(self._visits)
             if track_id == ended.track_id
         ]
         for line in self._lines:
             state = self._line_states.pop((ended.track_id, line.name), None)
-            if state is not None and state.pending is not None:
-                events.append(self._cross(state, line.name, ended.track_id, ended.class_id, ended.class_name))
+            if state is None or state.pending is None:
+                continue
+            if state.at_edge or state.last_seen - state.pending[1] >= line.confirm_s / 2:
+                events.append(self._cross(state, line.name, ended.track_id))
         return events
 
-    def _exit(self, track_id: int, class_id: int, class_name: str, zone: str, frame: Frame) -> AnalyticsEvent:
+    def _exit(self, track_id: int, zone: str, frame: Frame) -> AnalyticsEvent:
+        """End the track's visit to ``zone`` at ``frame``, counted under the class it was last seen inside as."""
         visit = self._visits.pop((track_id, zone))
+        class_id, class_name = visit.class_id, visit.class_name
         dwell = visit.last_inside - visit.entered
         self._dwell[zone] = self._dwell[zone].adding(dwell)
         log.debug("[%s] track %d left zone %s after %.2f s", self.stream_id, track_id, zone, dwell)
@@ -390,7 +451,7 @@ class StreamAnalytics:
 
 
 def track_area(track: Track, shape: tuple[int, ...]) -> tuple[tuple[int, int], np.ndarray]:
-    """The track's mask (or, without one, its box) as an offset and a boolean crop of the frame."""
+    """The track's mask (or, without one, its box) as an offset and a boolean crop of the frame (empty outside it)."""
     height, width = shape[:2]
     x1, y1, x2, y2 = track.box
     left, top = max(0, int(np.floor(x1))), max(0, int(np.floor(y1)))
@@ -401,7 +462,8 @@ def track_area(track: Track, shape: tuple[int, ...]) -> tuple[tuple[int, int], n
         right = min(width, max(right, int(polygon[:, 0].max()) + 1))
         bottom = min(height, max(bottom, int(polygon[:, 1].max()) + 1))
         crop = np.zeros((max(0, bottom - top), max(0, right - left)), dtype=np.uint8)
-        cv2.fillPoly(crop, [polygon - np.array([left, top], dtype=np.int32)], 1)
+        if crop.size:  # an outline wholly outside the frame has no area in it, and cv2 refuses an empty image
+            cv2.fillPoly(crop, [polygon - np.array([left, top], dtype=np.int32)], 1)
         return (left, top), crop.astype(bool)
     return (left, top), np.ones((max(0, bottom - top), max(0, right - left)), dtype=bool)
 

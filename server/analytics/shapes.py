@@ -140,9 +140,12 @@ def _tables(value: object, key: str) -> list[Mapping[str, Any]]:
 def _zone(table: Mapping[str, Any], where: str) -> Zone:
     _known(table, ("name", "points", "units", "classes", "min_share", "loiter_s"), where)
     units = _units(table, where)
-    points = _points(table, units, 3, where)
-    if len(points) > 3 and points[-1] == points[0]:
-        points = points[:-1]  # closed the way many tools write a polygon: its first corner again
+    # A corner given twice in a row (a double click) is one corner, and so is the first one given again
+    # at the end, the way many tools close a polygon.
+    given = _points(table, units, 3, where)
+    points = tuple(p for i, p in enumerate(given) if i == 0 or p != given[i - 1])
+    if len(points) > 1 and points[-1] == points[0]:
+        points = points[:-1]
     if len(set(points)) >= 3 and _self_intersects(points):
         raise ValueError(f"{where}.points: the polygon crosses itself; list its corners in order around it")
     if len(set(points)) < 3 or abs(_area(points)) < 1e-9:

@@ -546,11 +546,18 @@ async def _counts(request: web.Request) -> web.Response:
     options = info.config.options
     zones: dict[str, dict[str, object]] = {zone.name: {"objects": 0, "by_class": {}} for zone in options.zones}
     lines: dict[str, dict[str, object]] = {line.name: {"in": 0, "out": 0, "by_class": {}} for line in options.lines}
-    if counts is not None:
-        found, pending = counts.to_json(), set(stats.pending_shapes if stats else ())
-        for listed, measured in ((zones, found["zones"]), (lines, found["lines"])):
-            for name, values in listed.items():
-                values.update(measured.get(name, {"pending" if name in pending else "left_out": True}))
+    # A stream with no analytics yet (its first shapes added since its last frame) has no counts, but
+    # its new shapes are pending all the same.
+    found = counts.to_json() if counts is not None else {"zones": {}, "lines": {}}
+    pending = set(stats.pending_shapes if stats else ())
+    for listed, measured in ((zones, found["zones"]), (lines, found["lines"])):
+        for name, values in listed.items():
+            if name in measured:
+                values.update(measured[name])
+            elif name in pending:
+                values["pending"] = True
+            elif counts is not None:
+                values["left_out"] = True
     body = {"v": PROTOCOL_VERSION, "stream": info.stream_id, "zones": zones, "lines": lines}
     return web.json_response(body | {"analytics_error": stats.analytics_error if stats else None})
 

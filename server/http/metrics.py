@@ -117,12 +117,17 @@ def render_metrics(manager: StreamManager, hub: Hub, outputs: Sequence[SinkHealt
     remote = worker.remote_stats
     if remote is not None:
         family(
-            "segcast_remote_requests_total", "counter", "Inference requests sent to Triton.", [({}, remote.requests)]
+            "segcast_remote_requests_total",
+            "counter",
+            "Requests sent to Triton: inference, and the model's description read at start and at each attempt "
+            "after an outage.",
+            [({}, remote.requests)],
         )
         family(
             "segcast_remote_request_failures_total",
             "counter",
-            "Inference requests to Triton that failed (unreachable, timed out, refused).",
+            "Requests to Triton that failed (unreachable, timed out, failed by the server, refused), descriptions "
+            "included.",
             [({}, remote.failed_requests)],
         )
         family(

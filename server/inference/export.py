@@ -13,8 +13,10 @@ reported before any work, since ultralytics would otherwise try to pip-install i
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -29,7 +31,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from server.inference.models import ModelError, install_hint, load_model, resolve_model_path
+from server.inference.models import SUPPORTED_TASKS, ModelError, install_hint, load_model, resolve_model_path
 from server.inference.telemetry import switch_off_ultralytics_telemetry
 from server.options import StreamOptions
 from server.triton.repository import check_pixel_input_model, write_repository
@@ -123,8 +125,10 @@ def export_model(
 
     The result is loaded back through `server.inference.models.load_model` and run on one frame, so a model
     that exports but cannot be served fails here and not when the server starts. For ``triton``,
-    ``out_dir`` is the model repository and the model inside it is what is tried. Raises `ExportError`,
-    for a bad ``imgsz`` or an ``out_dir`` that cannot be a folder before the slow export.
+    ``out_dir`` is the model repository and the model inside it is what is tried. The result is tried
+    before it replaces anything in ``out_dir``: a failed export leaves the model there (which a server
+    may be using) as it was. Raises `ExportError`; before the slow export for a bad ``imgsz``, an
+    ``out_dir`` that cannot be a folder, or a model of a task segcast does not serve.
     """
     if fmt not in REQUIREMENTS:
         raise ExportError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
@@ -147,6 +151,8 @@ def export_model(
         raise ExportError(f"--out {out_dir}: a file, not a folder")
     with _writing(out_dir):
         out_dir.mkdir(parents=True, exist_ok=True)
+        if fmt == "triton" and target.exists() and not target.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(target))
     progress = progress or Progress(3)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="segcast-export-") as scratch:
@@ -162,26 +168,30 @@ def export_model(
                 exported = Path(model.export(format="onnx" if fmt == "triton" else fmt, imgsz=size, dynamic=True))
             except Exception as exc:  # ultralytics raises many kinds; one line is what a person needs
                 raise ExportError(f"--format {fmt}: export failed ({_first_line(exc)})") from None
+        # Checked where it was made: what --out holds (a model a server may be using) is only replaced
+        # by an export that works.
         if fmt == "triton":
-            with _writing(out_dir):
-                try:
-                    served = write_repository(exported, out_dir, target.name) / "1" / "model.onnx"
-                except ValueError as exc:
-                    raise ExportError(f"--format triton: cannot make the repository's model ({exc})") from None
+            repository = Path(scratch) / "repository"
+            try:
+                served = write_repository(exported, repository, target.name) / "1" / "model.onnx"
+            except (ValueError, OSError) as exc:
+                raise ExportError(f"--format triton: cannot make the repository's model ({exc})") from None
             with progress.step(f"checking that {target.name} gives what the ONNX export gives"):
                 try:
                     check_pixel_input_model(exported, served, CHECK_IMAGE_PX)
                 except ValueError as exc:
                     raise ExportError(f"the Triton model does not match the export: {exc}") from None
-            return ExportResult(target, time.monotonic() - started)
+            checked = repository / target.name
+        else:
+            with progress.step(f"checking that {target.name} loads and runs"), _quiet_ultralytics():
+                _check(exported, load)
+            checked = exported
         with _writing(out_dir):
-            if target.is_dir():
-                shutil.rmtree(target)
+            if target.is_dir() or (fmt == "triton" and target.exists()):
+                shutil.rmtree(target)  # a file where a repository's model goes is not ours: this refuses it
             elif target.exists():
                 target.unlink()
-            shutil.move(str(exported), target)
-    with progress.step(f"checking that {target.name} loads and runs"), _quiet_ultralytics():
-        _check(target, load)
+            shutil.move(str(checked), target)
     return ExportResult(target, time.monotonic() - started)
 
 
@@ -202,17 +212,24 @@ def _load_pt(path: Path, spec: str) -> Any:
     switch_off_ultralytics_telemetry()
 
     try:
-        return YOLO(str(path))
+        model = YOLO(str(path))
     except Exception as exc:
         raise ExportError(f"--model {spec}: cannot load it ({_first_line(exc)})") from None
+    if model.task not in SUPPORTED_TASKS:  # as the server says it: refused before a minute of exporting
+        raise ExportError(f"--model {spec}: a {model.task} model; segcast needs a segment or detect model")
+    return model
 
 
-def _check(target: Path, load: Callable[[str], Any]) -> None:
+def _check(exported: Path, load: Callable[[str], Any]) -> None:
+    """Load ``exported`` as the server would and run it on one frame; it is still in the scratch folder,
+    which the message does not name."""
     try:
-        model = load(str(target))
+        model = load(str(exported))
         model.predict(np.zeros((*CHECK_IMAGE_PX, 3), np.uint8), verbose=False)
     except ModelError as exc:
-        raise ExportError(f"the exported model does not load: {exc}") from None
+        raise ExportError(
+            f"the exported model does not load: {str(exc).replace(str(exported), exported.name)}"
+        ) from None
     except Exception as exc:
         raise ExportError(f"the exported model does not run: {_first_line(exc)}") from None
 

@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from server.analytics.engine import StreamAnalytics, check_classes
-from server.analytics.events import AnalyticsEvent, Counts
-from server.frames import MIN_FRAME_SIDE_PX, Frame, FrameResult, TrackEvent
+from server.analytics.events import AnalyticsEvent, Counts, FrameAnalytics
+from server.frames import MIN_FRAME_SIDE_PX, Frame, FrameResult, Track, TrackEvent, TrackEventKind
 from server.inference.detections import Detections, detect
 from server.inference.models import InferenceStatus, InferenceUnavailable, ModelError, open_model
 from server.options import DEFAULT_MAX_DET, StreamOptions
@@ -104,7 +104,8 @@ class StreamStats:
     errors: int
     last_error: str | None
     processing_fps: float | None  # None until the stream's second processed frame
-    #: Why zones or lines are left out (`StreamAnalytics.problems`, one per line); None when none are.
+    #: Why zones or lines are left out (`StreamAnalytics.problems`, one per line), and why the analytics
+    #: failed on its latest frame if they did; None when none are.
     analytics_error: str | None = None
     frame_size: tuple[int, int] | None = None  # width, height of its latest processed frame
     #: Zones and lines given to it (added or redefined) since its last frame: they count from its next one.
@@ -194,6 +195,8 @@ class InferenceWorker:
         self._local_names: dict[int, str] | None = None
         self._on_status = on_status
         self._last_status: InferenceStatus | None = None
+        #: Batches sent to the model, one per ``predict`` call or remote request (``segcast_inference_cycles_total``):
+        #: a cycle split by image size or ``max_batch`` makes several, one of only ended files' frames none.
         self.cycles = 0
 
     @property
@@ -362,7 +365,6 @@ class InferenceWorker:
                     self._finish(in_flight.popleft())
                 if len(in_flight) < depth and (jobs := self._take_batch()):
                     in_flight.append(self._start(model, jobs))
-                    self.cycles += 1
                 if len(in_flight) >= depth:  # as much out as allowed: the oldest answer is what comes next
                     self._finish(in_flight.popleft())
                 self._report_status()
@@ -428,6 +430,7 @@ class InferenceWorker:
                 except Exception as exc:  # a bug or an odd model must cost these frames, not the thread
                     _model_failed(group, exc)
                 else:
+                    self.cycles += 1
                     batch.waiting.append((group, pending, started))
             else:
                 self._predict(model, group, kwargs)
@@ -470,6 +473,7 @@ class InferenceWorker:
     def _predict(self, model: YOLO, group: list[_Job], kwargs: dict[str, Any]) -> None:
         """Run ``group`` as one call; if it fails, run each frame alone so only the culprit is charged."""
         started = time.perf_counter()
+        self.cycles += 1
         try:
             results = detect(model, [job.frame.image for job in group], fast_masks=self._options.fast_masks, **kwargs)
             found = list(zip(group, results, strict=True))  # a result short or over costs these frames, not the thread
@@ -496,18 +500,6 @@ class InferenceWorker:
                 if registration.tracker is None:
                     registration.tracker = self._new_tracker(registration)
                 tracks, track_events = registration.tracker.update(job.detections, frame)
-                options = registration.options  # read once: `change_shapes` may replace it meanwhile
-                analytics, exits = self._analytics(registration, options, frame)
-                exits = (*_restart_exits(registration, track_events, frame), *exits)
-                events: tuple[TrackEvent | AnalyticsEvent, ...] = (*exits, *track_events)
-                if analytics is not None:
-                    tracks, events = analytics.update(tracks, track_events, frame)
-                    events = (*exits, *events)
-                # Both after its update: `counts` never reads empty, and shapes that failed to apply
-                # are tried again on the next frame rather than taken for applied.
-                registration.analytics, registration.analytics_options = analytics, options
-                problems = analytics.problems if analytics is not None else ()
-                registration.analytics_error = "\n".join(problems) or None
             except ValueError as exc:  # the stream's options do not fit the model (an unknown class name)
                 job.error = str(exc)
             except Exception as exc:
@@ -518,13 +510,71 @@ class InferenceWorker:
                 registration.frame_size = (frame.image.shape[1], frame.image.shape[0])
                 if registration.processed > 1:
                     registration.processing_fps = registration.tracker.processing_fps
+                tracks, events, shown = self._analyse(registration, tracks, track_events, frame)
                 # Removed meanwhile, its frames must not leak out; restarted, this one's track starts must
                 # go out, as the restarted stream's tracker ends those tracks (`remove_stream`).
                 if not registration.removed:
-                    shown = None if analytics is None else analytics.frame_analytics
                     self._deliver(FrameResult(frame, tracks, job.inference_ms, events, shown))
                 return
         self._fail(registration, frame, job.error or "no result from the model")
+
+    def _analyse(
+        self, registration: _Registration, tracks: tuple[Track, ...], track_events: tuple[TrackEvent, ...], frame: Frame
+    ) -> tuple[tuple[Track, ...], tuple[TrackEvent | AnalyticsEvent, ...], FrameAnalytics | None]:
+        """The frame's tracks with their zones, its events with the analytics' own, and the analytics it shows.
+
+        The tracker has moved past the frame, so analytics that fail on it cost it only its analytics:
+        its tracks and track events still go out (a start or end not sent now never would be), the
+        zone exits of tracks ending there are still made where the stream counts, and the failure is
+        the stream's `analytics_error` (and counted with its errors) until a frame's analytics succeed.
+        Shapes the frame was to apply are tried again on the next one.
+        """
+        exits: tuple[AnalyticsEvent, ...] = ()
+        try:
+            options = registration.options  # read once: `change_shapes` may replace it meanwhile
+            analytics, exits = self._analytics(registration, options, frame)
+            exits = (*_restart_exits(registration, track_events, frame), *exits)
+            events: tuple[TrackEvent | AnalyticsEvent, ...] = (*exits, *track_events)
+            if analytics is not None:
+                tracks, events = analytics.update(tracks, track_events, frame)
+                events = (*exits, *events)
+        except Exception as exc:
+            return tracks, self._analytics_failed(registration, exits, track_events, frame, exc), None
+        # Both after its update: `counts` never reads empty, and shapes that failed to apply
+        # are tried again on the next frame rather than taken for applied.
+        registration.analytics, registration.analytics_options = analytics, options
+        problems = analytics.problems if analytics is not None else ()
+        registration.analytics_error = "\n".join(problems) or None
+        return tracks, events, None if analytics is None else analytics.frame_analytics
+
+    def _analytics_failed(
+        self,
+        registration: _Registration,
+        exits: tuple[AnalyticsEvent, ...],
+        track_events: tuple[TrackEvent, ...],
+        frame: Frame,
+        exc: Exception,
+    ) -> tuple[TrackEvent | AnalyticsEvent, ...]:
+        """Record why the frame's analytics failed; its events without them: ``exits`` (made before the
+        failure), and the track events with the zone exits of the tracks that end, in their usual order."""
+        # A zone's class filter the model does not know (a remote model described only now) says it all.
+        reason = str(exc) if isinstance(exc, ValueError) else f"analytics failed: {type(exc).__name__}: {exc}"
+        registration.errors += 1
+        if reason != registration.last_error:  # one line per new reason, not one per frame
+            log.warning("[%s] frame %d sent without analytics: %s", registration.stream_id, frame.seq, reason)
+        log.debug("[%s] analytics failed on frame %d", registration.stream_id, frame.seq, exc_info=exc)
+        registration.last_error = reason
+        kept = registration.analytics  # what the next frame's analytics go on from
+        registration.analytics_error = "\n".join((*(kept.problems if kept is not None else ()), reason))
+        settled: tuple[AnalyticsEvent, ...] = ()
+        if kept is not None:
+            try:
+                settled = kept.ended(track_events, frame)
+            except Exception:
+                log.debug("[%s] ended tracks not settled on frame %d", registration.stream_id, frame.seq, exc_info=True)
+        starts = tuple(e for e in track_events if e.kind is TrackEventKind.START)
+        ends = tuple(e for e in track_events if e.kind is not TrackEventKind.START)
+        return (*exits, *starts, *settled, *ends)
 
     def _current(self, registration: _Registration) -> bool:
         with self._lock:

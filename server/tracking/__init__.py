@@ -15,7 +15,10 @@ every track ends there and the tracker starts afresh, so no object keeps an id (
 the jump because it happens to stand where another stood at the end of the last pass. So does a
 stream whose media time jumps further than its tracker keeps a lost track (a camera back after an
 outage): the tracker counts the gap as one frame and would carry every track, its age and its zone
-visits across it. A stream restarted with new settings goes on from its old tracker (``follows``).
+visits across it. So does a stream whose frame size changes (a camera reconfigured, a WebRTC sender
+adapting its resolution to the link): boxes, trails and velocities, and the tracker's own state
+(BoT-SORT's camera-motion reference frame) would mix two scales. A stream restarted with new settings
+goes on from its old tracker (``follows``).
 Ids are never reused within a stream across any of these.
 """
 
@@ -156,6 +159,7 @@ class StreamTracker:
         self._last_gap_s: float | None = None  # media time between the last two frames, however long
         self._history: dict[int, _TrackHistory] = {} if follows is None else dict(follows._history)
         self._restarts = 0  # the `Frame.restarts` of the frames this tracker has seen
+        self._frame_shape: tuple[int, ...] | None = None  # height, width of the last frame it was given
         #: Added to the tracker's own ids: a fresh tracker counts from 1 again, a stream's ids never repeat.
         self._id_base: int = 0 if follows is None else follows._last_id
         self._last_id: int = self._id_base
@@ -171,8 +175,11 @@ class StreamTracker:
         from ultralytics.engine.results import Boxes
 
         restarted, self._restarts = frame.restarts != self._restarts, frame.restarts
+        shape = frame.image.shape[:2]
+        resized = self._frame_shape is not None and shape != self._frame_shape
+        self._frame_shape = shape
         outage = self._after_outage(frame.media_time)
-        ended = self._start_over(frame) if restarted or outage else []
+        ended = self._start_over(frame) if restarted or outage or resized else []
         self._measure_rate(frame.media_time)
         if outage:  # no measure of the stream's pace: a camera back for a frame may be away again
             self._last_gap_s = self._interval_s
@@ -268,8 +275,8 @@ class StreamTracker:
         return track, started
 
     def _start_over(self, frame: Frame) -> list[TrackEvent]:
-        """End every track and replace the tracker: the media started again, or an outage outlasted every
-        track, so none of them is in it."""
+        """End every track and replace the tracker: the media started again, an outage outlasted every
+        track, or the frame size changed, so none of them is in it as the tracker knows it."""
         events = [self._event(TrackEventKind.END, i, history, frame) for i, history in self._history.items()]
         self._history.clear()
         self._tracker = make_tracker(self._options)

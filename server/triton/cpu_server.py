@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import ctypes
 import errno
 import os
@@ -52,6 +53,8 @@ EXIT_TIMEOUT_S = 10  # how long tritonserver lets running requests finish after 
 #: not fit Docker's default /dev/shm for more than one instance; a batch of 8 at 640x640 is ~40 MiB.
 SHM_START_BYTES = 16 * 1024 * 1024
 SHM_GROWTH_BYTES = 16 * 1024 * 1024
+#: Where POSIX shared memory regions (the Python backend's) appear as files on Linux.
+SHM_DIR = Path("/dev/shm")
 #: Lines tritonserver logs on every start without CUDA; they mean nothing on a CPU server.
 CPU_ONLY_NOISE = ("CudaDriverHelper has not been initialized",)
 ONNX_BACKEND, ONNX_PLATFORM, DEFAULT_ONNX_FILE = "onnxruntime", "onnxruntime_onnx", "model.onnx"
@@ -186,6 +189,7 @@ def serve(install: TritonInstall, args: argparse.Namespace) -> int:
     if args.instances < 1:
         raise TritonCpuError(f"--instances {args.instances}: must be at least 1")
     ports = {"--http-port": args.http_port, "--grpc-port": args.grpc_port, "--metrics-port": args.metrics_port}
+    shm_prefix = shm_region_prefix(os.getpid())
     with tempfile.TemporaryDirectory(prefix="segcast-triton-") as work:
         names = write_python_repository(args.repository, Path(work) / "models", args.instances)
         _check_ports(args.host, ports)
@@ -204,23 +208,43 @@ def serve(install: TritonInstall, args: argparse.Namespace) -> int:
             "--log-info=false",
             "--allow-gpu-metrics=false",
             "--pinned-memory-pool-byte-size=0",
-            f"--backend-config=python,shm-region-prefix-name=segcast{os.getpid()}_",
+            f"--backend-config=python,shm-region-prefix-name={shm_prefix}",
             f"--backend-config=python,shm-default-byte-size={SHM_START_BYTES}",
             f"--backend-config=python,shm-growth-byte-size={SHM_GROWTH_BYTES}",
         ]
-        with _running(command, _server_environment(install)) as (process, log):
-            _wait_until_ready(process, log, f"http://{_client_host(args.host)}:{args.http_port}/v2/health/ready")
-            host = _client_host(args.host)
-            shown = names[0] if len(names) == 1 else "<name>"
-            print(
-                f"triton: serving {', '.join(names)} at grpc://{host}:{args.grpc_port}/{shown}"
-                f" and http://{host}:{args.http_port}/{shown}",
-                flush=True,
-            )
-            status = process.wait()
+        try:
+            with _running(command, _server_environment(install)) as (process, log):
+                _wait_until_ready(process, log, f"http://{_client_host(args.host)}:{args.http_port}/v2/health/ready")
+                host = _client_host(args.host)
+                shown = names[0] if len(names) == 1 else "<name>"
+                print(
+                    f"triton: serving {', '.join(names)} at grpc://{host}:{args.grpc_port}/{shown}"
+                    f" and http://{host}:{args.http_port}/{shown}",
+                    flush=True,
+                )
+                status = process.wait()
+        finally:  # tritonserver has exited: `_running` waits for it
+            _remove_shared_memory(shm_prefix)
         if status != 0 and not log.stopping:
             print(f"segcast: tritonserver exited with status {status}; its log is above", file=sys.stderr)
         return status if status >= 0 else 128 - status
+
+
+def shm_region_prefix(launcher_pid: int) -> str:
+    """The name prefix of the Python backend's shared memory regions of the server a launcher runs."""
+    return f"segcast{launcher_pid}_"
+
+
+def _remove_shared_memory(prefix: str) -> None:
+    """Remove the shared memory regions named ``prefix`` left after tritonserver exited.
+
+    tritonserver removes its own on a clean exit, but a backend stub that was killed (by the OOM
+    killer, say) leaves its region, 16 MiB or more of /dev/shm, behind for good. The prefix holds
+    this launcher's process id, so no other server's regions match it.
+    """
+    for region in SHM_DIR.glob(f"{prefix}*"):
+        with contextlib.suppress(OSError):
+            region.unlink()
 
 
 def write_python_repository(source: Path, target: Path, instances: int) -> list[str]:

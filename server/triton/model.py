@@ -7,20 +7,30 @@ inference thread forms is one request; a node has at most two batches out (the w
 ``REMOTE_IN_FLIGHT``), and meanwhile the newest frame of each camera keeps replacing the last, so a
 slow server makes live streams skip frames, never queue them.
 
-A batch is answered within `REQUEST_TIMEOUT_S` of being submitted or fails: the requests it is
-split into (per frame size, per ``max_batch_size``) share that one deadline (over HTTP, rounded up
-to a whole second: see `server.triton.transport`).
+A batch is answered within `REQUEST_TIMEOUT_S` of being sent or fails: the requests it is split
+into (per frame size, per ``max_batch_size``) share that one deadline (over HTTP, rounded up to a
+whole second: see `server.triton.transport`). The clock starts when the requester thread sends the
+batch's first request, not when the batch is submitted: the second batch out waits behind the first
+off the clock, so a server that takes most of the deadline for each batch is slow, not down.
 
 The server may be down when segcast starts or go away while it runs. Then each request fails at once
 with `InferenceUnavailable` saying why and when the next attempt is due; attempts back off from
 `RETRY_FIRST_S` to `RETRY_MAX_S`, so processing resumes within that long of the server coming back,
-and the model is described anew then (a restarted server may serve an updated model). The first
-request left unanswered fails those queued behind it without sending them, so a hung server holds
-the inference thread for one deadline, not one per request. A request the server refuses (a frame
-size the model does not take) is `TritonRefused`, charged to the frames it carried: the server is
-up, and other streams carry on. A model the server answers for but that segcast cannot use (unknown
-name, missing metadata, wrong input shape, masks missing, class names that do not match its output)
-is a `ModelError` at start, with one line saying what is wrong.
+and the model is described anew then. A restarted server may serve an updated model: one with the
+same class names is used as it now is (input size and shape), one with other class names is not
+(streams' trackers and class filters hold the ids of the names the node started with), and
+inference stays unavailable, saying so, until segcast restarts. A request left unanswered fails
+those queued behind it without sending them, so a hung server holds the inference thread for one
+deadline, not one per request. A server that fails a request on its own side (``INTERNAL``, HTTP
+500: a crashed backend, out of memory) is down like one that does not answer. A request the server
+refuses (a frame size the model does not take) is `TritonRefused`, charged to the frames it
+carried: the server is up, and other streams carry on. A model the server answers for but that
+segcast cannot use (unknown name, missing metadata, wrong input shape, masks missing, class names
+that do not match its output) is a `ModelError` at start, with one line saying what is wrong.
+
+``requests``, ``failed_requests`` and ``request_seconds`` count every exchange with the server:
+inference requests and the model descriptions read at start and at each attempt after an outage,
+so failures go on counting while the server is down.
 """
 
 from __future__ import annotations
@@ -42,6 +52,7 @@ from server.inference.models import SUPPORTED_TASKS, InferenceStatus, InferenceU
 from server.triton.transport import (
     Transport,
     TritonEndpoint,
+    TritonFailed,
     TritonRefused,
     TritonTimeout,
     TritonUnavailable,
@@ -160,6 +171,7 @@ class TritonModel:
         unreachable the model stays unavailable and the next `submit` tries again."""
         with contextlib.suppress(InferenceUnavailable):  # `_down` has said so; `submit` tries again
             self._requester.submit(self._attempt, self._describe).result()
+            self._up()
 
     def close(self) -> None:
         """Stop the requester thread: requests not sent yet fail at once, one still out ends at its
@@ -195,8 +207,7 @@ class TritonModel:
         if served is None or not self._described:
             served = self._outcome(self._requester.submit(self._attempt, self._describe))
         batch, input_shape = self._prepare(served, images, imgsz)
-        deadline = time.monotonic() + self._request_timeout_s
-        request = self._requester.submit(self._attempt, self._infer, served, batch, deadline)
+        request = self._requester.submit(self._attempt, self._infer, served, batch)
         if on_answer is not None:
             request.add_done_callback(lambda _: on_answer())
         frame_shapes = [image.shape[:2] for image in images]
@@ -233,21 +244,27 @@ class TritonModel:
 
     def _attempt(self, call: Callable[..., _T], *args: Any) -> _T:
         """Requester thread: ``call`` (one exchange with the server), unless the model was closed or
-        the server failed since it was queued. A server that does not answer is down from that
-        moment, so what is queued behind fails here without being sent; one that answers, even
-        no, is up."""
+        the server failed since it was queued. A server that does not answer, or fails the request
+        on its own side (`TritonFailed`), is down from that moment, so what is queued behind fails
+        here without being sent. One that answers an inference request, even no, is up; an answered
+        description alone does not make it so (but for the first, in `connect`): a server that
+        describes its model but fails every request stays down, backing off, and never flaps."""
         if self._closed:
             raise InferenceUnavailable("the model was closed")
         self._refuse_while_down()
         try:
             value = call(*args)
+        except TritonFailed as exc:
+            self._down(f"Triton at {self.endpoint.address} failed the request: {exc}")
+            raise InferenceUnavailable(self.status.error) from None
         except TritonUnavailable as exc:
             self._down(f"Triton at {self.endpoint.address} unreachable: {exc}")
             raise InferenceUnavailable(self.status.error) from None
         except TritonRefused:
             self._up()
             raise
-        self._up()
+        if call != self._describe:
+            self._up()
         return value
 
     def _connection(self) -> Transport:
@@ -265,14 +282,24 @@ class TritonModel:
             self._transport = None
 
     def _describe(self) -> ServedModel:
+        """The served model, read from the server; `ModelError` if segcast cannot use it, or if its
+        class names are not those the node has used since it first read them."""
         transport = self._connection()
         try:
             # No longer than a request may take: a hung server must not hold a retry longer than a batch.
-            config = transport.model_config(self.endpoint.model, min(CONNECT_TIMEOUT_S, self._request_timeout_s))
+            config = self._counted(
+                transport.model_config, self.endpoint.model, min(CONNECT_TIMEOUT_S, self._request_timeout_s)
+            )
         except TritonRefused as exc:
             where = f"Triton at {self.endpoint.address}"
             raise ModelError(f"--model {self._spec}: {where} cannot serve it ({exc})") from None
         served = ServedModel.from_config(config, self._spec)
+        if self._served is not None and served.names != self._served.names:
+            # Trackers, class filters, zones and lines of running streams hold the old names' ids.
+            raise ModelError(
+                f"the model on Triton at {self.endpoint.address} now has other classes than at start: "
+                f"restart segcast to use it"
+            )
         if served != self._served:  # the first time, or a restarted server serves another model by that name
             log.info(
                 "Triton model %s: %s, %d classes, input %s, max batch %d",
@@ -306,19 +333,24 @@ class TritonModel:
             return pixels, input_shape
         return (pixels.astype(np.float32) / 255).astype(served.input_dtype, copy=False), input_shape
 
-    def _infer(self, served: ServedModel, batch: np.ndarray, deadline: float) -> list[np.ndarray]:
+    def _infer(self, served: ServedModel, batch: np.ndarray) -> list[np.ndarray]:
+        """Requester thread: send ``batch``, in parts of the served max batch, which share one deadline
+        from now (not from when the batch was submitted: time spent queued behind another is no
+        sign of a server that does not answer)."""
+        deadline = time.monotonic() + self._request_timeout_s
         transport = self._connection()
         step = served.max_batch or 1  # without server-side batching, the batch dimension is the model's own
         parts: list[list[np.ndarray]] = []
         for first in range(0, len(batch), step):
             left_s = deadline - time.monotonic()
-            if left_s <= 0:  # spent by the parts before, or by the requests queued ahead
-                raise TritonTimeout(f"no answer within {self._request_timeout_s:.3g} s")
-            started = time.perf_counter()
-            self.requests += 1
+            if left_s <= 0:  # spent by the parts before, all answered: the server is slow, not down
+                raise InferenceUnavailable(
+                    f"no answer within {self._request_timeout_s:.3g} s: the batch's first requests took it all"
+                )
             try:
                 parts.append(
-                    transport.infer(
+                    self._counted(
+                        transport.infer,
                         self.endpoint.model,
                         served.input_name,
                         batch[first : first + step],
@@ -327,14 +359,21 @@ class TritonModel:
                     )
                 )
             except TritonTimeout:  # said as the batch's deadline, not as the time this part had left of it
-                self.failed_requests += 1
                 raise TritonTimeout(f"no answer within {self._request_timeout_s:.3g} s") from None
-            except Exception:
-                self.failed_requests += 1
-                raise
-            finally:
-                self.request_seconds += time.perf_counter() - started
         return [np.concatenate([part[index] for part in parts]) for index in range(len(served.outputs))]
+
+    def _counted(self, call: Callable[..., _T], *args: Any) -> _T:
+        """Requester thread: one exchange with the server, counted in ``requests``, ``failed_requests``
+        (whatever the reason) and ``request_seconds``."""
+        started = time.perf_counter()
+        self.requests += 1
+        try:
+            return call(*args)
+        except Exception:
+            self.failed_requests += 1
+            raise
+        finally:
+            self.request_seconds += time.perf_counter() - started
 
     def _down(self, reason: str) -> None:
         with self._status_lock:

@@ -11,8 +11,10 @@ pixels and scales them to 0-1 as its first step, so a request carries a quarter 
 ultralytics' float input: at 640x384, 0.7 MB a frame instead of 2.9 MB, which is what lets one
 server's network link carry dozens of cameras. Dynamic batching lets Triton join the requests of
 many segcast nodes into one execution. The ``metadata`` parameter carries what the ONNX file's own
-metadata says of the model (class names, task, input size, stride) in the form ultralytics' Triton
-client reads, so segcast and ``YOLO("grpc://...")`` both learn the classes from the server.
+metadata says of the model (class names, task, input size, stride) in the format ultralytics' Triton
+client reads too. Only that format is shared: ultralytics' client (``YOLO("grpc://...")``) cannot
+use this model, because it sends its 0-1 float input cast to the model's uint8 type, making every
+pixel 0 or 1 (no detections); segcast's own client sends the pixels.
 """
 
 from __future__ import annotations

@@ -2,8 +2,15 @@
 
 Every call has a deadline and every failure comes out as one of two exceptions, so the inference
 thread never hangs on a network and never sees a client library's own error types:
-`TritonUnavailable` (no answer in time, connection refused or reset, an answer that is not Triton's:
-worth retrying) and `TritonRefused` (the server answered no: an unknown model, a request it cannot run).
+`TritonUnavailable` (no answer in time, connection refused or reset, an answer that is not Triton's,
+or `TritonFailed`: the server failed the request on its side; worth retrying) and `TritonRefused`
+(the server answered no because of the request: an unknown model, an input it cannot take).
+
+gRPC and HTTP are classified alike, by the Triton error behind the status: INVALID_ARGUMENT,
+NOT_FOUND, ALREADY_EXISTS, UNIMPLEMENTED (HTTP 400, 404, 409, 501 and other 4xx) are the request's
+fault; INTERNAL and UNKNOWN (HTTP 500) are the server's (a crashed backend stub, CUDA out of memory);
+UNAVAILABLE, RESOURCE_EXHAUSTED, CANCELLED (HTTP 502, 503, 504, 429) are a server that is not there
+or too busy.
 
 Requests go in the clear and carry no credentials: ``grpcs://``, ``https://`` and a user name or
 password in the URL are refused at start rather than quietly sent without them (or the password
@@ -28,6 +35,16 @@ SCHEMES = ("grpc", "http")
 DEFAULT_PORTS = {"grpc": 8001, "http": 8000}
 #: Schemes that would need TLS, which segcast does not speak to Triton, and the plain one to use instead.
 TLS_SCHEMES = {"grpcs": "grpc", "https": "http"}
+#: gRPC status codes of a server that is not there or too busy, and of one that failed on its own
+#: side; every other code (INVALID_ARGUMENT, NOT_FOUND, ...) is the request's fault.
+GRPC_UNAVAILABLE = frozenset({"UNAVAILABLE", "CANCELLED", "RESOURCE_EXHAUSTED"})
+GRPC_FAILED = frozenset({"INTERNAL", "UNKNOWN", "DATA_LOSS", "ABORTED"})
+#: HTTP statuses of the same two kinds (Triton answers INTERNAL with 500, UNAVAILABLE with 503, and
+#: an invalid argument with 400; 501 is its UNSUPPORTED, gRPC's UNIMPLEMENTED: the request's fault).
+HTTP_UNAVAILABLE = frozenset({408, 429, 502, 503, 504})
+HTTP_REFUSED_5XX = frozenset({501})
+#: How tritonclient's HTTP client says an error answer was not Triton's JSON.
+_NOT_JSON_ERROR = "an exception occurred in the client while decoding the response"
 
 
 class TritonUnavailable(Exception):
@@ -38,8 +55,12 @@ class TritonTimeout(TritonUnavailable):
     """No answer before the call's deadline."""
 
 
+class TritonFailed(TritonUnavailable):
+    """The server answered with an error of its own (INTERNAL, HTTP 500): not the request's fault."""
+
+
 class TritonRefused(Exception):
-    """The server answered, and said no."""
+    """The server answered, and said no because of the request itself."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,14 +171,16 @@ class _GrpcTransport:
         try:
             return method(*args, **kwargs)
         except InferenceServerException as exc:
-            status = str(exc.status() or "")
-            if "DEADLINE_EXCEEDED" in status:
+            code = str(exc.status() or "").removeprefix("StatusCode.")  # as tritonclient gives grpc.StatusCode
+            if code == "DEADLINE_EXCEEDED":
                 raise TritonTimeout(f"no answer within {kwargs['client_timeout']:.3g} s") from None
-            if any(code in status for code in ("UNAVAILABLE", "CANCELLED", "RESOURCE_EXHAUSTED")):
-                text = _short(exc)
+            text = _short(exc)
+            if code in GRPC_UNAVAILABLE:
                 # gRPC says "failed to connect to all addresses; last error: ...: Connection refused"
                 raise TritonUnavailable("connection refused" if "Connection refused" in text else text) from None
-            raise TritonRefused(_short(exc)) from None
+            if code in GRPC_FAILED:
+                raise TritonFailed(text) from None
+            raise TritonRefused(text) from None
 
 
 class _HttpTransport:
@@ -197,6 +220,7 @@ class _HttpTransport:
         self._client.close()
 
     def _call(self, timeout_s: float, method: Any) -> Any:
+        from rapidjson import JSONDecodeError  # tritonclient.http's JSON parser
         from tritonclient.utils import InferenceServerException
 
         # Whole seconds, rounded up: the time left of a deadline changes with every request, and a
@@ -208,19 +232,35 @@ class _HttpTransport:
         try:
             return method(self._client)
         except InferenceServerException as exc:
-            if str(exc.status() or "").startswith("5"):
-                raise TritonUnavailable(_short(exc)) from None
-            raise TritonRefused(_short(exc)) from None
+            raise _http_error(exc) from None
         except TimeoutError:
             raise TritonTimeout(f"no answer within {timeout_s:g} s") from None
         except OSError as exc:  # refused, reset, unreachable
             raise TritonUnavailable(_short(exc)) from None
         except http.client.HTTPException as exc:  # an answer that is not HTTP: e.g. Triton's gRPC port
             raise TritonUnavailable(f"not a Triton HTTP endpoint ({_short(exc)})") from None
+        except JSONDecodeError:  # a 200 answer that is not Triton's JSON: e.g. Triton's metrics port
+            raise TritonUnavailable("not a Triton HTTP endpoint (its answer is not JSON)") from None
         except Exception as exc:  # gevent's Timeout is no OSError
             if type(exc).__name__ in {"Timeout", "ConnectionTimeout", "NetworkTimeout"}:
                 raise TritonTimeout(f"no answer within {timeout_s:g} s") from None
             raise
+
+
+def _http_error(exc: Any) -> Exception:
+    """The exception for an HTTP error answer of status ``exc.status()``, classified as gRPC's codes are."""
+    text = _short(exc)
+    try:
+        status = int(str(exc.status() or ""))
+    except ValueError:
+        status = 0
+    if text.startswith(_NOT_JSON_ERROR):  # an error page that is not Triton's: some other HTTP server
+        return TritonUnavailable(f"not a Triton HTTP endpoint (HTTP {status} without Triton's JSON error)")
+    if status in HTTP_UNAVAILABLE:
+        return TritonUnavailable(text)
+    if 400 <= status < 500 or status in HTTP_REFUSED_5XX:
+        return TritonRefused(text)
+    return TritonFailed(text)
 
 
 def _type_name(batch: np.ndarray) -> str:

@@ -2,13 +2,20 @@
 
 A publisher's track becomes a `WebRTCSource` stream in the `StreamManager`; when the peer closes,
 its connection fails, or its video stops for `WebRTCConfig.publish_idle_timeout_s`, the stream is
-ended, announced, and removed, and its reader and tracker are freed. A player gets an
+ended, announced, and removed, and its reader and tracker are freed. The other way round, a stream
+that fails or ends (its reader refused the peer's frames, say, as larger than ``max_frame_side``) or
+is removed closes its publisher, whose frames would otherwise keep coming to no one. Only the first
+video a publisher offers is received, and a player only sends: every other media section is
+answered ``inactive``, as nothing would read what aiortc decoded for it. A player gets an
 `AnnotatedTrack` fed by its stream's shared `PlaybackFeed`, and is closed if it has not connected
 within `WebRTCConfig.play_connect_timeout_s`: a browser that gave up on ICE (the bundled viewer falls
 back to the WebSocket after 3 s) says nothing, and aiortc would keep trying, and the slot, forever.
 
 Everything here runs on the event loop. Each peer is closed exactly once, by `_close`, whichever of
-those causes comes first; `PeerRegistry.close` does it for all of them at shutdown.
+those causes comes first; `PeerRegistry.close` does it for all of them at shutdown. Answering an
+offer awaits (ICE gathering takes seconds with a STUN server that does not answer), so once it is
+answered the registry checks again that the peer is still open and its stream still there before
+it starts anything for it.
 """
 
 from __future__ import annotations
@@ -50,6 +57,20 @@ class OfferError(ValueError):
     """The offer cannot be answered as sent; the message tells the client what to change."""
 
 
+class PeerClosedError(RuntimeError):
+    """The peer was closed while its offer was answered (its access token expired, the server is stopping)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"the WebRTC peer was closed before its offer was answered: {reason}")
+
+
+class StreamGoneError(LookupError):
+    """The stream to play was removed while the offer was answered."""
+
+    def __init__(self, stream_id: str) -> None:
+        super().__init__(f"no stream {stream_id!r} (it was removed); GET /api/streams lists them")
+
+
 class PeerLimitError(RuntimeError):
     """Every WebRTC peer slot is taken."""
 
@@ -70,6 +91,8 @@ class Peer:
     #: When the signed token the peer was let in with expires, it is closed (`PeerRegistry.end_at`).
     expiry: asyncio.TimerHandle | None = field(default=None, repr=False)
     closing: asyncio.Task[None] | None = field(default=None, repr=False)
+    #: Why it is being closed, for an offer still being answered when that began.
+    close_reason: str | None = None
 
 
 class PeerRegistry:
@@ -83,9 +106,11 @@ class PeerRegistry:
         self._peers: set[Peer] = set()
         self._feeds: dict[tuple[str, ImageKind], PlaybackFeed] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
         # One thread draws overlays for every feed: rendering is cheap next to inference, and one
         # thread keeps it from competing with the model for cores.
         self._render = ThreadPoolExecutor(max_workers=1, thread_name_prefix="webrtc-render")
+        hub.add_state_listener(self._stream_state)
 
     def has_stream(self, stream_id: str) -> bool:
         try:
@@ -113,9 +138,12 @@ class PeerRegistry:
             if video is None:
                 raise OfferError("the offer sends no video: add the camera's video track before creating it")
             for transceiver in peer.pc.getTransceivers():
-                if transceiver.kind != "video":
-                    transceiver.direction = "inactive"  # audio is not analysed: do not receive or decode it
+                if transceiver.receiver.track is not video:
+                    # Audio is not analysed, and a second camera would be a second stream: neither is
+                    # received, so aiortc decodes nothing that no one reads.
+                    transceiver.direction = "inactive"
             answer = await self._answer(peer)
+            self._check_open(peer)
             peer.source = WebRTCSource(remote, fps)
             self._manager.add_source(
                 StreamConfig(stream_id, peer.source.describe(), options=self._options), peer.source
@@ -132,6 +160,10 @@ class PeerRegistry:
     ) -> RTCSessionDescription:
         """Answer a player's offer with the video of ``stream_id`` (which must exist), annotated or clean.
 
+        The first video section the offer can receive on is answered ``sendonly``, every other section
+        ``inactive``: a player sends nothing segcast would read. `StreamGoneError` if the stream was
+        removed, `PeerClosedError` if the peer was closed, while the offer was answered.
+
         ``expires``: when the signed token the offer came with expires (Unix seconds), if it came with one.
         """
         peer = self._new_peer("play", stream_id, remote, expires)
@@ -145,18 +177,29 @@ class PeerRegistry:
         peer.pc.on("datachannel", on_datachannel)
         try:
             await self._accept(peer, offer)
-            if not any(t.kind == "video" for t in peer.pc.getTransceivers()):
+            video = [t for t in peer.pc.getTransceivers() if t.kind == "video"]
+            if not video:
                 raise OfferError("the offer has no video to receive: add a recvonly video transceiver")
-            if not any(
-                media.kind == "video" and media.direction in ("sendrecv", "recvonly")
+            receiving = {
+                media.rtp.muxId
                 for media in SessionDescription.parse(offer.sdp).media
-            ):
+                if media.kind == "video" and media.direction in ("sendrecv", "recvonly")
+            }
+            sending = next((t for t in video if t.mid in receiving), None)
+            if sending is None:
                 raise OfferError("the offer's video is send-only or inactive: make the video transceiver recvonly")
-            peer.pc.addTrack(track)
+            for transceiver in peer.pc.getTransceivers():
+                transceiver.direction = "sendonly" if transceiver is sending else "inactive"
+            sending.sender.replaceTrack(track)
             answer = await self._answer(peer)
+            self._check_open(peer)
+            if not self.has_stream(stream_id):
+                raise StreamGoneError(stream_id)
         except BaseException:
             await self._discard(peer)
             raise
+        # Nothing awaits from the checks above until the player is in its feed: a `_close` begun
+        # before them refused the offer, and one begun after them finds the feed to leave.
         timeout_s = self.config.play_connect_timeout_s
         if peer.pc.connectionState != "connected":
             peer.connect_deadline = asyncio.get_running_loop().call_later(
@@ -172,7 +215,11 @@ class PeerRegistry:
         return answer
 
     async def close(self) -> None:
-        """Close every peer and feed and stop the render thread; for app shutdown."""
+        """Close every peer and feed and stop the render thread; for app shutdown.
+
+        Offers still being answered are refused (`PeerClosedError`), and so are new ones.
+        """
+        self._closed = True
         for peer in list(self._peers):
             self._close_soon(peer, "server shutdown")
         if self._tasks:
@@ -195,6 +242,8 @@ class PeerRegistry:
         A peer let in with a signed token is closed when the token expires: like a WebSocket opened
         with one, a connection outliving its token would keep a leaked URL showing the cameras.
         """
+        if self._closed:
+            raise PeerClosedError("the server is shutting down")
         if not self.has_room():
             raise PeerLimitError(self.config.max_peers)
         peer = Peer(RTCPeerConnection(self.config.rtc_configuration()), role, stream_id, remote)
@@ -229,8 +278,15 @@ class PeerRegistry:
             raise OfferError(f"cannot answer the offer: {_reason(exc)}") from exc
         return peer.pc.localDescription
 
+    def _check_open(self, peer: Peer) -> None:
+        """`PeerClosedError` if ``peer`` began closing while its offer was answered."""
+        if peer.closing is not None or peer not in self._peers:
+            raise PeerClosedError(peer.close_reason or "the connection closed")
+
     async def _discard(self, peer: Peer) -> None:
         """Forget a peer whose offer failed; no stream or feed was started for it."""
+        if peer.closing is not None:  # already being closed, by whatever closed it
+            return
         self._peers.discard(peer)
         if peer.expiry is not None:
             peer.expiry.cancel()
@@ -246,16 +302,32 @@ class PeerRegistry:
             if peer.role == "play" and peer.stream_id == stream_id:
                 self._close_soon(peer, "the stream was removed")
 
-    def _close_soon(self, peer: Peer, reason: str | None) -> None:
-        if peer.closing is None and peer in self._peers:
-            peer.closing = self._spawn(self._close(peer, reason), f"webrtc-close-{peer.stream_id}")
+    def _stream_state(self, stream_id: str, state: StreamState) -> None:
+        """A published stream that failed or ended closes its publisher: its reader takes no more frames.
 
-    async def _close(self, peer: Peer, reason: str | None) -> None:
+        Its reader has announced that state, with the reason, so the stream is removed without another.
+        """
+        if state not in (StreamState.FAILED, StreamState.ENDED):
+            return
+        for peer in list(self._peers):
+            if peer.source is not None and peer.stream_id == stream_id:
+                error = self._hub.states.get(stream_id, (state, None))[1]
+                reason = f"the stream {state.value}" + (f": {error}" if error else "")
+                self._close_soon(peer, reason, announce=False)
+
+    def _close_soon(self, peer: Peer, reason: str | None, announce: bool = True) -> None:
+        """Close ``peer`` once. ``announce``: a stream it publishes is announced ``ended`` with ``reason``."""
+        if peer.closing is None and peer in self._peers:
+            peer.close_reason = reason
+            peer.closing = self._spawn(self._close(peer, reason, announce), f"webrtc-close-{peer.stream_id}")
+
+    async def _close(self, peer: Peer, reason: str | None, announce: bool) -> None:
         for timer in (peer.connect_deadline, peer.expiry):
             if timer is not None:
                 timer.cancel()
         if peer.source is not None:
-            await self._end_stream(peer.stream_id, peer.source, reason)
+            final_state = (StreamState.ENDED, reason) if announce else None
+            await self._end_stream(peer.stream_id, peer.source, final_state)
         try:
             await asyncio.wait_for(peer.pc.close(), CLOSE_TIMEOUT_S)
         except TimeoutError:
@@ -269,14 +341,16 @@ class PeerRegistry:
             "[%s] WebRTC %s peer %s closed%s", peer.stream_id, peer.role, peer.remote, f": {reason}" if reason else ""
         )
 
-    async def _end_stream(self, stream_id: str, source: WebRTCSource, reason: str | None) -> None:
-        """Free the stream (its reader, once stopped, reports nothing more), then announce its end once.
+    async def _end_stream(
+        self, stream_id: str, source: WebRTCSource, final_state: tuple[StreamState, str | None] | None
+    ) -> None:
+        """Free the stream (its reader, once stopped, reports nothing more), then announce ``final_state``.
 
         The reader is stopped before the source ends, so that viewers get one ``ended`` status with
         the real reason (a lost connection) rather than the reader's reasonless one.
         """
         try:
-            await asyncio.to_thread(self._manager.remove, stream_id, (StreamState.ENDED, reason))
+            await asyncio.to_thread(self._manager.remove, stream_id, final_state)
         except KeyError:  # removed through the API, which told the viewers itself
             return
         finally:

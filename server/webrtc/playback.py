@@ -3,10 +3,10 @@
 Players may ask for the clean frames instead, to draw overlays themselves from the metadata as the
 viewer does with JPEGs. Each stream and image kind with WebRTC players has one `PlaybackFeed`: a
 metadata-only hub viewer (so the encoder makes no JPEG for it) whose task turns each new result
-into an `av.VideoFrame` once, drawing any overlay on a worker thread and never on the loop, then
-offers that frame to every player's latest-only slot. A player whose encoder falls behind skips
-frames and never delays the others. Encoding stays per player, as WebRTC adapts each peer's
-bitrate on its own.
+into an `av.VideoFrame` once, drawing any overlay and converting it to the encoders' YUV 4:2:0 on a
+worker thread and never on the loop, then offers that frame to every player's latest-only slot. A
+player whose encoder falls behind skips frames and never delays the others. Encoding stays per
+player, as WebRTC adapts each peer's bitrate on its own.
 
 Timing: a feed stamps its frames with ``pts`` on the 90 kHz video clock, from their capture times.
 For each frame a player sends, the "meta" data channel carries the frame's metadata (the protocol's
@@ -39,18 +39,28 @@ VIDEO_TIME_BASE = Fraction(1, VIDEO_CLOCK_HZ)
 #: Metadata not yet sent on a slow channel beyond this is skipped, so it never queues up unboundedly.
 MAX_META_BUFFERED_BYTES = 256 * 1024
 
+#: What aiortc's VP8 and H.264 encoders take; a frame in any other format is converted by each of them.
+VIDEO_FORMAT = "yuv420p"
+
 Rendered = tuple[av.VideoFrame, FramePacket]
 
 
 def render(packet: FramePacket, pts: int, kind: ImageKind) -> av.VideoFrame:
-    """The picture of ``packet`` as a video frame, annotated or clean; runs on the feed's worker thread."""
+    """The picture of ``packet`` as a `VIDEO_FORMAT` frame, annotated or clean; runs on the feed's worker thread.
+
+    Converted here, once for all players, rather than by each player's encoder. A picture with an odd
+    width or height loses its last column or row: H.264 takes only even sizes in 4:2:0, and the
+    metadata keeps the full size, which a client scales the picture to.
+    """
     result = packet.result
     image = (
         annotate(result.frame.image, result.tracks, analytics=result.analytics)
         if kind is ImageKind.ANNOTATED
         else result.frame.image
     )
-    frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+    height, width = image.shape[:2]
+    frame = av.VideoFrame.from_ndarray(image[: height - height % 2, : width - width % 2], format="bgr24")
+    frame = frame.reformat(format=VIDEO_FORMAT)
     frame.pts, frame.time_base = pts, VIDEO_TIME_BASE
     return frame
 

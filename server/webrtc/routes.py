@@ -6,8 +6,10 @@
 
 Signalling is one HTTP round trip: aiortc puts all its candidates in the answer, and the browser
 waits for its own before sending the offer (see web/webrtc.js). Errors are JSON ``{"error": text}``
-with 400 for a malformed offer, 404 for an unknown stream, 409 for a taken stream id, 413 for an
-oversized offer and 503 when the peer limit is reached.
+with 400 for a malformed offer (a key other than those above too), 404 for an unknown stream (also
+one removed while its offer was answered), 409 for a taken stream id, 413 for an oversized offer,
+and 503 when the peer limit is reached or the peer was closed before its answer (the server is
+shutting down, its access token expired).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from server.http.errors import error
 from server.http.keys import hub_key, manager_key, settings_key
 from server.streams import StreamExistsError
 from server.webrtc.config import WebRTCConfig
-from server.webrtc.peers import OfferError, PeerLimitError, PeerRegistry
+from server.webrtc.peers import OfferError, PeerClosedError, PeerLimitError, PeerRegistry, StreamGoneError
 from server.webrtc.source import DEFAULT_FPS
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,10 @@ MAX_FPS = 120.0
 GENERATED_ID_PREFIX = "webcam-"
 #: Video, data channel, and an audio track a browser may add: nothing segcast answers needs more.
 MAX_MEDIA_SECTIONS = 4
+#: The keys each offer's body may have; any other is refused, not silently ignored (a misspelt
+#: ``"imgae"`` would otherwise play the annotated frames the client did not ask for).
+PUBLISH_KEYS = ("type", "sdp", "stream", "fps")
+PLAY_KEYS = ("type", "sdp", "image")
 
 webrtc_config_key = web.AppKey("webrtc_config", WebRTCConfig)
 peers_key = web.AppKey("webrtc_peers", PeerRegistry)
@@ -77,7 +83,7 @@ async def _config(request: web.Request) -> web.Response:
 
 async def _publish(request: web.Request) -> web.Response:
     registry = request.app[peers_key]
-    body = await _read_offer(request, registry)
+    body = await _read_offer(request, registry, PUBLISH_KEYS)
     stream_id = body.get("stream")
     if stream_id is None:
         stream_id = GENERATED_ID_PREFIX + secrets.token_hex(3)
@@ -94,7 +100,7 @@ async def _publish(request: web.Request) -> web.Response:
         )
     except OfferError as exc:
         raise error(web.HTTPBadRequest, str(exc)) from None
-    except PeerLimitError as exc:
+    except (PeerLimitError, PeerClosedError) as exc:
         raise error(web.HTTPServiceUnavailable, str(exc)) from None
     except StreamExistsError:  # taken between the check above and the start
         raise _taken(stream_id) from None
@@ -106,7 +112,7 @@ async def _play(request: web.Request) -> web.Response:
     stream_id = request.match_info["stream"]
     if not registry.has_stream(stream_id):
         raise error(web.HTTPNotFound, f"no stream {stream_id!r}; GET /api/streams lists them")
-    body = await _read_offer(request, registry)
+    body = await _read_offer(request, registry, PLAY_KEYS)
     try:
         kind = ImageKind(body.get("image", ImageKind.ANNOTATED.value))
     except ValueError:
@@ -116,13 +122,18 @@ async def _play(request: web.Request) -> web.Response:
         answer = await registry.play(_description(body), stream_id, kind, _remote(request), request.get(expires_key))
     except OfferError as exc:
         raise error(web.HTTPBadRequest, str(exc)) from None
-    except PeerLimitError as exc:
+    except StreamGoneError as exc:
+        raise error(web.HTTPNotFound, str(exc)) from None
+    except (PeerLimitError, PeerClosedError) as exc:
         raise error(web.HTTPServiceUnavailable, str(exc)) from None
     return _answer(answer, stream_id)
 
 
-async def _read_offer(request: web.Request, registry: PeerRegistry) -> dict[str, Any]:
-    """The request's offer as JSON, within the size limit, with a usable ``sdp``; else the HTTP error."""
+async def _read_offer(request: web.Request, registry: PeerRegistry, keys: tuple[str, ...]) -> dict[str, Any]:
+    """The request's offer: JSON text within the size limit, with a usable ``sdp`` and no key but ``keys``.
+
+    Anything else raises the HTTP error that says what to change.
+    """
     if not registry.has_room():  # early, before the body is read; `PeerRegistry` checks again when adding
         raise error(web.HTTPServiceUnavailable, str(PeerLimitError(registry.config.max_peers)))
     limit = registry.config.max_offer_bytes
@@ -139,6 +150,17 @@ async def _read_offer(request: web.Request, registry: PeerRegistry) -> dict[str,
         body = None
     if not isinstance(body, dict):
         raise error(web.HTTPBadRequest, 'send the offer as JSON: {"type": "offer", "sdp": "v=0..."}')
+    try:
+        json.dumps(body, ensure_ascii=False).encode()
+    except UnicodeEncodeError:  # JSON can escape half a surrogate pair ("\\ud800"), which is no character
+        raise error(
+            web.HTTPBadRequest, "the body must be text: it escapes a lone surrogate (\\ud800-\\udfff)"
+        ) from None
+    unknown = [key for key in body if key not in keys]
+    if unknown:
+        named = ", ".join(repr(key) for key in unknown)
+        plural = "s" if len(unknown) > 1 else ""
+        raise error(web.HTTPBadRequest, f"unknown key{plural} {named}; an offer here has only {', '.join(keys)}")
     if body.get("type") != "offer":
         raise error(web.HTTPBadRequest, f"'type' must be \"offer\", not {body.get('type')!r}")
     sdp = body.get("sdp")
