@@ -3,7 +3,8 @@
 aiortc receives and decodes the peer's video on its own thread and hands `av.VideoFrame` values to
 the event loop. `pump` takes them there and puts each into a `FrameHandover`, a latest-only slot
 that never blocks the loop; the stream's reader thread takes the newest one, converts it to BGR
-(the only pixel work, kept off the loop) and yields it like any camera would. When the peer goes
+(the only pixel work, kept off the loop) and yields it like any camera would, at a steady size
+(`steady_size`). When the peer goes
 away, the peer registry stops the stream's reader first and then ends the handover, so that the
 stream's end is announced once, by the registry, with the reason the peer went away.
 """
@@ -23,6 +24,8 @@ from server.sources.base import Decoded
 DEFAULT_FPS = 30.0
 #: How often a waiting reader looks at its stop event.
 TAKE_POLL_S = 0.1
+#: Sizes whose width-to-height ratios differ by less than this share are the same picture scaled.
+SAME_ASPECT = 0.02
 
 
 class FrameHandover:
@@ -90,6 +93,7 @@ class WebRTCSource:
 
     def open(self, stop: threading.Event) -> Iterator[Decoded]:
         first_pts: int | None = None
+        size: tuple[int, int] | None = None
         try:
             while not stop.is_set():
                 frame = self.handover.take(TAKE_POLL_S)
@@ -101,10 +105,27 @@ class WebRTCSource:
                 if first_pts is None:
                     first_pts = pts
                 media_time = float((pts - first_pts) * frame.time_base) if frame.time_base else 0.0
-                yield Decoded(frame.to_ndarray(format="bgr24"), media_time)
+                size = steady_size(size, (frame.width, frame.height))
+                yield Decoded(frame.to_ndarray(format="bgr24", width=size[0], height=size[1]), media_time)
         finally:
             if stop.is_set():  # the reader stopped for good (the stream was removed): tell the pump
                 self.handover.end()
+
+
+def steady_size(steady: tuple[int, int] | None, received: tuple[int, int]) -> tuple[int, int]:
+    """The size to hand a published frame of size ``received`` on at, after frames at ``steady``.
+
+    A browser lowers its sending resolution when the network or its CPU is short and raises it again
+    later. A frame of another size ends every track (`server.tracking`: boxes on two scales cannot be
+    one track), so a frame that is the same picture smaller is scaled back up to the steady size:
+    ids, trails and zone visits go on. A larger one becomes the steady size (a sender ramping up at
+    the start: detail is worth one restart), as does another shape (a phone turned on its side).
+    """
+    if steady is None:
+        return received
+    (width, height), (new_width, new_height) = steady, received
+    same_shape = abs(width * new_height - new_width * height) <= SAME_ASPECT * width * new_height
+    return steady if same_shape and new_width <= width else received
 
 
 async def pump(

@@ -1,0 +1,40 @@
+"""A published WebRTC track as a stream's source: the frames its reader hands on."""
+
+from __future__ import annotations
+
+import threading
+
+import av
+import numpy as np
+
+from server.webrtc.source import WebRTCSource
+
+
+def _frame(width: int, height: int, pts: int) -> av.VideoFrame:
+    frame = av.VideoFrame.from_ndarray(np.full((height, width, 3), 90, np.uint8), format="bgr24")
+    frame.pts = pts
+    return frame
+
+
+def test_a_sender_that_lowers_its_resolution_is_scaled_back_to_its_steady_size() -> None:
+    """A browser sending less under load must not end every track (each new size does): a smaller
+    frame of the same shape is scaled up; a larger one, or one turned on its side, is taken as it is."""
+    source = WebRTCSource("127.0.0.1")
+    frames = source.open(threading.Event())
+    sent = [(640, 480), (320, 240), (480, 360), (640, 480), (1280, 960), (640, 480), (480, 640), (240, 320)]
+    handed_on = []
+    for pts, (width, height) in enumerate(sent):
+        source.handover.put(_frame(width, height, pts * 3000))
+        decoded = next(frames)
+        handed_on.append((decoded.image.shape[1], decoded.image.shape[0]))
+    assert handed_on == [
+        (640, 480),
+        (640, 480),
+        (640, 480),
+        (640, 480),
+        (1280, 960),
+        (1280, 960),
+        (480, 640),
+        (480, 640),
+    ]
+    frames.close()
