@@ -126,6 +126,80 @@ async def test_overlay_toggles_and_highlight_change_what_is_drawn(
     assert console.errors == []
 
 
+#: Keeps, in the page, the metadata of the last frames the WebSocket brought, by seq.
+KEEP_FRAME_META = """
+window.frameMeta = new Map();
+window.WebSocket = class extends WebSocket {
+  constructor(...args) {
+    super(...args);
+    this.addEventListener("message", ({ data }) => {
+      if (typeof data !== "string") return;
+      const message = JSON.parse(data);
+      if (message.type !== "frame") return;
+      window.frameMeta.set(String(message.seq), message);
+      if (window.frameMeta.size > 100) window.frameMeta.delete(window.frameMeta.keys().next().value);
+    });
+  }
+};
+"""
+#: Where on the screen to click a track of the frame shown: the middle of its box, in the picture as
+#: object-fit: contain places it; the track farthest from the middle, whose box is the smallest there.
+TRACK_ON_SCREEN = """() => {
+  const canvas = document.querySelector("#video");
+  const meta = window.frameMeta.get(canvas.dataset.seq);
+  const rect = canvas.getBoundingClientRect();
+  const scale = Math.min(rect.width / meta.width, rect.height / meta.height);
+  const [width, height] = [meta.width * scale, meta.height * scale];
+  const area = ([x1, y1, x2, y2]) => (x2 - x1) * (y2 - y1);
+  const under = (x, y) => meta.tracks
+    .filter(({ box: [x1, y1, x2, y2] }) => x >= x1 && x <= x2 && y >= y1 && y <= y2)
+    .sort((a, b) => area(a.box) - area(b.box))[0];
+  const [track] = meta.tracks
+    .map(({ id, box: [x1, y1, x2, y2] }) => ({ id, x: (x1 + x2) / 2, y: (y1 + y2) / 2 }))
+    .filter((t) => under(t.x, t.y).id === t.id)
+    .sort((a, b) => Math.abs(b.x - meta.width / 2) - Math.abs(a.x - meta.width / 2));
+  return {
+    letterboxed: width < rect.width - 1 || height < rect.height - 1,
+    id: track.id,
+    x: rect.left + (rect.width - width) / 2 + (track.x / meta.width) * width,
+    y: rect.top + (rect.height - height) / 2 + (track.y / meta.height) * height,
+  };
+}"""
+HIGHLIGHTED_ROWS = "() => [...document.querySelectorAll('#tracks tbody tr.highlight')].map((row) => row.dataset.track)"
+
+
+async def test_a_click_pins_a_track_on_a_letterboxed_picture_and_in_the_table_as_it_updates(
+    start_server: Start, browser: Any
+) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    page = await browser.new_page(viewport={"width": 1600, "height": 600})  # the picture is capped in height
+    console = Console(page)
+    await page.add_init_script(KEEP_FRAME_META)
+    await page.goto(str(client.make_url("/?transport=ws#/stream/cam")))
+    await page.wait_for_function(PAUSE_ON_TRACKS, timeout=WAIT_MS)
+    target = await page.evaluate(TRACK_ON_SCREEN)
+    assert target["letterboxed"]
+    await page.mouse.click(target["x"], target["y"])
+    await page.mouse.move(0, 0)  # off the video: only the pinned track stays highlighted
+    await page.wait_for_function(f"() => ({HIGHLIGHTED_ROWS})().join() === '{target['id']}'", timeout=WAIT_MS)
+    await page.mouse.click(target["x"], target["y"])  # the same track again: unpinned
+    await page.mouse.move(0, 0)
+    await page.wait_for_function(f"() => ({HIGHLIGHTED_ROWS})().length === 0", timeout=WAIT_MS)
+
+    # A row pressed while a frame comes in, and released after it, is still clicked.
+    await page.click("#pause")
+    row = page.locator("#tracks tbody tr").first
+    track = await row.get_attribute("data-track")
+    await row.hover()
+    shown = await page.get_attribute("#video", "data-seq")
+    await page.mouse.down()
+    await wait_for_new_frame(page, "#video", shown)
+    await page.mouse.up()
+    await page.mouse.move(0, 0)
+    await page.wait_for_function(f"() => ({HIGHLIGHTED_ROWS})().join() === '{track}'", timeout=WAIT_MS)
+    assert console.errors == []
+
+
 async def test_a_camera_is_added_and_removed_through_the_form(
     start_server: Start, browser: Any, screenshots: Path
 ) -> None:

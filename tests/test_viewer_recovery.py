@@ -128,6 +128,15 @@ async def test_an_unknown_stream_id_says_so_until_a_stream_is_added_by_it(
     assert console.errors == []
 
 
+async def test_an_address_that_is_not_percent_encoded_shows_the_grid(start_server: Start, browser: Any) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    page, console = await open_page(browser, client, "/?transport=ws#/stream/%E0")
+    await page.wait_for_function(THUMBNAIL_DRAWN, timeout=WAIT_MS)
+    await wait_for_text(page, "#add-help", "This server accepts")
+    assert await page.is_hidden("#stream-view")
+    assert console.errors == []
+
+
 async def test_a_stream_removed_while_it_is_watched_says_so_and_nothing_of_it_stays(
     start_server: Start, browser: Any
 ) -> None:

@@ -55,6 +55,17 @@ window.fetch = async (resource, options) => {
 };
 """
 TOUCH_MOVES = 10
+#: Notes, in the page, every WebSocket it opens; while `blockSockets` is set, new ones go nowhere.
+BLOCKABLE_SOCKETS = """
+window.sockets = [];
+window.blockSockets = false;
+window.WebSocket = class extends WebSocket {
+  constructor(url, protocols) {
+    super(window.blockSockets ? "ws://127.0.0.1:9/" : url, protocols);
+    window.sockets.push(this);
+  }
+};
+"""
 
 
 async def _screen(page: Any, point: Point) -> tuple[float, float]:
@@ -179,7 +190,12 @@ async def test_dragging_a_corner_moves_it_and_shapes_are_renamed_and_deleted(
     options = await _options(client, lambda o: _names(o, "zones") == [])
     assert _names(options, "lines") == ["gate"], "deleting the zone keeps the line"
 
-    await page.click('#shape-list li[data-shape="line:gate"]')
+    # The shape list is reached and used with the keyboard too; the shape keeps the focus as it is selected.
+    await page.focus("#shape-name")
+    await page.keyboard.press("Tab")  # the Delete button is off while nothing is selected
+    await page.keyboard.press("Enter")
+    await page.wait_for_selector('#shape-list li.selected[data-shape="line:gate"]', timeout=WAIT_MS)
+    assert await page.evaluate("() => document.activeElement.closest('li')?.dataset.shape") == "line:gate"
     await page.fill("#shape-name", "door")
     await page.press("#shape-name", "Enter")
     await _options(client, lambda o: _names(o, "lines") == ["door"])
@@ -217,6 +233,31 @@ async def test_a_zone_beyond_the_frame_is_shown_as_left_out(start_server: Start,
     response = await client.patch("/api/streams/cam", json={"zones": []})  # the problem goes with the zone
     assert response.status == 200
     await page.wait_for_selector("#shape-problem[hidden]", state="attached", timeout=WAIT_MS)
+    assert console.errors == []
+
+
+async def test_a_zone_in_pixels_follows_a_new_resolution_and_stays_in_pixels(start_server: Start, browser: Any) -> None:
+    px = {"name": "px", "points": [[100, 100], [300, 100], [300, 300]]}  # pixels, as a config file has them
+    client = await start_server(
+        StreamConfig("cam", "scene:?seed=3", options=StreamOptions.from_mapping({"zones": [px]}))
+    )
+    page, console = await open_page(browser, client, STREAM_VIEW)
+    await wait_for_new_frame(page, "#video")
+    await page.wait_for_selector('#shape-list li[data-shape="zone:px"]', timeout=WAIT_MS)
+    zones = (await (await client.get("/api/streams/cam")).json())["options"]["zones"]
+    assert (await client.patch("/api/streams/cam", json={"uri": "scene:?seed=3&width=1280&height=768"})).status == 200
+    await page.wait_for_function("() => document.querySelector('#video').width === 1280", timeout=WAIT_MS)
+    await wait_for_text(page, "[data-stat=source]", "width=1280")  # the stream list, with the new ETag
+
+    # (250, 120) is inside the zone on the new frame, and above where it was on the old one.
+    await _click(page, (250 / 1280, 120 / 768))
+    await page.wait_for_selector('#shape-list li.selected[data-shape="zone:px"]', timeout=WAIT_MS)
+    # A change to another shape sends this one back as the server gave it.
+    await page.click("#add-line")
+    await _click(page, (0.1, 0.9))
+    await page.mouse.dblclick(*await _screen(page, (0.9, 0.9)))
+    options = await _options(client, lambda o: _names(o, "lines") == ["line-1"])
+    assert options["zones"] == zones
     assert console.errors == []
 
 
@@ -260,10 +301,13 @@ async def test_a_finger_drags_a_corner_of_a_zone_it_has_not_selected_first(start
     assert console.errors == []
 
 
-async def test_a_rename_made_while_a_save_is_in_flight_is_saved_after_it(start_server: Start, browser: Any) -> None:
+async def test_a_rename_and_a_delete_made_while_a_save_is_in_flight_are_saved_after_it(
+    start_server: Start, browser: Any
+) -> None:
     client = await start_server(StreamConfig("cam", "scene:?seed=3"))
     bay = [(0.2, 0.2), (0.6, 0.2), (0.6, 0.7), (0.2, 0.7)]
-    body = {"zones": [{"name": "bay", "points": bay, "units": "fraction"}]}
+    gate = {"name": "gate", "points": [[0.1, 0.9], [0.9, 0.9]], "units": "fraction"}
+    body = {"zones": [{"name": "bay", "points": bay, "units": "fraction"}], "lines": [gate]}
     assert (await client.patch("/api/streams/cam", json=body)).status == 200
     page = await browser.new_page()
     console = Console(page)
@@ -290,12 +334,15 @@ async def test_a_rename_made_while_a_save_is_in_flight_is_saved_after_it(start_s
     await page.fill("#shape-name", "door")  # the dragged zone is the selected one
     await page.press("#shape-name", "Enter")
     await page.wait_for_selector('#shape-list li[data-shape="zone:door"]', timeout=WAIT_MS)
+    await page.click('#shape-list li[data-shape="line:gate"]')
+    await page.keyboard.press("Delete")
+    await page.wait_for_selector('#shape-list li[data-shape="line:gate"]', state="detached", timeout=WAIT_MS)
     await save.continue_()
 
     moved = [*bay[:2], (0.75, 0.8), bay[3]]
-    options = await _options(client, lambda o: _names(o, "zones") == ["door"])
+    options = await _options(client, lambda o: _names(o, "zones") == ["door"] and _names(o, "lines") == [])
     _assert_points(options["zones"][0], moved)
-    assert await page.evaluate("() => window.saves.most") == 1, "the rename waited for the save before it"
+    assert await page.evaluate("() => window.saves.most") == 1, "the rename and delete waited for the save before"
     await page.wait_for_function("() => window.saves.open === 0", timeout=WAIT_MS)
     await page.wait_for_selector('#shape-list li[data-shape="zone:door"]', timeout=WAIT_MS)
     assert console.errors == []
@@ -405,6 +452,10 @@ async def test_the_event_list_shows_zone_events_live_and_from_the_history(
     assert (await client.patch("/api/streams/cam", json=yard)).status == 200
     text = await wait_for_text(live, "#events", "entered yard")
     assert await live.locator('#events li[data-type="zone_enter"]').count() >= 1, text
+    # A new event is added to the list (a live region) alone: the items shown before stay as they are.
+    await live.evaluate("() => { window.newest = document.querySelector('#events li'); }")
+    await live.wait_for_function("() => document.querySelector('#events li') !== window.newest", timeout=WAIT_MS)
+    assert await live.evaluate("() => window.newest.isConnected")
 
     # With the zone gone no new events come: a page opened now can only learn of them from the history.
     deadline = asyncio.get_running_loop().time() + WAIT_MS / 1000
@@ -415,3 +466,39 @@ async def test_the_event_list_shows_zone_events_live_and_from_the_history(
     later, later_console = await open_page(browser, client, STREAM_VIEW)
     await wait_for_text(later, "#events", "entered yard")
     assert console.errors == [] and later_console.errors == []
+
+
+async def test_events_of_a_websocket_outage_are_shown_from_the_history_once_it_is_back(
+    start_server: Start, browser: Any, tmp_path: Path
+) -> None:
+    """The first question whether the server keeps a history gets no answer (the server restarting):
+    the page asks again, and on reconnecting it shows what happened while its WebSocket was down."""
+    history = EventsSettings(history=HistorySettings(tmp_path / "events.db"))
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"), events=history)
+    page = await browser.new_page()
+    console = Console(page)
+    await page.add_init_script(BLOCKABLE_SOCKETS)
+    asked: list[str] = []
+
+    async def fail_first(route: Any) -> None:
+        asked.append(route.request.url)
+        await (route.abort() if len(asked) == 1 else route.continue_())
+
+    await page.route("**/api/events/outputs", fail_first)
+    await page.goto(str(client.make_url(STREAM_VIEW)))
+    await wait_for_new_frame(page, "#video")
+    await page.evaluate("() => { window.blockSockets = true; window.sockets.at(-1).close(); }")
+    await page.wait_for_selector("#connection.state-failed", timeout=WAIT_MS)
+
+    yard = {"zones": [{"name": "yard", "points": YARD, "units": "fraction"}]}
+    assert (await client.patch("/api/streams/cam", json=yard)).status == 200
+    deadline = asyncio.get_running_loop().time() + WAIT_MS / 1000
+    while not (await (await client.get("/api/events?stream=cam&type=zone_enter")).json())["events"]:
+        assert asyncio.get_running_loop().time() < deadline, "the history never stored the zone_enter"
+        await asyncio.sleep(0.1)
+    assert (await client.patch("/api/streams/cam", json={"zones": []})).status == 200
+    await page.evaluate("() => { window.blockSockets = false; }")
+    await page.wait_for_selector("#connection.state-live", timeout=WAIT_MS)
+    await wait_for_text(page, "#events", "entered yard")
+    assert len(asked) >= 2, "asked again after the failed question"
+    assert [e for e in console.errors if "WebSocket" not in e and "ERR_FAILED" not in e] == []

@@ -5,7 +5,7 @@ import { addStream, listStreams, removeStream, viewerSettings } from "./api.js";
 import { Connection } from "./connection.js";
 import { ANALYTICS_EVENTS } from "./events.js";
 import { GridView, gridSubscription } from "./grid.js";
-import { StreamView } from "./stream.js";
+import { routedStream, StreamView } from "./stream.js";
 
 const STATS_INTERVAL_MS = 1000;
 const CONFIRM_WINDOW_MS = 3000;
@@ -52,6 +52,7 @@ const connection = new Connection({
     listChanges += 1;
     setInference(message.inference);
     route();
+    view.events.reconnected(); // events of the time it was down, or before this socket subscribed
     showStreams(message.streams, performance.now());
   },
   frame(meta, jpeg) {
@@ -94,8 +95,7 @@ function setInference(inference) {
 }
 
 function route() {
-  const match = location.hash.match(/^#\/stream\/(.+)$/);
-  current = match ? decodeURIComponent(match[1]) : null;
+  current = routedStream();
   $("grid-view").hidden = current !== null;
   $("stream-view").hidden = current === null;
   if (current === null) {

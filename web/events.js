@@ -3,16 +3,22 @@
 // before the page was opened. Without a history there is simply nothing before the first live one.
 
 import { eventOutputs, listEvents } from "./api.js";
+import { reconcile } from "./dom.js";
 
 export const ANALYTICS_EVENTS = ["zone_enter", "zone_exit", "line_cross", "loiter"];
 const SHOWN = 20;
 
-let historyOn = null; // whether the server keeps a history: asked once, it cannot change while it runs
+// Whether the server keeps a history: it cannot change while the server runs, so an answer is kept;
+// a question that got none (the server restarting) is asked again next time.
+let historyOn = null;
 
 function hasHistory() {
   historyOn ??= eventOutputs({ interactive: false })
     .then(({ outputs }) => outputs.some((output) => output.name === "history"))
-    .catch(() => false);
+    .catch(() => {
+      historyOn = null;
+      return false;
+    });
   return historyOn;
 }
 
@@ -40,6 +46,7 @@ export class EventList {
     this.empty = empty;
     this.streamId = null;
     this.events = []; // newest first
+    this.items = new Map(); // identity() -> its <li>, kept while the event is shown
   }
 
   open(streamId) {
@@ -48,6 +55,11 @@ export class EventList {
     this.events = [];
     this.render();
     if (streamId !== null) this.loadHistory(streamId);
+  }
+
+  /** The WebSocket (re)connected: what happened while it was down is only in the history. */
+  reconnected() {
+    if (this.streamId !== null) this.loadHistory(this.streamId);
   }
 
   async loadHistory(streamId) {
@@ -77,19 +89,27 @@ export class EventList {
     this.events.length = Math.min(this.events.length, SHOWN);
   }
 
+  // Only new events are added and only the oldest dropped: the list is a live region, and a screen
+  // reader reads out what is added to it.
   render() {
     this.empty.hidden = this.events.length > 0;
-    this.list.replaceChildren(
-      ...this.events.map((event) => {
-        const item = document.createElement("li");
-        item.dataset.type = event.type;
-        const time = document.createElement("time");
-        const at = new Date(event.time * 1000);
-        time.dateTime = at.toISOString();
-        time.textContent = at.toLocaleTimeString();
-        item.append(time, " ", describe(event));
-        return item;
-      }),
-    );
+    const items = new Map();
+    for (const event of this.events) {
+      const key = identity(event);
+      items.set(key, this.items.get(key) ?? eventItem(event));
+    }
+    this.items = items;
+    reconcile(this.list, [...items.values()]);
   }
+}
+
+function eventItem(event) {
+  const item = document.createElement("li");
+  item.dataset.type = event.type;
+  const time = document.createElement("time");
+  const at = new Date(event.time * 1000);
+  time.dateTime = at.toISOString();
+  time.textContent = at.toLocaleTimeString();
+  item.append(time, " ", describe(event));
+  return item;
 }

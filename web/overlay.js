@@ -71,6 +71,17 @@ function drawLabel(context, text, x, y, color, scale) {
   context.fillText(text, x + 3, top + 3);
 }
 
+// The rectangle the picture fills on screen: object-fit: contain letterboxes it when the canvas is
+// capped in height (or pillarboxes it when its box is wider), so the element's own rectangle is not
+// the picture's. Pointers are mapped to frame pixels through this.
+export function pictureRect(canvas) {
+  const rect = canvas.getBoundingClientRect();
+  const scale = Math.min(rect.width / canvas.width, rect.height / canvas.height);
+  const width = canvas.width * scale;
+  const height = canvas.height * scale;
+  return { left: rect.left + (rect.width - width) / 2, top: rect.top + (rect.height - height) / 2, width, height };
+}
+
 // The track under a point in frame pixels, smallest box first (so a small object inside a large one wins).
 export function trackAt(meta, x, y) {
   const hits = meta.tracks.filter(({ box: [x1, y1, x2, y2] }) => x >= x1 && x <= x2 && y >= y1 && y <= y2);

@@ -11,14 +11,16 @@
 // web/events.js.
 
 import { appUrl, pageToken, storedToken } from "./connection.js";
+import { reconcile } from "./dom.js";
 import { EventList } from "./events.js";
-import { drawOverlay, trackAt, trackColor } from "./overlay.js";
+import { drawOverlay, pictureRect, trackAt, trackColor } from "./overlay.js";
 import { OFFLINE_NOTICE, StatusPanel, streamNotice } from "./status.js";
 import { canPlay, playStream } from "./webrtc.js";
 import { ZoneEditor } from "./zones.js";
 
 const FIRST_FRAME_TIMEOUT_MS = 5000;
 const TRANSPORT_KEY = "segcast.transport";
+const TRACK_COLUMNS = 5; // id, class, conf, age, zones
 
 function webrtcWanted() {
   let asked = new URLSearchParams(location.search).get("transport");
@@ -38,10 +40,29 @@ const missingNotice = (streamId) => ({
   nextAttemptAt: null,
 });
 
-// The stream the page's address shows, as app.js reads it (null on the grid).
-function routedStream() {
+/** The stream the page's address shows (null: the grid, also for an address that names none). */
+export function routedStream() {
   const match = location.hash.match(/^#\/stream\/(.+)$/);
-  return match ? decodeURIComponent(match[1]) : null;
+  try {
+    return match ? decodeURIComponent(match[1]) : null;
+  } catch {
+    return null; // not an id percent-encoded (#/stream/%E0): the grid, where every stream is
+  }
+}
+
+// A row of the track table, its cells' text filled in by showTracks().
+function trackRow(id) {
+  const row = document.createElement("tr");
+  row.dataset.track = id;
+  const swatch = document.createElement("span");
+  swatch.className = "swatch";
+  swatch.style.background = trackColor(id);
+  for (let index = 0; index < TRACK_COLUMNS; index += 1) {
+    const cell = row.insertCell();
+    if (index === 0) cell.append(swatch);
+    cell.append(document.createTextNode(""));
+  }
+  return row;
 }
 
 export class StreamView {
@@ -352,6 +373,7 @@ export class StreamView {
 
   present(meta) {
     this.meta = meta;
+    this.zones.fit();
     this.zones.setCounts(meta.counts);
     this.redraw();
     this.showTracks(meta);
@@ -380,23 +402,21 @@ export class StreamView {
   showTracks(meta) {
     const highlighted = this.highlighted();
     this.el.trackCount.textContent = `(${meta.tracks.length})`;
-    // Oldest first (ids count up): a row stays in its place while its track lives.
+    // Oldest first (ids count up): a row stays in its place while its track lives. Rows are updated
+    // in place, never rebuilt, so a click on one is not lost to the frame that came between its
+    // press and its release.
+    const rows = new Map([...this.el.trackBody.rows].map((row) => [Number(row.dataset.track), row]));
     const tracks = [...meta.tracks].sort((a, b) => a.id - b.id);
-    this.el.trackBody.replaceChildren(
-      ...tracks.map((track) => {
-        const row = document.createElement("tr");
-        row.dataset.track = track.id;
-        if (track.id === highlighted) row.className = "highlight";
-        const swatch = document.createElement("span");
-        swatch.className = "swatch";
-        swatch.style.background = trackColor(track.id);
+    reconcile(
+      this.el.trackBody,
+      tracks.map((track) => {
+        const row = rows.get(track.id) ?? trackRow(track.id);
+        row.classList.toggle("highlight", track.id === highlighted);
         const zones = (track.zones ?? []).join(", ");
         const cells = [track.id, track.class, track.conf.toFixed(2), `${(track.age ?? 0).toFixed(1)} s`, zones];
         cells.forEach((value, index) => {
-          const cell = document.createElement("td");
-          if (index === 0) cell.append(swatch);
-          cell.append(String(value));
-          row.append(cell);
+          const text = row.cells[index].lastChild;
+          if (text.data !== String(value)) text.data = String(value);
         });
         return row;
       }),
@@ -426,7 +446,8 @@ export class StreamView {
 
   trackUnder(event) {
     if (!this.meta) return null;
-    const rect = this.el.canvas.getBoundingClientRect();
+    const rect = pictureRect(this.el.canvas);
+    if (!rect.width || !rect.height) return null;
     const x = ((event.clientX - rect.left) / rect.width) * this.meta.width;
     const y = ((event.clientY - rect.top) / rect.height) * this.meta.height;
     return trackAt(this.meta, x, y);

@@ -1,15 +1,19 @@
 // Zones and lines of the open stream (docs/analytics.md): drawn over the video with their live counts,
 // and drawn, moved, renamed and deleted here with a mouse, a pen or a finger (pointer events).
 //
-// The server is the record: every change is one PATCH of the stream's whole `zones` and `lines`,
-// in fractions of the frame so that they survive a change of resolution, and what the server
-// answers (or, once a second, what the stream list says) is what is shown. A refusal (a polygon
-// that crosses itself, a name taken twice) is shown in the server's words and the last saved shapes
-// come back. The stream runs on through a change: only the counts of changed shapes start again.
+// The server is the record: every change is one PATCH of the stream's whole `zones` and `lines`, and
+// what the server answers (or, once a second, what the stream list says) is what is shown. A shape
+// drawn or moved here is saved in fractions of the frame, so that it survives a change of resolution;
+// every other shape is sent back exactly as the server gave it, so one in pixels (a config file's)
+// stays in pixels, and is drawn where those pixels are on the frame on screen, whatever its size. A
+// refusal (a polygon that crosses itself, a name taken twice) is shown in the server's words and the
+// last saved shapes come back. The stream runs on through a change: only the counts of changed shapes start again.
 // Each save is made only over the shapes it was drawn on (`If-Match`): where someone else changed
 // them meanwhile (another tab, a script), theirs are shown and this change is not saved over them.
 
 import { changeStream, getStream } from "./api.js";
+import { reconcile } from "./dom.js";
+import { pictureRect } from "./overlay.js";
 
 const HIT_PX = { mouse: 8, pen: 10, touch: 18 }; // how near a pointer must come to a vertex or a line, in CSS px
 const LEAST_POINTS = { zone: 3, line: 2 };
@@ -30,23 +34,22 @@ const CHANGED_ELSEWHERE =
 // Saves made again after the stream's other settings (not its shapes) changed under them.
 const MAX_RESENDS = 3;
 
-// The rectangle the picture fills on screen: object-fit: contain letterboxes it when the canvas is
-// capped in height, so the element's own rectangle is not the picture's.
-function pictureRect(canvas) {
-  const rect = canvas.getBoundingClientRect();
-  const scale = Math.min(rect.width / canvas.width, rect.height / canvas.height);
-  const width = canvas.width * scale;
-  const height = canvas.height * scale;
-  return { left: rect.left + (rect.width - width) / 2, top: rect.top + (rect.height - height) / 2, width, height };
+const inPixels = (json) => json.units !== "fraction";
+
+// Where a shape as the server has it (`json`) is on a frame of `size`, in fractions of it.
+function fractionsOf(json, size) {
+  const [w, h] = inPixels(json) ? [size.width, size.height] : [1, 1];
+  return json.points.map(([x, y]) => [x / w, y / h]);
 }
 
+// `server`: the shape as the server gave it, sent back as it is while the shape is not edited here.
 function fromServer(kind, json, size) {
   const { name, points, units, ...extra } = json;
-  const [w, h] = units === "px" ? [size.width, size.height] : [1, 1];
-  return { kind, name, points: points.map(([x, y]) => [x / w, y / h]), extra };
+  return { kind, name, points: fractionsOf(json, size), extra, server: json };
 }
 
 function toServer(shape) {
+  if (shape.server) return shape.server;
   const round = (v) => Number(Math.min(1, Math.max(0, v)).toFixed(FRACTION_DIGITS));
   const points = shape.points.map(([x, y]) => [round(x), round(y)]);
   return { ...shape.extra, name: shape.name, points, units: "fraction" };
@@ -76,7 +79,10 @@ export class ZoneEditor {
     this.host = host;
     this.el = elements;
     this.streamId = null;
-    this.shapes = []; // {kind: "zone" | "line", name, points: [[x, y] in fractions], extra: other keys}
+    // {kind: "zone" | "line", name, points: [[x, y] in fractions of the frame on screen], extra: other
+    // keys, server: the shape as the server gave it, or null once it is drawn or moved here}
+    this.shapes = [];
+    this.fitted = null; // the frame size the shapes in pixels are converted with
     this.options = null; // the stream's zones and lines as the server last said
     this.etag = null; // the ETag of the stream's settings those came with
     this.savedKey = null;
@@ -123,6 +129,7 @@ export class ZoneEditor {
     this.options = null;
     this.etag = null;
     this.savedKey = null;
+    this.fitted = null;
     this.mode = "idle";
     this.draft = [];
     this.selected = null;
@@ -177,16 +184,31 @@ export class ZoneEditor {
     this.etag = etag;
     if (key === this.savedKey) return;
     const size = this.host.size();
-    const inPixels = [...wanted.zones, ...wanted.lines].some((shape) => shape.units !== "fraction");
-    if (inPixels && !size) return; // pixels mean nothing before the first frame: the next poll retries
+    // Pixels mean nothing before the first frame: the next poll retries.
+    if ([...wanted.zones, ...wanted.lines].some(inPixels) && !size) return;
     this.options = wanted;
     this.savedKey = key;
+    this.fitted = size;
     this.shapes = [
       ...wanted.zones.map((zone) => fromServer("zone", zone, size)),
       ...wanted.lines.map((line) => fromServer("line", line, size)),
     ];
     if (!this.shapes.some((shape) => keyOf(shape) === this.selected)) this.selected = null;
     this.render();
+  }
+
+  /**
+   * The frame on screen may have a new size (the camera's resolution changed): shapes in pixels are
+   * where they were in pixels, so they are converted again; those in fractions stay where they are.
+   */
+  fit() {
+    const size = this.host.size();
+    if (!size || this.options === null) return;
+    if (size.width === this.fitted?.width && size.height === this.fitted?.height) return;
+    this.fitted = size;
+    for (const shape of this.shapes) {
+      if (shape.server && inPixels(shape.server)) shape.points = fractionsOf(shape.server, size);
+    }
   }
 
   /** The `counts` of the frame on screen. */
@@ -245,7 +267,8 @@ export class ZoneEditor {
   finish() {
     const kind = this.mode;
     if (kind === "idle" || this.draft.length < LEAST_POINTS[kind]) return;
-    const shape = { kind, name: this.el.name.value.trim() || this.freeName(kind), points: this.draft, extra: {} };
+    const name = this.el.name.value.trim() || this.freeName(kind);
+    const shape = { kind, name, points: this.draft, extra: {}, server: null };
     this.mode = "idle";
     this.draft = [];
     this.selected = keyOf(shape);
@@ -260,8 +283,9 @@ export class ZoneEditor {
     this.render();
   }
 
+  // While a save is in flight the removal is queued behind it (commit()), like any other change.
   removeSelected() {
-    if (this.selected === null || this.busy()) return;
+    if (this.selected === null || this.mode !== "idle" || this.drag !== null) return;
     const rest = this.shapes.filter((shape) => keyOf(shape) !== this.selected);
     this.selected = null;
     this.commit(rest);
@@ -271,7 +295,7 @@ export class ZoneEditor {
     const shape = this.shapes.find((s) => keyOf(s) === this.selected);
     const name = this.el.name.value.trim();
     if (this.mode !== "idle" || !shape || !name || name === shape.name) return;
-    const renamed = { ...shape, name };
+    const renamed = { ...shape, name, server: shape.server && { ...shape.server, name } }; // in its own units
     this.selected = keyOf(renamed);
     this.commit(this.shapes.map((s) => (s === shape ? renamed : s)));
   }
@@ -439,6 +463,7 @@ export class ZoneEditor {
       const point = where.point.map((v) => Math.min(1, Math.max(0, v)));
       if (!shape) return;
       shape.points = shape.points.map((p, i) => (i === this.drag.index ? point : p));
+      shape.server = null; // saved in fractions from now on
       this.drag.moved = true;
       this.host.redraw();
     } else if (this.mode !== "idle") {
@@ -472,19 +497,15 @@ export class ZoneEditor {
     el.hint.textContent = HINTS[mode];
     // A finger that draws or drags must not scroll the page instead.
     this.host.canvas.classList.toggle("editing", drawing || this.selected !== null);
-    el.list.replaceChildren(
-      ...this.shapes.map((shape) => {
-        const item = document.createElement("li");
-        item.dataset.shape = keyOf(shape);
-        item.classList.toggle("selected", keyOf(shape) === this.selected);
-        const name = document.createElement("strong");
-        name.textContent = shape.name;
-        const kind = document.createElement("span");
-        kind.className = "muted";
-        kind.textContent = shape.kind;
-        const count = document.createElement("span");
-        count.className = "shape-count";
-        item.append(name, " ", kind, " ", count);
+    // Kept in place by shape, so the one the keyboard is on keeps its focus as it is selected.
+    const items = new Map([...el.list.children].map((item) => [item.dataset.shape, item]));
+    reconcile(
+      el.list,
+      this.shapes.map((shape) => {
+        const key = keyOf(shape);
+        const item = items.get(key) ?? shapeItem(shape);
+        item.classList.toggle("selected", key === this.selected);
+        item.firstChild.setAttribute("aria-pressed", String(key === this.selected));
         return item;
       }),
     );
@@ -576,6 +597,25 @@ export class ZoneEditor {
       context.stroke();
     }
   }
+}
+
+// An entry of the shape list: a button, so a keyboard reaches and selects it as a pointer does.
+function shapeItem(shape) {
+  const item = document.createElement("li");
+  item.dataset.shape = keyOf(shape);
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "quiet";
+  item.append(button);
+  const name = document.createElement("strong");
+  name.textContent = shape.name;
+  const kind = document.createElement("span");
+  kind.className = "muted";
+  kind.textContent = shape.kind;
+  const count = document.createElement("span");
+  count.className = "shape-count";
+  button.append(name, " ", kind, " ", count);
+  return item;
 }
 
 function drawTag(context, text, [x, y], color, scale) {
