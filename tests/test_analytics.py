@@ -347,24 +347,37 @@ def test_what_a_track_ends_in_is_counted_under_the_class_it_was_last_seen_as() -
     assert analytics.counts.lines == {"gate": {"disc": {"in": 1, "out": 0}}}
 
 
+STANDING = [(90, 110, 110, 150)] * 20  # below the line for 2 s, feet at y = 150
+
+
 @pytest.mark.parametrize(
-    ("across", "counted"),
+    ("boxes", "counted"),
     [
-        ([(90, 60, 110, 90)], False),  # one frame over the line (a nearer object hid its lower part), then hidden
-        ([(90, 60, 110, 90)] * 4, True),  # across from 2.0 s to 2.3 s: over half of confirm_s (0.5 s)
-        ([(90, 0, 110, 90)], True),  # last seen touching the frame's top edge: it left the picture across
+        # One frame over the line (a nearer object hid its lower part), then hidden.
+        ([*STANDING, (90, 60, 110, 90)], False),
+        # Across from 2.0 s to 2.3 s: over half of confirm_s (0.5 s).
+        (STANDING + [(90, 60, 110, 90)] * 4, True),
+        # The same, of a tall object whose head the frame's top edge cuts off: it touches that edge all
+        # along, so touching it says nothing of leaving the picture.
+        ([(90, 0, 110, 150)] * 20 + [(90, 0, 110, 90)], False),
+        # Across for 0.1 s and last seen reaching the top edge, which it had not touched, moving up to it:
+        # it left the picture across the line.
+        ([*STANDING, (90, 40, 110, 90), (90, 0, 110, 50)], True),
+        # Last seen reaching both side edges (merged with its neighbours, say), its point moving towards
+        # neither: that is no way out of the picture.
+        ([*STANDING, (90, 60, 110, 90), (0, 60, 200, 90)], False),
     ],
 )
 def test_a_track_that_ends_while_across_counts_only_a_crossing_that_held_or_left_the_picture(
-    across: list[tuple[float, float, float, float]], counted: bool
+    boxes: list[tuple[float, float, float, float]], counted: bool
 ) -> None:
     gate = parse_lines([{"name": "gate", "points": [[0, 100], [200, 100]]}])[0]
     analytics = StreamAnalytics("cam", (), (gate,))
-    boxes = [(90, 110, 110, 150)] * 20 + across  # standing below the line for 2 s, then over it
     for index, box in enumerate(boxes):
         analytics.update((_track(None, box),), (), _frame(index))
     _, events = analytics.update((), (_end(),), _frame(70))
     assert _analytics_events(events) == ([("line_cross", "gate", "out", None, "disc")] if counted else [])
+    assert analytics.counts.lines == {"gate": {"disc": {"in": 0, "out": 1}} if counted else {}}
 
 
 def test_beyond_the_tip_of_a_sharp_bend_a_point_is_outside_the_wedge() -> None:
@@ -600,3 +613,35 @@ def _near(image: np.ndarray, where: tuple[int, int], color: tuple[int, int, int]
     y, x = where
     patch = image[y - 2 : y + 3, x - 2 : x + 3].astype(int)
     return bool((np.abs(patch - np.array(color)).max(axis=2) <= 40).any())
+
+
+def test_a_frame_whose_analytics_fail_partway_changes_nothing_here_or_in_those_it_was_reshaped_from(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`update` is all or nothing: a crossing counted before a later step of the frame failed is not
+    kept without its event, neither by the analytics that failed nor by those they were `reshaped`
+    from (which share their state until then), where the worker tries the new shapes again."""
+    gate = parse_lines([{"name": "gate", "points": [[0, 100], [200, 100]]}])[0]
+    analytics = StreamAnalytics("cam", (), (gate,))
+    boxes = [(90.0, float(y - 40), 110.0, float(y)) for y in [60, 70, 80, 130, 135, 140, 145]]  # 0.3 s across
+    for index, box in enumerate(boxes):
+        analytics.update((_track(None, box),), (), _frame(index))
+    cross = StreamAnalytics._cross
+
+    def cross_then_fail(self: StreamAnalytics, *args: object) -> AnalyticsEvent:
+        cross(self, *args)  # type: ignore[arg-type]
+        raise RuntimeError("a later step of this frame's analytics failed")
+
+    monkeypatch.setattr(StreamAnalytics, "_cross", cross_then_fail)
+    zone = parse_zones([{"name": "bay", "points": [[0, 0], [50, 0], [50, 50], [0, 50]]}])[0]
+    reshaped, _ = analytics.reshaped((zone,), (gate,), _frame(7))
+    at_confirm = (_track(None, (90.0, 110.0, 110.0, 150.0)),)
+    for failing in (reshaped, analytics):
+        with pytest.raises(RuntimeError):
+            failing.update(at_confirm, (), _frame(8))
+        assert failing.counts.lines.get("gate", {}) == {}, "no crossing counted without its event"
+    monkeypatch.setattr(StreamAnalytics, "_cross", cross)
+    again, _ = analytics.reshaped((zone,), (gate,), _frame(8))
+    _, events = again.update(at_confirm, (), _frame(8))
+    assert _analytics_events(events) == [("line_cross", "gate", "in", None, "disc")]
+    assert again.counts.lines == {"gate": {"disc": {"in": 1, "out": 0}}}

@@ -7,17 +7,21 @@ tests/support/components.py), and the refusal that names the extra runs everywhe
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import io
 import json
 import logging
+import os
 import queue
 import re
+import shutil
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any, NoReturn
 
 import pytest
 
@@ -168,6 +172,114 @@ def test_an_export_replaces_the_model_in_out_only_once_it_loads_and_runs(
     made.write_bytes(b"a working export")
     result = export_model("bundled", "onnx", out, progress=Progress(3, io.StringIO()), load=_Loads(works=True))
     assert result.path == served and served.read_bytes() == b"a working export"
+
+
+def test_a_copy_into_out_that_fails_leaves_the_served_model_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--out on another filesystem than the scratch folder makes the last move a copy: one that fails
+    (a full disk) must not have deleted the model a server is using, nor leave half a copy behind."""
+    monkeypatch.setattr("server.inference.export.missing_packages", lambda fmt: [])
+    made = tmp_path / "made" / output_name(BUNDLED_MODEL, "onnx")
+    made.parent.mkdir()
+    made.write_bytes(b"a working export")
+    monkeypatch.setattr("server.inference.export._load_pt", lambda path, spec: _ExportedAtOnce(made))
+    out = tmp_path / "models"
+    out.mkdir()
+    served = out / output_name(BUNDLED_MODEL, "onnx")
+    served.write_bytes(b"the model being served")
+    (out / "other.onnx").write_bytes(b"another model")
+    copyfile = shutil.copyfile
+
+    def across_filesystems(src: str, dst: str, *args: object, **kwargs: object) -> NoReturn:
+        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), src, None, dst)
+
+    def full_disk(src: str | Path, dst: str | Path, **kwargs: Any) -> object:
+        if Path(dst).parent == out:
+            Path(dst).write_bytes(b"half a cop")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
+        return copyfile(src, dst, **kwargs)
+
+    monkeypatch.setattr(os, "rename", across_filesystems)
+    monkeypatch.setattr(shutil, "copyfile", full_disk)
+    with pytest.raises(ExportError, match="No space left on device"):
+        export_model("bundled", "onnx", out, progress=Progress(3, io.StringIO()), load=_Loads(works=True))
+    assert sorted(p.name for p in out.iterdir()) == ["other.onnx", served.name]
+    assert served.read_bytes() == b"the model being served"
+
+
+def _pixel_input_onnx(path: Path) -> Path:
+    """A tiny ONNX model with the metadata of an ultralytics segmentation export (an identity network)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    images = helper.make_tensor_value_info("images", TensorProto.FLOAT, ["b", 3, "h", "w"])
+    out = helper.make_tensor_value_info("out", TensorProto.FLOAT, ["b", 3, "h", "w"])
+    graph = helper.make_graph([helper.make_node("Identity", ["images"], ["out"])], "g", [images], [out])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    for key, value in {"names": "{0: 'a'}", "task": "segment", "stride": "32", "imgsz": "[320, 320]"}.items():
+        prop = model.metadata_props.add()
+        prop.key, prop.value = key, value
+    onnx.save(model, path)
+    return path
+
+
+def test_a_triton_export_replaces_only_its_model_in_the_repository_and_only_once_it_checks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Triton server may be serving the repository's models: a failed check leaves every one as it
+    was, and a good export replaces its own model's folder whole and leaves the others alone."""
+    require_component(not missing_packages("triton"), "needs the onnx extra: pip install '.[onnx]'")
+    monkeypatch.setattr("server.inference.export.missing_packages", lambda fmt: [])
+    made = _pixel_input_onnx(tmp_path / "m.onnx")
+    monkeypatch.setattr("server.inference.export._load_pt", lambda path, spec: _ExportedAtOnce(made))
+    out = tmp_path / "repository"
+    name = output_name(BUNDLED_MODEL, "triton")
+    for model in ("other", name):
+        (out / model / "1").mkdir(parents=True)
+        (out / model / "1" / "model.onnx").write_bytes(f"old {model}".encode())
+        (out / model / "config.pbtxt").write_text(f"old {model}")
+
+    def contents() -> dict[str, bytes]:
+        return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+    before = contents()
+
+    def differs(*args: object) -> None:
+        raise ValueError("output 0 differs")
+
+    with monkeypatch.context() as check:
+        check.setattr("server.inference.export.check_pixel_input_model", differs)
+        with pytest.raises(ExportError, match="does not match the export: output 0 differs"):
+            export_model("bundled", "triton", out, progress=Progress(3, io.StringIO()))
+    assert contents() == before and sorted(p.name for p in out.iterdir()) == sorted(["other", name])
+
+    # The repository on another filesystem than the scratch folder, and the disk full partway through the copy.
+    copyfile = shutil.copyfile
+
+    def across_filesystems(src: str, dst: str, *args: object, **kwargs: object) -> NoReturn:
+        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), src, None, dst)
+
+    def full_disk(src: str | Path, dst: str | Path, **kwargs: Any) -> object:
+        if Path(dst).name == "model.onnx":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
+        return copyfile(src, dst, **kwargs)
+
+    with monkeypatch.context() as disk:
+        disk.setattr(os, "rename", across_filesystems)
+        disk.setattr(shutil, "copyfile", full_disk)
+        with pytest.raises(ExportError, match="No space left on device"):
+            export_model("bundled", "triton", out, progress=Progress(3, io.StringIO()))
+    assert contents() == before and sorted(p.name for p in out.iterdir()) == sorted(["other", name])
+
+    result = export_model("bundled", "triton", out, progress=Progress(3, io.StringIO()))
+    assert result.path == out / name and sorted(p.name for p in out.iterdir()) == sorted(["other", name])
+    after = contents()
+    assert {key: value for key, value in after.items() if key.startswith("other")} == {
+        key: value for key, value in before.items() if key.startswith("other")
+    }
+    assert f'name: "{name}"' in after[f"{name}/config.pbtxt"].decode()
+    assert after[f"{name}/1/model.onnx"] != before[f"{name}/1/model.onnx"]
 
 
 def test_serving_an_export_without_its_runtime_says_how_to_install_it_from_the_checkout(

@@ -25,7 +25,9 @@ import pytest
 from server.inference.models import BUNDLED_MODEL
 from server.scene import Scene
 from server.triton.cpu_server import SHM_DIR, main, shm_region_prefix
+from server.triton.model import TritonModel
 from server.triton.repository import write_repository
+from server.triton.transport import TritonEndpoint, TritonRefused
 from tests.support.components import require_component, require_module
 from tests.support.triton_server import REPO, TritonProcess, free_ports, require_triton_venv
 
@@ -38,7 +40,6 @@ POLL_S = 0.05
 
 grpc = require_module("tritonclient.grpc", "needs the triton extra: pip install '.[triton]'")
 text_format = require_module("google.protobuf.text_format", "needs the triton extra: pip install '.[triton]'")
-InferenceServerException = require_module("tritonclient.utils", "needs the triton extra").InferenceServerException
 
 
 @pytest.fixture(scope="session")
@@ -197,14 +198,27 @@ def test_concurrent_requests_from_two_clients_run_in_shared_batches(triton: Trit
     assert executions < requests, f"{requests} requests ran in {executions} executions: none were batched"
 
 
-def test_a_request_the_model_cannot_run_gets_its_own_error(triton: TritonProcess) -> None:
-    client = grpc.InferenceServerClient(f"127.0.0.1:{triton.grpc_port}")
+@pytest.mark.parametrize("scheme", ["grpc", "http"])
+def test_a_request_the_model_cannot_run_gets_its_own_error(
+    triton: TritonProcess, scheme: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An image size off the model's stride is refused as the request's fault (gRPC INVALID_ARGUMENT,
+    HTTP 400), not failed as the server's (INTERNAL): a node charges it to the frames it carried, and
+    inference stays available for every other stream."""
+    port = triton.grpc_port if scheme == "grpc" else triton.http_port
+    model = TritonModel(TritonEndpoint(scheme, f"127.0.0.1:{port}", MODEL), MODEL)
+    model.connect()
+    frame = Scene(seed=5, width=480, height=360).render(0)[0]
     try:
-        with pytest.raises(InferenceServerException, match="ONNX Runtime"):
-            infer(client, np.zeros((1, 3, 100, 100), dtype=np.uint8))  # not a multiple of the stride
-        assert infer(client, letterboxed_batch(1, seed=5))[0].shape == (1, 39, 5040)  # and the model still serves
+        with monkeypatch.context() as patch:
+            off_the_stride = np.zeros((1, 3, 100, 100), np.uint8)
+            patch.setattr(model, "_prepare", lambda served, images, imgsz: (off_the_stride, (100, 100)))
+            with pytest.raises(TritonRefused, match="multiples of 32 pixels"):
+                model.detect([frame])
+        assert model.status.available
+        assert len(model.detect([frame])) == 1  # and the model still serves
     finally:
-        client.close()
+        model.close()
 
 
 def test_a_stopped_server_exits_cleanly_and_restarts_on_the_same_ports(triton: TritonProcess) -> None:

@@ -164,6 +164,44 @@ def test_the_requests_of_a_batch_share_one_deadline(triton: _FakeTriton, monkeyp
     assert [timeout_s for _, timeout_s in triton.sent] == [10.0, 4.0]
 
 
+@pytest.mark.parametrize(
+    ("first_part_s", "second_part_s"), [(10.0, None), (9.95, 0.05)], ids=["none-left", "too-little-left"]
+)
+def test_a_batch_whose_first_part_leaves_too_little_time_is_slow_not_down(
+    triton: _FakeTriton, monkeypatch: pytest.MonkeyPatch, first_part_s: float, second_part_s: float | None
+) -> None:
+    """Four frames at a max batch of 2 are two requests. The first is answered, but takes all or nearly
+    all of the batch's 10 s: the second is then not sent, or sent with too little time and not answered
+    in it. Either way the server answered: the batch fails as slow, and the node stays available, so
+    the batch queued behind it is sent with its whole deadline, not failed unsent."""
+    clock = _Clock()
+    monkeypatch.setattr(triton_model, "time", clock)
+    both_submitted = threading.Event()
+
+    def slow(batch: np.ndarray, timeout_s: float) -> list[np.ndarray]:
+        assert both_submitted.wait(30)
+        if len(triton.sent) == 1:
+            clock.now += first_part_s
+        elif timeout_s < 1.0:  # a server this slow takes more than that; the client gives up at its deadline
+            clock.now += timeout_s
+            raise TritonTimeout(f"no answer within {timeout_s:.3g} s")
+        return triton.empty_answer(batch, timeout_s)
+
+    triton.answer = slow
+    model = _model()
+    try:
+        split, queued = model.submit([_image()] * 4), model.submit([_image()])
+        both_submitted.set()
+        with pytest.raises(InferenceUnavailable, match="no answer within 10 s: the batch's first requests took"):
+            split.result()
+        assert len(queued.result()) == 1
+        assert model.status.available
+    finally:
+        model.close()
+    split_parts = [10.0] if second_part_s is None else [10.0, pytest.approx(second_part_s)]
+    assert [timeout_s for _, timeout_s in triton.sent] == [*split_parts, 10.0]
+
+
 def test_a_request_the_server_refuses_fails_only_the_frames_it_carried(triton: _FakeTriton) -> None:
     """A stream at a size the model does not take (as a TensorRT profile's largest shape refuses) gets
     the server's reason; the stream beside it, and inference for the node, carry on."""

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from server.analytics.events import AnalyticsEventKind
 from server.config import StreamConfig
 from server.events.config import EventsSettings, HistorySettings
 from server.options import StreamOptions
@@ -199,10 +200,14 @@ async def test_dragging_a_corner_moves_it_and_shapes_are_renamed_and_deleted(
     await page.fill("#shape-name", "door")
     await page.press("#shape-name", "Enter")
     await _options(client, lambda o: _names(o, "lines") == ["door"])
-    await page.click('#shape-list li[data-shape="line:door"]')
-    await page.click("#delete-shape")
+    await page.focus('#shape-list li[data-shape="line:door"] button')
+    await page.keyboard.press("Enter")
+    await page.wait_for_selector('#shape-list li.selected[data-shape="line:door"]', timeout=WAIT_MS)
+    await page.keyboard.press("Delete")
     await _options(client, lambda o: _names(o, "lines") == [])
     await page.wait_for_selector("#shape-empty:not([hidden])", timeout=WAIT_MS)
+    # The keyboard's place is not lost with the shape it was on: it goes to the next thing to use.
+    assert await page.evaluate("() => document.activeElement.id") == "add-zone"
     assert console.errors == []
 
 
@@ -463,8 +468,14 @@ async def test_the_event_list_shows_zone_events_live_and_from_the_history(
         assert asyncio.get_running_loop().time() < deadline, "the history never stored the zone_enter"
         await asyncio.sleep(0.1)
     assert (await client.patch("/api/streams/cam", json={"zones": []})).status == 200
-    later, later_console = await open_page(browser, client, STREAM_VIEW)
+    later = await browser.new_page()
+    later_console = Console(later)
+    pages_read: list[str] = []
+    later.on("request", lambda request: "/api/events?" in request.url and pages_read.append(request.url))
+    await later.goto(str(client.make_url(STREAM_VIEW)))
+    await later.wait_for_selector("#connection.state-live", timeout=WAIT_MS)
     await wait_for_text(later, "#events", "entered yard")
+    assert len(pages_read) == len(AnalyticsEventKind), "the history is read once as the page opens, a page a kind"
     assert console.errors == [] and later_console.errors == []
 
 

@@ -33,6 +33,7 @@ from server.frames import Frame, FrameResult
 from server.http.keys import hub_key
 from server.inference.models import BUNDLED_MODEL
 from server.scene import Scene, TrueObject
+from server.sources.base import StreamState
 from server.webrtc import IceServer, IceServerError, WebRTCConfig
 from server.webrtc.config import ICE_SERVERS_ENV
 from server.webrtc.peers import Peer, PeerLimitError, PeerRegistry
@@ -233,6 +234,50 @@ async def test_closing_the_publisher_ends_and_removes_its_stream(start_server: S
     streams = (await (await client.get("/api/streams")).json())["streams"]
     assert stream_id not in [s["id"] for s in streams]
     assert not [t.name for t in threading.enumerate() if t.name == f"reader-{stream_id}"]
+
+
+async def test_a_publisher_that_took_a_just_freed_id_outlives_the_old_publishers_end(
+    start_server: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A publisher that leaves frees its stream's id before its ``ended`` reaches the loop: a page
+    reloaded and publishing again under that id in between was closed for the old page's end."""
+    client = await start_server()
+    registry, hub = client.app[peers_key], client.app[hub_key]
+    ends: list[tuple[str, StreamState, str | None]] = []
+    announce = hub.state_threadsafe
+
+    def hold_the_ends(stream_id: str, state: StreamState, error: str | None) -> None:
+        if state is StreamState.ENDED:
+            ends.append((stream_id, state, error))
+        else:
+            announce(stream_id, state, error)
+
+    monkeypatch.setattr(hub, "state_threadsafe", hold_the_ends)
+    old, new = lan_peer(), lan_peer()
+    old.addTrack(SceneTrack(Scene(seed=1)))
+    new.addTrack(SceneTrack(Scene(seed=2)))
+    try:
+        async with feed(client, "cam") as ws:
+            # Given a publisher of "cam" that left, its id free, its end not yet on the loop
+            await offer_to(client, "/api/webrtc/publish", old, stream="cam")
+            (leaving,) = registry._peers
+            registry._close_soon(leaving, "connection lost")  # what its connection closing calls
+            assert leaving.closing is not None
+            await leaving.closing
+            assert ends == [("cam", StreamState.ENDED, "connection lost")]
+            # and a new publisher of "cam", live
+            await offer_to(client, "/api/webrtc/publish", new, stream="cam")
+            await wait_state(ws, "cam", "live")
+        (taken,) = registry._peers
+        # When the old publisher's end reaches the loop
+        hub.announce_state(*ends[0])
+        # Then the new publisher is not closed for it, and its stream stays
+        assert taken.closing is None
+        assert (await client.get("/api/streams/cam")).status == 200
+        assert new.connectionState == "connected" and taken.pc.connectionState == "connected"
+    finally:
+        await old.close()
+        await new.close()
 
 
 async def test_a_published_stream_takes_new_zones_but_cannot_be_patched_into_a_broken_one(start_server: Start) -> None:
@@ -809,6 +854,17 @@ async def remove_the_stream(client: TestClient, registry: PeerRegistry, peer: Pe
     assert (await client.delete(f"/api/streams/{peer.stream_id}")).status == 204
 
 
+async def remove_the_watched_stream(client: TestClient, registry: PeerRegistry, peer: Peer) -> None:
+    """As `remove_the_stream`, until its feed has closed its players: the one being answered, too."""
+    (watcher,) = (other for other in registry._peers if other is not peer)
+    closed = asyncio.Event()
+    watcher.pc.on("connectionstatechange", lambda: watcher.pc.connectionState == "closed" and closed.set())
+    await remove_the_stream(client, registry, peer)
+    async with asyncio.timeout(END_WITHIN_S):
+        await closed.wait()
+    assert peer.closing is not None
+
+
 async def expire_the_token(client: TestClient, registry: PeerRegistry, peer: Peer) -> None:
     registry._close_soon(peer, "its access token expired")  # what the peer's expiry timer calls
     assert peer.closing is not None
@@ -816,23 +872,35 @@ async def expire_the_token(client: TestClient, registry: PeerRegistry, peer: Pee
 
 
 @pytest.mark.parametrize(
-    ("disruption", "status", "said"),
-    [(remove_the_stream, 404, "was removed"), (expire_the_token, 503, "its access token expired")],
-    ids=["stream-removed", "token-expired"],
+    ("disruption", "watched", "status", "said"),
+    [
+        (remove_the_stream, False, 404, "was removed"),
+        (remove_the_watched_stream, True, 404, "was removed"),
+        (expire_the_token, False, 503, "its access token expired"),
+    ],
+    ids=["stream-removed", "watched-stream-removed", "token-expired"],
 )
 async def test_a_play_offer_disrupted_while_it_is_answered_is_refused_and_leaves_nothing_behind(
     aiohttp_client: ClientFactory,
     monkeypatch: pytest.MonkeyPatch,
     disruption: Disruption,
+    watched: bool,
     status: int,
     said: str,
 ) -> None:
     """Answering can take seconds (ICE gathering waits ~5 s on a STUN server that does not answer): a
     stream removed meanwhile was played to a peer that never got a frame, and a peer closed meanwhile
-    left its feed rendering overlays on the render thread for ever."""
+    left its feed rendering overlays on the render thread for ever. ``watched``: another player already
+    watches the stream, whose removal closes every player of it, the one being answered too: that is
+    still the stream removed (404), not the peer closed (503)."""
     app = create_app(Settings(model=str(BUNDLED_MODEL), streams=(StreamConfig("live", "scene:?seed=1"),)))
-    app[webrtc_config_key] = WebRTCConfig(max_peers=1)
+    app[webrtc_config_key] = WebRTCConfig(max_peers=2 if watched else 1)
     client = await aiohttp_client(app)
+    watcher = lan_peer()
+    if watched:
+        watcher.addTransceiver("video", direction="recvonly")
+        await offer_to(client, "/api/webrtc/play/live", watcher)
+    watchers = list(app[peers_key]._peers)
     answer = PeerRegistry._answer
 
     async def disrupted_answer(registry: PeerRegistry, peer: Peer) -> RTCSessionDescription:
@@ -846,8 +914,11 @@ async def test_a_play_offer_disrupted_while_it_is_answered_is_refused_and_leaves
     await player.setLocalDescription(await player.createOffer())
     response = await client.post("/api/webrtc/play/live", json={"type": "offer", "sdp": player.localDescription.sdp})
     await player.close()
+    await watcher.close()
     assert response.status == status and said in (await response.json())["error"]
-    assert app[peers_key].has_room(), "the peer's place is free again"
+    for closing in [peer.closing for peer in watchers if peer.closing is not None]:
+        await closing  # the watcher's own close, begun by the stream's removal
+    assert not app[peers_key]._peers, "every peer's place is free again"
     assert app[hub_key].viewer_count("live") == 0, "no playback feed is left watching the stream"
 
 

@@ -530,3 +530,53 @@ def test_a_frame_whose_analytics_fail_still_brings_its_track_starts_and_ends(mon
         assert after.analytics.counts.dwell["yard"].count == 1, "the visit ended, counted in the dwell times"
         stats = driver.worker.stats("cam")
         assert stats is not None and (stats.processed, stats.errors) == (index + 2, 2)
+
+
+def test_analytics_that_fail_partway_through_a_frame_change_no_count_without_its_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A frame's analytics are all or nothing: one that fails after it counted a crossing or entered a
+    visit, before the frame was done, must not keep the count while its ``line_cross`` or
+    ``zone_enter`` is dropped, or /counts and /metrics disagree with the events for good."""
+    failed: set[str] = set()
+    cross, event = StreamAnalytics._cross, StreamAnalytics._event
+
+    def cross_then_fail(self: StreamAnalytics, *args: Any) -> AnalyticsEvent:
+        made = cross(self, *args)
+        if "line" not in failed:  # the crossing is counted: a later step of the frame fails
+            failed.add("line")
+            raise RuntimeError("a later step of this frame's analytics failed")
+        return made
+
+    def enter_then_fail(self: StreamAnalytics, kind: AnalyticsEventKind, track: Track, frame: Frame, **kw: Any) -> Any:
+        made = event(self, kind, track, frame, **kw)
+        if kind is AnalyticsEventKind.ZONE_ENTER and frame.seq >= 3 and "zone" not in failed:
+            failed.add("zone")
+            raise RuntimeError("a later step of this frame's analytics failed")
+        return made
+
+    monkeypatch.setattr(StreamAnalytics, "_cross", cross_then_fail)
+    monkeypatch.setattr(StreamAnalytics, "_event", enter_then_fail)
+    gate = {"name": "gate", "points": [[0, 0.5], [1, 0.5]], "units": "fraction", "confirm_s": 0.2}
+    yard = {"name": "yard", "points": WHOLE, "units": "fraction"}
+    options = StreamOptions.from_mapping({"tracker": "bytetrack", "zones": [yard], "lines": [gate]})
+    walker, stander = [100, 100, 140, 150, 0.9, 1], [300, 100, 360, 160, 0.9, 2]
+    model = FixedModel([walker])
+    delivered: list[str] = []
+    with Driver(model) as driver:
+        driver.add("cam", Scene(seed=1), options)
+        for index in range(30):
+            bottom = 150 + 6 * index  # walks down over the line at y = 192; the other stands from frame 3
+            model.rows = [[100, bottom - 50, 140, bottom, 0.9, 1], *([stander] if index >= 3 else [])]
+            result = driver.step({"cam": index})["cam"]
+            delivered += [e.kind.value for e in result.events if isinstance(e, AnalyticsEvent)]
+            counts = driver.worker.counts("cam")
+            assert counts is not None
+            crossings = sum(n for by_class in counts.lines["gate"].values() for n in by_class.values())
+            inside = sum(counts.zones["yard"].values())
+            assert (crossings, inside) == (
+                delivered.count("line_cross"),
+                delivered.count("zone_enter") - delivered.count("zone_exit"),
+            ), f"frame {index}: counts disagree with the events delivered {delivered}"
+    assert failed == {"line", "zone"}, "both failures happened partway through a frame"
+    assert delivered.count("line_cross") == 1 and delivered.count("zone_enter") == 2, "counted on the next frames"

@@ -47,6 +47,9 @@ export class EventList {
     this.streamId = null;
     this.events = []; // newest first
     this.items = new Map(); // identity() -> its <li>, kept while the event is shown
+    // Whether the WebSocket has said hello yet: until then the history is left to `reconnected`,
+    // which the first hello brings (loaded before it, events up to the subscription would be missed).
+    this.connected = false;
   }
 
   open(streamId) {
@@ -54,11 +57,12 @@ export class EventList {
     this.streamId = streamId;
     this.events = [];
     this.render();
-    if (streamId !== null) this.loadHistory(streamId);
+    if (streamId !== null && this.connected) this.loadHistory(streamId);
   }
 
   /** The WebSocket (re)connected: what happened while it was down is only in the history. */
   reconnected() {
+    this.connected = true;
     if (this.streamId !== null) this.loadHistory(this.streamId);
   }
 

@@ -497,18 +497,26 @@ export class ZoneEditor {
     el.hint.textContent = HINTS[mode];
     // A finger that draws or drags must not scroll the page instead.
     this.host.canvas.classList.toggle("editing", drawing || this.selected !== null);
-    // Kept in place by shape, so the one the keyboard is on keeps its focus as it is selected.
+    // Kept in place by shape, so the one the keyboard is on keeps its focus as it is selected. Each
+    // item is taken once: two shapes of one name (until the server refuses them) are two items.
     const items = new Map([...el.list.children].map((item) => [item.dataset.shape, item]));
+    const focused = [...el.list.children].findIndex((item) => item.contains(document.activeElement));
     reconcile(
       el.list,
       this.shapes.map((shape) => {
         const key = keyOf(shape);
         const item = items.get(key) ?? shapeItem(shape);
+        items.delete(key);
         item.classList.toggle("selected", key === this.selected);
         item.firstChild.setAttribute("aria-pressed", String(key === this.selected));
         return item;
       }),
     );
+    // The item the keyboard was on went (deleted, here or elsewhere): its place goes to its neighbour.
+    if (focused >= 0 && !el.list.contains(document.activeElement)) {
+      const next = el.list.children[Math.min(focused, el.list.children.length - 1)];
+      (next?.firstChild ?? el.addZone).focus();
+    }
     el.empty.hidden = this.shapes.length > 0;
     this.renderCounts();
     this.host.redraw();

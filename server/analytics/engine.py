@@ -6,12 +6,16 @@ its zones are left when the tracker ends it, with the dwell up to the last frame
 
 Zone membership has hysteresis too: a track enters at ``min_share`` of its area inside and leaves
 below `EXIT_SHARE_RATIO` of that, so a mask whose share wobbles around the threshold makes one visit.
+
+A frame's analytics are all or nothing (`StreamAnalytics.update`): what they remember between frames
+changes only with the events that report it.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
@@ -28,6 +32,8 @@ EXIT_SHARE_RATIO = 0.8
 #: A box this close to the frame's edge touches it: the object may be leaving the picture.
 EDGE_MARGIN_PX = 2.0
 DIRECTIONS = ("in", "out")
+#: Each edge of the frame and the way out of the picture across it (image axes, y down).
+EDGE_OUTWARDS: dict[str, tuple[int, int]] = {"left": (-1, 0), "top": (0, -1), "right": (1, 0), "bottom": (0, 1)}
 
 
 def check_classes(zones: tuple[Zone, ...], lines: tuple[Line, ...], class_names: dict[int, str]) -> None:
@@ -116,6 +122,18 @@ def crosses(p: Point, q: Point, polyline: tuple[Point, ...]) -> bool:
     return any(segments_intersect(p, q, a, b) for a, b in itertools.pairwise(polyline))
 
 
+def edges_touched(box: tuple[float, float, float, float], width: int, height: int) -> frozenset[str]:
+    """The edges of a ``width`` x ``height`` frame that ``box`` reaches (within `EDGE_MARGIN_PX`)."""
+    x1, y1, x2, y2 = box
+    near = {
+        "left": x1 <= EDGE_MARGIN_PX,
+        "top": y1 <= EDGE_MARGIN_PX,
+        "right": x2 >= width - EDGE_MARGIN_PX,
+        "bottom": y2 >= height - EDGE_MARGIN_PX,
+    }
+    return frozenset(edge for edge, touches in near.items() if touches)
+
+
 @dataclass(slots=True)
 class _Visit:
     entered: float  # media time of the first frame inside
@@ -126,6 +144,16 @@ class _Visit:
     loitered: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A stay across a line (beyond its band) that has not yet lasted ``confirm_s``: where it began."""
+
+    capture_time: float
+    media_time: float
+    point: Point  # the anchor then
+    edges: frozenset[str]  # the frame's edges the track's box touched then (`edges_touched`)
+
+
 @dataclass(slots=True)
 class _LineState:
     side: int  # the last side the anchor was on beyond the dead band; 0 until it first was
@@ -134,10 +162,45 @@ class _LineState:
     class_id: int
     class_name: str
     last_seen: float  # media time of the last frame the track was seen
-    at_edge: bool  # whether it touched the frame's edge then (it may have left the picture)
+    edges: frozenset[str]  # the frame's edges its box touched then (it may have left the picture)
     path_crossed: bool = False  # whether the anchor's path since then went over the line
-    #: Capture and media time its current stay across (beyond the band) began, until the crossing counts.
-    pending: tuple[float, float] | None = None
+    pending: _Pending | None = None  # its current stay across, until the crossing counts
+
+    def left_the_picture(self) -> bool:
+        """Whether, last seen, its box reached an edge it was not touching when its pending stay began,
+        one its point had since moved towards. Touching an edge is not enough: a tall object whose top
+        the frame cuts off touches the top edge all along, as does one standing at the bottom edge."""
+        assert self.pending is not None
+        (x0, y0), (x, y) = self.pending.point, self.last_point
+        return any(
+            EDGE_OUTWARDS[edge][0] * (x - x0) + EDGE_OUTWARDS[edge][1] * (y - y0) > 0
+            for edge in self.edges - self.pending.edges
+        )
+
+
+@dataclass(slots=True)
+class _State:
+    """What the analytics remember from frame to frame.
+
+    `StreamAnalytics.update` works on a `copy` and keeps it only once the whole frame is done.
+    """
+
+    visits: dict[tuple[int, str], _Visit]
+    line_states: dict[tuple[int, str], _LineState]
+    #: line -> class -> direction -> crossings; the classes a line is limited to are there from the start.
+    crossings: dict[str, dict[str, dict[str, int]]]
+    dwell: dict[str, DwellHistogram]  # zone -> finished visits
+    zone_classes: dict[str, set[str]]  # zone -> the classes once seen in it (listed at 0 when it empties)
+
+    def copy(self) -> _State:
+        """A copy that shares nothing this one may change (`DwellHistogram` is immutable)."""
+        return _State(
+            {key: replace(visit) for key, visit in self.visits.items()},
+            {key: replace(state) for key, state in self.line_states.items()},
+            {line: {name: dict(d) for name, d in by_class.items()} for line, by_class in self.crossings.items()},
+            dict(self.dwell),
+            {zone: set(classes) for zone, classes in self.zone_classes.items()},
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,16 +229,16 @@ class StreamAnalytics:
         self._lines = lines
         self._resolved: _Resolved | None = None
         self._size: tuple[int, int] | None = None
-        self._visits: dict[tuple[int, str], _Visit] = {}
-        self._line_states: dict[tuple[int, str], _LineState] = {}
         # The classes a shape is limited to are listed at 0 from the start, as a class is after it was
         # first seen: a counter that first appears at 1 loses that crossing to Prometheus' rate() and
         # increase(), and a gauge that appears only when it is not 0 reads as "unknown" before.
-        self._crossings: dict[str, dict[str, dict[str, int]]] = {
-            line.name: {name: dict.fromkeys(DIRECTIONS, 0) for name in line.classes} for line in lines
-        }
-        self._dwell: dict[str, DwellHistogram] = {zone.name: DwellHistogram() for zone in zones}
-        self._zone_classes: dict[str, set[str]] = {zone.name: set(zone.classes) for zone in zones}
+        self._state = _State(
+            {},
+            {},
+            {line.name: {name: dict.fromkeys(DIRECTIONS, 0) for name in line.classes} for line in lines},
+            {zone.name: DwellHistogram() for zone in zones},
+            {zone.name: set(zone.classes) for zone in zones},
+        )
         self.counts = Counts()
         self.frame_analytics: FrameAnalytics | None = None
         #: Why shapes are left out at the current frame size, one line each; empty when all fit.
@@ -184,36 +247,39 @@ class StreamAnalytics:
     def update(
         self, tracks: tuple[Track, ...], track_events: tuple[TrackEvent, ...], frame: Frame
     ) -> tuple[tuple[Track, ...], tuple[TrackEvent | AnalyticsEvent, ...]]:
-        """This frame's tracks, each with the zones it is in, and its events: the tracker's and ours, in order."""
+        """This frame's tracks, each with the zones it is in, and its events: the tracker's and ours, in order.
+
+        All or nothing: the frame is judged on a copy of what the analytics remember, which takes its
+        place, with new `counts`, only once the whole frame is done. If it raises, nothing has changed
+        and the frame made no event, so the events a caller delivers always agree with the counts: a
+        visit entered or a crossing counted partway through a frame has no event to report it, and its
+        events cannot simply be handed out (the zone gauges of half a frame's tracks are no frame's). A
+        caller then settles the frame's track ends with `ended`. All or nothing also keeps intact the
+        analytics this one was `reshaped` from, which share its state until its first frame is done:
+        shapes that fail to apply are tried again from them on the next frame.
+        """
         resolved = self._resolve(frame)
+        state = self._state.copy()
         events: list[AnalyticsEvent] = []
         # Classes once seen in a zone stay at 0 when it empties: a gauge that vanishes reads as "unknown".
         inside_now = {
-            zone.name: dict.fromkeys(sorted(self._zone_classes[zone.name]), 0) for zone, _, _ in resolved.zones
+            zone.name: dict.fromkeys(sorted(state.zone_classes[zone.name]), 0) for zone, _, _ in resolved.zones
         }
         marked: list[Track] = []
         for track in tracks:
-            zones = self._update_zones(track, resolved, frame, events)
+            zones = self._update_zones(state, track, resolved, frame, events)
             for name in zones:
                 by_class = inside_now[name]
                 by_class[track.class_name] = by_class.get(track.class_name, 0) + 1
-                self._zone_classes[name].add(track.class_name)
-            self._update_lines(track, resolved, frame, events)
+                state.zone_classes[name].add(track.class_name)
+            self._update_lines(state, track, resolved, frame, events)
             marked.append(replace(track, zones=zones) if zones else track)
         starts = [e for e in track_events if e.kind is TrackEventKind.START]
         ends = [e for e in track_events if e.kind is TrackEventKind.END]
         for ended in ends:
-            events += self._forget(ended, frame)
-        self.counts = Counts(
-            MappingProxyType(inside_now),
-            MappingProxyType(
-                {
-                    line.name: {name: dict(d) for name, d in self._crossings[line.name].items()}
-                    for line, _, _ in resolved.lines
-                }
-            ),
-            MappingProxyType(dict(self._dwell)),
-        )
+            events += self._forget(state, ended, frame)
+        self._state = state
+        self.counts = self._counts(MappingProxyType(inside_now), tuple(line.name for line, _, _ in resolved.lines))
         self.frame_analytics = FrameAnalytics(
             self.counts,
             tuple((zone.name, _outline(points)) for zone, points, _ in resolved.zones),
@@ -238,9 +304,16 @@ class StreamAnalytics:
         """What the ends among ``track_events`` make here and nothing else: the zone exits and the
         crossings those tracks were last seen making (`update` makes them too, with the rest of a frame).
         For a stream restarted with new settings, whose old tracks end in the analytics that followed them
-        while its new analytics take over (`server.inference.worker`)."""
+        while its new analytics take over, and for a frame whose `update` failed (`server.inference.worker`).
+
+        All or nothing, like `update`; `counts` takes in the crossings and dwell times it adds, its zone
+        gauges stay those of the last frame `update` judged."""
         ends = [event for event in track_events if event.kind is TrackEventKind.END]
-        return tuple(event for ended in ends for event in self._forget(ended, frame))
+        state = self._state.copy()
+        events = tuple(event for ended in ends for event in self._forget(state, ended, frame))
+        self._state = state
+        self.counts = self._counts(self.counts.zones, tuple(self.counts.lines))
+        return events
 
     def reshaped(
         self, zones: tuple[Zone, ...], lines: tuple[Line, ...], frame: Frame
@@ -255,16 +328,26 @@ class StreamAnalytics:
         successor = StreamAnalytics(self.stream_id, zones, lines)
         kept_zones = {zone.name for zone in zones if zone in self._zones}
         kept_lines = {line.name for line in lines if line in self._lines}
+        ours, theirs = self._state, successor._state
         exits = tuple(
-            self._exit(track_id, zone, frame) for track_id, zone in list(self._visits) if zone not in kept_zones
+            self._exit(ours, track_id, zone, frame) for track_id, zone in list(ours.visits) if zone not in kept_zones
         )
-        successor._visits = {key: visit for key, visit in self._visits.items() if key[1] in kept_zones}
-        successor._line_states = {key: state for key, state in self._line_states.items() if key[1] in kept_lines}
+        theirs.visits = {key: visit for key, visit in ours.visits.items() if key[1] in kept_zones}
+        theirs.line_states = {key: state for key, state in ours.line_states.items() if key[1] in kept_lines}
         for name in kept_zones:
-            successor._dwell[name], successor._zone_classes[name] = self._dwell[name], self._zone_classes[name]
+            theirs.dwell[name], theirs.zone_classes[name] = ours.dwell[name], ours.zone_classes[name]
         for name in kept_lines:
-            successor._crossings[name] = self._crossings[name]
+            theirs.crossings[name] = ours.crossings[name]
         return successor, exits
+
+    def _counts(self, zones: Mapping[str, Mapping[str, int]], lines: tuple[str, ...]) -> Counts:
+        """`counts` with the zone gauges ``zones`` and the crossings of ``lines``, from what is remembered now."""
+        crossings = self._state.crossings
+        return Counts(
+            zones,
+            MappingProxyType({line: {name: dict(d) for name, d in crossings[line].items()} for line in lines}),
+            MappingProxyType(dict(self._state.dwell)),
+        )
 
     def _resolve(self, frame: Frame) -> _Resolved:
         height, width = frame.image.shape[:2]
@@ -294,25 +377,25 @@ class StreamAnalytics:
         return self._resolved
 
     def _update_zones(
-        self, track: Track, resolved: _Resolved, frame: Frame, events: list[AnalyticsEvent]
+        self, state: _State, track: Track, resolved: _Resolved, frame: Frame, events: list[AnalyticsEvent]
     ) -> tuple[str, ...]:
         inside: list[str] = []
         area = None
         for zone, _, mask in resolved.zones:
             key = (track.track_id, zone.name)
             if zone.classes and track.class_name not in zone.classes:
-                if key in self._visits:  # its class changed (the tracker's vote): it is no longer one the zone counts
-                    events.append(self._exit(track.track_id, zone.name, frame))
+                if key in state.visits:  # its class changed (the tracker's vote): it is no longer one the zone counts
+                    events.append(self._exit(state, track.track_id, zone.name, frame))
                 continue
             if area is None:
                 area = track_area(track, mask.shape)
             share = share_inside(area, mask)
-            visit = self._visits.get(key)
+            visit = state.visits.get(key)
             if visit is None and share >= zone.min_share:
-                visit = self._visits[key] = _Visit(frame.media_time, frame.media_time, track.class_id, track.class_name)
+                visit = state.visits[key] = _Visit(frame.media_time, frame.media_time, track.class_id, track.class_name)
                 events.append(self._event(AnalyticsEventKind.ZONE_ENTER, track, frame, zone=zone.name))
             elif visit is not None and share < zone.min_share * EXIT_SHARE_RATIO:
-                events.append(self._exit(track.track_id, zone.name, frame))
+                events.append(self._exit(state, track.track_id, zone.name, frame))
                 continue
             if visit is None:
                 continue
@@ -325,53 +408,55 @@ class StreamAnalytics:
                 events.append(self._event(AnalyticsEventKind.LOITER, track, frame, zone=zone.name, dwell_s=dwell))
         return tuple(inside)
 
-    def _update_lines(self, track: Track, resolved: _Resolved, frame: Frame, events: list[AnalyticsEvent]) -> None:
+    def _update_lines(
+        self, state: _State, track: Track, resolved: _Resolved, frame: Frame, events: list[AnalyticsEvent]
+    ) -> None:
         height, width = frame.image.shape[:2]
-        x1, y1, x2, y2 = track.box
-        at_edge = min(x1, y1) <= EDGE_MARGIN_PX or x2 >= width - EDGE_MARGIN_PX or y2 >= height - EDGE_MARGIN_PX
+        edges = edges_touched(track.box, width, height)
         for line, points, band in resolved.lines:
             key = (track.track_id, line.name)
             if line.classes and track.class_name not in line.classes:
                 # Its class changed (the tracker's vote): what it did as a class the line counts is
                 # dropped with a crossing it had pending, and it starts afresh if the class comes back.
-                self._line_states.pop(key, None)
+                state.line_states.pop(key, None)
                 continue
             point = anchor_point(track, line.anchor)
             side, distance = side_of(point, points)
-            state = self._line_states.get(key)
-            if state is None:
-                self._line_states[key] = _LineState(
-                    side if distance > band else 0, point, track.class_id, track.class_name, frame.media_time, at_edge
+            line_state = state.line_states.get(key)
+            if line_state is None:
+                state.line_states[key] = _LineState(
+                    side if distance > band else 0, point, track.class_id, track.class_name, frame.media_time, edges
                 )
                 continue
-            state.class_id, state.class_name = track.class_id, track.class_name
-            state.last_seen, state.at_edge = frame.media_time, at_edge
-            state.path_crossed |= crosses(state.last_point, point, points)
-            state.last_point = point
+            line_state.class_id, line_state.class_name = track.class_id, track.class_name
+            line_state.last_seen, line_state.edges = frame.media_time, edges
+            line_state.path_crossed |= crosses(line_state.last_point, point, points)
+            line_state.last_point = point
             if distance <= band:
                 # In the dead band the side is not decided, and a stay across that it interrupts
                 # starts again: a nearer object that hides a track's lower part for a moment lifts
                 # its point over the line and back into the band, which is no crossing yet.
-                state.pending = None
+                line_state.pending = None
                 continue
-            if not state.side or side == state.side or not state.path_crossed:
+            if not line_state.side or side == line_state.side or not line_state.path_crossed:
                 # First sighting beyond the band, back where it was, or round the end of the line.
-                state.side, state.path_crossed, state.pending = side, False, None
+                line_state.side, line_state.path_crossed, line_state.pending = side, False, None
                 continue
-            if state.pending is None:
-                state.pending = (frame.capture_time, frame.media_time)
-            if frame.media_time - state.pending[1] >= line.confirm_s:
-                events.append(self._cross(state, line.name, track.track_id))
+            if line_state.pending is None:
+                line_state.pending = _Pending(frame.capture_time, frame.media_time, point, edges)
+            if frame.media_time - line_state.pending.media_time >= line.confirm_s:
+                events.append(self._cross(state, line_state, line.name, track.track_id))
 
-    def _cross(self, state: _LineState, line: str, track_id: int) -> AnalyticsEvent:
-        """Count the crossing ``state`` has pending, dated when its stay across began, under the track's class then."""
-        assert state.pending is not None
-        direction = "in" if state.side < 0 else "out"  # the side it came from: left of the line is "in"
-        class_id, class_name = state.class_id, state.class_name
-        by_class = self._crossings[line].setdefault(class_name, dict.fromkeys(DIRECTIONS, 0))
+    def _cross(self, state: _State, line_state: _LineState, line: str, track_id: int) -> AnalyticsEvent:
+        """Count the crossing ``line_state`` has pending, dated when its stay across began, under the class then."""
+        pending = line_state.pending
+        assert pending is not None
+        direction = "in" if line_state.side < 0 else "out"  # the side it came from: left of the line is "in"
+        class_id, class_name = line_state.class_id, line_state.class_name
+        by_class = state.crossings[line].setdefault(class_name, dict.fromkeys(DIRECTIONS, 0))
         by_class[direction] += 1
-        capture_time, media_time = state.pending
-        state.side, state.path_crossed, state.pending = -state.side, False, None
+        capture_time, media_time = pending.capture_time, pending.media_time
+        line_state.side, line_state.path_crossed, line_state.pending = -line_state.side, False, None
         return AnalyticsEvent(
             AnalyticsEventKind.LINE_CROSS,
             self.stream_id,
@@ -384,33 +469,34 @@ class StreamAnalytics:
             direction=direction,
         )
 
-    def _forget(self, ended: TrackEvent, frame: Frame) -> list[AnalyticsEvent]:
+    def _forget(self, state: _State, ended: TrackEvent, frame: Frame) -> list[AnalyticsEvent]:
         """Leave every zone of a track the tracker gave up on, and settle a crossing it was last seen making.
 
         A crossing still pending counts if it had already stayed across for half its line's
-        ``confirm_s``, or if the track was last seen touching the frame's edge (it left the picture
-        across the line); otherwise it is dropped: a nearer object that hides a standing track's
-        lower part lifts its bottom edge over the line for a moment, and may then hide it for good.
+        ``confirm_s``, or if the track was last seen leaving the picture (`_LineState.left_the_picture`);
+        otherwise it is dropped: a nearer object that hides a standing track's lower part lifts its
+        bottom edge over the line for a moment, and may then hide it for good.
         """
         events = [
-            self._exit(ended.track_id, zone, frame)
-            for track_id, zone in list(self._visits)
+            self._exit(state, ended.track_id, zone, frame)
+            for track_id, zone in list(state.visits)
             if track_id == ended.track_id
         ]
         for line in self._lines:
-            state = self._line_states.pop((ended.track_id, line.name), None)
-            if state is None or state.pending is None:
+            line_state = state.line_states.pop((ended.track_id, line.name), None)
+            if line_state is None or line_state.pending is None:
                 continue
-            if state.at_edge or state.last_seen - state.pending[1] >= line.confirm_s / 2:
-                events.append(self._cross(state, line.name, ended.track_id))
+            held = line_state.last_seen - line_state.pending.media_time >= line.confirm_s / 2
+            if held or line_state.left_the_picture():
+                events.append(self._cross(state, line_state, line.name, ended.track_id))
         return events
 
-    def _exit(self, track_id: int, zone: str, frame: Frame) -> AnalyticsEvent:
+    def _exit(self, state: _State, track_id: int, zone: str, frame: Frame) -> AnalyticsEvent:
         """End the track's visit to ``zone`` at ``frame``, counted under the class it was last seen inside as."""
-        visit = self._visits.pop((track_id, zone))
+        visit = state.visits.pop((track_id, zone))
         class_id, class_name = visit.class_id, visit.class_name
         dwell = visit.last_inside - visit.entered
-        self._dwell[zone] = self._dwell[zone].adding(dwell)
+        state.dwell[zone] = state.dwell[zone].adding(dwell)
         log.debug("[%s] track %d left zone %s after %.2f s", self.stream_id, track_id, zone, dwell)
         return AnalyticsEvent(
             AnalyticsEventKind.ZONE_EXIT,

@@ -24,7 +24,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -46,6 +46,8 @@ FORMATS = tuple(REQUIREMENTS)
 PROGRESS_INTERVAL_S = 0.5  # how often the elapsed time of a running step is redrawn on a terminal
 CHECK_IMAGE_PX = (384, 640)  # height, width of the blank frame the exported model is tried on
 DEFAULT_IMGSZ_PX = 640  # what ultralytics uses when a model does not record its own
+
+log = logging.getLogger(__name__)
 
 
 class ExportError(Exception):
@@ -187,12 +189,50 @@ def export_model(
                 _check(exported, load)
             checked = exported
         with _writing(out_dir):
-            if target.is_dir() or (fmt == "triton" and target.exists()):
-                shutil.rmtree(target)  # a file where a repository's model goes is not ours: this refuses it
-            elif target.exists():
-                target.unlink()
-            shutil.move(str(checked), target)
+            _replace(checked, target)
     return ExportResult(target, time.monotonic() - started)
+
+
+def _replace(checked: Path, target: Path) -> None:
+    """Put ``checked`` (a file or a folder, maybe on another filesystem) at ``target``, replacing what is there.
+
+    It is first copied whole to a hidden sibling, ``.<name>.new``: a copy that fails (a full disk)
+    leaves ``target`` as it was, and the sibling is removed. Only then is it renamed in, which within
+    one folder is one step: a file over the old one; a folder after the old one is renamed aside to
+    ``.<name>.old`` (put back if the new one cannot go in), and the old one is removed last. So a
+    server never loads half a model: segcast loads ``target`` only, and Triton, which polls every
+    folder of its repository (a dot does not hide one), loads one only where the name its
+    ``config.pbtxt`` gives is the folder's own, which the siblings' are not.
+    """
+    staged, aside = target.with_name(f".{target.name}.new"), target.with_name(f".{target.name}.old")
+    for leftover in (staged, aside):  # of an export that was killed there
+        _remove(leftover)
+    try:
+        shutil.move(str(checked), staged)
+        if target.is_dir() or (target.exists() and staged.is_dir()):
+            os.rename(target, aside)
+            try:
+                os.rename(staged, target)
+            except OSError:
+                os.rename(aside, target)
+                raise
+            try:
+                _remove(aside)
+            except OSError as exc:  # the new model is in place: an old copy left over is no failure
+                log.warning("could not remove the replaced model %s: %s", aside, exc)
+        else:
+            os.replace(staged, target)
+    finally:
+        with suppress(OSError):
+            _remove(staged)
+
+
+def _remove(path: Path) -> None:
+    """Remove a file or a whole folder; nothing there is fine."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 @contextmanager

@@ -527,7 +527,8 @@ class InferenceWorker:
         its tracks and track events still go out (a start or end not sent now never would be), the
         zone exits of tracks ending there are still made where the stream counts, and the failure is
         the stream's `analytics_error` (and counted with its errors) until a frame's analytics succeed.
-        Shapes the frame was to apply are tried again on the next one.
+        Shapes the frame was to apply are tried again on the next one. `StreamAnalytics.update` is all
+        or nothing, so a failure partway through the frame leaves no count or visit without its event.
         """
         exits: tuple[AnalyticsEvent, ...] = ()
         try:

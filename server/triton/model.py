@@ -11,22 +11,25 @@ A batch is answered within `REQUEST_TIMEOUT_S` of being sent or fails: the reque
 into (per frame size, per ``max_batch_size``) share that one deadline (over HTTP, rounded up to a
 whole second: see `server.triton.transport`). The clock starts when the requester thread sends the
 batch's first request, not when the batch is submitted: the second batch out waits behind the first
-off the clock, so a server that takes most of the deadline for each batch is slow, not down.
+off the clock, so a server that takes most of the deadline for each batch is slow, not down. So is
+one whose answers to a batch's first requests leave the next too little time: a request unanswered
+in time is the server's fault only when no earlier request of its batch was answered.
 
 The server may be down when segcast starts or go away while it runs. Then each request fails at once
 with `InferenceUnavailable` saying why and when the next attempt is due; attempts back off from
 `RETRY_FIRST_S` to `RETRY_MAX_S`, so processing resumes within that long of the server coming back,
 and the model is described anew then. A restarted server may serve an updated model: one with the
 same class names is used as it now is (input size and shape), one with other class names is not
-(streams' trackers and class filters hold the ids of the names the node started with), and
-inference stays unavailable, saying so, until segcast restarts. A request left unanswered fails
-those queued behind it without sending them, so a hung server holds the inference thread for one
-deadline, not one per request. A server that fails a request on its own side (``INTERNAL``, HTTP
-500: a crashed backend, out of memory) is down like one that does not answer. A request the server
-refuses (a frame size the model does not take) is `TritonRefused`, charged to the frames it
-carried: the server is up, and other streams carry on. A model the server answers for but that
-segcast cannot use (unknown name, missing metadata, wrong input shape, masks missing, class names
-that do not match its output) is a `ModelError` at start, with one line saying what is wrong.
+(streams' trackers and class filters hold the ids of the names the node started with), and inference
+stays unavailable, saying so, until segcast restarts. A request left unanswered fails those queued
+behind it without sending them, so a hung server holds the inference thread for one deadline, not
+one per request (two, if it stopped answering in the middle of a batch). A server that fails a
+request on its own side (``INTERNAL``, HTTP 500: a crashed backend, out of memory) is down like one
+that does not answer. A request the server refuses (a frame size the model does not take) is
+`TritonRefused`, charged to the frames it carried: the server is up, and other streams carry on. A
+model the server answers for but that segcast cannot use (unknown name, missing metadata, wrong
+input shape, masks missing, class names that do not match its output) is a `ModelError` at start,
+with one line saying what is wrong.
 
 ``requests``, ``failed_requests`` and ``request_seconds`` count every exchange with the server:
 inference requests and the model descriptions read at start and at each attempt after an outage,
@@ -341,12 +344,15 @@ class TritonModel:
         transport = self._connection()
         step = served.max_batch or 1  # without server-side batching, the batch dimension is the model's own
         parts: list[list[np.ndarray]] = []
+        # A part that finds the deadline spent, or runs out of what the parts before it left, failed
+        # for their time: they were answered, so the server is slow, not down (no `_down`, no backoff).
+        slow = InferenceUnavailable(
+            f"no answer within {self._request_timeout_s:.3g} s: the batch's first requests took most of it"
+        )
         for first in range(0, len(batch), step):
             left_s = deadline - time.monotonic()
-            if left_s <= 0:  # spent by the parts before, all answered: the server is slow, not down
-                raise InferenceUnavailable(
-                    f"no answer within {self._request_timeout_s:.3g} s: the batch's first requests took it all"
-                )
+            if left_s <= 0:
+                raise slow
             try:
                 parts.append(
                     self._counted(
@@ -359,6 +365,8 @@ class TritonModel:
                     )
                 )
             except TritonTimeout:  # said as the batch's deadline, not as the time this part had left of it
+                if parts:
+                    raise slow from None
                 raise TritonTimeout(f"no answer within {self._request_timeout_s:.3g} s") from None
         return [np.concatenate([part[index] for part in parts]) for index in range(len(served.outputs))]
 

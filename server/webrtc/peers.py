@@ -3,8 +3,8 @@
 A publisher's track becomes a `WebRTCSource` stream in the `StreamManager`; when the peer closes,
 its connection fails, or its video stops for `WebRTCConfig.publish_idle_timeout_s`, the stream is
 ended, announced, and removed, and its reader and tracker are freed. The other way round, a stream
-that fails or ends (its reader refused the peer's frames, say, as larger than ``max_frame_side``) or
-is removed closes its publisher, whose frames would otherwise keep coming to no one. Only the first
+that fails (its reader refused the peer's frames, say, as larger than ``max_frame_side``) or is
+removed closes its publisher, whose frames would otherwise keep coming to no one. Only the first
 video a publisher offers is received, and a player only sends: every other media section is
 answered ``inactive``, as nothing would read what aiortc decoded for it. A player gets an
 `AnnotatedTrack` fed by its stream's shared `PlaybackFeed`, and is closed if it has not connected
@@ -192,9 +192,11 @@ class PeerRegistry:
                 transceiver.direction = "sendonly" if transceiver is sending else "inactive"
             sending.sender.replaceTrack(track)
             answer = await self._answer(peer)
-            self._check_open(peer)
+            # The stream first: its removal also closes every player of it (`_stream_removed`), and
+            # a peer closed for that is refused as the stream being gone, not as a closed peer.
             if not self.has_stream(stream_id):
                 raise StreamGoneError(stream_id)
+            self._check_open(peer)
         except BaseException:
             await self._discard(peer)
             raise
@@ -303,11 +305,14 @@ class PeerRegistry:
                 self._close_soon(peer, "the stream was removed")
 
     def _stream_state(self, stream_id: str, state: StreamState) -> None:
-        """A published stream that failed or ended closes its publisher: its reader takes no more frames.
+        """A published stream that failed closes its publisher: its reader takes no more frames.
 
         Its reader has announced that state, with the reason, so the stream is removed without another.
+        ``ended`` is left alone: a WebRTC stream only ends by `_close`, whose publisher is already
+        closing, and its ``ended`` comes once the id is free again; a new publisher may have taken
+        that id by then, and must not be closed for the old one's end.
         """
-        if state not in (StreamState.FAILED, StreamState.ENDED):
+        if state is not StreamState.FAILED:
             return
         for peer in list(self._peers):
             if peer.source is not None and peer.stream_id == stream_id:
