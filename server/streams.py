@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -128,6 +130,8 @@ class StreamManager:
         self._processed: dict[str, int] = {}
         self._handed_in: set[str] = set()  # streams from `add_source`, which have no URI to reopen
         self._checked: set[str] = set()  # streams from the API, held to the source policy (see `add`)
+        #: Ids being removed or restarted: not free until that is done (see `_claim`).
+        self._claimed: set[str] = set()
         self._policy = settings.source_policy()
 
     @property
@@ -208,21 +212,44 @@ class StreamManager:
         except ValueError as exc:
             raise StreamOptionsError(config.stream_id, str(exc)) from None
 
-    def _register(self, config: StreamConfig, handed_in: bool = False) -> None:
-        """Claim ``config``'s id and announce the stream: the first step of `_add` and `add_source`."""
+    @contextmanager
+    def _claim(self, stream_id: str) -> Iterator[None]:
+        """Keep ``stream_id`` taken while a removal or restart of it is under way.
+
+        The id leaves the stream list first, but its reader, its worker registration and the hub's
+        "removed" follow: a stream `add_source` started under the id in between (a browser page
+        publishing again at once) would lose its registration to the old one's removal, and the hub
+        would forget it. `add_source` does not wait for changes (it runs on the loop), so it is
+        refused instead, as for a taken id.
+        """
+        with self._lock:
+            self._claimed.add(stream_id)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._claimed.discard(stream_id)
+
+    def _register(self, config: StreamConfig, handed_in: bool = False, claimed: bool = False) -> None:
+        """Claim ``config``'s id and announce the stream: the first step of `_add` and `add_source`.
+
+        ``claimed``: the caller holds the id (`_claim`), restarting the stream under it.
+        """
         self._check_options(config)
         with self._lock:
             if self._stopped:
                 raise ShuttingDownError("the server is shutting down")
             if config.stream_id in self._configs:
                 raise StreamExistsError(f"stream {config.stream_id!r} already exists")
+            if config.stream_id in self._claimed and not claimed:
+                raise StreamExistsError(f"stream {config.stream_id!r} already exists (it is being stopped)")
             self._configs[config.stream_id] = config
             if handed_in:
                 self._handed_in.add(config.stream_id)
         self._hub.stream_added_threadsafe(config.stream_id)
 
-    def _add(self, config: StreamConfig, checked: bool) -> StreamInfo:
-        self._register(config)
+    def _add(self, config: StreamConfig, checked: bool, claimed: bool = False) -> StreamInfo:
+        self._register(config, claimed=claimed)
         if checked:
             with self._lock:
                 self._checked.add(config.stream_id)
@@ -285,7 +312,7 @@ class StreamManager:
         says why). Both go to the hub in order with the stream's "added", so a stream added again
         with the same id at once is never mistaken for the removed one.
         """
-        with self._changing:
+        with self._changing, self._claim(stream_id):
             config = self._remove(stream_id)
             if final_state is not None:
                 self._hub.state_threadsafe(stream_id, *final_state)
@@ -335,8 +362,9 @@ class StreamManager:
                 if config.stream_id in self._handed_in:
                     raise HandedInError(f"stream {config.stream_id!r} is published by a peer and cannot be restarted")
                 checked = checked or config.stream_id in self._checked
-            self._remove(config.stream_id, restarting=True)
-            return self._add(config, checked)
+            with self._claim(config.stream_id):
+                self._remove(config.stream_id, restarting=True)
+                return self._add(config, checked, claimed=True)
 
     def _check_host(self, host: str) -> None:
         """Refuse a connection from a checked stream to a host in ``[server] deny_networks`` (see `add`)."""

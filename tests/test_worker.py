@@ -24,7 +24,7 @@ from server.inference.models import InferenceStatus, ModelError
 from server.inference.worker import InferenceOptions, InferenceWorker, _Registration, _restart_exits
 from server.options import StreamOptions
 from server.scene import Scene
-from server.sources import StreamState
+from server.sources import StreamState, open_source
 from server.sources.base import LatestFrame
 from server.tracking import StreamTracker
 from tests.support.detections import NAMES, TruthModel
@@ -401,6 +401,45 @@ def test_a_stream_restarted_by_new_settings_ends_its_tracks_and_its_ids_go_on(mo
     [new] = [t.track_id for t in after.tracks]
     assert new > old
     assert (TrackEventKind.END, old) in events and events.count((TrackEventKind.START, new)) == 1
+
+
+@pytest.mark.parametrize("change", ["remove", "restart"])
+def test_an_id_being_stopped_is_not_free_for_a_published_stream_until_it_is_done(
+    change: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A browser publishing again under the id of a stream being removed or restarted, in the moment
+    between the id leaving the list and the old stream's worker registration going: it was let in,
+    and the old stream's removal then took its registration (frames read, none processed)."""
+    model = FixedModel([[100, 80, 160, 140, 0.9, 1]])
+    monkeypatch.setattr(
+        streams, "InferenceWorker", functools.partial(InferenceWorker, load=lambda _: cast("YOLO", model))
+    )
+    manager = streams.StreamManager(Settings(model="fixed"), Listener())
+    refused: list[str] = []
+    remove_stream = InferenceWorker.remove_stream
+
+    def publish_meanwhile(worker: InferenceWorker, stream_id: str, restarting: bool = False) -> None:
+        try:
+            manager.add_source(StreamConfig("cam", "webrtc:127.0.0.1"), open_source("scene:?seed=2"))
+        except streams.StreamExistsError as exc:
+            refused.append(str(exc))
+        remove_stream(worker, stream_id, restarting)
+
+    manager.start()
+    try:
+        manager.add(StreamConfig("cam", "scene:?seed=1"))
+        monkeypatch.setattr(InferenceWorker, "remove_stream", publish_meanwhile)
+        if change == "remove":
+            manager.remove("cam")
+        else:
+            manager.replace(StreamConfig("cam", "scene:?seed=1", options=StreamOptions(conf=0.3)))
+        monkeypatch.setattr(InferenceWorker, "remove_stream", remove_stream)
+        assert refused == ["stream 'cam' already exists (it is being stopped)"]
+        if change == "remove":
+            manager.add_source(StreamConfig("cam", "webrtc:127.0.0.1"), open_source("scene:?seed=2"))
+        assert manager.worker.stats("cam") is not None, "the stream under the id has its registration"
+    finally:
+        manager.stop()
 
 
 def test_a_frame_of_a_stream_removed_while_in_the_model_is_never_delivered() -> None:
