@@ -31,6 +31,7 @@ OPTIONAL_IMPORTS = {
     "onnxruntime": "onnx",
     "tritonclient": "triton",
     "google": "triton",  # protobuf, through tritonclient[grpc]
+    "rapidjson": "triton",  # python-rapidjson, through tritonclient[http]
     "triton_python_backend_utils": None,
 }
 

@@ -118,8 +118,10 @@ def steady_size(steady: tuple[int, int] | None, received: tuple[int, int]) -> tu
     A browser lowers its sending resolution when the network or its CPU is short and raises it again
     later. A frame of another size ends every track (`server.tracking`: boxes on two scales cannot be
     one track), so a frame that is the same picture smaller is scaled back up to the steady size:
-    ids, trails and zone visits go on. A larger one becomes the steady size (a sender ramping up at
-    the start: detail is worth one restart), as does another shape (a phone turned on its side).
+    ids, trails and zone visits go on. A larger one becomes the steady size, as does another shape
+    (a phone turned on its side): detail is worth a restart, and a sender ramping up from a small
+    start (low bandwidth estimate) restarts tracks at each of its first steps, within seconds of
+    publishing, and not again once it has reached its size.
     """
     if steady is None:
         return received
