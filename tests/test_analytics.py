@@ -348,30 +348,45 @@ def test_what_a_track_ends_in_is_counted_under_the_class_it_was_last_seen_as() -
 
 
 STANDING = [(90, 110, 110, 150)] * 20  # below the line for 2 s, feet at y = 150
+GATE = {"name": "gate", "points": [[0, 100], [200, 100]]}  # its dead band is 4 px on a 200 x 200 frame
+NEAR_THE_TOP = {**GATE, "points": [[0, 20], [200, 20]]}
+NO_BAND = {**GATE, "hysteresis": 0}
 
 
 @pytest.mark.parametrize(
-    ("boxes", "counted"),
+    ("line", "boxes", "counted"),
     [
         # One frame over the line (a nearer object hid its lower part), then hidden.
-        ([*STANDING, (90, 60, 110, 90)], False),
+        (GATE, [*STANDING, (90, 60, 110, 90)], False),
         # Across from 2.0 s to 2.3 s: over half of confirm_s (0.5 s).
-        (STANDING + [(90, 60, 110, 90)] * 4, True),
-        # The same, of a tall object whose head the frame's top edge cuts off: it touches that edge all
-        # along, so touching it says nothing of leaving the picture.
-        ([(90, 0, 110, 150)] * 20 + [(90, 0, 110, 90)], False),
-        # Across for 0.1 s and last seen reaching the top edge, which it had not touched, moving up to it:
-        # it left the picture across the line.
-        ([*STANDING, (90, 40, 110, 90), (90, 0, 110, 50)], True),
+        (GATE, STANDING + [(90, 60, 110, 90)] * 4, True),
+        # The same one-frame dip, of a tall object whose head the frame's top edge cuts off, on a line
+        # without a dead band: its point did not move towards the edge it touches, nor could it in one frame.
+        (NO_BAND, [(90, 0, 110, 150)] * 20 + [(90, 0, 110, 90)], False),
+        # Across for 0.1 s and last seen reaching the top edge, moving up to it by far more than the
+        # band: it left the picture across the line.
+        (GATE, [*STANDING, (90, 40, 110, 90), (90, 0, 110, 50)], True),
+        # A tall person whose head the top edge cuts off all along walks up and out of the picture
+        # across a line near the top, seen across for 0.1 s: it left, though it touched that edge before.
+        (NEAR_THE_TOP, [(90, 0, 110, y) for y in (50, 40, 30, 20, 10, 3)], True),
         # Last seen reaching both side edges (merged with its neighbours, say), its point moving towards
-        # neither: that is no way out of the picture.
-        ([*STANDING, (90, 60, 110, 90), (0, 60, 200, 90)], False),
+        # neither, or 0.5 px towards one: jitter, no way out of the picture.
+        (GATE, [*STANDING, (90, 60, 110, 90), (0, 60, 200, 90)], False),
+        (GATE, [*STANDING, (90, 60, 110, 90), (0, 60, 201, 90)], False),
+        # Hidden below for two frames, its head 3 px from the top edge and then touching it, its point
+        # 0.5 px nearer: jitter again.
+        (GATE, [(90, 3, 110, 150)] * 20 + [(90, 3, 110, 90), (90, 2, 110, 89.5)], False),
+        # The same on a line without a dead band, its point not moving at all: still no way out.
+        (NO_BAND, [(90, 0, 110, 150)] * 20 + [(90, 0, 110, 90)] * 2, False),
+        # Hidden below for two frames, its head cut off by the top edge, its visible bottom 10 px
+        # nearer it: boxes alone cannot tell that from walking out (docs/analytics.md), so it counts.
+        (GATE, [(90, 0, 110, 150)] * 20 + [(90, 0, 110, 90), (90, 0, 110, 80)], True),
     ],
 )
 def test_a_track_that_ends_while_across_counts_only_a_crossing_that_held_or_left_the_picture(
-    boxes: list[tuple[float, float, float, float]], counted: bool
+    line: dict[str, object], boxes: list[tuple[float, float, float, float]], counted: bool
 ) -> None:
-    gate = parse_lines([{"name": "gate", "points": [[0, 100], [200, 100]]}])[0]
+    gate = parse_lines([line])[0]
     analytics = StreamAnalytics("cam", (), (gate,))
     for index, box in enumerate(boxes):
         analytics.update((_track(None, box),), (), _frame(index))
@@ -645,3 +660,32 @@ def test_a_frame_whose_analytics_fail_partway_changes_nothing_here_or_in_those_i
     _, events = again.update(at_confirm, (), _frame(8))
     assert _analytics_events(events) == [("line_cross", "gate", "in", None, "disc")]
     assert again.counts.lines == {"gate": {"disc": {"in": 1, "out": 0}}}
+
+
+def test_a_frame_whose_analytics_fail_after_its_crossing_and_loiter_makes_both_when_tried_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A failed frame leaves no visit or line state changed, here or in the analytics these were
+    `reshaped` from, which share them (`update` changes them on its own copies): judged again, the
+    frame makes the same loiter and crossing."""
+    zone = parse_zones([{"name": "bay", "points": [[0, 0], [200, 0], [200, 200], [0, 200]], "loiter_s": 0.75}])[0]
+    gate = parse_lines([{"name": "gate", "points": [[0, 100], [200, 100]]}])[0]
+    analytics = StreamAnalytics("cam", (zone,), (gate,))
+    boxes = [(90.0, float(y - 40), 110.0, float(y)) for y in [60, 70, 80, 130, 135, 140, 145, 150]]  # 0.4 s across
+    for index, box in enumerate(boxes):
+        analytics.update((_track(None, box),), (), _frame(index))
+    at_confirm = (_track(None, (90.0, 110.0, 110.0, 150.0)),)  # 0.8 s in the zone, 0.5 s across
+    expected = [("loiter", "bay", None, 0.8, "disc"), ("line_cross", "gate", "in", None, "disc")]
+
+    def fail(*args: object) -> list[AnalyticsEvent]:
+        raise RuntimeError("a later step of this frame's analytics failed")
+
+    reshaped, _ = analytics.reshaped((zone,), (gate,), _frame(8))
+    with monkeypatch.context() as patch:
+        patch.setattr(StreamAnalytics, "_forget", fail)
+        for failing in (reshaped, analytics):
+            with pytest.raises(RuntimeError):
+                failing.update(at_confirm, (_end(track_id=2),), _frame(8))
+    for judged in (reshaped, analytics):
+        _, events = judged.update(at_confirm, (), _frame(8))
+        assert _analytics_events(events) == expected

@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 import cv2
@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 EXIT_SHARE_RATIO = 0.8
 #: A box this close to the frame's edge touches it: the object may be leaving the picture.
 EDGE_MARGIN_PX = 2.0
+#: The least travel towards that edge that says it was leaving, on a line without a dead band.
+MIN_TRAVEL_PX = 1.0
 DIRECTIONS = ("in", "out")
 #: Each edge of the frame and the way out of the picture across it (image axes, y down).
 EDGE_OUTWARDS: dict[str, tuple[int, int]] = {"left": (-1, 0), "top": (0, -1), "right": (1, 0), "bottom": (0, 1)}
@@ -143,6 +145,10 @@ class _Visit:
     class_name: str
     loitered: bool = False
 
+    def copy(self) -> _Visit:
+        """A copy to change (`_State.visit`)."""
+        return _Visit(self.entered, self.last_inside, self.class_id, self.class_name, self.loitered)
+
 
 @dataclass(frozen=True, slots=True)
 class _Pending:
@@ -151,7 +157,7 @@ class _Pending:
     capture_time: float
     media_time: float
     point: Point  # the anchor then
-    edges: frozenset[str]  # the frame's edges the track's box touched then (`edges_touched`)
+    band: float  # the line's dead band then, in pixels (it follows the frame's size)
 
 
 @dataclass(slots=True)
@@ -166,15 +172,38 @@ class _LineState:
     path_crossed: bool = False  # whether the anchor's path since then went over the line
     pending: _Pending | None = None  # its current stay across, until the crossing counts
 
+    def copy(self) -> _LineState:
+        """A copy to change (`_State.line_state`)."""
+        return _LineState(
+            self.side,
+            self.last_point,
+            self.class_id,
+            self.class_name,
+            self.last_seen,
+            self.edges,
+            self.path_crossed,
+            self.pending,
+        )
+
     def left_the_picture(self) -> bool:
-        """Whether, last seen, its box reached an edge it was not touching when its pending stay began,
-        one its point had since moved towards. Touching an edge is not enough: a tall object whose top
-        the frame cuts off touches the top edge all along, as does one standing at the bottom edge."""
-        assert self.pending is not None
-        (x0, y0), (x, y) = self.pending.point, self.last_point
-        return any(
-            EDGE_OUTWARDS[edge][0] * (x - x0) + EDGE_OUTWARDS[edge][1] * (y - y0) > 0
-            for edge in self.edges - self.pending.edges
+        """Whether it was last seen leaving the picture across the line: seen across on two frames or
+        more, its box then touching an edge of the frame (`edges_touched`), and its point moved towards
+        that edge since its pending stay began by at least the line's dead band (and a pixel, for a
+        line without one).
+
+        A one-frame dip (a nearer object hiding its lower part for a frame) never counts, and neither
+        does jitter; an object leaving the picture across a line near the edge does, whether its box
+        touched that edge before (a tall person whose head the top edge cuts off) or not. Boxes alone
+        cannot tell that from a lower part hidden for two frames or more, of an object already at the
+        edge it moves towards, whose track is then lost: that counts too.
+        """
+        pending = self.pending
+        assert pending is not None
+        (x0, y0), (x, y) = pending.point, self.last_point
+        # Seen after the frame its stay began on: every frame since was across (the band or the old side ends it).
+        return self.last_seen > pending.media_time and any(
+            EDGE_OUTWARDS[edge][0] * (x - x0) + EDGE_OUTWARDS[edge][1] * (y - y0) >= max(pending.band, MIN_TRAVEL_PX)
+            for edge in self.edges
         )
 
 
@@ -182,7 +211,10 @@ class _LineState:
 class _State:
     """What the analytics remember from frame to frame.
 
-    `StreamAnalytics.update` works on a `copy` and keeps it only once the whole frame is done.
+    `StreamAnalytics.update` works on a `draft` and keeps it only once the whole frame is done. A
+    draft shares the visits and line states of the state it was made from until it changes them: it
+    changes one only through `visit` and `line_state`, which copy it the first time. Reading, adding
+    and removing need no copy, as the draft's maps are its own.
     """
 
     visits: dict[tuple[int, str], _Visit]
@@ -191,16 +223,38 @@ class _State:
     crossings: dict[str, dict[str, dict[str, int]]]
     dwell: dict[str, DwellHistogram]  # zone -> finished visits
     zone_classes: dict[str, set[str]]  # zone -> the classes once seen in it (listed at 0 when it empties)
+    #: The keys of the visits and line states a draft has copied: its own to change.
+    copied_visits: set[tuple[int, str]] = field(default_factory=set)
+    copied_line_states: set[tuple[int, str]] = field(default_factory=set)
 
-    def copy(self) -> _State:
-        """A copy that shares nothing this one may change (`DwellHistogram` is immutable)."""
+    def draft(self) -> _State:
+        """A state to change that changes nothing of this one (`DwellHistogram` is immutable). Its maps
+        are copies; crossings and zone classes, which grow with the shapes and classes but not with the
+        tracks, are copied whole, a visit or line state the first time it is changed: a frame changes
+        most of them, but copying one by hand costs about a seventh of `dataclasses.replace`."""
         return _State(
-            {key: replace(visit) for key, visit in self.visits.items()},
-            {key: replace(state) for key, state in self.line_states.items()},
+            dict(self.visits),
+            dict(self.line_states),
             {line: {name: dict(d) for name, d in by_class.items()} for line, by_class in self.crossings.items()},
             dict(self.dwell),
             {zone: set(classes) for zone, classes in self.zone_classes.items()},
         )
+
+    def visit(self, key: tuple[int, str]) -> _Visit | None:
+        """The visit at ``key``, to change."""
+        visit = self.visits.get(key)
+        if visit is not None and key not in self.copied_visits:
+            visit = self.visits[key] = visit.copy()
+            self.copied_visits.add(key)
+        return visit
+
+    def line_state(self, key: tuple[int, str]) -> _LineState | None:
+        """The line state at ``key``, to change."""
+        line_state = self.line_states.get(key)
+        if line_state is not None and key not in self.copied_line_states:
+            line_state = self.line_states[key] = line_state.copy()
+            self.copied_line_states.add(key)
+        return line_state
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +303,7 @@ class StreamAnalytics:
     ) -> tuple[tuple[Track, ...], tuple[TrackEvent | AnalyticsEvent, ...]]:
         """This frame's tracks, each with the zones it is in, and its events: the tracker's and ours, in order.
 
-        All or nothing: the frame is judged on a copy of what the analytics remember, which takes its
+        All or nothing: the frame is judged on a draft of what the analytics remember, which takes its
         place, with new `counts`, only once the whole frame is done. If it raises, nothing has changed
         and the frame made no event, so the events a caller delivers always agree with the counts: a
         visit entered or a crossing counted partway through a frame has no event to report it, and its
@@ -259,7 +313,7 @@ class StreamAnalytics:
         shapes that fail to apply are tried again from them on the next frame.
         """
         resolved = self._resolve(frame)
-        state = self._state.copy()
+        state = self._state.draft()
         events: list[AnalyticsEvent] = []
         # Classes once seen in a zone stay at 0 when it empties: a gauge that vanishes reads as "unknown".
         inside_now = {
@@ -309,7 +363,7 @@ class StreamAnalytics:
         All or nothing, like `update`; `counts` takes in the crossings and dwell times it adds, its zone
         gauges stay those of the last frame `update` judged."""
         ends = [event for event in track_events if event.kind is TrackEventKind.END]
-        state = self._state.copy()
+        state = self._state.draft()
         events = tuple(event for ended in ends for event in self._forget(state, ended, frame))
         self._state = state
         self.counts = self._counts(self.counts.zones, tuple(self.counts.lines))
@@ -390,7 +444,7 @@ class StreamAnalytics:
             if area is None:
                 area = track_area(track, mask.shape)
             share = share_inside(area, mask)
-            visit = state.visits.get(key)
+            visit = state.visit(key)
             if visit is None and share >= zone.min_share:
                 visit = state.visits[key] = _Visit(frame.media_time, frame.media_time, track.class_id, track.class_name)
                 events.append(self._event(AnalyticsEventKind.ZONE_ENTER, track, frame, zone=zone.name))
@@ -422,7 +476,7 @@ class StreamAnalytics:
                 continue
             point = anchor_point(track, line.anchor)
             side, distance = side_of(point, points)
-            line_state = state.line_states.get(key)
+            line_state = state.line_state(key)
             if line_state is None:
                 state.line_states[key] = _LineState(
                     side if distance > band else 0, point, track.class_id, track.class_name, frame.media_time, edges
@@ -443,28 +497,29 @@ class StreamAnalytics:
                 line_state.side, line_state.path_crossed, line_state.pending = side, False, None
                 continue
             if line_state.pending is None:
-                line_state.pending = _Pending(frame.capture_time, frame.media_time, point, edges)
+                line_state.pending = _Pending(frame.capture_time, frame.media_time, point, band)
             if frame.media_time - line_state.pending.media_time >= line.confirm_s:
                 events.append(self._cross(state, line_state, line.name, track.track_id))
+                line_state.side, line_state.path_crossed, line_state.pending = -line_state.side, False, None
 
     def _cross(self, state: _State, line_state: _LineState, line: str, track_id: int) -> AnalyticsEvent:
-        """Count the crossing ``line_state`` has pending, dated when its stay across began, under the class then."""
+        """Count the crossing ``line_state`` has pending, dated when its stay across began, under the class then.
+
+        Only the counts change: ``line_state`` may be shared with the state the draft was made from."""
         pending = line_state.pending
         assert pending is not None
         direction = "in" if line_state.side < 0 else "out"  # the side it came from: left of the line is "in"
         class_id, class_name = line_state.class_id, line_state.class_name
         by_class = state.crossings[line].setdefault(class_name, dict.fromkeys(DIRECTIONS, 0))
         by_class[direction] += 1
-        capture_time, media_time = pending.capture_time, pending.media_time
-        line_state.side, line_state.path_crossed, line_state.pending = -line_state.side, False, None
         return AnalyticsEvent(
             AnalyticsEventKind.LINE_CROSS,
             self.stream_id,
             track_id,
             class_id,
             class_name,
-            capture_time,
-            media_time,
+            pending.capture_time,
+            pending.media_time,
             line=line,
             direction=direction,
         )
