@@ -293,6 +293,14 @@ def test_the_first_batch_after_triton_was_down_at_start_runs_at_the_served_size(
     assert shape == (1, 3, 192, 320)  # letterboxed to the model's 320, not to ultralytics' default 640
 
 
+def _one_attempt_while_down(triton: _FakeTriton, model: TritonModel) -> None:
+    """Triton goes away for one of ``model``'s requests, then comes back (to be described again)."""
+    triton.down = True
+    with pytest.raises(InferenceUnavailable, match="connection refused"):
+        model.detect([_image()])
+    triton.down = False
+
+
 def test_a_server_that_comes_back_is_asked_again_what_it_serves(
     triton: _FakeTriton, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -300,10 +308,7 @@ def test_a_server_that_comes_back_is_asked_again_what_it_serves(
     monkeypatch.setattr(triton_model, "RETRY_FIRST_S", 0.0)
     model = _model()
     try:
-        triton.down = True
-        with pytest.raises(InferenceUnavailable, match="connection refused"):
-            model.detect([_image()])
-        triton.down = False
+        _one_attempt_while_down(triton, model)
         triton.imgsz = 640
         assert len(model.detect([_image()])) == 1
     finally:
@@ -320,10 +325,7 @@ def test_a_server_that_comes_back_with_other_classes_leaves_inference_unavailabl
     monkeypatch.setattr(triton_model, "RETRY_FIRST_S", 0.0)
     model = _model()
     try:
-        triton.down = True
-        with pytest.raises(InferenceUnavailable, match="connection refused"):
-            model.detect([_image()])
-        triton.down = False
+        _one_attempt_while_down(triton, model)
         triton.names = ["square", "disc", "triangle"]
         for _ in range(2):  # and again at the next attempt
             with pytest.raises(InferenceUnavailable, match="now has other classes than at start: restart segcast"):

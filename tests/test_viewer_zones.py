@@ -105,6 +105,21 @@ async def _options(client: TestClient, check: Callable[[dict[str, Any]], bool]) 
         await asyncio.sleep(0.1)
 
 
+async def _hold_first_save(page: Any) -> asyncio.Future[Any]:
+    """Hold the page's first save (PATCH) of the stream on its way to the server: the future gives its
+    route, to be let through with ``continue_()``; later requests go straight through."""
+    held: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    async def hold_first_save(route: Any) -> None:
+        if route.request.method == "PATCH" and not held.done():
+            held.set_result(route)
+        else:
+            await route.continue_()
+
+    await page.route("**/api/streams/cam", hold_first_save)
+    return held
+
+
 def _names(options: dict[str, Any], kind: str) -> list[str]:
     return [shape["name"] for shape in options.get(kind, [])]
 
@@ -322,15 +337,7 @@ async def test_a_rename_and_a_delete_made_while_a_save_is_in_flight_are_saved_af
     await page.wait_for_selector('#shape-list li[data-shape="zone:bay"]', timeout=WAIT_MS)
 
     # The first save is held on its way to the server; any later one goes straight through.
-    held: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-
-    async def hold_first_save(route: Any) -> None:
-        if route.request.method == "PATCH" and not held.done():
-            held.set_result(route)
-        else:
-            await route.continue_()
-
-    await page.route("**/api/streams/cam", hold_first_save)
+    held = await _hold_first_save(page)
     await page.mouse.move(*await _screen(page, bay[2]))
     await page.mouse.down()
     await page.mouse.move(*await _screen(page, (0.75, 0.8)), steps=5)
@@ -412,15 +419,7 @@ async def test_a_change_made_but_not_saved_is_shown_as_made_and_the_next_goes_ov
 
     # The second zone's save is answered only once the third is being drawn: no poll can refresh
     # the editor's settings in between, only the answer itself.
-    held: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-
-    async def hold_first_save(route: Any) -> None:
-        if route.request.method == "PATCH" and not held.done():
-            held.set_result(route)
-        else:
-            await route.continue_()
-
-    await page.route("**/api/streams/cam", hold_first_save)
+    held = await _hold_first_save(page)
     second = [(0.1, 0.1), (0.3, 0.1), (0.3, 0.3)]
     third = [(0.5, 0.5), (0.8, 0.5), (0.8, 0.8)]
     await page.click("#add-zone")
