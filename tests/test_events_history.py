@@ -60,6 +60,18 @@ async def file_opened(history: HistorySink) -> None:
     await eventually(opened, what="the history to open its file")
 
 
+async def open_once(path: Path) -> None:
+    """Start a history on ``path`` until it has opened its file, then stop it: the file then has this
+    version's tables and indexes (made from nothing, or brought up from an older schema)."""
+    outputs = EventOutputs(EventsSettings(history=HistorySettings(path)))
+    await outputs.start()
+    try:
+        assert outputs.history is not None
+        await file_opened(outputs.history)
+    finally:
+        await outputs.stop()
+
+
 @asynccontextmanager
 async def writer_held_back(history: HistorySink, path: Path) -> AsyncIterator[None]:
     """While inside, ``history``'s writer waits on a lock another connection holds: what is offered
@@ -344,13 +356,7 @@ async def test_every_filter_combination_reads_a_page_in_order_without_sorting(tm
     path = tmp_path / "events.db"
     with closing(sqlite3.connect(path)) as db:
         db.executescript(OLDER_SCHEMA)
-    outputs = EventOutputs(EventsSettings(history=HistorySettings(path)))
-    await outputs.start()
-    try:
-        assert outputs.history is not None
-        await file_opened(outputs.history)
-    finally:
-        await outputs.stop()
+    await open_once(path)
     with closing(sqlite3.connect(path)) as db:
         for count in range(len(API_FILTERS) + 1):
             for names in itertools.combinations(API_FILTERS, count):
@@ -369,13 +375,7 @@ async def test_a_quiet_streams_window_on_a_busy_day_is_read_through_its_own_time
     """Counted over every stream, a busy day made a quiet stream's page read in id order: back
     through all of that stream's older events, the page never filling."""
     path = tmp_path / "events.db"
-    outputs = EventOutputs(EventsSettings(history=HistorySettings(path)))
-    await outputs.start()
-    try:
-        assert outputs.history is not None
-        await file_opened(outputs.history)
-    finally:
-        await outputs.stop()
+    await open_once(path)
     with closing(sqlite3.connect(path)) as db:
         rows = [(float(t), "yard", "track_start", "{}") for t in range(TIME_INDEX_MAX_ROWS)]
         rows += [(100.0, "door", "track_start", "{}"), (200.0, "door", "track_start", "{}")]

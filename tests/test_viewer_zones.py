@@ -105,6 +105,22 @@ async def _options(client: TestClient, check: Callable[[dict[str, Any]], bool]) 
         await asyncio.sleep(0.1)
 
 
+#: A zone the save tests start from, in fractions of the frame.
+BAY = {"name": "bay", "points": [(0.2, 0.2), (0.6, 0.2), (0.6, 0.7)], "units": "fraction"}
+
+
+async def _open_with_bay(client: TestClient, browser: Any) -> tuple[Any, Console, list[int]]:
+    """The stream view of a stream with `BAY`, once the editor shows it (and so has its ETag), and the
+    statuses its saves (PATCHes) will be answered with, in order."""
+    assert (await client.patch("/api/streams/cam", json={"zones": [BAY]})).status == 200
+    page, console = await open_page(browser, client, STREAM_VIEW)
+    statuses: list[int] = []
+    page.on("response", lambda response: response.request.method == "PATCH" and statuses.append(response.status))
+    await wait_for_new_frame(page, "#video")
+    await page.wait_for_selector('#shape-list li[data-shape="zone:bay"]', timeout=WAIT_MS)
+    return page, console, statuses
+
+
 async def _hold_first_save(page: Any) -> asyncio.Future[Any]:
     """Hold the page's first save (PATCH) of the stream on its way to the server: the future gives its
     route, to be let through with ``continue_()``; later requests go straight through."""
@@ -362,13 +378,7 @@ async def test_a_rename_and_a_delete_made_while_a_save_is_in_flight_are_saved_af
 
 async def test_a_save_is_made_only_over_the_shapes_it_was_drawn_on(start_server: Start, browser: Any) -> None:
     client = await start_server(StreamConfig("cam", "scene:?seed=3"))
-    bay = {"name": "bay", "points": [(0.2, 0.2), (0.6, 0.2), (0.6, 0.7)], "units": "fraction"}
-    assert (await client.patch("/api/streams/cam", json={"zones": [bay]})).status == 200
-    page, console = await open_page(browser, client, STREAM_VIEW)
-    statuses: list[int] = []
-    page.on("response", lambda response: response.request.method == "PATCH" and statuses.append(response.status))
-    await wait_for_new_frame(page, "#video")
-    await page.wait_for_selector('#shape-list li[data-shape="zone:bay"]', timeout=WAIT_MS)  # and its ETag
+    page, console, statuses = await _open_with_bay(client, browser)
     mine = [(0.1, 0.1), (0.3, 0.1), (0.3, 0.3)]
     late = [(0.5, 0.5), (0.8, 0.5), (0.8, 0.8)]
 
@@ -388,7 +398,7 @@ async def test_a_save_is_made_only_over_the_shapes_it_was_drawn_on(start_server:
     await page.fill("#shape-name", "late")
     for point in late:
         await _click(page, point)
-    theirs = {**bay, "name": "theirs"}
+    theirs = {**BAY, "name": "theirs"}
     assert (await client.patch("/api/streams/cam", json={"zones": [theirs]})).status == 200
     await _click(page, late[0])
     await wait_for_text(page, "#shape-error", "changed elsewhere")
@@ -407,13 +417,7 @@ async def test_a_change_made_but_not_saved_is_shown_as_made_and_the_next_goes_ov
     path = tmp_path / "segcast.toml"
     path.write_text('[server]\nsave_config = true\n\n[[streams]]\nid = "cam"\nuri = "scene:?seed=3"\n')
     client = await start_server(StreamConfig("cam", "scene:?seed=3"), config_path=path, save_config=True)
-    bay = {"name": "bay", "points": [(0.2, 0.2), (0.6, 0.2), (0.6, 0.7)], "units": "fraction"}
-    assert (await client.patch("/api/streams/cam", json={"zones": [bay]})).status == 200
-    page, console = await open_page(browser, client, STREAM_VIEW)
-    statuses: list[int] = []
-    page.on("response", lambda response: response.request.method == "PATCH" and statuses.append(response.status))
-    await wait_for_new_frame(page, "#video")
-    await page.wait_for_selector('#shape-list li[data-shape="zone:bay"]', timeout=WAIT_MS)  # and its ETag
+    page, console, statuses = await _open_with_bay(client, browser)
     edited = path.read_text() + "# the yard camera moves next week\n"
     path.write_text(edited)
 
