@@ -20,8 +20,10 @@ from server.analytics.shapes import parse_lines
 from server.config import Settings, StreamConfig
 from server.delivery.encode import FramePacket
 from server.frames import Frame, FrameResult, Track, TrackEvent, TrackEventKind
+from server.inference.analysis import restart_exits
 from server.inference.models import InferenceStatus, ModelError
-from server.inference.worker import InferenceOptions, InferenceWorker, _Registration, _restart_exits
+from server.inference.registration import StreamRegistration
+from server.inference.worker import InferenceOptions, InferenceWorker
 from server.options import StreamOptions
 from server.scene import Scene
 from server.sources import StreamState, open_source
@@ -281,10 +283,10 @@ def test_a_crossing_awaiting_confirmation_when_its_stream_restarts_is_counted() 
         analytics.update((track,), (), Frame("cam", index, 1000 + index / 10, index / 10, image))
     frame = Frame("cam", 5, 1000.5, 0.5, image)
     end = TrackEvent(TrackEventKind.END, "cam", 1, 0, "person", frame.capture_time, 1000.0, 0.4, box)
-    old = _Registration("cam", 10.0, StreamOptions(), LatestFrame(threading.Event()), analytics=analytics)
+    old = StreamRegistration("cam", 10.0, StreamOptions(), LatestFrame(threading.Event()), analytics=analytics)
     old.tracker = cast("Any", object())  # it had frames
-    new = _Registration("cam", 10.0, StreamOptions(), LatestFrame(threading.Event()), restarts=old)
-    events = _restart_exits(new, (end,), frame)
+    new = StreamRegistration("cam", 10.0, StreamOptions(), LatestFrame(threading.Event()), restarts=old)
+    events = restart_exits(new, (end,), frame)
     assert [(e.kind, e.line) for e in events] == [(AnalyticsEventKind.LINE_CROSS, "gate")]
 
 

@@ -358,7 +358,7 @@ class StreamAnalytics:
         """What the ends among ``track_events`` make here and nothing else: the zone exits and the
         crossings those tracks were last seen making (`update` makes them too, with the rest of a frame).
         For a stream restarted with new settings, whose old tracks end in the analytics that followed them
-        while its new analytics take over, and for a frame whose `update` failed (`server.inference.worker`).
+        while its new analytics take over, and for a frame whose `update` failed (`server.inference.analysis`).
 
         All or nothing, like `update`; `counts` takes in the crossings and dwell times it adds, its zone
         gauges stay those of the last frame `update` judged."""

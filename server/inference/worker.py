@@ -35,11 +35,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from server.analytics.engine import StreamAnalytics, check_classes
-from server.analytics.events import AnalyticsEvent, Counts, FrameAnalytics
-from server.frames import MIN_FRAME_SIDE_PX, Frame, FrameResult, Track, TrackEvent, TrackEventKind
+from server.analytics.engine import check_classes
+from server.analytics.events import Counts
+from server.frames import MIN_FRAME_SIDE_PX, Frame, FrameResult
+from server.inference.analysis import analyse, pending_shapes
 from server.inference.detections import Detections, detect
 from server.inference.models import InferenceStatus, InferenceUnavailable, ModelError, open_model
+from server.inference.registration import StreamRegistration
 from server.options import DEFAULT_MAX_DET, StreamOptions
 from server.sources.base import LatestFrame
 from server.tracking import StreamTracker, class_ids, detection_conf
@@ -113,35 +115,8 @@ class StreamStats:
 
 
 @dataclass(eq=False)
-class _Registration:
-    """One stream as the worker sees it; a re-added stream id gets a new one, hence a fresh tracker.
-
-    Counters are written by the inference thread only; other threads just read them. ``restarts`` is
-    the registration of the same id this one restarts (`remove_stream` with ``restarting``): its
-    tracker and analytics, or those of the one it restarted in turn if it never had a frame, are
-    taken over on this one's first frame.
-    """
-
-    stream_id: str
-    fps: float
-    options: StreamOptions
-    slot: LatestFrame
-    restarts: _Registration | None = None
-    removed: bool = False  # by `remove_stream`, not restarting: nothing of it may be delivered any more
-    tracker: StreamTracker | None = None
-    analytics: StreamAnalytics | None = None
-    analytics_options: StreamOptions | None = None  # the options ``analytics`` was made for
-    processed: int = 0
-    errors: int = 0
-    last_error: str | None = None
-    processing_fps: float | None = None
-    analytics_error: str | None = None
-    frame_size: tuple[int, int] | None = None
-
-
-@dataclass(eq=False)
 class _Job:
-    registration: _Registration
+    registration: StreamRegistration
     frame: Frame
     detections: Detections | None = None
     inference_ms: float = 0.0
@@ -182,9 +157,9 @@ class InferenceWorker:
         self._options = options
         self._load = load
         self._lock = threading.Lock()
-        self._streams: dict[str, _Registration] = {}
+        self._streams: dict[str, StreamRegistration] = {}
         #: Streams removed to be added again with new settings (`remove_stream`), until they are.
-        self._restarting: dict[str, _Registration] = {}
+        self._restarting: dict[str, StreamRegistration] = {}
         self._work_ready = threading.Event()
         self._stop = threading.Event()
         self._loaded = threading.Event()
@@ -275,8 +250,8 @@ class InferenceWorker:
             options = options or self.stream_defaults
             replaced = self._streams.get(stream_id)
             if replaced is not None:
-                _mark_removed(replaced)
-            self._streams[stream_id] = _Registration(stream_id, fps, options, slot, restarts)
+                replaced.mark_removed()
+            self._streams[stream_id] = StreamRegistration(stream_id, fps, options, slot, restarts)
         return slot
 
     def change_shapes(self, stream_id: str, options: StreamOptions) -> bool:
@@ -306,7 +281,7 @@ class InferenceWorker:
             if not restarting:
                 for removed in (registration, self._restarting.pop(stream_id, None)):
                     if removed is not None:
-                        _mark_removed(removed)
+                        removed.mark_removed()
             elif registration is not None:
                 self._restarting[stream_id] = registration
 
@@ -327,10 +302,8 @@ class InferenceWorker:
             r = self._streams.get(stream_id)
         if r is None:
             return None
-        options, applied = r.options, r.analytics_options
-        pending = () if applied is None or applied is options else _new_shapes(applied, options)
         return StreamStats(
-            r.processed, r.errors, r.last_error, r.processing_fps, r.analytics_error, r.frame_size, pending
+            r.processed, r.errors, r.last_error, r.processing_fps, r.analytics_error, r.frame_size, pending_shapes(r)
         )
 
     # -- the inference thread ---------------------------------------------------------------------
@@ -510,7 +483,7 @@ class InferenceWorker:
                 registration.frame_size = (frame.image.shape[1], frame.image.shape[0])
                 if registration.processed > 1:
                     registration.processing_fps = registration.tracker.processing_fps
-                tracks, events, shown = self._analyse(registration, tracks, track_events, frame)
+                tracks, events, shown = analyse(registration, tracks, track_events, frame, self.class_names)
                 # Removed meanwhile, its frames must not leak out; restarted, this one's track starts must
                 # go out, as the restarted stream's tracker ends those tracks (`remove_stream`).
                 if not registration.removed:
@@ -518,92 +491,15 @@ class InferenceWorker:
                 return
         self._fail(registration, frame, job.error or "no result from the model")
 
-    def _analyse(
-        self, registration: _Registration, tracks: tuple[Track, ...], track_events: tuple[TrackEvent, ...], frame: Frame
-    ) -> tuple[tuple[Track, ...], tuple[TrackEvent | AnalyticsEvent, ...], FrameAnalytics | None]:
-        """The frame's tracks with their zones, its events with the analytics' own, and the analytics it shows.
-
-        The tracker has moved past the frame, so analytics that fail on it cost it only its analytics:
-        its tracks and track events still go out (a start or end not sent now never would be), the
-        zone exits of tracks ending there are still made where the stream counts, and the failure is
-        the stream's `analytics_error` (and counted with its errors) until a frame's analytics succeed.
-        Shapes the frame was to apply are tried again on the next one. `StreamAnalytics.update` is all
-        or nothing, so a failure partway through the frame leaves no count or visit without its event.
-        """
-        exits: tuple[AnalyticsEvent, ...] = ()
-        try:
-            options = registration.options  # read once: `change_shapes` may replace it meanwhile
-            analytics, exits = self._analytics(registration, options, frame)
-            exits = (*_restart_exits(registration, track_events, frame), *exits)
-            events: tuple[TrackEvent | AnalyticsEvent, ...] = (*exits, *track_events)
-            if analytics is not None:
-                tracks, events = analytics.update(tracks, track_events, frame)
-                events = (*exits, *events)
-        except Exception as exc:
-            return tracks, self._analytics_failed(registration, exits, track_events, frame, exc), None
-        # Both after its update: `counts` never reads empty, and shapes that failed to apply
-        # are tried again on the next frame rather than taken for applied.
-        registration.analytics, registration.analytics_options = analytics, options
-        problems = analytics.problems if analytics is not None else ()
-        registration.analytics_error = "\n".join(problems) or None
-        return tracks, events, None if analytics is None else analytics.frame_analytics
-
-    def _analytics_failed(
-        self,
-        registration: _Registration,
-        exits: tuple[AnalyticsEvent, ...],
-        track_events: tuple[TrackEvent, ...],
-        frame: Frame,
-        exc: Exception,
-    ) -> tuple[TrackEvent | AnalyticsEvent, ...]:
-        """Record why the frame's analytics failed; its events without them: ``exits`` (made before the
-        failure), and the track events with the zone exits of the tracks that end, in their usual order."""
-        # A zone's class filter the model does not know (a remote model described only now) says it all.
-        reason = str(exc) if isinstance(exc, ValueError) else f"analytics failed: {type(exc).__name__}: {exc}"
-        registration.errors += 1
-        if reason != registration.last_error:  # one line per new reason, not one per frame
-            log.warning("[%s] frame %d sent without analytics: %s", registration.stream_id, frame.seq, reason)
-        log.debug("[%s] analytics failed on frame %d", registration.stream_id, frame.seq, exc_info=exc)
-        registration.last_error = reason
-        kept = registration.analytics  # what the next frame's analytics go on from
-        registration.analytics_error = "\n".join((*(kept.problems if kept is not None else ()), reason))
-        settled: tuple[AnalyticsEvent, ...] = ()
-        if kept is not None:
-            try:
-                settled = kept.ended(track_events, frame)
-            except Exception:
-                log.debug("[%s] ended tracks not settled on frame %d", registration.stream_id, frame.seq, exc_info=True)
-        starts = tuple(e for e in track_events if e.kind is TrackEventKind.START)
-        ends = tuple(e for e in track_events if e.kind is not TrackEventKind.START)
-        return (*exits, *starts, *settled, *ends)
-
-    def _current(self, registration: _Registration) -> bool:
+    def _current(self, registration: StreamRegistration) -> bool:
         with self._lock:
             return self._streams.get(registration.stream_id) is registration
 
-    def _new_tracker(self, registration: _Registration) -> StreamTracker:
+    def _new_tracker(self, registration: StreamRegistration) -> StreamTracker:
         """The stream's tracker, made on its first frame; a restarted stream's goes on from its old one."""
-        restarted = _restarted(registration)
+        restarted = registration.restarted()
         follows = None if restarted is None else restarted.tracker
         return StreamTracker(registration.stream_id, self.class_names, registration.options, registration.fps, follows)
-
-    def _analytics(
-        self, registration: _Registration, options: StreamOptions, frame: Frame
-    ) -> tuple[StreamAnalytics | None, tuple[AnalyticsEvent, ...]]:
-        """The stream's analytics for this frame under ``options``, and the zone exits a change of its shapes made.
-
-        Made on the stream's first frame (its class filters checked against the model), and again
-        whenever `change_shapes` has given the stream new options.
-        """
-        current = registration.analytics
-        if options is registration.analytics_options:
-            return current, ()
-        check_classes(options.zones, options.lines, self.class_names)
-        wanted = bool(options.zones or options.lines)
-        if current is not None:
-            successor, exits = current.reshaped(options.zones, options.lines, frame)
-            return (successor if wanted else None), exits
-        return (StreamAnalytics(registration.stream_id, options.zones, options.lines) if wanted else None), ()
 
     def _deliver(self, result: FrameResult) -> None:
         try:
@@ -611,7 +507,7 @@ class InferenceWorker:
         except Exception:
             log.exception("[%s] result handler failed on frame %d", result.frame.stream_id, result.frame.seq)
 
-    def _fail(self, registration: _Registration, frame: Frame, reason: str) -> None:
+    def _fail(self, registration: StreamRegistration, frame: Frame, reason: str) -> None:
         registration.errors += 1
         if reason != registration.last_error:  # one line per new reason, not one per frame
             log.warning("[%s] frame %d not processed: %s", registration.stream_id, frame.seq, reason)
@@ -663,42 +559,3 @@ def _model_failed(group: list[_Job], exc: Exception) -> None:
     for job in group:
         job.error = f"model failed: {type(exc).__name__}: {exc}"
     log.warning("[%s] model failed on frame %d", group[0].registration.stream_id, group[0].frame.seq, exc_info=True)
-
-
-def _mark_removed(registration: _Registration | None) -> None:
-    """Mark ``registration`` and those it restarts removed: no frame of any of them may be delivered."""
-    while registration is not None:
-        registration.removed = True
-        registration = registration.restarts
-
-
-def _restarted(registration: _Registration) -> _Registration | None:
-    """What ``registration`` restarts and carries on from: the last of its id to have had a tracker."""
-    previous = registration.restarts
-    while previous is not None and previous.tracker is None:  # restarted again before it had a frame
-        previous = previous.restarts
-    registration.restarts = previous
-    return previous
-
-
-def _restart_exits(
-    registration: _Registration, track_events: tuple[TrackEvent, ...], frame: Frame
-) -> tuple[AnalyticsEvent, ...]:
-    """On a restarted stream's first frame, what the end of its old tracks makes: zone exits, and the
-    line crossings they were last seen making (awaiting ``confirm_s``). ``track_events``: the frame's,
-    whose ends are those tracks' (`StreamTracker` ``follows``).
-
-    They end in the stream's old analytics, whose shapes and counts the restart left behind; any visit
-    left there (a track the new tracker did not take over) ends with them.
-    """
-    restarted, registration.restarts = _restarted(registration), None
-    if restarted is None or restarted.analytics is None:
-        return ()
-    old = restarted.analytics
-    return (*old.ended(track_events, frame), *old.reshaped((), (), frame)[1])
-
-
-def _new_shapes(applied: StreamOptions, options: StreamOptions) -> tuple[str, ...]:
-    """The names of the zones and lines of ``options`` that ``applied`` does not have as they are."""
-    zones = [zone.name for zone in options.zones if zone not in applied.zones]
-    return (*zones, *(line.name for line in options.lines if line not in applied.lines))

@@ -1,0 +1,129 @@
+"""The analytics stage of the inference thread: a tracked frame's zones, lines and their events.
+
+It runs right after the stream's tracker, on the inference thread, the only writer of a stream's
+analytics. The tracker has then moved past the frame, so analytics that fail on it cost the frame
+only its analytics: its tracks and track events still go out (a start or end not sent now never
+would be), the zone exits of tracks ending there are still made where the stream counts, and the
+failure is the stream's ``analytics_error`` until a frame's analytics succeed.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from server.analytics.engine import StreamAnalytics, check_classes
+from server.analytics.events import AnalyticsEvent, FrameAnalytics
+from server.frames import Frame, Track, TrackEvent, TrackEventKind
+from server.inference.registration import StreamRegistration
+from server.options import StreamOptions
+
+log = logging.getLogger(__name__)
+
+#: A frame's tracks with their zones, its events with the analytics' own, and the analytics it shows.
+Analysed = tuple[tuple[Track, ...], tuple[TrackEvent | AnalyticsEvent, ...], FrameAnalytics | None]
+
+
+def analyse(
+    registration: StreamRegistration,
+    tracks: tuple[Track, ...],
+    track_events: tuple[TrackEvent, ...],
+    frame: Frame,
+    class_names: dict[int, str],
+) -> Analysed:
+    """Run the stream's analytics on a tracked frame; ``class_names``: the model's, to check new shapes' filters.
+
+    Shapes the frame was to apply are tried again on the next one if it fails. `StreamAnalytics.update`
+    is all or nothing, so a failure partway through the frame leaves no count or visit without its event.
+    """
+    exits: tuple[AnalyticsEvent, ...] = ()
+    try:
+        options = registration.options  # read once: `change_shapes` may replace it meanwhile
+        analytics, exits = _analytics_for(registration, options, frame, class_names)
+        exits = (*restart_exits(registration, track_events, frame), *exits)
+        events: tuple[TrackEvent | AnalyticsEvent, ...] = (*exits, *track_events)
+        if analytics is not None:
+            tracks, events = analytics.update(tracks, track_events, frame)
+            events = (*exits, *events)
+    except Exception as exc:
+        return tracks, _failed(registration, exits, track_events, frame, exc), None
+    # Both after its update: `counts` never reads empty, and shapes that failed to apply
+    # are tried again on the next frame rather than taken for applied.
+    registration.analytics, registration.analytics_options = analytics, options
+    problems = analytics.problems if analytics is not None else ()
+    registration.analytics_error = "\n".join(problems) or None
+    return tracks, events, None if analytics is None else analytics.frame_analytics
+
+
+def restart_exits(
+    registration: StreamRegistration, track_events: tuple[TrackEvent, ...], frame: Frame
+) -> tuple[AnalyticsEvent, ...]:
+    """On a restarted stream's first frame, what the end of its old tracks makes: zone exits, and the
+    line crossings they were last seen making (awaiting ``confirm_s``). ``track_events``: the frame's,
+    whose ends are those tracks' (`StreamTracker` ``follows``).
+
+    They end in the stream's old analytics, whose shapes and counts the restart left behind; any visit
+    left there (a track the new tracker did not take over) ends with them.
+    """
+    restarted, registration.restarts = registration.restarted(), None
+    if restarted is None or restarted.analytics is None:
+        return ()
+    old = restarted.analytics
+    return (*old.ended(track_events, frame), *old.reshaped((), (), frame)[1])
+
+
+def pending_shapes(registration: StreamRegistration) -> tuple[str, ...]:
+    """The names of the stream's zones and lines given to it since its last frame: they count from its next one."""
+    options, applied = registration.options, registration.analytics_options
+    if applied is None or applied is options:
+        return ()
+    zones = [zone.name for zone in options.zones if zone not in applied.zones]
+    return (*zones, *(line.name for line in options.lines if line not in applied.lines))
+
+
+def _analytics_for(
+    registration: StreamRegistration, options: StreamOptions, frame: Frame, class_names: dict[int, str]
+) -> tuple[StreamAnalytics | None, tuple[AnalyticsEvent, ...]]:
+    """The stream's analytics for this frame under ``options``, and the zone exits a change of its shapes made.
+
+    Made on the stream's first frame (its class filters checked against the model), and again
+    whenever `change_shapes` has given the stream new options.
+    """
+    current = registration.analytics
+    if options is registration.analytics_options:
+        return current, ()
+    check_classes(options.zones, options.lines, class_names)
+    wanted = bool(options.zones or options.lines)
+    if current is not None:
+        successor, exits = current.reshaped(options.zones, options.lines, frame)
+        return (successor if wanted else None), exits
+    return (StreamAnalytics(registration.stream_id, options.zones, options.lines) if wanted else None), ()
+
+
+def _failed(
+    registration: StreamRegistration,
+    exits: tuple[AnalyticsEvent, ...],
+    track_events: tuple[TrackEvent, ...],
+    frame: Frame,
+    exc: Exception,
+) -> tuple[TrackEvent | AnalyticsEvent, ...]:
+    """Record why the frame's analytics failed (counted with the stream's errors); its events without
+    them: ``exits`` (made before the failure), and the track events with the zone exits of the tracks
+    that end, in their usual order."""
+    # A zone's class filter the model does not know (a remote model described only now) says it all.
+    reason = str(exc) if isinstance(exc, ValueError) else f"analytics failed: {type(exc).__name__}: {exc}"
+    registration.errors += 1
+    if reason != registration.last_error:  # one line per new reason, not one per frame
+        log.warning("[%s] frame %d sent without analytics: %s", registration.stream_id, frame.seq, reason)
+    log.debug("[%s] analytics failed on frame %d", registration.stream_id, frame.seq, exc_info=exc)
+    registration.last_error = reason
+    kept = registration.analytics  # what the next frame's analytics go on from
+    registration.analytics_error = "\n".join((*(kept.problems if kept is not None else ()), reason))
+    settled: tuple[AnalyticsEvent, ...] = ()
+    if kept is not None:
+        try:
+            settled = kept.ended(track_events, frame)
+        except Exception:
+            log.debug("[%s] ended tracks not settled on frame %d", registration.stream_id, frame.seq, exc_info=True)
+    starts = tuple(e for e in track_events if e.kind is TrackEventKind.START)
+    ends = tuple(e for e in track_events if e.kind is not TrackEventKind.START)
+    return (*exits, *starts, *settled, *ends)

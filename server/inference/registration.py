@@ -1,0 +1,57 @@
+"""One stream as the inference thread sees it: its options, slot, tracker, analytics and counters.
+
+`InferenceWorker` makes one per `add_stream`; a re-added id gets a new one, hence a fresh tracker.
+A stream removed to come back with new settings is kept as the one its successor ``restarts``, so
+the successor's tracker and analytics can carry on from it (`StreamTracker` ``follows``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from server.analytics.engine import StreamAnalytics
+from server.options import StreamOptions
+from server.sources.base import LatestFrame
+from server.tracking import StreamTracker
+
+
+@dataclass(eq=False)
+class StreamRegistration:
+    """A stream's state on the inference thread.
+
+    Counters and state are written by the inference thread only; other threads just read them, and
+    replace ``options`` (`InferenceWorker.change_shapes`) under the worker's lock. ``restarts`` is the
+    registration of the same id this one restarts: its tracker and analytics, or those of the one it
+    restarted in turn if it never had a frame, are taken over on this one's first frame.
+    """
+
+    stream_id: str
+    fps: float
+    options: StreamOptions
+    slot: LatestFrame
+    restarts: StreamRegistration | None = None
+    removed: bool = False  # by `remove_stream`, not restarting: nothing of it may be delivered any more
+    tracker: StreamTracker | None = None
+    analytics: StreamAnalytics | None = None
+    analytics_options: StreamOptions | None = None  # the options ``analytics`` was made for
+    processed: int = 0
+    errors: int = 0
+    last_error: str | None = None
+    processing_fps: float | None = None
+    analytics_error: str | None = None
+    frame_size: tuple[int, int] | None = None
+
+    def mark_removed(self) -> None:
+        """Mark this registration and those it restarts removed: no frame of any of them may be delivered."""
+        registration: StreamRegistration | None = self
+        while registration is not None:
+            registration.removed = True
+            registration = registration.restarts
+
+    def restarted(self) -> StreamRegistration | None:
+        """What this registration restarts and carries on from: the last of its id to have had a tracker."""
+        previous = self.restarts
+        while previous is not None and previous.tracker is None:  # restarted again before it had a frame
+            previous = previous.restarts
+        self.restarts = previous
+        return previous
