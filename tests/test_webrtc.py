@@ -365,6 +365,23 @@ async def test_a_published_stream_that_fails_closes_its_publisher(start_server: 
     assert (await client.get("/api/streams/big")).status == 404
 
 
+async def test_a_publisher_that_gives_its_cameras_size_is_processed_at_it_from_the_first_frame(
+    start_server: Start,
+) -> None:
+    """A browser sends small first and steps up to its camera's size (each step would end every
+    track); told that size in the offer, the stream processes the small start at it."""
+    client = await start_server()
+    publisher = lan_peer()
+    publisher.addTrack(SceneTrack(Scene(seed=1)))  # 640x384: the small start of a 1280x768 camera
+    try:
+        async with feed(client, "cam") as ws:
+            await offer_to(client, "/api/webrtc/publish", publisher, stream="cam", width=1280, height=768)
+            frame = await next_event(ws, "frame")
+    finally:
+        await publisher.close()
+    assert (frame["width"], frame["height"]) == (1280, 768)
+
+
 async def test_a_publisher_offering_two_videos_and_audio_is_received_only_on_the_first_video(
     start_server: Start,
 ) -> None:
@@ -579,6 +596,11 @@ async def test_an_offer_with_a_key_the_endpoint_does_not_know_is_refused_naming_
         (b'{"type": "offer", "sdp": "v=0\\r\\nm=video abc\\r\\n"}', "offer could not be used"),
         (b'{"type": "offer", "sdp": "v=0\\r\\nm=video 9", "stream": "no spaces"}', "stream"),
         (b'{"type": "offer", "sdp": "v=0\\r\\nm=video 9", "fps": 0}', "fps"),
+        (b'{"type": "offer", "sdp": "v=0\\r\\nm=video 9", "width": 640}', "both 'width' and 'height'"),
+        (b'{"type": "offer", "sdp": "v=0\\r\\nm=video 9", "width": 640, "height": 4.5}', "whole pixels"),
+        (b'{"type": "offer", "sdp": "v=0\\r\\nm=video 9", "width": true, "height": 480}', "whole pixels"),
+        (b'{"type": "offer", "sdp": "v=0\\r\\nm=video 9", "width": 8, "height": 480}', "at least 16"),
+        (b'{"type": "offer", "sdp": "v=0\\r\\nm=video 9", "width": 8192, "height": 4320}', "max_frame_side"),
         (b'{"type": "offer", "sdp": "v=0\\r\\nm=video 9\\r\\na=mid:\\ud800"}', "lone surrogate"),
     ],
 )

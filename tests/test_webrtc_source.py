@@ -38,3 +38,17 @@ def test_a_sender_that_lowers_its_resolution_is_scaled_back_to_its_steady_size()
         (480, 640),
     ]
     frames.close()
+
+
+def test_a_sender_ramping_up_to_its_cameras_size_keeps_that_size_from_its_first_frame() -> None:
+    """A browser starts sending small (its first bandwidth estimate) and steps up: each step would end
+    every track. Told the camera's size, the source scales the small start up to it instead."""
+    source = WebRTCSource("127.0.0.1", capture_size=(1280, 720))
+    frames = source.open(threading.Event())
+    handed_on = []
+    for pts, (width, height) in enumerate([(320, 180), (640, 360), (960, 540), (1280, 720)]):
+        source.handover.put(_frame(width, height, pts * 3000))
+        decoded = next(frames)
+        handed_on.append((decoded.image.shape[1], decoded.image.shape[0]))
+    assert handed_on == [(1280, 720)] * 4
+    frames.close()

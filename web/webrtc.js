@@ -54,6 +54,12 @@ export async function publishCamera({ streamId, width = 1280, height = 720, fram
   pc.addTransceiver(track, { direction: "sendonly", streams: [media] });
   const settings = track.getSettings();
   const body = { stream: streamId || undefined, fps: settings.frameRate || frameRate };
+  // The camera's size: the browser sends less at first and steps up as its bandwidth estimate
+  // grows; knowing the size it heads for, the server scales those first frames up instead of
+  // restarting every track at each step.
+  if (Number.isInteger(settings.width) && Number.isInteger(settings.height)) {
+    Object.assign(body, { width: settings.width, height: settings.height });
+  }
   let answer;
   try {
     answer = await negotiate(pc, "api/webrtc/publish", body);

@@ -123,11 +123,18 @@ class PeerRegistry:
         return len(self._peers) < self.config.max_peers
 
     async def publish(
-        self, offer: RTCSessionDescription, stream_id: str, fps: float, remote: str, expires: float | None = None
+        self,
+        offer: RTCSessionDescription,
+        stream_id: str,
+        fps: float,
+        remote: str,
+        expires: float | None = None,
+        capture_size: tuple[int, int] | None = None,
     ) -> RTCSessionDescription:
         """Answer a publisher's offer and start its stream; `OfferError` if the offer has no video.
 
         ``expires``: when the signed token the offer came with expires (Unix seconds), if it came with one.
+        ``capture_size``: the publisher's camera's width and height, if it said (`WebRTCSource`).
         """
         peer = self._new_peer("publish", stream_id, remote, expires)
         tracks: list[MediaStreamTrack] = []
@@ -144,7 +151,7 @@ class PeerRegistry:
                     transceiver.direction = "inactive"
             answer = await self._answer(peer)
             self._check_open(peer)
-            peer.source = WebRTCSource(remote, fps)
+            peer.source = WebRTCSource(remote, fps, capture_size)
             self._manager.add_source(
                 StreamConfig(stream_id, peer.source.describe(), options=self._options), peer.source
             )

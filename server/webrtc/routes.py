@@ -1,7 +1,8 @@
 """The HTTP side of WebRTC: offer/answer endpoints, and the peers' life span tied to the app's.
 
     GET  /api/webrtc/config          ICE servers for the browser's RTCPeerConnection
-    POST /api/webrtc/publish         {"type": "offer", "sdp": ..., "stream"?: id, "fps"?: n} -> answer
+    POST /api/webrtc/publish         {"type": "offer", "sdp": ..., "stream"?: id, "fps"?: n,
+                                      "width"?: px, "height"?: px} -> answer
     POST /api/webrtc/play/{stream}   {"type": "offer", "sdp": ..., "image"?: "annotated"|"clean"} -> answer
 
 Signalling is one HTTP round trip: aiortc puts all its candidates in the answer, and the browser
@@ -26,6 +27,7 @@ from aiortc import RTCSessionDescription
 
 from server.config import STREAM_ID_PATTERN
 from server.delivery.encode import ImageKind
+from server.frames import MIN_FRAME_SIDE_PX
 from server.http.auth import expires_key
 from server.http.errors import error
 from server.http.keys import hub_key, manager_key, settings_key
@@ -43,7 +45,7 @@ GENERATED_ID_PREFIX = "webcam-"
 MAX_MEDIA_SECTIONS = 4
 #: The keys each offer's body may have; any other is refused, not silently ignored (a misspelt
 #: ``"imgae"`` would otherwise play the annotated frames the client did not ask for).
-PUBLISH_KEYS = ("type", "sdp", "stream", "fps")
+PUBLISH_KEYS = ("type", "sdp", "stream", "fps", "width", "height")
 PLAY_KEYS = ("type", "sdp", "image")
 
 webrtc_config_key = web.AppKey("webrtc_config", WebRTCConfig)
@@ -92,11 +94,12 @@ async def _publish(request: web.Request) -> web.Response:
     fps = body.get("fps", DEFAULT_FPS)
     if not isinstance(fps, int | float) or isinstance(fps, bool) or not MIN_FPS <= fps <= MAX_FPS:
         raise error(web.HTTPBadRequest, f"'fps' must be a number from {MIN_FPS:.0f} to {MAX_FPS:.0f}")
+    capture_size = _capture_size(body, request.app[settings_key].max_frame_side)
     if registry.has_stream(stream_id):
         raise _taken(stream_id)
     try:
         answer = await registry.publish(
-            _description(body), stream_id, float(fps), _remote(request), request.get(expires_key)
+            _description(body), stream_id, float(fps), _remote(request), request.get(expires_key), capture_size
         )
     except OfferError as exc:
         raise error(web.HTTPBadRequest, str(exc)) from None
@@ -175,6 +178,30 @@ async def _read_offer(request: web.Request, registry: PeerRegistry, keys: tuple[
         # Each section can cost a transport with its own sockets: a crafted offer must not open hundreds.
         raise error(web.HTTPBadRequest, f"the offer has {sections} media sections; at most {MAX_MEDIA_SECTIONS}")
     return body
+
+
+def _capture_size(body: dict[str, Any], max_side: int) -> tuple[int, int] | None:
+    """The size the publisher's camera captures at (``width`` and ``height``, both or neither), if given.
+
+    A browser starts sending small and steps up as its bandwidth estimate grows; knowing where it is
+    heading lets the stream scale those first frames up (`steady_size`) rather than restart its tracks
+    at each step. A size over ``[server] max_frame_side`` is refused now: its frames would be later.
+    """
+    given = [key for key in ("width", "height") if key in body]
+    if not given:
+        return None
+    if len(given) == 1:
+        raise error(web.HTTPBadRequest, "give the capture size as both 'width' and 'height', or neither")
+    sides = body["width"], body["height"]
+    if not all(isinstance(side, int) and not isinstance(side, bool) and side >= MIN_FRAME_SIDE_PX for side in sides):
+        raise error(web.HTTPBadRequest, f"'width' and 'height' must be whole pixels, at least {MIN_FRAME_SIDE_PX}")
+    if max(sides) > max_side:
+        raise error(
+            web.HTTPBadRequest,
+            f"a {sides[0]}x{sides[1]} camera is larger than {max_side} pixels a side ([server] max_frame_side): "
+            "ask the camera for less",
+        )
+    return sides[0], sides[1]
 
 
 def _description(body: dict[str, Any]) -> RTCSessionDescription:

@@ -75,14 +75,17 @@ class WebRTCSource:
 
     ``media_time`` counts from the first frame the reader takes, by the frames' timestamps (aiortc
     has already unwrapped the 32-bit RTP clock), so the tracker sees the real time between frames
-    even when the network or the reader skipped some.
+    even when the network or the reader skipped some. ``capture_size``, the size the publisher's
+    camera captures at, is the steady size its frames start from (`steady_size`), so a sender
+    ramping up from a small start keeps its tracks.
     """
 
     live = True
 
-    def __init__(self, peer: str, fps: float = DEFAULT_FPS) -> None:
+    def __init__(self, peer: str, fps: float = DEFAULT_FPS, capture_size: tuple[int, int] | None = None) -> None:
         self.fps = fps
         self._peer = peer
+        self._capture_size = capture_size
         self.handover = FrameHandover()
 
     def describe(self) -> str:
@@ -93,7 +96,7 @@ class WebRTCSource:
 
     def open(self, stop: threading.Event) -> Iterator[Decoded]:
         first_pts: int | None = None
-        size: tuple[int, int] | None = None
+        size = self._capture_size
         try:
             while not stop.is_set():
                 frame = self.handover.take(TAKE_POLL_S)
@@ -119,9 +122,9 @@ def steady_size(steady: tuple[int, int] | None, received: tuple[int, int]) -> tu
     later. A frame of another size ends every track (`server.tracking`: boxes on two scales cannot be
     one track), so a frame that is the same picture smaller is scaled back up to the steady size:
     ids, trails and zone visits go on. A larger one becomes the steady size, as does another shape
-    (a phone turned on its side): detail is worth a restart, and a sender ramping up from a small
-    start (low bandwidth estimate) restarts tracks at each of its first steps, within seconds of
-    publishing, and not again once it has reached its size.
+    (a phone turned on its side): detail is worth a restart. A sender ramping up from a small start
+    (a low first bandwidth estimate) would restart tracks at each of its first steps; given the
+    camera's capture size as the first steady size (`WebRTCSource`), it does not.
     """
     if steady is None:
         return received
