@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,24 @@ def fake_camera(video_cache: Path) -> Path:
     return path
 
 
+@asynccontextmanager
+async def camera_browser(camera: Path) -> AsyncIterator[Any]:
+    """Chromium with ``camera`` as its webcam, and its permission already granted."""
+    async with playwright.async_playwright() as driver:
+        browser = await driver.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--use-fake-device-for-media-stream",
+                "--use-fake-ui-for-media-stream",
+                f"--use-file-for-fake-video-capture={camera}",
+            ],
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
 def matched_by_class(metas: list[dict[str, Any]]) -> float:
     """The share of tracks that match an object of their own class in the frame of the looped file each
     of their frames fits best (the browser's frames carry no index of the file)."""
@@ -66,41 +85,45 @@ async def test_browser_webcam_becomes_a_tracked_stream_until_the_tab_closes(
     start_server: Start, fake_camera: Path
 ) -> None:
     client = await start_server()
-    async with playwright.async_playwright() as driver:
-        browser = await driver.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--use-fake-device-for-media-stream",
-                "--use-fake-ui-for-media-stream",
-                f"--use-file-for-fake-video-capture={fake_camera}",
-            ],
-        )
-        try:
-            page = await browser.new_page()
-            async with feed(client, "browser") as ws:
-                await page.goto(str(client.make_url("/")))
-                await page.click("#nav-camera")
-                await page.fill("input[name=stream]", "browser")
-                await page.click("#use-camera")
-                metas: list[dict[str, Any]] = []
-                async with asyncio.timeout(45):
-                    while len(metas) < CHECKED_FRAMES:
-                        if (meta := await next_event(ws, "frame"))["tracks"]:
-                            metas.append(meta)
-                assert all(meta["stream"] == "browser" for meta in metas)
-                # The model knows no other classes, so checking names against its list could not fail:
-                # the tracks must be the camera's objects, each of its own class (a stray one may not).
-                assert matched_by_class(metas) >= MIN_MATCHED, f"tracks unlike the camera's objects: {metas[-1]}"
-                # The page plays its own stream back over WebRTC, with the track table from "meta".
-                await page.wait_for_function(
-                    "document.querySelector('#tracks tbody').children.length > 0", timeout=30_000
-                )
-                assert await page.text_content("#play-mode") == "(WebRTC)"
-                await page.close()
-                async with asyncio.timeout(END_WITHIN_S):
-                    await wait_state(ws, "browser", "ended")
-                    await wait_removed(ws, "browser")
-        finally:
-            await browser.close()
+    async with camera_browser(fake_camera) as browser:
+        page = await browser.new_page()
+        async with feed(client, "browser") as ws:
+            await page.goto(str(client.make_url("/")))
+            await page.click("#nav-camera")
+            await page.fill("input[name=stream]", "browser")
+            await page.click("#use-camera")
+            metas: list[dict[str, Any]] = []
+            async with asyncio.timeout(45):
+                while len(metas) < CHECKED_FRAMES:
+                    if (meta := await next_event(ws, "frame"))["tracks"]:
+                        metas.append(meta)
+            assert all(meta["stream"] == "browser" for meta in metas)
+            # The model knows no other classes, so checking names against its list could not fail:
+            # the tracks must be the camera's objects, each of its own class (a stray one may not).
+            assert matched_by_class(metas) >= MIN_MATCHED, f"tracks unlike the camera's objects: {metas[-1]}"
+            # The page plays its own stream back over WebRTC, with the track table from "meta".
+            await page.wait_for_function("document.querySelector('#tracks tbody').children.length > 0", timeout=30_000)
+            assert await page.text_content("#play-mode") == "(WebRTC)"
+            await page.close()
+            async with asyncio.timeout(END_WITHIN_S):
+                await wait_state(ws, "browser", "ended")
+                await wait_removed(ws, "browser")
     streams = (await (await client.get("/api/streams")).json())["streams"]
     assert "browser" not in [s["id"] for s in streams]
+
+
+async def test_a_camera_too_large_for_the_server_is_refused_on_the_page_saying_why(
+    start_server: Start, fake_camera: Path
+) -> None:
+    """The page gives the camera's size with its offer: a camera over ``max_frame_side`` is refused
+    there with the setting named, not connected and then closed with no reason the user can see."""
+    client = await start_server(max_frame_side=320)  # the camera is 640x384
+    async with camera_browser(fake_camera) as browser:
+        page = await browser.new_page()
+        await page.goto(str(client.make_url("/static/publish.html")))
+        await page.click("#use-camera")
+        await page.wait_for_function("document.getElementById('publish-error').textContent !== ''")
+        assert "max_frame_side" in (await page.text_content("#publish-error") or "")
+        assert await page.text_content("#publish-status") == "camera off"
+    streams = (await (await client.get("/api/streams")).json())["streams"]
+    assert streams == []
