@@ -151,11 +151,17 @@ def export_model(
     target = out_dir / output_name(source, fmt)
     if out_dir.exists() and not out_dir.is_dir():
         raise ExportError(f"--out {out_dir}: a file, not a folder")
-    with _writing(out_dir):
-        out_dir.mkdir(parents=True, exist_ok=True)
+    with _new_folder(out_dir):
         if fmt == "triton" and target.exists() and not target.is_dir():
-            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(target))
-    progress = progress or Progress(3)
+            raise ExportError(f"--out {out_dir}: {target}: {os.strerror(errno.ENOTDIR)}")
+        return _export(spec, fmt, source, target, imgsz, progress or Progress(3), load)
+
+
+def _export(
+    spec: str, fmt: str, source: Path, target: Path, imgsz: int | None, progress: Progress, load: Callable[[str], Any]
+) -> ExportResult:
+    """Export ``source`` in scratch, check it there, then put it in ``target``'s place (`export_model`)."""
+    out_dir = target.parent
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="segcast-export-") as scratch:
         # ultralytics writes the export beside its input: work on a copy so nothing lands beside the
@@ -233,6 +239,25 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     else:
         path.unlink(missing_ok=True)
+
+
+@contextmanager
+def _new_folder(out_dir: Path) -> Iterator[None]:
+    """Make ``out_dir`` and its missing parents first, so that one that cannot be made is said before
+    the slow export; if what follows fails, remove the folders made here that are still empty (a
+    refused model or a failed export leaves no empty ``--out`` behind)."""
+    made = [folder for folder in (out_dir, *out_dir.parents) if not folder.exists()]  # deepest first
+    with _writing(out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        for folder in made:
+            try:
+                folder.rmdir()
+            except OSError:  # something was put in it: keep it, and its parents
+                break
+        raise
 
 
 @contextmanager
