@@ -29,6 +29,7 @@ from aiortc.sdp import SessionDescription
 from server.app import create_app
 from server.config import ConfigError, Settings, StreamConfig
 from server.delivery.encode import FramePacket, ImageKind
+from server.delivery.hub import ViewerLimits
 from server.frames import Frame, FrameResult
 from server.http.keys import hub_key
 from server.inference.models import BUNDLED_MODEL
@@ -676,6 +677,37 @@ async def test_peers_beyond_the_limit_are_refused(aiohttp_client: ClientFactory)
         await second.close()
 
 
+@pytest.mark.parametrize("per_address", [True, False])
+async def test_one_client_address_cannot_take_every_peer_slot(aiohttp_client: ClientFactory, per_address: bool) -> None:
+    """One client may not take all the slots (loopback is not counted per address: a proxy on this
+    machine), unless viewers are not limited per address either (a reverse proxy on another host)."""
+    limits = ViewerLimits(max_viewers=2, max_viewers_per_address=1 if per_address else 2)
+    streams = (StreamConfig("live", "scene:?seed=1"),)
+    app = create_app(Settings(model=str(BUNDLED_MODEL), streams=streams, viewer_limits=limits))
+    app[webrtc_config_key] = WebRTCConfig(max_peers=4, max_peers_per_address=1)
+    await aiohttp_client(app)
+    registry = app[peers_key]
+    players = [lan_peer() for _ in range(4)]
+    try:
+        offers = []
+        for pc in players:
+            pc.addTransceiver("video", direction="recvonly")
+            await pc.setLocalDescription(await pc.createOffer())
+            offers.append(pc.localDescription)
+        await registry.play(offers[0], "live", ImageKind.ANNOTATED, "192.0.2.7")
+        if per_address:
+            with pytest.raises(PeerLimitError, match=r"192\.0\.2\.7 has its limit of 1 WebRTC peers"):
+                await registry.play(offers[1], "live", ImageKind.ANNOTATED, "192.0.2.7")
+            await registry.play(offers[1], "live", ImageKind.ANNOTATED, "127.0.0.1")
+            await registry.play(offers[2], "live", ImageKind.ANNOTATED, "127.0.0.1")
+            await registry.play(offers[3], "live", ImageKind.ANNOTATED, "192.0.2.8")
+        else:
+            await registry.play(offers[1], "live", ImageKind.ANNOTATED, "192.0.2.7")
+    finally:
+        for pc in players:
+            await pc.close()
+
+
 async def vanishing_player_offer(client: TestClient, stream_id: str) -> None:
     """Offer to play, then go away before ICE connects, as Chrome does when the viewer falls back."""
     pc = lan_peer()
@@ -712,7 +744,8 @@ async def test_a_player_that_never_connects_frees_its_slot(
     logging.getLogger("server.webrtc.peers").addHandler(closed)
     try:
         await vanishing_player_offer(client, "live")
-        assert not app[peers_key].has_room()
+        with pytest.raises(PeerLimitError):
+            app[peers_key].check_room("127.0.0.1")
         await asyncio.wait_for(closed.event.wait(), END_WITHIN_S)
     finally:
         logging.getLogger("server.webrtc.peers").removeHandler(closed)

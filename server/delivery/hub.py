@@ -460,7 +460,7 @@ class Hub:
                 f"the server has its limit of {limits.max_viewers} viewers ([server] max_viewers); try again later",
             )
         address = viewer.address
-        counted = address is not None and not _is_loopback(address)
+        counted = address is not None and not is_local_client(address)
         if counted and sum(1 for other in self._viewers if other.address == address) >= limits.max_viewers_per_address:
             self.refused["max_viewers_per_address"] += 1
             raise ViewerLimitError(
@@ -666,7 +666,8 @@ class Hub:
         return frozenset(self._viewers)
 
 
-def _is_loopback(address: str) -> bool:
+def is_local_client(address: str) -> bool:
+    """Whether a client at ``address`` is on this machine (a reverse proxy, say), so not limited per address."""
     try:
         return ipaddress.ip_address(address).is_loopback
     except ValueError:  # a Unix socket's path, say: not a network client

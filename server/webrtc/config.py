@@ -20,6 +20,9 @@ from server.config import ConfigError
 
 #: Peers at once, publishers and players together: each costs a decoder or encoder thread.
 MAX_PEERS = 16
+#: Of those, from one client address (loopback not counted: behind a reverse proxy every peer comes
+#: from it), so that one client cannot take every slot; a viewer refused falls back to the WebSocket.
+MAX_PEERS_PER_ADDRESS = 8
 #: A browser's offer is a few KiB; anything much bigger is not an offer we want to parse.
 MAX_OFFER_BYTES = 64 * 1024
 #: A publisher that sends no frame for this long is gone (aiortc's own consent checks take ~30 s).
@@ -107,6 +110,7 @@ def _masked(value: str) -> str:
 class WebRTCConfig:
     ice_servers: tuple[IceServer, ...] = ()
     max_peers: int = MAX_PEERS
+    max_peers_per_address: int = MAX_PEERS_PER_ADDRESS
     max_offer_bytes: int = MAX_OFFER_BYTES
     publish_idle_timeout_s: float = PUBLISH_IDLE_TIMEOUT_S
     play_connect_timeout_s: float = PLAY_CONNECT_TIMEOUT_S

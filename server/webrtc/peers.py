@@ -35,7 +35,7 @@ from aiortc.sdp import SessionDescription
 
 from server.config import StreamConfig
 from server.delivery.encode import ImageKind
-from server.delivery.hub import Hub
+from server.delivery.hub import Hub, is_local_client
 from server.options import StreamOptions
 from server.sources.base import StreamState
 from server.streams import StreamManager
@@ -72,10 +72,7 @@ class StreamGoneError(LookupError):
 
 
 class PeerLimitError(RuntimeError):
-    """Every WebRTC peer slot is taken."""
-
-    def __init__(self, max_peers: int) -> None:
-        super().__init__(f"too many WebRTC peers ({max_peers}); close one or use the WebSocket viewer")
+    """Every WebRTC peer slot is taken, or every one a client address may have."""
 
 
 @dataclass(eq=False)
@@ -119,8 +116,18 @@ class PeerRegistry:
             return False
         return True
 
-    def has_room(self) -> bool:
-        return len(self._peers) < self.config.max_peers
+    def check_room(self, remote: str) -> None:
+        """Raise `PeerLimitError` if one more peer, from client address ``remote``, would pass a limit."""
+        config = self.config
+        if len(self._peers) >= config.max_peers:
+            raise PeerLimitError(f"too many WebRTC peers ({config.max_peers}); close one or use the WebSocket viewer")
+        if is_local_client(remote):
+            return
+        if sum(peer.remote == remote for peer in self._peers) >= config.max_peers_per_address:
+            raise PeerLimitError(
+                f"{remote} has its limit of {config.max_peers_per_address} WebRTC peers; "
+                "close one or use the WebSocket viewer"
+            )
 
     async def publish(
         self,
@@ -245,7 +252,7 @@ class PeerRegistry:
     # -- internals ------------------------------------------------------------------------------
 
     def _new_peer(self, role: Literal["publish", "play"], stream_id: str, remote: str, expires: float | None) -> Peer:
-        """A peer in the registry; `PeerLimitError` if it is full.
+        """A peer in the registry; `PeerLimitError` if it is full, or ``remote`` has its share of it.
 
         Checked and added with no await between, so offers answered in parallel cannot overfill it.
         A peer let in with a signed token is closed when the token expires: like a WebSocket opened
@@ -253,8 +260,7 @@ class PeerRegistry:
         """
         if self._closed:
             raise PeerClosedError("the server is shutting down")
-        if not self.has_room():
-            raise PeerLimitError(self.config.max_peers)
+        self.check_room(remote)
         peer = Peer(RTCPeerConnection(self.config.rtc_configuration()), role, stream_id, remote)
         self._peers.add(peer)
         if expires is not None:

@@ -9,8 +9,8 @@ Signalling is one HTTP round trip: aiortc puts all its candidates in the answer,
 waits for its own before sending the offer (see web/webrtc.js). Errors are JSON ``{"error": text}``
 with 400 for a malformed offer (a key other than those above too), 404 for an unknown stream (also
 one removed while its offer was answered), 409 for a taken stream id, 413 for an oversized offer,
-and 503 when the peer limit is reached or the peer was closed before its answer (the server is
-shutting down, its access token expired).
+and 503 when a peer limit is reached (in all, or the client address's share) or the peer was closed
+before its answer (the server is shutting down, its access token expired).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import logging
 import os
 import secrets
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
@@ -70,6 +71,11 @@ def setup_webrtc(app: web.Application, config: WebRTCConfig | None = None) -> No
 
 async def _peers(app: web.Application) -> AsyncIterator[None]:
     config = app[webrtc_config_key]
+    limits = app[settings_key].viewer_limits
+    if limits.max_viewers_per_address >= limits.max_viewers:
+        # Viewers not limited per address: client addresses are not clients here (a reverse proxy on
+        # another host, as in deploy/), so neither are peers.
+        config = replace(config, max_peers_per_address=config.max_peers)
     registry = PeerRegistry(config, app[hub_key], app[manager_key], app[settings_key].stream_defaults)
     app[peers_key] = registry
     if config.ice_servers:
@@ -137,8 +143,10 @@ async def _read_offer(request: web.Request, registry: PeerRegistry, keys: tuple[
 
     Anything else raises the HTTP error that says what to change.
     """
-    if not registry.has_room():  # early, before the body is read; `PeerRegistry` checks again when adding
-        raise error(web.HTTPServiceUnavailable, str(PeerLimitError(registry.config.max_peers)))
+    try:  # early, before the body is read; `PeerRegistry` checks again when adding
+        registry.check_room(_remote(request))
+    except PeerLimitError as exc:
+        raise error(web.HTTPServiceUnavailable, str(exc)) from None
     limit = registry.config.max_offer_bytes
     size = request.content_length
     if size is None or size <= limit:
