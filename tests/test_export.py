@@ -209,6 +209,32 @@ def test_a_copy_into_out_that_fails_leaves_the_served_model_as_it_was(
     assert served.read_bytes() == b"the model being served"
 
 
+def test_an_export_keeps_folders_it_did_not_make_and_lands_if_another_export_removed_its_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two exports into one new --out (onnx and openvino side by side): the one that fails removes the
+    empty folder it made while the other is still exporting, which must still put its model there.
+    A path that cannot be made at all leaves none of the parents it made either."""
+    monkeypatch.setattr("server.inference.export.missing_packages", lambda fmt: [])
+    out = tmp_path / "new" / "models"
+    made = tmp_path / "made" / output_name(BUNDLED_MODEL, "onnx")
+    made.parent.mkdir()
+    made.write_bytes(b"a working export")
+
+    def exported_while_the_other_export_fails(path: Path, spec: str) -> _ExportedAtOnce:
+        shutil.rmtree(tmp_path / "new")  # the other export made it first, then failed and removed it
+        return _ExportedAtOnce(made)
+
+    monkeypatch.setattr("server.inference.export._load_pt", exported_while_the_other_export_fails)
+    result = export_model("bundled", "onnx", out, progress=Progress(3, io.StringIO()), load=_Loads(works=True))
+    assert result.path.read_bytes() == b"a working export"
+
+    too_long = tmp_path / "fresh" / "deeper" / ("x" * 300)
+    with pytest.raises(ExportError, match="--out"):
+        export_model("bundled", "onnx", too_long, progress=Progress(3, io.StringIO()), load=_Loads(works=True))
+    assert not (tmp_path / "fresh").exists(), "the parents it made for a --out it could not make are left behind"
+
+
 def _pixel_input_onnx(path: Path) -> Path:
     """A tiny ONNX model with the metadata of an ultralytics segmentation export (an identity network)."""
     import onnx

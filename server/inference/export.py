@@ -195,6 +195,7 @@ def _export(
                 _check(exported, load)
             checked = exported
         with _writing(out_dir):
+            out_dir.mkdir(parents=True, exist_ok=True)  # gone if another export's failure removed it
             _replace(checked, target)
     return ExportResult(target, time.monotonic() - started)
 
@@ -245,14 +246,25 @@ def _remove(path: Path) -> None:
 def _new_folder(out_dir: Path) -> Iterator[None]:
     """Make ``out_dir`` and its missing parents first, so that one that cannot be made is said before
     the slow export; if what follows fails, remove the folders made here that are still empty (a
-    refused model or a failed export leaves no empty ``--out`` behind)."""
-    made = [folder for folder in (out_dir, *out_dir.parents) if not folder.exists()]  # deepest first
-    with _writing(out_dir):
-        out_dir.mkdir(parents=True, exist_ok=True)
+    refused model or a failed export leaves no empty ``--out`` behind).
+
+    Only folders this call made are removed: one that another export (or the user) made meanwhile is
+    theirs. An export whose ``--out`` such a removal took makes it again before putting its model in.
+    """
+    made: list[Path] = []
     try:
+        with _writing(out_dir):
+            for folder in (*reversed(out_dir.parents), out_dir):
+                try:
+                    folder.mkdir()
+                except FileExistsError:
+                    continue
+                made.append(folder)
+            if not out_dir.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(out_dir))
         yield
     except BaseException:
-        for folder in made:
+        for folder in reversed(made):  # deepest first
             try:
                 folder.rmdir()
             except OSError:  # something was put in it: keep it, and its parents
