@@ -677,34 +677,42 @@ async def test_peers_beyond_the_limit_are_refused(aiohttp_client: ClientFactory)
         await second.close()
 
 
-@pytest.mark.parametrize("per_address", [True, False])
-async def test_one_client_address_cannot_take_every_peer_slot(aiohttp_client: ClientFactory, per_address: bool) -> None:
-    """One client may not take all the slots (loopback is not counted per address: a proxy on this
-    machine), unless viewers are not limited per address either (a reverse proxy on another host)."""
-    limits = ViewerLimits(max_viewers=2, max_viewers_per_address=1 if per_address else 2)
+@pytest.mark.parametrize("proxy_elsewhere", [False, True])
+async def test_one_client_address_cannot_take_every_player_slot(
+    aiohttp_client: ClientFactory, proxy_elsewhere: bool
+) -> None:
+    """One client may not take all the slots with players (loopback is not counted per address: a proxy
+    on this machine), unless ``max_viewers_per_address`` was raised (many clients behind one address);
+    a site publishing its cameras from one address is limited only in all (a publisher has no
+    WebSocket to fall back to), and fewer viewers in all change nothing."""
+    limits = ViewerLimits(max_viewers_per_address=500) if proxy_elsewhere else ViewerLimits(max_viewers=20)
     streams = (StreamConfig("live", "scene:?seed=1"),)
     app = create_app(Settings(model=str(BUNDLED_MODEL), streams=streams, viewer_limits=limits))
-    app[webrtc_config_key] = WebRTCConfig(max_peers=4, max_peers_per_address=1)
+    app[webrtc_config_key] = WebRTCConfig(max_peers=5, max_peers_per_address=1)
     await aiohttp_client(app)
     registry = app[peers_key]
     players = [lan_peer() for _ in range(4)]
+    publisher = lan_peer()
     try:
         offers = []
         for pc in players:
             pc.addTransceiver("video", direction="recvonly")
             await pc.setLocalDescription(await pc.createOffer())
             offers.append(pc.localDescription)
+        publisher.addTrack(SceneTrack(Scene(seed=1)))
+        await publisher.setLocalDescription(await publisher.createOffer())
+        await registry.publish(publisher.localDescription, "cam", 15.0, "192.0.2.7")
         await registry.play(offers[0], "live", ImageKind.ANNOTATED, "192.0.2.7")
-        if per_address:
-            with pytest.raises(PeerLimitError, match=r"192\.0\.2\.7 has its limit of 1 WebRTC peers"):
+        if proxy_elsewhere:
+            await registry.play(offers[1], "live", ImageKind.ANNOTATED, "192.0.2.7")
+        else:
+            with pytest.raises(PeerLimitError, match=r"192\.0\.2\.7 has its limit of 1 WebRTC players"):
                 await registry.play(offers[1], "live", ImageKind.ANNOTATED, "192.0.2.7")
             await registry.play(offers[1], "live", ImageKind.ANNOTATED, "127.0.0.1")
             await registry.play(offers[2], "live", ImageKind.ANNOTATED, "127.0.0.1")
             await registry.play(offers[3], "live", ImageKind.ANNOTATED, "192.0.2.8")
-        else:
-            await registry.play(offers[1], "live", ImageKind.ANNOTATED, "192.0.2.7")
     finally:
-        for pc in players:
+        for pc in (*players, publisher):
             await pc.close()
 
 

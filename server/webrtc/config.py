@@ -20,8 +20,8 @@ from server.config import ConfigError
 
 #: Peers at once, publishers and players together: each costs a decoder or encoder thread.
 MAX_PEERS = 16
-#: Of those, from one client address (loopback not counted: behind a reverse proxy every peer comes
-#: from it), so that one client cannot take every slot; a viewer refused falls back to the WebSocket.
+#: Players of those from one client address (loopback not counted: behind a reverse proxy every peer
+#: comes from it), so that one client cannot take every slot; a viewer refused falls back to the WebSocket.
 MAX_PEERS_PER_ADDRESS = 8
 #: A browser's offer is a few KiB; anything much bigger is not an offer we want to parse.
 MAX_OFFER_BYTES = 64 * 1024

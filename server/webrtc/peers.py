@@ -116,16 +116,21 @@ class PeerRegistry:
             return False
         return True
 
-    def check_room(self, remote: str) -> None:
-        """Raise `PeerLimitError` if one more peer, from client address ``remote``, would pass a limit."""
+    def check_room(self, remote: str, role: Literal["publish", "play"] = "play") -> None:
+        """Raise `PeerLimitError` if one more peer, from client address ``remote``, would pass a limit.
+
+        Players from one address are limited to their share, so that one client cannot take every slot;
+        publishers are not (each is a camera of its own, and has no WebSocket to fall back to).
+        """
         config = self.config
         if len(self._peers) >= config.max_peers:
             raise PeerLimitError(f"too many WebRTC peers ({config.max_peers}); close one or use the WebSocket viewer")
-        if is_local_client(remote):
+        if role == "publish" or is_local_client(remote):
             return
-        if sum(peer.remote == remote for peer in self._peers) >= config.max_peers_per_address:
+        players = sum(peer.remote == remote and peer.role == "play" for peer in self._peers)
+        if players >= config.max_peers_per_address:
             raise PeerLimitError(
-                f"{remote} has its limit of {config.max_peers_per_address} WebRTC peers; "
+                f"{remote} has its limit of {config.max_peers_per_address} WebRTC players; "
                 "close one or use the WebSocket viewer"
             )
 
@@ -260,7 +265,7 @@ class PeerRegistry:
         """
         if self._closed:
             raise PeerClosedError("the server is shutting down")
-        self.check_room(remote)
+        self.check_room(remote, role)
         peer = Peer(RTCPeerConnection(self.config.rtc_configuration()), role, stream_id, remote)
         self._peers.add(peer)
         if expires is not None:

@@ -21,13 +21,14 @@ import os
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from aiortc import RTCSessionDescription
 
 from server.config import STREAM_ID_PATTERN
 from server.delivery.encode import ImageKind
+from server.delivery.hub import MAX_VIEWERS_PER_ADDRESS
 from server.frames import MIN_FRAME_SIDE_PX
 from server.http.auth import expires_key
 from server.http.errors import error
@@ -71,10 +72,9 @@ def setup_webrtc(app: web.Application, config: WebRTCConfig | None = None) -> No
 
 async def _peers(app: web.Application) -> AsyncIterator[None]:
     config = app[webrtc_config_key]
-    limits = app[settings_key].viewer_limits
-    if limits.max_viewers_per_address >= limits.max_viewers:
-        # Viewers not limited per address: client addresses are not clients here (a reverse proxy on
-        # another host, as in deploy/), so neither are peers.
+    if app[settings_key].viewer_limits.max_viewers_per_address > MAX_VIEWERS_PER_ADDRESS:
+        # Raised: many clients share an address here (a reverse proxy on another host, as in deploy/),
+        # so one address is not one client for peers either.
         config = replace(config, max_peers_per_address=config.max_peers)
     registry = PeerRegistry(config, app[hub_key], app[manager_key], app[settings_key].stream_defaults)
     app[peers_key] = registry
@@ -91,7 +91,7 @@ async def _config(request: web.Request) -> web.Response:
 
 async def _publish(request: web.Request) -> web.Response:
     registry = request.app[peers_key]
-    body = await _read_offer(request, registry, PUBLISH_KEYS)
+    body = await _read_offer(request, registry, "publish")
     stream_id = body.get("stream")
     if stream_id is None:
         stream_id = GENERATED_ID_PREFIX + secrets.token_hex(3)
@@ -121,7 +121,7 @@ async def _play(request: web.Request) -> web.Response:
     stream_id = request.match_info["stream"]
     if not registry.has_stream(stream_id):
         raise error(web.HTTPNotFound, f"no stream {stream_id!r}; GET /api/streams lists them")
-    body = await _read_offer(request, registry, PLAY_KEYS)
+    body = await _read_offer(request, registry, "play")
     try:
         kind = ImageKind(body.get("image", ImageKind.ANNOTATED.value))
     except ValueError:
@@ -138,13 +138,13 @@ async def _play(request: web.Request) -> web.Response:
     return _answer(answer, stream_id)
 
 
-async def _read_offer(request: web.Request, registry: PeerRegistry, keys: tuple[str, ...]) -> dict[str, Any]:
-    """The request's offer: JSON text within the size limit, with a usable ``sdp`` and no key but ``keys``.
+async def _read_offer(request: web.Request, registry: PeerRegistry, role: Literal["publish", "play"]) -> dict[str, Any]:
+    """The request's offer: JSON text within the size limit, with a usable ``sdp`` and no key but its role's.
 
     Anything else raises the HTTP error that says what to change.
     """
     try:  # early, before the body is read; `PeerRegistry` checks again when adding
-        registry.check_room(_remote(request))
+        registry.check_room(_remote(request), role)
     except PeerLimitError as exc:
         raise error(web.HTTPServiceUnavailable, str(exc)) from None
     limit = registry.config.max_offer_bytes
@@ -167,6 +167,7 @@ async def _read_offer(request: web.Request, registry: PeerRegistry, keys: tuple[
         raise error(
             web.HTTPBadRequest, "the body must be text: it escapes a lone surrogate (\\ud800-\\udfff)"
         ) from None
+    keys = PUBLISH_KEYS if role == "publish" else PLAY_KEYS
     unknown = [key for key in body if key not in keys]
     if unknown:
         named = ", ".join(repr(key) for key in unknown)
