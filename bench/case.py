@@ -62,7 +62,8 @@ def run(case: dict[str, Any]) -> dict[str, Any]:
         options = StreamOptions.from_mapping({"imgsz": case["imgsz"]})
         model, scene = load_model(case["model"]), Scene(seed=case["seed"])
         score = track_scene(model, scene, case["frames"], options, fast_masks=case.get("fast_masks", True))
-        return {"idf1": score.idf1, "mota": score.mota, "switches": score.switches, "ms_per_frame": score.mean_ms}
+        scored = {"idf1": score.idf1, "mota": score.mota, "switches": score.switches, "ms_per_frame": score.mean_ms}
+        return scored | {"truth_boxes": score.truth_boxes}  # with none, IDF1 and MOTA are 0 by convention: no score
     if kind == "occlusion":
         return _occlusion(case)
     if kind == "analytics":
@@ -85,7 +86,8 @@ def _occlusion(case: dict[str, Any]) -> dict[str, Any]:
         scores = compare_trackers(model, Scene(seed=seed, family="occlusion"), case["frames"], options)
         for k, s in scores.items():
             bands = {name: recall for name, recall, _ in s.id_recall}
-            per_seed[k].append({"idf1": s.idf1, "hota": s.hota, "mota": s.mota, "switches": s.switches, "bands": bands})
+            scored = {"idf1": s.idf1, "hota": s.hota, "mota": s.mota, "switches": s.switches, "bands": bands}
+            per_seed[k].append(scored | {"truth_boxes": s.truth_boxes})
     timed = {k: StreamOptions.from_mapping({"imgsz": case["cost_imgsz"], "tracker": k}) for k in kinds}
     scene = Scene(**case["cost_scene"])
     costs = compare_trackers(model, scene, case["cost_frames"], timed, start=case["cost_start"], rounds=COST_ROUNDS)

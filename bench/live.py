@@ -137,10 +137,30 @@ async def _read(ws: aiohttp.ClientWebSocketResponse, viewer: Viewer) -> None:
             viewer.on_jpeg()
 
 
-async def processed_count(session: aiohttp.ClientSession, server: ServerProcess) -> int:
+@dataclass(frozen=True, slots=True)
+class StreamCounts:
+    """Frames of all a server's streams so far, from /api/streams: read from the sources (what the
+    cameras offered), dropped by the pipeline (replaced before inference took them), and processed."""
+
+    read: int
+    dropped: int
+    processed: int
+
+    def __sub__(self, other: StreamCounts) -> StreamCounts:
+        return StreamCounts(self.read - other.read, self.dropped - other.dropped, self.processed - other.processed)
+
+
+async def stream_counts(session: aiohttp.ClientSession, server: ServerProcess) -> StreamCounts:
     async with session.get(f"{server.url}/api/streams") as response:
         body = await response.json()
-    return sum(int(s["frames_processed"]) for s in body["streams"])
+    streams = body["streams"]
+    return StreamCounts(
+        *(sum(int(s[key]) for s in streams) for key in ("frames_read", "frames_dropped", "frames_processed"))
+    )
+
+
+async def processed_count(session: aiohttp.ClientSession, server: ServerProcess) -> int:
+    return (await stream_counts(session, server)).processed
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +174,12 @@ class LatencyRun:
     rss_mb: list[tuple[float, float]]  # (seconds since start, resident MiB)
     latency: list[tuple[float, float]]  # (seconds since start, ms)
     processed_fps: float
+    # What the cameras offered over the same time, and how many of those frames the pipeline dropped
+    # unprocessed (a stream's slot replaced before inference took it): none of them has a latency.
+    # None in runs saved before they were recorded.
+    offered_fps: float | None = None
+    frames_offered: int | None = None
+    frames_dropped: int | None = None
 
     @property
     def flat(self) -> bool:
@@ -164,6 +190,13 @@ class LatencyRun:
         if self.first_p50_ms is None or self.last_p50_ms is None:
             return False
         return self.last_p50_ms <= max(self.first_p50_ms * 1.2, self.first_p50_ms + 10.0)
+
+    @property
+    def dropped_share(self) -> float | None:
+        """The share of the frames offered that the pipeline dropped; None where not recorded (or none offered)."""
+        if self.frames_dropped is None or not self.frames_offered:
+            return None
+        return self.frames_dropped / self.frames_offered
 
     @property
     def rss_growth(self) -> float:
@@ -190,20 +223,20 @@ def latency_run(model: str, video: Path, streams: int, imgsz: int, seconds: floa
 
 
 async def _latency(server: ServerProcess, streams: int, seconds: float) -> LatencyRun:
-    """Processed fps is over the time measured between the two counts, which runs past ``seconds`` by
-    up to one `RSS_SAMPLE_S`; latency's thirds are of that time too."""
+    """Processed and offered fps are over the time measured between the two counts, which runs past
+    ``seconds`` by up to one `RSS_SAMPLE_S`; latency's thirds are of that time too."""
     ps = server.ps
     async with aiohttp.ClientSession() as session, viewers(server, 1, record=True) as (viewer,):
         await asyncio.sleep(WARMUP_S)
         viewer.samples.clear()
         started = time.monotonic()
-        processed = await processed_count(session, server)
+        before = await stream_counts(session, server)
         rss: list[tuple[float, float]] = []
         while (elapsed := time.monotonic() - started) < seconds:
             rss.append((elapsed, ps.memory_info().rss / 2**20))
             await asyncio.sleep(RSS_SAMPLE_S)
         wall = time.monotonic() - started
-        processed = await processed_count(session, server) - processed
+        counts = await stream_counts(session, server) - before
     samples = [(t - started, latency * 1000) for t, latency in viewer.samples if t >= started]
     values = [ms for _, ms in samples]
     if not values:
@@ -220,7 +253,10 @@ async def _latency(server: ServerProcess, streams: int, seconds: float) -> Laten
         statistics.median(last) if last else None,
         rss,
         samples,
-        processed / wall,
+        counts.processed / wall,
+        offered_fps=counts.read / wall,
+        frames_offered=counts.read,
+        frames_dropped=counts.dropped,
     )
 
 

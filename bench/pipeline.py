@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.seed_loop import WARMUP_FRAMES
 from server.config import Settings, StreamConfig
 from server.delivery.encode import FramePacket, Variant
 from server.inference.models import InferenceStatus
@@ -75,15 +76,16 @@ def run_pipeline(
     annotated: bool = True,
     fast_masks: bool = True,
     tracker: str | None = None,
-    warmup: int = 5,
+    warmup: int = WARMUP_FRAMES,
     timeout_s: float = 600.0,
 ) -> PipelineRun:
     """Process ``video`` as ``streams`` as-fast-as-possible file streams until ``frames`` frames came out.
 
     ``frames`` counts all streams together, after ``warmup`` frames per stream (model warm-up, first
-    allocations) that are not timed. With ``annotated`` every frame is drawn and JPEG-encoded, as for
-    a viewer of the annotated stream; without, only metadata is made. ``fast_masks`` as in
-    `InferenceOptions`; ``tracker`` replaces the default one (as a comparison with ``model.track`` needs).
+    allocations; as many as the seed loop leaves untimed) that are not timed. With ``annotated`` every
+    frame is drawn and JPEG-encoded, as for a viewer of the annotated stream; without, only metadata is
+    made. ``fast_masks`` as in `InferenceOptions`; ``tracker`` replaces the default one (as a comparison
+    with ``model.track`` needs).
     """
     options = StreamOptions.from_mapping({"imgsz": imgsz} | ({"tracker": tracker} if tracker else {}))
     inference = InferenceOptions(imgsz=imgsz, max_batch=max_batch, fast_masks=fast_masks)

@@ -7,7 +7,9 @@
 
 Every figure that a goal is judged on is a ratio of two measurements taken in this one run, on this
 one machine, one right after the other, so a machine that is busy with other work slows both sides
-alike. Each measurement runs in a fresh process (bench/case.py, or a ``segcast serve`` process).
+alike (the one exception, segcast on the best backend against the seed loop on the ``.pt`` file,
+divides means from different rounds, and its goal says so). Each measurement runs in a fresh process
+(bench/case.py, or a ``segcast serve`` process).
 """
 
 from __future__ import annotations
@@ -173,7 +175,8 @@ def _names(choices: tuple[str, ...], what: str, hint: str = "") -> Callable[[str
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.report_only:
-        print(write_report(load_results(args.cache / LAST_RUN), args.out, quick=args.quick))
+        results = load_results(args.cache / LAST_RUN)
+        print(write_report(results, args.out, quick=args.quick or results.settings.get("quick", False)))
         _say(f"wrote {args.out} and its plot")
         return 0
     from server.inference.models import ModelError, load_model, resolve_model_path
@@ -297,7 +300,7 @@ def _snapshot(model_path: Path, cache: Path) -> Path:
 
 
 def _throughput(model: str, video: Path, imgsz: int, args: argparse.Namespace) -> dict[str, Any]:
-    """The seed loop both ways and segcast on the same model file and frames, alternating, ``rounds`` times.
+    """The seed loop both ways and segcast on the same model file and frames, back to back, ``rounds`` times.
 
     Each round runs all three back to back, so a ratio is taken within a round and the rounds give its spread.
     """
@@ -309,28 +312,39 @@ def _throughput(model: str, video: Path, imgsz: int, args: argparse.Namespace) -
         "like_fps": {"kind": "seed", "settings": SeedSettings.LIKE_FOR_LIKE.value, **common},
         "segcast_fps": {"kind": "segcast", "forward": True, "tracker": COMPARED_TRACKER, **common},
     }
+    rounds = _rounds(sides, args.rounds, video)
+    return {
+        "model": model,
+        **{key: _mean([r[key] for r in rounds]) for key in ("seed_fps", "like_fps", "segcast_fps", "forward_ms")},
+        **_ratios(rounds, "ratio", "segcast_fps", "seed_fps"),
+        **_ratios(rounds, "like_ratio", "segcast_fps", "like_fps"),
+        "share": _mean([r["segcast_fps"] * r["forward_ms"] / 1000 for r in rounds]),
+        "rounds": rounds,
+    }
+
+
+def _rounds(sides: dict[str, dict[str, Any]], count: int, video: Path) -> list[dict[str, float]]:
+    """``count`` rounds of every side's case back to back, each in a fresh process: per round, each
+    side's fps (and segcast's forward pass, where timed). Who goes first changes from round to round."""
     names = list(sides)
     rounds: list[dict[str, float]] = []
-    for index in range(args.rounds):
+    for index in range(count):
+        shift = index % len(names)
         measured: dict[str, float] = {}
-        for name in names[index % 3 :] + names[: index % 3]:  # who goes first changes from round to round
+        for name in names[shift:] + names[:shift]:
             out = _case(sides[name], video)
             measured[name] = out["fps"]
             if "forward_ms" in out:
                 measured["forward_ms"] = out["forward_ms"]
         rounds.append(measured)
-    ratios = [r["segcast_fps"] / r["seed_fps"] for r in rounds]
-    like_ratios = [r["segcast_fps"] / r["like_fps"] for r in rounds]
-    return {
-        "model": model,
-        **{key: _mean([r[key] for r in rounds]) for key in ("seed_fps", "like_fps", "segcast_fps", "forward_ms")},
-        "ratio": _mean(ratios),
-        "ratio_range": [min(ratios), max(ratios)],
-        "like_ratio": _mean(like_ratios),
-        "like_ratio_range": [min(like_ratios), max(like_ratios)],
-        "share": _mean([r["segcast_fps"] * r["forward_ms"] / 1000 for r in rounds]),
-        "rounds": rounds,
-    }
+    return rounds
+
+
+def _ratios(rounds: list[dict[str, float]], key: str, over: str, under: str) -> dict[str, Any]:
+    """``key``: the mean over the rounds of ``over`` / ``under`` taken within each round; ``key``_range
+    its lowest and highest round."""
+    ratios = [r[over] / r[under] for r in rounds]
+    return {key: _mean(ratios), f"{key}_range": [min(ratios), max(ratios)]}
 
 
 def _mean(values: list[float]) -> float:
@@ -349,19 +363,27 @@ def _cached_video(video: Path, scene: Scene, frames: int, start: int = 0) -> Pat
 
 
 def _mask_paths(model: str, video: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """On the busy scene: the seed loop, segcast with ultralytics' masks, segcast with its own, alternating."""
-    runs: dict[str, list[float]] = {"seed_fps": [], "plain_fps": [], "fast_fps": []}
+    """On the busy scene, as the throughput section compares them: the seed loop as written and like for
+    like, and segcast (`COMPARED_TRACKER`) with ultralytics' masks and with its own, ``rounds`` times."""
+    from bench.seed_loop import COMPARED_TRACKER, SeedSettings
+
     common = {"model": model, "imgsz": BUSY_IMGSZ, "frames": args.busy_frames}
-    for _ in range(args.rounds):
-        runs["seed_fps"].append(_case({"kind": "seed", **common}, video)["fps"])
-        runs["plain_fps"].append(_case({"kind": "segcast", "fast_masks": False, **common}, video)["fps"])
-        runs["fast_fps"].append(_case({"kind": "segcast", **common}, video)["fps"])
-    fast_vs_plain = [f / p for f, p in zip(runs["fast_fps"], runs["plain_fps"], strict=True)]
+    segcast = {"kind": "segcast", "tracker": COMPARED_TRACKER, **common}
+    sides = {
+        "seed_fps": {"kind": "seed", "settings": SeedSettings.AS_WRITTEN.value, **common},
+        "like_fps": {"kind": "seed", "settings": SeedSettings.LIKE_FOR_LIKE.value, **common},
+        "plain_fps": {**segcast, "fast_masks": False},
+        "fast_fps": segcast,
+    }
+    rounds = _rounds(sides, args.rounds, video)
     return {
         "model": model,
-        **{key: sum(values) / len(values) for key, values in runs.items()},
-        "fast_vs_plain": sum(fast_vs_plain) / len(fast_vs_plain),
-        "rounds": [dict(zip(runs, values, strict=True)) for values in zip(*runs.values(), strict=True)],
+        "tracker": COMPARED_TRACKER,
+        **{key: _mean([r[key] for r in rounds]) for key in sides},
+        **_ratios(rounds, "ratio", "fast_fps", "seed_fps"),
+        **_ratios(rounds, "like_ratio", "fast_fps", "like_fps"),
+        **_ratios(rounds, "fast_vs_plain", "fast_fps", "plain_fps"),
+        "rounds": rounds,
     }
 
 
@@ -447,7 +469,10 @@ def _load() -> list[float]:
 
 
 def _settings(args: argparse.Namespace, model_path: Path, imgsz: int) -> dict[str, Any]:
+    from bench.seed_loop import WARMUP_FRAMES
+
     return {
+        "quick": args.quick,
         "model": model_path.name,
         "imgsz": imgsz,
         "frames": args.frames,
@@ -460,6 +485,7 @@ def _settings(args: argparse.Namespace, model_path: Path, imgsz: int) -> dict[st
         "track_seed": TRACK_SEED,
         "busy_frames": args.busy_frames,
         "busy_imgsz": BUSY_IMGSZ,
+        "warmup_frames": WARMUP_FRAMES,
         "busy_video": f"generated scene, seed {BUSY_SCENE['seed']}, {BUSY_SCENE['width']}x{BUSY_SCENE['height']} "
         f"H.264 at 15 fps, {BUSY_SCENE['objects_per_period']} objects per 30 s",
         "video": f"generated scene, seed {VIDEO_SEED}, 640x384 H.264 at 15 fps",

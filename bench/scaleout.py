@@ -3,7 +3,7 @@
 Two figures, each from one run on one machine (docs/scaling.md quotes them):
 
 - **Overhead of remote inference**: the same exported ONNX model, the same frames, one stream as fast
-  as it can go, alternating rounds: in-process ONNX Runtime against ``--model grpc://`` to a Triton
+  as it can go, in rounds (who goes first alternates): in-process ONNX Runtime against ``--model grpc://`` to a Triton
   serving that same file with ONNX Runtime. Both run the network on this machine's cores, so the
   ratio is what the protocol, the copies and Triton's scheduling cost, not a difference of hardware.
 - **Two nodes sharing one Triton against one node inferring locally**, four cameras in all (looping
@@ -102,12 +102,8 @@ def run_scaleout(
     results = ScaleoutResults()
     with _triton(repository) as (grpc_address, http_base):
         remote = f"grpc://{grpc_address}/{name}"
-        for _ in range(rounds):
-            common = {"kind": "segcast", "imgsz": imgsz, "frames": frames}
-            local_fps = case({**common, "model": onnx}, video)["fps"]
-            remote_fps = case({**common, "model": remote}, video)["fps"]
-            results.overhead_rounds.append({"local_fps": local_fps, "remote_fps": remote_fps})
-            _say(f"overhead: local {local_fps:.1f} fps, remote {remote_fps:.1f} fps")
+        common = {"kind": "segcast", "imgsz": imgsz, "frames": frames}
+        results.overhead_rounds = overhead_rounds(case, video, common, onnx, remote, rounds)
         results.runs.append(_nodes_run(onnx, video, imgsz, [4], seconds))
         before = _triton_counts(http_base, name)
         run = _nodes_run(remote, video, imgsz, [2, 2], seconds)
@@ -118,6 +114,26 @@ def run_scaleout(
     for run in results.runs:
         _say(f"{run.nodes} node(s), {run.cameras} cameras: {json.dumps(asdict(run))}")
     return results
+
+
+def overhead_rounds(
+    case: Callable[[dict[str, Any], Path], dict[str, Any]],
+    video: Path,
+    common: dict[str, Any],
+    local: str,
+    remote: str,
+    rounds: int,
+) -> list[dict[str, float]]:
+    """``rounds`` rounds of ``common`` on the ``local`` model, then on the ``remote`` one, back to back;
+    who goes first changes from round to round, so neither side always runs on a machine the other warmed."""
+    models = {"local_fps": local, "remote_fps": remote}
+    measured = []
+    for index in range(rounds):
+        order = list(models) if index % 2 == 0 else list(reversed(models))
+        fps = {key: case({**common, "model": models[key]}, video)["fps"] for key in order}
+        measured.append({key: fps[key] for key in models})
+        _say(f"overhead: local {fps['local_fps']:.1f} fps, remote {fps['remote_fps']:.1f} fps ({order[0]} first)")
+    return measured
 
 
 def _nodes_run(model: str, video: Path, imgsz: int, cameras: list[int], seconds: float) -> NodesRun:

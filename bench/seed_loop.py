@@ -16,6 +16,7 @@ one reaches segcast's reporting ``conf``, then whatever confidence the tracker c
 from __future__ import annotations
 
 import time
+from collections.abc import Generator
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -31,6 +32,9 @@ TRACK_DEFAULT_CONF = 0.1
 #: trackers, so segcast's side runs this one too rather than its default, segtrack, whose extra
 #: cost per frame the occlusion section's tracker-cost table gives.
 COMPARED_TRACKER = "bytetrack"
+#: Frames each side of a comparison processes before its clock starts (model warm-up, first
+#: allocations): the seed loop here, and segcast per stream (bench/pipeline.py), the same number.
+WARMUP_FRAMES = 5
 
 
 class SeedSettings(Enum):
@@ -97,8 +101,14 @@ def run_seed_loop(
     max_frames: int,
     imgsz: int | None = None,
     settings: SeedSettings = SeedSettings.AS_WRITTEN,
+    warmup: int = WARMUP_FRAMES,
 ) -> LoopRun:
-    """Track and annotate up to ``max_frames`` frames of ``video`` one at a time, as fast as possible."""
+    """Track and annotate ``max_frames`` frames of ``video`` one at a time, as fast as possible.
+
+    The first ``warmup`` frames are processed untimed. The video starts again from its first frame
+    when it ends, as segcast's looping file source does, so both sides process as many frames
+    whatever ``max_frames`` is.
+    """
     from ultralytics import YOLO
 
     model = YOLO(model_path, task="segment")
@@ -107,23 +117,33 @@ def run_seed_loop(
         options["imgsz"] = imgsz
     frames = 0
     drawn_ids: set[int] = set()
-    with av.open(str(video)) as container:
-        decoded = (f.to_ndarray(format="bgr24") for f in container.decode(video=0))
-        first = next(decoded)
-        model.track(first, persist=True, verbose=False, **options)  # warm-up, not timed
-        started = time.perf_counter()
-        for image in decoded:
-            [result] = model.track(image, persist=True, verbose=False, **options)
-            if drawn_conf is not None and result.boxes is not None:
-                result = result[_drawn(result.boxes.cpu().numpy(), drawn_conf, drawn_ids)]
-            annotated = result.plot()
-            ok, _ = cv2.imencode(".jpg", annotated, [cv2.IMWRITE_JPEG_QUALITY, 80])
-            assert ok
-            frames += 1
-            if frames >= max_frames:
-                break
-        seconds = time.perf_counter() - started
+    decoded = looped_frames(video)
+    for _ in range(warmup):  # not timed
+        model.track(next(decoded), persist=True, verbose=False, **options)
+    started = time.perf_counter()
+    while frames < max_frames:
+        [result] = model.track(next(decoded), persist=True, verbose=False, **options)
+        if drawn_conf is not None and result.boxes is not None:
+            result = result[_drawn(result.boxes.cpu().numpy(), drawn_conf, drawn_ids)]
+        annotated = result.plot()
+        ok, _ = cv2.imencode(".jpg", annotated, [cv2.IMWRITE_JPEG_QUALITY, 80])
+        assert ok
+        frames += 1
+    seconds = time.perf_counter() - started
+    decoded.close()
     return LoopRun(frames, seconds)
+
+
+def looped_frames(video: Path) -> Generator[np.ndarray, None, None]:
+    """``video``'s frames (BGR), from the first again each time it ends; nothing if it has none."""
+    while True:
+        count = 0
+        with av.open(str(video)) as container:
+            for frame in container.decode(video=0):
+                count += 1
+                yield frame.to_ndarray(format="bgr24")
+        if not count:
+            return
 
 
 def _drawn(boxes: Any, conf: float, drawn_ids: set[int]) -> np.ndarray:

@@ -587,6 +587,23 @@ def test_a_crossing_too_late_to_be_confirmed_in_the_run_is_not_scored(counted: i
     assert result.found_crossings == int(scored)
 
 
+@pytest.mark.parametrize(("reported", "extra"), [(11, 1), (12, 0)])
+def test_a_count_too_late_for_its_true_crossing_to_be_confirmed_in_the_run_is_not_extra(
+    reported: int, extra: int
+) -> None:
+    """The report's scoring, the same rule the other way: a count matching no true crossing is extra
+    only if a true one dated as late as the slack allows (8 frames after it), taking as long to confirm
+    as the count did, would have been counted before the run's last frame (19). One made at frame 12
+    could be of a crossing the truth would count at frame 20, which the run never reaches, so it is
+    left out rather than called wrong."""
+    scene = Scene(seed=7)  # only its frame rate is read
+    here = (10, 10, 50, 50)
+    mask = np.zeros((1, 1), bool)
+    objects = [[TrueObject(1, 0, here, mask, 0.0)] for _ in range(20)]
+    result = score(scene, objects, _one_track_crossing(scene, [here] * 20, reported), Truth(), DWELL_TOLERANCE_S)
+    assert (result.true_crossings, result.extra_crossings) == (0, extra)
+
+
 def _one_track_crossing(
     scene: Scene, boxes: list[tuple[float, float, float, float] | None], dated: int
 ) -> list[FrameResult]:

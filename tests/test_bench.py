@@ -151,6 +151,127 @@ def test_occlusion_id_recall_per_band_averages_only_the_seeds_with_boxes_in_it(t
     assert "| 1 / 1 / 1 / 1 | 0.90 / - / - | 0.50 |" in page
 
 
+def test_the_busy_scene_is_compared_as_the_throughput_section_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both seed loops against segcast running the tracker both sides run, in rotating order, and each
+    ratio taken within a round: its mean and spread, not the ratio of the mean fps."""
+    import bench.run as run
+    from bench.seed_loop import COMPARED_TRACKER
+
+    fps = {"as_written": [4.0, 8.0], "like_for_like": [5.0, 8.0], "plain": [10.0, 12.0], "fast": [12.0, 16.0]}
+    calls: list[dict[str, object]] = []
+
+    def case(case: dict[str, object], video: Path) -> dict[str, float]:
+        calls.append(case)
+        side = case.get("settings") if case["kind"] == "seed" else ("fast" if case.get("fast_masks", True) else "plain")
+        return {"fps": fps[str(side)][(len(calls) - 1) // 4]}
+
+    monkeypatch.setattr(run, "_case", case)
+    masks = run._mask_paths("model.xml", tmp_path / "busy.mp4", SimpleNamespace(rounds=2, busy_frames=10))
+
+    assert [c["kind"] for c in calls[:4]] == ["seed", "seed", "segcast", "segcast"]
+    assert [c["kind"] for c in calls[4:]] == ["seed", "segcast", "segcast", "seed"], "who goes first rotates"
+    assert all(c["tracker"] == COMPARED_TRACKER for c in calls if c["kind"] == "segcast")
+    assert masks["ratio"] == pytest.approx(2.5) and masks["ratio_range"] == [2.0, 3.0]  # 12 / 4 and 16 / 8
+    assert masks["like_ratio"] == pytest.approx((12 / 5 + 2) / 2)
+    page = page_of(tmp_path, Results(masks={"openvino": masks}))
+    goal = "busy 720p scene at 640: segcast vs seed loop"
+    assert f"| {goal} as users write it, best CPU backend | >= 2x | 2.50x (rounds 2.00-3.00) (OpenVINO) | yes |" in page
+    assert f"| {goal} like for like, best CPU backend | >= 2x | 2.20x (rounds 2.00-2.40) (OpenVINO) | yes |" in page
+    assert f"segcast running `{COMPARED_TRACKER}` with ultralytics" in page
+
+
+def test_the_seed_loop_on_the_pt_file_is_a_ratio_of_means_from_other_rounds_and_says_so(tmp_path: Path) -> None:
+    def backend(seed: float, segcast: float) -> dict[str, object]:
+        return {"seed_fps": seed, "segcast_fps": segcast, "forward_ms": 10.0, "ratio": segcast / seed, "share": 0.7}
+
+    page = page_of(tmp_path, Results(throughput={"pytorch": backend(20.0, 25.0), "openvino": backend(30.0, 60.0)}))
+
+    label = "segcast on OpenVINO vs the seed loop users run today (.pt): ratio of mean fps from different rounds"
+    assert f"| {label} | >= 2x | 3.00x | yes |" in page
+
+
+def test_goals_with_nothing_to_score_are_not_applicable(tmp_path: Path) -> None:
+    """A short run may see no object: a score of nothing is neither met nor missed."""
+    empty = {"idf1": 0.0, "mota": 0.0, "switches": 0, "ms_per_frame": 50.0, "truth_boxes": 0}
+    seed = {"idf1": 0.0, "hota": 0.0, "mota": 0.0, "switches": 0, "bands": {}, "truth_boxes": 0}
+    occlusion = {"seeds": [11], "default": "segtrack", "own": ["segtrack"], "cost_objects": 17.0}
+    occlusion |= {"trackers": {"segtrack": [seed], "bytetrack": [seed]}, "cost_ms": {"segtrack": 1.0, "bytetrack": 1.0}}
+    counts = ("true_crossings", "found_crossings", "extra_crossings", "scored_visits", "visits_within")
+    analytics = {"seeds": [{"seed": 7, **dict.fromkeys(counts, 0)}], "dwell_tolerance_s": 0.5}
+    results = Results(tracking={"pytorch": empty, "onnx": empty}, occlusion=occlusion, analytics=analytics)
+
+    page = page_of(tmp_path, results)
+
+    for goal in (
+        "IDF1 on ONNX Runtime vs PyTorch | within 0.01",
+        "occlusion family: default tracker (segtrack) mean IDF1 | >= 0.9",
+        "occlusion family: segtrack IDF1 over the best of ultralytics' trackers (bytetrack) | >= +0.08",
+        "occlusion family: segtrack id switches, fewest of ultralytics' trackers | no more",
+        "line crossings counted, right direction | >= 98%",
+        "crossings counted wrong or twice | none",
+        "zone visits with dwell within 0.5 s of the truth | >= 95%",
+    ):
+        assert f"| {goal} | nothing to score | n/a |" in page
+    assert "| segtrack cost per frame, 17 objects | <= 2 ms | 1.00 ms (1.00x bytetrack's) | yes |" in page
+    assert "| ONNX Runtime | n/a | n/a | 0 | 50 |" in page
+    assert "| **segtrack** (default) | - | - | - | - |" in page
+
+
+def test_a_page_rewritten_from_a_quick_run_says_it_is_one(tmp_path: Path) -> None:
+    page = page_of(tmp_path, Results(settings={"quick": True}))
+
+    assert "**This is a `--quick` smoke run: the figures are too short to mean anything.**" in page
+
+
+def test_the_seed_loop_warms_up_as_segcast_does_and_loops_the_file_as_segcast_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both sides leave as many frames untimed, and a run longer than the file goes round it, as
+    segcast's looping source does, rather than stopping short."""
+    import inspect
+
+    import ultralytics
+
+    from bench.pipeline import run_pipeline
+    from bench.seed_loop import run_seed_loop
+    from server.scene import Scene, write_h264
+
+    tracked: list[np.ndarray] = []
+
+    class Model:
+        def __init__(self, path: str, task: str) -> None:
+            pass
+
+        def track(self, image: np.ndarray, **options: object) -> list[SimpleNamespace]:
+            tracked.append(image)
+            return [SimpleNamespace(boxes=None, plot=lambda: image)]
+
+    monkeypatch.setattr(ultralytics, "YOLO", Model)
+    video = write_h264(Scene(seed=7), tmp_path / "three.mp4", 3)
+
+    loop = run_seed_loop("model.pt", video, 7)
+
+    assert loop.frames == 7
+    assert len(tracked) - loop.frames == inspect.signature(run_pipeline).parameters["warmup"].default
+
+
+def test_the_scaleout_overhead_rounds_change_who_goes_first() -> None:
+    from bench.scaleout import overhead_rounds
+
+    order: list[str] = []
+
+    def case(case: dict[str, object], video: Path) -> dict[str, float]:
+        order.append(str(case["model"]))
+        return {"fps": 10.0 if case["model"] == "local.onnx" else 9.0}
+
+    rounds = overhead_rounds(case, Path("scene.mp4"), {"kind": "segcast"}, "local.onnx", "grpc://triton/m", 3)
+
+    assert order == ["local.onnx", "grpc://triton/m", "grpc://triton/m", "local.onnx", "local.onnx", "grpc://triton/m"]
+    assert rounds == [{"local_fps": 10.0, "remote_fps": 9.0}] * 3
+
+
 @pytest.mark.parametrize(
     ("argv", "says"),
     [
@@ -209,18 +330,22 @@ def test_the_scaleout_page_shows_a_ratio_it_could_not_take_as_a_dash(
 
 
 PROCESSED_FPS = 200.0  # the stand-in server's rate
+OFFERED_FPS = 300.0  # what its cameras offer it: it drops the other 100 frames a second
 
 
 @pytest.fixture
 def stand_in_server(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], ServerProcess]:
-    """`bench.live._latency`'s server: it processes `PROCESSED_FPS` frames a second, and its one viewer
-    gets a frame every 10 ms from the given delay on; RSS sampled every 0.2 s, no warm-up."""
+    """`bench.live._latency`'s server: its cameras offer `OFFERED_FPS` frames a second, it processes
+    `PROCESSED_FPS` and drops the rest, and its one viewer gets a frame every 10 ms from the given
+    delay on; RSS sampled every 0.2 s, no warm-up."""
     import bench.live as live
 
     started = time.monotonic()
 
-    async def processed_count(session: object, server: object) -> int:
-        return int((time.monotonic() - started) * PROCESSED_FPS)
+    async def stream_counts(session: object, server: object) -> live.StreamCounts:
+        elapsed = time.monotonic() - started
+        read, processed = int(elapsed * OFFERED_FPS), int(elapsed * PROCESSED_FPS)
+        return live.StreamCounts(read, read - processed, processed)
 
     def viewers_from(delay_s: float) -> Callable[..., AbstractAsyncContextManager[list[Viewer]]]:
         @contextlib.asynccontextmanager
@@ -244,7 +369,7 @@ def stand_in_server(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], Server
 
     monkeypatch.setattr(live, "WARMUP_S", 0.0)
     monkeypatch.setattr(live, "RSS_SAMPLE_S", 0.2)
-    monkeypatch.setattr(live, "processed_count", processed_count)
+    monkeypatch.setattr(live, "stream_counts", stream_counts)
     server = cast(ServerProcess, SimpleNamespace(ps=SimpleNamespace(memory_info=lambda: SimpleNamespace(rss=2**20))))
 
     def with_viewer_from(delay_s: float) -> ServerProcess:
@@ -275,7 +400,29 @@ async def test_a_latency_run_whose_first_third_got_no_frame_is_not_flat(
     assert run.first_p50_ms is None and run.last_p50_ms == pytest.approx(40.0)
     assert not run.flat
     page = page_of(tmp_path, Results(latency=[run]))
+    reached = f"- -> 40 ms ({run.dropped_share:.0%} of {run.offered_fps:.1f} fps offered dropped unprocessed)"
     assert (
-        "| latency stays flat, 1 stream (0 s) | last third's p50 within 20% of the first's | - -> 40 ms | **no** |"
+        f"| latency stays flat, 1 stream (0 s) | last third's p50 within 20% of the first's | {reached} | **no** |"
         in page
     )
+
+
+async def test_a_latency_run_records_what_was_offered_and_dropped_and_the_page_shows_it(
+    stand_in_server: Callable[[float], ServerProcess], tmp_path: Path
+) -> None:
+    """Latency is of the frames processed only: the frames the pipeline dropped are said beside it."""
+    from bench.live import _latency
+
+    run = await _latency(stand_in_server(0.0), 4, 0.25)
+
+    assert run.offered_fps == pytest.approx(OFFERED_FPS, rel=0.1)
+    assert run.dropped_share == pytest.approx(1 / 3, abs=0.05)
+    page = page_of(tmp_path, Results(latency=[run]))
+    dropped = f"{run.dropped_share:.0%} of {run.offered_fps:.1f} fps offered dropped unprocessed"
+    flat = "| latency stays flat, 4 streams (0 s) | last third's p50 within 20% of the first's |"
+    assert f"{flat} 40 -> 40 ms ({dropped}) |" in page
+    assert f"| memory flat, 4 streams (0.0 min) | < 5% growth after warm-up | +0.0% ({dropped}) |" in page
+    row = (
+        f"| 4 | 0 | {run.offered_fps:.1f} | {run.processed_fps:.1f} | {run.frames_dropped} ({run.dropped_share:.0%}) |"
+    )
+    assert row in page

@@ -254,7 +254,7 @@ def true_crossings(scene: Scene, frames: int, lines: Sequence[Line]) -> list[Tru
 class Score:
     true_crossings: int
     found_crossings: int  # true crossings counted once, by the right object, in the right direction
-    extra_crossings: int  # reported crossings that match no true one (double counts among them)
+    extra_crossings: int  # reported crossings that match no true one (double counts among them), as scored
     scored_visits: int
     visits_within: int  # true visits whose reported dwell is within the tolerance
     dwell_errors_s: list[float]
@@ -292,12 +292,17 @@ def score(
     fps = float(scene.fps)
     events = [(r.frame.seq, e) for r in results for e in r.events if isinstance(e, AnalyticsEvent)]
     # A crossing is dated when its stay across began, which may be before it was reported.
-    crossed = [(round(e.media_time * fps), e) for _, e in events if e.kind is AnalyticsEventKind.LINE_CROSS]
-    unmatched, extra = _match_crossings(crossed, truth.crossings, owners, results)
+    counts = [(seq, e) for seq, e in events if e.kind is AnalyticsEventKind.LINE_CROSS]
+    crossed = [(round(e.media_time * fps), e) for _, e in counts]
+    unmatched, unpaired = _match_crossings(crossed, truth.crossings, owners, results)
     # A crossing in the run's last moments is scored only if a count dated as late as the slack
     # allows would have been confirmed (counted, as the truth's was) before the run ended.
     scored = [c for c in truth.crossings if c.counted + CROSSING_SLACK_FRAMES <= last_frame]
     found = sum(c not in unmatched for c in scored)
+    # The same the other way: a count that matches no true crossing is extra only if a true one dated
+    # as late as the slack allows would have been confirmed (taking as long as this count did) before
+    # the run ended; otherwise its partner may be a crossing the truth had yet to count.
+    extra = sum(counts[i][0] + CROSSING_SLACK_FRAMES <= last_frame for i in unpaired)
     # Reported visits: (track, zone) from its enter event to its exit (or the last frame it was in),
     # each credited to the object its track followed in most frames of the visit. The entry frame
     # alone would judge a visit by one box, which a detection merged with a neighbour's or cut by the
@@ -350,9 +355,9 @@ def _match_crossings(
     true_crossings: Sequence[TrueCrossing],
     owners: dict[tuple[int, int], int],
     results: Sequence[FrameResult],
-) -> tuple[list[TrueCrossing], int]:
-    """Pair reported crossings (dated frame, event) with true ones: the true ones left, and how many
-    reported ones matched none.
+) -> tuple[list[TrueCrossing], list[int]]:
+    """Pair reported crossings (dated frame, event) with true ones: the true ones left, and the indices
+    in ``crossed`` of the reported ones that matched none.
 
     A reported crossing matches a true one of its track's object, line and direction from
     `CROSSING_SLACK_FRAMES` before the last frame its track was seen before it (a crossing made while
@@ -368,8 +373,8 @@ def _match_crossings(
             seen_in.setdefault(track.track_id, []).append(result.frame.seq)
     for (seq, track_id), object_id in owners.items():
         matched_in.setdefault(track_id, []).append((seq, object_id))
-    unmatched, extra = list(true_crossings), 0
-    for frame, event in crossed:
+    unmatched, unpaired = list(true_crossings), []
+    for index, (frame, event) in enumerate(crossed):
         owner = owners.get((frame, event.track_id))
         if owner is None:
             near = Counter(
@@ -391,10 +396,10 @@ def _match_crossings(
             None,
         )
         if match is None:
-            extra += 1
+            unpaired.append(index)
         else:
             unmatched.remove(match)
-    return unmatched, extra
+    return unmatched, unpaired
 
 
 def layout(tracker: str | None = None) -> StreamOptions:

@@ -24,10 +24,15 @@ non-headless OpenCV, which would replace the one ultralytics runs on.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+if __package__ in (None, ""):  # run as `python tools/track_report.py`: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import motmetrics as mm
 import numpy as np
