@@ -13,7 +13,15 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from server.http.auth import ADMIN_TOKENS_ENV, SIGNED_TOKEN_MAX_TTL_S, AccessPolicy, AuthConfigError, Role, setup_auth
+from server.http.auth import (
+    ADMIN_TOKENS_ENV,
+    SIGNED_TOKEN_MAX_TTL_S,
+    VIEWER_TOKENS_ENV,
+    AccessPolicy,
+    AuthConfigError,
+    Role,
+    setup_auth,
+)
 from tests.support.raw_http import raw_request, status_of
 
 ADMIN = "admin-token-0123456789abcdef"
@@ -229,6 +237,32 @@ def test_tokens_come_from_the_environment_too_and_must_be_long() -> None:
     assert policy.role_of_token(VIEWER) is None
     with pytest.raises(AuthConfigError, match="at least 16"):
         AccessPolicy.configure("0.0.0.0", admin_tokens=["short"], environ={})
+
+
+def test_a_short_token_is_refused_naming_where_it_came_from() -> None:
+    """Before, a token from the environment was blamed on the config file's auth.admin_tokens."""
+    for environ, where in (
+        ({ADMIN_TOKENS_ENV: "short"}, "$SEGCAST_ADMIN_TOKENS"),
+        ({VIEWER_TOKENS_ENV: "short"}, "$SEGCAST_VIEWER_TOKENS"),
+    ):
+        with pytest.raises(AuthConfigError, match=rf"^\{where}: tokens must be at least 16 characters"):
+            AccessPolicy.configure("127.0.0.1", environ=environ)
+    with pytest.raises(AuthConfigError, match=r"^auth\.viewer_tokens: tokens must be at least 16"):
+        AccessPolicy.configure("127.0.0.1", viewer_tokens=["short"], environ={ADMIN_TOKENS_ENV: ADMIN})
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])
+def test_auth_off_with_tokens_in_the_environment_refuses_to_start_naming_both(host: str) -> None:
+    """Before, ``auth = "off"`` dropped the environment's tokens without a word and let anyone in."""
+    with pytest.raises(AuthConfigError) as refused:
+        AccessPolicy.configure(host, explicitly_off=True, environ={ADMIN_TOKENS_ENV: ADMIN})
+    message = str(refused.value)
+    assert message.startswith('auth = "off" lets anyone in, yet $SEGCAST_ADMIN_TOKENS is set: '), message
+    assert "\n" not in message
+    both = {ADMIN_TOKENS_ENV: ADMIN, VIEWER_TOKENS_ENV: VIEWER}
+    with pytest.raises(AuthConfigError, match=r"\$SEGCAST_ADMIN_TOKENS and \$SEGCAST_VIEWER_TOKENS are set"):
+        AccessPolicy.configure(host, explicitly_off=True, environ=both)
+    assert AccessPolicy.configure(host, explicitly_off=True, environ={VIEWER_TOKENS_ENV: " , "}).open  # none given
 
 
 async def test_open_server_refuses_cross_site_changes_and_websockets(aiohttp_client: ClientFactory) -> None:

@@ -84,3 +84,27 @@ def test_serve_stops_at_once_with_one_line_for_a_model_it_cannot_open(tmp_path: 
     assert result.returncode == EXIT_STARTUP_ERROR, result.stderr
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("segcast: --model "), line
+
+
+def test_serve_stops_at_once_with_one_line_for_a_device_the_machine_lacks(tmp_path: Path) -> None:
+    """Before, ``device = "cuda:0"`` on a machine without a GPU started, and every frame failed with a traceback."""
+    config = tmp_path / "segcast.toml"
+    config.write_text(
+        f'[server]\nport = {free_port()}\n[model]\nname = "bundled"\ndevice = "cuda:0"\n'
+        '[[streams]]\nid = "a"\nuri = "scene:"\n'
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "server", "serve", "--config", str(config)],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": ""},  # no GPU, whatever this machine has
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT_S,
+    )
+    assert result.returncode == EXIT_STARTUP_ERROR, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line == (
+        'segcast: model.device "cuda:0": not available on this machine (PyTorch sees no CUDA devices); '
+        'set device = "cpu" under [model]'
+    )
+    assert "listening" not in result.stdout

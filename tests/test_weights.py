@@ -125,6 +125,17 @@ def test_a_dns_that_never_answers_is_given_up_on(places: tuple[Path, Path], monk
         answer.set()
 
 
+@pytest.mark.parametrize("url", ["http://[::1", "http://127.0.0.1:99999/", "http://127.0.0.1/a b/"])
+def test_a_malformed_mirror_url_is_blamed_on_its_variable(
+    url: str, places: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, ``http://[::1`` ended as ``--model yolov8n-seg.pt: cannot load it (Invalid IPv6 URL)``."""
+    monkeypatch.setenv(weights.WEIGHTS_URL_ENV, url)
+    blamed = rf"^--model {NAME}: could not download it \(SEGCAST_WEIGHTS_URL: expected an http\(s\) URL, got "
+    with pytest.raises(ModelError, match=blamed):
+        resolve_model_path(NAME)
+
+
 def test_a_name_ultralytics_does_not_publish_is_no_such_file(places: tuple[Path, Path]) -> None:
     with pytest.raises(ModelError, match=r"^--model yolov8n-sge\.pt: no such file or folder, nor a model"):
         resolve_model_path("yolov8n-sge.pt")

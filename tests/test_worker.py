@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import queue
 import threading
 import time
@@ -468,6 +469,71 @@ def test_a_model_that_cannot_load_stops_start_with_one_line() -> None:
     with pytest.raises(ModelError, match=r"--model missing\.pt: no such file"):
         worker.start()
     worker.stop()
+
+
+@pytest.mark.parametrize(
+    ("device", "cuda_devices", "seen"),
+    [
+        ("cuda:0", 0, "no CUDA devices"),
+        ("cuda", 0, "no CUDA devices"),
+        ("1", 1, "1 CUDA device, cuda:0"),
+        ("cuda:2", 2, "2 CUDA devices, cuda:0 to cuda:1"),
+        ("mps", 0, "no Apple GPU"),
+    ],
+)
+def test_a_device_this_machine_lacks_stops_start_with_one_line(
+    device: str, cuda_devices: int, seen: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, ``cuda:0`` on a machine without a GPU started, and every frame failed with a traceback."""
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: cuda_devices)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    loaded: list[str] = []
+
+    def load(spec: str) -> TruthModel:
+        loaded.append(spec)
+        return TruthModel()
+
+    worker = InferenceWorker("bundled", lambda _: None, InferenceOptions(device=device), load=load)  # type: ignore[arg-type]
+    with pytest.raises(ModelError) as refused:
+        worker.start()
+    worker.stop()
+    assert str(refused.value) == (
+        f'model.device "{device}": not available on this machine (PyTorch sees {seen}); '
+        'set device = "cpu" under [model]'
+    )
+    assert loaded == [], "refused before loading (or downloading) the model"
+
+
+def test_a_device_the_machine_has_and_a_triton_model_whatever_the_device_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Triton model runs on its server's devices: this machine's are not asked about."""
+    for cuda_devices, spec, device in (
+        (1, "bundled", "cuda:0"),
+        (1, "bundled", "0"),
+        (0, "bundled", "cpu"),
+        (0, "grpc://127.0.0.1:8001/seg", "cuda:0"),
+        (0, "http://127.0.0.1:8000/seg", "mps"),
+    ):
+        monkeypatch.setattr(torch.cuda, "device_count", lambda n=cuda_devices: n)
+        monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+        options = InferenceOptions(device=device)
+        worker = InferenceWorker(spec, lambda _: None, options, load=lambda _: TruthModel())  # type: ignore[arg-type,return-value]
+        worker.start()  # raises if refused
+        worker.stop()
+
+
+def test_a_model_failing_on_every_frame_logs_its_traceback_once_per_reason(caplog: pytest.LogCaptureFixture) -> None:
+    """Before, each failed frame logged a whole traceback (a device the model cannot use: megabytes a minute)."""
+    with caplog.at_level(logging.WARNING, logger="server.inference.worker"), Driver(TruthModel()) as driver:
+        driver.add("cam", Scene(seed=1))
+        for index in range(4):
+            driver.put(driver.frame("cam", index, fail=True))
+            driver.wait_taken("cam")
+        driver.step({"cam": 4})  # processed after the failed ones: they are all counted by now
+        stats = driver.worker.stats("cam")
+        assert stats is not None and stats.errors == 4 and stats.processed == 1
+    tracebacks = [r for r in caplog.records if r.exc_info and "model failed on frame" in r.getMessage()]
+    assert len(tracebacks) == 1, [r.getMessage() for r in tracebacks]
+    assert len([r for r in caplog.records if "not processed: model failed" in r.getMessage()]) == 1
 
 
 WHOLE = [[0, 0], [1, 0], [1, 1], [0, 1]]

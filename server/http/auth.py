@@ -19,7 +19,8 @@ timing nor the order of the checks tells which one nearly matched.
 
 The policy is *open* (nobody is asked for anything) only where the user chose that: bound to a
 loopback address with no tokens configured, or ``auth = "off"`` said explicitly. Binding anywhere
-else with no tokens refuses to start, naming the settings that fix it.
+else with no tokens refuses to start, naming the settings that fix it; so does ``auth = "off"`` with
+tokens given (in the environment, say), which would otherwise be dropped without a word.
 """
 
 from __future__ import annotations
@@ -118,24 +119,39 @@ class AccessPolicy:
     ) -> AccessPolicy:
         """The policy for a server bound to ``host``, from the config file's tokens and the environment.
 
-        Raises `AuthConfigError` for a token too short to be a secret, or for a non-loopback address
-        with no tokens at all unless access control was explicitly turned off.
+        Raises `AuthConfigError` for a token too short to be a secret, for a non-loopback address
+        with no tokens at all unless access control was explicitly turned off, and for tokens given
+        while it was turned off (the user would believe them to guard the server). Each message names
+        where the tokens came from: the config file's key or the environment variable.
         """
         environ = os.environ if environ is None else environ
-        viewers = [*viewer_tokens, *_split_env(environ.get(VIEWER_TOKENS_ENV, ""))]
-        admins = [*admin_tokens, *_split_env(environ.get(ADMIN_TOKENS_ENV, ""))]
-        for name, tokens in (("viewer_tokens", viewers), ("admin_tokens", admins)):
+        sources = {  # where tokens came from, as the messages name it
+            "auth.admin_tokens": list(admin_tokens),
+            "auth.viewer_tokens": list(viewer_tokens),
+            f"${ADMIN_TOKENS_ENV}": _split_env(environ.get(ADMIN_TOKENS_ENV, "")),
+            f"${VIEWER_TOKENS_ENV}": _split_env(environ.get(VIEWER_TOKENS_ENV, "")),
+        }
+        admins = [*sources["auth.admin_tokens"], *sources[f"${ADMIN_TOKENS_ENV}"]]
+        viewers = [*sources["auth.viewer_tokens"], *sources[f"${VIEWER_TOKENS_ENV}"]]
+        for source, tokens in sources.items():
             for token in tokens:
                 if len(token) < MIN_TOKEN_LENGTH:
                     raise AuthConfigError(
-                        f"auth.{name}: tokens must be at least {MIN_TOKEN_LENGTH} characters "
+                        f"{source}: tokens must be at least {MIN_TOKEN_LENGTH} characters "
                         f"(try `python -c 'import secrets; print(secrets.token_urlsafe())'`)"
                     )
         if explicitly_off:
+            if given := [source for source, tokens in sources.items() if tokens]:
+                # Never let anyone in while the user believes the tokens guard the server.
+                named = " and ".join(given)
+                raise AuthConfigError(
+                    f'auth = "off" lets anyone in, yet {named} {"are" if len(given) > 1 else "is"} set: '
+                    f'remove auth = "off" from the config file to require the tokens, or unset {named}'
+                )
             if not is_loopback(host):
                 log.warning(
                     "ACCESS CONTROL IS OFF on %s: anyone who can reach this address can watch every camera "
-                    "and add or remove streams. Set admin/viewer tokens to protect it.",
+                    'and add or remove streams. Remove auth = "off" and set admin/viewer tokens to protect it.',
                     host,
                 )
             return cls(open=True, local_names_only=is_loopback(host))

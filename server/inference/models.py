@@ -98,6 +98,17 @@ def open_model(spec: str) -> YOLO | TritonModel:
     return connect(spec, endpoint)
 
 
+def runs_here(spec: str) -> bool:
+    """Whether ``spec`` is a model run on this machine's ``[model] device``, not one on a Triton server
+    (which runs on the server's own devices). A broken Triton URL counts as remote: its load says why."""
+    from server.triton.transport import TritonEndpoint
+
+    try:
+        return TritonEndpoint.parse(spec) is None
+    except (ModelError, ValueError):
+        return False
+
+
 def load_model(spec: str) -> YOLO:
     """Load ``spec`` (a name ultralytics knows, a .pt, an .onnx or an OpenVINO folder).
 
@@ -129,6 +140,31 @@ def load_model(spec: str) -> YOLO:
         raise ModelError(f"--model {spec}: a {model.task} model; segcast needs a segment or detect model")
     log.info("loaded model %s (%s, %d classes)", target, model.task, classes)
     return model
+
+
+def check_device(device: str) -> None:
+    """Refuse a device this machine does not have (``cuda:0`` where PyTorch sees no GPU), before any frame.
+
+    ``device`` is already of a form segcast knows (`server.inference.worker.InferenceOptions`). Without
+    this, start-up went on and ultralytics failed on every frame. Only for a model run here: a Triton
+    model runs on its server's devices.
+    """
+    if device == "cpu":
+        return
+    import torch
+
+    where = f'model.device "{device}"'
+    instead = 'set device = "cpu" under [model]'
+    if device == "mps":
+        if not torch.backends.mps.is_available():
+            raise ModelError(f"{where}: not available on this machine (PyTorch sees no Apple GPU); {instead}")
+        return
+    index = int(device.rpartition(":")[2]) if device != "cuda" else 0
+    count = torch.cuda.device_count()
+    if index >= count:
+        seen = f"{count} CUDA devices, cuda:0 to cuda:{count - 1}"
+        seen = {0: "no CUDA devices", 1: "1 CUDA device, cuda:0"}.get(count, seen)
+        raise ModelError(f"{where}: not available on this machine (PyTorch sees {seen}); {instead}")
 
 
 def _open_export(model: YOLO) -> dict[int, str]:

@@ -94,12 +94,18 @@ def fetch(name: str, *, folder: Path | None = None, base_url: str | None = None,
 
 def _open(url: str) -> http.client.HTTPResponse:
     """The response for ``url``; a `DownloadError` at once where the network is not there."""
-    parts = urlsplit(url)
+    try:  # a malformed URL (``http://[::1``, a port beyond 65535) raises ValueError here, naming nothing
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise DownloadError(f"{WEIGHTS_URL_ENV}: expected an http(s) URL, got {url!r} ({exc})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise DownloadError(f"{WEIGHTS_URL_ENV}: expected an http(s) URL, got {url!r}")
-    _resolve(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+    _resolve(parts.hostname, port or (443 if parts.scheme == "https" else 80))
     try:
         return cast(http.client.HTTPResponse, urllib.request.urlopen(url, timeout=NETWORK_TIMEOUT_S))
+    except (ValueError, http.client.InvalidURL) as exc:  # a space or control character in it
+        raise DownloadError(f"{WEIGHTS_URL_ENV}: expected an http(s) URL, got {url!r} ({exc})") from None
     except urllib.error.HTTPError as exc:
         raise DownloadError(f"{parts.hostname} answered {exc.code} {exc.reason} for {url}") from None
     except urllib.error.URLError as exc:

@@ -40,7 +40,14 @@ from server.analytics.events import Counts
 from server.frames import MIN_FRAME_SIDE_PX, Frame, FrameResult
 from server.inference.analysis import analyse, pending_shapes
 from server.inference.detections import Detections, detect
-from server.inference.models import InferenceStatus, InferenceUnavailable, ModelError, open_model
+from server.inference.models import (
+    InferenceStatus,
+    InferenceUnavailable,
+    ModelError,
+    check_device,
+    open_model,
+    runs_here,
+)
 from server.inference.registration import StreamRegistration
 from server.options import DEFAULT_MAX_DET, StreamOptions
 from server.sources.base import LatestFrame
@@ -311,6 +318,8 @@ class InferenceWorker:
     def _run(self) -> None:
         threads = use_cores()
         try:
+            if runs_here(self._model_spec):
+                check_device(self._options.device)  # ultralytics would fail on every frame instead
             model = self._model = self._load(self._model_spec)
         except ModelError as exc:
             self._load_error = exc
@@ -455,10 +464,7 @@ class InferenceWorker:
                 for job in group:
                     self._predict(model, [job], kwargs)
                 return
-            group[0].error = f"model failed: {type(exc).__name__}: {exc}"
-            log.warning(
-                "[%s] model failed on frame %d", group[0].registration.stream_id, group[0].frame.seq, exc_info=True
-            )
+            _model_failed(group, exc)
             return
         elapsed_ms = (time.perf_counter() - started) * 1000 / len(group)
         for job, detections in found:
@@ -556,6 +562,10 @@ def _refused(group: list[_Job], exc: TritonRefused) -> None:
 
 
 def _model_failed(group: list[_Job], exc: Exception) -> None:
+    """The model raised on ``group``: its frames fail, and the traceback is logged once per new reason, as
+    `InferenceWorker._fail` logs its line (a model failing on every frame, say for a device it cannot
+    use, would otherwise fill the log with one per frame)."""
     for job in group:
         job.error = f"model failed: {type(exc).__name__}: {exc}"
-    log.warning("[%s] model failed on frame %d", group[0].registration.stream_id, group[0].frame.seq, exc_info=True)
+    if any(job.error != job.registration.last_error for job in group):
+        log.warning("[%s] model failed on frame %d", group[0].registration.stream_id, group[0].frame.seq, exc_info=True)
