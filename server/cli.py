@@ -20,7 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from server.http.listen import DEFAULT_HOST, DEFAULT_PORT
+from server.http.listen import DEFAULT_HOST, DEFAULT_PORT, ListenError
 from server.inference.export import FORMATS, ExportError, export_model
 from server.inference.models import DEFAULT_MODEL
 from server.inference.telemetry import switch_off_ultralytics_telemetry
@@ -38,6 +38,8 @@ DEMO_SHAPES = {
     "zones": [{"name": "corner", "points": [[0.6, 0.5], [0.95, 0.5], [0.95, 0.95], [0.6, 0.95]], "units": "fraction"}],
 }
 EXIT_STARTUP_ERROR = 2
+#: A shell's status for a program ended by Ctrl-C (128 + SIGINT).
+EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,7 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="a camera or video: rtsp://..., rtmp://..., http(s)://... (MJPEG, HLS or a video), webcam:0 or "
         "/dev/video0, a file path, or scene:?seed=N; repeat for more streams",
     )
-    serve.add_argument("--loop", action="store_true", help="restart video files when they end")
+    serve.add_argument(
+        "--loop",
+        action="store_true",
+        help="restart the video files of --source streams when they end (a config file's stream: loop = true)",
+    )
     _add_common(serve, default_model=DEFAULT_MODEL)
 
     demo = commands.add_parser(
@@ -176,6 +182,11 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             raise ConfigError(
                 "serve needs --config FILE or at least one --source (try `segcast demo` for a built-in scene)"
             )
+        if loop and not sources:
+            raise ConfigError(
+                "--loop restarts the video files of --source streams, and none is given; for a stream of the "
+                "config file, set loop = true in its [[streams]] table"
+            )
     taken = {s.stream_id for s in base.streams}
     flag_streams = streams_from_flags(sources, loop=loop, options=base.stream_defaults, taken=taken)
     if args.command == "demo":
@@ -227,6 +238,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _export(args)
     if args.command == "triton":
         return cpu_server.run(args)
+    try:
+        return _serve(args)
+    except KeyboardInterrupt:
+        # Ctrl-C before the server runs (once it runs, it stops gracefully on SIGINT): the person at
+        # the terminal asked for it, and a traceback from wherever the imports or the model load had
+        # got to would only look like a crash. Threads the start began may be running: exit now.
+        _exit_now(EXIT_INTERRUPTED)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """``serve`` and ``demo``: the exit status of a start that failed; a server that ran exits the process."""
     print("segcast: starting (loading PyTorch takes a few seconds)", flush=True)
     if args.log_level != "DEBUG":
         logging.getLogger("ultralytics").addFilter(_warnings_and_worse)
@@ -235,10 +257,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = settings_from_args(args)
         serve(settings, ssl_context(settings), access_log=args.access_log)
+    except ListenError as exc:
+        print(f"segcast: {exc.named(*_listen_keys(args, settings))}", file=sys.stderr)
+        return EXIT_STARTUP_ERROR
     except STARTUP_ERRORS as exc:
         print(f"segcast: {exc}", file=sys.stderr)
         return EXIT_STARTUP_ERROR
     _exit_now(0)
+
+
+def _listen_keys(args: argparse.Namespace, settings: Settings) -> tuple[str, str]:
+    """Where the host and port came from: their flags, or the config file's keys that gave them."""
+    in_file = settings.file_settings
+    host = "[server] host" if args.host is None and in_file is not None and in_file.host != DEFAULT_HOST else "--host"
+    port = "[server] port" if args.port is None and in_file is not None and in_file.port != DEFAULT_PORT else "--port"
+    return host, port
 
 
 def _warnings_and_worse(record: logging.LogRecord) -> bool:

@@ -15,13 +15,20 @@ import re
 import stat
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
 from server.delivery.hub import ViewerLimits
-from server.events.config import EventsSettings, events_settings, events_toml, resolved_path, toml_string
+from server.events.config import (
+    DEFAULT_HISTORY_FILE,
+    EventsSettings,
+    events_settings,
+    events_toml,
+    resolved_path,
+    toml_string,
+)
 from server.http.listen import DEFAULT_HOST, DEFAULT_PORT
 from server.http.policy import (
     DEFAULT_DENY_NETWORKS,
@@ -32,7 +39,7 @@ from server.http.policy import (
 )
 from server.inference.models import DEFAULT_MODEL
 from server.inference.worker import InferenceOptions
-from server.options import StreamOptions
+from server.options import MODEL_IMGSZ, StreamOptions
 from server.sources.base import MAX_FRAME_SIDE_PX
 from server.sources.uri import MASK, mask_uri
 
@@ -146,6 +153,9 @@ class Settings:
     #: Streams added by ``--source`` (or ``demo``): never written to the config file, where the same
     #: command would meet them again beside its own and refuse to start ("used twice").
     flag_streams: frozenset[str] = frozenset()
+    #: Paths and source URIs the config file gave relative to its folder (``media_dirs``, ``uri``...):
+    #: each as it is taken (absolute) with the text the file wrote, which a save writes again.
+    written_as: dict[str, str] = field(default_factory=dict, hash=False)
 
     def source_policy(self) -> SourcePolicy:
         return SourcePolicy.of(self.source_schemes, self.media_dirs, self.allow_devices, self.deny_networks)
@@ -183,8 +193,14 @@ def stream_options(values: Mapping[str, Any], base: StreamOptions, where: str) -
 
 
 def load_config(path: Path, default_overrides: Mapping[str, Any] | None = None) -> Settings:
-    """Settings from a TOML file. ``default_overrides`` (stream options from flags, already checked)
-    replace keys of its ``[stream_defaults]``, so they reach every stream that does not set its own."""
+    """Settings from a TOML file. ``default_overrides`` (stream options from flags, already checked) are
+    laid over its ``[stream_defaults]``, so they reach every stream that does not set its own.
+
+    Relative paths in the file are taken from the file's folder: ``media_dirs``, ``tls_cert`` and the
+    others, a stream's ``uri`` that is a file path (or a ``file:`` URI without a leading ``/``), and
+    ``[model] name`` when such a file or folder is there (else it is a name, such as one ultralytics
+    publishes, or a path from the folder segcast was started in, as ``--model`` takes it).
+    """
     try:
         raw = path.read_bytes()
         # Read as `Path.read_text` would (line ends made "\n"); -sig: Notepad starts a file with a BOM.
@@ -212,13 +228,18 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides
         if scheme.lower() not in KNOWN_SOURCE_SCHEMES:
             known = ", ".join(sorted(KNOWN_SOURCE_SCHEMES))
             raise ConfigError(f"{name}: server.source_schemes: unknown scheme {scheme!r}; known: {known}")
+    written_as: dict[str, str] = {}
     media_dirs = []
     for folder in _strings(server, "media_dirs", f"{name}: server"):
         resolved = _resolved(folder, path, f"{name}: server.media_dirs")
         if not resolved.is_dir():
             raise ConfigError(f"{name}: server.media_dirs: {folder!r} is not a folder")
         media_dirs.append(resolved)
+        written_as[str(resolved)] = folder
     tls = {key: _optional_path(server, key, path, f"{name}: server") for key in ("tls_cert", "tls_key")}
+    for key, value in tls.items():
+        if value is not None:
+            written_as[str(value)] = server[key]
     deny_networks: tuple[str, ...] = DEFAULT_DENY_NETWORKS
     if "deny_networks" in server:
         deny_networks = tuple(_strings(server, "deny_networks", f"{name}: server"))
@@ -237,22 +258,30 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides
     model = _table(data, "model", name)
     _known(model, MODEL_KEYS, f"{name}: model")
     model_name = _typed(model, "name", str, DEFAULT_MODEL, f"{name}: model")
+    if (local := _local_model(model_name, path)) != model_name:
+        written_as[local] = model_name
+        model_name = local
     device = _typed(model, "device", str, "cpu", f"{name}: model")
     max_batch = _int(model, "max_batch", InferenceOptions().max_batch, 1, MAX_BATCH_LIMIT, f"{name}: model")
     half = _typed(model, "half", bool, False, f"{name}: model")
     fast_masks = _typed(model, "fast_masks", bool, True, f"{name}: model")
 
-    defaults_table = {**_table(data, "stream_defaults", name), **default_overrides}
-    defaults = stream_options(defaults_table, StreamOptions(), f"{name}: stream_defaults")
+    file_defaults = stream_options(_table(data, "stream_defaults", name), StreamOptions(), f"{name}: stream_defaults")
+    # Flags are a layer over the file's defaults, as a stream's own keys are: a tracker of their own
+    # drops the settings the file gave its tracker, which another tracker would not know.
+    defaults = stream_options(default_overrides, file_defaults, "flags")
     raw_streams = data.get("streams", [])
     if not isinstance(raw_streams, list) or not all(isinstance(s, dict) for s in raw_streams):
         raise ConfigError(f"{name}: streams: expected [[streams]] tables")
     streams: list[StreamConfig] = []
     for index, table in enumerate(raw_streams):
         where = f"{name}: streams[{index}]"
-        config = stream_config(table, defaults, where)
+        config = _file_stream(table, defaults, file_defaults, where)
         if any(s.stream_id == config.stream_id for s in streams):
             raise ConfigError(f"{where}.id: {config.stream_id!r} is used twice")
+        if (uri := _file_relative_uri(config.uri, path, f"{where}.uri")) != config.uri:
+            written_as[uri] = config.uri
+            config = replace(config, uri=uri)
         streams.append(config)
 
     auth = data.get("auth", {})
@@ -266,6 +295,10 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides
         events = events_settings(data.get("events", {}), path.parent)
     except ValueError as exc:
         raise ConfigError(f"{name}: {exc}") from None
+    if events.history is not None:
+        written_as[str(events.history.path)] = data["events"]["history"].get("path") or DEFAULT_HISTORY_FILE
+    if events.mqtt is not None and events.mqtt.ca_file is not None:
+        written_as[str(events.mqtt.ca_file)] = data["events"]["mqtt"]["ca_file"]
     try:
         inference = InferenceOptions(defaults.imgsz, defaults.conf, defaults.iou, max_batch, device, half, fast_masks)
     except ValueError as exc:
@@ -293,7 +326,70 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides
         max_frame_side=max_frame_side,
         viewer_limits=viewer_limits,
         deny_networks=deny_networks,
+        written_as=written_as,
     )
+
+
+def _file_stream(
+    table: Mapping[str, Any], defaults: StreamOptions, file_defaults: StreamOptions, where: str
+) -> StreamConfig:
+    """A ``[[streams]]`` table over ``defaults`` (the file's ``file_defaults`` with the flags over them).
+
+    A stream that names the tracker of the file's defaults keeps the settings they give it, even where
+    ``--tracker`` made another tracker everyone else's default.
+    """
+    base = defaults
+    named = flatten_options(table, where).get("tracker")
+    if named == file_defaults.tracker != defaults.tracker:
+        base = replace(defaults, tracker=file_defaults.tracker, tracker_settings=file_defaults.tracker_settings)
+    try:
+        return stream_config(table, base, where)
+    except ConfigError as exc:
+        if named is None and defaults.tracker != file_defaults.tracker and ".tracker_settings." in str(exc):
+            raise ConfigError(
+                f"{exc} (its tracker is {defaults.tracker}, from --tracker; to keep {file_defaults.tracker} for "
+                f'this stream, give it tracker = "{file_defaults.tracker}")'
+            ) from None
+        raise
+
+
+def _file_relative_uri(uri: str, config: Path, where: str) -> str:
+    """``uri`` with a relative file path in it taken from the config file's folder, as other paths are.
+
+    A plain path (``clip.mp4``, ``videos/a.mp4#rate=max``) and a ``file:`` URI without a leading
+    ``/`` (``file:clip.mp4``) are; anything else (a camera's URL, ``scene:``, an absolute path) is
+    returned as it is.
+    """
+    try:
+        parts = urlsplit(uri)
+    except ValueError:  # not a URI: its stream fails and says why
+        return uri
+    scheme = parts.scheme.lower()
+    if scheme == "file":
+        if parts.netloc or not parts.path or parts.path.startswith("/"):
+            return uri
+        path = _resolved(unquote(parts.path), config, where)
+        return urlunsplit(("file", "", quote(str(path)), parts.query, parts.fragment))
+    if scheme or Path(uri).is_absolute():  # a Windows drive's letter reads as a scheme: absolute too
+        return uri
+    # A file whose name holds '#' is taken whole (as `server.sources.open_source` does), else what
+    # follows '#' are the source's options.
+    whole = _resolved(uri, config, where)
+    if whole.is_file() or "#" not in uri:
+        return str(whole)
+    head, _, options = uri.partition("#")
+    return f"{_resolved(head, config, where)}#{options}"
+
+
+def _local_model(name: str, config: Path) -> str:
+    """``name`` as the file or folder of that name beside the config file, if there is one; else as it is."""
+    if "://" in name or not name.strip() or Path(name).is_absolute():
+        return name
+    try:
+        local = resolved_path(name, config.parent, "model.name")
+    except ValueError:
+        return name
+    return str(local) if local.exists() else name
 
 
 @dataclass(slots=True)
@@ -334,10 +430,12 @@ def _digest(data: bytes) -> str:
 def write_config(running: Settings, streams: list[StreamConfig], state: ConfigFileState | None = None) -> None:
     """Save the file's settings with ``streams`` to `Settings.config_path`, replacing the file atomically.
 
-    Comments and key order of a hand-written file are not kept; stream options equal to the
-    defaults in effect are left out, so the file stays as short as the user would write it. What
-    came from flags (``running``'s `Settings.file_settings` and the streams of ``state.flag_streams``)
-    is not written: the file says what it said, with the streams the API has added or changed.
+    Comments and key order of a hand-written file are not kept; stream options equal to the file's
+    ``[stream_defaults]`` are left out, so the file stays as short as the user would write it. What
+    came from flags (``running``'s `Settings.file_settings`, the streams of ``state.flag_streams``, and
+    the values ``--conf``, ``--imgsz`` or ``--tracker`` gave a stream) is not written: the file says
+    what it said, with the streams the API has added or changed. Paths it gave relative to its folder
+    are written as it gave them.
 
     ``state`` (by default as segcast started) is what segcast knows of the file. A file that holds
     anything else now was edited by hand, and the settings in memory would undo that: it is left as
@@ -347,13 +445,55 @@ def write_config(running: Settings, streams: list[StreamConfig], state: ConfigFi
     if settings.config_path is None:
         raise ConfigError("no config file to save to: start segcast with --config FILE")
     state = ConfigFileState.of(running) if state is None else state
-    saved = [stream for stream in streams if stream.stream_id not in state.flag_streams]
-    text = _config_text(settings, running.stream_defaults, saved)
+    started = {stream.stream_id: stream for stream in running.streams}
+    in_file = {stream.stream_id: stream for stream in settings.streams}
+    saved = [
+        replace(stream, options=_file_options(stream, started, in_file, running.stream_defaults, settings))
+        for stream in streams
+        if stream.stream_id not in state.flag_streams
+    ]
+    text = _config_text(settings, saved)
     state.digest = _replace_file(settings.config_path, text, state.digest)
 
 
-def _config_text(settings: Settings, defaults: StreamOptions, streams: list[StreamConfig]) -> str:
-    """The TOML of ``settings`` with ``streams``, whose options are written where they differ from ``defaults``."""
+#: `StreamOptions` fields that go together: a tracker's settings mean nothing to another tracker.
+_OPTION_GROUPS = (("tracker", "tracker_settings"),)
+
+
+def _file_options(
+    stream: StreamConfig,
+    started: Mapping[str, StreamConfig],
+    in_file: Mapping[str, StreamConfig],
+    running_defaults: StreamOptions,
+    settings: Settings,
+) -> StreamOptions:
+    """``stream``'s options with what flags gave it taken out: the file's own values where it has them.
+
+    ``running_defaults`` are the file's defaults with the flags over them, as the streams were started.
+    Option by option: one not changed since the start is the file's (a stream's own ``conf = 0.5`` stays,
+    even where ``--conf 0.5`` gave every other stream the same); otherwise one equal to what the flags
+    made the default came from them, and is the file's default again; any other is the stream's own.
+    """
+    if running_defaults == settings.stream_defaults:  # no flag changed a stream option
+        return stream.options
+    start, filed = started.get(stream.stream_id), in_file.get(stream.stream_id)
+    grouped = {name for group in _OPTION_GROUPS for name in group}
+    groups = [*_OPTION_GROUPS, *((f.name,) for f in fields(StreamOptions) if f.name not in grouped)]
+    values: dict[str, Any] = {}
+    for group in groups:
+        current = [getattr(stream.options, name) for name in group]
+        if start is not None and filed is not None and current == [getattr(start.options, n) for n in group]:
+            source = filed.options
+        elif current == [getattr(running_defaults, n) for n in group]:
+            source = settings.stream_defaults
+        else:
+            source = stream.options
+        values.update({name: getattr(source, name) for name in group})
+    return replace(stream.options, **values)
+
+
+def _config_text(settings: Settings, streams: list[StreamConfig]) -> str:
+    """The TOML of ``settings`` with ``streams``, whose options are written where they differ from its defaults."""
     lines = ["# Written by segcast after a change through its API.", "", "[server]"]
     lines += [
         f"host = {_toml(settings.host)}",
@@ -364,7 +504,7 @@ def _config_text(settings: Settings, defaults: StreamOptions, streams: list[Stre
         *_access_lines(settings),
         "",
         "[model]",
-        f"name = {_toml(settings.model)}",
+        f"name = {_toml(_as_written(settings, settings.model))}",
         f"device = {_toml(settings.inference.device)}",
         f"max_batch = {settings.inference.max_batch}",
         f"half = {_toml(settings.inference.half)}",
@@ -383,12 +523,27 @@ def _config_text(settings: Settings, defaults: StreamOptions, streams: list[Stre
     base = StreamOptions()
     lines += ["[stream_defaults]", *_option_lines(settings.stream_defaults, base), ""]
     for stream in streams:
-        lines += ["[[streams]]", f"id = {_toml(stream.stream_id)}", f"uri = {_toml(stream.uri)}"]
+        lines += ["[[streams]]", f"id = {_toml(stream.stream_id)}", f"uri = {_toml(_as_written(settings, stream.uri))}"]
         if stream.loop:
             lines.append("loop = true")
-        lines += [*_option_lines(stream.options, defaults), ""]
-    lines += events_toml(settings.events)
+        lines += [*_option_lines(stream.options, settings.stream_defaults), ""]
+    lines += events_toml(_events_as_written(settings))
     return "\n".join(lines)
+
+
+def _as_written(settings: Settings, value: str | Path) -> str:
+    """``value`` as the config file wrote it, if it is a path the file gave relative to its folder."""
+    return settings.written_as.get(str(value), str(value))
+
+
+def _events_as_written(settings: Settings) -> EventsSettings:
+    """``settings.events`` with its paths as the file wrote them (`events_toml` writes a path as it is)."""
+    events = settings.events
+    if events.history is not None:
+        events = replace(events, history=replace(events.history, path=Path(_as_written(settings, events.history.path))))
+    if events.mqtt is not None and events.mqtt.ca_file is not None:
+        events = replace(events, mqtt=replace(events.mqtt, ca_file=Path(_as_written(settings, events.mqtt.ca_file))))
+    return events
 
 
 def _replace_file(path: Path, text: str, expected_digest: str | None) -> str:
@@ -425,7 +580,7 @@ def _access_lines(settings: Settings) -> list[str]:
     """The ``[server]`` keys about what may be opened and served, when they differ from the defaults."""
     lines = []
     if settings.media_dirs:
-        lines.append(f"media_dirs = {_toml([str(folder) for folder in settings.media_dirs])}")
+        lines.append(f"media_dirs = {_toml([_as_written(settings, folder) for folder in settings.media_dirs])}")
     if settings.allow_devices:
         lines.append("allow_devices = true")
     if settings.source_schemes != DEFAULT_SOURCE_SCHEMES:
@@ -435,7 +590,7 @@ def _access_lines(settings: Settings) -> list[str]:
     for key in ("tls_cert", "tls_key"):
         value = getattr(settings, key)
         if value is not None:
-            lines.append(f"{key} = {_toml(str(value))}")
+            lines.append(f"{key} = {_toml(_as_written(settings, value))}")
     if settings.max_frame_side != MAX_FRAME_SIDE_PX:
         lines.append(f"max_frame_side = {settings.max_frame_side}")
     for key in VIEWER_LIMIT_KEYS:
@@ -449,7 +604,10 @@ def _option_lines(options: StreamOptions, base: StreamOptions) -> list[str]:
     values, defaults = options.to_json(), base.to_json()
     lines = []
     for key, value in values.items():
-        if value == defaults[key] or value is None:
+        if value == defaults[key]:
+            continue
+        if key == "imgsz" and value is None:  # the model's own size over a default one: TOML has no null
+            lines.append(f"{key} = {_toml(MODEL_IMGSZ)}")
             continue
         if key == "tracker_settings" and isinstance(value, dict):
             inline = ", ".join(f"{k} = {_toml(v)}" for k, v in sorted(value.items()))
@@ -563,12 +721,19 @@ def streams_from_flags(
     """Turn ``--source [ID=]URI`` values into stream configs with unique ids.
 
     Without an explicit ``ID=``, the id comes from the source: a file's stem, ``scene-<seed>``.
-    ``taken`` holds ids already used (by the config file's streams).
+    ``taken`` holds ids already used (by the config file's streams). An empty URI, or text before
+    the first ``=`` that reads as an id but is not a valid one (``Front.Door=...``), is refused.
     """
     streams: list[StreamConfig] = []
     taken = set() if taken is None else set(taken)
     for value in values:
         stream_id, uri = _split_id(value)
+        if not uri.strip():
+            raise ConfigError(
+                f"--source {value!r}: no source after the id: expected [ID=]URI, e.g. front=/videos/front.mp4"
+                if stream_id is not None
+                else f"--source {value!r}: empty: expected [ID=]URI, e.g. front=/videos/front.mp4 or scene:?seed=1"
+            )
         if stream_id is None:
             stream_id = _unique(_default_id(uri), taken)
         elif stream_id in taken:
@@ -579,10 +744,18 @@ def streams_from_flags(
 
 
 def _split_id(value: str) -> tuple[str | None, str]:
+    """``ID=URI`` split, or no id: text before the first '=' with a ':', '/', '?' or '#' in it is part
+    of the URI (``rtsp://user:pass=x@host``, ``scene:?seed=3``); any other is meant as an id, and a
+    `ConfigError` if it is not a valid one."""
     head, sep, tail = value.partition("=")
-    if sep and STREAM_ID_PATTERN.match(head) and tail:
-        return head, tail
-    return None, value
+    if not sep or any(char in head for char in ":/?#"):
+        return None, value
+    if not STREAM_ID_PATTERN.match(head):
+        raise ConfigError(
+            f"--source: {head!r} before the '=' is not a valid stream id: expected 1 to 64 letters, digits, '-' "
+            "or '_' (a file whose name holds '=' can be given as ./NAME)"
+        )
+    return head, tail
 
 
 def _default_id(uri: str) -> str:

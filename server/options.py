@@ -24,6 +24,9 @@ SEGTRACK = "segtrack"  # segcast's own mask- and appearance-aware tracker (serve
 DEFAULT_TRACKER = SEGTRACK
 MIN_IMGSZ_PX = 32
 MAX_IMGSZ_PX = 4096
+#: ``imgsz`` for the size the model was trained or exported at (None in Python and JSON): the config
+#: file's way to say it, where TOML has no null, over a ``[stream_defaults]`` size.
+MODEL_IMGSZ = "model"
 IMGSZ_STRIDE_PX = 32  # YOLO's largest stride: an input must be a whole number of its cells
 #: The largest number a tracker setting takes: thresholds are shares and windows are frames, so
 #: this only keeps out infinity and integers no float holds (they break the tracker and JSON).
@@ -63,10 +66,11 @@ class StreamOptions:
 
     ``classes`` are class *names* (empty: every class the model knows); names the model does not
     know are reported by the worker on the stream, since the model is not loaded when options are
-    read. ``imgsz`` None means the size the model was trained or exported at. ``tracker_settings``
-    override keys of the tracker's ultralytics yaml (thresholds, ``track_buffer``...), as sorted
-    pairs so the value stays hashable; ``track_buffer`` keeps ultralytics' meaning of frames at
-    30 fps, which segcast turns into a time and re-applies at the rate the stream is really processed.
+    read. ``imgsz`` None (``"model"`` in a config file) means the size the model was trained or
+    exported at. ``tracker_settings`` override keys of the tracker's ultralytics yaml (thresholds,
+    ``track_buffer``...), as sorted pairs so the value stays hashable; ``track_buffer`` keeps
+    ultralytics' meaning of frames at 30 fps, which segcast turns into a time and re-applies at the
+    rate the stream is really processed.
     """
 
     conf: float = 0.25
@@ -167,8 +171,13 @@ def _positive_int(values: Mapping[str, Any], key: str, default: int) -> int:
 
 def _imgsz(value: object) -> int | None:
     """A size the model takes as it is: ultralytics rounds any other up to its stride and warns on every frame."""
-    if value is None:
+    if value is None or value == MODEL_IMGSZ:
         return None
+    if isinstance(value, str):
+        raise ValueError(
+            f"imgsz: expected pixels from {MIN_IMGSZ_PX} to {MAX_IMGSZ_PX}, or {MODEL_IMGSZ!r} for the model's own "
+            f"size, got {value!r}"
+        )
     if isinstance(value, bool) or not isinstance(value, int) or not MIN_IMGSZ_PX <= value <= MAX_IMGSZ_PX:
         raise ValueError(f"imgsz: expected pixels from {MIN_IMGSZ_PX} to {MAX_IMGSZ_PX}, got {value!r}")
     if value % IMGSZ_STRIDE_PX:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from server.cli import EXIT_STARTUP_ERROR
+from server.cli import EXIT_STARTUP_ERROR, main
 from server.inference import weights
 from server.inference.models import BUNDLED_MODEL
 from tests.support.rtsp_camera import free_port
@@ -192,3 +194,50 @@ def test_a_configured_class_the_model_lacks_stops_start_up_naming_it(tmp_path: P
     assert result.returncode == EXIT_STARTUP_ERROR
     assert "yard: classes: the model has no class 'cat'" in result.stderr and "--model bundled" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_ctrl_c_during_start_up_exits_130_without_a_traceback() -> None:
+    """A ~30-line KeyboardInterrupt traceback from inside PyTorch's import looked like a crash."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server", "demo", "--port", str(free_port())],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        # A shell's background job ignores SIGINT, and a child would inherit that: as at a terminal.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    said = _read_until(process, "segcast: starting")  # PyTorch and the model load next, for seconds
+    process.send_signal(signal.SIGINT)
+    rest, _ = process.communicate(timeout=60)
+    assert process.returncode == 130, rest
+    assert "Traceback" not in rest and "KeyboardInterrupt" not in rest, rest
+    assert said == ["segcast: starting (loading PyTorch takes a few seconds)"]
+
+
+@pytest.fixture
+def in_process() -> Iterator[None]:
+    """`main` run here filters ultralytics' INFO lines out, as a start does: not for the tests after it."""
+    filters = list(logging.getLogger("ultralytics").filters)
+    yield
+    logging.getLogger("ultralytics").filters[:] = filters
+
+
+@pytest.mark.usefixtures("in_process")
+def test_a_host_that_is_no_address_names_the_config_key_it_came_from(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "segcast.toml"
+    config.write_text('[server]\nhost = "localhost:8080"\n\n[[streams]]\nid = "a"\nuri = "scene:"\n')
+    assert main(["serve", "--config", str(config), "--log-level", "ERROR"]) == EXIT_STARTUP_ERROR
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith('segcast: [server] host = "localhost:8080": not an address of this machine (')
+    assert line.endswith("give the port on its own: [server] port = 8080")
+    assert main(["serve", "--config", str(config), "--host", "nohost:81", "--log-level", "ERROR"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("segcast: --host nohost:81: not an address of this machine (")
+    assert line.endswith("give the port on its own: --port 81")
+    with busy_port() as port:
+        config.write_text(f'[server]\nport = {port}\n\n[[streams]]\nid = "a"\nuri = "scene:"\n')
+        assert main(["serve", "--config", str(config), "--log-level", "ERROR"]) == EXIT_STARTUP_ERROR
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.endswith("choose another [server] port or --host"), line

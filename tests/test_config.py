@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -310,3 +311,199 @@ def test_the_demo_shows_a_line_and_a_zone_on_its_first_scene_and_flags_still_app
     assert [zone.name for zone in first.options.zones] == ["corner"]
     assert not second.options.lines and not second.options.zones, "the second scene stays plain"
     assert first.options.conf == second.options.conf == 0.4
+
+
+def test_saving_keeps_a_streams_own_value_that_a_flag_also_gives_every_other_stream(tmp_path: Path) -> None:
+    """The stream's own conf = 0.5 was compared with --conf 0.5, not with the file's 0.3, and dropped."""
+    path = write(
+        tmp_path,
+        '[stream_defaults]\nconf = 0.3\nimgsz = 320\ntracker = "bytetrack"\n\n'
+        '[[streams]]\nid = "yard"\nuri = "scene:?seed=1"\nconf = 0.5\nimgsz = 640\ntracker = "botsort"\n\n'
+        '[[streams]]\nid = "gate"\nuri = "scene:?seed=2"\n',
+    )
+    before = load_config(path)
+    argv = ["serve", "--config", str(path), "--conf", "0.5", "--imgsz", "640", "--tracker", "botsort"]
+    running = settings_from_args(build_parser().parse_args(argv))
+    yard, gate = running.streams
+    assert (gate.options.conf, gate.options.imgsz, gate.options.tracker) == (0.5, 640, "botsort")
+    added = StreamConfig("new", "scene:?seed=9", options=StreamOptions.from_mapping({"iou": 0.4}, gate.options))
+    write_config(running, [yard, gate, added])  # as the API saves them after adding "new"
+    saved = load_config(path)
+    assert saved.streams[:2] == before.streams, "own values kept, flag values not written"
+    new = saved.streams[2].options
+    assert (new.iou, new.conf, new.imgsz, new.tracker) == (0.4, 0.3, 320, "bytetrack"), "the file's defaults"
+
+
+def test_saving_writes_a_change_made_through_the_api_under_flags(tmp_path: Path) -> None:
+    path = write(tmp_path, '[stream_defaults]\nconf = 0.3\n\n[[streams]]\nid = "gate"\nuri = "scene:"\n')
+    running = settings_from_args(build_parser().parse_args(["serve", "--config", str(path), "--conf", "0.5"]))
+    [gate] = running.streams
+    changed = replace(gate, options=StreamOptions.from_mapping({"conf": 0.4, "tracker": "bytetrack"}, gate.options))
+    write_config(running, [changed])
+    [saved] = load_config(path).streams
+    assert (saved.options.conf, saved.options.tracker) == (0.4, "bytetrack")
+
+
+def test_a_tracker_flag_is_a_layer_over_the_files_defaults(tmp_path: Path) -> None:
+    """--tracker was merged into [stream_defaults], beside settings only the file's tracker has."""
+    path = write(
+        tmp_path,
+        '[stream_defaults]\ntracker_settings = { min_overlap = 0.2 }\n\n[[streams]]\nid = "yard"\nuri = "scene:"\n',
+    )
+    running = settings_from_args(build_parser().parse_args(["serve", "--config", str(path), "--tracker", "bytetrack"]))
+    assert running.streams[0].options.tracker == "bytetrack"
+    assert running.streams[0].options.tracker_settings == ()
+    write_config(running, list(running.streams))
+    assert load_config(path).streams[0].options.tracker_settings == (("min_overlap", 0.2),), "the file is kept"
+
+
+def test_a_stream_naming_the_files_tracker_keeps_its_settings_under_another_tracker_flag(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[stream_defaults]\ntracker = "bytetrack"\ntracker_settings = { track_buffer = 60 }\n\n'
+        '[[streams]]\nid = "yard"\nuri = "scene:"\ntracker = "bytetrack"\n\n'
+        '[[streams]]\nid = "gate"\nuri = "scene:?seed=2"\n',
+    )
+    running = settings_from_args(build_parser().parse_args(["serve", "--config", str(path), "--tracker", "botsort"]))
+    yard, gate = running.streams
+    assert (yard.options.tracker, yard.options.tracker_settings) == ("bytetrack", (("track_buffer", 60),))
+    assert (gate.options.tracker, gate.options.tracker_settings) == ("botsort", ())
+
+
+def test_a_tracker_flag_over_a_streams_own_tracker_settings_says_how_to_keep_its_tracker(tmp_path: Path) -> None:
+    path = write(tmp_path, '[[streams]]\nid = "yard"\nuri = "scene:"\ntracker_settings = { min_overlap = 0.2 }\n')
+    args = build_parser().parse_args(["serve", "--config", str(path), "--tracker", "bytetrack"])
+    with pytest.raises(ConfigError, match=r"streams\[0\]\.tracker_settings\.min_overlap: .* tracker = \"segtrack\""):
+        settings_from_args(args)
+
+
+def test_the_models_own_size_over_a_default_size_is_saved_and_read_back(tmp_path: Path) -> None:
+    """A PATCH of {"imgsz": null} was saved as nothing: the stream came back at the default's 640."""
+    path = write(tmp_path, '[stream_defaults]\nimgsz = 640\n\n[[streams]]\nid = "yard"\nuri = "scene:"\n')
+    settings = load_config(path)
+    [yard] = settings.streams
+    patched = replace(yard, options=StreamOptions.from_mapping({"imgsz": None}, yard.options))
+    write_config(settings, [patched])
+    assert 'imgsz = "model"' in path.read_text()
+    assert load_config(path).streams[0].options.imgsz is None
+    assert load_config(path).stream_defaults.imgsz == 640
+
+
+def test_imgsz_model_means_the_models_own_size_and_other_words_are_refused(tmp_path: Path) -> None:
+    settings = load_config(write(tmp_path, '[[streams]]\nid = "a"\nuri = "scene:"\nimgsz = "model"\n'))
+    assert settings.streams[0].options.imgsz is None
+    with pytest.raises(ConfigError, match=r"streams\[0\]\.imgsz: .* or 'model' for the model's own size, got 'auto'"):
+        load_config(write(tmp_path, '[[streams]]\nid = "a"\nuri = "scene:"\nimgsz = "auto"\n'))
+
+
+RELATIVE_CONFIG = """
+[server]
+media_dirs = ["videos", "./clips"]
+
+[model]
+name = "models/my.pt"
+
+[[streams]]
+id = "a"
+uri = "clip.mp4"
+
+[[streams]]
+id = "b"
+uri = "file:videos/b%20c.mp4#rate=max"
+
+[[streams]]
+id = "c"
+uri = "videos/c.mp4#rate=max"
+
+[[streams]]
+id = "d"
+uri = "scene:?seed=2"
+
+[[streams]]
+id = "e"
+uri = "/videos/e.mp4"
+
+[events.history]
+path = "ev.db"
+"""
+
+
+def test_relative_paths_in_the_file_are_taken_from_its_folder_and_saved_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream's uri and the model were taken from the working folder, unlike every other path."""
+    folder = tmp_path / "etc"
+    for sub in ("videos", "clips", "models"):
+        (folder / sub).mkdir(parents=True)
+    (folder / "models" / "my.pt").write_bytes(b"")
+    path = folder / "segcast.toml"
+    path.write_text(RELATIVE_CONFIG)
+    monkeypatch.chdir(tmp_path)  # started from another folder than the file's
+    settings = load_config(Path("etc/segcast.toml"))
+    root = folder.resolve()
+    assert settings.model == str(root / "models" / "my.pt")
+    assert [s.uri for s in settings.streams] == [
+        str(root / "clip.mp4"),
+        f"file://{root}/videos/b%20c.mp4#rate=max",
+        f"{root}/videos/c.mp4#rate=max",
+        "scene:?seed=2",
+        "/videos/e.mp4",
+    ]
+    assert settings.media_dirs == (root / "videos", root / "clips")
+    write_config(settings, list(settings.streams))
+    text = path.read_text()
+    for line in (
+        'media_dirs = ["videos", "./clips"]',
+        'name = "models/my.pt"',
+        'uri = "clip.mp4"',
+        'uri = "file:videos/b%20c.mp4#rate=max"',
+        'uri = "videos/c.mp4#rate=max"',
+        'path = "ev.db"',
+    ):
+        assert line in text, f"{line} is written as the file wrote it"
+    assert load_config(path).streams == settings.streams
+
+
+def test_a_model_name_that_is_not_a_file_beside_the_config_stays_a_name(tmp_path: Path) -> None:
+    """``yolov8n-seg.pt`` is a name ultralytics publishes (downloaded), not a file of the config's folder."""
+    text = '[model]\nname = "yolov8n-seg.pt"\n'
+    assert load_config(write(tmp_path, text)).model == "yolov8n-seg.pt"
+    assert load_config(write(tmp_path, '[model]\nname = "grpc://triton:8001/m"\n')).model == "grpc://triton:8001/m"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("", r"^--source '': empty"),
+        ("   ", r"^--source '   ': empty"),
+        ("cam=", r"^--source 'cam=': no source after the id"),
+        ("Front.Door=/videos/a.mp4", r"^--source: 'Front\.Door' before the '=' is not a valid stream id"),
+        ("front door=/videos/a.mp4", r"^--source: 'front door' before the '=' is not a valid stream id"),
+        ("x" * 65 + "=/videos/a.mp4", r"^--source: 'x{65}' before the '=' is not a valid stream id"),
+    ],
+)
+def test_a_source_flag_with_a_bad_id_or_no_uri_is_refused_naming_the_flag(value: str, message: str) -> None:
+    args = build_parser().parse_args(["serve", "--source", value])
+    with pytest.raises(ConfigError, match=message):
+        settings_from_args(args)
+
+
+def test_an_equals_sign_inside_a_uri_is_not_taken_for_an_id() -> None:
+    values = ["rtsp://user:pa=ss@cam/live", "scene:?seed=3", "door=rtsp://u:p=x@cam/s", "./a=b.mp4"]
+    streams = streams_from_flags(values)
+    assert [(s.stream_id, s.uri) for s in streams] == [
+        ("cam-live", "rtsp://user:pa=ss@cam/live"),
+        ("scene-3", "scene:?seed=3"),
+        ("door", "rtsp://u:p=x@cam/s"),
+        ("a-b", "./a=b.mp4"),
+    ]
+
+
+def test_loop_without_a_source_stream_says_where_to_set_it(tmp_path: Path) -> None:
+    """--loop was silently ignored for the config file's streams."""
+    path = write(tmp_path, '[[streams]]\nid = "yard"\nuri = "/videos/yard.mp4"\n')
+    with pytest.raises(ConfigError, match=r"^--loop .*--source.* loop = true"):
+        settings_from_args(build_parser().parse_args(["serve", "--config", str(path), "--loop"]))
+    argv = ["serve", "--config", str(path), "--loop", "--source", "/videos/a.mp4"]
+    yard, a = settings_from_args(build_parser().parse_args(argv)).streams
+    assert a.loop and not yard.loop

@@ -16,7 +16,33 @@ DEFAULT_PORT = 8080
 
 
 class ListenError(Exception):
-    """The address cannot be listened on; the message names the flags to change."""
+    """The address cannot be listened on; the message names the flags to change.
+
+    `named` names the config file's keys instead where they gave the host or port (``[server] host``):
+    the command line knows that, `bind` does not.
+    """
+
+    def __init__(self, host: str, port: int, reason: str, *, unknown_host: bool) -> None:
+        self.host, self.port, self.reason, self.unknown_host = host, port, reason, unknown_host
+        super().__init__(self.named())
+
+    def named(self, host_from: str = "--host", port_from: str = "--port") -> str:
+        """The message, naming ``host_from`` and ``port_from`` (a flag, or a config key like ``[server] host``)."""
+        if self.unknown_host:
+            name, _, port = self.host.rpartition(":")
+            hint = ""
+            if name and ":" not in name and port.isdigit():  # "localhost:8080": not IPv6, a port
+                beside = "--port" if host_from.startswith("--") else "[server] port"  # where the host is given
+                hint = f"; give the port on its own: {_given(beside, int(port))}"
+            return f"{_given(host_from, self.host)}: not an address of this machine ({self.reason}){hint}"
+        return f"cannot listen on {self.host}:{self.port} ({self.reason}); choose another {port_from} or {host_from}"
+
+
+def _given(key: str, value: str | int) -> str:
+    """``--host x`` for a flag, ``[server] host = "x"`` for a config key."""
+    if key.startswith("--"):
+        return f"{key} {value}"
+    return f'{key} = "{value}"' if isinstance(value, str) else f"{key} = {value}"
 
 
 def bind(host: str, port: int) -> list[socket.socket]:
@@ -28,7 +54,7 @@ def bind(host: str, port: int) -> list[socket.socket]:
     try:
         found = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
-        raise ListenError(f"--host {host}: not an address of this machine ({exc.strerror})") from None
+        raise ListenError(host, port, str(exc.strerror), unknown_host=True) from None
     addresses = list(dict.fromkeys((family, address) for family, _, _, _, address in found))
     sockets: list[socket.socket] = []
     try:
@@ -42,9 +68,7 @@ def bind(host: str, port: int) -> list[socket.socket]:
     except OSError as exc:
         for sock in sockets:
             sock.close()
-        raise ListenError(
-            f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --port or --host"
-        ) from None
+        raise ListenError(host, port, str(exc.strerror or exc), unknown_host=False) from None
     return sockets
 
 
