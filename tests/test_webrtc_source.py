@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
+from fractions import Fraction
 
 import av
 import numpy as np
 
-from server.webrtc.source import WebRTCSource
+from server.webrtc.source import RAMP_UP_S, WebRTCSource
 
 
 def _frame(width: int, height: int, pts: int) -> av.VideoFrame:
@@ -52,3 +53,31 @@ def test_a_sender_ramping_up_to_its_cameras_size_keeps_that_size_from_its_first_
         handed_on.append((decoded.image.shape[1], decoded.image.shape[0]))
     assert handed_on == [(1280, 720)] * 4
     frames.close()
+
+
+def _sizes_handed_on(source: WebRTCSource, sent: list[tuple[float, int, int]]) -> list[tuple[int, int]]:
+    """What ``source`` hands on for frames of those sizes sent at those seconds (on the RTP video clock)."""
+    frames = source.open(threading.Event())
+    handed_on = []
+    for seconds, width, height in sent:
+        frame = _frame(width, height, round(seconds * 90_000))
+        frame.time_base = Fraction(1, 90_000)
+        source.handover.put(frame)
+        decoded = next(frames)
+        handed_on.append((decoded.image.shape[1], decoded.image.shape[0]))
+    frames.close()
+    return handed_on
+
+
+def test_a_sender_that_never_reaches_its_cameras_size_is_taken_at_its_own_after_the_ramp_up() -> None:
+    """Scaled up for good, a sender stuck small (a slow link) would cost every frame and every viewer's
+    JPEG the camera size's work and bytes; one that reached it keeps it through later dips."""
+    late = RAMP_UP_S + 0.5
+    stuck = _sizes_handed_on(
+        WebRTCSource("127.0.0.1", capture_size=(1280, 720)), [(0, 320, 180), (5, 320, 180), (late, 320, 180)]
+    )
+    assert stuck == [(1280, 720), (1280, 720), (320, 180)]
+    reached = _sizes_handed_on(
+        WebRTCSource("127.0.0.1", capture_size=(1280, 720)), [(0, 320, 180), (5, 1280, 720), (late, 320, 180)]
+    )
+    assert reached == [(1280, 720), (1280, 720), (1280, 720)]

@@ -26,6 +26,10 @@ DEFAULT_FPS = 30.0
 TAKE_POLL_S = 0.1
 #: Sizes whose width-to-height ratios differ by less than this share are the same picture scaled.
 SAME_ASPECT = 0.02
+#: How long a sender may take to step up to the camera size its offer gave. One still below it then
+#: is taken at the size it sends: scaled up for good, every frame and every viewer's JPEG would cost
+#: the large size's work and bytes for a picture no sharper than the small one.
+RAMP_UP_S = 10.0
 
 
 class FrameHandover:
@@ -77,7 +81,8 @@ class WebRTCSource:
     has already unwrapped the 32-bit RTP clock), so the tracker sees the real time between frames
     even when the network or the reader skipped some. ``capture_size``, the size the publisher's
     camera captures at, is the steady size its frames start from (`steady_size`), so a sender
-    ramping up from a small start keeps its tracks.
+    ramping up from a small start keeps its tracks; one that has not reached it within `RAMP_UP_S`
+    is taken at the size it sends.
     """
 
     live = True
@@ -97,6 +102,7 @@ class WebRTCSource:
     def open(self, stop: threading.Event) -> Iterator[Decoded]:
         first_pts: int | None = None
         size = self._capture_size
+        ramping = size is not None  # towards the capture size, which no frame has reached yet
         try:
             while not stop.is_set():
                 frame = self.handover.take(TAKE_POLL_S)
@@ -108,7 +114,11 @@ class WebRTCSource:
                 if first_pts is None:
                     first_pts = pts
                 media_time = float((pts - first_pts) * frame.time_base) if frame.time_base else 0.0
-                size = steady_size(size, (frame.width, frame.height))
+                received = (frame.width, frame.height)
+                if ramping and media_time >= RAMP_UP_S and received != size:
+                    size = None  # it sends what it sends: tracks restart once, at its own size
+                size = steady_size(size, received)
+                ramping = ramping and size != received
                 yield Decoded(frame.to_ndarray(format="bgr24", width=size[0], height=size[1]), media_time)
         finally:
             if stop.is_set():  # the reader stopped for good (the stream was removed): tell the pump
