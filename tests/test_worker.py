@@ -522,18 +522,23 @@ def test_a_device_the_machine_has_and_a_triton_model_whatever_the_device_start(m
 
 
 def test_a_model_failing_on_every_frame_logs_its_traceback_once_per_reason(caplog: pytest.LogCaptureFixture) -> None:
-    """Before, each failed frame logged a whole traceback (a device the model cannot use: megabytes a minute)."""
+    """Before, each failed frame logged a whole traceback (a device the model cannot use: megabytes a minute);
+    a failure that comes back after frames went through is told again (hours later, it is news)."""
+    failing = [True, True, True, True, False, False, True]
     with caplog.at_level(logging.WARNING, logger="server.inference.worker"), Driver(TruthModel()) as driver:
         driver.add("cam", Scene(seed=1))
-        for index in range(4):
-            driver.put(driver.frame("cam", index, fail=True))
-            driver.wait_taken("cam")
-        driver.step({"cam": 4})  # processed after the failed ones: they are all counted by now
+        for index, fail in enumerate(failing):
+            if fail:
+                driver.put(driver.frame("cam", index, fail=True))
+                driver.wait_taken("cam")
+            else:
+                driver.step({"cam": index})
+        driver.step({"cam": len(failing)})  # processed after the others: they are all counted by now
         stats = driver.worker.stats("cam")
-        assert stats is not None and stats.errors == 4 and stats.processed == 1
+        assert stats is not None and stats.errors == 5 and stats.processed == 3
     tracebacks = [r for r in caplog.records if r.exc_info and "model failed on frame" in r.getMessage()]
-    assert len(tracebacks) == 1, [r.getMessage() for r in tracebacks]
-    assert len([r for r in caplog.records if "not processed: model failed" in r.getMessage()]) == 1
+    assert [r.getMessage() for r in tracebacks] == ["[cam] model failed on frame 0", "[cam] model failed on frame 6"]
+    assert len([r for r in caplog.records if "not processed: model failed" in r.getMessage()]) == 2
 
 
 WHOLE = [[0, 0], [1, 0], [1, 1], [0, 1]]

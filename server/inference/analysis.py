@@ -49,6 +49,7 @@ def analyse(
     # Both after its update: `counts` never reads empty, and shapes that failed to apply
     # are tried again on the next frame rather than taken for applied.
     registration.analytics, registration.analytics_options = analytics, options
+    registration.told_error = None  # the frame went through: a failure from now on is told again
     problems = analytics.problems if analytics is not None else ()
     registration.analytics_error = "\n".join(problems) or None
     return tracks, events, None if analytics is None else analytics.frame_analytics
@@ -111,11 +112,9 @@ def _failed(
     that end, in their usual order."""
     # A zone's class filter the model does not know (a remote model described only now) says it all.
     reason = str(exc) if isinstance(exc, ValueError) else f"analytics failed: {type(exc).__name__}: {exc}"
-    registration.errors += 1
-    if reason != registration.last_error:  # one line per new reason, not one per frame
+    if registration.failed(reason):  # one line per new reason, not one per frame
         log.warning("[%s] frame %d sent without analytics: %s", registration.stream_id, frame.seq, reason)
     log.debug("[%s] analytics failed on frame %d", registration.stream_id, frame.seq, exc_info=exc)
-    registration.last_error = reason
     kept = registration.analytics  # what the next frame's analytics go on from
     registration.analytics_error = "\n".join((*(kept.problems if kept is not None else ()), reason))
     settled: tuple[AnalyticsEvent, ...] = ()

@@ -37,9 +37,20 @@ class StreamRegistration:
     processed: int = 0
     errors: int = 0
     last_error: str | None = None
+    #: The failure last told in the log; None once a frame went through, so a failure that comes back
+    #: later is told again, and one on every frame only once.
+    told_error: str | None = None
     processing_fps: float | None = None
     analytics_error: str | None = None
     frame_size: tuple[int, int] | None = None
+
+    def failed(self, reason: str) -> bool:
+        """Count a frame that failed for ``reason``; whether to tell it in the log (it is new since the
+        last one told or since a frame went through)."""
+        self.errors += 1
+        self.last_error = reason
+        new, self.told_error = reason != self.told_error, reason
+        return new
 
     def mark_removed(self) -> None:
         """Mark this registration and those it restarts removed: no frame of any of them may be delivered."""

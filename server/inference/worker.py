@@ -514,10 +514,8 @@ class InferenceWorker:
             log.exception("[%s] result handler failed on frame %d", result.frame.stream_id, result.frame.seq)
 
     def _fail(self, registration: StreamRegistration, frame: Frame, reason: str) -> None:
-        registration.errors += 1
-        if reason != registration.last_error:  # one line per new reason, not one per frame
+        if registration.failed(reason):  # one line per new reason, not one per frame
             log.warning("[%s] frame %d not processed: %s", registration.stream_id, frame.seq, reason)
-        registration.last_error = reason
 
 
 def use_cores() -> int:
@@ -567,5 +565,5 @@ def _model_failed(group: list[_Job], exc: Exception) -> None:
     use, would otherwise fill the log with one per frame)."""
     for job in group:
         job.error = f"model failed: {type(exc).__name__}: {exc}"
-    if any(job.error != job.registration.last_error for job in group):
+    if any(job.error != job.registration.told_error for job in group):
         log.warning("[%s] model failed on frame %d", group[0].registration.stream_id, group[0].frame.seq, exc_info=True)
