@@ -38,13 +38,22 @@ PORCH = '{stream="door",zone="porch"}'
 #: several queries: one sample per query, in order).
 EXPECTED = {
     "Objects in each zone now": [(PORCH, 2)],
-    "Objects in each zone by class": [('{zone="porch",class="person"}', 2), ('{zone="porch",class="car"}', 0)],
+    "Objects in each zone by class": [
+        ('{stream="door",zone="porch",class="person"}', 2),
+        ('{stream="door",zone="porch",class="car"}', 0),
+    ],
     "Line crossings per minute": [
         ('{stream="door",line="gate",direction="in"}', 1),
         ('{stream="door",line="gate",direction="out"}', 0),
     ],
-    "Line crossings since start": [('{line="gate",direction="in"}', 10), ('{line="gate",direction="out"}', 0)],
-    "Line crossings in the time range": [('{line="gate",direction="in"}', 10), ('{line="gate",direction="out"}', 0)],
+    "Line crossings since start": [
+        ('{stream="door",line="gate",direction="in"}', 10),
+        ('{stream="door",line="gate",direction="out"}', 0),
+    ],
+    "Line crossings in the time range": [
+        ('{stream="door",line="gate",direction="in"}', 10),
+        ('{stream="door",line="gate",direction="out"}', 0),
+    ],
     # Visits between 1 and 5 s: Prometheus interpolates within the bucket, 1 + 4 * q.
     "Zone dwell time, median and 95th percentile": [(PORCH, 3), (PORCH, 4.8)],
     "Finished zone visits per minute": [(PORCH, 1)],
@@ -73,9 +82,9 @@ def test_a_zone_nobody_has_entered_reads_0_not_no_data(tmp_path: Path) -> None:
             ('{stream="door",zone="hall"}', 2),
         ],
         "Objects in each zone by class": [
-            ('{zone="porch"}', 0),
-            ('{zone="drive",class="car"}', 0),
-            ('{zone="hall",class="person"}', 2),
+            ('{stream="door",zone="porch"}', 0),
+            ('{stream="door",zone="drive",class="car"}', 0),
+            ('{stream="door",zone="hall",class="person"}', 2),
         ],
     }
     run_promtool(tmp_path, series, panel_checks(expected))

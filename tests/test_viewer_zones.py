@@ -109,13 +109,34 @@ async def _options(client: TestClient, check: Callable[[dict[str, Any]], bool]) 
 BAY = {"name": "bay", "points": [(0.2, 0.2), (0.6, 0.2), (0.6, 0.7)], "units": "fraction"}
 
 
-async def _open_with_bay(client: TestClient, browser: Any) -> tuple[Any, Console, list[int]]:
+class _Answers(list[int]):
+    """The statuses the page's saves (PATCHes) were answered with, in order, as the page got them: the
+    server's state can show a save before the page's answer to it has reached the test."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._grew = asyncio.Event()
+
+    def add(self, status: int) -> None:
+        self.append(status)
+        self._grew.set()
+
+    async def first(self, count: int) -> list[int]:
+        """The first ``count`` statuses, once the page has had them."""
+        async with asyncio.timeout(WAIT_MS / 1000):
+            while len(self) < count:
+                self._grew.clear()
+                await self._grew.wait()
+        return self[:count]
+
+
+async def _open_with_bay(client: TestClient, browser: Any) -> tuple[Any, Console, _Answers]:
     """The stream view of a stream with `BAY`, once the editor shows it (and so has its ETag), and the
-    statuses its saves (PATCHes) will be answered with, in order."""
+    statuses its saves will be answered with."""
     assert (await client.patch("/api/streams/cam", json={"zones": [BAY]})).status == 200
     page, console = await open_page(browser, client, STREAM_VIEW)
-    statuses: list[int] = []
-    page.on("response", lambda response: response.request.method == "PATCH" and statuses.append(response.status))
+    statuses = _Answers()
+    page.on("response", lambda response: response.request.method == "PATCH" and statuses.add(response.status))
     await wait_for_new_frame(page, "#video")
     await page.wait_for_selector('#shape-list li[data-shape="zone:bay"]', timeout=WAIT_MS)
     return page, console, statuses
@@ -391,7 +412,7 @@ async def test_a_save_is_made_only_over_the_shapes_it_was_drawn_on(start_server:
     await _click(page, mine[0])
     options = await _options(client, lambda o: _names(o, "zones") == ["bay", "mine"])
     assert options["conf"] == 0.3
-    assert statuses == [412, 200]
+    assert await statuses.first(2) == [412, 200]
 
     # The zones themselves changed meanwhile (another tab): theirs are shown, not replaced unseen.
     await page.click("#add-zone")
@@ -405,7 +426,7 @@ async def test_a_save_is_made_only_over_the_shapes_it_was_drawn_on(start_server:
     await page.wait_for_selector('#shape-list li[data-shape="zone:theirs"]', timeout=WAIT_MS)
     assert await page.locator('#shape-list li[data-shape="zone:late"]').count() == 0
     assert _names((await (await client.get("/api/streams/cam")).json())["options"], "zones") == ["theirs"]
-    assert statuses == [412, 200, 412]
+    assert await statuses.first(3) == [412, 200, 412]
     assert console.errors == [PRECONDITION_FAILED, PRECONDITION_FAILED]
 
 
@@ -444,7 +465,7 @@ async def test_a_change_made_but_not_saved_is_shown_as_made_and_the_next_goes_ov
     await page.wait_for_selector('#shape-list li[data-shape="zone:third"]', timeout=WAIT_MS)
     await page.wait_for_function("() => document.querySelector('#shape-error').textContent !== ''")
     assert "changed elsewhere" not in await page.text_content("#shape-error")
-    assert statuses == [409, 409]
+    assert await statuses.first(2) == [409, 409]
     assert console.errors == [CONFLICT, CONFLICT]
     assert path.read_text() == edited
 
