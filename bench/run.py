@@ -325,13 +325,16 @@ def _throughput(model: str, video: Path, imgsz: int, args: argparse.Namespace) -
 
 def _rounds(sides: dict[str, dict[str, Any]], count: int, video: Path) -> list[dict[str, float]]:
     """``count`` rounds of every side's case back to back, each in a fresh process: per round, each
-    side's fps (and segcast's forward pass, where timed). Who goes first changes from round to round."""
+    side's fps (and segcast's forward pass, where timed). Who goes first changes from round to round,
+    and so does the order of any two sides: odd rounds run a rotation backwards (rotations alone keep
+    neighbours in one order for as many rounds as there are sides)."""
     names = list(sides)
     rounds: list[dict[str, float]] = []
     for index in range(count):
-        shift = index % len(names)
+        shift = (index + index % 2) % len(names)
+        order = names[shift:] + names[:shift]
         measured: dict[str, float] = {}
-        for name in names[shift:] + names[:shift]:
+        for name in reversed(order) if index % 2 else order:
             out = _case(sides[name], video)
             measured[name] = out["fps"]
             if "forward_ms" in out:
