@@ -3,7 +3,7 @@
 Settings come from a TOML file (``segcast serve --config FILE``) with command-line flags over it.
 Every key is checked when the file is read: an unknown key or a bad value stops the start with one
 line naming it (``segcast.toml: streams[1].conf: expected a number from 0 to 1``), never a surprise
-later. `write_config` saves the streams back when the API is asked to persist a change.
+later. `server.persist.write_config` saves the streams back when the API is asked to persist a change.
 """
 
 from __future__ import annotations
@@ -12,23 +12,15 @@ import hashlib
 import io
 import os
 import re
-import stat
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
 from server.delivery.hub import ViewerLimits
-from server.events.config import (
-    DEFAULT_HISTORY_FILE,
-    EventsSettings,
-    events_settings,
-    events_toml,
-    resolved_path,
-    toml_string,
-)
+from server.events.config import DEFAULT_HISTORY_FILE, EventsSettings, events_settings, resolved_path
 from server.http.listen import DEFAULT_HOST, DEFAULT_PORT
 from server.http.policy import (
     DEFAULT_DENY_NETWORKS,
@@ -39,7 +31,7 @@ from server.http.policy import (
 )
 from server.inference.models import DEFAULT_MODEL
 from server.inference.worker import InferenceOptions
-from server.options import MODEL_IMGSZ, StreamOptions
+from server.options import StreamOptions
 from server.sources.base import MAX_FRAME_SIDE_PX
 from server.sources.uri import MASK, mask_uri
 
@@ -95,10 +87,6 @@ class ConfigError(ValueError):
     """A setting is wrong; the message names the flag or key and the fix."""
 
 
-class ConfigEditedError(ConfigError):
-    """The config file changed on disk since segcast read or wrote it: saving would undo those edits."""
-
-
 @dataclass(frozen=True, slots=True)
 class StreamConfig:
     """One stream, from the config file, a flag or the API: the three are treated alike."""
@@ -126,7 +114,7 @@ class Settings:
     #: The file the settings came from; API changes are written back to it when asked.
     config_path: Path | None = None
     #: SHA-256 of the bytes `load_config` read from `config_path`, so that a save can tell whether the
-    #: file was edited since (see `ConfigFileState`); None for settings made in code.
+    #: file was edited since (see `server.persist.ConfigFileState`); None for settings made in code.
     config_digest: str | None = None
     #: Write every API change of the streams back to `config_path`, not only those with ?persist=1.
     save_config: bool = False
@@ -147,15 +135,20 @@ class Settings:
     #: Sources whose frames are larger than this on a side fail instead of entering the pipeline.
     max_frame_side: int = MAX_FRAME_SIDE_PX
     viewer_limits: ViewerLimits = field(default_factory=ViewerLimits)
-    #: What the config file itself says, where flags (``--port``, ``--conf``...) changed some of it:
-    #: what `write_config` writes, so that a change made through the API does not make them permanent.
+    #: What the config file itself says, where flags (``--port``, ``--conf``...) changed some of it: what
+    #: `server.persist.write_config` writes, so that a change made through the API does not make them permanent.
     file_settings: Settings | None = None
     #: Streams added by ``--source`` (or ``demo``): never written to the config file, where the same
     #: command would meet them again beside its own and refuse to start ("used twice").
     flag_streams: frozenset[str] = frozenset()
-    #: Paths and source URIs the config file gave relative to its folder (``media_dirs``, ``uri``...):
-    #: each as it is taken (absolute) with the text the file wrote, which a save writes again.
-    written_as: dict[str, str] = field(default_factory=dict, hash=False)
+    #: Paths and source URIs the config file gave relative to its folder, by where the file gave them
+    #: (``server.media_dirs[0]``, ``model.name``, ``streams.<id>.uri``...): each as it is taken (absolute)
+    #: with the text the file wrote, which a save writes again while the setting still holds that value.
+    written_as: dict[str, tuple[str, str]] = field(default_factory=dict, hash=False)
+    #: The stream options each ``[[streams]]`` table of the file set itself, by stream id (``conf``...,
+    #: and ``tracker_settings.<key>`` for each tracker setting): what a save writes again for a stream
+    #: as it started, where the defaults and flags gave it the others (see `server.persist`).
+    stream_keys: dict[str, frozenset[str]] = field(default_factory=dict, hash=False)
 
     def source_policy(self) -> SourcePolicy:
         return SourcePolicy.of(self.source_schemes, self.media_dirs, self.allow_devices, self.deny_networks)
@@ -209,7 +202,7 @@ def load_config(path: Path, default_overrides: Mapping[str, Any] | None = None) 
         raise ConfigError(f"--config {path}: cannot read it ({exc.strerror or exc})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path.name}: not valid TOML ({exc})") from None
-    return replace(settings_from_mapping(data, path, default_overrides or {}), config_digest=_digest(raw))
+    return replace(settings_from_mapping(data, path, default_overrides or {}), config_digest=content_digest(raw))
 
 
 def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides: Mapping[str, Any]) -> Settings:
@@ -228,18 +221,18 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides
         if scheme.lower() not in KNOWN_SOURCE_SCHEMES:
             known = ", ".join(sorted(KNOWN_SOURCE_SCHEMES))
             raise ConfigError(f"{name}: server.source_schemes: unknown scheme {scheme!r}; known: {known}")
-    written_as: dict[str, str] = {}
+    written_as: dict[str, tuple[str, str]] = {}
     media_dirs = []
-    for folder in _strings(server, "media_dirs", f"{name}: server"):
+    for index, folder in enumerate(_strings(server, "media_dirs", f"{name}: server")):
         resolved = _resolved(folder, path, f"{name}: server.media_dirs")
         if not resolved.is_dir():
             raise ConfigError(f"{name}: server.media_dirs: {folder!r} is not a folder")
         media_dirs.append(resolved)
-        written_as[str(resolved)] = folder
+        written_as[f"server.media_dirs[{index}]"] = (str(resolved), folder)
     tls = {key: _optional_path(server, key, path, f"{name}: server") for key in ("tls_cert", "tls_key")}
     for key, value in tls.items():
         if value is not None:
-            written_as[str(value)] = server[key]
+            written_as[f"server.{key}"] = (str(value), server[key])
     deny_networks: tuple[str, ...] = DEFAULT_DENY_NETWORKS
     if "deny_networks" in server:
         deny_networks = tuple(_strings(server, "deny_networks", f"{name}: server"))
@@ -259,7 +252,7 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides
     _known(model, MODEL_KEYS, f"{name}: model")
     model_name = _typed(model, "name", str, DEFAULT_MODEL, f"{name}: model")
     if (local := _local_model(model_name, path)) != model_name:
-        written_as[local] = model_name
+        written_as["model.name"] = (local, model_name)
         model_name = local
     device = _typed(model, "device", str, "cpu", f"{name}: model")
     max_batch = _int(model, "max_batch", InferenceOptions().max_batch, 1, MAX_BATCH_LIMIT, f"{name}: model")
@@ -274,13 +267,15 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides
     if not isinstance(raw_streams, list) or not all(isinstance(s, dict) for s in raw_streams):
         raise ConfigError(f"{name}: streams: expected [[streams]] tables")
     streams: list[StreamConfig] = []
+    stream_keys: dict[str, frozenset[str]] = {}
     for index, table in enumerate(raw_streams):
         where = f"{name}: streams[{index}]"
         config = _file_stream(table, defaults, file_defaults, where)
         if any(s.stream_id == config.stream_id for s in streams):
             raise ConfigError(f"{where}.id: {config.stream_id!r} is used twice")
+        stream_keys[config.stream_id] = _keys_set(flatten_options(table, where))
         if (uri := _file_relative_uri(config.uri, path, f"{where}.uri")) != config.uri:
-            written_as[uri] = config.uri
+            written_as[f"streams.{config.stream_id}.uri"] = (uri, config.uri)
             config = replace(config, uri=uri)
         streams.append(config)
 
@@ -296,9 +291,10 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides
     except ValueError as exc:
         raise ConfigError(f"{name}: {exc}") from None
     if events.history is not None:
-        written_as[str(events.history.path)] = data["events"]["history"].get("path") or DEFAULT_HISTORY_FILE
+        given = data["events"]["history"].get("path") or DEFAULT_HISTORY_FILE
+        written_as["events.history.path"] = (str(events.history.path), given)
     if events.mqtt is not None and events.mqtt.ca_file is not None:
-        written_as[str(events.mqtt.ca_file)] = data["events"]["mqtt"]["ca_file"]
+        written_as["events.mqtt.ca_file"] = (str(events.mqtt.ca_file), data["events"]["mqtt"]["ca_file"])
     try:
         inference = InferenceOptions(defaults.imgsz, defaults.conf, defaults.iou, max_batch, device, half, fast_masks)
     except ValueError as exc:
@@ -327,6 +323,7 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides
         viewer_limits=viewer_limits,
         deny_networks=deny_networks,
         written_as=written_as,
+        stream_keys=stream_keys,
     )
 
 
@@ -353,12 +350,20 @@ def _file_stream(
         raise
 
 
+def _keys_set(table: Mapping[str, Any]) -> frozenset[str]:
+    """The stream options a ``[[streams]]`` table sets, with ``tracker_settings.<key>`` for each tracker setting."""
+    tracker_settings = table.get("tracker_settings", {})
+    own = {f"tracker_settings.{key}" for key in tracker_settings} if isinstance(tracker_settings, Mapping) else set()
+    return frozenset(set(table) - set(STREAM_KEYS) | own)
+
+
 def _file_relative_uri(uri: str, config: Path, where: str) -> str:
     """``uri`` with a relative file path in it taken from the config file's folder, as other paths are.
 
     A plain path (``clip.mp4``, ``videos/a.mp4#rate=max``) and a ``file:`` URI without a leading
     ``/`` (``file:clip.mp4``) are; anything else (a camera's URL, ``scene:``, an absolute path) is
-    returned as it is.
+    returned as it is. A symlink in the path is kept (see `_absolute`): ``latest.mp4``, a link
+    rotated to each day's recording, is opened where it points then, as an absolute path to it is.
     """
     try:
         parts = urlsplit(uri)
@@ -368,17 +373,17 @@ def _file_relative_uri(uri: str, config: Path, where: str) -> str:
     if scheme == "file":
         if parts.netloc or not parts.path or parts.path.startswith("/"):
             return uri
-        path = _resolved(unquote(parts.path), config, where)
+        path = _absolute(unquote(parts.path), config, where)
         return urlunsplit(("file", "", quote(str(path)), parts.query, parts.fragment))
     if scheme or Path(uri).is_absolute():  # a Windows drive's letter reads as a scheme: absolute too
         return uri
     # A file whose name holds '#' is taken whole (as `server.sources.open_source` does), else what
     # follows '#' are the source's options.
-    whole = _resolved(uri, config, where)
+    whole = _absolute(uri, config, where)
     if whole.is_file() or "#" not in uri:
         return str(whole)
     head, _, options = uri.partition("#")
-    return f"{_resolved(head, config, where)}#{options}"
+    return f"{_absolute(head, config, where)}#{options}"
 
 
 def _local_model(name: str, config: Path) -> str:
@@ -386,250 +391,26 @@ def _local_model(name: str, config: Path) -> str:
     if "://" in name or not name.strip() or Path(name).is_absolute():
         return name
     try:
-        local = resolved_path(name, config.parent, "model.name")
-    except ValueError:
+        local = _absolute(name, config, "model.name")
+    except ConfigError:
         return name
     return str(local) if local.exists() else name
 
 
-@dataclass(slots=True)
-class ConfigFileState:
-    """What a running segcast knows of its config file, for `write_config`; saves are made one at a time.
+def _absolute(value: str, config: Path, where: str) -> Path:
+    """``value`` as an absolute path from the config file's folder, its symlinks not followed.
 
-    ``digest`` is the SHA-256 of the bytes segcast read there or last wrote (None: no file was there),
-    so that a save never rewrites the file over edits made by hand since: a token rotated in it, a
-    stream added. ``flag_streams`` are the ids ``--source`` started, which the file must never get,
-    whatever runs under one later: the same command starts them again, and a file holding one of
-    them would clash with it.
+    Unlike `_resolved`, a link is left for the source to follow each time it opens the path, and two
+    names of one file stay two paths. ``..`` is taken as written (``a/../b`` is ``b``).
     """
-
-    digest: str | None
-    flag_streams: frozenset[str]
-
-    @classmethod
-    def of(cls, settings: Settings) -> ConfigFileState:
-        """The state at start: what `load_config` read; settings made in code take the file as it is now."""
-        digest = (settings.file_settings or settings).config_digest
-        if digest is None and settings.config_path is not None:
-            digest = _file_digest(settings.config_path)
-        return cls(digest, settings.flag_streams)
+    if "\x00" in value:
+        raise ConfigError(f"{where}: {value!r:.60} is not a usable path (it holds a NUL character)")
+    return Path(os.path.abspath(os.path.join(config.parent, os.path.expanduser(value))))
 
 
-def _file_digest(path: Path) -> str | None:
-    """The SHA-256 of a file's bytes (through a symlink), or None when there is no file."""
-    try:
-        return _digest(path.read_bytes())
-    except FileNotFoundError:
-        return None
-
-
-def _digest(data: bytes) -> str:
+def content_digest(data: bytes) -> str:
+    """The SHA-256 of a config file's bytes, as `Settings.config_digest` holds it."""
     return hashlib.sha256(data).hexdigest()
-
-
-def write_config(running: Settings, streams: list[StreamConfig], state: ConfigFileState | None = None) -> None:
-    """Save the file's settings with ``streams`` to `Settings.config_path`, replacing the file atomically.
-
-    Comments and key order of a hand-written file are not kept; stream options equal to the file's
-    ``[stream_defaults]`` are left out, so the file stays as short as the user would write it. What
-    came from flags (``running``'s `Settings.file_settings`, the streams of ``state.flag_streams``, and
-    the values ``--conf``, ``--imgsz`` or ``--tracker`` gave a stream) is not written: the file says
-    what it said, with the streams the API has added or changed. Paths it gave relative to its folder
-    are written as it gave them.
-
-    ``state`` (by default as segcast started) is what segcast knows of the file. A file that holds
-    anything else now was edited by hand, and the settings in memory would undo that: it is left as
-    it is (`ConfigEditedError`). After a save, ``state`` knows the file written.
-    """
-    settings = running.file_settings or running
-    if settings.config_path is None:
-        raise ConfigError("no config file to save to: start segcast with --config FILE")
-    state = ConfigFileState.of(running) if state is None else state
-    started = {stream.stream_id: stream for stream in running.streams}
-    in_file = {stream.stream_id: stream for stream in settings.streams}
-    saved = [
-        replace(stream, options=_file_options(stream, started, in_file, running.stream_defaults, settings))
-        for stream in streams
-        if stream.stream_id not in state.flag_streams
-    ]
-    text = _config_text(settings, saved)
-    state.digest = _replace_file(settings.config_path, text, state.digest)
-
-
-#: `StreamOptions` fields that go together: a tracker's settings mean nothing to another tracker.
-_OPTION_GROUPS = (("tracker", "tracker_settings"),)
-
-
-def _file_options(
-    stream: StreamConfig,
-    started: Mapping[str, StreamConfig],
-    in_file: Mapping[str, StreamConfig],
-    running_defaults: StreamOptions,
-    settings: Settings,
-) -> StreamOptions:
-    """``stream``'s options with what flags gave it taken out: the file's own values where it has them.
-
-    ``running_defaults`` are the file's defaults with the flags over them, as the streams were started.
-    Option by option: one not changed since the start is the file's (a stream's own ``conf = 0.5`` stays,
-    even where ``--conf 0.5`` gave every other stream the same); otherwise one equal to what the flags
-    made the default came from them, and is the file's default again; any other is the stream's own.
-    """
-    if running_defaults == settings.stream_defaults:  # no flag changed a stream option
-        return stream.options
-    start, filed = started.get(stream.stream_id), in_file.get(stream.stream_id)
-    grouped = {name for group in _OPTION_GROUPS for name in group}
-    groups = [*_OPTION_GROUPS, *((f.name,) for f in fields(StreamOptions) if f.name not in grouped)]
-    values: dict[str, Any] = {}
-    for group in groups:
-        current = [getattr(stream.options, name) for name in group]
-        if start is not None and filed is not None and current == [getattr(start.options, n) for n in group]:
-            source = filed.options
-        elif current == [getattr(running_defaults, n) for n in group]:
-            source = settings.stream_defaults
-        else:
-            source = stream.options
-        values.update({name: getattr(source, name) for name in group})
-    return replace(stream.options, **values)
-
-
-def _config_text(settings: Settings, streams: list[StreamConfig]) -> str:
-    """The TOML of ``settings`` with ``streams``, whose options are written where they differ from its defaults."""
-    lines = ["# Written by segcast after a change through its API.", "", "[server]"]
-    lines += [
-        f"host = {_toml(settings.host)}",
-        f"port = {settings.port}",
-        f"jpeg_quality = {settings.jpeg_quality}",
-        f"embed_origins = {_toml(list(settings.embed_origins))}",
-        f"save_config = {_toml(settings.save_config)}",
-        *_access_lines(settings),
-        "",
-        "[model]",
-        f"name = {_toml(_as_written(settings, settings.model))}",
-        f"device = {_toml(settings.inference.device)}",
-        f"max_batch = {settings.inference.max_batch}",
-        f"half = {_toml(settings.inference.half)}",
-        f"fast_masks = {_toml(settings.inference.fast_masks)}",
-        "",
-    ]
-    if settings.auth_off:
-        lines[1:1] = ['auth = "off"', ""]
-    elif settings.viewer_tokens or settings.admin_tokens:
-        lines += [
-            "[auth]",
-            f"viewer_tokens = {_toml(list(settings.viewer_tokens))}",
-            f"admin_tokens = {_toml(list(settings.admin_tokens))}",
-            "",
-        ]
-    base = StreamOptions()
-    lines += ["[stream_defaults]", *_option_lines(settings.stream_defaults, base), ""]
-    for stream in streams:
-        lines += ["[[streams]]", f"id = {_toml(stream.stream_id)}", f"uri = {_toml(_as_written(settings, stream.uri))}"]
-        if stream.loop:
-            lines.append("loop = true")
-        lines += [*_option_lines(stream.options, settings.stream_defaults), ""]
-    lines += events_toml(_events_as_written(settings))
-    return "\n".join(lines)
-
-
-def _as_written(settings: Settings, value: str | Path) -> str:
-    """``value`` as the config file wrote it, if it is a path the file gave relative to its folder."""
-    return settings.written_as.get(str(value), str(value))
-
-
-def _events_as_written(settings: Settings) -> EventsSettings:
-    """``settings.events`` with its paths as the file wrote them (`events_toml` writes a path as it is)."""
-    events = settings.events
-    if events.history is not None:
-        events = replace(events, history=replace(events.history, path=Path(_as_written(settings, events.history.path))))
-    if events.mqtt is not None and events.mqtt.ca_file is not None:
-        events = replace(events, mqtt=replace(events.mqtt, ca_file=Path(_as_written(settings, events.mqtt.ca_file))))
-    return events
-
-
-def _replace_file(path: Path, text: str, expected_digest: str | None) -> str:
-    """Replace the file at ``path`` with ``text`` if it still holds what ``expected_digest`` says; the new digest.
-
-    Through a symlink, the file it points to is replaced (the link stays a link to it), from a
-    partial file beside that one: on its file system, where the replacement is atomic.
-    """
-    try:
-        # What is written must start segcast again: a value TOML cannot hold (a lone surrogate, which
-        # JSON can escape) is refused here, while the old file is still in place.
-        tomllib.loads(text)
-        data = text.encode("utf-8")
-    except (tomllib.TOMLDecodeError, UnicodeEncodeError) as exc:
-        raise ConfigError(f"{path.name} was not saved: the new content would not read back ({exc})") from None
-    target = path.resolve()
-    if _file_digest(target) != expected_digest:
-        raise ConfigEditedError(
-            f"{path.name} was edited since segcast read or last saved it, and saving now would undo those "
-            "edits; restart segcast to load them, then make the change again"
-        )
-    partial = target.with_name(f".{target.name}.partial")
-    # The file may hold access tokens: the rewrite keeps its permissions (owner-only for a new one).
-    mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else 0o600
-    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with open(descriptor, "wb") as file:
-        file.write(data)
-    os.chmod(partial, mode)  # os.open's mode is cut by the umask
-    partial.replace(target)
-    return _digest(data)
-
-
-def _access_lines(settings: Settings) -> list[str]:
-    """The ``[server]`` keys about what may be opened and served, when they differ from the defaults."""
-    lines = []
-    if settings.media_dirs:
-        lines.append(f"media_dirs = {_toml([_as_written(settings, folder) for folder in settings.media_dirs])}")
-    if settings.allow_devices:
-        lines.append("allow_devices = true")
-    if settings.source_schemes != DEFAULT_SOURCE_SCHEMES:
-        lines.append(f"source_schemes = {_toml(list(settings.source_schemes))}")
-    if settings.deny_networks != DEFAULT_DENY_NETWORKS:
-        lines.append(f"deny_networks = {_toml(list(settings.deny_networks))}")
-    for key in ("tls_cert", "tls_key"):
-        value = getattr(settings, key)
-        if value is not None:
-            lines.append(f"{key} = {_toml(_as_written(settings, value))}")
-    if settings.max_frame_side != MAX_FRAME_SIDE_PX:
-        lines.append(f"max_frame_side = {settings.max_frame_side}")
-    for key in VIEWER_LIMIT_KEYS:
-        value = getattr(settings.viewer_limits, key)
-        if value != getattr(ViewerLimits(), key):
-            lines.append(f"{key} = {value}")
-    return lines
-
-
-def _option_lines(options: StreamOptions, base: StreamOptions) -> list[str]:
-    values, defaults = options.to_json(), base.to_json()
-    lines = []
-    for key, value in values.items():
-        if value == defaults[key]:
-            continue
-        if key == "imgsz" and value is None:  # the model's own size over a default one: TOML has no null
-            lines.append(f"{key} = {_toml(MODEL_IMGSZ)}")
-            continue
-        if key == "tracker_settings" and isinstance(value, dict):
-            inline = ", ".join(f"{k} = {_toml(v)}" for k, v in sorted(value.items()))
-            lines.append(f"tracker_settings = {{ {inline} }}")
-        else:
-            lines.append(f"{key} = {_toml(value)}")
-    return lines
-
-
-def _toml(value: object) -> str:
-    """A TOML literal for the few value kinds segcast writes."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return toml_string(value)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    if isinstance(value, dict):  # an inline table: zones and lines are lists of them
-        return "{ " + ", ".join(f"{key} = {_toml(v)}" for key, v in value.items()) + " }"
-    raise TypeError(f"cannot write {value!r} to TOML")
 
 
 def _known(table: Mapping[str, Any], keys: tuple[str, ...], where: str) -> None:

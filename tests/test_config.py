@@ -13,17 +13,16 @@ import pytest
 from server.cli import EXIT_STARTUP_ERROR, build_parser, settings_from_args
 from server.config import (
     STREAM_ID_PATTERN,
-    ConfigEditedError,
     ConfigError,
-    ConfigFileState,
     Settings,
     StreamConfig,
     load_config,
+    stream_config,
     streams_from_flags,
-    write_config,
 )
 from server.delivery.hub import ViewerLimits
 from server.options import StreamOptions
+from server.persist import ConfigEditedError, ConfigFileState, write_config
 
 FULL_CONFIG = """
 [server]
@@ -396,6 +395,63 @@ def test_imgsz_model_means_the_models_own_size_and_other_words_are_refused(tmp_p
         load_config(write(tmp_path, '[[streams]]\nid = "a"\nuri = "scene:"\nimgsz = "auto"\n'))
 
 
+PINNED_CONFIG = """[stream_defaults]
+tracker = "bytetrack"
+tracker_settings = { track_buffer = 60 }
+
+[[streams]]
+id = "pinned"
+uri = "scene:"
+conf = 0.25
+imgsz = "model"
+tracker = "bytetrack"
+
+[[streams]]
+id = "plain"
+uri = "scene:?seed=2"
+"""
+
+
+def test_a_stream_that_sets_the_files_default_keeps_it_against_a_flag_after_a_save(tmp_path: Path) -> None:
+    """Its options were written where they differed from [stream_defaults]: equal to them, they were
+    dropped, and the next start with the same flags gave it the flags' values."""
+    path = write(tmp_path, PINNED_CONFIG)
+    before = load_config(path)
+    argv = ["serve", "--config", str(path), "--conf", "0.5", "--imgsz", "640", "--tracker", "botsort"]
+    running = settings_from_args(build_parser().parse_args(argv))
+    write_config(running, list(running.streams))  # a save that changes nothing of these streams
+    again = settings_from_args(build_parser().parse_args(argv))
+    assert again.streams == running.streams, "the same flags start each stream as it ran"
+    pinned = again.streams[0].options
+    assert (pinned.conf, pinned.imgsz, pinned.tracker, pinned.tracker_settings) == (
+        0.25,
+        None,
+        "bytetrack",
+        (("track_buffer", 60),),
+    )
+    assert load_config(path).streams == before.streams, "no flag's value is written"
+    tables = PINNED_CONFIG.partition("[[streams]]")[2].strip()
+    assert path.read_text().partition("[[streams]]")[2].strip() == tables, "each table as the file gave it"
+    plain = load_config(write(tmp_path, PINNED_CONFIG))
+    write_config(plain, list(plain.streams))
+    assert path.read_text().partition("[[streams]]")[2].strip() == tables
+
+
+def test_a_stream_the_api_gives_the_files_tracker_is_saved_with_it_under_another_tracker_flag(tmp_path: Path) -> None:
+    """It was saved with no tracker line, and the next start gave it --tracker's botsort."""
+    path = write(tmp_path, PINNED_CONFIG)
+    argv = ["serve", "--config", str(path), "--tracker", "botsort"]
+    running = settings_from_args(build_parser().parse_args(argv))
+    body = {"id": "api", "uri": "scene:?seed=3", "tracker": "bytetrack", "conf": 0.5}
+    added = stream_config(body, running.stream_defaults, "body")  # as POST /api/streams makes it
+    same = stream_config({"id": "same", "uri": "scene:?seed=4", "conf": 0.25}, running.stream_defaults, "body")
+    write_config(running, [*running.streams, added, same])
+    api, kept = settings_from_args(build_parser().parse_args(argv)).streams[2:]
+    assert (api.options.tracker, api.options.conf) == ("bytetrack", 0.5)
+    assert api.options.tracker_config() == added.options.tracker_config(), "the settings it ran with"
+    assert kept.options == same.options and "tracker" not in path.read_text().rpartition("[[streams]]")[2]
+
+
 RELATIVE_CONFIG = """
 [server]
 media_dirs = ["videos", "./clips"]
@@ -462,6 +518,29 @@ def test_relative_paths_in_the_file_are_taken_from_its_folder_and_saved_as_writt
     ):
         assert line in text, f"{line} is written as the file wrote it"
     assert load_config(path).streams == settings.streams
+
+
+def test_a_relative_uri_to_a_symlink_is_opened_through_it_and_saved_as_written(tmp_path: Path) -> None:
+    """``latest.mp4``, a link rotated each day, was frozen to the file it named at the start, and a
+    stream of that file was saved under the other's name."""
+    (tmp_path / "clips").mkdir()
+    for name in ("mon.mp4", "tue.mp4", "v1.pt"):
+        (tmp_path / "clips" / name).write_bytes(b"")
+    (tmp_path / "latest.mp4").symlink_to("clips/mon.mp4")
+    (tmp_path / "current.pt").symlink_to("clips/v1.pt")
+    path = write(
+        tmp_path,
+        '[model]\nname = "current.pt"\n\n[[streams]]\nid = "latest"\nuri = "latest.mp4"\n\n[[streams]]\n'
+        'id = "monday"\nuri = "clips/mon.mp4"\n\n[[streams]]\nid = "other"\nuri = "./clips/../latest.mp4"\n',
+    )
+    settings = load_config(path)
+    latest, monday = str(tmp_path / "latest.mp4"), str(tmp_path / "clips" / "mon.mp4")
+    assert [s.uri for s in settings.streams] == [latest, monday, latest]
+    assert settings.model == str(tmp_path / "current.pt")
+    write_config(settings, list(settings.streams))
+    text = path.read_text()
+    for line in ('uri = "latest.mp4"', 'uri = "clips/mon.mp4"', 'uri = "./clips/../latest.mp4"', 'name = "current.pt"'):
+        assert line in text
 
 
 def test_a_model_name_that_is_not_a_file_beside_the_config_stays_a_name(tmp_path: Path) -> None:

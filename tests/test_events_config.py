@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from server.config import ConfigError, Settings, StreamConfig, load_config, write_config
+from server.config import ConfigError, Settings, StreamConfig, load_config
 from server.events.config import EventsSettings, HistorySettings, MqttSettings, WebhookSettings
+from server.persist import write_config
 
 FULL = """
 [events.history]

@@ -16,7 +16,8 @@ import aiohttp
 import pytest
 
 from server.cli import ssl_context
-from server.config import load_config, write_config
+from server.config import load_config
+from server.persist import write_config
 from tests.support.certificates import self_signed
 from tests.support.segcast_process import REPO, START_TIMEOUT_S, SegcastProcess
 

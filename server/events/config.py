@@ -298,7 +298,7 @@ def _queue(table: Mapping[str, Any], where: str) -> int:
 
 
 def events_toml(settings: EventsSettings) -> list[str]:
-    """``settings`` as TOML lines for `server.config.write_config`: saving an API change must keep them."""
+    """``settings`` as TOML lines for `server.persist.write_config`: saving an API change must keep them."""
     lines: list[str] = []
     if settings.history is not None:
         lines += ["[events.history]", *_pairs(settings.history, HISTORY_KEYS), ""]

@@ -19,17 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from server.config import (
-    STREAM_KEYS,
-    ConfigEditedError,
-    ConfigError,
-    ConfigFileState,
-    StreamConfig,
-    flatten_options,
-    stream_config,
-    stream_options,
-    write_config,
-)
+from server.config import STREAM_KEYS, ConfigError, StreamConfig, flatten_options, stream_config, stream_options
 from server.delivery.encode import FramePacket, ImageKind, Variant, parse_variant
 from server.delivery.hub import Hub, Subscription, Viewer, ViewerLimitError
 from server.events.api import event_outputs_key
@@ -47,6 +37,7 @@ from server.http.keys import (
 )
 from server.http.metrics import render_metrics
 from server.http.policy import SourceRefused
+from server.persist import ConfigEditedError, ConfigFileState, write_config
 from server.streams import HandedInError, ShuttingDownError, StreamExistsError, StreamInfo, StreamOptionsError
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,306 @@
+"""Saving API changes to the config file: `write_config` writes the streams back into the file segcast
+started from, with ``?persist=1`` or ``[server] save_config = true``.
+
+The file is written as TOML from the settings it gave (`server.config.Settings.file_settings`), never
+from flags, and replaced atomically, only while it still holds what segcast read or last wrote there.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+from server.config import VIEWER_LIMIT_KEYS, ConfigError, Settings, StreamConfig, content_digest
+from server.delivery.hub import ViewerLimits
+from server.events.config import EventsSettings, events_toml, toml_string
+from server.http.policy import DEFAULT_DENY_NETWORKS, DEFAULT_SOURCE_SCHEMES
+from server.options import MODEL_IMGSZ, StreamOptions, tracker_defaults
+from server.sources.base import MAX_FRAME_SIDE_PX
+
+
+class ConfigEditedError(ConfigError):
+    """The config file changed on disk since segcast read or wrote it: saving would undo those edits."""
+
+
+@dataclass(slots=True)
+class ConfigFileState:
+    """What a running segcast knows of its config file, for `write_config`; saves are made one at a time.
+
+    ``digest`` is the SHA-256 of the bytes segcast read there or last wrote (None: no file was there),
+    so that a save never rewrites the file over edits made by hand since: a token rotated in it, a
+    stream added. ``flag_streams`` are the ids ``--source`` started, which the file must never get,
+    whatever runs under one later: the same command starts them again, and a file holding one of
+    them would clash with it.
+    """
+
+    digest: str | None
+    flag_streams: frozenset[str]
+
+    @classmethod
+    def of(cls, settings: Settings) -> ConfigFileState:
+        """The state at start: what `load_config` read; settings made in code take the file as it is now."""
+        digest = (settings.file_settings or settings).config_digest
+        if digest is None and settings.config_path is not None:
+            digest = _file_digest(settings.config_path)
+        return cls(digest, settings.flag_streams)
+
+
+def _file_digest(path: Path) -> str | None:
+    """The SHA-256 of a file's bytes (through a symlink), or None when there is no file."""
+    try:
+        return content_digest(path.read_bytes())
+    except FileNotFoundError:
+        return None
+
+
+def write_config(running: Settings, streams: list[StreamConfig], state: ConfigFileState | None = None) -> None:
+    """Save the file's settings with ``streams`` to `Settings.config_path`, replacing the file atomically.
+
+    Comments and key order of a hand-written file are not kept. A stream's options are written where
+    they are its own (`_file_options`): a stream of the file keeps the keys its table set, even those
+    equal to ``[stream_defaults]``, and a change made through the API is written where it differs
+    from what the stream would take from the defaults. What came from flags (``running``'s
+    `Settings.file_settings`, the streams of ``state.flag_streams``, and the values ``--conf``,
+    ``--imgsz`` or ``--tracker`` gave a stream) is not written: the file says what it said, with the
+    streams the API has added or changed. Paths it gave relative to its folder are written as it gave them.
+
+    ``state`` (by default as segcast started) is what segcast knows of the file. A file that holds
+    anything else now was edited by hand, and the settings in memory would undo that: it is left as
+    it is (`ConfigEditedError`). After a save, ``state`` knows the file written.
+    """
+    settings = running.file_settings or running
+    if settings.config_path is None:
+        raise ConfigError("no config file to save to: start segcast with --config FILE")
+    state = ConfigFileState.of(running) if state is None else state
+    started = {stream.stream_id: stream for stream in running.streams}
+    saved = [
+        (stream, _file_options(stream, started.get(stream.stream_id), running.stream_defaults, settings))
+        for stream in streams
+        if stream.stream_id not in state.flag_streams
+    ]
+    text = _config_text(settings, saved)
+    state.digest = _replace_file(settings.config_path, text, state.digest)
+
+
+#: `StreamOptions` fields that go together: a tracker's settings mean nothing to another tracker.
+_OPTION_GROUPS = (("tracker", "tracker_settings"),)
+
+
+def _file_options(
+    stream: StreamConfig, start: StreamConfig | None, running_defaults: StreamOptions, settings: Settings
+) -> dict[str, object]:
+    """The options to write in ``stream``'s ``[[streams]]`` table, by key, as `StreamOptions.to_json` gives them.
+
+    ``start`` is the stream as segcast started it (None: the API added it); ``running_defaults`` are the
+    file's defaults with the flags over them, what a stream that does not set an option takes. Group by
+    group (a tracker and its settings are one), the stream's value is *explicit*, written even where it
+    equals the file's ``[stream_defaults]``, or *inherited*, left out:
+
+    - a stream of the file whose value has not changed since the start holds as its own what its table
+      set (the flags' values are never written; its own ``conf = 0.25`` stays against ``--conf 0.5``);
+    - any other value (changed through the API, or on a stream the API added) is explicit where it
+      differs from ``running_defaults``. One exactly equal to them cannot be told from one they gave:
+      it is taken as inherited, and at a start without those flags it is the file's default again.
+
+    Saved so, the file starts every stream with the options it ran with under the same flags, and
+    says what it said without them.
+    """
+    keys = settings.stream_keys.get(stream.stream_id, frozenset())
+    at_start = start.options if start is not None and stream.stream_id in settings.stream_keys else None
+    grouped = {name for group in _OPTION_GROUPS for name in group}
+    groups = [*_OPTION_GROUPS, *((f.name,) for f in fields(StreamOptions) if f.name not in grouped)]
+    values = stream.options.to_json()
+    written: dict[str, object] = {}
+    for group in groups:
+        current = [getattr(stream.options, name) for name in group]
+        as_filed = at_start is not None and current == [getattr(at_start, name) for name in group]
+        if as_filed:
+            names = [name for name in group if name in keys]
+            if not names:
+                continue
+        elif current != [getattr(running_defaults, name) for name in group]:
+            names = list(group)
+        else:
+            continue
+        if group != ("tracker", "tracker_settings"):
+            written.update({name: values[name] for name in names})
+            continue
+        # A stream of the file as it started: the keys its table set (a table that set only
+        # tracker_settings takes its tracker from the defaults, whichever --tracker makes them).
+        # Any other: its tracker, with the settings it runs with.
+        tracker_settings: dict[str, object]
+        if as_filed:
+            own = stream.options.tracker_settings
+            tracker_settings = {key: value for key, value in own if f"tracker_settings.{key}" in keys}
+        else:
+            tracker_settings = _own_tracker_settings(stream.options, settings.stream_defaults)
+        if "tracker" in names:
+            written["tracker"] = values["tracker"]
+        if tracker_settings:
+            written["tracker_settings"] = tracker_settings
+    return {key: written[key] for key in values if key in written}  # in the order of the options
+
+
+def _own_tracker_settings(options: StreamOptions, file_defaults: StreamOptions) -> dict[str, object]:
+    """The tracker settings to write for a stream running with ``options``.
+
+    A stream whose tracker is that of the file's defaults takes their tracker settings over again
+    when read back (with or without ``--tracker``, see `server.config._file_stream`): those it holds alike are left
+    out, and one it runs without is written as its tracker's own value, so it runs as it ran.
+    """
+    own: dict[str, object] = dict(options.tracker_settings)
+    if options.tracker != file_defaults.tracker:
+        return own
+    given = dict(file_defaults.tracker_settings)
+    written = {key: value for key, value in own.items() if key not in given or given[key] != value}
+    kind = tracker_defaults(options.tracker)
+    written.update({key: kind[key] for key in given if key not in own})
+    return written
+
+
+def _config_text(settings: Settings, streams: list[tuple[StreamConfig, dict[str, object]]]) -> str:
+    """The TOML of ``settings`` with ``streams``, each with the options to write in its table."""
+    lines = ["# Written by segcast after a change through its API.", "", "[server]"]
+    lines += [
+        f"host = {_toml(settings.host)}",
+        f"port = {settings.port}",
+        f"jpeg_quality = {settings.jpeg_quality}",
+        f"embed_origins = {_toml(list(settings.embed_origins))}",
+        f"save_config = {_toml(settings.save_config)}",
+        *_access_lines(settings),
+        "",
+        "[model]",
+        f"name = {_toml(_as_written(settings, 'model.name', settings.model))}",
+        f"device = {_toml(settings.inference.device)}",
+        f"max_batch = {settings.inference.max_batch}",
+        f"half = {_toml(settings.inference.half)}",
+        f"fast_masks = {_toml(settings.inference.fast_masks)}",
+        "",
+    ]
+    if settings.auth_off:
+        lines[1:1] = ['auth = "off"', ""]
+    elif settings.viewer_tokens or settings.admin_tokens:
+        lines += [
+            "[auth]",
+            f"viewer_tokens = {_toml(list(settings.viewer_tokens))}",
+            f"admin_tokens = {_toml(list(settings.admin_tokens))}",
+            "",
+        ]
+    base = StreamOptions().to_json()
+    defaults = {key: value for key, value in settings.stream_defaults.to_json().items() if value != base[key]}
+    lines += ["[stream_defaults]", *_option_lines(defaults), ""]
+    for stream, options in streams:
+        uri = _as_written(settings, f"streams.{stream.stream_id}.uri", stream.uri)
+        lines += ["[[streams]]", f"id = {_toml(stream.stream_id)}", f"uri = {_toml(uri)}"]
+        if stream.loop:
+            lines.append("loop = true")
+        lines += [*_option_lines(options), ""]
+    lines += events_toml(_events_as_written(settings))
+    return "\n".join(lines)
+
+
+def _as_written(settings: Settings, where: str, value: str | Path) -> str:
+    """``value`` of the setting at ``where`` as the config file wrote it, if the file gave it relative to its folder."""
+    taken, text = settings.written_as.get(where, ("", ""))
+    return text if taken == str(value) else str(value)
+
+
+def _events_as_written(settings: Settings) -> EventsSettings:
+    """``settings.events`` with its paths as the file wrote them (`events_toml` writes a path as it is)."""
+    events = settings.events
+    if events.history is not None:
+        path = Path(_as_written(settings, "events.history.path", events.history.path))
+        events = replace(events, history=replace(events.history, path=path))
+    if events.mqtt is not None and events.mqtt.ca_file is not None:
+        ca_file = Path(_as_written(settings, "events.mqtt.ca_file", events.mqtt.ca_file))
+        events = replace(events, mqtt=replace(events.mqtt, ca_file=ca_file))
+    return events
+
+
+def _replace_file(path: Path, text: str, expected_digest: str | None) -> str:
+    """Replace the file at ``path`` with ``text`` if it still holds what ``expected_digest`` says; the new digest.
+
+    Through a symlink, the file it points to is replaced (the link stays a link to it), from a
+    partial file beside that one: on its file system, where the replacement is atomic.
+    """
+    try:
+        # What is written must start segcast again: a value TOML cannot hold (a lone surrogate, which
+        # JSON can escape) is refused here, while the old file is still in place.
+        tomllib.loads(text)
+        data = text.encode("utf-8")
+    except (tomllib.TOMLDecodeError, UnicodeEncodeError) as exc:
+        raise ConfigError(f"{path.name} was not saved: the new content would not read back ({exc})") from None
+    target = path.resolve()
+    if _file_digest(target) != expected_digest:
+        raise ConfigEditedError(
+            f"{path.name} was edited since segcast read or last saved it, and saving now would undo those "
+            "edits; restart segcast to load them, then make the change again"
+        )
+    partial = target.with_name(f".{target.name}.partial")
+    # The file may hold access tokens: the rewrite keeps its permissions (owner-only for a new one).
+    mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else 0o600
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with open(descriptor, "wb") as file:
+        file.write(data)
+    os.chmod(partial, mode)  # os.open's mode is cut by the umask
+    partial.replace(target)
+    return content_digest(data)
+
+
+def _access_lines(settings: Settings) -> list[str]:
+    """The ``[server]`` keys about what may be opened and served, when they differ from the defaults."""
+    lines = []
+    if settings.media_dirs:
+        folders = [_as_written(settings, f"server.media_dirs[{i}]", path) for i, path in enumerate(settings.media_dirs)]
+        lines.append(f"media_dirs = {_toml(folders)}")
+    if settings.allow_devices:
+        lines.append("allow_devices = true")
+    if settings.source_schemes != DEFAULT_SOURCE_SCHEMES:
+        lines.append(f"source_schemes = {_toml(list(settings.source_schemes))}")
+    if settings.deny_networks != DEFAULT_DENY_NETWORKS:
+        lines.append(f"deny_networks = {_toml(list(settings.deny_networks))}")
+    for key in ("tls_cert", "tls_key"):
+        value = getattr(settings, key)
+        if value is not None:
+            lines.append(f"{key} = {_toml(_as_written(settings, f'server.{key}', value))}")
+    if settings.max_frame_side != MAX_FRAME_SIDE_PX:
+        lines.append(f"max_frame_side = {settings.max_frame_side}")
+    for key in VIEWER_LIMIT_KEYS:
+        value = getattr(settings.viewer_limits, key)
+        if value != getattr(ViewerLimits(), key):
+            lines.append(f"{key} = {value}")
+    return lines
+
+
+def _option_lines(values: Mapping[str, object]) -> list[str]:
+    """Stream options (as `StreamOptions.to_json` gives them) as TOML lines."""
+    lines = []
+    for key, value in values.items():
+        if key == "imgsz" and value is None:  # the model's own size over a default one: TOML has no null
+            lines.append(f"{key} = {_toml(MODEL_IMGSZ)}")
+            continue
+        if key == "tracker_settings" and isinstance(value, dict):
+            inline = ", ".join(f"{k} = {_toml(v)}" for k, v in sorted(value.items()))
+            lines.append(f"tracker_settings = {{ {inline} }}")
+        else:
+            lines.append(f"{key} = {_toml(value)}")
+    return lines
+
+
+def _toml(value: object) -> str:
+    """A TOML literal for the few value kinds segcast writes."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return toml_string(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):  # an inline table: zones and lines are lists of them
+        return "{ " + ", ".join(f"{key} = {_toml(v)}" for key, v in value.items()) + " }"
+    raise TypeError(f"cannot write {value!r} to TOML")
