@@ -7,6 +7,7 @@ from fractions import Fraction
 
 import av
 import numpy as np
+import pytest
 
 from server.webrtc.source import RAMP_UP_S, WebRTCSource
 
@@ -69,15 +70,37 @@ def _sizes_handed_on(source: WebRTCSource, sent: list[tuple[float, int, int]]) -
     return handed_on
 
 
-def test_a_sender_that_never_reaches_its_cameras_size_is_taken_at_its_own_after_the_ramp_up() -> None:
+def test_a_sender_that_settles_below_its_cameras_size_is_taken_at_the_most_it_sent() -> None:
     """Scaled up for good, a sender stuck small (a slow link) would cost every frame and every viewer's
-    JPEG the camera size's work and bytes; one that reached it keeps it through later dips."""
+    JPEG the camera size's work and bytes. One still stepping up keeps the camera size; one that
+    settled is taken at the most it sent, even when the frame that shows it settled is a dip; one that
+    reached the camera size keeps it through later dips."""
+    camera = (1280, 720)
     late = RAMP_UP_S + 0.5
     stuck = _sizes_handed_on(
-        WebRTCSource("127.0.0.1", capture_size=(1280, 720)), [(0, 320, 180), (5, 320, 180), (late, 320, 180)]
+        WebRTCSource("127.0.0.1", capture_size=camera), [(0, 320, 180), (5, 320, 180), (late, 320, 180)]
     )
-    assert stuck == [(1280, 720), (1280, 720), (320, 180)]
-    reached = _sizes_handed_on(
-        WebRTCSource("127.0.0.1", capture_size=(1280, 720)), [(0, 320, 180), (5, 1280, 720), (late, 320, 180)]
-    )
-    assert reached == [(1280, 720), (1280, 720), (1280, 720)]
+    assert stuck == [camera, camera, (320, 180)]
+    step = RAMP_UP_S * 0.8
+    slow = [(0, 320, 180), (step, 640, 360), (2 * step, 960, 540), (3 * step, 1280, 720), (4 * step, 640, 360)]
+    assert _sizes_handed_on(WebRTCSource("127.0.0.1", capture_size=camera), slow) == [camera] * 5
+    dipped = [(0, 960, 540), (late, 320, 180), (late + 1, 960, 540)]
+    assert _sizes_handed_on(WebRTCSource("127.0.0.1", capture_size=camera), dipped) == [camera, (960, 540), (960, 540)]
+    reached = [(0, 320, 180), (5, 1280, 720), (late, 320, 180)]
+    assert _sizes_handed_on(WebRTCSource("127.0.0.1", capture_size=camera), reached) == [camera] * 3
+
+
+def test_a_sender_without_timestamps_is_timed_on_this_machines_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frames with no time base have no media time to time the ramp-up on: it would never end."""
+    now = [100.0]
+    monkeypatch.setattr("server.webrtc.source.time.monotonic", lambda: now[0])
+    source = WebRTCSource("127.0.0.1", capture_size=(1280, 720))
+    frames = source.open(threading.Event())
+    handed_on = []
+    for seconds in (0.0, 5.0, RAMP_UP_S + 0.5):
+        now[0] = 100.0 + seconds
+        source.handover.put(_frame(320, 180, 0))  # no time base: media time 0 for every frame
+        decoded = next(frames)
+        handed_on.append((decoded.image.shape[1], decoded.image.shape[0]))
+    frames.close()
+    assert handed_on == [(1280, 720), (1280, 720), (320, 180)]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 
 import av
@@ -26,9 +27,9 @@ DEFAULT_FPS = 30.0
 TAKE_POLL_S = 0.1
 #: Sizes whose width-to-height ratios differ by less than this share are the same picture scaled.
 SAME_ASPECT = 0.02
-#: How long a sender may take to step up to the camera size its offer gave. One still below it then
-#: is taken at the size it sends: scaled up for good, every frame and every viewer's JPEG would cost
-#: the large size's work and bytes for a picture no sharper than the small one.
+#: How long a sender may go without stepping up while below the camera size its offer gave. One that
+#: settles below it is taken at the most it sent: scaled up to the camera size for good, every frame
+#: and every viewer's JPEG would cost that size's work and bytes for a picture no sharper.
 RAMP_UP_S = 10.0
 
 
@@ -81,8 +82,8 @@ class WebRTCSource:
     has already unwrapped the 32-bit RTP clock), so the tracker sees the real time between frames
     even when the network or the reader skipped some. ``capture_size``, the size the publisher's
     camera captures at, is the steady size its frames start from (`steady_size`), so a sender
-    ramping up from a small start keeps its tracks; one that has not reached it within `RAMP_UP_S`
-    is taken at the size it sends.
+    ramping up from a small start keeps its tracks; one that stops stepping up below it for
+    `RAMP_UP_S` is taken at the most it sent.
     """
 
     live = True
@@ -102,7 +103,7 @@ class WebRTCSource:
     def open(self, stop: threading.Event) -> Iterator[Decoded]:
         first_pts: int | None = None
         size = self._capture_size
-        ramping = size is not None  # towards the capture size, which no frame has reached yet
+        ramp = _RampUp() if size is not None else None  # towards the capture size, until reached or settled
         try:
             while not stop.is_set():
                 frame = self.handover.take(TAKE_POLL_S)
@@ -115,14 +116,34 @@ class WebRTCSource:
                     first_pts = pts
                 media_time = float((pts - first_pts) * frame.time_base) if frame.time_base else 0.0
                 received = (frame.width, frame.height)
-                if ramping and media_time >= RAMP_UP_S and received != size:
-                    size = None  # it sends what it sends: tracks restart once, at its own size
+                if ramp is not None and (settled := ramp.settled(received, media_time if frame.time_base else None)):
+                    size, ramp = settled, None  # tracks restart once, at the most it sent
                 size = steady_size(size, received)
-                ramping = ramping and size != received
+                if ramp is not None and size == received:  # the camera size reached, or a new shape
+                    ramp = None
                 yield Decoded(frame.to_ndarray(format="bgr24", width=size[0], height=size[1]), media_time)
         finally:
             if stop.is_set():  # the reader stopped for good (the stream was removed): tell the pump
                 self.handover.end()
+
+
+class _RampUp:
+    """A publisher stepping up towards its camera's size: settled once it has not stepped up for `RAMP_UP_S`."""
+
+    def __init__(self) -> None:
+        self._largest: tuple[int, int] | None = None
+        self._stepped_at = 0.0
+        self._started = time.monotonic()
+
+    def settled(self, received: tuple[int, int], media_time: float | None) -> tuple[int, int] | None:
+        """The largest size it sent, if it has settled below the camera size; else None.
+
+        Timed on the frames' own clock, or on this machine's where they carry none.
+        """
+        now = media_time if media_time is not None else time.monotonic() - self._started
+        if self._largest is None or received[0] > self._largest[0]:
+            self._largest, self._stepped_at = received, now
+        return self._largest if now - self._stepped_at >= RAMP_UP_S else None
 
 
 def steady_size(steady: tuple[int, int] | None, received: tuple[int, int]) -> tuple[int, int]:
