@@ -11,7 +11,7 @@ import os
 import stat
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from server.config import VIEWER_LIMIT_KEYS, ConfigError, Settings, StreamConfig, content_digest
@@ -34,11 +34,13 @@ class ConfigFileState:
     so that a save never rewrites the file over edits made by hand since: a token rotated in it, a
     stream added. ``flag_streams`` are the ids ``--source`` started, which the file must never get,
     whatever runs under one later: the same command starts them again, and a file holding one of
-    them would clash with it.
+    them would clash with it. ``added`` are the ids streams were added under through the API: one of
+    the file's that had such an id was removed first, so what its table set says nothing of the new one.
     """
 
     digest: str | None
     flag_streams: frozenset[str]
+    added: set[str] = field(default_factory=set)
 
     @classmethod
     def of(cls, settings: Settings) -> ConfigFileState:
@@ -76,7 +78,7 @@ def write_config(running: Settings, streams: list[StreamConfig], state: ConfigFi
     if settings.config_path is None:
         raise ConfigError("no config file to save to: start segcast with --config FILE")
     state = ConfigFileState.of(running) if state is None else state
-    started = {stream.stream_id: stream for stream in running.streams}
+    started = {stream.stream_id: stream for stream in running.streams if stream.stream_id not in state.added}
     saved = [
         (stream, _file_options(stream, started.get(stream.stream_id), running.stream_defaults, settings))
         for stream in streams
@@ -109,7 +111,7 @@ def _file_options(
     Saved so, the file starts every stream with the options it ran with under the same flags, and
     says what it said without them.
     """
-    keys = settings.stream_keys.get(stream.stream_id, frozenset())
+    keys = settings.stream_keys.get(stream.stream_id, frozenset()) if start is not None else frozenset()
     at_start = start.options if start is not None and stream.stream_id in settings.stream_keys else None
     grouped = {name for group in _OPTION_GROUPS for name in group}
     groups = [*_OPTION_GROUPS, *((f.name,) for f in fields(StreamOptions) if f.name not in grouped)]
@@ -133,12 +135,23 @@ def _file_options(
         # tracker_settings takes its tracker from the defaults, whichever --tracker makes them).
         # Any other: its tracker, with the settings it runs with.
         tracker_settings: dict[str, object]
+        tracker = stream.options.tracker
         if as_filed:
             own = stream.options.tracker_settings
             tracker_settings = {key: value for key, value in own if f"tracker_settings.{key}" in keys}
+            named = "tracker" in names
         else:
+            # The tracker is its own where the table named it, where the defaults it runs under have
+            # another, or where a setting of its own is not one of the file's defaults' tracker (read
+            # back without --tracker): else it follows the defaults, whichever --tracker makes them.
             tracker_settings = _own_tracker_settings(stream.options, settings.stream_defaults)
-        if "tracker" in names:
+            file_tracker = tracker_defaults(settings.stream_defaults.tracker)
+            named = (
+                "tracker" in keys
+                or tracker != running_defaults.tracker
+                or any(key not in file_tracker for key in tracker_settings)
+            )
+        if named:
             written["tracker"] = values["tracker"]
         if tracker_settings:
             written["tracker_settings"] = tracker_settings

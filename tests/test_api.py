@@ -14,6 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from server.config import Settings, StreamConfig, load_config
+from server.http.api import config_file_key
 from server.http.keys import hub_key
 from tests.support.polling import eventually
 
@@ -300,6 +301,9 @@ async def test_changes_are_saved_to_the_config_file_when_asked(start_server: Sta
     assert path.stat().st_mode & 0o777 == 0o600, "saving keeps the file's permissions"
     assert (await client.delete("/api/streams/a?persist=1")).status == 204
     assert [s["id"] for s in tomllib.loads(path.read_text())["streams"]] == ["b", "c"]
+    # Added again, "a" is a new stream: what the file's "a" set is not its (server.persist, `added`).
+    assert (await client.post("/api/streams?persist=1", json={"id": "a", "uri": "scene:?seed=4"})).status == 201
+    assert "a" in client.server.app[config_file_key].added
     await assert_error(await client.delete("/api/streams/b?persist=maybe"), 400, "persist")
 
 

@@ -452,6 +452,40 @@ def test_a_stream_the_api_gives_the_files_tracker_is_saved_with_it_under_another
     assert kept.options == same.options and "tracker" not in path.read_text().rpartition("[[streams]]")[2]
 
 
+def test_a_change_of_a_streams_tracker_settings_alone_leaves_its_tracker_following_the_defaults(
+    tmp_path: Path,
+) -> None:
+    """A PATCH of track_buffer wrote the tracker too: the stream stopped following --tracker for good."""
+    path = write(
+        tmp_path,
+        '[stream_defaults]\ntracker = "bytetrack"\n\n[[streams]]\nid = "a"\nuri = "scene:"\n'
+        "tracker_settings = { track_buffer = 60 }\n",
+    )
+    for flags in ([], ["--tracker", "botsort"]):
+        argv = ["serve", "--config", str(path), *flags]
+        running = settings_from_args(build_parser().parse_args(argv))
+        [a] = running.streams
+        patched = {"tracker_settings": {"track_buffer": 90}}
+        write_config(running, [replace(a, options=StreamOptions.from_mapping(patched, a.options))])
+        assert "tracker =" not in path.read_text().partition("[[streams]]")[2], flags
+        for again, tracker in (([], "bytetrack"), (["--tracker", "botsort"], "botsort")):
+            [reloaded] = settings_from_args(build_parser().parse_args(["serve", "--config", str(path), *again])).streams
+            assert (reloaded.options.tracker, dict(reloaded.options.tracker_settings)["track_buffer"]) == (tracker, 90)
+
+
+def test_a_stream_added_under_the_id_of_a_removed_one_of_the_file_is_saved_as_a_new_stream(tmp_path: Path) -> None:
+    """The removed stream's table set conf = 0.5 (as --conf did): the new one, which took --conf's
+    0.5, was saved with it, and kept it at a start without the flag."""
+    path = write(tmp_path, '[[streams]]\nid = "a"\nuri = "scene:?seed=1"\nconf = 0.5\n')
+    running = settings_from_args(build_parser().parse_args(["serve", "--config", str(path), "--conf", "0.5"]))
+    state = ConfigFileState.of(running)
+    write_config(running, [], state)  # DELETE a ?persist=1
+    state.added.add("a")  # POST /api/streams {"id": "a", ...}, as the API records it
+    new = stream_config({"id": "a", "uri": "scene:?seed=9"}, running.stream_defaults, "body")
+    write_config(running, [new], state)
+    assert [s.options.conf for s in load_config(path).streams] == [0.25], "the file's default, not the flag's"
+
+
 RELATIVE_CONFIG = """
 [server]
 media_dirs = ["videos", "./clips"]

@@ -314,6 +314,7 @@ async def _add_stream(request: web.Request) -> web.Response:
     persist = _saves(request, config.stream_id, asked)
     await _check_source(request, config.uri)
     info = await _start_stream(request, functools.partial(request.app[manager_key].add, checked=True), config)
+    request.app[config_file_key].added.add(config.stream_id)  # a new stream, whatever the id had before
     if persist:
         await _save_config(request, info)
     response = _with_etag(request, info, status=201)
