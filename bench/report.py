@@ -360,9 +360,6 @@ def _throughput_section(results: Results) -> list[str]:
     for backend, reason in results.skipped_backends.items():
         rows.append([BACKEND_NAMES[backend], *["-"] * (len(header) - 2), f"skipped: {reason}"])
     s = results.settings
-    compared = s.get("compared", {})
-    keys = list(next(iter(compared.values()), {}))
-    settings = [[side, *(f"`{row[k]}`" if k == "call" else row[k] for k in keys)] for side, row in compared.items()]
     across = (
         f" The goal of segcast on {BACKEND_NAMES[cross]} against the seed loop on the `.pt` file is the one "
         "ratio taken across rounds: its two mean fps come from different backends' rounds, measured one after "
@@ -383,7 +380,7 @@ def _throughput_section(results: Results) -> list[str]:
         "*As written* is what users run: ultralytics' defaults. *Like for like* gives it segcast's tracker, "
         "thresholds and NMS, so what is left between the two is the pipeline. Each side's settings:",
         "",
-        *_table(["side", *keys], settings),
+        *_settings_table(s),
         "",
         "Share of the limit is segcast's fps times the forward pass alone (the network on one preprocessed "
         "frame, timed in the same process right before and after): 1.0 would mean nothing but the network. "
@@ -394,6 +391,14 @@ def _throughput_section(results: Results) -> list[str]:
         *_table(header, rows),
         "",
     ]
+
+
+def _settings_table(settings: dict[str, Any]) -> list[str]:
+    """The seed loops' and segcast's settings, side by side, as the throughput and busy-scene sections compare them."""
+    compared = settings.get("compared", {})
+    keys = list(next(iter(compared.values()), {}))
+    rows = [[side, *(f"`{row[k]}`" if k == "call" else row[k] for k in keys)] for side, row in compared.items()]
+    return _table(["side", *keys], rows)
 
 
 def _warmup_words(settings: dict[str, Any]) -> str:
@@ -672,11 +677,14 @@ def _masks_section(results: Results) -> list[str]:
         )
     else:
         text = (
-            f"{scene}, the four sides of a round back to back (who goes first changes from round to round)"
+            f"{scene}, the four sides of a round back to back (who goes first, and the order of any two, changes "
+            "from round to round)"
             f"{_warmup_words(s)}. As in the throughput section, with the settings of its table: the seed loop as "
             f"written and like for like; segcast running `{tracker}` with {plain}, and with {own}. A ratio is "
             "taken within each round; the table gives its mean and, in brackets, the lowest and highest round."
         )
+        if not results.throughput:  # that table is not on this page: the sides' settings here
+            text += "\n\n" + "\n".join(_settings_table(s))
     return ["## Mask post-processing: a busy scene", "", text, "", *_table(header, rows), ""]
 
 

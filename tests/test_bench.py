@@ -178,7 +178,9 @@ def test_the_busy_scene_is_compared_as_the_throughput_section_is(
     assert all(c["tracker"] == COMPARED_TRACKER for c in calls if c["kind"] == "segcast")
     assert masks["ratio"] == pytest.approx(2.5) and masks["ratio_range"] == [2.0, 3.0]  # 12 / 4 and 16 / 8
     assert masks["like_ratio"] == pytest.approx((12 / 5 + 2) / 2)
-    page = page_of(tmp_path, Results(masks={"openvino": masks}))
+    page = page_of(tmp_path, Results(masks={"openvino": masks}, settings={"compared": run._compared_settings()}))
+    # The throughput section's table of each side's settings is not on a page without it: this one has it.
+    assert "| seed loop, like for like |" in page.partition("## Mask post-processing")[2]
     goal = "busy 720p scene at 640: segcast vs seed loop"
     assert f"| {goal} as users write it, best CPU backend | >= 2x | 2.50x (rounds 2.00-3.00) (OpenVINO) | yes |" in page
     assert f"| {goal} like for like, best CPU backend | >= 2x | 2.20x (rounds 2.00-2.40) (OpenVINO) | yes |" in page
