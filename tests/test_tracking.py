@@ -75,6 +75,33 @@ def test_lost_track_buffer_follows_the_measured_processing_rate() -> None:
     assert tracker._tracker.max_frames_lost == 25
 
 
+def _moving_box(tracker: StreamTracker, times: list[float]) -> None:
+    image = np.zeros((240, 320, 3), np.uint8)
+    for index, media_time in enumerate(times):
+        x = 20 + index % 200
+        rows = [[x, 50, x + 40, 120, 0.9, 0]]
+        tracker.update(box_result(image, rows), Frame("cam", index, 1_700_000_000.0 + media_time, media_time, image))
+
+
+def test_a_stall_of_seconds_is_not_taken_for_the_streams_pace() -> None:
+    """One 4 s stall counted whole made the rate 1.2 fps, and ByteTrack then kept a lost track for one
+    frame: the object hidden for a moment just after came back with a new id."""
+    tracker = StreamTracker("cam", NAMES, StreamOptions(tracker="bytetrack"), 30.0)
+    steady = [index / 30 for index in range(60)]
+    _moving_box(tracker, [*steady, steady[-1] + 4.0])
+    assert tracker.processing_fps > 20
+    assert tracker._tracker.max_frames_lost >= 20  # of 30: a second at 30 fps
+
+
+def test_a_stream_processed_slower_than_a_frame_every_five_seconds_is_measured() -> None:
+    """Gaps over 5 s were left out: such a stream kept its nominal 30 fps, and its tracker's windows,
+    counted in frames, lasted minutes (segtrack kept a departed object's track for 15)."""
+    tracker = StreamTracker("cam", NAMES, StreamOptions(), 30.0)
+    _moving_box(tracker, [6.0 * index for index in range(60)])
+    assert tracker.processing_fps == pytest.approx(1 / 6, rel=0.05)
+    assert tracker._tracker.max_frames_lost == 1  # segtrack's 5 s, at least one frame
+
+
 def test_track_buffer_override_is_a_time_at_thirty_fps() -> None:
     options = StreamOptions.from_mapping({"tracker_settings": {"track_buffer": 60}})
     tracker = StreamTracker("cam", NAMES, options, 10.0)
@@ -432,6 +459,25 @@ def test_a_confident_part_of_an_object_is_a_duplicate_but_an_object_in_its_box_c
     # Another class, or the part the more confident of the two: not judged a duplicate.
     assert kept([whole, [100, 100, 200, 160, 0.5, 1]], [disc, upper]) == pytest.approx([0.9, 0.5])
     assert kept([[*whole[:4], 0.5, 0], [100, 100, 200, 160, 0.9, 0]], [disc, upper]) == pytest.approx([0.5, 0.9])
+
+
+def test_a_part_of_an_object_as_confident_as_the_whole_is_still_a_duplicate() -> None:
+    """Only a *more* confident detection could hold a part: at equal confidence (half precision rounds
+    them) both were kept, and two ids traded the object while it stayed partly hidden."""
+    image = np.zeros((240, 320, 3), np.uint8)
+    tracker = StreamTracker("cam", NAMES, StreamOptions(), 15.0)
+    whole, part = [50, 50, 150, 200, 0.8, 0], [50, 50, 150, 110, 0.8, 0]  # a person and its upper part
+    for rows in ([whole, part], [part, whole]):
+        assert tracker._select(box_result(image, rows)).boxes[:, :4].tolist() == [whole[:4]], rows
+
+
+def test_a_box_of_no_area_is_no_detection() -> None:
+    """segtrack, unlike ultralytics' trackers, reported such boxes as tracks."""
+    image = np.zeros((240, 320, 3), np.uint8)
+    tracker = StreamTracker("cam", NAMES, StreamOptions(), 15.0)
+    rows = [[50, 50, 50, 50, 0.9, 0], [60, 60, 10, 10, 0.9, 1], [100, 100, 140, 150, 0.9, 2]]
+    tracks, _ = tracker.update(box_result(image, rows), Frame("cam", 0, 1_700_000_000.0, 0.0, image))
+    assert [track.box for track in tracks] == [(100.0, 100.0, 140.0, 150.0)]
 
 
 @pytest.mark.parametrize("kind", tracker_kinds())

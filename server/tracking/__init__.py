@@ -52,9 +52,12 @@ _FRAME_COUNTS = {
 TRAIL_LENGTH = 30  # centroids kept per track
 VELOCITY_WINDOW_S = 0.5  # velocity is the mean over about this much recent media time
 RATE_SMOOTHING = 0.2  # weight of the newest interval in the measured processing rate
-#: A jump in media time larger than this (a file looped, a camera reconnected) says nothing about
-#: the processing rate, so it is left out of the measurement.
+#: A gap between two frames shorter than this is never an outage (see `StreamTracker._after_outage`).
 MAX_RATE_GAP_S = 5.0
+#: One interval counts in the measured rate for at most this many times the interval measured so far:
+#: a stall of seconds is not the stream's pace (counted whole, one made ByteTrack keep a lost track
+#: for one frame), while a stream that really slows down gets there over a few frames.
+MAX_RATE_STEP = 2.0
 POLYGON_TOLERANCE_PX = 1.0
 #: Per processed frame, older class votes count this much less: a model that flickers between two
 #: classes for a frame or two does not relabel a track, while a lasting change wins in a few frames.
@@ -180,7 +183,7 @@ class StreamTracker:
         self._frame_shape = shape
         outage = self._after_outage(frame.media_time)
         ended = self._start_over(frame) if restarted or outage or resized else []
-        self._measure_rate(frame.media_time)
+        self._measure_rate(frame.media_time, counted=not outage)
         if outage:  # no measure of the stream's pace: a camera back for a frame may be away again
             self._last_gap_s = self._interval_s
         detections = self._select(detections)
@@ -209,11 +212,14 @@ class StreamTracker:
         """This stream's detections for its tracker: down to `detection_conf`, of its classes, at most ``max_det``.
 
         A box that is not a number (a half-precision model overflowing, a remote model gone wrong) is
-        no detection: it would reach the viewers' JSON as ``NaN``, which browsers refuse to parse.
+        no detection: it would reach the viewers' JSON as ``NaN``, which browsers refuse to parse. Nor
+        is one of no area (or inside out), which segtrack, unlike ultralytics' trackers, would report.
         """
-        finite = np.isfinite(detections.boxes[:, :4]).all(axis=1)
-        if not finite.all():
-            detections = detections.select(np.flatnonzero(finite))
+        boxes = detections.boxes
+        usable = np.isfinite(boxes[:, :4]).all(axis=1)
+        usable[usable] &= (boxes[usable, 2] > boxes[usable, 0]) & (boxes[usable, 3] > boxes[usable, 1])
+        if not usable.all():
+            detections = detections.select(np.flatnonzero(usable))
         conf = detections.confidence
         keep = conf >= self._tracker_conf
         if self._class_ids is not None:
@@ -321,12 +327,19 @@ class StreamTracker:
             box=history.last_box,
         )
 
-    def _measure_rate(self, media_time: float) -> None:
+    def _measure_rate(self, media_time: float, counted: bool) -> None:
+        """Take the gap since the last frame into the processing rate, unless not ``counted`` (an outage).
+
+        Each gap counts for at most `MAX_RATE_STEP` intervals, however long: a stall moves the rate a
+        step, and a stream processed slower than a frame every `MAX_RATE_GAP_S` is measured too (left
+        out, it kept its nominal rate, and its tracker's windows in frames lasted minutes).
+        """
         previous, self._last_media_time = self._last_media_time, media_time
         if previous is None:
             return
         interval = self._last_gap_s = media_time - previous
-        if 0 < interval <= MAX_RATE_GAP_S:
+        if counted and interval > 0:
+            interval = min(interval, MAX_RATE_STEP * self._interval_s)
             self._interval_s += RATE_SMOOTHING * (interval - self._interval_s)
             self._apply_rate()
 

@@ -40,7 +40,12 @@ def seen_twice(detections: Detections, conf: float) -> np.ndarray:
     np.fill_diagonal(inside, 0.0)
     confident = boxes[:, 4] >= conf
     found |= ~confident & (inside[:, confident] >= WEAK_DUPLICATE_SHARE).any(axis=1)
-    stronger = boxes[None, :, 4] > boxes[:, None, 4]
+    # [i, j]: j is the more confident; on a tie (half precision rounds confidences), the larger, then the first.
+    scores, area = boxes[:, 4], (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    tied = scores[None, :] == scores[:, None]
+    larger = area[None, :] > area[:, None]
+    first = np.arange(len(boxes))[None, :] < np.arange(len(boxes))[:, None]
+    stronger = (scores[None, :] > scores[:, None]) | (tied & (larger | ((area[None, :] == area[:, None]) & first)))
     same_class = boxes[:, None, 5] == boxes[None, :, 5]
     nested = (inside >= NESTED_BOX_SHARE) & stronger & same_class & confident[:, None] & confident[None, :]
     for part, whole in zip(*np.nonzero(nested), strict=True):
