@@ -297,10 +297,8 @@ def _option_lines(values: Mapping[str, object]) -> list[str]:
             lines.append(f"{key} = {_toml(MODEL_IMGSZ)}")
             continue
         if key == "tracker_settings" and isinstance(value, dict):
-            inline = ", ".join(f"{k} = {_toml(v)}" for k, v in sorted(value.items()))
-            lines.append(f"tracker_settings = {{ {inline} }}")
-        else:
-            lines.append(f"{key} = {_toml(value)}")
+            value = dict(sorted(value.items()))  # an inline table, as `_toml` writes one, in a stable order
+        lines.append(f"{key} = {_toml(value)}")
     return lines
 
 
