@@ -252,6 +252,7 @@ def _serve(args: argparse.Namespace) -> int:
     print("segcast: starting (loading PyTorch takes a few seconds)", flush=True)
     if args.log_level != "DEBUG":
         logging.getLogger("ultralytics").addFilter(_warnings_and_worse)
+    from server.inference.models import ModelError
     from server.serve import STARTUP_ERRORS, serve
 
     try:
@@ -262,6 +263,8 @@ def _serve(args: argparse.Namespace) -> int:
         return EXIT_STARTUP_ERROR
     except STARTUP_ERRORS as exc:
         print(f"segcast: {exc}", file=sys.stderr)
+        if isinstance(exc, ModelError) and str(exc).startswith("--model ") and (where := _model_origin(args, settings)):
+            print(f"segcast: ({where})", file=sys.stderr)
         return EXIT_STARTUP_ERROR
     _exit_now(0)
 
@@ -272,6 +275,20 @@ def _listen_keys(args: argparse.Namespace, settings: Settings) -> tuple[str, str
     host = "[server] host" if args.host is None and in_file is not None and in_file.host != DEFAULT_HOST else "--host"
     port = "[server] port" if args.port is None and in_file is not None and in_file.port != DEFAULT_PORT else "--port"
     return host, port
+
+
+def _model_origin(args: argparse.Namespace, settings: Settings) -> str | None:
+    """Where a model given by the config file came from, or None where ``--model`` gave it.
+
+    A model's errors name ``--model``, the flag most people use; someone who started with a config
+    file and no such flag should learn which line of theirs to change.
+    """
+    in_file = settings.file_settings
+    if args.model is not None or in_file is None:
+        return None
+    if in_file.model == DEFAULT_MODEL:
+        return f"the default model: choose another with --model, or [model] name in {in_file.config_path}"
+    return f"[model] name in {in_file.config_path}; --model overrides it"
 
 
 def _warnings_and_worse(record: logging.LogRecord) -> bool:

@@ -241,3 +241,19 @@ def test_a_host_that_is_no_address_names_the_config_key_it_came_from(
         assert main(["serve", "--config", str(config), "--log-level", "ERROR"]) == EXIT_STARTUP_ERROR
     [line] = capsys.readouterr().err.splitlines()
     assert line.endswith("choose another [server] port or --host"), line
+
+
+@pytest.mark.usefixtures("in_process")
+def test_a_model_the_config_file_named_says_where_it_was_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The model's errors say ``--model``; someone who wrote no such flag learns the line to change."""
+    config = tmp_path / "segcast.toml"
+    config.write_text('[model]\nname = "nosuch-seg.pt"\n\n[[streams]]\nid = "a"\nuri = "scene:"\n')
+    assert main(["serve", "--config", str(config), "--log-level", "ERROR"]) == EXIT_STARTUP_ERROR
+    first, second = capsys.readouterr().err.splitlines()
+    assert first.startswith("segcast: --model nosuch-seg.pt: no such file or folder")
+    assert second == f"segcast: ([model] name in {config}; --model overrides it)"
+    assert main(["serve", "--config", str(config), "--model", "other-seg.pt", "--log-level", "ERROR"]) == 2
+    [line] = capsys.readouterr().err.splitlines()  # the flag named it: the message is right as it is
+    assert line.startswith("segcast: --model other-seg.pt: no such file or folder")
