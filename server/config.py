@@ -208,6 +208,7 @@ def load_config(path: Path, default_overrides: Mapping[str, Any] | None = None) 
 def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides: Mapping[str, Any]) -> Settings:
     name = path.name
     _known(data, ("server", "model", "stream_defaults", "streams", "auth", "events"), f"{name}:")
+    _refuse_auth_in_a_table(data, name)
     server = _table(data, "server", name)
     _known(server, SERVER_KEYS, f"{name}: server")
     host = _typed(server, "host", str, DEFAULT_HOST, f"{name}: server")
@@ -411,6 +412,21 @@ def _absolute(value: str, config: Path, where: str) -> Path:
 def content_digest(data: bytes) -> str:
     """The SHA-256 of a config file's bytes, as `Settings.config_digest` holds it."""
     return hashlib.sha256(data).hexdigest()
+
+
+def _refuse_auth_in_a_table(data: Mapping[str, Any], name: str) -> None:
+    """``auth = "off"`` written at the end of a file lands in its last table: TOML puts every key
+    after a ``[table]`` header into that table. Say where it belongs rather than "unknown key"."""
+    streams = data.get("streams")
+    tables = [(key, value) for key, value in data.items() if key != "streams"]
+    if isinstance(streams, list):
+        tables += [(f"streams[{index}]", table) for index, table in enumerate(streams)]
+    for where, table in tables:
+        if isinstance(table, dict) and "auth" in table:
+            raise ConfigError(
+                f"{name}: {where}.auth: auth is a top-level key; write it before the first [table] "
+                f"(a key after a [table] header belongs to that table)"
+            )
 
 
 def _known(table: Mapping[str, Any], keys: tuple[str, ...], where: str) -> None:

@@ -294,7 +294,7 @@ def test_listening_beyond_this_machine_without_tokens_is_refused_at_start(tmp_pa
     )
     assert result.returncode == EXIT_STARTUP_ERROR
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("segcast: --host 0.0.0.0:"), result.stderr
+    assert len(lines) == 1 and lines[0].startswith("segcast: listening on 0.0.0.0, beyond this machine,"), result.stderr
 
 
 def test_auth_settings_are_read(tmp_path: Path) -> None:
@@ -620,3 +620,17 @@ def test_loop_without_a_source_stream_says_where_to_set_it(tmp_path: Path) -> No
     argv = ["serve", "--config", str(path), "--loop", "--source", "/videos/a.mp4"]
     yard, a = settings_from_args(build_parser().parse_args(argv)).streams
     assert a.loop and not yard.loop
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ('[[streams]]\nid = "a"\nuri = "scene:"\nauth = "off"\n', "streams[0].auth"),
+        ('[server]\nhost = "0.0.0.0"\nauth = "off"\n', "server.auth"),
+    ],
+)
+def test_auth_written_after_a_table_is_refused_saying_where_it_belongs(tmp_path: Path, text: str, where: str) -> None:
+    """Appended to a file, as the error for a host without tokens suggests, it lands in the last table."""
+    with pytest.raises(ConfigError) as refused:
+        load_config(write(tmp_path, text))
+    assert str(refused.value).startswith(f"segcast.toml: {where}: auth is a top-level key; write it before the first [")

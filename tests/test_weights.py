@@ -146,3 +146,18 @@ def test_the_cache_follows_xdg_cache_home_or_defaults_to_the_home_folder(monkeyp
     assert weights.cache_dir() == Path("/srv/cache/segcast/models")
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert weights.cache_dir() == Path.home() / ".cache" / "segcast" / "models"
+
+
+def test_an_export_offline_suggests_only_what_export_takes(
+    places: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Export takes a .pt; the serving hint (".onnx file, or an OpenVINO folder") sent people to a refusal."""
+    from server.inference.export import ExportError, export_model
+
+    monkeypatch.setenv(weights.WEIGHTS_URL_ENV, f"http://127.0.0.1:{free_port()}/")  # refused, as offline
+    work, _ = places
+    with pytest.raises(ExportError) as refused:
+        export_model(NAME, "onnx", work / "out", None)
+    assert f"--model {NAME}: could not download it (" in str(refused.value)
+    assert "--model bundled (the demo model) or a local .pt file" in str(refused.value)
+    assert ".onnx" not in str(refused.value) and "OpenVINO" not in str(refused.value)

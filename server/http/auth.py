@@ -159,9 +159,9 @@ class AccessPolicy:
             if is_loopback(host):
                 return cls(open=True, local_names_only=True)
             raise AuthConfigError(
-                f"--host {host}: listening beyond this machine needs access tokens "
-                f"(auth.admin_tokens / auth.viewer_tokens in the config file, or ${ADMIN_TOKENS_ENV}); "
-                f'or set auth = "off" to let anyone in'
+                f"listening on {host}, beyond this machine, needs access tokens "
+                f"(${ADMIN_TOKENS_ENV}, or auth.admin_tokens / auth.viewer_tokens in a config file); "
+                f'or let anyone in with auth = "off" at the top of a config file, before its first [table]'
             )
         digests = tuple((_digest(t), Role.ADMIN) for t in admins) + tuple((_digest(t), Role.VIEWER) for t in viewers)
         if not admins:  # every input would be a viewer's: they could sign themselves admin tokens

@@ -31,7 +31,14 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from server.inference.models import SUPPORTED_TASKS, ModelError, install_hint, load_model, resolve_model_path
+from server.inference.models import (
+    EXPORT_OFFLINE_HINT,
+    SUPPORTED_TASKS,
+    ModelError,
+    install_hint,
+    load_model,
+    resolve_model_path,
+)
 from server.inference.telemetry import switch_off_ultralytics_telemetry
 from server.options import StreamOptions
 from server.triton.repository import check_pixel_input_model, write_repository
@@ -143,7 +150,7 @@ def export_model(
         extra = REQUIREMENTS[fmt][1]
         raise ExportError(f"--format {fmt} needs {', '.join(missing)}: install them with {install_hint(extra)}")
     try:
-        source = Path(resolve_model_path(spec))
+        source = Path(resolve_model_path(spec, EXPORT_OFFLINE_HINT))
     except ModelError as exc:
         raise ExportError(str(exc)) from None
     if source.suffix != ".pt" or not source.is_file():

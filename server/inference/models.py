@@ -28,8 +28,9 @@ DEFAULT_MODEL = "yolov8n-seg.pt"
 BUNDLED_MODEL = Path(__file__).parent.parent / "data" / "segcast-scene-seg.pt"
 BUNDLED_ALIASES = frozenset({"bundled", BUNDLED_MODEL.name})
 SUPPORTED_TASKS = frozenset({"segment", "detect"})
-#: What to pass instead when a model cannot be downloaded.
+#: What to pass instead when a model cannot be downloaded: what serving takes, and what exporting takes.
 OFFLINE_HINT = "without internet use --model bundled (the demo model), a local .pt or .onnx file, or an OpenVINO folder"
+EXPORT_OFFLINE_HINT = "without internet use --model bundled (the demo model) or a local .pt file"
 
 
 class ModelError(Exception):
@@ -59,9 +60,12 @@ class InferenceStatus:
         }
 
 
-def resolve_model_path(spec: str) -> str:
+def resolve_model_path(spec: str, offline_hint: str = OFFLINE_HINT) -> str:
     """What to hand ultralytics for ``spec``: a local path, downloading a published name into the cache
-    first (`server.inference.weights`), or the bare name of one of ultralytics' model yamls (built untrained)."""
+    first (`server.inference.weights`), or the bare name of one of ultralytics' model yamls (built untrained).
+
+    ``offline_hint`` says what to pass instead when the download fails: the caller knows what it takes.
+    """
     if not spec.strip():  # Path("") is ".", the folder segcast was started from
         raise ModelError(f"--model {spec!r}: empty; pass a model's name, a .pt or .onnx file, or an OpenVINO folder")
     if spec in BUNDLED_ALIASES and not Path(spec).exists():
@@ -81,7 +85,7 @@ def resolve_model_path(spec: str) -> str:
         return str(weights.fetch(spec))
     except weights.DownloadError as exc:
         raise ModelError(
-            f"--model {spec}: could not download it ({exc}); {OFFLINE_HINT}, or put {spec} into {weights.cache_dir()}"
+            f"--model {spec}: could not download it ({exc}); {offline_hint}, or put {spec} into {weights.cache_dir()}"
         ) from None
 
 
