@@ -98,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
     cpu_server.add_arguments(commands)
+    commands.metavar = "{" + ",".join(commands.choices) + "}"  # named in the "required" error, not `command`
     return parser
 
 
@@ -252,6 +253,8 @@ def _serve(args: argparse.Namespace) -> int:
     print("segcast: starting (loading PyTorch takes a few seconds)", flush=True)
     if args.log_level != "DEBUG":
         logging.getLogger("ultralytics").addFilter(_warnings_and_worse)
+        # Nine INFO lines per WebRTC viewer: every candidate pair checked, with internal addresses.
+        logging.getLogger("aioice").setLevel(logging.WARNING)
     from server.inference.models import ModelError
     from server.serve import STARTUP_ERRORS, serve
 

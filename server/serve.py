@@ -16,7 +16,7 @@ from aiohttp import web
 from server.app import create_app
 from server.config import ConfigError, Settings
 from server.http.auth import AuthConfigError
-from server.http.listen import ListenError, bind, viewer_url
+from server.http.listen import ListenError, bind, listening_message
 from server.http.serving import server_options
 from server.inference.models import ModelError
 from server.sources.uri import mask_uri
@@ -32,7 +32,7 @@ def serve(settings: Settings, context: ssl.SSLContext | None, *, access_log: boo
     ``access_log`` writes a line per HTTP request (at INFO, whatever the log level): off by default,
     since a dashboard polling snapshots would bury everything else.
     """
-    url = viewer_url(settings.host, settings.port, context is not None)
+    listening = listening_message(settings.host, settings.port, context is not None)
     sockets = bind(settings.host, settings.port)
     try:
         say(f"segcast: loading model {mask_uri(settings.model)}")  # a Triton URL may carry a password
@@ -46,7 +46,7 @@ def serve(settings: Settings, context: ssl.SSLContext | None, *, access_log: boo
             sock=sockets,
             ssl_context=context,
             access_log=logging.getLogger(ACCESS_LOGGER) if access_log else None,
-            print=lambda _: say(f"segcast: listening on {url}"),
+            print=lambda _: say(f"segcast: {listening}"),
             **server_options(),
         )
     finally:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from server.cli import EXIT_STARTUP_ERROR, main
+from server.http.listen import listening_message
 from server.inference import weights
 from server.inference.models import BUNDLED_MODEL
 from tests.support.rtsp_camera import free_port
@@ -218,8 +219,10 @@ def test_ctrl_c_during_start_up_exits_130_without_a_traceback() -> None:
 def in_process() -> Iterator[None]:
     """`main` run here filters ultralytics' INFO lines out, as a start does: not for the tests after it."""
     filters = list(logging.getLogger("ultralytics").filters)
+    aioice_level = logging.getLogger("aioice").level
     yield
     logging.getLogger("ultralytics").filters[:] = filters
+    logging.getLogger("aioice").setLevel(aioice_level)
 
 
 @pytest.mark.usefixtures("in_process")
@@ -254,6 +257,34 @@ def test_a_model_the_config_file_named_says_where_it_was_named(
     first, second = capsys.readouterr().err.splitlines()
     assert first.startswith("segcast: --model nosuch-seg.pt: no such file or folder")
     assert second == f"segcast: ([model] name in {config}; --model overrides it)"
+    # Not about models: a start below DEBUG keeps aioice's nine INFO lines per WebRTC viewer out of the log.
+    assert logging.getLogger("aioice").getEffectiveLevel() == logging.WARNING
     assert main(["serve", "--config", str(config), "--model", "other-seg.pt", "--log-level", "ERROR"]) == 2
     [line] = capsys.readouterr().err.splitlines()  # the flag named it: the message is right as it is
     assert line.startswith("segcast: --model other-seg.pt: no such file or folder")
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "", "::"])
+def test_listening_on_every_interface_says_so_and_shows_an_address_a_browser_opens(host: str) -> None:
+    """``listening on http://127.0.0.1:8080/`` for ``--host 0.0.0.0`` read as if only this machine could connect."""
+    said = listening_message(host, 8080, tls=False)
+    assert (
+        said == "listening on every interface, port 8080: open http://127.0.0.1:8080/ here, or this machine's address"
+    )
+
+
+def test_listening_on_one_address_shows_it() -> None:
+    assert listening_message("192.168.1.5", 8443, tls=True) == "listening on https://192.168.1.5:8443/"
+    assert listening_message("fe80::1", 8080, tls=False) == "listening on http://[fe80::1]:8080/"
+
+
+def test_a_missing_command_names_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    """argparse named the attribute the command is stored in: ``required: command``, ``triton_command``."""
+    for argv, commands in (([], "{serve,demo,export,triton}"), (["triton"], "{setup,serve}")):
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert (
+            capsys.readouterr()
+            .err.splitlines()[-1]
+            .endswith(f"error: the following arguments are required: {commands}")
+        )

@@ -135,12 +135,21 @@ def main() -> None:
     parser.add_argument("--polish-rounds", type=int, default=2)
     parser.add_argument("--start-from", type=Path, default=None, help="stage-one weights: polish these only")
     parser.add_argument("--imgsz", type=int, default=320)
-    parser.add_argument("--workdir", type=Path, default=None, help="keep the dataset and run here")
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="keep the dataset and run here (else a temporary folder, removed)"
+    )
     args = parser.parse_args()
+    if args.workdir is not None:
+        train_and_report(args, args.workdir)
+        return
+    with tempfile.TemporaryDirectory(prefix="segcast-train-") as scratch:  # hundreds of MB after a training
+        train_and_report(args, Path(scratch))
 
+
+def train_and_report(args: argparse.Namespace, workdir: Path) -> None:
+    """Write the dataset into ``workdir``, train there (unless only evaluating) and print the mAPs."""
     from ultralytics import YOLO
 
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="segcast-train-"))
     data_root = workdir / "data"
     write_split(data_root, "val", VAL_SEEDS, args.val_images)
     write_split(data_root, "test", TEST_SEEDS, args.test_images)

@@ -72,7 +72,19 @@ def bind(host: str, port: int) -> list[socket.socket]:
     return sockets
 
 
-def viewer_url(host: str, port: int, tls: bool) -> str:
-    """The address to open the viewer at: this machine's loopback when listening on every interface."""
-    shown = "127.0.0.1" if host in ("0.0.0.0", "") else f"[{host}]" if ":" in host else host
-    return f"{'https' if tls else 'http'}://{shown}:{port}/"
+#: Hosts that mean every interface of the machine, IPv4 or IPv6.
+EVERY_INTERFACE = frozenset({"", "0.0.0.0", "::"})
+
+
+def listening_message(host: str, port: int, tls: bool) -> str:
+    """What segcast says once it accepts connections: an address to open the viewer at.
+
+    Listening on every interface, this machine's loopback is shown (``0.0.0.0`` is no address a browser
+    opens), and the line says so, or it would read as if only this machine could connect.
+    """
+    scheme = "https" if tls else "http"
+    if host in EVERY_INTERFACE:
+        here = f"{scheme}://127.0.0.1:{port}/"
+        return f"listening on every interface, port {port}: open {here} here, or this machine's address"
+    shown = f"[{host}]" if ":" in host else host
+    return f"listening on {scheme}://{shown}:{port}/"

@@ -126,6 +126,7 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--grpc-port", type=int, default=DEFAULT_GRPC_PORT, help="gRPC port (default 8001)")
     serve.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT, help="/metrics port (default 8002)")
     serve.add_argument("--instances", type=int, default=1, help="model instances running at once, each (default 1)")
+    actions.metavar = "{" + ",".join(actions.choices) + "}"  # named in the "required" error, not triton_command
 
 
 def run(args: argparse.Namespace) -> int:
