@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from server.sources.base import StreamState
 from tests.support.certificates import self_signed
 from tests.support.event_packets import frames_kept_after_offering, track_start, with_counts, with_events
 from tests.support.mosquitto import Broker, free_port
+from tests.support.mqtt_proxy import HoldingProxy
 from tests.support.polling import eventually
 
 Message = tuple[str, bytes, bool]  # topic, payload, retained
@@ -38,12 +39,13 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
 
 
 @asynccontextmanager
-async def running(settings: MqttSettings) -> AsyncIterator[tuple[EventOutputs, MqttSink]]:
+async def running(settings: MqttSettings, timeout_s: float = 2.0) -> AsyncIterator[tuple[EventOutputs, MqttSink]]:
+    """Event outputs with ``settings``' MQTT alone, started; ``timeout_s``: the client's for any answer."""
     outputs = EventOutputs(EventsSettings(mqtt=settings))
     sink = outputs.sinks[0]
     assert isinstance(sink, MqttSink)
     sink.backoff_first_s = 0.1
-    sink.connect_timeout_s = 2.0  # a TLS port answering plain MQTT says nothing until this runs out
+    sink.connect_timeout_s = timeout_s  # a TLS port answering plain MQTT says nothing until this runs out
     await outputs.start()
     try:
         yield outputs, sink
@@ -457,3 +459,180 @@ async def test_a_stream_removed_while_its_sensors_are_announced_announces_them_a
             await eventually(counted_again, what="the counts of the stream added back")
         assert removed
         assert sensor in await retained(broker.port, "homeassistant/#")
+
+
+#: Long enough that no publish times out while a test holds the broker's answers back.
+HELD_ANSWERS_TIMEOUT_S = 60.0
+
+
+async def test_events_go_out_without_waiting_for_each_ones_confirmation(broker: Broker) -> None:
+    async with (
+        HoldingProxy(broker.port) as proxy,
+        running(MqttSettings("127.0.0.1", proxy.port, discovery=False), HELD_ANSWERS_TIMEOUT_S) as (outputs, sink),
+    ):
+        await state_is(sink, SinkState.OK)
+        proxy.hold()  # the broker's PUBACKs wait at the proxy: no event is confirmed
+        for seq in range(10):
+            outputs.on_packet(track_start(seq, track_id=seq))
+
+        async def all_on_their_way() -> bool:
+            return proxy.published.count("segcast/cam/events/track") == 10
+
+        # A broker 50 ms away gave one event per round trip: 18 a second.
+        await eventually(all_on_their_way, what="ten events sent before the first is confirmed")
+        assert sink.health().delivered == 0
+        proxy.release()
+
+        async def delivered() -> bool:
+            return sink.health().delivered == 10
+
+        await eventually(delivered, what="the ten events confirmed")
+
+
+async def test_a_streams_state_goes_out_between_queued_events(broker: Broker) -> None:
+    flood = 50  # more than are on their way at once
+    async with (
+        HoldingProxy(broker.port) as proxy,
+        running(MqttSettings("127.0.0.1", proxy.port, discovery=False), HELD_ANSWERS_TIMEOUT_S) as (outputs, sink),
+    ):
+        await state_is(sink, SinkState.OK)
+        proxy.hold()
+        for seq in range(flood):
+            outputs.on_packet(track_start(seq, track_id=seq))
+        outputs.on_stream_state("cam", StreamState.LIVE)
+        outputs.on_packet(with_counts(flood, {"zones": {"door": {"objects": 1}}}))
+
+        async def state_sent() -> bool:
+            return {"segcast/cam/availability", "segcast/cam/counts"} <= set(proxy.published)
+
+        # Not after the flood: a camera going offline, or a new zone's sensor, waited for every event queued.
+        await eventually(state_sent, what="the stream's availability and counts")
+        assert proxy.published.count("segcast/cam/events/track") < flood
+        proxy.release()
+
+        async def delivered() -> bool:
+            return sink.health().delivered == flood
+
+        await eventually(delivered, what="the flood's events")
+        assert sink.health().dropped == 0
+
+
+async def test_events_on_their_way_when_the_connection_drops_are_published_again_in_order(broker: Broker) -> None:
+    async with (
+        listening(broker.port, "segcast/cam/events/#") as received,
+        HoldingProxy(broker.port) as proxy,
+        running(MqttSettings("127.0.0.1", proxy.port, discovery=False), HELD_ANSWERS_TIMEOUT_S) as (outputs, sink),
+    ):
+        await state_is(sink, SinkState.OK)
+        proxy.hold()
+        for seq in range(5):
+            outputs.on_packet(track_start(seq, track_id=seq))
+
+        async def all_on_their_way() -> bool:
+            return proxy.published.count("segcast/cam/events/track") == 5
+
+        await eventually(all_on_their_way, what="five events sent")
+        await proxy.drop()  # the broker took them, but its PUBACKs are lost with the connection
+        proxy.release()
+
+        async def published_again() -> bool:
+            return [event["id"] for event in on(received, "segcast/cam/events/track")] == [0, 1, 2, 3, 4] * 2
+
+        await eventually(published_again, what="the five events again after reconnecting, in order")
+
+        async def delivered() -> bool:
+            return sink.health().delivered == 5
+
+        await eventually(delivered, what="the five events confirmed")
+
+
+async def test_sensors_retained_from_an_earlier_run_that_no_count_names_are_removed(broker: Broker) -> None:
+    def config(name: str) -> str:
+        return f"homeassistant/sensor/segcast_cam/{name}/config"
+
+    other_integration = "homeassistant/sensor/zigbee_lamp/power/config"
+    async with running(MqttSettings("127.0.0.1", broker.port)) as (outputs, sink):
+        await state_is(sink, SinkState.OK)
+        outputs.on_packet(with_counts(1, {"zones": {"door": {"objects": 1}, "bay": {"objects": 0}}}))
+
+        async def announced() -> bool:
+            first = {config("zones_door_objects"), config("zones_bay_objects")}
+            return first <= await retained(broker.port, "homeassistant/#")
+
+        await eventually(announced, what="the sensors of the first run")
+    async with aiomqtt.Client("127.0.0.1", broker.port) as other:
+        await other.publish(other_integration, json.dumps({"state_topic": "zigbee/lamp"}), qos=1, retain=True)
+
+    # Segcast starts again, its zones changed while it was stopped (or through the API, unsaved).
+    async with running(MqttSettings("127.0.0.1", broker.port)) as (outputs, sink):
+        await state_is(sink, SinkState.OK)
+        outputs.on_packet(with_counts(1, {"zones": {"porch": {"objects": 0}}}))
+        expected = {config("tracks"), config("zones_porch_objects"), other_integration}
+
+        async def only_this_runs() -> bool:
+            return await retained(broker.port, "homeassistant/#") == expected
+
+        await eventually(only_this_runs, what="the sensors of deleted zones removed")
+    # Again, its last zone deleted meanwhile: the first counts after connecting say so too.
+    async with running(MqttSettings("127.0.0.1", broker.port)) as (outputs, sink):
+        await state_is(sink, SinkState.OK)
+        outputs.on_packet(with_events(1, []))
+
+        async def no_zone_left() -> bool:
+            return await retained(broker.port, "homeassistant/#") == {config("tracks"), other_integration}
+
+        await eventually(no_zone_left, what="the sensor of the last zone removed")
+
+
+async def test_the_sensors_of_a_streams_last_zone_and_line_go_when_they_are_deleted(broker: Broker) -> None:
+    """Frames without counts are a stream's with no zones or lines left (a frame whose analytics failed
+    carries the counts as they stand: `server.inference.analysis`)."""
+    zones = {"zones": {"door": {"objects": 1}}, "lines": {"gate": {"in": 2, "out": 0}}}
+    async with (
+        listening(broker.port) as received,
+        running(MqttSettings("127.0.0.1", broker.port)) as (outputs, sink),
+    ):
+        await state_is(sink, SinkState.OK)
+
+        async def published(tracks: int) -> None:
+            """Wait for the counts of the frame with ``tracks``: they follow any sensor config it made."""
+
+            async def arrived() -> bool:
+                return any(count["tracks"] == tracks for count in on(received, "segcast/cam/counts"))
+
+            await eventually(arrived, what=f"the counts with {tracks} tracks")
+
+        # One frame at a time: a stream's newest counts replace any not yet published.
+        outputs.on_packet(with_counts(1, zones, tracks=1))
+        await published(1)
+        outputs.on_packet(with_events(2, [], tracks=2))  # the zone and the line deleted
+        await published(2)
+    configs = [(topic, payload) for topic, payload, _ in received if topic.startswith("homeassistant/")]
+    removed = sorted(topic.split("/")[-2] for topic, payload in configs if not payload)
+    assert removed == ["lines_gate_in", "lines_gate_out", "zones_door_objects"]
+
+
+async def test_status_says_offline_after_a_stop_the_client_swallowed(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    publish = aiomqtt.Client.publish
+    saying_online = asyncio.Event()
+
+    async def swallowing(client: aiomqtt.Client, topic: str, *args: Any, **kwargs: Any) -> None:
+        """Python 3.11's asyncio.wait_for, in aiomqtt, loses a cancellation that comes as the broker answers."""
+        if topic == "segcast/status" and args[:1] == ("online",):
+            saying_online.set()
+            with suppress(asyncio.CancelledError):
+                await asyncio.Event().wait()
+        await publish(client, topic, *args, **kwargs)
+
+    monkeypatch.setattr(aiomqtt.Client, "publish", swallowing)
+    async with running(MqttSettings("127.0.0.1", broker.port)):
+        await saying_online.wait()
+    async with listening(broker.port, "segcast/status") as received:
+
+        async def retained() -> bool:
+            return bool(received)
+
+        await eventually(retained, what="the retained status")
+    assert received == [("segcast/status", b"offline", True)]

@@ -19,17 +19,35 @@ Topics (``P`` is ``topic_prefix``, default ``segcast``; ``D`` is ``discovery_pre
   connecting, so counts added later (zones, lines) appear in Home Assistant by themselves. A count
   that goes away (its zone or line deleted) has its config cleared (an empty retained message, which
   Home Assistant takes as "remove this sensor"); a removed stream has all of them, its counts and its
-  availability cleared. Only what this process published is cleared: a stream deleted from the
-  config file while segcast was stopped leaves its sensors behind.
+  availability cleared. A frame whose analytics failed carries the counts as they stand
+  (`server.inference.analysis`), so it removes no sensor.
 
-One task owns the connection: it connects, publishes from its queue, and on any broker error waits
-(doubling up to `BACKOFF_MAX_S`) and connects again. The event being published when the connection
-dropped is published again after it (at least once, as QoS 1 promises); events arriving meanwhile
-wait in the bounded queue, and once it is full they are dropped and counted. Counts are not queued:
-only the newest counts of each stream are kept, so a long outage costs one message per stream. Any
-other error publishing one event (or one stream's counts) costs that event (or those counts), logged
-with its stream and counted failed; the task carries on with the rest. At shutdown an event still
-queued, or on its way unconfirmed, is counted dropped.
+With discovery on, what the broker retains is read on connecting: this node's discovery configs
+retained there (from an earlier run, or before a lost connection) are collected, and a stream's
+first counts on the new connection clear those they do not name, so a zone deleted or renamed while
+segcast was stopped (or changed through the API and not saved) loses its sensor too. The configs
+come from a subscription to ``D/sensor/+/+/config`` made after ``P/status`` was published retained,
+then one to ``P/status``: the broker sends a subscription's retained messages as it takes it, and
+takes a client's packets in order, so the status arriving means every retained config has. It is
+waited for at most `connect_timeout_s` (a broker that refuses the subscription never sends it);
+without it only the configs that came before, and those this process published, are known. A
+config is this node's if its state topic is this node's counts topic of that stream (node
+``segcast_x``'s topics start as node ``segcast``'s do). A stream that never comes back (deleted from
+the config file while segcast was stopped) keeps its sensors: this output is not told which streams
+the server has, only of those it hears from.
+
+One task owns the connection: it connects, publishes, and on any broker error waits (doubling up to
+`BACKOFF_MAX_S`) and connects again. Up to `WINDOW` publishes are on their way at once, in order
+over the one connection, so a broker far away costs a round trip per `WINDOW` messages, not per
+message. Events and state take turns: between two events goes one stream's pending removal,
+availability or counts (at most one of each per stream is pending, the newest), so a flood of
+events does not hold back a camera going offline or a new zone's sensor. Events the broker had not
+confirmed when the connection dropped are published again first, in order, after it (at least
+once, as QoS 1 promises); events arriving meanwhile wait in the bounded queue, and once it is full
+they are dropped and counted. Any other error publishing one message costs that message (an event
+is counted failed), logged with its stream; the task carries on with the rest. At shutdown segcast
+and its streams say offline, and an event still queued, or on its way unconfirmed, is counted
+dropped.
 """
 
 from __future__ import annotations
@@ -39,7 +57,11 @@ import json
 import logging
 import re
 import ssl
+import sys
+from collections import deque
+from collections.abc import Callable
 from contextlib import suppress
+from dataclasses import dataclass
 
 import aiomqtt
 
@@ -52,7 +74,104 @@ log = logging.getLogger(__name__)
 QOS = 1
 CONNECT_TIMEOUT_S = 10.0
 OFFLINE_TIMEOUT_S = 1.0
+#: Publishes awaiting the broker's PUBACK at once: paho's own default limit, set on the client too,
+#: so none waits in paho's queue while aiomqtt's timeout for its PUBACK already runs.
+WINDOW = 20
+#: A SUBACK code from this one up refuses the subscription.
+REFUSED = 0x80
 UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+@dataclass(frozen=True, slots=True)
+class _Message:
+    """One publish, and what it is for: an event not confirmed when its connection ended is sent
+    again first on the next one, a removal is done again; other state is published anew from the
+    newest on every connection anyway."""
+
+    topic: str
+    payload: str | bytes
+    retain: bool
+    stream_id: str
+    what: str  # for the log line if it cannot be published: "a track event", "its counts"
+    event: OutEvent | None = None
+    removal: bool = False
+
+
+class _Window:
+    """The publishes on their way over one connection, each awaiting its PUBACK in its own task.
+
+    Each task's first step hands its message to paho, and tasks take their first step in the order
+    they were made, so messages reach the broker in the order sent, however many are on their way.
+    A message confirmed, or refused for itself (a topic paho will not take), is settled through the
+    callbacks; one whose publish failed for the connection's sake is left for `close`.
+    """
+
+    def __init__(
+        self,
+        client: aiomqtt.Client,
+        confirmed: Callable[[_Message], None],
+        failed: Callable[[_Message, BaseException], None],
+        wake: asyncio.Event,
+    ) -> None:
+        self._client = client
+        self._confirmed = confirmed
+        self._failed = failed
+        self._wake = wake
+        self._flight: dict[asyncio.Task[None], _Message] = {}  # in the order sent
+        self._cancelled: list[asyncio.Task[None]] = []
+        self._closed = False
+        #: The error a publish ended with that says the connection is lost (or the broker stopped answering).
+        self.broken: aiomqtt.MqttError | None = None
+
+    @property
+    def full(self) -> bool:
+        return len(self._flight) >= WINDOW
+
+    def send(self, message: _Message) -> None:
+        publishing = self._client.publish(message.topic, message.payload, qos=QOS, retain=message.retain)
+        task = asyncio.get_running_loop().create_task(publishing)
+        self._flight[task] = message
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        error = task.exception()
+        if self._closed:
+            return  # `close` has settled it, or handed it back
+        if isinstance(error, aiomqtt.MqttError):
+            self.broken = self.broken or error  # it stays on its way: `close` hands it back
+        else:
+            self._settle(self._flight.pop(task), error)
+        self._wake.set()
+
+    def _settle(self, message: _Message, error: BaseException | None) -> None:
+        if error is None:
+            self._confirmed(message)
+        else:
+            self._failed(message, error)
+
+    def close(self) -> list[_Message]:
+        """Stop waiting for PUBACKs: the messages the broker has not confirmed, in the order they were sent.
+
+        At once, with no wait that a second cancellation could cut short: a publish done whose
+        callback has yet to run is settled here.
+        """
+        self._closed = True
+        unconfirmed: list[_Message] = []
+        for task, message in self._flight.items():
+            if task.done() and not task.cancelled() and not isinstance(task.exception(), aiomqtt.MqttError):
+                self._settle(message, task.exception())
+            else:
+                task.cancel()
+                self._cancelled.append(task)
+                unconfirmed.append(message)
+        self._flight.clear()
+        return unconfirmed
+
+    async def wait_closed(self) -> None:
+        """Wait for the publishes `close` cancelled to end."""
+        await asyncio.gather(*self._cancelled, return_exceptions=True)
 
 
 class MqttSink:
@@ -66,14 +185,18 @@ class MqttSink:
         self.connect_timeout_s = CONNECT_TIMEOUT_S
         self._tally = Tally(self.name, log)
         self._events: asyncio.Queue[OutEvent] = asyncio.Queue(settings.queue)
-        self._retry: OutEvent | None = None  # in flight when the connection dropped: sent first after it
+        #: Taken from the queue but not confirmed when the last connection ended: sent first, in order.
+        self._resend: deque[OutEvent] = deque()
+        self._state_turn = False  # whether the next message is state rather than an event, when both wait
         self._latest: dict[str, Counts] = {}
         self._unsent_counts: dict[str, Counts] = {}
         self._live: dict[str, bool] = {}  # per stream heard of, whether it is live
         self._unsent_availability: dict[str, bool] = {}
-        self._online: set[str] = set()  # streams whose retained availability at the broker is "online"
-        self._announced: set[tuple[str, str]] = set()  # (stream, count) whose config went out on this connection
-        #: Per stream, the counts whose discovery config is retained at the broker (across connections).
+        self._online: set[str] = set()  # streams whose availability at the broker is (or is on its way to be) "online"
+        #: Per stream, the discovery config topics sent on this connection.
+        self._announced: dict[str, set[str]] = {}
+        #: Per stream, the discovery config topics retained at the broker: published by this process, or
+        #: found there on connecting.
         self._sensors: dict[str, set[str]] = {}
         self._forgotten: set[str] = set()  # removed streams whose retained messages are still to clear
         self._wake = asyncio.Event()
@@ -123,7 +246,7 @@ class MqttSink:
         self._closing = True
         self._wake.set()
         await self._delivery.stop()
-        self._tally.lose_at_shutdown(self._events.qsize() + (self._retry is not None))
+        self._tally.lose_at_shutdown(self._events.qsize() + len(self._resend))
 
     def health(self) -> SinkHealth:
         return self._tally.health()
@@ -136,7 +259,7 @@ class MqttSink:
         if settings.tls:
             cafile = str(settings.ca_file) if settings.ca_file is not None else None
             context = ssl.create_default_context(cafile=cafile)
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             settings.host,
             settings.effective_port,
             username=settings.username,
@@ -145,7 +268,12 @@ class MqttSink:
             will=aiomqtt.Will(self.status_topic, "offline", qos=QOS, retain=True),
             tls_context=context,
             timeout=self.connect_timeout_s,
+            max_inflight_messages=WINDOW,
         )
+        # `WINDOW` bounds what is on its way; aiomqtt's warning from 11 pending calls on would fire
+        # every busy second (and at shutdown, for each stream said offline).
+        client.pending_calls_threshold = sys.maxsize
+        return client
 
     async def _run(self) -> None:
         failures = 0
@@ -153,17 +281,13 @@ class MqttSink:
             try:
                 async with self._client() as client:
                     failures = 0
-                    await client.publish(self.status_topic, "online", qos=QOS, retain=True)
-                    self._tally.ok(0)
-                    self._announced.clear()
-                    self._unsent_counts = dict(self._latest)  # the broker may have lost the retained ones
-                    self._unsent_availability = dict(self._live)
                     try:
-                        await self._serve(client)
+                        await self._connected(client)
                     except asyncio.CancelledError:
-                        with suppress(aiomqtt.MqttError, TimeoutError):
-                            await asyncio.wait_for(self._say_offline(client), OFFLINE_TIMEOUT_S)
+                        await self._say_offline(client)
                         raise
+                    # `_connected` returns only once closing: after a cancellation aiomqtt swallowed.
+                    await self._say_offline(client)
             except (aiomqtt.MqttError, OSError) as exc:  # OSError: a CA file that cannot be read or used
                 self._tally.fail(f"broker {self.settings.host}:{self.settings.effective_port}: {exc}")
             except Exception as exc:  # a bug: connect again rather than end the task for good
@@ -172,15 +296,72 @@ class MqttSink:
             await asyncio.sleep(backoff_s(failures, self.backoff_first_s, BACKOFF_MAX_S))
             failures += 1
 
+    async def _connected(self, client: aiomqtt.Client) -> None:
+        """Say online, learn what the broker retains, and publish until the connection drops or closing."""
+        await client.publish(self.status_topic, "online", qos=QOS, retain=True)
+        self._tally.ok(0)
+        if self.settings.discovery:
+            # With what this process published: a broker may let us publish configs but not read them.
+            for stream_id, topics in (await self._retained_sensors(client)).items():
+                self._sensors.setdefault(stream_id, set()).update(topics)
+        self._announced.clear()
+        self._unsent_counts = dict(self._latest)  # the broker may have lost the retained ones
+        self._unsent_availability = dict(self._live)
+        await self._serve(client)
+
     async def _say_offline(self, client: aiomqtt.Client) -> None:
-        """At shutdown: segcast, then every stream it said was online, offline.
+        """At shutdown: segcast, then every stream it said was online, offline (within `OFFLINE_TIMEOUT_S`).
 
         The status alone makes every sensor unavailable now; the streams' own ``offline`` keeps
         them so when segcast starts again, until each stream is live again.
         """
-        await client.publish(self.status_topic, "offline", qos=QOS, retain=True)
-        for stream_id in sorted(self._online - self._forgotten):  # a removed one's is cleared, not kept
-            await self._publish_availability(client, stream_id, live=False)
+        streams = sorted(self._online - self._forgotten)  # a removed one's is cleared, not kept
+        messages = [(self.status_topic, "offline"), *((self.availability_topic(s), "offline") for s in streams)]
+        with suppress(aiomqtt.MqttError, TimeoutError):
+            # Sent in this order over the one connection, as `_Window` sends.
+            publishing = (client.publish(topic, payload, qos=QOS, retain=True) for topic, payload in messages)
+            await asyncio.wait_for(asyncio.gather(*publishing), OFFLINE_TIMEOUT_S)
+
+    async def _retained_sensors(self, client: aiomqtt.Client) -> dict[str, set[str]]:
+        """Per stream, this node's discovery config topics retained at the broker now, as far as it tells.
+
+        See the module's docstring: the retained status, subscribed to after the configs, marks their end.
+        """
+        configs = f"{self.settings.discovery_prefix}/sensor/+/+/config"
+        found: dict[str, set[str]] = {}
+        try:
+            async with asyncio.timeout(self.connect_timeout_s):
+                await self._collect_configs(client, configs, found)
+        except TimeoutError:
+            log.warning("%s: the retained %s did not come back: stale sensors may stay", self.name, self.status_topic)
+        await client.unsubscribe([configs, self.status_topic])
+        return found
+
+    async def _collect_configs(self, client: aiomqtt.Client, configs: str, found: dict[str, set[str]]) -> None:
+        if any(code >= REFUSED for code in await client.subscribe(configs, qos=0)):
+            log.warning("%s: the broker refused a subscription to %s: stale sensors may stay", self.name, configs)
+            return
+        await client.subscribe(self.status_topic, qos=0)  # QoS 0 as the configs': after them
+        async for message in client.messages:
+            topic = str(message.topic)
+            if topic == self.status_topic:
+                return
+            stream_id = self._config_stream(topic, message.payload) if message.retain else None
+            if stream_id is not None:
+                found.setdefault(stream_id, set()).add(topic)
+
+    def _config_stream(self, topic: str, payload: object) -> str | None:
+        """The stream whose sensor config ``payload`` (retained on ``topic``) is, if this node's; else None."""
+        object_id = topic.split("/")[-3]
+        if not object_id.startswith(f"{self._node}_") or not isinstance(payload, bytes | bytearray):
+            return None
+        stream_id = object_id[len(self._node) + 1 :]
+        try:
+            config = json.loads(payload)
+        except ValueError:
+            return None
+        ours = isinstance(config, dict) and config.get("state_topic") == self.counts_topic(stream_id)
+        return stream_id if ours else None
 
     async def _serve(self, client: aiomqtt.Client) -> None:
         """Publish until the connection drops (raises `aiomqtt.MqttError`), noticed even while idle.
@@ -205,58 +386,73 @@ class MqttSink:
             pass
 
     async def _publish_forever(self, client: aiomqtt.Client) -> None:
-        while True:
-            if self._retry is not None or not self._events.empty():
-                event = self._retry if self._retry is not None else self._events.get_nowait()
-                self._retry = event
-                try:
-                    await client.publish(self._event_topic(event), json.dumps(event.data), qos=QOS)
-                except aiomqtt.MqttError:
-                    raise
-                except Exception as exc:  # not the connection: publishing it again would fail again
-                    self._lose(event.stream_id, f"a {event.data.get('type')} event", exc, lost=1)
-                else:
-                    self._tally.ok()
-                self._retry = None
-                self._events.task_done()
-            elif self._forgotten:
-                stream_id = next(iter(self._forgotten))
-                try:
-                    await self._clear_stream(client, stream_id)
-                except aiomqtt.MqttError:
-                    raise
-                except Exception as exc:
-                    self._lose(stream_id, "the removal of its sensors", exc)
-                self._forgotten.discard(stream_id)
-            elif self._unsent_availability:
-                stream_id = next(iter(self._unsent_availability))
-                live = self._unsent_availability.pop(stream_id)
-                try:
-                    await self._publish_availability(client, stream_id, live)
-                except aiomqtt.MqttError:
-                    self._unsent_availability.setdefault(stream_id, live)
-                    raise
-                except Exception as exc:
-                    self._lose(stream_id, "its availability", exc)
-            elif self._unsent_counts:
-                stream_id = next(iter(self._unsent_counts))
-                counts = self._unsent_counts.pop(stream_id)
-                try:
-                    await self._publish_counts(client, stream_id, counts)
-                except aiomqtt.MqttError:
-                    self._unsent_counts.setdefault(stream_id, counts)
-                    raise
-                except Exception as exc:
-                    self._lose(stream_id, "its counts", exc)
-            elif self._closing:
-                return
-            else:
+        """Publish, `WINDOW` at a time, until closing; what the broker has not confirmed by then is kept."""
+        window = _Window(client, self._confirmed, self._failed, self._wake)
+        outbox: deque[_Message] = deque()  # taken, not yet sent: a stream's counts are a few messages
+        try:
+            while not self._closing:
+                if window.broken is not None:
+                    raise window.broken
+                if not outbox:
+                    outbox.extend(self._next_messages())
+                if outbox and not window.full:
+                    window.send(outbox.popleft())
+                    continue
                 self._wake.clear()
                 await self._wake.wait()
+        finally:
+            self._keep_unconfirmed([*window.close(), *outbox])
+            await window.wait_closed()
 
-    def _lose(self, stream_id: str, what: str, exc: Exception, lost: int = 0) -> None:
-        """Give up on publishing ``what`` of ``stream_id`` after an error that is not the connection's."""
-        self._tally.fail(f"stream {stream_id!r}: cannot publish {what}: {exc}", lost=lost)
+    def _next_messages(self) -> list[_Message]:
+        """The next event, or the next stream's pending state, taking turns while both wait; [] if neither."""
+        for state in (self._state_turn, not self._state_turn):
+            messages = self._next_state() if state else self._next_event()
+            if messages:
+                self._state_turn = not state
+                return messages
+        return []
+
+    def _next_event(self) -> list[_Message]:
+        if self._resend:
+            event = self._resend.popleft()
+        elif not self._events.empty():
+            event = self._events.get_nowait()
+        else:
+            return []
+        what = f"a {event.data.get('type')} event"
+        return [_Message(self._event_topic(event), json.dumps(event.data), False, event.stream_id, what, event=event)]
+
+    def _next_state(self) -> list[_Message]:
+        """One stream's pending removal, else one's availability, else one's counts (with their sensors)."""
+        if self._forgotten:
+            stream_id = next(iter(self._forgotten))
+            self._forgotten.discard(stream_id)
+            return self._removal(stream_id)
+        if self._unsent_availability:
+            stream_id = next(iter(self._unsent_availability))
+            return [self._availability(stream_id, self._unsent_availability.pop(stream_id))]
+        if self._unsent_counts:
+            stream_id = next(iter(self._unsent_counts))
+            return self._counts(stream_id, self._unsent_counts.pop(stream_id))
+        return []
+
+    def _confirmed(self, message: _Message) -> None:
+        if message.event is not None:
+            self._tally.ok()
+            self._events.task_done()
+
+    def _failed(self, message: _Message, exc: BaseException) -> None:
+        """Give up on ``message`` after an error that is not the connection's: publishing it again would fail again."""
+        lost = message.event is not None
+        self._tally.fail(f"stream {message.stream_id!r}: cannot publish {message.what}: {exc}", lost=lost)
+        if lost:
+            self._events.task_done()
+
+    def _keep_unconfirmed(self, messages: list[_Message]) -> None:
+        """What a connection ended without: its events go first on the next one, in order; its removals again."""
+        self._resend.extendleft(reversed([message.event for message in messages if message.event is not None]))
+        self._forgotten.update(message.stream_id for message in messages if message.removal)
 
     def _event_topic(self, event: OutEvent) -> str:
         kind = UNSAFE.sub("_", str(event.data.get("type", "event"))) or "event"
@@ -268,52 +464,48 @@ class MqttSink:
     def availability_topic(self, stream_id: str) -> str:
         return f"{self.settings.topic_prefix}/{stream_id}/availability"
 
-    async def _publish_availability(self, client: aiomqtt.Client, stream_id: str, live: bool) -> None:
-        await client.publish(self.availability_topic(stream_id), "online" if live else "offline", qos=QOS, retain=True)
+    def _availability(self, stream_id: str, live: bool) -> _Message:
         if live:
             self._online.add(stream_id)
         else:
             self._online.discard(stream_id)
+        payload = "online" if live else "offline"
+        return _Message(self.availability_topic(stream_id), payload, True, stream_id, "its availability")
 
-    async def _publish_counts(self, client: aiomqtt.Client, stream_id: str, counts: Counts) -> None:
+    def _counts(self, stream_id: str, counts: Counts) -> list[_Message]:
+        """The stream's counts, after the configs of its sensors not yet announced and the clearing of stale ones."""
+        messages: list[_Message] = []
         if self.settings.discovery:
-            sensors = self._sensors.setdefault(stream_id, set())
-            for name in sorted(sensors - set(counts)):  # its zone or line was deleted
-                await self._clear(client, self.discovery_topic(stream_id, name))
-                sensors.discard(name)
-                self._announced.discard((stream_id, name))
-            for name in counts:
-                if (stream_id, name) not in self._announced:
-                    await client.publish(
-                        self.discovery_topic(stream_id, name),
-                        json.dumps(self.discovery_config(stream_id, name)),
-                        qos=QOS,
-                        retain=True,
-                    )
-                    self._announced.add((stream_id, name))
-                    sensors.add(name)
-        await client.publish(self.counts_topic(stream_id), json.dumps(dict(counts)), qos=QOS, retain=True)
+            configs = {self.discovery_topic(stream_id, name): name for name in counts}
+            retained = self._sensors.setdefault(stream_id, set())
+            announced = self._announced.setdefault(stream_id, set())
+            stale = retained - configs.keys()
+            for topic in sorted(stale):
+                messages.append(_Message(topic, b"", True, stream_id, "the removal of a sensor"))
+                retained.discard(topic)
+                announced.discard(topic)
+            for topic, name in configs.items():
+                if topic not in announced:
+                    config = json.dumps(self.discovery_config(stream_id, name))
+                    messages.append(_Message(topic, config, True, stream_id, "a sensor's config"))
+                    announced.add(topic)
+                    retained.add(topic)
+        messages.append(_Message(self.counts_topic(stream_id), json.dumps(dict(counts)), True, stream_id, "its counts"))
+        return messages
 
-    async def _clear_stream(self, client: aiomqtt.Client, stream_id: str) -> None:
+    def _removal(self, stream_id: str) -> list[_Message]:
         """Remove a removed stream's sensors from Home Assistant and its retained counts and availability.
 
         What it announced is forgotten here rather than in `forget_stream`: a config on its way when
         the stream was removed is marked announced after that, and a stream added again under the
         same id must announce its sensors again.
         """
-        self._announced = {key for key in self._announced if key[0] != stream_id}
-        for name in sorted(self._sensors.get(stream_id, ())):
-            await self._clear(client, self.discovery_topic(stream_id, name))
-            self._sensors[stream_id].discard(name)
-        self._sensors.pop(stream_id, None)
-        await self._clear(client, self.counts_topic(stream_id))
-        await self._clear(client, self.availability_topic(stream_id))
+        self._announced.pop(stream_id, None)
         self._online.discard(stream_id)
-
-    @staticmethod
-    async def _clear(client: aiomqtt.Client, topic: str) -> None:
-        """An empty retained message: the broker drops the retained one, Home Assistant the sensor it described."""
-        await client.publish(topic, b"", qos=QOS, retain=True)
+        sensors = sorted(self._sensors.pop(stream_id, ()))
+        topics = [*sensors, self.counts_topic(stream_id), self.availability_topic(stream_id)]
+        # An empty retained message: the broker drops the retained one, Home Assistant the sensor it described.
+        return [_Message(topic, b"", True, stream_id, "the removal of its sensors", removal=True) for topic in topics]
 
     def discovery_topic(self, stream_id: str, name: str) -> str:
         return f"{self.settings.discovery_prefix}/sensor/{self._node}_{stream_id}/{UNSAFE.sub('_', name)}/config"
