@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
+import logging
+import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -49,6 +54,13 @@ async def stored(history: HistorySink, count: int) -> None:
         return history.health().delivered >= count
 
     await eventually(enough, what=f"{count} events stored")
+
+
+async def failed(history: HistorySink, count: int) -> None:
+    async def enough() -> bool:
+        return history.health().failed >= count
+
+    await eventually(enough, what=f"{count} events failed")
 
 
 async def file_opened(history: HistorySink) -> None:
@@ -545,6 +557,222 @@ async def test_an_unwritable_path_is_an_error_not_a_crash(tmp_path: Path) -> Non
         assert "cannot open" in (history.health().last_error or "")
     finally:
         await outputs.stop()
+
+
+#: Every write fails, as on a file the process may read but not write (root, as CI runs, writes any
+#: file whatever its mode); until the trigger is dropped. Only events of stream "cam" are refused.
+REFUSE_WRITES = (
+    "CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.stream = 'cam' BEGIN SELECT RAISE(ABORT, 'read-only'); END"
+)
+
+
+async def test_a_write_that_keeps_failing_is_logged_once_a_while_and_the_state_stays_failing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each failed batch logged "storing events in", "working" and its error: the file was reopened for
+    the next batch, and the reopening said so and made the state ok."""
+    caplog.set_level(logging.INFO, history_module.__name__)
+    path = tmp_path / "events.db"
+    outputs = EventOutputs(EventsSettings(history=HistorySettings(path)))
+    await outputs.start()
+    history = outputs.history
+    assert history is not None
+    try:
+        await file_opened(history)
+        with closing(sqlite3.connect(path, isolation_level=None)) as db:
+            db.execute(REFUSE_WRITES)
+        for seq in range(5):  # a batch each
+            outputs.on_packet(track_start(seq, track_id=seq))
+            await failed(history, seq + 1)
+            assert history.health().state is SinkState.FAILING
+        said = [r.getMessage() for r in caplog.records if r.name == history_module.__name__]
+        assert said == [
+            f"history: storing events in {path}",
+            "history: working",
+            f"history: cannot write to {path}: read-only",
+        ]
+
+        with closing(sqlite3.connect(path, isolation_level=None)) as db:
+            db.execute("DROP TRIGGER refuse")
+        outputs.on_packet(track_start(5, track_id=5))
+        await stored(history, 1)
+    finally:
+        await outputs.stop()
+    said = [r.getMessage() for r in caplog.records if r.name == history_module.__name__]
+    assert said[3:] == [
+        f"history: cannot write to {path}: read-only (again: 4 more event(s) lost since it was logged)",
+        "history: working",
+    ]
+
+
+async def test_age_retention_goes_on_while_writes_fail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Age retention needed the connection a failed write had closed: it stopped until a batch came."""
+    monkeypatch.setattr(history_module, "AGE_PRUNE_INTERVAL_S", 0.05)
+    path = tmp_path / "events.db"
+    outputs = EventOutputs(EventsSettings(history=HistorySettings(path, max_age_days=1)))
+    await outputs.start()
+    history = outputs.history
+    assert history is not None
+    try:
+        await file_opened(history)
+        with closing(sqlite3.connect(path, isolation_level=None)) as db:
+            db.execute(REFUSE_WRITES)
+        outputs.on_packet(track_start(1))
+        await failed(history, 1)
+        with closing(sqlite3.connect(path, isolation_level=None)) as db:  # older than max_age_days, stored after
+            db.execute(
+                "INSERT INTO events (time, stream, type, data) VALUES (?, 'yard', 'track', '{}')",
+                (time.time() - 2 * 86400,),
+            )
+
+        async def deleted() -> bool:
+            return not history.query(EventQuery())
+
+        await eventually(deleted, what="the old event to be deleted while writes fail")
+        assert history.health().state is SinkState.FAILING
+    finally:
+        await outputs.stop()
+
+
+def on_disk(path: Path) -> int:
+    """What a history's file and its write-ahead log take."""
+    files = (path, path.with_name(path.name + "-wal"))
+    return sum(file.stat().st_size for file in files if file.exists())
+
+
+async def test_a_history_keeps_within_a_disk_smaller_than_max_mb(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With max_mb above what its disk holds, the history filled the disk and never wrote again.
+
+    The disk is a pretend one, of `disk` bytes holding the history alone: what it has free is what
+    the history's files leave (a real small file system needs privileges CI does not have).
+    """
+    disk = 400 * 1024
+    path = tmp_path / "events.db"
+    monkeypatch.setattr(history_module, "_free_bytes", lambda _: disk - on_disk(path), raising=False)
+    outputs = EventOutputs(EventsSettings(history=HistorySettings(path, max_mb=100)))
+    await outputs.start()
+    history = outputs.history
+    assert history is not None
+    try:
+        for seq in range(400):  # a snapshot each: several times the disk; in batches far smaller than it
+            outputs.on_packet(track_start(seq, track_id=seq))
+            if seq % 20 == 19:
+                await stored(history, seq + 1)
+
+        async def within() -> bool:  # once the last write's retention is done
+            return on_disk(path) <= disk
+
+        await eventually(within, what="the history to keep within its disk")
+        ids = [e.data["id"] for e in history.query(EventQuery(limit=1000))]
+    finally:
+        await outputs.stop()
+    assert history.health().failed == 0
+    assert 0 < len(ids) < 400
+    assert ids == list(range(399, 399 - len(ids), -1))  # the newest kept, in order
+
+
+async def test_a_full_disk_makes_room_and_writing_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write that found the disk full closed the file and never deleted anything: every batch after failed.
+
+    SQLite's ``max_page_count`` on the writer's connection makes the file full at 200 pages, with
+    the error a full disk gives ("database or disk is full").
+    """
+    connect = sqlite3.connect
+
+    def small_disk(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        db = connect(*args, **kwargs)
+        if threading.current_thread().name == "event-history":
+            db.execute("PRAGMA max_page_count = 200")
+        return db
+
+    monkeypatch.setattr(history_module.sqlite3, "connect", small_disk)
+    path = tmp_path / "events.db"
+    outputs = EventOutputs(EventsSettings(history=HistorySettings(path, max_mb=100)))
+    await outputs.start()
+    history = outputs.history
+    assert history is not None
+    try:
+        for seq in itertools.count():  # a batch each, until one does not fit
+            assert seq < 2000, "the file never filled up"
+            outputs.on_packet(track_start(seq, track_id=seq))
+
+            async def done(seq: int = seq) -> bool:
+                health = history.health()
+                return health.delivered + health.failed == seq + 1
+
+            await eventually(done, what=f"event {seq} stored or failed")
+            if history.health().failed:
+                break
+        assert "database or disk is full" in (history.health().last_error or "")
+        full_at = seq
+        for seq in range(full_at + 1, full_at + 11):
+            outputs.on_packet(track_start(seq, track_id=seq))
+        await stored(history, full_at + 10)
+        ids = [e.data["id"] for e in history.query(EventQuery(limit=1000))]
+    finally:
+        await outputs.stop()
+    health = history.health()
+    assert health.state is SinkState.OK and health.failed == 1
+    assert ids[:10] == list(range(full_at + 10, full_at, -1))  # all ten after it
+    assert full_at not in ids and 0 not in ids  # the oldest made room
+
+
+#: In a process whose files may not outgrow 300 kB (what a full disk does to SQLite's file, for the
+#: file only), a history writes events until its write-ahead log can no longer be copied into it.
+CHECKPOINT_PAST_THE_FILE_SIZE_LIMIT = """
+import asyncio, json, logging, resource, signal, sys, time
+from pathlib import Path
+import numpy as np
+from server.events.config import HistorySettings
+from server.events.history import HistorySink
+from server.events.sink import OutEvent
+from server.events.snapshot import Picture
+
+errors = []
+class Keep(logging.Handler):
+    def emit(self, record):
+        if record.levelno >= logging.ERROR:
+            errors.append(record.getMessage())
+logging.getLogger("server.events").addHandler(Keep())
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+
+async def main():
+    history = HistorySink(HistorySettings(Path(sys.argv[1]), max_mb=1))
+    await history.start()
+    noise = np.random.default_rng(0)
+    for n in range(200):
+        picture = Picture(noise.integers(0, 255, (50, 50, 3), dtype=np.uint8))
+        history.offer(OutEvent({"type": "track", "id": n, "time": time.time()}, "cam", time.time(), picture))
+        for _ in range(1000):
+            health = history.health()
+            if health.delivered + health.failed > n:
+                break
+            await asyncio.sleep(0.01)
+        if errors:
+            break
+    await history.stop()
+    print(json.dumps(errors))
+
+asyncio.run(main())
+"""
+
+
+def test_a_checkpoint_that_fails_says_so(tmp_path: Path) -> None:
+    """Every retention failure read "cannot delete old events", a checkpoint's too."""
+    result = subprocess.run(
+        [sys.executable, "-c", CHECKPOINT_PAST_THE_FILE_SIZE_LIMIT, str(tmp_path / "events.db")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parent.parent,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    first, *_ = json.loads(result.stdout)
+    assert first.startswith("history: cannot copy the write-ahead log events.db-wal into "), first
 
 
 # -- the API, in the real app ------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import functools
 import hashlib
 import hmac
 import json
+import re
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -20,7 +21,7 @@ from server.events import sink
 from server.events.config import EventsSettings, WebhookSettings
 from server.events.outputs import EventOutputs
 from server.events.sink import Backoff, SinkState
-from server.events.webhook import SIGNATURE_HEADER, WebhookSink, retry_after_s
+from server.events.webhook import DELIVERY_HEADER, SIGNATURE_HEADER, WebhookSink, retry_after_s
 from tests.support.event_packets import frames_kept_after_offering, track_start, with_events
 from tests.support.polling import eventually
 
@@ -42,10 +43,12 @@ class Receiver:
     signatures: list[str | None] = field(default_factory=list)
     attempts: int = 0
     attempted_at: list[float] = field(default_factory=list)  # time.monotonic() of each
+    deliveries: list[tuple[str | None, int]] = field(default_factory=list)  # of each: its delivery id, the event's id
 
     async def handle(self, request: web.Request) -> web.Response:
         self.attempts += 1
         self.attempted_at.append(time.monotonic())
+        self.deliveries.append((request.headers.get(DELIVERY_HEADER), json.loads(await request.read())["id"]))
         if self.hang:
             await asyncio.Event().wait()
         status = self.statuses.pop(0) if self.statuses else 200
@@ -229,6 +232,26 @@ async def test_a_rate_limited_receiver_gets_the_quiet_it_asks_for_before_the_nex
     assert health.failed == 1 and "HTTP 429 with Retry-After" in (health.last_error or "")
 
 
+async def test_the_retries_of_an_event_carry_its_delivery_id(receiver: Receiver) -> None:
+    """A slow receiver got the same event up to 3 times with nothing to tell the copies apart."""
+    receiver.statuses = [503, 500]
+    outputs = await running(WebhookSettings(receiver.url, retries=3))
+    try:
+        outputs.on_packet(track_start(1, track_id=1))
+        outputs.on_packet(track_start(2, track_id=2))
+
+        async def delivered() -> bool:
+            return hook(outputs).health().delivered == 2
+
+        await eventually(delivered, what="both events, the first after two failures")
+    finally:
+        await outputs.stop()
+    assert [event for _, event in receiver.deliveries] == [1, 1, 1, 2]
+    first, retry, last, other = (delivery for delivery, _ in receiver.deliveries)
+    assert first and first == retry == last, "one id for every attempt at one event"
+    assert other and other != first, "another for the next event"
+
+
 def test_retry_after_is_read_as_seconds_or_as_an_http_date() -> None:
     now = 1_700_000_000.0
     assert retry_after_s("120", now) == 120.0
@@ -290,7 +313,8 @@ async def test_a_hanging_receiver_times_out_and_counts_as_failed(receiver: Recei
         await outputs.stop()
     health = hook(outputs).health()
     assert receiver.attempts == 2
-    assert health.state is SinkState.FAILING and "TimeoutError" in (health.last_error or "")
+    assert health.state is SinkState.FAILING
+    assert "no answer within timeout_s = 0.2 s" in (health.last_error or ""), "names the setting to change"
 
 
 async def test_an_unreachable_url_is_a_clear_state_and_its_queue_drops() -> None:
@@ -322,6 +346,20 @@ async def test_events_queued_before_the_first_delivery_are_delivered_at_shutdown
     await outputs.stop()
     assert [json.loads(body)["id"] for body in receiver.bodies] == [0, 1, 2, 3, 4]
     assert hook(outputs).health().dropped == 0
+
+
+async def test_every_event_dropped_is_in_a_log_line_by_shutdown(caplog: pytest.LogCaptureFixture) -> None:
+    """After the first "queue full" line, drops within its quiet window were in no line when the drops
+    stopped: 47 dropped, the log said 1."""
+    outputs = await running(WebhookSettings(f"http://127.0.0.1:{unused_port()}/hook", retries=20, queue=3))
+    for seq in range(30):
+        outputs.on_packet(track_start(seq, track_id=seq))
+    dropped = hook(outputs).health().dropped
+    await outputs.stop()
+    said = [r.getMessage() for r in caplog.records if "queue full" in r.getMessage()]
+    assert dropped >= 26 and len(said) == 2, said  # the first drop at once; the rest at shutdown
+    told = [int(match[1]) for line in said if (match := re.search(r"dropped (\d+) event", line))]
+    assert told[0] == 1 and sum(told) == dropped
 
 
 async def test_queued_events_do_not_keep_their_frames() -> None:

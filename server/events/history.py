@@ -7,10 +7,14 @@ them a batch per transaction. The queue is bounded twice: by events (``queue``) 
 their pictures hold (`QUEUED_PICTURES_MAX_BYTES`). The file is in WAL mode, so the API's readers
 (each query on its own short connection, on the history's own reader threads) never wait for the
 writer, nor it for them, and a slow query delays no other work of the loop's executor. Retention
-deletes by size after writes and by age every `AGE_PRUNE_INTERVAL_S`, events arriving or not; the
-file shrinks with ``auto_vacuum = INCREMENTAL``. A locked database or a full disk costs the batch
-being written, is logged and counted, and the next batch tries again: the pipeline never notices.
-Retention that fails costs nothing stored: it is logged and counts as failing until the next write.
+deletes by size after writes and by age every `AGE_PRUNE_INTERVAL_S`, events arriving or not,
+written or not; the file shrinks with ``auto_vacuum = INCREMENTAL``. A locked database, a read-only
+file or a full disk costs the batch being written, is counted and logged (the same error again at
+most once per `DROP_LOG_INTERVAL_S`, saying how many events it cost), and the next batch tries again:
+the pipeline never notices. A history does not fill its disk: where ``max_mb`` is more than the
+disk holds, it keeps within what it holds (`HistorySink._delete_by_size`); and a disk full all the
+same first makes room (`HistorySink._make_room`). Retention that fails costs nothing stored: it is
+logged, naming the step that failed, and counts as failing until the next write.
 
 At shutdown the writer stores what is queued for up to `DRAIN_TIMEOUT_S`, like the network outputs,
 then finishes the batch in hand and ends; what is left is dropped, counted and logged. `stop`
@@ -22,10 +26,12 @@ even past `JOIN_TIMEOUT_S` the interpreter waits for it.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import math
 import queue
+import shutil
 import sqlite3
 import threading
 import time
@@ -33,13 +39,14 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, TypeVar
 
 import cv2
 
 from server.events.config import HistorySettings
 from server.events.counts import Counts
-from server.events.sink import DRAIN_TIMEOUT_S, DROP_LOG_INTERVAL_S, OutEvent, SinkHealth, Tally
+from server.events.sink import DRAIN_TIMEOUT_S, DROP_LOG_INTERVAL_S, OutEvent, SinkHealth, SinkState, Tally
 from server.events.snapshot import snapshot_jpeg
 
 log = logging.getLogger(__name__)
@@ -134,6 +141,8 @@ class HistorySink:
         self._thread = threading.Thread(target=self._run, name="event-history")
         self._reads = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="event-history-read")
         self._db: sqlite3.Connection | None = None
+        self._announced = False  # "storing events in" logged since the last open that failed
+        self._room_made = False  # by `_make_room`, since the last write that worked
         self._next_age_prune = 0.0
         self._wal_bytes = min(WAL_MAX_BYTES, int(settings.max_mb * 1024 * 1024 * WAL_SHARE))
         self._pictures_lock = threading.Lock()
@@ -203,8 +212,7 @@ class HistorySink:
         if self._thread.is_alive():
             log.warning("%s: the writer is still storing its last batch after %.0f s", NAME, JOIN_TIMEOUT_S)
         # The writer takes no more events now, so what is queued is lost: counted here, on the loop, like every drop.
-        if left := self._queue.qsize():
-            self._tally.lose_at_shutdown(left)
+        self._tally.lose_at_shutdown(self._queue.qsize())
 
     def health(self) -> SinkHealth:
         return self._tally.health()
@@ -251,8 +259,8 @@ class HistorySink:
         try:
             self._open()
             while self._writing():
-                if self._db is not None and time.monotonic() >= self._next_age_prune:
-                    self._retain(self._db)  # events grow old while none arrive, too
+                if time.monotonic() >= self._next_age_prune:
+                    self._retain_by_age()
                 try:
                     first = self._queue.get(timeout=IDLE_POLL_S)
                 except queue.Empty:
@@ -286,8 +294,14 @@ class HistorySink:
             return True
         return not self._queue.empty() and time.monotonic() < self._drain_until
 
-    def _open(self) -> sqlite3.Connection | None:
-        """The write connection, opened (and the schema made) if it is not; None, logged, if it cannot be."""
+    def _open(self, losing: int = 0) -> sqlite3.Connection | None:
+        """The write connection, opened (and the schema made) if it is not; None if it cannot be.
+
+        That failure is logged and costs ``losing`` events (the batch that needed the file). The
+        first open says where events go and makes the state ok, as a broker's connection does; a
+        reopen after a failed write says nothing and changes no state: only a write that works
+        ends the failure. An open that works after one that failed says where events go again.
+        """
         if self._db is not None:
             return self._db
         path = self.settings.path
@@ -303,36 +317,145 @@ class HistorySink:
                 db.close()
                 raise
         except (sqlite3.Error, OSError) as exc:
-            self._tally.fail(f"cannot open {path}: {exc}")
+            self._announced = False
+            self._tally.fail(f"cannot open {path}: {exc}", lost=losing)
             return None
-        log.info("%s: storing events in %s", NAME, path)
-        self._tally.ok(0)
+        if not self._announced:
+            self._announced = True
+            log.info("%s: storing events in %s", NAME, path)
+        if self._tally.state is SinkState.STARTING:
+            self._tally.ok(0)
         self._db = db
         return db
 
     def _write(self, batch: list[OutEvent]) -> None:
         rows = [self._row(event) for event in batch]
-        db = self._open()
+        batch_bytes = sum(_row_bytes(row) for row in rows)
+        db = self._open(losing=len(batch))
         if db is None:
-            self._tally.failed += len(batch)
             return
         try:
             with _transaction(db):
                 db.executemany(INSERT, rows)
         except (sqlite3.Error, OSError) as exc:
             self._tally.fail(f"cannot write to {self.settings.path}: {exc}", lost=len(batch))
-            db.close()  # reopened for the next batch: the file may have been replaced or repaired
-            self._db = None
+            if _disk_full(exc):
+                self._make_room(db, batch_bytes)
+            else:
+                db.close()  # reopened for the next batch: the file may have been replaced or repaired
+                self._db = None
             return
+        self._room_made = False
         self._tally.ok(len(batch))
-        self._retain(db)
+        self._retain(db, lambda: self._delete_by_size(db, batch_bytes))
 
-    def _retain(self, db: sqlite3.Connection) -> None:
-        """Apply retention; a failure is logged and shown, but costs no event: they are stored."""
+    def _retain_by_age(self) -> None:
+        """Delete events older than ``max_age_days``: every `AGE_PRUNE_INTERVAL_S`, whether events
+        arrive or not, and whether they can be written or not (the file is reopened if need be)."""
+        self._next_age_prune = time.monotonic() + AGE_PRUNE_INTERVAL_S
+        db = self._open()
+        if db is not None:
+            cutoff = time.time() - self.settings.max_age_days * 86400
+            self._retain(db, lambda: _delete_older(db, cutoff))
+
+    def _delete_by_size(self, db: sqlite3.Connection, batch_bytes: int) -> bool:
+        """Delete the oldest events while they use more than their share of what the history may
+        use: ``max_mb``, or less where its disk holds less. Whether to give their space back.
+
+        What the disk holds for it is what its two files take and what is free beside them, less
+        room for two batches like the last (the next one, in the log and then in the file), and
+        less a tenth for deleting: SQLite may zero what it deletes (Debian's does), which passes
+        through the log too. A history whose ``max_mb`` is more than that keeps within it, as if
+        ``max_mb`` said so, instead of filling the disk. Their space then stays in the file for the
+        next events: handed back, whatever else is filling the disk could take it, and this would
+        delete again, until no event was left.
+        """
+        most = self.settings.max_mb * 1024 * 1024
+        on_disk = self._footprint_bytes() + _free_bytes(self.settings.path) - 2 * batch_bytes
+        allowed = min(most, on_disk * SIZE_PRUNE_TARGET)
+        self._wal_bytes = min(WAL_MAX_BYTES, int(allowed * WAL_SHARE))
+        limit = allowed - self._wal_bytes
+        if _used_bytes(db) <= limit:
+            return False
+        self._delete_oldest(db, limit * SIZE_PRUNE_TARGET)
+        return allowed == most
+
+    def _footprint_bytes(self) -> int:
+        """What the history's file and its write-ahead log take on disk."""
+        path = self.settings.path
+        files = (path, path.with_name(path.name + "-wal"))
+        return sum(file.stat().st_size for file in files if file.exists())
+
+    def _make_room(self, db: sqlite3.Connection, batch_bytes: int) -> None:
+        """After a write that found the disk full: delete the oldest events, so that the next batch fits.
+
+        A tenth of what the events use goes, or as much as the batch that did not fit if that is
+        more; their pages stay in the file for the next events, and the write-ahead log restarts
+        in the file it has (emptied, its space could go to whatever else fills the disk). Once per
+        full disk: if the next write finds it full again, deleting did not help, so the history
+        keeps what it has until a write works. `_delete_by_size` keeps a history from filling its
+        disk, so this is for a disk that something else filled, or a burst of big snapshots.
+        """
+        if self._room_made:
+            return
+        self._room_made = True
         try:
-            self._prune(db)
+            used = _used_bytes(db)
+            self._delete_oldest(db, min(used * SIZE_PRUNE_TARGET, used - batch_bytes), "RESTART")
         except (sqlite3.Error, OSError) as exc:
-            self._tally.fail(f"cannot delete old events from {self.settings.path}: {exc}")
+            self._tally.fail(f"cannot delete old events from {self.settings.path} to make room: {exc}")
+
+    def _delete_oldest(self, db: sqlite3.Connection, down_to: float, checkpoint: str = "TRUNCATE") -> None:
+        """Delete the oldest events, a tenth at a time, until the rest use at most ``down_to`` bytes.
+
+        The write-ahead log is copied into the file (``checkpoint`` being the way) before each
+        tenth and after the last, so deleting needs little room in it: SQLite may zero what it
+        deletes (Debian's does), and that passes through the log. Where it cannot be, deleting
+        stops, logged.
+        """
+        while self._checkpoint(db, checkpoint) and _used_bytes(db) > down_to:
+            (count,) = db.execute("SELECT count(*) FROM events").fetchone()
+            if count == 0:
+                break
+            with _transaction(db):
+                oldest = "SELECT id FROM events ORDER BY id LIMIT ?"
+                db.execute(f"DELETE FROM events WHERE id IN ({oldest})", (max(1, count // 10),))
+
+    def _checkpoint(self, db: sqlite3.Connection, how: str = "TRUNCATE") -> bool:
+        """Copy the write-ahead log into the file, and empty it (``how``: TRUNCATE) or restart it in
+        the file it has (RESTART); False, logged, where it cannot be."""
+        path = self.settings.path
+        try:
+            db.execute(f"PRAGMA wal_checkpoint({how})")  # a reader still at an older state can keep it
+        except (sqlite3.Error, OSError) as exc:
+            self._tally.fail(f"cannot copy the write-ahead log {path.name}-wal into {path}: {exc}")
+            return False
+        return True
+
+    def _retain(self, db: sqlite3.Connection, delete: Callable[[], bool]) -> None:
+        """Delete what ``delete`` does, give their space back to the file system if it says so, and
+        empty the write-ahead log once it has outgrown its share (`WAL_SHARE`).
+
+        A failure is logged and shown, naming the step, but costs no event: they are stored.
+        """
+        path = self.settings.path
+        try:
+            give_back = delete()
+        except (sqlite3.Error, OSError) as exc:
+            self._tally.fail(f"cannot delete old events from {path}: {exc}")
+            return
+        if give_back:
+            try:
+                db.executescript("PRAGMA incremental_vacuum;")  # execute() would free only one page: it steps once
+            except (sqlite3.Error, OSError) as exc:
+                self._tally.fail(f"cannot give the space of deleted events in {path} back: {exc}")
+        wal = path.with_name(path.name + "-wal")
+        try:
+            outgrown = wal.exists() and wal.stat().st_size > self._wal_bytes
+        except OSError:
+            outgrown = False  # gone meanwhile: emptied by another connection's checkpoint
+        if outgrown:
+            self._checkpoint(db)
 
     def _row(self, event: OutEvent) -> tuple[object, ...]:
         data = event.data
@@ -355,37 +478,6 @@ class HistorySink:
             json.dumps(data, separators=(",", ":")),
             snapshot,
         )
-
-    def _prune(self, db: sqlite3.Connection) -> None:
-        """Delete events older than ``max_age_days`` (now and then), then the oldest while over ``max_mb``.
-
-        The pages they used go back to the file system, and the write-ahead log is emptied into the
-        file once it outgrows its share of ``max_mb`` (`WAL_SHARE`).
-        """
-        deleted = False
-        now = time.monotonic()
-        if now >= self._next_age_prune:
-            self._next_age_prune = now + AGE_PRUNE_INTERVAL_S
-            cutoff = time.time() - self.settings.max_age_days * 86400
-            with _transaction(db):
-                deleted = db.execute("DELETE FROM events WHERE time < ?", (cutoff,)).rowcount > 0
-        limit = self.settings.max_mb * 1024 * 1024 - self._wal_bytes
-        if _used_bytes(db) > limit:
-            while _used_bytes(db) > limit * SIZE_PRUNE_TARGET:
-                (count,) = db.execute("SELECT count(*) FROM events").fetchone()
-                if count == 0:
-                    break
-                with _transaction(db):
-                    db.execute(
-                        "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT ?)",
-                        (max(1, count // 10),),
-                    )
-                deleted = True
-        if deleted:
-            db.executescript("PRAGMA incremental_vacuum;")  # execute() would free only one page: it steps once
-        wal = self.settings.path.with_name(self.settings.path.name + "-wal")
-        if wal.exists() and wal.stat().st_size > self._wal_bytes:
-            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # a reader still at an older state can keep it
 
 
 def select_events(q: EventQuery, by_time: bool) -> tuple[str, list[object]]:
@@ -457,6 +549,39 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
             db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
+
+
+def _delete_older(db: sqlite3.Connection, cutoff: float) -> bool:
+    """Delete the events from before ``cutoff`` (Unix seconds); whether there were any.
+
+    Looked for first, so a history with none writes nothing: a file that cannot be written is not
+    told so each minute.
+    """
+    if db.execute("SELECT 1 FROM events WHERE time < ? LIMIT 1", (cutoff,)).fetchone() is None:
+        return False
+    with _transaction(db):
+        db.execute("DELETE FROM events WHERE time < ?", (cutoff,))
+    return True
+
+
+def _free_bytes(path: Path) -> float:
+    """What the file system holding ``path`` has free for it; as good as unlimited if it cannot say."""
+    try:
+        return float(shutil.disk_usage(path.parent).free)
+    except OSError:
+        return math.inf
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk (or the file system's quota) is full."""
+    if isinstance(exc, sqlite3.Error):
+        return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _row_bytes(row: tuple[object, ...]) -> int:
+    """What a row of `INSERT` stores, roughly: its JSON and its snapshot."""
+    return sum(len(value) for value in row if isinstance(value, str | bytes))
 
 
 def _used_bytes(db: sqlite3.Connection) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import threading
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from contextlib import suppress
@@ -21,7 +22,8 @@ from typing import Any, Protocol
 from server.events.counts import Counts
 from server.events.snapshot import Picture
 
-#: At most one "queue full" line per sink per this many seconds; the counter in /metrics has the rest.
+#: At most one "queue full" line per sink per this many seconds, and one for events lost again and again
+#: to the same error; the lines say how many since the last one, and /metrics counts each.
 DROP_LOG_INTERVAL_S = 30.0
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
@@ -113,60 +115,134 @@ class DeliveryTask:
                 await self._task
 
 
-class Tally:
-    """A sink's counters and state, with "queue full" logged at most once per `DROP_LOG_INTERVAL_S`.
+class ThrottledCount:
+    """A count of something that can happen many times a second, told in at most one line per
+    `DROP_LOG_INTERVAL_S`.
 
-    Counters are plain ints written by one thread or task and read by others: a scrape may see a
-    value one event old, never a torn one.
+    The first occurrence is told at once and opens a quiet window; those within it are only counted.
+    Their number goes into the next line: at the first occurrence after the window, or when the
+    caller asks (`due` once the window is over, `take` at any time), so no occurrence is in no line.
+    Not thread-safe: a caller that counts from several threads holds a lock around it.
     """
 
-    def __init__(self, name: str, log: logging.Logger) -> None:
+    def __init__(self) -> None:
+        self.untold = 0
+        self._quiet_until = 0.0  # monotonic
+
+    def add(self, count: int, now: float) -> int:
+        """Count ``count`` more at ``now``; how many to tell now (all since the last line), or 0 while quiet."""
+        self.untold += count
+        return self.due(now)
+
+    def due(self, now: float) -> int:
+        """How many to tell now, if the window is over (opening the next one); else 0."""
+        if not self.untold or now < self._quiet_until:
+            return 0
+        self._quiet_until = now + DROP_LOG_INTERVAL_S
+        return self.take()
+
+    def take(self) -> int:
+        """How many are untold, window or not, counting them told: for a line the caller must write now."""
+        count, self.untold = self.untold, 0
+        return count
+
+    def told(self, now: float) -> None:
+        """A line that told of the first occurrence was written at ``now``: the window opens."""
+        self.untold = 0
+        self._quiet_until = now + DROP_LOG_INTERVAL_S
+
+
+class Tally:
+    """A sink's counters and state, and the lines its drops and failures make in the log.
+
+    "Queue full" is logged at most once per `DROP_LOG_INTERVAL_S` (`ThrottledCount`), and so are
+    events lost again and again to the error last logged. What a window held is told by the first
+    such line after it, by the first delivery after it (events lost: by the first delivery, window
+    or not, since working again ends the failure), and at shutdown.
+
+    Counters are plain ints written by one thread or task and read by others: a scrape may see a
+    value one event old, never a torn one. Drops (on the loop) and deliveries (in the history's
+    writer thread) both tell untold drops, so those are counted under a lock.
+    """
+
+    def __init__(self, name: str, log: logging.Logger, clock: Callable[[], float] = time.monotonic) -> None:
+        """``clock``: monotonic seconds, for the quiet windows."""
         self.name = name
         self._log = log
+        self._clock = clock
         self.state = SinkState.STARTING
         self.delivered = 0
         self.dropped = 0
         self.failed = 0
         self.last_error: str | None = None
-        self._dropped_logged = 0
-        self._next_drop_log = 0.0
+        self._drops = ThrottledCount()
+        self._drops_lock = threading.Lock()
+        self._latest_drop: OutEvent | None = None
+        self._losses = ThrottledCount()  # events lost to ``last_error`` since it was logged
 
     def drop(self, event: OutEvent) -> None:
         self.dropped += 1
-        now = time.monotonic()
-        if now >= self._next_drop_log:
-            self._next_drop_log = now + DROP_LOG_INTERVAL_S
-            self._log.warning(
-                "[%s] %s: queue full, dropped %d event(s) since the last report (latest a %s)",
-                event.stream_id,
-                self.name,
-                self.dropped - self._dropped_logged,
-                event.data.get("type"),
-            )
-            self._dropped_logged = self.dropped
+        with self._drops_lock:
+            self._latest_drop = event
+            self._tell_drops(self._drops.add(1, self._clock()))
 
     def ok(self, delivered: int = 1) -> None:
         if self.state is not SinkState.OK:
+            self._tell_losses(self._losses.take())
             self._log.info("%s: working", self.name)
         self.state = SinkState.OK
         self.delivered += delivered
+        if self._drops.untold:  # read without the lock: a drop counted meanwhile is told next time
+            with self._drops_lock:
+                self._tell_drops(self._drops.due(self._clock()))
 
     def fail(self, reason: str, lost: int = 0) -> None:
-        """Record a failure; ``lost`` events are given up on. Logged when the reason changes."""
-        if self.state is not SinkState.FAILING or reason != self.last_error:
-            self._log.error("%s: %s", self.name, reason)
-        self.state = SinkState.FAILING
-        self.last_error = reason
+        """Record a failure; ``lost`` events are given up on.
+
+        Logged when the reason changes; events lost again to the same reason are told once per
+        `DROP_LOG_INTERVAL_S`, so a failure that costs every batch still shows in the log.
+        """
         self.failed += lost
+        if self.state is not SinkState.FAILING or reason != self.last_error:
+            self._tell_losses(self._losses.take())
+            self._log.error("%s: %s", self.name, reason)
+            self.state = SinkState.FAILING
+            self.last_error = reason
+            self._losses.told(self._clock())
+            return
+        self._tell_losses(self._losses.add(lost, self._clock()))
 
     def lose_at_shutdown(self, events: int) -> None:
-        """Count ``events`` still queued, or on their way unconfirmed, when the sink stopped, as dropped."""
+        """Count ``events`` still queued, or on their way unconfirmed, when the sink stopped, as dropped;
+        and tell what the quiet windows still hold."""
+        with self._drops_lock:
+            self._tell_drops(self._drops.take())
+        self._tell_losses(self._losses.take())
         if events:
             self._log.warning("%s: %d event(s) not delivered before shutdown", self.name, events)
             self.dropped += events
 
     def health(self) -> SinkHealth:
         return SinkHealth(self.name, self.state, self.delivered, self.dropped, self.failed, self.last_error)
+
+    def _tell_drops(self, count: int) -> None:
+        if count and (event := self._latest_drop) is not None:
+            self._log.warning(
+                "[%s] %s: queue full, dropped %d event(s) since the last report (latest a %s)",
+                event.stream_id,
+                self.name,
+                count,
+                event.data.get("type"),
+            )
+
+    def _tell_losses(self, count: int) -> None:
+        if count:
+            self._log.error(
+                "%s: %s (again: %d more event(s) lost since it was logged)",
+                self.name,
+                self.last_error,
+                count,
+            )
 
 
 def backoff_s(attempt: int, first_s: float = BACKOFF_FIRST_S, max_s: float = BACKOFF_MAX_S) -> float:

@@ -1,7 +1,9 @@
 """Webhooks: each event POSTed as JSON to a URL, signed, retried with backoff, one at a time in order.
 
 The receiver checks ``X-Segcast-Signature: sha256=<hex>``, the HMAC-SHA256 of the raw body under the
-shared secret (GitHub's scheme, so existing verifiers work). A delivery that times out, cannot
+shared secret (GitHub's scheme, so existing verifiers work). ``X-Segcast-Delivery`` names each event's
+delivery, the same in each of its retries, so a receiver that answered too late to be heard can tell
+a retry from a new event. A delivery that times out (``timeout_s``), cannot
 connect or gets a 5xx or 429 is retried up to ``retries`` times with doubling waits, or as long as
 the answer's Retry-After asks (at most `BACKOFF_MAX_S`); the wait goes on to the next event while
 the receiver keeps failing, so a receiver that is down or rate-limiting is not hit at full speed by
@@ -20,6 +22,7 @@ import hmac
 import json
 import logging
 import time
+import uuid
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC
@@ -36,6 +39,7 @@ log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Segcast-Signature"
 EVENT_HEADER = "X-Segcast-Event"
+DELIVERY_HEADER = "X-Segcast-Delivery"
 USER_AGENT = "segcast-webhook/1"
 
 
@@ -147,7 +151,11 @@ class WebhookSink:
 
     async def _deliver(self, session: aiohttp.ClientSession, event: OutEvent) -> None:
         body = json.dumps(event.data, separators=(",", ":")).encode()
-        headers = {"Content-Type": "application/json", EVENT_HEADER: str(event.data.get("type", ""))}
+        headers = {
+            "Content-Type": "application/json",
+            EVENT_HEADER: str(event.data.get("type", "")),
+            DELIVERY_HEADER: str(uuid.uuid4()),  # one per event, not per attempt
+        }
         if self.settings.secret is not None:
             headers[SIGNATURE_HEADER] = signature(self.settings.secret, body)
         for attempt in range(self.settings.retries + 1):
@@ -187,7 +195,9 @@ class WebhookSink:
                 asked_s = retry_after_s(response.headers.get("Retry-After"), time.time())
                 if asked_s is not None:
                     reason += " with Retry-After"
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except TimeoutError:  # aiohttp's own time-outs are TimeoutErrors too
+            reason = f"cannot deliver: no answer within timeout_s = {self.settings.timeout_s:g} s"
+        except aiohttp.ClientError as exc:
             reason = f"cannot deliver: {type(exc).__name__}: {exc}" if str(exc) else f"cannot deliver: {exc!r}"
         self.backoff.failed(time.monotonic(), asked_s)
         return reason

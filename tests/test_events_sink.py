@@ -1,0 +1,85 @@
+"""What a sink's tally says in the log: every drop and every lost event in some line, at most a line a window."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import pytest
+
+from server.events.sink import DROP_LOG_INTERVAL_S, OutEvent, SinkState, Tally
+
+log = logging.getLogger("tests.sink")
+EVENT = OutEvent({"type": "track"}, "cam", 0.0)
+
+
+class Clock:
+    """Monotonic seconds that move only when the test says."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def told(caplog: pytest.LogCaptureFixture, pattern: str) -> list[int]:
+    """The counts the lines matching ``pattern`` (with one number group) told, in order."""
+    return [int(match[1]) for r in caplog.records if (match := re.search(pattern, r.getMessage()))]
+
+
+def test_drops_within_a_quiet_window_are_told_by_the_first_delivery_after_it(caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    tally = Tally("out", log, clock)
+    for _ in range(5):
+        tally.drop(EVENT)
+    tally.ok()  # the queue drains while the window lasts: told later, not now
+    assert told(caplog, r"dropped (\d+) event") == [1]
+
+    clock.now += DROP_LOG_INTERVAL_S
+    tally.ok()
+    tally.ok()
+    assert told(caplog, r"dropped (\d+) event") == [1, 4]
+
+
+def test_events_lost_again_to_the_same_error_are_told_once_a_window(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, log.name)
+    clock = Clock()
+    tally = Tally("out", log, clock)
+    for _ in range(3):  # every batch lost, a second apart
+        tally.fail("cannot write", lost=2)
+        clock.now += 1
+    assert [r.getMessage() for r in caplog.records] == ["out: cannot write"]
+
+    clock.now += DROP_LOG_INTERVAL_S
+    tally.fail("cannot write", lost=2)
+    tally.fail("cannot write", lost=2)
+    assert told(caplog, r"cannot write \(again: (\d+) more") == [6]
+
+    tally.ok()  # what the window holds is told when it works again, window or not
+    assert told(caplog, r"cannot write \(again: (\d+) more") == [6, 2]
+    assert caplog.records[-1].getMessage() == "out: working" and tally.state is SinkState.OK
+    assert tally.failed == 10
+
+
+def test_a_new_error_tells_what_the_last_one_cost_before_it(caplog: pytest.LogCaptureFixture) -> None:
+    tally = Tally("out", log, Clock())
+    tally.fail("locked", lost=1)
+    tally.fail("locked", lost=1)
+    tally.fail("read-only", lost=1)
+    assert [r.getMessage() for r in caplog.records] == [
+        "out: locked",
+        "out: locked (again: 1 more event(s) lost since it was logged)",
+        "out: read-only",
+    ]
+
+
+def test_shutdown_tells_what_the_windows_hold(caplog: pytest.LogCaptureFixture) -> None:
+    tally = Tally("out", log, Clock())
+    tally.drop(EVENT)
+    tally.drop(EVENT)
+    tally.fail("cannot write", lost=1)
+    tally.fail("cannot write", lost=4)
+    tally.lose_at_shutdown(0)
+    assert told(caplog, r"dropped (\d+) event") == [1, 1]
+    assert told(caplog, r"again: (\d+) more") == [4]
