@@ -2,8 +2,9 @@
 
 Shutdown order is written once, in `stop`: readers first (no new frames), then the worker (no new
 results), then the encoder (nothing left to publish). Streams from the config file, from flags and
-from the API all go through `add`, so they behave the same. `add`, `remove` and `replace` block
-(opening a file probes it, stopping a reader joins its thread): call them off the event loop.
+from the API all go through `add`, so they behave the same. `remove` and `replace` block while the
+stream's reader stops (up to `JOIN_TIMEOUT_S`), and `add` while a file's metadata is read: call them
+off the event loop. None of them waits for media: opening it is each reader's, in its own thread.
 """
 
 from __future__ import annotations
@@ -11,8 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -120,18 +120,24 @@ class StreamManager:
             settings.model, self._on_result, settings.inference, on_status=hub.inference_threadsafe
         )
         self._lock = threading.Lock()
-        #: Held through each whole change (add, remove, stop), so that a stream removed while it is
-        #: being added, or added while the server stops, can never leave a reader running unowned.
+        #: Held while a change (add, remove, replace) updates the list of streams, so that a stream
+        #: removed while it is being added can never leave a reader running unowned. Never held while
+        #: waiting for media or a thread (a source is opened by its reader; a stopped reader is joined
+        #: after it is released, `_join`), so one hung file or stalled camera holds up no other change.
+        #: `stop` does not take it: `_stopped`, under `_lock`, keeps a change under way from starting a reader.
         self._changing = threading.RLock()
         self._stopped = False
         self._configs: dict[str, StreamConfig] = {}  # every stream, running or failed, in the order added
         self._readers: dict[str, StreamReader] = {}
+        #: Readers a removal or restart asked to stop and has not joined yet: `stop` waits for them too.
+        self._stopping: set[StreamReader] = set()
         self._failed: dict[str, str] = {}  # id -> reason, for sources that never opened
         self._processed: dict[str, int] = {}
         self._handed_in: set[str] = set()  # streams from `add_source`, which have no URI to reopen
         self._checked: set[str] = set()  # streams from the API, held to the source policy (see `add`)
-        #: Ids being removed or restarted: not free until that is done (see `_claim`).
-        self._claimed: set[str] = set()
+        #: Ids being removed or restarted, with how many changes hold each: not free until those are done
+        #: (see `_remove`).
+        self._claimed: Counter[str] = Counter()
         self._policy = settings.source_policy()
 
     @property
@@ -146,33 +152,37 @@ class StreamManager:
         """Load the model (blocking; raises `ModelError`) and start every configured stream.
 
         Raises `ConfigError` if the stream defaults or a configured stream ask for what the model
-        cannot do, before any stream starts.
+        cannot do, before any stream starts. Whatever it raises, it leaves no thread running.
         """
         self._encoder.start()
         try:
             self._worker.start()
+        except BaseException:
+            self._encoder.stop()
+            raise
+        try:
             defaults = StreamConfig("stream_defaults", "", options=self._settings.stream_defaults)
             for config in (defaults, *self._settings.streams):
                 self._check_options(config)
+            for config in self._settings.streams:
+                self.add(config)
         except StreamOptionsError as exc:
-            self._worker.stop()
-            self._encoder.stop()
+            self.stop()
             raise ConfigError(f"{exc} (with --model {self._settings.model})") from None
-        except Exception:
-            self._encoder.stop()
+        except BaseException:
+            self.stop()  # readers of the streams added so far too
             raise
-        for config in self._settings.streams:
-            self.add(config)
 
     def stop(self) -> None:
-        with self._changing:
-            with self._lock:
-                self._stopped = True
-            self._stop_all()
+        """Stop every reader, then the worker, then the encoder; from now on every change is refused.
 
-    def _stop_all(self) -> None:
+        Does not wait for a change under way: none can start a reader once ``_stopped`` is set
+        (`_start`), and readers being removed are joined here too, so this takes one `JOIN_TIMEOUT_S`
+        at most for the readers, however many there are and whatever the changes under way wait for.
+        """
         with self._lock:
-            readers = list(self._readers.values())
+            self._stopped = True
+            readers = [*self._readers.values(), *self._stopping]
             self._readers.clear()
         stop_readers(readers)  # N streams stop within one timeout, not N
         self._worker.stop()
@@ -212,57 +222,69 @@ class StreamManager:
         except ValueError as exc:
             raise StreamOptionsError(config.stream_id, str(exc)) from None
 
-    @contextmanager
-    def _claim(self, stream_id: str) -> Iterator[None]:
-        """Keep ``stream_id`` taken while a removal or restart of it is under way.
-
-        The id leaves the stream list first, but its reader, its worker registration and the hub's
-        "removed" follow: a stream `add_source` started under the id in between (a browser page
-        publishing again at once) would lose its registration to the old one's removal, and the hub
-        would forget it. `add_source` does not wait for changes (it runs on the loop), so it is
-        refused instead, as for a taken id.
-        """
+    def _release(self, stream_id: str) -> None:
+        """Free an id `_remove` or `_restart` claimed, once the change that claimed it is done."""
         with self._lock:
-            self._claimed.add(stream_id)
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._claimed.discard(stream_id)
+            self._claimed[stream_id] -= 1
+            if self._claimed[stream_id] <= 0:
+                del self._claimed[stream_id]
 
-    def _register(self, config: StreamConfig, handed_in: bool = False, claimed: bool = False) -> None:
-        """Claim ``config``'s id and announce the stream: the first step of `_add` and `add_source`.
+    def _join(self, reader: StreamReader | None) -> None:
+        """Wait for a reader a removal or restart asked to stop (at most `JOIN_TIMEOUT_S`).
 
-        ``claimed``: the caller holds the id (`_claim`), restarting the stream under it.
+        Called without `_changing`: a stalled camera's reader, which may take the whole time, holds up
+        only the change that stops it.
         """
+        if reader is None:
+            return
+        reader.stop()
+        with self._lock:
+            self._stopping.discard(reader)
+
+    def _register(self, config: StreamConfig, handed_in: bool = False) -> None:
+        """Claim ``config``'s id and announce the stream: the first step of `_add` and `add_source`."""
         self._check_options(config)
         with self._lock:
             if self._stopped:
                 raise ShuttingDownError("the server is shutting down")
+            if self._claimed[config.stream_id]:  # a removal or restart is under way: its reader is stopping
+                raise StreamExistsError(f"stream {config.stream_id!r} already exists (it is being stopped)")
             if config.stream_id in self._configs:
                 raise StreamExistsError(f"stream {config.stream_id!r} already exists")
-            if config.stream_id in self._claimed and not claimed:
-                raise StreamExistsError(f"stream {config.stream_id!r} already exists (it is being stopped)")
             self._configs[config.stream_id] = config
             if handed_in:
                 self._handed_in.add(config.stream_id)
         self._hub.stream_added_threadsafe(config.stream_id)
 
-    def _add(self, config: StreamConfig, checked: bool, claimed: bool = False) -> StreamInfo:
-        self._register(config, claimed=claimed)
+    def _add(self, config: StreamConfig, checked: bool) -> StreamInfo:
+        self._register(config)
         if checked:
             with self._lock:
                 self._checked.add(config.stream_id)
+        return self._open(config, checked)
+
+    def _open(self, config: StreamConfig, checked: bool) -> StreamInfo:
+        """Open the registered stream's source and start its reader; one that cannot be used stays, failed.
+
+        Whatever goes wrong, the stream is left with a reason a person can read, never as a stream
+        with neither a reader nor a reason (which no retry would ever change).
+        """
+        check_host = self._check_host if checked else None
         try:
-            check_host = self._check_host if checked else None
             source = open_source(config.uri, self._settings.max_frame_side, check_host)
         except SourceError as exc:
             log.warning("[%s] cannot open source: %s", config.stream_id, exc)
-            with self._lock:
-                self._failed[config.stream_id] = str(exc)
-            self._hub.state_threadsafe(config.stream_id, StreamState.FAILED, str(exc))
-            return self.info(config.stream_id)
+            return self._fail(config.stream_id, str(exc))
+        except Exception as exc:  # a fault of ours, or one a source kind failed to name: this stream's alone
+            log.exception("[%s] cannot open source", config.stream_id)
+            return self._fail(config.stream_id, f"cannot open the source: {type(exc).__name__}: {exc}")
         return self._start(config, source)
+
+    def _fail(self, stream_id: str, reason: str) -> StreamInfo:
+        with self._lock:
+            self._failed[stream_id] = reason
+        self._hub.state_threadsafe(stream_id, StreamState.FAILED, reason)
+        return self.info(stream_id)
 
     def add_source(self, config: StreamConfig, source: Source) -> StreamInfo:
         """Start a stream from a source built elsewhere (a WebRTC peer's track) instead of from its URI.
@@ -277,10 +299,11 @@ class StreamManager:
     def _start(self, config: StreamConfig, source: Source) -> StreamInfo:
         """Feed ``source`` to the worker through a new reader: the last step of `_add` and `add_source`.
 
-        If `stop` began meanwhile (possible for `add_source`, which does not hold the change lock),
-        the registration is undone and the reader never starts.
+        If `stop` began meanwhile (`stop` does not wait for changes), the registration is undone and
+        the reader never starts. The reader starts under the lock `stop` takes its readers under: each
+        reader `stop` finds has started, and none starts after it.
         """
-        slot = self._worker.add_stream(config.stream_id, source.fps, config.options)
+        slot = self._worker.add_stream(config.stream_id, lambda: source.fps, config.options)
         reader = StreamReader(
             config.stream_id,
             source,
@@ -289,6 +312,7 @@ class StreamManager:
             loop_file=config.loop,
             max_frame_side=self._settings.max_frame_side,
         )
+        self._hub.state_threadsafe(config.stream_id, StreamState.STARTING, None)  # before the reader's own
         with self._lock:
             stopped = self._stopped
             if stopped:
@@ -297,11 +321,10 @@ class StreamManager:
             else:
                 self._readers[config.stream_id] = reader
                 self._processed[config.stream_id] = 0
+                reader.start()
         if stopped:
             self._worker.remove_stream(config.stream_id)
             raise ShuttingDownError("the server is shutting down")
-        self._hub.state_threadsafe(config.stream_id, StreamState.STARTING, None)
-        reader.start()
         log.info("[%s] added: %s", config.stream_id, source.describe())
         return self.info(config.stream_id)
 
@@ -310,31 +333,49 @@ class StreamManager:
 
         ``final_state`` is announced first, once the reader has stopped (a WebRTC publisher that left
         says why). Both go to the hub in order with the stream's "added", so a stream added again
-        with the same id at once is never mistaken for the removed one.
+        with the same id at once is never mistaken for the removed one: the id is not free until then.
         """
-        with self._changing, self._claim(stream_id):
-            config = self._remove(stream_id)
+        with self._changing:
+            config, reader = self._remove(stream_id)
+        try:
+            self._join(reader)
             if final_state is not None:
                 self._hub.state_threadsafe(stream_id, *final_state)
             self._hub.stream_removed_threadsafe(stream_id)
-            return config
+        finally:
+            self._release(stream_id)
+        return config
 
-    def _remove(self, stream_id: str, restarting: bool = False) -> StreamConfig:
-        """``restarting``: `replace` adds it again, so the worker keeps its tracks to end and its ids to go on from."""
+    def _remove(self, stream_id: str) -> tuple[StreamConfig, StreamReader | None]:
+        """Forget the stream and ask its reader to stop; the caller joins it (`_join`) without `_changing`.
+
+        The id stays claimed until the caller's `_release`. It leaves the stream list now, but its
+        reader may still be winding down and the hub's "removed" follows: a stream `add_source` started
+        under the id in between (a browser page publishing again at once) would hear the old one's
+        last state and removal as its own. `add_source` does not wait for changes (it runs on the
+        loop), so it is refused instead, as for a taken id.
+        """
         with self._lock:
             config = self._configs.pop(stream_id)
-            reader = self._readers.pop(stream_id, None)
+            self._claimed[stream_id] += 1
+            reader = self._take_reader(stream_id)
             self._failed.pop(stream_id, None)
             self._processed.pop(stream_id, None)
             self._handed_in.discard(stream_id)
             self._checked.discard(stream_id)
         if reader is not None:
-            reader.stop()
-        self._worker.remove_stream(stream_id, restarting)  # also for a failed stream: it may restart a running one
-        if not restarting:  # a restart's last frames still carry its tracks' starts and ends (`Hub`)
-            self._encoder.forget(stream_id)
+            reader.request_stop()  # it publishes nothing from now on
+        self._worker.remove_stream(stream_id)
+        self._encoder.forget(stream_id)
         log.info("[%s] removed", stream_id)
-        return config
+        return config, reader
+
+    def _take_reader(self, stream_id: str) -> StreamReader | None:
+        """Move the stream's reader to those being stopped (`_stopping`); call under `_lock`."""
+        reader = self._readers.pop(stream_id, None)
+        if reader is not None:
+            self._stopping.add(reader)
+        return reader
 
     def replace(self, config: StreamConfig, checked: bool = False) -> StreamInfo:
         """Give a stream new settings; KeyError if it does not exist.
@@ -347,24 +388,61 @@ class StreamManager:
         Raises `HandedInError` for restarting a stream whose source was handed in, which cannot be
         reopened, and `StreamOptionsError` for options that do not fit the model or, from the same
         source, the frame size it has been giving (zones or lines in pixels beyond it).
+
+        While the old reader stops, the stream shows its new settings, ``starting``; a removal
+        meanwhile wins (KeyError here), as does a later change (its settings are the ones started).
         """
+        stream_id = config.stream_id
         with self._changing:
-            current = self.config(config.stream_id)
+            current = self.config(stream_id)
             self._check_options(config)  # before the running stream is stopped for it
             if config.uri == current.uri:
                 self._check_fit(config, current)
-            if _only_shapes_differ(current, config) and self._worker.change_shapes(config.stream_id, config.options):
+            if _only_shapes_differ(current, config) and self._worker.change_shapes(stream_id, config.options):
                 with self._lock:
-                    self._configs[config.stream_id] = config
-                log.info("[%s] zones and lines changed", config.stream_id)
-                return self.info(config.stream_id)
+                    self._configs[stream_id] = config
+                log.info("[%s] zones and lines changed", stream_id)
+                return self.info(stream_id)
             with self._lock:
-                if config.stream_id in self._handed_in:
-                    raise HandedInError(f"stream {config.stream_id!r} is published by a peer and cannot be restarted")
-                checked = checked or config.stream_id in self._checked
-            with self._claim(config.stream_id):
-                self._remove(config.stream_id, restarting=True)
-                return self._add(config, checked, claimed=True)
+                if stream_id in self._handed_in:
+                    raise HandedInError(f"stream {stream_id!r} is published by a peer and cannot be restarted")
+            reader = self._restart(config, checked)
+        try:
+            self._join(reader)
+            with self._changing:
+                with self._lock:
+                    if self._stopped:
+                        raise ShuttingDownError("the server is shutting down")
+                    latest = self._configs[stream_id]  # KeyError: removed meanwhile
+                    checked = stream_id in self._checked
+                if latest is not config:
+                    return self.info(stream_id)  # changed again meanwhile: that change starts it
+                self._hub.stream_added_threadsafe(stream_id)
+                return self._open(config, checked)
+        finally:
+            self._release(stream_id)
+
+    def _restart(self, config: StreamConfig, checked: bool) -> StreamReader | None:
+        """Put ``config`` in its stream's place, claim the id and ask the old reader to stop (see `_remove`).
+
+        The worker keeps the old stream's tracks to end and its ids to go on from (``restarting``).
+        """
+        stream_id = config.stream_id
+        with self._lock:
+            self._configs[stream_id] = config
+            self._claimed[stream_id] += 1
+            reader = self._take_reader(stream_id)
+            self._failed.pop(stream_id, None)
+            self._processed.pop(stream_id, None)
+            if checked:  # a stream added through the API stays checked
+                self._checked.add(stream_id)
+        if reader is not None:
+            reader.request_stop()
+        # Also for a failed stream: it may be restarting a running one whose new source did not open.
+        # A restart's last frames still carry its tracks' starts and ends, so the encoder keeps them (`Hub`).
+        self._worker.remove_stream(stream_id, restarting=True)
+        log.info("[%s] restarting with new settings", stream_id)
+        return reader
 
     def _check_host(self, host: str) -> None:
         """Refuse a connection from a checked stream to a host in ``[server] deny_networks`` (see `add`)."""
@@ -394,8 +472,9 @@ class StreamManager:
             reader = self._readers.get(stream_id)
             failed = self._failed.get(stream_id)
             processed = self._processed.get(stream_id, 0)
-        if reader is None:
-            status = ReaderStatus(StreamState.FAILED, failed, None, 0, 0, 0.0, 0, None)
+        if reader is None:  # it failed to open, or is still being added or restarted
+            state = StreamState.STARTING if failed is None else StreamState.FAILED
+            status = ReaderStatus(state, failed, None, 0, 0, 0.0, 0, None)
             return StreamInfo(config, mask_uri(config.uri), status)
         stats = self._worker.stats(stream_id)
         return StreamInfo(

@@ -27,6 +27,8 @@ from ultralytics.engine.model import Model
 
 from server.app import create_app
 from server.config import Settings, StreamConfig
+from server.delivery.hub import MAX_PENDING_EVENTS, Viewer
+from server.http import api
 from server.http.keys import hub_key
 from server.inference.models import BUNDLED_MODEL
 from tests.support.components import require_component
@@ -46,6 +48,8 @@ LOAD_ROUNDS = 2  # each load task's completed rounds before SIGTERM
 CHURN_CLIENTS = 300
 CHURN_CONCURRENCY = 50
 PIPELINE_THREADS = ("reader-", "inference", "encoder")
+#: Bytes of receive buffer of a client that never reads: the server's writes to it back up after a frame or two.
+STALLED_RECEIVE_BUFFER = 4096
 
 
 async def stream(client: TestClient, stream_id: str) -> dict[str, Any]:
@@ -210,6 +214,127 @@ async def test_viewers_vanishing_mid_frame_leave_no_trace(
     await keeps_delivering(client, "cam")
     await keeps_delivering(client)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
+def _stalled_mjpeg(host: str, port: int, stream_id: str) -> socket.socket:
+    """An MJPEG request whose client never reads: a small receive buffer backs the server's writes up soon."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, STALLED_RECEIVE_BUFFER)
+    sock.connect((host, port))
+    sock.sendall(f"GET /api/streams/{stream_id}/mjpeg HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    return sock
+
+
+async def _stalled_viewers(client: TestClient, stream_id: str, mjpeg: int, websocket: int) -> list[socket.socket]:
+    """MJPEG and WebSocket clients of ``stream_id`` that never read, returned once the server's writes
+    to each are stuck: each has had frames replaced in its slot, which only a sender that has stopped
+    taking them lets happen."""
+    assert client.app is not None
+    hub = client.app[hub_key]
+    host, port = str(client.server.host), int(client.server.port or 0)
+    subscribe = {"streams": [stream_id], "image": "clean"}
+    socks = [await asyncio.to_thread(_stalled_mjpeg, host, port, stream_id) for _ in range(mjpeg)]
+    for _ in range(websocket):
+        socks.append(await asyncio.to_thread(raw_websocket, host, port, subscribe, STALLED_RECEIVE_BUFFER))
+
+    async def all_stuck() -> bool:
+        return len([v for v in hub.viewers if v.dropped_frames >= 3]) == mjpeg + websocket
+
+    try:
+        await eventually(all_stuck, 60, what="the server's writes to the stalled clients to back up")
+    except BaseException:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
+
+
+async def test_viewers_reset_while_the_server_waits_on_them_leave_no_trace(
+    start_server: Start, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A write waiting on a client whose connection is then reset fails with aiohttp's base
+    ConnectionError ("Connection lost"), not ConnectionResetError: logged as an ERROR with a
+    traceback before this fix, for WebSocket and MJPEG viewers alike."""
+    caplog.set_level(logging.WARNING)
+    client = await start_server(StreamConfig("cam", "scene:?seed=1&width=1280&height=720"), OTHER)
+    assert client.app is not None
+    hub = client.app[hub_key]
+    for sock in await _stalled_viewers(client, "cam", mjpeg=1, websocket=1):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # a reset
+
+    async def all_gone() -> bool:
+        return not hub.viewers
+
+    await eventually(all_gone, 30, what="the reset viewers to be dropped")
+    await keeps_delivering(client, "cam")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
+async def test_a_stalled_mjpeg_viewer_ends_at_once_when_its_stream_is_removed(
+    start_server: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its handler, stuck writing, never saw the removal: the viewer (and its place among
+    ``max_viewers``) was held for as long as the client kept the connection open."""
+    monkeypatch.setattr(api, "MJPEG_PART_TIMEOUT_S", 3600.0)  # it is the removal that ends it here
+    client = await start_server(StreamConfig("cam", "scene:?seed=1&width=1280&height=720"), OTHER)
+    assert client.app is not None
+    hub = client.app[hub_key]
+    [stalled] = await _stalled_viewers(client, "cam", mjpeg=1, websocket=0)
+    try:
+        assert (await client.delete("/api/streams/cam")).status == 204
+
+        async def gone() -> bool:
+            return not hub.viewers
+
+        await eventually(gone, 30, what="the stalled MJPEG viewer to be let go")
+    finally:
+        stalled.close()
+    await keeps_delivering(client)
+
+
+async def test_an_mjpeg_viewer_that_stops_reading_is_let_go_after_the_part_time_out(
+    start_server: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its stream goes on: without a bound on each part's write, only the client closing the
+    connection ever freed the viewer."""
+    monkeypatch.setattr(api, "MJPEG_PART_TIMEOUT_S", 1.0)
+    client = await start_server(StreamConfig("cam", "scene:?seed=1&width=1280&height=720"))
+    assert client.app is not None
+    hub = client.app[hub_key]
+    joined: list[Viewer] = []
+    join = hub.join
+    monkeypatch.setattr(hub, "join", lambda viewer: (join(viewer), joined.append(viewer)))
+    host, port = str(client.server.host), int(client.server.port or 0)
+    stalled = await asyncio.to_thread(_stalled_mjpeg, host, port, "cam")
+    try:
+
+        async def gone() -> bool:
+            return bool(joined) and not hub.viewers
+
+        await eventually(gone, 60, what="the stalled MJPEG viewer to be let go")
+    finally:
+        stalled.close()
+    assert (await stream(client, "cam"))["state"] == "live"
+
+
+async def test_an_mjpeg_viewer_is_not_closed_for_events_it_does_not_carry(start_server: Start) -> None:
+    """Other streams' announcements piled up in it while it read slowly, and closed it as too slow."""
+    client = await start_server(StreamConfig("cam", "scene:?seed=1&width=320&height=192"))
+    assert client.app is not None
+    hub = client.app[hub_key]
+    response = await client.get("/api/streams/cam/mjpeg")
+    boundary = b"--" + response.headers["Content-Type"].split("boundary=")[1].encode()
+    received = await asyncio.wait_for(response.content.readany(), 30)
+    for n in range(MAX_PENDING_EVENTS + 1):  # all at once: the handler takes none of them meanwhile
+        hub.announce({"type": "status", "v": 1, "stream": f"gone{n}", "state": "failed", "error": "gone"})
+    seen = received.count(boundary)
+    async with asyncio.timeout(30):
+        while received.count(boundary) < seen + 3:
+            chunk = await response.content.readany()
+            assert chunk, "the MJPEG response ended"
+            received += chunk
+    response.close()
 
 
 async def _come_and_go(session: aiohttp.ClientSession, url: str, index: int, arrived: list[int]) -> None:

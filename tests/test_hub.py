@@ -17,6 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from aiohttp import WSCloseCode
 
 from server.delivery import encode
 from server.delivery import hub as hub_module
@@ -41,17 +42,25 @@ RELEASE_TIMEOUT_S = 10.0
 
 
 class RecordingSocket:
-    """Stands in for a WebSocket; ``stalled`` ones never finish sending, like a client that stopped reading."""
+    """Stands in for a WebSocket; ``stalled`` ones finish no send until `resume`, like a client that
+    stopped reading (for good, unless a test resumes it)."""
 
     def __init__(self, stalled: bool = False) -> None:
         self.stalled = stalled
         self.frames: list[int] = []
         self.events: list[dict[str, Any]] = []
-        self._never = asyncio.Event()
+        self.close_code: int | None = None
+        self._resumed = asyncio.Event()
+
+    def resume(self) -> None:
+        self._resumed.set()
+
+    async def close(self, *, code: int, message: bytes) -> None:
+        self.close_code = code
 
     async def send_str(self, text: str) -> None:
         if self.stalled:
-            await self._never.wait()
+            await self._resumed.wait()
         data = json.loads(text)
         if data["type"] == "frame":
             self.frames.append(data["seq"])
@@ -60,7 +69,7 @@ class RecordingSocket:
 
     async def send_bytes(self, data: bytes) -> None:
         if self.stalled:
-            await self._never.wait()
+            await self._resumed.wait()
 
 
 def encoded(seq: int, stream_id: str = "cam") -> FramePacket:
@@ -393,6 +402,55 @@ async def test_a_viewer_that_lets_events_pile_up_is_closed_not_grown_without_bou
     assert viewer.closed and viewer.too_slow
     events, _ = await viewer.take()
     assert len(events) == MAX_PENDING_EVENTS, "what was queued is still handed over, nothing more"
+    viewer.offer_event(Event.of({"type": "status", "n": MAX_PENDING_EVENTS + 1}))
+    viewer.resubscribe({"cam": Subscription()})
+    viewer.offer_packet(encoded(1))
+    assert await viewer.take() == ([], []), "a closed viewer takes nothing more: its sender's last round ends"
+
+
+def status_of_gone_stream(n: int) -> dict[str, Any]:
+    return {"type": "status", "v": 1, "stream": f"gone{n}", "state": "failed", "error": "gone"}
+
+
+async def test_a_viewer_closed_for_events_piling_up_is_sent_all_it_held_then_1013() -> None:
+    """They piled up while its sender was stuck on the client: they go out when it reads again, in
+    order, before it is told it was too slow (none of them was sent before this fix)."""
+    hub = Hub(asyncio.get_running_loop())
+    socket = RecordingSocket(stalled=True)
+    viewer, task = await connect(hub, socket, ["cam"])
+    hub.publish_threadsafe(encoded(1))
+    await settle()  # the sender is stuck sending frame 1
+    for n in range(MAX_PENDING_EVENTS + 1):
+        hub.announce(status_of_gone_stream(n))
+    assert viewer.closed and viewer.too_slow
+    socket.resume()
+    await asyncio.wait_for(task, RELEASE_TIMEOUT_S)
+    assert [event["stream"] for event in socket.events] == [f"gone{n}" for n in range(MAX_PENDING_EVENTS)]
+    assert socket.close_code == WSCloseCode.TRY_AGAIN_LATER
+
+
+async def test_a_pictures_only_viewer_keeps_no_events_and_ends_with_its_stream() -> None:
+    """An MJPEG viewer carries no events: other streams' announcements and its own stream's track
+    events must not pile up and close it as too slow, and its stream's removal closes it."""
+    hub = Hub(asyncio.get_running_loop())
+    viewer = Viewer("mjpeg-cam", pictures_only=True)
+    hub.add_viewer(viewer)
+    hub.subscribe(viewer, {"cam": Subscription()})
+    start = TrackEvent(TrackEventKind.START, "cam", 7, 0, "person", time.time(), time.time(), 0.0, (1.0, 1.0, 3.0, 3.0))
+    frame = Frame("cam", 1, time.time(), 0.0, np.zeros((4, 4, 3), np.uint8))
+    hub.publish_threadsafe(make_packet(FrameResult(frame, (), 1.0, (start,)), {FULL: b"\xff\xd8jpeg"}))
+    await settle()
+    for n in range(2 * MAX_PENDING_EVENTS):
+        hub.announce(status_of_gone_stream(n))
+        viewer.offer_event(Event.of({"type": "track", "v": 1, "event": "start", "stream": "cam", "id": n}))
+    hub.stream_removed_threadsafe("other")
+    await settle()
+    assert not viewer.closed
+    events, [delivery] = await viewer.take()
+    assert events == [] and delivery.packet.seq == 1
+    hub.stream_removed_threadsafe("cam")
+    await asyncio.wait_for(viewer.wait_closed(), RELEASE_TIMEOUT_S)
+    assert not viewer.too_slow
 
 
 async def test_an_event_is_serialised_once_for_every_viewer() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import itertools
+import os
 import subprocess
 import threading
 import time
@@ -157,7 +159,7 @@ def test_non_video_file_fails_with_a_readable_reason(tmp_path: Path, content: by
     path = tmp_path / "camera.mp4"
     path.write_bytes(content)
     with pytest.raises(SourceError) as failure:
-        open_source(str(path))
+        first_frame(str(path))
     assert str(failure.value) == f"cannot open camera.mp4 as video: {reason} when processing input"
 
 
@@ -165,7 +167,12 @@ def test_truncated_video_fails_with_a_readable_reason(clip: Path, tmp_path: Path
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(clip.read_bytes()[:2000])  # the index (at the end) is gone
     with pytest.raises(SourceError, match=r"^cannot open cut\.mp4 as video: "):
-        open_source(str(cut))
+        first_frame(str(cut))
+
+
+def first_frame(uri: str) -> np.ndarray:
+    """The first picture of ``uri``: the file is opened by `open`, in the reader's thread, not by `open_source`."""
+    return next(open_source(uri).open(threading.Event())).image
 
 
 def test_file_that_disappears_before_playing_fails(clip: Path, tmp_path: Path) -> None:
@@ -190,11 +197,43 @@ def test_missing_file_is_named() -> None:
         open_source("file:///nowhere/cam.mp4")
 
 
+def test_a_folder_or_a_pipe_is_named_for_what_it_is(tmp_path: Path) -> None:
+    """A folder was "no such file", which sent people looking for a typo in a path that exists."""
+    for uri in (str(tmp_path), f"file://{tmp_path}", f"{tmp_path}#rate=max"):
+        with pytest.raises(SourceError, match=rf"^{tmp_path} is a folder: give the path of a video file in it$"):
+            open_source(uri)
+    pipe = tmp_path / "feed.ts"
+    os.mkfifo(pipe)
+    with pytest.raises(SourceError, match=r"feed\.ts is not a regular file \(a pipe, socket or device\)"):
+        open_source(str(pipe))
+
+
+def test_a_path_that_cannot_be_looked_at_is_a_source_error_that_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`Path.is_file` let ENAMETOOLONG and EACCES out of `open_source`: a --source aborted the server at
+    start (SIGABRT), and a POST or PATCH of the API answered 500 and left a stream with no reason."""
+    long = tmp_path / ("a" * 300 + ".mp4")
+    for uri in (str(long), f"file://{long}", f"{long}#rate=max"):
+        with pytest.raises(SourceError, match=r"^cannot read /.*a\.mp4: File name too long$"):
+            open_source(uri)
+    # A folder on the way it may not enter (not testable for real as root, who enters every folder).
+    locked = tmp_path / "locked" / "cam.mp4"
+
+    def refuse(path: Path, **_: object) -> os.stat_result:
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+    monkeypatch.setattr(Path, "stat", refuse)
+    with pytest.raises(SourceError, match=rf"^cannot read {locked}: Permission denied$"):
+        open_source(str(locked))
+
+
 def test_a_file_of_frames_above_the_limit_is_refused_before_decoding(clip: Path) -> None:
     """The size in the file's header is enough: no picture is decoded to find out (320x192 > 256)."""
     source = open_source(str(clip), max_frame_side=256)
-    with pytest.raises(SourceError, match=r"frames of 320x192 are larger than 256 pixels a side"):
+    with pytest.raises(SourceError, match=r"frames of 320x192 are larger than 256 pixels a side") as refused:
         next(source.open(threading.Event()))
+    assert "scale the video down" in str(refused.value) and "camera" not in str(refused.value), "a file's own fix"
 
 
 def test_a_video_of_frames_too_small_to_find_anything_in_fails(tmp_path: Path) -> None:
@@ -249,7 +288,7 @@ def test_a_phone_video_stored_sideways_plays_upright(tmp_path: Path) -> None:
     sideways = write_picture(tmp_path / "sideways.mp4", np.ascontiguousarray(np.rot90(upright, -1)))
     phone = mark_rotation(sideways, tmp_path / "phone.mp4", 90)
 
-    image = next(open_source(str(phone)).open(threading.Event())).image
+    image = first_frame(str(phone))
     assert image.shape == upright.shape
     red = image[..., 2] > 150
     assert red[:8, :16].mean() > 0.9 and red[16:, :].mean() < 0.1, "the red corner is back at the top left"
@@ -265,4 +304,4 @@ def test_an_audio_file_with_cover_art_has_no_video_to_play(tmp_path: Path) -> No
         "-c:a", "aac", "-c:v", "mjpeg", "-disposition:v:0", "attached_pic", str(song),
     )  # fmt: skip
     with pytest.raises(SourceError, match=r"^song\.m4a has no video stream$"):
-        open_source(str(song))
+        first_frame(str(song))

@@ -350,6 +350,10 @@ def test_network_source_describes_itself_masked_and_asks_for_low_latency() -> No
         ("rtsp://cam/live#fps=nan", "fps='nan'"),
         ("webcam:0#fps=inf", "fps='inf'"),
         ("webcam:0#width=inf&height=480", "width='inf'"),
+        # A port FFmpeg can never use was `reconnecting` for ever with "invalid argument".
+        ("rtsp://admin:s3cret@cam:99999/live", "'rtsp://admin:***@cam:99999/live': the port must be a number from 1"),
+        ("rtsp://cam:abc/live", "the port must be a number from 1 to 65535"),
+        ("http://cam:0/video.mjpg", "the port must be a number from 1 to 65535"),
     ],
 )
 def test_bad_uris_fail_with_a_reason_and_no_password(uri: str, message: str) -> None:

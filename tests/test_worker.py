@@ -698,3 +698,18 @@ def test_analytics_that_fail_partway_through_a_frame_change_no_count_without_its
             ), f"frame {index}: counts disagree with the events delivered {delivered}"
     assert failed == {"line", "zone"}, "both failures happened partway through a frame"
     assert delivered.count("line_cross") == 1 and delivered.count("zone_enter") == 2, "counted on the next frames"
+
+
+def test_a_nominal_rate_given_as_a_callable_is_read_when_the_stream_is_first_tracked() -> None:
+    """A file's rate is known once its reader has opened it, after the stream was registered: the
+    tracker started from the 25 fps first guess instead (its windows in frames 2.5 times a 10 fps file's)."""
+    nominal = {"fps": 25.0}  # what a file source says before its reader opened the file
+    with Driver(TruthModel()) as driver:
+        scene = Scene(seed=SEED)  # 15 fps
+        driver.add("cam", scene, fps=lambda: nominal["fps"])
+        nominal["fps"] = 10.0  # the reader opened it
+        driver.step({"cam": 0})
+        driver.step({"cam": 1})
+        stats = driver.worker.stats("cam")
+        # From 10 fps, one 15 fps interval moves the measured rate to about 10.7; from 25, to about 22.
+        assert stats is not None and stats.processing_fps is not None and stats.processing_fps < 12

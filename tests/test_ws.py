@@ -328,6 +328,26 @@ async def test_the_error_examples_in_the_protocol_doc_are_what_the_server_sends(
     await ws.close()
 
 
+def field_paths(value: Any, at: str = "") -> set[str]:
+    """Every key of a JSON value, nested ones as dotted paths; a list's objects each as ``[]``."""
+    if isinstance(value, dict):
+        return {f"{at}{key}" for key in value} | {
+            path for key, item in value.items() for path in field_paths(item, f"{at}{key}.")
+        }
+    if isinstance(value, list):
+        return {path for item in value for path in field_paths(item, f"{at}[].")}
+    return set()
+
+
+async def test_the_hello_example_in_the_protocol_doc_has_every_field_the_server_sends(start_server: Start) -> None:
+    [documented] = re.findall(r"```json\n(\{\"type\": \"hello\".*?)\n```", PROTOCOL_DOC.read_text(), re.DOTALL)
+    client = await start_server(StreamConfig("front", "scene:?seed=1"))
+    ws = await client.ws_connect("/ws")
+    hello = await ws.receive_json(timeout=RECEIVE_TIMEOUT_S)
+    await ws.close()
+    assert field_paths(json.loads(documented)) == field_paths(hello)
+
+
 async def test_added_status_and_removed_events_reach_every_client(start_server: Start) -> None:
     client = await start_server()
     ws = await connect(client, {"streams": []})

@@ -125,13 +125,19 @@ class Viewer:
     """One client: what it subscribed to and what it has not been given yet.
 
     Frames go into a one-frame slot per stream (a newer frame replaces an unsent one, counted in
-    `dropped_frames`); events are rare and each matters, so they are kept in order.
+    `dropped_frames`); events are rare and each matters, so they are kept in order. A closed viewer
+    takes nothing more: what it holds is handed over once, and then `take` returns empty lists.
+
+    A viewer of ``pictures_only`` (an MJPEG response) sends no events, so it keeps none: it would
+    otherwise be closed as too slow for events that it never sends, piled up while its client read
+    slowly. It is closed instead when a stream it watches is removed, which is all it needs to know.
     """
 
-    def __init__(self, name: str = "viewer", address: str | None = None) -> None:
+    def __init__(self, name: str = "viewer", address: str | None = None, *, pictures_only: bool = False) -> None:
         self.name = name
         #: The client's address, for `ViewerLimits.max_viewers_per_address`.
         self.address = address
+        self.pictures_only = pictures_only
         self.subscriptions: dict[str, Subscription] = {}
         self.sent_frames = 0
         self.dropped_frames = 0
@@ -142,6 +148,7 @@ class Viewer:
         #: (its publication, a late encoding for a new image size), it is sent once.
         self._taken: dict[str, tuple[int, float]] = {}
         self._wake = asyncio.Event()
+        self._closed = asyncio.Event()
         self.closed = False
         self.too_slow = False
 
@@ -154,7 +161,7 @@ class Viewer:
     def offer_packet(self, packet: FramePacket, now: float | None = None) -> None:
         """Take ``packet`` into this viewer's slot, unless its frame-rate limit says to skip it."""
         subscription = self.subscription(packet.stream_id)
-        if subscription is None:
+        if subscription is None or self.closed:
             return
         variant = subscription.image
         if variant is not None and variant not in packet.jpegs:
@@ -182,11 +189,18 @@ class Viewer:
         return bool(self._events or self._frames or self.closed)
 
     def offer_event(self, event: Event) -> None:
-        """Queue ``event``; a viewer so far behind that `MAX_PENDING_EVENTS` pile up is closed instead.
+        """Queue ``event``; a viewer so far behind that `MAX_PENDING_EVENTS` pile up is closed instead,
+        keeping those it has (it is owed them, in order, before it is told it was too slow).
 
         Events may not be dropped the way frames are, so the only bound that keeps them all is to
         give up on a client that has stopped taking them.
         """
+        if self.closed:
+            return
+        if self.pictures_only:
+            if event.data.get("type") == "removed" and event.data.get("stream") in self.subscriptions:
+                self.close()
+            return
         if len(self._events) >= MAX_PENDING_EVENTS:
             self.too_slow = True
             self.close()
@@ -220,14 +234,20 @@ class Viewer:
         self._taken.pop(stream_id, None)
 
     def close(self) -> None:
-        """End this viewer: `take` returns at once, empty, from now on (server shutdown)."""
+        """End this viewer (too slow, its stream removed, server shutdown): `take` hands over what it
+        holds at once, then returns empty lists; `wait_closed` returns."""
         self.closed = True
+        self._closed.set()
         self._wake.set()
+
+    async def wait_closed(self) -> None:
+        """Return once this viewer is closed: a sender blocked on its client races this, to leave at once."""
+        await self._closed.wait()
 
     async def take(self) -> tuple[list[Event], list[Delivery]]:
         """Wait until there is something to send, then take all of it: events first, then frames.
 
-        Returns empty lists once the viewer is closed.
+        Returns empty lists once the viewer is closed and what it held has been taken.
         """
         while not self.pending:
             self._wake.clear()

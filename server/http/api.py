@@ -1,8 +1,9 @@
 """The REST API under ``/api``, plus ``/healthz`` and ``/metrics`` (formats in docs/protocol.md).
 
 Every error is JSON, ``{"error": "<what is wrong and how to fix it>"}``, with a 4xx status that says
-whose fault it was. Changes to streams run in a worker thread (opening a source probes it, stopping
-one joins its reader) and can be saved to the config file: with ``?persist=1``, or always when the
+whose fault it was. Changes to streams run in threads of their own (checking a source resolves its
+host, stopping one joins its reader), never queueing the snapshots' encoding nor shutdown behind a
+stalled camera, and can be saved to the config file: with ``?persist=1``, or always when the
 config file says ``save_config = true``.
 """
 
@@ -14,7 +15,9 @@ import hmac
 import json
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from typing import Any
 
 from aiohttp import web
@@ -36,7 +39,7 @@ from server.http.keys import (
     stream_changes_key,
 )
 from server.http.metrics import render_metrics
-from server.http.policy import SourceRefused
+from server.http.policy import SourceRefused, UnusableSource
 from server.persist import ConfigEditedError, ConfigFileState, write_config
 from server.streams import HandedInError, ShuttingDownError, StreamExistsError, StreamInfo, StreamOptionsError
 
@@ -46,17 +49,30 @@ MJPEG_BOUNDARY = "segcastframe"
 MAX_MJPEG_FPS = 60.0
 SNAPSHOT_RETRY_S = 1
 VIEWER_RETRY_S = 10
+#: How long one MJPEG part may take to reach its client before the viewer counts as gone and its
+#: connection is cut: about as long as a WebSocket client that stops reading is kept (pinged after
+#: 20 s quiet, and given 10 s for the pong). A client that stopped reading would otherwise hold its
+#: viewer slot (of ``[server] max_viewers``) for as long as it kept the connection open, past its
+#: stream's removal too; a part over a slow link takes seconds, not tens of them.
+MJPEG_PART_TIMEOUT_S = 30.0
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: Threads for stream changes (POST, PATCH, DELETE of /api/streams). Each holds one for moments, but
+#: a removal or restart for as long as its reader takes to stop: up to 2 s for a stalled camera. Up to
+#: this many can be stopping at once before another change waits for a thread.
+STREAM_CHANGE_THREADS = 16
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 #: What the API knows of the config file it saves to: the API's own state, changed only by its
 #: saves (under `config_lock_key`) and by the removal of a stream the command line started.
 config_file_key = web.AppKey("config_file", ConfigFileState)
+#: Where stream changes run: not the loop's default executor, which encodes snapshots and stops the pipeline.
+stream_change_executor_key = web.AppKey("stream_change_executor", ThreadPoolExecutor)
 
 
 def setup_api(app: web.Application) -> None:
     app[config_file_key] = ConfigFileState.of(app[settings_key])
+    app.cleanup_ctx.append(_stream_change_executor)
     router = app.router
     router.add_get("/api/streams", _list_streams)
     router.add_post("/api/streams", _add_stream)
@@ -69,6 +85,18 @@ def setup_api(app: web.Application) -> None:
     router.add_get("/api/streams/{stream}/counts", _counts)
     router.add_get("/healthz", _health)
     router.add_get("/metrics", _metrics)
+
+
+async def _stream_change_executor(app: web.Application) -> AsyncIterator[None]:
+    executor = ThreadPoolExecutor(STREAM_CHANGE_THREADS, thread_name_prefix="stream-change")
+    app[stream_change_executor_key] = executor
+    yield
+    executor.shutdown(wait=False, cancel_futures=True)  # requests are over: any change left is its own
+
+
+async def _in_change_thread(request: web.Request, call: Callable[[], Any]) -> Any:
+    """Run ``call`` (a blocking part of a stream change) in `stream_change_executor_key`."""
+    return await asyncio.get_running_loop().run_in_executor(request.app[stream_change_executor_key], call)
 
 
 @web.middleware
@@ -186,15 +214,18 @@ def _finite(text: str) -> float:
 
 
 async def _check_source(request: web.Request, uri: str) -> None:
-    """Refuse a source the API may not open (a local file or device, a scheme or an address not allowed): 403.
+    """Refuse a source the API may not open (a local file or device, a scheme or an address not allowed): 403;
+    one nothing could open (a file name with a NUL character): 400.
 
     Off the loop: the check resolves the camera's host name.
     """
     policy = request.app[settings_key].source_policy()
     try:
-        await asyncio.get_running_loop().run_in_executor(None, policy.check, uri)
+        await _in_change_thread(request, functools.partial(policy.check, uri))
     except SourceRefused as exc:
         raise error(web.HTTPForbidden, str(exc)) from None
+    except UnusableSource as exc:
+        raise error(web.HTTPBadRequest, str(exc)) from None
 
 
 def _persist_asked(request: web.Request) -> bool:
@@ -375,7 +406,8 @@ async def _start_stream(
 ) -> StreamInfo:
     """Run ``start`` (the manager's ``add`` or ``replace``) off the loop; its refusals as HTTP errors."""
     try:
-        return await asyncio.get_running_loop().run_in_executor(None, start, config)
+        info: StreamInfo = await _in_change_thread(request, functools.partial(start, config))
+        return info
     except StreamExistsError as exc:
         raise error(web.HTTPConflict, f"{exc}; remove it first or choose another id") from None
     except StreamOptionsError as exc:
@@ -393,7 +425,7 @@ async def _remove_stream(request: web.Request) -> web.Response:
     stream_id = _info(request).stream_id
     persist = _saves(request, stream_id, asked)
     try:
-        await asyncio.get_running_loop().run_in_executor(None, request.app[manager_key].remove, stream_id)
+        await _in_change_thread(request, functools.partial(request.app[manager_key].remove, stream_id))
     except KeyError:
         raise error(web.HTTPNotFound, f"no stream {stream_id!r}: it was removed meanwhile") from None
     if persist:
@@ -460,7 +492,7 @@ async def _mjpeg(request: web.Request) -> web.StreamResponse:
     info = _info(request)
     subscription = Subscription(_variant(request), _fps(request))
     hub = request.app[hub_key]
-    viewer = Viewer(f"mjpeg-{info.stream_id}", request.remote)
+    viewer = Viewer(f"mjpeg-{info.stream_id}", request.remote, pictures_only=True)
     response = web.StreamResponse(
         headers={
             "Content-Type": f"multipart/x-mixed-replace; boundary={MJPEG_BOUNDARY}",
@@ -469,16 +501,19 @@ async def _mjpeg(request: web.Request) -> web.StreamResponse:
     )
     join_viewer(hub, viewer)
     try:
-        await response.prepare(request)
-        request.app[http_viewers_key].add(viewer)
+        # Subscribed before the first await: the stream's removal from then on closes the viewer.
         hub.subscribe(viewer, {info.stream_id: subscription})
+        request.app[http_viewers_key].add(viewer)
+        await response.prepare(request)
         while not viewer.closed:
-            events, deliveries = await viewer.take()
-            if any(event.removes(info.stream_id) for event in events):
-                break
+            _, deliveries = await viewer.take()
             for delivery in deliveries:
-                await _write_part(response, delivery.packet, delivery.jpeg)
-    except ConnectionResetError:
+                if not await _write_part(response, viewer, delivery.packet, delivery.jpeg):
+                    log.debug("[%s] an MJPEG viewer stopped reading, or was closed mid-part: cut off", info.stream_id)
+                    if request.transport is not None:
+                        request.transport.abort()
+                    return response
+    except ConnectionError:
         log.debug("[%s] an MJPEG viewer left", info.stream_id)
     finally:
         hub.remove_viewer(viewer)
@@ -495,14 +530,32 @@ def join_viewer(hub: Hub, viewer: Viewer) -> None:
         raise error(kind, str(exc), **{"Retry-After": str(VIEWER_RETRY_S)}) from None
 
 
-async def _write_part(response: web.StreamResponse, packet: FramePacket, jpeg: bytes | None) -> None:
+async def _write_part(response: web.StreamResponse, viewer: Viewer, packet: FramePacket, jpeg: bytes | None) -> bool:
+    """Write one part; False where it was given up: not taken within `MJPEG_PART_TIMEOUT_S`, or ``viewer``
+    closed while the client held it up (its stream removed, the server shutting down). The connection
+    must then be cut: the client may have part of the part.
+
+    Raises `ConnectionError` when the client went away.
+    """
     if jpeg is None:
-        return
+        return True
     head = (
         f"--{MJPEG_BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n"
         f"X-Segcast-Seq: {packet.seq}\r\n\r\n"
     )
-    await response.write(head.encode() + jpeg + b"\r\n")
+    write = asyncio.ensure_future(response.write(head.encode() + jpeg + b"\r\n"))
+    closed = asyncio.ensure_future(viewer.wait_closed())
+    try:
+        await asyncio.wait((write, closed), timeout=MJPEG_PART_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        closed.cancel()
+        write.cancel()  # nothing to do once done; and the handler itself may be cancelled (the client left)
+        with suppress(asyncio.CancelledError, ConnectionError):
+            await write  # its failure retrieved, whichever way this ends
+    if write.cancelled():
+        return False
+    write.result()
+    return True
 
 
 async def _tracks(request: web.Request) -> web.Response:

@@ -66,6 +66,11 @@ class SourceRefused(ValueError):
     """The caller may not open this source; the message says which setting would allow it."""
 
 
+class UnusableSource(ValueError):
+    """The URI names nothing that could be opened (a file name holding a NUL character): the request
+    is wrong whatever the settings, where `SourceRefused` says a setting forbids it."""
+
+
 @dataclass(frozen=True, slots=True)
 class SourcePolicy:
     """What the API may open. The default allows network cameras and scenes, no files, no devices."""
@@ -92,7 +97,7 @@ class SourcePolicy:
         )
 
     def check(self, uri: str) -> None:
-        """Raise `SourceRefused` unless a remote caller may open ``uri``."""
+        """Raise `SourceRefused` unless a remote caller may open ``uri``, `UnusableSource` if nobody could."""
         shown = mask_uri(uri)[:200]
         if len(uri) > MAX_URI_CHARS:
             raise SourceRefused(f"uri: at most {MAX_URI_CHARS} characters")
@@ -157,6 +162,8 @@ class SourcePolicy:
         base = uri.partition("#")[0]
         candidates = [unquote(urlsplit(base).path)] if is_file_url else [uri, base]
         for raw in candidates:
+            if "\x00" in raw:  # percent-encoded (%00): no file name holds one, and paths cannot carry it
+                raise UnusableSource(f"uri {shown!r}: a file name cannot hold a NUL character (%00)")
             path = Path(raw)
             if not path.is_absolute():
                 raise SourceRefused(f"uri {shown!r}: give the file's absolute path")

@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from server.delivery.encode import ImageKind, parse_variant
-from server.delivery.hub import Event, Hub, Subscription, Viewer
+from server.delivery.hub import MAX_PENDING_EVENTS, Event, Hub, Subscription, Viewer
 from server.frames import PROTOCOL_VERSION
 from server.http.api import join_viewer, stream_json
 from server.http.keys import hub_key, manager_key, websockets_key
@@ -28,6 +28,11 @@ log = logging.getLogger(__name__)
 
 MAX_CLIENT_MESSAGE_BYTES = 64 * 1024
 HEARTBEAT_S = 20.0
+#: A viewer is sent a ``keepalive`` message after this long without any other, and told the interval
+#: in ``hello`` (``keepalive_s``): a network that went silent (Wi-Fi dropped, a NAT forgot the
+#: connection) closes nothing, and a browser sees no pings, so silence is all it can go by.
+KEEPALIVE_S = 5.0
+KEEPALIVE_MESSAGE = json.dumps({"type": "keepalive", "v": PROTOCOL_VERSION})
 MAX_FPS = 60.0
 SUBSCRIPTION_KEYS = frozenset({"image", "max_width", "max_fps"})
 #: A viewer changes what it watches a few times a second at most. A client that sends more is broken
@@ -45,6 +50,8 @@ MAX_SUBSCRIBED_STREAMS = 256
 #: of two full lists (the message rate alone let 32 clients take the whole loop).
 MAX_SUBSCRIBED_ENTRIES_PER_S = 64.0
 SUBSCRIBED_ENTRIES_BURST = 2 * MAX_SUBSCRIBED_STREAMS
+#: The reason of the 1013 close that ends a client too far behind to be kept (docs/protocol.md).
+TOO_SLOW_REASON = f"too far behind: {MAX_PENDING_EVENTS} events piled up; reconnect"
 #: Ids that no stream has, in one subscription: each waits for its stream to be added, and each
 #: with an image is one more entry of the mapping the encoder copies whenever wanted images change.
 MAX_UNKNOWN_STREAMS = 16
@@ -93,7 +100,13 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
         if request.transport is not None:
             request.app[websockets_key][ws] = request.transport
         streams = [stream_json(request, info) for info in manager.streams()]
-        hello = {"type": "hello", "v": PROTOCOL_VERSION, "streams": streams, "inference": hub.inference.to_json()}
+        hello = {
+            "type": "hello",
+            "v": PROTOCOL_VERSION,
+            "streams": streams,
+            "inference": hub.inference.to_json(),
+            "keepalive_s": KEEPALIVE_S,
+        }
         viewer.greet(Event.of(hello))
         sender = asyncio.create_task(send_forever(viewer, ws), name="viewer-sender")
         try:
@@ -176,13 +189,24 @@ def _subscribe(hub: Hub, manager: StreamManager, viewer: Viewer, subscriptions: 
 
 
 async def send_forever(viewer: Viewer, ws: web.WebSocketResponse) -> None:
-    """The viewer's sender task: events in order, then each stream's newest frame, then wait again.
+    """The viewer's sender task: events in order, then each stream's newest frame, then wait again;
+    after `KEEPALIVE_S` of waiting with nothing to send, a ``keepalive`` message.
 
-    Ends quietly when the client goes away mid-send; the handler notices the closed socket itself.
+    A viewer closed for letting events pile up is sent those it holds (at most `MAX_PENDING_EVENTS`),
+    so it misses none before it is told, then closed with 1013. Ends quietly when the client goes away
+    mid-send (a reset, or a connection lost while a send waited on it); the handler notices the closed
+    socket itself.
     """
     try:
-        while not viewer.closed:
-            events, deliveries = await viewer.take()
+        while True:
+            try:
+                async with asyncio.timeout(KEEPALIVE_S):  # take() takes nothing until its wait is over
+                    events, deliveries = await viewer.take()
+            except TimeoutError:
+                await ws.send_str(KEEPALIVE_MESSAGE)
+                continue
+            if not events and not deliveries:
+                break  # closed, and all it held is sent
             for event in events:
                 await ws.send_str(event.text)
             for delivery in deliveries:
@@ -191,8 +215,8 @@ async def send_forever(viewer: Viewer, ws: web.WebSocketResponse) -> None:
                 if jpeg is not None:
                     await ws.send_bytes(jpeg)
         if viewer.too_slow:
-            await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too far behind: events piled up")
-    except ConnectionResetError:
+            await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=TOO_SLOW_REASON.encode())
+    except ConnectionError:
         log.debug("a viewer left while being sent to")
 
 

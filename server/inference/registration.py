@@ -7,6 +7,7 @@ the successor's tracker and analytics can carry on from it (`StreamTracker` ``fo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from server.analytics.engine import StreamAnalytics
@@ -26,7 +27,7 @@ class StreamRegistration:
     """
 
     stream_id: str
-    fps: float
+    fps: float | Callable[[], float]  # the source's nominal rate, or what reads it (`InferenceWorker.add_stream`)
     options: StreamOptions
     slot: LatestFrame
     restarts: StreamRegistration | None = None

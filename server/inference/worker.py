@@ -244,12 +244,16 @@ class InferenceWorker:
             class_ids(names, options.classes)
             check_classes(options.zones, options.lines, names)
 
-    def add_stream(self, stream_id: str, fps: float, options: StreamOptions | None = None) -> LatestFrame:
+    def add_stream(
+        self, stream_id: str, fps: float | Callable[[], float], options: StreamOptions | None = None
+    ) -> LatestFrame:
         """Register a stream and return the slot its reader should fill.
 
         ``fps`` is the source's nominal rate, only the tracker's first guess: it then follows the
-        rate the stream is really processed at. Re-adding an id replaces the stream with a fresh one,
-        unless it was removed ``restarting``: then the new one carries on from it (see `remove_stream`).
+        rate the stream is really processed at. A callable is read when the tracker is made, on the
+        stream's first frame: a file's rate is known once its reader has opened it. Re-adding an id
+        replaces the stream with a fresh one, unless it was removed ``restarting``: then the new one
+        carries on from it (see `remove_stream`).
         """
         slot = LatestFrame(self._work_ready)
         with self._lock:
@@ -505,7 +509,8 @@ class InferenceWorker:
         """The stream's tracker, made on its first frame; a restarted stream's goes on from its old one."""
         restarted = registration.restarted()
         follows = None if restarted is None else restarted.tracker
-        return StreamTracker(registration.stream_id, self.class_names, registration.options, registration.fps, follows)
+        fps = registration.fps() if callable(registration.fps) else registration.fps
+        return StreamTracker(registration.stream_id, self.class_names, registration.options, fps, follows)
 
     def _deliver(self, result: FrameResult) -> None:
         try:

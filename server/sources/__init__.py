@@ -32,8 +32,9 @@ def open_source(
     them; the reader checks every frame of every source against the same limit. ``check_host`` is
     called with a network source's host before each connection, and may refuse it with `SourceError`.
 
-    Never blocks on the network: connecting is the reader's job, so a camera that is down is a
-    stream that reconnects, not a server that will not start.
+    Never blocks on the network, nor on a file's content: connecting and reading a file's header are
+    the reader's job, so a camera that is down is a stream that reconnects, and a file on a hung
+    network mount a stream that stays ``starting``, not a server that will not start or change.
     """
     try:
         uri.encode()
@@ -54,11 +55,20 @@ def open_source(
     if scheme == "file":
         return _file(uri, Path(unquote(urlsplit(uri.partition("#")[0]).path)), max_frame_side)
     if scheme == "" or (len(scheme) == 1 and uri[1:3] in (":\\", ":/")):  # a plain path, Windows drives too
-        if Path(uri).is_file():  # a file whose name contains '#' is taken as it is
+        if _is_file(Path(uri)):  # a file whose name contains '#' is taken as it is
             return FileSource(Path(uri), max_frame_side=max_frame_side)
         return _file(uri, Path(uri.partition("#")[0]), max_frame_side)
     kinds = "scene:, file://, a file path, rtsp://, rtsps://, rtmp://, http(s)://, /dev/videoN or webcam:N"
     raise SourceError(f"unsupported source {mask_uri(uri)!r}: use {kinds}")
+
+
+def _is_file(path: Path) -> bool:
+    """Whether ``path`` is a file; False where it cannot be told (a folder it may not enter, a name too
+    long): `FileSource` then names the reason, for the path without its ``#`` options."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def _file(uri: str, path: Path, max_frame_side: int) -> FileSource:

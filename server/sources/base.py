@@ -22,6 +22,9 @@ from server.frames import MIN_FRAME_SIDE_PX, Frame
 MAX_FRAME_SIDE_PX = 4096
 #: The highest rate an ``fps`` option may name: above any camera's, below what makes a frame's interval nothing.
 MAX_FPS = 1000.0
+#: What to do about pictures above the limit, by where they come from (`check_frame_size`).
+LOWER_CAMERA_RESOLUTION = "lower the camera's resolution"
+SCALE_VIDEO_DOWN = "scale the video down (e.g. ffmpeg -i IN -vf scale=1920:-2 OUT)"
 
 
 class SourceError(Exception):
@@ -37,10 +40,11 @@ class SlowRetryError(ConnectionError):
     """
 
 
-def check_frame_size(width: int, height: int, max_side: int) -> None:
+def check_frame_size(width: int, height: int, max_side: int, fix: str = LOWER_CAMERA_RESOLUTION) -> None:
     """Raise `SourceError` for a picture larger than ``max_side`` or smaller than `MIN_FRAME_SIDE_PX` a side.
 
     A source whose pictures do not fit fails rather than reconnecting: it sends the same size again.
+    ``fix`` says what to change at the source for pictures that are too large (a camera, a video file).
     """
     if width < MIN_FRAME_SIDE_PX or height < MIN_FRAME_SIDE_PX:
         raise SourceError(
@@ -50,7 +54,7 @@ def check_frame_size(width: int, height: int, max_side: int) -> None:
     if width > max_side or height > max_side:
         raise SourceError(
             f"frames of {width}x{height} are larger than {max_side} pixels a side ([server] max_frame_side); "
-            "lower the camera's resolution, or raise the limit"
+            f"{fix}, or raise the limit"
         )
 
 

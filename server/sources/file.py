@@ -7,13 +7,14 @@
 from __future__ import annotations
 
 import logging
+import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import av
 
-from server.sources.base import MAX_FRAME_SIDE_PX, Decoded, SourceError
+from server.sources.base import MAX_FRAME_SIDE_PX, SCALE_VIDEO_DOWN, Decoded, SourceError
 from server.sources.network import limit_decoder, upright_image, video_stream
 
 log = logging.getLogger(__name__)
@@ -25,20 +26,25 @@ RATES = ("native", "max")
 
 
 class FileSource:
-    """A video file played from the start each time it is opened; the reader paces and loops it."""
+    """A video file played from the start each time it is opened; the reader paces and loops it.
+
+    Made without opening the file: only its metadata is read, so a missing file or a folder is named
+    at once. Its header is read by `open`, in the reader's thread: a file on a network mount that
+    hangs (NFS, SMB) then holds up its own stream, which stays ``starting``, and nothing else.
+    """
 
     live = False
 
     def __init__(self, path: Path, rate: str = "native", max_frame_side: int = MAX_FRAME_SIDE_PX) -> None:
-        if not path.is_file():
-            raise SourceError(f"no such file: {path}")
+        check_video_file(path)
         if rate not in RATES:
             raise SourceError(f"rate={rate!r} for {path}: use one of {', '.join(RATES)}")
         self.path = path
         #: With ``rate=max`` the reader hands over every frame as soon as the previous one was taken.
         self.batch = rate == "max"
         self._max_frame_side = max_frame_side
-        self.fps = _probe_fps(path)
+        #: The file's own rate once `open` has read its header; until then a first guess, as a camera's.
+        self.fps = DEFAULT_FPS
 
     def describe(self) -> str:
         return f"{self.path}#rate=max" if self.batch else str(self.path)
@@ -53,9 +59,9 @@ class FileSource:
             if stream is None:
                 raise SourceError(f"{self.path.name} has no video stream")
             stream.thread_type = "AUTO"
-            limit_decoder(stream, self._max_frame_side)
+            limit_decoder(stream, self._max_frame_side, SCALE_VIDEO_DOWN)
             time_base = float(stream.time_base) if stream.time_base else 0.0
-            rate = _frame_rate(stream)
+            rate = self.fps = _frame_rate(stream)
             index = damaged = 0
             try:
                 for packet in container.demux(stream):
@@ -83,16 +89,24 @@ class FileSource:
                 log.warning("%s: skipped %d damaged packets", self.path.name, damaged)
 
 
-def _probe_fps(path: Path) -> float:
-    """The file's frame rate, read from its header before any decoding."""
+def check_video_file(path: Path) -> None:
+    """Raise `SourceError` unless ``path`` names a regular file this process can reach.
+
+    Reads its metadata only. ``Path.is_file`` would raise past its caller for a folder it may not
+    enter or a name longer than the file system allows, and call a folder "no such file".
+    """
     try:
-        with av.open(str(path)) as container:
-            stream = video_stream(container)
-            if stream is None:
-                raise SourceError(f"{path.name} has no video stream")
-            return _frame_rate(stream)
-    except av.error.FFmpegError as exc:
-        raise SourceError(f"cannot open {path.name} as video: {_reason(exc)}") from None
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise SourceError(f"no such file: {path}") from None
+    except OSError as exc:  # EACCES on a folder on the way, ENAMETOOLONG, ELOOP, EIO
+        raise SourceError(f"cannot read {path}: {exc.strerror or type(exc).__name__}") from None
+    except ValueError:  # a NUL character (file:///a%00.mp4), which no file name can hold
+        raise SourceError(f"no such file: {str(path)!r} (a file name cannot hold a NUL character)") from None
+    if stat.S_ISDIR(mode):
+        raise SourceError(f"{path} is a folder: give the path of a video file in it")
+    if not stat.S_ISREG(mode):
+        raise SourceError(f"{path} is not a regular file (a pipe, socket or device): give a video file")
 
 
 def _frame_rate(stream: av.video.stream.VideoStream) -> float:

@@ -33,7 +33,15 @@ import av
 import av.container
 import numpy as np
 
-from server.sources.base import MAX_FPS, MAX_FRAME_SIDE_PX, Decoded, SlowRetryError, SourceError, check_frame_size
+from server.sources.base import (
+    LOWER_CAMERA_RESOLUTION,
+    MAX_FPS,
+    MAX_FRAME_SIDE_PX,
+    Decoded,
+    SlowRetryError,
+    SourceError,
+    check_frame_size,
+)
 from server.sources.uri import has_raw_userinfo, mask_text, mask_uri, positive_float, split_options
 
 SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https"})
@@ -88,6 +96,12 @@ class NetworkSource:
             raise SourceError(f"{mask_uri(uri)!r} is not a network stream")
         if not parts.hostname:
             raise SourceError(f"{mask_uri(uri)!r} has no host")
+        try:
+            port = parts.port
+        except ValueError:  # not a number, or above 65535: FFmpeg would fail on it at every attempt
+            port = 0
+        if port == 0:
+            raise SourceError(f"{mask_uri(uri)!r}: the port must be a number from 1 to 65535")
         transport = options["transport"].lower()
         if transport not in RTSP_TRANSPORTS:
             raise SourceError(f"transport={transport!r} in {mask_uri(uri)!r}: use one of {sorted(RTSP_TRANSPORTS)}")
@@ -192,17 +206,17 @@ def upright_image(frame: av.VideoFrame) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(image, quarter_turns)) if quarter_turns else image
 
 
-def limit_decoder(stream: av.video.stream.VideoStream, max_side: int) -> None:
+def limit_decoder(stream: av.video.stream.VideoStream, max_side: int, fix: str = LOWER_CAMERA_RESOLUTION) -> None:
     """Refuse pictures larger than ``max_side`` a side before they are decoded, not after.
 
-    The size the stream's header announces is checked at once (`SourceError`); the decoder is told
-    to refuse pictures of more than ``max_side`` squared pixels, so a camera that switches to a huge
-    size mid-stream costs a decoding error (and a reconnect, whose header then fails the check),
-    never the memory of the picture.
+    The size the stream's header announces is checked at once (`SourceError`, saying to ``fix`` it);
+    the decoder is told to refuse pictures of more than ``max_side`` squared pixels, so a camera that
+    switches to a huge size mid-stream costs a decoding error (and a reconnect, whose header then
+    fails the check), never the memory of the picture.
     """
     context = stream.codec_context
     if context.width and context.height:
-        check_frame_size(context.width, context.height, max_side)
+        check_frame_size(context.width, context.height, max_side, fix)
     context.options = {**context.options, "max_pixels": str(max_side * max_side)}
 
 

@@ -25,7 +25,9 @@ import numpy as np
 
 from server.frames import Frame
 from server.sources.base import (
+    LOWER_CAMERA_RESOLUTION,
     MAX_FRAME_SIDE_PX,
+    SCALE_VIDEO_DOWN,
     LatestFrame,
     SlowRetryError,
     Source,
@@ -331,7 +333,8 @@ class StreamReader:
             if self._stop.is_set():
                 return None
             height, width = decoded.image.shape[:2]
-            check_frame_size(width, height, self.max_frame_side)  # every kind of source, WebRTC's too
+            fix = LOWER_CAMERA_RESOLUTION if self.source.live else SCALE_VIDEO_DOWN
+            check_frame_size(width, height, self.max_frame_side, fix)  # every kind of source, WebRTC's too
             jumped = previous is not None and self._is_jump(decoded.media_time - previous)
             previous = decoded.media_time
             if not self.source.live and not batch:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
@@ -44,9 +45,16 @@ class Driver:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.worker.stop()
 
-    def add(self, stream_id: str, scene: Scene, options: StreamOptions | None = None) -> None:
+    def add(
+        self,
+        stream_id: str,
+        scene: Scene,
+        options: StreamOptions | None = None,
+        fps: float | Callable[[], float] | None = None,
+    ) -> None:
+        """Register ``scene`` as ``stream_id``, with the scene's rate as its nominal rate unless ``fps``."""
         self.scenes[stream_id] = scene
-        self._slots[stream_id] = self.worker.add_stream(stream_id, float(scene.fps), options)
+        self._slots[stream_id] = self.worker.add_stream(stream_id, float(scene.fps) if fps is None else fps, options)
 
     def remove(self, stream_id: str) -> None:
         self.worker.remove_stream(stream_id)
