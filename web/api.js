@@ -1,7 +1,15 @@
 // The REST API (docs/protocol.md), as the viewer uses it. Errors carry the server's own message and
 // the HTTP status, so a page can explain a refusal in its own words.
 
-import { authHeaders, dropPageToken, pageToken, storeToken, storedToken, withToken } from "./connection.js";
+import {
+  REQUEST_TIMEOUT_MS,
+  authHeaders,
+  dropPageToken,
+  pageToken,
+  storeToken,
+  storedToken,
+  withToken,
+} from "./connection.js";
 import { askForToken } from "./token.js";
 
 // The server's clock minus this browser's, in seconds, learnt from each answer's Date header.
@@ -57,8 +65,11 @@ function needsToken(response, error, method) {
 }
 
 // `interactive`: whether a refusal may ask the person for a token (never in an embedded frame).
+// A read the network swallowed fails after REQUEST_TIMEOUT_MS, so polls do not pile up unanswered; a
+// change is waited for however long it takes, as it may well be made even if its answer is late.
 async function request(method, path, body, { interactive = true, retry = true, headers = {} } = {}) {
   const options = { method, headers: { ...authHeaders(), ...headers } };
+  if (method === "GET") options.signal = AbortSignal.timeout(REQUEST_TIMEOUT_MS);
   if (body !== undefined) {
     options.headers["Content-Type"] = "application/json";
     options.body = JSON.stringify(body);
@@ -67,6 +78,7 @@ async function request(method, path, body, { interactive = true, retry = true, h
   noteServerDate(response.headers.get("Date"));
   if (response.status === 204) return null;
   const data = await response.json().catch(() => ({}));
+  options.signal?.throwIfAborted(); // a body cut off by the time-out is no answer
   const error = data.error || `${response.status} ${response.statusText}`;
   if (interactive && retry && needsToken(response, error, method) && (await ask(response))) {
     return request(method, path, body, { interactive, retry: false, headers });

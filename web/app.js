@@ -2,7 +2,7 @@
 // One WebSocket feeds both (docs/protocol.md); stats come from the REST API once a second.
 
 import { addStream, listStreams, removeStream, viewerSettings } from "./api.js";
-import { Connection } from "./connection.js";
+import { Connection, carryToken } from "./connection.js";
 import { ANALYTICS_EVENTS } from "./events.js";
 import { GridView, gridSubscription } from "./grid.js";
 import { routedStream, StreamView } from "./stream.js";
@@ -43,6 +43,8 @@ const view = new StreamView({
   eventsEmpty: $("events-empty"),
 });
 let current = null; // the stream id shown in the stream view, or null on the grid
+let outage = false; // the connection went down since the last hello
+let polling = false; // a stream list asked for and not answered yet: one at a time, however slow
 // How many messages about which streams exist (hello, added, removed) the socket has brought: a stream
 // list the API gave before the latest of them may be out of date, and would bring back a removed stream.
 let listChanges = 0;
@@ -51,6 +53,10 @@ const connection = new Connection({
   hello(message) {
     listChanges += 1;
     setInference(message.inference);
+    // Back after an outage: a WebRTC peer of before may be dead without knowing it yet (a restarted
+    // server), so the view starts over with a new one, on the WebSocket's frames meanwhile.
+    if (outage) view.reconnected(message.streams);
+    outage = false;
     route();
     view.events.reconnected(); // events of the time it was down, or before this socket subscribed
     showStreams(message.streams, performance.now());
@@ -80,6 +86,7 @@ const connection = new Connection({
     }
   },
   state(state) {
+    if (state === "down") outage = true;
     const badge = $("connection");
     badge.textContent = state === "live" ? "connected" : "reconnecting…";
     badge.className = `badge ${state === "live" ? "state-live" : "state-failed"}`;
@@ -96,6 +103,7 @@ function setInference(inference) {
 
 function route() {
   current = routedStream();
+  if (removal && removal.stream !== current) cancelRemoval(); // it was asked for on another stream
   $("grid-view").hidden = current !== null;
   $("stream-view").hidden = current === null;
   if (current === null) {
@@ -108,13 +116,17 @@ function route() {
 }
 
 async function refreshStats() {
+  if (polling) return;
+  polling = true;
   try {
     const askedAt = performance.now();
     const asked = listChanges;
     const { streams } = await listStreams();
     if (asked === listChanges) showStreams(streams, askedAt);
   } catch {
-    // The server is restarting: the connection badge already says so, and the next poll retries.
+    // The server is restarting or out of reach: the connection badge says so, and the next poll retries.
+  } finally {
+    polling = false;
   }
 }
 
@@ -174,16 +186,24 @@ $("add-form").addEventListener("submit", async (event) => {
 });
 
 const removeButton = $("remove-stream");
-let confirmUntil = 0;
+// The first click on Remove, waiting CONFIRM_WINDOW_MS for the second: {stream, timer}. It holds for
+// the stream it was made on only, so a second click can never remove another.
+let removal = null;
+
+function cancelRemoval() {
+  clearTimeout(removal?.timer);
+  removal = null;
+  removeButton.textContent = "Remove";
+}
+
 removeButton.addEventListener("click", async () => {
-  if (Date.now() > confirmUntil) {
-    confirmUntil = Date.now() + CONFIRM_WINDOW_MS;
+  if (removal?.stream !== current) {
+    cancelRemoval();
+    removal = { stream: current, timer: setTimeout(cancelRemoval, CONFIRM_WINDOW_MS) };
     removeButton.textContent = "Click again to remove";
-    setTimeout(() => (removeButton.textContent = "Remove"), CONFIRM_WINDOW_MS);
     return;
   }
-  confirmUntil = 0;
-  removeButton.textContent = "Remove";
+  cancelRemoval();
   try {
     await removeStream(current, false);
     location.hash = "#/";
@@ -192,6 +212,7 @@ removeButton.addEventListener("click", async () => {
   }
 });
 
+carryToken($("nav-camera"));
 window.addEventListener("hashchange", route);
 setInterval(refreshStats, STATS_INTERVAL_MS);
 route();

@@ -4,6 +4,14 @@
 const RECONNECT_MIN_MS = 500;
 const RECONNECT_MAX_MS = 5000;
 export const PROTOCOL_VERSION = 1;
+// A network that drops without a word (Wi-Fi gone, a NAT that forgot the connection) closes nothing:
+// the socket stays open over a frozen picture, and even close() on it is not heard of for ~40 s. The
+// server sends a keepalive when it has sent nothing else for `keepalive_s` (its hello says how long),
+// so a socket silent for this many of them is given up on and a new one opened.
+const SILENT_KEEPALIVES = 2.5;
+const KEEPALIVE_DEFAULT_S = 5; // until a hello says otherwise (docs/protocol.md)
+// A request the network swallowed is given up on after this, so that the next one can be made.
+export const REQUEST_TIMEOUT_MS = 10000;
 
 // Where segcast's routes start: the folder above this module's own /static/. Behind a reverse proxy
 // that serves segcast under a path (https://entrance/node-1/ -> a node's /), that path is part of it,
@@ -73,9 +81,12 @@ export async function urlToken() {
     method: "POST",
     headers: { ...authHeaders(), "Content-Type": "application/json" },
     body: JSON.stringify({ role: "viewer", ttl_s: SIGNED_TTL_S }),
+    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
   }).catch(() => null);
   if (!response?.ok) return null;
-  const { token, ttl_s: ttl } = await response.json();
+  const answer = await response.json().catch(() => null); // the body too may be cut off
+  if (!answer) return null;
+  const { token, ttl_s: ttl } = answer;
   signed = { token, renewAt: Date.now() + ttl * 1000 - SIGNED_RENEW_MS };
   return token;
 }
@@ -88,45 +99,122 @@ export function withToken(path) {
   return url.href;
 }
 
+/**
+ * Keep the page's own token on `link`, a link to another of segcast's pages: that page has no other
+ * way to get it. Set now and again as the link is followed, so a token dropped meanwhile is not taken.
+ */
+export function carryToken(link) {
+  const target = new URL(link.getAttribute("href"), location.href);
+  const update = () => {
+    if (pageToken) target.searchParams.set("token", pageToken);
+    else target.searchParams.delete("token");
+    link.href = target.href;
+  };
+  update();
+  link.addEventListener("click", update);
+}
+
 export class Connection {
   // handlers: {hello(msg), frame(meta, jpegOrNull), event(msg), state("live"|"down")}
   constructor(handlers) {
     this.handlers = handlers;
     this.subscription = null;
-    this.socket = null;
+    this.socket = null; // the one socket listened to; one given up on is never heard from again
     this.pending = null;
     this.delay = RECONNECT_MIN_MS;
+    this.holdOffMs = 0; // the least wait before the next attempt (holdOff), until a socket opens
+    this.retry = null; // the timer of the next attempt
+    this.silenceMs = SILENT_KEEPALIVES * KEEPALIVE_DEFAULT_S * 1000;
+    this.heardAt = 0; // performance.now() when the socket last brought anything (or was opened)
+    this.watchdog = null;
     this.open();
   }
 
   async open() {
+    this.retry = null;
     await urlToken();
     const url = new URL(withToken("ws"));
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
     const socket = new WebSocket(url);
     socket.binaryType = "arraybuffer";
     this.socket = socket;
+    this.heard(); // an opening handshake that goes unanswered is given up on like a silent socket
+    const listened = () => this.socket === socket;
     let opened = false;
     socket.addEventListener("open", () => {
+      if (!listened()) return;
       opened = true;
       this.delay = RECONNECT_MIN_MS;
+      this.holdOffMs = 0;
+      this.heard();
       this.handlers.state?.("live");
       this.sendSubscription();
     });
-    socket.addEventListener("message", (event) => this.receive(event.data));
+    socket.addEventListener("message", (event) => {
+      if (!listened()) return;
+      this.heard();
+      this.receive(event.data);
+    });
     socket.addEventListener("close", (event) => {
-      this.pending = null;
+      if (!listened()) return;
       const expired = event.code === TOKEN_EXPIRED;
       // A browser does not say why a socket was refused; a minted token may be why (see urlToken).
       if (!opened || expired) signed = null;
       if (expired && !pageToken && storedToken()) {
+        this.forget();
         this.open(); // a fresh token is a request away: nothing to show the person
         return;
       }
-      this.handlers.state?.("down");
-      setTimeout(() => this.open(), this.delay);
-      this.delay = Math.min(this.delay * 2, RECONNECT_MAX_MS);
+      this.lost();
     });
+  }
+
+  // Stop listening to the socket: its messages, its close, its silence.
+  forget() {
+    this.socket = null;
+    this.pending = null;
+    clearTimeout(this.watchdog);
+    this.watchdog = null;
+  }
+
+  // The socket closed or went silent: say so, and try again after a while.
+  lost() {
+    this.forget();
+    this.handlers.state?.("down");
+    this.retry = setTimeout(() => this.open(), Math.max(this.delay, this.holdOffMs));
+    this.delay = Math.min(this.delay * 2, RECONNECT_MAX_MS);
+  }
+
+  /**
+   * Wait at least `ms` before each further attempt until a socket opens: for a refusal that trying
+   * again soon will not cure (a token the server turned down). An attempt already due waits too.
+   */
+  holdOff(ms) {
+    this.holdOffMs = ms;
+    if (this.retry === null) return;
+    clearTimeout(this.retry);
+    this.retry = setTimeout(() => this.open(), ms);
+  }
+
+  heard() {
+    this.heardAt = performance.now();
+    if (this.watchdog === null) this.watch();
+  }
+
+  // Check for silence when the socket would have been silent for `silenceMs`, and again from then on.
+  watch() {
+    const left = this.heardAt + this.silenceMs - performance.now();
+    this.watchdog = setTimeout(() => {
+      this.watchdog = null;
+      if (performance.now() - this.heardAt < this.silenceMs) {
+        this.watch();
+        return;
+      }
+      console.info(`segcast: nothing from the server for ${this.silenceMs / 1000} s; connecting again`);
+      const silent = this.socket;
+      this.lost();
+      silent.close(); // nothing waits for its close: on a dead network that is not heard of for long
+    }, Math.max(left, 0));
   }
 
   receive(data) {
@@ -142,10 +230,17 @@ export class Connection {
       if (message.image) this.pending = message;
       else this.handlers.frame?.(message, null);
     } else if (message.type === "hello") {
+      if (message.keepalive_s > 0) this.expectKeepalives(message.keepalive_s);
       this.handlers.hello?.(message);
-    } else {
+    } else if (message.type !== "keepalive") {
       this.handlers.event?.(message);
     }
+  }
+
+  expectKeepalives(intervalS) {
+    this.silenceMs = SILENT_KEEPALIVES * intervalS * 1000;
+    clearTimeout(this.watchdog);
+    this.watch();
   }
 
   // Replace what this socket receives: {streams: [...], image, max_width, max_fps} (see the protocol).

@@ -11,6 +11,11 @@ import { Connection, pageToken } from "./connection.js";
 import { OFFLINE_NOTICE, StatusPanel, streamNotice } from "./status.js";
 
 const POLL_MS = 2000;
+// After a refused token, how long between attempts: the address will not change by itself, but the
+// server's tokens may (a restart that brings the token's key back), so it is tried now and then.
+const REFUSED_RETRY_MS = 60000;
+// The shape of a signed token (server/http/auth.py), good or not: "s1.<role>.<expiry>.<signature>".
+const SIGNED_TOKEN = /^s1\.[^.]+\.[^.]+\.[^.]+$/;
 const MIN_WIDTH_PX = 32; // what a subscription's max_width may be (docs/protocol.md)
 const MAX_WIDTH_PX = 7680;
 
@@ -44,6 +49,18 @@ const TOKEN_REFUSED = notice(
   "The access token in this address was refused",
   "It may have expired: put a new signed viewer token (POST /api/tokens) in the embed's address.",
 );
+const TOKEN_NOT_SIGNED = notice(
+  "unauthorized",
+  "The token in this address is not a signed token",
+  "Only a signed viewer token from POST /api/tokens works in an address; an access token as configured " +
+    "on the server works only as a bearer header. Put a signed one after ?token= in the embed's address.",
+);
+
+function refusedToken() {
+  if (!pageToken) return TOKEN_MISSING;
+  return SIGNED_TOKEN.test(pageToken) ? TOKEN_REFUSED : TOKEN_NOT_SIGNED;
+}
+
 const refused = (message) => notice("refused", "segcast cannot show this embed as its address asks", message);
 
 function render() {
@@ -78,9 +95,14 @@ async function refresh() {
       setStatus(null);
       return;
     }
-    if (error.status === 401) problem = pageToken ? TOKEN_REFUSED : TOKEN_MISSING;
-    else if (error.status === 403) problem = notice("unauthorized", "Not allowed", error.message);
-    else problem = online ? null : OFFLINE_NOTICE; // not reachable; with the socket open, a hiccup
+    if (error.status === 401) {
+      problem = refusedToken();
+      connection.holdOff(REFUSED_RETRY_MS); // the socket is refused the same: ask once a minute
+    } else if (error.status === 403) {
+      problem = notice("unauthorized", "Not allowed", error.message);
+    } else {
+      problem = online ? null : OFFLINE_NOTICE; // not reachable; with the socket open, a hiccup
+    }
     render();
   }
 }

@@ -3,9 +3,10 @@
 //
 // The frames come over WebRTC where it works: a video track of clean frames, each paired with its own
 // metadata from the "meta" data channel by timestamp (web/webrtc.js). Until the first of them is
-// shown, and for good once WebRTC fails (no RTCPeerConnection, a refused offer, nothing within a few
-// seconds, a connection lost later), they come over the WebSocket as JPEGs instead. Either way the
-// picture is copied to the canvas with its metadata, so overlays, highlights and pause work the same.
+// shown, and once WebRTC fails (no RTCPeerConnection, a refused offer, nothing within a few seconds,
+// a connection that fails or stays disconnected later), they come over the WebSocket as JPEGs instead,
+// until the WebSocket comes back after an outage: then WebRTC is tried again (reconnected). Either way
+// the picture is copied to the canvas with its metadata, so overlays, highlights and pause work the same.
 // ?transport=ws, or localStorage "segcast.transport" = "ws", keeps the view on the WebSocket.
 // Zones and lines are drawn and edited over the picture by web/zones.js; their events are listed by
 // web/events.js.
@@ -19,6 +20,9 @@ import { canPlay, playStream } from "./webrtc.js";
 import { ZoneEditor } from "./zones.js";
 
 const FIRST_FRAME_TIMEOUT_MS = 5000;
+// A WebRTC connection "disconnected" this long is given up on: its picture is frozen meanwhile, and the
+// browser may take ~15 s more to call it failed (a server that went away without closing it).
+const DISCONNECTED_TIMEOUT_MS = 3000;
 const TRANSPORT_KEY = "segcast.transport";
 const TRACK_COLUMNS = 5; // id, class, conf, age, zones
 
@@ -54,6 +58,7 @@ export function routedStream() {
 function trackRow(id) {
   const row = document.createElement("tr");
   row.dataset.track = id;
+  row.tabIndex = 0; // Enter or Space pins it, as a click does
   const swatch = document.createElement("span");
   swatch.className = "swatch";
   swatch.style.background = trackColor(id);
@@ -78,7 +83,7 @@ export class StreamView {
     this.show = {};
     this.paused = false;
     this.transport = "websocket"; // what the frames on the canvas come over: "websocket" or "webrtc"
-    this.rtc = null; // the WebRTC attempt or player of the open stream: {video, player, timer, abort}
+    this.rtc = null; // the WebRTC attempt or player of the open stream: {video, player, timer, lost, abort}
     this.frameCopy = document.createElement("canvas"); // the WebRTC frame shown, kept while paused
     this.badge = elements.transport ?? document.getElementById("stream-transport");
     this.panel = new StatusPanel(elements.canvas.parentElement);
@@ -110,6 +115,11 @@ export class StreamView {
     elements.trackBody.addEventListener("mouseover", (event) => this.hover(rowTrack(event)));
     elements.trackBody.addEventListener("mouseleave", () => this.hover(null));
     elements.trackBody.addEventListener("click", (event) => this.pin(rowTrack(event)));
+    elements.trackBody.addEventListener("keydown", (event) => {
+      if ((event.key !== "Enter" && event.key !== " ") || !event.target.matches("tr[data-track]")) return;
+      event.preventDefault(); // Space would scroll the page
+      this.pin(rowTrack(event));
+    });
     elements.canvas.addEventListener("mousemove", (event) => this.hover(this.trackUnder(event)?.id));
     elements.canvas.addEventListener("mouseleave", () => this.hover(null));
     elements.canvas.addEventListener("click", (event) => {
@@ -191,6 +201,18 @@ export class StreamView {
     }
   }
 
+  /**
+   * The WebSocket is back after an outage; `streams` are the hello's. A WebRTC player of before may
+   * be frozen on a peer the server no longer has, and one that fell back may work again: WebRTC is
+   * tried anew, the WebSocket's frames shown until it plays. app.js sends subscription() after this.
+   */
+  reconnected(streams) {
+    if (this.streamId === null || !webrtcWanted()) return;
+    this.stopWebRTC();
+    this.setTransport("websocket");
+    if (streams.some((stream) => stream.id === this.streamId)) this.startWebRTC(this.streamId);
+  }
+
   close() {
     this.stopWebRTC();
     this.streamId = null;
@@ -225,7 +247,7 @@ export class StreamView {
     video.playsInline = true;
     // In the document, though unseen, so that the browser presents (and reports) each of its frames.
     this.el.canvas.after(video);
-    const rtc = { video, player: null, timer: null, abort: new AbortController() };
+    const rtc = { video, player: null, timer: null, lost: null, abort: new AbortController() };
     this.rtc = rtc;
     let player;
     try {
@@ -243,6 +265,10 @@ export class StreamView {
         onMeta: (meta) => this.rtcFrame(rtc, meta),
         onState: (state) => {
           if (state === "failed" || state === "closed") this.fallBack(rtc, `the connection ${state}`);
+          clearTimeout(rtc.lost);
+          if (state !== "disconnected") return;
+          const reason = `the connection was lost for ${DISCONNECTED_TIMEOUT_MS / 1000} s`;
+          rtc.lost = setTimeout(() => this.fallBack(rtc, reason), DISCONNECTED_TIMEOUT_MS);
         },
       });
     } catch (error) {
@@ -258,6 +284,7 @@ export class StreamView {
     if (!rtc) return;
     this.rtc = null;
     clearTimeout(rtc.timer);
+    clearTimeout(rtc.lost);
     rtc.abort.abort(new Error("no longer wanted"));
     rtc.player?.stop();
     rtc.video.remove();

@@ -64,12 +64,16 @@ def _page(request: web.Request, name: str) -> web.FileResponse:
 
 
 async def _static(request: web.Request) -> web.FileResponse:
+    """A viewer file, ``no-cache`` like the pages: a browser asks again each time (a cheap 304 by its
+    ETag while unchanged), so after an upgrade no new page runs with the old scripts it had cached."""
     name = request.match_info["name"]
     if name not in viewer_files():
         raise web.HTTPNotFound(text="no such file")
     if name.endswith(".html"):  # a page, like publish.html: framed only where the others may be
         return _page(request, name)
-    return web.FileResponse(web_root() / name)
+    response = web.FileResponse(web_root() / name)
+    response.headers["Cache-Control"] = "no-cache"
+    return response
 
 
 async def _index(request: web.Request) -> web.FileResponse:

@@ -1,0 +1,215 @@
+"""The viewer when the network between it and segcast fails without a word, or the server comes back.
+
+A dropped Wi-Fi or a NAT that forgot the connection closes nothing: packets just stop. The server
+sends a keepalive whenever it has sent nothing else for `KEEPALIVE_S`, and the page gives up on a
+socket silent for 2.5 of them; here the interval is 1 s, so a test takes seconds, not a minute. The
+network is a real TCP proxy that goes silent (tests/support/silent_proxy.py) in front of the real
+app, watched in a real headless Chromium. Every wait is on something the page shows, with a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from server.app import create_app
+from server.config import Settings, StreamConfig
+from server.http import ws
+from server.inference.models import BUNDLED_MODEL
+from server.webrtc.routes import peers_key
+from tests.conftest import CHROMIUM
+from tests.support.browser import WAIT_MS, Console, open_url, wait_for_new_frame, wait_for_text
+from tests.support.components import require_component, require_module
+from tests.support.silent_proxy import SilentProxy
+
+require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
+require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
+
+Start = Callable[..., Awaitable[TestClient]]
+
+pytestmark = pytest.mark.timeout(120)
+
+KEEPALIVE_TEST_S = 1.0
+RECEIVE_TIMEOUT_S = 30.0
+FELL_BACK = "segcast: video over the WebSocket, not WebRTC: "
+#: Counts, in the page, the WebSockets opened and the keepalives they brought.
+COUNT_SOCKETS = """
+window.openedSockets = 0;
+window.keepalives = 0;
+window.WebSocket = class extends WebSocket {
+  constructor(...args) {
+    super(...args);
+    this.addEventListener("open", () => (window.openedSockets += 1));
+    this.addEventListener("message", (event) => {
+      if (typeof event.data === "string" && JSON.parse(event.data).type === "keepalive") window.keepalives += 1;
+    });
+  }
+};
+"""
+SEQ = "() => document.querySelector('#video').dataset.seq ?? null"
+
+
+@pytest.fixture
+def keepalive(monkeypatch: pytest.MonkeyPatch) -> float:
+    """The server's keepalive interval, short; the page learns it from ``hello``."""
+    monkeypatch.setattr(ws, "KEEPALIVE_S", KEEPALIVE_TEST_S)
+    return KEEPALIVE_TEST_S
+
+
+@pytest.fixture
+async def network(start_server: Start, keepalive: float) -> AsyncIterator[SilentProxy]:
+    """A segcast with one live stream, reached through a network that can go silent."""
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    proxy = SilentProxy(client.make_url("/"))
+    await proxy.start()
+    try:
+        yield proxy
+    finally:
+        await proxy.close()
+
+
+def only_websocket_errors(console: Console) -> list[str]:
+    """The console errors other than the browser's word on sockets given up on or refused meanwhile."""
+    return [error for error in console.errors if "WebSocket" not in error]
+
+
+async def test_the_server_sends_keepalives_when_it_has_nothing_else_to_send(
+    start_server: Start, keepalive: float
+) -> None:
+    client = await start_server()
+    socket = await client.ws_connect("/ws")
+    hello = await socket.receive_json(timeout=RECEIVE_TIMEOUT_S)
+    assert hello["keepalive_s"] == keepalive, "the page learns from hello how long the server stays silent"
+    await socket.send_json({"type": "subscribe", "streams": []})
+    for _ in range(2):  # a deadline of its own: the server's pings would restart receive()'s
+        assert await asyncio.wait_for(socket.receive_json(), RECEIVE_TIMEOUT_S) == {"type": "keepalive", "v": 1}
+    await socket.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "panel"),
+    [("?transport=ws#/stream/cam", "#stream-view .status-panel"), ("embed/cam", ".status-panel")],
+    ids=["stream-view", "embed"],
+)
+async def test_a_network_gone_silent_is_shown_as_such_and_the_page_comes_back_with_it(
+    network: SilentProxy, browser: Any, path: str, panel: str
+) -> None:
+    page, console = await open_url(browser, str(network.url) + path)
+    await wait_for_new_frame(page, "#video")
+    network.go_silent()
+    await wait_for_text(page, panel, "No connection to segcast")
+    if path.startswith("?"):
+        assert await page.text_content("#connection") == "reconnecting…"
+    frozen = await page.evaluate(SEQ)
+
+    network.speak()
+    await page.wait_for_selector(panel, state="hidden", timeout=WAIT_MS)
+    await wait_for_new_frame(page, "#video", frozen)
+    if path.startswith("?"):
+        assert await page.text_content("#connection") == "connected"
+    assert only_websocket_errors(console) == []
+
+
+async def test_a_quiet_feed_is_not_taken_for_a_silent_network(
+    start_server: Start, browser: Any, keepalive: float
+) -> None:
+    client = await start_server()  # no streams: the server has nothing but keepalives to send
+    page = await browser.new_page()
+    console = Console(page)
+    await page.add_init_script(COUNT_SOCKETS)
+    await page.goto(str(client.make_url("/")))
+    # Four intervals: more than the 2.5 of silence after which the page would give the socket up.
+    await page.wait_for_function("() => window.keepalives >= 4", timeout=WAIT_MS)
+    assert await page.evaluate("() => window.openedSockets") == 1
+    assert await page.text_content("#connection") == "connected"
+    assert console.errors == []
+
+
+async def _serve(port: int, *streams: StreamConfig) -> TestServer:
+    server = TestServer(create_app(Settings(model=str(BUNDLED_MODEL), streams=streams)), host="127.0.0.1", port=port)
+    await server.start_server()
+    return server
+
+
+async def _on_webrtc_with_a_new_frame(page: Any, after: str | None) -> None:
+    await page.wait_for_function(
+        "(after) => { const video = document.querySelector('#video');"
+        " return video.dataset.transport === 'webrtc' && (video.dataset.seq ?? null) !== after; }",
+        arg=after,
+        timeout=WAIT_MS,
+    )
+
+
+async def test_the_stream_view_plays_over_webrtc_again_once_the_server_is_back(
+    browser: Any, unused_tcp_port: int
+) -> None:
+    """The view used to show its frozen WebRTC picture as live until Chrome called the peer failed,
+    then stayed on the WebSocket for good."""
+    cam = StreamConfig("cam", "scene:?seed=3")
+    server = await _serve(unused_tcp_port, cam)
+    try:
+        page, console = await open_url(browser, str(server.make_url("/#/stream/cam")))
+        await _on_webrtc_with_a_new_frame(page, None)
+        await server.close()
+        await page.wait_for_selector("#connection.state-failed", timeout=WAIT_MS)
+        server = await _serve(unused_tcp_port, cam)
+        await page.wait_for_selector("#connection.state-live", timeout=WAIT_MS)
+        await _on_webrtc_with_a_new_frame(page, await page.evaluate(SEQ))
+    finally:
+        await server.close()
+    refused = [e for e in console.errors if "WebSocket" not in e and "ERR_CONNECTION_REFUSED" not in e]
+    assert refused == [], "while the server is away, the browser reports its failed attempts; nothing else"
+
+
+def _silence_webrtc(app: web.Application) -> None:
+    """Every WebRTC peer of ``app`` stops sending and hears nothing more, as over a network that
+    dropped: its ICE sockets (aioice's, reached through aiortc's private attributes) go quiet."""
+    for peer in app[peers_key]._peers:
+        for transceiver in peer.pc.getTransceivers():
+            for protocol in transceiver.sender.transport.transport._connection._protocols:
+                protocol.datagram_received = lambda data, addr: None  # type: ignore[method-assign]
+                protocol.transport.sendto = lambda data, addr=None: None  # type: ignore[method-assign]
+
+
+async def test_a_webrtc_connection_lost_for_seconds_falls_back_to_the_websocket(
+    start_server: Start, browser: Any
+) -> None:
+    """Chrome calls a lost peer `disconnected` within seconds but `failed` only ~15 s later: the frozen
+    picture stayed meanwhile. The WebSocket is still up, so its frames are shown instead."""
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    page = await browser.new_page()
+    console = Console(page)
+    fell_back: list[str] = []
+
+    def on_console(message: Any) -> None:
+        if message.text.startswith(FELL_BACK):
+            fell_back.append(message.text.removeprefix(FELL_BACK))
+
+    page.on("console", on_console)
+    await page.goto(str(client.make_url("/#/stream/cam")))
+    await _on_webrtc_with_a_new_frame(page, None)
+    assert client.app is not None
+    _silence_webrtc(client.app)
+    await page.wait_for_function(
+        "() => document.querySelector('#video').dataset.transport === 'websocket'", timeout=WAIT_MS
+    )
+    await wait_for_new_frame(page, "#video", await page.evaluate(SEQ))
+    assert fell_back == ["the connection was lost for 3 s"]
+    assert console.errors == []
+
+
+async def test_every_viewer_file_is_asked_for_again_so_an_upgrade_takes_at_once(start_server: Start) -> None:
+    """Scripts were cached by heuristics (no Cache-Control): after an upgrade, the new index.html ran
+    with the old scripts. Each is revalidated instead, which costs a 304 while it is unchanged."""
+    client = await start_server()
+    for name in ("app.js", "connection.js", "style.css", "publish.html"):
+        first = await client.get(f"/static/{name}")
+        assert first.status == 200 and first.headers["Cache-Control"] == "no-cache", name
+        again = await client.get(f"/static/{name}", headers={"If-None-Match": first.headers["ETag"]})
+        assert again.status == 304, name
