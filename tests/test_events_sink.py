@@ -62,6 +62,20 @@ def test_events_lost_again_to_the_same_error_are_told_once_a_window(caplog: pyte
     assert tally.failed == 10
 
 
+def test_working_is_said_only_when_a_failure_ends(caplog: pytest.LogCaptureFixture) -> None:
+    """The history's first open said "working", and so did each batch written after a retention step
+    had failed (it made the state failing): only a failure that ends is news."""
+    caplog.set_level(logging.INFO, log.name)
+    tally = Tally("out", log, Clock())
+    tally.ok(0)
+    tally.ok()
+    assert caplog.records == [] and tally.state is SinkState.OK
+    tally.fail("cannot write", lost=1)
+    tally.ok()
+    tally.ok()
+    assert [r.getMessage() for r in caplog.records] == ["out: cannot write", "out: working"]
+
+
 def test_a_new_error_tells_what_the_last_one_cost_before_it(caplog: pytest.LogCaptureFixture) -> None:
     tally = Tally("out", log, Clock())
     tally.fail("locked", lost=1)

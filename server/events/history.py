@@ -11,10 +11,12 @@ deletes by size after writes and by age every `AGE_PRUNE_INTERVAL_S`, events arr
 written or not; the file shrinks with ``auto_vacuum = INCREMENTAL``. A locked database, a read-only
 file or a full disk costs the batch being written, is counted and logged (the same error again at
 most once per `DROP_LOG_INTERVAL_S`, saying how many events it cost), and the next batch tries again:
-the pipeline never notices. A history does not fill its disk: where ``max_mb`` is more than the
-disk holds, it keeps within what it holds (`HistorySink._delete_by_size`); and a disk full all the
-same first makes room (`HistorySink._make_room`). Retention that fails costs nothing stored: it is
-logged, naming the step that failed, and counts as failing until the next write.
+the pipeline never notices. Size is bounded by ``max_mb`` alone: the history does not guess what
+else the disk will hold. A disk that fills costs every batch until space is freed, so where
+``max_mb`` is more than the disk has for the history, the first open says so (`HistorySink._check_room`).
+Retention that fails costs nothing stored and leaves the state as the writes make it: it is logged,
+naming the step that failed, at most once per `DROP_LOG_INTERVAL_S` with how often it failed since,
+so a nearly full disk where writes work and the log's checkpoint does not says so once a while.
 
 At shutdown the writer stores what is queued for up to `DRAIN_TIMEOUT_S`, like the network outputs,
 then finishes the batch in hand and ends; what is left is dropped, counted and logged. `stop`
@@ -26,12 +28,11 @@ even past `JOIN_TIMEOUT_S` the interpreter waits for it.
 from __future__ import annotations
 
 import asyncio
-import errno
 import json
 import logging
 import math
+import os
 import queue
-import shutil
 import sqlite3
 import threading
 import time
@@ -46,7 +47,15 @@ import cv2
 
 from server.events.config import HistorySettings
 from server.events.counts import Counts
-from server.events.sink import DRAIN_TIMEOUT_S, DROP_LOG_INTERVAL_S, OutEvent, SinkHealth, SinkState, Tally
+from server.events.sink import (
+    DRAIN_TIMEOUT_S,
+    DROP_LOG_INTERVAL_S,
+    OutEvent,
+    SinkHealth,
+    SinkState,
+    Tally,
+    ThrottledCount,
+)
 from server.events.snapshot import snapshot_jpeg
 
 log = logging.getLogger(__name__)
@@ -68,6 +77,7 @@ QUEUED_PICTURES_MAX_BYTES = 256 * 1024 * 1024
 #: snapshot encodings or stream changes in the loop's default executor, nor those behind pages.
 READ_THREADS = 2
 AGE_PRUNE_INTERVAL_S = 60.0
+MB = 1024 * 1024
 #: Size retention deletes down to this share of ``max_mb``, so it does not run after every insert.
 SIZE_PRUNE_TARGET = 0.9
 #: Of ``max_mb``, what SQLite's write-ahead log (the ``-wal`` file beside the history) may keep after
@@ -142,9 +152,10 @@ class HistorySink:
         self._reads = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="event-history-read")
         self._db: sqlite3.Connection | None = None
         self._announced = False  # "storing events in" logged since the last open that failed
-        self._room_made = False  # by `_make_room`, since the last write that worked
+        self._retention_failures = ThrottledCount()
+        self._retention_error = ""  # the last retention failure, for the line that tells the untold ones
         self._next_age_prune = 0.0
-        self._wal_bytes = min(WAL_MAX_BYTES, int(settings.max_mb * 1024 * 1024 * WAL_SHARE))
+        self._wal_bytes = min(WAL_MAX_BYTES, int(settings.max_mb * MB * WAL_SHARE))
         self._pictures_lock = threading.Lock()
         self._picture_bytes = 0  # of the queued events' pictures and the batch being written
         self._unpictured = 0  # events queued without their picture since the last report
@@ -258,6 +269,7 @@ class HistorySink:
     def _run(self) -> None:
         try:
             self._open()
+            self._check_room()
             while self._writing():
                 if time.monotonic() >= self._next_age_prune:
                     self._retain_by_age()
@@ -281,6 +293,8 @@ class HistorySink:
         finally:
             if self._db is not None:
                 self._db.close()
+            if untold := self._retention_failures.take():
+                log.error("%s: %s (again: %d failure(s) since the last report)", NAME, self._retention_error, untold)
 
     def _writing(self) -> bool:
         """Whether to take another batch: until `stop`, then while events are queued and the drain lasts.
@@ -330,7 +344,6 @@ class HistorySink:
 
     def _write(self, batch: list[OutEvent]) -> None:
         rows = [self._row(event) for event in batch]
-        batch_bytes = sum(_row_bytes(row) for row in rows)
         db = self._open(losing=len(batch))
         if db is None:
             return
@@ -339,15 +352,11 @@ class HistorySink:
                 db.executemany(INSERT, rows)
         except (sqlite3.Error, OSError) as exc:
             self._tally.fail(f"cannot write to {self.settings.path}: {exc}", lost=len(batch))
-            if _disk_full(exc):
-                self._make_room(db, batch_bytes)
-            else:
-                db.close()  # reopened for the next batch: the file may have been replaced or repaired
-                self._db = None
+            db.close()  # reopened for the next batch: the file may have been replaced or repaired
+            self._db = None
             return
-        self._room_made = False
         self._tally.ok(len(batch))
-        self._retain(db, lambda: self._delete_by_size(db, batch_bytes))
+        self._retain(db, lambda: self._delete_by_size(db))
 
     def _retain_by_age(self) -> None:
         """Delete events older than ``max_age_days``: every `AGE_PRUNE_INTERVAL_S`, whether events
@@ -358,104 +367,88 @@ class HistorySink:
             cutoff = time.time() - self.settings.max_age_days * 86400
             self._retain(db, lambda: _delete_older(db, cutoff))
 
-    def _delete_by_size(self, db: sqlite3.Connection, batch_bytes: int) -> bool:
-        """Delete the oldest events while they use more than their share of what the history may
-        use: ``max_mb``, or less where its disk holds less. Whether to give their space back.
+    def _check_room(self) -> None:
+        """Warn, once at start, where ``max_mb`` is more than the disk has for the history.
 
-        What the disk holds for it is what its two files take and what is free beside them, less
-        room for two batches like the last (the next one, in the log and then in the file), and
-        less a tenth for deleting: SQLite may zero what it deletes (Debian's does), which passes
-        through the log too. A history whose ``max_mb`` is more than that keeps within it, as if
-        ``max_mb`` said so, instead of filling the disk. Their space then stays in the file for the
-        next events: handed back, whatever else is filling the disk could take it, and this would
-        delete again, until no event was left.
+        Such a history is no ring: it grows until the disk is full, and from then on every batch is
+        lost until space is freed. Deleting events to make room would guess what else the disk will
+        hold, and guessing wrong deletes the history; the user knows, so is told.
         """
-        most = self.settings.max_mb * 1024 * 1024
-        on_disk = self._footprint_bytes() + _free_bytes(self.settings.path) - 2 * batch_bytes
-        allowed = min(most, on_disk * SIZE_PRUNE_TARGET)
-        self._wal_bytes = min(WAL_MAX_BYTES, int(allowed * WAL_SHARE))
-        limit = allowed - self._wal_bytes
+        path = self.settings.path
+        try:
+            stored = _footprint_bytes(path)
+            free = _free_bytes(path)
+        except OSError:
+            return  # no folder yet: the open that failed has said why
+        if self.settings.max_mb * MB > stored + free:
+            log.warning(
+                "%s: [events.history] max_mb = %g is more than the disk holding %s has for it (%d MB free, "
+                "%d MB used by the history): when the disk fills, the history stops writing (writes resume once "
+                "space is freed); lower max_mb to keep it a ring of the newest events",
+                NAME,
+                self.settings.max_mb,
+                path,
+                free // MB,
+                stored // MB,
+            )
+
+    def _delete_by_size(self, db: sqlite3.Connection) -> bool:
+        """Delete the oldest events, a tenth at a time, while they use more than ``max_mb`` leaves them
+        beside the write-ahead log, down to `SIZE_PRUNE_TARGET` of it; whether any were deleted."""
+        limit = self.settings.max_mb * MB - self._wal_bytes
         if _used_bytes(db) <= limit:
             return False
-        self._delete_oldest(db, limit * SIZE_PRUNE_TARGET)
-        return allowed == most
-
-    def _footprint_bytes(self) -> int:
-        """What the history's file and its write-ahead log take on disk."""
-        path = self.settings.path
-        files = (path, path.with_name(path.name + "-wal"))
-        return sum(file.stat().st_size for file in files if file.exists())
-
-    def _make_room(self, db: sqlite3.Connection, batch_bytes: int) -> None:
-        """After a write that found the disk full: delete the oldest events, so that the next batch fits.
-
-        A tenth of what the events use goes, or as much as the batch that did not fit if that is
-        more; their pages stay in the file for the next events, and the write-ahead log restarts
-        in the file it has (emptied, its space could go to whatever else fills the disk). Once per
-        full disk: if the next write finds it full again, deleting did not help, so the history
-        keeps what it has until a write works. `_delete_by_size` keeps a history from filling its
-        disk, so this is for a disk that something else filled, or a burst of big snapshots.
-        """
-        if self._room_made:
-            return
-        self._room_made = True
-        try:
-            used = _used_bytes(db)
-            self._delete_oldest(db, min(used * SIZE_PRUNE_TARGET, used - batch_bytes), "RESTART")
-        except (sqlite3.Error, OSError) as exc:
-            self._tally.fail(f"cannot delete old events from {self.settings.path} to make room: {exc}")
-
-    def _delete_oldest(self, db: sqlite3.Connection, down_to: float, checkpoint: str = "TRUNCATE") -> None:
-        """Delete the oldest events, a tenth at a time, until the rest use at most ``down_to`` bytes.
-
-        The write-ahead log is copied into the file (``checkpoint`` being the way) before each
-        tenth and after the last, so deleting needs little room in it: SQLite may zero what it
-        deletes (Debian's does), and that passes through the log. Where it cannot be, deleting
-        stops, logged.
-        """
-        while self._checkpoint(db, checkpoint) and _used_bytes(db) > down_to:
+        while _used_bytes(db) > limit * SIZE_PRUNE_TARGET:
             (count,) = db.execute("SELECT count(*) FROM events").fetchone()
             if count == 0:
                 break
             with _transaction(db):
                 oldest = "SELECT id FROM events ORDER BY id LIMIT ?"
                 db.execute(f"DELETE FROM events WHERE id IN ({oldest})", (max(1, count // 10),))
-
-    def _checkpoint(self, db: sqlite3.Connection, how: str = "TRUNCATE") -> bool:
-        """Copy the write-ahead log into the file, and empty it (``how``: TRUNCATE) or restart it in
-        the file it has (RESTART); False, logged, where it cannot be."""
-        path = self.settings.path
-        try:
-            db.execute(f"PRAGMA wal_checkpoint({how})")  # a reader still at an older state can keep it
-        except (sqlite3.Error, OSError) as exc:
-            self._tally.fail(f"cannot copy the write-ahead log {path.name}-wal into {path}: {exc}")
-            return False
         return True
 
     def _retain(self, db: sqlite3.Connection, delete: Callable[[], bool]) -> None:
-        """Delete what ``delete`` does, give their space back to the file system if it says so, and
-        empty the write-ahead log once it has outgrown its share (`WAL_SHARE`).
+        """Delete what ``delete`` does, give their space back to the file system if it deleted any,
+        and empty the write-ahead log once it has outgrown its share (`WAL_SHARE`).
 
-        A failure is logged and shown, naming the step, but costs no event: they are stored.
+        A failure costs no event (they are stored) and says nothing of the writes, so it leaves the
+        state alone: it is logged, naming the step (`_retention_failed`).
         """
         path = self.settings.path
         try:
-            give_back = delete()
+            deleted = delete()
         except (sqlite3.Error, OSError) as exc:
-            self._tally.fail(f"cannot delete old events from {path}: {exc}")
+            self._retention_failed(f"cannot delete old events from {path}: {exc}")
             return
-        if give_back:
+        if deleted:
             try:
                 db.executescript("PRAGMA incremental_vacuum;")  # execute() would free only one page: it steps once
             except (sqlite3.Error, OSError) as exc:
-                self._tally.fail(f"cannot give the space of deleted events in {path} back: {exc}")
+                self._retention_failed(f"cannot give the space of deleted events in {path} back: {exc}")
         wal = path.with_name(path.name + "-wal")
         try:
             outgrown = wal.exists() and wal.stat().st_size > self._wal_bytes
         except OSError:
             outgrown = False  # gone meanwhile: emptied by another connection's checkpoint
         if outgrown:
-            self._checkpoint(db)
+            try:
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # a reader still at an older state can keep it
+            except (sqlite3.Error, OSError) as exc:
+                self._retention_failed(f"cannot copy the write-ahead log {wal.name} into {path}: {exc}")
+
+    def _retention_failed(self, reason: str) -> None:
+        """Log a retention step that failed: the first at once, then at most once per `DROP_LOG_INTERVAL_S`
+        (the latest, with how many failed since), whatever step; the rest when the writer ends.
+
+        On a nearly full disk each batch may be written and its checkpoint fail: a line a batch
+        would bury the log.
+        """
+        self._retention_error = reason
+        count = self._retention_failures.add(1, time.monotonic())
+        if count == 1:
+            log.error("%s: %s", NAME, reason)
+        elif count:
+            log.error("%s: %s (again: %d failure(s) since the last report)", NAME, reason, count)
 
     def _row(self, event: OutEvent) -> tuple[object, ...]:
         data = event.data
@@ -564,24 +557,20 @@ def _delete_older(db: sqlite3.Connection, cutoff: float) -> bool:
     return True
 
 
-def _free_bytes(path: Path) -> float:
-    """What the file system holding ``path`` has free for it; as good as unlimited if it cannot say."""
-    try:
-        return float(shutil.disk_usage(path.parent).free)
-    except OSError:
-        return math.inf
+def _footprint_bytes(path: Path) -> int:
+    """What the history's file and its write-ahead log take on disk."""
+    files = (path, path.with_name(path.name + "-wal"))
+    return sum(file.stat().st_size for file in files if file.exists())
 
 
-def _disk_full(exc: BaseException) -> bool:
-    """Whether ``exc`` says the disk (or the file system's quota) is full."""
-    if isinstance(exc, sqlite3.Error):
-        return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+def _free_bytes(path: Path) -> int:
+    """What the file system holding the history has free for it (raises OSError if it cannot say).
 
-
-def _row_bytes(row: tuple[object, ...]) -> int:
-    """What a row of `INSERT` stores, roughly: its JSON and its snapshot."""
-    return sum(len(value) for value in row if isinstance(value, str | bytes))
+    Read on the file where it exists: one bind-mounted into a container lives on another file
+    system than its folder.
+    """
+    stats = os.statvfs(path if path.exists() else path.parent)
+    return stats.f_bavail * stats.f_frsize
 
 
 def _used_bytes(db: sqlite3.Connection) -> int:

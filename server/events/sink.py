@@ -187,7 +187,9 @@ class Tally:
             self._tell_drops(self._drops.add(1, self._clock()))
 
     def ok(self, delivered: int = 1) -> None:
-        if self.state is not SinkState.OK:
+        """Record a delivery (or a connection) that worked; "working" is logged only when that ends a
+        failure: a first delivery is no news, and a caller whose state did not change says nothing."""
+        if self.state is SinkState.FAILING:
             self._tell_losses(self._losses.take())
             self._log.info("%s: working", self.name)
         self.state = SinkState.OK
