@@ -124,6 +124,8 @@ class StreamManager:
         #: removed while it is being added can never leave a reader running unowned. Never held while
         #: waiting for media or a thread (a source is opened by its reader; a stopped reader is joined
         #: after it is released, `_join`), so one hung file or stalled camera holds up no other change.
+        #: A file's metadata is read under it (`open_source`): a share that does not answer even that
+        #: holds changes up until it does.
         #: `stop` does not take it: `_stopped`, under `_lock`, keeps a change under way from starting a reader.
         self._changing = threading.RLock()
         self._stopped = False

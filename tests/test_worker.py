@@ -713,3 +713,28 @@ def test_a_nominal_rate_given_as_a_callable_is_read_when_the_stream_is_first_tra
         stats = driver.worker.stats("cam")
         # From 10 fps, one 15 fps interval moves the measured rate to about 10.7; from 25, to about 22.
         assert stats is not None and stats.processing_fps is not None and stats.processing_fps < 12
+
+
+def test_a_failed_frame_of_another_size_carries_the_counts_but_not_the_old_sizes_shapes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The last frame's outlines are in its own pixels: on a frame of another size they were drawn
+    out of place (off the picture) while the analytics kept failing."""
+    model = FixedModel([[100, 80, 160, 140, 0.9, 1]])
+    zone = {"name": "yard", "points": WHOLE, "units": "fraction"}
+    with Driver(model) as driver:
+        driver.add("cam", Scene(seed=1), StreamOptions.from_mapping({"zones": [zone]}))
+        good = driver.step({"cam": 0})["cam"]
+        assert good.analytics is not None and [name for name, _ in good.analytics.zones] == ["yard"]
+
+        def failing(*args: object) -> object:
+            raise RuntimeError("analytics failed")
+
+        monkeypatch.setattr(StreamAnalytics, "update", failing)
+        same = driver.step({"cam": 1})["cam"]
+        assert same.analytics is not None and [name for name, _ in same.analytics.zones] == ["yard"]
+        frame = driver.frame("cam", 2)
+        half = frame.image[::2, ::2].copy()
+        driver.put(Frame(frame.stream_id, frame.seq, frame.capture_time, frame.media_time, half))
+        other = driver.wait(1)["cam"]
+        assert other.analytics is not None and other.analytics.zones == () and "yard" in other.analytics.counts.zones

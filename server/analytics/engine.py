@@ -341,6 +341,11 @@ class StreamAnalytics:
         )
         return tuple(marked), (*starts, *events, *ends)
 
+    @property
+    def size(self) -> tuple[int, int] | None:
+        """The (width, height) of the frame its shapes were last resolved in, None before any."""
+        return self._size
+
     def counts_for(self, zones: tuple[Zone, ...], lines: tuple[Line, ...]) -> Counts:
         """The newest `counts` of those of its shapes that are among ``zones`` and ``lines`` as they are.
 

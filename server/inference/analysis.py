@@ -46,7 +46,7 @@ def analyse(
             events = (*exits, *events)
     except Exception as exc:
         events = _failed(registration, exits, track_events, frame, exc)
-        return tracks, events, _standing(registration)
+        return tracks, events, _standing(registration, frame)
     # Both after its update: `counts` never reads empty, and shapes that failed to apply
     # are tried again on the next frame rather than taken for applied.
     registration.analytics, registration.analytics_options = analytics, options
@@ -56,9 +56,10 @@ def analyse(
     return tracks, events, None if analytics is None else analytics.frame_analytics
 
 
-def _standing(registration: StreamRegistration) -> FrameAnalytics | None:
+def _standing(registration: StreamRegistration, frame: Frame) -> FrameAnalytics | None:
     """What a frame whose analytics failed shows of them: the counts as they stand (the tracks that
-    ended on it settled), as `InferenceWorker.counts` gives them, with the last frame's shapes.
+    ended on it settled), as `InferenceWorker.counts` gives them, with the last frame's shapes where
+    that frame was the same size (drawn on another, they would be out of place).
 
     Without them the frame would read as one of a stream with no zones or lines: the viewer's counts
     and shapes would blink out, and MQTT would take its zones for deleted and remove their sensors.
@@ -67,6 +68,9 @@ def _standing(registration: StreamRegistration) -> FrameAnalytics | None:
     if kept is None or kept.frame_analytics is None:
         return None
     counts = kept.counts_for(options.zones, options.lines)
+    height, width = frame.image.shape[:2]
+    if kept.size != (width, height):
+        return FrameAnalytics(counts, (), ())
     shown = kept.frame_analytics
     return FrameAnalytics(
         counts,
@@ -133,7 +137,7 @@ def _failed(
     # A zone's class filter the model does not know (a remote model described only now) says it all.
     reason = str(exc) if isinstance(exc, ValueError) else f"analytics failed: {type(exc).__name__}: {exc}"
     if registration.failed(reason):  # one line per new reason, not one per frame
-        log.warning("[%s] frame %d sent without its analytics: %s", registration.stream_id, frame.seq, reason)
+        log.warning("[%s] frame %d sent with the counts as they stood: %s", registration.stream_id, frame.seq, reason)
     log.debug("[%s] analytics failed on frame %d", registration.stream_id, frame.seq, exc_info=exc)
     kept = registration.analytics  # what the next frame's analytics go on from
     registration.analytics_error = "\n".join((*(kept.problems if kept is not None else ()), reason))
