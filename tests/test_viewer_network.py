@@ -201,6 +201,44 @@ async def test_a_webrtc_connection_lost_for_seconds_falls_back_to_the_websocket(
     )
     await wait_for_new_frame(page, "#video", await page.evaluate(SEQ))
     assert fell_back == ["the connection was lost for 3 s"]
+    # A blip the WebSocket rode out left the view on JPEGs for good: WebRTC is tried again (after 10 s).
+    await _on_webrtc_with_a_new_frame(page, await page.evaluate(SEQ))
+    assert console.errors == []
+
+
+async def test_a_picture_on_its_way_lengthens_the_silence_allowed(start_server: Start, browser: Any) -> None:
+    """A JPEG's message arrives whole: a 250 kB frame over a slow link was taken for a dead network, and
+    the page reconnected for ever without drawing one. While one is announced, more silence is allowed."""
+    client = await start_server()
+    page = await browser.new_page()
+    await page.goto(str(client.make_url("/static/index.html")))
+    allowed = await page.evaluate(
+        """async () => {
+          const { Connection } = await import("./connection.js");
+          const connection = new Connection({});
+          connection.silenceMs = 2500;
+          const quiet = connection.allowedSilenceMs();
+          connection.pending = { type: "frame", image: { bytes: 40000 } };
+          const picture = connection.allowedSilenceMs();
+          connection.pending = { type: "frame", image: { bytes: 40e6 } };
+          return [quiet, picture, connection.allowedSilenceMs()];
+        }"""
+    )
+    assert allowed == [2500, 12500, 62500], "4 kB/s for the picture on its way, at most a minute more"
+
+
+async def test_a_browser_without_abort_signal_timeout_still_connects(start_server: Start, browser: Any) -> None:
+    """Safari before 16 has no AbortSignal.timeout: with a token stored, the viewer never connected."""
+    admin = "admin-token-for-the-viewer-test"
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"), admin_tokens=(admin,))
+    page = await browser.new_page()
+    console = Console(page)
+    await page.add_init_script(f"delete AbortSignal.timeout; localStorage.setItem('segcast.token', '{admin}');")
+    await page.goto(str(client.make_url("/")))
+    await page.wait_for_function(
+        "() => document.querySelector('#connection').textContent === 'connected'", timeout=WAIT_MS
+    )
+    await wait_for_text(page, "#grid", "cam")
     assert console.errors == []
 
 

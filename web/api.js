@@ -8,6 +8,7 @@ import {
   pageToken,
   storeToken,
   storedToken,
+  timeoutSignal,
   withToken,
 } from "./connection.js";
 import { askForToken } from "./token.js";
@@ -69,7 +70,7 @@ function needsToken(response, error, method) {
 // change is waited for however long it takes, as it may well be made even if its answer is late.
 async function request(method, path, body, { interactive = true, retry = true, headers = {} } = {}) {
   const options = { method, headers: { ...authHeaders(), ...headers } };
-  if (method === "GET") options.signal = AbortSignal.timeout(REQUEST_TIMEOUT_MS);
+  if (method === "GET") options.signal = timeoutSignal(REQUEST_TIMEOUT_MS);
   if (body !== undefined) {
     options.headers["Content-Type"] = "application/json";
     options.body = JSON.stringify(body);

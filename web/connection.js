@@ -12,6 +12,18 @@ const SILENT_KEEPALIVES = 2.5;
 const KEEPALIVE_DEFAULT_S = 5; // until a hello says otherwise (docs/protocol.md)
 // A request the network swallowed is given up on after this, so that the next one can be made.
 export const REQUEST_TIMEOUT_MS = 10000;
+// A JPEG's message arrives whole or not at all, and a big one over a slow link takes long: while one
+// is on its way, the silence allowed grows by its size at this rate (4 kB/s), up to the most.
+const SLOWEST_BYTES_PER_MS = 4;
+const MAX_PICTURE_WAIT_MS = 60000;
+
+/** An AbortSignal that aborts after `ms` (AbortSignal.timeout where the browser has it: Safari 16+). */
+export function timeoutSignal(ms) {
+  if (AbortSignal.timeout) return AbortSignal.timeout(ms);
+  const controller = new AbortController();
+  setTimeout(() => controller.abort(new DOMException("timed out", "TimeoutError")), ms);
+  return controller.signal;
+}
 
 // Where segcast's routes start: the folder above this module's own /static/. Behind a reverse proxy
 // that serves segcast under a path (https://entrance/node-1/ -> a node's /), that path is part of it,
@@ -81,7 +93,7 @@ export async function urlToken() {
     method: "POST",
     headers: { ...authHeaders(), "Content-Type": "application/json" },
     body: JSON.stringify({ role: "viewer", ttl_s: SIGNED_TTL_S }),
-    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+    signal: timeoutSignal(REQUEST_TIMEOUT_MS),
   }).catch(() => null);
   if (!response?.ok) return null;
   const answer = await response.json().catch(() => null); // the body too may be cut off
@@ -132,7 +144,7 @@ export class Connection {
 
   async open() {
     this.retry = null;
-    await urlToken();
+    await urlToken().catch(() => null); // without one the socket is refused, and tried again
     const url = new URL(withToken("ws"));
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
     const socket = new WebSocket(url);
@@ -181,7 +193,10 @@ export class Connection {
   lost() {
     this.forget();
     this.handlers.state?.("down");
-    this.retry = setTimeout(() => this.open(), Math.max(this.delay, this.holdOffMs));
+    // Shortened by up to a fifth at random, so that the pages of a dashboard that lost the server
+    // together do not all call back at the same moment.
+    const wait = Math.max(this.delay * (1 - Math.random() / 5), this.holdOffMs);
+    this.retry = setTimeout(() => this.open(), wait);
     this.delay = Math.min(this.delay * 2, RECONNECT_MAX_MS);
   }
 
@@ -201,16 +216,23 @@ export class Connection {
     if (this.watchdog === null) this.watch();
   }
 
-  // Check for silence when the socket would have been silent for `silenceMs`, and again from then on.
+  // The silence allowed now: more while a JPEG announced by a frame message is on its way.
+  allowedSilenceMs() {
+    const bytes = this.pending?.image?.bytes ?? 0;
+    return this.silenceMs + Math.min(bytes / SLOWEST_BYTES_PER_MS, MAX_PICTURE_WAIT_MS);
+  }
+
+  // Check for silence when the socket would have been silent for long enough, and again from then on.
   watch() {
-    const left = this.heardAt + this.silenceMs - performance.now();
+    const left = this.heardAt + this.allowedSilenceMs() - performance.now();
     this.watchdog = setTimeout(() => {
       this.watchdog = null;
-      if (performance.now() - this.heardAt < this.silenceMs) {
+      const silentMs = performance.now() - this.heardAt;
+      if (silentMs < this.allowedSilenceMs()) {
         this.watch();
         return;
       }
-      console.info(`segcast: nothing from the server for ${this.silenceMs / 1000} s; connecting again`);
+      console.info(`segcast: nothing from the server for ${Math.round(silentMs / 1000)} s; connecting again`);
       const silent = this.socket;
       this.lost();
       silent.close(); // nothing waits for its close: on a dead network that is not heard of for long

@@ -5,7 +5,8 @@
 // metadata from the "meta" data channel by timestamp (web/webrtc.js). Until the first of them is
 // shown, and once WebRTC fails (no RTCPeerConnection, a refused offer, nothing within a few seconds,
 // a connection that fails or stays disconnected later), they come over the WebSocket as JPEGs instead,
-// until the WebSocket comes back after an outage: then WebRTC is tried again (reconnected). Either way
+// until the WebSocket comes back after an outage: then WebRTC is tried again (reconnected); a WebRTC
+// connection lost while the WebSocket stayed up is tried again after 10 s, then 20, 40, 60. Either way
 // the picture is copied to the canvas with its metadata, so overlays, highlights and pause work the same.
 // ?transport=ws, or localStorage "segcast.transport" = "ws", keeps the view on the WebSocket.
 // Zones and lines are drawn and edited over the picture by web/zones.js; their events are listed by
@@ -23,6 +24,11 @@ const FIRST_FRAME_TIMEOUT_MS = 5000;
 // A WebRTC connection "disconnected" this long is given up on: its picture is frozen meanwhile, and the
 // browser may take ~15 s more to call it failed (a server that went away without closing it).
 const DISCONNECTED_TIMEOUT_MS = 3000;
+// After a WebRTC connection was lost (not refused), WebRTC is tried again after this, doubling up to
+// the most, while the WebSocket carries the picture: a blip on the network shorter than it takes the
+// WebSocket to be given up on would otherwise leave the view on JPEGs for good.
+const RTC_RETRY_FIRST_MS = 10000;
+const RTC_RETRY_MAX_MS = 60000;
 const TRANSPORT_KEY = "segcast.transport";
 const TRACK_COLUMNS = 5; // id, class, conf, age, zones
 
@@ -84,6 +90,8 @@ export class StreamView {
     this.paused = false;
     this.transport = "websocket"; // what the frames on the canvas come over: "websocket" or "webrtc"
     this.rtc = null; // the WebRTC attempt or player of the open stream: {video, player, timer, lost, abort}
+    this.rtcRetry = null; // the timer of the next WebRTC attempt after a lost connection
+    this.rtcRetryMs = RTC_RETRY_FIRST_MS;
     this.frameCopy = document.createElement("canvas"); // the WebRTC frame shown, kept while paused
     this.badge = elements.transport ?? document.getElementById("stream-transport");
     this.panel = new StatusPanel(elements.canvas.parentElement);
@@ -214,6 +222,9 @@ export class StreamView {
   }
 
   close() {
+    clearTimeout(this.rtcRetry);
+    this.rtcRetry = null;
+    this.rtcRetryMs = RTC_RETRY_FIRST_MS;
     this.stopWebRTC();
     this.streamId = null;
     this.zones.open(null);
@@ -268,7 +279,11 @@ export class StreamView {
           clearTimeout(rtc.lost);
           if (state !== "disconnected") return;
           const reason = `the connection was lost for ${DISCONNECTED_TIMEOUT_MS / 1000} s`;
-          rtc.lost = setTimeout(() => this.fallBack(rtc, reason), DISCONNECTED_TIMEOUT_MS);
+          rtc.lost = setTimeout(() => {
+            if (this.rtc !== rtc) return;
+            this.fallBack(rtc, reason);
+            this.retryWebRTC(streamId);
+          }, DISCONNECTED_TIMEOUT_MS);
         },
       });
     } catch (error) {
@@ -277,6 +292,16 @@ export class StreamView {
     }
     if (this.rtc === rtc) rtc.player = player;
     else player.stop(); // given up on, or left, while it connected
+  }
+
+  // Try WebRTC again later for `streamId`, still open and still on the WebSocket then.
+  retryWebRTC(streamId) {
+    clearTimeout(this.rtcRetry);
+    this.rtcRetry = setTimeout(() => {
+      this.rtcRetry = null;
+      if (this.streamId === streamId && !this.rtc && this.transport === "websocket") this.startWebRTC(streamId);
+    }, this.rtcRetryMs);
+    this.rtcRetryMs = Math.min(this.rtcRetryMs * 2, RTC_RETRY_MAX_MS);
   }
 
   stopWebRTC() {
@@ -307,6 +332,7 @@ export class StreamView {
     if (video.readyState < HTMLMediaElement.HAVE_CURRENT_DATA || !video.videoWidth) return;
     if (this.transport !== "webrtc") {
       clearTimeout(rtc.timer);
+      this.rtcRetryMs = RTC_RETRY_FIRST_MS; // it plays: a later loss starts the retries afresh
       this.setTransport("webrtc");
       this.resubscribe();
     }
