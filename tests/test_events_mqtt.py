@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient
 from server.config import StreamConfig
 from server.events import sink as sinks
 from server.events.config import EventsSettings, MqttSettings
-from server.events.mqtt import MqttSink
+from server.events.mqtt import WINDOW, MqttSink
 from server.events.outputs import EventOutputs
 from server.events.sink import SinkState
 from server.sources.base import StreamState
@@ -546,44 +546,6 @@ async def test_events_on_their_way_when_the_connection_drops_are_published_again
         await eventually(delivered, what="the five events confirmed")
 
 
-async def test_sensors_retained_from_an_earlier_run_that_no_count_names_are_removed(broker: Broker) -> None:
-    def config(name: str) -> str:
-        return f"homeassistant/sensor/segcast_cam/{name}/config"
-
-    other_integration = "homeassistant/sensor/zigbee_lamp/power/config"
-    async with running(MqttSettings("127.0.0.1", broker.port)) as (outputs, sink):
-        await state_is(sink, SinkState.OK)
-        outputs.on_packet(with_counts(1, {"zones": {"door": {"objects": 1}, "bay": {"objects": 0}}}))
-
-        async def announced() -> bool:
-            first = {config("zones_door_objects"), config("zones_bay_objects")}
-            return first <= await retained(broker.port, "homeassistant/#")
-
-        await eventually(announced, what="the sensors of the first run")
-    async with aiomqtt.Client("127.0.0.1", broker.port) as other:
-        await other.publish(other_integration, json.dumps({"state_topic": "zigbee/lamp"}), qos=1, retain=True)
-
-    # Segcast starts again, its zones changed while it was stopped (or through the API, unsaved).
-    async with running(MqttSettings("127.0.0.1", broker.port)) as (outputs, sink):
-        await state_is(sink, SinkState.OK)
-        outputs.on_packet(with_counts(1, {"zones": {"porch": {"objects": 0}}}))
-        expected = {config("tracks"), config("zones_porch_objects"), other_integration}
-
-        async def only_this_runs() -> bool:
-            return await retained(broker.port, "homeassistant/#") == expected
-
-        await eventually(only_this_runs, what="the sensors of deleted zones removed")
-    # Again, its last zone deleted meanwhile: the first counts after connecting say so too.
-    async with running(MqttSettings("127.0.0.1", broker.port)) as (outputs, sink):
-        await state_is(sink, SinkState.OK)
-        outputs.on_packet(with_events(1, []))
-
-        async def no_zone_left() -> bool:
-            return await retained(broker.port, "homeassistant/#") == {config("tracks"), other_integration}
-
-        await eventually(no_zone_left, what="the sensor of the last zone removed")
-
-
 async def test_the_sensors_of_a_streams_last_zone_and_line_go_when_they_are_deleted(broker: Broker) -> None:
     """Frames without counts are a stream's with no zones or lines left (a frame whose analytics failed
     carries the counts as they stand: `server.inference.analysis`)."""
@@ -636,3 +598,65 @@ async def test_status_says_offline_after_a_stop_the_client_swallowed(
 
         await eventually(retained, what="the retained status")
     assert received == [("segcast/status", b"offline", True)]
+
+
+async def test_status_says_offline_at_shutdown_behind_a_full_window_of_unconfirmed_events(broker: Broker) -> None:
+    async with HoldingProxy(broker.port) as proxy:
+        settings = MqttSettings("127.0.0.1", proxy.port, discovery=False)
+        async with running(settings, HELD_ANSWERS_TIMEOUT_S) as (outputs, sink):
+            await state_is(sink, SinkState.OK)
+            proxy.hold()  # no PUBACK comes: the window stays full until the stop
+            sent_before = len(proxy.published)
+            for seq in range(WINDOW + 5):
+                outputs.on_packet(track_start(seq, track_id=seq))
+
+            async def window_full() -> bool:  # events and the stream's counts
+                return len(proxy.published) - sent_before == WINDOW
+
+            await eventually(window_full, what="a full window of messages on their way")
+        # Paho, limited to as many in flight, kept the offline in its queue, and the clean disconnect
+        # dropped the will: Home Assistant showed every sensor available after segcast stopped.
+        assert proxy.published[-1] == "segcast/status"
+    async with listening(broker.port, "segcast/status") as received:
+
+        async def retained() -> bool:
+            return bool(received)
+
+        await eventually(retained, what="the retained status")
+    assert received == [("segcast/status", b"offline", True)]
+
+
+async def test_sensors_whose_clearing_was_lost_with_the_connection_are_cleared_after_it(broker: Broker) -> None:
+    def config(stream_id: str, name: str) -> str:
+        return f"homeassistant/sensor/segcast_{stream_id}/{name}/config"
+
+    kept = {config("cam", "tracks"), config("cam", "zones_door_objects")}
+    lost = {config("cam", "zones_bay_objects"), config("yard", "tracks")}
+    async with (
+        HoldingProxy(broker.port) as proxy,
+        running(MqttSettings("127.0.0.1", proxy.port), HELD_ANSWERS_TIMEOUT_S) as (outputs, sink),
+    ):
+        await state_is(sink, SinkState.OK)
+        outputs.on_packet(with_counts(1, {"zones": {"door": {"objects": 1}, "bay": {"objects": 0}}}))
+        outputs.on_packet(with_counts(1, {}, stream_id="yard", tracks=1))
+
+        async def announced() -> bool:
+            return kept | lost <= await retained(broker.port, "homeassistant/#")
+
+        await eventually(announced, what="the sensors of both streams")
+        sent_before = len(proxy.published)
+        proxy.swallow()  # the link dies one way: the clears below never reach the broker
+        outputs.on_packet(with_counts(2, {"zones": {"door": {"objects": 1}}}))  # zone bay deleted
+        outputs.on_stream_removed("yard")
+
+        async def clears_sent() -> bool:
+            return lost <= set(proxy.published[sent_before:])
+
+        await eventually(clears_sent, what="the clears sent into the dead link")
+        proxy.release()
+        await proxy.drop()
+
+        async def cleared() -> bool:
+            return await retained(broker.port, "homeassistant/#") == kept
+
+        await eventually(cleared, what="the lost clears done again after reconnecting")

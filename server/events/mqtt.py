@@ -20,21 +20,13 @@ Topics (``P`` is ``topic_prefix``, default ``segcast``; ``D`` is ``discovery_pre
   that goes away (its zone or line deleted) has its config cleared (an empty retained message, which
   Home Assistant takes as "remove this sensor"); a removed stream has all of them, its counts and its
   availability cleared. A frame whose analytics failed carries the counts as they stand
-  (`server.inference.analysis`), so it removes no sensor.
+  (`server.inference.analysis`), so it removes no sensor. A clear the broker had not confirmed when
+  the connection dropped is sent again on the next one.
 
-With discovery on, what the broker retains is read on connecting: this node's discovery configs
-retained there (from an earlier run, or before a lost connection) are collected, and a stream's
-first counts on the new connection clear those they do not name, so a zone deleted or renamed while
-segcast was stopped (or changed through the API and not saved) loses its sensor too. The configs
-come from a subscription to ``D/sensor/+/+/config`` made after ``P/status`` was published retained,
-then one to ``P/status``: the broker sends a subscription's retained messages as it takes it, and
-takes a client's packets in order, so the status arriving means every retained config has. It is
-waited for at most `connect_timeout_s` (a broker that refuses the subscription never sends it);
-without it only the configs that came before, and those this process published, are known. A
-config is this node's if its state topic is this node's counts topic of that stream (node
-``segcast_x``'s topics start as node ``segcast``'s do). A stream that never comes back (deleted from
-the config file while segcast was stopped) keeps its sensors: this output is not told which streams
-the server has, only of those it hears from.
+Only the sensors this process announced are known: what the broker retains is not read back (a
+write-only account is sent nothing, and a broker with thousands of retained configs drops some), so
+a zone or stream deleted while segcast was stopped keeps its sensor until it is deleted in Home
+Assistant.
 
 One task owns the connection: it connects, publishes, and on any broker error waits (doubling up to
 `BACKOFF_MAX_S`) and connects again. Up to `WINDOW` publishes are on their way at once, in order
@@ -74,11 +66,10 @@ log = logging.getLogger(__name__)
 QOS = 1
 CONNECT_TIMEOUT_S = 10.0
 OFFLINE_TIMEOUT_S = 1.0
-#: Publishes awaiting the broker's PUBACK at once: paho's own default limit, set on the client too,
-#: so none waits in paho's queue while aiomqtt's timeout for its PUBACK already runs.
+#: Publishes awaiting the broker's PUBACK at once. Paho's own limit is off (0): a publish it held in
+#: its queue would wait there with aiomqtt's timeout for its PUBACK running, and at shutdown the
+#: ``offline`` after a full window would never be written (the cancelled ones still count in paho).
 WINDOW = 20
-#: A SUBACK code from this one up refuses the subscription.
-REFUSED = 0x80
 UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
@@ -95,6 +86,8 @@ class _Message:
     what: str  # for the log line if it cannot be published: "a track event", "its counts"
     event: OutEvent | None = None
     removal: bool = False
+    #: The clearing of a sensor's config: it stays known as retained at the broker until confirmed.
+    clears_sensor: bool = False
 
 
 class _Window:
@@ -195,8 +188,7 @@ class MqttSink:
         self._online: set[str] = set()  # streams whose availability at the broker is (or is on its way to be) "online"
         #: Per stream, the discovery config topics sent on this connection.
         self._announced: dict[str, set[str]] = {}
-        #: Per stream, the discovery config topics retained at the broker: published by this process, or
-        #: found there on connecting.
+        #: Per stream, the discovery config topics this process published and has not (knowingly) cleared.
         self._sensors: dict[str, set[str]] = {}
         self._forgotten: set[str] = set()  # removed streams whose retained messages are still to clear
         self._wake = asyncio.Event()
@@ -268,7 +260,7 @@ class MqttSink:
             will=aiomqtt.Will(self.status_topic, "offline", qos=QOS, retain=True),
             tls_context=context,
             timeout=self.connect_timeout_s,
-            max_inflight_messages=WINDOW,
+            max_inflight_messages=0,  # none: `WINDOW` bounds what is on its way
         )
         # `WINDOW` bounds what is on its way; aiomqtt's warning from 11 pending calls on would fire
         # every busy second (and at shutdown, for each stream said offline).
@@ -297,13 +289,9 @@ class MqttSink:
             failures += 1
 
     async def _connected(self, client: aiomqtt.Client) -> None:
-        """Say online, learn what the broker retains, and publish until the connection drops or closing."""
+        """Say online and publish until the connection drops or closing."""
         await client.publish(self.status_topic, "online", qos=QOS, retain=True)
         self._tally.ok(0)
-        if self.settings.discovery:
-            # With what this process published: a broker may let us publish configs but not read them.
-            for stream_id, topics in (await self._retained_sensors(client)).items():
-                self._sensors.setdefault(stream_id, set()).update(topics)
         self._announced.clear()
         self._unsent_counts = dict(self._latest)  # the broker may have lost the retained ones
         self._unsent_availability = dict(self._live)
@@ -321,47 +309,6 @@ class MqttSink:
             # Sent in this order over the one connection, as `_Window` sends.
             publishing = (client.publish(topic, payload, qos=QOS, retain=True) for topic, payload in messages)
             await asyncio.wait_for(asyncio.gather(*publishing), OFFLINE_TIMEOUT_S)
-
-    async def _retained_sensors(self, client: aiomqtt.Client) -> dict[str, set[str]]:
-        """Per stream, this node's discovery config topics retained at the broker now, as far as it tells.
-
-        See the module's docstring: the retained status, subscribed to after the configs, marks their end.
-        """
-        configs = f"{self.settings.discovery_prefix}/sensor/+/+/config"
-        found: dict[str, set[str]] = {}
-        try:
-            async with asyncio.timeout(self.connect_timeout_s):
-                await self._collect_configs(client, configs, found)
-        except TimeoutError:
-            log.warning("%s: the retained %s did not come back: stale sensors may stay", self.name, self.status_topic)
-        await client.unsubscribe([configs, self.status_topic])
-        return found
-
-    async def _collect_configs(self, client: aiomqtt.Client, configs: str, found: dict[str, set[str]]) -> None:
-        if any(code >= REFUSED for code in await client.subscribe(configs, qos=0)):
-            log.warning("%s: the broker refused a subscription to %s: stale sensors may stay", self.name, configs)
-            return
-        await client.subscribe(self.status_topic, qos=0)  # QoS 0 as the configs': after them
-        async for message in client.messages:
-            topic = str(message.topic)
-            if topic == self.status_topic:
-                return
-            stream_id = self._config_stream(topic, message.payload) if message.retain else None
-            if stream_id is not None:
-                found.setdefault(stream_id, set()).add(topic)
-
-    def _config_stream(self, topic: str, payload: object) -> str | None:
-        """The stream whose sensor config ``payload`` (retained on ``topic``) is, if this node's; else None."""
-        object_id = topic.split("/")[-3]
-        if not object_id.startswith(f"{self._node}_") or not isinstance(payload, bytes | bytearray):
-            return None
-        stream_id = object_id[len(self._node) + 1 :]
-        try:
-            config = json.loads(payload)
-        except ValueError:
-            return None
-        ours = isinstance(config, dict) and config.get("state_topic") == self.counts_topic(stream_id)
-        return stream_id if ours else None
 
     async def _serve(self, client: aiomqtt.Client) -> None:
         """Publish until the connection drops (raises `aiomqtt.MqttError`), noticed even while idle.
@@ -450,9 +397,17 @@ class MqttSink:
             self._events.task_done()
 
     def _keep_unconfirmed(self, messages: list[_Message]) -> None:
-        """What a connection ended without: its events go first on the next one, in order; its removals again."""
+        """What a connection ended without: its events go first on the next one, in order; its clears again.
+
+        A sensor whose clear is unconfirmed is known as retained again: the stream's removal, done
+        again, clears it, and so do its counts, published anew on every connection.
+        """
         self._resend.extendleft(reversed([message.event for message in messages if message.event is not None]))
-        self._forgotten.update(message.stream_id for message in messages if message.removal)
+        for message in messages:
+            if message.clears_sensor:
+                self._sensors.setdefault(message.stream_id, set()).add(message.topic)
+            if message.removal:
+                self._forgotten.add(message.stream_id)
 
     def _event_topic(self, event: OutEvent) -> str:
         kind = UNSAFE.sub("_", str(event.data.get("type", "event"))) or "event"
@@ -481,7 +436,7 @@ class MqttSink:
             announced = self._announced.setdefault(stream_id, set())
             stale = retained - configs.keys()
             for topic in sorted(stale):
-                messages.append(_Message(topic, b"", True, stream_id, "the removal of a sensor"))
+                messages.append(_Message(topic, b"", True, stream_id, "the removal of a sensor", clears_sensor=True))
                 retained.discard(topic)
                 announced.discard(topic)
             for topic, name in configs.items():
@@ -503,9 +458,13 @@ class MqttSink:
         self._announced.pop(stream_id, None)
         self._online.discard(stream_id)
         sensors = sorted(self._sensors.pop(stream_id, ()))
-        topics = [*sensors, self.counts_topic(stream_id), self.availability_topic(stream_id)]
+        what = "the removal of its sensors"
         # An empty retained message: the broker drops the retained one, Home Assistant the sensor it described.
-        return [_Message(topic, b"", True, stream_id, "the removal of its sensors", removal=True) for topic in topics]
+        return [
+            *(_Message(topic, b"", True, stream_id, what, removal=True, clears_sensor=True) for topic in sensors),
+            _Message(self.counts_topic(stream_id), b"", True, stream_id, what, removal=True),
+            _Message(self.availability_topic(stream_id), b"", True, stream_id, what, removal=True),
+        ]
 
     def discovery_topic(self, stream_id: str, name: str) -> str:
         return f"{self.settings.discovery_prefix}/sensor/{self._node}_{stream_id}/{UNSAFE.sub('_', name)}/config"

@@ -1,4 +1,5 @@
-"""A TCP proxy in front of an MQTT broker that can hold back the broker's answers and sees what is published.
+"""A TCP proxy in front of an MQTT broker that can hold back the broker's answers, lose what the client
+sends, and sees what is published.
 
 Holding the answers (PUBACKs among them) while the client goes on sending shows how many publishes a
 client keeps on their way at once without measuring time: one that waits for each confirmation
@@ -21,6 +22,7 @@ class HoldingProxy:
         self._broker_port = broker_port
         self._answers = asyncio.Event()  # set: the broker's bytes go through
         self._answers.set()
+        self._swallowing = False  # what the client sends is lost
         self._server: asyncio.Server | None = None
         self._pumps: set[asyncio.Task[None]] = set()
         self._writers: list[asyncio.StreamWriter] = []
@@ -56,8 +58,14 @@ class HoldingProxy:
         """Keep what the broker sends from here on (its PUBACKs among it) until `release`."""
         self._answers.clear()
 
+    def swallow(self) -> None:
+        """Lose what the client sends from here on (noted in `published` all the same) until `release`:
+        a link that died one way, before `drop` cuts it."""
+        self._swallowing = True
+
     def release(self) -> None:
         self._answers.set()
+        self._swallowing = False
 
     async def _connected(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         broker_reader, broker_writer = await asyncio.open_connection("127.0.0.1", self._broker_port)
@@ -69,8 +77,9 @@ class HoldingProxy:
     async def _to_broker(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         pending = bytearray()
         while data := await reader.read(READ_SIZE):
-            writer.write(data)
-            await writer.drain()
+            if not self._swallowing:
+                writer.write(data)
+                await writer.drain()
             pending += data
             self._take_packets(pending)
         writer.close()
