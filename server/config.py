@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
-from server.delivery.hub import ViewerLimits
+from server.delivery.viewer import ViewerLimits
 from server.events.config import DEFAULT_HISTORY_FILE, EventsSettings, events_settings, resolved_path
 from server.http.listen import DEFAULT_HOST, DEFAULT_PORT
 from server.http.policy import (

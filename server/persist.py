@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from server.config import VIEWER_LIMIT_KEYS, ConfigError, Settings, StreamConfig, content_digest
-from server.delivery.hub import ViewerLimits
+from server.delivery.viewer import ViewerLimits
 from server.events.config import EventsSettings, events_toml, toml_string
 from server.http.policy import DEFAULT_DENY_NETWORKS, DEFAULT_SOURCE_SCHEMES
 from server.options import MODEL_IMGSZ, StreamOptions, tracker_defaults

@@ -20,7 +20,7 @@ from server.config import (
     stream_config,
     streams_from_flags,
 )
-from server.delivery.hub import ViewerLimits
+from server.delivery.viewer import ViewerLimits
 from server.options import StreamOptions
 from server.persist import ConfigEditedError, ConfigFileState, write_config
 

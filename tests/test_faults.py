@@ -27,7 +27,7 @@ from ultralytics.engine.model import Model
 
 from server.app import create_app
 from server.config import Settings, StreamConfig
-from server.delivery.hub import MAX_PENDING_EVENTS, Viewer
+from server.delivery.viewer import MAX_PENDING_EVENTS, Viewer
 from server.http import api
 from server.http.keys import hub_key
 from server.inference.models import BUNDLED_MODEL

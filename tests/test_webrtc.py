@@ -29,7 +29,7 @@ from aiortc.sdp import SessionDescription
 from server.app import create_app
 from server.config import ConfigError, Settings, StreamConfig
 from server.delivery.encode import FramePacket, ImageKind
-from server.delivery.hub import ViewerLimits
+from server.delivery.viewer import ViewerLimits
 from server.frames import Frame, FrameResult
 from server.http.keys import hub_key
 from server.inference.models import BUNDLED_MODEL

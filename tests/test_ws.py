@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
 from server.delivery.encode import encodings
-from server.delivery.hub import MAX_SCALED_IMAGES, ViewerLimits
+from server.delivery.viewer import MAX_SCALED_IMAGES, ViewerLimits
 from server.http.auth import TOKEN_EXPIRED_CLOSE_CODE, Role, policy_key
 from server.http.keys import hub_key
 from server.http.ws import (

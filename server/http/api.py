@@ -24,7 +24,8 @@ from aiohttp import web
 
 from server.config import STREAM_KEYS, ConfigError, StreamConfig, flatten_options, stream_config, stream_options
 from server.delivery.encode import FramePacket, ImageKind, Variant, parse_variant
-from server.delivery.hub import Hub, Subscription, Viewer, ViewerLimitError
+from server.delivery.hub import Hub
+from server.delivery.viewer import Subscription, Viewer, ViewerLimitError
 from server.events.api import event_outputs_key
 from server.frames import PROTOCOL_VERSION
 from server.http.bodies import read_body

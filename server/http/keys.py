@@ -12,7 +12,8 @@ import weakref
 from aiohttp import web
 
 from server.config import Settings
-from server.delivery.hub import Hub, Viewer
+from server.delivery.hub import Hub
+from server.delivery.viewer import Viewer
 from server.streams import StreamManager
 
 settings_key = web.AppKey("settings", Settings)

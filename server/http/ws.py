@@ -18,7 +18,8 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from server.delivery.encode import ImageKind, parse_variant
-from server.delivery.hub import MAX_PENDING_EVENTS, Event, Hub, Subscription, Viewer
+from server.delivery.hub import Hub
+from server.delivery.viewer import MAX_PENDING_EVENTS, Event, Subscription, Viewer
 from server.frames import PROTOCOL_VERSION
 from server.http.api import join_viewer, stream_json
 from server.http.keys import hub_key, manager_key, websockets_key

@@ -35,7 +35,8 @@ from aiortc.sdp import SessionDescription
 
 from server.config import StreamConfig
 from server.delivery.encode import ImageKind
-from server.delivery.hub import Hub, is_local_client
+from server.delivery.hub import Hub
+from server.delivery.viewer import is_local_client
 from server.options import StreamOptions
 from server.sources.base import StreamState
 from server.streams import StreamManager

@@ -30,7 +30,8 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from server.delivery.annotate import annotate
 from server.delivery.encode import FramePacket, ImageKind
-from server.delivery.hub import Hub, Subscription, Viewer
+from server.delivery.hub import Hub
+from server.delivery.viewer import Subscription, Viewer
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from aiortc import RTCSessionDescription
 
 from server.config import STREAM_ID_PATTERN
 from server.delivery.encode import ImageKind
-from server.delivery.hub import MAX_VIEWERS_PER_ADDRESS
+from server.delivery.viewer import MAX_VIEWERS_PER_ADDRESS
 from server.frames import MIN_FRAME_SIDE_PX
 from server.http.auth import expires_key
 from server.http.errors import error
