@@ -33,6 +33,7 @@ from server.inference.models import DEFAULT_MODEL
 from server.inference.worker import InferenceOptions
 from server.options import StreamOptions
 from server.sources.base import MAX_FRAME_SIDE_PX
+from server.sources.file import file_path
 from server.sources.uri import MASK, mask_uri
 
 #: ``\Z``, not ``$``: "$" also matches before a final newline, and "cam\n" broke headers and log lines.
@@ -378,13 +379,12 @@ def _file_relative_uri(uri: str, config: Path, where: str) -> str:
         return urlunsplit(("file", "", quote(str(path)), parts.query, parts.fragment))
     if scheme or Path(uri).is_absolute():  # a Windows drive's letter reads as a scheme: absolute too
         return uri
-    # A file whose name holds '#' is taken whole (as `server.sources.open_source` does), else what
-    # follows '#' are the source's options.
-    whole = _absolute(uri, config, where)
-    if whole.is_file() or "#" not in uri:
-        return str(whole)
-    head, _, options = uri.partition("#")
-    return f"{_absolute(head, config, where)}#{options}"
+    # What follows '#' is the source's options where `file_path` reads them so (``key=value``
+    # pairs), else part of the file's name: the source's own rule, which looks at no file.
+    path = file_path(uri, is_url=False)
+    if path == Path(uri):
+        return str(_absolute(uri, config, where))
+    return f"{_absolute(str(path), config, where)}#{uri.partition('#')[2]}"
 
 
 def _local_model(name: str, config: Path) -> str:

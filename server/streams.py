@@ -3,8 +3,9 @@
 Shutdown order is written once, in `stop`: readers first (no new frames), then the worker (no new
 results), then the encoder (nothing left to publish). Streams from the config file, from flags and
 from the API all go through `add`, so they behave the same. `remove` and `replace` block while the
-stream's reader stops (up to `JOIN_TIMEOUT_S`), and `add` while a file's metadata is read: call them
-off the event loop. None of them waits for media: opening it is each reader's, in its own thread.
+stream's reader stops (up to `JOIN_TIMEOUT_S`), and `add` while a generated scene is set up: call
+them off the event loop. None of them waits for media, nor for the file system: whether a file is
+there, and its content, are each reader's to find out, in its own thread (`open_source`).
 """
 
 from __future__ import annotations
@@ -124,8 +125,8 @@ class StreamManager:
         #: removed while it is being added can never leave a reader running unowned. Never held while
         #: waiting for media or a thread (a source is opened by its reader; a stopped reader is joined
         #: after it is released, `_join`), so one hung file or stalled camera holds up no other change.
-        #: A file's metadata is read under it (`open_source`): a share that does not answer even that
-        #: holds changes up until it does.
+        #: Nor while waiting for the file system: `open_source` reads only the URI, so a network share
+        #: that does not answer whether a file is there holds up that stream's reader alone.
         #: `stop` does not take it: `_stopped`, under `_lock`, keeps a change under way from starting a reader.
         self._changing = threading.RLock()
         self._stopped = False

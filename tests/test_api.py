@@ -30,6 +30,16 @@ async def first_frame(client: TestClient, stream_id: str) -> dict[str, Any]:
     return await eventually(ready, what=f"a processed frame of {stream_id}")
 
 
+async def failed(client: TestClient, stream_id: str) -> dict[str, Any]:
+    """The stream once it has failed: a missing file is found missing by its reader, after it was added."""
+
+    async def reached() -> dict[str, Any] | None:
+        body: dict[str, Any] = await (await client.get(f"/api/streams/{stream_id}")).json()
+        return body if body["state"] == "failed" else None
+
+    return await eventually(reached, what=f"{stream_id} to fail")
+
+
 async def assert_error(response: Any, status: int, *words: str, details: tuple[str, ...] = ()) -> None:
     """``response`` is the JSON error ``status`` with a message naming ``words``, and only ``details`` besides."""
     assert response.status == status, await response.text()
@@ -42,6 +52,7 @@ async def assert_error(response: Any, status: int, *words: str, details: tuple[s
 async def test_stream_list_has_state_stats_and_links(start_server: Start) -> None:
     client = await start_server(StreamConfig("live", "scene:?seed=1"), StreamConfig("bad", "/no/such/file.mp4"))
     await first_frame(client, "live")
+    await failed(client, "bad")
     body = await (await client.get("/api/streams")).json()
     assert body["v"] == 1
     streams = {s["id"]: s for s in body["streams"]}
@@ -140,8 +151,9 @@ async def test_a_source_that_cannot_open_is_added_as_failed(start_server: Start,
     client = await start_server(media_dirs=(tmp_path,))  # the policy resolves it
     response = await client.post("/api/streams", json={"id": "gone", "uri": str(tmp_path / "no-such.mp4")})
     assert response.status == 201
-    body = await response.json()
-    assert body["state"] == "failed" and "no such file" in body["error"]
+    assert (await response.json())["state"] in ("starting", "failed"), "the file is looked at by its reader"
+    body = await failed(client, "gone")
+    assert "no such file" in body["error"]
 
 
 async def test_bad_changes_are_refused_and_leave_the_stream_alone(start_server: Start) -> None:

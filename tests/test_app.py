@@ -40,6 +40,11 @@ async def test_stream_list_reports_state_and_counts(start_server: Start) -> None
         await ws.receive_json()
         await ws.send_json({"type": "subscribe", "streams": ["live"]})
         await next_frame(ws)
+
+        async def bad_failed() -> bool:  # a missing file is found missing by its reader, after it was added
+            return bool((await (await client.get("/api/streams/bad")).json())["state"] == "failed")
+
+        await eventually(bad_failed, what="the missing file's stream to fail")
         body = await (await client.get("/api/streams")).json()
     streams = {s["id"]: s for s in body["streams"]}
     assert streams["live"]["state"] == "live" and streams["live"]["frames_processed"] >= 1

@@ -1,10 +1,11 @@
 """The REST API under ``/api``, plus ``/healthz`` and ``/metrics`` (formats in docs/protocol.md).
 
 Every error is JSON, ``{"error": "<what is wrong and how to fix it>"}``, with a 4xx status that says
-whose fault it was. Changes to streams run in threads of their own (checking a source resolves its
-host, stopping one joins its reader), never queueing the snapshots' encoding nor shutdown behind a
-stalled camera, and can be saved to the config file: with ``?persist=1``, or always when the
-config file says ``save_config = true``.
+whose fault it was. Changes to streams run in threads of their own (stopping one joins its reader),
+never queueing the snapshots' encoding nor shutdown behind a stalled camera, and can be saved to the
+config file: with ``?persist=1``, or always when the config file says ``save_config = true``. A new
+source is checked first in threads of its own again, within a time limit (`SourceChecks`): a file on
+a share, or a camera's name, that nothing answers for is a 503, never a change that waits for ever.
 """
 
 from __future__ import annotations
@@ -22,7 +23,15 @@ from typing import Any
 
 from aiohttp import web
 
-from server.config import STREAM_KEYS, ConfigError, StreamConfig, flatten_options, stream_config, stream_options
+from server.config import (
+    STREAM_KEYS,
+    ConfigError,
+    Settings,
+    StreamConfig,
+    flatten_options,
+    stream_config,
+    stream_options,
+)
 from server.delivery.encode import FramePacket, ImageKind, Variant, parse_variant
 from server.delivery.hub import Hub
 from server.delivery.viewer import Subscription, Viewer, ViewerLimitError
@@ -40,8 +49,9 @@ from server.http.keys import (
     stream_changes_key,
 )
 from server.http.metrics import render_metrics
-from server.http.policy import SourceRefused, UnusableSource
+from server.http.policy import CheckUnanswered, SourceChecks, SourceRefused, UnusableSource
 from server.persist import ConfigEditedError, ConfigFileState, write_config
+from server.sources import SourceError, mask_uri, open_source
 from server.streams import HandedInError, ShuttingDownError, StreamExistsError, StreamInfo, StreamOptionsError
 
 log = logging.getLogger(__name__)
@@ -50,6 +60,8 @@ MJPEG_BOUNDARY = "segcastframe"
 MAX_MJPEG_FPS = 60.0
 SNAPSHOT_RETRY_S = 1
 VIEWER_RETRY_S = 10
+#: When to ask again after a source's check was given up (`server.http.policy.CHECK_TIMEOUT_S`).
+SOURCE_CHECK_RETRY_S = 10
 #: How long one MJPEG part may take to reach its client before the viewer counts as gone and its
 #: connection is cut: about as long as a WebSocket client that stops reading is kept (pinged after
 #: 20 s quiet, and given 10 s for the pong). A client that stopped reading would otherwise hold its
@@ -69,11 +81,14 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 config_file_key = web.AppKey("config_file", ConfigFileState)
 #: Where stream changes run: not the loop's default executor, which encodes snapshots and stops the pipeline.
 stream_change_executor_key = web.AppKey("stream_change_executor", ThreadPoolExecutor)
+#: Where new sources are checked against the policy: not in the stream-change threads (see `SourceChecks`).
+source_checks_key = web.AppKey("source_checks", SourceChecks)
 
 
 def setup_api(app: web.Application) -> None:
     app[config_file_key] = ConfigFileState.of(app[settings_key])
     app.cleanup_ctx.append(_stream_change_executor)
+    app.cleanup_ctx.append(_source_checks)
     router = app.router
     router.add_get("/api/streams", _list_streams)
     router.add_post("/api/streams", _add_stream)
@@ -93,6 +108,13 @@ async def _stream_change_executor(app: web.Application) -> AsyncIterator[None]:
     app[stream_change_executor_key] = executor
     yield
     executor.shutdown(wait=False, cancel_futures=True)  # requests are over: any change left is its own
+
+
+async def _source_checks(app: web.Application) -> AsyncIterator[None]:
+    checks = SourceChecks()
+    app[source_checks_key] = checks
+    yield
+    checks.shutdown()  # a check still waiting for a hung share is nobody's now: not waited for
 
 
 async def _in_change_thread(request: web.Request, call: Callable[[], Any]) -> Any:
@@ -216,17 +238,37 @@ def _finite(text: str) -> float:
 
 async def _check_source(request: web.Request, uri: str) -> None:
     """Refuse a source the API may not open (a local file or device, a scheme or an address not allowed): 403;
-    one nothing could open (a file name with a NUL character): 400.
+    one that can never work as written (a malformed or unknown ``#`` option, a file name with a NUL
+    character): 400, naming what is wrong, rather than a stream that fails at once.
 
-    Off the loop: the check resolves the camera's host name.
+    The policy's check waits for the file system (a file's real path) and the name server (a camera's
+    host): it runs in `source_checks_key`, and one that does not return in time is a 503 with
+    ``Retry-After``. The URI is then read as the manager will read it (`open_source`): that touches
+    neither and cannot hang, but making a large scene takes a moment, so it runs in a change thread.
     """
-    policy = request.app[settings_key].source_policy()
+    settings = request.app[settings_key]
     try:
-        await _in_change_thread(request, functools.partial(policy.check, uri))
+        await request.app[source_checks_key].run(functools.partial(_check_policy, settings, uri))
     except SourceRefused as exc:
         raise error(web.HTTPForbidden, str(exc)) from None
     except UnusableSource as exc:
         raise error(web.HTTPBadRequest, str(exc)) from None
+    except CheckUnanswered as exc:
+        log.warning("gave up checking the source %s: %s", mask_uri(uri), exc)
+        raise error(
+            web.HTTPServiceUnavailable,
+            f"uri: the source could not be checked, {exc}; nothing was changed, try again later",
+            **{"Retry-After": str(SOURCE_CHECK_RETRY_S)},
+        ) from None
+    try:
+        await _in_change_thread(request, functools.partial(open_source, uri, settings.max_frame_side))
+    except SourceError as exc:
+        raise error(web.HTTPBadRequest, f"body.uri: {exc}") from None
+
+
+def _check_policy(settings: Settings, uri: str) -> None:
+    """`SourcePolicy.check`, with the policy made in the same thread: making it resolves ``media_dirs``."""
+    settings.source_policy().check(uri)
 
 
 def _persist_asked(request: web.Request) -> bool:

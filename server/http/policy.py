@@ -18,17 +18,24 @@ changing its URI) comes from the network and is held to a `SourcePolicy`:
   firewall.
 
 A refusal never says whether a file exists, and never repeats a password from the URI.
+
+Checking blocks for as long as the file system (a file's real path) or the name server (a camera's
+host) takes to answer, which on a hung network share is for ever: `SourceChecks` runs checks in a
+few threads of their own, each within a time limit.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
+from server.sources.file import file_path
 from server.sources.network import SCHEMES as NETWORK_SCHEMES
 from server.sources.uri import mask_uri
 from server.sources.webcam import is_webcam
@@ -46,6 +53,12 @@ MAX_URI_CHARS = 2048
 #: addresses (169.254.169.254 serves the instance credentials of AWS, GCP, Azure and others), AWS's
 #: IPv6 metadata address and Alibaba Cloud's. Cameras on the LAN and on this machine stay reachable.
 DEFAULT_DENY_NETWORKS = ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "100.100.100.200/32")
+#: How long a check may wait for the file system or the name server before it is given up: a local
+#: disk and a working resolver answer in far less, a hung NFS or SMB share never.
+CHECK_TIMEOUT_S = 10.0
+#: Threads for checks. One that never returns keeps its thread; once this many are held so, further
+#: checks are given up at once instead of queueing behind them or taking new threads without end.
+CHECK_THREADS = 4
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -69,6 +82,52 @@ class SourceRefused(ValueError):
 class UnusableSource(ValueError):
     """The URI names nothing that could be opened (a file name holding a NUL character): the request
     is wrong whatever the settings, where `SourceRefused` says a setting forbids it."""
+
+
+class CheckUnanswered(Exception):
+    """A check was given up: the file system or the name server did not answer in time (see `SourceChecks`)."""
+
+
+class SourceChecks:
+    """Runs blocking checks of sources in `CHECK_THREADS` threads of their own, each within `CHECK_TIMEOUT_S`.
+
+    Their own, so that checks of files on a share that stopped answering hold up nothing but other
+    checks: in the threads that change streams, a few of them would leave every change waiting.
+    A check given up goes on in its thread until the file system answers, and that thread is not
+    reused until then; when every thread is so held, a check is given up at once. Use it on the
+    event loop only.
+    """
+
+    def __init__(self, threads: int = CHECK_THREADS) -> None:
+        self._threads = threads
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="source-check")
+        self._running = 0  # checks handed to a thread that have not returned yet, given up or not
+
+    async def run(self, check: Callable[[], None]) -> None:
+        """Run ``check`` in a thread and raise what it raises; `CheckUnanswered` if it has not
+        returned within `CHECK_TIMEOUT_S`, or at once if every thread is held by a check that has not."""
+        if self._running >= self._threads:
+            raise CheckUnanswered(
+                f"{self._running} earlier checks are still waiting for the file system or the name server"
+            )
+        self._running += 1
+        future = asyncio.get_running_loop().run_in_executor(self._executor, check)
+        future.add_done_callback(self._returned)
+        try:
+            await asyncio.wait_for(asyncio.shield(future), CHECK_TIMEOUT_S)
+        except TimeoutError:
+            raise CheckUnanswered(
+                f"the file system or the name server did not answer within {CHECK_TIMEOUT_S:g} s"
+            ) from None
+
+    def _returned(self, future: asyncio.Future[None]) -> None:
+        self._running -= 1
+        if not future.cancelled():
+            future.exception()  # taken: a check given up has nobody left to tell how it ended
+
+    def shutdown(self) -> None:
+        """Stop taking checks; threads still waiting for a file system are left to end when it answers."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,19 +217,15 @@ class SourcePolicy:
                 f"uri {shown!r}: local files cannot be opened through the API; list the folders that may be "
                 "played in [server] media_dirs of the config file"
             )
-        # A plain path is opened whole if such a file exists, else without its '#' options: check both.
-        base = uri.partition("#")[0]
-        candidates = [unquote(urlsplit(base).path)] if is_file_url else [uri, base]
-        for raw in candidates:
-            if "\x00" in raw:  # percent-encoded (%00): no file name holds one, and paths cannot carry it
-                raise UnusableSource(f"uri {shown!r}: a file name cannot hold a NUL character (%00)")
-            path = Path(raw)
-            if not path.is_absolute():
-                raise SourceRefused(f"uri {shown!r}: give the file's absolute path")
-            real = path.resolve()
-            if not any(real.is_relative_to(folder) for folder in self.media_dirs):
-                folders = ", ".join(str(folder) for folder in self.media_dirs)
-                raise SourceRefused(f"uri {shown!r}: only files inside {folders} may be played ([server] media_dirs)")
+        path = file_path(uri, is_file_url)  # the file `open_source` would open, read the same way
+        if "\x00" in str(path):  # percent-encoded (%00): no file name holds one, and paths cannot carry it
+            raise UnusableSource(f"uri {shown!r}: a file name cannot hold a NUL character (%00)")
+        if not path.is_absolute():
+            raise SourceRefused(f"uri {shown!r}: give the file's absolute path")
+        real = path.resolve()
+        if not any(real.is_relative_to(folder) for folder in self.media_dirs):
+            folders = ", ".join(str(folder) for folder in self.media_dirs)
+            raise SourceRefused(f"uri {shown!r}: only files inside {folders} may be played ([server] media_dirs)")
 
 
 def _addresses(host: str) -> set[Address]:

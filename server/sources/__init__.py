@@ -2,6 +2,7 @@
 
 scene:?seed=1                     the generated scene (see `server.sources.scene`)
 file:///videos/a.mp4              a local video file; a plain path works too; ``#rate=max`` for batch
+                                  (see `server.sources.file.file_path` for a '#' in a file's name)
 rtsp://, rtsps://, rtmp://, ...   network cameras and streams (see `server.sources.network`)
 /dev/video0, webcam:0             local webcams (see `server.sources.webcam`)
 """
@@ -9,15 +10,14 @@ rtsp://, rtsps://, rtmp://, ...   network cameras and streams (see `server.sourc
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from server.sources.base import MAX_FRAME_SIDE_PX, Decoded, LatestFrame, Source, SourceError, StreamState
 from server.sources.file import FileSource
 from server.sources.network import SCHEMES as NETWORK_SCHEMES
 from server.sources.network import NetworkSource
 from server.sources.scene import SceneSource
-from server.sources.uri import mask_text, mask_uri, split_options
+from server.sources.uri import mask_text, mask_uri
 from server.sources.webcam import WebcamSource, is_webcam
 
 __all__ = ["Decoded", "LatestFrame", "Source", "SourceError", "StreamState", "mask_uri", "open_source"]
@@ -32,9 +32,11 @@ def open_source(
     them; the reader checks every frame of every source against the same limit. ``check_host`` is
     called with a network source's host before each connection, and may refuse it with `SourceError`.
 
-    Never blocks on the network, nor on a file's content: connecting and reading a file's header are
-    the reader's job, so a camera that is down is a stream that reconnects, and a file on a hung
-    network mount a stream that stays ``starting``, not a server that will not start or change.
+    Reads nothing but ``uri`` itself: no network, no file system, not even whether a file is there.
+    Connecting, and looking at a file and reading its header, are the reader's job, so a camera that
+    is down is a stream that reconnects, and a file on a hung network mount a stream that stays
+    ``starting``, not a server that will not start or change. So a `SourceError` from here means the
+    URI can never work as written, whatever the network or the files do later.
     """
     try:
         uri.encode()
@@ -52,25 +54,7 @@ def open_source(
         return SceneSource(uri)
     if scheme in NETWORK_SCHEMES:
         return NetworkSource(uri, max_frame_side, check_host)
-    if scheme == "file":
-        return _file(uri, Path(unquote(urlsplit(uri.partition("#")[0]).path)), max_frame_side)
-    if scheme == "" or (len(scheme) == 1 and uri[1:3] in (":\\", ":/")):  # a plain path, Windows drives too
-        if _is_file(Path(uri)):  # a file whose name contains '#' is taken as it is
-            return FileSource(Path(uri), max_frame_side=max_frame_side)
-        return _file(uri, Path(uri.partition("#")[0]), max_frame_side)
+    if scheme == "file" or scheme == "" or (len(scheme) == 1 and uri[1:3] in (":\\", ":/")):  # Windows drives too
+        return FileSource.of_uri(uri, scheme == "file", max_frame_side)
     kinds = "scene:, file://, a file path, rtsp://, rtsps://, rtmp://, http(s)://, /dev/videoN or webcam:N"
     raise SourceError(f"unsupported source {mask_uri(uri)!r}: use {kinds}")
-
-
-def _is_file(path: Path) -> bool:
-    """Whether ``path`` is a file; False where it cannot be told (a folder it may not enter, a name too
-    long): `FileSource` then names the reason, for the path without its ``#`` options."""
-    try:
-        return path.is_file()
-    except OSError:
-        return False
-
-
-def _file(uri: str, path: Path, max_frame_side: int) -> FileSource:
-    _, options = split_options(uri, {"rate": "native"})
-    return FileSource(path, options["rate"], max_frame_side)

@@ -2,20 +2,25 @@
 
 /videos/yard.mp4, file:///videos/yard.mp4     played at the file's own frame rate, like a camera
 /videos/yard.mp4#rate=max                     as fast as inference takes frames, none dropped (batch)
+/videos/take#2.mp4                            a '#' not followed by options is part of the name
+file:///videos/a%23rate=max.mp4               a name holding '#key=value' needs a file:// URL, '#' as %23
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import av
 
 from server.sources.base import MAX_FRAME_SIDE_PX, SCALE_VIDEO_DOWN, Decoded, SourceError
 from server.sources.network import limit_decoder, upright_image, video_stream
+from server.sources.uri import split_options
 
 log = logging.getLogger(__name__)
 
@@ -23,20 +28,24 @@ DEFAULT_FPS = 25.0  # for files whose header gives no rate
 #: A file that has only damaged packets this far into it is not a video at all.
 MAX_DAMAGED_PACKETS = 100
 RATES = ("native", "max")
+#: One ``key=value`` of segcast's options: a plain path's '#' starts options only before these.
+_OPTION = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=.*", re.DOTALL)
 
 
 class FileSource:
     """A video file played from the start each time it is opened; the reader paces and loops it.
 
-    Made without opening the file: only its metadata is read, so a missing file or a folder is named
-    at once. Its header is read by `open`, in the reader's thread: a file on a network mount that
-    hangs (NFS, SMB) then holds up its own stream, which stays ``starting``, and nothing else.
+    Made without touching the file system, so that what is wrong with the URI's text (a bad
+    ``rate``) is named at once, while a file on a network mount that hangs (NFS, SMB) holds up only
+    its own stream, which stays ``starting``: whether the file is there, and is a file, is found out
+    by `open`, in the reader's thread, with its header.
     """
 
     live = False
 
     def __init__(self, path: Path, rate: str = "native", max_frame_side: int = MAX_FRAME_SIDE_PX) -> None:
-        check_video_file(path)
+        if "\x00" in str(path):  # percent-encoded (file:///a%00.mp4): no file name can hold one
+            raise SourceError(f"no such file: {str(path)!r} (a file name cannot hold a NUL character)")
         if rate not in RATES:
             raise SourceError(f"rate={rate!r} for {path}: use one of {', '.join(RATES)}")
         self.path = path
@@ -49,7 +58,15 @@ class FileSource:
     def describe(self) -> str:
         return f"{self.path}#rate=max" if self.batch else str(self.path)
 
+    @classmethod
+    def of_uri(cls, uri: str, is_url: bool, max_frame_side: int = MAX_FRAME_SIDE_PX) -> FileSource:
+        """The source for a ``file://`` URL (``is_url``) or a plain path, read as `file_path` says."""
+        path, has_options = _split(uri, is_url)
+        rate = split_options(uri, {"rate": "native"})[1]["rate"] if has_options else "native"
+        return cls(path, rate, max_frame_side)
+
     def open(self, stop: threading.Event) -> Iterator[Decoded]:
+        check_video_file(self.path)
         try:
             container = av.open(str(self.path))
         except av.error.FFmpegError as exc:
@@ -89,11 +106,35 @@ class FileSource:
                 log.warning("%s: skipped %d damaged packets", self.path.name, damaged)
 
 
+def file_path(uri: str, is_url: bool) -> Path:
+    """The file a ``file://`` URL (``is_url``) or a plain path names, read from its text alone.
+
+    A URL's segcast options are all that follows its '#' (a '#' in the name is written %23). In a
+    plain path, '#' starts options only where ``key=value`` pairs joined by '&' follow it
+    (``/videos/a.mp4#rate=max``); anything else after it is part of the name (``take#2.mp4``). A
+    file whose name holds '#key=value' is given as a file:// URL. No file is looked at: what a URI
+    means never depends on which files exist, so a typo in its options is named when the source is
+    made, and a share that does not answer holds up only the stream that reads from it.
+    """
+    return _split(uri, is_url)[0]
+
+
+def _split(uri: str, is_url: bool) -> tuple[Path, bool]:
+    """`file_path`, and whether ``uri`` carries segcast options after its '#'."""
+    head, sep, fragment = uri.partition("#")
+    if is_url:
+        return Path(unquote(urlsplit(head).path)), bool(fragment)
+    if sep and all(_OPTION.fullmatch(part) for part in fragment.split("&") if part):
+        return Path(head), bool(fragment)
+    return Path(uri), False
+
+
 def check_video_file(path: Path) -> None:
     """Raise `SourceError` unless ``path`` names a regular file this process can reach.
 
-    Reads its metadata only. ``Path.is_file`` would raise past its caller for a folder it may not
-    enter or a name longer than the file system allows, and call a folder "no such file".
+    Reads its metadata only, and blocks for as long as the file system takes to answer: call it in
+    the reader's thread. ``Path.is_file`` would raise past its caller for a folder it may not enter
+    or a name longer than the file system allows, and call a folder "no such file".
     """
     try:
         mode = path.stat().st_mode
@@ -101,8 +142,6 @@ def check_video_file(path: Path) -> None:
         raise SourceError(f"no such file: {path}") from None
     except OSError as exc:  # EACCES on a folder on the way, ENAMETOOLONG, ELOOP, EIO
         raise SourceError(f"cannot read {path}: {exc.strerror or type(exc).__name__}") from None
-    except ValueError:  # a NUL character (file:///a%00.mp4), which no file name can hold
-        raise SourceError(f"no such file: {str(path)!r} (a file name cannot hold a NUL character)") from None
     if stat.S_ISDIR(mode):
         raise SourceError(f"{path} is a folder: give the path of a video file in it")
     if not stat.S_ISREG(mode):
