@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -37,6 +38,8 @@ import numpy as np
 
 CLASS_NAMES: tuple[str, ...] = ("disc", "square", "triangle")
 MIN_VISIBLE_PX = 60
+#: The smallest side a scene is drawn at: below it the objects, a tenth of the shorter side, vanish.
+MIN_SIDE_PX = 64
 FAMILIES: tuple[str, ...] = ("wander", "occlusion")
 CAMERAS: tuple[str, ...] = ("still", "shaking", "panning")
 #: How far a shaking camera sways (each of two swings) and how far a knock moves its rest, as shares
@@ -45,6 +48,9 @@ SWAY_SHARE, KNOCK_SHARE = 0.025, 0.04
 #: How far a panning camera turns each way, as a share of the frame's width, and how long a sweep
 #: there and back takes, in frames.
 PAN_SHARE, PAN_PERIOD = 0.25, 150
+#: The background is drawn this many pixels at a time, so its float working copy and noise stay small
+#: beside the picture (drawn whole, a panning 4K scene's float64 noise alone was 0.8 GB).
+_BACKGROUND_BAND_PX = 1 << 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,8 +121,10 @@ class Scene:
         family: str = "wander",
         camera: str = "still",
     ) -> None:
-        if width < 64 or height < 64:
-            raise ValueError("a scene needs at least 64x64 pixels")
+        if width < MIN_SIDE_PX or height < MIN_SIDE_PX:
+            raise ValueError(f"a scene needs at least {MIN_SIDE_PX}x{MIN_SIDE_PX} pixels")
+        if seed < 0:
+            raise ValueError(f"seed: must be 0 or more, got {seed}")
         if family not in FAMILIES:
             raise ValueError(f"family: expected one of {', '.join(FAMILIES)}, got {family!r}")
         if camera not in CAMERAS:
@@ -133,7 +141,11 @@ class Scene:
         #: The world is wider than the frame by what the camera can move, so it never films its edge.
         self._margin = self._motion.reach if self._motion else 0
         self._background = self._make_background()
-        self._periods: dict[int, list[_Actor]] = {}
+        #: How many periods before a frame's own can still have objects in play in it.
+        self._reach_periods = int(self._longest_play_frames() // period_frames)
+        #: The periods drawn last, least recently used first: a frame needs its own and those it reaches.
+        self._periods: OrderedDict[int, list[_Actor]] = OrderedDict()
+        self._periods_kept = self._reach_periods + 3
 
     def render(self, index: int) -> tuple[np.ndarray, list[TrueObject]]:
         """Frame ``index`` as a BGR image and the objects visible in it, nearest first."""
@@ -190,26 +202,42 @@ class Scene:
     # -- generation -----------------------------------------------------------------------------
 
     def _actors_at(self, index: int) -> list[_Actor]:
+        """The objects in play at frame ``index``: its own period's, then those still on their way
+        out from each earlier period that can reach it (a slow object's play can outlast two)."""
         period = index // self.period_frames
-        local = index - period * self.period_frames
-        actors = [a for a in self._period(period) if a.position(local) is not None]
-        if period > 0:  # objects still leaving from the previous period
-            prev_local = local + self.period_frames
-            actors += [a for a in self._period(period - 1) if a.position(prev_local) is not None]
+        actors = []
+        for drawn in range(period, max(-1, period - self._reach_periods - 1), -1):
+            local = index - drawn * self.period_frames
+            actors += [a for a in self._period(drawn) if a.position(local) is not None]
         return actors
 
     def _period(self, period: int) -> list[_Actor]:
-        if period not in self._periods:
+        actors = self._periods.get(period)
+        if actors is None:
             rng = np.random.default_rng((self.seed, period))
             if self.family == "occlusion":
-                self._periods[period] = _OcclusionStager(self, rng, period * 1000).actors()
+                actors = _OcclusionStager(self, rng, period * 1000).actors()
             else:
-                self._periods[period] = [
-                    self._make_actor(rng, period * 1000 + n, n) for n in range(self.objects_per_period)
-                ]
-            if len(self._periods) > 4:
-                del self._periods[min(self._periods)]
-        return self._periods[period]
+                actors = [self._make_actor(rng, period * 1000 + n, n) for n in range(self.objects_per_period)]
+            self._periods[period] = actors
+            if len(self._periods) > self._periods_kept:
+                self._periods.popitem(last=False)  # the least recently used, never the one just drawn
+        else:
+            self._periods.move_to_end(period)
+        return actors
+
+    def _longest_play_frames(self) -> float:
+        """An upper bound on how long after its period begins an object can still be in play, from the
+        ranges `_make_actor` and `_OcclusionStager` draw from: speeds scale with the width alone, so
+        in a tall scene objects crawl, and a play can last several periods."""
+        w, h, span = self.width, self.height, float(self.period_frames)
+        if self.family == "occlusion":
+            # The latest pass is at 0.6 of the period, half its leg at most 106 frames after, then a
+            # pause of up to 25 frames and the way out at 3 px a frame, shorter than w + h.
+            return span + 106 + 25 + max(10.0, (w + h) / 3.0)
+        margin = 0.12 * min(w, h) * 1.2 * 1.2
+        longest_leg = math.hypot(w + 2 * margin, h + 2 * margin) / (2.0 * w / 640)
+        return span + 20 + 3 * max(8.0, longest_leg)  # the last start, then at most three legs
 
     def _make_actor(self, rng: np.random.Generator, object_id: int, slot: int) -> _Actor:
         w, h = self.width, self.height
@@ -239,25 +267,34 @@ class Scene:
         ][edge]
 
     def _make_background(self) -> np.ndarray:
+        """The world behind the objects, drawn a band of rows at a time.
+
+        Every pixel gets the value one pass over the whole picture gave (the recorded figures and
+        the bundled model's training stills depend on it): the same float32 waves, the noise drawn
+        in the same order, band after band, the same grid and rounding.
+        """
         rng = np.random.default_rng((self.seed, 0xBAC))
         height, width = self.height + 2 * self._margin, self.width + 2 * self._margin
-        ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+        xs = np.arange(width, dtype=np.float32)
         tint = rng.uniform(60, 140, size=3)
-        background = np.empty((height, width, 3), dtype=np.float32)
-        for c in range(3):
-            background[..., c] = tint[c] + 25 * np.sin(xs / 57.0 + c) + 20 * np.cos(ys / 43.0 - c)
-        background += rng.normal(0, 6, size=background.shape)
-        # A faint floor grid gives the scene structure without looking like any object class.
-        background[::48, :, :] *= 0.85
-        background[:, ::48, :] *= 0.85
-        return np.clip(background, 0, 255).astype(np.uint8)
+        background = np.empty((height, width, 3), dtype=np.uint8)
+        rows = max(1, _BACKGROUND_BAND_PX // width)
+        for top in range(0, height, rows):
+            ys = np.arange(top, min(top + rows, height), dtype=np.float32)[:, None]
+            band = np.empty((len(ys), width, 3), dtype=np.float32)
+            for c in range(3):
+                band[..., c] = tint[c] + 25 * np.sin(xs / 57.0 + c) + 20 * np.cos(ys / 43.0 - c)
+            band += rng.normal(0, 6, size=band.shape)
+            # A faint floor grid gives the scene structure without looking like any object class.
+            band[-top % 48 :: 48, :, :] *= 0.85
+            band[:, ::48, :] *= 0.85
+            background[top : top + len(ys)] = np.clip(band, 0, 255, out=band).astype(np.uint8)
+        return background
 
     # -- rendering ------------------------------------------------------------------------------
 
     def _outline(self, actor: _Actor, index: int) -> np.ndarray | None:
-        local = index - (index // self.period_frames) * self.period_frames
-        if actor.object_id // 1000 != index // self.period_frames:
-            local += self.period_frames
+        local = index - (actor.object_id // 1000) * self.period_frames  # time in the actor's own period
         centre = actor.position(local)
         if centre is None:
             return None

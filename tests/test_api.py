@@ -138,7 +138,7 @@ async def test_a_source_with_frames_above_max_frame_side_fails_with_the_reason(s
         return body if body["state"] == "failed" else None
 
     body = await eventually(failed, what="the stream to fail")
-    assert "640x384" in body["error"] and "max_frame_side" in body["error"]
+    assert "width=640" in body["error"] and "max_frame_side" in body["error"], "refused before it was drawn"
     assert body["frames_processed"] == 0, "no frame of it reached the model"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from collections.abc import Iterator
 from functools import cache
 from itertools import groupby
@@ -13,6 +14,9 @@ import numpy as np
 import pytest
 
 from server.scene import CLASS_NAMES, Scene, TrueObject, write_h264, write_y4m
+from server.sources import scene as scene_source
+from server.sources.base import SourceError
+from server.sources.scene import SceneSource
 
 OCCLUSION_SEEDS = (21, 22)
 OCCLUSION_FRAMES = 300
@@ -170,3 +174,76 @@ def test_visibility_lists_hidden_objects_that_the_truth_leaves_out() -> None:
 def test_unknown_scene_family_is_refused() -> None:
     with pytest.raises(ValueError, match="family: expected one of wander, occlusion"):
         Scene(family="chaos")
+
+
+def test_frames_of_an_earlier_period_render_after_later_ones() -> None:
+    """A viewer seeking back: the period cache must keep what it has just drawn."""
+    scene = Scene(seed=7, width=160, height=96)
+    for index in (5 * 450, 3 * 450, 450):
+        image, truths = scene.render(index)
+        fresh_image, fresh_truths = Scene(seed=7, width=160, height=96).render(index)
+        assert np.array_equal(image, fresh_image)
+        assert [(t.object_id, t.box) for t in truths] == [(t.object_id, t.box) for t in fresh_truths]
+
+
+def test_a_slow_object_of_a_tall_scene_stays_in_the_picture_to_the_end_of_its_path() -> None:
+    """Speeds scale with the width, so in a tall scene a play can outlast two periods."""
+    scene = Scene(seed=8, width=96, height=160)
+    slow = [a for a in scene._period(0) if a.key_frames[-1] >= 2 * scene.period_frames]
+    assert slow, "this scene has an object still in play in its third period"
+    for actor in slow:
+        for index in range(2 * scene.period_frames, int(actor.key_frames[-1]) + 1):
+            centre = actor.position(index)  # period 0: its local time is the frame index
+            if centre is not None and 0 <= centre[0] < scene.width and 0 <= centre[1] < scene.height:
+                assert actor.object_id in scene.visibility(index), index
+
+
+@pytest.mark.parametrize("family", ["wander", "occlusion"])
+@pytest.mark.parametrize("size", [(640, 384), (96, 160), (64, 3840), (3840, 64)])
+def test_no_object_plays_longer_than_a_frame_looks_back(family: str, size: tuple[int, int]) -> None:
+    """`_longest_play_frames` bounds what `_make_actor` and the occlusion stager draw, at any shape."""
+    for seed in range(25):
+        scene = Scene(seed=seed, width=size[0], height=size[1], family=family)
+        longest = scene._longest_play_frames()
+        for period in range(3):
+            assert all(a.key_frames[-1] <= longest for a in scene._period(period))
+
+
+def test_a_large_scene_background_is_drawn_without_whole_picture_float_copies() -> None:
+    tracemalloc.start()
+    try:
+        scene = Scene(seed=1, width=1920, height=1080)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * scene._background.nbytes  # a float32 copy alone is 4 times the uint8 picture
+
+
+def test_a_scene_larger_than_max_frame_side_is_refused_before_it_is_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scene_source, "Scene", lambda **_: pytest.fail("the scene was built"))
+    with pytest.raises(SourceError, match=r"width=3840: must be from 64 to 1280 pixels \(\[server\] max_frame_side\)"):
+        SceneSource("scene:?width=3840&height=3840", max_frame_side=1280)
+
+
+@pytest.mark.parametrize(
+    ("uri", "says"),
+    [
+        ("scene:?seed=-1", "scene seed=-1: must be 0 or more"),
+        ("scene:?seed=", "scene option seed is empty"),
+        ("scene:?family=", "scene option family is empty"),
+        ("scene:foo", "a scene takes options after '?' and nothing else"),
+        ("scene://host/x?seed=1", "a scene takes options after '?' and nothing else"),
+        ("scene:?width=32", "scene width=32: must be from 64 to 3840 pixels"),
+    ],
+)
+def test_a_bad_scene_uri_is_refused_naming_what_is_wrong(uri: str, says: str) -> None:
+    with pytest.raises(SourceError) as refused:
+        SceneSource(uri)
+    assert says in str(refused.value)
+
+
+def test_a_long_scene_option_is_cut_short_in_the_error() -> None:
+    with pytest.raises(SourceError) as refused:
+        SceneSource("scene:?seed=" + "9" * 5000)
+    assert "seed='9999" in str(refused.value) and "(5000 characters)" in str(refused.value)
+    assert len(str(refused.value)) < 200

@@ -253,8 +253,8 @@ async def test_a_scene_too_large_for_memory_is_refused(start_server: Start) -> N
     client = await start_server()
     response = await client.post("/api/streams", json={"id": "huge", "uri": "scene:?width=99999&height=99999"})
     body = await response.json()
-    assert response.status == 400 and "width=99999: must be from 16 to 3840" in body["error"]
+    assert response.status == 400 and "width=99999: must be from 64 to 3840" in body["error"]
     response = await client.post("/api/streams", json={"id": "none", "uri": "scene:?width=0"})
     body = await response.json()
-    assert response.status == 400 and "width=0: must be from 16 to 3840" in body["error"], "names the limit crossed"
+    assert response.status == 400 and "width=0: must be from 64 to 3840" in body["error"], "names the limit crossed"
     assert (await (await client.get("/api/streams")).json())["streams"] == []

@@ -47,7 +47,7 @@ from server.frames import Frame, FrameResult
 from server.inference.worker import InferenceOptions, InferenceWorker
 from server.options import StreamOptions
 from server.scene import CLASS_NAMES, Scene, TrueObject, pixels_of
-from tools.track_report import match_boxes, positive_int
+from tools.track_report import match_boxes, positive_int, scene_seed
 
 #: Lines across the middle of the picture, straight and bent, and zones away from its edges.
 LINES = [
@@ -456,7 +456,9 @@ def run_scene(
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seed", type=int, action="append", help=f"scene seed; repeat for several (default {SEEDS})")
+    parser.add_argument(
+        "--seed", type=scene_seed, action="append", help=f"scene seed; repeat for several (default {SEEDS})"
+    )
     parser.add_argument("--frames", type=positive_int, default=FRAMES)
     parser.add_argument("--model", default="bundled")
     parser.add_argument("--tracker", default=None, help="the stream's tracker (default: segcast's default)")

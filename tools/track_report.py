@@ -360,12 +360,21 @@ def compare_trackers(
 
 def positive_int(text: str) -> int:
     """An argparse type for counts (frames, steps): 1 or more, so a bad one is an error at parse time."""
+    return _whole_number(text, 1)
+
+
+def scene_seed(text: str) -> int:
+    """An argparse type for a scene's seed: 0 or more, as `Scene` takes, refused before the model loads."""
+    return _whole_number(text, 0)
+
+
+def _whole_number(text: str, least: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be 1 or more")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be {least} or more")
     return value
 
 
@@ -401,7 +410,7 @@ def _options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--seed", type=scene_seed, default=7)
     parser.add_argument("--family", choices=FAMILIES, default="wander", help="the kind of generated scene")
     parser.add_argument("--camera", choices=CAMERAS, default="still", help="how the scene's camera moves")
     parser.add_argument("--frames", type=positive_int, default=300)

@@ -33,9 +33,14 @@ on every val and test split without training:
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
+import sys
 import tempfile
 from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python tools/train_model.py`: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import cv2
 import numpy as np
@@ -66,13 +71,28 @@ def polygon_of(truth: TrueObject, width: int, height: int) -> np.ndarray | None:
 
 
 def write_split(root: Path, split: str, seeds: range, count: int, family: str = "wander") -> None:
-    """Write ``count`` stills spread over the given seeds, with YOLO segmentation labels."""
+    """Write ``count`` stills spread over the given seeds, with YOLO segmentation labels.
+
+    A split an earlier run left in the same ``--workdir`` is kept if its manifest, written once the
+    stills are, says it was made from the same seeds, count and family (the seeds make it identical);
+    any other, or one a run stopped part-way through, is written anew.
+    """
     images, labels = root / "images" / split, root / "labels" / split
-    if images.is_dir():
-        return  # written by an earlier run in the same --workdir: the seeds make it identical
+    manifest = root / f"{split}.split.json"
+    made_with = {"seeds": [seeds.start, seeds.stop, seeds.step], "count": count, "family": family}
+    if manifest.is_file() and json.loads(manifest.read_text()) == made_with:
+        return
+    manifest.unlink(missing_ok=True)
+    for folder in (images, labels):
+        shutil.rmtree(folder, ignore_errors=True)
+    labels.with_suffix(".cache").unlink(missing_ok=True)  # ultralytics' index of the old labels
     images.mkdir(parents=True)
     labels.mkdir(parents=True)
-    rng = np.random.default_rng(len(split))
+    _write_stills(images, labels, seeds, count, family, np.random.default_rng(len(split)))
+    manifest.write_text(json.dumps(made_with) + "\n")
+
+
+def _write_stills(images: Path, labels: Path, seeds: range, count: int, family: str, rng: np.random.Generator) -> None:
     per_seed = max(1, count // len(seeds))
     written = 0
     for seed in seeds:

@@ -2,7 +2,7 @@
 
 scene:?seed=1                     the generated scene (see `server.sources.scene`)
 file:///videos/a.mp4              a local video file; a plain path works too; ``#rate=max`` for batch
-                                  (see `server.sources.file.file_path` for a '#' in a file's name)
+                                  (see `server.sources.file.split_file_uri` for a '#' in a file's name)
 rtsp://, rtsps://, rtmp://, ...   network cameras and streams (see `server.sources.network`)
 /dev/video0, webcam:0             local webcams (see `server.sources.webcam`)
 """
@@ -51,7 +51,7 @@ def open_source(
     except ValueError as exc:  # an unclosed '[' (IPv6) or a host that is not text a host can be
         raise SourceError(f"{mask_uri(uri)!r} is not a valid URI: {mask_text(str(exc), uri)}") from None
     if scheme == "scene":
-        return SceneSource(uri)
+        return SceneSource(uri, max_frame_side)
     if scheme in NETWORK_SCHEMES:
         return NetworkSource(uri, max_frame_side, check_host)
     if scheme == "file" or scheme == "" or (len(scheme) == 1 and uri[1:3] in (":\\", ":/")):  # Windows drives too

@@ -7,19 +7,24 @@ scene:?family=occlusion&camera=shaking    objects hiding one another, filmed by 
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 from server.frames import MIN_FRAME_SIDE_PX
-from server.scene import Scene
-from server.sources.base import Decoded, SourceError
+from server.scene import CAMERAS, FAMILIES, MIN_SIDE_PX, Scene
+from server.sources.base import MAX_FRAME_SIDE_PX, Decoded, SourceError
 
 _INT_PARAMS = {"seed": 0, "fps": 15, "width": 640, "height": 384}
-_NAME_PARAMS = {"family": "wander", "camera": "still"}  # checked by `Scene`
+_NAME_PARAMS = {"family": FAMILIES, "camera": CAMERAS}  # the first is the default
 #: 4K: a scene is a test picture, and one anyone may ask for through the API must not exhaust memory.
 MAX_SIDE_PX = 3840
+#: The smallest side: the scene's own minimum, which is above the model's.
+MIN_SCENE_SIDE_PX = max(MIN_FRAME_SIDE_PX, MIN_SIDE_PX)
+#: How much of a value an error message repeats: enough to recognise it, not a 5000-digit seed.
+_SHOWN_CHARS = 40
 
 
 class SceneSource:
@@ -27,54 +32,76 @@ class SceneSource:
 
     live = True
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, max_frame_side: int = MAX_FRAME_SIDE_PX) -> None:
+        """Checks every option, and leaves building the scene to `open`, in the reader's thread: building
+        draws its whole background, which at 4K takes a second or more, and a source is made under the
+        stream manager's lock (and once more by the API, to check its URI). A side above
+        ``max_frame_side`` is refused here, not at its first frame."""
         parts = urlsplit(uri)
-        query = parse_qs(parts.query)
+        if parts.netloc or parts.path or parts.fragment:
+            raise SourceError(f"{_shown(uri)}: a scene takes options after '?' and nothing else, e.g. scene:?seed=3")
+        query = parse_qs(parts.query, keep_blank_values=True)
         known = {*_INT_PARAMS, *_NAME_PARAMS}
         unknown = set(query) - known
         if unknown:
-            raise SourceError(f"unknown scene option(s) {sorted(unknown)} in {uri!r}; known: {sorted(known)}")
+            shown = sorted(_shown(key) for key in unknown)
+            raise SourceError(f"unknown scene option(s) {', '.join(shown)} in {_shown(uri)}; known: {sorted(known)}")
         values = dict(_INT_PARAMS)
-        names = dict(_NAME_PARAMS)
+        names = {key: allowed[0] for key, allowed in _NAME_PARAMS.items()}
         for key, raw in query.items():
+            if not raw[-1]:
+                raise SourceError(f"scene option {key} is empty: give it a value or leave it out")
             if key in names:
+                if raw[-1] not in _NAME_PARAMS[key]:
+                    allowed = ", ".join(_NAME_PARAMS[key])
+                    raise SourceError(f"{_shown(uri)}: {key}: expected one of {allowed}, got {_shown(raw[-1])}")
                 names[key] = raw[-1]
                 continue
             try:
                 values[key] = int(raw[-1])
             except ValueError:
-                raise SourceError(f"scene option {key}={raw[-1]!r} is not a whole number") from None
+                raise SourceError(f"scene option {key}={_shown(raw[-1])} is not a whole number") from None
+        if values["seed"] < 0:
+            raise SourceError(f"scene seed={values['seed']}: must be 0 or more")
         if not 1 <= values["fps"] <= 120:
             raise SourceError("scene fps must be between 1 and 120")
+        largest = min(MAX_SIDE_PX, max_frame_side)
         for side in ("width", "height"):
-            if not MIN_FRAME_SIDE_PX <= values[side] <= MAX_SIDE_PX:
+            if not MIN_SCENE_SIDE_PX <= values[side] <= largest:
+                limit = " ([server] max_frame_side)" if largest < MAX_SIDE_PX else ""
                 raise SourceError(
-                    f"scene {side}={values[side]}: must be from {MIN_FRAME_SIDE_PX} to {MAX_SIDE_PX} pixels"
+                    f"scene {side}={values[side]}: must be from {MIN_SCENE_SIDE_PX} to {largest} pixels{limit}"
                 )
-        try:
-            self.scene = Scene(
-                seed=values["seed"],
-                width=values["width"],
-                height=values["height"],
-                fps=values["fps"],
-                family=names["family"],
-                camera=names["camera"],
-            )
-        except ValueError as exc:
-            raise SourceError(f"{uri!r}: {exc}") from None
+        self._build = functools.partial(
+            Scene,
+            seed=values["seed"],
+            width=values["width"],
+            height=values["height"],
+            fps=values["fps"],
+            family=names["family"],
+            camera=names["camera"],
+        )
         self._uri = uri
-        self.fps = float(self.scene.fps)
+        self.fps = float(values["fps"])
 
     def describe(self) -> str:
         return self._uri
 
     def open(self, stop: threading.Event) -> Iterator[Decoded]:
-        interval = 1.0 / self.scene.fps
+        scene = self._build()
+        interval = 1.0 / scene.fps
         started = time.monotonic()
         index = 0
         while not stop.is_set():
-            image, _ = self.scene.render(index)
+            image, _ = scene.render(index)
             yield Decoded(image, index * interval)
             index += 1
             if stop.wait(max(0.0, started + index * interval - time.monotonic())):
                 return
+
+
+def _shown(text: str) -> str:
+    """``text`` quoted for an error message, cut short if long: the message is read by a person."""
+    if len(text) <= _SHOWN_CHARS:
+        return repr(text)
+    return f"{text[:_SHOWN_CHARS]!r}... ({len(text)} characters)"
