@@ -33,7 +33,7 @@ from server.inference.models import DEFAULT_MODEL
 from server.inference.worker import InferenceOptions
 from server.options import StreamOptions
 from server.sources.base import MAX_FRAME_SIDE_PX
-from server.sources.file import file_path
+from server.sources.file import file_path, split_file_uri
 from server.sources.uri import MASK, mask_uri
 
 #: ``\Z``, not ``$``: "$" also matches before a final newline, and "cam\n" broke headers and log lines.
@@ -379,12 +379,12 @@ def _file_relative_uri(uri: str, config: Path, where: str) -> str:
         return urlunsplit(("file", "", quote(str(path)), parts.query, parts.fragment))
     if scheme or Path(uri).is_absolute():  # a Windows drive's letter reads as a scheme: absolute too
         return uri
-    # What follows '#' is the source's options where `file_path` reads them so (``key=value``
-    # pairs), else part of the file's name: the source's own rule, which looks at no file.
-    path = file_path(uri, is_url=False)
-    if path == Path(uri):
+    # What follows a '#' is the source's options where `split_file_uri` reads them so, else part of
+    # the file's name: the source's own rule, which looks at no file.
+    path, options = split_file_uri(uri, is_url=False)
+    if options is None:
         return str(_absolute(uri, config, where))
-    return f"{_absolute(str(path), config, where)}#{uri.partition('#')[2]}"
+    return f"{_absolute(str(path), config, where)}#{options}"
 
 
 def _local_model(name: str, config: Path) -> str:
@@ -561,16 +561,21 @@ def _default_id(uri: str) -> str:
     Made from the masked URI: ids go into logs, the API, metrics and MQTT topics, where a password
     in a camera's path (``/user=admin_password=...``, ``;password=...``) must not follow them.
     """
+    masked = mask_uri(uri)
     try:
-        parts = urlsplit(mask_uri(uri))
+        parts = urlsplit(masked)
     except ValueError:  # not a URI at all: its stream fails, and says why, under a plain name
         return "stream"
     if parts.scheme == "scene":
         return _id_from("scene", parse_qs(parts.query).get("seed", ["0"])[-1])
     if parts.scheme == "webcam":
         return _id_from("webcam", parts.path)
+    path = Path(parts.path)
+    if parts.scheme in ("", "file") or len(parts.scheme) == 1:  # a file (a Windows drive's letter reads as a scheme)
+        # Its file as the source reads it: ``take#2.mp4`` is take-2, where a URI's path ends at the '#'.
+        path = file_path(masked, is_url=parts.scheme == "file")
     # A camera is known by its address more than by its path ("live", "101").
-    return _id_from(parts.hostname or "", Path(parts.path).stem.replace(MASK, ""))
+    return _id_from(parts.hostname or "", path.stem.replace(MASK, ""))
 
 
 def _id_from(*words: str) -> str:

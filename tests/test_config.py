@@ -23,6 +23,8 @@ from server.config import (
 from server.delivery.viewer import ViewerLimits
 from server.options import StreamOptions
 from server.persist import ConfigEditedError, ConfigFileState, write_config
+from server.sources import open_source
+from server.sources.file import FileSource
 
 FULL_CONFIG = """
 [server]
@@ -184,6 +186,31 @@ def test_an_id_named_after_its_source_holds_no_secret_and_is_a_valid_id(uri: str
     [stream] = streams_from_flags([uri])
     assert stream.stream_id == stream_id
     assert STREAM_ID_PATTERN.match(f"{stream_id}-99"), "room for a number to make it unique"
+
+
+def test_files_whose_names_differ_after_a_hash_get_ids_that_differ_too() -> None:
+    """The id kept the path up to its first '#': take#2.mp4 and take#3.mp4 were ``take`` and ``take-2``."""
+    uris = ["/videos/take#2.mp4", "/videos/take#3.mp4", "/videos/clip.mp4#rate=max", "file:///videos/cut%231.mp4"]
+    assert [stream.stream_id for stream in streams_from_flags(uris)] == ["take-2", "take-3", "clip", "cut-1"]
+
+
+def test_a_relative_path_with_a_hash_names_the_file_the_source_reads(tmp_path: Path) -> None:
+    """Taken from the config file's folder by the source's own '#' rule, and written back as written:
+    ``clip #1.mp4#rate=max`` became the file ``clip #1.mp4#rate=max``, which is not there."""
+    written = ["clip #1.mp4#rate=max", "videos/a#b=c.mp4", "take#2.mp4"]
+    path = write(tmp_path, "".join(f'[[streams]]\nid = "s{n}"\nuri = "{uri}"\n' for n, uri in enumerate(written)))
+    settings = load_config(path)
+    sources = [open_source(stream.uri) for stream in settings.streams]
+    read = [(str(source.path), source.batch) for source in sources if isinstance(source, FileSource)]
+    assert read == [
+        (f"{tmp_path}/clip #1.mp4", True),
+        (f"{tmp_path}/videos/a#b=c.mp4", False),
+        (f"{tmp_path}/take#2.mp4", False),
+    ]
+    write_config(settings, list(settings.streams))
+    assert [stream.uri for stream in load_config(path).streams] == [stream.uri for stream in settings.streams]
+    for uri in written:
+        assert f'uri = "{uri}"' in path.read_text()
 
 
 def test_saved_config_reads_back_the_same(tmp_path: Path) -> None:

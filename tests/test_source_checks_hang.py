@@ -4,12 +4,14 @@ that can never work is refused by the API with 400.
 A hard-mounted NFS or SMB share that stops answering blocks every ``stat()`` of a file on it for ever,
 and a resolver that does not answer blocks the look-up of a camera's name. Neither may hold up the
 changes of other streams: making a source reads only its URI (the file is looked at by its reader),
-and the API's policy check runs in threads of its own, within a time limit, answering 503 past it.
+and the part of the API's policy check that waits for them runs in threads of its own, within a time
+limit, answering 503 past it; the rest, read from the URI alone, is answered at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import threading
 from collections.abc import Awaitable, Callable, Iterator
@@ -21,9 +23,8 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
-from server.http import policy
+from server.http import source_checks
 from server.http.keys import manager_key
-from server.http.policy import SourcePolicy
 from server.sources import SourceError, StreamState, open_source
 from server.sources.file import FileSource
 from tests.support.polling import eventually
@@ -61,27 +62,26 @@ class HungShare:
 
 
 class HungCheck:
-    """Makes the API's policy check of one URI block until `release`, as a check of a file on a hung share
-    (``Path.resolve``) or of a camera whose name server does not answer does; every other URI is checked
-    as usual."""
+    """Makes ``Path.stat`` of anything under ``share`` block until `release`, as on a hard-mounted share
+    that stopped answering: the API's policy check of a file there (its real path) waits for it, as
+    does anything that would resolve ``share`` itself. Every other path is looked at as usual."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, uri: str) -> None:
-        self.uri = uri
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, share: Path) -> None:
         self.released = threading.Event()
-        self.waiting = 0  # checks blocked now (counted in their threads)
+        self.waiting = 0  # looks blocked now (counted in their threads)
         self._lock = threading.Lock()
-        real_check = SourcePolicy.check
+        real_stat = Path.stat
 
-        def check(source_policy: SourcePolicy, checked: str) -> None:
-            if checked == uri:
+        def stat(checked: Path, *, follow_symlinks: bool = True) -> Any:
+            if checked.is_relative_to(share):
                 with self._lock:
                     self.waiting += 1
                 self.released.wait(FINISH_TIMEOUT_S)
                 with self._lock:
                     self.waiting -= 1
-            real_check(source_policy, checked)
+            return real_stat(checked, follow_symlinks=follow_symlinks)
 
-        monkeypatch.setattr(SourcePolicy, "check", check)
+        monkeypatch.setattr(Path, "stat", stat)
 
     async def wait_stuck(self, count: int) -> None:
         async def stuck() -> bool:
@@ -134,12 +134,15 @@ def test_making_a_file_source_looks_at_no_file(no_file_system: None) -> None:
         assert isinstance(source, FileSource)
 
 
-def test_a_plain_paths_hash_starts_options_only_where_options_follow(no_file_system: None) -> None:
+def test_a_plain_paths_last_hash_starts_options_only_where_a_files_options_follow(no_file_system: None) -> None:
     cases = {
         "/share/cam.mp4#rate=max": ("/share/cam.mp4", True),
         "/share/cam.mp4#": ("/share/cam.mp4", False),
+        "/share/clip #1.mp4#rate=max": ("/share/clip #1.mp4", True),
         "/share/take#2.mp4": ("/share/take#2.mp4", False),
         "/share/a #1 b.mp4": ("/share/a #1 b.mp4", False),
+        "/share/a#b=c.mp4": ("/share/a#b=c.mp4", False),
+        "/share/set#rate=max/clip.mp4": ("/share/set#rate=max/clip.mp4", False),
         "file:///share/a%23rate=max.mp4": ("/share/a#rate=max.mp4", False),
         "file:///share/a%23rate=max.mp4#rate=max": ("/share/a#rate=max.mp4", True),
     }
@@ -147,7 +150,12 @@ def test_a_plain_paths_hash_starts_options_only_where_options_follow(no_file_sys
         source = open_source(uri)
         assert isinstance(source, FileSource)
         assert (str(source.path), source.batch) == (path, batch), uri
-    for uri, named in (("/share/cam.mp4#foo=1", "unknown option 'foo'"), ("/share/cam.mp4#rate=bogus", "rate='bogus'")):
+    for uri, named in (
+        ("/share/cam.mp4#rate=max&loop", "unknown option 'loop'"),
+        ("/share/cam.mp4#rate", "rate=''"),
+        ("/share/cam.mp4#rate=bogus", "rate='bogus'"),
+        ("/share/take#rate=max.mp4", "rate='max.mp4'.*file:// URL, '#' as %23"),
+    ):
         with pytest.raises(SourceError, match=named):
             open_source(uri)
 
@@ -198,21 +206,22 @@ async def test_a_policy_check_that_does_not_return_is_a_503_and_other_changes_go
     """The check ran in the 16 stream-change threads with no time limit: the request waited for ever,
     and 16 of them left every stream change through the API waiting too."""
     uri = str(tmp_path / "share" / "cam.mp4")
-    hung = HungCheck(monkeypatch, uri)
+    hung = HungCheck(monkeypatch, tmp_path / "share")
     client = await start_server(StreamConfig("cam", "scene:?seed=1"), media_dirs=(tmp_path,))
-    default_timeout_s = policy.CHECK_TIMEOUT_S
-    monkeypatch.setattr(policy, "CHECK_TIMEOUT_S", 0.2)  # given up at once: the check never returns
+    default_timeout_s = source_checks.CHECK_TIMEOUT_S
+    monkeypatch.setattr(source_checks, "CHECK_TIMEOUT_S", 0.2)  # given up at once: the check never returns
     try:
         refused = await promptly(client.post("/api/streams", json={"id": "hung", "uri": uri}))
         assert refused.status == 503, await refused.text()
         assert refused.headers["Retry-After"].isdigit()
-        assert "did not answer within 0.2 s" in (await refused.json())["error"]
+        message = (await refused.json())["error"]
+        assert message.startswith("body.uri: ") and "did not answer within 0.2 s" in message, message
         changed = await promptly(client.patch("/api/streams/cam", json={"uri": uri}))
         assert changed.status == 503, await changed.text()
         await hung.wait_stuck(2)
 
         # given two checks stuck, when streams change through the API, then they do
-        monkeypatch.setattr(policy, "CHECK_TIMEOUT_S", default_timeout_s)
+        monkeypatch.setattr(source_checks, "CHECK_TIMEOUT_S", default_timeout_s)
         added = await promptly(client.post("/api/streams", json={"id": "new", "uri": "scene:?seed=3"}))
         assert added.status == 201, await added.text()
         moved = await promptly(client.patch("/api/streams/cam", json={"uri": "scene:?seed=4"}))
@@ -227,44 +236,88 @@ async def test_a_policy_check_that_does_not_return_is_a_503_and_other_changes_go
 
 
 async def test_checks_stuck_in_every_thread_make_the_next_a_503_at_once_not_a_wait(
-    start_server: Start, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    start_server: Start, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A bounded number of stuck threads: the next check neither queues behind them nor takes a new one."""
+    """A bounded number of stuck threads: the next check that needs one neither queues behind them nor
+    takes a new one, and is not a warning each time (a client retrying would fill the log)."""
     uri = str(tmp_path / "share" / "cam.mp4")
-    hung = HungCheck(monkeypatch, uri)
+    hung = HungCheck(monkeypatch, tmp_path / "share")
     client = await start_server(media_dirs=(tmp_path,))
-    monkeypatch.setattr(policy, "CHECK_TIMEOUT_S", 0.2)
+    threads = source_checks.CHECK_THREADS
+    monkeypatch.setattr(source_checks, "CHECK_TIMEOUT_S", 0.2)
     try:
-        posts = (client.post("/api/streams", json={"id": f"hung{n}", "uri": uri}) for n in range(policy.CHECK_THREADS))
+        posts = (client.post("/api/streams", json={"id": f"hung{n}", "uri": uri}) for n in range(threads))
         refused = await asyncio.gather(*map(promptly, posts))
-        assert [r.status for r in refused] == [503] * policy.CHECK_THREADS
-        await hung.wait_stuck(policy.CHECK_THREADS)
-        # given every check thread stuck, when another check comes, then it is refused without waiting
-        monkeypatch.setattr(policy, "CHECK_TIMEOUT_S", 3600.0)
-        for body in ({"id": "more", "uri": uri}, {"id": "scene", "uri": "scene:?seed=1"}):
-            busy = await promptly(client.post("/api/streams", json=body))
+        assert [r.status for r in refused] == [503] * threads
+        await hung.wait_stuck(threads)
+        # given every check thread stuck, when another check that needs one comes, then it is refused without waiting
+        monkeypatch.setattr(source_checks, "CHECK_TIMEOUT_S", 3600.0)
+        caplog.clear()
+        for n in range(3):
+            busy = await promptly(client.post("/api/streams", json={"id": f"more{n}", "uri": uri}))
             assert busy.status == 503, await busy.text()
-            assert "still waiting for the file system or the name server" in (await busy.json())["error"]
+            message = (await busy.json())["error"]
+            assert message.startswith("body.uri: ") and "still waiting for the file system or the name" in message
             assert busy.headers["Retry-After"].isdigit()
-        assert hung.waiting == policy.CHECK_THREADS, "no thread was added for them"
+        assert hung.waiting == threads, "no thread was added for them"
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
     finally:
         hung.release()
 
     async def added_once_free() -> bool:
-        response = await client.post("/api/streams", json={"id": "scene", "uri": "scene:?seed=1"})
+        response = await client.post("/api/streams", json={"id": "file", "uri": uri})
         assert response.status in (201, 503), await response.text()
         return response.status == 201
 
     await eventually(added_once_free, what="a check once the stuck ones returned")
 
 
+async def test_sources_that_need_neither_a_file_nor_a_name_are_checked_while_a_share_hangs(
+    start_server: Start, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each check made the policy anew, which resolved ``media_dirs`` on the hung share: a scene, a camera
+    given by its address and a webcam each waited for it like a file, and once four were stuck every
+    source added through the API was a 503 at once."""
+    share = tmp_path / "share"
+    share.mkdir()
+    client = await start_server(media_dirs=(share,), allow_devices=False)
+    hung = HungCheck(monkeypatch, share)  # the share stops answering once the server is up
+    threads = source_checks.CHECK_THREADS
+    waiting = [
+        asyncio.create_task(client.post("/api/streams", json={"id": f"file{n}", "uri": str(share / f"c{n}.mp4")}))
+        for n in range(threads)
+    ]
+    try:
+        await hung.wait_stuck(threads)
+        # given every check thread waiting for the share, when sources come that need neither it nor a
+        # name server, then they are answered as ever
+        answers = {}
+        for n, uri in enumerate(
+            ["scene:?seed=1", "rtsp://127.0.0.1:9/x", "rtsp://169.254.169.254/x", "webcam:0", "videos/c.mp4"]
+        ):
+            response = await promptly(client.post("/api/streams", json={"id": f"s{n}", "uri": uri}))
+            answers[uri] = response.status
+        assert answers == {
+            "scene:?seed=1": 201,
+            "rtsp://127.0.0.1:9/x": 201,
+            "rtsp://169.254.169.254/x": 403,
+            "webcam:0": 403,
+            "videos/c.mp4": 403,
+        }
+        named = await promptly(client.post("/api/streams", json={"id": "named", "uri": "rtsp://cam.invalid/x"}))
+        assert named.status == 503, "a camera's name is looked up in a check thread, and none is free"
+    finally:
+        hung.release()
+        await asyncio.gather(*waiting)
+
+
 async def test_shutdown_does_not_wait_for_a_stuck_check(
     start_server: Start, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     uri = str(tmp_path / "share" / "cam.mp4")
-    hung = HungCheck(monkeypatch, uri)
+    hung = HungCheck(monkeypatch, tmp_path / "share")
     client = await start_server(media_dirs=(tmp_path,))
-    monkeypatch.setattr(policy, "CHECK_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(source_checks, "CHECK_TIMEOUT_S", 0.2)
     try:
         assert (await promptly(client.post("/api/streams", json={"id": "hung", "uri": uri}))).status == 503
         await hung.wait_stuck(1)
@@ -281,7 +334,8 @@ async def test_shutdown_does_not_wait_for_a_stuck_check(
     ("uri", "named"),
     [
         ("file://{media}/a.mp4#rate=bogus", "rate='bogus'"),
-        ("{media}/a.mp4#foo=1", "unknown option 'foo'"),
+        ("{media}/a.mp4#rate=max&foo=1", "unknown option 'foo'"),
+        ("file://{media}/a%00.mp4", "cannot hold a NUL character"),
         ("rtsp://admin:s3cret@127.0.0.1:8554/x#timeout=abc", "timeout='abc'"),
         ("rtsp://127.0.0.1/x#transport=pigeon", "transport='pigeon'"),
         ("scene:?width=99999", "width=99999"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import itertools
+import logging
 import os
 import subprocess
 import threading
@@ -183,6 +184,40 @@ def test_file_that_disappears_before_playing_fails(clip: Path, tmp_path: Path) -
     with ReaderProbe(source) as probe:
         failed = probe.wait_state(StreamState.FAILED, 5)
     assert failed.error == f"no such file: {copy}"
+
+
+def test_a_missing_file_is_a_warning_when_its_stream_fails(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Said at INFO by its reader: with ``--log-level WARNING`` a typo in a --source path was silent."""
+    caplog.set_level(logging.WARNING)
+    with ReaderProbe(str(tmp_path / "typo.mp4")) as probe:
+        probe.wait_state(StreamState.FAILED, 5)
+    told = [r.getMessage() for r in caplog.records if r.name == "server.sources.reader"]
+    assert told == [f"[cam] failed: no such file: {tmp_path}/typo.mp4"]
+
+
+def test_a_hash_in_a_files_name_is_part_of_it_unless_the_files_options_follow_the_last_one(
+    clip: Path, tmp_path: Path
+) -> None:
+    """Any ``key=value`` after a '#' was taken for options: ``a#b=c.mp4`` and a folder ``set#x=1`` were
+    an unknown option, and ``clip #1.mp4#rate=max`` was looked for whole."""
+    for name in ("a#b=c.mp4", "set#x=1/clip.mp4", "clip #1.mp4", "Tom#1&x=2.mp4", "take#rate=max.mp4"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(clip.read_bytes())
+    cases = {
+        f"{tmp_path}/a#b=c.mp4": ("a#b=c.mp4", False),
+        f"{tmp_path}/set#x=1/clip.mp4": ("set#x=1/clip.mp4", False),
+        f"{tmp_path}/Tom#1&x=2.mp4": ("Tom#1&x=2.mp4", False),
+        f"{tmp_path}/clip #1.mp4#rate=max": ("clip #1.mp4", True),
+        f"file://{tmp_path}/take%23rate=max.mp4": ("take#rate=max.mp4", False),
+    }
+    for uri, (name, batch) in cases.items():
+        source = open_source(uri)
+        assert isinstance(source, FileSource)
+        assert (source.path, source.batch) == (tmp_path / name, batch), uri
+        assert first_frame(uri).size, uri
+    # A file's option after the last '#' is read as options: a name that holds one is given as a URL.
+    with pytest.raises(SourceError, match=r"rate='max\.mp4' .*given as a file:// URL, '#' as %23"):
+        open_source(f"{tmp_path}/take#rate=max.mp4")
 
 
 def test_an_unknown_rate_is_refused_by_name(clip: Path) -> None:

@@ -4,8 +4,8 @@ Every error is JSON, ``{"error": "<what is wrong and how to fix it>"}``, with a 
 whose fault it was. Changes to streams run in threads of their own (stopping one joins its reader),
 never queueing the snapshots' encoding nor shutdown behind a stalled camera, and can be saved to the
 config file: with ``?persist=1``, or always when the config file says ``save_config = true``. A new
-source is checked first in threads of its own again, within a time limit (`SourceChecks`): a file on
-a share, or a camera's name, that nothing answers for is a 503, never a change that waits for ever.
+source is checked first, within a time limit (`SourceChecks`): a file on a share, or a camera's name,
+that nothing answers for is a 503, never a change that waits for ever.
 """
 
 from __future__ import annotations
@@ -23,15 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from server.config import (
-    STREAM_KEYS,
-    ConfigError,
-    Settings,
-    StreamConfig,
-    flatten_options,
-    stream_config,
-    stream_options,
-)
+from server.config import STREAM_KEYS, ConfigError, StreamConfig, flatten_options, stream_config, stream_options
 from server.delivery.encode import FramePacket, ImageKind, Variant, parse_variant
 from server.delivery.hub import Hub
 from server.delivery.viewer import Subscription, Viewer, ViewerLimitError
@@ -49,9 +41,10 @@ from server.http.keys import (
     stream_changes_key,
 )
 from server.http.metrics import render_metrics
-from server.http.policy import CheckUnanswered, SourceChecks, SourceRefused, UnusableSource
+from server.http.policy import SourceRefused, UnusableSource
+from server.http.source_checks import CheckUnanswered, SourceChecks
 from server.persist import ConfigEditedError, ConfigFileState, write_config
-from server.sources import SourceError, mask_uri, open_source
+from server.sources import SourceError, open_source
 from server.streams import HandedInError, ShuttingDownError, StreamExistsError, StreamInfo, StreamOptionsError
 
 log = logging.getLogger(__name__)
@@ -60,7 +53,7 @@ MJPEG_BOUNDARY = "segcastframe"
 MAX_MJPEG_FPS = 60.0
 SNAPSHOT_RETRY_S = 1
 VIEWER_RETRY_S = 10
-#: When to ask again after a source's check was given up (`server.http.policy.CHECK_TIMEOUT_S`).
+#: When to ask again after a source's check was given up (`server.http.source_checks.CHECK_TIMEOUT_S`).
 SOURCE_CHECK_RETRY_S = 10
 #: How long one MJPEG part may take to reach its client before the viewer counts as gone and its
 #: connection is cut: about as long as a WebSocket client that stops reading is kept (pinged after
@@ -111,7 +104,7 @@ async def _stream_change_executor(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _source_checks(app: web.Application) -> AsyncIterator[None]:
-    checks = SourceChecks()
+    checks = SourceChecks(app[settings_key].source_policy())  # the policy once, its media_dirs resolved now
     app[source_checks_key] = checks
     yield
     checks.shutdown()  # a check still waiting for a hung share is nobody's now: not waited for
@@ -241,34 +234,28 @@ async def _check_source(request: web.Request, uri: str) -> None:
     one that can never work as written (a malformed or unknown ``#`` option, a file name with a NUL
     character): 400, naming what is wrong, rather than a stream that fails at once.
 
-    The policy's check waits for the file system (a file's real path) and the name server (a camera's
-    host): it runs in `source_checks_key`, and one that does not return in time is a 503 with
-    ``Retry-After``. The URI is then read as the manager will read it (`open_source`): that touches
-    neither and cannot hang, but making a large scene takes a moment, so it runs in a change thread.
+    The policy's check may wait for the file system (a file's real path) or the name server (a
+    camera's host): `source_checks_key` gives up on one that does not answer in time, a 503 with
+    ``Retry-After``. The URI is then read as the manager will read it (`open_source`), on the loop:
+    making a source only reads its URI (a scene is drawn, a file looked at, by the stream's reader).
     """
-    settings = request.app[settings_key]
     try:
-        await request.app[source_checks_key].run(functools.partial(_check_policy, settings, uri))
+        await request.app[source_checks_key].check(uri)
     except SourceRefused as exc:
         raise error(web.HTTPForbidden, str(exc)) from None
     except UnusableSource as exc:
-        raise error(web.HTTPBadRequest, str(exc)) from None
+        raise error(web.HTTPBadRequest, f"body.uri: {exc}") from None
     except CheckUnanswered as exc:
-        log.warning("gave up checking the source %s: %s", mask_uri(uri), exc)
         raise error(
             web.HTTPServiceUnavailable,
-            f"uri: the source could not be checked, {exc}; nothing was changed, try again later",
+            f"body.uri: the source could not be checked, {exc}; nothing was changed, try again later",
             **{"Retry-After": str(SOURCE_CHECK_RETRY_S)},
         ) from None
+    max_frame_side = request.app[settings_key].max_frame_side
     try:
-        await _in_change_thread(request, functools.partial(open_source, uri, settings.max_frame_side))
+        open_source(uri, max_frame_side)
     except SourceError as exc:
         raise error(web.HTTPBadRequest, f"body.uri: {exc}") from None
-
-
-def _check_policy(settings: Settings, uri: str) -> None:
-    """`SourcePolicy.check`, with the policy made in the same thread: making it resolves ``media_dirs``."""
-    settings.source_policy().check(uri)
 
 
 def _persist_asked(request: web.Request) -> bool:

@@ -19,18 +19,17 @@ changing its URI) comes from the network and is held to a `SourcePolicy`:
 
 A refusal never says whether a file exists, and never repeats a password from the URI.
 
-Checking blocks for as long as the file system (a file's real path) or the name server (a camera's
-host) takes to answer, which on a hung network share is for ever: `SourceChecks` runs checks in a
-few threads of their own, each within a time limit.
+Most of a check reads the URI alone (`SourcePolicy.check_text`). What is left waits for the file
+system (a file's real path) or the name server (a camera's host name), which on a hung network share
+is for ever: `server.http.source_checks` runs that part in threads of its own, within a time limit.
 """
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import ipaddress
 import socket
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
@@ -53,12 +52,6 @@ MAX_URI_CHARS = 2048
 #: addresses (169.254.169.254 serves the instance credentials of AWS, GCP, Azure and others), AWS's
 #: IPv6 metadata address and Alibaba Cloud's. Cameras on the LAN and on this machine stay reachable.
 DEFAULT_DENY_NETWORKS = ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "100.100.100.200/32")
-#: How long a check may wait for the file system or the name server before it is given up: a local
-#: disk and a working resolver answer in far less, a hung NFS or SMB share never.
-CHECK_TIMEOUT_S = 10.0
-#: Threads for checks. One that never returns keeps its thread; once this many are held so, further
-#: checks are given up at once instead of queueing behind them or taking new threads without end.
-CHECK_THREADS = 4
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -82,52 +75,6 @@ class SourceRefused(ValueError):
 class UnusableSource(ValueError):
     """The URI names nothing that could be opened (a file name holding a NUL character): the request
     is wrong whatever the settings, where `SourceRefused` says a setting forbids it."""
-
-
-class CheckUnanswered(Exception):
-    """A check was given up: the file system or the name server did not answer in time (see `SourceChecks`)."""
-
-
-class SourceChecks:
-    """Runs blocking checks of sources in `CHECK_THREADS` threads of their own, each within `CHECK_TIMEOUT_S`.
-
-    Their own, so that checks of files on a share that stopped answering hold up nothing but other
-    checks: in the threads that change streams, a few of them would leave every change waiting.
-    A check given up goes on in its thread until the file system answers, and that thread is not
-    reused until then; when every thread is so held, a check is given up at once. Use it on the
-    event loop only.
-    """
-
-    def __init__(self, threads: int = CHECK_THREADS) -> None:
-        self._threads = threads
-        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="source-check")
-        self._running = 0  # checks handed to a thread that have not returned yet, given up or not
-
-    async def run(self, check: Callable[[], None]) -> None:
-        """Run ``check`` in a thread and raise what it raises; `CheckUnanswered` if it has not
-        returned within `CHECK_TIMEOUT_S`, or at once if every thread is held by a check that has not."""
-        if self._running >= self._threads:
-            raise CheckUnanswered(
-                f"{self._running} earlier checks are still waiting for the file system or the name server"
-            )
-        self._running += 1
-        future = asyncio.get_running_loop().run_in_executor(self._executor, check)
-        future.add_done_callback(self._returned)
-        try:
-            await asyncio.wait_for(asyncio.shield(future), CHECK_TIMEOUT_S)
-        except TimeoutError:
-            raise CheckUnanswered(
-                f"the file system or the name server did not answer within {CHECK_TIMEOUT_S:g} s"
-            ) from None
-
-    def _returned(self, future: asyncio.Future[None]) -> None:
-        self._running -= 1
-        if not future.cancelled():
-            future.exception()  # taken: a check given up has nobody left to tell how it ended
-
-    def shutdown(self) -> None:
-        """Stop taking checks; threads still waiting for a file system are left to end when it answers."""
-        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +103,22 @@ class SourcePolicy:
         )
 
     def check(self, uri: str) -> None:
-        """Raise `SourceRefused` unless a remote caller may open ``uri``, `UnusableSource` if nobody could."""
+        """Raise `SourceRefused` unless a remote caller may open ``uri``, `UnusableSource` if nobody could.
+
+        Blocks while a file's real path or a camera's host name is looked up: call it off the event loop.
+        """
+        lookup = self.check_text(uri)
+        if lookup is not None:
+            lookup()
+
+    def check_text(self, uri: str) -> Callable[[], None] | None:
+        """`check` as far as ``uri``'s text tells, and the rest of it, or None where nothing is left.
+
+        Raises as `check` does for all it decides from the text alone: every scheme, device and option
+        refused, a scene, a webcam, a camera given by its address. Never waits for anything, so it may
+        run on the event loop. The rest, returned to call, waits for the file system (a file's real
+        path) or the name server (a camera's host name) and raises `SourceRefused` in its turn.
+        """
         shown = mask_uri(uri)[:200]
         if len(uri) > MAX_URI_CHARS:
             raise SourceRefused(f"uri: at most {MAX_URI_CHARS} characters")
@@ -168,7 +130,7 @@ class SourcePolicy:
                     f"uri {shown!r}: local devices cannot be opened through the API; "
                     "set [server] allow_devices = true in the config file to allow it"
                 )
-            return
+            return None
         try:
             parts = urlsplit(uri)
         except ValueError:
@@ -176,8 +138,7 @@ class SourcePolicy:
         scheme = parts.scheme.lower()
         is_path = scheme == "" or (len(scheme) == 1 and uri[1:3] in (":\\", ":/"))
         if scheme == "file" or is_path:
-            self._check_file(uri, scheme == "file", shown)
-            return
+            return self._check_file(uri, scheme == "file", shown)
         if scheme not in self.schemes or scheme not in KNOWN_SOURCE_SCHEMES:
             allowed = ", ".join(sorted(self.schemes)) or "none"
             raise SourceRefused(
@@ -192,8 +153,12 @@ class SourcePolicy:
             host = parts.hostname
         except ValueError:
             raise SourceRefused(f"uri {shown!r}: not a valid URI") from None
-        if host:
+        if not host or not self.deny_networks:
+            return None
+        if _is_address(host):  # nothing to look up
             self.check_host(host)
+            return None
+        return functools.partial(self.check_host, host)
 
     def check_host(self, host: str) -> None:
         """Raise `SourceRefused` if ``host`` is, or now resolves to, an address in `deny_networks`.
@@ -211,7 +176,7 @@ class SourcePolicy:
                     "the config file may change that list"
                 )
 
-    def _check_file(self, uri: str, is_file_url: bool, shown: str) -> None:
+    def _check_file(self, uri: str, is_file_url: bool, shown: str) -> Callable[[], None]:
         if not self.media_dirs:
             raise SourceRefused(
                 f"uri {shown!r}: local files cannot be opened through the API; list the folders that may be "
@@ -219,13 +184,26 @@ class SourcePolicy:
             )
         path = file_path(uri, is_file_url)  # the file `open_source` would open, read the same way
         if "\x00" in str(path):  # percent-encoded (%00): no file name holds one, and paths cannot carry it
-            raise UnusableSource(f"uri {shown!r}: a file name cannot hold a NUL character (%00)")
+            raise UnusableSource(f"{shown!r}: a file name cannot hold a NUL character (%00)")
         if not path.is_absolute():
             raise SourceRefused(f"uri {shown!r}: give the file's absolute path")
+        return functools.partial(self._check_real_path, path, shown)
+
+    def _check_real_path(self, path: Path, shown: str) -> None:
+        """Refuse ``path`` unless, its symbolic links and ``..`` followed, it is inside `media_dirs`."""
         real = path.resolve()
         if not any(real.is_relative_to(folder) for folder in self.media_dirs):
             folders = ", ".join(str(folder) for folder in self.media_dirs)
             raise SourceRefused(f"uri {shown!r}: only files inside {folders} may be played ([server] media_dirs)")
+
+
+def _is_address(host: str) -> bool:
+    """Whether ``host`` is an IP address as written (an IPv6 one may carry a zone), not a name to look up."""
+    try:
+        ipaddress.ip_address(host.partition("%")[0])
+    except ValueError:
+        return False
+    return True
 
 
 def _addresses(host: str) -> set[Address]:

@@ -2,14 +2,13 @@
 
 /videos/yard.mp4, file:///videos/yard.mp4     played at the file's own frame rate, like a camera
 /videos/yard.mp4#rate=max                     as fast as inference takes frames, none dropped (batch)
-/videos/take#2.mp4                            a '#' not followed by options is part of the name
-file:///videos/a%23rate=max.mp4               a name holding '#key=value' needs a file:// URL, '#' as %23
+/videos/take#2.mp4, /videos/a#b=c.mp4         a '#' not followed by file options is part of the name
+file:///videos/take%23rate=max.mp4            a name holding '#rate' needs a file:// URL, '#' as %23
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import stat
 import threading
 from collections.abc import Iterator
@@ -28,8 +27,8 @@ DEFAULT_FPS = 25.0  # for files whose header gives no rate
 #: A file that has only damaged packets this far into it is not a video at all.
 MAX_DAMAGED_PACKETS = 100
 RATES = ("native", "max")
-#: One ``key=value`` of segcast's options: a plain path's '#' starts options only before these.
-_OPTION = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=.*", re.DOTALL)
+#: A file's options and their defaults. In a plain path they also tell options from a '#' in a name.
+_OPTIONS = {"rate": "native"}
 
 
 class FileSource:
@@ -60,10 +59,18 @@ class FileSource:
 
     @classmethod
     def of_uri(cls, uri: str, is_url: bool, max_frame_side: int = MAX_FRAME_SIDE_PX) -> FileSource:
-        """The source for a ``file://`` URL (``is_url``) or a plain path, read as `file_path` says."""
-        path, has_options = _split(uri, is_url)
-        rate = split_options(uri, {"rate": "native"})[1]["rate"] if has_options else "native"
-        return cls(path, rate, max_frame_side)
+        """The source for a ``file://`` URL (``is_url``) or a plain path, read as `split_file_uri` says."""
+        path, fragment = split_file_uri(uri, is_url)
+        if fragment is None:
+            return cls(path, max_frame_side=max_frame_side)
+        try:
+            rate = split_options(uri if is_url else f"#{fragment}", _OPTIONS)[1]["rate"]
+            return cls(path, rate, max_frame_side)
+        except SourceError as exc:
+            if is_url:
+                raise
+            # The name may really hold '#rate': say how to give such a file.
+            raise SourceError(f"{exc} (a file named with '#rate' is given as a file:// URL, '#' as %23)") from None
 
     def open(self, stop: threading.Event) -> Iterator[Decoded]:
         check_video_file(self.path)
@@ -107,26 +114,32 @@ class FileSource:
 
 
 def file_path(uri: str, is_url: bool) -> Path:
-    """The file a ``file://`` URL (``is_url``) or a plain path names, read from its text alone.
+    """The file a ``file://`` URL (``is_url``) or a plain path names, read from its text alone (see
+    `split_file_uri`)."""
+    return split_file_uri(uri, is_url)[0]
 
-    A URL's segcast options are all that follows its '#' (a '#' in the name is written %23). In a
-    plain path, '#' starts options only where ``key=value`` pairs joined by '&' follow it
-    (``/videos/a.mp4#rate=max``); anything else after it is part of the name (``take#2.mp4``). A
-    file whose name holds '#key=value' is given as a file:// URL. No file is looked at: what a URI
-    means never depends on which files exist, so a typo in its options is named when the source is
-    made, and a share that does not answer holds up only the stream that reads from it.
+
+def split_file_uri(uri: str, is_url: bool) -> tuple[Path, str | None]:
+    """The file a ``file://`` URL (``is_url``) or a plain path names, and the text of its options
+    (what follows the '#' that starts them; None where there are none).
+
+    A URL's options are all that follows its first '#' (a '#' in the name is written %23). In a
+    plain path only its last '#' can start them, and only where what follows it holds no '/' and
+    names one of the file's options, ``rate`` (``/videos/clip #1.mp4#rate=max``); it is then read as
+    options, and a typo in them is an error (``#rate``, ``#rate=max&loop``). Anything else after
+    a '#' is part of the name (``take#2.mp4``, ``a#b=c.mp4``, a folder ``set#x=1/``); a name that
+    holds '#rate' is given as a file:// URL. No file is looked at: what a URI means never depends on
+    which files exist, so a typo in its options is named when the source is made, and a share that
+    does not answer holds up only the stream that reads from it.
     """
-    return _split(uri, is_url)[0]
-
-
-def _split(uri: str, is_url: bool) -> tuple[Path, bool]:
-    """`file_path`, and whether ``uri`` carries segcast options after its '#'."""
-    head, sep, fragment = uri.partition("#")
     if is_url:
-        return Path(unquote(urlsplit(head).path)), bool(fragment)
-    if sep and all(_OPTION.fullmatch(part) for part in fragment.split("&") if part):
-        return Path(head), bool(fragment)
-    return Path(uri), False
+        head, sep, fragment = uri.partition("#")
+        return Path(unquote(urlsplit(head).path)), fragment if sep else None
+    head, sep, fragment = uri.rpartition("#")
+    keys = {part.partition("=")[0] for part in fragment.split("&")}
+    if sep and "/" not in fragment and (not fragment or keys & _OPTIONS.keys()):
+        return Path(head), fragment
+    return Path(uri), None
 
 
 def check_video_file(path: Path) -> None:

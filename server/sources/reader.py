@@ -261,6 +261,8 @@ class StreamReader:
             log.warning(
                 "[%s] reconnecting in %.1f s: %s", self.stream_id, max(0.0, next_attempt_at - time.time()), error
             )
+        elif state is StreamState.FAILED:  # retrying cannot fix it (a missing file): someone has to
+            log.warning("[%s] failed: %s", self.stream_id, error)
         else:
             log.info("[%s] %s%s", self.stream_id, state.value, f": {error}" if error else "")
         if (state, error) != self._announced:  # a dead camera is one event for viewers, not one per retry
