@@ -18,7 +18,10 @@ the same tracks batched or alone.
 A model on a Triton server (`server.triton`) is pipelined: up to `REMOTE_IN_FLIGHT` batches are
 out at once, so while the server runs one the thread tracks and delivers the one before, and its
 answer wakes the thread like a new frame does. Batches are still finished strictly in the order they
-were taken, so each tracker sees its stream's frames in order.
+were taken, so each tracker sees its stream's frames in order. Without frames for `IDLE_PROBE_AFTER_S`
+the thread has the model ask its server by itself (`TritonModel.probe`), so an idle node's inference
+status stays true. `InferenceWorker.stop` closes a remote model first, which ends what is out at
+once: a hung server never holds up the thread's exit.
 """
 
 from __future__ import annotations
@@ -66,6 +69,9 @@ IDLE_POLL_S = 0.1
 #: Batches a remote model may have submitted and not yet finished: one at the server while the
 #: inference thread finishes the one before, so the node's own work and the server's overlap.
 REMOTE_IN_FLIGHT = 2
+#: Time without a frame to infer after which a remote model's server is asked whether it still serves the
+#: model (a node whose cameras send frames asks with them: a probe then could only make its status flap).
+IDLE_PROBE_AFTER_S = 1.0
 JOIN_TIMEOUT_S = 5.0
 MODEL_LOAD_TIMEOUT_S = 600.0
 DEFAULT_IMGSZ_PX = 640  # what ultralytics uses when a model does not record its own
@@ -226,6 +232,9 @@ class InferenceWorker:
 
     def stop(self) -> None:
         self._stop.set()
+        model = self._model
+        if isinstance(model, TritonModel):
+            model.close()  # the thread may be waiting for an answer: it fails at once, the server hung or not
         self._work_ready.set()
         if self._thread.is_alive():
             self._thread.join(JOIN_TIMEOUT_S)
@@ -342,6 +351,7 @@ class InferenceWorker:
         self._report_status()
         in_flight: deque[_Batch] = deque()
         depth = REMOTE_IN_FLIGHT if isinstance(model, TritonModel) else 1
+        last_frame_at = time.monotonic()
         try:
             while not self._stop.is_set():
                 if not (in_flight and in_flight[0].answered()):
@@ -351,6 +361,13 @@ class InferenceWorker:
                     self._finish(in_flight.popleft())
                 if len(in_flight) < depth and (jobs := self._take_batch()):
                     in_flight.append(self._start(model, jobs))
+                    last_frame_at = time.monotonic()
+                elif (
+                    isinstance(model, TritonModel)
+                    and not in_flight
+                    and time.monotonic() - last_frame_at >= IDLE_PROBE_AFTER_S
+                ):
+                    model.probe(on_answer=self._work_ready.set)  # nothing to send: it asks by itself
                 if len(in_flight) >= depth:  # as much out as allowed: the oldest answer is what comes next
                     self._finish(in_flight.popleft())
                 self._report_status()
@@ -423,22 +440,25 @@ class InferenceWorker:
         return batch
 
     def _finish(self, batch: _Batch) -> None:
-        """Wait for what is still out, then track and deliver every frame of the batch, in order."""
+        """Wait for what is still out, then track and deliver every frame of the batch, in order
+        (none once stopping: a remote model was closed under them)."""
         for group, pending, started in batch.waiting:
             try:
                 results = pending.result()
             except InferenceUnavailable as exc:
                 _unavailable(group, exc)
                 continue
-            except TritonRefused as exc:
-                _refused(group, exc)
-                continue
             except Exception as exc:
                 _model_failed(group, exc)
                 continue
             elapsed_ms = (time.perf_counter() - started) * 1000 / len(group)
             for job, found in zip(group, results, strict=True):
-                job.detections, job.inference_ms = found, elapsed_ms
+                if isinstance(found, TritonRefused):
+                    _refused(job, found)
+                else:
+                    job.detections, job.inference_ms = found, elapsed_ms
+        if self._stop.is_set():
+            return
         for job in batch.jobs:
             self._track_and_deliver(job)
 
@@ -557,11 +577,10 @@ def _unavailable(group: list[_Job], exc: InferenceUnavailable) -> None:
         job.error = f"inference unavailable: {exc}"
 
 
-def _refused(group: list[_Job], exc: TritonRefused) -> None:
+def _refused(job: _Job, exc: TritonRefused) -> None:
     """A request the server refused (say, a size the model does not take) is the fault of the streams
     whose frames it carried: they fail with the server's reason, once per reason in the log."""
-    for job in group:
-        job.error = f"Triton refused the request: {exc}"
+    job.error = f"Triton refused the request: {exc}"
 
 
 def _model_failed(group: list[_Job], exc: Exception) -> None:

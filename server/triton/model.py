@@ -15,10 +15,12 @@ off the clock, so a server that takes most of the deadline for each batch is slo
 one whose answers to a batch's first requests leave the next too little time: a request unanswered
 in time is the server's fault only when no earlier request of its batch was answered.
 
-The server may be down when segcast starts or go away while it runs. Then each request fails at once
-with `InferenceUnavailable` saying why and when the next attempt is due; attempts back off from
+The server may be down when segcast starts or go away while it runs, or stop serving the model (it
+was unloaded, or is being replaced: NOT_FOUND). Then each request fails at once with
+`InferenceUnavailable` saying why and when the next attempt is due; attempts back off from
 `RETRY_FIRST_S` to `RETRY_MAX_S`, so processing resumes within that long of the server coming back,
-and the model is described anew then. A restarted server may serve an updated model: one with the
+and the model is described anew then. A node with no frames to send asks by itself (`probe`), so its
+status is true while idle too. A restarted server may serve an updated model: one with the
 same class names is used as it now is (input size and shape), one with other class names is not
 (streams' trackers and class filters hold the ids of the names the node started with), and inference
 stays unavailable, saying so, until segcast restarts. A request left unanswered fails those queued
@@ -26,14 +28,19 @@ behind it without sending them, so a hung server holds the inference thread for 
 one per request (two, if it stopped answering in the middle of a batch). A server that fails a
 request on its own side (``INTERNAL``, HTTP 500: a crashed backend, out of memory) is down like one
 that does not answer. A request the server refuses (a frame size the model does not take) is
-`TritonRefused`, charged to the frames it carried: the server is up, and other streams carry on. A
-model the server answers for but that segcast cannot use (unknown name, missing metadata, wrong
-input shape, masks missing, class names that do not match its output) is a `ModelError` at start,
-with one line saying what is wrong.
+`TritonRefused`, charged to the frames it carried (of a batch split in several requests, only those
+of the refused one): the server is up, and other streams carry on; the model is described again
+before the next batch, as a model replaced on the server (another input size) is refused like that. A
+model the server does not have, or has but segcast cannot use (missing metadata, wrong input shape,
+masks missing, class names that do not match its output), is a `ModelError` at start, with one line
+saying what is wrong.
 
 ``requests``, ``failed_requests`` and ``request_seconds`` count every exchange with the server:
-inference requests and the model descriptions read at start and at each attempt after an outage,
-so failures go on counting while the server is down.
+inference requests and the model descriptions read at start, at each attempt after an outage and
+by `probe`, so failures go on counting while the server is down.
+
+`close` ends everything at once, a request the server is still working on included (its connection
+is closed under it), so a hung server never holds up a node's shutdown.
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -56,6 +63,7 @@ from server.triton.transport import (
     Transport,
     TritonEndpoint,
     TritonFailed,
+    TritonModelMissing,
     TritonRefused,
     TritonTimeout,
     TritonUnavailable,
@@ -70,7 +78,13 @@ CONNECT_TIMEOUT_S = 5.0
 REQUEST_TIMEOUT_S = 10.0
 RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 4.0
+#: How long an available server may go unasked before `probe` asks it whether it still serves the model.
+IDLE_PROBE_S = RETRY_MAX_S
 DEFAULT_STRIDE = 32
+_CLOSED = "the model was closed"
+
+#: The server's answer to one request of a batch: its outputs, or its refusal.
+_Answer = list[np.ndarray] | TritonRefused
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,9 +140,10 @@ class TritonModel:
 
     ``names``, ``task`` and ``overrides["imgsz"]`` are known once the server has described the model
     (at start, or at the first successful attempt when it was down then), and read again after each
-    outage. `submit` and `detect` are for the inference thread; the network calls themselves run on
-    one requester thread of this model's own, which owns the connection, so the inference thread can
-    prepare or finish one batch while the server works on the previous one. `status` may be read
+    outage or refusal. `submit`, `detect` and `probe` are for the inference thread, `close` for any;
+    the network calls themselves run on one requester thread of this model's own, which owns the
+    connection, so the inference thread can prepare or finish one batch while the server works on the
+    previous one. `status` may be read
     from any thread; the availability state behind it changes under its lock, from either thread.
     """
 
@@ -140,11 +155,14 @@ class TritonModel:
         # the last is answered; the worker keeps at most `server.inference.worker.REMOTE_IN_FLIGHT` batches
         # submitted, which bounds what can wait here.
         self._requester = ThreadPoolExecutor(max_workers=1, thread_name_prefix="triton-requests")
-        self._transport: Transport | None = None  # the requester thread's
+        self._transport: Transport | None = None  # the requester thread's, but for `close`
+        self._transport_lock = threading.Lock()  # guards `_transport` and `_closed`
         self._reconnect = False  # set after a failure, acted on by the requester
         self._closed = False
         self._served: ServedModel | None = None
-        self._described = False  # whether `_served` was read since the last failure
+        self._described = False  # whether `_served` was read since the last failure or refusal
+        self._probing: Future[None] | None = None  # the inference thread's last `probe`
+        self._last_exchange_at = 0.0  # monotonic, when the requester thread last asked the server anything
         self._status_lock = threading.Lock()  # guards the three below and `_status`
         self._failures = 0
         self._retry_at = 0.0  # monotonic; no request goes out before it
@@ -170,20 +188,23 @@ class TritonModel:
             return self._status
 
     def connect(self) -> None:
-        """Describe the model now. `ModelError` if the server says it cannot be used; if the server is
-        unreachable the model stays unavailable and the next `submit` tries again."""
+        """Describe the model now. `ModelError` if the server says it cannot be used or does not have
+        it; if the server is unreachable the model stays unavailable and the next `submit` tries again."""
         with contextlib.suppress(InferenceUnavailable):  # `_down` has said so; `submit` tries again
-            self._requester.submit(self._attempt, self._describe).result()
+            self._send(self._first_description).result()
             self._up()
 
     def close(self) -> None:
-        """Stop the requester thread: requests not sent yet fail at once, one still out ends at its
-        deadline, and then the connection is closed."""
-        if self._closed:
-            return
-        self._closed = True
-        self._requester.submit(self._disconnect)
-        self._requester.shutdown(wait=False)
+        """From any thread, at once: requests not sent yet fail, one still out fails as its connection is
+        closed under it, and the requester thread ends."""
+        with self._transport_lock:
+            if self._closed:
+                return
+            self._closed = True
+            transport, self._transport = self._transport, None
+        self._requester.shutdown(wait=False, cancel_futures=True)
+        if transport is not None:
+            transport.close()
 
     def submit(
         self,
@@ -201,36 +222,76 @@ class TritonModel:
         images, and return at once; ``on_answer`` is called (on the requester thread) when the server
         has answered, or the request failed. ``imgsz`` None: the served model's own size.
 
-        Raises `InferenceUnavailable`, here while the server is known to be down and from
-        `PendingDetections.result` when the request fails; `TritonRefused` from there when the server
-        refused these images.
+        Raises `InferenceUnavailable`, here while the server is known to be down (or the model was
+        closed) and from `PendingDetections.result` when the requests fail; there, an image the server
+        refused has its `TritonRefused` in place of its detections.
         """
         self._refuse_while_down()
         served = self._served
         if served is None or not self._described:
-            served = self._outcome(self._requester.submit(self._attempt, self._describe))
+            served = self._outcome(self._send(self._describe))
         batch, input_shape = self._prepare(served, images, imgsz)
-        request = self._requester.submit(self._attempt, self._infer, served, batch)
+        request = self._send(self._infer, served, batch)
         if on_answer is not None:
             request.add_done_callback(lambda _: on_answer())
         frame_shapes = [image.shape[:2] for image in images]
+        step = served.max_batch or 1  # images per request, as `_infer` splits them
 
-        def detections(outputs: list[np.ndarray]) -> list[Detections]:
-            return _postprocess(served, outputs, input_shape, frame_shapes, conf, iou, agnostic_nms, max_det)
+        def detections(answers: list[_Answer]) -> list[Detections | TritonRefused]:
+            found: list[Detections | TritonRefused] = []
+            for index, answer in enumerate(answers):
+                shapes = frame_shapes[index * step : (index + 1) * step]
+                if isinstance(answer, TritonRefused):
+                    found += [answer] * len(shapes)
+                else:
+                    found += _postprocess(served, answer, input_shape, shapes, conf, iou, agnostic_nms, max_det)
+            return found
 
         return PendingDetections(self, request, detections)
 
     def detect(self, images: list[np.ndarray], **options: Any) -> list[Detections]:
-        """`submit`, then wait: the detections of each image."""
-        return self.submit(images, **options).result()
+        """`submit`, then wait: the detections of each image; `TritonRefused` if the server refused any."""
+        found: list[Detections] = []
+        for outcome in self.submit(images, **options).result():
+            if isinstance(outcome, TritonRefused):
+                raise outcome
+            found.append(outcome)
+        return found
+
+    def probe(self, on_answer: Callable[[], None]) -> None:
+        """Inference thread, while it has no frames to send: ask the server whether it serves the model
+        when a batch would have (it is down, and the next attempt is due) or when it was not heard
+        from for `IDLE_PROBE_S`. Returns at once; ``on_answer`` is called (on the requester thread)
+        once `status` may have changed. Without this an idle node would say unavailable long after
+        the server came back, and available after it went away."""
+        if self._probing is not None and not self._probing.done():
+            return
+        with self._status_lock:
+            due = self._retry_at if not self._status.available else self._last_exchange_at + IDLE_PROBE_S
+        if time.monotonic() < due:
+            return
+        try:
+            self._probing = self._send(self._probe)
+        except InferenceUnavailable:  # closed
+            return
+        self._probing.add_done_callback(lambda _: on_answer())
 
     # -- inside -------------------------------------------------------------------------------------
+
+    def _send(self, call: Callable[..., _T], *args: Any) -> Future[_T]:
+        """Queue ``call`` for the requester thread, as an `_attempt`."""
+        try:
+            return self._requester.submit(self._attempt, call, *args)
+        except RuntimeError:  # the requester was shut down: closed
+            raise InferenceUnavailable(_CLOSED) from None
 
     def _outcome(self, request: Future[_T]) -> _T:
         """The request's result (raising as `submit` says); a served model segcast cannot use makes
         inference unavailable for every stream."""
         try:
             return request.result()
+        except CancelledError:  # dropped unsent by `close`
+            raise InferenceUnavailable(_CLOSED) from None
         except ModelError as exc:
             raise self._unusable(exc) from None
 
@@ -247,42 +308,69 @@ class TritonModel:
 
     def _attempt(self, call: Callable[..., _T], *args: Any) -> _T:
         """Requester thread: ``call`` (one exchange with the server), unless the model was closed or
-        the server failed since it was queued. A server that does not answer, or fails the request
-        on its own side (`TritonFailed`), is down from that moment, so what is queued behind fails
-        here without being sent. One that answers an inference request, even no, is up; an answered
-        description alone does not make it so (but for the first, in `connect`): a server that
-        describes its model but fails every request stays down, backing off, and never flaps."""
+        the server failed since it was queued. A server that does not answer, fails the request on
+        its own side (`TritonFailed`) or does not serve the model now (`TritonModelMissing`) is down
+        from that moment, so what is queued behind fails here without being sent. One that answers
+        an inference request, even no, is up; an answered description alone does not make it so (but
+        for the first, in `connect`, and an idle node's `probe`): a server that describes its model
+        but fails every request stays down, backing off, and never flaps."""
         if self._closed:
-            raise InferenceUnavailable("the model was closed")
+            raise InferenceUnavailable(_CLOSED)
         self._refuse_while_down()
         try:
             value = call(*args)
-        except TritonFailed as exc:
-            self._down(f"Triton at {self.endpoint.address} failed the request: {exc}")
+        except Exception as exc:
+            if self._closed:  # `close` ended the call: no outage to report
+                raise InferenceUnavailable(_CLOSED) from None
+            if not isinstance(exc, TritonUnavailable):
+                raise
+            self._down(self._outage(exc))
             raise InferenceUnavailable(self.status.error) from None
-        except TritonUnavailable as exc:
-            self._down(f"Triton at {self.endpoint.address} unreachable: {exc}")
-            raise InferenceUnavailable(self.status.error) from None
-        except TritonRefused:
-            self._up()
-            raise
-        if call != self._describe:
+        if call == self._infer:
             self._up()
         return value
 
+    def _outage(self, exc: TritonUnavailable) -> str:
+        where = f"Triton at {self.endpoint.address}"
+        if isinstance(exc, TritonFailed):
+            return f"{where} failed the request: {exc}"
+        if isinstance(exc, TritonModelMissing):
+            return f"{where} does not serve {self.endpoint.model} now: {exc}"
+        return f"{where} unreachable: {exc}"
+
     def _connection(self) -> Transport:
         """The requester thread's connection; a fresh one after a failure (see `_down`)."""
-        if self._reconnect:
-            self._disconnect()
-        self._reconnect = False
-        if self._transport is None:
-            self._transport = open_transport(self.endpoint, CONNECT_TIMEOUT_S)
-        return self._transport
+        with self._transport_lock:
+            if self._closed:
+                raise InferenceUnavailable(_CLOSED)
+            if self._reconnect and self._transport is not None:
+                self._transport.close()
+                self._transport = None
+            self._reconnect = False
+            if self._transport is None:
+                self._transport = open_transport(self.endpoint, CONNECT_TIMEOUT_S)
+            return self._transport
 
-    def _disconnect(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
+    def _first_description(self) -> ServedModel:
+        """`_describe` at start, where a model the server does not have is a wrong name, said in one
+        line, not an outage to wait out."""
+        try:
+            return self._describe()
+        except TritonModelMissing as exc:
+            raise self._cannot_serve(exc) from None
+
+    def _cannot_serve(self, exc: Exception) -> ModelError:
+        return ModelError(f"--model {self._spec}: Triton at {self.endpoint.address} cannot serve it ({exc})")
+
+    def _probe(self) -> None:
+        """Requester thread: describe the model. For a node with no frames to send, the server
+        answering that is all there is to show that inference would work."""
+        try:
+            self._describe()
+        except ModelError as exc:
+            self._down(str(exc))
+        else:
+            self._up()
 
     def _describe(self) -> ServedModel:
         """The served model, read from the server; `ModelError` if segcast cannot use it, or if its
@@ -294,8 +382,7 @@ class TritonModel:
                 transport.model_config, self.endpoint.model, min(CONNECT_TIMEOUT_S, self._request_timeout_s)
             )
         except TritonRefused as exc:
-            where = f"Triton at {self.endpoint.address}"
-            raise ModelError(f"--model {self._spec}: {where} cannot serve it ({exc})") from None
+            raise self._cannot_serve(exc) from None
         served = ServedModel.from_config(config, self._spec)
         if self._served is not None and served.names != self._served.names:
             # Trackers, class filters, zones and lines of running streams hold the old names' ids.
@@ -336,14 +423,16 @@ class TritonModel:
             return pixels, input_shape
         return (pixels.astype(np.float32) / 255).astype(served.input_dtype, copy=False), input_shape
 
-    def _infer(self, served: ServedModel, batch: np.ndarray) -> list[np.ndarray]:
+    def _infer(self, served: ServedModel, batch: np.ndarray) -> list[_Answer]:
         """Requester thread: send ``batch``, in parts of the served max batch, which share one deadline
         from now (not from when the batch was submitted: time spent queued behind another is no
-        sign of a server that does not answer)."""
+        sign of a server that does not answer). Each part's outputs, or the server's refusal of it:
+        a refused part costs its own images only. A refusal also marks the description stale, so
+        a model replaced on the server (another input size) is read again before the next batch."""
         deadline = time.monotonic() + self._request_timeout_s
         transport = self._connection()
         step = served.max_batch or 1  # without server-side batching, the batch dimension is the model's own
-        parts: list[list[np.ndarray]] = []
+        answers: list[_Answer] = []
         # A part that finds the deadline spent, or runs out of what the parts before it left, failed
         # for their time: they were answered, so the server is slow, not down (no `_down`, no backoff).
         slow = InferenceUnavailable(
@@ -354,7 +443,7 @@ class TritonModel:
             if left_s <= 0:
                 raise slow
             try:
-                parts.append(
+                answers.append(
                     self._counted(
                         transport.infer,
                         self.endpoint.model,
@@ -364,11 +453,14 @@ class TritonModel:
                         left_s,
                     )
                 )
+            except TritonRefused as exc:
+                self._described = False
+                answers.append(exc)
             except TritonTimeout:  # said as the batch's deadline, not as the time this part had left of it
-                if parts:
+                if answers:
                     raise slow from None
                 raise TritonTimeout(f"no answer within {self._request_timeout_s:.3g} s") from None
-        return [np.concatenate([part[index] for part in parts]) for index in range(len(served.outputs))]
+        return answers
 
     def _counted(self, call: Callable[..., _T], *args: Any) -> _T:
         """Requester thread: one exchange with the server, counted in ``requests``, ``failed_requests``
@@ -382,6 +474,7 @@ class TritonModel:
             raise
         finally:
             self.request_seconds += time.perf_counter() - started
+            self._last_exchange_at = time.monotonic()
 
     def _down(self, reason: str) -> None:
         with self._status_lock:
@@ -413,8 +506,8 @@ class PendingDetections:
     def __init__(
         self,
         model: TritonModel,
-        request: Future[list[np.ndarray]],
-        detections: Callable[[list[np.ndarray]], list[Detections]],
+        request: Future[list[_Answer]],
+        detections: Callable[[list[_Answer]], list[Detections | TritonRefused]],
     ) -> None:
         self._model = model
         self._request = request
@@ -423,12 +516,12 @@ class PendingDetections:
     def done(self) -> bool:
         return self._request.done()
 
-    def result(self) -> list[Detections]:
-        """The detections of each image; `InferenceUnavailable` if the request failed, `TritonRefused`
-        if the server refused these images. Inference thread only."""
-        outputs = self._model._outcome(self._request)
+    def result(self) -> list[Detections | TritonRefused]:
+        """The detections of each image, or the server's refusal of the request that carried it;
+        `InferenceUnavailable` if the requests failed. Inference thread only."""
+        answers = self._model._outcome(self._request)
         try:
-            return self._detections(outputs)
+            return self._detections(answers)
         except ModelError as exc:  # an answer that does not fit the model's description
             raise self._model._unusable(exc) from None
 
@@ -459,7 +552,7 @@ def _postprocess(
         if problem:
             raise ModelError(f"the served model's {served.outputs[0]} {problem}")
     kept = nms.non_max_suppression(
-        torch.from_numpy(np.ascontiguousarray(head, np.float32)),
+        torch.from_numpy(np.array(head, np.float32)),  # a copy: the client's answer is read-only
         conf,
         iou,
         None,

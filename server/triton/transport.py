@@ -3,14 +3,17 @@
 Every call has a deadline and every failure comes out as one of two exceptions, so the inference
 thread never hangs on a network and never sees a client library's own error types:
 `TritonUnavailable` (no answer in time, connection refused or reset, an answer that is not Triton's,
-or `TritonFailed`: the server failed the request on its side; worth retrying) and `TritonRefused`
-(the server answered no because of the request: an unknown model, an input it cannot take).
+`TritonFailed`: the server failed the request on its side, or `TritonModelMissing`: the server has
+no such model now; worth retrying) and `TritonRefused` (the server answered no because of the
+request: an input it cannot take).
 
 gRPC and HTTP are classified alike, by the Triton error behind the status: INVALID_ARGUMENT,
-NOT_FOUND, ALREADY_EXISTS, UNIMPLEMENTED (HTTP 400, 404, 409, 501 and other 4xx) are the request's
-fault; INTERNAL and UNKNOWN (HTTP 500) are the server's (a crashed backend stub, CUDA out of memory);
-UNAVAILABLE, RESOURCE_EXHAUSTED, CANCELLED (HTTP 502, 503, 504, 429) are a server that is not there
-or too busy.
+ALREADY_EXISTS, UNIMPLEMENTED (HTTP 400, 409, 501 and other 4xx) are the request's fault; NOT_FOUND
+(HTTP 404 with Triton's JSON error) is a model Triton does not serve now (never loaded, unloaded, or
+being replaced); INTERNAL and UNKNOWN (HTTP 500) are the server's (a crashed backend stub, CUDA out of
+memory); UNAVAILABLE, RESOURCE_EXHAUSTED, CANCELLED (HTTP 502, 503, 504, 429) are a server that is
+not there or too busy. An HTTP error answer without Triton's JSON (an empty 404 of a proxy or
+default backend, an HTML page) is not Triton's at all.
 
 Requests go in the clear and carry no credentials: ``grpcs://``, ``https://`` and a user name or
 password in the URL are refused at start rather than quietly sent without them (or the password
@@ -19,9 +22,13 @@ printed). Put nodes and Triton on a network of their own, or behind a TLS tunnel
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import importlib.util
 import math
+import socket
+import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -36,15 +43,21 @@ DEFAULT_PORTS = {"grpc": 8001, "http": 8000}
 #: Schemes that would need TLS, which segcast does not speak to Triton, and the plain one to use instead.
 TLS_SCHEMES = {"grpcs": "grpc", "https": "http"}
 #: gRPC status codes of a server that is not there or too busy, and of one that failed on its own
-#: side; every other code (INVALID_ARGUMENT, NOT_FOUND, ...) is the request's fault.
+#: side; every other code (INVALID_ARGUMENT, ...) but NOT_FOUND is the request's fault.
 GRPC_UNAVAILABLE = frozenset({"UNAVAILABLE", "CANCELLED", "RESOURCE_EXHAUSTED"})
 GRPC_FAILED = frozenset({"INTERNAL", "UNKNOWN", "DATA_LOSS", "ABORTED"})
+#: Triton's status, over gRPC and HTTP, for a model it does not serve now ("Request for unknown model:
+#: 'M' has no available versions", or "is not found").
+GRPC_MODEL_MISSING = "NOT_FOUND"
+HTTP_MODEL_MISSING = 404
 #: HTTP statuses of the same two kinds (Triton answers INTERNAL with 500, UNAVAILABLE with 503, and
 #: an invalid argument with 400; 501 is its UNSUPPORTED, gRPC's UNIMPLEMENTED: the request's fault).
 HTTP_UNAVAILABLE = frozenset({408, 429, 502, 503, 504})
 HTTP_REFUSED_5XX = frozenset({501})
 #: How tritonclient's HTTP client says an error answer was not Triton's JSON.
 _NOT_JSON_ERROR = "an exception occurred in the client while decoding the response"
+#: And how it says an error answer had no body at all (Triton's always carry a JSON error).
+_EMPTY_ERROR = "client received an empty response from the server"
 
 
 class TritonUnavailable(Exception):
@@ -57,6 +70,11 @@ class TritonTimeout(TritonUnavailable):
 
 class TritonFailed(TritonUnavailable):
     """The server answered with an error of its own (INTERNAL, HTTP 500): not the request's fault."""
+
+
+class TritonModelMissing(TritonUnavailable):
+    """The server answered that it does not serve the model now: never loaded, unloaded, or being
+    replaced. At start that is a wrong name; while running, an outage to wait out like any other."""
 
 
 class TritonRefused(Exception):
@@ -124,7 +142,10 @@ class Transport(Protocol):
         """Run ``batch`` through ``model`` as one request; the named outputs, in that order."""
         ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """From any thread: a call in progress on another thread ends at once, failing as
+        `TritonUnavailable`; the transport is not used again."""
+        ...
 
 
 def require_client(spec: str) -> None:
@@ -162,7 +183,7 @@ class _GrpcTransport:
         return [reply.as_numpy(name) for name in outputs]
 
     def close(self) -> None:
-        self._client.close()
+        self._client.close()  # closing the channel cancels its calls in progress, from any thread
 
     @staticmethod
     def _call(method: Any, *args: Any, **kwargs: Any) -> Any:
@@ -180,6 +201,8 @@ class _GrpcTransport:
                 raise TritonUnavailable("connection refused" if "Connection refused" in text else text) from None
             if code in GRPC_FAILED:
                 raise TritonFailed(text) from None
+            if code == GRPC_MODEL_MISSING:
+                raise TritonModelMissing(text) from None
             raise TritonRefused(text) from None
 
 
@@ -191,17 +214,34 @@ class _HttpTransport:
         self._address = address
         self._connect_timeout_s = connect_timeout_s
         self._network_timeout_s = connect_timeout_s
+        self._connections: weakref.WeakSet[Any] = weakref.WeakSet()  # every socket its clients opened
+        self._connections_lock = threading.Lock()  # guards the set and `_closed`, which `close` changes
+        self._closed = False
         self._client = self._new_client(connect_timeout_s)
 
     def _new_client(self, network_timeout_s: float) -> Any:
         # geventhttpclient fixes its timeouts when the client is made; one client per deadline in use.
         self._network_timeout_s = network_timeout_s
-        return self._lib.InferenceServerClient(
+        client = self._lib.InferenceServerClient(
             url=self._address,
             verbose=False,
             connection_timeout=self._connect_timeout_s,
             network_timeout=network_timeout_s,
         )
+        # The connection pool's hook for each new socket (geventhttpclient's, in tritonclient's
+        # `_client_stub`): its own close only closes idle sockets, and `close` must end a busy one.
+        # Both are private: where a release lacks them, a stop waits out the call's deadline instead.
+        pool = getattr(getattr(client, "_client_stub", None), "_connection_pool", None)
+        if pool is not None and hasattr(pool, "after_connect"):
+            pool.after_connect = self._opened
+        return client
+
+    def _opened(self, connection: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(connection)
+            closed = self._closed
+        if closed:  # opened by a call that started as `close` ran
+            _shut(connection)
 
     def model_config(self, model: str, timeout_s: float) -> dict[str, Any]:
         config: dict[str, Any] = self._call(timeout_s, lambda client: client.get_model_config(model))
@@ -217,6 +257,15 @@ class _HttpTransport:
         return [reply.as_numpy(name) for name in outputs]
 
     def close(self) -> None:
+        """Shut every connection down under the calls using it, then close the client: a call in
+        progress on the requester thread wakes at once, its connection closed (the client's own close
+        only closes idle connections, and a gevent socket is woken only by its own thread's hub, which
+        the OS socket's shutdown reaches from any thread)."""
+        with self._connections_lock:
+            self._closed = True
+            connections = list(self._connections)
+        for connection in connections:
+            _shut(connection)
         self._client.close()
 
     def _call(self, timeout_s: float, method: Any) -> Any:
@@ -256,11 +305,21 @@ def _http_error(exc: Any) -> Exception:
         status = 0
     if text.startswith(_NOT_JSON_ERROR):  # an error page that is not Triton's: some other HTTP server
         return TritonUnavailable(f"not a Triton HTTP endpoint (HTTP {status} without Triton's JSON error)")
+    if text.startswith(_EMPTY_ERROR):  # a proxy's or default backend's bare status, say before a restarting Triton
+        return TritonUnavailable(f"not a Triton HTTP endpoint (HTTP {status} with an empty answer)")
     if status in HTTP_UNAVAILABLE:
         return TritonUnavailable(text)
+    if status == HTTP_MODEL_MISSING:
+        return TritonModelMissing(text)
     if 400 <= status < 500 or status in HTTP_REFUSED_5XX:
         return TritonRefused(text)
     return TritonFailed(text)
+
+
+def _shut(connection: Any) -> None:
+    """Shut a gevent socket's OS socket down, which is safe from any thread; one closed meanwhile is left be."""
+    with contextlib.suppress(OSError):
+        getattr(connection, "_sock", connection).shutdown(socket.SHUT_RDWR)
 
 
 def _type_name(batch: np.ndarray) -> str:

@@ -3,6 +3,11 @@
 The server runs from the venv ``segcast triton setup`` makes (tritonserver from the nvidia-pytriton
 wheel, ONNX Runtime on the CPU). Without that venv the tests that need it skip, naming the command;
 with ``SEGCAST_REQUIRE_COMPONENTS=1`` (CI) they fail instead, so a broken setup cannot pass unseen.
+
+Run as ``python -m tests.support.triton_server serve ...`` it is ``segcast triton serve`` with
+Triton's explicit model control (`TritonProcess` ``explicit_model_control``): every model is loaded at
+start, and a test may then unload a model or load it again with another config, as an operator
+replacing a model on a running Triton does.
 """
 
 from __future__ import annotations
@@ -61,11 +66,14 @@ class TritonProcess:
     that `output` reads, so a chatty server can never block on a full pipe.
     """
 
-    def __init__(self, repository: Path, *args: str, venv: Path | None = None) -> None:
+    def __init__(
+        self, repository: Path, *args: str, venv: Path | None = None, explicit_model_control: bool = False
+    ) -> None:
         self.repository = repository
         self.venv = require_triton_venv(venv)
         self.http_port, self.grpc_port, self.metrics_port = free_ports(3)
         self.args = args
+        self.explicit_model_control = explicit_model_control
         self.process: subprocess.Popen[bytes] | None = None
         self._log: Path | None = None  # made by the first start, removed on leaving the context
 
@@ -73,10 +81,11 @@ class TritonProcess:
         ports = ["--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port)]
         ports += ["--metrics-port", str(self.metrics_port)]
         venv = ["--venv", str(self.venv)]
+        launcher = "tests.support.triton_server" if self.explicit_model_control else "server.triton.cpu_server"
         return [
             sys.executable,
             "-m",
-            "server.triton.cpu_server",
+            launcher,
             "serve",
             str(self.repository),
             *ports,
@@ -166,3 +175,20 @@ class TritonProcess:
     def output(self) -> str:
         """What the launcher and tritonserver have printed since the first start."""
         return self._log.read_text(errors="replace") if self._log is not None else ""
+
+
+def _serve_with_explicit_model_control(argv: list[str]) -> int:
+    """``segcast triton serve`` whose tritonserver also takes ``--model-control-mode=explicit``."""
+    from server.triton import cpu_server
+
+    running = cpu_server._running
+
+    def with_explicit_control(command: list[str], env: dict[str, str]) -> Any:
+        return running([*command, "--model-control-mode=explicit", "--load-model=*"], env)
+
+    cpu_server._running = with_explicit_control  # type: ignore[assignment]
+    return cpu_server.main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(_serve_with_explicit_model_control(sys.argv[1:]))

@@ -1,0 +1,246 @@
+"""Remote inference when the model, not the server, goes away: a real Triton that has a model unloaded,
+replaced or hung under a running node, and an HTTP server in front of Triton that is not Triton.
+
+The server is the real ``tritonserver`` with explicit model control (`TritonProcess`
+``explicit_model_control``), so a test unloads the model, or loads it again with another config, through
+Triton's own API, as an operator does. Each test leaves the model served as exported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from server.frames import Frame, FrameResult
+from server.inference.detections import Detections
+from server.inference.models import InferenceStatus, InferenceUnavailable, open_model
+from server.inference.worker import InferenceOptions, InferenceWorker
+from server.scene import Scene
+from server.triton.model import TritonModel
+from server.triton.transport import TritonEndpoint, TritonRefused
+from tests.support.triton_server import TritonProcess
+
+MODEL = "segcast-scene-seg"
+#: Longer than any test waits: a request left to its deadline shows as a thread that is still there.
+HUNG_REQUEST_TIMEOUT_S = 600.0
+#: How long a test waits for what should take a few seconds, on a loaded machine.
+WAIT_S = 60.0
+POLL_S = 0.05
+
+
+@pytest.fixture(scope="module")
+def triton(triton_repository: Path) -> Iterator[TritonProcess]:
+    with TritonProcess(triton_repository, explicit_model_control=True) as server:
+        yield server
+
+
+@pytest.fixture
+def admin(triton: TritonProcess) -> Iterator[Any]:
+    """Triton's model control over HTTP; the model is served as exported again after the test."""
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(f"127.0.0.1:{triton.http_port}")
+    try:
+        yield client
+    finally:
+        _unload(client)  # loaded again in place, a model would keep the config it was last given
+        client.load_model(MODEL)
+        client.close()
+
+
+def _unload(admin: Any) -> None:
+    """Unload the model, and return once Triton no longer has it (it unloads in the background)."""
+    admin.unload_model(MODEL)
+    _wait_for(lambda: not admin.is_model_ready(MODEL), "the model unloaded")
+
+
+def _load(admin: Any, config: dict[str, Any], **changes: Any) -> None:
+    """Load the model with its ``config`` changed, as an updated model is deployed (in place, if loaded)."""
+    admin.load_model(MODEL, config=json.dumps({**config, **changes}))
+
+
+def _image() -> np.ndarray:
+    return Scene(seed=3).render(90)[0]
+
+
+def test_a_model_unloaded_while_running_is_an_outage_and_its_replacement_is_read_anew(
+    triton: TritonProcess, admin: Any
+) -> None:
+    """Not the frames' fault: inference is unavailable, saying why, and backs off; the model loaded
+    again, with another input size, is described anew and used as it now is."""
+    config = admin.get_model_config(MODEL)
+    model = open_model(triton.grpc_url(MODEL))
+    assert isinstance(model, TritonModel)
+    try:
+        assert len(model.detect([_image()])) == 1
+        _unload(admin)
+        with pytest.raises(InferenceUnavailable, match=f"does not serve {MODEL} now: Request for unknown model"):
+            model.detect([_image()])
+        assert not model.status.available and model.status.next_attempt_at is not None
+        sent = model.requests
+        with pytest.raises(InferenceUnavailable):
+            model.detect([_image()])
+        assert model.requests == sent  # backing off: nothing sent before the next attempt is due
+
+        _load(admin, config, input=[{**config["input"][0], "dims": [3, 640, 640]}])
+        model._retry_at = 0.0  # due now: what the worker sees once the wait is over
+        assert len(model.detect([_image()])) == 1
+        assert model.status.available
+        assert model.overrides["imgsz"] == 640  # letterboxed to the size the model takes now
+    finally:
+        model.close()
+
+
+def test_a_refused_part_of_a_split_batch_fails_only_its_frames_and_the_model_is_read_again(
+    triton: TritonProcess, admin: Any
+) -> None:
+    """The model is replaced by one with a smaller max batch: of a batch split for the old one, the part
+    now too large is refused and the rest answered; the refusal has the model described again, so the
+    next batch is split for the new one and every frame answered."""
+    config = admin.get_model_config(MODEL)
+
+    def load_with_max_batch(size: int) -> None:
+        batching = {**config["dynamic_batching"], "preferred_batch_size": [size]}
+        _load(admin, config, max_batch_size=size, dynamic_batching=batching)
+
+    load_with_max_batch(2)
+    model = open_model(triton.grpc_url(MODEL))
+    assert isinstance(model, TritonModel)
+    try:
+        load_with_max_batch(1)
+        images = [_image()] * 3  # sent as 2 + 1 images, as the model was described
+        outcomes = model.submit(images).result()
+        assert [type(outcome) for outcome in outcomes] == [TritonRefused, TritonRefused, Detections]
+        assert "batch-size must be <= 1" in str(outcomes[0])
+        assert model.status.available
+        assert len(model.detect(images)) == 3
+    finally:
+        model.close()
+
+
+@pytest.mark.parametrize("scheme", ["grpc", "http"])
+def test_stopping_a_node_while_triton_hangs_ends_its_pipeline_threads(triton: TritonProcess, scheme: str) -> None:
+    """Triton stops answering (SIGSTOP) with one batch at it and the next queued behind, the inference
+    thread waiting for the first: stopping the worker ends that thread and the requester thread at
+    once, not at the request's deadline."""
+    url = triton.grpc_url(MODEL) if scheme == "grpc" else triton.http_url(MODEL)
+    endpoint = TritonEndpoint.parse(url)
+    assert endpoint is not None
+    models: list[TritonModel] = []
+
+    def load(spec: str) -> TritonModel:
+        model = TritonModel(endpoint, spec, request_timeout_s=HUNG_REQUEST_TIMEOUT_S)
+        model.connect()
+        models.append(model)
+        return model
+
+    threads_before = set(threading.enumerate())
+    results: queue.Queue[FrameResult] = queue.Queue()
+    worker = InferenceWorker(url, results.put, InferenceOptions(), load=load)
+    worker.start()
+    try:
+        slot = worker.add_stream("cam", 15.0)
+        slot.put(Frame("cam", 0, 1000.0, 0.0, _image()))
+        assert results.get(timeout=WAIT_S).frame.seq == 0
+        with _hung(triton):
+            sent = models[0].requests
+            slot.put(Frame("cam", 1, 1001.0, 1 / 15, _image()))
+            _wait_for(lambda: models[0].requests > sent, "a request to the hung server")
+            slot.put(Frame("cam", 2, 1002.0, 2 / 15, _image()))
+            assert slot.wait_empty(threading.Event())  # taken: two batches out, the thread waits for the first
+            started = [t for t in threading.enumerate() if t not in threads_before]
+            pipeline = [t for t in started if t.name == "inference" or t.name.startswith("triton-requests")]
+            assert sorted(t.name for t in pipeline) == ["inference", "triton-requests_0"]
+            worker.stop()
+            deadline = time.monotonic() + WAIT_S
+            for thread in pipeline:
+                thread.join(max(0.0, deadline - time.monotonic()))
+            left = [t.name for t in pipeline if t.is_alive()]
+            assert not left, left
+    finally:
+        worker.stop()
+
+
+def test_a_404_with_an_empty_body_is_not_triton_and_the_node_starts() -> None:
+    """A proxy or default backend answering 404 with no body (before a restarting Triton, say) is not
+    Triton saying it has no such model: the node starts, unavailable, and tries again."""
+
+    class EmptyNotFound(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def reply(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_POST = reply  # http.server's method names
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), EmptyNotFound)
+    thread = threading.Thread(target=server.serve_forever, name="empty-404-http", daemon=True)
+    thread.start()
+    try:
+        model = open_model(f"http://127.0.0.1:{server.server_address[1]}/{MODEL}")
+        assert isinstance(model, TritonModel)
+        model.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(WAIT_S)
+    assert not model.status.available
+    assert "unreachable: not a Triton HTTP endpoint (HTTP 404 with an empty answer)" in (model.status.error or "")
+
+
+def test_an_idle_node_notices_its_model_going_and_coming_back(triton: TritonProcess, admin: Any) -> None:
+    """A node with no streams sends no frames: its status still follows the server, as /healthz and
+    /metrics show it."""
+    statuses: queue.Queue[InferenceStatus] = queue.Queue()
+    worker = InferenceWorker(
+        triton.grpc_url(MODEL), lambda result: None, InferenceOptions(), load=open_model, on_status=statuses.put
+    )
+    worker.start()
+    try:
+        assert statuses.get(timeout=WAIT_S).available
+        _unload(admin)
+        went = statuses.get(timeout=WAIT_S)
+        assert not went.available and f"does not serve {MODEL} now" in (went.error or "")
+        admin.load_model(MODEL)
+        while not (status := statuses.get(timeout=WAIT_S)).available:
+            assert status.next_attempt_at is not None  # still trying
+    finally:
+        worker.stop()
+
+
+@contextmanager
+def _hung(triton: TritonProcess) -> Iterator[None]:
+    """tritonserver stopped (SIGSTOP): it keeps its connections and answers nothing, until the block ends."""
+    children = Path(f"/proc/{triton.pid}/task/{triton.pid}/children").read_text().split()
+    [server] = [int(pid) for pid in children]
+    os.kill(server, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(server, signal.SIGCONT)
+
+
+def _wait_for(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} within {WAIT_S:.0f} s")
+        time.sleep(POLL_S)
