@@ -9,6 +9,7 @@ describes that model and fails every inference request. tests/test_triton.py has
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -26,7 +27,7 @@ from server.inference.models import InferenceUnavailable, ModelError
 from server.inference.worker import InferenceOptions, InferenceWorker
 from server.options import StreamOptions
 from server.triton.model import TritonModel
-from server.triton.transport import TritonEndpoint, TritonRefused, TritonTimeout, TritonUnavailable
+from server.triton.transport import TritonEndpoint, TritonFailed, TritonRefused, TritonTimeout, TritonUnavailable
 
 SPEC = "grpc://triton:8001/m"
 MASK_CHANNELS = 32
@@ -530,3 +531,28 @@ def test_an_http_url_at_a_port_that_is_not_triton_says_so(status: int, body: byt
         model.close()
     assert not model.status.available
     assert "unreachable: not a Triton HTTP endpoint" in (model.status.error or "")
+
+
+def test_a_server_failing_requests_is_not_brought_back_by_describing_its_model(
+    triton: _FakeTriton, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Triton that describes its model but fails every inference (a crashed backend, GPU memory
+    exhausted) stays down between sparse frames: an idle node's probe describing the model fine is
+    no sign inference works again (it made the status flap once per frame, the backoff never grew)."""
+    monkeypatch.setattr(triton_model, "RETRY_FIRST_S", 0.0)  # the next attempt, and the probe, due at once
+    caplog.set_level(logging.INFO, logger=triton_model.__name__)
+
+    def fail(batch: np.ndarray, timeout_s: float) -> list[np.ndarray]:
+        raise TritonFailed("CUDA out of memory")
+
+    triton.answer = fail
+    model = _model()
+    try:
+        with pytest.raises(InferenceUnavailable, match="failed the request"):
+            model.detect([_image()])
+        model.probe(lambda: None)
+        with pytest.raises(InferenceUnavailable, match="failed the request"):  # queued behind any probe
+            model.detect([_image()])
+    finally:
+        model.close()
+    assert not [r for r in caplog.records if "available again" in r.getMessage()], "never shown as back"

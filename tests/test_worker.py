@@ -738,3 +738,38 @@ def test_a_failed_frame_of_another_size_carries_the_counts_but_not_the_old_sizes
         driver.put(Frame(frame.stream_id, frame.seq, frame.capture_time, frame.media_time, half))
         other = driver.wait(1)["cam"]
         assert other.analytics is not None and other.analytics.zones == () and "yard" in other.analytics.counts.zones
+
+
+def test_a_frame_in_a_local_model_when_the_worker_stops_is_still_delivered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stop drops only frames a remote model was closed under: a local model's batch finishes, and
+    is tracked and delivered with its events, as the app's shutdown keeps the last frames' events."""
+    from server.inference import worker as worker_module
+
+    real_detect = worker_module.detect
+    in_model, release = threading.Event(), threading.Event()
+
+    def held_detect(*args: Any, **kwargs: Any) -> Any:
+        in_model.set()
+        assert release.wait(RESULT_TIMEOUT_S), "the test never let the batch finish"
+        return real_detect(*args, **kwargs)
+
+    monkeypatch.setattr(worker_module, "detect", held_detect)
+    seen: queue.Queue[FrameResult] = queue.Queue()
+    model = TruthModel()
+    worker = InferenceWorker("m", seen.put, InferenceOptions(), load=lambda _: model)
+    worker.start()
+    stopping = threading.Thread(target=worker.stop)
+    try:
+        slot = worker.add_stream("cam", 15.0)
+        image, truths = Scene(seed=1).render(40)
+        slot.put(Frame("cam", 40, 0.0, 40 / 15, model.register(image, truths)))
+        assert in_model.wait(RESULT_TIMEOUT_S)
+        stopping.start()
+        assert worker._stop.wait(RESULT_TIMEOUT_S), "the stop began while the batch was in the model"
+    finally:
+        release.set()
+        if stopping.is_alive():
+            stopping.join()
+    delivered = [seen.get_nowait() for _ in range(seen.qsize())]
+    assert [result.frame.seq for result in delivered] == [40]
+    assert delivered[0].tracks, "tracked, not failed"

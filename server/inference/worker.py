@@ -440,8 +440,9 @@ class InferenceWorker:
         return batch
 
     def _finish(self, batch: _Batch) -> None:
-        """Wait for what is still out, then track and deliver every frame of the batch, in order
-        (none once stopping: a remote model was closed under them)."""
+        """Wait for what is still out, then track and deliver every frame of the batch, in order. Once
+        stopping, frames that failed are not: a remote model was closed under them (`stop`), and a
+        stop is no outage to show; frames that were inferred are, with their events."""
         for group, pending, started in batch.waiting:
             try:
                 results = pending.result()
@@ -457,10 +458,10 @@ class InferenceWorker:
                     _refused(job, found)
                 else:
                     job.detections, job.inference_ms = found, elapsed_ms
-        if self._stop.is_set():
-            return
+        stopping = self._stop.is_set()
         for job in batch.jobs:
-            self._track_and_deliver(job)
+            if not (stopping and job.error is not None):
+                self._track_and_deliver(job)
 
     def _predict_options(self, group: list[_Job], imgsz: int | None, iou: float, agnostic: bool) -> dict[str, Any]:
         """One call for several streams: at the lowest confidence among them, and at least ultralytics'

@@ -161,6 +161,9 @@ class TritonModel:
         self._closed = False
         self._served: ServedModel | None = None
         self._described = False  # whether `_served` was read since the last failure or refusal
+        #: Whether the server is down for failing inference requests on its side while it may still
+        #: describe the model: then only a request that goes through shows it is back (`probe`).
+        self._requests_failing = False
         self._probing: Future[None] | None = None  # the inference thread's last `probe`
         self._last_exchange_at = 0.0  # monotonic, when the requester thread last asked the server anything
         self._status_lock = threading.Lock()  # guards the three below and `_status`
@@ -267,6 +270,8 @@ class TritonModel:
         if self._probing is not None and not self._probing.done():
             return
         with self._status_lock:
+            if not self._status.available and self._requests_failing:
+                return  # its describing the model would show nothing: the next frame's request will
             due = self._retry_at if not self._status.available else self._last_exchange_at + IDLE_PROBE_S
         if time.monotonic() < due:
             return
@@ -324,6 +329,8 @@ class TritonModel:
                 raise InferenceUnavailable(_CLOSED) from None
             if not isinstance(exc, TritonUnavailable):
                 raise
+            with self._status_lock:
+                self._requests_failing = call == self._infer and isinstance(exc, TritonFailed)
             self._down(self._outage(exc))
             raise InferenceUnavailable(self.status.error) from None
         if call == self._infer:
