@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import tracemalloc
 from collections.abc import Iterator
 from functools import cache
@@ -234,6 +235,7 @@ def test_a_scene_larger_than_max_frame_side_is_refused_before_it_is_built(monkey
         ("scene:foo", "a scene takes options after '?' and nothing else"),
         ("scene://host/x?seed=1", "a scene takes options after '?' and nothing else"),
         ("scene:?width=32", "scene width=32: must be from 64 to 3840 pixels"),
+        ("scene:?width=64&height=3840", "scene 64x3840: at most 4 times as tall as it is wide"),
     ],
 )
 def test_a_bad_scene_uri_is_refused_naming_what_is_wrong(uri: str, says: str) -> None:
@@ -247,3 +249,16 @@ def test_a_long_scene_option_is_cut_short_in_the_error() -> None:
         SceneSource("scene:?seed=" + "9" * 5000)
     assert "seed='9999" in str(refused.value) and "(5000 characters)" in str(refused.value)
     assert len(str(refused.value)) < 200
+
+
+def test_a_scene_that_cannot_be_built_fails_instead_of_being_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scene is built by its reader (`SceneSource.open`): a setting only `Scene` refuses is a
+    `SourceError` there, which fails the stream, not an error a reader retries for ever."""
+
+    def refuse(**settings: object) -> Scene:
+        raise ValueError("a setting only the scene checks")
+
+    monkeypatch.setattr(scene_source, "Scene", refuse)
+    source = SceneSource("scene:?seed=1")
+    with pytest.raises(SourceError, match="a setting only the scene checks"):
+        next(source.open(threading.Event()))

@@ -200,13 +200,21 @@ def test_a_hash_in_a_files_name_is_part_of_it_unless_the_files_options_follow_th
 ) -> None:
     """Any ``key=value`` after a '#' was taken for options: ``a#b=c.mp4`` and a folder ``set#x=1`` were
     an unknown option, and ``clip #1.mp4#rate=max`` was looked for whole."""
-    for name in ("a#b=c.mp4", "set#x=1/clip.mp4", "clip #1.mp4", "Tom#1&x=2.mp4", "take#rate=max.mp4"):
+    for name in (
+        "a#b=c.mp4",
+        "set#x=1/clip.mp4",
+        "clip #1.mp4",
+        "Tom#1&x=2.mp4",
+        "Tom#1&rate=2.mp4",
+        "take#rate=max.mp4",
+    ):
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_bytes(clip.read_bytes())
     cases = {
         f"{tmp_path}/a#b=c.mp4": ("a#b=c.mp4", False),
         f"{tmp_path}/set#x=1/clip.mp4": ("set#x=1/clip.mp4", False),
         f"{tmp_path}/Tom#1&x=2.mp4": ("Tom#1&x=2.mp4", False),
+        f"{tmp_path}/Tom#1&rate=2.mp4": ("Tom#1&rate=2.mp4", False),  # options start with 'rate', as README says
         f"{tmp_path}/clip #1.mp4#rate=max": ("clip #1.mp4", True),
         f"file://{tmp_path}/take%23rate=max.mp4": ("take#rate=max.mp4", False),
     }

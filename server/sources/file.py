@@ -125,7 +125,7 @@ def split_file_uri(uri: str, is_url: bool) -> tuple[Path, str | None]:
 
     A URL's options are all that follows its first '#' (a '#' in the name is written %23). In a
     plain path only its last '#' can start them, and only where what follows it holds no '/' and
-    names one of the file's options, ``rate`` (``/videos/clip #1.mp4#rate=max``); it is then read as
+    starts with one of the file's options, ``rate`` (``/videos/clip #1.mp4#rate=max``); it is then read as
     options, and a typo in them is an error (``#rate``, ``#rate=max&loop``). Anything else after
     a '#' is part of the name (``take#2.mp4``, ``a#b=c.mp4``, a folder ``set#x=1/``); a name that
     holds '#rate' is given as a file:// URL. No file is looked at: what a URI means never depends on
@@ -136,8 +136,8 @@ def split_file_uri(uri: str, is_url: bool) -> tuple[Path, str | None]:
         head, sep, fragment = uri.partition("#")
         return Path(unquote(urlsplit(head).path)), fragment if sep else None
     head, sep, fragment = uri.rpartition("#")
-    keys = {part.partition("=")[0] for part in fragment.split("&")}
-    if sep and "/" not in fragment and (not fragment or keys & _OPTIONS.keys()):
+    first_key = fragment.partition("&")[0].partition("=")[0]
+    if sep and "/" not in fragment and (not fragment or first_key in _OPTIONS):
         return Path(head), fragment
     return Path(uri), None
 

@@ -23,6 +23,9 @@ _NAME_PARAMS = {"family": FAMILIES, "camera": CAMERAS}  # the first is the defau
 MAX_SIDE_PX = 3840
 #: The smallest side: the scene's own minimum, which is above the model's.
 MIN_SCENE_SIDE_PX = max(MIN_FRAME_SIDE_PX, MIN_SIDE_PX)
+#: Objects cross a scene at a speed set by its width: in a strip much taller than it is wide each
+#: takes many periods to cross, and they pile up (64x3840: 130 at once, 70 ms a frame to draw).
+MAX_TALLNESS = 4
 #: How much of a value an error message repeats: enough to recognise it, not a 5000-digit seed.
 _SHOWN_CHARS = 40
 
@@ -72,6 +75,10 @@ class SceneSource:
                 raise SourceError(
                     f"scene {side}={values[side]}: must be from {MIN_SCENE_SIDE_PX} to {largest} pixels{limit}"
                 )
+        if values["height"] > MAX_TALLNESS * values["width"]:
+            raise SourceError(
+                f"scene {values['width']}x{values['height']}: at most {MAX_TALLNESS} times as tall as it is wide"
+            )
         self._build = functools.partial(
             Scene,
             seed=values["seed"],
@@ -88,7 +95,10 @@ class SceneSource:
         return self._uri
 
     def open(self, stop: threading.Event) -> Iterator[Decoded]:
-        scene = self._build()
+        try:
+            scene = self._build()
+        except ValueError as exc:  # a setting the checks above let through: retrying cannot change it
+            raise SourceError(f"{_shown(self._uri)}: {exc}") from None
         interval = 1.0 / scene.fps
         started = time.monotonic()
         index = 0
