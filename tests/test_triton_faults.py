@@ -556,3 +556,41 @@ def test_a_server_failing_requests_is_not_brought_back_by_describing_its_model(
     finally:
         model.close()
     assert not [r for r in caplog.records if "available again" in r.getMessage()], "never shown as back"
+
+
+def test_a_stream_whose_frames_are_always_refused_does_not_have_the_model_described_per_batch(
+    triton: _FakeTriton, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refusal has the model read again (it may have been replaced with one of another input size),
+    at most once per `REDESCRIBE_AFTER_REFUSAL_S`: a stream at a size the model never takes cost a
+    description before every batch."""
+    clock = _Clock()
+    monkeypatch.setattr(triton_model, "time", clock)
+    described: list[str] = []
+    describe = triton.model_config
+    monkeypatch.setattr(
+        triton, "model_config", lambda model, timeout_s: (described.append(model), describe(model, timeout_s))[1]
+    )
+
+    def refuse_wide(batch: np.ndarray, timeout_s: float) -> list[np.ndarray]:
+        if batch.shape[3] > 640:
+            raise TritonRefused("input shape exceeds the model's largest")
+        return triton.empty_answer(batch, timeout_s)
+
+    triton.answer = refuse_wide
+    model = _model()
+    try:
+        before = len(described)
+        for _ in range(10):
+            clock.now += 0.1
+            with pytest.raises(TritonRefused):
+                model.detect([_image()], imgsz=1280)
+            assert len(model.detect([_image()])) == 1
+        assert len(described) == before, "not once per batch"
+        clock.now += triton_model.REDESCRIBE_AFTER_REFUSAL_S
+        with pytest.raises(TritonRefused):
+            model.detect([_image()], imgsz=1280)
+        model.detect([_image()])
+        assert len(described) == before + 1, "read again once the interval has passed"
+    finally:
+        model.close()

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+import server.triton.model as triton_model
 from server.frames import Frame, FrameResult
 from server.inference.detections import Detections
 from server.inference.models import InferenceStatus, InferenceUnavailable, open_model
@@ -104,7 +105,7 @@ def test_a_model_unloaded_while_running_is_an_outage_and_its_replacement_is_read
 
 
 def test_a_refused_part_of_a_split_batch_fails_only_its_frames_and_the_model_is_read_again(
-    triton: TritonProcess, admin: Any
+    triton: TritonProcess, admin: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The model is replaced by one with a smaller max batch: of a batch split for the old one, the part
     now too large is refused and the rest answered; the refusal has the model described again, so the
@@ -115,6 +116,7 @@ def test_a_refused_part_of_a_split_batch_fails_only_its_frames_and_the_model_is_
         batching = {**config["dynamic_batching"], "preferred_batch_size": [size]}
         _load(admin, config, max_batch_size=size, dynamic_batching=batching)
 
+    monkeypatch.setattr(triton_model, "REDESCRIBE_AFTER_REFUSAL_S", 0.0)  # read again at the first refusal
     load_with_max_batch(2)
     model = open_model(triton.grpc_url(MODEL))
     assert isinstance(model, TritonModel)

@@ -80,6 +80,9 @@ RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 4.0
 #: How long an available server may go unasked before `probe` asks it whether it still serves the model.
 IDLE_PROBE_S = RETRY_MAX_S
+#: A refused request has the model described again at most this often: a model replaced in place
+#: is noticed within it, and a stream whose frames the model never takes costs no request per batch.
+REDESCRIBE_AFTER_REFUSAL_S = RETRY_MAX_S
 DEFAULT_STRIDE = 32
 _CLOSED = "the model was closed"
 
@@ -161,6 +164,7 @@ class TritonModel:
         self._closed = False
         self._served: ServedModel | None = None
         self._described = False  # whether `_served` was read since the last failure or refusal
+        self._described_at = 0.0  # when it was, by the monotonic clock
         #: Whether the server is down for failing inference requests on its side while it may still
         #: describe the model: then only a request that goes through shows it is back (`probe`).
         self._requests_failing = False
@@ -407,7 +411,7 @@ class TritonModel:
                 served.max_batch,
             )
         self.overrides["imgsz"] = served.imgsz
-        self._served, self._described = served, True
+        self._served, self._described, self._described_at = served, True, time.monotonic()
         return served
 
     def _prepare(
@@ -461,7 +465,10 @@ class TritonModel:
                     )
                 )
             except TritonRefused as exc:
-                self._described = False
+                # The model may have been replaced in place (a new input size): read it again, but not
+                # before every batch of a stream whose frames it never takes.
+                if time.monotonic() - self._described_at >= REDESCRIBE_AFTER_REFUSAL_S:
+                    self._described = False
                 answers.append(exc)
             except TritonTimeout:  # said as the batch's deadline, not as the time this part had left of it
                 if answers:
