@@ -21,7 +21,7 @@ from server.analytics.engine import check_fit
 from server.config import ConfigError, Settings, StreamConfig
 from server.delivery.encode import Encoder, FramePacket
 from server.frames import FrameResult
-from server.http.policy import SourceRefused
+from server.http.policy import SourcePolicy, SourceRefused
 from server.inference.models import InferenceStatus
 from server.inference.worker import InferenceWorker
 from server.sources import Source, SourceError, StreamState, mask_uri, open_source
@@ -142,6 +142,11 @@ class StreamManager:
         #: (see `_remove`).
         self._claimed: Counter[str] = Counter()
         self._policy = settings.source_policy()
+
+    @property
+    def policy(self) -> SourcePolicy:
+        """What sources the API may open, made once at start (its ``media_dirs`` resolved then)."""
+        return self._policy
 
     @property
     def encoder(self) -> Encoder:

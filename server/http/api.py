@@ -104,7 +104,7 @@ async def _stream_change_executor(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _source_checks(app: web.Application) -> AsyncIterator[None]:
-    checks = SourceChecks(app[settings_key].source_policy())  # the policy once, its media_dirs resolved now
+    checks = SourceChecks(app[manager_key].policy)  # the one policy, made with the manager at start
     app[source_checks_key] = checks
     yield
     checks.shutdown()  # a check still waiting for a hung share is nobody's now: not waited for
