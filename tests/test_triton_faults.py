@@ -522,9 +522,10 @@ def test_a_request_the_server_finds_invalid_is_the_frames_fault_over_either_prot
     assert model.status.available
 
 
-@pytest.mark.parametrize(("status", "body"), [(200, b"# HELP nv_inference_count\n"), (404, b"not found")])
+@pytest.mark.parametrize(("status", "body"), [(200, b"# HELP nv_inference_count\n"), (404, b"not found"), (404, b"")])
 def test_an_http_url_at_a_port_that_is_not_triton_says_so(status: int, body: bytes) -> None:
-    """E.g. Triton's metrics port: the node starts, unavailable with a reason, instead of a parser's traceback."""
+    """E.g. Triton's metrics port, or a proxy's bare 404 before a restarting Triton (not Triton saying
+    it has no such model): the node starts, unavailable with a reason, instead of a parser's traceback."""
     with _http_server(lambda method, path: (status, body)) as address:
         model = TritonModel(TritonEndpoint("http", address, "m"), f"http://{address}/m")
         model.connect()

@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -173,39 +172,6 @@ def test_stopping_a_node_while_triton_hangs_ends_its_pipeline_threads(triton: Tr
             assert not left, left
     finally:
         worker.stop()
-
-
-def test_a_404_with_an_empty_body_is_not_triton_and_the_node_starts() -> None:
-    """A proxy or default backend answering 404 with no body (before a restarting Triton, say) is not
-    Triton saying it has no such model: the node starts, unavailable, and tries again."""
-
-    class EmptyNotFound(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def reply(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            self.send_response(404)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        do_GET = do_POST = reply  # http.server's method names
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), EmptyNotFound)
-    thread = threading.Thread(target=server.serve_forever, name="empty-404-http", daemon=True)
-    thread.start()
-    try:
-        model = open_model(f"http://127.0.0.1:{server.server_address[1]}/{MODEL}")
-        assert isinstance(model, TritonModel)
-        model.close()
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(WAIT_S)
-    assert not model.status.available
-    assert "unreachable: not a Triton HTTP endpoint (HTTP 404 with an empty answer)" in (model.status.error or "")
 
 
 def test_an_idle_node_notices_its_model_going_and_coming_back(triton: TritonProcess, admin: Any) -> None:
