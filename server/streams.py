@@ -3,9 +3,10 @@
 Shutdown order is written once, in `stop`: readers first (no new frames), then the worker (no new
 results), then the encoder (nothing left to publish). Streams from the config file, from flags and
 from the API all go through `add`, so they behave the same. `remove` and `replace` block while the
-stream's reader stops (up to `JOIN_TIMEOUT_S`), and each waits for a change in progress: call them
-off the event loop. None of them waits for media, nor for the file system: whether a file is there,
-its content and a scene's drawing are each reader's to do, in its own thread (`open_source`).
+stream's reader stops (up to `JOIN_TIMEOUT_S`), `add` while a generated scene is drawn, and each
+waits for a change in progress: call them off the event loop. None of them waits for media, nor for
+the file system: whether a file is there, and its content, are each reader's to find out, in its own
+thread (`open_source`).
 """
 
 from __future__ import annotations

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import tracemalloc
 from collections.abc import Iterator
 from functools import cache
@@ -251,14 +250,13 @@ def test_a_long_scene_option_is_cut_short_in_the_error() -> None:
     assert len(str(refused.value)) < 200
 
 
-def test_a_scene_that_cannot_be_built_fails_instead_of_being_retried(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The scene is built by its reader (`SceneSource.open`): a setting only `Scene` refuses is a
-    `SourceError` there, which fails the stream, not an error a reader retries for ever."""
+def test_a_scene_that_cannot_be_built_is_a_source_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A setting only `Scene` refuses is a `SourceError`, which fails the stream with the reason, not an
+    error the stream's reader would retry for ever."""
 
     def refuse(**settings: object) -> Scene:
         raise ValueError("a setting only the scene checks")
 
     monkeypatch.setattr(scene_source, "Scene", refuse)
-    source = SceneSource("scene:?seed=1")
     with pytest.raises(SourceError, match="a setting only the scene checks"):
-        next(source.open(threading.Event()))
+        SceneSource("scene:?seed=1")

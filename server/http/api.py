@@ -236,8 +236,8 @@ async def _check_source(request: web.Request, uri: str) -> None:
 
     The policy's check may wait for the file system (a file's real path) or the name server (a
     camera's host): `source_checks_key` gives up on one that does not answer in time, a 503 with
-    ``Retry-After``. The URI is then read as the manager will read it (`open_source`), on the loop:
-    making a source only reads its URI (a scene is drawn, a file looked at, by the stream's reader).
+    ``Retry-After``. The URI is then read as the manager will read it (`open_source`): that touches
+    neither and cannot hang, but making a scene draws its background, so it runs in a change thread.
     """
     try:
         await request.app[source_checks_key].check(uri)
@@ -253,7 +253,7 @@ async def _check_source(request: web.Request, uri: str) -> None:
         ) from None
     max_frame_side = request.app[settings_key].max_frame_side
     try:
-        open_source(uri, max_frame_side)
+        await _in_change_thread(request, functools.partial(open_source, uri, max_frame_side))
     except SourceError as exc:
         raise error(web.HTTPBadRequest, f"body.uri: {exc}") from None
 

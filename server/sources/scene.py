@@ -7,7 +7,6 @@ scene:?family=occlusion&camera=shaking    objects hiding one another, filmed by 
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from collections.abc import Iterator
@@ -36,10 +35,10 @@ class SceneSource:
     live = True
 
     def __init__(self, uri: str, max_frame_side: int = MAX_FRAME_SIDE_PX) -> None:
-        """Checks every option, and leaves building the scene to `open`, in the reader's thread: building
-        draws its whole background, which at 4K takes a second or more, and a source is made under the
-        stream manager's lock (and once more by the API, to check its URI). A side above
-        ``max_frame_side`` is refused here, not at its first frame."""
+        """Checks every option before the scene is built: building draws its whole background, which
+        at 4K takes a second or more, so a side above ``max_frame_side`` is refused here, not at its
+        first frame. Built here, not in `open`: a restarted stream's first picture follows its change
+        as closely as before (the viewer takes no point of a shape being drawn without a picture)."""
         parts = urlsplit(uri)
         if parts.netloc or parts.path or parts.fragment:
             raise SourceError(f"{_shown(uri)}: a scene takes options after '?' and nothing else, e.g. scene:?seed=3")
@@ -79,15 +78,17 @@ class SceneSource:
             raise SourceError(
                 f"scene {values['width']}x{values['height']}: at most {MAX_TALLNESS} times as tall as it is wide"
             )
-        self._build = functools.partial(
-            Scene,
-            seed=values["seed"],
-            width=values["width"],
-            height=values["height"],
-            fps=values["fps"],
-            family=names["family"],
-            camera=names["camera"],
-        )
+        try:
+            self.scene = Scene(
+                seed=values["seed"],
+                width=values["width"],
+                height=values["height"],
+                fps=values["fps"],
+                family=names["family"],
+                camera=names["camera"],
+            )
+        except ValueError as exc:  # a setting the checks above let through: retrying cannot change it
+            raise SourceError(f"{_shown(uri)}: {exc}") from None
         self._uri = uri
         self.fps = float(values["fps"])
 
@@ -95,10 +96,7 @@ class SceneSource:
         return self._uri
 
     def open(self, stop: threading.Event) -> Iterator[Decoded]:
-        try:
-            scene = self._build()
-        except ValueError as exc:  # a setting the checks above let through: retrying cannot change it
-            raise SourceError(f"{_shown(self._uri)}: {exc}") from None
+        scene = self.scene
         interval = 1.0 / scene.fps
         started = time.monotonic()
         index = 0
