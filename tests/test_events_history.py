@@ -27,6 +27,7 @@ from aiohttp.test_utils import TestClient
 from server.app import create_app
 from server.config import Settings
 from server.events import history as history_module
+from server.events.api import event_outputs_key
 from server.events.config import EventsSettings, HistorySettings
 from server.events.counts import Counts
 from server.events.history import TIME_INDEX_MAX_ROWS, EventQuery, HistorySink, few_in_window, select_events
@@ -821,6 +822,33 @@ async def test_api_lists_pages_and_serves_snapshots(aiohttp_client: ClientFactor
 
     metrics = await eventually(counted, what="five events counted as delivered")
     assert 'segcast_event_output_up{output="history"} 1.0' in metrics
+
+
+async def test_retention_that_keeps_failing_is_counted_in_metrics_and_the_api(
+    aiohttp_client: ClientFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A history that cannot delete old events fills its disk while its state says ok (every event is
+    stored): the failures were only in the log, nothing to alert on."""
+    monkeypatch.setattr(history_module, "AGE_PRUNE_INTERVAL_S", 0.0)  # age retention after every write
+    path = tmp_path / "events.db"
+    events = EventsSettings(history=HistorySettings(path, max_age_days=1))
+    client = await aiohttp_client(create_app(Settings(model=str(BUNDLED_MODEL), events=events)))
+    history = client.app[event_outputs_key].history
+    assert history is not None
+    await file_opened(history)
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:  # deleting fails, as on a full disk
+        db.execute("CREATE TRIGGER keep BEFORE DELETE ON events BEGIN SELECT RAISE(ABORT, 'refused'); END")
+    client.app[hub_key].publish_threadsafe(track_start(1, track_id=1, when=time.time() - 2 * 86400))
+
+    async def counted() -> str | None:
+        metrics = await (await client.get("/metrics")).text()
+        found = re.search(r'^segcast_event_output_upkeep_failures_total\{output="history"\} (\d+)$', metrics, re.M)
+        return metrics if found and int(found[1]) >= 1 else None
+
+    metrics = await eventually(counted, what="the failed retention counted in /metrics")
+    assert 'segcast_event_output_up{output="history"} 1.0' in metrics  # the events are stored: still up
+    (output,) = (await (await client.get("/api/events/outputs")).json())["outputs"]
+    assert output["state"] == "ok" and output["upkeep_failures"] >= 1 and output["failed"] == 0
 
 
 async def test_history_pages_do_not_wait_behind_the_default_executor(

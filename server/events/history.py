@@ -154,6 +154,7 @@ class HistorySink:
         self._announced = False  # "storing events in" logged since the last open that failed
         self._retention_failures = ThrottledCount()
         self._retention_error = ""  # the last retention failure, for the line that tells the untold ones
+        self._retention_failed_total = 0  # every one, for /metrics (an int's += from one thread, read anywhere)
         self._next_age_prune = 0.0
         self._wal_bytes = min(WAL_MAX_BYTES, int(settings.max_mb * MB * WAL_SHARE))
         self._pictures_lock = threading.Lock()
@@ -226,7 +227,7 @@ class HistorySink:
         self._tally.lose_at_shutdown(self._queue.qsize())
 
     def health(self) -> SinkHealth:
-        return self._tally.health()
+        return replace(self._tally.health(), upkeep_failures=self._retention_failed_total)
 
     async def read_events(self, q: EventQuery) -> list[StoredEvent]:
         """`query`, on the history's reader threads. Raises sqlite3.Error, also once the history has stopped."""
@@ -444,6 +445,7 @@ class HistorySink:
         would bury the log.
         """
         self._retention_error = reason
+        self._retention_failed_total += 1
         count = self._retention_failures.add(1, time.monotonic())
         if count == 1:
             log.error("%s: %s", NAME, reason)

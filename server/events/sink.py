@@ -64,6 +64,10 @@ class SinkHealth:
     dropped: int
     failed: int
     last_error: str | None
+    #: Upkeep an output failed at that cost no event (the history's deleting of old events, giving
+    #: their space back, emptying its write-ahead log): the state stays ``ok``, as every event is
+    #: stored, but a history that cannot delete will fill its disk, so this is what to alert on.
+    upkeep_failures: int = 0
 
 
 class Sink(Protocol):

@@ -157,6 +157,7 @@ def render_metrics(manager: StreamManager, hub: Hub, outputs: Sequence[SinkHealt
             ("delivered", "Events an output delivered (stored, posted, published)."),
             ("dropped", "Events an output dropped because its queue was full."),
             ("failed", "Events an output gave up on after an error (retries spent, database error)."),
+            ("upkeep_failures", "Upkeep steps an output failed that cost no event (history: deleting old events)."),
         ):
             family(
                 f"segcast_event_output_{suffix}_total",
