@@ -36,6 +36,7 @@ from server.inference.models import BUNDLED_MODEL
 from server.scene import Scene, TrueObject
 from server.sources.base import StreamState
 from server.webrtc import IceServer, IceServerError, WebRTCConfig
+from server.webrtc import peers as peers_module
 from server.webrtc.config import ICE_SERVERS_ENV
 from server.webrtc.peers import Peer, PeerLimitError, PeerRegistry
 from server.webrtc.playback import VIDEO_FORMAT, render
@@ -395,6 +396,27 @@ async def test_a_publisher_offering_two_videos_and_audio_is_received_only_on_the
     try:
         body = await offer_to(client, "/api/webrtc/publish", publisher, stream="two")
         assert directions(body["sdp"]) == [("video", "recvonly"), ("video", "inactive"), ("audio", "inactive")]
+    finally:
+        await publisher.close()
+
+
+async def test_a_publisher_whose_video_never_came_does_not_hold_up_shutdown(
+    aiohttp_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiortc ends a closed connection's incoming track only once its transport had started: a
+    publisher closed before its video came left its pump waiting for the first frame, and a server
+    stopping waited 10 s for it (twice `CLOSE_TIMEOUT_S`), then cancelled it."""
+    monkeypatch.setattr(peers_module, "FIRST_FRAME_TIMEOUT_S", 3600.0)
+    monkeypatch.setattr(peers_module, "CLOSE_TIMEOUT_S", 3600.0)
+    app = create_app(Settings(model=str(BUNDLED_MODEL)))
+    await aiohttp_client(app)
+    registry = app[peers_key]
+    publisher = lan_peer()
+    publisher.addTrack(SceneTrack(Scene(seed=1)))
+    try:
+        await publisher.setLocalDescription(await publisher.createOffer())
+        await registry.publish(publisher.localDescription, "cam", 15.0, "192.0.2.7")  # its answer is never used
+        await asyncio.wait_for(registry.close(), 60)  # without the fix: the pump's hour
     finally:
         await publisher.close()
 

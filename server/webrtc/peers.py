@@ -89,6 +89,8 @@ class Peer:
     #: When the signed token the peer was let in with expires, it is closed (`PeerRegistry.end_at`).
     expiry: asyncio.TimerHandle | None = field(default=None, repr=False)
     closing: asyncio.Task[None] | None = field(default=None, repr=False)
+    #: A publisher's task moving its video into its stream (`pump`), ended by `PeerRegistry._close`.
+    pump: asyncio.Task[None] | None = field(default=None, repr=False)
     #: Why it is being closed, for an offer still being answered when that began.
     close_reason: str | None = None
 
@@ -172,7 +174,7 @@ class PeerRegistry:
             await self._discard(peer)
             raise
         log.info("[%s] WebRTC publisher %s connected", stream_id, remote)
-        self._spawn(self._run_publisher(peer, video, peer.source), f"webrtc-publish-{stream_id}")
+        peer.pump = self._spawn(self._run_publisher(peer, video, peer.source), f"webrtc-publish-{stream_id}")
         return answer
 
     async def play(
@@ -356,6 +358,11 @@ class PeerRegistry:
             await asyncio.wait_for(peer.pc.close(), CLOSE_TIMEOUT_S)
         except TimeoutError:
             log.warning("[%s] WebRTC peer %s did not close within %.0f s", peer.stream_id, peer.remote, CLOSE_TIMEOUT_S)
+        if peer.pump is not None:
+            # aiortc ends a closed connection's incoming track only once its transport had started: a
+            # publisher closed before its video came would have its pump wait out `FIRST_FRAME_TIMEOUT_S`
+            # (and shutdown wait for it).
+            peer.pump.cancel()
         if peer.player is not None:
             peer.player.stop()
         if peer.feed is not None and peer.player is not None:
