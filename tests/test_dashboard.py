@@ -16,10 +16,11 @@ from pathlib import Path
 from server.analytics.events import Counts
 from server.http.metrics import zone_object_samples
 from tests.support.components import require_component
+from tests.support.dashboard import DASHBOARD
 
-DASHBOARD = Path(__file__).parent.parent / "deploy" / "grafana" / "segcast-analytics.json"
 RANGE = "10m"  # the dashboard's time range, as Grafana fills in $__range
 LABELS = 'stream="door",zone="porch"'
+HOOK = 'output="webhook http://hooks.local"'
 #: Ten minutes, one sample a minute: a person crosses the line inward every minute from 0 (none
 #: outward), two people stand in the zone, and a visit of between 1 and 5 s ends every minute.
 INPUT_SERIES = {
@@ -32,6 +33,16 @@ INPUT_SERIES = {
     f'segcast_zone_dwell_seconds_bucket{{{LABELS},le="+Inf"}}': "0+1x10",
     f"segcast_zone_dwell_seconds_count{{{LABELS}}}": "0+1x10",
     f"segcast_zone_dwell_seconds_sum{{{LABELS}}}": "0+3x10",
+    # The history delivers, but fails to delete an old event every minute; the webhook is down, giving
+    # up on 2 events a minute and dropping 1.
+    'segcast_event_output_up{output="history"}': "1x10",
+    f"segcast_event_output_up{{{HOOK}}}": "0x10",
+    'segcast_event_output_failed_total{output="history"}': "0x10",
+    f"segcast_event_output_failed_total{{{HOOK}}}": "0+2x10",
+    'segcast_event_output_dropped_total{output="history"}': "0x10",
+    f"segcast_event_output_dropped_total{{{HOOK}}}": "0+1x10",
+    'segcast_event_output_upkeep_failures_total{output="history"}': "0+1x10",
+    f"segcast_event_output_upkeep_failures_total{{{HOOK}}}": "0x10",
 }
 PORCH = '{stream="door",zone="porch"}'
 #: What each panel's query gives at the end of those ten minutes, by its legend's labels (a panel of
@@ -57,6 +68,9 @@ EXPECTED = {
     # Visits between 1 and 5 s: Prometheus interpolates within the bucket, 1 + 4 * q.
     "Zone dwell time, median and 95th percentile": [(PORCH, 3), (PORCH, 4.8)],
     "Finished zone visits per minute": [(PORCH, 1)],
+    "Event outputs up": [('{output="history"}', 1), (f"{{{HOOK}}}", 0)],
+    "Events lost per minute, by output": [('{output="history"}', 0), (f"{{{HOOK}}}", 3)],
+    "History upkeep failures in the time range": [('{output="history"}', 10), (f"{{{HOOK}}}", 0)],
 }
 
 

@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
 from server.events.config import EventsSettings, HistorySettings, WebhookSettings
+from tests.support.dashboard import EVENT_OUTPUT_METRICS, dashboard_metrics, exported
 from tests.support.polling import eventually
 
 StartServer = Callable[..., Awaitable[TestClient]]
@@ -47,6 +48,10 @@ async def test_a_streams_events_are_kept_while_a_dead_webhook_fails_alone(
     metrics = await (await client.get("/metrics")).text()
     assert f'segcast_event_output_up{{output="webhook http://127.0.0.1:{port}"}} 0.0' in metrics
     assert 'segcast_event_output_up{output="history"} 1.0' in metrics
+    shown = {name for name in dashboard_metrics() if name.startswith(EVENT_OUTPUT_METRICS)}
+    assert shown and all(exported(name, metrics) for name in shown), (
+        "the Grafana dashboard shows metrics segcast exports"
+    )
 
     before = (await (await client.get("/api/streams/cam")).json())["frames_processed"]
 
