@@ -16,10 +16,10 @@ import shutil
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
@@ -29,7 +29,7 @@ from server.app import create_app
 from server.config import Settings, StreamConfig
 from server.frames import Frame, FrameResult
 from server.inference.detections import Detections, detect
-from server.inference.models import ModelError, load_model, open_model
+from server.inference.models import InferenceUnavailable, ModelError, load_model, open_model
 from server.inference.worker import InferenceOptions, InferenceWorker
 from server.scene import Scene
 from server.triton.model import RETRY_MAX_S, PendingDetections, ServedModel, TritonModel
@@ -43,6 +43,8 @@ from tests.support.truth import mask_iou, polygon_mask
 from tools.track_report import box_iou
 
 MODEL = "segcast-scene-seg"
+POLL_S = 0.05
+_T = TypeVar("_T")
 SEGMENT_CONFIG: dict[str, Any] = {
     "name": MODEL,
     "max_batch_size": 8,
@@ -329,7 +331,9 @@ async def test_a_node_starts_while_triton_is_down_and_says_so(aiohttp_client: An
 
 @pytest.fixture(scope="module")
 def triton(triton_repository: Path) -> Iterator[TritonProcess]:
-    with TritonProcess(triton_repository) as server:
+    """Shared by this module's tests; with explicit model control, so one can unload the model (and
+    must load it again before it ends)."""
+    with TritonProcess(triton_repository, explicit_model_control=True) as server:
         yield server
 
 
@@ -371,9 +375,60 @@ def test_an_http_url_at_the_grpc_port_says_it_is_not_triton_http(triton: TritonP
 
 
 def test_an_unknown_model_name_is_one_line_naming_it(triton: TritonProcess) -> None:
-    with pytest.raises(ModelError, match="nope") as caught:
+    with pytest.raises(ModelError, match=f"has no model 'nope' \\(it has: {MODEL}\\)$") as caught:
         open_model(triton.grpc_url("nope"))
     assert str(caught.value).startswith("--model grpc://") and "\n" not in str(caught.value)
+
+
+def test_a_node_started_while_triton_has_not_loaded_its_model_infers_once_it_is_loaded(triton: TritonProcess) -> None:
+    """Triton answers NOT_FOUND for a model in its repository that it has not loaded, as for a wrong
+    name: the node must start all the same, say why it waits, and find the model by itself."""
+    import tritonclient.http as httpclient
+
+    admin = httpclient.InferenceServerClient(f"127.0.0.1:{triton.http_port}")
+    model: Any = None
+    try:
+        admin.unload_model(MODEL)
+        _poll(lambda: _state(admin) == "UNAVAILABLE", "the model unloaded")  # Triton unloads in the background
+        model = open_model(triton.grpc_url(MODEL))
+        assert isinstance(model, TritonModel) and not model.status.available
+        assert model.status.error == f"Triton at 127.0.0.1:{triton.grpc_port} has {MODEL} but has not loaded it " + (
+            "(state UNAVAILABLE: unloaded)"
+        )
+        admin.load_model(MODEL)  # answers once loaded
+        images = _scene_images()[:1]
+        found = _poll(lambda: _detected(model, images), "detections once the model is loaded")
+        assert len(found[0]) > 0 and model.status.available
+    finally:
+        if not admin.is_model_ready(MODEL):  # the other tests of the module need it
+            admin.load_model(MODEL)
+        admin.close()
+        if model is not None:
+            model.close()
+
+
+def _state(admin: Any) -> str:
+    """The model's state in Triton's repository index."""
+    [entry] = [entry for entry in admin.get_model_repository_index() if entry["name"] == MODEL]
+    return str(entry.get("state", ""))
+
+
+def _detected(model: TritonModel, images: list[np.ndarray]) -> list[Detections] | None:
+    """The detections, or None while inference is unavailable (until the next attempt is due)."""
+    try:
+        return model.detect(images, imgsz=320)
+    except InferenceUnavailable:
+        return None
+
+
+def _poll(check: Callable[[], _T | None], what: str, timeout_s: float = 60.0) -> _T:
+    """``check()`` once it is neither None nor False; fails after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while (value := check()) is None or value is False:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(POLL_S)
+    return value
 
 
 async def test_a_node_rides_out_triton_stopping_and_coming_back(aiohttp_client: Any, triton: TritonProcess) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import re
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +28,15 @@ from server.inference.models import InferenceUnavailable, ModelError
 from server.inference.worker import InferenceOptions, InferenceWorker
 from server.options import StreamOptions
 from server.triton.model import TritonModel
-from server.triton.transport import TritonEndpoint, TritonFailed, TritonRefused, TritonTimeout, TritonUnavailable
+from server.triton.transport import (
+    RepositoryModel,
+    TritonEndpoint,
+    TritonFailed,
+    TritonModelMissing,
+    TritonRefused,
+    TritonTimeout,
+    TritonUnavailable,
+)
 
 SPEC = "grpc://triton:8001/m"
 MASK_CHANNELS = 32
@@ -36,9 +45,15 @@ ANCHORS = 10  # boxes per image in an answer; all score 0 unless a test says oth
 Answer = Callable[[np.ndarray, float], list[np.ndarray]]
 
 
+#: Triton's answer, over gRPC and HTTP alike, for a model it does not serve: a wrong name, or one not loaded.
+UNKNOWN_MODEL = "Request for unknown model: '{}' has no available versions"
+
+
 class _FakeTriton:
     """A Triton server in the test's hands: it serves a model of ``names`` (max batch 2, any image size)
-    and answers each request with ``answer``, recording the shape and deadline of what was sent."""
+    as ``m`` once its ``state`` is READY, and answers each request with ``answer``, recording the shape
+    and deadline of what was sent. Its repository index lists ``m`` and ``others``, or raises
+    ``index_refused``."""
 
     def __init__(self) -> None:
         self.names = ["disc", "square"]
@@ -46,6 +61,9 @@ class _FakeTriton:
         self.imgsz = 320
         self.head_rows = -1  # output0's rows per box as the config gives them; -1: left to the model
         self.down = False  # refuse connections, as a stopped server does
+        self.state, self.reason = "READY", ""  # the model's, as the repository index says them
+        self.others = ["det"]  # the other models in its repository
+        self.index_refused: Exception | None = None  # what a restricted repository API answers
         self.answer: Answer = self.empty_answer
         self.sent: list[tuple[tuple[int, ...], float]] = []
         self.closed = threading.Event()
@@ -53,6 +71,8 @@ class _FakeTriton:
     def model_config(self, model: str, timeout_s: float) -> dict[str, Any]:
         if self.down:
             raise TritonUnavailable("connection refused")
+        if model != "m" or self.state != "READY":
+            raise TritonModelMissing(UNKNOWN_MODEL.format(model))
         outputs = [{"name": "output0", "data_type": "TYPE_FP32", "dims": [self.head_rows, -1]}]
         if self.task == "segment":
             outputs.append({"name": "output1", "data_type": "TYPE_FP32", "dims": [MASK_CHANNELS, -1, -1]})
@@ -71,6 +91,14 @@ class _FakeTriton:
             raise TritonUnavailable("connection refused")
         self.sent.append((batch.shape, timeout_s))
         return self.answer(batch, timeout_s)
+
+    def repository_index(self, timeout_s: float) -> list[RepositoryModel]:
+        if self.down:
+            raise TritonUnavailable("connection refused")
+        if self.index_refused is not None:
+            raise self.index_refused
+        others = [RepositoryModel(name, "1", "READY", "") for name in self.others]
+        return [RepositoryModel("m", "1", self.state, self.reason), *others]
 
     def close(self) -> None:
         self.closed.set()
@@ -108,10 +136,10 @@ def triton(monkeypatch: pytest.MonkeyPatch) -> _FakeTriton:
     return server
 
 
-def _model() -> TritonModel:
-    endpoint = TritonEndpoint.parse(SPEC)
+def _model(spec: str = SPEC) -> TritonModel:
+    endpoint = TritonEndpoint.parse(spec)
     assert endpoint is not None
-    model = TritonModel(endpoint, SPEC)
+    model = TritonModel(endpoint, spec)
     model.connect()
     return model
 
@@ -294,6 +322,71 @@ def test_the_first_batch_after_triton_was_down_at_start_runs_at_the_served_size(
     assert shape == (1, 3, 192, 320)  # letterboxed to the model's 320, not to ultralytics' default 640
 
 
+@pytest.mark.parametrize(
+    ("state", "reason", "said"),
+    [
+        ("LOADING", "", "state LOADING"),
+        ("UNAVAILABLE", "unloaded", "state UNAVAILABLE: unloaded"),
+        ("", "", "never loaded"),  # in its repository, not loaded at start (explicit model control)
+    ],
+)
+def test_a_node_started_while_triton_has_not_loaded_its_model_waits_for_it(
+    triton: _FakeTriton, monkeypatch: pytest.MonkeyPatch, state: str, reason: str, said: str
+) -> None:
+    """Triton answers NOT_FOUND for a model in its repository that it is still loading (a big model, or
+    a node and Triton started together) or has unloaded: the node starts, says so, backs off like in any
+    outage, and infers once the model is ready."""
+    clock = _Clock()
+    monkeypatch.setattr(triton_model, "time", clock)
+    triton.state, triton.reason = state, reason
+    model = _model()  # no ModelError
+    expected = f"Triton at triton:8001 has m but has not loaded it ({said})"
+    try:
+        status = model.status
+        assert (status.available, status.error) == (False, expected)
+        assert status.next_attempt_at == clock.now + triton_model.RETRY_FIRST_S
+        clock.now = status.next_attempt_at
+        with pytest.raises(InferenceUnavailable, match=re.escape(expected)):  # the next attempt says the same
+            model.detect([_image()])
+        assert model.status.next_attempt_at == clock.now + 2 * triton_model.RETRY_FIRST_S  # backing off
+
+        triton.state, triton.reason = "READY", ""
+        clock.now += triton_model.RETRY_MAX_S
+        assert len(model.detect([_image()])) == 1
+        assert model.status.available
+    finally:
+        model.close()
+    assert model.names == {0: "disc", 1: "square"} and len(triton.sent) == 1
+
+
+def test_a_model_name_triton_does_not_have_stops_the_start_naming_those_it_has(triton: _FakeTriton) -> None:
+    triton.others = ["yolo-seg", "det"]
+    with pytest.raises(ModelError) as caught:
+        _model("grpc://triton:8001/nope")
+    assert str(caught.value) == (
+        "--model grpc://triton:8001/nope: Triton at triton:8001 has no model 'nope' (it has: det, m, yolo-seg)"
+    )
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        TritonRefused("This API is restricted, expecting header 'admin-key'"),  # HTTP 403
+        TritonUnavailable("This protocol is restricted, expecting header 'admin-key'"),  # gRPC UNAVAILABLE
+    ],
+    ids=["http", "grpc"],
+)
+def test_a_model_triton_does_not_serve_stops_the_start_when_its_repository_index_is_restricted(
+    triton: _FakeTriton, refusal: Exception
+) -> None:
+    """Without the index a wrong name cannot be told from a model still loading: a node that would
+    wait for ever on a typo is the worse mistake, so the start stops, as it did before the index."""
+    triton.state, triton.index_refused = "LOADING", refusal
+    with pytest.raises(ModelError) as caught:
+        _model()
+    assert str(caught.value) == f"--model {SPEC}: Triton at triton:8001 cannot serve it ({UNKNOWN_MODEL.format('m')})"
+
+
 def _one_attempt_while_down(triton: _FakeTriton, model: TritonModel) -> None:
     """Triton goes away for one of ``model``'s requests, then comes back (to be described again)."""
     triton.down = True
@@ -427,6 +520,7 @@ def _served_failing(scheme: str, failure: str) -> Iterator[TritonEndpoint]:
 
 @contextmanager
 def _grpc_server(config: dict[str, Any], code: str, message: str) -> Iterator[str]:
+    """A gRPC server that describes the model of ``config`` and fails every inference request."""
     import grpc
     from google.protobuf import json_format
     from tritonclient.grpc import service_pb2, service_pb2_grpc
@@ -438,9 +532,19 @@ def _grpc_server(config: dict[str, Any], code: str, message: str) -> Iterator[st
         def ModelInfer(self, request: Any, context: Any) -> Any:
             context.abort(getattr(grpc.StatusCode, code), message)
 
+    with _grpc_service(Service()) as address:
+        yield address
+
+
+@contextmanager
+def _grpc_service(service: Any) -> Iterator[str]:
+    """A gRPC server at a free local port whose Triton service is ``service``."""
+    import grpc
+    from tritonclient.grpc import service_pb2_grpc
+
     with ThreadPoolExecutor(max_workers=2) as threads:
         server = grpc.server(threads)
-        service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(Service(), server)
+        service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(service, server)
         port = server.add_insecure_port("127.0.0.1:0")
         server.start()
         try:
@@ -532,6 +636,94 @@ def test_an_http_url_at_a_port_that_is_not_triton_says_so(status: int, body: byt
         model.close()
     assert not model.status.available
     assert "unreachable: not a Triton HTTP endpoint" in (model.status.error or "")
+
+
+LOAD_ERROR = "failed to load 'm' version 1: Internal: Stub process 'm_0_0' is not healthy."
+#: Repository indexes as Triton gives them (gRPC leaves empty fields out), and what a node makes of each.
+INDEXES = {
+    "loading": ([{"name": "m", "version": "1", "state": "LOADING"}], "has m but has not loaded it (state LOADING)"),
+    "failed to load": (
+        [
+            {
+                "name": "m",
+                "version": "1",
+                "state": "UNAVAILABLE",
+                "reason": f"{LOAD_ERROR}\nTraceback (most recent call last):",
+            }
+        ],
+        f"has m but has not loaded it (state UNAVAILABLE: {LOAD_ERROR})",  # its first line: statuses are one line
+    ),
+    "wrong name": (
+        [{"name": "det", "version": "1", "state": "READY"}, {"name": "seg"}],
+        "has no model 'm' (it has: det, seg)",
+    ),
+    "restricted": (None, "cannot serve it (Request for unknown model: 'm' has no available versions)"),
+}
+#: Cases where the node starts, waiting for the model; in the others the start stops.
+WAITS = ("loading", "failed to load")
+
+
+@contextmanager
+def _not_serving(scheme: str, index: list[dict[str, str]] | None) -> Iterator[TritonEndpoint]:
+    """A server at a free local port that answers NOT_FOUND for model ``m``, as Triton does, and
+    ``index`` for its repository index (None: refused, as Triton restricting its repository API)."""
+    missing = UNKNOWN_MODEL.format("m")
+    restricted = "This API is restricted, expecting header 'admin-key'"
+    if scheme == "http":
+
+        def http_answer(method: str, path: str) -> tuple[int, bytes]:
+            if path == "/v2/repository/index":
+                return (200, json.dumps(index).encode()) if index is not None else (403, _error(restricted))
+            return 404, _error(missing)
+
+        with _http_server(http_answer) as address:
+            yield TritonEndpoint(scheme, address, "m")
+        return
+
+    import grpc
+    from google.protobuf import json_format
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+    class Service(service_pb2_grpc.GRPCInferenceServiceServicer):
+        def ModelConfig(self, request: Any, context: Any) -> Any:  # gRPC's method names
+            context.abort(grpc.StatusCode.NOT_FOUND, missing)
+
+        def RepositoryIndex(self, request: Any, context: Any) -> Any:
+            if index is None:
+                context.abort(grpc.StatusCode.UNAVAILABLE, restricted)
+            return json_format.ParseDict({"models": index}, service_pb2.RepositoryIndexResponse())
+
+    with _grpc_service(Service()) as address:
+        yield TritonEndpoint(scheme, address, "m")
+
+
+def _error(message: str) -> bytes:
+    """Triton's JSON body of an HTTP error answer."""
+    return json.dumps({"error": message}).encode()
+
+
+@pytest.mark.parametrize("case", INDEXES)
+@pytest.mark.parametrize("scheme", ["grpc", "http"])
+def test_the_repository_index_tells_a_model_not_loaded_from_a_wrong_name_over_either_protocol(
+    scheme: str, case: str
+) -> None:
+    """What each transport reads of the index, behind Triton's NOT_FOUND for the model's config: a model
+    in the repository not loaded (the node starts, waiting for it), a name not in it (the start stops,
+    naming those that are), an index refused (the start stops, as before the index was read)."""
+    index, said = INDEXES[case]
+    with _not_serving(scheme, index) as endpoint:
+        model = TritonModel(endpoint, str(endpoint))
+        try:
+            if case in WAITS:
+                model.connect()
+                assert not model.status.available
+                assert model.status.error == f"Triton at {endpoint.address} {said}"
+            else:
+                with pytest.raises(ModelError) as caught:
+                    model.connect()
+                assert str(caught.value) == f"--model {endpoint}: Triton at {endpoint.address} {said}"
+        finally:
+            model.close()
 
 
 def test_a_server_failing_requests_is_not_brought_back_by_describing_its_model(

@@ -16,7 +16,9 @@ one whose answers to a batch's first requests leave the next too little time: a 
 in time is the server's fault only when no earlier request of its batch was answered.
 
 The server may be down when segcast starts or go away while it runs, or stop serving the model (it
-was unloaded, or is being replaced: NOT_FOUND). Then each request fails at once with
+was unloaded, or is being replaced: NOT_FOUND), or not serve it yet when segcast starts (it is still
+loading it, or has it in its repository unloaded: NOT_FOUND too, told from a wrong name by the
+server's repository index). Then each request fails at once with
 `InferenceUnavailable` saying why and when the next attempt is due; attempts back off from
 `RETRY_FIRST_S` to `RETRY_MAX_S`, so processing resumes within that long of the server coming back,
 and the model is described anew then. A node with no frames to send asks by itself (`probe`), so its
@@ -33,7 +35,9 @@ of the refused one): the server is up, and other streams carry on; the model is 
 before the next batch, as a model replaced on the server (another input size) is refused like that. A
 model the server does not have, or has but segcast cannot use (missing metadata, wrong input shape,
 masks missing, class names that do not match its output), is a `ModelError` at start, with one line
-saying what is wrong.
+saying what is wrong; a name its repository does not have says which names it does. A server that
+restricts its repository index answers NOT_FOUND at start with that `ModelError` too, as it cannot
+tell a wrong name from a model still loading.
 
 ``requests``, ``failed_requests`` and ``request_seconds`` count every exchange with the server:
 inference requests and the model descriptions read at start, at each attempt after an outage and
@@ -60,6 +64,7 @@ import numpy as np
 from server.inference.detections import Detections
 from server.inference.models import SUPPORTED_TASKS, InferenceStatus, InferenceUnavailable, ModelError
 from server.triton.transport import (
+    RepositoryModel,
     Transport,
     TritonEndpoint,
     TritonFailed,
@@ -85,6 +90,12 @@ IDLE_PROBE_S = RETRY_MAX_S
 REDESCRIBE_AFTER_REFUSAL_S = RETRY_MAX_S
 DEFAULT_STRIDE = 32
 _CLOSED = "the model was closed"
+
+
+class _NotLoaded(TritonModelMissing):
+    """Triton has the model in its repository but does not serve it yet (loading, unloaded, failed to
+    load): an outage to wait out, at start too. Its text is the state the repository index gives."""
+
 
 #: The server's answer to one request of a batch: its outputs, or its refusal.
 _Answer = list[np.ndarray] | TritonRefused
@@ -196,7 +207,8 @@ class TritonModel:
 
     def connect(self) -> None:
         """Describe the model now. `ModelError` if the server says it cannot be used or does not have
-        it; if the server is unreachable the model stays unavailable and the next `submit` tries again."""
+        it; if the server is unreachable, or has the model but not loaded (yet), the model stays
+        unavailable and the next `submit` tries again."""
         with contextlib.suppress(InferenceUnavailable):  # `_down` has said so; `submit` tries again
             self._send(self._first_description).result()
             self._up()
@@ -345,6 +357,8 @@ class TritonModel:
         where = f"Triton at {self.endpoint.address}"
         if isinstance(exc, TritonFailed):
             return f"{where} failed the request: {exc}"
+        if isinstance(exc, _NotLoaded):
+            return f"{where} has {self.endpoint.model} but has not loaded it ({exc})"
         if isinstance(exc, TritonModelMissing):
             return f"{where} does not serve {self.endpoint.model} now: {exc}"
         return f"{where} unreachable: {exc}"
@@ -364,9 +378,13 @@ class TritonModel:
 
     def _first_description(self) -> ServedModel:
         """`_describe` at start, where a model the server does not have is a wrong name, said in one
-        line, not an outage to wait out."""
+        line, not an outage to wait out; one it has but has not loaded (yet) is such an outage. A
+        NOT_FOUND the repository index cannot explain (the server restricts it) is taken for a
+        wrong name, as a typo that only shows as a node waiting for ever is the worse mistake."""
         try:
             return self._describe()
+        except _NotLoaded:
+            raise
         except TritonModelMissing as exc:
             raise self._cannot_serve(exc) from None
 
@@ -385,15 +403,17 @@ class TritonModel:
 
     def _describe(self) -> ServedModel:
         """The served model, read from the server; `ModelError` if segcast cannot use it, or if its
-        class names are not those the node has used since it first read them."""
+        class names are not those the node has used since it first read them. Until it was first
+        read, a model the server does not serve is explained by `_not_served`."""
         transport = self._connection()
         try:
-            # No longer than a request may take: a hung server must not hold a retry longer than a batch.
-            config = self._counted(
-                transport.model_config, self.endpoint.model, min(CONNECT_TIMEOUT_S, self._request_timeout_s)
-            )
+            config = self._counted(transport.model_config, self.endpoint.model, self._describe_timeout_s)
         except TritonRefused as exc:
             raise self._cannot_serve(exc) from None
+        except TritonModelMissing as exc:
+            if self._served is not None:  # it served the model before: gone for now, as the outage says
+                raise
+            raise self._not_served(transport, exc) from None
         served = ServedModel.from_config(config, self._spec)
         if self._served is not None and served.names != self._served.names:
             # Trackers, class filters, zones and lines of running streams hold the old names' ids.
@@ -413,6 +433,29 @@ class TritonModel:
         self.overrides["imgsz"] = served.imgsz
         self._served, self._described, self._described_at = served, True, time.monotonic()
         return served
+
+    @property
+    def _describe_timeout_s(self) -> float:
+        """No longer than a request may take: a hung server must not hold a retry longer than a batch."""
+        return min(CONNECT_TIMEOUT_S, self._request_timeout_s)
+
+    def _not_served(self, transport: Transport, missing: TritonModelMissing) -> Exception:
+        """Why a model never described yet is NOT_FOUND, from the server's repository index:
+        `_NotLoaded` naming its state if the repository has it, a `ModelError` naming the models it
+        has if not, and ``missing`` itself if the index cannot be read (restricted, or the server
+        went away meanwhile)."""
+        try:
+            index = self._counted(transport.repository_index, self._describe_timeout_s)
+        except (TritonUnavailable, TritonRefused):
+            return missing
+        versions = [entry for entry in index if entry.name == self.endpoint.model]
+        if versions:
+            return _NotLoaded(_states(versions))
+        names = sorted({entry.name for entry in index})
+        return ModelError(
+            f"--model {self._spec}: Triton at {self.endpoint.address} has no model '{self.endpoint.model}' "
+            f"(it has: {', '.join(names) or 'none'})"
+        )
 
     def _prepare(
         self, served: ServedModel, images: list[np.ndarray], imgsz: int | None
@@ -596,6 +639,17 @@ def connect(spec: str, endpoint: TritonEndpoint) -> TritonModel:
     model = TritonModel(endpoint, spec)
     model.connect()
     return model
+
+
+def _states(versions: list[RepositoryModel]) -> str:
+    """The repository index's word on a model's versions, e.g. "state LOADING" or "version 1 state
+    UNAVAILABLE: unloaded"; with Triton's reason, which for a model that failed to load says why."""
+    said = []
+    for entry in versions:
+        version = f"version {entry.version} " if entry.version and len(versions) > 1 else ""
+        state = f"state {entry.state}" if entry.state else "never loaded"
+        said.append(f"{version}{state}{': ' + entry.reason if entry.reason else ''}")
+    return "; ".join(said)
 
 
 def _metadata(config: dict[str, Any], spec: str) -> dict[str, Any]:

@@ -73,12 +73,22 @@ class TritonFailed(TritonUnavailable):
 
 
 class TritonModelMissing(TritonUnavailable):
-    """The server answered that it does not serve the model now: never loaded, unloaded, or being
-    replaced. At start that is a wrong name; while running, an outage to wait out like any other."""
+    """The server answered that it does not serve the model now: never loaded, still loading, unloaded,
+    or being replaced, or a name it does not have at all (the repository index tells which)."""
 
 
 class TritonRefused(Exception):
     """The server answered, and said no because of the request itself."""
+
+
+@dataclass(frozen=True, slots=True)
+class RepositoryModel:
+    """One entry of Triton's repository index: a model version in its repository, loaded or not."""
+
+    name: str
+    version: str  # "" where the index names none
+    state: str  # READY, LOADING, UNLOADING, UNAVAILABLE; "" for a model Triton never tried to load
+    reason: str  # why it is in that state ("unloaded", a load error), "" if Triton gives none
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +152,14 @@ class Transport(Protocol):
         """Run ``batch`` through ``model`` as one request; the named outputs, in that order."""
         ...
 
+    def repository_index(self, timeout_s: float) -> list[RepositoryModel]:
+        """Every model in the server's repository, loaded or not, with its state: what tells a model
+        still loading, or unloaded, from one the server does not have (both are NOT_FOUND to the
+        other calls). A server that restricts its repository API (``--grpc-restricted-protocol``,
+        ``--http-restricted-api``) refuses it without the header: `TritonUnavailable` over gRPC,
+        `TritonRefused` over HTTP."""
+        ...
+
     def close(self) -> None:
         """From any thread: a call in progress on another thread ends at once, failing as
         `TritonUnavailable`; the transport is not used again."""
@@ -181,6 +199,10 @@ class _GrpcTransport:
         wanted = [self._lib.InferRequestedOutput(name) for name in outputs]
         reply = self._call(self._client.infer, model, [request], outputs=wanted, client_timeout=timeout_s)
         return [reply.as_numpy(name) for name in outputs]
+
+    def repository_index(self, timeout_s: float) -> list[RepositoryModel]:
+        reply = self._call(self._client.get_model_repository_index, as_json=True, client_timeout=timeout_s)
+        return _repository_models(reply.get("models", []))
 
     def close(self) -> None:
         self._client.close()  # closing the channel cancels its calls in progress, from any thread
@@ -256,6 +278,9 @@ class _HttpTransport:
         reply = self._call(timeout_s, lambda client: client.infer(model, [request], outputs=wanted))
         return [reply.as_numpy(name) for name in outputs]
 
+    def repository_index(self, timeout_s: float) -> list[RepositoryModel]:
+        return _repository_models(self._call(timeout_s, lambda client: client.get_model_repository_index()))
+
     def close(self) -> None:
         """Shut every connection down under the calls using it, then close the client: a call in
         progress on the requester thread wakes at once, its connection closed (the client's own close
@@ -316,6 +341,23 @@ def _http_error(exc: Any) -> Exception:
     return TritonFailed(text)
 
 
+def _repository_models(entries: Any) -> list[RepositoryModel]:
+    """The index as both protocols give it in JSON (gRPC's leaves out empty fields), each reason cut to
+    its first line (a model that failed to load may give a traceback); `TritonUnavailable` if it is
+    not a list of models, as an answer that is not Triton's."""
+    if not isinstance(entries, list) or not all(isinstance(entry, dict) and "name" in entry for entry in entries):
+        raise TritonUnavailable("not a Triton repository index")
+    return [
+        RepositoryModel(
+            str(entry["name"]),
+            str(entry.get("version", "")),
+            str(entry.get("state", "")),
+            _first_line(str(entry.get("reason", ""))),
+        )
+        for entry in entries
+    ]
+
+
 def _shut(connection: Any) -> None:
     """Shut a gevent socket's OS socket down, which is safe from any thread; one closed meanwhile is left be."""
     with contextlib.suppress(OSError):
@@ -329,5 +371,8 @@ def _type_name(batch: np.ndarray) -> str:
 def _short(exc: BaseException) -> str:
     """The first line of a client error, which for gRPC carries the whole server message."""
     message = getattr(exc, "message", None)
-    text = (message() if callable(message) else str(exc)).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]
+    return _first_line((message() if callable(message) else str(exc)).strip() or type(exc).__name__)
+
+
+def _first_line(text: str) -> str:
+    return (text.strip().splitlines() or [""])[0][:300]
