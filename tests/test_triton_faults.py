@@ -36,6 +36,7 @@ from server.triton.transport import (
     TritonRefused,
     TritonTimeout,
     TritonUnavailable,
+    open_transport,
 )
 
 SPEC = "grpc://triton:8001/m"
@@ -554,11 +555,19 @@ def _grpc_service(service: Any) -> Iterator[str]:
 
 
 @contextmanager
-def _http_server(answer: Callable[[str, str], tuple[int, bytes]]) -> Iterator[str]:
-    """An HTTP server at a free local port answering each request with ``answer(method, path)``."""
+def _http_server(
+    answer: Callable[[str, str], tuple[int, bytes]], connections: list[str] | None = None
+) -> Iterator[str]:
+    """An HTTP server at a free local port answering each request with ``answer(method, path)``; each
+    connection it accepts is added to ``connections`` (the client's address and port)."""
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            if connections is not None:
+                connections.append(f"{self.client_address[0]}:{self.client_address[1]}")
 
         def reply(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -582,6 +591,25 @@ def _http_server(answer: Callable[[str, str], tuple[int, bytes]]) -> Iterator[st
         server.shutdown()
         server.server_close()
         thread.join(30)
+
+
+def test_http_requests_with_other_time_outs_keep_their_connections() -> None:
+    """A description (5 s) and an inference (10 s) alternate on an idle node's probes and sparse frames;
+    the client, made for one time-out, was made again at each change, with a new connection each time."""
+    connections: list[str] = []
+
+    def answer(method: str, path: str) -> tuple[int, bytes]:
+        return 200, b"[]" if path.endswith("/repository/index") else b"{}"
+
+    with _http_server(answer, connections) as address:
+        transport = open_transport(TritonEndpoint("http", address, "m"), 5.0)
+        try:
+            for _ in range(4):
+                assert transport.model_config("m", 5.0) == {}
+                assert transport.repository_index(10.0) == []
+        finally:
+            transport.close()
+    assert len(connections) == 2, connections  # one per time-out in use
 
 
 @pytest.mark.parametrize("scheme", ["grpc", "http"])

@@ -29,6 +29,7 @@ import math
 import socket
 import threading
 import weakref
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -39,6 +40,8 @@ from server.inference.models import ModelError
 from server.sources.uri import mask_uri
 
 SCHEMES = ("grpc", "http")
+#: HTTP clients (each with its connection) kept open at once, one per time-out in use (`_HttpTransport`).
+HTTP_CLIENTS_KEPT = 3
 DEFAULT_PORTS = {"grpc": 8001, "http": 8000}
 #: Schemes that would need TLS, which segcast does not speak to Triton, and the plain one to use instead.
 TLS_SCHEMES = {"grpcs": "grpc", "https": "http"}
@@ -235,15 +238,27 @@ class _HttpTransport:
         self._lib = httpclient
         self._address = address
         self._connect_timeout_s = connect_timeout_s
-        self._network_timeout_s = connect_timeout_s
         self._connections: weakref.WeakSet[Any] = weakref.WeakSet()  # every socket its clients opened
-        self._connections_lock = threading.Lock()  # guards the set and `_closed`, which `close` changes
+        self._connections_lock = threading.Lock()  # guards the set, the clients and `_closed`
         self._closed = False
-        self._client = self._new_client(connect_timeout_s)
+        #: geventhttpclient fixes a client's timeouts when it is made, so there is one client (and
+        #: connection) per time-out in use, the least recently used first: a model's description (5 s)
+        #: and its inference (10 s) alternate on an idle node's probes and sparse frames, and a single
+        #: client remade at each change of time-out made a new connection for nearly every request.
+        self._clients: OrderedDict[int, Any] = OrderedDict()
+
+    def _client(self, network_timeout_s: int) -> Any:
+        """The client for ``network_timeout_s``, made if there is none; past `HTTP_CLIENTS_KEPT`, the one
+        least recently used is closed."""
+        with self._connections_lock:  # `close`, from another thread, closes those here
+            client = self._clients.pop(network_timeout_s, None) or self._new_client(network_timeout_s)
+            self._clients[network_timeout_s] = client
+            unused = [self._clients.popitem(last=False)[1] for _ in range(len(self._clients) - HTTP_CLIENTS_KEPT)]
+        for old in unused:
+            old.close()
+        return client
 
     def _new_client(self, network_timeout_s: float) -> Any:
-        # geventhttpclient fixes its timeouts when the client is made; one client per deadline in use.
-        self._network_timeout_s = network_timeout_s
         client = self._lib.InferenceServerClient(
             url=self._address,
             verbose=False,
@@ -289,9 +304,11 @@ class _HttpTransport:
         with self._connections_lock:
             self._closed = True
             connections = list(self._connections)
+            clients = list(self._clients.values())
         for connection in connections:
             _shut(connection)
-        self._client.close()
+        for client in clients:
+            client.close()
 
     def _call(self, timeout_s: float, method: Any) -> Any:
         from rapidjson import JSONDecodeError  # tritonclient.http's JSON parser
@@ -300,11 +317,8 @@ class _HttpTransport:
         # Whole seconds, rounded up: the time left of a deadline changes with every request, and a
         # client made for each would mean a new connection for each.
         timeout_s = math.ceil(timeout_s)
-        if timeout_s != self._network_timeout_s:
-            self._client.close()
-            self._client = self._new_client(timeout_s)
         try:
-            return method(self._client)
+            return method(self._client(timeout_s))
         except InferenceServerException as exc:
             raise _http_error(exc) from None
         except TimeoutError:
