@@ -32,7 +32,7 @@ from server.inference.detections import Detections, detect
 from server.inference.models import InferenceUnavailable, ModelError, load_model, open_model
 from server.inference.worker import InferenceOptions, InferenceWorker
 from server.scene import Scene
-from server.triton.model import RETRY_MAX_S, PendingDetections, ServedModel, TritonModel
+from server.triton.model import RETRY_MAX_S, PendingDetections, RequestTiming, ServedModel, TritonModel
 from server.triton.repository import BatchingOptions, model_config
 from server.triton.transport import TritonEndpoint
 from tests.support.polling import eventually
@@ -182,7 +182,7 @@ class _HeldAnswers(TritonModel):
             answer.add_done_callback(lambda _: on_answer())
         self.log.append("request")
         self.requests_out.put(answer)
-        return _Awaited(self, answer, lambda _: [Detections.empty() for _ in images])
+        return _Awaited(self, answer, lambda _: [Detections.empty() for _ in images], RequestTiming())
 
 
 class _Awaited(PendingDetections):

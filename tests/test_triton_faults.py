@@ -13,6 +13,7 @@ import logging
 import queue
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -260,6 +261,45 @@ def test_a_request_the_server_refuses_fails_only_the_frames_it_carried(triton: _
     assert big_stats is not None and big_stats.errors == 3
     assert big_stats.last_error == "Triton refused the request: input shape exceeds the model's largest"
     assert ok_stats is not None and (ok_stats.processed, ok_stats.errors) == (4, 0)
+
+
+def test_a_remote_batchs_inference_time_is_its_own_not_the_wait_behind_another(
+    triton: _FakeTriton, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A frame's ``inference_ms`` is the model's time for it. A remote batch's was measured from its
+    submission, so the second batch out counted the first's time as its own, waiting behind it."""
+    clock = _Clock()
+    monkeypatch.setattr(triton_model, "time", clock)
+    first_out, release = threading.Event(), threading.Event()
+
+    def answer(batch: np.ndarray, timeout_s: float) -> list[np.ndarray]:
+        if not first_out.is_set():
+            first_out.set()
+            assert release.wait(30), "the test never released the first request"
+        clock.now += 0.25  # the server's own time for each request
+        return triton.empty_answer(batch, timeout_s)
+
+    triton.answer = answer
+    results: queue.Queue[FrameResult] = queue.Queue()
+    worker = InferenceWorker(SPEC, results.put, InferenceOptions(), load=lambda _: _model())
+    worker.start()
+    try:
+        cam = worker.add_stream("cam", 15.0)
+        cam.put(Frame("cam", 0, 1000.0, 0.0, _image()))
+        assert first_out.wait(30), "the first batch was never sent"
+        clock.now += 5.0  # Triton works on the first batch for 5 s; the second is submitted meanwhile
+        cam.put(Frame("cam", 1, 1001.0, 1 / 15, _image()))
+        deadline = time.monotonic() + 30
+        while worker.cycles < 2:  # the inference thread has submitted it: it waits behind the first
+            assert time.monotonic() < deadline, "the second batch was never submitted"
+            time.sleep(0.01)
+        release.set()
+        first, second = results.get(timeout=30), results.get(timeout=30)
+    finally:
+        release.set()
+        worker.stop()
+    assert (first.frame.seq, first.inference_ms) == (0, pytest.approx(5250.0))
+    assert (second.frame.seq, second.inference_ms) == (1, pytest.approx(250.0))
 
 
 def test_a_server_that_answers_again_is_sent_the_next_request_at_once(triton: _FakeTriton) -> None:

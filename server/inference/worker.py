@@ -141,11 +141,11 @@ class _Batch:
     """The jobs of one cycle, and the requests still out for some of them (remote models only)."""
 
     jobs: list[_Job]
-    waiting: list[tuple[list[_Job], PendingDetections, float]] = field(default_factory=list)
+    waiting: list[tuple[list[_Job], PendingDetections]] = field(default_factory=list)
 
     def answered(self) -> bool:
         """Whether `_finish` would not have to wait (always, for a local model's batch)."""
-        return all(pending.done() for _, pending, _ in self.waiting)
+        return all(pending.done() for _, pending in self.waiting)
 
 
 class InferenceWorker:
@@ -424,7 +424,6 @@ class InferenceWorker:
         for (imgsz, iou, agnostic, _), group in groups.items():
             kwargs = self._predict_options(group, imgsz, iou, agnostic)
             if isinstance(model, TritonModel):
-                started = time.perf_counter()
                 images = [job.frame.image for job in group]
                 try:
                     pending = model.submit(images, on_answer=self._work_ready.set, **kwargs)
@@ -434,7 +433,7 @@ class InferenceWorker:
                     _model_failed(group, exc)
                 else:
                     self.cycles += 1
-                    batch.waiting.append((group, pending, started))
+                    batch.waiting.append((group, pending))
             else:
                 self._predict(model, group, kwargs)
         return batch
@@ -443,7 +442,7 @@ class InferenceWorker:
         """Wait for what is still out, then track and deliver every frame of the batch, in order. Once
         stopping, frames that failed are not: a remote model was closed under them (`stop`), and a
         stop is no outage to show; frames that were inferred are, with their events."""
-        for group, pending, started in batch.waiting:
+        for group, pending in batch.waiting:
             try:
                 results = pending.result()
             except InferenceUnavailable as exc:
@@ -452,7 +451,7 @@ class InferenceWorker:
             except Exception as exc:
                 _model_failed(group, exc)
                 continue
-            elapsed_ms = (time.perf_counter() - started) * 1000 / len(group)
+            elapsed_ms = pending.seconds * 1000 / len(group)
             for job, found in zip(group, results, strict=True):
                 if isinstance(found, TritonRefused):
                     _refused(job, found)

@@ -250,7 +250,8 @@ class TritonModel:
         if served is None or not self._described:
             served = self._outcome(self._send(self._describe))
         batch, input_shape = self._prepare(served, images, imgsz)
-        request = self._send(self._infer, served, batch)
+        timing = RequestTiming()
+        request = self._send(self._infer, served, batch, timing)
         if on_answer is not None:
             request.add_done_callback(lambda _: on_answer())
         frame_shapes = [image.shape[:2] for image in images]
@@ -266,7 +267,7 @@ class TritonModel:
                     found += _postprocess(served, answer, input_shape, shapes, conf, iou, agnostic_nms, max_det)
             return found
 
-        return PendingDetections(self, request, detections)
+        return PendingDetections(self, request, detections, timing)
 
     def detect(self, images: list[np.ndarray], **options: Any) -> list[Detections]:
         """`submit`, then wait: the detections of each image; `TritonRefused` if the server refused any."""
@@ -477,13 +478,15 @@ class TritonModel:
             return pixels, input_shape
         return (pixels.astype(np.float32) / 255).astype(served.input_dtype, copy=False), input_shape
 
-    def _infer(self, served: ServedModel, batch: np.ndarray) -> list[_Answer]:
+    def _infer(self, served: ServedModel, batch: np.ndarray, timing: RequestTiming) -> list[_Answer]:
         """Requester thread: send ``batch``, in parts of the served max batch, which share one deadline
         from now (not from when the batch was submitted: time spent queued behind another is no
         sign of a server that does not answer). Each part's outputs, or the server's refusal of it:
         a refused part costs its own images only. A refusal also marks the description stale, so
-        a model replaced on the server (another input size) is read again before the next batch."""
-        deadline = time.monotonic() + self._request_timeout_s
+        a model replaced on the server (another input size) is read again before the next batch.
+        ``timing`` gets the seconds from sending to the last answer."""
+        sent = time.monotonic()
+        deadline = sent + self._request_timeout_s
         transport = self._connection()
         step = served.max_batch or 1  # without server-side batching, the batch dimension is the model's own
         answers: list[_Answer] = []
@@ -517,6 +520,7 @@ class TritonModel:
                 if answers:
                     raise slow from None
                 raise TritonTimeout(f"no answer within {self._request_timeout_s:.3g} s") from None
+        timing.request_s = time.monotonic() - sent
         return answers
 
     def _counted(self, call: Callable[..., _T], *args: Any) -> _T:
@@ -557,6 +561,14 @@ class TritonModel:
             log.info("inference available again at %s", self.endpoint)
 
 
+@dataclass(slots=True)
+class RequestTiming:
+    """How long a batch's requests took, from the first sent to the last answered: set by the requester
+    thread before the batch's future completes, so read safely once it has."""
+
+    request_s: float = 0.0
+
+
 class PendingDetections:
     """Detections of a request that is out: `done` without waiting, `result` waits (and post-processes)."""
 
@@ -565,10 +577,16 @@ class PendingDetections:
         model: TritonModel,
         request: Future[list[_Answer]],
         detections: Callable[[list[_Answer]], list[Detections | TritonRefused]],
+        timing: RequestTiming,
     ) -> None:
         self._model = model
         self._request = request
         self._detections = detections
+        self._timing = timing
+        #: The model's time for the batch once `result` returned: its requests' round trips and the
+        #: post-processing on this node, not the time it waited to be sent behind another batch, nor
+        #: the time its answer waited for the inference thread.
+        self.seconds = 0.0
 
     def done(self) -> bool:
         return self._request.done()
@@ -577,10 +595,13 @@ class PendingDetections:
         """The detections of each image, or the server's refusal of the request that carried it;
         `InferenceUnavailable` if the requests failed. Inference thread only."""
         answers = self._model._outcome(self._request)
+        started = time.perf_counter()
         try:
-            return self._detections(answers)
+            found = self._detections(answers)
         except ModelError as exc:  # an answer that does not fit the model's description
             raise self._model._unusable(exc) from None
+        self.seconds = self._timing.request_s + time.perf_counter() - started
+        return found
 
 
 def _postprocess(
