@@ -193,13 +193,16 @@ class StreamTracker:
             rows = self._tracker.update(Boxes(detections.boxes, frame.image.shape[:2]), frame.image)
         tracks: list[Track] = []
         started: list[TrackEvent] = []
-        for row in rows:
+        # Compared as the tracker's own numbers (float32), converted to Python's once for all rows.
+        below = (rows[:, 5] < self._options.conf).tolist() if len(rows) else []
+        boxes = detections.boxes[:, :4].tolist()
+        for row, weak in zip(rows.tolist(), below, strict=True):
             track_id, class_id, index = int(row[4]) + self._id_base, int(row[6]), int(row[7])
-            if row[5] < self._options.conf and track_id not in self._history:
+            if weak and track_id not in self._history:
                 continue  # not reported yet: a track is first reported on a detection at the stream's conf
             found = 0 <= index < len(detections)
             # The detection's own box agrees with its mask; tracktrack may report boxes it recovered.
-            box = _box(detections.boxes[index] if found else row)
+            box = _box(boxes[index] if found else row)
             outline = detections.outline(index) if found else None
             polygon = simplify(outline) if outline is not None else None
             track, start = self._observe(track_id, class_id, float(row[5]), box, polygon, frame)
@@ -349,7 +352,7 @@ class StreamTracker:
             setattr(self._tracker, attribute, max(1, round(window_s * fps)))
 
 
-def _box(values: np.ndarray) -> tuple[float, float, float, float]:
+def _box(values: list[float]) -> tuple[float, float, float, float]:
     return float(values[0]), float(values[1]), float(values[2]), float(values[3])
 
 
@@ -368,5 +371,5 @@ def simplify(outline: np.ndarray) -> np.ndarray | None:
     """A mask outline with fewer points (within `POLYGON_TOLERANCE_PX`), as int32 pixel coordinates."""
     if len(outline) < 3:
         return None
-    points = outline.astype(np.float32).reshape(-1, 1, 2)
+    points = np.asarray(outline, np.float32).reshape(-1, 1, 2)  # not copied: approxPolyDP only reads it
     return cv2.approxPolyDP(points, POLYGON_TOLERANCE_PX, True).reshape(-1, 2).round().astype(np.int32)

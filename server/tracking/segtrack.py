@@ -227,10 +227,6 @@ class SegTrack:
         """How far the object itself is expected to have moved since it was last seen."""
         return self.velocity * (self.lost_for + 1)
 
-    def predicted_shift(self) -> np.ndarray:
-        """How far its box is expected to have moved in the picture: its own travel and the camera's."""
-        return self.travel() + self.drift
-
     def size(self) -> float:
         return float(max(self.box[2] - self.box[0], self.box[3] - self.box[1], 1.0))
 
@@ -264,7 +260,7 @@ class SegTracker:
             step = np.array(self._picture.step(image, detections.boxes[:, :4]))
             for track in self.tracked_stracks + self.lost_stracks:
                 track.drift += step
-        seen = [self._seen(detections, i, image) for i in range(len(detections))]
+        seen = _seen(detections, image)
         strong = [d for d in seen if d.score >= self.high]
         weak = [d for d in seen if self.low <= d.score < self.high]
         everyone = self.tracked_stracks + self.lost_stracks
@@ -419,11 +415,15 @@ class SegTracker:
         self.tracked_stracks.append(track)
         return track
 
-    @staticmethod
-    def _seen(detections: Detections, index: int, image: np.ndarray) -> _Seen:
-        row = detections.boxes[index]
-        height, width = image.shape[:2]
-        return _Seen(index, row[:4].astype(np.float64), float(row[4]), int(row[5]), (width, height), image, detections)
+
+def _seen(detections: Detections, image: np.ndarray) -> list[_Seen]:
+    """Each of the frame's detections as segtrack uses it, converted for all of them at once."""
+    height, width = image.shape[:2]
+    boxes = detections.boxes[:, :4].astype(np.float64)
+    scores, classes = detections.boxes[:, 4].tolist(), detections.boxes[:, 5].tolist()
+    return [
+        _Seen(i, boxes[i], scores[i], int(classes[i]), (width, height), image, detections) for i in range(len(boxes))
+    ]
 
 
 def _number(config: Mapping[str, object], key: str) -> float:
@@ -442,8 +442,11 @@ def _centre(box: np.ndarray) -> np.ndarray:
 
 
 def _predicted_shifts(tracks: list[SegTrack]) -> np.ndarray:
-    """How far each track is expected to have moved since it was last seen (x, y rows)."""
-    return np.array([t.predicted_shift() for t in tracks]).reshape(-1, 2)
+    """How far each track's box is expected to have moved in the picture since it was last seen (x, y
+    rows): its own `SegTrack.travel` and the camera's drift, summed for all the tracks at once."""
+    velocity = np.array([t.velocity for t in tracks]).reshape(-1, 2)
+    frames = np.array([t.lost_for + 1 for t in tracks], np.float64)
+    return velocity * frames[:, None] + np.array([t.drift for t in tracks]).reshape(-1, 2)
 
 
 def _box_similarity(tracks: list[SegTrack], detections: list[_Seen], shifts: np.ndarray | None = None) -> np.ndarray:
