@@ -10,6 +10,9 @@
 // last saved shapes come back. The stream runs on through a change: only the counts of changed shapes start again.
 // Each save is made only over the shapes it was drawn on (`If-Match`): where someone else changed
 // them meanwhile (another tab, a script), theirs are shown and this change is not saved over them.
+// A stream that restarts or reconnects keeps its last picture (dimmed, its notice stepping aside while
+// a shape is drawn: style.css), and shapes go on being drawn and moved on it, in fractions of it: a
+// point clicked there is in the same place of the picture the stream comes back with, whatever its size.
 
 import { changeStream, getStream } from "./api.js";
 import { reconcile } from "./dom.js";
@@ -169,11 +172,13 @@ export class ZoneEditor {
   /**
    * The stream as the server has it (null: none), as asked at `askedAt` (performance.now()); its
    * shapes are adopted unless a change is being made here, or the question was asked before the last
-   * change was answered.
+   * change was answered. None ends a shape being drawn: its picture is gone, and there is nothing to
+   * save it to (a stream restarting keeps its last picture to draw on; a removed one is not shown).
    */
   setStream(stream, askedAt = performance.now()) {
     this.persistable = stream?.persistable !== false;
     this.showPersist();
+    if (stream === null && this.mode !== "idle") this.cancel();
     if (askedAt >= this.changedAt && !this.busy()) this.adopt(stream?.options, stream?.etag ?? null);
   }
 
