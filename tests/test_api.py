@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient
 from server.config import Settings, StreamConfig, load_config
 from server.http.api import config_file_key
 from server.http.keys import hub_key
+from server.scene import Scene
 from tests.support.polling import eventually
 
 Start = Callable[..., Awaitable[TestClient]]
@@ -140,6 +141,36 @@ async def test_a_source_with_frames_above_max_frame_side_fails_with_the_reason(s
     body = await eventually(failed, what="the stream to fail")
     assert "width=640" in body["error"] and "max_frame_side" in body["error"], "refused before it was drawn"
     assert body["frames_processed"] == 0, "no frame of it reached the model"
+
+
+async def test_a_scene_added_or_changed_through_the_api_is_drawn_once(
+    start_server: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API checks a scene's URI without building it: a 4K scene's background takes a second or more
+    to draw, and the manager draws it anyway when it makes the stream."""
+    drawn: list[tuple[int, int]] = []
+    draw = Scene._make_background
+
+    def counted(scene: Scene) -> np.ndarray:
+        drawn.append((scene.width, scene.height))
+        return draw(scene)
+
+    monkeypatch.setattr(Scene, "_make_background", counted)
+    client = await start_server()
+    added = await client.post("/api/streams", json={"id": "uhd", "uri": "scene:?width=3840&height=2160"})
+    assert added.status == 201, await added.text()
+    await first_frame(client, "uhd")
+    assert drawn == [(3840, 2160)]
+
+    changed = await client.patch("/api/streams/uhd", json={"uri": "scene:?seed=2&width=1920&height=1080"})
+    assert changed.status == 200, await changed.text()
+    assert drawn == [(3840, 2160), (1920, 1080)]
+
+    refused = await client.patch("/api/streams/uhd", json={"uri": "scene:?width=3840&height=2160&fps=0"})
+    await assert_error(refused, 400, "body.uri: scene fps must be between 1 and 120")
+    refused = await client.post("/api/streams", json={"id": "tall", "uri": "scene:?width=64&height=3840"})
+    await assert_error(refused, 400, "body.uri: scene 64x3840: at most 4 times as tall as it is wide")
+    assert len(drawn) == 2, "a refused scene is not drawn"
 
 
 async def test_adding_an_existing_id_is_a_conflict(start_server: Start) -> None:

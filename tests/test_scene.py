@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 from server.scene import CLASS_NAMES, Scene, TrueObject, write_h264, write_y4m
+from server.sources import check_uri, open_source
 from server.sources import scene as scene_source
 from server.sources.base import SourceError
-from server.sources.scene import SceneSource
+from server.sources.scene import SceneSettings, SceneSource
 
 OCCLUSION_SEEDS = (21, 22)
 OCCLUSION_FRAMES = 300
@@ -241,6 +242,37 @@ def test_a_bad_scene_uri_is_refused_naming_what_is_wrong(uri: str, says: str) ->
     with pytest.raises(SourceError) as refused:
         SceneSource(uri)
     assert says in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "scene:?seed=-1",
+        "scene:?fps=0",
+        "scene:?family=",
+        "scene:?camera=tripod",
+        "scene:?colour=red",
+        "scene:?seed=x",
+        "SCENE:foo",
+        "scene:?width=4000&height=2000",
+        "scene:?width=64&height=3840",
+    ],
+)
+def test_checking_a_scene_uri_refuses_it_as_opening_it_does(uri: str) -> None:
+    with pytest.raises(SourceError) as opened:
+        open_source(uri, max_frame_side=3000)
+    with pytest.raises(SourceError) as checked:
+        check_uri(uri, max_frame_side=3000)
+    assert str(checked.value) == str(opened.value)
+
+
+def test_checking_a_scene_uri_draws_no_scene(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The API checks a scene's URI before the manager builds it: building draws its whole background."""
+    monkeypatch.setattr(scene_source, "Scene", lambda **_: pytest.fail("the scene was built"))
+    check_uri("Scene:?seed=3&width=3840&height=2160&family=occlusion&camera=shaking")
+    assert SceneSettings.of_uri("scene:?seed=3&width=3840&height=2160&camera=shaking") == SceneSettings(
+        seed=3, fps=15, width=3840, height=2160, family="wander", camera="shaking"
+    )
 
 
 def test_a_long_scene_option_is_cut_short_in_the_error() -> None:

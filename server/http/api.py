@@ -44,7 +44,7 @@ from server.http.metrics import render_metrics
 from server.http.policy import SourceRefused, UnusableSource
 from server.http.source_checks import CheckUnanswered, SourceChecks
 from server.persist import ConfigEditedError, ConfigFileState, write_config
-from server.sources import SourceError, open_source
+from server.sources import SourceError, check_uri
 from server.streams import HandedInError, ShuttingDownError, StreamExistsError, StreamInfo, StreamOptionsError
 
 log = logging.getLogger(__name__)
@@ -236,8 +236,9 @@ async def _check_source(request: web.Request, uri: str) -> None:
 
     The policy's check may wait for the file system (a file's real path) or the name server (a
     camera's host): `source_checks_key` gives up on one that does not answer in time, a 503 with
-    ``Retry-After``. The URI is then read as the manager will read it (`open_source`): that touches
-    neither and cannot hang, but making a scene draws its background, so it runs in a change thread.
+    ``Retry-After``. The URI is then read as the manager will read it, on the loop: `check_uri` reads
+    its text alone (at most `server.http.policy.MAX_URI_CHARS`, the policy saw to that) and builds
+    nothing, not even a scene's background, so it takes a millisecond or less and cannot hang.
     """
     try:
         await request.app[source_checks_key].check(uri)
@@ -251,9 +252,8 @@ async def _check_source(request: web.Request, uri: str) -> None:
             f"body.uri: the source could not be checked, {exc}; nothing was changed, try again later",
             **{"Retry-After": str(SOURCE_CHECK_RETRY_S)},
         ) from None
-    max_frame_side = request.app[settings_key].max_frame_side
     try:
-        await _in_change_thread(request, functools.partial(open_source, uri, max_frame_side))
+        check_uri(uri, request.app[settings_key].max_frame_side)
     except SourceError as exc:
         raise error(web.HTTPBadRequest, f"body.uri: {exc}") from None
 

@@ -16,11 +16,11 @@ from server.sources.base import MAX_FRAME_SIDE_PX, Decoded, LatestFrame, Source,
 from server.sources.file import FileSource
 from server.sources.network import SCHEMES as NETWORK_SCHEMES
 from server.sources.network import NetworkSource
-from server.sources.scene import SceneSource
+from server.sources.scene import SceneSettings, SceneSource
 from server.sources.uri import mask_text, mask_uri
 from server.sources.webcam import WebcamSource, is_webcam
 
-__all__ = ["Decoded", "LatestFrame", "Source", "SourceError", "StreamState", "mask_uri", "open_source"]
+__all__ = ["Decoded", "LatestFrame", "Source", "SourceError", "StreamState", "check_uri", "mask_uri", "open_source"]
 
 
 def open_source(
@@ -38,18 +38,9 @@ def open_source(
     ``starting``, not a server that will not start or change. So a `SourceError` from here means the
     URI can never work as written, whatever the network or the files do later.
     """
-    try:
-        uri.encode()
-    except UnicodeEncodeError:
-        # Bytes that are not UTF-8 in a command-line argument arrive as lone surrogates; FFmpeg could
-        # never be given them, and retrying would fail the same way for ever.
-        raise SourceError(f"{mask_uri(uri)!r} is not text: it holds bytes that are not UTF-8") from None
-    if is_webcam(uri):
+    scheme = _scheme(uri)
+    if scheme is None:
         return WebcamSource(uri, max_frame_side)
-    try:
-        scheme = urlsplit(uri).scheme.lower()  # checks the host part too, which every kind below reads
-    except ValueError as exc:  # an unclosed '[' (IPv6) or a host that is not text a host can be
-        raise SourceError(f"{mask_uri(uri)!r} is not a valid URI: {mask_text(str(exc), uri)}") from None
     if scheme == "scene":
         return SceneSource(uri, max_frame_side)
     if scheme in NETWORK_SCHEMES:
@@ -58,3 +49,34 @@ def open_source(
         return FileSource.of_uri(uri, scheme == "file", max_frame_side)
     kinds = "scene:, file://, a file path, rtsp://, rtsps://, rtmp://, http(s)://, /dev/videoN or webcam:N"
     raise SourceError(f"unsupported source {mask_uri(uri)!r}: use {kinds}")
+
+
+def check_uri(uri: str, max_frame_side: int = MAX_FRAME_SIDE_PX) -> None:
+    """`SourceError` where `open_source` would refuse ``uri``, with the same message; building nothing.
+
+    For a caller that must not wait (the API, on the event loop) and whose URI the stream manager opens
+    again anyway. A scene's URI is only read (`SceneSettings.of_uri`): making its source draws its
+    background, a second or more at 4K. Every other kind's source reads nothing but the URI when it is
+    made and starts nothing, so one is made and dropped.
+    """
+    if _scheme(uri) == "scene":
+        SceneSettings.of_uri(uri, max_frame_side)
+    else:
+        open_source(uri, max_frame_side)
+
+
+def _scheme(uri: str) -> str | None:
+    """The lower-case scheme of ``uri``, None for a webcam (known by how it starts, before it is read as a
+    URI), or `SourceError` for text that is no URI at all."""
+    try:
+        uri.encode()
+    except UnicodeEncodeError:
+        # Bytes that are not UTF-8 in a command-line argument arrive as lone surrogates; FFmpeg could
+        # never be given them, and retrying would fail the same way for ever.
+        raise SourceError(f"{mask_uri(uri)!r} is not text: it holds bytes that are not UTF-8") from None
+    if is_webcam(uri):
+        return None
+    try:
+        return urlsplit(uri).scheme.lower()  # checks the host part too, which every kind but a webcam reads
+    except ValueError as exc:  # an unclosed '[' (IPv6) or a host that is not text a host can be
+        raise SourceError(f"{mask_uri(uri)!r} is not a valid URI: {mask_text(str(exc), uri)}") from None

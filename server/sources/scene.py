@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 from server.frames import MIN_FRAME_SIDE_PX
@@ -29,16 +30,26 @@ MAX_TALLNESS = 4
 _SHOWN_CHARS = 40
 
 
-class SceneSource:
-    """Renders the scene at its frame rate against the wall clock, like a camera would deliver it."""
+@dataclass(frozen=True, slots=True)
+class SceneSettings:
+    """What a ``scene:`` URI asks for, every option checked: the scene it describes can be built."""
 
-    live = True
+    seed: int
+    fps: int
+    width: int
+    height: int
+    family: str
+    camera: str
 
-    def __init__(self, uri: str, max_frame_side: int = MAX_FRAME_SIDE_PX) -> None:
-        """Checks every option before the scene is built: building draws its whole background, which
-        at 4K takes a second or more, so a side above ``max_frame_side`` is refused here, not at its
-        first frame. Built here, not in `open`: a restarted stream's first picture follows its change
-        as closely as before (the viewer takes no point of a shape being drawn without a picture)."""
+    @classmethod
+    def of_uri(cls, uri: str, max_frame_side: int = MAX_FRAME_SIDE_PX) -> SceneSettings:
+        """The settings ``uri`` asks for, or `SourceError` naming what is wrong with them.
+
+        Reads the text alone and draws nothing: building a scene draws its whole background, which
+        at 4K takes a second or more, so a URI is checked here before anything is built, and whoever
+        only needs to know whether it would do (`server.sources.check_uri`) stops here. A side above
+        ``max_frame_side`` is refused here too, not at the first frame.
+        """
         parts = urlsplit(uri)
         if parts.netloc or parts.path or parts.fragment:
             raise SourceError(f"{_shown(uri)}: a scene takes options after '?' and nothing else, e.g. scene:?seed=3")
@@ -78,19 +89,32 @@ class SceneSource:
             raise SourceError(
                 f"scene {values['width']}x{values['height']}: at most {MAX_TALLNESS} times as tall as it is wide"
             )
+        return cls(values["seed"], values["fps"], values["width"], values["height"], names["family"], names["camera"])
+
+
+class SceneSource:
+    """Renders the scene at its frame rate against the wall clock, like a camera would deliver it."""
+
+    live = True
+
+    def __init__(self, uri: str, max_frame_side: int = MAX_FRAME_SIDE_PX) -> None:
+        """Reads ``uri`` as `SceneSettings.of_uri` does, then builds the scene. Built here, not in
+        `open`, so that a restarted stream's first picture follows its change as closely as a camera's
+        would, at the cost of drawing it in the stream change's thread."""
+        settings = SceneSettings.of_uri(uri, max_frame_side)
         try:
             self.scene = Scene(
-                seed=values["seed"],
-                width=values["width"],
-                height=values["height"],
-                fps=values["fps"],
-                family=names["family"],
-                camera=names["camera"],
+                seed=settings.seed,
+                width=settings.width,
+                height=settings.height,
+                fps=settings.fps,
+                family=settings.family,
+                camera=settings.camera,
             )
-        except ValueError as exc:  # a setting the checks above let through: retrying cannot change it
+        except ValueError as exc:  # a setting `SceneSettings` let through: retrying cannot change it
             raise SourceError(f"{_shown(uri)}: {exc}") from None
         self._uri = uri
-        self.fps = float(values["fps"])
+        self.fps = float(settings.fps)
 
     def describe(self) -> str:
         return self._uri
