@@ -24,22 +24,28 @@ from server.options import StreamOptions
 from tests.conftest import CHROMIUM
 from tests.support.browser import CANVAS_STATS, PHONE, WAIT_MS, Console, open_page, wait_for_new_frame, wait_for_text
 from tests.support.components import require_component, require_module
+from tests.support.zone_page import (
+    CLICK_TOLERANCE,
+    PRECONDITION_FAILED,
+    STREAM_VIEW,
+    Point,
+    assert_points,
+    click,
+    screen_point,
+    shape_names,
+    stream_options,
+)
 
 require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
 require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
 
 Start = Callable[..., Awaitable[TestClient]]
-Point = tuple[float, float]
 
 pytestmark = pytest.mark.timeout(120)
 
-STREAM_VIEW = "/?transport=ws#/stream/cam"
 #: Most of the frame: the scene's objects are inside it within moments.
 YARD: list[Point] = [(0.05, 0.05), (0.95, 0.05), (0.95, 0.95), (0.05, 0.95)]
-#: Fractions differ from where the test clicked by less than this (the canvas is ~900 CSS px wide).
-CLICK_TOLERANCE = 0.01
 BAD_REQUEST = "Failed to load resource: the server responded with a status of 400 (Bad Request)"
-PRECONDITION_FAILED = "Failed to load resource: the server responded with a status of 412 (Precondition Failed)"
 CONFLICT = "Failed to load resource: the server responded with a status of 409 (Conflict)"
 #: Counts, in the page, the PATCHes it has sent that are not answered yet, and the most of them at once.
 COUNT_SAVES = """
@@ -69,16 +75,6 @@ window.WebSocket = class extends WebSocket {
 """
 
 
-async def _screen(page: Any, point: Point) -> tuple[float, float]:
-    """Where on the screen a point of the frame (in fractions) is shown."""
-    box = await page.locator("#video").bounding_box()
-    return box["x"] + point[0] * box["width"], box["y"] + point[1] * box["height"]
-
-
-async def _click(page: Any, point: Point) -> None:
-    await page.mouse.click(*await _screen(page, point))
-
-
 async def _touch_drag(page: Any, start: Point, end: Point) -> None:
     """A finger put down at ``start`` and lifted at ``end`` (screen points), with moves in between.
 
@@ -91,18 +87,6 @@ async def _touch_drag(page: Any, start: Point, end: Point) -> None:
         await cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]})
     await cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
     await cdp.detach()
-
-
-async def _options(client: TestClient, check: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-    """The stream's options once ``check`` holds for them (the page saves in the background)."""
-    deadline = asyncio.get_running_loop().time() + WAIT_MS / 1000
-    while True:
-        response = await client.get("/api/streams/cam")
-        options: dict[str, Any] = (await response.json()).get("options", {})
-        if response.status == 200 and check(options):
-            return options
-        assert asyncio.get_running_loop().time() < deadline, f"the stream's options stayed {options}"
-        await asyncio.sleep(0.1)
 
 
 #: A zone the save tests start from, in fractions of the frame.
@@ -157,17 +141,6 @@ async def _hold_first_save(page: Any) -> asyncio.Future[Any]:
     return held
 
 
-def _names(options: dict[str, Any], kind: str) -> list[str]:
-    return [shape["name"] for shape in options.get(kind, [])]
-
-
-def _assert_points(saved: dict[str, Any], expected: list[Point]) -> None:
-    assert saved["units"] == "fraction"
-    assert len(saved["points"]) == len(expected)
-    for (x, y), (ex, ey) in zip(saved["points"], expected, strict=True):
-        assert abs(x - ex) < CLICK_TOLERANCE and abs(y - ey) < CLICK_TOLERANCE, (saved["points"], expected)
-
-
 async def test_a_zone_and_a_line_drawn_with_clicks_are_saved_and_shown_with_their_counts(
     start_server: Start, browser: Any, screenshots: Path
 ) -> None:
@@ -178,17 +151,17 @@ async def test_a_zone_and_a_line_drawn_with_clicks_are_saved_and_shown_with_thei
     await page.click("#add-zone")
     await page.fill("#shape-name", "yard")
     for point in [*YARD, YARD[0]]:  # the first corner again closes it
-        await _click(page, point)
-    options = await _options(client, lambda o: _names(o, "zones") == ["yard"])
-    _assert_points(options["zones"][0], YARD)
+        await click(page, point)
+    options = await stream_options(client, lambda o: shape_names(o, "zones") == ["yard"])
+    assert_points(options["zones"][0], YARD)
 
     await page.click("#add-line")
     await page.fill("#shape-name", "gate")
-    await _click(page, (0.1, 0.5))
-    await page.mouse.dblclick(*await _screen(page, (0.9, 0.6)))  # a double-click ends it
-    options = await _options(client, lambda o: _names(o, "lines") == ["gate"])
-    _assert_points(options["lines"][0], [(0.1, 0.5), (0.9, 0.6)])
-    assert _names(options, "zones") == ["yard"], "adding a line keeps the zone"
+    await click(page, (0.1, 0.5))
+    await page.mouse.dblclick(*await screen_point(page, (0.9, 0.6)))  # a double-click ends it
+    options = await stream_options(client, lambda o: shape_names(o, "lines") == ["gate"])
+    assert_points(options["lines"][0], [(0.1, 0.5), (0.9, 0.6)])
+    assert shape_names(options, "zones") == ["yard"], "adding a line keeps the zone"
 
     await page.wait_for_function(  # counts only go up: an object may have crossed before this looks
         """() => /in \\d+ · out \\d+/
@@ -228,20 +201,20 @@ async def test_dragging_a_corner_moves_it_and_shapes_are_renamed_and_deleted(
     await wait_for_new_frame(page, "#video")
     await page.wait_for_selector('#shape-list li[data-shape="zone:bay"]', timeout=WAIT_MS)
 
-    await page.mouse.move(*await _screen(page, bay[2]))
+    await page.mouse.move(*await screen_point(page, bay[2]))
     await page.mouse.down()
-    await page.mouse.move(*await _screen(page, (0.75, 0.8)), steps=5)
+    await page.mouse.move(*await screen_point(page, (0.75, 0.8)), steps=5)
     await page.mouse.up()
     moved = [*bay[:2], (0.75, 0.8), bay[3]]
-    options = await _options(client, lambda o: abs(o["zones"][0]["points"][2][0] - 0.6) > CLICK_TOLERANCE)
-    _assert_points(options["zones"][0], moved)
+    options = await stream_options(client, lambda o: abs(o["zones"][0]["points"][2][0] - 0.6) > CLICK_TOLERANCE)
+    assert_points(options["zones"][0], moved)
     await page.screenshot(path=screenshots / "moved.png")
 
-    await _click(page, (0.35, 0.4))  # inside the zone, away from its corners: selects it
+    await click(page, (0.35, 0.4))  # inside the zone, away from its corners: selects it
     await page.wait_for_selector('#shape-list li.selected[data-shape="zone:bay"]', timeout=WAIT_MS)
     await page.keyboard.press("Delete")
-    options = await _options(client, lambda o: _names(o, "zones") == [])
-    assert _names(options, "lines") == ["gate"], "deleting the zone keeps the line"
+    options = await stream_options(client, lambda o: shape_names(o, "zones") == [])
+    assert shape_names(options, "lines") == ["gate"], "deleting the zone keeps the line"
 
     # The shape list is reached and used with the keyboard too; the shape keeps the focus as it is selected.
     await page.focus("#shape-name")
@@ -251,12 +224,12 @@ async def test_dragging_a_corner_moves_it_and_shapes_are_renamed_and_deleted(
     assert await page.evaluate("() => document.activeElement.closest('li')?.dataset.shape") == "line:gate"
     await page.fill("#shape-name", "door")
     await page.press("#shape-name", "Enter")
-    await _options(client, lambda o: _names(o, "lines") == ["door"])
+    await stream_options(client, lambda o: shape_names(o, "lines") == ["door"])
     await page.focus('#shape-list li[data-shape="line:door"] button')
     await page.keyboard.press("Enter")
     await page.wait_for_selector('#shape-list li.selected[data-shape="line:door"]', timeout=WAIT_MS)
     await page.keyboard.press("Delete")
-    await _options(client, lambda o: _names(o, "lines") == [])
+    await stream_options(client, lambda o: shape_names(o, "lines") == [])
     await page.wait_for_selector("#shape-empty:not([hidden])", timeout=WAIT_MS)
     # The keyboard's place is not lost with the shape it was on: it goes to the next thing to use.
     assert await page.evaluate("() => document.activeElement.id") == "add-zone"
@@ -270,7 +243,7 @@ async def test_a_zone_that_crosses_itself_shows_the_servers_refusal(start_server
     await page.click("#add-zone")
     bow_tie = [(0.2, 0.2), (0.8, 0.8), (0.8, 0.2), (0.2, 0.8)]
     for point in [*bow_tie, bow_tie[0]]:
-        await _click(page, point)
+        await click(page, point)
     error = await wait_for_text(page, "#shape-error", "crosses itself")
     assert "zones[0].points" in error, "the server's own message, naming the key"
     await page.wait_for_selector("#shape-empty:not([hidden])", timeout=WAIT_MS)
@@ -307,13 +280,13 @@ async def test_a_zone_in_pixels_follows_a_new_resolution_and_stays_in_pixels(sta
     await wait_for_text(page, "[data-stat=source]", "width=1280")  # the stream list, with the new ETag
 
     # (250, 120) is inside the zone on the new frame, and above where it was on the old one.
-    await _click(page, (250 / 1280, 120 / 768))
+    await click(page, (250 / 1280, 120 / 768))
     await page.wait_for_selector('#shape-list li.selected[data-shape="zone:px"]', timeout=WAIT_MS)
     # A change to another shape sends this one back as the server gave it.
     await page.click("#add-line")
-    await _click(page, (0.1, 0.9))
-    await page.mouse.dblclick(*await _screen(page, (0.9, 0.9)))
-    options = await _options(client, lambda o: _names(o, "lines") == ["line-1"])
+    await click(page, (0.1, 0.9))
+    await page.mouse.dblclick(*await screen_point(page, (0.9, 0.9)))
+    options = await stream_options(client, lambda o: shape_names(o, "lines") == ["line-1"])
     assert options["zones"] == zones
     assert console.errors == []
 
@@ -328,8 +301,8 @@ async def test_a_zone_is_added_by_taps_on_a_phone(start_server: Start, browser: 
     await page.locator("#video").scroll_into_view_if_needed()
     door = [(0.3, 0.3), (0.7, 0.3), (0.5, 0.8)]
     for point in [*door, door[0]]:
-        await page.touchscreen.tap(*await _screen(page, point))
-    options = await _options(client, lambda o: _names(o, "zones") == ["zone-1"])
+        await page.touchscreen.tap(*await screen_point(page, point))
+    options = await stream_options(client, lambda o: shape_names(o, "zones") == ["zone-1"])
     # A finger is less exact than a mouse, and the phone's canvas is smaller: twice the tolerance.
     for (x, y), (ex, ey) in zip(options["zones"][0]["points"], door, strict=True):
         assert abs(x - ex) < 2 * CLICK_TOLERANCE and abs(y - ey) < 2 * CLICK_TOLERANCE
@@ -350,8 +323,8 @@ async def test_a_finger_drags_a_corner_of_a_zone_it_has_not_selected_first(start
     assert await page.locator("#shape-list li.selected").count() == 0, "no shape is selected before the drag"
 
     # Up and to the left: a finger the page took for a scroll would move the page, not the corner.
-    await _touch_drag(page, await _screen(page, bay[2]), await _screen(page, (0.45, 0.5)))
-    options = await _options(client, lambda o: abs(o["zones"][0]["points"][2][0] - 0.6) > CLICK_TOLERANCE)
+    await _touch_drag(page, await screen_point(page, bay[2]), await screen_point(page, (0.45, 0.5)))
+    options = await stream_options(client, lambda o: abs(o["zones"][0]["points"][2][0] - 0.6) > CLICK_TOLERANCE)
     for (x, y), (ex, ey) in zip(options["zones"][0]["points"], [*bay[:2], (0.45, 0.5), bay[3]], strict=True):
         assert abs(x - ex) < 2 * CLICK_TOLERANCE and abs(y - ey) < 2 * CLICK_TOLERANCE, options["zones"][0]
     assert await page.evaluate("() => scrollY") == 0, "the page did not scroll"
@@ -375,9 +348,9 @@ async def test_a_rename_and_a_delete_made_while_a_save_is_in_flight_are_saved_af
 
     # The first save is held on its way to the server; any later one goes straight through.
     held = await _hold_first_save(page)
-    await page.mouse.move(*await _screen(page, bay[2]))
+    await page.mouse.move(*await screen_point(page, bay[2]))
     await page.mouse.down()
-    await page.mouse.move(*await _screen(page, (0.75, 0.8)), steps=5)
+    await page.mouse.move(*await screen_point(page, (0.75, 0.8)), steps=5)
     await page.mouse.up()
     save = await asyncio.wait_for(held, WAIT_MS / 1000)
     await page.fill("#shape-name", "door")  # the dragged zone is the selected one
@@ -389,8 +362,10 @@ async def test_a_rename_and_a_delete_made_while_a_save_is_in_flight_are_saved_af
     await save.continue_()
 
     moved = [*bay[:2], (0.75, 0.8), bay[3]]
-    options = await _options(client, lambda o: _names(o, "zones") == ["door"] and _names(o, "lines") == [])
-    _assert_points(options["zones"][0], moved)
+    options = await stream_options(
+        client, lambda o: shape_names(o, "zones") == ["door"] and shape_names(o, "lines") == []
+    )
+    assert_points(options["zones"][0], moved)
     assert await page.evaluate("() => window.saves.most") == 1, "the rename and delete waited for the save before"
     await page.wait_for_function("() => window.saves.open === 0", timeout=WAIT_MS)
     await page.wait_for_selector('#shape-list li[data-shape="zone:door"]', timeout=WAIT_MS)
@@ -407,10 +382,10 @@ async def test_a_save_is_made_only_over_the_shapes_it_was_drawn_on(start_server:
     await page.click("#add-zone")
     await page.fill("#shape-name", "mine")
     for point in mine:
-        await _click(page, point)
+        await click(page, point)
     assert (await client.patch("/api/streams/cam", json={"conf": 0.3})).status == 200
-    await _click(page, mine[0])
-    options = await _options(client, lambda o: _names(o, "zones") == ["bay", "mine"])
+    await click(page, mine[0])
+    options = await stream_options(client, lambda o: shape_names(o, "zones") == ["bay", "mine"])
     assert options["conf"] == 0.3
     assert await statuses.first(2) == [412, 200]
 
@@ -418,14 +393,14 @@ async def test_a_save_is_made_only_over_the_shapes_it_was_drawn_on(start_server:
     await page.click("#add-zone")
     await page.fill("#shape-name", "late")
     for point in late:
-        await _click(page, point)
+        await click(page, point)
     theirs = {**BAY, "name": "theirs"}
     assert (await client.patch("/api/streams/cam", json={"zones": [theirs]})).status == 200
-    await _click(page, late[0])
+    await click(page, late[0])
     await wait_for_text(page, "#shape-error", "changed elsewhere")
     await page.wait_for_selector('#shape-list li[data-shape="zone:theirs"]', timeout=WAIT_MS)
     assert await page.locator('#shape-list li[data-shape="zone:late"]').count() == 0
-    assert _names((await (await client.get("/api/streams/cam")).json())["options"], "zones") == ["theirs"]
+    assert shape_names((await (await client.get("/api/streams/cam")).json())["options"], "zones") == ["theirs"]
     assert await statuses.first(3) == [412, 200, 412]
     assert console.errors == [PRECONDITION_FAILED, PRECONDITION_FAILED]
 
@@ -450,18 +425,18 @@ async def test_a_change_made_but_not_saved_is_shown_as_made_and_the_next_goes_ov
     await page.click("#add-zone")
     await page.fill("#shape-name", "second")
     for point in [*second, second[0]]:
-        await _click(page, point)
+        await click(page, point)
     save = await asyncio.wait_for(held, WAIT_MS / 1000)
     await page.click("#add-zone")
     await page.fill("#shape-name", "third")
     for point in third:
-        await _click(page, point)
+        await click(page, point)
     await save.continue_()
     await wait_for_text(page, "#shape-error", "in effect, but not saved")
     await page.wait_for_selector('#shape-list li[data-shape="zone:second"]', timeout=WAIT_MS)
-    await _click(page, third[0])
+    await click(page, third[0])
 
-    await _options(client, lambda o: _names(o, "zones") == ["bay", "second", "third"])
+    await stream_options(client, lambda o: shape_names(o, "zones") == ["bay", "second", "third"])
     await page.wait_for_selector('#shape-list li[data-shape="zone:third"]', timeout=WAIT_MS)
     await page.wait_for_function("() => document.querySelector('#shape-error').textContent !== ''")
     assert "changed elsewhere" not in await page.text_content("#shape-error")

@@ -11,7 +11,6 @@ or the API shows, with a deadline.
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -26,21 +25,25 @@ from tests.conftest import CHROMIUM
 from tests.support.browser import CANVAS_STATS, WAIT_MS, open_page, wait_for_new_frame
 from tests.support.components import require_component, require_module
 from tests.support.rtsp_camera import free_port
+from tests.support.zone_page import (
+    PRECONDITION_FAILED,
+    STREAM_VIEW,
+    assert_points,
+    click,
+    screen_point,
+    shape_names,
+    stream_options,
+)
 
 require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
 require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
 
 Start = Callable[..., Awaitable[TestClient]]
-Point = tuple[float, float]
 
 pytestmark = pytest.mark.timeout(120)
 
-STREAM_VIEW = "/?transport=ws#/stream/cam"
 #: The same scene at twice the size of the first (640x384).
 LARGER_SCENE = "scene:?seed=3&width=1280&height=768"
-#: Fractions differ from where the test clicked by less than this (the canvas is ~900 CSS px wide).
-CLICK_TOLERANCE = 0.01
-PRECONDITION_FAILED = "Failed to load resource: the server responded with a status of 412 (Precondition Failed)"
 #: Whether the stream view says, over its picture and in its state badge, that the stream has no pictures now.
 NOT_LIVE = """() => {
   const panel = document.querySelector('#stream-view .status-panel');
@@ -54,16 +57,6 @@ def _refusing_camera() -> str:
     return f"rtsp://127.0.0.1:{free_port()}/stream"
 
 
-async def _screen(page: Any, point: Point) -> tuple[float, float]:
-    """Where on the screen a point of the frame (in fractions) is shown."""
-    box = await page.locator("#video").bounding_box()
-    return box["x"] + point[0] * box["width"], box["y"] + point[1] * box["height"]
-
-
-async def _click(page: Any, point: Point) -> None:
-    await page.mouse.click(*await _screen(page, point))
-
-
 async def _change_source(client: TestClient, uri: str) -> None:
     assert (await client.patch("/api/streams/cam", json={"uri": uri})).status == 200
 
@@ -73,29 +66,6 @@ async def _lose_pictures(client: TestClient, page: Any) -> None:
     await wait_for_new_frame(page, "#video")
     await _change_source(client, _refusing_camera())
     await page.wait_for_function(NOT_LIVE, timeout=WAIT_MS)
-
-
-async def _options(client: TestClient, check: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-    """The stream's options once ``check`` holds for them (the page saves in the background)."""
-    deadline = asyncio.get_running_loop().time() + WAIT_MS / 1000
-    while True:
-        response = await client.get("/api/streams/cam")
-        options: dict[str, Any] = (await response.json()).get("options", {})
-        if response.status == 200 and check(options):
-            return options
-        assert asyncio.get_running_loop().time() < deadline, f"the stream's options stayed {options}"
-        await asyncio.sleep(0.1)
-
-
-def _names(options: dict[str, Any], kind: str) -> list[str]:
-    return [shape["name"] for shape in options.get(kind, [])]
-
-
-def _assert_points(saved: dict[str, Any], expected: list[Point]) -> None:
-    assert saved["units"] == "fraction"
-    assert len(saved["points"]) == len(expected), saved["points"]
-    for (x, y), (ex, ey) in zip(saved["points"], expected, strict=True):
-        assert abs(x - ex) < CLICK_TOLERANCE and abs(y - ey) < CLICK_TOLERANCE, (saved["points"], expected)
 
 
 async def test_points_clicked_while_the_stream_restarts_are_kept_on_its_last_picture(
@@ -108,18 +78,18 @@ async def test_points_clicked_while_the_stream_restarts_are_kept_on_its_last_pic
     await page.click("#add-zone")
     await page.fill("#shape-name", "door")
     for point in door[:2]:
-        await _click(page, point)
+        await click(page, point)
 
     await _lose_pictures(client, page)
     kept = await page.evaluate(CANVAS_STATS, "#video")
     assert kept["seq"] is not None and kept["std"] > 0, "the last picture stays on the canvas, not a blank one"
     assert await page.evaluate("() => document.querySelector('#video').width") == 640
-    await _click(page, door[2])
+    await click(page, door[2])
     await page.screenshot(path=screenshots / "drawing-while-reconnecting.png")
-    await _click(page, door[0])  # the first corner again closes it
+    await click(page, door[0])  # the first corner again closes it
 
-    options = await _options(client, lambda o: _names(o, "zones") == ["door"])
-    _assert_points(options["zones"][0], door)
+    options = await stream_options(client, lambda o: shape_names(o, "zones") == ["door"])
+    assert_points(options["zones"][0], door)
     assert await page.evaluate(NOT_LIVE), "still marked as without pictures as the zone is saved"
     assert await page.evaluate(CANVAS_STATS, "#video") != kept, "the zone is drawn over the last picture"
 
@@ -127,7 +97,7 @@ async def test_points_clicked_while_the_stream_restarts_are_kept_on_its_last_pic
     await _change_source(client, LARGER_SCENE)
     await page.wait_for_function("() => document.querySelector('#video').width === 1280", timeout=WAIT_MS)
     await page.wait_for_selector("#stream-state.state-live", timeout=WAIT_MS)
-    await _click(page, (0.5, 0.4))  # inside the zone, away from its corners: selects it
+    await click(page, (0.5, 0.4))  # inside the zone, away from its corners: selects it
     await page.wait_for_selector('#shape-list li.selected[data-shape="zone:door"]', timeout=WAIT_MS)
     assert console.errors == [PRECONDITION_FAILED], "the save was drawn before the restart: made again over it"
 
@@ -147,16 +117,16 @@ async def test_a_line_begun_without_pictures_is_ended_on_the_stream_back_at_anot
 
     await _lose_pictures(client, page)
     await page.click("#add-line")
-    await _click(page, (0.1, 0.9))
+    await click(page, (0.1, 0.9))
     await _change_source(client, LARGER_SCENE)
     await page.wait_for_function("() => document.querySelector('#video').width === 1280", timeout=WAIT_MS)
-    await page.mouse.dblclick(*await _screen(page, (0.9, 0.8)))  # a double-click ends it
+    await page.mouse.dblclick(*await screen_point(page, (0.9, 0.8)))  # a double-click ends it
 
-    options = await _options(client, lambda o: _names(o, "lines") == ["line-1"])
-    _assert_points(options["lines"][0], [(0.1, 0.9), (0.9, 0.8)])
+    options = await stream_options(client, lambda o: shape_names(o, "lines") == ["line-1"])
+    assert_points(options["lines"][0], [(0.1, 0.9), (0.9, 0.8)])
     assert options["zones"] == zones, "the zone in pixels is sent back as the server gave it"
     # The zone in pixels follows the new size: (250, 120) is inside it on 1280x768 only.
-    await _click(page, (250 / 1280, 120 / 768))
+    await click(page, (250 / 1280, 120 / 768))
     await page.wait_for_selector('#shape-list li.selected[data-shape="zone:px"]', timeout=WAIT_MS)
     assert set(console.errors) <= {PRECONDITION_FAILED}
 
@@ -168,8 +138,8 @@ async def test_a_stream_removed_while_a_zone_is_drawn_leaves_neither_its_picture
     page, console = await open_page(browser, client, STREAM_VIEW)
     await wait_for_new_frame(page, "#video")
     await page.click("#add-zone")
-    await _click(page, (0.2, 0.2))
-    await _click(page, (0.6, 0.2))
+    await click(page, (0.2, 0.2))
+    await click(page, (0.6, 0.2))
 
     assert (await client.delete("/api/streams/cam")).status == 204
     await page.wait_for_selector('#stream-view .status-panel[data-state="missing"]', timeout=WAIT_MS)
