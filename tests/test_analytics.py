@@ -300,6 +300,80 @@ def test_new_shapes_keep_the_state_of_those_that_did_not_change() -> None:
     assert exit_.dwell_s == pytest.approx(1.0), "the visit from before the change, not from it"
 
 
+SQUARE = [[0, 0], [200, 0], [200, 200], [0, 200]]
+
+
+def test_a_zone_tuned_in_place_keeps_its_visit_and_judges_the_next_frame_by_its_new_settings() -> None:
+    """Lowering a zone's loiter_s in the viewer must not end and restart the visits it is meant to judge."""
+    bay = parse_zones([{"name": "bay", "points": SQUARE, "loiter_s": 5}])[0]
+    analytics = StreamAnalytics("cam", (bay,), ())
+    seen = []
+    for index in range(5):
+        _, events = analytics.update((_track(None, (10, 10, 50, 50)),), (), _frame(index))
+        seen += _analytics_events(events)
+    tuned = parse_zones(
+        [{"name": "bay", "points": SQUARE, "loiter_s": 0.2, "min_share": 0.5, "classes": ["disc", "square"]}]
+    )[0]
+    assert analytics.counts_for((tuned,), ()) is analytics.counts, "its counts are not an old shape's"
+    fresh, exits = analytics.reshaped((tuned,), (), _frame(5))
+    assert exits == ()
+    for index in (5, 6):
+        _, events = fresh.update((_track(None, (10, 10, 50, 50)),), (), _frame(index))
+        seen += _analytics_events(events)
+    assert fresh.counts.zones == {"bay": {"disc": 1, "square": 0}}, "a class it now counts is listed at 0"
+    _, events = fresh.update((), (_end(),), _frame(7))
+    seen += _analytics_events(events)
+    assert seen == [
+        ("zone_enter", "bay", None, None, "disc"),
+        ("loiter", "bay", None, 0.5, "disc"),  # one loiter, on the first frame judged by the new loiter_s
+        ("zone_exit", "bay", None, 0.6, "disc"),  # the whole visit, from before the change
+    ]
+    assert fresh.counts.dwell["bay"].count == 1
+
+
+def test_a_zone_tuned_to_other_classes_ends_the_visits_it_no_longer_counts_on_the_next_frame() -> None:
+    bay = parse_zones([{"name": "bay", "points": SQUARE}])[0]
+    analytics = StreamAnalytics("cam", (bay,), ())
+    for index in range(5):
+        analytics.update((_track(None, (10, 10, 50, 50)),), (), _frame(index))
+    squares_only = parse_zones([{"name": "bay", "points": SQUARE, "classes": ["square"]}])[0]
+    fresh, exits = analytics.reshaped((squares_only,), (), _frame(5))
+    assert exits == ()
+    _, events = fresh.update((_track(None, (10, 10, 50, 50)),), (), _frame(5))
+    assert _analytics_events(events) == [("zone_exit", "bay", None, 0.4, "disc")]
+    assert fresh.counts.zones == {"bay": {"disc": 0, "square": 0}}
+
+
+@pytest.mark.parametrize(
+    ("tuning", "after"),
+    [
+        # Counted under the new confirm_s (0.3 s across), not the old 0.5 s (frame 14); a new class listed at 0.
+        (
+            {"confirm_s": 0.25, "hysteresis": 0.03, "classes": ["disc", "square"]},
+            [("line_cross", "gate", "out", None, "disc")],
+        ),
+        # Another point of the track: its side starts afresh, the crossing in progress is not counted.
+        ({"anchor": "centre"}, []),
+    ],
+)
+def test_a_line_tuned_in_place_keeps_its_counts(tuning: dict[str, object], after: list[object]) -> None:
+    gate = parse_lines([{"name": "gate", "points": [[0, 100], [200, 100]]}])[0]
+    analytics = StreamAnalytics("cam", (), (gate,))
+    # Down over the gate, then back up: 0.1 s across when the line is tuned.
+    for index, y in enumerate([60, 80, 130, 150, 160, 170, 180, 190, 190, 80, 70]):
+        analytics.update((_track(None, (90.0, y - 20.0, 110.0, float(y))),), (), _frame(index))
+    tuned = parse_lines([{"name": "gate", "points": [[0, 100], [200, 100]], **tuning}])[0]
+    fresh, _ = analytics.reshaped((), (tuned,), _frame(11))
+    seen = []
+    for index in range(11, 20):
+        _, events = fresh.update((_track(None, (90.0, 50.0, 110.0, 70.0)),), (), _frame(index))
+        seen += [(index, *event) for event in _analytics_events(events)]
+    assert seen == [(12, *event) for event in after]
+    counted = {"in": 1, "out": len(after)}
+    expected = {"disc": counted} | ({"square": {"in": 0, "out": 0}} if "classes" in tuning else {})
+    assert dict(fresh.counts.lines) == {"gate": expected}
+
+
 def test_a_track_whose_class_changes_to_one_a_zone_does_not_count_leaves_it_then() -> None:
     """The tracker's class vote can change a track's class: a gauge that drops needs its zone_exit."""
     whole = [[0, 0], [200, 0], [200, 200], [0, 200]]

@@ -565,6 +565,22 @@ def test_a_zone_changed_between_frames_is_pending_and_the_old_ones_counts_are_go
         assert stats is not None and stats.pending_shapes == ()
 
 
+def test_a_zone_tuned_between_frames_is_not_pending_and_keeps_its_counts() -> None:
+    """Only a zone that moved counts from the next frame: a tuned one's counts carry on, so they show."""
+    with Driver(TruthModel()) as driver:
+        driver.add("cam", Scene(seed=SEED), _zone("old"))
+        driver.step({"cam": 60})
+        before = driver.worker.counts("cam")
+        assert before is not None and sum(before.zones["old"].values()) > 0
+        tuned = StreamOptions.from_mapping(
+            {"zones": [{"name": "old", "points": WHOLE, "units": "fraction", "min_share": 0.5, "loiter_s": 1}]}
+        )
+        assert driver.worker.change_shapes("cam", tuned)
+        counts, stats = driver.worker.counts("cam"), driver.worker.stats("cam")
+        assert counts is not None and counts.zones == before.zones
+        assert stats is not None and stats.pending_shapes == ()
+
+
 def test_shapes_whose_first_frame_failed_are_applied_on_the_next_one(monkeypatch: pytest.MonkeyPatch) -> None:
     """One failed update must not leave the stream counting with its old shapes for good."""
     from server.analytics.engine import StreamAnalytics

@@ -347,14 +347,16 @@ class StreamAnalytics:
         return self._size
 
     def counts_for(self, zones: tuple[Zone, ...], lines: tuple[Line, ...]) -> Counts:
-        """The newest `counts` of those of its shapes that are among ``zones`` and ``lines`` as they are.
+        """The newest `counts` of those of its shapes that are among ``zones`` and ``lines``, in the same place.
 
         A stream's shapes are changed from another thread and taken up on its next frame: until then
-        the counts of a zone removed or redefined are an old shape's, which no reader should get (a
-        stream whose file has ended has no next frame).
+        the counts of a zone removed or moved are an old shape's, which no reader should get (a
+        stream whose file has ended has no next frame). A shape whose settings only changed keeps
+        its counts (`reshaped`).
         """
-        kept_zones = {zone.name for zone in self._zones if zone in zones}
-        kept_lines = {line.name for line in self._lines if line in lines}
+        zone_places, line_places = {zone.place for zone in zones}, {line.place for line in lines}
+        kept_zones = {zone.name for zone in self._zones if zone.place in zone_places}
+        kept_lines = {line.name for line in self._lines if line.place in line_places}
         if len(kept_zones) == len(self._zones) and len(kept_lines) == len(self._lines):
             return self.counts
         return self.counts.only(kept_zones, kept_lines)
@@ -379,24 +381,35 @@ class StreamAnalytics:
     ) -> tuple[StreamAnalytics, tuple[AnalyticsEvent, ...]]:
         """These analytics with new shapes, and the zone exits that the change makes.
 
-        A zone or line whose definition did not change keeps its state: visits in progress, dwell
-        histogram, crossings counted and each track's side, so that drawing a new line does not
-        disturb the counts of the others. A visit to a zone that was removed or changed ends at
-        ``frame`` (its dwell up to the last frame seen inside); a changed line counts from zero.
+        A zone or line in the same `place` keeps its state, so that drawing a new line does not
+        disturb the counts of the others, and tuning one (its classes, ``min_share``, ``loiter_s``,
+        ``hysteresis``, ``confirm_s``) does not disturb its own: visits in progress, dwell histogram,
+        crossings counted and each track's side; the new settings judge the next frame (a visit by a
+        class no longer counted ends there, `_update_zones`). A line's new ``anchor`` is another
+        point of each track: their sides start afresh, a crossing in progress is not counted. A
+        visit to a zone that was removed or moved ends at ``frame`` (its dwell up to the last frame
+        seen inside); a moved line counts from zero.
         """
         successor = StreamAnalytics(self.stream_id, zones, lines)
-        kept_zones = {zone.name for zone in zones if zone in self._zones}
-        kept_lines = {line.name for line in lines if line in self._lines}
+        zone_places = {zone.place for zone in self._zones}
+        kept_zones = {zone.name for zone in zones if zone.place in zone_places}
+        old_lines = {line.place: line for line in self._lines}
+        kept_lines = {line.name for line in lines if line.place in old_lines}
+        kept_sides = {
+            line.name for line in lines if line.place in old_lines and old_lines[line.place].anchor is line.anchor
+        }
         ours, theirs = self._state, successor._state
         exits = tuple(
             self._exit(ours, track_id, zone, frame) for track_id, zone in list(ours.visits) if zone not in kept_zones
         )
         theirs.visits = {key: visit for key, visit in ours.visits.items() if key[1] in kept_zones}
-        theirs.line_states = {key: state for key, state in ours.line_states.items() if key[1] in kept_lines}
+        theirs.line_states = {key: state for key, state in ours.line_states.items() if key[1] in kept_sides}
+        # The classes a tuned shape is now limited to join those it listed: they start at 0 like a new shape's.
         for name in kept_zones:
-            theirs.dwell[name], theirs.zone_classes[name] = ours.dwell[name], ours.zone_classes[name]
+            theirs.dwell[name] = ours.dwell[name]
+            theirs.zone_classes[name] = ours.zone_classes[name] | theirs.zone_classes[name]
         for name in kept_lines:
-            theirs.crossings[name] = ours.crossings[name]
+            theirs.crossings[name] = theirs.crossings[name] | ours.crossings[name]
         return successor, exits
 
     def _counts(self, zones: Mapping[str, Mapping[str, int]], lines: tuple[str, ...]) -> Counts:

@@ -74,6 +74,12 @@ class Zone:
             data["loiter_s"] = self.loiter_s
         return data
 
+    @property
+    def place(self) -> tuple[str, tuple[Point, ...], Units]:
+        """Its name and where it lies: a zone with the same place is the same zone, whatever its settings,
+        and keeps its visits and dwell times through a change of them (`StreamAnalytics.reshaped`)."""
+        return self.name, self.points, self.units
+
 
 @dataclass(frozen=True, slots=True)
 class Line:
@@ -102,6 +108,12 @@ class Line:
             "hysteresis": self.hysteresis,
             "confirm_s": self.confirm_s,
         }
+
+    @property
+    def place(self) -> tuple[str, tuple[Point, ...], Units]:
+        """Its name and where it lies: a line with the same place is the same line, whatever its settings,
+        and keeps its crossing counts through a change of them (`StreamAnalytics.reshaped`)."""
+        return self.name, self.points, self.units
 
 
 def parse_zones(value: object) -> tuple[Zone, ...]:

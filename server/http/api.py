@@ -612,7 +612,7 @@ async def _counts(request: web.Request) -> web.Response:
 
     Every configured zone and line is listed, at zero before the first frame; once frames come, one
     that does not fit them is marked ``left_out`` (``analytics_error`` says why) rather than passing
-    for an empty zone, and one added or redefined since the stream's last frame is marked
+    for an empty zone, and one added or moved since the stream's last frame is marked
     ``pending``: it counts from the next frame (a stream whose file has ended has none).
     """
     info = _info(request)

@@ -97,12 +97,14 @@ def restart_exits(
 
 
 def pending_shapes(registration: StreamRegistration) -> tuple[str, ...]:
-    """The names of the stream's zones and lines given to it since its last frame: they count from its next one."""
+    """The names of the stream's zones and lines added or moved since its last frame: they count from its
+    next one (one whose settings only changed keeps its counts, `StreamAnalytics.reshaped`)."""
     options, applied = registration.options, registration.analytics_options
     if applied is None or applied is options:
         return ()
-    zones = [zone.name for zone in options.zones if zone not in applied.zones]
-    return (*zones, *(line.name for line in options.lines if line not in applied.lines))
+    zone_places, line_places = {zone.place for zone in applied.zones}, {line.place for line in applied.lines}
+    zones = [zone.name for zone in options.zones if zone.place not in zone_places]
+    return (*zones, *(line.name for line in options.lines if line.place not in line_places))
 
 
 def _analytics_for(

@@ -123,7 +123,7 @@ class StreamStats:
     #: failed on its latest frame if they did; None when none are.
     analytics_error: str | None = None
     frame_size: tuple[int, int] | None = None  # width, height of its latest processed frame
-    #: Zones and lines given to it (added or redefined) since its last frame: they count from its next one.
+    #: Zones and lines given to it (added or moved) since its last frame: they count from its next one.
     pending_shapes: tuple[str, ...] = ()
 
 
@@ -308,7 +308,7 @@ class InferenceWorker:
     def counts(self, stream_id: str) -> Counts | None:
         """The stream's newest zone and line counts; None if it has no zones or lines (or is unknown).
 
-        Of the shapes it has now: one removed or redefined since its last frame is left out.
+        Of the shapes it has now: one removed or moved since its last frame is left out.
         """
         with self._lock:
             r = self._streams.get(stream_id)
