@@ -17,11 +17,11 @@ from ultralytics.engine.results import Results
 from server import streams
 from server.analytics.engine import StreamAnalytics
 from server.analytics.events import AnalyticsEvent, AnalyticsEventKind
-from server.analytics.shapes import parse_lines
+from server.analytics.shapes import parse_lines, parse_zones
 from server.config import Settings, StreamConfig
 from server.delivery.encode import FramePacket
 from server.frames import Frame, FrameResult, Track, TrackEvent, TrackEventKind
-from server.inference.analysis import restart_exits
+from server.inference.analysis import analyse, restart_exits
 from server.inference.models import InferenceStatus, ModelError
 from server.inference.registration import StreamRegistration
 from server.inference.worker import InferenceOptions, InferenceWorker
@@ -289,6 +289,31 @@ def test_a_crossing_awaiting_confirmation_when_its_stream_restarts_is_counted() 
     new = StreamRegistration("cam", 10.0, StreamOptions(), LatestFrame(threading.Event()), restarts=old)
     events = restart_exits(new, (end,), frame)
     assert [(e.kind, e.line) for e in events] == [(AnalyticsEventKind.LINE_CROSS, "gate")]
+
+
+def test_a_restarted_stream_whose_new_shapes_fail_still_ends_its_old_visits() -> None:
+    """A remote model is described only when its first frame comes: a zone limited to a class it lacks
+    fails the new analytics there, which must not keep the old tracks' visits open for good."""
+    image = np.zeros((240, 320, 3), np.uint8)
+    whole = [[0, 0], [320, 0], [320, 240], [0, 240]]
+    analytics = StreamAnalytics("cam", parse_zones([{"name": "bay", "points": whole}]), ())
+    box = (100.0, 100.0, 140.0, 140.0)
+    for index in range(3):
+        track = Track(1, 0, "person", 0.9, box, None, ())
+        analytics.update((track,), (), Frame("cam", index, 1000 + index / 10, index / 10, image))
+    old = StreamRegistration("cam", 10.0, StreamOptions(), LatestFrame(threading.Event()), analytics=analytics)
+    old.tracker = cast("Any", object())  # it had frames
+    unknown = StreamOptions.from_mapping({"zones": [{"name": "bay", "points": whole, "classes": ["unicorn"]}]})
+    new = StreamRegistration("cam", 10.0, unknown, LatestFrame(threading.Event()), restarts=old)
+    frame = Frame("cam", 3, 1000.3, 0.3, image)
+    end = TrackEvent(TrackEventKind.END, "cam", 1, 0, "person", frame.capture_time, 1000.0, 0.2, box)
+    _, events, _ = analyse(new, (), (end,), frame, {0: "person"})
+    assert [(e.kind, getattr(e, "zone", None)) for e in events] == [
+        (AnalyticsEventKind.ZONE_EXIT, "bay"),
+        (TrackEventKind.END, None),
+    ]
+    assert "unicorn" in str(new.analytics_error)
+    assert new.restarted() is None, "the old analytics are let go"
 
 
 @pytest.mark.parametrize("change", ["restarted", "removed", "restarted, then removed", "added again"])

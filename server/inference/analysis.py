@@ -37,9 +37,12 @@ def analyse(
     """
     exits: tuple[AnalyticsEvent, ...] = ()
     try:
+        # First: the old tracks' visits end in the analytics that saw them even if the new ones fail
+        # (a remote model, described only now, may lack a class the new shapes are limited to).
+        exits = restart_exits(registration, track_events, frame)
         options = registration.options  # read once: `change_shapes` may replace it meanwhile
-        analytics, exits = _analytics_for(registration, options, frame, class_names)
-        exits = (*restart_exits(registration, track_events, frame), *exits)
+        analytics, reshaping_exits = _analytics_for(registration, options, frame, class_names)
+        exits = (*exits, *reshaping_exits)
         events: tuple[TrackEvent | AnalyticsEvent, ...] = (*exits, *track_events)
         if analytics is not None:
             tracks, events = analytics.update(tracks, track_events, frame)
