@@ -2,8 +2,9 @@
 
 `create_app` builds everything from `Settings`; the pipeline threads live in a cleanup context, so
 they start with the app (the model is loaded before the port opens) and stop with it. Routes live
-in one module per concern: `server.http.pages` (viewer, embed), `server.http.ws` (the live feed), `server.http.api`
-(REST, snapshot, MJPEG, health, metrics). Other features register theirs with one call here.
+in one module per concern: `server.http.pages` (viewer, embed), `server.http.ws` (the live feed),
+`server.http.api` (the streams' REST API), `server.http.pictures` (snapshot, MJPEG) and
+`server.http.readings` (tracks, counts, health, metrics). Other features register theirs with one call here.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from server.http.keys import (
     websockets_key,
 )
 from server.http.pages import setup_pages
+from server.http.pictures import setup_pictures
+from server.http.readings import setup_readings
 from server.http.ws import setup_ws
 from server.streams import StreamManager
 from server.webrtc import setup_webrtc
@@ -65,6 +68,8 @@ def create_app(settings: Settings, policy: AccessPolicy | None = None) -> web.Ap
     setup_pages(app)
     setup_ws(app)
     setup_api(app)
+    setup_pictures(app)
+    setup_readings(app)
     setup_webrtc(app)
     setup_events_api(app)
     return app

@@ -28,7 +28,7 @@ from ultralytics.engine.model import Model
 from server.app import create_app
 from server.config import Settings, StreamConfig
 from server.delivery.viewer import MAX_PENDING_EVENTS, Viewer
-from server.http import api
+from server.http import pictures
 from server.http.keys import hub_key
 from server.inference.models import BUNDLED_MODEL
 from tests.support.components import require_component
@@ -276,7 +276,7 @@ async def test_a_stalled_mjpeg_viewer_ends_at_once_when_its_stream_is_removed(
 ) -> None:
     """Its handler, stuck writing, never saw the removal: the viewer (and its place among
     ``max_viewers``) was held for as long as the client kept the connection open."""
-    monkeypatch.setattr(api, "MJPEG_PART_TIMEOUT_S", 3600.0)  # it is the removal that ends it here
+    monkeypatch.setattr(pictures, "MJPEG_PART_TIMEOUT_S", 3600.0)  # it is the removal that ends it here
     client = await start_server(StreamConfig("cam", "scene:?seed=1&width=1280&height=720"), OTHER)
     assert client.app is not None
     hub = client.app[hub_key]
@@ -298,7 +298,7 @@ async def test_an_mjpeg_viewer_that_stops_reading_is_let_go_after_the_part_time_
 ) -> None:
     """Its stream goes on: without a bound on each part's write, only the client closing the
     connection ever freed the viewer."""
-    monkeypatch.setattr(api, "MJPEG_PART_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(pictures, "MJPEG_PART_TIMEOUT_S", 1.0)
     client = await start_server(StreamConfig("cam", "scene:?seed=1&width=1280&height=720"))
     assert client.app is not None
     hub = client.app[hub_key]

@@ -1,4 +1,7 @@
-"""The REST API under ``/api``, plus ``/healthz`` and ``/metrics`` (formats in docs/protocol.md).
+"""The REST API of streams under ``/api/streams``: list, add, change, remove (formats in docs/protocol.md).
+
+A stream's pictures (`server.http.pictures`) and readings (`server.http.readings`) have their own
+modules; this one owns what every route shares: the JSON errors and the stream a URL names.
 
 Every error is JSON, ``{"error": "<what is wrong and how to fix it>"}``, with a 4xx status that says
 whose fault it was. Changes to streams run in threads of their own (stopping one joins its reader),
@@ -18,29 +21,22 @@ import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
 from typing import Any
 
 from aiohttp import web
 
 from server.config import STREAM_KEYS, ConfigError, StreamConfig, flatten_options, stream_config, stream_options
-from server.delivery.encode import FramePacket, ImageKind, Variant, parse_variant
-from server.delivery.hub import Hub
-from server.delivery.viewer import Subscription, Viewer, ViewerLimitError
-from server.events.api import event_outputs_key
 from server.frames import PROTOCOL_VERSION
 from server.http.bodies import read_body
 from server.http.errors import detailed_error, error
 from server.http.keys import (
     config_lock_key,
     etag_secret_key,
-    http_viewers_key,
     hub_key,
     manager_key,
     settings_key,
     stream_changes_key,
 )
-from server.http.metrics import render_metrics
 from server.http.policy import SourceRefused, UnusableSource
 from server.http.source_checks import CheckUnanswered, SourceChecks
 from server.persist import ConfigEditedError, ConfigFileState, write_config
@@ -49,19 +45,8 @@ from server.streams import HandedInError, ShuttingDownError, StreamExistsError, 
 
 log = logging.getLogger(__name__)
 
-MJPEG_BOUNDARY = "segcastframe"
-MAX_MJPEG_FPS = 60.0
-SNAPSHOT_RETRY_S = 1
-VIEWER_RETRY_S = 10
 #: When to ask again after a source's check was given up (`server.http.source_checks.CHECK_TIMEOUT_S`).
 SOURCE_CHECK_RETRY_S = 10
-#: How long one MJPEG part may take to reach its client before the viewer counts as gone and its
-#: connection is cut: about as long as a WebSocket client that stops reading is kept (pinged after
-#: 20 s quiet, and given 10 s for the pong). A client that stopped reading would otherwise hold its
-#: viewer slot (of ``[server] max_viewers``) for as long as it kept the connection open, past its
-#: stream's removal too; a part over a slow link takes seconds, not tens of them.
-MJPEG_PART_TIMEOUT_S = 30.0
-PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: Threads for stream changes (POST, PATCH, DELETE of /api/streams). Each holds one for moments, but
 #: a removal or restart for as long as its reader takes to stop: up to 2 s for a stalled camera. Up to
 #: this many can be stopping at once before another change waits for a thread.
@@ -88,12 +73,6 @@ def setup_api(app: web.Application) -> None:
     router.add_get("/api/streams/{stream}", _get_stream)
     router.add_patch("/api/streams/{stream}", _change_stream)
     router.add_delete("/api/streams/{stream}", _remove_stream)
-    router.add_get("/api/streams/{stream}/snapshot.jpg", _snapshot)
-    router.add_get("/api/streams/{stream}/mjpeg", _mjpeg)
-    router.add_get("/api/streams/{stream}/tracks", _tracks)
-    router.add_get("/api/streams/{stream}/counts", _counts)
-    router.add_get("/healthz", _health)
-    router.add_get("/metrics", _metrics)
 
 
 async def _stream_change_executor(app: web.Application) -> AsyncIterator[None]:
@@ -189,7 +168,8 @@ def _check_unchanged(request: web.Request, config: StreamConfig) -> None:
     )
 
 
-def _info(request: web.Request) -> StreamInfo:
+def stream_info(request: web.Request) -> StreamInfo:
+    """The stream the request's URL names; 404 naming it where there is none."""
     stream_id = request.match_info["stream"]
     try:
         return request.app[manager_key].info(stream_id)
@@ -361,7 +341,7 @@ async def _list_streams(request: web.Request) -> web.Response:
 
 
 async def _get_stream(request: web.Request) -> web.Response:
-    return _with_etag(request, _info(request))
+    return _with_etag(request, stream_info(request))
 
 
 async def _add_stream(request: web.Request) -> web.Response:
@@ -392,7 +372,7 @@ async def _change_stream(request: web.Request) -> web.Response:
     with ``If-Match`` (`stream_etag`): then the second is refused with 412.
     """
     asked = _persist_asked(request)
-    _info(request)  # a 404 before reading the body
+    stream_info(request)  # a 404 before reading the body
     persist = _saves(request, request.match_info["stream"], asked)
     try:
         body = flatten_options(await _body(request), "body")
@@ -408,7 +388,7 @@ async def _change_stream(request: web.Request) -> web.Response:
 
 async def _merge_change(request: web.Request, body: dict[str, Any]) -> StreamInfo:
     """Apply a PATCH body over the stream's current config; 400 for a bad one."""
-    current = _info(request).config
+    current = stream_info(request).config
     _check_unchanged(request, current)
     if body.get("id", current.stream_id) != current.stream_id:
         raise error(web.HTTPBadRequest, "body.id: a stream cannot be renamed; remove it and add it again")
@@ -452,7 +432,7 @@ async def _start_stream(
 
 async def _remove_stream(request: web.Request) -> web.Response:
     asked = _persist_asked(request)
-    stream_id = _info(request).stream_id
+    stream_id = stream_info(request).stream_id
     persist = _saves(request, stream_id, asked)
     try:
         await _in_change_thread(request, functools.partial(request.app[manager_key].remove, stream_id))
@@ -461,192 +441,3 @@ async def _remove_stream(request: web.Request) -> web.Response:
     if persist:
         await _save_config(request)
     return web.Response(status=204)
-
-
-def _variant(request: web.Request) -> Variant:
-    query = request.query
-    raw_width = query.get("max_width")
-    try:
-        width = int(raw_width) if raw_width is not None else None
-    except ValueError:
-        raise error(web.HTTPBadRequest, f"max_width: expected a whole number of pixels, got {raw_width!r}") from None
-    try:
-        variant = parse_variant(query.get("image", ImageKind.ANNOTATED.value), width)
-    except ValueError as exc:
-        raise error(web.HTTPBadRequest, str(exc)) from None
-    if variant is None:
-        raise error(web.HTTPBadRequest, "image: this URL serves pictures; use annotated or clean")
-    return variant
-
-
-def _fps(request: web.Request) -> float | None:
-    raw = request.query.get("max_fps")
-    if raw is None:
-        return None
-    try:
-        fps = float(raw)
-    except ValueError:
-        fps = -1.0
-    if not 0 < fps <= MAX_MJPEG_FPS:
-        raise error(
-            web.HTTPBadRequest, f"max_fps: expected a number above 0 and at most {MAX_MJPEG_FPS:g}, got {raw!r}"
-        )
-    return fps
-
-
-async def _snapshot(request: web.Request) -> web.Response:
-    """The newest frame as one JPEG: ``?image=annotated|clean&max_width=N``."""
-    info = _info(request)
-    variant = _variant(request)
-    packet = await request.app[hub_key].packet_with(info.stream_id, variant)
-    if packet is None:
-        raise error(
-            web.HTTPServiceUnavailable,
-            f"stream {info.stream_id!r} has no frame yet (state {info.state.value})",
-            **{"Retry-After": str(SNAPSHOT_RETRY_S)},
-        )
-    return web.Response(
-        body=packet.jpegs[variant],
-        content_type="image/jpeg",
-        headers={"Cache-Control": "no-store", "X-Segcast-Seq": str(packet.seq)},
-    )
-
-
-async def _mjpeg(request: web.Request) -> web.StreamResponse:
-    """A never-ending multipart JPEG stream for ``<img src>``: ``?image=...&max_width=N&max_fps=F``.
-
-    The response is a viewer like a WebSocket: a latest-only slot, drained by this handler alone,
-    so a slow ``<img>`` skips frames and never holds up anyone else. It ends when the stream is
-    removed, the client goes away or the server shuts down.
-    """
-    info = _info(request)
-    subscription = Subscription(_variant(request), _fps(request))
-    hub = request.app[hub_key]
-    viewer = Viewer(f"mjpeg-{info.stream_id}", request.remote, pictures_only=True)
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": f"multipart/x-mixed-replace; boundary={MJPEG_BOUNDARY}",
-            "Cache-Control": "no-store",
-        }
-    )
-    join_viewer(hub, viewer)
-    try:
-        # Subscribed before the first await: the stream's removal from then on closes the viewer.
-        hub.subscribe(viewer, {info.stream_id: subscription})
-        request.app[http_viewers_key].add(viewer)
-        await response.prepare(request)
-        while not viewer.closed:
-            _, deliveries = await viewer.take()
-            for delivery in deliveries:
-                if not await _write_part(response, viewer, delivery.packet, delivery.jpeg):
-                    log.debug("[%s] an MJPEG viewer stopped reading, or was closed mid-part: cut off", info.stream_id)
-                    if request.transport is not None:
-                        request.transport.abort()
-                    return response
-    except ConnectionError:
-        log.debug("[%s] an MJPEG viewer left", info.stream_id)
-    finally:
-        hub.remove_viewer(viewer)
-    return response
-
-
-def join_viewer(hub: Hub, viewer: Viewer) -> None:
-    """Add a WebSocket or MJPEG viewer to ``hub``, or refuse it: 503 at the server's limit, 429 at its address's."""
-    try:
-        hub.join(viewer)
-    except ViewerLimitError as exc:
-        kind = web.HTTPServiceUnavailable if exc.setting == "max_viewers" else web.HTTPTooManyRequests
-        log.warning("refused a viewer from %s: %s", viewer.address, exc)
-        raise error(kind, str(exc), **{"Retry-After": str(VIEWER_RETRY_S)}) from None
-
-
-async def _write_part(response: web.StreamResponse, viewer: Viewer, packet: FramePacket, jpeg: bytes | None) -> bool:
-    """Write one part; False where it was given up: not taken within `MJPEG_PART_TIMEOUT_S`, or ``viewer``
-    closed while the client held it up (its stream removed, the server shutting down). The connection
-    must then be cut: the client may have part of the part.
-
-    Raises `ConnectionError` when the client went away.
-    """
-    if jpeg is None:
-        return True
-    head = (
-        f"--{MJPEG_BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n"
-        f"X-Segcast-Seq: {packet.seq}\r\n\r\n"
-    )
-    write = asyncio.ensure_future(response.write(head.encode() + jpeg + b"\r\n"))
-    closed = asyncio.ensure_future(viewer.wait_closed())
-    try:
-        await asyncio.wait((write, closed), timeout=MJPEG_PART_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        closed.cancel()
-        write.cancel()  # nothing to do once done; and the handler itself may be cancelled (the client left)
-        with suppress(asyncio.CancelledError, ConnectionError):
-            await write  # its failure retrieved, whichever way this ends
-    if write.cancelled():
-        return False
-    write.result()
-    return True
-
-
-async def _tracks(request: web.Request) -> web.Response:
-    """The tracks of the newest processed frame (empty, with ``seq`` null, before the first one)."""
-    info = _info(request)
-    packet = request.app[hub_key].latest.get(info.stream_id)
-    meta = packet.metadata if packet is not None else {}
-    return web.json_response(
-        {
-            "v": PROTOCOL_VERSION,
-            "stream": info.stream_id,
-            "state": info.state.value,
-            "seq": meta.get("seq"),
-            "capture_time": meta.get("capture_time"),
-            "width": meta.get("width"),
-            "height": meta.get("height"),
-            "tracks": meta.get("tracks", []),
-        }
-    )
-
-
-async def _counts(request: web.Request) -> web.Response:
-    """Objects in each zone now and crossings of each line since the stream started (docs/analytics.md).
-
-    Every configured zone and line is listed, at zero before the first frame; once frames come, one
-    that does not fit them is marked ``left_out`` (``analytics_error`` says why) rather than passing
-    for an empty zone, and one added or moved since the stream's last frame is marked
-    ``pending``: it counts from the next frame (a stream whose file has ended has none).
-    """
-    info = _info(request)
-    worker = request.app[manager_key].worker
-    counts, stats = worker.counts(info.stream_id), worker.stats(info.stream_id)
-    options = info.config.options
-    zones: dict[str, dict[str, object]] = {zone.name: {"objects": 0, "by_class": {}} for zone in options.zones}
-    lines: dict[str, dict[str, object]] = {line.name: {"in": 0, "out": 0, "by_class": {}} for line in options.lines}
-    # A stream with no analytics yet (its first shapes added since its last frame) has no counts, but
-    # its new shapes are pending all the same.
-    found = counts.to_json() if counts is not None else {"zones": {}, "lines": {}}
-    pending = set(stats.pending_shapes if stats else ())
-    for listed, measured in ((zones, found["zones"]), (lines, found["lines"])):
-        for name, values in listed.items():
-            if name in measured:
-                values.update(measured[name])
-            elif name in pending:
-                values["pending"] = True
-            elif counts is not None:
-                values["left_out"] = True
-    body = {"v": PROTOCOL_VERSION, "stream": info.stream_id, "zones": zones, "lines": lines}
-    return web.json_response(body | {"analytics_error": stats.analytics_error if stats else None})
-
-
-async def _health(request: web.Request) -> web.Response:
-    manager = request.app[manager_key]
-    inference = manager.worker.inference_status.to_json()
-    return web.json_response(
-        {"status": "ok", "v": PROTOCOL_VERSION, "streams": len(manager.streams()), "inference": inference}
-    )
-
-
-async def _metrics(request: web.Request) -> web.Response:
-    app = request.app
-    outputs = app.get(event_outputs_key)
-    text = render_metrics(app[manager_key], app[hub_key], outputs.health() if outputs is not None else ())
-    return web.Response(body=text.encode(), headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})

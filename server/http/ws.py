@@ -21,8 +21,9 @@ from server.delivery.encode import ImageKind, parse_variant
 from server.delivery.hub import Hub
 from server.delivery.viewer import MAX_PENDING_EVENTS, Event, Subscription, Viewer
 from server.frames import PROTOCOL_VERSION
-from server.http.api import join_viewer, stream_json
+from server.http.api import stream_json
 from server.http.keys import hub_key, manager_key, websockets_key
+from server.http.pictures import join_viewer
 from server.streams import StreamManager
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,164 @@
+"""A stream's pictures over plain HTTP: the newest frame as one JPEG, and a never-ending MJPEG feed.
+
+For ``<img src>`` in dashboards and for clients that speak neither WebSocket nor WebRTC. An MJPEG
+response is a viewer like a WebSocket (`server.delivery.viewer`): a slow one skips frames and holds up
+no one else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import suppress
+
+from aiohttp import web
+
+from server.delivery.encode import FramePacket, ImageKind, Variant, parse_variant
+from server.delivery.hub import Hub
+from server.delivery.viewer import Subscription, Viewer, ViewerLimitError
+from server.http.api import stream_info
+from server.http.errors import error
+from server.http.keys import http_viewers_key, hub_key
+
+log = logging.getLogger(__name__)
+
+MJPEG_BOUNDARY = "segcastframe"
+MAX_MJPEG_FPS = 60.0
+SNAPSHOT_RETRY_S = 1
+VIEWER_RETRY_S = 10
+#: How long one MJPEG part may take to reach its client before the viewer counts as gone and its
+#: connection is cut: about as long as a WebSocket client that stops reading is kept (pinged after
+#: 20 s quiet, and given 10 s for the pong). A client that stopped reading would otherwise hold its
+#: viewer slot (of ``[server] max_viewers``) for as long as it kept the connection open, past its
+#: stream's removal too; a part over a slow link takes seconds, not tens of them.
+MJPEG_PART_TIMEOUT_S = 30.0
+
+
+def setup_pictures(app: web.Application) -> None:
+    app.router.add_get("/api/streams/{stream}/snapshot.jpg", _snapshot)
+    app.router.add_get("/api/streams/{stream}/mjpeg", _mjpeg)
+
+
+def _variant(request: web.Request) -> Variant:
+    query = request.query
+    raw_width = query.get("max_width")
+    try:
+        width = int(raw_width) if raw_width is not None else None
+    except ValueError:
+        raise error(web.HTTPBadRequest, f"max_width: expected a whole number of pixels, got {raw_width!r}") from None
+    try:
+        variant = parse_variant(query.get("image", ImageKind.ANNOTATED.value), width)
+    except ValueError as exc:
+        raise error(web.HTTPBadRequest, str(exc)) from None
+    if variant is None:
+        raise error(web.HTTPBadRequest, "image: this URL serves pictures; use annotated or clean")
+    return variant
+
+
+def _fps(request: web.Request) -> float | None:
+    raw = request.query.get("max_fps")
+    if raw is None:
+        return None
+    try:
+        fps = float(raw)
+    except ValueError:
+        fps = -1.0
+    if not 0 < fps <= MAX_MJPEG_FPS:
+        raise error(
+            web.HTTPBadRequest, f"max_fps: expected a number above 0 and at most {MAX_MJPEG_FPS:g}, got {raw!r}"
+        )
+    return fps
+
+
+async def _snapshot(request: web.Request) -> web.Response:
+    """The newest frame as one JPEG: ``?image=annotated|clean&max_width=N``."""
+    info = stream_info(request)
+    variant = _variant(request)
+    packet = await request.app[hub_key].packet_with(info.stream_id, variant)
+    if packet is None:
+        raise error(
+            web.HTTPServiceUnavailable,
+            f"stream {info.stream_id!r} has no frame yet (state {info.state.value})",
+            **{"Retry-After": str(SNAPSHOT_RETRY_S)},
+        )
+    return web.Response(
+        body=packet.jpegs[variant],
+        content_type="image/jpeg",
+        headers={"Cache-Control": "no-store", "X-Segcast-Seq": str(packet.seq)},
+    )
+
+
+async def _mjpeg(request: web.Request) -> web.StreamResponse:
+    """A never-ending multipart JPEG stream for ``<img src>``: ``?image=...&max_width=N&max_fps=F``.
+
+    The response is a viewer like a WebSocket: a latest-only slot, drained by this handler alone,
+    so a slow ``<img>`` skips frames and never holds up anyone else. It ends when the stream is
+    removed, the client goes away or the server shuts down.
+    """
+    info = stream_info(request)
+    subscription = Subscription(_variant(request), _fps(request))
+    hub = request.app[hub_key]
+    viewer = Viewer(f"mjpeg-{info.stream_id}", request.remote, pictures_only=True)
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": f"multipart/x-mixed-replace; boundary={MJPEG_BOUNDARY}",
+            "Cache-Control": "no-store",
+        }
+    )
+    join_viewer(hub, viewer)
+    try:
+        # Subscribed before the first await: the stream's removal from then on closes the viewer.
+        hub.subscribe(viewer, {info.stream_id: subscription})
+        request.app[http_viewers_key].add(viewer)
+        await response.prepare(request)
+        while not viewer.closed:
+            _, deliveries = await viewer.take()
+            for delivery in deliveries:
+                if not await _write_part(response, viewer, delivery.packet, delivery.jpeg):
+                    log.debug("[%s] an MJPEG viewer stopped reading, or was closed mid-part: cut off", info.stream_id)
+                    if request.transport is not None:
+                        request.transport.abort()
+                    return response
+    except ConnectionError:
+        log.debug("[%s] an MJPEG viewer left", info.stream_id)
+    finally:
+        hub.remove_viewer(viewer)
+    return response
+
+
+def join_viewer(hub: Hub, viewer: Viewer) -> None:
+    """Add a WebSocket or MJPEG viewer to ``hub``, or refuse it: 503 at the server's limit, 429 at its address's."""
+    try:
+        hub.join(viewer)
+    except ViewerLimitError as exc:
+        kind = web.HTTPServiceUnavailable if exc.setting == "max_viewers" else web.HTTPTooManyRequests
+        log.warning("refused a viewer from %s: %s", viewer.address, exc)
+        raise error(kind, str(exc), **{"Retry-After": str(VIEWER_RETRY_S)}) from None
+
+
+async def _write_part(response: web.StreamResponse, viewer: Viewer, packet: FramePacket, jpeg: bytes | None) -> bool:
+    """Write one part; False where it was given up: not taken within `MJPEG_PART_TIMEOUT_S`, or ``viewer``
+    closed while the client held it up (its stream removed, the server shutting down). The connection
+    must then be cut: the client may have part of the part.
+
+    Raises `ConnectionError` when the client went away.
+    """
+    if jpeg is None:
+        return True
+    head = (
+        f"--{MJPEG_BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n"
+        f"X-Segcast-Seq: {packet.seq}\r\n\r\n"
+    )
+    write = asyncio.ensure_future(response.write(head.encode() + jpeg + b"\r\n"))
+    closed = asyncio.ensure_future(viewer.wait_closed())
+    try:
+        await asyncio.wait((write, closed), timeout=MJPEG_PART_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        closed.cancel()
+        write.cancel()  # nothing to do once done; and the handler itself may be cancelled (the client left)
+        with suppress(asyncio.CancelledError, ConnectionError):
+            await write  # its failure retrieved, whichever way this ends
+    if write.cancelled():
+        return False
+    write.result()
+    return True

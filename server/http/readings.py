@@ -1,0 +1,84 @@
+"""What the server reports on request: a stream's tracks and counts now, its health, and ``/metrics``."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from server.events.api import event_outputs_key
+from server.frames import PROTOCOL_VERSION
+from server.http.api import stream_info
+from server.http.keys import hub_key, manager_key
+from server.http.metrics import render_metrics
+
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def setup_readings(app: web.Application) -> None:
+    app.router.add_get("/api/streams/{stream}/tracks", _tracks)
+    app.router.add_get("/api/streams/{stream}/counts", _counts)
+    app.router.add_get("/healthz", _health)
+    app.router.add_get("/metrics", _metrics)
+
+
+async def _tracks(request: web.Request) -> web.Response:
+    """The tracks of the newest processed frame (empty, with ``seq`` null, before the first one)."""
+    info = stream_info(request)
+    packet = request.app[hub_key].latest.get(info.stream_id)
+    meta = packet.metadata if packet is not None else {}
+    return web.json_response(
+        {
+            "v": PROTOCOL_VERSION,
+            "stream": info.stream_id,
+            "state": info.state.value,
+            "seq": meta.get("seq"),
+            "capture_time": meta.get("capture_time"),
+            "width": meta.get("width"),
+            "height": meta.get("height"),
+            "tracks": meta.get("tracks", []),
+        }
+    )
+
+
+async def _counts(request: web.Request) -> web.Response:
+    """Objects in each zone now and crossings of each line since the stream started (docs/analytics.md).
+
+    Every configured zone and line is listed, at zero before the first frame; once frames come, one
+    that does not fit them is marked ``left_out`` (``analytics_error`` says why) rather than passing
+    for an empty zone, and one added or moved since the stream's last frame is marked
+    ``pending``: it counts from the next frame (a stream whose file has ended has none).
+    """
+    info = stream_info(request)
+    worker = request.app[manager_key].worker
+    counts, stats = worker.counts(info.stream_id), worker.stats(info.stream_id)
+    options = info.config.options
+    zones: dict[str, dict[str, object]] = {zone.name: {"objects": 0, "by_class": {}} for zone in options.zones}
+    lines: dict[str, dict[str, object]] = {line.name: {"in": 0, "out": 0, "by_class": {}} for line in options.lines}
+    # A stream with no analytics yet (its first shapes added since its last frame) has no counts, but
+    # its new shapes are pending all the same.
+    found = counts.to_json() if counts is not None else {"zones": {}, "lines": {}}
+    pending = set(stats.pending_shapes if stats else ())
+    for listed, measured in ((zones, found["zones"]), (lines, found["lines"])):
+        for name, values in listed.items():
+            if name in measured:
+                values.update(measured[name])
+            elif name in pending:
+                values["pending"] = True
+            elif counts is not None:
+                values["left_out"] = True
+    body = {"v": PROTOCOL_VERSION, "stream": info.stream_id, "zones": zones, "lines": lines}
+    return web.json_response(body | {"analytics_error": stats.analytics_error if stats else None})
+
+
+async def _health(request: web.Request) -> web.Response:
+    manager = request.app[manager_key]
+    inference = manager.worker.inference_status.to_json()
+    return web.json_response(
+        {"status": "ok", "v": PROTOCOL_VERSION, "streams": len(manager.streams()), "inference": inference}
+    )
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    app = request.app
+    outputs = app.get(event_outputs_key)
+    text = render_metrics(app[manager_key], app[hub_key], outputs.health() if outputs is not None else ())
+    return web.Response(body=text.encode(), headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})
