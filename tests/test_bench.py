@@ -431,3 +431,14 @@ async def test_a_latency_run_records_what_was_offered_and_dropped_and_the_page_s
         f"| 4 | 0 | {run.offered_fps:.1f} | {run.processed_fps:.1f} | {run.frames_dropped} ({run.dropped_share:.0%}) |"
     )
     assert row in page
+
+
+def test_the_gpu_capacity_measure_counts_images_and_cameras_per_batch() -> None:
+    """Run on a CPU at a tiny size: the figures docs/scaling.md quotes are these rows' arithmetic."""
+    from bench.gpu_capacity import CAMERA_FPS, measure
+
+    rows = measure("bundled", "cpu", 64, 64, [1, 3], half=False, warmup=1, timed=3)
+    assert [row["batch"] for row in rows] == [1, 3]
+    for row in rows:
+        assert row["images_per_s"] == pytest.approx(row["batch"] * 1000 / row["ms"])
+        assert row["cameras"] == pytest.approx(row["images_per_s"] / CAMERA_FPS)
