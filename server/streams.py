@@ -65,7 +65,7 @@ class StreamInfo:
     inference_errors: int = 0
     last_inference_error: str | None = None
     inference: InferenceStatus = field(default_factory=lambda: InferenceStatus(available=True))
-    analytics_error: str | None = None  # why zones or lines are left out (pixels beyond the frame)
+    analytics_error: str | None = None  # why zones or lines are left out or can never count here
 
     @property
     def stream_id(self) -> str:

@@ -7,6 +7,8 @@ fast ones feed it the truth as detections, the slow one the bundled model.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -64,6 +66,13 @@ def test_zones_and_lines_are_read_from_options_and_shown_back() -> None:
     [
         ([{"name": "x", "points": [[0, 0], [10, 10], [10, 0], [0, 10]]}], [], ("zones[0].points", "crosses itself")),
         ([{"name": "x", "points": [[0, 0], [5, 5], [10, 10]]}], [], ("zones[0].points", "degenerate")),
+        # Under a square pixel (or a millionth of the frame) a zone can never hold a quarter of any mask.
+        ([{"name": "x", "points": [[0, 0], [0.5, 0], [0, 0.5]]}], [], ("zones[0].points", "too small", "0.125 square")),
+        (
+            [{"name": "x", "points": [[0, 0], [1e-3, 0], [0, 1e-3]], "units": "fraction"}],
+            [],
+            ("zones[0].points", "too small", "5e-07 of the frame"),
+        ),
         ([{"name": "x", "points": [[0, 0], [1.5, 0], [0, 1]], "units": "fraction"}], [], ("outside the frame",)),
         ([{"name": "x", "points": [[-1, 0], [5, 0], [0, 5]]}], [], ("zones[0].points", "outside the frame")),
         (
@@ -492,6 +501,105 @@ def test_a_track_wholly_outside_the_frame_is_in_no_zone() -> None:
     below = [(10, 300), (50, 300), (50, 340), (10, 340)]  # an empty crop of the frame's width, which cv2 refuses
     (track,), events = analytics.update((_track(below, (10, 300, 50, 340)),), (), _frame(0))
     assert track.zones == () and _analytics_events(events) == []
+
+
+def _vga(index: int) -> Frame:
+    return Frame("cam", index, 1000.0 + index / 10, index / 10, np.zeros((480, 640, 3), np.uint8))
+
+
+def _walk_down(analytics: StreamAnalytics, frames: int = 30) -> list[tuple[str, str | None, str | None]]:
+    """A track walking down a 640x480 frame and off its bottom edge: its analytics events."""
+    events: list[AnalyticsEvent] = []
+    for index in range(frames):
+        bottom = min(480.0, 300.0 + 12 * index)
+        _, made = analytics.update((_track(None, (300.0, bottom - 100, 340.0, bottom)),), (), _vga(index))
+        events += [e for e in made if isinstance(e, AnalyticsEvent)]
+    return [(e.kind.value, e.line, e.direction) for e in events]
+
+
+def test_a_line_within_its_dead_band_of_the_frames_edge_is_said_to_never_count_and_stays_listed() -> None:
+    """A line drawn along the bottom to count people leaving: their bottom centre can never get more
+    than 5 px below it, inside its 9.6 px dead band, so it counts nothing, in or out."""
+    exit_line, door = parse_lines(
+        [{"name": "exit", "points": [[0, 475], [640, 475]]}, {"name": "door", "points": [[0, 400], [640, 400]]}]
+    )
+    analytics = StreamAnalytics("cam", (), (exit_line, door))
+    assert _walk_down(analytics) == [("line_cross", "door", "in")]
+    assert analytics.problems == (
+        "lines[0]: line 'exit' lies within its dead band (9.6 px) of the 640x480 frame's bottom edge: nothing gets"
+        " beyond the band on that side, so it can never count a crossing, in or out (each needs both sides);"
+        " move it further in or lower its hysteresis",
+    )
+    assert analytics.counts.lines == {"exit": {}, "door": {"disc": {"in": 1, "out": 0}}}, "listed, not left out"
+    # With a band of a pixel it has room: lowered, its hysteresis lets it count, and the warning goes.
+    tuned = StreamAnalytics("cam", (), (replace(exit_line, hysteresis=0.002),))
+    assert _walk_down(tuned) == [("line_cross", "exit", "in")] and tuned.problems == ()
+
+
+@pytest.mark.parametrize(("y", "warned"), [(470.3, False), (470.5, True)])
+def test_a_line_is_said_to_never_count_exactly_when_no_point_of_the_frame_is_beyond_its_band(
+    y: float, warned: bool
+) -> None:
+    """9.6 px above the edge is the last place a line along the bottom of a 640x480 frame counts."""
+    line = parse_lines([{"name": "exit", "points": [[0, y], [640, y]]}])[0]
+    analytics = StreamAnalytics("cam", (), (line,))
+    crossings = _walk_down(analytics)
+    assert bool(analytics.problems) is warned
+    assert crossings == ([] if warned else [("line_cross", "exit", "in")])
+
+
+@pytest.mark.parametrize(
+    "points",
+    [
+        [[0, 240], [640, 240]],  # across the middle
+        [[320, 480], [320, 200]],  # from the bottom edge inwards
+        [[0, 0], [640, 480]],  # corner to corner
+        [[100, 300], [320, 478], [540, 300]],  # bent down to the edge
+        [[0, 200], [200, 300], [400, 200], [640, 300]],  # a zigzag
+    ],
+)
+def test_an_ordinary_line_is_not_said_to_never_count(points: list[list[int]]) -> None:
+    line = parse_lines([{"name": "l", "points": points}])[0]
+    analytics = StreamAnalytics("cam", (), (line,))
+    analytics.update((), (), _vga(0))
+    assert analytics.problems == ()
+
+
+@pytest.mark.parametrize(
+    ("points", "edges"),
+    [
+        ([[640, 3], [0, 3]], "top edge"),
+        ([[630, 480], [640, 470]], "right and bottom edges"),  # across the corner
+        ([[0, 475], [320, 472], [640, 476]], "bottom edge"),  # bent
+        # Along part of the edge: room round its ends, where a track crosses nothing, is no room.
+        ([[0, 479], [300, 479]], "bottom edge"),
+    ],
+)
+def test_a_line_that_never_counts_is_said_to_lie_along_the_edges_it_faces(points: list[list[int]], edges: str) -> None:
+    line = parse_lines([{"name": "l", "points": points}])[0]
+    analytics = StreamAnalytics("cam", (), (line,))
+    analytics.update((), (), _vga(0))
+    [problem] = analytics.problems
+    assert f"of the 640x480 frame's {edges}: " in problem
+
+
+def test_a_zone_in_fractions_that_covers_under_a_pixel_of_the_frame_is_left_out() -> None:
+    """2e-6 of the frame passes the option's check (a millionth), but is 0.6 px of a 640x480 frame."""
+    speck = parse_zones([{"name": "speck", "points": [[0, 0], [0.002, 0], [0, 0.002]], "units": "fraction"}])[0]
+    analytics = StreamAnalytics("cam", (speck,), ())
+    analytics.update((_track(None, (0, 0, 2, 2)),), (), _vga(0))
+    assert analytics.problems == (
+        "zones[0].points: the polygon covers 0.614 square pixels of the 640x480 frame, under 1;"
+        " zone 'speck' is left out",
+    )
+    assert dict(analytics.counts.zones) == {}
+    analytics.update((), (), Frame("cam", 1, 0.1, 0.1, np.zeros((1080, 1920, 3), np.uint8)))
+    assert analytics.problems == () and dict(analytics.counts.zones) == {"speck": {}}, "4 px of a 1920x1080 frame"
+
+
+def test_a_zone_of_one_square_pixel_is_accepted() -> None:
+    [zone] = parse_zones([{"name": "x", "points": [[0, 0], [1, 0], [1, 1], [0, 1]]}])
+    assert zone.points == ((0, 0), (1, 0), (1, 1), (0, 1))
 
 
 # -- ground truth ------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -23,7 +24,7 @@ import cv2
 import numpy as np
 
 from server.analytics.events import AnalyticsEvent, AnalyticsEventKind, Counts, DwellHistogram, FrameAnalytics
-from server.analytics.shapes import Anchor, Line, Point, Zone, cross, resolve, segments_intersect
+from server.analytics.shapes import Anchor, Line, Point, Zone, cross, resolve, resolve_zone, segments_intersect
 from server.frames import Frame, Track, TrackEvent, TrackEventKind
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,14 @@ MIN_TRAVEL_PX = 1.0
 DIRECTIONS = ("in", "out")
 #: Each edge of the frame and the way out of the picture across it (image axes, y down).
 EDGE_OUTWARDS: dict[str, tuple[int, int]] = {"left": (-1, 0), "top": (0, -1), "right": (1, 0), "bottom": (0, 1)}
+#: How room across a line is sought (`sides_without_room`): from this many parts of each segment, a
+#: point straight across at the band's distance (plus a hair) and at three times it (for a bent line,
+#: whose other segments may come nearer than the one it is tried from).
+ROOM_PARTS = 8
+ROOM_MARGIN_PX = 1e-3
+ROOM_REACHES = (1.0, 3.0)
+#: cos(67.5 degrees): a line's side faces the one edge its normal is nearest, or two at a corner (`_facing_edges`).
+FACING_COS = 0.38
 
 
 def check_classes(zones: tuple[Zone, ...], lines: tuple[Line, ...], class_names: dict[int, str]) -> None:
@@ -118,6 +127,58 @@ def _normal(a: Point, b: Point) -> Point:
     dx, dy = b[0] - a[0], b[1] - a[1]
     length = float(np.hypot(dx, dy))
     return -dy / length, dx / length
+
+
+def sides_without_room(polyline: tuple[Point, ...], band: float, width: int, height: int) -> frozenset[int]:
+    """The sides of ``polyline`` (+1 right, -1 left, as `side_of` tells them) with no point of a
+    ``width`` x ``height`` frame straight across from it beyond ``band``.
+
+    A crossing, in or out, needs a track's anchor beyond the band on one side, then over the line
+    itself and beyond the band on the other, and the anchor is always in the frame: a line drawn
+    within its band of an edge can never count. Room round its ends does not help (a track that goes
+    round an end crosses nothing), so only points across the line are tried: off each segment along
+    its normal, from its ends and `ROOM_PARTS` places between, each judged by `side_of` itself.
+    """
+    missing = {1, -1}
+    for a, b in itertools.pairwise(polyline):
+        nx, ny = _normal(a, b)
+        for k in range(ROOM_PARTS + 1):
+            x, y = a[0] + (b[0] - a[0]) * k / ROOM_PARTS, a[1] + (b[1] - a[1]) * k / ROOM_PARTS
+            for reach, sign in itertools.product(ROOM_REACHES, (1, -1)):
+                distance = sign * (band * reach + ROOM_MARGIN_PX)
+                point = (x + distance * nx, y + distance * ny)
+                if 0 <= point[0] <= width and 0 <= point[1] <= height:
+                    side, away = side_of(point, polyline)
+                    if away > band:
+                        missing.discard(side)
+            if not missing:
+                return frozenset()
+    return frozenset(missing)
+
+
+def _facing_edges(polyline: tuple[Point, ...], side: int) -> tuple[str, ...]:
+    """The edges of the frame that ``side`` of ``polyline`` faces, to name in a warning: those whose way
+    out (`EDGE_OUTWARDS`) is within 67.5 degrees of the normal, on that side, of its first-to-last chord
+    (the sum of its segments' normals, each as long as its segment); none for a line that ends where it began."""
+    (x0, y0), (x1, y1) = polyline[0], polyline[-1]
+    nx, ny = side * (y0 - y1), side * (x1 - x0)
+    length = math.hypot(nx, ny)
+    return tuple(
+        edge for edge, (ox, oy) in EDGE_OUTWARDS.items() if length and (ox * nx + oy * ny) / length >= FACING_COS
+    )
+
+
+def _never_counts(
+    where: str, name: str, polyline: tuple[Point, ...], band: float, missing: frozenset[int], width: int, height: int
+) -> str:
+    """Why a line with no room beyond its band on the ``missing`` sides never counts, and what to do."""
+    edges = [edge for edge in EDGE_OUTWARDS if any(edge in _facing_edges(polyline, side) for side in missing)]
+    named = f"{' and '.join(edges)} edge{'s' * (len(edges) > 1)}" if edges else "edges"
+    return (
+        f"{where}: line {name!r} lies within its dead band ({band:.3g} px) of the {width}x{height} frame's {named}:"
+        " nothing gets beyond the band on that side, so it can never count a crossing, in or out (each needs both"
+        " sides); move it further in or lower its hysteresis"
+    )
 
 
 def crosses(p: Point, q: Point, polyline: tuple[Point, ...]) -> bool:
@@ -274,7 +335,8 @@ class StreamAnalytics:
     A shape in pixels that does not fit the frame (drawn for another camera, or the camera's
     resolution changed) is left out, and `problems` says why, while the other shapes, the tracks and
     the video carry on: the frame size is only known once frames come, long after the options were
-    accepted.
+    accepted. So is whether a line lies within its dead band of the frame's edge, where it can never
+    count: it stays, at zero, and `problems` says so.
     """
 
     def __init__(self, stream_id: str, zones: tuple[Zone, ...], lines: tuple[Line, ...]) -> None:
@@ -295,7 +357,8 @@ class StreamAnalytics:
         )
         self.counts = Counts()
         self.frame_analytics: FrameAnalytics | None = None
-        #: Why shapes are left out at the current frame size, one line each; empty when all fit.
+        #: Why shapes are left out at the current frame size, or can never count at it, one line each;
+        #: empty when all fit.
         self.problems: tuple[str, ...] = ()
 
     def update(
@@ -428,7 +491,7 @@ class StreamAnalytics:
         zones, lines, problems = [], [], []
         for i, zone in enumerate(self._zones):
             try:
-                points = resolve(zone.points, zone.units, width, height, f"zones[{i}].points")
+                points = resolve_zone(zone, width, height, f"zones[{i}].points")
             except ValueError as exc:
                 problems.append(f"{exc}; zone {zone.name!r} is left out")
                 continue
@@ -441,7 +504,10 @@ class StreamAnalytics:
             except ValueError as exc:
                 problems.append(f"{exc}; line {line.name!r} is left out")
                 continue
-            lines.append((line, points, line.hysteresis * min(width, height)))
+            band = line.hysteresis * min(width, height)
+            lines.append((line, points, band))
+            if missing := sides_without_room(points, band, width, height):
+                problems.append(_never_counts(f"lines[{i}]", line.name, points, band, missing, width, height))
         for problem in problems:
             log.warning("[%s] %s", self.stream_id, problem)
         self.problems = tuple(problems)

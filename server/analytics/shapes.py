@@ -28,6 +28,10 @@ MAX_POINTS = 64
 #: A line's shortest segment, in each unit: a pixel, or a thousandth of the frame. A side is
 #: measured against each segment's direction, which a shorter one (a slip of the mouse) has none of.
 MIN_SEGMENT = {"px": 1.0, "fraction": 1e-3}
+#: A zone's least area, in each unit: a square pixel, or a millionth of the frame (a pixel of a
+#: 1000x1000 frame, two of a 1920x1080 one). A smaller zone can never hold a quarter of any mask.
+#: A zone in fractions is judged against the frame once its size is known, too (`resolve_zone`).
+MIN_ZONE_AREA = {"px": 1.0, "fraction": 1e-6}
 MAX_SHAPES = 32
 NAME_PATTERN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 MAX_NAME_CHARS = 64
@@ -140,6 +144,16 @@ def resolve(points: tuple[Point, ...], units: Units, width: int, height: int, wh
     return points
 
 
+def resolve_zone(zone: Zone, width: int, height: int, where: str) -> tuple[Point, ...]:
+    """``zone``'s corners in pixels of a ``width`` x ``height`` frame; ValueError if one lies outside it or
+    the zone covers less than a square pixel of it (one in fractions of a small frame may)."""
+    points = resolve(zone.points, zone.units, width, height, where)
+    area = abs(_area(points))
+    if area < MIN_ZONE_AREA[Units.PX.value]:
+        raise ValueError(f"{where}: the polygon covers {area:.3g} square pixels of the {width}x{height} frame, under 1")
+    return points
+
+
 def _tables(value: object, key: str) -> list[Mapping[str, Any]]:
     if not isinstance(value, list | tuple) or not all(isinstance(t, Mapping) for t in value):
         # Said without a syntax: the same words answer a config file (TOML) and an API body (JSON).
@@ -160,8 +174,13 @@ def _zone(table: Mapping[str, Any], where: str) -> Zone:
         points = points[:-1]
     if len(set(points)) >= 3 and _self_intersects(points):
         raise ValueError(f"{where}.points: the polygon crosses itself; list its corners in order around it")
-    if len(set(points)) < 3 or abs(_area(points)) < 1e-9:
+    area = abs(_area(points))
+    if len(set(points)) < 3 or area < 1e-9:
         raise ValueError(f"{where}.points: the polygon is degenerate (it has no area)")
+    least = MIN_ZONE_AREA[units.value]
+    if area < least:
+        size = "square pixels" if units is Units.PX else "of the frame"
+        raise ValueError(f"{where}.points: the polygon is too small: its area is {area:.3g} {size}, under {least:g}")
     min_share = table.get("min_share", DEFAULT_MIN_SHARE)
     if not 0 < _number(min_share, f"{where}.min_share", "a share above 0 and at most 1") <= 1:
         raise ValueError(f"{where}.min_share: expected a share above 0 and at most 1, got {min_share!r:.60}")

@@ -119,8 +119,8 @@ class StreamStats:
     errors: int
     last_error: str | None
     processing_fps: float | None  # None until the stream's second processed frame
-    #: Why zones or lines are left out (`StreamAnalytics.problems`, one per line), and why the analytics
-    #: failed on its latest frame if they did; None when none are.
+    #: Why zones or lines are left out or can never count (`StreamAnalytics.problems`, one per line),
+    #: and why the analytics failed on its latest frame if they did; None when none are.
     analytics_error: str | None = None
     frame_size: tuple[int, int] | None = None  # width, height of its latest processed frame
     #: Zones and lines given to it (added or moved) since its last frame: they count from its next one.
