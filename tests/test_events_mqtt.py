@@ -660,3 +660,143 @@ async def test_sensors_whose_clearing_was_lost_with_the_connection_are_cleared_a
             return await retained(broker.port, "homeassistant/#") == kept
 
         await eventually(cleared, what="the lost clears done again after reconnecting")
+
+
+Link = tuple[asyncio.StreamWriter, asyncio.StreamWriter, bytearray]  # to segcast, to the broker, held up
+
+
+class LaggingProxy:
+    """A TCP proxy to the broker whose links can lag: what segcast sent on a lagging link is held up on
+    the way, and reaches the broker only at `deliver_late`, after segcast has given that connection up
+    and made another (a client's kernel still sends what a closed socket had buffered, once the path
+    is back, and a broker that had not noticed the old connection's loss takes it)."""
+
+    def __init__(self, broker_port: int) -> None:
+        self._broker_port = broker_port
+        self._server: asyncio.Server | None = None
+        self._links: list[Link] = []
+        self._lagging: list[Link] = []
+        self._pumps: set[asyncio.Task[None]] = set()
+        #: Set when the broker ends a connection that lags: it no longer takes what comes late on it.
+        self.lagging_ended_by_broker = asyncio.Event()
+        self.port = 0
+
+    async def __aenter__(self) -> LaggingProxy:
+        self._server = await asyncio.start_server(self._connected, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for pump in self._pumps:
+            pump.cancel()
+        await asyncio.gather(*self._pumps, return_exceptions=True)
+        for client, broker, _ in self._links:
+            client.close()
+            broker.close()
+        await self._server.wait_closed()
+
+    def lag(self) -> None:
+        """Hold up what segcast sends on the connections open now."""
+        self._lagging = list(self._links)
+
+    def held(self) -> int:
+        """How many bytes segcast sent on the lagging connections are held up."""
+        return sum(len(held) for _, _, held in self._lagging)
+
+    def cut(self) -> None:
+        """Close segcast's end of the lagging connections; the broker's stays open, as it has not noticed."""
+        for client, _, _ in self._lagging:
+            client.close()
+
+    async def deliver_late(self, then: bytes) -> None:
+        """Hand the broker what was held up on the lagging connections, followed by ``then``, and end them."""
+        for _, broker, held in self._lagging:
+            with suppress(ConnectionError):
+                broker.write(bytes(held) + then)
+                await broker.drain()
+            broker.close()
+
+    async def _connected(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        broker_reader, broker_writer = await asyncio.open_connection("127.0.0.1", self._broker_port)
+        link = (client_writer, broker_writer, bytearray())
+        self._links.append(link)
+        for pump in (self._to_broker(client_reader, link), self._to_client(broker_reader, link)):
+            task = asyncio.create_task(pump)
+            self._pumps.add(task)
+
+    async def _to_broker(self, reader: asyncio.StreamReader, link: Link) -> None:
+        _, broker, held = link
+        with suppress(ConnectionError):
+            while data := await reader.read(65536):
+                if link in self._lagging:
+                    held += data
+                else:
+                    broker.write(data)
+                    await broker.drain()
+
+    async def _to_client(self, reader: asyncio.StreamReader, link: Link) -> None:
+        client = link[0]
+        with suppress(ConnectionError):
+            while data := await reader.read(65536):
+                if not client.is_closing():
+                    client.write(data)
+        if link in self._lagging:
+            self.lagging_ended_by_broker.set()
+
+
+def mqtt_publish_packet(topic: str, payload: bytes) -> bytes:
+    """A QoS 0 PUBLISH, as a client sends it (short enough for a one-byte remaining length)."""
+    body = len(topic).to_bytes(2, "big") + topic.encode() + payload
+    assert len(body) < 128
+    return bytes([0x30, len(body)]) + body
+
+
+async def test_a_sensor_config_held_up_on_a_lost_connection_does_not_come_back_after_its_clearing(
+    broker: Broker,
+) -> None:
+    bay = "homeassistant/sensor/segcast_cam/zones_bay_objects/config"
+    late = "segcast-test/late"  # sent after the held-up config, on its connection
+    async with (
+        listening(broker.port) as received,
+        LaggingProxy(broker.port) as proxy,
+        running(MqttSettings("127.0.0.1", proxy.port), HELD_ANSWERS_TIMEOUT_S) as (outputs, sink),
+    ):
+        await state_is(sink, SinkState.OK)
+        outputs.on_packet(with_counts(1, {}))
+
+        async def counted() -> bool:
+            return any(topic == "segcast/cam/counts" for topic, _, _ in received)
+
+        await eventually(counted, what="the stream's first counts")
+        proxy.lag()
+        outputs.on_packet(with_counts(2, {"zones": {"bay": {"objects": 0}}}))  # zone bay added: its config goes out
+
+        async def config_sent() -> bool:
+            return proxy.held() > 0
+
+        await eventually(config_sent, what="the new zone's config held up on the way")
+        proxy.cut()  # segcast gives the connection up (its pings unanswered) and makes another
+        outputs.on_packet(with_counts(3, {}))  # zone bay deleted meanwhile: its sensor is cleared
+
+        async def cleared() -> bool:
+            return (bay, b"", False) in received
+
+        await eventually(cleared, what="the deleted zone's sensor cleared over the new connection")
+        await proxy.deliver_late(mqtt_publish_packet(late, b"1"))
+
+        async def old_connection_done() -> bool:  # what came late was taken, or refused with its connection
+            return proxy.lagging_ended_by_broker.is_set() or any(topic == late for topic, _, _ in received)
+
+        await eventually(old_connection_done, what="the late messages taken or refused")
+        left = await retained_messages(broker.port, "homeassistant/#")
+        async with listening(broker.port, "segcast/status") as status:
+
+            async def status_retained() -> bool:
+                return bool(status)
+
+            await eventually(status_retained, what="the retained status")
+    assert bay not in left  # Home Assistant kept a sensor for a zone that no longer exists
+    # Nor did the old connection's will, once the broker noticed its end, say segcast offline.
+    assert status == [("segcast/status", b"online", True)]

@@ -21,7 +21,10 @@ Topics (``P`` is ``topic_prefix``, default ``segcast``; ``D`` is ``discovery_pre
   Home Assistant takes as "remove this sensor"); a removed stream has all of them, its counts and its
   availability cleared. A frame whose analytics failed carries the counts as they stand
   (`server.inference.analysis`), so it removes no sensor. A clear the broker had not confirmed when
-  the connection dropped is sent again on the next one.
+  the connection dropped is sent again on the next one. Every connection has the same client id
+  (``client_id``, or one drawn at start), so the broker ends the one before as the next is made:
+  what was still on its way over it (a config a later clear replaced, its will saying offline)
+  never reaches the broker after the new connection's messages.
 
 Only the sensors this process announced are known: what the broker retains is not read back (a
 write-only account is sent nothing, and a broker with thousands of retained configs drops some), so
@@ -48,6 +51,7 @@ import asyncio
 import json
 import logging
 import re
+import secrets
 import ssl
 import sys
 from collections import deque
@@ -71,6 +75,9 @@ OFFLINE_TIMEOUT_S = 1.0
 #: ``offline`` after a full window would never be written (the cancelled ones still count in paho).
 WINDOW = 20
 UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+#: Random hex digits of the client id drawn at start when ``client_id`` is not set: with ``segcast``,
+#: the 23 characters every MQTT 3.1.1 broker must take.
+CLIENT_ID_HEX = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +203,8 @@ class MqttSink:
         self._delivery = DeliveryTask(self._run, self.name)
         self.status_topic = f"{settings.topic_prefix}/status"
         self._node = settings.topic_prefix.replace("/", "_")
+        #: The same on every connection, so the broker ends the one before when the next is made.
+        self.client_id = settings.client_id or f"segcast{secrets.token_hex(CLIENT_ID_HEX // 2)}"
 
     # -- on the loop, from the outputs ----------------------------------------------------------
 
@@ -256,7 +265,7 @@ class MqttSink:
             settings.effective_port,
             username=settings.username,
             password=settings.password,
-            identifier=settings.client_id,
+            identifier=self.client_id,
             will=aiomqtt.Will(self.status_topic, "offline", qos=QOS, retain=True),
             tls_context=context,
             timeout=self.connect_timeout_s,
