@@ -814,6 +814,12 @@ async def test_api_lists_pages_and_serves_snapshots(aiohttp_client: ClientFactor
     response = await client.get(events[0]["snapshot"])
     assert response.status == 200 and response.content_type == "image/jpeg"
     assert cv2.imdecode(np.frombuffer(await response.read(), np.uint8), cv2.IMREAD_COLOR) is not None
+    # Revalidated, not kept for a day: a new history file numbers its events from 1 again.
+    assert response.headers["Cache-Control"] == "no-cache" and response.headers["ETag"]
+    again = await client.get(events[0]["snapshot"], headers={"If-None-Match": response.headers["ETag"]})
+    assert again.status == 304 and not await again.read()
+    stale = await client.get(events[0]["snapshot"], headers={"If-None-Match": '"a-picture-from-another-file"'})
+    assert stale.status == 200 and await stale.read() == await response.read()
     assert (await client.get("/api/events/999999/snapshot.jpg")).status == 404
 
     async def counted() -> str | None:  # the history commits its rows a moment before it counts them
@@ -885,6 +891,9 @@ async def test_history_pages_do_not_wait_behind_the_default_executor(
         ("since=soon", "since"),
         ("until=nan", "until"),
         ("colour=red", "colour"),
+        # Page one would read the first, its next link the last: page two another query.
+        ("limit=2&limit=1000", "limit"),
+        ("stream=a&stream=b", "stream"),
     ],
 )
 async def test_api_names_a_bad_parameter(aiohttp_client: ClientFactory, tmp_path: Path, query: str, named: str) -> None:

@@ -7,6 +7,7 @@ import functools
 import hashlib
 import hmac
 import json
+import logging
 import re
 import socket
 import time
@@ -210,6 +211,30 @@ async def test_server_errors_are_retried_with_backoff(receiver: Receiver) -> Non
         await outputs.stop()
     assert receiver.attempts == 3 and len(receiver.bodies) == 1
     assert hook(outputs).health().state is SinkState.OK
+
+
+async def test_a_receiver_that_keeps_failing_is_told_once_in_the_log_not_twice_an_event(
+    receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The log says a webhook fails once, then once a while with the events lost since (docs/protocol.md)."""
+    receiver.statuses = [500] * 10
+    outputs = await running(WebhookSettings(receiver.url, retries=1))
+    hook(outputs).backoff.max_s = 0.01
+    try:
+        with caplog.at_level(logging.ERROR, logger="server.events"):
+            for seq in range(5):
+                outputs.on_packet(track_start(seq, track_id=seq))
+
+            async def all_lost() -> bool:
+                return hook(outputs).health().failed == 5
+
+            await eventually(all_lost, what="every event given up on")
+    finally:
+        await outputs.stop()
+    errors = [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
+    assert errors[0] == f"{hook(outputs).name}: answered HTTP 500 (an event is given up after 2 attempts)"
+    assert len([e for e in errors if "again:" not in e]) == 1, errors
+    assert receiver.attempts == 10
 
 
 async def test_a_rate_limited_receiver_gets_the_quiet_it_asks_for_before_the_next_event(receiver: Receiver) -> None:

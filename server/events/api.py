@@ -9,6 +9,7 @@ history's own reader threads, each on its own read connection; a database that c
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import sqlite3
 from collections.abc import Callable
@@ -25,6 +26,7 @@ event_outputs_key = web.AppKey("event_outputs", EventOutputs)
 
 DEFAULT_PAGE = 100
 MAX_EVENT_ID = 2**63 - 1  # SQLite's largest integer
+SNAPSHOT_TAG_CHARS = 24  # of the JPEG's SHA-256, hex: its ETag
 TEXT_FILTERS = {"stream": "stream", "type": "type", "class": "class_name", "zone": "zone", "line": "line"}
 
 
@@ -48,6 +50,10 @@ def _parse_query(request: web.Request) -> EventQuery:
     unknown = sorted(set(params) - set(known))
     if unknown:
         raise error(web.HTTPBadRequest, f"{unknown[0]}: unknown parameter; known: {', '.join(known)}")
+    # Given twice, a parameter would filter the first page by one value and its next link by another.
+    repeated = sorted(key for key in set(params) if len(params.getall(key)) > 1)
+    if repeated:
+        raise error(web.HTTPBadRequest, f"{repeated[0]}: given more than once; give each parameter once")
     fields: dict[str, Any] = {TEXT_FILTERS[k]: v for k, v in params.items() if k in TEXT_FILTERS}
     for key in ("since", "until"):
         if key in params:
@@ -107,7 +113,16 @@ async def _snapshot(request: web.Request) -> web.Response:
         raise error(web.HTTPServiceUnavailable, f"the event history cannot be read: {exc}") from None
     if jpeg is None:
         raise error(web.HTTPNotFound, f"no snapshot for event {event_id}: no such event, or stored without one")
-    return web.Response(body=jpeg, content_type="image/jpeg", headers={"Cache-Control": "max-age=86400"})
+    # Revalidated by its ETag rather than kept for a time: an event's id names another event, and so
+    # another picture, in a history file made anew (ids start again at 1).
+    tag = hashlib.sha256(jpeg).hexdigest()[:SNAPSHOT_TAG_CHARS]
+    headers = {"Cache-Control": "no-cache"}
+    if any(match.value in (tag, "*") for match in request.if_none_match or ()):
+        response = web.Response(status=304, headers=headers)
+    else:
+        response = web.Response(body=jpeg, content_type="image/jpeg", headers=headers)
+    response.etag = tag
+    return response
 
 
 async def _outputs(request: web.Request) -> web.Response:

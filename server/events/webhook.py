@@ -169,9 +169,10 @@ class WebhookSink:
                 return
             if reason is None:
                 return
-            if attempt < self.settings.retries:
-                self._tally.fail(reason)
-        self._tally.fail(f"{reason}; gave up after {self.settings.retries + 1} attempts", lost=1)
+            # One reason for its retries and its loss: a receiver that keeps failing is logged once, then
+            # once a while with the events lost since (`Tally.fail`), not twice for every event.
+            reason += f" (an event is given up after {self.settings.retries + 1} attempts)"
+            self._tally.fail(reason, lost=int(attempt == self.settings.retries))
 
     async def _attempt(self, session: aiohttp.ClientSession, body: bytes, headers: dict[str, str]) -> str | None:
         """POST once: None when delivered, else why, when retrying may help (and `backoff` says when).
@@ -185,7 +186,7 @@ class WebhookSink:
                     self.backoff.reset()
                     self._tally.ok()
                     return None
-                reason = f"{self.name} answered HTTP {response.status}"
+                reason = f"answered HTTP {response.status}"
                 if response.status < 400:
                     location = response.headers.get("Location")
                     where = f" to {_origin(urljoin(self.settings.url, location))}" if location else ""
