@@ -61,6 +61,9 @@ def test_no_events_table_means_no_outputs(tmp_path: Path) -> None:
         ('[[events.webhooks]]\nurl = "http://x:99999/hook"', "events.webhooks[0].url"),
         ('[[events.webhooks]]\nurl = "http://x:abc/hook"', "events.webhooks[0].url"),
         ('[[events.webhooks]]\nurl = "http://x:0/hook"', "events.webhooks[0].url"),
+        # Refused at start, not found out as every event is retried and lost.
+        ('[[events.webhooks]]\nurl = "http://exa mple.com/hook"', "events.webhooks[0].url"),
+        ('[[events.webhooks]]\nurl = "http://-bad-/hook"', "events.webhooks[0].url"),
         ("[events.mqtt]\nport = 1883", "events.mqtt.host"),
         ('[events.mqtt]\nhost = "b"\nport = 0', "events.mqtt.port"),
         ('[events.mqtt]\nhost = "b"\npassword = "p"', "events.mqtt.password"),

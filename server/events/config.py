@@ -155,6 +155,8 @@ def _webhook(table: Mapping[str, Any], where: str) -> WebhookSettings:
         raise ValueError(f"{where}.url: not a URL ({exc}), got {url!r:.80}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"{where}.url: expected an http:// or https:// URL, got {url!r}")
+    if _plain_host(parts.hostname) is None:
+        raise ValueError(f"{where}.url: {parts.hostname!r} is not a host name or an IP address, in {url!r}")
     try:
         port_ok = parts.port != 0  # urlsplit checks the port only when it is asked for it
     except ValueError:  # not a number, or over 65535
