@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import os
 import platform
@@ -90,7 +91,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--backends", type=backends, default=",".join(BACKENDS), help="comma-separated: pytorch,onnx,openvino"
     )
     parser.add_argument("--frames", type=_count, default=150, help="frames per throughput measurement")
-    parser.add_argument("--rounds", type=_count, default=3, help="rounds of seed loop and segcast per backend")
+    parser.add_argument(
+        "--rounds", type=_count, default=3, help="rounds of seed loop and segcast per backend, and of multi-stream pair"
+    )
     parser.add_argument("--stream-counts", type=_counts, default="1,2,4,8", help="streams for the multi-stream figure")
     parser.add_argument("--stream-frames", type=_count, default=30, help="frames per stream, multi-stream figure")
     parser.add_argument(
@@ -233,13 +236,15 @@ def main(argv: list[str] | None = None) -> int:
         for backend, model in _backend_models(args, model_path, imgsz, results).items():
             if backend not in args.multistream_backends:
                 continue
-            for streams in args.stream_counts:
-                for max_batch in (8, 1):
+            # Rounds that alternate which goes first: one pair in a fixed order differed by 2x on the same work.
+            for streams, round_ in itertools.product(args.stream_counts, range(args.rounds)):
+                for max_batch in (8, 1) if round_ % 2 == 0 else (1, 8):
                     case = {"kind": "segcast", "model": model, "imgsz": imgsz, "streams": streams}
                     case |= {"max_batch": max_batch, "annotated": False, "frames": args.stream_frames * streams}
                     out = _case(case, video)
-                    results.multistream.append({"backend": backend, "streams": streams, "max_batch": max_batch, **out})
-                    _say(f"multi-stream {backend} {streams} x batch {max_batch}: {out['fps']:.1f} fps")
+                    measured = {"backend": backend, "streams": streams, "max_batch": max_batch, "round": round_}
+                    results.multistream.append(measured | out)
+                    _say(f"multi-stream {backend} {streams} x batch {max_batch}, round {round_}: {out['fps']:.1f} fps")
     if "latency" in sections:
         for streams, seconds in ((1, args.latency_s), (4, args.memory_s)):
             run = latency_run(str(model_path), video, streams, imgsz, seconds)
