@@ -157,6 +157,14 @@ class Scene:
             self._paint(image, actor, full, index)
         return image, truths
 
+    def whole_masks(self, index: int) -> Iterator[tuple[int, int, np.ndarray]]:
+        """Each object in play at frame ``index`` (its id, its class id, its mask), whole: the parts
+        hidden behind nearer objects or outside the picture's edge are not cut away, where `render`'s
+        objects are what shows. The truth a line crossing made behind another object is judged by
+        (tools/analytics_report.py). An object wholly outside the picture has an empty mask."""
+        for actor in self._actors_at(index):
+            yield actor.object_id, actor.class_id, self._shape_mask(actor, index)
+
     def camera_offset(self, index: int) -> tuple[int, int]:
         """How far the camera has moved from its still position at frame ``index`` (x, y pixels):
         everything it films appears moved the other way."""

@@ -212,21 +212,20 @@ def true_crossings(scene: Scene, frames: int, lines: Sequence[Line]) -> list[Tru
 
     for index in range(frames):
         present = set()
-        for actor in scene._actors_at(index):  # the scene's own drawing of each object, unoccluded
-            mask = scene._shape_mask(actor, index)
+        for object_id, class_id, mask in scene.whole_masks(index):
             if not mask.any():
                 continue
-            present.add(actor.object_id)
+            present.add(object_id)
             anchored: dict[Anchor, Point] = {}  # the object's point for each anchor its lines use
             for line, points in pixel_lines:
-                if line.classes and CLASS_NAMES[actor.class_id] not in line.classes:
+                if line.classes and CLASS_NAMES[class_id] not in line.classes:
                     continue
                 if line.anchor not in anchored:
                     anchored[line.anchor] = true_point(mask, line.anchor)
                 point = anchored[line.anchor]
                 side, distance = _side(point, points)
                 band = line.hysteresis * min(width, height)
-                key = (actor.object_id, line.name)
+                key = (object_id, line.name)
                 state = states.get(key)
                 if state is None:
                     states[key] = _Side(side if distance > band else 0, point)
@@ -242,7 +241,7 @@ def true_crossings(scene: Scene, frames: int, lines: Sequence[Line]) -> list[Tru
                 if state.pending is None:
                     state.pending = index
                 if (index - state.pending) / scene.fps >= line.confirm_s:
-                    count(actor.object_id, line.name, state, index)
+                    count(object_id, line.name, state, index)
         for key in [k for k in states if k[0] not in present]:  # gone from the picture
             state = states.pop(key)
             if state.pending is not None:
