@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             case=_case,
         )
         page = args.out.with_name(SCALEOUT_PAGE)
-        print(write_scaleout_report(scaleout, page, _settings(args, model_path, imgsz)["command"]))
+        print(write_scaleout_report(scaleout, page, _settings(args, model_path, imgsz)["command"], args.quick))
         if sections == {"scaleout"}:
             return 0
     results.machine["load_after"] = _load()

@@ -2,10 +2,12 @@
 
 Two figures, each from one run on one machine (docs/scaling.md quotes them):
 
-- **Overhead of remote inference**: the same exported ONNX model, the same frames, one stream as fast
-  as it can go, in rounds (who goes first alternates): in-process ONNX Runtime against ``--model grpc://`` to a Triton
-  serving that same file with ONNX Runtime. Both run the network on this machine's cores, so the
-  ratio is what the protocol, the copies and Triton's scheduling cost, not a difference of hardware.
+- **Overhead of remote inference**: the same network, the same frames, one stream as fast as it can
+  go, in rounds (who goes first alternates): in-process ONNX Runtime on the plain ONNX export against
+  ``--model grpc://`` to a Triton serving the Triton export with ONNX Runtime (the same network, but
+  taking uint8 pixels and scaling them in its graph, where ultralytics' backend feeds floats). Both
+  run the network on this machine's cores, so the ratio is what the protocol, the copies and
+  Triton's scheduling cost, not a difference of hardware.
 - **Two nodes sharing one Triton against one node inferring locally**, four cameras in all (looping
   copies of the scene at its native 15 fps): aggregate processed fps, capture-to-viewer latency, and
   the mean batch Triton executed (images per execution, from its own statistics).
@@ -205,7 +207,7 @@ def _triton_counts(base: str, model: str) -> tuple[int, int]:
     return int(stats["inference_count"]), int(stats["execution_count"])
 
 
-def write_scaleout_report(results: ScaleoutResults, out: Path, command: str) -> str:
+def write_scaleout_report(results: ScaleoutResults, out: Path, command: str, quick: bool = False) -> str:
     """``out`` (markdown) with the figures; returns its text."""
     lines = [
         "# Scale-out benchmark",
@@ -215,6 +217,8 @@ def write_scaleout_report(results: ScaleoutResults, out: Path, command: str) -> 
         "server share its cores: these figures show what remote inference costs, not what a GPU server adds.",
         "",
     ]
+    if quick:
+        lines += ["**This is a `--quick` smoke run: the figures are too short to mean anything.**", ""]
     if results.skipped:
         lines += [f"**Skipped**: {results.skipped}", ""]
     else:

@@ -442,3 +442,12 @@ def test_the_gpu_capacity_measure_counts_images_and_cameras_per_batch() -> None:
     for row in rows:
         assert row["images_per_s"] == pytest.approx(row["batch"] * 1000 / row["ms"])
         assert row["cameras"] == pytest.approx(row["images_per_s"] / CAMERA_FPS)
+
+
+def test_a_quick_scaleout_page_says_it_is_a_smoke_run(tmp_path: Path) -> None:
+    from bench.scaleout import ScaleoutResults, write_scaleout_report
+
+    rounds = [{"local_fps": 10.0, "remote_fps": 8.0}]
+    quick = write_scaleout_report(ScaleoutResults(overhead_rounds=rounds), tmp_path / "q.md", "python -m bench", True)
+    real = write_scaleout_report(ScaleoutResults(overhead_rounds=rounds), tmp_path / "r.md", "python -m bench")
+    assert "smoke run" in quick and "smoke run" not in real
