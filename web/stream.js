@@ -6,7 +6,9 @@
 // shown, and once WebRTC fails (no RTCPeerConnection, a refused offer, nothing within a few seconds,
 // a connection that fails or stays disconnected later), they come over the WebSocket as JPEGs instead,
 // until the WebSocket comes back after an outage: then WebRTC is tried again (reconnected); a WebRTC
-// connection lost while the WebSocket stayed up is tried again after 10 s, then 20, 40, 60. Either way
+// connection lost while the WebSocket stayed up is tried again after 10 s, then 20, 40, 60. WebRTC is
+// offered only for a stream the server is known to have: it starts once the stream list or a status
+// message shows the open stream, and again when a stream that went missing comes back. Either way
 // the picture is copied to the canvas with its metadata, so overlays, highlights and pause work the same.
 // ?transport=ws, or localStorage "segcast.transport" = "ws", keeps the view on the WebSocket.
 // Zones and lines are drawn and edited over the picture by web/zones.js; their events are listed by
@@ -92,6 +94,9 @@ export class StreamView {
     this.rtc = null; // the WebRTC attempt or player of the open stream: {video, player, timer, lost, abort}
     this.rtcRetry = null; // the timer of the next WebRTC attempt after a lost connection
     this.rtcRetryMs = RTC_RETRY_FIRST_MS;
+    // WebRTC is wanted for the open stream once the server is seen to have it: an offer for a stream it
+    // has not (yet) is refused, and nothing would offer again when it is added.
+    this.rtcAwaitsStream = false;
     this.frameCopy = document.createElement("canvas"); // the WebRTC frame shown, kept while paused
     this.badge = elements.transport ?? document.getElementById("stream-transport");
     this.panel = new StatusPanel(elements.canvas.parentElement);
@@ -171,7 +176,7 @@ export class StreamView {
       this.missing = false;
       this.forget();
       this.setTransport("websocket");
-      if (webrtcWanted()) this.startWebRTC(streamId);
+      this.rtcAwaitsStream = webrtcWanted();
       this.zones.open(streamId);
       this.events.open(streamId);
     }
@@ -218,14 +223,29 @@ export class StreamView {
     if (this.streamId === null || !webrtcWanted()) return;
     this.stopWebRTC();
     this.setTransport("websocket");
-    if (streams.some((stream) => stream.id === this.streamId)) this.startWebRTC(this.streamId);
+    this.rtcAwaitsStream = true;
+    if (streams.some((stream) => stream.id === this.streamId)) this.streamSeen();
   }
 
-  close() {
+  // The server has the open stream (a stream list or a status message says so): WebRTC starts now if
+  // it was waiting for that. Only then, so a view on WebSocket frames after a refused offer stays so.
+  streamSeen() {
+    if (!this.rtcAwaitsStream || this.streamId === null) return;
+    this.rtcAwaitsStream = false;
+    if (!this.rtc) this.startWebRTC(this.streamId);
+  }
+
+  // No WebRTC player, attempt or retry is left of the open stream.
+  endWebRTC() {
     clearTimeout(this.rtcRetry);
     this.rtcRetry = null;
     this.rtcRetryMs = RTC_RETRY_FIRST_MS;
     this.stopWebRTC();
+  }
+
+  close() {
+    this.endWebRTC();
+    this.rtcAwaitsStream = false;
     this.streamId = null;
     this.zones.open(null);
     this.events.open(null);
@@ -241,7 +261,8 @@ export class StreamView {
   /**
    * The server has no stream by the open id: it was removed, the server came back without it, or
    * the address names none. Whatever was shown of it goes; a status message (it is added) or a stream
-   * list that has it again brings it back, as the subscription to its id stays.
+   * list that has it again brings it back, as the subscription to its id stays, and WebRTC with it:
+   * none is offered meanwhile, as the server would refuse it.
    */
   setMissing() {
     if (this.missing) return;
@@ -249,6 +270,12 @@ export class StreamView {
     this.setPaused(false);
     this.forget();
     this.zones.setStream(null);
+    this.rtcAwaitsStream ||= webrtcWanted();
+    this.endWebRTC();
+    if (this.transport !== "websocket") {
+      this.setTransport("websocket");
+      this.resubscribe(); // its frames come over the WebSocket when it is back, until WebRTC plays
+    }
   }
 
   async startWebRTC(streamId) {
@@ -354,6 +381,7 @@ export class StreamView {
     const same = this.status?.state === state && this.status?.error === error;
     this.status = { state, error, next_attempt_at: same ? this.status.next_attempt_at : null };
     this.render();
+    this.streamSeen();
   }
 
   setOnline(online) {
@@ -402,6 +430,7 @@ export class StreamView {
     this.render();
     this.zones.setStream(stream, askedAt);
     this.zones.showProblem(stream.analytics_error ?? "");
+    this.streamSeen();
   }
 
   // A WebSocket frame: its metadata and the clean JPEG.

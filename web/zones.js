@@ -36,6 +36,9 @@ const CHANGED_ELSEWHERE =
   "The zones or lines were changed elsewhere meanwhile: these are the saved ones now. Make your change again.";
 // Saves made again after the stream's other settings (not its shapes) changed under them.
 const MAX_RESENDS = 3;
+// Names as the server takes them (server/analytics/shapes.py): checked here first, so a name it would
+// refuse is never sent, and the field says so while the saved name stays.
+const NAME_RULE = "up to 64 letters, digits, “-” or “_”";
 
 const inPixels = (json) => json.units !== "fraction";
 
@@ -102,6 +105,8 @@ export class ZoneEditor {
     this.changedAt = -Infinity; // performance.now() when the last change here was answered
     this.fileSaves = false; // the server has a config file to save to (GET /api/viewer)
     this.persistable = true; // and can save this stream's changes there (not one --source started)
+    this.typed = false; // the name field holds what the user typed, not a name filled in here
+    this.renaming = null; // {from, to}: keyOf() a shape being renamed, selected again if refused
 
     const { canvas } = host;
     canvas.addEventListener("pointerdown", (event) => this.pointerDown(event));
@@ -117,6 +122,7 @@ export class ZoneEditor {
     elements.addLine.addEventListener("click", () => this.start("line"));
     elements.finish.addEventListener("click", () => this.finish());
     elements.remove.addEventListener("click", () => this.removeSelected());
+    elements.name.addEventListener("input", () => (this.typed = true));
     elements.name.addEventListener("change", () => this.rename());
     elements.list.addEventListener("click", (event) => {
       const item = event.target.closest("li[data-shape]");
@@ -250,8 +256,11 @@ export class ZoneEditor {
     this.mode = kind;
     this.draft = [];
     this.selected = null;
-    this.showError("");
-    this.el.name.value = this.freeName(kind);
+    // A name typed before the click names the new shape; one that cannot is kept, to be corrected
+    // before the shape is finished, and the error says why. Otherwise the next free name is offered.
+    const typed = this.typed ? this.el.name.value.trim() : "";
+    this.showError(typed && this.nameProblem(kind, typed));
+    if (!typed) this.showName(this.freeName(kind));
     this.host.reveal();
     this.render();
   }
@@ -260,6 +269,29 @@ export class ZoneEditor {
     this.mode = "idle";
     this.draft = [];
     this.render();
+  }
+
+  // Why `name` cannot name a `kind` (other than `shape`, being renamed): "" if it can. The field's
+  // pattern is compiled as the browser compiles it for checkValidity() (the "v" flag).
+  nameProblem(kind, name, shape = null) {
+    const source = `^(?:${this.el.name.pattern})$`;
+    let valid;
+    try {
+      valid = new RegExp(source, "v");
+    } catch {
+      valid = new RegExp(source, "u"); // a browser from before the "v" flag compiles patterns so
+    }
+    if (!valid.test(name)) return `“${name}” cannot be a name: use ${NAME_RULE}.`;
+    if (this.shapes.some((s) => s !== shape && s.kind === kind && s.name === name)) {
+      return `There is a ${kind} called “${name}” already: give this one another name.`;
+    }
+    return "";
+  }
+
+  // A name put in the field here (the selected shape's, a free one), as opposed to one typed.
+  showName(name) {
+    this.el.name.value = name;
+    this.typed = false;
   }
 
   freeName(kind) {
@@ -273,6 +305,13 @@ export class ZoneEditor {
     const kind = this.mode;
     if (kind === "idle" || this.draft.length < LEAST_POINTS[kind]) return;
     const name = this.el.name.value.trim() || this.freeName(kind);
+    const problem = this.nameProblem(kind, name);
+    if (problem) {
+      this.showError(problem);
+      this.el.name.focus();
+      return;
+    }
+    this.showName(name);
     const shape = { kind, name, points: this.draft, extra: {}, server: null };
     this.mode = "idle";
     this.draft = [];
@@ -284,7 +323,7 @@ export class ZoneEditor {
     if (this.mode !== "idle") return;
     this.selected = key;
     const shape = this.shapes.find((s) => keyOf(s) === key);
-    if (shape) this.el.name.value = shape.name;
+    if (shape) this.showName(shape.name);
     this.render();
   }
 
@@ -296,12 +335,18 @@ export class ZoneEditor {
     this.commit(rest);
   }
 
+  // A name the server would refuse is not sent: the error says why, and the field shows the saved name.
   rename() {
     const shape = this.shapes.find((s) => keyOf(s) === this.selected);
+    if (this.mode !== "idle" || !shape) return;
     const name = this.el.name.value.trim();
-    if (this.mode !== "idle" || !shape || !name || name === shape.name) return;
+    const problem = name && this.nameProblem(shape.kind, name, shape);
+    if (problem) this.showError(problem);
+    this.showName(problem || !name ? shape.name : name);
+    if (problem || !name || name === shape.name) return;
     const renamed = { ...shape, name, server: shape.server && { ...shape.server, name } }; // in its own units
     this.selected = keyOf(renamed);
+    this.renaming = { from: keyOf(shape), to: this.selected };
     this.commit(this.shapes.map((s) => (s === shape ? renamed : s)));
   }
 
@@ -364,7 +409,13 @@ export class ZoneEditor {
     this.changedAt = performance.now();
     this.savedKey = null;
     this.counts = null; // the next frame's counts are those of the new shapes
+    // A refused rename leaves the shape selected under the name it kept, and the field showing that.
+    const { renaming } = this;
+    this.renaming = null;
+    if (refusal && renaming?.to === this.selected) this.selected = renaming.from;
     this.adopt(options, etag); // even while a new shape is being drawn: it is not in them yet
+    const selected = this.shapes.find((s) => keyOf(s) === this.selected);
+    if (refusal && selected) this.showName(selected.name);
   }
 
   showError(message) {

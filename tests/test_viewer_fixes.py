@@ -1,0 +1,142 @@
+"""The stream view in a real headless Chromium: WebRTC for a stream that appears after its view was
+opened, and zone names typed before a shape is drawn or given to one already saved.
+
+Every wait is on something the page or the API shows, with a deadline; none is a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from server.config import StreamConfig
+from tests.conftest import CHROMIUM
+from tests.support.browser import WAIT_MS, Console, open_page, wait_for_new_frame, wait_for_text
+from tests.support.components import require_component, require_module
+from tests.support.zone_page import STREAM_VIEW, Point, click, shape_names, stream_options
+from tests.test_viewer_webrtc import wait_for_transport
+
+require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
+require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
+
+Start = Callable[..., Awaitable[TestClient]]
+
+pytestmark = pytest.mark.timeout(120)
+
+MISSING = '#stream-view .status-panel[data-state="missing"]'
+NO_RTC = "() => document.querySelectorAll('video.rtc-source').length === 0"
+TRIANGLE: list[Point] = [(0.1, 0.1), (0.4, 0.1), (0.4, 0.4)]
+BAD_REQUEST = "Failed to load resource: the server responded with a status of 400 (Bad Request)"
+
+
+def _requests(page: Any, method: str, path: str) -> list[str]:
+    """The URLs of the requests the page makes with ``method`` to a URL containing ``path``, as it makes them."""
+    made: list[str] = []
+    page.on("request", lambda request: request.method == method and path in request.url and made.append(request.url))
+    return made
+
+
+async def _draw_zone(page: Any, points: list[Point]) -> None:
+    for point in [*points, points[0]]:  # the first corner again closes it
+        await click(page, point)
+
+
+async def test_a_stream_added_after_its_view_was_opened_plays_over_webrtc(start_server: Start, browser: Any) -> None:
+    client = await start_server()
+    page = await browser.new_page()
+    console = Console(page)
+    plays = _requests(page, "POST", "/api/webrtc/play/")
+    await page.goto(str(client.make_url("/#/stream/late")))
+    await page.wait_for_selector(MISSING, timeout=WAIT_MS)
+    # Any WebRTC attempt the view made is over (refused) before the stream is added, as a person's would be.
+    await page.wait_for_function(NO_RTC, timeout=WAIT_MS)
+    assert plays == [], "no WebRTC is offered for a stream the server does not have"
+
+    assert (await client.post("/api/streams", json={"id": "late", "uri": "scene:?seed=9"})).status == 201
+    await wait_for_transport(page, "WebRTC")
+    frame = await wait_for_new_frame(page, "#video")
+    assert frame["std"] > 10, "frames are pictures, not blank"
+
+    # Removed while it plays over WebRTC, and added again: WebRTC again, not the WebSocket for good.
+    assert (await client.delete("/api/streams/late")).status == 204
+    await page.wait_for_selector(MISSING, timeout=WAIT_MS)
+    await wait_for_transport(page, "WebSocket")
+    await page.wait_for_function(NO_RTC, timeout=WAIT_MS)
+    assert (await client.post("/api/streams", json={"id": "late", "uri": "scene:?seed=9"})).status == 201
+    await wait_for_transport(page, "WebRTC")
+    await wait_for_new_frame(page, "#video", frame["seq"])
+    assert len(plays) == 2, "one offer each time the stream appeared, none while it was missing"
+    assert console.errors == []
+
+
+async def test_a_name_typed_before_add_zone_names_the_zone(start_server: Start, browser: Any) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    page, console = await open_page(browser, client, STREAM_VIEW)
+    await wait_for_new_frame(page, "#video")
+
+    await page.fill("#shape-name", "door")
+    await page.click("#add-zone")
+    assert await page.input_value("#shape-name") == "door"
+    await _draw_zone(page, TRIANGLE)
+    await stream_options(client, lambda o: shape_names(o, "zones") == ["door"])
+    await page.wait_for_selector('#shape-list li.selected[data-shape="zone:door"]', timeout=WAIT_MS)
+
+    # A name taken already is kept to be corrected, and the zone is not finished under it.
+    await page.fill("#shape-name", "door")
+    await page.click("#add-zone")
+    await wait_for_text(page, "#shape-error", "There is a zone called “door” already")
+    assert await page.input_value("#shape-name") == "door"
+    await _draw_zone(page, [(0.6, 0.6), (0.9, 0.6), (0.9, 0.9)])
+    assert await page.get_attribute("#add-zone", "aria-pressed") == "true", "still drawing the zone"
+    await page.fill("#shape-name", "door-2")
+    await page.click("#finish-shape")
+    await stream_options(client, lambda o: shape_names(o, "zones") == ["door", "door-2"])
+
+    # Nothing typed: the next free name, not the selected zone's.
+    await page.click("#add-zone")
+    assert await page.input_value("#shape-name") == "zone-1"
+    assert console.errors == []
+
+
+async def test_a_name_the_server_would_refuse_is_not_sent_and_the_saved_name_stays(
+    start_server: Start, browser: Any
+) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    zones = [
+        {"name": name, "points": [[x, 0.1], [x + 0.2, 0.1], [x + 0.2, 0.4]], "units": "fraction"}
+        for name, x in (("door", 0.1), ("gate", 0.5))
+    ]
+    assert (await client.patch("/api/streams/cam", json={"zones": zones})).status == 200
+    page, console = await open_page(browser, client, STREAM_VIEW)
+    saves = _requests(page, "PATCH", "/api/streams/cam")
+    await wait_for_new_frame(page, "#video")
+    await page.click('#shape-list li[data-shape="zone:gate"] button')
+
+    for refused, reason in (("bad name!", "cannot be a name"), ("door", "There is a zone called “door” already")):
+        await page.fill("#shape-name", refused)
+        await page.press("#shape-name", "Enter")
+        await wait_for_text(page, "#shape-error", reason)
+        assert await page.input_value("#shape-name") == "gate", "the field shows the saved name again"
+        assert await page.locator('#shape-list li.selected[data-shape="zone:gate"]').count() == 1
+
+    # One the server refuses all the same (here for the test's sake) leaves the same: name and selection.
+    async def refuse(route: Any) -> None:
+        await route.fulfill(status=400, json={"error": "refused for the test"})
+
+    await page.route("**/api/streams/cam", refuse)
+    await page.fill("#shape-name", "porch")
+    await page.press("#shape-name", "Enter")
+    await wait_for_text(page, "#shape-error", "refused for the test")
+    await page.wait_for_selector('#shape-list li.selected[data-shape="zone:gate"]', timeout=WAIT_MS)
+    assert await page.input_value("#shape-name") == "gate"
+    await page.unroute("**/api/streams/cam", refuse)
+
+    await page.fill("#shape-name", "porch")
+    await page.press("#shape-name", "Enter")
+    await stream_options(client, lambda o: shape_names(o, "zones") == ["door", "porch"])
+    assert len(saves) == 2, "only the names the server could take were sent"
+    assert console.errors == [BAD_REQUEST]
