@@ -158,9 +158,17 @@ async def test_a_refused_offer_falls_back_to_the_websocket(start_server: Start, 
     client = await start_server(StreamConfig("cam", "scene:?seed=3"))
     page = await browser.new_page()
     console = Console(page)
-    await page.route("**/api/webrtc/play/**", lambda route: route.fulfill(status=503, json={"error": "busy"}))
+    refused_once = asyncio.Event()
+
+    async def refuse(route: Any) -> None:
+        await route.fulfill(status=503, json={"error": "busy"})
+        refused_once.set()
+
+    await page.route("**/api/webrtc/play/**", refuse)
     await page.goto(str(client.make_url("/#/stream/cam")))
-    # The attempt is over at once (its hidden <video> is gone), well before the 5 s without a frame.
+    # Offered once the page knows the server has the stream; then refused, the attempt is over at
+    # once (its hidden <video> is gone), well before the 5 s without a frame.
+    await asyncio.wait_for(refused_once.wait(), WAIT_MS / 1000)
     await page.wait_for_function("() => document.querySelectorAll('video.rtc-source').length === 0", timeout=4000)
     await assert_live_frames_with_tracks(page, client, "websocket")
     assert await page.text_content("#stream-transport") == "WebSocket"
