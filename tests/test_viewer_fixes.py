@@ -140,3 +140,20 @@ async def test_a_name_the_server_would_refuse_is_not_sent_and_the_saved_name_sta
     await stream_options(client, lambda o: shape_names(o, "zones") == ["door", "porch"])
     assert len(saves) == 2, "only the names the server could take were sent"
     assert console.errors == [BAD_REQUEST]
+
+
+async def test_the_focus_moves_to_the_view_a_keyboard_opens(start_server: Start, browser: Any) -> None:
+    """A card or button that had the focus is hidden with its view: without a new focus, the next Tab
+    starts again at the top of the page and a screen reader says nothing of the new view."""
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    page, console = await open_page(browser, client, "/")
+    card = page.locator("#grid a.card").first
+    await card.focus()
+    await page.keyboard.press("Enter")
+    await page.wait_for_selector("#stream-view:not([hidden])", timeout=WAIT_MS)
+    assert await page.evaluate("() => document.activeElement.id") == "stream-title"
+    await page.locator("#nav-grid").focus()
+    await page.keyboard.press("Enter")
+    await page.wait_for_selector("#grid-view:not([hidden])", timeout=WAIT_MS)
+    assert await page.evaluate("() => document.activeElement.id") == "grid"
+    assert console.errors == []

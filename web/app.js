@@ -43,6 +43,7 @@ const view = new StreamView({
   eventsEmpty: $("events-empty"),
 });
 let current = null; // the stream id shown in the stream view, or null on the grid
+let shownView = null; // "grid" or "stream" once routed: the focus moves only when it changes
 let outage = false; // the connection went down since the last hello
 let polling = false; // a stream list asked for and not answered yet: one at a time, however slow
 // How many messages about which streams exist (hello, added, removed) the socket has brought: a stream
@@ -106,6 +107,11 @@ function route() {
   if (removal && removal.stream !== current) cancelRemoval(); // it was asked for on another stream
   $("grid-view").hidden = current !== null;
   $("stream-view").hidden = current === null;
+  const shown = current === null ? "grid" : "stream";
+  // What had the focus (a stream's card, the Remove button) is hidden with its view: the focus goes to
+  // the start of the view shown, so the keyboard and a screen reader carry on there, not at the page's top.
+  if (shownView !== null && shown !== shownView) $(shown === "grid" ? "grid" : "stream-title").focus();
+  shownView = shown;
   if (current === null) {
     connection.subscribe(gridSubscription);
   } else {
