@@ -73,6 +73,16 @@ def test_a_stalled_camera_counts_as_a_drop_and_comes_back(slow_camera: MjpegServ
     assert back.reconnects >= 1 and slow_camera.connections >= 2
 
 
+def test_a_damaged_picture_from_an_mjpeg_camera_costs_that_picture_not_the_connection() -> None:
+    """Cheap and Wi-Fi cameras send a garbled part now and then: dropping the connection for each left
+    such a stream reconnecting most of the time, its backoff doubling as no connection lasted."""
+    with MjpegServer(fps=10, width=160) as camera:
+        camera.jpegs[3] = b"\x00" * 500  # one part in 8 is no JPEG at all
+        with ReaderProbe(camera.url()) as probe:
+            status = probe.wait_until("20 pictures read", lambda s: s.frames_read >= 20, 20)
+    assert status.state is StreamState.LIVE and status.reconnects == 0 and camera.connections == 1
+
+
 def test_http_401_is_retried_slowly_with_the_reason_and_the_password_masked(caplog: pytest.LogCaptureFixture) -> None:
     """A camera still booting may refuse credentials it will accept a minute later."""
     caplog.set_level(logging.DEBUG)

@@ -354,6 +354,8 @@ def test_network_source_describes_itself_masked_and_asks_for_low_latency() -> No
         ("rtsp://admin:s3cret@cam:99999/live", "'rtsp://admin:***@cam:99999/live': the port must be a number from 1"),
         ("rtsp://cam:abc/live", "the port must be a number from 1 to 65535"),
         ("http://cam:0/video.mjpg", "the port must be a number from 1 to 65535"),
+        # A raw '/' in a password ends the host there: the error said only that the port was wrong.
+        ("rtsp://admin:s3c/ret@cam/live", "the port must be a number from 1 to 65535 (a '/' in a password must"),
     ],
 )
 def test_bad_uris_fail_with_a_reason_and_no_password(uri: str, message: str) -> None:

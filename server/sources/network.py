@@ -101,7 +101,9 @@ class NetworkSource:
         except ValueError:  # not a number, or above 65535: FFmpeg would fail on it at every attempt
             port = 0
         if port == 0:
-            raise SourceError(f"{mask_uri(uri)!r}: the port must be a number from 1 to 65535")
+            # `rtsp://admin:pa/ss@host/...`: the host part ends at the password's '/' ("pa" is read as the port)
+            slash = " (a '/' in a password must be percent-encoded, as %2F)" if "@" in parts.path else ""
+            raise SourceError(f"{mask_uri(uri)!r}: the port must be a number from 1 to 65535{slash}")
         transport = options["transport"].lower()
         if transport not in RTSP_TRANSPORTS:
             raise SourceError(f"transport={transport!r} in {mask_uri(uri)!r}: use one of {sorted(RTSP_TRANSPORTS)}")
@@ -233,7 +235,9 @@ def decode_frames(
     A live stream that ends was closed by the other side: that is a `ConnectionError`, because a
     camera has no end. Frames without a real timestamp (MJPEG) get their arrival time instead.
     The stall clock stops while the caller holds a frame: a clip's reader waits for each frame's
-    time to come, however long its gaps.
+    time to come, however long its gaps. A packet the decoder finds damaged costs its picture, not
+    the connection (an MJPEG camera's garbled part; a reconnect for each kept such a camera down
+    most of the time); one that sends nothing decodable stalls.
     """
     wall_clock = container.format.name in WALL_CLOCK_FORMATS
     time_base = float(stream.time_base) if stream.time_base and not wall_clock else 0.0
@@ -243,7 +247,11 @@ def decode_frames(
             last_packet = time.monotonic()
             if stop.is_set():
                 return
-            for frame in packet.decode():
+            try:
+                frames = packet.decode()
+            except av.error.InvalidDataError:
+                frames = []
+            for frame in frames:
                 now = time.monotonic()
                 media_time = frame.pts * time_base if frame.pts is not None and time_base else now - started
                 yield Decoded(upright_image(frame), media_time)
