@@ -44,12 +44,14 @@ class ServerProcess:
 
 
 @contextlib.contextmanager
-def serve(model: str, video: Path, streams: int, imgsz: int) -> Iterator[ServerProcess]:
-    """``segcast serve`` with ``streams`` looping copies of ``video`` at its native rate, like cameras."""
+def serve(model: str, video: Path, streams: int, imgsz: int, config: Path | None = None) -> Iterator[ServerProcess]:
+    """``segcast serve`` with ``streams`` looping copies of ``video`` at its native rate, like cameras
+    (and the settings of ``config``, a config file, where given)."""
     port = free_port()
     sources = [f"--source=cam{i}={video}" for i in range(streams)]
     command = [sys.executable, "-m", "server", "serve", *sources, "--loop", "--model", model]
     command += ["--imgsz", str(imgsz), "--port", str(port), "--log-level", "WARNING"]
+    command += ["--config", str(config)] if config is not None else []
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     server = ServerProcess(port, process)
     try:
@@ -216,9 +218,11 @@ def _growth(values: list[float]) -> float:
     return (last - first) / first
 
 
-def latency_run(model: str, video: Path, streams: int, imgsz: int, seconds: float) -> LatencyRun:
+def latency_run(
+    model: str, video: Path, streams: int, imgsz: int, seconds: float, config: Path | None = None
+) -> LatencyRun:
     """Capture-to-viewer latency of one viewer of ``streams`` camera-rate streams, and the server's RSS."""
-    with serve(model, video, streams, imgsz) as server:
+    with serve(model, video, streams, imgsz, config) as server:
         return asyncio.run(_latency(server, streams, seconds))
 
 
