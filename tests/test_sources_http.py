@@ -156,6 +156,38 @@ def test_a_video_url_with_a_gap_longer_than_the_stall_timeout_plays_through_it(t
     assert [state for state, _ in probe.announced] == [StreamState.LIVE, StreamState.ENDED]
 
 
+def test_a_video_url_whose_connection_drops_mid_file_goes_on_where_it_stopped(tmp_path: Path) -> None:
+    """It played again from the start, counted as a restart (trackers started a new scene, and the
+    first half's crossings counted twice): now it seeks back to its last frame and goes on."""
+    clip = write_faststart(write_camera_video(tmp_path / "plain.mp4", 3.0, CLIP_FPS), tmp_path / "clip.mp4")
+    with MjpegServer(files=tmp_path) as server:
+        server.cut_file_at = clip.stat().st_size // 2
+        source = NetworkSource(server.url("/clip.mp4"))
+        with ReaderProbe(source, record=True) as probe:
+            ended = probe.wait_state(StreamState.ENDED, 20)
+
+    assert server.cut_file_at is None, "the connection was cut"
+    assert ended.reconnects == 1 and ended.frames_read == 3 * CLIP_FPS, "each frame once"
+    played = [frame for frame in probe.published if not frame.ended]
+    assert [frame.restarts for frame in played] == [0] * len(played)
+    steps = np.diff([frame.media_time for frame in played])
+    assert np.allclose(steps, 1 / CLIP_FPS), "one media clock, no frame skipped or repeated"
+    assert [state for state, _ in probe.announced][-2:] == [StreamState.LIVE, StreamState.ENDED]
+
+
+def write_faststart(video: Path, path: Path) -> Path:
+    """``video`` with its index first, so FFmpeg reads it in one request from start to end, as a
+    video made for the web is served; the cut then falls among its frames."""
+    with av.open(str(video)) as source, av.open(str(path), "w", options={"movflags": "faststart"}) as out:
+        template = source.streams.video[0]
+        stream = out.add_stream_from_template(template)
+        for packet in source.demux(template):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+    return path
+
+
 def write_video_with_gap(path: Path, frames: tuple[int, int], gap_s: float) -> Path:
     """Frames at `CLIP_FPS`, ``gap_s`` without any between the first ``frames[0]`` and the rest, as a
     camera's recording that paused while nothing moved."""

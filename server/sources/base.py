@@ -73,7 +73,9 @@ class Source(Protocol):
     #: paced by the reader to play at their native rate. A network source may find out only when it
     #: opens that its URL is a finite video (an MP4 over HTTP) and then turns this off; the reader
     #: reads it for every frame. A source may also carry ``batch = True``: decode as fast as the
-    #: consumer takes frames, none dropped (files with ``#rate=max``).
+    #: consumer takes frames, none dropped (files with ``#rate=max``); and ``resumes = True``: an
+    #: attempt after a failed one goes on from the last frame yielded, yielding it again only if
+    #: nothing follows (a network video, `NetworkSource`).
     live: bool
     #: Nominal frames per second, known before the first frame (trackers are sized by it).
     fps: float

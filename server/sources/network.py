@@ -22,6 +22,7 @@ once, and the reader keeps only the newest frame, so they add no lasting latency
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import socket
 import threading
@@ -121,9 +122,17 @@ class NetworkSource:
         self._check_host = check_host
         # RTSP and RTMP are live by nature. An HTTP URL may be a finite video; `open` finds out.
         self.live = True
+        #: A finite video's media time of the last frame handed on, until it has played to its end:
+        #: a connection that drops mid-file resumes there instead of playing it again from the start.
+        self._played_to: float | None = None
 
     def describe(self) -> str:
         return self._described
+
+    @property
+    def resumes(self) -> bool:
+        """A finite video goes on from its last frame after a dropped connection (`_resume`)."""
+        return not self.live
 
     def av_options(self) -> dict[str, str]:
         """FFmpeg options for this URL: low latency for every protocol, and the chosen RTSP transport."""
@@ -150,7 +159,37 @@ class NetworkSource:
                 self.live = False
             if stream.average_rate:
                 self.fps = float(stream.average_rate)
-            yield from decode_frames(container, stream, stop, self.stall_timeout_s, self.live, self._url)
+            frames = decode_frames(container, stream, stop, self.stall_timeout_s, self.live, self._url)
+            if self.live:
+                yield from frames
+                return
+            yield from self._resume(container, stream, frames)
+            self._played_to = None  # played to its end: a looped video starts again from the start
+
+    def _resume(
+        self, container: av.container.InputContainer, stream: av.video.stream.VideoStream, frames: Iterator[Decoded]
+    ) -> Iterator[Decoded]:
+        """A finite video's ``frames`` from where the last connection stopped, remembering how far they got.
+
+        The seek lands on the key frame before that point (FFmpeg asks the server for that byte range);
+        the frames from there up to the last one handed on are decoded and skipped. Where the server
+        cannot seek, they are all decoded and skipped. If nothing follows the last one handed on, it
+        comes again, so the reader sees this attempt reach the video's end.
+        """
+        played_to = self._played_to
+        if played_to is not None and stream.time_base:
+            with contextlib.suppress(av.error.FFmpegError):  # read through from the start instead
+                container.seek(int(played_to / stream.time_base), stream=stream, backward=True)
+        last_skipped: Decoded | None = None
+        for decoded in frames:
+            if played_to is not None and decoded.media_time <= played_to:
+                last_skipped = decoded
+                continue
+            played_to = self._played_to = decoded.media_time
+            last_skipped = None
+            yield decoded
+        if last_skipped is not None:
+            yield last_skipped
 
     def _connect(self) -> av.container.InputContainer:
         if self._check_host is not None:

@@ -187,6 +187,7 @@ class StreamReader:
         self._last_media_time: float | None = None
         self._last_frame_mono = 0.0
         self._restarts = 0  # times a file started over from its beginning (see `Frame.restarts`)
+        self._position: _Position | None = None  # the source's media time of the last frame, and its offset
         self._last_frame: Frame | None = None
         self._rng = random.Random()
         self._announced: tuple[StreamState, str | None] | None = None
@@ -337,6 +338,11 @@ class StreamReader:
             height, width = decoded.image.shape[:2]
             fix = LOWER_CAMERA_RESOLUTION if self.source.live else SCALE_VIDEO_DOWN
             check_frame_size(width, height, self.max_frame_side, fix)  # every kind of source, WebRTC's too
+            if offset is None and (position := self._resumed_from(decoded.media_time)) is not None:
+                offset = position.offset  # the same media clock: nothing started over
+                if decoded.media_time == position.media_time:  # the last frame again: the video is over
+                    self._attempt_live_since = time.monotonic()
+                    continue
             jumped = previous is not None and self._is_jump(decoded.media_time - previous)
             previous = decoded.media_time
             if not self.source.live and not batch:
@@ -349,11 +355,24 @@ class StreamReader:
                 self._restarts += 1  # a file plays from its start again: a new scene for trackers
             if offset is None or jumped:
                 offset = self._media_offset(decoded.media_time)
+            self._position = _Position(decoded.media_time, offset)
             media_time = decoded.media_time + offset
             if self._last_media_time is not None and media_time < self._last_media_time:
                 media_time = self._last_media_time  # a frame reordered, or a clock stepped back a little: hold
             self._publish(media_time, decoded.image)
         return None if pacing.last_due is None else pacing.last_due + self._frame_interval()
+
+    def _resumed_from(self, first_media: float) -> _Position | None:
+        """Where the last attempt stopped, if this one goes on from there rather than starting over.
+
+        A source that ``resumes`` (a finite network video whose connection dropped) starts its next
+        attempt at the last frame it yielded, or after it; played again from its start (a loop),
+        it starts earlier.
+        """
+        position = self._position
+        if not getattr(self.source, "resumes", False) or position is None or first_media < position.media_time:
+            return None
+        return position
 
     def _is_jump(self, step_s: float) -> bool:
         """Whether ``step_s`` from one frame's timestamp to the next is a discontinuity (`JUMP_FRAMES`).
@@ -409,6 +428,14 @@ class StreamReader:
             self._attempt_live_since = now
         if self._state is not StreamState.LIVE:
             self._set_state(StreamState.LIVE)
+
+
+@dataclass(frozen=True, slots=True)
+class _Position:
+    """How far a source's media got: its own time of the last frame published, and the shift added to it."""
+
+    media_time: float
+    offset: float
 
 
 def stop_readers(readers: Sequence[StreamReader], timeout_s: float = JOIN_TIMEOUT_S) -> None:

@@ -2,7 +2,8 @@
 
 ``/video.mjpg`` streams the generated scene as JPEGs the way many IP cameras do; `MjpegServer.stall`
 keeps connections open but stops sending, like a camera whose encoder hung; ``password`` makes it
-answer 401 to everyone else. Any other path is served from ``files`` (a video, an HLS playlist).
+answer 401 to everyone else. Any other path is served from ``files`` (a video, an HLS playlist);
+`MjpegServer.cut_file_at` ends one such answer early, as a connection that drops mid-file.
 Runs on 127.0.0.1 in a thread of the test process and stops with `close`.
 """
 
@@ -33,6 +34,10 @@ class MjpegServer:
         self.stall = threading.Event()  # set: send nothing more, keep the connection open
         self.closing = threading.Event()
         self.connections = 0
+        #: Set to a byte offset: the next file answer that would pass it stops there and hangs up.
+        self.cut_file_at: int | None = None
+        #: Every file request's first byte (0 without a Range), in order.
+        self.file_requests: list[int] = []
         scene = Scene(seed=3, width=width, height=width * 3 // 5, fps=max(1, round(fps)))
         self.jpegs = [cv2.imencode(".jpg", image)[1].tobytes() for image in scene.frames(8)]
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
@@ -118,8 +123,13 @@ def _handler_for(camera: MjpegServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Accept-Ranges", "bytes")
             self.send_header("Content-Length", str(last - first + 1))
             self.end_headers()
+            camera.file_requests.append(first)
+            cut, end = camera.cut_file_at, last + 1
+            if cut is not None and first < cut < end:
+                camera.cut_file_at, end = None, cut
+                self.close_connection = True
             try:
-                self.wfile.write(body[first : last + 1])
+                self.wfile.write(body[first:end])
             except (BrokenPipeError, ConnectionResetError):
                 return
 
