@@ -1,5 +1,6 @@
 """The stream view in a real headless Chromium: WebRTC for a stream that appears after its view was
-opened, and zone names typed before a shape is drawn or given to one already saved.
+opened, and zone names typed before a shape is drawn (kept when the server refuses the shape) or given
+to one already saved.
 
 Every wait is on something the page or the API shows, with a deadline; none is a fixed sleep.
 """
@@ -100,6 +101,28 @@ async def test_a_name_typed_before_add_zone_names_the_zone(start_server: Start, 
     await page.click("#add-zone")
     assert await page.input_value("#shape-name") == "zone-1"
     assert console.errors == []
+
+
+async def test_a_name_typed_for_a_zone_the_server_refuses_is_kept_for_the_next_try(
+    start_server: Start, browser: Any
+) -> None:
+    """The refused zone's name stayed in the field but as one filled in, so the next "Add zone"
+    replaced it with zone-1: the user had to type it again."""
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    page, console = await open_page(browser, client, STREAM_VIEW)
+    await wait_for_new_frame(page, "#video")
+
+    await page.fill("#shape-name", "door")
+    await page.click("#add-zone")
+    await _draw_zone(page, [(0.2, 0.2), (0.8, 0.8), (0.8, 0.2), (0.2, 0.8)])  # a bow tie: it crosses itself
+    await wait_for_text(page, "#shape-error", "crosses itself")
+    assert await page.input_value("#shape-name") == "door"
+
+    await page.click("#add-zone")
+    assert await page.input_value("#shape-name") == "door", "the typed name, not the next free one"
+    await _draw_zone(page, TRIANGLE)
+    await stream_options(client, lambda o: shape_names(o, "zones") == ["door"])
+    assert console.errors == [BAD_REQUEST]
 
 
 async def test_a_name_the_server_would_refuse_is_not_sent_and_the_saved_name_stays(

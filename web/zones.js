@@ -107,6 +107,7 @@ export class ZoneEditor {
     this.persistable = true; // and can save this stream's changes there (not one --source started)
     this.typed = false; // the name field holds what the user typed, not a name filled in here
     this.renaming = null; // {from, to}: keyOf() a shape being renamed, selected again if refused
+    this.adding = null; // {key, name}: keyOf() a new shape named by the user, whose name a refusal keeps
 
     const { canvas } = host;
     canvas.addEventListener("pointerdown", (event) => this.pointerDown(event));
@@ -311,8 +312,10 @@ export class ZoneEditor {
       this.el.name.focus();
       return;
     }
+    const typed = this.typed;
     this.showName(name);
     const shape = { kind, name, points: this.draft, extra: {}, server: null };
+    this.adding = typed ? { key: keyOf(shape), name } : null;
     this.mode = "idle";
     this.draft = [];
     this.selected = keyOf(shape);
@@ -416,6 +419,13 @@ export class ZoneEditor {
     this.adopt(options, etag); // even while a new shape is being drawn: it is not in them yet
     const selected = this.shapes.find((s) => keyOf(s) === this.selected);
     if (refusal && selected) this.showName(selected.name);
+    // A new shape refused (it crosses itself) leaves the name typed for it, for the next try.
+    const { adding } = this;
+    this.adding = null;
+    if (refusal && adding && !selected && this.mode === "idle") {
+      this.el.name.value = adding.name;
+      this.typed = true;
+    }
   }
 
   showError(message) {
