@@ -36,10 +36,13 @@ class ConfigFileState:
     whatever runs under one later: the same command starts them again, and a file holding one of
     them would clash with it. ``added`` are the ids streams were added under through the API: one of
     the file's that had such an id was removed first, so what its table set says nothing of the new one.
+    ``saved`` are the streams as the file holds them, in its order: a save writes one stream's change
+    over them (`with_stream`), so changes made without saving stay unsaved, whatever is saved after.
     """
 
     digest: str | None
     flag_streams: frozenset[str]
+    saved: dict[str, StreamConfig]
     added: set[str] = field(default_factory=set)
 
     @classmethod
@@ -48,7 +51,17 @@ class ConfigFileState:
         digest = (settings.file_settings or settings).config_digest
         if digest is None and settings.config_path is not None:
             digest = _file_digest(settings.config_path)
-        return cls(digest, settings.flag_streams)
+        saved = {s.stream_id: s for s in settings.streams if s.stream_id not in settings.flag_streams}
+        return cls(digest, settings.flag_streams, saved)
+
+    def with_stream(self, stream_id: str, config: StreamConfig | None) -> list[StreamConfig]:
+        """The saved streams with ``stream_id`` as ``config`` (in its place, or last if new; None: removed)."""
+        streams = dict(self.saved)
+        if config is None:
+            streams.pop(stream_id, None)
+        else:
+            streams[stream_id] = config
+        return list(streams.values())
 
 
 def _file_digest(path: Path) -> str | None:
@@ -72,7 +85,7 @@ def write_config(running: Settings, streams: list[StreamConfig], state: ConfigFi
 
     ``state`` (by default as segcast started) is what segcast knows of the file. A file that holds
     anything else now was edited by hand, and the settings in memory would undo that: it is left as
-    it is (`ConfigEditedError`). After a save, ``state`` knows the file written.
+    it is (`ConfigEditedError`). After a save, ``state`` knows the file written and its streams.
     """
     settings = running.file_settings or running
     if settings.config_path is None:
@@ -86,6 +99,7 @@ def write_config(running: Settings, streams: list[StreamConfig], state: ConfigFi
     ]
     text = _config_text(settings, saved)
     state.digest = _replace_file(settings.config_path, text, state.digest)
+    state.saved = {stream.stream_id: stream for stream, _ in saved}
 
 
 #: `StreamOptions` fields that go together: a tracker's settings mean nothing to another tracker.
@@ -256,11 +270,22 @@ def _replace_file(path: Path, text: str, expected_digest: str | None) -> str:
     partial = target.with_name(f".{target.name}.partial")
     # The file may hold access tokens: the rewrite keeps its permissions (owner-only for a new one).
     mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else 0o600
+    # Replacing goes round a file's own permissions (only its folder's count): one made read-only,
+    # for anyone, root too, is the admin's way of saying segcast must not change it.
+    if target.exists() and (not mode & 0o222 or not os.access(target, os.W_OK)):
+        raise ConfigError(f"{path.name} is read-only, so it was not saved: make it writable to save changes to it")
     descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with open(descriptor, "wb") as file:
         file.write(data)
+        file.flush()
+        os.fsync(file.fileno())  # on disk before it replaces the old file: a power cut leaves one of them whole
     os.chmod(partial, mode)  # os.open's mode is cut by the umask
     partial.replace(target)
+    folder = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)  # the rename itself
+    finally:
+        os.close(folder)
     return content_digest(data)
 
 

@@ -335,19 +335,39 @@ async def test_changes_are_saved_to_the_config_file_when_asked(start_server: Sta
     response = await client.post("/api/streams?persist=1", json={"id": "c", "uri": "scene:?seed=3"})
     assert response.status == 201
     saved = tomllib.loads(path.read_text())
-    assert [(s["id"], s["uri"]) for s in saved["streams"]] == [
-        ("a", "scene:?seed=1"),
-        ("b", "scene:?seed=2"),
-        ("c", "scene:?seed=3"),
-    ]
-    assert saved["streams"][1]["conf"] == 0.5
+    assert [(s["id"], s["uri"]) for s in saved["streams"]] == [("a", "scene:?seed=1"), ("c", "scene:?seed=3")]
     assert path.stat().st_mode & 0o777 == 0o600, "saving keeps the file's permissions"
+    # Saved by a change of its own, "b" is written as it now is, after the file's streams.
+    assert (await client.patch("/api/streams/b?persist=1", json={"iou": 0.6})).status == 200
+    saved = tomllib.loads(path.read_text())
+    assert [s["id"] for s in saved["streams"]] == ["a", "c", "b"]
+    assert (saved["streams"][2]["conf"], saved["streams"][2]["iou"]) == (0.5, 0.6)
     assert (await client.delete("/api/streams/a?persist=1")).status == 204
-    assert [s["id"] for s in tomllib.loads(path.read_text())["streams"]] == ["b", "c"]
+    assert [s["id"] for s in tomllib.loads(path.read_text())["streams"]] == ["c", "b"]
     # Added again, "a" is a new stream: what the file's "a" set is not its (server.persist, `added`).
     assert (await client.post("/api/streams?persist=1", json={"id": "a", "uri": "scene:?seed=4"})).status == 201
     assert "a" in client.server.app[config_file_key].added
     await assert_error(await client.delete("/api/streams/b?persist=maybe"), 400, "persist")
+
+
+async def test_a_save_writes_the_stream_it_changes_and_leaves_other_unsaved_changes_unsaved(
+    start_server: Start, tmp_path: Path
+) -> None:
+    """A save wrote every stream as it then was: a camera removed "for now", or a zone tried on
+    another stream, was saved too by the next change saved, and gone after a restart."""
+    path = tmp_path / "segcast.toml"
+    path.write_text('[[streams]]\nid = "a"\nuri = "scene:?seed=1"\n\n[[streams]]\nid = "b"\nuri = "scene:?seed=2"\n')
+    streams = StreamConfig("a", "scene:?seed=1"), StreamConfig("b", "scene:?seed=2")
+    client = await start_server(*streams, config_path=path)
+    assert (await client.delete("/api/streams/b")).status == 204
+    assert (await client.patch("/api/streams/a", json={"conf": 0.3})).status == 200
+    assert (await client.patch("/api/streams/a?persist=1", json={"iou": 0.6})).status == 200
+
+    saved = tomllib.loads(path.read_text())["streams"]
+    assert [s["id"] for s in saved] == ["a", "b"], "b's removal was not saved"
+    assert (saved[0]["conf"], saved[0]["iou"]) == (0.3, 0.6), "a is saved as it now is"
+    assert (await client.delete("/api/streams/a?persist=1")).status == 204
+    assert [s["id"] for s in tomllib.loads(path.read_text())["streams"]] == ["b"]
 
 
 async def test_text_that_cannot_be_saved_is_refused_and_the_config_file_still_loads(

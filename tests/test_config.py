@@ -269,6 +269,37 @@ def test_a_save_leaves_a_file_edited_since_it_was_read_as_it_is(tmp_path: Path) 
     assert path.read_text() == edited
 
 
+def test_a_read_only_file_is_not_saved_over(tmp_path: Path) -> None:
+    """A save replaces the file by a rename, which its own permissions do not stop: one made
+    read-only by its admin was rewritten all the same."""
+    path = write(tmp_path, FULL_CONFIG)
+    path.chmod(0o444)
+    with pytest.raises(ConfigError, match=r"^segcast\.toml is read-only, so it was not saved"):
+        write_config(load_config(path), [StreamConfig("new", "scene:?seed=9")])
+    assert path.read_text() == FULL_CONFIG
+
+
+def test_a_save_is_on_disk_before_it_replaces_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Renamed over the old file before its bytes were on disk, a power cut could leave an empty file."""
+    path = write(tmp_path, FULL_CONFIG)
+    settings = load_config(path)
+    steps: list[str] = []
+    real_fsync, real_replace = os.fsync, Path.replace
+
+    def fsync(descriptor: int) -> None:
+        steps.append("fsync " + ("folder" if os.path.isdir(f"/proc/self/fd/{descriptor}") else "file"))
+        real_fsync(descriptor)
+
+    def replace(self: Path, target: Path) -> Path:
+        steps.append("replace")
+        return real_replace(self, target)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(Path, "replace", replace)
+    write_config(settings, [StreamConfig("new", "scene:?seed=9")])
+    assert steps == ["fsync file", "replace", "fsync folder"]
+
+
 def test_saving_through_a_symlink_replaces_the_file_it_points_to(tmp_path: Path) -> None:
     real = tmp_path / "etc" / "segcast.toml"
     real.parent.mkdir()

@@ -830,6 +830,33 @@ async def test_api_lists_pages_and_serves_snapshots(aiohttp_client: ClientFactor
     assert 'segcast_event_output_up{output="history"} 1.0' in metrics
 
 
+async def test_a_signed_token_in_the_url_reads_the_history_and_stays_out_of_the_next_link(
+    aiohttp_client: ClientFactory, tmp_path: Path
+) -> None:
+    """Every route takes a signed token as ``?token=``, but the history's refused it as an unknown
+    parameter (400): a dashboard could not read the events by URL."""
+    events = EventsSettings(history=HistorySettings(tmp_path / "events.db"))
+    admin = "an-admin-token-of-some-length"
+    app = create_app(Settings(model=str(BUNDLED_MODEL), events=events, admin_tokens=(admin,)))
+    client = await aiohttp_client(app)
+    for seq in range(3):
+        client.app[hub_key].publish_threadsafe(track_start(seq, track_id=seq, when=time.time() - 10 + seq))
+    minted = await client.post("/api/tokens", json={"role": "viewer"}, headers={"Authorization": f"Bearer {admin}"})
+    token = (await minted.json())["token"]
+
+    async def first_page() -> dict[str, Any] | None:
+        response = await client.get("/api/events", params={"token": token, "limit": "2"})
+        assert response.status == 200, await response.text()
+        body: dict[str, Any] = await response.json()
+        return body if body["next"] else None
+
+    page = await eventually(first_page, what="a first page of two of the three events")
+    assert "token" not in page["next"], "a token is never copied into a response body"
+    rest = await client.get(page["next"], params={"token": token})
+    assert [e["event"]["id"] for e in (await rest.json())["events"]] == [0]
+    assert (await client.get("/api/events", params={"token": token[:-2] + "xx"})).status == 401
+
+
 async def test_retention_that_keeps_failing_is_counted_in_metrics_and_the_api(
     aiohttp_client: ClientFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

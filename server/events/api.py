@@ -28,6 +28,9 @@ DEFAULT_PAGE = 100
 MAX_EVENT_ID = 2**63 - 1  # SQLite's largest integer
 SNAPSHOT_TAG_CHARS = 24  # of the JPEG's SHA-256, hex: its ETag
 TEXT_FILTERS = {"stream": "stream", "type": "type", "class": "class_name", "zone": "zone", "line": "line"}
+#: A signed token given as ``?token=`` (server/http/auth.py), which every route takes: checked before
+#: the route runs, no filter, and never copied into the ``next`` link of a response body.
+TOKEN_PARAM = "token"
 
 
 def setup_events_api(app: web.Application) -> None:
@@ -47,7 +50,7 @@ def _history(request: web.Request) -> HistorySink:
 def _parse_query(request: web.Request) -> EventQuery:
     params = request.query
     known = (*TEXT_FILTERS, "since", "until", "before", "limit")
-    unknown = sorted(set(params) - set(known))
+    unknown = sorted(set(params) - set(known) - {TOKEN_PARAM})
     if unknown:
         raise error(web.HTTPBadRequest, f"{unknown[0]}: unknown parameter; known: {', '.join(known)}")
     # Given twice, a parameter would filter the first page by one value and its next link by another.
@@ -99,7 +102,7 @@ async def _list_events(request: web.Request) -> web.Response:
     ]
     following = None
     if len(found) > query.limit:
-        params = {k: v for k, v in request.query.items() if k != "before"}
+        params = {k: v for k, v in request.query.items() if k not in ("before", TOKEN_PARAM)}
         following = f"/api/events?{urlencode({**params, 'before': stored[-1].id})}"
     return web.json_response({"events": events, "next": following})
 

@@ -299,9 +299,12 @@ def _unsaveable_conflict(request: web.Request, stream_id: str, reason: str) -> w
     )
 
 
-async def _save_config(request: web.Request, changed: StreamInfo | None = None) -> None:
-    """Write the streams to the config file; if that fails, the file is left as it was and the caller told.
+async def _save_config(request: web.Request, stream_id: str, changed: StreamInfo | None) -> None:
+    """Write stream ``stream_id`` as it now is (``changed``; None: removed) to the config file; if that
+    fails, the file is left as it was and the caller told.
 
+    Only that stream: the others are written as the file has them, so a change made to one without
+    saving (a camera removed for now, a zone tried out) stays unsaved when another is saved.
     A file edited since segcast read or saved it is not overwritten (409): the edits (a rotated
     token, a stream added by hand) are the admin's, and the settings in memory would undo them.
     The error names the stream ``changed`` as it now is (``"stream"``, and its ``ETag`` header): the
@@ -309,8 +312,9 @@ async def _save_config(request: web.Request, changed: StreamInfo | None = None) 
     """
     app = request.app
     async with app[config_lock_key]:
-        configs = app[manager_key].configs()
-        save = functools.partial(write_config, app[settings_key], configs, app[config_file_key])
+        state = app[config_file_key]
+        configs = state.with_stream(stream_id, None if changed is None else changed.config)
+        save = functools.partial(write_config, app[settings_key], configs, state)
         try:
             await asyncio.get_running_loop().run_in_executor(None, save)
         except ConfigEditedError as exc:
@@ -357,7 +361,7 @@ async def _add_stream(request: web.Request) -> web.Response:
     info = await _start_stream(request, functools.partial(request.app[manager_key].add, checked=True), config)
     request.app[config_file_key].added.add(config.stream_id)  # a new stream, whatever the id had before
     if persist:
-        await _save_config(request, info)
+        await _save_config(request, config.stream_id, info)
     response = _with_etag(request, info, status=201)
     response.headers["Location"] = f"/api/streams/{config.stream_id}"
     return response
@@ -382,7 +386,7 @@ async def _change_stream(request: web.Request) -> web.Response:
     async with lock:
         info = await _merge_change(request, body)
         if persist:
-            await _save_config(request, info)
+            await _save_config(request, info.stream_id, info)
     return _with_etag(request, info)
 
 
@@ -439,5 +443,5 @@ async def _remove_stream(request: web.Request) -> web.Response:
     except KeyError:
         raise error(web.HTTPNotFound, f"no stream {stream_id!r}: it was removed meanwhile") from None
     if persist:
-        await _save_config(request)
+        await _save_config(request, stream_id, None)
     return web.Response(status=204)
