@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import re
 import socket
+import sys
+import termios
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -21,7 +24,8 @@ from server.config import StreamConfig
 from server.delivery.encode import encodings
 from server.delivery.viewer import MAX_SCALED_IMAGES, ViewerLimits
 from server.http.auth import TOKEN_EXPIRED_CLOSE_CODE, Role, policy_key
-from server.http.keys import hub_key
+from server.http.keys import hub_key, websockets_key
+from server.http.serving import UNSENT_LIMIT_BYTES
 from server.http.ws import (
     MAX_SUBSCRIBED_STREAMS,
     MAX_UNKNOWN_STREAMS,
@@ -402,6 +406,63 @@ async def test_stalled_client_that_never_reads_does_not_slow_another(start_serve
         await live.close()
     finally:
         stalled.close()
+
+
+def _unsent_bytes(transport: asyncio.BaseTransport) -> int:
+    """What the kernel holds for a connection not yet sent or acknowledged (Linux's TIOCOUTQ)."""
+    queued = fcntl.ioctl(transport.get_extra_info("socket").fileno(), termios.TIOCOUTQ, bytes(4))
+    return int.from_bytes(queued, sys.byteorder)
+
+
+async def test_a_viewer_that_falls_behind_has_little_queued_for_it_in_the_kernel(start_server: Start) -> None:
+    """Linux grew a stalled viewer's send buffer to megabytes of old frames (2.8 MB measured), all
+    sent before any newer one: on a slow link its picture fell seconds further behind every second."""
+    client = await start_server(StreamConfig("cam", "scene:?seed=1&width=1280&height=720"))
+    stalled = await _fallen_behind_client(client)
+    try:
+        [transport] = client.app[websockets_key].values()
+        assert _unsent_bytes(transport) <= UNSENT_LIMIT_BYTES + 16 * 1024, "a few packets, not frames"
+    finally:
+        stalled.close()
+
+
+async def test_an_mjpeg_viewer_that_falls_behind_gets_the_newest_frames_when_it_reads_again(
+    start_server: Start,
+) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=1&width=1280&height=720"))
+    assert client.app is not None
+    hub = client.app[hub_key]
+    published: list[int] = []
+    hub.add_packet_listener(lambda packet: published.append(packet.result.frame.seq))
+    reader = socket.socket()
+    reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    reader.connect((client.server.host, client.server.port))
+    try:
+        reader.sendall(f"GET /api/streams/cam/mjpeg HTTP/1.1\r\nHost: {client.server.host}\r\n\r\n".encode())
+
+        async def dropping() -> bool:
+            return any(v.name == "mjpeg-cam" and v.dropped_frames >= 5 for v in hub.viewers)
+
+        await eventually(dropping, timeout_s=60, what="the MJPEG viewer that does not read to fall behind")
+        newest = published[-1]
+        stale = await asyncio.to_thread(_parts_before, reader, newest)
+    finally:
+        reader.close()
+    # Held back: a part the kernel had taken when the writes began to wait, and the one waiting.
+    assert stale <= 2, f"{stale} frames older than the newest when it read again"
+
+
+def _parts_before(reader: socket.socket, seq: int) -> int:
+    """How many MJPEG parts ``reader`` receives before one of frame ``seq`` or newer."""
+    reader.settimeout(30)
+    data, older = b"", 0
+    while True:
+        data += reader.recv(65536)
+        while (found := re.search(rb"X-Segcast-Seq: (\d+)\r\n", data)) is not None:
+            if int(found[1]) >= seq:
+                return older
+            older += 1
+            data = data[found.end() :]
 
 
 async def test_shutdown_does_not_hang_on_stalled_or_streaming_clients(start_server: Start) -> None:

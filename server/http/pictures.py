@@ -19,6 +19,7 @@ from server.delivery.viewer import Subscription, Viewer, ViewerLimitError
 from server.http.api import stream_info
 from server.http.errors import error
 from server.http.keys import http_viewers_key, hub_key
+from server.http.serving import keep_send_queue_short
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ async def _mjpeg(request: web.Request) -> web.StreamResponse:
         hub.subscribe(viewer, {info.stream_id: subscription})
         request.app[http_viewers_key].add(viewer)
         await response.prepare(request)
+        keep_send_queue_short(request)
         while not viewer.closed:
             _, deliveries = await viewer.take()
             for delivery in deliveries:

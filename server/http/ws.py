@@ -24,6 +24,7 @@ from server.frames import PROTOCOL_VERSION
 from server.http.api import stream_json
 from server.http.keys import hub_key, manager_key, websockets_key
 from server.http.pictures import join_viewer
+from server.http.serving import keep_send_queue_short
 from server.streams import StreamManager
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
     join_viewer(hub, viewer)
     try:
         await ws.prepare(request)
+        keep_send_queue_short(request)
         if request.transport is not None:
             request.app[websockets_key][ws] = request.transport
         streams = [stream_json(request, info) for info in manager.streams()]
