@@ -3,6 +3,13 @@
 For ``<img src>`` in dashboards and for clients that speak neither WebSocket nor WebRTC. An MJPEG
 response is a viewer like a WebSocket (`server.delivery.viewer`): a slow one skips frames and holds up
 no one else.
+
+aiohttp does not cancel a handler whose client went away (``handler_cancellation`` is off), and an
+MJPEG handler may wait for minutes with nothing to write (its camera reconnecting, a low ``max_fps``),
+so it watches its connection itself: a client that left is let go within `CLIENT_CHECK_S`, not
+counted as a viewer, holding a slot of ``[server] max_viewers`` and a JPEG encoding, until the next
+frame. Turning ``handler_cancellation`` on instead would cancel every route's handler at any await
+when its client leaves, a stream half added or a config file half saved included.
 """
 
 from __future__ import annotations
@@ -25,6 +32,11 @@ log = logging.getLogger(__name__)
 
 MJPEG_BOUNDARY = "segcastframe"
 MAX_MJPEG_FPS = 60.0
+#: One frame per 100 s: below that an ``<img>`` is a snapshot that never changes, and ``1e-300``
+#: would send one frame and then nothing for ever, its connection held open for nothing.
+MIN_MJPEG_FPS = 0.01
+#: How often an MJPEG handler that has nothing to write looks whether its client is still there.
+CLIENT_CHECK_S = 1.0
 SNAPSHOT_RETRY_S = 1
 VIEWER_RETRY_S = 10
 #: How long one MJPEG part may take to reach its client before the viewer counts as gone and its
@@ -64,9 +76,10 @@ def _fps(request: web.Request) -> float | None:
         fps = float(raw)
     except ValueError:
         fps = -1.0
-    if not 0 < fps <= MAX_MJPEG_FPS:
+    if not MIN_MJPEG_FPS <= fps <= MAX_MJPEG_FPS:
         raise error(
-            web.HTTPBadRequest, f"max_fps: expected a number above 0 and at most {MAX_MJPEG_FPS:g}, got {raw!r}"
+            web.HTTPBadRequest,
+            f"max_fps: expected a number of frames per second from {MIN_MJPEG_FPS:g} to {MAX_MJPEG_FPS:g}, got {raw!r}",
         )
     return fps
 
@@ -94,7 +107,7 @@ async def _mjpeg(request: web.Request) -> web.StreamResponse:
 
     The response is a viewer like a WebSocket: a latest-only slot, drained by this handler alone,
     so a slow ``<img>`` skips frames and never holds up anyone else. It ends when the stream is
-    removed, the client goes away or the server shuts down.
+    removed or the server shuts down, with the closing boundary; or when the client goes away.
     """
     info = stream_info(request)
     subscription = Subscription(_variant(request), _fps(request))
@@ -107,12 +120,14 @@ async def _mjpeg(request: web.Request) -> web.StreamResponse:
         }
     )
     join_viewer(hub, viewer)
+    watcher: asyncio.Task[None] | None = None
     try:
         # Subscribed before the first await: the stream's removal from then on closes the viewer.
         hub.subscribe(viewer, {info.stream_id: subscription})
         request.app[http_viewers_key].add(viewer)
         await response.prepare(request)
         keep_send_queue_short(request)
+        watcher = asyncio.create_task(_close_when_client_leaves(request, viewer), name=f"mjpeg-{info.stream_id}-client")
         while not viewer.closed:
             _, deliveries = await viewer.take()
             for delivery in deliveries:
@@ -121,11 +136,36 @@ async def _mjpeg(request: web.Request) -> web.StreamResponse:
                     if request.transport is not None:
                         request.transport.abort()
                     return response
+        if _client_gone(request):
+            log.debug("[%s] an MJPEG viewer left", info.stream_id)
+        else:
+            await response.write_eof(f"--{MJPEG_BOUNDARY}--\r\n".encode())
     except ConnectionError:
         log.debug("[%s] an MJPEG viewer left", info.stream_id)
     finally:
         hub.remove_viewer(viewer)
+        if watcher is not None:
+            watcher.cancel()
+            with suppress(asyncio.CancelledError):
+                await watcher
     return response
+
+
+def _client_gone(request: web.Request) -> bool:
+    """Whether ``request``'s connection is lost or closing: nothing written to it will arrive."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+async def _close_when_client_leaves(request: web.Request, viewer: Viewer) -> None:
+    """Close ``viewer`` once its client has gone, so that a handler waiting for a frame ends.
+
+    Polled: aiohttp tells a handler of a lost connection only by failing its next write, and by
+    failing its request's body reader, which for a GET is the shared empty one that ignores it.
+    """
+    while not _client_gone(request):  # noqa: ASYNC110 - there is no event to wait on, as said above
+        await asyncio.sleep(CLIENT_CHECK_S)
+    viewer.close()
 
 
 def join_viewer(hub: Hub, viewer: Viewer) -> None:
