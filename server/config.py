@@ -156,10 +156,15 @@ class Settings:
 
 
 def flatten_options(values: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """Stream options may also come nested under ``options``, as the API shows them; flat keys win."""
+    """Stream options may also come nested under ``options``, as the API shows them, but each only once:
+    given both ways, neither value can be taken for the one meant."""
     nested = values.get("options", {})
     if not isinstance(nested, Mapping):
         raise ConfigError(f"{where}.options: expected a table of stream options, got {nested!r}")
+    if "options" in nested:
+        raise ConfigError(f"{where}.options.options: unknown stream option; options are nested once, under options")
+    if twice := sorted(set(nested) & set(values)):
+        raise ConfigError(f"{where}.{twice[0]}: given twice, at the top level and under options; give it once")
     return {**nested, **{k: v for k, v in values.items() if k != "options"}}
 
 

@@ -18,6 +18,9 @@ from server.analytics.shapes import Line, Zone, parse_lines, parse_zones
 
 #: ultralytics' own default; ``max_det`` bounds the work per frame, not the objects a camera can see.
 DEFAULT_MAX_DET = 300
+#: The largest ``max_det``: ultralytics' NMS keeps at most 30000 candidate boxes (its ``max_nms``), so
+#: a stream could never be given more detections than that.
+MAX_MAX_DET = 30_000
 SEGTRACK = "segtrack"  # segcast's own mask- and appearance-aware tracker (server.tracking.segtrack)
 #: segtrack keeps ids through occlusion and frame skipping where the box trackers lose them
 #: (docs/benchmarks.md); any of ultralytics' trackers can be picked per stream instead.
@@ -104,7 +107,7 @@ class StreamOptions:
         iou = _fraction(values, "iou", base.iou)
         classes = _classes(values["classes"]) if "classes" in values else base.classes
         imgsz = _imgsz(values["imgsz"]) if "imgsz" in values else base.imgsz
-        max_det = _positive_int(values, "max_det", base.max_det)
+        max_det = _max_det(values.get("max_det", base.max_det))
         tracker = values.get("tracker", base.tracker)
         if not isinstance(tracker, str):
             raise ValueError(f"tracker: expected a tracker name, got {tracker!r}")
@@ -162,10 +165,9 @@ def _fraction(values: Mapping[str, Any], key: str, default: float) -> float:
     return float(value)
 
 
-def _positive_int(values: Mapping[str, Any], key: str, default: int) -> int:
-    value = values.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{key}: expected a whole number of at least 1, got {value!r}")
+def _max_det(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_MAX_DET:
+        raise ValueError(f"max_det: expected a whole number from 1 to {MAX_MAX_DET}, got {value!r:.60}")
     return value
 
 

@@ -395,6 +395,11 @@ async def _merge_change(request: web.Request, body: dict[str, Any]) -> StreamInf
     current = stream_info(request).config
     _check_unchanged(request, current)
     if body.get("id", current.stream_id) != current.stream_id:
+        if not isinstance(body["id"], str):
+            raise error(
+                web.HTTPBadRequest,
+                f"body.id: expected the stream's own id, {current.stream_id!r}, or no id; got {body['id']!r:.60}",
+            )
         raise error(web.HTTPBadRequest, "body.id: a stream cannot be renamed; remove it and add it again")
     if not body:
         raise error(web.HTTPBadRequest, "the body must name at least one thing to change: uri, loop or a stream option")

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Mapping
 from contextlib import suppress
+from types import MappingProxyType
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -22,6 +23,7 @@ from server.delivery.hub import Hub
 from server.delivery.viewer import MAX_PENDING_EVENTS, Event, Subscription, Viewer
 from server.frames import PROTOCOL_VERSION
 from server.http.api import stream_json
+from server.http.errors import error
 from server.http.keys import hub_key, manager_key, websockets_key
 from server.http.pictures import join_viewer
 from server.http.serving import keep_send_queue_short
@@ -38,6 +40,19 @@ KEEPALIVE_S = 5.0
 KEEPALIVE_MESSAGE = json.dumps({"type": "keepalive", "v": PROTOCOL_VERSION})
 MAX_FPS = 60.0
 SUBSCRIPTION_KEYS = frozenset({"image", "max_width", "max_fps"})
+#: The options of a subscription that names none (docs/protocol.md): annotated, full size, every frame.
+DEFAULT_OPTIONS: Mapping[str, Any] = MappingProxyType(
+    {"image": ImageKind.ANNOTATED.value, "max_width": None, "max_fps": None}
+)
+#: Characters of the longest integer a client message is read with; no option takes one near this long.
+#: A longer one is read as a float (infinity past 308 digits) and refused by the option it was given
+#: for: as an int, one of over 4300 digits is a ValueError that read as a message that is not JSON.
+MAX_JSON_INT_CHARS = 20
+#: The 400 a request to ``/ws`` that is no WebSocket handshake gets (a browser's address bar, curl).
+NOT_A_WEBSOCKET_MESSAGE = (
+    "/ws is a WebSocket (docs/protocol.md): connect with a WebSocket client, such as a browser's "
+    "new WebSocket(url); this request asked for no WebSocket upgrade"
+)
 #: A viewer changes what it watches a few times a second at most. A client that sends more is broken
 #: or hostile, and each message costs a parse and a resubscription on the loop: it is disconnected.
 MAX_CLIENT_MESSAGES_PER_S = 10.0
@@ -95,6 +110,8 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
     # No permessage-deflate, though browsers offer it: it would deflate every JPEG (which does not
     # shrink) once per viewer, a CPU cost that grows with the audience for nothing.
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_CLIENT_MESSAGE_BYTES, compress=False)
+    if not ws.can_prepare(request).ok:
+        raise error(web.HTTPBadRequest, NOT_A_WEBSOCKET_MESSAGE)
     hub, manager = request.app[hub_key], request.app[manager_key]
     viewer = Viewer("ws", request.remote)
     join_viewer(hub, viewer)
@@ -233,7 +250,7 @@ def read_client_message(data: str) -> dict[str, Any] | str:
     `parse_subscriptions`, once the client's rate of entries allows them.
     """
     try:
-        message = json.loads(data)
+        message = json.loads(data, parse_int=_json_int)
     except (ValueError, RecursionError):
         return "messages must be JSON objects"
     if not isinstance(message, dict):
@@ -251,10 +268,16 @@ def read_client_message(data: str) -> dict[str, Any] | str:
     return message
 
 
+def _json_int(text: str) -> int | float:
+    """A JSON integer as an int, or as a float past `MAX_JSON_INT_CHARS`: out of every option's range."""
+    return int(text) if len(text) <= MAX_JSON_INT_CHARS else float(text)
+
+
 def parse_subscriptions(message: Mapping[str, Any]) -> dict[str, Subscription] | str:
     """The subscriptions of a message `read_client_message` passed, or an error text naming the field."""
     try:
-        default = _subscription(message, Subscription(), "subscribe")
+        options = _options(message, DEFAULT_OPTIONS, "subscribe")
+        default = _subscription(options)
         subscriptions: dict[str, Subscription] = {}
         for index, entry in enumerate(message["streams"]):
             if isinstance(entry, str):
@@ -263,7 +286,7 @@ def parse_subscriptions(message: Mapping[str, Any]) -> dict[str, Subscription] |
                 extra = sorted(set(entry) - SUBSCRIPTION_KEYS - {"id"})
                 if extra:
                     raise ValueError(f"streams[{index}].{extra[0]}: unknown field")
-                subscriptions[entry["id"]] = _subscription(entry, default, f"streams[{index}]")
+                subscriptions[entry["id"]] = _subscription(_options(entry, options, f"streams[{index}]"))
             else:
                 raise ValueError(f'streams[{index}]: expected a stream id or {{"id": ..., options}}')
     except ValueError as exc:
@@ -271,18 +294,31 @@ def parse_subscriptions(message: Mapping[str, Any]) -> dict[str, Subscription] |
     return subscriptions
 
 
-def _subscription(values: Mapping[str, Any], base: Subscription, where: str) -> Subscription:
-    image = base.image
-    if "image" in values or "max_width" in values:
-        kind = values.get("image", image.kind.value if image is not None else ImageKind.ANNOTATED.value)
-        width = values.get("max_width", image.max_width if image is not None else None)
-        try:
-            image = parse_variant(kind, width)
-        except ValueError as exc:
-            raise ValueError(f"{where}.{exc}") from None
-    max_fps = values.get("max_fps", base.max_fps)
+def _options(values: Mapping[str, Any], base: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """``base`` with the options ``values`` names laid over it, each checked where it is given.
+
+    Each option overrides only itself: an entry's ``max_width`` (null: no limit) scales the image
+    the message chose and never turns images on where it chose "none"; an entry's ``image`` keeps
+    the message's ``max_width``. So a ``max_width`` is checked even beside ``"image": "none"``.
+    """
+    named = {key: values[key] for key in SUBSCRIPTION_KEYS if key in values}
+    try:
+        if "image" in named:
+            parse_variant(named["image"])
+        if named.get("max_width") is not None:
+            parse_variant(ImageKind.ANNOTATED.value, named["max_width"])
+    except ValueError as exc:
+        raise ValueError(f"{where}.{exc}") from None
+    max_fps = named.get("max_fps")
     if max_fps is not None and (
         isinstance(max_fps, bool) or not isinstance(max_fps, int | float) or not 0 < max_fps <= MAX_FPS
     ):
         raise ValueError(f"{where}.max_fps: expected a number above 0 and at most {MAX_FPS:g}, or null")
+    return {**base, **named}
+
+
+def _subscription(options: Mapping[str, Any]) -> Subscription:
+    """The subscription of options `_options` checked."""
+    image = parse_variant(options["image"], options["max_width"])
+    max_fps = options["max_fps"]
     return Subscription(image, None if max_fps is None else float(max_fps))
