@@ -226,6 +226,8 @@ async def test_bad_subscriptions_get_an_error_naming_the_field(start_server: Sta
         '{"type": "subscribe", "streams": ["cam"], "image": "sepia"}': "image",
         '{"type": "subscribe", "streams": ["cam"], "max_width": 3}': "max_width",
         '{"type": "subscribe", "streams": ["cam"], "max_fps": 0}': "max_fps",
+        # One frame and then nothing for ever, the viewer held open for nothing.
+        '{"type": "subscribe", "streams": ["cam"], "max_fps": 1e-300}': "max_fps",
         '{"type": "subscribe", "streams": ["cam"], "colour": 1}': "colour",
         '{"type": "subscribe", "streams": [{"id": "cam", "image": "x"}]}': "streams[0].image",
         '{"type": "subscribe", "streams": [7]}': "streams[0]",

@@ -25,6 +25,7 @@ from server.frames import PROTOCOL_VERSION
 from server.http.api import stream_json
 from server.http.errors import error
 from server.http.keys import hub_key, manager_key, websockets_key
+from server.http.pictures import MIN_MJPEG_FPS as MIN_FPS  # one frame per 100 s, as for MJPEG
 from server.http.pictures import join_viewer
 from server.http.serving import keep_send_queue_short
 from server.streams import StreamManager
@@ -311,9 +312,9 @@ def _options(values: Mapping[str, Any], base: Mapping[str, Any], where: str) -> 
         raise ValueError(f"{where}.{exc}") from None
     max_fps = named.get("max_fps")
     if max_fps is not None and (
-        isinstance(max_fps, bool) or not isinstance(max_fps, int | float) or not 0 < max_fps <= MAX_FPS
+        isinstance(max_fps, bool) or not isinstance(max_fps, int | float) or not MIN_FPS <= max_fps <= MAX_FPS
     ):
-        raise ValueError(f"{where}.max_fps: expected a number above 0 and at most {MAX_FPS:g}, or null")
+        raise ValueError(f"{where}.max_fps: expected a number from {MIN_FPS:g} to {MAX_FPS:g}, or null")
     return {**base, **named}
 
 
