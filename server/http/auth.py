@@ -329,8 +329,8 @@ async def _end_stream_at(request: web.Request, expires: int) -> None:
     """At ``expires``, close the request's WebSocket with `TOKEN_EXPIRED_CLOSE_CODE`, or end its stream.
 
     A response that is not streamed yet is left alone: its request was allowed when it arrived. An
-    MJPEG stream (or any other) cannot say why, so its connection is closed and its handler ends
-    at its next write; its ``<img>`` keeps the last picture.
+    MJPEG stream (or any other) cannot say why, so its connection is closed, which its handler
+    notices within a second (`server.http.pictures`); its ``<img>`` keeps the last picture.
     """
     await asyncio.sleep(max(0.0, expires - time.time()))
     response = request.get(_stream_key)
