@@ -35,7 +35,9 @@ export function canPlay() {
 /**
  * Ask for the camera and publish it as a stream. Resolves once the server has answered, with
  * { streamId, stream (the MediaStream, for a preview), pc, stop() }. `onState` hears the
- * connection's states ("connecting", "connected", "failed", "closed"...).
+ * connection's states ("connecting", "connected", "failed", "closed"...). The camera is turned off
+ * whenever publishing ends: on a refusal or any other error (the promise rejects), on stop(), and
+ * when the connection fails or closes (after onState has heard it).
  */
 export async function publishCamera({ streamId, width = 1280, height = 720, frameRate = 30, onState } = {}) {
   if (!canPublish()) {
@@ -47,32 +49,36 @@ export async function publishCamera({ streamId, width = 1280, height = 720, fram
     video: { width: { ideal: width }, height: { ideal: height }, frameRate: { ideal: frameRate } },
     audio: false,
   });
-  const [track] = media.getVideoTracks();
-  // Under load, send fewer frames rather than smaller ones: a tracker needs a steady image size.
-  track.contentHint = "detail";
-  const pc = await newPeer(onState);
-  pc.addTransceiver(track, { direction: "sendonly", streams: [media] });
-  const settings = track.getSettings();
-  const body = { stream: streamId || undefined, fps: settings.frameRate || frameRate };
-  // The camera's size: the browser sends less at first and steps up as its bandwidth estimate
-  // grows; knowing the size it heads for, the server scales those first frames up instead of
-  // restarting every track at each step.
-  if (Number.isInteger(settings.width) && Number.isInteger(settings.height)) {
-    Object.assign(body, { width: settings.width, height: settings.height });
-  }
-  let answer;
-  try {
-    answer = await negotiate(pc, "api/webrtc/publish", body);
-  } catch (error) {
-    pc.close();
-    media.getTracks().forEach((t) => t.stop());
-    throw error;
-  }
+  let pc = null;
   const stop = () => {
-    pc.close();
+    pc?.close();
     media.getTracks().forEach((t) => t.stop());
     window.removeEventListener("pagehide", stop);
   };
+  let answer;
+  try {
+    const [track] = media.getVideoTracks();
+    // Under load, send fewer frames rather than smaller ones: a tracker needs a steady image size.
+    track.contentHint = "detail";
+    pc = await newPeer(onState);
+    pc.addTransceiver(track, { direction: "sendonly", streams: [media] });
+    const settings = track.getSettings();
+    const body = { stream: streamId || undefined, fps: settings.frameRate || frameRate };
+    // The camera's size: the browser sends less at first and steps up as its bandwidth estimate
+    // grows; knowing the size it heads for, the server scales those first frames up instead of
+    // restarting every track at each step.
+    if (Number.isInteger(settings.width) && Number.isInteger(settings.height)) {
+      Object.assign(body, { width: settings.width, height: settings.height });
+    }
+    answer = await negotiate(pc, "api/webrtc/publish", body);
+  } catch (error) {
+    stop();
+    throw error;
+  }
+  // A connection that failed sends nothing more: the camera is not left on for nothing.
+  pc.addEventListener("connectionstatechange", () => {
+    if (pc.connectionState === "failed" || pc.connectionState === "closed") stop();
+  });
   // Closing the tab closes the connection anyway; saying so at once ends the stream without delay.
   window.addEventListener("pagehide", stop);
   return { streamId: answer.stream, stream: media, pc, stop };

@@ -6,10 +6,12 @@ ended, announced, and removed, and its reader and tracker are freed. The other w
 that fails (its reader refused the peer's frames, say, as larger than ``max_frame_side``) or is
 removed closes its publisher, whose frames would otherwise keep coming to no one. Only the first
 video a publisher offers is received, and a player only sends: every other media section is
-answered ``inactive``, as nothing would read what aiortc decoded for it. A player gets an
-`AnnotatedTrack` fed by its stream's shared `PlaybackFeed`, and is closed if it has not connected
-within `WebRTCConfig.play_connect_timeout_s`: a browser that gave up on ICE (the bundled viewer falls
-back to the WebSocket after 3 s) says nothing, and aiortc would keep trying, and the slot, forever.
+answered ``inactive``, as nothing would read what aiortc decoded for it. An offer that could never
+connect (no DTLS fingerprint, its video disabled, no codec in common) is refused before any peer is
+made for it. A player gets an `AnnotatedTrack` fed by its stream's shared `PlaybackFeed`, and is
+closed if it has not connected within `WebRTCConfig.play_connect_timeout_s`: a browser that gave up
+on ICE (the bundled viewer falls back to the WebSocket after 3 s) says nothing, and aiortc would
+keep trying, and the slot, forever.
 
 Everything here runs on the event loop. Each peer is closed exactly once, by `_close`, whichever of
 those causes comes first; `PeerRegistry.close` does it for all of them at shutdown. Answering an
@@ -30,8 +32,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc.codecs import CODECS
 from aiortc.mediastreams import MediaStreamTrack
-from aiortc.sdp import SessionDescription
+from aiortc.rtcdtlstransport import X509_DIGEST_ALGORITHMS
+from aiortc.rtcpeerconnection import find_common_codecs
+from aiortc.sdp import SessionDescription, grouplines
 
 from server.config import StreamConfig
 from server.delivery.encode import ImageKind
@@ -151,6 +156,7 @@ class PeerRegistry:
         ``expires``: when the signed token the offer came with expires (Unix seconds), if it came with one.
         ``capture_size``: the publisher's camera's width and height, if it said (`WebRTCSource`).
         """
+        _connectable(offer.sdp)
         peer = self._new_peer("publish", stream_id, remote, expires)
         tracks: list[MediaStreamTrack] = []
         peer.pc.on("track", tracks.append)
@@ -188,6 +194,7 @@ class PeerRegistry:
 
         ``expires``: when the signed token the offer came with expires (Unix seconds), if it came with one.
         """
+        description = _connectable(offer.sdp)
         peer = self._new_peer("play", stream_id, remote, expires)
         track = AnnotatedTrack(stream_id)
         peer.player = track
@@ -204,7 +211,7 @@ class PeerRegistry:
                 raise OfferError("the offer has no video to receive: add a recvonly video transceiver")
             receiving = {
                 media.rtp.muxId
-                for media in SessionDescription.parse(offer.sdp).media
+                for media in description.media
                 if media.kind == "video" and media.direction in ("sendrecv", "recvonly")
             }
             sending = next((t for t in video if t.mid in receiving), None)
@@ -287,7 +294,7 @@ class PeerRegistry:
 
     async def _accept(self, peer: Peer, offer: RTCSessionDescription) -> None:
         """Apply the remote offer. aiortc's SDP parser fails with assorted exception types (even
-        AssertionError) on bad input, so here, and only here, any failure means a bad offer."""
+        AssertionError) on bad input, so here, as in `_connectable`, any failure means a bad offer."""
         try:
             await peer.pc.setRemoteDescription(offer)
         except Exception as exc:
@@ -398,6 +405,36 @@ class PeerRegistry:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+def _connectable(sdp: str) -> SessionDescription:
+    """The offer parsed; `OfferError` if a media section in it could never connect.
+
+    aiortc answers such an offer, and only fails later, with no one to tell: a section without a
+    DTLS fingerprint it can check fails its handshake (in a task whose error no one reads); one the
+    offerer disabled (port 0, not ``bundle-only``) or one whose ``m=`` line lists no codec aiortc
+    has (it takes codecs from ``a=rtpmap`` lines the ``m=`` line does not list) never gets media.
+    Its stream would sit ``starting``, or its player hold a peer slot, until a time-out ended them.
+    """
+    try:
+        description = SessionDescription.parse(sdp)
+    except Exception as exc:  # see `_accept`
+        raise OfferError(f"the offer could not be used: {_reason(exc)}") from exc
+    _, sections = grouplines(sdp)
+    for index, (media, lines) in enumerate(zip(description.media, sections, strict=True)):
+        name = f"the offer's media section {index} ({media.kind})"
+        if media.port == 0 and "a=bundle-only" not in lines:
+            raise OfferError(f"{name} is disabled (port 0): offer only what is to be sent or received")
+        fingerprints = media.dtls.fingerprints if media.dtls is not None else []
+        if not any(fingerprint.algorithm.lower() in X509_DIGEST_ALGORITHMS for fingerprint in fingerprints):
+            digests = ", ".join(X509_DIGEST_ALGORITHMS)
+            raise OfferError(f"{name} has no DTLS fingerprint: it needs a=setup and an a=fingerprint by {digests}")
+        if media.kind in CODECS:
+            listed = [codec for codec in media.rtp.codecs if codec.payloadType in media.fmt]
+            if not find_common_codecs(CODECS[media.kind], listed):
+                usable = ", ".join(sorted({c.mimeType.split("/")[1] for c in CODECS[media.kind]} - {"rtx"}))
+                raise OfferError(f"{name} lists no codec segcast can use: offer one of {usable}")
+    return description
 
 
 def _reason(exc: Exception) -> str:
