@@ -9,7 +9,8 @@ from typing import Any
 
 import aioice.ice
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
 from server.app import create_app
 from server.config import Settings, StreamConfig
@@ -35,6 +36,27 @@ def _fresh_aioice_mdns() -> Iterator[None]:
     """
     yield
     vars(aioice.ice._mdns).clear()
+
+
+class ServedAsInProduction(TestServer):
+    """aiohttp's test server, but leaving a handler running when its client goes away, as ``web.run_app``
+    (so ``segcast serve``) does: the test server cancels it, which hid a bug of every handler that
+    waits without writing (an MJPEG viewer that left stayed counted until its next frame)."""
+
+    async def _make_runner(self, **kwargs: Any) -> web.AppRunner:
+        return await super()._make_runner(**{**kwargs, "handler_cancellation": False})
+
+
+@pytest.fixture
+def aiohttp_client(aiohttp_client: ClientFactory) -> ClientFactory:
+    """pytest-aiohttp's ``aiohttp_client``, serving an app as `ServedAsInProduction`."""
+
+    async def client(app: web.Application | TestServer, *args: Any, **kwargs: Any) -> TestClient:
+        if isinstance(app, web.Application):
+            app = ServedAsInProduction(app, **(kwargs.pop("server_kwargs", None) or {}))
+        return await aiohttp_client(app, *args, **kwargs)
+
+    return client
 
 
 @pytest.fixture(scope="session")
