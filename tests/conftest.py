@@ -11,6 +11,7 @@ import aioice.ice
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.web_runner import BaseRunner
 
 from server.app import create_app
 from server.config import Settings, StreamConfig
@@ -43,7 +44,7 @@ class ServedAsInProduction(TestServer):
     (so ``segcast serve``) does: the test server cancels it, which hid a bug of every handler that
     waits without writing (an MJPEG viewer that left stayed counted until its next frame)."""
 
-    async def _make_runner(self, **kwargs: Any) -> web.AppRunner:
+    async def _make_runner(self, **kwargs: Any) -> BaseRunner:
         return await super()._make_runner(**{**kwargs, "handler_cancellation": False})
 
 

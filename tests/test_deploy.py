@@ -593,5 +593,10 @@ async def test_entrance_index_links_every_node(entrance: Entrance) -> None:
     async with aiohttp.ClientSession() as session, session.get(f"{entrance.base_url}/") as response:
         assert response.status == 200
         assert response.content_type == "text/html"
-        links = re.findall(r'href="([^"]+)"', await response.text())
-    assert links == [prefix.lstrip("/") for prefix in entrance.nodes], "relative links, so a proxy may add a prefix"
+        links = re.findall(r'href="([^"]+)">([^<]+)<', await response.text())
+    names = [prefix.strip("/") for prefix in entrance.nodes]
+    # Relative links, so a proxy may add a prefix; All cameras (web/fleet.html) is served by the first node.
+    assert links == [
+        (f"{names[0]}/static/fleet.html?nodes={','.join(names)}", "All cameras"),
+        *((f"{name}/", name) for name in names),
+    ]

@@ -2,6 +2,7 @@
 // the HTTP status, so a page can explain a refusal in its own words.
 
 import {
+  APP_ROOT,
   REQUEST_TIMEOUT_MS,
   authHeaders,
   dropPageToken,
@@ -66,23 +67,25 @@ function needsToken(response, error, method) {
 }
 
 // `interactive`: whether a refusal may ask the person for a token (never in an embedded frame).
+// `base`: the root of the node asked (fleet.js asks several); this page's own by default. One question
+// is asked for all of them, as the nodes of one deployment share their tokens.
 // A read the network swallowed fails after REQUEST_TIMEOUT_MS, so polls do not pile up unanswered; a
 // change is waited for however long it takes, as it may well be made even if its answer is late.
-async function request(method, path, body, { interactive = true, retry = true, headers = {} } = {}) {
+async function request(method, path, body, { interactive = true, retry = true, headers = {}, base = APP_ROOT } = {}) {
   const options = { method, headers: { ...authHeaders(), ...headers } };
   if (method === "GET") options.signal = timeoutSignal(REQUEST_TIMEOUT_MS);
   if (body !== undefined) {
     options.headers["Content-Type"] = "application/json";
     options.body = JSON.stringify(body);
   }
-  const response = await fetch(withToken(path), options);
+  const response = await fetch(withToken(path, base), options);
   noteServerDate(response.headers.get("Date"));
   if (response.status === 204) return null;
   const data = await response.json().catch(() => ({}));
   options.signal?.throwIfAborted(); // a body cut off by the time-out is no answer
   const error = data.error || `${response.status} ${response.statusText}`;
   if (interactive && retry && needsToken(response, error, method) && (await ask(response))) {
-    return request(method, path, body, { interactive, retry: false, headers });
+    return request(method, path, body, { interactive, retry: false, headers, base });
   }
   if (!retry && response.status === 401) declined = true; // the token given was wrong: polls stop asking
   if (!response.ok) throw new ApiError(error, response.status, data);
@@ -91,7 +94,7 @@ async function request(method, path, body, { interactive = true, retry = true, h
 
 const streamPath = (id) => `api/streams/${encodeURIComponent(id)}`;
 
-export const listStreams = () => request("GET", "api/streams");
+export const listStreams = ({ base = APP_ROOT } = {}) => request("GET", "api/streams", undefined, { base });
 export const getStream = (id, { interactive = true } = {}) =>
   request("GET", streamPath(id), undefined, { interactive });
 export const addStream = (body, persist) => request("POST", `api/streams${persist ? "?persist=1" : ""}`, body);

@@ -28,7 +28,8 @@ export function timeoutSignal(ms) {
 // Where segcast's routes start: the folder above this module's own /static/. Behind a reverse proxy
 // that serves segcast under a path (https://entrance/node-1/ -> a node's /), that path is part of it,
 // so every URL the viewer builds with appUrl() stays under the prefix. Never write "/api/..." instead.
-const APP_ROOT = new URL("../", import.meta.url);
+// A page that talks to several nodes (fleet.js) passes each node's own root as `base` instead.
+export const APP_ROOT = new URL("../", import.meta.url);
 
 const TOKEN_KEY = "segcast.token";
 const SIGNED_TTL_S = 3600;
@@ -43,8 +44,10 @@ const TOKEN_EXPIRED = 4401;
 // shortly before it expires, unless the server refuses it first: after a restart of a server whose
 // signing key is random (viewer tokens only) or once the tokens are rotated, it is minted again.
 // A token the person gives replaces the page's own, which was refused or is too weak (dropPageToken).
+// Minted tokens are kept per node (by its root): a node with viewer tokens only signs with a random
+// key of its own, so what one node minted another may refuse.
 export let pageToken = new URLSearchParams(location.search).get("token"); // importers see it dropped
-let signed = null; // {token, renewAt}
+const signed = new Map(); // root href -> {token, renewAt}
 
 /** Stop using the page's own token, and take it out of the address so that a reload does not bring it back. */
 export function dropPageToken() {
@@ -64,7 +67,7 @@ export function storedToken() {
 }
 
 export function storeToken(token) {
-  signed = null;
+  signed.clear();
   try {
     if (token) localStorage.setItem(TOKEN_KEY, token);
     else localStorage.removeItem(TOKEN_KEY);
@@ -79,17 +82,20 @@ export function authHeaders() {
   return token && !pageToken ? { Authorization: `Bearer ${token}` } : {};
 }
 
-// The absolute URL of one of segcast's routes, given relative to segcast's root ("api/streams").
-export function appUrl(path) {
-  return new URL(path, APP_ROOT);
+// The absolute URL of one of segcast's routes, given relative to segcast's root ("api/streams"), of
+// this page's node or of the node whose root is `base`.
+export function appUrl(path, base = APP_ROOT) {
+  return new URL(path, base);
 }
 
-// A signed token for URLs: the page's own, or one minted with the stored token (null if neither).
-export async function urlToken() {
+// A signed token for URLs to the node at `base`: the page's own, or one minted there with the stored
+// token (null if neither).
+export async function urlToken(base = APP_ROOT) {
   if (pageToken) return pageToken;
   if (!storedToken()) return null;
-  if (signed && Date.now() < signed.renewAt) return signed.token;
-  const response = await fetch(appUrl("api/tokens"), {
+  const kept = signed.get(base.href);
+  if (kept && Date.now() < kept.renewAt) return kept.token;
+  const response = await fetch(appUrl("api/tokens", base), {
     method: "POST",
     headers: { ...authHeaders(), "Content-Type": "application/json" },
     body: JSON.stringify({ role: "viewer", ttl_s: SIGNED_TTL_S }),
@@ -99,14 +105,14 @@ export async function urlToken() {
   const answer = await response.json().catch(() => null); // the body too may be cut off
   if (!answer) return null;
   const { token, ttl_s: ttl } = answer;
-  signed = { token, renewAt: Date.now() + ttl * 1000 - SIGNED_RENEW_MS };
+  signed.set(base.href, { token, renewAt: Date.now() + ttl * 1000 - SIGNED_RENEW_MS });
   return token;
 }
 
-// appUrl(path) with the newest URL token on it (the page's, or the last one minted by urlToken()).
-export function withToken(path) {
-  const url = appUrl(path);
-  const token = pageToken || signed?.token;
+// appUrl(path, base) with the newest URL token on it (the page's, or the last urlToken(base) minted).
+export function withToken(path, base = APP_ROOT) {
+  const url = appUrl(path, base);
+  const token = pageToken || signed.get(base.href)?.token;
   if (token) url.searchParams.set("token", token);
   return url.href;
 }
@@ -128,8 +134,10 @@ export function carryToken(link) {
 
 export class Connection {
   // handlers: {hello(msg), frame(meta, jpegOrNull), event(msg), state("live"|"down")}
-  constructor(handlers) {
+  // base: the root of the node to connect to (another node behind the same entrance); this page's own by default.
+  constructor(handlers, { base = APP_ROOT } = {}) {
     this.handlers = handlers;
+    this.base = base;
     this.subscription = null;
     this.socket = null; // the one socket listened to; one given up on is never heard from again
     this.pending = null;
@@ -144,8 +152,8 @@ export class Connection {
 
   async open() {
     this.retry = null;
-    await urlToken().catch(() => null); // without one the socket is refused, and tried again
-    const url = new URL(withToken("ws"));
+    await urlToken(this.base).catch(() => null); // without one the socket is refused, and tried again
+    const url = new URL(withToken("ws", this.base));
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
     const socket = new WebSocket(url);
     socket.binaryType = "arraybuffer";
@@ -171,7 +179,7 @@ export class Connection {
       if (!listened()) return;
       const expired = event.code === TOKEN_EXPIRED;
       // A browser does not say why a socket was refused; a minted token may be why (see urlToken).
-      if (!opened || expired) signed = null;
+      if (!opened || expired) signed.delete(this.base.href);
       if (expired && !pageToken && storedToken()) {
         this.forget();
         this.open(); // a fresh token is a request away: nothing to show the person

@@ -1,7 +1,10 @@
 // The grid: every stream as a small live picture with its state badge; a click opens the stream view.
 // A stream that is not live says why over its picture; so does every tile while the page has lost
 // its connection to segcast, since their pictures and badges are then only the last ones received.
+// The fleet page (fleet.js) has one GridView per node in one grid: its tiles name their node and open
+// that node's own viewer.
 
+import { carryToken } from "./connection.js";
 import { OFFLINE_NOTICE, StatusPanel, streamNotice } from "./status.js";
 
 const THUMB_WIDTH_PX = 480;
@@ -10,9 +13,14 @@ const THUMB_FPS = 4;
 export const gridSubscription = { streams: ["*"], image: "annotated", max_width: THUMB_WIDTH_PX, max_fps: THUMB_FPS };
 
 export class GridView {
-  constructor(root, empty) {
+  // node: the name each tile shows beside its stream id (null: none). viewerRoot: the root of the node
+  // whose viewer a tile opens, with the page's token (null: this page's own stream view, #/stream/<id>).
+  constructor(root, empty, { node = null, viewerRoot = null } = {}) {
     this.root = root;
     this.empty = empty;
+    this.node = node;
+    this.viewerRoot = viewerRoot;
+    this.offline = OFFLINE_NOTICE; // what every tile says while the connection is down
     this.cards = new Map();
     this.online = true;
     this.inference = null; // {state, error, next_attempt_at}: the server's, shared by every stream
@@ -53,8 +61,11 @@ export class GridView {
   createCard(id) {
     const element = document.createElement("a");
     element.className = "card";
-    element.href = `#/stream/${encodeURIComponent(id)}`;
+    const view = `#/stream/${encodeURIComponent(id)}`;
+    element.href = this.viewerRoot ? new URL(view, this.viewerRoot).href : view;
+    if (this.viewerRoot) carryToken(element);
     element.dataset.stream = id;
+    if (this.node !== null) element.dataset.node = this.node;
     const frame = document.createElement("div");
     frame.className = "card-picture";
     const picture = document.createElement("canvas");
@@ -67,6 +78,12 @@ export class GridView {
     name.className = "stream-id";
     name.textContent = id;
     name.title = id;
+    if (this.node !== null) {
+      const node = document.createElement("span");
+      node.className = "card-node muted";
+      node.textContent = this.node;
+      caption.append(node);
+    }
     const badge = document.createElement("span");
     badge.className = "badge";
     const info = document.createElement("small");
@@ -85,16 +102,18 @@ export class GridView {
     this.render(card);
   }
 
-  setOnline(online) {
+  // `offline`: the notice over every tile while the connection is down (a page of several nodes names the node).
+  setOnline(online, offline = OFFLINE_NOTICE) {
     this.online = online;
+    this.offline = offline;
     for (const card of this.cards.values()) this.render(card);
   }
 
   render(card) {
-    const state = this.online ? (card.status?.state ?? "starting") : "offline";
+    const state = this.online ? (card.status?.state ?? "starting") : this.offline.state;
     card.badge.textContent = state;
     card.badge.className = `badge state-${state}`;
-    card.panel.show(this.online ? streamNotice(card.status, this.inference) : OFFLINE_NOTICE);
+    card.panel.show(this.online ? streamNotice(card.status, this.inference) : this.offline);
   }
 
   remove(id) {

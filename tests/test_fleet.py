@@ -1,0 +1,194 @@
+"""All cameras (web/fleet.html): every node's streams on one page, through the scale-out entrance.
+
+A real nginx on deploy/compose/nginx.conf (as test_deploy runs it) in front of two real segcast apps,
+each with a generated scene, and a real headless Chromium opening the page the entrance's index links
+to. Every wait is on something the page shows, with a deadline; none is a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from server.app import create_app
+from server.config import Settings, StreamConfig
+from server.inference.models import BUNDLED_MODEL
+from tests.conftest import CHROMIUM
+from tests.support.browser import WAIT_MS, open_url, wait_for_changed_picture, wait_for_new_frame, wait_for_text
+from tests.support.components import require_component, require_module
+from tests.support.polling import eventually
+from tests.support.rtsp_camera import free_port
+from tests.test_deploy import COMPOSE_NGINX, NGINX, NGINX_STOP_S, nginx_copy, nginx_routes, require_nginx
+
+require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
+require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
+
+Start = Callable[..., Awaitable[TestClient]]
+
+pytestmark = pytest.mark.timeout(240)
+
+#: Both nodes have a camera of the same name, as nodes of one deployment may: tiles tell them apart.
+STREAM = "cam"
+SEEDS = {"node-1": 1, "node-2": 2}
+#: A viewer token both nodes accept; with viewer tokens only, each node signs with a random key of its own.
+VIEWER = "viewer-token-of-the-fleet"
+#: Counts the token dialogs the page opens.
+COUNT_DIALOGS = """{
+  window.dialogsShown = 0;
+  const showModal = HTMLDialogElement.prototype.showModal;
+  HTMLDialogElement.prototype.showModal = function () { window.dialogsShown += 1; return showModal.call(this); };
+}"""
+
+
+def tile(node: str) -> str:
+    return f'.card[data-node="{node}"][data-stream="{STREAM}"]'
+
+
+def node_stream(node: str) -> StreamConfig:
+    return StreamConfig(STREAM, f"scene:?seed={SEEDS[node]}")
+
+
+@dataclass(frozen=True)
+class Fleet:
+    entrance: str  # the entrance's own address, with a trailing slash
+    nodes: dict[str, TestClient]  # by node name
+
+
+@asynccontextmanager
+async def running_nginx(conf: Path, folder: Path, targets: dict[str, str]) -> AsyncIterator[str]:
+    """A real nginx on ``conf`` with ``targets`` swapped in for the node addresses; its base URL."""
+    port = free_port()
+    config = nginx_copy(conf, folder, port, targets)
+    log = folder / "error.log"
+    process = await asyncio.create_subprocess_exec(
+        str(NGINX), "-e", str(log), "-p", str(folder), "-c", str(config), "-g", "daemon off;"
+    )
+    base = f"http://127.0.0.1:{port}/"
+    try:
+        async with aiohttp.ClientSession() as session:
+
+            async def answers() -> bool:
+                if process.returncode is not None:
+                    raise AssertionError(f"nginx exited: {log.read_text()}")
+                try:
+                    async with session.get(f"{base}healthz") as response:
+                        return response.status == 200
+                except aiohttp.ClientConnectionError:
+                    return False
+
+            await eventually(answers, what="nginx to answer")
+        yield base
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), NGINX_STOP_S)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+@pytest.fixture
+async def start_fleet(start_server: Start, tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Fleet]]]:
+    """Starts two segcast nodes (``overrides`` are their settings), each with a live scene, behind the
+    Compose entrance."""
+    require_nginx()
+    async with AsyncExitStack() as stack:
+
+        async def start(**overrides: object) -> Fleet:
+            nodes, targets = {}, {}
+            for prefix, target in nginx_routes(COMPOSE_NGINX).items():
+                name = prefix.strip("/")
+                nodes[name] = await start_server(node_stream(name), **overrides)
+                targets[target] = f"127.0.0.1:{nodes[name].port}"
+            assert set(nodes) == set(SEEDS), "the test expects the Compose entrance's two nodes"
+            entrance = await stack.enter_async_context(running_nginx(COMPOSE_NGINX, tmp_path, targets))
+            return Fleet(entrance, nodes)
+
+        yield start
+
+
+async def all_cameras_link(entrance: str) -> str:
+    """Where the entrance's index sends a person for All cameras."""
+    async with aiohttp.ClientSession() as session, session.get(entrance) as response:
+        found = re.search(r'href="([^"]+)">All cameras<', await response.text())
+    assert found, "the entrance's index links to All cameras"
+    return entrance + found.group(1)
+
+
+async def test_all_cameras_plays_every_nodes_streams_and_a_node_that_stops_is_unreachable_alone(
+    start_fleet: Callable[..., Awaitable[Fleet]],
+    browser: Any,
+    screenshots: Path,
+    aiohttp_server: Callable[..., Awaitable[TestServer]],
+) -> None:
+    fleet = await start_fleet()
+    page, console = await open_url(browser, await all_cameras_link(fleet.entrance))
+
+    # Given both nodes up: each one's camera plays in its own tile, named by node and stream.
+    first = {node: await wait_for_new_frame(page, f"{tile(node)} canvas") for node in fleet.nodes}
+    for node in fleet.nodes:
+        assert first[node]["std"] > 10, f"{node}'s tile shows a picture"
+        await wait_for_changed_picture(page, f"{tile(node)} canvas", first[node])
+        caption = await page.inner_text(f"{tile(node)} .card-caption")
+        assert node in caption and STREAM in caption
+        # Each tile opens its own node's viewer of the stream, behind the same entrance.
+        assert await page.get_attribute(tile(node), "href") == f"{fleet.entrance}{node}/#/stream/{STREAM}"
+    assert first["node-1"]["hash"] != first["node-2"]["hash"], "two scenes, not one shown twice"
+    await page.wait_for_selector('a[data-node="node-2"] .badge.state-live', timeout=WAIT_MS)
+    assert not console.errors
+    await page.screenshot(path=screenshots / "both-nodes.png")
+
+    # When node-2 stops: its tile says it is unreachable, and node-1's goes on playing.
+    port = fleet.nodes["node-2"].port
+    await fleet.nodes["node-2"].close()
+    await wait_for_text(page, f"{tile('node-2')} .status-panel", "node-2: unreachable")
+    assert await page.inner_text(f"{tile('node-2')} .badge") == "unreachable"
+    assert await page.inner_text('a[data-node="node-2"] .badge') == "unreachable"
+    playing = await wait_for_new_frame(page, f"{tile('node-1')} canvas")
+    await wait_for_changed_picture(page, f"{tile('node-1')} canvas", playing)
+    assert await page.is_hidden(f"{tile('node-1')} .status-panel")
+    await page.screenshot(path=screenshots / "node-2-stopped.png")
+
+    # When node-2 is back at its address: its tile plays again by itself.
+    stopped = await page.get_attribute(f"{tile('node-2')} canvas", "data-seq")
+    settings = Settings(model=str(BUNDLED_MODEL), streams=(node_stream("node-2"),))
+    await aiohttp_server(create_app(settings), port=port)
+    await wait_for_new_frame(page, f"{tile('node-2')} canvas", stopped)
+    assert await page.is_hidden(f"{tile('node-2')} .status-panel")
+    await page.wait_for_selector('a[data-node="node-2"] .badge.state-live', timeout=WAIT_MS)
+
+    # And following node-1's tile opens node-1's own viewer on that stream.
+    await page.click(tile("node-1"))
+    await page.wait_for_url(f"{fleet.entrance}node-1/#/stream/{STREAM}", timeout=WAIT_MS)
+    assert (await wait_for_new_frame(page, "#video"))["std"] > 10
+    assert await page.inner_text("#stream-title") == STREAM
+
+
+async def test_all_cameras_asks_for_a_token_once_and_plays_every_node_with_it(
+    start_fleet: Callable[..., Awaitable[Fleet]], browser: Any
+) -> None:
+    fleet = await start_fleet(viewer_tokens=(VIEWER,))
+    page = await browser.new_page()
+    await page.add_init_script(COUNT_DIALOGS)
+    await page.goto(await all_cameras_link(fleet.entrance))
+
+    dialog = page.locator("#token-dialog[open]")
+    await dialog.wait_for(timeout=WAIT_MS)
+    await dialog.locator("input[name=token]").fill(VIEWER)
+    await dialog.locator("button[type=submit]").click()
+
+    for node in fleet.nodes:
+        assert (await wait_for_new_frame(page, f"{tile(node)} canvas"))["std"] > 10, f"{node} plays with the token"
+    assert await page.evaluate("window.dialogsShown") == 1, "one question for every node"

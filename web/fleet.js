@@ -1,0 +1,153 @@
+// All cameras (static/fleet.html?nodes=node-1,node-2): the streams of every segcast node behind one
+// entrance in one grid, each tile naming its node and opening that node's own viewer.
+//
+// Behind the entrance (docs/scaling.md) each node is a folder of the same origin, <entrance>/node-2/
+// beside <entrance>/node-1/, so a listed name is that folder beside the one this page came from: the
+// page needs no address of its own per node, and stays right behind another proxy's prefix. Without
+// ?nodes= it shows its own node only.
+//
+// One WebSocket per node (connection.js), subscribed for small pictures, each reconnecting by itself:
+// a node that is down says so over its own tiles and in its badge, and the others play on. The nodes
+// of one deployment share their tokens, so the person is asked once (api.js) and the answer serves all.
+
+import { ApiError, listStreams } from "./api.js";
+import { APP_ROOT, Connection, carryToken } from "./connection.js";
+import { GridView, gridSubscription } from "./grid.js";
+
+// Many tiles on one screen: smaller pictures than a node's own grid asks for.
+const FLEET_THUMB_WIDTH_PX = 320;
+const fleetSubscription = { ...gridSubscription, max_width: FLEET_THUMB_WIDTH_PX };
+// A node's name is one folder of the entrance: nothing that could lead out of it.
+const NODE_NAME = /^(?!\.\.?$)[A-Za-z0-9._~-]{1,64}$/;
+
+const $ = (id) => document.getElementById(id);
+
+const notice = (state, title, reason) => ({ state, title, reason, nextAttemptAt: null });
+
+const LAST_PICTURES = "Its pictures are the last received. Trying again…";
+const RECONNECTING = { state: "reconnecting", text: "reconnecting…", reason: LAST_PICTURES };
+
+// Why a node's WebSocket is down, from what its REST API answers (a browser does not say why a
+// WebSocket failed): no answer, or the entrance's 502, means the node is not there.
+function diagnosis(error) {
+  if (error === null) return RECONNECTING;
+  if (error instanceof ApiError && (error.status === 401 || error.status === 403)) {
+    return { state: "unauthorized", text: "access token needed", reason: error.message };
+  }
+  return { state: "unreachable", text: "unreachable", reason: `${error.message}. ${LAST_PICTURES}` };
+}
+
+/** One node: its connection, its tiles in the shared grid, and its badge in the top bar. */
+class FleetNode {
+  constructor(name, root, grid, nav) {
+    this.name = name;
+    this.root = root;
+    this.live = false;
+    this.probing = false;
+    // Its tiles stay together in the grid (display: contents), in the order the nodes were listed.
+    const group = document.createElement("div");
+    group.className = "fleet-node";
+    group.dataset.node = name;
+    this.placeholder = document.createElement("div");
+    this.placeholder.className = "fleet-placeholder";
+    this.placeholder.dataset.node = name;
+    this.placeholder.setAttribute("role", "status");
+    group.append(this.placeholder);
+    grid.append(group);
+    this.view = new GridView(group, this.placeholder, { node: name, viewerRoot: root });
+
+    this.link = document.createElement("a");
+    this.link.href = root.href;
+    this.link.dataset.node = name;
+    this.link.append(name, " ");
+    this.badge = document.createElement("span");
+    this.link.append(this.badge);
+    nav.append(this.link);
+    carryToken(this.link);
+    this.show({ state: "starting", text: "connecting…" });
+
+    this.connection = new Connection(
+      {
+        hello: (message) => this.hello(message),
+        frame: (meta, jpeg) => this.view.frame(meta, jpeg),
+        event: (message) => this.event(message),
+        state: (state) => this.setState(state),
+      },
+      { base: root },
+    );
+    this.connection.subscribe(fleetSubscription);
+  }
+
+  // What the node's badge and its placeholder tile (shown while it has no tiles) say.
+  show({ state, text }) {
+    this.badge.textContent = text;
+    this.badge.className = `badge state-${state}`;
+    this.placeholder.dataset.state = state;
+    this.placeholder.textContent = this.live ? `${this.name}: no streams` : `${this.name}: ${text}`;
+  }
+
+  hello(message) {
+    this.view.setInference(message.inference ?? null);
+    this.view.setStreams(message.streams);
+  }
+
+  event(message) {
+    if (message.type === "status") this.view.setState(message.stream, message.state, message.error);
+    else if (message.type === "added") this.view.upsert({ id: message.stream, state: "starting" });
+    else if (message.type === "removed") this.view.remove(message.stream);
+    else if (message.type === "inference") this.view.setInference(message);
+    else if (message.type === "error") console.warn(`segcast ${this.name}:`, message.message);
+  }
+
+  setState(state) {
+    const wasLive = this.live;
+    this.live = state === "live";
+    if (this.live) {
+      this.view.setOnline(true);
+      this.show({ state: "live", text: "connected" });
+      return;
+    }
+    if (wasLive) this.down(RECONNECTING); // until the probe says more; later attempts keep what it said
+    this.probe();
+  }
+
+  down(found) {
+    this.view.setOnline(false, notice(found.state, `${this.name}: ${found.text}`, found.reason));
+    this.show(found);
+  }
+
+  // Ask the node's REST API why its socket is down, one question at a time; a refusal asks the
+  // person for a token (api.js: once for every node), which the socket uses at its next attempt.
+  async probe() {
+    if (this.probing) return;
+    this.probing = true;
+    let error = null;
+    try {
+      await listStreams({ base: this.root });
+    } catch (failure) {
+      error = failure;
+    } finally {
+      this.probing = false;
+    }
+    if (!this.live) this.down(diagnosis(error)); // unless back meanwhile
+  }
+}
+
+// The nodes the address lists, each with its root: a folder beside this page's node.
+function listedNodes() {
+  const listed = new URLSearchParams(location.search).get("nodes");
+  if (listed === null) {
+    const own = APP_ROOT.pathname.split("/").filter(Boolean).pop() ?? location.host;
+    return [{ name: own, root: APP_ROOT }];
+  }
+  const names = [...new Set(listed.split(",").map((name) => name.trim()))].filter(Boolean);
+  const wrong = names.filter((name) => !NODE_NAME.test(name));
+  if (wrong.length) {
+    $("fleet-error").textContent = `Not a node's name (one folder of the entrance, like node-1): ${wrong.join(", ")}`;
+    $("fleet-error").hidden = false;
+  }
+  const entrance = new URL("../", APP_ROOT);
+  return names.filter((name) => NODE_NAME.test(name)).map((name) => ({ name, root: new URL(`${name}/`, entrance) }));
+}
+
+for (const { name, root } of listedNodes()) new FleetNode(name, root, $("grid"), $("fleet-nodes"));
