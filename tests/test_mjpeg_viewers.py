@@ -1,28 +1,22 @@
 """MJPEG viewers come and go cleanly: one that leaves frees its slot even when no frame is due, one
 whose stream is removed gets the closing boundary, and a frame rate that would never send again is refused.
 
-A client that leaves is tested on the app run as ``segcast serve`` runs it (`production_server`):
-aiohttp's test server cancels a handler whose client went away (``handler_cancellation=True``),
-which ``web.run_app`` does not, and under it a viewer that left is let go whatever the handler does.
+The app runs as ``segcast serve`` runs it, a handler left running when its client goes away
+(tests/conftest.py): aiohttp's own test server cancels it, under which a viewer that left is let go
+whatever the handler does.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 
-import pytest
-from aiohttp import ClientResponse, ClientSession, web
+from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
-from server.app import create_app
-from server.config import Settings, StreamConfig
+from server.config import StreamConfig
 from server.delivery.viewer import ViewerLimits
 from server.http.keys import hub_key
-from server.http.serving import server_options
-from server.inference.models import BUNDLED_MODEL
 from tests.support.polling import eventually
 
 Start = Callable[..., Awaitable[TestClient]]
@@ -31,38 +25,6 @@ NO_FRAMES = "/no/such/file.mp4"
 #: How soon a client that left must be let go: the server looks every second; the rest is slack.
 LET_GO_S = 10.0
 READ_S = 30.0
-
-
-@dataclass(frozen=True, slots=True)
-class Served:
-    """The app on 127.0.0.1, and a client session whose paths are relative to it."""
-
-    app: web.Application
-    client: ClientSession
-
-
-StartProduction = Callable[..., AbstractAsyncContextManager[Served]]
-
-
-@pytest.fixture
-def production_server() -> StartProduction:
-    """Start the real app with the bundled model as ``segcast serve`` does: `server_options`, and
-    aiohttp's own default of not cancelling a handler whose client went away."""
-
-    @asynccontextmanager
-    async def start(*streams: StreamConfig, **overrides: object) -> AsyncIterator[Served]:
-        app = create_app(Settings(model=str(BUNDLED_MODEL), streams=streams, **overrides))  # type: ignore[arg-type]
-        runner = web.AppRunner(app, **server_options())
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, "127.0.0.1", 0).start()
-            host, port = runner.addresses[0][:2]
-            async with ClientSession(base_url=f"http://{host}:{port}") as client:
-                yield Served(app, client)
-        finally:
-            await runner.cleanup()
-
-    return start
 
 
 def boundary_of(response: ClientResponse) -> bytes:
@@ -81,44 +43,41 @@ async def first_part(response: ClientResponse) -> bytes:
         data += await asyncio.wait_for(response.content.readany(), timeout=READ_S)
 
 
-async def counted_viewers(served: Served, stream_id: str) -> tuple[int, float]:
+async def counted_viewers(client: TestClient, stream_id: str) -> tuple[int, float]:
     """The viewers of ``stream_id`` as the hub counts them, and as /metrics reports them."""
-    async with served.client.get("/metrics") as response:
+    assert client.app is not None
+    async with client.get("/metrics") as response:
         metrics = await response.text()
     prefix = f'segcast_viewers{{stream="{stream_id}"}} '
     [reported] = [line.removeprefix(prefix) for line in metrics.splitlines() if line.startswith(prefix)]
-    return served.app[hub_key].viewer_count(stream_id), float(reported)
+    return client.app[hub_key].viewer_count(stream_id), float(reported)
 
 
-async def let_go(served: Served, stream_id: str) -> None:
+async def let_go(client: TestClient, stream_id: str) -> None:
     async def none_counted() -> bool:
-        return await counted_viewers(served, stream_id) == (0, 0.0)
+        return await counted_viewers(client, stream_id) == (0, 0.0)
 
     await eventually(none_counted, timeout_s=LET_GO_S, what=f"the MJPEG viewer of {stream_id} that left to be let go")
 
 
-async def test_a_client_that_leaves_a_stream_without_frames_frees_its_slot(
-    production_server: StartProduction,
-) -> None:
-    async with production_server(StreamConfig("cam", NO_FRAMES), viewer_limits=ViewerLimits(max_viewers=1)) as served:
-        gone = await served.client.get("/api/streams/cam/mjpeg")
-        assert gone.status == 200
-        assert await counted_viewers(served, "cam") == (1, 1.0)
-        gone.close()
-        await let_go(served, "cam")
-        async with served.client.get("/api/streams/cam/mjpeg") as again:
-            assert again.status == 200, "a new client is admitted in the slot the one that left held"
+async def test_a_client_that_leaves_a_stream_without_frames_frees_its_slot(start_server: Start) -> None:
+    client = await start_server(StreamConfig("cam", NO_FRAMES), viewer_limits=ViewerLimits(max_viewers=1))
+    gone = await client.get("/api/streams/cam/mjpeg")
+    assert gone.status == 200
+    assert await counted_viewers(client, "cam") == (1, 1.0)
+    gone.close()
+    await let_go(client, "cam")
+    async with client.get("/api/streams/cam/mjpeg") as again:
+        assert again.status == 200, "a new client is admitted in the slot the one that left held"
 
 
-async def test_a_client_that_leaves_between_frames_at_a_low_max_fps_is_let_go(
-    production_server: StartProduction,
-) -> None:
-    async with production_server(StreamConfig("cam", "scene:?seed=1")) as served:
-        response = await served.client.get("/api/streams/cam/mjpeg?max_fps=0.01")  # the next frame in 100 s
-        assert response.status == 200
-        await first_part(response)
-        response.close()
-        await let_go(served, "cam")
+async def test_a_client_that_leaves_between_frames_at_a_low_max_fps_is_let_go(start_server: Start) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=1"))
+    response = await client.get("/api/streams/cam/mjpeg?max_fps=0.01")  # the next frame in 100 s
+    assert response.status == 200
+    await first_part(response)
+    response.close()
+    await let_go(client, "cam")
 
 
 async def test_a_max_fps_below_one_frame_per_100_s_is_refused(start_server: Start) -> None:
