@@ -390,7 +390,9 @@ class StreamManager:
         """Give a stream new settings; KeyError if it does not exist.
 
         A change of zones and lines only is made in place: the video, the tracker's ids and the
-        counts of unchanged shapes carry on. Any other change restarts the stream: a fresh tracker,
+        counts of unchanged shapes carry on. The same settings again change nothing, except for a
+        stream that failed or ended: that is the way to retry it (a missing file copied in since).
+        Any other change restarts the stream: a fresh tracker,
         whose ids go on after the old one's, and the old one's tracks and zone visits end on the
         restarted stream's first frame (`InferenceWorker.remove_stream`). ``checked`` as for `add`; a
         stream added through the API stays checked.
@@ -407,7 +409,13 @@ class StreamManager:
             self._check_options(config)  # before the running stream is stopped for it
             if config.uri == current.uri:
                 self._check_fit(config, current)
-            if _only_shapes_differ(current, config) and self._worker.change_shapes(stream_id, config.options):
+            if config == current and self.info(stream_id).state not in (StreamState.FAILED, StreamState.ENDED):
+                return self.info(stream_id)  # nothing to change; a failed or ended stream is opened again
+            if (
+                config != current
+                and _only_shapes_differ(current, config)
+                and self._worker.change_shapes(stream_id, config.options)
+            ):
                 with self._lock:
                     self._configs[stream_id] = config
                 log.info("[%s] zones and lines changed", stream_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import tomllib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -187,6 +188,27 @@ async def test_a_source_that_cannot_open_is_added_as_failed(start_server: Start,
     assert "no such file" in body["error"]
 
 
+async def test_patching_a_failed_stream_with_its_own_settings_retries_it(
+    start_server: Start, tmp_path: Path, scene_video: Path
+) -> None:
+    """README's way to retry a file stream once its file is there: the PATCH was taken for a change of
+    zones in place (nothing differed), answered 200, and the stream stayed failed."""
+    late = tmp_path / "late.mp4"
+    client = await start_server(StreamConfig("late", str(late)), media_dirs=(tmp_path,))
+    await failed(client, "late")
+    shutil.copy(scene_video, late)
+    assert (await client.patch("/api/streams/late", json={"uri": str(late)})).status == 200
+
+    async def played(frames: int) -> bool:
+        return (await (await client.get("/api/streams/late")).json())["frames_read"] >= frames
+
+    await eventually(lambda: played(15), what="the retried stream to play its file")
+    # The same settings again leave a stream that plays alone: its reader goes on (one opened anew
+    # reads its file at 15 fps from the start, so its count starts again from 0).
+    assert (await client.patch("/api/streams/late", json={"uri": str(late)})).status == 200
+    assert await played(15)
+
+
 async def test_bad_changes_are_refused_and_leave_the_stream_alone(start_server: Start) -> None:
     client = await start_server(StreamConfig("cam", "scene:?seed=1"))
     await assert_error(await client.patch("/api/streams/cam", json={}), 400, "at least one")
@@ -366,6 +388,11 @@ async def test_a_save_writes_the_stream_it_changes_and_leaves_other_unsaved_chan
     saved = tomllib.loads(path.read_text())["streams"]
     assert [s["id"] for s in saved] == ["a", "b"], "b's removal was not saved"
     assert (saved[0]["conf"], saved[0]["iou"]) == (0.3, 0.6), "a is saved as it now is"
+    # A stream never saved, removed with ?persist=1: the file holds nothing to change, and is not rewritten.
+    assert (await client.post("/api/streams", json={"id": "c", "uri": "scene:?seed=3"})).status == 201
+    written = path.stat().st_ino  # a save replaces the file: a new one
+    assert (await client.delete("/api/streams/c?persist=1")).status == 204
+    assert path.stat().st_ino == written
     assert (await client.delete("/api/streams/a?persist=1")).status == 204
     assert [s["id"] for s in tomllib.loads(path.read_text())["streams"]] == ["b"]
 

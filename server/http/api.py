@@ -314,6 +314,8 @@ async def _save_config(request: web.Request, stream_id: str, changed: StreamInfo
     async with app[config_lock_key]:
         state = app[config_file_key]
         configs = state.with_stream(stream_id, None if changed is None else changed.config)
+        if configs == list(state.saved.values()):
+            return  # the file says so already (a stream never saved, removed): its comments stay
         save = functools.partial(write_config, app[settings_key], configs, state)
         try:
             await asyncio.get_running_loop().run_in_executor(None, save)
