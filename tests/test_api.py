@@ -418,11 +418,11 @@ async def test_a_config_file_that_cannot_be_written_is_a_json_error_that_says_so
 ) -> None:
     folder = tmp_path / "gone"
     folder.mkdir()
-    client = await start_server(config_path=folder / "segcast.toml")
+    client = await start_server(StreamConfig("a", "scene:"), config_path=folder / "segcast.toml")
     folder.rmdir()
-    response = await client.post("/api/streams?persist=1", json={"id": "a", "uri": "scene:"})
+    response = await client.post("/api/streams?persist=1", json={"id": "b", "uri": "scene:"})
     await assert_error(response, 500, "in effect", "segcast.toml", details=("stream",))
-    assert (await response.json())["stream"]["id"] == "a"
+    assert (await response.json())["stream"]["id"] == "b"
     response = await client.delete("/api/streams/a?persist=1")
     await assert_error(response, 500, "in effect", "segcast.toml")
     assert (await client.get("/api/streams/a")).status == 404
