@@ -52,7 +52,9 @@ def tracker_defaults(kind: str) -> dict[str, TrackerValue]:
 
         return dict(SEGTRACK_DEFAULTS)
     if kind not in TRACKER_MAP:
-        raise ValueError(f"tracker: unknown tracker {kind!r}; choose one of {', '.join(tracker_kinds())}")
+        stem = kind.removesuffix(".yaml")  # ultralytics' own spelling, track(tracker="bytetrack.yaml")
+        hint = f" (the name, without .yaml: {stem!r})" if stem != kind and stem in tracker_kinds() else ""
+        raise ValueError(f"tracker: unknown tracker {kind!r}; choose one of {', '.join(tracker_kinds())}{hint}")
     return dict(YAML.load(check_yaml(f"{kind}.yaml")))
 
 

@@ -89,6 +89,15 @@ def test_the_tracker_error_lists_every_ultralytics_tracker() -> None:
     assert {"bytetrack", "botsort", "ocsort"} <= set(tracker_kinds())
 
 
+def test_a_tracker_named_as_ultralytics_names_its_yaml_is_told_the_name() -> None:
+    """``model.track(tracker="bytetrack.yaml")`` is how ultralytics' users know it."""
+    with pytest.raises(ValueError, match=r"without \.yaml: 'bytetrack'\)$"):
+        StreamOptions.from_mapping({"tracker": "bytetrack.yaml"})
+    with pytest.raises(ValueError) as raised:
+        StreamOptions.from_mapping({"tracker": "sort.yaml"})
+    assert "without .yaml" not in str(raised.value), "no hint to a tracker that does not exist"
+
+
 def test_global_options_check_device_and_batch_and_give_stream_defaults() -> None:
     options = InferenceOptions(imgsz=416, conf=0.3, device="cuda:1", half=True, max_batch=4)
     assert options.use_half and not InferenceOptions(half=True).use_half, "half precision on GPUs only"
