@@ -240,6 +240,20 @@ def test_missing_file_is_named() -> None:
         first_frame("file:///nowhere/cam.mp4")
 
 
+def test_a_cameras_address_without_its_colon_is_told_it_needs_one(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``rtsp//cam/live`` reads as a relative path (its ``//`` one slash): "no such file: rtsp/cam/live"
+    sent people looking for a file."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(
+        SourceError, match=r"^no such file: rtsp/cam/live \(a camera's address\? It needs '://': rtsp://cam/live\)$"
+    ):
+        first_frame("rtsp//cam/live")
+    with pytest.raises(SourceError, match=r"^no such file: videos/cam\.mp4$"):
+        first_frame("videos/cam.mp4")
+
+
 def test_a_folder_or_a_pipe_is_named_for_what_it_is(tmp_path: Path) -> None:
     """A folder was "no such file", which sent people looking for a typo in a path that exists."""
     for uri in (str(tmp_path), f"file://{tmp_path}", f"{tmp_path}#rate=max"):

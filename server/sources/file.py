@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlsplit
 import av
 
 from server.sources.base import MAX_FRAME_SIDE_PX, SCALE_VIDEO_DOWN, Decoded, SourceError
-from server.sources.network import limit_decoder, upright_image, video_stream
+from server.sources.network import SCHEMES, limit_decoder, upright_image, video_stream
 from server.sources.uri import split_options
 
 log = logging.getLogger(__name__)
@@ -152,13 +152,21 @@ def check_video_file(path: Path) -> None:
     try:
         mode = path.stat().st_mode
     except (FileNotFoundError, NotADirectoryError):
-        raise SourceError(f"no such file: {path}") from None
+        raise SourceError(f"no such file: {path}{_address_hint(path)}") from None
     except OSError as exc:  # EACCES on a folder on the way, ENAMETOOLONG, ELOOP, EIO
         raise SourceError(f"cannot read {path}: {exc.strerror or type(exc).__name__}") from None
     if stat.S_ISDIR(mode):
         raise SourceError(f"{path} is a folder: give the path of a video file in it")
     if not stat.S_ISREG(mode):
         raise SourceError(f"{path} is not a regular file (a pipe, socket or device): give a video file")
+
+
+def _address_hint(path: Path) -> str:
+    """What a camera's address typed without its colon meant: ``rtsp//cam/live`` reads as a folder ``rtsp``."""
+    first, *rest = path.parts
+    if path.is_absolute() or not rest or first.lower() not in SCHEMES:
+        return ""
+    return f" (a camera's address? It needs '://': {first}://{'/'.join(rest)})"
 
 
 def _frame_rate(stream: av.video.stream.VideoStream) -> float:
