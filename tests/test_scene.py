@@ -236,6 +236,10 @@ def test_a_scene_larger_than_max_frame_side_is_refused_before_it_is_built(monkey
         ("scene://host/x?seed=1", "a scene takes options after '?' and nothing else"),
         ("scene:?width=32", "scene width=32: must be from 64 to 3840 pixels"),
         ("scene:?width=64&height=3840", "scene 64x3840: at most 4 times as tall as it is wide"),
+        (
+            "scene:?sed=3",
+            "unknown scene option(s) 'sed' in 'scene:?sed=3'; known: camera, family, fps, height, seed, width",
+        ),
     ],
 )
 def test_a_bad_scene_uri_is_refused_naming_what_is_wrong(uri: str, says: str) -> None:

@@ -58,7 +58,9 @@ class SceneSettings:
         unknown = set(query) - known
         if unknown:
             shown = sorted(_shown(key) for key in unknown)
-            raise SourceError(f"unknown scene option(s) {', '.join(shown)} in {_shown(uri)}; known: {sorted(known)}")
+            raise SourceError(
+                f"unknown scene option(s) {', '.join(shown)} in {_shown(uri)}; known: {', '.join(sorted(known))}"
+            )
         values = dict(_INT_PARAMS)
         names = {key: allowed[0] for key, allowed in _NAME_PARAMS.items()}
         for key, raw in query.items():
