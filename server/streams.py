@@ -337,15 +337,23 @@ class StreamManager:
         log.info("[%s] added: %s", config.stream_id, source.describe())
         return self.info(config.stream_id)
 
-    def remove(self, stream_id: str, final_state: tuple[StreamState, str | None] | None = None) -> StreamConfig:
+    def remove(
+        self,
+        stream_id: str,
+        final_state: tuple[StreamState, str | None] | None = None,
+        source: Source | None = None,
+    ) -> StreamConfig:
         """Stop and forget a stream, and tell viewers; raises KeyError if there is none by that id.
 
         ``final_state`` is announced first, once the reader has stopped (a WebRTC publisher that left
         says why). Both go to the hub in order with the stream's "added", so a stream added again
         with the same id at once is never mistaken for the removed one: the id is not free until then.
+        ``source``: remove the stream only while that source is the one it reads (KeyError otherwise).
+        A publisher that left ends its own stream this way: the API may have removed it meanwhile and
+        another stream taken its id, which is not the publisher's to end.
         """
         with self._changing:
-            config, reader = self._remove(stream_id)
+            config, reader = self._remove(stream_id, source)
         try:
             self._join(reader)
             if final_state is not None:
@@ -355,7 +363,7 @@ class StreamManager:
             self._release(stream_id)
         return config
 
-    def _remove(self, stream_id: str) -> tuple[StreamConfig, StreamReader | None]:
+    def _remove(self, stream_id: str, source: Source | None = None) -> tuple[StreamConfig, StreamReader | None]:
         """Forget the stream and ask its reader to stop; the caller joins it (`_join`) without `_changing`.
 
         The id stays claimed until the caller's `_release`. It leaves the stream list now, but its
@@ -365,6 +373,9 @@ class StreamManager:
         loop), so it is refused instead, as for a taken id.
         """
         with self._lock:
+            running = self._readers.get(stream_id)
+            if source is not None and (running is None or running.source is not source):
+                raise KeyError(stream_id)  # removed already; the id may be another stream's now
             config = self._configs.pop(stream_id)
             self._claimed[stream_id] += 1
             reader = self._take_reader(stream_id)
@@ -519,7 +530,8 @@ class StreamManager:
     def _on_result(self, result: FrameResult) -> None:
         stream_id = result.frame.stream_id
         with self._lock:
-            if stream_id in self._processed:
+            # A file's end marker repeats its last image and never goes through the model (`Frame.ended`).
+            if stream_id in self._processed and not result.frame.ended:
                 self._processed[stream_id] += 1
         self._encoder.submit(result)
 

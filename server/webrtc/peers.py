@@ -384,12 +384,15 @@ class PeerRegistry:
     ) -> None:
         """Free the stream (its reader, once stopped, reports nothing more), then announce ``final_state``.
 
+        Only the stream reading ``source``: one removed through the API may have been added again
+        under its id (from a URI, or by another publisher) before this publisher's pump noticed.
+
         The reader is stopped before the source ends, so that viewers get one ``ended`` status with
         the real reason (a lost connection) rather than the reader's reasonless one.
         """
         try:
-            await asyncio.to_thread(self._manager.remove, stream_id, final_state)
-        except KeyError:  # removed through the API, which told the viewers itself
+            await asyncio.to_thread(self._manager.remove, stream_id, final_state, source)
+        except KeyError:  # removed through the API, which told the viewers itself; its id may be taken again
             return
         finally:
             source.end()
