@@ -28,7 +28,8 @@ from server.options import StreamOptions
 from server.triton import cpu_server
 
 if TYPE_CHECKING:
-    from server.config import Settings
+    from server.config import Settings, StreamConfig
+    from server.streams import StreamOptionsError
 
 DEMO_SOURCES = ("scene:?seed=1", "scene:?seed=2")
 #: The demo's first scene comes with a line and a zone, so that counts, zone membership and their
@@ -190,6 +191,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             )
     taken = {s.stream_id for s in base.streams}
     flag_streams = streams_from_flags(sources, loop=loop, options=base.stream_defaults, taken=taken)
+    _check_sources(base, sources, flag_streams)
     if args.command == "demo":
         first, *rest = flag_streams
         flag_streams = (replace(first, options=StreamOptions.from_mapping(DEMO_SHAPES, first.options)), *rest)
@@ -204,6 +206,29 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         file_settings=file_settings,
         flag_streams=frozenset(stream.stream_id for stream in flag_streams),
     )
+
+
+def _check_sources(base: Settings, sources: list[str], flag_streams: tuple[StreamConfig, ...]) -> None:
+    """Refuse a source URI of the config file or a flag that no retry could ever open (an unknown option,
+    no host, a scheme segcast does not read), as the API refuses it, naming where it was given.
+
+    `check_uri` reads the text alone, so what may change later (a camera that does not answer yet, a
+    file not there yet, a webcam unplugged) still starts, as a stream whose state says what is wrong.
+    """
+    from server.config import ConfigError
+    from server.sources import SourceError, check_uri
+    from server.sources.uri import mask_uri
+
+    name = base.config_path.name if base.config_path is not None else ""
+    given = [(f"{name}: streams[{index}].uri", stream.uri) for index, stream in enumerate(base.streams)]
+    for value, stream in zip(sources, flag_streams, strict=True):
+        shown = mask_uri(value) if value == stream.uri else f"{stream.stream_id}={mask_uri(stream.uri)}"
+        given.append((f"--source {shown}", stream.uri))
+    for where, uri in given:
+        try:
+            check_uri(uri, base.max_frame_side)
+        except SourceError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:
@@ -257,6 +282,7 @@ def _serve(args: argparse.Namespace) -> int:
         logging.getLogger("aioice").setLevel(logging.WARNING)
     from server.inference.models import ModelError
     from server.serve import STARTUP_ERRORS, serve
+    from server.streams import StreamOptionsError
 
     try:
         settings = settings_from_args(args)
@@ -265,7 +291,11 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"segcast: {exc.named(*_listen_keys(args, settings))}", file=sys.stderr)
         return EXIT_STARTUP_ERROR
     except STARTUP_ERRORS as exc:
-        print(f"segcast: {exc}", file=sys.stderr)
+        # The manager's ConfigError about a stream's options (raised in serve: settings are there)
+        # is caused by the stream's own error, from which the file and the key can be told.
+        unfit = exc.__cause__
+        in_file = _options_in_file(unfit, args, settings) if isinstance(unfit, StreamOptionsError) else None
+        print(f"segcast: {in_file or exc}", file=sys.stderr)
         if isinstance(exc, ModelError) and str(exc).startswith("--model ") and (where := _model_origin(args, settings)):
             print(f"segcast: ({where})", file=sys.stderr)
         return EXIT_STARTUP_ERROR
@@ -292,6 +322,32 @@ def _model_origin(args: argparse.Namespace, settings: Settings) -> str | None:
     if in_file.model == DEFAULT_MODEL:
         return f"the default model: choose another with --model, or [model] name in {in_file.config_path}"
     return f"[model] name in {in_file.config_path}; --model overrides it"
+
+
+def _options_in_file(error: StreamOptionsError, args: argparse.Namespace, settings: Settings) -> str | None:
+    """Stream options the loaded model cannot follow (a class it does not know), said where the config
+    file gave them, as every other error of the file is (``cams.toml: streams[1].classes: ...``), with
+    where the model came from; None for options the file did not give.
+
+    The stream manager names the stream by its id and the model as ``--model``: all it knows.
+    """
+    from server.sources.uri import mask_uri
+
+    if settings.config_path is None:
+        return None
+    file_ids = [s.stream_id for s in settings.streams if s.stream_id not in settings.flag_streams]
+    places = {"stream_defaults": "stream_defaults"} | {id_: f"streams[{i}]" for i, id_ in enumerate(file_ids)}
+    where = places.get(error.stream_id)
+    if where is None:
+        return None
+    model, in_file = mask_uri(settings.model), settings.file_settings
+    if args.model is not None or in_file is None:
+        origin = f"with --model {model}"
+    elif in_file.model == DEFAULT_MODEL:
+        origin = f"with the default model {model}; choose another with [model] name or --model"
+    else:
+        origin = f"with [model] name {model}; --model overrides it"
+    return f"{settings.config_path.name}: {where}.{error.reason} ({origin})"
 
 
 def _warnings_and_worse(record: logging.LogRecord) -> bool:

@@ -47,6 +47,7 @@ class StreamOptionsError(ValueError):
 
     def __init__(self, stream_id: str, reason: str) -> None:
         super().__init__(f"{stream_id}: {reason}")
+        self.stream_id = stream_id
         self.reason = reason
 
 
@@ -177,7 +178,8 @@ class StreamManager:
                 self.add(config)
         except StreamOptionsError as exc:
             self.stop()
-            raise ConfigError(f"{exc} (with --model {self._settings.model})") from None
+            # The cause stays: the command line tells from it where a config file gave the options.
+            raise ConfigError(f"{exc} (with --model {self._settings.model})") from exc
         except BaseException:
             self.stop()  # readers of the streams added so far too
             raise

@@ -67,7 +67,7 @@ def test_zones_and_lines_are_read_from_options_and_shown_back() -> None:
         ([{"name": "x", "points": [[0, 0], [10, 10], [10, 0], [0, 10]]}], [], ("zones[0].points", "crosses itself")),
         ([{"name": "x", "points": [[0, 0], [5, 5], [10, 10]]}], [], ("zones[0].points", "degenerate")),
         # Under a square pixel (or a millionth of the frame) a zone can never hold a quarter of any mask.
-        ([{"name": "x", "points": [[0, 0], [0.5, 0], [0, 0.5]]}], [], ("zones[0].points", "too small", "0.125 square")),
+        ([{"name": "x", "points": [[10, 10], [10.5, 10], [10, 10.5]]}], [], ("zones[0].points", "too small", "0.125 square")),
         (
             [{"name": "x", "points": [[0, 0], [1e-3, 0], [0, 1e-3]], "units": "fraction"}],
             [],
@@ -598,8 +598,8 @@ def test_a_zone_in_fractions_that_covers_under_a_pixel_of_the_frame_is_left_out(
 
 
 def test_a_zone_of_one_square_pixel_is_accepted() -> None:
-    [zone] = parse_zones([{"name": "x", "points": [[0, 0], [1, 0], [1, 1], [0, 1]]}])
-    assert zone.points == ((0, 0), (1, 0), (1, 1), (0, 1))
+    [zone] = parse_zones([{"name": "x", "points": [[10, 10], [11, 10], [11, 11], [10, 11]]}])
+    assert zone.points == ((10, 10), (11, 10), (11, 11), (10, 11))
 
 
 # -- ground truth ------------------------------------------------------------------------------

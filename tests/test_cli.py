@@ -193,7 +193,9 @@ def test_a_configured_class_the_model_lacks_stops_start_up_naming_it(tmp_path: P
     config.write_text('[model]\nname = "bundled"\n\n[[streams]]\nid = "yard"\nuri = "scene:"\nclasses = ["cat"]\n')
     result = run_segcast("serve", "--config", str(config), "--port", str(free_port()))
     assert result.returncode == EXIT_STARTUP_ERROR
-    assert "yard: classes: the model has no class 'cat'" in result.stderr and "--model bundled" in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("segcast: segcast.toml: streams[0].classes: the model has no class 'cat'"), line
+    assert "[model] name bundled" in line, "where the model came from: the file, not --model"
     assert "Traceback" not in result.stderr
 
 

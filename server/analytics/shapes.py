@@ -177,6 +177,8 @@ def _zone(table: Mapping[str, Any], where: str) -> Zone:
     area = abs(_area(points))
     if len(set(points)) < 3 or area < 1e-9:
         raise ValueError(f"{where}.points: the polygon is degenerate (it has no area)")
+    if hint := _fractions_hint(table, points):
+        raise ValueError(f"{where}.points: the polygon lies within a pixel of the frame's top-left corner; {hint}")
     least = MIN_ZONE_AREA[units.value]
     if area < least:
         size = "square pixels" if units is Units.PX else "of the frame"
@@ -202,10 +204,17 @@ def _line(table: Mapping[str, Any], where: str) -> Line:
     units = _units(table, where)
     points = _points(table, units, 2, where)
     shortest = MIN_SEGMENT[units.value]
+    hint = _fractions_hint(table, points)
     if any(math.dist(a, b) < shortest for a, b in itertools.pairwise(points)):
         unit = "pixel" if units is Units.PX else "thousandth of the frame"
         raise ValueError(
             f"{where}.points: two consecutive points are the same or less than a {unit} apart; a line needs length"
+            + (f"; {hint}" if hint else "")
+        )
+    if hint:
+        raise ValueError(
+            f"{where}.points: the line lies within a pixel of the frame's top-left corner, where nothing crosses it; "
+            f"{hint}"
         )
     anchor = table.get("anchor", Anchor.BOTTOM.value)
     if not isinstance(anchor, str) or anchor not in {a.value for a in Anchor}:
@@ -240,6 +249,20 @@ def _units(table: Mapping[str, Any], where: str) -> Units:
     if not isinstance(units, str) or units not in {u.value for u in Units}:
         raise ValueError(f"{where}.units: expected px or fraction, got {units!r:.60}")
     return Units(units)
+
+
+def _fractions_hint(table: Mapping[str, Any], points: Sequence[Point]) -> str | None:
+    """The fix for points all from 0 to 1 given without ``units``, else None.
+
+    Without ``units`` they are pixels, all within a pixel of the frame's top-left corner, where nothing
+    crosses a line and no zone holds a track: surely fractions with ``units`` forgotten, and such a
+    zone or line is refused for it. Given outright, ``units = "px"`` keeps them pixels and says
+    nothing of fractions.
+    """
+    if "units" in table or not all(0 <= x <= 1 and 0 <= y <= 1 for x, y in points):
+        return None
+    fraction, px = Units.FRACTION.value, Units.PX.value
+    return f'without units the points are pixels: did you mean units "{fraction}"? (units "{px}" keeps them pixels)'
 
 
 def _points(table: Mapping[str, Any], units: Units, least: int, where: str) -> tuple[Point, ...]:

@@ -1,0 +1,108 @@
+"""Start-up refuses what no retry could fix, with one line naming the flag or key; it leaves the rest to run time.
+
+A source URI that can never be opened (an unknown option, no host, a scheme segcast does not read) is
+the API's 400; from ``--source`` or the config file it stops the start, before the model is loaded.
+What may change later (a missing file, a camera that is down, an unplugged webcam) starts as a stream.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from server.cli import EXIT_STARTUP_ERROR, build_parser, settings_from_args
+from tests.support.rtsp_camera import free_port
+
+#: A model that cannot be loaded: had the source been checked after the model, the error would name it.
+NO_MODEL = "/nonexistent/model.pt"
+
+
+def run_serve(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "server", "serve", *args, "--port", str(free_port()), "--log-level", "ERROR"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def the_one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == EXIT_STARTUP_ERROR, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    return line
+
+
+@pytest.mark.parametrize(
+    ("source", "words"),
+    [
+        ("a=scene:?sed=3", ("--source a=scene:?sed=3: ", "'sed'")),
+        ("b=scene:?family=occlusoin", ("--source b=scene:?family=occlusoin: ", "occlusoin")),
+        ("d=rtsp://127.0.0.1/x#timout=5", ("--source d=rtsp://127.0.0.1/x#timout=5: ", "unknown option 'timout'")),
+        ("rtps://cam/live", ("--source rtps://cam/live: ", "unsupported source")),
+        ("e=rtsp:/cam/live", ("--source e=rtsp:/cam/live: ", "no host")),
+        ("f=rtsp://cam:99999/live", ("--source f=rtsp://cam:99999/live: ", "port")),
+    ],
+)
+def test_a_flag_source_that_can_never_work_stops_the_start_before_the_model(
+    source: str, words: tuple[str, ...]
+) -> None:
+    result = run_serve("--source", "ok=scene:?seed=1", "--source", source, "--model", NO_MODEL)
+    line = the_one_error_line(result)
+    assert line.startswith("segcast: --source "), line
+    for word in words:
+        assert word in line
+    assert "loading model" not in result.stdout and "listening" not in result.stdout
+
+
+def test_a_password_in_a_refused_flag_source_is_never_printed() -> None:
+    result = run_serve("--source", "cam=rtsp://admin:hunter2-secret@cam/live#timout=5", "--model", NO_MODEL)
+    line = the_one_error_line(result)
+    assert "hunter2" not in result.stdout + result.stderr
+    assert line.startswith("segcast: --source cam=rtsp://admin:***@cam/live#timout=5: unknown option 'timout'"), line
+
+
+def test_a_config_file_uri_that_can_never_work_names_the_file_and_the_stream(tmp_path: Path) -> None:
+    config = tmp_path / "cams.toml"
+    config.write_text(
+        f'[model]\nname = "{NO_MODEL}"\n'
+        '[[streams]]\nid = "fine"\nuri = "scene:?seed=1"\n'
+        '[[streams]]\nid = "typo"\nuri = "rtsp://127.0.0.1/x#timout=5"\n'
+    )
+    result = run_serve("--config", str(config))
+    line = the_one_error_line(result)
+    assert line.startswith("segcast: cams.toml: streams[1].uri: unknown option 'timout'"), line
+    assert "loading model" not in result.stdout
+
+
+def test_a_relative_file_with_an_impossible_option_is_refused_as_the_file_gives_it(tmp_path: Path) -> None:
+    config = tmp_path / "cams.toml"
+    config.write_text('[[streams]]\nid = "clip"\nuri = "clip.mp4#rate=fast"\n')
+    line = the_one_error_line(run_serve("--config", str(config), "--model", NO_MODEL))
+    assert line.startswith("segcast: cams.toml: streams[0].uri: rate='fast' for "), line
+
+
+def test_sources_that_may_work_later_are_streams_not_start_errors(tmp_path: Path) -> None:
+    """A file not there yet, a camera name that does not resolve now, an unplugged webcam: each can
+    change without a restart, so each starts as a stream whose state says what is wrong."""
+    config = tmp_path / "cams.toml"
+    config.write_text('[[streams]]\nid = "later"\nuri = "recordings/later.mp4"\n')
+    sources = ["missing=/nonexistent/clip.mp4", "cam=rtsp://camera.invalid/live", "usb=/dev/video99", "webcam:7"]
+    args = build_parser().parse_args(["serve", "--config", str(config), *(f"--source={s}" for s in sources)])
+    settings = settings_from_args(args)
+    assert [s.stream_id for s in settings.streams] == ["later", "missing", "cam", "usb", "webcam-7"]
+
+
+def test_a_class_the_model_lacks_names_the_file_key_and_where_the_model_came_from(tmp_path: Path) -> None:
+    config = tmp_path / "cams.toml"
+    config.write_text(
+        '[model]\nname = "bundled"\n'
+        '[[streams]]\nid = "fine"\nuri = "scene:?seed=1"\n'
+        '[[streams]]\nid = "a"\nuri = "scene:?seed=3"\nclasses = ["person"]\n'
+    )
+    line = the_one_error_line(run_serve("--config", str(config)))
+    assert line.startswith("segcast: cams.toml: streams[1].classes: the model has no class 'person'; it knows "), line
+    assert line.endswith("(with [model] name bundled; --model overrides it)"), line
