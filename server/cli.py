@@ -42,13 +42,35 @@ EXIT_STARTUP_ERROR = 2
 #: A shell's status for a program ended by Ctrl-C (128 + SIGINT).
 EXIT_INTERRUPTED = 130
 
+#: What ``serve --help`` and ``demo --help`` end with: what no flag says. The variables' names are
+#: those `server.http.auth`, `server.webrtc.config` and `server.inference.weights` read (not imported
+#: here: they bring aiohttp and PyTorch before the first line); tests/test_cli.py checks they match.
+SERVE_EPILOG = """\
+environment:
+  SEGCAST_ADMIN_TOKENS   access tokens that may watch and change streams, comma-separated
+  SEGCAST_VIEWER_TOKENS  access tokens that may only watch, comma-separated (listening beyond
+                         127.0.0.1 needs tokens of either kind, here or in the config file's [auth])
+  SEGCAST_ICE_SERVERS    STUN/TURN servers for WebRTC, e.g. "stun:stun.example.org:3478"
+  SEGCAST_WEIGHTS_URL    a mirror to download models from, for --model names
+
+A source takes options after '#': rtsp://cam/live#transport=udp, clip.mp4#rate=max, ...; README.md
+has them, the config file's keys and the API; docs/ the protocol, the analytics and scale-out.
+"""
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="segcast", description="Live video segmentation and tracking server.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="serve the viewer and API for the given sources")
+    serve = commands.add_parser(
+        "serve",
+        help="serve the viewer and API for the given sources",
+        description="Serve the viewer, the API and the analytics for cameras and videos, from --source "
+        "flags or a config file.",
+        epilog=SERVE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     serve.add_argument(
         "--config",
         type=Path,
@@ -75,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="serve two built-in generated scenes with the bundled model, offline "
         "(the first with a counting line and a zone)",
+        description="Serve two built-in generated scenes with the bundled model, offline: the first with a "
+        "counting line and a zone. Open the address it prints.",
+        epilog=SERVE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_common(demo, default_model="bundled")
 

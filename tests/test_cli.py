@@ -17,10 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from server.cli import EXIT_STARTUP_ERROR, main
+from server.cli import EXIT_STARTUP_ERROR, build_parser, main
+from server.http.auth import ADMIN_TOKENS_ENV, VIEWER_TOKENS_ENV
 from server.http.listen import listening_message
 from server.inference import weights
 from server.inference.models import BUNDLED_MODEL
+from server.inference.weights import WEIGHTS_URL_ENV
+from server.webrtc.config import ICE_SERVERS_ENV
 from tests.support.rtsp_camera import free_port
 from tests.support.weights_server import WeightsServer
 
@@ -67,6 +70,18 @@ def test_version_flag_prints_the_installed_version() -> None:
     result = subprocess.run([sys.executable, "-m", "server", "--version"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"segcast {metadata.version('segcast')}"
+
+
+@pytest.mark.parametrize("command", ["serve", "demo"])
+def test_serve_help_names_every_environment_variable_segcast_reads(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """They were only in README: ``--help`` said nothing of the tokens a public address needs."""
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([command, "--help"])
+    shown = capsys.readouterr().out
+    for name in (ADMIN_TOKENS_ENV, VIEWER_TOKENS_ENV, ICE_SERVERS_ENV, WEIGHTS_URL_ENV):
+        assert f"\n  {name} " in shown, name
 
 
 def test_export_help_says_the_model_defaults_to_the_bundled_one() -> None:
