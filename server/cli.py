@@ -171,7 +171,7 @@ def _flag_defaults(args: argparse.Namespace) -> dict[str, object]:
         try:
             StreamOptions.from_mapping({key: value})
         except ValueError as exc:
-            raise ConfigError(f"--{key} {value}: {str(exc).partition(': ')[2]}") from None
+            raise ConfigError(f"--{key}: {str(exc).partition(': ')[2]}") from None  # the value is in the reason
     return given
 
 

@@ -156,7 +156,7 @@ def test_saving_an_api_change_writes_the_file_not_the_flags(tmp_path: Path) -> N
 
 def test_an_inference_size_the_model_cannot_take_is_refused_at_start_naming_the_flag() -> None:
     args = build_parser().parse_args(["serve", "--source", "scene:", "--imgsz", "33"])
-    with pytest.raises(ConfigError, match=r"^--imgsz 33: expected a multiple of 32 pixels, got 33 \(try 32\)$"):
+    with pytest.raises(ConfigError, match=r"^--imgsz: expected a multiple of 32 pixels, got 33 \(try 32\)$"):
         settings_from_args(args)
     args = build_parser().parse_args(["serve", "--source", "scene:", "--imgsz", "416"])
     assert settings_from_args(args).stream_defaults.imgsz == 416
