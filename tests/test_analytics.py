@@ -67,7 +67,11 @@ def test_zones_and_lines_are_read_from_options_and_shown_back() -> None:
         ([{"name": "x", "points": [[0, 0], [10, 10], [10, 0], [0, 10]]}], [], ("zones[0].points", "crosses itself")),
         ([{"name": "x", "points": [[0, 0], [5, 5], [10, 10]]}], [], ("zones[0].points", "degenerate")),
         # Under a square pixel (or a millionth of the frame) a zone can never hold a quarter of any mask.
-        ([{"name": "x", "points": [[10, 10], [10.5, 10], [10, 10.5]]}], [], ("zones[0].points", "too small", "0.125 square")),
+        (
+            [{"name": "x", "points": [[10, 10], [10.5, 10], [10, 10.5]]}],
+            [],
+            ("zones[0].points", "too small", "0.125 square"),
+        ),
         (
             [{"name": "x", "points": [[0, 0], [1e-3, 0], [0, 1e-3]], "units": "fraction"}],
             [],
