@@ -163,6 +163,9 @@ def flatten_options(values: Mapping[str, Any], where: str) -> dict[str, Any]:
         raise ConfigError(f"{where}.options: expected a table of stream options, got {nested!r}")
     if "options" in nested:
         raise ConfigError(f"{where}.options.options: unknown stream option; options are nested once, under options")
+    if stream_keys := sorted(set(nested) & set(STREAM_KEYS)):  # the stream itself, not how it is inferred
+        key = stream_keys[0]
+        raise ConfigError(f"{where}.options.{key}: not a stream option; give {key} beside options, not in it")
     if twice := sorted(set(nested) & set(values)):
         raise ConfigError(f"{where}.{twice[0]}: given twice, at the top level and under options; give it once")
     return {**nested, **{k: v for k, v in values.items() if k != "options"}}

@@ -86,6 +86,9 @@ async def test_patch_errors_name_the_field_that_is_wrong(start_server: Start) ->
         ({"id": None, "conf": 0.5}, ["body.id", "'cam'", "None"]),
         ({"id": 5, "conf": 0.5}, ["body.id", "'cam'", "5"]),
         ({"options": {"conf": 0.4}, "conf": 0.5}, ["body.conf", "twice"]),
+        # The stream's own keys are no options: nested, a uri was taken as the stream's all the same.
+        ({"options": {"uri": "scene:?seed=2"}}, ["body.options.uri", "not a stream option"]),
+        ({"options": {"loop": True}}, ["body.options.loop", "beside options"]),
     ]
     for body, words in cases:
         await assert_error(await client.patch("/api/streams/cam", json=body), 400, *words)
