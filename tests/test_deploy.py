@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -482,6 +483,40 @@ def nginx_copy(conf: Path, folder: Path, port: int, targets: dict[str, str]) -> 
     return path
 
 
+@asynccontextmanager
+async def running_nginx(conf: Path, folder: Path, targets: dict[str, str]) -> AsyncIterator[str]:
+    """A real nginx on ``conf`` with ``targets`` swapped in for the node addresses; its base URL."""
+    port = free_port()
+    config = nginx_copy(conf, folder, port, targets)
+    log = folder / "error.log"
+    process = await asyncio.create_subprocess_exec(
+        str(NGINX), "-e", str(log), "-p", str(folder), "-c", str(config), "-g", "daemon off;"
+    )
+    base = f"http://127.0.0.1:{port}/"
+    try:
+        async with aiohttp.ClientSession() as session:
+
+            async def answers() -> bool:
+                if process.returncode is not None:
+                    raise AssertionError(f"nginx exited: {log.read_text()}")
+                try:
+                    async with session.get(f"{base}healthz") as response:
+                        return response.status == 200
+                except aiohttp.ClientConnectionError:
+                    return False
+
+            await eventually(answers, what="nginx to answer")
+        yield base
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), NGINX_STOP_S)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
 def require_nginx() -> None:
     """Skip without nginx; fail under ``SEGCAST_REQUIRE_COMPONENTS=1`` (CI), where it must be there."""
     if not NGINX.is_file():
@@ -504,34 +539,8 @@ async def entrance(
         nodes[prefix] = StandInNode(target.split(":")[0])
         server = await aiohttp_server(nodes[prefix].app())
         targets[target] = f"127.0.0.1:{server.port}"
-    port = free_port()
-    config = nginx_copy(conf, tmp_path, port, targets)
-    process = await asyncio.create_subprocess_exec(
-        str(NGINX), "-e", str(tmp_path / "error.log"), "-p", str(tmp_path), "-c", str(config), "-g", "daemon off;"
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession() as session:
-
-            async def answers() -> bool:
-                if process.returncode is not None:
-                    raise AssertionError(f"nginx exited: {(tmp_path / 'error.log').read_text()}")
-                try:
-                    async with session.get(f"{base}/healthz") as response:
-                        return response.status == 200
-                except aiohttp.ClientConnectionError:
-                    return False
-
-            await eventually(answers, what="nginx to answer")
-        yield Entrance(base, nodes)
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), NGINX_STOP_S)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+    async with running_nginx(conf, tmp_path, targets) as base:
+        yield Entrance(base.rstrip("/"), nodes)
 
 
 both_entrances = pytest.mark.parametrize("entrance", [COMPOSE_NGINX, K8S_NGINX], ids=["compose", "k8s"], indirect=True)

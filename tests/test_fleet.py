@@ -7,12 +7,10 @@ to. Every wait is on something the page shows, with a deadline; none is a fixed 
 
 from __future__ import annotations
 
-import asyncio
 import re
 import shutil
-import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,9 +25,7 @@ from server.inference.models import BUNDLED_MODEL
 from tests.conftest import CHROMIUM
 from tests.support.browser import WAIT_MS, open_url, wait_for_changed_picture, wait_for_new_frame, wait_for_text
 from tests.support.components import require_component, require_module
-from tests.support.polling import eventually
-from tests.support.rtsp_camera import free_port
-from tests.test_deploy import COMPOSE_NGINX, NGINX, NGINX_STOP_S, nginx_copy, nginx_routes, require_nginx
+from tests.test_deploy import COMPOSE_NGINX, nginx_routes, require_nginx, running_nginx
 
 require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
 require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
@@ -63,40 +59,6 @@ def node_stream(node: str) -> StreamConfig:
 class Fleet:
     entrance: str  # the entrance's own address, with a trailing slash
     nodes: dict[str, TestClient]  # by node name
-
-
-@asynccontextmanager
-async def running_nginx(conf: Path, folder: Path, targets: dict[str, str]) -> AsyncIterator[str]:
-    """A real nginx on ``conf`` with ``targets`` swapped in for the node addresses; its base URL."""
-    port = free_port()
-    config = nginx_copy(conf, folder, port, targets)
-    log = folder / "error.log"
-    process = await asyncio.create_subprocess_exec(
-        str(NGINX), "-e", str(log), "-p", str(folder), "-c", str(config), "-g", "daemon off;"
-    )
-    base = f"http://127.0.0.1:{port}/"
-    try:
-        async with aiohttp.ClientSession() as session:
-
-            async def answers() -> bool:
-                if process.returncode is not None:
-                    raise AssertionError(f"nginx exited: {log.read_text()}")
-                try:
-                    async with session.get(f"{base}healthz") as response:
-                        return response.status == 200
-                except aiohttp.ClientConnectionError:
-                    return False
-
-            await eventually(answers, what="nginx to answer")
-        yield base
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), NGINX_STOP_S)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
 
 
 @pytest.fixture
