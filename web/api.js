@@ -72,6 +72,7 @@ function needsToken(response, error, method) {
 // A read the network swallowed fails after REQUEST_TIMEOUT_MS, so polls do not pile up unanswered; a
 // change is waited for however long it takes, as it may well be made even if its answer is late.
 async function request(method, path, body, { interactive = true, retry = true, headers = {}, base = APP_ROOT } = {}) {
+  const sent = authHeaders().Authorization;
   const options = { method, headers: { ...authHeaders(), ...headers } };
   if (method === "GET") options.signal = timeoutSignal(REQUEST_TIMEOUT_MS);
   if (body !== undefined) {
@@ -84,7 +85,10 @@ async function request(method, path, body, { interactive = true, retry = true, h
   const data = await response.json().catch(() => ({}));
   options.signal?.throwIfAborted(); // a body cut off by the time-out is no answer
   const error = data.error || `${response.status} ${response.statusText}`;
-  if (interactive && retry && needsToken(response, error, method) && (await ask(response))) {
+  // A token given since this request went out (the answer to another's refusal: another node's, on
+  // the All cameras page) is tried before the person is asked again.
+  const answered = authHeaders().Authorization !== sent;
+  if (interactive && retry && needsToken(response, error, method) && (answered || (await ask(response)))) {
     return request(method, path, body, { interactive, retry: false, headers, base });
   }
   if (!retry && response.status === 401) declined = true; // the token given was wrong: polls stop asking
