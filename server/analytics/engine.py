@@ -317,6 +317,15 @@ class _State:
             self.copied_line_states.add(key)
         return line_state
 
+    def count_crossing(self, line: str, class_name: str, direction: str) -> None:
+        """Count a crossing of ``line`` in ``direction`` by a ``class_name`` (a new class starts at 0 both ways)."""
+        by_class = self.crossings[line].setdefault(class_name, dict.fromkeys(DIRECTIONS, 0))
+        by_class[direction] += 1
+
+    def count_visit(self, zone: str, dwell_s: float) -> None:
+        """Count a finished visit to ``zone`` in its dwell histogram."""
+        self.dwell[zone] = self.dwell[zone].adding(dwell_s)
+
 
 @dataclass(frozen=True, slots=True)
 class _Resolved:
@@ -438,6 +447,27 @@ class StreamAnalytics:
         self._state = state
         self.counts = self._counts(self.counts.zones, tuple(self.counts.lines))
         return events
+
+    def count_settled(self, settled: tuple[AnalyticsEvent, ...], made_in: StreamAnalytics) -> None:
+        """Count here zone exits and crossings settled in ``made_in`` (`ended`, `reshaped`): those of a
+        restarted stream's old tracks, which end in its old analytics on its first frame
+        (`server.inference.analysis`) and go out as that frame's events, so its new counts must hold them too.
+
+        Each counts under the zone or line here in the same `place` as the one that made it, as
+        `reshaped` keeps a shape's counts; one whose shape was removed or moved is not counted. All or
+        nothing, like `ended`; `counts` takes them in, its zone gauges stay those of the last frame judged.
+        """
+        zone_places, line_places = {zone.place for zone in made_in._zones}, {line.place for line in made_in._lines}
+        zones = {zone.name for zone in self._zones if zone.place in zone_places}
+        lines = {line.name for line in self._lines if line.place in line_places}
+        state = self._state.draft()
+        for event in settled:
+            if event.kind is AnalyticsEventKind.ZONE_EXIT and event.zone in zones and event.dwell_s is not None:
+                state.count_visit(event.zone, event.dwell_s)
+            elif event.kind is AnalyticsEventKind.LINE_CROSS and event.line in lines and event.direction is not None:
+                state.count_crossing(event.line, event.class_name, event.direction)
+        self._state = state
+        self.counts = self._counts(self.counts.zones, tuple(self.counts.lines))
 
     def reshaped(
         self, zones: tuple[Zone, ...], lines: tuple[Line, ...], frame: Frame
@@ -594,8 +624,7 @@ class StreamAnalytics:
         assert pending is not None
         direction = "in" if line_state.side < 0 else "out"  # the side it came from: left of the line is "in"
         class_id, class_name = line_state.class_id, line_state.class_name
-        by_class = state.crossings[line].setdefault(class_name, dict.fromkeys(DIRECTIONS, 0))
-        by_class[direction] += 1
+        state.count_crossing(line, class_name, direction)
         return AnalyticsEvent(
             AnalyticsEventKind.LINE_CROSS,
             self.stream_id,
@@ -635,7 +664,7 @@ class StreamAnalytics:
         visit = state.visits.pop((track_id, zone))
         class_id, class_name = visit.class_id, visit.class_name
         dwell = visit.last_inside - visit.entered
-        state.dwell[zone] = state.dwell[zone].adding(dwell)
+        state.count_visit(zone, dwell)
         log.debug("[%s] track %d left zone %s after %.2f s", self.stream_id, track_id, zone, dwell)
         return AnalyticsEvent(
             AnalyticsEventKind.ZONE_EXIT,

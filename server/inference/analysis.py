@@ -39,9 +39,12 @@ def analyse(
     try:
         # First: the old tracks' visits end in the analytics that saw them even if the new ones fail
         # (a remote model, described only now, may lack a class the new shapes are limited to).
+        restarted = registration.restarted()  # `restart_exits` lets it go
         exits = restart_exits(registration, track_events, frame)
         options = registration.options  # read once: `change_shapes` may replace it meanwhile
         analytics, reshaping_exits = _analytics_for(registration, options, frame, class_names)
+        if exits and analytics is not None and restarted is not None and restarted.analytics is not None:
+            analytics.count_settled(exits, restarted.analytics)  # sent on this frame, so counted on it
         exits = (*exits, *reshaping_exits)
         events: tuple[TrackEvent | AnalyticsEvent, ...] = (*exits, *track_events)
         if analytics is not None:
@@ -90,7 +93,8 @@ def restart_exits(
     whose ends are those tracks' (`StreamTracker` ``follows``).
 
     They end in the stream's old analytics, whose shapes and counts the restart left behind; any visit
-    left there (a track the new tracker did not take over) ends with them.
+    left there (a track the new tracker did not take over) ends with them. They go out on that first
+    frame, so `analyse` counts them in the new analytics too (`StreamAnalytics.count_settled`).
     """
     restarted, registration.restarts = registration.restarted(), None
     if restarted is None or restarted.analytics is None:
