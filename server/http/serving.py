@@ -34,8 +34,9 @@ HEADER_TIMEOUT_S = 20.0
 UNSENT_LIMIT_BYTES = 16 * 1024
 SHUTDOWN_GRACE_S = 3.0
 REDACTED = "***"
-#: A query string, whether the path's or a Referer's: up to a fragment, a space or a quote.
-_QUERY = re.compile(r"\?([^#\s\"]*)")
+#: A query string, whether the path's or a Referer's: up to a fragment or a space. Not up to a quote:
+#: a Referer is written by the client, and ``?x="&token=...`` must not end before its token.
+_QUERY = re.compile(r"\?([^#\s]*)")
 _SEPARATORS = re.compile(r"([&;])")
 
 #: aiohttp's request handlers log through this logger instead of ``aiohttp.server``.
