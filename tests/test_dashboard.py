@@ -16,11 +16,15 @@ from pathlib import Path
 from server.analytics.events import Counts
 from server.http.metrics import zone_object_samples
 from tests.support.components import require_component
-from tests.support.dashboard import DASHBOARD
+from tests.support.dashboard import DASHBOARD, EVENT_OUTPUT_METRICS
 
 RANGE = "10m"  # the dashboard's time range, as Grafana fills in $__range
 LABELS = 'stream="door",zone="porch"'
 HOOK = 'output="webhook http://hooks.local"'
+HISTORY = 'output="history"'
+#: The labels Prometheus adds to what it scrapes of each of two nodes.
+NODE1 = 'instance="node-1:8080",job="segcast"'
+NODE2 = 'instance="node-2:8080",job="segcast"'
 #: Ten minutes, one sample a minute: a person crosses the line inward every minute from 0 (none
 #: outward), two people stand in the zone, and a visit of between 1 and 5 s ends every minute.
 INPUT_SERIES = {
@@ -33,18 +37,27 @@ INPUT_SERIES = {
     f'segcast_zone_dwell_seconds_bucket{{{LABELS},le="+Inf"}}': "0+1x10",
     f"segcast_zone_dwell_seconds_count{{{LABELS}}}": "0+1x10",
     f"segcast_zone_dwell_seconds_sum{{{LABELS}}}": "0+3x10",
-    # The history delivers, but fails to delete an old event every minute; the webhook is down, giving
-    # up on 2 events a minute and dropping 1.
-    'segcast_event_output_up{output="history"}': "1x10",
-    f"segcast_event_output_up{{{HOOK}}}": "0x10",
-    'segcast_event_output_failed_total{output="history"}': "0x10",
-    f"segcast_event_output_failed_total{{{HOOK}}}": "0+2x10",
-    'segcast_event_output_dropped_total{output="history"}': "0x10",
-    f"segcast_event_output_dropped_total{{{HOOK}}}": "0+1x10",
-    'segcast_event_output_upkeep_failures_total{output="history"}': "0+1x10",
-    f"segcast_event_output_upkeep_failures_total{{{HOOK}}}": "0x10",
+    # Two segcast nodes, each with its own history (every node's is named "history"). Node 1's history
+    # delivers, but fails to delete an old event every minute; its webhook is down, giving up on 2 events
+    # a minute and dropping 1, with 250 waiting. Node 2's history cannot write: it fails 1 event a minute.
+    f"segcast_event_output_up{{{NODE1},{HISTORY}}}": "1x10",
+    f"segcast_event_output_up{{{NODE1},{HOOK}}}": "0x10",
+    f"segcast_event_output_up{{{NODE2},{HISTORY}}}": "0x10",
+    f"segcast_event_output_failed_total{{{NODE1},{HISTORY}}}": "0x10",
+    f"segcast_event_output_failed_total{{{NODE1},{HOOK}}}": "0+2x10",
+    f"segcast_event_output_failed_total{{{NODE2},{HISTORY}}}": "0+1x10",
+    f"segcast_event_output_dropped_total{{{NODE1},{HISTORY}}}": "0x10",
+    f"segcast_event_output_dropped_total{{{NODE1},{HOOK}}}": "0+1x10",
+    f"segcast_event_output_dropped_total{{{NODE2},{HISTORY}}}": "0x10",
+    f"segcast_event_output_upkeep_failures_total{{{NODE1},{HISTORY}}}": "0+1x10",
+    f"segcast_event_output_upkeep_failures_total{{{NODE1},{HOOK}}}": "0x10",
+    f"segcast_event_output_upkeep_failures_total{{{NODE2},{HISTORY}}}": "0x10",
+    f"segcast_event_output_queued{{{NODE1},{HISTORY}}}": "0x10",
+    f"segcast_event_output_queued{{{NODE1},{HOOK}}}": "0+25x10",
+    f"segcast_event_output_queued{{{NODE2},{HISTORY}}}": "0x10",
 }
 PORCH = '{stream="door",zone="porch"}'
+N1, N2 = 'instance="node-1:8080"', 'instance="node-2:8080"'
 #: What each panel's query gives at the end of those ten minutes, by its legend's labels (a panel of
 #: several queries: one sample per query, in order).
 EXPECTED = {
@@ -68,9 +81,23 @@ EXPECTED = {
     # Visits between 1 and 5 s: Prometheus interpolates within the bucket, 1 + 4 * q.
     "Zone dwell time, median and 95th percentile": [(PORCH, 3), (PORCH, 4.8)],
     "Finished zone visits per minute": [(PORCH, 1)],
-    "Event outputs up": [('{output="history"}', 1), (f"{{{HOOK}}}", 0)],
-    "Events lost per minute, by output": [('{output="history"}', 0), (f"{{{HOOK}}}", 3)],
-    "History upkeep failures in the time range": [('{output="history"}', 10), (f"{{{HOOK}}}", 0)],
+    # The outputs panels, one line per node and output: the two nodes' histories are not merged.
+    "Event outputs up": [(f"{{{N1},{HISTORY}}}", 1), (f"{{{N1},{HOOK}}}", 0), (f"{{{N2},{HISTORY}}}", 0)],
+    "Events lost per minute, by output": [
+        (f"{{{N1},{HISTORY}}}", 0),
+        (f"{{{N1},{HOOK}}}", 3),
+        (f"{{{N2},{HISTORY}}}", 1),
+    ],
+    "Events waiting to be sent, by output": [
+        (f"{{{N1},{HISTORY}}}", 0),
+        (f"{{{N1},{HOOK}}}", 250),
+        (f"{{{N2},{HISTORY}}}", 0),
+    ],
+    "History upkeep failures in the time range": [
+        (f"{{{N1},{HISTORY}}}", 10),
+        (f"{{{N1},{HOOK}}}", 0),
+        (f"{{{N2},{HISTORY}}}", 0),
+    ],
 }
 
 
@@ -78,6 +105,13 @@ def test_every_panel_of_the_dashboard_shows_what_happened(tmp_path: Path) -> Non
     panels = json.loads(DASHBOARD.read_text())["panels"]
     assert {panel["title"] for panel in panels} == set(EXPECTED), "every panel has its expected values here"
     run_promtool(tmp_path, INPUT_SERIES, panel_checks(EXPECTED))
+
+
+def test_the_outputs_panels_name_each_outputs_node() -> None:
+    """Every node's history is called "history": without its instance, a legend shows several as one."""
+    targets = [target for panel in json.loads(DASHBOARD.read_text())["panels"] for target in panel["targets"]]
+    outputs = [target for target in targets if EVENT_OUTPUT_METRICS in target["expr"]]
+    assert outputs and all("{{instance}}" in target["legendFormat"] for target in outputs)
 
 
 def test_a_zone_nobody_has_entered_reads_0_not_no_data(tmp_path: Path) -> None:

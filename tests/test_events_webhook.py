@@ -19,10 +19,12 @@ import pytest
 from aiohttp import web
 
 from server.events import sink
+from server.events.api import event_outputs_key, setup_events_api
 from server.events.config import EventsSettings, WebhookSettings
 from server.events.outputs import EventOutputs
 from server.events.sink import Backoff, SinkState
 from server.events.webhook import DELIVERY_HEADER, SIGNATURE_HEADER, WebhookSink, retry_after_s
+from tests.conftest import ClientFactory
 from tests.support.event_packets import frames_kept_after_offering, track_start, with_events
 from tests.support.polling import eventually
 
@@ -153,6 +155,32 @@ async def test_what_a_failing_receiver_leaves_at_shutdown_is_counted_lost(receiv
     health = hook(outputs).health()
     assert health.delivered == 0 and health.failed == 1
     assert health.dropped == 3  # two queued, and the one on its way: every event accounted for
+
+
+async def test_the_events_a_dead_receiver_holds_up_are_listed_as_queued(aiohttp_client: ClientFactory) -> None:
+    # Given a webhook whose URL refuses connections, and after the first failure a wait beyond the test
+    outputs = await running(WebhookSettings(f"http://127.0.0.1:{unused_port()}/hook", retries=0))
+    hook(outputs).backoff.first_s = 60.0
+    app = web.Application()
+    app[event_outputs_key] = outputs
+    setup_events_api(app)
+    client = await aiohttp_client(app)
+    try:
+        # When five events come, and the first is given up on
+        for seq in range(5):
+            outputs.on_packet(track_start(seq, track_id=seq))
+
+        async def first_failed() -> bool:
+            return hook(outputs).health().failed == 1
+
+        await eventually(first_failed, what="the first event to fail")
+        # Then the outputs listing says the other four wait (nothing else counts them)
+        (listed,) = (await (await client.get("/api/events/outputs")).json())["outputs"]
+        assert (listed["delivered"], listed["failed"], listed["dropped"], listed["queued"]) == (0, 1, 0, 4)
+    finally:
+        await outputs.stop()
+    health = hook(outputs).health()
+    assert (health.dropped, health.queued) == (4, 0), "what waited is lost at shutdown: nothing is left queued"
 
 
 async def test_an_event_on_its_way_when_the_shutdown_time_is_up_is_counted_dropped(

@@ -4,13 +4,15 @@ What a user copies to get segcast's counts into Grafana must work as shipped: Pr
 package) reads the file, scrapes segcast's /metrics, and its own query API then has the counters of
 a stream's line (listed from its first frame, as the line watches one class), which the dashboard's
 queries build on (tests/test_dashboard.py evaluates those). With tokens on, the file's commented lines, uncommented
-as it says, must be what makes the scrape pass: without them it is refused.
+as it says, must be what makes the scrape pass: without them it is refused. And what /metrics says of
+a stream or output in trouble must be what an alert on it needs.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -22,6 +24,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
+from server.events.config import EventsSettings, HistorySettings, WebhookSettings
 from server.options import StreamOptions
 from tests.support.components import require_component
 from tests.support.polling import eventually
@@ -162,3 +165,55 @@ async def test_with_tokens_the_scrape_needs_the_token_lines(
     url = prometheus(prometheus_config(tmp_path, port, with_token=False))
     up, error = await scrape_health(http, url)
     assert up == 0.0 and "401" in error
+
+
+async def metric_samples(client: TestClient) -> dict[str, float]:
+    """Each sample of segcast's /metrics, by its name and labels as written."""
+    text = await (await client.get("/metrics")).text()
+    lines = (line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    return {name: float(value) for name, value in lines}
+
+
+async def test_a_stream_with_no_recent_frame_has_no_latency_sample(
+    start_server: Callable[..., Awaitable[TestClient]],
+) -> None:
+    """Not a latency of 0 s: a stream whose frames stopped would read as the fastest, and an alert on
+    ``segcast_latency_seconds > 2`` would never fire for it."""
+    # Given a live stream and one whose camera cannot be reached, so it has never had a frame
+    down = StreamConfig("down", f"rtsp://127.0.0.1:{free_port()}/nothing")
+    client = await start_server(StreamConfig("cam", "scene:?seed=1"), down)
+
+    async def cam_has_latency() -> dict[str, float] | None:
+        samples = await metric_samples(client)
+        return samples if samples.get('segcast_latency_seconds{stream="cam"}', 0.0) > 0 else None
+
+    # Then the live one has its latency, the other none, and processes 0 frames a second (which is true)
+    samples = await eventually(cam_has_latency, SCRAPE_TIMEOUT_S, "the live stream's latency")
+    assert 'segcast_latency_seconds{stream="down"}' not in samples
+    assert samples['segcast_processed_fps{stream="down"}'] == 0.0
+
+
+async def test_the_events_an_output_has_yet_to_send_are_a_gauge(
+    start_server: Callable[..., Awaitable[TestClient]], tmp_path: Path
+) -> None:
+    """A webhook that never answers holds one event on its way and queues the rest: none is delivered,
+    failed or dropped yet, so only ``segcast_event_output_queued`` shows them. The history's are stored."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # connections are taken (by the kernel) and never answered
+        port = silent.getsockname()[1]
+        hook = WebhookSettings(f"http://127.0.0.1:{port}/hook", timeout_s=SCRAPE_TIMEOUT_S * 10)
+        events = EventsSettings(history=HistorySettings(tmp_path / "events.db"), webhooks=(hook,))
+        client = await start_server(StreamConfig("cam", "scene:?seed=1"), events=events)
+        webhook = f'{{output="webhook http://127.0.0.1:{port}"}}'
+
+        async def held_up() -> dict[str, float] | None:
+            samples = await metric_samples(client)
+            stored = samples.get('segcast_event_output_delivered_total{output="history"}', 0.0)
+            history_queued = samples.get('segcast_event_output_queued{output="history"}')
+            waiting = samples.get(f"segcast_event_output_queued{webhook}", 0.0)
+            return samples if stored >= 2 and history_queued == 0 and waiting >= 2 else None
+
+        samples = await eventually(held_up, SCRAPE_TIMEOUT_S, "the webhook's events to wait, the history's stored")
+        kinds = ("delivered", "failed", "dropped")
+        assert [samples[f"segcast_event_output_{kind}_total{webhook}"] for kind in kinds] == [0.0, 0.0, 0.0]

@@ -141,6 +141,7 @@ async def _outputs(request: web.Request) -> web.Response:
                     "delivered": h.delivered,
                     "dropped": h.dropped,
                     "failed": h.failed,
+                    "queued": h.queued,
                     "upkeep_failures": h.upkeep_failures,
                     "last_error": h.last_error,
                 }

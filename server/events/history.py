@@ -166,6 +166,7 @@ class HistorySink:
 
     def offer(self, event: OutEvent) -> None:
         event = self._within_budget(event)
+        self._tally.offer()
         try:
             self._queue.put_nowait(event)
         except queue.Full:

@@ -209,6 +209,7 @@ class MqttSink:
     # -- on the loop, from the outputs ----------------------------------------------------------
 
     def offer(self, event: OutEvent) -> None:
+        self._tally.offer()
         try:
             self._events.put_nowait(event)
         except asyncio.QueueFull:

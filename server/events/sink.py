@@ -68,6 +68,9 @@ class SinkHealth:
     #: their space back, emptying its write-ahead log): the state stays ``ok``, as every event is
     #: stored, but a history that cannot delete will fill its disk, so this is what to alert on.
     upkeep_failures: int = 0
+    #: Events waiting to be sent: in the queue, on their way, or being retried. A destination that is
+    #: down fails one event at a time while the rest wait here, unseen in the other counters.
+    queued: int = 0
 
 
 class Sink(Protocol):
@@ -167,6 +170,10 @@ class Tally:
     Counters are plain ints written by one thread or task and read by others: a scrape may see a
     value one event old, never a torn one. Drops (on the loop) and deliveries (in the history's
     writer thread) both tell untold drops, so those are counted under a lock.
+
+    What is queued is worked out, not counted: an event offered is queued (or on its way, or being
+    retried) until it is delivered, failed or dropped, which every sink counts already; so each kind
+    of sink, whatever its queue, reports it the same way and has no count of its own to get wrong.
     """
 
     def __init__(self, name: str, log: logging.Logger, clock: Callable[[], float] = time.monotonic) -> None:
@@ -175,6 +182,7 @@ class Tally:
         self._log = log
         self._clock = clock
         self.state = SinkState.STARTING
+        self.offered = 0  # on the loop, before the event is queued: never behind what it settles
         self.delivered = 0
         self.dropped = 0
         self.failed = 0
@@ -183,6 +191,10 @@ class Tally:
         self._drops_lock = threading.Lock()
         self._latest_drop: OutEvent | None = None
         self._losses = ThrottledCount()  # events lost to ``last_error`` since it was logged
+
+    def offer(self) -> None:
+        """An event is offered to the sink: call before queueing it (a full queue then drops it)."""
+        self.offered += 1
 
     def drop(self, event: OutEvent) -> None:
         self.dropped += 1
@@ -229,7 +241,11 @@ class Tally:
             self.dropped += events
 
     def health(self) -> SinkHealth:
-        return SinkHealth(self.name, self.state, self.delivered, self.dropped, self.failed, self.last_error)
+        # The settled counts first: an event is offered before it is settled, so ``queued`` read while
+        # the history's writer thread stores events can be a few high for a moment, never below 0.
+        delivered, dropped, failed = self.delivered, self.dropped, self.failed
+        queued = self.offered - delivered - dropped - failed
+        return SinkHealth(self.name, self.state, delivered, dropped, failed, self.last_error, queued=queued)
 
     def _tell_drops(self, count: int) -> None:
         if count and (event := self._latest_drop) is not None:

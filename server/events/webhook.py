@@ -110,6 +110,7 @@ class WebhookSink:
         self._delivery = DeliveryTask(self._run, self.name)
 
     def offer(self, event: OutEvent) -> None:
+        self._tally.offer()
         try:
             self._queue.put_nowait(event)
         except asyncio.QueueFull:

@@ -71,8 +71,10 @@ def render_metrics(manager: StreamManager, hub: Hub, outputs: Sequence[SinkHealt
     family(
         "segcast_latency_seconds",
         "gauge",
-        "Mean time from decoding a frame to handing it to viewers (last few seconds).",
-        (({"stream": s}, (v["latency_ms"] or 0.0) / 1000) for s, v in stats.items()),
+        "Mean time from decoding a frame to handing it to viewers (last few seconds); no sample for a "
+        "stream with no frame processed in that time (stalled, reconnecting, ended, inference unavailable).",
+        # Not 0: a stream whose frames stopped would read as the fastest, and `latency > x` never fire.
+        (({"stream": s}, latency_ms / 1000) for s, v in stats.items() if (latency_ms := v["latency_ms"]) is not None),
     )
     family(
         "segcast_viewers",
@@ -152,6 +154,12 @@ def render_metrics(manager: StreamManager, hub: Hub, outputs: Sequence[SinkHealt
             "gauge",
             "0 while an event output's destination fails or cannot be reached, else 1.",
             (({"output": h.name}, float(h.state is not SinkState.FAILING)) for h in outputs),
+        )
+        family(
+            "segcast_event_output_queued",
+            "gauge",
+            "Events an output has yet to send: queued, on their way, or being retried.",
+            (({"output": h.name}, h.queued) for h in outputs),
         )
         for suffix, help_text in (
             ("delivered", "Events an output delivered (stored, posted, published)."),
