@@ -18,6 +18,7 @@ import pytest
 
 from server.sources import SourceError, StreamState, open_source
 from server.sources.file import FileSource
+from server.sources.network import UprightImages
 from tests.support.reader_probe import ReaderProbe
 from tests.support.rtsp_camera import write_camera_video
 
@@ -362,3 +363,19 @@ def test_an_audio_file_with_cover_art_has_no_video_to_play(tmp_path: Path) -> No
     )  # fmt: skip
     with pytest.raises(SourceError, match=r"^song\.m4a has no video stream$"):
         first_frame(str(song))
+
+
+def test_one_converter_for_a_decoding_loop_gives_each_frame_its_own_pixels_across_size_changes() -> None:
+    """`UprightImages` keeps its scaler from frame to frame: each array must still be its own frame's
+    (not a buffer the next conversion writes over), and a new size or pixel format must be converted as such."""
+    rng = np.random.default_rng(3)
+    frames = []
+    for width, height, pixel_format in [(64, 48, "yuv420p"), (64, 48, "yuv420p"), (96, 40, "yuv420p"), (64, 48, "yuvj422p")]:
+        bgr = rng.integers(0, 256, (height, width, 3), np.uint8)
+        frames.append(av.VideoFrame.from_ndarray(bgr, format="bgr24").reformat(format=pixel_format))
+    convert = UprightImages()
+    images = [convert(frame) for frame in frames]
+    for frame, image in zip(frames, images, strict=True):
+        assert image.shape == (frame.height, frame.width, 3)
+        assert np.array_equal(image, frame.to_ndarray(format="bgr24"))
+    assert not np.array_equal(images[0], images[1])  # two different pictures of one size stayed two

@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlsplit
 import av
 
 from server.sources.base import MAX_FRAME_SIDE_PX, SCALE_VIDEO_DOWN, Decoded, SourceError
-from server.sources.network import SCHEMES, limit_decoder, upright_image, video_stream
+from server.sources.network import SCHEMES, UprightImages, limit_decoder, video_stream
 from server.sources.uri import split_options
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,7 @@ class FileSource:
             limit_decoder(stream, self._max_frame_side, SCALE_VIDEO_DOWN)
             time_base = float(stream.time_base) if stream.time_base else 0.0
             rate = self.fps = _frame_rate(stream)
+            upright_image = UprightImages()
             index = damaged = 0
             try:
                 for packet in container.demux(stream):
