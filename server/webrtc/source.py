@@ -18,6 +18,7 @@ from collections.abc import Iterator
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av.video.reformatter import VideoReformatter
 
 from server.sources.base import Decoded
 
@@ -104,6 +105,7 @@ class WebRTCSource:
         first_pts: int | None = None
         size = self._capture_size
         ramp = _RampUp() if size is not None else None  # towards the capture size, until reached or settled
+        scaler = VideoReformatter()  # one for the stream: PyAV sets one up per frame otherwise (`UprightImages`)
         try:
             while not stop.is_set():
                 frame = self.handover.take(TAKE_POLL_S)
@@ -121,7 +123,8 @@ class WebRTCSource:
                 size = steady_size(size, received)
                 if ramp is not None and size == received:  # the camera size reached, or a new shape
                     ramp = None
-                yield Decoded(frame.to_ndarray(format="bgr24", width=size[0], height=size[1]), media_time)
+                image = scaler.reformat(frame, format="bgr24", width=size[0], height=size[1]).to_ndarray()
+                yield Decoded(image, media_time)
         finally:
             if stop.is_set():  # the reader stopped for good (the stream was removed): tell the pump
                 self.handover.end()
