@@ -48,6 +48,18 @@ def test_a_corrupt_onnx_file_is_a_model_error_at_load_not_at_the_first_frame(tmp
     assert "\n" not in str(caught.value)
 
 
+def test_a_pt_file_that_is_no_model_is_named_in_segcasts_words_not_ultralytics_log_marks(tmp_path: Path) -> None:
+    """Ultralytics words this error for its own log ("ERROR ❌️ ... "): inside segcast's line the marks
+    read as a second, different failure."""
+    junk = tmp_path / "x.pt"
+    junk.write_text("not a model")
+    with pytest.raises(ModelError, match=r"^--model .*x\.pt: cannot load it \(") as caught:
+        load_model(str(junk))
+    message = str(caught.value)
+    assert "ERROR" not in message and "❌" not in message, message
+    assert "not a loadable checkpoint" in message  # ultralytics' reason itself stays
+
+
 def test_an_exported_detection_model_is_loaded_as_one_whatever_its_name(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

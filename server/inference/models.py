@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import logging
+import re
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,8 @@ DEFAULT_MODEL = "yolov8n-seg.pt"
 BUNDLED_MODEL = Path(__file__).parent.parent / "data" / "segcast-scene-seg.pt"
 BUNDLED_ALIASES = frozenset({"bundled", BUNDLED_MODEL.name})
 SUPPORTED_TASKS = frozenset({"segment", "detect"})
+#: The level word and emoji ultralytics starts its log lines and some error messages with.
+_LOG_MARKS = re.compile(r"^(?:ERROR|WARNING)\b[^\w/.\\-]*")
 #: What to pass instead when a model cannot be downloaded: what serving takes, and what exporting takes.
 OFFLINE_HINT = "without internet use --model bundled (the demo model), a local .pt or .onnx file, or an OpenVINO folder"
 EXPORT_OFFLINE_HINT = "without internet use --model bundled (the demo model) or a local .pt file"
@@ -138,12 +141,20 @@ def load_model(spec: str) -> YOLO:
                 overrides["imgsz"] = imgsz
             classes = len(_open_export(model))
     except Exception as exc:  # ultralytics raises many kinds: pickle, onnx, openvino errors, StopIteration
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"--model {spec}: cannot load it ({reason})") from None
+        raise ModelError(f"--model {spec}: cannot load it ({_reason(exc)})") from None
     if model.task not in SUPPORTED_TASKS:
         raise ModelError(f"--model {spec}: a {model.task} model; segcast needs a segment or detect model")
     log.info("loaded model %s (%s, %d classes)", target, model.task, classes)
     return model
+
+
+def _reason(exc: Exception) -> str:
+    """The first line of ``exc``'s message, without the level and mark ultralytics words its errors with
+    for its own log ("ERROR ❌️ "), which inside segcast's line read as a second failure."""
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__
+    return _LOG_MARKS.sub("", text.splitlines()[0]) or type(exc).__name__
 
 
 def check_device(device: str) -> None:
