@@ -74,11 +74,21 @@ def test_a_triton_url_names_scheme_address_and_model(spec: str, expected: tuple[
     assert (None if endpoint is None else (endpoint.scheme, endpoint.address, endpoint.model)) == expected
 
 
-@pytest.mark.parametrize("spec", ["grpc://triton:8001/", "grpc://triton:8001/a/b", "http://triton:99999/m"])
+@pytest.mark.parametrize(
+    "spec", ["grpc://triton:8001/", "grpc://triton:8001/a/b", "http://triton:99999/m", "grpc://triton:0/m"]
+)
 def test_a_broken_triton_url_is_one_line_naming_the_flag(spec: str) -> None:
     with pytest.raises(ModelError, match=r"^--model ") as caught:
         TritonEndpoint.parse(spec)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("spec", ["grpc:/triton:8001/m", "grpc:triton:8001/m", "http:/triton/m"])
+def test_a_triton_url_without_its_two_slashes_asks_whether_they_were_meant(spec: str) -> None:
+    """Not taken for a file name, which said "no such file or folder"."""
+    scheme = spec.split(":")[0]
+    with pytest.raises(ModelError, match=f"^--model {spec}: did you mean {scheme}://HOST:PORT/MODEL, with two slashes"):
+        open_model(spec)
 
 
 @pytest.mark.parametrize(
@@ -344,9 +354,10 @@ def _scene_images() -> list[np.ndarray]:
 @pytest.mark.parametrize("scheme", ["grpc", "http"])
 def test_triton_finds_and_outlines_what_the_same_model_finds_in_process(triton: TritonProcess, scheme: str) -> None:
     url = triton.grpc_url(MODEL) if scheme == "grpc" else triton.http_url(MODEL)
+    # Loaded first: the remote model is asked for its description again once it is a few seconds old.
+    local = load_model("bundled")  # the same weights in PyTorch, in this process
     remote = open_model(url)
     assert isinstance(remote, TritonModel) and remote.status.available
-    local = load_model("bundled")  # the same weights in PyTorch, in this process
     assert remote.names == local.names
     options: dict[str, Any] = {"imgsz": 320, "conf": 0.25, "iou": 0.7, "agnostic_nms": True, "max_det": 300}
     images = _scene_images()
@@ -370,6 +381,21 @@ def test_an_http_url_at_the_grpc_port_says_it_is_not_triton_http(triton: TritonP
     try:
         assert isinstance(model, TritonModel) and not model.status.available
         assert "unreachable: not a Triton HTTP endpoint" in (model.status.error or "")
+        assert f"is 127.0.0.1:{triton.grpc_port} Triton's gRPC port? grpc:// is usually port 8001, http:// 8000" in (
+            model.status.error or ""
+        )
+    finally:
+        model.close()
+
+
+def test_a_grpc_url_at_the_http_port_asks_whether_it_is_triton_http(triton: TritonProcess) -> None:
+    """gRPC says no more than "Socket closed" of a server that does not speak it."""
+    model = open_model(f"grpc://127.0.0.1:{triton.http_port}/{MODEL}")
+    try:
+        assert isinstance(model, TritonModel) and not model.status.available
+        assert f"is 127.0.0.1:{triton.http_port} Triton's HTTP port? grpc:// is usually port 8001, http:// 8000" in (
+            model.status.error or ""
+        )
     finally:
         model.close()
 

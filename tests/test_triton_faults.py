@@ -61,6 +61,7 @@ class _FakeTriton:
         self.names = ["disc", "square"]
         self.task = "segment"
         self.imgsz = 320
+        self.input_dims = [3, -1, -1]  # its input's, as the config gives them: any image size
         self.head_rows = -1  # output0's rows per box as the config gives them; -1: left to the model
         self.down = False  # refuse connections, as a stopped server does
         self.state, self.reason = "READY", ""  # the model's, as the repository index says them
@@ -81,7 +82,7 @@ class _FakeTriton:
         metadata = {"task": self.task, "names": dict(enumerate(self.names)), "imgsz": [self.imgsz] * 2, "stride": 32}
         return {
             "max_batch_size": 2,
-            "input": [{"name": "images", "data_type": "TYPE_UINT8", "dims": [3, -1, -1]}],
+            "input": [{"name": "images", "data_type": "TYPE_UINT8", "dims": self.input_dims}],
             "output": outputs,
             "parameters": {"metadata": {"string_value": repr(metadata)}},
         }
@@ -475,6 +476,79 @@ def test_a_server_that_comes_back_with_other_classes_leaves_inference_unavailabl
         assert model.status.available
     finally:
         model.close()
+
+
+def test_a_model_replaced_in_place_with_other_classes_is_not_used_by_a_node_sending_frames(
+    triton: _FakeTriton, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Triton loads a model of other class names in place of the one served (model control poll or
+    explicit: no outage between, so nothing else has the node read the model again): a node that
+    keeps sending frames reads its description again within a few seconds and stops, as after an
+    outage, rather than labelling what it finds with the names it read at start."""
+    clock = _Clock()
+    monkeypatch.setattr(triton_model, "time", clock)
+    model = _model()
+    try:
+        assert len(model.detect([_image()])) == 1
+        triton.names = ["person", "car"]  # as many classes: the answers fit the old names too
+        sent = len(triton.sent)
+        clock.now += triton_model.RETRY_MAX_S  # as long as a node may take to notice any change
+        with pytest.raises(InferenceUnavailable, match="now has other classes than at start: restart segcast"):
+            model.detect([_image()])
+        assert len(triton.sent) == sent, "the batch queued behind the description was not sent"
+        assert not model.status.available
+        assert model.names == {0: "disc", 1: "square"}
+    finally:
+        model.close()
+
+
+def test_a_model_whose_size_changes_in_place_is_used_at_its_new_size_described_once_per_interval(
+    triton: _FakeTriton, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The metadata's size of a model of any input size changes in place: a node sending frames uses
+    the new size after its next reading of the description, which costs one request every few
+    seconds, not one per batch."""
+    clock = _Clock()
+    monkeypatch.setattr(triton_model, "time", clock)
+    described: list[str] = []
+    describe = triton.model_config
+    monkeypatch.setattr(
+        triton, "model_config", lambda model, timeout_s: (described.append(model), describe(model, timeout_s))[1]
+    )
+    model = _model()
+    try:
+        for _ in range(10):
+            clock.now += 0.1
+            model.detect([_image()])
+        assert described == ["m"], "not read again per batch"
+        triton.imgsz = 640
+        clock.now += triton_model.RETRY_MAX_S
+        model.detect([_image()])  # goes out as the model was; its description read again before it
+        model.detect([_image()])
+    finally:
+        model.close()
+    assert described == ["m", "m"]
+    assert model.overrides["imgsz"] == 640 and triton.sent[-1][0] == (1, 3, 384, 640)
+    assert model.status.available
+
+
+def test_an_imgsz_a_fixed_size_model_does_not_take_is_said_once(
+    triton: _FakeTriton, caplog: pytest.LogCaptureFixture
+) -> None:
+    """--imgsz (or a stream's imgsz) cannot change a fixed-shape model's input: its frames are
+    letterboxed to the model's size, and the node says so once rather than ignore the option unseen."""
+    triton.input_dims = [3, 320, 320]
+    caplog.set_level(logging.WARNING, logger=triton_model.__name__)
+    model = _model()
+    try:
+        model.detect([_image()], imgsz=320)  # the model's own size, as a node without --imgsz asks
+        for _ in range(3):
+            model.detect([_image()], imgsz=640)
+    finally:
+        model.close()
+    said = [record.getMessage() for record in caplog.records if "imgsz" in record.getMessage()]
+    assert said == [f"Triton model {SPEC} takes 320x320 images only: frames are letterboxed to that, not to imgsz 640"]
+    assert triton.sent[-1][0] == (1, 3, 320, 320)
 
 
 def test_a_batch_queued_behind_another_gets_its_whole_deadline_once_sent(

@@ -131,6 +131,37 @@ def test_a_refused_part_of_a_split_batch_fails_only_its_frames_and_the_model_is_
         model.close()
 
 
+def test_a_model_replaced_in_place_with_other_classes_stops_a_node_sending_frames(
+    triton: TritonProcess, admin: Any
+) -> None:
+    """Triton loads a model of other class names in place of the one served, with no moment without
+    one (as ``--model-control-mode=poll`` picks up a changed repository): a node that keeps sending
+    frames stops within a few seconds, saying why, rather than label what it finds with the names it
+    read at start."""
+    config = admin.get_model_config(MODEL)
+    metadata = config["parameters"]["metadata"]["string_value"]
+    renamed = metadata.replace("'disc'", "'person'").replace("'square'", "'car'").replace("'triangle'", "'dog'")
+    assert renamed != metadata
+    model = open_model(triton.grpc_url(MODEL))
+    assert isinstance(model, TritonModel)
+    try:
+        names = model.names
+        assert len(model.detect([_image()])) == 1
+        _load(admin, config, parameters={**config["parameters"], "metadata": {"string_value": renamed}})
+        assert "'person'" in admin.get_model_config(MODEL)["parameters"]["metadata"]["string_value"]
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            try:
+                model.detect([_image()])  # each answered: the model was never away
+            except InferenceUnavailable as exc:
+                assert "now has other classes than at start: restart segcast" in str(exc)
+                break
+            assert time.monotonic() < deadline, f"still inferring {WAIT_S:.0f} s after the model was replaced"
+        assert not model.status.available and model.names == names
+    finally:
+        model.close()
+
+
 @pytest.mark.parametrize("scheme", ["grpc", "http"])
 def test_stopping_a_node_while_triton_hangs_ends_its_pipeline_threads(triton: TritonProcess, scheme: str) -> None:
     """Triton stops answering (SIGSTOP) with one batch at it and the next queued behind, the inference

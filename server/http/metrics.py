@@ -121,8 +121,8 @@ def render_metrics(manager: StreamManager, hub: Hub, outputs: Sequence[SinkHealt
         family(
             "segcast_remote_requests_total",
             "counter",
-            "Requests sent to Triton: inference, and the model's description read at start and at each attempt "
-            "after an outage.",
+            "Requests sent to Triton: inference, and the model's description read at start, at each attempt "
+            "after an outage and every few seconds while frames are sent.",
             [({}, remote.requests)],
         )
         family(

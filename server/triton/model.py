@@ -15,33 +15,33 @@ off the clock, so a server that takes most of the deadline for each batch is slo
 one whose answers to a batch's first requests leave the next too little time: a request unanswered
 in time is the server's fault only when no earlier request of its batch was answered.
 
-The server may be down when segcast starts or go away while it runs, or stop serving the model (it
-was unloaded, or is being replaced: NOT_FOUND), or not serve it yet when segcast starts (it is still
-loading it, or has it in its repository unloaded: NOT_FOUND too, told from a wrong name by the
-server's repository index). Then each request fails at once with
-`InferenceUnavailable` saying why and when the next attempt is due; attempts back off from
-`RETRY_FIRST_S` to `RETRY_MAX_S`, so processing resumes within that long of the server coming back,
-and the model is described anew then. A node with no frames to send asks by itself (`probe`), so its
-status is true while idle too. A restarted server may serve an updated model: one with the
-same class names is used as it now is (input size and shape), one with other class names is not
-(streams' trackers and class filters hold the ids of the names the node started with), and inference
-stays unavailable, saying so, until segcast restarts. A request left unanswered fails those queued
-behind it without sending them, so a hung server holds the inference thread for one deadline, not
-one per request (two, if it stopped answering in the middle of a batch). A server that fails a
-request on its own side (``INTERNAL``, HTTP 500: a crashed backend, out of memory) is down like one
-that does not answer. A request the server refuses (a frame size the model does not take) is
-`TritonRefused`, charged to the frames it carried (of a batch split in several requests, only those
-of the refused one): the server is up, and other streams carry on; the model is described again
-before the next batch, as a model replaced on the server (another input size) is refused like that. A
-model the server does not have, or has but segcast cannot use (missing metadata, wrong input shape,
-masks missing, class names that do not match its output), is a `ModelError` at start, with one line
-saying what is wrong; a name its repository does not have says which names it does. A server that
-restricts its repository index answers NOT_FOUND at start with that `ModelError` too, as it cannot
-tell a wrong name from a model still loading.
+The server may be down when segcast starts or go away while it runs, or stop serving the model (it was
+unloaded, or is being replaced: NOT_FOUND), or not serve it yet when segcast starts (it is still
+loading it, or has it in its repository unloaded: NOT_FOUND too, told from a wrong name by the server's
+repository index). Then each request fails at once with `InferenceUnavailable` saying why and when the
+next attempt is due; attempts back off from `RETRY_FIRST_S` to `RETRY_MAX_S`, so processing resumes
+within that long of the server coming back, and the model is described anew then. A node with no frames
+to send asks by itself (`probe`), so its status is true while idle too; one that sends frames reads the
+description again every `DESCRIPTION_MAX_AGE_S`, queued before its next batch. A server may serve an
+updated model, restarted or replaced in place: one with the same class names is used as it now is
+(input size and shape), one with other class names is not (streams' trackers and class filters hold the
+ids of the names the node started with), and inference stays unavailable, saying so, until segcast
+restarts. A request left unanswered fails those queued behind it without sending them, so a hung server
+holds the inference thread for one deadline, not one per request (two, if it stopped answering in the
+middle of a batch). A server that fails a request on its own side (``INTERNAL``, HTTP 500: a crashed
+backend, out of memory) is down like one that does not answer. A request the server refuses (a frame
+size the model does not take) is `TritonRefused`, charged to the frames it carried (of a batch split in
+several requests, only those of the refused one): the server is up, and other streams carry on; the
+model is described again before the next batch, as a model replaced on the server (another input size)
+is refused like that. A model the server does not have, or has but segcast cannot use (missing
+metadata, wrong input shape, masks missing, class names that do not match its output), is a
+`ModelError` at start, with one line saying what is wrong; a name its repository does not have says
+which names it does. A server that restricts its repository index answers NOT_FOUND at start with that
+`ModelError` too, as it cannot tell a wrong name from a model still loading.
 
 ``requests``, ``failed_requests`` and ``request_seconds`` count every exchange with the server:
-inference requests and the model descriptions read at start, at each attempt after an outage and
-by `probe`, so failures go on counting while the server is down.
+inference requests and the model descriptions read at start, at each attempt after an outage, every
+`DESCRIPTION_MAX_AGE_S` and by `probe`, so failures go on counting while the server is down.
 
 `close` ends everything at once, a request the server is still working on included (its connection
 is closed under it), so a hung server never holds up a node's shutdown.
@@ -85,6 +85,10 @@ RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 4.0
 #: How long an available server may go unasked before `probe` asks it whether it still serves the model.
 IDLE_PROBE_S = RETRY_MAX_S
+#: A node that keeps sending frames reads the model's description again once it is this old, before
+#: its next batch: a model replaced in place on the server (model control ``poll`` or ``explicit``,
+#: with no outage between) is noticed within it, and one with other class names is not used.
+DESCRIPTION_MAX_AGE_S = RETRY_MAX_S
 #: A refused request has the model described again at most this often: a model replaced in place
 #: is noticed within it, and a stream whose frames the model never takes costs no request per batch.
 REDESCRIBE_AFTER_REFUSAL_S = RETRY_MAX_S
@@ -154,11 +158,11 @@ class TritonModel:
 
     ``names``, ``task`` and ``overrides["imgsz"]`` are known once the server has described the model
     (at start, or at the first successful attempt when it was down then), and read again after each
-    outage or refusal. `submit`, `detect` and `probe` are for the inference thread, `close` for any;
-    the network calls themselves run on one requester thread of this model's own, which owns the
-    connection, so the inference thread can prepare or finish one batch while the server works on the
-    previous one. `status` may be read
-    from any thread; the availability state behind it changes under its lock, from either thread.
+    outage or refusal and every `DESCRIPTION_MAX_AGE_S`. `submit`, `detect` and `probe` are for the
+    inference thread, `close` for any; the network calls themselves run on one requester thread of
+    this model's own, which owns the connection, so the inference thread can prepare or finish one
+    batch while the server works on the previous one. `status` may be read from any thread; the
+    availability state behind it changes under its lock, from either thread.
     """
 
     def __init__(self, endpoint: TritonEndpoint, spec: str, *, request_timeout_s: float = REQUEST_TIMEOUT_S) -> None:
@@ -179,7 +183,10 @@ class TritonModel:
         #: Whether the server is down for failing inference requests on its side while it may still
         #: describe the model: then only a request that goes through shows it is back (`probe`).
         self._requests_failing = False
-        self._probing: Future[None] | None = None  # the inference thread's last `probe`
+        #: The inference thread's last description read in the background: its `probe`, or a busy
+        #: node's every `DESCRIPTION_MAX_AGE_S`; one at a time.
+        self._probing: Future[Any] | None = None
+        self._fixed_size_said = False  # whether a size asked of a fixed-shape model was said to be unused
         self._last_exchange_at = 0.0  # monotonic, when the requester thread last asked the server anything
         self._status_lock = threading.Lock()  # guards the three below and `_status`
         self._failures = 0
@@ -249,6 +256,10 @@ class TritonModel:
         served = self._served
         if served is None or not self._described:
             served = self._outcome(self._send(self._describe))
+        elif time.monotonic() - self._described_at >= DESCRIPTION_MAX_AGE_S and not self._probe_in_flight():
+            # Not waited for: this batch goes out as the model was, queued behind the description,
+            # and is not sent if the description shows the model can no longer be used.
+            self._probing = self._send(self._redescribe)
         batch, input_shape = self._prepare(served, images, imgsz)
         timing = RequestTiming()
         request = self._send(self._infer, served, batch, timing)
@@ -284,7 +295,7 @@ class TritonModel:
         from for `IDLE_PROBE_S`. Returns at once; ``on_answer`` is called (on the requester thread)
         once `status` may have changed. Without this an idle node would say unavailable long after
         the server came back, and available after it went away."""
-        if self._probing is not None and not self._probing.done():
+        if self._probe_in_flight():
             return
         with self._status_lock:
             if not self._status.available and self._requests_failing:
@@ -299,6 +310,9 @@ class TritonModel:
         self._probing.add_done_callback(lambda _: on_answer())
 
     # -- inside -------------------------------------------------------------------------------------
+
+    def _probe_in_flight(self) -> bool:
+        return self._probing is not None and not self._probing.done()
 
     def _send(self, call: Callable[..., _T], *args: Any) -> Future[_T]:
         """Queue ``call`` for the requester thread, as an `_attempt`."""
@@ -395,12 +409,19 @@ class TritonModel:
     def _probe(self) -> None:
         """Requester thread: describe the model. For a node with no frames to send, the server
         answering that is all there is to show that inference would work."""
+        if self._redescribe():
+            self._up()
+
+    def _redescribe(self) -> bool:
+        """Requester thread: describe the model again; whether segcast can still use it. One it cannot
+        (other class names than at start) makes inference unavailable, saying why, as after an outage.
+        Being described is no sign that inference works (see `_attempt`): the caller says if it is."""
         try:
             self._describe()
         except ModelError as exc:
             self._down(str(exc))
-        else:
-            self._up()
+            return False
+        return True
 
     def _describe(self) -> ServedModel:
         """The served model, read from the server; `ModelError` if segcast cannot use it, or if its
@@ -467,6 +488,16 @@ class TritonModel:
         from ultralytics.utils.checks import check_imgsz
 
         if served.fixed_shape is not None:
+            if imgsz is not None and imgsz != served.imgsz and not self._fixed_size_said:
+                self._fixed_size_said = True
+                height, width = served.fixed_shape
+                log.warning(
+                    "Triton model %s takes %dx%d images only: frames are letterboxed to that, not to imgsz %d",
+                    self.endpoint,
+                    width,
+                    height,
+                    imgsz,
+                )
             letterbox = LetterBox(served.fixed_shape, auto=False, stride=served.stride)
         else:
             size = check_imgsz(imgsz or served.imgsz, stride=served.stride, min_dim=2)

@@ -61,6 +61,11 @@ HTTP_REFUSED_5XX = frozenset({501})
 _NOT_JSON_ERROR = "an exception occurred in the client while decoding the response"
 #: And how it says an error answer had no body at all (Triton's always carry a JSON error).
 _EMPTY_ERROR = "client received an empty response from the server"
+#: How gRPC says it connected but the server closed the connection without speaking HTTP/2, as an
+#: HTTP/1 server (Triton's HTTP or metrics port) does: "failed to connect to all addresses; last
+#: error: UNAVAILABLE: ipv4:127.0.0.1:8000: Socket closed".
+_NO_CONNECTION = "failed to connect to all addresses"
+_NOT_HTTP2 = "Socket closed"
 
 
 class TritonUnavailable(Exception):
@@ -107,9 +112,11 @@ class TritonEndpoint:
         """The endpoint ``spec`` names, None if it is not a Triton URL; `ModelError` if it is a broken one
         or asks for what segcast does not do (TLS, credentials). No message repeats a password."""
         parts = urlsplit(spec)
-        if not parts.netloc or parts.scheme not in (*SCHEMES, *TLS_SCHEMES):
+        if parts.scheme not in (*SCHEMES, *TLS_SCHEMES):
             return None
         shown = mask_uri(spec)
+        if not parts.netloc:  # "grpc:/host:8001/m": no file is named so, and taken for one it said "no such file"
+            raise ModelError(f"--model {shown}: did you mean {parts.scheme}://HOST:PORT/MODEL, with two slashes?")
         if parts.scheme in TLS_SCHEMES:
             plain = TLS_SCHEMES[parts.scheme]
             downloads = " (and downloads no models: give a local file)" if plain == "http" else ""
@@ -128,9 +135,11 @@ class TritonEndpoint:
         if not model or "/" in model:
             raise ModelError(f"--model {spec}: expected {parts.scheme}://HOST:PORT/MODEL with one model name")
         try:
-            port = parts.port or DEFAULT_PORTS[parts.scheme]
+            port = DEFAULT_PORTS[parts.scheme] if parts.port is None else parts.port
         except ValueError:
-            raise ModelError(f"--model {spec}: the port is not a number from 1 to 65535") from None
+            port = 0
+        if not 0 < port < 65536:
+            raise ModelError(f"--model {spec}: the port is not a number from 1 to 65535")
         if not parts.hostname:
             raise ModelError(f"--model {spec}: no host name")
         host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
@@ -186,6 +195,7 @@ class _GrpcTransport:
     def __init__(self, address: str) -> None:
         import tritonclient.grpc as grpcclient
 
+        self._address = address
         self._lib = grpcclient
         self._client = grpcclient.InferenceServerClient(url=address, verbose=False)
 
@@ -210,8 +220,7 @@ class _GrpcTransport:
     def close(self) -> None:
         self._client.close()  # closing the channel cancels its calls in progress, from any thread
 
-    @staticmethod
-    def _call(method: Any, *args: Any, **kwargs: Any) -> Any:
+    def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
         from tritonclient.utils import InferenceServerException
 
         try:
@@ -223,7 +232,11 @@ class _GrpcTransport:
             text = _short(exc)
             if code in GRPC_UNAVAILABLE:
                 # gRPC says "failed to connect to all addresses; last error: ...: Connection refused"
-                raise TritonUnavailable("connection refused" if "Connection refused" in text else text) from None
+                if "Connection refused" in text:
+                    raise TritonUnavailable("connection refused") from None
+                if _NOT_HTTP2 in text and _NO_CONNECTION in text:  # a server that does not speak gRPC
+                    raise TritonUnavailable(f"{text}; {_port_hint(self._address, 'HTTP')}") from None
+                raise TritonUnavailable(text) from None
             if code in GRPC_FAILED:
                 raise TritonFailed(text) from None
             if code == GRPC_MODEL_MISSING:
@@ -325,8 +338,9 @@ class _HttpTransport:
             raise TritonTimeout(f"no answer within {timeout_s:g} s") from None
         except OSError as exc:  # refused, reset, unreachable
             raise TritonUnavailable(_short(exc)) from None
-        except http.client.HTTPException as exc:  # an answer that is not HTTP: e.g. Triton's gRPC port
-            raise TritonUnavailable(f"not a Triton HTTP endpoint ({_short(exc)})") from None
+        except http.client.HTTPException as exc:  # an answer that is not HTTP/1: e.g. Triton's gRPC port
+            hint = _port_hint(self._address, "gRPC")
+            raise TritonUnavailable(f"not a Triton HTTP endpoint ({_short(exc)}); {hint}") from None
         except JSONDecodeError:  # a 200 answer that is not Triton's JSON: e.g. Triton's metrics port
             raise TritonUnavailable("not a Triton HTTP endpoint (its answer is not JSON)") from None
         except Exception as exc:  # gevent's Timeout is no OSError
@@ -370,6 +384,12 @@ def _repository_models(entries: Any) -> list[RepositoryModel]:
         )
         for entry in entries
     ]
+
+
+def _port_hint(address: str, other: str) -> str:
+    """The question to ask of a server that does not speak the URL's protocol: the usual mistake is
+    Triton's other port."""
+    return f"is {address} Triton's {other} port? grpc:// is usually port 8001, http:// 8000"
 
 
 def _shut(connection: Any) -> None:
