@@ -40,14 +40,17 @@ from types import FrameType
 from typing import IO, Any
 
 from server.inference.models import install_hint
+from server.triton.stubs import StubWatch
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 #: Checked together on Debian 12's Python 3.11: nvidia-pytriton brings tritonserver 2.51 and needs numpy 1.x.
 PACKAGES = ("nvidia-pytriton==0.7.0", "onnxruntime==1.32.0", "numpy==1.26.4")
 EXIT_STARTUP_ERROR = 2
+EXIT_STUB_DIED = 1
 DEFAULT_HTTP_PORT, DEFAULT_GRPC_PORT, DEFAULT_METRICS_PORT = 8000, 8001, 8002
 START_TIMEOUT_S = 120.0  # loading every model; each starts an interpreter and an ONNX Runtime session
 READY_POLL_S = 0.2
+STUB_POLL_S = 1.0  # how often the launcher looks for a backend stub that died
 EXIT_TIMEOUT_S = 10  # how long tritonserver lets running requests finish after SIGINT or SIGTERM
 #: The Python backend's shared memory per model instance, and its growth step. Its own 64 MiB would
 #: not fit Docker's default /dev/shm for more than one instance; a batch of 8 at 640x640 is ~40 MiB.
@@ -121,7 +124,7 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:
         "repository", type=Path, metavar="DIR", help="a model repository (segcast export --format triton)"
     )
     serve.add_argument("--venv", type=Path, default=None, metavar="PATH", help=venv_help)
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--host", default="127.0.0.1", help="IPv4 address or name to listen on (default 127.0.0.1)")
     serve.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT, help="HTTP/REST port (default 8000)")
     serve.add_argument("--grpc-port", type=int, default=DEFAULT_GRPC_PORT, help="gRPC port (default 8001)")
     serve.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT, help="/metrics port (default 8002)")
@@ -190,18 +193,19 @@ def serve(install: TritonInstall, args: argparse.Namespace) -> int:
     if args.instances < 1:
         raise TritonCpuError(f"--instances {args.instances}: must be at least 1")
     ports = {"--http-port": args.http_port, "--grpc-port": args.grpc_port, "--metrics-port": args.metrics_port}
+    address = _ipv4_address(args.host)
     shm_prefix = shm_region_prefix(os.getpid())
     with tempfile.TemporaryDirectory(prefix="segcast-triton-") as work:
         names = write_python_repository(args.repository, Path(work) / "models", args.instances)
-        _check_ports(args.host, ports)
+        _check_ports(address, ports)
         backends = _backend_directory(install, Path(work) / "backends")
         command = [
             str(install.server),
             f"--model-repository={Path(work) / 'models'}",
             f"--backend-directory={backends}",
-            f"--http-address={args.host}",
-            f"--grpc-address={args.host}",
-            f"--metrics-address={args.host}",
+            f"--http-address={address}",
+            f"--grpc-address={address}",
+            f"--metrics-address={address}",
             *(f"{flag}={port}" for flag, port in ports.items()),
             "--exit-on-error=true",
             "--disable-auto-complete-config",  # the config is complete; asking the stub costs a start per model
@@ -213,22 +217,41 @@ def serve(install: TritonInstall, args: argparse.Namespace) -> int:
             f"--backend-config=python,shm-default-byte-size={SHM_START_BYTES}",
             f"--backend-config=python,shm-growth-byte-size={SHM_GROWTH_BYTES}",
         ]
+        host = _client_host(address)
         try:
             with _running(command, _server_environment(install)) as (process, log):
-                _wait_until_ready(process, log, f"http://{_client_host(args.host)}:{args.http_port}/v2/health/ready")
-                host = _client_host(args.host)
+                _wait_until_ready(process, log, f"http://{host}:{args.http_port}/v2/health/ready")
+                stubs = StubWatch(process.pid, install.stub.name)  # its first look comes before any client
                 shown = names[0] if len(names) == 1 else "<name>"
+                resolved = f" (--host {args.host} is {address})" if address != args.host else ""
                 print(
                     f"triton: serving {', '.join(names)} at grpc://{host}:{args.grpc_port}/{shown}"
-                    f" and http://{host}:{args.http_port}/{shown}",
+                    f" and http://{host}:{args.http_port}/{shown}{resolved}",
                     flush=True,
                 )
-                status = process.wait()
+                stub_died = _wait_for_exit(process, log, stubs)
         finally:  # tritonserver has exited: `_running` waits for it
             _remove_shared_memory(shm_prefix)
+        if stub_died is not None:
+            print(f"segcast: {stub_died}; stopped tritonserver for a supervisor to restart", file=sys.stderr)
+            return EXIT_STUB_DIED
+        status = process.returncode
         if status != 0 and not log.stopping:
             print(f"segcast: tritonserver exited with status {status}; its log is above", file=sys.stderr)
         return status if status >= 0 else 128 - status
+
+
+def _wait_for_exit(process: subprocess.Popen[str], log: _Log, stubs: StubWatch) -> str | None:
+    """Wait until tritonserver exits (None), or one of its backend stubs dies while it is not
+    stopping: then why, at once, and tritonserver still runs (leaving `_running` stops it)."""
+    while True:
+        try:
+            process.wait(STUB_POLL_S)
+            return None
+        except subprocess.TimeoutExpired:
+            pass
+        if not log.stopping and (died := stubs.died()) is not None:
+            return died
 
 
 def shm_region_prefix(launcher_pid: int) -> str:
@@ -389,7 +412,8 @@ def _running(command: list[str], env: dict[str, str]) -> Iterator[tuple[subproce
     """tritonserver, stopped with SIGTERM on the way out; SIGINT and SIGTERM here are passed on to it.
 
     It runs in a session of its own, so a Ctrl-C on the terminal reaches it once, through this
-    process, and the kernel ends it should this process die without a chance to.
+    process, and the kernel ends it should this process die without a chance to. Its backend stubs
+    share that session's process group: whatever of it outlives tritonserver is killed on the way out.
     """
     process = subprocess.Popen(
         command,
@@ -420,6 +444,10 @@ def _running(command: list[str], env: dict[str, str]) -> Iterator[tuple[subproce
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        # A stub busy when tritonserver was killed outlives it for good, ignoring SIGTERM; the stubs
+        # share its process group (its own session, this process is not in it).
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         log.join(5.0)
@@ -451,16 +479,30 @@ def _wait_until_ready(process: subprocess.Popen[str], log: _Log, url: str) -> No
     raise TritonCpuError(f"tritonserver was not ready after {START_TIMEOUT_S:.0f} s; its log is above")
 
 
+def _ipv4_address(host: str) -> str:
+    """``--host`` as the numeric IPv4 address tritonserver needs; `TritonCpuError` for another.
+
+    Its HTTP and metrics listeners take only a dotted IPv4 address (a name binds 255.255.255.255,
+    where nothing ever answers) and its gRPC one cannot listen on an IPv6 address.
+    """
+    if ":" in host:
+        raise TritonCpuError(f"--host {host}: tritonserver listens on IPv4 only; give an IPv4 address or name")
+    try:
+        return str(socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_STREAM)[0][4][0])
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, socket.gaierror) else str(exc)
+        raise TritonCpuError(f"--host {host}: no IPv4 address ({reason}); give an IPv4 address or name") from None
+
+
 def _check_ports(host: str, ports: dict[str, int]) -> None:
-    """Refuse a port that is out of range, taken twice, or in use, naming its flag."""
+    """Refuse a port that is out of range, taken twice, or in use on the IPv4 ``host``, naming its flag."""
     for flag, port in ports.items():
         if not 1 <= port <= 65535:
             raise TritonCpuError(f"{flag} {port}: must be between 1 and 65535")
     if len(set(ports.values())) < len(ports):
         raise TritonCpuError(f"{', '.join(ports)} must all differ")
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for flag, port in ports.items():
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: TIME_WAIT is no conflict
             try:
                 probe.bind((host, port))
@@ -471,13 +513,9 @@ def _check_ports(host: str, ports: dict[str, int]) -> None:
                 ) from None
 
 
-def _client_host(host: str) -> str:
-    """Where a client on this machine reaches a server listening on ``host``."""
-    if host in ("0.0.0.0", ""):
-        return "127.0.0.1"
-    if host == "::":
-        return "[::1]"
-    return f"[{host}]" if ":" in host else host
+def _client_host(address: str) -> str:
+    """Where a client on this machine reaches a server listening on the IPv4 ``address``."""
+    return "127.0.0.1" if address == "0.0.0.0" else address
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,152 @@
+"""``segcast triton serve`` as a supervisor sees it: the launcher exits when its server can no longer
+serve, leaves none of that server's processes behind, and listens where ``--host`` says.
+
+Each test starts the real launcher (tritonserver from the venv ``segcast triton setup`` makes) on a
+tiny ONNX model, an identity, which loads in seconds; without that venv they skip like the other
+Triton tests. The processes under the launcher are found in ``/proc``: tritonserver is its only
+child, and the Python backend stub of the one model is tritonserver's.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from server.triton.cpu_server import main
+from tests.support.components import require_module
+from tests.support.triton_server import TritonProcess, free_ports, require_triton_venv
+
+MODEL = "identity"
+#: The launcher stopping tritonserver (which gives running requests 10 s) after it saw a stub die.
+EXIT_TIMEOUT_S = 60.0
+GONE_TIMEOUT_S = 10.0
+POLL_S = 0.05
+
+onnx = require_module("onnx", "needs the onnx extra: pip install '.[onnx]'")
+require_module("tritonclient.grpc", "needs the triton extra: pip install '.[triton]'")  # the launcher reads configs
+
+
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A repository for Triton's ONNX Runtime backend holding `MODEL`: ``y = x``, batches of rows of 4."""
+    from onnx import TensorProto, helper
+
+    root = tmp_path_factory.mktemp("launcher") / "models"
+    (root / MODEL / "1").mkdir(parents=True)
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        MODEL,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    onnx.save(model, str(root / MODEL / "1" / "model.onnx"))
+    (root / MODEL / "config.pbtxt").write_text(
+        'backend: "onnxruntime"\nmax_batch_size: 4\n'
+        'input [ { name: "x" data_type: TYPE_FP32 dims: [ 4 ] } ]\n'
+        'output [ { name: "y" data_type: TYPE_FP32 dims: [ 4 ] } ]\n'
+    )
+    return root
+
+
+def state(pid: int) -> str | None:
+    """A process's state as ``ps`` shows it (Z: exited, not yet reaped), or None once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rpartition(") ")[2].split()[0]
+
+
+def ended(pid: int) -> bool:
+    return state(pid) in (None, "Z")
+
+
+def only_child(pid: int) -> int:
+    children = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text() if entry.name.isdigit() else ""
+        except OSError:
+            continue
+        if stat and int(stat.rpartition(") ")[2].split()[1]) == pid and not ended(int(entry.name)):
+            children.append(int(entry.name))
+    assert len(children) == 1, f"process {pid} has children {children}"
+    return children[0]
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, f"not {what} after {timeout_s:.0f} s"
+        time.sleep(POLL_S)
+
+
+def launcher_exit(server: TritonProcess, timeout_s: float) -> int:
+    """The launcher's exit status, once it has exited by itself (bounded wait)."""
+    process = server.process
+    assert process is not None
+    wait_for(lambda: process.poll() is not None, "exited", timeout_s)
+    return process.returncode
+
+
+def test_a_backend_stub_that_dies_stops_the_server_with_one_line_saying_so(repository: Path) -> None:
+    """Killed by the OOM killer, say: tritonserver would stay ready and fail every request for good."""
+    with TritonProcess(repository) as server:
+        tritonserver = only_child(server.pid)
+        stub = only_child(tritonserver)
+        os.kill(stub, signal.SIGKILL)
+        assert launcher_exit(server, EXIT_TIMEOUT_S) == 1, server.output()
+        last = server.output().rstrip("\n").splitlines()[-1]
+        assert last == (
+            f"segcast: the Python backend stub of model {MODEL} (pid {stub}) died, and tritonserver cannot start"
+            " it again; stopped tritonserver for a supervisor to restart"
+        )
+        assert ended(tritonserver)
+
+
+def test_a_stub_that_outlives_a_killed_tritonserver_is_killed_with_it(repository: Path) -> None:
+    """A stub busy when tritonserver is killed never exits; a stopped one stands in for it here."""
+    with TritonProcess(repository) as server:
+        tritonserver = only_child(server.pid)
+        stub = only_child(tritonserver)
+        os.kill(stub, signal.SIGSTOP)
+        try:
+            os.kill(tritonserver, signal.SIGKILL)
+            assert launcher_exit(server, EXIT_TIMEOUT_S) == 128 + signal.SIGKILL
+            wait_for(lambda: ended(stub), "the orphaned stub killed", GONE_TIMEOUT_S)
+        finally:
+            if not ended(stub):
+                os.kill(stub, signal.SIGKILL)
+
+
+def test_a_host_name_is_served_at_its_ipv4_address_which_the_ready_line_gives(repository: Path) -> None:
+    with TritonProcess(repository, "--host", "localhost") as server:
+        assert server.ready()
+        assert (
+            f"triton: serving {MODEL} at grpc://127.0.0.1:{server.grpc_port}/{MODEL}"
+            f" and http://127.0.0.1:{server.http_port}/{MODEL} (--host localhost is 127.0.0.1)\n"
+        ) in server.output()
+
+
+@pytest.mark.parametrize(
+    ("host", "error"),
+    [
+        ("::1", "--host ::1: tritonserver listens on IPv4 only; give an IPv4 address or name"),
+        ("nowhere.invalid", "--host nowhere.invalid: no IPv4 address ("),
+    ],
+)
+def test_a_host_without_an_ipv4_address_is_refused_in_one_line(
+    repository: Path, capsys: pytest.CaptureFixture[str], host: str, error: str
+) -> None:
+    require_triton_venv()
+    http, grpc, metrics = (str(port) for port in free_ports(3))
+    ports = ["--http-port", http, "--grpc-port", grpc, "--metrics-port", metrics]
+    assert main(["serve", str(repository), "--host", host, *ports]) == 2
+    refusal = capsys.readouterr().err
+    assert refusal.startswith(f"segcast: {error}") and refusal.count("\n") == 1, refusal
