@@ -147,12 +147,14 @@ export class Connection {
     this.silenceMs = SILENT_KEEPALIVES * KEEPALIVE_DEFAULT_S * 1000;
     this.heardAt = 0; // performance.now() when the socket last brought anything (or was opened)
     this.watchdog = null;
+    this.closed = false; // for good (close): nothing more is opened
     this.open();
   }
 
   async open() {
     this.retry = null;
     await urlToken(this.base).catch(() => null); // without one the socket is refused, and tried again
+    if (this.closed) return; // closed while the token was on its way
     const url = new URL(withToken("ws", this.base));
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
     const socket = new WebSocket(url);
@@ -187,6 +189,17 @@ export class Connection {
       }
       this.lost();
     });
+  }
+
+  // Close for good, for a page whose socket lives only as long as something on it (a published
+  // camera): no more messages, no attempt again, and the server sees the socket closed.
+  close() {
+    this.closed = true;
+    clearTimeout(this.retry);
+    this.retry = null;
+    const { socket } = this;
+    this.forget();
+    socket?.close();
   }
 
   // Stop listening to the socket: its messages, its close, its silence.
