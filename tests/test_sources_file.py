@@ -370,7 +370,8 @@ def test_one_converter_for_a_decoding_loop_gives_each_frame_its_own_pixels_acros
     (not a buffer the next conversion writes over), and a new size or pixel format must be converted as such."""
     rng = np.random.default_rng(3)
     frames = []
-    for width, height, pixel_format in [(64, 48, "yuv420p"), (64, 48, "yuv420p"), (96, 40, "yuv420p"), (64, 48, "yuvj422p")]:
+    sizes = [(64, 48, "yuv420p"), (64, 48, "yuv420p"), (96, 40, "yuv420p"), (64, 48, "yuvj422p")]
+    for width, height, pixel_format in sizes:
         bgr = rng.integers(0, 256, (height, width, 3), np.uint8)
         frames.append(av.VideoFrame.from_ndarray(bgr, format="bgr24").reformat(format=pixel_format))
     convert = UprightImages()
