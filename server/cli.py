@@ -29,6 +29,7 @@ from server.triton import cpu_server
 
 if TYPE_CHECKING:
     from server.config import Settings, StreamConfig
+    from server.inference.worker import InferenceOptions
     from server.streams import StreamOptionsError
 
 DEMO_SOURCES = ("scene:?seed=1", "scene:?seed=2")
@@ -154,6 +155,12 @@ def _add_common(parser: argparse.ArgumentParser, default_model: str) -> None:
     parser.add_argument("--imgsz", type=int, default=None, help="inference size (default: the model's own)")
     parser.add_argument("--conf", type=float, default=None, help="minimum detection confidence (default 0.25)")
     parser.add_argument(
+        "--device",
+        default=None,
+        help="where the model runs: auto (default: the NVIDIA GPU where PyTorch sees one, else the CPU), cpu, "
+        "cuda:N or mps",
+    )
+    parser.add_argument(
         "--tracker", default=None, help="segtrack (default: masks and colours), bytetrack, botsort, ocsort, ..."
     )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -223,6 +230,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         flag_streams = (replace(first, options=StreamOptions.from_mapping(DEMO_SHAPES, first.options)), *rest)
     return replace(
         base,
+        inference=_with_device(base.inference, args.device),
         host=args.host if args.host is not None else base.host,
         port=args.port if args.port is not None else base.port,
         model=args.model if args.model is not None else base.model,
@@ -232,6 +240,18 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         file_settings=file_settings,
         flag_streams=frozenset(stream.stream_id for stream in flag_streams),
     )
+
+
+def _with_device(inference: InferenceOptions, device: str | None) -> InferenceOptions:
+    """``inference`` on ``--device`` where it is given (over the config file's ``[model] device``)."""
+    from server.config import ConfigError
+
+    if device is None:
+        return inference
+    try:
+        return replace(inference, device=device)
+    except ValueError as exc:
+        raise ConfigError(f"--device {device}: {str(exc).partition(', got')[0].partition(': ')[2]}") from None
 
 
 def _check_sources(base: Settings, sources: list[str], flag_streams: tuple[StreamConfig, ...]) -> None:

@@ -264,7 +264,7 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides
     if (local := _local_model(model_name, path)) != model_name:
         written_as["model.name"] = (local, model_name)
         model_name = local
-    device = _typed(model, "device", str, "cpu", f"{name}: model")
+    device = _typed(model, "device", str, "auto", f"{name}: model")
     max_batch = _int(model, "max_batch", InferenceOptions().max_batch, 1, MAX_BATCH_LIMIT, f"{name}: model")
     half = _typed(model, "half", bool, False, f"{name}: model")
     fast_masks = _typed(model, "fast_masks", bool, True, f"{name}: model")

@@ -162,6 +162,18 @@ def test_an_inference_size_the_model_cannot_take_is_refused_at_start_naming_the_
     assert settings_from_args(args).stream_defaults.imgsz == 416
 
 
+def test_the_device_is_auto_unless_a_flag_or_the_file_says_and_a_save_keeps_the_files(tmp_path: Path) -> None:
+    assert settings_from_args(build_parser().parse_args(["serve", "--source", "scene:"])).inference.device == "auto"
+    path = write(tmp_path, FULL_CONFIG)  # device = "cpu"
+    argv = ["serve", "--config", str(path), "--device", "cuda:1"]
+    settings = settings_from_args(build_parser().parse_args(argv))
+    assert settings.inference.device == "cuda:1"
+    write_config(settings, list(settings.streams))
+    assert load_config(path).inference.device == "cpu", "--device is not written into the file"
+    with pytest.raises(ConfigError, match=r"^--device gpu: expected auto, cpu, mps or cuda:N$"):
+        settings_from_args(build_parser().parse_args(["serve", "--source", "scene:", "--device", "gpu"]))
+
+
 def test_a_flag_stream_may_not_reuse_a_config_id(tmp_path: Path) -> None:
     args = build_parser().parse_args(["serve", "--config", str(write(tmp_path, FULL_CONFIG)), "--source", "front=x"])
     with pytest.raises(ConfigError, match="front"):

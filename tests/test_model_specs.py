@@ -117,6 +117,6 @@ def test_serve_stops_at_once_with_one_line_for_a_device_the_machine_lacks(tmp_pa
     [line] = result.stderr.strip().splitlines()
     assert line == (
         'segcast: model.device "cuda:0": not available on this machine (PyTorch sees no CUDA devices); '
-        'set device = "cpu" under [model]'
+        'use device = "auto" (or "cpu") under [model], or --device auto'
     )
     assert "listening" not in result.stdout

@@ -524,7 +524,7 @@ def test_a_device_this_machine_lacks_stops_start_with_one_line(
     worker.stop()
     assert str(refused.value) == (
         f'model.device "{device}": not available on this machine (PyTorch sees {seen}); '
-        'set device = "cpu" under [model]'
+        'use device = "auto" (or "cpu") under [model], or --device auto'
     )
     assert loaded == [], "refused before loading (or downloading) the model"
 
@@ -544,6 +544,29 @@ def test_a_device_the_machine_has_and_a_triton_model_whatever_the_device_start(m
         worker = InferenceWorker(spec, lambda _: None, options, load=lambda _: TruthModel())  # type: ignore[arg-type,return-value]
         worker.start()  # raises if refused
         worker.stop()
+
+
+@pytest.mark.parametrize(("gpu", "device"), [(True, "cuda:0"), (False, "cpu")], ids=["gpu", "no-gpu"])
+def test_the_default_device_is_the_gpu_where_pytorch_sees_one_else_the_cpu(
+    gpu: bool, device: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, a first ``segcast serve`` on a GPU box ran on the CPU until a config file said ``cuda:0``."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: int(gpu))
+    with Driver(TruthModel()) as driver:
+        driver.add("cam", Scene(seed=1))
+        driver.step({"cam": 0})
+    assert driver.model.calls, "the model was never called"
+    assert {kwargs["device"] for _, kwargs in driver.model.calls} == {device}
+
+
+def test_a_device_given_is_used_even_where_a_gpu_is_there(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with Driver(TruthModel(), device="cpu") as driver:
+        driver.add("cam", Scene(seed=1))
+        driver.step({"cam": 0})
+    assert {kwargs["device"] for _, kwargs in driver.model.calls} == {"cpu"}
 
 
 def test_a_model_failing_on_every_frame_logs_its_traceback_once_per_reason(caplog: pytest.LogCaptureFixture) -> None:

@@ -157,6 +157,20 @@ def _reason(exc: Exception) -> str:
     return _LOG_MARKS.sub("", text.splitlines()[0]) or type(exc).__name__
 
 
+def resolve_device(device: str) -> str:
+    """``auto``: the first NVIDIA GPU where PyTorch sees one, else the CPU; any other device as it is.
+
+    The default, as ultralytics' own: on a GPU box a first ``segcast serve`` ran on the CPU, several
+    times slower, until the config file said otherwise. Apple's GPU is not taken by itself (``mps``),
+    as ultralytics does not either: its speed against the CPU depends on the model.
+    """
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
 def check_device(device: str) -> None:
     """Refuse a device this machine does not have (``cuda:0`` where PyTorch sees no GPU), before any frame.
 
@@ -169,7 +183,7 @@ def check_device(device: str) -> None:
     import torch
 
     where = f'model.device "{device}"'
-    instead = 'set device = "cpu" under [model]'
+    instead = 'use device = "auto" (or "cpu") under [model], or --device auto'
     if device == "mps":
         if not torch.backends.mps.is_available():
             raise ModelError(f"{where}: not available on this machine (PyTorch sees no Apple GPU); {instead}")

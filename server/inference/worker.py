@@ -33,7 +33,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -49,6 +49,7 @@ from server.inference.models import (
     ModelError,
     check_device,
     open_model,
+    resolve_device,
     runs_here,
 )
 from server.inference.registration import StreamRegistration
@@ -75,7 +76,7 @@ IDLE_PROBE_AFTER_S = 1.0
 JOIN_TIMEOUT_S = 5.0
 MODEL_LOAD_TIMEOUT_S = 600.0
 DEFAULT_IMGSZ_PX = 640  # what ultralytics uses when a model does not record its own
-_DEVICE_PATTERN = re.compile(r"^(cpu|mps|cuda|cuda:\d+|\d+)$")
+_DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda|cuda:\d+|\d+)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,13 +93,13 @@ class InferenceOptions:
     conf: float = 0.25
     iou: float = 0.7
     max_batch: int = 8
-    device: str = "cpu"
+    device: str = "auto"  # `resolve_device`: the GPU where PyTorch sees one
     half: bool = False
     fast_masks: bool = True
 
     def __post_init__(self) -> None:
         if not _DEVICE_PATTERN.match(self.device):
-            raise ValueError(f"device: expected cpu or cuda:N, got {self.device!r}")
+            raise ValueError(f"device: expected auto, cpu, mps or cuda:N, got {self.device!r}")
         if self.max_batch < 1:
             raise ValueError(f"max_batch: expected at least 1, got {self.max_batch}")
         self.stream_defaults()  # the defaults must be valid stream options
@@ -332,6 +333,7 @@ class InferenceWorker:
         threads = use_cores()
         try:
             if runs_here(self._model_spec):
+                self._options = replace(self._options, device=resolve_device(self._options.device))
                 check_device(self._options.device)  # ultralytics would fail on every frame instead
             model = self._model = self._load(self._model_spec)
         except ModelError as exc:
