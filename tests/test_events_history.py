@@ -915,6 +915,10 @@ async def test_history_pages_do_not_wait_behind_the_default_executor(
     [
         ("limit=0", "limit"),
         ("limit=x", "limit"),
+        # Numbers Python reads but a URL's reader would not: 1_000, and other scripts' digits (١).
+        ("limit=1_000", "limit"),
+        ("limit=%D9%A1", "limit"),
+        ("before=1_0", "before"),
         ("since=soon", "since"),
         ("until=nan", "until"),
         ("colour=red", "colour"),

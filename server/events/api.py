@@ -75,7 +75,11 @@ def _parse_query(request: web.Request) -> EventQuery:
 
 
 def _parse(text: str, kind: Callable[[str], Any], key: str, expected: str) -> Any:
+    """``text`` as ``kind`` reads it, written as a number is in a URL: ASCII, no ``_`` (which
+    Python's `int` and `float` also take, as ``1_000`` or other scripts' digits)."""
     try:
+        if not text.isascii() or "_" in text:
+            raise ValueError(text)
         return kind(text)
     except ValueError:
         raise error(web.HTTPBadRequest, f"{key}: expected {expected}, got {text!r}") from None
