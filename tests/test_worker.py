@@ -553,11 +553,13 @@ def test_the_default_device_is_the_gpu_where_pytorch_sees_one_else_the_cpu(
     """Before, a first ``segcast serve`` on a GPU box ran on the CPU until a config file said ``cuda:0``."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: int(gpu))
-    with Driver(TruthModel()) as driver:
+    with Driver(TruthModel(), half=True) as driver:
         driver.add("cam", Scene(seed=1))
         driver.step({"cam": 0})
     assert driver.model.calls, "the model was never called"
     assert {kwargs["device"] for _, kwargs in driver.model.calls} == {device}
+    half = 16 if gpu else None  # half precision on the GPU it found only
+    assert {kwargs["quantize"] for _, kwargs in driver.model.calls} == {half}
 
 
 def test_a_device_given_is_used_even_where_a_gpu_is_there(monkeypatch: pytest.MonkeyPatch) -> None:

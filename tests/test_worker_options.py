@@ -100,7 +100,7 @@ def test_a_tracker_named_as_ultralytics_names_its_yaml_is_told_the_name() -> Non
 
 def test_global_options_check_device_and_batch_and_give_stream_defaults() -> None:
     options = InferenceOptions(imgsz=416, conf=0.3, device="cuda:1", half=True, max_batch=4)
-    assert options.use_half and not InferenceOptions(half=True).use_half, "half precision on GPUs only"
+    assert options.use_half and not InferenceOptions(half=True, device="cpu").use_half, "half precision on GPUs only"
     assert options.stream_defaults() == StreamOptions(conf=0.3, imgsz=416)
     with pytest.raises(ValueError, match=r"^device:"):
         InferenceOptions(device="gpu0")

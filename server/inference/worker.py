@@ -109,7 +109,8 @@ class InferenceOptions:
 
     @property
     def use_half(self) -> bool:
-        return self.half and self.device not in {"cpu", "mps"}
+        """Half precision on a GPU only; ``auto`` is made a device on the inference thread first."""
+        return self.half and self.device not in {"auto", "cpu", "mps"}
 
 
 @dataclass(frozen=True, slots=True)
