@@ -915,7 +915,7 @@ async def test_history_pages_do_not_wait_behind_the_default_executor(
     [
         ("limit=0", "limit"),
         ("limit=x", "limit"),
-        # Numbers Python reads but a URL's reader would not: 1_000, and other scripts' digits (١).
+        # Numbers Python reads but a URL's reader would not: 1_000, and other scripts' digits (Arabic-Indic one).
         ("limit=1_000", "limit"),
         ("limit=%D9%A1", "limit"),
         ("before=1_0", "before"),
