@@ -11,7 +11,8 @@ processes started together, each with its own model on the same GPU and its own 
 process of its own, so one client does not pace all of them). Reported per run: the frames
 processed against those the cameras offered (the rest dropped as stale, never queued) and
 capture-to-viewer latency p50 and p95 over every node's frames. The offered rate is the baseline,
-measured in the same run: nodes that keep up process all of it.
+measured in the same run: nodes that keep up process all of it. Each node's warm-up counts from its
+viewer's first frame (models loading onto the GPU at once can take longer than the warm-up).
 """
 
 from __future__ import annotations
@@ -70,11 +71,14 @@ def node_runs(
 ) -> list[LatencyRun]:
     """``nodes`` nodes of ``streams // nodes`` cameras each, measured at the same time (one node: here)."""
     if nodes == 1:
-        return [latency_run(model, video, streams, imgsz, seconds, config)]
+        return [latency_run(model, video, streams, imgsz, seconds, config, warm_from_first_frame=True)]
     spawn = multiprocessing.get_context("spawn")  # a fresh interpreter per client: no state forked with it
     with ProcessPoolExecutor(nodes, mp_context=spawn) as pool:
         share = streams // nodes
-        futures = [pool.submit(latency_run, model, video, share, imgsz, seconds, config) for _ in range(nodes)]
+        futures = [
+            pool.submit(latency_run, model, video, share, imgsz, seconds, config, warm_from_first_frame=True)
+            for _ in range(nodes)
+        ]
         return [future.result() for future in futures]
 
 

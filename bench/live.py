@@ -219,18 +219,32 @@ def _growth(values: list[float]) -> float:
 
 
 def latency_run(
-    model: str, video: Path, streams: int, imgsz: int, seconds: float, config: Path | None = None
+    model: str,
+    video: Path,
+    streams: int,
+    imgsz: int,
+    seconds: float,
+    config: Path | None = None,
+    warm_from_first_frame: bool = False,
 ) -> LatencyRun:
-    """Capture-to-viewer latency of one viewer of ``streams`` camera-rate streams, and the server's RSS."""
+    """Capture-to-viewer latency of one viewer of ``streams`` camera-rate streams, and the server's RSS.
+
+    The warm-up counts from the server answering, or with ``warm_from_first_frame`` from the viewer's
+    first frame: several nodes loading their models onto one GPU at once took longer than `WARMUP_S`.
+    """
     with serve(model, video, streams, imgsz, config) as server:
-        return asyncio.run(_latency(server, streams, seconds))
+        return asyncio.run(_latency(server, streams, seconds, warm_from_first_frame))
 
 
-async def _latency(server: ServerProcess, streams: int, seconds: float) -> LatencyRun:
+async def _latency(
+    server: ServerProcess, streams: int, seconds: float, warm_from_first_frame: bool = False
+) -> LatencyRun:
     """Processed and offered fps are over the time measured between the two counts, which runs past
     ``seconds`` by up to one `RSS_SAMPLE_S`; latency's thirds are of that time too."""
     ps = server.ps
     async with aiohttp.ClientSession() as session, viewers(server, 1, record=True) as (viewer,):
+        if warm_from_first_frame:
+            await _first_frame(viewer, streams)
         await asyncio.sleep(WARMUP_S)
         viewer.samples.clear()
         started = time.monotonic()
@@ -262,6 +276,14 @@ async def _latency(server: ServerProcess, streams: int, seconds: float) -> Laten
         frames_offered=counts.read,
         frames_dropped=counts.dropped,
     )
+
+
+async def _first_frame(viewer: Viewer, streams: int) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not viewer.received:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"latency run, {streams} stream(s): no frame came in {START_TIMEOUT_S:g} s")
+        await asyncio.sleep(POLL_S)
 
 
 def percentile(values: list[float], percent: float) -> float:
