@@ -70,20 +70,43 @@ def square(image: np.ndarray, x: int, y: int, colour: tuple[int, int, int]) -> l
     return [x, y, x + 40, y + 40, 0.9, 1]
 
 
-def ids_by_name(script: Callable[[int, np.ndarray], list[tuple[str, list[float]]]], frames: int) -> dict[str, set[int]]:
+def box_outline(boxes: np.ndarray) -> Callable[[int], np.ndarray]:
+    """Each detection outlined as its box: what a segmentation model traces around a drawn square."""
+
+    def outline(index: int) -> np.ndarray:
+        x1, y1, x2, y2 = boxes[index, :4]
+        return np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], np.float32)
+
+    return outline
+
+
+def ids_by_name(
+    script: Callable[[int, np.ndarray], list[tuple[str, list[float]]]],
+    frames: int,
+    *,
+    settings: dict[str, float] | None = None,
+    outlines: bool = True,
+) -> dict[str, list[tuple[int, int]]]:
     """segtrack over a scripted scene: ``script(index, image)`` draws a frame's squares and returns its
-    detections, each with the name of what it shows; the ids reported on each name's detections."""
-    tracker = StreamTracker("cam", NAMES, StreamOptions(tracker="segtrack"), 15.0)
-    ids: dict[str, set[int]] = defaultdict(set)
+    detections, each with the name of what it shows; the (frame, id) of each report on each name's
+    detections. Outlined as a segmentation model would, or box-only as a detection-only model."""
+    options = StreamOptions.from_mapping({"tracker": "segtrack", "tracker_settings": settings or {}})
+    tracker = StreamTracker("cam", NAMES, options, 15.0)
+    ids: dict[str, list[tuple[int, int]]] = defaultdict(list)
     for index in range(frames):
         image = np.full((240, 480, 3), 90, np.uint8)
         named = script(index, image)
-        boxes = [tuple(row[:4]) for _, row in named]
-        detections = Detections(np.array([row for _, row in named], np.float32).reshape(-1, 6))
+        boxes = np.array([row for _, row in named], np.float32).reshape(-1, 6)
+        detections = Detections(boxes, box_outline(boxes) if outlines else None)
         tracks, _ = tracker.update(detections, Frame("cam", index, 0.0, index / 15.0, image))
         for track in tracks:
-            ids[named[boxes.index(track.box)][0]].add(track.track_id)
+            name = next(name for name, row in named if tuple(row[:4]) == track.box)
+            ids[name].append((index, track.track_id))
     return ids
+
+
+def id_set(reports: list[tuple[int, int]]) -> set[int]:
+    return {track_id for _, track_id in reports}
 
 
 RED, BLUE = (40, 40, 220), (220, 60, 40)
@@ -100,7 +123,7 @@ def test_a_lost_object_is_found_again_by_its_colours_not_by_whoever_stands_where
             return [("red", square(image, 20 + 6 * 15, 100, RED)), ("blue", square(image, 20 + 6 * index, 100, BLUE))]
         return []
 
-    ids = ids_by_name(script, 50)
+    ids = {name: id_set(reports) for name, reports in ids_by_name(script, 50).items()}
     assert len(ids["red"]) == 1 and len(ids["blue"]) == 1 and ids["red"] != ids["blue"], ids
 
 
@@ -146,9 +169,47 @@ def test_a_second_view_of_a_tracked_object_starts_no_track(view: str) -> None:
             named.append(("other", [140, 96, 194, 144, 0.6, 1] if view == "merged" else [150, 120, 190, 140, 0.6, 2]))
         return named
 
-    ids = ids_by_name(script, 45)
-    assert not ids["other"], ids
+    ids = {name: id_set(reports) for name, reports in ids_by_name(script, 45).items()}
+    assert not ids.get("other"), ids
     assert len(ids["red"]) == 1 and len(ids["blue"]) == 1 and ids["red"] != ids["blue"], ids
+
+
+@pytest.mark.parametrize("share_inside", [0.4, 0.6, 0.9])
+def test_without_masks_an_object_beside_a_bigger_one_gets_an_id_from_its_second_detection(
+    share_inside: float,
+) -> None:
+    """A detection-only model gives boxes only, and the boxes of a person standing beside a parked
+    car overlap however apart their pixels are: that is no second view of the car. The person is
+    reported from their second detection, as by ByteTrack, whatever share of their box is inside the car's."""
+
+    def script(index: int, image: np.ndarray) -> list[tuple[str, list[float]]]:
+        named = [("car", [100.0, 60.0, 260.0, 160.0, 0.9, 1])]
+        if index >= 5:
+            x1 = 100 - 30 * (1 - share_inside)
+            named.append(("person", [x1, 50.0, x1 + 30, 170.0, 0.9, 0]))
+        return named
+
+    ids = ids_by_name(script, 20, outlines=False)
+    assert [index for index, _ in ids["person"]] == list(range(6, 20)), ids
+    assert id_set(ids["car"]) == {1} and len(id_set(ids["person"]) - {1}) == 1, ids
+
+
+@pytest.mark.parametrize("settings", [{"min_overlap": 0.0}, {"appearance_thresh": 0.0}])
+def test_a_threshold_of_zero_does_not_give_a_lost_id_to_a_new_object_anywhere(settings: dict[str, float]) -> None:
+    """Both may be 0 (README: lower ``min_overlap`` for fast objects), yet a pair that does not
+    overlap at all, or is out of reach, is still no match: a red square leaves at the top left, and a
+    green one appearing later at the bottom right, far from it, gets an id of its own."""
+
+    def script(index: int, image: np.ndarray) -> list[tuple[str, list[float]]]:
+        named = [("blue", square(image, 220, 100, BLUE))]
+        if index < 4:
+            named.append(("red", square(image, 10, 10, RED)))
+        if index >= 6:
+            named.append(("green", square(image, 430, 190, (40, 200, 40))))
+        return named
+
+    ids = {name: id_set(reports) for name, reports in ids_by_name(script, 12, settings=settings).items()}
+    assert len(ids["green"]) == 1 and ids["green"].isdisjoint(ids["red"] | ids["blue"]), ids
 
 
 def test_tracks_keep_their_last_mask_but_not_the_frames() -> None:

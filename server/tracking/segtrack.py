@@ -16,8 +16,8 @@ Association runs in three rounds, ByteTrack's shape with masks and appearance ad
 3. lost tracks against the confident detections left, on appearance, within a distance that grows
    with the time lost. Of any class: a partly hidden object is often taken for another class, and
    the track's reported class is a vote over its life anyway (`server.tracking`).
-A detection left over starts a track when confident enough, unless its mask is largely one a
-continuing track has just been given (two objects merged into one box as one passes behind the
+A detection left over starts a track when confident enough, unless its outlined mask is largely
+one a continuing track has just been given (two objects merged into one box as one passes behind the
 other, or part of one seen again); a track is reported from its second detection (or at once on a
 stream's first frame), so a single false detection leaves no id behind.
 
@@ -87,7 +87,8 @@ LOW_MATCH_IOU = 0.3  # least box IoU for round 2, as ByteTrack's second associat
 #: a detection continuing a track shows that track's object again, merged with a neighbour (its box
 #: over both as one passes behind the other) or in part, and starts no track: in one frame each pixel
 #: shows one object, so two objects' masks meet only at their edges. Such a track had taken the
-#: hidden neighbour's id when it came out (docs/benchmarks.md: wander seed 11).
+#: hidden neighbour's id when it came out (docs/benchmarks.md: wander seed 11). Masks traced from an
+#: outline only: a box is no such mask, and neighbours' boxes overlap.
 SHOWN_AGAIN_SHARE = 0.5
 
 
@@ -314,12 +315,19 @@ class SegTracker:
         similarity: Callable[[list[SegTrack], list[_Seen]], np.ndarray],
         least: float,
     ) -> tuple[list[tuple[SegTrack, _Seen]], list[SegTrack], list[_Seen]]:
-        """Best one-to-one pairs with similarity at least ``least``, and the tracks and detections left."""
+        """Best one-to-one pairs with similarity at least ``least`` and above 0, and the tracks and
+        detections left. The Hungarian method pairs every row it can, and a similarity of 0 is no match
+        (boxes apart, out of reach, vetoed), which ``min_overlap`` or ``appearance_thresh`` set to 0
+        would otherwise keep: a new object anywhere would take a lost track's id."""
         if not tracks or not detections:
             return [], tracks, detections
         scores = similarity(tracks, detections)
         rows, cols = linear_sum_assignment(-scores)
-        pairs = [(tracks[r], detections[c]) for r, c in zip(rows, cols, strict=True) if scores[r, c] >= least]
+        pairs = [
+            (tracks[r], detections[c])
+            for r, c in zip(rows, cols, strict=True)
+            if scores[r, c] >= least and scores[r, c] > 0
+        ]
         used_tracks = {id(t) for t, _ in pairs}
         used_detections = {id(d) for _, d in pairs}
         return (
@@ -476,16 +484,20 @@ def _clear_pairs(scores: np.ndarray, margin: float) -> np.ndarray:
 
 
 def _shows_again(detection: _Seen, continuing: list[_Seen]) -> bool:
-    """Whether ``detection`` shows an object one of ``continuing`` already shows (see `SHOWN_AGAIN_SHARE`)."""
-    mask = detection.mask()
-    if mask is None:
+    """Whether ``detection`` shows an object one of ``continuing`` already shows (see `SHOWN_AGAIN_SHARE`).
+
+    Only outlined masks are compared: a detection without an outline (a detection-only model) has
+    its whole box as its mask, and boxes of objects side by side overlap much more than their pixels
+    do (a person beside a car would never get an id)."""
+    if detection.outline() is None or (mask := detection.mask()) is None:
         return False
     for other in continuing:
         a, b = detection.box, other.box
         if a[0] >= b[2] or b[0] >= a[2] or a[1] >= b[3] or b[1] >= a[3]:
             continue  # boxes apart: spare filling a mask a clear box match never needed
-        theirs = other.mask()
-        if theirs is not None and mask.shared(theirs) >= SHOWN_AGAIN_SHARE * min(mask.count, theirs.count):
+        if other.outline() is None or (theirs := other.mask()) is None:
+            continue
+        if mask.shared(theirs) >= SHOWN_AGAIN_SHARE * min(mask.count, theirs.count):
             return True
     return False
 
