@@ -34,6 +34,8 @@ IMGSZ_STRIDE_PX = 32  # YOLO's largest stride: an input must be a whole number o
 #: The largest number a tracker setting takes: thresholds are shares and windows are frames, so
 #: this only keeps out infinity and integers no float holds (they break the tracker and JSON).
 MAX_TRACKER_NUMBER = 1e9
+#: The tracker settings a detection must reach to start a track (ByteTrack's and segtrack's names).
+START_THRESHOLDS = ("track_high_thresh", "new_track_thresh")
 #: Tracker settings that pick the tracker or wire it to a model; segcast sets these itself.
 _RESERVED_TRACKER_KEYS = frozenset({"tracker_type", "model", "device", "with_reid"})
 
@@ -128,8 +130,19 @@ class StreamOptions:
         return cls(conf, iou, classes, imgsz, max_det, tracker, settings, agnostic, zones, lines)
 
     def tracker_config(self) -> dict[str, TrackerValue]:
-        """The full tracker configuration: ultralytics' defaults for the kind with this stream's overrides."""
-        return {**tracker_defaults(self.tracker), **dict(self.tracker_settings)}
+        """The full tracker configuration: ultralytics' defaults for the kind with this stream's overrides.
+
+        A track starts only from a detection of at least `START_THRESHOLDS` (0.25 by default): a
+        ``conf`` lowered under them for small or distant objects reported nothing new. Where the
+        stream does not set them, they follow its ``conf`` down.
+        """
+        given = dict(self.tracker_settings)
+        config = {**tracker_defaults(self.tracker), **given}
+        for key in START_THRESHOLDS:
+            value = config.get(key)
+            if key not in given and isinstance(value, int | float) and self.conf < value:
+                config[key] = self.conf
+        return config
 
     def to_json(self) -> dict[str, object]:
         return {

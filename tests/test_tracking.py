@@ -527,3 +527,36 @@ def test_a_one_frame_class_flicker_does_not_relabel_a_track_but_a_lasting_change
         names.append(tracks[0].class_name)
     assert names[:16] == ["disc"] * 16
     assert names[-1] == "square"
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"conf": 0.15},
+        {"conf": 0.05},
+        # ByteTrack weighs a match by the detection's confidence too (fuse_score): a faint object's
+        # best match then falls short of match_thresh, frame after frame.
+        {"conf": 0.15, "tracker": "bytetrack", "tracker_settings": {"fuse_score": False}},
+    ],
+    ids=["segtrack-0.15", "segtrack-0.05", "bytetrack-unfused"],
+)
+def test_a_conf_lowered_for_faint_objects_reports_them(settings: dict[str, object]) -> None:
+    """Before, tracks started only from the tracker's own 0.25: a distant object scoring 0.2 in
+    every frame was never reported, whatever lower ``conf`` the stream asked for."""
+    options = StreamOptions.from_mapping(settings)
+    stream = StreamTracker("cam", NAMES, options, 15.0)
+    reported = 0
+    for index in range(30):
+        image = np.full((240, 320, 3), 90, np.uint8)
+        x = 20 + 3 * index
+        faint = Detections(np.array([[x, 100, x + 30, 130, 0.2, 0]], np.float32))
+        tracks, _ = stream.update(faint, Frame("cam", index, 0.0, index / 15, image))
+        reported += len(tracks)
+    assert reported >= 28, f"{reported} of 30 frames"  # from its first or second detection on
+
+
+def test_start_thresholds_set_by_the_stream_are_kept_under_a_lower_conf() -> None:
+    options = StreamOptions.from_mapping({"conf": 0.1, "tracker_settings": {"new_track_thresh": 0.4}})
+    config = options.tracker_config()
+    assert config["new_track_thresh"] == 0.4 and config["track_high_thresh"] == 0.1
+    assert StreamOptions.from_mapping({"conf": 0.6}).tracker_config()["new_track_thresh"] == 0.25
