@@ -502,6 +502,16 @@ def test_a_model_replaced_in_place_with_other_classes_is_not_used_by_a_node_send
         model.close()
 
 
+def _descriptions_read(triton: _FakeTriton, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The models whose description ``triton`` is asked for from now on, in order."""
+    described: list[str] = []
+    describe = triton.model_config
+    monkeypatch.setattr(
+        triton, "model_config", lambda model, timeout_s: (described.append(model), describe(model, timeout_s))[1]
+    )
+    return described
+
+
 def test_a_model_whose_size_changes_in_place_is_used_at_its_new_size_described_once_per_interval(
     triton: _FakeTriton, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -510,11 +520,7 @@ def test_a_model_whose_size_changes_in_place_is_used_at_its_new_size_described_o
     seconds, not one per batch."""
     clock = _Clock()
     monkeypatch.setattr(triton_model, "time", clock)
-    described: list[str] = []
-    describe = triton.model_config
-    monkeypatch.setattr(
-        triton, "model_config", lambda model, timeout_s: (described.append(model), describe(model, timeout_s))[1]
-    )
+    described = _descriptions_read(triton, monkeypatch)
     model = _model()
     try:
         for _ in range(10):
@@ -901,11 +907,7 @@ def test_a_stream_whose_frames_are_always_refused_does_not_have_the_model_descri
     description before every batch."""
     clock = _Clock()
     monkeypatch.setattr(triton_model, "time", clock)
-    described: list[str] = []
-    describe = triton.model_config
-    monkeypatch.setattr(
-        triton, "model_config", lambda model, timeout_s: (described.append(model), describe(model, timeout_s))[1]
-    )
+    described = _descriptions_read(triton, monkeypatch)
 
     def refuse_wide(batch: np.ndarray, timeout_s: float) -> list[np.ndarray]:
         if batch.shape[3] > 640:
