@@ -1,4 +1,4 @@
-"""``segcast serve``, ``segcast demo`` and ``segcast export``.
+"""``segcast serve``, ``segcast demo``, ``segcast export`` and ``segcast split``.
 
 Start-up problems (a model that cannot be loaded, a port in use, bad flags) end the program with one
 line on stderr and exit status 2; run-time problems belong to the stream they happen on.
@@ -20,6 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from server.deploy import command as split_command
 from server.http.listen import DEFAULT_HOST, DEFAULT_PORT, ListenError
 from server.inference.export import FORMATS, ExportError, export_model
 from server.inference.models import DEFAULT_MODEL
@@ -126,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
     cpu_server.add_arguments(commands)
+    split_command.add_arguments(commands)
     commands.metavar = "{" + ",".join(commands.choices) + "}"  # named in the "required" error, not `command`
     return parser
 
@@ -310,6 +312,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _export(args)
     if args.command == "triton":
         return cpu_server.run(args)
+    if args.command == "split":
+        return split_command.run(args)
     try:
         return _serve(args)
     except KeyboardInterrupt:

@@ -193,19 +193,19 @@ def _config_text(settings: Settings, streams: list[tuple[StreamConfig, dict[str,
     """The TOML of ``settings`` with ``streams``, each with the options to write in its table."""
     lines = ["# Written by segcast after a change through its API.", "", "[server]"]
     lines += [
-        f"host = {_toml(settings.host)}",
+        f"host = {toml_value(settings.host)}",
         f"port = {settings.port}",
         f"jpeg_quality = {settings.jpeg_quality}",
-        f"embed_origins = {_toml(list(settings.embed_origins))}",
-        f"save_config = {_toml(settings.save_config)}",
+        f"embed_origins = {toml_value(list(settings.embed_origins))}",
+        f"save_config = {toml_value(settings.save_config)}",
         *_access_lines(settings),
         "",
         "[model]",
-        f"name = {_toml(_as_written(settings, 'model.name', settings.model))}",
-        f"device = {_toml(settings.inference.device)}",
+        f"name = {toml_value(_as_written(settings, 'model.name', settings.model))}",
+        f"device = {toml_value(settings.inference.device)}",
         f"max_batch = {settings.inference.max_batch}",
-        f"half = {_toml(settings.inference.half)}",
-        f"fast_masks = {_toml(settings.inference.fast_masks)}",
+        f"half = {toml_value(settings.inference.half)}",
+        f"fast_masks = {toml_value(settings.inference.fast_masks)}",
         "",
     ]
     if settings.auth_off:
@@ -213,8 +213,8 @@ def _config_text(settings: Settings, streams: list[tuple[StreamConfig, dict[str,
     elif settings.viewer_tokens or settings.admin_tokens:
         lines += [
             "[auth]",
-            f"viewer_tokens = {_toml(list(settings.viewer_tokens))}",
-            f"admin_tokens = {_toml(list(settings.admin_tokens))}",
+            f"viewer_tokens = {toml_value(list(settings.viewer_tokens))}",
+            f"admin_tokens = {toml_value(list(settings.admin_tokens))}",
             "",
         ]
     base = StreamOptions().to_json()
@@ -222,7 +222,7 @@ def _config_text(settings: Settings, streams: list[tuple[StreamConfig, dict[str,
     lines += ["[stream_defaults]", *_option_lines(defaults), ""]
     for stream, options in streams:
         uri = _as_written(settings, f"streams.{stream.stream_id}.uri", stream.uri)
-        lines += ["[[streams]]", f"id = {_toml(stream.stream_id)}", f"uri = {_toml(uri)}"]
+        lines += ["[[streams]]", f"id = {toml_value(stream.stream_id)}", f"uri = {toml_value(uri)}"]
         if stream.loop:
             lines.append("loop = true")
         lines += [*_option_lines(options), ""]
@@ -294,17 +294,17 @@ def _access_lines(settings: Settings) -> list[str]:
     lines = []
     if settings.media_dirs:
         folders = [_as_written(settings, f"server.media_dirs[{i}]", path) for i, path in enumerate(settings.media_dirs)]
-        lines.append(f"media_dirs = {_toml(folders)}")
+        lines.append(f"media_dirs = {toml_value(folders)}")
     if settings.allow_devices:
         lines.append("allow_devices = true")
     if settings.source_schemes != DEFAULT_SOURCE_SCHEMES:
-        lines.append(f"source_schemes = {_toml(list(settings.source_schemes))}")
+        lines.append(f"source_schemes = {toml_value(list(settings.source_schemes))}")
     if settings.deny_networks != DEFAULT_DENY_NETWORKS:
-        lines.append(f"deny_networks = {_toml(list(settings.deny_networks))}")
+        lines.append(f"deny_networks = {toml_value(list(settings.deny_networks))}")
     for key in ("tls_cert", "tls_key"):
         value = getattr(settings, key)
         if value is not None:
-            lines.append(f"{key} = {_toml(_as_written(settings, f'server.{key}', value))}")
+            lines.append(f"{key} = {toml_value(_as_written(settings, f'server.{key}', value))}")
     if settings.max_frame_side != MAX_FRAME_SIDE_PX:
         lines.append(f"max_frame_side = {settings.max_frame_side}")
     for key in VIEWER_LIMIT_KEYS:
@@ -319,15 +319,15 @@ def _option_lines(values: Mapping[str, object]) -> list[str]:
     lines = []
     for key, value in values.items():
         if key == "imgsz" and value is None:  # the model's own size over a default one: TOML has no null
-            lines.append(f"{key} = {_toml(MODEL_IMGSZ)}")
+            lines.append(f"{key} = {toml_value(MODEL_IMGSZ)}")
             continue
         if key == "tracker_settings" and isinstance(value, dict):
             value = dict(sorted(value.items()))  # an inline table, as `_toml` writes one, in a stable order
-        lines.append(f"{key} = {_toml(value)}")
+        lines.append(f"{key} = {toml_value(value)}")
     return lines
 
 
-def _toml(value: object) -> str:
+def toml_value(value: object) -> str:
     """A TOML literal for the few value kinds segcast writes."""
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -336,7 +336,7 @@ def _toml(value: object) -> str:
     if isinstance(value, str):
         return toml_string(value)
     if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     if isinstance(value, dict):  # an inline table: zones and lines are lists of them
-        return "{ " + ", ".join(f"{key} = {_toml(v)}" for key, v in value.items()) + " }"
+        return "{ " + ", ".join(f"{key} = {toml_value(v)}" for key, v in value.items()) + " }"
     raise TypeError(f"cannot write {value!r} to TOML")

@@ -33,6 +33,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from server.config import load_config
+from server.deploy.split import split_config, write_split
 from tests.support.polling import eventually
 from tests.support.rtsp_camera import free_port
 
@@ -42,6 +43,10 @@ COMPOSE = DEPLOY / "compose.yaml"
 COMPOSE_NGINX = DEPLOY / "compose" / "nginx.conf"
 K8S = DEPLOY / "k8s"
 K8S_NGINX = K8S / "entrance" / "nginx.conf"
+SPLIT = "split"  # an entrance parameter: the nginx.conf `segcast split` writes (see `entrance_conf`)
+#: The entrances tested alike: Compose's, Kubernetes', and the one `segcast split` writes (made per test).
+ENTRANCE_CONFS: list[Path | str] = [COMPOSE_NGINX, K8S_NGINX, SPLIT]
+ENTRANCE_IDS = ["compose", "k8s", "split"]
 
 #: The model `segcast export --format triton` writes by default; every node must ask Triton for it.
 MODEL = "segcast-scene-seg"
@@ -399,14 +404,28 @@ def test_the_compose_entrance_routes_a_path_to_each_node() -> None:
     assert nginx_routes(COMPOSE_NGINX) == expected
 
 
-@pytest.mark.parametrize("conf", [COMPOSE_NGINX, K8S_NGINX], ids=["compose", "k8s"])
-def test_entrance_passes_websocket_upgrades_and_does_not_buffer(conf: Path) -> None:
+@pytest.mark.parametrize("conf", ENTRANCE_CONFS, ids=ENTRANCE_IDS)
+def test_entrance_passes_websocket_upgrades_and_does_not_buffer(conf: Path | str, tmp_path: Path) -> None:
+    conf = entrance_conf(conf, tmp_path)
     for prefix in nginx_routes(conf):
         assert nginx_effective(conf, prefix, "proxy_http_version") == [["1.1"]]
         headers = {name.lower(): value for name, value in nginx_effective(conf, prefix, "proxy_set_header")}
         assert headers["upgrade"] == "$http_upgrade"
         assert headers["connection"] in ("upgrade", "$connection_upgrade")
         assert nginx_effective(conf, prefix, "proxy_buffering") == [["off"]]
+
+
+def entrance_conf(param: Path | str, folder: Path) -> Path:
+    """An entrance's nginx.conf: a file of deploy/, or for `SPLIT` the one `segcast split` writes for a
+    config file of two cameras in ``folder``."""
+    if isinstance(param, Path):
+        return param
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / "cams.toml"
+    config.write_text('[[streams]]\nid = "a"\nuri = "scene:?seed=1"\n\n[[streams]]\nid = "b"\nuri = "scene:?seed=2"\n')
+    split = split_config(config, 2)
+    write_split(split, overwrite=False)
+    return split.entrance_path
 
 
 @dataclass
@@ -532,18 +551,18 @@ async def entrance(
 ) -> AsyncIterator[Entrance]:
     """A real nginx on the entrance config ``request.param``, in front of a stand-in for each node."""
     require_nginx()
-    conf: Path = request.param
+    conf = entrance_conf(request.param, tmp_path / "split")
     routes = nginx_routes(conf)
     targets, nodes = {}, {}
     for prefix, target in routes.items():
-        nodes[prefix] = StandInNode(target.split(":")[0])
+        nodes[prefix] = StandInNode(prefix.strip("/"))
         server = await aiohttp_server(nodes[prefix].app())
         targets[target] = f"127.0.0.1:{server.port}"
     async with running_nginx(conf, tmp_path, targets) as base:
         yield Entrance(base.rstrip("/"), nodes)
 
 
-both_entrances = pytest.mark.parametrize("entrance", [COMPOSE_NGINX, K8S_NGINX], ids=["compose", "k8s"], indirect=True)
+both_entrances = pytest.mark.parametrize("entrance", ENTRANCE_CONFS, ids=ENTRANCE_IDS, indirect=True)
 
 
 @both_entrances

@@ -1,0 +1,108 @@
+"""The nginx configuration of the one address in front of a machine's nodes.
+
+The same entrance as deploy/compose/nginx.conf, with the nodes at fixed local addresses instead of
+names Docker's DNS answers: a path per node with the prefix cut off (``/node-1/ws`` reaches node 1
+as ``/ws``), WebSockets and MJPEG passed on as they come, an index linking each node and All cameras
+(``web/fleet.html``), and ``/healthz``. tests/test_deploy.py runs every entrance test on it in a
+real nginx.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    """Where the entrance listens, and the certificate it serves HTTPS with (None: plain HTTP)."""
+
+    host: str
+    port: int
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+
+def node_name(index: int) -> str:
+    """The path (and name) of node ``index``, counted from 1: ``node-1``, as in deploy/compose."""
+    return f"node-{index}"
+
+
+def nginx_config(listen: Listen, node_ports: Sequence[int], source: str) -> str:
+    """nginx.conf text for an entrance at ``listen`` in front of nodes on 127.0.0.1 at ``node_ports``."""
+    names = [node_name(i) for i in range(1, len(node_ports) + 1)]
+    links = "\n".join(f'<li><a href="{name}/">{name}</a></li>' for name in names)
+    locations = "\n\n".join(
+        f"        location /{name}/ {{\n            proxy_pass http://127.0.0.1:{port}/;\n        }}"
+        for name, port in zip(names, node_ports, strict=True)
+    )
+    tls = ""
+    if listen.tls_cert is not None and listen.tls_key is not None:
+        tls = "".join(
+            f"\n        {directive} {_quoted(path)};"
+            for directive, path in (("ssl_certificate", listen.tls_cert), ("ssl_certificate_key", listen.tls_key))
+        )
+    return f"""\
+# The entrance in front of the segcast nodes split from {source} (`segcast split`): one address, a
+# path per node (/node-1/ -> 127.0.0.1:{node_ports[0]}/), WebSockets and MJPEG included.
+# Run it with: sudo nginx -c /absolute/path/to/this/file
+
+worker_processes auto;
+
+events {{
+    worker_connections 4096;  # every viewer holds a WebSocket or an MJPEG response open
+}}
+
+http {{
+    map $http_upgrade $connection_upgrade {{
+        default upgrade;
+        ""      close;
+    }}
+
+    proxy_http_version 1.1;
+    proxy_set_header Host $http_host;
+    proxy_set_header Upgrade $http_upgrade;  # the viewer's WebSocket (<prefix>/ws)
+    proxy_set_header Connection $connection_upgrade;
+    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    proxy_set_header X-Forwarded-Proto $scheme;
+    proxy_buffering off;  # MJPEG: every frame goes out as it comes
+    proxy_read_timeout 1h;
+    proxy_send_timeout 1h;
+    absolute_redirect off;  # /node-1 -> /node-1/ stays right behind another proxy
+
+    server {{
+        listen {_listen_address(listen)}{" ssl" if tls else ""};{tls}
+
+        location = / {{
+            default_type text/html;
+            return 200 '<!doctype html><meta charset="utf-8"><title>segcast</title>
+<h1>segcast nodes</h1>
+<p><a href="{names[0]}/static/fleet.html?nodes={",".join(names)}">All cameras</a></p>
+<ul>
+{links}
+</ul>
+';
+        }}
+
+        location = /healthz {{
+            default_type text/plain;
+            return 200 "ok\\n";
+        }}
+
+        # The prefix is cut off (proxy_pass ends in /): a node sees /ws, /api/streams... as if alone.
+{locations}
+    }}
+}}
+"""
+
+
+def _listen_address(listen: Listen) -> str:
+    """nginx's ``listen`` argument: an IPv6 address goes in brackets."""
+    host = listen.host.strip("[]")
+    return f"[{host}]:{listen.port}" if ":" in host else f"{host}:{listen.port}"
+
+
+def _quoted(path: Path) -> str:
+    """A path as one nginx argument, whatever spaces or quotes it holds."""
+    return '"' + str(path).replace("\\", "\\\\").replace('"', '\\"') + '"'

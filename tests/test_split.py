@@ -1,0 +1,261 @@
+"""``segcast split``: one config file dealt out to node files that load, and an entrance in front of them.
+
+The entrance itself is run in a real nginx by every entrance test of tests/test_deploy.py (the
+``split`` parameter); here, what the node files say, the refusals, and two real nodes started from
+the files it writes, reached through that entrance.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from server.cli import main
+from server.config import load_config
+from server.deploy.split import split_config, toml_document, write_split
+from tests.test_deploy import require_nginx, running_nginx
+
+REPO = Path(__file__).resolve().parents[1]
+TOKEN = "an-admin-token-of-the-box"
+
+CONFIG = """\
+# the user's own comment
+[server]
+port = 8090
+max_viewers = 200
+jpeg_quality = 70
+
+[model]
+name = "weights/my model.pt"
+
+[stream_defaults]
+conf = 0.3
+tracker = "bytetrack"
+
+[auth]
+admin_tokens = ["an-admin-token-of-the-box"]
+
+[events.history]
+
+[events.mqtt]
+host = "127.0.0.1"
+client_id = "box"
+
+[[streams]]
+id = "door"
+uri = "clips/door.mp4"
+lines = [{ name = "in", points = [[0.5, 0.1], [0.5, 0.9]], units = "fraction" }]
+
+[[streams]]
+id = "yard"
+uri = "scene:?seed=2"
+tracker_settings = { track_buffer = 60 }
+
+[[streams]]
+id = "gate"
+uri = "scene:?seed=3"
+conf = 0.5
+"""
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "my model.pt").write_bytes(b"not read by a split")
+    path = tmp_path / "cams.toml"
+    path.write_text(CONFIG)
+    return path
+
+
+def test_each_node_gets_every_nth_camera_with_the_settings_it_had(config: Path) -> None:
+    original = load_config(config)
+    split = split_config(config, 2)
+    write_split(split, overwrite=False)
+
+    nodes = [load_config(node.path) for node in split.nodes]
+    assert [[s.stream_id for s in node.streams] for node in nodes] == [["door", "gate"], ["yard"]]
+    streams = {s.stream_id: s for s in original.streams}
+    for node in nodes:
+        for stream in node.streams:  # uri (a relative path, from the same folder), lines, conf, tracker settings
+            assert stream == streams[stream.stream_id]
+        assert node.model == original.model  # a relative path again, as the files lie side by side
+        assert node.stream_defaults == original.stream_defaults
+        assert node.admin_tokens == original.admin_tokens
+        assert node.jpeg_quality == 70
+    assert [node.path.name for node in split.nodes] == ["cams.node-1.toml", "cams.node-2.toml"]
+    assert split.entrance_path.name == "cams.nginx.conf"
+
+
+def test_what_must_differ_between_nodes_on_one_machine_does(config: Path) -> None:
+    split = split_config(config, 3)
+    nodes = [tomllib.loads(node.text) for node in split.nodes]
+    # On 127.0.0.1 at ports after the file's, every viewer allowed in from the entrance's one address.
+    assert [(n["server"]["host"], n["server"]["port"]) for n in nodes] == [("127.0.0.1", p) for p in (8091, 8092, 8093)]
+    assert {n["server"]["max_viewers_per_address"] for n in nodes} == {200}
+    # A history each, MQTT topics and client ids of their own.
+    assert [n["events"]["history"]["path"] for n in nodes] == [f"segcast-events.node-{i}.db" for i in (1, 2, 3)]
+    assert [n["events"]["mqtt"]["topic_prefix"] for n in nodes] == [f"segcast/node-{i}" for i in (1, 2, 3)]
+    assert [n["events"]["mqtt"]["client_id"] for n in nodes] == [f"box-node-{i}" for i in (1, 2, 3)]
+    assert "127.0.0.1:8093" in split.entrance_text and "listen 127.0.0.1:8090;" in split.entrance_text
+
+
+def test_tls_moves_to_the_entrance(config: Path) -> None:
+    for name in ("cert.pem", "key.pem"):
+        (config.parent / name).write_text("not read by a split")
+    config.write_text(CONFIG.replace("[model]", 'tls_cert = "cert.pem"\ntls_key = "key.pem"\n\n[model]'))
+    split = split_config(config, 2)
+    assert all("tls_cert" not in tomllib.loads(node.text)["server"] for node in split.nodes)
+    assert "listen 127.0.0.1:8090 ssl;" in split.entrance_text
+    assert f'ssl_certificate "{config.parent / "cert.pem"}";' in split.entrance_text
+    assert f'ssl_certificate_key "{config.parent / "key.pem"}";' in split.entrance_text
+
+
+def test_a_toml_document_reads_back_as_it_was() -> None:
+    document = {
+        "auth": "off",
+        "server": {"port": 8080, "embed_origins": ["https://a.example"], "save_config": True},
+        "events": {"history": {}, "webhooks": [{"url": "http://h/1", "secret": 'q"uo\\te\n'}, {"url": "http://h/2"}]},
+        "streams": [
+            {
+                "id": "a",
+                "conf": 0.25,
+                "tracker_settings": {"track_buffer": 60},
+                "zones": [{"name": "zöne 🙂", "points": [[1, 2.5], [3, 4], [5, 6]]}],
+            },
+            {"id": "b", "options": {"imgsz": 320}},
+        ],
+        "odd key": {"x.y": 1},
+    }
+    assert tomllib.loads(toml_document(document)) == document
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--nodes", "4"], "--nodes 4: more nodes than cameras ([[streams]]: 3 in cams.toml)"),
+        (["--nodes", "0"], "--nodes 0: expected 1 to 64"),
+        (
+            ["--nodes", "2", "--first-port", "8089"],
+            "--first-port 8089: node ports 8089-8090 include the entrance's 8090",
+        ),
+        (
+            ["--nodes", "2", "--first-port", "65535"],
+            "--first-port 65535: the nodes' ports 65535-65536 must lie in 1-65535",
+        ),
+    ],
+)
+def test_a_split_that_cannot_be_made_is_one_line_and_writes_nothing(
+    config: Path, capsys: pytest.CaptureFixture[str], arguments: list[str], message: str
+) -> None:
+    assert main(["split", str(config), *arguments]) == 2
+    assert capsys.readouterr().err == f"segcast: {message}\n"
+    assert sorted(p.name for p in config.parent.glob("cams.*")) == ["cams.toml"]
+
+
+def test_the_config_files_own_errors_come_first(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config.write_text(CONFIG.replace('id = "yard"', 'id = "door"'))
+    assert main(["split", str(config), "--nodes", "2"]) == 2
+    assert "door" in capsys.readouterr().err
+    config.write_text("[server]\nport = 8090\n")
+    assert main(["split", str(config), "--nodes", "2"]) == 2
+    assert capsys.readouterr().err == "segcast: cams.toml has no cameras to split: give each one a [[streams]] table\n"
+
+
+def test_an_entrance_beyond_this_machine_needs_tokens_as_a_node_would(
+    config: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SEGCAST_ADMIN_TOKENS", raising=False)
+    monkeypatch.delenv("SEGCAST_VIEWER_TOKENS", raising=False)
+    open_to_all = CONFIG.replace('[auth]\nadmin_tokens = ["an-admin-token-of-the-box"]\n', "")
+    config.write_text(open_to_all.replace("port = 8090", 'host = "0.0.0.0"\nport = 8090'))
+    assert main(["split", str(config), "--nodes", "2"]) == 2
+    assert "listening on 0.0.0.0, beyond this machine, needs access tokens" in capsys.readouterr().err
+    assert not list(config.parent.glob("cams.node-*"))
+
+    monkeypatch.setenv("SEGCAST_ADMIN_TOKENS", TOKEN)  # tokens the nodes will be started with
+    assert main(["split", str(config), "--nodes", "2"]) == 0
+    assert "listen 0.0.0.0:8090;" in (config.parent / "cams.nginx.conf").read_text()
+
+
+def test_files_already_there_are_kept_unless_forced(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["split", str(config), "--nodes", "2"]) == 0
+    node = config.parent / "cams.node-2.toml"
+    node.write_text(node.read_text() + "# saved by the node\n")
+    assert main(["split", str(config), "--nodes", "2"]) == 2
+    assert "cams.node-1.toml is there already" in capsys.readouterr().err
+    assert node.read_text().endswith("# saved by the node\n")
+    assert main(["split", str(config), "--nodes", "2", "--force"]) == 0
+    assert not node.read_text().endswith("# saved by the node\n")
+
+
+async def test_nodes_started_from_the_files_serve_their_cameras_through_the_entrance(tmp_path: Path) -> None:
+    require_nginx()
+    config = tmp_path / "cams.toml"
+    config.write_text(
+        f'[server]\nport = {_free_port()}\n\n[model]\nname = "bundled"\n\n'
+        + "".join(f'[[streams]]\nid = "{name}"\nuri = "scene:?seed={i}"\n\n' for i, name in enumerate("abc", 1))
+    )
+    first = _free_ports(2)
+    assert main(["split", str(config), "--nodes", "2", "--first-port", str(first)]) == 0
+    with _node(tmp_path / "cams.node-1.toml"), _node(tmp_path / "cams.node-2.toml"):
+        targets = {f"127.0.0.1:{port}": f"127.0.0.1:{port}" for port in (first, first + 1)}
+        entrance = running_nginx(tmp_path / "cams.nginx.conf", tmp_path, targets)
+        async with entrance as base, aiohttp.ClientSession() as session:
+            for node, ids in (("node-1", ["a", "c"]), ("node-2", ["b"])):
+                async with session.get(f"{base}{node}/api/streams") as response:
+                    streams = (await response.json())["streams"]
+                assert [s["id"] for s in streams] == ids
+
+
+@contextmanager
+def _node(path: Path) -> Iterator[None]:
+    """``segcast serve --config path`` as the split told the user to run it, until it listens."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server", "serve", "--config", str(path)],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:  # bounded by the test's timeout; ends if the process exits
+            if line.startswith("segcast: listening on "):
+                break
+        else:
+            raise AssertionError(f"{path.name}'s node exited ({process.wait()})")
+        threading.Thread(target=process.stdout.read, daemon=True).start()  # its log must not fill the pipe
+        yield
+    finally:
+        process.terminate()
+        process.communicate(timeout=60)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _free_ports(count: int) -> int:
+    """The first of ``count`` consecutive ports free on 127.0.0.1 just now."""
+    for _ in range(50):
+        first = _free_port()
+        try:
+            for port in range(first, first + count):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+    raise AssertionError(f"no {count} consecutive free ports")
