@@ -76,3 +76,16 @@ def test_downloaded_models_are_kept_in_the_models_volume() -> None:
     env = " ".join(arguments for kind, arguments in instructions() if kind == "ENV")
     volumes = [arguments for kind, arguments in instructions() if kind == "VOLUME"]
     assert "XDG_CACHE_HOME=/models" in env.split() and volumes == ["/models"]
+
+
+def test_segcast_runs_as_a_user_of_its_own_who_owns_the_models_volume() -> None:
+    """FFmpeg parses whatever a camera or the API sends: a flaw there should not be root's."""
+    steps = instructions()
+    users = [arguments for kind, arguments in steps if kind == "USER"]
+    assert users == ["segcast"]
+    run = next(arguments for kind, arguments in steps if kind == "RUN" and "useradd" in arguments)
+    assert "chown segcast:segcast /models" in run
+    # The user is set after every install (pip needs root) and before the volume and the entry point.
+    kinds = [kind for kind, _ in steps]
+    assert kinds.index("USER") > max(i for i, (kind, a) in enumerate(steps) if kind == "RUN" and "pip install" in a)
+    assert kinds.index("USER") < kinds.index("ENTRYPOINT")
