@@ -35,11 +35,12 @@ RUN pip install --index-url "$TORCH_INDEX_URL" torch torchvision \
     && pip install '.[onnx,triton,mqtt]' \
     && rm -rf /src
 # Not root: segcast opens what cameras and the API send it (FFmpeg parses every byte), and needs no
-# privilege for it. It writes only in /models (downloads, the event history); a named volume takes
-# the folder's owner from the image the first time it is mounted.
+# privilege for it. It writes only in /models (downloads, the event history) and /repository (where
+# deploy/compose.yaml exports the Triton model repository); a named volume takes its folder's owner
+# from the image the first time it is mounted, where a folder the image lacks would be root's.
 RUN useradd --system --uid 10001 --home-dir /models --no-create-home segcast \
-    && mkdir -p /models \
-    && chown segcast:segcast /models
+    && mkdir -p /models /repository \
+    && chown segcast:segcast /models /repository
 USER segcast
 
 WORKDIR /models
