@@ -8,6 +8,7 @@ the files it writes, reached through that entrance.
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -23,7 +24,8 @@ import pytest
 from server.cli import main
 from server.config import load_config
 from server.deploy.split import split_config, toml_document, write_split
-from tests.test_deploy import require_nginx, running_nginx
+from tests.support.polling import eventually
+from tests.test_deploy import NGINX, require_nginx
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "an-admin-token-of-the-box"
@@ -198,23 +200,50 @@ def test_files_already_there_are_kept_unless_forced(config: Path, capsys: pytest
     assert not node.read_text().endswith("# saved by the node\n")
 
 
-async def test_nodes_started_from_the_files_serve_their_cameras_through_the_entrance(tmp_path: Path) -> None:
+async def test_nodes_and_entrance_started_as_the_split_says_serve_their_cameras(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The commands it prints, run as printed (nginx as whoever runs it: its files beside the config)."""
     require_nginx()
     config = tmp_path / "cams.toml"
+    entrance_port = _free_port()
     config.write_text(
-        f'[server]\nport = {_free_port()}\n\n[model]\nname = "bundled"\n\n'
+        f'[server]\nport = {entrance_port}\n\n[model]\nname = "bundled"\n\n'
         + "".join(f'[[streams]]\nid = "{name}"\nuri = "scene:?seed={i}"\n\n' for i, name in enumerate("abc", 1))
     )
     first = _free_ports(2)
     assert main(["split", str(config), "--nodes", "2", "--first-port", str(first)]) == 0
-    with _node(tmp_path / "cams.node-1.toml"), _node(tmp_path / "cams.node-2.toml"):
-        targets = {f"127.0.0.1:{port}": f"127.0.0.1:{port}" for port in (first, first + 1)}
-        entrance = running_nginx(tmp_path / "cams.nginx.conf", tmp_path, targets)
-        async with entrance as base, aiohttp.ClientSession() as session:
+    printed = [shlex.split(line) for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
+    assert [command[:3] for command in printed[:2]] == [["segcast", "serve", "--config"]] * 2
+    nginx = printed[2]
+    assert nginx[0] == "nginx", "no sudo for a port over 1023"
+    with _node(Path(printed[0][3])), _node(Path(printed[1][3])), _nginx([str(NGINX), *nginx[1:]]):
+        base = f"http://127.0.0.1:{entrance_port}/"
+        async with aiohttp.ClientSession() as session:
+
+            async def answers() -> bool:
+                try:
+                    async with session.get(f"{base}healthz") as response:
+                        return response.status == 200
+                except aiohttp.ClientConnectionError:
+                    return False
+
+            await eventually(answers, what="the entrance to answer")
             for node, ids in (("node-1", ["a", "c"]), ("node-2", ["b"])):
                 async with session.get(f"{base}{node}/api/streams") as response:
                     streams = (await response.json())["streams"]
                 assert [s["id"] for s in streams] == ids
+    assert (tmp_path / "cams.nginx" / "access.log").read_text().count("GET /node-") == 2
+
+
+@contextmanager
+def _nginx(command: list[str]) -> Iterator[None]:
+    """nginx started by ``command`` (it goes into the background by itself), stopped as nginx stops one."""
+    subprocess.run(command, check=True, timeout=30)
+    try:
+        yield
+    finally:
+        subprocess.run([*command, "-s", "stop"], check=True, timeout=30)
 
 
 @contextmanager

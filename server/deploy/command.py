@@ -7,6 +7,7 @@ parses its command line before anything heavy is imported (see `server.cli`).
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -46,9 +47,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {split.entrance_path} (the entrance, at {split.entrance.host}:{split.entrance.port})")
     print("\nStart each node (with the same tokens in its environment, if they are not in the file):")
     for node in split.nodes:
-        print(f"  segcast serve --config {node.path.resolve()}")
+        print(f"  segcast serve --config {shlex.quote(str(node.path.resolve()))}")
     scheme = "https" if split.entrance.tls_cert is not None else "http"
-    print(f"and the entrance:\n  sudo nginx -c {split.entrance_path.resolve()}")
+    print(f"and the entrance:\n  {shlex.join(split.entrance_command())}")
     host = split.entrance.host
     shown = "<this machine>" if host in ("0.0.0.0", "::") else f"[{host}]" if ":" in host else host
     print(f"then open {scheme}://{shown}:{split.entrance.port}/")

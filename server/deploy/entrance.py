@@ -13,6 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+#: What nginx buffers on disk (a large request body, say), each in a folder of its own.
+TEMPORARY_FILES = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+
 
 @dataclass(frozen=True, slots=True)
 class Listen:
@@ -29,14 +32,19 @@ def node_name(index: int) -> str:
     return f"node-{index}"
 
 
-def nginx_config(listen: Listen, node_ports: Sequence[int], source: str) -> str:
-    """nginx.conf text for an entrance at ``listen`` in front of nodes on 127.0.0.1 at ``node_ports``."""
+def nginx_config(listen: Listen, node_ports: Sequence[int], source: str, state: Path) -> str:
+    """nginx.conf text for an entrance at ``listen`` in front of nodes on 127.0.0.1 at ``node_ports``.
+
+    Its pid file, logs and temporary files go in ``state`` (an absolute folder), not in the system's
+    /run and /var: so nginx runs as whoever starts it, and root is only needed for a port under 1024.
+    """
     names = [node_name(i) for i in range(1, len(node_ports) + 1)]
     links = "\n".join(f'<li><a href="{name}/">{name}</a></li>' for name in names)
     locations = "\n\n".join(
         f"        location /{name}/ {{\n            proxy_pass http://127.0.0.1:{port}/;\n        }}"
         for name, port in zip(names, node_ports, strict=True)
     )
+    temporary = "\n".join(f"    {kind}_temp_path {_quoted(state / kind)};" for kind in TEMPORARY_FILES)
     tls = ""
     if listen.tls_cert is not None and listen.tls_key is not None:
         tls = "".join(
@@ -46,15 +54,20 @@ def nginx_config(listen: Listen, node_ports: Sequence[int], source: str) -> str:
     return f"""\
 # The entrance in front of the segcast nodes split from {source} (`segcast split`): one address, a
 # path per node (/node-1/ -> 127.0.0.1:{node_ports[0]}/), WebSockets and MJPEG included.
-# Run it with: sudo nginx -c /absolute/path/to/this/file
+# Run it with: nginx -e {_quoted(state / "error.log")} -c <this file's absolute path>  (sudo for a port under 1024)
 
 worker_processes auto;
+pid {_quoted(state / "nginx.pid")};
+error_log {_quoted(state / "error.log")};
 
 events {{
     worker_connections 4096;  # every viewer holds a WebSocket or an MJPEG response open
 }}
 
 http {{
+    access_log {_quoted(state / "access.log")};
+{temporary}
+
     map $http_upgrade $connection_upgrade {{
         default upgrade;
         ""      close;

@@ -65,6 +65,12 @@ class Split:
     entrance_path: Path
     entrance_text: str
     entrance: Listen
+    entrance_state: Path  # the entrance's pid file, logs and temporary files
+
+    def entrance_command(self) -> list[str]:
+        """How to start the entrance: nginx as whoever runs it, root only for a port under 1024."""
+        command = ["nginx", "-e", str(self.entrance_state / "error.log"), "-c", str(self.entrance_path)]
+        return ["sudo", *command] if self.entrance.port < 1024 else command
 
 
 def split_config(path: Path, nodes: int, first_port: int | None = None) -> Split:
@@ -102,11 +108,14 @@ def split_config(path: Path, nodes: int, first_port: int | None = None) -> Split
             raise SplitError(f"the file for {node_name(index)} would not load ({exc}); please report it") from exc
         files.append(NodeFile(node_name(index), node_path, text, tuple(streams[index - 1 :: nodes]), port))
     entrance = Listen(settings.host, settings.port, settings.tls_cert, settings.tls_key)
+    folder = path.resolve().parent  # nginx takes relative paths from its own prefix
+    state = folder / f"{path.stem}.nginx"
     return Split(
         tuple(files),
-        path.with_name(f"{path.stem}.nginx.conf"),
-        nginx_config(entrance, ports, path.name),
+        folder / f"{path.stem}.nginx.conf",
+        nginx_config(entrance, ports, path.name, state),
         entrance,
+        state,
     )
 
 
@@ -119,6 +128,7 @@ def write_split(split: Split, overwrite: bool) -> None:
     for node in split.nodes:
         node.path.write_text(node.text, encoding="utf-8")
     split.entrance_path.write_text(split.entrance_text, encoding="utf-8")
+    split.entrance_state.mkdir(exist_ok=True)
 
 
 def toml_document(data: Mapping[str, Any]) -> str:
