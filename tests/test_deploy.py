@@ -33,6 +33,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from server.config import load_config
+from server.deploy.entrance import TEMPORARY_FILES
 from server.deploy.split import split_config, write_split
 from tests.support.polling import eventually
 from tests.support.rtsp_camera import free_port
@@ -487,6 +488,12 @@ def nginx_copy(conf: Path, folder: Path, port: int, targets: dict[str, str]) -> 
                 host = directive["args"][0].removeprefix("http://").rstrip("/")
                 if host in targets:
                     directive["args"][0] = directive["args"][0].replace(host, targets[host])
+    # Where the file keeps these itself (a split's entrance does), they are replaced.
+    own_files = {"user", "pid", "error_log", "access_log", *(f"{kind}_temp_path" for kind in TEMPORARY_FILES)}
+    parsed = [d for d in parsed if d["directive"] not in own_files]
+    for directive in parsed:
+        if directive["directive"] == "http":
+            directive["block"] = [d for d in directive["block"] if d["directive"] not in own_files]
     parsed[:0] = [
         *([{"directive": "user", "args": ["root"]}] if os.geteuid() == 0 else []),  # workers write in folder
         {"directive": "pid", "args": [str(folder / "nginx.pid")]},
@@ -494,8 +501,7 @@ def nginx_copy(conf: Path, folder: Path, port: int, targets: dict[str, str]) -> 
     ]
     http = next(d for d in parsed if d["directive"] == "http")
     http["block"][:0] = [{"directive": "access_log", "args": [str(folder / "access.log")]}] + [
-        {"directive": f"{kind}_temp_path", "args": [str(folder / kind)]}
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        {"directive": f"{kind}_temp_path", "args": [str(folder / kind)]} for kind in TEMPORARY_FILES
     ]
     path = folder / "nginx.conf"
     path.write_text(crossplane.build(parsed))
