@@ -185,14 +185,21 @@ def _flag_defaults(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _file_only(path: Path, with_flags: Settings) -> Settings:
-    """What the config file says without the flags: what an API change writes back. A file that only
-    starts with its flags (a bad ``conf`` that ``--conf`` replaces) is written with them."""
+    """What the config file says without the flags: what an API change writes back.
+
+    A file that only loads with its flags (a stream's ``tracker_settings`` that only ``--tracker``'s
+    tracker has) says nothing segcast could write without them, and written with them it would keep
+    their values for good: it is given here without a config path, so that a save is refused.
+    """
     from server.config import ConfigError, load_config
 
     try:
         return load_config(path)
-    except ConfigError:
-        return with_flags
+    except ConfigError as exc:
+        logging.getLogger(__name__).warning(
+            "%s only loads with the flags given, so API changes cannot be saved to it: %s", path.name, exc
+        )
+        return replace(with_flags, config_path=None)
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:

@@ -38,6 +38,10 @@ MAX_TRACKER_NUMBER = 1e9
 START_THRESHOLDS = ("track_high_thresh", "new_track_thresh")
 #: Tracker settings that pick the tracker or wire it to a model; segcast sets these itself.
 _RESERVED_TRACKER_KEYS = frozenset({"tracker_type", "model", "device", "with_reid"})
+#: The words a tracker setting may be, by key: ultralytics checks ``gmc_method`` (case-sensitive, in
+#: ``ultralytics/trackers/utils/gmc.py``) only when the tracker is built, so any other word left a stream
+#: live that failed on every frame. The one word setting of its trackers' yamls segcast does not set itself.
+_TRACKER_CHOICES: dict[str, tuple[str, ...]] = {"gmc_method": ("sparseOptFlow", "orb", "sift", "ecc", "none")}
 
 TrackerValue = float | int | bool | str
 
@@ -227,6 +231,8 @@ def _tracker_settings(kind: str, overrides: Mapping[str, Any]) -> tuple[tuple[st
         elif isinstance(default, float):
             ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= MAX_TRACKER_NUMBER
             expected = f"a value like {default!r}"
+        elif key in _TRACKER_CHOICES:
+            ok, expected = value in _TRACKER_CHOICES[key], f"one of {', '.join(_TRACKER_CHOICES[key])}"
         else:
             ok, expected = isinstance(value, str), f"a value like {default!r}"
         if not ok:

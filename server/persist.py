@@ -11,6 +11,7 @@ import os
 import stat
 import tomllib
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -88,6 +89,12 @@ def write_config(running: Settings, streams: list[StreamConfig], state: ConfigFi
     it is (`ConfigEditedError`). After a save, ``state`` knows the file written and its streams.
     """
     settings = running.file_settings or running
+    if settings.config_path is None and running.config_path is not None:  # see `server.cli._file_only`
+        raise ConfigError(
+            f"{running.config_path.name} does not load without the flags segcast started with, and saving it "
+            "would write their values into it: make it load by itself (the log at start says what is wrong), "
+            "then restart segcast"
+        )
     if settings.config_path is None:
         raise ConfigError("no config file to save to: start segcast with --config FILE")
     state = ConfigFileState.of(running) if state is None else state
@@ -262,10 +269,14 @@ def _replace_file(path: Path, text: str, expected_digest: str | None) -> str:
     except (tomllib.TOMLDecodeError, UnicodeEncodeError) as exc:
         raise ConfigError(f"{path.name} was not saved: the new content would not read back ({exc})") from None
     target = path.resolve()
-    if _file_digest(target) != expected_digest:
+    current = _file_digest(target)
+    if current != expected_digest:
+        # A file gone may be one an editor is writing again, or one its admin moved away: either way
+        # not segcast's to put back.
+        edited = "edited or removed" if current is None else "edited"
         raise ConfigEditedError(
-            f"{path.name} was edited since segcast read or last saved it, and saving now would undo those "
-            "edits; restart segcast to load them, then make the change again"
+            f"{path.name} was {edited} since segcast read or last saved it, and saving now would undo that; "
+            "restart segcast to load the file as it is, then make the change again"
         )
     partial = target.with_name(f".{target.name}.partial")
     # The file may hold access tokens: the rewrite keeps its permissions (owner-only for a new one).
@@ -275,12 +286,18 @@ def _replace_file(path: Path, text: str, expected_digest: str | None) -> str:
     if target.exists() and (not mode & 0o222 or not os.access(target, os.W_OK)):
         raise ConfigError(f"{path.name} is read-only, so it was not saved: make it writable to save changes to it")
     descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with open(descriptor, "wb") as file:
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())  # on disk before it replaces the old file: a power cut leaves one of them whole
-    os.chmod(partial, mode)  # os.open's mode is cut by the umask
-    partial.replace(target)
+    try:
+        with open(descriptor, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())  # on disk before it replaces the old file: a power cut leaves one of them whole
+        os.chmod(partial, mode)  # os.open's mode is cut by the umask
+        partial.replace(target)
+    except BaseException:
+        # A full disk fails the write or the fsync: the old file stays whole, and no stray copy beside it.
+        with suppress(OSError):
+            partial.unlink(missing_ok=True)
+        raise
     folder = os.open(target.parent, os.O_RDONLY)
     try:
         os.fsync(folder)  # the rename itself

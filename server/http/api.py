@@ -6,9 +6,9 @@ modules; this one owns what every route shares: the JSON errors and the stream a
 Every error is JSON, ``{"error": "<what is wrong and how to fix it>"}``, with a 4xx status that says
 whose fault it was. Changes to streams run in threads of their own (stopping one joins its reader),
 never queueing the snapshots' encoding nor shutdown behind a stalled camera, and can be saved to the
-config file: with ``?persist=1``, or always when the config file says ``save_config = true``. A new
-source is checked first, within a time limit (`SourceChecks`): a file on a share, or a camera's name,
-that nothing answers for is a 503, never a change that waits for ever.
+config file: with ``?persist=1``, or when the config file says ``save_config = true`` unless the request
+says ``?persist=0``. A new source is checked first, within a time limit (`SourceChecks`): a file on a
+share, or a camera's name, that nothing answers for is a 503, never a change that waits for ever.
 """
 
 from __future__ import annotations
@@ -238,20 +238,25 @@ async def _check_source(request: web.Request, uri: str) -> None:
         raise error(web.HTTPBadRequest, f"body.uri: {exc}") from None
 
 
-def _persist_asked(request: web.Request) -> bool:
-    """Whether ``?persist=1`` asks to save the change; 400 for a bad value, or with no file to save to."""
+#: What ``?persist=`` may say: save this change, or not even under ``save_config = true``; empty: not said.
+_PERSIST_VALUES = {"1": True, "true": True, "0": False, "false": False}
+
+
+def _persist_asked(request: web.Request) -> bool | None:
+    """What ``?persist`` asks: True to save the change, False not to, None where it is not given (then
+    ``save_config`` decides); 400 for a bad value, or for a save with no file to save to."""
     settings = request.app[settings_key]
     flag = request.query.get("persist", "")
-    if flag not in ("", "0", "1", "true", "false"):
-        raise error(web.HTTPBadRequest, f"persist: expected 1 or 0, got {flag!r}")
-    asked = flag in ("1", "true")
-    if (asked or settings.save_config) and settings.config_path is None:
+    if flag and flag not in _PERSIST_VALUES:
+        raise error(web.HTTPBadRequest, f"persist: expected 1, 0, true or false, got {flag!r}")
+    asked = _PERSIST_VALUES.get(flag)
+    if (settings.save_config if asked is None else asked) and settings.config_path is None:
         raise error(web.HTTPBadRequest, "persist: there is no config file to save to; start segcast with --config FILE")
     return asked
 
 
-def _saves(request: web.Request, stream_id: str, asked: bool) -> bool:
-    """Whether a change of ``stream_id`` is saved: asked (``asked``), or always with ``save_config = true``.
+def _saves(request: web.Request, stream_id: str, asked: bool | None) -> bool:
+    """Whether a change of ``stream_id`` is saved: as ``asked``, or where that is None, as ``save_config`` says.
 
     Some streams are never the file's (`_unsaveable`). Asked to save one, the request is refused
     before anything changes (409); under ``save_config`` its change is made and not saved, as its
@@ -261,7 +266,7 @@ def _saves(request: web.Request, stream_id: str, asked: bool) -> bool:
         if asked:
             raise _unsaveable_conflict(request, stream_id, reason)
         return False
-    return asked or request.app[settings_key].save_config
+    return request.app[settings_key].save_config if asked is None else asked
 
 
 def _persistable(app: web.Application, stream_id: str) -> bool:
@@ -324,7 +329,9 @@ async def _save_config(request: web.Request, stream_id: str, changed: StreamInfo
             message = f"the change is in effect, but not saved: {exc}"
             raise _not_saved(request, web.HTTPConflict, message, changed) from None
         except (ConfigError, OSError) as exc:
-            reason = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) else str(exc)
+            reason = str(exc)
+            if isinstance(exc, OSError):  # a write or fsync that fails (a full disk) names no file
+                reason = f"{exc.strerror or exc}: {exc.filename or app[settings_key].config_path}"
             log.error("could not save the streams to %s: %s", app[settings_key].config_path, reason)
             message = f"the change is in effect, but not saved ({reason})"
             raise _not_saved(request, web.HTTPInternalServerError, message, changed) from None
