@@ -175,6 +175,8 @@ def stream_config(values: Mapping[str, Any], defaults: StreamOptions, where: str
     """A stream from a TOML table or a JSON object; ConfigError names ``where`` and the bad key."""
     values = flatten_options(values, where)
     stream_id = values.get("id")
+    if "id" not in values:
+        raise ConfigError(f"{where}.id: missing: give the stream an id of 1 to 64 letters, digits, '-' or '_'")
     if not isinstance(stream_id, str) or not STREAM_ID_PATTERN.match(stream_id):
         raise ConfigError(f"{where}.id: expected 1 to 64 letters, digits, '-' or '_', got {stream_id!r}")
     uri = values.get("uri")

@@ -704,3 +704,12 @@ def test_auth_written_after_a_table_is_refused_saying_where_it_belongs(tmp_path:
     with pytest.raises(ConfigError) as refused:
         load_config(write(tmp_path, text))
     assert str(refused.value).startswith(f"segcast.toml: {where}: auth is a top-level key; write it before the first [")
+
+
+def test_a_stream_without_an_id_is_told_its_id_is_missing() -> None:
+    """A POST without ``id`` said "body.id: expected 1 to 64 letters..., got None", as if one was given."""
+    with pytest.raises(ConfigError) as missing:
+        stream_config({"uri": "scene:?seed=1"}, StreamOptions(), "body")
+    assert str(missing.value) == "body.id: missing: give the stream an id of 1 to 64 letters, digits, '-' or '_'"
+    with pytest.raises(ConfigError, match=r"^body\.id: expected 1 to 64 letters, digits, '-' or '_', got None$"):
+        stream_config({"id": None, "uri": "scene:?seed=1"}, StreamOptions(), "body")

@@ -380,3 +380,21 @@ def test_one_converter_for_a_decoding_loop_gives_each_frame_its_own_pixels_acros
         assert image.shape == (frame.height, frame.width, 3)
         assert np.array_equal(image, frame.to_ndarray(format="bgr24"))
     assert not np.array_equal(images[0], images[1])  # two different pictures of one size stayed two
+
+
+def test_damaged_packets_skipped_are_logged_with_the_streams_id(
+    clip: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every other line a stream's reader writes starts with ``[stream-id]``; this one named the file only."""
+    data = bytearray(clip.read_bytes())
+    with av.open(str(clip)) as container:
+        packets = [(p.pos, p.size) for p in container.demux(container.streams.video[0]) if p.size and p.pos]
+    for position, size in packets[4:6]:  # past the first frames, which must decode for the file to count as video
+        data[position + 4 : position + size] = b"\xff" * (size - 4)
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(bytes(data))
+    caplog.set_level(logging.WARNING, logger="server.sources.file")
+    with ReaderProbe(str(damaged), stream_id="yard") as probe:
+        probe.wait_state(StreamState.ENDED, 10)
+    told = [r.getMessage() for r in caplog.records if r.name == "server.sources.file"]
+    assert told == ["[yard] damaged.mp4: skipped 2 damaged packets"]

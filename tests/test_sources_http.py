@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import logging
+import threading
 from collections.abc import Iterator
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import av
@@ -14,6 +17,7 @@ import pytest
 
 from server.scene import Scene
 from server.sources import StreamState
+from server.sources.base import SlowRetryError
 from server.sources.network import NetworkSource
 from tests.support.fake_rtsp import FakeRtspCamera
 from tests.support.mjpeg_server import MjpegServer
@@ -228,3 +232,75 @@ def test_a_host_name_that_does_not_resolve_is_said_so(scheme: str) -> None:
         status = probe.wait_state(StreamState.RECONNECTING, 30)
     assert status.error is not None and "the camera's host 'no-such-camera.invalid'" in status.error
     assert "Input/output" not in status.error
+
+
+CAMERA_PAGE = b"<!DOCTYPE html>\n<html><head><title>IP Camera</title></head><body>Log in</body></html>\n"
+
+
+class PageServer:
+    """An HTTP server answering every GET with one body and content type, as a camera's web interface
+    answers at the address people take for its stream. Runs on 127.0.0.1 in a thread of the test."""
+
+    def __init__(self, body: bytes, content_type: str) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                """Quiet: the tests' output is about segcast."""
+
+            def do_GET(self) -> None:
+                self.send_response(HTTPStatus.OK)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="page-server", daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}{path}"
+
+    def __enter__(self) -> PageServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(5)
+
+
+def first_failure(source: NetworkSource) -> BaseException:
+    with pytest.raises(ConnectionError) as failure:
+        next(source.open(threading.Event()))
+    return failure.value
+
+
+@pytest.mark.parametrize("content_type", ["text/html; charset=utf-8", "application/octet-stream"])
+def test_a_web_page_instead_of_a_stream_is_said_so_and_retried_slowly(content_type: str) -> None:
+    """A camera's web interface given for its MJPEG stream, the commonest mistake, was "not a video
+    stream, or a damaged one: Invalid data found when processing input", retried fast for ever. A
+    page whose server calls it something else is told by its first bytes."""
+    with PageServer(CAMERA_PAGE, content_type) as camera:
+        failure = first_failure(NetworkSource(camera.url("/")))
+        with ReaderProbe(camera.url("/index.html"), slow_backoff=FAST_BACKOFF) as probe:
+            status = probe.wait_until("asked twice", lambda s: s.reconnects >= 2, 20)
+
+    told = "the server sent a web page, not video: check the URL's path"
+    assert isinstance(failure, SlowRetryError) and str(failure).startswith(told)
+    assert status.state is StreamState.RECONNECTING and status.error is not None and status.error.startswith(told)
+
+
+def test_a_web_page_behind_the_cameras_password_is_told_too(tmp_path: Path) -> None:
+    """Asked with the URL's own credentials, as FFmpeg asked; the page is served as video/mp4 here."""
+    (tmp_path / "index.html").write_bytes(CAMERA_PAGE)
+    with MjpegServer(files=tmp_path, user="viewer", password="hunter2") as camera:
+        failure = first_failure(NetworkSource(camera.url("/index.html", credentials="viewer:hunter2")))
+    assert isinstance(failure, SlowRetryError) and "web page" in str(failure) and "hunter2" not in str(failure)
+
+
+def test_data_that_is_no_video_and_no_web_page_is_still_a_damaged_stream() -> None:
+    with PageServer(bytes(range(256)) * 8, "application/octet-stream") as camera:
+        failure = first_failure(NetworkSource(camera.url("/video.bin")))
+    assert not isinstance(failure, SlowRetryError)
+    assert str(failure).startswith("not a video stream, or a damaged one: ")

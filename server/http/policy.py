@@ -7,7 +7,8 @@ changing its URI) comes from the network and is held to a `SourcePolicy`:
 - network sources only with an allowed scheme (``[server] source_schemes``);
 - local files only when ``[server] media_dirs`` names folders, and only inside them, judged on the
   real path after symbolic links and ``..`` are resolved, so neither can step outside;
-- local devices (``/dev/video0``, ``webcam:0``) only with ``[server] allow_devices = true``;
+- local devices (``/dev/video0``, ``/dev/v4l/by-id/...``, ``webcam:0``) only with ``[server] allow_devices
+  = true``; a device under another name reads as a file, held to ``media_dirs`` and never played as one;
 - no forced FFmpeg demuxer beyond those a camera needs (``#format=``), since some demuxers (concat,
   playlists) would read further URLs or files named inside what the camera sends;
 - no network source whose host is, or resolves to, an address in ``[server] deny_networks``
@@ -34,7 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
-from server.sources.file import file_path
+from server.sources.base import SourceError
+from server.sources.file import camera_address_hint, check_file_url_host, file_path
 from server.sources.network import SCHEMES as NETWORK_SCHEMES
 from server.sources.uri import mask_uri
 from server.sources.webcam import is_webcam
@@ -131,6 +133,8 @@ class SourcePolicy:
                     "set [server] allow_devices = true in the config file to allow it"
                 )
             return None
+        if hint := camera_address_hint(uri):  # a relative path or an unknown scheme: refused anyway
+            raise UnusableSource(f"{shown!r}: {hint}")
         try:
             parts = urlsplit(uri)
         except ValueError:
@@ -177,6 +181,11 @@ class SourcePolicy:
                 )
 
     def _check_file(self, uri: str, is_file_url: bool, shown: str) -> Callable[[], None]:
+        if is_file_url:
+            try:
+                check_file_url_host(uri)
+            except SourceError as exc:  # file://tmp/a.mp4, whatever the folders allowed
+                raise UnusableSource(str(exc)) from None
         if not self.media_dirs:
             raise SourceRefused(
                 f"uri {shown!r}: local files cannot be opened through the API; list the folders that may be "
@@ -186,7 +195,8 @@ class SourcePolicy:
         if "\x00" in str(path):  # percent-encoded (%00): no file name holds one, and paths cannot carry it
             raise UnusableSource(f"{shown!r}: a file name cannot hold a NUL character (%00)")
         if not path.is_absolute():
-            raise SourceRefused(f"uri {shown!r}: give the file's absolute path")
+            home = " ('~' is not expanded)" if path.parts and path.parts[0].startswith("~") else ""
+            raise SourceRefused(f"uri {shown!r}: give the file's absolute path{home}")
         return functools.partial(self._check_real_path, path, shown)
 
     def _check_real_path(self, path: Path, shown: str) -> None:

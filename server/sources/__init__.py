@@ -4,7 +4,7 @@ scene:?seed=1                     the generated scene (see `server.sources.scene
 file:///videos/a.mp4              a local video file; a plain path works too; ``#rate=max`` for batch
                                   (see `server.sources.file.split_file_uri` for a '#' in a file's name)
 rtsp://, rtsps://, rtmp://, ...   network cameras and streams (see `server.sources.network`)
-/dev/video0, webcam:0             local webcams (see `server.sources.webcam`)
+/dev/video0, webcam:0             local webcams, /dev/v4l/by-id/... too (see `server.sources.webcam`)
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from server.sources.base import MAX_FRAME_SIDE_PX, Decoded, LatestFrame, Source, SourceError, StreamState
-from server.sources.file import FileSource
+from server.sources.file import FileSource, camera_address_hint
 from server.sources.network import SCHEMES as NETWORK_SCHEMES
 from server.sources.network import NetworkSource
 from server.sources.scene import SceneSettings, SceneSource
@@ -47,6 +47,8 @@ def open_source(
         return NetworkSource(uri, max_frame_side, check_host)
     if scheme == "file" or scheme == "" or (len(scheme) == 1 and uri[1:3] in (":\\", ":/")):  # Windows drives too
         return FileSource.of_uri(uri, scheme == "file", max_frame_side)
+    if hint := camera_address_hint(uri):  # admin:S3cret@cam/live, cam.local:554/live: the scheme was left out
+        raise SourceError(f"unsupported source {mask_uri(uri)!r}: {hint}")
     kinds = "scene:, file://, a file path, rtsp://, rtsps://, rtmp://, http(s)://, /dev/videoN or webcam:N"
     raise SourceError(f"unsupported source {mask_uri(uri)!r}: use {kinds}")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import threading
 from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -25,6 +26,10 @@ MAX_FPS = 1000.0
 #: What to do about pictures above the limit, by where they come from (`check_frame_size`).
 LOWER_CAMERA_RESOLUTION = "lower the camera's resolution"
 SCALE_VIDEO_DOWN = "scale the video down (e.g. ffmpeg -i IN -vf scale=1920:-2 OUT)"
+
+#: The id of the stream whose reader thread this is ("-" elsewhere): a source knows no stream, yet its
+#: own log lines need the ``[stream-id]`` the reader's carry. Each reader thread sets it for itself.
+reading_stream: ContextVar[str] = ContextVar("reading_stream", default="-")
 
 
 class SourceError(Exception):

@@ -8,7 +8,9 @@ file:///videos/take%23rate=max.mp4            a name holding '#rate' needs a fil
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import re
 import stat
 import threading
 from collections.abc import Iterator
@@ -17,9 +19,9 @@ from urllib.parse import unquote, urlsplit
 
 import av
 
-from server.sources.base import MAX_FRAME_SIDE_PX, SCALE_VIDEO_DOWN, Decoded, SourceError
+from server.sources.base import MAX_FRAME_SIDE_PX, SCALE_VIDEO_DOWN, Decoded, SourceError, reading_stream
 from server.sources.network import SCHEMES, UprightImages, limit_decoder, video_stream
-from server.sources.uri import split_options
+from server.sources.uri import mask_uri, split_options
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,12 @@ MAX_DAMAGED_PACKETS = 100
 RATES = ("native", "max")
 #: A file's options and their defaults. In a plain path they also tell options from a '#' in a name.
 _OPTIONS = {"rate": "native"}
+#: A URI's scheme, and the '//' a camera's address typed as a path lacks.
+_SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*):(?P<slashes>//)?")
+#: The schemes segcast reads: text that starts with one is a URI of that kind, even a broken one.
+_KNOWN_SCHEMES = frozenset({*SCHEMES, "file", "scene", "webcam"})
+#: A host name or IPv4 address, and a port: how a camera's address typed without its scheme may start.
+_HOST = re.compile(r"[A-Za-z0-9.-]+(?P<port>:[0-9]{1,5})?")
 
 
 class FileSource:
@@ -55,11 +63,14 @@ class FileSource:
         self.fps = DEFAULT_FPS
 
     def describe(self) -> str:
-        return f"{self.path}#rate=max" if self.batch else str(self.path)
+        shown = _shown(self.path)
+        return f"{shown}#rate=max" if self.batch else shown
 
     @classmethod
     def of_uri(cls, uri: str, is_url: bool, max_frame_side: int = MAX_FRAME_SIDE_PX) -> FileSource:
         """The source for a ``file://`` URL (``is_url``) or a plain path, read as `split_file_uri` says."""
+        if is_url:
+            check_file_url_host(uri)
         path, fragment = split_file_uri(uri, is_url)
         if fragment is None:
             return cls(path, max_frame_side=max_frame_side)
@@ -111,7 +122,7 @@ class FileSource:
                     raise SourceError(f"cannot decode {self.path.name}: {_reason(exc)}") from None
                 raise
             if damaged:
-                log.warning("%s: skipped %d damaged packets", self.path.name, damaged)
+                log.warning("[%s] %s: skipped %d damaged packets", reading_stream.get(), self.path.name, damaged)
 
 
 def file_path(uri: str, is_url: bool) -> Path:
@@ -143,6 +154,19 @@ def split_file_uri(uri: str, is_url: bool) -> tuple[Path, str | None]:
     return Path(uri), None
 
 
+def check_file_url_host(uri: str) -> None:
+    """Raise `SourceError` where the ``file:`` URL ``uri`` names a host other than this machine.
+
+    ``file://tmp/a.mp4`` names the host ``tmp`` and the file /a.mp4: one slash short, not a share, and
+    reading its path alone played another file (or none) without a word. `split_file_uri` still reads
+    the path alone, so what names a stream after its file never fails on it.
+    """
+    parts = urlsplit(uri.partition("#")[0])
+    if parts.netloc not in ("", "localhost"):
+        host = mask_uri(parts.netloc)
+        raise SourceError(f"{mask_uri(uri)!r} names host {host!r}; write file:///{host}{parts.path}")
+
+
 def check_video_file(path: Path) -> None:
     """Raise `SourceError` unless ``path`` names a regular file this process can reach.
 
@@ -150,24 +174,77 @@ def check_video_file(path: Path) -> None:
     the reader's thread. ``Path.is_file`` would raise past its caller for a folder it may not enter
     or a name longer than the file system allows, and call a folder "no such file".
     """
+    shown = _shown(path)
     try:
         mode = path.stat().st_mode
     except (FileNotFoundError, NotADirectoryError):
-        raise SourceError(f"no such file: {path}{_address_hint(path)}") from None
+        hint = camera_address_hint(str(path)) or _home_hint(path)
+        raise SourceError(f"no such file: {shown}{f' ({hint})' if hint else ''}") from None
     except OSError as exc:  # EACCES on a folder on the way, ENAMETOOLONG, ELOOP, EIO
-        raise SourceError(f"cannot read {path}: {exc.strerror or type(exc).__name__}") from None
+        raise SourceError(f"cannot read {shown}: {exc.strerror or type(exc).__name__}") from None
     if stat.S_ISDIR(mode):
-        raise SourceError(f"{path} is a folder: give the path of a video file in it")
+        raise SourceError(f"{shown} is a folder: give the path of a video file in it")
+    if stat.S_ISCHR(mode):  # a camera under a name of its own (a udev link): read as a file, it never plays
+        raise SourceError(
+            f"{shown} is a device, not a video file (a camera is given as /dev/videoN, /dev/v4l/by-id/... or webcam:N)"
+        )
     if not stat.S_ISREG(mode):
-        raise SourceError(f"{path} is not a regular file (a pipe, socket or device): give a video file")
+        raise SourceError(f"{shown} is not a regular file (a pipe, socket or device): give a video file")
 
 
-def _address_hint(path: Path) -> str:
-    """What a camera's address typed without its colon meant: ``rtsp//cam/live`` reads as a folder ``rtsp``."""
-    first, *rest = path.parts
-    if path.is_absolute() or not rest or first.lower() not in SCHEMES:
-        return ""
-    return f" (a camera's address? It needs '://': {first}://{'/'.join(rest)})"
+def camera_address_hint(text: str) -> str | None:
+    """What a camera's address typed without its scheme, or its '://', should read, or None where
+    ``text`` does not look like one.
+
+    ``rtsp//cam/live`` reads as a path (a folder ``rtsp``); ``192.168.1.10:554/stream1`` and
+    ``cam.local:554/live`` as a path or a URI of scheme ``cam.local``; ``admin:S3cret@cam/live`` as
+    a URI of scheme ``admin``. Each names a file that is not there or a scheme nobody knows, which
+    sent people looking for the wrong mistake. The address shown has its password masked.
+    """
+    if text.startswith(("/", "~", ".")):
+        return None
+    scheme = _SCHEME.match(text)
+    if scheme and (scheme["slashes"] or scheme["scheme"].lower() in _KNOWN_SCHEMES):
+        return None
+    first, slash, rest = text.partition("/")
+    if first.lower() in SCHEMES and rest.lstrip("/"):
+        return f"a camera's address? It needs '://': {first.lower()}://{mask_uri(rest.lstrip('/'))}"
+    userinfo, _, host = first.rpartition("@")
+    named = _HOST.fullmatch(host)  # a name alone is a camera's only with a user or a port, and a path
+    if _is_address(host) or (slash and named and (userinfo or named["port"])):
+        return f"a camera's address? Give its scheme: rtsp://{mask_uri(text)}"
+    return None
+
+
+def _shown(path: Path) -> str:
+    """``path`` for messages and logs: a camera's address typed as a path may hold its password, after
+    a scheme that lost its colon too (``rtsp//admin:S3cret@cam/live`` reads as ``rtsp/admin:...``)."""
+    first, slash, rest = str(path).partition("/")
+    if slash and first.lower() in SCHEMES:
+        return f"{first}/{mask_uri(rest)}"
+    return mask_uri(str(path))
+
+
+def _is_address(text: str) -> bool:
+    """Whether ``text`` is an IPv4 address, with or without a port (``192.168.1.10:554``)."""
+    address, colon, port = text.partition(":")
+    try:
+        ipaddress.IPv4Address(address)
+    except ValueError:
+        return False
+    return not colon or port.isdigit()
+
+
+def _home_hint(path: Path) -> str | None:
+    """The path a ``~`` at the start of ``path`` stands for, which a shell expands and a source does not
+    (a quoted ``--source 'u=~/a.mp4'``)."""
+    if not path.parts or not path.parts[0].startswith("~"):
+        return None
+    try:
+        expanded = path.expanduser()
+    except RuntimeError:  # ~name of nobody on this machine
+        return None
+    return f"'~' is not expanded here: write {expanded}"
 
 
 def _frame_rate(stream: av.video.stream.VideoStream) -> float:

@@ -22,13 +22,17 @@ once, and the reader keeps only the newest frame, so they add no lasting latency
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import errno
+import http.client
 import socket
+import ssl
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import av
 import av.container
@@ -64,6 +68,11 @@ PROBE_DURATION_US = 1_000_000
 WALL_CLOCK_FORMATS = frozenset({"mpjpeg", "mjpeg", "image2pipe", "jpeg_pipe"})
 #: UDP packets may arrive out of order; waiting longer than this for a late one adds latency.
 UDP_REORDER_DELAY_US = 200_000
+#: How much of an HTTP answer FFmpeg found no video in is read again to tell whether it was a web page.
+PAGE_SNIFF_BYTES = 512
+#: A web page's content types, and how its text starts where the server names no such type.
+PAGE_TYPES = ("text/html", "application/xhtml+xml")
+PAGE_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body")
 
 _OPTIONS = {
     "transport": "tcp",
@@ -209,6 +218,13 @@ class NetworkSource:
                 raise ConnectionError(f"no answer within {self.open_timeout_s:g} s") from None
             if exc.errno == errno.EIO and self._host and (unknown := unknown_host(self._host)):
                 raise ConnectionError(unknown) from None
+            left_s = self.open_timeout_s - (time.monotonic() - started)
+            is_http = self.scheme in ("http", "https")
+            if is_http and isinstance(exc, av.error.InvalidDataError) and sends_web_page(self._url, left_s):
+                raise SlowRetryError(
+                    "the server sent a web page, not video: check the URL's path (a camera's web page is "
+                    "not its video stream); retried slowly"
+                ) from None
             raise translate_error(exc, self._url) from None
 
 
@@ -223,6 +239,36 @@ def unknown_host(host: str) -> str | None:
             return f"could not look up the camera's host {host!r} ({exc.strerror}): is the DNS server reachable?"
         return f"cannot find the camera's host {host!r} ({exc.strerror}): check the host name in the URI"
     return None
+
+
+def sends_web_page(url: str, timeout_s: float) -> bool:
+    """Whether the HTTP(S) ``url`` answers with a web page: its content type, or how its text starts.
+
+    FFmpeg says only "Invalid data found" for a page (a camera's web interface given instead of its
+    stream, the commonest mistake with HTTP cameras) and keeps the content type it read to itself, so
+    the URL is asked once more, after FFmpeg failed so, reading no more than `PAGE_SNIFF_BYTES`: blocks
+    for up to ``timeout_s`` (the time left of the attempt's opening), in the reader's thread. The
+    request is the one FFmpeg made: the same credentials, redirects followed, the certificate not
+    checked (FFmpeg does not check it either). Any failure to ask says no: the caller's error stands.
+    """
+    if timeout_s <= 0:
+        return False
+    parts = urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    request = urllib.request.Request(urlunsplit((parts.scheme, host, parts.path or "/", parts.query, "")))
+    if at:  # not sent on to where a redirect leads
+        credentials = ":".join(unquote(part) for part in userinfo.split(":", 1)).encode()
+        request.add_unredirected_header("Authorization", "Basic " + base64.b64encode(credentials).decode())
+    unchecked = ssl.create_default_context()
+    unchecked.check_hostname, unchecked.verify_mode = False, ssl.CERT_NONE
+    try:
+        opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=unchecked))
+        with opener.open(request, timeout=timeout_s) as response:
+            content_type = response.headers.get_content_type()
+            start = response.read1(PAGE_SNIFF_BYTES)  # what has come: a stream that trickles cannot hold it up
+    except (OSError, ValueError, http.client.HTTPException):  # an HTTPError too: not the answer FFmpeg read
+        return False
+    return content_type in PAGE_TYPES or start.lstrip(b"\xef\xbb\xbf \t\r\n").lower().startswith(PAGE_STARTS)
 
 
 def video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream | None:

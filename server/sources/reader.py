@@ -34,6 +34,7 @@ from server.sources.base import (
     SourceError,
     StreamState,
     check_frame_size,
+    reading_stream,
 )
 
 log = logging.getLogger(__name__)
@@ -274,6 +275,7 @@ class StreamReader:
         # Failures in a row, counted per schedule: a camera that was down for minutes, then refuses
         # the credentials while it boots, is asked again after the slow schedule's first wait.
         failures = {False: 0, True: 0}  # by whether the failure was one for the slow schedule
+        reading_stream.set(self.stream_id)  # this thread's own context: no other reader sees it
         try:
             while not self._stop.is_set():
                 attempt_started = time.monotonic()

@@ -38,6 +38,11 @@ _USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^?
 #: all the same. It runs to the last '@' in the URI, which hides too much rather than too little,
 #: unless a '=' or '&' comes first: that is a query straight after the host (``http://cam?mail=a@b``).
 _RAW_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/?#]*[?#][^=&]*)@")
+#: A user info in text with no ``scheme://`` (a camera's address typed without its scheme,
+#: ``admin:S3cret@192.168.1.10/stream1``, which reads as a path, or as a URI of scheme ``admin``), to
+#: the last '@' before a query or fragment, as in a URI. A '/' in its user name means the '@' is
+#: further on, in a path (``/videos/me@home.mp4``), not after a user info.
+_BARE_USERINFO = re.compile(r"^(?![A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^?#]*)@")
 #: Shorter secrets are not searched for in free text: every "1" of an error message would go.
 MIN_SECRET_IN_TEXT = 3
 
@@ -58,6 +63,9 @@ def mask_uri(uri: str) -> str:
         masked = _USERINFO.sub(lambda m: f"{m['scheme']}{shown}@", uri, count=1)
     elif has_raw_userinfo(uri):  # where its user name ends cannot be told: all of it goes
         masked = _RAW_USERINFO.sub(lambda m: f"{m['scheme']}{MASK}@", uri, count=1)
+    elif (bare := _bare_userinfo(uri)) is not None:
+        user, colon, _ = bare.partition(":")
+        masked = (f"{user}:{MASK}" if colon else MASK) + uri[len(bare) :]
     return _SECRET_PARAM.sub(lambda m: f"{m['name']}={MASK}", masked)
 
 
@@ -83,11 +91,19 @@ def _userinfo(uri: str) -> str | None:
     return match["userinfo"]
 
 
+def _bare_userinfo(uri: str) -> str | None:
+    """The user info of ``uri`` written without a ``scheme://`` (see `_BARE_USERINFO`), or None."""
+    match = _BARE_USERINFO.match(uri)
+    if match is None or "/" in match["userinfo"].partition(":")[0]:
+        return None
+    return match["userinfo"]
+
+
 def _secrets(uri: str) -> list[str]:
     """The secret parts of ``uri`` as they are written in it, and percent-decoded."""
     found = [m["value"] for m in _SECRET_PARAM.finditer(uri)]
     raw = _RAW_USERINFO.match(uri)
-    userinfo = _userinfo(uri) or (raw["userinfo"] if raw else None)
+    userinfo = _userinfo(uri) or (raw["userinfo"] if raw else None) or _bare_userinfo(uri)
     if userinfo is not None:
         user, colon, password = userinfo.partition(":")
         found.append(password if colon else user)

@@ -2,6 +2,8 @@
 
 /dev/video0                                   the device itself
 webcam:0                                      the same, by index
+/dev/v4l/by-id/usb-Logi_C920-video-index0     a camera by a name udev keeps when /dev/videoN numbers
+                                              change (/dev/v4l/by-path/...: by the USB port it is in)
 webcam:0#width=1280&height=720&fps=30         ask the camera for a mode
 /dev/video2#format=mjpeg                      ask for the camera's MJPEG mode (more fps over USB 2)
 
@@ -83,12 +85,23 @@ class WebcamSource:
             yield from decode_frames(container, stream, stop, STALL_TIMEOUT_S, True, self._device)
 
 
+#: How a webcam's URI starts: an index, a V4L2 device, or one of the links udev makes to it under
+#: /dev/v4l, which keep naming the same camera when /dev/videoN numbers change at the next boot.
+WEBCAM_PREFIXES = ("webcam:", "/dev/video", "/dev/v4l/")
+
+
 def is_webcam(uri: str) -> bool:
-    return uri.startswith(("webcam:", "/dev/video"))
+    """Whether ``uri`` names a local camera, told by its text alone, as every source kind is.
+
+    An unplugged camera's device is not there, so whether a path is a device cannot be asked of the
+    file system: a camera named by a path outside these (a udev link of one's own) is read as a file,
+    which says it is a device and how to name it.
+    """
+    return uri.startswith(WEBCAM_PREFIXES)
 
 
 def _device(spec: str) -> tuple[str, str]:
-    """The device name and FFmpeg input format for ``webcam:N`` or ``/dev/videoN`` on this platform."""
+    """The device name and FFmpeg input format for ``webcam:N`` or a V4L2 device path on this platform."""
     if spec.startswith("webcam:"):
         index = urlsplit(spec).path.lstrip("/")
         if not index.isdigit():
@@ -97,5 +110,5 @@ def _device(spec: str) -> tuple[str, str]:
             return index, "avfoundation"
         return f"/dev/video{index}", "v4l2"
     if sys.platform != "linux":
-        raise SourceError(f"{spec!r}: /dev/video devices exist on Linux only; use webcam:<index>")
+        raise SourceError(f"{spec!r}: /dev/video and /dev/v4l devices exist on Linux only; use webcam:<index>")
     return spec, "v4l2"
