@@ -40,16 +40,18 @@ def seen_twice(detections: Detections, conf: float) -> np.ndarray:
     np.fill_diagonal(inside, 0.0)
     confident = boxes[:, 4] >= conf
     found |= ~confident & (inside[:, confident] >= WEAK_DUPLICATE_SHARE).any(axis=1)
-    # [i, j]: j is the more confident; on a tie (half precision rounds confidences), the larger, then the first.
-    scores, area = boxes[:, 4], (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    tied = scores[None, :] == scores[:, None]
-    larger = area[None, :] > area[:, None]
-    first = np.arange(len(boxes))[None, :] < np.arange(len(boxes))[:, None]
-    stronger = (scores[None, :] > scores[:, None]) | (tied & (larger | ((area[None, :] == area[:, None]) & first)))
     same_class = boxes[:, None, 5] == boxes[None, :, 5]
-    nested = (inside >= NESTED_BOX_SHARE) & stronger & same_class & confident[:, None] & confident[None, :]
+    nested = (inside >= NESTED_BOX_SHARE) & same_class & confident[:, None] & confident[None, :]
+    # The more confident of two is the whole; on a tie (half precision rounds confidences), the larger,
+    # then the first. Compared as Python tuples of the float32 numbers: a few pairs a frame are nested.
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    strength = list(zip(boxes[:, 4].tolist(), area.tolist(), range(0, -len(boxes), -1), strict=True))
     for part, whole in zip(*np.nonzero(nested), strict=True):
-        if not found[part] and _mask_share_inside(detections, int(part), int(whole)) >= NESTED_MASK_SHARE:
+        if (
+            strength[whole] > strength[part]
+            and not found[part]
+            and _mask_share_inside(detections, int(part), int(whole)) >= NESTED_MASK_SHARE
+        ):
             found[part] = True
     return found
 
@@ -67,8 +69,10 @@ def _box_share_inside(boxes: np.ndarray) -> np.ndarray:
 def _mask_share_inside(detections: Detections, part: int, whole: int) -> float:
     """The share of detection ``part``'s mask inside detection ``whole``'s (0 without masks).
 
-    Both are filled in the two boxes' union (a mask lies in its box). Called for a few pairs a frame,
-    so it is written for fixed costs: each numpy call on arrays this small costs microseconds.
+    Both are filled in the two boxes' union (a mask lies in its box): ``part``'s, then ``whole``'s
+    over it in 0, so what is left of ``part``'s is what lies outside ``whole``'s. Called for a few
+    pairs a frame, so it is written for fixed costs: each call on arrays this small costs
+    microseconds, and one mask filled twice needs fewer than two masks and their intersection.
     """
     polygons = []
     for index in (part, whole):
@@ -79,8 +83,10 @@ def _mask_share_inside(detections: Detections, part: int, whole: int) -> float:
     a, b = detections.boxes[part], detections.boxes[whole]
     left, top = int(min(a[0], b[0])) - 1, int(min(a[1], b[1])) - 1
     width, height = int(max(a[2], b[2])) + 2 - left, int(max(a[3], b[3])) + 2 - top
-    masks = [np.zeros((height, width), np.uint8) for _ in polygons]
-    for mask, polygon in zip(masks, polygons, strict=True):
-        cv2.fillPoly(mask, [polygon], 1, offset=(-left, -top))
-    area = cv2.countNonZero(masks[0])
-    return cv2.countNonZero(cv2.bitwise_and(masks[0], masks[1])) / area if area else 0.0
+    mask = np.zeros((height, width), np.uint8)
+    cv2.fillPoly(mask, [polygons[0]], 1, offset=(-left, -top))
+    area = cv2.countNonZero(mask)
+    if not area:
+        return 0.0
+    cv2.fillPoly(mask, [polygons[1]], 0, offset=(-left, -top))
+    return (area - cv2.countNonZero(mask)) / area

@@ -38,8 +38,9 @@ holding objects with a ``track_id``, and ``max_frames_lost``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -91,6 +92,12 @@ LOW_MATCH_IOU = 0.3  # least box IoU for round 2, as ByteTrack's second associat
 #: outline only: a box is no such mask, and neighbours' boxes overlap.
 SHOWN_AGAIN_SHARE = 0.5
 
+#: A box as x1, y1, x2, y2 and a point or step as x, y, in frame pixels: Python floats, not numpy
+#: arrays, as a track's arithmetic on a few numbers costs several times less on them (the same sums,
+#: to the bit: both are IEEE doubles).
+Box = tuple[float, float, float, float]
+Point = tuple[float, float]
+
 
 @dataclass(slots=True)
 class _Mask:
@@ -134,7 +141,7 @@ class _Seen:
     """
 
     index: int  # in ``source``
-    box: np.ndarray  # x1, y1, x2, y2
+    box: Box
     score: float
     class_id: int
     frame_size: tuple[int, int]  # width, height
@@ -160,9 +167,10 @@ class _Seen:
         """The outline's area, or the box's where there is no outline (or it encloses nothing)."""
         if self._area is None:
             outline = self.outline()
-            area = float(cv2.contourArea(outline.astype(np.float32))) if outline is not None else 0.0
+            area = float(cv2.contourArea(np.asarray(outline, np.float32))) if outline is not None else 0.0
             if area <= 0:
-                area = float(max(self.box[2] - self.box[0], 0.0) * max(self.box[3] - self.box[1], 0.0))
+                x1, y1, x2, y2 = self.box
+                area = max(x2 - x1, 0.0) * max(y2 - y1, 0.0)
             self._area = area
         return self._area
 
@@ -172,11 +180,11 @@ class _Seen:
             self._mask_made = True
             width, height = self.frame_size
             x1, y1 = max(int(self.box[0]), 0), max(int(self.box[1]), 0)
-            x2, y2 = min(int(np.ceil(self.box[2])), width), min(int(np.ceil(self.box[3])), height)
+            x2, y2 = min(math.ceil(self.box[2]), width), min(math.ceil(self.box[3]), height)
             if x2 > x1 and y2 > y1:
                 pixels = np.zeros((y2 - y1, x2 - x1), np.uint8)
                 if (outline := self.outline()) is not None:
-                    cv2.fillPoly(pixels, [np.round(outline - (x1, y1)).astype(np.int32)], 1)
+                    cv2.fillPoly(pixels, [(outline - (x1, y1)).round().astype(np.int32)], 1)
                 else:
                     pixels[:] = 1  # a detection-only model: the box is all there is
                 if count := cv2.countNonZero(pixels):
@@ -211,25 +219,27 @@ class _Seen:
 @dataclass(slots=True, eq=False)
 class SegTrack:
     track_id: int
-    box: np.ndarray
+    box: Box
     class_id: int
     score: float
     last: _Seen  # the detection it was last seen as (its mask, when a decision needs it)
     colours: np.ndarray | None
     area: float
-    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  # px per processed frame
+    velocity: Point = (0.0, 0.0)  # px per processed frame
     #: How far the picture has moved since the track was last seen (camera motion, when followed).
-    drift: np.ndarray = field(default_factory=lambda: np.zeros(2))
+    drift: Point = (0.0, 0.0)
     hits: int = 1
     confirmed: bool = False
     lost_for: int = 0  # processed frames since the last detection
 
-    def travel(self) -> np.ndarray:
+    def travel(self) -> Point:
         """How far the object itself is expected to have moved since it was last seen."""
-        return self.velocity * (self.lost_for + 1)
+        (vx, vy), frames = self.velocity, self.lost_for + 1
+        return vx * frames, vy * frames
 
     def size(self) -> float:
-        return float(max(self.box[2] - self.box[0], self.box[3] - self.box[1], 1.0))
+        x1, y1, x2, y2 = self.box
+        return max(x2 - x1, y2 - y1, 1.0)
 
 
 class SegTracker:
@@ -258,9 +268,9 @@ class SegTracker:
         """Advance one processed frame; rows of the reported tracks matched in it (see the module doc)."""
         self._frames += 1
         if self._picture is not None:
-            step = np.array(self._picture.step(image, detections.boxes[:, :4]))
+            dx, dy = self._picture.step(image, detections.boxes[:, :4])
             for track in self.tracked_stracks + self.lost_stracks:
-                track.drift += step
+                track.drift = (track.drift[0] + dx, track.drift[1] + dy)
         seen = _seen(detections, image)
         strong = [d for d in seen if d.score >= self.high]
         weak = [d for d in seen if self.low <= d.score < self.high]
@@ -357,26 +367,25 @@ class SegTracker:
         contested[clear_rows, :] = False
         contested[:, clear_columns] = False
         scores = np.where(clear | contested, scores, 0.0)
+        steps = shifts.tolist()
         for r, c in zip(*np.nonzero(contested), strict=True):
             track, detection = tracks[r], detections[c]
-            moved = None
+            score, moved = float(scores[r, c]), None
             if self.mask_weight > 0 and (mask := track.last.mask()) is not None and (other := detection.mask()):
-                moved = mask.overlap(other, (round(shifts[r, 0]), round(shifts[r, 1])))
-                scores[r, c] = (1 - self.mask_weight) * scores[r, c] + self.mask_weight * moved
-            if scores[r, c] < self.min_overlap:
-                scores[r, c] = 0.0
-                continue
+                moved = mask.overlap(other, (round(steps[r][0]), round(steps[r][1])))
+                score = (1 - self.mask_weight) * score + self.mask_weight * moved
             sure = track.lost_for == 0 and moved is not None and moved >= SURE_MASK_IOU
             least = APPEARANCE_VETO if track.lost_for == 0 else self.appearance
-            if not sure and _similarity(track.colours, detection.colours()) < least:
-                scores[r, c] = 0.0
+            if score < self.min_overlap or (not sure and _similarity(track.colours, detection.colours()) < least):
+                score = 0.0
+            scores[r, c] = score
         return scores
 
     def _appearance_similarity(self, tracks: list[SegTrack], detections: list[_Seen]) -> np.ndarray:
         """Colour similarity, for detections within reach of where the track was lost."""
         travel = np.array([t.travel() for t in tracks]).reshape(-1, 2)
         reach = self.reid_distance * np.array([t.size() for t in tracks]) + np.hypot(travel[:, 0], travel[:, 1])
-        lost_at = np.array([_centre(t.box) + t.drift for t in tracks])
+        lost_at = np.array([_centre(t.box) for t in tracks]) + np.array([t.drift for t in tracks])
         found_at = np.array([_centre(d.box) for d in detections])
         distance = np.hypot(*(found_at[None, :, :] - lost_at[:, None, :]).transpose(2, 0, 1))
         scores = np.zeros(distance.shape)
@@ -393,8 +402,11 @@ class SegTracker:
         whole = detection.area() >= OCCLUDED_AREA_SHARE * track.area
         if whole:
             if detection.area() <= track.area / OCCLUDED_AREA_SHARE or track.hits == 1:
-                moved = (_centre(detection.box) - _centre(track.box) - track.drift) / (track.lost_for + 1)
-                track.velocity += VELOCITY_RATE * (moved - track.velocity)
+                (x, y), (was_x, was_y), (drift_x, drift_y) = _centre(detection.box), _centre(track.box), track.drift
+                frames = track.lost_for + 1
+                moved_x, moved_y = (x - was_x - drift_x) / frames, (y - was_y - drift_y) / frames
+                vx, vy = track.velocity
+                track.velocity = vx + VELOCITY_RATE * (moved_x - vx), vy + VELOCITY_RATE * (moved_y - vy)
                 if track.colours is None or track.hits % APPEARANCE_EVERY == 0:
                     colours = detection.colours()
                     if colours is not None and track.colours is not None:
@@ -405,7 +417,7 @@ class SegTracker:
         track.class_id = detection.class_id
         track.hits += 1
         track.lost_for = 0
-        track.drift = np.zeros(2)
+        track.drift = (0.0, 0.0)
         track.confirmed = True
 
     def _start(self, detection: _Seen) -> SegTrack:
@@ -427,10 +439,9 @@ class SegTracker:
 def _seen(detections: Detections, image: np.ndarray) -> list[_Seen]:
     """Each of the frame's detections as segtrack uses it, converted for all of them at once."""
     height, width = image.shape[:2]
-    boxes = detections.boxes[:, :4].astype(np.float64)
-    scores, classes = detections.boxes[:, 4].tolist(), detections.boxes[:, 5].tolist()
     return [
-        _Seen(i, boxes[i], scores[i], int(classes[i]), (width, height), image, detections) for i in range(len(boxes))
+        _Seen(i, (x1, y1, x2, y2), score, int(class_id), (width, height), image, detections)
+        for i, (x1, y1, x2, y2, score, class_id) in enumerate(detections.boxes.tolist())
     ]
 
 
@@ -442,11 +453,12 @@ def _number(config: Mapping[str, object], key: str) -> float:
 
 
 def _row(track: SegTrack, detection: _Seen) -> list[float]:
-    return [*detection.box.tolist(), track.track_id, detection.score, track.class_id, detection.index]
+    return [*detection.box, track.track_id, detection.score, track.class_id, detection.index]
 
 
-def _centre(box: np.ndarray) -> np.ndarray:
-    return np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+def _centre(box: Box) -> Point:
+    x1, y1, x2, y2 = box
+    return (x1 + x2) / 2, (y1 + y2) / 2
 
 
 def _predicted_shifts(tracks: list[SegTrack]) -> np.ndarray:
