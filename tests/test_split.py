@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shlex
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -187,6 +188,20 @@ def test_an_entrance_beyond_this_machine_needs_tokens_as_a_node_would(
     monkeypatch.setenv("SEGCAST_ADMIN_TOKENS", TOKEN)  # tokens the nodes will be started with
     assert main(["split", str(config), "--nodes", "2"]) == 0
     assert "listen 0.0.0.0:8090;" in (config.parent / "cams.nginx.conf").read_text()
+
+
+def test_node_files_are_as_private_as_the_file_whose_tokens_they_copy(config: Path) -> None:
+    config.chmod(0o600)
+    split = split_config(config, 2)
+    write_split(split, overwrite=False)
+    assert [stat.S_IMODE(node.path.stat().st_mode) for node in split.nodes] == [0o600, 0o600]
+    assert TOKEN in split.nodes[0].path.read_text()
+
+
+def test_a_folder_it_cannot_write_to_is_one_line(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (config.parent / "cams.node-1.toml").mkdir()  # in the way even for root, unlike a read-only folder
+    assert main(["split", str(config), "--nodes", "2", "--force"]) == 2
+    assert capsys.readouterr().err.startswith(f"segcast: cannot write {config.parent / 'cams.node-1.toml'}: ")
 
 
 def test_files_already_there_are_kept_unless_forced(config: Path, capsys: pytest.CaptureFixture[str]) -> None:

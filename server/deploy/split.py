@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import copy
 import io
+import os
 import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -66,6 +68,7 @@ class Split:
     entrance_text: str
     entrance: Listen
     entrance_state: Path  # the entrance's pid file, logs and temporary files
+    source: Path  # the config file split
 
     def entrance_command(self) -> list[str]:
         """How to start the entrance: nginx as whoever runs it, root only for a port under 1024."""
@@ -116,6 +119,7 @@ def split_config(path: Path, nodes: int, first_port: int | None = None) -> Split
         nginx_config(entrance, ports, path.name, state),
         entrance,
         state,
+        path,
     )
 
 
@@ -125,10 +129,20 @@ def write_split(split: Split, overwrite: bool) -> None:
     paths = [*(node.path for node in split.nodes), split.entrance_path]
     if not overwrite and (there := [p for p in paths if p.exists()]):
         raise SplitError(f"{there[0]} is there already (changes saved by its node would be lost): --force replaces it")
-    for node in split.nodes:
-        node.path.write_text(node.text, encoding="utf-8")
-    split.entrance_path.write_text(split.entrance_text, encoding="utf-8")
-    split.entrance_state.mkdir(exist_ok=True)
+    try:
+        for node in split.nodes:  # they may hold the file's tokens: as private as the file
+            _write_private(node.path, node.text, stat.S_IMODE(split.source.stat().st_mode))
+        split.entrance_path.write_text(split.entrance_text, encoding="utf-8")
+        split.entrance_state.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise SplitError(f"cannot write {exc.filename or split.entrance_path.parent}: {exc.strerror or exc}") from None
+
+
+def _write_private(path: Path, text: str, mode: int) -> None:
+    """``text`` into ``path`` with permissions ``mode`` (os.open's are cut by the umask, hence chmod)."""
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "w", encoding="utf-8") as file:
+        file.write(text)
+    os.chmod(path, mode)
 
 
 def toml_document(data: Mapping[str, Any]) -> str:
