@@ -1,14 +1,29 @@
 // The viewer: a grid of every stream, and a stream view (#/stream/<id>) with overlays and tracks.
 // One WebSocket feeds both (docs/protocol.md); stats come from the REST API once a second.
+// A browser does not say why a socket was refused: each time one closes, the same question is asked
+// over HTTP, so that a server that wants a token the person has not given (the dialog's "Not now")
+// is told from one out of reach, and the page offers the dialog again rather than "reconnecting".
 
-import { addStream, listStreams, removeStream, viewerSettings } from "./api.js";
-import { Connection, carryToken } from "./connection.js";
+import { ApiError, addStream, listStreams, removeStream, viewerSettings } from "./api.js";
+import { Connection, carryToken, dropPageToken, pageToken, storeToken, storedToken } from "./connection.js";
 import { ANALYTICS_EVENTS } from "./events.js";
 import { GridView, gridSubscription } from "./grid.js";
+import { OFFLINE_NOTICE } from "./status.js";
 import { routedStream, StreamView } from "./stream.js";
+import { askForToken } from "./token.js";
 
 const STATS_INTERVAL_MS = 1000;
 const CONFIRM_WINDOW_MS = 3000;
+// While the server wants a token the page lacks, its socket is tried this seldom: only a token given
+// (the button) or a change of the server's tokens lets it in, and the first is tried at once.
+const TOKEN_RETRY_MS = 60000;
+const TOKEN_NEEDED = {
+  state: "unauthorized",
+  title: "segcast needs an access token",
+  reason: "None was given, so nothing can be shown: use “Enter access token” at the top of the page.",
+  nextAttemptAt: null,
+};
+const NOT_ADDED = "Not added: no connection to segcast. Try again once it is back.";
 
 const $ = (id) => document.getElementById(id);
 const grid = new GridView($("grid"), $("grid-empty"));
@@ -46,6 +61,9 @@ let current = null; // the stream id shown in the stream view, or null on the gr
 let shownView = null; // "grid" or "stream" once routed: the focus moves only when it changes
 let outage = false; // the connection went down since the last hello
 let polling = false; // a stream list asked for and not answered yet: one at a time, however slow
+let live = false; // the WebSocket is open
+let tokenNeeded = false; // the server refused this page's (lack of a) token, as of the last closed socket
+let checking = false; // that question is on its way
 // How many messages about which streams exist (hello, added, removed) the socket has brought: a stream
 // list the API gave before the latest of them may be out of date, and would bring back a removed stream.
 let listChanges = 0;
@@ -87,14 +105,51 @@ const connection = new Connection({
     }
   },
   state(state) {
-    if (state === "down") outage = true;
-    const badge = $("connection");
-    badge.textContent = state === "live" ? "connected" : "reconnecting…";
-    badge.className = `badge ${state === "live" ? "state-live" : "state-failed"}`;
-    // What the page shows of each stream is now only the last it heard: say so until hello.
-    grid.setOnline(state === "live");
-    view.setOnline(state === "live");
+    live = state === "live";
+    if (live) tokenNeeded = false;
+    else outage = true;
+    showConnection();
+    if (!live) checkAccess();
   },
+});
+
+// What the page shows of each stream is only the last it heard while the socket is down: say so
+// until hello, and why where the server said (a token it wants).
+function showConnection() {
+  const badge = $("connection");
+  badge.textContent = live ? "connected" : tokenNeeded ? "needs a token" : "reconnecting…";
+  badge.className = `badge ${live ? "state-live" : "state-failed"}`;
+  $("give-token").hidden = live || !tokenNeeded;
+  const notice = tokenNeeded ? TOKEN_NEEDED : OFFLINE_NOTICE;
+  grid.setOnline(live, notice);
+  view.setOnline(live, notice);
+}
+
+// The socket closed or was refused: ask the server over HTTP, which says whether a token is why.
+async function checkAccess() {
+  if (checking) return;
+  checking = true;
+  let refused = false;
+  try {
+    await listStreams();
+  } catch (error) {
+    refused = error instanceof ApiError && error.status === 401;
+  } finally {
+    checking = false;
+  }
+  if (live) return; // a socket opened meanwhile (a token was given): it was let in
+  tokenNeeded = refused;
+  if (tokenNeeded) connection.holdOff(TOKEN_RETRY_MS);
+  showConnection();
+}
+
+// The dialog the person declined, again on their word; the socket is tried with the token at once.
+$("give-token").addEventListener("click", async () => {
+  const token = await askForToken(pageToken || storedToken() ? "refused" : "missing");
+  if (!token) return;
+  dropPageToken(); // only the page's token is sent while it has one (api.js does the same)
+  storeToken(token);
+  connection.holdOff(0);
 });
 
 function setInference(inference) {
@@ -122,7 +177,7 @@ function route() {
 }
 
 async function refreshStats() {
-  if (polling) return;
+  if (polling || tokenNeeded) return; // refused until a token is given; the socket's attempts tell when
   polling = true;
   try {
     const askedAt = performance.now();
@@ -186,6 +241,10 @@ $("add-form").addEventListener("submit", async (event) => {
   try {
     added(await addStream(body, persist.checked && !persist.disabled));
   } catch (error) {
+    if (!(error instanceof ApiError)) {
+      $("add-error").textContent = NOT_ADDED; // never answered: an "added" message says if it was
+      return;
+    }
     if (error.stream !== null) added(error.stream); // added, only not saved: the message says so
     $("add-error").textContent = error.message;
   }

@@ -103,6 +103,7 @@ export class StreamView {
     this.status = null; // {state, error, next_attempt_at} of the open stream
     this.missing = false; // the server has no stream by the open id (now)
     this.online = true;
+    this.offline = OFFLINE_NOTICE; // what the view says while the connection is down (setOnline)
     this.inference = null; // the server's {state, error, next_attempt_at}
     const size = () => (this.meta && this.bitmap ? { width: this.meta.width, height: this.meta.height } : null);
     const reveal = () => {
@@ -384,8 +385,11 @@ export class StreamView {
     this.streamSeen();
   }
 
-  setOnline(online) {
+  // `offline`: why the connection is down where the server said (app.js: a token it wants); by default
+  // it is out of reach, and the picture shown the last one received.
+  setOnline(online, offline = OFFLINE_NOTICE) {
     this.online = online;
+    this.offline = offline;
     this.render();
   }
 
@@ -395,11 +399,11 @@ export class StreamView {
   }
 
   render() {
-    const state = this.online ? (this.status?.state ?? "") : "offline";
+    const state = this.online ? (this.status?.state ?? "") : this.offline.state;
     this.el.state.textContent = state;
     this.el.state.className = `badge state-${state}`;
     this.el.state.hidden = !state;
-    if (!this.online) this.panel.show(OFFLINE_NOTICE);
+    if (!this.online) this.panel.show(this.offline);
     else if (this.missing) this.panel.show(missingNotice(this.streamId));
     else this.panel.show(streamNotice(this.status, this.inference));
   }

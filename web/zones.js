@@ -7,14 +7,17 @@
 // every other shape is sent back exactly as the server gave it, so one in pixels (a config file's)
 // stays in pixels, and is drawn where those pixels are on the frame on screen, whatever its size. A
 // refusal (a polygon that crosses itself, a name taken twice) is shown in the server's words and the
-// last saved shapes come back. The stream runs on through a change: only the counts of changed shapes start again.
+// last saved shapes come back; so do they after a save that never reached the server (the network or
+// the server is down), which is not tried again: the page says it was not saved, and once the server
+// answers again its shapes are shown, whatever became of that save. The stream runs on through a
+// change: only the counts of changed shapes start again.
 // Each save is made only over the shapes it was drawn on (`If-Match`): where someone else changed
 // them meanwhile (another tab, a script), theirs are shown and this change is not saved over them.
 // A stream that restarts or reconnects keeps its last picture (dimmed, its notice stepping aside while
 // a shape is drawn: style.css), and shapes go on being drawn and moved on it, in fractions of it: a
 // point clicked there is in the same place of the picture the stream comes back with, whatever its size.
 
-import { changeStream, getStream } from "./api.js";
+import { ApiError, changeStream, getStream } from "./api.js";
 import { reconcile } from "./dom.js";
 import { pictureRect } from "./overlay.js";
 
@@ -32,6 +35,10 @@ const HINTS = {
 
 const keyOf = (shape) => `${shape.kind}:${shape.name}`;
 const shapesKey = (options) => JSON.stringify({ zones: options?.zones ?? [], lines: options?.lines ?? [] });
+const NO_CONNECTION =
+  "Not saved: no connection to segcast. The zones and lines it has saved are shown: " +
+  "make the change again once it is back.";
+const WAIT_FOR_PICTURE = "Wait for the first picture: shapes are drawn on it.";
 const CHANGED_ELSEWHERE =
   "The zones or lines were changed elsewhere meanwhile: these are the saved ones now. Make your change again.";
 // Saves made again after the stream's other settings (not its shapes) changed under them.
@@ -215,6 +222,7 @@ export class ZoneEditor {
    */
   fit() {
     const size = this.host.size();
+    if (size && this.el.error.textContent === WAIT_FOR_PICTURE) this.showError(""); // the picture it asked for came
     if (!size || this.options === null) return;
     if (size.width === this.fitted?.width && size.height === this.fitted?.height) return;
     this.fitted = size;
@@ -251,7 +259,7 @@ export class ZoneEditor {
       return;
     }
     if (!this.host.size()) {
-      this.showError("Wait for the first picture: shapes are drawn on it.");
+      this.showError(WAIT_FOR_PICTURE);
       return;
     }
     this.mode = kind;
@@ -378,37 +386,16 @@ export class ZoneEditor {
       return;
     }
     this.saving = true;
-    const { persist } = this.el;
-    let { options, etag } = this;
-    let refusal = "";
-    let resends = 0;
-    do {
-      this.unsaved = false;
-      const body = {
-        zones: this.shapes.filter((s) => s.kind === "zone").map(toServer),
-        lines: this.shapes.filter((s) => s.kind === "line").map(toServer),
-      };
-      try {
-        ({ options, etag } = await changeStream(streamId, body, persist.checked && !persist.disabled, etag));
-        refusal = "";
-      } catch (error) {
-        refusal = error.message;
-        if (error.stream !== null) {
-          ({ options, etag } = error.stream); // made, only not saved: the next change goes over it
-        } else if (error.status === 412) {
-          const current = await getStream(streamId).catch(() => null);
-          if (current === null) break; // the refusal as it is; the next poll brings the stream back
-          // Only other settings changed (a new conf): the shapes this change was drawn on still hold.
-          const resend = shapesKey(current.options) === shapesKey(options) && resends++ < MAX_RESENDS;
-          ({ options, etag } = current);
-          refusal = resend ? "" : CHANGED_ELSEWHERE;
-          this.unsaved = resend;
-        }
-      }
-      if (streamId !== this.streamId) return;
-    } while (this.unsaved);
+    let saved;
+    try {
+      saved = await this.save(streamId);
+    } finally {
+      // Whatever happened: a save left "in flight" would keep busy() true, and every later change unsaved.
+      if (streamId === this.streamId) this.saving = false;
+    }
+    if (streamId !== this.streamId) return; // a save for the stream left is ignored
+    const { options, etag, refusal } = saved;
     this.showError(refusal);
-    this.saving = false;
     this.changedAt = performance.now();
     this.savedKey = null;
     this.counts = null; // the next frame's counts are those of the new shapes
@@ -426,6 +413,45 @@ export class ZoneEditor {
       this.el.name.value = adding.name;
       this.typed = true;
     }
+  }
+
+  /**
+   * Send the shapes shown, again while they changed meanwhile: the stream's zones and lines (and
+   * ETag) as the last answer left them, and what to say of the refusal ("" for none). A save the
+   * server never answered is not sent again (it may even have been made): the last saved shapes are
+   * shown, and the next poll that reaches the server shows its own.
+   */
+  async save(streamId) {
+    const { persist } = this.el;
+    let { options, etag } = this;
+    let refusal = "";
+    let resends = 0;
+    do {
+      this.unsaved = false;
+      const body = {
+        zones: this.shapes.filter((s) => s.kind === "zone").map(toServer),
+        lines: this.shapes.filter((s) => s.kind === "line").map(toServer),
+      };
+      try {
+        ({ options, etag } = await changeStream(streamId, body, persist.checked && !persist.disabled, etag));
+        refusal = "";
+      } catch (error) {
+        if (!(error instanceof ApiError)) return { options, etag, refusal: NO_CONNECTION };
+        refusal = error.message;
+        if (error.stream !== null) {
+          ({ options, etag } = error.stream); // made, only not saved: the next change goes over it
+        } else if (error.status === 412) {
+          const current = await getStream(streamId).catch(() => null);
+          if (current === null) break; // the refusal as it is; the next poll brings the stream back
+          // Only other settings changed (a new conf): the shapes this change was drawn on still hold.
+          const resend = shapesKey(current.options) === shapesKey(options) && resends++ < MAX_RESENDS;
+          ({ options, etag } = current);
+          refusal = resend ? "" : CHANGED_ELSEWHERE;
+          this.unsaved = resend;
+        }
+      }
+    } while (this.unsaved && streamId === this.streamId);
+    return { options, etag, refusal };
   }
 
   showError(message) {
@@ -605,7 +631,8 @@ export class ZoneEditor {
     context.save();
     context.lineJoin = "round";
     if (this.visible) {
-      for (const shape of this.shapes) this.drawShape(context, shape, px, scale);
+      const tags = [];
+      for (const shape of this.shapes) this.drawShape(context, shape, px, scale, tags);
     }
     if (this.mode !== "idle" && this.draft.length) {
       const points = this.cursor ? [...this.draft, this.cursor] : this.draft;
@@ -621,7 +648,8 @@ export class ZoneEditor {
     context.restore();
   }
 
-  drawShape(context, shape, px, scale) {
+  // `tags`: where the name tags drawn so far on this frame are (drawTag).
+  drawShape(context, shape, px, scale, tags) {
     const selected = keyOf(shape) === this.selected;
     const color = shape.kind === "zone" ? ZONE_COLOR : LINE_COLOR;
     const points = shape.points.map(px);
@@ -640,7 +668,7 @@ export class ZoneEditor {
     if (shape.kind === "line") this.drawArrow(context, points, scale);
     if (selected) this.drawHandles(context, points, scale, color);
     const label = [shape.name, this.countText(shape)].filter(Boolean).join("  ");
-    drawTag(context, label, points[0], color, scale);
+    tags.push(drawTag(context, label, points[0], color, scale, tags));
   }
 
   // An arrow from the middle of the first segment to the line's "in" side (docs/analytics.md).
@@ -692,16 +720,22 @@ function shapeItem(shape) {
   return item;
 }
 
-function drawTag(context, text, [x, y], color, scale) {
+// A shape's name tag, over its first point; where it would cover a tag drawn before it (`placed`: a
+// line starting where a zone does) it goes below that one, so no name or count is hidden. Its box.
+function drawTag(context, text, [x, y], color, scale, placed) {
   const size = Math.round(13 * scale);
   context.font = `600 ${size}px system-ui, sans-serif`;
   const width = context.measureText(text).width + 8;
   const height = size + 6;
   const left = Math.min(Math.max(0, x), context.canvas.width - width);
-  const top = Math.min(Math.max(0, y - height - 4), context.canvas.height - height);
+  let top = Math.min(Math.max(0, y - height - 4), context.canvas.height - height);
+  const covers = (tag) =>
+    left < tag.left + tag.width && tag.left < left + width && top < tag.top + tag.height && tag.top < top + height;
+  for (let under = placed.find(covers); under; under = placed.find(covers)) top = under.top + under.height + 2 * scale;
   context.fillStyle = color;
   context.fillRect(left, top, width, height);
   context.fillStyle = "#0b0d10";
   context.textBaseline = "top";
   context.fillText(text, left + 4, top + 3);
+  return { left, top, width, height };
 }
