@@ -53,7 +53,11 @@ def create_app(settings: Settings, policy: AccessPolicy | None = None) -> web.Ap
     """
     if policy is None:
         policy = AccessPolicy.configure(
-            settings.host, settings.viewer_tokens, settings.admin_tokens, explicitly_off=settings.auth_off
+            settings.host,
+            settings.viewer_tokens,
+            settings.admin_tokens,
+            explicitly_off=settings.auth_off,
+            required=settings.auth_required,
         )
     app = web.Application(middlewares=[json_errors])
     app[settings_key] = settings

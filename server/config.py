@@ -67,7 +67,7 @@ SERVER_KEYS = (
 #: ``[server]`` keys of `ViewerLimits`, with the most each may be set to.
 VIEWER_LIMIT_KEYS = {"max_viewers": 100_000, "max_viewers_per_address": 100_000, "max_scaled_images": 64}
 MODEL_KEYS = ("name", "device", "max_batch", "half", "fast_masks")
-AUTH_KEYS = ("viewer_tokens", "admin_tokens")
+AUTH_KEYS = ("viewer_tokens", "admin_tokens", "required")
 #: A source of CSP ``frame-ancestors`` that a browser can match (CSP 3's grammar): ``*``, ``'self'``, a
 #: scheme (``https:``), or ``[scheme://]host[:port][/path]`` with ``*.`` or ``*`` for the host, ``*``
 #: for the port. Anything else a browser ignores; a space, ``;`` or ``,`` would start another source or
@@ -122,6 +122,9 @@ class Settings:
     viewer_tokens: tuple[str, ...] = ()
     admin_tokens: tuple[str, ...] = ()
     auth_off: bool = False
+    #: ``[auth] required = true``: tokens are needed wherever it listens, loopback too (a node behind
+    #: an entrance others reach, which `segcast split` writes: the entrance reaches it from 127.0.0.1).
+    auth_required: bool = False
     #: What the API may open (see `server.http.policy`); the config file and flags are not held to it.
     source_schemes: tuple[str, ...] = DEFAULT_SOURCE_SCHEMES
     media_dirs: tuple[Path, ...] = ()
@@ -325,6 +328,7 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides
         viewer_tokens=_tokens(auth, "viewer_tokens", f"{name}: auth"),
         admin_tokens=_tokens(auth, "admin_tokens", f"{name}: auth"),
         auth_off=auth_off,
+        auth_required=_typed(auth, "required", bool, False, f"{name}: auth"),
         source_schemes=tuple(s.lower() for s in schemes) if schemes is not None else DEFAULT_SOURCE_SCHEMES,
         media_dirs=tuple(media_dirs),
         allow_devices=allow_devices,

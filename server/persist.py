@@ -217,11 +217,12 @@ def _config_text(settings: Settings, streams: list[tuple[StreamConfig, dict[str,
     ]
     if settings.auth_off:
         lines[1:1] = ['auth = "off"', ""]
-    elif settings.viewer_tokens or settings.admin_tokens:
+    elif settings.viewer_tokens or settings.admin_tokens or settings.auth_required:
         lines += [
             "[auth]",
             f"viewer_tokens = {toml_value(list(settings.viewer_tokens))}",
             f"admin_tokens = {toml_value(list(settings.admin_tokens))}",
+            *(["required = true"] if settings.auth_required else []),
             "",
         ]
     base = StreamOptions().to_json()

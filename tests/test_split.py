@@ -22,9 +22,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from server.app import create_app
 from server.cli import main
 from server.config import load_config
-from server.deploy.split import split_config, toml_document, write_split
+from server.deploy.split import NodeFile, Split, SplitError, split_config, toml_document, write_split
+from server.http.auth import AuthConfigError
+from server.persist import write_config
 from tests.support.polling import eventually
 from tests.test_deploy import NGINX, require_nginx
 
@@ -204,6 +207,69 @@ def test_a_folder_it_cannot_write_to_is_one_line(config: Path, capsys: pytest.Ca
     assert capsys.readouterr().err.startswith(f"segcast: cannot write {config.parent / 'cams.node-1.toml'}: ")
 
 
+def test_nodes_behind_an_entrance_others_reach_refuse_to_start_without_tokens(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tokens kept only in the environment and not exported for a node: behind nginx every request
+    comes from 127.0.0.1, so that node would have let in everyone the entrance lets in."""
+    monkeypatch.setenv("SEGCAST_ADMIN_TOKENS", TOKEN)
+    open_file = CONFIG.replace('[auth]\nadmin_tokens = ["an-admin-token-of-the-box"]\n', "")
+    config.write_text(open_file.replace("port = 8090", 'host = "0.0.0.0"\nport = 8090'))
+    split = split_config(config, 2)
+    write_split(split, overwrite=False)
+    node = load_config(split.nodes[0].path)
+    assert node.auth_required and node.host == "127.0.0.1"
+    monkeypatch.delenv("SEGCAST_ADMIN_TOKENS")
+    with pytest.raises(AuthConfigError, match=r"auth\.required = true: this server needs access tokens"):
+        create_app(node)
+    monkeypatch.setenv("SEGCAST_ADMIN_TOKENS", TOKEN)
+    create_app(node)  # with them it starts
+    write_config(node, list(node.streams))  # a save through its API keeps the requirement
+    assert load_config(split.nodes[0].path).auth_required
+
+    config.write_text(open_file)  # an entrance on this machine only: nodes as a single one would be
+    assert not any(load_config(n.path).auth_required for n in write_forced(split_config(config, 2)))
+
+
+def write_forced(split: Split) -> tuple[NodeFile, ...]:
+    write_split(split, overwrite=True)
+    return split.nodes
+
+
+def test_auth_off_is_refused_for_an_entrance_beyond_this_machine(config: Path) -> None:
+    """Its nodes, open on 127.0.0.1, would answer only to this machine's own names: 403 for everyone."""
+    open_file = CONFIG.replace('[auth]\nadmin_tokens = ["an-admin-token-of-the-box"]\n', "")
+    config.write_text('auth = "off"\n' + open_file.replace("port = 8090", 'host = "0.0.0.0"\nport = 8090'))
+    with pytest.raises(SplitError, match=r'auth = "off" and listens on 0\.0\.0\.0'):
+        split_config(config, 2)
+
+
+def test_behind_a_privileged_port_the_nodes_do_not_need_root(config: Path) -> None:
+    config.write_text(CONFIG.replace("port = 8090", "port = 443"))
+    assert [node.port for node in split_config(config, 2).nodes] == [8081, 8082]
+
+
+def test_forced_split_into_fewer_nodes_removes_the_files_of_the_nodes_gone(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["split", str(config), "--nodes", "3"]) == 0
+    keep = config.parent / "cams.node-backup.toml"
+    keep.write_text("# not a node file of the split\n")
+    assert main(["split", str(config), "--nodes", "2"]) == 2
+    assert "removes the files of nodes beyond the new number" in capsys.readouterr().err
+    assert main(["split", str(config), "--nodes", "2", "--force"]) == 0
+    assert not (config.parent / "cams.node-3.toml").exists(), "its camera would run twice"
+    assert keep.exists()
+
+
+def test_a_folder_nginx_cannot_name_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "$HOME"
+    folder.mkdir()
+    (folder / "cams.toml").write_text('[[streams]]\nid = "a"\nuri = "scene:"\n')
+    with pytest.raises(SplitError, match="nginx cannot take a path with '\\$' in it"):
+        split_config(folder / "cams.toml", 1)
+
+
 def test_files_already_there_are_kept_unless_forced(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["split", str(config), "--nodes", "2"]) == 0
     node = config.parent / "cams.node-2.toml"
@@ -245,10 +311,12 @@ async def test_nodes_and_entrance_started_as_the_split_says_serve_their_cameras(
 
             await eventually(answers, what="the entrance to answer")
             for node, ids in (("node-1", ["a", "c"]), ("node-2", ["b"])):
-                async with session.get(f"{base}{node}/api/streams") as response:
+                async with session.get(f"{base}{node}/api/streams?token=s1.viewer.1.not-to-be-logged") as response:
                     streams = (await response.json())["streams"]
                 assert [s["id"] for s in streams] == ids
-    assert (tmp_path / "cams.nginx" / "access.log").read_text().count("GET /node-") == 2
+    log = tmp_path / "cams.nginx" / "access.log"
+    assert log.read_text().count("GET /node-") == 2 and "not-to-be-logged" not in log.read_text()
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
 
 
 @contextmanager

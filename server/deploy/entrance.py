@@ -65,7 +65,9 @@ events {{
 }}
 
 http {{
-    access_log {_quoted(state / "access.log")};
+    # Paths without their queries: the viewer's ?token= would be kept in the log (its Referer too).
+    log_format segcast '$remote_addr [$time_local] "$request_method $uri $server_protocol" $status $body_bytes_sent';
+    access_log {_quoted(state / "access.log")} segcast;
 {temporary}
 
     map $http_upgrade $connection_upgrade {{

@@ -6,6 +6,9 @@ and what must differ between nodes on one machine:
 - ``[server]``: the node listens on 127.0.0.1 at its own port, and takes as many viewers from one
   address as from all (every viewer comes through the entrance, from its address). TLS, when the file
   sets it, moves to the entrance: nginx speaks plain HTTP to the nodes.
+- ``[auth] required = true`` where the entrance listens beyond this machine: a node started without
+  tokens (kept in the environment, and not exported for it) refuses to start, where it would have
+  answered everyone the entrance lets in as if they were on this machine.
 - ``[events.history]``: a database file per node, as two processes would each apply their retention to
   the other's events.
 - ``[events.mqtt]``: a topic prefix per node (one node stopping would otherwise mark every node's Home
@@ -36,11 +39,14 @@ from server.config import ConfigError, load_config, settings_from_mapping
 from server.delivery.viewer import ViewerLimits
 from server.deploy.entrance import Listen, nginx_config, node_name
 from server.events.config import DEFAULT_HISTORY_FILE, toml_string
-from server.http.auth import AccessPolicy, AuthConfigError
+from server.http.auth import AccessPolicy, AuthConfigError, is_loopback
 from server.persist import toml_value
 
 #: The nodes listen here: only the entrance, on the same machine, reaches them.
 NODE_HOST = "127.0.0.1"
+#: Ports under this only root may listen on: nodes go from `DEFAULT_FIRST_PORT` behind such an entrance.
+PRIVILEGED_PORTS = 1024
+DEFAULT_FIRST_PORT = 8081
 #: More nodes than this on one machine is a typing error: four carried 64 cameras on an H200.
 MAX_NODES = 64
 _BARE_KEY = re.compile(r"\A[A-Za-z0-9_-]+\Z")
@@ -69,6 +75,7 @@ class Split:
     entrance: Listen
     entrance_state: Path  # the entrance's pid file, logs and temporary files
     source: Path  # the config file split
+    stale: tuple[Path, ...]  # node files of an earlier split into more nodes: their cameras are dealt anew
 
     def entrance_command(self) -> list[str]:
         """How to start the entrance: nginx as whoever runs it, root only for a port under 1024."""
@@ -91,7 +98,16 @@ def split_config(path: Path, nodes: int, first_port: int | None = None) -> Split
         AccessPolicy.configure(settings.host, settings.viewer_tokens, settings.admin_tokens, settings.auth_off)
     except AuthConfigError as exc:
         raise SplitError(f"the entrance listens where {path.name} says: {exc}") from None
-    first = settings.port + 1 if first_port is None else first_port
+    beyond = not is_loopback(settings.host)
+    if beyond and settings.auth_off:
+        raise SplitError(
+            f'{path.name} says auth = "off" and listens on {settings.host}: behind an entrance the nodes see every '
+            "request come from this machine, and an open node answers only to this machine's own names; "
+            "set access tokens instead"
+        )
+    if first_port is None:  # after the entrance's, but never where only root may listen
+        first_port = settings.port + 1 if settings.port >= PRIVILEGED_PORTS else DEFAULT_FIRST_PORT
+    first = first_port
     ports = list(range(first, first + nodes))
     if first < 1 or ports[-1] > 65535:
         raise SplitError(f"--first-port {first}: the nodes' ports {first}-{ports[-1]} must lie in 1-65535")
@@ -104,7 +120,8 @@ def split_config(path: Path, nodes: int, first_port: int | None = None) -> Split
     for index, port in enumerate(ports, start=1):
         share = tables[index - 1 :: nodes]
         node_path = path.with_name(f"{path.stem}.{node_name(index)}.toml")
-        text = _header(path, index, nodes) + toml_document(_node_document(data, share, index, port))
+        document = _node_document(data, share, index, port, tokens_required=beyond)
+        text = _header(path, index, nodes) + toml_document(document)
         try:
             settings_from_mapping(tomllib.loads(text), node_path, {})
         except (ConfigError, ValueError) as exc:  # a bug here, not the user's: say so rather than write it
@@ -113,6 +130,10 @@ def split_config(path: Path, nodes: int, first_port: int | None = None) -> Split
     entrance = Listen(settings.host, settings.port, settings.tls_cert, settings.tls_key)
     folder = path.resolve().parent  # nginx takes relative paths from its own prefix
     state = folder / f"{path.stem}.nginx"
+    for named in (state, settings.tls_cert, settings.tls_key):
+        if named is not None and "$" in str(named):  # nginx would read the rest as a variable's name
+            raise SplitError(f"{named}: nginx cannot take a path with '$' in it: move it where no folder has one")
+    stale = sorted(p for p in path.parent.glob(f"{path.stem}.node-*.toml") if _node_index(path, p) > nodes)
     return Split(
         tuple(files),
         folder / f"{path.stem}.nginx.conf",
@@ -120,27 +141,43 @@ def split_config(path: Path, nodes: int, first_port: int | None = None) -> Split
         entrance,
         state,
         path,
+        tuple(stale),
     )
 
 
 def write_split(split: Split, overwrite: bool) -> None:
     """Write every file of ``split``; none, unless ``overwrite``, where one is there already (a node's
     file holds what its API saved with ``?persist=1`` since the last split)."""
-    paths = [*(node.path for node in split.nodes), split.entrance_path]
+    paths = [*(node.path for node in split.nodes), split.entrance_path, *split.stale]
     if not overwrite and (there := [p for p in paths if p.exists()]):
-        raise SplitError(f"{there[0]} is there already (changes saved by its node would be lost): --force replaces it")
+        raise SplitError(
+            f"{there[0]} is there already (changes saved by its node would be lost): --force replaces it"
+            + (" and removes the files of nodes beyond the new number" if split.stale else "")
+        )
     try:
+        for stale in split.stale:  # its cameras are another node's now: started, it would run them twice
+            stale.unlink()
         for node in split.nodes:  # they may hold the file's tokens: as private as the file
             _write_private(node.path, node.text, stat.S_IMODE(split.source.stat().st_mode))
         split.entrance_path.write_text(split.entrance_text, encoding="utf-8")
         split.entrance_state.mkdir(exist_ok=True)
+        for log in ("access.log", "error.log"):  # nginx keeps a file's mode: these hold addresses and URLs
+            _write_private(split.entrance_state / log, "", 0o600, truncate=False)
     except OSError as exc:
         raise SplitError(f"cannot write {exc.filename or split.entrance_path.parent}: {exc.strerror or exc}") from None
 
 
-def _write_private(path: Path, text: str, mode: int) -> None:
-    """``text`` into ``path`` with permissions ``mode`` (os.open's are cut by the umask, hence chmod)."""
-    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "w", encoding="utf-8") as file:
+def _node_index(source: Path, path: Path) -> int:
+    """The node number of ``path`` if it is one of ``source``'s node files (``cams.node-3.toml``), else 0."""
+    number = path.name.removeprefix(f"{source.stem}.node-").removesuffix(".toml")
+    return int(number) if number.isascii() and number.isdigit() else 0
+
+
+def _write_private(path: Path, text: str, mode: int, truncate: bool = True) -> None:
+    """``text`` into ``path`` with permissions ``mode`` (os.open's are cut by the umask, hence chmod);
+    without ``truncate``, appended to what is there (a log)."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if truncate else os.O_APPEND)
+    with open(os.open(path, flags, mode), "w", encoding="utf-8") as file:
         file.write(text)
     os.chmod(path, mode)
 
@@ -186,9 +223,14 @@ def _read(path: Path) -> dict[str, Any]:
     return tomllib.loads(io.TextIOWrapper(io.BytesIO(path.read_bytes()), encoding="utf-8-sig").read())
 
 
-def _node_document(data: Mapping[str, Any], streams: list[Any], index: int, port: int) -> dict[str, Any]:
-    """The user's document with node ``index``'s ``streams`` and what must differ per node (module doc)."""
+def _node_document(
+    data: Mapping[str, Any], streams: list[Any], index: int, port: int, tokens_required: bool
+) -> dict[str, Any]:
+    """The user's document with node ``index``'s ``streams`` and what must differ per node (module doc);
+    ``tokens_required``: the entrance is reached from beyond this machine (see `Settings.auth_required`)."""
     document = {key: copy.deepcopy(value) for key, value in data.items() if key != "streams"}
+    if tokens_required:
+        document.setdefault("auth", {})["required"] = True
     server = document.setdefault("server", {})
     server.pop("tls_cert", None)
     server.pop("tls_key", None)

@@ -116,11 +116,13 @@ class AccessPolicy:
         admin_tokens: Iterable[str] = (),
         explicitly_off: bool = False,
         environ: Mapping[str, str] | None = None,
+        required: bool = False,
     ) -> AccessPolicy:
         """The policy for a server bound to ``host``, from the config file's tokens and the environment.
 
         Raises `AuthConfigError` for a token too short to be a secret, for a non-loopback address
-        with no tokens at all unless access control was explicitly turned off, and for tokens given
+        (or any address, where tokens are ``required``) with no tokens at all unless access control
+        was explicitly turned off, and for tokens given
         while it was turned off (the user would believe them to guard the server). Each message names
         where the tokens came from: the config file's key or the environment variable.
         """
@@ -156,6 +158,12 @@ class AccessPolicy:
                 )
             return cls(open=True, local_names_only=is_loopback(host))
         if not viewers and not admins:
+            if required:  # behind an entrance: every request comes from loopback, whoever sent it
+                raise AuthConfigError(
+                    f"auth.required = true: this server needs access tokens wherever it listens "
+                    f"(${ADMIN_TOKENS_ENV}, or auth.admin_tokens / auth.viewer_tokens); without them anyone "
+                    "reaching the entrance in front of it could change it"
+                )
             if is_loopback(host):
                 return cls(open=True, local_names_only=True)
             raise AuthConfigError(
