@@ -205,7 +205,7 @@ function showStreams(streams, askedAt) {
 async function fitAddForm() {
   const settings = await viewerSettings().catch(() => null);
   if (!settings) return;
-  view.zones.offerPersist(settings);
+  view.zones.useViewerSettings(settings);
   const { sources } = settings;
   const kinds = [`${sources.schemes.map((scheme) => `${scheme}:`).join(" ")} sources`];
   if (sources.files) kinds.push("video files inside the server's media folders");

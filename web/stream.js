@@ -110,7 +110,18 @@ export class StreamView {
       const toggle = elements.toggles.querySelector("input[name=zones]");
       if (toggle && !toggle.checked) toggle.click();
     };
-    this.zones = new ZoneEditor({ canvas: elements.canvas, size, redraw: () => this.redraw(), reveal }, elements.zones);
+    // The shape panel's class filter and loiter time, by id (app.js hands over the toolbar's other parts).
+    const byId = (id) => document.getElementById(id);
+    const shapeSettings = {
+      settings: byId("shape-settings"),
+      classes: byId("shape-classes"),
+      loiter: byId("shape-loiter"),
+      loiterField: byId("shape-loiter-field"),
+    };
+    this.zones = new ZoneEditor(
+      { canvas: elements.canvas, size, redraw: () => this.redraw(), reveal },
+      { ...shapeSettings, ...elements.zones },
+    );
     this.events = new EventList(elements.events, elements.eventsEmpty);
     // Leaving the stream view ends its WebRTC player (app.js only tells the view which stream to open).
     window.addEventListener("hashchange", () => {

@@ -16,8 +16,11 @@
 // A stream that restarts or reconnects keeps its last picture (dimmed, its notice stepping aside while
 // a shape is drawn: style.css), and shapes go on being drawn and moved on it, in fractions of it: a
 // point clicked there is in the same place of the picture the stream comes back with, whatever its size.
+// The selected shape's class filter (`classes`: none ticked counts every class) and a zone's `loiter_s`
+// are set in the panel below the list and saved the same way; the classes offered are the model's,
+// as GET /api/viewer names them.
 
-import { ApiError, changeStream, getStream } from "./api.js";
+import { ApiError, changeStream, getStream, viewerSettings } from "./api.js";
 import { reconcile } from "./dom.js";
 import { pictureRect } from "./overlay.js";
 
@@ -46,6 +49,7 @@ const MAX_RESENDS = 3;
 // Names as the server takes them (server/analytics/shapes.py): checked here first, so a name it would
 // refuse is never sent, and the field says so while the saved name stays.
 const NAME_RULE = "up to 64 letters, digits, “-” or “_”";
+const LOITER_RULE = "Loiter after: seconds above 0, or empty for no loiter events.";
 
 const inPixels = (json) => json.units !== "fraction";
 
@@ -66,6 +70,23 @@ function toServer(shape) {
   const round = (v) => Number(Math.min(1, Math.max(0, v)).toFixed(FRACTION_DIGITS));
   const points = shape.points.map(([x, y]) => [round(x), round(y)]);
   return { ...shape.extra, name: shape.name, points, units: "fraction" };
+}
+
+// `shape` with its `changes` to the keys the panel sets (a key `undefined` is dropped), in its own units:
+// like a rename, a shape in pixels stays in pixels.
+function withSettings(shape, changes) {
+  const apply = (json) => {
+    const changed = { ...json, ...changes };
+    for (const [key, value] of Object.entries(changes)) if (value === undefined) delete changed[key];
+    return changed;
+  };
+  return { ...shape, extra: apply(shape.extra), server: shape.server && apply(shape.server) };
+}
+
+// What a shape is limited to, for its tag and its entry in the list: its classes, a zone's loiter time.
+function settingsText(shape) {
+  const { classes = [], loiter_s: loiterS } = shape.extra;
+  return [classes.join(", "), loiterS === undefined ? "" : `loiter ${loiterS} s`].filter(Boolean).join(" · ");
 }
 
 function insidePolygon([x, y], points) {
@@ -115,6 +136,10 @@ export class ZoneEditor {
     this.typed = false; // the name field holds what the user typed, not a name filled in here
     this.renaming = null; // {from, to}: keyOf() a shape being renamed, selected again if refused
     this.adding = null; // {key, name}: keyOf() a new shape named by the user, whose name a refusal keeps
+    this.classNames = []; // the model's, in class-id order (GET /api/viewer); none while the server knows none
+    this.askingClasses = false;
+    this.classBoxes = new Map(); // class name -> its checkbox's label, kept so the keyboard's focus holds
+    this.loiterTyped = false; // the loiter field holds what the user typed, not the saved value
 
     const { canvas } = host;
     canvas.addEventListener("pointerdown", (event) => this.pointerDown(event));
@@ -132,6 +157,9 @@ export class ZoneEditor {
     elements.remove.addEventListener("click", () => this.removeSelected());
     elements.name.addEventListener("input", () => (this.typed = true));
     elements.name.addEventListener("change", () => this.rename());
+    elements.classes.addEventListener("change", () => this.changeClasses());
+    elements.loiter.addEventListener("input", () => (this.loiterTyped = true));
+    elements.loiter.addEventListener("change", () => this.changeLoiter());
     elements.list.addEventListener("click", (event) => {
       const item = event.target.closest("li[data-shape]");
       if (item) this.select(item.dataset.shape);
@@ -159,13 +187,33 @@ export class ZoneEditor {
     this.render();
   }
 
-  // Saving to the config file is offered only where there is one (GET /api/viewer).
-  offerPersist(settings) {
+  // Saving to the config file is offered only where there is one (GET /api/viewer), and class filters
+  // only of the model's classes, which the same answer names.
+  useViewerSettings(settings) {
     const { persist } = this.el;
     this.fileSaves = Boolean(settings.config_file);
     persist.checked = settings.save_config;
     persist.disabled = settings.save_config;
     this.showPersist();
+    this.offerClasses(settings.classes);
+  }
+
+  offerClasses(names) {
+    this.classNames = Array.isArray(names) ? names : [];
+    this.renderSettings();
+  }
+
+  // A remote model's classes are known to the server only once its server has described the model:
+  // until then they are asked again each time a shape is selected.
+  async askClasses() {
+    if (this.classNames.length || this.askingClasses) return;
+    this.askingClasses = true;
+    try {
+      const settings = await viewerSettings().catch(() => null);
+      if (settings) this.offerClasses(settings.classes);
+    } finally {
+      this.askingClasses = false;
+    }
   }
 
   // A stream started by --source cannot be saved to the file: its changes last until a restart.
@@ -333,9 +381,43 @@ export class ZoneEditor {
   select(key) {
     if (this.mode !== "idle") return;
     this.selected = key;
-    const shape = this.shapes.find((s) => keyOf(s) === key);
+    this.loiterTyped = false;
+    const shape = this.selectedShape();
     if (shape) this.showName(shape.name);
     this.render();
+    if (shape) this.askClasses();
+  }
+
+  selectedShape() {
+    return this.shapes.find((s) => keyOf(s) === this.selected);
+  }
+
+  changeClasses() {
+    const classes = [...this.el.classes.querySelectorAll("input:checked")].map((box) => box.value);
+    this.changeSelected({ classes });
+  }
+
+  // A time the server would refuse is not sent: the error says why, and the field shows the saved one.
+  changeLoiter() {
+    const { loiter } = this.el;
+    const text = loiter.value.trim();
+    const seconds = Number(text);
+    this.loiterTyped = false;
+    if (loiter.validity.badInput || (text !== "" && !(seconds > 0 && Number.isFinite(seconds)))) {
+      this.showError(LOITER_RULE);
+      this.renderSettings();
+      return;
+    }
+    this.changeSelected({ loiter_s: text === "" ? undefined : seconds });
+  }
+
+  // Saved like any other change (commit()); one that changes nothing is not sent.
+  changeSelected(changes) {
+    const shape = this.selectedShape();
+    if (this.mode !== "idle" || this.drag !== null || !shape) return;
+    const same = ([key, value]) => JSON.stringify(shape.extra[key]) === JSON.stringify(value);
+    if (Object.entries(changes).every(same)) return;
+    this.commit(this.shapes.map((s) => (s === shape ? withSettings(shape, changes) : s)));
   }
 
   // While a save is in flight the removal is queued behind it (commit()), like any other change.
@@ -601,6 +683,7 @@ export class ZoneEditor {
         items.delete(key);
         item.classList.toggle("selected", key === this.selected);
         item.firstChild.setAttribute("aria-pressed", String(key === this.selected));
+        item.querySelector(".shape-limits").textContent = settingsText(shape);
         return item;
       }),
     );
@@ -610,8 +693,37 @@ export class ZoneEditor {
       (next?.firstChild ?? el.addZone).focus();
     }
     el.empty.hidden = this.shapes.length > 0;
+    this.renderSettings();
     this.renderCounts();
     this.host.redraw();
+  }
+
+  // The selected shape's class filter and (a zone's) loiter time, as shown in the list and saved.
+  renderSettings() {
+    const { el } = this;
+    const shape = this.mode === "idle" ? this.selectedShape() : undefined;
+    el.settings.hidden = !shape;
+    if (!shape) return;
+    const chosen = shape.extra.classes ?? [];
+    // A class the filter has and the model's list lacks (that list not known yet) is shown to be unticked.
+    const names = [...this.classNames, ...chosen.filter((name) => !this.classNames.includes(name))];
+    reconcile(el.classes, names.map((name) => this.classBox(name)));
+    for (const box of el.classes.querySelectorAll("input")) box.checked = chosen.includes(box.value);
+    el.loiterField.hidden = shape.kind !== "zone";
+    if (!this.loiterTyped) el.loiter.value = shape.extra.loiter_s ?? "";
+  }
+
+  classBox(name) {
+    let label = this.classBoxes.get(name);
+    if (!label) {
+      label = document.createElement("label");
+      const box = document.createElement("input");
+      box.type = "checkbox";
+      box.value = name;
+      label.append(box, ` ${name}`);
+      this.classBoxes.set(name, label);
+    }
+    return label;
   }
 
   renderCounts() {
@@ -667,7 +779,7 @@ export class ZoneEditor {
     context.stroke();
     if (shape.kind === "line") this.drawArrow(context, points, scale);
     if (selected) this.drawHandles(context, points, scale, color);
-    const label = [shape.name, this.countText(shape)].filter(Boolean).join("  ");
+    const label = [shape.name, settingsText(shape), this.countText(shape)].filter(Boolean).join("  ");
     tags.push(drawTag(context, label, points[0], color, scale, tags));
   }
 
@@ -714,9 +826,11 @@ function shapeItem(shape) {
   const kind = document.createElement("span");
   kind.className = "muted";
   kind.textContent = shape.kind;
+  const limits = document.createElement("span");
+  limits.className = "shape-limits muted";
   const count = document.createElement("span");
   count.className = "shape-count";
-  button.append(name, " ", kind, " ", count);
+  button.append(name, " ", kind, " ", limits, " ", count);
   return item;
 }
 

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from server.config import STREAM_ID_PATTERN, Settings
 from server.frames import PROTOCOL_VERSION
-from server.http.keys import settings_key
+from server.http.keys import manager_key, settings_key
 
 
 def web_root() -> Path:
@@ -87,13 +87,17 @@ async def _embed(request: web.Request) -> web.FileResponse:
     return _page(request, "embed.html")
 
 
-def viewer_settings(settings: Settings) -> dict[str, object]:
-    """What the viewer's forms may offer: only sources the API accepts, saving only to a file there is.
+def viewer_settings(settings: Settings, class_names: dict[int, str]) -> dict[str, object]:
+    """What the viewer's forms may offer: only sources the API accepts, saving only to a file there is,
+    and as a zone's or line's ``classes`` only the model's class names (``class_names``), in class-id order.
 
     Which folders ``media_dirs`` names stays on the server: the viewer only learns that files are allowed.
+    The class names are empty while they are unknown (a remote model whose server has not described it
+    yet): the viewer then asks again rather than offer names the API would refuse.
     """
     return {
         "v": PROTOCOL_VERSION,
+        "classes": [class_names[class_id] for class_id in sorted(class_names)],
         "config_file": settings.config_path is not None,
         "save_config": settings.save_config and settings.config_path is not None,
         "sources": {
@@ -105,4 +109,5 @@ def viewer_settings(settings: Settings) -> dict[str, object]:
 
 
 async def _viewer_settings(request: web.Request) -> web.Response:
-    return web.json_response(viewer_settings(request.app[settings_key]))
+    app = request.app
+    return web.json_response(viewer_settings(app[settings_key], app[manager_key].worker.class_names))
