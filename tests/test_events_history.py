@@ -197,7 +197,7 @@ async def test_analytics_kinds_are_stored_and_filtered_by_zone_and_line(outputs:
 
     assert [e.data["zone"] for e in history.query(EventQuery(zone="door"))] == ["door"]
     (crossing,) = history.query(EventQuery(line="gate"))
-    assert crossing.data == {**cross, "time": crossing.data["time"]}
+    assert crossing.data == {**cross, "time": crossing.data["time"], "event_id": crossing.data["event_id"]}
     assert [e.data["type"] for e in history.query(EventQuery(stream="yard"))] == ["line_cross"]
     assert len(history.query(EventQuery(class_name="person"))) == 2
     # No box in the event: the snapshot is the object's box in the frame, found by the track id.
@@ -361,6 +361,7 @@ API_FILTERS = {
     "since": 1.0,
     "until": 2.0,
     "before": 99,
+    "after": 5,  # read oldest first, through the same indexes
 }
 
 

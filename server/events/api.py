@@ -1,7 +1,9 @@
 """The event history and outputs in the REST API (formats in docs/protocol.md, "Events out").
 
 ``GET /api/events`` pages through the history newest first: each page has a ``next`` link that
-continues below its last id, so pages stay exact while new events arrive. The queries run on the
+continues below its last id, so pages stay exact while new events arrive. With ``after=<id>`` it
+reads forward, oldest first, from above that id: how a client polls for what is new (see
+`EventQuery`), its ``next`` continuing above the page's last id. The queries run on the
 history's own reader threads, each on its own read connection; a database that cannot be read is a
 503 naming why.
 """
@@ -12,6 +14,7 @@ import dataclasses
 import hashlib
 import math
 import sqlite3
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
@@ -28,6 +31,9 @@ DEFAULT_PAGE = 100
 MAX_EVENT_ID = 2**63 - 1  # SQLite's largest integer
 SNAPSHOT_TAG_CHARS = 24  # of the JPEG's SHA-256, hex: its ETag
 TEXT_FILTERS = {"stream": "stream", "type": "type", "class": "class_name", "zone": "zone", "line": "line"}
+#: ``since`` or ``until`` further ahead of now than this is not Unix seconds: milliseconds (Grafana's
+#: ``${__from}``, JavaScript's ``Date.now()``) are a thousand times now, and would match nothing.
+FUTURE_LIMIT_S = 100 * 365.25 * 86400
 #: A signed token given as ``?token=`` (server/http/auth.py), which every route takes: checked before
 #: the route runs, no filter, and never copied into the ``next`` link of a response body.
 TOKEN_PARAM = "token"
@@ -49,7 +55,7 @@ def _history(request: web.Request) -> HistorySink:
 
 def _parse_query(request: web.Request) -> EventQuery:
     params = request.query
-    known = (*TEXT_FILTERS, "since", "until", "before", "limit")
+    known = (*TEXT_FILTERS, "since", "until", "before", "after", "limit")
     unknown = sorted(set(params) - set(known) - {TOKEN_PARAM})
     if unknown:
         raise error(web.HTTPBadRequest, f"{unknown[0]}: unknown parameter; known: {', '.join(known)}")
@@ -63,10 +69,14 @@ def _parse_query(request: web.Request) -> EventQuery:
             fields[key] = _parse(params[key], float, key, "Unix seconds, e.g. 1767225600.5")
             if not math.isfinite(fields[key]):
                 raise error(web.HTTPBadRequest, f"{key}: expected Unix seconds, got {params[key]!r}")
-    if "before" in params:
-        fields["before"] = _parse(params["before"], int, "before", "an event id")
-        if not 0 <= fields["before"] <= MAX_EVENT_ID:
-            raise error(web.HTTPBadRequest, f"before: expected an event id, got {params['before']!r}")
+            if fields[key] > time.time() + FUTURE_LIMIT_S:
+                ahead = f"expected Unix seconds, got {params[key]}, centuries from now"
+                raise error(web.HTTPBadRequest, f"{key}: {ahead}: milliseconds? divide by 1000")
+    for key in ("before", "after"):
+        if key in params:
+            fields[key] = _parse(params[key], int, key, "an event id")
+            if not 0 <= fields[key] <= MAX_EVENT_ID:
+                raise error(web.HTTPBadRequest, f"{key}: expected an event id, got {params[key]!r}")
     limit = _parse(params.get("limit", str(DEFAULT_PAGE)), int, "limit", f"a whole number from 1 to {MAX_PAGE}")
     if not 1 <= limit <= MAX_PAGE:
         raise error(web.HTTPBadRequest, f"limit: expected a whole number from 1 to {MAX_PAGE}, got {limit}")
@@ -86,7 +96,8 @@ def _parse(text: str, kind: Callable[[str], Any], key: str, expected: str) -> An
 
 
 async def _list_events(request: web.Request) -> web.Response:
-    """``?stream=&type=&class=&zone=&line=&since=&until=&limit=&before=``: newest first, one page."""
+    """``?stream=&type=&class=&zone=&line=&since=&until=&limit=&before=&after=``: newest first, one page;
+    oldest first with ``after``."""
     history = _history(request)
     query = _parse_query(request)
     # One more than the page: whether it comes back says if there is a next page.
@@ -106,8 +117,9 @@ async def _list_events(request: web.Request) -> web.Response:
     ]
     following = None
     if len(found) > query.limit:
-        params = {k: v for k, v in request.query.items() if k not in ("before", TOKEN_PARAM)}
-        following = f"/api/events?{urlencode({**params, 'before': stored[-1].id})}"
+        cursor = "before" if query.after is None else "after"
+        params = {k: v for k, v in request.query.items() if k not in (cursor, TOKEN_PARAM)}
+        following = f"/api/events?{urlencode({**params, cursor: stored[-1].id})}"
     return web.json_response({"events": events, "next": following})
 
 
@@ -148,6 +160,7 @@ async def _outputs(request: web.Request) -> web.Response:
                     "queued": h.queued,
                     "upkeep_failures": h.upkeep_failures,
                     "last_error": h.last_error,
+                    "last_error_at": h.last_error_at,
                 }
                 for h in sinks
             ]

@@ -116,7 +116,14 @@ INSERT = "INSERT INTO events (time, stream, type, class, zone, line, data, snaps
 
 @dataclass(frozen=True, slots=True)
 class EventQuery:
-    """Filters of ``GET /api/events``; None matches anything. Newest first, ids below ``before``."""
+    """Filters of ``GET /api/events``; None matches anything. Newest first, ids below ``before``;
+    with ``after``, oldest first from the id above it: the cursor a poller moves forward by.
+
+    A poller cannot move forward by ``time``: an event's time is its frame's, and a line crossing is
+    stored only once confirmed, a second or more after later events, so its time is older than theirs.
+    Ids are given in the order events are stored, and a committed batch is seen whole, so no event
+    appears later below an id a reader has already seen.
+    """
 
     stream: str | None = None
     type: str | None = None
@@ -126,6 +133,7 @@ class EventQuery:
     since: float | None = None
     until: float | None = None
     before: int | None = None
+    after: int | None = None
     limit: int = 100
 
 
@@ -247,7 +255,8 @@ class HistorySink:
     # -- reads, in any thread -----------------------------------------------------------------------
 
     def query(self, q: EventQuery) -> list[StoredEvent]:
-        """Stored events matching ``q``, newest first. Raises sqlite3.Error if the file cannot be read."""
+        """Stored events matching ``q``, newest first (oldest first with ``after``). Raises sqlite3.Error
+        if the file cannot be read."""
         with self._reader() as db:
             sql, args = select_events(q, by_time=few_in_window(db, q))
             # One past a page: the API asks for it to know whether another page follows.
@@ -471,13 +480,14 @@ class HistorySink:
             _text_or_none(data.get("class")),
             _text_or_none(data.get("zone")),
             _text_or_none(data.get("line")),
-            json.dumps(data, separators=(",", ":")),
+            json.dumps(event.message, separators=(",", ":")),
             snapshot,
         )
 
 
 def select_events(q: EventQuery, by_time: bool) -> tuple[str, list[object]]:
-    """The SQL of a page of ``q`` and its arguments but the limit; newest first.
+    """The SQL of a page of ``q`` and its arguments but the limit; newest first, or oldest first
+    with ``after``.
 
     ``by_time``: the time bounds pick the rows through the time index, and the page is sorted
     (for a window of few events: `TIME_INDEX_MAX_ROWS`); SQLite, knowing nothing of how many,
@@ -498,12 +508,14 @@ def select_events(q: EventQuery, by_time: bool) -> tuple[str, list[object]]:
         (f"{time_column} >= ?", q.since),
         (f"{time_column} <= ?", q.until),
         ("id < ?", q.before),
+        ("id > ?", q.after),
     ):
         if value is not None:
             clauses.append(clause)
             args.append(value)
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    return f"SELECT id, data, snapshot IS NOT NULL FROM {source} {where} ORDER BY id DESC LIMIT ?", args
+    order = "DESC" if q.after is None else "ASC"
+    return f"SELECT id, data, snapshot IS NOT NULL FROM {source} {where} ORDER BY id {order} LIMIT ?", args
 
 
 def few_in_window(db: sqlite3.Connection, q: EventQuery) -> bool:

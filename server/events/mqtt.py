@@ -11,7 +11,9 @@ Topics (``P`` is ``topic_prefix``, default ``segcast``; ``D`` is ``discovery_pre
   retained, published when they change;
 - ``P/<stream>/availability``: ``online`` while the stream is live, ``offline`` while it is starting,
   reconnecting, failed or ended (and after segcast stops), retained: its counts are the last ones
-  seen, not the scene now, while it is offline. Each sensor needs both this and ``P/status`` online
+  seen, not the scene now, while it is offline. ``online`` waits for the stream's first counts of
+  this process, and goes out after any counts pending, so the previous run's retained counts never
+  show as current. Each sensor needs both this and ``P/status`` online
   to be available (``availability_mode: all``), so Home Assistant does not show a camera that is
   down as an empty or still occupied zone;
 - ``D/sensor/<node>_<stream>/<count>/config``: retained discovery config of one sensor per count
@@ -378,7 +380,9 @@ class MqttSink:
         else:
             return []
         what = f"a {event.data.get('type')} event"
-        return [_Message(self._event_topic(event), json.dumps(event.data), False, event.stream_id, what, event=event)]
+        return [
+            _Message(self._event_topic(event), json.dumps(event.message), False, event.stream_id, what, event=event)
+        ]
 
     def _next_state(self) -> list[_Message]:
         """One stream's pending removal, else one's availability, else one's counts (with their sensors)."""
@@ -386,13 +390,22 @@ class MqttSink:
             stream_id = next(iter(self._forgotten))
             self._forgotten.discard(stream_id)
             return self._removal(stream_id)
-        if self._unsent_availability:
-            stream_id = next(iter(self._unsent_availability))
-            return [self._availability(stream_id, self._unsent_availability.pop(stream_id))]
+        for stream_id, live in self._unsent_availability.items():
+            if not live or self._counts_published(stream_id):
+                return [self._availability(stream_id, self._unsent_availability.pop(stream_id))]
         if self._unsent_counts:
             stream_id = next(iter(self._unsent_counts))
             return self._counts(stream_id, self._unsent_counts.pop(stream_id))
         return []
+
+    def _counts_published(self, stream_id: str) -> bool:
+        """Whether this process has counts of ``stream_id`` and none waiting: its ``online`` may go.
+
+        Until then the broker may retain the counts of the run before, which ``online`` would pass
+        off as the scene now; sent over the one connection in order, the counts reach every
+        subscriber before the ``online`` after them.
+        """
+        return stream_id in self._latest and stream_id not in self._unsent_counts
 
     def _confirmed(self, message: _Message) -> None:
         if message.event is not None:

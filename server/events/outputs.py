@@ -83,7 +83,7 @@ class EventOutputs:
         when = packet.result.frame.capture_time
         for event in events if isinstance(events, list) else ():
             if isinstance(event, Mapping):
-                plain = OutEvent(event, packet.stream_id, when)
+                plain = OutEvent(event, packet.stream_id, when)  # its event_id drawn here, the same in every sink
                 pictured = replace(plain, picture=picture_of(event, packet.result)) if self._pictures else plain
                 for sink in self.sinks:
                     sink.offer(pictured if sink.snapshots else plain)

@@ -14,9 +14,10 @@ import enum
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Coroutine, Mapping
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from server.events.counts import Counts
@@ -40,18 +41,34 @@ class SinkState(enum.Enum):
     FAILING = "failing"  # the last delivery failed, or the destination cannot be reached; see last_error
 
 
+def new_event_id() -> str:
+    """A fresh `OutEvent.event_id`: a random UUID, unique without asking any output."""
+    return str(uuid.uuid4())
+
+
 @dataclass(frozen=True, slots=True)
 class OutEvent:
     """An event on its way out: its protocol JSON, and for a sink that keeps snapshots, their pixels.
 
     It holds nothing else of the frame it happened on, so a full queue costs what its events carry,
     not a decoded frame each. ``capture_time`` is that frame's, for an event whose JSON has no time.
+
+    ``event_id`` is drawn once, when the event enters the outputs, and every output sends or stores
+    it (`message`): an event MQTT delivers twice, a webhook retried and a history row are one event
+    to whoever compares their ids. The JSON's ``id`` cannot be that key: it is the track's, and a
+    track that enters a zone twice makes two ``zone_enter`` events with the same one.
     """
 
     data: Mapping[str, Any]
     stream_id: str
     capture_time: float
     picture: Picture | None = None
+    event_id: str = field(default_factory=new_event_id)
+
+    @property
+    def message(self) -> dict[str, Any]:
+        """What every output sends or stores: the event's JSON with its ``event_id``."""
+        return {**self.data, "event_id": self.event_id}
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +81,9 @@ class SinkHealth:
     dropped: int
     failed: int
     last_error: str | None
+    #: When (Unix seconds) ``last_error`` last happened; None before any. It is kept once the output
+    #: works again (state ``ok``), so an error in the past shows as past, and when it was.
+    last_error_at: float | None = None
     #: Upkeep an output failed at that cost no event (the history's deleting of old events, giving
     #: their space back, emptying its write-ahead log): the state stays ``ok``, as every event is
     #: stored, but a history that cannot delete will fill its disk, so this is what to alert on.
@@ -187,6 +207,7 @@ class Tally:
         self.dropped = 0
         self.failed = 0
         self.last_error: str | None = None
+        self.last_error_at: float | None = None  # Unix seconds
         self._drops = ThrottledCount()
         self._drops_lock = threading.Lock()
         self._latest_drop: OutEvent | None = None
@@ -221,6 +242,7 @@ class Tally:
         `DROP_LOG_INTERVAL_S`, so a failure that costs every batch still shows in the log.
         """
         self.failed += lost
+        self.last_error_at = time.time()
         if self.state is not SinkState.FAILING or reason != self.last_error:
             self._tell_losses(self._losses.take())
             self._log.error("%s: %s", self.name, reason)
@@ -245,7 +267,9 @@ class Tally:
         # the history's writer thread stores events can be a few high for a moment, never below 0.
         delivered, dropped, failed = self.delivered, self.dropped, self.failed
         queued = self.offered - delivered - dropped - failed
-        return SinkHealth(self.name, self.state, delivered, dropped, failed, self.last_error, queued=queued)
+        return SinkHealth(
+            self.name, self.state, delivered, dropped, failed, self.last_error, self.last_error_at, queued=queued
+        )
 
     def _tell_drops(self, count: int) -> None:
         if count and (event := self._latest_drop) is not None:

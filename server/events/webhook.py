@@ -1,14 +1,14 @@
 """Webhooks: each event POSTed as JSON to a URL, signed, retried with backoff, one at a time in order.
 
 The receiver checks ``X-Segcast-Signature: sha256=<hex>``, the HMAC-SHA256 of the raw body under the
-shared secret (GitHub's scheme, so existing verifiers work). ``X-Segcast-Delivery`` names each event's
-delivery, the same in each of its retries, so a receiver that answered too late to be heard can tell
-a retry from a new event. A delivery that times out (``timeout_s``), cannot
-connect or gets a 5xx or 429 is retried up to ``retries`` times with doubling waits, or as long as
-the answer's Retry-After asks (at most `BACKOFF_MAX_S`); the wait goes on to the next event while
-the receiver keeps failing, so a receiver that is down or rate-limiting is not hit at full speed by
-each new event. A 4xx other than 429 means the receiver refuses the event, so it is not retried.
-A redirect is not followed
+shared secret (GitHub's scheme, so existing verifiers work). ``X-Segcast-Delivery`` is the event's
+``event_id`` (`OutEvent`), the same in each of its retries and in the MQTT and history copies, so a
+receiver that answered too late to be heard can tell a retry from a new event. A delivery that
+times out (``timeout_s``), cannot connect or gets a 5xx or 429 is retried up to ``retries`` times
+with doubling waits, or as long as the answer's Retry-After asks (at most `BACKOFF_MAX_S`); the wait
+goes on to the next event while the receiver keeps failing, so a receiver that is down or
+rate-limiting is not hit at full speed by each new event. A 4xx other than 429 means the receiver
+refuses the event, so it is not retried. A redirect is not followed
 (aiohttp would turn the POST into a GET without its body, and a 2xx to that would count as delivered):
 it fails like a refusal, naming where it points so the URL can be corrected. While a URL is down its
 queue fills and further events are dropped and counted: they never pile up in memory or delay others.
@@ -22,7 +22,6 @@ import hmac
 import json
 import logging
 import time
-import uuid
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC
@@ -151,11 +150,11 @@ class WebhookSink:
                 self._in_flight = None  # not when cancelled: `stop` counts that one lost
 
     async def _deliver(self, session: aiohttp.ClientSession, event: OutEvent) -> None:
-        body = json.dumps(event.data, separators=(",", ":")).encode()
+        body = json.dumps(event.message, separators=(",", ":")).encode()
         headers = {
             "Content-Type": "application/json",
             EVENT_HEADER: str(event.data.get("type", "")),
-            DELIVERY_HEADER: str(uuid.uuid4()),  # one per event, not per attempt
+            DELIVERY_HEADER: event.event_id,  # one per event, not per attempt: the body's event_id
         }
         if self.settings.secret is not None:
             headers[SIGNATURE_HEADER] = signature(self.settings.secret, body)
