@@ -110,13 +110,14 @@ export class StreamView {
       const toggle = elements.toggles.querySelector("input[name=zones]");
       if (toggle && !toggle.checked) toggle.click();
     };
-    // The shape panel's class filter and loiter time, by id (app.js hands over the toolbar's other parts).
+    // The shape panel's class filter, loiter time and live status (app.js hands over its other parts).
     const byId = (id) => document.getElementById(id);
     const shapeSettings = {
       settings: byId("shape-settings"),
       classes: byId("shape-classes"),
       loiter: byId("shape-loiter"),
       loiterField: byId("shape-loiter-field"),
+      status: byId("shape-status"), // what the picture's keys did, for a screen reader
     };
     this.zones = new ZoneEditor(
       { canvas: elements.canvas, size, redraw: () => this.redraw(), reveal },

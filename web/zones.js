@@ -1,5 +1,8 @@
 // Zones and lines of the open stream (docs/analytics.md): drawn over the video with their live counts,
-// and drawn, moved, renamed and deleted here with a mouse, a pen or a finger (pointer events).
+// and drawn, moved, renamed and deleted here with a mouse, a pen or a finger (pointer events), or from
+// the keyboard: while a shape is drawn the picture takes the focus and a crosshair is moved with the
+// arrow keys, and a selected shape's corners are picked with "[" and "]" and moved with the arrows, each
+// burst of presses saved once, as a drag is when it ends. A live region says what each key did.
 //
 // The server is the record: every change is one PATCH of the stream's whole `zones` and `lines`, and
 // what the server answers (or, once a second, what the stream list says) is what is shown. A shape
@@ -29,11 +32,22 @@ const LEAST_POINTS = { zone: 3, line: 2 };
 const ZONE_COLOR = "#ffd21f";
 const LINE_COLOR = "#25e0ff";
 const FRACTION_DIGITS = 4; // 1/10000 of the frame: finer than any camera's pixels
+const KEY_STEP = 0.01; // how far an arrow key moves the crosshair or a corner, in fractions of the frame
+const BIG_STEP = 10; // how many steps it moves with Shift held
+const ARROWS = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] };
+const CENTRE = [0.5, 0.5];
 
+const DRAW_KEYS = "Keys: arrows move the crosshair (Shift: 10 steps), Enter or Space adds a point there,";
 const HINTS = {
-  zone: "Click or tap the corners. Click the first corner again (or double-click) to close the zone.",
-  line: "Click or tap the points of the line. Double-click (or tap the last point again) to end it.",
-  idle: "Drag a corner to move it; select a shape to rename or delete it.",
+  zone:
+    "Click or tap the corners. Click the first corner again (or double-click) to close the zone. " +
+    `${DRAW_KEYS} Enter on the first corner or F closes the zone, Backspace removes the last corner, Escape cancels.`,
+  line:
+    "Click or tap the points of the line. Double-click (or tap the last point again) to end it. " +
+    `${DRAW_KEYS} F ends the line, Backspace removes the last point, Escape cancels.`,
+  idle:
+    "Drag a corner to move it; select a shape to rename or delete it. With a shape selected, on the " +
+    "picture: “[” and “]” pick a corner, arrows move it (Shift: 10 steps).",
 };
 
 const keyOf = (shape) => `${shape.kind}:${shape.name}`;
@@ -52,6 +66,15 @@ const NAME_RULE = "up to 64 letters, digits, “-” or “_”";
 const LOITER_RULE = "Loiter after: seconds above 0, or empty for no loiter events.";
 
 const inPixels = (json) => json.units !== "fraction";
+const clampFraction = (v) => Number(Math.min(1, Math.max(0, v)).toFixed(FRACTION_DIGITS));
+const percents = ([x, y]) => `${Math.round(x * 100)} %, ${Math.round(y * 100)} %`;
+const vertexWord = (kind) => (kind === "zone" ? "Corner" : "Point");
+
+// `point` moved one arrow key's step (`big`: Shift held) in `direction`, kept on the frame.
+function stepped(point, [dx, dy], big) {
+  const step = KEY_STEP * (big ? BIG_STEP : 1);
+  return [clampFraction(point[0] + dx * step), clampFraction(point[1] + dy * step)];
+}
 
 // Where a shape as the server has it (`json`) is on a frame of `size`, in fractions of it.
 function fractionsOf(json, size) {
@@ -67,8 +90,7 @@ function fromServer(kind, json, size) {
 
 function toServer(shape) {
   if (shape.server) return shape.server;
-  const round = (v) => Number(Math.min(1, Math.max(0, v)).toFixed(FRACTION_DIGITS));
-  const points = shape.points.map(([x, y]) => [round(x), round(y)]);
+  const points = shape.points.map(([x, y]) => [clampFraction(x), clampFraction(y)]);
   return { ...shape.extra, name: shape.name, points, units: "fraction" };
 }
 
@@ -122,9 +144,11 @@ export class ZoneEditor {
     this.savedKey = null;
     this.mode = "idle"; // or "zone", "line": adding one
     this.draft = [];
-    this.cursor = null;
+    this.cursor = null; // where the pointer or the keyboard's crosshair is, while drawing
     this.selected = null; // keyOf() the selected shape
     this.drag = null; // {key, index, pointerId, moved}
+    this.corner = 0; // the selected shape's vertex the arrow keys move
+    this.nudging = false; // the arrow keys moved a corner, saved once they are let go
     this.saving = false;
     this.unsaved = false; // a change made while saving, sent once that save is answered
     this.claimed = false; // the last press was the editor's, not a click on a track
@@ -150,6 +174,13 @@ export class ZoneEditor {
     canvas.addEventListener("pointerleave", () => {
       this.cursor = null;
       if (this.mode !== "idle") this.host.redraw();
+    });
+    canvas.addEventListener("keydown", (event) => this.canvasKey(event));
+    canvas.addEventListener("keyup", (event) => ARROWS[event.key] && this.endNudge());
+    canvas.addEventListener("focus", () => this.host.redraw()); // the crosshair or the corner picked
+    canvas.addEventListener("blur", () => {
+      this.endNudge();
+      this.host.redraw();
     });
     elements.addZone.addEventListener("click", () => this.start("zone"));
     elements.addLine.addEventListener("click", () => this.start("line"));
@@ -179,6 +210,8 @@ export class ZoneEditor {
     this.draft = [];
     this.selected = null;
     this.drag = null;
+    this.corner = 0;
+    this.nudging = false;
     this.saving = false; // a save for the stream left is ignored when it is answered
     this.unsaved = false;
     this.counts = null;
@@ -228,7 +261,7 @@ export class ZoneEditor {
   }
 
   busy() {
-    return this.mode !== "idle" || this.drag !== null || this.saving;
+    return this.mode !== "idle" || this.drag !== null || this.nudging || this.saving;
   }
 
   /**
@@ -313,6 +346,7 @@ export class ZoneEditor {
     this.mode = kind;
     this.draft = [];
     this.selected = null;
+    this.cursor = CENTRE;
     // A name typed before the click names the new shape; one that cannot is kept, to be corrected
     // before the shape is finished, and the error says why. Otherwise the next free name is offered.
     const typed = this.typed ? this.el.name.value.trim() : "";
@@ -320,6 +354,8 @@ export class ZoneEditor {
     if (!typed) this.showName(this.freeName(kind));
     this.host.reveal();
     this.render();
+    this.host.canvas.focus(); // its keys draw (HINTS)
+    this.announce(`Drawing a ${kind}: crosshair at ${percents(this.cursor)}.`);
   }
 
   cancel() {
@@ -381,6 +417,7 @@ export class ZoneEditor {
   select(key) {
     if (this.mode !== "idle") return;
     this.selected = key;
+    this.corner = 0;
     this.loiterTyped = false;
     const shape = this.selectedShape();
     if (shape) this.showName(shape.name);
@@ -444,7 +481,7 @@ export class ZoneEditor {
   }
 
   key(event) {
-    if (this.streamId === null || this.host.canvas.closest("[hidden]")) return;
+    if (event.defaultPrevented || this.streamId === null || this.host.canvas.closest("[hidden]")) return;
     const typing = event.target.closest?.("input, textarea, select");
     if (event.key === "Escape" && this.mode !== "idle") this.cancel();
     else if (event.key === "Enter" && this.mode !== "idle" && !event.target.closest?.("button")) this.finish();
@@ -452,6 +489,73 @@ export class ZoneEditor {
       event.preventDefault();
       this.removeSelected();
     }
+  }
+
+  // The picture's own keys (HINTS); one it takes is not also the page's (key(), scrolling).
+  canvasKey(event) {
+    if (event.altKey || event.ctrlKey || event.metaKey || !this.host.size()) return;
+    if (this.mode === "idle" ? this.cornerKey(event) : this.drawKey(event)) event.preventDefault();
+  }
+
+  // While drawing: the crosshair, a point at it, the last point taken back, the shape finished.
+  drawKey(event) {
+    const arrow = ARROWS[event.key];
+    if (arrow) {
+      this.cursor = stepped(this.cursor ?? CENTRE, arrow, event.shiftKey);
+      this.announce(`Crosshair at ${percents(this.cursor)}.`);
+      this.host.redraw();
+    } else if (event.key === "Enter" || event.key === " ") {
+      const rect = pictureRect(this.host.canvas);
+      const reach = (KEY_STEP / 2) * Math.min(rect.width, rect.height); // on a point: on the crosshair's grid
+      this.addPoint({ point: this.cursor ?? CENTRE, rect, reach });
+    } else if (event.key === "f" || event.key === "F") {
+      if (this.draft.length < LEAST_POINTS[this.mode]) {
+        this.announce(`A ${this.mode} needs ${LEAST_POINTS[this.mode]} points.`);
+      }
+      this.finish();
+    } else if (event.key === "Backspace") {
+      if (this.draft.length) this.announce(`Point ${this.draft.length} removed.`);
+      this.draft.pop();
+      this.render();
+    } else {
+      return false;
+    }
+    return true;
+  }
+
+  // With a shape selected: which vertex the arrows move, and moving it, saved once they are let go
+  // (endNudge()), behind a save in flight like any change (commit()).
+  cornerKey(event) {
+    const shape = this.selectedShape();
+    const arrow = ARROWS[event.key];
+    const picks = event.key === "[" || event.key === "]";
+    if (!shape || !this.visible || this.drag !== null || !(arrow || picks)) return false;
+    const count = shape.points.length;
+    const word = vertexWord(shape.kind);
+    if (!arrow) {
+      this.corner = (Math.min(this.corner, count - 1) + (event.key === "]" ? 1 : count - 1)) % count;
+      this.announce(`${word} ${this.corner + 1} of ${count} at ${percents(shape.points[this.corner])}.`);
+    } else {
+      const index = Math.min(this.corner, count - 1);
+      const point = stepped(shape.points[index], arrow, event.shiftKey);
+      shape.points = shape.points.map((p, i) => (i === index ? point : p));
+      shape.server = null; // saved in fractions from now on
+      this.nudging = true;
+      this.announce(`${word} ${index + 1} at ${percents(point)}.`);
+    }
+    this.host.redraw();
+    return true;
+  }
+
+  endNudge() {
+    if (!this.nudging) return;
+    this.nudging = false;
+    this.commit(this.shapes);
+  }
+
+  // Said by a screen reader (a polite live region): what a key or a press did.
+  announce(message) {
+    if (this.el.status) this.el.status.textContent = message;
   }
 
   // The whole new list to the server; shown at once, and undone if the server refuses it. One save at
@@ -485,7 +589,14 @@ export class ZoneEditor {
     const { renaming } = this;
     this.renaming = null;
     if (refusal && renaming?.to === this.selected) this.selected = renaming.from;
-    this.adopt(options, etag); // even while a new shape is being drawn: it is not in them yet
+    if (this.nudging) {
+      // Arrow keys are moving a corner: the shapes they move stay, and their save (endNudge()) goes
+      // over these and shows what the server makes of them.
+      this.options = options;
+      this.etag = etag;
+    } else {
+      this.adopt(options, etag); // even while a new shape is being drawn: it is not in them yet
+    }
     const selected = this.shapes.find((s) => keyOf(s) === this.selected);
     if (refusal && selected) this.showName(selected.name);
     // A new shape refused (it crosses itself) leaves the name typed for it, for the next try.
@@ -625,6 +736,7 @@ export class ZoneEditor {
       if (enough) this.finish();
     } else {
       draft.push(where.point.map((v) => Math.min(1, Math.max(0, v))));
+      this.announce(`Point ${draft.length} added at ${percents(draft.at(-1))}.`);
       this.render();
     }
   }
@@ -669,8 +781,11 @@ export class ZoneEditor {
     el.finish.disabled = !drawing || this.draft.length < LEAST_POINTS[mode];
     el.remove.disabled = this.selected === null || drawing;
     el.hint.textContent = HINTS[mode];
-    // A finger that draws or drags must not scroll the page instead.
-    this.host.canvas.classList.toggle("editing", drawing || this.selected !== null);
+    // A finger that draws or drags must not scroll the page instead; the keyboard reaches the picture
+    // while it has keys (HINTS), and a click focuses it, so a shape selected there takes them at once.
+    const editing = drawing || this.selected !== null;
+    this.host.canvas.classList.toggle("editing", editing);
+    this.host.canvas.tabIndex = editing ? 0 : -1;
     // Kept in place by shape, so the one the keyboard is on keeps its focus as it is selected. Each
     // item is taken once: two shapes of one name (until the server refuses them) are two items.
     const items = new Map([...el.list.children].map((item) => [item.dataset.shape, item]));
@@ -757,6 +872,11 @@ export class ZoneEditor {
       context.setLineDash([]);
       this.drawHandles(context, this.draft.map(px), scale, context.strokeStyle);
     }
+    // Shown to the keyboard only: a click that focuses the picture leaves no crosshair on it.
+    const focused = this.host.canvas.matches(":focus-visible");
+    if (this.mode !== "idle" && this.cursor && focused) this.drawCrosshair(context, px(this.cursor), scale);
+    const shape = this.mode === "idle" && focused && this.visible ? this.selectedShape() : undefined;
+    if (shape) this.drawCrosshair(context, px(shape.points[Math.min(this.corner, shape.points.length - 1)]), scale);
     context.restore();
   }
 
@@ -798,6 +918,21 @@ export class ZoneEditor {
     context.lineTo(tx, ty);
     context.lineTo(tx - nx * 8 * scale - ny * 6 * scale, ty - ny * 8 * scale + nx * 6 * scale);
     context.stroke();
+  }
+
+  // Where the keyboard is: the crosshair being drawn with, or the corner the arrow keys move.
+  drawCrosshair(context, [x, y], scale) {
+    const reach = 14 * scale;
+    for (const [color, width] of [["#0b0d10", 4], ["#ffffff", 2]]) {
+      context.strokeStyle = color;
+      context.lineWidth = width * scale;
+      context.beginPath();
+      context.moveTo(x - reach, y);
+      context.lineTo(x + reach, y);
+      context.moveTo(x, y - reach);
+      context.lineTo(x, y + reach);
+      context.stroke();
+    }
   }
 
   drawHandles(context, points, scale, color) {
