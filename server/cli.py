@@ -85,8 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="[ID=]URI",
-        help="a camera or video: rtsp://..., rtmp://..., http(s)://... (MJPEG, HLS or a video), webcam:0 or "
-        "/dev/video0, a file path, or scene:?seed=N; repeat for more streams",
+        help="a camera or video: rtsp://..., rtmp://..., http(s)://... (MJPEG, HLS or a video), webcam:0, "
+        "/dev/video0 or /dev/v4l/by-id/..., a file path, or scene:?seed=N; repeat for more streams",
     )
     serve.add_argument(
         "--loop",
