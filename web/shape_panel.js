@@ -1,0 +1,129 @@
+// The list of the open stream's zones and lines beside the picture, with their live counts, and the
+// selected shape's settings below it: its class filter (`classes`: none ticked counts every class; the
+// classes offered are the model's, as GET /api/viewer names them) and a zone's `loiter_s`. What is
+// chosen here is handed to the editor (zones.js), which saves it as any other change.
+
+import { reconcile } from "./dom.js";
+import { countText, keyOf, settingsText } from "./shapes.js";
+
+const LOITER_RULE = "Loiter after: seconds above 0, or empty for no loiter events.";
+
+export class ShapePanel {
+  /**
+   * elements: {list, empty, settings, classes, loiter, loiterField, fallback: what takes the focus when
+   * the list's last item goes}; on: {select(key) a shape picked in the list, change(changes) to the
+   * selected shape's settings, refuse(message) a setting that cannot be saved (the saved one is shown again)}.
+   */
+  constructor(elements, on) {
+    this.el = elements;
+    this.classNames = []; // the model's, in class-id order (GET /api/viewer); none while the server knows none
+    this.classBoxes = new Map(); // class name -> its checkbox's label, kept so the keyboard's focus holds
+    this.loiterTyped = false; // the loiter field holds what the user typed, not the saved value
+    elements.classes.addEventListener("change", () => {
+      on.change({ classes: [...elements.classes.querySelectorAll("input:checked")].map((box) => box.value) });
+    });
+    elements.loiter.addEventListener("input", () => (this.loiterTyped = true));
+    elements.loiter.addEventListener("change", () => this.changeLoiter(on));
+    elements.list.addEventListener("click", (event) => {
+      const item = event.target.closest("li[data-shape]");
+      if (item) on.select(item.dataset.shape);
+    });
+  }
+
+  // A time the server would refuse is not sent: the refusal says why.
+  changeLoiter(on) {
+    const { loiter } = this.el;
+    const text = loiter.value.trim();
+    const seconds = Number(text);
+    this.loiterTyped = false;
+    if (loiter.validity.badInput || (text !== "" && !(seconds > 0 && Number.isFinite(seconds)))) {
+      on.refuse(LOITER_RULE);
+      return;
+    }
+    on.change({ loiter_s: text === "" ? undefined : seconds });
+  }
+
+  /** `shapes` listed, the one keyOf() `selected` marked so. */
+  renderList(shapes, selected) {
+    const { el } = this;
+    // Kept in place by shape, so the one the keyboard is on keeps its focus as it is selected. Each
+    // item is taken once: two shapes of one name (until the server refuses them) are two items.
+    const items = new Map([...el.list.children].map((item) => [item.dataset.shape, item]));
+    const focused = [...el.list.children].findIndex((item) => item.contains(document.activeElement));
+    reconcile(
+      el.list,
+      shapes.map((shape) => {
+        const key = keyOf(shape);
+        const item = items.get(key) ?? shapeItem(shape);
+        items.delete(key);
+        item.classList.toggle("selected", key === selected);
+        item.firstChild.setAttribute("aria-pressed", String(key === selected));
+        item.querySelector(".shape-limits").textContent = settingsText(shape);
+        return item;
+      }),
+    );
+    // The item the keyboard was on went (deleted, here or elsewhere): its place goes to its neighbour.
+    if (focused >= 0 && !el.list.contains(document.activeElement)) {
+      const next = el.list.children[Math.min(focused, el.list.children.length - 1)];
+      (next?.firstChild ?? el.fallback).focus();
+    }
+    el.empty.hidden = shapes.length > 0;
+  }
+
+  /** The class filter and (a zone's) loiter time of `shape`, the one selected (none: the panel hides). */
+  renderSettings(shape) {
+    const { el } = this;
+    el.settings.hidden = !shape;
+    if (!shape) return;
+    const chosen = shape.extra.classes ?? [];
+    // A class the filter has and the model's list lacks (that list not known yet) is shown to be unticked.
+    const names = [...this.classNames, ...chosen.filter((name) => !this.classNames.includes(name))];
+    reconcile(el.classes, names.map((name) => this.classBox(name)));
+    for (const box of el.classes.querySelectorAll("input")) box.checked = chosen.includes(box.value);
+    el.loiterField.hidden = shape.kind !== "zone";
+    if (!this.loiterTyped) el.loiter.value = shape.extra.loiter_s ?? "";
+  }
+
+  classBox(name) {
+    let label = this.classBoxes.get(name);
+    if (!label) {
+      label = document.createElement("label");
+      const box = document.createElement("input");
+      box.type = "checkbox";
+      box.value = name;
+      label.append(box, ` ${name}`);
+      this.classBoxes.set(name, label);
+    }
+    return label;
+  }
+
+  /** Each listed shape's count in `counts` (a frame's metadata). */
+  renderCounts(shapes, counts) {
+    for (const item of this.el.list.children) {
+      const shape = shapes.find((s) => keyOf(s) === item.dataset.shape);
+      const count = item.querySelector(".shape-count");
+      if (shape && count) count.textContent = countText(shape, counts);
+    }
+  }
+}
+
+// An entry of the shape list: a button, so a keyboard reaches and selects it as a pointer does.
+function shapeItem(shape) {
+  const item = document.createElement("li");
+  item.dataset.shape = keyOf(shape);
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "quiet";
+  item.append(button);
+  const name = document.createElement("strong");
+  name.textContent = shape.name;
+  const kind = document.createElement("span");
+  kind.className = "muted";
+  kind.textContent = shape.kind;
+  const limits = document.createElement("span");
+  limits.className = "shape-limits muted";
+  const count = document.createElement("span");
+  count.className = "shape-count";
+  button.append(name, " ", kind, " ", limits, " ", count);
+  return item;
+}
