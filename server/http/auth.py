@@ -39,6 +39,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from aiohttp import web
 from yarl import URL
@@ -203,15 +204,10 @@ class AccessPolicy:
 
     def signed_credential(self, token: str, now: float | None = None) -> Credential | None:
         """What a signed token proves, or None if it is forged, malformed or expired."""
-        body, _, mac = token.rpartition(".")
-        parts = body.split(".")
-        if len(parts) != 3 or parts[0] != SIGNED_TOKEN_PREFIX or not hmac.compare_digest(_bytes(mac), self._mac(body)):
+        credential = self._genuine(token)
+        if credential is None or credential.expires is None:
             return None
-        role_name, expires = parts[1], parts[2]
-        if not expires.isdigit() or int(expires) < (time.time() if now is None else now):
-            return None
-        role = Role.__members__.get(role_name.upper())
-        return None if role is None else Credential(role, int(expires))
+        return credential if credential.expires >= (time.time() if now is None else now) else None
 
     def credential_of(self, request: web.Request) -> Credential | None:
         """What a request proves, from its bearer header or its signed ``token`` parameter.
@@ -219,16 +215,38 @@ class AccessPolicy:
         A bearer may be a configured token or a signed one: a person handed a signed token pastes it
         where the viewer asks for a token, and the viewer sends that as a bearer.
         """
-        header = request.headers.get("Authorization", "")
-        scheme, _, presented = header.partition(" ")
-        if scheme.lower() == "bearer" and presented:
-            token = presented.strip()
-            role = self.role_of_token(token)
-            return Credential(role) if role is not None else self.signed_credential(token)
+        bearer = _bearer(request)
+        if bearer is not None:
+            role = self.role_of_token(bearer)
+            return Credential(role) if role is not None else self.signed_credential(bearer)
         signed = request.query.get("token")
         if signed:
             return self.signed_credential(signed)
         return None
+
+    def expired_at(self, request: web.Request) -> int | None:
+        """When the signed token ``request`` presents expired (Unix seconds), if it is genuine and has.
+
+        For the refusal to tell its holder to mint a new one rather than that it is no token at all.
+        Only a token this server signed gets that far: a forged one learns nothing, not even that
+        its expiry was read.
+        """
+        bearer = _bearer(request)
+        token = request.query.get("token") if bearer is None else bearer
+        credential = None if token is None else self._genuine(token)
+        if credential is None or credential.expires is None:
+            return None
+        return credential.expires if credential.expires < time.time() else None
+
+    def _genuine(self, token: str) -> Credential | None:
+        """What a signed token would prove if it had not expired, or None if this server did not sign it."""
+        body, _, mac = token.rpartition(".")
+        parts = body.split(".")
+        if len(parts) != 3 or parts[0] != SIGNED_TOKEN_PREFIX or not hmac.compare_digest(_bytes(mac), self._mac(body)):
+            return None
+        role_name, expires = parts[1], parts[2]
+        role = Role.__members__.get(role_name.upper())
+        return None if role is None or not expires.isdigit() else Credential(role, int(expires))
 
     def _mac(self, body: str) -> bytes:
         digest = hmac.new(self.signing_key, _bytes(body), hashlib.sha256).digest()
@@ -289,11 +307,7 @@ async def _check_access(request: web.Request, handler: Handler) -> web.StreamRes
         return await handler(request)
     credential = policy.credential_of(request)
     if credential is None:
-        raise error(
-            web.HTTPUnauthorized,
-            "a valid token is needed: send Authorization: Bearer <token>, or ?token=<signed token>",
-            **{"WWW-Authenticate": 'Bearer realm="segcast"'},
-        )
+        raise _unauthorized(policy.expired_at(request))
     if credential.role < needed:
         raise error(
             web.HTTPForbidden,
@@ -304,6 +318,17 @@ async def _check_access(request: web.Request, handler: Handler) -> web.StreamRes
         return await handler(request)
     request[expires_key] = credential.expires
     return await _within_token_life(request, handler, credential.expires)
+
+
+def _unauthorized(expired_at: int | None) -> web.HTTPException:
+    """The 401 for a request without a credential that holds: a genuine signed token that expired
+    is told when, and how to get another."""
+    if expired_at is None:
+        message = "a valid token is needed: send Authorization: Bearer <token>, or ?token=<signed token>"
+    else:
+        when = datetime.fromtimestamp(expired_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        message = f"the signed token expired at {when}; mint a new one with POST {TOKENS_PATH}"
+    return error(web.HTTPUnauthorized, message, **{"WWW-Authenticate": 'Bearer realm="segcast"'})
 
 
 role_key = web.RequestKey("role", Role)
@@ -437,6 +462,12 @@ def is_loopback(host: str) -> bool:
 
 def _split_env(value: str) -> list[str]:
     return [token.strip() for token in value.split(",") if token.strip()]
+
+
+def _bearer(request: web.Request) -> str | None:
+    """The token of the request's ``Authorization: Bearer <token>`` header, if it has one."""
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    return presented.strip() if scheme.lower() == "bearer" and presented else None
 
 
 def _digest(token: str) -> bytes:

@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 from server.frames import MIN_FRAME_SIDE_PX
 from server.scene import CAMERAS, FAMILIES, MIN_SIDE_PX, Scene
 from server.sources.base import MAX_FRAME_SIDE_PX, Decoded, SourceError
+from server.sources.uri import mask_uri
 
 _INT_PARAMS = {"seed": 0, "fps": 15, "width": 640, "height": 384}
 _NAME_PARAMS = {"family": FAMILIES, "camera": CAMERAS}  # the first is the default
@@ -50,16 +51,17 @@ class SceneSettings:
         only needs to know whether it would do (`server.sources.check_uri`) stops here. A side above
         ``max_frame_side`` is refused here too, not at the first frame.
         """
+        shown_uri = _shown(mask_uri(uri))  # a password= meant for a camera must not come back in an error
         parts = urlsplit(uri)
         if parts.netloc or parts.path or parts.fragment:
-            raise SourceError(f"{_shown(uri)}: a scene takes options after '?' and nothing else, e.g. scene:?seed=3")
+            raise SourceError(f"{shown_uri}: a scene takes options after '?' and nothing else, e.g. scene:?seed=3")
         query = parse_qs(parts.query, keep_blank_values=True)
         known = {*_INT_PARAMS, *_NAME_PARAMS}
         unknown = set(query) - known
         if unknown:
             shown = sorted(_shown(key) for key in unknown)
             raise SourceError(
-                f"unknown scene option(s) {', '.join(shown)} in {_shown(uri)}; known: {', '.join(sorted(known))}"
+                f"unknown scene option(s) {', '.join(shown)} in {shown_uri}; known: {', '.join(sorted(known))}"
             )
         values = dict(_INT_PARAMS)
         names = {key: allowed[0] for key, allowed in _NAME_PARAMS.items()}
@@ -69,7 +71,7 @@ class SceneSettings:
             if key in names:
                 if raw[-1] not in _NAME_PARAMS[key]:
                     allowed = ", ".join(_NAME_PARAMS[key])
-                    raise SourceError(f"{_shown(uri)}: {key}: expected one of {allowed}, got {_shown(raw[-1])}")
+                    raise SourceError(f"{shown_uri}: {key}: expected one of {allowed}, got {_shown(raw[-1])}")
                 names[key] = raw[-1]
                 continue
             try:

@@ -31,6 +31,7 @@ from server.delivery.encode import ImageKind
 from server.delivery.viewer import MAX_VIEWERS_PER_ADDRESS
 from server.frames import MIN_FRAME_SIDE_PX
 from server.http.auth import expires_key
+from server.http.bodies import read_body
 from server.http.errors import error
 from server.http.keys import hub_key, manager_key, settings_key
 from server.streams import StreamExistsError
@@ -147,14 +148,7 @@ async def _read_offer(request: web.Request, registry: PeerRegistry, role: Litera
         registry.check_room(_remote(request), role)
     except PeerLimitError as exc:
         raise error(web.HTTPServiceUnavailable, str(exc)) from None
-    limit = registry.config.max_offer_bytes
-    size = request.content_length
-    if size is None or size <= limit:
-        raw = await request.read()  # a chunked body is still bounded, by aiohttp's client_max_size
-        size = len(raw)
-    if size > limit:
-        message = json.dumps({"error": f"offers are limited to {limit} bytes"})
-        raise web.HTTPRequestEntityTooLarge(limit, size, text=message, content_type="application/json")
+    raw = await read_body(request, registry.config.max_offer_bytes)
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested deeper than Python recurses
