@@ -25,6 +25,7 @@ from server.frames import FrameResult
 from server.http.policy import SourcePolicy, SourceRefused
 from server.inference.models import InferenceStatus
 from server.inference.worker import InferenceWorker
+from server.options import StreamOptions
 from server.sources import Source, SourceError, StreamState, mask_uri, open_source
 from server.sources.reader import ReaderStatus, StreamReader, stop_readers
 
@@ -52,7 +53,8 @@ class StreamOptionsError(ValueError):
 
 
 class HandedInError(RuntimeError):
-    """The stream's source was handed in (a WebRTC publisher): there is no URI to reopen it from."""
+    """A change needs the stream's source reopened (its uri or loop), but it was handed in (a WebRTC
+    publisher): there is no URI to reopen it from. Its options can change (`StreamManager.replace`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +122,11 @@ class StreamManager:
         self._hub = hub
         self._encoder = Encoder(hub.publish_threadsafe, settings.jpeg_quality)
         self._worker = InferenceWorker(
-            settings.model, self._on_result, settings.inference, on_status=hub.inference_threadsafe
+            settings.model,
+            self._on_result,
+            settings.inference,
+            on_status=hub.inference_threadsafe,
+            on_unfit=self._on_unfit,
         )
         self._lock = threading.Lock()
         #: Held while a change (add, remove, replace) updates the list of streams, so that a stream
@@ -408,10 +414,12 @@ class StreamManager:
         Any other change restarts the stream: a fresh tracker,
         whose ids go on after the old one's, and the old one's tracks and zone visits end on the
         restarted stream's first frame (`InferenceWorker.remove_stream`). ``checked`` as for `add`; a
-        stream added through the API stays checked.
-        Raises `HandedInError` for restarting a stream whose source was handed in, which cannot be
-        reopened, and `StreamOptionsError` for options that do not fit the model or, from the same
-        source, the frame size it has been giving (zones or lines in pixels beyond it).
+        stream added through the API stays checked. A stream whose source was handed in (a WebRTC
+        publisher) cannot be reopened, so its options change without it (`_retrack`): the same
+        fresh tracker, on the video as it comes.
+        Raises `HandedInError` for a change of such a stream's uri or loop, or for retrying one, and
+        `StreamOptionsError` for options that do not fit the model or, from the same source, the frame
+        size it has been giving (zones or lines in pixels beyond it).
 
         While the old reader stops, the stream shows its new settings, ``starting``; a removal
         meanwhile wins (KeyError here), as does a later change (its settings are the ones started).
@@ -433,9 +441,8 @@ class StreamManager:
                     self._configs[stream_id] = config
                 log.info("[%s] zones and lines changed", stream_id)
                 return self.info(stream_id)
-            with self._lock:
-                if stream_id in self._handed_in:
-                    raise HandedInError(f"stream {stream_id!r} is published by a peer and cannot be restarted")
+            if self.handed_in(stream_id):
+                return self._retrack(current, config)
             reader = self._restart(config, checked)
         try:
             self._join(reader)
@@ -451,6 +458,32 @@ class StreamManager:
                 return self._open(config, checked)
         finally:
             self._release(stream_id)
+
+    def _retrack(self, current: StreamConfig, config: StreamConfig) -> StreamInfo:
+        """Give a stream whose source was handed in new options, its reader going on: call under `_changing`.
+
+        The worker starts the stream afresh as for a restart (`_restart`: its ids go on, its tracks end
+        on the first frame under the new options), and the reader fills the new slot from its next
+        frame; one it put in the old slot meanwhile is lost, as any frame the model does not take in time.
+        Handed-in sources are live (WebRTC), so the reader never waits on its slot (only batch files do).
+        """
+        stream_id = config.stream_id
+        if (config.uri, config.loop) != (current.uri, current.loop) or config == current:
+            raise HandedInError(
+                f"stream {stream_id!r} can change its options, but not its uri or loop, nor be retried (publish "
+                "again): its source is a camera a WebRTC peer publishes, which the server cannot reopen"
+            )
+        with self._lock:
+            if self._stopped:
+                raise ShuttingDownError("the server is shutting down")
+            reader = self._readers[stream_id]
+            self._configs[stream_id] = config
+        self._worker.remove_stream(stream_id, restarting=True)
+        slot = self._worker.add_stream(stream_id, lambda: reader.source.fps, config.options)
+        slot.dropped = reader.slot.dropped  # one count of the stream's dropped frames, as `frames_read` is
+        reader.slot = slot
+        log.info("[%s] options changed", stream_id)
+        return self.info(stream_id)
 
     def _restart(self, config: StreamConfig, checked: bool) -> StreamReader | None:
         """Put ``config`` in its stream's place, claim the id and ask the old reader to stop (see `_remove`).
@@ -536,6 +569,25 @@ class StreamManager:
             if stream_id in self._processed and not result.frame.ended:
                 self._processed[stream_id] += 1
         self._encoder.submit(result)
+
+    def _on_unfit(self, stream_id: str, options: StreamOptions, reason: str) -> None:
+        """Fail a stream whose ``options`` can never fit the model, found once a remote model was first
+        described (its server was down when the stream was added, so `_check_options` could not ask).
+
+        Its reader is stopped (nothing it reads could be tracked) and it shows ``failed`` with the
+        reason until its options change (a ``PATCH`` opens it again, as for a source that failed to
+        open). Called on the inference thread: the reader is only asked to stop, and `stop` or the
+        next change of the stream joins it. A stream changed since the worker checked it is left alone.
+        """
+        with self._lock:
+            config = self._configs.get(stream_id)
+            if config is None or config.options != options or stream_id not in self._readers:
+                return
+            reader = self._take_reader(stream_id)
+            self._failed[stream_id] = reason
+        if reader is not None:
+            reader.request_stop()
+        self._hub.state_threadsafe(stream_id, StreamState.FAILED, reason)
 
 
 def _only_shapes_differ(current: StreamConfig, wanted: StreamConfig) -> bool:

@@ -21,6 +21,13 @@ const PTS_TOLERANCE = 2; // ticks of the 90 kHz clock lost to rounding on the wa
 const UNPAIRED_BEFORE_RESYNC = 30; // frames without metadata before the offset is learnt again
 const UINT32 = 2 ** 32;
 const mod32 = (value) => ((value % UINT32) + UINT32) % UINT32;
+// getUserMedia's refusals, by DOMException name, in words that say what to do: the browser's own
+// messages ("Permission denied", "Requested device not found") do not.
+const CAMERA_ERRORS = {
+  NotAllowedError: "Camera access was refused: allow it in the site settings, then try again.",
+  NotFoundError: "No camera found: connect one, then try again.",
+  NotReadableError: "The camera is in use by another program: close it, then try again.",
+};
 
 /** True where the camera can be asked for: https://, or http://localhost. */
 export function canPublish() {
@@ -45,10 +52,15 @@ export async function publishCamera({ streamId, width = 1280, height = 720, fram
       "the camera is only available on a secure page: open segcast over https:// (or on localhost)",
     );
   }
-  const media = await navigator.mediaDevices.getUserMedia({
-    video: { width: { ideal: width }, height: { ideal: height }, frameRate: { ideal: frameRate } },
-    audio: false,
-  });
+  let media;
+  try {
+    media = await navigator.mediaDevices.getUserMedia({
+      video: { width: { ideal: width }, height: { ideal: height }, frameRate: { ideal: frameRate } },
+      audio: false,
+    });
+  } catch (error) {
+    throw new Error(CAMERA_ERRORS[error?.name] || error.message, { cause: error });
+  }
   let pc = null;
   const stop = () => {
     pc?.close();

@@ -87,6 +87,10 @@ class Hub:
         #: Subscriptions given the full-size image because their stream had all its scaled sizes.
         self.scaled_images_refused = 0
         self._viewers: set[Viewer] = set()
+        #: Viewers that stand for clients limited and counted elsewhere (a stream's WebRTC players, who
+        #: share one): how many watch through each now. Not clients themselves, so neither in `viewers`
+        #: nor in `max_viewers`. A few at most (WebRTC peers are limited), so walked when counted.
+        self._relays: dict[Viewer, Callable[[], int]] = {}
         self._stats: dict[str, _StreamStats] = {}
         self._on_wanted: WantedListener | None = None
         self._packet_listeners: list[PacketListener] = []
@@ -100,10 +104,14 @@ class Hub:
         #: Viewers wanting each image, per stream id they name (and `ALL_STREAMS`): `_wanted` without
         #: the counts, and the scaled sizes `_within_limits` finds in use.
         self._images: dict[str, dict[Variant, int]] = {}
-        #: Viewers per stream id they name, and viewers of every stream: counted when subscriptions
+        #: Viewers of pictures per stream id they name, and of every stream's: counted when subscriptions
         #: change, not each time a count is read (every open viewer page polls the stream list).
+        #: A metadata-only subscription is not counted: the viewer page has one beside its WebRTC
+        #: player, which its relay counts, so one person would be two viewers.
         self._watching: dict[str, int] = {}
         self._watching_all = 0
+        #: Of those viewers of every stream's pictures, the ones taking only the metadata of a stream id.
+        self._unwatched: dict[str, int] = {}
         self.jpeg_quality = 80
         self.latest: dict[str, FramePacket] = {}
         self.states: dict[str, tuple[StreamState, str | None]] = {}
@@ -253,18 +261,25 @@ class Hub:
         for viewer in self._viewers:
             viewer.offer_event(event)
 
-    def add_viewer(self, viewer: Viewer) -> None:
-        """Add ``viewer`` whatever the limits: for viewers limited elsewhere (WebRTC peers)."""
+    def add_viewer(self, viewer: Viewer, audience: Callable[[], int] | None = None) -> None:
+        """Add ``viewer`` whatever the limits: for viewers limited elsewhere (WebRTC peers).
+
+        ``audience``: ``viewer`` relays what it takes to clients counted elsewhere (a stream's WebRTC
+        players), and this says how many there are now. They count as viewers of the streams it
+        watches (`viewer_count`); the relay is no client itself (`viewers`, ``max_viewers``).
+        """
         if viewer in self._viewers:
             return
         self._viewers.add(viewer)
+        if audience is not None:
+            self._relays[viewer] = audience
         self._count(viewer.subscriptions, 1)
         self._update_wanted(viewer.subscriptions)
 
     def join(self, viewer: Viewer) -> None:
         """Add ``viewer`` if the `ViewerLimits` leave room for it, else raise `ViewerLimitError`."""
         limits = self.limits
-        if len(self._viewers) >= limits.max_viewers:
+        if len(self._viewers) - len(self._relays) >= limits.max_viewers:
             self.refused["max_viewers"] += 1
             raise ViewerLimitError(
                 "max_viewers",
@@ -285,6 +300,7 @@ class Hub:
         if viewer not in self._viewers:
             return
         self._viewers.remove(viewer)
+        self._relays.pop(viewer, None)
         self._count(viewer.subscriptions, -1)
         self._update_wanted(viewer.subscriptions)
 
@@ -427,10 +443,13 @@ class Hub:
 
     def _count(self, subscriptions: Mapping[str, Subscription], step: Literal[1, -1]) -> None:
         """Count one viewer's ``subscriptions`` in (1) or out (-1) of the viewers and images per stream id."""
-        if ALL_STREAMS in subscriptions:
+        watched = {key for key, subscription in subscriptions.items() if subscription.image is not None}
+        if ALL_STREAMS in watched:
             self._watching_all += step
+            for key in subscriptions.keys() - watched:  # metadata only of these, pictures of the rest
+                _tally(self._unwatched, key, step)
         else:
-            for key in subscriptions:
+            for key in watched:
                 _tally(self._watching, key, step)
         for key, subscription in subscriptions.items():
             if subscription.image is not None:
@@ -456,7 +475,14 @@ class Hub:
             self._on_wanted(self._wanted_view)
 
     def viewer_count(self, stream_id: str) -> int:
-        return self._watching.get(stream_id, 0) + self._watching_all
+        """Who watches ``stream_id`` now: clients given its pictures (WebSocket, MJPEG) and WebRTC players.
+
+        A metadata-only WebSocket subscription is not counted (see `_watching`); it is still a client,
+        limited by ``max_viewers`` like any other.
+        """
+        relayed = sum(audience() for relay, audience in self._relays.items() if relay.wants(stream_id))
+        watching = self._watching.get(stream_id, 0) + self._watching_all - self._unwatched.get(stream_id, 0)
+        return watching + relayed
 
     def published(self, stream_id: str) -> int:
         """Frames of ``stream_id`` handed to viewers so far (each once, however many viewers)."""
@@ -474,7 +500,8 @@ class Hub:
 
     @property
     def viewers(self) -> frozenset[Viewer]:
-        return frozenset(self._viewers)
+        """The clients connected now (WebSocket and MJPEG), which ``max_viewers`` limits; not the relays."""
+        return frozenset(self._viewers.difference(self._relays))
 
 
 def _tally(counts: dict[_Key, int], key: _Key, step: int) -> None:

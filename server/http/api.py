@@ -443,7 +443,7 @@ async def _start_stream(
     except KeyError:
         raise error(web.HTTPNotFound, f"no stream {config.stream_id!r}: it was removed meanwhile") from None
     except HandedInError as exc:
-        raise error(web.HTTPConflict, f"{exc}; the publisher controls it") from None
+        raise error(web.HTTPConflict, str(exc)) from None
     except ShuttingDownError as exc:
         raise error(web.HTTPServiceUnavailable, str(exc)) from None
 

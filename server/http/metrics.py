@@ -1,7 +1,7 @@
 """Prometheus metrics in the text exposition format, written by hand (no client library needed).
 
-Everything is read at scrape time from the stream manager and the hub, so there is no second set of
-counters to keep in step. Stream ids are label values; they are already restricted to
+Everything is read at scrape time from the stream manager, the hub and the WebRTC peers, so there is
+no second set of counters to keep in step. Stream ids are label values; they are already restricted to
 ``[A-Za-z0-9_-]``, so they need no escaping.
 """
 
@@ -14,11 +14,15 @@ from server.delivery.hub import Hub
 from server.events.sink import SinkHealth, SinkState
 from server.sources.base import StreamState
 from server.streams import StreamInfo, StreamManager
+from server.webrtc.peers import PeerCounts
 
 Sample = tuple[dict[str, str], float]
 
 
-def render_metrics(manager: StreamManager, hub: Hub, outputs: Sequence[SinkHealth] = ()) -> str:
+def render_metrics(
+    manager: StreamManager, hub: Hub, outputs: Sequence[SinkHealth] = (), webrtc: PeerCounts | None = None
+) -> str:
+    """The exposition text; ``webrtc``: the peers' counts, where the app serves WebRTC."""
     infos = manager.streams()
     families: list[tuple[str, str, str, list[Sample]]] = []
 
@@ -79,7 +83,7 @@ def render_metrics(manager: StreamManager, hub: Hub, outputs: Sequence[SinkHealt
     family(
         "segcast_viewers",
         "gauge",
-        "Viewers (WebSocket and MJPEG) watching each stream.",
+        "Viewers watching each stream's pictures: WebSocket, MJPEG and WebRTC players (metadata-only WebSockets not).",
         (({"stream": i.stream_id}, hub.viewer_count(i.stream_id)) for i in infos),
     )
     family(
@@ -89,7 +93,12 @@ def render_metrics(manager: StreamManager, hub: Hub, outputs: Sequence[SinkHealt
         (({"stream": i.stream_id}, hub.variants_wanted(i.stream_id)) for i in infos),
     )
     family("segcast_streams", "gauge", "Streams configured.", [({}, len(infos))])
-    family("segcast_clients", "gauge", "Connected viewers of any kind.", [({}, len(hub.viewers))])
+    family(
+        "segcast_clients",
+        "gauge",
+        "Open WebSocket and MJPEG connections (WebRTC players: segcast_webrtc_peers).",
+        [({}, len(hub.viewers))],
+    )
     family(
         "segcast_viewers_refused_total",
         "counter",
@@ -102,6 +111,19 @@ def render_metrics(manager: StreamManager, hub: Hub, outputs: Sequence[SinkHealt
         "Subscriptions to a scaled image given the full size instead ([server] max_scaled_images).",
         [({}, hub.scaled_images_refused)],
     )
+    if webrtc is not None:
+        family(
+            "segcast_webrtc_peers",
+            "gauge",
+            "WebRTC peers holding a slot (answered, connecting or connected), by role.",
+            [({"role": "publisher"}, webrtc.publishers), ({"role": "player"}, webrtc.players)],
+        )
+        family(
+            "segcast_webrtc_refused_total",
+            "counter",
+            "WebRTC offers refused (503), by the limit that refused them.",
+            (({"reason": reason}, n) for reason, n in webrtc.refused.items()),
+        )
     family("segcast_inference_cycles_total", "counter", "Model batches run.", [({}, manager.worker.cycles)])
     family(
         "segcast_inference_errors_total",

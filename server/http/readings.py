@@ -9,6 +9,7 @@ from server.frames import PROTOCOL_VERSION
 from server.http.api import stream_info
 from server.http.keys import hub_key, manager_key
 from server.http.metrics import render_metrics
+from server.webrtc.routes import peers_key
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -80,5 +81,11 @@ async def _health(request: web.Request) -> web.Response:
 async def _metrics(request: web.Request) -> web.Response:
     app = request.app
     outputs = app.get(event_outputs_key)
-    text = render_metrics(app[manager_key], app[hub_key], outputs.health() if outputs is not None else ())
+    peers = app.get(peers_key)
+    text = render_metrics(
+        app[manager_key],
+        app[hub_key],
+        outputs.health() if outputs is not None else (),
+        webrtc=peers.counts() if peers is not None else None,
+    )
     return web.Response(body=text.encode(), headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})

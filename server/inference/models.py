@@ -29,6 +29,8 @@ DEFAULT_MODEL = "yolov8n-seg.pt"
 BUNDLED_MODEL = Path(__file__).parent.parent / "data" / "segcast-scene-seg.pt"
 BUNDLED_ALIASES = frozenset({"bundled", BUNDLED_MODEL.name})
 SUPPORTED_TASKS = frozenset({"segment", "detect"})
+#: A ``--model`` that reads as an address, not a file: ``scheme://...`` or ``HOST:PORT/...``.
+_ADDRESS = re.compile(r"^(?:[A-Za-z][\w+.-]*://|[^/]*:\d+(?:/|$))")
 #: The level word and emoji ultralytics starts its log lines and some error messages with.
 _LOG_MARKS = re.compile(r"^(?:ERROR|WARNING)\b[^\w/.\\-]*")
 #: What to pass instead when a model cannot be downloaded: what serving takes, and what exporting takes.
@@ -81,8 +83,12 @@ def resolve_model_path(spec: str, offline_hint: str = OFFLINE_HINT) -> str:
     if path.parent == Path(".") and path.suffix == ".yaml":
         return spec
     if path.parent != Path(".") or not weights.is_published_name(spec):
+        # "triton://host:8001/m" or "host:8001/m" was meant for a Triton server, as the hint says.
+        remote = (
+            "; a model on Triton is grpc://HOST:PORT/MODEL or http://HOST:PORT/MODEL" if _ADDRESS.match(spec) else ""
+        )
         raise ModelError(
-            f"--model {spec}: no such file or folder, nor a model ultralytics publishes (e.g. yolov8n-seg.pt)"
+            f"--model {spec}: no such file or folder, nor a model ultralytics publishes (e.g. yolov8n-seg.pt){remote}"
         )
     try:
         return str(weights.fetch(spec))

@@ -44,6 +44,10 @@ class StreamRegistration:
     processing_fps: float | None = None
     analytics_error: str | None = None
     frame_size: tuple[int, int] | None = None
+    #: Whether its class filter was checked against the model's classes (`InferenceWorker._unfit`), and
+    #: why it can never fit them (a class the model lacks): then none of its frames goes to the model.
+    classes_checked: bool = False
+    options_error: str | None = None
 
     def failed(self, reason: str) -> bool:
         """Count a frame that failed for ``reason``; whether to tell it in the log (it is new since the

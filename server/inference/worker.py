@@ -127,6 +127,9 @@ class StreamStats:
     frame_size: tuple[int, int] | None = None  # width, height of its latest processed frame
     #: Zones and lines given to it (added or moved) since its last frame: they count from its next one.
     pending_shapes: tuple[str, ...] = ()
+    #: Why the stream's options can never work with the model (a class it lacks, found once a remote
+    #: model was first described): none of its frames is inferred until its options change.
+    options_error: str | None = None
 
 
 @dataclass(eq=False)
@@ -155,7 +158,8 @@ class InferenceWorker:
 
     ``on_result`` is called on the inference thread for every processed frame, in frame order per
     stream; it must hand the result over and return quickly. ``on_status``, likewise, whenever
-    `inference_status` changes (a remote model's server going away or coming back).
+    `inference_status` changes (a remote model's server going away or coming back); ``on_unfit``
+    (stream id, its options, why) once a stream's options turn out never to fit the model (`_unfit`).
     """
 
     def __init__(
@@ -166,6 +170,7 @@ class InferenceWorker:
         *,
         load: Callable[[str], Model] = open_model,
         on_status: Callable[[InferenceStatus], None] | None = None,
+        on_unfit: Callable[[str, StreamOptions, str], None] | None = None,
     ) -> None:
         self._model_spec = model_spec
         self._on_result = on_result
@@ -184,6 +189,7 @@ class InferenceWorker:
         self._model: Model | None = None
         self._local_names: dict[int, str] | None = None
         self._on_status = on_status
+        self._on_unfit = on_unfit
         self._last_status: InferenceStatus | None = None
         #: Batches sent to the model, one per ``predict`` call or remote request (``segcast_inference_cycles_total``):
         #: a cycle split by image size or ``max_batch`` makes several, one of only ended files' frames none.
@@ -247,8 +253,8 @@ class InferenceWorker:
         """Raise ValueError if ``options`` do not fit the loaded model (a class name it does not know).
 
         Without this such a stream would run the model on every frame and fail in its tracker each time.
-        A remote model whose server has not answered yet cannot be asked: its streams are checked by
-        their tracker once it has.
+        A remote model whose server has not answered yet cannot be asked: its streams are checked once
+        it has (`_unfit`).
         """
         names = self.class_names
         if names:
@@ -325,7 +331,14 @@ class InferenceWorker:
         if r is None:
             return None
         return StreamStats(
-            r.processed, r.errors, r.last_error, r.processing_fps, r.analytics_error, r.frame_size, pending_shapes(r)
+            r.processed,
+            r.errors,
+            r.last_error,
+            r.processing_fps,
+            r.analytics_error,
+            r.frame_size,
+            pending_shapes(r),
+            r.options_error,
         )
 
     # -- the inference thread ---------------------------------------------------------------------
@@ -336,6 +349,12 @@ class InferenceWorker:
             if runs_here(self._model_spec):
                 self._options = replace(self._options, device=resolve_device(self._options.device))
                 check_device(self._options.device)  # ultralytics would fail on every frame instead
+            elif self._options.device != "auto":  # asked for, so it must not go unused unsaid
+                log.warning(
+                    "device %s is not used: a model on Triton runs where its server places it "
+                    "(instance_group in its config.pbtxt)",
+                    self._options.device,
+                )
             model = self._model = self._load(self._model_spec)
         except ModelError as exc:
             self._load_error = exc
@@ -402,9 +421,44 @@ class InferenceWorker:
                 self._work_ready.set()  # the rest are picked up next cycle, without waiting
                 break
             frame = registration.slot.take()
-            if frame is not None:
+            if frame is None:
+                continue
+            if (unfit := self._unfit(registration)) is None:
                 jobs.append(_Job(registration, frame))
+            else:  # never sent to the model: it could not track what the model finds
+                registration.failed(unfit)
         return jobs
+
+    def _unfit(self, registration: StreamRegistration) -> str | None:
+        """Why the stream's class filter can never fit the model (a class it lacks); None if it fits, or
+        while the model's classes are not known.
+
+        `check_options` refuses such a stream when it is added, but cannot while a remote model was
+        never described (its server down at start): the stream is checked here once the model's
+        classes are known, which they then stay (`TritonModel` refuses other ones), and said once in
+        the log with what to do. Its frames would otherwise each cost a request, then fail in its
+        tracker. Changing its options (``PATCH``) makes it a new registration, checked anew.
+        """
+        if not registration.classes_checked and (names := self.class_names):
+            registration.classes_checked = True
+            try:
+                class_ids(names, registration.options.classes)
+            except ValueError as exc:
+                # Told here, with the fix: `_fail` must not tell it again as one frame's failure.
+                registration.options_error = registration.told_error = str(exc)
+                log.warning(
+                    "[%s] none of its frames can be processed: %s; give the stream classes the model knows "
+                    "(PATCH /api/streams/%s, or its config file's classes and restart segcast)",
+                    registration.stream_id,
+                    exc,
+                    registration.stream_id,
+                )
+                if self._on_unfit is not None:
+                    try:
+                        self._on_unfit(registration.stream_id, registration.options, str(exc))
+                    except Exception:
+                        log.exception("[%s] unfit stream handler failed", registration.stream_id)
+        return registration.options_error
 
     def _start(self, model: Model, jobs: list[_Job]) -> _Batch:
         """Run the model on ``jobs``: a local model at once, a remote one by sending its requests."""
@@ -504,6 +558,8 @@ class InferenceWorker:
         if job.error is None and job.detections is not None:
             try:
                 if registration.tracker is None:
+                    if (unfit := self._unfit(registration)) is not None:  # described by this frame's request
+                        raise ValueError(unfit)
                     registration.tracker = self._new_tracker(registration)
                 tracks, track_events = registration.tracker.update(job.detections, frame)
             except ValueError as exc:  # the stream's options do not fit the model (an unknown class name)

@@ -283,6 +283,12 @@ def write_python_repository(source: Path, target: Path, instances: int) -> list[
         raise TritonCpuError(
             f"{source}: no such folder; give a Triton model repository (segcast export --format triton)"
         )
+    if (source / "config.pbtxt").exists():  # Triton's repository holds model folders, each with its config
+        parent = source.parent if source.name else source.resolve().parent
+        raise TritonCpuError(
+            f"{source}: a model folder (it has config.pbtxt), not a repository of them; give the folder "
+            f"it is in, {parent}"
+        )
     folders = sorted(path for path in source.iterdir() if path.is_dir() and not path.name.startswith("."))
     if not folders:
         raise TritonCpuError(f"{source}: no models in this repository; write one with segcast export --format triton")
@@ -409,7 +415,9 @@ class _Log:
 
 @contextmanager
 def _running(command: list[str], env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], _Log]]:
-    """tritonserver, stopped with SIGTERM on the way out; SIGINT and SIGTERM here are passed on to it.
+    """tritonserver, stopped with SIGTERM on the way out; SIGINT and SIGTERM here are passed on to it,
+    and so is SIGHUP, as SIGTERM: a closed terminal must stop it cleanly too, not kill this process
+    where it stands (which left its work folder, the converted repository, behind).
 
     It runs in a session of its own, so a Ctrl-C on the terminal reaches it once, through this
     process, and the kernel ends it should this process die without a chance to. Its backend stubs
@@ -430,9 +438,10 @@ def _running(command: list[str], env: dict[str, str]) -> Iterator[tuple[subproce
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         log.stopping = True
-        process.send_signal(signum)
+        process.send_signal(signal.SIGTERM if signum == signal.SIGHUP else signum)
 
-    previous = {signum: signal.signal(signum, forward) for signum in (signal.SIGINT, signal.SIGTERM)}
+    forwarded = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {signum: signal.signal(signum, forward) for signum in forwarded}
     try:
         yield process, log
     finally:

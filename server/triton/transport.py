@@ -324,6 +324,7 @@ class _HttpTransport:
             client.close()
 
     def _call(self, timeout_s: float, method: Any) -> Any:
+        from geventhttpclient.response import HTTPConnectionClosed  # tritonclient.http's HTTP client
         from rapidjson import JSONDecodeError  # tritonclient.http's JSON parser
         from tritonclient.utils import InferenceServerException
 
@@ -338,6 +339,8 @@ class _HttpTransport:
             raise TritonTimeout(f"no answer within {timeout_s:g} s") from None
         except OSError as exc:  # refused, reset, unreachable
             raise TritonUnavailable(_short(exc)) from None
+        except HTTPConnectionClosed:  # no answer at all: a server stopping closes its kept-alive connections
+            raise TritonUnavailable("connection closed before any answer") from None
         except http.client.HTTPException as exc:  # an answer that is not HTTP/1: e.g. Triton's gRPC port
             hint = _port_hint(self._address, "gRPC")
             raise TritonUnavailable(f"not a Triton HTTP endpoint ({_short(exc)}); {hint}") from None

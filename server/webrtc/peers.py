@@ -8,10 +8,18 @@ removed closes its publisher, whose frames would otherwise keep coming to no one
 video a publisher offers is received, and a player only sends: every other media section is
 answered ``inactive``, as nothing would read what aiortc decoded for it. An offer that could never
 connect (no DTLS fingerprint, its video disabled, no codec in common) is refused before any peer is
-made for it. A player gets an `AnnotatedTrack` fed by its stream's shared `PlaybackFeed`, and is
-closed if it has not connected within `WebRTCConfig.play_connect_timeout_s`: a browser that gave up
-on ICE (the bundled viewer falls back to the WebSocket after 3 s) says nothing, and aiortc would
-keep trying, and the slot, forever.
+made for it. A player gets an `AnnotatedTrack` fed by its stream's shared `PlaybackFeed`.
+
+A peer that has not connected soon after its answer is closed: a browser that gave up on ICE (the
+bundled viewer falls back to the WebSocket after 3 s) or whose tab closed while its offer was on
+the way says nothing, and aiortc would keep trying, and the slot, forever. A player gets
+`WebRTCConfig.play_connect_timeout_s`; a publisher only `WebRTCConfig.publish_idle_timeout_s`, the
+time its video may stop for: its stream exists from the answer on, holding its id (a reloaded page
+publishing it again is refused as taken) and showing ``starting`` to every viewer.
+
+A connected peer whose browser quit without a word is noticed by aioice alone, once ~30 s of ICE
+consent checks went unanswered (`REMOTE_CLOSE`): packets from a player say nothing reliable sooner,
+as a player of a stream with no frames to send may rightly send nothing either.
 
 Everything here runs on the event loop. Each peer is closed exactly once, by `_close`, whichever of
 those causes comes first; `PeerRegistry.close` does it for all of them at shutdown. Answering an
@@ -57,6 +65,12 @@ META_CHANNEL = "meta"
 FIRST_FRAME_TIMEOUT_S = 20.0
 #: Closing one peer (DTLS, SCTP, ICE) is quick on a LAN; never let shutdown wait longer than this.
 CLOSE_TIMEOUT_S = 5.0
+#: Why a peer closed when segcast did not close it. aiortc ends both causes alike (its DTLS transport
+#: closes, then the connection, with no "failed" between): the browser closed it (a tab closed, Stop
+#: pressed), or it stopped answering and aioice gave up on it.
+REMOTE_CLOSE = "closed by the browser, or no answer to ICE consent checks for ~30 s (it quit, or its network went)"
+#: What each role is called in logs.
+ROLE_NAMES: dict[Literal["publish", "play"], str] = {"publish": "publisher", "play": "player"}
 
 
 class OfferError(ValueError):
@@ -81,6 +95,17 @@ class PeerLimitError(RuntimeError):
     """Every WebRTC peer slot is taken, or every one a client address may have."""
 
 
+@dataclass(frozen=True, slots=True)
+class PeerCounts:
+    """What ``/metrics`` tells of the WebRTC peers: the slots each role holds now (peers being answered
+    and closing included, as they count against the limits), and the offers refused so far by each
+    limit (`PeerRegistry.check_room`)."""
+
+    publishers: int
+    players: int
+    refused: dict[str, int]
+
+
 @dataclass(eq=False)
 class Peer:
     pc: RTCPeerConnection
@@ -98,6 +123,8 @@ class Peer:
     pump: asyncio.Task[None] | None = field(default=None, repr=False)
     #: Why it is being closed, for an offer still being answered when that began.
     close_reason: str | None = None
+    #: Whether it ever connected: a connection lost is not one that failed to connect.
+    connected: bool = False
 
 
 class PeerRegistry:
@@ -112,6 +139,7 @@ class PeerRegistry:
         self._feeds: dict[tuple[str, ImageKind], PlaybackFeed] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
+        self._refused = {"max_peers": 0, "max_peers_per_address": 0}
         # One thread draws overlays for every feed: rendering is cheap next to inference, and one
         # thread keeps it from competing with the model for cores.
         self._render = ThreadPoolExecutor(max_workers=1, thread_name_prefix="webrtc-render")
@@ -128,19 +156,31 @@ class PeerRegistry:
         """Raise `PeerLimitError` if one more peer, from client address ``remote``, would pass a limit.
 
         Players from one address are limited to their share, so that one client cannot take every slot;
-        publishers are not (each is a camera of its own, and has no WebSocket to fall back to).
+        publishers are not (each is a camera of its own, and has no WebSocket to fall back to). Each
+        refusal is counted by the limit that made it (`counts`): an offer is checked before its body
+        is read and again as its peer is added, and refused by one of the two checks at most.
         """
         config = self.config
         if len(self._peers) >= config.max_peers:
-            raise PeerLimitError(f"too many WebRTC peers ({config.max_peers}); close one or use the WebSocket viewer")
+            self._refused["max_peers"] += 1
+            # A camera cannot be sent over the WebSocket: a publisher can only wait for a free slot.
+            remedy = (
+                "stop another camera or WebRTC player" if role == "publish" else "close one or use the WebSocket viewer"
+            )
+            raise PeerLimitError(f"too many WebRTC peers ({config.max_peers}); {remedy}")
         if role == "publish" or is_local_client(remote):
             return
         players = sum(peer.remote == remote and peer.role == "play" for peer in self._peers)
         if players >= config.max_peers_per_address:
+            self._refused["max_peers_per_address"] += 1
             raise PeerLimitError(
                 f"{remote} has its limit of {config.max_peers_per_address} WebRTC players; "
                 "close one or use the WebSocket viewer"
             )
+
+    def counts(self) -> PeerCounts:
+        publishers = sum(peer.role == "publish" for peer in self._peers)
+        return PeerCounts(publishers, len(self._peers) - publishers, dict(self._refused))
 
     async def publish(
         self,
@@ -179,7 +219,8 @@ class PeerRegistry:
         except BaseException:
             await self._discard(peer)
             raise
-        log.info("[%s] WebRTC publisher %s connected", stream_id, remote)
+        self._await_connection(peer, self.config.publish_idle_timeout_s)
+        log.info("[%s] WebRTC publisher %s answered", stream_id, remote)
         peer.pump = self._spawn(self._run_publisher(peer, video, peer.source), f"webrtc-publish-{stream_id}")
         return answer
 
@@ -231,18 +272,14 @@ class PeerRegistry:
             raise
         # Nothing awaits from the checks above until the player is in its feed: a `_close` begun
         # before them refused the offer, and one begun after them finds the feed to leave.
-        timeout_s = self.config.play_connect_timeout_s
-        if peer.pc.connectionState != "connected":
-            peer.connect_deadline = asyncio.get_running_loop().call_later(
-                timeout_s, self._close_soon, peer, f"not connected within {timeout_s:g} s"
-            )
+        self._await_connection(peer, self.config.play_connect_timeout_s)
         feed = self._feeds.get((stream_id, kind))
         if feed is None:
             feed = PlaybackFeed(stream_id, kind, self._hub, self._render, self._stream_removed)
             self._feeds[stream_id, kind] = feed
         feed.players.add(track)
         peer.feed = feed
-        log.info("[%s] WebRTC player %s connected", stream_id, remote)
+        log.info("[%s] WebRTC player %s answered", stream_id, remote)
         return answer
 
     async def close(self) -> None:
@@ -284,13 +321,26 @@ class PeerRegistry:
             )
 
         def on_state() -> None:
-            if peer.pc.connectionState == "connected" and peer.connect_deadline is not None:
-                peer.connect_deadline.cancel()
-            if peer.pc.connectionState in ("failed", "closed"):
-                self._close_soon(peer, None if peer.pc.connectionState == "closed" else "connection failed")
+            state = peer.pc.connectionState
+            if state == "connected" and not peer.connected:
+                peer.connected = True
+                if peer.connect_deadline is not None:
+                    peer.connect_deadline.cancel()
+                log.info("[%s] WebRTC %s %s connected", peer.stream_id, ROLE_NAMES[peer.role], peer.remote)
+            if state == "failed":
+                self._close_soon(peer, "connection lost" if peer.connected else "connection failed")
+            if state == "closed":
+                self._close_soon(peer, None)
 
         peer.pc.on("connectionstatechange", on_state)
         return peer
+
+    def _await_connection(self, peer: Peer, timeout_s: float) -> None:
+        """Close ``peer`` unless it connects within ``timeout_s`` (see the module's docstring)."""
+        if not peer.connected:
+            peer.connect_deadline = asyncio.get_running_loop().call_later(
+                timeout_s, self._close_soon, peer, f"not connected within {timeout_s:g} s"
+            )
 
     async def _accept(self, peer: Peer, offer: RTCSessionDescription) -> None:
         """Apply the remote offer. aiortc's SDP parser fails with assorted exception types (even
@@ -349,7 +399,11 @@ class PeerRegistry:
                 self._close_soon(peer, reason, announce=False)
 
     def _close_soon(self, peer: Peer, reason: str | None, announce: bool = True) -> None:
-        """Close ``peer`` once. ``announce``: a stream it publishes is announced ``ended`` with ``reason``."""
+        """Close ``peer`` once. ``announce``: a stream it publishes is announced ``ended`` with ``reason``.
+
+        ``reason`` None: the browser closed it (or so it seems, `REMOTE_CLOSE`); its stream ends with
+        no error, as a camera turned off does.
+        """
         if peer.closing is None and peer in self._peers:
             peer.close_reason = reason
             peer.closing = self._spawn(self._close(peer, reason, announce), f"webrtc-close-{peer.stream_id}")
@@ -375,9 +429,7 @@ class PeerRegistry:
         if peer.feed is not None and peer.player is not None:
             await self._leave_feed(peer.feed, peer.player)
         self._peers.discard(peer)
-        log.info(
-            "[%s] WebRTC %s peer %s closed%s", peer.stream_id, peer.role, peer.remote, f": {reason}" if reason else ""
-        )
+        log.info("[%s] WebRTC %s peer %s closed: %s", peer.stream_id, peer.role, peer.remote, reason or REMOTE_CLOSE)
 
     async def _end_stream(
         self, stream_id: str, source: WebRTCSource, final_state: tuple[StreamState, str | None] | None

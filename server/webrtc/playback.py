@@ -6,7 +6,8 @@ metadata-only hub viewer (so the encoder makes no JPEG for it) whose task turns 
 into an `av.VideoFrame` once, drawing any overlay and converting it to the encoders' YUV 4:2:0 on a
 worker thread and never on the loop, then offers that frame to every player's latest-only slot. A
 player whose encoder falls behind skips frames and never delays the others. Encoding stays per
-player, as WebRTC adapts each peer's bitrate on its own.
+player, as WebRTC adapts each peer's bitrate on its own. The hub counts each player as one of the
+stream's viewers, and the feed as none (`Hub.add_viewer` ``audience``).
 
 Timing: a feed stamps its frames with ``pts`` on the 90 kHz video clock, from their capture times.
 For each frame a player sends, the "meta" data channel carries the frame's metadata (the protocol's
@@ -137,7 +138,7 @@ class PlaybackFeed:
         self._viewer = Viewer(f"webrtc-{stream_id}-{kind.value}")
         self._first_capture: float | None = None
         self._last_pts = -1
-        hub.add_viewer(self._viewer)
+        hub.add_viewer(self._viewer, audience=lambda: len(self.players))
         hub.subscribe(self._viewer, {stream_id: Subscription(image=None)})
         self._task = asyncio.create_task(self._run(), name=f"webrtc-feed-{stream_id}")
 

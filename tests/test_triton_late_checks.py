@@ -1,0 +1,298 @@
+"""What a node on Triton can only find out late, and what ``segcast triton serve`` meets from its user.
+
+A stream's class filter is checked against the model's classes when it is added; a model on a Triton
+server that was down at start has no classes yet, so the check comes once the server described it.
+A Triton stopping normally closes its kept-alive connections: that is an outage, not a sign that the
+URL names the wrong port. The launcher stops its server cleanly when its terminal closes, and tells a
+model folder from a repository. A Triton URL typed with the wrong scheme, or none, gets the right form,
+and a device that a model on Triton does not use is said to be unused.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socketserver
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from server.config import Settings, StreamConfig
+from server.delivery.encode import FramePacket
+from server.frames import Frame
+from server.inference.detections import Detections
+from server.inference.models import InferenceStatus, ModelError, resolve_model_path
+from server.inference.worker import InferenceOptions, InferenceWorker
+from server.options import StreamOptions
+from server.sources import StreamState
+from server.streams import StreamManager
+from server.triton.model import PendingDetections, RequestTiming, ServedModel, TritonModel
+from server.triton.transport import TritonEndpoint, TritonUnavailable, open_transport
+from tests.support.components import require_module
+
+REPO = Path(__file__).resolve().parents[1]
+NAMES = {0: "disc", 1: "square", 2: "triangle"}
+WAIT_S = 30.0
+POLL_S = 0.02
+
+
+class _DescribedByFirstRequest(TritonModel):
+    """A Triton model whose server was down at start: it has no classes until its first request,
+    which describes it (as `TritonModel.submit` does); every request is answered at once, empty."""
+
+    def __init__(self) -> None:
+        super().__init__(TritonEndpoint("grpc", "127.0.0.1:1", "m"), "grpc://test/m")
+        self.requests_sent = 0
+
+    def submit(self, images: list[np.ndarray], **options: Any) -> PendingDetections:
+        self.requests_sent += 1
+        self._served = ServedModel(
+            NAMES, "segment", 320, 32, "images", np.dtype(np.uint8), None, ("o0", "o1"), 8, False
+        )
+        answer: Future[list[Any]] = Future()
+        answer.set_result([])
+        options["on_answer"]()
+        return PendingDetections(self, answer, lambda _: [Detections.empty() for _ in images], RequestTiming())
+
+    def probe(self, on_answer: Callable[[], None]) -> None:
+        """Never asked: the test's frames keep it busy."""
+
+
+def _wait_for_errors(worker: InferenceWorker, stream_id: str, count: int) -> None:
+    """Until the stream has ``count`` frames failed; fails after `WAIT_S`."""
+    deadline = time.monotonic() + WAIT_S
+    while (stats := worker.stats(stream_id)) is None or stats.errors < count:
+        assert time.monotonic() < deadline, f"timed out after {WAIT_S:.0f} s waiting for {count} failed frames"
+        time.sleep(POLL_S)
+
+
+def test_a_class_the_model_lacks_stops_the_stream_once_a_late_described_model_is_known(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Given a stream filtering on "person", added while the model's classes were unknown, when the
+    first request describes the model, then the stream says why it cannot work, once, with the fix,
+    and none of its later frames goes to the server."""
+    model = _DescribedByFirstRequest()
+    worker = InferenceWorker("grpc://test/m", lambda _: None, InferenceOptions(), load=lambda _: model)
+    worker.start()
+    caplog.set_level(logging.WARNING, logger="server.inference.worker")
+    try:
+        worker.check_options(StreamOptions.from_mapping({"classes": ["person"]}))  # not known yet: passes
+        slot = worker.add_stream("s", 15.0, StreamOptions.from_mapping({"classes": ["person"]}))
+        image = np.zeros((64, 64, 3), np.uint8)
+        for seq in range(3):
+            slot.put(Frame("s", seq, 1000.0 + seq, seq / 15, image))
+            _wait_for_errors(worker, "s", seq + 1)
+        stats = worker.stats("s")
+        assert stats is not None and stats.processed == 0
+        reason = "classes: the model has no class 'person'; it knows disc, square, triangle"
+        assert stats.options_error == reason and stats.last_error == reason
+        assert model.requests_sent == 1  # only the frame that described the model
+    finally:
+        worker.stop()
+    told = [
+        r.getMessage() for r in caplog.records if r.name == "server.inference.worker" and "person" in r.getMessage()
+    ]
+    assert told == [
+        f"[s] none of its frames can be processed: {reason}; give the stream classes the model knows "
+        "(PATCH /api/streams/s, or its config file's classes and restart segcast)"
+    ]
+
+
+class _States:
+    """The viewers' side of a `StreamManager`: the states it announces, and when it announced a failure."""
+
+    def __init__(self) -> None:
+        self.announced: list[tuple[str, StreamState, str | None]] = []
+        self.failed = threading.Event()
+
+    def publish_threadsafe(self, packet: FramePacket) -> None:
+        pass
+
+    def state_threadsafe(self, stream_id: str, state: StreamState, error: str | None) -> None:
+        self.announced.append((stream_id, state, error))
+        if state is StreamState.FAILED:
+            self.failed.set()
+
+    def inference_threadsafe(self, status: InferenceStatus) -> None:
+        pass
+
+    def stream_added_threadsafe(self, stream_id: str) -> None:
+        pass
+
+    def stream_removed_threadsafe(self, stream_id: str) -> None:
+        pass
+
+
+def test_a_stream_found_unfit_late_shows_failed_and_opens_again_with_classes_the_model_knows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before, it stayed ``live`` with no error, reading its camera for ever, none of it processed."""
+    model = _DescribedByFirstRequest()
+    monkeypatch.setattr("server.streams.InferenceWorker", _worker_of(model))
+    person = StreamOptions.from_mapping({"classes": ["person"]})
+    states = _States()
+    manager = StreamManager(
+        Settings(model="grpc://test/m", streams=(StreamConfig("s", "scene:?seed=1", options=person),)), states
+    )
+    manager.start()
+    try:
+        assert states.failed.wait(WAIT_S)
+        reason = "classes: the model has no class 'person'; it knows disc, square, triangle"
+        assert states.announced[-1] == ("s", StreamState.FAILED, reason)
+        status = manager.info("s").status
+        assert (status.state, status.error) == (StreamState.FAILED, reason)
+        # Other classes: opened again, and it runs.
+        manager.replace(StreamConfig("s", "scene:?seed=1", options=StreamOptions.from_mapping({"classes": ["disc"]})))
+        deadline = time.monotonic() + WAIT_S
+        while manager.info("s").frames_processed == 0:
+            assert time.monotonic() < deadline, "the stream with known classes never processed a frame"
+            time.sleep(POLL_S)
+        assert manager.info("s").status.state is StreamState.LIVE
+    finally:
+        manager.stop()
+
+
+def _worker_of(model: TritonModel) -> Callable[..., InferenceWorker]:
+    """`InferenceWorker` as `StreamManager` makes it, loading ``model`` whatever its spec."""
+
+    def make(*args: Any, **kwargs: Any) -> InferenceWorker:
+        return InferenceWorker(*args, load=lambda _: model, **kwargs)
+
+    return make
+
+
+def test_a_device_is_said_to_be_unused_with_a_model_on_triton(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="server.inference.worker")
+    worker = InferenceWorker(
+        "grpc://test/m", lambda _: None, InferenceOptions(device="cuda:0"), load=lambda _: _DescribedByFirstRequest()
+    )
+    worker.start()
+    worker.stop()
+    assert (
+        "device cuda:0 is not used: a model on Triton runs where its server places it "
+        "(instance_group in its config.pbtxt)"
+    ) in caplog.messages
+
+
+@contextmanager
+def _http_listener(reply: bytes) -> Iterator[str]:
+    """A server that reads each request, sends ``reply`` (nothing: none) and closes the connection."""
+
+    class Handler(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            while self.rfile.readline() not in (b"\r\n", b""):
+                pass
+            self.wfile.write(reply)
+
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"127.0.0.1:{server.server_address[1]}"
+        finally:
+            server.shutdown()
+            thread.join()
+
+
+def test_a_connection_closed_without_an_answer_is_an_outage_not_the_wrong_port() -> None:
+    """A Triton shutting down closes its kept-alive connections unanswered: no question about the port."""
+    with _http_listener(b"") as address:
+        transport = open_transport(TritonEndpoint("http", address, "m"), 2.0)
+        try:
+            with pytest.raises(TritonUnavailable) as caught:
+                transport.model_config("m", 2.0)
+        finally:
+            transport.close()
+    assert str(caught.value) == "connection closed before any answer"
+
+
+def test_an_answer_that_is_not_http_still_asks_whether_it_is_the_grpc_port() -> None:
+    http2_settings = b"\x00\x00\x06\x04\x00\x00\x00\x00\x00\x00\x03\x00\x00\x00\x64"  # what a gRPC port sends
+    with _http_listener(http2_settings) as address:
+        transport = open_transport(TritonEndpoint("http", address, "m"), 2.0)
+        try:
+            with pytest.raises(TritonUnavailable) as caught:
+                transport.model_config("m", 2.0)
+        finally:
+            transport.close()
+    assert str(caught.value).startswith("not a Triton HTTP endpoint")
+    assert f"is {address} Triton's gRPC port?" in str(caught.value)
+
+
+#: A launcher's work as `serve` does it, on a stand-in for tritonserver that says when SIGTERM stops it.
+_LAUNCHER = """
+import os, sys, tempfile, time
+from server.triton.cpu_server import _running
+
+SERVER = '''
+import signal, sys, time
+def stop(signum, frame):
+    print("server: stopped by", signal.Signals(signum).name, flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+print("server: ready", flush=True)
+while True:
+    time.sleep(1)
+'''
+with tempfile.TemporaryDirectory(prefix="segcast-triton-", dir=sys.argv[1]):
+    with _running([sys.executable, "-c", SERVER], dict(os.environ)) as (process, log):
+        deadline = time.monotonic() + 30
+        while "server: ready" not in log.tail and time.monotonic() < deadline:
+            time.sleep(0.02)
+        print("ready", flush=True)
+        process.wait()
+"""
+
+
+def test_a_closed_terminal_stops_the_server_cleanly_and_leaves_no_work_folder(tmp_path: Path) -> None:
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", _LAUNCHER, str(tmp_path)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert launcher.stdout is not None and launcher.stdout.readline() == "ready\n"
+        launcher.send_signal(signal.SIGHUP)
+        _, log = launcher.communicate(timeout=WAIT_S)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.communicate()
+    assert launcher.returncode == 0, log
+    assert "server: stopped by SIGTERM" in log
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_model_folder_given_as_the_repository_names_the_folder_to_give(tmp_path: Path) -> None:
+    require_module("tritonclient.grpc", "needs the triton extra: pip install '.[triton]'")  # reads configs
+    from server.triton.cpu_server import TritonCpuError, write_python_repository
+
+    model = tmp_path / "models" / "segcast-scene-seg"
+    (model / "1").mkdir(parents=True)
+    (model / "1" / "model.onnx").write_bytes(b"")
+    (model / "config.pbtxt").write_text('backend: "onnxruntime"\n')
+    with pytest.raises(TritonCpuError) as caught:
+        write_python_repository(model, tmp_path / "served", 1)
+    assert str(caught.value) == (
+        f"{model}: a model folder (it has config.pbtxt), not a repository of them; give the folder it is in, "
+        f"{tmp_path / 'models'}"
+    )
+
+
+@pytest.mark.parametrize("spec", ["triton://host:8001/m", "host:8001/m"])
+def test_a_triton_address_without_its_scheme_gets_the_url_forms(spec: str) -> None:
+    with pytest.raises(ModelError) as caught:
+        resolve_model_path(spec)
+    assert str(caught.value).endswith("; a model on Triton is grpc://HOST:PORT/MODEL or http://HOST:PORT/MODEL")
