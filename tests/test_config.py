@@ -25,6 +25,8 @@ from server.options import StreamOptions
 from server.persist import ConfigEditedError, ConfigFileState, write_config
 from server.sources import open_source
 from server.sources.file import FileSource
+from tests.support.cli_in_process import run_cli
+from tests.support.rtsp_camera import free_port
 
 FULL_CONFIG = """
 [server]
@@ -353,18 +355,15 @@ def test_missing_config_file_names_the_flag(tmp_path: Path) -> None:
         settings_from_args(args)
 
 
-def test_listening_beyond_this_machine_without_tokens_is_refused_at_start(tmp_path: Path) -> None:
+def test_listening_beyond_this_machine_without_tokens_is_refused_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
     path = write(tmp_path, '[server]\nhost = "0.0.0.0"\n')
-    result = subprocess.run(
-        [sys.executable, "-m", "server", "serve", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={k: v for k, v in os.environ.items() if not k.startswith("SEGCAST_")},
-    )
-    assert result.returncode == EXIT_STARTUP_ERROR
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("segcast: listening on 0.0.0.0, beyond this machine,"), result.stderr
+    for name in [name for name in os.environ if name.startswith("SEGCAST_")]:
+        monkeypatch.delenv(name)
+    exited = run_cli(capfd, "serve", "--config", str(path), "--port", str(free_port()))
+    assert exited.code == EXIT_STARTUP_ERROR
+    assert exited.one_error_line.startswith("segcast: listening on 0.0.0.0, beyond this machine,"), exited.err
 
 
 def test_auth_settings_are_read(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from server.cli import EXIT_STARTUP_ERROR
 from server.inference.detections import detect
 from server.inference.models import ModelError, load_model
 from server.scene import Scene
+from tests.support.cli_in_process import run_cli
 from tests.support.rtsp_camera import free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -80,13 +81,30 @@ def test_an_exported_detection_model_is_loaded_as_one_whatever_its_name(
     assert found.make_outline is None and len(found) <= 5
 
 
+def models_it_cannot_open(folder: Path) -> None:
+    """``folder`` holding an OpenVINO folder without its model and an .onnx file that is no model."""
+    (folder / "x_openvino_model").mkdir()
+    (folder / "x.onnx").write_bytes(b"\x00\xffnot an onnx model" * 64)
+
+
 @pytest.mark.parametrize("model", ["", ".", "x_openvino_model", "x.onnx"])
-def test_serve_stops_at_once_with_one_line_for_a_model_it_cannot_open(tmp_path: Path, model: str) -> None:
+def test_serve_stops_at_once_with_one_line_for_a_model_it_cannot_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], model: str
+) -> None:
     """Before, an empty OpenVINO folder left segcast neither listening nor exiting; the others ended in a traceback."""
-    (tmp_path / "x_openvino_model").mkdir()
-    (tmp_path / "x.onnx").write_bytes(b"\x00\xffnot an onnx model" * 64)
+    models_it_cannot_open(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    exited = run_cli(capfd, "serve", "--source", "scene:", "--model", model, "--port", str(free_port()))
+    assert exited.code == EXIT_STARTUP_ERROR, exited.err
+    assert exited.one_error_line.startswith("segcast: --model "), exited.err
+
+
+def test_a_process_refusing_an_openvino_folder_without_its_model_exits_at_once(tmp_path: Path) -> None:
+    """The case that once hung, in a real process: it exits, with one line and nothing else on stderr."""
+    models_it_cannot_open(tmp_path)
+    command = ["serve", "--source", "scene:", "--model", "x_openvino_model", "--port", str(free_port())]
     result = subprocess.run(
-        [sys.executable, "-m", "server", "serve", "--source", "scene:", "--model", model, "--port", str(free_port())],
+        [sys.executable, "-m", "server", *command],
         cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(REPO)},
         capture_output=True,
@@ -95,7 +113,7 @@ def test_serve_stops_at_once_with_one_line_for_a_model_it_cannot_open(tmp_path: 
     )
     assert result.returncode == EXIT_STARTUP_ERROR, result.stderr
     [line] = result.stderr.strip().splitlines()
-    assert line.startswith("segcast: --model "), line
+    assert line.startswith("segcast: --model x_openvino_model: an OpenVINO folder without its model"), line
 
 
 def test_serve_stops_at_once_with_one_line_for_a_device_the_machine_lacks(tmp_path: Path) -> None:

@@ -14,74 +14,94 @@ from pathlib import Path
 import pytest
 
 from server.cli import EXIT_STARTUP_ERROR, build_parser, settings_from_args
+from tests.support.cli_in_process import Exited, run_cli
 from tests.support.rtsp_camera import free_port
 
 #: A model that cannot be loaded: had the source been checked after the model, the error would name it.
 NO_MODEL = "/nonexistent/model.pt"
 
 
-def run_serve(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+def run_serve(*args: str) -> Exited:
+    """``segcast serve ARGS`` in a real process: the proof, once, that a refusal prints one line and exits."""
+    result = subprocess.run(
         [sys.executable, "-m", "server", "serve", *args, "--port", str(free_port()), "--log-level", "ERROR"],
         capture_output=True,
         text=True,
         timeout=300,
     )
+    return Exited(result.returncode, result.stdout, result.stderr)
 
 
-def the_one_error_line(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == EXIT_STARTUP_ERROR, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    [line] = result.stderr.strip().splitlines()
-    return line
+def serve_here(capfd: pytest.CaptureFixture[str], *args: str) -> Exited:
+    """``segcast serve ARGS`` in this process (tests/support/cli_in_process.py): the same line and status."""
+    return run_cli(capfd, "serve", *args, "--port", str(free_port()), "--log-level", "ERROR")
+
+
+def the_one_error_line(exited: Exited) -> str:
+    assert exited.code == EXIT_STARTUP_ERROR, exited.out + exited.err
+    assert "Traceback" not in exited.err
+    return exited.one_error_line
+
+
+def refused_before_the_model(exited: Exited, source: str, words: tuple[str, ...]) -> None:
+    line = the_one_error_line(exited)
+    assert line.startswith(f"segcast: --source {source}: "), line
+    for word in words:
+        assert word in line
+    assert "loading model" not in exited.out and "listening" not in exited.out
 
 
 @pytest.mark.parametrize(
     ("source", "words"),
     [
-        ("a=scene:?sed=3", ("--source a=scene:?sed=3: ", "'sed'")),
-        ("b=scene:?family=occlusoin", ("--source b=scene:?family=occlusoin: ", "occlusoin")),
-        ("d=rtsp://127.0.0.1/x#timout=5", ("--source d=rtsp://127.0.0.1/x#timout=5: ", "unknown option 'timout'")),
-        ("rtps://cam/live", ("--source rtps://cam/live: ", "unsupported source")),
-        ("e=rtsp:/cam/live", ("--source e=rtsp:/cam/live: ", "no host")),
-        ("f=rtsp://cam:99999/live", ("--source f=rtsp://cam:99999/live: ", "port")),
+        ("a=scene:?sed=3", ("'sed'",)),
+        ("b=scene:?family=occlusoin", ("occlusoin",)),
+        ("d=rtsp://127.0.0.1/x#timout=5", ("unknown option 'timout'",)),
+        ("rtps://cam/live", ("unsupported source",)),
+        ("e=rtsp:/cam/live", ("no host",)),
+        ("f=rtsp://cam:99999/live", ("port",)),
     ],
 )
 def test_a_flag_source_that_can_never_work_stops_the_start_before_the_model(
-    source: str, words: tuple[str, ...]
+    source: str, words: tuple[str, ...], capfd: pytest.CaptureFixture[str]
 ) -> None:
-    result = run_serve("--source", "ok=scene:?seed=1", "--source", source, "--model", NO_MODEL)
-    line = the_one_error_line(result)
-    assert line.startswith("segcast: --source "), line
-    for word in words:
-        assert word in line
-    assert "loading model" not in result.stdout and "listening" not in result.stdout
+    exited = serve_here(capfd, "--source", "ok=scene:?seed=1", "--source", source, "--model", NO_MODEL)
+    refused_before_the_model(exited, source, words)
 
 
-def test_a_password_in_a_refused_flag_source_is_never_printed() -> None:
-    result = run_serve("--source", "cam=rtsp://admin:hunter2-secret@cam/live#timout=5", "--model", NO_MODEL)
-    line = the_one_error_line(result)
-    assert "hunter2" not in result.stdout + result.stderr
+def test_a_process_refusing_a_flag_source_prints_that_one_line_alone() -> None:
+    exited = run_serve("--source", "ok=scene:?seed=1", "--source", "a=scene:?sed=3", "--model", NO_MODEL)
+    refused_before_the_model(exited, "a=scene:?sed=3", ("'sed'",))
+
+
+def test_a_password_in_a_refused_flag_source_is_never_printed(capfd: pytest.CaptureFixture[str]) -> None:
+    exited = serve_here(capfd, "--source", "cam=rtsp://admin:hunter2-secret@cam/live#timout=5", "--model", NO_MODEL)
+    line = the_one_error_line(exited)
+    assert "hunter2" not in exited.out + exited.err
     assert line.startswith("segcast: --source cam=rtsp://admin:***@cam/live#timout=5: unknown option 'timout'"), line
 
 
-def test_a_config_file_uri_that_can_never_work_names_the_file_and_the_stream(tmp_path: Path) -> None:
+def test_a_config_file_uri_that_can_never_work_names_the_file_and_the_stream(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     config = tmp_path / "cams.toml"
     config.write_text(
         f'[model]\nname = "{NO_MODEL}"\n'
         '[[streams]]\nid = "fine"\nuri = "scene:?seed=1"\n'
         '[[streams]]\nid = "typo"\nuri = "rtsp://127.0.0.1/x#timout=5"\n'
     )
-    result = run_serve("--config", str(config))
-    line = the_one_error_line(result)
+    exited = serve_here(capfd, "--config", str(config))
+    line = the_one_error_line(exited)
     assert line.startswith("segcast: cams.toml: streams[1].uri: unknown option 'timout'"), line
-    assert "loading model" not in result.stdout
+    assert "loading model" not in exited.out
 
 
-def test_a_relative_file_with_an_impossible_option_is_refused_as_the_file_gives_it(tmp_path: Path) -> None:
+def test_a_relative_file_with_an_impossible_option_is_refused_as_the_file_gives_it(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     config = tmp_path / "cams.toml"
     config.write_text('[[streams]]\nid = "clip"\nuri = "clip.mp4#rate=fast"\n')
-    line = the_one_error_line(run_serve("--config", str(config), "--model", NO_MODEL))
+    line = the_one_error_line(serve_here(capfd, "--config", str(config), "--model", NO_MODEL))
     assert line.startswith("segcast: cams.toml: streams[0].uri: rate='fast' for "), line
 
 

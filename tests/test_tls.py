@@ -19,6 +19,8 @@ from server.cli import ssl_context
 from server.config import load_config
 from server.persist import write_config
 from tests.support.certificates import self_signed
+from tests.support.cli_in_process import run_cli
+from tests.support.rtsp_camera import free_port
 from tests.support.segcast_process import REPO, START_TIMEOUT_S, SegcastProcess
 
 SHUTDOWN_LIMIT_S = 5.0
@@ -84,11 +86,20 @@ async def test_viewer_api_and_websocket_are_served_over_tls(tmp_path: Path) -> N
         (["--tls-cert", "KEY", "--tls-key", "KEY"], "PEM"),
     ],
 )
-def test_unusable_tls_files_stop_the_start_with_one_line(tmp_path: Path, flags: list[str], named: str) -> None:
+def test_unusable_tls_files_stop_the_start_with_one_line(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], flags: list[str], named: str
+) -> None:
     cert, key = self_signed(tmp_path)
     flags = [str(cert) if f == "CERT" else str(key) if f == "KEY" else f for f in flags]
+    exited = run_cli(capfd, "serve", "--source", "scene:", "--model", "bundled", *flags, "--port", str(free_port()))
+    assert exited.code == 2
+    line = exited.one_error_line
+    assert line.startswith("segcast: ") and named in line, exited.err
+
+
+def test_a_process_given_unusable_tls_files_exits_with_that_one_line_alone() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "server", "serve", "--source", "scene:", "--model", "bundled", *flags],
+        [sys.executable, "-m", "server", "serve", "--source", "scene:", "--model", "bundled", "--tls-cert", "/no/cert"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -96,7 +107,7 @@ def test_unusable_tls_files_stop_the_start_with_one_line(tmp_path: Path, flags: 
     )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("segcast: ") and named in lines[0], result.stderr
+    assert len(lines) == 1 and lines[0].startswith("segcast: ") and "give both" in lines[0], result.stderr
 
 
 def test_tls_files_in_the_config_file_are_relative_to_it_and_survive_a_save(tmp_path: Path) -> None:

@@ -6,10 +6,7 @@ bundled model's bytes (a real checkpoint of the same size as yolov8n-seg.pt) und
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -18,11 +15,11 @@ import pytest
 from server.cli import EXIT_STARTUP_ERROR
 from server.inference import weights
 from server.inference.models import BUNDLED_MODEL, ModelError, load_model, resolve_model_path
+from tests.support.cli_in_process import run_cli
 from tests.support.rtsp_camera import free_port
 from tests.support.weights_server import WeightsServer
 
 NAME = "yolov8n-seg.pt"
-REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -60,24 +57,16 @@ def test_a_published_name_is_downloaded_once_into_the_user_cache_with_progress(
     assert load_model(NAME).task == "segment"
 
 
-def test_offline_start_stops_at_once_with_one_line_naming_the_flag(tmp_path: Path) -> None:
+def test_offline_start_stops_at_once_with_one_line_naming_the_flag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
     refused = free_port()  # nothing listens there: the connection is refused, like a machine offline
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "XDG_CACHE_HOME": str(tmp_path / "cache"),
-        weights.WEIGHTS_URL_ENV: f"http://127.0.0.1:{refused}/",
-    }
-    result = subprocess.run(
-        [sys.executable, "-m", "server", "serve", "--source", "scene:", "--model", NAME, "--port", str(free_port())],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == EXIT_STARTUP_ERROR
-    [line] = result.stderr.strip().splitlines()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv(weights.WEIGHTS_URL_ENV, f"http://127.0.0.1:{refused}/")
+    exited = run_cli(capfd, "serve", "--source", "scene:", "--model", NAME, "--port", str(free_port()))
+    assert exited.code == EXIT_STARTUP_ERROR
+    line = exited.one_error_line
     assert line.startswith(f"segcast: --model {NAME}: could not download it (127.0.0.1 unreachable: ")
     assert "--model bundled" in line and str(tmp_path / "cache" / "segcast" / "models") in line
     assert list(tmp_path.iterdir()) == [], "nothing written, neither here nor in the cache"
