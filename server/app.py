@@ -92,6 +92,7 @@ async def _pipeline(app: web.Application) -> AsyncIterator[None]:
     hub.add_packet_listener(outputs.on_packet)
     hub.add_state_listener(outputs.on_stream_state)
     hub.add_removal_listener(outputs.on_stream_removed)
+    hub.add_inference_listener(outputs.on_inference)
     app[event_outputs_key] = outputs
     manager = StreamManager(settings, hub)
     hub.set_wanted_listener(manager.encoder.set_wanted)

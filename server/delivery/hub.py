@@ -46,6 +46,7 @@ WantedListener = Callable[[Mapping[str, frozenset[Variant]]], None]
 PacketListener = Callable[[FramePacket], None]
 StateListener = Callable[[str, StreamState], None]
 RemovalListener = Callable[[str], None]
+InferenceListener = Callable[[InferenceStatus], None]
 _Key = TypeVar("_Key")
 
 
@@ -96,6 +97,7 @@ class Hub:
         self._packet_listeners: list[PacketListener] = []
         self._state_listeners: list[StateListener] = []
         self._removal_listeners: list[RemovalListener] = []
+        self._inference_listeners: list[InferenceListener] = []
         #: Every count below changes by one viewer's subscriptions at a time, as it subscribes, joins or
         #: leaves: a subscription costs its own entries, never a walk over every viewer's (a few
         #: viewers resubscribing long lists would otherwise stall the loop for everyone).
@@ -178,6 +180,10 @@ class Hub:
         """Call ``listener`` on the loop with the id of every stream removed (not restarted with new options)."""
         self._removal_listeners.append(listener)
 
+    def add_inference_listener(self, listener: InferenceListener) -> None:
+        """Call ``listener`` on the loop with every change of `inference`, in order (event outputs)."""
+        self._inference_listeners.append(listener)
+
     def _stream_added(self, stream_id: str, added_at: float) -> None:
         expiry = self._removed.pop(stream_id, None)
         if expiry is not None:
@@ -255,6 +261,11 @@ class Hub:
     def announce_inference(self, status: InferenceStatus) -> None:
         self.inference = status
         self.announce({"type": "inference", "v": PROTOCOL_VERSION, **status.to_json()})
+        for listener in self._inference_listeners:
+            try:
+                listener(status)
+            except Exception:  # an output's bug must not stop the others hearing of it
+                log.exception("an inference listener failed")
 
     def announce(self, data: dict[str, Any]) -> None:
         event = Event.of(data)

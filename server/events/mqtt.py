@@ -9,11 +9,13 @@ Topics (``P`` is ``topic_prefix``, default ``segcast``; ``D`` is ``discovery_pre
   ``zone_enter``, ``line_cross``...);
 - ``P/<stream>/counts``: the stream's counts as one flat JSON object (``{"tracks": 3, ...}``),
   retained, published when they change;
-- ``P/<stream>/availability``: ``online`` while the stream is live, ``offline`` while it is starting,
-  reconnecting, failed or ended (and after segcast stops), retained: its counts are the last ones
-  seen, not the scene now, while it is offline. ``online`` waits for the stream's first counts of
-  this process, and goes out after any counts pending, so the previous run's retained counts never
-  show as current. Each sensor needs both this and ``P/status`` online
+- ``P/<stream>/availability``: ``online`` while the stream is live and its frames are inferred,
+  ``offline`` while it is starting, reconnecting, failed or ended, while inference is unavailable (a
+  remote model's server down: the stream stays live, but no frame is inferred) and after segcast
+  stops, retained: its counts are the last ones seen, not the scene now, while it is offline.
+  ``online`` waits for the stream's first counts of this process, or since inference came back, and
+  goes out after any counts pending, so counts retained from the previous run or from before an
+  outage never show as current. Each sensor needs both this and ``P/status`` online
   to be available (``availability_mode: all``), so Home Assistant does not show a camera that is
   down as an empty or still occupied zone;
 - ``D/sensor/<node>_<stream>/<count>/config``: retained discovery config of one sensor per count
@@ -190,9 +192,11 @@ class MqttSink:
         #: Taken from the queue but not confirmed when the last connection ended: sent first, in order.
         self._resend: deque[OutEvent] = deque()
         self._state_turn = False  # whether the next message is state rather than an event, when both wait
+        #: Per stream, its newest counts since this process started or inference last came back.
         self._latest: dict[str, Counts] = {}
         self._unsent_counts: dict[str, Counts] = {}
         self._live: dict[str, bool] = {}  # per stream heard of, whether it is live
+        self._inference = True  # whether frames are inferred now: a local model's always are
         self._unsent_availability: dict[str, bool] = {}
         self._online: set[str] = set()  # streams whose availability at the broker is (or is on its way to be) "online"
         #: Per stream, the discovery config topics sent on this connection.
@@ -229,7 +233,23 @@ class MqttSink:
         if self._live.get(stream_id) is live:
             return
         self._live[stream_id] = live
-        self._unsent_availability[stream_id] = live
+        self._unsent_availability[stream_id] = live and self._inference
+        self._wake.set()
+
+    def inference_available(self, available: bool) -> None:
+        """Whether frames are inferred now: while they are not, no stream's sensors are available.
+
+        The counts had before a change are forgotten as the newest (they stay retained at the
+        broker), so a live stream says ``online`` again only after counts of a frame that came
+        after it, as after a restart (`_counts_published`).
+        """
+        if available is self._inference:
+            return
+        self._inference = available
+        self._latest.clear()
+        for stream_id, live in self._live.items():
+            if live:
+                self._unsent_availability[stream_id] = available
         self._wake.set()
 
     def forget_stream(self, stream_id: str) -> None:
@@ -306,7 +326,7 @@ class MqttSink:
         self._tally.ok(0)
         self._announced.clear()
         self._unsent_counts = dict(self._latest)  # the broker may have lost the retained ones
-        self._unsent_availability = dict(self._live)
+        self._unsent_availability = {stream_id: live and self._inference for stream_id, live in self._live.items()}
         await self._serve(client)
 
     async def _say_offline(self, client: aiomqtt.Client) -> None:
@@ -399,11 +419,12 @@ class MqttSink:
         return []
 
     def _counts_published(self, stream_id: str) -> bool:
-        """Whether this process has counts of ``stream_id`` and none waiting: its ``online`` may go.
+        """Whether this process has counts of ``stream_id`` (since inference last came back) and none
+        waiting: its ``online`` may go.
 
-        Until then the broker may retain the counts of the run before, which ``online`` would pass
-        off as the scene now; sent over the one connection in order, the counts reach every
-        subscriber before the ``online`` after them.
+        Until then the broker may retain the counts of the run before, or of the last frame before an
+        outage, which ``online`` would pass off as the scene now; sent over the one connection in
+        order, the counts reach every subscriber before the ``online`` after them.
         """
         return stream_id in self._latest and stream_id not in self._unsent_counts
 

@@ -6,8 +6,9 @@ was dropped on the way hands its events on to the next one (`FrameResult.replaci
 is lost before this point. From here each sink has its own bounded queue and its own task or thread,
 and gets only what it sends: the event's JSON and, for the history, the pixels of its snapshot (cut
 here, see `server.events.snapshot`), never the frame, so a queue full of events holds no frames.
-The hub also tells the outputs of each stream's state, so MQTT can say whether a stream's counts
-are current (it is live) or the last ones seen before its camera went down.
+The hub also tells the outputs of each stream's state and of whether frames can be inferred, so MQTT
+can say whether a stream's counts are current (it is live and its frames are inferred) or the last
+ones seen before its camera, or a remote model's server, went down.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from server.events.history import HistorySink
 from server.events.sink import OutEvent, Sink, SinkHealth
 from server.events.snapshot import picture_of
 from server.events.webhook import WebhookSink, webhook_names
-from server.inference.models import install_hint
+from server.inference.models import InferenceStatus, install_hint
 from server.sources.base import StreamState
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ class EventOutputs:
         self.sinks: tuple[Sink, ...] = tuple(sinks)
         self._pictures = any(sink.snapshots for sink in sinks)
         self._counts: dict[str, dict[str, float]] = {}
+        self._inference_available = True  # as the hub starts: a local model always is
 
     async def start(self) -> None:
         for sink in self.sinks:
@@ -97,6 +99,20 @@ class EventOutputs:
         """A stream's state changed (on the loop): its MQTT sensors are available only while it is live."""
         if self._mqtt is not None:
             self._mqtt.stream_live(stream_id, state is StreamState.LIVE)
+
+    def on_inference(self, status: InferenceStatus) -> None:
+        """Inference became available or unavailable (on the loop; a remote model's server went or came back).
+
+        While it is unavailable no frame is inferred, so no stream's counts are current: MQTT says its
+        streams offline. Once it is back, the first frame's counts go out whether or not they differ
+        from the last ones before the outage: MQTT says a stream online only after them.
+        """
+        if status.available is self._inference_available:
+            return
+        self._inference_available = status.available
+        self._counts.clear()
+        if self._mqtt is not None:
+            self._mqtt.inference_available(status.available)
 
     def on_stream_removed(self, stream_id: str) -> None:
         """A stream was removed (on the loop): sinks that keep something of it (MQTT's sensors) let it go."""

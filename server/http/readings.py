@@ -9,6 +9,7 @@ from server.frames import PROTOCOL_VERSION
 from server.http.api import stream_info
 from server.http.keys import hub_key, manager_key
 from server.http.metrics import render_metrics
+from server.sources.base import StreamState
 from server.webrtc.routes import peers_key
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -47,6 +48,8 @@ async def _counts(request: web.Request) -> web.Response:
     that does not fit them is marked ``left_out`` (``analytics_error`` says why) rather than passing
     for an empty zone, and one added or moved since the stream's last frame is marked
     ``pending``: it counts from the next frame (a stream whose file has ended has none).
+    ``current`` says whether they are of the scene now: false while the stream is not live or
+    inference is unavailable (a remote model's server down), when they are the last frame's processed.
     """
     info = stream_info(request)
     worker = request.app[manager_key].worker
@@ -66,7 +69,8 @@ async def _counts(request: web.Request) -> web.Response:
                 values["pending"] = True
             elif counts is not None:
                 values["left_out"] = True
-    body = {"v": PROTOCOL_VERSION, "stream": info.stream_id, "zones": zones, "lines": lines}
+    current = info.state is StreamState.LIVE and worker.inference_status.available
+    body = {"v": PROTOCOL_VERSION, "stream": info.stream_id, "current": current, "zones": zones, "lines": lines}
     return web.json_response(body | {"analytics_error": stats.analytics_error if stats else None})
 
 
