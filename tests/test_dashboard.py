@@ -114,6 +114,14 @@ def test_the_outputs_panels_name_each_outputs_node() -> None:
     assert outputs and all("{{instance}}" in target["legendFormat"] for target in outputs)
 
 
+def test_a_stat_panel_reads_the_value_at_the_end_of_the_time_range() -> None:
+    """As a range query, Grafana aligns a stat's last point down to its step: a week's "Line
+    crossings in the time range" showed the count of up to several minutes before."""
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    stats = [panel for panel in panels if panel["type"] == "stat"]
+    assert stats and all(target.get("instant") is True for panel in stats for target in panel["targets"])
+
+
 def test_a_zone_nobody_has_entered_reads_0_not_no_data(tmp_path: Path) -> None:
     # Given a zone that watches every class and that nothing has entered, one limited to cars (listed
     # at 0 from the start), and one with two people in it, as segcast's /metrics gives them
