@@ -32,6 +32,7 @@ OPTIONAL_IMPORTS = {
     "tritonclient": "triton",
     "google": "triton",  # protobuf, through tritonclient[grpc]
     "rapidjson": "triton",  # python-rapidjson, through tritonclient[http]
+    "geventhttpclient": "triton",  # through tritonclient[http]
     "triton_python_backend_utils": None,
 }
 
