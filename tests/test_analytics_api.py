@@ -76,6 +76,30 @@ async def test_zones_and_lines_are_patched_counted_and_shown_in_frames_and_metri
     assert used and all(exported(name, text) for name in used), "the Grafana dashboard shows metrics segcast exports"
 
 
+async def test_every_class_a_line_counts_is_in_metrics_before_its_first_crossing(start_server: Start) -> None:
+    """Prometheus' ``increase()`` takes a series' first sample as its start: a class that appeared
+    with its first crossing, at 1, had that crossing left out of the dashboard's counts."""
+    client = await start_server(StreamConfig("cam", "scene:?seed=7"))
+    every = {"name": "every", "points": [[0.5, 0], [0.5, 1]], "units": "fraction"}
+    discs = {"name": "discs", "points": [[0, 0.5], [1, 0.5]], "units": "fraction", "classes": ["disc"]}
+    response = await client.patch("/api/streams/cam", json={"lines": [every, discs]})
+    assert response.status == 200, await response.text()
+
+    async def listed() -> set[str] | None:
+        text = await (await client.get("/metrics")).text()
+        rows = {row.rsplit(" ", 1)[0] for row in text.splitlines() if row.startswith("segcast_line_crossings_total{")}
+        return rows or None
+
+    rows = await eventually(listed, COUNT_TIMEOUT_S, "the lines' counts in /metrics")
+    expected = {
+        f'segcast_line_crossings_total{{stream="cam",line="{line}",direction="{direction}",class="{name}"}}'
+        for line, names in (("every", ("disc", "square", "triangle")), ("discs", ("disc",)))
+        for name in names
+        for direction in ("in", "out")
+    }
+    assert rows == expected
+
+
 @pytest.mark.parametrize(
     ("body", "words"),
     [

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
+from server.analytics.engine import DIRECTIONS
 from server.analytics.events import DWELL_BUCKETS_S, Counts
+from server.config import StreamConfig
 from server.delivery.hub import Hub
 from server.events.sink import SinkHealth, SinkState
 from server.sources.base import StreamState
@@ -233,16 +235,32 @@ def _analytics_families(
     family(
         "segcast_line_crossings_total",
         "counter",
-        "Line crossings since the stream started, by direction and class.",
-        (
-            ({"stream": s, "line": line, "direction": d, "class": c}, n)
-            for s, found in counts.items()
-            for line, by_class in found.lines.items()
-            for c, directions in by_class.items()
-            for d, n in directions.items()
-        ),
+        "Line crossings since the stream started, by direction and class (every class at 0 from the start).",
+        line_crossing_samples(counts, {info.stream_id: info.config for info in infos}, manager.worker.class_names),
     )
     return counts
+
+
+def line_crossing_samples(
+    counts: Mapping[str, Counts], configs: Mapping[str, StreamConfig], class_names: Mapping[int, str]
+) -> Iterator[Sample]:
+    """``segcast_line_crossings_total`` of each stream's counts: one sample per line, class and direction.
+
+    Every class a line counts is listed from the start, at 0: those it is limited to, or for a line
+    that watches every class, every class the model knows. Prometheus' ``increase()`` and ``rate()``
+    take a series' first sample as its start: a class that appeared with its first crossing, at 1,
+    had that crossing left out of every panel, and a line as the viewer's *Add line* draws it
+    watches every class.
+    """
+    for stream, found in counts.items():
+        config = configs.get(stream)
+        limited = {line.name for line in config.options.lines if line.classes} if config is not None else set()
+        for line, by_class in found.lines.items():
+            unseen: dict[str, Mapping[str, int]] = {} if line in limited else {n: {} for n in class_names.values()}
+            for name, directions in (unseen | dict(by_class)).items():
+                for direction in DIRECTIONS:
+                    labels = {"stream": stream, "line": line, "direction": direction, "class": name}
+                    yield labels, directions.get(direction, 0)
 
 
 def zone_object_samples(counts: Mapping[str, Counts]) -> Iterator[Sample]:
