@@ -187,7 +187,7 @@ def render_metrics(
         )
         for suffix, help_text in (
             ("delivered", "Events an output delivered (stored, posted, published)."),
-            ("dropped", "Events an output dropped because its queue was full."),
+            ("dropped", "Events an output dropped: its queue was full, or they were left unsent at shutdown."),
             ("failed", "Events an output gave up on after an error (retries spent, database error)."),
             ("upkeep_failures", "Upkeep steps an output failed that cost no event (history: deleting old events)."),
         ):
