@@ -207,9 +207,12 @@ async def test_a_streams_sensors_are_available_only_while_it_is_live(broker: Bro
         outputs.on_stream_state("cam", StreamState.LIVE)
         outputs.on_packet(with_counts(1, counts, tracks=2))
         await availability_is(broker.port, "cam", b"online")
-        # The camera drops: its last counts (2 in the zone) stay retained, but no longer pass for now.
-        for state in (StreamState.RECONNECTING, StreamState.LIVE, StreamState.FAILED, StreamState.LIVE):
+        # The camera drops: its last counts (2 in the zone) stay retained, but no longer pass for now;
+        # back, it is online once the counts of a frame read since are out (the same here: still 2).
+        for seq, state in enumerate((StreamState.RECONNECTING, StreamState.LIVE, StreamState.FAILED, StreamState.LIVE)):
             outputs.on_stream_state("cam", state)
+            if state is StreamState.LIVE:
+                outputs.on_packet(with_counts(2 + seq, counts, tracks=2))
             await availability_is(broker.port, "cam", b"online" if state is StreamState.LIVE else b"offline")
         outputs.on_stream_state("cam", StreamState.ENDED)
         await availability_is(broker.port, "cam", b"offline")
@@ -218,6 +221,34 @@ async def test_a_streams_sensors_are_available_only_while_it_is_live(broker: Bro
     config = json.loads(left["homeassistant/sensor/segcast_cam/zones_door_objects/config"])
     assert config["availability"] == [{"topic": "segcast/status"}, {"topic": "segcast/cam/availability"}]
     assert config["availability_mode"] == "all"  # the stream offline, or segcast: unavailable
+
+
+async def test_a_camera_back_from_reconnecting_is_online_only_after_counts_read_since(broker: Broker) -> None:
+    """Before, it was online at once, and its sensors showed the counts of before it dropped as now
+    (the same counts after it were not even sent again: unchanged counts are not)."""
+    counts = {"zones": {"door": {"objects": 2}}}
+    async with (
+        listening(broker.port, "segcast/cam/#") as received,
+        running(MqttSettings("127.0.0.1", broker.port, discovery=False)) as (outputs, sink),
+    ):
+        await state_is(sink, SinkState.OK)
+        outputs.on_stream_state("cam", StreamState.LIVE)
+        outputs.on_packet(with_counts(1, counts, tracks=2))
+        await availability_is(broker.port, "cam", b"online")
+        outputs.on_stream_state("cam", StreamState.RECONNECTING)
+        await availability_is(broker.port, "cam", b"offline")
+        dropped = len(received)
+        outputs.on_stream_state("cam", StreamState.LIVE)
+        outputs.on_packet(with_counts(2, counts, tracks=2))
+        await availability_is(broker.port, "cam", b"online")
+
+        async def online_heard() -> bool:
+            return ("segcast/cam/availability", b"online", False) in received[dropped:]
+
+        await eventually(online_heard, what="online heard by the subscriber")
+    since = [(topic, payload) for topic, payload, _ in received[dropped:]]
+    online = since.index(("segcast/cam/availability", b"online"))
+    assert [topic for topic, _ in since[:online]] == ["segcast/cam/counts"], "the counts, sent again, before online"
 
 
 async def test_sensors_of_a_deleted_zone_and_of_a_removed_stream_are_removed_from_home_assistant(

@@ -229,10 +229,17 @@ class MqttSink:
         self._wake.set()
 
     def stream_live(self, stream_id: str, live: bool) -> None:
-        """Whether ``stream_id`` is live now: its sensors are available only while it is."""
+        """Whether ``stream_id`` is live now: its sensors are available only while it is.
+
+        A stream that stops being live (its camera reconnecting) has its counts forgotten as the
+        newest, as for an inference outage: once live again it says ``online`` only after counts of a
+        frame read since, not on the strength of those from before its camera went.
+        """
         if self._live.get(stream_id) is live:
             return
         self._live[stream_id] = live
+        if not live:
+            self._latest.pop(stream_id, None)
         self._unsent_availability[stream_id] = live and self._inference
         self._wake.set()
 

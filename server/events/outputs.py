@@ -96,7 +96,13 @@ class EventOutputs:
                 sink.offer_counts(packet.stream_id, counts)
 
     def on_stream_state(self, stream_id: str, state: StreamState) -> None:
-        """A stream's state changed (on the loop): its MQTT sensors are available only while it is live."""
+        """A stream's state changed (on the loop): its MQTT sensors are available only while it is live.
+
+        Its counts are offered again from its next frame, changed or not: they are a frame's read
+        since it came back, the ones MQTT waits for to say it ``online``.
+        """
+        if state is not StreamState.LIVE:
+            self._counts.pop(stream_id, None)
         if self._mqtt is not None:
             self._mqtt.stream_live(stream_id, state is StreamState.LIVE)
 
