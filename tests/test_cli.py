@@ -272,7 +272,10 @@ def test_a_model_the_config_file_named_says_where_it_was_named(
 ) -> None:
     """The model's errors say ``--model``; someone who wrote no such flag learns the line to change."""
     config = tmp_path / "segcast.toml"
-    config.write_text('[model]\nname = "nosuch-seg.pt"\n\n[[streams]]\nid = "a"\nuri = "scene:"\n')
+    # A free port: the model is loaded after the port is taken, and another test may hold 8080 meanwhile.
+    config.write_text(
+        f'[server]\nport = {free_port()}\n\n[model]\nname = "nosuch-seg.pt"\n\n[[streams]]\nid = "a"\nuri = "scene:"\n'
+    )
     assert main(["serve", "--config", str(config), "--log-level", "ERROR"]) == EXIT_STARTUP_ERROR
     first, second = capsys.readouterr().err.splitlines()
     assert first.startswith("segcast: --model nosuch-seg.pt: no such file or folder")
