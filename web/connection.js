@@ -48,6 +48,28 @@ const TOKEN_EXPIRED = 4401;
 // key of its own, so what one node minted another may refuse.
 export let pageToken = new URLSearchParams(location.search).get("token"); // importers see it dropped
 const signed = new Map(); // root href -> {token, renewAt}
+// The Connection opening or holding a socket to each node, by the node's root href (socketFor).
+const connections = new Map();
+// How long a play offer waits for the hello of a socket still opening (the page's first offer
+// usually goes out before it), to name that socket rather than none.
+const HELLO_WAIT_MS = 3000;
+
+/**
+ * The id the page's WebSocket to the node at `base` was told in its hello, for a WebRTC play offer to
+ * name: the server closes that player as soon as this socket closes (the page went away), rather than
+ * ~30 s later. Waits for the hello of a socket still opening; undefined if none comes, or none is
+ * open (a server that is down): an offer then names none, and its player is not bound. A socket whose
+ * id was handed out says "down" whenever it closes, as its players closed with it, so that the page
+ * offers again, bound to the next socket, once that one says hello.
+ */
+export async function socketFor(base = APP_ROOT) {
+  const connection = connections.get(base.href);
+  if (!connection) return undefined;
+  if (!connection.socketId) await connection.greeting(HELLO_WAIT_MS);
+  if (!connection.socketId) return undefined;
+  connection.socketBound = true;
+  return connection.socketId;
+}
 
 /** Stop using the page's own token, and take it out of the address so that a reload does not bring it back. */
 export function dropPageToken() {
@@ -148,11 +170,15 @@ export class Connection {
     this.heardAt = 0; // performance.now() when the socket last brought anything (or was opened)
     this.watchdog = null;
     this.closed = false; // for good (close): nothing more is opened
+    this.socketId = null; // the open socket's id, from its hello (socketFor)
+    this.socketBound = false; // a WebRTC player was offered bound to that socket
+    this.greeters = []; // what waits for the hello of the socket opening (greeting)
     this.open();
   }
 
   async open() {
     this.retry = null;
+    connections.set(this.base.href, this);
     await urlToken(this.base).catch(() => null); // without one the socket is refused, and tried again
     if (this.closed) return; // closed while the token was on its way
     const url = new URL(withToken("ws", this.base));
@@ -182,7 +208,7 @@ export class Connection {
       const expired = event.code === TOKEN_EXPIRED;
       // A browser does not say why a socket was refused; a minted token may be why (see urlToken).
       if (!opened || expired) signed.delete(this.base.href);
-      if (expired && !pageToken && storedToken()) {
+      if (expired && !pageToken && storedToken() && !this.socketBound) {
         this.forget();
         this.open(); // a fresh token is a request away: nothing to show the person
         return;
@@ -206,6 +232,10 @@ export class Connection {
   forget() {
     this.socket = null;
     this.pending = null;
+    if (connections.get(this.base.href) === this) connections.delete(this.base.href);
+    this.socketId = null;
+    this.socketBound = false;
+    this.greeted();
     clearTimeout(this.watchdog);
     this.watchdog = null;
   }
@@ -274,10 +304,29 @@ export class Connection {
       else this.handlers.frame?.(message, null);
     } else if (message.type === "hello") {
       if (message.keepalive_s > 0) this.expectKeepalives(message.keepalive_s);
+      this.socketId = message.socket ?? null; // a server before it sends none
+      this.greeted();
       this.handlers.hello?.(message);
     } else if (message.type !== "keepalive") {
       this.handlers.event?.(message);
     }
+  }
+
+  // Resolves once the socket opening says hello, or is given up on, or after `ms`.
+  greeting(ms) {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.greeters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  greeted() {
+    const greeters = this.greeters;
+    this.greeters = [];
+    greeters.forEach((wake) => wake());
   }
 
   expectKeepalives(intervalS) {

@@ -9,8 +9,12 @@
 // with the frame's `pts` on the 90 kHz video clock. The browser reports each shown frame's RTP
 // timestamp, which is that pts plus an offset the sender chose at random; the offset is learnt from
 // the first frames and then every frame is paired with its own metadata by timestamp.
+//
+// A play offer names the page's open WebSocket (connection.js socketFor): a page closed or a browser
+// quit tells its player nothing, but its socket closes at once, and the server closes the player with
+// it. The page's socket reconnecting closes the player too; the page offers again once it is back.
 
-import { authHeaders, withToken } from "./connection.js";
+import { authHeaders, socketFor, withToken } from "./connection.js";
 
 const ICE_GATHERING_TIMEOUT_MS = 3000;
 // From the answer: peers that can reach each other connect well within it. An address the browser cannot
@@ -127,7 +131,8 @@ export async function playStream(streamId, { video, onMeta, onState, onAnswer, i
   playing.catch(() => {}); // awaited below unless negotiating failed first: not an unhandled rejection
   let timer;
   try {
-    await negotiate(pc, `api/webrtc/play/${encodeURIComponent(streamId)}`, { image }, signal);
+    const body = async () => ({ image, socket: await socketFor() });
+    await negotiate(pc, `api/webrtc/play/${encodeURIComponent(streamId)}`, body, signal);
     onAnswer?.();
     const late = new Promise((_, reject) => {
       const reason = `no WebRTC connection within ${CONNECT_TIMEOUT_MS / 1000} s`;
@@ -185,15 +190,17 @@ async function newPeer(onState, signal) {
   return pc;
 }
 
+// `body`: the offer's other keys, or an async function giving them as the offer is sent.
 async function negotiate(pc, path, body, signal) {
   await pc.setLocalDescription(await pc.createOffer());
   await gatheringComplete(pc);
+  const keys = typeof body === "function" ? await body() : body;
   signal?.throwIfAborted();
   const answer = await fetchJson(path, {
     signal,
     method: "POST",
     headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ ...body, type: "offer", sdp: pc.localDescription.sdp }),
+    body: JSON.stringify({ ...keys, type: "offer", sdp: pc.localDescription.sdp }),
   });
   await pc.setRemoteDescription({ type: answer.type, sdp: answer.sdp });
   return answer;

@@ -3,6 +3,9 @@
 The handler task is the only reader of its socket; a sender task per socket is the only writer, and
 it drains that viewer's own latest-only slots. A client that stops reading therefore only stalls its
 own sender, and the frames meant for it are replaced by newer ones while it is stuck.
+
+Each socket is told an id of its own in its ``hello`` (`PageSockets`): a page names it when it offers
+to play over WebRTC, and its players are closed when the socket closes.
 """
 
 from __future__ import annotations
@@ -10,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 import time
-from collections.abc import Mapping
-from contextlib import suppress
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from types import MappingProxyType
 from typing import Any
 
@@ -71,6 +75,9 @@ MAX_SUBSCRIBED_ENTRIES_PER_S = 64.0
 SUBSCRIBED_ENTRIES_BURST = 2 * MAX_SUBSCRIBED_STREAMS
 #: The reason of the 1013 close that ends a client too far behind to be kept (docs/protocol.md).
 TOO_SLOW_REASON = f"too far behind: {MAX_PENDING_EVENTS} events piled up; reconnect"
+#: Random bytes of the id each socket is told in its hello: whoever knows it can bind a WebRTC player
+#: to that socket, so it must be unguessable.
+SOCKET_ID_BYTES = 16
 #: Ids that no stream has, in one subscription: each waits for its stream to be added, and each
 #: with an image is one more entry of the mapping the encoder copies whenever wanted images change.
 MAX_UNKNOWN_STREAMS = 16
@@ -102,7 +109,49 @@ class RateLimit:
         return True
 
 
+class PageSockets:
+    """The open WebSockets, by the id each was told in its ``hello`` (``socket``).
+
+    A page closed (or a browser quit) says nothing to the WebRTC players it had: the server would
+    keep each one, sending video to no one, until ~30 s of ICE consent checks went unanswered. Its
+    WebSocket, though, closes at once. A page names its socket's id in its play offer, and whatever
+    listens here (`add_close_listener`: the WebRTC peers) closes that page's players with it. The
+    id is a secret of the page's: knowing it lets an offer bind its own player to that socket, and
+    nothing else.
+    """
+
+    def __init__(self) -> None:
+        self._open: set[str] = set()
+        self._close_listeners: list[Callable[[str], None]] = []
+
+    @contextmanager
+    def opened(self) -> Iterator[str]:
+        """A new socket's id, open until the block ends; then the close listeners hear of it."""
+        socket_id = secrets.token_urlsafe(SOCKET_ID_BYTES)
+        self._open.add(socket_id)
+        try:
+            yield socket_id
+        finally:
+            self._open.discard(socket_id)
+            for listener in list(self._close_listeners):
+                listener(socket_id)
+
+    def is_open(self, socket_id: str) -> bool:
+        return socket_id in self._open
+
+    def add_close_listener(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(socket_id)`` on the loop as each socket closes."""
+        self._close_listeners.append(listener)
+
+    def remove_close_listener(self, listener: Callable[[str], None]) -> None:
+        self._close_listeners.remove(listener)
+
+
+page_sockets_key = web.AppKey("page_sockets", PageSockets)
+
+
 def setup_ws(app: web.Application) -> None:
+    app[page_sockets_key] = PageSockets()
     app.router.add_get("/ws", _websocket)
 
 
@@ -122,21 +171,23 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
         if request.transport is not None:
             request.app[websockets_key][ws] = request.transport
         streams = [stream_json(request, info) for info in manager.streams()]
-        hello = {
-            "type": "hello",
-            "v": PROTOCOL_VERSION,
-            "streams": streams,
-            "inference": hub.inference.to_json(),
-            "keepalive_s": KEEPALIVE_S,
-        }
-        viewer.greet(Event.of(hello))
-        sender = asyncio.create_task(send_forever(viewer, ws), name="viewer-sender")
-        try:
-            await _read_forever(ws, hub, manager, viewer)
-        finally:
-            sender.cancel()
-            with suppress(asyncio.CancelledError):
-                await sender
+        with request.app[page_sockets_key].opened() as socket_id:
+            hello = {
+                "type": "hello",
+                "v": PROTOCOL_VERSION,
+                "streams": streams,
+                "inference": hub.inference.to_json(),
+                "keepalive_s": KEEPALIVE_S,
+                "socket": socket_id,
+            }
+            viewer.greet(Event.of(hello))
+            sender = asyncio.create_task(send_forever(viewer, ws), name="viewer-sender")
+            try:
+                await _read_forever(ws, hub, manager, viewer)
+            finally:
+                sender.cancel()
+                with suppress(asyncio.CancelledError):
+                    await sender
     finally:
         hub.remove_viewer(viewer)
     return ws

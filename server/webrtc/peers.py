@@ -19,7 +19,9 @@ publishing it again is refused as taken) and showing ``starting`` to every viewe
 
 A connected peer whose browser quit without a word is noticed by aioice alone, once ~30 s of ICE
 consent checks went unanswered (`REMOTE_CLOSE`): packets from a player say nothing reliable sooner,
-as a player of a stream with no frames to send may rightly send nothing either.
+as a player of a stream with no frames to send may rightly send nothing either. A player whose offer
+named its page's WebSocket (``socket``, the id that socket's ``hello`` gave) is closed as soon as that
+socket closes (`socket_closed`), which a closed page's does at once.
 
 Everything here runs on the event loop. Each peer is closed exactly once, by `_close`, whichever of
 those causes comes first; `PeerRegistry.close` does it for all of them at shutdown. Answering an
@@ -69,6 +71,8 @@ CLOSE_TIMEOUT_S = 5.0
 #: closes, then the connection, with no "failed" between): the browser closed it (a tab closed, Stop
 #: pressed), or it stopped answering and aioice gave up on it.
 REMOTE_CLOSE = "closed by the browser, or no answer to ICE consent checks for ~30 s (it quit, or its network went)"
+#: Why a player bound to its page's WebSocket closed with it (`PeerRegistry.socket_closed`).
+SOCKET_CLOSED = "its page's WebSocket closed"
 #: What each role is called in logs.
 ROLE_NAMES: dict[Literal["publish", "play"], str] = {"publish": "publisher", "play": "player"}
 
@@ -125,6 +129,8 @@ class Peer:
     close_reason: str | None = None
     #: Whether it ever connected: a connection lost is not one that failed to connect.
     connected: bool = False
+    #: The id of the page's WebSocket it closes with (`PeerRegistry.socket_closed`), if it named one.
+    socket: str | None = None
 
 
 class PeerRegistry:
@@ -225,7 +231,13 @@ class PeerRegistry:
         return answer
 
     async def play(
-        self, offer: RTCSessionDescription, stream_id: str, kind: ImageKind, remote: str, expires: float | None = None
+        self,
+        offer: RTCSessionDescription,
+        stream_id: str,
+        kind: ImageKind,
+        remote: str,
+        expires: float | None = None,
+        socket: str | None = None,
     ) -> RTCSessionDescription:
         """Answer a player's offer with the video of ``stream_id`` (which must exist), annotated or clean.
 
@@ -234,9 +246,12 @@ class PeerRegistry:
         removed, `PeerClosedError` if the peer was closed, while the offer was answered.
 
         ``expires``: when the signed token the offer came with expires (Unix seconds), if it came with one.
+        ``socket``: the id of the open WebSocket of the offer's page, whose close closes the player
+        (`socket_closed`); the caller checks it is open, with no await before this call.
         """
         description = _connectable(offer.sdp)
         peer = self._new_peer("play", stream_id, remote, expires)
+        peer.socket = socket
         track = AnnotatedTrack(stream_id)
         peer.player = track
 
@@ -281,6 +296,16 @@ class PeerRegistry:
         peer.feed = feed
         log.info("[%s] WebRTC player %s answered", stream_id, remote)
         return answer
+
+    def socket_closed(self, socket_id: str) -> None:
+        """Close the players bound to the WebSocket ``socket_id``, those still being answered too.
+
+        Only the players whose own offer named it: an id binds the offerer's player and closes
+        nothing else.
+        """
+        for peer in list(self._peers):
+            if peer.socket == socket_id:
+                self._close_soon(peer, SOCKET_CLOSED)
 
     async def close(self) -> None:
         """Close every peer and feed and stop the render thread; for app shutdown.

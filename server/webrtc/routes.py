@@ -3,14 +3,20 @@
     GET  /api/webrtc/config          ICE servers for the browser's RTCPeerConnection
     POST /api/webrtc/publish         {"type": "offer", "sdp": ..., "stream"?: id, "fps"?: n,
                                       "width"?: px, "height"?: px} -> answer
-    POST /api/webrtc/play/{stream}   {"type": "offer", "sdp": ..., "image"?: "annotated"|"clean"} -> answer
+    POST /api/webrtc/play/{stream}   {"type": "offer", "sdp": ..., "image"?: "annotated"|"clean",
+                                      "socket"?: id} -> answer
 
 Signalling is one HTTP round trip: aiortc puts all its candidates in the answer, and the browser
 waits for its own before sending the offer (see web/webrtc.js). Errors are JSON ``{"error": text}``
 with 400 for a malformed offer (a key other than those above too), 404 for an unknown stream (also
-one removed while its offer was answered), 409 for a taken stream id, 413 for an oversized offer,
-and 503 when a peer limit is reached (in all, or the client address's share) or the peer was closed
-before its answer (the server is shutting down, its access token expired).
+one removed while its offer was answered), 409 for a taken stream id or a ``socket`` no open
+WebSocket has, 413 for an oversized offer, and 503 when a peer limit is reached (in all, or the
+client address's share) or the peer was closed before its answer (the server is shutting down, its
+access token expired, its page's WebSocket closed).
+
+A player's ``socket`` is the id its page's WebSocket was told in its ``hello`` (server/http/ws.py):
+the player is closed as soon as that socket closes, as a closed page's does at once, rather than
+~30 s later when ICE gives up on it.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from server.http.auth import expires_key
 from server.http.bodies import read_body
 from server.http.errors import error
 from server.http.keys import hub_key, manager_key, settings_key
+from server.http.ws import page_sockets_key
 from server.streams import StreamExistsError
 from server.webrtc.config import WebRTCConfig
 from server.webrtc.peers import OfferError, PeerClosedError, PeerLimitError, PeerRegistry, StreamGoneError
@@ -49,7 +56,7 @@ MAX_MEDIA_SECTIONS = 4
 #: The keys each offer's body may have; any other is refused, not silently ignored (a misspelt
 #: ``"imgae"`` would otherwise play the annotated frames the client did not ask for).
 PUBLISH_KEYS = ("type", "sdp", "stream", "fps", "width", "height")
-PLAY_KEYS = ("type", "sdp", "image")
+PLAY_KEYS = ("type", "sdp", "image", "socket")
 
 webrtc_config_key = web.AppKey("webrtc_config", WebRTCConfig)
 peers_key = web.AppKey("webrtc_peers", PeerRegistry)
@@ -79,9 +86,12 @@ async def _peers(app: web.Application) -> AsyncIterator[None]:
         config = replace(config, max_peers_per_address=config.max_peers)
     registry = PeerRegistry(config, app[hub_key], app[manager_key], app[settings_key].stream_defaults)
     app[peers_key] = registry
+    sockets = app[page_sockets_key]
+    sockets.add_close_listener(registry.socket_closed)
     if config.ice_servers:
         log.info("WebRTC ICE servers: %s", ", ".join(server.describe() for server in config.ice_servers))
     yield
+    sockets.remove_close_listener(registry.socket_closed)
     await registry.close()
 
 
@@ -128,8 +138,11 @@ async def _play(request: web.Request) -> web.Response:
     except ValueError:
         kinds = ", ".join(f'"{k.value}"' for k in ImageKind)
         raise error(web.HTTPBadRequest, f"'image' must be one of {kinds}") from None
-    try:
-        answer = await registry.play(_description(body), stream_id, kind, _remote(request), request.get(expires_key))
+    socket = _open_socket(request, body)
+    try:  # nothing awaits between that check and the player's binding to its socket
+        answer = await registry.play(
+            _description(body), stream_id, kind, _remote(request), request.get(expires_key), socket
+        )
     except OfferError as exc:
         raise error(web.HTTPBadRequest, str(exc)) from None
     except StreamGoneError as exc:
@@ -181,6 +194,26 @@ async def _read_offer(request: web.Request, registry: PeerRegistry, role: Litera
         # Each section can cost a transport with its own sockets: a crafted offer must not open hundreds.
         raise error(web.HTTPBadRequest, f"the offer has {sections} media sections; at most {MAX_MEDIA_SECTIONS}")
     return body
+
+
+def _open_socket(request: web.Request, body: dict[str, Any]) -> str | None:
+    """The offer's ``socket``, if it named one: the id of a WebSocket open now (a 409 otherwise).
+
+    A socket that closed took its page's players with it; one the page is reconnecting has a new id,
+    which its next offer names.
+    """
+    socket = body.get("socket")
+    if socket is None:
+        return None
+    if not isinstance(socket, str):
+        raise error(web.HTTPBadRequest, "'socket' must be the id the page's WebSocket was told in its hello")
+    if not request.app[page_sockets_key].is_open(socket):
+        raise error(
+            web.HTTPConflict,
+            "no open WebSocket has the offer's 'socket' id (it closed): "
+            "offer again with the id the WebSocket's new hello gives, or without one",
+        )
+    return socket
 
 
 def _capture_size(body: dict[str, Any], max_side: int) -> tuple[int, int] | None:
