@@ -123,6 +123,7 @@ class PageSockets:
     def __init__(self) -> None:
         self._open: set[str] = set()
         self._close_listeners: list[Callable[[str], None]] = []
+        self._stopping = False
 
     @contextmanager
     def opened(self) -> Iterator[str]:
@@ -133,8 +134,9 @@ class PageSockets:
             yield socket_id
         finally:
             self._open.discard(socket_id)
-            for listener in list(self._close_listeners):
-                listener(socket_id)
+            if not self._stopping:
+                for listener in list(self._close_listeners):
+                    listener(socket_id)
 
     def is_open(self, socket_id: str) -> bool:
         return socket_id in self._open
@@ -146,12 +148,21 @@ class PageSockets:
     def remove_close_listener(self, listener: Callable[[str], None]) -> None:
         self._close_listeners.remove(listener)
 
+    async def stopping(self, app: web.Application) -> None:
+        """The server is shutting down: the sockets it closes now went with it, not with their pages.
+
+        Their pages' players are closed by the shutdown itself; told here, an offer still being
+        answered would fail as if its page had gone, with an answer the page then reports.
+        """
+        self._stopping = True
+
 
 page_sockets_key = web.AppKey("page_sockets", PageSockets)
 
 
 def setup_ws(app: web.Application) -> None:
-    app[page_sockets_key] = PageSockets()
+    sockets = app[page_sockets_key] = PageSockets()
+    app.on_shutdown.insert(0, sockets.stopping)  # before the viewers' sockets are closed
     app.router.add_get("/ws", _websocket)
 
 

@@ -373,6 +373,7 @@ class PeerRegistry:
         try:
             await peer.pc.setRemoteDescription(offer)
         except Exception as exc:
+            self._check_open(peer)  # closed meanwhile (its page's socket, shutdown): no fault of the offer's
             raise OfferError(f"the offer could not be used: {_reason(exc)}") from exc
 
     async def _answer(self, peer: Peer) -> RTCSessionDescription:
@@ -380,6 +381,7 @@ class PeerRegistry:
         try:
             await peer.pc.setLocalDescription(await peer.pc.createAnswer())
         except Exception as exc:  # no codec or transport in common with the offer
+            self._check_open(peer)  # or closed meanwhile: no fault of the offer's
             raise OfferError(f"cannot answer the offer: {_reason(exc)}") from exc
         return peer.pc.localDescription
 
