@@ -339,6 +339,7 @@ async def test_the_embed_snippet_is_shown_whole_and_copies(start_server: Start, 
     await context.grant_permissions(["clipboard-read", "clipboard-write"], origin=str(client.make_url("/"))[:-1])
     page = await context.new_page()
     await page.goto(str(client.make_url("/#/stream/front-door-camera-2")))
+    await wait_for_new_frame(page, "#video")  # the snippet's height follows the first frame's size
     snippet = await page.input_value("#embed-code")
     assert f'src="{client.make_url("/embed/front-door-camera-2")}"' in snippet
     fits = await page.evaluate(

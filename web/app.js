@@ -24,6 +24,14 @@ const TOKEN_NEEDED = {
   nextAttemptAt: null,
 };
 const NOT_ADDED = "Not added: no connection to segcast. Try again once it is back.";
+// What the grid says of a stream just removed, by whether the config file was changed.
+const REMOVED = {
+  saved: (id) => `Removed “${id}”, from the config file too.`,
+  unsaved: (id) =>
+    `Removed “${id}” until segcast restarts: the config file was left as it was, so if it lists ` +
+    `“${id}”, the stream comes back then.`,
+  noFile: (id) => `Removed “${id}”.`,
+};
 
 const $ = (id) => document.getElementById(id);
 const grid = new GridView($("grid"), $("grid-empty"));
@@ -41,6 +49,7 @@ const view = new StreamView({
   copyState: $("copy-state"),
   embedNote: $("embed-note"),
   pause: $("pause"),
+  remove: $("remove-stream"),
   zones: {
     addZone: $("add-zone"),
     addLine: $("add-line"),
@@ -57,6 +66,7 @@ const view = new StreamView({
   events: $("events"),
   eventsEmpty: $("events-empty"),
 });
+const removePersist = $("remove-persist"); // Remove's "Save to config file"
 let current = null; // the stream id shown in the stream view, or null on the grid
 let shownView = null; // "grid" or "stream" once routed: the focus moves only when it changes
 let outage = false; // the connection went down since the last hello
@@ -67,6 +77,7 @@ let checking = false; // that question is on its way
 // How many messages about which streams exist (hello, added, removed) the socket has brought: a stream
 // list the API gave before the latest of them may be out of date, and would bring back a removed stream.
 let listChanges = 0;
+let fileSaves = false; // the server has a config file to save to (GET /api/viewer)
 
 const connection = new Connection({
   hello(message) {
@@ -196,8 +207,15 @@ function showStreams(streams, askedAt) {
   grid.setStreams(streams);
   if (current === null) return;
   const shown = streams.find((s) => s.id === current);
+  showRemovePersist(shown);
   if (shown) view.setStats(shown, askedAt);
   else view.setMissing();
+}
+
+// Remove saves to the config file as the add form and the zone editor do: by choice, where there is a
+// file and the stream can be written to it (not one --source started), always under save_config.
+function showRemovePersist(stream) {
+  removePersist.closest("label").hidden = !(fileSaves && stream?.persistable);
 }
 
 // The add form offers what this server's API accepts (README, Security), and saving to the config
@@ -216,14 +234,20 @@ async function fitAddForm() {
   $("add-help").textContent =
     `This server accepts ${kinds.join(", ")}.` + (missing.length ? ` In its config file, ${missing.join("; ")}.` : "");
   $("add-help").hidden = false;
-  const persist = $("add-form").elements.persist;
-  persist.closest("label").hidden = !settings.config_file;
-  if (settings.save_config) {
+  fileSaves = Boolean(settings.config_file);
+  $("add-form").elements.persist.closest("label").hidden = !fileSaves; // Remove's: showRemovePersist()
+  if (!settings.save_config) return;
+  for (const persist of [$("add-form").elements.persist, removePersist]) {
     persist.checked = true;
     persist.disabled = true;
     persist.closest("label").title = "the config file says save_config = true: every change is saved";
   }
 }
+
+// The server's last error stays only until the next attempt: under a new one it would read as its answer.
+$("add-form").addEventListener("input", () => {
+  $("add-error").textContent = "";
+});
 
 $("add-form").addEventListener("submit", async (event) => {
   event.preventDefault();
@@ -233,6 +257,7 @@ $("add-form").addEventListener("submit", async (event) => {
   const persist = form.elements.persist;
   if (data.get("conf")) body.conf = Number(data.get("conf"));
   $("add-error").textContent = "";
+  $("grid-note").hidden = true;
   const added = (stream) => {
     grid.upsert(stream);
     form.reset();
@@ -269,8 +294,14 @@ removeButton.addEventListener("click", async () => {
     return;
   }
   cancelRemoval();
+  const removed = current;
+  const label = removePersist.closest("label");
+  // Under save_config the box is ticked and off: the server saves without being asked (as for adding).
+  const saved = fileSaves && !label.hidden && removePersist.checked;
   try {
-    await removeStream(current, false);
+    await removeStream(removed, saved && !removePersist.disabled);
+    $("grid-note").textContent = REMOVED[saved ? "saved" : fileSaves ? "unsaved" : "noFile"](removed);
+    $("grid-note").hidden = false;
     location.hash = "#/";
   } catch (error) {
     $("stream-error").textContent = error.message;

@@ -5,7 +5,11 @@
 const GOLDEN_RATIO = 0.618033988749895;
 const MASK_OPACITY = 0.45;
 const DIMMED_OPACITY = 0.25;
-const REFERENCE_HEIGHT_PX = 720;
+const REFERENCE_HEIGHT_PX = 720; // frame pixels: lines are 2 px wide on a frame this tall
+// Track labels grow with the picture as it is shown (16 CSS px on one shown 720 px tall), and are never
+// under LABEL_MIN_CSS_PX: a phone shows the picture ~220 px tall.
+const LABEL_SHARE_OF_SHOWN_HEIGHT = 16 / 720;
+const LABEL_MIN_CSS_PX = 12;
 
 // The same colour per track id as the server's own annotation (server/delivery/annotate.py).
 export function trackColor(id) {
@@ -16,6 +20,7 @@ export function trackColor(id) {
 export function drawOverlay(context, meta, show, highlightId) {
   const scale = Math.max(meta.height / REFERENCE_HEIGHT_PX, 0.4);
   const line = Math.max(1, Math.round(2 * scale));
+  const label = labelSize(context.canvas);
   for (const track of meta.tracks) {
     const highlighted = track.id === highlightId;
     context.globalAlpha = highlightId == null || highlighted ? 1 : DIMMED_OPACITY;
@@ -42,7 +47,7 @@ export function drawOverlay(context, meta, show, highlightId) {
     const [x1, y1, x2, y2] = track.box;
     if (show.boxes) context.strokeRect(x1, y1, x2 - x1, y2 - y1);
     if (show.zones && track.zones?.length) drawInZone(context, track.box, line);
-    if (show.labels) drawLabel(context, `${track.id} ${track.class} ${track.conf.toFixed(2)}`, x1, y1, color, scale);
+    if (show.labels) drawLabel(context, `${track.id} ${track.class} ${track.conf.toFixed(2)}`, x1, y1, color, label);
   }
   context.globalAlpha = 1;
 }
@@ -58,17 +63,26 @@ function drawInZone(context, [x1, y1, x2, y2], line) {
   context.restore();
 }
 
-function drawLabel(context, text, x, y, color, scale) {
-  const size = Math.round(16 * scale);
+// A label's font size in frame pixels: by the size the picture is shown at, as the zone tags are
+// (shape_drawing.js), so it is as readable on a phone as on a desktop, whatever the frame's size.
+function labelSize(canvas) {
+  const shown = pictureRect(canvas).height || canvas.height;
+  const css = Math.max(LABEL_MIN_CSS_PX, LABEL_SHARE_OF_SHOWN_HEIGHT * shown);
+  return Math.round((css * canvas.height) / shown);
+}
+
+// `size`: the font's, in frame pixels; the box around the text grows with it.
+function drawLabel(context, text, x, y, color, size) {
   context.font = `${size}px system-ui, sans-serif`;
-  const width = context.measureText(text).width + 6;
-  const height = size + 6;
+  const pad = Math.round(size / 5);
+  const width = context.measureText(text).width + 2 * pad;
+  const height = size + 2 * pad;
   const top = y - height >= 0 ? y - height : y;
   context.fillStyle = color;
   context.fillRect(x, top, width, height);
   context.fillStyle = "#0b0d10";
   context.textBaseline = "top";
-  context.fillText(text, x + 3, top + 3);
+  context.fillText(text, x + pad, top + pad);
 }
 
 // The rectangle the picture fills on screen: object-fit: contain letterboxes it when the canvas is

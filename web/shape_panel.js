@@ -1,12 +1,27 @@
 // The list of the open stream's zones and lines beside the picture, with their live counts, and the
 // selected shape's settings below it: its class filter (`classes`: none ticked counts every class; the
 // classes offered are the model's, as GET /api/viewer names them) and a zone's `loiter_s`. What is
-// chosen here is handed to the editor (zones.js), which saves it as any other change.
+// chosen here is handed to the editor (zones.js), which saves it as any other change. A refusal of a
+// save is worded here too, of the shape as the list names it.
 
 import { reconcile } from "./dom.js";
 import { countText, keyOf, settingsText } from "./shapes.js";
 
 const LOITER_RULE = "Loiter after: seconds above 0, or empty for no loiter events.";
+// Where the server's refusal of a save says which shape it is about: "body.zones[0].points: ...".
+const SHAPE_PATH = /^(?:body\.)?(zones|lines)\[(\d+)\]\.\w+: /;
+
+/**
+ * The server's refusal of the shapes `sent` (the saved body: {zones, lines}) in a person's words: the
+ * shape named as it is listed, not by its place in the request. Any other refusal is left as it is.
+ */
+export function refusalText(message, sent) {
+  const match = message.match(SHAPE_PATH);
+  const shape = match && sent[match[1]]?.[Number(match[2])];
+  if (!shape) return message;
+  const kind = match[1] === "zones" ? "Zone" : "Line";
+  return `${kind} “${shape.name}” was not saved: ${message.slice(match[0].length)}`;
+}
 
 export class ShapePanel {
   /**

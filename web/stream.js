@@ -33,6 +33,9 @@ const RTC_RETRY_FIRST_MS = 10000;
 const RTC_RETRY_MAX_MS = 60000;
 const TRANSPORT_KEY = "segcast.transport";
 const TRACK_COLUMNS = 5; // id, class, conf, age, zones
+// The embed snippet's frame: this wide, as tall as the stream's frames are for it (16:9 until one came).
+const EMBED_WIDTH_PX = 640;
+const EMBED_ASPECT = 16 / 9;
 
 function webrtcWanted() {
   let asked = new URLSearchParams(location.search).get("transport");
@@ -195,10 +198,18 @@ export class StreamView {
     }
     this.el.title.textContent = streamId;
     this.el.title.title = streamId;
-    const embed = appUrl(`embed/${encodeURIComponent(streamId)}`).href;
-    this.el.embedCode.value = `<iframe src="${embed}" width="640" height="384" style="border:0"></iframe>`;
+    this.showEmbed();
     this.el.embedNote.hidden = !(pageToken || storedToken());
     this.el.copyState.textContent = "";
+  }
+
+  // The snippet's frame has the stream's own shape, so the embed shows its picture without bars.
+  showEmbed() {
+    const embed = appUrl(`embed/${encodeURIComponent(this.streamId)}`).href;
+    const aspect = this.meta ? this.meta.width / this.meta.height : EMBED_ASPECT;
+    const height = Math.round(EMBED_WIDTH_PX / aspect);
+    const code = `<iframe src="${embed}" width="${EMBED_WIDTH_PX}" height="${height}" style="border:0"></iframe>`;
+    if (this.el.embedCode.value !== code) this.el.embedCode.value = code;
   }
 
   // Nothing of the previous stream may stay on screen: its picture, tracks, counts, stats or state.
@@ -415,6 +426,8 @@ export class StreamView {
     this.el.state.textContent = state;
     this.el.state.className = `badge state-${state}`;
     this.el.state.hidden = !state;
+    // Nothing to pause, remove or embed while the server has no such stream: its controls are off.
+    for (const control of [this.el.pause, this.el.remove, this.el.copyEmbed]) control.disabled = this.missing;
     if (!this.online) this.panel.show(this.offline);
     else if (this.missing) this.panel.show(missingNotice(this.streamId));
     else this.panel.show(streamNotice(this.status, this.inference));
@@ -470,7 +483,9 @@ export class StreamView {
   }
 
   present(meta) {
+    const resized = meta.width !== this.meta?.width || meta.height !== this.meta?.height;
     this.meta = meta;
+    if (resized) this.showEmbed();
     this.zones.fit();
     this.zones.setCounts(meta.counts);
     this.redraw();

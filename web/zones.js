@@ -23,7 +23,7 @@
 import { ApiError, changeStream, getStream, viewerSettings } from "./api.js";
 import { drawShapes } from "./shape_drawing.js";
 import { ARROWS, CENTRE, cornerKeyAction, drawingKeyAction } from "./shape_keys.js";
-import { ShapePanel } from "./shape_panel.js";
+import { refusalText, ShapePanel } from "./shape_panel.js";
 import {
   fractionsOf,
   freeName,
@@ -71,6 +71,7 @@ export class ZoneEditor {
     this.host = host;
     this.el = elements;
     this.streamId = null;
+    this.exists = true; // the server has the open stream, as far as the page knows: shapes can be added
     // {kind: "zone" | "line", name, points: [[x, y] in fractions of the frame on screen], extra: other
     // keys, server: the shape as the server gave it, or null once it is drawn or moved here}
     this.shapes = [];
@@ -139,6 +140,7 @@ export class ZoneEditor {
   open(streamId) {
     if (streamId === this.streamId) return;
     this.streamId = streamId;
+    this.exists = true;
     this.shapes = [];
     this.options = null;
     this.etag = null;
@@ -211,6 +213,10 @@ export class ZoneEditor {
   setStream(stream, askedAt = performance.now()) {
     this.persistable = stream?.persistable !== false;
     this.showPersist();
+    if (this.exists !== (stream !== null)) {
+      this.exists = stream !== null;
+      this.render();
+    }
     if (stream === null && this.mode !== "idle") this.cancel();
     if (askedAt >= this.changedAt && !this.busy()) this.adopt(stream?.options, stream?.etag ?? null);
   }
@@ -506,7 +512,7 @@ export class ZoneEditor {
         refusal = "";
       } catch (error) {
         if (!(error instanceof ApiError)) return { options, etag, refusal: NO_CONNECTION };
-        refusal = error.message;
+        refusal = refusalText(error.message, body);
         if (error.stream !== null) {
           ({ options, etag } = error.stream); // made, only not saved: the next change goes over it
         } else if (error.status === 412) {
@@ -523,8 +529,11 @@ export class ZoneEditor {
     return { options, etag, refusal };
   }
 
+  // Said next to the shape tools, and scrolled to where it can be read: a refusal under a tall picture
+  // would otherwise go unseen, as the shape it refused disappears.
   showError(message) {
     this.el.error.textContent = message;
+    if (message) this.el.error.scrollIntoView({ block: "nearest" });
   }
 
   // What the server says it cannot use of the saved shapes (pixels beyond the frame), while it lasts.
@@ -620,6 +629,8 @@ export class ZoneEditor {
     el.addLine.setAttribute("aria-pressed", String(mode === "line"));
     el.addZone.textContent = mode === "zone" ? "Cancel zone" : "Add zone";
     el.addLine.textContent = mode === "line" ? "Cancel line" : "Add line";
+    el.addZone.disabled = !this.exists; // a stream the server has not: nothing to draw on or save to
+    el.addLine.disabled = !this.exists;
     el.finish.hidden = !drawing;
     el.finish.disabled = !drawing || this.draft.length < LEAST_POINTS[mode];
     el.remove.disabled = this.selected === null || drawing;
