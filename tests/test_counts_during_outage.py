@@ -161,11 +161,14 @@ async def test_while_triton_is_down_zone_occupancy_is_unknown_and_crossings_stay
     counts = await _counts(client)
     assert counts["current"] is False
     assert counts["zones"]["door"]["objects"] == 1  # the last frame's, said not to be current
+    tracks = await (await client.get("/api/streams/cam/tracks")).json()
+    assert tracks["current"] is False and len(tracks["tracks"]) == 1  # likewise
     stream = await (await client.get("/api/streams/cam")).json()
     assert stream["state"] == "live"
 
     triton.down.clear()
     await eventually(lambda: _disc_counted(client), what="the disc counted again once Triton is back")
+    assert (await (await client.get("/api/streams/cam/tracks")).json())["current"] is True
 
 
 async def test_a_local_models_counts_are_current_throughout(

@@ -171,17 +171,21 @@ def _worker_of(model: TritonModel) -> Callable[..., InferenceWorker]:
     return make
 
 
-def test_a_device_is_said_to_be_unused_with_a_model_on_triton(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_device_and_half_are_said_to_be_unused_with_a_model_on_triton(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="server.inference.worker")
     worker = InferenceWorker(
-        "grpc://test/m", lambda _: None, InferenceOptions(device="cuda:0"), load=lambda _: _DescribedByFirstRequest()
+        "grpc://test/m",
+        lambda _: None,
+        InferenceOptions(device="cuda:0", half=True),
+        load=lambda _: _DescribedByFirstRequest(),
     )
     worker.start()
     worker.stop()
-    assert (
+    assert caplog.messages == [
         "device cuda:0 is not used: a model on Triton runs where its server places it "
-        "(instance_group in its config.pbtxt)"
-    ) in caplog.messages
+        "(instance_group in its config.pbtxt)",
+        "half is not used: a model on Triton runs at the precision of the model its server was given",
+    ]
 
 
 @contextmanager

@@ -9,7 +9,9 @@ from server.frames import PROTOCOL_VERSION
 from server.http.api import stream_info
 from server.http.keys import hub_key, manager_key
 from server.http.metrics import render_metrics
+from server.inference.worker import InferenceWorker
 from server.sources.base import StreamState
+from server.streams import StreamInfo
 from server.webrtc.routes import peers_key
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -22,8 +24,15 @@ def setup_readings(app: web.Application) -> None:
     app.router.add_get("/metrics", _metrics)
 
 
+def is_current(info: StreamInfo, worker: InferenceWorker) -> bool:
+    """Whether the newest processed frame is of the scene now: the stream is live and its frames are
+    inferred (not while its camera reconnects, nor while a remote model's server is down)."""
+    return info.state is StreamState.LIVE and worker.inference_status.available
+
+
 async def _tracks(request: web.Request) -> web.Response:
-    """The tracks of the newest processed frame (empty, with ``seq`` null, before the first one)."""
+    """The tracks of the newest processed frame (empty, with ``seq`` null, before the first one);
+    ``current`` as for `_counts`."""
     info = stream_info(request)
     packet = request.app[hub_key].latest.get(info.stream_id)
     meta = packet.metadata if packet is not None else {}
@@ -32,6 +41,7 @@ async def _tracks(request: web.Request) -> web.Response:
             "v": PROTOCOL_VERSION,
             "stream": info.stream_id,
             "state": info.state.value,
+            "current": is_current(info, request.app[manager_key].worker),
             "seq": meta.get("seq"),
             "capture_time": meta.get("capture_time"),
             "width": meta.get("width"),
@@ -69,8 +79,13 @@ async def _counts(request: web.Request) -> web.Response:
                 values["pending"] = True
             elif counts is not None:
                 values["left_out"] = True
-    current = info.state is StreamState.LIVE and worker.inference_status.available
-    body = {"v": PROTOCOL_VERSION, "stream": info.stream_id, "current": current, "zones": zones, "lines": lines}
+    body = {
+        "v": PROTOCOL_VERSION,
+        "stream": info.stream_id,
+        "current": is_current(info, worker),
+        "zones": zones,
+        "lines": lines,
+    }
     return web.json_response(body | {"analytics_error": stats.analytics_error if stats else None})
 
 

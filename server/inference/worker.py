@@ -349,12 +349,17 @@ class InferenceWorker:
             if runs_here(self._model_spec):
                 self._options = replace(self._options, device=resolve_device(self._options.device))
                 check_device(self._options.device)  # ultralytics would fail on every frame instead
-            elif self._options.device != "auto":  # asked for, so it must not go unused unsaid
-                log.warning(
-                    "device %s is not used: a model on Triton runs where its server places it "
-                    "(instance_group in its config.pbtxt)",
-                    self._options.device,
-                )
+            else:  # asked for, so it must not go unused unsaid
+                if self._options.device != "auto":
+                    log.warning(
+                        "device %s is not used: a model on Triton runs where its server places it "
+                        "(instance_group in its config.pbtxt)",
+                        self._options.device,
+                    )
+                if self._options.half:
+                    log.warning(
+                        "half is not used: a model on Triton runs at the precision of the model its server was given"
+                    )
             model = self._model = self._load(self._model_spec)
         except ModelError as exc:
             self._load_error = exc
