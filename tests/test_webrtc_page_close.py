@@ -194,3 +194,32 @@ async def test_a_socket_closed_while_its_players_offer_is_answered_refuses_it_an
 
     await eventually(no_peers, END_WITHIN_S, "the refused player's peer to close")
     assert not registry._feeds
+
+
+@pytest.mark.parametrize("step", ["setRemoteDescription", "setLocalDescription"])
+async def test_an_offer_whose_player_closed_as_aiortc_used_it_is_refused_for_that_not_as_bad(
+    aiohttp_client: ClientFactory, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    """aiortc fails a closed connection's next step ("RTCPeerConnection is closed"): that was a 400
+    blaming the offer, which the viewer reported, for a page whose socket had only just closed."""
+    client = await start(aiohttp_client)
+    original = getattr(RTCPeerConnection, step)
+    async with page_socket(client) as (_, socket_id):
+
+        async def closed_meanwhile(pc: RTCPeerConnection, description: RTCSessionDescription) -> None:
+            if any(peer.pc is pc for peer in client.app[peers_key]._peers):  # the server's, not the test's
+                client.app[peers_key].socket_closed(socket_id)
+                raise RuntimeError("RTCPeerConnection is closed")  # as aiortc's InvalidStateError says
+            await original(pc, description)
+
+        monkeypatch.setattr(RTCPeerConnection, step, closed_meanwhile)
+        pc = player()
+        try:
+            await pc.setLocalDescription(await pc.createOffer())
+            offer = {"type": "offer", "sdp": pc.localDescription.sdp, "socket": socket_id}
+            response = await client.post("/api/webrtc/play/live", json=offer)
+        finally:
+            monkeypatch.undo()
+            await pc.close()
+    assert response.status == 503, await response.text()
+    assert "its page's WebSocket closed" in (await response.json())["error"]
