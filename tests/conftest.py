@@ -17,6 +17,7 @@ from server.app import create_app
 from server.config import Settings, StreamConfig
 from server.inference.models import BUNDLED_MODEL
 from server.scene import Scene, write_h264
+from tests.support.mosquitto import Broker
 from tests.support.numbered import write_numbered_video
 
 SCENE_SEED = 7
@@ -135,3 +136,12 @@ async def browser() -> AsyncIterator[Any]:
             yield instance
         finally:
             await instance.close()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    """A real MQTT broker (Debian's mosquitto) on a free port of 127.0.0.1, stopped after the test."""
+    broker = Broker(tmp_path)
+    broker.start()
+    yield broker
+    broker.stop()

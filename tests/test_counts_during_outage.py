@@ -13,9 +13,8 @@ import asyncio
 import functools
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future
-from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -101,14 +100,6 @@ def triton(monkeypatch: pytest.MonkeyPatch) -> _TritonThatGoesDown:
     model = _TritonThatGoesDown()
     monkeypatch.setattr(streams, "InferenceWorker", functools.partial(InferenceWorker, load=lambda _: model))
     return model
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    broker = Broker(tmp_path)
-    broker.start()
-    yield broker
-    broker.stop()
 
 
 async def _start(aiohttp_client: Client, model: str, events: EventsSettings | None = None) -> TestClient:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -52,14 +52,6 @@ CREATE INDEX IF NOT EXISTS events_stream_time ON events (stream, time);
 CREATE INDEX IF NOT EXISTS events_stream_id ON events (stream, id);
 CREATE INDEX IF NOT EXISTS events_stream_type_id ON events (stream, type, id);
 """
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    broker = Broker(tmp_path)
-    broker.start()
-    yield broker
-    broker.stop()
 
 
 class Receiver:

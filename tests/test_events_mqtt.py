@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -28,14 +28,6 @@ from tests.support.polling import eventually
 
 Message = tuple[str, bytes, bool]  # topic, payload, retained
 EVERY_RETAINED = ("homeassistant/#", "segcast/+/counts", "segcast/+/availability")  # but the status
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    broker = Broker(tmp_path)
-    broker.start()
-    yield broker
-    broker.stop()
 
 
 @asynccontextmanager
