@@ -27,10 +27,9 @@ import numpy as np
 import pytest
 
 from server.config import Settings, StreamConfig
-from server.delivery.encode import FramePacket
 from server.frames import Frame
 from server.inference.detections import Detections
-from server.inference.models import InferenceStatus, ModelError, resolve_model_path
+from server.inference.models import ModelError, resolve_model_path
 from server.inference.worker import InferenceOptions, InferenceWorker
 from server.options import StreamOptions
 from server.sources import StreamState
@@ -38,6 +37,7 @@ from server.streams import StreamManager
 from server.triton.model import PendingDetections, RequestTiming, ServedModel, TritonModel
 from server.triton.transport import TritonEndpoint, TritonUnavailable, open_transport
 from tests.support.components import require_module
+from tests.test_worker import Listener
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES = {0: "disc", 1: "square", 2: "triangle"}
@@ -108,29 +108,18 @@ def test_a_class_the_model_lacks_stops_the_stream_once_a_late_described_model_is
     ]
 
 
-class _States:
+class _States(Listener):
     """The viewers' side of a `StreamManager`: the states it announces, and when it announced a failure."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.announced: list[tuple[str, StreamState, str | None]] = []
         self.failed = threading.Event()
-
-    def publish_threadsafe(self, packet: FramePacket) -> None:
-        pass
 
     def state_threadsafe(self, stream_id: str, state: StreamState, error: str | None) -> None:
         self.announced.append((stream_id, state, error))
         if state is StreamState.FAILED:
             self.failed.set()
-
-    def inference_threadsafe(self, status: InferenceStatus) -> None:
-        pass
-
-    def stream_added_threadsafe(self, stream_id: str) -> None:
-        pass
-
-    def stream_removed_threadsafe(self, stream_id: str) -> None:
-        pass
 
 
 def test_a_stream_found_unfit_late_shows_failed_and_opens_again_with_classes_the_model_knows(
@@ -208,29 +197,28 @@ def _http_listener(reply: bytes) -> Iterator[str]:
             thread.join()
 
 
-def test_a_connection_closed_without_an_answer_is_an_outage_not_the_wrong_port() -> None:
-    """A Triton shutting down closes its kept-alive connections unanswered: no question about the port."""
-    with _http_listener(b"") as address:
+def _asked_over_http(reply: bytes) -> tuple[str, str]:
+    """The server's address and why an HTTP transport found it unavailable, where it answers ``reply``."""
+    with _http_listener(reply) as address:
         transport = open_transport(TritonEndpoint("http", address, "m"), 2.0)
         try:
             with pytest.raises(TritonUnavailable) as caught:
                 transport.model_config("m", 2.0)
         finally:
             transport.close()
-    assert str(caught.value) == "connection closed before any answer"
+    return address, str(caught.value)
+
+
+def test_a_connection_closed_without_an_answer_is_an_outage_not_the_wrong_port() -> None:
+    """A Triton shutting down closes its kept-alive connections unanswered: no question about the port."""
+    assert _asked_over_http(b"")[1] == "connection closed before any answer"
 
 
 def test_an_answer_that_is_not_http_still_asks_whether_it_is_the_grpc_port() -> None:
     http2_settings = b"\x00\x00\x06\x04\x00\x00\x00\x00\x00\x00\x03\x00\x00\x00\x64"  # what a gRPC port sends
-    with _http_listener(http2_settings) as address:
-        transport = open_transport(TritonEndpoint("http", address, "m"), 2.0)
-        try:
-            with pytest.raises(TritonUnavailable) as caught:
-                transport.model_config("m", 2.0)
-        finally:
-            transport.close()
-    assert str(caught.value).startswith("not a Triton HTTP endpoint")
-    assert f"is {address} Triton's gRPC port?" in str(caught.value)
+    address, reason = _asked_over_http(http2_settings)
+    assert reason.startswith("not a Triton HTTP endpoint")
+    assert f"is {address} Triton's gRPC port?" in reason
 
 
 #: A launcher's work as `serve` does it, on a stand-in for tritonserver that says when SIGTERM stops it.
