@@ -164,6 +164,11 @@ class StreamManager:
     def worker(self) -> InferenceWorker:
         return self._worker
 
+    def is_current(self, info: StreamInfo) -> bool:
+        """Whether the stream's newest processed frame is of the scene now: it is live and its frames
+        are inferred (not while its camera reconnects, nor while a remote model's server is down)."""
+        return info.state is StreamState.LIVE and self._worker.inference_status.available
+
     def start(self) -> None:
         """Load the model (blocking; raises `ModelError`) and start every configured stream.
 

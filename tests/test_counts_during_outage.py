@@ -4,7 +4,8 @@ A model on Triton that goes away leaves the streams live (their cameras are fine
 inferred. Given a disc standing in a zone, when the server goes down, then `/metrics` has no zone
 occupancy (its crossings stay), ``/counts`` says it is not current, and MQTT says the stream offline;
 when it comes back, each is current again, MQTT only after counts of a frame inferred since. A model
-in the server's process is always available: its counts are current throughout.
+in the server's process is always available: its counts are current throughout. A camera that
+reconnects likewise leaves its last frame's occupancy out of `/metrics` until it is live again.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from server.options import StreamOptions
 from server.triton.model import PendingDetections, RequestTiming, ServedModel, TritonModel
 from server.triton.transport import TritonEndpoint
 from tests.support.detections import NAMES
+from tests.support.mjpeg_server import MjpegServer
 from tests.support.mosquitto import Broker
 from tests.support.polling import eventually
 
@@ -172,6 +174,37 @@ async def test_a_local_models_counts_are_current_throughout(
     client = await _start(aiohttp_client, "local-disc")
     await eventually(lambda: _disc_counted(client), what="the disc counted in the zone")
     assert "segcast_inference_available 1.0" in await _metrics(client)
+
+
+async def test_while_a_camera_reconnects_its_zone_occupancy_is_unknown(
+    aiohttp_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, the disc of the last frame read stayed in the zone for as long as the camera was away."""
+    model = _LocalDisc()
+    monkeypatch.setattr(
+        streams, "InferenceWorker", functools.partial(InferenceWorker, load=lambda _: cast("Any", model))
+    )
+    with MjpegServer(fps=10, width=160) as camera:
+        settings = Settings(
+            model="local-disc", streams=(StreamConfig("cam", camera.url() + "#timeout=1", options=OPTIONS),)
+        )
+        client: TestClient = await aiohttp_client(create_app(settings))
+        await eventually(lambda: _disc_counted(client), what="the disc counted in the zone")
+
+        camera.stall.set()  # the connection stays open and nothing more arrives
+
+        async def reconnecting() -> str | None:
+            metrics = await _metrics(client)
+            return metrics if 'segcast_stream_state{stream="cam",state="reconnecting"} 1.0' in metrics else None
+
+        metrics = await eventually(reconnecting, what="the camera reconnecting in /metrics")
+        assert not [line for line in metrics.splitlines() if line.startswith("segcast_zone_objects{")]
+        assert _value(metrics, CROSSED) == 0  # a total so far stays true
+        assert "segcast_inference_available 1.0" in metrics  # the model is fine: the camera is not
+        assert (await _counts(client))["current"] is False
+
+        camera.stall.clear()
+        await eventually(lambda: _disc_counted(client), what="the disc counted again once the camera is back")
 
 
 async def test_mqtt_says_a_stream_offline_while_triton_is_down_and_online_after_fresh_counts(

@@ -214,23 +214,24 @@ def _analytics_families(
     """Zone occupancy and line crossings of the streams that have zones or lines; returns their counts.
 
     Zone and line names are restricted like stream ids; class names come from the model (escaped when written).
-    While inference is unavailable (a remote model's server down) occupancy has no samples: no frame
-    is inferred, so what is in a zone now is unknown, and the last frame's count would pass for it
-    (``segcast_inference_available`` says why). Crossings and dwell are totals so far, and stay.
+    While a stream is not live (its camera reconnecting) or inference is unavailable (a remote
+    model's server down) its occupancy has no samples: no frame of the scene now is inferred, so what
+    is in a zone is unknown, and the last frame's count would pass for it (``segcast_stream_state``
+    and ``segcast_inference_available`` say why). Crossings and dwell are totals so far, and stay.
     """
     counts: dict[str, Counts] = {}
     for info in infos:
         found = manager.worker.counts(info.stream_id)
         if found is not None:
             counts[info.stream_id] = found
-    inferred = manager.worker.inference_status.available
+    current = {info.stream_id for info in infos if manager.is_current(info)}
     family(
         "segcast_zone_objects",
         "gauge",
         "Tracked objects in each zone now, by class; a zone with no class listed yet (it watches every "
-        "class and nothing has entered it) has one sample without a class, at 0. No samples while "
-        "inference is unavailable (segcast_inference_available 0).",
-        zone_object_samples(counts) if inferred else (),
+        "class and nothing has entered it) has one sample without a class, at 0. No samples while the "
+        "stream is not live (segcast_stream_state) or inference is unavailable (segcast_inference_available 0).",
+        zone_object_samples({stream: found for stream, found in counts.items() if stream in current}),
     )
     family(
         "segcast_line_crossings_total",

@@ -9,9 +9,6 @@ from server.frames import PROTOCOL_VERSION
 from server.http.api import stream_info
 from server.http.keys import hub_key, manager_key
 from server.http.metrics import render_metrics
-from server.inference.worker import InferenceWorker
-from server.sources.base import StreamState
-from server.streams import StreamInfo
 from server.webrtc.routes import peers_key
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -22,12 +19,6 @@ def setup_readings(app: web.Application) -> None:
     app.router.add_get("/api/streams/{stream}/counts", _counts)
     app.router.add_get("/healthz", _health)
     app.router.add_get("/metrics", _metrics)
-
-
-def is_current(info: StreamInfo, worker: InferenceWorker) -> bool:
-    """Whether the newest processed frame is of the scene now: the stream is live and its frames are
-    inferred (not while its camera reconnects, nor while a remote model's server is down)."""
-    return info.state is StreamState.LIVE and worker.inference_status.available
 
 
 async def _tracks(request: web.Request) -> web.Response:
@@ -41,7 +32,7 @@ async def _tracks(request: web.Request) -> web.Response:
             "v": PROTOCOL_VERSION,
             "stream": info.stream_id,
             "state": info.state.value,
-            "current": is_current(info, request.app[manager_key].worker),
+            "current": request.app[manager_key].is_current(info),
             "seq": meta.get("seq"),
             "capture_time": meta.get("capture_time"),
             "width": meta.get("width"),
@@ -62,7 +53,8 @@ async def _counts(request: web.Request) -> web.Response:
     inference is unavailable (a remote model's server down), when they are the last frame's processed.
     """
     info = stream_info(request)
-    worker = request.app[manager_key].worker
+    manager = request.app[manager_key]
+    worker = manager.worker
     counts, stats = worker.counts(info.stream_id), worker.stats(info.stream_id)
     options = info.config.options
     zones: dict[str, dict[str, object]] = {zone.name: {"objects": 0, "by_class": {}} for zone in options.zones}
@@ -82,7 +74,7 @@ async def _counts(request: web.Request) -> web.Response:
     body = {
         "v": PROTOCOL_VERSION,
         "stream": info.stream_id,
-        "current": is_current(info, worker),
+        "current": manager.is_current(info),
         "zones": zones,
         "lines": lines,
     }
