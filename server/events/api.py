@@ -24,6 +24,7 @@ from aiohttp import web
 from server.events.history import MAX_PAGE, EventQuery, HistorySink
 from server.events.outputs import EventOutputs
 from server.http.errors import error
+from server.http.prefix import forwarded_prefix
 
 event_outputs_key = web.AppKey("event_outputs", EventOutputs)
 
@@ -107,11 +108,12 @@ async def _list_events(request: web.Request) -> web.Response:
     except sqlite3.Error as exc:
         raise error(web.HTTPServiceUnavailable, f"the event history cannot be read: {exc}") from None
     stored = found[: query.limit]
+    root = forwarded_prefix(request)  # the links lead back through the proxy the request came by
     events = [
         {
             "id": item.id,
             "event": dict(item.data),
-            "snapshot": f"/api/events/{item.id}/snapshot.jpg" if item.has_snapshot else None,
+            "snapshot": f"{root}/api/events/{item.id}/snapshot.jpg" if item.has_snapshot else None,
         }
         for item in stored
     ]
@@ -119,7 +121,7 @@ async def _list_events(request: web.Request) -> web.Response:
     if len(found) > query.limit:
         cursor = "before" if query.after is None else "after"
         params = {k: v for k, v in request.query.items() if k not in (cursor, TOKEN_PARAM)}
-        following = f"/api/events?{urlencode({**params, cursor: stored[-1].id})}"
+        following = f"{root}/api/events?{urlencode({**params, cursor: stored[-1].id})}"
     return web.json_response({"events": events, "next": following})
 
 

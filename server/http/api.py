@@ -38,6 +38,7 @@ from server.http.keys import (
     stream_changes_key,
 )
 from server.http.policy import SourceRefused, UnusableSource
+from server.http.prefix import forwarded_prefix
 from server.http.source_checks import CheckUnanswered, SourceChecks
 from server.persist import ConfigEditedError, ConfigFileState, write_config
 from server.sources import SourceError, check_uri
@@ -108,9 +109,13 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 
 
 def stream_json(request: web.Request, info: StreamInfo) -> dict[str, Any]:
-    """A stream as the API and the WebSocket ``hello`` show it: state, counters, live stats, links."""
+    """A stream as the API and the WebSocket ``hello`` show it: state, counters, live stats, links.
+
+    The links are root paths of the node, under the path a reverse proxy serves it at (`forwarded_prefix`).
+    """
     hub = request.app[hub_key]
-    base = f"/api/streams/{info.stream_id}"
+    root = forwarded_prefix(request)
+    base = f"{root}/api/streams/{info.stream_id}"
     return {
         **info.to_json(),
         **hub.stats(info.stream_id),
@@ -122,7 +127,7 @@ def stream_json(request: web.Request, info: StreamInfo) -> dict[str, Any]:
             "mjpeg": f"{base}/mjpeg",
             "tracks": f"{base}/tracks",
             "counts": f"{base}/counts",
-            "embed": f"/embed/{info.stream_id}",
+            "embed": f"{root}/embed/{info.stream_id}",
         },
     }
 
@@ -372,7 +377,7 @@ async def _add_stream(request: web.Request) -> web.Response:
     if persist:
         await _save_config(request, config.stream_id, info)
     response = _with_etag(request, info, status=201)
-    response.headers["Location"] = f"/api/streams/{config.stream_id}"
+    response.headers["Location"] = f"{forwarded_prefix(request)}/api/streams/{config.stream_id}"
     return response
 
 
