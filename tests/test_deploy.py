@@ -5,7 +5,8 @@ one: every Kubernetes manifest against the API's JSON schemas that kubernetes-va
 (strict, so a misspelt key fails), compose.yaml against the Compose Specification schema that
 check-jsonschema bundles, every node's config file with segcast's own loader, the promises the files
 make to each other (names, ports, volumes, labels), and each entrance's nginx config for real: a real
-nginx routes HTTP and WebSockets to stand-in nodes on 127.0.0.1.
+nginx routes HTTP and WebSockets to stand-in nodes on 127.0.0.1, and serves All cameras' page from a
+node that answers while another is down.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 import crossplane
@@ -39,6 +41,7 @@ from tests.support.polling import eventually
 from tests.support.rtsp_camera import free_port
 
 REPO = Path(__file__).resolve().parents[1]
+WEB = REPO / "web"
 DEPLOY = REPO / "deploy"
 COMPOSE = DEPLOY / "compose.yaml"
 COMPOSE_NGINX = DEPLOY / "compose" / "nginx.conf"
@@ -136,23 +139,37 @@ def compose_node_config(service: dict[str, Any]) -> Path:
 
 
 def nginx_routes(conf: Path) -> dict[str, str]:
-    """Path prefix -> ``host:port`` of every ``location`` that proxies to a node.
+    """Path prefix -> ``host:port`` of every ``location`` that proxies to one node (not to a group).
 
     Two shapes are understood: ``proxy_pass http://host:port/;`` (the prefix is cut by nginx), and
     ``set $var host:port; rewrite ...; proxy_pass http://$var;`` (a name looked up per request).
     """
+    groups = nginx_upstreams(conf)
     routes = {}
     for location in _directives(_parse_nginx(conf), "location"):
         block = location["block"]
         passes = [d["args"][0] for d in block if d["directive"] == "proxy_pass"]
-        if not passes:
+        if not passes or _proxied_host(passes[0]) in groups:
             continue
-        target = passes[0].removeprefix("http://").rstrip("/")
+        target = _proxied_host(passes[0])
         if target.startswith("$"):
             sets = {d["args"][0]: d["args"][1] for d in block if d["directive"] == "set"}
             target = sets[target]
         routes[location["args"][-1]] = target
     return routes
+
+
+def nginx_upstreams(conf: Path) -> dict[str, list[str]]:
+    """Name -> the ``host:port`` of each server, for every ``upstream`` group."""
+    return {
+        upstream["args"][0]: [d["args"][0] for d in upstream["block"] if d["directive"] == "server"]
+        for upstream in _directives(_parse_nginx(conf), "upstream")
+    }
+
+
+def _proxied_host(proxy_pass: str) -> str:
+    """``host:port`` (or a group's name, or ``$var``) of a ``proxy_pass`` URL."""
+    return proxy_pass.removeprefix("http://").split("/")[0]
 
 
 def nginx_effective(conf: Path, prefix: str, directive: str) -> list[list[str]]:
@@ -431,19 +448,30 @@ def entrance_conf(param: Path | str, folder: Path) -> Path:
 
 @dataclass
 class StandInNode:
-    """A stand-in for a segcast node: says who it is and what it was asked, echoes over /ws, and
-    streams ``/stream`` as fast as the entrance takes it, counting what it got rid of."""
+    """A stand-in for a segcast node: says who it is and what it was asked, echoes over /ws, streams
+    ``/stream`` as fast as the entrance takes it, counting what it got rid of, and serves the viewer's
+    real pages at ``/static/``, as a node does. Every path it is asked for is kept in ``asked``."""
 
     name: str
     streamed_bytes: int = 0
     stream_finished: asyncio.Event = field(default_factory=asyncio.Event)
+    asked: list[str] = field(default_factory=list)
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self._note])
         app.router.add_get("/ws", self._ws)
         app.router.add_get("/stream", self._stream)
+        app.router.add_get("/busy", self._busy)
+        app.router.add_static("/static/", WEB)
         app.router.add_route("*", "/{tail:.*}", self._echo)
         return app
+
+    @web.middleware
+    async def _note(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        self.asked.append(request.raw_path)
+        return await handler(request)
 
     async def _ws(self, request: web.Request) -> web.WebSocketResponse:
         socket = web.WebSocketResponse()
@@ -462,9 +490,17 @@ class StandInNode:
         self.stream_finished.set()
         return response
 
+    async def _busy(self, request: web.Request) -> web.Response:
+        return web.json_response({"error": f"{self.name} is busy"}, status=503)
+
     async def _echo(self, request: web.Request) -> web.Response:
         return web.json_response(
-            {"node": self.name, "path_qs": request.raw_path, "authorization": request.headers.get("Authorization")}
+            {
+                "node": self.name,
+                "path_qs": request.raw_path,
+                "authorization": request.headers.get("Authorization"),
+                "forwarded_prefix": request.headers.get("X-Forwarded-Prefix"),
+            }
         )
 
 
@@ -472,14 +508,22 @@ class StandInNode:
 class Entrance:
     base_url: str
     nodes: dict[str, StandInNode]  # by path prefix
+    down: tuple[str, ...] = ()  # the path prefixes of nodes where nothing listens
 
 
 def nginx_copy(conf: Path, folder: Path, port: int, targets: dict[str, str]) -> Path:
     """``conf`` as it runs here: listening on 127.0.0.1:``port``, ``targets`` (host:port -> host:port)
-    swapped in for the node addresses, logs and temporary files in ``folder``. Nothing else changes."""
+    swapped in for the node addresses (in upstream groups too), logs and temporary files in ``folder``.
+    Nothing else changes."""
     parsed = copy.deepcopy(_parse_nginx(conf))
     for directive in _directives(parsed, "listen"):
         directive["args"] = [f"127.0.0.1:{port}"]
+    for upstream in _directives(parsed, "upstream"):
+        for directive in upstream["block"]:
+            if directive["directive"] == "server" and directive["args"][0] in targets:
+                # An address needs no looking up: `resolve` goes (Debian's nginx 1.22 predates it).
+                address, *parameters = directive["args"]
+                directive["args"] = [targets[address], *(p for p in parameters if p != "resolve")]
     for location in _directives(parsed, "location"):
         for directive in location["block"]:
             if directive["directive"] == "set" and directive["args"][1] in targets:
@@ -551,24 +595,49 @@ def require_nginx() -> None:
         pytest.skip(missing)
 
 
+@asynccontextmanager
+async def stand_in_entrance(
+    param: Path | str, folder: Path, aiohttp_server: Callable[..., Awaitable[TestServer]], first_down: bool = False
+) -> AsyncIterator[Entrance]:
+    """A real nginx on the entrance config ``param``, in front of a stand-in for each node; with
+    ``first_down``, nothing listens where the first node should."""
+    require_nginx()
+    conf = entrance_conf(param, folder / "split")
+    targets, nodes, down = {}, {}, []
+    for index, (prefix, target) in enumerate(nginx_routes(conf).items()):
+        if first_down and index == 0:
+            targets[target] = f"127.0.0.1:{free_port()}"
+            down.append(prefix)
+            continue
+        nodes[prefix] = StandInNode(prefix.strip("/"))
+        server = await aiohttp_server(nodes[prefix].app())
+        targets[target] = f"127.0.0.1:{server.port}"
+    async with running_nginx(conf, folder, targets) as base:
+        yield Entrance(base.rstrip("/"), nodes, tuple(down))
+
+
 @pytest.fixture
 async def entrance(
     request: pytest.FixtureRequest, tmp_path: Path, aiohttp_server: Callable[..., Awaitable[TestServer]]
 ) -> AsyncIterator[Entrance]:
     """A real nginx on the entrance config ``request.param``, in front of a stand-in for each node."""
-    require_nginx()
-    conf = entrance_conf(request.param, tmp_path / "split")
-    routes = nginx_routes(conf)
-    targets, nodes = {}, {}
-    for prefix, target in routes.items():
-        nodes[prefix] = StandInNode(prefix.strip("/"))
-        server = await aiohttp_server(nodes[prefix].app())
-        targets[target] = f"127.0.0.1:{server.port}"
-    async with running_nginx(conf, tmp_path, targets) as base:
-        yield Entrance(base.rstrip("/"), nodes)
+    async with stand_in_entrance(request.param, tmp_path, aiohttp_server) as started:
+        yield started
+
+
+@pytest.fixture
+async def first_node_down(
+    request: pytest.FixtureRequest, tmp_path: Path, aiohttp_server: Callable[..., Awaitable[TestServer]]
+) -> AsyncIterator[Entrance]:
+    """As `entrance`, with nothing listening where the first node should: a node stopped."""
+    async with stand_in_entrance(request.param, tmp_path, aiohttp_server, first_down=True) as started:
+        yield started
 
 
 both_entrances = pytest.mark.parametrize("entrance", ENTRANCE_CONFS, ids=ENTRANCE_IDS, indirect=True)
+every_entrance_first_node_down = pytest.mark.parametrize(
+    "first_node_down", ENTRANCE_CONFS, ids=ENTRANCE_IDS, indirect=True
+)
 
 
 @both_entrances
@@ -583,6 +652,7 @@ async def test_entrance_sends_each_path_to_its_node_without_the_prefix(entrance:
                 "node": node.name,
                 "path_qs": "/api/streams/front%20door/snapshot.jpg?image=clean&token=s1.v%2Bw",
                 "authorization": "Bearer a-token-of-sixteen-chars",
+                "forwarded_prefix": prefix.rstrip("/"),  # where the node's API puts its links
             }
             async with session.get(f"{entrance.base_url}{prefix.rstrip('/')}", allow_redirects=False) as response:
                 assert response.status == 301
@@ -629,8 +699,55 @@ async def test_entrance_index_links_every_node(entrance: Entrance) -> None:
         assert response.content_type == "text/html"
         links = re.findall(r'href="([^"]+)">([^<]+)<', await response.text())
     names = [prefix.strip("/") for prefix in entrance.nodes]
-    # Relative links, so a proxy may add a prefix; All cameras (web/fleet.html) is served by the first node.
+    # Relative links, so a proxy may add a prefix; All cameras (web/fleet.html) comes from any node.
     assert links == [
-        (f"{names[0]}/static/fleet.html?nodes={','.join(names)}", "All cameras"),
+        (f"all/static/fleet.html?nodes={','.join(names)}", "All cameras"),
         *((f"{name}/", name) for name in names),
     ]
+
+
+async def all_cameras_link(session: aiohttp.ClientSession, base_url: str) -> str:
+    """Where the entrance's index at ``base_url`` sends a person for All cameras."""
+    async with session.get(f"{base_url}/") as response:
+        found = re.search(r'href="([^"]+)">All cameras<', await response.text())
+    assert found, "the entrance's index links to All cameras"
+    return urljoin(f"{base_url}/", found.group(1))
+
+
+@every_entrance_first_node_down
+async def test_all_cameras_comes_from_a_node_that_answers_while_the_first_is_down(first_node_down: Entrance) -> None:
+    entrance = first_node_down
+    (up,) = entrance.nodes.values()
+    async with aiohttp.ClientSession() as session:
+        link = await all_cameras_link(session, entrance.base_url)
+        for _ in range(3):  # the first try goes to the node that is down; reloads must not either
+            async with session.get(link) as response:
+                assert response.status == 200
+                assert await response.text() == (WEB / "fleet.html").read_text()
+        # Only the pages: an API call there would land on whichever node, not the one meant.
+        async with session.get(f"{entrance.base_url}/all/api/streams") as response:
+            assert response.status == 404
+    assert up.asked == [urlsplit(link).path.removeprefix("/all") + "?" + urlsplit(link).query] * 3
+
+
+@every_entrance_first_node_down
+async def test_a_node_that_does_not_answer_gets_a_page_that_says_so_and_leads_back(first_node_down: Entrance) -> None:
+    entrance = first_node_down
+    (down,) = entrance.down
+    (up,) = entrance.nodes
+    async with aiohttp.ClientSession() as session:
+        for path in (down, f"{down}static/index.html", f"{down}static/index.html?next=/a/b"):
+            url = f"{entrance.base_url}{path}"
+            async with session.get(url) as response:
+                assert response.status == 502
+                assert response.content_type == "text/html"
+                page = await response.text()
+            assert "This node is not answering" in page
+            back = re.search(r'href="([^"]+)">Every node<', page)
+            assert back and urljoin(url, back.group(1)) == f"{entrance.base_url}/", "relative, to the index"
+        # A node's own error is its own answer, passed as it is.
+        async with session.get(f"{entrance.base_url}{up}busy") as response:
+            assert response.status == 503
+            assert await response.json() == {"error": f"{up.strip('/')} is busy"}
+        async with session.get(f"{entrance.base_url}/favicon.ico") as response:
+            assert response.status == 204, "no error in the browser's console for the index's icon"

@@ -154,3 +154,20 @@ async def test_all_cameras_asks_for_a_token_once_and_plays_every_node_with_it(
     for node in fleet.nodes:
         assert (await wait_for_new_frame(page, f"{tile(node)} canvas"))["std"] > 10, f"{node} plays with the token"
     assert await page.evaluate("window.dialogsShown") == 1, "one question for every node"
+
+
+async def test_all_cameras_opens_and_plays_the_other_node_while_the_first_is_down(
+    start_fleet: Callable[..., Awaitable[Fleet]], browser: Any
+) -> None:
+    # Given node-1 stopped before anyone opens All cameras (the page is served by a node that answers).
+    fleet = await start_fleet()
+    await fleet.nodes["node-1"].close()
+
+    # When the page is opened from the entrance's index: node-2's camera plays, node-1 says it is down.
+    page = await browser.new_page()
+    response = await page.goto(await all_cameras_link(fleet.entrance))
+    assert response is not None and response.status == 200
+    playing = await wait_for_new_frame(page, f"{tile('node-2')} canvas")
+    assert playing["std"] > 10
+    await page.wait_for_selector('a[data-node="node-2"] .badge.state-live', timeout=WAIT_MS)
+    await wait_for_text(page, 'a[data-node="node-1"] .badge', "unreachable")

@@ -296,9 +296,14 @@ async def test_nodes_and_entrance_started_as_the_split_says_serve_their_cameras(
     assert main(["split", str(config), "--nodes", "2", "--first-port", str(first)]) == 0
     printed = [shlex.split(line) for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
     assert [command[:3] for command in printed[:2]] == [["segcast", "serve", "--config"]] * 2
-    nginx = printed[2]
+    nginx, stop = printed[2:4]
     assert nginx[0] == "nginx", "no sudo for a port over 1023"
-    with _node(Path(printed[0][3])), _node(Path(printed[1][3])), _nginx([str(NGINX), *nginx[1:]]):
+    assert stop[:-2] == nginx and stop[-2:] == ["-s", "stop"], "stopped with the files it was started with"
+    with (
+        _node(Path(printed[0][3])),
+        _node(Path(printed[1][3])),
+        _nginx([str(NGINX), *nginx[1:]], [str(NGINX), *stop[1:]]),
+    ):
         base = f"http://127.0.0.1:{entrance_port}/"
         async with aiohttp.ClientSession() as session:
 
@@ -320,13 +325,13 @@ async def test_nodes_and_entrance_started_as_the_split_says_serve_their_cameras(
 
 
 @contextmanager
-def _nginx(command: list[str]) -> Iterator[None]:
-    """nginx started by ``command`` (it goes into the background by itself), stopped as nginx stops one."""
-    subprocess.run(command, check=True, timeout=30)
+def _nginx(start: list[str], stop: list[str]) -> Iterator[None]:
+    """nginx started by ``start`` (it goes into the background by itself), stopped by ``stop``."""
+    subprocess.run(start, check=True, timeout=30)
     try:
         yield
     finally:
-        subprocess.run([*command, "-s", "stop"], check=True, timeout=30)
+        subprocess.run(stop, check=True, timeout=30)
 
 
 @contextmanager

@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  segcast serve --config {shlex.quote(str(node.path.resolve()))}")
     scheme = "https" if split.entrance.tls_cert is not None else "http"
     print(f"and the entrance:\n  {shlex.join(split.entrance_command())}")
+    print(f"which stops with:\n  {shlex.join(split.entrance_stop_command())}")
     host = split.entrance.host
     shown = "<this machine>" if host in ("0.0.0.0", "::") else f"[{host}]" if ":" in host else host
     print(f"then open {scheme}://{shown}:{split.entrance.port}/")

@@ -3,8 +3,8 @@
 The same entrance as deploy/compose/nginx.conf, with the nodes at fixed local addresses instead of
 names Docker's DNS answers: a path per node with the prefix cut off (``/node-1/ws`` reaches node 1
 as ``/ws``), WebSockets and MJPEG passed on as they come, an index linking each node and All cameras
-(``web/fleet.html``), and ``/healthz``. tests/test_deploy.py runs every entrance test on it in a
-real nginx.
+(``web/fleet.html``, served by whichever node answers), a page of its own for a node that does not
+answer, and ``/healthz``. tests/test_deploy.py runs every entrance test on it in a real nginx.
 """
 
 from __future__ import annotations
@@ -15,6 +15,12 @@ from pathlib import Path
 
 #: What nginx buffers on disk (a large request body, say), each in a folder of its own.
 TEMPORARY_FILES = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+#: The folder of the entrance that serves All cameras' page (``/all/static/``) from any node.
+ALL_NODES = "all"
+#: A node that failed to answer is left out of All cameras' group this long, then tried again.
+NODE_RETRY_S = 10
+#: How long All cameras waits for a node to accept a connection before asking the next one.
+NODE_CONNECT_S = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +46,14 @@ def nginx_config(listen: Listen, node_ports: Sequence[int], source: str, state: 
     """
     names = [node_name(i) for i in range(1, len(node_ports) + 1)]
     links = "\n".join(f'<li><a href="{name}/">{name}</a></li>' for name in names)
+    servers = "\n".join(
+        f"        server 127.0.0.1:{port} max_fails=1 fail_timeout={NODE_RETRY_S}s;" for port in node_ports
+    )
     locations = "\n\n".join(
-        f"        location /{name}/ {{\n            proxy_pass http://127.0.0.1:{port}/;\n        }}"
+        f"        location /{name}/ {{\n"
+        f"            set $forwarded_prefix /{name};\n"
+        f"            proxy_pass http://127.0.0.1:{port}/;\n"
+        "        }"
         for name, port in zip(names, node_ports, strict=True)
     )
     temporary = "\n".join(f"    {kind}_temp_path {_quoted(state / kind)};" for kind in TEMPORARY_FILES)
@@ -55,6 +67,7 @@ def nginx_config(listen: Listen, node_ports: Sequence[int], source: str, state: 
 # The entrance in front of the segcast nodes split from {source} (`segcast split`): one address, a
 # path per node (/node-1/ -> 127.0.0.1:{node_ports[0]}/), WebSockets and MJPEG included.
 # Run it with: nginx -e {_quoted(state / "error.log")} -c <this file's absolute path>  (sudo for a port under 1024)
+# and stop it with the same arguments and -s stop (its pid file is named below, not nginx's own).
 
 worker_processes auto;
 pid {_quoted(state / "nginx.pid")};
@@ -70,17 +83,25 @@ http {{
     access_log {_quoted(state / "access.log")} segcast;
 {temporary}
 
+    upstream segcast_nodes {{  # any node serves All cameras' page; one that fails is skipped for a while
+        zone segcast_nodes 64k;
+{servers}
+    }}
+
     map $http_upgrade $connection_upgrade {{
         default upgrade;
         ""      close;
     }}
-
+{_BACK_TO_INDEX}
     proxy_http_version 1.1;
     proxy_set_header Host $http_host;
     proxy_set_header Upgrade $http_upgrade;  # the viewer's WebSocket (<prefix>/ws)
     proxy_set_header Connection $connection_upgrade;
     proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
     proxy_set_header X-Forwarded-Proto $scheme;
+    # Where the node is served (set per location, as a location's own proxy_set_header would drop
+    # every one above): the node puts the links and Location headers of its API under it.
+    proxy_set_header X-Forwarded-Prefix $forwarded_prefix;
     proxy_buffering off;  # MJPEG: every frame goes out as it comes
     proxy_read_timeout 1h;
     proxy_send_timeout 1h;
@@ -93,7 +114,7 @@ http {{
             default_type text/html;
             return 200 '<!doctype html><meta charset="utf-8"><title>segcast</title>
 <h1>segcast nodes</h1>
-<p><a href="{names[0]}/static/fleet.html?nodes={",".join(names)}">All cameras</a></p>
+<p><a href="{ALL_NODES}/static/fleet.html?nodes={",".join(names)}">All cameras</a></p>
 <ul>
 {links}
 </ul>
@@ -104,11 +125,50 @@ http {{
             default_type text/plain;
             return 200 "ok\\n";
         }}
+{_NOT_ANSWERING}
+        # All cameras (web/fleet.html) from whichever node answers. Only /static/: an API call here
+        # would land on any node.
+        location /{ALL_NODES}/static/ {{
+            set $forwarded_prefix /{ALL_NODES};
+            proxy_pass http://segcast_nodes/static/;
+            proxy_next_upstream error timeout http_502 http_503 http_504;
+            proxy_connect_timeout {NODE_CONNECT_S}s;
+        }}
 
         # The prefix is cut off (proxy_pass ends in /): a node sees /ws, /api/streams... as if alone.
 {locations}
     }}
 }}
+"""
+
+
+#: The way from the page asked for back to the index, relative as the index's own links are (behind
+#: another proxy's prefix, "/" would leave the entrance); "/" for a page deeper than a person opens.
+_BACK_TO_INDEX = """
+    map $request_uri $entrance_index {
+        "~^/[^/?]*/[^/?]*(?:[?]|$)"          ../;
+        "~^/[^/?]*/[^/?]*/[^/?]*(?:[?]|$)"   ../../;
+        default                              /;
+    }
+"""
+
+#: What a person sees for a node that does not answer, in place of nginx's bare "502 Bad Gateway"
+#: (a node's own error responses pass as they are); and no favicon error in the browser's console.
+_NOT_ANSWERING = """
+        error_page 502 503 504 /segcast-not-answering.html;
+        location = /segcast-not-answering.html {
+            internal;
+            default_type text/html;
+            return 502 '<!doctype html><meta charset="utf-8"><title>segcast: not answering</title>
+<h1>This node is not answering</h1>
+<p>It is stopped, starting or overloaded: this page works again once it is back.</p>
+<p><a href="$entrance_index">Every node</a></p>
+';
+        }
+
+        location = /favicon.ico {
+            return 204;
+        }
 """
 
 

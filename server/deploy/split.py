@@ -82,6 +82,11 @@ class Split:
         command = ["nginx", "-e", str(self.entrance_state / "error.log"), "-c", str(self.entrance_path)]
         return ["sudo", *command] if self.entrance.port < 1024 else command
 
+    def entrance_stop_command(self) -> list[str]:
+        """How to stop the entrance: a bare ``nginx -s stop`` looks for nginx's own pid file, not the
+        one in `entrance_state` the config names, and fails (``invalid PID number``)."""
+        return [*self.entrance_command(), "-s", "stop"]
+
 
 def split_config(path: Path, nodes: int, first_port: int | None = None) -> Split:
     """The node files and entrance for ``path`` dealt out to ``nodes`` nodes (ports from ``first_port``,
