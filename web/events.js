@@ -8,6 +8,10 @@ import { reconcile } from "./dom.js";
 export const ANALYTICS_EVENTS = ["zone_enter", "zone_exit", "line_cross", "loiter"];
 // A page of the list: the newest shown at first, and as many more at each "Show older events".
 const SHOWN = 20;
+// Events known but not shown yet, kept for "Show older events", up to this many: more than paging leaves
+// (under two pages of each kind), so that only live events, and events read after an outage, push the
+// oldest out, to be read from the history again.
+const KEPT_BELOW = 2 * SHOWN * ANALYTICS_EVENTS.length;
 
 // Whether the server keeps a history: it cannot change while the server runs, so an answer is kept;
 // a question that got none (the server restarting) is asked again next time.
@@ -47,14 +51,18 @@ export class EventList {
     this.list = list;
     this.empty = empty;
     this.streamId = null;
-    this.events = []; // newest first
+    this.events = []; // known, newest first: the first `limit` shown, the rest kept for "Show older events"
     this.items = new Map(); // identity() -> its <li>, kept while the event is shown
     // Whether the WebSocket has said hello yet: until then the history is left to `reconnected`,
     // which the first hello brings (loaded before it, events up to the subscription would be missed).
     this.connected = false;
     this.limit = SHOWN; // how many are shown: a page more at each "Show older events"
-    // Whether older events than those shown are known of: cut off the list, or on the history's next pages.
-    this.more = false;
+    // Where each kind's next page of the history starts: its `before` id ({} from its newest); a kind
+    // without one has all of its events read. Paging by id, not time, reaches every stored event, those
+    // of one moment beyond a page and a crossing stored after later ones (dated when it began) included.
+    // A new Map for each stream opened: a read that finds another one here was for a stream left since.
+    this.cursors = new Map();
+    this.reading = Promise.resolve(); // the history read last: one at a time, each from where the last left
     this.older = document.createElement("button");
     this.older.type = "button";
     this.older.className = "quiet event-older";
@@ -69,7 +77,7 @@ export class EventList {
     this.streamId = streamId;
     this.events = [];
     this.limit = SHOWN;
-    this.more = false;
+    this.cursors = new Map();
     this.render();
     if (streamId !== null && this.connected) this.loadHistory(streamId);
   }
@@ -80,38 +88,78 @@ export class EventList {
     if (this.streamId !== null) this.loadHistory(this.streamId);
   }
 
+  /** Each kind's newest page. Each then pages on below it: what came while the socket was down, then
+   * (again, no duplicates shown) what was known before. */
   async loadHistory(streamId) {
+    const cursors = this.cursors;
     if (!(await hasHistory())) return;
-    const pages = await readHistory(streamId, {});
-    if (streamId !== this.streamId) return;
-    for (const page of pages) for (const stored of page.events) this.insert(stored.event);
-    this.more ||= pages.some((page) => page.next);
-    this.render();
+    await this.serially(async () => {
+      if (cursors !== this.cursors) return;
+      const from = new Map(ANALYTICS_EVENTS.map((type) => [type, cursors.get(type)]));
+      const pages = await Promise.all(ANALYTICS_EVENTS.map((type) => readPage(streamId, type, {})));
+      if (cursors !== this.cursors) return;
+      ANALYTICS_EVENTS.forEach((type, i) => {
+        // Not read: its cursor kept, or from its newest where it had none. Reset meanwhile (an event of
+        // its kind pushed out): its events taken, but read again from its newest all the same.
+        if (pages[i] === null) cursors.set(type, cursors.get(type) ?? {});
+        else if (cursors.get(type) === from.get(type)) this.take(cursors, type, pages[i]);
+        else for (const stored of pages[i].events) this.insert(stored.event);
+      });
+      this.trim();
+      this.render();
+    });
   }
 
-  /** A page more of the history: each kind's events from the oldest shown back. */
+  /** A page more of the list, with each kind's events read until a page of them waits below those shown. */
   async loadOlder() {
-    const streamId = this.streamId;
-    const oldest = this.events.at(-1);
+    const [streamId, cursors] = [this.streamId, this.cursors];
     this.older.disabled = true;
-    // Up to the oldest's time, itself included: events of the same moment are not skipped (nor shown twice).
-    const pages = await readHistory(streamId, oldest ? { until: oldest.time } : {});
+    await this.serially(async () => {
+      await Promise.all([...cursors.keys()].map((type) => this.readBelow(streamId, cursors, type)));
+      if (cursors !== this.cursors) return;
+      this.limit += SHOWN;
+      this.render();
+    });
     this.older.disabled = false;
-    if (streamId !== this.streamId) return;
-    const shown = this.events.length;
-    this.limit += SHOWN;
-    this.more = false;
-    for (const page of pages) for (const stored of page.events) this.insert(stored.event);
-    // Nothing new came: what the history has is all shown (its pages of the same moment aside).
-    this.more ||= this.events.length > shown && pages.some((page) => page.next);
-    this.render();
+  }
+
+  /** ``type``'s next pages, until `SHOWN` of its events wait below the list or all of them are read: then
+   * the page shown next is the newest of all kinds' (the ids of a kind following the times of its events). */
+  async readBelow(streamId, cursors, type) {
+    while (cursors === this.cursors && cursors.has(type) && this.waiting(type) < SHOWN) {
+      const from = cursors.get(type);
+      const page = await readPage(streamId, type, from);
+      if (page === null || cursors !== this.cursors) return; // tried again at the next click
+      if (cursors.get(type) === from) this.take(cursors, type, page);
+    }
+  }
+
+  /** ``type``'s page from the history: its events, and its cursor moved below them (the `before` id of
+   * the page's `next` link), or taken away on its last page. */
+  take(cursors, type, page) {
+    for (const stored of page.events) this.insert(stored.event);
+    if (page.next) cursors.set(type, { before: page.events.at(-1).id });
+    else cursors.delete(type);
+  }
+
+  /** How many of ``type``'s events are known and wait below those shown. */
+  waiting(type) {
+    return this.events.slice(this.limit).filter((event) => event.type === type).length;
   }
 
   /** A live event from the WebSocket (any stream's; only the open stream's are kept). */
   add(event) {
     if (event.stream !== this.streamId) return;
     this.insert(event);
+    this.trim();
     this.render();
+  }
+
+  /** Keep at most `KEPT_BELOW` events below those shown. A pushed-out event's kind is read again from its
+   * newest: where it was stored is not known (a live event carries no history id), and those of its
+   * kind still known come back as duplicates, which are skipped. */
+  trim() {
+    for (const pushed of this.events.splice(this.limit + KEPT_BELOW)) this.cursors.set(pushed.type, {});
   }
 
   insert(event) {
@@ -119,18 +167,24 @@ export class EventList {
     if (this.events.some((known) => identity(known) === key)) return;
     this.events.push(event);
     this.events.sort((a, b) => b.time - a.time);
-    this.more ||= this.events.length > this.limit;
-    this.events.length = Math.min(this.events.length, this.limit);
+  }
+
+  serially(read) {
+    const done = this.reading.then(read);
+    this.reading = done.catch(() => {}); // a read that failed (reported by its caller) stops none after it
+    return done;
   }
 
   // Only new events are added and only the oldest dropped: the list is a live region, and a screen
   // reader reads out what is added to it.
   render() {
-    this.empty.hidden = this.events.length > 0;
+    const shown = this.events.slice(0, this.limit);
+    this.empty.hidden = shown.length > 0;
     // Only where a history can give them: without one, events cut off the list are gone.
-    this.older.hidden = !(this.more && historyKept);
+    const more = this.events.length > this.limit || this.cursors.size > 0;
+    this.older.hidden = !(more && historyKept);
     const items = new Map();
-    for (const event of this.events) {
+    for (const event of shown) {
       const key = identity(event);
       items.set(key, this.items.get(key) ?? eventItem(event));
     }
@@ -139,16 +193,10 @@ export class EventList {
   }
 }
 
-/** A page of each kind of the stream's events from the history (``filters`` added), newest first. */
-function readHistory(streamId, filters) {
-  return Promise.all(
-    ANALYTICS_EVENTS.map((type) =>
-      listEvents({ stream: streamId, type, limit: SHOWN, ...filters }, { interactive: false }).catch(() => ({
-        events: [],
-        next: null,
-      })),
-    ),
-  );
+/** ``type``'s page of the stream's events from the history, newest first, from ``cursor`` (`before`
+ * an id, or {} from the newest); null where it could not be read. */
+function readPage(streamId, type, cursor) {
+  return listEvents({ stream: streamId, type, limit: SHOWN, ...cursor }, { interactive: false }).catch(() => null);
 }
 
 function eventItem(event) {

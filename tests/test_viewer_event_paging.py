@@ -1,0 +1,138 @@
+""" "Show older events" reaches every stored event exactly once, in a real headless Chromium.
+
+The history's ids follow the order events are stored in, and its times need not: many events share
+one frame's time, and a line crossing is dated when the crossing began, so it is stored after events
+with later times. Events go into the history the way the pipeline hands them over (a frame's events
+to the event outputs), before the page opens, so the page can only know them from the history API.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from server.config import StreamConfig
+from server.events.api import event_outputs_key
+from server.events.config import EventsSettings, HistorySettings
+from server.frames import PROTOCOL_VERSION
+from tests.conftest import CHROMIUM
+from tests.support.browser import WAIT_MS, open_page
+from tests.support.components import require_component, require_module
+from tests.support.event_packets import with_events
+from tests.support.polling import eventually
+from tests.support.zone_page import STREAM_VIEW
+
+require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
+require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
+
+Start = Callable[..., Awaitable[TestClient]]
+pytestmark = pytest.mark.timeout(120)
+
+PAGE = 20  # the list's page (web/events.js)
+#: More clicks than any history here needs: a list that still offers older events after them never ends.
+CLICKS_MAX = 10
+#: Each item's text starts with the event's track id, which each event here has its own of.
+TRACK_ID = re.compile(r"#(\d+) ")
+
+Event = dict[str, Any]
+
+
+def zone_enter(track_id: int, when: float) -> Event:
+    return {
+        **{"type": "zone_enter", "v": PROTOCOL_VERSION, "stream": "cam", "id": track_id, "class_id": 0},
+        **{"class": "person", "time": when, "media_time": float(track_id), "zone": "yard"},
+    }
+
+
+def line_cross(track_id: int, when: float) -> Event:
+    return {
+        **{"type": "line_cross", "v": PROTOCOL_VERSION, "stream": "cam", "id": track_id, "class_id": 0},
+        **{"class": "person", "time": when, "media_time": float(track_id), "line": "gate", "direction": "in"},
+    }
+
+
+async def store(client: TestClient, frames: list[list[Event]]) -> None:
+    """Hand each frame's events to the app's event outputs, in order, and wait until the history has them all."""
+    outputs = client.app[event_outputs_key]
+    for seq, events in enumerate(frames):
+        outputs.on_packet(with_events(seq, events))
+    history = outputs.history
+    assert history is not None
+    count = sum(len(events) for events in frames)
+
+    async def all_stored() -> bool:
+        return history.health().delivered == count
+
+    await eventually(all_stored, what=f"{count} events stored")
+
+
+async def shown_after_paging_to_the_end(page: Any) -> tuple[list[int], list[str]]:
+    """Click "Show older events" until it goes away; the track ids and times (ISO) the list then shows."""
+    await page.wait_for_function(f"() => document.querySelectorAll('#events li').length === {PAGE}", timeout=WAIT_MS)
+    older = page.get_by_role("button", name="Show older events")
+    for _ in range(CLICKS_MAX):
+        if not await older.is_visible():
+            break
+        await older.click()  # disabled until the page it asked for is shown
+        await page.wait_for_function(
+            "() => { const b = document.querySelector('.event-older'); return b.hidden || !b.disabled; }",
+            timeout=WAIT_MS,
+        )
+    else:
+        raise AssertionError(f"still older events to show after {CLICKS_MAX} clicks")
+    texts: list[str] = await page.eval_on_selector_all("#events li", "items => items.map(i => i.textContent)")
+    times: list[str] = await page.eval_on_selector_all("#events li time", "items => items.map(t => t.dateTime)")
+    ids = [int(match[1]) for text in texts if (match := TRACK_ID.search(text)) is not None]
+    assert len(ids) == len(texts), texts
+    return ids, times
+
+
+async def test_more_events_of_one_moment_than_a_page_hide_none_of_the_older_ones(
+    start_server: Start, browser: Any, tmp_path: Path
+) -> None:
+    """Given 10 zone entries, then 30 in one frame (one time); when the list is paged back to its end;
+    then all 40 are shown, each once (paging by time stopped at a page of that one moment)."""
+    client = await start_server(
+        StreamConfig("cam", "scene:?seed=3"), events=EventsSettings(HistorySettings(tmp_path / "events.db"))
+    )
+    start = time.time() - 600
+    earlier = [[zone_enter(n, start + n)] for n in range(10)]
+    await store(client, [*earlier, [zone_enter(n, start + 100) for n in range(10, 40)]])
+    page, console = await open_page(browser, client, STREAM_VIEW)
+
+    ids, times = await shown_after_paging_to_the_end(page)
+
+    assert sorted(ids) == list(range(40)), f"each event once; shown: {ids}"
+    assert times == sorted(times, reverse=True), "newest first"
+    assert console.errors == []
+
+
+async def test_a_crossing_stored_after_later_ones_hides_none_when_paging_back(
+    start_server: Start, browser: Any, tmp_path: Path
+) -> None:
+    """Given 60 crossings 0.2 s apart, the 50th dated 3 s early (its crossing began then) and so stored
+    after the 55th; when the list is paged back to its end; then all 60 are shown, each once (paging
+    below the time of the oldest shown, that crossing's, skipped the four between)."""
+    client = await start_server(
+        StreamConfig("cam", "scene:?seed=3"), events=EventsSettings(HistorySettings(tmp_path / "events.db"))
+    )
+    start = time.time() - 600
+    late = 50
+    stored_order = [n for n in range(60) if n != late]
+    stored_order.insert(stored_order.index(55) + 1, late)
+    dated = {n: start + 0.2 * n for n in range(60)} | {late: start + 0.2 * late - 3}
+    await store(client, [[line_cross(n, dated[n])] for n in stored_order])
+    page, console = await open_page(browser, client, STREAM_VIEW)
+
+    ids, times = await shown_after_paging_to_the_end(page)
+
+    assert sorted(ids) == list(range(60)), f"each event once; shown: {ids}"
+    assert times == sorted(times, reverse=True), "newest first"
+    assert console.errors == []
