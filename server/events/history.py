@@ -7,8 +7,10 @@ them a batch per transaction. The queue is bounded twice: by events (``queue``) 
 their pictures hold (`QUEUED_PICTURES_MAX_BYTES`). The file is in WAL mode, so the API's readers
 (each query on its own short connection, on the history's own reader threads) never wait for the
 writer, nor it for them, and a slow query delays no other work of the loop's executor. Retention
-deletes by size after writes and by age every `AGE_PRUNE_INTERVAL_S`, events arriving or not,
-written or not; the file shrinks with ``auto_vacuum = INCREMENTAL``. A locked database, a read-only
+deletes by size (checked after each write and at each open) and by age every `AGE_PRUNE_INTERVAL_S`,
+events arriving or not, written or not: the oldest events a chunk at a time, between batches, the
+file shrinking with ``auto_vacuum = INCREMENTAL`` and the log emptied after each chunk, so a prune
+never needs more disk than the history already takes (`PRUNE_CHUNK_SHARE`). A locked database, a read-only
 file or a full disk costs the batch being written, is counted and logged (the same error again at
 most once per `DROP_LOG_INTERVAL_S`, saying how many events it cost), and the next batch tries again:
 the pipeline never notices. Size is bounded by ``max_mb`` alone: the history does not guess what
@@ -80,11 +82,26 @@ AGE_PRUNE_INTERVAL_S = 60.0
 MB = 1024 * 1024
 #: Size retention deletes down to this share of ``max_mb``, so it does not run after every insert.
 SIZE_PRUNE_TARGET = 0.9
-#: Of ``max_mb``, what SQLite's write-ahead log (the ``-wal`` file beside the history) may keep after
-#: a write: past that it is copied into the file and emptied (past 4 MB anyway: SQLite's own default
-#: checkpoint). The events get the rest, so the two files together stay within ``max_mb``.
+#: Of ``max_mb``, what SQLite's write-ahead log (the ``-wal`` file beside the history) may hold (4 MB
+#: at most, SQLite's own default checkpoint). A batch is written a group of events at a time, their
+#: data and snapshots a quarter of that at most (`WRITE_GROUP_SHARE`: in pages, with their indexes,
+#: up to about twice that), and the log is copied into the file and emptied once past half of it.
+#: Copying grows the file by up to what the log holds before the log is
+#: emptied, so the events get ``max_mb`` less twice the log's share: the two files together stay
+#: within ``max_mb`` after writes and during prunes alike (but SQLite's 32 kB ``-shm`` beside them).
 WAL_SHARE = 0.1
 WAL_MAX_BYTES = 4 * 1024 * 1024
+WRITE_GROUP_SHARE = 0.25
+#: A prune deletes the oldest events a chunk at a time, each holding this share of the log's allowance
+#: (`WAL_SHARE`), gives their pages back and empties the log before the next chunk. Giving back N
+#: pages moves up to N pages from the end of the file into the log, and the file only shrinks when the
+#: log is copied back: one transaction for a whole prune grew the log by as much as it deleted (a tenth
+#: of ``max_mb``, or all of a lowered ``max_mb``'s excess) and filled disks that held ``max_mb``.
+PRUNE_CHUNK_SHARE = 0.25
+#: How long the writer prunes before it takes the next batch: a prune of gigabytes (``max_mb`` or
+#: ``max_age_days`` lowered) goes on between batches instead of holding them back for seconds.
+PRUNE_SLICE_S = 0.05
+AUTO_VACUUM_INCREMENTAL = 2  # what ``PRAGMA auto_vacuum`` reads on a file that gives space back
 MAX_PAGE = 1000
 #: A page bounded in time reads the events in that window through the time index and sorts them when
 #: the window holds fewer than this many (a recent window, or a short one: cheap either way); over a
@@ -164,6 +181,9 @@ class HistorySink:
         self._retention_error = ""  # the last retention failure, for the line that tells the untold ones
         self._retention_failed_total = 0  # every one, for /metrics (an int's += from one thread, read anywhere)
         self._next_age_prune = 0.0
+        self._age_prune_due = False  # events older than max_age_days may be left to delete
+        self._size_prune_due = False  # the events use more than max_mb leaves them, or did and are not yet down
+        self._prune_pages = 1  # the next chunk's, doubling up to `PRUNE_CHUNK_SHARE`: see `_prune_chunk`
         self._wal_bytes = min(WAL_MAX_BYTES, int(settings.max_mb * MB * WAL_SHARE))
         self._pictures_lock = threading.Lock()
         self._picture_bytes = 0  # of the queued events' pictures and the batch being written
@@ -283,9 +303,13 @@ class HistorySink:
             self._check_room()
             while self._writing():
                 if time.monotonic() >= self._next_age_prune:
-                    self._retain_by_age()
+                    self._next_age_prune = time.monotonic() + AGE_PRUNE_INTERVAL_S
+                    self._age_prune_due = True
+                pruning = self._age_prune_due or self._size_prune_due
+                if pruning:
+                    self._prune()
                 try:
-                    first = self._queue.get(timeout=IDLE_POLL_S)
+                    first = self._queue.get(block=not pruning, timeout=IDLE_POLL_S)
                 except queue.Empty:
                     continue
                 batch = [first]
@@ -326,6 +350,10 @@ class HistorySink:
         first open says where events go and makes the state ok, as a broker's connection does; a
         reopen after a failed write says nothing and changes no state: only a write that works
         ends the failure. An open that works after one that failed says where events go again.
+
+        Opening an existing file writes nothing, so a full disk does not keep the history from
+        opening, and each open checks the size: a file over ``max_mb`` (lowered since, or left so
+        by a prune a full disk cut short) is pruned by the writer's loop, writes failing or not.
         """
         if self._db is not None:
             return self._db
@@ -334,10 +362,13 @@ class HistorySink:
             path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(path, timeout=LOCK_TIMEOUT_S, isolation_level=None, check_same_thread=False)
             try:
-                db.execute("PRAGMA auto_vacuum = INCREMENTAL")  # only takes effect on a new file
+                # Setting it writes a page even where it is set already; it takes effect on a new file only.
+                if db.execute("PRAGMA auto_vacuum").fetchone()[0] != AUTO_VACUUM_INCREMENTAL:
+                    db.execute("PRAGMA auto_vacuum = INCREMENTAL")
                 db.execute("PRAGMA journal_mode = WAL")
                 db.execute("PRAGMA synchronous = NORMAL")
                 db.executescript(SCHEMA)
+                self._size_prune_due = self._over_max_mb(db)
             except sqlite3.Error:
                 db.close()
                 raise
@@ -354,32 +385,35 @@ class HistorySink:
         return db
 
     def _write(self, batch: list[OutEvent]) -> None:
+        """Store ``batch`` a group at a time (`WRITE_GROUP_SHARE`), each followed by size retention
+        and the log's checkpoint, so one batch of big snapshots does not outgrow the log's share."""
         rows = [self._row(event) for event in batch]
         db = self._open(losing=len(batch))
         if db is None:
             return
-        try:
-            with _transaction(db):
-                db.executemany(INSERT, rows)
-        except (sqlite3.Error, OSError) as exc:
-            self._tally.fail(f"cannot write to {self.settings.path}: {exc}", lost=len(batch))
-            db.close()  # reopened for the next batch: the file may have been replaced or repaired
-            self._db = None
-            return
-        self._tally.ok(len(batch))
-        self._retain(db, lambda: self._delete_by_size(db))
-
-    def _retain_by_age(self) -> None:
-        """Delete events older than ``max_age_days``: every `AGE_PRUNE_INTERVAL_S`, whether events
-        arrive or not, and whether they can be written or not (the file is reopened if need be)."""
-        self._next_age_prune = time.monotonic() + AGE_PRUNE_INTERVAL_S
-        db = self._open()
-        if db is not None:
-            cutoff = time.time() - self.settings.max_age_days * 86400
-            self._retain(db, lambda: _delete_older(db, cutoff))
+        left = len(rows)
+        for group in _groups(rows, self._wal_bytes * WRITE_GROUP_SHARE):
+            try:
+                with _transaction(db):
+                    db.executemany(INSERT, group)
+            except (sqlite3.Error, OSError) as exc:
+                self._tally.fail(f"cannot write to {self.settings.path}: {exc}", lost=left)
+                db.close()  # reopened for the next batch: the file may have been replaced or repaired
+                self._db = None
+                return
+            left -= len(group)
+            self._tally.ok(len(group))
+            try:
+                self._size_prune_due = self._size_prune_due or self._over_max_mb(db)
+            except (sqlite3.Error, OSError) as exc:
+                self._retention_failed(f"cannot read the size of {self.settings.path}: {exc}")
+            if self._size_prune_due:
+                self._prune()  # before the checkpoint: the log's pages then land in space the prune freed
+            self._checkpoint_outgrown_log(db)
 
     def _check_room(self) -> None:
-        """Warn, once at start, where ``max_mb`` is more than the disk has for the history.
+        """Warn, once at start, where ``max_mb`` is more than the disk has for the history: the file and
+        its log stay within ``max_mb`` together, pruning included (`WAL_SHARE`), so that is what it needs.
 
         Such a history is no ring: it grows until the disk is full, and from then on every batch is
         lost until space is freed. Deleting events to make room would guess what else the disk will
@@ -403,42 +437,93 @@ class HistorySink:
                 stored // MB,
             )
 
-    def _delete_by_size(self, db: sqlite3.Connection) -> bool:
-        """Delete the oldest events, a tenth at a time, while they use more than ``max_mb`` leaves them
-        beside the write-ahead log, down to `SIZE_PRUNE_TARGET` of it; whether any were deleted."""
-        limit = self.settings.max_mb * MB - self._wal_bytes
-        if _used_bytes(db) <= limit:
-            return False
-        while _used_bytes(db) > limit * SIZE_PRUNE_TARGET:
-            (count,) = db.execute("SELECT count(*) FROM events").fetchone()
-            if count == 0:
-                break
-            with _transaction(db):
-                oldest = "SELECT id FROM events ORDER BY id LIMIT ?"
-                db.execute(f"DELETE FROM events WHERE id IN ({oldest})", (max(1, count // 10),))
-        return True
+    def _events_limit_bytes(self) -> float:
+        """What the events may use: ``max_mb`` less twice the write-ahead log's share (`WAL_SHARE`)."""
+        return self.settings.max_mb * MB - 2 * self._wal_bytes
 
-    def _retain(self, db: sqlite3.Connection, delete: Callable[[], bool]) -> None:
-        """Delete what ``delete`` does, give their space back to the file system if it deleted any,
-        and empty the write-ahead log once it has outgrown its share (`WAL_SHARE`).
+    def _over_max_mb(self, db: sqlite3.Connection) -> bool:
+        return _used_bytes(db) > self._events_limit_bytes()
+
+    def _prune(self) -> None:
+        """Prune what is due, a chunk at a time (`_prune_chunk`) for `PRUNE_SLICE_S` at most: the rest
+        after the next batch. By age first: what it deletes counts towards the size.
 
         A failure costs no event (they are stored) and says nothing of the writes, so it leaves the
-        state alone: it is logged, naming the step (`_retention_failed`).
+        state alone: it is logged, naming the step (`_retention_failed`), and the prune is tried again
+        after the next write or open (size) or `AGE_PRUNE_INTERVAL_S` (age), not at once.
+        """
+        db = self._open()
+        if db is None:  # said so, as the writes' failure
+            self._age_prune_due = self._size_prune_due = False
+            return
+        cutoff = time.time() - self.settings.max_age_days * 86400
+        slice_ends = time.monotonic() + PRUNE_SLICE_S
+        try:
+            while self._age_prune_due or self._size_prune_due:
+                if self._age_prune_due:
+                    self._age_prune_due = self._prune_chunk(db, cutoff)
+                else:
+                    self._size_prune_due = self._prune_chunk(db, None)
+                if time.monotonic() >= slice_ends:
+                    break
+        except _RetentionFailed as failure:
+            self._age_prune_due = self._size_prune_due = False
+            self._retention_failed(str(failure))
+
+    def _prune_chunk(self, db: sqlite3.Connection, cutoff: float | None) -> bool:
+        """Delete the oldest events holding about one chunk (`PRUNE_CHUNK_SHARE`): those from before
+        ``cutoff`` (Unix seconds), or with None while the events use more than `_events_limit_bytes`
+        allows, down to `SIZE_PRUNE_TARGET` of it. Give that many pages back, empty the log; whether
+        there is more to do. Writes nothing where there is nothing to delete: a file that cannot be
+        written is not told so each minute. Raises `_RetentionFailed`, naming the step.
         """
         path = self.settings.path
+        page = _page_bytes(db)
+        # From one page, doubling: on a disk full but for a little, a small chunk fits in the log and
+        # what it frees makes room for the next.
+        chunk_pages = min(self._prune_pages, max(1, int(self._wal_bytes * PRUNE_CHUNK_SHARE) // page))
+        self._prune_pages = 1
+        target = self._events_limit_bytes() * SIZE_PRUNE_TARGET
         try:
-            deleted = delete()
+            free_pages = _free_pages(db)
+            excess = chunk_pages * page if cutoff is not None else _used_bytes(db) - target
+            deleting = min(chunk_pages - free_pages, math.ceil(excess / page)) * page
+            last = _last_of_oldest(db, deleting, cutoff) if deleting > 0 else None
+            if last is None and free_pages == 0:
+                return False
+            if last is not None:
+                with _transaction(db):
+                    if cutoff is None:
+                        db.execute("DELETE FROM events WHERE id <= ?", (last,))
+                    else:
+                        db.execute("DELETE FROM events WHERE id <= ? AND time < ?", (last, cutoff))
         except (sqlite3.Error, OSError) as exc:
-            self._retention_failed(f"cannot delete old events from {path}: {exc}")
-            return
-        if deleted:
-            try:
-                db.executescript("PRAGMA incremental_vacuum;")  # execute() would free only one page: it steps once
-            except (sqlite3.Error, OSError) as exc:
-                self._retention_failed(f"cannot give the space of deleted events in {path} back: {exc}")
+            raise _RetentionFailed(f"cannot delete old events from {path}: {exc}") from exc
+        try:  # executescript steps it to the end (execute() would free one page) and is outside a transaction here
+            db.executescript(f"PRAGMA incremental_vacuum({chunk_pages});")
+        except (sqlite3.Error, OSError) as exc:
+            raise _RetentionFailed(f"cannot give the space of deleted events in {path} back: {exc}") from exc
         wal = path.with_name(path.name + "-wal")
         try:
-            outgrown = wal.exists() and wal.stat().st_size > self._wal_bytes
+            (busy, _, _) = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except (sqlite3.Error, OSError) as exc:
+            raise _RetentionFailed(f"cannot copy the write-ahead log {wal.name} into {path}: {exc}") from exc
+        self._prune_pages = 2 * chunk_pages
+        if busy:  # a reader holds the log: let it finish, and the next slice empties it
+            return True
+        if _free_pages(db):
+            return True
+        if cutoff is None:
+            return _used_bytes(db) > target
+        return db.execute("SELECT 1 FROM events WHERE time < ? LIMIT 1", (cutoff,)).fetchone() is not None
+
+    def _checkpoint_outgrown_log(self, db: sqlite3.Connection) -> None:
+        """Empty the write-ahead log once past what leaves room for a group (`WAL_SHARE`); a failure is logged
+        (`_retention_failed`) and costs nothing stored."""
+        path = self.settings.path
+        wal = path.with_name(path.name + "-wal")
+        try:
+            outgrown = wal.exists() and wal.stat().st_size > self._wal_bytes / 2
         except OSError:
             outgrown = False  # gone meanwhile: emptied by another connection's checkpoint
         if outgrown:
@@ -559,17 +644,46 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     db.execute("COMMIT")
 
 
-def _delete_older(db: sqlite3.Connection, cutoff: float) -> bool:
-    """Delete the events from before ``cutoff`` (Unix seconds); whether there were any.
+def _groups(rows: list[tuple[Any, ...]], max_bytes: float) -> Iterator[list[tuple[Any, ...]]]:
+    """``rows`` in order, in groups whose data and snapshots hold ``max_bytes`` at most (one row at least)."""
+    group: list[tuple[Any, ...]] = []
+    held = 0
+    for row in rows:
+        size = len(row[6]) + (0 if row[7] is None else len(row[7]))
+        if group and held + size > max_bytes:
+            yield group
+            group, held = [], 0
+        group.append(row)
+        held += size
+    if group:
+        yield group
 
-    Looked for first, so a history with none writes nothing: a file that cannot be written is not
-    told so each minute.
+
+class _RetentionFailed(Exception):
+    """A retention step that failed; its message names the step, the file and SQLite's reason."""
+
+
+def _last_of_oldest(db: sqlite3.Connection, nbytes: int, cutoff: float | None) -> int | None:
+    """The id up to which the oldest events (of those from before ``cutoff``, if given) hold about
+    ``nbytes`` of data and snapshots, one event at least; None if there is none.
+
+    Read in id order and stopped there (``+time`` keeps SQLite from the time index, whose rows it
+    would sort); the lengths come from the rows' headers, not their snapshots.
     """
-    if db.execute("SELECT 1 FROM events WHERE time < ? LIMIT 1", (cutoff,)).fetchone() is None:
-        return False
-    with _transaction(db):
-        db.execute("DELETE FROM events WHERE time < ?", (cutoff,))
-    return True
+    size = "length(data) + ifnull(length(snapshot), 0)"
+    if cutoff is None:
+        rows = db.execute(f"SELECT id, {size} FROM events ORDER BY id")
+    else:
+        rows = db.execute(f"SELECT id, {size} FROM events WHERE +time < ? ORDER BY id", (cutoff,))
+    last = None
+    held = 0
+    with closing(rows):
+        for event_id, event_bytes in rows:
+            last = event_id
+            held += event_bytes
+            if held >= nbytes:
+                break
+    return last
 
 
 def _footprint_bytes(path: Path) -> int:
@@ -590,9 +704,17 @@ def _free_bytes(path: Path) -> int:
 
 def _used_bytes(db: sqlite3.Connection) -> int:
     (pages,) = db.execute("PRAGMA page_count").fetchone()
+    return int((pages - _free_pages(db)) * _page_bytes(db))
+
+
+def _free_pages(db: sqlite3.Connection) -> int:
     (free,) = db.execute("PRAGMA freelist_count").fetchone()
+    return int(free)
+
+
+def _page_bytes(db: sqlite3.Connection) -> int:
     (size,) = db.execute("PRAGMA page_size").fetchone()
-    return int((pages - free) * size)
+    return int(size)
 
 
 def _picture_bytes(event: OutEvent) -> int:

@@ -1,0 +1,188 @@
+"""The event history on a disk sized for it: what its file and write-ahead log take, pruning included.
+
+A small file system needs privileges CI does not have, so the disk is measured (the two files' sizes
+after each statement the writer runs) or pretended (writes refused while the files hold more than it).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from server.events import history as history_module
+from server.events.config import EventsSettings, HistorySettings
+from server.events.outputs import EventOutputs
+from server.events.sink import SinkState
+from tests.support.event_packets import track_start, with_events
+from tests.support.polling import eventually
+from tests.test_events_history import file_opened, stored
+
+MB = 1024 * 1024
+
+
+def footprint(path: Path) -> int:
+    """What the history's file and its write-ahead log hold, as a disk would count them."""
+    return sum(file.stat().st_size for file in (path, path.with_name(path.name + "-wal")) if file.exists())
+
+
+def noisy(seq: int) -> Any:
+    """A frame whose snapshot does not compress: tens of kB, as a busy scene's."""
+    image = np.random.default_rng(seq).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    return with_events(seq, [{"type": "zone_enter", "id": 1, "zone": "door"}], image=image)
+
+
+class Measured(sqlite3.Connection):
+    """The writer's connection, noting the largest footprint after each statement it runs: the log is
+    at its largest just before a checkpoint empties it, and the file only shrinks while it does."""
+
+    path: Path
+    peak = 0
+
+    def _note(self) -> None:
+        Measured.peak = max(Measured.peak, footprint(Measured.path))
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        self._note()
+        try:
+            return super().execute(sql, *args)
+        finally:
+            self._note()
+
+    def executemany(self, sql: str, rows: Iterable[Any]) -> sqlite3.Cursor:
+        try:
+            return super().executemany(sql, rows)
+        finally:
+            self._note()
+
+    def executescript(self, script: str) -> sqlite3.Cursor:
+        try:
+            return super().executescript(script)
+        finally:
+            self._note()
+
+
+def writer_connects_with(monkeypatch: pytest.MonkeyPatch, factory: type[sqlite3.Connection]) -> None:
+    connect = sqlite3.connect
+
+    def connecting(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        if threading.current_thread().name == "event-history":
+            kwargs["factory"] = factory
+        return connect(*args, **kwargs)
+
+    monkeypatch.setattr(history_module.sqlite3, "connect", connecting)
+
+
+async def fill(path: Path, count: int, max_mb: float = 1024) -> None:
+    outputs = EventOutputs(EventsSettings(history=HistorySettings(path, max_mb=max_mb)))
+    await outputs.start()
+    try:
+        for seq in range(count):
+            outputs.on_packet(noisy(seq))
+        assert outputs.history is not None
+        await stored(outputs.history, count)
+    finally:
+        await outputs.stop()
+
+
+async def test_the_file_and_its_log_stay_within_max_mb_while_the_oldest_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A prune deleted a tenth of max_mb in one transaction and gave it back in another: the log grew
+    by as much before the file shrank, and a disk that held max_mb filled."""
+    path = tmp_path / "events.db"
+    Measured.path, Measured.peak = path, 0
+    writer_connects_with(monkeypatch, Measured)
+    await fill(path, 150, max_mb=1)  # several times 1 MB, offered at once: batches of many
+    assert footprint(path) > 0.5 * MB  # it did fill up to max_mb
+    assert Measured.peak <= 1 * MB, f"{Measured.peak / MB:.2f} MB"
+
+
+async def test_lowering_max_mb_prunes_without_a_log_as_big_as_the_excess(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lowering max_mb from 151 to 50 made a 107 MB log before the file shrank: one chunk at a time,
+    the two files never hold more than before, but for the log's share of the new max_mb."""
+    path = tmp_path / "events.db"
+    await fill(path, 200)
+    before = footprint(path)
+    assert before > 2 * MB
+    Measured.path, Measured.peak = path, 0
+    writer_connects_with(monkeypatch, Measured)
+    outputs = EventOutputs(EventsSettings(history=HistorySettings(path, max_mb=1)))
+    await outputs.start()
+    try:
+        assert outputs.history is not None
+        history = outputs.history
+        await file_opened(history)
+        outputs.on_packet(track_start(1000))  # a write: all a prune waited for before opens checked the size
+        await stored(history, 1)
+
+        async def pruned() -> bool:
+            return footprint(path) <= 1 * MB
+
+        await eventually(pruned, what="the history to be pruned down to 1 MB")
+    finally:
+        await outputs.stop()
+    assert Measured.peak <= before + history_module.WAL_SHARE * MB, f"{(Measured.peak - before) / MB:.2f} MB more"
+
+
+async def test_opening_an_existing_history_writes_nothing(tmp_path: Path) -> None:
+    """Each open set auto_vacuum again, which writes a page: on a full disk the open failed, and with it
+    the retention that could have made room."""
+    path = tmp_path / "events.db"
+    await fill(path, 3)
+    outputs = EventOutputs(EventsSettings(history=HistorySettings(path)))
+    await outputs.start()
+    try:
+        assert outputs.history is not None
+        await file_opened(outputs.history)
+        wal = path.with_name(path.name + "-wal")
+        assert not wal.exists() or wal.stat().st_size == 0
+    finally:
+        await outputs.stop()
+
+
+class SmallDisk(sqlite3.Connection):
+    """A disk that holds `capacity` bytes of history: storing events fails while the files hold more."""
+
+    path: Path
+    capacity = 0
+
+    def executemany(self, sql: str, rows: Iterable[Any]) -> sqlite3.Cursor:
+        if sql.startswith("INSERT") and footprint(SmallDisk.path) > SmallDisk.capacity:
+            raise sqlite3.OperationalError("database or disk is full")
+        return super().executemany(sql, rows)
+
+
+async def test_a_history_over_max_mb_on_a_full_disk_prunes_and_writes_again_by_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Size retention ran only after a write that worked: on a full disk no write works, so a history
+    over max_mb (lowered, or left so by a prune the disk cut short) stayed full until a person made room."""
+    path = tmp_path / "events.db"
+    await fill(path, 100)
+    SmallDisk.path, SmallDisk.capacity = path, int(1.2 * MB)
+    assert footprint(path) > SmallDisk.capacity
+    writer_connects_with(monkeypatch, SmallDisk)
+    outputs = EventOutputs(EventsSettings(history=HistorySettings(path, max_mb=1)))
+    await outputs.start()
+    try:
+        assert outputs.history is not None
+        history = outputs.history
+        seq = iter(range(1000, 2000))
+
+        async def writing_again() -> bool:
+            outputs.on_packet(track_start(next(seq), track_id=1))  # a batch each: one of them gets in
+            return history.health().delivered >= 1
+
+        await eventually(writing_again, what="writes to resume once the prune made room")
+        assert history.health().state is SinkState.OK
+    finally:
+        await outputs.stop()
+    assert footprint(path) <= 1 * MB
