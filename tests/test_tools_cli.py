@@ -37,6 +37,7 @@ AS_IF_NOT_INSTALLED = (
         (analytics_report.main, ["--tracker", "nosuch"], "tracker: unknown tracker 'nosuch'"),
         (analytics_report.main, ["--frames", "0"], "argument --frames: '0': must be 1 or more"),
         (analytics_report.main, ["--seed", "-1"], "argument --seed: '-1': must be 0 or more"),
+        (analytics_report.main, ["--imgsz", "0"], "imgsz: expected pixels from 32 to 4096, got 0"),
     ],
 )
 def test_bad_input_ends_with_one_error_line_and_status_2(

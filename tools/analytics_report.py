@@ -1,7 +1,7 @@
 """Zone and line accuracy on a generated scene: counts and dwell times against the exact ground truth.
 
     python tools/analytics_report.py --seed 7
-    python tools/analytics_report.py --seed 11 --frames 450 --tracker segtrack
+    python tools/analytics_report.py --seed 11 --frames 450 --tracker segtrack --imgsz 384
 
 Puts a standard layout on the scene (`LINES`: five rows, three columns, a bent line and a
 centroid-anchored one; `ZONES`: six zones of several shapes), runs the scene through the real
@@ -401,11 +401,14 @@ def _match_crossings(
     return unmatched, unpaired
 
 
-def layout(tracker: str | None = None) -> StreamOptions:
-    """The stream options of the standard layout (`ZONES`, `LINES`), with ``tracker`` if given."""
+def layout(tracker: str | None = None, imgsz: int | None = None) -> StreamOptions:
+    """The stream options of the standard layout (`ZONES`, `LINES`), with ``tracker`` and the
+    model's input size ``imgsz`` if given."""
     values: dict[str, Any] = {"zones": ZONES, "lines": LINES}
     if tracker is not None:
         values["tracker"] = tracker
+    if imgsz is not None:
+        values["imgsz"] = imgsz
     return StreamOptions.from_mapping(values)
 
 
@@ -461,9 +464,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--frames", type=positive_int, default=FRAMES)
     parser.add_argument("--model", default="bundled")
     parser.add_argument("--tracker", default=None, help="the stream's tracker (default: segcast's default)")
+    parser.add_argument("--imgsz", type=int, default=None, help="the model's input size (default: the model's own)")
     args = parser.parse_args(argv)
     try:
-        options = layout(args.tracker)
+        options = layout(args.tracker, args.imgsz)
     except ValueError as exc:
         parser.error(str(exc))
 
