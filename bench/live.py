@@ -15,10 +15,12 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import aiohttp
 import psutil
@@ -27,6 +29,7 @@ START_TIMEOUT_S = 120.0
 POLL_S = 0.25
 RSS_SAMPLE_S = 1.0
 WARMUP_S = 5.0  # model warm-up and first allocations, left out of every figure
+STDERR_TAIL_LINES = 20  # of a server that failed to start, in the error raised
 
 
 @dataclass
@@ -46,19 +49,34 @@ class ServerProcess:
 @contextlib.contextmanager
 def serve(model: str, video: Path, streams: int, imgsz: int, config: Path | None = None) -> Iterator[ServerProcess]:
     """``segcast serve`` with ``streams`` looping copies of ``video`` at its native rate, like cameras
-    (and the settings of ``config``, a config file, where given)."""
+    (and the settings of ``config``, a config file, where given).
+
+    Its stderr goes to a temporary file, not a pipe (which a server logging for minutes would fill and
+    block on): a server that exits or never comes up raises with the last lines it wrote, its own reason.
+    """
     port = free_port()
     sources = [f"--source=cam{i}={video}" for i in range(streams)]
     command = [sys.executable, "-m", "server", "serve", *sources, "--loop", "--model", model]
     command += ["--imgsz", str(imgsz), "--port", str(port), "--log-level", "WARNING"]
     command += ["--config", str(config)] if config is not None else []
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    server = ServerProcess(port, process)
-    try:
-        asyncio.run(_wait_ready(server))
-        yield server
-    finally:
-        stop_process(process, 10.0)
+    with tempfile.TemporaryFile() as stderr:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
+        server = ServerProcess(port, process)
+        try:
+            try:
+                asyncio.run(_wait_ready(server))
+            except (RuntimeError, TimeoutError) as exc:
+                raise type(exc)(f"{exc}; it said:\n{_tail(stderr)}") from None
+            yield server
+        finally:
+            stop_process(process, 10.0)
+
+
+def _tail(log: IO[bytes], lines: int = STDERR_TAIL_LINES) -> str:
+    """The last ``lines`` lines written to ``log`` (or a note that there were none)."""
+    log.seek(0)
+    text = log.read().decode(errors="replace").strip()
+    return "\n".join(text.splitlines()[-lines:]) or "(nothing on stderr)"
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout_s: float) -> None:

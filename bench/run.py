@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,6 +63,21 @@ BUSY_VIDEO_FRAMES = 150
 CASE_TIMEOUT_S = 900.0
 LAST_RUN = "last-run.json"  # every figure of the latest run, kept in --cache to re-render the page
 DOCS_PAGE = REPO / "docs" / "benchmarks.md"
+#: What --quick sets, unless the same flag is given too.
+QUICK_DEFAULTS: dict[str, Any] = {
+    "frames": 8,
+    "rounds": 1,
+    "stream_counts": (1, 2),
+    "stream_frames": 4,
+    "latency_s": 4.0,
+    "memory_s": 4.0,
+    "viewers": (1, 3),
+    "fanout_s": 3.0,
+    "track_frames": 10,
+    "busy_frames": 4,
+    "scaleout_s": 4.0,
+}
+ERROR_LINES = 20  # of a failed section's error, kept for the page
 
 
 @dataclass
@@ -72,7 +87,8 @@ class Results:
     machine: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     throughput: dict[str, dict[str, Any]] = field(default_factory=dict)  # backend -> seed/segcast/forward
-    skipped_backends: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, dict[str, str]] = field(default_factory=dict)  # section -> backend it could not run -> why
+    failed: dict[str, str] = field(default_factory=dict)  # section -> the error that stopped it
     tracking: dict[str, dict[str, Any]] = field(default_factory=dict)  # backend -> IDF1, MOTA, ...
     occlusion: dict[str, Any] = field(default_factory=dict)  # per tracker and seed; tracker cost on the busy scene
     analytics: dict[str, Any] = field(default_factory=dict)  # zone and line accuracy per seed
@@ -90,12 +106,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--backends", type=backends, default=",".join(BACKENDS), help="comma-separated: pytorch,onnx,openvino"
     )
-    parser.add_argument("--frames", type=_count, default=150, help="frames per throughput measurement")
+    parser.add_argument("--frames", type=positive_int, default=150, help="frames per throughput measurement")
     parser.add_argument(
-        "--rounds", type=_count, default=3, help="rounds of seed loop and segcast per backend, and of multi-stream pair"
+        "--rounds",
+        type=positive_int,
+        default=3,
+        help="rounds of seed loop and segcast per backend, and of multi-stream pair",
     )
     parser.add_argument("--stream-counts", type=_counts, default="1,2,4,8", help="streams for the multi-stream figure")
-    parser.add_argument("--stream-frames", type=_count, default=30, help="frames per stream, multi-stream figure")
+    parser.add_argument("--stream-frames", type=positive_int, default=30, help="frames per stream, multi-stream figure")
     parser.add_argument(
         "--multistream-backends", type=backends, default="pytorch,openvino", help="backends of the multi-stream figure"
     )
@@ -103,11 +122,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--memory-s", type=_seconds, default=90.0, help="seconds of the 4-stream latency + memory run")
     parser.add_argument("--viewers", type=_counts, default="1,10,50,100", help="viewer counts for the fan-out figure")
     parser.add_argument("--fanout-s", type=_seconds, default=15.0, help="seconds measured per viewer count")
-    parser.add_argument("--track-frames", type=_count, default=300, help="scene frames scored for IDF1 per backend")
-    parser.add_argument("--busy-frames", type=_count, default=100, help="frames per measurement on the busy scene")
+    parser.add_argument(
+        "--track-frames", type=positive_int, default=300, help="scene frames scored for IDF1 per backend"
+    )
+    parser.add_argument(
+        "--busy-frames", type=positive_int, default=100, help="frames per measurement on the busy scene"
+    )
     parser.add_argument("--scaleout-s", type=_seconds, default=30.0, help="seconds measured per scale-out set-up")
     parser.add_argument(
-        "--only", type=_names(SECTIONS, "section"), default=",".join(SECTIONS), help="comma-separated sections to run"
+        "--only",
+        type=_names(SECTIONS, "section"),
+        default=",".join(SECTIONS),
+        help=f"comma-separated sections to run, among: {', '.join(SECTIONS)} (default: all)",
     )
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "segcast-bench")
     parser.add_argument(
@@ -116,10 +142,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--update-docs", action="store_true", help=f"write {DOCS_PAGE.relative_to(REPO)}, the page in the repository"
     )
-    parser.add_argument("--quick", action="store_true", help="tiny runs to check the chain works")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny runs to check the chain works (flags given beside it still count)"
+    )
     parser.add_argument(
         "--report-only", action="store_true", help=f"measure nothing: rewrite the page from --cache's {LAST_RUN}"
     )
+    if parser.parse_known_args(argv)[0].quick:  # its sizes are defaults, so the flags given beside it win
+        parser.set_defaults(**QUICK_DEFAULTS)
     args = parser.parse_args(argv)
     if args.out is not None and args.update_docs:
         parser.error("--out and --update-docs name the same thing: give one")
@@ -127,14 +157,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--report-only: no saved run in {args.cache} (no {LAST_RUN}); run python -m bench first")
     if args.out is None:  # a run on a developer's machine must not rewrite the tracked page by accident
         args.out = DOCS_PAGE if args.update_docs else args.cache / "benchmarks.md"
-    if args.quick:
-        args.frames, args.rounds, args.stream_counts, args.stream_frames = 8, 1, (1, 2), 4
-        args.latency_s, args.memory_s, args.viewers, args.fanout_s = 4.0, 4.0, (1, 3), 3.0
-        args.track_frames, args.busy_frames, args.scaleout_s = 10, 4, 4.0
     return args
 
 
-def _count(text: str) -> int:
+def positive_int(text: str) -> int:
     """An argparse type for counts of frames, rounds, streams or viewers: 1 or more, checked at parse time."""
     try:
         value = int(text)
@@ -146,8 +172,8 @@ def _count(text: str) -> int:
 
 
 def _counts(text: str) -> tuple[int, ...]:
-    """Comma-separated `_count`s."""
-    return tuple(_count(part) for part in text.split(","))
+    """Comma-separated `positive_int`s."""
+    return tuple(positive_int(part) for part in text.split(","))
 
 
 def _seconds(text: str) -> float:
@@ -176,6 +202,8 @@ def _names(choices: tuple[str, ...], what: str, hint: str = "") -> Callable[[str
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the sections asked for; 1 where any of them failed (the others' figures are still on the page)."""
+    argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     if args.report_only:
         results = load_results(args.cache / LAST_RUN)
@@ -194,90 +222,169 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     frames = QUICK_VIDEO_FRAMES if args.quick else VIDEO_FRAMES
     video = _cached_video(args.cache / f"scene-{VIDEO_SEED}-{frames}.mp4", Scene(seed=VIDEO_SEED), frames)
-    sections = set(args.only)
-    results = Results(machine=_machine(), settings=_settings(args, model_path, imgsz))
+    results = Results(machine=_machine(), settings=_settings(args, argv, model_path, imgsz))
+    run = _Run(args, model_path, imgsz, video, results)
+    writes_page = set(args.only) != {"scaleout"}  # the scale-out section writes a page of its own
     started = time.monotonic()
-    models = _backend_models(args, model_path, imgsz, results) if sections & {"throughput", "tracking"} else {}
-    if "throughput" in sections:
-        for backend, model in models.items():
-            results.throughput[backend] = _throughput(model, video, imgsz, args)
-            _say(f"throughput {backend}: {json.dumps(results.throughput[backend])}")
-    if "tracking" in sections:
-        for backend, model in models.items():
-            case = {"kind": "tracking", "model": model, "imgsz": imgsz, "seed": TRACK_SEED, "frames": args.track_frames}
-            results.tracking[backend] = _case(case, video)
-            _say(f"tracking {backend}: {json.dumps(results.tracking[backend])}")
-        if "pytorch" in models:  # the reference mask path, which the fast one must track as well as
-            case = {"kind": "tracking", "model": models["pytorch"], "imgsz": imgsz, "seed": TRACK_SEED}
-            case |= {"frames": args.track_frames, "fast_masks": False}
-            results.tracking[PLAIN_MASKS] = _case(case, video)
-            _say(f"tracking {PLAIN_MASKS}: {json.dumps(results.tracking[PLAIN_MASKS])}")
-    if "occlusion" in sections:
-        case = {"kind": "occlusion", "model": str(model_path), "imgsz": imgsz, "seeds": list(OCCLUSION_SEEDS)}
-        case |= {"frames": args.track_frames, "cost_scene": TRACKER_COST_SCENE, "cost_start": BUSY_START}
-        case |= {"cost_imgsz": BUSY_IMGSZ, "cost_frames": args.busy_frames}
-        results.occlusion = _case(case, video)
-        _say(f"occlusion: {json.dumps(results.occlusion['cost_ms'])}")
-    if "analytics" in sections:
-        from tools.analytics_report import DWELL_TOLERANCE_S, FRAMES, SEEDS
-
-        frames = QUICK_ANALYTICS_FRAMES if args.quick else FRAMES
-        case = {"kind": "analytics", "model": str(model_path), "seeds": list(SEEDS), "frames": frames}
-        results.analytics = _case(case | {"dwell_tolerance_s": DWELL_TOLERANCE_S}, video)
-        _say(f"analytics: {json.dumps(results.analytics['seeds'])}")
-    if "masks" in sections:
-        busy_frames = QUICK_VIDEO_FRAMES if args.quick else BUSY_VIDEO_FRAMES
-        name = f"busy-{BUSY_SCENE['seed']}-{BUSY_START}-{busy_frames}.mp4"
-        busy = _cached_video(args.cache / name, Scene(**BUSY_SCENE), busy_frames, BUSY_START)
-        for backend, model in _backend_models(args, model_path, BUSY_IMGSZ, results).items():
-            results.masks[backend] = _mask_paths(model, busy, args)
-            _say(f"masks {backend}: {json.dumps(results.masks[backend])}")
-    if "multistream" in sections:
-        for backend, model in _backend_models(args, model_path, imgsz, results).items():
-            if backend not in args.multistream_backends:
-                continue
-            # Rounds that alternate which goes first: one pair in a fixed order differed by 2x on the same work.
-            for streams, round_ in itertools.product(args.stream_counts, range(args.rounds)):
-                for max_batch in (8, 1) if round_ % 2 == 0 else (1, 8):
-                    case = {"kind": "segcast", "model": model, "imgsz": imgsz, "streams": streams}
-                    case |= {"max_batch": max_batch, "annotated": False, "frames": args.stream_frames * streams}
-                    out = _case(case, video)
-                    measured = {"backend": backend, "streams": streams, "max_batch": max_batch, "round": round_}
-                    results.multistream.append(measured | out)
-                    _say(f"multi-stream {backend} {streams} x batch {max_batch}, round {round_}: {out['fps']:.1f} fps")
-    if "latency" in sections:
-        for streams, seconds in ((1, args.latency_s), (4, args.memory_s)):
-            run = latency_run(str(model_path), video, streams, imgsz, seconds)
-            results.latency.append(run)
-            _say(f"latency {streams} streams: p50 {run.p50_ms:.0f} ms, p95 {run.p95_ms:.0f} ms, flat {run.flat}")
-    if "fanout" in sections:
-        results.fanout = fanout_run(str(model_path), video, list(args.viewers), imgsz, args.fanout_s)
-        for point in results.fanout:
-            _say(f"fan-out {point.viewers} viewers: {json.dumps(asdict(point))}")
-    if "scaleout" in sections:
-        from bench.scaleout import run_scaleout, write_scaleout_report
-
-        scaleout = run_scaleout(
-            model_path,
-            video,
-            imgsz,
-            args.cache,
-            rounds=args.rounds,
-            frames=args.frames,
-            seconds=args.scaleout_s,
-            case=_case,
-        )
-        page = args.out.with_name(SCALEOUT_PAGE)
-        print(write_scaleout_report(scaleout, page, _settings(args, model_path, imgsz)["command"], args.quick))
-        if sections == {"scaleout"}:
-            return 0
-    results.machine["load_after"] = _load()
-    results.machine["minutes"] = round((time.monotonic() - started) / 60, 1)
-    (args.cache / LAST_RUN).write_text(json.dumps(asdict(results)))
-    table = write_report(results, args.out, quick=args.quick)
-    print(table)
-    _say(f"wrote {args.out} and its plot" + ("" if args.update_docs else "; --update-docs rewrites the docs' page"))
+    for section in (name for name in SECTIONS if name in args.only):
+        try:
+            MEASURES[section](run)
+        except Exception as exc:  # a broad catch: one section's failure must not throw the others' figures away
+            results.failed[section] = _error_text(exc)
+            _say(f"{section} failed (the other sections go on): {exc}")
+        if writes_page:  # after every section, so that even a run stopped by hand keeps what it measured
+            results.machine["load_after"] = _load()
+            results.machine["minutes"] = round((time.monotonic() - started) / 60, 1)
+            (args.cache / LAST_RUN).write_text(json.dumps(asdict(results)))
+    if writes_page:
+        print(write_report(results, args.out, quick=args.quick))
+        _say(f"wrote {args.out} and its plot" + ("" if args.update_docs else "; --update-docs rewrites the docs' page"))
+    if results.failed:
+        _say(f"failed: {', '.join(results.failed)} (each error is above{' and on the page' if writes_page else ''})")
+        return 1
     return 0
+
+
+@dataclass
+class _Run:
+    """What every section of one run measures with, and the results each adds to."""
+
+    args: argparse.Namespace
+    model_path: Path
+    imgsz: int
+    video: Path
+    results: Results
+    _models: dict[str, str] | None = None
+
+    def models(self) -> dict[str, str]:
+        """Each backend's model file at the run's size, exported once for the throughput and tracking sections."""
+        if self._models is None:
+            asked = [section for section in ("throughput", "tracking") if section in self.args.only]
+            self._models = _backend_models(self.args.backends, self.model_path, self.imgsz, self.results, asked)
+        return self._models
+
+
+def _measure_throughput(run: _Run) -> None:
+    for backend, model in run.models().items():
+        run.results.throughput[backend] = _throughput(model, run.video, run.imgsz, run.args)
+        _say(f"throughput {backend}: {json.dumps(run.results.throughput[backend])}")
+
+
+def _measure_tracking(run: _Run) -> None:
+    models, results = run.models(), run.results
+    for backend, model in models.items():
+        case = {"kind": "tracking", "model": model, "imgsz": run.imgsz, "seed": TRACK_SEED}
+        results.tracking[backend] = _case(case | {"frames": run.args.track_frames}, run.video)
+        _say(f"tracking {backend}: {json.dumps(results.tracking[backend])}")
+    if "pytorch" in models:  # the reference mask path, which the fast one must track as well as
+        case = {"kind": "tracking", "model": models["pytorch"], "imgsz": run.imgsz, "seed": TRACK_SEED}
+        case |= {"frames": run.args.track_frames, "fast_masks": False}
+        results.tracking[PLAIN_MASKS] = _case(case, run.video)
+        _say(f"tracking {PLAIN_MASKS}: {json.dumps(results.tracking[PLAIN_MASKS])}")
+
+
+def _measure_occlusion(run: _Run) -> None:
+    case = {"kind": "occlusion", "model": str(run.model_path), "imgsz": run.imgsz, "seeds": list(OCCLUSION_SEEDS)}
+    case |= {"frames": run.args.track_frames, "cost_scene": TRACKER_COST_SCENE, "cost_start": BUSY_START}
+    case |= {"cost_imgsz": BUSY_IMGSZ, "cost_frames": run.args.busy_frames}
+    run.results.occlusion = _case(case, run.video)
+    _say(f"occlusion: {json.dumps(run.results.occlusion['cost_ms'])}")
+
+
+def _measure_analytics(run: _Run) -> None:
+    from tools.analytics_report import DWELL_TOLERANCE_S, FRAMES, SEEDS
+
+    frames = QUICK_ANALYTICS_FRAMES if run.args.quick else FRAMES
+    case = {"kind": "analytics", "model": str(run.model_path), "seeds": list(SEEDS), "frames": frames}
+    run.results.analytics = _case(case | {"dwell_tolerance_s": DWELL_TOLERANCE_S}, run.video)
+    _say(f"analytics: {json.dumps(run.results.analytics['seeds'])}")
+
+
+def _measure_masks(run: _Run) -> None:
+    from server.scene import Scene
+
+    busy_frames = QUICK_VIDEO_FRAMES if run.args.quick else BUSY_VIDEO_FRAMES
+    name = f"busy-{BUSY_SCENE['seed']}-{BUSY_START}-{busy_frames}.mp4"
+    busy = _cached_video(run.args.cache / name, Scene(**BUSY_SCENE), busy_frames, BUSY_START)
+    models = _backend_models(run.args.backends, run.model_path, BUSY_IMGSZ, run.results, ["masks"])
+    for backend, model in models.items():
+        run.results.masks[backend] = _mask_paths(model, busy, run.args)
+        _say(f"masks {backend}: {json.dumps(run.results.masks[backend])}")
+
+
+def _measure_multistream(run: _Run) -> None:
+    args = run.args
+    backends = [backend for backend in args.backends if backend in args.multistream_backends]
+    for backend, model in _backend_models(backends, run.model_path, run.imgsz, run.results, ["multistream"]).items():
+        # Rounds that alternate which goes first: one pair in a fixed order differed by 2x on the same work.
+        for streams, round_ in itertools.product(args.stream_counts, range(args.rounds)):
+            for max_batch in (8, 1) if round_ % 2 == 0 else (1, 8):
+                case = {"kind": "segcast", "model": model, "imgsz": run.imgsz, "streams": streams}
+                case |= {"max_batch": max_batch, "annotated": False, "frames": args.stream_frames * streams}
+                out = _case(case, run.video)
+                measured = {"backend": backend, "streams": streams, "max_batch": max_batch, "round": round_}
+                run.results.multistream.append(measured | out)
+                _say(f"multi-stream {backend} {streams} x batch {max_batch}, round {round_}: {out['fps']:.1f} fps")
+
+
+def _measure_latency(run: _Run) -> None:
+    for streams, seconds in ((1, run.args.latency_s), (4, run.args.memory_s)):
+        measured = latency_run(str(run.model_path), run.video, streams, run.imgsz, seconds)
+        run.results.latency.append(measured)
+        figures = f"p50 {measured.p50_ms:.0f} ms, p95 {measured.p95_ms:.0f} ms, flat {measured.flat}"
+        _say(f"latency {streams} streams: {figures}")
+
+
+def _measure_fanout(run: _Run) -> None:
+    run.results.fanout = fanout_run(
+        str(run.model_path), run.video, list(run.args.viewers), run.imgsz, run.args.fanout_s
+    )
+    for point in run.results.fanout:
+        _say(f"fan-out {point.viewers} viewers: {json.dumps(asdict(point))}")
+
+
+def _measure_scaleout(run: _Run) -> None:
+    """The scale-out figures on their own page beside --out; none written where the section was skipped, so
+    that a machine without Triton never replaces a page of figures with one saying it had none."""
+    from bench.scaleout import run_scaleout, write_scaleout_report
+
+    args = run.args
+    scaleout = run_scaleout(
+        run.model_path,
+        run.video,
+        run.imgsz,
+        args.cache,
+        rounds=args.rounds,
+        frames=args.frames,
+        seconds=args.scaleout_s,
+        case=_case,
+    )
+    page = args.out.with_name(SCALEOUT_PAGE)
+    if scaleout.skipped:
+        _say(f"scale-out skipped, {page} not written: {scaleout.skipped}")
+        return
+    print(write_scaleout_report(scaleout, page, run.results.settings["command"], args.quick))
+    _say(f"wrote {page}")
+
+
+#: Each section's measurement, run in the order of `SECTIONS`.
+MEASURES: dict[str, Callable[[_Run], None]] = {
+    "throughput": _measure_throughput,
+    "tracking": _measure_tracking,
+    "occlusion": _measure_occlusion,
+    "analytics": _measure_analytics,
+    "masks": _measure_masks,
+    "multistream": _measure_multistream,
+    "latency": _measure_latency,
+    "fanout": _measure_fanout,
+    "scaleout": _measure_scaleout,
+}
+
+
+def _error_text(exc: Exception) -> str:
+    """What the page shows of a section's error: its first line and its last (where a case's stderr ends)."""
+    lines = f"{type(exc).__name__}: {exc}".splitlines()
+    return "\n".join(lines if len(lines) <= ERROR_LINES else [lines[0], "...", *lines[2 - ERROR_LINES :]])
 
 
 def load_results(path: Path) -> Results:
@@ -288,6 +395,8 @@ def load_results(path: Path) -> Results:
         LatencyRun(**{**run, **{key: [tuple(p) for p in run[key]] for key in series}}) for run in data["latency"]
     ]
     data["fanout"] = [FanoutPoint(**point) for point in data["fanout"]]
+    if "skipped_backends" in data:  # a run saved before skips were kept per section: only throughput showed them
+        data["skipped"] = {"throughput": data.pop("skipped_backends")}
     return Results(**data)
 
 
@@ -395,27 +504,32 @@ def _mask_paths(model: str, video: Path, args: argparse.Namespace) -> dict[str, 
     }
 
 
-def _backend_models(args: argparse.Namespace, model_path: Path, imgsz: int, results: Results) -> dict[str, str]:
-    """The model file of each backend asked for, exporting (once per model content and size) as needed."""
+def _backend_models(
+    backends: Iterable[str], model_path: Path, imgsz: int, results: Results, sections: list[str]
+) -> dict[str, str]:
+    """The model file of each of ``backends``, exporting (once per model content and size) as needed; a
+    backend that cannot run is recorded as skipped in each of ``sections``, and said on stderr."""
     from server.inference.export import ExportError, Progress, export_model, missing_packages, output_name
 
     models: dict[str, str] = {}
-    for backend in args.backends:
+    for backend in backends:
         if backend == "pytorch":
             models[backend] = str(model_path)
             continue
         missing = missing_packages(backend)
-        if missing:
-            results.skipped_backends[backend] = f"not installed ({', '.join(missing)}): pip install '.[{backend}]'"
-            continue
+        reason = f"not installed ({', '.join(missing)}): pip install '.[{backend}]'" if missing else None
         folder = model_path.parent / f"imgsz-{imgsz}"
         target = folder / output_name(model_path, backend)
-        if not target.exists():
+        if reason is None and not target.exists():
             try:
                 export_model(str(model_path), backend, folder, imgsz, Progress(3))
             except ExportError as exc:
-                results.skipped_backends[backend] = f"export failed: {exc}"
-                continue
+                reason = f"export failed: {exc}"
+        if reason is not None:
+            for section in sections:
+                results.skipped.setdefault(section, {})[backend] = reason
+            _say(f"{', '.join(sections)}: {backend} skipped: {reason}")
+            continue
         models[backend] = str(target)
     return models
 
@@ -476,7 +590,8 @@ def _load() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()]
 
 
-def _settings(args: argparse.Namespace, model_path: Path, imgsz: int) -> dict[str, Any]:
+def _settings(args: argparse.Namespace, argv: list[str], model_path: Path, imgsz: int) -> dict[str, Any]:
+    """What the page says of the run; ``argv``, the arguments `main` was given, make its command."""
     from bench.seed_loop import WARMUP_FRAMES
 
     return {
@@ -497,7 +612,7 @@ def _settings(args: argparse.Namespace, model_path: Path, imgsz: int) -> dict[st
         "busy_video": f"generated scene, seed {BUSY_SCENE['seed']}, {BUSY_SCENE['width']}x{BUSY_SCENE['height']} "
         f"H.264 at 15 fps, {BUSY_SCENE['objects_per_period']} objects per 30 s",
         "video": f"generated scene, seed {VIDEO_SEED}, 640x384 H.264 at 15 fps",
-        "command": " ".join(["python -m bench", *_without_out(sys.argv[1:])]),
+        "command": " ".join(["python -m bench", *_without_out(argv)]),
         "compared": _compared_settings(),
     }
 

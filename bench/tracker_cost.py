@@ -17,7 +17,7 @@ import platform
 from pathlib import Path
 
 from bench.case import COST_ROUNDS
-from bench.run import BUSY_IMGSZ, BUSY_START, TRACKER_COST_SCENE
+from bench.run import BUSY_IMGSZ, BUSY_START, TRACKER_COST_SCENE, positive_int
 
 BASELINE = "bytetrack"
 
@@ -31,7 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.tracker_cost", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="bundled")
     parser.add_argument("--trackers", default=",".join(tracker_kinds()), help="comma-separated; bytetrack is added")
-    parser.add_argument("--frames", type=int, default=100)
+    parser.add_argument("--frames", type=positive_int, default=100, help="frames timed per round (1 or more)")
     args = parser.parse_args()
     kinds = dict.fromkeys([*args.trackers.split(","), BASELINE])
     options = {k: StreamOptions.from_mapping({"imgsz": BUSY_IMGSZ, "tracker": k}) for k in kinds}
