@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Sequence
 from typing import Any
 
 CAMERA_FPS = 15.0  # the rate docs/scaling.md's capacity goal is stated for
@@ -65,7 +66,7 @@ def measure(
     return rows
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.gpu_capacity", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="bundled")
     parser.add_argument("--device", default="cuda:0", help="cpu checks the script itself")
@@ -73,14 +74,27 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=384)
     parser.add_argument("--batches", default="1,2,4,8,16,32,64")
     parser.add_argument("--precisions", default="fp32,fp16")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    try:
+        batches = [int(b) for b in args.batches.split(",")]
+    except ValueError:
+        parser.error(f"--batches {args.batches}: give batch sizes separated by commas, e.g. 1,2,4")
+    if min(batches) < 1:
+        parser.error(f"--batches {args.batches}: a batch holds at least one image")
+    precisions = args.precisions.split(",")
+    if unknown := set(precisions) - {"fp32", "fp16"}:
+        parser.error(f"--precisions {args.precisions}: {', '.join(sorted(unknown))} is not fp32 or fp16")
     import torch
 
-    batches = [int(b) for b in args.batches.split(",")]
-    gpu = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else args.device
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as exc:
+        parser.error(f"--device {args.device}: {exc}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: PyTorch sees no CUDA device here (--device cpu checks the script)")
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else args.device
     result: dict[str, Any] = {"gpu": gpu, "torch": torch.__version__}
     result |= {"model": args.model, "input": f"{args.width}x{args.height}"}
-    precisions = args.precisions.split(",")
     for precision in precisions:
         half = precision == "fp16"
         rows = measure(args.model, args.device, args.width, args.height, batches, half)

@@ -1,5 +1,5 @@
-"""tools/track_report.py and tools/analytics_report.py: they run as the README has them, and bad input
-ends with one line naming the flag, no traceback."""
+"""tools/track_report.py and tools/analytics_report.py (and bench.gpu_capacity): they run as the
+README has them, and bad input ends with one line naming the flag, no traceback."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bench import gpu_capacity
 from tools import analytics_report, track_report, train_model
 
 Main = Callable[[Sequence[str] | None], None]
@@ -38,6 +39,9 @@ AS_IF_NOT_INSTALLED = (
         (analytics_report.main, ["--frames", "0"], "argument --frames: '0': must be 1 or more"),
         (analytics_report.main, ["--seed", "-1"], "argument --seed: '-1': must be 0 or more"),
         (analytics_report.main, ["--imgsz", "0"], "imgsz: expected pixels from 32 to 4096, got 0"),
+        (gpu_capacity.main, ["--batches", "1,x"], "--batches 1,x: give batch sizes separated by commas"),
+        (gpu_capacity.main, ["--batches", "0,8"], "--batches 0,8: a batch holds at least one image"),
+        (gpu_capacity.main, ["--precisions", "fp8"], "--precisions fp8: fp8 is not fp32 or fp16"),
     ],
 )
 def test_bad_input_ends_with_one_error_line_and_status_2(
@@ -50,6 +54,20 @@ def test_bad_input_ends_with_one_error_line_and_status_2(
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert "error: " in err.splitlines()[-1] and says in err.splitlines()[-1], err
+
+
+def test_gpu_capacity_on_a_machine_without_a_gpu_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    """It ended in torch's traceback about the NVIDIA driver."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    with pytest.raises(SystemExit) as exited:
+        gpu_capacity.main([])
+
+    assert exited.value.code == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert "--device cuda:0: PyTorch sees no CUDA device here (--device cpu checks the script)" in last
 
 
 @pytest.mark.parametrize("tool", ["track_report", "analytics_report", "train_model"])
