@@ -27,6 +27,7 @@ from aiohttp.test_utils import TestClient
 from server.app import create_app
 from server.config import Settings
 from server.events import history as history_module
+from server.events import retention as retention_module
 from server.events.api import event_outputs_key
 from server.events.config import EventsSettings, HistorySettings
 from server.events.counts import Counts
@@ -255,7 +256,7 @@ async def test_age_retention_gives_the_space_back(tmp_path: Path) -> None:
 async def test_events_that_grow_old_while_none_arrive_are_deleted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(history_module, "AGE_PRUNE_INTERVAL_S", 0.05)
+    monkeypatch.setattr(retention_module, "AGE_PRUNE_INTERVAL_S", 0.05)
     path = tmp_path / "events.db"
     outputs = EventOutputs(EventsSettings(history=HistorySettings(path, max_age_days=1)))
     await outputs.start()
@@ -282,7 +283,7 @@ async def test_events_that_grow_old_while_none_arrive_are_deleted(
 async def test_a_failed_retention_costs_no_stored_event(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(history_module, "AGE_PRUNE_INTERVAL_S", 0.0)  # age retention after every write
+    monkeypatch.setattr(retention_module, "AGE_PRUNE_INTERVAL_S", 0.0)  # age retention after every write
     path = tmp_path / "events.db"
     outputs = EventOutputs(EventsSettings(history=HistorySettings(path, max_age_days=1)))
     await outputs.start()
@@ -614,7 +615,7 @@ async def test_a_write_that_keeps_failing_is_logged_once_a_while_and_the_state_s
 
 async def test_age_retention_goes_on_while_writes_fail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Age retention needed the connection a failed write had closed: it stopped until a batch came."""
-    monkeypatch.setattr(history_module, "AGE_PRUNE_INTERVAL_S", 0.05)
+    monkeypatch.setattr(retention_module, "AGE_PRUNE_INTERVAL_S", 0.05)
     path = tmp_path / "events.db"
     outputs = EventOutputs(EventsSettings(history=HistorySettings(path, max_age_days=1)))
     await outputs.start()
@@ -647,7 +648,7 @@ async def test_a_max_mb_bigger_than_the_disk_is_told_at_start(
     """A history whose max_mb its disk could not hold filled the disk and stopped writing, and nothing
     had said that max_mb was too big. The disk has 50 MB free here (a pretend reading: a small file
     system needs privileges CI does not have)."""
-    monkeypatch.setattr(history_module, "_free_bytes", lambda _: 50 * history_module.MB, raising=False)
+    monkeypatch.setattr(retention_module, "_free_bytes", lambda _: 50 * retention_module.MB)
     for max_mb in (100.0, 40.0):
         outputs = EventOutputs(EventsSettings(history=HistorySettings(tmp_path / "events.db", max_mb=max_mb)))
         await outputs.start()
@@ -668,11 +669,11 @@ def test_free_space_is_read_on_the_history_file_itself(tmp_path: Path, monkeypat
         asked.append(str(path))
         return statvfs(path)
 
-    monkeypatch.setattr(history_module.os, "statvfs", recorded)
+    monkeypatch.setattr(retention_module.os, "statvfs", recorded)
     path = tmp_path / "events.db"
-    history_module._free_bytes(path)
+    retention_module._free_bytes(path)
     path.touch()
-    history_module._free_bytes(path)
+    retention_module._free_bytes(path)
     assert asked == [str(tmp_path), str(path)]
 
 
@@ -700,7 +701,7 @@ async def test_a_retention_step_that_keeps_failing_leaves_the_state_and_is_logge
         return connect(*args, **kwargs)
 
     monkeypatch.setattr(history_module.sqlite3, "connect", refusing)
-    monkeypatch.setattr(history_module, "WAL_MAX_BYTES", 0)  # every write's log outgrows its share
+    monkeypatch.setattr(retention_module, "WAL_MAX_BYTES", 0)  # every write's log outgrows its share
     path = tmp_path / "events.db"
     outputs = EventOutputs(EventsSettings(history=HistorySettings(path)))
     await outputs.start()
@@ -865,7 +866,7 @@ async def test_retention_that_keeps_failing_is_counted_in_metrics_and_the_api(
 ) -> None:
     """A history that cannot delete old events fills its disk while its state says ok (every event is
     stored): the failures were only in the log, nothing to alert on."""
-    monkeypatch.setattr(history_module, "AGE_PRUNE_INTERVAL_S", 0.0)  # age retention after every write
+    monkeypatch.setattr(retention_module, "AGE_PRUNE_INTERVAL_S", 0.0)  # age retention after every write
     path = tmp_path / "events.db"
     events = EventsSettings(history=HistorySettings(path, max_age_days=1))
     client = await aiohttp_client(create_app(Settings(model=str(BUNDLED_MODEL), events=events)))

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from server.events import history as history_module
+from server.events import retention as retention_module
 from server.events.config import EventsSettings, HistorySettings
 from server.events.outputs import EventOutputs
 from server.events.sink import SinkState
@@ -129,7 +130,7 @@ async def test_lowering_max_mb_prunes_without_a_log_as_big_as_the_excess(
         await eventually(pruned, what="the history to be pruned down to 1 MB")
     finally:
         await outputs.stop()
-    assert Measured.peak <= before + history_module.WAL_SHARE * MB, f"{(Measured.peak - before) / MB:.2f} MB more"
+    assert Measured.peak <= before + retention_module.WAL_SHARE * MB, f"{(Measured.peak - before) / MB:.2f} MB more"
 
 
 async def test_opening_an_existing_history_writes_nothing(tmp_path: Path) -> None:

@@ -6,19 +6,18 @@ was handed over: see `server.events.snapshot`; a few kB and a few ms, never on t
 them a batch per transaction. The queue is bounded twice: by events (``queue``) and by the bytes
 their pictures hold (`QUEUED_PICTURES_MAX_BYTES`). The file is in WAL mode, so the API's readers
 (each query on its own short connection, on the history's own reader threads) never wait for the
-writer, nor it for them, and a slow query delays no other work of the loop's executor. Retention
-deletes by size (checked after each write and at each open) and by age every `AGE_PRUNE_INTERVAL_S`,
-events arriving or not, written or not: the oldest events a chunk at a time, between batches, the
-file shrinking with ``auto_vacuum = INCREMENTAL`` and the log emptied after each chunk, so a prune
-never needs more disk than the history already takes (`PRUNE_CHUNK_SHARE`). A locked database, a read-only
-file or a full disk costs the batch being written, is counted and logged (the same error again at
-most once per `DROP_LOG_INTERVAL_S`, saying how many events it cost), and the next batch tries again:
-the pipeline never notices. Size is bounded by ``max_mb`` alone: the history does not guess what
-else the disk will hold. A disk that fills costs every batch until space is freed, so where
-``max_mb`` is more than the disk has for the history, the first open says so (`HistorySink._check_room`).
-Retention that fails costs nothing stored and leaves the state as the writes make it: it is logged,
-naming the step that failed, at most once per `DROP_LOG_INTERVAL_S` with how often it failed since,
-so a nearly full disk where writes work and the log's checkpoint does not says so once a while.
+writer, nor it for them, and a slow query delays no other work of the loop's executor. Retention,
+by size and by age, runs on the writer thread between batches (`server.events.retention`).
+
+A locked database, a read-only file or a full disk costs the batch being written, is counted and
+logged (the same error again at most once per `DROP_LOG_INTERVAL_S`, saying how many events it
+cost), and the next batch tries again: the pipeline never notices. Size is bounded by ``max_mb``
+alone: the history does not guess what else the disk will hold. A disk that fills costs every batch
+until space is freed, so where ``max_mb`` is more than the disk has for the history, the first open
+says so (`Retention.check_room`). A file on a read-only file system (ext4 remounts so after disk
+errors) is still read (`HistorySink._reader`), and the writes' error says why they fail. A read that
+finds the file damaged is counted and named (`HistorySink.health`): every query reaching those
+pages fails until the file is recovered, which is something to alert on.
 
 At shutdown the writer stores what is queued for up to `DRAIN_TIMEOUT_S`, like the network outputs,
 then finishes the batch in hand and ends; what is left is dropped, counted and logged. `stop`
@@ -49,6 +48,7 @@ import cv2
 
 from server.events.config import HistorySettings
 from server.events.counts import Counts
+from server.events.retention import Retention, transaction
 from server.events.sink import (
     DRAIN_TIMEOUT_S,
     DROP_LOG_INTERVAL_S,
@@ -78,30 +78,16 @@ QUEUED_PICTURES_MAX_BYTES = 256 * 1024 * 1024
 #: Threads the API's reads run on: a few, each query a page at most, so pages never queue behind
 #: snapshot encodings or stream changes in the loop's default executor, nor those behind pages.
 READ_THREADS = 2
-AGE_PRUNE_INTERVAL_S = 60.0
-MB = 1024 * 1024
-#: Size retention deletes down to this share of ``max_mb``, so it does not run after every insert.
-SIZE_PRUNE_TARGET = 0.9
-#: Of ``max_mb``, what SQLite's write-ahead log (the ``-wal`` file beside the history) may hold (4 MB
-#: at most, SQLite's own default checkpoint). A batch is written a group of events at a time, their
-#: data and snapshots a quarter of that at most (`WRITE_GROUP_SHARE`: in pages, with their indexes,
-#: up to about twice that), and the log is copied into the file and emptied once past half of it.
-#: Copying grows the file by up to what the log holds before the log is
-#: emptied, so the events get ``max_mb`` less twice the log's share: the two files together stay
-#: within ``max_mb`` after writes and during prunes alike (but SQLite's 32 kB ``-shm`` beside them).
-WAL_SHARE = 0.1
-WAL_MAX_BYTES = 4 * 1024 * 1024
-WRITE_GROUP_SHARE = 0.25
-#: A prune deletes the oldest events a chunk at a time, each holding this share of the log's allowance
-#: (`WAL_SHARE`), gives their pages back and empties the log before the next chunk. Giving back N
-#: pages moves up to N pages from the end of the file into the log, and the file only shrinks when the
-#: log is copied back: one transaction for a whole prune grew the log by as much as it deleted (a tenth
-#: of ``max_mb``, or all of a lowered ``max_mb``'s excess) and filled disks that held ``max_mb``.
-PRUNE_CHUNK_SHARE = 0.25
-#: How long the writer prunes before it takes the next batch: a prune of gigabytes (``max_mb`` or
-#: ``max_age_days`` lowered) goes on between batches instead of holding them back for seconds.
-PRUNE_SLICE_S = 0.05
-AUTO_VACUUM_INCREMENTAL = 2  # what ``PRAGMA auto_vacuum`` reads on a file that gives space back
+#: What ``PRAGMA auto_vacuum`` reads on a file that gives space back: retention's pruning relies on it.
+AUTO_VACUUM_INCREMENTAL = 2
+#: SQLite's result codes for a file whose pages are not what they should be (damaged mid-way, overwritten,
+#: not a database at all): unlike a busy or locked file, every read that reaches them fails again.
+DAMAGED_FILE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+#: What a write's or a read's error adds on a read-only file system, where SQLite says only "unable to
+#: open database file" or "attempt to write a readonly database".
+READ_ONLY_HINT = (
+    "it is on a read-only file system (ext4 remounts so after disk errors): check the disk, then remount it read-write"
+)
 MAX_PAGE = 1000
 #: A page bounded in time reads the events in that window through the time index and sorts them when
 #: the window holds fewer than this many (a recent window, or a short one: cheap either way); over a
@@ -177,14 +163,11 @@ class HistorySink:
         self._reads = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="event-history-read")
         self._db: sqlite3.Connection | None = None
         self._announced = False  # "storing events in" logged since the last open that failed
-        self._retention_failures = ThrottledCount()
-        self._retention_error = ""  # the last retention failure, for the line that tells the untold ones
-        self._retention_failed_total = 0  # every one, for /metrics (an int's += from one thread, read anywhere)
-        self._next_age_prune = 0.0
-        self._age_prune_due = False  # events older than max_age_days may be left to delete
-        self._size_prune_due = False  # the events use more than max_mb leaves them, or did and are not yet down
-        self._prune_pages = 1  # the next chunk's, doubling up to `PRUNE_CHUNK_SHARE`: see `_prune_chunk`
-        self._wal_bytes = min(WAL_MAX_BYTES, int(settings.max_mb * MB * WAL_SHARE))
+        self._retention = Retention(settings, NAME, log)  # the writer thread's alone
+        self._damage_lock = threading.Lock()  # the reader threads count into these
+        self._damaged_reads = 0
+        self._damage: tuple[str, float] | None = None  # the latest read that found the file damaged, and when
+        self._damage_untold = ThrottledCount()
         self._pictures_lock = threading.Lock()
         self._picture_bytes = 0  # of the queued events' pictures and the batch being written
         self._unpictured = 0  # events queued without their picture since the last report
@@ -254,9 +237,21 @@ class HistorySink:
             log.warning("%s: the writer is still storing its last batch after %.0f s", NAME, JOIN_TIMEOUT_S)
         # The writer takes no more events now, so what is queued is lost: counted here, on the loop, like every drop.
         self._tally.lose_at_shutdown(self._queue.qsize())
+        with self._damage_lock:
+            untold = self._damage_untold.take()
+        if untold and self._damage is not None:
+            log.error("%s: %s (again: %d failed read(s) since the last report)", NAME, self._damage[0], untold)
 
     def health(self) -> SinkHealth:
-        return replace(self._tally.health(), upkeep_failures=self._retention_failed_total)
+        """The writes' state and counts. ``upkeep_failures`` counts what failed that cost no event to write:
+        retention's steps, and reads that found the file damaged (`DAMAGED_FILE_CODES`), whose reason is
+        ``last_error`` where it is the latest error. The state stays as the writes make it: new events
+        may still be stored while older pages cannot be read."""
+        health = replace(self._tally.health(), upkeep_failures=self._retention.failures + self._damaged_reads)
+        damage = self._damage
+        if damage is not None and (health.last_error_at is None or damage[1] >= health.last_error_at):
+            health = replace(health, last_error=damage[0], last_error_at=damage[1])
+        return health
 
     async def read_events(self, q: EventQuery) -> list[StoredEvent]:
         """`query`, on the history's reader threads. Raises sqlite3.Error, also once the history has stopped."""
@@ -277,7 +272,7 @@ class HistorySink:
     def query(self, q: EventQuery) -> list[StoredEvent]:
         """Stored events matching ``q``, newest first (oldest first with ``after``). Raises sqlite3.Error
         if the file cannot be read."""
-        with self._reader() as db:
+        with self._reading() as db:
             sql, args = select_events(q, by_time=few_in_window(db, q))
             # One past a page: the API asks for it to know whether another page follows.
             rows = db.execute(sql, [*args, min(q.limit, MAX_PAGE + 1)]).fetchall()
@@ -285,29 +280,71 @@ class HistorySink:
 
     def snapshot(self, event_id: int) -> bytes | None:
         """The JPEG stored with event ``event_id``; None if there is no such event or it has none."""
-        with self._reader() as db:
+        with self._reading() as db:
             row = db.execute("SELECT snapshot FROM events WHERE id = ?", (event_id,)).fetchone()
         return None if row is None or row[0] is None else bytes(row[0])
 
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """A read connection (`_reader`) for one query; a read that finds the file damaged is counted."""
+        try:
+            with self._reader() as db:
+                yield db
+        except sqlite3.DatabaseError as exc:
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF in DAMAGED_FILE_CODES:
+                self._read_damaged(exc)
+            raise
+
     def _reader(self) -> closing[sqlite3.Connection]:
-        if not self.settings.path.exists():
-            raise sqlite3.OperationalError(f"no history file at {self.settings.path} yet")
-        uri = f"{self.settings.path.as_uri()}?mode=ro"
-        return closing(sqlite3.connect(uri, uri=True, timeout=LOCK_TIMEOUT_S))
+        """A read-only connection of its own; raises sqlite3.Error.
+
+        A WAL file is read through its shared index (``-shm``), which SQLite makes, or opens for
+        writing, on the first read: on a read-only file system that fails unless it was left there.
+        There the file is read as immutable: nothing can change it meanwhile, and only the events of
+        a log left beside it without its index (a writer cut off) are missed. A read-only open that
+        fails on a file system that is not read-only (busy, locked, gone) fails: an immutable read
+        of a file being written could see pages half written.
+        """
+        path = self.settings.path
+        if not path.exists():
+            raise sqlite3.OperationalError(f"no history file at {path} yet")
+        db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=LOCK_TIMEOUT_S)
+        try:
+            db.execute("PRAGMA schema_version").fetchall()  # the first read: opens the shared index
+        except sqlite3.Error as exc:
+            db.close()
+            if not (isinstance(exc, sqlite3.OperationalError) and _on_read_only_file_system(path)):
+                raise
+            db = sqlite3.connect(f"{path.as_uri()}?mode=ro&immutable=1", uri=True)
+        return closing(db)
+
+    def _read_damaged(self, exc: sqlite3.Error) -> None:
+        """Count and log a read that found the file damaged: the first at once, then at most once per
+        `DROP_LOG_INTERVAL_S` with how many since (a viewer polling a damaged history would bury the log)."""
+        path = self.settings.path
+        reason = (
+            f"cannot read {path}: {exc}: the file is damaged; stop segcast, recover what it holds "
+            f"(sqlite3 {path.name} .recover | sqlite3 recovered.db) and put that in its place"
+        )
+        with self._damage_lock:
+            self._damaged_reads += 1
+            self._damage = (reason, time.time())
+            count = self._damage_untold.add(1, time.monotonic())
+        if count == 1:
+            log.error("%s: %s", NAME, reason)
+        elif count:
+            log.error("%s: %s (again: %d failed read(s) since the last report)", NAME, reason, count)
 
     # -- the writer thread --------------------------------------------------------------------------
 
     def _run(self) -> None:
         try:
             self._open()
-            self._check_room()
+            self._retention.check_room()
             while self._writing():
-                if time.monotonic() >= self._next_age_prune:
-                    self._next_age_prune = time.monotonic() + AGE_PRUNE_INTERVAL_S
-                    self._age_prune_due = True
-                pruning = self._age_prune_due or self._size_prune_due
+                pruning = self._retention.due()
                 if pruning:
-                    self._prune()
+                    self._retention.prune(self._open())
                 try:
                     first = self._queue.get(block=not pruning, timeout=IDLE_POLL_S)
                 except queue.Empty:
@@ -328,8 +365,7 @@ class HistorySink:
         finally:
             if self._db is not None:
                 self._db.close()
-            if untold := self._retention_failures.take():
-                log.error("%s: %s (again: %d failure(s) since the last report)", NAME, self._retention_error, untold)
+            self._retention.close()
 
     def _writing(self) -> bool:
         """Whether to take another batch: until `stop`, then while events are queued and the drain lasts.
@@ -368,13 +404,13 @@ class HistorySink:
                 db.execute("PRAGMA journal_mode = WAL")
                 db.execute("PRAGMA synchronous = NORMAL")
                 db.executescript(SCHEMA)
-                self._size_prune_due = self._over_max_mb(db)
+                self._retention.opened(db)
             except sqlite3.Error:
                 db.close()
                 raise
         except (sqlite3.Error, OSError) as exc:
             self._announced = False
-            self._tally.fail(f"cannot open {path}: {exc}", lost=losing)
+            self._tally.fail(f"cannot open {path}: {_reason(exc, path)}", lost=losing)
             return None
         if not self._announced:
             self._announced = True
@@ -385,167 +421,26 @@ class HistorySink:
         return db
 
     def _write(self, batch: list[OutEvent]) -> None:
-        """Store ``batch`` a group at a time (`WRITE_GROUP_SHARE`), each followed by size retention
-        and the log's checkpoint, so one batch of big snapshots does not outgrow the log's share."""
+        """Store ``batch`` a group at a time (`Retention.group_bytes`), each followed by size retention
+        and the log's checkpoint (`Retention.written`), so one batch of big snapshots does not outgrow
+        the log's share."""
         rows = [self._row(event) for event in batch]
         db = self._open(losing=len(batch))
         if db is None:
             return
         left = len(rows)
-        for group in _groups(rows, self._wal_bytes * WRITE_GROUP_SHARE):
+        for group in _groups(rows, self._retention.group_bytes):
             try:
-                with _transaction(db):
+                with transaction(db):
                     db.executemany(INSERT, group)
             except (sqlite3.Error, OSError) as exc:
-                self._tally.fail(f"cannot write to {self.settings.path}: {exc}", lost=left)
+                self._tally.fail(f"cannot write to {self.settings.path}: {_reason(exc, self.settings.path)}", lost=left)
                 db.close()  # reopened for the next batch: the file may have been replaced or repaired
                 self._db = None
                 return
             left -= len(group)
             self._tally.ok(len(group))
-            try:
-                self._size_prune_due = self._size_prune_due or self._over_max_mb(db)
-            except (sqlite3.Error, OSError) as exc:
-                self._retention_failed(f"cannot read the size of {self.settings.path}: {exc}")
-            if self._size_prune_due:
-                self._prune()  # before the checkpoint: the log's pages then land in space the prune freed
-            self._checkpoint_outgrown_log(db)
-
-    def _check_room(self) -> None:
-        """Warn, once at start, where ``max_mb`` is more than the disk has for the history: the file and
-        its log stay within ``max_mb`` together, pruning included (`WAL_SHARE`), so that is what it needs.
-
-        Such a history is no ring: it grows until the disk is full, and from then on every batch is
-        lost until space is freed. Deleting events to make room would guess what else the disk will
-        hold, and guessing wrong deletes the history; the user knows, so is told.
-        """
-        path = self.settings.path
-        try:
-            stored = _footprint_bytes(path)
-            free = _free_bytes(path)
-        except OSError:
-            return  # no folder yet: the open that failed has said why
-        if self.settings.max_mb * MB > stored + free:
-            log.warning(
-                "%s: [events.history] max_mb = %g is more than the disk holding %s has for it (%d MB free, "
-                "%d MB used by the history): when the disk fills, the history stops writing (writes resume once "
-                "space is freed); lower max_mb to keep it a ring of the newest events",
-                NAME,
-                self.settings.max_mb,
-                path,
-                free // MB,
-                stored // MB,
-            )
-
-    def _events_limit_bytes(self) -> float:
-        """What the events may use: ``max_mb`` less twice the write-ahead log's share (`WAL_SHARE`)."""
-        return self.settings.max_mb * MB - 2 * self._wal_bytes
-
-    def _over_max_mb(self, db: sqlite3.Connection) -> bool:
-        return _used_bytes(db) > self._events_limit_bytes()
-
-    def _prune(self) -> None:
-        """Prune what is due, a chunk at a time (`_prune_chunk`) for `PRUNE_SLICE_S` at most: the rest
-        after the next batch. By age first: what it deletes counts towards the size.
-
-        A failure costs no event (they are stored) and says nothing of the writes, so it leaves the
-        state alone: it is logged, naming the step (`_retention_failed`), and the prune is tried again
-        after the next write or open (size) or `AGE_PRUNE_INTERVAL_S` (age), not at once.
-        """
-        db = self._open()
-        if db is None:  # said so, as the writes' failure
-            self._age_prune_due = self._size_prune_due = False
-            return
-        cutoff = time.time() - self.settings.max_age_days * 86400
-        slice_ends = time.monotonic() + PRUNE_SLICE_S
-        try:
-            while self._age_prune_due or self._size_prune_due:
-                if self._age_prune_due:
-                    self._age_prune_due = self._prune_chunk(db, cutoff)
-                else:
-                    self._size_prune_due = self._prune_chunk(db, None)
-                if time.monotonic() >= slice_ends:
-                    break
-        except _RetentionFailed as failure:
-            self._age_prune_due = self._size_prune_due = False
-            self._retention_failed(str(failure))
-
-    def _prune_chunk(self, db: sqlite3.Connection, cutoff: float | None) -> bool:
-        """Delete the oldest events holding about one chunk (`PRUNE_CHUNK_SHARE`): those from before
-        ``cutoff`` (Unix seconds), or with None while the events use more than `_events_limit_bytes`
-        allows, down to `SIZE_PRUNE_TARGET` of it. Give that many pages back, empty the log; whether
-        there is more to do. Writes nothing where there is nothing to delete: a file that cannot be
-        written is not told so each minute. Raises `_RetentionFailed`, naming the step.
-        """
-        path = self.settings.path
-        page = _page_bytes(db)
-        # From one page, doubling: on a disk full but for a little, a small chunk fits in the log and
-        # what it frees makes room for the next.
-        chunk_pages = min(self._prune_pages, max(1, int(self._wal_bytes * PRUNE_CHUNK_SHARE) // page))
-        self._prune_pages = 1
-        target = self._events_limit_bytes() * SIZE_PRUNE_TARGET
-        try:
-            free_pages = _free_pages(db)
-            excess = chunk_pages * page if cutoff is not None else _used_bytes(db) - target
-            deleting = min(chunk_pages - free_pages, math.ceil(excess / page)) * page
-            last = _last_of_oldest(db, deleting, cutoff) if deleting > 0 else None
-            if last is None and free_pages == 0:
-                return False
-            if last is not None:
-                with _transaction(db):
-                    if cutoff is None:
-                        db.execute("DELETE FROM events WHERE id <= ?", (last,))
-                    else:
-                        db.execute("DELETE FROM events WHERE id <= ? AND time < ?", (last, cutoff))
-        except (sqlite3.Error, OSError) as exc:
-            raise _RetentionFailed(f"cannot delete old events from {path}: {exc}") from exc
-        try:  # executescript steps it to the end (execute() would free one page) and is outside a transaction here
-            db.executescript(f"PRAGMA incremental_vacuum({chunk_pages});")
-        except (sqlite3.Error, OSError) as exc:
-            raise _RetentionFailed(f"cannot give the space of deleted events in {path} back: {exc}") from exc
-        wal = path.with_name(path.name + "-wal")
-        try:
-            (busy, _, _) = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        except (sqlite3.Error, OSError) as exc:
-            raise _RetentionFailed(f"cannot copy the write-ahead log {wal.name} into {path}: {exc}") from exc
-        self._prune_pages = 2 * chunk_pages
-        if busy:  # a reader holds the log: let it finish, and the next slice empties it
-            return True
-        if _free_pages(db):
-            return True
-        if cutoff is None:
-            return _used_bytes(db) > target
-        return db.execute("SELECT 1 FROM events WHERE time < ? LIMIT 1", (cutoff,)).fetchone() is not None
-
-    def _checkpoint_outgrown_log(self, db: sqlite3.Connection) -> None:
-        """Empty the write-ahead log once past what leaves room for a group (`WAL_SHARE`); a failure is logged
-        (`_retention_failed`) and costs nothing stored."""
-        path = self.settings.path
-        wal = path.with_name(path.name + "-wal")
-        try:
-            outgrown = wal.exists() and wal.stat().st_size > self._wal_bytes / 2
-        except OSError:
-            outgrown = False  # gone meanwhile: emptied by another connection's checkpoint
-        if outgrown:
-            try:
-                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # a reader still at an older state can keep it
-            except (sqlite3.Error, OSError) as exc:
-                self._retention_failed(f"cannot copy the write-ahead log {wal.name} into {path}: {exc}")
-
-    def _retention_failed(self, reason: str) -> None:
-        """Log a retention step that failed: the first at once, then at most once per `DROP_LOG_INTERVAL_S`
-        (the latest, with how many failed since), whatever step; the rest when the writer ends.
-
-        On a nearly full disk each batch may be written and its checkpoint fail: a line a batch
-        would bury the log.
-        """
-        self._retention_error = reason
-        self._retention_failed_total += 1
-        count = self._retention_failures.add(1, time.monotonic())
-        if count == 1:
-            log.error("%s: %s", NAME, reason)
-        elif count:
-            log.error("%s: %s (again: %d failure(s) since the last report)", NAME, reason, count)
+            self._retention.written(db)
 
     def _row(self, event: OutEvent) -> tuple[object, ...]:
         data = event.data
@@ -631,19 +526,6 @@ def _time_index(q: EventQuery) -> str:
     return "events_time" if q.stream is None else "events_stream_time"
 
 
-@contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[None]:
-    """One explicit transaction on an autocommit connection, rolled back if the body raises."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-
-
 def _groups(rows: list[tuple[Any, ...]], max_bytes: float) -> Iterator[list[tuple[Any, ...]]]:
     """``rows`` in order, in groups whose data and snapshots hold ``max_bytes`` at most (one row at least)."""
     group: list[tuple[Any, ...]] = []
@@ -659,62 +541,19 @@ def _groups(rows: list[tuple[Any, ...]], max_bytes: float) -> Iterator[list[tupl
         yield group
 
 
-class _RetentionFailed(Exception):
-    """A retention step that failed; its message names the step, the file and SQLite's reason."""
+def _on_read_only_file_system(path: Path) -> bool:
+    """Whether the file system holding ``path`` (before the file exists, its folder) is mounted read-only;
+    False where it cannot say. Asked of the mount, not of SQLite's error, which is the same for a file
+    that is merely busy or missing its folder."""
+    try:
+        return bool(os.statvfs(path if path.exists() else path.parent).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
-def _last_of_oldest(db: sqlite3.Connection, nbytes: int, cutoff: float | None) -> int | None:
-    """The id up to which the oldest events (of those from before ``cutoff``, if given) hold about
-    ``nbytes`` of data and snapshots, one event at least; None if there is none.
-
-    Read in id order and stopped there (``+time`` keeps SQLite from the time index, whose rows it
-    would sort); the lengths come from the rows' headers, not their snapshots.
-    """
-    size = "length(data) + ifnull(length(snapshot), 0)"
-    if cutoff is None:
-        rows = db.execute(f"SELECT id, {size} FROM events ORDER BY id")
-    else:
-        rows = db.execute(f"SELECT id, {size} FROM events WHERE +time < ? ORDER BY id", (cutoff,))
-    last = None
-    held = 0
-    with closing(rows):
-        for event_id, event_bytes in rows:
-            last = event_id
-            held += event_bytes
-            if held >= nbytes:
-                break
-    return last
-
-
-def _footprint_bytes(path: Path) -> int:
-    """What the history's file and its write-ahead log take on disk."""
-    files = (path, path.with_name(path.name + "-wal"))
-    return sum(file.stat().st_size for file in files if file.exists())
-
-
-def _free_bytes(path: Path) -> int:
-    """What the file system holding the history has free for it (raises OSError if it cannot say).
-
-    Read on the file where it exists: one bind-mounted into a container lives on another file
-    system than its folder.
-    """
-    stats = os.statvfs(path if path.exists() else path.parent)
-    return stats.f_bavail * stats.f_frsize
-
-
-def _used_bytes(db: sqlite3.Connection) -> int:
-    (pages,) = db.execute("PRAGMA page_count").fetchone()
-    return int((pages - _free_pages(db)) * _page_bytes(db))
-
-
-def _free_pages(db: sqlite3.Connection) -> int:
-    (free,) = db.execute("PRAGMA freelist_count").fetchone()
-    return int(free)
-
-
-def _page_bytes(db: sqlite3.Connection) -> int:
-    (size,) = db.execute("PRAGMA page_size").fetchone()
-    return int(size)
+def _reason(exc: BaseException, path: Path) -> str:
+    """SQLite's reason for a failed open or write, and `READ_ONLY_HINT` where the file system is why."""
+    return f"{exc}: {READ_ONLY_HINT}" if _on_read_only_file_system(path) else str(exc)
 
 
 def _picture_bytes(event: OutEvent) -> int:

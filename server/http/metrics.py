@@ -189,7 +189,10 @@ def render_metrics(
             ("delivered", "Events an output delivered (stored, posted, published)."),
             ("dropped", "Events an output dropped: its queue was full, or they were left unsent at shutdown."),
             ("failed", "Events an output gave up on after an error (retries spent, database error)."),
-            ("upkeep_failures", "Upkeep steps an output failed that cost no event (history: deleting old events)."),
+            (
+                "upkeep_failures",
+                "Upkeep that failed and cost no event (history: deleting old events, reading a damaged file).",
+            ),
         ):
             family(
                 f"segcast_event_output_{suffix}_total",
