@@ -29,7 +29,7 @@ from typing import Any
 from bench.live import LatencyRun, latency_run, percentile
 from server.scene import Scene, write_h264
 
-VIDEO_FRAMES = 600  # 40 s of the scene, looped: as bench/run.py's video
+VIDEO_FRAMES = 600  # 40 s of the scene, looped: as bench/measures.py's video
 VIDEO_SEED = 3
 
 

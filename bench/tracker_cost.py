@@ -17,7 +17,8 @@ import platform
 from pathlib import Path
 
 from bench.case import COST_ROUNDS
-from bench.run import BUSY_IMGSZ, BUSY_START, TRACKER_COST_SCENE, positive_int
+from bench.measures import BUSY_IMGSZ, BUSY_START, TRACKER_COST_SCENE
+from bench.run import positive_int
 
 BASELINE = "bytetrack"
 

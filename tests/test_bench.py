@@ -157,6 +157,7 @@ def test_the_busy_scene_is_compared_as_the_throughput_section_is(
 ) -> None:
     """Both seed loops against segcast running the tracker both sides run, in rotating order, and each
     ratio taken within a round: its mean and spread, not the ratio of the mean fps."""
+    import bench.measures as measures
     import bench.run as run
     from bench.seed_loop import COMPARED_TRACKER
 
@@ -170,8 +171,8 @@ def test_the_busy_scene_is_compared_as_the_throughput_section_is(
         sides.append(str(side))
         return {"fps": fps[str(side)][(len(calls) - 1) // 4]}
 
-    monkeypatch.setattr(run, "_case", case)
-    masks = run._mask_paths("model.xml", tmp_path / "busy.mp4", SimpleNamespace(rounds=2, busy_frames=10))
+    monkeypatch.setattr(measures, "_case", case)
+    masks = measures._mask_paths("model.xml", tmp_path / "busy.mp4", SimpleNamespace(rounds=2, busy_frames=10))
 
     # Who goes first changes, and so does the order of any two sides (plain and fast masks too).
     assert sides[:4] == ["as_written", "like_for_like", "plain", "fast"]

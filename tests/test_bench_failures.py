@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import bench.measures as measures
 import bench.run as run
 from bench.run import LAST_RUN, Results, main
 
@@ -20,7 +21,7 @@ def test_a_failed_section_keeps_the_others_figures_and_the_page_names_it(
             raise RuntimeError("benchmark case tracking failed:\nModuleNotFoundError: No module named 'motmetrics'")
         return {"fps": 10.0, "forward_ms": 50.0}
 
-    monkeypatch.setattr(run, "_case", case)
+    monkeypatch.setattr(measures, "_case", case)
     out = tmp_path / "page" / "benchmarks.md"
     argv = ["--quick", "--only", "throughput,tracking", "--backends", "pytorch", "--cache", str(tmp_path)]
 
@@ -86,7 +87,7 @@ def test_a_missing_backend_is_said_in_the_sections_that_asked_for_it_only(
     monkeypatch.setattr(export, "missing_packages", lambda fmt: ["openvino"] if fmt == "openvino" else [])
     results = Results()
 
-    models = run._backend_models(["pytorch", "openvino"], tmp_path / "m.pt", 320, results, ["multistream"])
+    models = measures._backend_models(["pytorch", "openvino"], tmp_path / "m.pt", 320, results, ["multistream"])
 
     assert list(models) == ["pytorch"]
     assert "multistream: openvino skipped: not installed (openvino)" in capsys.readouterr().err
