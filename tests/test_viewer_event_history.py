@@ -7,11 +7,12 @@ the page can only know those events from the history API; the stream itself make
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ pytestmark = pytest.mark.timeout(120)
 
 STORED = 50  # two and a half pages of the list
 PAGE = 20  # the list's page (web/events.js)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def stored_events(path: Path) -> list[float]:
@@ -64,8 +66,14 @@ async def shown_times(page: Any, count: int) -> list[str]:
 
 
 def iso(when: float) -> str:
-    """``when`` as the page's Date.toISOString() writes it (milliseconds, Z)."""
-    return datetime.fromtimestamp(when, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """``when`` as the page's ``new Date(time * 1000).toISOString()`` writes it (milliseconds, Z).
+
+    JavaScript cuts the product to whole milliseconds; `datetime.fromtimestamp` rounds to microseconds
+    first, so a time a fraction of a microsecond short of a millisecond came out a millisecond later
+    (a test failed on it once in a few dozen runs)."""
+    milliseconds = math.floor(when * 1000)
+    at = EPOCH + timedelta(milliseconds=milliseconds)
+    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 async def test_the_event_list_shows_older_events_from_the_history_a_page_at_a_time(
