@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from server.app import create_app
@@ -23,13 +22,14 @@ from server.events.config import EventsSettings, HistorySettings, MqttSettings, 
 from server.events.history import EventQuery, HistorySink
 from server.events.outputs import EventOutputs
 from server.events.sink import SinkState
-from server.events.webhook import DELIVERY_HEADER, WebhookSink
+from server.events.webhook import WebhookSink
 from server.http.keys import hub_key
 from server.inference.models import BUNDLED_MODEL
 from server.sources.base import StreamState
 from tests.support.event_packets import with_counts, with_events
 from tests.support.mosquitto import Broker
 from tests.support.polling import eventually
+from tests.support.webhook_receiver import Receiver, serving
 from tests.test_events_mqtt import listening, on, retained_messages, running, state_is
 
 ClientFactory = Callable[..., Awaitable[TestClient]]
@@ -54,31 +54,10 @@ CREATE INDEX IF NOT EXISTS events_stream_type_id ON events (stream, type, id);
 """
 
 
-class Receiver:
-    """A webhook endpoint that answers ``statuses`` in turn, then 200; keeps every attempt's delivery id and body."""
-
-    def __init__(self, statuses: list[int] | None = None) -> None:
-        self.statuses = statuses or []
-        self.attempts: list[tuple[str | None, dict[str, Any]]] = []
-        self.url = ""
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.attempts.append((request.headers.get(DELIVERY_HEADER), json.loads(await request.read())))
-        return web.Response(status=self.statuses.pop(0) if self.statuses else 200)
-
-
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
-    receiver = Receiver()
-    app = web.Application()
-    app.router.add_post("/hook", receiver.handle)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    receiver.url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
-    yield receiver
-    await runner.cleanup()
+    async with serving() as receiver:
+        yield receiver
 
 
 def zone_enter(track_id: int, when: float) -> dict[str, Any]:
@@ -200,8 +179,8 @@ async def test_every_output_carries_one_id_per_event_the_same_in_each(
             await outputs.stop()
     stored = [row.data["event_id"] for row in reversed(history.query(EventQuery()))]
     assert len(set(stored)) == 2 and all(stored), "one id per event, though both are track 7's"
-    assert [delivery for delivery, _ in receiver.attempts] == [stored[0], stored[0], stored[1]]
-    assert [body["event_id"] for _, body in receiver.attempts] == [stored[0], stored[0], stored[1]]
+    assert [delivery for delivery, _ in receiver.requests] == [stored[0], stored[0], stored[1]]
+    assert [body["event_id"] for _, body in receiver.requests] == [stored[0], stored[0], stored[1]]
     assert [event["event_id"] for event in on(received, "segcast/cam/events/zone_enter")] == stored
 
 
@@ -299,4 +278,4 @@ async def test_an_error_the_output_recovered_from_is_told_with_when_it_happened(
     output = await eventually(recovered, what="the event delivered on its retry")
     assert output["state"] == "ok" and "HTTP 500" in output["last_error"]
     assert started <= output["last_error_at"] <= time.time()
-    assert len(receiver.attempts) == 2
+    assert receiver.attempts == 2

@@ -10,9 +10,7 @@ import json
 import logging
 import re
 import socket
-import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from email.utils import formatdate
 
 import pytest
@@ -23,59 +21,19 @@ from server.events.api import event_outputs_key, setup_events_api
 from server.events.config import EventsSettings, WebhookSettings
 from server.events.outputs import EventOutputs
 from server.events.sink import Backoff, SinkState
-from server.events.webhook import DELIVERY_HEADER, SIGNATURE_HEADER, WebhookSink, retry_after_s
+from server.events.webhook import WebhookSink, retry_after_s
 from tests.conftest import ClientFactory
 from tests.support.event_packets import frames_kept_after_offering, track_start, with_events
 from tests.support.polling import eventually
+from tests.support.webhook_receiver import Receiver, serving
 
 SECRET = "hook-secret"
 
 
-@dataclass
-class Receiver:
-    """A webhook endpoint that answers with ``statuses`` in turn (then 200), or never, while ``hang``.
-
-    A status other than 200 comes with ``Retry-After: <retry_after>`` when that is set.
-    """
-
-    url: str = ""
-    statuses: list[int] = field(default_factory=list)
-    retry_after: str | None = None
-    hang: bool = False
-    bodies: list[bytes] = field(default_factory=list)
-    signatures: list[str | None] = field(default_factory=list)
-    attempts: int = 0
-    attempted_at: list[float] = field(default_factory=list)  # time.monotonic() of each
-    deliveries: list[tuple[str | None, int]] = field(default_factory=list)  # of each: its delivery id, the event's id
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.attempts += 1
-        self.attempted_at.append(time.monotonic())
-        self.deliveries.append((request.headers.get(DELIVERY_HEADER), json.loads(await request.read())["id"]))
-        if self.hang:
-            await asyncio.Event().wait()
-        status = self.statuses.pop(0) if self.statuses else 200
-        if status == 200:
-            self.bodies.append(await request.read())
-            self.signatures.append(request.headers.get(SIGNATURE_HEADER))
-            return web.Response()
-        asking = {} if self.retry_after is None else {"Retry-After": self.retry_after}
-        return web.Response(status=status, headers=asking)
-
-
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
-    receiver = Receiver()
-    app = web.Application()
-    app.router.add_post("/hook", receiver.handle)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    receiver.url = f"http://127.0.0.1:{port}/hook"
-    yield receiver
-    await runner.cleanup()
+    async with serving() as receiver:
+        yield receiver
 
 
 async def running(settings: WebhookSettings) -> EventOutputs:
