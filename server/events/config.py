@@ -29,6 +29,8 @@ MAX_AGE_DAYS_RANGE = (0.01, 36500.0)  # 14 minutes to a century
 MAX_MB_RANGE = (1.0, 1e9)
 WEBHOOK_TIMEOUT_S_RANGE = (0.1, 600.0)
 TOPIC_PART = re.compile(r"^[A-Za-z0-9_/-]{1,128}$")
+#: One topic level that is also the start of Home Assistant's ids: no '/', which would be a level more.
+DISCOVERY_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 #: A host name's labels: letters (any script), digits, '-' and '_' (some local names have one).
 HOST_NAME = re.compile(r"^\w[\w-]*(\.[\w-]+)*\.?$")
 #: What TOML's basic strings must not hold as they are: the quote, the backslash and control characters.
@@ -48,6 +50,7 @@ MQTT_KEYS = (
     "topic_prefix",
     "discovery",
     "discovery_prefix",
+    "discovery_id",
     "queue",
 )
 
@@ -82,11 +85,23 @@ class MqttSettings:
     topic_prefix: str = "segcast"
     discovery: bool = True
     discovery_prefix: str = "homeassistant"
+    #: None: `effective_discovery_id`'s default, kept unwritten so the file saved follows ``topic_prefix``.
+    discovery_id: str | None = None
     queue: int = DEFAULT_QUEUE
 
     @property
     def effective_port(self) -> int:
         return self.port if self.port is not None else (8883 if self.tls else 1883)
+
+    @property
+    def effective_discovery_id(self) -> str:
+        """What Home Assistant's device and sensor ids are made from (and its discovery topics).
+
+        Not ``topic_prefix`` itself: that is each node's own, so a camera moved to another node, or a
+        box split into nodes, would be a new device there. Nodes of one fleet share this instead
+        (`segcast split` sets it); by default it is the prefix with ``/`` as ``_``, the ids of old.
+        """
+        return self.discovery_id or self.topic_prefix.replace("/", "_")
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +221,7 @@ def _mqtt(table: Mapping[str, Any], folder: Path) -> MqttSettings:
         topic_prefix=prefixes["topic_prefix"],
         discovery=_bool(table, "discovery", True, where),
         discovery_prefix=prefixes["discovery_prefix"],
+        discovery_id=_discovery_id(table, where),
         queue=_queue(table, where),
     )
 
@@ -274,6 +290,16 @@ def _topic(table: Mapping[str, Any], key: str, default: str, where: str) -> str:
     value = table.get(key, default)
     if not isinstance(value, str) or not TOPIC_PART.match(value) or value.startswith("/") or value.endswith("/"):
         raise ValueError(f"{where}.{key}: expected letters, digits, '_', '-' and inner '/', got {value!r}")
+    return value
+
+
+def _discovery_id(table: Mapping[str, Any], where: str) -> str | None:
+    value = table.get("discovery_id")
+    if value is not None and (not isinstance(value, str) or not DISCOVERY_ID.match(value)):
+        raise ValueError(
+            f"{where}.discovery_id: expected 1 to 128 letters, digits, '_' and '-' (no '/': it is one topic level"
+            f" and the start of Home Assistant's ids), got {value!r}"
+        )
     return value
 
 

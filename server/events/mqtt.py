@@ -1,7 +1,7 @@
 """MQTT: events and per-stream counts published to a broker, and Home Assistant discovery for the counts.
 
 Topics (``P`` is ``topic_prefix``, default ``segcast``; ``D`` is ``discovery_prefix``, default
-``homeassistant``):
+``homeassistant``; ``I`` is ``discovery_id``, default ``P`` with ``/`` as ``_``):
 
 - ``P/status``: ``online`` while connected, ``offline`` after (the broker sends it as our will if the
   connection dies), retained;
@@ -18,8 +18,9 @@ Topics (``P`` is ``topic_prefix``, default ``segcast``; ``D`` is ``discovery_pre
   outage never show as current. Each sensor needs both this and ``P/status`` online
   to be available (``availability_mode: all``), so Home Assistant does not show a camera that is
   down as an empty or still occupied zone;
-- ``D/sensor/<node>_<stream>/<count>/config``: retained discovery config of one sensor per count
-  (``node`` is the prefix with ``/`` as ``_``), published the first time a count is seen after
+- ``D/sensor/I_<stream>/<count>/config``: retained discovery config of one sensor per count, its
+  device ``I_<stream>`` and its id ``I_<stream>_<count>``, pointing at ``P/<stream>/counts`` and
+  ``P/<stream>/availability``; published the first time a count is seen after
   connecting, so counts added later (zones, lines) appear in Home Assistant by themselves. A count
   that goes away (its zone or line deleted) has its config cleared (an empty retained message, which
   Home Assistant takes as "remove this sensor"); a removed stream has all of them, its counts and its
@@ -34,6 +35,15 @@ Only the sensors this process announced are known: what the broker retains is no
 write-only account is sent nothing, and a broker with thousands of retained configs drops some), so
 a zone or stream deleted while segcast was stopped keeps its sensor until it is deleted in Home
 Assistant.
+
+Nodes of one fleet share ``I`` and each has its own ``P``: a camera keeps its device wherever it
+runs, and its config says which node's topics Home Assistant listens to. A node clears only configs
+it published, but it cannot tell whether another node has published the same one since (nothing is
+read back), so a camera moves in this order: removed from the old node first (done once its retained
+counts are gone from the broker), then added to the new one. Home Assistant then takes its sensors
+away and back under the same ids, and the new node's config is the one left retained; added first,
+the old node's removal would clear the new node's config, and the device would be gone until the
+new node connects again.
 
 One task owns the connection: it connects, publishes, and on any broker error waits (doubling up to
 `BACKOFF_MAX_S`) and connects again. Up to `WINDOW` publishes are on their way at once, in order
@@ -208,7 +218,7 @@ class MqttSink:
         self._closing = False  # set by `stop`
         self._delivery = DeliveryTask(self._run, self.name)
         self.status_topic = f"{settings.topic_prefix}/status"
-        self._node = settings.topic_prefix.replace("/", "_")
+        self._discovery_id = settings.effective_discovery_id
         #: The same on every connection, so the broker ends the one before when the next is made.
         self.client_id = settings.client_id or f"segcast{secrets.token_hex(CLIENT_ID_HEX // 2)}"
 
@@ -517,16 +527,21 @@ class MqttSink:
             _Message(self.availability_topic(stream_id), b"", True, stream_id, what, removal=True),
         ]
 
+    def _device_id(self, stream_id: str) -> str:
+        return f"{self._discovery_id}_{stream_id}"
+
     def discovery_topic(self, stream_id: str, name: str) -> str:
-        return f"{self.settings.discovery_prefix}/sensor/{self._node}_{stream_id}/{UNSAFE.sub('_', name)}/config"
+        return f"{self.settings.discovery_prefix}/sensor/{self._device_id(stream_id)}/{UNSAFE.sub('_', name)}/config"
 
     def discovery_config(self, stream_id: str, name: str) -> dict[str, object]:
         """Home Assistant's MQTT discovery payload for the sensor of count ``name`` of ``stream_id``.
 
         Available only while both segcast and the stream are online: a count of a camera that is
-        down is the last one seen, and must not pass for the scene now.
+        down is the last one seen, and must not pass for the scene now. The ids come from
+        ``discovery_id``, shared by a fleet's nodes, the topics from this node's ``topic_prefix``: the
+        node serving the camera now is the one Home Assistant listens to.
         """
-        device_id = f"{self._node}_{stream_id}"
+        device_id = self._device_id(stream_id)
         return {
             "name": count_label(name),
             "unique_id": f"{device_id}_{UNSAFE.sub('_', name)}",
