@@ -706,6 +706,30 @@ async def test_entrance_index_links_every_node(entrance: Entrance) -> None:
     ]
 
 
+@both_entrances
+async def test_a_single_boxs_old_paths_get_a_404_that_names_the_nodes(entrance: Entrance) -> None:
+    """After a split the box's address is the entrance's: its old API, /metrics and embed URLs get an
+    answer that says where the nodes are (JSON for clients and scrapers), not nginx's bare page."""
+    prefixes = list(entrance.nodes)
+    async with aiohttp.ClientSession() as session:
+        for path in ("/api/streams", "/api/events?after=41", "/api", "/metrics"):
+            async with session.get(f"{entrance.base_url}{path}") as response:
+                assert response.status == 404, path
+                assert response.content_type == "application/json", path
+                answer = await response.json()
+            assert answer["nodes"] == prefixes
+            assert f"{prefixes[0]}api/streams" in answer["error"]
+        for path in ("/embed/cam1", "/static/index.html?x=/a/b", "/cam1", "/all/api/streams"):
+            url = f"{entrance.base_url}{path}"
+            async with session.get(url) as response:
+                assert response.status == 404, path
+                assert response.content_type == "text/html", path
+                page = await response.text()
+            links = [urljoin(url, href) for href in re.findall(r'href="([^"]+)"', page)]
+            assert links == [f"{entrance.base_url}{prefix}" for prefix in prefixes] + [f"{entrance.base_url}/"], path
+    assert not any(node.asked for node in entrance.nodes.values()), "no node is asked for the box's old paths"
+
+
 async def all_cameras_link(session: aiohttp.ClientSession, base_url: str) -> str:
     """Where the entrance's index at ``base_url`` sends a person for All cameras."""
     async with session.get(f"{base_url}/") as response:

@@ -108,10 +108,16 @@ def test_what_must_differ_between_nodes_on_one_machine_does(config: Path) -> Non
     # On 127.0.0.1 at ports after the file's, every viewer allowed in from the entrance's one address.
     assert [(n["server"]["host"], n["server"]["port"]) for n in nodes] == [("127.0.0.1", p) for p in (8091, 8092, 8093)]
     assert {n["server"]["max_viewers_per_address"] for n in nodes} == {200}
-    # A history each, MQTT topics and client ids of their own.
-    assert [n["events"]["history"]["path"] for n in nodes] == [f"segcast-events.node-{i}.db" for i in (1, 2, 3)]
+    # A history each (node 1 goes on in the box's own), MQTT topics and client ids of their own.
+    assert [n["events"]["history"]["path"] for n in nodes] == [
+        "segcast-events.db",
+        "segcast-events.node-2.db",
+        "segcast-events.node-3.db",
+    ]
     assert [n["events"]["mqtt"]["topic_prefix"] for n in nodes] == [f"segcast/node-{i}" for i in (1, 2, 3)]
     assert [n["events"]["mqtt"]["client_id"] for n in nodes] == [f"box-node-{i}" for i in (1, 2, 3)]
+    # ... and the box's Home Assistant devices, wherever a camera runs.
+    assert [n["events"]["mqtt"]["discovery_id"] for n in nodes] == ["segcast"] * 3
     assert "127.0.0.1:8093" in split.entrance_text and "listen 127.0.0.1:8090;" in split.entrance_text
 
 
@@ -275,10 +281,101 @@ def test_files_already_there_are_kept_unless_forced(config: Path, capsys: pytest
     node = config.parent / "cams.node-2.toml"
     node.write_text(node.read_text() + "# saved by the node\n")
     assert main(["split", str(config), "--nodes", "2"]) == 2
-    assert "cams.node-1.toml is there already" in capsys.readouterr().err
+    refused = capsys.readouterr().err
+    for name in ("cams.node-1.toml", "cams.node-2.toml", "cams.nginx.conf"):  # every one, not the first
+        assert str(config.parent / name) in refused
+    assert "are there already" in refused
     assert node.read_text().endswith("# saved by the node\n")
     assert main(["split", str(config), "--nodes", "2", "--force"]) == 0
     assert not node.read_text().endswith("# saved by the node\n")
+
+
+def test_the_home_assistant_id_is_the_files_own_prefix_unless_it_names_one(config: Path) -> None:
+    """A camera keeps its Home Assistant device across a split and a move between nodes."""
+    config.write_text(CONFIG.replace('client_id = "box"', 'client_id = "box"\ntopic_prefix = "site/a"'))
+    nodes = [tomllib.loads(node.text)["events"]["mqtt"] for node in split_config(config, 2).nodes]
+    assert [(n["topic_prefix"], n["discovery_id"]) for n in nodes] == [
+        ("site/a/node-1", "site_a"),
+        ("site/a/node-2", "site_a"),
+    ]
+    config.write_text(CONFIG.replace('client_id = "box"', 'client_id = "box"\ndiscovery_id = "my_home"'))
+    assert {tomllib.loads(node.text)["events"]["mqtt"]["discovery_id"] for node in split_config(config, 2).nodes} == {
+        "my_home"
+    }
+
+
+def test_the_split_says_node_1_goes_on_in_the_boxs_event_history(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A client polling ``after=<last id>`` finds the ids going on in node 1's file, not a new one from 1."""
+    assert main(["split", str(config), "--nodes", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "node-1 goes on in the event history segcast-events.db (its event ids continue" in out
+    assert "; new ones for node-2, node-3" in out
+    assert load_config(config.parent / "cams.node-1.toml").events.history == load_config(config).events.history
+
+
+def test_a_resplit_is_refused_while_a_node_of_the_earlier_split_answers(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A running node keeps its cameras in memory: its file rewritten, it would still run those the new
+    split gives another node, and they would run twice."""
+    first = _free_ports(3)
+    assert main(["split", str(config), "--nodes", "2", "--first-port", str(first)]) == 0
+    before = {p.name: p.read_text() for p in config.parent.glob("cams.*") if p.is_file()}
+    with socket.socket() as node_2:  # node 2 of the first split, listening at its address
+        node_2.bind(("127.0.0.1", first + 1))
+        node_2.listen()
+        capsys.readouterr()
+        assert main(["split", str(config), "--nodes", "3", "--first-port", str(first), "--force"]) == 2
+        err = capsys.readouterr().err
+        assert f"a node of the earlier split is running (cams.node-2.toml at 127.0.0.1:{first + 1})" in err
+        assert "would run twice" in err and "stop the nodes first" in err
+        assert {p.name: p.read_text() for p in config.parent.glob("cams.*") if p.is_file()} == before, "nothing written"
+    assert main(["split", str(config), "--nodes", "3", "--first-port", str(first), "--force"]) == 0
+
+
+def test_a_forced_resplit_first_says_what_each_file_it_replaces_loses(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Cameras moved or added through a node's API, and settings saved with ?persist=1, are undone by
+    the source file: the split says so before it writes, and how to give a running entrance the new
+    config (starting a second one fails: its address is taken)."""
+    assert main(["split", str(config), "--nodes", "2"]) == 0  # node-1: door, gate; node-2: yard
+    node_1, node_2 = config.parent / "cams.node-1.toml", config.parent / "cams.node-2.toml"
+    one, two = tomllib.loads(node_1.read_text()), tomllib.loads(node_2.read_text())
+    gate = one["streams"].pop()  # gate moved to node 2 ...
+    two["streams"][0]["conf"] = 0.6  # ... yard's confidence saved there ...
+    two["streams"] += [gate, {"id": "shed", "uri": "scene:?seed=9"}]  # ... and a camera added there
+    node_1.write_text(toml_document(one))
+    node_2.write_text(toml_document(two))
+    capsys.readouterr()
+
+    assert main(["split", str(config), "--nodes", "3", "--force"]) == 0  # door; yard; gate
+    out = capsys.readouterr().out.splitlines()
+    wrote = next(i for i, line in enumerate(out) if line.startswith("wrote "))
+    assert out[:wrote] == [
+        "replacing the earlier split's node files; what changes in each (cams.toml wins):",
+        "  cams.node-1.toml: the same cameras",
+        "  cams.node-2.toml: loses gate (to node-3); loses shed (not in cams.toml: added through its API)",
+        "    yard: its conf saved here differ from cams.toml's: lost",
+    ]
+    reload = out.index(
+        "or, if the earlier split's entrance is running (a second start fails: Address already in use), reload it:"
+    )
+    start, command = shlex.split(out[reload - 1]), shlex.split(out[reload + 1])
+    assert command == [*start, "-s", "reload"]
+
+
+def test_splitting_a_node_file_warns_of_nested_names(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["split", str(config), "--nodes", "2"]) == 0
+    capsys.readouterr()
+    assert main(["split", str(config.parent / "cams.node-2.toml"), "--nodes", "1"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("segcast: warning: cams.node-2.toml looks like a node file of an earlier split")
+    assert "'segcast/node-2'" in err and "split the original file instead" in err
+    assert main(["split", str(config), "--nodes", "2", "--force"]) == 0
+    assert "warning" not in capsys.readouterr().err
 
 
 async def test_nodes_and_entrance_started_as_the_split_says_serve_their_cameras(

@@ -38,18 +38,33 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         split = split_config(args.config, args.nodes, args.first_port)
-        write_split(split, args.force)
+        for warning in split.warnings:
+            print(f"segcast: warning: {warning}", file=sys.stderr)
+        write_split(split, args.force, report=print)
     except (SplitError, ConfigError) as exc:
         print(f"segcast: {exc}", file=sys.stderr)
         return EXIT_STARTUP_ERROR
     for node in split.nodes:
         print(f"wrote {node.path} ({node.name}, 127.0.0.1:{node.port}): {', '.join(node.stream_ids)}")
     print(f"wrote {split.entrance_path} (the entrance, at {split.entrance.host}:{split.entrance.port})")
+    histories = [node for node in split.nodes if node.history is not None]
+    if histories:
+        others = ", ".join(node.name for node in histories[1:])
+        print(
+            f"{histories[0].name} goes on in the event history {histories[0].history} (its event ids continue; the "
+            "older events of cameras now on other nodes stay there, asked for with ?stream=)"
+            + (f"; new ones for {others}" if others else "")
+        )
     print("\nStart each node (with the same tokens in its environment, if they are not in the file):")
     for node in split.nodes:
         print(f"  segcast serve --config {shlex.quote(str(node.path.resolve()))}")
     scheme = "https" if split.entrance.tls_cert is not None else "http"
     print(f"and the entrance:\n  {shlex.join(split.entrance_command())}")
+    if split.entrance_path in split.existing:
+        print(
+            "or, if the earlier split's entrance is running (a second start fails: Address already in use), "
+            f"reload it:\n  {shlex.join(split.entrance_reload_command())}"
+        )
     print(f"which stops with:\n  {shlex.join(split.entrance_stop_command())}")
     host = split.entrance.host
     shown = "<this machine>" if host in ("0.0.0.0", "::") else f"[{host}]" if ":" in host else host

@@ -4,11 +4,14 @@ The same entrance as deploy/compose/nginx.conf, with the nodes at fixed local ad
 names Docker's DNS answers: a path per node with the prefix cut off (``/node-1/ws`` reaches node 1
 as ``/ws``), WebSockets and MJPEG passed on as they come, an index linking each node and All cameras
 (``web/fleet.html``, served by whichever node answers), a page of its own for a node that does not
-answer, and ``/healthz``. tests/test_deploy.py runs every entrance test on it in a real nginx.
+answer, ``/healthz``, and for any other path (a single box's ``/api/streams``, ``/metrics``,
+``/embed/cam1``, kept after a split) a 404 that lists the nodes' paths: JSON for the API and
+``/metrics``, a page otherwise. tests/test_deploy.py runs every entrance test on it in a real nginx.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +51,14 @@ def nginx_config(listen: Listen, node_ports: Sequence[int], source: str, state: 
     links = "\n".join(f'<li><a href="{name}/">{name}</a></li>' for name in names)
     servers = "\n".join(
         f"        server 127.0.0.1:{port} max_fails=1 fail_timeout={NODE_RETRY_S}s;" for port in node_ports
+    )
+    node_links = "\n".join(f'<li><a href="${{entrance_index}}{name}/">{name}</a></li>' for name in names)
+    not_here = json.dumps(  # no ' or $ in it: nginx would end the string or read a variable
+        {
+            "error": "this is the entrance of several segcast nodes: each node has its API under its own path "
+            f"(/{names[0]}/api/streams ...)",
+            "nodes": [f"/{name}/" for name in names],
+        }
     )
     locations = "\n\n".join(
         f"        location /{name}/ {{\n"
@@ -126,6 +137,25 @@ http {{
             return 200 "ok\\n";
         }}
 {_NOT_ANSWERING}
+        # Any other path (a single box's /api/streams, /metrics, /embed/cam1): where the nodes are,
+        # not nginx's bare 404. JSON for API clients and scrapers, a page for a person.
+        location ~ ^/(?:api(?:/|$)|metrics$) {{
+            default_type application/json;
+            return 404 '{not_here}\\n';
+        }}
+
+        location / {{
+            default_type text/html;
+            return 404 '<!doctype html><meta charset="utf-8"><title>segcast: no such page</title>
+<h1>No such page at this entrance</h1>
+<p>This is the entrance of several segcast nodes: each node has its pages and API under its own path.</p>
+<ul>
+{node_links}
+</ul>
+<p><a href="$entrance_index">Every node</a></p>
+';
+        }}
+
         # All cameras (web/fleet.html) from whichever node answers. Only /static/: an API call here
         # would land on any node.
         location /{ALL_NODES}/static/ {{

@@ -10,16 +10,24 @@ and what must differ between nodes on one machine:
   tokens (kept in the environment, and not exported for it) refuses to start, where it would have
   answered everyone the entrance lets in as if they were on this machine.
 - ``[events.history]``: a database file per node, as two processes would each apply their retention to
-  the other's events.
+  the other's events. Node 1 keeps the file's own, so its event ids go on where the single box's
+  stopped (a client polling ``after=<last id>`` misses nothing) and the older events of every camera
+  stay queryable there; the other nodes start files of their own.
 - ``[events.mqtt]``: a topic prefix per node (one node stopping would otherwise mark every node's Home
   Assistant sensors unavailable, docs/protocol.md), and a client id per node where one is set (a broker
-  drops the older of two connections with the same id).
+  drops the older of two connections with the same id). The Home Assistant ``discovery_id`` stays the
+  file's (made from its own prefix), so a camera keeps its device across a split and a move.
 
 Everything else is copied as the user wrote it. The files are written beside the original, so its
 relative paths (models, videos, certificates) mean the same in them. Nothing is written unless every
 node file loads as segcast would load it, and the entrance is held to the rule a single node is: it
 listens beyond this machine only with access tokens (the nodes behind it, on 127.0.0.1, ask for none
 of their own, so without tokens anyone reaching the entrance could change them).
+
+Splitting again over an earlier split's files (``--force``) is refused while any of its nodes answers:
+a node keeps its streams in memory, not in its file, so it would go on running cameras the new split
+gives another node. Before writing, it says what each file it replaces loses (cameras, and settings
+saved there through a node's API).
 """
 
 from __future__ import annotations
@@ -28,14 +36,15 @@ import copy
 import io
 import os
 import re
+import socket
 import stat
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from server.config import ConfigError, load_config, settings_from_mapping
+from server.config import ConfigError, StreamConfig, load_config, settings_from_mapping
 from server.delivery.viewer import ViewerLimits
 from server.deploy.entrance import Listen, nginx_config, node_name
 from server.events.config import DEFAULT_HISTORY_FILE, toml_string
@@ -49,7 +58,10 @@ PRIVILEGED_PORTS = 1024
 DEFAULT_FIRST_PORT = 8081
 #: More nodes than this on one machine is a typing error: four carried 64 cameras on an H200.
 MAX_NODES = 64
+#: How long a node of an earlier split has to accept a connection to count as running.
+NODE_PROBE_S = 1.0
 _BARE_KEY = re.compile(r"\A[A-Za-z0-9_-]+\Z")
+_NODE_SUFFIX = re.compile(r"[./]node-[0-9]+\Z")
 
 
 class SplitError(ValueError):
@@ -63,6 +75,7 @@ class NodeFile:
     text: str
     stream_ids: tuple[str, ...]
     port: int
+    history: str | None = None  # its event history file, as the file names it (None: it keeps none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +89,8 @@ class Split:
     entrance_state: Path  # the entrance's pid file, logs and temporary files
     source: Path  # the config file split
     stale: tuple[Path, ...]  # node files of an earlier split into more nodes: their cameras are dealt anew
+    existing: tuple[Path, ...] = ()  # the files it would replace (or remove), there when it was made
+    warnings: tuple[str, ...] = ()  # what may not be what the user meant, though it can be written
 
     def entrance_command(self) -> list[str]:
         """How to start the entrance: nginx as whoever runs it, root only for a port under 1024."""
@@ -86,6 +101,16 @@ class Split:
         """How to stop the entrance: a bare ``nginx -s stop`` looks for nginx's own pid file, not the
         one in `entrance_state` the config names, and fails (``invalid PID number``)."""
         return [*self.entrance_command(), "-s", "stop"]
+
+    def entrance_reload_command(self) -> list[str]:
+        """How a running entrance takes a new config: starting a second nginx on its address fails
+        (``bind() ... Address already in use``)."""
+        return [*self.entrance_command(), "-s", "reload"]
+
+    def node_files_there(self) -> list[Path]:
+        """The files of an earlier split this one replaces or removes, in node order."""
+        ours = [node.path for node in self.nodes if node.path in self.existing]
+        return ours + [path for path in self.stale if path not in ours]
 
 
 def split_config(path: Path, nodes: int, first_port: int | None = None) -> Split:
@@ -131,34 +156,69 @@ def split_config(path: Path, nodes: int, first_port: int | None = None) -> Split
             settings_from_mapping(tomllib.loads(text), node_path, {})
         except (ConfigError, ValueError) as exc:  # a bug here, not the user's: say so rather than write it
             raise SplitError(f"the file for {node_name(index)} would not load ({exc}); please report it") from exc
-        files.append(NodeFile(node_name(index), node_path, text, tuple(streams[index - 1 :: nodes]), port))
+        history = document.get("events", {}).get("history", {}).get("path")
+        files.append(NodeFile(node_name(index), node_path, text, tuple(streams[index - 1 :: nodes]), port, history))
     entrance = Listen(settings.host, settings.port, settings.tls_cert, settings.tls_key)
     folder = path.resolve().parent  # nginx takes relative paths from its own prefix
     state = folder / f"{path.stem}.nginx"
     for named in (state, settings.tls_cert, settings.tls_key):
         if named is not None and "$" in str(named):  # nginx would read the rest as a variable's name
             raise SplitError(f"{named}: nginx cannot take a path with '$' in it: move it where no folder has one")
-    stale = sorted(p for p in path.parent.glob(f"{path.stem}.node-*.toml") if _node_index(path, p) > nodes)
+    stale = sorted(
+        (p for p in path.parent.glob(f"{path.stem}.node-*.toml") if _node_index(path, p) > nodes),
+        key=lambda p: _node_index(path, p),
+    )
+    entrance_path = folder / f"{path.stem}.nginx.conf"
+    existing = [p for p in (*(node.path for node in files), entrance_path) if p.exists()] + stale
     return Split(
         tuple(files),
-        folder / f"{path.stem}.nginx.conf",
+        entrance_path,
         nginx_config(entrance, ports, path.name, state),
         entrance,
         state,
         path,
         tuple(stale),
+        tuple(existing),
+        _nested_split_warnings(path, data),
     )
 
 
-def write_split(split: Split, overwrite: bool) -> None:
+def _nested_split_warnings(path: Path, data: Mapping[str, Any]) -> tuple[str, ...]:
+    """A warning where ``path`` looks like a node file itself: its nodes' names would nest
+    (``site/node-2/node-2``), and it holds only its own share of the cameras."""
+    events = data.get("events", {})
+    named = {
+        "file name": path.stem,
+        "MQTT topic prefix": (events.get("mqtt") or {}).get("topic_prefix", ""),
+        "history file": Path((events.get("history") or {}).get("path") or DEFAULT_HISTORY_FILE).stem,
+    }
+    found = [f"{what} {value!r}" for what, value in named.items() if _NODE_SUFFIX.search(value)]
+    if not found:
+        return ()
+    return (
+        f"{path.name} looks like a node file of an earlier split (its {' and '.join(found)} end in node-N): "
+        "its nodes get nested names (<prefix>/node-2/node-1) and only this node's cameras; "
+        "split the original file instead",
+    )
+
+
+def write_split(split: Split, overwrite: bool, report: Callable[[str], None] | None = None) -> None:
     """Write every file of ``split``; none, unless ``overwrite``, where one is there already (a node's
-    file holds what its API saved with ``?persist=1`` since the last split)."""
-    paths = [*(node.path for node in split.nodes), split.entrance_path, *split.stale]
-    if not overwrite and (there := [p for p in paths if p.exists()]):
+    file holds what its API saved with ``?persist=1`` since the last split), and none while a node of
+    the split it replaces answers. What each replaced file loses goes to ``report``, line by line,
+    before anything is written."""
+    if split.existing and not overwrite:
+        names = ", ".join(str(p) for p in split.existing)
         raise SplitError(
-            f"{there[0]} is there already (changes saved by its node would be lost): --force replaces it"
+            f"{names} {'is' if len(split.existing) == 1 else 'are'} there already (changes saved by a node "
+            "would be lost): --force replaces "
+            + ("it" if len(split.existing) == 1 else "them")
             + (" and removes the files of nodes beyond the new number" if split.stale else "")
         )
+    _refuse_while_nodes_run(split)
+    if report is not None:
+        for line in replaced_changes(split):
+            report(line)
     try:
         for stale in split.stale:  # its cameras are another node's now: started, it would run them twice
             stale.unlink()
@@ -170,6 +230,75 @@ def write_split(split: Split, overwrite: bool) -> None:
             _write_private(split.entrance_state / log, "", 0o600, truncate=False)
     except OSError as exc:
         raise SplitError(f"cannot write {exc.filename or split.entrance_path.parent}: {exc.strerror or exc}") from None
+
+
+def _refuse_while_nodes_run(split: Split) -> None:
+    """SplitError naming each node of the earlier split that answers at its file's address."""
+    running = []
+    for path in split.node_files_there():
+        try:
+            server = tomllib.loads(path.read_text(encoding="utf-8-sig")).get("server", {})
+            host, port = str(server.get("host", NODE_HOST)), int(server["port"])
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError):
+            continue  # not a file it could have started from: nothing to probe
+        host = NODE_HOST if host in ("0.0.0.0", "::", "") else host.strip("[]")
+        if _answers(host, port):
+            running.append(f"{path.name} at {host}:{port}")
+    if running:
+        raise SplitError(
+            f"a node of the earlier split is running ({', '.join(running)}): a node keeps its streams in "
+            "memory, not in its file, so it would go on running cameras this split gives another node, and "
+            "they would run twice; stop the nodes first, then split again"
+        )
+
+
+def _answers(host: str, port: int) -> bool:
+    """Whether something accepts a TCP connection at ``host``:``port`` within `NODE_PROBE_S`."""
+    try:
+        with socket.create_connection((host, port), timeout=NODE_PROBE_S):
+            return True
+    except OSError:
+        return False
+
+
+def replaced_changes(split: Split) -> list[str]:
+    """Per file of the earlier split: the cameras it loses (and to which node) or gains, and those whose
+    settings there differ from the source file's (saved through its node's API, ``?persist=1``), which
+    the split replaces with the source's."""
+    source = split.source.name
+    given = {stream_id: node.name for node in split.nodes for stream_id in node.stream_ids}
+    wanted = {stream.stream_id: stream for stream in load_config(split.source).streams}
+    new_share = {node.path: node.stream_ids for node in split.nodes}
+    there = split.node_files_there()
+    lines = [f"replacing the earlier split's node files; what changes in each ({source} wins):"] if there else []
+    for path in there:
+        try:
+            old = load_config(path).streams
+        except ConfigError as exc:
+            lines.append(f"  {path.name}: cannot be read ({exc}): replaced as a whole")
+            continue
+        old_ids = [stream.stream_id for stream in old]
+        share = new_share.get(path)
+        changes = [f"loses {i} (to {given[i]})" for i in old_ids if i in given and i not in (share or ())]
+        changes += [f"loses {i} (not in {source}: added through its API)" for i in old_ids if i not in given]
+        changes += [f"gains {i}" for i in share or () if i not in old_ids]
+        if share is None:
+            changes.append("is removed (more nodes than this split's)")
+        lines.append(f"  {path.name}: {'; '.join(changes) or 'the same cameras'}")
+        for stream in old:
+            if stream.stream_id in wanted and (differ := _differences(stream, wanted[stream.stream_id])):
+                lines.append(f"    {stream.stream_id}: its {', '.join(differ)} saved here differ from {source}'s: lost")
+    return lines
+
+
+def _differences(saved: StreamConfig, source: StreamConfig) -> list[str]:
+    """The names of the settings in which two configs of one stream differ (``uri``, ``zones``, ...)."""
+    names = [name for name in ("uri", "loop") if getattr(saved, name) != getattr(source, name)]
+    return names + [
+        field.name
+        for field in fields(saved.options)
+        if getattr(saved.options, field.name) != getattr(source.options, field.name)
+    ]
 
 
 def _node_index(source: Path, path: Path) -> int:
@@ -244,9 +373,13 @@ def _node_document(
     events = document.get("events", {})
     if isinstance(history := events.get("history"), dict):
         written = Path(history.get("path") or DEFAULT_HISTORY_FILE)
-        history["path"] = str(written.with_name(f"{written.stem}.{node_name(index)}{written.suffix}"))
+        if index > 1:  # node 1 goes on in the file's own history (module doc)
+            written = written.with_name(f"{written.stem}.{node_name(index)}{written.suffix}")
+        history["path"] = str(written)
     if isinstance(mqtt := events.get("mqtt"), dict):
-        mqtt["topic_prefix"] = f"{mqtt.get('topic_prefix', 'segcast')}/{node_name(index)}"
+        prefix = mqtt.get("topic_prefix", "segcast")
+        mqtt["topic_prefix"] = f"{prefix}/{node_name(index)}"
+        mqtt.setdefault("discovery_id", prefix.replace("/", "_"))
         if mqtt.get("client_id"):
             mqtt["client_id"] = f"{mqtt['client_id']}-{node_name(index)}"
     document["streams"] = copy.deepcopy(streams)
