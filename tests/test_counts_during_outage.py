@@ -104,6 +104,15 @@ def triton(monkeypatch: pytest.MonkeyPatch) -> _TritonThatGoesDown:
     return model
 
 
+@pytest.fixture
+def local_disc(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Servers started in the test run `_LocalDisc`."""
+    model = _LocalDisc()
+    monkeypatch.setattr(
+        streams, "InferenceWorker", functools.partial(InferenceWorker, load=lambda _: cast("Any", model))
+    )
+
+
 async def _start(aiohttp_client: Client, model: str, events: EventsSettings | None = None) -> TestClient:
     settings = Settings(
         model=model, streams=(StreamConfig("cam", "scene:?seed=3", options=OPTIONS),), events=events or EventsSettings()
@@ -164,26 +173,16 @@ async def test_while_triton_is_down_zone_occupancy_is_unknown_and_crossings_stay
     assert (await (await client.get("/api/streams/cam/tracks")).json())["current"] is True
 
 
-async def test_a_local_models_counts_are_current_throughout(
-    aiohttp_client: Client, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    model = _LocalDisc()
-    monkeypatch.setattr(
-        streams, "InferenceWorker", functools.partial(InferenceWorker, load=lambda _: cast("Any", model))
-    )
+async def test_a_local_models_counts_are_current_throughout(aiohttp_client: Client, local_disc: None) -> None:
     client = await _start(aiohttp_client, "local-disc")
     await eventually(lambda: _disc_counted(client), what="the disc counted in the zone")
     assert "segcast_inference_available 1.0" in await _metrics(client)
 
 
 async def test_while_a_camera_reconnects_its_zone_occupancy_is_unknown(
-    aiohttp_client: Client, monkeypatch: pytest.MonkeyPatch
+    aiohttp_client: Client, local_disc: None
 ) -> None:
     """Before, the disc of the last frame read stayed in the zone for as long as the camera was away."""
-    model = _LocalDisc()
-    monkeypatch.setattr(
-        streams, "InferenceWorker", functools.partial(InferenceWorker, load=lambda _: cast("Any", model))
-    )
     with MjpegServer(fps=10, width=160) as camera:
         settings = Settings(
             model="local-disc", streams=(StreamConfig("cam", camera.url() + "#timeout=1", options=OPTIONS),)
