@@ -11,7 +11,8 @@ streams. Requests prove a role in one of two ways:
 
 "Soon" holds for everything a signed token reaches: a token minted with one expires no later than
 it, and a WebSocket or MJPEG stream opened with one ends when it expires (a WebRTC peer too: see
-`server.webrtc.peers`).
+`server.webrtc.peers`). Taking a token out of the settings revokes, at the restart, every signed token
+minted with it (or with one minted with it, and so on): a leaked viewer token's links die with it.
 
 Configured tokens are never compared directly: their SHA-256 digests are compared in constant time
 against the digest of what was presented, and every configured token is checked, so neither the
@@ -55,6 +56,10 @@ MIN_TOKEN_LENGTH = 16
 SIGNED_TOKEN_MAX_TTL_S = 7 * 24 * 3600
 SIGNED_TOKEN_DEFAULT_TTL_S = 3600
 SIGNED_TOKEN_PREFIX = "s1"
+#: The root of a signed token minted on no configured token's behalf: under an open policy, or by a
+#: program holding the policy. It holds as long as the signing key; a configured token's root (the
+#: SHA-256 of the token, 32 bytes) can never be empty.
+SERVER_ROOT = b""
 #: The close code of a WebSocket whose signed token expired, after HTTP's 401 (4000-4999 are the
 #: application's own): get a new token and connect again.
 TOKEN_EXPIRED_CLOSE_CODE = 4401
@@ -89,10 +94,14 @@ class Credential:
     """What a presented token proves: a role, and until when (Unix seconds) if it is a signed token.
 
     ``expires`` is None for a configured token, which holds until it is taken out of the settings.
+    ``root`` is the digest of the configured token it goes back to: the token itself, or the one the
+    signed token was minted with, through any chain of signed tokens (`SERVER_ROOT` for none). A
+    token minted with this credential has the same root, and holds only while that root is configured.
     """
 
     role: Role
     expires: int | None = None
+    root: bytes = field(default=SERVER_ROOT, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,23 +188,40 @@ class AccessPolicy:
 
     def role_of_token(self, token: str) -> Role | None:
         """The role a configured token grants, checked in constant time against all of them."""
+        credential = self.token_credential(token)
+        return None if credential is None else credential.role
+
+    def token_credential(self, token: str) -> Credential | None:
+        """What a configured token proves, checked in constant time against all of them."""
         presented = _digest(token)
         found: Role | None = None
         for digest, role in self.token_digests:
             if hmac.compare_digest(presented, digest) and (found is None or role > found):
                 found = role
-        return found
+        return None if found is None else Credential(found, root=presented)
 
-    def sign(self, role: Role, ttl_s: float = SIGNED_TOKEN_DEFAULT_TTL_S, now: float | None = None) -> str:
-        """A URL-safe token granting ``role`` until ``ttl_s`` seconds from now."""
+    def sign(
+        self,
+        role: Role,
+        ttl_s: float = SIGNED_TOKEN_DEFAULT_TTL_S,
+        now: float | None = None,
+        minted_by: Credential | None = None,
+    ) -> str:
+        """A URL-safe token granting ``role`` until ``ttl_s`` seconds from now (see `sign_until`)."""
         if not 0 < ttl_s <= SIGNED_TOKEN_MAX_TTL_S:
             raise ValueError(f"ttl_s must be between 1 and {SIGNED_TOKEN_MAX_TTL_S}")
-        return self.sign_until(role, int((time.time() if now is None else now) + ttl_s))
+        return self.sign_until(role, int((time.time() if now is None else now) + ttl_s), minted_by)
 
-    def sign_until(self, role: Role, expires: int) -> str:
-        """A URL-safe token granting ``role`` until ``expires`` (Unix seconds)."""
+    def sign_until(self, role: Role, expires: int, minted_by: Credential | None = None) -> str:
+        """A URL-safe token granting ``role`` until ``expires`` (Unix seconds), while ``minted_by``'s
+        root is configured (with None, while the signing key holds: see `SERVER_ROOT`).
+
+        The root is not written in the token but signed into it (see `_mac`): a token keeps the shape
+        ``s1.<role>.<expiry>.<signature>``, and a URL never tells which configured token it came from.
+        """
         body = f"{SIGNED_TOKEN_PREFIX}.{role.name.lower()}.{expires}"
-        return f"{body}.{self._mac(body).decode()}"
+        root = SERVER_ROOT if minted_by is None else minted_by.root
+        return f"{body}.{self._mac(body, root).decode()}"
 
     def role_of_signed(self, token: str, now: float | None = None) -> Role | None:
         """The role a signed token grants, or None if it is forged, malformed or expired."""
@@ -217,8 +243,7 @@ class AccessPolicy:
         """
         bearer = _bearer(request)
         if bearer is not None:
-            role = self.role_of_token(bearer)
-            return Credential(role) if role is not None else self.signed_credential(bearer)
+            return self.token_credential(bearer) or self.signed_credential(bearer)
         signed = request.query.get("token")
         if signed:
             return self.signed_credential(signed)
@@ -239,17 +264,41 @@ class AccessPolicy:
         return credential.expires if credential.expires < time.time() else None
 
     def _genuine(self, token: str) -> Credential | None:
-        """What a signed token would prove if it had not expired, or None if this server did not sign it."""
+        """What a signed token would prove if it had not expired, or None if this server did not sign
+        it or the configured token it was minted with is gone.
+
+        Its signature is checked against every root still configured, each one, so the time taken
+        does not tell which matched. A token signed by an older segcast (with the signing key itself,
+        before tokens had roots) matches none: it is refused, since nothing in it tells whether the
+        token it was minted with is still configured.
+        """
         body, _, mac = token.rpartition(".")
         parts = body.split(".")
-        if len(parts) != 3 or parts[0] != SIGNED_TOKEN_PREFIX or not hmac.compare_digest(_bytes(mac), self._mac(body)):
+        if len(parts) != 3 or parts[0] != SIGNED_TOKEN_PREFIX:
             return None
+        presented = _bytes(mac)
+        found: bytes | None = None
+        for root in self._roots():
+            if hmac.compare_digest(presented, self._mac(body, root)):
+                found = root
         role_name, expires = parts[1], parts[2]
         role = Role.__members__.get(role_name.upper())
-        return None if role is None or not expires.isdigit() else Credential(role, int(expires))
+        if found is None or role is None or not expires.isdigit():
+            return None
+        return Credential(role, int(expires), found)
 
-    def _mac(self, body: str) -> bytes:
-        digest = hmac.new(self.signing_key, _bytes(body), hashlib.sha256).digest()
+    def _roots(self) -> list[bytes]:
+        """The roots a signed token may have now: each configured token's digest, and `SERVER_ROOT`."""
+        return [*dict.fromkeys(digest for digest, _ in self.token_digests), SERVER_ROOT]
+
+    def _mac(self, body: str, root: bytes) -> bytes:
+        """The signature of ``body`` for a token of ``root``, with a key of that root's own.
+
+        The root's key is derived from the signing key, so no one who lacks that learns a thing
+        about the configured token from a signed one: not even which it was.
+        """
+        key = hmac.new(self.signing_key, b"segcast signed-token root\n" + root, hashlib.sha256).digest()
+        digest = hmac.new(key, _bytes(body), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).rstrip(b"=")
 
 
@@ -313,7 +362,7 @@ async def _check_access(request: web.Request, handler: Handler) -> web.StreamRes
             web.HTTPForbidden,
             f"this needs the {needed.name.lower()} role; the token given is a {credential.role.name.lower()}",
         )
-    request[role_key] = credential.role
+    request[credential_key] = credential
     if credential.expires is None:
         return await handler(request)
     request[expires_key] = credential.expires
@@ -331,7 +380,8 @@ def _unauthorized(expired_at: int | None) -> web.HTTPException:
     return error(web.HTTPUnauthorized, message, **{"WWW-Authenticate": 'Bearer realm="segcast"'})
 
 
-role_key = web.RequestKey("role", Role)
+#: What the request was let in with; absent under an open policy.
+credential_key = web.RequestKey("credential", Credential)
 #: When the signed token a request was let in with expires (Unix seconds); absent for other tokens.
 expires_key = web.RequestKey("token_expires", int)
 #: The response a request streams (prepared by its handler, as a WebSocket or MJPEG is).
@@ -383,7 +433,8 @@ async def _mint_token(request: web.Request) -> web.Response:
 
     The body is optional JSON: ``{"role": "viewer", "ttl_s": 3600}``. A caller who proves its role
     with a signed token gets one that expires no later than its own; ``ttl_s`` in the answer says
-    how long the token given holds.
+    how long the token given holds. It has the caller's root (`Credential.root`): taking the configured
+    token behind the caller out of the settings revokes it too.
     """
     policy = request.app[policy_key]
     raw = await read_body(request)
@@ -400,8 +451,8 @@ async def _mint_token(request: web.Request) -> web.Response:
     if not isinstance(ttl_s, int | float) or isinstance(ttl_s, bool) or not 1 <= ttl_s <= SIGNED_TOKEN_MAX_TTL_S:
         raise _bad_request(f"'ttl_s' must be a number of seconds from 1 to {SIGNED_TOKEN_MAX_TTL_S}")
     role = Role[role_name.upper()]
-    caller = request.get(role_key, Role.ADMIN)  # an open policy lets everyone act as admin
-    if role > caller:
+    caller = request.get(credential_key)
+    if caller is not None and role > caller.role:  # an open policy lets everyone act as admin
         raise error(web.HTTPForbidden, "a token can only grant its own role or a lower one")
     now = time.time()
     expires = int(now + ttl_s)
@@ -410,7 +461,8 @@ async def _mint_token(request: web.Request) -> web.Response:
         # A signed token must not mint a longer-lived one: whoever found it in a URL could otherwise
         # trade it for a 7-day token, and that one for the next, for ever.
         expires, ttl_s = presented, round(max(0.0, presented - now), 3)
-    return web.json_response({"token": policy.sign_until(role, expires), "role": role_name, "ttl_s": ttl_s})
+    token = policy.sign_until(role, expires, minted_by=caller)
+    return web.json_response({"token": token, "role": role_name, "ttl_s": ttl_s})
 
 
 def _no_constant(name: str) -> None:

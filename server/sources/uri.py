@@ -8,6 +8,7 @@ fragment is the one part of a URL that is never sent to the camera: a camera's o
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from urllib.parse import parse_qsl, unquote
 
 from server.sources.base import SourceError
@@ -21,14 +22,17 @@ _SECRET_WORDS = r"pass|pwd|psw|token|secret|key|auth|sig|cred|session"
 #: ``loginuse=admin&loginpas=...``, ``userpw``).
 _SECRET_ENDINGS = r"pas|pw"
 _SECRET_NAMES = r"p|pin"
-#: A ``name=value`` pair after a separator, whose name holds a secret word, ends in a secret ending or
-#: is a short secret name. The value runs to the next pair or the fragment; a Dahua path's value
-#: swallows the rest of the path, which hides more than the secret but never less.
-_SECRET_PARAM = re.compile(
-    rf"(?<=[?&;/_])(?P<name>[A-Za-z0-9.-]*(?:{_SECRET_WORDS})[A-Za-z0-9.-]*"
-    rf"|[A-Za-z0-9.-]*(?:{_SECRET_ENDINGS})|{_SECRET_NAMES})=(?P<value>[^&;#]*)",
-    re.IGNORECASE,
+#: A secret's name, as a camera reads it: percent-decoded. It holds a secret word, ends in a secret
+#: ending or is a short secret name.
+_SECRET_NAME = re.compile(
+    rf".*(?:{_SECRET_WORDS}).*|.*(?:{_SECRET_ENDINGS})|{_SECRET_NAMES}", re.IGNORECASE | re.DOTALL
 )
+#: The ``name=`` of a ``name=value`` pair after a separator. The name may be percent-encoded
+#: (``%74oken``, ``p%61ssword``): a camera decodes it before it reads it, so it is judged decoded.
+_PARAM_NAME = re.compile(r"(?<=[?&;/_])(?P<name>(?:[A-Za-z0-9.-]|%[0-9A-Fa-f]{2})*)=")
+#: What ends a pair's value: the next pair or the fragment. A Dahua path's value swallows the rest of
+#: the path, which hides more than the secret but never less.
+_VALUE_END = re.compile(r"[&;#]")
 #: ``scheme://userinfo@``, the user info running to the *last* '@' before the query or fragment, as
 #: FFmpeg splits it: ``rtsp://admin:p@ss@cam/`` reaches the camera with the password ``p@ss``. A
 #: password may even hold a raw '/'; a '/' in the user name means the '@' was in the path instead.
@@ -66,7 +70,12 @@ def mask_uri(uri: str) -> str:
     elif (bare := _bare_userinfo(uri)) is not None:
         user, colon, _ = bare.partition(":")
         masked = (f"{user}:{MASK}" if colon else MASK) + uri[len(bare) :]
-    return _SECRET_PARAM.sub(lambda m: f"{m['name']}={MASK}", masked)
+    parts: list[str] = []
+    end = 0
+    for start, stop in _secret_values(masked):
+        parts += [masked[end:start], MASK]
+        end = stop
+    return "".join(parts) + masked[end:]
 
 
 def has_raw_userinfo(uri: str) -> bool:
@@ -99,9 +108,24 @@ def _bare_userinfo(uri: str) -> str | None:
     return match["userinfo"]
 
 
+def _secret_values(uri: str) -> Iterator[tuple[int, int]]:
+    """Where the values of ``uri``'s secret parameters lie (start, end), left to right.
+
+    A pair whose name is no secret's is passed over by its name alone: its value may hold the next
+    pair (a Dahua path's ``user=admin_password=...``).
+    """
+    position = 0
+    while (name := _PARAM_NAME.search(uri, position)) is not None:
+        position = name.end()
+        if _SECRET_NAME.fullmatch(unquote(name["name"])):
+            end = _VALUE_END.search(uri, position)
+            start, position = position, len(uri) if end is None else end.start()
+            yield start, position
+
+
 def _secrets(uri: str) -> list[str]:
     """The secret parts of ``uri`` as they are written in it, and percent-decoded."""
-    found = [m["value"] for m in _SECRET_PARAM.finditer(uri)]
+    found = [uri[start:stop] for start, stop in _secret_values(uri)]
     raw = _RAW_USERINFO.match(uri)
     userinfo = _userinfo(uri) or (raw["userinfo"] if raw else None) or _bare_userinfo(uri)
     if userinfo is not None:
