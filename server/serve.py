@@ -16,6 +16,7 @@ from aiohttp import web
 from server.app import create_app
 from server.config import ConfigError, Settings
 from server.http.auth import AuthConfigError
+from server.http.connections import ConnectionLimitingLoop, ConnectionLimits, raise_open_files_limit
 from server.http.listen import ListenError, bind, listening_message
 from server.http.serving import server_options
 from server.inference.models import ModelError
@@ -39,6 +40,11 @@ def serve(settings: Settings, context: ssl.SSLContext | None, *, access_log: boo
         app = create_app(settings)
         if access_log:
             logging.getLogger(ACCESS_LOGGER).setLevel(logging.INFO)
+        # Connections are limited as they are accepted, before any token is read: anyone who can reach
+        # the port could otherwise open files until no one, the admin included, gets an answer.
+        limits = ConnectionLimits.for_open_files(
+            raise_open_files_limit(), settings.viewer_limits.max_viewers_per_address
+        )
         # run_app turns SIGINT and SIGTERM into a graceful exit: viewers closed, readers and threads joined.
         # It calls `print` once every socket accepts connections, after the model has loaded.
         web.run_app(
@@ -47,6 +53,7 @@ def serve(settings: Settings, context: ssl.SSLContext | None, *, access_log: boo
             ssl_context=context,
             access_log=logging.getLogger(ACCESS_LOGGER) if access_log else None,
             print=lambda _: say(f"segcast: {listening}"),
+            loop=ConnectionLimitingLoop(limits),
             **server_options(),
         )
     finally:

@@ -14,6 +14,9 @@ server exactly as it runs:
 - ``token=`` values are redacted from access logs: a signed token in a URL is a credential until
   it expires, and a long-lived token pasted there by mistake would be one for ever;
 - a live viewer's connection keeps little unsent in the kernel (`keep_send_queue_short`).
+
+How many connections may be open at all, before any request is read, is `server.http.connections`'
+(`server.serve` gives ``run_app`` its event loop).
 """
 
 from __future__ import annotations
