@@ -54,6 +54,7 @@ const view = new StreamView({
     addZone: $("add-zone"),
     addLine: $("add-line"),
     finish: $("finish-shape"),
+    undo: $("undo-point"),
     name: $("shape-name"),
     remove: $("delete-shape"),
     persist: $("shape-persist"),

@@ -1,8 +1,9 @@
 // Zones and lines of the open stream (docs/analytics.md): drawn over the video with their live counts
 // (shape_drawing.js), and drawn, moved, renamed and deleted here with a mouse, a pen or a finger (pointer
-// events), or from the keyboard (shape_keys.js): while a shape is drawn the picture takes the focus and
-// a crosshair is moved with the arrow keys, and a selected shape's corners are moved with the arrows,
-// each burst of presses saved once, as a drag is when it ends. A live region says what each key did.
+// events: taps told from swipes and pinches in zone_pointer.js), or from the keyboard (shape_keys.js):
+// while a shape is drawn the picture takes the focus and a crosshair is moved with the arrow keys, and a
+// selected shape's corners are moved with the arrows, each burst of presses saved once, as a drag is
+// when it ends. A live region says what each key did.
 //
 // The server is the record: every change is one PATCH of the stream's whole `zones` and `lines`, and
 // what the server answers (or, once a second, what the stream list says) is what is shown. A shape
@@ -24,15 +25,14 @@ import { ApiError, changeStream, getStream, viewerSettings } from "./api.js";
 import { drawShapes } from "./shape_drawing.js";
 import { ARROWS, CENTRE, cornerKeyAction, drawingKeyAction } from "./shape_keys.js";
 import { refusalText, ShapePanel } from "./shape_panel.js";
+import { ShapePointer } from "./zone_pointer.js";
 import {
   fractionsOf,
   freeName,
   fromServer,
-  hitShape,
   inPixels,
   keyOf,
   LEAST_POINTS,
-  locate,
   nameProblem,
   near,
   percents,
@@ -45,10 +45,11 @@ const DRAW_KEYS = "Keys: arrows move the crosshair (Shift: 10 steps), Enter or S
 const HINTS = {
   zone:
     "Click or tap the corners. Click the first corner again (or double-click) to close the zone. " +
-    `${DRAW_KEYS} Enter on the first corner or F closes the zone, Backspace removes the last corner, Escape cancels.`,
+    `${DRAW_KEYS} Enter on the first corner or F closes the zone, Backspace (or Undo point) removes the last ` +
+    "corner, Escape cancels.",
   line:
     "Click or tap the points of the line. Double-click (or tap the last point again) to end it. " +
-    `${DRAW_KEYS} F ends the line, Backspace removes the last point, Escape cancels.`,
+    `${DRAW_KEYS} F ends the line, Backspace (or Undo point) removes the last point, Escape cancels.`,
   idle:
     "Drag a corner to move it; select a shape to rename or delete it. With a shape selected, on the " +
     "picture: “[” and “]” pick a corner, arrows move it (Shift: 10 steps).",
@@ -66,7 +67,7 @@ const MAX_RESENDS = 3;
 
 export class ZoneEditor {
   // host: {canvas, size() -> {width, height} | null, redraw(), reveal() (turn the zones overlay on)};
-  // elements: the toolbar's parts.
+  // elements: the toolbar's parts (and its Undo point button, in index.html beside Done).
   constructor(host, elements) {
     this.host = host;
     this.el = elements;
@@ -83,12 +84,10 @@ export class ZoneEditor {
     this.draft = [];
     this.cursor = null; // where the pointer or the keyboard's crosshair is, while drawing
     this.selected = null; // keyOf() the selected shape
-    this.drag = null; // {key, index, pointerId, moved}
     this.corner = 0; // the selected shape's vertex the arrow keys move
     this.nudging = false; // the arrow keys moved a corner, saved once they are let go
     this.saving = false;
     this.unsaved = false; // a change made while saving, sent once that save is answered
-    this.claimed = false; // the last press was the editor's, not a click on a track
     this.counts = null;
     this.visible = true;
     this.changedAt = -Infinity; // performance.now() when the last change here was answered
@@ -99,16 +98,8 @@ export class ZoneEditor {
     this.adding = null; // {key, name}: keyOf() a new shape named by the user, whose name a refusal keeps
     this.askingClasses = false;
 
+    this.pointer = new ShapePointer(this);
     const { canvas } = host;
-    canvas.addEventListener("pointerdown", (event) => this.pointerDown(event));
-    canvas.addEventListener("touchstart", (event) => this.touchStart(event), { passive: false });
-    canvas.addEventListener("pointermove", (event) => this.pointerMove(event));
-    canvas.addEventListener("pointerup", (event) => this.pointerUp(event, true));
-    canvas.addEventListener("pointercancel", (event) => this.pointerUp(event, false));
-    canvas.addEventListener("pointerleave", () => {
-      this.cursor = null;
-      if (this.mode !== "idle") this.host.redraw();
-    });
     canvas.addEventListener("keydown", (event) => this.canvasKey(event));
     canvas.addEventListener("keyup", (event) => ARROWS[event.key] && this.endNudge());
     canvas.addEventListener("focus", () => this.host.redraw()); // the crosshair or the corner picked
@@ -119,6 +110,7 @@ export class ZoneEditor {
     elements.addZone.addEventListener("click", () => this.start("zone"));
     elements.addLine.addEventListener("click", () => this.start("line"));
     elements.finish.addEventListener("click", () => this.finish());
+    this.el.undo.addEventListener("click", () => this.undoPoint());
     elements.remove.addEventListener("click", () => this.removeSelected());
     elements.name.addEventListener("input", () => (this.typed = true));
     elements.name.addEventListener("change", () => this.rename());
@@ -149,7 +141,7 @@ export class ZoneEditor {
     this.mode = "idle";
     this.draft = [];
     this.selected = null;
-    this.drag = null;
+    this.pointer.reset();
     this.corner = 0;
     this.nudging = false;
     this.saving = false; // a save for the stream left is ignored when it is answered
@@ -201,7 +193,7 @@ export class ZoneEditor {
   }
 
   busy() {
-    return this.mode !== "idle" || this.drag !== null || this.nudging || this.saving;
+    return this.mode !== "idle" || this.pointer.drag !== null || this.nudging || this.saving;
   }
 
   /**
@@ -264,9 +256,7 @@ export class ZoneEditor {
 
   // The press was on a shape or made a point: the view then neither pins nor unpins a track.
   takeClaim() {
-    const claimed = this.claimed;
-    this.claimed = false;
-    return claimed;
+    return this.pointer.takeClaim();
   }
 
   start(kind) {
@@ -289,7 +279,9 @@ export class ZoneEditor {
     if (!typed) this.showName(freeName(this.shapes, kind));
     this.host.reveal();
     this.render();
-    this.host.canvas.focus(); // its keys draw (HINTS)
+    // Its keys draw (HINTS). Not scrolled to: on a short screen (a phone held sideways) that would
+    // push Done and Cancel below it, and a finger on the picture cannot scroll while it draws.
+    this.host.canvas.focus({ preventScroll: true });
     this.announce(`Drawing a ${kind}: crosshair at ${percents(this.cursor)}.`);
   }
 
@@ -343,7 +335,7 @@ export class ZoneEditor {
   // Saved like any other change (commit()); one that changes nothing is not sent.
   changeSelected(changes) {
     const shape = this.selectedShape();
-    if (this.mode !== "idle" || this.drag !== null || !shape) return;
+    if (this.mode !== "idle" || this.pointer.drag !== null || !shape) return;
     const same = ([key, value]) => JSON.stringify(shape.extra[key]) === JSON.stringify(value);
     if (Object.entries(changes).every(same)) return;
     this.commit(this.shapes.map((s) => (s === shape ? withSettings(shape, changes) : s)));
@@ -351,7 +343,7 @@ export class ZoneEditor {
 
   // While a save is in flight the removal is queued behind it (commit()), like any other change.
   removeSelected() {
-    if (this.selected === null || this.mode !== "idle" || this.drag !== null) return;
+    if (this.selected === null || this.mode !== "idle" || this.pointer.drag !== null) return;
     const rest = this.shapes.filter((shape) => keyOf(shape) !== this.selected);
     this.selected = null;
     this.commit(rest);
@@ -404,9 +396,7 @@ export class ZoneEditor {
       }
       this.finish();
     } else if (action?.undo) {
-      if (this.draft.length) this.announce(`Point ${this.draft.length} removed.`);
-      this.draft.pop();
-      this.render();
+      this.undoPoint();
     }
     return action !== null;
   }
@@ -415,7 +405,8 @@ export class ZoneEditor {
   // (endNudge()), behind a save in flight like any change (commit()).
   cornerKey(event) {
     const shape = this.selectedShape();
-    const action = shape && this.visible && this.drag === null ? cornerKeyAction(event, shape, this.corner) : null;
+    const movable = shape && this.visible && this.pointer.drag === null;
+    const action = movable ? cornerKeyAction(event, shape, this.corner) : null;
     if (!action) return false;
     if (action.points) {
       shape.points = action.points;
@@ -542,42 +533,6 @@ export class ZoneEditor {
     this.el.problem.hidden = !message;
   }
 
-  // Whether a touch may scroll the page is settled as it starts (touch-action), before pointerdown
-  // could select the shape and make the canvas "editing": a finger landing on a corner of a shape not
-  // selected yet would scroll the page, and its drag be cancelled, unless it is held here.
-  touchStart(event) {
-    if (event.touches.length !== 1 || this.mode !== "idle" || !this.visible || this.saving || !this.host.size()) return;
-    const [touch] = event.touches;
-    const where = locate(this.host.canvas, { clientX: touch.clientX, clientY: touch.clientY, pointerType: "touch" });
-    const found = where && hitShape(this.shapes, this.selected, where);
-    if (found && found.index >= 0) event.preventDefault();
-  }
-
-  pointerDown(event) {
-    this.claimed = false;
-    if (!event.isPrimary || event.button !== 0 || !this.host.size()) return;
-    const where = locate(this.host.canvas, event);
-    if (!where) return;
-    if (this.mode !== "idle") {
-      this.claimed = true;
-      this.addPoint(where);
-      return;
-    }
-    if (!this.visible || this.saving) return;
-    const found = hitShape(this.shapes, this.selected, where);
-    if (!found) {
-      if (this.selected !== null) this.select(null);
-      return;
-    }
-    this.claimed = true;
-    this.select(keyOf(found.shape));
-    if (found.index >= 0) {
-      event.preventDefault();
-      this.host.canvas.setPointerCapture(event.pointerId);
-      this.drag = { key: keyOf(found.shape), index: found.index, pointerId: event.pointerId, moved: false };
-    }
-  }
-
   // A point of the shape being drawn; the first point again closes a zone, the last again ends it
   // (which is also what the second press of a double-click or double-tap does).
   addPoint(where) {
@@ -593,30 +548,36 @@ export class ZoneEditor {
     }
   }
 
-  pointerMove(event) {
-    const where = locate(this.host.canvas, event);
-    if (!where) return;
-    if (this.drag && event.pointerId === this.drag.pointerId) {
-      const shape = this.shapes.find((s) => keyOf(s) === this.drag.key);
-      const point = where.point.map((v) => Math.min(1, Math.max(0, v)));
-      if (!shape) return;
-      shape.points = shape.points.map((p, i) => (i === this.drag.index ? point : p));
-      shape.server = null; // saved in fractions from now on
-      this.drag.moved = true;
-      this.host.redraw();
-    } else if (this.mode !== "idle") {
-      this.cursor = where.point;
-      this.host.redraw();
-    }
+  // The last point of the shape being drawn taken back (Backspace, Undo point).
+  undoPoint() {
+    if (!this.draft.length) return;
+    this.announce(`Point ${this.draft.length} removed.`);
+    this.draft.pop();
+    this.render();
   }
 
-  pointerUp(event, done) {
-    const { drag } = this;
-    if (!drag || event.pointerId !== drag.pointerId) return;
-    this.drag = null;
-    if (done && drag.moved) {
+  // Where the pointer is over the picture (null: off it), for the shape being drawn.
+  pointAt(point) {
+    this.cursor = point;
+    if (this.mode !== "idle") this.host.redraw();
+  }
+
+  // Vertex `index` of the shape keyOf() `key`, dragged to `point` (fractions of the frame); false
+  // where there is no such shape any more.
+  moveCorner(key, index, point) {
+    const shape = this.shapes.find((s) => keyOf(s) === key);
+    if (!shape) return false;
+    shape.points = shape.points.map((p, i) => (i === index ? point : p));
+    shape.server = null; // saved in fractions from now on
+    this.host.redraw();
+    return true;
+  }
+
+  // A corner's drag ended: saved, or (one the browser cancelled) the saved shapes shown again.
+  endDrag(save) {
+    if (save) {
       this.commit(this.shapes);
-    } else if (drag.moved) {
+    } else {
       this.savedKey = null;
       this.adopt(this.options);
     }
@@ -633,6 +594,8 @@ export class ZoneEditor {
     el.addLine.disabled = !this.exists;
     el.finish.hidden = !drawing;
     el.finish.disabled = !drawing || this.draft.length < LEAST_POINTS[mode];
+    el.undo.hidden = !drawing;
+    el.undo.disabled = !drawing || this.draft.length === 0;
     el.remove.disabled = this.selected === null || drawing;
     el.hint.textContent = HINTS[mode];
     // A finger that draws or drags must not scroll the page instead; the keyboard reaches the picture
