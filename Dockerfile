@@ -21,30 +21,41 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     XDG_CACHE_HOME=/models \
-    YOLO_CONFIG_DIR=/models/.ultralytics
+    YOLO_CONFIG_DIR=/models/.ultralytics \
+    SEGCAST_IMAGE=1
 
 WORKDIR /src
 COPY pyproject.toml README.md LICENSE ./
 COPY server ./server
 COPY web ./web
 # PyTorch first, from the index chosen above; segcast's own install then finds it already there.
-# The extras: onnx for `segcast export` (deploy/ exports the Triton model repository with this image),
-# triton for nodes that infer on a Triton server (--model grpc://...), mqtt for [events.mqtt] (Home
-# Assistant), which a container's user could not add afterwards.
+# The extras, which a container's user could not add afterwards (SEGCAST_IMAGE above makes segcast
+# say so, naming this line, where a missing one is needed): onnx for `segcast export` (deploy/ exports
+# the Triton model repository with this image), openvino for the fastest CPU inference (a model
+# exported with `segcast export --format openvino`; README, Performance), triton for nodes that infer
+# on a Triton server (--model grpc://...), mqtt for [events.mqtt] (Home Assistant).
 RUN pip install --index-url "$TORCH_INDEX_URL" torch torchvision \
-    && pip install '.[onnx,triton,mqtt]' \
+    && pip install '.[onnx,openvino,triton,mqtt]' \
     && rm -rf /src
 # Not root: segcast opens what cameras and the API send it (FFmpeg parses every byte), and needs no
-# privilege for it. It writes only in /models (downloads, the event history) and /repository (where
-# deploy/compose.yaml exports the Triton model repository); a named volume takes its folder's owner
-# from the image the first time it is mounted, where a folder the image lacks would be root's.
-RUN useradd --system --uid 10001 --home-dir /models --no-create-home segcast \
+# privilege for it. It writes only in /models (downloads, an event history put there), a config folder
+# mounted for it to save API changes in, and /repository (where deploy/compose.yaml exports the Triton
+# model repository); a named volume takes its folder's owner from the image the first time it is
+# mounted, where a folder the image lacks would be root's.
+# USER by number: Kubernetes' runAsNonRoot cannot tell that a user named by name is not root, and
+# refuses to start the container.
+RUN groupadd --system --gid 10001 segcast \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /models --no-create-home segcast \
     && mkdir -p /models /repository \
     && chown segcast:segcast /models /repository
-USER segcast
+USER 10001:10001
 
 WORKDIR /models
 VOLUME /models
 EXPOSE 8080
+# The check Compose's nodes use: python, as curl is not in the slim image; /healthz needs no token.
+# It asks port 8080 over HTTP: a container serving another port, or HTTPS, needs --health-cmd to match.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=2m --retries=3 \
+    CMD ["python", "-c", "import urllib.request as r; r.urlopen('http://127.0.0.1:8080/healthz', timeout=3)"]
 ENTRYPOINT ["segcast"]
 CMD ["serve", "--host", "0.0.0.0", "--source", "scene:?seed=1", "--model", "bundled"]

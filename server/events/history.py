@@ -86,7 +86,9 @@ DAMAGED_FILE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 #: What a write's or a read's error adds on a read-only file system, where SQLite says only "unable to
 #: open database file" or "attempt to write a readonly database".
 READ_ONLY_HINT = (
-    "it is on a read-only file system (ext4 remounts so after disk errors): check the disk, then remount it read-write"
+    "it is on a read-only file system: if it is mounted read-only (a Docker bind mount with :ro, a Kubernetes "
+    "ConfigMap; a relative path lands beside the config file), set events.history.path to a file on a "
+    "writable volume; if ext4 remounted it so after disk errors, check the disk, then remount it read-write"
 )
 MAX_PAGE = 1000
 #: A page bounded in time reads the events in that window through the time index and sorts them when

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import logging
+import os
 import re
 from contextlib import suppress
 from dataclasses import dataclass
@@ -250,7 +251,17 @@ def _check_runtime(spec: str, target: str) -> None:
 
 
 def install_hint(extra: str) -> str:
-    """How to install an optional extra: segcast is installed from its checkout, not from PyPI."""
+    """How to install an optional extra: segcast is installed from its checkout, not from PyPI.
+
+    In segcast's image (the Dockerfile sets ``SEGCAST_IMAGE``) there is no checkout, and the container
+    runs as a user that cannot install packages, and would lose them with the container: the extra
+    goes into the image's build instead.
+    """
+    if os.environ.get("SEGCAST_IMAGE"):
+        return (
+            f"a segcast image built with the {extra} extra (add {extra} to the extras of the "
+            "Dockerfile's pip install '.[...]' line, then docker build again): this image was built without it"
+        )
     return f"pip install '.[{extra}]' in segcast's folder"
 
 
