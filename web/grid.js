@@ -1,6 +1,12 @@
 // The grid: every stream as a small live picture with its state badge; a click opens the stream view.
 // A stream that is not live says why over its picture; so does every tile while the page has lost
 // its connection to segcast, since their pictures and badges are then only the last ones received.
+// A live stream whose pictures stopped coming (a camera whose encoder hung keeps its connection, so
+// segcast still has it as live) says so too, from the time its tile last drew a picture: the badge is
+// the server's word on the source, the note what the tile itself has seen.
+// The tiles' notices are not live regions: in an outage every tile would speak at once, and the page's
+// connection badge already says it. Removing the tile that has the keyboard focus hands it to a
+// neighbour and says what happened, rather than dropping it on the page's top.
 // The fleet page (fleet.js) has one GridView per node in one grid: its tiles name their node and open
 // that node's own viewer.
 
@@ -9,6 +15,11 @@ import { OFFLINE_NOTICE, StatusPanel, streamNotice } from "./status.js";
 
 const THUMB_WIDTH_PX = 480;
 const THUMB_FPS = 4;
+// A tile is stale once its picture is older than this many frame intervals of what it is sent (the
+// stream's rate, at most THUMB_FPS), and never sooner than STALE_MIN_S: late frames are not a stall.
+const STALE_FRAME_INTERVALS = 4;
+const STALE_MIN_S = 3;
+const STALE_TICK_MS = 1000; // the stale note counts the seconds
 
 export const gridSubscription = { streams: ["*"], image: "annotated", max_width: THUMB_WIDTH_PX, max_fps: THUMB_FPS };
 
@@ -24,6 +35,8 @@ export class GridView {
     this.cards = new Map();
     this.online = true;
     this.inference = null; // {state, error, next_attempt_at}: the server's, shared by every stream
+    this.announcer = null; // where removals are said on a page without a #grid-note (made when needed)
+    setInterval(() => this.checkStale(), STALE_TICK_MS);
   }
 
   setInference(inference) {
@@ -51,8 +64,10 @@ export class GridView {
       card.status = { state: stream.state, error: stream.error, next_attempt_at: stream.next_attempt_at };
       this.render(card);
     }
-    if (stream.processed_fps !== undefined) {
-      const fps = stream.processed_fps ? `${stream.processed_fps.toFixed(1)} fps` : "";
+    if (typeof stream.processed_fps === "number") {
+      // The rate that pictures were coming at: the server's figure falls to 0 once they stop.
+      if (stream.processed_fps > 0) card.fps = stream.processed_fps;
+      const fps = stream.processed_fps > 0 ? `${stream.processed_fps.toFixed(1)} fps` : "0 fps";
       card.info.textContent = [fps, stream.viewers ? `${stream.viewers} watching` : ""].filter(Boolean).join(" · ");
     }
     this.empty.hidden = true;
@@ -90,7 +105,10 @@ export class GridView {
     info.className = "muted";
     caption.append(name, badge, info);
     element.append(frame, caption);
-    return { element, picture, badge, info, panel: new StatusPanel(frame), status: null, drawing: false };
+    // drawnAt: performance.now() of its last picture drawn (null: none yet); fps: the stream's last
+    // positive processed_fps (null: not known, and then the tile is never judged stale).
+    const panel = new StatusPanel(frame, { live: false });
+    return { element, picture, badge, info, panel, status: null, drawing: false, drawnAt: null, fps: null };
   }
 
   // A status message: its state and error, not when the next attempt is (the next poll brings that).
@@ -113,16 +131,68 @@ export class GridView {
     const state = this.online ? (card.status?.state ?? "starting") : this.offline.state;
     card.badge.textContent = state;
     card.badge.className = `badge state-${state}`;
-    card.panel.show(this.online ? streamNotice(card.status, this.inference) : this.offline);
+    card.panel.show(this.notice(card));
+  }
+
+  // What the tile's panel says: the connection's loss, else the stream's state, else a stale picture.
+  notice(card) {
+    if (!this.online) return this.offline;
+    return streamNotice(card.status, this.inference) ?? staleNotice(card);
+  }
+
+  // Once a second: a tile whose picture has grown stale says so, and the seconds since its last one.
+  // A tile out of sight (the stream view is open) is sent no frames: its time starts again when shown.
+  checkStale() {
+    const now = performance.now();
+    for (const card of this.cards.values()) {
+      if (card.drawnAt === null) continue;
+      if (card.element.getClientRects().length === 0) card.drawnAt = now; // not rendered
+      if (this.notice(card)?.state === "stale" || card.panel.notice?.state === "stale") this.render(card);
+    }
   }
 
   remove(id) {
     const card = this.cards.get(id);
     if (!card) return;
+    const focused = card.element.contains(document.activeElement);
+    if (focused) this.passFocus(card.element);
     card.panel.show(null);
     card.element.remove();
     this.cards.delete(id);
     this.empty.hidden = this.cards.size > 0;
+    if (focused) this.announce(`“${id}”${this.node === null ? "" : ` on ${this.node}`} was removed.`);
+  }
+
+  // The focus of a tile about to go: to the tile after it in the grid (of any node), else the one
+  // before, else the grid itself, so the keyboard carries on where it was.
+  passFocus(element) {
+    const grid = this.root.closest(".grid") ?? this.root;
+    const cards = [...grid.querySelectorAll(".card")];
+    const at = cards.indexOf(element);
+    const next = cards[at + 1] ?? cards[at - 1];
+    if (next) {
+      next.focus();
+      return;
+    }
+    if (!grid.hasAttribute("tabindex")) grid.tabIndex = -1;
+    grid.focus();
+  }
+
+  // Said politely, in the viewer's note above the grid where the page has one (a visible status line),
+  // else in a visually hidden live region of this view's own.
+  announce(text) {
+    let note = document.getElementById("grid-note");
+    if (!note) {
+      if (!this.announcer) {
+        this.announcer = document.createElement("p");
+        this.announcer.className = "visually-hidden";
+        this.announcer.setAttribute("role", "status");
+        (this.root.closest(".grid") ?? this.root).before(this.announcer);
+      }
+      note = this.announcer;
+    }
+    note.textContent = text;
+    note.hidden = false;
   }
 
   async frame(meta, jpeg) {
@@ -138,8 +208,19 @@ export class GridView {
       card.picture.getContext("2d").drawImage(bitmap, 0, 0);
       bitmap.close();
       card.picture.dataset.seq = meta.seq;
+      card.drawnAt = performance.now();
+      if (card.panel.notice?.state === "stale") this.render(card);
     } finally {
       card.drawing = false;
     }
   }
+}
+
+// The note over a live tile whose last picture is older than a few of its frame intervals, or null.
+function staleNotice(card) {
+  if (card.drawnAt === null || card.fps === null) return null;
+  const ageS = (performance.now() - card.drawnAt) / 1000;
+  const staleAfterS = Math.max(STALE_MIN_S, STALE_FRAME_INTERVALS / Math.min(card.fps, THUMB_FPS));
+  if (ageS < staleAfterS) return null;
+  return { state: "stale", title: `No new picture for ${Math.floor(ageS)} s`, reason: "", nextAttemptAt: null };
 }

@@ -58,13 +58,17 @@ function countdownText(nextAttemptAt) {
   return remaining >= 0.5 ? `next attempt in ${Math.round(remaining)} s` : "trying again now…";
 }
 
-/** A notice laid over a picture; `container` is the positioned element that holds the picture. */
+/**
+ * A notice laid over a picture; `container` is the positioned element that holds the picture. `live`:
+ * whether a screen reader speaks its changes (role="status"), as the one panel of a page should; a
+ * grid's tiles are not, or an outage would have every tile speak at once.
+ */
 export class StatusPanel {
-  constructor(container) {
+  constructor(container, { live = true } = {}) {
     this.container = container;
     this.element = document.createElement("div");
     this.element.className = "status-panel";
-    this.element.setAttribute("role", "status");
+    if (live) this.element.setAttribute("role", "status");
     this.title = document.createElement("strong");
     this.reason = document.createElement("span");
     this.reason.className = "status-reason";
