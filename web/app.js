@@ -7,7 +7,7 @@
 import { ApiError, addStream, listStreams, removeStream, viewerSettings } from "./api.js";
 import { Connection, carryToken, dropPageToken, pageToken, storeToken, storedToken } from "./connection.js";
 import { ANALYTICS_EVENTS } from "./events.js";
-import { GridView, gridSubscription } from "./grid.js";
+import { GridView, ThumbnailWidth, gridSubscription } from "./grid.js";
 import { OFFLINE_NOTICE } from "./status.js";
 import { routedStream, StreamView } from "./stream.js";
 import { askForToken } from "./token.js";
@@ -35,6 +35,10 @@ const REMOVED = {
 
 const $ = (id) => document.getElementById(id);
 const grid = new GridView($("grid"), $("grid-empty"));
+// The tiles' pictures follow their size on the screen; the stream view asks for its own.
+const thumbnails = new ThumbnailWidth($("grid"), (px) => {
+  if (current === null) connection.subscribe(gridSubscription(px));
+});
 const view = new StreamView({
   canvas: $("video"),
   toggles: $("overlays"),
@@ -180,7 +184,7 @@ function route() {
   if (shownView !== null && shown !== shownView) $(shown === "grid" ? "grid" : "stream-title").focus();
   shownView = shown;
   if (current === null) {
-    connection.subscribe(gridSubscription);
+    connection.subscribe(gridSubscription(thumbnails.px()));
   } else {
     view.open(current);
     connection.subscribe(view.subscription());

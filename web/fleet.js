@@ -6,17 +6,14 @@
 // page needs no address of its own per node, and stays right behind another proxy's prefix. Without
 // ?nodes= it shows its own node only.
 //
-// One WebSocket per node (connection.js), subscribed for small pictures, each reconnecting by itself:
+// One WebSocket per node (connection.js), subscribed for pictures as wide as its tiles, each reconnecting by itself:
 // a node that is down says so over its own tiles and in its badge, and the others play on. The nodes
 // of one deployment share their tokens, so the person is asked once (api.js) and the answer serves all.
 
 import { ApiError, listStreams } from "./api.js";
 import { APP_ROOT, Connection, carryToken } from "./connection.js";
-import { GridView, gridSubscription } from "./grid.js";
+import { GridView, ThumbnailWidth, gridSubscription } from "./grid.js";
 
-// Many tiles on one screen: smaller pictures than a node's own grid asks for.
-const FLEET_THUMB_WIDTH_PX = 320;
-const fleetSubscription = { ...gridSubscription, max_width: FLEET_THUMB_WIDTH_PX };
 // A node's name is one folder of the entrance: nothing that could lead out of it.
 const NODE_NAME = /^(?!\.\.?$)[A-Za-z0-9._~-]{1,64}$/;
 
@@ -39,7 +36,7 @@ function diagnosis(error) {
 
 /** One node: its connection, its tiles in the shared grid, and its badge in the top bar. */
 class FleetNode {
-  constructor(name, root, grid, nav) {
+  constructor(name, root, grid, nav, thumbnails) {
     this.name = name;
     this.root = root;
     this.live = false;
@@ -75,7 +72,12 @@ class FleetNode {
       },
       { base: root },
     );
-    this.connection.subscribe(fleetSubscription);
+    this.subscribe(thumbnails.px());
+  }
+
+  // Pictures `maxWidthPx` wide at most: as wide as a tile of the shared grid is on the screen.
+  subscribe(maxWidthPx) {
+    this.connection.subscribe(gridSubscription(maxWidthPx));
   }
 
   // What the node's badge and its placeholder tile (shown while it has no tiles) say.
@@ -150,4 +152,9 @@ function listedNodes() {
   return names.filter((name) => NODE_NAME.test(name)).map((name) => ({ name, root: new URL(`${name}/`, entrance) }));
 }
 
-for (const { name, root } of listedNodes()) new FleetNode(name, root, $("grid"), $("fleet-nodes"));
+// Many tiles on one screen: each node's pictures as wide as the tiles they fill, all nodes' tiles alike.
+const fleet = [];
+const thumbnails = new ThumbnailWidth($("grid"), (px) => fleet.forEach((node) => node.subscribe(px)));
+for (const { name, root } of listedNodes()) {
+  fleet.push(new FleetNode(name, root, $("grid"), $("fleet-nodes"), thumbnails));
+}

@@ -9,19 +9,95 @@
 // neighbour and says what happened, rather than dropping it on the page's top.
 // The fleet page (fleet.js) has one GridView per node in one grid: its tiles name their node and open
 // that node's own viewer.
+// Tiles are sent pictures as wide as a tile is on the screen (ThumbnailWidth), not a fixed size: the
+// server encodes and sends no more pixels than are shown.
 
 import { carryToken } from "./connection.js";
 import { OFFLINE_NOTICE, StatusPanel, streamNotice } from "./status.js";
 
-const THUMB_WIDTH_PX = 480;
 const THUMB_FPS = 4;
+// The widths the server scales a picture to (WIDTH_STEPS_PX in server/delivery/encode.py, which a test
+// keeps equal to this list): it rounds a requested max_width down to one of them, so the grid asks for
+// the one at or above a tile's width and is sent a picture at least as wide as the tile.
+export const SERVER_WIDTH_STEPS_PX = [
+  32, 48, 64, 96, 128, 160, 192, 240, 320, 384, 480, 640, 800, 960, 1280, 1600, 1920, 2560, 3840, 7680,
+];
+// A resize is acted on once the grid has kept its size this long: dragging a window's edge asks once.
+const RESIZE_SETTLE_MS = 250;
 // A tile is stale once its picture is older than this many frame intervals of what it is sent (the
 // stream's rate, at most THUMB_FPS), and never sooner than STALE_MIN_S: late frames are not a stall.
 const STALE_FRAME_INTERVALS = 4;
 const STALE_MIN_S = 3;
 const STALE_TICK_MS = 1000; // the stale note counts the seconds
 
-export const gridSubscription = { streams: ["*"], image: "annotated", max_width: THUMB_WIDTH_PX, max_fps: THUMB_FPS };
+// What the grid subscribes to: every stream's pictures, `maxWidthPx` wide at most (ThumbnailWidth).
+export function gridSubscription(maxWidthPx) {
+  return { streams: ["*"], image: "annotated", max_width: maxWidthPx, max_fps: THUMB_FPS };
+}
+
+// The server's width step at or above `devicePx` (the smallest for less, the largest for more: at or
+// above a frame's own width the server sends it full size). A fraction of a pixel over a step is
+// rounded away, so layout's sub-pixel widths do not ask for twice the pixels.
+export function widthStepPx(devicePx) {
+  const wanted = Math.round(devicePx);
+  return SERVER_WIDTH_STEPS_PX.find((step) => step >= wanted) ?? SERVER_WIDTH_STEPS_PX.at(-1);
+}
+
+/**
+ * The max_width a grid's tiles want: its widest column in device pixels, as a server width step.
+ * `onChange(px)` is called when a resize or a zoom has settled on another step than the last one
+ * given (by `px()` or `onChange`), and not otherwise; never while the grid is hidden.
+ */
+export class ThumbnailWidth {
+  constructor(grid, onChange) {
+    this.grid = grid;
+    this.onChange = onChange;
+    this.stepPx = null; // the last step given out
+    this.timer = null;
+    new ResizeObserver(() => this.settle()).observe(grid);
+    this.watchResolution();
+  }
+
+  // The step for the grid as laid out now; while it is hidden, the last one (the smallest before any).
+  px() {
+    this.stepPx = this.measure() ?? this.stepPx ?? SERVER_WIDTH_STEPS_PX[0];
+    return this.stepPx;
+  }
+
+  // The step of the widest column now, or null while the grid is not laid out (hidden).
+  measure() {
+    if (this.grid.getClientRects().length === 0) return null;
+    const columns = getComputedStyle(this.grid)
+      .gridTemplateColumns.split(" ")
+      .filter((track) => track.endsWith("px"))
+      .map(parseFloat);
+    const widestCss = Math.max(0, ...columns) || this.grid.clientWidth;
+    return widthStepPx(widestCss * devicePixelRatio);
+  }
+
+  settle() {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      const stepPx = this.measure();
+      if (stepPx === null || stepPx === this.stepPx) return;
+      this.stepPx = stepPx;
+      this.onChange(stepPx);
+    }, RESIZE_SETTLE_MS);
+  }
+
+  // A zoom, or the window moved to a screen of another density, changes the device pixels of a tile
+  // whose CSS width may stay the same: the media query of the present ratio says when it no longer holds.
+  watchResolution() {
+    matchMedia(`(resolution: ${devicePixelRatio}dppx)`).addEventListener(
+      "change",
+      () => {
+        this.settle();
+        this.watchResolution();
+      },
+      { once: true },
+    );
+  }
+}
 
 export class GridView {
   // node: the name each tile shows beside its stream id (null: none). viewerRoot: the root of the node
