@@ -218,9 +218,45 @@ async def test_a_receiver_that_keeps_failing_is_told_once_in_the_log_not_twice_a
     finally:
         await outputs.stop()
     errors = [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
-    assert errors[0] == f"{hook(outputs).name}: answered HTTP 500 (an event is given up after 2 attempts)"
+    assert errors[0] == f"{hook(outputs).name}: answered HTTP 500 (an event given up after 2 attempts)"
     assert len([e for e in errors if "again:" not in e]) == 1, errors
     assert receiver.attempts == 10
+
+
+async def test_a_retried_attempt_is_a_warning_and_only_an_event_given_up_on_an_error(
+    receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each retried 503 was logged as an error, though the event got through: errors with nothing failed."""
+    receiver.statuses = [503, 503, 200, 503, 503, 503]
+    outputs = await running(WebhookSettings(receiver.url, retries=2))
+    try:
+        with caplog.at_level(logging.WARNING, logger="server.events"):
+            outputs.on_packet(track_start(1, track_id=1))  # 503, 503, then delivered
+
+            async def delivered() -> bool:
+                return hook(outputs).health().delivered == 1
+
+            await eventually(delivered, what="the event after two retries")
+            retried = [(r.levelno, r.getMessage()) for r in caplog.records]
+            caplog.clear()
+            outputs.on_packet(track_start(2, track_id=2))  # 503, 503, 503: given up
+
+            async def given_up() -> bool:
+                return hook(outputs).health().failed == 1
+
+            await eventually(given_up, what="the next event to be given up")
+            lost = [(r.levelno, r.getMessage()) for r in caplog.records]
+    finally:
+        await outputs.stop()
+    name = hook(outputs).name
+    assert retried == [
+        (logging.WARNING, f"[cam] {name}: answered HTTP 503 on attempt 1 of 3; retrying"),
+        (logging.WARNING, f"[cam] {name}: answered HTTP 503 on attempt 2 of 3; retrying"),
+    ]
+    assert [message for level, message in lost if level >= logging.ERROR] == [
+        f"{name}: answered HTTP 503 (an event given up after 3 attempts)"
+    ]
+    assert hook(outputs).health().last_error == "answered HTTP 503 (an event given up after 3 attempts)"
 
 
 async def test_a_rate_limited_receiver_gets_the_quiet_it_asks_for_before_the_next_event(receiver: Receiver) -> None:

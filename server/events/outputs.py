@@ -6,6 +6,8 @@ was dropped on the way hands its events on to the next one (`FrameResult.replaci
 is lost before this point. From here each sink has its own bounded queue and its own task or thread,
 and gets only what it sends: the event's JSON and, for the history, the pixels of its snapshot (cut
 here, see `server.events.snapshot`), never the frame, so a queue full of events holds no frames.
+An event whose object is not in the frame it was decided on (a track's end, a zone exit at it) gets
+the crop of where its track was last seen, which each stream's `LastSeen` keeps until it ends.
 The hub also tells the outputs of each stream's state and of whether frames can be inferred, so MQTT
 can say whether a stream's counts are current (it is live and its frames are inferred) or the last
 ones seen before its camera, or a remote model's server, went down.
@@ -24,7 +26,7 @@ from server.events.config import EventsSettings
 from server.events.counts import counts_of
 from server.events.history import HistorySink
 from server.events.sink import OutEvent, Sink, SinkHealth
-from server.events.snapshot import picture_of
+from server.events.snapshot import LastSeen
 from server.events.webhook import WebhookSink, webhook_names
 from server.inference.models import InferenceStatus, install_hint
 from server.sources.base import StreamState
@@ -57,6 +59,7 @@ class EventOutputs:
         self.sinks: tuple[Sink, ...] = tuple(sinks)
         self._pictures = any(sink.snapshots for sink in sinks)
         self._counts: dict[str, dict[str, float]] = {}
+        self._last_seen: dict[str, LastSeen] = {}  # per stream, only when a sink keeps pictures
         self._inference_available = True  # as the hub starts: a local model always is
 
     async def start(self) -> None:
@@ -83,12 +86,22 @@ class EventOutputs:
             return
         events = packet.metadata.get("events")
         when = packet.result.frame.capture_time
+        last_seen = self._last_seen.setdefault(packet.stream_id, LastSeen()) if self._pictures else None
+        if last_seen is not None:
+            last_seen.seen(packet.result)
+        ended: list[int] = []
         for event in events if isinstance(events, list) else ():
             if isinstance(event, Mapping):
                 plain = OutEvent(event, packet.stream_id, when)  # its event_id drawn here, the same in every sink
-                pictured = replace(plain, picture=picture_of(event, packet.result)) if self._pictures else plain
+                pictured = plain
+                if last_seen is not None:
+                    pictured = replace(plain, picture=last_seen.picture_of(event, packet.result))
                 for sink in self.sinks:
                     sink.offer(pictured if sink.snapshots else plain)
+                if event.get("type") == "track" and event.get("event") == "end" and isinstance(event.get("id"), int):
+                    ended.append(event["id"])
+        if last_seen is not None:
+            last_seen.ended(ended)
         counts = counts_of(packet.metadata)
         if counts != self._counts.get(packet.stream_id):
             self._counts[packet.stream_id] = counts
@@ -123,5 +136,6 @@ class EventOutputs:
     def on_stream_removed(self, stream_id: str) -> None:
         """A stream was removed (on the loop): sinks that keep something of it (MQTT's sensors) let it go."""
         self._counts.pop(stream_id, None)
+        self._last_seen.pop(stream_id, None)
         for sink in self.sinks:
             sink.forget_stream(stream_id)

@@ -6,12 +6,17 @@ handed over (slicing and one copy of that part: no scaling or encoding on the lo
 most `SNAPSHOT_MAX_PX` pixels, and only that copy waits in the history's queue (whose pictures
 together have a byte budget of their own: see `server.events.history`). The writer thread scales
 and encodes it.
+
+An event can be decided on a frame its object is not in: a track ends the tracker's lost-track
+buffer (seconds) after it was last seen, and its zone exits and line crossings settle then. For
+those `LastSeen` keeps, per stream, the crop of each track from the last published frame it was
+in, until it ends.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +32,12 @@ SNAPSHOT_MAX_WIDTH_PX = 640  # for an event without a box: the whole frame, scal
 #: margin is kept at the frame's resolution up to this, and thinned by area past it, so a big object
 #: near a 4K camera, or a tall one, costs no more than an ordinary one near a 720p camera.
 SNAPSHOT_MAX_PX = 1280 * 720
+#: The most pixels `LastSeen` keeps of a track (those of a 640x360 image, 0.7 MB): they are copied
+#: for every track of every frame, on the loop, so a big object's end is shown at a lower resolution
+#: rather than the loop copying megabytes per frame.
+LAST_SEEN_MAX_PX = 640 * 360
+#: The most bytes of crops one stream keeps (`LastSeen`): a hundred tracks at `LAST_SEEN_MAX_PX`.
+LAST_SEEN_MAX_BYTES = 100 * LAST_SEEN_MAX_PX * 3
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # pixels: compared by identity
@@ -53,25 +64,80 @@ def picture_of(data: Mapping[str, Any], result: FrameResult) -> Picture:
     the frame (analytics events); without either, the whole frame. Called on the loop for each event.
     """
     image = result.frame.image
-    height, width = image.shape[:2]
     box = _box_of(data, result)
-    if box is not None and all(math.isfinite(v) for v in box):
-        x1, y1, x2, y2 = box
-        mx, my = (x2 - x1) * SNAPSHOT_MARGIN, (y2 - y1) * SNAPSHOT_MARGIN
-        left, top = max(0, int(x1 - mx)), max(0, int(y1 - my))
-        right, bottom = min(width, int(x2 + mx) + 1), min(height, int(y2 + my) + 1)
-        if right - left >= 2 and bottom - top >= 2:
-            step = _thinning(right - left, bottom - top)
-            return Picture(image[top:bottom:step, left:right:step].copy())
+    crop = _crop(image, box) if box is not None else None
+    if crop is not None:
+        return crop
+    height, width = image.shape[:2]
     # No wider than needed: less than twice the stored width, unless the frame is tall.
     step = max(width // SNAPSHOT_MAX_WIDTH_PX, _thinning(width, height))
     return Picture(image[::step, ::step].copy(), whole_frame=True)
 
 
-def _thinning(width: int, height: int) -> int:
-    """The n of every n-th pixel, each way, that keeps a ``width`` x ``height`` picture within `SNAPSHOT_MAX_PX`."""
+def _crop(image: np.ndarray, box: tuple[float, float, float, float], max_px: int = SNAPSHOT_MAX_PX) -> Picture | None:
+    """``box`` with its margin, copied out of ``image`` (every n-th pixel past ``max_px``); None if no box in it."""
+    if not all(math.isfinite(v) for v in box):
+        return None
+    height, width = image.shape[:2]
+    x1, y1, x2, y2 = box
+    mx, my = (x2 - x1) * SNAPSHOT_MARGIN, (y2 - y1) * SNAPSHOT_MARGIN
+    left, top = max(0, int(x1 - mx)), max(0, int(y1 - my))
+    right, bottom = min(width, int(x2 + mx) + 1), min(height, int(y2 + my) + 1)
+    if right - left < 2 or bottom - top < 2:
+        return None
+    step = _thinning(right - left, bottom - top, max_px)
+    return Picture(image[top:bottom:step, left:right:step].copy())
+
+
+class LastSeen:
+    """One stream's tracks as last seen, for the snapshots of events decided on a frame they are not in.
+
+    Fed every published frame of its stream, in order, on the loop (`seen`), it keeps the crop of
+    each track that has not ended from the last frame it was in: copied out of every frame for each
+    of its tracks (one slice copy each, at most `LAST_SEEN_MAX_PX`), so no frame is kept alive.
+    A track that ends lets its crop go once that frame's events are out (`ended`); a tracker's
+    reset ends every track too. `LAST_SEEN_MAX_BYTES` bounds a stream's crops whatever happens:
+    past it, the tracks missing longest go first, and their events fall back to `picture_of`.
+    """
+
+    def __init__(self) -> None:
+        self._crops: dict[int, Picture] = {}  # by track id, the longest unseen first
+        self._bytes = 0
+
+    def seen(self, result: FrameResult) -> None:
+        """``result`` is the stream's next published frame: its tracks are last seen there."""
+        for track in result.tracks:
+            crop = _crop(result.frame.image, track.box, LAST_SEEN_MAX_PX)
+            if crop is not None:
+                self._drop(track.track_id)
+                self._crops[track.track_id] = crop
+                self._bytes += crop.pixels.nbytes
+        while self._bytes > LAST_SEEN_MAX_BYTES and self._crops:
+            self._drop(next(iter(self._crops)))
+
+    def picture_of(self, data: Mapping[str, Any], result: FrameResult) -> Picture:
+        """Event ``data``'s snapshot: as `picture_of` in ``result`` when its track is in it (or it has
+        none), else the crop of where the track was last seen, if kept."""
+        track_id = data.get("id")
+        in_frame = any(track.track_id == track_id for track in result.tracks)
+        kept = None if in_frame or not isinstance(track_id, int) else self._crops.get(track_id)
+        return kept if kept is not None else picture_of(data, result)
+
+    def ended(self, track_ids: Iterable[int]) -> None:
+        """These tracks ended and their events are out: their crops are of no more use."""
+        for track_id in track_ids:
+            self._drop(track_id)
+
+    def _drop(self, track_id: int) -> None:
+        crop = self._crops.pop(track_id, None)
+        if crop is not None:
+            self._bytes -= crop.pixels.nbytes
+
+
+def _thinning(width: int, height: int, max_px: int = SNAPSHOT_MAX_PX) -> int:
+    """The n of every n-th pixel, each way, that keeps a ``width`` x ``height`` picture within ``max_px``."""
     step = 1
-    while -(-width // step) * -(-height // step) > SNAPSHOT_MAX_PX:  # what slicing by step keeps, rounded up
+    while -(-width // step) * -(-height // step) > max_px:  # what slicing by step keeps, rounded up
         step += 1
     return step
 

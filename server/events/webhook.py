@@ -1,17 +1,20 @@
 """Webhooks: each event POSTed as JSON to a URL, signed, retried with backoff, one at a time in order.
 
 The receiver checks ``X-Segcast-Signature: sha256=<hex>``, the HMAC-SHA256 of the raw body under the
-shared secret (GitHub's scheme, so existing verifiers work). ``X-Segcast-Delivery`` is the event's
-``event_id`` (`OutEvent`), the same in each of its retries and in the MQTT and history copies, so a
-receiver that answered too late to be heard can tell a retry from a new event. A delivery that
-times out (``timeout_s``), cannot connect or gets a 5xx or 429 is retried up to ``retries`` times
-with doubling waits, or as long as the answer's Retry-After asks (at most `BACKOFF_MAX_S`); the wait
-goes on to the next event while the receiver keeps failing, so a receiver that is down or
-rate-limiting is not hit at full speed by each new event. A 4xx other than 429 means the receiver
-refuses the event, so it is not retried. A redirect is not followed
-(aiohttp would turn the POST into a GET without its body, and a 2xx to that would count as delivered):
-it fails like a refusal, naming where it points so the URL can be corrected. While a URL is down its
-queue fills and further events are dropped and counted: they never pile up in memory or delay others.
+shared secret (GitHub's scheme, so existing verifiers work); it signs no time, so a captured delivery
+verifies forever: receivers refuse stale bodies by their ``time`` and repeats by ``event_id``.
+``X-Segcast-Delivery`` is the event's ``event_id`` (`OutEvent`), the same in each of its retries and in
+the MQTT and history copies, so a receiver that answered too late to be heard can tell a retry from a
+new event. A delivery that times out (``timeout_s``), cannot connect or gets a 5xx or 429 is retried up
+to ``retries`` times with doubling waits, or as long as the answer's Retry-After asks (at most
+`BACKOFF_MAX_S`); the wait goes on to the next event while the receiver keeps failing, so a receiver
+that is down or rate-limiting is not hit at full speed by each new event. A retried attempt is logged as
+a warning; only an event given up on is an error, logged once and then, while the same failure goes on,
+at most once a while with the events lost since (`Tally.fail`). A 4xx other than 429 means the receiver
+refuses the event, so it is not retried. A redirect is not followed (aiohttp would turn the POST into a
+GET without its body, and a 2xx to that would count as delivered): it fails like a refusal, naming where
+it points so the URL can be corrected. While a URL is down its queue fills and further events are
+dropped and counted: they never pile up in memory or delay others.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import aiohttp
 
 from server.events.config import WebhookSettings
 from server.events.counts import Counts
-from server.events.sink import Backoff, DeliveryTask, OutEvent, SinkHealth, Tally
+from server.events.sink import Backoff, DeliveryTask, OutEvent, SinkHealth, SinkState, Tally
 
 log = logging.getLogger(__name__)
 
@@ -169,10 +172,28 @@ class WebhookSink:
                 return
             if reason is None:
                 return
-            # One reason for its retries and its loss: a receiver that keeps failing is logged once, then
-            # once a while with the events lost since (`Tally.fail`), not twice for every event.
-            reason += f" (an event is given up after {self.settings.retries + 1} attempts)"
-            self._tally.fail(reason, lost=int(attempt == self.settings.retries))
+            attempts = self.settings.retries + 1
+            if attempt + 1 < attempts:
+                self._retrying(event, reason, attempt + 1, attempts)
+                continue
+            # One reason for every event lost to it: a receiver that keeps failing is logged once, then
+            # once a while with the events lost since (`Tally.fail`), not once for every event.
+            self._tally.fail(f"{reason} (an event given up after {attempts} attempts)", lost=1)
+
+    def _retrying(self, event: OutEvent, reason: str, attempt: int, attempts: int) -> None:
+        """An attempt failed and will be retried: a warning, since the event may still get through
+        (an error is for an event given up on); the sink is failing meanwhile, so /metrics and the
+        API show it and a shutdown does not wait on it (`DeliveryTask.drain`).
+
+        ``last_error`` is set only where the sink was not failing yet: a failure that goes on keeps
+        the reason it was logged with, so its further losses are only counted (`Tally.fail`).
+        """
+        log.warning("[%s] %s: %s on attempt %d of %d; retrying", event.stream_id, self.name, reason, attempt, attempts)
+        tally = self._tally
+        if tally.state is not SinkState.FAILING:
+            tally.state = SinkState.FAILING
+            tally.last_error = reason
+        tally.last_error_at = time.time()
 
     async def _attempt(self, session: aiohttp.ClientSession, body: bytes, headers: dict[str, str]) -> str | None:
         """POST once: None when delivered, else why, when retrying may help (and `backoff` says when).

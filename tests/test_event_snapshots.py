@@ -1,0 +1,95 @@
+"""The snapshot of an event decided on a frame its object is not in: a track's end, seconds after
+it was last seen, and the zone exit its end settles, show the object where it was last seen."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from server.analytics.events import AnalyticsEvent, AnalyticsEventKind
+from server.delivery.encode import FramePacket, make_packet
+from server.events.config import EventsSettings, HistorySettings
+from server.events.outputs import EventOutputs
+from server.events.sink import OutEvent
+from server.events.snapshot import Picture, picture_of
+from server.frames import Frame, FrameResult, Track, TrackEvent, TrackEventKind
+
+WIDTH, HEIGHT = 320, 240
+RED, BLUE = (0, 0, 255), (255, 0, 0)  # BGR
+FIRST_BOX = (100.0, 60.0, 180.0, 200.0)
+LAST_BOX = (160.0, 40.0, 240.0, 180.0)  # where the track was last seen, a frame later
+
+
+def frame(seq: int, objects: list[tuple[int, tuple[float, float, float, float], tuple[int, int, int]]]) -> FrameResult:
+    """Frame ``seq`` of stream cam: black, with each (track id, box, colour) object drawn and tracked."""
+    image = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+    tracks = []
+    for track_id, box, colour in objects:
+        x1, y1, x2, y2 = (int(v) for v in box)
+        image[y1:y2, x1:x2] = colour
+        tracks.append(Track(track_id, 0, "person", 0.9, box, None, ()))
+    return FrameResult(Frame("cam", seq, time.time(), seq / 15, image), tuple(tracks), 1.0)
+
+
+def ended(result: FrameResult, track_id: int) -> FramePacket:
+    """``result`` carrying the end of track ``track_id`` (last seen at `LAST_BOX`) and its exit from zone door."""
+    now = result.frame.capture_time
+    end = TrackEvent(TrackEventKind.END, "cam", track_id, 0, "person", now, now - 2, 1.0, LAST_BOX)
+    exit_ = AnalyticsEvent(AnalyticsEventKind.ZONE_EXIT, "cam", track_id, 0, "person", now, 1.0, zone="door")
+    return make_packet(FrameResult(result.frame, result.tracks, 1.0, (end, exit_)), {})
+
+
+@pytest.fixture
+def stored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[EventOutputs, list[OutEvent]]:
+    """Outputs with a history, and the events the history is handed (with their pictures)."""
+    outputs = EventOutputs(EventsSettings(history=HistorySettings(tmp_path / "events.db")))
+    offered: list[OutEvent] = []
+    monkeypatch.setattr(outputs.history, "offer", offered.append)
+    return outputs, offered
+
+
+def pictures(offered: list[OutEvent], kind: str) -> list[Picture]:
+    kinds = [(event.data.get("event") or event.data["type"], event.picture) for event in offered]
+    return [picture for name, picture in kinds if name == kind and picture is not None]
+
+
+def test_a_tracks_end_and_its_zone_exit_show_it_where_it_was_last_seen(
+    stored: tuple[EventOutputs, list[OutEvent]],
+) -> None:
+    # Given a red object tracked on two frames, lost on the next, and ended on one where another (blue) is
+    outputs, offered = stored
+    last_seen = frame(2, [(7, LAST_BOX, RED)])
+    outputs.on_packet(make_packet(frame(1, [(7, FIRST_BOX, RED)]), {}))
+    outputs.on_packet(make_packet(last_seen, {}))
+    outputs.on_packet(make_packet(frame(3, []), {}))
+    # When its end, and the zone exit it settles, are decided
+    outputs.on_packet(ended(frame(4, [(8, FIRST_BOX, BLUE)]), 7))
+    # Then both snapshots are the crop of the frame it was last seen in, not of the frame they were decided on
+    expected = picture_of({"box": list(LAST_BOX)}, last_seen).pixels
+    (end,), (exit_,) = pictures(offered, "end"), pictures(offered, "zone_exit")
+    assert np.array_equal(end.pixels, expected), "the end shows the object as last seen"
+    assert not exit_.whole_frame, "a zone exit at a track's end shows its object, not the whole frame"
+    assert np.array_equal(exit_.pixels, expected)
+
+
+def test_a_track_seen_again_is_pictured_where_it_is_now(stored: tuple[EventOutputs, list[OutEvent]]) -> None:
+    outputs, offered = stored
+    outputs.on_packet(make_packet(frame(1, [(7, LAST_BOX, RED)]), {}))
+    outputs.on_packet(make_packet(frame(2, []), {}))
+    back = frame(3, [(7, FIRST_BOX, BLUE)])
+    exit_ = AnalyticsEvent(AnalyticsEventKind.ZONE_EXIT, "cam", 7, 0, "person", 0.0, 0.2, zone="door")
+    outputs.on_packet(make_packet(FrameResult(back.frame, back.tracks, 1.0, (exit_,)), {}))
+    (picture,) = pictures(offered, "zone_exit")
+    assert np.array_equal(picture.pixels, picture_of({"id": 7}, back).pixels)
+
+
+def test_an_ended_tracks_crop_is_let_go(stored: tuple[EventOutputs, list[OutEvent]]) -> None:
+    """Crops are kept only for tracks that have not ended: a later event of its id has none to show."""
+    outputs, offered = stored
+    outputs.on_packet(make_packet(frame(1, [(7, LAST_BOX, RED)]), {}))
+    outputs.on_packet(ended(frame(2, []), 7))
+    outputs.on_packet(ended(frame(3, []), 7))
+    assert [picture.whole_frame for picture in pictures(offered, "zone_exit")] == [False, True]
