@@ -21,6 +21,7 @@ import pytest
 from aiohttp import web
 
 import server.serve
+from server.app import create_app
 from server.config import Settings
 from server.delivery.viewer import ViewerLimits
 from server.http import connections
@@ -53,12 +54,13 @@ def _serve_on_limiting_loop(limits: ConnectionLimits, scenario: Scenario) -> Non
         loop.close()
 
 
-async def _serving(scenario: Scenario) -> None:
+async def _serving(scenario: Scenario, app: web.Application | None = None) -> None:
     async def healthz(_: web.Request) -> web.Response:
         return web.Response()
 
-    app = web.Application()
-    app.router.add_get("/healthz", healthz)
+    if app is None:
+        app = web.Application()
+        app.router.add_get("/healthz", healthz)
     runner = web.AppRunner(app, **server_options())
     await runner.setup()
     try:
@@ -151,12 +153,37 @@ def test_a_connection_over_the_limit_of_its_address_is_refused_while_the_total_l
         try:
             assert status_of(await _answer_without_asking(port)) == 503
             assert [await _ask(client) for client in clients] == [200, 200]
-            assert _running_counter().refused == 1
+            assert _running_counter().refused_by == {"total": 0, "per_address": 1}
         finally:
             for _, writer in clients:
                 await _close(writer)
 
     _serve_on_limiting_loop(ConnectionLimits(total=100, per_address=2), scenario)
+
+
+def test_open_and_refused_connections_are_in_the_metrics() -> None:
+    """``/metrics`` of segcast's own app, served on the limiting loop as `segcast serve` serves it."""
+    app = create_app(Settings(model=str(BUNDLED_MODEL), streams=()))
+
+    async def scenario(port: int) -> None:
+        clients = await _open_answered(port, 2)
+        try:
+            assert status_of(await _answer_without_asking(port)) == 503
+            reader, writer = clients[0]
+            writer.write(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            text = (await asyncio.wait_for(reader.read(), WAIT_S)).decode()
+        finally:
+            for _, writer in clients:
+                await _close(writer)
+        assert "\nsegcast_connections 2\n" in text
+        assert 'segcast_connections_refused_total{limit="total"} 1\n' in text
+        assert 'segcast_connections_refused_total{limit="per_address"} 0\n' in text
+
+    loop = ConnectionLimitingLoop(ConnectionLimits(total=2))
+    try:
+        loop.run_until_complete(asyncio.wait_for(_serving(scenario, app), 6 * WAIT_S))
+    finally:
+        loop.close()
 
 
 def test_each_address_has_its_own_limit_and_loopback_a_proxy_uses_for_everyone_has_none() -> None:

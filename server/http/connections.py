@@ -119,7 +119,8 @@ class ConnectionCounter:
     def __init__(self, limits: ConnectionLimits) -> None:
         self.limits = limits
         self.total = 0
-        self.refused = 0
+        #: Connections refused, by the limit that refused them (``segcast_connections_refused_total``).
+        self.refused_by: dict[str, int] = {"total": 0, "per_address": 0}
         self._per_address: Counter[str] = Counter()
         self._refusals_logged = _Throttle(LOG_INTERVAL_S)
 
@@ -130,10 +131,10 @@ class ConnectionCounter:
         """
         counted = _counted_address(address)
         if self.total >= self.limits.total:
-            self._refuse(f"the server has its limit of {self.limits.total} open connections")
+            self._refuse("total", f"the server has its limit of {self.limits.total} open connections")
             return False
         if counted is not None and self._per_address[counted] >= self.limits.per_address:
-            self._refuse(f"{counted} has its limit of {self.limits.per_address} open connections")
+            self._refuse("per_address", f"{counted} has its limit of {self.limits.per_address} open connections")
             return False
         self.total += 1
         if counted is not None:
@@ -149,8 +150,13 @@ class ConnectionCounter:
             if not self._per_address[counted]:
                 del self._per_address[counted]
 
-    def _refuse(self, why: str) -> None:
-        self.refused += 1
+    @property
+    def refused(self) -> int:
+        """Connections refused so far, by either limit."""
+        return sum(self.refused_by.values())
+
+    def _refuse(self, limit: str, why: str) -> None:
+        self.refused_by[limit] += 1
         if self._refusals_logged.skipped_if_due() is not None:
             log.warning("refusing connections (%d so far): %s", self.refused, why)
 
@@ -208,6 +214,12 @@ class _CountedConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self._inner is not None:
             self._inner.resume_writing()
+
+
+def running_counter() -> ConnectionCounter | None:
+    """The counter of the running loop's connections; None where the loop limits none (tests' servers)."""
+    loop = asyncio.get_running_loop()
+    return loop.connections if isinstance(loop, ConnectionLimitingLoop) else None
 
 
 class ConnectionLimitingLoop(asyncio.SelectorEventLoop):

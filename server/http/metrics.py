@@ -14,6 +14,7 @@ from server.analytics.events import DWELL_BUCKETS_S, Counts
 from server.config import StreamConfig
 from server.delivery.hub import Hub
 from server.events.sink import SinkHealth, SinkState
+from server.http.connections import ConnectionCounter
 from server.sources.base import StreamState
 from server.streams import StreamInfo, StreamManager
 from server.webrtc.peers import PeerCounts
@@ -22,9 +23,14 @@ Sample = tuple[dict[str, str], float]
 
 
 def render_metrics(
-    manager: StreamManager, hub: Hub, outputs: Sequence[SinkHealth] = (), webrtc: PeerCounts | None = None
+    manager: StreamManager,
+    hub: Hub,
+    outputs: Sequence[SinkHealth] = (),
+    webrtc: PeerCounts | None = None,
+    connections: ConnectionCounter | None = None,
 ) -> str:
-    """The exposition text; ``webrtc``: the peers' counts, where the app serves WebRTC."""
+    """The exposition text; ``webrtc``: the peers' counts, where the app serves WebRTC; ``connections``:
+    the open connections' counter, where the server limits them (`segcast serve`)."""
     infos = manager.streams()
     families: list[tuple[str, str, str, list[Sample]]] = []
 
@@ -107,6 +113,14 @@ def render_metrics(
         "WebSocket and MJPEG viewers refused, by the [server] limit that refused them.",
         (({"limit": limit}, hub.refused[limit]) for limit in ("max_viewers", "max_viewers_per_address")),
     )
+    if connections is not None:
+        family("segcast_connections", "gauge", "Open HTTP connections, viewers included.", [({}, connections.total)])
+        family(
+            "segcast_connections_refused_total",
+            "counter",
+            "Connections refused as they were accepted (503), by the limit: all open ones, or one address's.",
+            (({"limit": limit}, n) for limit, n in connections.refused_by.items()),
+        )
     family(
         "segcast_scaled_images_refused_total",
         "counter",

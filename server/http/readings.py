@@ -7,6 +7,7 @@ from aiohttp import web
 from server.events.api import event_outputs_key
 from server.frames import PROTOCOL_VERSION
 from server.http.api import stream_info
+from server.http.connections import running_counter
 from server.http.keys import hub_key, manager_key
 from server.http.metrics import render_metrics
 from server.webrtc.routes import peers_key
@@ -98,5 +99,6 @@ async def _metrics(request: web.Request) -> web.Response:
         app[hub_key],
         outputs.health() if outputs is not None else (),
         webrtc=peers.counts() if peers is not None else None,
+        connections=running_counter(),
     )
     return web.Response(body=text.encode(), headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})
