@@ -412,6 +412,18 @@ async def test_a_quiet_streams_window_on_a_busy_day_is_read_through_its_own_time
     assert "USING INDEX events_stream_time (stream=? AND time>?)" in plan, plan
 
 
+@pytest.mark.parametrize("made", ["no file", "empty file"])
+def test_a_history_not_made_yet_reads_as_empty(tmp_path: Path, made: str) -> None:
+    """Asked in the moment after start, before the writer has made the file or its table, the API
+    answered 503 "cannot be read" (a fresh-clone CI run failed so) where nothing was stored yet."""
+    path = tmp_path / "events.db"
+    if made == "empty file":
+        sqlite3.connect(path).close()  # what the writer's first open leaves before its schema is made
+    history = HistorySink(HistorySettings(path))  # not started: no writer makes the table meanwhile
+    assert history.query(EventQuery(limit=10)) == []
+    assert history.snapshot(1) is None
+
+
 async def test_a_locked_database_is_an_error_and_writing_resumes(tmp_path: Path) -> None:
     path = tmp_path / "events.db"
     outputs = EventOutputs(EventsSettings(history=HistorySettings(path)))

@@ -275,6 +275,8 @@ class HistorySink:
         """Stored events matching ``q``, newest first (oldest first with ``after``). Raises sqlite3.Error
         if the file cannot be read."""
         with self._reading() as db:
+            if db is None:
+                return []
             sql, args = select_events(q, by_time=few_in_window(db, q))
             # One past a page: the API asks for it to know whether another page follows.
             rows = db.execute(sql, [*args, min(q.limit, MAX_PAGE + 1)]).fetchall()
@@ -283,15 +285,22 @@ class HistorySink:
     def snapshot(self, event_id: int) -> bytes | None:
         """The JPEG stored with event ``event_id``; None if there is no such event or it has none."""
         with self._reading() as db:
+            if db is None:
+                return None
             row = db.execute("SELECT snapshot FROM events WHERE id = ?", (event_id,)).fetchone()
         return None if row is None or row[0] is None else bytes(row[0])
 
     @contextmanager
-    def _reading(self) -> Iterator[sqlite3.Connection]:
-        """A read connection (`_reader`) for one query; a read that finds the file damaged is counted."""
+    def _reading(self) -> Iterator[sqlite3.Connection | None]:
+        """A read connection (`_reader`) for one query, or None while nothing can have been stored: no
+        file yet, or one the writer has not made its table in (the moments after start, when a viewer
+        or a dashboard may already ask). A read that finds the file damaged is counted."""
+        if not self.settings.path.exists():
+            yield None
+            return
         try:
             with self._reader() as db:
-                yield db
+                yield db if _has_events_table(db) else None
         except sqlite3.DatabaseError as exc:
             if getattr(exc, "sqlite_errorcode", 0) & 0xFF in DAMAGED_FILE_CODES:
                 self._read_damaged(exc)
@@ -308,8 +317,6 @@ class HistorySink:
         of a file being written could see pages half written.
         """
         path = self.settings.path
-        if not path.exists():
-            raise sqlite3.OperationalError(f"no history file at {path} yet")
         db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=LOCK_TIMEOUT_S)
         try:
             db.execute("PRAGMA schema_version").fetchall()  # the first read: opens the shared index
@@ -498,6 +505,11 @@ def select_events(q: EventQuery, by_time: bool) -> tuple[str, list[object]]:
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     order = "DESC" if q.after is None else "ASC"
     return f"SELECT id, data, snapshot IS NOT NULL FROM {source} {where} ORDER BY id {order} LIMIT ?", args
+
+
+def _has_events_table(db: sqlite3.Connection) -> bool:
+    """Whether the writer has made the schema: the file exists from its first open, the table a moment later."""
+    return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'").fetchone() is not None
 
 
 def few_in_window(db: sqlite3.Connection, q: EventQuery) -> bool:
