@@ -22,7 +22,7 @@ from aiohttp.test_utils import TestClient
 
 from server.config import ConfigError, StreamConfig, load_config
 from server.http.keys import manager_key
-from server.http.policy import MAX_URI_CHARS, SourcePolicy, SourceRefused
+from server.http.policy import MAX_URI_CHARS, SourcePolicy, SourceRefused, UnusableSource
 from tests.support.polling import eventually
 from tests.support.reader_probe import SilentServer
 
@@ -57,17 +57,24 @@ def test_the_default_policy_allows_cameras_and_scenes_only() -> None:
         "file:///etc/passwd": "media_dirs",
         "/dev/video0": "allow_devices",
         "webcam:0": "allow_devices",
-        "gopher://host/x": "scheme",
-        "concat:/etc/passwd|/etc/hosts": "scheme",
-        "subfile:,start,0,end,0,:/etc/passwd": "scheme",
-        "data:text/plain,hello": "scheme",
         "rtsp://cam/s1#format=concat": "format",
         "http://cam/x#format=hls": "format",
-        "rtsp://cam/s1\r\nX-Evil: 1": "control characters",
-        "rtsp://cam/" + "a" * MAX_URI_CHARS: "at most",
     }
     for uri, reason in refused.items():
         with pytest.raises(SourceRefused, match=reason):
+            policy.check(uri)
+    # Nothing could open these, whatever the settings: wrong as written, not forbidden.
+    unusable = {
+        "gopher://host/x": "no source for the scheme 'gopher'",
+        "concat:/etc/passwd|/etc/hosts": "no source for the scheme 'concat'",
+        "subfile:,start,0,end,0,:/etc/passwd": "no source for the scheme 'subfile'",
+        "data:text/plain,hello": "no source for the scheme 'data'",
+        "rtsp://cam/s1\r\nX-Evil: 1": "control characters",
+        "rtsp://cam/" + "a" * MAX_URI_CHARS: "at most",
+        "rtsp://[::1/x": "not a valid URI",
+    }
+    for uri, reason in unusable.items():
+        with pytest.raises(UnusableSource, match=reason):
             policy.check(uri)
 
 
@@ -182,6 +189,37 @@ async def test_the_api_refuses_local_files_and_changes_nothing(start_server: Sta
     assert [(s["id"], s["source"]) for s in after["streams"]] == [(s["id"], s["source"]) for s in before["streams"]]
     # A change that keeps the URI the owner configured is not a new source: it is allowed.
     assert (await client.patch("/api/streams/cam", json={"conf": 0.3})).status == 200
+
+
+async def test_a_uri_that_can_never_work_is_a_400_and_one_the_policy_forbids_a_403(start_server: Start) -> None:
+    """README: a URI nothing could open is the request's mistake (400, ``body.uri: ...`` as every other
+    field's); one segcast could open but the API's settings forbid is refused (403), naming the setting."""
+    client = await start_server(StreamConfig("cam", "scene:?seed=1"), source_schemes=("rtsp", "scene"))
+    never = {
+        "rtsp://cam/" + "a" * MAX_URI_CHARS: f"body.uri: at most {MAX_URI_CHARS} characters",
+        "rtsp://cam/s1\r\nX-Evil: 1": "body.uri: control characters are not allowed",
+        "rtsp://[::1/x": "body.uri: 'rtsp://[::1/x': not a valid URI",
+        "foo://cam/x": "body.uri: 'foo://cam/x': segcast has no source for the scheme 'foo'",
+        "ftp://admin:pw@cam/x": "body.uri: 'ftp://admin:***@cam/x': segcast has no source for the scheme 'ftp'",
+    }
+    forbidden = {
+        "/etc/passwd": "media_dirs",
+        "http://cam/video.mjpg": "the scheme 'http' is not allowed through the API",
+        "rtsp://169.254.1.1/x": "deny_networks",
+    }
+    for uri, told in never.items():
+        for response in (
+            await client.post("/api/streams", json={"id": "door", "uri": uri}),
+            await client.patch("/api/streams/cam", json={"uri": uri}),
+        ):
+            assert response.status == 400, (uri, await response.text())
+            assert (await response.json())["error"].startswith(told), uri
+    for uri, setting in forbidden.items():
+        response = await client.post("/api/streams", json={"id": "door", "uri": uri})
+        assert response.status == 403, (uri, await response.text())
+        assert setting in (await response.json())["error"], uri
+    streams = (await (await client.get("/api/streams")).json())["streams"]
+    assert [(s["id"], s["source"]) for s in streams] == [("cam", "scene:?seed=1")], "nothing was changed"
 
 
 async def test_the_api_plays_files_inside_media_dirs(start_server: Start, media: Path, scene_video: Path) -> None:

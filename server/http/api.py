@@ -215,9 +215,11 @@ def _finite(text: str) -> float:
 
 
 async def _check_source(request: web.Request, uri: str) -> None:
-    """Refuse a source the API may not open (a local file or device, a scheme or an address not allowed): 403;
-    one that can never work as written (a malformed or unknown ``#`` option, a file name with a NUL
-    character): 400, naming what is wrong, rather than a stream that fails at once.
+    """Refuse a source segcast could open but the API may not (a local file or device, a scheme only the
+    config file allows, an address in ``deny_networks``): 403; one that can never work as written (too
+    long, control characters, no URI at all, a scheme segcast has no source for, a malformed or unknown
+    ``#`` option, a file name with a NUL character): 400 ``body.uri: ...``, rather than a stream that
+    fails at once.
 
     The policy's check may wait for the file system (a file's real path) or the name server (a
     camera's host): `source_checks_key` gives up on one that does not answer in time, a 503 with

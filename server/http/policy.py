@@ -75,8 +75,10 @@ class SourceRefused(ValueError):
 
 
 class UnusableSource(ValueError):
-    """The URI names nothing that could be opened (a file name holding a NUL character): the request
-    is wrong whatever the settings, where `SourceRefused` says a setting forbids it."""
+    """The URI names nothing that could be opened (too long, control characters, no URI at all, a scheme
+    segcast has no source for, a file name holding a NUL character): the request is wrong whatever the
+    settings, where `SourceRefused` says a setting forbids it. The message names no field: the caller
+    knows where the URI came from."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,9 +125,9 @@ class SourcePolicy:
         """
         shown = mask_uri(uri)[:200]
         if len(uri) > MAX_URI_CHARS:
-            raise SourceRefused(f"uri: at most {MAX_URI_CHARS} characters")
+            raise UnusableSource(f"at most {MAX_URI_CHARS} characters")
         if any(ord(c) < 0x20 or ord(c) == 0x7F for c in uri):
-            raise SourceRefused("uri: control characters are not allowed")
+            raise UnusableSource("control characters are not allowed")
         if is_webcam(uri):
             if not self.allow_devices:
                 raise SourceRefused(
@@ -138,13 +140,17 @@ class SourcePolicy:
         try:
             parts = urlsplit(uri)
         except ValueError:
-            raise SourceRefused(f"uri {shown!r}: not a valid URI") from None
+            raise UnusableSource(f"{shown!r}: not a valid URI") from None
         scheme = parts.scheme.lower()
         is_path = scheme == "" or (len(scheme) == 1 and uri[1:3] in (":\\", ":/"))
         if scheme == "file" or is_path:
             return self._check_file(uri, scheme == "file", shown)
-        if scheme not in self.schemes or scheme not in KNOWN_SOURCE_SCHEMES:
-            allowed = ", ".join(sorted(self.schemes)) or "none"
+        allowed = ", ".join(sorted(self.schemes)) or "none"
+        if scheme not in KNOWN_SOURCE_SCHEMES:  # concat:, data:, ftp://: no setting lets segcast open them
+            raise UnusableSource(
+                f"{shown!r}: segcast has no source for the scheme {scheme!r} (the API allows: {allowed})"
+            )
+        if scheme not in self.schemes:
             raise SourceRefused(
                 f"uri {shown!r}: the scheme {scheme!r} is not allowed through the API (allowed: {allowed}; "
                 "see [server] source_schemes)"
@@ -156,7 +162,7 @@ class SourcePolicy:
         try:
             host = parts.hostname
         except ValueError:
-            raise SourceRefused(f"uri {shown!r}: not a valid URI") from None
+            raise UnusableSource(f"{shown!r}: not a valid URI") from None
         if not host or not self.deny_networks:
             return None
         if _is_address(host):  # nothing to look up
