@@ -98,3 +98,15 @@ async def test_a_removed_streams_mjpeg_ends_with_the_closing_boundary(start_serv
     data += await asyncio.wait_for(response.content.read(), timeout=READ_S)
     assert data.endswith(b"\r\n" + boundary + b"--\r\n"), data[-64:]
     assert data.count(boundary + b"--") == 1
+
+
+async def test_picture_urls_offer_only_the_images_they_serve(start_server: Start) -> None:
+    """``image=none`` (metadata only) is for WebSocket subscriptions: offering it here, then refusing it, sent
+    a client round in a circle."""
+    client = await start_server(StreamConfig("cam", NO_FRAMES))
+    for url in ("/api/streams/cam/snapshot.jpg", "/api/streams/cam/mjpeg"):
+        for image in ("raw", "none"):
+            response = await client.get(url, params={"image": image})
+            assert response.status == 400, (url, image)
+            message = (await response.json())["error"]
+            assert message == f"image: expected one of annotated, clean, got {image!r}", (url, message)

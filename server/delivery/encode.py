@@ -67,17 +67,30 @@ class Variant:
         return {"kind": self.kind.value, "max_width": self.max_width}
 
 
+#: The ``image`` a client may ask for to be sent no picture, only metadata (WebSocket subscriptions).
+NO_IMAGE = "none"
+
+
 def parse_variant(kind: object, max_width: object = None) -> Variant | None:
     """The variant a client asked for: ``kind`` is "annotated", "clean" or "none" (metadata only).
 
     ``max_width`` is rounded down to one of `WIDTH_STEPS_PX`. Raises ValueError naming the bad field;
-    used by the WebSocket and the HTTP routes alike.
+    used by the WebSocket.
     """
-    if kind == "none":
+    if kind == NO_IMAGE:
         return None
-    kinds = [k.value for k in ImageKind]
-    if kind not in kinds:
-        raise ValueError(f"image: expected one of {', '.join([*kinds, 'none'])}, got {kind!r}")
+    return _parse_image(kind, max_width, [*(k.value for k in ImageKind), NO_IMAGE])
+
+
+def parse_picture(kind: object, max_width: object = None) -> Variant:
+    """`parse_variant` for URLs that serve pictures (snapshot, MJPEG), where "none" is no choice: an
+    error offers only the kinds that would do."""
+    return _parse_image(kind, max_width, [k.value for k in ImageKind])
+
+
+def _parse_image(kind: object, max_width: object, choices: list[str]) -> Variant:
+    if kind not in [k.value for k in ImageKind]:
+        raise ValueError(f"image: expected one of {', '.join(choices)}, got {kind!r}")
     if max_width is not None and (
         isinstance(max_width, bool) or not isinstance(max_width, int) or not MIN_WIDTH_PX <= max_width <= MAX_WIDTH_PX
     ):

@@ -10,6 +10,11 @@ so it watches its connection itself: a client that left is let go within `CLIENT
 counted as a viewer, holding a slot of ``[server] max_viewers`` and a JPEG encoding, until the next
 frame. Turning ``handler_cancellation`` on instead would cancel every route's handler at any await
 when its client leaves, a stream half added or a config file half saved included.
+
+While its stream has no current picture (it never had a frame, its camera is reconnecting, its file
+ended, inference is unavailable), an MJPEG response sends a notice saying so (`server.delivery.notice`)
+every `NOTICE_INTERVAL_S`: an ``<img>`` cannot show a status, and would otherwise stay blank or frozen
+on the last frame. A snapshot answers 503 instead: its caller is a program that wants the status.
 """
 
 from __future__ import annotations
@@ -20,12 +25,13 @@ from contextlib import suppress
 
 from aiohttp import web
 
-from server.delivery.encode import FramePacket, ImageKind, Variant, parse_variant
+from server.delivery.encode import ImageKind, Variant, parse_picture
 from server.delivery.hub import Hub
+from server.delivery.notice import NOTICE_SIZE_PX, Notices, notice_lines
 from server.delivery.viewer import Subscription, Viewer, ViewerLimitError
 from server.http.api import stream_info
 from server.http.errors import error
-from server.http.keys import http_viewers_key, hub_key
+from server.http.keys import http_viewers_key, hub_key, manager_key
 from server.http.serving import keep_send_queue_short
 
 log = logging.getLogger(__name__)
@@ -45,9 +51,18 @@ VIEWER_RETRY_S = 10
 #: viewer slot (of ``[server] max_viewers``) for as long as it kept the connection open, past its
 #: stream's removal too; a part over a slow link takes seconds, not tens of them.
 MJPEG_PART_TIMEOUT_S = 30.0
+#: How often an MJPEG response whose stream has no current picture sends a notice of why (or at its
+#: ``max_fps``, if that is lower): often enough that an ``<img>`` shows it soon after it connects or
+#: its picture stops, and that a proxy never finds the connection idle.
+NOTICE_INTERVAL_S = 1.0
+
+#: The app's notices, shared by its MJPEG responses (here rather than in `server.http.keys`: only
+#: this module uses them).
+notices_key = web.AppKey("notices", Notices)
 
 
 def setup_pictures(app: web.Application) -> None:
+    app[notices_key] = Notices()
     app.router.add_get("/api/streams/{stream}/snapshot.jpg", _snapshot)
     app.router.add_get("/api/streams/{stream}/mjpeg", _mjpeg)
 
@@ -60,12 +75,9 @@ def _variant(request: web.Request) -> Variant:
     except ValueError:
         raise error(web.HTTPBadRequest, f"max_width: expected a whole number of pixels, got {raw_width!r}") from None
     try:
-        variant = parse_variant(query.get("image", ImageKind.ANNOTATED.value), width)
+        return parse_picture(query.get("image", ImageKind.ANNOTATED.value), width)
     except ValueError as exc:
         raise error(web.HTTPBadRequest, str(exc)) from None
-    if variant is None:
-        raise error(web.HTTPBadRequest, "image: this URL serves pictures; use annotated or clean")
-    return variant
 
 
 def _fps(request: web.Request) -> float | None:
@@ -108,11 +120,13 @@ async def _mjpeg(request: web.Request) -> web.StreamResponse:
     The response is a viewer like a WebSocket: a latest-only slot, drained by this handler alone,
     so a slow ``<img>`` skips frames and never holds up anyone else. It ends when the stream is
     removed or the server shuts down, with the closing boundary; or when the client goes away.
+    Between frames, while the stream has no current picture, it sends notices (`_notice`).
     """
     info = stream_info(request)
+    stream_id = info.stream_id
     subscription = Subscription(_variant(request), _fps(request))
     hub = request.app[hub_key]
-    viewer = Viewer(f"mjpeg-{info.stream_id}", request.remote, pictures_only=True)
+    viewer = Viewer(f"mjpeg-{stream_id}", request.remote, pictures_only=True)
     response = web.StreamResponse(
         headers={
             "Content-Type": f"multipart/x-mixed-replace; boundary={MJPEG_BOUNDARY}",
@@ -121,33 +135,79 @@ async def _mjpeg(request: web.Request) -> web.StreamResponse:
     )
     join_viewer(hub, viewer)
     watcher: asyncio.Task[None] | None = None
+    loop = asyncio.get_running_loop()
+    notice_interval_s = max(NOTICE_INTERVAL_S, subscription.min_interval_s)
     try:
         # Subscribed before the first await: the stream's removal from then on closes the viewer.
-        hub.subscribe(viewer, {info.stream_id: subscription})
+        hub.subscribe(viewer, {stream_id: subscription})
         request.app[http_viewers_key].add(viewer)
         await response.prepare(request)
         keep_send_queue_short(request)
-        watcher = asyncio.create_task(_close_when_client_leaves(request, viewer), name=f"mjpeg-{info.stream_id}-client")
+        watcher = asyncio.create_task(_close_when_client_leaves(request, viewer), name=f"mjpeg-{stream_id}-client")
+        notice_due = loop.time()  # a client is told at once if the stream has nothing to show it
         while not viewer.closed:
-            _, deliveries = await viewer.take()
+            try:
+                async with asyncio.timeout_at(notice_due):  # take() takes nothing until its wait is over
+                    _, deliveries = await viewer.take()
+            except TimeoutError:
+                notice_due = loop.time() + notice_interval_s
+                notice = await _notice(request, viewer, stream_id)
+                if notice is not None and not viewer.closed and not await _write_part(response, viewer, *notice):
+                    return _cut_off(request, response, stream_id)
+                continue
+            notice_due = loop.time() + notice_interval_s
             for delivery in deliveries:
-                if not await _write_part(response, viewer, delivery.packet, delivery.jpeg):
-                    log.debug("[%s] an MJPEG viewer stopped reading, or was closed mid-part: cut off", info.stream_id)
-                    if request.transport is not None:
-                        request.transport.abort()
-                    return response
+                jpeg = delivery.jpeg
+                seq = f"X-Segcast-Seq: {delivery.packet.seq}"
+                if jpeg is not None and not await _write_part(response, viewer, jpeg, seq):
+                    return _cut_off(request, response, stream_id)
         if _client_gone(request):
-            log.debug("[%s] an MJPEG viewer left", info.stream_id)
+            log.debug("[%s] an MJPEG viewer left", stream_id)
         else:
             await response.write_eof(f"--{MJPEG_BOUNDARY}--\r\n".encode())
     except ConnectionError:
-        log.debug("[%s] an MJPEG viewer left", info.stream_id)
+        log.debug("[%s] an MJPEG viewer left", stream_id)
     finally:
         hub.remove_viewer(viewer)
         if watcher is not None:
             watcher.cancel()
             with suppress(asyncio.CancelledError):
                 await watcher
+    return response
+
+
+async def _notice(request: web.Request, viewer: Viewer, stream_id: str) -> tuple[bytes, str] | None:
+    """The notice for ``viewer`` now, with its part's header; None while the stream has a current picture.
+
+    A stream has none before its first frame, and while `StreamManager.is_current` says its newest
+    frame is not of the scene now. The notice is the size of that frame (else `NOTICE_SIZE_PX`),
+    scaled as the viewer's frames are, so the ``<img>`` keeps its shape in a dashboard.
+    """
+    manager, hub = request.app[manager_key], request.app[hub_key]
+    try:
+        info = manager.info(stream_id)
+    except KeyError:
+        return None  # removed: the viewer is closed with it
+    latest = hub.latest.get(stream_id)
+    if latest is not None and manager.is_current(info):
+        return None
+    if latest is None:
+        width, height = NOTICE_SIZE_PX
+    else:
+        height, width = latest.result.frame.image.shape[:2]
+    variant = viewer.subscriptions[stream_id].image
+    assert variant is not None  # the hub may change an MJPEG viewer's image size, never take it away
+    lines = notice_lines(stream_id, info.state, info.error, info.status.next_attempt_at, info.inference)
+    jpeg = await request.app[notices_key].jpeg(lines, variant.size(width, height), hub.jpeg_quality)
+    return jpeg, f"X-Segcast-State: {info.state.value}"
+
+
+def _cut_off(request: web.Request, response: web.StreamResponse, stream_id: str) -> web.StreamResponse:
+    """End a response whose part `_write_part` gave up on: the client may have part of it, so no closing
+    boundary can follow; the connection is cut."""
+    log.debug("[%s] an MJPEG viewer stopped reading, or was closed mid-part: cut off", stream_id)
+    if request.transport is not None:
+        request.transport.abort()
     return response
 
 
@@ -178,19 +238,14 @@ def join_viewer(hub: Hub, viewer: Viewer) -> None:
         raise error(kind, str(exc), **{"Retry-After": str(VIEWER_RETRY_S)}) from None
 
 
-async def _write_part(response: web.StreamResponse, viewer: Viewer, packet: FramePacket, jpeg: bytes | None) -> bool:
-    """Write one part; False where it was given up: not taken within `MJPEG_PART_TIMEOUT_S`, or ``viewer``
-    closed while the client held it up (its stream removed, the server shutting down). The connection
-    must then be cut: the client may have part of the part.
+async def _write_part(response: web.StreamResponse, viewer: Viewer, jpeg: bytes, header: str) -> bool:
+    """Write one part, ``header`` (one ``Name: value``) after its content type and length; False where
+    it was given up: not taken within `MJPEG_PART_TIMEOUT_S`, or ``viewer`` closed while the client held
+    it up (its stream removed, the server shutting down). The connection must then be cut (`_cut_off`).
 
     Raises `ConnectionError` when the client went away.
     """
-    if jpeg is None:
-        return True
-    head = (
-        f"--{MJPEG_BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n"
-        f"X-Segcast-Seq: {packet.seq}\r\n\r\n"
-    )
+    head = f"--{MJPEG_BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n{header}\r\n\r\n"
     write = asyncio.ensure_future(response.write(head.encode() + jpeg + b"\r\n"))
     closed = asyncio.ensure_future(viewer.wait_closed())
     try:

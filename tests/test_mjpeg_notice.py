@@ -1,0 +1,166 @@
+"""An MJPEG ``<img>`` says why its stream has no picture, instead of staying blank or frozen.
+
+While a stream has no current picture (it never had a frame, its camera is unreachable, its file
+ended), its MJPEG response sends a notice part about once a second: a JPEG naming the stream and its
+state, the size of the stream's last frame (else 640x360) scaled by ``max_width``, with the header
+``X-Segcast-State`` where a frame has ``X-Segcast-Seq``. It goes back to frames as soon as they come.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+from aiohttp import ClientResponse
+from aiohttp.test_utils import TestClient
+
+from server.config import StreamConfig
+from server.delivery.notice import Notices, notice_lines
+from server.inference.models import InferenceStatus
+from server.sources.base import StreamState
+from tests.support.numbered import HEIGHT, WIDTH, colour_errors, number_of
+
+Start = Callable[..., Awaitable[TestClient]]
+#: A camera nobody answers at: its stream reconnects for ever, and never has a frame.
+UNREACHABLE = "rtsp://127.0.0.1:1/stream1"
+NOTICE_SIZE = (360, 640)  # rows, columns: as documented for a stream that has had no frame
+READ_S = 30.0
+#: How long a test waits for what it looks for among the parts; only a hang guard.
+WAIT_S = 60.0
+
+Part = tuple[dict[str, str], bytes]
+
+
+class Parts:
+    """The parts of an MJPEG response in order, each its headers and its JPEG."""
+
+    def __init__(self, response: ClientResponse) -> None:
+        assert response.status == 200
+        self._response = response
+        self._data = b""
+
+    async def next(self) -> Part:
+        while True:
+            head, blank, rest = self._data.partition(b"\r\n\r\n")
+            if blank:
+                lines = head.decode().split("\r\n")[1:]  # after the boundary
+                headers = dict(line.split(": ", 1) for line in lines)
+                length = int(headers["Content-Length"])
+                if len(rest) >= length + len(b"\r\n"):
+                    self._data = rest[length + len(b"\r\n") :]
+                    return headers, rest[:length]
+            chunk = await asyncio.wait_for(self._response.content.readany(), timeout=READ_S)
+            assert chunk, "the MJPEG response ended"
+            self._data += chunk
+
+    async def until(self, wanted: Callable[[Part], bool], what: str) -> Part:
+        """The first part from now on that is ``wanted`` (``what``, named if none comes)."""
+        async with asyncio.timeout(WAIT_S), _naming(what):
+            while True:
+                part = await self.next()
+                if wanted(part):
+                    return part
+
+
+@contextlib.asynccontextmanager
+async def _naming(what: str) -> AsyncIterator[None]:
+    try:
+        yield
+    except TimeoutError:
+        raise AssertionError(f"no {what} within {WAIT_S:.0f} s") from None
+
+
+def image_of(part: Part) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(part[1], np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None, "the part is not a JPEG"
+    return image
+
+
+def is_frame(part: Part) -> bool:
+    return "X-Segcast-Seq" in part[0]
+
+
+def notice_of(state: str) -> Callable[[Part], bool]:
+    return lambda part: part[0].get("X-Segcast-State") == state
+
+
+def is_video_frame(image: np.ndarray) -> bool:
+    """Whether ``image`` is a frame of the numbered video: its colour patches are there (none on a notice)."""
+    return not colour_errors(image)
+
+
+async def test_an_unreachable_cameras_mjpeg_shows_a_notice_of_the_documented_size(start_server: Start) -> None:
+    client = await start_server(StreamConfig("cam2", UNREACHABLE))
+    full = Parts(await client.get("/api/streams/cam2/mjpeg"))
+    notice = await full.until(notice_of("reconnecting"), "notice saying the camera is reconnecting")
+    assert not is_frame(notice)
+    assert image_of(notice).shape == (*NOTICE_SIZE, 3)
+    again = await full.next()
+    assert again[0]["X-Segcast-State"] == "reconnecting", "notices go on while the camera stays away"
+
+    scaled = Parts(await client.get("/api/streams/cam2/mjpeg?max_width=320"))
+    notice = await scaled.until(notice_of("reconnecting"), "scaled notice")
+    assert image_of(notice).shape == (180, 320, 3)
+
+
+async def test_a_stream_whose_source_ends_switches_from_frames_to_notices(
+    start_server: Start, numbered_video: Path
+) -> None:
+    client = await start_server(StreamConfig("cam", str(numbered_video)))  # played once, not looped
+    parts = Parts(await client.get("/api/streams/cam/mjpeg?image=clean"))
+    frame = await parts.until(is_frame, "frame of the video")
+    assert is_video_frame(image_of(frame))
+    notice = await parts.until(notice_of("ended"), "notice saying the video ended")
+    image = image_of(notice)
+    assert image.shape == (HEIGHT, WIDTH, 3), "a notice is the size of the stream's last frame"
+    assert not is_video_frame(image), "the notice is no frame of the video"
+
+
+async def test_an_ended_streams_mjpeg_goes_back_to_frames_when_they_return(
+    start_server: Start, numbered_video: Path
+) -> None:
+    client = await start_server(StreamConfig("cam", str(numbered_video)))
+    parts = Parts(await client.get("/api/streams/cam/mjpeg?image=clean"))
+    await parts.until(notice_of("ended"), "notice saying the video ended")
+    assert (await client.patch("/api/streams/cam", json={"loop": True})).status == 200
+    last = number_of(image_of(await parts.until(is_frame, "frame")))  # the end repeats the last frame
+    frame = await parts.until(lambda part: is_frame(part) and number_of(image_of(part)) != last, "new frame")
+    assert is_video_frame(image_of(frame))
+    for _ in range(5):
+        headers, _ = await parts.next()
+        assert "X-Segcast-Seq" in headers, f"a notice among the returned frames: {headers}"
+
+
+async def test_a_live_streams_mjpeg_sends_only_frames(start_server: Start) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=1&width=320&height=192"))
+    parts = Parts(await client.get("/api/streams/cam/mjpeg"))
+    await parts.until(is_frame, "first frame")  # a notice may come before: the stream is starting
+    for _ in range(10):
+        headers, _ = await parts.next()
+        assert "X-Segcast-Seq" in headers, headers
+
+
+async def test_viewers_of_one_notice_share_one_encoding() -> None:
+    notices = Notices()
+    lines = ("cam2: no picture", "reconnecting")
+    jpegs = await asyncio.gather(*(notices.jpeg(lines, (640, 360), 80) for _ in range(20)))
+    assert all(jpeg is jpegs[0] for jpeg in jpegs), "each viewer was given an encoding of its own"
+    assert await notices.jpeg(lines, (640, 360), 80) is jpegs[0], "a notice is kept for the next viewer"
+    assert await notices.jpeg(lines, (320, 180), 80) != jpegs[0], "another size is another notice"
+
+
+def test_a_notice_names_the_stream_its_state_the_next_attempt_and_the_error() -> None:
+    next_attempt = calendar.timegm((2024, 5, 1, 12, 30, 5))
+    lines = notice_lines("cam2", StreamState.RECONNECTING, "connection refused", next_attempt, InferenceStatus(True))
+    assert lines == ("cam2: no picture", "reconnecting", "next attempt at 12:30:05 UTC", "connection refused")
+
+
+def test_a_live_stream_without_inference_says_so() -> None:
+    down = InferenceStatus(False, "triton at 10.0.0.5:8001 does not answer", None)
+    lines = notice_lines("cam", StreamState.LIVE, None, None, down)
+    assert lines[1:] == ("inference unavailable", "triton at 10.0.0.5:8001 does not answer")
