@@ -129,16 +129,16 @@ async def test_a_signed_token_never_mints_one_that_outlives_it(aiohttp_client: C
     """A token found in a URL stops working soon: it cannot be traded for a longer one, and so on for ever."""
     policy = _policy()
     client = await aiohttp_client(_app(policy))
-    week = {"ttl_s": SIGNED_TOKEN_MAX_TTL_S}
+    longest = {"ttl_s": SIGNED_TOKEN_MAX_TTL_S}
     for role, configured in (("viewer", VIEWER), ("admin", ADMIN)):
         short = (await _mint(client, {"role": role, "ttl_s": 60}, configured))["token"]
-        from_url = await client.post("/api/tokens", json={"role": role, **week}, params={"token": short})
+        from_url = await client.post("/api/tokens", json={"role": role, **longest}, params={"token": short})
         assert from_url.status == 200, await from_url.text()
-        for answer in (await from_url.json(), await _mint(client, {"role": role, **week}, short)):
+        for answer in (await from_url.json(), await _mint(client, {"role": role, **longest}, short)):
             assert _expiry(policy, answer["token"]) <= _expiry(policy, short), role
             assert answer["ttl_s"] <= 60, "the answer says how long the token given holds"
-    # A configured token is not a found URL: it still mints the week it asks for.
-    long = (await _mint(client, week, VIEWER))["token"]
+    # A configured token is not a found URL: it still mints the longest life it asks for.
+    long = (await _mint(client, longest, VIEWER))["token"]
     assert _expiry(policy, long) >= time.time() + SIGNED_TOKEN_MAX_TTL_S - 60
 
 
@@ -178,6 +178,20 @@ async def test_viewer_cannot_mint_an_admin_token_and_bad_requests_are_400(aiohtt
         response = await client.post("/api/tokens", data=body, headers=_bearer(ADMIN))
         assert response.status == 400, body
         assert "error" in await response.json()
+
+
+async def test_a_dashboard_link_may_be_minted_for_366_days_and_no_longer(aiohttp_client: ClientFactory) -> None:
+    """A URL pasted into Grafana or Home Assistant's camera lasts a year; removing its token revokes it."""
+    policy = _policy()
+    client = await aiohttp_client(_app(policy))
+    day_s = 24 * 3600
+    year = await _mint(client, {"role": "viewer", "ttl_s": 366 * day_s}, VIEWER)
+    assert year["ttl_s"] == 366 * day_s
+    assert _expiry(policy, year["token"]) >= time.time() + 366 * day_s - 60
+    assert (await client.get("/api/streams", params={"token": year["token"]})).status == 200
+    longer = await client.post("/api/tokens", json={"ttl_s": 367 * day_s}, headers=_bearer(VIEWER))
+    assert longer.status == 400
+    assert "from 1 to 31622400 (366 days)" in (await longer.json())["error"]
 
 
 async def test_a_token_request_body_is_held_to_64_kib_like_every_other(aiohttp_client: ClientFactory) -> None:
@@ -278,6 +292,32 @@ async def test_open_server_refuses_cross_site_changes_and_websockets(aiohttp_cli
     assert (await client.get("/api/streams", headers=evil)).status == 200, "reads are not streams or changes"
     assert (await client.post("/api/streams", headers={"Origin": own})).status == 200, "the viewer itself"
     assert (await client.post("/api/streams")).status == 200, "programs send no Origin"
+
+
+async def test_a_cross_site_refusal_names_what_it_compared_and_the_proxy_fix(
+    aiohttp_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Behind a proxy that does not pass Host on, segcast is asked for as its own address by a page at the
+    proxy's: every WebSocket is refused. The answer, and the log once, say what differed and what to do."""
+    app = _app(AccessPolicy.configure("127.0.0.1", environ={}))
+    app.router.add_get("/ws", _ok)
+    client = await aiohttp_client(app)
+    upstream = f"127.0.0.1:{client.port}"
+    behind_proxy = {"Origin": "https://127.0.0.1:8443", "Upgrade": "websocket", "Connection": "Upgrade"}
+    caplog.set_level(logging.WARNING, logger="server.http.auth")
+    for _ in range(3):
+        response = await client.get("/ws", headers=behind_proxy)
+        assert response.status == 403, "a mismatching Origin is never taken for this site's own"
+        message = (await response.json())["error"]
+        assert message.startswith("cross-site requests that change or stream are refused without a token")
+        assert "the page is https://127.0.0.1:8443" in message and f"asked for as {upstream}" in message
+        assert "Host header" in message
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, "logged once, not for each retry of the page"
+    assert "'https://127.0.0.1:8443'" in warnings[0] and repr(upstream) in warnings[0]
+    assert "Host" in warnings[0]
+    sandboxed = await client.post("/api/streams", headers={"Origin": "null"})
+    assert "the page is an opaque origin (null" in (await sandboxed.json())["error"]
 
 
 async def test_open_server_answers_only_to_local_names(aiohttp_client: ClientFactory) -> None:

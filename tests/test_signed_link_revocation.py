@@ -1,7 +1,7 @@
 """A signed link dies with the configured token it was minted with.
 
 The owner of a leaked viewer token takes it out of the settings and restarts: the token itself was
-refused, yet a 7-day ``?token=`` link minted with it still let its holder watch, and mint more, until
+refused, yet a long-lived ``?token=`` link minted with it still let its holder watch, and mint more, until
 it expired. Each test builds the app twice, before and after the settings change, as a restart does.
 """
 
@@ -22,7 +22,7 @@ ADMIN = "admin-token-0123456789abcdef"
 LEAKED = "leaked-viewer-token-0123456789"
 KEPT = "kept-viewer-token-0123456789"
 ADDED = "added-viewer-token-0123456789"
-WEEK = {"role": "viewer", "ttl_s": SIGNED_TOKEN_MAX_TTL_S}
+LONGEST = {"role": "viewer", "ttl_s": SIGNED_TOKEN_MAX_TTL_S}
 
 ClientFactory = Callable[[web.Application], Awaitable[TestClient]]
 
@@ -40,7 +40,7 @@ async def _started(aiohttp_client: ClientFactory, viewers: list[str], admins: li
     return await aiohttp_client(app)
 
 
-async def _mint(client: TestClient, bearer: str, body: dict[str, object] = WEEK) -> str:
+async def _mint(client: TestClient, bearer: str, body: dict[str, object] = LONGEST) -> str:
     response = await client.post("/api/tokens", json=body, headers={"Authorization": f"Bearer {bearer}"})
     assert response.status == 200, await response.text()
     token: str = (await response.json())["token"]
@@ -65,7 +65,7 @@ async def test_removing_a_token_revokes_the_links_minted_with_it_and_theirs(aioh
     assert await _status(after, leaked_link) == 401
     assert await _status(after, chained_link) == 401
     for revoked in (leaked_link, chained_link):  # nor can it mint a fresh one, as a bearer
-        response = await after.post("/api/tokens", json=WEEK, headers={"Authorization": f"Bearer {revoked}"})
+        response = await after.post("/api/tokens", json=LONGEST, headers={"Authorization": f"Bearer {revoked}"})
         assert response.status == 401
     assert await _status(after, kept_link) == 200  # the tokens still configured keep their links
     assert await _status(after, admins_link) == 200

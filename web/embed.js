@@ -1,14 +1,22 @@
 // /embed/<stream>: one stream, no chrome, scaled to fill its frame. The server draws the overlay
-// (annotated variant), so the page is a canvas and nothing else. ?image=clean shows the bare video.
+// (annotated variant), so the page is a canvas and nothing else. ?image=clean shows the bare video,
+// ?max_width=N has it sent smaller, ?max_fps=F thins it to at most F frames a second.
 //
 // Whatever keeps the picture from showing is said in the frame, since a dashboard's visitor has no
 // other place to look: a stream that is not live (with its reason and the next attempt), an id this
-// server does not have, a token that is missing or refused, a server that cannot be reached, a
-// subscription the server cannot use.
+// server does not have, a token that is missing or refused, a server that cannot be reached, a live
+// connection refused while the server answers (a proxy that drops the WebSocket or the Host header),
+// an address or a subscription the server cannot use.
 
 import { getStream } from "./api.js";
 import { Connection, pageToken } from "./connection.js";
-import { OFFLINE_NOTICE, StatusPanel, streamNotice } from "./status.js";
+import {
+  LIVE_REFUSED_NOTICE,
+  OFFLINE_BEFORE_PICTURE_NOTICE,
+  OFFLINE_NOTICE,
+  StatusPanel,
+  streamNotice,
+} from "./status.js";
 
 const POLL_MS = 2000;
 // After a refused token, how long between attempts: the address will not change by itself, but the
@@ -18,6 +26,11 @@ const REFUSED_RETRY_MS = 60000;
 const SIGNED_TOKEN = /^s1\.[^.]+\.[^.]+\.[^.]+$/;
 const MIN_WIDTH_PX = 32; // what a subscription's max_width may be (docs/protocol.md)
 const MAX_WIDTH_PX = 7680;
+const MIN_FPS = 0.01; // what a subscription's max_fps may be (docs/protocol.md)
+const MAX_FPS = 60;
+// How many sockets in a row must fail before their hello, each while the HTTP API answers, for the
+// frame to blame the live connection: one alone may be a server that was restarting as it tried.
+const REFUSED_SOCKETS_BEFORE_BLAME = 2;
 
 const canvas = document.getElementById("video");
 const context = canvas.getContext("2d");
@@ -28,8 +41,10 @@ let drawing = false;
 let online = false; // whether the WebSocket is open
 let status; // {state, error, next_attempt_at}; null: no such stream; undefined: not known yet
 let inference = null; // the server's {state, error, next_attempt_at}: whether frames are inferred
-let problem = null; // why segcast refused to say more (a token), or that it cannot be reached
+let problem = null; // why segcast refused to say more (a token), or cannot be reached, or live refused
 let refusal = null; // what segcast could not use of this socket's subscription (its `error` message)
+let greeted = false; // the socket open now said hello
+let refusedInARow = 0; // sockets in a row that failed before their hello while the HTTP API answered
 let poller = null;
 
 const notice = (state, title, reason) => ({ state, title, reason, nextAttemptAt: null });
@@ -63,12 +78,30 @@ function refusedToken() {
 
 const refused = (message) => notice("refused", "segcast cannot show this embed as its address asks", message);
 
+// What the address asks that no subscription could take; the embed then subscribes to nothing.
+function addressError() {
+  const asked = params.get("max_fps");
+  if (asked === null) return null;
+  const fps = Number(asked);
+  if (fps >= MIN_FPS && fps <= MAX_FPS) return null;
+  const range = `from ${MIN_FPS} to ${MAX_FPS}`;
+  return `max_fps in the embed's address: expected a number of frames per second ${range}, got “${asked}”.`;
+}
+const wrongAddress = addressError();
+
+// Lost the connection: the picture on the canvas is the last one received, if one ever was.
+const offline = () => (canvas.dataset.seq === undefined ? OFFLINE_BEFORE_PICTURE_NOTICE : OFFLINE_NOTICE);
+// The server answers over HTTP, yet its WebSocket keeps failing before the hello: segcast refuses it
+// (a cross-site refusal, behind a proxy that drops the Host header) or it cannot be upgraded on the way.
+const liveRefused = () => !online && refusedInARow >= REFUSED_SOCKETS_BEFORE_BLAME;
+
 function render() {
   if (problem) panel.show(problem);
+  else if (wrongAddress) panel.show(refused(wrongAddress));
   else if (status === undefined) panel.show(CONNECTING);
   else if (status === null) panel.show(MISSING);
   else if (refusal) panel.show(refused(refusal));
-  else panel.show(streamNotice(status, inference) ?? (online ? null : OFFLINE_NOTICE));
+  else panel.show(streamNotice(status, inference) ?? (online ? null : offline()));
   // While reconnecting, the next attempt's time is only in the API, not in status messages.
   const polling = status?.state === "reconnecting";
   if (polling && poller === null) poller = setInterval(refresh, POLL_MS);
@@ -83,17 +116,19 @@ function setStatus(stream) {
   render();
 }
 
-// The WebSocket cannot tell a page why it was refused; the same question over HTTP can.
+// The WebSocket cannot tell a page why it was refused; the same question over HTTP can. Resolves to
+// whether the server answered with the stream.
 async function refresh() {
   try {
     const stream = await getStream(streamId, { interactive: false });
-    problem = null;
+    problem = liveRefused() ? LIVE_REFUSED_NOTICE : null;
     setStatus(stream);
+    return true;
   } catch (error) {
     if (error.status === 404) {
       problem = null;
       setStatus(null);
-      return;
+      return false;
     }
     if (error.status === 401) {
       problem = refusedToken();
@@ -101,14 +136,28 @@ async function refresh() {
     } else if (error.status === 403) {
       problem = notice("unauthorized", "Not allowed", error.message);
     } else {
-      problem = online ? null : OFFLINE_NOTICE; // not reachable; with the socket open, a hiccup
+      problem = online ? null : offline(); // not reachable; with the socket open, a hiccup
     }
+    render();
+    return false;
+  }
+}
+
+// A socket closed, or failed to open; `early`: before its hello. Counted towards blaming the live
+// connection only while the API answers, so a server or network that was away is not taken for it.
+async function judgeLostSocket(early) {
+  const answered = await refresh();
+  refusedInARow = early && answered ? refusedInARow + 1 : 0;
+  if (liveRefused()) {
+    problem = LIVE_REFUSED_NOTICE;
     render();
   }
 }
 
 const connection = new Connection({
   hello(message) {
+    greeted = true;
+    refusedInARow = 0;
     refusal = null; // a new socket: the subscription is sent, and judged, again
     inference = message.inference ?? null;
     setStatus(message.streams.find((stream) => stream.id === streamId) ?? null);
@@ -156,7 +205,10 @@ const connection = new Connection({
     online = state === "live";
     if (online) problem = null;
     render();
-    if (!online) refresh();
+    if (online) return;
+    const early = !greeted;
+    greeted = false;
+    judgeLostSocket(early);
   },
 });
 
@@ -165,4 +217,5 @@ const subscription = { streams: [streamId], image: params.get("image") === "clea
 // Any width asked for is brought within what the protocol takes, rather than refused for it.
 const maxWidth = Math.round(Number(params.get("max_width")));
 if (maxWidth) subscription.max_width = Math.min(MAX_WIDTH_PX, Math.max(MIN_WIDTH_PX, maxWidth));
-connection.subscribe(subscription);
+if (params.has("max_fps")) subscription.max_fps = Number(params.get("max_fps"));
+if (!wrongAddress) connection.subscribe(subscription);

@@ -42,6 +42,28 @@ export const OFFLINE_NOTICE = {
   nextAttemptAt: null,
 };
 
+/** The same for a page that has no picture yet: there is no last one to speak of. */
+export const OFFLINE_BEFORE_PICTURE_NOTICE = {
+  ...OFFLINE_NOTICE,
+  reason: "No picture has been received yet. Reconnecting…",
+};
+
+/**
+ * The notice for a page whose HTTP requests segcast answers while its live connection (the WebSocket)
+ * keeps failing before segcast's hello: segcast refuses it, or something in between cannot upgrade it.
+ * Behind a reverse proxy that is the proxy's doing nearly always, and the page is the only place a
+ * dashboard's visitor looks.
+ */
+export const LIVE_REFUSED_NOTICE = {
+  state: "refused",
+  title: "segcast answers, but its live connection does not open",
+  reason:
+    "segcast refuses or cannot upgrade this page's WebSocket. A reverse proxy in between must pass " +
+    "WebSocket upgrades and the Host header on (README, “A phone on the same Wi-Fi”, has an nginx " +
+    "example). Trying again…",
+  nextAttemptAt: null,
+};
+
 const counting = new Set(); // panels showing a countdown
 let ticker = null;
 
@@ -80,7 +102,7 @@ export class StatusPanel {
     container.append(this.element);
   }
 
-  /** Show `notice` (from streamNotice, OFFLINE_NOTICE or the page's own), or hide the panel for null. */
+  /** Show `notice` (from streamNotice, one of the notices above or the page's own), or hide the panel for null. */
   show(notice) {
     this.notice = notice;
     this.element.hidden = notice === null;

@@ -5,9 +5,11 @@ streams. Requests prove a role in one of two ways:
 
 - ``Authorization: Bearer <token>`` with a token from the config file or the environment;
 - ``?token=<signed>`` for the places a header cannot be set (``<img>``, ``<iframe>``, a browser's
-  WebSocket): a short-lived token minted by ``POST /api/tokens``, signed with HMAC-SHA256 and bound
-  to a role and an expiry, so a URL that leaks into a log or a screenshot stops working soon. A
-  signed token is good as a bearer too (pasted where a token is asked for, it is what it says).
+  WebSocket): an expiring token minted by ``POST /api/tokens`` (an hour unless asked otherwise),
+  signed with HMAC-SHA256 and bound to a role and an expiry, so a URL that leaks into a log or a
+  screenshot stops working soon; a dashboard's link, asked for a year, is revoked with the token that
+  minted it (below). A signed token is good as a bearer too (pasted where a token is asked for, it
+  is what it says).
 
 "Soon" holds for everything a signed token reaches: a token minted with one expires no later than
 it, and a WebSocket or MJPEG stream opened with one ends when it expires (a WebRTC peer too: see
@@ -53,7 +55,9 @@ log = logging.getLogger(__name__)
 VIEWER_TOKENS_ENV = "SEGCAST_VIEWER_TOKENS"
 ADMIN_TOKENS_ENV = "SEGCAST_ADMIN_TOKENS"
 MIN_TOKEN_LENGTH = 16
-SIGNED_TOKEN_MAX_TTL_S = 7 * 24 * 3600
+#: 366 days: a dashboard's URL (Grafana, Home Assistant's camera) is pasted once a year, not weekly.
+#: Safe to be long because a signed token dies with the configured token it was minted with (`Credential`).
+SIGNED_TOKEN_MAX_TTL_S = 366 * 24 * 3600
 SIGNED_TOKEN_DEFAULT_TTL_S = 3600
 SIGNED_TOKEN_PREFIX = "s1"
 #: The root of a signed token minted on no configured token's behalf: under an open policy, or by a
@@ -74,6 +78,10 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 TOKENS_PATH = "/api/tokens"
 #: Playing a stream over WebRTC is watching it, though the offer has to be POSTed.
 WATCH_BY_POST_PREFIXES = ("/api/webrtc/play/",)
+#: The least time between two log lines about refused cross-site requests: one tells the operator
+#: (a proxy that drops the Host header refuses every viewer), a page retrying every second must not
+#: fill the log.
+CROSS_SITE_LOG_INTERVAL_S = 60.0
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -327,6 +335,7 @@ def required_role(request: web.Request) -> Role | None:
 def setup_auth(app: web.Application, policy: AccessPolicy) -> None:
     """Guard every route of ``app`` with ``policy`` and add ``POST /api/tokens`` to mint signed tokens."""
     app[policy_key] = policy
+    app[_cross_site_log_key] = _LogThrottle(CROSS_SITE_LOG_INTERVAL_S)
     app.middlewares.append(_check_access)
     app.on_response_prepare.append(_note_stream)
     app.router.add_post(TOKENS_PATH, _mint_token)
@@ -351,7 +360,7 @@ async def _check_access(request: web.Request, handler: Handler) -> web.StreamRes
         # Open means "anyone on this machine", not "any web page this machine's browser visits":
         # with no token to prove intent, a page on another site could otherwise add streams, rewrite
         # the config file or watch the cameras over a WebSocket (neither is stopped by CORS).
-        raise error(web.HTTPForbidden, "cross-site requests that change or stream are refused without a token")
+        raise _cross_site_refusal(request)
     if policy.open or needed is None:
         return await handler(request)
     credential = policy.credential_of(request)
@@ -367,6 +376,56 @@ async def _check_access(request: web.Request, handler: Handler) -> web.StreamRes
         return await handler(request)
     request[expires_key] = credential.expires
     return await _within_token_life(request, handler, credential.expires)
+
+
+@dataclass(slots=True)
+class _LogThrottle:
+    """When a line was last logged (monotonic seconds), so that it is logged at most once per ``interval_s``."""
+
+    interval_s: float
+    logged_at: float | None = None
+
+    def due(self) -> bool:
+        """Whether the line may be logged now; if so, it counts as logged."""
+        now = time.monotonic()
+        if self.logged_at is not None and now - self.logged_at < self.interval_s:
+            return False
+        self.logged_at = now
+        return True
+
+
+_cross_site_log_key = web.AppKey("cross_site_log", _LogThrottle)
+
+
+def _cross_site_refusal(request: web.Request) -> web.HTTPException:
+    """The 403 for a change or a stream a page of another origin asked an open server for.
+
+    Besides an attack, the likeliest cause is a reverse proxy that does not pass the ``Host`` header
+    on: segcast is then asked for as its own address (``127.0.0.1:8080``) by a page that has the
+    proxy's, and every viewer's WebSocket is refused while the pages themselves load. So the answer
+    names what was compared and that fix, and the same goes to the log as a WARNING, at most once a
+    minute (`CROSS_SITE_LOG_INTERVAL_S`), for the operator who only sees pages that never play.
+    The comparison itself is `is_cross_site`'s: nothing here lets a mismatch through.
+    """
+    origin = request.headers.get("Origin", "")
+    page = "an opaque origin (null: a sandboxed frame, or a file)" if origin == "null" else origin
+    asked = request.headers.get("Host", request.host)
+    if request.app[_cross_site_log_key].due():
+        log.warning(
+            "refused a cross-site %s %s without a token: the page is %r, this server was asked for as %r; "
+            "if a reverse proxy is in between, have it pass the Host header on (nginx: proxy_set_header "
+            "Host $http_host); this is logged at most once a minute",
+            "WebSocket" if is_websocket(request) else request.method,
+            request.path,
+            page,
+            asked,
+        )
+    return error(
+        web.HTTPForbidden,
+        f"cross-site requests that change or stream are refused without a token (the page is {page}, "
+        f"this server was asked for as {asked}: behind a reverse proxy? have it pass the Host header "
+        "on, e.g. nginx's proxy_set_header Host $http_host)",
+    )
 
 
 def _unauthorized(expired_at: int | None) -> web.HTTPException:
@@ -449,7 +508,10 @@ async def _mint_token(request: web.Request) -> web.Response:
     if role_name not in ("viewer", "admin"):
         raise _bad_request("'role' must be 'viewer' or 'admin'")
     if not isinstance(ttl_s, int | float) or isinstance(ttl_s, bool) or not 1 <= ttl_s <= SIGNED_TOKEN_MAX_TTL_S:
-        raise _bad_request(f"'ttl_s' must be a number of seconds from 1 to {SIGNED_TOKEN_MAX_TTL_S}")
+        raise _bad_request(
+            f"'ttl_s' must be a number of seconds from 1 to {SIGNED_TOKEN_MAX_TTL_S} "
+            f"({SIGNED_TOKEN_MAX_TTL_S // 86400} days)"
+        )
     role = Role[role_name.upper()]
     caller = request.get(credential_key)
     if caller is not None and role > caller.role:  # an open policy lets everyone act as admin
@@ -459,7 +521,7 @@ async def _mint_token(request: web.Request) -> web.Response:
     presented = request.get(expires_key)
     if presented is not None and presented < expires:
         # A signed token must not mint a longer-lived one: whoever found it in a URL could otherwise
-        # trade it for a 7-day token, and that one for the next, for ever.
+        # trade it for a year-long token, and that one for the next, for ever.
         expires, ttl_s = presented, round(max(0.0, presented - now), 3)
     token = policy.sign_until(role, expires, minted_by=caller)
     return web.json_response({"token": token, "role": role_name, "ttl_s": ttl_s})

@@ -50,9 +50,12 @@ VIEWER_SUFFIXES = frozenset({".html", ".js", ".css"})
 
 
 def frame_ancestors(origins: tuple[str, ...]) -> str:
-    """The CSP directive allowing this server itself and ``origins`` to frame its pages."""
+    """The CSP directive allowing this server itself and ``origins`` to frame its pages.
+
+    ``"*"`` matches every page of a network scheme (this server's own too), not a file: a ``"file:"``
+    listed beside it is kept, so ``["*", "file:"]`` lets any page and files frame them."""
     if "*" in origins:
-        return "frame-ancestors *"
+        return " ".join(["frame-ancestors", *origins])
     return " ".join(["frame-ancestors 'self'", *origins])
 
 
