@@ -130,7 +130,7 @@ class StreamOptions:
             raise ValueError(f"agnostic_nms: expected true or false, got {agnostic!r}")
         zones = parse_zones(values["zones"]) if "zones" in values else base.zones
         lines = parse_lines(values["lines"]) if "lines" in values else base.lines
-        _check_shape_classes(zones, lines, classes)
+        _check_shape_classes(zones, lines, classes, values)
         return cls(conf, iou, classes, imgsz, max_det, tracker, settings, agnostic, zones, lines)
 
     def tracker_config(self) -> dict[str, TrackerValue]:
@@ -163,18 +163,30 @@ class StreamOptions:
         }
 
 
-def _check_shape_classes(zones: tuple[Zone, ...], lines: tuple[Line, ...], classes: tuple[str, ...]) -> None:
-    """ValueError for a shape watching a class the stream's own ``classes`` leaves out: it would read 0 forever."""
+def _check_shape_classes(
+    zones: tuple[Zone, ...], lines: tuple[Line, ...], classes: tuple[str, ...], given: Mapping[str, Any]
+) -> None:
+    """ValueError for a shape watching a class the stream's own ``classes`` leaves out: it would read 0 forever.
+
+    The message starts with the key of ``given`` that made the conflict, which a PATCH's 400 names: the
+    shape's classes where its list is given, else ``classes``, narrowed under shapes the stream had.
+    """
     if not classes:
         return
     named: dict[str, Sequence[Zone | Line]] = {"zones": zones, "lines": lines}
     for key, shapes in named.items():
         for i, shape in enumerate(shapes):
-            if missing := [name for name in shape.classes if name not in classes]:
+            if not (missing := [name for name in shape.classes if name not in classes]):
+                continue
+            if key in given or "classes" not in given:
                 raise ValueError(
                     f"{key}[{i}].classes: the stream only detects {', '.join(classes)}, not {missing[0]!r}; "
                     "add it to the stream's classes or leave it out of the shape's"
                 )
+            raise ValueError(
+                f"classes: {key.removesuffix('s')} {shape.name!r} counts {missing[0]!r}, which the stream would not "
+                f"detect with these classes; add {missing[0]!r} to them or take it out of {key}[{i}].classes"
+            )
 
 
 def _fraction(values: Mapping[str, Any], key: str, default: float) -> float:

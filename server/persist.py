@@ -15,10 +15,10 @@ from contextlib import suppress
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from server.config import VIEWER_LIMIT_KEYS, ConfigError, Settings, StreamConfig, content_digest
+from server.config import MODEL_KEYS, VIEWER_LIMIT_KEYS, ConfigError, Settings, StreamConfig, content_digest
 from server.delivery.viewer import ViewerLimits
 from server.events.config import EventsSettings, events_toml, toml_string
-from server.http.policy import DEFAULT_DENY_NETWORKS, DEFAULT_SOURCE_SCHEMES
+from server.inference.worker import InferenceOptions
 from server.options import MODEL_IMGSZ, StreamOptions, tracker_defaults
 from server.sources.base import MAX_FRAME_SIDE_PX
 
@@ -136,7 +136,7 @@ def _file_options(
     at_start = start.options if start is not None and stream.stream_id in settings.stream_keys else None
     grouped = {name for group in _OPTION_GROUPS for name in group}
     groups = [*_OPTION_GROUPS, *((f.name,) for f in fields(StreamOptions) if f.name not in grouped)]
-    values = stream.options.to_json()
+    values = _file_values(stream.options)
     written: dict[str, object] = {}
     for group in groups:
         current = [getattr(stream.options, name) for name in group]
@@ -197,22 +197,20 @@ def _own_tracker_settings(options: StreamOptions, file_defaults: StreamOptions) 
 
 
 def _config_text(settings: Settings, streams: list[tuple[StreamConfig, dict[str, object]]]) -> str:
-    """The TOML of ``settings`` with ``streams``, each with the options to write in its table."""
+    """The TOML of ``settings`` with ``streams``, each with the options to write in its table.
+
+    Beyond what says what the file serves (``host``, ``port``, ``[model] name``), a setting is written
+    only where it is not segcast's default: one spelled out would freeze today's default in the file.
+    """
     lines = ["# Written by segcast after a change through its API.", "", "[server]"]
     lines += [
         f"host = {toml_value(settings.host)}",
         f"port = {settings.port}",
-        f"jpeg_quality = {settings.jpeg_quality}",
-        f"embed_origins = {toml_value(list(settings.embed_origins))}",
-        f"save_config = {toml_value(settings.save_config)}",
-        *_access_lines(settings),
+        *_server_lines(settings),
         "",
         "[model]",
         f"name = {toml_value(_as_written(settings, 'model.name', settings.model))}",
-        f"device = {toml_value(settings.inference.device)}",
-        f"max_batch = {settings.inference.max_batch}",
-        f"half = {toml_value(settings.inference.half)}",
-        f"fast_masks = {toml_value(settings.inference.fast_masks)}",
+        *(f"{key} = {toml_value(value)}" for key, value in _model_settings(settings).items()),
         "",
     ]
     if settings.auth_off:
@@ -220,14 +218,18 @@ def _config_text(settings: Settings, streams: list[tuple[StreamConfig, dict[str,
     elif settings.viewer_tokens or settings.admin_tokens or settings.auth_required:
         lines += [
             "[auth]",
-            f"viewer_tokens = {toml_value(list(settings.viewer_tokens))}",
-            f"admin_tokens = {toml_value(list(settings.admin_tokens))}",
+            *(
+                f"{key} = {toml_value(list(tokens))}"
+                for key, tokens in (("viewer_tokens", settings.viewer_tokens), ("admin_tokens", settings.admin_tokens))
+                if tokens
+            ),
             *(["required = true"] if settings.auth_required else []),
             "",
         ]
-    base = StreamOptions().to_json()
-    defaults = {key: value for key, value in settings.stream_defaults.to_json().items() if value != base[key]}
-    lines += ["[stream_defaults]", *_option_lines(defaults), ""]
+    base = _file_values(StreamOptions())
+    defaults = {key: value for key, value in _file_values(settings.stream_defaults).items() if value != base[key]}
+    if defaults:
+        lines += ["[stream_defaults]", *_option_lines(defaults), ""]
     for stream, options in streams:
         uri = _as_written(settings, f"streams.{stream.stream_id}.uri", stream.uri)
         lines += ["[[streams]]", f"id = {toml_value(stream.stream_id)}", f"uri = {toml_value(uri)}"]
@@ -236,6 +238,25 @@ def _config_text(settings: Settings, streams: list[tuple[StreamConfig, dict[str,
         lines += [*_option_lines(options), ""]
     lines += events_toml(_events_as_written(settings))
     return "\n".join(lines)
+
+
+def _model_settings(settings: Settings) -> dict[str, object]:
+    """The ``[model]`` keys other than ``name`` whose values are not the defaults, by key."""
+    default = InferenceOptions()
+    return {
+        key: getattr(settings.inference, key)
+        for key in MODEL_KEYS
+        if key != "name" and getattr(settings.inference, key) != getattr(default, key)
+    }
+
+
+def _file_values(options: StreamOptions) -> dict[str, object]:
+    """``options`` as `StreamOptions.to_json` gives them, with zones and lines in a config file's form."""
+    return {
+        **options.to_json(),
+        "zones": [zone.file_table() for zone in options.zones],
+        "lines": [line.file_table() for line in options.lines],
+    }
 
 
 def _as_written(settings: Settings, where: str, value: str | Path) -> str:
@@ -307,18 +328,17 @@ def _replace_file(path: Path, text: str, expected_digest: str | None) -> str:
     return content_digest(data)
 
 
-def _access_lines(settings: Settings) -> list[str]:
-    """The ``[server]`` keys about what may be opened and served, when they differ from the defaults."""
-    lines = []
+def _server_lines(settings: Settings) -> list[str]:
+    """The ``[server]`` keys besides ``host`` and ``port``, each where it differs from the default."""
+    default = Settings()
+    lines = [
+        f"{key} = {toml_value(getattr(settings, key))}"
+        for key in ("jpeg_quality", "embed_origins", "save_config", "allow_devices", "source_schemes", "deny_networks")
+        if getattr(settings, key) != getattr(default, key)
+    ]
     if settings.media_dirs:
         folders = [_as_written(settings, f"server.media_dirs[{i}]", path) for i, path in enumerate(settings.media_dirs)]
         lines.append(f"media_dirs = {toml_value(folders)}")
-    if settings.allow_devices:
-        lines.append("allow_devices = true")
-    if settings.source_schemes != DEFAULT_SOURCE_SCHEMES:
-        lines.append(f"source_schemes = {toml_value(list(settings.source_schemes))}")
-    if settings.deny_networks != DEFAULT_DENY_NETWORKS:
-        lines.append(f"deny_networks = {toml_value(list(settings.deny_networks))}")
     for key in ("tls_cert", "tls_key"):
         value = getattr(settings, key)
         if value is not None:
@@ -333,16 +353,38 @@ def _access_lines(settings: Settings) -> list[str]:
 
 
 def _option_lines(values: Mapping[str, object]) -> list[str]:
-    """Stream options (as `StreamOptions.to_json` gives them) as TOML lines."""
+    """Stream options (as `_file_values` gives them) as TOML lines, numbers that are whole written whole.
+
+    Zones and lines go one to a line, as people write them. Tracker settings are written as they are:
+    the tracker takes them as given, so a float written whole would read back as an integer.
+    """
     lines = []
     for key, value in values.items():
         if key == "imgsz" and value is None:  # the model's own size over a default one: TOML has no null
             lines.append(f"{key} = {toml_value(MODEL_IMGSZ)}")
-            continue
-        if key == "tracker_settings" and isinstance(value, dict):
-            value = dict(sorted(value.items()))  # an inline table, as `_toml` writes one, in a stable order
-        lines.append(f"{key} = {toml_value(value)}")
+        elif key == "tracker_settings" and isinstance(value, dict):
+            # An inline table, as `_toml` writes one, in a stable order.
+            lines.append(f"{key} = {toml_value(dict(sorted(value.items())))}")
+        elif key in ("zones", "lines") and isinstance(value, list) and value:
+            lines += [f"{key} = [", *(f"  {toml_value(_whole(shape))}," for shape in value), "]"]
+        else:
+            lines.append(f"{key} = {toml_value(_whole(value))}")
     return lines
+
+
+def _whole(value: object) -> object:
+    """``value`` with each float that is a whole number as an integer (``160``, not ``160.0``), in lists and tables.
+
+    Only for values read back as floats whichever they are (a stream's ``conf``, a zone's points...).
+    From 2**53 on they stay floats: TOML's integers end at 2**63, and no one writes a count that large.
+    """
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, list | tuple):
+        return [_whole(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _whole(item) for key, item in value.items()}
+    return value
 
 
 def toml_value(value: object) -> str:

@@ -25,6 +25,12 @@ MIDDLE = {"name": "middle", "points": [[0.5, 0], [0.5, 1]], "units": "fraction",
 #: to load (the truth: frames 78, 139 and 154 at 15 fps; the bundled model counts each 8 or 9 frames
 #: later). Seed 7's first crossing of it is at frame 296: 20 s of waiting.
 CROSSING_SCENE = "scene:?seed=67"
+CAM_TABLE = '[[streams]]\nid = "cam"\nuri = "scene:"\n'
+
+
+def _toml_table(shape: dict[str, Any]) -> str:
+    """``shape`` as the inside of a TOML inline table (its values are also JSON)."""
+    return ", ".join(f"{key} = {json.dumps(value)}" for key, value in shape.items())
 
 
 async def _counts(client: TestClient, stream_id: str) -> dict[str, Any]:
@@ -250,6 +256,54 @@ def test_a_bad_zone_in_the_config_file_is_one_line_naming_it(tmp_path: Path) -> 
     assert str(caught.value) == (
         "segcast.toml: streams[0].zones[0].points: expected 3 to 64 [x, y] pairs, got [[0, 0], [1, 1]]"
     )
+
+
+SQUARES = {"name": "door", "points": [[0, 0], [1, 0], [1, 1], [0, 1]], "units": "fraction", "classes": ["square"]}
+NARROWED = (
+    "classes: zone 'door' counts 'square', which the stream would not detect with these classes; "
+    "add 'square' to them or take it out of zones[0].classes"
+)
+
+
+async def test_narrowing_the_streams_classes_under_its_zone_is_a_400_naming_classes(start_server: Start) -> None:
+    """The body held only ``classes``, and the 400 named ``body.zones[0].classes``, which it did not hold."""
+    options = StreamOptions.from_mapping({"zones": [SQUARES]})
+    client = await start_server(StreamConfig("cam", "scene:?seed=7", options=options))
+    response = await client.patch("/api/streams/cam", json={"classes": ["disc"]})
+    assert response.status == 400, await response.text()
+    assert (await response.json())["error"] == f"body.{NARROWED}"
+    response = await client.patch("/api/streams/cam", json={"classes": ["disc"], "zones": [SQUARES]})
+    assert response.status == 400, await response.text()
+    assert (await response.json())["error"] == (
+        "body.zones[0].classes: the stream only detects disc, not 'square'; "
+        "add it to the stream's classes or leave it out of the shape's"
+    ), "the zones given beside classes: the zone's classes are the key"
+    assert (await (await client.get("/api/streams/cam")).json())["options"]["classes"] == []
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            f'[stream_defaults]\nzones = [{{ {_toml_table(SQUARES)} }}]\n\n{CAM_TABLE}classes = ["disc"]\n',
+            f"streams[0].{NARROWED}",
+        ),
+        (
+            f'[stream_defaults]\nclasses = ["disc"]\n\n{CAM_TABLE}zones = [{{ {_toml_table(SQUARES)} }}]\n',
+            "streams[0].zones[0].classes: the stream only detects disc, not 'square'; "
+            "add it to the stream's classes or leave it out of the shape's",
+        ),
+    ],
+    ids=["the stream's classes under the defaults' zone", "the stream's zone under the defaults' classes"],
+)
+def test_a_zone_class_the_streams_classes_leave_out_names_the_files_key_that_did(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "segcast.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == f"segcast.toml: {message}"
 
 
 async def test_zone_events_reach_the_event_history_with_their_zone(start_server: Start, tmp_path: Path) -> None:

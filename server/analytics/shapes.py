@@ -78,6 +78,11 @@ class Zone:
             data["loiter_s"] = self.loiter_s
         return data
 
+    def file_table(self) -> dict[str, object]:
+        """The zone as a config file's table (`server.persist`): a key other than name, points and units
+        only where it is not the default, so the file takes a later release's better default."""
+        return _file_table(self.to_json(), _ZONE_DEFAULTS)
+
     @property
     def place(self) -> tuple[str, tuple[Point, ...], Units]:
         """Its name and where it lies: a zone with the same place is the same zone, whatever its settings,
@@ -113,11 +118,30 @@ class Line:
             "confirm_s": self.confirm_s,
         }
 
+    def file_table(self) -> dict[str, object]:
+        """The line as a config file's table, its default keys left out as `Zone.file_table` leaves a zone's."""
+        return _file_table(self.to_json(), _LINE_DEFAULTS)
+
     @property
     def place(self) -> tuple[str, tuple[Point, ...], Units]:
         """Its name and where it lies: a line with the same place is the same line, whatever its settings,
         and keeps its crossing counts through a change of them (`StreamAnalytics.reshaped`)."""
         return self.name, self.points, self.units
+
+
+#: What a zone's and a line's keys are when a table leaves them out (name, points and units are always
+#: written: without units, points all from 0 to 1 are refused, see `_fractions_hint`).
+_ZONE_DEFAULTS: dict[str, object] = {"classes": [], "min_share": DEFAULT_MIN_SHARE}
+_LINE_DEFAULTS: dict[str, object] = {
+    "classes": [],
+    "anchor": Anchor.BOTTOM.value,
+    "hysteresis": DEFAULT_HYSTERESIS,
+    "confirm_s": DEFAULT_CONFIRM_S,
+}
+
+
+def _file_table(data: dict[str, object], defaults: Mapping[str, object]) -> dict[str, object]:
+    return {key: value for key, value in data.items() if key not in defaults or value != defaults[key]}
 
 
 def parse_zones(value: object) -> tuple[Zone, ...]:

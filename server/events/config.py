@@ -10,7 +10,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -326,24 +326,41 @@ def _queue(table: Mapping[str, Any], where: str) -> int:
 
 
 def events_toml(settings: EventsSettings) -> list[str]:
-    """``settings`` as TOML lines for `server.persist.write_config`: saving an API change must keep them."""
+    """``settings`` as TOML lines for `server.persist.write_config`: saving an API change must keep them.
+
+    A key is written only where reading the table without it would give another value (a history's
+    ``path`` as the file wrote it, see `server.persist`): a default spelled out would stay in the file
+    when a later release improves it. A table that is all defaults is written empty: it turns its output on.
+    """
     lines: list[str] = []
     if settings.history is not None:
-        lines += ["[events.history]", *_pairs(settings.history, HISTORY_KEYS), ""]
+        lines += ["[events.history]", *_pairs(settings.history, HISTORY_KEYS, {"path": Path(DEFAULT_HISTORY_FILE)}), ""]
     for hook in settings.webhooks:
         lines += ["[[events.webhooks]]", *_pairs(hook, WEBHOOK_KEYS), ""]
     if settings.mqtt is not None:
-        lines += ["[events.mqtt]", *_pairs(settings.mqtt, MQTT_KEYS), ""]
+        # Without tls, a table with a ca_file takes TLS on (`_mqtt`).
+        lines += ["[events.mqtt]", *_pairs(settings.mqtt, MQTT_KEYS, {"tls": settings.mqtt.ca_file is not None}), ""]
     return lines
 
 
-def _pairs(value: object, keys: tuple[str, ...]) -> list[str]:
-    return [f"{key} = {_toml(getattr(value, key))}" for key in keys if getattr(value, key) is not None]
+def _pairs(value: object, keys: tuple[str, ...], implied: Mapping[str, object] | None = None) -> list[str]:
+    """``key = value`` lines of ``value``'s fields that are set and not their defaults (``implied`` where a
+    field's default is not what a table without the key reads as)."""
+    defaults = {f.name: f.default for f in fields(value) if f.default is not MISSING}  # type: ignore[arg-type]
+    defaults.update(implied or {})
+    pairs = []
+    for key in keys:
+        given = getattr(value, key)
+        if given is not None and (key not in defaults or given != defaults[key]):
+            pairs.append(f"{key} = {_toml(given)}")
+    return pairs
 
 
 def _toml(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return str(int(value))  # 7, not 7.0: every float of these tables is read as a float either way
     if isinstance(value, int | float):
         return repr(value)
     return toml_string(str(value))
