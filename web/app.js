@@ -3,12 +3,14 @@
 // A browser does not say why a socket was refused: each time one closes, the same question is asked
 // over HTTP, so that a server that wants a token the person has not given (the dialog's "Not now")
 // is told from one out of reach, and the page offers the dialog again rather than "reconnecting".
+// The same question tells a live connection refused while the server answers (a reverse proxy that
+// drops the WebSocket or the Host header) from a server that is away.
 
 import { ApiError, addStream, listStreams, removeStream, viewerSettings } from "./api.js";
 import { Connection, carryToken, dropPageToken, pageToken, storeToken, storedToken } from "./connection.js";
 import { ANALYTICS_EVENTS } from "./events.js";
 import { GridView, ThumbnailWidth, gridSubscription } from "./grid.js";
-import { OFFLINE_NOTICE } from "./status.js";
+import { LIVE_REFUSED_NOTICE, LiveRefusals, OFFLINE_NOTICE } from "./status.js";
 import { routedStream, StreamView } from "./stream.js";
 import { askForToken } from "./token.js";
 
@@ -79,6 +81,7 @@ let polling = false; // a stream list asked for and not answered yet: one at a t
 let live = false; // the WebSocket is open
 let tokenNeeded = false; // the server refused this page's (lack of a) token, as of the last closed socket
 let checking = false; // that question is on its way
+const refusals = new LiveRefusals(); // whether the live connection is refused while the API answers
 // How many messages about which streams exist (hello, added, removed) the socket has brought: a stream
 // list the API gave before the latest of them may be out of date, and would bring back a removed stream.
 let listChanges = 0;
@@ -86,6 +89,7 @@ let fileSaves = false; // the server has a config file to save to (GET /api/view
 
 const connection = new Connection({
   hello(message) {
+    refusals.hello();
     listChanges += 1;
     setInference(message.inference);
     // Back after an outage: a WebRTC peer of before may be dead without knowing it yet (a restarted
@@ -125,34 +129,40 @@ const connection = new Connection({
     if (live) tokenNeeded = false;
     else outage = true;
     showConnection();
-    if (!live) checkAccess();
+    if (!live) checkAccess(refusals.lost());
   },
 });
 
 // What the page shows of each stream is only the last it heard while the socket is down: say so
-// until hello, and why where the server said (a token it wants).
+// until hello, and why where the page can tell (a token the server wants, a live connection refused).
 function showConnection() {
+  const refused = !live && !tokenNeeded && refusals.blamed;
   const badge = $("connection");
-  badge.textContent = live ? "connected" : tokenNeeded ? "needs a token" : "reconnecting…";
+  const down = tokenNeeded ? "needs a token" : refused ? "live connection refused" : "reconnecting…";
+  badge.textContent = live ? "connected" : down;
   badge.className = `badge ${live ? "state-live" : "state-failed"}`;
   $("give-token").hidden = live || !tokenNeeded;
-  const notice = tokenNeeded ? TOKEN_NEEDED : OFFLINE_NOTICE;
+  const notice = tokenNeeded ? TOKEN_NEEDED : refused ? LIVE_REFUSED_NOTICE : OFFLINE_NOTICE;
   grid.setOnline(live, notice);
   view.setOnline(live, notice);
 }
 
-// The socket closed or was refused: ask the server over HTTP, which says whether a token is why.
-async function checkAccess() {
+// The socket closed or was refused (`early`: before its hello): ask the server over HTTP, which says
+// whether a token is why, or, answering, that the live connection is.
+async function checkAccess(early) {
   if (checking) return;
   checking = true;
   let refused = false;
+  let answered = false;
   try {
     await listStreams();
+    answered = true;
   } catch (error) {
     refused = error instanceof ApiError && error.status === 401;
   } finally {
     checking = false;
   }
+  refusals.judge(early, answered);
   if (live) return; // a socket opened meanwhile (a token was given): it was let in
   tokenNeeded = refused;
   if (tokenNeeded) connection.holdOff(TOKEN_RETRY_MS);

@@ -12,6 +12,7 @@ import { getStream } from "./api.js";
 import { Connection, pageToken } from "./connection.js";
 import {
   LIVE_REFUSED_NOTICE,
+  LiveRefusals,
   OFFLINE_BEFORE_PICTURE_NOTICE,
   OFFLINE_NOTICE,
   StatusPanel,
@@ -28,9 +29,6 @@ const MIN_WIDTH_PX = 32; // what a subscription's max_width may be (docs/protoco
 const MAX_WIDTH_PX = 7680;
 const MIN_FPS = 0.01; // what a subscription's max_fps may be (docs/protocol.md)
 const MAX_FPS = 60;
-// How many sockets in a row must fail before their hello, each while the HTTP API answers, for the
-// frame to blame the live connection: one alone may be a server that was restarting as it tried.
-const REFUSED_SOCKETS_BEFORE_BLAME = 2;
 
 const canvas = document.getElementById("video");
 const context = canvas.getContext("2d");
@@ -43,8 +41,7 @@ let status; // {state, error, next_attempt_at}; null: no such stream; undefined:
 let inference = null; // the server's {state, error, next_attempt_at}: whether frames are inferred
 let problem = null; // why segcast refused to say more (a token), or cannot be reached, or live refused
 let refusal = null; // what segcast could not use of this socket's subscription (its `error` message)
-let greeted = false; // the socket open now said hello
-let refusedInARow = 0; // sockets in a row that failed before their hello while the HTTP API answered
+const refusals = new LiveRefusals(); // sockets failing before their hello while the HTTP API answers
 let poller = null;
 
 const notice = (state, title, reason) => ({ state, title, reason, nextAttemptAt: null });
@@ -93,7 +90,7 @@ const wrongAddress = addressError();
 const offline = () => (canvas.dataset.seq === undefined ? OFFLINE_BEFORE_PICTURE_NOTICE : OFFLINE_NOTICE);
 // The server answers over HTTP, yet its WebSocket keeps failing before the hello: segcast refuses it
 // (a cross-site refusal, behind a proxy that drops the Host header) or it cannot be upgraded on the way.
-const liveRefused = () => !online && refusedInARow >= REFUSED_SOCKETS_BEFORE_BLAME;
+const liveRefused = () => !online && refusals.blamed;
 
 function render() {
   if (problem) panel.show(problem);
@@ -146,8 +143,7 @@ async function refresh() {
 // A socket closed, or failed to open; `early`: before its hello. Counted towards blaming the live
 // connection only while the API answers, so a server or network that was away is not taken for it.
 async function judgeLostSocket(early) {
-  const answered = await refresh();
-  refusedInARow = early && answered ? refusedInARow + 1 : 0;
+  refusals.judge(early, await refresh());
   if (liveRefused()) {
     problem = LIVE_REFUSED_NOTICE;
     render();
@@ -156,8 +152,7 @@ async function judgeLostSocket(early) {
 
 const connection = new Connection({
   hello(message) {
-    greeted = true;
-    refusedInARow = 0;
+    refusals.hello();
     refusal = null; // a new socket: the subscription is sent, and judged, again
     inference = message.inference ?? null;
     setStatus(message.streams.find((stream) => stream.id === streamId) ?? null);
@@ -206,9 +201,7 @@ const connection = new Connection({
     if (online) problem = null;
     render();
     if (online) return;
-    const early = !greeted;
-    greeted = false;
-    judgeLostSocket(early);
+    judgeLostSocket(refusals.lost());
   },
 });
 

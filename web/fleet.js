@@ -7,12 +7,14 @@
 // ?nodes= it shows its own node only.
 //
 // One WebSocket per node (connection.js), subscribed for pictures as wide as its tiles, each reconnecting by itself:
-// a node that is down says so over its own tiles and in its badge, and the others play on. The nodes
+// a node that is down says so over its own tiles and in its badge, and the others play on; one whose
+// REST API answers while its live connection keeps being refused says that, and what to fix. The nodes
 // of one deployment share their tokens, so the person is asked once (api.js) and the answer serves all.
 
 import { ApiError, listStreams } from "./api.js";
 import { APP_ROOT, Connection, carryToken } from "./connection.js";
 import { GridView, ThumbnailWidth, gridSubscription } from "./grid.js";
+import { LIVE_REFUSED_NOTICE, LiveRefusals } from "./status.js";
 
 // A node's name is one folder of the entrance: nothing that could lead out of it.
 const NODE_NAME = /^(?!\.\.?$)[A-Za-z0-9._~-]{1,64}$/;
@@ -21,8 +23,23 @@ const $ = (id) => document.getElementById(id);
 
 const notice = (state, title, reason) => ({ state, title, reason, nextAttemptAt: null });
 
+// What a down node's tiles say of their pictures: `reason` over one received, `reasonBeforePicture`
+// over a tile that has had none.
 const LAST_PICTURES = "Its pictures are the last received. Trying again…";
-const RECONNECTING = { state: "reconnecting", text: "reconnecting…", reason: LAST_PICTURES };
+const NO_PICTURE = "No picture has been received yet. Trying again…";
+const RECONNECTING = {
+  state: "reconnecting",
+  text: "reconnecting…",
+  reason: LAST_PICTURES,
+  reasonBeforePicture: NO_PICTURE,
+};
+// `fix`: said on the node's placeholder too, as a node refused from the start has no tiles to say it on.
+const LIVE_REFUSED = {
+  state: LIVE_REFUSED_NOTICE.state,
+  text: "live connection refused",
+  reason: LIVE_REFUSED_NOTICE.reason,
+  fix: LIVE_REFUSED_NOTICE.reason,
+};
 
 // Why a node's WebSocket is down, from what its REST API answers (a browser does not say why a
 // WebSocket failed): no answer, or the entrance's 502, means the node is not there.
@@ -31,7 +48,12 @@ function diagnosis(error) {
   if (error instanceof ApiError && (error.status === 401 || error.status === 403)) {
     return { state: "unauthorized", text: "access token needed", reason: error.message };
   }
-  return { state: "unreachable", text: "unreachable", reason: `${error.message}. ${LAST_PICTURES}` };
+  return {
+    state: "unreachable",
+    text: "unreachable",
+    reason: `${error.message}. ${LAST_PICTURES}`,
+    reasonBeforePicture: `${error.message}. ${NO_PICTURE}`,
+  };
 }
 
 /** One node: its connection, its tiles in the shared grid, and its badge in the top bar. */
@@ -41,6 +63,7 @@ class FleetNode {
     this.root = root;
     this.live = false;
     this.probing = false;
+    this.refusals = new LiveRefusals(); // whether its live connection is refused while its API answers
     // Its tiles stay together in the grid (display: contents), in the order the nodes were listed.
     const group = document.createElement("div");
     group.className = "fleet-node";
@@ -81,14 +104,16 @@ class FleetNode {
   }
 
   // What the node's badge and its placeholder tile (shown while it has no tiles) say.
-  show({ state, text }) {
+  show({ state, text, fix = null }) {
     this.badge.textContent = text;
     this.badge.className = `badge state-${state}`;
     this.placeholder.dataset.state = state;
-    this.placeholder.textContent = this.live ? `${this.name}: no streams` : `${this.name}: ${text}`;
+    const down = fix ? `${this.name}: ${text}. ${fix}` : `${this.name}: ${text}`;
+    this.placeholder.textContent = this.live ? `${this.name}: no streams` : down;
   }
 
   hello(message) {
+    this.refusals.hello();
     this.view.setInference(message.inference ?? null);
     this.view.setStreams(message.streams);
   }
@@ -109,18 +134,23 @@ class FleetNode {
       this.show({ state: "live", text: "connected" });
       return;
     }
+    const early = this.refusals.lost();
     if (wasLive) this.down(RECONNECTING); // until the probe says more; later attempts keep what it said
-    this.probe();
+    this.probe(early);
   }
 
   down(found) {
-    this.view.setOnline(false, notice(found.state, `${this.name}: ${found.text}`, found.reason));
+    const title = `${this.name}: ${found.text}`;
+    const offline = notice(found.state, title, found.reason);
+    if (found.reasonBeforePicture) offline.beforePicture = notice(found.state, title, found.reasonBeforePicture);
+    this.view.setOnline(false, offline);
     this.show(found);
   }
 
-  // Ask the node's REST API why its socket is down, one question at a time; a refusal asks the
-  // person for a token (api.js: once for every node), which the socket uses at its next attempt.
-  async probe() {
+  // Ask the node's REST API why its socket is down (`early`: before its hello), one question at a time;
+  // a refusal asks the person for a token (api.js: once for every node), which the socket uses at its
+  // next attempt.
+  async probe(early) {
     if (this.probing) return;
     this.probing = true;
     let error = null;
@@ -131,7 +161,8 @@ class FleetNode {
     } finally {
       this.probing = false;
     }
-    if (!this.live) this.down(diagnosis(error)); // unless back meanwhile
+    this.refusals.judge(early, error === null);
+    if (!this.live) this.down(this.refusals.blamed ? LIVE_REFUSED : diagnosis(error)); // unless back meanwhile
   }
 }
 

@@ -1,6 +1,7 @@
 // The grid: every stream as a small live picture with its state badge; a click opens the stream view.
 // A stream that is not live says why over its picture; so does every tile while the page has lost
-// its connection to segcast, since their pictures and badges are then only the last ones received.
+// its connection to segcast, since their pictures and badges are then only the last ones received
+// (a tile that has had no picture says it has none).
 // A live stream whose pictures stopped coming (a camera whose encoder hung keeps its connection, so
 // segcast still has it as live) says so too, from the time its tile last drew a picture: the badge is
 // the server's word on the source, the note what the tile itself has seen.
@@ -13,7 +14,7 @@
 // server encodes and sends no more pixels than are shown.
 
 import { carryToken } from "./connection.js";
-import { OFFLINE_NOTICE, StatusPanel, streamNotice } from "./status.js";
+import { OFFLINE_NOTICE, StatusPanel, noticeWithoutPicture, streamNotice } from "./status.js";
 
 const THUMB_FPS = 4;
 // The widths the server scales a picture to (WIDTH_STEPS_PX in server/delivery/encode.py, which a test
@@ -212,7 +213,7 @@ export class GridView {
 
   // What the tile's panel says: the connection's loss, else the stream's state, else a stale picture.
   notice(card) {
-    if (!this.online) return this.offline;
+    if (!this.online) return card.drawnAt === null ? noticeWithoutPicture(this.offline) : this.offline;
     return streamNotice(card.status, this.inference) ?? staleNotice(card);
   }
 

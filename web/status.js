@@ -64,6 +64,54 @@ export const LIVE_REFUSED_NOTICE = {
   nextAttemptAt: null,
 };
 
+/**
+ * What `notice`, said while a page's connection is down, says over a picture that never came: one
+ * that calls the picture shown the last received (OFFLINE_NOTICE, or a page's own notice that
+ * carries a `beforePicture` variant) is not true of a canvas that has had none.
+ */
+export function noticeWithoutPicture(notice) {
+  if (notice === OFFLINE_NOTICE) return OFFLINE_BEFORE_PICTURE_NOTICE;
+  return notice.beforePicture ?? notice;
+}
+
+// How many sockets in a row must fail before their hello, each while the HTTP API answers, for a page
+// to blame the live connection: one alone may be a server that was restarting as it tried.
+const REFUSED_SOCKETS_BEFORE_BLAME = 2;
+
+/**
+ * Tells when LIVE_REFUSED_NOTICE is true of a page's connection: its sockets keep failing before
+ * their hello while the same server answers the page's HTTP requests. The page calls hello() on each
+ * hello, lost() as a socket closes or fails to open, and judge() once it has asked the API why.
+ */
+export class LiveRefusals {
+  constructor() {
+    this.greeted = false; // the socket open now said hello
+    this.inARow = 0; // sockets in a row that failed before their hello while the API answered
+  }
+
+  hello() {
+    this.greeted = true;
+    this.inARow = 0;
+  }
+
+  /** The socket closed or failed to open: whether that was before its hello (`early`, for judge). */
+  lost() {
+    const early = !this.greeted;
+    this.greeted = false;
+    return early;
+  }
+
+  /** What the API did after a socket was lost `early` or not: `answered`, or failed to. */
+  judge(early, answered) {
+    this.inARow = early && answered ? this.inARow + 1 : 0;
+  }
+
+  /** Whether the live connection, not the server or the network, is why the page is offline. */
+  get blamed() {
+    return this.inARow >= REFUSED_SOCKETS_BEFORE_BLAME;
+  }
+}
+
 const counting = new Set(); // panels showing a countdown
 let ticker = null;
 

@@ -18,7 +18,7 @@ import { appUrl, pageToken, storedToken } from "./connection.js";
 import { reconcile } from "./dom.js";
 import { EventList } from "./events.js";
 import { drawOverlay, pictureRect, trackAt, trackColor } from "./overlay.js";
-import { OFFLINE_NOTICE, StatusPanel, streamNotice } from "./status.js";
+import { OFFLINE_NOTICE, StatusPanel, noticeWithoutPicture, streamNotice } from "./status.js";
 import { canPlay, playStream } from "./webrtc.js";
 import { ZoneEditor } from "./zones.js";
 
@@ -408,8 +408,9 @@ export class StreamView {
     this.streamSeen();
   }
 
-  // `offline`: why the connection is down where the server said (app.js: a token it wants); by default
-  // it is out of reach, and the picture shown the last one received.
+  // `offline`: why the connection is down where the page could tell (app.js: a token the server wants, a
+  // live connection refused); by default it is out of reach, and the picture shown the last one received
+  // (or none was: noticeWithoutPicture).
   setOnline(online, offline = OFFLINE_NOTICE) {
     this.online = online;
     this.offline = offline;
@@ -428,7 +429,7 @@ export class StreamView {
     this.el.state.hidden = !state;
     // Nothing to pause, remove or embed while the server has no such stream: its controls are off.
     for (const control of [this.el.pause, this.el.remove, this.el.copyEmbed]) control.disabled = this.missing;
-    if (!this.online) this.panel.show(this.offline);
+    if (!this.online) this.panel.show(this.bitmap ? this.offline : noticeWithoutPicture(this.offline));
     else if (this.missing) this.panel.show(missingNotice(this.streamId));
     else this.panel.show(streamNotice(this.status, this.inference));
   }
