@@ -26,9 +26,12 @@ from server.sources.uri import mask_uri
 STARTUP_ERRORS = (ConfigError, ModelError, AuthConfigError, ListenError)
 ACCESS_LOGGER = "aiohttp.access"
 
+log = logging.getLogger(__name__)
+
 
 def serve(settings: Settings, context: ssl.SSLContext | None, *, access_log: bool = False) -> None:
-    """Serve until SIGINT or SIGTERM; raises one of `STARTUP_ERRORS` if the server cannot start.
+    """Serve until SIGINT or SIGTERM, then log that it stopped; raises one of `STARTUP_ERRORS` if the
+    server cannot start.
 
     ``access_log`` writes a line per HTTP request (at INFO, whatever the log level): off by default,
     since a dashboard polling snapshots would bury everything else.
@@ -59,6 +62,8 @@ def serve(settings: Settings, context: ssl.SSLContext | None, *, access_log: boo
     finally:
         for sock in sockets:
             sock.close()
+    # run_app returns once the shutdown is over; without a word the log just ended, as after a crash.
+    log.info("segcast stopped")
 
 
 def say(line: str) -> None:

@@ -235,6 +235,30 @@ def test_ctrl_c_during_start_up_exits_130_without_a_traceback() -> None:
     assert said == ["segcast: starting (loading PyTorch takes a few seconds)"]
 
 
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "service-stop"])
+def test_a_stopped_server_says_so_last(stop: signal.Signals) -> None:
+    """Ctrl-C (or a service manager's SIGTERM) ended the log without a word, as a crash would."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server", "demo", "--port", str(free_port())],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as at a terminal
+    )
+    try:
+        _read_until(process, "segcast: listening on ")
+        process.send_signal(stop)
+        rest, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, rest
+    lines = rest.splitlines() or [""]
+    assert lines[-1].endswith(" INFO server.serve: segcast stopped"), f"last, once the streams are closed: {rest!r}"
+    assert sum("segcast stopped" in line for line in lines) == 1, rest
+
+
 @pytest.fixture
 def in_process() -> Iterator[None]:
     """`main` run here filters ultralytics' INFO lines out, as a start does: not for the tests after it."""

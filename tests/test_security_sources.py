@@ -78,6 +78,16 @@ def test_the_default_policy_allows_cameras_and_scenes_only() -> None:
             policy.check(uri)
 
 
+def test_a_refused_file_says_how_to_allow_it_without_a_config_file() -> None:
+    """``segcast demo`` has no config file (nor a --config flag): "[server] media_dirs of the config
+    file" left its user with no way to play a video."""
+    with pytest.raises(SourceRefused) as refused:
+        SourcePolicy().check("/videos/yard.mp4")
+    said = str(refused.value)
+    assert "[server] media_dirs of a config file" in said, said
+    assert "segcast serve --config FILE" in said and "--source" in said, said
+
+
 @pytest.mark.parametrize(
     "uri",
     [

@@ -194,8 +194,9 @@ class SourcePolicy:
                 raise UnusableSource(str(exc)) from None
         if not self.media_dirs:
             raise SourceRefused(
-                f"uri {shown!r}: local files cannot be opened through the API; list the folders that may be "
-                "played in [server] media_dirs of the config file"
+                f"uri {shown!r}: local files cannot be opened through the API; put the folders that may be "
+                "played in [server] media_dirs of a config file and start segcast serve --config FILE (or give "
+                "the file with --source at start)"
             )
         path = file_path(uri, is_file_url)  # the file `open_source` would open, read the same way
         if "\x00" in str(path):  # percent-encoded (%00): no file name holds one, and paths cannot carry it
