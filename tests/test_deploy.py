@@ -16,7 +16,6 @@ import copy
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -37,6 +36,7 @@ from aiohttp.test_utils import TestServer
 from server.config import load_config
 from server.deploy.entrance import TEMPORARY_FILES
 from server.deploy.split import split_config, write_split
+from tests.support.nginx import NGINX, nginx_serving
 from tests.support.polling import eventually
 from tests.support.rtsp_camera import free_port
 
@@ -59,8 +59,6 @@ K8S_VERSIONS = ("1.29", kubernetes_validate.utils.latest_version())
 NAME_LABEL = "app.kubernetes.io/name"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"  # set on each pod by the StatefulSet controller
-NGINX = Path(shutil.which("nginx") or "/usr/sbin/nginx")  # /usr/sbin is not on every user's PATH
-NGINX_STOP_S = 10.0
 WS_REPLY_S = 10.0
 #: What a stand-in node streams to a viewer that reads nothing: far more than the sockets between it
 #: and the viewer hold, far less than the 1 GiB nginx would spool to disk with proxy_buffering on.
@@ -556,34 +554,8 @@ def nginx_copy(conf: Path, folder: Path, port: int, targets: dict[str, str]) -> 
 async def running_nginx(conf: Path, folder: Path, targets: dict[str, str]) -> AsyncIterator[str]:
     """A real nginx on ``conf`` with ``targets`` swapped in for the node addresses; its base URL."""
     port = free_port()
-    config = nginx_copy(conf, folder, port, targets)
-    log = folder / "error.log"
-    process = await asyncio.create_subprocess_exec(
-        str(NGINX), "-e", str(log), "-p", str(folder), "-c", str(config), "-g", "daemon off;"
-    )
-    base = f"http://127.0.0.1:{port}/"
-    try:
-        async with aiohttp.ClientSession() as session:
-
-            async def answers() -> bool:
-                if process.returncode is not None:
-                    raise AssertionError(f"nginx exited: {log.read_text()}")
-                try:
-                    async with session.get(f"{base}healthz") as response:
-                        return response.status == 200
-                except aiohttp.ClientConnectionError:
-                    return False
-
-            await eventually(answers, what="nginx to answer")
+    async with nginx_serving(nginx_copy(conf, folder, port, targets), f"http://127.0.0.1:{port}/") as base:
         yield base
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), NGINX_STOP_S)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
 
 
 def require_nginx() -> None:

@@ -7,12 +7,10 @@ the frame, since a dashboard's visitor has no other place to look.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
 import shutil
-import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -29,6 +27,7 @@ from tests.conftest import CHROMIUM
 from tests.support.browser import DESKTOP, Console, wait_for_changed_picture, wait_for_new_frame, wait_for_text
 from tests.support.certificates import self_signed
 from tests.support.components import require_component, require_module
+from tests.support.nginx import NGINX, nginx_serving
 from tests.support.polling import eventually
 from tests.support.rtsp_camera import free_port
 
@@ -40,8 +39,6 @@ Start = Callable[..., Awaitable[TestClient]]
 pytestmark = pytest.mark.timeout(120)
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-NGINX = Path(shutil.which("nginx") or "/usr/sbin/nginx")  # /usr/sbin is not on every user's PATH
-NGINX_STOP_S = 10.0
 PANEL = ".status-panel"
 HOST_LINE = re.compile(r"^\s*proxy_set_header Host .*\n", re.MULTILINE)
 #: Every message the page's WebSockets send, in ``window.sent``, and how many hellos they received.
@@ -95,33 +92,8 @@ def nginx_conf(block: str, folder: Path, upstream: str) -> tuple[Path, int]:
 @asynccontextmanager
 async def running_nginx(config: Path, port: int) -> AsyncIterator[str]:
     """A real nginx on ``config`` (from `nginx_conf`); its base URL (https, self-signed)."""
-    folder = config.parent
-    process = await asyncio.create_subprocess_exec(
-        str(NGINX), "-e", str(folder / "error.log"), "-p", str(folder), "-c", str(config), "-g", "daemon off;"
-    )
-    base = f"https://127.0.0.1:{port}/"
-    try:
-        async with aiohttp.ClientSession() as session:
-
-            async def answers() -> bool:
-                if process.returncode is not None:
-                    raise AssertionError(f"nginx exited with {process.returncode}: see {folder / 'error.log'}")
-                try:
-                    async with session.get(f"{base}healthz", ssl=False) as response:
-                        return response.status == 200
-                except aiohttp.ClientConnectionError:
-                    return False
-
-            await eventually(answers, what="nginx to answer")
+    async with nginx_serving(config, f"https://127.0.0.1:{port}/") as base:
         yield base
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), NGINX_STOP_S)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
 
 
 async def open_embed(

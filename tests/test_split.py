@@ -28,8 +28,9 @@ from server.config import load_config
 from server.deploy.split import NodeFile, Split, SplitError, split_config, toml_document, write_split
 from server.http.auth import AuthConfigError
 from server.persist import write_config
+from tests.support.nginx import NGINX
 from tests.support.polling import eventually
-from tests.test_deploy import NGINX, require_nginx
+from tests.test_deploy import require_nginx
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "an-admin-token-of-the-box"
