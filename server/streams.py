@@ -343,11 +343,11 @@ class StreamManager:
             else:
                 self._readers[config.stream_id] = reader
                 self._processed[config.stream_id] = 0
+                log.info("[%s] added: %s", config.stream_id, source.describe())  # before the reader's "live"
                 reader.start()
         if stopped:
             self._worker.remove_stream(config.stream_id)
             raise ShuttingDownError("the server is shutting down")
-        log.info("[%s] added: %s", config.stream_id, source.describe())
         return self.info(config.stream_id)
 
     def remove(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import random
 import threading
 from collections.abc import Iterator
@@ -17,10 +18,12 @@ from server.sources.network import NetworkSource
 from server.sources.reader import (
     RECONNECT_INITIAL_S,
     RECONNECT_MAX_S,
+    REPEATED_FAILURE_LOG_INTERVAL_S,
     SLOW_RETRY_INITIAL_S,
     TRANSITIONS,
     Backoff,
     ReaderStatus,
+    RepeatedFailureLog,
     StreamReader,
     stop_readers,
 )
@@ -92,6 +95,29 @@ def test_retries_of_the_same_error_are_announced_once_but_counted() -> None:
     with ReaderProbe(source, backoff=Backoff(initial_s=0.01, max_s=0.02)) as probe:
         probe.wait_until("retried", lambda s: s.reconnects >= 5, 5)
     assert probe.announced == [(StreamState.RECONNECTING, "connection refused")]
+
+
+def test_a_camera_failing_the_same_way_is_warned_about_once_then_rarely(caplog: pytest.LogCaptureFixture) -> None:
+    """Each retry of a dead camera was a WARNING line: every 30 s, some 2,900 lines a day per camera."""
+    source = ScriptedSource((0, ConnectionError("connection refused")))
+    backoff = Backoff(initial_s=0.01, max_s=0.02)
+    with caplog.at_level(logging.DEBUG, logger="server.sources.reader"), ReaderProbe(source, backoff=backoff) as probe:
+        probe.wait_until("retried", lambda s: s.reconnects >= 5, 5)
+    retries = [r for r in caplog.records if "reconnecting in" in r.getMessage()]
+    assert len(retries) >= 5
+    assert [r.levelno for r in retries].count(logging.WARNING) == 1
+    assert retries[0].levelno == logging.WARNING  # the first is news
+
+
+def test_a_repeated_failure_is_warned_again_after_a_while_with_its_count_and_a_new_one_at_once() -> None:
+    failures = RepeatedFailureLog()
+    assert failures.failed("refused", 0.0) == (logging.WARNING, "")
+    assert failures.failed("refused", 30.0) == (logging.DEBUG, "")
+    assert failures.failed("refused", 60.0) == (logging.DEBUG, "")
+    level, repeats = failures.failed("refused", REPEATED_FAILURE_LOG_INTERVAL_S + 1)
+    assert level == logging.WARNING and "2 more times" in repeats
+    assert failures.failed("timed out", REPEATED_FAILURE_LOG_INTERVAL_S + 2) == (logging.WARNING, "")
+    assert failures.failed("refused", REPEATED_FAILURE_LOG_INTERVAL_S + 3) == (logging.WARNING, "")
 
 
 class RecordedBackoff:

@@ -59,8 +59,33 @@ FPS_WINDOW_S = 3.0
 #: `JUMP_AHEAD_S` and this many intervals (a recording that paused while nothing moved is shorter).
 JUMP_FRAMES = 4
 JUMP_AHEAD_S = 5.0
+#: A camera that keeps failing the same way is logged at WARNING at most this often, with how many
+#: attempts failed so since it was first logged: a dead camera retried every 30 s otherwise writes
+#: some 2,900 lines a day. Each attempt is still logged, at DEBUG.
+REPEATED_FAILURE_LOG_INTERVAL_S = 600.0
 
 StateListener = Callable[[str, StreamState, str | None], None]
+
+
+@dataclass
+class RepeatedFailureLog:
+    """How loudly to log a reconnect: a new failure at WARNING, the same one again at WARNING at most
+    every `REPEATED_FAILURE_LOG_INTERVAL_S` (saying how many attempts failed so meanwhile), else DEBUG."""
+
+    error: str | None = None
+    logged_at: float = -float("inf")  # monotonic
+    unlogged: int = 0  # attempts that failed with ``error`` since it was last logged at WARNING
+
+    def failed(self, error: str | None, now: float) -> tuple[int, str]:
+        """The log level for an attempt that failed with ``error`` at ``now``, and what to add to its line."""
+        if error == self.error and now - self.logged_at < REPEATED_FAILURE_LOG_INTERVAL_S:
+            self.unlogged += 1
+            return logging.DEBUG, ""
+        again = error == self.error and self.unlogged > 0
+        repeats = f" (failed so {self.unlogged} more times since this was last logged)" if again else ""
+        self.error, self.logged_at, self.unlogged = error, now, 0
+        return logging.WARNING, repeats
+
 
 #: Which state may follow which: the one place that says so. A state may follow itself only where
 #: that carries news (a new error or a new next attempt while reconnecting).
@@ -192,6 +217,7 @@ class StreamReader:
         self._last_frame: Frame | None = None
         self._rng = random.Random()
         self._announced: tuple[StreamState, str | None] | None = None
+        self._failures_logged = RepeatedFailureLog()
         self._attempt_live_since: float | None = None  # when this attempt's first frame came
 
     # -- for the rest of the server ----------------------------------------------------------------
@@ -260,12 +286,13 @@ class StreamReader:
                 raise RuntimeError(f"stream state cannot go from {self._state.value} to {state.value}")
             self._state, self._error, self._next_attempt_at = state, error, next_attempt_at
         if state is StreamState.RECONNECTING and next_attempt_at is not None:
-            log.warning(
-                "[%s] reconnecting in %.1f s: %s", self.stream_id, max(0.0, next_attempt_at - time.time()), error
-            )
+            wait_s = max(0.0, next_attempt_at - time.time())
+            level, repeats = self._failures_logged.failed(error, time.monotonic())
+            log.log(level, "[%s] reconnecting in %.1f s: %s%s", self.stream_id, wait_s, error, repeats)
         elif state is StreamState.FAILED:  # retrying cannot fix it (a missing file): someone has to
             log.warning("[%s] failed: %s", self.stream_id, error)
         else:
+            self._failures_logged = RepeatedFailureLog()  # live again (or done): the next failure is news
             log.info("[%s] %s%s", self.stream_id, state.value, f": {error}" if error else "")
         if (state, error) != self._announced:  # a dead camera is one event for viewers, not one per retry
             self._announced = (state, error)
