@@ -171,3 +171,16 @@ async def test_all_cameras_opens_and_plays_the_other_node_while_the_first_is_dow
     assert playing["std"] > 10
     await page.wait_for_selector('a[data-node="node-2"] .badge.state-live', timeout=WAIT_MS)
     await wait_for_text(page, 'a[data-node="node-1"] .badge', "unreachable")
+
+
+async def test_all_cameras_opened_without_its_node_list_says_how_to_give_one(
+    start_fleet: Callable[..., Awaitable[Fleet]], browser: Any
+) -> None:
+    """The entrance's All cameras folder opened without ``?nodes=`` showed a node named "all", which
+    no node is: its tile said it was unreachable, and nothing said what was missing."""
+    fleet = await start_fleet()
+    link = await all_cameras_link(fleet.entrance)
+    page = await browser.new_page()
+    await page.goto(link.split("?")[0])
+    await wait_for_text(page, "#fleet-error", "?nodes=node-1,node-2")
+    assert await page.locator('a[data-node="all"]').count() == 0

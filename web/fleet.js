@@ -18,6 +18,8 @@ import { LIVE_REFUSED_NOTICE, LiveRefusals } from "./status.js";
 
 // A node's name is one folder of the entrance: nothing that could lead out of it.
 const NODE_NAME = /^(?!\.\.?$)[A-Za-z0-9._~-]{1,64}$/;
+// The entrance's folder serving this page from whichever node answers (ALL_NODES in server/deploy/entrance.py).
+const ALL_NODES = "all";
 
 const $ = (id) => document.getElementById(id);
 
@@ -166,19 +168,29 @@ class FleetNode {
   }
 }
 
-// The nodes the address lists, each with its root: a folder beside this page's node.
+function showError(text) {
+  $("fleet-error").textContent = text;
+  $("fleet-error").hidden = false;
+}
+
+// The nodes the address lists, each with its root: a folder beside this page's node. Without a
+// list, its own node; but the entrance's All cameras folder is no node, and cannot tell the nodes.
 function listedNodes() {
   const listed = new URLSearchParams(location.search).get("nodes");
   if (listed === null) {
     const own = APP_ROOT.pathname.split("/").filter(Boolean).pop() ?? location.host;
+    if (own === ALL_NODES) {
+      showError(
+        "Which nodes? Open this page with ?nodes=node-1,node-2 at the end of its address, " +
+          "as the entrance's All cameras link does.",
+      );
+      return [];
+    }
     return [{ name: own, root: APP_ROOT }];
   }
   const names = [...new Set(listed.split(",").map((name) => name.trim()))].filter(Boolean);
   const wrong = names.filter((name) => !NODE_NAME.test(name));
-  if (wrong.length) {
-    $("fleet-error").textContent = `Not a node's name (one folder of the entrance, like node-1): ${wrong.join(", ")}`;
-    $("fleet-error").hidden = false;
-  }
+  if (wrong.length) showError(`Not a node's name (one folder of the entrance, like node-1): ${wrong.join(", ")}`);
   const entrance = new URL("../", APP_ROOT);
   return names.filter((name) => NODE_NAME.test(name)).map((name) => ({ name, root: new URL(`${name}/`, entrance) }));
 }
