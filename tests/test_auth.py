@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient
 
 from server.http.auth import (
     ADMIN_TOKENS_ENV,
+    SIGNED_ADMIN_TOKEN_MAX_TTL_S,
     SIGNED_TOKEN_MAX_TTL_S,
     VIEWER_TOKENS_ENV,
     AccessPolicy,
@@ -129,8 +130,11 @@ async def test_a_signed_token_never_mints_one_that_outlives_it(aiohttp_client: C
     """A token found in a URL stops working soon: it cannot be traded for a longer one, and so on for ever."""
     policy = _policy()
     client = await aiohttp_client(_app(policy))
-    longest = {"ttl_s": SIGNED_TOKEN_MAX_TTL_S}
-    for role, configured in (("viewer", VIEWER), ("admin", ADMIN)):
+    for role, configured, most_s in (
+        ("viewer", VIEWER, SIGNED_TOKEN_MAX_TTL_S),
+        ("admin", ADMIN, SIGNED_ADMIN_TOKEN_MAX_TTL_S),
+    ):
+        longest = {"ttl_s": most_s}
         short = (await _mint(client, {"role": role, "ttl_s": 60}, configured))["token"]
         from_url = await client.post("/api/tokens", json={"role": role, **longest}, params={"token": short})
         assert from_url.status == 200, await from_url.text()
@@ -138,7 +142,7 @@ async def test_a_signed_token_never_mints_one_that_outlives_it(aiohttp_client: C
             assert _expiry(policy, answer["token"]) <= _expiry(policy, short), role
             assert answer["ttl_s"] <= 60, "the answer says how long the token given holds"
     # A configured token is not a found URL: it still mints the longest life it asks for.
-    long = (await _mint(client, longest, VIEWER))["token"]
+    long = (await _mint(client, {"ttl_s": SIGNED_TOKEN_MAX_TTL_S}, VIEWER))["token"]
     assert _expiry(policy, long) >= time.time() + SIGNED_TOKEN_MAX_TTL_S - 60
 
 
@@ -192,6 +196,12 @@ async def test_a_dashboard_link_may_be_minted_for_366_days_and_no_longer(aiohttp
     longer = await client.post("/api/tokens", json={"ttl_s": 367 * day_s}, headers=_bearer(VIEWER))
     assert longer.status == 400
     assert "from 1 to 31622400 (366 days)" in (await longer.json())["error"]
+    # An admin's token changes streams and the config file: the year is for viewer links only.
+    week = await _mint(client, {"role": "admin", "ttl_s": 7 * day_s}, ADMIN)
+    assert week["ttl_s"] == 7 * day_s
+    admin_year = await client.post("/api/tokens", json={"role": "admin", "ttl_s": 8 * day_s}, headers=_bearer(ADMIN))
+    assert admin_year.status == 400
+    assert "admin token must be at most 604800 (7 days)" in (await admin_year.json())["error"]
 
 
 async def test_a_token_request_body_is_held_to_64_kib_like_every_other(aiohttp_client: ClientFactory) -> None:
@@ -318,6 +328,20 @@ async def test_a_cross_site_refusal_names_what_it_compared_and_the_proxy_fix(
     assert "Host" in warnings[0]
     sandboxed = await client.post("/api/streams", headers={"Origin": "null"})
     assert "the page is an opaque origin (null" in (await sandboxed.json())["error"]
+
+
+async def test_a_cross_site_refusal_logs_a_forged_line_in_its_path_as_one_line(
+    aiohttp_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Any page the operator's browser visits can send a cross-site POST; its path, percent-decoded,
+    went into the warning as it was: %0A began a log line of the page's own making."""
+    client = await aiohttp_client(_app(AccessPolicy.configure("127.0.0.1", environ={})))
+    caplog.set_level(logging.WARNING, logger="server.http.auth")
+    forged = "/api/streams%0A2030-01-01 00:00:00,000 CRITICAL server: admin token leaked"
+    response = await client.post(forged, headers={"Origin": "https://evil.example"})
+    assert response.status == 403
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "\n" not in warning and "CRITICAL" in warning  # there, but inside the quoted path
 
 
 async def test_open_server_answers_only_to_local_names(aiohttp_client: ClientFactory) -> None:

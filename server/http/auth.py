@@ -7,9 +7,9 @@ streams. Requests prove a role in one of two ways:
 - ``?token=<signed>`` for the places a header cannot be set (``<img>``, ``<iframe>``, a browser's
   WebSocket): an expiring token minted by ``POST /api/tokens`` (an hour unless asked otherwise),
   signed with HMAC-SHA256 and bound to a role and an expiry, so a URL that leaks into a log or a
-  screenshot stops working soon; a dashboard's link, asked for a year, is revoked with the token that
-  minted it (below). A signed token is good as a bearer too (pasted where a token is asked for, it
-  is what it says).
+  screenshot stops working soon; a dashboard's viewer link, asked for up to a year, is revoked with
+  the token that minted it (below), and an admin's lasts a week at most. A signed token is good as a
+  bearer too (pasted where a token is asked for, it is what it says).
 
 "Soon" holds for everything a signed token reaches: a token minted with one expires no later than
 it, and a WebSocket or MJPEG stream opened with one ends when it expires (a WebRTC peer too: see
@@ -58,6 +58,9 @@ MIN_TOKEN_LENGTH = 16
 #: 366 days: a dashboard's URL (Grafana, Home Assistant's camera) is pasted once a year, not weekly.
 #: Safe to be long because a signed token dies with the configured token it was minted with (`Credential`).
 SIGNED_TOKEN_MAX_TTL_S = 366 * 24 * 3600
+#: An admin's signed token changes streams and the config file: in a URL it lasts a week at most,
+#: the year being for dashboards' viewer links.
+SIGNED_ADMIN_TOKEN_MAX_TTL_S = 7 * 24 * 3600
 SIGNED_TOKEN_DEFAULT_TTL_S = 3600
 SIGNED_TOKEN_PREFIX = "s1"
 #: The root of a signed token minted on no configured token's behalf: under an open policy, or by a
@@ -412,7 +415,7 @@ def _cross_site_refusal(request: web.Request) -> web.HTTPException:
     asked = request.headers.get("Host", request.host)
     if request.app[_cross_site_log_key].due():
         log.warning(
-            "refused a cross-site %s %s without a token: the page is %r, this server was asked for as %r; "
+            "refused a cross-site %s %r without a token: the page is %r, this server was asked for as %r; "
             "if a reverse proxy is in between, have it pass the Host header on (nginx: proxy_set_header "
             "Host $http_host); this is logged at most once a minute",
             "WebSocket" if is_websocket(request) else request.method,
@@ -513,6 +516,11 @@ async def _mint_token(request: web.Request) -> web.Response:
             f"({SIGNED_TOKEN_MAX_TTL_S // 86400} days)"
         )
     role = Role[role_name.upper()]
+    if role is Role.ADMIN and ttl_s > SIGNED_ADMIN_TOKEN_MAX_TTL_S:
+        raise _bad_request(
+            f"'ttl_s' of an admin token must be at most {SIGNED_ADMIN_TOKEN_MAX_TTL_S} "
+            f"({SIGNED_ADMIN_TOKEN_MAX_TTL_S // 86400} days); the longer life is for viewer links"
+        )
     caller = request.get(credential_key)
     if caller is not None and role > caller.role:  # an open policy lets everyone act as admin
         raise error(web.HTTPForbidden, "a token can only grant its own role or a lower one")
