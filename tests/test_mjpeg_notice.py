@@ -20,7 +20,7 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
-from server.delivery.notice import Notices, notice_lines
+from server.delivery.notice import NOTICE_SIZE_PX, Notices, notice_lines, notice_size
 from server.inference.models import InferenceStatus
 from server.sources.base import StreamState
 from tests.support.numbered import HEIGHT, WIDTH, colour_errors, number_of
@@ -164,3 +164,11 @@ def test_a_live_stream_without_inference_says_so() -> None:
     down = InferenceStatus(False, "triton at 10.0.0.5:8001 does not answer", None)
     lines = notice_lines("cam", StreamState.LIVE, None, None, down)
     assert lines[1:] == ("inference unavailable", "triton at 10.0.0.5:8001 does not answer")
+
+
+def test_a_notice_has_its_frames_shape_and_a_big_cameras_is_thinned() -> None:
+    """A 4K camera's notice was drawn at 3840x2160: some 280 kB each second to each viewer for one line."""
+    assert notice_size(None) == NOTICE_SIZE_PX
+    assert notice_size((320, 192)) == (320, 192)
+    assert notice_size((3840, 2160)) == (1280, 720)
+    assert notice_size((7680, 1080)) == (1280, 180)

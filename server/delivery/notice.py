@@ -25,6 +25,9 @@ from server.sources.base import StreamState
 
 #: The size of a notice for a stream that has no frame to take its size from (width, height).
 NOTICE_SIZE_PX = (640, 360)
+#: A notice is no wider than this, in its frame's shape: a 4K camera's would be some 280 kB sent each
+#: second to each viewer to say one line, where the ``<img>`` scales it to its box anyway.
+NOTICE_MAX_WIDTH_PX = 1280
 BACKGROUND_BGR = (48, 48, 48)
 TITLE_BGR = (255, 255, 255)
 TEXT_BGR = (200, 200, 200)
@@ -66,6 +69,16 @@ def notice_lines(
     if error:
         lines.append(error)
     return tuple(lines)
+
+
+def notice_size(frame_size: tuple[int, int] | None) -> tuple[int, int]:
+    """The size (width, height) of a notice standing in for frames of ``frame_size``, if any are known."""
+    if frame_size is None:
+        return NOTICE_SIZE_PX
+    width, height = frame_size
+    if width <= NOTICE_MAX_WIDTH_PX:
+        return width, height
+    return NOTICE_MAX_WIDTH_PX, max(1, round(height * NOTICE_MAX_WIDTH_PX / width))
 
 
 def render_notice(lines: tuple[str, ...], size: tuple[int, int], jpeg_quality: int) -> bytes:

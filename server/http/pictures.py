@@ -27,7 +27,7 @@ from aiohttp import web
 
 from server.delivery.encode import ImageKind, Variant, parse_picture
 from server.delivery.hub import Hub
-from server.delivery.notice import NOTICE_SIZE_PX, Notices, notice_lines
+from server.delivery.notice import Notices, notice_lines, notice_size
 from server.delivery.viewer import Subscription, Viewer, ViewerLimitError
 from server.http.api import stream_info
 from server.http.errors import error
@@ -180,7 +180,7 @@ async def _notice(request: web.Request, viewer: Viewer, stream_id: str) -> tuple
     """The notice for ``viewer`` now, with its part's header; None while the stream has a current picture.
 
     A stream has none before its first frame, and while `StreamManager.is_current` says its newest
-    frame is not of the scene now. The notice is the size of that frame (else `NOTICE_SIZE_PX`),
+    frame is not of the scene now. The notice is sized for that frame (`notice_size`),
     scaled as the viewer's frames are, so the ``<img>`` keeps its shape in a dashboard.
     """
     manager, hub = request.app[manager_key], request.app[hub_key]
@@ -191,10 +191,8 @@ async def _notice(request: web.Request, viewer: Viewer, stream_id: str) -> tuple
     latest = hub.latest.get(stream_id)
     if latest is not None and manager.is_current(info):
         return None
-    if latest is None:
-        width, height = NOTICE_SIZE_PX
-    else:
-        height, width = latest.result.frame.image.shape[:2]
+    frame_size = None if latest is None else latest.result.frame.image.shape[1::-1]
+    width, height = notice_size(frame_size)
     variant = viewer.subscriptions[stream_id].image
     assert variant is not None  # the hub may change an MJPEG viewer's image size, never take it away
     lines = notice_lines(stream_id, info.state, info.error, info.status.next_attempt_at, info.inference)
