@@ -58,7 +58,8 @@ export const LIVE_REFUSED_NOTICE = {
   state: "refused",
   title: "segcast answers, but its live connection does not open",
   reason:
-    "segcast refuses or cannot upgrade this page's WebSocket. A reverse proxy in between must pass " +
+    "segcast refuses or cannot upgrade this page's WebSocket: it may have as many viewers as it " +
+    "takes (max_viewers, max_viewers_per_address), or a reverse proxy in between does not pass " +
     "WebSocket upgrades and the Host header on (README, “A phone on the same Wi-Fi”, has an nginx " +
     "example). Trying again…",
   nextAttemptAt: null,
