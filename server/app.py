@@ -21,8 +21,8 @@ from server.config import ConfigError, Settings
 from server.delivery.hub import Hub
 from server.events.api import event_outputs_key, setup_events_api
 from server.events.outputs import EventOutputs, MqttUnavailableError
+from server.http.access.auth import AccessPolicy, setup_auth
 from server.http.api import json_errors, setup_api
-from server.http.auth import AccessPolicy, setup_auth
 from server.http.keys import (
     config_lock_key,
     etag_secret_key,
@@ -48,7 +48,7 @@ WS_CLOSE_TIMEOUT_S = 2.0
 def create_app(settings: Settings, policy: AccessPolicy | None = None) -> web.Application:
     """The whole server for ``settings``; ``policy`` defaults to the one the settings describe.
 
-    Raises `server.http.auth.AuthConfigError` when the settings leave the server unprotected where it
+    Raises `server.http.access.auth.AuthConfigError` when the settings leave the server unprotected where it
     must not be (a public address without tokens).
     """
     if policy is None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from server.deploy import command as split_command
-from server.http.listen import DEFAULT_HOST, DEFAULT_PORT, ListenError
+from server.http.network.listen import DEFAULT_HOST, DEFAULT_PORT, ListenError
 from server.inference.export import FORMATS, ExportError, export_model
 from server.inference.models import DEFAULT_MODEL
 from server.inference.telemetry import switch_off_ultralytics_telemetry
@@ -45,7 +45,7 @@ EXIT_STARTUP_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 #: What ``serve --help`` and ``demo --help`` end with: what no flag says. The variables' names are
-#: those `server.http.auth`, `server.webrtc.config` and `server.inference.weights` read (not imported
+#: those `server.http.access.auth`, `server.webrtc.config` and `server.inference.weights` read (not imported
 #: here: they bring aiohttp and PyTorch before the first line); tests/test_cli.py checks they match.
 SERVE_EPILOG = """\
 environment:

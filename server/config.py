@@ -21,14 +21,14 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
 from server.delivery.viewer import ViewerLimits
 from server.events.config import DEFAULT_HISTORY_FILE, EventsSettings, events_settings, resolved_path
-from server.http.listen import DEFAULT_HOST, DEFAULT_PORT
-from server.http.policy import (
+from server.http.access.policy import (
     DEFAULT_DENY_NETWORKS,
     DEFAULT_SOURCE_SCHEMES,
     KNOWN_SOURCE_SCHEMES,
     SourcePolicy,
     parse_networks,
 )
+from server.http.network.listen import DEFAULT_HOST, DEFAULT_PORT
 from server.inference.models import DEFAULT_MODEL
 from server.inference.worker import InferenceOptions
 from server.options import StreamOptions
@@ -125,11 +125,11 @@ class Settings:
     #: ``[auth] required = true``: tokens are needed wherever it listens, loopback too (a node behind
     #: an entrance others reach, which `segcast split` writes: the entrance reaches it from 127.0.0.1).
     auth_required: bool = False
-    #: What the API may open (see `server.http.policy`); the config file and flags are not held to it.
+    #: What the API may open (see `server.http.access.policy`); the config file and flags are not held to it.
     source_schemes: tuple[str, ...] = DEFAULT_SOURCE_SCHEMES
     media_dirs: tuple[Path, ...] = ()
     allow_devices: bool = False
-    #: Addresses the API may not point a camera at (see `server.http.policy`).
+    #: Addresses the API may not point a camera at (see `server.http.access.policy`).
     deny_networks: tuple[str, ...] = DEFAULT_DENY_NETWORKS
     #: PEM certificate chain and private key: with both, the server speaks HTTPS (and WSS) only.
     tls_cert: Path | None = None

@@ -15,10 +15,10 @@ from aiohttp import web
 
 from server.app import create_app
 from server.config import ConfigError, Settings
-from server.http.auth import AuthConfigError
-from server.http.connections import ConnectionLimitingLoop, ConnectionLimits, raise_open_files_limit
-from server.http.listen import ListenError, bind, listening_message
-from server.http.serving import server_options
+from server.http.access.auth import AuthConfigError
+from server.http.network.connections import ConnectionLimitingLoop, ConnectionLimits, raise_open_files_limit
+from server.http.network.listen import ListenError, bind, listening_message
+from server.http.network.serving import server_options
 from server.inference.models import ModelError
 from server.sources.uri import mask_uri
 

@@ -22,7 +22,7 @@ from server.analytics.engine import check_fit
 from server.config import ConfigError, Settings, StreamConfig
 from server.delivery.encode import Encoder, FramePacket
 from server.frames import FrameResult
-from server.http.policy import SourcePolicy, SourceRefused
+from server.http.access.policy import SourcePolicy, SourceRefused
 from server.inference.models import InferenceStatus
 from server.inference.worker import InferenceWorker
 from server.options import StreamOptions

@@ -19,7 +19,7 @@ from yarl import URL
 from server.config import StreamConfig
 from server.events.config import EventsSettings, HistorySettings
 from server.http.keys import hub_key
-from server.http.prefix import MAX_PREFIX_CHARS, forwarded_prefix
+from server.http.network.prefix import MAX_PREFIX_CHARS, forwarded_prefix
 from tests.support.event_packets import track_start
 from tests.support.polling import eventually
 from tests.support.prefix_proxy import PrefixProxy

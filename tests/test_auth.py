@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from server.http.auth import (
+from server.http.access.auth import (
     ADMIN_TOKENS_ENV,
     SIGNED_ADMIN_TOKEN_MAX_TTL_S,
     SIGNED_TOKEN_MAX_TTL_S,
@@ -249,7 +249,7 @@ def test_open_only_on_loopback_or_when_said_explicitly(caplog: pytest.LogCapture
     assert AccessPolicy.configure("localhost", environ={}).open
     with pytest.raises(AuthConfigError, match=r"^listening on 0\.0\.0\.0, beyond this machine, needs access tokens"):
         AccessPolicy.configure("0.0.0.0", environ={})
-    with caplog.at_level(logging.WARNING, logger="server.http.auth"):
+    with caplog.at_level(logging.WARNING, logger="server.http.access.auth"):
         assert AccessPolicy.configure("0.0.0.0", explicitly_off=True, environ={}).open
     assert "ACCESS CONTROL IS OFF" in caplog.text
 
@@ -314,7 +314,7 @@ async def test_a_cross_site_refusal_names_what_it_compared_and_the_proxy_fix(
     client = await aiohttp_client(app)
     upstream = f"127.0.0.1:{client.port}"
     behind_proxy = {"Origin": "https://127.0.0.1:8443", "Upgrade": "websocket", "Connection": "Upgrade"}
-    caplog.set_level(logging.WARNING, logger="server.http.auth")
+    caplog.set_level(logging.WARNING, logger="server.http.access.auth")
     for _ in range(3):
         response = await client.get("/ws", headers=behind_proxy)
         assert response.status == 403, "a mismatching Origin is never taken for this site's own"
@@ -336,7 +336,7 @@ async def test_a_cross_site_refusal_logs_a_forged_line_in_its_path_as_one_line(
     """Any page the operator's browser visits can send a cross-site POST; its path, percent-decoded,
     went into the warning as it was: %0A began a log line of the page's own making."""
     client = await aiohttp_client(_app(AccessPolicy.configure("127.0.0.1", environ={})))
-    caplog.set_level(logging.WARNING, logger="server.http.auth")
+    caplog.set_level(logging.WARNING, logger="server.http.access.auth")
     forged = "/api/streams%0A2030-01-01 00:00:00,000 CRITICAL server: admin token leaked"
     response = await client.post(forged, headers={"Origin": "https://evil.example"})
     assert response.status == 403

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from server.cli import EXIT_STARTUP_ERROR, build_parser, main
-from server.http.auth import ADMIN_TOKENS_ENV, VIEWER_TOKENS_ENV
-from server.http.listen import listening_message
+from server.http.access.auth import ADMIN_TOKENS_ENV, VIEWER_TOKENS_ENV
+from server.http.network.listen import listening_message
 from server.inference import weights
 from server.inference.models import BUNDLED_MODEL
 from server.inference.weights import WEIGHTS_URL_ENV

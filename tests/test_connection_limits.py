@@ -24,8 +24,8 @@ import server.serve
 from server.app import create_app
 from server.config import Settings
 from server.delivery.viewer import ViewerLimits
-from server.http import connections
-from server.http.connections import (
+from server.http.network import connections
+from server.http.network.connections import (
     PAGE_CONNECTIONS,
     AcceptFailuresAreOneWarning,
     ConnectionCounter,
@@ -33,7 +33,7 @@ from server.http.connections import (
     ConnectionLimits,
     raise_open_files_limit,
 )
-from server.http.serving import server_options
+from server.http.network.serving import server_options
 from server.inference.models import BUNDLED_MODEL
 from tests.support.raw_http import status_of
 

@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from server.http.auth import AccessPolicy, Role, setup_auth
+from server.http.access.auth import AccessPolicy, Role, setup_auth
 from server.sources.base import SourceError
 from server.sources.scene import SceneSettings
 from tests.support.polling import eventually

@@ -1,6 +1,6 @@
 """Sources cannot be turned against the host, and camera credentials never come back out.
 
-The API is held to `server.http.policy.SourcePolicy`: no local files outside ``media_dirs``, no devices
+The API is held to `server.http.access.policy.SourcePolicy`: no local files outside ``media_dirs``, no devices
 unless allowed, only the allowed schemes. A password or token in a camera URI is masked everywhere a
 client or an operator can read it: API answers, the WebSocket, metrics and logs.
 """
@@ -21,8 +21,8 @@ from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
 from server.config import ConfigError, StreamConfig, load_config
+from server.http.access.policy import MAX_URI_CHARS, SourcePolicy, SourceRefused, UnusableSource
 from server.http.keys import manager_key
-from server.http.policy import MAX_URI_CHARS, SourcePolicy, SourceRefused, UnusableSource
 from tests.support.polling import eventually
 from tests.support.reader_probe import SilentServer
 

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from server.http.auth import SIGNED_TOKEN_MAX_TTL_S, AccessPolicy, setup_auth
+from server.http.access.auth import SIGNED_TOKEN_MAX_TTL_S, AccessPolicy, setup_auth
 
 ADMIN = "admin-token-0123456789abcdef"
 LEAKED = "leaked-viewer-token-0123456789"

@@ -23,7 +23,7 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
-from server.http import source_checks
+from server.http.access import source_checks
 from server.http.keys import manager_key
 from server.sources import SourceError, StreamState, open_source
 from server.sources.file import FileSource

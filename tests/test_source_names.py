@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient
 
 from server.cli import build_parser, settings_from_args
 from server.config import ConfigError, StreamConfig
-from server.http.policy import SourcePolicy, SourceRefused, UnusableSource
+from server.http.access.policy import SourcePolicy, SourceRefused, UnusableSource
 from server.sources import SourceError, StreamState, open_source
 from server.sources.file import FileSource
 from server.sources.webcam import WebcamSource

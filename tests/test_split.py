@@ -26,7 +26,7 @@ from server.app import create_app
 from server.cli import main
 from server.config import load_config
 from server.deploy.split import NodeFile, Split, SplitError, split_config, toml_document, write_split
-from server.http.auth import AuthConfigError
+from server.http.access.auth import AuthConfigError
 from server.persist import write_config
 from tests.support.nginx import NGINX
 from tests.support.polling import eventually

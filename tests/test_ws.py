@@ -23,9 +23,9 @@ from aiohttp.test_utils import TestClient
 from server.config import StreamConfig
 from server.delivery.encode import encodings
 from server.delivery.viewer import MAX_SCALED_IMAGES, ViewerLimits
-from server.http.auth import TOKEN_EXPIRED_CLOSE_CODE, Role, policy_key
+from server.http.access.auth import TOKEN_EXPIRED_CLOSE_CODE, Role, policy_key
 from server.http.keys import hub_key, websockets_key
-from server.http.serving import UNSENT_LIMIT_BYTES
+from server.http.network.serving import UNSENT_LIMIT_BYTES
 from server.http.ws import (
     MAX_SUBSCRIBED_STREAMS,
     MAX_UNKNOWN_STREAMS,

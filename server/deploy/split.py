@@ -48,7 +48,7 @@ from server.config import ConfigError, StreamConfig, load_config, settings_from_
 from server.delivery.viewer import ViewerLimits
 from server.deploy.entrance import Listen, nginx_config, node_name
 from server.events.config import DEFAULT_HISTORY_FILE, toml_string
-from server.http.auth import AccessPolicy, AuthConfigError, is_loopback
+from server.http.access.auth import AccessPolicy, AuthConfigError, is_loopback
 from server.persist import toml_value
 
 #: The nodes listen here: only the entrance, on the same machine, reaches them.

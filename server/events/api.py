@@ -24,7 +24,7 @@ from aiohttp import web
 from server.events.history import MAX_PAGE, EventQuery, HistorySink
 from server.events.outputs import EventOutputs
 from server.http.errors import error
-from server.http.prefix import forwarded_prefix
+from server.http.network.prefix import forwarded_prefix
 
 event_outputs_key = web.AppKey("event_outputs", EventOutputs)
 
@@ -35,7 +35,7 @@ TEXT_FILTERS = {"stream": "stream", "type": "type", "class": "class_name", "zone
 #: ``since`` or ``until`` further ahead of now than this is not Unix seconds: milliseconds (Grafana's
 #: ``${__from}``, JavaScript's ``Date.now()``) are a thousand times now, and would match nothing.
 FUTURE_LIMIT_S = 100 * 365.25 * 86400
-#: A signed token given as ``?token=`` (server/http/auth.py), which every route takes: checked before
+#: A signed token given as ``?token=`` (server/http/access/auth.py), which every route takes: checked before
 #: the route runs, no filter, and never copied into the ``next`` link of a response body.
 TOKEN_PARAM = "token"
 

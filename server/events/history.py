@@ -56,9 +56,9 @@ from server.events.sink import (
     SinkHealth,
     SinkState,
     Tally,
-    ThrottledCount,
 )
 from server.events.snapshot import snapshot_jpeg
+from server.log_throttle import ThrottledCount
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -169,11 +169,10 @@ class HistorySink:
         self._damage_lock = threading.Lock()  # the reader threads count into these
         self._damaged_reads = 0
         self._damage: tuple[str, float] | None = None  # the latest read that found the file damaged, and when
-        self._damage_untold = ThrottledCount()
+        self._damage_untold = ThrottledCount(DROP_LOG_INTERVAL_S)
         self._pictures_lock = threading.Lock()
         self._picture_bytes = 0  # of the queued events' pictures and the batch being written
-        self._unpictured = 0  # events queued without their picture since the last report
-        self._next_unpictured_log = 0.0
+        self._unpictured = ThrottledCount(DROP_LOG_INTERVAL_S)  # events queued without their picture
 
     # -- on the loop ------------------------------------------------------------------------------
 
@@ -197,19 +196,15 @@ class HistorySink:
                 self._picture_bytes += size
         if fits:
             return event
-        self._unpictured += 1
-        now = time.monotonic()
-        if now >= self._next_unpictured_log:
-            self._next_unpictured_log = now + DROP_LOG_INTERVAL_S
+        if unpictured := self._unpictured.add():
             log.warning(
                 "[%s] %s: the writer is behind and the queued snapshots hold %d MB: %d event(s) since the last "
                 "report are stored without theirs",
                 event.stream_id,
                 NAME,
                 QUEUED_PICTURES_MAX_BYTES // (1024 * 1024),
-                self._unpictured,
+                unpictured,
             )
-            self._unpictured = 0
         return replace(event, picture=None)
 
     def _release(self, size: int) -> None:

@@ -30,7 +30,8 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 
 from server.events.config import HistorySettings
-from server.events.sink import ThrottledCount
+from server.events.sink import DROP_LOG_INTERVAL_S
+from server.log_throttle import ThrottledCount
 
 AGE_PRUNE_INTERVAL_S = 60.0
 MB = 1024 * 1024
@@ -69,7 +70,7 @@ class Retention:
         self.failures = 0  # every failed step, for /metrics
         self._name = name
         self._log = log
-        self._untold = ThrottledCount()
+        self._untold = ThrottledCount(DROP_LOG_INTERVAL_S)
         self._last_error = ""  # the last failure, for the line that tells the untold ones
         self._next_age_prune = 0.0  # monotonic
         self._age_due = False  # events older than max_age_days may be left to delete

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from server.events.counts import Counts
 from server.events.snapshot import Picture
+from server.log_throttle import ThrottledCount
 
 #: At most one "queue full" line per sink per this many seconds, and one for events lost again and again
 #: to the same error; the lines say how many since the last one, and /metrics counts each.
@@ -143,43 +144,6 @@ class DeliveryTask:
                 await self._task
 
 
-class ThrottledCount:
-    """A count of something that can happen many times a second, told in at most one line per
-    `DROP_LOG_INTERVAL_S`.
-
-    The first occurrence is told at once and opens a quiet window; those within it are only counted.
-    Their number goes into the next line: at the first occurrence after the window, or when the
-    caller asks (`due` once the window is over, `take` at any time), so no occurrence is in no line.
-    Not thread-safe: a caller that counts from several threads holds a lock around it.
-    """
-
-    def __init__(self) -> None:
-        self.untold = 0
-        self._quiet_until = 0.0  # monotonic
-
-    def add(self, count: int, now: float) -> int:
-        """Count ``count`` more at ``now``; how many to tell now (all since the last line), or 0 while quiet."""
-        self.untold += count
-        return self.due(now)
-
-    def due(self, now: float) -> int:
-        """How many to tell now, if the window is over (opening the next one); else 0."""
-        if not self.untold or now < self._quiet_until:
-            return 0
-        self._quiet_until = now + DROP_LOG_INTERVAL_S
-        return self.take()
-
-    def take(self) -> int:
-        """How many are untold, window or not, counting them told: for a line the caller must write now."""
-        count, self.untold = self.untold, 0
-        return count
-
-    def told(self, now: float) -> None:
-        """A line that told of the first occurrence was written at ``now``: the window opens."""
-        self.untold = 0
-        self._quiet_until = now + DROP_LOG_INTERVAL_S
-
-
 class Tally:
     """A sink's counters and state, and the lines its drops and failures make in the log.
 
@@ -209,10 +173,10 @@ class Tally:
         self.failed = 0
         self.last_error: str | None = None
         self.last_error_at: float | None = None  # Unix seconds
-        self._drops = ThrottledCount()
+        self._drops = ThrottledCount(DROP_LOG_INTERVAL_S)
         self._drops_lock = threading.Lock()
         self._latest_drop: OutEvent | None = None
-        self._losses = ThrottledCount()  # events lost to ``last_error`` since it was logged
+        self._losses = ThrottledCount(DROP_LOG_INTERVAL_S)  # events lost to ``last_error`` since it was logged
 
     def offer(self) -> None:
         """An event is offered to the sink: call before queueing it (a full queue then drops it)."""

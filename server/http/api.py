@@ -27,7 +27,8 @@ from aiohttp import web
 
 from server.config import STREAM_KEYS, ConfigError, StreamConfig, flatten_options, stream_config, stream_options
 from server.frames import PROTOCOL_VERSION
-from server.http.bodies import read_body
+from server.http.access.policy import SourceRefused, UnusableSource
+from server.http.access.source_checks import CheckUnanswered, SourceChecks
 from server.http.errors import detailed_error, error
 from server.http.keys import (
     config_lock_key,
@@ -37,16 +38,15 @@ from server.http.keys import (
     settings_key,
     stream_changes_key,
 )
-from server.http.policy import SourceRefused, UnusableSource
-from server.http.prefix import forwarded_prefix
-from server.http.source_checks import CheckUnanswered, SourceChecks
+from server.http.network.bodies import read_body
+from server.http.network.prefix import forwarded_prefix
 from server.persist import ConfigEditedError, ConfigFileState, write_config
 from server.sources import SourceError, check_uri
 from server.streams import HandedInError, ShuttingDownError, StreamExistsError, StreamInfo, StreamOptionsError
 
 log = logging.getLogger(__name__)
 
-#: When to ask again after a source's check was given up (`server.http.source_checks.CHECK_TIMEOUT_S`).
+#: When to ask again after a source's check was given up (`server.http.access.source_checks.CHECK_TIMEOUT_S`).
 SOURCE_CHECK_RETRY_S = 10
 #: Threads for stream changes (POST, PATCH, DELETE of /api/streams). Each holds one for moments, but
 #: a removal or restart for as long as its reader takes to stop: up to 2 s for a stalled camera. Up to
@@ -183,7 +183,7 @@ def stream_info(request: web.Request) -> StreamInfo:
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
-    """The request's JSON object, within `server.http.bodies.MAX_BODY_BYTES`, finite numbers only."""
+    """The request's JSON object, within `server.http.network.bodies.MAX_BODY_BYTES`, finite numbers only."""
     raw = await read_body(request)
     try:
         body = json.loads(raw.decode() or "null", parse_constant=_no_constant, parse_float=_finite)
@@ -224,7 +224,7 @@ async def _check_source(request: web.Request, uri: str) -> None:
     The policy's check may wait for the file system (a file's real path) or the name server (a
     camera's host): `source_checks_key` gives up on one that does not answer in time, a 503 with
     ``Retry-After``. The URI is then read as the manager will read it, on the loop: `check_uri` reads
-    its text alone (at most `server.http.policy.MAX_URI_CHARS`, the policy saw to that) and builds
+    its text alone (at most `server.http.access.policy.MAX_URI_CHARS`, the policy saw to that) and builds
     nothing, not even a scene's background, so it takes a millisecond or less and cannot hang.
     """
     try:

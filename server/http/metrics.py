@@ -14,7 +14,7 @@ from server.analytics.events import DWELL_BUCKETS_S, Counts
 from server.config import StreamConfig
 from server.delivery.hub import Hub
 from server.events.sink import SinkHealth, SinkState
-from server.http.connections import ConnectionCounter
+from server.http.network.connections import ConnectionCounter
 from server.sources.base import StreamState
 from server.streams import StreamInfo, StreamManager
 from server.webrtc.peers import PeerCounts

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
@@ -24,6 +23,7 @@ from server.config import STREAM_ID_PATTERN, Settings
 from server.frames import PROTOCOL_VERSION
 from server.http.errors import error
 from server.http.keys import manager_key, settings_key
+from server.log_throttle import ThrottledCount
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,8 @@ class ViewerFolder:
     """
 
     path: Path
-    #: When the folder's absence was last logged (monotonic seconds).
-    gone_logged_at: float | None = None
+    #: Requests answered while the folder is gone, logged once a minute.
+    gone_answers: ThrottledCount = field(default_factory=lambda: ThrottledCount(FILES_GONE_LOG_INTERVAL_S))
 
     def files(self) -> frozenset[str] | None:
         """The names ``/static/`` serves, or None while the folder cannot be read.
@@ -77,9 +77,7 @@ class ViewerFolder:
         tells no one without a token where segcast keeps its files.
         """
         cause = "(was segcast reinstalled or upgraded while it runs?): restart segcast"
-        now = time.monotonic()
-        if self.gone_logged_at is None or now - self.gone_logged_at >= FILES_GONE_LOG_INTERVAL_S:
-            self.gone_logged_at = now
+        if self.gone_answers.add():
             log.error("the viewer's files are gone from %s %s; this is logged at most once a minute", self.path, cause)
         return error(web.HTTPServiceUnavailable, f"the viewer's files are gone {cause}; its log names the folder")
 

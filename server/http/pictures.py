@@ -32,7 +32,7 @@ from server.delivery.viewer import Subscription, Viewer, ViewerLimitError
 from server.http.api import stream_info
 from server.http.errors import error
 from server.http.keys import http_viewers_key, hub_key, manager_key
-from server.http.serving import keep_send_queue_short
+from server.http.network.serving import keep_send_queue_short
 
 log = logging.getLogger(__name__)
 

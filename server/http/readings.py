@@ -7,9 +7,9 @@ from aiohttp import web
 from server.events.api import event_outputs_key
 from server.frames import PROTOCOL_VERSION
 from server.http.api import stream_info
-from server.http.connections import running_counter
 from server.http.keys import hub_key, manager_key
 from server.http.metrics import render_metrics
+from server.http.network.connections import running_counter
 from server.webrtc.routes import peers_key
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

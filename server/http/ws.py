@@ -29,9 +29,9 @@ from server.frames import PROTOCOL_VERSION
 from server.http.api import stream_json
 from server.http.errors import error
 from server.http.keys import hub_key, manager_key, websockets_key
+from server.http.network.serving import keep_send_queue_short
 from server.http.pictures import MIN_MJPEG_FPS as MIN_FPS  # one frame per 100 s, as for MJPEG
 from server.http.pictures import join_viewer
-from server.http.serving import keep_send_queue_short
 from server.streams import StreamManager
 
 log = logging.getLogger(__name__)

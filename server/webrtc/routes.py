@@ -36,10 +36,10 @@ from server.config import STREAM_ID_PATTERN
 from server.delivery.encode import ImageKind
 from server.delivery.viewer import MAX_VIEWERS_PER_ADDRESS
 from server.frames import MIN_FRAME_SIDE_PX
-from server.http.auth import expires_key
-from server.http.bodies import read_body
+from server.http.access.auth import expires_key
 from server.http.errors import error
 from server.http.keys import hub_key, manager_key, settings_key
+from server.http.network.bodies import read_body
 from server.http.ws import page_sockets_key
 from server.streams import StreamExistsError
 from server.webrtc.config import WebRTCConfig

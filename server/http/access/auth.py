@@ -47,8 +47,9 @@ from datetime import UTC, datetime
 from aiohttp import web
 from yarl import URL
 
-from server.http.bodies import read_body
 from server.http.errors import error
+from server.http.network.bodies import read_body
+from server.log_throttle import ThrottledCount
 
 log = logging.getLogger(__name__)
 
@@ -338,7 +339,7 @@ def required_role(request: web.Request) -> Role | None:
 def setup_auth(app: web.Application, policy: AccessPolicy) -> None:
     """Guard every route of ``app`` with ``policy`` and add ``POST /api/tokens`` to mint signed tokens."""
     app[policy_key] = policy
-    app[_cross_site_log_key] = _LogThrottle(CROSS_SITE_LOG_INTERVAL_S)
+    app[_cross_site_log_key] = ThrottledCount(CROSS_SITE_LOG_INTERVAL_S)
     app.middlewares.append(_check_access)
     app.on_response_prepare.append(_note_stream)
     app.router.add_post(TOKENS_PATH, _mint_token)
@@ -381,23 +382,7 @@ async def _check_access(request: web.Request, handler: Handler) -> web.StreamRes
     return await _within_token_life(request, handler, credential.expires)
 
 
-@dataclass(slots=True)
-class _LogThrottle:
-    """When a line was last logged (monotonic seconds), so that it is logged at most once per ``interval_s``."""
-
-    interval_s: float
-    logged_at: float | None = None
-
-    def due(self) -> bool:
-        """Whether the line may be logged now; if so, it counts as logged."""
-        now = time.monotonic()
-        if self.logged_at is not None and now - self.logged_at < self.interval_s:
-            return False
-        self.logged_at = now
-        return True
-
-
-_cross_site_log_key = web.AppKey("cross_site_log", _LogThrottle)
+_cross_site_log_key = web.AppKey("cross_site_log", ThrottledCount)
 
 
 def _cross_site_refusal(request: web.Request) -> web.HTTPException:
@@ -413,7 +398,7 @@ def _cross_site_refusal(request: web.Request) -> web.HTTPException:
     origin = request.headers.get("Origin", "")
     page = "an opaque origin (null: a sandboxed frame, or a file)" if origin == "null" else origin
     asked = request.headers.get("Host", request.host)
-    if request.app[_cross_site_log_key].due():
+    if request.app[_cross_site_log_key].add():
         log.warning(
             "refused a cross-site %s %r without a token: the page is %r, this server was asked for as %r; "
             "if a reverse proxy is in between, have it pass the Host header on (nginx: proxy_set_header "

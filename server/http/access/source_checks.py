@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from server.http.policy import SourcePolicy
+from server.http.access.policy import SourcePolicy
 from server.sources.uri import mask_uri
 
 log = logging.getLogger(__name__)

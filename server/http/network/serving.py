@@ -15,7 +15,7 @@ server exactly as it runs:
   it expires, and a long-lived token pasted there by mistake would be one for ever;
 - a live viewer's connection keeps little unsent in the kernel (`keep_send_queue_short`).
 
-How many connections may be open at all, before any request is read, is `server.http.connections`'
+How many connections may be open at all, before any request is read, is `server.http.network.connections`'
 (`server.serve` gives ``run_app`` its event loop).
 """
 

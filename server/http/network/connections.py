@@ -25,15 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from server.delivery.viewer import is_local_client
+from server.log_throttle import ThrottledCount
 
 #: More than a browser opens however many tabs it has (Chrome keeps at most 256 sockets in all).
 MAX_CONNECTIONS_PER_ADDRESS = 256
@@ -94,25 +93,6 @@ def raise_open_files_limit() -> int:
     return MAX_CONNECTIONS if soft == resource.RLIM_INFINITY else soft
 
 
-class _Throttle:
-    """Says when to log again: at most once per ``interval_s``, counting the times it said not to."""
-
-    def __init__(self, interval_s: float) -> None:
-        self._interval_s = interval_s
-        self._next_s = -math.inf
-        self._skipped = 0
-
-    def skipped_if_due(self) -> int | None:
-        """None if a line was logged less than ``interval_s`` ago, else how many were skipped since."""
-        now = time.monotonic()
-        if now < self._next_s:
-            self._skipped += 1
-            return None
-        self._next_s = now + self._interval_s
-        skipped, self._skipped = self._skipped, 0
-        return skipped
-
-
 class ConnectionCounter:
     """The connections open now, in all and per address, admitted only while the limits leave room."""
 
@@ -122,7 +102,7 @@ class ConnectionCounter:
         #: Connections refused, by the limit that refused them (``segcast_connections_refused_total``).
         self.refused_by: dict[str, int] = {"total": 0, "per_address": 0}
         self._per_address: Counter[str] = Counter()
-        self._refusals_logged = _Throttle(LOG_INTERVAL_S)
+        self._refusals_logged = ThrottledCount(LOG_INTERVAL_S)
 
     def admit(self, address: str | None) -> bool:
         """Count one more connection from ``address`` (None: no network address) if the limits allow.
@@ -157,7 +137,7 @@ class ConnectionCounter:
 
     def _refuse(self, limit: str, why: str) -> None:
         self.refused_by[limit] += 1
-        if self._refusals_logged.skipped_if_due() is not None:
+        if self._refusals_logged.add():
             log.warning("refusing connections (%d so far): %s", self.refused, why)
 
 
@@ -252,17 +232,17 @@ class AcceptFailuresAreOneWarning(logging.Filter):
 
     def __init__(self) -> None:
         super().__init__()
-        self._throttle = _Throttle(LOG_INTERVAL_S)
+        self._throttle = ThrottledCount(LOG_INTERVAL_S)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not str(record.msg).startswith(ACCEPT_FAILED):
             return True
-        skipped = self._throttle.skipped_if_due()
-        if skipped is None:
+        failures = self._throttle.add()
+        if not failures:
             return False
         exc = record.exc_info[1] if record.exc_info else None
         record.msg = "cannot accept connections (%d times since the last such line), they wait: %s"
-        record.args = (skipped + 1, exc or "out of system resources")
+        record.args = (failures, exc or "out of system resources")
         record.exc_info, record.exc_text = None, None
         record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
         return True

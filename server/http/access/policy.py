@@ -22,7 +22,7 @@ A refusal never says whether a file exists, and never repeats a password from th
 
 Most of a check reads the URI alone (`SourcePolicy.check_text`). What is left waits for the file
 system (a file's real path) or the name server (a camera's host name), which on a hung network share
-is for ever: `server.http.source_checks` runs that part in threads of its own, within a time limit.
+is for ever: `server.http.access.source_checks` runs that part in threads of its own, within a time limit.
 """
 
 from __future__ import annotations
