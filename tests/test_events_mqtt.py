@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
@@ -825,3 +826,84 @@ async def test_a_sensor_config_held_up_on_a_lost_connection_does_not_come_back_a
     assert bay not in left  # Home Assistant kept a sensor for a zone that no longer exists
     # Nor did the old connection's will, once the broker noticed its end, say segcast offline.
     assert status == [("segcast/status", b"online", True)]
+
+
+async def leave_as_a_crashed_run_would(port: int, stream_id: str) -> None:
+    """What a run killed (-9) leaves retained of a stream a restart does not know (added without being saved)."""
+    async with aiomqtt.Client("127.0.0.1", port) as client:
+        await client.publish(f"homeassistant/sensor/segcast_{stream_id}/tracks/config", "{}", qos=1, retain=True)
+        await client.publish(f"segcast/{stream_id}/counts", '{"tracks": 4}', qos=1, retain=True)
+        await client.publish(f"segcast/{stream_id}/availability", "online", qos=1, retain=True)
+        await client.publish("segcast/status", "offline", qos=1, retain=True)  # the will
+
+
+async def test_a_stream_a_crashed_run_left_online_is_said_offline_before_segcast_is_online(broker: Broker) -> None:
+    """Before, its stale count showed as current in Home Assistant for good once segcast was back online."""
+    await leave_as_a_crashed_run_would(broker.port, "ghost")
+    async with (
+        listening(broker.port, "segcast/#") as received,
+        running(MqttSettings("127.0.0.1", broker.port)) as (_, sink),
+    ):
+        await state_is(sink, SinkState.OK)
+        await availability_is(broker.port, "ghost", b"offline")
+
+        async def online_heard() -> bool:
+            return ("segcast/status", b"online", False) in received
+
+        await eventually(online_heard, what="segcast online at the subscriber")
+        left = await retained_messages(broker.port, *EVERY_RETAINED)
+    live = [(topic, payload) for topic, payload, retained in received if not retained]
+    assert live.index(("segcast/ghost/availability", b"offline")) < live.index(("segcast/status", b"online"))
+    # Kept, unavailable: the stream may be back when its config is (or on another node of the fleet).
+    assert left["segcast/ghost/counts"] == b'{"tracks": 4}'
+    assert "homeassistant/sensor/segcast_ghost/tracks/config" in left
+
+
+async def test_a_stream_of_this_run_is_not_said_offline_by_what_the_broker_retains_of_it(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Registered while the retained availabilities are read (as a stream is while the model loads),
+    and on a reconnection, a stream this process has says its own availability."""
+    await leave_as_a_crashed_run_would(broker.port, "cam")
+    unsubscribe = aiomqtt.Client.unsubscribe
+    async with (
+        HoldingProxy(broker.port) as proxy,
+        running(MqttSettings("127.0.0.1", proxy.port)) as (outputs, sink),
+    ):
+
+        async def registering_meanwhile(client: aiomqtt.Client, *args: Any, **kwargs: Any) -> None:
+            outputs.on_stream_state("cam", StreamState.LIVE)  # after the retained "online" came
+            outputs.on_packet(with_counts(1, {}, tracks=1))
+            await unsubscribe(client, *args, **kwargs)
+
+        monkeypatch.setattr(aiomqtt.Client, "unsubscribe", registering_meanwhile)
+        async with listening(broker.port, "segcast/cam/availability") as received:
+            await state_is(sink, SinkState.OK)
+            await availability_is(broker.port, "cam", b"online")
+            monkeypatch.setattr(aiomqtt.Client, "unsubscribe", unsubscribe)
+            said_online = proxy.published.count("segcast/status")
+            await proxy.drop()  # the broker keeps the stream's "online": read back on the next connection
+
+            async def reconnected() -> bool:
+                return proxy.published.count("segcast/status") > said_online and sink.health().state is SinkState.OK
+
+            await eventually(reconnected, what="a new connection")
+            await availability_is(broker.port, "cam", b"online")
+        assert (b"offline", False) not in [(payload, retained) for _, payload, retained in received]
+
+
+async def test_plain_mqtt_to_a_tls_port_says_so_and_paho_does_not_log_each_attempt(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cert, key = self_signed(tmp_path)
+    broker = Broker(tmp_path, tls=(cert, key))
+    broker.start()
+    caplog.set_level(logging.INFO)
+    try:
+        async with running(MqttSettings("127.0.0.1", broker.port), timeout_s=0.5) as (_, sink):
+            await state_is(sink, SinkState.FAILING)  # paho has seen the connection reset by then
+    finally:
+        broker.stop()
+    assert "is it a TLS port? set tls = true" in (sink.health().last_error or "")
+    others = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO and r.name != "server.events.mqtt"]
+    assert others == []  # paho's "failed to receive on socket" on every attempt, unnamed and unthrottled

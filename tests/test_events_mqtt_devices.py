@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from importlib import metadata
 from pathlib import Path
 
 import aiomqtt
@@ -164,3 +165,10 @@ def test_a_discovery_id_that_is_not_one_topic_level_is_refused_naming_the_key(tm
     path.write_text(f'[events.mqtt]\nhost = "b"\ndiscovery_id = {value}\n')
     with pytest.raises(ConfigError, match=r"^segcast\.toml: events\.mqtt\.discovery_id: expected .*letters, digits"):
         load_config(path)
+
+
+def test_a_streams_device_names_its_model_and_the_segcast_version_that_announced_it() -> None:
+    device = MqttSink(MqttSettings("broker.lan")).discovery_config("cam", "tracks")["device"]
+    assert isinstance(device, dict)
+    assert device["model"] == "video stream"
+    assert device["sw_version"] == metadata.version("segcast")

@@ -259,6 +259,35 @@ async def test_a_retried_attempt_is_a_warning_and_only_an_event_given_up_on_an_e
     assert hook(outputs).health().last_error == "answered HTTP 503 (an event given up after 3 attempts)"
 
 
+async def test_last_error_at_is_when_last_error_happened_not_a_later_retry_for_another_reason(
+    receiver: Receiver,
+) -> None:
+    """Before, a retry of the next event (later delivered) moved the time, not the text: the time of
+    "given up" was then that of an attempt that was not given up, as docs/protocol.md says it is."""
+    receiver.statuses = [500, 500, 500]  # the first event given up after 2 attempts, the next one's first attempt fails
+    outputs = await running(WebhookSettings(receiver.url, retries=1))
+    try:
+        outputs.on_packet(track_start(1, track_id=1))
+
+        async def given_up() -> bool:
+            return hook(outputs).health().failed == 1
+
+        await eventually(given_up, what="the first event given up")
+        given_up_at = hook(outputs).health().last_error_at
+        outputs.on_packet(track_start(2, track_id=2))  # 500, then delivered
+
+        async def delivered() -> bool:
+            return hook(outputs).health().delivered == 1
+
+        await eventually(delivered, what="the second event after a retry")
+    finally:
+        await outputs.stop()
+    health = hook(outputs).health()
+    assert receiver.attempts == 4
+    assert health.last_error == "answered HTTP 500 (an event given up after 2 attempts)"
+    assert health.last_error_at == given_up_at
+
+
 async def test_a_rate_limited_receiver_gets_the_quiet_it_asks_for_before_the_next_event(receiver: Receiver) -> None:
     receiver.statuses = [429]
     receiver.retry_after = "1"

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 #: server/triton/python_model.py runs (in the venv `segcast triton setup` makes).
 OPTIONAL_IMPORTS = {
     "aiomqtt": "mqtt",
+    "paho": "mqtt",  # paho-mqtt, the client aiomqtt wraps: its reason codes
     "onnx": "onnx",
     "onnxruntime": "onnx",
     "tritonclient": "triton",

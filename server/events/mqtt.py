@@ -31,10 +31,15 @@ Topics (``P`` is ``topic_prefix``, default ``segcast``; ``D`` is ``discovery_pre
   what was still on its way over it (a config a later clear replaced, its will saying offline)
   never reaches the broker after the new connection's messages.
 
-Only the sensors this process announced are known: what the broker retains is not read back (a
-write-only account is sent nothing, and a broker with thousands of retained configs drops some), so
-a zone or stream deleted while segcast was stopped keeps its sensor until it is deleted in Home
-Assistant.
+The availabilities are read back on every connection, before ``P/status`` says online
+(`_read_stale`): a stream the broker retains as ``online`` that this process does not have (a run
+before crashed, and the stream is gone from its config, or was added without being saved) is said
+``offline``, so its counts are not shown as current. Its sensors and counts are kept, unavailable:
+this node cannot tell a stream gone for good from one that comes back, or that another node of the
+fleet now publishes the same sensors for. Discovery configs are not read back (a broker with
+thousands of retained configs drops some), so a zone or stream deleted while segcast was stopped
+keeps its sensor until it is deleted in Home Assistant. An account that may not read
+``P/+/availability`` gets no correction, logged once.
 
 Nodes of one fleet share ``I`` and each has its own ``P``: a camera keeps its device wherever it
 runs, and its config says which node's topics Home Assistant listens to. A node clears only configs
@@ -64,19 +69,21 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import secrets
 import ssl
 import sys
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass
+from typing import Any, cast
 
 import aiomqtt
+from paho.mqtt.reasoncodes import ReasonCode
 
 from server.events.config import MqttSettings
-from server.events.counts import Counts, count_label, is_running_total
+from server.events.counts import Counts
+from server.events.mqtt_topics import MqttTopics
 from server.events.sink import BACKOFF_MAX_S, DeliveryTask, OutEvent, SinkHealth, Tally, backoff_s
 
 log = logging.getLogger(__name__)
@@ -88,10 +95,29 @@ OFFLINE_TIMEOUT_S = 1.0
 #: its queue would wait there with aiomqtt's timeout for its PUBACK running, and at shutdown the
 #: ``offline`` after a full window would never be written (the cancelled ones still count in paho).
 WINDOW = 20
-UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 #: Random hex digits of the client id drawn at start when ``client_id`` is not set: with ``segcast``,
 #: the 23 characters every MQTT 3.1.1 broker must take.
 CLIENT_ID_HEX = 16
+#: What aiomqtt's error says when the broker's answer did not come within the client's timeout.
+AIOMQTT_TIMED_OUT = "Operation timed out"
+#: The port MQTT over TLS is registered on; plain MQTT's is 1883.
+MQTT_TLS_PORT = 8883
+
+
+class _ClientLog(logging.LoggerAdapter[logging.Logger]):
+    """paho's and aiomqtt's own lines, at DEBUG under this module's logger.
+
+    paho logs every failed attempt at ERROR (``failed to receive on socket: ...``), with no name of the
+    output and no limit; the sink's own line says the same once, throttled (`Tally.fail`), with the
+    broker's address and a hint where it has one.
+    """
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        super().log(logging.DEBUG, msg, *args, **kwargs)
+
+
+#: Handed to aiomqtt as its logger, which it passes to paho: an adapter is all either calls.
+CLIENT_LOG = cast(logging.Logger, _ClientLog(log.getChild("client")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,11 +240,16 @@ class MqttSink:
         #: Per stream, the discovery config topics this process published and has not (knowingly) cleared.
         self._sensors: dict[str, set[str]] = {}
         self._forgotten: set[str] = set()  # removed streams whose retained messages are still to clear
+        #: Every stream heard of (its state or its counts) and not removed since: the streams this process has.
+        self._streams: set[str] = set()
+        #: Streams this process does not have that the broker retains as ``online``: to say offline.
+        self._stale: set[str] = set()
+        self._unreadable_told = False  # whether the refusal to read back availabilities was logged
         self._wake = asyncio.Event()
         self._closing = False  # set by `stop`
         self._delivery = DeliveryTask(self._run, self.name)
-        self.status_topic = f"{settings.topic_prefix}/status"
-        self._discovery_id = settings.effective_discovery_id
+        self.topics = MqttTopics(settings)
+        self.status_topic = self.topics.status
         #: The same on every connection, so the broker ends the one before when the next is made.
         self.client_id = settings.client_id or f"segcast{secrets.token_hex(CLIENT_ID_HEX // 2)}"
 
@@ -234,6 +265,7 @@ class MqttSink:
         self._wake.set()
 
     def offer_counts(self, stream_id: str, counts: Counts) -> None:
+        self._has(stream_id)
         self._latest[stream_id] = counts
         self._unsent_counts[stream_id] = counts
         self._wake.set()
@@ -245,6 +277,7 @@ class MqttSink:
         newest, as for an inference outage: once live again it says ``online`` only after counts of a
         frame read since, not on the strength of those from before its camera went.
         """
+        self._has(stream_id)
         if self._live.get(stream_id) is live:
             return
         self._live[stream_id] = live
@@ -270,12 +303,19 @@ class MqttSink:
         self._wake.set()
 
     def forget_stream(self, stream_id: str) -> None:
+        self._streams.discard(stream_id)
         self._latest.pop(stream_id, None)
         self._unsent_counts.pop(stream_id, None)
         self._live.pop(stream_id, None)
         self._unsent_availability.pop(stream_id, None)
         self._forgotten.add(stream_id)
         self._wake.set()
+
+    def _has(self, stream_id: str) -> None:
+        """``stream_id`` is this process's: it says its own availability from now on, so no
+        ``online`` the broker retains from a run before is corrected for it any more."""
+        self._streams.add(stream_id)
+        self._stale.discard(stream_id)
 
     async def start(self) -> None:
         self._delivery.start()
@@ -310,6 +350,7 @@ class MqttSink:
             tls_context=context,
             timeout=self.connect_timeout_s,
             max_inflight_messages=0,  # none: `WINDOW` bounds what is on its way
+            logger=CLIENT_LOG,
         )
         # `WINDOW` bounds what is on its way; aiomqtt's warning from 11 pending calls on would fire
         # every busy second (and at shutdown, for each stream said offline).
@@ -319,8 +360,10 @@ class MqttSink:
     async def _run(self) -> None:
         failures = 0
         while not self._closing:
+            connected = False
             try:
                 async with self._client() as client:
+                    connected = True
                     failures = 0
                     try:
                         await self._connected(client)
@@ -330,16 +373,45 @@ class MqttSink:
                     # `_connected` returns only once closing: after a cancellation aiomqtt swallowed.
                     await self._say_offline(client)
             except (aiomqtt.MqttError, OSError) as exc:  # OSError: a CA file that cannot be read or used
-                self._tally.fail(f"broker {self.settings.host}:{self.settings.effective_port}: {exc}")
+                self._tally.fail(self._connection_error(exc, connected))
             except Exception as exc:  # a bug: connect again rather than end the task for good
                 log.exception("%s: connection ended by an internal error", self.name)
                 self._tally.fail(f"internal error: {exc!r}")
             await asyncio.sleep(backoff_s(failures, self.backoff_first_s, BACKOFF_MAX_S))
             failures += 1
 
+    def _connection_error(self, exc: BaseException, connected: bool) -> str:
+        """The failure of a connection, for ``last_error`` and the log: the broker's address, the error,
+        and a hint where the symptoms are those of plain MQTT sent to a TLS port.
+
+        A TLS listener takes the TCP connection and then drops plain MQTT's CONNECT, or waits for a
+        TLS hello that never comes: either way no CONNACK arrives and the client times out. That
+        alone does not prove a TLS port (a broker too busy to answer looks the same), so the hint is
+        a question; on the TLS port itself any failure of plain MQTT gets it.
+        """
+        settings = self.settings
+        where = f"broker {settings.host}:{settings.effective_port}"
+        if settings.tls or connected:
+            return f"{where}: {exc}"
+        if str(exc) == AIOMQTT_TIMED_OUT:
+            timeout = f"{self.connect_timeout_s:g}"
+            return f"{where}: connected, but no MQTT answer within {timeout} s (is it a TLS port? set tls = true)"
+        if settings.effective_port == MQTT_TLS_PORT:
+            return f"{where}: {exc} (port {MQTT_TLS_PORT} is MQTT over TLS: set tls = true)"
+        return f"{where}: {exc}"
+
     async def _connected(self, client: aiomqtt.Client) -> None:
-        """Say online and publish until the connection drops or closing."""
-        await client.publish(self.status_topic, "online", qos=QOS, retain=True)
+        """Say the streams a run before left ``online`` offline, then segcast online, and publish
+        until the connection drops or closing.
+
+        The corrections go before ``online``, over the one connection, so no subscriber sees segcast
+        online while the broker still says a stream of a run that crashed is: its sensors would show
+        the counts that run left as the scene now.
+        """
+        stale = await self._read_stale(client)
+        corrections = (client.publish(self.availability_topic(s), "offline", qos=QOS, retain=True) for s in stale)
+        # Handed to paho in this order, as `_Window` sends: no stream of ours can say online before them.
+        await asyncio.gather(*corrections, client.publish(self.status_topic, "online", qos=QOS, retain=True))
         self._tally.ok(0)
         self._announced.clear()
         self._unsent_counts = dict(self._latest)  # the broker may have lost the retained ones
@@ -376,10 +448,48 @@ class MqttSink:
         for task in done:
             task.result()
 
-    @staticmethod
-    async def _watch(client: aiomqtt.Client) -> None:
-        async for _ in client.messages:  # nothing is subscribed: this only waits for a disconnection
-            pass
+    async def _read_stale(self, client: aiomqtt.Client) -> list[str]:
+        """The streams this process does not have whose availability the broker retains as ``online``.
+
+        Subscribed to ``P/+/availability`` and unsubscribed at once: the broker sends the retained
+        messages as it takes the subscription, before it answers the unsubscription (mosquitto does,
+        and MQTT gives no other end-of-retained mark), so by then they have arrived. One sent later
+        still arrives: `_watch` takes it. Each is checked as it is read, against the streams this
+        process has at that moment: a stream it has says its own availability, after this.
+        """
+        learning = self.availability_topic("+")
+        granted = await client.subscribe(learning, qos=0)  # QoS 0: sent at once, not held by the broker's window
+        if any(isinstance(code, ReasonCode) and code.is_failure for code in granted):
+            if not self._unreadable_told:
+                self._unreadable_told = True
+                log.warning(
+                    "%s: the broker refused to let this account read %s: a stream of a run that ended without "
+                    "saying offline (a crash) stays online in Home Assistant until it is live again",
+                    self.name,
+                    learning,
+                )
+            return []
+        await client.unsubscribe(learning)
+        retained = [await anext(client.messages) for _ in range(len(client.messages))]
+        self._stale.clear()
+        return sorted(self._stale_among(retained))
+
+    def _stale_among(self, messages: Iterable[aiomqtt.Message]) -> set[str]:
+        """The streams not this process's that ``messages`` (retained availabilities) say are online."""
+        stale = set()
+        for message in messages:
+            stream_id = self.topics.stream_of_availability(str(message.topic))
+            ours = stream_id in self._streams or stream_id in self._forgotten
+            if stream_id is not None and not ours and message.retain and message.payload == b"online":
+                stale.add(stream_id)
+        return stale
+
+    async def _watch(self, client: aiomqtt.Client) -> None:
+        """Wait for a disconnection; a retained availability that comes after `_read_stale` is taken here."""
+        async for message in client.messages:
+            if stale := self._stale_among([message]):
+                self._stale |= stale
+                self._wake.set()
 
     async def _publish_forever(self, client: aiomqtt.Client) -> None:
         """Publish, `WINDOW` at a time, until closing; what the broker has not confirmed by then is kept."""
@@ -422,11 +532,15 @@ class MqttSink:
         ]
 
     def _next_state(self) -> list[_Message]:
-        """One stream's pending removal, else one's availability, else one's counts (with their sensors)."""
+        """One stream's pending removal, else the correction of one a run before left online (`_read_stale`),
+        else one's availability, else one's counts (with their sensors)."""
         if self._forgotten:
             stream_id = next(iter(self._forgotten))
             self._forgotten.discard(stream_id)
             return self._removal(stream_id)
+        if self._stale:
+            stream_id = self._stale.pop()
+            return [_Message(self.availability_topic(stream_id), "offline", True, stream_id, "its availability")]
         for stream_id, live in self._unsent_availability.items():
             if not live or self._counts_published(stream_id):
                 return [self._availability(stream_id, self._unsent_availability.pop(stream_id))]
@@ -471,14 +585,19 @@ class MqttSink:
                 self._forgotten.add(message.stream_id)
 
     def _event_topic(self, event: OutEvent) -> str:
-        kind = UNSAFE.sub("_", str(event.data.get("type", "event"))) or "event"
-        return f"{self.settings.topic_prefix}/{event.stream_id}/events/{kind}"
+        return self.topics.event(event.stream_id, str(event.data.get("type", "event")))
 
     def counts_topic(self, stream_id: str) -> str:
-        return f"{self.settings.topic_prefix}/{stream_id}/counts"
+        return self.topics.counts(stream_id)
 
     def availability_topic(self, stream_id: str) -> str:
-        return f"{self.settings.topic_prefix}/{stream_id}/availability"
+        return self.topics.availability(stream_id)
+
+    def discovery_topic(self, stream_id: str, name: str) -> str:
+        return self.topics.discovery(stream_id, name)
+
+    def discovery_config(self, stream_id: str, name: str) -> dict[str, object]:
+        return self.topics.discovery_config(stream_id, name)
 
     def _availability(self, stream_id: str, live: bool) -> _Message:
         if live:
@@ -526,29 +645,3 @@ class MqttSink:
             _Message(self.counts_topic(stream_id), b"", True, stream_id, what, removal=True),
             _Message(self.availability_topic(stream_id), b"", True, stream_id, what, removal=True),
         ]
-
-    def _device_id(self, stream_id: str) -> str:
-        return f"{self._discovery_id}_{stream_id}"
-
-    def discovery_topic(self, stream_id: str, name: str) -> str:
-        return f"{self.settings.discovery_prefix}/sensor/{self._device_id(stream_id)}/{UNSAFE.sub('_', name)}/config"
-
-    def discovery_config(self, stream_id: str, name: str) -> dict[str, object]:
-        """Home Assistant's MQTT discovery payload for the sensor of count ``name`` of ``stream_id``.
-
-        Available only while both segcast and the stream are online: a count of a camera that is
-        down is the last one seen, and must not pass for the scene now. The ids come from
-        ``discovery_id``, shared by a fleet's nodes, the topics from this node's ``topic_prefix``: the
-        node serving the camera now is the one Home Assistant listens to.
-        """
-        device_id = self._device_id(stream_id)
-        return {
-            "name": count_label(name),
-            "unique_id": f"{device_id}_{UNSAFE.sub('_', name)}",
-            "state_topic": self.counts_topic(stream_id),
-            "value_template": f"{{{{ value_json[{json.dumps(name)}] }}}}",
-            "state_class": "total_increasing" if is_running_total(name) else "measurement",
-            "availability": [{"topic": self.status_topic}, {"topic": self.availability_topic(stream_id)}],
-            "availability_mode": "all",
-            "device": {"identifiers": [device_id], "name": f"segcast {stream_id}", "manufacturer": "segcast"},
-        }

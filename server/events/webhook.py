@@ -186,14 +186,17 @@ class WebhookSink:
         API show it and a shutdown does not wait on it (`DeliveryTask.drain`).
 
         ``last_error`` is set only where the sink was not failing yet: a failure that goes on keeps
-        the reason it was logged with, so its further losses are only counted (`Tally.fail`).
+        the reason it was logged with, so its further losses are only counted (`Tally.fail`). Its
+        ``last_error_at`` is the time of that reason's latest occurrence, so a retry for another
+        reason (an event given up on, then the next retried) leaves both as they were.
         """
         log.warning("[%s] %s: %s on attempt %d of %d; retrying", event.stream_id, self.name, reason, attempt, attempts)
         tally = self._tally
         if tally.state is not SinkState.FAILING:
             tally.state = SinkState.FAILING
             tally.last_error = reason
-        tally.last_error_at = time.time()
+        if reason == tally.last_error:
+            tally.last_error_at = time.time()
 
     async def _attempt(self, session: aiohttp.ClientSession, body: bytes, headers: dict[str, str]) -> str | None:
         """POST once: None when delivered, else why, when retrying may help (and `backoff` says when).
