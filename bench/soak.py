@@ -9,7 +9,8 @@ seconds, and viewers that each stay a random few seconds, leave (some without a 
 
 Both report, as JSON on stdout: errors (failed connects, unexpected closes, API calls that were not
 2xx), frames delivered per second per viewer and in total, and the server's resident memory at the
-start (after warm-up), at the end and at its highest, sampled every `MEMORY_SAMPLE_S`. The server is
+start (after warm-up), at the end and at its highest, sampled every `MEMORY_SAMPLE_S` with its open
+files and threads. The server is
 a separate process, so its memory is its own; client and server share the machine's cores.
 """
 
@@ -61,6 +62,10 @@ class Figures:
     rss_end_mb: float = 0.0
     rss_max_mb: float = 0.0
     rss_samples_mb: list[float] = field(default_factory=list)
+    #: Open file descriptors and threads, sampled with the memory: sockets, readers or workers that
+    #: are never let go show here before they show in memory.
+    fd_samples: list[int] = field(default_factory=list)
+    thread_samples: list[int] = field(default_factory=list)
     fps_per_viewer: float = 0.0
     fps_total: float = 0.0
     processed_fps: dict[str, float] = field(default_factory=dict)
@@ -83,6 +88,17 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def threads(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    return 0
 
 
 async def wait_ready(base: str, process: subprocess.Popen[bytes]) -> None:
@@ -159,9 +175,11 @@ async def churn_streams(session: aiohttp.ClientSession, base: str, figures: Figu
         await asyncio.sleep(STREAM_CHURN_S)
 
 
-async def sample_memory(pid: int, figures: Figures, until: float) -> None:
+async def sample_process(pid: int, figures: Figures, until: float) -> None:
     while time.monotonic() < until:
         figures.rss_samples_mb.append(round(rss_mb(pid), 1))
+        figures.fd_samples.append(open_fds(pid))
+        figures.thread_samples.append(threads(pid))
         await asyncio.sleep(MEMORY_SAMPLE_S)
 
 
@@ -189,7 +207,7 @@ async def run(args: argparse.Namespace, process: subprocess.Popen[bytes], port: 
             tasks = [
                 viewer(session, f"{base}/ws", ids[i % len(ids)], figures, until, stay) for i in range(args.viewers)
             ]
-            tasks.append(sample_memory(process.pid, figures, until))
+            tasks.append(sample_process(process.pid, figures, until))
             if args.mode == "soak":
                 tasks.append(churn_streams(session, base, figures, until))
             await asyncio.gather(*tasks)
