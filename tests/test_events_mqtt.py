@@ -17,7 +17,8 @@ from aiohttp.test_utils import TestClient
 from server.config import StreamConfig
 from server.events import sink as sinks
 from server.events.config import EventsSettings, MqttSettings
-from server.events.mqtt import WINDOW, MqttSink
+from server.events.mqtt import MqttSink
+from server.events.mqtt_window import WINDOW
 from server.events.outputs import EventOutputs
 from server.events.sink import SinkState
 from server.sources.base import StreamState

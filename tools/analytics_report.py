@@ -40,9 +40,9 @@ if __package__ in (None, ""):  # run as `python tools/analytics_report.py`: make
 import cv2
 import numpy as np
 
-from server.analytics.engine import EXIT_SHARE_RATIO
 from server.analytics.events import AnalyticsEvent, AnalyticsEventKind
 from server.analytics.shapes import Anchor, Line, Point, Zone, resolve
+from server.analytics.zone_membership import EXIT_SHARE_RATIO
 from server.frames import Frame, FrameResult
 from server.inference.worker import InferenceOptions, InferenceWorker
 from server.options import StreamOptions

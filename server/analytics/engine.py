@@ -4,8 +4,9 @@ Time is media time throughout (dwell, loitering), so skipped frames and a slow w
 or shrink a visit. A track the tracker still keeps while it is lost keeps its visits and line side;
 its zones are left when the tracker ends it, with the dwell up to the last frame it was seen inside.
 
-Zone membership has hysteresis too: a track enters at ``min_share`` of its area inside and leaves
-below `EXIT_SHARE_RATIO` of that, so a mask whose share wobbles around the threshold makes one visit.
+The rules' geometry and what each remembers of a track live beside it: `zone_membership` (the share
+of a track inside a zone, with hysteresis, and its `Visit`) and `line_crossing` (a track's side of a
+line and its path over it, and its `LineState`); this module applies both to each frame and counts.
 
 A frame's analytics are all or nothing (`StreamAnalytics.update`): what they remember between frames
 changes only with the events that report it.
@@ -13,9 +14,7 @@ changes only with the events that report it.
 
 from __future__ import annotations
 
-import itertools
 import logging
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -24,27 +23,23 @@ import cv2
 import numpy as np
 
 from server.analytics.events import AnalyticsEvent, AnalyticsEventKind, Counts, DwellHistogram, FrameAnalytics
-from server.analytics.shapes import Anchor, Line, Point, Zone, cross, resolve, resolve_zone, segments_intersect
+from server.analytics.line_crossing import (
+    LineState,
+    PendingCrossing,
+    anchor_point,
+    crosses,
+    edges_touched,
+    never_counts,
+    side_of,
+    sides_without_room,
+)
+from server.analytics.shapes import Line, Point, Zone, resolve, resolve_zone
+from server.analytics.zone_membership import EXIT_SHARE_RATIO, Visit, share_inside, track_area
 from server.frames import Frame, Track, TrackEvent, TrackEventKind
 
 log = logging.getLogger(__name__)
 
-EXIT_SHARE_RATIO = 0.8
-#: A box this close to the frame's edge touches it: the object may be leaving the picture.
-EDGE_MARGIN_PX = 2.0
-#: The least travel towards that edge that says it was leaving, on a line without a dead band.
-MIN_TRAVEL_PX = 1.0
 DIRECTIONS = ("in", "out")
-#: Each edge of the frame and the way out of the picture across it (image axes, y down).
-EDGE_OUTWARDS: dict[str, tuple[int, int]] = {"left": (-1, 0), "top": (0, -1), "right": (1, 0), "bottom": (0, 1)}
-#: How room across a line is sought (`sides_without_room`): from this many parts of each segment, a
-#: point straight across at the band's distance (plus a hair) and at three times it (for a bent line,
-#: whose other segments may come nearer than the one it is tried from).
-ROOM_PARTS = 8
-ROOM_MARGIN_PX = 1e-3
-ROOM_REACHES = (1.0, 3.0)
-#: cos(67.5 degrees): a line's side faces the one edge its normal is nearest, or two at a corner (`_facing_edges`).
-FACING_COS = 0.38
 
 
 def check_classes(zones: tuple[Zone, ...], lines: tuple[Line, ...], class_names: dict[int, str]) -> None:
@@ -81,193 +76,6 @@ def check_fit(
             resolve(line.points, line.units, width, height, f"lines[{i}].points")
 
 
-def anchor_point(track: Track, anchor: Anchor) -> Point:
-    """The track's reference point: from its mask outline when it has one, else from its box."""
-    polygon = track.polygon
-    if polygon is not None and len(polygon) >= 3:
-        moments = cv2.moments(polygon.astype(np.float32))
-        if moments["m00"] > 0:
-            cx, cy = moments["m10"] / moments["m00"], moments["m01"] / moments["m00"]
-            return (cx, float(polygon[:, 1].max())) if anchor is Anchor.BOTTOM else (cx, cy)
-    x1, y1, x2, y2 = track.box
-    return ((x1 + x2) / 2, y2) if anchor is Anchor.BOTTOM else ((x1 + x2) / 2, (y1 + y2) / 2)
-
-
-def side_of(point: Point, polyline: tuple[Point, ...]) -> tuple[int, float]:
-    """Which side of ``polyline`` ``point`` is on (+1 right, -1 left, walking first to last point) and how far.
-
-    The side is that of the nearest segment, so it is right for a bent line too. Where the nearest
-    point is a corner two segments share, it is the side of the corner's bisector (the sum of the two
-    segments' normals, the pseudo-normal of signed distance to a polyline): either segment's own side
-    is wrong somewhere beyond the tip of a bend sharper than a right angle.
-    """
-    px, py = point
-    segments = list(itertools.pairwise(polyline))
-    best_distance, best_index, best_u = float("inf"), 0, 0.0
-    for index, (a, b) in enumerate(segments):
-        dx, dy = b[0] - a[0], b[1] - a[1]
-        u = max(0.0, min(1.0, ((px - a[0]) * dx + (py - a[1]) * dy) / (dx * dx + dy * dy)))
-        distance = float(np.hypot(px - a[0] - u * dx, py - a[1] - u * dy))
-        if distance < best_distance:
-            best_distance, best_index, best_u = distance, index, u
-    corner = best_index + 1 if best_u == 1.0 else best_index if best_u == 0.0 else None
-    if corner is None or not 0 < corner < len(polyline) - 1:
-        a, b = segments[best_index]
-        value = cross(a, b, point)
-    else:
-        vx, vy = polyline[corner]
-        nx, ny = _normal(polyline[corner - 1], polyline[corner])
-        mx, my = _normal(polyline[corner], polyline[corner + 1])
-        value = (px - vx) * (nx + mx) + (py - vy) * (ny + my)
-    return (value > 0) - (value < 0), best_distance
-
-
-def _normal(a: Point, b: Point) -> Point:
-    """The unit normal of the way a -> b that points to its right (image axes, y down)."""
-    dx, dy = b[0] - a[0], b[1] - a[1]
-    length = float(np.hypot(dx, dy))
-    return -dy / length, dx / length
-
-
-def sides_without_room(polyline: tuple[Point, ...], band: float, width: int, height: int) -> frozenset[int]:
-    """The sides of ``polyline`` (+1 right, -1 left, as `side_of` tells them) with no point of a
-    ``width`` x ``height`` frame straight across from it beyond ``band``.
-
-    A crossing, in or out, needs a track's anchor beyond the band on one side, then over the line
-    itself and beyond the band on the other, and the anchor is always in the frame: a line drawn
-    within its band of an edge can never count. Room round its ends does not help (a track that goes
-    round an end crosses nothing), so only points across the line are tried: off each segment along
-    its normal, from its ends and `ROOM_PARTS` places between, each judged by `side_of` itself.
-    """
-    missing = {1, -1}
-    for a, b in itertools.pairwise(polyline):
-        nx, ny = _normal(a, b)
-        for k in range(ROOM_PARTS + 1):
-            x, y = a[0] + (b[0] - a[0]) * k / ROOM_PARTS, a[1] + (b[1] - a[1]) * k / ROOM_PARTS
-            for reach, sign in itertools.product(ROOM_REACHES, (1, -1)):
-                distance = sign * (band * reach + ROOM_MARGIN_PX)
-                point = (x + distance * nx, y + distance * ny)
-                if 0 <= point[0] <= width and 0 <= point[1] <= height:
-                    side, away = side_of(point, polyline)
-                    if away > band:
-                        missing.discard(side)
-            if not missing:
-                return frozenset()
-    return frozenset(missing)
-
-
-def _facing_edges(polyline: tuple[Point, ...], side: int) -> tuple[str, ...]:
-    """The edges of the frame that ``side`` of ``polyline`` faces, to name in a warning: those whose way
-    out (`EDGE_OUTWARDS`) is within 67.5 degrees of the normal, on that side, of its first-to-last chord
-    (the sum of its segments' normals, each as long as its segment); none for a line that ends where it began."""
-    (x0, y0), (x1, y1) = polyline[0], polyline[-1]
-    nx, ny = side * (y0 - y1), side * (x1 - x0)
-    length = math.hypot(nx, ny)
-    return tuple(
-        edge for edge, (ox, oy) in EDGE_OUTWARDS.items() if length and (ox * nx + oy * ny) / length >= FACING_COS
-    )
-
-
-def _never_counts(
-    where: str, name: str, polyline: tuple[Point, ...], band: float, missing: frozenset[int], width: int, height: int
-) -> str:
-    """Why a line with no room beyond its band on the ``missing`` sides never counts, and what to do."""
-    edges = [edge for edge in EDGE_OUTWARDS if any(edge in _facing_edges(polyline, side) for side in missing)]
-    named = f"{' and '.join(edges)} edge{'s' * (len(edges) > 1)}" if edges else "edges"
-    return (
-        f"{where}: line {name!r} lies within its dead band ({band:.3g} px) of the {width}x{height} frame's {named}:"
-        " nothing gets beyond the band on that side, so it can never count a crossing, in or out (each needs both"
-        " sides); move it further in or lower its hysteresis"
-    )
-
-
-def crosses(p: Point, q: Point, polyline: tuple[Point, ...]) -> bool:
-    return any(segments_intersect(p, q, a, b) for a, b in itertools.pairwise(polyline))
-
-
-def edges_touched(box: tuple[float, float, float, float], width: int, height: int) -> frozenset[str]:
-    """The edges of a ``width`` x ``height`` frame that ``box`` reaches (within `EDGE_MARGIN_PX`)."""
-    x1, y1, x2, y2 = box
-    near = {
-        "left": x1 <= EDGE_MARGIN_PX,
-        "top": y1 <= EDGE_MARGIN_PX,
-        "right": x2 >= width - EDGE_MARGIN_PX,
-        "bottom": y2 >= height - EDGE_MARGIN_PX,
-    }
-    return frozenset(edge for edge, touches in near.items() if touches)
-
-
-@dataclass(slots=True)
-class _Visit:
-    entered: float  # media time of the first frame inside
-    last_inside: float
-    #: The track's class when last seen inside: its exit is counted under it, whatever the class is then.
-    class_id: int
-    class_name: str
-    loitered: bool = False
-
-    def copy(self) -> _Visit:
-        """A copy to change (`_State.visit`)."""
-        return _Visit(self.entered, self.last_inside, self.class_id, self.class_name, self.loitered)
-
-
-@dataclass(frozen=True, slots=True)
-class _Pending:
-    """A stay across a line (beyond its band) that has not yet lasted ``confirm_s``: where it began."""
-
-    capture_time: float
-    media_time: float
-    point: Point  # the anchor then
-    band: float  # the line's dead band then, in pixels (it follows the frame's size)
-
-
-@dataclass(slots=True)
-class _LineState:
-    side: int  # the last side the anchor was on beyond the dead band; 0 until it first was
-    last_point: Point
-    #: The track's class when last seen: a crossing still pending when the track ends is counted under it.
-    class_id: int
-    class_name: str
-    last_seen: float  # media time of the last frame the track was seen
-    edges: frozenset[str]  # the frame's edges its box touched then (it may have left the picture)
-    path_crossed: bool = False  # whether the anchor's path since then went over the line
-    pending: _Pending | None = None  # its current stay across, until the crossing counts
-
-    def copy(self) -> _LineState:
-        """A copy to change (`_State.line_state`)."""
-        return _LineState(
-            self.side,
-            self.last_point,
-            self.class_id,
-            self.class_name,
-            self.last_seen,
-            self.edges,
-            self.path_crossed,
-            self.pending,
-        )
-
-    def left_the_picture(self) -> bool:
-        """Whether it was last seen leaving the picture across the line: seen across on two frames or
-        more, its box then touching an edge of the frame (`edges_touched`), and its point moved towards
-        that edge since its pending stay began by at least the line's dead band (and a pixel, for a
-        line without one).
-
-        A one-frame dip (a nearer object hiding its lower part for a frame) never counts, and neither
-        does jitter; an object leaving the picture across a line near the edge does, whether its box
-        touched that edge before (a tall person whose head the top edge cuts off) or not. Boxes alone
-        cannot tell that from a lower part hidden for two frames or more, of an object already at the
-        edge it moves towards, whose track is then lost: that counts too.
-        """
-        pending = self.pending
-        assert pending is not None
-        (x0, y0), (x, y) = pending.point, self.last_point
-        # Seen after the frame its stay began on: every frame since was across (the band or the old side ends it).
-        return self.last_seen > pending.media_time and any(
-            EDGE_OUTWARDS[edge][0] * (x - x0) + EDGE_OUTWARDS[edge][1] * (y - y0) >= max(pending.band, MIN_TRAVEL_PX)
-            for edge in self.edges
-        )
-
-
 @dataclass(slots=True)
 class _State:
     """What the analytics remember from frame to frame.
@@ -278,8 +86,8 @@ class _State:
     and removing need no copy, as the draft's maps are its own.
     """
 
-    visits: dict[tuple[int, str], _Visit]
-    line_states: dict[tuple[int, str], _LineState]
+    visits: dict[tuple[int, str], Visit]
+    line_states: dict[tuple[int, str], LineState]
     #: line -> class -> direction -> crossings; the classes a line is limited to are there from the start.
     crossings: dict[str, dict[str, dict[str, int]]]
     dwell: dict[str, DwellHistogram]  # zone -> finished visits
@@ -301,7 +109,7 @@ class _State:
             {zone: set(classes) for zone, classes in self.zone_classes.items()},
         )
 
-    def visit(self, key: tuple[int, str]) -> _Visit | None:
+    def visit(self, key: tuple[int, str]) -> Visit | None:
         """The visit at ``key``, to change."""
         visit = self.visits.get(key)
         if visit is not None and key not in self.copied_visits:
@@ -309,7 +117,7 @@ class _State:
             self.copied_visits.add(key)
         return visit
 
-    def line_state(self, key: tuple[int, str]) -> _LineState | None:
+    def line_state(self, key: tuple[int, str]) -> LineState | None:
         """The line state at ``key``, to change."""
         line_state = self.line_states.get(key)
         if line_state is not None and key not in self.copied_line_states:
@@ -537,7 +345,7 @@ class StreamAnalytics:
             band = line.hysteresis * min(width, height)
             lines.append((line, points, band))
             if missing := sides_without_room(points, band, width, height):
-                problems.append(_never_counts(f"lines[{i}]", line.name, points, band, missing, width, height))
+                problems.append(never_counts(f"lines[{i}]", line.name, points, band, missing, width, height))
         for problem in problems:
             log.warning("[%s] %s", self.stream_id, problem)
         self.problems = tuple(problems)
@@ -560,7 +368,7 @@ class StreamAnalytics:
             share = share_inside(area, mask)
             visit = state.visit(key)
             if visit is None and share >= zone.min_share:
-                visit = state.visits[key] = _Visit(frame.media_time, frame.media_time, track.class_id, track.class_name)
+                visit = state.visits[key] = Visit(frame.media_time, frame.media_time, track.class_id, track.class_name)
                 events.append(self._event(AnalyticsEventKind.ZONE_ENTER, track, frame, zone=zone.name))
             elif visit is not None and share < zone.min_share * EXIT_SHARE_RATIO:
                 events.append(self._exit(state, track.track_id, zone.name, frame))
@@ -592,7 +400,7 @@ class StreamAnalytics:
             side, distance = side_of(point, points)
             line_state = state.line_state(key)
             if line_state is None:
-                state.line_states[key] = _LineState(
+                state.line_states[key] = LineState(
                     side if distance > band else 0, point, track.class_id, track.class_name, frame.media_time, edges
                 )
                 continue
@@ -611,12 +419,12 @@ class StreamAnalytics:
                 line_state.side, line_state.path_crossed, line_state.pending = side, False, None
                 continue
             if line_state.pending is None:
-                line_state.pending = _Pending(frame.capture_time, frame.media_time, point, band)
+                line_state.pending = PendingCrossing(frame.capture_time, frame.media_time, point, band)
             if frame.media_time - line_state.pending.media_time >= line.confirm_s:
                 events.append(self._cross(state, line_state, line.name, track.track_id))
                 line_state.side, line_state.path_crossed, line_state.pending = -line_state.side, False, None
 
-    def _cross(self, state: _State, line_state: _LineState, line: str, track_id: int) -> AnalyticsEvent:
+    def _cross(self, state: _State, line_state: LineState, line: str, track_id: int) -> AnalyticsEvent:
         """Count the crossing ``line_state`` has pending, dated when its stay across began, under the class then.
 
         Only the counts change: ``line_state`` may be shared with the state the draft was made from."""
@@ -641,7 +449,7 @@ class StreamAnalytics:
         """Leave every zone of a track the tracker gave up on, and settle a crossing it was last seen making.
 
         A crossing still pending counts if it had already stayed across for half its line's
-        ``confirm_s``, or if the track was last seen leaving the picture (`_LineState.left_the_picture`);
+        ``confirm_s``, or if the track was last seen leaving the picture (`LineState.left_the_picture`);
         otherwise it is dropped: a nearer object that hides a standing track's lower part lifts its
         bottom edge over the line for a moment, and may then hide it for good.
         """
@@ -702,34 +510,6 @@ class StreamAnalytics:
             direction,
             dwell_s,
         )
-
-
-def track_area(track: Track, shape: tuple[int, ...]) -> tuple[tuple[int, int], np.ndarray]:
-    """The track's mask (or, without one, its box) as an offset and a boolean crop of the frame (empty outside it)."""
-    height, width = shape[:2]
-    x1, y1, x2, y2 = track.box
-    left, top = max(0, int(np.floor(x1))), max(0, int(np.floor(y1)))
-    right, bottom = min(width, int(np.ceil(x2)) + 1), min(height, int(np.ceil(y2)) + 1)
-    if track.polygon is not None and len(track.polygon) >= 3:
-        polygon = track.polygon.astype(np.int32)
-        left, top = max(0, min(left, int(polygon[:, 0].min()))), max(0, min(top, int(polygon[:, 1].min())))
-        right = min(width, max(right, int(polygon[:, 0].max()) + 1))
-        bottom = min(height, max(bottom, int(polygon[:, 1].max()) + 1))
-        crop = np.zeros((max(0, bottom - top), max(0, right - left)), dtype=np.uint8)
-        if crop.size:  # an outline wholly outside the frame has no area in it, and cv2 refuses an empty image
-            cv2.fillPoly(crop, [polygon - np.array([left, top], dtype=np.int32)], 1)
-        return (left, top), crop.astype(bool)
-    return (left, top), np.ones((max(0, bottom - top), max(0, right - left)), dtype=bool)
-
-
-def share_inside(area: tuple[tuple[int, int], np.ndarray], zone_mask: np.ndarray) -> float:
-    """The share of the track's area that lies in the zone (0 for an empty area)."""
-    (left, top), crop = area
-    total = int(crop.sum())
-    if total == 0:
-        return 0.0
-    window = zone_mask[top : top + crop.shape[0], left : left + crop.shape[1]]
-    return int((crop & window).sum()) / total
 
 
 def _outline(points: tuple[Point, ...]) -> np.ndarray:

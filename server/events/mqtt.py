@@ -52,16 +52,15 @@ new node connects again.
 
 One task owns the connection: it connects, publishes, and on any broker error waits (doubling up to
 `BACKOFF_MAX_S`) and connects again. Up to `WINDOW` publishes are on their way at once, in order
-over the one connection, so a broker far away costs a round trip per `WINDOW` messages, not per
-message. Events and state take turns: between two events goes one stream's pending removal,
-availability or counts (at most one of each per stream is pending, the newest), so a flood of
-events does not hold back a camera going offline or a new zone's sensor. Events the broker had not
-confirmed when the connection dropped are published again first, in order, after it (at least
-once, as QoS 1 promises); events arriving meanwhile wait in the bounded queue, and once it is full
-they are dropped and counted. Any other error publishing one message costs that message (an event
-is counted failed), logged with its stream; the task carries on with the rest. At shutdown segcast
-and its streams say offline, and an event still queued, or on its way unconfirmed, is counted
-dropped.
+over the one connection (`server.events.mqtt_window`). Events and state take turns: between two
+events goes one stream's pending removal, availability or counts (at most one of each per stream is
+pending, the newest), so a flood of events does not hold back a camera going offline or a new zone's
+sensor. Events the broker had not confirmed when the connection dropped are published again first,
+in order, after it (at least once, as QoS 1 promises); events arriving meanwhile wait in the bounded
+queue, and once it is full they are dropped and counted. Any other error publishing one message
+costs that message (an event is counted failed), logged with its stream; the task carries on with
+the rest. At shutdown segcast and its streams say offline, and an event still queued, or on its way
+unconfirmed, is counted dropped.
 """
 
 from __future__ import annotations
@@ -73,9 +72,8 @@ import secrets
 import ssl
 import sys
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from contextlib import suppress
-from dataclasses import dataclass
 from typing import Any, cast
 
 import aiomqtt
@@ -84,17 +82,13 @@ from paho.mqtt.reasoncodes import ReasonCode
 from server.events.config import MqttSettings
 from server.events.counts import Counts
 from server.events.mqtt_topics import MqttTopics
+from server.events.mqtt_window import QOS, OutMessage, PublishWindow
 from server.events.sink import BACKOFF_MAX_S, DeliveryTask, OutEvent, SinkHealth, Tally, backoff_s
 
 log = logging.getLogger(__name__)
 
-QOS = 1
 CONNECT_TIMEOUT_S = 10.0
 OFFLINE_TIMEOUT_S = 1.0
-#: Publishes awaiting the broker's PUBACK at once. Paho's own limit is off (0): a publish it held in
-#: its queue would wait there with aiomqtt's timeout for its PUBACK running, and at shutdown the
-#: ``offline`` after a full window would never be written (the cancelled ones still count in paho).
-WINDOW = 20
 #: Random hex digits of the client id drawn at start when ``client_id`` is not set: with ``segcast``,
 #: the 23 characters every MQTT 3.1.1 broker must take.
 CLIENT_ID_HEX = 16
@@ -118,100 +112,6 @@ class _ClientLog(logging.LoggerAdapter[logging.Logger]):
 
 #: Handed to aiomqtt as its logger, which it passes to paho: an adapter is all either calls.
 CLIENT_LOG = cast(logging.Logger, _ClientLog(log.getChild("client")))
-
-
-@dataclass(frozen=True, slots=True)
-class _Message:
-    """One publish, and what it is for: an event not confirmed when its connection ended is sent
-    again first on the next one, a removal is done again; other state is published anew from the
-    newest on every connection anyway."""
-
-    topic: str
-    payload: str | bytes
-    retain: bool
-    stream_id: str
-    what: str  # for the log line if it cannot be published: "a track event", "its counts"
-    event: OutEvent | None = None
-    removal: bool = False
-    #: The clearing of a sensor's config: it stays known as retained at the broker until confirmed.
-    clears_sensor: bool = False
-
-
-class _Window:
-    """The publishes on their way over one connection, each awaiting its PUBACK in its own task.
-
-    Each task's first step hands its message to paho, and tasks take their first step in the order
-    they were made, so messages reach the broker in the order sent, however many are on their way.
-    A message confirmed, or refused for itself (a topic paho will not take), is settled through the
-    callbacks; one whose publish failed for the connection's sake is left for `close`.
-    """
-
-    def __init__(
-        self,
-        client: aiomqtt.Client,
-        confirmed: Callable[[_Message], None],
-        failed: Callable[[_Message, BaseException], None],
-        wake: asyncio.Event,
-    ) -> None:
-        self._client = client
-        self._confirmed = confirmed
-        self._failed = failed
-        self._wake = wake
-        self._flight: dict[asyncio.Task[None], _Message] = {}  # in the order sent
-        self._cancelled: list[asyncio.Task[None]] = []
-        self._closed = False
-        #: The error a publish ended with that says the connection is lost (or the broker stopped answering).
-        self.broken: aiomqtt.MqttError | None = None
-
-    @property
-    def full(self) -> bool:
-        return len(self._flight) >= WINDOW
-
-    def send(self, message: _Message) -> None:
-        publishing = self._client.publish(message.topic, message.payload, qos=QOS, retain=message.retain)
-        task = asyncio.get_running_loop().create_task(publishing)
-        self._flight[task] = message
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled():
-            return
-        error = task.exception()
-        if self._closed:
-            return  # `close` has settled it, or handed it back
-        if isinstance(error, aiomqtt.MqttError):
-            self.broken = self.broken or error  # it stays on its way: `close` hands it back
-        else:
-            self._settle(self._flight.pop(task), error)
-        self._wake.set()
-
-    def _settle(self, message: _Message, error: BaseException | None) -> None:
-        if error is None:
-            self._confirmed(message)
-        else:
-            self._failed(message, error)
-
-    def close(self) -> list[_Message]:
-        """Stop waiting for PUBACKs: the messages the broker has not confirmed, in the order they were sent.
-
-        At once, with no wait that a second cancellation could cut short: a publish done whose
-        callback has yet to run is settled here.
-        """
-        self._closed = True
-        unconfirmed: list[_Message] = []
-        for task, message in self._flight.items():
-            if task.done() and not task.cancelled() and not isinstance(task.exception(), aiomqtt.MqttError):
-                self._settle(message, task.exception())
-            else:
-                task.cancel()
-                self._cancelled.append(task)
-                unconfirmed.append(message)
-        self._flight.clear()
-        return unconfirmed
-
-    async def wait_closed(self) -> None:
-        """Wait for the publishes `close` cancelled to end."""
-        await asyncio.gather(*self._cancelled, return_exceptions=True)
 
 
 class MqttSink:
@@ -410,7 +310,7 @@ class MqttSink:
         """
         stale = await self._read_stale(client)
         corrections = (client.publish(self.availability_topic(s), "offline", qos=QOS, retain=True) for s in stale)
-        # Handed to paho in this order, as `_Window` sends: no stream of ours can say online before them.
+        # Handed to paho in this order, as `PublishWindow` sends: no stream of ours can say online before them.
         await asyncio.gather(*corrections, client.publish(self.status_topic, "online", qos=QOS, retain=True))
         self._tally.ok(0)
         self._announced.clear()
@@ -427,7 +327,7 @@ class MqttSink:
         streams = sorted(self._online - self._forgotten)  # a removed one's is cleared, not kept
         messages = [(self.status_topic, "offline"), *((self.availability_topic(s), "offline") for s in streams)]
         with suppress(aiomqtt.MqttError, TimeoutError):
-            # Sent in this order over the one connection, as `_Window` sends.
+            # Sent in this order over the one connection, as `PublishWindow` sends.
             publishing = (client.publish(topic, payload, qos=QOS, retain=True) for topic, payload in messages)
             await asyncio.wait_for(asyncio.gather(*publishing), OFFLINE_TIMEOUT_S)
 
@@ -493,8 +393,8 @@ class MqttSink:
 
     async def _publish_forever(self, client: aiomqtt.Client) -> None:
         """Publish, `WINDOW` at a time, until closing; what the broker has not confirmed by then is kept."""
-        window = _Window(client, self._confirmed, self._failed, self._wake)
-        outbox: deque[_Message] = deque()  # taken, not yet sent: a stream's counts are a few messages
+        window = PublishWindow(client, self._confirmed, self._failed, self._wake)
+        outbox: deque[OutMessage] = deque()  # taken, not yet sent: a stream's counts are a few messages
         try:
             while not self._closing:
                 if window.broken is not None:
@@ -510,7 +410,7 @@ class MqttSink:
             self._keep_unconfirmed([*window.close(), *outbox])
             await window.wait_closed()
 
-    def _next_messages(self) -> list[_Message]:
+    def _next_messages(self) -> list[OutMessage]:
         """The next event, or the next stream's pending state, taking turns while both wait; [] if neither."""
         for state in (self._state_turn, not self._state_turn):
             messages = self._next_state() if state else self._next_event()
@@ -519,7 +419,7 @@ class MqttSink:
                 return messages
         return []
 
-    def _next_event(self) -> list[_Message]:
+    def _next_event(self) -> list[OutMessage]:
         if self._resend:
             event = self._resend.popleft()
         elif not self._events.empty():
@@ -528,10 +428,10 @@ class MqttSink:
             return []
         what = f"a {event.data.get('type')} event"
         return [
-            _Message(self._event_topic(event), json.dumps(event.message), False, event.stream_id, what, event=event)
+            OutMessage(self._event_topic(event), json.dumps(event.message), False, event.stream_id, what, event=event)
         ]
 
-    def _next_state(self) -> list[_Message]:
+    def _next_state(self) -> list[OutMessage]:
         """One stream's pending removal, else the correction of one a run before left online (`_read_stale`),
         else one's availability, else one's counts (with their sensors)."""
         if self._forgotten:
@@ -540,7 +440,7 @@ class MqttSink:
             return self._removal(stream_id)
         if self._stale:
             stream_id = self._stale.pop()
-            return [_Message(self.availability_topic(stream_id), "offline", True, stream_id, "its availability")]
+            return [OutMessage(self.availability_topic(stream_id), "offline", True, stream_id, "its availability")]
         for stream_id, live in self._unsent_availability.items():
             if not live or self._counts_published(stream_id):
                 return [self._availability(stream_id, self._unsent_availability.pop(stream_id))]
@@ -559,19 +459,19 @@ class MqttSink:
         """
         return stream_id in self._latest and stream_id not in self._unsent_counts
 
-    def _confirmed(self, message: _Message) -> None:
+    def _confirmed(self, message: OutMessage) -> None:
         if message.event is not None:
             self._tally.ok()
             self._events.task_done()
 
-    def _failed(self, message: _Message, exc: BaseException) -> None:
+    def _failed(self, message: OutMessage, exc: BaseException) -> None:
         """Give up on ``message`` after an error that is not the connection's: publishing it again would fail again."""
         lost = message.event is not None
         self._tally.fail(f"stream {message.stream_id!r}: cannot publish {message.what}: {exc}", lost=lost)
         if lost:
             self._events.task_done()
 
-    def _keep_unconfirmed(self, messages: list[_Message]) -> None:
+    def _keep_unconfirmed(self, messages: list[OutMessage]) -> None:
         """What a connection ended without: its events go first on the next one, in order; its clears again.
 
         A sensor whose clear is unconfirmed is known as retained again: the stream's removal, done
@@ -599,36 +499,38 @@ class MqttSink:
     def discovery_config(self, stream_id: str, name: str) -> dict[str, object]:
         return self.topics.discovery_config(stream_id, name)
 
-    def _availability(self, stream_id: str, live: bool) -> _Message:
+    def _availability(self, stream_id: str, live: bool) -> OutMessage:
         if live:
             self._online.add(stream_id)
         else:
             self._online.discard(stream_id)
         payload = "online" if live else "offline"
-        return _Message(self.availability_topic(stream_id), payload, True, stream_id, "its availability")
+        return OutMessage(self.availability_topic(stream_id), payload, True, stream_id, "its availability")
 
-    def _counts(self, stream_id: str, counts: Counts) -> list[_Message]:
+    def _counts(self, stream_id: str, counts: Counts) -> list[OutMessage]:
         """The stream's counts, after the configs of its sensors not yet announced and the clearing of stale ones."""
-        messages: list[_Message] = []
+        messages: list[OutMessage] = []
         if self.settings.discovery:
             configs = {self.discovery_topic(stream_id, name): name for name in counts}
             retained = self._sensors.setdefault(stream_id, set())
             announced = self._announced.setdefault(stream_id, set())
             stale = retained - configs.keys()
             for topic in sorted(stale):
-                messages.append(_Message(topic, b"", True, stream_id, "the removal of a sensor", clears_sensor=True))
+                messages.append(OutMessage(topic, b"", True, stream_id, "the removal of a sensor", clears_sensor=True))
                 retained.discard(topic)
                 announced.discard(topic)
             for topic, name in configs.items():
                 if topic not in announced:
                     config = json.dumps(self.discovery_config(stream_id, name))
-                    messages.append(_Message(topic, config, True, stream_id, "a sensor's config"))
+                    messages.append(OutMessage(topic, config, True, stream_id, "a sensor's config"))
                     announced.add(topic)
                     retained.add(topic)
-        messages.append(_Message(self.counts_topic(stream_id), json.dumps(dict(counts)), True, stream_id, "its counts"))
+        messages.append(
+            OutMessage(self.counts_topic(stream_id), json.dumps(dict(counts)), True, stream_id, "its counts")
+        )
         return messages
 
-    def _removal(self, stream_id: str) -> list[_Message]:
+    def _removal(self, stream_id: str) -> list[OutMessage]:
         """Remove a removed stream's sensors from Home Assistant and its retained counts and availability.
 
         What it announced is forgotten here rather than in `forget_stream`: a config on its way when
@@ -641,7 +543,7 @@ class MqttSink:
         what = "the removal of its sensors"
         # An empty retained message: the broker drops the retained one, Home Assistant the sensor it described.
         return [
-            *(_Message(topic, b"", True, stream_id, what, removal=True, clears_sensor=True) for topic in sensors),
-            _Message(self.counts_topic(stream_id), b"", True, stream_id, what, removal=True),
-            _Message(self.availability_topic(stream_id), b"", True, stream_id, what, removal=True),
+            *(OutMessage(topic, b"", True, stream_id, what, removal=True, clears_sensor=True) for topic in sensors),
+            OutMessage(self.counts_topic(stream_id), b"", True, stream_id, what, removal=True),
+            OutMessage(self.availability_topic(stream_id), b"", True, stream_id, what, removal=True),
         ]

@@ -1,0 +1,63 @@
+"""The zone rule's membership test, and what it remembers of each track's visit to each zone.
+
+A track is in a zone by the share of its area inside it: its mask where it has one, else its box
+(`track_area`). Membership has hysteresis: a track enters at ``min_share`` of its area inside and
+leaves below `EXIT_SHARE_RATIO` of that, so a mask whose share wobbles around the threshold makes one
+visit. `StreamAnalytics` in `server.analytics.engine` applies the rule and counts the visits; this
+module measures the share and holds the per-track `Visit`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from server.frames import Track
+
+EXIT_SHARE_RATIO = 0.8
+
+
+@dataclass(slots=True)
+class Visit:
+    """A track's visit to a zone, from its first frame inside until it leaves or the tracker ends it."""
+
+    entered: float  # media time of the first frame inside
+    last_inside: float
+    #: The track's class when last seen inside: its exit is counted under it, whatever the class is then.
+    class_id: int
+    class_name: str
+    loitered: bool = False
+
+    def copy(self) -> Visit:
+        """A copy to change (the engine's draft state, `server.analytics.engine._State.visit`)."""
+        return Visit(self.entered, self.last_inside, self.class_id, self.class_name, self.loitered)
+
+
+def track_area(track: Track, shape: tuple[int, ...]) -> tuple[tuple[int, int], np.ndarray]:
+    """The track's mask (or, without one, its box) as an offset and a boolean crop of the frame (empty outside it)."""
+    height, width = shape[:2]
+    x1, y1, x2, y2 = track.box
+    left, top = max(0, int(np.floor(x1))), max(0, int(np.floor(y1)))
+    right, bottom = min(width, int(np.ceil(x2)) + 1), min(height, int(np.ceil(y2)) + 1)
+    if track.polygon is not None and len(track.polygon) >= 3:
+        polygon = track.polygon.astype(np.int32)
+        left, top = max(0, min(left, int(polygon[:, 0].min()))), max(0, min(top, int(polygon[:, 1].min())))
+        right = min(width, max(right, int(polygon[:, 0].max()) + 1))
+        bottom = min(height, max(bottom, int(polygon[:, 1].max()) + 1))
+        crop = np.zeros((max(0, bottom - top), max(0, right - left)), dtype=np.uint8)
+        if crop.size:  # an outline wholly outside the frame has no area in it, and cv2 refuses an empty image
+            cv2.fillPoly(crop, [polygon - np.array([left, top], dtype=np.int32)], 1)
+        return (left, top), crop.astype(bool)
+    return (left, top), np.ones((max(0, bottom - top), max(0, right - left)), dtype=bool)
+
+
+def share_inside(area: tuple[tuple[int, int], np.ndarray], zone_mask: np.ndarray) -> float:
+    """The share of the track's area that lies in the zone (0 for an empty area)."""
+    (left, top), crop = area
+    total = int(crop.sum())
+    if total == 0:
+        return 0.0
+    window = zone_mask[top : top + crop.shape[0], left : left + crop.shape[1]]
+    return int((crop & window).sum()) / total
