@@ -105,6 +105,6 @@ async def test_only_the_connection_badge_speaks_for_an_outage_not_every_tile(sta
 
     await page.click(CARD.format("lobby"))
     await wait_for_text(page, "#stream-view .status-panel", "Failed")
-    view_role = await page.get_attribute("#stream-view .status-panel", "role")
+    view_role = await page.get_attribute("#stream-view .status-panel .status-says", "role")
     assert view_role == "status", "the stream view's one panel still speaks"
     assert console.errors == []

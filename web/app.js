@@ -189,6 +189,8 @@ function route() {
   $("grid-view").hidden = current !== null;
   $("stream-view").hidden = current === null;
   const shown = current === null ? "grid" : "stream";
+  // The tab, the window list and a screen reader's page title name the stream shown.
+  document.title = current === null ? "segcast" : `${current} · segcast`;
   // What had the focus (a stream's card, the Remove button) is hidden with its view: the focus goes to
   // the start of the view shown, so the keyboard and a screen reader carry on there, not at the page's top.
   if (shownView !== null && shown !== shownView) $(shown === "grid" ? "grid" : "stream-title").focus();

@@ -132,20 +132,25 @@ function countdownText(nextAttemptAt) {
 /**
  * A notice laid over a picture; `container` is the positioned element that holds the picture. `live`:
  * whether a screen reader speaks its changes (role="status"), as the one panel of a page should; a
- * grid's tiles are not, or an outage would have every tile speak at once.
+ * grid's tiles are not, or an outage would have every tile speak at once. Its countdown is never
+ * spoken as it ticks (it would be, every second): it is read where the reader reaches it.
  */
 export class StatusPanel {
   constructor(container, { live = true } = {}) {
     this.container = container;
     this.element = document.createElement("div");
     this.element.className = "status-panel";
-    if (live) this.element.setAttribute("role", "status");
+    // The state and why, spoken as they change; the countdown beside them, outside the live region.
+    const says = document.createElement("div");
+    says.className = "status-says";
+    if (live) says.setAttribute("role", "status");
     this.title = document.createElement("strong");
     this.reason = document.createElement("span");
     this.reason.className = "status-reason";
+    says.append(this.title, this.reason);
     this.countdown = document.createElement("span");
     this.countdown.className = "status-countdown";
-    this.element.append(this.title, this.reason, this.countdown);
+    this.element.append(says, this.countdown);
     this.element.hidden = true;
     this.notice = null;
     container.append(this.element);

@@ -65,11 +65,13 @@ export function routedStream() {
   }
 }
 
-// A row of the track table, its cells' text filled in by showTracks().
+// A row of the track table, its cells' text filled in by showTracks(). The table is a grid (index.html)
+// so that a screen reader says which row is pinned: aria-selected, kept by showTracks() and refreshHighlight().
 function trackRow(id) {
   const row = document.createElement("tr");
   row.dataset.track = id;
   row.tabIndex = 0; // Enter or Space pins it, as a click does
+  row.setAttribute("aria-selected", "false");
   const swatch = document.createElement("span");
   swatch.className = "swatch";
   swatch.style.background = trackColor(id);
@@ -198,6 +200,7 @@ export class StreamView {
     }
     this.el.title.textContent = streamId;
     this.el.title.title = streamId;
+    this.el.canvas.setAttribute("aria-label", `live video of ${streamId}, tracks listed below`);
     this.showEmbed();
     this.el.embedNote.hidden = !(pageToken || storedToken());
     this.el.copyState.textContent = "";
@@ -519,13 +522,16 @@ export class StreamView {
     // Oldest first (ids count up): a row stays in its place while its track lives. Rows are updated
     // in place, never rebuilt, so a click on one is not lost to the frame that came between its
     // press and its release.
-    const rows = new Map([...this.el.trackBody.rows].map((row) => [Number(row.dataset.track), row]));
+    const body = this.el.trackBody;
+    const rows = new Map([...body.rows].map((row) => [Number(row.dataset.track), row]));
+    const focused = body.contains(document.activeElement) ? Number(document.activeElement.dataset.track) : null;
     const tracks = [...meta.tracks].sort((a, b) => a.id - b.id);
     reconcile(
-      this.el.trackBody,
+      body,
       tracks.map((track) => {
         const row = rows.get(track.id) ?? trackRow(track.id);
         row.classList.toggle("highlight", track.id === highlighted);
+        row.setAttribute("aria-selected", String(track.id === this.pinnedId));
         const zones = (track.zones ?? []).join(", ");
         const cells = [track.id, track.class, track.conf.toFixed(2), `${(track.age ?? 0).toFixed(1)} s`, zones];
         cells.forEach((value, index) => {
@@ -535,6 +541,21 @@ export class StreamView {
         return row;
       }),
     );
+    if (focused !== null && !body.contains(document.activeElement)) this.passFocus(focused);
+  }
+
+  // The row with the keyboard's focus went with its track (`id`): the focus goes to the row after it,
+  // else the one before, else the table, so the keyboard carries on there rather than at the page's top.
+  passFocus(id) {
+    const rows = [...this.el.trackBody.rows];
+    const next = rows.find((row) => Number(row.dataset.track) > id) ?? rows.at(-1);
+    if (next) {
+      next.focus({ preventScroll: true });
+      return;
+    }
+    const table = this.el.trackBody.closest("table");
+    table.tabIndex = -1;
+    table.focus({ preventScroll: true });
   }
 
   hover(id) {
@@ -553,7 +574,9 @@ export class StreamView {
   refreshHighlight() {
     const highlighted = this.highlighted();
     for (const row of this.el.trackBody.rows) {
-      row.classList.toggle("highlight", Number(row.dataset.track) === highlighted);
+      const id = Number(row.dataset.track);
+      row.classList.toggle("highlight", id === highlighted);
+      row.setAttribute("aria-selected", String(id === this.pinnedId));
     }
     this.redraw();
   }

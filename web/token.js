@@ -25,10 +25,13 @@ function build() {
   const element = document.createElement("dialog");
   element.id = "token-dialog";
   element.className = "panel token-dialog";
+  // Named and described by its own words, as a screen reader announces it on opening.
+  element.setAttribute("aria-labelledby", "token-title");
+  element.setAttribute("aria-describedby", "token-why");
   element.innerHTML = `
     <form method="dialog">
-      <h2 class="token-title"></h2>
-      <p class="token-why"></p>
+      <h2 class="token-title" id="token-title"></h2>
+      <p class="token-why" id="token-why"></p>
       <label>Access token <input name="token" type="password" autocomplete="off" spellcheck="false" required></label>
       <p class="muted token-where"></p>
       <div class="token-actions">

@@ -285,10 +285,15 @@ export class ZoneEditor {
     this.announce(`Drawing a ${kind}: crosshair at ${percents(this.cursor)}.`);
   }
 
+  // The picture leaves the keyboard's way as drawing ends (render()): a focus on it goes back to the
+  // button that started the shape, and a screen reader hears that the shape was dropped.
   cancel() {
+    const started = this.mode === "line" ? this.el.addLine : this.el.addZone;
     this.mode = "idle";
     this.draft = [];
     this.render();
+    this.announce("Cancelled.");
+    if (document.activeElement === this.host.canvas) started.focus();
   }
 
   // A name put in the field here (the selected shape's, a free one), as opposed to one typed.

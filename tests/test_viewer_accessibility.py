@@ -1,0 +1,213 @@
+"""The viewer and the publish page for people on a keyboard or a screen reader, in a real headless
+Chromium against the real server: what the browser's accessibility tree says (read over CDP, as a
+screen reader would get it), where the focus goes when what had it goes away, and colours that keep
+WCAG AA contrast (4.5:1), computed from the page's own styles.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from server.config import StreamConfig
+from tests import test_webrtc_browser
+from tests.conftest import CHROMIUM
+from tests.support.browser import WAIT_MS, open_page, wait_for_new_frame, wait_for_text
+from tests.support.components import require_component, require_module
+from tests.support.rtsp_camera import free_port
+from tests.test_webrtc_browser import camera_browser
+
+require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
+require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
+
+Start = Callable[..., Awaitable[TestClient]]
+
+pytestmark = pytest.mark.timeout(120)
+
+fake_camera = test_webrtc_browser.fake_camera  # the generated camera file, a fixture here too
+
+AA_CONTRAST = 4.5
+# A small, fast scene: objects cross it (and their tracks end) in a few seconds.
+QUICK_SCENE = "scene:?seed=3&fps=30&width=320&height=192"
+VIEW_PANEL = "#stream-view .status-panel"
+
+#: WCAG's contrast ratio of an element's text colour to a background colour (the element's own, or
+#: that of the nearest ancestor matching `against`), both as the page computes them.
+CONTRAST = """([selector, against]) => {
+  const element = document.querySelector(selector);
+  const back = against ? element.closest(against) : element;
+  const channels = (colour) => colour.match(/[\\d.]+/g).slice(0, 3).map(Number);
+  const luminance = (colour) => {
+    const [r, g, b] = channels(colour).map((v) => {
+      const c = v / 255;
+      return c <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const text = luminance(getComputedStyle(element).color);
+  const fill = luminance(getComputedStyle(back).backgroundColor);
+  return (Math.max(text, fill) + 0.05) / (Math.min(text, fill) + 0.05);
+}"""
+
+#: How politely a screen reader speaks a change to the element: the nearest live region's setting.
+POLITENESS = """(selector) => {
+  const implied = {status: "polite", log: "polite", alert: "assertive"};
+  for (let node = document.querySelector(selector); node; node = node.parentElement) {
+    if (node.hasAttribute("aria-live")) return node.getAttribute("aria-live");
+    if (implied[node.getAttribute("role")]) return implied[node.getAttribute("role")];
+  }
+  return "off";
+}"""
+
+
+async def ax_nodes(page: Any, role: str) -> list[dict[str, Any]]:
+    """The page's accessibility nodes of ``role``, as Chromium hands them to a screen reader:
+    ``{"name": ..., <property>: <value>, ...}``."""
+    cdp = await page.context.new_cdp_session(page)
+    tree = await cdp.send("Accessibility.getFullAXTree")
+    await cdp.detach()
+    return [
+        {"name": node.get("name", {}).get("value", "")}
+        | {prop["name"]: prop["value"].get("value") for prop in node.get("properties", [])}
+        for node in tree["nodes"]
+        if node.get("role", {}).get("value") == role and not node.get("ignored")
+    ]
+
+
+async def test_the_stream_view_names_its_stream_and_keeps_the_keyboard_where_it_was(
+    start_server: Start, browser: Any
+) -> None:
+    client = await start_server(StreamConfig("cam", QUICK_SCENE))
+    page, console = await open_page(browser, client, "/?transport=ws")
+    await page.wait_for_selector(".card[data-stream='cam']", timeout=WAIT_MS)
+    assert await page.title() == "segcast"
+    assert await page.locator("#grid-view h1").count() == 1, "the grid view has a heading to start from"
+
+    await page.evaluate("location.hash = '#/stream/cam'")
+    await page.wait_for_function("document.title === 'cam · segcast'", timeout=WAIT_MS)
+    await wait_for_new_frame(page, "#video")
+    assert await page.get_attribute("#video", "role") == "img"
+    assert await page.get_attribute("#video", "aria-label") == "live video of cam, tracks listed below"
+
+    # A shape cancelled with Escape: said, and the focus back on the button that started it.
+    await page.focus("#add-zone")
+    await page.keyboard.press("Enter")
+    await page.wait_for_function("document.activeElement?.id === 'video'", timeout=WAIT_MS)
+    await page.keyboard.press("Enter")
+    assert await page.text_content("#shape-status") == "Point 1 added at 50 %, 50 %."
+    await page.keyboard.press("Escape")
+    assert await page.text_content("#shape-status") == "Cancelled."
+    assert await page.evaluate("document.activeElement.id") == "add-zone"
+
+    # Enter on a track's row pins it, and a screen reader is told which row is pinned.
+    await page.wait_for_function("(document.querySelector('#video').dataset.tracks || '') !== ''", timeout=WAIT_MS)
+    oldest = await page.evaluate("document.querySelector('#tracks tbody tr').dataset.track")
+    await page.focus(f"#tracks tbody tr[data-track='{oldest}']")
+    await page.keyboard.press("Enter")
+    assert await page.get_attribute(f"#tracks tbody tr[data-track='{oldest}']", "aria-selected") == "true"
+    selected = [row["name"] for row in await ax_nodes(page, "row") if row.get("selected")]
+    assert [name.split()[0] for name in selected] == [oldest], f"rows said to be selected: {selected}"
+    grids = [grid["name"] for grid in await ax_nodes(page, "grid")]
+    assert len(grids) == 1 and grids[0].lower().startswith("tracks"), f"the track table as a grid: {grids}"
+
+    # Its track ends: the focus goes on to another row (or the table), not to the page's top.
+    await page.wait_for_function(
+        "(id) => !document.querySelector(`#tracks tbody tr[data-track='${id}']`)", arg=oldest, timeout=WAIT_MS
+    )
+    focused = await page.evaluate("document.activeElement.closest('#tracks') !== null")
+    assert focused, "the focus stays in the track table"
+
+    await page.evaluate("location.hash = '#/'")
+    await page.wait_for_function("document.title === 'segcast'", timeout=WAIT_MS)
+    assert console.errors == []
+
+
+async def test_a_notice_speaks_its_state_not_every_tick_of_its_countdown_in_readable_colours(
+    start_server: Start, browser: Any
+) -> None:
+    client = await start_server(
+        StreamConfig("door", f"rtsp://127.0.0.1:{free_port()}/stream"), StreamConfig("cam", QUICK_SCENE)
+    )
+    page, console = await open_page(browser, client, "/?transport=ws#/stream/door")
+    await wait_for_text(page, VIEW_PANEL, "next attempt in")
+    assert await page.evaluate(POLITENESS, f"{VIEW_PANEL} strong") == "polite", "the state is said"
+    assert await page.evaluate(POLITENESS, f"{VIEW_PANEL} .status-reason") == "polite", "and why"
+    assert await page.evaluate(POLITENESS, f"{VIEW_PANEL} .status-countdown") == "off", "not each second"
+
+    # Red text on a panel, and white text on a red badge, each at least 4.5:1.
+    await page.evaluate(
+        """() => { for (const state of ["failed", "unreachable", "unauthorized"]) {
+             const badge = document.createElement("span");
+             badge.className = `badge state-${state}`;
+             badge.textContent = state;
+             document.querySelector(".player-head").append(badge);
+           } }"""
+    )
+    checks = [["#shape-error", ".panel"], ["#add-error", ".panel"]]
+    checks += [[f".player-head .state-{state}", None] for state in ("failed", "unreachable", "unauthorized")]
+    for selector, against in checks:
+        ratio = await page.evaluate(CONTRAST, [selector, against])
+        assert ratio >= AA_CONTRAST, f"{selector}: {ratio:.2f}:1"
+    assert console.errors == []
+
+
+async def test_the_token_dialog_is_named_and_gives_the_focus_back(start_server: Start, browser: Any) -> None:
+    client = await start_server(viewer_tokens=("viewer-token-for-the-a11y-test",))
+    page, _ = await open_page(browser, client, "/")
+    dialog = page.locator("#token-dialog[open]")
+    await dialog.wait_for(timeout=WAIT_MS)
+    named = [node["name"] for node in await ax_nodes(page, "dialog")]
+    assert named == ["This segcast server needs an access token"]
+    await dialog.locator("button.quiet").click()  # Not now
+
+    await page.focus("#give-token")
+    await page.keyboard.press("Enter")
+    await dialog.wait_for(timeout=WAIT_MS)
+    await page.keyboard.press("Escape")
+    await dialog.wait_for(state="detached", timeout=WAIT_MS)
+    assert await page.evaluate("document.activeElement.id") == "give-token"
+
+
+async def test_the_publish_page_says_once_why_its_camera_is_off_and_leaves_nothing_of_it(
+    start_server: Start, fake_camera: Path
+) -> None:
+    client = await start_server()
+    async with camera_browser(fake_camera) as browser:
+        # Over plain http:// from a name other than localhost (served here through the test server),
+        # as a phone on the Wi-Fi would open it: no secure context, so no camera.
+        insecure = await browser.new_page()
+        real = str(client.make_url("/"))
+
+        async def forward(route: Any) -> None:
+            response = await route.fetch(url=route.request.url.replace("http://segcast.test/", real))
+            await route.fulfill(response=response)
+
+        await insecure.route("http://segcast.test/**", forward)
+        await insecure.goto("http://segcast.test/static/publish.html")
+        assert await insecure.evaluate("window.isSecureContext") is False
+        said = await wait_for_text(insecure, "#publish-error", "secure page")
+        assert said.startswith("The camera needs a secure page") and "“A phone on the same Wi-Fi”" in said
+        assert await insecure.is_disabled("#use-camera"), "a button that can only fail is off"
+        assert await insecure.evaluate(CONTRAST, ["#publish-error", ".panel"]) >= AA_CONTRAST
+
+        # The server ends a camera that was playing back with tracks: none of them stays, nor its mode.
+        page = await browser.new_page()
+        await page.goto(str(client.make_url("/static/publish.html")))
+        await page.fill("input[name=stream]", "browser")
+        await page.click("#use-camera")
+        await page.wait_for_function(
+            "document.getElementById('play-mode').textContent !== ''"
+            " && document.querySelectorAll('#tracks tbody tr').length > 0",
+            timeout=WAIT_MS,
+        )
+        assert (await client.delete("/api/streams/browser")).status == 204
+        await wait_for_text(page, "#publish-error", "The server ended this camera")
+        assert await page.text_content("#publish-status") == "camera off"
+        assert await page.locator("#tracks tbody tr").count() == 0
+        assert await page.text_content("#play-mode") == ""
+        assert await page.locator("main h1").count() == 1, "the page has a heading to start from"
