@@ -151,6 +151,26 @@ def test_a_model_segcast_cannot_use_is_one_line_saying_what_is_wrong(config: dic
     assert "\n" not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("task", "outputs", "said"),
+    [
+        ("detect", ["output0", "output1"], "2 outputs (output0, output1), not 1: a segment model? export"),
+        ("segment", ["output0", "output1", "output2"], "3 outputs (output0, output1, output2), not 2: export"),
+        ("detect", [], "0 outputs, not 1: export"),
+    ],
+)
+def test_outputs_that_do_not_fit_the_metadata_task_say_what_the_model_seems_to_be(
+    task: str, outputs: list[str], said: str
+) -> None:
+    metadata = {"string_value": f"{{'task': '{task}', 'names': {{0: 'disc'}}}}"}
+    config = _config_with(parameters={"metadata": metadata}, output=[{"name": name} for name in outputs])
+    with pytest.raises(ModelError) as caught:
+        ServedModel.from_config(config, "grpc://h:1/m")
+    assert str(caught.value) == (
+        f"--model grpc://h:1/m: its metadata says task {task!r}, but it has {said} it again or fix the metadata"
+    )
+
+
 def test_a_fixed_size_model_is_letterboxed_to_its_size() -> None:
     config = _config_with(input=[{"name": "images", "data_type": "TYPE_FP32", "dims": ["3", "384", "640"]}])
     served = ServedModel.from_config(config, "grpc://h:1/m")

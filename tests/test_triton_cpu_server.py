@@ -24,7 +24,7 @@ import pytest
 
 from server.inference.models import BUNDLED_MODEL
 from server.scene import Scene
-from server.triton.cpu_server import SHM_DIR, main, shm_region_prefix
+from server.triton.cpu_server import PACKAGES, SHM_DIR, main, shm_region_prefix
 from server.triton.model import TritonModel
 from server.triton.repository import write_repository
 from server.triton.transport import TritonEndpoint, TritonRefused
@@ -247,15 +247,15 @@ def test_a_stopped_server_exits_cleanly_and_restarts_on_the_same_ports(triton: T
     assert triton.output().count(f"triton: serving {MODEL} at {triton.grpc_url(MODEL)} and ") == 2
 
 
-def test_a_model_that_fails_to_load_ends_the_server_with_its_reason(tmp_path: Path) -> None:
+def test_a_model_that_fails_to_load_ends_the_server_with_its_reason(tmp_path: Path, served_onnx: Path) -> None:
+    """A config matching its ONNX file, with a parameter the model cannot start with: tritonserver's
+    own load fails, and the launcher's last line names the model."""
     require_triton_venv()
     model = tmp_path / "broken"
     (model / "1").mkdir(parents=True)
-    (model / "1" / "model.onnx").write_bytes(b"not an onnx file")
+    (model / "1" / "model.onnx").symlink_to(served_onnx)
     (model / "config.pbtxt").write_text(
-        'backend: "onnxruntime"\nmax_batch_size: 1\n'
-        'input [ { name: "images" data_type: TYPE_FP32 dims: [ 3, -1, -1 ] } ]\n'
-        'output [ { name: "output0" data_type: TYPE_FP32 dims: [ -1, -1 ] } ]\n'
+        'backend: "onnxruntime"\nparameters { key: "intra_op_thread_count" value { string_value: "many" } }\n'
     )
     server = TritonProcess(tmp_path)
     finished = subprocess.run(server.command(), cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -263,6 +263,34 @@ def test_a_model_that_fails_to_load_ends_the_server_with_its_reason(tmp_path: Pa
     last = finished.stderr.strip().splitlines()[-1]
     assert last.startswith("segcast: tritonserver exited with status"), finished.stderr
     assert "broken" in last
+
+
+def test_a_repository_as_ultralytics_guide_writes_it_is_served(tmp_path: Path, served_onnx: Path) -> None:
+    """No backend, inputs or outputs in config.pbtxt, only the metadata: completed from the ONNX file
+    as NVIDIA's Triton does, and served batching (max_batch_size 8)."""
+    model = tmp_path / "yolo"
+    (model / "1").mkdir(parents=True)
+    (model / "1" / "model.onnx").symlink_to(served_onnx)
+    metadata = text_format.Parse((served_onnx.parents[1] / "config.pbtxt").read_text(), _model_config())
+    text = metadata.parameters["metadata"].string_value
+    (model / "config.pbtxt").write_text(f'parameters {{ key: "metadata" value {{ string_value: {text!r} }} }}\n')
+    batch = letterboxed_batch(2, seed=4)
+    with TritonProcess(tmp_path) as server:
+        assert server.api("/v2/models/yolo/config")["max_batch_size"] == 8
+        client = grpc.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
+        try:
+            images = grpc.InferInput("images", list(batch.shape), "UINT8")
+            images.set_data_from_numpy(batch)
+            result = client.infer("yolo", [images], outputs=requested(), client_timeout=CLIENT_TIMEOUT_S)
+        finally:
+            client.close()
+    assert_same([result.as_numpy(name) for name in OUTPUTS], onnx_runtime(served_onnx, batch))
+
+
+def _model_config() -> Any:
+    from tritonclient.grpc.model_config_pb2 import ModelConfig
+
+    return ModelConfig()
 
 
 def test_a_repository_without_models_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -307,7 +335,10 @@ def test_setup_on_an_installed_venv_checks_it_and_changes_nothing(capsys: pytest
     venv = require_triton_venv()
     installed = sorted(path.name for path in next(venv.glob("lib/python3.*/site-packages")).iterdir())
     assert main(["setup"]) == 0
-    assert f"segcast: using the existing venv {venv}" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert f"segcast: using the existing venv {venv}" in said
+    assert "installing" not in said
+    assert f"segcast: {' '.join(PACKAGES)} already installed in {venv}\n" in said
     assert sorted(path.name for path in next(venv.glob("lib/python3.*/site-packages")).iterdir()) == installed
 
 

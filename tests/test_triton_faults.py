@@ -786,6 +786,24 @@ def test_an_http_url_at_a_port_that_is_not_triton_says_so(status: int, body: byt
     assert "unreachable: not a Triton HTTP endpoint" in (model.status.error or "")
 
 
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        (b"# HELP nv_inference_count Number of inferences\n", "its answer is Prometheus metrics, not JSON): is {}"),
+        (b"hello", "its answer is not JSON)"),
+    ],
+)
+def test_an_http_url_at_a_metrics_port_asks_whether_it_is_one(body: bytes, said: str) -> None:
+    """Triton's metrics port answers every path with its metrics: the likely mistake is the port."""
+    with _http_server(lambda method, path: (200, body)) as address:
+        model = TritonModel(TritonEndpoint("http", address, "m"), f"http://{address}/m")
+        model.connect()
+        model.close()
+    assert f"unreachable: not a Triton HTTP endpoint ({said.format(address)}" in (model.status.error or "")
+    metrics_hint = "Triton's metrics port? http:// is usually port 8000, metrics 8002"
+    assert (metrics_hint in (model.status.error or "")) == body.startswith(b"# HELP")
+
+
 LOAD_ERROR = "failed to load 'm' version 1: Internal: Stub process 'm_0_0' is not healthy."
 #: Repository indexes as Triton gives them (gRPC leaves empty fields out), and what a node makes of each.
 INDEXES = {

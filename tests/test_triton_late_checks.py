@@ -214,11 +214,33 @@ def test_a_connection_closed_without_an_answer_is_an_outage_not_the_wrong_port()
     assert _asked_over_http(b"")[1] == "connection closed before any answer"
 
 
-def test_an_answer_that_is_not_http_still_asks_whether_it_is_the_grpc_port() -> None:
+def test_an_answer_that_is_not_http_asks_whether_it_is_the_grpc_port_without_the_parsers_words() -> None:
     http2_settings = b"\x00\x00\x06\x04\x00\x00\x00\x00\x00\x00\x03\x00\x00\x00\x64"  # what a gRPC port sends
     address, reason = _asked_over_http(http2_settings)
-    assert reason.startswith("not a Triton HTTP endpoint")
-    assert f"is {address} Triton's gRPC port?" in reason
+    assert reason == (
+        f"not a Triton HTTP endpoint (its answer is not HTTP/1.1): is {address} Triton's gRPC port? "
+        "grpc:// is usually port 8001, http:// 8000"
+    )
+
+
+@pytest.mark.parametrize(
+    ("reply", "said"),
+    [
+        (b"HTTP/1.1 400 Bad Request\r\n\r\n", "it answers HTTP/1.1, not gRPC: an http:// endpoint?"),
+        (b"220 an SMTP server, say\r\n", "its answer is not gRPC:"),
+    ],
+)
+def test_a_grpc_url_at_a_server_that_is_not_grpc_asks_whether_it_is_the_http_port(reply: bytes, said: str) -> None:
+    """gRPC's own text (``Failed parsing HTTP/2 ... (Trying to connect an http1.x server (HTTP status 400))``)
+    gives the reply's bytes, not the likely mistake."""
+    with _http_listener(reply) as address:
+        transport = open_transport(TritonEndpoint("grpc", address, "m"), 2.0)
+        try:
+            with pytest.raises(TritonUnavailable) as caught:
+                transport.model_config("m", 2.0)
+        finally:
+            transport.close()
+    assert str(caught.value) == f"{said} is {address} Triton's HTTP port? grpc:// is usually port 8001, http:// 8000"
 
 
 #: A launcher's work as `serve` does it, on a stand-in for tritonserver that says when SIGTERM stops it.
@@ -276,7 +298,7 @@ def test_a_model_folder_given_as_the_repository_names_the_folder_to_give(tmp_pat
     (model / "1" / "model.onnx").write_bytes(b"")
     (model / "config.pbtxt").write_text('backend: "onnxruntime"\n')
     with pytest.raises(TritonCpuError) as caught:
-        write_python_repository(model, tmp_path / "served", 1)
+        write_python_repository(model, tmp_path / "served", 1, Path(sys.executable))
     assert str(caught.value) == (
         f"{model}: a model folder (it has config.pbtxt), not a repository of them; give the folder it is in, "
         f"{tmp_path / 'models'}"
@@ -288,3 +310,28 @@ def test_a_triton_address_without_its_scheme_gets_the_url_forms(spec: str) -> No
     with pytest.raises(ModelError) as caught:
         resolve_model_path(spec)
     assert str(caught.value).endswith("; a model on Triton is grpc://HOST:PORT/MODEL or http://HOST:PORT/MODEL")
+
+
+def test_a_node_started_while_triton_is_down_does_not_log_inference_ready(caplog: pytest.LogCaptureFixture) -> None:
+    """The reason is logged first; the line after it must not read as inference working."""
+    from tests.support.rtsp_camera import free_port
+
+    caplog.set_level(logging.INFO, logger="server")
+    endpoint = TritonEndpoint("grpc", f"127.0.0.1:{free_port()}", "m")  # nothing listens there
+    model = TritonModel(endpoint, str(endpoint))
+
+    def connected(_: str) -> TritonModel:
+        model.connect()
+        return model
+
+    worker = InferenceWorker(str(endpoint), lambda _: None, InferenceOptions(), load=connected)
+    try:
+        worker.start()
+        worker.stop()
+    finally:
+        model.close()
+    said = [message for message in caplog.messages if message.startswith(("inference thread", "inference unav"))]
+    assert said[0].startswith("inference unavailable: ")
+    assert said[1].startswith(f"inference thread started on {endpoint} (max batch ")
+    assert said[1].endswith("; Triton unavailable: retrying")
+    assert not any(message.startswith("inference thread ready") for message in said)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from server.triton.cpu_server import main
+from server.triton.cpu_server import exit_message, main
 from tests.support.components import require_module
 from tests.support.triton_server import TritonProcess, free_ports, require_triton_venv
 
@@ -119,6 +119,11 @@ def test_a_stub_that_outlives_a_killed_tritonserver_is_killed_with_it(repository
         try:
             os.kill(tritonserver, signal.SIGKILL)
             assert launcher_exit(server, EXIT_TIMEOUT_S) == 128 + signal.SIGKILL
+            assert server.output().rstrip("\n").splitlines()[-1] == (
+                "segcast: tritonserver was killed by signal 9 (SIGKILL), from outside segcast (the kernel's OOM "
+                "killer, or kill -9); it logged nothing first. segcast does not restart it: run triton serve under "
+                "a service manager (systemd Restart=on-failure, a container restart policy) for that"
+            )
             wait_for(lambda: ended(stub), "the orphaned stub killed", GONE_TIMEOUT_S)
         finally:
             if not ended(stub):
@@ -150,3 +155,13 @@ def test_a_host_without_an_ipv4_address_is_refused_in_one_line(
     assert main(["serve", str(repository), "--host", host, *ports]) == 2
     refusal = capsys.readouterr().err
     assert refusal.startswith(f"segcast: {error}") and refusal.count("\n") == 1, refusal
+
+
+def test_an_exit_while_serving_says_whether_it_logged_and_who_restarts_it() -> None:
+    assert exit_message(1, logged=True) == (
+        "tritonserver exited with status 1; its last lines are above. segcast does not restart it: run triton "
+        "serve under a service manager (systemd Restart=on-failure, a container restart policy) for that"
+    )
+    assert exit_message(-signal.SIGSEGV, logged=False).startswith(
+        "tritonserver was killed by signal 11 (SIGSEGV); it logged nothing first. "
+    )

@@ -369,12 +369,20 @@ class InferenceWorker:
             return
         finally:
             self._loaded.set()
-        log.info(
-            "inference thread ready on %s (max batch %d, %d CPU threads)",
-            model.endpoint if isinstance(model, TritonModel) else self._options.device,
-            self._options.max_batch,
-            threads,
-        )
+        if isinstance(model, TritonModel) and not model.status.available:  # its reason was just logged
+            log.info(
+                "inference thread started on %s (max batch %d, %d CPU threads); Triton unavailable: retrying",
+                model.endpoint,
+                self._options.max_batch,
+                threads,
+            )
+        else:
+            log.info(
+                "inference thread ready on %s (max batch %d, %d CPU threads)",
+                model.endpoint if isinstance(model, TritonModel) else self._options.device,
+                self._options.max_batch,
+                threads,
+            )
         self._report_status()
         in_flight: deque[_Batch] = deque()
         depth = REMOTE_IN_FLIGHT if isinstance(model, TritonModel) else 1

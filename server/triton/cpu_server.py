@@ -40,6 +40,7 @@ from types import FrameType
 from typing import IO, Any
 
 from server.inference.models import install_hint
+from server.triton.onnx_config import complete_config, mismatches, read_signatures
 from server.triton.stubs import StubWatch
 
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -167,11 +168,15 @@ def setup(venv: Path) -> TritonInstall:
                 f"{SYSTEM_PYTHON} -m venv failed ({reason[0]}); on Debian/Ubuntu: apt-get install python3-venv"
             )
     python = venv / "bin" / "python3"
-    print(f"segcast: installing {' '.join(PACKAGES)} into {venv} (about 450 MB the first time)", flush=True)
-    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *PACKAGES]
-    # Run from the venv, so neither PYTHONPATH nor a project in the current folder shows pip other packages.
-    if subprocess.run(pip, env=_own_python_environment(), cwd=venv).returncode != 0:
-        raise TritonCpuError(f"pip could not install {' '.join(PACKAGES)} into {venv}; its output is above")
+    missing = _missing_packages(python, venv)
+    if missing:
+        size = " (about 450 MB)" if PACKAGES[0] in missing else ""
+        print(f"segcast: installing {' '.join(missing)} into {venv}{size}", flush=True)
+        pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *missing]
+        if subprocess.run(pip, env=_own_python_environment(), cwd=venv).returncode != 0:
+            raise TritonCpuError(f"pip could not install {' '.join(missing)} into {venv}; its output is above")
+    else:
+        print(f"segcast: {' '.join(PACKAGES)} already installed in {venv}", flush=True)
     install = TritonInstall.find(venv)
     # The stub links the distribution's libpython; Debian ships it apart from the interpreter.
     probe = "import ctypes, sys; ctypes.CDLL('libpython%d.%d.so.1.0' % sys.version_info[:2]); import numpy, onnxruntime"
@@ -188,6 +193,21 @@ def setup(venv: Path) -> TritonInstall:
     return install
 
 
+def _missing_packages(python: Path, venv: Path) -> list[str]:
+    """Those of `PACKAGES` the venv lacks at their pinned version (all of them in a new venv)."""
+    probe = (
+        "import sys\nfrom importlib.metadata import PackageNotFoundError, version\n"
+        "for pin in sys.argv[1:]:\n    name, wanted = pin.split('==')\n    try:\n"
+        "        found = version(name)\n    except PackageNotFoundError:\n        found = None\n"
+        "    if found != wanted:\n        print(pin)\n"
+    )
+    # Run from the venv, so neither PYTHONPATH nor a project in the current folder shows it other packages.
+    checked = subprocess.run(
+        [str(python), "-c", probe, *PACKAGES], env=_own_python_environment(), cwd=venv, capture_output=True, text=True
+    )
+    return checked.stdout.split() if checked.returncode == 0 else list(PACKAGES)
+
+
 def serve(install: TritonInstall, args: argparse.Namespace) -> int:
     """Run tritonserver on ``args.repository`` until it exits or this process is told to stop."""
     if args.instances < 1:
@@ -196,7 +216,9 @@ def serve(install: TritonInstall, args: argparse.Namespace) -> int:
     address = _ipv4_address(args.host)
     shm_prefix = shm_region_prefix(os.getpid())
     with tempfile.TemporaryDirectory(prefix="segcast-triton-") as work:
-        names = write_python_repository(args.repository, Path(work) / "models", args.instances)
+        names = write_python_repository(
+            args.repository, Path(work) / "models", args.instances, install.venv / "bin" / "python3"
+        )
         _check_ports(address, ports)
         backends = _backend_directory(install, Path(work) / "backends")
         command = [
@@ -237,8 +259,28 @@ def serve(install: TritonInstall, args: argparse.Namespace) -> int:
             return EXIT_STUB_DIED
         status = process.returncode
         if status != 0 and not log.stopping:
-            print(f"segcast: tritonserver exited with status {status}; its log is above", file=sys.stderr)
+            print(f"segcast: {exit_message(status, bool(log.tail))}", file=sys.stderr)
         return status if status >= 0 else 128 - status
+
+
+def exit_message(status: int, logged: bool) -> str:
+    """Why tritonserver ended while serving, when nothing here stopped it: its exit status or the
+    signal that killed it, whether it logged anything first, and who restarts it (not segcast)."""
+    if status < 0:
+        try:
+            name = signal.Signals(-status).name
+        except ValueError:
+            name = "an unknown signal"
+        ended = f"tritonserver was killed by signal {-status} ({name})"
+        if -status == signal.SIGKILL:
+            ended += ", from outside segcast (the kernel's OOM killer, or kill -9)"
+    else:
+        ended = f"tritonserver exited with status {status}"
+    told = "its last lines are above" if logged else "it logged nothing first"
+    return (
+        f"{ended}; {told}. segcast does not restart it: run triton serve under a service manager "
+        f"(systemd Restart=on-failure, a container restart policy) for that"
+    )
 
 
 def _wait_for_exit(process: subprocess.Popen[str], log: _Log, stubs: StubWatch) -> str | None:
@@ -271,12 +313,14 @@ def _remove_shared_memory(prefix: str) -> None:
             region.unlink()
 
 
-def write_python_repository(source: Path, target: Path, instances: int) -> list[str]:
+def write_python_repository(source: Path, target: Path, instances: int, python: Path) -> list[str]:
     """Write ``target``: every ONNX Runtime model of the repository ``source`` on the Python backend.
 
-    Each keeps its name, inputs, outputs, batching and parameters (the ``metadata`` clients read),
-    so clients cannot tell it from the ONNX Runtime backend's. Its version folders link to the
-    source's files and get `PYTHON_MODEL` as ``model.py``. Returns the model names, sorted.
+    A config may leave out what Triton's ONNX Runtime backend reads from the ONNX file (the backend,
+    inputs, outputs, batching): ``python``, with ONNX Runtime, reads the file for it. Each model keeps
+    its name, inputs, outputs, batching and parameters (the ``metadata`` clients read), so clients
+    cannot tell it from the ONNX Runtime backend's. Its version folders link to the source's files
+    and get `PYTHON_MODEL` as ``model.py``. Returns the model names, sorted.
     """
     schema, text_format = _config_codec()
     if not source.is_dir():
@@ -302,12 +346,16 @@ def write_python_repository(source: Path, target: Path, instances: int) -> list[
             text_format.Parse(config_path.read_text(), config)
         except text_format.ParseError as exc:
             raise TritonCpuError(f"{config_path}: not a Triton model config ({exc})") from None
+        versions = [path for path in folder.iterdir() if path.is_dir() and path.name.isdigit()]
+        versions.sort(key=lambda path: int(path.name))
+        onnx_file = config.default_model_filename or DEFAULT_ONNX_FILE
+        onnx_files = [version / onnx_file for version in versions if (version / onnx_file).exists()]
+        _check_backend(config, folder, onnx_file, bool(onnx_files))
+        if not onnx_files:
+            raise TritonCpuError(f"{folder}: no version folder with {onnx_file} (expected {folder}/1/{onnx_file})")
+        _complete_and_check(schema, config, folder, onnx_files, python)
         _convert(schema, config, folder, instances, threads)
         model = target / folder.name
-        versions = [path for path in folder.iterdir() if path.is_dir() and path.name.isdigit()]
-        onnx_file = config.parameters[ONNX_FILE_PARAMETER].string_value
-        if not any((version / onnx_file).exists() for version in versions):
-            raise TritonCpuError(f"{folder}: no version folder with {onnx_file} (expected {folder}/1/{onnx_file})")
         for version in versions:
             (model / version.name).mkdir(parents=True)
             for entry in version.iterdir():
@@ -317,15 +365,43 @@ def write_python_repository(source: Path, target: Path, instances: int) -> list[
     return [folder.name for folder in folders]
 
 
-def _convert(schema: Any, config: Any, folder: Path, instances: int, threads: int) -> None:
-    """Turn an ONNX Runtime backend config into the Python backend's, in place."""
+def _check_backend(config: Any, folder: Path, onnx_file: str, has_onnx_file: bool) -> None:
+    """Refuse a model for another backend. One naming none is ONNX Runtime's when a version folder
+    holds ``model.onnx``, as Triton decides from the files (Ultralytics' Triton guide writes such)."""
+    if not config.backend and not config.platform:
+        if has_onnx_file:
+            config.backend = ONNX_BACKEND
+            return
+        raise TritonCpuError(
+            f"{folder}: config.pbtxt names no backend or platform and there is no {folder}/1/{onnx_file} to tell "
+            f'it from; put the ONNX file there (and backend: "onnxruntime" in config.pbtxt)'
+        )
     if config.backend != ONNX_BACKEND and config.platform != ONNX_PLATFORM:
-        kind = config.backend or config.platform or "none given"
+        kind = config.backend or config.platform
         raise TritonCpuError(f"{folder}: backend {kind!r} is not onnxruntime; triton serve runs ONNX models only")
+
+
+def _complete_and_check(schema: Any, config: Any, folder: Path, onnx_files: list[Path], python: Path) -> None:
+    """Fill in the inputs, outputs and batching the config leaves out from the newest ONNX file, then
+    refuse the model, naming every mismatch, where the config contradicts any version's file: Triton's
+    ONNX Runtime backend would not load it, and the Python backend would fail every request instead."""
+    try:
+        signatures = read_signatures(python, onnx_files)
+    except ValueError as exc:
+        raise TritonCpuError(str(exc)) from None
+    complete_config(schema, config, signatures[onnx_files[-1]])
+    for path, signature in signatures.items():
+        if problems := mismatches(schema, config, signature):
+            raise TritonCpuError(
+                f"{folder}/config.pbtxt does not match {path}: {'; '.join(problems)}. Fix the config, or leave out "
+                f"its input and output lists for triton serve to read them from the file"
+            )
+
+
+def _convert(schema: Any, config: Any, folder: Path, instances: int, threads: int) -> None:
+    """Turn an ONNX Runtime backend config, complete and checked, into the Python backend's, in place."""
     if config.name and config.name != folder.name:
         raise TritonCpuError(f"{folder}/config.pbtxt: name {config.name!r} differs from its folder, as Triton forbids")
-    if not config.input or not config.output:
-        raise TritonCpuError(f"{folder}/config.pbtxt: list the model's input and output; triton serve does not guess")
     onnx_file = config.default_model_filename or DEFAULT_ONNX_FILE
     config.name = folder.name
     config.backend = "python"

@@ -144,7 +144,13 @@ class ServedModel:
                     f"--model {spec}: its metadata says segment but it has one output, no mask prototypes: "
                     f"a detection model? Export it again with segcast export --format triton"
                 )
-            raise ModelError(f"--model {spec}: a {task} model should have {wanted} outputs, it has {len(outputs)}")
+            counted = f"{len(outputs)} output{'' if len(outputs) == 1 else 's'}"
+            named = f" ({', '.join(outputs)})" if outputs else ""
+            guess = " a segment model?" if task == "detect" and len(outputs) == 2 else ""
+            raise ModelError(
+                f"--model {spec}: its metadata says task {task!r}, but it has {counted}{named}, not {wanted}:{guess} "
+                f"export it again or fix the metadata"
+            )
         imgsz = _imgsz(metadata.get("imgsz"), fixed)
         stride = int(metadata.get("stride", DEFAULT_STRIDE))
         end2end = bool(metadata.get("end2end", False) or _args(metadata).get("nms", False))

@@ -28,6 +28,7 @@ import importlib.util
 import math
 import socket
 import threading
+import urllib.request
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -66,6 +67,9 @@ _EMPTY_ERROR = "client received an empty response from the server"
 #: error: UNAVAILABLE: ipv4:127.0.0.1:8000: Socket closed".
 _NO_CONNECTION = "failed to connect to all addresses"
 _NOT_HTTP2 = "Socket closed"
+#: How gRPC reports a server that does not speak HTTP/2, and one that answered it in HTTP/1.x.
+_NOT_GRPC, _HTTP1_SERVER = "Failed parsing HTTP/2", "http1.x server"
+METRICS_SNIFF_BYTES = 64  # enough of an answer to see Prometheus text's first "# HELP" or "# TYPE"
 
 
 class TritonUnavailable(Exception):
@@ -230,6 +234,11 @@ class _GrpcTransport:
             if code == "DEADLINE_EXCEEDED":
                 raise TritonTimeout(f"no answer within {kwargs['client_timeout']:.3g} s") from None
             text = _short(exc)
+            if _NOT_GRPC in text:  # gRPC's parser words, then the raw bytes: the hint says more
+                hint = _port_hint(self._address, "HTTP")
+                if _HTTP1_SERVER in text:  # "... (Trying to connect an http1.x server (HTTP status 400))"
+                    raise TritonUnavailable(f"it answers HTTP/1.1, not gRPC: an http:// endpoint? {hint}") from None
+                raise TritonUnavailable(f"its answer is not gRPC: {hint}") from None
             if code in GRPC_UNAVAILABLE:
                 # gRPC says "failed to connect to all addresses; last error: ...: Connection refused"
                 if "Connection refused" in text:
@@ -341,10 +350,16 @@ class _HttpTransport:
             raise TritonUnavailable(_short(exc)) from None
         except HTTPConnectionClosed:  # no answer at all: a server stopping closes its kept-alive connections
             raise TritonUnavailable("connection closed before any answer") from None
-        except http.client.HTTPException as exc:  # an answer that is not HTTP/1: e.g. Triton's gRPC port
+        except http.client.HTTPException:  # an answer that is not HTTP/1: e.g. Triton's gRPC port
+            # The parser's own words (``('Expected HTTP/, RTSP/ or ICE/', 8)``) tell a person nothing more.
             hint = _port_hint(self._address, "gRPC")
-            raise TritonUnavailable(f"not a Triton HTTP endpoint ({_short(exc)}); {hint}") from None
+            raise TritonUnavailable(f"not a Triton HTTP endpoint (its answer is not HTTP/1.1): {hint}") from None
         except JSONDecodeError:  # a 200 answer that is not Triton's JSON: e.g. Triton's metrics port
+            if _serves_metrics(self._address, timeout_s):
+                raise TritonUnavailable(
+                    f"not a Triton HTTP endpoint (its answer is Prometheus metrics, not JSON): is {self._address} "
+                    f"Triton's metrics port? http:// is usually port 8000, metrics 8002"
+                ) from None
             raise TritonUnavailable("not a Triton HTTP endpoint (its answer is not JSON)") from None
         except Exception as exc:  # gevent's Timeout is no OSError
             if type(exc).__name__ in {"Timeout", "ConnectionTimeout", "NetworkTimeout"}:
@@ -387,6 +402,18 @@ def _repository_models(entries: Any) -> list[RepositoryModel]:
         )
         for entry in entries
     ]
+
+
+def _serves_metrics(address: str, timeout_s: float) -> bool:
+    """Whether ``address`` answers ``GET /metrics`` with Prometheus text, as Triton's metrics port does:
+    asked only once an answer was found not to be JSON, whose text the client does not hand back."""
+    try:
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # as the client itself connects
+        with direct.open(f"http://{address}/metrics", timeout=timeout_s) as answer:
+            start = answer.read(METRICS_SNIFF_BYTES).decode("utf-8", "replace")
+    except (OSError, http.client.HTTPException, ValueError):
+        return False
+    return start.startswith(("# HELP ", "# TYPE "))
 
 
 def _port_hint(address: str, other: str) -> str:
