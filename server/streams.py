@@ -67,6 +67,9 @@ class StreamInfo:
     frames_processed: int = 0
     inference_errors: int = 0
     last_inference_error: str | None = None
+    #: Unix seconds of ``last_inference_error``'s latest occurrence: it stays once frames go through
+    #: again, so this says whether it is past.
+    last_inference_error_at: float | None = None
     inference: InferenceStatus = field(default_factory=lambda: InferenceStatus(available=True))
     analytics_error: str | None = None  # why zones or lines are left out or can never count here
 
@@ -100,6 +103,7 @@ class StreamInfo:
             "frames_processed": self.frames_processed,
             "inference_errors": self.inference_errors,
             "last_inference_error": self.last_inference_error,
+            "last_inference_error_at": self.last_inference_error_at,
             "inference": self.inference.to_json(),
             "analytics_error": self.analytics_error,
         }
@@ -552,6 +556,7 @@ class StreamManager:
             processed,
             stats.errors if stats else 0,
             stats.last_error if stats else None,
+            stats.last_error_at if stats else None,
             self._worker.inference_status,
             stats.analytics_error if stats else None,
         )

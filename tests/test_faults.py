@@ -155,6 +155,7 @@ async def test_the_model_raising_on_a_frame_costs_that_frame_only(
 ) -> None:
     bad_shape = (160, 256, 3)  # the faulty stream is told apart by its size: predict sees only images
     failures = {"left": 5}
+    raised_at: list[float] = []
     lock = threading.Lock()
     real_predict = Model.predict
 
@@ -164,6 +165,7 @@ async def test_the_model_raising_on_a_frame_costs_that_frame_only(
             with lock:
                 if failures["left"] > 0:
                     failures["left"] -= 1
+                    raised_at.append(time.time())
                     raise RuntimeError("injected model fault")
         return real_predict(self, source, *args, **kwargs)
 
@@ -177,8 +179,11 @@ async def test_the_model_raising_on_a_frame_costs_that_frame_only(
     body = await eventually(failed_then_recovered, 60, what="the faults to be used up and the stream to recover")
     assert body["inference_errors"] >= 5
     assert "injected model fault" in body["last_inference_error"]
+    # The reason stays after the stream recovered; its time says it is past: the last fault's.
+    assert raised_at[-1] <= body["last_inference_error_at"] <= time.time()
     assert body["state"] == "live"
-    assert (await stream(client, "other"))["inference_errors"] == 0
+    other = await stream(client, "other")
+    assert (other["inference_errors"], other["last_inference_error_at"]) == (0, None)
     await keeps_delivering(client)
 
 

@@ -7,6 +7,7 @@ the successor's tracker and analytics can carry on from it (`StreamTracker` ``fo
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -38,6 +39,7 @@ class StreamRegistration:
     processed: int = 0
     errors: int = 0
     last_error: str | None = None
+    last_error_at: float | None = None  # Unix seconds of its latest occurrence
     #: The failure last told in the log; None once a frame went through, so a failure that comes back
     #: later is told again, and one on every frame only once.
     told_error: str | None = None
@@ -54,6 +56,7 @@ class StreamRegistration:
         last one told or since a frame went through)."""
         self.errors += 1
         self.last_error = reason
+        self.last_error_at = time.time()
         new, self.told_error = reason != self.told_error, reason
         return new
 

@@ -120,6 +120,7 @@ class StreamStats:
     processed: int
     errors: int
     last_error: str | None
+    last_error_at: float | None  # Unix seconds: the error may be past (`last_error` stays)
     processing_fps: float | None  # None until the stream's second processed frame
     #: Why zones or lines are left out or can never count (`StreamAnalytics.problems`, one per line),
     #: and why the analytics failed on its latest frame if they did; None when none are.
@@ -334,6 +335,7 @@ class InferenceWorker:
             r.processed,
             r.errors,
             r.last_error,
+            r.last_error_at,
             r.processing_fps,
             r.analytics_error,
             r.frame_size,
