@@ -325,7 +325,7 @@ async def test_a_cross_site_refusal_names_what_it_compared_and_the_proxy_fix(
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1, "logged once, not for each retry of the page"
     assert "'https://127.0.0.1:8443'" in warnings[0] and repr(upstream) in warnings[0]
-    assert "Host" in warnings[0]
+    assert "Host" in warnings[0] and "(1 refused since the last such line)" in warnings[0]
     sandboxed = await client.post("/api/streams", headers={"Origin": "null"})
     assert "the page is an opaque origin (null" in (await sandboxed.json())["error"]
 

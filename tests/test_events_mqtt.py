@@ -863,8 +863,8 @@ async def test_a_stream_a_crashed_run_left_online_is_said_offline_before_segcast
 async def test_a_stream_of_this_run_is_not_said_offline_by_what_the_broker_retains_of_it(
     broker: Broker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Registered while the retained availabilities are read (as a stream is while the model loads),
-    and on a reconnection, a stream this process has says its own availability."""
+    """Registered while the retained availabilities are read (a stream the API adds then), and on a
+    reconnection, a stream this process has says its own availability."""
     await leave_as_a_crashed_run_would(broker.port, "cam")
     unsubscribe = aiomqtt.Client.unsubscribe
     async with (
@@ -908,3 +908,20 @@ async def test_plain_mqtt_to_a_tls_port_says_so_and_paho_does_not_log_each_attem
     assert "is it a TLS port? set tls = true" in (sink.health().last_error or "")
     others = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO and r.name != "server.events.mqtt"]
     assert others == []  # paho's "failed to receive on socket" on every attempt, unnamed and unthrottled
+
+
+async def test_a_broker_that_ends_the_connection_for_reading_availabilities_is_not_asked_again(
+    broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As AWS IoT ends the connection of an account asking for what its policy forbids: before, every
+    connection ended there, and no count or event ever reached the broker."""
+    async with HoldingProxy(broker.port) as proxy:
+        proxy.cut_subscribers()
+        async with running(MqttSettings("127.0.0.1", proxy.port)) as (outputs, sink):
+            outputs.on_stream_state("cam", StreamState.LIVE)
+            outputs.on_packet(with_counts(1, {}, tracks=2))
+            await state_is(sink, SinkState.OK)
+            await availability_is(broker.port, "cam", b"online")
+            assert proxy.subscriptions_cut == 2, "tried twice (once could be the network), then not again"
+    refusals = [r for r in caplog.records if "not asked again" in r.getMessage()]
+    assert len(refusals) == 1 and "ended the connection for it twice in a row" in refusals[0].getMessage()

@@ -39,7 +39,10 @@ this node cannot tell a stream gone for good from one that comes back, or that a
 fleet now publishes the same sensors for. Discovery configs are not read back (a broker with
 thousands of retained configs drops some), so a zone or stream deleted while segcast was stopped
 keeps its sensor until it is deleted in Home Assistant. An account that may not read
-``P/+/availability`` gets no correction, logged once.
+``P/+/availability`` gets no correction: mosquitto grants the subscription and sends nothing; a
+broker that refuses it, or ends the connection for it twice in a row (as AWS IoT does for what a
+policy forbids), is not asked again, which is logged once. At start this includes the streams of the
+config file, not registered yet while the model loads: they are offline until their first counts.
 
 Nodes of one fleet share ``I`` and each has its own ``P``: a camera keeps its device wherever it
 runs, and its config says which node's topics Home Assistant listens to. A node clears only configs
@@ -96,6 +99,9 @@ CLIENT_ID_HEX = 16
 AIOMQTT_TIMED_OUT = "Operation timed out"
 #: The port MQTT over TLS is registered on; plain MQTT's is 1883.
 MQTT_TLS_PORT = 8883
+#: Connections ended by the broker in a row as it was asked for the availabilities before they are
+#: not asked for any more: once could be the network.
+READS_CUT_LIMIT = 2
 
 
 class _ClientLog(logging.LoggerAdapter[logging.Logger]):
@@ -144,7 +150,9 @@ class MqttSink:
         self._streams: set[str] = set()
         #: Streams this process does not have that the broker retains as ``online``: to say offline.
         self._stale: set[str] = set()
-        self._unreadable_told = False  # whether the refusal to read back availabilities was logged
+        #: Connections in a row that ended while availabilities were read back (`_read_stale`).
+        self._reads_cut = 0
+        self._reading_refused = False  # by the broker: availabilities are not read back any more
         self._wake = asyncio.Event()
         self._closing = False  # set by `stop`
         self._delivery = DeliveryTask(self._run, self.name)
@@ -308,7 +316,7 @@ class MqttSink:
         online while the broker still says a stream of a run that crashed is: its sensors would show
         the counts that run left as the scene now.
         """
-        stale = await self._read_stale(client)
+        stale = await self._read_stale(client) if not self._reading_refused else []
         corrections = (client.publish(self.availability_topic(s), "offline", qos=QOS, retain=True) for s in stale)
         # Handed to paho in this order, as `PublishWindow` sends: no stream of ours can say online before them.
         await asyncio.gather(*corrections, client.publish(self.status_topic, "online", qos=QOS, retain=True))
@@ -353,26 +361,35 @@ class MqttSink:
 
         Subscribed to ``P/+/availability`` and unsubscribed at once: the broker sends the retained
         messages as it takes the subscription, before it answers the unsubscription (mosquitto does,
-        and MQTT gives no other end-of-retained mark), so by then they have arrived. One sent later
-        still arrives: `_watch` takes it. Each is checked as it is read, against the streams this
-        process has at that moment: a stream it has says its own availability, after this.
+        and MQTT gives no other end-of-retained mark), so by then they have arrived; one already on
+        its way after that is taken by `_watch`. Each is checked as it is read, against the streams
+        this process has at that moment: a stream it has says its own availability, after this.
         """
         learning = self.availability_topic("+")
+        self._reads_cut += 1  # undone below, unless the connection ends here
+        if self._reads_cut > READS_CUT_LIMIT:
+            self._refuse_reading(learning, "ended the connection for it twice in a row")
+            return []
         granted = await client.subscribe(learning, qos=0)  # QoS 0: sent at once, not held by the broker's window
+        self._reads_cut = 0
         if any(isinstance(code, ReasonCode) and code.is_failure for code in granted):
-            if not self._unreadable_told:
-                self._unreadable_told = True
-                log.warning(
-                    "%s: the broker refused to let this account read %s: a stream of a run that ended without "
-                    "saying offline (a crash) stays online in Home Assistant until it is live again",
-                    self.name,
-                    learning,
-                )
+            self._refuse_reading(learning, "refused the subscription")
             return []
         await client.unsubscribe(learning)
         retained = [await anext(client.messages) for _ in range(len(client.messages))]
         self._stale.clear()
         return sorted(self._stale_among(retained))
+
+    def _refuse_reading(self, topic: str, how: str) -> None:
+        """Stop reading back availabilities, which the broker does not let this account do, and say so once."""
+        self._reading_refused = True
+        log.warning(
+            "%s: the broker %s to read %s: not asked again; a stream of a run that ended without saying "
+            "offline (a crash) stays online in Home Assistant until it is live again",
+            self.name,
+            how,
+            topic,
+        )
 
     def _stale_among(self, messages: Iterable[aiomqtt.Message]) -> set[str]:
         """The streams not this process's that ``messages`` (retained availabilities) say are online."""

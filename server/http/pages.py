@@ -77,8 +77,14 @@ class ViewerFolder:
         tells no one without a token where segcast keeps its files.
         """
         cause = "(was segcast reinstalled or upgraded while it runs?): restart segcast"
-        if self.gone_answers.add():
-            log.error("the viewer's files are gone from %s %s; this is logged at most once a minute", self.path, cause)
+        if answered := self.gone_answers.add():
+            log.error(
+                "the viewer's files are gone from %s %s; this is logged at most once a minute (%d requests "
+                "answered 503 since the last such line)",
+                self.path,
+                cause,
+                answered,
+            )
         return error(web.HTTPServiceUnavailable, f"the viewer's files are gone {cause}; its log names the folder")
 
 

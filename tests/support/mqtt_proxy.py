@@ -3,7 +3,8 @@ sends, and sees what is published.
 
 Holding the answers (PUBACKs among them) while the client goes on sending shows how many publishes a
 client keeps on their way at once without measuring time: one that waits for each confirmation
-sends one and stops.
+sends one and stops. Cutting a connection that subscribes is what a broker does that ends the
+connection of an account asking for what its policy forbids (AWS IoT).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 from types import TracebackType
 
 PUBLISH = 3  # the MQTT control packet type, in the high nibble of a packet's first byte
+SUBSCRIBE = 8
 READ_SIZE = 65536
 
 
@@ -23,6 +25,9 @@ class HoldingProxy:
         self._answers = asyncio.Event()  # set: the broker's bytes go through
         self._answers.set()
         self._swallowing = False  # what the client sends is lost
+        self._cutting_subscribers = False  # a connection that subscribes is cut before the broker sees it
+        #: Connections cut for subscribing.
+        self.subscriptions_cut = 0
         self._server: asyncio.Server | None = None
         self._pumps: set[asyncio.Task[None]] = set()
         self._writers: list[asyncio.StreamWriter] = []
@@ -63,6 +68,10 @@ class HoldingProxy:
         a link that died one way, before `drop` cuts it."""
         self._swallowing = True
 
+    def cut_subscribers(self) -> None:
+        """From here on, cut a connection as its client subscribes, before the broker sees the SUBSCRIBE."""
+        self._cutting_subscribers = True
+
     def release(self) -> None:
         self._answers.set()
         self._swallowing = False
@@ -70,18 +79,24 @@ class HoldingProxy:
     async def _connected(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         broker_reader, broker_writer = await asyncio.open_connection("127.0.0.1", self._broker_port)
         self._writers += [client_writer, broker_writer]
-        for pump in (self._to_broker(client_reader, broker_writer), self._to_client(broker_reader, client_writer)):
+        to_broker = self._to_broker(client_reader, broker_writer, client_writer)
+        for pump in (to_broker, self._to_client(broker_reader, client_writer)):
             task = asyncio.create_task(pump)
             self._pumps.add(task)
 
-    async def _to_broker(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _to_broker(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client_writer: asyncio.StreamWriter
+    ) -> None:
         pending = bytearray()
         while data := await reader.read(READ_SIZE):
+            pending += data
+            if SUBSCRIBE in self._take_packets(pending) and self._cutting_subscribers:
+                self.subscriptions_cut += 1
+                client_writer.close()
+                break
             if not self._swallowing:
                 writer.write(data)
                 await writer.drain()
-            pending += data
-            self._take_packets(pending)
         writer.close()
 
     async def _to_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -91,8 +106,10 @@ class HoldingProxy:
             await writer.drain()
         writer.close()
 
-    def _take_packets(self, pending: bytearray) -> None:
-        """Note the topic of each whole PUBLISH at the start of ``pending``, and remove the whole packets."""
+    def _take_packets(self, pending: bytearray) -> list[int]:
+        """Note the topic of each whole PUBLISH at the start of ``pending``, and remove the whole packets;
+        their types."""
+        types = []
         while len(pending) >= 2:
             length, shift, at = 0, 0, 1
             while at < len(pending):  # the remaining length: 7 bits a byte, least significant first
@@ -102,10 +119,12 @@ class HoldingProxy:
                 if not pending[at - 1] & 0x80:
                     break
             else:
-                return
+                return types
             if len(pending) < at + length:
-                return
+                return types
+            types.append(pending[0] >> 4)
             if pending[0] >> 4 == PUBLISH:
                 topic_length = int.from_bytes(pending[at : at + 2], "big")
                 self.published.append(pending[at + 2 : at + 2 + topic_length].decode())
             del pending[: at + length]
+        return types

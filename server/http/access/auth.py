@@ -398,15 +398,16 @@ def _cross_site_refusal(request: web.Request) -> web.HTTPException:
     origin = request.headers.get("Origin", "")
     page = "an opaque origin (null: a sandboxed frame, or a file)" if origin == "null" else origin
     asked = request.headers.get("Host", request.host)
-    if request.app[_cross_site_log_key].add():
+    if refused := request.app[_cross_site_log_key].add():
         log.warning(
             "refused a cross-site %s %r without a token: the page is %r, this server was asked for as %r; "
             "if a reverse proxy is in between, have it pass the Host header on (nginx: proxy_set_header "
-            "Host $http_host); this is logged at most once a minute",
+            "Host $http_host); this is logged at most once a minute (%d refused since the last such line)",
             "WebSocket" if is_websocket(request) else request.method,
             request.path,
             page,
             asked,
+            refused,
         )
     return error(
         web.HTTPForbidden,
