@@ -19,7 +19,7 @@ from bench.seed_loop import WARMUP_FRAMES
 from server.config import Settings, StreamConfig
 from server.delivery.encode import FramePacket, Variant
 from server.inference.models import InferenceStatus
-from server.inference.worker import InferenceOptions
+from server.inference.options import InferenceOptions
 from server.options import StreamOptions
 from server.sources import StreamState
 from server.streams import StreamManager

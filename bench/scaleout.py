@@ -85,7 +85,7 @@ def run_scaleout(
     case: Callable[[dict[str, Any], Path], dict[str, Any]],
 ) -> ScaleoutResults:
     from server.inference.export import Progress, export_model, output_name
-    from server.triton.cpu_server import TritonCpuError, TritonInstall, default_venv
+    from server.triton.cpu_install import TritonCpuError, TritonInstall, default_venv
 
     try:
         TritonInstall.find(default_venv())

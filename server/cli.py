@@ -30,7 +30,7 @@ from server.triton import cpu_server
 
 if TYPE_CHECKING:
     from server.config import Settings, StreamConfig
-    from server.inference.worker import InferenceOptions
+    from server.inference.options import InferenceOptions
     from server.streams import StreamOptionsError
 
 DEMO_SOURCES = ("scene:?seed=1", "scene:?seed=2")
@@ -204,7 +204,7 @@ def _file_only(path: Path, with_flags: Settings) -> Settings:
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     from server.config import ConfigError, Settings, load_config, streams_from_flags
-    from server.inference.worker import InferenceOptions
+    from server.inference.options import InferenceOptions
 
     if args.port is not None and not 1 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port}: must be between 1 and 65535")

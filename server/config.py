@@ -30,7 +30,7 @@ from server.http.access.policy import (
 )
 from server.http.network.listen import DEFAULT_HOST, DEFAULT_PORT
 from server.inference.models import DEFAULT_MODEL
-from server.inference.worker import InferenceOptions
+from server.inference.options import InferenceOptions
 from server.options import StreamOptions
 from server.sources.base import MAX_FRAME_SIDE_PX
 from server.sources.file import file_path, split_file_uri

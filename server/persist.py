@@ -18,7 +18,7 @@ from pathlib import Path
 from server.config import MODEL_KEYS, VIEWER_LIMIT_KEYS, ConfigError, Settings, StreamConfig, content_digest
 from server.delivery.viewer import ViewerLimits
 from server.events.config import EventsSettings, events_toml, toml_string
-from server.inference.worker import InferenceOptions
+from server.inference.options import InferenceOptions
 from server.options import MODEL_IMGSZ, StreamOptions, tracker_defaults
 from server.sources.base import MAX_FRAME_SIDE_PX
 

@@ -32,7 +32,8 @@ from server.inference.detections import Detections
 from server.inference.models import InferenceStatus, InferenceUnavailable
 from server.inference.worker import InferenceWorker
 from server.options import StreamOptions
-from server.triton.model import PendingDetections, RequestTiming, ServedModel, TritonModel
+from server.triton.model import PendingDetections, RequestTiming, TritonModel
+from server.triton.served_model import ServedModel
 from server.triton.transport import TritonEndpoint
 from tests.support.detections import NAMES
 from tests.support.mjpeg_server import MjpegServer

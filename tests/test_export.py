@@ -30,7 +30,8 @@ from server.frames import Frame, FrameResult
 from server.inference.detections import detect
 from server.inference.export import ExportError, Progress, export_model, missing_packages, output_name
 from server.inference.models import BUNDLED_MODEL, ModelError, load_model
-from server.inference.worker import InferenceOptions, InferenceWorker
+from server.inference.options import InferenceOptions
+from server.inference.worker import InferenceWorker
 from server.options import StreamOptions
 from server.scene import Scene
 from tests.support.components import require_component

@@ -30,10 +30,12 @@ from server.config import Settings, StreamConfig
 from server.frames import Frame, FrameResult
 from server.inference.detections import Detections, detect
 from server.inference.models import InferenceUnavailable, ModelError, load_model, open_model
-from server.inference.worker import InferenceOptions, InferenceWorker
+from server.inference.options import InferenceOptions
+from server.inference.worker import InferenceWorker
 from server.scene import Scene
-from server.triton.model import RETRY_MAX_S, PendingDetections, RequestTiming, ServedModel, TritonModel
+from server.triton.model import RETRY_MAX_S, PendingDetections, RequestTiming, TritonModel
 from server.triton.repository import BatchingOptions, model_config
+from server.triton.served_model import ServedModel
 from server.triton.transport import TritonEndpoint
 from tests.support.polling import eventually
 from tests.support.rtsp_camera import free_port

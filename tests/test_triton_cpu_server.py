@@ -24,7 +24,8 @@ import pytest
 
 from server.inference.models import BUNDLED_MODEL
 from server.scene import Scene
-from server.triton.cpu_server import PACKAGES, SHM_DIR, main, shm_region_prefix
+from server.triton.cpu_install import PACKAGES
+from server.triton.cpu_server import SHM_DIR, main, shm_region_prefix
 from server.triton.model import TritonModel
 from server.triton.repository import write_repository
 from server.triton.transport import TritonEndpoint, TritonRefused

@@ -26,7 +26,8 @@ import pytest
 import server.triton.model as triton_model
 from server.frames import Frame, FrameResult
 from server.inference.models import InferenceUnavailable, ModelError
-from server.inference.worker import InferenceOptions, InferenceWorker
+from server.inference.options import InferenceOptions
+from server.inference.worker import InferenceWorker
 from server.options import StreamOptions
 from server.triton.model import TritonModel
 from server.triton.transport import (

@@ -30,11 +30,13 @@ from server.config import Settings, StreamConfig
 from server.frames import Frame
 from server.inference.detections import Detections
 from server.inference.models import ModelError, resolve_model_path
-from server.inference.worker import InferenceOptions, InferenceWorker
+from server.inference.options import InferenceOptions
+from server.inference.worker import InferenceWorker
 from server.options import StreamOptions
 from server.sources import StreamState
 from server.streams import StreamManager
-from server.triton.model import PendingDetections, RequestTiming, ServedModel, TritonModel
+from server.triton.model import PendingDetections, RequestTiming, TritonModel
+from server.triton.served_model import ServedModel
 from server.triton.transport import TritonEndpoint, TritonUnavailable, open_transport
 from tests.support.components import require_module
 from tests.test_worker import Listener
@@ -291,7 +293,8 @@ def test_a_closed_terminal_stops_the_server_cleanly_and_leaves_no_work_folder(tm
 
 def test_a_model_folder_given_as_the_repository_names_the_folder_to_give(tmp_path: Path) -> None:
     require_module("tritonclient.grpc", "needs the triton extra: pip install '.[triton]'")  # reads configs
-    from server.triton.cpu_server import TritonCpuError, write_python_repository
+    from server.triton.cpu_install import TritonCpuError
+    from server.triton.python_repository import write_python_repository
 
     model = tmp_path / "models" / "segcast-scene-seg"
     (model / "1").mkdir(parents=True)

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from server.triton.cpu_server import TritonCpuError, write_python_repository
+from server.triton.cpu_install import TritonCpuError
+from server.triton.python_repository import write_python_repository
 from tests.support.components import require_module
 
 onnx = require_module("onnx", "needs the onnx extra: pip install '.[onnx]'")

@@ -26,7 +26,8 @@ import server.triton.model as triton_model
 from server.frames import Frame, FrameResult
 from server.inference.detections import Detections
 from server.inference.models import InferenceStatus, InferenceUnavailable, open_model
-from server.inference.worker import InferenceOptions, InferenceWorker
+from server.inference.options import InferenceOptions
+from server.inference.worker import InferenceWorker
 from server.scene import Scene
 from server.triton.model import TritonModel
 from server.triton.transport import TritonEndpoint, TritonRefused

@@ -23,8 +23,9 @@ from server.delivery.encode import FramePacket
 from server.frames import Frame, FrameResult, Track, TrackEvent, TrackEventKind
 from server.inference.analysis import analyse, restart_exits
 from server.inference.models import InferenceStatus, ModelError
+from server.inference.options import InferenceOptions
 from server.inference.registration import StreamRegistration
-from server.inference.worker import InferenceOptions, InferenceWorker
+from server.inference.worker import InferenceWorker
 from server.options import StreamOptions
 from server.scene import Scene
 from server.sources import StreamState, open_source

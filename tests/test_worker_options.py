@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.inference.worker import InferenceOptions
+from server.inference.options import InferenceOptions
 from server.options import StreamOptions, tracker_kinds
 
 

@@ -44,7 +44,8 @@ from server.analytics.events import AnalyticsEvent, AnalyticsEventKind
 from server.analytics.shapes import Anchor, Line, Point, Zone, resolve
 from server.analytics.zone_membership import EXIT_SHARE_RATIO
 from server.frames import Frame, FrameResult
-from server.inference.worker import InferenceOptions, InferenceWorker
+from server.inference.options import InferenceOptions
+from server.inference.worker import InferenceWorker
 from server.options import StreamOptions
 from server.scene import CLASS_NAMES, Scene, TrueObject, pixels_of
 from tools.track_report import match_boxes, positive_int, scene_seed

@@ -257,7 +257,7 @@ def track_scene(
 ) -> TrackingScore:
     """Run the model and a fresh `StreamTracker` over every ``every``-th frame of ``scene``, and score it.
 
-    ``fast_masks`` picks the outline path as `server.inference.worker.InferenceOptions.fast_masks` does.
+    ``fast_masks`` picks the outline path as `server.inference.options.InferenceOptions.fast_masks` does.
     The time per frame leaves out the first `WARM_UP_UPDATES` frames, as `compare_trackers` does: the
     first ``detect`` sets ultralytics' predictor up (measured on seed 7: 1.75 s, then about 35 ms a
     frame), which no frame of a running stream pays.

@@ -181,7 +181,7 @@ def resolve_device(device: str) -> str:
 def check_device(device: str) -> None:
     """Refuse a device this machine does not have (``cuda:0`` where PyTorch sees no GPU), before any frame.
 
-    ``device`` is already of a form segcast knows (`server.inference.worker.InferenceOptions`). Without
+    ``device`` is already of a form segcast knows (`server.inference.options.InferenceOptions`). Without
     this, start-up went on and ultralytics failed on every frame. Only for a model run here: a Triton
     model runs on its server's devices.
     """

@@ -5,15 +5,8 @@ in their `LatestFrame` slot and counted), runs them through the model as one bat
 stream's tracker with that stream's result only. Streams can be added and removed at any time from
 other threads; the trackers themselves are touched by this thread alone.
 
-Frames share one ``predict`` call only when that cannot change their results: same inference size,
-NMS IoU and kind, and image shape (ultralytics letterboxes a batch of mixed shapes differently from a single
-image). Confidence, class filter and max detections are applied per stream after the call, which is
-run at the lowest confidence any stream's tracker takes (`detection_conf`: below the reporting
-``conf``, down to the tracker's low threshold) and at no fewer than ultralytics' 300 detections
-(more if a stream of the group asks for more): NMS caps its boxes before a stream's class filter,
-so a stream's own lower ``max_det`` there would cost it its classes' boxes to higher-scoring ones of
-other classes. Greedy NMS keeps exactly the same higher-scoring boxes either way. So a stream gets
-the same tracks batched or alone.
+Which frames share one ``predict`` call, and at what settings, is `server.inference.batching`'s:
+a stream gets the same tracks batched or alone.
 
 A model on a Triton server (`server.triton`) is pipelined: up to `REMOTE_IN_FLIGHT` batches are
 out at once, so while the server runs one the thread tracks and delivers the one before, and its
@@ -28,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 import time
 from collections import deque
@@ -36,13 +28,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from server.analytics.engine import check_classes
 from server.analytics.events import Counts
-from server.frames import MIN_FRAME_SIDE_PX, Frame, FrameResult
+from server.frames import Frame, FrameResult
 from server.inference.analysis import analyse, pending_shapes
-from server.inference.detections import Detections, detect
+from server.inference.batching import DEFAULT_IMGSZ_PX, Job, group_jobs, predict_options
+from server.inference.detections import detect
 from server.inference.models import (
     InferenceStatus,
     InferenceUnavailable,
@@ -52,10 +43,11 @@ from server.inference.models import (
     resolve_device,
     runs_here,
 )
+from server.inference.options import InferenceOptions
 from server.inference.registration import StreamRegistration
-from server.options import DEFAULT_MAX_DET, StreamOptions
+from server.options import StreamOptions
 from server.sources.base import LatestFrame
-from server.tracking import StreamTracker, class_ids, detection_conf
+from server.tracking import StreamTracker, class_ids
 from server.triton.model import PendingDetections, TritonModel
 from server.triton.transport import TritonRefused
 
@@ -75,42 +67,6 @@ REMOTE_IN_FLIGHT = 2
 IDLE_PROBE_AFTER_S = 1.0
 JOIN_TIMEOUT_S = 5.0
 MODEL_LOAD_TIMEOUT_S = 600.0
-DEFAULT_IMGSZ_PX = 640  # what ultralytics uses when a model does not record its own
-_DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda|cuda:\d+|\d+)$")
-
-
-@dataclass(frozen=True, slots=True)
-class InferenceOptions:
-    """Settings of the model thread as a whole, and the defaults every stream starts from.
-
-    ``imgsz``, ``conf`` and ``iou`` are only defaults: a stream's own `StreamOptions` wins.
-    ``half`` applies on GPUs only (CPUs run half precision slower, if at all). ``fast_masks`` makes
-    a segmentation model's outlines from its mask prototypes inside each box (`server.inference.outlines`);
-    off, ultralytics makes whole-input masks first, which gives the same outlines slower.
-    """
-
-    imgsz: int | None = None
-    conf: float = 0.25
-    iou: float = 0.7
-    max_batch: int = 8
-    device: str = "auto"  # `resolve_device`: the GPU where PyTorch sees one
-    half: bool = False
-    fast_masks: bool = True
-
-    def __post_init__(self) -> None:
-        if not _DEVICE_PATTERN.match(self.device):
-            raise ValueError(f"device: expected auto, cpu, mps or cuda:N, got {self.device!r}")
-        if self.max_batch < 1:
-            raise ValueError(f"max_batch: expected at least 1, got {self.max_batch}")
-        self.stream_defaults()  # the defaults must be valid stream options
-
-    def stream_defaults(self) -> StreamOptions:
-        return StreamOptions.from_mapping({"imgsz": self.imgsz, "conf": self.conf, "iou": self.iou})
-
-    @property
-    def use_half(self) -> bool:
-        """Half precision on a GPU only; ``auto`` is made a device on the inference thread first."""
-        return self.half and self.device not in {"auto", "cpu", "mps"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,20 +90,11 @@ class StreamStats:
 
 
 @dataclass(eq=False)
-class _Job:
-    registration: StreamRegistration
-    frame: Frame
-    detections: Detections | None = None
-    inference_ms: float = 0.0
-    error: str | None = None
-
-
-@dataclass(eq=False)
 class _Batch:
     """The jobs of one cycle, and the requests still out for some of them (remote models only)."""
 
-    jobs: list[_Job]
-    waiting: list[tuple[list[_Job], PendingDetections]] = field(default_factory=list)
+    jobs: list[Job]
+    waiting: list[tuple[list[Job], PendingDetections]] = field(default_factory=list)
 
     def answered(self) -> bool:
         """Whether `_finish` would not have to wait (always, for a local model's batch)."""
@@ -421,14 +368,14 @@ class InferenceWorker:
                 log.exception("inference status handler failed")
         self._last_status = status
 
-    def _take_batch(self) -> list[_Job]:
+    def _take_batch(self) -> list[Job]:
         """The newest frame of up to ``max_batch`` streams, starting the round where the last one stopped."""
         with self._lock:
             registrations = list(self._streams.values())
         if not registrations:
             return []
         first = self._next_first % len(registrations)
-        jobs: list[_Job] = []
+        jobs: list[Job] = []
         for offset in range(len(registrations)):
             registration = registrations[(first + offset) % len(registrations)]
             if len(jobs) == self._options.max_batch:
@@ -439,7 +386,7 @@ class InferenceWorker:
             if frame is None:
                 continue
             if (unfit := self._unfit(registration)) is None:
-                jobs.append(_Job(registration, frame))
+                jobs.append(Job(registration, frame))
             else:  # never sent to the model: it could not track what the model finds
                 registration.failed(unfit)
         return jobs
@@ -475,26 +422,16 @@ class InferenceWorker:
                         log.exception("[%s] unfit stream handler failed", registration.stream_id)
         return registration.options_error
 
-    def _start(self, model: Model, jobs: list[_Job]) -> _Batch:
+    def _start(self, model: Model, jobs: list[Job]) -> _Batch:
         """Run the model on ``jobs``: a local model at once, a remote one by sending its requests."""
         batch = _Batch(jobs)
-        groups: dict[tuple[int | None, float, bool, tuple[int, ...]], list[_Job]] = {}
         # A remote model not described yet (its server was down at start) gets None, so it uses the
         # size the server describes rather than ultralytics' default.
         known = model.overrides.get("imgsz")
         fallback = None if isinstance(model, TritonModel) else DEFAULT_IMGSZ_PX
         default_imgsz = fallback if known is None else int(known)
-        for job in jobs:
-            if job.frame.ended:  # nothing new to see: its tracker ends every track (`Frame.ended`)
-                job.detections = Detections.empty()
-                continue
-            job.error = _bad_image(job.frame.image)
-            if job.error is None:
-                options = job.registration.options
-                key = (options.imgsz or default_imgsz, options.iou, options.agnostic_nms, tuple(job.frame.image.shape))
-                groups.setdefault(key, []).append(job)
-        for (imgsz, iou, agnostic, _), group in groups.items():
-            kwargs = self._predict_options(group, imgsz, iou, agnostic)
+        for (imgsz, iou, agnostic, _), group in group_jobs(jobs, default_imgsz).items():
+            kwargs = predict_options(group, imgsz, iou, agnostic, self._options)
             if isinstance(model, TritonModel):
                 images = [job.frame.image for job in group]
                 try:
@@ -534,21 +471,7 @@ class InferenceWorker:
             if not (stopping and job.error is not None):
                 self._track_and_deliver(job)
 
-    def _predict_options(self, group: list[_Job], imgsz: int | None, iou: float, agnostic: bool) -> dict[str, Any]:
-        """One call for several streams: at the lowest confidence among them, and at least ultralytics'
-        default max detections, each stream's own cap being applied after its class filter (`StreamTracker`)."""
-        return {
-            "imgsz": imgsz,
-            "iou": iou,
-            "agnostic_nms": agnostic,
-            "conf": min(detection_conf(job.registration.options) for job in group),
-            "max_det": max(DEFAULT_MAX_DET, *(job.registration.options.max_det for job in group)),
-            "device": self._options.device,
-            "quantize": 16 if self._options.use_half else None,  # ultralytics' successor of half=True
-            "verbose": False,
-        }
-
-    def _predict(self, model: YOLO, group: list[_Job], kwargs: dict[str, Any]) -> None:
+    def _predict(self, model: YOLO, group: list[Job], kwargs: dict[str, Any]) -> None:
         """Run ``group`` as one call; if it fails, run each frame alone so only the culprit is charged."""
         started = time.perf_counter()
         self.cycles += 1
@@ -566,7 +489,7 @@ class InferenceWorker:
         for job, detections in found:
             job.detections, job.inference_ms = detections, elapsed_ms
 
-    def _track_and_deliver(self, job: _Job) -> None:
+    def _track_and_deliver(self, job: Job) -> None:
         registration, frame = job.registration, job.frame
         if not self._current(registration):
             return  # removed (or restarted) while in the model: its tracks must not start unseen
@@ -633,31 +556,20 @@ def use_cores() -> int:
     return torch.get_num_threads()
 
 
-def _bad_image(image: object) -> str | None:
-    """Why ``image`` cannot go to the model, or None if it can (a BGR uint8 picture of a sensible size)."""
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        shape = getattr(image, "shape", None)
-        dtype = getattr(image, "dtype", type(image).__name__)
-        return f"bad frame: expected a BGR uint8 image, got {dtype} {shape}"
-    if min(image.shape[:2]) < MIN_FRAME_SIDE_PX:
-        return f"bad frame: {image.shape[1]}x{image.shape[0]} is smaller than {MIN_FRAME_SIDE_PX}x{MIN_FRAME_SIDE_PX}"
-    return None
-
-
-def _unavailable(group: list[_Job], exc: InferenceUnavailable) -> None:
+def _unavailable(group: list[Job], exc: InferenceUnavailable) -> None:
     """Inference being unavailable (a remote server down or too slow) is no frame's fault: the whole
     group fails at once with the reason, and nothing is retried frame by frame."""
     for job in group:
         job.error = f"inference unavailable: {exc}"
 
 
-def _refused(job: _Job, exc: TritonRefused) -> None:
+def _refused(job: Job, exc: TritonRefused) -> None:
     """A request the server refused (say, a size the model does not take) is the fault of the streams
     whose frames it carried: they fail with the server's reason, once per reason in the log."""
     job.error = f"Triton refused the request: {exc}"
 
 
-def _model_failed(group: list[_Job], exc: Exception) -> None:
+def _model_failed(group: list[Job], exc: Exception) -> None:
     """The model raised on ``group``: its frames fail, and the traceback is logged once per new reason, as
     `InferenceWorker._fail` logs its line (a model failing on every frame, say for a device it cannot
     use, would otherwise fill the log with one per frame)."""

@@ -8,9 +8,9 @@ which the wheel refuses); ``serve`` turns a repository written for Triton's ONNX
 (``segcast export --format triton``) into the same models on the Python backend, each running
 ``python_model.py`` - ONNX Runtime on the CPU - and runs the binary on it.
 
-The venv must be made by the system's own ``python3``: the backend's stub process embeds the
-distribution's ``libpython3.X.so``, so the standard library it finds must be that exact Python's. A
-venv of another build of the same version (pyenv, conda) loads but fails inside the stub.
+This module is the command line and the launcher: it runs tritonserver, passes signals on to it,
+watches its backend stubs and cleans up after it. The venv is `server.triton.cpu_install`'s, the
+converted repository `server.triton.python_repository`'s.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import ctypes
 import errno
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -34,18 +33,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
+from typing import IO
 
-from server.inference.models import install_hint
-from server.triton.onnx_config import complete_config, mismatches, read_signatures
+from server.triton.cpu_install import TritonCpuError, TritonInstall, default_venv, own_python_environment, setup
+from server.triton.python_repository import write_python_repository
 from server.triton.stubs import StubWatch
 
-SYSTEM_PYTHON = "/usr/bin/python3"
-#: Checked together on Debian 12's Python 3.11: nvidia-pytriton brings tritonserver 2.51 and needs numpy 1.x.
-PACKAGES = ("nvidia-pytriton==0.7.0", "onnxruntime==1.32.0", "numpy==1.26.4")
 EXIT_STARTUP_ERROR = 2
 EXIT_STUB_DIED = 1
 DEFAULT_HTTP_PORT, DEFAULT_GRPC_PORT, DEFAULT_METRICS_PORT = 8000, 8001, 8002
@@ -61,54 +56,8 @@ SHM_GROWTH_BYTES = 16 * 1024 * 1024
 SHM_DIR = Path("/dev/shm")
 #: Lines tritonserver logs on every start without CUDA; they mean nothing on a CPU server.
 CPU_ONLY_NOISE = ("CudaDriverHelper has not been initialized",)
-ONNX_BACKEND, ONNX_PLATFORM, DEFAULT_ONNX_FILE = "onnxruntime", "onnxruntime_onnx", "model.onnx"
-PYTHON_MODEL = Path(__file__).with_name("python_model.py")
-#: Parameters `python_model.py` reads; the thread count is the ONNX Runtime backend's own parameter.
-ONNX_FILE_PARAMETER, THREADS_PARAMETER = "onnx_file", "intra_op_thread_count"
 #: An error in tritonserver's log: ``E1201 14:47:06.415112 27296 file.cc:642] "message"``, newlines escaped.
 _ERROR_LINE = re.compile(r'^E\d{4} [^\]]*\] "(.*)"$')
-
-
-class TritonCpuError(Exception):
-    """Setup or start-up cannot go on; the message is one line naming the flag, folder or fix."""
-
-
-def default_venv() -> Path:
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "segcast" / "triton-cpu"
-
-
-@dataclass(frozen=True, slots=True)
-class TritonInstall:
-    """The pieces of nvidia-pytriton's tritonserver in a venv that ``serve`` runs."""
-
-    venv: Path
-    server: Path  # the tritonserver binary
-    libs: Path  # the shared libraries the wheel bundles, for the backend and the stub
-    backend: Path  # libtriton_python.so and triton_python_backend_utils.py
-    stub: Path  # triton_python_backend_stub built for the venv's Python version
-
-    @classmethod
-    def find(cls, venv: Path) -> TritonInstall:
-        """The install in ``venv``; `TritonCpuError` naming ``segcast triton setup`` when there is none."""
-        packages = sorted(venv.glob("lib/python3.*/site-packages/pytriton/tritonserver"))
-        if not (venv / "bin" / "python3").exists() or not packages:
-            raise TritonCpuError(f"no Triton CPU install at {venv}: run `segcast triton setup` first (or give --venv)")
-        root = packages[-1]
-        version = root.parents[2].name.removeprefix("python")
-        install = cls(
-            venv=venv,
-            server=root / "bin" / "tritonserver",
-            libs=root.parents[1] / "nvidia_pytriton.libs",
-            backend=root / "backends" / "python",
-            stub=root / "python_backend_stubs" / version / "triton_python_backend_stub",
-        )
-        for path in (install.server, install.libs, install.backend / "libtriton_python.so", install.stub):
-            if not path.exists():
-                raise TritonCpuError(
-                    f"{venv}: incomplete Triton install ({path.name} missing); rerun `segcast triton setup`"
-                )
-        return install
 
 
 def add_arguments(commands: argparse._SubParsersAction) -> None:
@@ -144,68 +93,6 @@ def run(args: argparse.Namespace) -> int:
     except TritonCpuError as exc:
         print(f"segcast: {exc}", file=sys.stderr)
         return EXIT_STARTUP_ERROR
-
-
-def setup(venv: Path) -> TritonInstall:
-    """Create ``venv`` with the system Python and install `PACKAGES`; again on an existing one, a check."""
-    if (venv / "pyvenv.cfg").exists():
-        print(f"segcast: using the existing venv {venv}", flush=True)
-    elif venv.exists() and any(venv.iterdir()):
-        raise TritonCpuError(f"--venv {venv}: exists and is not a virtual environment; give an empty or new folder")
-    else:
-        if not Path(SYSTEM_PYTHON).exists():
-            raise TritonCpuError(
-                f"triton setup needs the system's {SYSTEM_PYTHON} (Debian/Ubuntu: apt-get install python3-venv)"
-            )
-        print(f"segcast: creating a venv with {SYSTEM_PYTHON} at {venv}", flush=True)
-        made = subprocess.run(
-            [SYSTEM_PYTHON, "-m", "venv", str(venv)], env=_own_python_environment(), capture_output=True, text=True
-        )
-        if made.returncode != 0:
-            shutil.rmtree(venv, ignore_errors=True)
-            reason = (made.stderr.strip() or made.stdout.strip()).splitlines()[-1:] or ["no output"]
-            raise TritonCpuError(
-                f"{SYSTEM_PYTHON} -m venv failed ({reason[0]}); on Debian/Ubuntu: apt-get install python3-venv"
-            )
-    python = venv / "bin" / "python3"
-    missing = _missing_packages(python, venv)
-    if missing:
-        size = " (about 450 MB)" if PACKAGES[0] in missing else ""
-        print(f"segcast: installing {' '.join(missing)} into {venv}{size}", flush=True)
-        pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *missing]
-        if subprocess.run(pip, env=_own_python_environment(), cwd=venv).returncode != 0:
-            raise TritonCpuError(f"pip could not install {' '.join(missing)} into {venv}; its output is above")
-    else:
-        print(f"segcast: {' '.join(PACKAGES)} already installed in {venv}", flush=True)
-    install = TritonInstall.find(venv)
-    # The stub links the distribution's libpython; Debian ships it apart from the interpreter.
-    probe = "import ctypes, sys; ctypes.CDLL('libpython%d.%d.so.1.0' % sys.version_info[:2]); import numpy, onnxruntime"
-    checked = subprocess.run(
-        [str(python), "-c", probe], env=_own_python_environment(), cwd=venv, capture_output=True, text=True
-    )
-    if checked.returncode != 0:
-        version = install.stub.parent.name
-        raise TritonCpuError(
-            f"the Triton stub needs libpython{version}.so.1.0: apt-get install libpython{version} "
-            f"({checked.stderr.strip().splitlines()[-1] if checked.stderr.strip() else 'no output'})"
-        )
-    print(f"segcast: Triton CPU install ready in {venv}; serve a repository with `segcast triton serve DIR`")
-    return install
-
-
-def _missing_packages(python: Path, venv: Path) -> list[str]:
-    """Those of `PACKAGES` the venv lacks at their pinned version (all of them in a new venv)."""
-    probe = (
-        "import sys\nfrom importlib.metadata import PackageNotFoundError, version\n"
-        "for pin in sys.argv[1:]:\n    name, wanted = pin.split('==')\n    try:\n"
-        "        found = version(name)\n    except PackageNotFoundError:\n        found = None\n"
-        "    if found != wanted:\n        print(pin)\n"
-    )
-    # Run from the venv, so neither PYTHONPATH nor a project in the current folder shows it other packages.
-    checked = subprocess.run(
-        [str(python), "-c", probe, *PACKAGES], env=_own_python_environment(), cwd=venv, capture_output=True, text=True
-    )
-    return checked.stdout.split() if checked.returncode == 0 else list(PACKAGES)
 
 
 def serve(install: TritonInstall, args: argparse.Namespace) -> int:
@@ -313,117 +200,6 @@ def _remove_shared_memory(prefix: str) -> None:
             region.unlink()
 
 
-def write_python_repository(source: Path, target: Path, instances: int, python: Path) -> list[str]:
-    """Write ``target``: every ONNX Runtime model of the repository ``source`` on the Python backend.
-
-    A config may leave out what Triton's ONNX Runtime backend reads from the ONNX file (the backend,
-    inputs, outputs, batching): ``python``, with ONNX Runtime, reads the file for it. Each model keeps
-    its name, inputs, outputs, batching and parameters (the ``metadata`` clients read), so clients
-    cannot tell it from the ONNX Runtime backend's. Its version folders link to the source's files
-    and get `PYTHON_MODEL` as ``model.py``. Returns the model names, sorted.
-    """
-    schema, text_format = _config_codec()
-    if not source.is_dir():
-        raise TritonCpuError(
-            f"{source}: no such folder; give a Triton model repository (segcast export --format triton)"
-        )
-    if (source / "config.pbtxt").exists():  # Triton's repository holds model folders, each with its config
-        parent = source.parent if source.name else source.resolve().parent
-        raise TritonCpuError(
-            f"{source}: a model folder (it has config.pbtxt), not a repository of them; give the folder "
-            f"it is in, {parent}"
-        )
-    folders = sorted(path for path in source.iterdir() if path.is_dir() and not path.name.startswith("."))
-    if not folders:
-        raise TritonCpuError(f"{source}: no models in this repository; write one with segcast export --format triton")
-    threads = max(1, len(os.sched_getaffinity(0)) // instances)
-    for folder in folders:
-        config_path = folder / "config.pbtxt"
-        if not config_path.exists():
-            raise TritonCpuError(f"{folder}: no config.pbtxt; every model folder of a repository needs one")
-        config = schema.ModelConfig()
-        try:
-            text_format.Parse(config_path.read_text(), config)
-        except text_format.ParseError as exc:
-            raise TritonCpuError(f"{config_path}: not a Triton model config ({exc})") from None
-        versions = [path for path in folder.iterdir() if path.is_dir() and path.name.isdigit()]
-        versions.sort(key=lambda path: int(path.name))
-        onnx_file = config.default_model_filename or DEFAULT_ONNX_FILE
-        onnx_files = [version / onnx_file for version in versions if (version / onnx_file).exists()]
-        _check_backend(config, folder, onnx_file, bool(onnx_files))
-        if not onnx_files:
-            raise TritonCpuError(f"{folder}: no version folder with {onnx_file} (expected {folder}/1/{onnx_file})")
-        _complete_and_check(schema, config, folder, onnx_files, python)
-        _convert(schema, config, folder, instances, threads)
-        model = target / folder.name
-        for version in versions:
-            (model / version.name).mkdir(parents=True)
-            for entry in version.iterdir():
-                (model / version.name / entry.name).symlink_to(entry.resolve())
-            shutil.copyfile(PYTHON_MODEL, model / version.name / "model.py")
-        (model / "config.pbtxt").write_text(text_format.MessageToString(config))
-    return [folder.name for folder in folders]
-
-
-def _check_backend(config: Any, folder: Path, onnx_file: str, has_onnx_file: bool) -> None:
-    """Refuse a model for another backend. One naming none is ONNX Runtime's when a version folder
-    holds ``model.onnx``, as Triton decides from the files (Ultralytics' Triton guide writes such)."""
-    if not config.backend and not config.platform:
-        if has_onnx_file:
-            config.backend = ONNX_BACKEND
-            return
-        raise TritonCpuError(
-            f"{folder}: config.pbtxt names no backend or platform and there is no {folder}/1/{onnx_file} to tell "
-            f'it from; put the ONNX file there (and backend: "onnxruntime" in config.pbtxt)'
-        )
-    if config.backend != ONNX_BACKEND and config.platform != ONNX_PLATFORM:
-        kind = config.backend or config.platform
-        raise TritonCpuError(f"{folder}: backend {kind!r} is not onnxruntime; triton serve runs ONNX models only")
-
-
-def _complete_and_check(schema: Any, config: Any, folder: Path, onnx_files: list[Path], python: Path) -> None:
-    """Fill in the inputs, outputs and batching the config leaves out from the newest ONNX file, then
-    refuse the model, naming every mismatch, where the config contradicts any version's file: Triton's
-    ONNX Runtime backend would not load it, and the Python backend would fail every request instead."""
-    try:
-        signatures = read_signatures(python, onnx_files)
-    except ValueError as exc:
-        raise TritonCpuError(str(exc)) from None
-    complete_config(schema, config, signatures[onnx_files[-1]])
-    for path, signature in signatures.items():
-        if problems := mismatches(schema, config, signature):
-            raise TritonCpuError(
-                f"{folder}/config.pbtxt does not match {path}: {'; '.join(problems)}. Fix the config, or leave out "
-                f"its input and output lists for triton serve to read them from the file"
-            )
-
-
-def _convert(schema: Any, config: Any, folder: Path, instances: int, threads: int) -> None:
-    """Turn an ONNX Runtime backend config, complete and checked, into the Python backend's, in place."""
-    if config.name and config.name != folder.name:
-        raise TritonCpuError(f"{folder}/config.pbtxt: name {config.name!r} differs from its folder, as Triton forbids")
-    onnx_file = config.default_model_filename or DEFAULT_ONNX_FILE
-    config.name = folder.name
-    config.backend = "python"
-    for field in ("platform", "runtime", "default_model_filename", "cc_model_filenames", "optimization"):
-        config.ClearField(field)  # ONNX Runtime's file names and accelerators mean nothing to the Python backend
-    del config.instance_group[:]
-    config.instance_group.add(count=instances, kind=schema.ModelInstanceGroup.KIND_CPU)
-    config.parameters[ONNX_FILE_PARAMETER].string_value = onnx_file
-    if THREADS_PARAMETER not in config.parameters:
-        config.parameters[THREADS_PARAMETER].string_value = str(threads)
-
-
-def _config_codec() -> tuple[Any, Any]:
-    """Triton's model config messages and protobuf's text format, from tritonclient (the ``triton`` extra)."""
-    try:
-        from google.protobuf import text_format
-        from tritonclient.grpc import model_config_pb2
-    except ImportError:
-        raise TritonCpuError(f"triton serve reads model configs with tritonclient: {install_hint('triton')}") from None
-    return model_config_pb2, text_format
-
-
 def _backend_directory(install: TritonInstall, path: Path) -> Path:
     """A backend folder holding the Python backend with the stub for the venv's Python version.
 
@@ -437,19 +213,13 @@ def _backend_directory(install: TritonInstall, path: Path) -> Path:
     return path
 
 
-def _own_python_environment() -> dict[str, str]:
-    """This environment without PYTHONPATH and PYTHONHOME, which would lead the venv's Python (or
-    the stub's) to segcast's packages or another Python's standard library."""
-    return {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "PYTHONHOME")}
-
-
 def _server_environment(install: TritonInstall) -> dict[str, str]:
     """The environment tritonserver and its stubs run in.
 
     The stub's embedded Python finds its prefix by looking up ``python3`` on PATH, so the venv's
     ``bin`` goes first and the stub imports numpy and onnxruntime from the venv.
     """
-    env = _own_python_environment()
+    env = own_python_environment()
     env["PATH"] = os.pathsep.join([str(install.venv / "bin"), env.get("PATH", os.defpath)])
     env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(install.libs), env.get("LD_LIBRARY_PATH")]))
     return env

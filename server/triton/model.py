@@ -1,11 +1,9 @@
 """A segmentation or detection model served by NVIDIA Triton, used by the inference thread like a local one.
 
-Only the network runs remotely. Letterboxing, NMS and mask outlines stay on the node and are the same
-steps ultralytics' predictor takes for an exported model, so a frame gets the same detections from
-Triton as from the same weights run in-process (tests/test_triton.py compares them). Each batch the
-inference thread forms is one request; a node has at most two batches out (the worker's
-``REMOTE_IN_FLIGHT``), and meanwhile the newest frame of each camera keeps replacing the last, so a
-slow server makes live streams skip frames, never queue them.
+Only the network runs remotely: letterboxing, NMS and mask outlines stay on the node
+(`server.triton.predictor_steps`). Each batch the inference thread forms is one request; a node has
+at most two batches out (the worker's ``REMOTE_IN_FLIGHT``), and meanwhile the newest frame of each
+camera keeps replacing the last, so a slow server makes live streams skip frames, never queue them.
 
 A batch is answered within `REQUEST_TIMEOUT_S` of being sent or fails: the requests it is split
 into (per frame size, per ``max_batch_size``) share that one deadline (over HTTP, rounded up to a
@@ -34,10 +32,11 @@ size the model does not take) is `TritonRefused`, charged to the frames it carri
 several requests, only those of the refused one): the server is up, and other streams carry on; the
 model is described again before the next batch, as a model replaced on the server (another input size)
 is refused like that. A model the server does not have, or has but segcast cannot use (missing
-metadata, wrong input shape, masks missing, class names that do not match its output), is a
-`ModelError` at start, with one line saying what is wrong; a name its repository does not have says
-which names it does. A server that restricts its repository index answers NOT_FOUND at start with that
-`ModelError` too, as it cannot tell a wrong name from a model still loading.
+metadata, wrong input shape, masks missing, class names that do not match its output:
+`server.triton.served_model`), is a `ModelError` at start, with one line saying what is wrong; a
+name its repository does not have says which names it does. A server that restricts its repository
+index answers NOT_FOUND at start with that `ModelError` too, as it cannot tell a wrong name from a
+model still loading.
 
 ``requests``, ``failed_requests`` and ``request_seconds`` count every exchange with the server:
 inference requests and the model descriptions read at start, at each attempt after an outage, every
@@ -49,7 +48,6 @@ is closed under it), so a hung server never holds up a node's shutdown.
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import logging
 import threading
@@ -62,7 +60,9 @@ from typing import Any, TypeVar
 import numpy as np
 
 from server.inference.detections import Detections
-from server.inference.models import SUPPORTED_TASKS, InferenceStatus, InferenceUnavailable, ModelError
+from server.inference.models import InferenceStatus, InferenceUnavailable, ModelError
+from server.triton.predictor_steps import letterbox, postprocess
+from server.triton.served_model import ServedModel
 from server.triton.transport import (
     RepositoryModel,
     Transport,
@@ -92,7 +92,6 @@ DESCRIPTION_MAX_AGE_S = RETRY_MAX_S
 #: A refused request has the model described again at most this often: a model replaced in place
 #: is noticed within it, and a stream whose frames the model never takes costs no request per batch.
 REDESCRIBE_AFTER_REFUSAL_S = RETRY_MAX_S
-DEFAULT_STRIDE = 32
 _CLOSED = "the model was closed"
 
 
@@ -103,60 +102,6 @@ class _NotLoaded(TritonModelMissing):
 
 #: The server's answer to one request of a batch: its outputs, or its refusal.
 _Answer = list[np.ndarray] | TritonRefused
-
-
-@dataclass(frozen=True, slots=True)
-class ServedModel:
-    """What segcast needs to know of a served model, read from its Triton config and checked once."""
-
-    names: dict[int, str]
-    task: str
-    imgsz: int
-    stride: int
-    input_name: str
-    input_dtype: np.dtype[Any]
-    fixed_shape: tuple[int, int] | None  # (height, width) when the model takes one size only
-    outputs: tuple[str, ...]
-    max_batch: int  # 0: the server does not batch this model; requests then carry one image each
-    end2end: bool
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any], spec: str) -> ServedModel:
-        """Raises `ModelError` with one line naming what is missing or wrong."""
-        metadata = _metadata(config, spec)
-        missing = [key for key in ("names", "task") if key not in metadata]
-        if missing:
-            raise ModelError(
-                f"--model {spec}: the model's metadata has no {' or '.join(missing)}; serve a repository written "
-                f"by segcast export --format triton"
-            )
-        task = str(metadata["task"])
-        if task not in SUPPORTED_TASKS:
-            raise ModelError(f"--model {spec}: a {task} model; segcast needs a segment or detect model")
-        names = _names(metadata["names"], spec)
-        max_batch = int(config.get("max_batch_size", 0))
-        input_name, dtype, fixed = _input(config, max_batch, spec)
-        outputs = tuple(sorted(str(output["name"]) for output in config.get("output", [])))
-        wanted = 2 if task == "segment" else 1
-        if len(outputs) != wanted:
-            if task == "segment" and len(outputs) == 1:
-                raise ModelError(
-                    f"--model {spec}: its metadata says segment but it has one output, no mask prototypes: "
-                    f"a detection model? Export it again with segcast export --format triton"
-                )
-            counted = f"{len(outputs)} output{'' if len(outputs) == 1 else 's'}"
-            named = f" ({', '.join(outputs)})" if outputs else ""
-            guess = " a segment model?" if task == "detect" and len(outputs) == 2 else ""
-            raise ModelError(
-                f"--model {spec}: its metadata says task {task!r}, but it has {counted}{named}, not {wanted}:{guess} "
-                f"export it again or fix the metadata"
-            )
-        imgsz = _imgsz(metadata.get("imgsz"), fixed)
-        stride = int(metadata.get("stride", DEFAULT_STRIDE))
-        end2end = bool(metadata.get("end2end", False) or _args(metadata).get("nms", False))
-        if not end2end:
-            _check_rows(config, outputs, max_batch, len(names), spec)
-        return cls(names, task, imgsz, stride, input_name, dtype, fixed, outputs, max_batch, end2end)
 
 
 class TritonModel:
@@ -281,7 +226,7 @@ class TritonModel:
                 if isinstance(answer, TritonRefused):
                     found += [answer] * len(shapes)
                 else:
-                    found += _postprocess(served, answer, input_shape, shapes, conf, iou, agnostic_nms, max_det)
+                    found += postprocess(served, answer, input_shape, shapes, conf, iou, agnostic_nms, max_det)
             return found
 
         return PendingDetections(self, request, detections, timing)
@@ -488,32 +433,18 @@ class TritonModel:
     def _prepare(
         self, served: ServedModel, images: list[np.ndarray], imgsz: int | None
     ) -> tuple[np.ndarray, tuple[int, int]]:
-        """The batch as ultralytics' predictor makes it for an exported model: letterboxed, RGB, CHW, and
-        scaled to 0-1 unless the model takes uint8 pixels (as segcast's exports do) and scales them itself."""
-        from ultralytics.data.augment import LetterBox
-        from ultralytics.utils.checks import check_imgsz
-
-        if served.fixed_shape is not None:
-            if imgsz is not None and imgsz != served.imgsz and not self._fixed_size_said:
-                self._fixed_size_said = True
-                height, width = served.fixed_shape
-                log.warning(
-                    "Triton model %s takes %dx%d images only: frames are letterboxed to that, not to imgsz %d",
-                    self.endpoint,
-                    width,
-                    height,
-                    imgsz,
-                )
-            letterbox = LetterBox(served.fixed_shape, auto=False, stride=served.stride)
-        else:
-            size = check_imgsz(imgsz or served.imgsz, stride=served.stride, min_dim=2)
-            letterbox = LetterBox(tuple(size), auto=len({image.shape for image in images}) == 1, stride=served.stride)
-        boxed = np.stack([np.asarray(letterbox(image=image)) for image in images])
-        pixels = np.ascontiguousarray(boxed[..., ::-1].transpose(0, 3, 1, 2))
-        input_shape = (int(pixels.shape[2]), int(pixels.shape[3]))
-        if served.input_dtype == np.uint8:
-            return pixels, input_shape
-        return (pixels.astype(np.float32) / 255).astype(served.input_dtype, copy=False), input_shape
+        """`letterbox`, saying once that a fixed-shape model's frames are not letterboxed to ``imgsz``."""
+        if served.fixed_shape is not None and imgsz is not None and imgsz != served.imgsz and not self._fixed_size_said:
+            self._fixed_size_said = True
+            height, width = served.fixed_shape
+            log.warning(
+                "Triton model %s takes %dx%d images only: frames are letterboxed to that, not to imgsz %d",
+                self.endpoint,
+                width,
+                height,
+                imgsz,
+            )
+        return letterbox(served, images, imgsz)
 
     def _infer(self, served: ServedModel, batch: np.ndarray, timing: RequestTiming) -> list[_Answer]:
         """Requester thread: send ``batch``, in parts of the served max batch, which share one deadline
@@ -641,56 +572,6 @@ class PendingDetections:
         return found
 
 
-def _postprocess(
-    served: ServedModel,
-    outputs: list[np.ndarray],
-    input_shape: tuple[int, int],
-    frame_shapes: list[tuple[int, ...]],
-    conf: float,
-    iou: float,
-    agnostic: bool,
-    max_det: int,
-) -> list[Detections]:
-    """NMS as ultralytics runs it for an exported model, then segcast's outlines from the prototypes.
-
-    `ModelError` if the output does not have a row per class the metadata names (checked at start
-    when the config gives the sizes): class ids beyond the names, or coefficients taken for classes."""
-    import torch
-    from ultralytics.utils import nms, ops
-
-    from server.inference.outlines import segment_detections
-
-    head = outputs[0]
-    if not served.end2end:
-        mask_channels = outputs[1].shape[1] if served.task == "segment" else 0
-        problem = _rows_problem(head.shape[1], len(served.names), mask_channels)
-        if problem:
-            raise ModelError(f"the served model's {served.outputs[0]} {problem}")
-    kept = nms.non_max_suppression(
-        torch.from_numpy(np.array(head, np.float32)),  # a copy: the client's answer is read-only
-        conf,
-        iou,
-        None,
-        agnostic,
-        max_det=max_det,
-        nc=len(served.names),
-        end2end=served.end2end,
-    )
-    results: list[Detections] = []
-    for index, (pred, frame_shape) in enumerate(zip(kept, frame_shapes, strict=True)):
-        pred_np = pred.float().numpy()
-        shape = (int(frame_shape[0]), int(frame_shape[1]))
-        if served.task == "segment":
-            results.append(segment_detections(pred_np, outputs[1][index].astype(np.float32), input_shape, shape))
-        elif len(pred_np) == 0:
-            results.append(Detections.empty())
-        else:
-            boxes = pred_np[:, :6].copy()
-            boxes[:, :4] = ops.scale_boxes(input_shape, boxes[:, :4], shape)
-            results.append(Detections(boxes))
-    return results
-
-
 def connect(spec: str, endpoint: TritonEndpoint) -> TritonModel:
     """The model at ``endpoint``, described now if the server answers (`ModelError` if it cannot be used)."""
     require_client(spec)
@@ -708,110 +589,3 @@ def _states(versions: list[RepositoryModel]) -> str:
         state = f"state {entry.state}" if entry.state else "never loaded"
         said.append(f"{version}{state}{': ' + entry.reason if entry.reason else ''}")
     return "; ".join(said)
-
-
-def _metadata(config: dict[str, Any], spec: str) -> dict[str, Any]:
-    text = config.get("parameters", {}).get("metadata", {}).get("string_value")
-    if not text:
-        raise ModelError(
-            f"--model {spec}: the served model has no 'metadata' parameter (class names, task, input size); "
-            f"serve a repository written by segcast export --format triton"
-        )
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        raise ModelError(f"--model {spec}: the model's 'metadata' parameter is not a Python literal dict") from None
-    if not isinstance(value, dict):
-        raise ModelError(f"--model {spec}: the model's 'metadata' parameter is not a dict")
-    return value
-
-
-def _args(metadata: dict[str, Any]) -> dict[str, Any]:
-    args = metadata.get("args", {})
-    return args if isinstance(args, dict) else {}
-
-
-def _names(value: Any, spec: str) -> dict[int, str]:
-    if isinstance(value, str):
-        try:
-            value = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            value = None
-    if isinstance(value, list):
-        value = dict(enumerate(value))
-    if not isinstance(value, dict) or not value:
-        raise ModelError(f"--model {spec}: the model's metadata 'names' is not a list or dict of class names")
-    return {int(key): str(name) for key, name in value.items()}
-
-
-def _input(config: dict[str, Any], max_batch: int, spec: str) -> tuple[str, np.dtype[Any], tuple[int, int] | None]:
-    inputs = config.get("input", [])
-    if len(inputs) != 1:
-        raise ModelError(f"--model {spec}: expected one image input, the model has {len(inputs)}")
-    entry = inputs[0]
-    name = str(entry["name"])
-    dims = [int(d) for d in entry.get("dims", [])]
-    if not max_batch and dims:  # no server-side batching: the batch dimension is the model's own
-        dims = dims[1:]
-    types: dict[str, np.dtype[Any]] = {
-        "TYPE_UINT8": np.dtype(np.uint8),
-        "TYPE_FP32": np.dtype(np.float32),
-        "TYPE_FP16": np.dtype(np.float16),
-    }
-    data_type = str(entry.get("data_type", ""))
-    if data_type not in types:
-        raise ModelError(f"--model {spec}: input {name} is {data_type}; segcast sends UINT8, FP32 or FP16 images")
-    if len(dims) != 3 or dims[0] != 3:
-        raise ModelError(
-            f"--model {spec}: input {name} has shape {dims}; segcast sends images as [batch, 3, height, width]"
-        )
-    height, width = dims[1], dims[2]
-    if (height < 0) != (width < 0):
-        raise ModelError(f"--model {spec}: input {name} has shape {dims}; make both height and width fixed or -1")
-    return name, types[data_type], None if height < 0 else (height, width)
-
-
-def _check_rows(config: dict[str, Any], outputs: tuple[str, ...], max_batch: int, classes: int, spec: str) -> None:
-    """`ModelError` if the config's sizes show that output0 has no row per class the metadata names.
-
-    Without this a model whose names are not its own would start, and every frame fail (or, for a
-    detection model, report classes that have no name)."""
-    dims = {str(entry["name"]): [int(d) for d in entry.get("dims", [])] for entry in config.get("output", [])}
-    first = 0 if max_batch else 1  # without server-side batching, the batch dimension is the model's own
-    sizes = [dims[name][first] if len(dims[name]) > first else -1 for name in outputs]
-    head_rows, mask_channels = sizes[0], sizes[1] if len(sizes) > 1 else 0
-    if head_rows < 0 or mask_channels < 0:  # sizes left to the model: checked on the first answer
-        return
-    problem = _rows_problem(head_rows, classes, mask_channels)
-    if problem:
-        raise ModelError(
-            f"--model {spec}: output {outputs[0]} {problem}; export it again with segcast export --format triton"
-        )
-
-
-def _rows_problem(rows: int, classes: int, mask_channels: int) -> str | None:
-    """What is wrong with an output of ``rows`` per box (4 box coordinates, a score per class, the
-    mask coefficients), or None."""
-    expected = 4 + classes + mask_channels
-    if rows == expected:
-        return None
-    masks = f" and {mask_channels} mask channels" if mask_channels else ""
-    return (
-        f"has {rows} rows per box, {expected} expected for the {classes} class names of its metadata{masks}: "
-        f"the names are not this network's"
-    )
-
-
-def _imgsz(value: Any, fixed: tuple[int, int] | None) -> int:
-    if fixed is not None:
-        return max(fixed)
-    if isinstance(value, str):
-        try:
-            value = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            value = None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, list | tuple) and value and all(isinstance(v, int) for v in value):
-        return max(value)
-    return 640

@@ -14,7 +14,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
 from server.frames import Frame, FrameResult
-from server.inference.worker import InferenceOptions, InferenceWorker
+from server.inference.options import InferenceOptions
+from server.inference.worker import InferenceWorker
 from server.options import StreamOptions
 from server.scene import Scene
 from tests.support.detections import Gated, TruthModel

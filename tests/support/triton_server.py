@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from server.triton.cpu_server import TritonCpuError, TritonInstall, default_venv
+from server.triton.cpu_install import TritonCpuError, TritonInstall, default_venv
 from tests.support.components import require_component
 from tests.support.rtsp_camera import free_port
 
