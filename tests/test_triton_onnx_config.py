@@ -151,3 +151,40 @@ def test_a_file_onnx_runtime_cannot_open_is_named(tmp_path: Path) -> None:
     (tmp_path / "models" / "yolo" / "config.pbtxt").write_text(METADATA)
     with pytest.raises(TritonCpuError, match=rf"^{onnx_path}: ONNX Runtime cannot open it \("):
         served_config(tmp_path / "models", tmp_path / "served")
+
+
+def test_a_reshaped_input_is_checked_as_the_model_sees_it(tmp_path: Path) -> None:
+    """Clients send ``dims``, the model sees ``reshape``: Triton takes this config, so must segcast."""
+    write_onnx(tmp_path / "models" / "yolo" / "1" / "model.onnx", batch=1)
+    (tmp_path / "models" / "yolo" / "config.pbtxt").write_text(
+        'backend: "onnxruntime"\n'
+        'input [ { name: "images" data_type: TYPE_UINT8 dims: [ 3, 4, 5 ] reshape { shape: [ 1, 3, -1, -1 ] } } ]\n'
+        f'output [ {{ name: "output0" data_type: TYPE_FP32 dims: [ 1, 3, -1, -1 ] }} ]\n{METADATA}'
+    )
+    config = served_config(tmp_path / "models", tmp_path / "served")
+    assert list(config.input[0].reshape.shape) == [1, 3, -1, -1]
+
+
+def test_a_file_tensor_triton_has_no_type_for_is_named_not_a_traceback(tmp_path: Path) -> None:
+    from tritonclient.grpc import model_config_pb2 as schema
+
+    from server.triton.onnx_config import OnnxSignature, OnnxTensor, complete_config
+
+    signature = OnnxSignature((OnnxTensor("images", "tensor(float8e4m3fn)", (-1, 3, -1, -1)),), ())
+    with pytest.raises(ValueError, match=r"^the ONNX file's 'images' is a tensor\(float8e4m3fn\), which Triton"):
+        complete_config(schema, schema.ModelConfig(), signature)
+
+
+def test_a_module_in_the_current_folder_does_not_stand_in_for_onnx_runtime(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every other run of the venv's Python leaves the current folder and PYTHONPATH out; this one did not."""
+    write_onnx(tmp_path / "models" / "yolo" / "1" / "model.onnx")
+    (tmp_path / "models" / "yolo" / "config.pbtxt").write_text(METADATA)
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "onnxruntime.py").write_text("raise ImportError('a stand-in from the current folder')\n")
+    monkeypatch.chdir(here)
+    monkeypatch.setenv("PYTHONPATH", str(here))
+    config = served_config(Path("../models"), tmp_path / "served")  # relative, as a user may give it
+    assert [t.name for t in config.input] == ["images"]

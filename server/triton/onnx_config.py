@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from server.triton.cpu_install import own_python_environment
 from server.triton.repository import BatchingOptions
 
 #: ONNX Runtime's tensor type names as Triton's config data types.
@@ -85,10 +86,20 @@ class OnnxSignature:
 
 def read_signatures(python: Path, paths: Sequence[Path]) -> dict[Path, OnnxSignature]:
     """Each ONNX file's inputs and outputs, read by ONNX Runtime under ``python`` (one process for all);
-    `ValueError` naming the file that cannot be read."""
+    `ValueError` naming the file that cannot be read.
+
+    Run as segcast runs the venv's Python elsewhere: without PYTHONPATH, from the venv's folder, so
+    neither segcast's packages nor a module in the current folder stand in for the venv's own.
+    """
+    files = [str(path.resolve()) for path in paths]
     try:
         read = subprocess.run(
-            [str(python), "-c", _READER, *map(str, paths)], capture_output=True, text=True, timeout=READ_TIMEOUT_S
+            [str(python), "-c", _READER, *files],
+            capture_output=True,
+            text=True,
+            timeout=READ_TIMEOUT_S,
+            env=own_python_environment(),
+            cwd=python.parent.parent,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ValueError(f"cannot read the ONNX files with {python} ({exc})") from None
@@ -96,7 +107,7 @@ def read_signatures(python: Path, paths: Sequence[Path]) -> dict[Path, OnnxSigna
         lines = read.stderr.strip().splitlines()
         raise ValueError(lines[-1] if lines else f"{python} could not read the ONNX files (no output)")
     found = json.loads(read.stdout)
-    return {Path(path): _signature(found[str(path)]) for path in paths}
+    return {path: _signature(found[file]) for path, file in zip(paths, files, strict=True)}
 
 
 def _signature(found: dict[str, Any]) -> OnnxSignature:
@@ -121,7 +132,13 @@ def complete_config(schema: Any, config: Any, signature: OnnxSignature) -> None:
     for listed, tensors in ((config.input, signature.inputs), (config.output, signature.outputs)):
         if not listed:
             for tensor in tensors:
-                data_type = schema.DataType.Value(tensor.data_type)
+                try:
+                    data_type = schema.DataType.Value(tensor.data_type)
+                except ValueError:
+                    raise ValueError(
+                        f"the ONNX file's {tensor.name!r} is a {tensor.data_type}, which Triton has no data type "
+                        "for: list the model's inputs and outputs in config.pbtxt, or export it again"
+                    ) from None
                 listed.add(name=tensor.name, data_type=data_type, dims=tensor.shape[skip:])
 
 
@@ -142,7 +159,9 @@ def mismatches(schema: Any, config: Any, signature: OnnxSignature) -> list[str]:
             declared = schema.DataType.Name(entry.data_type)
             if declared != tensor.data_type:
                 problems.append(f"{role} {entry.name!r} is {declared} in the config, {tensor.data_type} in the file")
-            problems.extend(_shape_mismatches(role, entry.name, list(entry.dims), tensor.shape, batched))
+            # A reshape is the shape the model sees, the dims what clients send (Triton checks their sizes agree).
+            dims = list(entry.reshape.shape) if entry.HasField("reshape") else list(entry.dims)
+            problems.extend(_shape_mismatches(role, entry.name, dims, tensor.shape, batched))
         if role == "input":
             named = {entry.name for entry in listed}
             problems.extend(f"input {name!r} of the file is not in the config" for name in in_file if name not in named)

@@ -101,7 +101,10 @@ def _complete_and_check(schema: Any, config: Any, folder: Path, onnx_files: list
         signatures = read_signatures(python, onnx_files)
     except ValueError as exc:
         raise TritonCpuError(str(exc)) from None
-    complete_config(schema, config, signatures[onnx_files[-1]])
+    try:
+        complete_config(schema, config, signatures[onnx_files[-1]])
+    except ValueError as exc:
+        raise TritonCpuError(f"{folder}: {exc}") from None
     for path, signature in signatures.items():
         if problems := mismatches(schema, config, signature):
             raise TritonCpuError(
