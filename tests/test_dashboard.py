@@ -25,6 +25,7 @@ HISTORY = 'output="history"'
 #: The labels Prometheus adds to what it scrapes of each of two nodes.
 NODE1 = 'instance="node-1:8080",job="segcast"'
 NODE2 = 'instance="node-2:8080",job="segcast"'
+NODE3 = 'instance="node-3:8080",job="segcast"'
 #: Ten minutes, one sample a minute: a person crosses the line inward every minute from 0 (none
 #: outward), two people stand in the zone, and a visit of between 1 and 5 s ends every minute.
 INPUT_SERIES = {
@@ -55,12 +56,33 @@ INPUT_SERIES = {
     f"segcast_event_output_queued{{{NODE1},{HISTORY}}}": "0x10",
     f"segcast_event_output_queued{{{NODE1},{HOOK}}}": "0+25x10",
     f"segcast_event_output_queued{{{NODE2},{HISTORY}}}": "0x10",
+    # The fleet: node 1 has a live stream and one reconnecting; node 2's one stream is live but its
+    # Triton cannot be reached; node 3 stopped answering before the time range (no segcast_ series).
+    f"up{{{NODE1}}}": "1x10",
+    f"up{{{NODE2}}}": "1x10",
+    f"up{{{NODE3}}}": "0x10",
+    f'segcast_stream_state{{{NODE1},stream="door",state="live"}}': "1x10",
+    f'segcast_stream_state{{{NODE1},stream="door",state="reconnecting"}}': "0x10",
+    f'segcast_stream_state{{{NODE1},stream="yard",state="live"}}': "0x10",
+    f'segcast_stream_state{{{NODE1},stream="yard",state="reconnecting"}}': "1x10",
+    f'segcast_stream_state{{{NODE2},stream="gate",state="live"}}': "1x10",
+    f'segcast_stream_state{{{NODE2},stream="gate",state="reconnecting"}}': "0x10",
+    f"segcast_inference_available{{{NODE1}}}": "1x10",
+    f"segcast_inference_available{{{NODE2}}}": "0x10",
 }
 PORCH = '{stream="door",zone="porch"}'
-N1, N2 = 'instance="node-1:8080"', 'instance="node-2:8080"'
+N1, N2, N3 = 'instance="node-1:8080"', 'instance="node-2:8080"', 'instance="node-3:8080"'
 #: What each panel's query gives at the end of those ten minutes, by its legend's labels (a panel of
 #: several queries: one sample per query, in order).
 EXPECTED = {
+    "Nodes up": [(f'{{__name__="up",{node},job="segcast"}}', value) for node, value in ((N1, 1), (N2, 1), (N3, 0))],
+    "Streams in each state, by node": [
+        (f'{{{N1},state="live"}}', 1),
+        (f'{{{N1},state="reconnecting"}}', 1),
+        (f'{{{N2},state="live"}}', 1),
+        (f'{{{N2},state="reconnecting"}}', 0),
+    ],
+    "Inference available, by node": [(f"{{{N1}}}", 1), (f"{{{N2}}}", 0)],
     "Objects in each zone now": [(PORCH, 2)],
     "Objects in each zone by class": [
         ('{stream="door",zone="porch",class="person"}', 2),
@@ -107,6 +129,25 @@ def test_every_panel_of_the_dashboard_shows_what_happened(tmp_path: Path) -> Non
     run_promtool(tmp_path, INPUT_SERIES, panel_checks(EXPECTED))
 
 
+def test_every_panel_shows_only_the_nodes_chosen(tmp_path: Path) -> None:
+    """The Node variable: one node's dashboard has none of another node's series."""
+    variables = {v["name"]: v for v in json.loads(DASHBOARD.read_text())["templating"]["list"]}
+    assert variables["instance"]["query"]["query"] == "label_values(segcast_stream_state, instance)"
+    assert variables["instance"]["allValue"] == ".*", "All keeps a node that is down and has no streams to list"
+    assert "$instance" in variables["stream"]["query"]["query"], "the streams offered are the chosen nodes'"
+    node_2 = {
+        title: [(labels, value) for labels, value in samples if N1 not in labels and N3 not in labels]
+        for title, samples in EXPECTED.items()
+        if any(N2 in labels for labels, _ in samples)
+    }
+    assert len(node_2) >= 5, "the fleet's and the outputs' panels"
+    # Node 1's and node 3's series are in the input, and must not show
+    run_promtool(tmp_path, INPUT_SERIES, panel_checks(node_2, instance="node-2:8080"))
+    targets = [target for panel in json.loads(DASHBOARD.read_text())["panels"] for target in panel["targets"]]
+    unscoped = [t["expr"] for t in targets if 'instance=~"$instance"' not in t["expr"]]
+    assert not unscoped, "every query keeps to the chosen nodes"
+
+
 def test_the_outputs_panels_name_each_outputs_node() -> None:
     """Every node's history is called "history": without its instance, a legend shows several as one."""
     targets = [target for panel in json.loads(DASHBOARD.read_text())["panels"] for target in panel["targets"]]
@@ -146,17 +187,18 @@ def test_a_zone_nobody_has_entered_reads_0_not_no_data(tmp_path: Path) -> None:
     run_promtool(tmp_path, series, panel_checks(expected))
 
 
-def panel_checks(expected: dict[str, list[tuple[str, float]]]) -> list[dict[str, object]]:
+def panel_checks(expected: dict[str, list[tuple[str, float]]], instance: str = ".*") -> list[dict[str, object]]:
     """A promtool check of each query of the panels named in ``expected``, with Grafana's variables
-    filled in, for the samples it should give at the end of the input (by its legend's labels; a
-    panel of several queries: one sample per query, in order)."""
+    filled in (every stream; the nodes ``instance`` matches: all, as the Node variable's All does), for
+    the samples it should give at the end of the input (by its legend's labels; a panel of several
+    queries: one sample per query, in order)."""
     panels = [panel for panel in json.loads(DASHBOARD.read_text())["panels"] if panel["title"] in expected]
     assert {panel["title"] for panel in panels} == set(expected), "the dashboard has no such panel"
     checks: list[dict[str, object]] = []
     for panel in panels:
         samples = iter(expected[panel["title"]])
         for target in panel["targets"]:
-            expr = target["expr"].replace("$stream", ".*").replace("$__range", RANGE)
+            expr = target["expr"].replace("$stream", ".*").replace("$instance", instance).replace("$__range", RANGE)
             query_expected = [next(samples)] if len(panel["targets"]) > 1 else list(samples)
             checks.append(
                 {

@@ -747,3 +747,51 @@ async def test_a_node_that_does_not_answer_gets_a_page_that_says_so_and_leads_ba
             assert await response.json() == {"error": f"{up.strip('/')} is busy"}
         async with session.get(f"{entrance.base_url}/favicon.ico") as response:
             assert response.status == 204, "no error in the browser's console for the index's icon"
+
+
+split_entrance_first_node_down = pytest.mark.parametrize("first_node_down", [SPLIT], ids=["split"], indirect=True)
+
+
+@split_entrance_first_node_down
+async def test_a_node_that_does_not_answer_gets_json_for_its_api_metrics_and_health(first_node_down: Entrance) -> None:
+    """API clients, Prometheus and health probes read JSON: the page for a person was HTML to them."""
+    entrance = first_node_down
+    (down,) = entrance.down
+    async with aiohttp.ClientSession() as session:
+        for method, path in (
+            ("GET", "api/streams"),
+            ("GET", "api"),
+            ("POST", "api/streams"),
+            ("GET", "api/streams/cam1/snapshot.jpg?token=s1.v"),
+            ("GET", "metrics"),
+            ("GET", "healthz"),
+        ):
+            async with session.request(method, f"{entrance.base_url}{down}{path}", json={}) as response:
+                assert response.status == 502, path
+                assert response.content_type == "application/json", path
+                answer = await response.json()
+            assert answer == {
+                "error": f"the node at {down} is not answering: it is stopped, starting or overloaded",
+                "node": down,
+            }, path
+        # A person's pages keep the page that leads back.
+        async with session.get(f"{entrance.base_url}{down}static/index.html") as response:
+            assert response.status == 502
+            assert response.content_type == "text/html"
+
+
+@split_entrance_first_node_down
+async def test_the_entrances_healthz_is_nginxs_and_a_nodes_is_under_its_path(first_node_down: Entrance) -> None:
+    """The entrance's /healthz answers while a node is down (it says nginx answers); a probe of a
+    node asks for its own, through its path, and gets the node's answer or a 502."""
+    entrance = first_node_down
+    (down,) = entrance.down
+    (up,) = entrance.nodes
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{entrance.base_url}/healthz") as response:
+            assert response.status == 200
+        async with session.get(f"{entrance.base_url}{down}healthz") as response:
+            assert response.status == 502
+        async with session.get(f"{entrance.base_url}{up}healthz") as response:
+            assert response.status == 200
+            assert (await response.json())["path_qs"] == "/healthz"

@@ -1,4 +1,5 @@
-"""deploy/prometheus/prometheus.yml, run by a real Prometheus against a running segcast.
+"""deploy/prometheus/prometheus.yml, run by a real Prometheus against a running segcast; and
+prometheus-fleet.yml against two segcast nodes behind a real nginx entrance (`segcast split`'s).
 
 What a user copies to get segcast's counts into Grafana must work as shipped: Prometheus (Debian's
 package) reads the file, scrapes segcast's /metrics, and its own query API then has the counters of
@@ -11,6 +12,7 @@ a stream or output in trouble must be what an alert on it needs.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -24,15 +26,19 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
+from server.deploy.entrance import Listen, nginx_config
 from server.events.config import EventsSettings, HistorySettings, WebhookSettings
 from server.options import StreamOptions
 from tests.support.components import require_component
+from tests.support.nginx import NGINX, nginx_serving
 from tests.support.polling import eventually
 from tests.support.rtsp_camera import free_port
 
 pytestmark = pytest.mark.timeout(120)
 
 CONFIG = Path(__file__).resolve().parent.parent / "deploy" / "prometheus" / "prometheus.yml"
+FLEET_CONFIG = CONFIG.with_name("prometheus-fleet.yml")
+SCALING_DOC = CONFIG.parents[2] / "docs" / "scaling.md"
 SHIPPED_TARGET = '"127.0.0.1:8080"'
 VIEWER_TOKEN = "prometheus-viewer-token-0123456789"
 #: A line limited to one class: its counters are exported at 0 from the first frame.
@@ -47,9 +53,9 @@ DOOR = StreamConfig(
 SCRAPE_TIMEOUT_S = 60.0
 
 
-def prometheus_config(tmp_path: Path, port: int, with_token: bool) -> Path:
-    """The shipped file pointed at ``port``; with its token lines uncommented, as it says, and the token file."""
-    text = CONFIG.read_text()
+def prometheus_config(tmp_path: Path, port: int, with_token: bool, shipped: Path = CONFIG) -> Path:
+    """The ``shipped`` file pointed at ``port``; with its token lines uncommented, as it says, and the token file."""
+    text = shipped.read_text()
     assert SHIPPED_TARGET in text, "the file names the address `segcast serve` listens on by default"
     text = text.replace(SHIPPED_TARGET, f'"127.0.0.1:{port}"')
     if with_token:
@@ -217,3 +223,97 @@ async def test_the_events_an_output_has_yet_to_send_are_a_gauge(
         samples = await eventually(held_up, SCRAPE_TIMEOUT_S, "the webhook's events to wait, the history's stored")
         kinds = ("delivered", "failed", "dropped")
         assert [samples[f"segcast_event_output_{kind}_total{webhook}"] for kind in kinds] == [0.0, 0.0, 0.0]
+
+
+def promtool_check(config: Path) -> None:
+    """`promtool check config` passes on ``config`` (its token file, where named, beside it)."""
+    promtool = shutil.which("promtool")
+    require_component(promtool is not None, "needs promtool from Debian's prometheus package (see .ci/run)")
+    assert promtool is not None
+    result = subprocess.run([promtool, "check", "config", str(config)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("with_token", [False, True], ids=["as shipped", "token lines uncommented"])
+def test_the_fleet_config_is_valid_as_shipped_and_with_its_token_lines(tmp_path: Path, with_token: bool) -> None:
+    promtool_check(prometheus_config(tmp_path, 8080, with_token, FLEET_CONFIG))
+
+
+async def targets_by_instance(http: aiohttp.ClientSession, prometheus: str) -> dict[str, dict[str, Any]]:
+    """The segcast job's scraped targets by their instance label (empty while Prometheus starts)."""
+    body = await api(http, f"{prometheus}/api/v1/targets")
+    if body is None:
+        return {}
+    found = [t for t in body["data"]["activeTargets"] if t["labels"]["job"] == "segcast"]
+    return {t["labels"]["instance"]: t for t in found if t["health"] != "unknown"}
+
+
+async def test_the_fleet_config_scrapes_each_node_through_the_entrance_under_its_name(
+    start_server: Callable[..., Awaitable[TestClient]],
+    prometheus: Callable[[Path], str],
+    http: aiohttp.ClientSession,
+    tmp_path: Path,
+) -> None:
+    """Through the entrance every node has one address: each must still be its own instance, up
+    while it answers and down (the entrance's 502) once it stops, which is what an alert reads."""
+    require_component(NGINX.is_file(), "needs Debian's nginx (see .ci/run)")
+    # Given two segcast nodes behind the entrance `segcast split` writes
+    nodes = [await start_server(StreamConfig(f"cam{i}", f"scene:?seed={i}")) for i in (1, 2)]
+    ports = [port for node in nodes if (port := node.server.port) is not None]
+    assert len(ports) == 2
+    entrance_port = free_port()
+    state = tmp_path / "entrance"
+    state.mkdir()
+    conf = state / "nginx.conf"
+    text = nginx_config(Listen("127.0.0.1", entrance_port), ports, "test", state)
+    conf.write_text(("user root;\n" if os.geteuid() == 0 else "") + text)  # its workers write in state
+    async with nginx_serving(conf, f"http://127.0.0.1:{entrance_port}/"):
+        # When Prometheus scrapes them with the fleet file, pointed at that entrance
+        url = prometheus(prometheus_config(tmp_path, entrance_port, with_token=False, shipped=FLEET_CONFIG))
+
+        async def both_up() -> dict[str, dict[str, Any]] | None:
+            found = await targets_by_instance(http, url)
+            return found if len(found) == 2 and all(t["health"] == "up" for t in found.values()) else None
+
+        # Then each node is up under its own name, and its streams are its own
+        targets = await eventually(both_up, SCRAPE_TIMEOUT_S, "both nodes scraped through the entrance")
+        assert {name: t["scrapeUrl"] for name, t in targets.items()} == {
+            f"node-{i}": f"http://127.0.0.1:{entrance_port}/node-{i}/metrics" for i in (1, 2)
+        }
+
+        async def streams_by_node() -> set[tuple[str, str]] | None:
+            found = await query(http, url, 'segcast_stream_state{state="live"} == 1')
+            pairs = {(s["metric"]["instance"], s["metric"]["stream"]) for s in found or []}
+            return pairs if len(pairs) == 2 else None
+
+        assert await eventually(streams_by_node, SCRAPE_TIMEOUT_S, "each node's stream") == {
+            ("node-1", "cam1"),
+            ("node-2", "cam2"),
+        }
+
+        # And once node 2 stops, it alone is down: `up == 0` fires for it
+        await nodes[1].close()
+
+        async def node_2_down() -> dict[str, dict[str, Any]] | None:
+            found = await targets_by_instance(http, url)
+            return found if found.get("node-2", {}).get("health") == "down" else None
+
+        targets = await eventually(node_2_down, SCRAPE_TIMEOUT_S, "node 2 to be scraped as down")
+        assert targets["node-1"]["health"] == "up"
+        assert "502" in targets["node-2"]["lastError"]
+        down = await query(http, url, 'up{job="segcast"} == 0')
+        assert [s["metric"]["instance"] for s in down or []] == ["node-2"]
+
+
+def test_the_fleet_alerts_in_docs_scaling_are_valid_rules(tmp_path: Path) -> None:
+    """What docs/scaling.md, "Monitoring a fleet", gives to copy must load in Prometheus as written."""
+    section = SCALING_DOC.read_text().split("\n## Monitoring a fleet\n", 1)[1].split("\n## ", 1)[0]
+    rules = [block for block in section.split("```yaml\n")[1:] if block.startswith("groups:")]
+    assert len(rules) == 1, "the section has one block of alerting rules"
+    path = tmp_path / "segcast-fleet.rules.yml"
+    path.write_text(rules[0].split("```", 1)[0])
+    promtool = shutil.which("promtool")
+    require_component(promtool is not None, "needs promtool from Debian's prometheus package (see .ci/run)")
+    assert promtool is not None
+    result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "SUCCESS: 2 rules found" in result.stdout, result.stdout + result.stderr

@@ -4,9 +4,13 @@ The same entrance as deploy/compose/nginx.conf, with the nodes at fixed local ad
 names Docker's DNS answers: a path per node with the prefix cut off (``/node-1/ws`` reaches node 1
 as ``/ws``), WebSockets and MJPEG passed on as they come, an index linking each node and All cameras
 (``web/fleet.html``, served by whichever node answers), a page of its own for a node that does not
-answer, ``/healthz``, and for any other path (a single box's ``/api/streams``, ``/metrics``,
+answer (JSON for its ``api/``, ``metrics`` and ``healthz``: what asks for those reads JSON),
+``/healthz``, and for any other path (a single box's ``/api/streams``, ``/metrics``,
 ``/embed/cam1``, kept after a split) a 404 that lists the nodes' paths: JSON for the API and
 ``/metrics``, a page otherwise. tests/test_deploy.py runs every entrance test on it in a real nginx.
+
+The entrance's own ``/healthz`` says only that nginx answers, whatever the nodes do: a node's health
+is ``/node-N/healthz``, the node's own answer, or a 502 naming the node while it does not answer.
 """
 
 from __future__ import annotations
@@ -103,7 +107,7 @@ http {{
         default upgrade;
         ""      close;
     }}
-{_BACK_TO_INDEX}
+{_BACK_TO_INDEX}{_NOT_ANSWERING_AS}
     proxy_http_version 1.1;
     proxy_set_header Host $http_host;
     proxy_set_header Upgrade $http_upgrade;  # the viewer's WebSocket (<prefix>/ws)
@@ -132,6 +136,7 @@ http {{
 ';
         }}
 
+        # nginx answers: not a node's health (that is /node-N/healthz, 502 while it does not answer).
         location = /healthz {{
             default_type text/plain;
             return 200 "ok\\n";
@@ -182,10 +187,29 @@ _BACK_TO_INDEX = """
     }
 """
 
-#: What a person sees for a node that does not answer, in place of nginx's bare "502 Bad Gateway"
-#: (a node's own error responses pass as they are); and no favicon error in the browser's console.
+#: Which answer a node that does not answer gets (`_NOT_ANSWERING`), by the path asked for: JSON
+#: for its API, ``/metrics`` and ``/healthz`` (API clients, scrapers and probes read JSON, as from
+#: the node itself; Prometheus marks the target down on the 502 whatever its body), a page otherwise.
+_NOT_ANSWERING_AS = """
+    map $uri $segcast_not_answering {
+        "~^/[^/]+/(?:api(?:/|$)|metrics$|healthz$)"   /segcast-not-answering.json;
+        default                                       /segcast-not-answering.html;
+    }
+"""
+
+#: What a node that does not answer gets, in place of nginx's bare "502 Bad Gateway" (a node's own
+#: error responses pass as they are): segcast's error shape naming the node, or a page for a person
+#: ($forwarded_prefix, set by the node's location, outlives the redirect to these); and no favicon
+#: error in the browser's console.
 _NOT_ANSWERING = """
-        error_page 502 503 504 /segcast-not-answering.html;
+        error_page 502 503 504 $segcast_not_answering;
+        location = /segcast-not-answering.json {
+            internal;
+            default_type application/json;
+            return 502 '{"node": "$forwarded_prefix/",
+"error": "the node at $forwarded_prefix/ is not answering: it is stopped, starting or overloaded"}\\n';
+        }
+
         location = /segcast-not-answering.html {
             internal;
             default_type text/html;

@@ -19,5 +19,5 @@ def dashboard_metrics() -> set[str]:
 
 
 def exported(name: str, metrics: str) -> bool:
-    """Whether /metrics' text ``metrics`` has a sample of ``name`` with labels."""
-    return f"\n{name}{{" in metrics
+    """Whether /metrics' text ``metrics`` has a sample of ``name`` (with labels or without)."""
+    return f"\n{name}{{" in metrics or f"\n{name} " in metrics
