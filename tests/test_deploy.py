@@ -749,10 +749,7 @@ async def test_a_node_that_does_not_answer_gets_a_page_that_says_so_and_leads_ba
             assert response.status == 204, "no error in the browser's console for the index's icon"
 
 
-split_entrance_first_node_down = pytest.mark.parametrize("first_node_down", [SPLIT], ids=["split"], indirect=True)
-
-
-@split_entrance_first_node_down
+@every_entrance_first_node_down
 async def test_a_node_that_does_not_answer_gets_json_for_its_api_metrics_and_health(first_node_down: Entrance) -> None:
     """API clients, Prometheus and health probes read JSON: the page for a person was HTML to them."""
     entrance = first_node_down
@@ -780,7 +777,7 @@ async def test_a_node_that_does_not_answer_gets_json_for_its_api_metrics_and_hea
             assert response.content_type == "text/html"
 
 
-@split_entrance_first_node_down
+@every_entrance_first_node_down
 async def test_the_entrances_healthz_is_nginxs_and_a_nodes_is_under_its_path(first_node_down: Entrance) -> None:
     """The entrance's /healthz answers while a node is down (it says nginx answers); a probe of a
     node asks for its own, through its path, and gets the node's answer or a 502."""
