@@ -39,6 +39,13 @@ STREAM = "cam"
 SEEDS = {"node-1": 1, "node-2": 2}
 #: A viewer token both nodes accept; with viewer tokens only, each node signs with a random key of its own.
 VIEWER = "viewer-token-of-the-fleet"
+#: What a tile's caption says of its stream's rate while its node is down.
+RATE_UNKNOWN = "—"
+#: For `page.wait_for_function`: whether the tile at the selector shows a rate above 0 fps.
+SHOWS_A_RATE = """(card) => {
+  const rate = /([\\d.]+) fps/.exec(document.querySelector(card + ' small')?.textContent ?? '');
+  return rate !== null && Number(rate[1]) > 0;
+}"""
 #: Counts the token dialogs the page opens.
 COUNT_DIALOGS = """{
   window.dialogsShown = 0;
@@ -117,6 +124,7 @@ async def test_all_cameras_plays_every_nodes_streams_and_a_node_that_stops_is_un
     await fleet.nodes["node-2"].close()
     await wait_for_text(page, f"{tile('node-2')} .status-panel", "node-2: unreachable")
     assert await page.inner_text(f"{tile('node-2')} .badge") == "unreachable"
+    assert await page.inner_text(f"{tile('node-2')} small") == RATE_UNKNOWN, "no rate read as live"
     assert await page.inner_text('a[data-node="node-2"] .badge') == "unreachable"
     playing = await wait_for_new_frame(page, f"{tile('node-1')} canvas")
     await wait_for_changed_picture(page, f"{tile('node-1')} canvas", playing)
@@ -130,12 +138,33 @@ async def test_all_cameras_plays_every_nodes_streams_and_a_node_that_stops_is_un
     await wait_for_new_frame(page, f"{tile('node-2')} canvas", stopped)
     assert await page.is_hidden(f"{tile('node-2')} .status-panel")
     await page.wait_for_selector('a[data-node="node-2"] .badge.state-live', timeout=WAIT_MS)
+    await page.wait_for_function(SHOWS_A_RATE, arg=tile("node-2"), timeout=WAIT_MS)
 
     # And following node-1's tile opens node-1's own viewer on that stream.
     await page.click(tile("node-1"))
     await page.wait_for_url(f"{fleet.entrance}node-1/#/stream/{STREAM}", timeout=WAIT_MS)
     assert (await wait_for_new_frame(page, "#video"))["std"] > 10
     assert await page.inner_text("#stream-title") == STREAM
+
+
+async def test_all_cameras_shows_the_rate_each_node_measures_now_not_only_at_connecting(
+    start_fleet: Callable[..., Awaitable[Fleet]], browser: Any
+) -> None:
+    """Each tile's rate came only from its node's hello: frozen from then on, and never shown for a
+    stream added later, whose socket message says only that it was added."""
+    fleet = await start_fleet()
+    page, console = await open_url(browser, await all_cameras_link(fleet.entrance))
+    await page.wait_for_selector('a[data-node="node-1"] .badge.state-live', timeout=WAIT_MS)
+
+    # When node-1 is given another camera while the page is connected to it:
+    added = await fleet.nodes["node-1"].post("/api/streams", json={"id": "yard", "uri": "scene:?seed=3"})
+    assert added.status == 201, await added.text()
+    yard = '.card[data-node="node-1"][data-stream="yard"]'
+    await wait_for_new_frame(page, f"{yard} canvas")
+
+    # Then its tile comes to show the rate node-1 measures for it, as node-1's API lists it.
+    await page.wait_for_function(SHOWS_A_RATE, arg=yard, timeout=WAIT_MS)
+    assert not console.errors
 
 
 async def test_all_cameras_asks_for_a_token_once_and_plays_every_node_with_it(

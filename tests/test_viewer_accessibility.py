@@ -35,6 +35,27 @@ AA_CONTRAST = 4.5
 # A small, fast scene: objects cross it (and their tracks end) in a few seconds.
 QUICK_SCENE = "scene:?seed=3&fps=30&width=320&height=192"
 VIEW_PANEL = "#stream-view .status-panel"
+#: For `page.wait_for_function`: pause the stream view on the first frame drawn with three tracks or
+#: more, in the same step as the check, so a frame with fewer cannot be drawn in between.
+PAUSE_ON_THREE_TRACKS = """() => {
+    if ((document.querySelector('#video').dataset.tracks || '').split(',').filter(Boolean).length < 3) return false;
+    document.querySelector('#pause').click();
+    return true;
+}"""
+#: The track of the row that has the keyboard focus ("table": the table itself), or None outside it.
+FOCUSED_ROW = "document.activeElement.closest('#tracks') ? (document.activeElement.dataset.track ?? 'table') : null"
+#: The tracks whose rows are in the page's tab order.
+TAB_STOPS = """[...document.querySelectorAll('#tracks tbody tr')]
+  .filter((row) => row.tabIndex >= 0).map((row) => row.dataset.track)"""
+#: Shows the tracks `ids` in the table, as a frame with those tracks would (no frame comes while paused).
+SHOW_TRACKS = """async (ids) => {
+  const { StreamView } = await import("./static/stream.js");
+  const view = { el: { trackCount: document.querySelector('#track-count'),
+                       trackBody: document.querySelector('#tracks tbody') },
+                 highlighted: () => null, passFocus: StreamView.prototype.passFocus };
+  const tracks = ids.map((id) => ({ id, class: "disc", conf: 0.9, age: 1 }));
+  StreamView.prototype.showTracks.call(view, { tracks });
+}"""
 
 #: WCAG's contrast ratio of an element's text colour to a background colour (the element's own, or
 #: that of the nearest ancestor matching `against`), both as the page computes them.
@@ -124,6 +145,47 @@ async def test_the_stream_view_names_its_stream_and_keeps_the_keyboard_where_it_
 
     await page.evaluate("location.hash = '#/'")
     await page.wait_for_function("document.title === 'segcast'", timeout=WAIT_MS)
+    assert console.errors == []
+
+
+async def test_the_track_table_is_one_tab_stop_with_the_arrow_keys_between_its_rows(
+    start_server: Start, browser: Any
+) -> None:
+    """Every row was a tab stop of its own, and no arrow key moved between them: a grid is one stop."""
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    page, console = await open_page(browser, client, "/?transport=ws#/stream/cam")
+    await page.wait_for_function(PAUSE_ON_THREE_TRACKS, timeout=WAIT_MS)  # its rows stay while it is paused
+    rows = await page.evaluate("[...document.querySelectorAll('#tracks tbody tr')].map((row) => row.dataset.track)")
+
+    # Tab leaves the table from its row; Tab and Shift+Tab each enter it at one row, the first.
+    await page.focus(f"#tracks tbody tr[data-track='{rows[0]}']")
+    for key, focused in (("Tab", None), ("Shift+Tab", rows[0]), ("Shift+Tab", None), ("Tab", rows[0])):
+        await page.keyboard.press(key)
+        assert await page.evaluate(FOCUSED_ROW) == focused, f"after {key}"
+
+    # The arrow keys, Home and End move between its rows.
+    for key, focused in (("ArrowDown", rows[1]), ("End", rows[-1]), ("ArrowUp", rows[-2]), ("Home", rows[0])):
+        await page.keyboard.press(key)
+        assert await page.evaluate(FOCUSED_ROW) == focused, f"after {key}"
+
+    # The row the keyboard was on stays the table's one tab stop.
+    await page.keyboard.press("ArrowDown")
+    await page.keyboard.press("Enter")
+    assert await page.get_attribute(f"#tracks tbody tr[data-track='{rows[1]}']", "aria-selected") == "true"
+    await page.keyboard.press("Tab")
+    assert await page.evaluate(FOCUSED_ROW) is None
+    await page.keyboard.press("Shift+Tab")
+    assert await page.evaluate(FOCUSED_ROW) == rows[1]
+    assert await page.evaluate(TAB_STOPS) == [rows[1]]
+
+    # Its tracks all end: the table holds the focus; when rows come again the arrows reach them, and the
+    # table, no longer holding it, leaves the tab order.
+    await page.evaluate(SHOW_TRACKS, [])
+    assert await page.evaluate(FOCUSED_ROW) == "table"
+    await page.evaluate(SHOW_TRACKS, [7, 8])
+    await page.keyboard.press("ArrowDown")
+    assert await page.evaluate(FOCUSED_ROW) == "7"
+    assert await page.get_attribute("#tracks", "tabindex") is None
     assert console.errors == []
 
 

@@ -10,6 +10,8 @@
 // a node that is down says so over its own tiles and in its badge, and the others play on; one whose
 // REST API answers while its live connection keeps being refused says that, and what to fix. The nodes
 // of one deployment share their tokens, so the person is asked once (api.js) and the answer serves all.
+// Each live node's REST API is asked for its streams once a second, as the viewer asks its own (app.js):
+// a stream's rate and viewers change between the socket's messages; a node that is down shows none.
 
 import { ApiError, listStreams } from "./api.js";
 import { APP_ROOT, Connection, carryToken } from "./connection.js";
@@ -20,6 +22,7 @@ import { LIVE_REFUSED_NOTICE, LiveRefusals } from "./status.js";
 const NODE_NAME = /^(?!\.\.?$)[A-Za-z0-9._~-]{1,64}$/;
 // The entrance's folder serving this page from whichever node answers (ALL_NODES in server/deploy/entrance.py).
 const ALL_NODES = "all";
+const STATS_INTERVAL_MS = 1000;
 
 const $ = (id) => document.getElementById(id);
 
@@ -65,6 +68,10 @@ class FleetNode {
     this.root = root;
     this.live = false;
     this.probing = false;
+    this.polling = false; // its stream list asked for and not answered yet: one at a time, however slow
+    // How many messages about which streams exist (hello, added, removed) its socket has brought: a list
+    // its API gave before the latest of them may be out of date, and would bring back a removed stream.
+    this.listChanges = 0;
     this.refusals = new LiveRefusals(); // whether its live connection is refused while its API answers
     // Its tiles stay together in the grid (display: contents), in the order the nodes were listed.
     const group = document.createElement("div");
@@ -98,6 +105,7 @@ class FleetNode {
       { base: root },
     );
     this.subscribe(thumbnails.px());
+    setInterval(() => this.refresh(), STATS_INTERVAL_MS);
   }
 
   // Pictures `maxWidthPx` wide at most: as wide as a tile of the shared grid is on the screen.
@@ -116,11 +124,13 @@ class FleetNode {
 
   hello(message) {
     this.refusals.hello();
+    this.listChanges += 1;
     this.view.setInference(message.inference ?? null);
     this.view.setStreams(message.streams);
   }
 
   event(message) {
+    if (message.type === "added" || message.type === "removed") this.listChanges += 1;
     if (message.type === "status") this.view.setState(message.stream, message.state, message.error);
     else if (message.type === "added") this.view.upsert({ id: message.stream, state: "starting" });
     else if (message.type === "removed") this.view.remove(message.stream);
@@ -147,6 +157,21 @@ class FleetNode {
     if (found.reasonBeforePicture) offline.beforePicture = notice(found.state, title, found.reasonBeforePicture);
     this.view.setOnline(false, offline);
     this.show(found);
+  }
+
+  // The node's streams as its API lists them now, while its socket is live (once down, probe() asks).
+  async refresh() {
+    if (this.polling || !this.live) return;
+    this.polling = true;
+    try {
+      const asked = this.listChanges;
+      const { streams } = await listStreams({ base: this.root });
+      if (asked === this.listChanges && this.live) this.view.setStreams(streams);
+    } catch {
+      // Gone meanwhile: its socket's loss says so, and the poll after it is back asks again.
+    } finally {
+      this.polling = false;
+    }
   }
 
   // Ask the node's REST API why its socket is down (`early`: before its hello), one question at a time;

@@ -30,6 +30,8 @@ const RESIZE_SETTLE_MS = 250;
 const STALE_FRAME_INTERVALS = 4;
 const STALE_MIN_S = 3;
 const STALE_TICK_MS = 1000; // the stale note counts the seconds
+// A tile's rate while the connection is down: the last figure received would read as live.
+const RATE_UNKNOWN = "—";
 
 // What the grid subscribes to: every stream's pictures, `maxWidthPx` wide at most (ThumbnailWidth).
 export function gridSubscription(maxWidthPx) {
@@ -145,7 +147,8 @@ export class GridView {
       // The rate that pictures were coming at: the server's figure falls to 0 once they stop.
       if (stream.processed_fps > 0) card.fps = stream.processed_fps;
       const fps = stream.processed_fps > 0 ? `${stream.processed_fps.toFixed(1)} fps` : "0 fps";
-      card.info.textContent = [fps, stream.viewers ? `${stream.viewers} watching` : ""].filter(Boolean).join(" · ");
+      card.rate = [fps, stream.viewers ? `${stream.viewers} watching` : ""].filter(Boolean).join(" · ");
+      this.showRate(card);
     }
     this.empty.hidden = true;
   }
@@ -183,9 +186,15 @@ export class GridView {
     caption.append(name, badge, info);
     element.append(frame, caption);
     // drawnAt: performance.now() of its last picture drawn (null: none yet); fps: the stream's last
-    // positive processed_fps (null: not known, and then the tile is never judged stale).
+    // positive processed_fps (null: not known, and then the tile is never judged stale); rate: what its
+    // caption says of the stream's rate and viewers while the connection is up ("": nothing known yet).
     const panel = new StatusPanel(frame, { live: false });
-    return { element, picture, badge, info, panel, status: null, drawing: false, drawnAt: null, fps: null };
+    return { element, picture, badge, info, panel, status: null, drawing: false, drawnAt: null, fps: null, rate: "" };
+  }
+
+  // The caption's rate: the last one listed, but no figure while the connection is down.
+  showRate(card) {
+    card.info.textContent = this.online || !card.rate ? card.rate : RATE_UNKNOWN;
   }
 
   // A status message: its state and error, not when the next attempt is (the next poll brings that).
@@ -201,7 +210,10 @@ export class GridView {
   setOnline(online, offline = OFFLINE_NOTICE) {
     this.online = online;
     this.offline = offline;
-    for (const card of this.cards.values()) this.render(card);
+    for (const card of this.cards.values()) {
+      this.render(card);
+      this.showRate(card);
+    }
   }
 
   render(card) {

@@ -70,7 +70,7 @@ export function routedStream() {
 function trackRow(id) {
   const row = document.createElement("tr");
   row.dataset.track = id;
-  row.tabIndex = 0; // Enter or Space pins it, as a click does
+  row.tabIndex = -1; // focusable; Enter or Space pins it, as a click does; keepTabStop() picks the tab stop
   row.setAttribute("aria-selected", "false");
   const swatch = document.createElement("span");
   swatch.className = "swatch";
@@ -83,6 +83,27 @@ function trackRow(id) {
   return row;
 }
 
+// The keys that move the keyboard between the track table's rows: the row each picks of `rows`, from
+// the one at index `at` (-1: the table itself has the focus).
+const ROW_KEYS = new Map([
+  ["ArrowDown", (rows, at) => rows[Math.min(at + 1, rows.length - 1)]],
+  ["ArrowUp", (rows, at) => rows[Math.max(at - 1, 0)]],
+  ["Home", (rows) => rows[0]],
+  ["End", (rows) => rows.at(-1)],
+]);
+
+// The track table is one tab stop, as the ARIA grid pattern has it, and the arrow keys move within:
+// the first row of `ids` (track ids, most wanted first) still in the table has tabIndex 0, else the
+// first row; every other row -1.
+function keepTabStop(body, ids) {
+  const rows = [...body.rows];
+  const stop = ids.map((id) => rows.find((row) => Number(row.dataset.track) === id)).find(Boolean) ?? rows[0];
+  for (const row of rows) {
+    const index = row === stop ? 0 : -1;
+    if (row.tabIndex !== index) row.tabIndex = index;
+  }
+}
+
 export class StreamView {
   constructor(elements) {
     this.el = elements;
@@ -93,6 +114,7 @@ export class StreamView {
     this.decoding = false;
     this.hoverId = null;
     this.pinnedId = null;
+    this.keyboardId = null; // the track whose row the keyboard was last on: the table's tab stop while it lives
     this.show = {};
     this.paused = false;
     this.transport = "websocket"; // what the frames on the canvas come over: "websocket" or "webrtc"
@@ -146,11 +168,25 @@ export class StreamView {
     elements.trackBody.addEventListener("mouseover", (event) => this.hover(rowTrack(event)));
     elements.trackBody.addEventListener("mouseleave", () => this.hover(null));
     elements.trackBody.addEventListener("click", (event) => this.pin(rowTrack(event)));
-    elements.trackBody.addEventListener("keydown", (event) => {
-      if ((event.key !== "Enter" && event.key !== " ") || !event.target.matches("tr[data-track]")) return;
-      event.preventDefault(); // Space would scroll the page
-      this.pin(rowTrack(event));
+    elements.trackBody.addEventListener("focusin", (event) => {
+      if (!event.target.matches("tr[data-track]")) return;
+      this.keyboardId = Number(event.target.dataset.track);
+      keepTabStop(elements.trackBody, [this.keyboardId]);
     });
+    const table = elements.trackBody.closest("table");
+    table.addEventListener("keydown", (event) => {
+      const row = event.target.matches("tr[data-track]") ? event.target : null;
+      if ((event.key === "Enter" || event.key === " ") && row) {
+        event.preventDefault(); // Space would scroll the page
+        this.pin(row.dataset.track);
+      } else if (ROW_KEYS.has(event.key) && (row || event.target === table)) {
+        event.preventDefault(); // the arrows would scroll the page
+        const rows = [...elements.trackBody.rows];
+        ROW_KEYS.get(event.key)(rows, rows.indexOf(row))?.focus();
+      }
+    });
+    // Made focusable by passFocus() only to hold the focus while it has no rows: out of the tab order again after.
+    table.addEventListener("blur", () => table.removeAttribute("tabindex"));
     elements.canvas.addEventListener("mousemove", (event) => this.hover(this.trackUnder(event)?.id));
     elements.canvas.addEventListener("mouseleave", () => this.hover(null));
     elements.canvas.addEventListener("click", (event) => {
@@ -191,6 +227,7 @@ export class StreamView {
       this.setPaused(false);
       this.streamId = streamId;
       this.pinnedId = null;
+      this.keyboardId = null;
       this.missing = false;
       this.forget();
       this.setTransport("websocket");
@@ -542,10 +579,12 @@ export class StreamView {
       }),
     );
     if (focused !== null && !body.contains(document.activeElement)) this.passFocus(focused);
+    keepTabStop(body, [this.keyboardId, this.pinnedId]);
   }
 
   // The row with the keyboard's focus went with its track (`id`): the focus goes to the row after it,
-  // else the one before, else the table, so the keyboard carries on there rather than at the page's top.
+  // else the one before, else the table (until the focus leaves it), so the keyboard carries on there
+  // rather than at the page's top; the row focused becomes the table's tab stop (focusin).
   passFocus(id) {
     const rows = [...this.el.trackBody.rows];
     const next = rows.find((row) => Number(row.dataset.track) > id) ?? rows.at(-1);
@@ -578,6 +617,7 @@ export class StreamView {
       row.classList.toggle("highlight", id === highlighted);
       row.setAttribute("aria-selected", String(id === this.pinnedId));
     }
+    keepTabStop(this.el.trackBody, [this.keyboardId, this.pinnedId]);
     this.redraw();
   }
 
