@@ -76,7 +76,8 @@ def _file_digest(path: Path) -> str | None:
 def write_config(running: Settings, streams: list[StreamConfig], state: ConfigFileState | None = None) -> None:
     """Save the file's settings with ``streams`` to `Settings.config_path`, replacing the file atomically.
 
-    Comments and key order of a hand-written file are not kept. A stream's options are written where
+    Comments and key order of a hand-written file are not kept, but for the comments at its top (a
+    split's header says which node the file is, and of which split). A stream's options are written where
     they are its own (`_file_options`): a stream of the file keeps the keys its table set, even those
     equal to ``[stream_defaults]``, and a change made through the API is written where it differs
     from what the stream would take from the defaults. What came from flags (``running``'s
@@ -104,7 +105,7 @@ def write_config(running: Settings, streams: list[StreamConfig], state: ConfigFi
         for stream in streams
         if stream.stream_id not in state.flag_streams
     ]
-    text = _config_text(settings, saved)
+    text = _config_text(settings, saved, _leading_comments(settings.config_path))
     state.digest = _replace_file(settings.config_path, text, state.digest)
     state.saved = {stream.stream_id: stream for stream, _ in saved}
 
@@ -196,13 +197,39 @@ def _own_tracker_settings(options: StreamOptions, file_defaults: StreamOptions) 
     return written
 
 
-def _config_text(settings: Settings, streams: list[tuple[StreamConfig, dict[str, object]]]) -> str:
-    """The TOML of ``settings`` with ``streams``, each with the options to write in its table.
+#: The line a save writes at the top of the file, under the comments that were there.
+SAVED_NOTE = "# Written by segcast after a change through its API."
+
+
+def _leading_comments(path: Path) -> list[str]:
+    """The comment lines at the top of the file at ``path``, up to its first setting, without the note
+    of an earlier save (`SAVED_NOTE`); none where it cannot be read (the save then says why)."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return []
+    block: list[str] = []
+    for line in text.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            break
+        block.append(line.rstrip())
+    comments = [line for line in block if line != SAVED_NOTE]
+    while comments and not comments[-1]:
+        comments.pop()
+    while comments and not comments[0]:
+        comments.pop(0)
+    return comments
+
+
+def _config_text(settings: Settings, streams: list[tuple[StreamConfig, dict[str, object]]], comments: list[str]) -> str:
+    """The TOML of ``settings`` with ``streams``, each with the options to write in its table, under
+    ``comments`` and `SAVED_NOTE`.
 
     Beyond what says what the file serves (``host``, ``port``, ``[model] name``), a setting is written
     only where it is not segcast's default: one spelled out would freeze today's default in the file.
     """
-    lines = ["# Written by segcast after a change through its API.", "", "[server]"]
+    top = [*comments, SAVED_NOTE, ""]
+    lines = ["[server]"]
     lines += [
         f"host = {toml_value(settings.host)}",
         f"port = {settings.port}",
@@ -214,7 +241,7 @@ def _config_text(settings: Settings, streams: list[tuple[StreamConfig, dict[str,
         "",
     ]
     if settings.auth_off:
-        lines[1:1] = ['auth = "off"', ""]
+        lines[0:0] = ['auth = "off"', ""]
     elif settings.viewer_tokens or settings.admin_tokens or settings.auth_required:
         lines += [
             "[auth]",
@@ -237,7 +264,7 @@ def _config_text(settings: Settings, streams: list[tuple[StreamConfig, dict[str,
             lines.append("loop = true")
         lines += [*_option_lines(options), ""]
     lines += events_toml(_events_as_written(settings))
-    return "\n".join(lines)
+    return "\n".join(top + lines)
 
 
 def _model_settings(settings: Settings) -> dict[str, object]:

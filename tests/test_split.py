@@ -238,6 +238,22 @@ def test_nodes_behind_an_entrance_others_reach_refuse_to_start_without_tokens(
     assert not any(load_config(n.path).auth_required for n in write_forced(split_config(config, 2)))
 
 
+def test_a_node_file_saved_through_the_api_keeps_the_splits_header(config: Path) -> None:
+    """Which node the file is, of which split and entrance, outlives a save (``?persist=1``), once."""
+    split = split_config(config, 2)
+    write_split(split, overwrite=False)
+    path = split.nodes[1].path
+    header = path.read_text().split("\n\n")[0]
+    assert header.startswith("# Node 2 of 2 split from cams.toml by `segcast split`")
+    node = load_config(path)
+    write_config(node, list(node.streams))
+    write_config(load_config(path), [])  # a second save: its camera removed
+    saved = path.read_text()
+    assert saved.startswith(header + "\n# Written by segcast after a change through its API.\n\n[server]\n")
+    assert saved.count("# Written by segcast") == 1
+    assert load_config(path).streams == ()
+
+
 def write_forced(split: Split) -> tuple[NodeFile, ...]:
     write_split(split, overwrite=True)
     return split.nodes
@@ -316,24 +332,80 @@ def test_the_split_says_node_1_goes_on_in_the_boxs_event_history(
     assert load_config(config.parent / "cams.node-1.toml").events.history == load_config(config).events.history
 
 
-def test_a_resplit_is_refused_while_a_node_of_the_earlier_split_answers(
+def test_a_resplit_is_refused_while_a_node_it_takes_cameras_from_answers(
     config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A running node keeps its cameras in memory: its file rewritten, it would still run those the new
-    split gives another node, and they would run twice."""
+    split gives another node (or drops), and they would run twice; and it would go on at its old port."""
     first = _free_ports(3)
-    assert main(["split", str(config), "--nodes", "2", "--first-port", str(first)]) == 0
-    before = {p.name: p.read_text() for p in config.parent.glob("cams.*") if p.is_file()}
-    with socket.socket() as node_2:  # node 2 of the first split, listening at its address
-        node_2.bind(("127.0.0.1", first + 1))
-        node_2.listen()
+    assert main(["split", str(config), "--nodes", "2", "--first-port", str(first)]) == 0  # door, gate; yard
+    before = _files(config)
+    with _listening(first) as node_1, _listening(first + 1) as node_2:  # both nodes, at their addresses
         capsys.readouterr()
-        assert main(["split", str(config), "--nodes", "3", "--first-port", str(first), "--force"]) == 2
-        err = capsys.readouterr().err
-        assert f"a node of the earlier split is running (cams.node-2.toml at 127.0.0.1:{first + 1})" in err
-        assert "would run twice" in err and "stop the nodes first" in err
-        assert {p.name: p.read_text() for p in config.parent.glob("cams.*") if p.is_file()} == before, "nothing written"
-    assert main(["split", str(config), "--nodes", "3", "--first-port", str(first), "--force"]) == 0
+        at_1, at_2 = f"cams.node-1.toml at {node_1}", f"cams.node-2.toml at {node_2}"
+        refusals = [
+            (["--nodes", "1", "--first-port", str(first)], f"{at_2}, which is removed"),
+            (["--nodes", "2", "--first-port", str(first + 1)], f"{at_1}, which moves to port {first + 1}"),
+        ]
+        for arguments, named in refusals:
+            assert main(["split", str(config), *arguments, "--force"]) == 2
+            err = capsys.readouterr().err
+            assert f"a node of the earlier split is running ({named}" in err
+            assert "would run twice" in err and "stop the nodes first" in err
+        config.write_text(CONFIG.split('[[streams]]\nid = "gate"')[0])  # gate retired from cams.toml
+        assert main(["split", str(config), "--nodes", "2", "--first-port", str(first), "--force"]) == 2
+        assert f"is running ({at_1}, which loses gate):" in capsys.readouterr().err
+        assert main(["split", str(config), "--nodes", "2", "--first-port", str(first), "--force", "--dry-run"]) == 2
+        assert _files(config) == before, "nothing written"
+    assert main(["split", str(config), "--nodes", "1", "--first-port", str(first), "--force"]) == 0
+
+
+def test_a_resplit_that_only_gives_running_nodes_cameras_goes_on_and_says_which_to_restart(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Adding a camera stops no node: the one that gains it is restarted, one node at a time; one that
+    keeps its cameras runs on; a node that does not answer may lose cameras."""
+    first = _free_ports(3)
+    assert main(["split", str(config), "--nodes", "3", "--first-port", str(first)]) == 0  # door; yard; gate
+    config.write_text(CONFIG + '\n[[streams]]\nid = "shed"\nuri = "scene:?seed=9"\n')
+    node_3 = config.parent / "cams.node-3.toml"
+    with _listening(first), _listening(first + 1):  # nodes 1 and 2 run; node 3 is stopped
+        capsys.readouterr()
+        assert main(["split", str(config), "--nodes", "2", "--first-port", str(first), "--force"]) == 0
+        out = capsys.readouterr().out
+    # In cams.toml's order, each to the node with the fewest cameras then, the lowest of those tied.
+    assert "cams.node-1.toml: gains gate (from node-3, removed)" in out
+    assert "cams.node-2.toml: gains shed (in no node's file)" in out
+    assert [_ids(config.parent / f"cams.node-{i}.toml") for i in (1, 2)] == [["door", "gate"], ["yard", "shed"]]
+    assert not node_3.exists()
+    for node, gained in (("node-1", "gate"), ("node-2", "shed")):
+        restart = f"{node} is running and gains {gained}: it must be restarted to run it (one node at a time"
+        assert restart in out
+        command = shlex.split(out.split(restart)[1].splitlines()[1])
+        assert command == ["segcast", "serve", "--config", str(config.parent / f"cams.{node}.toml")]
+    assert "Start each node" not in out, "none is stopped"
+    assert "reload it: it must, to reach the nodes as they are now (nodes: 3 before, 2 now):" in out
+
+
+def test_a_resplit_keeps_each_camera_on_the_node_whose_file_has_it(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A camera inserted in the middle of cams.toml moves no other camera (each would lose its history
+    and MQTT topics there); one moved through a node's API stays where it was moved."""
+    assert main(["split", str(config), "--nodes", "2"]) == 0  # node-1: door, gate; node-2: yard
+    node_1, node_2 = config.parent / "cams.node-1.toml", config.parent / "cams.node-2.toml"
+    one, two = tomllib.loads(node_1.read_text()), tomllib.loads(node_2.read_text())
+    two["streams"].append(one["streams"].pop())  # gate moved to node 2 through the API, ?persist=1
+    node_1.write_text(toml_document(one))
+    node_2.write_text(toml_document(two))
+    inserted = '[[streams]]\nid = "porch"\nuri = "scene:?seed=8"\n\n[[streams]]\nid = "door"'
+    config.write_text(CONFIG.replace('[[streams]]\nid = "door"', inserted))
+    capsys.readouterr()
+
+    assert main(["split", str(config), "--nodes", "2", "--force"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [_ids(path) for path in (node_1, node_2)] == [["porch", "door"], ["yard", "gate"]]
+    assert out[1:3] == ["  cams.node-1.toml: gains porch (in no node's file)", "  cams.node-2.toml: the same cameras"]
 
 
 def test_a_forced_resplit_first_says_what_each_file_it_replaces_loses(
@@ -352,20 +424,49 @@ def test_a_forced_resplit_first_says_what_each_file_it_replaces_loses(
     node_2.write_text(toml_document(two))
     capsys.readouterr()
 
-    assert main(["split", str(config), "--nodes", "3", "--force"]) == 0  # door; yard; gate
-    out = capsys.readouterr().out.splitlines()
+    assert main(["split", str(config), "--nodes", "3", "--force"]) == 0  # door; yard, gate; none
+    printed = capsys.readouterr()
+    assert "segcast: warning: node-3 gets no cameras: a new split keeps each camera on the node" in printed.err
+    out = printed.out.splitlines()
     wrote = next(i for i, line in enumerate(out) if line.startswith("wrote "))
     assert out[:wrote] == [
-        "replacing the earlier split's node files; what changes in each (cams.toml wins):",
+        "replacing the earlier split's node files; what changes in each (cams.toml wins; a camera stays on the "
+        "node that has it, any other goes to the node with the fewest):",
         "  cams.node-1.toml: the same cameras",
-        "  cams.node-2.toml: loses gate (to node-3); loses shed (not in cams.toml: added through its API)",
+        "  cams.node-2.toml: loses shed (not in cams.toml: removed there, or added through this node's API)",
         "    yard: its conf saved here differ from cams.toml's: lost",
+        "  cams.node-3.toml (new): no cameras",
     ]
     reload = out.index(
-        "or, if the earlier split's entrance is running (a second start fails: Address already in use), reload it:"
+        "or, if the earlier split's entrance is running (a second start fails: Address already in use), reload it: "
+        "it must, to reach the nodes as they are now (nodes: 2 before, 3 now):"
     )
     start, command = shlex.split(out[reload - 1]), shlex.split(out[reload + 1])
     assert command == [*start, "-s", "reload"]
+
+
+def test_a_dry_run_says_where_each_camera_goes_and_writes_nothing(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--dry-run: the placement and what changes in each file, as the split would say it; its status is
+    the refusal's where the split would be refused."""
+    assert main(["split", str(config), "--nodes", "2", "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[:2] == [
+        f"would write {config.parent / 'cams.node-1.toml'} (node-1, 127.0.0.1:8091): door, gate",
+        f"would write {config.parent / 'cams.node-2.toml'} (node-2, 127.0.0.1:8092): yard",
+    ]
+    assert sorted(p.name for p in config.parent.glob("cams.*")) == ["cams.toml"]
+
+    assert main(["split", str(config), "--nodes", "2"]) == 0
+    before = _files(config)
+    config.write_text(CONFIG + '\n[[streams]]\nid = "shed"\nuri = "scene:?seed=9"\n')
+    capsys.readouterr()
+    assert main(["split", str(config), "--nodes", "2", "--dry-run"]) == 2, "refused without --force, as a split"
+    assert "are there already" in capsys.readouterr().err
+    assert main(["split", str(config), "--nodes", "2", "--force", "--dry-run"]) == 0
+    assert "  cams.node-2.toml: gains shed (in no node's file)" in capsys.readouterr().out.splitlines()
+    assert _files(config) == before
 
 
 def test_splitting_a_node_file_warns_of_nested_names(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -377,6 +478,55 @@ def test_splitting_a_node_file_warns_of_nested_names(config: Path, capsys: pytes
     assert "'segcast/node-2'" in err and "split the original file instead" in err
     assert main(["split", str(config), "--nodes", "2", "--force"]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+def test_a_split_is_refused_while_segcast_itself_runs_from_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The single box, still running from cams.toml at its address: the nodes started as printed would
+    run its cameras a second time, node 1 writing into the box's history file as the box does."""
+    config = _box_config(tmp_path)
+    with _node(config):
+        assert main(["split", str(config), "--nodes", "2"]) == 2
+        port = tomllib.loads(config.read_text())["server"]["port"]
+        err = capsys.readouterr().err
+        assert err.startswith(f"segcast: segcast is running at cams.toml's own address (127.0.0.1:{port})")
+        assert "stop it first" in err
+        assert sorted(p.name for p in tmp_path.glob("cams.*")) == ["cams.toml"]
+
+
+async def test_the_entrance_of_an_earlier_split_at_the_files_address_is_not_taken_for_segcast(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After a split the entrance answers at cams.toml's address: a split again is not refused for it."""
+    require_nginx()
+    config = _box_config(tmp_path)
+    assert main(["split", str(config), "--nodes", "2", "--first-port", str(_free_ports(2))]) == 0
+    start, stop = (shlex.split(line) for line in capsys.readouterr().out.splitlines() if line.startswith("  nginx"))
+    port = tomllib.loads(config.read_text())["server"]["port"]
+    with _nginx([str(NGINX), *start[1:]], [str(NGINX), *stop[1:]]):
+        async with aiohttp.ClientSession() as session:
+
+            async def answers() -> bool:
+                try:
+                    async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                        return response.status == 200
+                except aiohttp.ClientConnectionError:
+                    return False
+
+            await eventually(answers, what="the entrance to answer")
+        assert main(["split", str(config), "--nodes", "2", "--force"]) == 0, capsys.readouterr().err
+    assert (tmp_path / "cams.nginx" / "access.log").read_text().count("GET /healthz") == 2, "it was asked"
+
+
+def _box_config(folder: Path) -> Path:
+    """cams.toml of a box of three generated cameras at a free port, as segcast can run it."""
+    config = folder / "cams.toml"
+    config.write_text(
+        f'[server]\nport = {_free_port()}\n\n[model]\nname = "bundled"\n\n'
+        + "".join(f'[[streams]]\nid = "{name}"\nuri = "scene:?seed={i}"\n\n' for i, name in enumerate("abc", 1))
+    )
+    return config
 
 
 async def test_nodes_and_entrance_started_as_the_split_says_serve_their_cameras(
@@ -454,6 +604,24 @@ def _node(path: Path) -> Iterator[None]:
     finally:
         process.terminate()
         process.communicate(timeout=60)
+
+
+def _ids(node_file: Path) -> list[str]:
+    return [stream.stream_id for stream in load_config(node_file).streams]
+
+
+def _files(config: Path) -> dict[str, str]:
+    """The text of every file a split of ``config`` writes beside it (node files, entrance), by name."""
+    return {p.name: p.read_text() for p in config.parent.glob(f"{config.stem}.*") if p.is_file() and p != config}
+
+
+@contextmanager
+def _listening(port: int) -> Iterator[str]:
+    """A node of an earlier split, as a split probes it: something accepting connections at ``port``."""
+    with socket.socket() as node:
+        node.bind(("127.0.0.1", port))
+        node.listen()
+        yield f"127.0.0.1:{port}"
 
 
 def _free_port() -> int:

@@ -1,7 +1,10 @@
 """``segcast split``: one config file's cameras dealt out to N node config files, and their entrance.
 
-Each node file is the user's file with a share of its ``[[streams]]`` (every Nth, in the file's order)
-and what must differ between nodes on one machine:
+Each node file is the user's file with a share of its ``[[streams]]`` and what must differ between
+nodes on one machine. A first split deals the cameras out in the file's order (every Nth); a later
+one keeps each camera on the node whose file has it (`place_streams`), so that inserting a camera in
+the middle of the file, or one moved between nodes through the API, moves no other: its history,
+MQTT topics and metrics stay where they are. What differs per node:
 
 - ``[server]``: the node listens on 127.0.0.1 at its own port, and takes as many viewers from one
   address as from all (every viewer comes through the entrance, from its address). TLS, when the file
@@ -24,23 +27,29 @@ node file loads as segcast would load it, and the entrance is held to the rule a
 listens beyond this machine only with access tokens (the nodes behind it, on 127.0.0.1, ask for none
 of their own, so without tokens anyone reaching the entrance could change them).
 
-Splitting again over an earlier split's files (``--force``) is refused while any of its nodes answers:
-a node keeps its streams in memory, not in its file, so it would go on running cameras the new split
-gives another node. Before writing, it says what each file it replaces loses (cameras, and settings
-saved there through a node's API).
+Splitting again over an earlier split's files (``--force``) is refused while a node that answers would
+lose a camera (or its port, or be removed): a node keeps its streams in memory, not in its file, so it
+would go on running cameras the new split gives another node. A running node that only gains cameras
+may run on, to be restarted to run them. A split is refused too while segcast itself answers at the
+file's own address (the single box, still running from it: its cameras would run twice). Before
+writing, it says what each file it replaces loses or gains (cameras, and settings saved there through
+a node's API).
 """
 
 from __future__ import annotations
 
 import copy
+import http.client
 import io
+import json
 import os
 import re
 import socket
+import ssl
 import stat
 import tomllib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +67,11 @@ PRIVILEGED_PORTS = 1024
 DEFAULT_FIRST_PORT = 8081
 #: More nodes than this on one machine is a typing error: four carried 64 cameras on an H200.
 MAX_NODES = 64
-#: How long a node of an earlier split has to accept a connection to count as running.
+#: How long a node of an earlier split has to accept a connection to count as running (and segcast at
+#: the file's own address to answer ``/healthz``).
 NODE_PROBE_S = 1.0
+#: The most of a ``/healthz`` answer read to tell segcast from the entrance: segcast's is a few lines of JSON.
+HEALTH_PROBE_MAX_BYTES = 65536
 _BARE_KEY = re.compile(r"\A[A-Za-z0-9_-]+\Z")
 _NODE_SUFFIX = re.compile(r"[./]node-[0-9]+\Z")
 
@@ -79,6 +91,17 @@ class NodeFile:
 
 
 @dataclass(frozen=True, slots=True)
+class EarlierNode:
+    """A node file of an earlier split, as it is before this split replaces or removes it."""
+
+    path: Path
+    index: int  # its node number: 3 for cams.node-3.toml
+    stream_ids: tuple[str, ...]  # the cameras its file holds: those its node runs, started from it
+    address: tuple[str, int] | None  # where its node listens (None: the file cannot say)
+    text: str | None = None  # the file as it is (None: it cannot be read)
+
+
+@dataclass(frozen=True, slots=True)
 class Split:
     """What `split_config` would write: a file per node and the entrance's nginx.conf."""
 
@@ -91,6 +114,9 @@ class Split:
     stale: tuple[Path, ...]  # node files of an earlier split into more nodes: their cameras are dealt anew
     existing: tuple[Path, ...] = ()  # the files it would replace (or remove), there when it was made
     warnings: tuple[str, ...] = ()  # what may not be what the user meant, though it can be written
+    earlier: tuple[EarlierNode, ...] = ()  # the node files of an earlier split, in node order
+    placed: Mapping[str, str] = field(default_factory=dict)  # why a camera no earlier node kept went where it did
+    entrance_before: str | None = None  # the entrance's file as it was when the split was made (None: none)
 
     def entrance_command(self) -> list[str]:
         """How to start the entrance: nginx as whoever runs it, root only for a port under 1024."""
@@ -106,6 +132,10 @@ class Split:
         """How a running entrance takes a new config: starting a second nginx on its address fails
         (``bind() ... Address already in use``)."""
         return [*self.entrance_command(), "-s", "reload"]
+
+    def entrance_changed(self) -> bool:
+        """Whether the entrance's file says what it did not before: a running entrance must be reloaded."""
+        return self.entrance_before != self.entrance_text
 
     def node_files_there(self) -> list[Path]:
         """The files of an earlier split this one replaces or removes, in node order."""
@@ -146,30 +176,29 @@ def split_config(path: Path, nodes: int, first_port: int | None = None) -> Split
 
     data = _read(path)
     tables = data.get("streams", [])
+    earlier = earlier_nodes(path)
+    shares, placed = place_streams(streams, nodes, earlier)
     files = []
-    for index, port in enumerate(ports, start=1):
-        share = tables[index - 1 :: nodes]
+    for index, (port, share) in enumerate(zip(ports, shares, strict=True), start=1):
         node_path = path.with_name(f"{path.stem}.{node_name(index)}.toml")
-        document = _node_document(data, share, index, port, tokens_required=beyond)
+        document = _node_document(data, [tables[i] for i in share], index, port, tokens_required=beyond)
         text = _header(path, index, nodes) + toml_document(document)
         try:
             settings_from_mapping(tomllib.loads(text), node_path, {})
         except (ConfigError, ValueError) as exc:  # a bug here, not the user's: say so rather than write it
             raise SplitError(f"the file for {node_name(index)} would not load ({exc}); please report it") from exc
         history = document.get("events", {}).get("history", {}).get("path")
-        files.append(NodeFile(node_name(index), node_path, text, tuple(streams[index - 1 :: nodes]), port, history))
+        files.append(NodeFile(node_name(index), node_path, text, tuple(streams[i] for i in share), port, history))
     entrance = Listen(settings.host, settings.port, settings.tls_cert, settings.tls_key)
     folder = path.resolve().parent  # nginx takes relative paths from its own prefix
     state = folder / f"{path.stem}.nginx"
     for named in (state, settings.tls_cert, settings.tls_key):
         if named is not None and "$" in str(named):  # nginx would read the rest as a variable's name
             raise SplitError(f"{named}: nginx cannot take a path with '$' in it: move it where no folder has one")
-    stale = sorted(
-        (p for p in path.parent.glob(f"{path.stem}.node-*.toml") if _node_index(path, p) > nodes),
-        key=lambda p: _node_index(path, p),
-    )
+    stale = [node.path for node in earlier if node.index > nodes]
     entrance_path = folder / f"{path.stem}.nginx.conf"
     existing = [p for p in (*(node.path for node in files), entrance_path) if p.exists()] + stale
+    empty = [node.name for node in files if not node.stream_ids]
     return Split(
         tuple(files),
         entrance_path,
@@ -179,7 +208,84 @@ def split_config(path: Path, nodes: int, first_port: int | None = None) -> Split
         path,
         tuple(stale),
         tuple(existing),
-        _nested_split_warnings(path, data),
+        _nested_split_warnings(path, data) + _empty_node_warnings(empty),
+        earlier,
+        placed,
+        _text_of(entrance_path),
+    )
+
+
+def earlier_nodes(source: Path) -> tuple[EarlierNode, ...]:
+    """The node files of an earlier split of ``source`` beside it (``cams.node-2.toml`` ...), in node order;
+    one that cannot be read holds no camera and has no address."""
+    found = []
+    for path in source.parent.glob(f"{source.stem}.node-*.toml"):
+        if (index := _node_index(source, path)) < 1:
+            continue  # cams.node-backup.toml: not a node's
+        try:
+            text = path.read_text(encoding="utf-8")
+            data = tomllib.loads(text.removeprefix("\ufeff"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            found.append(EarlierNode(path, index, (), None))
+            continue
+        tables = data.get("streams")
+        ids = [t.get("id") for t in tables if isinstance(t, dict)] if isinstance(tables, list) else []
+        found.append(EarlierNode(path, index, tuple(i for i in ids if isinstance(i, str)), _address(data), text))
+    return tuple(sorted(found, key=lambda node: node.index))
+
+
+def _address(data: Mapping[str, Any]) -> tuple[str, int] | None:
+    """Where a node started from the file ``data`` listens, as reached from this machine (None: no port)."""
+    server = data.get("server")
+    if not isinstance(server, dict) or not isinstance(port := server.get("port"), int):
+        return None
+    return _reachable_host(str(server.get("host", NODE_HOST))), port
+
+
+def _reachable_host(host: str) -> str:
+    """Where to reach a server listening on ``host`` from this machine: a wildcard is reached at loopback."""
+    return NODE_HOST if host in ("0.0.0.0", "::", "") else host.strip("[]")
+
+
+def place_streams(
+    stream_ids: list[str], nodes: int, earlier: tuple[EarlierNode, ...]
+) -> tuple[list[list[int]], dict[str, str]]:
+    """Which cameras (positions in ``stream_ids``, the source file's order) each of ``nodes`` nodes gets,
+    and why each camera that no earlier node keeps went where it did.
+
+    A camera stays on the node of ``earlier`` whose file has it (the lowest, if two do) while that node
+    is one of ``nodes``: moving it would split its history, MQTT topics and metrics, and undo a move
+    made through the API. Every other camera (one new to the fleet, one of a node beyond ``nodes``)
+    goes, in the file's order, to the node with the fewest cameras so far, the lowest of those tied:
+    with no earlier split, that deals every Nth camera to each node.
+    """
+    held: dict[str, int] = {}
+    for node in earlier:  # in node order: a camera two files hold stays with the lower
+        for stream_id in node.stream_ids:
+            held.setdefault(stream_id, node.index)
+    shares: list[list[int]] = [[] for _ in range(nodes)]
+    for position, stream_id in enumerate(stream_ids):
+        if 1 <= held.get(stream_id, 0) <= nodes:
+            shares[held[stream_id] - 1].append(position)
+    placed = {}
+    for position, stream_id in enumerate(stream_ids):
+        index = held.get(stream_id, 0)
+        if 1 <= index <= nodes:
+            continue
+        fewest = min(range(nodes), key=lambda i: len(shares[i]))
+        shares[fewest].append(position)
+        placed[stream_id] = f"from {node_name(index)}, removed" if index else "in no node's file"
+    return [sorted(share) for share in shares], placed
+
+
+def _empty_node_warnings(names: list[str]) -> tuple[str, ...]:
+    """A warning where a node gets no camera: a split into more nodes keeps every camera where it was."""
+    if not names:
+        return ()
+    return (
+        f"{', '.join(names)} {'gets' if len(names) == 1 else 'get'} no cameras: a new split keeps each camera on "
+        'the node whose file has it; move some there through the API (docs/scaling.md, "Moving a camera"), '
+        "or, with every node stopped, remove the node files to deal all cameras out anew",
     )
 
 
@@ -202,11 +308,34 @@ def _nested_split_warnings(path: Path, data: Mapping[str, Any]) -> tuple[str, ..
     )
 
 
-def write_split(split: Split, overwrite: bool, report: Callable[[str], None] | None = None) -> None:
-    """Write every file of ``split``; none, unless ``overwrite``, where one is there already (a node's
-    file holds what its API saved with ``?persist=1`` since the last split), and none while a node of
-    the split it replaces answers. What each replaced file loses goes to ``report``, line by line,
-    before anything is written."""
+def write_split(split: Split, overwrite: bool, report: Callable[[str], None] | None = None) -> tuple[EarlierNode, ...]:
+    """Write every file of ``split`` once `check_split` lets it; what each replaced file loses or gains
+    goes to ``report``, line by line, before anything is written. The nodes of the earlier split that
+    answer (each keeps or gains cameras: `check_split`), for the caller to say which to restart."""
+    running = check_split(split, overwrite)
+    if report is not None:
+        for line in replaced_changes(split):
+            report(line)
+    try:
+        mode = stat.S_IMODE(split.source.stat().st_mode)
+        for stale in split.stale:  # its cameras are another node's now: started, it would run them twice
+            stale.unlink()
+        for node in split.nodes:  # they may hold the file's tokens: as private as the file
+            _write_private(node.path, node.text, mode)
+        split.entrance_path.write_text(split.entrance_text, encoding="utf-8")
+        split.entrance_state.mkdir(exist_ok=True)
+        for log in ("access.log", "error.log"):  # nginx keeps a file's mode: these hold addresses and URLs
+            _write_private(split.entrance_state / log, "", 0o600, truncate=False)
+    except OSError as exc:
+        raise SplitError(f"cannot write {exc.filename or split.entrance_path.parent}: {exc.strerror or exc}") from None
+    return running
+
+
+def check_split(split: Split, overwrite: bool) -> tuple[EarlierNode, ...]:
+    """SplitError where ``split`` must not be written: a file there already, unless ``overwrite`` (a
+    node's file holds what its API saved with ``?persist=1`` since the last split); segcast answering
+    at the source file's own address; a node of the earlier split that answers and would lose a camera,
+    its port, or its file. Else the earlier split's nodes that answer (each keeps or gains cameras)."""
     if split.existing and not overwrite:
         names = ", ".join(str(p) for p in split.existing)
         raise SplitError(
@@ -215,40 +344,46 @@ def write_split(split: Split, overwrite: bool, report: Callable[[str], None] | N
             + ("it" if len(split.existing) == 1 else "them")
             + (" and removes the files of nodes beyond the new number" if split.stale else "")
         )
-    _refuse_while_nodes_run(split)
-    if report is not None:
-        for line in replaced_changes(split):
-            report(line)
-    try:
-        for stale in split.stale:  # its cameras are another node's now: started, it would run them twice
-            stale.unlink()
-        for node in split.nodes:  # they may hold the file's tokens: as private as the file
-            _write_private(node.path, node.text, stat.S_IMODE(split.source.stat().st_mode))
-        split.entrance_path.write_text(split.entrance_text, encoding="utf-8")
-        split.entrance_state.mkdir(exist_ok=True)
-        for log in ("access.log", "error.log"):  # nginx keeps a file's mode: these hold addresses and URLs
-            _write_private(split.entrance_state / log, "", 0o600, truncate=False)
-    except OSError as exc:
-        raise SplitError(f"cannot write {exc.filename or split.entrance_path.parent}: {exc.strerror or exc}") from None
+    _refuse_while_the_source_runs(split)
+    running = tuple(node for node in split.earlier if node.address is not None and _answers(*node.address))
+    _refuse_where_running_nodes_lose(split, running)
+    return running
 
 
-def _refuse_while_nodes_run(split: Split) -> None:
-    """SplitError naming each node of the earlier split that answers at its file's address."""
-    running = []
-    for path in split.node_files_there():
-        try:
-            server = tomllib.loads(path.read_text(encoding="utf-8-sig")).get("server", {})
-            host, port = str(server.get("host", NODE_HOST)), int(server["port"])
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError):
-            continue  # not a file it could have started from: nothing to probe
-        host = NODE_HOST if host in ("0.0.0.0", "::", "") else host.strip("[]")
-        if _answers(host, port):
-            running.append(f"{path.name} at {host}:{port}")
-    if running:
+def _refuse_while_the_source_runs(split: Split) -> None:
+    """SplitError where segcast answers at the source file's own address: most likely the single box,
+    still running from it, which the nodes started as printed would run a second time (node 1 sharing
+    its history file). The entrance of an earlier split listens there too, and is not segcast."""
+    host, port = _reachable_host(split.entrance.host), split.entrance.port
+    if _segcast_answers(host, port, tls=split.entrance.tls_cert is not None):
+        source = split.source.name
         raise SplitError(
-            f"a node of the earlier split is running ({', '.join(running)}): a node keeps its streams in "
+            f"segcast is running at {source}'s own address ({host}:{port}), from {source} by the look of it: "
+            "the nodes started as well would run its cameras a second time, and node-1 would share its event "
+            "history file; stop it first, then split (the entrance takes its address)"
+        )
+
+
+def _refuse_where_running_nodes_lose(split: Split, running: tuple[EarlierNode, ...]) -> None:
+    """SplitError naming each running node of the earlier split that this one takes a camera from,
+    moves to another port, or removes: it would go on as it runs, its cameras running twice."""
+    new = {node.path: node for node in split.nodes}
+    refused = []
+    for old in running:
+        assert old.address is not None  # it answered there
+        at = f"{old.path.name} at {old.address[0]}:{old.address[1]}"
+        if (node := new.get(old.path)) is None:
+            refused.append(f"{at}, which is removed")
+        elif lost := [stream_id for stream_id in old.stream_ids if stream_id not in node.stream_ids]:
+            refused.append(f"{at}, which loses {', '.join(lost)}")
+        elif node.port != old.address[1]:
+            refused.append(f"{at}, which moves to port {node.port}")
+    if refused:
+        raise SplitError(
+            f"a node of the earlier split is running ({'; '.join(refused)}): a node keeps its streams in "
             "memory, not in its file, so it would go on running cameras this split gives another node, and "
-            "they would run twice; stop the nodes first, then split again"
+            "they would run twice; stop the nodes first, then split again (a node that keeps its cameras and "
+            "port may run on)"
         )
 
 
@@ -261,16 +396,53 @@ def _answers(host: str, port: int) -> bool:
         return False
 
 
+def _segcast_answers(host: str, port: int, tls: bool) -> bool:
+    """Whether segcast answers ``GET /healthz`` at ``host``:``port`` (over HTTPS for ``tls``): its JSON
+    (``{"status": "ok", "streams": 3, "inference": ...}``, public whatever the tokens), where a split's
+    entrance answers a plain ``ok``. The certificate is not checked: nothing is sent, only the answer read."""
+    if tls:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        connection: http.client.HTTPConnection = http.client.HTTPSConnection(
+            host, port, timeout=NODE_PROBE_S, context=context
+        )
+    else:
+        connection = http.client.HTTPConnection(host, port, timeout=NODE_PROBE_S)
+    try:
+        connection.request("GET", "/healthz")
+        body = json.loads(connection.getresponse().read(HEALTH_PROBE_MAX_BYTES))
+    except (OSError, http.client.HTTPException, ValueError):
+        return False  # nothing there, not HTTP, or not JSON: the entrance's "ok"
+    finally:
+        connection.close()
+    return isinstance(body, dict) and body.get("status") == "ok" and "streams" in body
+
+
+def _text_of(path: Path) -> str | None:
+    """The text of the file at ``path`` (None: none there, or not text)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def replaced_changes(split: Split) -> list[str]:
-    """Per file of the earlier split: the cameras it loses (and to which node) or gains, and those whose
-    settings there differ from the source file's (saved through its node's API, ``?persist=1``), which
-    the split replaces with the source's."""
+    """Per node file of the earlier split, and each new one: the cameras it loses (and to which node) or
+    gains (and why there: `place_streams`), and those whose settings there differ from the source
+    file's (saved through its node's API, ``?persist=1``), which the split replaces with the source's.
+    Nothing for a first split."""
     source = split.source.name
     given = {stream_id: node.name for node in split.nodes for stream_id in node.stream_ids}
     wanted = {stream.stream_id: stream for stream in load_config(split.source).streams}
     new_share = {node.path: node.stream_ids for node in split.nodes}
     there = split.node_files_there()
-    lines = [f"replacing the earlier split's node files; what changes in each ({source} wins):"] if there else []
+    if not there:
+        return []
+    lines = [
+        f"replacing the earlier split's node files; what changes in each ({source} wins; a camera stays on "
+        "the node that has it, any other goes to the node with the fewest):"
+    ]
     for path in there:
         try:
             old = load_config(path).streams
@@ -280,15 +452,27 @@ def replaced_changes(split: Split) -> list[str]:
         old_ids = [stream.stream_id for stream in old]
         share = new_share.get(path)
         changes = [f"loses {i} (to {given[i]})" for i in old_ids if i in given and i not in (share or ())]
-        changes += [f"loses {i} (not in {source}: added through its API)" for i in old_ids if i not in given]
-        changes += [f"gains {i}" for i in share or () if i not in old_ids]
+        changes += [
+            f"loses {i} (not in {source}: removed there, or added through this node's API)"
+            for i in old_ids
+            if i not in given
+        ]
+        changes += _gains(split, [i for i in share or () if i not in old_ids])
         if share is None:
             changes.append("is removed (more nodes than this split's)")
         lines.append(f"  {path.name}: {'; '.join(changes) or 'the same cameras'}")
         for stream in old:
             if stream.stream_id in wanted and (differ := _differences(stream, wanted[stream.stream_id])):
                 lines.append(f"    {stream.stream_id}: its {', '.join(differ)} saved here differ from {source}'s: lost")
+    for node in split.nodes:
+        if node.path not in there:
+            lines.append(f"  {node.path.name} (new): {'; '.join(_gains(split, node.stream_ids)) or 'no cameras'}")
     return lines
+
+
+def _gains(split: Split, stream_ids: Iterable[str]) -> list[str]:
+    """``gains <id> (why)`` for each camera a node gains: why it went there (`Split.placed`)."""
+    return [f"gains {i} ({split.placed[i]})" if i in split.placed else f"gains {i}" for i in stream_ids]
 
 
 def _differences(saved: StreamConfig, source: StreamConfig) -> list[str]:
@@ -389,6 +573,6 @@ def _node_document(
 def _header(source: Path, index: int, nodes: int) -> str:
     return (
         f"# Node {index} of {nodes} split from {source.name} by `segcast split`; the entrance in front of the\n"
-        f"# nodes is {source.stem}.nginx.conf. Changes saved through this node's API land here: split again\n"
-        f"# (--force) only to start over from {source.name}.\n\n"
+        f"# nodes is {source.stem}.nginx.conf. Changes saved through this node's API land here; a new split\n"
+        f"# (--force) keeps this node's cameras on it, with their settings from {source.name}.\n\n"
     )
