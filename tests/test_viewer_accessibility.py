@@ -52,7 +52,7 @@ SHOW_TRACKS = """async (ids) => {
   const { StreamView } = await import("./static/stream.js");
   const view = { el: { trackCount: document.querySelector('#track-count'),
                        trackBody: document.querySelector('#tracks tbody') },
-                 highlighted: () => null, passFocus: StreamView.prototype.passFocus };
+                 highlighted: () => null };
   const tracks = ids.map((id) => ({ id, class: "disc", conf: 0.9, age: 1 }));
   StreamView.prototype.showTracks.call(view, { tracks });
 }"""

@@ -10,15 +10,17 @@
 // offered only for a stream the server is known to have: it starts once the stream list or a status
 // message shows the open stream, and again when a stream that went missing comes back. Either way
 // the picture is copied to the canvas with its metadata, so overlays, highlights and pause work the same.
+// The track table's rows, its keys and its focus are web/track_table.js's; which track is hovered,
+// pinned or had the keyboard last is kept here, as the picture hovers and pins too.
 // ?transport=ws, or localStorage "segcast.transport" = "ws", keeps the view on the WebSocket.
 // Zones and lines are drawn and edited over the picture by web/zones.js; their events are listed by
 // web/events.js.
 
 import { appUrl, pageToken, storedToken } from "./connection.js";
-import { reconcile } from "./dom.js";
 import { EventList } from "./events.js";
-import { drawOverlay, pictureRect, trackAt, trackColor } from "./overlay.js";
+import { drawOverlay, pictureRect, trackAt } from "./overlay.js";
 import { OFFLINE_NOTICE, StatusPanel, noticeWithoutPicture, streamNotice } from "./status.js";
+import { listenToTrackTable, markTrackRows, showTrackRows } from "./track_table.js";
 import { canPlay, playStream } from "./webrtc.js";
 import { ZoneEditor } from "./zones.js";
 
@@ -32,7 +34,6 @@ const DISCONNECTED_TIMEOUT_MS = 3000;
 const RTC_RETRY_FIRST_MS = 10000;
 const RTC_RETRY_MAX_MS = 60000;
 const TRANSPORT_KEY = "segcast.transport";
-const TRACK_COLUMNS = 5; // id, class, conf, age, zones
 // The embed snippet's frame: this wide, as tall as the stream's frames are for it (16:9 until one came).
 const EMBED_WIDTH_PX = 640;
 const EMBED_ASPECT = 16 / 9;
@@ -62,45 +63,6 @@ export function routedStream() {
     return match ? decodeURIComponent(match[1]) : null;
   } catch {
     return null; // not an id percent-encoded (#/stream/%E0): the grid, where every stream is
-  }
-}
-
-// A row of the track table, its cells' text filled in by showTracks(). The table is a grid (index.html)
-// so that a screen reader says which row is pinned: aria-selected, kept by showTracks() and refreshHighlight().
-function trackRow(id) {
-  const row = document.createElement("tr");
-  row.dataset.track = id;
-  row.tabIndex = -1; // focusable; Enter or Space pins it, as a click does; keepTabStop() picks the tab stop
-  row.setAttribute("aria-selected", "false");
-  const swatch = document.createElement("span");
-  swatch.className = "swatch";
-  swatch.style.background = trackColor(id);
-  for (let index = 0; index < TRACK_COLUMNS; index += 1) {
-    const cell = row.insertCell();
-    if (index === 0) cell.append(swatch);
-    cell.append(document.createTextNode(""));
-  }
-  return row;
-}
-
-// The keys that move the keyboard between the track table's rows: the row each picks of `rows`, from
-// the one at index `at` (-1: the table itself has the focus).
-const ROW_KEYS = new Map([
-  ["ArrowDown", (rows, at) => rows[Math.min(at + 1, rows.length - 1)]],
-  ["ArrowUp", (rows, at) => rows[Math.max(at - 1, 0)]],
-  ["Home", (rows) => rows[0]],
-  ["End", (rows) => rows.at(-1)],
-]);
-
-// The track table is one tab stop, as the ARIA grid pattern has it, and the arrow keys move within:
-// the first row of `ids` (track ids, most wanted first) still in the table has tabIndex 0, else the
-// first row; every other row -1.
-function keepTabStop(body, ids) {
-  const rows = [...body.rows];
-  const stop = ids.map((id) => rows.find((row) => Number(row.dataset.track) === id)).find(Boolean) ?? rows[0];
-  for (const row of rows) {
-    const index = row === stop ? 0 : -1;
-    if (row.tabIndex !== index) row.tabIndex = index;
   }
 }
 
@@ -164,29 +126,11 @@ export class StreamView {
         this.redraw();
       });
     }
-    const rowTrack = (event) => event.target.closest("tr[data-track]")?.dataset.track;
-    elements.trackBody.addEventListener("mouseover", (event) => this.hover(rowTrack(event)));
-    elements.trackBody.addEventListener("mouseleave", () => this.hover(null));
-    elements.trackBody.addEventListener("click", (event) => this.pin(rowTrack(event)));
-    elements.trackBody.addEventListener("focusin", (event) => {
-      if (!event.target.matches("tr[data-track]")) return;
-      this.keyboardId = Number(event.target.dataset.track);
-      keepTabStop(elements.trackBody, [this.keyboardId]);
+    listenToTrackTable(elements.trackBody, {
+      hover: (id) => this.hover(id),
+      pin: (id) => this.pin(id),
+      keyboard: (id) => (this.keyboardId = id),
     });
-    const table = elements.trackBody.closest("table");
-    table.addEventListener("keydown", (event) => {
-      const row = event.target.matches("tr[data-track]") ? event.target : null;
-      if ((event.key === "Enter" || event.key === " ") && row) {
-        event.preventDefault(); // Space would scroll the page
-        this.pin(row.dataset.track);
-      } else if (ROW_KEYS.has(event.key) && (row || event.target === table)) {
-        event.preventDefault(); // the arrows would scroll the page
-        const rows = [...elements.trackBody.rows];
-        ROW_KEYS.get(event.key)(rows, rows.indexOf(row))?.focus();
-      }
-    });
-    // Made focusable by passFocus() only to hold the focus while it has no rows: out of the tab order again after.
-    table.addEventListener("blur", () => table.removeAttribute("tabindex"));
     elements.canvas.addEventListener("mousemove", (event) => this.hover(this.trackUnder(event)?.id));
     elements.canvas.addEventListener("mouseleave", () => this.hover(null));
     elements.canvas.addEventListener("click", (event) => {
@@ -554,47 +498,9 @@ export class StreamView {
   }
 
   showTracks(meta) {
-    const highlighted = this.highlighted();
     this.el.trackCount.textContent = `(${meta.tracks.length})`;
-    // Oldest first (ids count up): a row stays in its place while its track lives. Rows are updated
-    // in place, never rebuilt, so a click on one is not lost to the frame that came between its
-    // press and its release.
-    const body = this.el.trackBody;
-    const rows = new Map([...body.rows].map((row) => [Number(row.dataset.track), row]));
-    const focused = body.contains(document.activeElement) ? Number(document.activeElement.dataset.track) : null;
-    const tracks = [...meta.tracks].sort((a, b) => a.id - b.id);
-    reconcile(
-      body,
-      tracks.map((track) => {
-        const row = rows.get(track.id) ?? trackRow(track.id);
-        row.classList.toggle("highlight", track.id === highlighted);
-        row.setAttribute("aria-selected", String(track.id === this.pinnedId));
-        const zones = (track.zones ?? []).join(", ");
-        const cells = [track.id, track.class, track.conf.toFixed(2), `${(track.age ?? 0).toFixed(1)} s`, zones];
-        cells.forEach((value, index) => {
-          const text = row.cells[index].lastChild;
-          if (text.data !== String(value)) text.data = String(value);
-        });
-        return row;
-      }),
-    );
-    if (focused !== null && !body.contains(document.activeElement)) this.passFocus(focused);
-    keepTabStop(body, [this.keyboardId, this.pinnedId]);
-  }
-
-  // The row with the keyboard's focus went with its track (`id`): the focus goes to the row after it,
-  // else the one before, else the table (until the focus leaves it), so the keyboard carries on there
-  // rather than at the page's top; the row focused becomes the table's tab stop (focusin).
-  passFocus(id) {
-    const rows = [...this.el.trackBody.rows];
-    const next = rows.find((row) => Number(row.dataset.track) > id) ?? rows.at(-1);
-    if (next) {
-      next.focus({ preventScroll: true });
-      return;
-    }
-    const table = this.el.trackBody.closest("table");
-    table.tabIndex = -1;
-    table.focus({ preventScroll: true });
+    const marks = { highlighted: this.highlighted(), pinned: this.pinnedId, keyboard: this.keyboardId };
+    showTrackRows(this.el.trackBody, meta.tracks, marks);
   }
 
   hover(id) {
@@ -611,13 +517,8 @@ export class StreamView {
   }
 
   refreshHighlight() {
-    const highlighted = this.highlighted();
-    for (const row of this.el.trackBody.rows) {
-      const id = Number(row.dataset.track);
-      row.classList.toggle("highlight", id === highlighted);
-      row.setAttribute("aria-selected", String(id === this.pinnedId));
-    }
-    keepTabStop(this.el.trackBody, [this.keyboardId, this.pinnedId]);
+    const marks = { highlighted: this.highlighted(), pinned: this.pinnedId, keyboard: this.keyboardId };
+    markTrackRows(this.el.trackBody, marks);
     this.redraw();
   }
 

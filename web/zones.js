@@ -1,6 +1,6 @@
 // Zones and lines of the open stream (docs/analytics.md): drawn over the video with their live counts
 // (shape_drawing.js), and drawn, moved, renamed and deleted here with a mouse, a pen or a finger (pointer
-// events: taps told from swipes and pinches in zone_pointer.js), or from the keyboard (shape_keys.js):
+// events: taps told from swipes and pinches in zone_pointer.js), or from the keyboard (zone_keyboard.js):
 // while a shape is drawn the picture takes the focus and a crosshair is moved with the arrow keys, and a
 // selected shape's corners are moved with the arrows, each burst of presses saved once, as a drag is
 // when it ends. A live region says what each key did.
@@ -23,8 +23,9 @@
 
 import { ApiError, changeStream, getStream, viewerSettings } from "./api.js";
 import { drawShapes } from "./shape_drawing.js";
-import { ARROWS, CENTRE, cornerKeyAction, drawingKeyAction } from "./shape_keys.js";
+import { CENTRE } from "./shape_keys.js";
 import { refusalText, ShapePanel } from "./shape_panel.js";
+import { ShapeKeyboard } from "./zone_keyboard.js";
 import { ShapePointer } from "./zone_pointer.js";
 import {
   fractionsOf,
@@ -84,8 +85,6 @@ export class ZoneEditor {
     this.draft = [];
     this.cursor = null; // where the pointer or the keyboard's crosshair is, while drawing
     this.selected = null; // keyOf() the selected shape
-    this.corner = 0; // the selected shape's vertex the arrow keys move
-    this.nudging = false; // the arrow keys moved a corner, saved once they are let go
     this.saving = false;
     this.unsaved = false; // a change made while saving, sent once that save is answered
     this.counts = null;
@@ -99,14 +98,7 @@ export class ZoneEditor {
     this.askingClasses = false;
 
     this.pointer = new ShapePointer(this);
-    const { canvas } = host;
-    canvas.addEventListener("keydown", (event) => this.canvasKey(event));
-    canvas.addEventListener("keyup", (event) => ARROWS[event.key] && this.endNudge());
-    canvas.addEventListener("focus", () => this.host.redraw()); // the crosshair or the corner picked
-    canvas.addEventListener("blur", () => {
-      this.endNudge();
-      this.host.redraw();
-    });
+    this.keyboard = new ShapeKeyboard(this);
     elements.addZone.addEventListener("click", () => this.start("zone"));
     elements.addLine.addEventListener("click", () => this.start("line"));
     elements.finish.addEventListener("click", () => this.finish());
@@ -126,7 +118,6 @@ export class ZoneEditor {
         },
       },
     );
-    document.addEventListener("keydown", (event) => this.key(event));
   }
 
   open(streamId) {
@@ -142,8 +133,7 @@ export class ZoneEditor {
     this.draft = [];
     this.selected = null;
     this.pointer.reset();
-    this.corner = 0;
-    this.nudging = false;
+    this.keyboard.reset();
     this.saving = false; // a save for the stream left is ignored when it is answered
     this.unsaved = false;
     this.counts = null;
@@ -193,7 +183,7 @@ export class ZoneEditor {
   }
 
   busy() {
-    return this.mode !== "idle" || this.pointer.drag !== null || this.nudging || this.saving;
+    return this.mode !== "idle" || this.pointer.drag !== null || this.keyboard.nudging || this.saving;
   }
 
   /**
@@ -325,7 +315,7 @@ export class ZoneEditor {
   select(key) {
     if (this.mode !== "idle") return;
     this.selected = key;
-    this.corner = 0;
+    this.keyboard.corner = 0;
     this.panel.loiterTyped = false;
     const shape = this.selectedShape();
     if (shape) this.showName(shape.name);
@@ -369,68 +359,6 @@ export class ZoneEditor {
     this.commit(this.shapes.map((s) => (s === shape ? renamed : s)));
   }
 
-  key(event) {
-    if (event.defaultPrevented || this.streamId === null || this.host.canvas.closest("[hidden]")) return;
-    const typing = event.target.closest?.("input, textarea, select");
-    if (event.key === "Escape" && this.mode !== "idle") this.cancel();
-    else if (event.key === "Enter" && this.mode !== "idle" && !event.target.closest?.("button")) this.finish();
-    else if ((event.key === "Delete" || event.key === "Backspace") && !typing && this.selected !== null) {
-      event.preventDefault();
-      this.removeSelected();
-    }
-  }
-
-  // The picture's own keys (HINTS); one it takes is not also the page's (key(), scrolling).
-  canvasKey(event) {
-    if (event.altKey || event.ctrlKey || event.metaKey || !this.host.size()) return;
-    if (this.mode === "idle" ? this.cornerKey(event) : this.drawKey(event)) event.preventDefault();
-  }
-
-  // While drawing: the crosshair, a point at it, the last point taken back, the shape finished.
-  drawKey(event) {
-    const action = drawingKeyAction(event, this.cursor, this.host.canvas);
-    if (action?.move) {
-      this.cursor = action.move;
-      this.announce(`Crosshair at ${percents(this.cursor)}.`);
-      this.host.redraw();
-    } else if (action?.add) {
-      this.addPoint(action.add);
-    } else if (action?.finish) {
-      if (this.draft.length < LEAST_POINTS[this.mode]) {
-        this.announce(`A ${this.mode} needs ${LEAST_POINTS[this.mode]} points.`);
-      }
-      this.finish();
-    } else if (action?.undo) {
-      this.undoPoint();
-    }
-    return action !== null;
-  }
-
-  // With a shape selected: which vertex the arrows move, and moving it, saved once they are let go
-  // (endNudge()), behind a save in flight like any change (commit()).
-  cornerKey(event) {
-    const shape = this.selectedShape();
-    const movable = shape && this.visible && this.pointer.drag === null;
-    const action = movable ? cornerKeyAction(event, shape, this.corner) : null;
-    if (!action) return false;
-    if (action.points) {
-      shape.points = action.points;
-      shape.server = null; // saved in fractions from now on
-      this.nudging = true;
-    } else {
-      this.corner = action.corner;
-    }
-    this.announce(action.message);
-    this.host.redraw();
-    return true;
-  }
-
-  endNudge() {
-    if (!this.nudging) return;
-    this.nudging = false;
-    this.commit(this.shapes);
-  }
-
   // Said by a screen reader (a polite live region): what a key or a press did.
   announce(message) {
     if (this.el.status) this.el.status.textContent = message;
@@ -467,9 +395,9 @@ export class ZoneEditor {
     const { renaming } = this;
     this.renaming = null;
     if (refusal && renaming?.to === this.selected) this.selected = renaming.from;
-    if (this.nudging) {
-      // Arrow keys are moving a corner: the shapes they move stay, and their save (endNudge()) goes
-      // over these and shows what the server makes of them.
+    if (this.keyboard.nudging) {
+      // Arrow keys are moving a corner: the shapes they move stay, and their save (the keyboard's
+      // endNudge()) goes over these and shows what the server makes of them.
       this.options = options;
       this.etag = etag;
     } else {
@@ -630,7 +558,7 @@ export class ZoneEditor {
     const focused = this.host.canvas.matches(":focus-visible");
     const shape = !drawing && focused && this.visible ? this.selectedShape() : undefined;
     let crosshair = drawing && this.cursor && focused ? this.cursor : null;
-    if (shape) crosshair = shape.points[Math.min(this.corner, shape.points.length - 1)];
+    if (shape) crosshair = shape.points[Math.min(this.keyboard.corner, shape.points.length - 1)];
     drawShapes(context, {
       shapes: this.visible ? this.shapes : [],
       selected: this.selected,

@@ -1,0 +1,101 @@
+// The keyboard on the stream's picture, for the zone editor (zones.js), which owns the shapes and saves
+// them. The page's keys: Escape drops the shape being drawn, Enter finishes it, Delete or Backspace
+// removes the selected shape. The picture's own (shape_keys.js works out what each asks for): while a
+// shape is drawn the arrows move a crosshair, Enter or Space adds a point at it, F finishes the shape
+// and Backspace takes the last point back; with a shape selected "[" and "]" pick a corner and the arrows
+// move it, each burst of presses saved once they are let go, as a drag is when it ends. The editor's
+// live region says what each key did.
+
+import { ARROWS, cornerKeyAction, drawingKeyAction } from "./shape_keys.js";
+import { LEAST_POINTS, percents } from "./shapes.js";
+
+export class ShapeKeyboard {
+  // editor: the ZoneEditor whose picture (editor.host.canvas) takes the keys.
+  constructor(editor) {
+    this.editor = editor;
+    this.corner = 0; // the selected shape's vertex the arrow keys move
+    this.nudging = false; // the arrow keys moved a corner, saved once they are let go
+
+    const { canvas } = editor.host;
+    canvas.addEventListener("keydown", (event) => this.canvasKey(event));
+    canvas.addEventListener("keyup", (event) => ARROWS[event.key] && this.endNudge());
+    canvas.addEventListener("focus", () => editor.host.redraw()); // the crosshair or the corner picked
+    canvas.addEventListener("blur", () => {
+      this.endNudge();
+      editor.host.redraw();
+    });
+    document.addEventListener("keydown", (event) => this.pageKey(event));
+  }
+
+  // Another stream opened: no corner picked or moved on the last one's shapes carries over.
+  reset() {
+    this.corner = 0;
+    this.nudging = false;
+  }
+
+  pageKey(event) {
+    const { editor } = this;
+    if (event.defaultPrevented || editor.streamId === null || editor.host.canvas.closest("[hidden]")) return;
+    const typing = event.target.closest?.("input, textarea, select");
+    if (event.key === "Escape" && editor.mode !== "idle") editor.cancel();
+    else if (event.key === "Enter" && editor.mode !== "idle" && !event.target.closest?.("button")) editor.finish();
+    else if ((event.key === "Delete" || event.key === "Backspace") && !typing && editor.selected !== null) {
+      event.preventDefault();
+      editor.removeSelected();
+    }
+  }
+
+  // The picture's own keys (zones.js HINTS); one it takes is not also the page's (pageKey(), scrolling).
+  canvasKey(event) {
+    const { editor } = this;
+    if (event.altKey || event.ctrlKey || event.metaKey || !editor.host.size()) return;
+    if (editor.mode === "idle" ? this.cornerKey(event) : this.drawKey(event)) event.preventDefault();
+  }
+
+  // While drawing: the crosshair, a point at it, the last point taken back, the shape finished.
+  drawKey(event) {
+    const { editor } = this;
+    const action = drawingKeyAction(event, editor.cursor, editor.host.canvas);
+    if (action?.move) {
+      editor.cursor = action.move;
+      editor.announce(`Crosshair at ${percents(editor.cursor)}.`);
+      editor.host.redraw();
+    } else if (action?.add) {
+      editor.addPoint(action.add);
+    } else if (action?.finish) {
+      if (editor.draft.length < LEAST_POINTS[editor.mode]) {
+        editor.announce(`A ${editor.mode} needs ${LEAST_POINTS[editor.mode]} points.`);
+      }
+      editor.finish();
+    } else if (action?.undo) {
+      editor.undoPoint();
+    }
+    return action !== null;
+  }
+
+  // With a shape selected: which vertex the arrows move, and moving it, saved once they are let go
+  // (endNudge()), behind a save in flight like any change (the editor's commit()).
+  cornerKey(event) {
+    const { editor } = this;
+    const shape = editor.selectedShape();
+    const movable = shape && editor.visible && editor.pointer.drag === null;
+    const action = movable ? cornerKeyAction(event, shape, this.corner) : null;
+    if (!action) return false;
+    if (action.points) {
+      shape.points = action.points;
+      shape.server = null; // saved in fractions from now on
+      this.nudging = true;
+    } else {
+      this.corner = action.corner;
+    }
+    editor.announce(action.message);
+    editor.host.redraw();
+    return true;
+  }
+
+  endNudge() {
+    if (!this.nudging) return;
+    this.nudging = false;
+    this.editor.commit(this.editor.shapes);
+  }
+}
