@@ -311,8 +311,8 @@ def test_stop_during_backoff_is_immediate() -> None:
         # Dahua-style paths carry the credentials in the path itself.
         ("rtsp://cam/user=admin_password=x1_channel=1", "rtsp://cam/user=admin_password=***"),
         # A raw '#' or '?' in a password ends the host for every URL reader, yet it is a password.
-        ("rtsp://admin:Secr3t#2024@cam/live", "rtsp://***@cam/live"),
-        ("rtsp://admin:Secr?t@cam/live?channel=1", "rtsp://***@cam/live?channel=1"),
+        ("rtsp://admin:Secr3t#2024@cam/live", "rtsp://admin:***@cam/live"),
+        ("rtsp://admin:Secr?t@cam/live?channel=1", "rtsp://admin:***@cam/live?channel=1"),
         ("rtsp://cam/live#note=a@b", "rtsp://cam/live#note=a@b"),
         ("http://cam.local?mail=a@b.com", "http://cam.local?mail=a@b.com"),  # a query straight after the host
     ],
@@ -366,7 +366,7 @@ def test_network_source_describes_itself_masked_and_asks_for_low_latency() -> No
         ("rtsp://admin:s3cret[@cam/live", "'rtsp://admin:***@cam/live' is not a valid URI"),
         (
             "rtsp://admin:s3cret#2024@cam/live",
-            "'rtsp://***@cam/live': a '#' or '?' in the user name or password must be percent-encoded",
+            "'rtsp://admin:***@cam/live': a '#' or '?' in the user name or password must be percent-encoded",
         ),
         ("rtsp://admin:s3cret?2024@cam/live", "must be percent-encoded ('#' as %23, '?' as %3F)"),
         # Infinite rates made every frame a ZeroDivisionError; infinite time-outs a reader that never exits.

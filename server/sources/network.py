@@ -98,7 +98,7 @@ class NetworkSource:
         if has_raw_userinfo(uri):  # checked first: the options would be read from inside the password
             raise SourceError(
                 f"{mask_uri(uri)!r}: a '#' or '?' in the user name or password must be percent-encoded "
-                "('#' as %23, '?' as %3F)"
+                "('#' as %23, '?' as %3F), and so must an '@' in a query straight after the host (as %40)"
             )
         url, options = split_options(uri, _OPTIONS)
         parts = urlsplit(url)
@@ -225,7 +225,8 @@ class NetworkSource:
                     "the server sent a web page, not video: check the URL's path (a camera's web page is "
                     "not its video stream); retried slowly"
                 ) from None
-            raise translate_error(exc, self._url) from None
+            rtsp_transport = self._transport if self.scheme in ("rtsp", "rtsps") else None
+            raise translate_error(exc, self._url, rtsp_transport) from None
 
 
 def unknown_host(host: str) -> str | None:
@@ -332,7 +333,10 @@ def decode_frames(
     A live stream that ends was closed by the other side: that is a `ConnectionError`, because a
     camera has no end. Frames without a real timestamp (MJPEG) get their arrival time instead.
     The stall clock stops while the caller holds a frame: a clip's reader waits for each frame's
-    time to come, however long its gaps. A packet the decoder finds damaged costs its picture, not
+    time to come, however long its gaps. A packet that arrives ``stall_timeout_s`` after the last
+    frame is a stall, whatever it holds: FFmpeg's RTSP demuxer keeps a camera's last packet until its
+    read times out and hands it over then, which made a camera that stopped sending look live for
+    one more time-out. A packet the decoder finds damaged costs its picture, not
     the connection (an MJPEG camera's garbled part; a reconnect for each kept such a camera down
     most of the time); one that sends nothing decodable stalls.
     """
@@ -342,9 +346,13 @@ def decode_frames(
     upright_image = UprightImages()
     try:
         for packet in container.demux(stream):
-            last_packet = time.monotonic()
+            arrived = time.monotonic()
             if stop.is_set():
                 return
+            if arrived - last_frame >= stall_timeout_s:
+                what = "nothing received" if arrived - last_packet >= stall_timeout_s else "data but no picture"
+                raise ConnectionError(f"stalled: {what} for {stall_timeout_s:g} s")
+            last_packet = arrived
             try:
                 frames = packet.decode()
             except av.error.InvalidDataError:
@@ -366,15 +374,22 @@ def decode_frames(
         raise ConnectionError("the camera closed the stream")
 
 
-def translate_error(exc: av.error.FFmpegError, url: str) -> Exception:
+def translate_error(exc: av.error.FFmpegError, url: str, rtsp_transport: str | None = None) -> Exception:
     """An FFmpeg error as this module promises it: `SourceError` if permanent, else a `ConnectionError`
-    (`SlowRetryError` for a refusal)."""
+    (`SlowRetryError` for a refusal). ``rtsp_transport`` is the one asked for, for an RTSP URL."""
     reason = mask_text(exc.strerror or str(exc), url)
     if isinstance(exc, av.error.HTTPUnauthorizedError | av.error.HTTPForbiddenError):
+        if mask_uri(url) == url:  # nothing in it that could be a credential
+            return SlowRetryError(
+                f"the camera asks for a user and password ({reason}): add user:password@ to the URI "
+                "(percent-encode @ : / ? # in them); retried slowly"
+            )
         return SlowRetryError(
             f"the camera refused the credentials ({reason}): check the user and password in the URI; "
             "retried slowly, as a camera that is still starting may refuse them"
         )
+    if rtsp_transport == "tcp" and exc.errno == errno.EPROTONOSUPPORT:  # RTSP's 461 Unsupported transport
+        return SlowRetryError(f"the camera refused the transport ({reason}): try #transport=udp; retried slowly")
     if isinstance(exc, av.error.ProtocolNotFoundError | av.error.DecoderNotFoundError):
         return SourceError(f"this FFmpeg build cannot read it: {reason}")
     if isinstance(exc, av.error.InvalidDataError):

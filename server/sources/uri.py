@@ -30,23 +30,16 @@ _SECRET_NAME = re.compile(
 #: The ``name=`` of a ``name=value`` pair after a separator. The name may be percent-encoded
 #: (``%74oken``, ``p%61ssword``): a camera decodes it before it reads it, so it is judged decoded.
 _PARAM_NAME = re.compile(r"(?<=[?&;/_])(?P<name>(?:[A-Za-z0-9.-]|%[0-9A-Fa-f]{2})*)=")
-#: What ends a pair's value: the next pair or the fragment. A Dahua path's value swallows the rest of
-#: the path, which hides more than the secret but never less.
-_VALUE_END = re.compile(r"[&;#]")
-#: ``scheme://userinfo@``, the user info running to the *last* '@' before the query or fragment, as
-#: FFmpeg splits it: ``rtsp://admin:p@ss@cam/`` reaches the camera with the password ``p@ss``. A
-#: password may even hold a raw '/'; a '/' in the user name means the '@' was in the path instead.
-_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^?#]*)@")
-#: A user info with a raw '?' or '#' before its '@' (``rtsp://admin:Secr3t#1@cam/``): no client reads
-#: it as one (the host ends at the first '?' or '#'), so it can never connect, yet it is a password
-#: all the same. It runs to the last '@' in the URI, which hides too much rather than too little,
-#: unless a '=' or '&' comes first: that is a query straight after the host (``http://cam?mail=a@b``).
-_RAW_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/?#]*[?#][^=&]*)@")
-#: A user info in text with no ``scheme://`` (a camera's address typed without its scheme,
-#: ``admin:S3cret@192.168.1.10/stream1``, which reads as a path, or as a URI of scheme ``admin``), to
-#: the last '@' before a query or fragment, as in a URI. A '/' in its user name means the '@' is
-#: further on, in a path (``/videos/me@home.mp4``), not after a user info.
-_BARE_USERINFO = re.compile(r"^(?![A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^?#]*)@")
+#: What ends a pair's value: the next pair, or a '#' that starts segcast's options (``#timeout=3``);
+#: any other '#' may be part of a password typed raw (``password=p#ss``), so the value runs on past it.
+#: A Dahua path's value swallows the rest of the path, which hides more than the secret but never less.
+_VALUE_END = re.compile(r"[&;]|#(?=[A-Za-z_]+=)")
+#: ``scheme://`` at the start of a URI, where a user info may follow.
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+#: The characters that end a URL's host.
+_HOST_ENDS = re.compile(r"[/?#]")
+#: What FFmpeg splits a URL into parts at, and may quote one of them alone in an error.
+_URL_PARTS = re.compile(r"[@/?#:\s]")
 #: Shorter secrets are not searched for in free text: every "1" of an error message would go.
 MIN_SECRET_IN_TEXT = 3
 
@@ -56,31 +49,38 @@ def mask_uri(uri: str) -> str:
     secret-looking parameter values replaced by ``***``.
 
     Safe on anything, including text that is not a URI at all, so every log line, API field and error
-    message about a source can go through it. It errs on hiding too much: an '@' in a path hides the
-    host before it.
+    message about a source can go through it. It errs on hiding too much: an '@' in the path or query
+    of a URI with a user info hides the host before it (see `_userinfo`).
     """
-    masked = uri
-    userinfo = _userinfo(uri)
-    if userinfo is not None:
+    hidden = list(_secret_values(uri))
+    found = _userinfo(uri)
+    if found is not None:
+        start, userinfo = found
         user, colon, _ = userinfo.partition(":")
-        shown = f"{user}:{MASK}" if colon else MASK
-        masked = _USERINFO.sub(lambda m: f"{m['scheme']}{shown}@", uri, count=1)
-    elif has_raw_userinfo(uri):  # where its user name ends cannot be told: all of it goes
-        masked = _RAW_USERINFO.sub(lambda m: f"{m['scheme']}{MASK}@", uri, count=1)
-    elif (bare := _bare_userinfo(uri)) is not None:
-        user, colon, _ = bare.partition(":")
-        masked = (f"{user}:{MASK}" if colon else MASK) + uri[len(bare) :]
+        # A raw '?' or '#' in the user name: where it ends cannot be told, so all of it goes.
+        shown_user = len(user) + 1 if colon and not _HOST_ENDS.search(user) else 0
+        hidden.append((start + shown_user, start + len(userinfo)))
     parts: list[str] = []
     end = 0
-    for start, stop in _secret_values(masked):
-        parts += [masked[end:start], MASK]
-        end = stop
-    return "".join(parts) + masked[end:]
+    for start, stop in sorted(hidden):  # overlapping spans (a password holding "pw=") hide as one
+        if stop > end:
+            parts += [uri[end:start], MASK] if start >= end else []
+            end = stop
+    return "".join(parts) + uri[end:]
 
 
 def has_raw_userinfo(uri: str) -> bool:
-    """Whether ``uri``'s user name or password holds a raw '?' or '#', which must be percent-encoded."""
-    return _userinfo(uri) is None and _RAW_USERINFO.match(uri) is not None
+    """Whether ``uri``'s user name or password holds a raw '?' or '#', which must be percent-encoded.
+
+    Every URL reader ends the host at the first '/', '?' or '#': when that is a '?' or '#' with an '@'
+    after it, the host it reads is a piece of the password (``rtsp://adm:p@ss?Zq7@cam/`` connects to
+    ``ss``). A '/' first is a path, whose query may hold an '@' (``rtsp://cam:554/live?mail=a@b``).
+    """
+    found = _userinfo(uri)
+    if found is None:
+        return False
+    first_end = _HOST_ENDS.search(found[1])
+    return first_end is not None and first_end.group() != "/"
 
 
 def mask_text(text: str, uri: str) -> str:
@@ -92,20 +92,36 @@ def mask_text(text: str, uri: str) -> str:
     return text
 
 
-def _userinfo(uri: str) -> str | None:
-    """The user info of ``uri`` as FFmpeg reads it, or None if it has none."""
-    match = _USERINFO.match(uri)
-    if match is None or "/" in match["userinfo"].partition(":")[0]:
+def _userinfo(uri: str) -> tuple[int, str] | None:
+    """Where ``uri``'s user info starts and what it is, read so that it hides too much, never too little.
+
+    It runs from just after ``scheme://`` (or from the start, for a camera's address typed without its
+    scheme: ``admin:S3cret@192.168.1.10/stream1``) to the *last* '@' in the URI. FFmpeg stops at the
+    last '@' before the first '/', '?' or '#', but a password typed with those raw holds all of them
+    (``adm:p@ss?Zq7``), and a URI with an '@' in its path or query is rare; when one has a user info
+    too, more than the password is hidden. No user info: a '/' in the user name (the '@' is in a
+    path: ``rtsp://cam/live?x=a@b``, ``/videos/me@home.mp4``), or a query straight after a host with
+    no ':' (``http://cam.local?mail=a@b.com``), where no password can be.
+    """
+    scheme = _SCHEME.match(uri)
+    start = scheme.end() if scheme else 0
+    host_end = _HOST_ENDS.search(uri, start)
+    # An '@' inside a secret parameter's value in the path or query is that secret's, hidden with it.
+    values = [(a, b) for a, b in _secret_values(uri) if host_end is not None and a > host_end.start()]
+    at = next((i for i in range(len(uri) - 1, start - 1, -1) if uri[i] == "@" and _outside(i, values)), None)
+    if at is None:
         return None
-    return match["userinfo"]
+    userinfo = uri[start:at]
+    if "/" in userinfo.partition(":")[0]:
+        return None
+    host, query, after = userinfo.partition("?")
+    if query and not _HOST_ENDS.search(host) and ":" not in host and "@" not in host and "=" in after:
+        return None
+    return start, userinfo
 
 
-def _bare_userinfo(uri: str) -> str | None:
-    """The user info of ``uri`` written without a ``scheme://`` (see `_BARE_USERINFO`), or None."""
-    match = _BARE_USERINFO.match(uri)
-    if match is None or "/" in match["userinfo"].partition(":")[0]:
-        return None
-    return match["userinfo"]
+def _outside(position: int, spans: list[tuple[int, int]]) -> bool:
+    return not any(start <= position < stop for start, stop in spans)
 
 
 def _secret_values(uri: str) -> Iterator[tuple[int, int]]:
@@ -124,21 +140,25 @@ def _secret_values(uri: str) -> Iterator[tuple[int, int]]:
 
 
 def _secrets(uri: str) -> list[str]:
-    """The secret parts of ``uri`` as they are written in it, and percent-decoded."""
+    """The secret parts of ``uri`` as they are written in it, and percent-decoded, then the parts of
+    each that a URL reader splits it into: FFmpeg quotes the host or path it read, which may be a
+    piece of a password typed with a raw '@', '/', '?', '#' or ':'."""
     found = [uri[start:stop] for start, stop in _secret_values(uri)]
-    raw = _RAW_USERINFO.match(uri)
-    userinfo = _userinfo(uri) or (raw["userinfo"] if raw else None) or _bare_userinfo(uri)
+    userinfo = _userinfo(uri)
     if userinfo is not None:
-        user, colon, password = userinfo.partition(":")
-        found.append(password if colon else user)
-    return [form for secret in found if secret for form in {secret, unquote(secret)}]
+        user, colon, password = userinfo[1].partition(":")
+        found.append(password if colon and not _HOST_ENDS.search(user) else userinfo[1])
+    forms = list(dict.fromkeys(form for secret in found if secret for form in (secret, unquote(secret))))
+    parts = [part for form in forms for part in _URL_PARTS.split(form) if part not in forms]
+    return forms + parts
 
 
 def split_options(uri: str, known: dict[str, str]) -> tuple[str, dict[str, str]]:
     """Split ``uri#key=value&...`` into the URI to open and segcast's options for it.
 
     ``known`` maps each option this source kind accepts to its default; an unknown key is a
-    `SourceError` naming the known ones, so a typo is reported instead of silently ignored.
+    `SourceError` naming the known ones, so a typo is reported instead of silently ignored. The key is
+    named only where the masked URI shows it: a "fragment" may be the end of a password (``p#ss@cam``).
     """
     base, sep, fragment = uri.partition("#")
     options = dict(known)
@@ -147,7 +167,9 @@ def split_options(uri: str, known: dict[str, str]) -> tuple[str, dict[str, str]]
     for key, value in parse_qsl(fragment, keep_blank_values=True, strict_parsing=False):
         if key not in known:
             names = ", ".join(sorted(known)) or "none"
-            raise SourceError(f"unknown option {key!r} in {mask_uri(uri)!r}; options for this source: {names}")
+            masked = mask_uri(uri)
+            shown = repr(key) if key in masked.partition("#")[2] else MASK
+            raise SourceError(f"unknown option {shown} in {masked!r}; options for this source: {names}")
         options[key] = value
     return base, options
 
