@@ -25,6 +25,7 @@ import pytest
 from server.app import create_app
 from server.cli import main
 from server.config import load_config
+from server.deploy import split as split_module
 from server.deploy.split import NodeFile, Split, SplitError, split_config, toml_document, write_split
 from server.http.access.auth import AuthConfigError
 from server.persist import write_config
@@ -517,6 +518,51 @@ async def test_the_entrance_of_an_earlier_split_at_the_files_address_is_not_take
             await eventually(answers, what="the entrance to answer")
         assert main(["split", str(config), "--nodes", "2", "--force"]) == 0, capsys.readouterr().err
     assert (tmp_path / "cams.nginx" / "access.log").read_text().count("GET /healthz") == 2, "it was asked"
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        (None, "something accepts connections but gives no answer within 0.2 s"),  # a box too busy to answer
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n<html/>\r\n", "a server that is not segcast"),
+    ],
+)
+def test_a_split_is_refused_while_anything_but_the_entrance_answers_at_the_files_address(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, answer: bytes | None, said: str
+) -> None:
+    """A box too busy to answer in time was taken for nothing there, and split went ahead; and the
+    entrance must listen there next, whatever holds the address."""
+    monkeypatch.setattr(split_module, "HEALTH_PROBE_S", 0.2)
+    config = _box_config(tmp_path)
+    port = tomllib.loads(config.read_text())["server"]["port"]
+    with socket.create_server(("127.0.0.1", port)) as listener:
+        listener.settimeout(10)
+
+        def serve() -> None:
+            while True:  # the first connection only tells that something listens: the request comes next
+                connection, _ = listener.accept()
+                with connection:
+                    if not connection.recv(4096):
+                        continue
+                    if answer is not None:
+                        connection.sendall(answer)
+                    else:
+                        connection.recv(1)  # holds the request until the prober gives up and closes
+                    return
+
+        server = threading.Thread(target=serve)
+        server.start()
+        assert main(["split", str(config), "--nodes", "2"]) == 2
+        server.join()
+    err = capsys.readouterr().err
+    assert err.startswith(f"segcast: {said} at cams.toml's own address (127.0.0.1:{port}), and it is not the entrance")
+    assert sorted(p.name for p in tmp_path.glob("cams.*")) == ["cams.toml"]
+
+
+def test_a_box_listening_on_every_ipv6_address_is_asked_for_at_ipv6_loopback() -> None:
+    """asyncio listens on "::" for IPv6 alone: asked for at 127.0.0.1, a running box was not found."""
+    assert split_module._reachable_host("::") == "::1"
+    assert split_module._reachable_host("0.0.0.0") == "127.0.0.1"
 
 
 def _box_config(folder: Path) -> Path:

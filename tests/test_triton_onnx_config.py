@@ -188,3 +188,18 @@ def test_a_module_in_the_current_folder_does_not_stand_in_for_onnx_runtime(
     monkeypatch.setenv("PYTHONPATH", str(here))
     config = served_config(Path("../models"), tmp_path / "served")  # relative, as a user may give it
     assert [t.name for t in config.input] == ["images"]
+
+
+def test_a_venv_given_as_a_relative_path_reads_the_onnx_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`triton serve --venv v`: the venv's Python runs from the venv's folder, where "v/bin/python3"
+    led nowhere (No such file or directory)."""
+    from tritonclient.grpc.model_config_pb2 import ModelConfig
+
+    write_onnx(tmp_path / "models" / "yolo" / "1" / "model.onnx")
+    (tmp_path / "models" / "yolo" / "config.pbtxt").write_text(METADATA)
+    (tmp_path / "v" / "bin").mkdir(parents=True)
+    (tmp_path / "v" / "bin" / "python3").symlink_to(sys.executable)
+    monkeypatch.chdir(tmp_path)
+    [name] = write_python_repository(Path("models"), tmp_path / "served", 1, Path("v/bin/python3"))
+    config = text_format.Parse((tmp_path / "served" / name / "config.pbtxt").read_text(), ModelConfig())
+    assert [t.name for t in config.input] == ["images"]

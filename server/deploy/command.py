@@ -95,7 +95,12 @@ def _print_running(split: Split, running: Sequence[EarlierNode]) -> None:
         node = by_path[old.path]
         gained = [stream_id for stream_id in node.stream_ids if stream_id not in old.stream_ids]
         if not gained:
-            changed = "" if node.text == old.text else "; its file changed: it saves API changes again once restarted"
+            changed = (
+                ""
+                if node.text == old.text
+                else "; its file changed: restart it (one node at a time) to run what the file says now "
+                f"({split.source.name}'s settings, above), and before it saves changes through its API again"
+            )
             print(f"\n{node.name} is running and keeps its cameras: it runs on as it is{changed}")
             continue
         print(

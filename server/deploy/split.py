@@ -67,11 +67,12 @@ PRIVILEGED_PORTS = 1024
 DEFAULT_FIRST_PORT = 8081
 #: More nodes than this on one machine is a typing error: four carried 64 cameras on an H200.
 MAX_NODES = 64
-#: How long a node of an earlier split has to accept a connection to count as running (and segcast at
-#: the file's own address to answer ``/healthz``).
+#: How long a node of an earlier split has to accept a connection to count as running.
 NODE_PROBE_S = 1.0
 #: The most of a ``/healthz`` answer read to tell segcast from the entrance: segcast's is a few lines of JSON.
 HEALTH_PROBE_MAX_BYTES = 65536
+#: How long each step of asking what answers at the source file's address may take: a busy box is slow.
+HEALTH_PROBE_S = 5.0
 _BARE_KEY = re.compile(r"\A[A-Za-z0-9_-]+\Z")
 _NODE_SUFFIX = re.compile(r"[./]node-[0-9]+\Z")
 
@@ -243,8 +244,11 @@ def _address(data: Mapping[str, Any]) -> tuple[str, int] | None:
 
 
 def _reachable_host(host: str) -> str:
-    """Where to reach a server listening on ``host`` from this machine: a wildcard is reached at loopback."""
-    return NODE_HOST if host in ("0.0.0.0", "::", "") else host.strip("[]")
+    """Where to reach a server listening on ``host`` from this machine: a wildcard is reached at loopback
+    (IPv6's for ``::``, where asyncio listens on IPv6 alone)."""
+    if host == "::":
+        return "::1"
+    return NODE_HOST if host in ("0.0.0.0", "") else host.strip("[]")
 
 
 def place_streams(
@@ -351,17 +355,26 @@ def check_split(split: Split, overwrite: bool) -> tuple[EarlierNode, ...]:
 
 
 def _refuse_while_the_source_runs(split: Split) -> None:
-    """SplitError where segcast answers at the source file's own address: most likely the single box,
-    still running from it, which the nodes started as printed would run a second time (node 1 sharing
-    its history file). The entrance of an earlier split listens there too, and is not segcast."""
+    """SplitError where anything but an earlier split's entrance answers at the source file's own
+    address: most likely the single box, still running from it, which the nodes started as printed
+    would run a second time (node 1 sharing its history file); and whatever it is, the entrance must
+    listen there next."""
     host, port = _reachable_host(split.entrance.host), split.entrance.port
-    if _segcast_answers(host, port, tls=split.entrance.tls_cert is not None):
-        source = split.source.name
+    there = _what_answers(host, port, tls=split.entrance.tls_cert is not None)
+    if there is None:
+        return
+    source = split.source.name
+    if there == "segcast":
         raise SplitError(
             f"segcast is running at {source}'s own address ({host}:{port}), from {source} by the look of it: "
             "the nodes started as well would run its cameras a second time, and node-1 would share its event "
             "history file; stop it first, then split (the entrance takes its address)"
         )
+    raise SplitError(
+        f"{there} at {source}'s own address ({host}:{port}), and it is not the entrance of an earlier split: "
+        "if it is segcast running from the file, its cameras would run twice; either way the entrance must "
+        "listen there: stop it first, then split"
+    )
 
 
 def _refuse_where_running_nodes_lose(split: Split, running: tuple[EarlierNode, ...]) -> None:
@@ -396,27 +409,39 @@ def _answers(host: str, port: int) -> bool:
         return False
 
 
-def _segcast_answers(host: str, port: int, tls: bool) -> bool:
-    """Whether segcast answers ``GET /healthz`` at ``host``:``port`` (over HTTPS for ``tls``): its JSON
-    (``{"status": "ok", "streams": 3, "inference": ...}``, public whatever the tokens), where a split's
-    entrance answers a plain ``ok``. The certificate is not checked: nothing is sent, only the answer read."""
+def _what_answers(host: str, port: int, tls: bool) -> str | None:
+    """What answers ``GET /healthz`` at ``host``:``port`` (over HTTPS for ``tls``): None for nothing
+    listening or a split's entrance (a plain ``ok``), ``"segcast"`` for segcast's JSON (``{"status":
+    ..., "streams": 3, ...}``, public whatever the tokens, starting or not), else what was seen. A
+    busy box may take a while: `HEALTH_PROBE_S` for each step. The certificate is not checked:
+    nothing is sent, only the answer read."""
+    if not _answers(host, port):
+        return None
     if tls:
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         connection: http.client.HTTPConnection = http.client.HTTPSConnection(
-            host, port, timeout=NODE_PROBE_S, context=context
+            host, port, timeout=HEALTH_PROBE_S, context=context
         )
     else:
-        connection = http.client.HTTPConnection(host, port, timeout=NODE_PROBE_S)
+        connection = http.client.HTTPConnection(host, port, timeout=HEALTH_PROBE_S)
     try:
         connection.request("GET", "/healthz")
-        body = json.loads(connection.getresponse().read(HEALTH_PROBE_MAX_BYTES))
-    except (OSError, http.client.HTTPException, ValueError):
-        return False  # nothing there, not HTTP, or not JSON: the entrance's "ok"
+        text = connection.getresponse().read(HEALTH_PROBE_MAX_BYTES)
+    except TimeoutError:
+        return f"something accepts connections but gives no answer within {HEALTH_PROBE_S:g} s"
+    except (OSError, http.client.HTTPException) as exc:
+        return f"something that does not answer HTTP{'S' if tls else ''} ({exc or type(exc).__name__})"
     finally:
         connection.close()
-    return isinstance(body, dict) and body.get("status") == "ok" and "streams" in body
+    if text.strip() == b"ok":
+        return None  # an earlier split's entrance
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return "a server that is not segcast"
+    return "segcast" if isinstance(body, dict) and "streams" in body else "a server that is not segcast"
 
 
 def _text_of(path: Path) -> str | None:

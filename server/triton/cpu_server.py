@@ -84,7 +84,8 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``triton setup`` or ``triton serve``; start-up errors are one line on stderr and exit status 2."""
-    venv = args.venv if args.venv is not None else default_venv()
+    # Absolute: the venv's programs run from the venv's folder, where a relative path leads nowhere.
+    venv = (args.venv if args.venv is not None else default_venv()).absolute()
     try:
         if args.triton_command == "setup":
             setup(venv)

@@ -92,6 +92,7 @@ def read_signatures(python: Path, paths: Sequence[Path]) -> dict[Path, OnnxSigna
     neither segcast's packages nor a module in the current folder stand in for the venv's own.
     """
     files = [str(path.resolve()) for path in paths]
+    python = python.absolute()  # it runs from the venv's folder
     try:
         read = subprocess.run(
             [str(python), "-c", _READER, *files],
