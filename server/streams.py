@@ -289,11 +289,12 @@ class StreamManager:
                 self._checked.add(config.stream_id)
         return self._open(config, checked)
 
-    def _open(self, config: StreamConfig, checked: bool) -> StreamInfo:
+    def _open(self, config: StreamConfig, checked: bool, started: str = "added") -> StreamInfo:
         """Open the registered stream's source and start its reader; one that cannot be used stays, failed.
 
         Whatever goes wrong, the stream is left with a reason a person can read, never as a stream
-        with neither a reader nor a reason (which no retry would ever change).
+        with neither a reader nor a reason (which no retry would ever change). ``started`` is how the
+        log tells it began: ``added``, or ``restarted`` with new settings.
         """
         check_host = self._check_host if checked else None
         try:
@@ -304,7 +305,7 @@ class StreamManager:
         except Exception as exc:  # a fault of ours, or one a source kind failed to name: this stream's alone
             log.exception("[%s] cannot open source", config.stream_id)
             return self._fail(config.stream_id, f"cannot open the source: {type(exc).__name__}: {exc}")
-        return self._start(config, source)
+        return self._start(config, source, started)
 
     def _fail(self, stream_id: str, reason: str) -> StreamInfo:
         with self._lock:
@@ -322,7 +323,7 @@ class StreamManager:
         self._register(config, handed_in=True)
         return self._start(config, source)
 
-    def _start(self, config: StreamConfig, source: Source) -> StreamInfo:
+    def _start(self, config: StreamConfig, source: Source, started: str = "added") -> StreamInfo:
         """Feed ``source`` to the worker through a new reader: the last step of `_add` and `add_source`.
 
         If `stop` began meanwhile (`stop` does not wait for changes), the registration is undone and
@@ -347,7 +348,7 @@ class StreamManager:
             else:
                 self._readers[config.stream_id] = reader
                 self._processed[config.stream_id] = 0
-                log.info("[%s] added: %s", config.stream_id, source.describe())  # before the reader's "live"
+                log.info("[%s] %s: %s", config.stream_id, started, source.describe())  # before the reader's "live"
                 reader.start()
         if stopped:
             self._worker.remove_stream(config.stream_id)
@@ -464,7 +465,7 @@ class StreamManager:
                 if latest is not config:
                     return self.info(stream_id)  # changed again meanwhile: that change starts it
                 self._hub.stream_added_threadsafe(stream_id)
-                return self._open(config, checked)
+                return self._open(config, checked, started="restarted")
         finally:
             self._release(stream_id)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import tomllib
 from collections.abc import Awaitable, Callable
@@ -145,7 +146,7 @@ async def test_a_source_with_frames_above_max_frame_side_fails_with_the_reason(s
 
 
 async def test_a_scene_added_or_changed_through_the_api_is_drawn_once(
-    start_server: Start, monkeypatch: pytest.MonkeyPatch
+    start_server: Start, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The API checks a scene's URI without building it: a 4K scene's background takes a second or more
     to draw, and the manager draws it anyway when it makes the stream."""
@@ -163,9 +164,13 @@ async def test_a_scene_added_or_changed_through_the_api_is_drawn_once(
     await first_frame(client, "uhd")
     assert drawn == [(3840, 2160)]
 
-    changed = await client.patch("/api/streams/uhd", json={"uri": "scene:?seed=2&width=1920&height=1080"})
+    with caplog.at_level(logging.INFO, logger="server.streams"):
+        changed = await client.patch("/api/streams/uhd", json={"uri": "scene:?seed=2&width=1920&height=1080"})
     assert changed.status == 200, await changed.text()
     assert drawn == [(3840, 2160), (1920, 1080)]
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("[uhd] ")]
+    assert lines[0] == "[uhd] restarting with new settings", lines
+    assert lines[1].startswith("[uhd] restarted: "), "not 'added': it was there all along"
 
     refused = await client.patch("/api/streams/uhd", json={"uri": "scene:?width=3840&height=2160&fps=0"})
     await assert_error(refused, 400, "body.uri: scene fps must be between 1 and 120")
