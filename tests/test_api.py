@@ -348,7 +348,7 @@ async def test_health_and_prometheus_metrics(start_server: Start) -> None:
     for line in samples:
         name_and_labels, value = line.rsplit(" ", 1)
         float(value)
-        assert name_and_labels.startswith("segcast_")
+        assert name_and_labels.startswith(("segcast_", "process_"))
 
 
 async def test_changes_are_saved_to_the_config_file_when_asked(start_server: Start, tmp_path: Path) -> None:

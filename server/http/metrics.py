@@ -15,6 +15,7 @@ from server.config import StreamConfig
 from server.delivery.hub import Hub
 from server.events.sink import SinkHealth, SinkState
 from server.http.network.connections import ConnectionCounter
+from server.http.process_metrics import process_figures
 from server.sources.base import StreamState
 from server.streams import StreamInfo, StreamManager
 from server.webrtc.peers import PeerCounts
@@ -28,9 +29,12 @@ def render_metrics(
     outputs: Sequence[SinkHealth] = (),
     webrtc: PeerCounts | None = None,
     connections: ConnectionCounter | None = None,
+    *,
+    event_loop_tasks: int,
 ) -> str:
     """The exposition text; ``webrtc``: the peers' counts, where the app serves WebRTC; ``connections``:
-    the open connections' counter, where the server limits them (`segcast serve`)."""
+    the open connections' counter, where the server limits them (`segcast serve`); ``event_loop_tasks``:
+    the tasks alive on the server's event loop (a number that only grows is a task leak)."""
     infos = manager.streams()
     families: list[tuple[str, str, str, list[Sample]]] = []
 
@@ -214,6 +218,14 @@ def render_metrics(
                 help_text,
                 (({"output": h.name}, getattr(h, suffix)) for h in outputs),
             )
+    family(
+        "segcast_event_loop_tasks",
+        "gauge",
+        "asyncio tasks alive on the server's event loop: one per open connection and per viewer, and the server's own.",
+        [({}, event_loop_tasks)],
+    )
+    for name, kind, help_text, value in process_figures():
+        family(name, kind, help_text, [({}, value)])
     lines: list[str] = []
     for name, kind, help_text, samples in families:
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]

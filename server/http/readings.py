@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from server.events.api import event_outputs_key
@@ -100,5 +102,6 @@ async def _metrics(request: web.Request) -> web.Response:
         outputs.health() if outputs is not None else (),
         webrtc=peers.counts() if peers is not None else None,
         connections=running_counter(),
+        event_loop_tasks=len(asyncio.all_tasks()),
     )
     return web.Response(body=text.encode(), headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})
