@@ -9,6 +9,7 @@ names the dashboard uses are the ones segcast's /metrics exports, with these lab
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 from server.analytics.events import Counts
 from server.http.metrics import zone_object_samples
 from tests.support.components import require_component
-from tests.support.dashboard import DASHBOARD, EVENT_OUTPUT_METRICS
+from tests.support.dashboard import DASHBOARD, EVENT_OUTPUT_METRICS, dashboard_metrics
 
 RANGE = "10m"  # the dashboard's time range, as Grafana fills in $__range
 LABELS = 'stream="door",zone="porch"'
@@ -26,6 +27,8 @@ HISTORY = 'output="history"'
 NODE1 = 'instance="node-1:8080",job="segcast"'
 NODE2 = 'instance="node-2:8080",job="segcast"'
 NODE3 = 'instance="node-3:8080",job="segcast"'
+#: Prometheus scraping itself: its own process_ figures, under the same names as segcast's.
+PROMETHEUS = 'instance="localhost:9090",job="prometheus"'
 #: Ten minutes, one sample a minute: a person crosses the line inward every minute from 0 (none
 #: outward), two people stand in the zone, and a visit of between 1 and 5 s ends every minute.
 INPUT_SERIES = {
@@ -69,11 +72,24 @@ INPUT_SERIES = {
     f'segcast_stream_state{{{NODE2},stream="gate",state="reconnecting"}}': "0x10",
     f"segcast_inference_available{{{NODE1}}}": "1x10",
     f"segcast_inference_available{{{NODE2}}}": "0x10",
+    # Node 1 leaks: 10 MB and 5 open files more every minute; node 2 is stuck: its event loop piles up
+    # 10 tasks a minute while it spins a whole core. Prometheus' own process figures are not a node's.
+    f"process_resident_memory_bytes{{{NODE1}}}": "400000000+10000000x10",
+    f"process_resident_memory_bytes{{{NODE2}}}": "300000000x10",
+    f"process_resident_memory_bytes{{{PROMETHEUS}}}": "90000000x10",
+    f"process_open_fds{{{NODE1}}}": "40+5x10",
+    f"process_open_fds{{{NODE2}}}": "30x10",
+    f"process_open_fds{{{PROMETHEUS}}}": "12x10",
+    f"segcast_event_loop_tasks{{{NODE1}}}": "20x10",
+    f"segcast_event_loop_tasks{{{NODE2}}}": "20+10x10",
+    f"process_cpu_seconds_total{{{NODE1}}}": "0+30x10",
+    f"process_cpu_seconds_total{{{NODE2}}}": "0+60x10",
+    f"process_cpu_seconds_total{{{PROMETHEUS}}}": "0+6x10",
 }
 PORCH = '{stream="door",zone="porch"}'
 N1, N2, N3 = 'instance="node-1:8080"', 'instance="node-2:8080"', 'instance="node-3:8080"'
 #: What each panel's query gives at the end of those ten minutes, by its legend's labels (a panel of
-#: several queries: one sample per query, in order).
+#: several queries: the first query's samples, then the next one's, as many for each).
 EXPECTED = {
     "Nodes up": [(f'{{__name__="up",{node},job="segcast"}}', value) for node, value in ((N1, 1), (N2, 1), (N3, 0))],
     "Streams in each state, by node": [
@@ -83,6 +99,10 @@ EXPECTED = {
         (f'{{{N2},state="reconnecting"}}', 0),
     ],
     "Inference available, by node": [(f"{{{N1}}}", 1), (f"{{{N2}}}", 0)],
+    "Memory by node": [(f"{{{N1}}}", 500000000), (f"{{{N2}}}", 300000000)],
+    # Two queries: open files, then the event loop's tasks.
+    "Open files and loop tasks by node": [(f"{{{N1}}}", 90), (f"{{{N2}}}", 30), (f"{{{N1}}}", 20), (f"{{{N2}}}", 120)],
+    "CPU by node, in cores": [(f"{{{N1}}}", 0.5), (f"{{{N2}}}", 1)],
     "Objects in each zone now": [(PORCH, 2)],
     "Objects in each zone by class": [
         ('{stream="door",zone="porch",class="person"}', 2),
@@ -149,6 +169,15 @@ def test_every_panel_shows_only_the_nodes_chosen(tmp_path: Path) -> None:
     assert not unscoped, "every query keeps to the chosen nodes"
 
 
+def test_every_metric_a_panel_queries_is_checked_against_segcasts_metrics() -> None:
+    """tests/test_analytics_api.py and tests/test_events_pipeline.py check that segcast exports the
+    names `dashboard_metrics` finds: a process figure it missed would go unchecked."""
+    targets = [target for panel in json.loads(DASHBOARD.read_text())["panels"] for target in panel["targets"]]
+    queried = {name for target in targets for name in re.findall(r"\b([a-z_:]+)\{", target["expr"])}
+    assert "process_resident_memory_bytes" in queried
+    assert queried - {"up"} == dashboard_metrics(), "`up` is Prometheus' own, every other name segcast's"
+
+
 def test_the_outputs_panels_name_each_outputs_node() -> None:
     """Every node's history is called "history": without its instance, a legend shows several as one."""
     targets = [target for panel in json.loads(DASHBOARD.read_text())["panels"] for target in panel["targets"]]
@@ -192,15 +221,17 @@ def panel_checks(expected: dict[str, list[tuple[str, float]]], instance: str = "
     """A promtool check of each query of the panels named in ``expected``, with Grafana's variables
     filled in (every stream; the nodes ``instance`` matches: all, as the Node variable's All does), for
     the samples it should give at the end of the input (by its legend's labels; a panel of several
-    queries: one sample per query, in order)."""
+    queries: as many samples for each, in the queries' order)."""
     panels = [panel for panel in json.loads(DASHBOARD.read_text())["panels"] if panel["title"] in expected]
     assert {panel["title"] for panel in panels} == set(expected), "the dashboard has no such panel"
     checks: list[dict[str, object]] = []
     for panel in panels:
-        samples = iter(expected[panel["title"]])
-        for target in panel["targets"]:
+        samples = expected[panel["title"]]
+        per_query, left = divmod(len(samples), len(panel["targets"]))
+        assert not left, f"{panel['title']}: as many samples for each of its queries"
+        for index, target in enumerate(panel["targets"]):
             expr = target["expr"].replace("$stream", ".*").replace("$instance", instance).replace("$__range", RANGE)
-            query_expected = [next(samples)] if len(panel["targets"]) > 1 else list(samples)
+            query_expected = samples[index * per_query : (index + 1) * per_query]
             checks.append(
                 {
                     "expr": expr,

@@ -9,7 +9,8 @@ from pathlib import Path
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "segcast-analytics.json"
 #: Metrics a server has only with event outputs configured.
 EVENT_OUTPUT_METRICS = "segcast_event_output_"
-_METRIC = re.compile(r"\bsegcast_[a-z_]+")
+#: segcast's own metrics and the process figures (Prometheus' names: see server/http/process_metrics.py).
+_METRIC = re.compile(r"\b(?:segcast|process)_[a-z_]+")
 
 
 def dashboard_metrics() -> set[str]:
