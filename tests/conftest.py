@@ -19,6 +19,7 @@ from server.inference.models import BUNDLED_MODEL
 from server.scene import Scene, write_h264
 from tests.support.mosquitto import Broker
 from tests.support.numbered import write_numbered_video
+from tests.support.rtsp_camera import cached_camera_video
 
 SCENE_SEED = 7
 SCENE_FRAMES = 300
@@ -59,6 +60,12 @@ def aiohttp_client(aiohttp_client: ClientFactory) -> ClientFactory:
         return await aiohttp_client(app, *args, **kwargs)
 
     return client
+
+
+@pytest.fixture(scope="session")
+def camera_video(video_cache: Path) -> Path:
+    """40 s of a generated scene as an IP camera encodes it, for the RTSP camera tests."""
+    return cached_camera_video(video_cache, 40)
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,7 @@ from server.sources.uri import mask_text
 from tests.support.components import require_component
 from tests.support.fake_rtsp import FakeRtspCamera
 from tests.support.reader_probe import ReaderProbe
-from tests.support.rtsp_camera import RtspCamera, system_rtsp_server_available, write_camera_video
+from tests.support.rtsp_camera import RtspCamera, system_rtsp_server_available
 from tests.support.silent_proxy import SilentProxy
 
 Start = Callable[..., Awaitable[TestClient]]
@@ -152,19 +152,8 @@ async def test_the_api_never_shows_a_piece_of_a_password(start_server: Start, ca
 
 # -- a camera that stops sending ----------------------------------------------------------------------
 
-CAMERA_FPS = 15
 CONNECT_S = 15.0
 STALL_TIMEOUT_S = 3.0
-
-
-@pytest.fixture(scope="session")
-def camera_video(video_cache: Path) -> Path:
-    path = video_cache / f"camera-{CAMERA_FPS}fps-40s.mp4"
-    if not path.exists():
-        partial = path.with_suffix(".partial.mp4")
-        write_camera_video(partial, 40, CAMERA_FPS)
-        partial.rename(path)
-    return path
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ from tests.support.components import require_component
 from tests.support.numbered import number_of, write_numbered_video
 from tests.support.polling import eventually
 from tests.support.raw_websocket import raw_websocket
-from tests.support.rtsp_camera import RtspCamera, system_rtsp_server_available, write_camera_video
+from tests.support.rtsp_camera import RtspCamera, system_rtsp_server_available
 from tests.support.segcast_process import START_TIMEOUT_S, SegcastProcess
 
 Start = Callable[..., Awaitable[TestClient]]
@@ -84,14 +84,10 @@ async def state_is(client: TestClient, stream_id: str, state: str, timeout_s: fl
 
 
 async def test_camera_dies_and_returns_while_the_other_stream_keeps_delivering(
-    start_server: Start, video_cache: Path
+    start_server: Start, camera_video: Path
 ) -> None:
     require_component(system_rtsp_server_available(), "needs GStreamer's RTSP server (see .ci/run)")
-    video = video_cache / "camera-15fps-40s.mp4"
-    if not video.exists():
-        await asyncio.to_thread(write_camera_video, video.with_suffix(".partial.mp4"), 40, 15)
-        video.with_suffix(".partial.mp4").rename(video)
-    camera = RtspCamera(video)
+    camera = RtspCamera(camera_video)
     await asyncio.to_thread(camera.start)
     try:
         client = await start_server(StreamConfig("cam", camera.url + "#timeout=2"), OTHER)

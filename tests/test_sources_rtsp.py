@@ -17,9 +17,8 @@ from server.sources import StreamState
 from server.sources.reader import JOIN_TIMEOUT_S
 from tests.support.components import require_component
 from tests.support.reader_probe import ReaderProbe, SilentServer
-from tests.support.rtsp_camera import RtspCamera, system_rtsp_server_available, write_camera_video
+from tests.support.rtsp_camera import RtspCamera, cached_camera_video, system_rtsp_server_available
 
-CAMERA_FPS = 15
 #: Connecting includes reading a key frame to learn the stream's size: a second or two here.
 CONNECT_S = 15.0
 #: A "smart codec" camera's key frame interval, and how long its test video lasts (its first key frame only).
@@ -30,25 +29,10 @@ require_component(system_rtsp_server_available(), "needs /usr/bin/python3 with G
 
 
 @pytest.fixture(scope="session")
-def camera_video(video_cache: Path) -> Path:
-    path = video_cache / f"camera-{CAMERA_FPS}fps-40s.mp4"
-    if not path.exists():
-        partial = path.with_suffix(".partial.mp4")
-        write_camera_video(partial, 40, CAMERA_FPS)
-        partial.rename(path)
-    return path
-
-
-@pytest.fixture(scope="session")
 def long_gop_video(video_cache: Path) -> Path:
     """A camera's video with a key frame at its start only: each client gets one as it joins, the next
     would come `LONG_GOP_S` later."""
-    path = video_cache / f"camera-{CAMERA_FPS}fps-{LONG_GOP_VIDEO_S}s-gop{LONG_GOP_S}.mp4"
-    if not path.exists():
-        partial = path.with_suffix(".partial.mp4")
-        write_camera_video(partial, LONG_GOP_VIDEO_S, CAMERA_FPS, key_frame_s=LONG_GOP_S)
-        partial.rename(path)
-    return path
+    return cached_camera_video(video_cache, LONG_GOP_VIDEO_S, key_frame_s=LONG_GOP_S)
 
 
 @pytest.fixture

@@ -34,6 +34,23 @@ def system_rtsp_server_available() -> bool:
     return subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True, timeout=30).returncode == 0
 
 
+#: The frame rate of the camera videos the RTSP tests serve.
+CAMERA_FPS = 15
+
+
+def cached_camera_video(cache: Path, seconds: float, fps: int = CAMERA_FPS, key_frame_s: float = 1.0) -> Path:
+    """`write_camera_video`'s file in ``cache``, made once per cache: each process writes its own
+    partial file and renames it into place, so two pytest workers that both find it missing (the
+    cache is shared between them) never write into one file or rename one half written."""
+    gop = "" if key_frame_s == 1.0 else f"-gop{key_frame_s:g}"
+    path = cache / f"camera-{fps}fps-{seconds:g}s{gop}.mp4"
+    if not path.exists():
+        partial = path.with_suffix(f".{os.getpid()}.partial.mp4")
+        write_camera_video(partial, seconds, fps, key_frame_s=key_frame_s)
+        partial.replace(path)
+    return path
+
+
 def write_camera_video(
     path: Path, seconds: float, fps: int = 15, width: int = 320, height: int = 192, key_frame_s: float = 1.0
 ) -> Path:
