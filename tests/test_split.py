@@ -506,16 +506,7 @@ async def test_the_entrance_of_an_earlier_split_at_the_files_address_is_not_take
     start, stop = (shlex.split(line) for line in capsys.readouterr().out.splitlines() if line.startswith("  nginx"))
     port = tomllib.loads(config.read_text())["server"]["port"]
     with _nginx([str(NGINX), *start[1:]], [str(NGINX), *stop[1:]]):
-        async with aiohttp.ClientSession() as session:
-
-            async def answers() -> bool:
-                try:
-                    async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
-                        return response.status == 200
-                except aiohttp.ClientConnectionError:
-                    return False
-
-            await eventually(answers, what="the entrance to answer")
+        await _entrance_answers(f"http://127.0.0.1:{port}/")
         assert main(["split", str(config), "--nodes", "2", "--force"]) == 0, capsys.readouterr().err
     assert (tmp_path / "cams.nginx" / "access.log").read_text().count("GET /healthz") == 2, "it was asked"
 
@@ -565,6 +556,20 @@ def test_a_box_listening_on_every_ipv6_address_is_asked_for_at_ipv6_loopback() -
     assert split_module._reachable_host("0.0.0.0") == "127.0.0.1"
 
 
+async def _entrance_answers(base: str) -> None:
+    """Wait until the entrance at ``base`` answers its ``/healthz``."""
+    async with aiohttp.ClientSession() as session:
+
+        async def answers() -> bool:
+            try:
+                async with session.get(f"{base}healthz") as response:
+                    return response.status == 200
+            except aiohttp.ClientConnectionError:
+                return False
+
+        await eventually(answers, what="the entrance to answer")
+
+
 def _box_config(folder: Path) -> Path:
     """cams.toml of a box of three generated cameras at a free port, as segcast can run it."""
     config = folder / "cams.toml"
@@ -599,16 +604,8 @@ async def test_nodes_and_entrance_started_as_the_split_says_serve_their_cameras(
         _nginx([str(NGINX), *nginx[1:]], [str(NGINX), *stop[1:]]),
     ):
         base = f"http://127.0.0.1:{entrance_port}/"
+        await _entrance_answers(base)
         async with aiohttp.ClientSession() as session:
-
-            async def answers() -> bool:
-                try:
-                    async with session.get(f"{base}healthz") as response:
-                        return response.status == 200
-                except aiohttp.ClientConnectionError:
-                    return False
-
-            await eventually(answers, what="the entrance to answer")
             for node, ids in (("node-1", ["a", "c"]), ("node-2", ["b"])):
                 async with session.get(f"{base}{node}/api/streams?token=s1.viewer.1.not-to-be-logged") as response:
                     streams = (await response.json())["streams"]

@@ -199,10 +199,10 @@ def _http_listener(reply: bytes) -> Iterator[str]:
             thread.join()
 
 
-def _asked_over_http(reply: bytes) -> tuple[str, str]:
-    """The server's address and why an HTTP transport found it unavailable, where it answers ``reply``."""
+def _asked_over(scheme: str, reply: bytes) -> tuple[str, str]:
+    """The server's address and why a ``scheme`` transport found it unavailable, where it answers ``reply``."""
     with _http_listener(reply) as address:
-        transport = open_transport(TritonEndpoint("http", address, "m"), 2.0)
+        transport = open_transport(TritonEndpoint(scheme, address, "m"), 2.0)
         try:
             with pytest.raises(TritonUnavailable) as caught:
                 transport.model_config("m", 2.0)
@@ -213,12 +213,12 @@ def _asked_over_http(reply: bytes) -> tuple[str, str]:
 
 def test_a_connection_closed_without_an_answer_is_an_outage_not_the_wrong_port() -> None:
     """A Triton shutting down closes its kept-alive connections unanswered: no question about the port."""
-    assert _asked_over_http(b"")[1] == "connection closed before any answer"
+    assert _asked_over("http", b"")[1] == "connection closed before any answer"
 
 
 def test_an_answer_that_is_not_http_asks_whether_it_is_the_grpc_port_without_the_parsers_words() -> None:
     http2_settings = b"\x00\x00\x06\x04\x00\x00\x00\x00\x00\x00\x03\x00\x00\x00\x64"  # what a gRPC port sends
-    address, reason = _asked_over_http(http2_settings)
+    address, reason = _asked_over("http", http2_settings)
     assert reason == (
         f"not a Triton HTTP endpoint (its answer is not HTTP/1.1): is {address} Triton's gRPC port? "
         "grpc:// is usually port 8001, http:// 8000"
@@ -235,14 +235,8 @@ def test_an_answer_that_is_not_http_asks_whether_it_is_the_grpc_port_without_the
 def test_a_grpc_url_at_a_server_that_is_not_grpc_asks_whether_it_is_the_http_port(reply: bytes, said: str) -> None:
     """gRPC's own text (``Failed parsing HTTP/2 ... (Trying to connect an http1.x server (HTTP status 400))``)
     gives the reply's bytes, not the likely mistake."""
-    with _http_listener(reply) as address:
-        transport = open_transport(TritonEndpoint("grpc", address, "m"), 2.0)
-        try:
-            with pytest.raises(TritonUnavailable) as caught:
-                transport.model_config("m", 2.0)
-        finally:
-            transport.close()
-    assert str(caught.value) == f"{said} is {address} Triton's HTTP port? grpc:// is usually port 8001, http:// 8000"
+    address, reason = _asked_over("grpc", reply)
+    assert reason == f"{said} is {address} Triton's HTTP port? grpc:// is usually port 8001, http:// 8000"
 
 
 #: A launcher's work as `serve` does it, on a stand-in for tritonserver that says when SIGTERM stops it.
