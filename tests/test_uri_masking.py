@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
 from server.sources import mask_uri
-from server.sources.uri import mask_text
+from server.sources.uri import has_raw_userinfo, mask_text
 
 Start = Callable[..., Awaitable[TestClient]]
 
@@ -64,3 +64,114 @@ async def test_viewers_and_the_log_never_see_a_secret_behind_an_encoded_name(
     for secret in ENCODED_NAMES:
         assert secret not in listed
         assert secret not in caplog.text
+
+
+# -- an '@' in a query or fragment, and the user info ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("uri", "masked"),
+    [
+        ("rtsp://u:pw@cam/live?mail=a@b.com", "rtsp://u:***@cam/live?mail=a@b.com"),
+        (
+            "rtsp://adm:S3cret@10.0.0.7:554/live?channel=1&mail=a@b.com#timeout=3",
+            "rtsp://adm:***@10.0.0.7:554/live?channel=1&mail=a@b.com#timeout=3",
+        ),
+        ("admin:pw@192.168.1.10/stream1?mail=a@b", "admin:***@192.168.1.10/stream1?mail=a@b"),
+        ("rtsp://u:pw@cam/live#note=a@b", "rtsp://u:***@cam/live#note=a@b"),
+        # A password with a raw '@' or '/' still hides whole: the '@' taken is the last before the query.
+        ("rtsp://u:p@ss@cam/live?mail=a@b.com", "rtsp://u:***@cam/live?mail=a@b.com"),
+        ("rtsp://u:p@ss/x@cam/live?mail=a@b.com", "rtsp://u:***@cam/live?mail=a@b.com"),
+    ],
+)
+def test_an_at_sign_in_a_query_value_leaves_the_host_shown(uri: str, masked: str) -> None:
+    """It hid the host and path too (``rtsp://u:***@b.com``): the user info ran to the URI's last '@'."""
+    assert mask_uri(uri) == masked
+
+
+@pytest.mark.parametrize(
+    ("uri", "masked"),
+    [
+        ("rtsp://tok3n@cam/live?mail=a@b.com", "rtsp://***@cam/live?mail=a@b.com"),
+        ("rtsp://tok3n@cam/clips/a@b.mp4", "rtsp://***@b.mp4"),
+    ],
+)
+def test_a_token_before_an_at_sign_in_the_path_or_query_is_hidden(uri: str, masked: str) -> None:
+    """FFmpeg sends ``tok3n`` as the user; it was shown whole, read as a path's '/' in a user name."""
+    assert mask_uri(uri) == masked
+
+
+@pytest.mark.parametrize(
+    ("uri", "masked"),
+    [
+        # A password that may hold a raw '/' and an '@', or a raw '?' or '#': all of it goes, and the host too.
+        ("rtsp://u:pa/ss@cam/", "rtsp://u:***@cam/"),
+        ("rtsp://u:p@ss/x@cam/", "rtsp://u:***@cam/"),
+        ("rtsp://u:pa/ss?x@cam/", "rtsp://u:***@cam/"),
+        ("rtsp://u:p@ss/x?y@cam/", "rtsp://u:***@cam/"),  # the '@' in "?y@cam" is no query value's
+        ("rtsp://adm:p@ss?Zq7@cam/", "rtsp://adm:***@cam/"),
+        ("rtsp://adm:p@ss#Zq7@cam/", "rtsp://adm:***@cam/"),
+        ("rtsp://u:pw@cam/clips/a@b.mp4", "rtsp://u:***@b.mp4"),
+        # No user info: the '@' is in a path, a query or a file's name.
+        ("/videos/me@home.mp4", "/videos/me@home.mp4"),
+        ("file:///videos/me@home.mp4", "file:///videos/me@home.mp4"),
+        ("rtsp://cam/live?x=a@b", "rtsp://cam/live?x=a@b"),
+        ("http://cam.local?mail=a@b.com", "http://cam.local?mail=a@b.com"),
+    ],
+)
+def test_where_the_password_may_end_later_all_of_it_is_hidden(uri: str, masked: str) -> None:
+    assert mask_uri(uri) == masked
+
+
+#: Passwords typed with a raw '@' and '/' (which segcast takes), and query or fragment tails with an '@'.
+PASSWORDS_WITH_AT = ("Qx@Wv/Jk", "Qx@WvJk", "Qx/WvJk", "QxWvJk")
+TAILS_WITH_AT = ("", "?mail=a@b.com", "?id=1&mail=a@b.com#timeout=3", "#note=a@b", "?a@b", "/a@b.mp4")
+
+
+@pytest.mark.parametrize("tail", TAILS_WITH_AT)
+@pytest.mark.parametrize("password", PASSWORDS_WITH_AT)
+def test_an_at_sign_after_the_password_never_shows_a_piece_of_it(password: str, tail: str) -> None:
+    uri = f"rtsp://adm:{password}@cam.local/live{tail}"
+    masked = mask_uri(uri)
+    shown = [password[i : i + 3] for i in range(len(password) - 2) if password[i : i + 3] in masked]
+    assert not shown, masked
+    assert masked.startswith("rtsp://adm:***@")
+
+
+def test_an_error_about_a_camera_with_an_at_sign_in_its_query_still_names_its_host() -> None:
+    """The password was read as ``S3cret-pw@cam.local/live?mail=a``, so every piece of the host went too."""
+    uri = "rtsp://adm:S3cret-pw@cam.local/live?mail=a@b.com"
+    told = mask_text("cam.local: connection refused (live, user adm, password S3cret-pw)", uri)
+    assert told == "cam.local: connection refused (live, user adm, password ***)"
+
+
+@pytest.mark.parametrize(
+    ("uri", "refused"),
+    [
+        ("rtsp://adm:p@ss?Zq7@cam/", True),
+        ("rtsp://adm:p@ss#Zq7@cam/", True),
+        ("rtsp://tok3n@cam?x=a@b", True),
+        ("rtsp://u:pw@cam/live?mail=a@b.com", False),
+        ("rtsp://u:p@ss/x@cam/live?mail=a@b.com", False),
+        ("rtsp://cam:554/live?mail=a@b.com", False),
+        ("rtsp://u:pa/ss@cam/", False),
+    ],
+)
+def test_a_raw_question_mark_or_hash_in_the_user_info_is_still_told_apart(uri: str, refused: bool) -> None:
+    assert has_raw_userinfo(uri) is refused
+
+
+def test_a_token_before_a_query_straight_after_the_host_with_a_slash_and_an_at_sign_is_refused() -> None:
+    """Refused like ``tok3n@cam?x=a@b``; it was taken, and ``tok3n`` shown, for the '/' in the query."""
+    uri = "rtsp://tok3n@cam?next=/a@b"
+    assert has_raw_userinfo(uri)
+    assert "tok3n" not in mask_uri(uri)
+
+
+async def test_viewers_see_the_host_of_a_camera_with_an_at_sign_in_its_query(start_server: Start) -> None:
+    client = await start_server(StreamConfig("cam", "rtsp://adm:S3cret-pw@127.0.0.1:1/live?mail=a@b.com"))
+    response = await client.get("/api/streams")
+    listed = await response.text()
+    assert response.status == 200, listed
+    assert "rtsp://adm:***@127.0.0.1:1/live?mail=a@b.com" in listed
+    assert "S3cret-pw" not in listed

@@ -38,6 +38,10 @@ _VALUE_END = re.compile(r"[&;]|#(?=[A-Za-z_]+=)")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 #: The characters that end a URL's host.
 _HOST_ENDS = re.compile(r"[/?#]")
+#: The characters that end a URL's path: the start of its query or fragment.
+_QUERY_STARTS = re.compile(r"[?#]")
+#: What starts a ``name=value`` pair in a query or fragment.
+_PAIR_STARTS = re.compile(r"[?#&;]")
 #: What FFmpeg splits a URL into parts at, and may quote one of them alone in an error.
 _URL_PARTS = re.compile(r"[@/?#:\s]")
 #: Shorter secrets are not searched for in free text: every "1" of an error message would go.
@@ -49,15 +53,16 @@ def mask_uri(uri: str) -> str:
     secret-looking parameter values replaced by ``***``.
 
     Safe on anything, including text that is not a URI at all, so every log line, API field and error
-    message about a source can go through it. It errs on hiding too much: an '@' in the path or query
-    of a URI with a user info hides the host before it (see `_userinfo`).
+    message about a source can go through it. It errs on hiding too much: an '@' in the path of a URI
+    with a user info hides the host before it, where one in its query or fragment does not (see
+    `_userinfo`).
     """
     hidden = list(_secret_values(uri))
     found = _userinfo(uri)
     if found is not None:
         start, userinfo = found
         user, colon, _ = userinfo.partition(":")
-        # A raw '?' or '#' in the user name: where it ends cannot be told, so all of it goes.
+        # A raw '/', '?' or '#' in the user name: where it ends cannot be told, so all of it goes.
         shown_user = len(user) + 1 if colon and not _HOST_ENDS.search(user) else 0
         hidden.append((start + shown_user, start + len(userinfo)))
     parts: list[str] = []
@@ -96,26 +101,45 @@ def _userinfo(uri: str) -> tuple[int, str] | None:
     """Where ``uri``'s user info starts and what it is, read so that it hides too much, never too little.
 
     It runs from just after ``scheme://`` (or from the start, for a camera's address typed without its
-    scheme: ``admin:S3cret@192.168.1.10/stream1``) to the *last* '@' in the URI. FFmpeg stops at the
-    last '@' before the first '/', '?' or '#', but a password typed with those raw holds all of them
-    (``adm:p@ss?Zq7``), and a URI with an '@' in its path or query is rare; when one has a user info
-    too, more than the password is hidden. No user info: a '/' in the user name (the '@' is in a
-    path: ``rtsp://cam/live?x=a@b``, ``/videos/me@home.mp4``), or a query straight after a host with
-    no ':' (``http://cam.local?mail=a@b.com``), where no password can be.
+    scheme: ``admin:S3cret@192.168.1.10/stream1``) to the *last* '@' in the URI: a password typed with
+    a raw '@', '/', '?' or '#' holds every character up to it (``adm:p@ss?Zq7@cam``, ``u:p@ss/x@cam``),
+    where FFmpeg stops at the last '@' before the first '/', '?' or '#'. So an '@' in the path of a URI
+    with a user info hides the host too.
+
+    One exception hides just the password in the common case (``u:pw@cam/live?mail=a@b.com``): where
+    the host FFmpeg reads holds an '@' and ends at a '/', and the last '@' stands in a ``name=value``
+    of the query or fragment after that path, the user info ends at the last '@' before the query. That
+    still holds FFmpeg's password, the one the camera gets, and any typed with a raw '@' or '/'. Only
+    a password typed with a raw '/', then a raw '?' or '#', then a '=' and an '@' would show in part,
+    read as a path and a query, as FFmpeg reads it: a '?' or '#' in a user info must be percent-encoded.
+
+    Where FFmpeg reads a user info there always is one, never shorter than FFmpeg's (a token before an
+    '@' in the path, ``tok@cam/a@b``, hides). Elsewhere no user info: no '@'; a '/' in the user name
+    (the '@' is in a path: ``rtsp://cam/live?x=a@b``, ``/videos/me@home.mp4``); or a query straight
+    after a host with no ':' (``http://cam.local?mail=a@b.com``), where no password can be.
     """
     scheme = _SCHEME.match(uri)
     start = scheme.end() if scheme else 0
     host_end = _HOST_ENDS.search(uri, start)
+    authority_end = len(uri) if host_end is None else host_end.start()
     # An '@' inside a secret parameter's value in the path or query is that secret's, hidden with it.
-    values = [(a, b) for a, b in _secret_values(uri) if host_end is not None and a > host_end.start()]
-    at = next((i for i in range(len(uri) - 1, start - 1, -1) if uri[i] == "@" and _outside(i, values)), None)
-    if at is None:
+    values = [(a, b) for a, b in _secret_values(uri) if a > authority_end]
+    ats = [i for i in range(start, len(uri)) if uri[i] == "@" and _outside(i, values)]
+    if not ats:
         return None
+    at = ats[-1]
+    ffmpeg_reads_userinfo = ats[0] < authority_end
+    if ffmpeg_reads_userinfo and host_end is not None and host_end.group() == "/":
+        query = _QUERY_STARTS.search(uri, authority_end)
+        if query is not None and query.start() < at and "=" in _PAIR_STARTS.split(uri[query.start() : at])[-1]:
+            at = max(i for i in ats if i < query.start())
     userinfo = uri[start:at]
+    if ffmpeg_reads_userinfo:
+        return start, userinfo
     if "/" in userinfo.partition(":")[0]:
         return None
-    host, query, after = userinfo.partition("?")
-    if query and not _HOST_ENDS.search(host) and ":" not in host and "@" not in host and "=" in after:
+    host, query_mark, after = userinfo.partition("?")
+    if query_mark and not _HOST_ENDS.search(host) and ":" not in host and "=" in after:
         return None
     return start, userinfo
 
