@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from server.deploy.split import EarlierNode, Split
+    from server.deploy.running_nodes import NodeStreams
+    from server.deploy.split import EarlierNode, NodeFile, Split
 
 EXIT_STARTUP_ERROR = 2
 
@@ -44,6 +45,7 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """``segcast split``: write the files and say how to start them; errors are one line and status 2."""
     from server.config import ConfigError
+    from server.deploy.running_nodes import what_each_runs
     from server.deploy.split import SplitError, check_split, replaced_changes, split_config, write_split
 
     try:
@@ -54,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
             for line in replaced_changes(split):
                 print(line)
             _print_placement(split, "would write")
-            _print_running(split, check_split(split, args.force))
+            running = check_split(split, args.force)
+            _print_running(split, running, what_each_runs(running))
             return 0
         running = write_split(split, args.force, report=print)
     except (SplitError, ConfigError) as exc:
@@ -75,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         print("\nStart each node (with the same tokens in its environment, if they are not in the file):")
         for node in stopped:
             print(f"  {_serve_command(node.path)}")
-    _print_running(split, running)
+    _print_running(split, running, what_each_runs(running))
     _print_entrance(split, "and the entrance" if stopped else "\nThe entrance")
     return 0
 
@@ -87,13 +90,17 @@ def _print_placement(split: Split, verb: str) -> None:
     print(f"{verb} {split.entrance_path} (the entrance, at {split.entrance.host}:{split.entrance.port})")
 
 
-def _print_running(split: Split, running: Sequence[EarlierNode]) -> None:
+def _print_running(split: Split, running: Sequence[EarlierNode], runs: Mapping[Path, NodeStreams]) -> None:
     """What becomes of each running node of the earlier split (`check_split` let it run on): one that
-    gains cameras runs them only once restarted, one node at a time so the others go on serving."""
+    gains cameras runs them only once restarted, one node at a time so the others go on serving; and
+    what ``runs`` (what each says it runs) shows that its file does not: cameras a restart drops, or
+    that run twice. Warnings only: the split is made all the same."""
     by_path = {node.path: node for node in split.nodes}
     for old in running:
         node = by_path[old.path]
-        gained = [stream_id for stream_id in node.stream_ids if stream_id not in old.stream_ids]
+        said = runs.get(old.path)
+        already = set(said.ids or ()) if said is not None else set()  # in its new file, added through its API
+        gained = [i for i in node.stream_ids if i not in old.stream_ids and i not in already]
         if not gained:
             changed = (
                 ""
@@ -102,13 +109,73 @@ def _print_running(split: Split, running: Sequence[EarlierNode]) -> None:
                 f"({split.source.name}'s settings, above), and before it saves changes through its API again"
             )
             print(f"\n{node.name} is running and keeps its cameras: it runs on as it is{changed}")
-            continue
-        print(
-            f"\n{node.name} is running and gains {', '.join(gained)}: it must be restarted to run "
-            f"{'it' if len(gained) == 1 else 'them'} (one node at a time; through your service manager if it "
-            "runs under one), as:"
+        else:
+            print(
+                f"\n{node.name} is running and gains {', '.join(gained)}: it must be restarted to run "
+                f"{'it' if len(gained) == 1 else 'them'} (one node at a time; through your service manager if it "
+                "runs under one), as:"
+            )
+            print(f"  {_serve_command(node.path)}")
+        for warning in _unsaved_warnings(split, old, node, said) if said is not None else ():
+            print(f"  warning: {warning}")
+    for warning in _twice_warnings(split, running, runs):
+        print(f"\nwarning: {warning}")
+
+
+def _unsaved_warnings(split: Split, old: EarlierNode, node: NodeFile, said: NodeStreams) -> list[str]:
+    """What the running node of ``old`` (``node`` in this split) runs that its file lacks: added through
+    its API without ``?persist=1``, a restart from the file drops it; or, where this split gives it to
+    another node, it runs on both. Where the node did not name its cameras, what its count tells."""
+    source = split.source.name
+    if said.ids is None:
+        extra = said.count - len(old.stream_ids)
+        cameras = f"{said.count} camera{'s' if said.count != 1 else ''}"
+        told = f"{node.name} runs {cameras} (its /healthz), its file {len(old.stream_ids)}"
+        if extra <= 0:
+            return [
+                f"{told}; which, this split cannot tell ({said.unnamed_because}), so not whether one is in no file "
+                "(added through its API without ?persist=1: a restart drops it) or runs on another node too (twice)"
+            ]
+        them = "it" if extra == 1 else "them"
+        return [
+            f"{told}: {extra} added through its API without ?persist=1, which a restart drops unless {source} has "
+            f"{them}; which, this split cannot tell: {said.unnamed_because}"
+        ]
+    given = {stream_id: new.name for new in split.nodes for stream_id in new.stream_ids}
+    unsaved = [i for i in said.ids if i not in node.stream_ids and i not in said.never_saved]
+    warnings = []
+    if dropped := [i for i in unsaved if i not in given]:
+        them = "it" if len(dropped) == 1 else "them"
+        warnings.append(
+            f"{node.name} runs {', '.join(dropped)}, which its file lacks (added through its API without "
+            f"?persist=1): a restart drops {them}; add {them} to {source} to keep {them}"
         )
-        print(f"  {_serve_command(node.path)}")
+    warnings += [
+        f"{node.name} runs {i}, which its file lacks (added through its API without ?persist=1), and this split "
+        f"gives it to {given[i]}: on both it runs twice (two event histories, MQTT topics fighting); once "
+        f"{given[i]} runs it, remove it from {node.name} (DELETE /{node.name}/api/streams/{i}) or restart {node.name}"
+        for i in unsaved
+        if i in given
+    ]
+    return warnings
+
+
+def _twice_warnings(split: Split, running: Sequence[EarlierNode], runs: Mapping[Path, NodeStreams]) -> list[str]:
+    """A warning per camera that two running nodes both say they run: two trackers count each of its
+    crossings twice, in two event histories, and each node publishes it under its own MQTT topics."""
+    names = {node.path: node.name for node in split.nodes}
+    where: dict[str, list[str]] = {}
+    for old in running:  # in node order
+        if (said := runs.get(old.path)) is not None and said.ids is not None:
+            for stream_id in said.ids:
+                where.setdefault(stream_id, []).append(names[old.path])
+    return [
+        f"{stream_id} runs on {' and '.join(nodes)}: twice (two event histories, MQTT topics fighting); remove it "
+        f"from all but one through their APIs (DELETE /{nodes[-1]}/api/streams/{stream_id}, ?persist=1 where that "
+        "node's file has it)"
+        for stream_id, nodes in where.items()
+        if len(nodes) > 1
+    ]
 
 
 def _print_entrance(split: Split, lead: str) -> None:

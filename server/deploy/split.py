@@ -33,19 +33,17 @@ would go on running cameras the new split gives another node. A running node tha
 may run on, to be restarted to run them. A split is refused too while segcast itself answers at the
 file's own address (the single box, still running from it: its cameras would run twice). Before
 writing, it says what each file it replaces loses or gains (cameras, and settings saved there through
-a node's API).
+a node's API). What the running nodes run beyond their files (a camera added through the API without
+``?persist=1``, which a restart drops; one camera on two nodes) only they can say: `running_nodes`
+asks them, for the split to warn, never to refuse; a node file it cannot read it warns of too.
 """
 
 from __future__ import annotations
 
 import copy
-import http.client
 import io
-import json
 import os
 import re
-import socket
-import ssl
 import stat
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
@@ -56,8 +54,9 @@ from typing import Any
 from server.config import ConfigError, StreamConfig, load_config, settings_from_mapping
 from server.delivery.viewer import ViewerLimits
 from server.deploy.entrance import Listen, nginx_config, node_name
+from server.deploy.running_nodes import accepts, what_answers
 from server.events.config import DEFAULT_HISTORY_FILE, toml_string
-from server.http.access.auth import AccessPolicy, AuthConfigError, is_loopback
+from server.http.access.auth import ADMIN_TOKENS_ENV, VIEWER_TOKENS_ENV, AccessPolicy, AuthConfigError, is_loopback
 from server.persist import toml_value
 
 #: The nodes listen here: only the entrance, on the same machine, reaches them.
@@ -67,12 +66,6 @@ PRIVILEGED_PORTS = 1024
 DEFAULT_FIRST_PORT = 8081
 #: More nodes than this on one machine is a typing error: four carried 64 cameras on an H200.
 MAX_NODES = 64
-#: How long a node of an earlier split has to accept a connection to count as running.
-NODE_PROBE_S = 1.0
-#: The most of a ``/healthz`` answer read to tell segcast from the entrance: segcast's is a few lines of JSON.
-HEALTH_PROBE_MAX_BYTES = 65536
-#: How long each step of asking what answers at the source file's address may take: a busy box is slow.
-HEALTH_PROBE_S = 5.0
 _BARE_KEY = re.compile(r"\A[A-Za-z0-9_-]+\Z")
 _NODE_SUFFIX = re.compile(r"[./]node-[0-9]+\Z")
 
@@ -100,6 +93,8 @@ class EarlierNode:
     stream_ids: tuple[str, ...]  # the cameras its file holds: those its node runs, started from it
     address: tuple[str, int] | None  # where its node listens (None: the file cannot say)
     text: str | None = None  # the file as it is (None: it cannot be read)
+    unreadable: str | None = None  # why the file cannot be read (None: it can)
+    tokens: tuple[str, ...] = field(default=(), repr=False)  # to ask its node what it runs: `_asking_tokens`
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +204,7 @@ def split_config(path: Path, nodes: int, first_port: int | None = None) -> Split
         path,
         tuple(stale),
         tuple(existing),
-        _nested_split_warnings(path, data) + _empty_node_warnings(empty),
+        _nested_split_warnings(path, data) + _empty_node_warnings(empty) + _unreadable_warnings(earlier),
         earlier,
         placed,
         _text_of(entrance_path),
@@ -218,7 +213,7 @@ def split_config(path: Path, nodes: int, first_port: int | None = None) -> Split
 
 def earlier_nodes(source: Path) -> tuple[EarlierNode, ...]:
     """The node files of an earlier split of ``source`` beside it (``cams.node-2.toml`` ...), in node order;
-    one that cannot be read holds no camera and has no address."""
+    one that cannot be read holds no camera and has no address, and says why (`_unreadable_warnings`)."""
     found = []
     for path in source.parent.glob(f"{source.stem}.node-*.toml"):
         if (index := _node_index(source, path)) < 1:
@@ -226,13 +221,34 @@ def earlier_nodes(source: Path) -> tuple[EarlierNode, ...]:
         try:
             text = path.read_text(encoding="utf-8")
             data = tomllib.loads(text.removeprefix("\ufeff"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        except IsADirectoryError:  # no node was started from it; writing its file fails, and says so
             found.append(EarlierNode(path, index, (), None))
+            continue
+        except OSError as exc:
+            found.append(EarlierNode(path, index, (), None, unreadable=exc.strerror or str(exc)))
+            continue
+        except UnicodeDecodeError:
+            found.append(EarlierNode(path, index, (), None, unreadable="it is not UTF-8 text"))
+            continue
+        except tomllib.TOMLDecodeError as exc:
+            found.append(EarlierNode(path, index, (), None, unreadable=f"not TOML: {exc}"))
             continue
         tables = data.get("streams")
         ids = [t.get("id") for t in tables if isinstance(t, dict)] if isinstance(tables, list) else []
-        found.append(EarlierNode(path, index, tuple(i for i in ids if isinstance(i, str)), _address(data), text))
+        stream_ids = tuple(i for i in ids if isinstance(i, str))
+        found.append(EarlierNode(path, index, stream_ids, _address(data), text, tokens=_asking_tokens(data)))
     return tuple(sorted(found, key=lambda node: node.index))
+
+
+def _asking_tokens(data: Mapping[str, Any]) -> tuple[str, ...]:
+    """The tokens to ask a node started from the file ``data`` what it runs with: the file's own, then
+    this environment's, which the nodes are started with where the file names none (module doc)."""
+    auth = data.get("auth")
+    named = [auth.get(key) for key in ("admin_tokens", "viewer_tokens")] if isinstance(auth, dict) else []
+    tokens = [token for listed in named if isinstance(listed, list) for token in listed if isinstance(token, str)]
+    for variable in (ADMIN_TOKENS_ENV, VIEWER_TOKENS_ENV):
+        tokens += [token.strip() for token in os.environ.get(variable, "").split(",") if token.strip()]
+    return tuple(dict.fromkeys(tokens))
 
 
 def _address(data: Mapping[str, Any]) -> tuple[str, int] | None:
@@ -293,6 +309,19 @@ def _empty_node_warnings(names: list[str]) -> tuple[str, ...]:
     )
 
 
+def _unreadable_warnings(earlier: Iterable[EarlierNode]) -> tuple[str, ...]:
+    """A warning per node file of an earlier split that cannot be read: whether a node started from it
+    runs, and which cameras, this split cannot tell, and it deals the file's cameras out as if it had none."""
+    return tuple(
+        f"{node.path.name} cannot be read ({node.unreadable}): whether a node started from it is running, and "
+        "which cameras it runs, this split cannot tell; it deals the cameras out as if the file held none, and "
+        "one that node runs would run twice once its new node starts: if "
+        f"{node_name(node.index)} is running, stop it before starting the nodes"
+        for node in earlier
+        if node.unreadable is not None
+    )
+
+
 def _nested_split_warnings(path: Path, data: Mapping[str, Any]) -> tuple[str, ...]:
     """A warning where ``path`` looks like a node file itself: its nodes' names would nest
     (``site/node-2/node-2``), and it holds only its own share of the cameras."""
@@ -349,7 +378,7 @@ def check_split(split: Split, overwrite: bool) -> tuple[EarlierNode, ...]:
             + (" and removes the files of nodes beyond the new number" if split.stale else "")
         )
     _refuse_while_the_source_runs(split)
-    running = tuple(node for node in split.earlier if node.address is not None and _answers(*node.address))
+    running = tuple(node for node in split.earlier if node.address is not None and accepts(*node.address))
     _refuse_where_running_nodes_lose(split, running)
     return running
 
@@ -360,7 +389,7 @@ def _refuse_while_the_source_runs(split: Split) -> None:
     would run a second time (node 1 sharing its history file); and whatever it is, the entrance must
     listen there next."""
     host, port = _reachable_host(split.entrance.host), split.entrance.port
-    there = _what_answers(host, port, tls=split.entrance.tls_cert is not None)
+    there = what_answers(host, port, tls=split.entrance.tls_cert is not None)
     if there is None:
         return
     source = split.source.name
@@ -398,50 +427,6 @@ def _refuse_where_running_nodes_lose(split: Split, running: tuple[EarlierNode, .
             "they would run twice; stop the nodes first, then split again (a node that keeps its cameras and "
             "port may run on)"
         )
-
-
-def _answers(host: str, port: int) -> bool:
-    """Whether something accepts a TCP connection at ``host``:``port`` within `NODE_PROBE_S`."""
-    try:
-        with socket.create_connection((host, port), timeout=NODE_PROBE_S):
-            return True
-    except OSError:
-        return False
-
-
-def _what_answers(host: str, port: int, tls: bool) -> str | None:
-    """What answers ``GET /healthz`` at ``host``:``port`` (over HTTPS for ``tls``): None for nothing
-    listening or a split's entrance (a plain ``ok``), ``"segcast"`` for segcast's JSON (``{"status":
-    ..., "streams": 3, ...}``, public whatever the tokens, starting or not), else what was seen. A
-    busy box may take a while: `HEALTH_PROBE_S` for each step. The certificate is not checked:
-    nothing is sent, only the answer read."""
-    if not _answers(host, port):
-        return None
-    if tls:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        connection: http.client.HTTPConnection = http.client.HTTPSConnection(
-            host, port, timeout=HEALTH_PROBE_S, context=context
-        )
-    else:
-        connection = http.client.HTTPConnection(host, port, timeout=HEALTH_PROBE_S)
-    try:
-        connection.request("GET", "/healthz")
-        text = connection.getresponse().read(HEALTH_PROBE_MAX_BYTES)
-    except TimeoutError:
-        return f"something accepts connections but gives no answer within {HEALTH_PROBE_S:g} s"
-    except (OSError, http.client.HTTPException) as exc:
-        return f"something that does not answer HTTP{'S' if tls else ''} ({exc or type(exc).__name__})"
-    finally:
-        connection.close()
-    if text.strip() == b"ok":
-        return None  # an earlier split's entrance
-    try:
-        body = json.loads(text)
-    except ValueError:
-        return "a server that is not segcast"
-    return "segcast" if isinstance(body, dict) and "streams" in body else "a server that is not segcast"
 
 
 def _text_of(path: Path) -> str | None:

@@ -1,0 +1,185 @@
+"""What answers at the addresses a split names, and which cameras a running node runs, as it says itself.
+
+A split reads which cameras each node runs from the node's file, but a node keeps its streams in
+memory: one added through its API without ``?persist=1`` runs in no file, and a restart from the
+file drops it. So the split asks each node of the earlier split that answers: ``/healthz`` says how
+many streams it runs to anyone, ``/api/streams`` names them to whoever holds one of its tokens where
+it has any (a node behind an entrance others reach has them: ``[auth] required = true``). What a
+node cannot be asked is said with why, never guessed, and never stops a split.
+
+Plain ``http.client``, one request at a time per node and the nodes asked side by side: this runs in
+``segcast split``, a short command with no event loop, and a node too busy to answer in time costs
+one `HEALTH_PROBE_S` whatever the number of nodes.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import ssl
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from server.deploy.split import EarlierNode
+
+#: How long a node of an earlier split has to accept a connection to count as running.
+NODE_PROBE_S = 1.0
+#: How long each step of asking what answers at an address may take: a busy box is slow.
+HEALTH_PROBE_S = 5.0
+#: The most of a ``/healthz`` answer read to tell segcast from the entrance: segcast's is a few lines of JSON.
+HEALTH_PROBE_MAX_BYTES = 65536
+#: The most of a node's ``/api/streams`` read: a few kB a camera with its zones and lines, 64 cameras a node.
+STREAMS_ANSWER_MAX_BYTES = 16 * 1024 * 1024
+#: Nodes asked at once: a split may name 64, each question mostly waiting on its node.
+ASKED_AT_ONCE = 16
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStreams:
+    """What a running node says it runs: ``count`` streams (its ``/healthz``), named in ``ids`` where
+    its ``/api/streams`` told them (None: ``unnamed_because`` says why not). ``never_saved``: those of
+    ``ids`` no file can hold (a browser's camera, a ``--source`` flag), which no ``?persist=1`` saves."""
+
+    count: int
+    ids: tuple[str, ...] | None = None
+    unnamed_because: str = ""
+    never_saved: frozenset[str] = frozenset()
+
+
+def accepts(host: str, port: int) -> bool:
+    """Whether something accepts a TCP connection at ``host``:``port`` within `NODE_PROBE_S`."""
+    try:
+        with socket.create_connection((host, port), timeout=NODE_PROBE_S):
+            return True
+    except OSError:
+        return False
+
+
+def what_answers(host: str, port: int, tls: bool) -> str | None:
+    """What answers ``GET /healthz`` at ``host``:``port`` (over HTTPS for ``tls``): None for nothing
+    listening or a split's entrance (a plain ``ok``), ``"segcast"`` for segcast's JSON (``{"status":
+    ..., "streams": 3, ...}``, public whatever the tokens, starting or not), else what was seen. A
+    busy box may take a while: `HEALTH_PROBE_S` for each step. The certificate is not checked:
+    nothing is sent, only the answer read."""
+    if not accepts(host, port):
+        return None
+    try:
+        _, text = _get(host, port, "/healthz", HEALTH_PROBE_MAX_BYTES, tls=tls)
+    except TimeoutError:
+        return f"something accepts connections but gives no answer within {HEALTH_PROBE_S:g} s"
+    except (OSError, http.client.HTTPException) as exc:
+        return f"something that does not answer HTTP{'S' if tls else ''} ({exc or type(exc).__name__})"
+    if text.strip() == b"ok":
+        return None  # an earlier split's entrance
+    return "segcast" if _streams_count(text) is not None else "a server that is not segcast"
+
+
+def what_each_runs(running: Iterable[EarlierNode]) -> dict[Path, NodeStreams]:
+    """What each of the ``running`` nodes of an earlier split runs, by its file's path; a node that
+    gives no segcast answer within `HEALTH_PROBE_S` is left out (nothing can be told of it)."""
+    asked = [(node.path, *node.address, node.tokens) for node in running if node.address is not None]
+    if not asked:
+        return {}
+    with ThreadPoolExecutor(min(len(asked), ASKED_AT_ONCE), thread_name_prefix="split-ask") as pool:
+        answers = pool.map(lambda one: streams_of(one[1], one[2], one[3]), asked)
+        return {one[0]: streams for one, streams in zip(asked, answers, strict=True) if streams is not None}
+
+
+def streams_of(host: str, port: int, tokens: Sequence[str]) -> NodeStreams | None:
+    """What the node at ``host``:``port`` runs, its ``/api/streams`` asked with each of ``tokens`` in
+    turn until one is taken (with none where there are none: an open node needs none); None where
+    its ``/healthz`` gives no segcast answer."""
+    try:
+        status, text = _get(host, port, "/healthz", HEALTH_PROBE_MAX_BYTES)
+    except (OSError, http.client.HTTPException):
+        return None
+    if status != 200 or (count := _streams_count(text)) is None:
+        return None
+    try:
+        status, text = _first_taken(host, port, tokens)
+    except TimeoutError:
+        return NodeStreams(count, unnamed_because=f"its /api/streams gave no answer within {HEALTH_PROBE_S:g} s")
+    except (OSError, http.client.HTTPException) as exc:
+        return NodeStreams(count, unnamed_because=f"its /api/streams could not be read ({exc or type(exc).__name__})")
+    if status == 401:
+        return NodeStreams(count, unnamed_because=_refused(len(tokens)))
+    streams = _listed(text) if status == 200 else None
+    if streams is None:
+        return NodeStreams(count, unnamed_because=f"its /api/streams answered {status} without a list of streams")
+    ids = tuple(str(stream["id"]) for stream in streams)
+    never_saved = frozenset(str(stream["id"]) for stream in streams if stream.get("persistable") is False)
+    return NodeStreams(count, ids, never_saved=never_saved)
+
+
+def _first_taken(host: str, port: int, tokens: Sequence[str]) -> tuple[int, bytes]:
+    """``GET /api/streams`` with each of ``tokens`` until one is not refused (401); the last answer."""
+    answer = (401, b"")
+    for token in tokens or (None,):
+        answer = _get(host, port, "/api/streams", STREAMS_ANSWER_MAX_BYTES, token=token)
+        if answer[0] != 401:
+            break
+    return answer
+
+
+def _refused(tokens: int) -> str:
+    """Why a node's ``/api/streams`` refused every token it was asked with."""
+    if not tokens:
+        return (
+            "its /api/streams needs a token, and neither its file nor $SEGCAST_ADMIN_TOKENS or "
+            "$SEGCAST_VIEWER_TOKENS here gives one: set one of its tokens there to have them named"
+        )
+    return (
+        f"its /api/streams took none of the {tokens} token{'s' if tokens > 1 else ''} its file and "
+        "$SEGCAST_ADMIN_TOKENS / $SEGCAST_VIEWER_TOKENS here give: set one of its tokens there to have them named"
+    )
+
+
+def _get(
+    host: str, port: int, path: str, max_bytes: int, tls: bool = False, token: str | None = None
+) -> tuple[int, bytes]:
+    """The status and (at most ``max_bytes`` of the) body of ``GET path``, `HEALTH_PROBE_S` for each step;
+    ``token`` as a bearer. Over HTTPS the certificate is not checked: only an answer is read."""
+    connection: http.client.HTTPConnection
+    if tls:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        connection = http.client.HTTPSConnection(host, port, timeout=HEALTH_PROBE_S, context=context)
+    else:
+        connection = http.client.HTTPConnection(host, port, timeout=HEALTH_PROBE_S)
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    try:
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read(max_bytes)
+    finally:
+        connection.close()
+
+
+def _streams_count(text: bytes) -> int | None:
+    """The stream count of segcast's ``/healthz`` answer (``{"status": ..., "streams": 3, ...}``), else None."""
+    body = _json(text)
+    count = body.get("streams") if isinstance(body, dict) else None
+    return count if isinstance(count, int) and not isinstance(count, bool) else None
+
+
+def _listed(text: bytes) -> list[dict[str, Any]] | None:
+    """The streams of segcast's ``/api/streams`` answer (``{"v": 1, "streams": [{"id": ...}, ...]}``), else None."""
+    body = _json(text)
+    streams = body.get("streams") if isinstance(body, dict) else None
+    if not isinstance(streams, list) or not all(isinstance(s, dict) and "id" in s for s in streams):
+        return None
+    return streams
+
+
+def _json(text: bytes) -> object:
+    try:
+        parsed: object = json.loads(text)
+    except ValueError:  # UnicodeDecodeError is one
+        return None
+    return parsed

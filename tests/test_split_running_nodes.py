@@ -1,0 +1,121 @@
+"""``segcast split`` again over running nodes: what they run beyond their files, asked of them.
+
+A node keeps its streams in memory: a camera added through its API without ``?persist=1`` runs in no
+file, and a restart from the file drops it. Real nodes started from the files a split wrote, cameras
+added through their real API; and a node file that cannot be read, which no node can be asked about.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from server.cli import main
+from tests.test_split import _free_port, _free_ports, _node
+
+TOKEN = "the-nodes-admin-token-0123"
+CAMERAS = "".join(f'[[streams]]\nid = "{name}"\nuri = "scene:?seed={i}"\n\n' for i, name in enumerate("abc", 1))
+
+
+def _config(folder: Path, server: str = "") -> Path:
+    """cams.toml of three generated cameras (a, b, c), its entrance at a free port."""
+    config = folder / "cams.toml"
+    config.write_text(f'[server]\nport = {_free_port()}\n{server}\n[model]\nname = "bundled"\n\n' + CAMERAS)
+    return config
+
+
+async def _add(port: int, body: dict[str, str], token: str | None = None) -> None:
+    """A camera added to the node at ``port`` through its API, as a user would: not saved (no ?persist=1)."""
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"http://127.0.0.1:{port}/api/streams", json=body, headers=headers) as response,
+    ):
+        assert response.status == 201, await response.text()
+
+
+async def test_a_resplit_names_the_cameras_a_running_node_runs_that_its_file_lacks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A camera added to node-2 without ?persist=1 was in no file, so the split never named it and told
+    the user to restart node-2, which dropped it; one added to node-2 that node-1 runs ran twice."""
+    config = _config(tmp_path)
+    first = _free_ports(2)
+    assert main(["split", str(config), "--nodes", "2", "--first-port", str(first)]) == 0  # a, c; b
+    with ExitStack() as nodes:
+        for index in (1, 2):
+            nodes.enter_context(_node(tmp_path / f"cams.node-{index}.toml"))
+        await _add(first + 1, {"id": "porch", "uri": "scene:?seed=8"})
+        await _add(first + 1, {"id": "a", "uri": "scene:?seed=1"})  # node-1's camera, a second time
+        config.write_text(config.read_text() + '[[streams]]\nid = "shed"\nuri = "scene:?seed=9"\n')
+        capsys.readouterr()
+        for dry_run in (["--dry-run"], []):
+            assert main(["split", str(config), "--nodes", "2", "--first-port", str(first), "--force", *dry_run]) == 0
+            out = capsys.readouterr().out
+            assert "node-2 is running and gains shed: it must be restarted to run it" in out
+            assert (
+                "  warning: node-2 runs porch, which its file lacks (added through its API without ?persist=1): "
+                "a restart drops it; add it to cams.toml to keep it\n"
+            ) in out
+            assert (
+                "  warning: node-2 runs a, which its file lacks (added through its API without ?persist=1), and "
+                "this split gives it to node-1: on both it runs twice"
+            ) in out
+            assert "\nwarning: a runs on node-1 and node-2: twice (two event histories, MQTT topics fighting)" in out
+            assert "node-1 is running and keeps its cameras" in out
+            assert out.count("warning:") == 3, "node-1 runs only what its file has, and no other camera twice"
+
+
+async def test_a_node_asking_for_tokens_names_its_cameras_to_one_from_the_environment_and_else_counts_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nodes behind an entrance others reach ask for tokens, kept in the environment: with its token the
+    split names what a node runs; without one that it takes, it says the count /healthz tells, and why
+    not more."""
+    monkeypatch.setenv("SEGCAST_ADMIN_TOKENS", TOKEN)
+    monkeypatch.delenv("SEGCAST_VIEWER_TOKENS", raising=False)
+    config = _config(tmp_path, 'host = "0.0.0.0"\n')
+    first = _free_ports(1)
+    assert main(["split", str(config), "--nodes", "1", "--first-port", str(first)]) == 0
+    with _node(tmp_path / "cams.node-1.toml"):  # started with $SEGCAST_ADMIN_TOKENS, its file naming none
+        await _add(first, {"id": "porch", "uri": "scene:?seed=8"}, token=TOKEN)
+        capsys.readouterr()
+        monkeypatch.setenv("SEGCAST_ADMIN_TOKENS", "not-a-token-the-node-takes")
+        assert main(["split", str(config), "--nodes", "1", "--first-port", str(first), "--force", "--dry-run"]) == 0
+        assert (
+            "  warning: node-1 runs 4 cameras (its /healthz), its file 3: 1 added through its API without "
+            "?persist=1, which a restart drops unless cams.toml has it; which, this split cannot tell: its "
+            "/api/streams took none of the 1 token its file and $SEGCAST_ADMIN_TOKENS / $SEGCAST_VIEWER_TOKENS "
+            "here give"
+        ) in capsys.readouterr().out
+        monkeypatch.setenv("SEGCAST_ADMIN_TOKENS", TOKEN)
+        assert main(["split", str(config), "--nodes", "1", "--first-port", str(first), "--force", "--dry-run"]) == 0
+        out = capsys.readouterr().out
+        assert "  warning: node-1 runs porch, which its file lacks (added through its API without ?persist=1)" in out
+        assert TOKEN not in out
+        config.write_text(config.read_text() + '[[streams]]\nid = "porch"\nuri = "scene:?seed=8"\n')
+        assert main(["split", str(config), "--nodes", "1", "--first-port", str(first), "--force", "--dry-run"]) == 0
+        out = capsys.readouterr().out
+        assert "node-1 is running and keeps its cameras: it runs on as it is; its file changed" in out, "runs porch"
+        assert "warning" not in out, "its file has porch now: a restart keeps it"
+
+
+def test_a_node_file_that_cannot_be_read_is_named_with_why(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Whether its node runs, and which cameras, cannot be told: the split says so rather than taking it
+    silently for a node with no camera, whose cameras it deals out again."""
+    config = _config(tmp_path)
+    first = str(_free_ports(2))
+    assert main(["split", str(config), "--nodes", "2", "--first-port", first]) == 0
+    (tmp_path / "cams.node-2.toml").write_text('[server\nport = 1\n[[streams]]\nid = "b"\n')
+    capsys.readouterr()
+    assert main(["split", str(config), "--nodes", "2", "--first-port", first, "--force", "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert "segcast: warning: cams.node-2.toml cannot be read (not TOML: " in err
+    assert (
+        "whether a node started from it is running, and which cameras it runs, this split cannot tell; it deals "
+        "the cameras out as if the file held none, and one that node runs would run twice once its new node "
+        "starts: if node-2 is running, stop it before starting the nodes\n"
+    ) in err
