@@ -36,7 +36,7 @@ SPEC_URI = "urn:segcast:openapi"
 ADMIN = "admin-token-for-the-openapi-tests"
 VIEWER = "viewer-token-for-the-openapi-tests"
 #: segcast's own response headers: each one an answer carries must be declared for its status.
-OWN_HEADERS = ("ETag", "Location", "Retry-After", "WWW-Authenticate", "X-Segcast-Seq")
+OWN_HEADERS = ("ETag", "Location", "Retry-After", "WWW-Authenticate", "X-Segcast-Seq", "X-Segcast-State")
 #: What each path parameter is filled with: names nothing there is, so no operation streams or waits.
 PATH_VALUES = {"stream": "nope", "event": "999"}
 SCENE = "scene:?seed=1&fps=10&width=320&height=192"

@@ -72,6 +72,7 @@ def test_the_default_policy_allows_cameras_and_scenes_only() -> None:
         "rtsp://cam/s1\r\nX-Evil: 1": "control characters",
         "rtsp://cam/" + "a" * MAX_URI_CHARS: "at most",
         "rtsp://[::1/x": "not a valid URI",
+        "rtsp://cam/s1#format=nosuchformat": "FFmpeg has no format='nosuchformat'",
     }
     for uri, reason in unusable.items():
         with pytest.raises(UnusableSource, match=reason):
@@ -230,6 +231,40 @@ async def test_a_uri_that_can_never_work_is_a_400_and_one_the_policy_forbids_a_4
         assert setting in (await response.json())["error"], uri
     streams = (await (await client.get("/api/streams")).json())["streams"]
     assert [(s["id"], s["source"]) for s in streams] == [("cam", "scene:?seed=1")], "nothing was changed"
+
+
+async def test_a_format_ffmpeg_lacks_is_a_400_and_one_the_api_may_not_force_a_403(start_server: Start) -> None:
+    """``#format=nosuchformat`` can never work, whatever the settings: it was refused as forbidden (403),
+    as ``hls`` is, which FFmpeg has but which reads the URLs its playlist names."""
+    client = await start_server(StreamConfig("cam", "scene:?seed=1"))
+    unknown = "rtsp://admin:pw@cam/s1#format=nosuchformat"
+    for response in (
+        await client.post("/api/streams", json={"id": "door", "uri": unknown}),
+        await client.patch("/api/streams/cam", json={"uri": unknown}),
+    ):
+        assert response.status == 400, await response.text()
+        message = (await response.json())["error"]
+        assert message.startswith("body.uri: 'rtsp://admin:***@cam/s1#format=nosuchformat': FFmpeg has no"), message
+    for forced in ("hls", "concat"):
+        response = await client.post(
+            "/api/streams", json={"id": "door", "uri": f"http://cam/live.m3u8#format={forced}"}
+        )
+        assert response.status == 403, (forced, await response.text())
+        message = (await response.json())["error"]
+        assert message.startswith(f"body.uri: 'http://cam/live.m3u8#format={forced}': format={forced!r}"), message
+        assert "mpjpeg" in message and ".m3u8 playlist needs no format" in message, message
+    streams = (await (await client.get("/api/streams")).json())["streams"]
+    assert [(s["id"], s["source"]) for s in streams] == [("cam", "scene:?seed=1")], "nothing was changed"
+
+
+async def test_a_uri_the_policy_forbids_is_refused_naming_body_uri(start_server: Start) -> None:
+    """Every refusal of a URI's text names the field, as a 400 for it does; a host in ``deny_networks`` is
+    named itself (the same refusal is a stream's error when a name resolves there later)."""
+    client = await start_server(StreamConfig("cam", "scene:?seed=1"), source_schemes=("rtsp", "scene"))
+    for uri in ("/etc/passwd", "relative/clip.mp4", "webcam:0", "http://cam/video.mjpg", "rtsp://cam/s1#format=hls"):
+        response = await client.post("/api/streams", json={"id": "door", "uri": uri})
+        assert response.status == 403, (uri, await response.text())
+        assert (await response.json())["error"].startswith(f"body.uri: {uri!r}: "), uri
 
 
 async def test_the_api_plays_files_inside_media_dirs(start_server: Start, media: Path, scene_video: Path) -> None:

@@ -14,7 +14,9 @@ when its client leaves, a stream half added or a config file half saved included
 While its stream has no current picture (it never had a frame, its camera is reconnecting, its file
 ended, inference is unavailable), an MJPEG response sends a notice saying so (`server.delivery.notice`)
 every `NOTICE_INTERVAL_S`: an ``<img>`` cannot show a status, and would otherwise stay blank or frozen
-on the last frame. A snapshot answers 503 instead: its caller is a program that wants the status.
+on the last frame. A snapshot answers 503 instead, by the same rule (`_has_current_picture`), naming
+the state in its message and its ``X-Segcast-State`` header: its caller is a program that wants the
+status, not an old frame that looks like a working camera's.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from server.http.api import stream_info
 from server.http.errors import error
 from server.http.keys import http_viewers_key, hub_key, manager_key
 from server.http.network.serving import keep_send_queue_short
+from server.streams import StreamInfo
 
 log = logging.getLogger(__name__)
 
@@ -97,20 +100,41 @@ def _fps(request: web.Request) -> float | None:
 
 
 async def _snapshot(request: web.Request) -> web.Response:
-    """The newest frame as one JPEG: ``?image=annotated|clean&max_width=N``."""
+    """The newest frame as one JPEG: ``?image=annotated|clean&max_width=N``; while the stream has no
+    current picture (`_has_current_picture`), where an MJPEG response sends notices, a 503 (`_no_picture`)."""
     info = stream_info(request)
     variant = _variant(request)
-    packet = await request.app[hub_key].packet_with(info.stream_id, variant)
+    hub = request.app[hub_key]
+    packet = await hub.packet_with(info.stream_id, variant) if _has_current_picture(request.app, info) else None
     if packet is None:
-        raise error(
-            web.HTTPServiceUnavailable,
-            f"stream {info.stream_id!r} has no frame yet (state {info.state.value})",
-            **{"Retry-After": str(SNAPSHOT_RETRY_S)},
-        )
+        raise _no_picture(info, had_frame=info.stream_id in hub.latest)
     return web.Response(
         body=packet.jpegs[variant],
         content_type="image/jpeg",
         headers={"Cache-Control": "no-store", "X-Segcast-Seq": str(packet.seq)},
+    )
+
+
+def _has_current_picture(app: web.Application, info: StreamInfo) -> bool:
+    """Whether ``info``'s stream has a picture of the scene now: the one rule by which a snapshot answers
+    503 and an MJPEG response sends notices instead of frames, so the two never disagree.
+
+    A stream has none before its first frame, and while `StreamManager.is_current` says its newest
+    frame is not of the scene now (its camera reconnecting, its file ended, inference unavailable).
+    """
+    return info.stream_id in app[hub_key].latest and app[manager_key].is_current(info)
+
+
+def _no_picture(info: StreamInfo, had_frame: bool) -> web.HTTPException:
+    """The 503 for a snapshot of a stream with no current picture: why, as its MJPEG notice says it (the
+    state, the next attempt, the last error), the state alone in ``X-Segcast-State`` as on a notice's
+    part, and ``Retry-After``."""
+    lines = notice_lines(info.stream_id, info.state, info.error, info.status.next_attempt_at, info.inference)
+    missing = "no current picture" if had_frame else "no frame yet"
+    return error(
+        web.HTTPServiceUnavailable,
+        f"stream {info.stream_id!r} has {missing}: {'; '.join(lines[1:])}",
+        **{"Retry-After": str(SNAPSHOT_RETRY_S), "X-Segcast-State": info.state.value},
     )
 
 
@@ -177,20 +201,20 @@ async def _mjpeg(request: web.Request) -> web.StreamResponse:
 
 
 async def _notice(request: web.Request, viewer: Viewer, stream_id: str) -> tuple[bytes, str] | None:
-    """The notice for ``viewer`` now, with its part's header; None while the stream has a current picture.
+    """The notice for ``viewer`` now, with its part's header; None while the stream has a current picture
+    (`_has_current_picture`).
 
-    A stream has none before its first frame, and while `StreamManager.is_current` says its newest
-    frame is not of the scene now. The notice is sized for that frame (`notice_size`),
-    scaled as the viewer's frames are, so the ``<img>`` keeps its shape in a dashboard.
+    The notice is sized for the stream's last frame, if it had one (`notice_size`), scaled as the
+    viewer's frames are, so the ``<img>`` keeps its shape in a dashboard.
     """
-    manager, hub = request.app[manager_key], request.app[hub_key]
+    hub = request.app[hub_key]
     try:
-        info = manager.info(stream_id)
+        info = request.app[manager_key].info(stream_id)
     except KeyError:
         return None  # removed: the viewer is closed with it
-    latest = hub.latest.get(stream_id)
-    if latest is not None and manager.is_current(info):
+    if _has_current_picture(request.app, info):
         return None
+    latest = hub.latest.get(stream_id)
     frame_size = None if latest is None else latest.result.frame.image.shape[1::-1]
     width, height = notice_size(frame_size)
     variant = viewer.subscriptions[stream_id].image

@@ -10,7 +10,8 @@ changing its URI) comes from the network and is held to a `SourcePolicy`:
 - local devices (``/dev/video0``, ``/dev/v4l/by-id/...``, ``webcam:0``) only with ``[server] allow_devices
   = true``; a device under another name reads as a file, held to ``media_dirs`` and never played as one;
 - no forced FFmpeg demuxer beyond those a camera needs (``#format=``), since some demuxers (concat,
-  playlists) would read further URLs or files named inside what the camera sends;
+  playlists) would read further URLs or files named inside what the camera sends; one FFmpeg does not
+  have at all is no refusal but a mistake (`UnusableSource`);
 - no network source whose host is, or resolves to, an address in ``[server] deny_networks``
   (link-local and cloud metadata addresses by default, where a cloud machine's credentials are
   served): checked when the stream is added and again before each connection, since a name may
@@ -34,6 +35,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
+
+import av.format
 
 from server.sources.base import SourceError
 from server.sources.file import camera_address_hint, check_file_url_host, file_path
@@ -71,7 +74,9 @@ def parse_networks(values: Iterable[str]) -> tuple[Network, ...]:
 
 
 class SourceRefused(ValueError):
-    """The caller may not open this source; the message says which setting would allow it."""
+    """The caller may not open this source; the message says which setting would allow it. It starts
+    with ``body.uri``, as a 400 for the URI does, but for an address in ``deny_networks``: that one
+    names the host, and is also a stream's error when it connects (`StreamManager`)."""
 
 
 class UnusableSource(ValueError):
@@ -131,7 +136,7 @@ class SourcePolicy:
         if is_webcam(uri):
             if not self.allow_devices:
                 raise SourceRefused(
-                    f"uri {shown!r}: local devices cannot be opened through the API; "
+                    f"body.uri: {shown!r}: local devices cannot be opened through the API; "
                     "set [server] allow_devices = true in the config file to allow it"
                 )
             return None
@@ -152,13 +157,11 @@ class SourcePolicy:
             )
         if scheme not in self.schemes:
             raise SourceRefused(
-                f"uri {shown!r}: the scheme {scheme!r} is not allowed through the API (allowed: {allowed}; "
+                f"body.uri: {shown!r}: the scheme {scheme!r} is not allowed through the API (allowed: {allowed}; "
                 "see [server] source_schemes)"
             )
         fragment = uri.partition("#")[2]
-        forced = dict(parse_qsl(fragment, keep_blank_values=True)).get("format", "")
-        if forced and forced not in SAFE_FORMATS:
-            raise SourceRefused(f"uri {shown!r}: format={forced!r} is not allowed; use one of {sorted(SAFE_FORMATS)}")
+        _check_format(dict(parse_qsl(fragment, keep_blank_values=True)).get("format", ""), shown)
         try:
             host = parts.hostname
         except ValueError:
@@ -194,7 +197,7 @@ class SourcePolicy:
                 raise UnusableSource(str(exc)) from None
         if not self.media_dirs:
             raise SourceRefused(
-                f"uri {shown!r}: local files cannot be opened through the API; put the folders that may be "
+                f"body.uri: {shown!r}: local files cannot be opened through the API; put the folders that may be "
                 "played in [server] media_dirs of a config file and start segcast serve --config FILE (or give "
                 "the file with --source at start)"
             )
@@ -203,7 +206,7 @@ class SourcePolicy:
             raise UnusableSource(f"{shown!r}: a file name cannot hold a NUL character (%00)")
         if not path.is_absolute():
             home = " ('~' is not expanded)" if path.parts and path.parts[0].startswith("~") else ""
-            raise SourceRefused(f"uri {shown!r}: give the file's absolute path{home}")
+            raise SourceRefused(f"body.uri: {shown!r}: give the file's absolute path{home}")
         return functools.partial(self._check_real_path, path, shown)
 
     def _check_real_path(self, path: Path, shown: str) -> None:
@@ -211,7 +214,27 @@ class SourcePolicy:
         real = path.resolve()
         if not any(real.is_relative_to(folder) for folder in self.media_dirs):
             folders = ", ".join(str(folder) for folder in self.media_dirs)
-            raise SourceRefused(f"uri {shown!r}: only files inside {folders} may be played ([server] media_dirs)")
+            raise SourceRefused(f"body.uri: {shown!r}: only files inside {folders} may be played ([server] media_dirs)")
+
+
+def _check_format(forced: str, shown: str) -> None:
+    """Refuse a ``#format=`` (``forced``; empty where none is given) the API may not force on FFmpeg.
+
+    One FFmpeg has no demuxer for can never work, whatever the settings: `UnusableSource`. One it has
+    but that is no single live stream's (``hls``, ``concat``: they read further URLs or files named in
+    what the camera sends) is the policy's to refuse: `SourceRefused`, naming the allowed ones.
+    """
+    if not forced or forced in SAFE_FORMATS:
+        return
+    allowed = ", ".join(sorted(SAFE_FORMATS))
+    try:
+        av.format.ContainerFormat(forced, "r")  # how `av.open` finds the demuxer ``format=`` names
+    except ValueError:
+        raise UnusableSource(f"{shown!r}: FFmpeg has no format={forced!r} (the API allows: {allowed})") from None
+    raise SourceRefused(
+        f"body.uri: {shown!r}: format={forced!r} is not allowed through the API (allowed: {allowed}; an .m3u8 "
+        "playlist needs no format); a stream from the config file or --source may force any"
+    )
 
 
 def _is_address(host: str) -> bool:
