@@ -1,5 +1,6 @@
 // The viewer: a grid of every stream, and a stream view (#/stream/<id>) with overlays and tracks.
-// One WebSocket feeds both (docs/protocol.md); stats come from the REST API once a second.
+// One WebSocket feeds both (docs/protocol.md); stats come from the REST API once a second while the
+// page is shown (a tab in the background asks for none).
 // A browser does not say why a socket was refused: each time one closes, the same question is asked
 // over HTTP, so that a server that wants a token the person has not given (the dialog's "Not now")
 // is told from one out of reach, and the page offers the dialog again rather than "reconnecting".
@@ -81,6 +82,9 @@ let polling = false; // a stream list asked for and not answered yet: one at a t
 let live = false; // the WebSocket is open
 let tokenNeeded = false; // the server refused this page's (lack of a) token, as of the last closed socket
 let checking = false; // that question is on its way
+// Sockets lost while it was (each `early` or not): asked about again once it is answered, so that
+// refusals counts every loss, with one question on its way at a time.
+const unjudged = [];
 const refusals = new LiveRefusals(); // whether the live connection is refused while the API answers
 // How many messages about which streams exist (hello, added, removed) the socket has brought: a stream
 // list the API gave before the latest of them may be out of date, and would bring back a removed stream.
@@ -150,23 +154,29 @@ function showConnection() {
 // The socket closed or was refused (`early`: before its hello): ask the server over HTTP, which says
 // whether a token is why, or, answering, that the live connection is.
 async function checkAccess(early) {
-  if (checking) return;
+  unjudged.push(early);
+  if (checking) return; // judged by the question asked after the one on its way
   checking = true;
-  let refused = false;
-  let answered = false;
+  while (unjudged.length > 0) {
+    const losses = unjudged.splice(0);
+    const { answered, refused } = await askApi();
+    losses.forEach((lost) => refusals.judge(lost, answered));
+    if (live) continue; // a socket opened meanwhile (a token was given): it was let in
+    tokenNeeded = refused;
+    if (tokenNeeded) connection.holdOff(TOKEN_RETRY_MS);
+    showConnection();
+  }
+  checking = false;
+}
+
+// Whether the REST API answers now, and whether it refused this page's token (or lack of one).
+async function askApi() {
   try {
     await listStreams();
-    answered = true;
+    return { answered: true, refused: false };
   } catch (error) {
-    refused = error instanceof ApiError && error.status === 401;
-  } finally {
-    checking = false;
+    return { answered: false, refused: error instanceof ApiError && error.status === 401 };
   }
-  refusals.judge(early, answered);
-  if (live) return; // a socket opened meanwhile (a token was given): it was let in
-  tokenNeeded = refused;
-  if (tokenNeeded) connection.holdOff(TOKEN_RETRY_MS);
-  showConnection();
 }
 
 // The dialog the person declined, again on their word; the socket is tried with the token at once.
@@ -327,6 +337,12 @@ removeButton.addEventListener("click", async () => {
 
 carryToken($("nav-camera"));
 window.addEventListener("hashchange", route);
-setInterval(refreshStats, STATS_INTERVAL_MS);
+// Stats are for someone looking at them: a hidden tab (a dashboard left in the background) asks for
+// none, and asks at once when shown again rather than show figures as old as its time away.
+const refreshShownStats = () => {
+  if (!document.hidden) refreshStats();
+};
+setInterval(refreshShownStats, STATS_INTERVAL_MS);
+document.addEventListener("visibilitychange", refreshShownStats);
 route();
 fitAddForm();

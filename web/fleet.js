@@ -12,6 +12,8 @@
 // of one deployment share their tokens, so the person is asked once (api.js) and the answer serves all.
 // Each live node's REST API is asked for its streams once a second, as the viewer asks its own (app.js):
 // a stream's rate and viewers change between the socket's messages; a node that is down shows none.
+// The nodes are asked in turn, spread over the second rather than all at once through the one entrance,
+// and not at all while the page is hidden (a dashboard in a background tab).
 
 import { ApiError, listStreams } from "./api.js";
 import { APP_ROOT, Connection, carryToken } from "./connection.js";
@@ -68,6 +70,9 @@ class FleetNode {
     this.root = root;
     this.live = false;
     this.probing = false;
+    // Its sockets lost while that question was on its way (each `early` or not): asked about once it is
+    // answered, so that its refusals count every loss, with one question on its way at a time.
+    this.unjudged = [];
     this.polling = false; // its stream list asked for and not answered yet: one at a time, however slow
     // How many messages about which streams exist (hello, added, removed) its socket has brought: a list
     // its API gave before the latest of them may be out of date, and would bring back a removed stream.
@@ -105,7 +110,6 @@ class FleetNode {
       { base: root },
     );
     this.subscribe(thumbnails.px());
-    setInterval(() => this.refresh(), STATS_INTERVAL_MS);
   }
 
   // Pictures `maxWidthPx` wide at most: as wide as a tile of the shared grid is on the screen.
@@ -178,18 +182,16 @@ class FleetNode {
   // a refusal asks the person for a token (api.js: once for every node), which the socket uses at its
   // next attempt.
   async probe(early) {
-    if (this.probing) return;
+    this.unjudged.push(early);
+    if (this.probing) return; // judged by the question asked after the one on its way
     this.probing = true;
-    let error = null;
-    try {
-      await listStreams({ base: this.root });
-    } catch (failure) {
-      error = failure;
-    } finally {
-      this.probing = false;
+    while (this.unjudged.length > 0) {
+      const losses = this.unjudged.splice(0);
+      const error = await listStreams({ base: this.root }).then(() => null, (failure) => failure);
+      losses.forEach((lost) => this.refusals.judge(lost, error === null));
+      if (!this.live) this.down(this.refusals.blamed ? LIVE_REFUSED : diagnosis(error)); // unless back meanwhile
     }
-    this.refusals.judge(early, error === null);
-    if (!this.live) this.down(this.refusals.blamed ? LIVE_REFUSED : diagnosis(error)); // unless back meanwhile
+    this.probing = false;
   }
 }
 
@@ -226,3 +228,20 @@ const thumbnails = new ThumbnailWidth($("grid"), (px) => fleet.forEach((node) =>
 for (const { name, root } of listedNodes()) {
   fleet.push(new FleetNode(name, root, $("grid"), $("fleet-nodes"), thumbnails));
 }
+
+// One node's streams asked for every STATS_INTERVAL_MS / (number of nodes), in turn: each node once per
+// STATS_INTERVAL_MS. Shown again after being hidden, the page asks every node at once.
+function pollNodesWhileShown() {
+  if (fleet.length === 0) return;
+  let next = 0;
+  setInterval(() => {
+    if (document.hidden) return;
+    fleet[next].refresh();
+    next = (next + 1) % fleet.length;
+  }, STATS_INTERVAL_MS / fleet.length);
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden) fleet.forEach((node) => node.refresh());
+  });
+}
+
+pollNodesWhileShown();

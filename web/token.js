@@ -45,7 +45,20 @@ function build() {
   return element;
 }
 
-/** Show the token dialog; `reason` is "missing", "refused" or "role". Resolves with the token, or null. */
+// Where the keyboard goes on when the dialog closes with nothing to give the focus back to (it opened
+// by itself, at page load, or what had the focus is gone): the heading of what the page shows, rather
+// than <body>, from where the next Tab starts over at the top of the page. Focusable for this only.
+function focusPageHeading() {
+  const heading = [...document.querySelectorAll("h1")].find((h1) => h1.getClientRects().length > 0);
+  if (!heading) return;
+  if (!heading.hasAttribute("tabindex")) heading.tabIndex = -1;
+  heading.focus();
+}
+
+/**
+ * Show the token dialog; `reason` is "missing", "refused" or "role". Resolves with the token, or null.
+ * Closed, it gives the focus back to where it was, or else to the page's heading (focusPageHeading).
+ */
 export function askForToken(reason) {
   dialog ??= build();
   const [title, why] = WHY[reason] ?? WHY.missing;
@@ -57,7 +70,12 @@ export function askForToken(reason) {
   return new Promise((resolve) => {
     dialog.addEventListener(
       "close",
-      () => resolve(dialog.returnValue === "use" ? input.value.trim() || null : null),
+      () => {
+        // A dialog with nothing to go back to leaves the focus in itself, hidden: <body>'s soon after.
+        const left = document.activeElement;
+        if (left === null || left === document.body || dialog.contains(left)) focusPageHeading();
+        resolve(dialog.returnValue === "use" ? input.value.trim() || null : null);
+      },
       { once: true },
     );
     dialog.showModal();
