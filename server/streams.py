@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -24,6 +25,7 @@ from server.delivery.encode import Encoder, FramePacket
 from server.frames import FrameResult
 from server.http.access.policy import SourcePolicy, SourceRefused
 from server.inference.models import InferenceStatus
+from server.inference.pace import OverloadLog, PaceSample, PaceVerdict, StreamPace
 from server.inference.worker import InferenceWorker
 from server.options import StreamOptions
 from server.sources import Source, SourceError, StreamState, mask_uri, open_source
@@ -72,6 +74,7 @@ class StreamInfo:
     last_inference_error_at: float | None = None
     inference: InferenceStatus = field(default_factory=lambda: InferenceStatus(available=True))
     analytics_error: str | None = None  # why zones or lines are left out or can never count here
+    pace: PaceVerdict = field(default_factory=PaceVerdict)  # whether inference keeps up (`StreamManager.check_pace`)
 
     @property
     def stream_id(self) -> str:
@@ -106,6 +109,7 @@ class StreamInfo:
             "last_inference_error_at": self.last_inference_error_at,
             "inference": self.inference.to_json(),
             "analytics_error": self.analytics_error,
+            **self.pace.to_json(),
         }
 
 
@@ -154,6 +158,11 @@ class StreamManager:
         #: (see `_remove`).
         self._claimed: Counter[str] = Counter()
         self._policy = settings.source_policy()
+        #: Whether each running stream's inference keeps up (one per reader: a restart is judged afresh),
+        #: and the node's word on it in the log; updated by `check_pace` alone, under `_pace_lock`.
+        self._paces: dict[str, StreamPace] = {}
+        self._overload = OverloadLog()
+        self._pace_lock = threading.Lock()
 
     @property
     def policy(self) -> SourcePolicy:
@@ -348,6 +357,7 @@ class StreamManager:
             else:
                 self._readers[config.stream_id] = reader
                 self._processed[config.stream_id] = 0
+                self._paces[config.stream_id] = StreamPace()
                 log.info("[%s] %s: %s", config.stream_id, started, source.describe())  # before the reader's "live"
                 reader.start()
         if stopped:
@@ -409,8 +419,10 @@ class StreamManager:
         return config, reader
 
     def _take_reader(self, stream_id: str) -> StreamReader | None:
-        """Move the stream's reader to those being stopped (`_stopping`); call under `_lock`."""
+        """Move the stream's reader to those being stopped (`_stopping`), and forget its pace (`check_pace`:
+        the stream is judged afresh once it runs again); call under `_lock`."""
         reader = self._readers.pop(stream_id, None)
+        self._paces.pop(stream_id, None)
         if reader is not None:
             self._stopping.add(reader)
         return reader
@@ -545,6 +557,7 @@ class StreamManager:
             reader = self._readers.get(stream_id)
             failed = self._failed.get(stream_id)
             processed = self._processed.get(stream_id, 0)
+            pace = self._paces.get(stream_id)
         if reader is None:  # it failed to open, or is still being added or restarted
             state = StreamState.STARTING if failed is None else StreamState.FAILED
             status = ReaderStatus(state, failed, None, 0, 0, 0.0, 0, None)
@@ -560,6 +573,7 @@ class StreamManager:
             stats.last_error_at if stats else None,
             self._worker.inference_status,
             stats.analytics_error if stats else None,
+            pace.verdict if pace is not None else PaceVerdict(),
         )
 
     def streams(self) -> list[StreamInfo]:
@@ -572,6 +586,29 @@ class StreamManager:
             except KeyError:  # removed meanwhile
                 continue
         return infos
+
+    def check_pace(self) -> None:
+        """Judge whether each stream's inference keeps up with its input (`StreamInfo.pace`), and tell the
+        log when the node starts falling behind and when it keeps up again (`OverloadLog`).
+
+        Call it about every `server.inference.pace.PACE_CHECK_INTERVAL_S` (the app does, on its loop):
+        it only reads counters. A stream is judged only while it is live, inference is available (a
+        remote model's server down is said otherwise) and it is no batch file (``#rate=max`` never skips).
+        """
+        with self._lock:
+            running = [(i, r, self._paces[i], self._processed.get(i, 0)) for i, r in self._readers.items()]
+        available = self._worker.inference_status.available
+        behind: list[tuple[str, PaceVerdict]] = []
+        with self._pace_lock:
+            now = time.monotonic()
+            for stream_id, reader, pace, processed in running:
+                status = reader.status()
+                batch = bool(getattr(reader.source, "batch", False))
+                judged = status.state is StreamState.LIVE and available and not batch
+                verdict = pace.update(PaceSample(now, judged, status.frames_read, status.dropped, processed))
+                if verdict.behind:
+                    behind.append((stream_id, verdict))
+            self._overload.update(behind, self._worker.busy.share(), now)
 
     def _on_result(self, result: FrameResult) -> None:
         stream_id = result.frame.stream_id

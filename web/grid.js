@@ -12,6 +12,9 @@
 // that node's own viewer.
 // Tiles are sent pictures as wide as a tile is on the screen (ThumbnailWidth), not a fixed size: the
 // server encodes and sends no more pixels than are shown.
+// A stream whose inference cannot keep up with its camera (the server's `behind`) says so in its caption,
+// "behind: 4.2 of 30 fps", in the warning colour, its title saying what to do (behindAdvice): its picture
+// is fine, only slow, so it is no notice over the picture.
 
 import { carryToken } from "./connection.js";
 import { OFFLINE_NOTICE, StatusPanel, noticeWithoutPicture, streamNotice } from "./status.js";
@@ -32,6 +35,19 @@ const STALE_MIN_S = 3;
 const STALE_TICK_MS = 1000; // the stale note counts the seconds
 // A tile's rate while the connection is down: the last figure received would read as live.
 const RATE_UNKNOWN = "—";
+
+/**
+ * What to tell of a stream the server finds `behind` ({processed_share, ...} as the API has it): why its
+ * picture is slow and what to do. The grid's tiles have it as their caption's title, the stream view shows it.
+ */
+export function behindAdvice(stream) {
+  const share = typeof stream.processed_share === "number" ? `${Math.round(stream.processed_share * 100)}%` : "few";
+  return (
+    `Inference takes ${share} of this camera's frames and skips the rest: this server has more cameras ` +
+    "than it can infer, and shares what it can between them. Lower the streams' imgsz, run fewer cameras " +
+    "on this server, or use a GPU or another node (README, “A node with more cameras than it can infer”)."
+  );
+}
 
 // What the grid subscribes to: every stream's pictures, `maxWidthPx` wide at most (ThumbnailWidth).
 export function gridSubscription(maxWidthPx) {
@@ -146,8 +162,11 @@ export class GridView {
     if (typeof stream.processed_fps === "number") {
       // The rate that pictures were coming at: the server's figure falls to 0 once they stop.
       if (stream.processed_fps > 0) card.fps = stream.processed_fps;
+      card.behind = stream.behind === true ? behindAdvice(stream) : "";
       const fps = stream.processed_fps > 0 ? `${stream.processed_fps.toFixed(1)} fps` : "0 fps";
-      card.rate = [fps, stream.viewers ? `${stream.viewers} watching` : ""].filter(Boolean).join(" · ");
+      const against = `${stream.processed_fps.toFixed(1)} of ${Math.round(stream.input_fps)} fps`;
+      const rate = card.behind ? `behind: ${against}` : fps;
+      card.rate = [rate, stream.viewers ? `${stream.viewers} watching` : ""].filter(Boolean).join(" · ");
       this.showRate(card);
     }
     this.empty.hidden = true;
@@ -187,14 +206,30 @@ export class GridView {
     element.append(frame, caption);
     // drawnAt: performance.now() of its last picture drawn (null: none yet); fps: the stream's last
     // positive processed_fps (null: not known, and then the tile is never judged stale); rate: what its
-    // caption says of the stream's rate and viewers while the connection is up ("": nothing known yet).
+    // caption says of the stream's rate and viewers while the connection is up ("": nothing known yet);
+    // behind: what to do about its inference falling behind, as the server last said ("": it keeps up).
     const panel = new StatusPanel(frame, { live: false });
-    return { element, picture, badge, info, panel, status: null, drawing: false, drawnAt: null, fps: null, rate: "" };
+    return {
+      element,
+      picture,
+      badge,
+      info,
+      panel,
+      status: null,
+      drawing: false,
+      drawnAt: null,
+      fps: null,
+      rate: "",
+      behind: "",
+    };
   }
 
   // The caption's rate: the last one listed, but no figure while the connection is down.
   showRate(card) {
+    const behind = this.online && card.behind !== "";
     card.info.textContent = this.online || !card.rate ? card.rate : RATE_UNKNOWN;
+    card.info.classList.toggle("behind", behind);
+    card.info.title = behind ? card.behind : "";
   }
 
   // A status message: its state and error, not when the next attempt is (the next poll brings that).

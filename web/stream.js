@@ -18,6 +18,7 @@
 
 import { appUrl, pageToken, storedToken } from "./connection.js";
 import { EventList } from "./events.js";
+import { behindAdvice } from "./grid.js";
 import { drawOverlay, pictureRect, trackAt } from "./overlay.js";
 import { OFFLINE_NOTICE, StatusPanel, noticeWithoutPicture, streamNotice } from "./status.js";
 import { listenToTrackTable, markTrackRows, showTrackRows } from "./track_table.js";
@@ -418,12 +419,16 @@ export class StreamView {
     else this.panel.show(streamNotice(this.status, this.inference));
   }
 
-  // `askedAt`: performance.now() when the stream list was asked for.
+  // `askedAt`: performance.now() when the stream list was asked for. The processed rate is told against
+  // the input's, and `pace` says whether inference keeps up with it: behind, in the warning colour, with
+  // what to do beneath (not in a tooltip alone, which a phone or a keyboard never shows).
   setStats(stream, askedAt) {
     const value = (v, unit) => (v === null || v === undefined ? "–" : `${v}${unit}`);
+    const processed = stream.input_fps > 0 ? ` of ${stream.input_fps} fps` : " fps";
     const rows = [
       ["input", value(stream.input_fps, " fps")],
-      ["processed", value(stream.processed_fps, " fps")],
+      ["processed", value(stream.processed_fps, processed)],
+      ["pace", pace(stream)],
       ["latency", value(stream.latency_ms, " ms")],
       ["dropped", value(stream.frames_dropped, "")],
       ["viewers", value(stream.viewers, "")],
@@ -439,6 +444,14 @@ export class StreamView {
         return [term, detail];
       }),
     );
+    if (stream.behind === true) {
+      const detail = this.el.stats.querySelector("[data-stat=pace]");
+      const advice = document.createElement("small");
+      advice.className = "pace-advice";
+      advice.textContent = behindAdvice(stream);
+      detail.classList.add("behind");
+      detail.append(advice);
+    }
     this.status = { state: stream.state, error: stream.error, next_attempt_at: stream.next_attempt_at };
     this.missing = false;
     this.render();
@@ -530,4 +543,12 @@ export class StreamView {
     const y = ((event.clientY - rect.top) / rect.height) * this.meta.height;
     return trackAt(this.meta, x, y);
   }
+}
+
+// Whether inference keeps up with the stream's input, over the server's last few seconds ("–": not judged:
+// not live, just started, its input paused, or a #rate=max file, which processes every frame).
+function pace(stream) {
+  if (typeof stream.processed_share !== "number") return "–";
+  const share = `${Math.round(stream.processed_share * 100)}% of frames processed`;
+  return stream.behind === true ? `behind: ${share}` : `keeps up: ${share}`;
 }

@@ -16,6 +16,7 @@ from server.delivery.hub import Hub
 from server.events.sink import SinkHealth, SinkState
 from server.http.network.connections import ConnectionCounter
 from server.http.process_metrics import process_figures
+from server.inference.pace import BEHIND_BELOW_SHARE, BUSY_WINDOW_S, KEEPS_UP_FROM_SHARE, PACE_WINDOW_S
 from server.sources.base import StreamState
 from server.streams import StreamInfo, StreamManager
 from server.webrtc.peers import PeerCounts
@@ -70,7 +71,7 @@ def render_metrics(
         "segcast_input_fps",
         "gauge",
         "Frames per second the source delivers (last few seconds).",
-        (({"stream": i.stream_id}, i.status.input_fps) for i in infos),
+        (({"stream": i.stream_id}, round(i.status.input_fps, 2)) for i in infos),
     )
     family(
         "segcast_processed_fps",
@@ -90,7 +91,19 @@ def render_metrics(
         "Mean time from decoding a frame to handing it to viewers (last few seconds); no sample for a "
         "stream with no frame processed in that time (stalled, reconnecting, ended, inference unavailable).",
         # Not 0: a stream whose frames stopped would read as the fastest, and `latency > x` never fire.
-        (({"stream": s}, latency_ms / 1000) for s, v in stats.items() if (latency_ms := v["latency_ms"]) is not None),
+        (
+            ({"stream": s}, round(latency_ms / 1000, 4))
+            for s, v in stats.items()
+            if (latency_ms := v["latency_ms"]) is not None
+        ),
+    )
+    family(
+        "segcast_stream_behind",
+        "gauge",
+        f"1 while under {BEHIND_BELOW_SHARE:.0%} of the stream's input frames reach the model, over the last "
+        f"{PACE_WINDOW_S:g} s (0 again from {KEEPS_UP_FROM_SHARE:.0%}): the node is short of inference. 0 while "
+        f"it is not live, in its first {PACE_WINDOW_S:g} s, and for a #rate=max file.",
+        (({"stream": i.stream_id}, float(i.pace.behind)) for i in infos),
     )
     family(
         "segcast_viewers",
@@ -145,6 +158,13 @@ def render_metrics(
             (({"reason": reason}, n) for reason, n in webrtc.refused.items()),
         )
     family("segcast_inference_cycles_total", "counter", "Model batches run.", [({}, manager.worker.cycles)])
+    family(
+        "segcast_inference_busy",
+        "gauge",
+        f"Share of the last {BUSY_WINDOW_S:g} s the inference thread spent on batches rather than waiting for "
+        "frames; near 1, streams skip frames (segcast_stream_behind).",
+        [({}, round(manager.worker.busy.share(), 3))],
+    )
     family(
         "segcast_inference_errors_total",
         "counter",

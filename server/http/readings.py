@@ -1,8 +1,16 @@
-"""What the server reports on request: a stream's tracks and counts now, its health, and ``/metrics``."""
+"""What the server reports on request: a stream's tracks and counts now, its health, and ``/metrics``.
+
+And the watch that keeps one of those readings up to date between requests: whether each stream's
+inference keeps up with its input (`StreamManager.check_pace`), which also tells the log when the
+node starts falling behind, so it runs whether or not anyone asks.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import suppress
 
 from aiohttp import web
 
@@ -12,12 +20,16 @@ from server.http.api import stream_info
 from server.http.keys import hub_key, manager_key
 from server.http.metrics import render_metrics
 from server.http.network.connections import running_counter
+from server.inference import pace
 from server.webrtc.routes import peers_key
+
+log = logging.getLogger(__name__)
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def setup_readings(app: web.Application) -> None:
+    app.cleanup_ctx.append(_pace_watch)
     app.router.add_get("/api/streams/{stream}/tracks", _tracks)
     app.router.add_get("/api/streams/{stream}/counts", _counts)
     app.router.add_get("/healthz", _health)
@@ -84,11 +96,38 @@ async def _counts(request: web.Request) -> web.Response:
     return web.json_response(body | {"analytics_error": stats.analytics_error if stats else None})
 
 
+async def _pace_watch(app: web.Application) -> AsyncIterator[None]:
+    """Judge every stream's pace about once a second while the server runs (after the pipeline started)."""
+    task = asyncio.create_task(_judge_pace(app))
+    yield
+    task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task
+
+
+async def _judge_pace(app: web.Application) -> None:
+    manager = app[manager_key]
+    while True:
+        try:
+            manager.check_pace()
+        except Exception:  # a fault of ours: the next round may do, and it must not end the watch
+            log.exception("judging whether inference keeps up failed")
+        await asyncio.sleep(pace.PACE_CHECK_INTERVAL_S)
+
+
 async def _health(request: web.Request) -> web.Response:
+    """Liveness: ``ok`` whenever the server answers. A node short of inference is alive, so ``behind``
+    (how many streams' inference cannot keep up with their input) says it without failing a probe."""
     manager = request.app[manager_key]
-    inference = manager.worker.inference_status.to_json()
+    infos = manager.streams()
     return web.json_response(
-        {"status": "ok", "v": PROTOCOL_VERSION, "streams": len(manager.streams()), "inference": inference}
+        {
+            "status": "ok",
+            "v": PROTOCOL_VERSION,
+            "streams": len(infos),
+            "behind": sum(info.pace.behind for info in infos),
+            "inference": manager.worker.inference_status.to_json(),
+        }
     )
 
 

@@ -44,6 +44,7 @@ from server.inference.models import (
     runs_here,
 )
 from server.inference.options import InferenceOptions
+from server.inference.pace import BusyShare
 from server.inference.registration import StreamRegistration
 from server.options import StreamOptions
 from server.sources.base import LatestFrame
@@ -142,6 +143,9 @@ class InferenceWorker:
         #: Batches sent to the model, one per ``predict`` call or remote request (``segcast_inference_cycles_total``):
         #: a cycle split by image size or ``max_batch`` makes several, one of only ended files' frames none.
         self.cycles = 0
+        #: How much of its time the thread spends on batches rather than waiting for frames
+        #: (``segcast_inference_busy``): near 1, the streams share what it can do and skip the rest.
+        self.busy = BusyShare()
 
     @property
     def class_names(self) -> dict[int, str]:
@@ -339,7 +343,8 @@ class InferenceWorker:
         try:
             while not self._stop.is_set():
                 if not (in_flight and in_flight[0].answered()):
-                    self._work_ready.wait(IDLE_POLL_S)  # new frames, or an answer to a request
+                    with self.busy.waiting():
+                        self._work_ready.wait(IDLE_POLL_S)  # new frames, or an answer to a request
                 self._work_ready.clear()
                 while in_flight and in_flight[0].answered():
                     self._finish(in_flight.popleft())

@@ -1,0 +1,226 @@
+"""Whether inference keeps pace with the cameras: per stream, for the node's log, and how busy its thread is.
+
+A node short of inference never queues: each stream's newest frame replaces the one inference had not
+taken yet (counted in ``frames_dropped``), and the inference thread takes one frame per stream in turn
+(`InferenceWorker._take_batch`), so every stream gets the same processed rate whatever its input rate.
+Latency stays bounded, and nothing looks wrong: every stream stays ``live``. What says so is here:
+`StreamPace` judges one stream from its counters (the share of its input frames that reached the
+model), `OverloadLog` tells the log once when the node starts falling behind and once when it keeps
+up again, and `BusyShare` measures how much of its time the inference thread spends on batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from server.log_throttle import ThrottledCount
+
+log = logging.getLogger(__name__)
+
+#: A stream's share is of its input frames over this last stretch: long enough that a burst (a slow
+#: keyframe, viewers joining at once) is no verdict, short enough to tell within seconds of a camera added.
+PACE_WINDOW_S = 10.0
+#: How often the server judges every stream (`StreamManager.check_pace`).
+PACE_CHECK_INTERVAL_S = 1.0
+#: Behind once fewer than this share of a stream's input frames reach the model over the window...
+BEHIND_BELOW_SHARE = 0.5
+#: ...and keeping up again only from this share: between the two the verdict stays as it was, so a
+#: stream near the line does not flicker between the two.
+KEEPS_UP_FROM_SHARE = 0.75
+#: A stream with no new input frame for this long is paused (a stalled camera not yet given up on):
+#: not behind, and judged afresh, after a whole window, once frames come again.
+PAUSED_AFTER_S = 2.0
+#: The inference thread's busy share is of this last stretch of time.
+BUSY_WINDOW_S = 10.0
+#: The node's falling behind is logged at WARNING at most this often; episodes in between are counted
+#: into the next line, so a node on the edge cannot flood the log.
+OVERLOAD_LOG_INTERVAL_S = 600.0
+#: What to do about a node whose inference cannot keep up, as the log says it (web/grid.js's behindAdvice
+#: says the same in the viewer).
+OVERLOAD_ADVICE = (
+    'lower the streams\' imgsz (PATCH /api/streams/<id> {"imgsz": 160}), run fewer cameras on this node, '
+    'or infer on a GPU or on another node (README, "A node with more cameras than it can infer")'
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PaceSample:
+    """One stream's counters at one moment (monotonic seconds), as `StreamPace.update` takes them.
+
+    ``judged``: whether the stream can be behind at all now: live, with inference available, and not
+    a batch file (``#rate=max`` hands over every frame once the last was taken, so it never skips one).
+    """
+
+    at: float
+    judged: bool
+    frames_read: int
+    frames_dropped: int
+    frames_processed: int
+
+
+@dataclass(frozen=True, slots=True)
+class PaceVerdict:
+    """Whether a stream's inference keeps up with its input, over the last `PACE_WINDOW_S`.
+
+    ``processed_share`` is the share of its input frames that reached the model (the rest were
+    replaced by a newer frame first); None until a whole window was seen live, while its input is
+    paused or it is not judged (`PaceSample.judged`), and then it is never ``behind``. ``input_fps``
+    and ``processed_fps`` are the window's, for the log.
+    """
+
+    behind: bool = False
+    processed_share: float | None = None
+    input_fps: float = 0.0
+    processed_fps: float = 0.0
+
+    def to_json(self) -> dict[str, object]:
+        share = None if self.processed_share is None else round(self.processed_share, 3)
+        return {"behind": self.behind, "processed_share": share}
+
+
+class StreamPace:
+    """Judges one stream, from its counters sampled about once a second (`update`).
+
+    A new one per reader (a restart starts afresh): the first `PACE_WINDOW_S` of frames are never
+    behind, so a camera that just came up, or a node that just started, is judged on what it does
+    once it runs. Not thread-safe: one caller at a time (`StreamManager.check_pace`).
+    """
+
+    def __init__(self, window_s: float = PACE_WINDOW_S) -> None:
+        self._window_s = window_s
+        self._samples: deque[PaceSample] = deque()  # of the window, judged ones in a row
+        self._last_read: int | None = None
+        self._last_input_at = 0.0  # when ``frames_read`` last changed
+        self.verdict = PaceVerdict()
+
+    def update(self, sample: PaceSample) -> PaceVerdict:
+        """Judge the stream with ``sample`` added; the verdict is kept in `verdict` too."""
+        if sample.frames_read != self._last_read:
+            self._last_read, self._last_input_at = sample.frames_read, sample.at
+        if not sample.judged or sample.at - self._last_input_at >= PAUSED_AFTER_S:
+            self._samples.clear()  # judged afresh, after a whole window, once it can be again
+            self.verdict = PaceVerdict()
+            return self.verdict
+        self._samples.append(sample)
+        start = sample.at - self._window_s
+        while len(self._samples) > 1 and self._samples[1].at <= start:
+            self._samples.popleft()
+        first = self._samples[0]
+        if first.at > start:  # not a whole window yet
+            self.verdict = PaceVerdict()
+            return self.verdict
+        span = sample.at - first.at
+        read = sample.frames_read - first.frames_read
+        taken = read - (sample.frames_dropped - first.frames_dropped)
+        share = min(1.0, max(0.0, taken / read)) if read > 0 else 1.0
+        behind = share < KEEPS_UP_FROM_SHARE if self.verdict.behind else share < BEHIND_BELOW_SHARE
+        processed = sample.frames_processed - first.frames_processed
+        self.verdict = PaceVerdict(behind, share, read / span, max(0, processed) / span)
+        return self.verdict
+
+
+class OverloadLog:
+    """Tells the log when the node starts falling behind its cameras, and when it keeps up again.
+
+    One WARNING as the first stream falls behind (naming every stream behind, its processed and
+    input rates, and what to do), one INFO once none is. Episodes that start within
+    `OVERLOAD_LOG_INTERVAL_S` of the last WARNING are counted, not told: into the next WARNING, or,
+    if they are over by the end of that interval, into a line of their own then. So a node on the
+    edge of its capacity writes a few lines an hour, and no episode is in no line.
+    Not thread-safe: one caller at a time (`StreamManager.check_pace`).
+    """
+
+    def __init__(self, interval_s: float = OVERLOAD_LOG_INTERVAL_S) -> None:
+        self._interval_s = interval_s
+        self._episodes = ThrottledCount(interval_s)
+        self._behind = False  # as of the last update
+        self._told_behind = False  # the log's last word on it is that the node is behind
+
+    def update(self, behind: Sequence[tuple[str, PaceVerdict]], busy_share: float, now: float) -> None:
+        """The streams behind now (id and verdict; none: the node keeps up), the inference thread's
+        busy share, and the monotonic time."""
+        started = bool(behind) and not self._behind
+        self._behind = bool(behind)
+        count = self._episodes.add(1, now) if started else self._episodes.due(now)
+        if count and behind:
+            rates = ", ".join(f"[{i}] {v.processed_fps:.1f} of {v.input_fps:.1f} fps" for i, v in behind)
+            again = f"; it fell behind {_times(count - 1)} more since this was last logged" if count > 1 else ""
+            log.warning(
+                "inference is falling behind the cameras: %s processed, the inference thread busy %.0f%% of the "
+                "time (each stream gets one frame per cycle; the frames in between are skipped)%s. To keep up, %s",
+                rates,
+                100 * busy_share,
+                again,
+                OVERLOAD_ADVICE,
+            )
+            self._told_behind = True
+        elif count:
+            log.warning(
+                "inference fell behind the cameras %s in the last %.0f s, each time for a short while; it keeps "
+                "up now. If it goes on, %s",
+                _times(count),
+                self._interval_s,
+                OVERLOAD_ADVICE,
+            )
+        elif not behind and self._told_behind:
+            log.info("inference keeps up with the cameras again")
+            self._told_behind = False
+
+
+class BusyShare:
+    """How much of the last `BUSY_WINDOW_S` a thread spent working rather than waiting for work.
+
+    The thread marks its waits (`waiting`); the time since its first wait that is in none counts as
+    work. A wait or work under way counts up to now: a batch that takes 5 s reads as busy while it
+    runs, not only once it ends. 0 before the first wait (a model still loading). Marked by one
+    thread, read by any.
+    """
+
+    def __init__(self, window_s: float = BUSY_WINDOW_S, clock: Callable[[], float] = time.monotonic) -> None:
+        self._window_s = window_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._since: float | None = None
+        self._waits: deque[tuple[float, float]] = deque()  # (began, ended), monotonic
+        self._waiting_since: float | None = None
+
+    @contextmanager
+    def waiting(self) -> Iterator[None]:
+        """Around the thread's wait for work."""
+        began = self._clock()
+        with self._lock:
+            self._since = began if self._since is None else self._since
+            self._waiting_since = began
+        try:
+            yield
+        finally:
+            ended = self._clock()
+            with self._lock:
+                self._waiting_since = None
+                self._waits.append((began, ended))
+                while self._waits[0][1] <= ended - self._window_s:
+                    self._waits.popleft()
+
+    def share(self) -> float:
+        """The share of the window (or of the time since the first wait, if shorter) spent working."""
+        now = self._clock()
+        with self._lock:
+            if self._since is None:
+                return 0.0
+            start = max(self._since, now - self._window_s)
+            waits = [*self._waits, *(() if self._waiting_since is None else [(self._waiting_since, now)])]
+        span = now - start
+        if span <= 0:
+            return 0.0
+        waited = sum(min(ended, now) - max(began, start) for began, ended in waits if ended > start)
+        return min(1.0, max(0.0, 1.0 - waited / span))
+
+
+def _times(count: int) -> str:
+    return "1 time" if count == 1 else f"{count} times"
