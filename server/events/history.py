@@ -17,7 +17,9 @@ until space is freed, so where ``max_mb`` is more than the disk has for the hist
 says so (`Retention.check_room`). A file on a read-only file system (ext4 remounts so after disk
 errors) is still read (`HistorySink._reader`), and the writes' error says why they fail. A read that
 finds the file damaged is counted and named (`HistorySink.health`): every query reaching those
-pages fails until the file is recovered, which is something to alert on.
+pages fails until the file is recovered, which is something to alert on. A file of a newer format,
+or not segcast's at all, is neither written nor read (`server.events.history_format`): each batch
+fails on it, naming the file and what to do, as on a locked one.
 
 At shutdown the writer stores what is queued for up to `DRAIN_TIMEOUT_S`, like the network outputs,
 then finishes the batch in hand and ends; what is left is dropped, counted and logged. `stop`
@@ -48,6 +50,7 @@ import cv2
 
 from server.events.config import HistorySettings
 from server.events.counts import Counts
+from server.events.history_format import HistoryFile, RefusedHistoryFile, check_history_file, stamp_script
 from server.events.retention import Retention, transaction
 from server.events.sink import (
     DRAIN_TIMEOUT_S,
@@ -289,13 +292,15 @@ class HistorySink:
     def _reading(self) -> Iterator[sqlite3.Connection | None]:
         """A read connection (`_reader`) for one query, or None while nothing can have been stored: no
         file yet, or one the writer has not made its table in (the moments after start, when a viewer
-        or a dashboard may already ask). A read that finds the file damaged is counted."""
-        if not self.settings.path.exists():
+        or a dashboard may already ask). A read that finds the file damaged is counted; one of a file
+        the history refuses (`check_history_file`) raises `RefusedHistoryFile`, naming why."""
+        path = self.settings.path
+        if not path.exists():
             yield None
             return
         try:
             with self._reader() as db:
-                yield db if _has_events_table(db) else None
+                yield None if check_history_file(db, path, SCHEMA) is HistoryFile.EMPTY else db
         except sqlite3.DatabaseError as exc:
             if getattr(exc, "sqlite_errorcode", 0) & 0xFF in DAMAGED_FILE_CODES:
                 self._read_damaged(exc)
@@ -384,7 +389,8 @@ class HistorySink:
         return not self._queue.empty() and time.monotonic() < self._drain_until
 
     def _open(self, losing: int = 0) -> sqlite3.Connection | None:
-        """The write connection, opened (and the schema made) if it is not; None if it cannot be.
+        """The write connection, opened (the schema made, or an unstamped file adopted: see
+        `server.events.history_format`) if it is not; None if it cannot be, or the file is refused.
 
         That failure is logged and costs ``losing`` events (the batch that needed the file). The
         first open says where events go and makes the state ok, as a broker's connection does; a
@@ -402,16 +408,22 @@ class HistorySink:
             path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(path, timeout=LOCK_TIMEOUT_S, isolation_level=None, check_same_thread=False)
             try:
+                found = check_history_file(db, path, SCHEMA)  # before anything is written: maybe not ours
                 # Setting it writes a page even where it is set already; it takes effect on a new file only.
                 if db.execute("PRAGMA auto_vacuum").fetchone()[0] != AUTO_VACUUM_INCREMENTAL:
                     db.execute("PRAGMA auto_vacuum = INCREMENTAL")
                 db.execute("PRAGMA journal_mode = WAL")
                 db.execute("PRAGMA synchronous = NORMAL")
-                db.executescript(SCHEMA)
+                if found is not HistoryFile.CURRENT:
+                    db.executescript(stamp_script(SCHEMA))
                 self._retention.opened(db)
             except sqlite3.Error:
                 db.close()
                 raise
+        except RefusedHistoryFile as exc:
+            self._announced = False
+            self._tally.fail(str(exc), lost=losing)
+            return None
         except (sqlite3.Error, OSError) as exc:
             self._announced = False
             self._tally.fail(f"cannot open {path}: {_reason(exc, path)}", lost=losing)
@@ -500,11 +512,6 @@ def select_events(q: EventQuery, by_time: bool) -> tuple[str, list[object]]:
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     order = "DESC" if q.after is None else "ASC"
     return f"SELECT id, data, snapshot IS NOT NULL FROM {source} {where} ORDER BY id {order} LIMIT ?", args
-
-
-def _has_events_table(db: sqlite3.Connection) -> bool:
-    """Whether the writer has made the schema: the file exists from its first open, the table a moment later."""
-    return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'").fetchone() is not None
 
 
 def few_in_window(db: sqlite3.Connection, q: EventQuery) -> bool:
