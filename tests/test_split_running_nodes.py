@@ -16,7 +16,7 @@ import pytest
 from server.cli import main
 from tests.test_split import _free_port, _free_ports, _node
 
-TOKEN = "the-nodes-admin-token-0123"
+TOKEN = "токен-узлов-schlüssel-0123"  # beyond Latin-1: sent as UTF-8, as the node reads it
 CAMERAS = "".join(f'[[streams]]\nid = "{name}"\nuri = "scene:?seed={i}"\n\n' for i, name in enumerate("abc", 1))
 
 

@@ -193,6 +193,30 @@ async def test_the_token_dialog_declined_at_page_load_leaves_the_keyboard_on_the
     assert focused == ["H1", heading]
 
 
+async def test_the_token_dialog_declined_mid_session_leaves_a_scrolled_page_where_it_was(
+    start_server: Start, browser: Any
+) -> None:
+    """Opened on a 401 while the person has scrolled down a tall grid (a token that expired), then
+    declined: the focus goes to the heading without scrolling the page back to its top."""
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    page, _ = await open_page(browser, client, "/")
+    await page.evaluate(
+        "() => { const tall = document.createElement('div'); tall.style.height = '5000px';"
+        " document.getElementById('grid').after(tall); window.scrollTo(0, 3000); }"
+    )
+    assert await page.evaluate("() => window.scrollY") == 3000
+    await page.evaluate(
+        "() => import('./static/token.js').then((m) => { m.askForToken('refused').then(() => {"
+        " window.tokenDialogClosed = true; }); })"
+    )
+    await page.locator("#token-dialog[open]").wait_for(timeout=WAIT_MS)
+    await page.keyboard.press("Escape")
+    await eventually(lambda: page.evaluate("() => window.tokenDialogClosed === true"), what="the dialog closed")
+
+    assert await page.evaluate("() => document.activeElement.tagName") == "H1"
+    assert await page.evaluate("() => window.scrollY") == 3000
+
+
 @pytest.mark.parametrize("shown", PAGES, ids=PAGE_IDS)
 async def test_a_socket_refused_while_the_api_is_asked_why_counts_towards_a_refused_live_connection(
     start_server: Start, browser: Any, shown: dict[str, str]

@@ -13,7 +13,8 @@
 // Each live node's REST API is asked for its streams once a second, as the viewer asks its own (app.js):
 // a stream's rate and viewers change between the socket's messages; a node that is down shows none.
 // The nodes are asked in turn, spread over the second rather than all at once through the one entrance,
-// and not at all while the page is hidden (a dashboard in a background tab).
+// and not at all while the page is hidden (a dashboard in a background tab); shown again, every node
+// is asked at once, once, so that no figure is as old as the time away.
 
 import { ApiError, listStreams } from "./api.js";
 import { APP_ROOT, Connection, carryToken } from "./connection.js";

@@ -52,7 +52,7 @@ function focusPageHeading() {
   const heading = [...document.querySelectorAll("h1")].find((h1) => h1.getClientRects().length > 0);
   if (!heading) return;
   if (!heading.hasAttribute("tabindex")) heading.tabIndex = -1;
-  heading.focus();
+  heading.focus({ preventScroll: true }); // a page scrolled down stays where it was
 }
 
 /**

@@ -4,8 +4,9 @@ A split reads which cameras each node runs from the node's file, but a node keep
 memory: one added through its API without ``?persist=1`` runs in no file, and a restart from the
 file drops it. So the split asks each node of the earlier split that answers: ``/healthz`` says how
 many streams it runs to anyone, ``/api/streams`` names them to whoever holds one of its tokens where
-it has any (a node behind an entrance others reach has them: ``[auth] required = true``). What a
-node cannot be asked is said with why, never guessed, and never stops a split.
+it has any (a node behind an entrance others reach has them: ``[auth] required = true``). Where a
+node answers ``/healthz`` but will not name its cameras, that is said with why, never guessed; a node
+that gives no answer at all is left out (nothing can be told of it); neither stops a split.
 
 Plain ``http.client``, one request at a time per node and the nodes asked side by side: this runs in
 ``segcast split``, a short command with no event loop, and a node too busy to answer in time costs
@@ -35,8 +36,6 @@ HEALTH_PROBE_S = 5.0
 HEALTH_PROBE_MAX_BYTES = 65536
 #: The most of a node's ``/api/streams`` read: a few kB a camera with its zones and lines, 64 cameras a node.
 STREAMS_ANSWER_MAX_BYTES = 16 * 1024 * 1024
-#: Nodes asked at once: a split may name 64, each question mostly waiting on its node.
-ASKED_AT_ONCE = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +84,8 @@ def what_each_runs(running: Iterable[EarlierNode]) -> dict[Path, NodeStreams]:
     asked = [(node.path, *node.address, node.tokens) for node in running if node.address is not None]
     if not asked:
         return {}
-    with ThreadPoolExecutor(min(len(asked), ASKED_AT_ONCE), thread_name_prefix="split-ask") as pool:
+    # Every node at once (a split names at most 64), each question mostly waiting on its node.
+    with ThreadPoolExecutor(len(asked), thread_name_prefix="split-ask") as pool:
         answers = pool.map(lambda one: streams_of(one[1], one[2], one[3]), asked)
         return {one[0]: streams for one, streams in zip(asked, answers, strict=True) if streams is not None}
 
@@ -117,9 +117,10 @@ def streams_of(host: str, port: int, tokens: Sequence[str]) -> NodeStreams | Non
 
 
 def _first_taken(host: str, port: int, tokens: Sequence[str]) -> tuple[int, bytes]:
-    """``GET /api/streams`` with each of ``tokens`` until one is not refused (401); the last answer."""
+    """``GET /api/streams`` with each of ``tokens`` until one is not refused (401); the last answer.
+    A token with a line break is never asked with: no HTTP header can carry it, so no node takes it."""
     answer = (401, b"")
-    for token in tokens or (None,):
+    for token in [t for t in tokens if "\r" not in t and "\n" not in t] or (None,):
         answer = _get(host, port, "/api/streams", STREAMS_ANSWER_MAX_BYTES, token=token)
         if answer[0] != 401:
             break
@@ -152,7 +153,9 @@ def _get(
         connection = http.client.HTTPSConnection(host, port, timeout=HEALTH_PROBE_S, context=context)
     else:
         connection = http.client.HTTPConnection(host, port, timeout=HEALTH_PROBE_S)
-    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    # As bytes: http.client would encode a str as Latin-1, where the node reads UTF-8 (a token "schlüssel"
+    # would be refused) or cannot encode it at all ("токен" would raise).
+    headers = {} if token is None else {"Authorization": b"Bearer " + token.encode("utf-8")}
     try:
         connection.request("GET", path, headers=headers)
         response = connection.getresponse()
