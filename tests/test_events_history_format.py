@@ -177,6 +177,50 @@ async def test_a_new_history_is_stamped_with_its_format(tmp_path: Path) -> None:
     assert stamp(path) == (SEGCAST_APPLICATION_ID, HISTORY_FORMAT)
 
 
+async def test_a_stamped_file_that_lost_an_index_has_it_made_again(tmp_path: Path) -> None:
+    """An older segcast (whose schema dropped ``events_stream_time``) run on a stamped file: the next
+    open makes the index again, as it did before files were stamped; a query by stream and time
+    names that index and would fail for good."""
+    path = tmp_path / "events.db"
+    for dropped in (False, True):
+        outputs = EventOutputs(EventsSettings(history=HistorySettings(path)))
+        await outputs.start()
+        try:
+            assert outputs.history is not None
+            outputs.on_packet(track_start(1))
+            await stored(outputs.history, 1)
+            if dropped:
+                assert len(outputs.history.query(EventQuery(stream="cam", since=0.0))) == 2
+        finally:
+            await outputs.stop()
+        if not dropped:
+            with closing(sqlite3.connect(path)) as db:
+                db.execute("DROP INDEX events_stream_time")
+    with closing(sqlite3.connect(path)) as db:
+        indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "events_stream_time" in indexes
+
+
+async def test_a_file_that_is_not_sqlite_is_not_called_damaged(tmp_path: Path) -> None:
+    """A JSON file at the history's path is no damaged history: the advice to recover it "and put that
+    in its place" would overwrite another program's file. It is said to be no SQLite file, and left alone."""
+    path = tmp_path / "settings.json"
+    path.write_text('{"theme": "dark"}\n')
+    before = path.read_bytes()
+    outputs = EventOutputs(EventsSettings(history=HistorySettings(path)))
+    await outputs.start()
+    try:
+        assert outputs.history is not None
+        with pytest.raises(sqlite3.DatabaseError):
+            outputs.history.query(EventQuery())
+        error = outputs.history.health().last_error or ""
+    finally:
+        await outputs.stop()
+    assert "it is not a SQLite file, so no segcast event history: set events.history.path to another file" in error
+    assert "recover" not in error
+    assert path.read_bytes() == before
+
+
 @pytest.mark.parametrize("made", FOREIGN_FILES)
 async def test_another_programs_file_is_refused_and_left_alone(tmp_path: Path, made: str) -> None:
     """A path pointed at another program's SQLite file had segcast's rows written into a table that merely

@@ -50,7 +50,14 @@ import cv2
 
 from server.events.config import HistorySettings
 from server.events.counts import Counts
-from server.events.history_format import HistoryFile, RefusedHistoryFile, check_history_file, stamp_script
+from server.events.history_format import (
+    ANOTHER_FILE,
+    HistoryFile,
+    RefusedHistoryFile,
+    check_history_file,
+    is_sqlite_file,
+    stamp_script,
+)
 from server.events.retention import Retention, transaction
 from server.events.sink import (
     DRAIN_TIMEOUT_S,
@@ -331,10 +338,13 @@ class HistorySink:
         """Count and log a read that found the file damaged: the first at once, then at most once per
         `DROP_LOG_INTERVAL_S` with how many since (a viewer polling a damaged history would bury the log)."""
         path = self.settings.path
-        reason = (
-            f"cannot read {path}: {exc}: the file is damaged; stop segcast, recover what it holds "
-            f"(sqlite3 {path.name} .recover | sqlite3 recovered.db) and put that in its place"
-        )
+        if is_sqlite_file(path):
+            reason = (
+                f"cannot read {path}: {exc}: the file is damaged; stop segcast, recover what it holds "
+                f"(sqlite3 {path.name} .recover | sqlite3 recovered.db) and put that in its place"
+            )
+        else:
+            reason = f"cannot read {path}: it is not a SQLite file, so no segcast event history: {ANOTHER_FILE}"
         with self._damage_lock:
             self._damaged_reads += 1
             self._damage = (reason, time.time())
@@ -414,8 +424,8 @@ class HistorySink:
                     db.execute("PRAGMA auto_vacuum = INCREMENTAL")
                 db.execute("PRAGMA journal_mode = WAL")
                 db.execute("PRAGMA synchronous = NORMAL")
-                if found is not HistoryFile.CURRENT:
-                    db.executescript(stamp_script(SCHEMA))
+                # A stamped file too: an index it lost (an older segcast dropped one) is made again.
+                db.executescript(SCHEMA if found is HistoryFile.CURRENT else stamp_script(SCHEMA))
                 self._retention.opened(db)
             except sqlite3.Error:
                 db.close()

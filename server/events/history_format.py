@@ -32,6 +32,18 @@ SEGCAST_APPLICATION_ID = int.from_bytes(b"SGCT", "big")
 EVENTS_TABLE = "events"
 #: What to do about a file segcast refuses and did not write.
 ANOTHER_FILE = "set events.history.path to another file (a new one is made there)"
+#: How every SQLite database file begins (its header's first 16 bytes).
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def is_sqlite_file(path: Path) -> bool:
+    """Whether the file at ``path`` begins as a SQLite database does: one that does not is no damaged
+    history to recover but some other file, which recovering would overwrite."""
+    try:
+        with path.open("rb") as file:
+            return file.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+    except OSError:
+        return True  # cannot be told: SQLite's own reason stands
 
 
 class HistoryFile(enum.Enum):
