@@ -149,6 +149,33 @@ def test_a_raw_h264_file_plays_at_the_rate_its_encoder_wrote(tmp_path: Path) -> 
     assert steps == pytest.approx([1 / CLIP_FPS] * 4)
 
 
+@pytest.mark.parametrize("fps", [5, 6, 8, 10, 12, 15, 20, 24, 25, 30])
+def test_a_raw_h264_file_has_the_rate_its_encoder_wrote_whatever_it_is(tmp_path: Path, fps: int) -> None:
+    """At 12 fps FFmpeg's guess was 24 (its made-up average, 25, came close to the stream's tick rate,
+    24): the file played at double speed. The rate the encoder wrote into the stream comes first."""
+    raw = tmp_path / "camera.h264"
+    ffmpeg("-f", "lavfi", "-i", f"testsrc=size=64x48:rate={fps}", "-frames:v", "4", "-c:v", "libx264", str(raw))
+    source = open_source(str(raw))
+    media_times = [decoded.media_time for decoded in source.open(threading.Event())]
+
+    assert source.fps == fps
+    assert media_times == pytest.approx([index / fps for index in range(4)])
+
+
+def test_the_only_frame_of_a_video_is_still_there_for_a_busy_consumer_after_its_end(tmp_path: Path) -> None:
+    """Under load (24 streams starting at once) inference took nothing within the frame's time, and
+    the end marker, which repeats the last picture but never goes through the model, replaced it in
+    the slot: `read 1 proc 0 drop 1`. No newer frame came, so none was stale."""
+    video = write_camera_video(tmp_path / "one.mp4", 1 / CLIP_FPS, CLIP_FPS)
+    with ReaderProbe(str(video)) as probe:
+        ended = probe.wait_state(StreamState.ENDED, 10)
+        last, marker, nothing = probe.slot.take(), probe.slot.take(), probe.slot.take()
+
+    assert ended.frames_read == 1 and ended.dropped == 0
+    assert last is not None and not last.ended and last.seq == 0
+    assert marker is not None and marker.ended and nothing is None
+
+
 @pytest.mark.parametrize(
     ("content", "reason"),
     [

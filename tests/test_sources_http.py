@@ -135,6 +135,36 @@ def test_video_url_plays_at_its_native_rate_then_ends(clip_folder: Path) -> None
     assert [state for state, _ in probe.announced] == [StreamState.LIVE, StreamState.ENDED]
 
 
+def test_a_video_url_without_a_duration_plays_at_its_native_rate_then_ends(tmp_path: Path) -> None:
+    """A raw .h264 (or an NVR's .ts from a server that cannot seek) tells no duration: it was taken for
+    a camera, decoded as fast as it came, then "the camera closed the stream", replayed for ever. Its
+    server gives its length, which no live feed has. 12 fps: the rate its encoder wrote."""
+    frames, fps = 6, 12
+    write_clip(tmp_path / "cam.h264", frames, fps, "h264")
+    with MjpegServer(files=tmp_path) as server:
+        source = NetworkSource(server.url("/cam.h264"))
+        with ReaderProbe(source, record=True) as probe:
+            ended = probe.wait_state(StreamState.ENDED, 15)
+    played = [frame for frame in probe.published if not frame.ended]
+
+    assert source.live is False and source.fps == fps
+    assert ended.frames_read == frames and ended.reconnects == 0
+    assert np.allclose(np.diff([frame.media_time for frame in played]), 1 / fps)
+    took = played[-1].capture_time - played[0].capture_time
+    assert took >= 0.9 * (frames - 1) / fps, "paced like a file, not decoded as fast as it came"
+
+
+def test_a_live_mpeg_ts_feed_over_http_that_closes_is_reconnected(tmp_path: Path) -> None:
+    """A camera's MPEG-TS feed has no length: it stays a camera, called back when it hangs up."""
+    feed = write_clip(tmp_path / "feed.ts", 6, CLIP_FPS, "mpegts")
+    with PageServer(feed.read_bytes(), "video/mp2t", length=False) as camera:
+        source = NetworkSource(camera.url("/live.ts"))
+        with ReaderProbe(source) as probe:
+            status = probe.wait_until("called back", lambda s: s.reconnects >= 1 and s.frames_read > 0, 15)
+
+    assert source.live is True and status.error is not None, "a camera, not a video that ended"
+
+
 def test_a_url_whose_scheme_is_in_capitals_plays(clip_folder: Path) -> None:
     """A scheme is case-insensitive, and ``HTTP://`` passed every check, but FFmpeg knows its protocols
     by their lower-case names only: the stream failed with "Protocol not found"."""
@@ -160,13 +190,18 @@ def test_a_video_url_with_a_gap_longer_than_the_stall_timeout_plays_through_it(t
     assert [state for state, _ in probe.announced] == [StreamState.LIVE, StreamState.ENDED]
 
 
-def test_a_video_url_whose_connection_drops_mid_file_goes_on_where_it_stopped(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["clip.mp4", "clip.h264"])
+def test_a_video_url_whose_connection_drops_mid_file_goes_on_where_it_stopped(tmp_path: Path, name: str) -> None:
     """It played again from the start, counted as a restart (trackers started a new scene, and the
-    first half's crossings counted twice): now it seeks back to its last frame and goes on."""
-    clip = write_faststart(write_camera_video(tmp_path / "plain.mp4", 3.0, CLIP_FPS), tmp_path / "clip.mp4")
+    first half's crossings counted twice): now it seeks back to its last frame and goes on. A raw
+    .h264 has no timestamps to seek by: its frames are counted again from its start."""
+    if name.endswith(".h264"):
+        clip = write_clip(tmp_path / name, 3 * CLIP_FPS, CLIP_FPS, "h264")
+    else:
+        clip = write_faststart(write_camera_video(tmp_path / "plain.mp4", 3.0, CLIP_FPS), tmp_path / name)
     with MjpegServer(files=tmp_path) as server:
         server.cut_file_at = clip.stat().st_size // 2
-        source = NetworkSource(server.url("/clip.mp4"))
+        source = NetworkSource(server.url(f"/{name}"))
         with ReaderProbe(source, record=True) as probe:
             ended = probe.wait_state(StreamState.ENDED, 20)
 
@@ -177,6 +212,22 @@ def test_a_video_url_whose_connection_drops_mid_file_goes_on_where_it_stopped(tm
     steps = np.diff([frame.media_time for frame in played])
     assert np.allclose(steps, 1 / CLIP_FPS), "one media clock, no frame skipped or repeated"
     assert [state for state, _ in probe.announced][-2:] == [StreamState.LIVE, StreamState.ENDED]
+
+
+def write_clip(path: Path, frames: int, fps: int, container_format: str) -> Path:
+    """``frames`` of the scene as H.264 at ``fps``, in ``container_format`` (``h264``: raw, with no
+    container and no timestamps)."""
+    images = Scene(seed=7, width=320, height=192, fps=fps).frames(frames)
+    with av.open(str(path), "w", format=container_format) as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 320, 192, "yuv420p"
+        stream.options = {"tune": "zerolatency"}
+        for image in images:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
 
 
 def write_faststart(video: Path, path: Path) -> Path:
@@ -239,9 +290,10 @@ CAMERA_PAGE = b"<!DOCTYPE html>\n<html><head><title>IP Camera</title></head><bod
 
 class PageServer:
     """An HTTP server answering every GET with one body and content type, as a camera's web interface
-    answers at the address people take for its stream. Runs on 127.0.0.1 in a thread of the test."""
+    answers at the address people take for its stream; without its ``length``, as a camera's live
+    feed that hangs up. Runs on 127.0.0.1 in a thread of the test."""
 
-    def __init__(self, body: bytes, content_type: str) -> None:
+    def __init__(self, body: bytes, content_type: str, length: bool = True) -> None:
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, format: str, *args: object) -> None:
                 """Quiet: the tests' output is about segcast."""
@@ -249,7 +301,8 @@ class PageServer:
             def do_GET(self) -> None:
                 self.send_response(HTTPStatus.OK)
                 self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
+                if length:
+                    self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
 

@@ -22,6 +22,7 @@ from server.sources.reader import (
     SLOW_RETRY_INITIAL_S,
     TRANSITIONS,
     Backoff,
+    LivePacing,
     ReaderStatus,
     RepeatedFailureLog,
     StreamReader,
@@ -182,6 +183,37 @@ def test_frames_too_small_to_find_anything_in_fail_the_stream() -> None:
         failed = probe.wait_state(StreamState.FAILED, 5)
     assert failed.error is not None and "1x1 are smaller than 16 pixels" in failed.error
     assert probe.slot.take() is None, "the frame never reached the slot"
+
+
+def released(frames: list[tuple[float, float]]) -> list[float]:
+    """When `LivePacing` lets each frame go, given as (media time, when the source has it ready), read as
+    the reader reads a source: the next frame asked for once the one before is let go."""
+    pacing, releases = LivePacing(), [0.0]
+    for media_time, ready_at in frames:
+        now = max(ready_at, releases[-1])
+        releases.append(max(now, pacing.due(media_time, False, now)))
+    return releases[1:]
+
+
+def test_a_cameras_frames_are_never_held_however_the_network_bunches_them() -> None:
+    """Pacing a camera by its timestamps would add the worst delay the network ever had to every frame after it."""
+    rng, ready, frames = random.Random(5), 0.0, []
+    for index in range(25 * 120):  # 2 minutes at 25 fps, each frame up to 0.4 s late, in order (TCP)
+        ready = max(ready, index / 25 + rng.uniform(0.0, 0.4))
+        frames.append((index / 25, ready))
+    assert released(frames) == [ready_at for _, ready_at in frames]
+
+
+def test_a_source_that_delivers_in_bursts_has_its_backlog_read_through_then_each_burst_paced() -> None:
+    """HLS: FFmpeg starts 3 segments from the live end and hands each over whole; unpaced, a viewer saw
+    one frame a segment. Here 1 s segments at 15 fps, the next one ready each second."""
+    backlog = [(index / 15, 0.0) for index in range(3 * 15)]
+    live = [(segment + index / 15, segment - 2 + 0.01) for segment in range(3, 8) for index in range(15)]
+    releases = released(backlog + live)
+
+    assert releases[: len(backlog)] == [0.0] * len(backlog), "stale at once: only the newest matters"
+    assert np.allclose(np.diff(releases[len(backlog) :]), 1 / 15), "then each frame at its time"
+    assert releases[len(backlog)] == live[0][1], "from the first frame the source made the reader wait for"
 
 
 def test_a_live_source_that_returns_has_ended() -> None:
@@ -374,6 +406,8 @@ def test_network_source_describes_itself_masked_and_asks_for_low_latency() -> No
         ("rtsp://cam/live#open_timeout=inf", "open_timeout='inf'"),
         ("rtsp://cam/live#timeout=1e9", "timeout='1e9'"),
         ("rtsp://cam/live#fps=nan", "fps='nan'"),
+        # Accepted, then `reconnecting` for ever with "ValueError: no container format 'nosuchformat'".
+        ("http://admin:s3cret@cam/video.mjpg#format=nosuchformat", "format='nosuchformat' in 'http://admin:***@cam/"),
         ("webcam:0#fps=inf", "fps='inf'"),
         ("webcam:0#width=inf&height=480", "width='inf'"),
         # A port FFmpeg can never use was `reconnecting` for ever with "invalid argument".

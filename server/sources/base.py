@@ -74,13 +74,13 @@ class Decoded:
 class Source(Protocol):
     """A kind of camera or media, opened fresh for each attempt to read it."""
 
-    #: Live sources (cameras, the generated scene) already arrive at their real rate; files must be
-    #: paced by the reader to play at their native rate. A network source may find out only when it
-    #: opens that its URL is a finite video (an MP4 over HTTP) and then turns this off; the reader
-    #: reads it for every frame. A source may also carry ``batch = True``: decode as fast as the
-    #: consumer takes frames, none dropped (files with ``#rate=max``); and ``resumes = True``: an
-    #: attempt after a failed one goes on from the last frame yielded, yielding it again only if
-    #: nothing follows (a network video, `NetworkSource`).
+    #: Live sources (cameras, the generated scene) arrive at their real rate, or in bursts the reader
+    #: paces (HLS); files must be paced by the reader to play at their native rate. A network source
+    #: may find out only when it opens that its URL is a finite video (an MP4 over HTTP) and then
+    #: turns this off; the reader reads it for every frame. A source may also carry ``batch = True``:
+    #: decode as fast as the consumer takes frames, none dropped (files with ``#rate=max``); and
+    #: ``resumes = True``: an attempt after a failed one goes on from the last frame yielded,
+    #: yielding it again only if nothing follows (a network video, `NetworkSource`).
     live: bool
     #: Nominal frames per second, known before the first frame (trackers are sized by it).
     fps: float
@@ -113,25 +113,36 @@ class LatestFrame:
     Frames overwritten before anyone took them are counted in `dropped`, so the cost of a slow
     consumer shows up as a number instead of as growing latency. ``ready`` is shared by all slots of
     one consumer, so it can sleep until any stream has something new.
+
+    A media's end marker (`Frame.ended`) is no newer picture: put while the last frame is still
+    waiting, it waits behind that frame and comes with the next `take`, so a busy consumer still gets
+    a video's last frame (a video of one frame had none processed).
     """
 
     def __init__(self, ready: threading.Event) -> None:
         self._lock = threading.Condition()
         self._frame: Frame | None = None
+        self._end: Frame | None = None  # an end marker put while ``_frame`` waited to be taken
         self._ready = ready
         self.dropped = 0
 
     def put(self, frame: Frame) -> None:
         with self._lock:
-            if self._frame is not None:
-                self.dropped += 1
-            self._frame = frame
+            if frame.ended and self._frame is not None and not self._frame.ended:
+                self._end = frame
+            else:
+                if self._frame is not None:
+                    self.dropped += 1
+                self._frame = frame
         self._ready.set()
 
     def take(self) -> Frame | None:
         with self._lock:
-            frame, self._frame = self._frame, None
+            frame, self._frame, self._end = self._frame, self._end, None
+            end_waits = self._frame is not None
             self._lock.notify_all()
+        if end_waits:
+            self._ready.set()
         return frame
 
     def wait_empty(self, stop: threading.Event, poll_s: float = 0.1) -> bool:

@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlsplit
 import av
 
 from server.sources.base import MAX_FRAME_SIDE_PX, SCALE_VIDEO_DOWN, Decoded, SourceError, reading_stream
-from server.sources.network import SCHEMES, UprightImages, limit_decoder, video_stream
+from server.sources.network import SCHEMES, UprightImages, frame_rate, limit_decoder, video_stream
 from server.sources.uri import mask_uri, split_options
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ class FileSource:
             stream.thread_type = "AUTO"
             limit_decoder(stream, self._max_frame_side, SCALE_VIDEO_DOWN)
             time_base = float(stream.time_base) if stream.time_base else 0.0
-            rate = self.fps = _frame_rate(stream)
+            rate = self.fps = float(frame_rate(container, stream) or DEFAULT_FPS)
             upright_image = UprightImages()
             index = damaged = 0
             try:
@@ -245,16 +245,6 @@ def _home_hint(path: Path) -> str | None:
     except RuntimeError:  # ~name of nobody on this machine
         return None
     return f"'~' is not expanded here: write {expanded}"
-
-
-def _frame_rate(stream: av.video.stream.VideoStream) -> float:
-    """``stream``'s frame rate as FFmpeg best guesses it, else its average rate, else `DEFAULT_FPS`.
-
-    A raw H.264 file has no timestamps and no container to tell its rate: its average rate is FFmpeg's
-    made-up 25 fps, while the guess reads the rate the encoder wrote into the stream itself.
-    """
-    rate = stream.guessed_rate or stream.average_rate
-    return float(rate) if rate else DEFAULT_FPS
 
 
 def _reason(exc: av.error.FFmpegError) -> str:

@@ -9,8 +9,9 @@ http://example.com/clip.mp4                        a finite video: played at its
 
 Options go in the fragment (see `server.sources.uri`): ``transport`` (RTSP: tcp, udp, udp_multicast,
 http, https), ``timeout`` (seconds without a frame before the connection counts as stalled and is
-dropped), ``open_timeout`` (seconds for connecting and reading the stream header), ``fps`` (the rate
-assumed until frames arrive), ``format`` (force an FFmpeg demuxer, e.g. ``mpjpeg``).
+dropped; a live HLS stream's default follows its playlist's target duration), ``open_timeout``
+(seconds for connecting and reading the stream header), ``fps`` (the rate assumed until frames
+arrive), ``format`` (force an FFmpeg demuxer this FFmpeg has, e.g. ``mpjpeg``).
 
 FFmpeg is asked for low latency: low-delay decoding, slice threads rather than frame threads (which
 would hold frames back), and a short probe, so the newest frame is what the camera sent last rather
@@ -26,16 +27,20 @@ import base64
 import contextlib
 import errno
 import http.client
+import re
 import socket
 import ssl
 import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from urllib.parse import unquote, urlsplit, urlunsplit
+from fractions import Fraction
+from typing import cast
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import av
 import av.container
+import av.format
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
@@ -54,6 +59,14 @@ SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https"})
 RTSP_TRANSPORTS = frozenset({"tcp", "udp", "udp_multicast", "http", "https"})
 #: No frame for this long while connected is a stall, handled like a dropped connection.
 STALL_TIMEOUT_S = 5.0
+#: A live HLS stream without ``timeout`` is stalled after this many of its target durations without a
+#: frame: its server must list a new segment within 1.5 of them (RFC 8216, 6.2.1), and FFmpeg asks
+#: for the playlist again only a segment's time after it last did, then every half target duration.
+HLS_STALL_TARGET_DURATIONS = 3.0
+#: The target duration assumed for a playlist that cannot be read for its own: the longest in common use.
+HLS_ASSUMED_TARGET_DURATION_S = 10.0
+#: How much of a playlist is read for its target duration: a live one lists a few segments.
+PLAYLIST_MAX_BYTES = 65_536
 #: Each of the two opening steps (connect and handshake; read the stream header) gets this long.
 OPEN_TIMEOUT_S = 10.0
 #: The longest ``timeout`` or ``open_timeout`` taken: a reader inside a network call exits only when
@@ -66,6 +79,10 @@ PROBE_DURATION_US = 1_000_000
 #: Demuxers whose timestamps are invented (MJPEG over HTTP counts frames at a nominal 25 fps): their
 #: frames get the arrival time instead, which is the true time between them.
 WALL_CLOCK_FORMATS = frozenset({"mpjpeg", "mjpeg", "image2pipe", "jpeg_pipe"})
+#: Demuxers reading a playlist of further URLs: the length an HTTP server gives is the playlist's.
+PLAYLIST_FORMATS = frozenset({"hls", "dash"})
+#: A demuxer's flag for streams without timestamps (raw H.264, HEVC): its frames' times are made up.
+_NO_TIMESTAMPS = cast(int, av.format.Flags.no_timestamps.value)
 #: UDP packets may arrive out of order; waiting longer than this for a late one adds latency.
 UDP_REORDER_DELAY_US = 200_000
 #: How much of an HTTP answer FFmpeg found no video in is read again to tell whether it was a web page.
@@ -76,7 +93,7 @@ PAGE_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body")
 
 _OPTIONS = {
     "transport": "tcp",
-    "timeout": str(STALL_TIMEOUT_S),
+    "timeout": "",  # `STALL_TIMEOUT_S`, or for live HLS a bound from its target duration
     "open_timeout": str(OPEN_TIMEOUT_S),
     "fps": str(DEFAULT_FPS),
     "format": "",
@@ -123,10 +140,23 @@ class NetworkSource:
         self._url = scheme.lower() + colon + rest
         self._described = mask_uri(uri)
         self._transport = transport
-        self.stall_timeout_s = positive_float(options, "timeout", uri, MAX_TIMEOUT_S)
+        self._timeout_given = bool(options["timeout"])
+        self.stall_timeout_s = (
+            positive_float(options, "timeout", uri, MAX_TIMEOUT_S) if self._timeout_given else STALL_TIMEOUT_S
+        )
+        #: A live HLS stream's stall bound without ``timeout``, learnt from its playlist at its first connection.
+        self._hls_stall_timeout_s: float | None = None
         self.open_timeout_s = positive_float(options, "open_timeout", uri, MAX_TIMEOUT_S)
         self.fps = positive_float(options, "fps", uri, MAX_FPS)
         self._format = options["format"] or None
+        if self._format is not None:
+            try:
+                av.format.ContainerFormat(self._format, "r")  # how `av.open` finds the demuxer it names
+            except ValueError:
+                raise SourceError(
+                    f"format={self._format!r} in {mask_uri(uri)!r}: this FFmpeg has no such demuxer "
+                    "(`ffmpeg -demuxers` lists those it has)"
+                ) from None
         self._max_frame_side = max_frame_side
         self._host = parts.hostname
         self._check_host = check_host
@@ -167,9 +197,10 @@ class NetworkSource:
             limit_decoder(stream, self._max_frame_side)
             if self.scheme in ("http", "https") and _is_finite(container):
                 self.live = False
-            if stream.average_rate:
-                self.fps = float(stream.average_rate)
-            frames = decode_frames(container, stream, stop, self.stall_timeout_s, self.live, self._url)
+            if rate := frame_rate(container, stream):
+                self.fps = float(rate)
+            stall_timeout_s = self._hls_stall_timeout_s or self.stall_timeout_s
+            frames = decode_frames(container, stream, stop, stall_timeout_s, self.live, self._url, self.fps)
             if self.live:
                 yield from frames
                 return
@@ -183,11 +214,12 @@ class NetworkSource:
 
         The seek lands on the key frame before that point (FFmpeg asks the server for that byte range);
         the frames from there up to the last one handed on are decoded and skipped. Where the server
-        cannot seek, they are all decoded and skipped. If nothing follows the last one handed on, it
-        comes again, so the reader sees this attempt reach the video's end.
+        cannot seek, or the video has no timestamps to seek by (raw H.264, whose frames' times count
+        them from the start), they are all decoded and skipped. If nothing follows the last one handed
+        on, it comes again, so the reader sees this attempt reach the video's end.
         """
         played_to = self._played_to
-        if played_to is not None and stream.time_base:
+        if played_to is not None and stream.time_base and not container.format.flags & _NO_TIMESTAMPS:
             with contextlib.suppress(av.error.FFmpegError):  # read through from the start instead
                 container.seek(int(played_to / stream.time_base), stream=stream, backward=True)
         last_skipped: Decoded | None = None
@@ -202,6 +234,24 @@ class NetworkSource:
             yield last_skipped
 
     def _connect(self) -> av.container.InputContainer:
+        """The open container, its reads timed out at the stall bound.
+
+        A live HLS stream (known only once FFmpeg has read it) waits between segments for longer than
+        a camera between frames: without ``timeout``, its bound is learnt from its playlist at its
+        first connection, which is then opened again with it (FFmpeg's read time-out is set at opening).
+        """
+        container = self._open()
+        if self._timeout_given or self._hls_stall_timeout_s is not None or not _is_live_hls(container):
+            return container
+        target_s = playlist_target_duration(self._url, self.open_timeout_s, self._host)
+        self._hls_stall_timeout_s = min(
+            MAX_TIMEOUT_S,
+            max(self.stall_timeout_s, HLS_STALL_TARGET_DURATIONS * (target_s or HLS_ASSUMED_TARGET_DURATION_S)),
+        )
+        container.close()
+        return self._open()
+
+    def _open(self) -> av.container.InputContainer:
         if self._check_host is not None:
             self._check_host(self._host)
         started = time.monotonic()
@@ -210,7 +260,7 @@ class NetworkSource:
                 self._url,
                 format=self._format,
                 options=self.av_options(),
-                timeout=(self.open_timeout_s, self.stall_timeout_s),
+                timeout=(self.open_timeout_s, self._hls_stall_timeout_s or self.stall_timeout_s),
             )
         except av.error.FFmpegError as exc:
             # FFmpeg's RTSP client reports its time-out as "invalid data": the clock tells them apart.
@@ -247,29 +297,63 @@ def sends_web_page(url: str, timeout_s: float) -> bool:
 
     FFmpeg says only "Invalid data found" for a page (a camera's web interface given instead of its
     stream, the commonest mistake with HTTP cameras) and keeps the content type it read to itself, so
-    the URL is asked once more, after FFmpeg failed so, reading no more than `PAGE_SNIFF_BYTES`: blocks
-    for up to ``timeout_s`` (the time left of the attempt's opening), in the reader's thread. The
-    request is the one FFmpeg made: the same credentials, redirects followed, the certificate not
-    checked (FFmpeg does not check it either). Any failure to ask says no: the caller's error stands.
+    the URL is asked once more (`_ask`), after FFmpeg failed so, reading no more than
+    `PAGE_SNIFF_BYTES`: blocks for up to ``timeout_s`` (the time left of the attempt's opening), in the
+    reader's thread. Any failure to ask says no: the caller's error stands.
     """
     if timeout_s <= 0:
         return False
-    parts = urlsplit(url)
-    userinfo, at, host = parts.netloc.rpartition("@")
-    request = urllib.request.Request(urlunsplit((parts.scheme, host, parts.path or "/", parts.query, "")))
-    if at:  # not sent on to where a redirect leads
-        credentials = ":".join(unquote(part) for part in userinfo.split(":", 1)).encode()
-        request.add_unredirected_header("Authorization", "Basic " + base64.b64encode(credentials).decode())
-    unchecked = ssl.create_default_context()
-    unchecked.check_hostname, unchecked.verify_mode = False, ssl.CERT_NONE
     try:
-        opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=unchecked))
-        with opener.open(request, timeout=timeout_s) as response:
+        with _ask(url, timeout_s) as response:
             content_type = response.headers.get_content_type()
             start = response.read1(PAGE_SNIFF_BYTES)  # what has come: a stream that trickles cannot hold it up
     except (OSError, ValueError, http.client.HTTPException):  # an HTTPError too: not the answer FFmpeg read
         return False
     return content_type in PAGE_TYPES or start.lstrip(b"\xef\xbb\xbf \t\r\n").lower().startswith(PAGE_STARTS)
+
+
+def playlist_target_duration(url: str, timeout_s: float, host: str | None) -> float | None:
+    """The target duration (``#EXT-X-TARGETDURATION``, the longest a segment may last) of the HLS
+    playlist at the HTTP(S) ``url``, or of its first variant's on ``host`` for a master playlist; None
+    where it cannot be read.
+
+    FFmpeg read the playlist but keeps what it found to itself, so it is asked again, as
+    `sends_web_page` asks, reading at most `PLAYLIST_MAX_BYTES`; blocks for up to ``timeout_s`` a
+    request, in the reader's thread. A variant elsewhere is not asked: only FFmpeg follows a
+    playlist's URLs (unchecked, as README says), this reads no further than the camera's host.
+    """
+    for _ in range(2):  # a master playlist, then its variant's
+        try:
+            with _ask(url, timeout_s) as response:
+                text = response.read(PLAYLIST_MAX_BYTES).decode("utf-8", "replace")
+        except (OSError, ValueError, http.client.HTTPException):
+            return None
+        if target := re.search(r"^#EXT-X-TARGETDURATION:\s*([0-9]+(?:\.[0-9]+)?)\s*$", text, re.MULTILINE):
+            return float(target[1]) or None
+        variant = re.search(r"^#EXT-X-STREAM-INF:.*\n(?:#.*\n|\s*\n)*([^#\s].*?)\s*$", text, re.MULTILINE)
+        if variant is None:
+            return None
+        url = urljoin(url, variant[1])
+        if urlsplit(url).hostname != host:
+            return None
+    return None
+
+
+def _ask(url: str, timeout_s: float) -> http.client.HTTPResponse:
+    """The answer to a GET of the HTTP(S) ``url``, as FFmpeg asks: the URL's credentials as Basic
+    authorisation (not sent on to where a redirect leads), redirects followed, the certificate not
+    checked (FFmpeg does not check it either). Raises what `urllib` raises."""
+    parts = urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    request = urllib.request.Request(urlunsplit((parts.scheme, host, parts.path or "/", parts.query, "")))
+    if at:
+        credentials = ":".join(unquote(part) for part in userinfo.split(":", 1)).encode()
+        request.add_unredirected_header("Authorization", "Basic " + base64.b64encode(credentials).decode())
+    unchecked = ssl.create_default_context()
+    unchecked.check_hostname, unchecked.verify_mode = False, ssl.CERT_NONE
+    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=unchecked))
+    response: http.client.HTTPResponse = opener.open(request, timeout=timeout_s)
+    return response
 
 
 def video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream | None:
@@ -282,6 +366,20 @@ def video_stream(container: av.container.InputContainer) -> av.video.stream.Vide
         if not stream.disposition & av.stream.Disposition.attached_pic:
             return stream
     return None
+
+
+def frame_rate(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> Fraction | None:
+    """``stream``'s frame rate as the most trustworthy of its rates states it; None where none does.
+
+    A stream in a container with timestamps: FFmpeg's guess from them, else their average. A raw
+    stream (H.264, HEVC: no container, no timestamps) has its average made up by FFmpeg (25 fps) and
+    its guess read from it (24 for a 12 fps stream): the rate its encoder wrote into the stream itself,
+    which the decoder reads, comes first.
+    """
+    rates: tuple[Fraction | None, ...] = (stream.guessed_rate, stream.average_rate)
+    if container.format.flags & _NO_TIMESTAMPS:
+        rates = (stream.codec_context.framerate, stream.guessed_rate)
+    return next((rate for rate in rates if rate), None)
 
 
 class UprightImages:
@@ -327,11 +425,13 @@ def decode_frames(
     stall_timeout_s: float,
     live: bool,
     url: str,
+    fps: float = DEFAULT_FPS,
 ) -> Iterator[Decoded]:
     """Decode ``stream`` of an open ``container`` until it ends, stalls or ``stop`` is set.
 
     A live stream that ends was closed by the other side: that is a `ConnectionError`, because a
-    camera has no end. Frames without a real timestamp (MJPEG) get their arrival time instead.
+    camera has no end. Frames without a real timestamp (MJPEG) get their arrival time instead, or, in
+    a finite video (a raw H.264 file), their place at ``fps``: it comes faster than it plays.
     The stall clock stops while the caller holds a frame: a clip's reader waits for each frame's
     time to come, however long its gaps. A packet that arrives ``stall_timeout_s`` after the last
     frame is a stall, whatever it holds: FFmpeg's RTSP demuxer keeps a camera's last packet until its
@@ -344,6 +444,7 @@ def decode_frames(
     time_base = float(stream.time_base) if stream.time_base and not wall_clock else 0.0
     started = last_frame = last_packet = time.monotonic()
     upright_image = UprightImages()
+    index = 0
     try:
         for packet in container.demux(stream):
             arrived = time.monotonic()
@@ -358,8 +459,11 @@ def decode_frames(
             except av.error.InvalidDataError:
                 frames = []
             for frame in frames:
-                now = time.monotonic()
-                media_time = frame.pts * time_base if frame.pts is not None and time_base else now - started
+                if frame.pts is not None and time_base:
+                    media_time = frame.pts * time_base
+                else:
+                    media_time = time.monotonic() - started if live else index / fps
+                index += 1
                 yield Decoded(upright_image(frame), media_time)
                 if stop.is_set():
                     return
@@ -398,5 +502,19 @@ def translate_error(exc: av.error.FFmpegError, url: str, rtsp_transport: str | N
 
 
 def _is_finite(container: av.container.InputContainer) -> bool:
-    """Whether an HTTP URL is a video with an end (a clip, an HLS recording) rather than a live feed."""
-    return container.duration is not None and container.duration > 0 and container.format.name != "mpjpeg"
+    """Whether an HTTP URL is a video with an end (a clip, an HLS recording) rather than a live feed.
+
+    One with a duration has an end; so does one whose server told its length, though its format tells
+    no duration (a raw .h264; an NVR's .ts from a server that cannot seek): a live feed never ends, so
+    has no length (a camera's MPEG-TS or MJPEG), and a playlist's length is the playlist's own.
+    """
+    if container.format.name == "mpjpeg":
+        return False
+    if container.duration is not None and container.duration > 0:
+        return True
+    return container.format.name not in PLAYLIST_FORMATS and container.size > 0
+
+
+def _is_live_hls(container: av.container.InputContainer) -> bool:
+    """Whether ``container`` reads a live HLS playlist: one without an end, so without a duration."""
+    return container.format.name == "hls" and not (container.duration and container.duration > 0)

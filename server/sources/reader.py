@@ -1,8 +1,8 @@
 """The reader thread: one per stream, from a `Source` into that stream's `LatestFrame` slot.
 
-The reader owns everything a source kind should not have to get right: pacing files, keeping only the
-newest frame, the stream's state, and reconnecting. A source's ``open`` ends in one of three ways,
-and each means one thing here:
+The reader owns everything a source kind should not have to get right: pacing files and live
+sources that deliver in bursts, keeping only the newest frame, the stream's state, and reconnecting.
+A source's ``open`` ends in one of three ways, and each means one thing here:
 
 - it returns: the media is over (``ENDED``, or played again for a looping file);
 - it raises `SourceError`: retrying cannot help (``FAILED``);
@@ -59,6 +59,16 @@ FPS_WINDOW_S = 3.0
 #: `JUMP_AHEAD_S` and this many intervals (a recording that paused while nothing moved is shorter).
 JUMP_FRAMES = 4
 JUMP_AHEAD_S = 5.0
+#: A live source whose frames come this far ahead of their timestamps in one run delivers in bursts:
+#: more than a camera's frames ever bunch up (on a network, or the second FFmpeg reads while probing
+#: a stream, handed over at once), less than the backlog a live HLS playlist is read from (three
+#: segments: 3 s where they are shortest, 6 s by default, 18 s as Apple recommends).
+BURST_S = 2.0
+#: A paced frame that comes more than this after its time moves the pace on to it: the source made the
+#: reader wait (a segment written late). One less late goes at once and the pace stays: fetching each
+#: burst's start (a playlist, then a segment: a round trip or two) would otherwise push the pace, and
+#: so the latency, later with every burst.
+PACE_SLACK_S = 0.5
 #: A camera that keeps failing the same way is logged at WARNING at most this often, with how many
 #: attempts failed so since it was first logged: a dead camera retried every 30 s otherwise writes
 #: some 2,900 lines a day. Each attempt is still logged, at DEBUG.
@@ -168,14 +178,60 @@ class Pacing:
         return self.last_due
 
 
+class LivePacing:
+    """When each frame of a live source is due on the monotonic clock, so frames that come in bursts
+    still come one by one, at their timestamps' rate.
+
+    A camera sends each frame as it happens, and those are never held: a frame is released as it
+    comes while no run of frames comes more than `BURST_S` ahead of their timestamps. A source that
+    does (HLS, which hands over whole segments) has its backlog read through at once, as it comes,
+    the slot keeping the newest frame: what came first is stale, and so the reader reaches the
+    newest frames the source has. From the first frame after it that the source made the reader wait
+    for, frames are due at their timestamps' pace and held till then; a frame that comes late is
+    released at once, and the ones after it paced from it if it came more than `PACE_SLACK_S` late.
+
+    So pacing starts only where the source had nothing more to give, and holds back at most the
+    burst that came since (HLS: about a segment); what the source has beyond it stays in the
+    source's own buffer, never in a queue here, and inference still takes only the newest frame.
+    """
+
+    def __init__(self) -> None:
+        self._previous: tuple[float, float] | None = None  # (monotonic, media time) of the last frame
+        self._run_lead_s = 0.0  # how far the frames that each came sooner than their step got ahead
+        self._catching_up = False  # reading through a backlog
+        self._anchor: tuple[float, float] | None = None  # (monotonic, media time) paced from, once it bursts
+
+    def due(self, media_time: float, jumped: bool, now: float) -> float:
+        previous, self._previous = self._previous, (now, media_time)
+        if previous is None or jumped:
+            self._run_lead_s = 0.0
+            if self._anchor is not None:
+                self._anchor = (now, media_time)
+            return now
+        if self._anchor is not None:
+            due = self._anchor[0] + media_time - self._anchor[1]
+            if now - due > PACE_SLACK_S:
+                self._anchor = (now, media_time)
+            return max(due, now)
+        lead = (media_time - previous[1]) - (now - previous[0])
+        if lead <= 0:  # the source made the reader wait a frame's time for it: it has nothing more
+            self._run_lead_s = 0.0
+            if self._catching_up:
+                self._catching_up, self._anchor = False, (now, media_time)
+            return now
+        self._run_lead_s += lead
+        self._catching_up = self._catching_up or self._run_lead_s > BURST_S
+        return now
+
+
 class StreamReader:
     """Runs one source in its own thread so decoding never touches the event loop.
 
     Files are paced to their native rate against the wall clock (a file stands in for a camera), or
     read as fast as the consumer takes frames for batch sources; live sources are read as fast as
-    they deliver. ``media_time`` in the frames it produces never goes backwards, across loops,
-    reconnects and jumps in the source's own timestamps too, so a tracker always sees the true time
-    between frames.
+    they deliver, those that deliver in bursts at their timestamps' rate (`LivePacing`). ``media_time``
+    in the frames it produces never goes backwards, across loops, reconnects and jumps in the
+    source's own timestamps too, so a tracker always sees the true time between frames.
 
     State changes go to ``on_state`` from the reader thread: the listener must hand them over to the
     loop itself. After `request_stop` the reader publishes neither frames nor states.
@@ -358,7 +414,7 @@ class StreamReader:
         None for sources that are not paced, or when nothing was played.
         """
         batch = bool(getattr(self.source, "batch", False))
-        pacing = Pacing()
+        pacing, live_pacing = Pacing(), LivePacing()
         offset: float | None = None
         previous: float | None = None
         for decoded in self.source.open(self._stop):
@@ -374,8 +430,11 @@ class StreamReader:
                     continue
             jumped = previous is not None and self._is_jump(decoded.media_time - previous)
             previous = decoded.media_time
-            if not self.source.live and not batch:
-                due = pacing.due(decoded.media_time, jumped, self._frame_interval())
+            if self.source.live or not batch:
+                if self.source.live:
+                    due = live_pacing.due(decoded.media_time, jumped, time.monotonic())
+                else:
+                    due = pacing.due(decoded.media_time, jumped, self._frame_interval())
                 if self._stop.wait(max(0.0, due - time.monotonic())):
                     return None
             if batch and not self.slot.wait_empty(self._stop):

@@ -1,0 +1,175 @@
+"""Live HLS against a packager played by the test: segments of a recording listed one more each
+segment's time, in a sliding window, as an encoder writing them would list them."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from server.sources import StreamState, network
+from server.sources.network import playlist_target_duration
+from tests.support.mjpeg_server import MjpegServer
+from tests.support.reader_probe import ReaderProbe
+from tests.support.rtsp_camera import write_camera_video
+
+FPS = 15
+#: How many segments are listed when the reader first asks: FFmpeg starts a live playlist 3 from its end.
+LISTED_AT_START = 3
+#: Apple's recommended segment length, longer than a camera's default stall time-out (5 s).
+APPLE_SEGMENT_S = 6.0
+
+Recording = list[tuple[Path, float]]
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory: pytest.TempPathFactory) -> Recording:
+    """8 HLS segments of 1 s."""
+    return write_recording(tmp_path_factory.mktemp("hls-recording"), 8, 1.0)
+
+
+@pytest.fixture(scope="module")
+def apple_recording(tmp_path_factory: pytest.TempPathFactory) -> Recording:
+    """2 HLS segments of `APPLE_SEGMENT_S`."""
+    return write_recording(tmp_path_factory.mktemp("hls-apple-recording"), 2, APPLE_SEGMENT_S)
+
+
+def write_recording(folder: Path, segments: int, segment_s: float) -> Recording:
+    """The scene as ``segments`` HLS segments of ``segment_s`` (a key frame each second), with their durations."""
+    video = write_camera_video(folder / "camera.mp4", segments * segment_s, FPS)
+    with av.open(str(video)) as source, av.open(str(folder / "vod.m3u8"), "w", format="hls") as hls:
+        hls.options.update({"hls_time": str(segment_s), "hls_playlist_type": "vod"})
+        template = source.streams.video[0]
+        output = hls.add_stream_from_template(template)
+        for packet in source.demux(template):
+            if packet.dts is not None:
+                packet.stream = output
+                hls.mux(packet)
+    lines = (folder / "vod.m3u8").read_text().splitlines()
+    return [
+        (folder / name, float(info.partition(":")[2].rstrip(",")))
+        for info, name in itertools.pairwise(lines)
+        if info.startswith("#EXTINF:")
+    ]
+
+
+class LivePlaylist:
+    """``live.m3u8`` in ``folder``: ``listed`` segments of the recording, then one more each time the
+    last one listed has lasted its duration, the oldest leaving a window of ``window``; the playlist
+    is replaced whole, as packagers do, so a reader never sees half of one."""
+
+    def __init__(self, folder: Path, segments: Recording, listed: int = LISTED_AT_START, window: int = 5) -> None:
+        self.folder = folder
+        for path, _ in segments:
+            shutil.copy(path, folder / path.name)
+        self.segments = segments
+        self.listed_at_start = listed
+        self.window = window
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._publish, name="live-playlist", daemon=True)
+        self._write(listed)
+
+    def _write(self, listed: int) -> None:
+        first = max(0, listed - self.window)
+        shown = self.segments[first:listed]
+        target = math.ceil(max(duration for _, duration in shown))
+        lines = ["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{target}", f"#EXT-X-MEDIA-SEQUENCE:{first}"]
+        for path, duration in shown:
+            lines += [f"#EXTINF:{duration:.6f},", path.name]
+        partial = self.folder / "live.m3u8.partial"
+        partial.write_text("\n".join(lines) + "\n")
+        os.replace(partial, self.folder / "live.m3u8")
+
+    def _publish(self) -> None:
+        for listed in range(self.listed_at_start, len(self.segments)):
+            if self._stop.wait(self.segments[listed][1]):  # the next segment is written meanwhile
+                return
+            self._write(listed + 1)
+
+    def __enter__(self) -> LivePlaylist:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+@pytest.fixture
+def live_hls(recording: Recording, tmp_path: Path) -> Iterator[str]:
+    """The URL of a live HLS stream of 1 s segments, served over HTTP on 127.0.0.1."""
+    with LivePlaylist(tmp_path, recording), MjpegServer(files=tmp_path) as server:
+        yield server.url("/live.m3u8")
+
+
+def played_past(probe: ReaderProbe, media_s: float) -> bool:
+    return any(frame.media_time >= media_s for frame in probe.published)
+
+
+def test_a_live_hls_stream_is_played_frame_by_frame_at_its_rate_not_a_segment_at_once(
+    live_hls: str, recording: Recording
+) -> None:
+    """FFmpeg hands a whole segment over at once: unpaced, its frames reached the slot within a
+    millisecond or two, the slot kept the newest, and viewers saw one frame a segment (8 in 8.9 s
+    from a 15 fps stream). The backlog a live playlist starts with is read through at once; from
+    the first segment the reader had to wait for, each frame comes at its time."""
+    with ReaderProbe(live_hls, record=True) as probe:
+        probe.wait_until("two segments past the backlog", lambda _: played_past(probe, 5.5), 20)
+        status = probe.status()
+    backlog_s = sum(duration for _, duration in recording[:LISTED_AT_START])
+    live = [frame for frame in probe.published if frame.media_time >= backlog_s]
+
+    assert status.state is StreamState.LIVE and status.reconnects == 0, status
+    assert np.allclose(np.diff([frame.media_time for frame in live]), 1 / FPS), "every frame, in order"
+    gaps = np.diff([frame.capture_time for frame in live])
+    assert np.median(gaps) == pytest.approx(1 / FPS, rel=0.2), "most come a frame's time after the one before"
+    # A segment's last frames wait in the decoder for the next segment; while FFmpeg, reading the
+    # playlist a little later each time, settles a segment behind the packager, they come late, with it.
+    bunched = int(np.sum(gaps < 0.25 / FPS))
+    assert bunched <= len(gaps) // 3, f"{bunched} of {len(gaps)} frames came at once with the one before"
+
+
+def test_a_live_hls_stream_of_six_second_segments_is_not_stalled_while_the_next_is_written(
+    apple_recording: Recording, tmp_path: Path
+) -> None:
+    """Apple's 6 s segments kept a stream reconnecting for ever, each time reading the playlist again:
+    the reader waits for the next one longer than the default stall time-out (5 s). Without
+    ``#timeout``, the bound follows the playlist's target duration."""
+    with (
+        LivePlaylist(tmp_path, apple_recording, listed=1),
+        MjpegServer(files=tmp_path) as server,
+        ReaderProbe(server.url("/live.m3u8"), record=True) as probe,
+    ):
+        probe.wait_until("the next segment", lambda _: played_past(probe, APPLE_SEGMENT_S), 30)
+        status = probe.status()
+
+    assert status.reconnects == 0 and status.state is StreamState.LIVE, status
+    assert network.STALL_TIMEOUT_S < APPLE_SEGMENT_S
+
+
+def test_a_timeout_given_for_a_live_hls_stream_is_kept(live_hls: str) -> None:
+    with ReaderProbe(live_hls + "#timeout=0.5") as probe:
+        stalled = probe.wait_until("stalled", lambda s: s.reconnects >= 1, 20)
+    assert stalled.error is not None and stalled.error.startswith("stalled"), stalled
+
+
+def test_the_target_duration_of_a_master_playlist_is_its_variants(tmp_path: Path) -> None:
+    (tmp_path / "master.m3u8").write_text(
+        "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=800000,RESOLUTION=640x360\n\nlow/index.m3u8\n"
+    )
+    (tmp_path / "low").mkdir()
+    (tmp_path / "low" / "index.m3u8").write_text("#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXTINF:6.0,\na.ts\n")
+    (tmp_path / "elsewhere.m3u8").write_text("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nhttp://10.9.9.9/x.m3u8\n")
+    with MjpegServer(files=tmp_path) as server:
+        assert playlist_target_duration(server.url("/master.m3u8"), 5, "127.0.0.1") == 6
+        assert playlist_target_duration(server.url("/low/index.m3u8"), 5, "127.0.0.1") == 6
+        assert playlist_target_duration(server.url("/elsewhere.m3u8"), 5, "127.0.0.1") is None, "not followed"
+        assert playlist_target_duration(server.url("/none.m3u8"), 5, "127.0.0.1") is None
