@@ -16,6 +16,12 @@ from typing import Any
 
 from server.analytics.shapes import Line, Zone, parse_lines, parse_zones
 
+#: The fewest and most frames a second ``process_fps`` may let through: one every 10 s for a scene that
+#: barely changes, and above any camera's rate (a cap over the input's rate caps nothing).
+PROCESS_FPS_LIMITS = (0.1, 1000.0)
+#: ``process_fps`` for every frame the stream gives (None in Python and JSON): the config file's way to
+#: say it, where TOML has no null, over a ``[stream_defaults]`` cap.
+EVERY_FRAME = "all"
 #: ultralytics' own default; ``max_det`` bounds the work per frame, not the objects a camera can see.
 DEFAULT_MAX_DET = 300
 #: The largest ``max_det``: ultralytics' NMS keeps at most 30000 candidate boxes (its ``max_nms``), so
@@ -81,7 +87,8 @@ class StreamOptions:
     exported at. ``tracker_settings`` override keys of the tracker's ultralytics yaml (thresholds,
     ``track_buffer``...), as sorted pairs so the value stays hashable; ``track_buffer`` keeps
     ultralytics' meaning of frames at 30 fps, which segcast turns into a time and re-applies at the
-    rate the stream is really processed.
+    rate the stream is really processed. ``process_fps`` None (``"all"`` in a config file) sends the
+    model every frame it can take.
     """
 
     conf: float = 0.25
@@ -98,6 +105,9 @@ class StreamOptions:
     #: Zones and lines watched on this stream (server.analytics); a list given replaces the base's.
     zones: tuple[Zone, ...] = ()
     lines: tuple[Line, ...] = ()
+    #: At most this many frames a second of media time reach the model (Frigate's ``detect: fps``): a
+    #: driveway camera of 30 fps needs 5, and the inference it leaves goes to the other streams.
+    process_fps: float | None = None
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], base: StreamOptions | None = None) -> StreamOptions:
@@ -131,7 +141,8 @@ class StreamOptions:
         zones = parse_zones(values["zones"]) if "zones" in values else base.zones
         lines = parse_lines(values["lines"]) if "lines" in values else base.lines
         _check_shape_classes(zones, lines, classes, values)
-        return cls(conf, iou, classes, imgsz, max_det, tracker, settings, agnostic, zones, lines)
+        process_fps = _process_fps(values["process_fps"]) if "process_fps" in values else base.process_fps
+        return cls(conf, iou, classes, imgsz, max_det, tracker, settings, agnostic, zones, lines, process_fps)
 
     def tracker_config(self) -> dict[str, TrackerValue]:
         """The full tracker configuration: ultralytics' defaults for the kind with this stream's overrides.
@@ -160,6 +171,7 @@ class StreamOptions:
             "agnostic_nms": self.agnostic_nms,
             "zones": [zone.to_json() for zone in self.zones],
             "lines": [line.to_json() for line in self.lines],
+            "process_fps": self.process_fps,
         }
 
 
@@ -217,6 +229,19 @@ def _imgsz(value: object) -> int | None:
         nearest = max(IMGSZ_STRIDE_PX, round(value / IMGSZ_STRIDE_PX) * IMGSZ_STRIDE_PX)
         raise ValueError(f"imgsz: expected a multiple of {IMGSZ_STRIDE_PX} pixels, got {value} (try {nearest})")
     return value
+
+
+def _process_fps(value: object) -> float | None:
+    """A cap in frames a second, or None for every frame (``"all"``, TOML having no null)."""
+    if value is None or value == EVERY_FRAME:
+        return None
+    low, high = PROCESS_FPS_LIMITS
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise ValueError(
+            f"process_fps: expected frames a second from {low:g} to {high:g}, or {EVERY_FRAME!r} for every frame, "
+            f"got {value!r:.60}"
+        )
+    return float(value)
 
 
 def _classes(value: object) -> tuple[str, ...]:

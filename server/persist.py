@@ -19,7 +19,7 @@ from server.config import MODEL_KEYS, VIEWER_LIMIT_KEYS, ConfigError, Settings, 
 from server.delivery.viewer import ViewerLimits
 from server.events.config import EventsSettings, events_toml, toml_string
 from server.inference.options import InferenceOptions
-from server.options import MODEL_IMGSZ, StreamOptions, tracker_defaults
+from server.options import EVERY_FRAME, MODEL_IMGSZ, StreamOptions, tracker_defaults
 from server.sources.base import MAX_FRAME_SIDE_PX
 
 
@@ -389,6 +389,8 @@ def _option_lines(values: Mapping[str, object]) -> list[str]:
     for key, value in values.items():
         if key == "imgsz" and value is None:  # the model's own size over a default one: TOML has no null
             lines.append(f"{key} = {toml_value(MODEL_IMGSZ)}")
+        elif key == "process_fps" and value is None:  # every frame, over a default cap
+            lines.append(f"{key} = {toml_value(EVERY_FRAME)}")
         elif key == "tracker_settings" and isinstance(value, dict):
             # An inline table, as `_toml` writes one, in a stable order.
             lines.append(f"{key} = {toml_value(dict(sorted(value.items())))}")

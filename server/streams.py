@@ -26,7 +26,7 @@ from server.frames import FrameResult
 from server.http.access.policy import SourcePolicy, SourceRefused
 from server.inference.models import InferenceStatus
 from server.inference.pace import OverloadLog, PaceSample, PaceVerdict, StreamPace
-from server.inference.worker import InferenceWorker
+from server.inference.worker import IN_PLACE_OPTIONS, InferenceWorker
 from server.options import StreamOptions
 from server.sources import Source, SourceError, StreamState, mask_uri, open_source
 from server.sources.reader import ReaderStatus, StreamReader, stop_readers
@@ -75,6 +75,8 @@ class StreamInfo:
     inference: InferenceStatus = field(default_factory=lambda: InferenceStatus(available=True))
     analytics_error: str | None = None  # why zones or lines are left out or can never count here
     pace: PaceVerdict = field(default_factory=PaceVerdict)  # whether inference keeps up (`StreamManager.check_pace`)
+    #: Frames its ``process_fps`` left out: by choice, never sent to the model (unlike ``frames_dropped``).
+    frames_thinned: int = 0
 
     @property
     def stream_id(self) -> str:
@@ -104,6 +106,7 @@ class StreamInfo:
             "options": self.config.options.to_json(),
             **self.status.to_json(),
             "frames_processed": self.frames_processed,
+            "frames_thinned": self.frames_thinned,
             "inference_errors": self.inference_errors,
             "last_inference_error": self.last_inference_error,
             "last_inference_error_at": self.last_inference_error_at,
@@ -430,8 +433,8 @@ class StreamManager:
     def replace(self, config: StreamConfig, checked: bool = False) -> StreamInfo:
         """Give a stream new settings; KeyError if it does not exist.
 
-        A change of zones and lines only is made in place: the video, the tracker's ids and the
-        counts of unchanged shapes carry on. The same settings again change nothing, except for a
+        A change of zones, lines and ``process_fps`` only is made in place: the video, the tracker's
+        ids and the counts of unchanged shapes carry on. The same settings again change nothing, except for a
         stream that failed or ended: that is the way to retry it (a missing file copied in since).
         Any other change restarts the stream: a fresh tracker,
         whose ids go on after the old one's, and the old one's tracks and zone visits end on the
@@ -456,12 +459,12 @@ class StreamManager:
                 return self.info(stream_id)  # nothing to change; a failed or ended stream is opened again
             if (
                 config != current
-                and _only_shapes_differ(current, config)
+                and (changed := _changed_in_place(current, config))
                 and self._worker.change_shapes(stream_id, config.options)
             ):
                 with self._lock:
                     self._configs[stream_id] = config
-                log.info("[%s] zones and lines changed", stream_id)
+                log.info("[%s] %s changed", stream_id, " and ".join(changed))
                 return self.info(stream_id)
             if self.handed_in(stream_id):
                 return self._retrack(current, config)
@@ -488,6 +491,7 @@ class StreamManager:
         on the first frame under the new options), and the reader fills the new slot from its next
         frame; one it put in the old slot meanwhile is lost, as any frame the model does not take in time.
         Handed-in sources are live (WebRTC), so the reader never waits on its slot (only batch files do).
+        Its pace is judged afresh (`check_pace`), as its new registration counts its thinned frames anew.
         """
         stream_id = config.stream_id
         if (config.uri, config.loop) != (current.uri, current.loop) or config == current:
@@ -500,6 +504,7 @@ class StreamManager:
                 raise ShuttingDownError("the server is shutting down")
             reader = self._readers[stream_id]
             self._configs[stream_id] = config
+            self._paces[stream_id] = StreamPace()
         self._worker.remove_stream(stream_id, restarting=True)
         slot = self._worker.add_stream(stream_id, lambda: reader.source.fps, config.options)
         slot.dropped = reader.slot.dropped  # one count of the stream's dropped frames, as `frames_read` is
@@ -574,6 +579,7 @@ class StreamManager:
             self._worker.inference_status,
             stats.analytics_error if stats else None,
             pace.verdict if pace is not None else PaceVerdict(),
+            stats.thinned if stats else 0,
         )
 
     def streams(self) -> list[StreamInfo]:
@@ -594,18 +600,25 @@ class StreamManager:
         Call it about every `server.inference.pace.PACE_CHECK_INTERVAL_S` (the app does, on its loop):
         it only reads counters. A stream is judged only while it is live, inference is available (a
         remote model's server down is said otherwise) and it is no batch file (``#rate=max`` never skips).
+        A stream with a ``process_fps`` is judged against it where it is below its input's rate.
         """
         with self._lock:
-            running = [(i, r, self._paces[i], self._processed.get(i, 0)) for i, r in self._readers.items()]
+            running = [
+                (i, r, self._paces[i], self._processed.get(i, 0), self._configs[i].options.process_fps)
+                for i, r in self._readers.items()
+            ]
         available = self._worker.inference_status.available
         behind: list[tuple[str, PaceVerdict]] = []
         with self._pace_lock:
             now = time.monotonic()
-            for stream_id, reader, pace, processed in running:
+            for stream_id, reader, pace, processed, cap in running:
                 status = reader.status()
                 batch = bool(getattr(reader.source, "batch", False))
                 judged = status.state is StreamState.LIVE and available and not batch
-                verdict = pace.update(PaceSample(now, judged, status.frames_read, status.dropped, processed))
+                stats = self._worker.stats(stream_id)
+                thinned = stats.thinned if stats is not None else 0
+                sample = PaceSample(now, judged, status.frames_read, status.dropped, processed, thinned, cap)
+                verdict = pace.update(sample)
                 if verdict.behind:
                     behind.append((stream_id, verdict))
             self._overload.update(behind, self._worker.busy.share(), now)
@@ -638,11 +651,12 @@ class StreamManager:
         self._hub.state_threadsafe(stream_id, StreamState.FAILED, reason)
 
 
-def _only_shapes_differ(current: StreamConfig, wanted: StreamConfig) -> bool:
-    """Whether ``wanted`` changes ``current``'s zones or lines and nothing else (a change made in place)."""
-    same_source = (wanted.uri, wanted.loop) == (current.uri, current.loop)
-    return (
-        same_source
-        and dataclasses.replace(current.options, zones=wanted.options.zones, lines=wanted.options.lines)
-        == wanted.options
-    )
+def _changed_in_place(current: StreamConfig, wanted: StreamConfig) -> tuple[str, ...]:
+    """The options of `IN_PLACE_OPTIONS` ``wanted`` changes, where it changes nothing else (a change made
+    in place); none where it changes anything else too, or nothing."""
+    if (wanted.uri, wanted.loop) != (current.uri, current.loop):
+        return ()
+    kept = {name: getattr(wanted.options, name) for name in IN_PLACE_OPTIONS}
+    if dataclasses.replace(current.options, **kept) != wanted.options:
+        return ()
+    return tuple(name for name in IN_PLACE_OPTIONS if getattr(current.options, name) != kept[name])

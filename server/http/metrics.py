@@ -68,6 +68,12 @@ def render_metrics(
         (({"stream": i.stream_id}, i.frames_dropped) for i in infos),
     )
     family(
+        "segcast_frames_thinned_total",
+        "counter",
+        "Frames left out by the stream's process_fps, never sent to the model (by choice: not dropped).",
+        (({"stream": i.stream_id}, i.frames_thinned) for i in infos),
+    )
+    family(
         "segcast_input_fps",
         "gauge",
         "Frames per second the source delivers (last few seconds).",
@@ -100,8 +106,9 @@ def render_metrics(
     family(
         "segcast_stream_behind",
         "gauge",
-        f"1 while under {BEHIND_BELOW_SHARE:.0%} of the stream's input frames reach the model, over the last "
-        f"{PACE_WINDOW_S:g} s (0 again from {KEEPS_UP_FROM_SHARE:.0%}): the node is short of inference. 0 while "
+        f"1 while under {BEHIND_BELOW_SHARE:.0%} of the stream's input frames (of those its process_fps wants) "
+        f"reach the model, over the last {PACE_WINDOW_S:g} s (0 again from {KEEPS_UP_FROM_SHARE:.0%}): the node "
+        "is short of inference. 0 while "
         f"it is not live, in its first {PACE_WINDOW_S:g} s, and for a #rate=max file.",
         (({"stream": i.stream_id}, float(i.pace.behind)) for i in infos),
     )

@@ -1,4 +1,5 @@
-"""Whether inference keeps pace with the cameras: per stream, for the node's log, and how busy its thread is.
+"""Whether inference keeps pace with the cameras: per stream, for the node's log, and how busy its thread is;
+and which frames a stream's ``process_fps`` lets through to the model.
 
 A node short of inference never queues: each stream's newest frame replaces the one inference had not
 taken yet (counted in ``frames_dropped``), and the inference thread takes one frame per stream in turn
@@ -7,6 +8,10 @@ Latency stays bounded, and nothing looks wrong: every stream stays ``live``. Wha
 `StreamPace` judges one stream from its counters (the share of its input frames that reached the
 model), `OverloadLog` tells the log once when the node starts falling behind and once when it keeps
 up again, and `BusyShare` measures how much of its time the inference thread spends on batches.
+
+A stream may ask for fewer frames than it gives (``process_fps``): `FrameCap` leaves the others out
+by their media time (``frames_thinned``, by choice, unlike dropped ones), and its turn goes to the
+streams that have a frame due. Such a stream is judged against its cap, not its input.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from server.frames import Frame
 from server.log_throttle import ThrottledCount
 
 log = logging.getLogger(__name__)
@@ -47,6 +53,40 @@ OVERLOAD_ADVICE = (
     'lower the streams\' imgsz (PATCH /api/streams/<id> {"imgsz": 160}), run fewer cameras on this node, '
     'or infer on a GPU or on another node (README, "A node with more cameras than it can infer")'
 )
+#: A frame is due for the tick of its stream's ``process_fps`` it is nearest to: from half an interval
+#: before it. A camera whose timestamps jitter, capped at its own rate, so keeps every frame.
+EARLY_SHARE = 0.5
+
+
+@dataclass(slots=True)
+class FrameCap:
+    """Which of one stream's frames its ``process_fps`` lets through to the model, by their media time.
+
+    Ticks are ``1 / process_fps`` apart, each frame due from `EARLY_SHARE` of an interval before the
+    next tick, so at most ``process_fps`` frames a second of media time pass, and as many as that
+    while the input has them (each tick follows on from the last). A frame more than an interval
+    late (after a gap in the input, or taken late by a busy node) lays the ticks afresh from itself.
+    Media time, not the clock: a ``#rate=max`` file, read as fast as its frames are taken, is sampled
+    at the cap through its video. A media's end marker (`Frame.ended`) always passes: it ends the
+    stream's tracks. A new cap starts afresh from the next frame. The inference thread's alone.
+    """
+
+    fps: float | None = None  # the cap the ticks were laid for
+    next_due: float | None = None  # media time of the next tick
+    thinned: int = 0  # frames left out so far
+
+    def admits(self, frame: Frame, fps: float | None) -> bool:
+        """Whether ``frame`` goes to the model under a cap of ``fps`` (None: every frame); counts it if not."""
+        if fps != self.fps:
+            self.fps, self.next_due = fps, None
+        if fps is None or frame.ended:
+            return True
+        interval, at, due = 1.0 / fps, frame.media_time, self.next_due
+        if due is not None and at < due - EARLY_SHARE * interval:
+            self.thinned += 1
+            return False
+        self.next_due = (due if due is not None and at - due < interval else at) + interval
+        return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +95,7 @@ class PaceSample:
 
     ``judged``: whether the stream can be behind at all now: live, with inference available, and not
     a batch file (``#rate=max`` hands over every frame once the last was taken, so it never skips one).
+    ``frames_thinned`` are those its ``process_fps`` left out (`FrameCap`), which it never wanted.
     """
 
     at: float
@@ -62,6 +103,8 @@ class PaceSample:
     frames_read: int
     frames_dropped: int
     frames_processed: int
+    frames_thinned: int = 0
+    process_fps: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,15 +112,22 @@ class PaceVerdict:
     """Whether a stream's inference keeps up with its input, over the last `PACE_WINDOW_S`.
 
     ``processed_share`` is the share of its input frames that reached the model (the rest were
-    replaced by a newer frame first); None until a whole window was seen live, while its input is
+    replaced by a newer frame first), of those its ``process_fps`` wants for a capped stream: a stream
+    processed at its cap keeps up. None until a whole window was seen live, while its input is
     paused or it is not judged (`PaceSample.judged`), and then it is never ``behind``. ``input_fps``
-    and ``processed_fps`` are the window's, for the log.
+    and ``processed_fps`` are the window's, for the log, as is the cap judged by.
     """
 
     behind: bool = False
     processed_share: float | None = None
     input_fps: float = 0.0
     processed_fps: float = 0.0
+    process_fps: float | None = None
+
+    @property
+    def wanted_fps(self) -> float:
+        """The rate the stream asks to be processed at: its input's, or its cap if lower."""
+        return self.input_fps if self.process_fps is None else min(self.input_fps, self.process_fps)
 
     def to_json(self) -> dict[str, object]:
         share = None if self.processed_share is None else round(self.processed_share, 3)
@@ -89,7 +139,8 @@ class StreamPace:
 
     A new one per reader (a restart starts afresh): the first `PACE_WINDOW_S` of frames are never
     behind, so a camera that just came up, or a node that just started, is judged on what it does
-    once it runs. Not thread-safe: one caller at a time (`StreamManager.check_pace`).
+    once it runs; so is a stream whose ``process_fps`` changed, as it runs. Not thread-safe: one
+    caller at a time (`StreamManager.check_pace`).
     """
 
     def __init__(self, window_s: float = PACE_WINDOW_S) -> None:
@@ -97,12 +148,16 @@ class StreamPace:
         self._samples: deque[PaceSample] = deque()  # of the window, judged ones in a row
         self._last_read: int | None = None
         self._last_input_at = 0.0  # when ``frames_read`` last changed
+        self._process_fps: float | None = None  # the cap of the samples of the window
         self.verdict = PaceVerdict()
 
     def update(self, sample: PaceSample) -> PaceVerdict:
         """Judge the stream with ``sample`` added; the verdict is kept in `verdict` too."""
         if sample.frames_read != self._last_read:
             self._last_read, self._last_input_at = sample.frames_read, sample.at
+        if sample.process_fps != self._process_fps:
+            self._samples.clear()  # judged by the new cap alone
+            self._process_fps = sample.process_fps
         if not sample.judged or sample.at - self._last_input_at >= PAUSED_AFTER_S:
             self._samples.clear()  # judged afresh, after a whole window, once it can be again
             self.verdict = PaceVerdict()
@@ -117,11 +172,13 @@ class StreamPace:
             return self.verdict
         span = sample.at - first.at
         read = sample.frames_read - first.frames_read
-        taken = read - (sample.frames_dropped - first.frames_dropped)
-        share = min(1.0, max(0.0, taken / read)) if read > 0 else 1.0
+        thinned = sample.frames_thinned - first.frames_thinned
+        taken = read - (sample.frames_dropped - first.frames_dropped) - thinned
+        wanted = read if sample.process_fps is None else min(read, sample.process_fps * span)
+        share = min(1.0, max(0.0, taken / wanted)) if wanted > 0 else 1.0
         behind = share < KEEPS_UP_FROM_SHARE if self.verdict.behind else share < BEHIND_BELOW_SHARE
         processed = sample.frames_processed - first.frames_processed
-        self.verdict = PaceVerdict(behind, share, read / span, max(0, processed) / span)
+        self.verdict = PaceVerdict(behind, share, read / span, max(0, processed) / span, sample.process_fps)
         return self.verdict
 
 
@@ -149,7 +206,7 @@ class OverloadLog:
         self._behind = bool(behind)
         count = self._episodes.add(1, now) if started else self._episodes.due(now)
         if count and behind:
-            rates = ", ".join(f"[{i}] {v.processed_fps:.1f} of {v.input_fps:.1f} fps" for i, v in behind)
+            rates = ", ".join(f"[{i}] {v.processed_fps:.1f} of {v.wanted_fps:.1f} fps" for i, v in behind)
             again = f"; it fell behind {_times(count - 1)} more since this was last logged" if count > 1 else ""
             log.warning(
                 "inference is falling behind the cameras: %s processed, the inference thread busy %.0f%% of the "

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from server.analytics.engine import StreamAnalytics
+from server.inference.pace import FrameCap
 from server.options import StreamOptions
 from server.sources.base import LatestFrame
 from server.tracking import StreamTracker
@@ -50,6 +51,8 @@ class StreamRegistration:
     #: why it can never fit them (a class the model lacks): then none of its frames goes to the model.
     classes_checked: bool = False
     options_error: str | None = None
+    #: Which frames its ``process_fps`` lets through, and how many it left out (``frames_thinned``).
+    cap: FrameCap = field(default_factory=FrameCap)
 
     def failed(self, reason: str) -> bool:
         """Count a frame that failed for ``reason``; whether to tell it in the log (it is new since the

@@ -68,6 +68,9 @@ REMOTE_IN_FLIGHT = 2
 IDLE_PROBE_AFTER_S = 1.0
 JOIN_TIMEOUT_S = 5.0
 MODEL_LOAD_TIMEOUT_S = 600.0
+#: The stream options `InferenceWorker.change_shapes` changes on a running stream: neither the model's
+#: call nor the tracker depends on them. Any other change restarts the stream.
+IN_PLACE_OPTIONS = ("zones", "lines", "process_fps")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +91,8 @@ class StreamStats:
     #: Why the stream's options can never work with the model (a class it lacks, found once a remote
     #: model was first described): none of its frames is inferred until its options change.
     options_error: str | None = None
+    #: Frames its ``process_fps`` left out, never sent to the model (`FrameCap`).
+    thinned: int = 0
 
 
 @dataclass(eq=False)
@@ -235,11 +240,12 @@ class InferenceWorker:
         return slot
 
     def change_shapes(self, stream_id: str, options: StreamOptions) -> bool:
-        """Give a running stream new zones and lines without restarting it; False if there is no such stream.
+        """Give a running stream new zones, lines or ``process_fps`` without restarting it; False if there
+        is no such stream.
 
-        ``options`` must differ from the stream's own in ``zones`` and ``lines`` only. Its tracker,
-        ids and video carry on; from its next frame the analytics use the new shapes, keeping the
-        state of those that did not change (`StreamAnalytics.reshaped`).
+        ``options`` must differ from the stream's own in `IN_PLACE_OPTIONS` only. Its tracker, ids and
+        video carry on; from its next frame the analytics use the new shapes, keeping the state of
+        those that did not change (`StreamAnalytics.reshaped`), and a new cap counts from that frame.
         """
         with self._lock:
             registration = self._streams.get(stream_id)
@@ -292,6 +298,7 @@ class InferenceWorker:
             r.frame_size,
             pending_shapes(r),
             r.options_error,
+            r.cap.thinned,
         )
 
     # -- the inference thread ---------------------------------------------------------------------
@@ -374,7 +381,12 @@ class InferenceWorker:
         self._last_status = status
 
     def _take_batch(self) -> list[Job]:
-        """The newest frame of up to ``max_batch`` streams, starting the round where the last one stopped."""
+        """The newest frame of up to ``max_batch`` streams, starting the round where the last one stopped.
+
+        A frame its stream's ``process_fps`` does not want is taken out of its slot and left out
+        (`FrameCap`): its reader's next frame wakes the thread again, and a stream with no frame due
+        takes no place in the batch, which the others' frames get.
+        """
         with self._lock:
             registrations = list(self._streams.values())
         if not registrations:
@@ -388,7 +400,7 @@ class InferenceWorker:
                 self._work_ready.set()  # the rest are picked up next cycle, without waiting
                 break
             frame = registration.slot.take()
-            if frame is None:
+            if frame is None or not registration.cap.admits(frame, registration.options.process_fps):
                 continue
             if (unfit := self._unfit(registration)) is None:
                 jobs.append(Job(registration, frame))
@@ -528,10 +540,15 @@ class InferenceWorker:
             return self._streams.get(registration.stream_id) is registration
 
     def _new_tracker(self, registration: StreamRegistration) -> StreamTracker:
-        """The stream's tracker, made on its first frame; a restarted stream's goes on from its old one."""
+        """The stream's tracker, made on its first frame; a restarted stream's goes on from its old one.
+
+        Its first guess of the rate it is processed at is the source's, or the stream's cap if lower.
+        """
         restarted = registration.restarted()
         follows = None if restarted is None else restarted.tracker
         fps = registration.fps() if callable(registration.fps) else registration.fps
+        if (cap := registration.options.process_fps) is not None:
+            fps = min(fps, cap)
         return StreamTracker(registration.stream_id, self.class_names, registration.options, fps, follows)
 
     def _deliver(self, result: FrameResult) -> None:
