@@ -1,6 +1,7 @@
 // The viewer: a grid of every stream, and a stream view (#/stream/<id>) with overlays and tracks.
-// One WebSocket feeds both (docs/protocol.md); stats come from the REST API once a second while the
-// page is shown (a tab in the background asks for none).
+// One WebSocket feeds both (docs/protocol.md); it brings pictures, and stats come from the REST API
+// once a second, only while the page is shown: a tab in the background asks for neither (its pictures:
+// connection.js).
 // A browser does not say why a socket was refused: each time one closes, the same question is asked
 // over HTTP, so that a server that wants a token the person has not given (the dialog's "Not now")
 // is told from one out of reach, and the page offers the dialog again rather than "reconnecting".

@@ -16,6 +16,8 @@ export const REQUEST_TIMEOUT_MS = 10000;
 // is on its way, the silence allowed grows by its size at this rate (4 kB/s), up to the most.
 const SLOWEST_BYTES_PER_MS = 4;
 const MAX_PICTURE_WAIT_MS = 60000;
+// A frame's metadata at most this often (the protocol's least max_fps) while the page is hidden.
+const HIDDEN_MAX_FPS = 0.01;
 
 /** An AbortSignal that aborts after `ms` (AbortSignal.timeout where the browser has it: Safari 16+). */
 export function timeoutSignal(ms) {
@@ -173,6 +175,7 @@ export class Connection {
     this.socketId = null; // the open socket's id, from its hello (socketFor)
     this.socketBound = false; // a WebRTC player was offered bound to that socket
     this.greeters = []; // what waits for the hello of the socket opening (greeting)
+    document.addEventListener("visibilitychange", () => this.sendSubscription());
     this.open();
   }
 
@@ -336,14 +339,30 @@ export class Connection {
   }
 
   // Replace what this socket receives: {streams: [...], image, max_width, max_fps} (see the protocol).
+  // Sent as given while the page is shown; while it is hidden, without pictures (sendSubscription).
   subscribe(subscription) {
     this.subscription = subscription;
     this.sendSubscription();
   }
 
+  /**
+   * A page in the background (document.hidden: a dashboard left in another tab, an embed in it) shows
+   * no picture, so its socket asks for none: JPEGs encoded and sent for it would be seen by no one.
+   * It keeps the same streams with "image": "none", not an empty list: their track and analytics
+   * events go only to a stream's subscribers, and the stream view's event list must stay complete;
+   * status, added, removed and inference come whatever is subscribed. A frame's metadata alone draws
+   * nothing on any page, so it comes at the protocol's slowest. Shown again, the page's own
+   * subscription goes out at once, and the server answers it with each stream's newest frame.
+   */
   sendSubscription() {
-    if (this.subscription && this.socket?.readyState === WebSocket.OPEN) {
-      this.socket.send(JSON.stringify({ type: "subscribe", ...this.subscription }));
-    }
+    if (!this.subscription || this.socket?.readyState !== WebSocket.OPEN) return;
+    const wanted = document.hidden ? withoutPictures(this.subscription) : this.subscription;
+    this.socket.send(JSON.stringify({ type: "subscribe", ...wanted }));
   }
+}
+
+// `subscription`'s streams with no pictures, and their metadata as seldom as the protocol allows.
+function withoutPictures(subscription) {
+  const streams = subscription.streams.map((entry) => (typeof entry === "string" ? entry : entry.id));
+  return { streams, image: "none", max_fps: HIDDEN_MAX_FPS };
 }

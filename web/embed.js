@@ -1,6 +1,7 @@
 // /embed/<stream>: one stream, no chrome, scaled to fill its frame. The server draws the overlay
 // (annotated variant), so the page is a canvas and nothing else. ?image=clean shows the bare video,
-// ?max_width=N has it sent smaller, ?max_fps=F thins it to at most F frames a second.
+// ?max_width=N has it sent smaller, ?max_fps=F thins it to at most F frames a second. Hidden (an embed
+// in a dashboard's background tab, not one merely scrolled out of view) it is sent none (connection.js).
 //
 // Whatever keeps the picture from showing is said in the frame, since a dashboard's visitor has no
 // other place to look: a stream that is not live (with its reason and the next attempt), an id this

@@ -6,10 +6,11 @@
 // page needs no address of its own per node, and stays right behind another proxy's prefix. Without
 // ?nodes= it shows its own node only.
 //
-// One WebSocket per node (connection.js), subscribed for pictures as wide as its tiles, each reconnecting by itself:
-// a node that is down says so over its own tiles and in its badge, and the others play on; one whose
-// REST API answers while its live connection keeps being refused says that, and what to fix. The nodes
-// of one deployment share their tokens, so the person is asked once (api.js) and the answer serves all.
+// One WebSocket per node (connection.js), subscribed for pictures as wide as its tiles (none while the
+// page is hidden), each reconnecting by itself: a node that is down says so over its own tiles and in
+// its badge, and the others play on; one whose REST API answers while its live connection keeps being
+// refused says that, and what to fix. The nodes of one deployment share their tokens, so the person is
+// asked once (api.js) and the answer serves all.
 // Each live node's REST API is asked for its streams once a second, as the viewer asks its own (app.js):
 // a stream's rate and viewers change between the socket's messages; a node that is down shows none.
 // The nodes are asked in turn, spread over the second rather than all at once through the one entrance,

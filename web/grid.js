@@ -132,6 +132,9 @@ export class GridView {
     this.inference = null; // {state, error, next_attempt_at}: the server's, shared by every stream
     this.announcer = null; // where removals are said on a page without a #grid-note (made when needed)
     setInterval(() => this.checkStale(), STALE_TICK_MS);
+    // Shown again, each stream's newest picture is on its way (connection.js): the tiles' time starts
+    // again now, not at the last tick while hidden, which a background tab's timers make seldom.
+    document.addEventListener("visibilitychange", () => this.restartStaleClocks());
   }
 
   setInference(inference) {
@@ -265,13 +268,21 @@ export class GridView {
   }
 
   // Once a second: a tile whose picture has grown stale says so, and the seconds since its last one.
-  // A tile out of sight (the stream view is open) is sent no frames: its time starts again when shown.
+  // A tile out of sight (the stream view is open, or the page is hidden: connection.js) is sent no
+  // pictures: its time starts again when shown.
   checkStale() {
     const now = performance.now();
     for (const card of this.cards.values()) {
       if (card.drawnAt === null) continue;
-      if (card.element.getClientRects().length === 0) card.drawnAt = now; // not rendered
+      if (document.hidden || card.element.getClientRects().length === 0) card.drawnAt = now; // not seen
       if (this.notice(card)?.state === "stale" || card.panel.notice?.state === "stale") this.render(card);
+    }
+  }
+
+  restartStaleClocks() {
+    const now = performance.now();
+    for (const card of this.cards.values()) {
+      if (card.drawnAt !== null) card.drawnAt = now;
     }
   }
 
