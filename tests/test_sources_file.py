@@ -78,7 +78,7 @@ def test_file_without_loop_plays_at_its_native_rate_then_ends(clip: Path) -> Non
         ended = probe.wait_state(StreamState.ENDED, 10)
     took = time.monotonic() - started
 
-    assert ended.frames_read == CLIP_FRAMES
+    assert ended.frames_read == CLIP_FRAMES and ended.error is None, "played to the end its header states"
     assert took >= (CLIP_FRAMES - 1) / CLIP_FPS * 0.9, "paced like a camera, not decoded in a burst"
 
 
@@ -192,11 +192,83 @@ def test_non_video_file_fails_with_a_readable_reason(tmp_path: Path, content: by
     assert str(failure.value) == f"cannot open camera.mp4 as video: {reason} when processing input"
 
 
-def test_truncated_video_fails_with_a_readable_reason(clip: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["in-pictures", "before-index", "in-index"])
+def test_a_recording_cut_off_before_its_index_is_said_to_be_incomplete(clip: Path, tmp_path: Path, where: str) -> None:
+    """A recorder writes an MP4's index (moov) last: one cut off leaves none, or only its start. FFmpeg
+    said "invalid data found", as for a file that is no video at all, or the reader crashed on a
+    stream without a decoder."""
+    data = clip.read_bytes()
+    index = data.rindex(b"moov") - 4  # where the index starts: after the pictures
+    cut_at = {"in-pictures": index // 2, "before-index": index, "in-index": (index + len(data)) // 2}[where]
     cut = tmp_path / "cut.mp4"
-    cut.write_bytes(clip.read_bytes()[:2000])  # the index (at the end) is gone
-    with pytest.raises(SourceError, match=r"^cannot open cut\.mp4 as video: "):
+    cut.write_bytes(data[:cut_at])
+    with pytest.raises(SourceError) as failure:
         first_frame(str(cut))
+    assert str(failure.value) == (
+        "cannot open cut.mp4 as video: it looks incomplete, with no index (the MP4's moov box), "
+        "as a recording is when its recorder was cut off before it finished"
+    )
+
+
+def test_an_empty_file_is_said_to_be_empty(tmp_path: Path) -> None:
+    """It was "cannot open empty.mp4 as video: invalid data found when processing input"."""
+    empty = tmp_path / "empty.mp4"
+    empty.touch()
+    with ReaderProbe(str(empty)) as probe:
+        failed = probe.wait_state(StreamState.FAILED, 5)
+    assert failed.error == f"{empty} is empty (0 bytes): there is no video in it"
+
+
+def cut_faststart(tmp_path: Path, seconds: float, kept: float) -> Path:
+    """A recording of ``seconds`` at `CLIP_FPS` with its index first, cut after ``kept`` of its bytes: it
+    opens, and its frames stop at the cut."""
+    video = write_camera_video(tmp_path / "whole.mp4", seconds, CLIP_FPS)
+    faststart = tmp_path / "faststart.mp4"
+    with av.open(str(video)) as source, av.open(str(faststart), "w", options={"movflags": "faststart"}) as out:
+        template = source.streams.video[0]
+        stream = out.add_stream_from_template(template)
+        for packet in source.demux(template):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+    data = faststart.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: round(len(data) * kept)])
+    return cut
+
+
+def test_a_recording_cut_short_ends_saying_where_of_its_stated_length(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One cut off after its index played a third of its frames and said only `ended`."""
+    cut = cut_faststart(tmp_path, 4.0, 0.35)
+    caplog.set_level(logging.WARNING, logger="server.sources.file")
+    with ReaderProbe(str(cut), stream_id="yard") as probe:
+        ended = probe.wait_state(StreamState.ENDED, 10)
+
+    played_s = ended.frames_read / CLIP_FPS
+    assert 0 < ended.frames_read < 0.6 * 4.0 * CLIP_FPS
+    reason = (
+        f"the video ended early, at {played_s:.1f} s of the 4.0 s its header states: the file is cut short "
+        "(a recording cut off, or a copy that did not finish)"
+    )
+    assert ended.error == reason and probe.announced[-1] == (StreamState.ENDED, reason)
+    told = [r.getMessage() for r in caplog.records if r.name == "server.sources.file" and "early" in r.getMessage()]
+    assert told == [f"[yard] cut.mp4: {reason}"]
+
+
+def test_a_looped_recording_cut_short_is_told_once_not_at_every_pass(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cut = cut_faststart(tmp_path, 4.0, 0.3)
+    caplog.set_level(logging.WARNING, logger="server.sources.file")
+    with ReaderProbe(str(cut), loop_file=True) as probe:
+        frame = probe.next_frame(10)
+        while frame.restarts < 2:
+            frame = probe.next_frame(10)
+
+    told = [r.getMessage() for r in caplog.records if r.name == "server.sources.file" and "early" in r.getMessage()]
+    assert len(told) == 1 and probe.status().state is StreamState.LIVE
 
 
 def first_frame(uri: str) -> np.ndarray:
@@ -407,6 +479,32 @@ def test_one_converter_for_a_decoding_loop_gives_each_frame_its_own_pixels_acros
         assert image.shape == (frame.height, frame.width, 3)
         assert np.array_equal(image, frame.to_ndarray(format="bgr24"))
     assert not np.array_equal(images[0], images[1])  # two different pictures of one size stayed two
+
+
+def test_a_damaged_picture_of_an_mjpeg_file_is_skipped_not_shown_over_an_older_one(tmp_path: Path) -> None:
+    """FFmpeg conceals a damaged JPEG with an older picture under its top; each picture stands alone,
+    so it is skipped, as a damaged packet of any other file is."""
+    video = tmp_path / "cam.avi"
+    with av.open(str(video), "w") as container:
+        stream = container.add_stream("mjpeg", rate=CLIP_FPS)
+        stream.width, stream.height, stream.pix_fmt = 320, 192, "yuvj420p"
+        for index in range(8):
+            image = np.full((192, 320, 3), 20 + 25 * index, np.uint8)
+            image[::8] = 235 - 25 * index  # the same stripes everywhere: top and bottom alike
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    data = bytearray(video.read_bytes())
+    with av.open(str(video)) as container:
+        position, size = [(p.pos, p.size) for p in container.demux(container.streams.video[0]) if p.size][5]
+    data[position + size // 3 : position + size] = bytes(size - size // 3)
+    video.write_bytes(bytes(data))
+
+    images = [decoded.image for decoded in FileSource(video, "max").open(threading.Event())]
+    halves = [(float(image[:48].mean()), float(image[-48:].mean())) for image in images]
+    assert len(images) == 7
+    assert all(abs(top - bottom) < 5 for top, bottom in halves), halves
 
 
 def test_damaged_packets_skipped_are_logged_with_the_streams_id(

@@ -270,10 +270,36 @@ def test_hls_recording_plays_through(clip_folder: Path) -> None:
     assert ended.frames_read >= round(CLIP_S * CLIP_FPS) - 1
 
 
-def test_missing_stream_is_retried_not_failed() -> None:
-    with MjpegServer() as server, ReaderProbe(server.url("/no-such-stream")) as probe:
-        status = probe.wait_state(StreamState.RECONNECTING, 10)
-    assert status.error is not None and "not found" in status.error.lower()
+def test_missing_stream_is_retried_slowly_and_told_to_check_the_path() -> None:
+    """A 404 was "server returned 404 Not Found", asked again every few seconds: a path to fix, or a
+    camera still starting its streams, as a 401 is a setting to fix or a camera still booting."""
+    with MjpegServer() as server:
+        failure = first_failure(NetworkSource(server.url("/no-such-stream")))
+        with ReaderProbe(server.url("/no-such-stream"), slow_backoff=FAST_BACKOFF) as probe:
+            status = probe.wait_state(StreamState.RECONNECTING, 10)
+
+    assert isinstance(failure, SlowRetryError)
+    assert status.error == "server returned 404 Not Found: check the URL's path; retried slowly"
+
+
+def test_a_busy_server_is_said_to_be_busy_and_retried() -> None:
+    """FFmpeg's word for every 5XX answer is "server returned 5XX Server Error reply"."""
+    with PageServer(b"busy", "text/plain", status=HTTPStatus.SERVICE_UNAVAILABLE) as camera:
+        failure = first_failure(NetworkSource(camera.url("/video.mjpg")))
+    assert not isinstance(failure, SlowRetryError)
+    assert str(failure) == "the server answered 503 (busy or starting): retrying"
+
+
+def test_a_cameras_snapshot_url_fails_saying_it_is_one_picture() -> None:
+    """A camera's snapshot URL (one JPEG) went live for one frame, then ended without a word."""
+    jpeg = cv2.imencode(".jpg", np.full((192, 320, 3), 90, np.uint8))[1].tobytes()
+    with PageServer(jpeg, "image/jpeg") as camera:
+        for path in ("/snap.jpg", "/cgi-bin/snapshot.cgi"):  # FFmpeg's image2 by its name, jpeg_pipe by its bytes
+            with ReaderProbe(camera.url(path)) as probe:
+                failed = probe.wait_state(StreamState.FAILED, 10)
+            assert failed.error is not None and failed.error.startswith(f"{camera.url(path)} is a single picture")
+            assert "give the camera's MJPEG or RTSP URL instead" in failed.error
+            assert probe.announced == [(StreamState.FAILED, failed.error)], "never live"
 
 
 @pytest.mark.parametrize("scheme", ["http", "rtsp"])
@@ -291,15 +317,16 @@ CAMERA_PAGE = b"<!DOCTYPE html>\n<html><head><title>IP Camera</title></head><bod
 class PageServer:
     """An HTTP server answering every GET with one body and content type, as a camera's web interface
     answers at the address people take for its stream; without its ``length``, as a camera's live
-    feed that hangs up. Runs on 127.0.0.1 in a thread of the test."""
+    feed that hangs up; with another ``status``, as a server refusing. Runs on 127.0.0.1 in a thread
+    of the test."""
 
-    def __init__(self, body: bytes, content_type: str, length: bool = True) -> None:
+    def __init__(self, body: bytes, content_type: str, length: bool = True, status: HTTPStatus = HTTPStatus.OK) -> None:
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, format: str, *args: object) -> None:
                 """Quiet: the tests' output is about segcast."""
 
             def do_GET(self) -> None:
-                self.send_response(HTTPStatus.OK)
+                self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 if length:
                     self.send_header("Content-Length", str(len(body)))

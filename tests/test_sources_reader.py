@@ -223,6 +223,21 @@ def test_a_live_source_that_returns_has_ended() -> None:
     assert ended.frames_read == 3
 
 
+class CutShortFile(ScriptedSource):
+    """A file whose frames stop before the end its header states, as `FileSource` finds it."""
+
+    live = False
+    ended_early = "the video ended early, at 0.1 s of the 9.0 s its header states"
+
+
+def test_a_source_that_ended_early_says_why_in_its_ended_state() -> None:
+    """An ended stream said nothing more than that, however short of its length it stopped."""
+    with ReaderProbe(CutShortFile((3, None))) as probe:
+        ended = probe.wait_state(StreamState.ENDED, 5)
+    assert ended.error == CutShortFile.ended_early
+    assert probe.announced == [(StreamState.LIVE, None), (StreamState.ENDED, CutShortFile.ended_early)]
+
+
 class RestartingEncoder(ScriptedSource):
     """A live camera whose timestamps jump by ``jump_s`` half-way, as when its encoder restarts
     behind the same URL: a new clock, from anywhere."""

@@ -80,7 +80,9 @@ class Source(Protocol):
     #: turns this off; the reader reads it for every frame. A source may also carry ``batch = True``:
     #: decode as fast as the consumer takes frames, none dropped (files with ``#rate=max``); and
     #: ``resumes = True``: an attempt after a failed one goes on from the last frame yielded,
-    #: yielding it again only if nothing follows (a network video, `NetworkSource`).
+    #: yielding it again only if nothing follows (a network video, `NetworkSource`); and
+    #: ``ended_early``: why its media ended before its stated end, or None, read when it ends and
+    #: shown as the ended stream's reason (a file cut short, `FileSource`).
     live: bool
     #: Nominal frames per second, known before the first frame (trackers are sized by it).
     fps: float

@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import re
 import stat
+import struct
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,14 @@ from urllib.parse import unquote, urlsplit
 import av
 
 from server.sources.base import MAX_FRAME_SIDE_PX, SCALE_VIDEO_DOWN, Decoded, SourceError, reading_stream
-from server.sources.network import SCHEMES, UprightImages, frame_rate, limit_decoder, video_stream
+from server.sources.network import (
+    SCHEMES,
+    UprightImages,
+    frame_rate,
+    limit_decoder,
+    refuse_damaged_pictures,
+    video_stream,
+)
 from server.sources.uri import mask_uri, split_options
 
 log = logging.getLogger(__name__)
@@ -28,6 +36,11 @@ log = logging.getLogger(__name__)
 DEFAULT_FPS = 25.0  # for files whose header gives no rate
 #: A file that has only damaged packets this far into it is not a video at all.
 MAX_DAMAGED_PACKETS = 100
+#: A file whose frames end more than this before the end its header states was cut short.
+EARLY_END_TOLERANCE_S = 1.0
+#: The MP4 boxes read for a file FFmpeg could not open: enough for any file's top level, which a
+#: recording keeps to a handful (ftyp, free, mdat, moov).
+MAX_TOP_LEVEL_BOXES = 1000
 RATES = ("native", "max")
 #: A file's options and their defaults. In a plain path they also tell options from a '#' in a name.
 _OPTIONS = {"rate": "native"}
@@ -61,6 +74,19 @@ class FileSource:
         self._max_frame_side = max_frame_side
         #: The file's own rate once `open` has read its header; until then a first guess, as a camera's.
         self.fps = DEFAULT_FPS
+        #: Where its frames ended before the end its header states (a recording cut short): the reason
+        #: its ended stream shows (see `Source`).
+        self.ended_early: str | None = None
+
+    def _unplayable(self, reason: str) -> SourceError:
+        """The error for a file that cannot be played: ``reason``, FFmpeg's words, unless the file is a
+        recording cut off before its index (FFmpeg finds no data, no video stream or no decoder)."""
+        if lacks_mp4_index(self.path):
+            reason = (
+                f"cannot open {self.path.name} as video: it looks incomplete, with no index (the MP4's "
+                "moov box), as a recording is when its recorder was cut off before it finished"
+            )
+        return SourceError(reason)
 
     def describe(self) -> str:
         shown = _shown(self.path)
@@ -88,17 +114,21 @@ class FileSource:
         try:
             container = av.open(str(self.path))
         except av.error.FFmpegError as exc:
-            raise SourceError(f"cannot open {self.path.name} as video: {_reason(exc)}") from None
+            raise self._unplayable(f"cannot open {self.path.name} as video: {_reason(exc)}") from None
         with container:
             stream = video_stream(container)
             if stream is None:
-                raise SourceError(f"{self.path.name} has no video stream")
+                raise self._unplayable(f"{self.path.name} has no video stream")
+            if stream.codec_context is None:  # a codec FFmpeg lacks, or one an index cut short never named
+                raise self._unplayable(f"cannot decode {self.path.name}: this FFmpeg has no decoder for its video")
             stream.thread_type = "AUTO"
             limit_decoder(stream, self._max_frame_side, SCALE_VIDEO_DOWN)
+            refuse_damaged_pictures(stream)
             time_base = float(stream.time_base) if stream.time_base else 0.0
             rate = self.fps = float(frame_rate(container, stream) or DEFAULT_FPS)
             upright_image = UprightImages()
             index = damaged = 0
+            media_time = 0.0
             try:
                 for packet in container.demux(stream):
                     try:
@@ -119,10 +149,14 @@ class FileSource:
                         index += 1
             except av.error.FFmpegError as exc:
                 if index == 0:
-                    raise SourceError(f"cannot decode {self.path.name}: {_reason(exc)}") from None
+                    raise self._unplayable(f"cannot decode {self.path.name}: {_reason(exc)}") from None
                 raise
             if damaged:
                 log.warning("[%s] %s: skipped %d damaged packets", reading_stream.get(), self.path.name, damaged)
+            ended_early = _ended_early(stream, media_time + 1 / rate) if index else None
+            if ended_early and ended_early != self.ended_early:  # once, not at every pass of a loop
+                log.warning("[%s] %s: %s", reading_stream.get(), self.path.name, ended_early)
+            self.ended_early = ended_early
 
 
 def file_path(uri: str, is_url: bool) -> Path:
@@ -167,6 +201,38 @@ def check_file_url_host(uri: str) -> None:
         raise SourceError(f"{mask_uri(uri)!r} names host {host!r}; write file:///{host}{parts.path}")
 
 
+def lacks_mp4_index(path: Path) -> bool:
+    """Whether ``path`` is an MP4 or QuickTime file (its first box is ``ftyp``) whose index is missing
+    or cut off: no ``moov`` box at its top level, or one that runs past the file's end.
+
+    A recorder writes the index last, when it stops: one cut off (a camera's power lost, a process
+    killed) leaves the pictures without it, and FFmpeg says only "Invalid data found". Reads the
+    boxes' headers only; any trouble reading says no, and FFmpeg's words stand.
+    """
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as file:
+            for number in range(MAX_TOP_LEVEL_BOXES):
+                start = file.tell()
+                header = file.read(8)
+                if len(header) < 8:
+                    return number > 0  # an ftyp and no moov
+                length, kind = struct.unpack(">I4s", header)
+                if number == 0 and kind != b"ftyp":
+                    return False
+                if length == 1:  # a 64-bit length follows
+                    length = struct.unpack(">Q", file.read(8))[0]
+                end = size if length == 0 else start + length  # 0: the box runs to the file's end
+                if kind == b"moov":
+                    return end > size
+                if end <= start:
+                    return False
+                file.seek(end)
+    except (OSError, struct.error):
+        return False
+    return False
+
+
 def check_video_file(path: Path) -> None:
     """Raise `SourceError` unless ``path`` names a regular file this process can reach.
 
@@ -176,12 +242,13 @@ def check_video_file(path: Path) -> None:
     """
     shown = _shown(path)
     try:
-        mode = path.stat().st_mode
+        status = path.stat()
     except (FileNotFoundError, NotADirectoryError):
         hint = camera_address_hint(str(path)) or _home_hint(path)
         raise SourceError(f"no such file: {shown}{f' ({hint})' if hint else ''}") from None
     except OSError as exc:  # EACCES on a folder on the way, ENAMETOOLONG, ELOOP, EIO
         raise SourceError(f"cannot read {shown}: {exc.strerror or type(exc).__name__}") from None
+    mode = status.st_mode
     if stat.S_ISDIR(mode):
         raise SourceError(f"{shown} is a folder: give the path of a video file in it")
     if stat.S_ISCHR(mode):  # a camera under a name of its own (a udev link): read as a file, it never plays
@@ -190,6 +257,8 @@ def check_video_file(path: Path) -> None:
         )
     if not stat.S_ISREG(mode):
         raise SourceError(f"{shown} is not a regular file (a pipe, socket or device): give a video file")
+    if status.st_size == 0:  # FFmpeg's word for it is "invalid data found"
+        raise SourceError(f"{shown} is empty (0 bytes): there is no video in it")
 
 
 def camera_address_hint(text: str) -> str | None:
@@ -245,6 +314,34 @@ def _home_hint(path: Path) -> str | None:
     except RuntimeError:  # ~name of nobody on this machine
         return None
     return f"'~' is not expanded here: write {expanded}"
+
+
+def _ended_early(stream: av.video.stream.VideoStream, played_to_s: float) -> str | None:
+    """Where a file whose frames ran to ``played_to_s`` (its media time) ended before the end its header
+    states, by more than `EARLY_END_TOLERANCE_S`; None where it did not, or states none.
+
+    A recording whose index came first (a "faststart" MP4) and whose pictures were then cut off
+    plays up to the cut and ends, as if it were over: a third of it played without a word.
+    """
+    if not stream.duration or not stream.time_base:
+        return None
+    start_s = float((stream.start_time or 0) * stream.time_base)
+    stated_s, played_s = float(stream.duration * stream.time_base), played_to_s - start_s
+    if stated_s - played_s <= EARLY_END_TOLERANCE_S:
+        return None
+    return (
+        f"the video ended early, at {_clock(played_s)} of the {_clock(stated_s)} its header states: the file is "
+        "cut short (a recording cut off, or a copy that did not finish)"
+    )
+
+
+def _clock(seconds: float) -> str:
+    """A time into a video for people: ``12.4 s`` under a minute, else ``1:02:03`` or ``2:03``."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def _reason(exc: av.error.FFmpegError) -> str:

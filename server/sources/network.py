@@ -11,7 +11,8 @@ Options go in the fragment (see `server.sources.uri`): ``transport`` (RTSP: tcp,
 http, https), ``timeout`` (seconds without a frame before the connection counts as stalled and is
 dropped; a live HLS stream's default follows its playlist's target duration), ``open_timeout``
 (seconds for connecting and reading the stream header), ``fps`` (the rate assumed until frames
-arrive), ``format`` (force an FFmpeg demuxer this FFmpeg has, e.g. ``mpjpeg``).
+arrive), ``format`` (force an FFmpeg demuxer this FFmpeg has, e.g. ``mjpeg`` for an MJPEG camera
+whose parts FFmpeg's multipart demuxer cannot find).
 
 FFmpeg is asked for low latency: low-delay decoding, slice threads rather than frame threads (which
 would hold frames back), and a short probe, so the newest frame is what the camera sent last rather
@@ -27,13 +28,16 @@ import base64
 import contextlib
 import errno
 import http.client
+import logging
 import re
 import socket
 import ssl
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import cast
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
@@ -44,6 +48,7 @@ import av.format
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from server.log_throttle import ThrottledCount
 from server.sources.base import (
     LOWER_CAMERA_RESOLUTION,
     MAX_FPS,
@@ -52,8 +57,11 @@ from server.sources.base import (
     SlowRetryError,
     SourceError,
     check_frame_size,
+    reading_stream,
 )
 from server.sources.uri import has_raw_userinfo, mask_text, mask_uri, positive_float, split_options
+
+log = logging.getLogger(__name__)
 
 SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https"})
 RTSP_TRANSPORTS = frozenset({"tcp", "udp", "udp_multicast", "http", "https"})
@@ -90,6 +98,14 @@ PAGE_SNIFF_BYTES = 512
 #: A web page's content types, and how its text starts where the server names no such type.
 PAGE_TYPES = ("text/html", "application/xhtml+xml")
 PAGE_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body")
+#: The content type of MJPEG as cameras send it: one JPEG after another, each a part of a multipart answer.
+MULTIPART_MJPEG = "multipart/x-mixed-replace"
+#: What an HTTP server's 5XX answers mean for a camera, where they say more than "an error on its side".
+SERVER_ERRORS = {502: "its gateway got no answer", 503: "busy or starting", 504: "its gateway timed out"}
+#: Demuxers of still images, with every ``*_pipe`` one: what FFmpeg reads a camera's snapshot URL with.
+STILL_IMAGE_FORMATS = frozenset({"image2", "mjpeg"})
+#: A source's damaged pictures are told in one line at most this often, with how many since the last.
+DAMAGED_PICTURES_LOG_INTERVAL_S = 60.0
 
 _OPTIONS = {
     "transport": "tcp",
@@ -165,6 +181,7 @@ class NetworkSource:
         #: A finite video's media time of the last frame handed on, until it has played to its end:
         #: a connection that drops mid-file resumes there instead of playing it again from the start.
         self._played_to: float | None = None
+        self._damaged = DamagedPictures()
 
     def describe(self) -> str:
         return self._described
@@ -200,10 +217,14 @@ class NetworkSource:
             if rate := frame_rate(container, stream):
                 self.fps = float(rate)
             stall_timeout_s = self._hls_stall_timeout_s or self.stall_timeout_s
-            frames = decode_frames(container, stream, stop, stall_timeout_s, self.live, self._url, self.fps)
+            frames = decode_frames(
+                container, stream, stop, stall_timeout_s, self.live, self._url, self.fps, self._damaged
+            )
             if self.live:
                 yield from frames
                 return
+            if _is_still_image(container):
+                frames = _more_than_one_picture(frames, self._described)
             yield from self._resume(container, stream, frames)
             self._played_to = None  # played to its end: a looped video starts again from the start
 
@@ -269,14 +290,41 @@ class NetworkSource:
             if exc.errno == errno.EIO and self._host and (unknown := unknown_host(self._host)):
                 raise ConnectionError(unknown) from None
             left_s = self.open_timeout_s - (time.monotonic() - started)
-            is_http = self.scheme in ("http", "https")
-            if is_http and isinstance(exc, av.error.InvalidDataError) and sends_web_page(self._url, left_s):
-                raise SlowRetryError(
-                    "the server sent a web page, not video: check the URL's path (a camera's web page is "
-                    "not its video stream); retried slowly"
-                ) from None
+            if self.scheme in ("http", "https") and (explained := self._explain_http(exc, left_s)) is not None:
+                raise explained from None
             rtsp_transport = self._transport if self.scheme in ("rtsp", "rtsps") else None
             raise translate_error(exc, self._url, rtsp_transport) from None
+
+    def _explain_http(self, exc: av.error.FFmpegError, timeout_s: float) -> ConnectionError | None:
+        """What the server's answer tells that FFmpeg's ``exc`` does not, found by asking again
+        (`ask_again`), or None where it tells nothing more.
+
+        FFmpeg says "Invalid data found" for a web page and for MJPEG its multipart demuxer cannot split,
+        and "5XX Server Error" for every server error, keeping the answer's content type and status to
+        itself.
+        """
+        if not isinstance(exc, av.error.InvalidDataError | av.error.HTTPServerError):
+            return None
+        answer = ask_again(self._url, timeout_s)
+        if answer is None:
+            return None
+        if isinstance(exc, av.error.HTTPServerError):
+            if answer.status < 500:  # answered again since: its error is not known
+                return None
+            meaning = SERVER_ERRORS.get(answer.status, "an error on its side")
+            return ConnectionError(f"the server answered {answer.status} ({meaning}): retrying")
+        if answer.is_web_page:
+            return SlowRetryError(
+                "the server sent a web page, not video: check the URL's path (a camera's web page is "
+                "not its video stream); retried slowly"
+            )
+        if answer.content_type == MULTIPART_MJPEG and self._format != "mjpeg":
+            return SlowRetryError(
+                f"the server sends MJPEG ({MULTIPART_MJPEG}) whose parts FFmpeg cannot find (some cameras "
+                "write the boundary between them without its leading '--'): add #format=mjpeg to the URI, "
+                "which finds each picture by its own markers; retried slowly"
+            )
+        return None
 
 
 def unknown_host(host: str) -> str | None:
@@ -292,24 +340,43 @@ def unknown_host(host: str) -> str | None:
     return None
 
 
-def sends_web_page(url: str, timeout_s: float) -> bool:
-    """Whether the HTTP(S) ``url`` answers with a web page: its content type, or how its text starts.
+@dataclass(frozen=True, slots=True)
+class HttpAnswer:
+    """How an HTTP(S) server answered a GET: its status, content type and the first bytes of its body."""
 
-    FFmpeg says only "Invalid data found" for a page (a camera's web interface given instead of its
-    stream, the commonest mistake with HTTP cameras) and keeps the content type it read to itself, so
-    the URL is asked once more (`_ask`), after FFmpeg failed so, reading no more than
-    `PAGE_SNIFF_BYTES`: blocks for up to ``timeout_s`` (the time left of the attempt's opening), in the
-    reader's thread. Any failure to ask says no: the caller's error stands.
+    status: int
+    content_type: str
+    start: bytes
+
+    @property
+    def is_web_page(self) -> bool:
+        """A page by its content type, or by how its text starts where the server names no such type."""
+        if not 200 <= self.status < 300:
+            return False
+        text = self.start.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+        return self.content_type in PAGE_TYPES or text.startswith(PAGE_STARTS)
+
+
+def ask_again(url: str, timeout_s: float) -> HttpAnswer | None:
+    """How the HTTP(S) ``url`` answers (`_ask`), reading no more than `PAGE_SNIFF_BYTES` of it; None
+    where it cannot be asked.
+
+    Asked after FFmpeg failed on the URL, for what FFmpeg read and kept to itself (a web page given
+    instead of a camera's stream, the commonest mistake with HTTP cameras). Blocks for up to
+    ``timeout_s`` (the time left of the attempt's opening), in the reader's thread. A refusal is an
+    answer too: its status and type, without its body.
     """
     if timeout_s <= 0:
-        return False
+        return None
     try:
         with _ask(url, timeout_s) as response:
-            content_type = response.headers.get_content_type()
             start = response.read1(PAGE_SNIFF_BYTES)  # what has come: a stream that trickles cannot hold it up
-    except (OSError, ValueError, http.client.HTTPException):  # an HTTPError too: not the answer FFmpeg read
-        return False
-    return content_type in PAGE_TYPES or start.lstrip(b"\xef\xbb\xbf \t\r\n").lower().startswith(PAGE_STARTS)
+            return HttpAnswer(response.status, response.headers.get_content_type(), start)
+    except urllib.error.HTTPError as refusal:
+        refusal.close()
+        return HttpAnswer(refusal.code, refusal.headers.get_content_type(), b"")
+    except (OSError, ValueError, http.client.HTTPException):
+        return None
 
 
 def playlist_target_duration(url: str, timeout_s: float, host: str | None) -> float | None:
@@ -318,7 +385,7 @@ def playlist_target_duration(url: str, timeout_s: float, host: str | None) -> fl
     where it cannot be read.
 
     FFmpeg read the playlist but keeps what it found to itself, so it is asked again, as
-    `sends_web_page` asks, reading at most `PLAYLIST_MAX_BYTES`; blocks for up to ``timeout_s`` a
+    `ask_again` asks, reading at most `PLAYLIST_MAX_BYTES`; blocks for up to ``timeout_s`` a
     request, in the reader's thread. A variant elsewhere is not asked: only FFmpeg follows a
     playlist's URLs (unchecked, as README says), this reads no further than the camera's host.
     """
@@ -418,6 +485,46 @@ def limit_decoder(stream: av.video.stream.VideoStream, max_side: int, fix: str =
     context.options = {**context.options, "max_pixels": str(max_side * max_side)}
 
 
+def refuse_damaged_pictures(stream: av.video.stream.VideoStream) -> None:
+    """Have the decoder refuse a damaged picture of a codec whose every picture stands alone (MJPEG).
+
+    FFmpeg otherwise conceals the damage and hands the picture on as sound (``frame.is_corrupt`` not
+    set): what it could not decode is whatever its buffer held, an older picture under the new one's
+    top, and objects jumped back for a frame, their trails jittering. Refused, the damaged picture
+    raises `av.error.InvalidDataError` for its packet alone, and the next one decodes as before. Codecs
+    whose pictures refer to others (H.264, HEVC) keep their concealment, which does better than
+    dropping a picture that the ones after it, up to the next key frame, are made from. Call before
+    the first decode.
+    """
+    context = stream.codec_context
+    if context.codec.intra_only:
+        context.options = {**context.options, "err_detect": "explode"}
+
+
+class DamagedPictures:
+    """Pictures a source's decoder refused as damaged, told in its log: the first at once, then at most
+    one line every `DAMAGED_PICTURES_LOG_INTERVAL_S` with how many since the last (`ThrottledCount`).
+
+    One per source, across its connections, so a camera that reconnects does not repeat the first line.
+    Used in its reader's thread only.
+    """
+
+    def __init__(self) -> None:
+        self.total = 0
+        self._untold = ThrottledCount(DAMAGED_PICTURES_LOG_INTERVAL_S)
+
+    def add(self) -> None:
+        self.total += 1
+        if count := self._untold.add():
+            log.warning(
+                "[%s] skipped %d damaged picture%s (%d in all): each costs only itself, not the connection",
+                reading_stream.get(),
+                count,
+                "" if count == 1 else "s",
+                self.total,
+            )
+
+
 def decode_frames(
     container: av.container.InputContainer,
     stream: av.video.stream.VideoStream,
@@ -426,6 +533,7 @@ def decode_frames(
     live: bool,
     url: str,
     fps: float = DEFAULT_FPS,
+    damaged: DamagedPictures | None = None,
 ) -> Iterator[Decoded]:
     """Decode ``stream`` of an open ``container`` until it ends, stalls or ``stop`` is set.
 
@@ -438,8 +546,12 @@ def decode_frames(
     read times out and hands it over then, which made a camera that stopped sending look live for
     one more time-out. A packet the decoder finds damaged costs its picture, not
     the connection (an MJPEG camera's garbled part; a reconnect for each kept such a camera down
-    most of the time); one that sends nothing decodable stalls.
+    most of the time), and is counted in ``damaged`` (the source's, else this call's own); one that
+    sends nothing decodable stalls.
     """
+    refuse_damaged_pictures(stream)
+    if damaged is None:
+        damaged = DamagedPictures()
     wall_clock = container.format.name in WALL_CLOCK_FORMATS
     time_base = float(stream.time_base) if stream.time_base and not wall_clock else 0.0
     started = last_frame = last_packet = time.monotonic()
@@ -457,6 +569,7 @@ def decode_frames(
             try:
                 frames = packet.decode()
             except av.error.InvalidDataError:
+                damaged.add()
                 frames = []
             for frame in frames:
                 if frame.pts is not None and time_base:
@@ -492,6 +605,10 @@ def translate_error(exc: av.error.FFmpegError, url: str, rtsp_transport: str | N
             f"the camera refused the credentials ({reason}): check the user and password in the URI; "
             "retried slowly, as a camera that is still starting may refuse them"
         )
+    if isinstance(exc, av.error.HTTPNotFoundError):
+        return SlowRetryError(f"{reason[:1].lower() + reason[1:]}: check the URL's path; retried slowly")
+    if isinstance(exc, av.error.HTTPServerError):  # its status is told by `NetworkSource._explain_http`
+        return ConnectionError("the server answered with a 5XX error (busy, starting or failing): retrying")
     if rtsp_transport == "tcp" and exc.errno == errno.EPROTONOSUPPORT:  # RTSP's 461 Unsupported transport
         return SlowRetryError(f"the camera refused the transport ({reason}): try #transport=udp; retried slowly")
     if isinstance(exc, av.error.ProtocolNotFoundError | av.error.DecoderNotFoundError):
@@ -518,3 +635,29 @@ def _is_finite(container: av.container.InputContainer) -> bool:
 def _is_live_hls(container: av.container.InputContainer) -> bool:
     """Whether ``container`` reads a live HLS playlist: one without an end, so without a duration."""
     return container.format.name == "hls" and not (container.duration and container.duration > 0)
+
+
+def _is_still_image(container: av.container.InputContainer) -> bool:
+    """Whether ``container`` is read by a demuxer of still images (`STILL_IMAGE_FORMATS`)."""
+    name = container.format.name
+    return name in STILL_IMAGE_FORMATS or name.endswith("_pipe")
+
+
+def _more_than_one_picture(frames: Iterator[Decoded], described: str) -> Iterator[Decoded]:
+    """``frames``, unless they end after one: a single picture (a camera's snapshot URL, one JPEG) is no
+    video, and played it went live for one frame, then ended without a word.
+
+    Raises `SourceError` before handing the picture on: the stream fails, saying what to give instead.
+    """
+    first = next(frames, None)
+    if first is None:
+        return
+    second = next(frames, None)
+    if second is None:
+        raise SourceError(
+            f"{described} is a single picture (a camera's snapshot URL), not a video stream: give the "
+            "camera's MJPEG or RTSP URL instead (its manual or web interface names them)"
+        )
+    yield first
+    yield second
+    yield from frames

@@ -386,7 +386,7 @@ class StreamReader:
                     if over_at is not None and self._stop.wait(max(0.0, over_at - time.monotonic())):
                         return
                     self._publish_end()
-                    self._set_state(StreamState.ENDED)
+                    self._set_state(StreamState.ENDED, getattr(self.source, "ended_early", None))
                     return
                 if self._stop.is_set():
                     return

@@ -1,0 +1,124 @@
+"""MJPEG cameras that send damaged pictures or multipart answers FFmpeg cannot split."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import cv2
+import numpy as np
+import pytest
+
+from server.sources import StreamState
+from server.sources.base import SlowRetryError
+from server.sources.network import NetworkSource
+from tests.support.mjpeg_server import MjpegServer
+from tests.support.reader_probe import ReaderProbe
+
+WIDTH, HEIGHT = 320, 192
+#: The rows compared in each picture: the same number of stripes in each (`striped_jpeg`).
+TOP, BOTTOM = slice(0, 48), slice(HEIGHT - 48, HEIGHT)
+
+
+def striped_jpeg(level: int) -> bytes:
+    """A JPEG whose every part looks alike: gray ``level`` with a light stripe every 8 rows, so its
+    top and bottom have the same brightness, and a picture made of two of them does not."""
+    image = np.full((HEIGHT, WIDTH, 3), level, np.uint8)
+    image[::8] = 255 - level
+    return cv2.imencode(".jpg", image)[1].tobytes()
+
+
+def damaged(jpeg: bytes) -> bytes:
+    """``jpeg`` cut after its first third and followed by junk, as a garbled part of a camera's stream."""
+    return jpeg[: len(jpeg) // 3] + b"\x00garbage" * 20
+
+
+def is_one_picture(image: np.ndarray) -> bool:
+    return abs(float(image[TOP].mean()) - float(image[BOTTOM].mean())) < 5
+
+
+def test_a_damaged_mjpeg_picture_is_dropped_not_shown_over_an_older_one(caplog: pytest.LogCaptureFixture) -> None:
+    """FFmpeg conceals the damage: the picture's top was its own, the rest an older picture, handed on as
+    sound; objects jumped back for a frame and their trails jittered. Now it costs that picture alone:
+    no reconnect, and the log tells of it once, then at most once a minute."""
+    caplog.set_level(logging.WARNING, logger="server.sources.network")
+    with MjpegServer(fps=20, width=WIDTH) as camera:
+        camera.jpegs = [striped_jpeg(20 + 25 * index) for index in range(8)]
+        camera.jpegs[5] = damaged(camera.jpegs[5])
+        with ReaderProbe(camera.url(), stream_id="door", record=True) as probe:
+            status = probe.wait_until("24 pictures read", lambda s: s.frames_read >= 24, 20)
+
+    mixed = [frame.seq for frame in probe.published if not is_one_picture(frame.image)]
+    assert mixed == [], "no picture is made of two"
+    assert status.state is StreamState.LIVE and status.reconnects == 0 and camera.connections == 1
+    told = [r.getMessage() for r in caplog.records if r.name == "server.sources.network"]
+    assert told == ["[door] skipped 1 damaged picture (1 in all): each costs only itself, not the connection"]
+
+
+class DashlessMjpegCamera:
+    """An MJPEG camera that writes the boundary between its parts without the leading '--' that
+    multipart requires, as some do: FFmpeg's multipart demuxer finds no part in it."""
+
+    BOUNDARY = "myboundary"
+
+    def __init__(self) -> None:
+        jpeg = striped_jpeg(100)
+        part = f"{self.BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode()
+        closing = threading.Event()
+        self._closing = closing
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                """Quiet: the tests' output is about segcast."""
+
+            def do_GET(self) -> None:
+                self.send_response(HTTPStatus.OK)
+                self.send_header("Content-Type", f"multipart/x-mixed-replace;boundary={DashlessMjpegCamera.BOUNDARY}")
+                self.end_headers()
+                try:
+                    while not closing.is_set():
+                        self.wfile.write(part + jpeg + b"\r\n")
+                        self.wfile.flush()
+                        closing.wait(0.1)
+                except (BrokenPipeError, ConnectionResetError):
+                    return
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="dashless-camera", daemon=True)
+
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/video.mjpg"
+
+    def __enter__(self) -> DashlessMjpegCamera:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._closing.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(5)
+
+
+@pytest.fixture
+def dashless_camera() -> Iterator[DashlessMjpegCamera]:
+    with DashlessMjpegCamera() as camera:
+        yield camera
+
+
+def test_mjpeg_whose_boundary_lacks_its_dashes_is_told_to_use_format_mjpeg(
+    dashless_camera: DashlessMjpegCamera,
+) -> None:
+    """It was "not a video stream, or a damaged one: Invalid data found", retried fast for ever; the
+    raw MJPEG demuxer reads it, finding each picture by its own markers."""
+    with pytest.raises(SlowRetryError) as failure:
+        next(NetworkSource(dashless_camera.url()).open(threading.Event()))
+    with ReaderProbe(dashless_camera.url() + "#format=mjpeg") as probe:
+        frame = probe.next_frame(10)
+
+    assert "add #format=mjpeg to the URI" in str(failure.value) and "leading '--'" in str(failure.value)
+    assert frame.image.shape == (HEIGHT, WIDTH, 3)
