@@ -25,7 +25,7 @@ from server.delivery.encode import Encoder, FramePacket
 from server.frames import FrameResult
 from server.http.access.policy import SourcePolicy, SourceRefused
 from server.inference.models import InferenceStatus
-from server.inference.pace import OverloadLog, PaceSample, PaceVerdict, StreamPace
+from server.inference.pace import LastVerdicts, OverloadLog, PaceSample, PaceVerdict, StreamPace
 from server.inference.worker import IN_PLACE_OPTIONS, InferenceWorker
 from server.options import StreamOptions
 from server.sources import Source, SourceError, StreamState, mask_uri, open_source
@@ -162,8 +162,11 @@ class StreamManager:
         self._claimed: Counter[str] = Counter()
         self._policy = settings.source_policy()
         #: Whether each running stream's inference keeps up (one per reader: a restart is judged afresh),
-        #: and the node's word on it in the log; updated by `check_pace` alone, under `_pace_lock`.
+        #: each stream's last verdict through the gaps it is not judged in (by id: kept over a restart,
+        #: forgotten on removal), and the node's word on it in the log; updated by `check_pace` alone, under
+        #: `_pace_lock` (`_remove` forgets a stream's last verdict under it too).
         self._paces: dict[str, StreamPace] = {}
+        self._last_verdicts = LastVerdicts()
         self._overload = OverloadLog()
         self._pace_lock = threading.Lock()
 
@@ -416,6 +419,8 @@ class StreamManager:
             self._checked.discard(stream_id)
         if reader is not None:
             reader.request_stop()  # it publishes nothing from now on
+        with self._pace_lock:
+            self._last_verdicts.forget(stream_id)
         self._worker.remove_stream(stream_id)
         self._encoder.forget(stream_id)
         log.info("[%s] removed", stream_id)
@@ -600,17 +605,19 @@ class StreamManager:
         Call it about every `server.inference.pace.PACE_CHECK_INTERVAL_S` (the app does, on its loop):
         it only reads counters. A stream is judged only while it is live, inference is available (a
         remote model's server down is said otherwise) and it is no batch file (``#rate=max`` never skips).
-        A stream with a ``process_fps`` is judged against it where it is below its input's rate.
+        A stream with a ``process_fps`` is judged against it where it is below its input's rate. One not
+        judged, or with no reader (restarting), keeps its last verdict for the log (`LastVerdicts`) until
+        it is judged again or removed.
         """
-        with self._lock:
-            running = [
-                (i, r, self._paces[i], self._processed.get(i, 0), self._configs[i].options.process_fps)
-                for i, r in self._readers.items()
-            ]
-        available = self._worker.inference_status.available
-        behind: list[tuple[str, PaceVerdict]] = []
-        with self._pace_lock:
+        with self._pace_lock:  # before the list: a removal forgets the stream after this round, not before
+            with self._lock:
+                running = [
+                    (i, r, self._paces[i], self._processed.get(i, 0), self._configs[i].options.process_fps)
+                    for i, r in self._readers.items()
+                ]
+            available = self._worker.inference_status.available
             now = time.monotonic()
+            verdicts: dict[str, PaceVerdict] = {}
             for stream_id, reader, pace, processed, cap in running:
                 status = reader.status()
                 batch = bool(getattr(reader.source, "batch", False))
@@ -618,10 +625,15 @@ class StreamManager:
                 stats = self._worker.stats(stream_id)
                 thinned = stats.thinned if stats is not None else 0
                 sample = PaceSample(now, judged, status.frames_read, status.dropped, processed, thinned, cap)
-                verdict = pace.update(sample)
-                if verdict.behind:
-                    behind.append((stream_id, verdict))
+                verdicts[stream_id] = pace.update(sample)
+            behind = self._last_verdicts.update(verdicts, now)
             self._overload.update(behind, self._worker.busy.share(), now)
+
+    def behind_held(self) -> frozenset[str]:
+        """The streams ``segcast_stream_behind`` counts behind: judged behind now, or last judged behind
+        at most `server.inference.pace.BEHIND_HELD_S` ago and not judged since (a restart, a stall)."""
+        with self._pace_lock:
+            return self._last_verdicts.held_behind(time.monotonic())
 
     def _on_result(self, result: FrameResult) -> None:
         stream_id = result.frame.stream_id

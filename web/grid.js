@@ -13,8 +13,11 @@
 // Tiles are sent pictures as wide as a tile is on the screen (ThumbnailWidth), not a fixed size: the
 // server encodes and sends no more pixels than are shown.
 // A stream whose inference cannot keep up with its camera (the server's `behind`) says so in its caption,
-// "behind: 4.2 of 30 fps", in the warning colour, its title saying what to do (behindAdvice): its picture
-// is fine, only slow, so it is no notice over the picture.
+// "behind: 4.2 of 30 fps" (of a capped stream, of the rate it wants: "behind: 2.1 of 5 fps (capped)"), in
+// the warning colour: its picture is fine, only slow, so it is no notice over the picture. What to do
+// (behindAdvice) is the tile link's description, which a screen reader speaks with its name; the keyboard
+// on the tile shows it over its picture, a pointer in its caption's title, and a tap opens the stream view,
+// which shows it too.
 
 import { carryToken } from "./connection.js";
 import { OFFLINE_NOTICE, StatusPanel, noticeWithoutPicture, streamNotice } from "./status.js";
@@ -35,17 +38,33 @@ const STALE_MIN_S = 3;
 const STALE_TICK_MS = 1000; // the stale note counts the seconds
 // A tile's rate while the connection is down: the last figure received would read as live.
 const RATE_UNKNOWN = "—";
+let adviceCount = 0; // the tiles' advice made so far, for their ids (a fleet page has a stream id per node)
+
+/**
+ * The rate a stream wants processed ({input_fps, options: {process_fps}} as the API has it): its input's,
+ * or its process_fps where that is lower, which the server judges it by (inference/pace.py): `fps`, and
+ * `capped`, whether it is the cap.
+ */
+export function wantedRate(stream) {
+  const cap = stream.options?.process_fps;
+  const capped = typeof cap === "number" && cap < stream.input_fps;
+  return { fps: capped ? cap : stream.input_fps, capped };
+}
 
 /**
  * What to tell of a stream the server finds `behind` ({processed_share, ...} as the API has it): why its
- * picture is slow and what to do. The grid's tiles have it as their caption's title, the stream view shows it.
+ * picture is slow and what to do, in the order the server's log and the README give it (a process_fps
+ * first: it frees inference for the other streams without a restart). The grid's tiles have it as their
+ * description, the stream view shows it.
  */
 export function behindAdvice(stream) {
   const share = typeof stream.processed_share === "number" ? `${Math.round(stream.processed_share * 100)}%` : "few";
+  const frames = wantedRate(stream).capped ? "the frames this camera's process_fps wants" : "this camera's frames";
   return (
-    `Inference takes ${share} of this camera's frames and skips the rest: this server has more cameras ` +
-    "than it can infer, and shares what it can between them. Lower the streams' imgsz, run fewer cameras " +
-    "on this server, or use a GPU or another node (README, “A node with more cameras than it can infer”)."
+    `Inference takes ${share} of ${frames} and skips the rest: this server has more cameras than it can ` +
+    "infer. Give the cameras that need fewer frames a process_fps (the inference they leave goes to the " +
+    "others), lower the streams' imgsz, run fewer cameras on this server, or use a GPU or another node " +
+    "(README, “A node with more cameras than it can infer”)."
   );
 }
 
@@ -167,8 +186,7 @@ export class GridView {
       if (stream.processed_fps > 0) card.fps = stream.processed_fps;
       card.behind = stream.behind === true ? behindAdvice(stream) : "";
       const fps = stream.processed_fps > 0 ? `${stream.processed_fps.toFixed(1)} fps` : "0 fps";
-      const against = `${stream.processed_fps.toFixed(1)} of ${Math.round(stream.input_fps)} fps`;
-      const rate = card.behind ? `behind: ${against}` : fps;
+      const rate = card.behind ? `behind: ${behindRate(stream)}` : fps;
       card.rate = [rate, stream.viewers ? `${stream.viewers} watching` : ""].filter(Boolean).join(" · ");
       this.showRate(card);
     }
@@ -206,6 +224,12 @@ export class GridView {
     const info = document.createElement("small");
     info.className = "muted";
     caption.append(name, badge, info);
+    // Out of the link's name (aria-hidden), which reads the caption: only its description, once behind.
+    const advice = document.createElement("span");
+    advice.className = "card-advice";
+    advice.id = `card-advice-${++adviceCount}`;
+    advice.setAttribute("aria-hidden", "true");
+    frame.append(advice);
     element.append(frame, caption);
     // drawnAt: performance.now() of its last picture drawn (null: none yet); fps: the stream's last
     // positive processed_fps (null: not known, and then the tile is never judged stale); rate: what its
@@ -217,6 +241,7 @@ export class GridView {
       picture,
       badge,
       info,
+      advice,
       panel,
       status: null,
       drawing: false,
@@ -227,12 +252,16 @@ export class GridView {
     };
   }
 
-  // The caption's rate: the last one listed, but no figure while the connection is down.
+  // The caption's rate: the last one listed, but no figure while the connection is down; and what to do
+  // about a stream behind, as the link's description and the caption's title.
   showRate(card) {
     const behind = this.online && card.behind !== "";
     card.info.textContent = this.online || !card.rate ? card.rate : RATE_UNKNOWN;
     card.info.classList.toggle("behind", behind);
     card.info.title = behind ? card.behind : "";
+    card.advice.textContent = behind ? card.behind : "";
+    if (behind) card.element.setAttribute("aria-describedby", card.advice.id);
+    else card.element.removeAttribute("aria-describedby");
   }
 
   // A status message: its state and error, not when the next attempt is (the next poll brings that).
@@ -349,6 +378,13 @@ export class GridView {
       card.drawing = false;
     }
   }
+}
+
+// A stream behind's processed rate against the one it wants: its input's, or its cap's.
+function behindRate(stream) {
+  const wanted = wantedRate(stream);
+  const of = wanted.capped ? `${wanted.fps} fps (capped)` : `${Math.round(wanted.fps)} fps`;
+  return `${stream.processed_fps.toFixed(1)} of ${of}`;
 }
 
 // The note over a live tile whose last picture is older than a few of its frame intervals, or null.

@@ -18,7 +18,7 @@
 
 import { appUrl, pageToken, storedToken } from "./connection.js";
 import { EventList } from "./events.js";
-import { behindAdvice } from "./grid.js";
+import { behindAdvice, wantedRate } from "./grid.js";
 import { drawOverlay, pictureRect, trackAt } from "./overlay.js";
 import { OFFLINE_NOTICE, StatusPanel, noticeWithoutPicture, streamNotice } from "./status.js";
 import { listenToTrackTable, markTrackRows, showTrackRows } from "./track_table.js";
@@ -420,11 +420,14 @@ export class StreamView {
   }
 
   // `askedAt`: performance.now() when the stream list was asked for. The processed rate is told against
-  // the input's, and `pace` says whether inference keeps up with it: behind, in the warning colour, with
-  // what to do beneath (not in a tooltip alone, which a phone or a keyboard never shows).
+  // the input's, and the process_fps it is capped at where that is lower ("4.9 of 30 fps, capped at 5");
+  // `pace` says whether inference keeps up with what it wants: behind, in the warning colour, with what
+  // to do beneath (not in a tooltip alone, which a phone or a keyboard never shows).
   setStats(stream, askedAt) {
     const value = (v, unit) => (v === null || v === undefined ? "–" : `${v}${unit}`);
-    const processed = stream.input_fps > 0 ? ` of ${stream.input_fps} fps` : " fps";
+    const wanted = wantedRate(stream);
+    const cap = wanted.capped ? `, capped at ${wanted.fps}` : "";
+    const processed = stream.input_fps > 0 ? ` of ${stream.input_fps} fps${cap}` : " fps";
     const rows = [
       ["input", value(stream.input_fps, " fps")],
       ["processed", value(stream.processed_fps, processed)],
@@ -545,10 +548,14 @@ export class StreamView {
   }
 }
 
-// Whether inference keeps up with the stream's input, over the server's last few seconds ("–": not judged:
-// not live, just started, its input paused, or a #rate=max file, which processes every frame).
+// Whether inference keeps up with the frames the stream wants (its input's, or its cap's), over the
+// server's last few seconds. "–": not judged now (server/inference/pace.py): not live, or inference
+// unavailable; a #rate=max file, which processes every frame; its input paused (no new frame for a
+// while); or under a whole window (10 s) since it could be judged again (came up or back, its input came
+// again) or its cap changed.
 function pace(stream) {
   if (typeof stream.processed_share !== "number") return "–";
-  const share = `${Math.round(stream.processed_share * 100)}% of frames processed`;
+  const of = wantedRate(stream).capped ? "of the frames its cap wants" : "of frames";
+  const share = `${Math.round(stream.processed_share * 100)}% ${of} processed`;
   return stream.behind === true ? `behind: ${share}` : `keeps up: ${share}`;
 }

@@ -16,7 +16,15 @@ from server.delivery.hub import Hub
 from server.events.sink import SinkHealth, SinkState
 from server.http.network.connections import ConnectionCounter
 from server.http.process_metrics import process_figures
-from server.inference.pace import BEHIND_BELOW_SHARE, BUSY_WINDOW_S, KEEPS_UP_FROM_SHARE, PACE_WINDOW_S
+from server.inference.pace import (
+    BEHIND_BELOW_SHARE,
+    BEHIND_HELD_S,
+    BUSY_WINDOW_S,
+    KEEPS_UP_FROM_SHARE,
+    PACE_WINDOW_S,
+    PAUSED_AFTER_INTERVALS,
+    PAUSED_AFTER_S,
+)
 from server.sources.base import StreamState
 from server.streams import StreamInfo, StreamManager
 from server.webrtc.peers import PeerCounts
@@ -103,14 +111,18 @@ def render_metrics(
             if (latency_ms := v["latency_ms"]) is not None
         ),
     )
+    behind = manager.behind_held()
     family(
         "segcast_stream_behind",
         "gauge",
         f"1 while under {BEHIND_BELOW_SHARE:.0%} of the stream's input frames (of those its process_fps wants) "
         f"reach the model, over the last {PACE_WINDOW_S:g} s (0 again from {KEEPS_UP_FROM_SHARE:.0%}): the node "
-        "is short of inference. 0 while "
-        f"it is not live, in its first {PACE_WINDOW_S:g} s, and for a #rate=max file.",
-        (({"stream": i.stream_id}, float(i.pace.behind)) for i in infos),
+        f"is short of inference. Not judged in its first {PACE_WINDOW_S:g} s live, while it is not live, its "
+        f"input paused (no frame for {PAUSED_AFTER_S:g} s or {PAUSED_AFTER_INTERVALS} of its frame intervals, "
+        "whichever is longer) or inference unavailable, nor for a #rate=max file: 0 then, but a 1 holds for "
+        f"{BEHIND_HELD_S:g} s while the stream is not judged (a restart, a stall), so such a gap does not reset "
+        "an alert's for:.",
+        (({"stream": i.stream_id}, float(i.stream_id in behind)) for i in infos),
     )
     family(
         "segcast_viewers",

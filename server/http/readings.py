@@ -21,11 +21,14 @@ from server.http.keys import hub_key, manager_key
 from server.http.metrics import render_metrics
 from server.http.network.connections import running_counter
 from server.inference import pace
+from server.log_throttle import ThrottledCount
 from server.webrtc.routes import peers_key
 
 log = logging.getLogger(__name__)
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: A pace watch whose rounds keep failing logs it at most this often (it runs every second).
+PACE_FAILURE_LOG_INTERVAL_S = 60.0
 
 
 def setup_readings(app: web.Application) -> None:
@@ -106,12 +109,21 @@ async def _pace_watch(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _judge_pace(app: web.Application) -> None:
+    """Each round that fails is a fault of ours, and the next may fail alike: the first is logged with its
+    traceback, the rest counted into a line at most every `PACE_FAILURE_LOG_INTERVAL_S`."""
     manager = app[manager_key]
+    failures = ThrottledCount(PACE_FAILURE_LOG_INTERVAL_S)
     while True:
         try:
             manager.check_pace()
-        except Exception:  # a fault of ours: the next round may do, and it must not end the watch
-            log.exception("judging whether inference keeps up failed")
+        except Exception:  # the next round may do, and it must not end the watch
+            if count := failures.add():
+                log.exception(
+                    "judging whether inference keeps up failed (%d times since the last such line; logged at "
+                    "most every %.0f s)",
+                    count,
+                    PACE_FAILURE_LOG_INTERVAL_S,
+                )
         await asyncio.sleep(pace.PACE_CHECK_INTERVAL_S)
 
 

@@ -2,12 +2,15 @@
 and which frames a stream's ``process_fps`` lets through to the model.
 
 A node short of inference never queues: each stream's newest frame replaces the one inference had not
-taken yet (counted in ``frames_dropped``), and the inference thread takes one frame per stream in turn
-(`InferenceWorker._take_batch`), so every stream gets the same processed rate whatever its input rate.
-Latency stays bounded, and nothing looks wrong: every stream stays ``live``. What says so is here:
-`StreamPace` judges one stream from its counters (the share of its input frames that reached the
-model), `OverloadLog` tells the log once when the node starts falling behind and once when it keeps
-up again, and `BusyShare` measures how much of its time the inference thread spends on batches.
+taken yet (counted in ``frames_dropped``), and the inference thread takes at most one frame per stream
+a cycle (`InferenceWorker._take_batch`): a stream with fewer frames than the node has cycles a second
+has them all processed, and the streams with more share the rest, each processed at the same rate
+whatever its input rate above it. Latency stays bounded, and nothing looks wrong: every stream stays
+``live``. What says so is here: `StreamPace` judges one stream from its counters (the share of its
+input frames that reached the model), `LastVerdicts` keeps each stream's last verdict through the
+gaps in which it is not judged, `OverloadLog` tells the log once when the node starts falling behind
+and once when it keeps up again, and `BusyShare` measures how much of its time the inference thread
+spends on batches.
 
 A stream may ask for fewer frames than it gives (``process_fps``): `FrameCap` leaves the others out
 by their media time (``frames_thinned``, by choice, unlike dropped ones), and its turn goes to the
@@ -20,7 +23,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -40,8 +43,16 @@ BEHIND_BELOW_SHARE = 0.5
 #: stream near the line does not flicker between the two.
 KEEPS_UP_FROM_SHARE = 0.75
 #: A stream with no new input frame for this long is paused (a stalled camera not yet given up on):
-#: not behind, and judged afresh, after a whole window, once frames come again.
+#: not judged, and judged afresh, after a whole window, once frames come again...
 PAUSED_AFTER_S = 2.0
+#: ...or for this many of its own frame intervals, if that is longer: a camera of one frame every 5 s
+#: is judged like any other, not paused between its frames.
+PAUSED_AFTER_INTERVALS = 3
+#: A stream's last verdict of behind holds in ``segcast_stream_behind`` for this long while it is not
+#: judged (`LastVerdicts.held_behind`): longer than a restart takes to be judged again (opening its
+#: source and a whole window), so a restart, a stall or a reconnect does not reset an alert's ``for:``;
+#: short enough that a stream that ended or failed reads 0 within a minute.
+BEHIND_HELD_S = 60.0
 #: The inference thread's busy share is of this last stretch of time.
 BUSY_WINDOW_S = 10.0
 #: The node's falling behind is logged at WARNING at most this often; episodes in between are counted
@@ -50,7 +61,9 @@ OVERLOAD_LOG_INTERVAL_S = 600.0
 #: What to do about a node whose inference cannot keep up, as the log says it (web/grid.js's behindAdvice
 #: says the same in the viewer).
 OVERLOAD_ADVICE = (
-    'lower the streams\' imgsz (PATCH /api/streams/<id> {"imgsz": 160}), run fewer cameras on this node, '
+    'give the cameras that need fewer frames a process_fps (PATCH /api/streams/<id> {"process_fps": 5}: the '
+    "inference they leave goes to the others), lower the streams' imgsz (PATCH /api/streams/<id> "
+    '{"imgsz": 160}), run fewer cameras on this node, '
     'or infer on a GPU or on another node (README, "A node with more cameras than it can infer")'
 )
 #: A frame is due for the tick of its stream's ``process_fps`` it is nearest to: from half an interval
@@ -129,6 +142,12 @@ class PaceVerdict:
         """The rate the stream asks to be processed at: its input's, or its cap if lower."""
         return self.input_fps if self.process_fps is None else min(self.input_fps, self.process_fps)
 
+    @property
+    def judged(self) -> bool:
+        """Whether the verdict says anything of the stream's pace: false in its first window, while it is
+        paused and while it is not judged (`PaceSample.judged`)."""
+        return self.processed_share is not None
+
     def to_json(self) -> dict[str, object]:
         share = None if self.processed_share is None else round(self.processed_share, 3)
         return {"behind": self.behind, "processed_share": share}
@@ -137,10 +156,10 @@ class PaceVerdict:
 class StreamPace:
     """Judges one stream, from its counters sampled about once a second (`update`).
 
-    A new one per reader (a restart starts afresh): the first `PACE_WINDOW_S` of frames are never
-    behind, so a camera that just came up, or a node that just started, is judged on what it does
-    once it runs; so is a stream whose ``process_fps`` changed, as it runs. Not thread-safe: one
-    caller at a time (`StreamManager.check_pace`).
+    A new one per reader (a restart starts afresh; `LastVerdicts` keeps the old one's last word meanwhile):
+    the first `PACE_WINDOW_S` of frames are never behind, so a camera that just came up, or a node that
+    just started, is judged on what it does once it runs; so is a stream whose ``process_fps`` changed,
+    as it runs. Not thread-safe: one caller at a time (`StreamManager.check_pace`).
     """
 
     def __init__(self, window_s: float = PACE_WINDOW_S) -> None:
@@ -148,17 +167,22 @@ class StreamPace:
         self._samples: deque[PaceSample] = deque()  # of the window, judged ones in a row
         self._last_read: int | None = None
         self._last_input_at = 0.0  # when ``frames_read`` last changed
+        self._input_interval_s = 0.0  # between its input frames, as of that change; 0 until two were seen
         self._process_fps: float | None = None  # the cap of the samples of the window
         self.verdict = PaceVerdict()
 
     def update(self, sample: PaceSample) -> PaceVerdict:
         """Judge the stream with ``sample`` added; the verdict is kept in `verdict` too."""
         if sample.frames_read != self._last_read:
+            if self._last_read is not None and sample.frames_read > self._last_read:
+                frames = sample.frames_read - self._last_read
+                self._input_interval_s = (sample.at - self._last_input_at) / frames
             self._last_read, self._last_input_at = sample.frames_read, sample.at
         if sample.process_fps != self._process_fps:
             self._samples.clear()  # judged by the new cap alone
             self._process_fps = sample.process_fps
-        if not sample.judged or sample.at - self._last_input_at >= PAUSED_AFTER_S:
+        paused_after = max(PAUSED_AFTER_S, PAUSED_AFTER_INTERVALS * self._input_interval_s)
+        if not sample.judged or sample.at - self._last_input_at >= paused_after:
             self._samples.clear()  # judged afresh, after a whole window, once it can be again
             self.verdict = PaceVerdict()
             return self.verdict
@@ -182,11 +206,48 @@ class StreamPace:
         return self.verdict
 
 
+class LastVerdicts:
+    """Each stream's last verdict from a window it was judged on, by stream id, through the gaps in which
+    it is not judged (`PaceVerdict.judged`: its first window, paused, not live, inference unavailable).
+
+    Such a gap says nothing of whether inference keeps up, so a stream behind stays behind for the
+    node's log (`OverloadLog`) until it is seen keeping up, or is removed (`forget`): a restart keeps
+    its id, and so its last verdict, while its new `StreamPace` judges it afresh. A stream never judged
+    behind is in no episode. For ``segcast_stream_behind``, a verdict of behind holds `BEHIND_HELD_S`
+    after the stream was last judged (`held_behind`): a restart is bridged, but a stream that ended or
+    failed is not counted behind for good. Not thread-safe: one caller at a time.
+    """
+
+    def __init__(self, held_s: float = BEHIND_HELD_S) -> None:
+        self._held_s = held_s
+        self._behind: dict[str, tuple[PaceVerdict, float]] = {}  # id -> last verdict (behind), when judged
+
+    def update(self, verdicts: Mapping[str, PaceVerdict], now: float) -> list[tuple[str, PaceVerdict]]:
+        """Take each stream's verdict at monotonic time ``now``; the streams whose last verdict is behind,
+        with that verdict (a stream not in ``verdicts`` keeps its last one)."""
+        for stream_id, verdict in verdicts.items():
+            if verdict.behind:
+                self._behind[stream_id] = (verdict, now)
+            elif verdict.judged:
+                self._behind.pop(stream_id, None)
+        return [(stream_id, verdict) for stream_id, (verdict, _) in self._behind.items()]
+
+    def held_behind(self, now: float) -> frozenset[str]:
+        """The streams judged behind at most `BEHIND_HELD_S` before ``now`` and not seen keeping up since."""
+        return frozenset(i for i, (_, at) in self._behind.items() if now - at <= self._held_s)
+
+    def forget(self, stream_id: str) -> None:
+        """The stream was removed: it ends its part in an episode (an id added again is a new stream)."""
+        self._behind.pop(stream_id, None)
+
+
 class OverloadLog:
     """Tells the log when the node starts falling behind its cameras, and when it keeps up again.
 
     One WARNING as the first stream falls behind (naming every stream behind, its processed and
-    input rates, and what to do), one INFO once none is. Episodes that start within
+    input rates, and what to do), one INFO once none is. The caller says which streams are behind by
+    their last verdicts (`LastVerdicts`), so a stream that stops being judged (a restart, a stall, a
+    file that ended, inference unavailable) neither ends an episode nor starts one. Episodes that start within
     `OVERLOAD_LOG_INTERVAL_S` of the last WARNING are counted, not told: into the next WARNING, or,
     if they are over by the end of that interval, into a line of their own then. So a node on the
     edge of its capacity writes a few lines an hour, and no episode is in no line.
@@ -200,8 +261,8 @@ class OverloadLog:
         self._told_behind = False  # the log's last word on it is that the node is behind
 
     def update(self, behind: Sequence[tuple[str, PaceVerdict]], busy_share: float, now: float) -> None:
-        """The streams behind now (id and verdict; none: the node keeps up), the inference thread's
-        busy share, and the monotonic time."""
+        """The streams behind by their last verdicts (`LastVerdicts.update`; none: the node keeps up), the
+        inference thread's busy share, and the monotonic time."""
         started = bool(behind) and not self._behind
         self._behind = bool(behind)
         count = self._episodes.add(1, now) if started else self._episodes.due(now)
