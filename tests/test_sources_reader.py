@@ -195,13 +195,30 @@ def released(frames: list[tuple[float, float]]) -> list[float]:
     return releases[1:]
 
 
-def test_a_cameras_frames_are_never_held_however_the_network_bunches_them() -> None:
-    """Pacing a camera by its timestamps would add the worst delay the network ever had to every frame after it."""
-    rng, ready, frames = random.Random(5), 0.0, []
-    for index in range(25 * 120):  # 2 minutes at 25 fps, each frame up to 0.4 s late, in order (TCP)
-        ready = max(ready, index / 25 + rng.uniform(0.0, 0.4))
-        frames.append((index / 25, ready))
-    assert released(frames) == [ready_at for _, ready_at in frames]
+class BurstyScriptedSource(ScriptedSource):
+    """A live source that says it hands over its frames in bursts, as live HLS does."""
+
+    bursty = True
+
+
+@pytest.mark.parametrize(("source_class", "paced"), [(ScriptedSource, False), (BurstyScriptedSource, True)])
+def test_only_a_source_that_says_it_is_bursty_is_paced(
+    monkeypatch: pytest.MonkeyPatch, source_class: type[ScriptedSource], paced: bool
+) -> None:
+    """A camera was paced once a network stall had bunched its frames: every later stall, jitter and
+    drift of its clock then added to its latency for good (a 3 s stall left RTSP 1.1 s behind)."""
+    asked: list[float] = []
+    pacing_due = LivePacing.due
+
+    def due(self: LivePacing, media_time: float, jumped: bool, now: float) -> float:
+        asked.append(media_time)
+        return pacing_due(self, media_time, jumped, now)
+
+    monkeypatch.setattr(LivePacing, "due", due)
+    with ReaderProbe(source_class((5, None))) as probe:
+        ended = probe.wait_state(StreamState.ENDED, 5)
+    assert ended.frames_read == 5
+    assert bool(asked) is paced
 
 
 def test_a_source_that_delivers_in_bursts_has_its_backlog_read_through_then_each_burst_paced() -> None:

@@ -82,7 +82,9 @@ class Source(Protocol):
     #: ``resumes = True``: an attempt after a failed one goes on from the last frame yielded,
     #: yielding it again only if nothing follows (a network video, `NetworkSource`); and
     #: ``ended_early``: why its media ended before its stated end, or None, read when it ends and
-    #: shown as the ended stream's reason (a file cut short, `FileSource`).
+    #: shown as the ended stream's reason (a file cut short, `FileSource`); and ``bursty = True``: a
+    #: live source that hands over its frames in bursts, paced by the reader at their timestamps' rate
+    #: (live HLS, `NetworkSource`); a camera's frames are never held.
     live: bool
     #: Nominal frames per second, known before the first frame (trackers are sized by it).
     fps: float

@@ -87,8 +87,6 @@ PROBE_DURATION_US = 1_000_000
 #: Demuxers whose timestamps are invented (MJPEG over HTTP counts frames at a nominal 25 fps): their
 #: frames get the arrival time instead, which is the true time between them.
 WALL_CLOCK_FORMATS = frozenset({"mpjpeg", "mjpeg", "image2pipe", "jpeg_pipe"})
-#: Demuxers reading a playlist of further URLs: the length an HTTP server gives is the playlist's.
-PLAYLIST_FORMATS = frozenset({"hls", "dash"})
 #: A demuxer's flag for streams without timestamps (raw H.264, HEVC): its frames' times are made up.
 _NO_TIMESTAMPS = cast(int, av.format.Flags.no_timestamps.value)
 #: UDP packets may arrive out of order; waiting longer than this for a late one adds latency.
@@ -178,6 +176,8 @@ class NetworkSource:
         self._check_host = check_host
         # RTSP and RTMP are live by nature. An HTTP URL may be a finite video; `open` finds out.
         self.live = True
+        #: A live HLS stream hands over whole segments: the reader paces it (`LivePacing`), never a camera.
+        self.bursty = False
         #: A finite video's media time of the last frame handed on, until it has played to its end:
         #: a connection that drops mid-file resumes there instead of playing it again from the start.
         self._played_to: float | None = None
@@ -214,17 +214,18 @@ class NetworkSource:
             limit_decoder(stream, self._max_frame_side)
             if self.scheme in ("http", "https") and _is_finite(container):
                 self.live = False
+            self.bursty = _is_live_hls(container)
             if rate := frame_rate(container, stream):
                 self.fps = float(rate)
             stall_timeout_s = self._hls_stall_timeout_s or self.stall_timeout_s
             frames = decode_frames(
                 container, stream, stop, stall_timeout_s, self.live, self._url, self.fps, self._damaged
             )
+            if _is_still_image(container) and container.size > 0:  # a picture of a known length
+                frames = _more_than_one_picture(frames, self._described)
             if self.live:
                 yield from frames
                 return
-            if _is_still_image(container):
-                frames = _more_than_one_picture(frames, self._described)
             yield from self._resume(container, stream, frames)
             self._played_to = None  # played to its end: a looped video starts again from the start
 
@@ -619,17 +620,13 @@ def translate_error(exc: av.error.FFmpegError, url: str, rtsp_transport: str | N
 
 
 def _is_finite(container: av.container.InputContainer) -> bool:
-    """Whether an HTTP URL is a video with an end (a clip, an HLS recording) rather than a live feed.
-
-    One with a duration has an end; so does one whose server told its length, though its format tells
-    no duration (a raw .h264; an NVR's .ts from a server that cannot seek): a live feed never ends, so
-    has no length (a camera's MPEG-TS or MJPEG), and a playlist's length is the playlist's own.
+    """Whether an HTTP URL is a video with an end (a clip, an HLS recording) rather than a live feed:
+    one with a duration. A length the server gives is no sign of an end: some cameras send one, made
+    up and huge, with a live feed, which as a finite video would be resumed by seeking when it hangs
+    up, and never come back. So a stored video whose format tells no duration (a raw .h264) is
+    played as a live feed.
     """
-    if container.format.name == "mpjpeg":
-        return False
-    if container.duration is not None and container.duration > 0:
-        return True
-    return container.format.name not in PLAYLIST_FORMATS and container.size > 0
+    return container.format.name != "mpjpeg" and container.duration is not None and container.duration > 0
 
 
 def _is_live_hls(container: av.container.InputContainer) -> bool:
@@ -652,7 +649,10 @@ def _more_than_one_picture(frames: Iterator[Decoded], described: str) -> Iterato
     first = next(frames, None)
     if first is None:
         return
-    second = next(frames, None)
+    try:
+        second = next(frames, None)
+    except ConnectionError:  # read as a live feed, which "closed" after its one picture
+        second = None
     if second is None:
         raise SourceError(
             f"{described} is a single picture (a camera's snapshot URL), not a video stream: give the "

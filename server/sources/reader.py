@@ -59,11 +59,9 @@ FPS_WINDOW_S = 3.0
 #: `JUMP_AHEAD_S` and this many intervals (a recording that paused while nothing moved is shorter).
 JUMP_FRAMES = 4
 JUMP_AHEAD_S = 5.0
-#: A live source whose frames come this far ahead of their timestamps in one run delivers in bursts:
-#: more than a camera's frames ever bunch up (on a network, or the second FFmpeg reads while probing
-#: a stream, handed over at once), less than the backlog a live HLS playlist is read from (three
-#: segments: 3 s where they are shortest, 6 s by default, 18 s as Apple recommends).
-BURST_S = 2.0
+#: A bursty source (live HLS) whose frames come this far ahead of their timestamps in one run has handed
+#: over a backlog: under the shortest segment FFmpeg's HLS demuxer hands over whole (half a second).
+BURST_S = 0.3
 #: A paced frame that comes more than this after its time moves the pace on to it: the source made the
 #: reader wait (a segment written late). One less late goes at once and the pace stays: fetching each
 #: burst's start (a playlist, then a segment: a round trip or two) would otherwise push the pace, and
@@ -182,9 +180,10 @@ class LivePacing:
     """When each frame of a live source is due on the monotonic clock, so frames that come in bursts
     still come one by one, at their timestamps' rate.
 
-    A camera sends each frame as it happens, and those are never held: a frame is released as it
-    comes while no run of frames comes more than `BURST_S` ahead of their timestamps. A source that
-    does (HLS, which hands over whole segments) has its backlog read through at once, as it comes,
+    Only for a source that says it is ``bursty`` (live HLS, which hands over whole segments): a camera
+    sends each frame as it happens, and pacing it would add every stall and jitter of its network, and
+    its clock's drift, to the frames after them. A frame is released as it comes while no run of frames
+    comes more than `BURST_S` ahead of their timestamps; once one does, the backlog is read through,
     the slot keeping the newest frame: what came first is stale, and so the reader reaches the
     newest frames the source has. From the first frame after it that the source made the reader wait
     for, frames are due at their timestamps' pace and held till then; a frame that comes late is
@@ -229,7 +228,7 @@ class StreamReader:
 
     Files are paced to their native rate against the wall clock (a file stands in for a camera), or
     read as fast as the consumer takes frames for batch sources; live sources are read as fast as
-    they deliver, those that deliver in bursts at their timestamps' rate (`LivePacing`). ``media_time``
+    they deliver, those that hand over bursts (live HLS) at their timestamps' rate (`LivePacing`). ``media_time``
     in the frames it produces never goes backwards, across loops, reconnects and jumps in the
     source's own timestamps too, so a tracker always sees the true time between frames.
 
@@ -430,13 +429,14 @@ class StreamReader:
                     continue
             jumped = previous is not None and self._is_jump(decoded.media_time - previous)
             previous = decoded.media_time
-            if self.source.live or not batch:
-                if self.source.live:
-                    due = live_pacing.due(decoded.media_time, jumped, time.monotonic())
-                else:
-                    due = pacing.due(decoded.media_time, jumped, self._frame_interval())
-                if self._stop.wait(max(0.0, due - time.monotonic())):
-                    return None
+            if not self.source.live and not batch:
+                due = pacing.due(decoded.media_time, jumped, self._frame_interval())
+            elif self.source.live and getattr(self.source, "bursty", False):
+                due = live_pacing.due(decoded.media_time, jumped, time.monotonic())
+            else:
+                due = 0.0
+            if self._stop.wait(max(0.0, due - time.monotonic())):
+                return None
             if batch and not self.slot.wait_empty(self._stop):
                 return None
             if offset is None and self._last_media_time is not None and not self.source.live:
