@@ -27,30 +27,13 @@ from server.events.outputs import EventOutputs
 from server.events.sink import SinkState
 from tests.support.event_packets import track_start
 from tests.support.polling import eventually
+from tests.test_events_consumers import PREVIOUS_SCHEMA
 from tests.test_events_history import failed, stored
 
 StartServer = Callable[..., Awaitable[TestClient]]
 
 #: The history's table as segcast wrote it before formats were stamped (user_version 0): adopted as format 1.
-UNSTAMPED_SCHEMA = """
-PRAGMA auto_vacuum = INCREMENTAL;
-PRAGMA journal_mode = WAL;
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    time REAL NOT NULL,
-    stream TEXT NOT NULL,
-    type TEXT NOT NULL,
-    class TEXT,
-    zone TEXT,
-    line TEXT,
-    data TEXT NOT NULL,
-    snapshot BLOB
-);
-CREATE INDEX IF NOT EXISTS events_time ON events (time);
-CREATE INDEX IF NOT EXISTS events_stream_time ON events (stream, time);
-CREATE INDEX IF NOT EXISTS events_stream_id ON events (stream, id);
-CREATE INDEX IF NOT EXISTS events_stream_type_id ON events (stream, type, id);
-"""
+UNSTAMPED_SCHEMA = "PRAGMA auto_vacuum = INCREMENTAL;\nPRAGMA journal_mode = WAL;\n" + PREVIOUS_SCHEMA
 #: A newer segcast's file: a column this one does not know, and the format after this one's.
 NEWER_FORMAT = HISTORY_FORMAT + 1
 NEWER_FILE = f"""

@@ -21,6 +21,7 @@ from server.sources.file import FileSource
 from server.sources.network import UprightImages
 from tests.support.reader_probe import ReaderProbe
 from tests.support.rtsp_camera import write_camera_video
+from tests.test_sources_http import write_faststart
 
 CLIP_FPS = 10
 CLIP_FRAMES = 10
@@ -223,15 +224,7 @@ def cut_faststart(tmp_path: Path, seconds: float, kept: float) -> Path:
     """A recording of ``seconds`` at `CLIP_FPS` with its index first, cut after ``kept`` of its bytes: it
     opens, and its frames stop at the cut."""
     video = write_camera_video(tmp_path / "whole.mp4", seconds, CLIP_FPS)
-    faststart = tmp_path / "faststart.mp4"
-    with av.open(str(video)) as source, av.open(str(faststart), "w", options={"movflags": "faststart"}) as out:
-        template = source.streams.video[0]
-        stream = out.add_stream_from_template(template)
-        for packet in source.demux(template):
-            if packet.dts is not None:
-                packet.stream = stream
-                out.mux(packet)
-    data = faststart.read_bytes()
+    data = write_faststart(video, tmp_path / "faststart.mp4").read_bytes()
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(data[: round(len(data) * kept)])
     return cut
