@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from server.sources import StreamState, network
-from server.sources.network import playlist_target_duration
+from server.sources.http_answers import first_variant_uri, playlist_target_duration
 from tests.support.mjpeg_server import MjpegServer
 from tests.support.reader_probe import ReaderProbe
 from tests.support.rtsp_camera import write_camera_video
@@ -173,3 +173,19 @@ def test_the_target_duration_of_a_master_playlist_is_its_variants(tmp_path: Path
         assert playlist_target_duration(server.url("/low/index.m3u8"), 5, "127.0.0.1") == 6
         assert playlist_target_duration(server.url("/elsewhere.m3u8"), 5, "127.0.0.1") is None, "not followed"
         assert playlist_target_duration(server.url("/none.m3u8"), 5, "127.0.0.1") is None
+
+
+def test_the_first_variant_of_a_master_playlist_is_the_first_uri_after_its_first_stream_tag() -> None:
+    master = (
+        "#EXTM3U\r\n#EXT-X-VERSION:3\r\nignored.m3u8\r\n"
+        "#EXT-X-STREAM-INF:BANDWIDTH=800000\r\n\r\n#a comment\r\n  \r\nlow/index.m3u8  \r\n"
+        "#EXT-X-STREAM-INF:BANDWIDTH=1600000\r\nhigh/index.m3u8\r\n"
+    )
+    assert first_variant_uri(master) == "low/index.m3u8"
+    assert first_variant_uri("#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXTINF:6.0,\na.ts\n") is None, "a media playlist"
+
+
+def test_a_stream_tag_followed_by_thousands_of_blank_lines_and_no_uri_has_no_variant() -> None:
+    """A regular expression took time doubling with each blank line here (7.7 s for 27), holding the GIL:
+    the reader's thread and every other thread of the server stopped while it ran."""
+    assert first_variant_uri("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n" + "\n" * 5000) is None

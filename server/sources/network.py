@@ -24,23 +24,15 @@ once, and the reader keeps only the newest frame, so they add no lasting latency
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import errno
-import http.client
 import logging
-import re
-import socket
-import ssl
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from fractions import Fraction
 from typing import cast
-from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import av
 import av.container
@@ -59,6 +51,7 @@ from server.sources.base import (
     check_frame_size,
     reading_stream,
 )
+from server.sources.http_answers import ask_again, playlist_target_duration, unknown_host
 from server.sources.uri import has_raw_userinfo, mask_text, mask_uri, positive_float, split_options
 
 log = logging.getLogger(__name__)
@@ -73,8 +66,6 @@ STALL_TIMEOUT_S = 5.0
 HLS_STALL_TARGET_DURATIONS = 3.0
 #: The target duration assumed for a playlist that cannot be read for its own: the longest in common use.
 HLS_ASSUMED_TARGET_DURATION_S = 10.0
-#: How much of a playlist is read for its target duration: a live one lists a few segments.
-PLAYLIST_MAX_BYTES = 65_536
 #: Each of the two opening steps (connect and handshake; read the stream header) gets this long.
 OPEN_TIMEOUT_S = 10.0
 #: The longest ``timeout`` or ``open_timeout`` taken: a reader inside a network call exits only when
@@ -91,11 +82,6 @@ WALL_CLOCK_FORMATS = frozenset({"mpjpeg", "mjpeg", "image2pipe", "jpeg_pipe"})
 _NO_TIMESTAMPS = cast(int, av.format.Flags.no_timestamps.value)
 #: UDP packets may arrive out of order; waiting longer than this for a late one adds latency.
 UDP_REORDER_DELAY_US = 200_000
-#: How much of an HTTP answer FFmpeg found no video in is read again to tell whether it was a web page.
-PAGE_SNIFF_BYTES = 512
-#: A web page's content types, and how its text starts where the server names no such type.
-PAGE_TYPES = ("text/html", "application/xhtml+xml")
-PAGE_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body")
 #: The content type of MJPEG as cameras send it: one JPEG after another, each a part of a multipart answer.
 MULTIPART_MJPEG = "multipart/x-mixed-replace"
 #: What an HTTP server's 5XX answers mean for a camera, where they say more than "an error on its side".
@@ -326,102 +312,6 @@ class NetworkSource:
                 "which finds each picture by its own markers; retried slowly"
             )
         return None
-
-
-def unknown_host(host: str) -> str | None:
-    """Why ``host`` cannot be found, or None if it can: FFmpeg says only "Input/output error" for a
-    host name that does not resolve, the commonest mistake in a camera's URI. Asked only after FFmpeg
-    failed so, as a camera's host is resolved again at every connection anyway."""
-    try:
-        socket.getaddrinfo(host, None)
-    except socket.gaierror as exc:
-        if exc.errno == socket.EAI_AGAIN:  # the name may be right: the DNS server did not answer
-            return f"could not look up the camera's host {host!r} ({exc.strerror}): is the DNS server reachable?"
-        return f"cannot find the camera's host {host!r} ({exc.strerror}): check the host name in the URI"
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class HttpAnswer:
-    """How an HTTP(S) server answered a GET: its status, content type and the first bytes of its body."""
-
-    status: int
-    content_type: str
-    start: bytes
-
-    @property
-    def is_web_page(self) -> bool:
-        """A page by its content type, or by how its text starts where the server names no such type."""
-        if not 200 <= self.status < 300:
-            return False
-        text = self.start.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-        return self.content_type in PAGE_TYPES or text.startswith(PAGE_STARTS)
-
-
-def ask_again(url: str, timeout_s: float) -> HttpAnswer | None:
-    """How the HTTP(S) ``url`` answers (`_ask`), reading no more than `PAGE_SNIFF_BYTES` of it; None
-    where it cannot be asked.
-
-    Asked after FFmpeg failed on the URL, for what FFmpeg read and kept to itself (a web page given
-    instead of a camera's stream, the commonest mistake with HTTP cameras). Blocks for up to
-    ``timeout_s`` (the time left of the attempt's opening), in the reader's thread. A refusal is an
-    answer too: its status and type, without its body.
-    """
-    if timeout_s <= 0:
-        return None
-    try:
-        with _ask(url, timeout_s) as response:
-            start = response.read1(PAGE_SNIFF_BYTES)  # what has come: a stream that trickles cannot hold it up
-            return HttpAnswer(response.status, response.headers.get_content_type(), start)
-    except urllib.error.HTTPError as refusal:
-        refusal.close()
-        return HttpAnswer(refusal.code, refusal.headers.get_content_type(), b"")
-    except (OSError, ValueError, http.client.HTTPException):
-        return None
-
-
-def playlist_target_duration(url: str, timeout_s: float, host: str | None) -> float | None:
-    """The target duration (``#EXT-X-TARGETDURATION``, the longest a segment may last) of the HLS
-    playlist at the HTTP(S) ``url``, or of its first variant's on ``host`` for a master playlist; None
-    where it cannot be read.
-
-    FFmpeg read the playlist but keeps what it found to itself, so it is asked again, as
-    `ask_again` asks, reading at most `PLAYLIST_MAX_BYTES`; blocks for up to ``timeout_s`` a
-    request, in the reader's thread. A variant elsewhere is not asked: only FFmpeg follows a
-    playlist's URLs (unchecked, as README says), this reads no further than the camera's host.
-    """
-    for _ in range(2):  # a master playlist, then its variant's
-        try:
-            with _ask(url, timeout_s) as response:
-                text = response.read(PLAYLIST_MAX_BYTES).decode("utf-8", "replace")
-        except (OSError, ValueError, http.client.HTTPException):
-            return None
-        if target := re.search(r"^#EXT-X-TARGETDURATION:\s*([0-9]+(?:\.[0-9]+)?)\s*$", text, re.MULTILINE):
-            return float(target[1]) or None
-        variant = re.search(r"^#EXT-X-STREAM-INF:.*\n(?:#.*\n|\s*\n)*([^#\s].*?)\s*$", text, re.MULTILINE)
-        if variant is None:
-            return None
-        url = urljoin(url, variant[1])
-        if urlsplit(url).hostname != host:
-            return None
-    return None
-
-
-def _ask(url: str, timeout_s: float) -> http.client.HTTPResponse:
-    """The answer to a GET of the HTTP(S) ``url``, as FFmpeg asks: the URL's credentials as Basic
-    authorisation (not sent on to where a redirect leads), redirects followed, the certificate not
-    checked (FFmpeg does not check it either). Raises what `urllib` raises."""
-    parts = urlsplit(url)
-    userinfo, at, host = parts.netloc.rpartition("@")
-    request = urllib.request.Request(urlunsplit((parts.scheme, host, parts.path or "/", parts.query, "")))
-    if at:
-        credentials = ":".join(unquote(part) for part in userinfo.split(":", 1)).encode()
-        request.add_unredirected_header("Authorization", "Basic " + base64.b64encode(credentials).decode())
-    unchecked = ssl.create_default_context()
-    unchecked.check_hostname, unchecked.verify_mode = False, ssl.CERT_NONE
-    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=unchecked))
-    response: http.client.HTTPResponse = opener.open(request, timeout=timeout_s)
-    return response
 
 
 def video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream | None:
