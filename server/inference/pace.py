@@ -66,8 +66,8 @@ OVERLOAD_ADVICE = (
     '{"imgsz": 160}), run fewer cameras on this node, '
     'or infer on a GPU or on another node (README, "A node with more cameras than it can infer")'
 )
-#: A frame is due for the tick of its stream's ``process_fps`` it is nearest to: from half an interval
-#: before it. A camera whose timestamps jitter, capped at its own rate, so keeps every frame.
+#: A frame is due for the next tick of its stream's ``process_fps`` from half an interval before it: a
+#: camera whose timestamps jitter, capped at its own rate, so keeps every frame.
 EARLY_SHARE = 0.5
 
 
@@ -76,8 +76,9 @@ class FrameCap:
     """Which of one stream's frames its ``process_fps`` lets through to the model, by their media time.
 
     Ticks are ``1 / process_fps`` apart, each frame due from `EARLY_SHARE` of an interval before the
-    next tick, so at most ``process_fps`` frames a second of media time pass, and as many as that
-    while the input has them (each tick follows on from the last). A frame more than an interval
+    next tick, so ``process_fps`` frames a second of media time pass while the input has them (each
+    tick follows on from the last), one more in the first second or after a gap, as the first tick
+    after a frame taken may be met half an interval early. A frame more than an interval
     late (after a gap in the input, or taken late by a busy node) lays the ticks afresh from itself.
     Media time, not the clock: a ``#rate=max`` file, read as fast as its frames are taken, is sampled
     at the cap through its video. A media's end marker (`Frame.ended`) always passes: it ends the
