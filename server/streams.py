@@ -439,9 +439,10 @@ class StreamManager:
         """Give a stream new settings; KeyError if it does not exist.
 
         A change of zones, lines and ``process_fps`` only is made in place: the video, the tracker's
-        ids and the counts of unchanged shapes carry on. The same settings again change nothing, except for a
-        stream that failed or ended: that is the way to retry it (a missing file copied in since).
-        Any other change restarts the stream: a fresh tracker,
+        ids and the counts of unchanged shapes carry on; but a new ``process_fps`` plays a stream that
+        ended or failed again (a ``#rate=max`` file sampled anew at the new rate). The same settings
+        again change nothing, except for a stream that failed or ended: that is the way to retry it (a
+        missing file copied in since). Any other change restarts the stream: a fresh tracker,
         whose ids go on after the old one's, and the old one's tracks and zone visits end on the
         restarted stream's first frame (`InferenceWorker.remove_stream`). ``checked`` as for `add`; a
         stream added through the API stays checked. A stream whose source was handed in (a WebRTC
@@ -460,11 +461,13 @@ class StreamManager:
             self._check_options(config)  # before the running stream is stopped for it
             if config.uri == current.uri:
                 self._check_fit(config, current)
-            if config == current and self.info(stream_id).state not in (StreamState.FAILED, StreamState.ENDED):
+            over = self.info(stream_id).state in (StreamState.FAILED, StreamState.ENDED)
+            if config == current and not over:
                 return self.info(stream_id)  # nothing to change; a failed or ended stream is opened again
             if (
                 config != current
                 and (changed := _changed_in_place(current, config))
+                and not (over and "process_fps" in changed)  # an ended file sampled anew at the new rate
                 and self._worker.change_shapes(stream_id, config.options)
             ):
                 with self._lock:

@@ -347,6 +347,16 @@ async def test_a_file_read_as_fast_as_it_is_inferred_is_sampled_at_its_cap_throu
     assert done["frames_thinned"] == done["frames_read"] - len(times)
     assert done["frames_dropped"] == 0
 
+    # When its cap changes once it ended, it is sampled again through its video at the new rate
+    response = await client.patch("/api/streams/file", json={"process_fps": 2})
+    assert response.status == 200
+
+    async def ended_again() -> dict[str, Any] | None:
+        found = await stream(client, "file")
+        return found if found["state"] == "ended" and abs(found["frames_processed"] - 2 * 20) <= 1 else None
+
+    await eventually(ended_again, 120, "the file to be played again at 2 frames a second, to its end")
+
 
 async def test_the_cap_changes_live_and_a_bad_one_is_refused_naming_it(
     start_server: Start, delivered: Delivered
