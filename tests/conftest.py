@@ -17,6 +17,7 @@ from server.app import create_app
 from server.config import Settings, StreamConfig
 from server.inference.models import BUNDLED_MODEL
 from server.scene import Scene, write_h264
+from tests.support.cached_videos import cached_video
 from tests.support.mosquitto import Broker
 from tests.support.numbered import write_numbered_video
 from tests.support.rtsp_camera import cached_camera_video
@@ -81,12 +82,10 @@ def video_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
 @pytest.fixture(scope="session")
 def scene_video(video_cache: Path) -> Path:
     """A 20 s H.264 file of the generated scene with seed `SCENE_SEED` (crossings and occlusions)."""
-    path = video_cache / f"scene-{SCENE_SEED}-{SCENE_FRAMES}.mp4"
-    if not path.exists():
-        partial = path.with_suffix(".partial.mp4")
-        write_h264(Scene(seed=SCENE_SEED), partial, SCENE_FRAMES)
-        partial.rename(path)
-    return path
+    return cached_video(
+        video_cache / f"scene-{SCENE_SEED}-{SCENE_FRAMES}.mp4",
+        lambda partial: write_h264(Scene(seed=SCENE_SEED), partial, SCENE_FRAMES),
+    )
 
 
 @pytest.fixture(scope="session")
@@ -102,12 +101,9 @@ def triton_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def numbered_video(video_cache: Path) -> Path:
     """`NUMBERED_FRAMES` pictures that carry their index and pure colour patches (tests/support/numbered.py)."""
-    path = video_cache / f"numbered-{NUMBERED_FRAMES}.mp4"
-    if not path.exists():
-        partial = path.with_suffix(".partial.mp4")
-        write_numbered_video(partial, NUMBERED_FRAMES)
-        partial.rename(path)
-    return path
+    return cached_video(
+        video_cache / f"numbered-{NUMBERED_FRAMES}.mp4", lambda partial: write_numbered_video(partial, NUMBERED_FRAMES)
+    )
 
 
 @pytest.fixture

@@ -39,16 +39,14 @@ CAMERA_FPS = 15
 
 
 def cached_camera_video(cache: Path, seconds: float, fps: int = CAMERA_FPS, key_frame_s: float = 1.0) -> Path:
-    """`write_camera_video`'s file in ``cache``, made once per cache: each process writes its own
-    partial file and renames it into place, so two pytest workers that both find it missing (the
-    cache is shared between them) never write into one file or rename one half written."""
+    """`write_camera_video`'s file in ``cache``, made once per cache (`cached_video`)."""
+    from tests.support.cached_videos import cached_video  # here: the script half imports only the stdlib
+
     gop = "" if key_frame_s == 1.0 else f"-gop{key_frame_s:g}"
-    path = cache / f"camera-{fps}fps-{seconds:g}s{gop}.mp4"
-    if not path.exists():
-        partial = path.with_suffix(f".{os.getpid()}.partial.mp4")
-        write_camera_video(partial, seconds, fps, key_frame_s=key_frame_s)
-        partial.replace(path)
-    return path
+    return cached_video(
+        cache / f"camera-{fps}fps-{seconds:g}s{gop}.mp4",
+        lambda partial: write_camera_video(partial, seconds, fps, key_frame_s=key_frame_s),
+    )
 
 
 def write_camera_video(
