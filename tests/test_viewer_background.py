@@ -49,10 +49,20 @@ FLEET_PAGE = {"path": "/static/fleet.html", "live": "#fleet-nodes .badge.state-l
 PAGES = [VIEWER_PAGE, FLEET_PAGE]
 PAGE_IDS = ["viewer", "all-cameras"]
 
+#: Makes ``document.hidden`` (and ``visibilityState``) follow ``window.pageHidden``, which HIDE sets.
+HIDEABLE = """{
+  window.pageHidden = false;
+  Object.defineProperty(document, "hidden", { configurable: true, get: () => window.pageHidden });
+  Object.defineProperty(document, "visibilityState", {
+    configurable: true,
+    get: () => (window.pageHidden ? "hidden" : "visible"),
+  });
+}"""
 #: Records in ``window.statsAsked`` every GET of a node's stream list ({path, at}: the page's
 #: performance.now(), Playwright's clock), and how many are unanswered in ``window.statsUnanswered``;
-#: and makes ``document.hidden`` follow ``window.pageHidden`` (see HIDE).
-RECORD_STATS_REQUESTS = """{
+#: and makes the page hideable (HIDEABLE).
+RECORD_STATS_REQUESTS = (
+    """{
   window.statsAsked = [];
   window.statsUnanswered = 0;
   const fetchOriginal = window.fetch;
@@ -65,13 +75,10 @@ RECORD_STATS_REQUESTS = """{
     window.statsUnanswered += 1;
     return fetchOriginal.call(this, resource, options).finally(() => { window.statsUnanswered -= 1; });
   };
-  window.pageHidden = false;
-  Object.defineProperty(document, "hidden", { configurable: true, get: () => window.pageHidden });
-  Object.defineProperty(document, "visibilityState", {
-    configurable: true,
-    get: () => (window.pageHidden ? "hidden" : "visible"),
-  });
-}"""
+}
+"""
+    + HIDEABLE
+)
 #: Hides (true) or shows (false) the page, as a browser does when its tab goes to the background or back.
 HIDE = """(hidden) => {
   window.pageHidden = hidden;

@@ -29,7 +29,7 @@ from tests.support.browser import Console, wait_for_new_frame, wait_for_text
 from tests.support.components import require_component, require_module
 from tests.support.polling import eventually
 from tests.support.zone_page import STREAM_VIEW
-from tests.test_viewer_background import HIDE, paused_page
+from tests.test_viewer_background import HIDE, HIDEABLE, paused_page
 
 require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
 require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
@@ -38,15 +38,6 @@ Start = Callable[..., Awaitable[TestClient]]
 
 pytestmark = pytest.mark.timeout(120)
 
-#: Makes ``document.hidden`` (and ``visibilityState``) follow ``window.pageHidden``, which HIDE sets.
-HIDEABLE = """{
-  window.pageHidden = false;
-  Object.defineProperty(document, "hidden", { configurable: true, get: () => window.pageHidden });
-  Object.defineProperty(document, "visibilityState", {
-    configurable: true,
-    get: () => (window.pageHidden ? "hidden" : "visible"),
-  });
-}"""
 TILE = '.card[data-stream="cam"]'
 #: Each page, and the canvas its picture of stream ``cam`` is drawn on.
 PAGES = {
