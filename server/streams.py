@@ -16,7 +16,6 @@ import logging
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Protocol
 
 from server.analytics.engine import check_fit
@@ -30,6 +29,7 @@ from server.inference.worker import IN_PLACE_OPTIONS, InferenceWorker
 from server.options import StreamOptions
 from server.sources import Source, SourceError, StreamState, mask_uri, open_source
 from server.sources.reader import ReaderStatus, StreamReader, stop_readers
+from server.stream_info import StreamInfo
 
 log = logging.getLogger(__name__)
 
@@ -57,63 +57,6 @@ class StreamOptionsError(ValueError):
 class HandedInError(RuntimeError):
     """A change needs the stream's source reopened (its uri or loop), but it was handed in (a WebRTC
     publisher): there is no URI to reopen it from. Its options can change (`StreamManager.replace`)."""
-
-
-@dataclass(frozen=True, slots=True)
-class StreamInfo:
-    """A stream as the API and viewers see it: its settings, its reader's status and inference counts."""
-
-    config: StreamConfig
-    source: str
-    status: ReaderStatus
-    frames_processed: int = 0
-    inference_errors: int = 0
-    last_inference_error: str | None = None
-    #: Unix seconds of ``last_inference_error``'s latest occurrence: it stays once frames go through
-    #: again, so this says whether it is past.
-    last_inference_error_at: float | None = None
-    inference: InferenceStatus = field(default_factory=lambda: InferenceStatus(available=True))
-    analytics_error: str | None = None  # why zones or lines are left out or can never count here
-    pace: PaceVerdict = field(default_factory=PaceVerdict)  # whether inference keeps up (`StreamManager.check_pace`)
-    #: Frames its ``process_fps`` left out: by choice, never sent to the model (unlike ``frames_dropped``).
-    frames_thinned: int = 0
-
-    @property
-    def stream_id(self) -> str:
-        return self.config.stream_id
-
-    @property
-    def state(self) -> StreamState:
-        return self.status.state
-
-    @property
-    def error(self) -> str | None:
-        return self.status.error
-
-    @property
-    def frames_read(self) -> int:
-        return self.status.frames_read
-
-    @property
-    def frames_dropped(self) -> int:
-        return self.status.dropped
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "id": self.stream_id,
-            "source": self.source,
-            "loop": self.config.loop,
-            "options": self.config.options.to_json(),
-            **self.status.to_json(),
-            "frames_processed": self.frames_processed,
-            "frames_thinned": self.frames_thinned,
-            "inference_errors": self.inference_errors,
-            "last_inference_error": self.last_inference_error,
-            "last_inference_error_at": self.last_inference_error_at,
-            "inference": self.inference.to_json(),
-            "analytics_error": self.analytics_error,
-            **self.pace.to_json(),
-        }
 
 
 class PipelineListener(Protocol):

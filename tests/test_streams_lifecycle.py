@@ -30,6 +30,7 @@ from server.inference.worker import InferenceWorker
 from server.options import StreamOptions
 from server.sources import Source, StreamState
 from server.sources.reader import JOIN_TIMEOUT_S, StreamReader
+from server.stream_info import StreamInfo
 from tests.support.detections import NAMES
 from tests.support.polling import eventually
 
@@ -211,7 +212,7 @@ def test_restarting_a_stream_whose_reader_is_slow_to_stop_shows_its_new_settings
         assert restart.running
     finally:
         gate.released.set()
-    restarted = cast("streams.StreamInfo", restart.finish())
+    restarted = cast(StreamInfo, restart.finish())
     assert restarted.config == new_settings and restarted.source == "scene:?seed=5"
 
 

@@ -42,7 +42,8 @@ from server.http.network.bodies import read_body
 from server.http.network.prefix import forwarded_prefix
 from server.persist import ConfigEditedError, ConfigFileState, write_config
 from server.sources import SourceError, check_uri
-from server.streams import HandedInError, ShuttingDownError, StreamExistsError, StreamInfo, StreamOptionsError
+from server.stream_info import StreamInfo
+from server.streams import HandedInError, ShuttingDownError, StreamExistsError, StreamOptionsError
 
 log = logging.getLogger(__name__)
 

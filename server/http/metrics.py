@@ -26,7 +26,8 @@ from server.inference.pace import (
     PAUSED_AFTER_S,
 )
 from server.sources.base import StreamState
-from server.streams import StreamInfo, StreamManager
+from server.stream_info import StreamInfo
+from server.streams import StreamManager
 from server.webrtc.peers import PeerCounts
 
 Sample = tuple[dict[str, str], float]

@@ -35,7 +35,7 @@ from server.http.api import stream_info
 from server.http.errors import error
 from server.http.keys import http_viewers_key, hub_key, manager_key
 from server.http.network.serving import keep_send_queue_short
-from server.streams import StreamInfo
+from server.stream_info import StreamInfo
 
 log = logging.getLogger(__name__)
 
