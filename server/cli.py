@@ -270,12 +270,12 @@ def _check_sources(base: Settings, sources: list[str], flag_streams: tuple[Strea
     `check_uri` reads the text alone, so what may change later (a camera that does not answer yet, a
     file not there yet, a webcam unplugged) still starts, as a stream whose state says what is wrong.
     """
-    from server.config import ConfigError
+    from server.config import ConfigError, stream_place
     from server.sources import SourceError, check_uri
     from server.sources.uri import mask_uri
 
     name = base.config_path.name if base.config_path is not None else ""
-    given = [(f"{name}: streams[{index}].uri", stream.uri) for index, stream in enumerate(base.streams)]
+    given = [(f"{name}: {stream_place(i, stream.stream_id)}.uri", stream.uri) for i, stream in enumerate(base.streams)]
     for value, stream in zip(sources, flag_streams, strict=True):
         shown = mask_uri(value) if value == stream.uri else f"{stream.stream_id}={mask_uri(stream.uri)}"
         given.append((f"--source {shown}", stream.uri))
@@ -383,17 +383,18 @@ def _model_origin(args: argparse.Namespace, settings: Settings) -> str | None:
 
 def _options_in_file(error: StreamOptionsError, args: argparse.Namespace, settings: Settings) -> str | None:
     """Stream options the loaded model cannot follow (a class it does not know), said where the config
-    file gave them, as every other error of the file is (``cams.toml: streams[1].classes: ...``), with
+    file gave them, as every other error of the file is (``cams.toml: streams[1] (id 'yard').classes: ...``), with
     where the model came from; None for options the file did not give.
 
     The stream manager names the stream by its id and the model as ``--model``: all it knows.
     """
+    from server.config import stream_place
     from server.sources.uri import mask_uri
 
     if settings.config_path is None:
         return None
     file_ids = [s.stream_id for s in settings.streams if s.stream_id not in settings.flag_streams]
-    places = {"stream_defaults": "stream_defaults"} | {id_: f"streams[{i}]" for i, id_ in enumerate(file_ids)}
+    places = {"stream_defaults": "stream_defaults"} | {id_: stream_place(i, id_) for i, id_ in enumerate(file_ids)}
     where = places.get(error.stream_id)
     if where is None:
         return None

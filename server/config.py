@@ -2,7 +2,7 @@
 
 Settings come from a TOML file (``segcast serve --config FILE``) with command-line flags over it.
 Every key is checked when the file is read: an unknown key or a bad value stops the start with one
-line naming it (``segcast.toml: streams[1].conf: expected a number from 0 to 1``), never a surprise
+line naming it (``segcast.toml: streams[1] (id 'yard').conf: expected a number from 0 to 1``), never a surprise
 later. `server.persist.write_config` saves the streams back when the API is asked to persist a change.
 """
 
@@ -14,13 +14,21 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
 from server.delivery.viewer import ViewerLimits
-from server.events.config import DEFAULT_HISTORY_FILE, EventsSettings, events_settings, resolved_path
+from server.events.config import (
+    DEFAULT_HISTORY_FILE,
+    HISTORY_KEYS,
+    MQTT_KEYS,
+    WEBHOOK_KEYS,
+    EventsSettings,
+    events_settings,
+    resolved_path,
+)
 from server.http.access.policy import (
     DEFAULT_DENY_NETWORKS,
     DEFAULT_SOURCE_SCHEMES,
@@ -68,6 +76,17 @@ SERVER_KEYS = (
 VIEWER_LIMIT_KEYS = {"max_viewers": 100_000, "max_viewers_per_address": 100_000, "max_scaled_images": 64}
 MODEL_KEYS = ("name", "device", "max_batch", "half", "fast_masks")
 AUTH_KEYS = ("viewer_tokens", "admin_tokens", "required")
+#: The keys of each table of the file by its header, to say where a key written under another belongs.
+_TABLE_KEYS: dict[str, tuple[str, ...]] = {
+    "[server]": SERVER_KEYS,
+    "[model]": MODEL_KEYS,
+    "[auth]": AUTH_KEYS,
+    "[stream_defaults]": tuple(f.name for f in fields(StreamOptions)),
+    "[[streams]]": (*STREAM_KEYS, "options", *(f.name for f in fields(StreamOptions))),
+    "[events.history]": HISTORY_KEYS,
+    "[[events.webhooks]]": WEBHOOK_KEYS,
+    "[events.mqtt]": MQTT_KEYS,
+}
 #: A source of CSP ``frame-ancestors`` that a browser can match (CSP 3's grammar): ``*``, ``'self'``, a
 #: scheme (``https:``), or ``[scheme://]host[:port][/path]`` with ``*.`` or ``*`` for the host, ``*``
 #: for the port. Anything else a browser ignores; a space, ``;`` or ``,`` would start another source or
@@ -221,8 +240,8 @@ def load_config(path: Path, default_overrides: Mapping[str, Any] | None = None) 
 
 def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides: Mapping[str, Any]) -> Settings:
     name = path.name
+    _refuse_keys_of_other_tables(data, name)
     _known(data, ("server", "model", "stream_defaults", "streams", "auth", "events"), f"{name}:")
-    _refuse_auth_in_a_table(data, name)
     server = _table(data, "server", name)
     _known(server, SERVER_KEYS, f"{name}: server")
     host = _typed(server, "host", str, DEFAULT_HOST, f"{name}: server")
@@ -284,7 +303,7 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides
     streams: list[StreamConfig] = []
     stream_keys: dict[str, frozenset[str]] = {}
     for index, table in enumerate(raw_streams):
-        where = f"{name}: streams[{index}]"
+        where = f"{name}: {stream_place(index, table.get('id'))}"
         config = _file_stream(table, defaults, file_defaults, where)
         if any(s.stream_id == config.stream_id for s in streams):
             raise ConfigError(f"{where}.id: {config.stream_id!r} is used twice")
@@ -428,19 +447,45 @@ def content_digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _refuse_auth_in_a_table(data: Mapping[str, Any], name: str) -> None:
-    """``auth = "off"`` written at the end of a file lands in its last table: TOML puts every key
-    after a ``[table]`` header into that table. Say where it belongs rather than "unknown key"."""
-    streams = data.get("streams")
-    tables = [(key, value) for key, value in data.items() if key != "streams"]
+def _refuse_keys_of_other_tables(data: Mapping[str, Any], name: str) -> None:
+    """A key written below another table's header is that table's in TOML: one appended at the end of
+    the file (``port = 8081``, ``auth = "off"``) lands in its last table, often a ``[[streams]]``.
+    Say where it belongs rather than "unknown key"; a key the table it is in also has stays there."""
+    tables: list[tuple[str, str, object]] = [(f"{name}:", "", data)]
+    tables += [(f"{name}: {key}", f"[{key}]", data.get(key)) for key in ("server", "model", "auth", "stream_defaults")]
+    streams, events = data.get("streams"), data.get("events")
     if isinstance(streams, list):
-        tables += [(f"streams[{index}]", table) for index, table in enumerate(streams)]
-    for where, table in tables:
-        if isinstance(table, dict) and "auth" in table:
+        tables += [
+            (f"{name}: {stream_place(i, t.get('id'))}", "[[streams]]", t)
+            for i, t in enumerate(streams)
+            if isinstance(t, dict)
+        ]
+    if isinstance(events, dict):
+        tables += [(f"{name}: events.{key}", f"[events.{key}]", events.get(key)) for key in ("history", "mqtt")]
+        hooks = events.get("webhooks")
+        if isinstance(hooks, list):
+            tables += [(f"{name}: events.webhooks[{i}]", "[[events.webhooks]]", h) for i, h in enumerate(hooks)]
+    for where, header, table in tables:
+        if not isinstance(table, dict):
+            continue
+        if header and "auth" in table:
             raise ConfigError(
-                f"{name}: {where}.auth: auth is a top-level key; write it before the first [table] "
+                f"{_at(where, 'auth')}: auth is a top-level key; write it before the first [table] "
                 f"(a key after a [table] header belongs to that table)"
             )
+        for key in table:
+            homes = [home for home, keys in _TABLE_KEYS.items() if key in keys]
+            if homes and header not in homes:
+                after = " (a key after a [table] header belongs to that table)" if header else ""
+                raise ConfigError(f"{_at(where, key)}: {key} is a key of {' or '.join(homes)}; write it there{after}")
+
+
+def stream_place(index: int, stream_id: object) -> str:
+    """How errors name the config file's ``index``-th ``[[streams]]`` table: with its id where it has a
+    valid one (``streams[3] (id 'gate')``), as a file of many cameras is read by id, not by count."""
+    if isinstance(stream_id, str) and STREAM_ID_PATTERN.match(stream_id):
+        return f"streams[{index}] (id {stream_id!r})"
+    return f"streams[{index}]"
 
 
 def _known(table: Mapping[str, Any], keys: tuple[str, ...], where: str) -> None:

@@ -7,8 +7,12 @@ from flags, and replaced atomically, only while it still holds what segcast read
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
+import re
 import stat
+import tempfile
 import tomllib
 from collections.abc import Mapping
 from contextlib import suppress
@@ -22,9 +26,12 @@ from server.inference.options import InferenceOptions
 from server.options import EVERY_FRAME, MODEL_IMGSZ, StreamOptions, tracker_defaults
 from server.sources.base import MAX_FRAME_SIDE_PX
 
+log = logging.getLogger(__name__)
+
 
 class ConfigEditedError(ConfigError):
-    """The config file changed on disk since segcast read or wrote it: saving would undo those edits."""
+    """The config file changed on disk since segcast read or wrote it (an edit, or another program's
+    save, another segcast's too): saving would undo that."""
 
 
 @dataclass(slots=True)
@@ -77,7 +84,8 @@ def write_config(running: Settings, streams: list[StreamConfig], state: ConfigFi
     """Save the file's settings with ``streams`` to `Settings.config_path`, replacing the file atomically.
 
     Comments and key order of a hand-written file are not kept, but for the comments at its top (a
-    split's header says which node the file is, and of which split). A stream's options are written where
+    split's header says which node the file is, and of which split); a save that drops others keeps the
+    file as it was in ``<name>.bak`` beside it (`_replace_file`). A stream's options are written where
     they are its own (`_file_options`): a stream of the file keeps the keys its table set, even those
     equal to ``[stream_defaults]``, and a change made through the API is written where it differs
     from what the stream would take from the defaults. What came from flags (``running``'s
@@ -86,8 +94,9 @@ def write_config(running: Settings, streams: list[StreamConfig], state: ConfigFi
     streams the API has added or changed. Paths it gave relative to its folder are written as it gave them.
 
     ``state`` (by default as segcast started) is what segcast knows of the file. A file that holds
-    anything else now was edited by hand, and the settings in memory would undo that: it is left as
-    it is (`ConfigEditedError`). After a save, ``state`` knows the file written and its streams.
+    anything else now was edited, or saved by another program (another segcast on the same file), and
+    the settings in memory would undo that: it is left as it is (`ConfigEditedError`). After a save,
+    ``state`` knows the file written and its streams.
     """
     settings = running.file_settings or running
     if settings.config_path is None and running.config_path is not None:  # see `server.cli._file_only`
@@ -208,17 +217,36 @@ def _leading_comments(path: Path) -> list[str]:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError):
         return []
-    block: list[str] = []
-    for line in text.splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            break
-        block.append(line.rstrip())
-    comments = [line for line in block if line != SAVED_NOTE]
+    comments = [line.rstrip() for line in _split_top(text)[0] if line.rstrip() != SAVED_NOTE]
     while comments and not comments[-1]:
         comments.pop()
     while comments and not comments[0]:
         comments.pop(0)
     return comments
+
+
+def _split_top(text: str) -> tuple[list[str], str]:
+    """The lines of a config file's ``text`` before its first setting (comments and blank lines: what
+    a save keeps of it), and the rest of it."""
+    lines = text.splitlines(keepends=True)
+    for index, line in enumerate(lines):
+        if line.strip() and not line.lstrip().startswith("#"):
+            return lines[:index], "".join(lines[index:])
+    return lines, ""
+
+
+#: A TOML string (multi-line or not, basic or literal), or the ``#`` that starts a comment outside one.
+_STRING_OR_COMMENT = re.compile(
+    r'"""(?:\\.|[^\\])*?"""(?!")' r"|'''.*?'''(?!')" r'|"(?:\\.|[^"\\\n])*"' r"|'[^'\n]*'" r"|#",
+    re.DOTALL,
+)
+
+
+def _drops_comments(old: bytes) -> bool:
+    """Whether the file's bytes ``old`` hold a comment that a save does not keep: one below the block at
+    its top, on a line of its own or after a value (a ``#`` in a string, ``uri = "a.mp4#rate=max"``, is none)."""
+    rest = _split_top(old.decode("utf-8-sig", errors="replace"))[1]
+    return any(match.group() == "#" for match in _STRING_OR_COMMENT.finditer(rest))
 
 
 def _config_text(settings: Settings, streams: list[tuple[StreamConfig, dict[str, object]]], comments: list[str]) -> str:
@@ -304,11 +332,63 @@ def _events_as_written(settings: Settings) -> EventsSettings:
     return events
 
 
+def config_file_writable(path: Path) -> bool:
+    """Whether a save to the config file at ``path`` could be made now, as far as permissions and mounts
+    say (`_unwritable`). Asked each time the viewer or a stream's ``persistable`` asks: a file made
+    read-only while segcast runs is no longer offered a save that can only fail."""
+    try:
+        return _unwritable(path.resolve()) is None
+    except OSError:  # its folder may not even be searched: nothing a save could do there either
+        return False
+
+
+def _unwritable(target: Path) -> str | None:
+    """Why the file at ``target`` (a symlink resolved) cannot be replaced now, or None; said after its name.
+
+    Replacing goes round a file's own permissions (only its folder's count): one made read-only, for
+    anyone, root too, is the admin's way of saying segcast must not change it. A read-only mount is
+    asked of the mount, where chmod is no fix.
+    """
+    folder = target.parent
+    if _on_read_only_mount(target if target.exists() else folder):
+        return (
+            "is on a read-only file system, so it was not saved (chmod cannot change that): mounted read-only "
+            "(a Docker bind mount with :ro, a Kubernetes ConfigMap), changes made through the API last until "
+            "segcast stops; to save them, mount its folder writable"
+        )
+    if target.exists():
+        mode = stat.S_IMODE(target.stat().st_mode)
+        if not mode & 0o222 or not os.access(target, os.W_OK):
+            return "is read-only, so it was not saved: make it writable to save changes to it"
+    if not folder.is_dir():
+        return f"was not saved: its folder {folder} is gone"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return (
+            f"was not saved: segcast may not write in its folder {folder}, where a save writes the new file "
+            "before renaming it over the old one; let segcast's user write there (in a container, mount "
+            "the folder, not the file alone: README, Docker)"
+        )
+    return None
+
+
+def _on_read_only_mount(path: Path) -> bool:
+    """Whether the file system holding ``path`` is mounted read-only; False where it cannot say."""
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 def _replace_file(path: Path, text: str, expected_digest: str | None) -> str:
     """Replace the file at ``path`` with ``text`` if it still holds what ``expected_digest`` says; the new digest.
 
     Through a symlink, the file it points to is replaced (the link stays a link to it), from a
-    partial file beside that one: on its file system, where the replacement is atomic.
+    partial file beside that one: on its file system, where the replacement is atomic. A hard link
+    to the file is not: it keeps the old file, as after any editor's atomic save. The new file has
+    the old one's owner, group and permissions (`_write_whole`). A save that drops comments below
+    the top of the file (`_drops_comments`) first keeps the file as it was in ``<name>.bak`` beside
+    it, the .bak of an earlier such save replaced: the comments are the admin's notes, and are not
+    lost unseen.
     """
     try:
         # What is written must start segcast again: a value TOML cannot hold (a lone surrogate, which
@@ -318,41 +398,93 @@ def _replace_file(path: Path, text: str, expected_digest: str | None) -> str:
     except (tomllib.TOMLDecodeError, UnicodeEncodeError) as exc:
         raise ConfigError(f"{path.name} was not saved: the new content would not read back ({exc})") from None
     target = path.resolve()
-    current = _file_digest(target)
-    if current != expected_digest:
+    try:
+        old: bytes | None = target.read_bytes()
+    except FileNotFoundError:
+        old = None
+    if (None if old is None else content_digest(old)) != expected_digest:
         # A file gone may be one an editor is writing again, or one its admin moved away: either way
-        # not segcast's to put back.
-        edited = "edited or removed" if current is None else "edited"
+        # not segcast's to put back. One changed may be another segcast's save, not a person's edit.
+        what = "removed or moved away" if old is None else "edited, or saved by another program,"
         raise ConfigEditedError(
-            f"{path.name} was {edited} since segcast read or last saved it, and saving now would undo that; "
+            f"{path.name} was {what} since this segcast read or last saved it, and saving now would undo that; "
             "restart segcast to load the file as it is, then make the change again"
         )
-    partial = target.with_name(f".{target.name}.partial")
-    # The file may hold access tokens: the rewrite keeps its permissions (owner-only for a new one).
-    mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else 0o600
-    # Replacing goes round a file's own permissions (only its folder's count): one made read-only,
-    # for anyone, root too, is the admin's way of saying segcast must not change it.
-    if target.exists() and (not mode & 0o222 or not os.access(target, os.W_OK)):
-        raise ConfigError(f"{path.name} is read-only, so it was not saved: make it writable to save changes to it")
-    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    if (reason := _unwritable(target)) is not None:
+        raise ConfigError(f"{path.name} {reason}")
+    original = None if old is None else target.stat()
+    backup = None
+    if old is not None and _drops_comments(old):
+        backup = target.with_name(f"{target.name}.bak")
+        _write_whole(backup, old, original, path.name)
+    _write_whole(target, data, original, path.name)
+    folder = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)  # the renames themselves
+    finally:
+        os.close(folder)
+    if backup is not None:
+        log.info("saved %s without its comments below the top of the file: the file as it was is in %s", path, backup)
+    return content_digest(data)
+
+
+def _write_whole(target: Path, data: bytes, original: os.stat_result | None, name: str) -> None:
+    """Put ``data`` at ``target`` from a partial file of its own beside it, renamed over it once on disk.
+
+    The partial file's name is this save's alone (`tempfile.mkstemp`): two processes saving one file
+    never write into one partial file, and one left by anyone else is neither used nor removed.
+    It takes the owner, group and permissions of ``original`` (the file replaced: the file may hold
+    access tokens; owner-only where there was none) before it holds anything. A rename over a file
+    mounted by itself fails, and the error says so (`ConfigError`).
+    """
+    descriptor, partial_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    partial = Path(partial_name)
     try:
         with open(descriptor, "wb") as file:
+            os.fchmod(descriptor, _take_owner(descriptor, original, name))
             file.write(data)
             file.flush()
-            os.fsync(file.fileno())  # on disk before it replaces the old file: a power cut leaves one of them whole
-        os.chmod(partial, mode)  # os.open's mode is cut by the umask
+            os.fsync(descriptor)  # on disk before it replaces the old file: a power cut leaves one of them whole
         partial.replace(target)
-    except BaseException:
+    except BaseException as exc:
         # A full disk fails the write or the fsync: the old file stays whole, and no stray copy beside it.
         with suppress(OSError):
             partial.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno == errno.EBUSY:  # the rename over a mount point
+            raise ConfigError(
+                f"{name} was not saved: it is mounted by itself (as a Docker bind mount of the file alone makes "
+                "it), and a save, which renames a new file over it, cannot replace a mounted file; mount its "
+                "folder instead (README, Docker)"
+            ) from None
         raise
-    folder = os.open(target.parent, os.O_RDONLY)
+
+
+def _take_owner(descriptor: int, original: os.stat_result | None, name: str) -> int:
+    """Give the new file open at ``descriptor`` the owner and group of ``original``; the mode to give it.
+
+    A rename leaves the new file segcast's: as root it would take a file from its owner, who may then
+    not even read it. Only root may give a file away, so where segcast is not root and the file is
+    another user's, the save is refused rather than take it from them. Where only the group cannot be
+    kept (segcast's user is not in it), the file stays its owner's and goes to segcast's group,
+    without the old group's permissions: that group must not read what the old one could.
+    """
+    if original is None:
+        return 0o600
+    mode = stat.S_IMODE(original.st_mode)
+    made = os.fstat(descriptor)
+    if (made.st_uid, made.st_gid) == (original.st_uid, original.st_gid):
+        return mode
     try:
-        os.fsync(folder)  # the rename itself
-    finally:
-        os.close(folder)
-    return content_digest(data)
+        os.fchown(descriptor, original.st_uid, original.st_gid)
+    except PermissionError:
+        if made.st_uid != original.st_uid:
+            raise ConfigError(
+                f"{name} belongs to uid {original.st_uid}, and saved by segcast (uid {made.st_uid}) it would be "
+                "segcast's, which only root may change back, so it was not saved: give the file to segcast's "
+                "user (chown), or run segcast as its owner, to save changes to it"
+            ) from None
+        return mode & ~0o070
+    return mode
 
 
 def _server_lines(settings: Settings) -> list[str]:

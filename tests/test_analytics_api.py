@@ -254,7 +254,7 @@ def test_a_bad_zone_in_the_config_file_is_one_line_naming_it(tmp_path: Path) -> 
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     assert str(caught.value) == (
-        "segcast.toml: streams[0].zones[0].points: expected 3 to 64 [x, y] pairs, got [[0, 0], [1, 1]]"
+        "segcast.toml: streams[0] (id 'cam').zones[0].points: expected 3 to 64 [x, y] pairs, got [[0, 0], [1, 1]]"
     )
 
 
@@ -286,11 +286,11 @@ async def test_narrowing_the_streams_classes_under_its_zone_is_a_400_naming_clas
     [
         (
             f'[stream_defaults]\nzones = [{{ {_toml_table(SQUARES)} }}]\n\n{CAM_TABLE}classes = ["disc"]\n',
-            f"streams[0].{NARROWED}",
+            f"streams[0] (id 'cam').{NARROWED}",
         ),
         (
             f'[stream_defaults]\nclasses = ["disc"]\n\n{CAM_TABLE}zones = [{{ {_toml_table(SQUARES)} }}]\n',
-            "streams[0].zones[0].classes: the stream only detects disc, not 'square'; "
+            "streams[0] (id 'cam').zones[0].classes: the stream only detects disc, not 'square'; "
             "add it to the stream's classes or leave it out of the shape's",
         ),
     ],

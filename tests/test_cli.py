@@ -213,7 +213,7 @@ def test_a_configured_class_the_model_lacks_stops_start_up_naming_it(
     exited = run_cli(capfd, "serve", "--config", str(config), "--port", str(free_port()), "--log-level", "ERROR")
     assert exited.code == EXIT_STARTUP_ERROR
     line = exited.one_error_line
-    assert line.startswith("segcast: segcast.toml: streams[0].classes: the model has no class 'cat'"), line
+    assert line.startswith("segcast: segcast.toml: streams[0] (id 'yard').classes: the model has no class 'cat'"), line
     assert "[model] name bundled" in line, "where the model came from: the file, not --model"
 
 

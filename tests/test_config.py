@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -100,10 +101,10 @@ def test_a_full_config_file_is_read(tmp_path: Path) -> None:
         ("[stream_defaults]\nconf = 2\n", "stream_defaults.conf"),
         ("[cameras]\n", "cameras"),
         ('[[streams]]\nuri = "scene:"\n', "streams[0].id"),
-        ('[[streams]]\nid = "a"\n', "streams[0].uri"),
-        ('[[streams]]\nid = "a"\nuri = "scene:"\nloop = "yes"\n', "streams[0].loop"),
-        ('[[streams]]\nid = "a"\nuri = "scene:"\nspeed = 2\n', "streams[0].speed"),
-        ('[[streams]]\nid = "a"\nuri = "x"\n[[streams]]\nid = "a"\nuri = "y"\n', "streams[1].id"),
+        ('[[streams]]\nid = "a"\n', "streams[0] (id 'a').uri"),
+        ('[[streams]]\nid = "a"\nuri = "scene:"\nloop = "yes"\n', "streams[0] (id 'a').loop"),
+        ('[[streams]]\nid = "a"\nuri = "scene:"\nspeed = 2\n', "streams[0] (id 'a').speed"),
+        ('[[streams]]\nid = "a"\nuri = "x"\n[[streams]]\nid = "a"\nuri = "y"\n', "streams[1] (id 'a').id"),
         ('[auth]\ntokens = ["x"]\n', "auth.tokens"),
         # A request's token is read without white space around it: these could never match.
         ('[auth]\nadmin_tokens = ["admin-token-0123456789 "]\n', "auth.admin_tokens[0]"),
@@ -121,7 +122,7 @@ def test_a_full_config_file_is_read(tmp_path: Path) -> None:
     ],
 )
 def test_bad_keys_and_values_are_refused_by_name(tmp_path: Path, text: str, named: str) -> None:
-    with pytest.raises(ConfigError, match=r"^segcast\.toml:? .*" + named.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(ConfigError, match=r"^segcast\.toml:? .*" + re.escape(named)):
         load_config(write(tmp_path, text))
 
 
@@ -278,7 +279,9 @@ def test_a_save_leaves_a_file_edited_since_it_was_read_as_it_is(tmp_path: Path) 
     write_config(settings, list(settings.streams), state)  # segcast's own save is no edit
     edited = path.read_text() + '\n[auth]\nadmin_tokens = ["rotated-token-0123456789"]\n'
     path.write_text(edited)
-    with pytest.raises(ConfigEditedError, match=r"^segcast\.toml was edited .* restart segcast"):
+    with pytest.raises(
+        ConfigEditedError, match=r"^segcast\.toml was edited, or saved by another program, .* restart segcast"
+    ):
         write_config(settings, [*settings.streams, StreamConfig("new", "scene:?seed=9")], state)
     assert path.read_text() == edited
 
@@ -441,7 +444,9 @@ def test_a_stream_naming_the_files_tracker_keeps_its_settings_under_another_trac
 def test_a_tracker_flag_over_a_streams_own_tracker_settings_says_how_to_keep_its_tracker(tmp_path: Path) -> None:
     path = write(tmp_path, '[[streams]]\nid = "yard"\nuri = "scene:"\ntracker_settings = { min_overlap = 0.2 }\n')
     args = build_parser().parse_args(["serve", "--config", str(path), "--tracker", "bytetrack"])
-    with pytest.raises(ConfigError, match=r"streams\[0\]\.tracker_settings\.min_overlap: .* tracker = \"segtrack\""):
+    with pytest.raises(
+        ConfigError, match=r"streams\[0\] \(id 'yard'\)\.tracker_settings\.min_overlap: .* tracker = \"segtrack\""
+    ):
         settings_from_args(args)
 
 
@@ -460,7 +465,9 @@ def test_the_models_own_size_over_a_default_size_is_saved_and_read_back(tmp_path
 def test_imgsz_model_means_the_models_own_size_and_other_words_are_refused(tmp_path: Path) -> None:
     settings = load_config(write(tmp_path, '[[streams]]\nid = "a"\nuri = "scene:"\nimgsz = "model"\n'))
     assert settings.streams[0].options.imgsz is None
-    with pytest.raises(ConfigError, match=r"streams\[0\]\.imgsz: .* or 'model' for the model's own size, got 'auto'"):
+    with pytest.raises(
+        ConfigError, match=r"streams\[0\] \(id 'a'\)\.imgsz: .* or 'model' for the model's own size, got 'auto'"
+    ):
         load_config(write(tmp_path, '[[streams]]\nid = "a"\nuri = "scene:"\nimgsz = "auto"\n'))
 
 
@@ -694,7 +701,7 @@ def test_loop_without_a_source_stream_says_where_to_set_it(tmp_path: Path) -> No
 @pytest.mark.parametrize(
     ("text", "where"),
     [
-        ('[[streams]]\nid = "a"\nuri = "scene:"\nauth = "off"\n', "streams[0].auth"),
+        ('[[streams]]\nid = "a"\nuri = "scene:"\nauth = "off"\n', "streams[0] (id 'a').auth"),
         ('[server]\nhost = "0.0.0.0"\nauth = "off"\n', "server.auth"),
     ],
 )
@@ -703,6 +710,37 @@ def test_auth_written_after_a_table_is_refused_saying_where_it_belongs(tmp_path:
     with pytest.raises(ConfigError) as refused:
         load_config(write(tmp_path, text))
     assert str(refused.value).startswith(f"segcast.toml: {where}: auth is a top-level key; write it before the first [")
+
+
+def test_a_bad_value_in_a_stream_names_the_streams_id(tmp_path: Path) -> None:
+    """A file of many cameras is read by id: "streams[7].conf" sent its reader counting tables."""
+    text = '[[streams]]\nid = "yard"\nuri = "scene:"\n\n[[streams]]\nid = "gate"\nuri = "scene:"\nconf = 5\n'
+    with pytest.raises(ConfigError) as refused:
+        load_config(write(tmp_path, text))
+    assert str(refused.value) == "segcast.toml: streams[1] (id 'gate').conf: expected a number from 0 to 1, got 5"
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "home"),
+    [
+        ('[[streams]]\nid = "a"\nuri = "scene:"\nsave_config = true\n', "streams[0] (id 'a').save_config", "[server]"),
+        ('[[streams]]\nid = "a"\nuri = "scene:"\nmax_viewers = 50\n', "streams[0] (id 'a').max_viewers", "[server]"),
+        ('[[streams]]\nid = "a"\nuri = "scene:"\nhalf = true\n', "streams[0] (id 'a').half", "[model]"),
+        ('[[streams]]\nid = "a"\nuri = "scene:"\nadmin_tokens = []\n', "streams[0] (id 'a').admin_tokens", "[auth]"),
+        ("[server]\nport = 8081\nconf = 0.4\n", "server.conf", "[stream_defaults] or [[streams]]"),
+        ("[stream_defaults]\nconf = 0.4\nloop = true\n", "stream_defaults.loop", "[[streams]]"),
+        ("[events.history]\nmax_mb = 10\nmax_viewers = 50\n", "events.history.max_viewers", "[server]"),
+    ],
+)
+def test_a_key_of_another_table_says_where_it_belongs(tmp_path: Path, text: str, where: str, home: str) -> None:
+    """A key appended at the end of the file lands in its last table: "unknown stream option" did not say why."""
+    with pytest.raises(ConfigError) as refused:
+        load_config(write(tmp_path, text))
+    key = where.rsplit(".", 1)[1]
+    assert str(refused.value) == (
+        f"segcast.toml: {where}: {key} is a key of {home}; write it there "
+        "(a key after a [table] header belongs to that table)"
+    )
 
 
 def test_a_stream_without_an_id_is_told_its_id_is_missing() -> None:

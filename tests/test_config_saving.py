@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import errno
+import logging
 import os
+import stat
 import tomllib
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -42,7 +44,9 @@ def test_a_gmc_method_ultralytics_refuses_stops_the_start_naming_the_choices(tmp
     path = write(tmp_path, f'[[streams]]\nid = "a"\nuri = "scene:"\ntracker = "botsort"\n'
                  f'tracker_settings = {{ gmc_method = "{method}" }}\n')  # fmt: skip
     choices = ", ".join(GMC_CHOICES)
-    with pytest.raises(ConfigError, match=rf"^segcast\.toml: streams\[0\]\.tracker_settings\.gmc_method: .*{choices}"):
+    with pytest.raises(
+        ConfigError, match=rf"^segcast\.toml: streams\[0\] \(id 'a'\)\.tracker_settings\.gmc_method: .*{choices}"
+    ):
         load_config(path)
 
 
@@ -134,6 +138,203 @@ def test_a_save_over_a_file_removed_since_says_it_may_be_gone(tmp_path: Path) ->
     settings = load_config(path)
     state = ConfigFileState.of(settings)
     path.unlink()
-    with pytest.raises(ConfigEditedError, match=r"^segcast\.toml was edited or removed since segcast read"):
+    with pytest.raises(ConfigEditedError, match=r"^segcast\.toml was removed or moved away since this segcast read"):
         write_config(settings, [StreamConfig("b", "scene:?seed=2")], state)
     assert not path.exists(), "a file removed is not put back"
+
+
+COMMENTED = """\
+# cams.toml: the cameras of the front yard
+# (kept: the comments at the top of the file)
+
+[server]
+port = 8081  # the port our proxy expects
+
+# the gate camera
+[[streams]]
+id = "a"
+uri = "scene:"
+"""
+
+STREAM_A = '[[streams]]\nid = "a"\nuri = "scene:"\n'
+#: The uid and gid of no one in particular: a file's owner other than the test's (root).
+OTHER_UID, OTHER_GID = 4321, 4322
+as_root = pytest.mark.skipif(os.geteuid() != 0, reason="only root may give a file to another user")
+
+
+def save_b(path: Path, state: ConfigFileState | None = None) -> None:
+    """Save the file at ``path`` with stream ``b`` in place of its streams."""
+    write_config(load_config(path), [StreamConfig("b", "scene:?seed=2")], state)
+
+
+def refuse_chown(*args: object) -> None:
+    """What os.fchown does for a process that is not root, giving a file away."""
+    raise PermissionError(errno.EPERM, os.strerror(errno.EPERM))
+
+
+@as_root
+def test_a_save_keeps_the_files_owner_group_and_permissions(tmp_path: Path) -> None:
+    """Saved by segcast running as root, a file of uid 1000 with mode 640 became root's: its owner could
+    not read it. The .bak that keeps its comments is its owner's too."""
+    path = write(tmp_path, COMMENTED)
+    os.chown(path, OTHER_UID, OTHER_GID)
+    path.chmod(0o640)
+    save_b(path)
+    for kept in (path, tmp_path / "segcast.toml.bak"):
+        saved = kept.stat()
+        assert (saved.st_uid, saved.st_gid, stat.S_IMODE(saved.st_mode)) == (OTHER_UID, OTHER_GID, 0o640), kept
+    assert [stream.stream_id for stream in load_config(path).streams] == ["b"]
+
+
+@as_root
+def test_a_file_of_another_user_that_segcast_may_not_give_back_is_not_saved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not root, segcast cannot give the new file to the old one's owner: saved, it would take it from them."""
+    path = write(tmp_path, STREAM_A)
+    os.chown(path, OTHER_UID, OTHER_GID)
+    monkeypatch.setattr(os, "fchown", refuse_chown)
+    with pytest.raises(ConfigError, match=rf"^segcast\.toml belongs to uid {OTHER_UID}, .* so it was not saved"):
+        save_b(path)
+    assert path.read_text() == STREAM_A and path.stat().st_uid == OTHER_UID
+    assert os.listdir(tmp_path) == ["segcast.toml"], "no partial file is left"
+
+
+@as_root
+def test_a_group_segcast_cannot_keep_gets_none_of_the_old_groups_permissions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file stays its owner's, but goes to segcast's group, which must not read what the old group could."""
+    path = write(tmp_path, STREAM_A)
+    os.chown(path, os.geteuid(), OTHER_GID)
+    path.chmod(0o640)
+    monkeypatch.setattr(os, "fchown", refuse_chown)
+    save_b(path)
+    saved = path.stat()
+    assert (saved.st_uid, saved.st_gid, stat.S_IMODE(saved.st_mode)) == (os.geteuid(), os.getegid(), 0o600)
+
+
+@pytest.mark.parametrize("stray", ["folder", "file"])
+def test_a_partial_file_someone_else_left_is_neither_used_nor_removed(tmp_path: Path, stray: str) -> None:
+    """Every save wrote ``.<name>.partial``: two segcasts saving one file wrote into one partial file, and a
+    folder of that name stopped every save."""
+    path = write(tmp_path, STREAM_A)
+    partial = tmp_path / ".segcast.toml.partial"
+    if stray == "folder":
+        partial.mkdir()
+    else:
+        partial.write_text("another process's")
+    save_b(path)
+    assert [stream.stream_id for stream in load_config(path).streams] == ["b"]
+    assert partial.is_dir() if stray == "folder" else partial.read_text() == "another process's"
+    assert sorted(os.listdir(tmp_path)) == [".segcast.toml.partial", "segcast.toml"]
+
+
+async def test_a_file_mounted_by_itself_is_said_to_be_and_its_folder_to_be_mounted_instead(
+    start_server: Start, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Docker's single-file bind mount: the rename over it fails with EBUSY, and the answer named
+    segcast's own partial file ("Device or resource busy: /config/.cams.toml.partial")."""
+    path = write(tmp_path, STREAM_A)
+    client = await start_server(StreamConfig("a", "scene:"), config_path=path)
+    real_replace = Path.replace
+
+    def onto_a_mount_point(self: Path, target: Path) -> Path:
+        if Path(target) == path:  # what rename(2) says of a target that is a mount point
+            raise OSError(errno.EBUSY, os.strerror(errno.EBUSY), str(self), str(target))
+        return real_replace(self, target)
+
+    monkeypatch.setattr(Path, "replace", onto_a_mount_point)
+    response = await client.patch("/api/streams/a?persist=1", json={"iou": 0.6})
+    assert response.status == 500, await response.text()
+    error = (await response.json())["error"]
+    assert "segcast.toml" in error and "mounted by itself" in error, error
+    assert "mount its folder instead" in error and "README, Docker" in error, error
+    assert ".partial" not in error, error
+    assert path.read_text() == STREAM_A
+    assert os.listdir(tmp_path) == ["segcast.toml"]
+
+
+def test_a_file_on_a_read_only_file_system_says_so_not_to_make_it_writable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """chmod cannot make a read-only mount writable: the message sent the admin to the wrong fix. A
+    read-only mount is what its statvfs and access() say (a real one cannot be made in a test)."""
+    path = write(tmp_path, STREAM_A)
+    real_statvfs, real_access = os.statvfs, os.access
+
+    def read_only_mount(name: object) -> object:
+        answer = real_statvfs(name)  # type: ignore[arg-type]
+        if not Path(str(name)).is_relative_to(tmp_path):
+            return answer
+        fields = list(answer)
+        fields[8] |= os.ST_RDONLY  # f_flag
+        return os.statvfs_result(fields)
+
+    def no_writes_there(name: object, mode: int, **kwargs: object) -> bool:
+        if mode & os.W_OK and Path(str(name)).is_relative_to(tmp_path):
+            return False  # EROFS, for root too
+        return real_access(name, mode, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "statvfs", read_only_mount)
+    monkeypatch.setattr(os, "access", no_writes_there)
+    with pytest.raises(ConfigError) as refused:
+        save_b(path)
+    assert str(refused.value).startswith("segcast.toml is on a read-only file system, so it was not saved")
+    assert "chmod cannot" in str(refused.value) and "make it writable" not in str(refused.value)
+    assert path.read_text() == STREAM_A
+
+
+def test_a_file_another_segcast_saved_is_not_said_to_be_edited_by_hand(tmp_path: Path) -> None:
+    """Two segcasts on one file: the second one's save is refused, and must not blame a person's edit."""
+    path = write(tmp_path, STREAM_A)
+    first, second = ConfigFileState.of(load_config(path)), ConfigFileState.of(load_config(path))
+    save_b(path, first)
+    with pytest.raises(ConfigEditedError) as refused:
+        save_b(path, second)
+    assert "saved by another program" in str(refused.value), refused.value
+    assert [stream.stream_id for stream in load_config(path).streams] == ["b"]
+
+
+async def test_a_read_only_file_is_not_offered_a_save(start_server: Start, tmp_path: Path) -> None:
+    """The viewer offered "Save to config file" (config_file, persistable) on a file mode 444: a save that could
+    only fail. Asked each time: made writable again, it is offered again."""
+    path = write(tmp_path, STREAM_A)
+    client = await start_server(StreamConfig("a", "scene:"), config_path=path)
+
+    async def offered() -> tuple[bool, bool]:
+        viewer = await (await client.get("/api/viewer")).json()
+        stream = await (await client.get("/api/streams/a")).json()
+        return viewer["config_file"], stream["persistable"]
+
+    assert await offered() == (True, True)
+    path.chmod(0o444)
+    assert await offered() == (False, False)
+    path.chmod(0o644)
+    assert await offered() == (True, True)
+
+
+def test_a_save_that_drops_comments_keeps_the_file_as_it_was_in_a_bak(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write(tmp_path, COMMENTED)
+    path.chmod(0o640)
+    with caplog.at_level(logging.INFO, logger="server.persist"):
+        save_b(path)
+    backup = tmp_path / "segcast.toml.bak"
+    assert backup.read_text() == COMMENTED
+    assert stat.S_IMODE(backup.stat().st_mode) == 0o640, "the .bak is as private as the file"
+    saved = path.read_text()
+    assert saved.startswith(COMMENTED.split("\n\n")[0]), "the comments at the top are kept in the file"
+    assert "the port our proxy expects" not in saved and "the gate camera" not in saved
+    said = [record for record in caplog.records if "segcast.toml.bak" in record.getMessage()]
+    assert [record.levelno for record in said] == [logging.INFO], "said once, for the save that dropped them"
+
+
+def test_a_save_of_a_file_with_comments_only_at_its_top_keeps_no_bak(tmp_path: Path) -> None:
+    """Those are kept in the file; a '#' in a string is no comment."""
+    text = '# cams.toml\n\n[[streams]]\nid = "a"\nuri = "videos/a.mp4#rate=max"\n'
+    path = write(tmp_path, text)
+    save_b(path)
+    assert path.read_text().startswith("# cams.toml\n")
+    assert os.listdir(tmp_path) == ["segcast.toml"]

@@ -218,7 +218,9 @@ def test_a_config_file_caps_its_streams_and_a_stream_may_take_every_frame(tmp_pa
     settings = load_config(path)
     assert {s.stream_id: s.options.process_fps for s in settings.streams} == {"drive": 5.0, "door": None}
     path.write_text('[[streams]]\nid = "drive"\nuri = "scene:"\nprocess_fps = 0\n')
-    with pytest.raises(ConfigError, match=r"^segcast\.toml: streams\[0\]\.process_fps: expected frames a second"):
+    with pytest.raises(
+        ConfigError, match=r"^segcast\.toml: streams\[0\] \(id 'drive'\)\.process_fps: expected frames a second"
+    ):
         load_config(path)
 
 

@@ -70,7 +70,7 @@ def test_a_config_file_zone_without_units_names_the_file_stream_and_fix(tmp_path
     )
     with pytest.raises(ConfigError) as caught:
         load_config(config)
-    assert str(caught.value).startswith("cams.toml: streams[0].zones[0].points: "), caught.value
+    assert str(caught.value).startswith("cams.toml: streams[0] (id 'cam').zones[0].points: "), caught.value
     assert HINT in str(caught.value)
 
 

@@ -92,7 +92,7 @@ def test_a_config_file_uri_that_can_never_work_names_the_file_and_the_stream(
     )
     exited = serve_here(capfd, "--config", str(config))
     line = the_one_error_line(exited)
-    assert line.startswith("segcast: cams.toml: streams[1].uri: unknown option 'timout'"), line
+    assert line.startswith("segcast: cams.toml: streams[1] (id 'typo').uri: unknown option 'timout'"), line
     assert "loading model" not in exited.out
 
 
@@ -102,7 +102,7 @@ def test_a_relative_file_with_an_impossible_option_is_refused_as_the_file_gives_
     config = tmp_path / "cams.toml"
     config.write_text('[[streams]]\nid = "clip"\nuri = "clip.mp4#rate=fast"\n')
     line = the_one_error_line(serve_here(capfd, "--config", str(config), "--model", NO_MODEL))
-    assert line.startswith("segcast: cams.toml: streams[0].uri: rate='fast' for "), line
+    assert line.startswith("segcast: cams.toml: streams[0] (id 'clip').uri: rate='fast' for "), line
 
 
 def test_sources_that_may_work_later_are_streams_not_start_errors(tmp_path: Path) -> None:
@@ -124,5 +124,5 @@ def test_a_class_the_model_lacks_names_the_file_key_and_where_the_model_came_fro
         '[[streams]]\nid = "a"\nuri = "scene:?seed=3"\nclasses = ["person"]\n'
     )
     line = the_one_error_line(run_serve("--config", str(config)))
-    assert line.startswith("segcast: cams.toml: streams[1].classes: the model has no class 'person'; it knows "), line
+    assert line.startswith("segcast: cams.toml: streams[1] (id 'a').classes: the model has no class 'person'; it knows "), line
     assert line.endswith("(with [model] name bundled; --model overrides it)"), line

@@ -40,7 +40,7 @@ from server.http.keys import (
 )
 from server.http.network.bodies import read_body
 from server.http.network.prefix import forwarded_prefix
-from server.persist import ConfigEditedError, ConfigFileState, write_config
+from server.persist import ConfigEditedError, ConfigFileState, config_file_writable, write_config
 from server.sources import SourceError, check_uri
 from server.stream_info import StreamInfo
 from server.streams import HandedInError, ShuttingDownError, StreamExistsError, StreamOptionsError
@@ -278,8 +278,10 @@ def _saves(request: web.Request, stream_id: str, asked: bool | None) -> bool:
 
 
 def _persistable(app: web.Application, stream_id: str) -> bool:
-    """Whether ``?persist=1`` can save the stream: there is a config file, and the stream can be written to it."""
-    return app[settings_key].config_path is not None and _unsaveable(app, stream_id) is None
+    """Whether ``?persist=1`` can save the stream: there is a config file that segcast may write now
+    (asked each time: one made read-only while segcast runs is not offered), and the stream can be written to it."""
+    path = app[settings_key].config_path
+    return path is not None and _unsaveable(app, stream_id) is None and config_file_writable(path)
 
 
 def _unsaveable(app: web.Application, stream_id: str) -> str | None:
@@ -318,8 +320,8 @@ async def _save_config(request: web.Request, stream_id: str, changed: StreamInfo
 
     Only that stream: the others are written as the file has them, so a change made to one without
     saving (a camera removed for now, a zone tried out) stays unsaved when another is saved.
-    A file edited since segcast read or saved it is not overwritten (409): the edits (a rotated
-    token, a stream added by hand) are the admin's, and the settings in memory would undo them.
+    A file changed since segcast read or saved it is not overwritten (409): the edits (a rotated
+    token, a stream added by hand, another segcast's save) are not this segcast's to undo.
     The error names the stream ``changed`` as it now is (``"stream"``, and its ``ETag`` header): the
     change was made, and a client that took the error for a refusal would edit over stale settings.
     """
@@ -338,8 +340,8 @@ async def _save_config(request: web.Request, stream_id: str, changed: StreamInfo
             raise _not_saved(request, web.HTTPConflict, message, changed) from None
         except (ConfigError, OSError) as exc:
             reason = str(exc)
-            if isinstance(exc, OSError):  # a write or fsync that fails (a full disk) names no file
-                reason = f"{exc.strerror or exc}: {exc.filename or app[settings_key].config_path}"
+            if isinstance(exc, OSError):  # it names no file (a full disk), or segcast's partial one
+                reason = f"{exc.strerror or exc}: {app[settings_key].config_path}"
             log.error("could not save the streams to %s: %s", app[settings_key].config_path, reason)
             message = f"the change is in effect, but not saved ({reason})"
             raise _not_saved(request, web.HTTPInternalServerError, message, changed) from None

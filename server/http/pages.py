@@ -24,6 +24,7 @@ from server.frames import PROTOCOL_VERSION
 from server.http.errors import error
 from server.http.keys import manager_key, settings_key
 from server.log_throttle import ThrottledCount
+from server.persist import config_file_writable
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,8 @@ async def _embed(request: web.Request) -> web.FileResponse:
 
 
 def viewer_settings(settings: Settings, class_names: dict[int, str]) -> dict[str, object]:
-    """What the viewer's forms may offer: only sources the API accepts, saving only to a file there is,
+    """What the viewer's forms may offer: only sources the API accepts, saving only to a file there is
+    that segcast may write now (asked at each request: a file made read-only is no longer offered),
     and as a zone's or line's ``classes`` only the model's class names (``class_names``), in class-id order.
 
     Which folders ``media_dirs`` names stays on the server: the viewer only learns that files are allowed.
@@ -166,7 +168,7 @@ def viewer_settings(settings: Settings, class_names: dict[int, str]) -> dict[str
     return {
         "v": PROTOCOL_VERSION,
         "classes": [class_names[class_id] for class_id in sorted(class_names)],
-        "config_file": settings.config_path is not None,
+        "config_file": settings.config_path is not None and config_file_writable(settings.config_path),
         "save_config": settings.save_config and settings.config_path is not None,
         "sources": {
             "schemes": list(settings.source_schemes),
