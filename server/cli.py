@@ -203,8 +203,9 @@ def _file_only(path: Path, with_flags: Settings) -> Settings:
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    from server.config import ConfigError, Settings, load_config, streams_from_flags
+    from server.config import ConfigError, Settings, load_config
     from server.inference.options import InferenceOptions
+    from server.source_flags import streams_from_flags
 
     if args.port is not None and not 1 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port}: must be between 1 and 65535")

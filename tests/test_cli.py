@@ -197,7 +197,8 @@ def _read_until(process: subprocess.Popen[str], prefix: str) -> list[str]:
 
 
 def test_source_ids_come_from_flags_or_the_source() -> None:
-    from server.config import ConfigError, streams_from_flags
+    from server.config import ConfigError
+    from server.source_flags import streams_from_flags
 
     streams = streams_from_flags(["cam=scene:?seed=1", "scene:?seed=4", "/videos/Front door.mp4", "x.mp4", "x.mp4"])
     assert [s.stream_id for s in streams] == ["cam", "scene-4", "Front-door", "x", "x-2"]

@@ -19,11 +19,11 @@ from server.config import (
     StreamConfig,
     load_config,
     stream_config,
-    streams_from_flags,
 )
 from server.delivery.viewer import ViewerLimits
 from server.options import StreamOptions
 from server.persist import ConfigEditedError, ConfigFileState, write_config
+from server.source_flags import streams_from_flags
 from server.sources import open_source
 from server.sources.file import FileSource
 from tests.support.cli_in_process import run_cli

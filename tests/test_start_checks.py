@@ -124,5 +124,6 @@ def test_a_class_the_model_lacks_names_the_file_key_and_where_the_model_came_fro
         '[[streams]]\nid = "a"\nuri = "scene:?seed=3"\nclasses = ["person"]\n'
     )
     line = the_one_error_line(run_serve("--config", str(config)))
-    assert line.startswith("segcast: cams.toml: streams[1] (id 'a').classes: the model has no class 'person'; it knows "), line
+    expected = "segcast: cams.toml: streams[1] (id 'a').classes: the model has no class 'person'; it knows "
+    assert line.startswith(expected), line
     assert line.endswith("(with [model] name bundled; --model overrides it)"), line

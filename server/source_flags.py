@@ -1,0 +1,100 @@
+"""Streams from ``--source [ID=]URI`` flags: each with a unique id, taken from its source where none is given.
+
+An id is what logs, the API, metrics and MQTT topics know a stream by, so one made from a source is
+readable (a file's stem, a camera's address, ``scene-<seed>``) and never carries a password from it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from server.config import STREAM_ID_PATTERN, ConfigError, StreamConfig
+from server.options import StreamOptions
+from server.sources.file import file_path
+from server.sources.uri import MASK, mask_uri
+
+#: Characters of an id derived from a source, leaving room for `_unique`'s ``-<n>`` within the 64.
+_ID_ROOM = 56
+
+
+def streams_from_flags(
+    values: list[str], loop: bool = False, options: StreamOptions | None = None, taken: set[str] | None = None
+) -> tuple[StreamConfig, ...]:
+    """Turn ``--source [ID=]URI`` values into stream configs with unique ids.
+
+    Without an explicit ``ID=``, the id comes from the source: a file's stem, ``scene-<seed>``.
+    ``taken`` holds ids already used (by the config file's streams). An empty URI, or text before
+    the first ``=`` that reads as an id but is not a valid one (``Front.Door=...``), is refused.
+    """
+    streams: list[StreamConfig] = []
+    taken = set() if taken is None else set(taken)
+    for value in values:
+        stream_id, uri = _split_id(value)
+        if not uri.strip():
+            raise ConfigError(
+                f"--source {value!r}: no source after the id: expected [ID=]URI, e.g. front=/videos/front.mp4"
+                if stream_id is not None
+                else f"--source {value!r}: empty: expected [ID=]URI, e.g. front=/videos/front.mp4 or scene:?seed=1"
+            )
+        if stream_id is None:
+            stream_id = _unique(_default_id(uri), taken)
+        elif stream_id in taken:
+            raise ConfigError(f"--source {value}: stream id {stream_id!r} is used twice")
+        taken.add(stream_id)
+        streams.append(StreamConfig(stream_id, uri, loop, options or StreamOptions()))
+    return tuple(streams)
+
+
+def _split_id(value: str) -> tuple[str | None, str]:
+    """``ID=URI`` split, or no id: text before the first '=' with a ':', '/', '?' or '#' in it is part
+    of the URI (``rtsp://user:pass=x@host``, ``scene:?seed=3``); any other is meant as an id, and a
+    `ConfigError` if it is not a valid one."""
+    head, sep, tail = value.partition("=")
+    if not sep or any(char in head for char in ":/?#"):
+        return None, value
+    if not STREAM_ID_PATTERN.match(head):
+        raise ConfigError(
+            f"--source: {head!r} before the '=' is not a valid stream id: expected 1 to 64 letters, digits, '-' "
+            "or '_' (a file whose name holds '=' can be given as ./NAME)"
+        )
+    return head, tail
+
+
+def _default_id(uri: str) -> str:
+    """An id for a stream named after its source, that matches `STREAM_ID_PATTERN`.
+
+    Made from the masked URI: ids go into logs, the API, metrics and MQTT topics, where a password
+    in a camera's path (``/user=admin_password=...``, ``;password=...``) must not follow them.
+    """
+    masked = mask_uri(uri)
+    try:
+        parts = urlsplit(masked)
+    except ValueError:  # not a URI at all: its stream fails, and says why, under a plain name
+        return "stream"
+    if parts.scheme == "scene":
+        return _id_from("scene", parse_qs(parts.query).get("seed", ["0"])[-1])
+    if parts.scheme == "webcam":
+        return _id_from("webcam", parts.path)
+    path = Path(parts.path)
+    if parts.scheme in ("", "file") or len(parts.scheme) == 1:  # a file (a Windows drive's letter reads as a scheme)
+        # Its file as the source reads it: ``take#2.mp4`` is take-2, where a URI's path ends at the '#'.
+        path = file_path(masked, is_url=parts.scheme == "file")
+    # A camera is known by its address more than by its path ("live", "101").
+    return _id_from(parts.hostname or "", path.stem.replace(MASK, ""))
+
+
+def _id_from(*words: str) -> str:
+    """``words`` joined by '-' as a stream id: other characters become '-', cut to `_ID_ROOM`."""
+    cleaned = (re.sub(r"[^A-Za-z0-9_-]+", "-", word).strip("-") for word in words)
+    return "-".join(filter(None, cleaned))[:_ID_ROOM].strip("-") or "stream"
+
+
+def _unique(base: str, taken: set[str]) -> str:
+    if base not in taken:
+        return base
+    n = 2
+    while f"{base}-{n}" in taken:
+        n += 1
+    return f"{base}-{n}"
