@@ -33,6 +33,7 @@ from server.http.keys import (
     stream_changes_key,
     websockets_key,
 )
+from server.http.network.serving import cut_off_if_stuck
 from server.http.pages import setup_pages
 from server.http.pictures import setup_pictures
 from server.http.readings import setup_readings
@@ -126,5 +127,7 @@ async def _close_websocket(ws: web.WebSocketResponse[bool], transport: asyncio.T
         await asyncio.wait_for(ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown"), WS_CLOSE_TIMEOUT_S)
     except TimeoutError:
         log.info("a viewer did not take the close frame within %.1f s; cutting it off", WS_CLOSE_TIMEOUT_S)
-    if not transport.is_closing() or ws.close_code == WSCloseCode.ABNORMAL_CLOSURE:
+    if not transport.is_closing():
         transport.abort()
+    else:
+        cut_off_if_stuck(transport)  # the close frame queued behind frames the client never read

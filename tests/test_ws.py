@@ -12,14 +12,15 @@ import termios
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
 import pytest
-from aiohttp import ClientWebSocketResponse, WSCloseCode, WSMsgType, WSServerHandshakeError
+from aiohttp import ClientWebSocketResponse, WSCloseCode, WSMsgType, WSServerHandshakeError, web
 from aiohttp.test_utils import TestClient
 
+from server.app import _close_websocket
 from server.config import StreamConfig
 from server.delivery.encode import encodings
 from server.delivery.viewer import MAX_SCALED_IMAGES, ViewerLimits
@@ -495,3 +496,81 @@ async def test_a_websocket_opened_with_a_signed_token_is_closed_when_the_token_e
     assert message.type is WSMsgType.CLOSE, message
     assert (message.data, message.extra) == (TOKEN_EXPIRED_CLOSE_CODE, "the access token expired")
     assert time.time() >= expires
+
+
+def _read_to_the_end(sock: socket.socket) -> int:
+    """Read a socket until the server closes it; how many bytes came. A reset raises ConnectionResetError."""
+    sock.settimeout(RECEIVE_TIMEOUT_S)
+    total = 0
+    while chunk := sock.recv(1 << 16):
+        total += len(chunk)
+    return total
+
+
+async def test_a_viewer_that_stops_reading_is_cut_off_when_it_misses_its_pings(
+    start_server: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiohttp ends a viewer that answers no ping with a polite close, which first sends what is queued
+    for it: to a client that stopped reading, never, and its socket and connection slot stayed taken
+    for as long as it stayed connected. Cut off, the client meets a reset, not the queue and a close."""
+    monkeypatch.setattr("server.http.ws.HEARTBEAT_S", 2.0)
+    client = await start_server(StreamConfig("cam", "scene:?seed=1&width=1280&height=720"))
+    assert client.app is not None
+    hub = client.app[hub_key]
+    live = await connect(client, {"streams": ["cam"], "image": "clean"})
+    await frames(live, 1)  # pictures flow: the stalled client's queue fills before its first ping is missed
+    await live.close()
+    stalled = await asyncio.to_thread(
+        raw_websocket, client.server.host, client.server.port, {"streams": ["cam"], "image": "clean"}, 4096
+    )
+    try:
+
+        async def stalled_viewer_ended() -> bool:
+            return not any(viewer.name == "ws" for viewer in hub.viewers)
+
+        await eventually(stalled_viewer_ended, timeout_s=60, what="the stalled viewer to miss its pings")
+        with pytest.raises(ConnectionResetError):
+            await asyncio.to_thread(_read_to_the_end, stalled)
+    finally:
+        stalled.close()
+
+
+class _ClosedViewerSocket:
+    """What shutdown finds of a viewer whose connection closed on its own: a socket closed abnormally."""
+
+    close_code = WSCloseCode.ABNORMAL_CLOSURE
+
+    async def close(self, *, code: int, message: bytes) -> bool:
+        return False
+
+
+async def test_shutdown_passes_over_a_connection_that_closed_after_sending_its_queue() -> None:
+    """A transport closed politely with bytes queued closes by itself once they are sent, and asyncio's
+    abort of it then raised (its loop is gone): shutdown crashed with an AttributeError, skipped the
+    pipeline's stop, and exited with status 1."""
+    loop = asyncio.get_running_loop()
+    may_read, lost = asyncio.Event(), asyncio.Event()
+
+    async def read_when_told(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await may_read.wait()
+        await reader.read()  # all of it, to the end
+        writer.close()
+
+    class Sender(asyncio.Protocol):
+        def connection_lost(self, exc: Exception | None) -> None:
+            lost.set()
+
+    server = await asyncio.start_server(read_when_told, "127.0.0.1", 0)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        transport, _ = await loop.create_connection(Sender, "127.0.0.1", port)
+        transport.write(bytes(16 << 20))  # more than the kernel takes while nobody reads
+        assert transport.get_write_buffer_size() > 0
+        transport.close()
+        may_read.set()
+        await asyncio.wait_for(lost.wait(), RECEIVE_TIMEOUT_S)
+        assert transport.is_closing() and transport.get_write_buffer_size() == 0
+        await _close_websocket(cast(web.WebSocketResponse, _ClosedViewerSocket()), transport)
+    finally:
+        server.close()
+        await server.wait_closed()

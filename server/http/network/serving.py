@@ -13,7 +13,8 @@ server exactly as it runs:
   could otherwise flood the log with without a token;
 - ``token=`` values are redacted from access logs: a signed token in a URL is a credential until
   it expires, and a long-lived token pasted there by mistake would be one for ever;
-- a live viewer's connection keeps little unsent in the kernel (`keep_send_queue_short`).
+- a live viewer's connection keeps little unsent in the kernel (`keep_send_queue_short`), and one
+  closed with bytes still queued for it is cut off, not left to wait for a reader (`cut_off_if_stuck`).
 
 How many connections may be open at all, before any request is read, is `server.http.network.connections`'
 (`server.serve` gives ``run_app`` its event loop).
@@ -21,10 +22,12 @@ How many connections may be open at all, before any request is read, is `server.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
 import socket
+import struct
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -71,6 +74,26 @@ def keep_send_queue_short(request: web.Request) -> None:
         return
     with contextlib.suppress(OSError):  # a socket that is closing already: nothing is sent on it any more
         sock.setsockopt(socket.IPPROTO_TCP, option, UNSENT_LIMIT_BYTES)
+
+
+def cut_off_if_stuck(transport: asyncio.Transport) -> None:
+    """Abort a connection that is closing with bytes still queued for it; leave any other alone.
+
+    A polite ``close`` sends what is queued first, and to a client that stopped reading that is never:
+    aiohttp ends a WebSocket viewer that stopped answering pings so, and its socket and connection slot
+    stayed taken for as long as the client stayed connected. Nothing queued for a connection being
+    closed is worth sending, in asyncio's buffer or the kernel's: the connection is reset (``SO_LINGER``
+    0), so the kernel does not keep the socket either, retrying to send to a closed window. One whose
+    queue is empty closes by itself, or has closed: asyncio's ``abort`` of a transport that closed
+    after sending its queue raises (its loop is gone), so it is not asked.
+    """
+    if not transport.is_closing() or transport.get_write_buffer_size() == 0:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
 
 
 def redact_tokens(text: str) -> str:
