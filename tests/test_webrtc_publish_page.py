@@ -1,7 +1,8 @@
 """The publish page never leaves the camera on for nothing: not after a publish that failed once the
 camera was open, and not after the server ended the published stream, which the page says at once.
 It publishes one camera at a time, however often "Use my camera" is pressed, and keeps no WebSocket
-open once its camera is off.
+open once its camera is off. Its links away open a new tab while the camera is on, a camera turned off
+leaves nothing of its playback on the next one, and a server that cannot keep up says so there.
 
 The page's getUserMedia is wrapped to keep every stream it gave out, so the test can count the camera
 tracks still live (a live track is the camera's light on).
@@ -10,6 +11,7 @@ tracks still live (a live track is the camera's light on).
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -18,14 +20,17 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from server.http.keys import hub_key
-from tests import test_webrtc_browser
-from tests.support.browser import WAIT_MS
+from tests import test_overload, test_webrtc_browser
+from tests.support.browser import WAIT_MS, wait_for_new_frame, wait_for_text
 from tests.support.polling import eventually
+from tests.test_overload import SlowModel
 from tests.test_webrtc_browser import camera_browser
 
 Start = Callable[..., Awaitable[TestClient]]
 
 fake_camera = test_webrtc_browser.fake_camera  # the same generated camera file, a fixture here too
+slow_model = test_overload.slow_model  # the app's model made slow, a fixture here too
+quick_pace = test_overload.quick_pace  # its pace judged quickly, which slow_model asks for
 
 KEEP_CAMERA_STREAMS = """
 window.cameraStreams = [];
@@ -49,6 +54,7 @@ LIVE_CAMERA_TRACKS = "window.cameraStreams.flatMap((s) => s.getTracks()).filter(
 
 PUBLISHING = "document.getElementById('publish-status').dataset.state === 'connected'"
 PLAYING_BACK = "document.getElementById('play-mode').textContent !== ''"
+PUBLISHED_ID = "document.getElementById('publish-status').dataset.stream"
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -189,3 +195,91 @@ async def test_a_camera_stopped_while_its_websocket_opens_leaves_no_websocket_op
         assert await page.evaluate("window.webSockets.filter((s) => s.readyState !== WebSocket.CLOSED).length") == 1, (
             "the stopped camera's socket was opened after all"
         )
+
+
+async def test_opening_the_viewer_while_publishing_opens_a_new_tab_and_the_camera_stays_on(
+    start_server: Start, fake_camera: Path
+) -> None:
+    """The viewer's link opened in the same tab: leaving the page ("pagehide") turned the camera off,
+    and the viewer said "No such stream". While a camera is on, every link away opens a new tab."""
+    client = await start_server()
+    async with camera_browser(fake_camera) as browser:
+        page = await browser.new_page()
+        await page.add_init_script(KEEP_CAMERA_STREAMS)
+        await page.goto(str(client.make_url("/static/publish.html")))
+        await page.fill("input[name=stream]", "browser")
+        await page.click("#use-camera")
+        await page.wait_for_function(PUBLISHING, timeout=WAIT_MS)
+        async with page.context.expect_page(timeout=WAIT_MS) as opened:
+            await page.click("#open-viewer")
+        viewer = await opened.value
+        assert viewer.url.endswith("#/stream/browser")
+        await wait_for_new_frame(viewer, "#video")  # the stream view shows the camera
+        assert await page.evaluate(PUBLISHING), "the publish page is still publishing"
+        assert await page.evaluate(LIVE_CAMERA_TRACKS) == 1, "the camera is still on"
+        stream = await (await client.get("/api/streams/browser")).json()
+        assert stream["state"] == "live"
+        assert await page.get_attribute(".topbar nav a", "target") == "_blank", "All streams opens a new tab"
+        await page.click("#stop-camera")
+        assert await page.get_attribute(".topbar nav a", "target") is None, "with the camera off, links stay in the tab"
+
+
+async def test_a_camera_stopped_as_its_playback_was_refused_leaves_no_fallback_picture_on_the_next(
+    start_server: Start, fake_camera: Path
+) -> None:
+    """Stop, then "Use my camera" at once: the first camera's play offer, answered 404 once Stop had
+    removed its stream, showed the MJPEG fallback (a broken picture) under the second camera's video.
+    The first offer is held here until the second camera plays back, so it is answered last every time."""
+    client = await start_server()
+    async with camera_browser(fake_camera) as browser:
+        page = await browser.new_page()
+        first_offer: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        answer_first = asyncio.Event()
+
+        async def hold_the_first_play_offer(route: Any) -> None:
+            if first_offer.done():
+                await route.continue_()
+                return
+            first_offer.set_result(None)
+            await answer_first.wait()
+            await route.continue_()
+
+        await page.route("**/api/webrtc/play/**", hold_the_first_play_offer)
+        await page.goto(str(client.make_url("/static/publish.html")))
+        await page.click("#use-camera")
+        await asyncio.wait_for(first_offer, WAIT_MS / 1000)
+        first = await page.evaluate(PUBLISHED_ID)
+        await page.click("#stop-camera")
+
+        async def first_stream_gone() -> bool:
+            return (await client.get(f"/api/streams/{first}")).status == 404
+
+        await eventually(first_stream_gone, WAIT_MS / 1000, "the stopped camera's stream to be removed")
+        await page.click("#use-camera")
+        await page.wait_for_function(PLAYING_BACK, timeout=WAIT_MS)
+        assert await page.evaluate(PUBLISHED_ID) != first
+        # The first offer is answered now (404, its stream is gone), and the page has heard it.
+        async with page.expect_console_message(lambda message: first in message.text, timeout=WAIT_MS):
+            answer_first.set()
+        assert await page.is_hidden("#annotated-fallback"), "the first camera's refusal showed the fallback"
+        assert await page.text_content("#play-mode") == "(WebRTC)"
+        assert await page.is_visible("#annotated")
+
+
+async def test_a_camera_the_server_cannot_keep_up_with_says_so_on_the_page_as_the_viewer_does(
+    start_server: Start, fake_camera: Path, slow_model: SlowModel
+) -> None:
+    """A camera behind (tests/test_overload.py: a slow model) is said to be, in the viewer's words
+    ("behind: 3.7 of 15 fps") with what to do, and no longer once the server keeps up."""
+    client = await start_server()
+    async with camera_browser(fake_camera) as browser:
+        page = await browser.new_page()
+        await page.goto(str(client.make_url("/static/publish.html")))
+        await page.click("#use-camera")
+        await page.wait_for_function(PUBLISHING, timeout=WAIT_MS)
+        said = await wait_for_text(page, "#publish-pace", "behind")
+        assert re.fullmatch(r"behind: \d+\.\d of \d+ fps", said.splitlines()[0]), said
+        assert "process_fps" in said, "what to do, as the viewer says it"
+        slow_model.fast.set()
+        await page.wait_for_function("document.getElementById('publish-pace').hidden", timeout=WAIT_MS)
+        assert await page.evaluate(PUBLISHING)

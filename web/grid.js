@@ -380,8 +380,8 @@ export class GridView {
   }
 }
 
-// A stream behind's processed rate against the one it wants: its input's, or its cap's.
-function behindRate(stream) {
+// A stream behind's processed rate against the one it wants: its input's, or its cap's ("3.7 of 15 fps").
+export function behindRate(stream) {
   const wanted = wantedRate(stream);
   const of = wanted.capped ? `${wanted.fps} fps (capped)` : `${Math.round(wanted.fps)} fps`;
   return `${stream.processed_fps.toFixed(1)} of ${of}`;

@@ -10,6 +10,8 @@
 // offered only for a stream the server is known to have: it starts once the stream list or a status
 // message shows the open stream, and again when a stream that went missing comes back. Either way
 // the picture is copied to the canvas with its metadata, so overlays, highlights and pause work the same.
+// A browser's published camera that ends is removed: the view says it ended and why, not "No such
+// stream", and shows it again when it is published again under its id.
 // The track table's rows, its keys and its focus are web/track_table.js's; which track is hovered,
 // pinned or had the keyboard last is kept here, as the picture hovers and pins too.
 // ?transport=ws, or localStorage "segcast.transport" = "ws", keeps the view on the WebSocket.
@@ -57,6 +59,20 @@ const missingNotice = (streamId) => ({
   nextAttemptAt: null,
 });
 
+// The source a browser's published camera has (server/webrtc/source.py: "webrtc:<address>").
+const PUBLISHED_SOURCE = "webrtc:";
+
+// What the view says of a browser's published camera that ended and so was removed: why (`error`, the
+// last it was told), and that it is back here by itself once its page publishes it again under its id.
+const endedCameraNotice = (streamId, error) => ({
+  state: "ended",
+  title: error ? `This camera ended: ${error}` : "This camera ended",
+  reason:
+    `Its browser can publish it again as “${streamId}”: its page does so by itself after a lost ` +
+    "connection, or press Use my camera there with this stream id. This view then shows it again by itself.",
+  nextAttemptAt: null,
+});
+
 /** The stream the page's address shows (null: the grid, also for an address that names none). */
 export function routedStream() {
   const match = location.hash.match(/^#\/stream\/(.+)$/);
@@ -92,6 +108,8 @@ export class StreamView {
     this.panel = new StatusPanel(elements.canvas.parentElement);
     this.status = null; // {state, error, next_attempt_at} of the open stream
     this.missing = false; // the server has no stream by the open id (now)
+    this.source = null; // the open stream's source, as its stats last said
+    this.endedCamera = null; // {error}: the open id was a published camera that ended, then went (setMissing)
     this.online = true;
     this.offline = OFFLINE_NOTICE; // what the view says while the connection is down (setOnline)
     this.inference = null; // the server's {state, error, next_attempt_at}
@@ -174,6 +192,8 @@ export class StreamView {
       this.pinnedId = null;
       this.keyboardId = null;
       this.missing = false;
+      this.source = null;
+      this.endedCamera = null;
       this.forget();
       this.setTransport("websocket");
       this.rtcAwaitsStream = webrtcWanted();
@@ -271,11 +291,14 @@ export class StreamView {
    * The server has no stream by the open id: it was removed, the server came back without it, or
    * the address names none. Whatever was shown of it goes; a status message (it is added) or a stream
    * list that has it again brings it back, as the subscription to its id stays, and WebRTC with it:
-   * none is offered meanwhile, as the server would refuse it.
+   * none is offered meanwhile, as the server would refuse it. A browser's published camera is removed
+   * as it ends: the view says it ended and why, which "No such stream" would not.
    */
   setMissing() {
     if (this.missing) return;
     this.missing = true;
+    const ended = this.source?.startsWith(PUBLISHED_SOURCE) && this.status?.state === "ended";
+    this.endedCamera = ended ? { error: this.status.error } : null;
     this.setPaused(false);
     this.forget();
     this.zones.setStream(null);
@@ -387,6 +410,7 @@ export class StreamView {
   // A status message: its state and error, not when the next attempt is (the next poll brings that).
   setState(state, error) {
     this.missing = false;
+    this.endedCamera = null;
     const same = this.status?.state === state && this.status?.error === error;
     this.status = { state, error, next_attempt_at: same ? this.status.next_attempt_at : null };
     this.render();
@@ -415,6 +439,7 @@ export class StreamView {
     // Nothing to pause, remove or embed while the server has no such stream: its controls are off.
     for (const control of [this.el.pause, this.el.remove, this.el.copyEmbed]) control.disabled = this.missing;
     if (!this.online) this.panel.show(this.bitmap ? this.offline : noticeWithoutPicture(this.offline));
+    else if (this.endedCamera) this.panel.show(endedCameraNotice(this.streamId, this.endedCamera.error));
     else if (this.missing) this.panel.show(missingNotice(this.streamId));
     else this.panel.show(streamNotice(this.status, this.inference));
   }
@@ -456,7 +481,9 @@ export class StreamView {
       detail.append(advice);
     }
     this.status = { state: stream.state, error: stream.error, next_attempt_at: stream.next_attempt_at };
+    this.source = stream.source;
     this.missing = false;
+    this.endedCamera = null;
     this.render();
     this.zones.setStream(stream, askedAt);
     this.zones.showProblem(stream.analytics_error ?? "");

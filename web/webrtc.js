@@ -32,10 +32,52 @@ const CAMERA_ERRORS = {
   NotFoundError: "No camera found: connect one, then try again.",
   NotReadableError: "The camera is in use by another program: close it, then try again.",
 };
+// The stream ids this browser last published its camera under (publishedHere): this many, newest last.
+const PUBLISHED_KEY = "segcast.published";
+const PUBLISHED_KEPT = 20;
+
+/**
+ * A signalling request segcast refused or never answered: `status` is the HTTP status (0: no answer,
+ * the network or the server is down), `retryAfterS` the wait its Retry-After header asks for (null:
+ * none), so that a caller can tell a refusal from an outage and try again when that can help.
+ */
+export class SignallingError extends Error {
+  constructor(message, { status = 0, retryAfterS = null, cause } = {}) {
+    super(message, { cause });
+    this.status = status;
+    this.retryAfterS = retryAfterS;
+  }
+}
 
 /** True where the camera can be asked for: https://, or http://localhost. */
 export function canPublish() {
   return Boolean(window.isSecureContext && navigator.mediaDevices?.getUserMedia);
+}
+
+/**
+ * Whether this browser published its camera under `streamId` (it remembers its last few): after its page
+ * crashed or lost its connection, the server holds that id a few seconds more, and a page may wait for it.
+ */
+export function publishedHere(streamId) {
+  return streamId !== undefined && publishedIds().includes(streamId);
+}
+
+function publishedIds() {
+  try {
+    const ids = JSON.parse(localStorage.getItem(PUBLISHED_KEY) ?? "[]");
+    return Array.isArray(ids) ? ids : [];
+  } catch {
+    return []; // storage disabled, or not our list: nothing remembered
+  }
+}
+
+function rememberPublished(streamId) {
+  const ids = [...publishedIds().filter((id) => id !== streamId), streamId].slice(-PUBLISHED_KEPT);
+  try {
+    localStorage.setItem(PUBLISHED_KEY, JSON.stringify(ids));
+  } catch {
+    // storage disabled: a page after a crash then waits for no held id
+  }
 }
 
 /** True where WebRTC playback can be tried at all. */
@@ -47,8 +89,9 @@ export function canPlay() {
  * Ask for the camera and publish it as a stream. Resolves once the server has answered, with
  * { streamId, stream (the MediaStream, for a preview), pc, stop() }. `onState` hears the
  * connection's states ("connecting", "connected", "failed", "closed"...). The camera is turned off
- * whenever publishing ends: on a refusal or any other error (the promise rejects), on stop(), and
- * when the connection fails or closes (after onState has heard it).
+ * whenever publishing ends: on a refusal or any other error (the promise rejects; a SignallingError
+ * where segcast refused the offer or did not answer it), on stop(), and when the connection fails or
+ * closes (after onState has heard it). The id it was published under is remembered (publishedHere).
  */
 export async function publishCamera({ streamId, width = 1280, height = 720, frameRate = 30, onState } = {}) {
   if (!canPublish()) {
@@ -97,6 +140,7 @@ export async function publishCamera({ streamId, width = 1280, height = 720, fram
   });
   // Closing the tab closes the connection anyway; saying so at once ends the stream without delay.
   window.addEventListener("pagehide", stop);
+  rememberPublished(answer.stream);
   return { streamId: answer.stream, stream: media, pc, stop };
 }
 
@@ -222,9 +266,21 @@ function gatheringComplete(pc) {
 }
 
 async function fetchJson(path, options) {
-  const response = await fetch(withToken(path), { ...options, headers: { ...authHeaders(), ...options?.headers } });
+  let response;
+  try {
+    response = await fetch(withToken(path), { ...options, headers: { ...authHeaders(), ...options?.headers } });
+  } catch (error) {
+    if (options?.signal?.aborted) throw error; // given up on by the caller: no outage to report
+    throw new SignallingError(`no answer from segcast (${error.message})`, { cause: error });
+  }
   const data = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(data.error || `${response.status} ${response.statusText}`);
+  if (!response.ok) {
+    const retryAfterS = Number.parseFloat(response.headers.get("Retry-After"));
+    throw new SignallingError(data.error || `${response.status} ${response.statusText}`, {
+      status: response.status,
+      retryAfterS: Number.isFinite(retryAfterS) ? retryAfterS : null,
+    });
+  }
   return data;
 }
 

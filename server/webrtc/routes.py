@@ -9,10 +9,11 @@
 Signalling is one HTTP round trip: aiortc puts all its candidates in the answer, and the browser
 waits for its own before sending the offer (see web/webrtc.js). Errors are JSON ``{"error": text}``
 with 400 for a malformed offer (a key other than those above too), 404 for an unknown stream (also
-one removed while its offer was answered), 409 for a taken stream id or a ``socket`` no open
-WebSocket has, 413 for an oversized offer, and 503 when a peer limit is reached (in all, or the
-client address's share) or the peer was closed before its answer (the server is shutting down, its
-access token expired, its page's WebSocket closed).
+one removed while its offer was answered), 409 for a taken stream id (with ``Retry-After`` where a
+published camera holds it, see `_taken`) or a ``socket`` no open WebSocket has, 413 for an oversized
+offer, and 503 when a peer limit is reached (in all, or the client address's share) or the peer was
+closed before its answer (the server is shutting down, its access token expired, its page's
+WebSocket closed).
 
 A player's ``socket`` is the id its page's WebSocket was told in its ``hello`` (server/http/ws.py):
 the player is closed as soon as that socket closes, as a closed page's does at once, rather than
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import secrets
 from collections.abc import AsyncIterator
@@ -57,6 +59,9 @@ MAX_MEDIA_SECTIONS = 4
 #: ``"imgae"`` would otherwise play the annotated frames the client did not ask for).
 PUBLISH_KEYS = ("type", "sdp", "stream", "fps", "width", "height")
 PLAY_KEYS = ("type", "sdp", "image", "socket")
+#: A published camera's id is free this long after its video stopped for ``publish_idle_timeout_s``, at
+#: most: its reader is stopped and its stream removed first.
+ID_FREED_AFTER_IDLE_S = 1.0
 
 webrtc_config_key = web.AppKey("webrtc_config", WebRTCConfig)
 peers_key = web.AppKey("webrtc_peers", PeerRegistry)
@@ -113,7 +118,7 @@ async def _publish(request: web.Request) -> web.Response:
         raise error(web.HTTPBadRequest, f"'fps' must be a number from {MIN_FPS:.0f} to {MAX_FPS:.0f}")
     capture_size = _capture_size(body, request.app[settings_key].max_frame_side)
     if registry.has_stream(stream_id):
-        raise _taken(stream_id)
+        raise _taken(request, stream_id)
     try:
         answer = await registry.publish(
             _description(body), stream_id, float(fps), _remote(request), request.get(expires_key), capture_size
@@ -123,7 +128,7 @@ async def _publish(request: web.Request) -> web.Response:
     except (PeerLimitError, PeerClosedError) as exc:
         raise error(web.HTTPServiceUnavailable, str(exc)) from None
     except StreamExistsError:  # taken between the check above and the start
-        raise _taken(stream_id) from None
+        raise _taken(request, stream_id) from None
     return _answer(answer, stream_id)
 
 
@@ -244,8 +249,20 @@ def _description(body: dict[str, Any]) -> RTCSessionDescription:
     return RTCSessionDescription(sdp=body["sdp"], type="offer")
 
 
-def _taken(stream_id: str) -> web.HTTPException:
-    return error(web.HTTPConflict, f"stream {stream_id!r} already exists: pick another id or leave it out")
+def _taken(request: web.Request, stream_id: str) -> web.HTTPException:
+    """The 409 for a taken id. One a published camera holds may be the caller's own of a moment ago: a
+    browser that crashed or lost its connection says nothing, and its stream lives on until no video
+    came for ``publish_idle_timeout_s``. That is said, with the wait as ``Retry-After``, so a page
+    publishing its camera again can wait for its id rather than take another."""
+    if not request.app[manager_key].handed_in(stream_id):
+        return error(web.HTTPConflict, f"stream {stream_id!r} already exists: pick another id or leave it out")
+    idle_s = request.app[peers_key].config.publish_idle_timeout_s
+    return error(
+        web.HTTPConflict,
+        f"stream {stream_id!r} is a published camera that may have just lost its connection: "
+        f"its id frees itself within {idle_s:g} s of its last video; publish again then, or pick another id",
+        **{"Retry-After": str(math.ceil(idle_s + ID_FREED_AFTER_IDLE_S))},
+    )
 
 
 def _answer(answer: RTCSessionDescription, stream_id: str) -> web.Response:

@@ -1,0 +1,263 @@
+"""A published camera whose connection was lost: what its page says and does, what a viewer of it says,
+and what segcast answers a page that publishes the id again while the lost camera still holds it.
+
+The outage is made on both sides of a real connection: every packet between segcast and the
+publishing browser is dropped (`cut_publishers_network`, at segcast's ICE sockets), and the page's
+WebSocket is refused while it lasts (`WebSocketOutage`); neither end closes anything. segcast waits
+`IDLE_S` for video, as it waits 5 s by default.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from server.app import create_app
+from server.config import Settings, StreamConfig
+from server.inference.models import BUNDLED_MODEL
+from server.scene import Scene
+from server.webrtc import WebRTCConfig
+from server.webrtc.routes import peers_key, webrtc_config_key
+from tests import test_webrtc_browser
+from tests.support.browser import WAIT_MS, open_page, wait_for_new_frame, wait_for_text
+from tests.support.polling import eventually
+from tests.test_webrtc import SceneTrack, lan_peer, offer_to
+from tests.test_webrtc_browser import camera_browser
+from tests.test_webrtc_publish_page import KEEP_CAMERA_STREAMS, LIVE_CAMERA_TRACKS, PUBLISHING
+
+ClientFactory = Callable[..., Awaitable[TestClient]]
+
+fake_camera = test_webrtc_browser.fake_camera  # the same generated camera file, a fixture here too
+
+pytestmark = pytest.mark.timeout(120)
+
+#: How long segcast waits for a published camera's video here (5 s by default).
+IDLE_S = 2.0
+#: Every text the page's status badge and message take, in order (window.said).
+RECORD_WHAT_IS_SAID = """
+window.said = [];
+addEventListener("DOMContentLoaded", () => {
+  for (const id of ["publish-status", "publish-error"]) {
+    const element = document.getElementById(id);
+    const record = () => window.said.push(element.textContent);
+    new MutationObserver(record).observe(element, { childList: true, characterData: true, subtree: true });
+  }
+});
+"""
+VIEWER_PANEL = "#stream-view .status-panel"
+
+
+async def start(aiohttp_client: ClientFactory, *streams: StreamConfig) -> TestClient:
+    app = create_app(Settings(model=str(BUNDLED_MODEL), streams=streams))
+    app[webrtc_config_key] = WebRTCConfig(publish_idle_timeout_s=IDLE_S)
+    return await aiohttp_client(app)
+
+
+def cut_publishers_network(client: TestClient) -> None:
+    """Drop every packet between segcast and its publishers, both ways, as a network outage does: no
+    video comes in, no ICE check is answered, and no close goes out when segcast ends the camera."""
+    assert client.app is not None
+
+    async def dropped(data: bytes, addr: tuple[str, int]) -> None:
+        """What the outage does with the data segcast sends."""
+
+    for peer in client.app[peers_key]._peers:
+        if peer.role != "publish":
+            continue
+        ice = peer.pc.getTransceivers()[0].receiver.transport.transport
+        for protocol in ice._connection._protocols:
+            protocol.datagram_received = lambda data, addr: None
+            protocol.send_stun = lambda message, addr: None
+            protocol.send_data = dropped
+
+
+async def stream_state(client: TestClient, stream_id: str) -> str | None:
+    response = await client.get(f"/api/streams/{stream_id}")
+    return str((await response.json())["state"]) if response.status == 200 else None
+
+
+async def wait_for_state(client: TestClient, stream_id: str, state: str | None) -> None:
+    async def reached() -> bool:
+        return await stream_state(client, stream_id) == state
+
+    await eventually(reached, WAIT_MS / 1000, f"stream {stream_id!r} to be {state or 'gone'}")
+
+
+class WebSocketOutage:
+    """The page's WebSockets, passed to segcast until `begin`, refused from then until `end`."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.routes: list[Any] = []
+
+    async def route(self, ws: Any) -> None:
+        if self.down:
+            await ws.close()
+            return
+        self.routes.append((ws, ws.connect_to_server()))
+
+    async def begin(self) -> None:
+        self.down = True
+        for page_side, server_side in self.routes:
+            await server_side.close()
+            await page_side.close()
+        self.routes.clear()
+
+    def end(self) -> None:
+        self.down = False
+
+
+async def publish(page: Any, client: TestClient, stream_id: str) -> None:
+    await page.goto(str(client.make_url("/static/publish.html")))
+    await page.fill("input[name=stream]", stream_id)
+    await page.click("#use-camera")
+    await page.wait_for_function(PUBLISHING, timeout=WAIT_MS)
+    await wait_for_state(client, stream_id, "live")
+
+
+async def test_a_camera_whose_connection_was_lost_says_so_and_is_published_again_under_its_id(
+    aiohttp_client: ClientFactory, fake_camera: Path
+) -> None:
+    """Given a page publishing "cam", when the network goes for longer than segcast waits for video
+    (it ends the camera) and comes back, then the page said so in words (not ICE's "disconnected",
+    nor "it no longer exists") and published "cam" again by itself, with the camera on once."""
+    client = await start(aiohttp_client)
+    outage = WebSocketOutage()
+    async with camera_browser(fake_camera) as browser:
+        page = await browser.new_page()
+        await page.add_init_script(KEEP_CAMERA_STREAMS + RECORD_WHAT_IS_SAID)
+        await page.route_web_socket("**/ws", outage.route)
+        await publish(page, client, "cam")
+
+        await outage.begin()
+        cut_publishers_network(client)
+        await wait_for_text(page, "#publish-status", "connection lost")
+        assert "waiting for it to come back" in (await page.text_content("#publish-error") or "")
+        await wait_for_state(client, "cam", None)  # segcast ended it: no video for IDLE_S
+        outage.end()
+
+        await wait_for_state(client, "cam", "live")
+        await page.wait_for_function(PUBLISHING, timeout=WAIT_MS)
+        said = await page.evaluate("window.said")
+        assert any("the server ended this camera" in text and "Trying again as “cam”" in text for text in said), said
+        assert not any("disconnected" in text or "no longer exists" in text for text in said), said
+        assert await page.text_content("#publish-error") == "", "nothing wrong once it is back"
+        assert await page.evaluate(LIVE_CAMERA_TRACKS) == 1, "the camera of before was turned off"
+
+
+async def test_stop_ends_the_attempts_to_publish_a_lost_camera_again(
+    aiohttp_client: ClientFactory, fake_camera: Path
+) -> None:
+    """The attempts are counted on the page, and Stop ends them: no later timer publishes anything."""
+    client = await start(aiohttp_client)
+    async with camera_browser(fake_camera) as browser:
+        page = await browser.new_page()
+        await page.clock.install()  # time runs as usual until the test runs it forward
+        await page.add_init_script(KEEP_CAMERA_STREAMS + RECORD_WHAT_IS_SAID)
+        await publish(page, client, "cam")
+        offers: list[str] = []
+
+        async def no_answer(route: Any) -> None:
+            offers.append(route.request.url)
+            await route.abort("connectionrefused")
+
+        await page.route("**/api/webrtc/publish", no_answer)
+        cut_publishers_network(client)  # the page's WebSocket stays up: segcast says why it ended the camera
+        said = await wait_for_text(page, "#publish-error", "(attempt 2 of 6)")
+        assert "no answer from segcast" in said, said
+        assert any(f"as no video reached it for {IDLE_S:g} s" in text for text in await page.evaluate("window.said"))
+        await page.click("#stop-camera")
+        await page.clock.run_for(5 * 60 * 1000)  # every attempt still due would be made now
+        assert await page.text_content("#publish-status") == "camera off"
+        assert await page.text_content("#publish-error") == ""
+        assert len(offers) == 1, offers
+        assert await page.evaluate(LIVE_CAMERA_TRACKS) == 0
+        assert await stream_state(client, "cam") is None
+
+
+async def test_a_stream_id_held_by_a_published_camera_is_refused_saying_when_it_frees_itself(
+    aiohttp_client: ClientFactory,
+) -> None:
+    client = await start(aiohttp_client, StreamConfig("file", "scene:?seed=1"))
+    holder, again, other = lan_peer(), lan_peer(), lan_peer()
+    for pc in (holder, again, other):
+        pc.addTrack(SceneTrack(Scene(seed=1)))
+    try:
+        await offer_to(client, "/api/webrtc/publish", holder, stream="dup")
+        await again.setLocalDescription(await again.createOffer())
+        offer = {"type": "offer", "sdp": again.localDescription.sdp}
+        response = await client.post("/api/webrtc/publish", json={**offer, "stream": "dup"})
+        assert response.status == 409
+        said = (await response.json())["error"]
+        assert "may have just lost its connection" in said and f"frees itself within {IDLE_S:g} s" in said, said
+        assert IDLE_S <= int(response.headers["Retry-After"]) <= math.ceil(IDLE_S) + 1, "a wait to try again after"
+        # A stream of another kind holds its id for good: no wait would help.
+        response = await client.post("/api/webrtc/publish", json={**offer, "stream": "file"})
+        assert response.status == 409 and "already exists" in (await response.json())["error"]
+        assert "Retry-After" not in response.headers
+    finally:
+        for pc in (holder, again, other):
+            await pc.close()
+
+
+async def test_a_page_publishing_the_id_of_its_crashed_camera_waits_for_it_once(
+    aiohttp_client: ClientFactory, fake_camera: Path
+) -> None:
+    """A browser whose page crashed publishes "dup" again at once: segcast still holds it for the
+    crashed camera, says so, and the page tries again by itself when it said the id is free."""
+    client = await start(aiohttp_client)
+    async with camera_browser(fake_camera) as browser:
+        context = await browser.new_context()
+        crashed = await context.new_page()
+        await publish(crashed, client, "dup")
+        gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        crashed.once("crash", lambda _: gone.set_result(None))
+        cdp = await context.new_cdp_session(crashed)
+        crashing = asyncio.create_task(cdp.send("Page.crash"))  # answered by no one: the renderer is gone
+        await asyncio.wait_for(gone, WAIT_MS / 1000)
+        crashing.cancel()
+        with suppress(asyncio.CancelledError):
+            await crashing
+        page = await context.new_page()
+        await page.goto(str(client.make_url("/static/publish.html")))
+        await page.fill("input[name=stream]", "dup")
+        await page.click("#use-camera")
+        said = await wait_for_text(page, "#publish-error", "Trying again")
+        assert "may have just lost its connection" in said, said
+        await page.wait_for_function(PUBLISHING, timeout=WAIT_MS)
+        await wait_for_state(client, "dup", "live")
+        assert await page.text_content("#publish-error") == ""
+
+
+async def test_a_viewer_of_a_camera_that_lost_its_connection_says_it_ended_and_why_then_shows_it_again(
+    aiohttp_client: ClientFactory, browser: Any
+) -> None:
+    """It said "No such stream ... add it there", which does not fit a browser's camera."""
+    client = await start(aiohttp_client)
+    camera = SceneTrack(Scene(seed=1))
+    publisher = lan_peer()
+    publisher.addTrack(camera)
+    again = lan_peer()
+    again.addTrack(SceneTrack(Scene(seed=1)))
+    try:
+        await offer_to(client, "/api/webrtc/publish", publisher, stream="cam")
+        page, _ = await open_page(browser, client, "/#/stream/cam")
+        await wait_for_new_frame(page, "#video")
+        await wait_for_text(page, "[data-stat=source]", "webrtc:")
+        camera.frames = camera.sent  # it sends nothing more, and says nothing either
+        said = await wait_for_text(page, VIEWER_PANEL, "This camera ended")
+        assert f"connection lost: no video for {IDLE_S:g} s" in said, said
+        assert "No such stream" not in said and "again as “cam”" in said, said
+        await offer_to(client, "/api/webrtc/publish", again, stream="cam")
+        await wait_for_new_frame(page, "#video")
+        assert await page.is_hidden(VIEWER_PANEL)
+    finally:
+        await publisher.close()
+        await again.close()

@@ -1,0 +1,311 @@
+// This page: publish the camera, then watch it come back segmented (WebRTC, else MJPEG). A camera
+// whose connection was lost is published again under its id by itself, a few times with growing
+// waits, until Stop; one the server cannot keep up with says so, in the viewer's words.
+import { getStream } from "./api.js";
+import { Connection, carryToken, withToken } from "./connection.js";
+import { behindAdvice, behindRate } from "./grid.js";
+import { SignallingError, canPublish, playWithFallback, publishCamera, publishedHere } from "./webrtc.js";
+
+// After a lost connection the camera is published again after this, doubling up to the most, and
+// at most this many times in a row (about a minute in all) before the page gives up.
+const REPUBLISH_FIRST_MS = 1000;
+const REPUBLISH_MAX_MS = 16000;
+const REPUBLISH_ATTEMPTS = 6;
+// How often the page asks whether the server keeps up with the camera (it judges over seconds).
+const PACE_POLL_MS = 2000;
+// The connection's states (RTCPeerConnection.connectionState) in words; the badge's data-state has the state.
+const STATE_WORDS = {
+  new: "connecting…",
+  connecting: "connecting…",
+  connected: "publishing",
+  disconnected: "connection lost",
+  failed: "connection lost",
+};
+const LOST = "Connection to segcast lost";
+const WAITING =
+  `${LOST}: waiting for it to come back. If no video reaches the server for a few seconds it ends ` +
+  "the camera, which this page then publishes again by itself.";
+
+for (const link of document.querySelectorAll(".topbar a")) carryToken(link);
+
+const form = document.getElementById("publish-form");
+const useButton = document.getElementById("use-camera");
+const status = document.getElementById("publish-status");
+const error = document.getElementById("publish-error");
+const stopButton = document.getElementById("stop-camera");
+const fallbackImage = document.getElementById("annotated-fallback");
+const viewerLink = document.getElementById("open-viewer");
+const pace = document.getElementById("publish-pace");
+const trackBody = document.querySelector("#tracks tbody");
+// What the person asked for, from "Use my camera" until Stop or an end that trying again cannot
+// cure: {streamId (set by the first publish), recovering (after a lost connection), attempt (of
+// publishing again), heldRetried (once for an id still held), timer (of the next attempt)}.
+let wanted = null;
+// The camera on now: {want, published, player, video, paceTimer}; null while it is off.
+let session = null;
+let server = null; // while the camera is on: the WebSocket that says when the server ends its stream
+
+// The server ends a published camera for reasons of its own (removed through the API, failed,
+// no video, its access token expired) and closes its peer: the browser only notices that as a
+// connection timing out, ~20 s later and with no reason. The WebSocket's "status" and
+// "removed" messages (docs/protocol.md, sent to every client) say it at once, and why. One that
+// ended is published again (a lost connection is the usual cause); a removed or failed one is not.
+function watchServer() {
+  server ??= new Connection({
+    hello: (message) => {
+      // The first hello lists the stream (added before the answer came); a later one, after the
+      // socket was down, may not: the same outage cut its video for longer than segcast waits.
+      if (session && !message.streams.some((s) => s.id === session.published.streamId)) {
+        lost(`${LOST}: the server ended this camera meanwhile, as no video reached it.`);
+      }
+    },
+    event: (message) => {
+      if (!session || message.stream !== session.published.streamId) return;
+      if (message.type === "removed") giveUp("The server ended this camera: it was removed.");
+      else if (message.type === "status" && message.state === "failed") {
+        giveUp(`The server ended this camera: ${message.error || "it failed"}.`);
+      } else if (message.type === "status" && message.state === "ended") lost(endedReason(message.error));
+    },
+  });
+}
+
+// Why segcast ended the camera, from its `error` (server/webrtc: a lost connection's is "connection
+// lost: no video for 5 s"; none where its connection closed without a word), in plain words.
+function endedReason(said) {
+  const noVideo = said?.match(/^connection lost: no video for (.+) s$/);
+  if (noVideo) return `${LOST}: the server ended this camera, as no video reached it for ${noVideo[1]} s.`;
+  return said ? `The server ended this camera: ${said}.` : `${LOST}: the server ended this camera.`;
+}
+
+// A browser gives a camera to secure pages only: off here, the button is too, and the README says how.
+if (!canPublish()) {
+  useButton.disabled = true;
+  error.textContent =
+    "The camera needs a secure page: open segcast over https:// (or on localhost). " +
+    "See the README, “A phone on the same Wi-Fi”.";
+}
+
+function showTracks(meta) {
+  trackBody.replaceChildren(...meta.tracks.map((t) => {
+    const row = document.createElement("tr");
+    for (const value of [t.id, t.class, t.conf.toFixed(2)]) row.append(Object.assign(document.createElement("td"), { textContent: value }));
+    return row;
+  }));
+  trackBody.dataset.count = meta.tracks.length;
+}
+
+// Each camera plays back into a video of its own: the player of a camera turned off while it
+// connected must not take over the next camera's picture, nor blank it as it stops.
+function freshVideo() {
+  const old = document.getElementById("annotated");
+  const video = old.cloneNode(false);
+  old.replaceWith(video);
+  return video;
+}
+
+// Nothing of a camera's playback stays once it is off, nor before the next one plays.
+function hidePlayback() {
+  document.getElementById("annotated").hidden = true;
+  fallbackImage.hidden = true;
+  fallbackImage.removeAttribute("src");
+  document.getElementById("play-mode").textContent = "";
+  showTracks({ tracks: [] });
+  showPace(null);
+}
+
+function showFallback(streamId) {
+  document.getElementById("annotated").hidden = true;
+  fallbackImage.src = withToken(`api/streams/${encodeURIComponent(streamId)}/mjpeg`);
+  fallbackImage.hidden = false;
+  document.getElementById("play-mode").textContent = "(MJPEG)";
+  return () => { fallbackImage.removeAttribute("src"); };
+}
+
+// Whether the server keeps up with the camera, in the viewer's words (web/grid.js): "behind: 3.7 of
+// 15 fps", and what to do. `stream` as GET /api/streams/<id> has it; null says nothing.
+function showPace(stream) {
+  const behind = stream?.behind === true;
+  pace.hidden = !behind;
+  if (!behind) {
+    pace.replaceChildren();
+    return;
+  }
+  const words = Object.assign(document.createElement("strong"), { textContent: `behind: ${behindRate(stream)}` });
+  const advice = Object.assign(document.createElement("small"), {
+    className: "pace-advice",
+    textContent: behindAdvice(stream),
+  });
+  pace.replaceChildren(words, advice);
+}
+
+// Ask for the camera's pace now and every PACE_POLL_MS while `current` is on, one question at a time.
+async function watchPace(current) {
+  const stream = await getStream(current.published.streamId, { interactive: false }).catch(() => null);
+  if (session !== current) return;
+  if (stream) showPace(stream);
+  current.paceTimer = setTimeout(() => watchPace(current), PACE_POLL_MS);
+}
+
+// Links away from the page would end the camera ("pagehide" turns it off): while one is on or
+// coming back, they open in a new tab (the viewer's link always does).
+function keepLinksInNewTabs(keep) {
+  for (const link of document.querySelectorAll(".topbar a")) {
+    if (keep) Object.assign(link, { target: "_blank", rel: "noopener" });
+    else {
+      link.removeAttribute("target");
+      link.removeAttribute("rel");
+    }
+  }
+}
+
+function showState(current, state) {
+  const negotiating = current.published === null && wanted === current.want;
+  if (session !== current && !negotiating) return; // a camera since turned off
+  status.textContent = STATE_WORDS[state] ?? state;
+  status.dataset.state = state;
+  if (state === "disconnected") error.textContent = WAITING;
+  else if (state === "connected" && error.textContent === WAITING) error.textContent = "";
+  // publishCamera turns the camera off with a connection that failed: the page publishes it again.
+  if (session === current && (state === "failed" || state === "closed")) lost(`${LOST}.`);
+}
+
+// Publish the camera for `want`: at a press of "Use my camera", or again after a lost connection.
+async function start(want) {
+  status.textContent = want.recovering ? "publishing again…" : "asking for the camera…";
+  delete status.dataset.state;
+  const current = { want, published: null, player: null, video: null, paceTimer: null };
+  const onState = (state) => showState(current, state);
+  const published = await publishCamera({ streamId: want.streamId, onState });
+  if (wanted !== want) {
+    published.stop(); // Stop was pressed while it was asked for
+    return;
+  }
+  current.published = published;
+  session = current;
+  Object.assign(want, { streamId: published.streamId, recovering: false, attempt: 0, heldRetried: false });
+  if (status.dataset.state === undefined) status.textContent = STATE_WORDS.connecting;
+  error.textContent = "";
+  watchServer();
+  watchPace(current);
+  document.getElementById("preview").srcObject = published.stream;
+  status.dataset.stream = published.streamId;
+  viewerLink.href = withToken(`#/stream/${encodeURIComponent(published.streamId)}`);
+  viewerLink.hidden = false;
+  hidePlayback();
+  current.video = freshVideo();
+  current.video.hidden = false;
+  // A camera turned off meanwhile hears nothing of its playback: its refusal (its stream is gone)
+  // must not show the MJPEG fallback, nor its metadata the next camera's tracks.
+  const player = await playWithFallback(published.streamId, {
+    video: current.video,
+    onMeta: (meta) => session === current && showTracks(meta),
+    fallback: () => (session === current ? showFallback(published.streamId) : undefined),
+  });
+  if (session !== current) {
+    player.stop(); // the camera was turned off while its stream came back
+    return;
+  }
+  current.player = player;
+  document.getElementById("play-mode").textContent = player.mode === "webrtc" ? "(WebRTC)" : "(MJPEG)";
+}
+
+// Turn the camera on for `want` (wanted now), and make sense of a failure to.
+function begin(want) {
+  start(want).catch((reason) => {
+    if (wanted === want) failedToStart(want, reason);
+  });
+}
+
+// A publish that failed: tried again where waiting can cure it, else the camera stays off, saying why.
+function failedToStart(want, reason) {
+  const signalling = reason instanceof SignallingError;
+  // The id is still held by this browser's own camera of before (its page crashed, or its
+  // connection was lost): segcast frees it after the time it says. Once, for a fresh press.
+  const held =
+    signalling && reason.status === 409 && reason.retryAfterS !== null && publishedHere(want.streamId);
+  if (held && !want.recovering && !want.heldRetried) {
+    want.heldRetried = true;
+    retryLater(want, `${reason.message}.`, reason.retryAfterS * 1000);
+    return;
+  }
+  // While it comes back from a lost connection: no answer, a server busy or restarting, its id held.
+  const passing = signalling && (reason.status === 0 || reason.status >= 500 || held);
+  if (want.recovering && passing) {
+    retryLater(want, `Publishing again failed: ${reason.message}.`, reason.retryAfterS * 1000 || backoffMs(want));
+    return;
+  }
+  giveUp(reason.message);
+}
+
+// The camera's connection was lost (`reason`): off now, and published again in a while.
+function lost(reason) {
+  const want = wanted;
+  if (!session || !want) return;
+  endSession();
+  want.recovering = true;
+  retryLater(want, reason, backoffMs(want));
+}
+
+const backoffMs = (want) => Math.min(REPUBLISH_FIRST_MS * 2 ** want.attempt, REPUBLISH_MAX_MS);
+
+// Publish `want` again after `delayMs`, saying why and when; or give up after REPUBLISH_ATTEMPTS.
+function retryLater(want, reason, delayMs) {
+  if (want.recovering && want.attempt >= REPUBLISH_ATTEMPTS) {
+    giveUp(
+      `${reason} Gave up after ${REPUBLISH_ATTEMPTS} attempts to publish it again: ` +
+        "press Use my camera to try once more.",
+    );
+    return;
+  }
+  const count = want.recovering ? ` (attempt ${(want.attempt += 1)} of ${REPUBLISH_ATTEMPTS})` : "";
+  const seconds = Math.ceil(delayMs / 1000);
+  error.textContent = `${reason} Trying again as “${want.streamId}” in ${seconds} s${count}.`;
+  status.textContent = "waiting to publish again";
+  status.dataset.state = "waiting";
+  want.timer = setTimeout(() => {
+    want.timer = null;
+    if (wanted === want) begin(want);
+  }, delayMs);
+}
+
+// Turn the camera of `session` off: its player, its peer, its WebSocket, its pace, its picture.
+function endSession() {
+  const current = session;
+  if (!current) return;
+  session = null;
+  clearTimeout(current.paceTimer);
+  current.player?.stop();
+  current.published.stop();
+  server?.close();
+  server = null;
+  hidePlayback();
+}
+
+// No camera wanted any more (Stop, or an end that trying again cannot cure): off, saying `reason`.
+function giveUp(reason) {
+  endSession();
+  clearTimeout(wanted?.timer);
+  wanted = null;
+  stopButton.hidden = true;
+  useButton.disabled = false;
+  viewerLink.hidden = true;
+  keepLinksInNewTabs(false);
+  status.textContent = "camera off";
+  delete status.dataset.state;
+  if (reason !== undefined) error.textContent = reason;
+}
+
+form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  // One camera at a time: a second press (a double click, Enter twice) while the first is still
+  // asking for the camera or negotiating would open it twice and publish two streams.
+  if (useButton.disabled) return;
+  useButton.disabled = true;
+  error.textContent = "";
+  stopButton.hidden = false;
+  keepLinksInNewTabs(true);
+  const streamId = new FormData(form).get("stream") || undefined;
+  wanted = { streamId, recovering: false, attempt: 0, heldRetried: false, timer: null };
+  begin(wanted);
+});
+stopButton.addEventListener("click", () => giveUp(""));
