@@ -357,9 +357,11 @@ def _unwritable(target: Path) -> str | None:
             "segcast stops; to save them, mount its folder writable"
         )
     if target.exists():
-        mode = stat.S_IMODE(target.stat().st_mode)
-        if not mode & 0o222 or not os.access(target, os.W_OK):
+        status = target.stat()
+        if not stat.S_IMODE(status.st_mode) & 0o222 or not os.access(target, os.W_OK):
             return "is read-only, so it was not saved: make it writable to save changes to it"
+        if os.geteuid() not in (0, status.st_uid):  # as `_take_owner` would find
+            return _not_its_owner(status.st_uid, os.geteuid())
     if not folder.is_dir():
         return f"was not saved: its folder {folder} is gone"
     if not os.access(folder, os.W_OK | os.X_OK):
@@ -476,15 +478,28 @@ def _take_owner(descriptor: int, original: os.stat_result | None, name: str) -> 
         return mode
     try:
         os.fchown(descriptor, original.st_uid, original.st_gid)
-    except PermissionError:
+    except OSError as exc:
+        # EPERM: not root (or root squashed by NFS); EINVAL: an owner a user namespace does not map
+        # (root in a rootless container); ENOTSUP/ENOSYS: a file system without owners to give.
+        if exc.errno not in _CANNOT_GIVE_AWAY:
+            raise
         if made.st_uid != original.st_uid:
-            raise ConfigError(
-                f"{name} belongs to uid {original.st_uid}, and saved by segcast (uid {made.st_uid}) it would be "
-                "segcast's, which only root may change back, so it was not saved: give the file to segcast's "
-                "user (chown), or run segcast as its owner, to save changes to it"
-            ) from None
+            raise ConfigError(f"{name} {_not_its_owner(original.st_uid, made.st_uid)}") from None
         return mode & ~0o070
     return mode
+
+
+#: What ``fchown`` fails with where this process cannot give a file to another owner or group.
+_CANNOT_GIVE_AWAY = frozenset({errno.EPERM, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
+
+
+def _not_its_owner(owner: int, own: int) -> str:
+    """Why a file of uid ``owner`` is not saved by a process that cannot give it back (uid ``own``)."""
+    return (
+        f"belongs to uid {owner}, and saved by segcast (uid {own}) it would be segcast's, which segcast "
+        "cannot change back, so it was not saved: give the file to segcast's user (chown), or run segcast as "
+        "its owner, to save changes to it"
+    )
 
 
 def _server_lines(settings: Settings) -> list[str]:

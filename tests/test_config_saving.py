@@ -201,6 +201,41 @@ def test_a_file_of_another_user_that_segcast_may_not_give_back_is_not_saved(
 
 
 @as_root
+def test_an_owner_a_user_namespace_does_not_map_is_said_not_an_invalid_argument(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Root in a rootless container cannot give a file to a user its namespace does not map: fchown
+    fails with EINVAL, and the save answered a bare "Invalid argument" naming no cause nor fix."""
+    path = write(tmp_path, STREAM_A)
+    os.chown(path, OTHER_UID, OTHER_GID)
+
+    def unmapped(*args: object) -> None:
+        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+
+    monkeypatch.setattr(os, "fchown", unmapped)
+    with pytest.raises(ConfigError, match=rf"^segcast\.toml belongs to uid {OTHER_UID}, .* so it was not saved"):
+        save_b(path)
+    assert path.read_text() == STREAM_A and os.listdir(tmp_path) == ["segcast.toml"]
+
+
+@as_root
+async def test_another_users_file_is_not_offered_a_save_where_segcast_is_not_root(
+    start_server: Start, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Group-writable, it passed every check of whether it could be saved, and each save then failed: not
+    root, segcast would take the file from its owner (`_take_owner`)."""
+    path = write(tmp_path, STREAM_A)
+    client = await start_server(StreamConfig("a", "scene:"), config_path=path)
+    os.chown(path, OTHER_UID, OTHER_GID)
+    path.chmod(0o666)
+    viewer = await (await client.get("/api/viewer")).json()
+    assert (viewer["config_file"], (await (await client.get("/api/streams/a")).json())["persistable"]) == (True, True)
+    monkeypatch.setattr(os, "geteuid", lambda: OTHER_UID + 1)  # as a process of another user sees it
+    viewer = await (await client.get("/api/viewer")).json()
+    assert (viewer["config_file"], (await (await client.get("/api/streams/a")).json())["persistable"]) == (False, False)
+
+
+@as_root
 def test_a_group_segcast_cannot_keep_gets_none_of_the_old_groups_permissions(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -122,7 +122,7 @@ def stream_json(request: web.Request, info: StreamInfo) -> dict[str, Any]:
         **hub.stats(info.stream_id),
         "viewers": hub.viewer_count(info.stream_id),
         "etag": stream_etag(request, info.config),
-        "persistable": _persistable(request.app, info.stream_id),
+        "persistable": _persistable(request, info.stream_id),
         "links": {
             "snapshot": f"{base}/snapshot.jpg",
             "mjpeg": f"{base}/mjpeg",
@@ -277,11 +277,24 @@ def _saves(request: web.Request, stream_id: str, asked: bool | None) -> bool:
     return request.app[settings_key].save_config if asked is None else asked
 
 
-def _persistable(app: web.Application, stream_id: str) -> bool:
+def _persistable(request: web.Request, stream_id: str) -> bool:
     """Whether ``?persist=1`` can save the stream: there is a config file that segcast may write now
-    (asked each time: one made read-only while segcast runs is not offered), and the stream can be written to it."""
-    path = app[settings_key].config_path
-    return path is not None and _unsaveable(app, stream_id) is None and config_file_writable(path)
+    (asked at each request, `_config_file_writable`), and the stream can be written to it."""
+    return _unsaveable(request.app, stream_id) is None and _config_file_writable(request)
+
+
+#: Whether the config file may be written, as a request found it (`_config_file_writable`).
+_config_writable_key = web.RequestKey("config_file_writable", bool)
+
+
+def _config_file_writable(request: web.Request) -> bool:
+    """Whether there is a config file segcast may write now: one made read-only while segcast runs is not
+    offered a save. Asked once per request, however many streams it lists (a stat and a statvfs each)."""
+    writable = request.get(_config_writable_key)
+    if writable is None:
+        path = request.app[settings_key].config_path
+        writable = request[_config_writable_key] = path is not None and config_file_writable(path)
+    return writable
 
 
 def _unsaveable(app: web.Application, stream_id: str) -> str | None:

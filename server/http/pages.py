@@ -165,11 +165,12 @@ def viewer_settings(settings: Settings, class_names: dict[int, str]) -> dict[str
     The class names are empty while they are unknown (a remote model whose server has not described it
     yet): the viewer then asks again rather than offer names the API would refuse.
     """
+    writable = settings.config_path is not None and config_file_writable(settings.config_path)
     return {
         "v": PROTOCOL_VERSION,
         "classes": [class_names[class_id] for class_id in sorted(class_names)],
-        "config_file": settings.config_path is not None and config_file_writable(settings.config_path),
-        "save_config": settings.save_config and settings.config_path is not None,
+        "config_file": writable,
+        "save_config": settings.save_config and writable,  # else each change's answer says it was not saved
         "sources": {
             "schemes": list(settings.source_schemes),
             "files": bool(settings.media_dirs),
