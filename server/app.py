@@ -33,7 +33,7 @@ from server.http.keys import (
     stream_changes_key,
     websockets_key,
 )
-from server.http.network.serving import cut_off_if_stuck
+from server.http.network.serving import ViewerConnection
 from server.http.pages import setup_pages
 from server.http.pictures import setup_pictures
 from server.http.readings import setup_readings
@@ -119,15 +119,18 @@ async def _close_viewers(app: web.Application) -> None:
     for viewer in list(viewers):
         viewer.close()
     websockets = app[websockets_key]
-    await asyncio.gather(*(_close_websocket(ws, transport) for ws, transport in list(websockets.items())))
+    await asyncio.gather(*(_close_websocket(ws, connection) for ws, connection in list(websockets.items())))
 
 
-async def _close_websocket(ws: web.WebSocketResponse[bool], transport: asyncio.Transport) -> None:
+async def _close_websocket(ws: web.WebSocketResponse[bool], connection: ViewerConnection) -> None:
     try:
         await asyncio.wait_for(ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown"), WS_CLOSE_TIMEOUT_S)
     except TimeoutError:
         log.info("a viewer did not take the close frame within %.1f s; cutting it off", WS_CLOSE_TIMEOUT_S)
-    if not transport.is_closing():
+    transport = connection.transport
+    if transport is None:  # gone already
+        return
+    if ws.close_code == WSCloseCode.ABNORMAL_CLOSURE:  # the close frame queued behind frames it never read
+        connection.reset()
+    elif not transport.is_closing():
         transport.abort()
-    else:
-        cut_off_if_stuck(transport)  # the close frame queued behind frames the client never read

@@ -14,13 +14,14 @@ from aiohttp import web
 from server.config import Settings
 from server.delivery.hub import Hub
 from server.delivery.viewer import Viewer
+from server.http.network.serving import ViewerConnection
 from server.streams import StreamManager
 
 settings_key = web.AppKey("settings", Settings)
 hub_key = web.AppKey("hub", Hub)
 manager_key = web.AppKey("manager", StreamManager)
-#: Open WebSockets with their connection, which shutdown aborts if a polite close does not get through.
-websockets_key = web.AppKey("websockets", weakref.WeakKeyDictionary[web.WebSocketResponse[bool], asyncio.Transport])
+#: Open WebSockets with their connection, which shutdown cuts off if a polite close does not get through.
+websockets_key = web.AppKey("websockets", weakref.WeakKeyDictionary[web.WebSocketResponse[bool], ViewerConnection])
 #: Viewers that are not WebSockets (MJPEG responses): closed at shutdown so their handlers end.
 http_viewers_key = web.AppKey("http_viewers", weakref.WeakSet[Viewer])
 #: Serialises writes of the config file, so two API calls cannot interleave them.

@@ -29,7 +29,7 @@ from server.frames import PROTOCOL_VERSION
 from server.http.api import stream_json
 from server.http.errors import error
 from server.http.keys import hub_key, manager_key, websockets_key
-from server.http.network.serving import cut_off_if_stuck, keep_send_queue_short
+from server.http.network.serving import ViewerConnection, keep_send_queue_short
 from server.http.pictures import MIN_MJPEG_FPS as MIN_FPS  # one frame per 100 s, as for MJPEG
 from server.http.pictures import join_viewer
 from server.streams import StreamManager
@@ -179,8 +179,7 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
     try:
         await ws.prepare(request)
         keep_send_queue_short(request)
-        if request.transport is not None:
-            request.app[websockets_key][ws] = request.transport
+        connection = request.app[websockets_key][ws] = ViewerConnection(request)
         streams = [stream_json(request, info) for info in manager.streams()]
         with request.app[page_sockets_key].opened() as socket_id:
             hello = {
@@ -199,10 +198,10 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
                 sender.cancel()
                 with suppress(asyncio.CancelledError):
                     await sender
+                if ws.close_code == WSCloseCode.ABNORMAL_CLOSURE:  # it missed its pings: aiohttp's close waits on it
+                    connection.reset()
     finally:
         hub.remove_viewer(viewer)
-        if request.transport is not None:  # None: the connection is gone already
-            cut_off_if_stuck(request.transport)  # aiohttp's close of a viewer that stopped reading waits for it
     return ws
 
 

@@ -14,7 +14,7 @@ server exactly as it runs:
 - ``token=`` values are redacted from access logs: a signed token in a URL is a credential until
   it expires, and a long-lived token pasted there by mistake would be one for ever;
 - a live viewer's connection keeps little unsent in the kernel (`keep_send_queue_short`), and one
-  closed with bytes still queued for it is cut off, not left to wait for a reader (`cut_off_if_stuck`).
+  ended for not reading is cut off, not left to wait for a reader (`ViewerConnection.reset`).
 
 How many connections may be open at all, before any request is read, is `server.http.network.connections`'
 (`server.serve` gives ``run_app`` its event loop).
@@ -76,24 +76,37 @@ def keep_send_queue_short(request: web.Request) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, option, UNSENT_LIMIT_BYTES)
 
 
-def cut_off_if_stuck(transport: asyncio.Transport) -> None:
-    """Abort a connection that is closing with bytes still queued for it; leave any other alone.
+class ViewerConnection:
+    """A viewer's connection, to cut off later: its socket is taken while it is open, since asyncio's
+    transports stop answering once closed (a TLS one closed twice cannot even say its socket)."""
 
-    A polite ``close`` sends what is queued first, and to a client that stopped reading that is never:
-    aiohttp ends a WebSocket viewer that stopped answering pings so, and its socket and connection slot
-    stayed taken for as long as the client stayed connected. Nothing queued for a connection being
-    closed is worth sending, in asyncio's buffer or the kernel's: the connection is reset (``SO_LINGER``
-    0), so the kernel does not keep the socket either, retrying to send to a closed window. One whose
-    queue is empty closes by itself, or has closed: asyncio's ``abort`` of a transport that closed
-    after sending its queue raises (its loop is gone), so it is not asked.
-    """
-    if not transport.is_closing() or transport.get_write_buffer_size() == 0:
-        return
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    transport.abort()
+    def __init__(self, request: web.BaseRequest) -> None:
+        self._request = request
+        transport = request.transport
+        self._socket = transport.get_extra_info("socket") if transport is not None else None
+
+    @property
+    def transport(self) -> asyncio.Transport | None:
+        """The connection's transport; None once it is gone (aiohttp lets go of it then)."""
+        return self._request.transport
+
+    def reset(self) -> None:
+        """Cut the connection off now, whatever is queued for it: in asyncio's buffer and the kernel's.
+
+        For a viewer that stopped reading, aiohttp's polite close (of a WebSocket that misses its pings,
+        or at shutdown) sends what is queued first, which is never: its socket and connection slot
+        stayed taken for as long as the client stayed connected. Nothing queued for a connection being
+        ended is worth sending, so it is reset (``SO_LINGER`` 0), and the kernel does not keep the socket
+        either, retrying to send into a closed window. One already gone is left alone: asyncio's abort
+        of a transport that has closed raises.
+        """
+        transport = self._request.transport
+        if transport is None:
+            return
+        if self._socket is not None:
+            with contextlib.suppress(OSError):  # closed meanwhile
+                self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
 
 
 def redact_tokens(text: str) -> str:
