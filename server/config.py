@@ -8,6 +8,7 @@ later. `server.persist.write_config` saves the streams back when the API is aske
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import io
 import os
@@ -28,6 +29,8 @@ from server.events.config import (
     EventsSettings,
     events_settings,
     resolved_path,
+    shown,
+    shown_as_number,
 )
 from server.http.access.policy import (
     DEFAULT_DENY_NETWORKS,
@@ -73,13 +76,18 @@ SERVER_KEYS = (
 VIEWER_LIMIT_KEYS = {"max_viewers": 100_000, "max_viewers_per_address": 100_000, "max_scaled_images": 64}
 MODEL_KEYS = ("name", "device", "max_batch", "half", "fast_masks")
 AUTH_KEYS = ("viewer_tokens", "admin_tokens", "required")
-#: The keys of each table of the file by its header, to say where a key written under another belongs.
+TOP_LEVEL_KEYS = ("server", "model", "stream_defaults", "streams", "auth", "events")
+_OPTION_KEYS = tuple(sorted(f.name for f in fields(StreamOptions)))
+#: Every key of a ``[[streams]]`` table (and of a stream given to the API): its own, then its options.
+_STREAM_TABLE_KEYS = (*STREAM_KEYS, "options", *_OPTION_KEYS)
+#: The keys of each table of the file by its header: what an unknown key's error lists, and where it
+#: says a key written under another table's header may belong.
 _TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "[server]": SERVER_KEYS,
     "[model]": MODEL_KEYS,
     "[auth]": AUTH_KEYS,
-    "[stream_defaults]": tuple(f.name for f in fields(StreamOptions)),
-    "[[streams]]": (*STREAM_KEYS, "options", *(f.name for f in fields(StreamOptions))),
+    "[stream_defaults]": _OPTION_KEYS,
+    "[[streams]]": _STREAM_TABLE_KEYS,
     "[events.history]": HISTORY_KEYS,
     "[[events.webhooks]]": WEBHOOK_KEYS,
     "[events.mqtt]": MQTT_KEYS,
@@ -179,7 +187,7 @@ def flatten_options(values: Mapping[str, Any], where: str) -> dict[str, Any]:
     given both ways, neither value can be taken for the one meant."""
     nested = values.get("options", {})
     if not isinstance(nested, Mapping):
-        raise ConfigError(f"{where}.options: expected a table of stream options, got {nested!r}")
+        raise ConfigError(f"{where}.options: expected a table of stream options, got {shown(nested)}")
     if "options" in nested:
         raise ConfigError(f"{where}.options.options: unknown stream option; options are nested once, under options")
     if stream_keys := sorted(set(nested) & set(STREAM_KEYS)):  # the stream itself, not how it is inferred
@@ -192,12 +200,14 @@ def flatten_options(values: Mapping[str, Any], where: str) -> dict[str, Any]:
 
 def stream_config(values: Mapping[str, Any], defaults: StreamOptions, where: str) -> StreamConfig:
     """A stream from a TOML table or a JSON object; ConfigError names ``where`` and the bad key."""
+    if unknown := [key for key in values if key not in _STREAM_TABLE_KEYS]:
+        raise _unknown_key(where, unknown[0], _STREAM_TABLE_KEYS)
     values = flatten_options(values, where)
     stream_id = values.get("id")
     if "id" not in values:
         raise ConfigError(f"{where}.id: missing: give the stream an id of 1 to 64 letters, digits, '-' or '_'")
     if not isinstance(stream_id, str) or not STREAM_ID_PATTERN.match(stream_id):
-        raise ConfigError(f"{where}.id: expected 1 to 64 letters, digits, '-' or '_', got {stream_id!r}")
+        raise ConfigError(f"{where}.id: expected 1 to 64 letters, digits, '-' or '_', got {shown(stream_id)}")
     uri = values.get("uri")
     if not isinstance(uri, str) or not uri.strip():
         raise ConfigError(f"{where}.uri: expected the source, e.g. rtsp://..., a file path or scene:?seed=1")
@@ -215,9 +225,13 @@ def stream_options(values: Mapping[str, Any], base: StreamOptions, where: str) -
         raise ConfigError(f"{where}.{exc}") from None
 
 
-def load_config(path: Path, default_overrides: Mapping[str, Any] | None = None) -> Settings:
+def load_config(
+    path: Path, default_overrides: Mapping[str, Any] | None = None, flag: str | None = "--config"
+) -> Settings:
     """Settings from a TOML file. ``default_overrides`` (stream options from flags, already checked) are
     laid over its ``[stream_defaults]``, so they reach every stream that does not set its own.
+
+    ``flag``: the option that gave the file, which a file that cannot be read is named with (None: by its path).
 
     Relative paths in the file are taken from the file's folder: ``media_dirs``, ``tls_cert`` and the
     others, a stream's ``uri`` that is a file path (or a ``file:`` URI without a leading ``/``), and
@@ -229,7 +243,8 @@ def load_config(path: Path, default_overrides: Mapping[str, Any] | None = None) 
         # Read as `Path.read_text` would (line ends made "\n"); -sig: Notepad starts a file with a BOM.
         data = tomllib.loads(io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8-sig").read())
     except OSError as exc:
-        raise ConfigError(f"--config {path}: cannot read it ({exc.strerror or exc})") from None
+        given = f"{flag} {path}" if flag else str(path)
+        raise ConfigError(f"{given}: cannot read it ({exc.strerror or exc})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path.name}: not valid TOML ({exc})") from None
     return replace(settings_from_mapping(data, path, default_overrides or {}), config_digest=content_digest(raw))
@@ -237,16 +252,14 @@ def load_config(path: Path, default_overrides: Mapping[str, Any] | None = None) 
 
 def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides: Mapping[str, Any]) -> Settings:
     name = path.name
-    _refuse_keys_of_other_tables(data, name)
-    _known(data, ("server", "model", "stream_defaults", "streams", "auth", "events"), f"{name}:")
+    _refuse_unknown_keys(data, name)
     server = _table(data, "server", name)
-    _known(server, SERVER_KEYS, f"{name}: server")
-    host = _typed(server, "host", str, DEFAULT_HOST, f"{name}: server")
+    host = _text(server, "host", DEFAULT_HOST, f"{name}: server")
     port = _int(server, "port", DEFAULT_PORT, 1, 65535, f"{name}: server")
     quality = _int(server, "jpeg_quality", DEFAULT_JPEG_QUALITY, 1, 100, f"{name}: server")
     origins = _embed_origins(server, f"{name}: server")
-    save = _typed(server, "save_config", bool, False, f"{name}: server")
-    allow_devices = _typed(server, "allow_devices", bool, False, f"{name}: server")
+    save = _bool(server, "save_config", False, f"{name}: server")
+    allow_devices = _bool(server, "allow_devices", False, f"{name}: server")
     schemes = _strings(server, "source_schemes", f"{name}: server") if "source_schemes" in server else None
     for scheme in schemes or ():
         if scheme.lower() not in KNOWN_SOURCE_SCHEMES:
@@ -280,15 +293,14 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides
     )
 
     model = _table(data, "model", name)
-    _known(model, MODEL_KEYS, f"{name}: model")
-    model_name = _typed(model, "name", str, DEFAULT_MODEL, f"{name}: model")
+    model_name = _text(model, "name", DEFAULT_MODEL, f"{name}: model")
     if (local := _local_model(model_name, path)) != model_name:
         written_as["model.name"] = (local, model_name)
         model_name = local
-    device = _typed(model, "device", str, "auto", f"{name}: model")
+    device = _text(model, "device", "auto", f"{name}: model")
     max_batch = _int(model, "max_batch", InferenceOptions().max_batch, 1, MAX_BATCH_LIMIT, f"{name}: model")
-    half = _typed(model, "half", bool, False, f"{name}: model")
-    fast_masks = _typed(model, "fast_masks", bool, True, f"{name}: model")
+    half = _bool(model, "half", False, f"{name}: model")
+    fast_masks = _bool(model, "fast_masks", True, f"{name}: model")
 
     file_defaults = stream_options(_table(data, "stream_defaults", name), StreamOptions(), f"{name}: stream_defaults")
     # Flags are a layer over the file's defaults, as a stream's own keys are: a tracker of their own
@@ -316,7 +328,6 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides
         auth = {}
     if not isinstance(auth, dict):
         raise ConfigError(f'{name}: auth: expected a table of tokens, or "off"')
-    _known(auth, AUTH_KEYS, f"{name}: auth")
     try:
         events = events_settings(data.get("events", {}), path.parent)
     except ValueError as exc:
@@ -344,7 +355,7 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides
         viewer_tokens=_tokens(auth, "viewer_tokens", f"{name}: auth"),
         admin_tokens=_tokens(auth, "admin_tokens", f"{name}: auth"),
         auth_off=auth_off,
-        auth_required=_typed(auth, "required", bool, False, f"{name}: auth"),
+        auth_required=_bool(auth, "required", False, f"{name}: auth"),
         source_schemes=tuple(s.lower() for s in schemes) if schemes is not None else DEFAULT_SOURCE_SCHEMES,
         media_dirs=tuple(media_dirs),
         allow_devices=allow_devices,
@@ -444,10 +455,27 @@ def content_digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _refuse_keys_of_other_tables(data: Mapping[str, Any], name: str) -> None:
-    """A key written below another table's header is that table's in TOML: one appended at the end of
-    the file (``port = 8081``, ``auth = "off"``) lands in its last table, often a ``[[streams]]``.
-    Say where it belongs rather than "unknown key"; a key the table it is in also has stays there."""
+def _refuse_unknown_keys(data: Mapping[str, Any], name: str) -> None:
+    """Every key of the file checked against the table it is in, before any value is read.
+
+    A key written below a table's header is that table's in TOML: one appended at the end of the file
+    (``port = 8081``, ``auth = "off"``) lands in its last table, often a ``[[streams]]``. Yet a slip of
+    the table's own key (``url`` for ``uri``) is as likely, so its "unknown key" comes first, and
+    another table that has the key is only offered as a possibility (`_unknown_key`).
+    """
+    for where, header, table in _file_tables(data, name):
+        if header and "auth" in table:
+            raise ConfigError(
+                f"{_at(where, 'auth')}: auth is a top-level key; write it before the first [table] "
+                f"(a key after a [table] header belongs to that table)"
+            )
+        keys = _TABLE_KEYS[header] if header else TOP_LEVEL_KEYS
+        if unknown := [key for key in table if key not in keys]:
+            raise _unknown_key(where, unknown[0], keys, header)
+
+
+def _file_tables(data: Mapping[str, Any], name: str) -> list[tuple[str, str, Mapping[str, Any]]]:
+    """The file's tables (where errors name them, header: ``""`` for the top level) that are tables."""
     tables: list[tuple[str, str, object]] = [(f"{name}:", "", data)]
     tables += [(f"{name}: {key}", f"[{key}]", data.get(key)) for key in ("server", "model", "auth", "stream_defaults")]
     streams, events = data.get("streams"), data.get("events")
@@ -462,19 +490,20 @@ def _refuse_keys_of_other_tables(data: Mapping[str, Any], name: str) -> None:
         hooks = events.get("webhooks")
         if isinstance(hooks, list):
             tables += [(f"{name}: events.webhooks[{i}]", "[[events.webhooks]]", h) for i, h in enumerate(hooks)]
-    for where, header, table in tables:
-        if not isinstance(table, dict):
-            continue
-        if header and "auth" in table:
-            raise ConfigError(
-                f"{_at(where, 'auth')}: auth is a top-level key; write it before the first [table] "
-                f"(a key after a [table] header belongs to that table)"
-            )
-        for key in table:
-            homes = [home for home, keys in _TABLE_KEYS.items() if key in keys]
-            if homes and header not in homes:
-                after = " (a key after a [table] header belongs to that table)" if header else ""
-                raise ConfigError(f"{_at(where, key)}: {key} is a key of {' or '.join(homes)}; write it there{after}")
+    return [(where, header, table) for where, header, table in tables if isinstance(table, dict)]
+
+
+def _unknown_key(where: str, key: str, keys: tuple[str, ...], header: str | None = None) -> ConfigError:
+    """``key`` refused where the table has ``keys``: with the one meant where it is close to one of them,
+    else, in the file's table ``header``, the tables that have it, where it may have been meant to go."""
+    message = f"{_at(where, key)}: unknown key; known keys are {', '.join(keys)}"
+    if close := difflib.get_close_matches(key, keys, n=1):
+        return ConfigError(f"{message}; did you mean {close[0]!r}?")
+    homes = [home for home, known in _TABLE_KEYS.items() if key in known]
+    if header is None or not homes:
+        return ConfigError(message)
+    after = ": a key after a [table] header belongs to that table" if header else ""
+    return ConfigError(f"{message}; if it is meant for {' or '.join(homes)}, write it there{after}")
 
 
 def stream_place(index: int, stream_id: object) -> str:
@@ -485,12 +514,6 @@ def stream_place(index: int, stream_id: object) -> str:
     return f"streams[{index}]"
 
 
-def _known(table: Mapping[str, Any], keys: tuple[str, ...], where: str) -> None:
-    unknown = sorted(set(table) - set(keys))
-    if unknown:
-        raise ConfigError(f"{_at(where, unknown[0])}: unknown key; known keys are {', '.join(keys)}")
-
-
 def _at(where: str, key: str) -> str:
     """``file.toml: server.port`` below a table, ``file.toml: server`` at the top level."""
     return f"{where} {key}" if where.endswith(":") else f"{where}.{key}"
@@ -499,21 +522,28 @@ def _at(where: str, key: str) -> str:
 def _table(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
     value = data.get(key, {})
     if not isinstance(value, dict):
-        raise ConfigError(f"{where}: {key}: expected a [{key}] table, got {value!r}")
+        raise ConfigError(f"{where}: {key}: expected a [{key}] table, got {shown(value)}")
     return value
 
 
-def _typed(table: Mapping[str, Any], key: str, kind: type, default: Any, where: str) -> Any:
+def _text(table: Mapping[str, Any], key: str, default: str, where: str) -> str:
     value = table.get(key, default)
-    if not isinstance(value, kind):
-        raise ConfigError(f"{where}.{key}: expected a {kind.__name__}, got {value!r}")
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}.{key}: expected text, got {shown(value)}")
+    return value
+
+
+def _bool(table: Mapping[str, Any], key: str, default: bool, where: str) -> bool:
+    value = table.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}.{key}: expected true or false, got {shown(value)}")
     return value
 
 
 def _int(table: Mapping[str, Any], key: str, default: int, low: int, high: int, where: str) -> int:
     value = table.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(f"{where}.{key}: expected a whole number from {low} to {high}, got {value!r}")
+        raise ConfigError(f"{where}.{key}: expected a whole number from {low} to {high}, got {shown_as_number(value)}")
     return value
 
 
@@ -523,7 +553,7 @@ def _optional_path(table: Mapping[str, Any], key: str, config: Path, where: str)
     if value is None:
         return None
     if not isinstance(value, str) or not value:
-        raise ConfigError(f"{where}.{key}: expected a file path, got {value!r}")
+        raise ConfigError(f"{where}.{key}: expected a file path, got {shown(value)}")
     return _resolved(value, config, f"{where}.{key}")
 
 
@@ -564,5 +594,5 @@ def _tokens(auth: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
 def _strings(table: Mapping[str, Any], key: str, where: str) -> list[str]:
     value = table.get(key, [])
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ConfigError(f"{where}.{key}: expected a list of strings, got {value!r}")
+        raise ConfigError(f"{where}.{key}: expected a list of strings, got {shown(value)}")
     return value

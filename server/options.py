@@ -9,6 +9,7 @@ gets an error a person can act on instead of a traceback from deep inside the mo
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -117,10 +118,12 @@ class StreamOptions:
         are merged over those of ``base`` when the tracker kind stays the same, and replace them when it changes.
         """
         base = base or cls()
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
+        known = sorted(f.name for f in dataclasses.fields(cls))
+        unknown = sorted(set(values) - set(known))
         if unknown:
-            raise ValueError(f"{unknown[0]}: unknown stream option; known options are {', '.join(sorted(known))}")
+            close = difflib.get_close_matches(unknown[0], known, n=1)
+            meant = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"{unknown[0]}: unknown stream option; known options are {', '.join(known)}{meant}")
         conf = _fraction(values, "conf", base.conf)
         iou = _fraction(values, "iou", base.iou)
         classes = _classes(values["classes"]) if "classes" in values else base.classes

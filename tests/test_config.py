@@ -720,6 +720,13 @@ def test_a_bad_value_in_a_stream_names_the_streams_id(tmp_path: Path) -> None:
     assert str(refused.value) == "segcast.toml: streams[1] (id 'gate').conf: expected a number from 0 to 1, got 5"
 
 
+#: What the unknown-key error of a ``[[streams]]`` table lists: its own keys, then the stream options.
+STREAM_TABLE_KEYS = (
+    "id, uri, loop, options, agnostic_nms, classes, conf, imgsz, iou, lines, max_det, process_fps, tracker, "
+    "tracker_settings, zones"
+)
+
+
 @pytest.mark.parametrize(
     ("text", "where", "home"),
     [
@@ -730,17 +737,86 @@ def test_a_bad_value_in_a_stream_names_the_streams_id(tmp_path: Path) -> None:
         ("[server]\nport = 8081\nconf = 0.4\n", "server.conf", "[stream_defaults] or [[streams]]"),
         ("[stream_defaults]\nconf = 0.4\nloop = true\n", "stream_defaults.loop", "[[streams]]"),
         ("[events.history]\nmax_mb = 10\nmax_viewers = 50\n", "events.history.max_viewers", "[server]"),
+        # Keys no slip of the table's own: another table that has them is only a possibility.
+        ('[[streams]]\nid = "a"\npath = "clip.mp4"\n', "streams[0] (id 'a').path", "[events.history]"),
+        ('[[streams]]\nid = "a"\nname = "front"\n', "streams[0] (id 'a').name", "[model]"),
+        ('[server]\nurl = "x"\n', "server.url", "[[events.webhooks]]"),
     ],
 )
-def test_a_key_of_another_table_says_where_it_belongs(tmp_path: Path, text: str, where: str, home: str) -> None:
-    """A key appended at the end of the file lands in its last table: "unknown stream option" did not say why."""
+def test_a_key_of_another_table_is_unknown_here_and_may_belong_there(
+    tmp_path: Path, text: str, where: str, home: str
+) -> None:
+    """A key appended at the end of the file lands in its last table: "unknown key" alone did not say why;
+    "write it there" alone sent a typo (``name`` in a stream) to a table that happens to have that key."""
     with pytest.raises(ConfigError) as refused:
         load_config(write(tmp_path, text))
-    key = where.rsplit(".", 1)[1]
-    assert str(refused.value) == (
-        f"segcast.toml: {where}: {key} is a key of {home}; write it there "
-        "(a key after a [table] header belongs to that table)"
+    message = str(refused.value)
+    assert message.startswith(f"segcast.toml: {where}: unknown key; known keys are ")
+    assert message.endswith(
+        f"; if it is meant for {home}, write it there: a key after a [table] header belongs to that table"
     )
+
+
+def test_a_top_level_key_of_a_table_says_which_tables_have_it(tmp_path: Path) -> None:
+    """No header is to blame at the top level: the tables that have the key are named, as where it may go."""
+    with pytest.raises(ConfigError) as refused:
+        load_config(write(tmp_path, "port = 8081\n"))
+    assert str(refused.value) == (
+        "segcast.toml: port: unknown key; known keys are server, model, stream_defaults, streams, auth, events; "
+        "if it is meant for [server] or [events.mqtt], write it there"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "known", "meant"),
+    [
+        ('[[streams]]\nid = "a"\nurl = "scene:?seed=1"\n', "streams[0] (id 'a').url", STREAM_TABLE_KEYS, "uri"),
+        ('[[streams]]\nid = "a"\nuri = "scene:"\nlop = true\n', "streams[0] (id 'a').lop", STREAM_TABLE_KEYS, "loop"),
+        ("[server]\nprot = 8081\n", "server.prot", None, "port"),
+        ('[model]\nnam = "bundled"\n', "model.nam", "name, device, max_batch, half, fast_masks", "name"),
+        ('[[stream]]\nuri = "scene:"\n', "stream", "server, model, stream_defaults, streams, auth, events", "streams"),
+    ],
+)
+def test_a_slip_of_a_tables_own_key_names_the_key_meant(
+    tmp_path: Path, text: str, where: str, known: str | None, meant: str
+) -> None:
+    """``url`` for ``uri`` was told to go to [[events.webhooks]], a table that happens to have a ``url``."""
+    with pytest.raises(ConfigError) as refused:
+        load_config(write(tmp_path, text))
+    message = str(refused.value)
+    assert message.startswith(f"segcast.toml: {where}: unknown key; known keys are {known or ''}")
+    assert message.endswith(f"; did you mean {meant!r}?")
+    assert "write it there" not in message
+
+
+def test_an_unknown_key_of_a_stream_from_the_api_lists_the_streams_own_keys() -> None:
+    """A stream's table has id, uri and loop besides its options: "known options are ..." left them out."""
+    with pytest.raises(ConfigError) as refused:
+        stream_config({"id": "a", "uri": "scene:", "lop": True}, StreamOptions(), "body")
+    assert str(refused.value) == f"body.lop: unknown key; known keys are {STREAM_TABLE_KEYS}; did you mean 'loop'?"
+    with pytest.raises(ConfigError) as nested:
+        stream_config({"id": "a", "uri": "scene:", "options": {"cnof": 0.3}}, StreamOptions(), "body")
+    assert str(nested.value).endswith("; did you mean 'conf'?")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[server]\nhost = 5\n", "server.host: expected text, got 5"),
+        ("[model]\nname = true\n", "model.name: expected text, got true"),
+        (
+            "[server]\nport = true\n",
+            "server.port: expected a whole number from 1 to 65535, got true, which is not a number",
+        ),
+        ('[server]\nsave_config = "yes"\n', "server.save_config: expected true or false, got 'yes'"),
+        ("[auth]\nviewer_tokens = true\n", "auth.viewer_tokens: expected a list of strings, got true"),
+    ],
+)
+def test_a_value_of_the_wrong_kind_is_said_in_the_files_words(tmp_path: Path, text: str, message: str) -> None:
+    """Said as TOML says it: "expected a str, got True" spoke Python to someone writing TOML."""
+    with pytest.raises(ConfigError) as refused:
+        load_config(write(tmp_path, text))
+    assert str(refused.value) == f"segcast.toml: {message}"
 
 
 def test_a_stream_without_an_id_is_told_its_id_is_missing() -> None:

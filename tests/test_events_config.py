@@ -86,6 +86,33 @@ def test_a_bad_key_is_named(tmp_path: Path, table: str, named: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        ("[events.history]\nmax_mb = true", "events.history.max_mb: expected a number from 1 to 1000000000, got true"),
+        (
+            "[events.history]\nqueue = false",
+            "events.history.queue: expected a whole number from 1 to 100000, got false",
+        ),
+        (
+            '[events.mqtt]\nhost = "b"\nport = true',
+            "events.mqtt.port: expected a whole number from 1 to 65535, got true",
+        ),
+        (
+            '[[events.webhooks]]\nurl = "http://x"\nretries = true',
+            "events.webhooks[0].retries: expected a whole number from 0 to 20, got true",
+        ),
+    ],
+)
+def test_true_or_false_for_a_number_is_said_to_be_no_number(tmp_path: Path, table: str, expected: str) -> None:
+    """Said plainly: "got True" was Python's spelling of a value Python takes for a number."""
+    path = tmp_path / "segcast.toml"
+    path.write_text(table)
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    assert str(refused.value) == f"segcast.toml: {expected}, which is not a number"
+
+
+@pytest.mark.parametrize(
     ("host", "instead"),
     [
         ("mqtt://192.168.1.5:1883", 'host = "192.168.1.5" and port = 1883'),

@@ -67,6 +67,45 @@ def test_a_missing_model_file_is_called_missing(tmp_path: Path, capsys: pytest.C
         export_model(str(tmp_path / "notes.txt"), "onnx", tmp_path)
 
 
+@pytest.mark.parametrize("fmt", ["onnx", "openvino", "triton"])
+def test_what_export_cannot_take_is_refused_naming_what_it_takes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str
+) -> None:
+    """A folder or an empty name was told to pass a .pt or .onnx file or an OpenVINO folder, which
+    export then refused too: every format is exported from PyTorch weights."""
+    monkeypatch.setattr("server.inference.export.missing_packages", lambda fmt: [])  # no runtime is reached
+    exported = tmp_path / "yard_openvino_model"
+    exported.mkdir()
+    (exported / "yard.xml").write_text("<net/>")
+    (exported / "yard.bin").write_bytes(b"weights")
+    (tmp_path / "yard.onnx").write_bytes(b"an exported model")
+    takes = "expected a local PyTorch .pt file (or 'bundled')"
+    for spec, refused in (
+        (str(tmp_path), f"--model {tmp_path}: a folder, not a model; {takes}"),
+        (str(exported), f"--model {exported}: a folder, not a model; {takes}"),
+        ("", f"--model '': empty; {takes}"),
+        ("grpc://triton.lan:8001/yard", f"--model grpc://triton.lan:8001/yard: an address, not a file; {takes}"),
+        (str(tmp_path / "yard.onnx"), f"--model {tmp_path / 'yard.onnx'}: {takes}"),
+    ):
+        with pytest.raises(ExportError) as failed:
+            export_model(spec, fmt, tmp_path / "out")
+        assert str(failed.value) == refused
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_pt_file_that_is_no_checkpoint_is_named_as_the_user_gave_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ultralytics' "ERROR ❌️ /tmp/segcast-export-xxxx/notes.pt ..." named a copy the user never made."""
+    monkeypatch.setattr("server.inference.export.missing_packages", lambda fmt: [])  # no runtime is reached
+    notes = tmp_path / "notes.pt"
+    notes.write_text("not a model")
+    with pytest.raises(ExportError) as failed:
+        export_model(str(notes), "onnx", tmp_path / "out", progress=Progress(3, io.StringIO()))
+    assert str(failed.value).startswith(f"--model {notes}: cannot load it (notes.pt ")
+    assert "segcast-export-" not in str(failed.value) and "ERROR" not in str(failed.value)
+
+
 @pytest.mark.parametrize(
     ("imgsz", "message"),
     [("-32", "expected pixels from 32 to 4096, got -32"), ("33", "expected a multiple of 32 pixels, got 33 (try 32)")],

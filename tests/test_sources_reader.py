@@ -448,6 +448,11 @@ def test_network_source_describes_itself_masked_and_asks_for_low_latency() -> No
         ("http://cam:0/video.mjpg", "the port must be a number from 1 to 65535"),
         # A raw '/' in a password ends the host there: the error said only that the port was wrong.
         ("rtsp://admin:s3c/ret@cam/live", "the port must be a number from 1 to 65535 (a '/' in a password must"),
+        # Listed as the other options' choices are, not as a Python list.
+        (
+            "rtsp://cam/live#transport=foo",
+            "transport='foo' in 'rtsp://cam/live#transport=foo': use one of http, https, tcp, udp, udp_multicast",
+        ),
     ],
 )
 def test_bad_uris_fail_with_a_reason_and_no_password(uri: str, message: str) -> None:

@@ -7,6 +7,7 @@ the files it writes, reached through that entrance.
 
 from __future__ import annotations
 
+import errno
 import os
 import shlex
 import socket
@@ -184,6 +185,16 @@ def test_the_config_files_own_errors_come_first(config: Path, capsys: pytest.Cap
     config.write_text("[server]\nport = 8090\n")
     assert main(["split", str(config), "--nodes", "2"]) == 2
     assert capsys.readouterr().err == "segcast: cams.toml has no cameras to split: give each one a [[streams]] table\n"
+
+
+@pytest.mark.parametrize(("file", "reason"), [("nosuch.toml", errno.ENOENT), (".", errno.EISDIR)])
+def test_a_file_it_cannot_read_is_named_as_it_was_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, file: str, reason: int
+) -> None:
+    """split takes FILE, no --config: "--config nosuch.toml: cannot read it" named a flag it does not have."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["split", file, "--nodes", "2"]) == 2
+    assert capsys.readouterr().err == f"segcast: {file}: cannot read it ({os.strerror(reason)})\n"
 
 
 def test_an_entrance_beyond_this_machine_needs_tokens_as_a_node_would(

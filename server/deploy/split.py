@@ -142,7 +142,7 @@ class Split:
 def split_config(path: Path, nodes: int, first_port: int | None = None) -> Split:
     """The node files and entrance for ``path`` dealt out to ``nodes`` nodes (ports from ``first_port``,
     by default the one after the file's own); SplitError or ConfigError says what stands in the way."""
-    settings = load_config(path)  # the file as segcast reads it: its own errors come first
+    settings = load_config(path, flag=None)  # the file as segcast reads it: its own errors come first
     if not 1 <= nodes <= MAX_NODES:
         raise SplitError(f"--nodes {nodes}: expected 1 to {MAX_NODES}")
     streams = [s.stream_id for s in settings.streams]
@@ -444,7 +444,7 @@ def replaced_changes(split: Split) -> list[str]:
     Nothing for a first split."""
     source = split.source.name
     given = {stream_id: node.name for node in split.nodes for stream_id in node.stream_ids}
-    wanted = {stream.stream_id: stream for stream in load_config(split.source).streams}
+    wanted = {stream.stream_id: stream for stream in load_config(split.source, flag=None).streams}
     new_share = {node.path: node.stream_ids for node in split.nodes}
     there = split.node_files_there()
     if not there:
@@ -455,7 +455,7 @@ def replaced_changes(split: Split) -> list[str]:
     ]
     for path in there:
         try:
-            old = load_config(path).streams
+            old = load_config(path, flag=None).streams
         except ConfigError as exc:
             lines.append(f"  {path.name}: cannot be read ({exc}): replaced as a whole")
             continue

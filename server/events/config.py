@@ -118,7 +118,7 @@ class EventsSettings:
 def events_settings(table: object, folder: Path) -> EventsSettings:
     """The ``[events]`` table; relative paths are taken from ``folder`` (the config file's)."""
     if not isinstance(table, Mapping):
-        raise ValueError(f"events: expected an [events] table, got {table!r}")
+        raise ValueError(f"events: expected an [events] table, got {shown(table)}")
     _known(table, ("history", "webhooks", "mqtt"), "events")
     history = _history(_sub(table, "history"), folder) if "history" in table else None
     hooks = table.get("webhooks", [])
@@ -180,7 +180,7 @@ def _webhook(table: Mapping[str, Any], where: str) -> WebhookSettings:
         raise ValueError(f"{where}.url: expected a port from 1 to 65535 after the host, got {url!r}")
     retries = table.get("retries", DEFAULT_WEBHOOK_RETRIES)
     if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 20:
-        raise ValueError(f"{where}.retries: expected a whole number from 0 to 20, got {retries!r}")
+        raise ValueError(f"{where}.retries: expected a whole number from 0 to 20, got {shown_as_number(retries)}")
     return WebhookSettings(
         url=parts.geturl(),
         secret=_text(table, "secret", where),
@@ -196,7 +196,7 @@ def _mqtt(table: Mapping[str, Any], folder: Path) -> MqttSettings:
     host = _broker_host(table, where)
     port = table.get("port")
     if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535):
-        raise ValueError(f"{where}.port: expected a whole number from 1 to 65535, got {port!r}")
+        raise ValueError(f"{where}.port: expected a whole number from 1 to 65535, got {shown_as_number(port)}")
     ca_file = _text(table, "ca_file", where)
     ca_path = resolved_path(ca_file, folder, f"{where}.ca_file") if ca_file else None
     if ca_path is not None and not ca_path.is_file():
@@ -232,9 +232,9 @@ def _broker_host(table: Mapping[str, Any], where: str) -> str:
     if not host:
         raise ValueError(f"{where}.host: expected the broker's host name or address")
     if _plain_host(host) is None:
-        shown = host if "@" not in host else "***@" + host.rsplit("@", 1)[1]  # a password before the @ stays unsaid
+        masked = host if "@" not in host else "***@" + host.rsplit("@", 1)[1]  # a password before the @ stays unsaid
         hint = _host_hint(host)
-        raise ValueError(f"{where}.host: expected the broker's host name or address alone, got {shown!r}{hint}")
+        raise ValueError(f"{where}.host: expected the broker's host name or address alone, got {masked!r}{hint}")
     return host
 
 
@@ -275,7 +275,7 @@ def _known(table: Mapping[str, Any], keys: tuple[str, ...], where: str) -> None:
 def _sub(table: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     value = table[key]
     if not isinstance(value, Mapping):
-        raise ValueError(f"events.{key}: expected an [events.{key}] table, got {value!r}")
+        raise ValueError(f"events.{key}: expected an [events.{key}] table, got {shown(value)}")
     return value
 
 
@@ -289,7 +289,7 @@ def _text(table: Mapping[str, Any], key: str, where: str) -> str | None:
 def _topic(table: Mapping[str, Any], key: str, default: str, where: str) -> str:
     value = table.get(key, default)
     if not isinstance(value, str) or not TOPIC_PART.match(value) or value.startswith("/") or value.endswith("/"):
-        raise ValueError(f"{where}.{key}: expected letters, digits, '_', '-' and inner '/', got {value!r}")
+        raise ValueError(f"{where}.{key}: expected letters, digits, '_', '-' and inner '/', got {shown(value)}")
     return value
 
 
@@ -298,7 +298,7 @@ def _discovery_id(table: Mapping[str, Any], where: str) -> str | None:
     if value is not None and (not isinstance(value, str) or not DISCOVERY_ID.match(value)):
         raise ValueError(
             f"{where}.discovery_id: expected 1 to 128 letters, digits, '_' and '-' (no '/': it is one topic level"
-            f" and the start of Home Assistant's ids), got {value!r}"
+            f" and the start of Home Assistant's ids), got {shown(value)}"
         )
     return value
 
@@ -307,7 +307,9 @@ def _number(table: Mapping[str, Any], key: str, default: float, bounds: tuple[fl
     value = table.get(key, default)
     low, high = bounds
     if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise ValueError(f"{where}.{key}: expected a number from {low:.10g} to {high:.10g}, got {value!r}")
+        raise ValueError(
+            f"{where}.{key}: expected a number from {low:.10g} to {high:.10g}, got {shown_as_number(value)}"
+        )
     return float(value)
 
 
@@ -321,8 +323,20 @@ def _bool(table: Mapping[str, Any], key: str, default: bool, where: str) -> bool
 def _queue(table: Mapping[str, Any], where: str) -> int:
     value = table.get("queue", DEFAULT_QUEUE)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_QUEUE:
-        raise ValueError(f"{where}.queue: expected a whole number from 1 to {MAX_QUEUE}, got {value!r}")
+        raise ValueError(f"{where}.queue: expected a whole number from 1 to {MAX_QUEUE}, got {shown_as_number(value)}")
     return value
+
+
+def shown(value: object) -> str:
+    """``value``, read from a config file, as an error shows it: TOML's ``true``, not Python's ``True``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
+
+
+def shown_as_number(value: object) -> str:
+    """``value`` where a number was expected: true or false, numbers to Python, said plainly not to be one."""
+    return f"{shown(value)}, which is not a number" if isinstance(value, bool) else shown(value)
 
 
 def events_toml(settings: EventsSettings) -> list[str]:

@@ -17,6 +17,7 @@ import errno
 import importlib.util
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -53,6 +54,11 @@ FORMATS = tuple(REQUIREMENTS)
 PROGRESS_INTERVAL_S = 0.5  # how often the elapsed time of a running step is redrawn on a terminal
 CHECK_IMAGE_PX = (384, 640)  # height, width of the blank frame the exported model is tried on
 DEFAULT_IMGSZ_PX = 640  # what ultralytics uses when a model does not record its own
+#: What every format is exported from: ultralytics exports PyTorch weights, never an exported model.
+_PYTORCH_ONLY = "expected a local PyTorch .pt file (or 'bundled')"
+#: The level word and mark ultralytics starts some of its errors with ("ERROR ❌️ "), which inside
+#: segcast's line read as a second failure.
+_ULTRALYTICS_MARKS = re.compile(r"^(?:ERROR|WARNING)\b[^\w/.\\-]*")
 
 log = logging.getLogger(__name__)
 
@@ -149,12 +155,7 @@ def export_model(
     if missing:
         extra = REQUIREMENTS[fmt][1]
         raise ExportError(f"--format {fmt} needs {', '.join(missing)}: install them with {install_hint(extra)}")
-    try:
-        source = Path(resolve_model_path(spec, EXPORT_OFFLINE_HINT))
-    except ModelError as exc:
-        raise ExportError(str(exc)) from None
-    if source.suffix != ".pt" or not source.is_file():
-        raise ExportError(f"--model {spec}: expected a local PyTorch .pt file (or 'bundled')")
+    source = _pytorch_file(spec)
     target = out_dir / output_name(source, fmt)
     if out_dir.exists() and not out_dir.is_dir():
         raise ExportError(f"--out {out_dir}: a file, not a folder")
@@ -162,6 +163,28 @@ def export_model(
         if fmt == "triton" and target.exists() and not target.is_dir():
             raise ExportError(f"--out {out_dir}: {target}: {os.strerror(errno.ENOTDIR)}")
         return _export(spec, fmt, source, target, imgsz, progress or Progress(3), load)
+
+
+def _pytorch_file(spec: str) -> Path:
+    """The ``.pt`` file ``--model`` names, downloaded first where it is a name ultralytics publishes.
+
+    What is not one is refused saying what export takes: `resolve_model_path`'s own errors for an
+    empty name, a folder or an address suggest what serve takes besides (an ONNX file, an OpenVINO
+    folder, a model on a Triton server).
+    """
+    if not spec.strip():
+        raise ExportError(f"--model {spec!r}: empty; {_PYTORCH_ONLY}")
+    if Path(spec).expanduser().is_dir():
+        raise ExportError(f"--model {spec}: a folder, not a model; {_PYTORCH_ONLY}")
+    if "://" in spec:
+        raise ExportError(f"--model {spec}: an address, not a file; {_PYTORCH_ONLY}")
+    try:
+        source = Path(resolve_model_path(spec, EXPORT_OFFLINE_HINT))
+    except ModelError as exc:
+        raise ExportError(str(exc)) from None
+    if source.suffix != ".pt" or not source.is_file():
+        raise ExportError(f"--model {spec}: {_PYTORCH_ONLY}")
+    return source
 
 
 def _export(
@@ -298,7 +321,9 @@ def _load_pt(path: Path, spec: str) -> Any:
     try:
         model = YOLO(str(path))
     except Exception as exc:
-        raise ExportError(f"--model {spec}: cannot load it ({_first_line(exc)})") from None
+        # ultralytics names the path it was given: the copy in the scratch folder, which has the file's name.
+        reason = _first_line(exc).replace(str(path), path.name)
+        raise ExportError(f"--model {spec}: cannot load it ({reason})") from None
     if model.task not in SUPPORTED_TASKS:  # as the server says it: refused before a minute of exporting
         raise ExportError(f"--model {spec}: a {model.task} model; segcast needs a segment or detect model")
     return model
@@ -335,5 +360,7 @@ def _quiet_ultralytics() -> Iterator[None]:
 
 
 def _first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message, without ultralytics' marks (`_ULTRALYTICS_MARKS`)."""
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    line = _ULTRALYTICS_MARKS.sub("", text.splitlines()[0]) if text else ""
+    return line or type(exc).__name__

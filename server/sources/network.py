@@ -134,7 +134,8 @@ class NetworkSource:
             raise SourceError(f"{mask_uri(uri)!r}: the port must be a number from 1 to 65535{slash}")
         transport = options["transport"].lower()
         if transport not in RTSP_TRANSPORTS:
-            raise SourceError(f"transport={transport!r} in {mask_uri(uri)!r}: use one of {sorted(RTSP_TRANSPORTS)}")
+            choices = ", ".join(sorted(RTSP_TRANSPORTS))
+            raise SourceError(f"transport={transport!r} in {mask_uri(uri)!r}: use one of {choices}")
         # A scheme is case-insensitive, but FFmpeg finds its protocol only by the lower-case name.
         scheme, colon, rest = url.partition(":")
         self._url = scheme.lower() + colon + rest
