@@ -10,6 +10,7 @@ at once; PyTorch, aiohttp and the pipeline (seconds to import on a small machine
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
 import ssl
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from server.deploy import command as split_command
 from server.http.network.listen import DEFAULT_HOST, DEFAULT_PORT, ListenError
@@ -41,8 +42,12 @@ DEMO_SHAPES = {
     "zones": [{"name": "corner", "points": [[0.6, 0.5], [0.95, 0.5], [0.95, 0.95], [0.6, 0.95]], "units": "fraction"}],
 }
 EXIT_STARTUP_ERROR = 2
-#: A shell's status for a program ended by Ctrl-C (128 + SIGINT).
+#: A shell's status for a program ended by Ctrl-C (128 + SIGINT); also a stop cut short by a third signal.
 EXIT_INTERRUPTED = 130
+#: A stop that did not end within `server.serve.STOP_LIMIT_S`, ended there.
+EXIT_STOP_OVERRAN = 1
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+IMGSZ_HELP = "inference size in pixels, a multiple of 32 (default: the model's own)"
 
 #: What ``serve --help`` and ``demo --help`` end with: what no flag says. The variables' names are
 #: those `server.http.access.auth`, `server.webrtc.config` and `server.inference.weights` read (not imported
@@ -60,8 +65,39 @@ has them, the config file's keys and the API; docs/ the protocol, the analytics 
 """
 
 
+class CommandParser(argparse.ArgumentParser):
+    """segcast's parsers: a flag must be given in full, and a command refuses what it does not know itself.
+
+    argparse took any unambiguous prefix (``--sou`` for ``--source``), which a new flag can make
+    ambiguous or mean something else; and a command's unknown flag was refused by the top-level parser,
+    with segcast's usage instead of the command's and no word of the flag that was probably meant.
+    Commands made with ``add_subparsers`` are of this class too (argparse gives them their parent's).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{**kwargs, "allow_abbrev": False})
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, unknown = super().parse_known_args(args, namespace)
+        if unknown:
+            self.error(f"unrecognized arguments: {' '.join(unknown)}{self._did_you_mean(unknown)}")
+        return parsed, unknown
+
+    def _did_you_mean(self, unknown: list[str]) -> str:
+        """`` (did you mean --source?)`` for the first unknown flag close to one of this command's."""
+        flags = [flag for action in self._actions for flag in action.option_strings]
+        for given in unknown:
+            if given.startswith("-"):
+                close = difflib.get_close_matches(given.partition("=")[0], flags, n=1)
+                if close:
+                    return f" (did you mean {close[0]}?)"
+        return ""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="segcast", description="Live video segmentation and tracking server.")
+    parser = CommandParser(prog="segcast", description="Live video segmentation and tracking server.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -78,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         metavar="FILE",
-        help="a TOML file with [server], [model], [stream_defaults] and [[streams]]; flags override it",
+        help="a TOML file with [server], [model], [auth], [stream_defaults], [[streams]] and [events.*]; "
+        "flags override it",
     )
     serve.add_argument(
         "--source",
@@ -109,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser(
         "export",
         help="turn a .pt model into an ONNX Runtime or OpenVINO model (faster on CPU), or a Triton model repository",
+        description="Turn a .pt model into an ONNX Runtime or OpenVINO model (faster on a CPU), or a model "
+        "repository for NVIDIA Triton; the result is loaded and run once before it is written to --out.",
     )
     export.add_argument(
         "--model",
@@ -122,9 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=FORMATS,
         help="onnx (ONNX Runtime), openvino, or triton (a model repository for NVIDIA Triton, --out is its folder)",
     )
-    export.add_argument("--imgsz", type=int, default=None, help="inference size (default: the model's own)")
+    export.add_argument("--imgsz", type=int, default=None, help=IMGSZ_HELP)
     export.add_argument("--out", type=Path, default=Path("."), metavar="DIR", help="where to write it (default .)")
-    export.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    export.add_argument("--log-level", default="WARNING", choices=LOG_LEVELS, help="how much to log (default WARNING)")
 
     cpu_server.add_arguments(commands)
     split_command.add_arguments(commands)
@@ -154,8 +193,9 @@ def _add_common(parser: argparse.ArgumentParser, default_model: str) -> None:
         ),
     )
     parser.set_defaults(default_model=default_model)
-    parser.add_argument("--imgsz", type=int, default=None, help="inference size (default: the model's own)")
-    parser.add_argument("--conf", type=float, default=None, help="minimum detection confidence (default 0.25)")
+    # --imgsz and --conf are read from their text in `_flag_defaults`, so that an error shows what was typed.
+    parser.add_argument("--imgsz", default=None, help=IMGSZ_HELP)
+    parser.add_argument("--conf", default=None, help="minimum detection confidence (default 0.25)")
     parser.add_argument(
         "--device",
         default=None,
@@ -165,22 +205,37 @@ def _add_common(parser: argparse.ArgumentParser, default_model: str) -> None:
     parser.add_argument(
         "--tracker", default=None, help="segtrack (default: masks and colours), bytetrack, botsort, ocsort, ..."
     )
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-level", default="INFO", choices=LOG_LEVELS, help="how much to log (default INFO)")
     parser.add_argument("--access-log", action="store_true", help="log every HTTP request (off by default)")
     parser.add_argument("--tls-cert", type=Path, default=None, metavar="PEM", help="serve HTTPS with this certificate")
     parser.add_argument("--tls-key", type=Path, default=None, metavar="PEM", help="the private key of --tls-cert")
 
 
+#: The stream options that are flags, and what their text is read as.
+OPTION_FLAGS: dict[str, type] = {"imgsz": int, "conf": float, "tracker": str}
+
+
 def _flag_defaults(args: argparse.Namespace) -> dict[str, object]:
-    """Stream options given as flags, each checked on its own so an error names its flag."""
+    """Stream options given as flags, each checked on its own so an error names its flag and shows what was
+    typed (``--conf: ..., got 5``, where the option's own reason says ``got 5.0``)."""
     from server.config import ConfigError
 
-    given = {key: getattr(args, key) for key in ("imgsz", "conf", "tracker") if getattr(args, key) is not None}
-    for key, value in given.items():
+    given: dict[str, object] = {}
+    for key, kind in OPTION_FLAGS.items():
+        text = getattr(args, key)
+        if text is None:
+            continue
+        try:
+            value = kind(text)
+        except ValueError:
+            value = text  # the option says what it takes (imgsz also takes 'model')
         try:
             StreamOptions.from_mapping({key: value})
         except ValueError as exc:
-            raise ConfigError(f"--{key}: {str(exc).partition(': ')[2]}") from None  # the value is in the reason
+            reason = str(exc).partition(": ")[2]
+            typed = reason.replace(f", got {value!r}", f", got {text}").replace(f", got {value}", f", got {text}")
+            raise ConfigError(f"--{key}: {typed}") from None
+        given[key] = value
     return given
 
 
@@ -241,7 +296,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return replace(
         base,
         inference=_with_device(base.inference, args.device),
-        host=args.host if args.host is not None else base.host,
+        host=_host_flag(args.host) if args.host is not None else base.host,
         port=args.port if args.port is not None else base.port,
         model=args.model if args.model is not None else base.model,
         streams=base.streams + flag_streams,
@@ -250,6 +305,24 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         file_settings=file_settings,
         flag_streams=frozenset(stream.stream_id for stream in flag_streams),
     )
+
+
+def _host_flag(host: str) -> str:
+    """``--host`` as `bind` takes it: an IPv6 address written as in a URL (``[::1]``) without its brackets.
+
+    An empty one is refused: it listened on every interface, and every message about it (a port in use,
+    tokens needed beyond this machine) showed a blank where the address goes.
+    """
+    from server.config import ConfigError
+
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host.strip():
+        raise ConfigError(
+            "--host: no address given; give 127.0.0.1 for this machine only, or 0.0.0.0 (IPv4) or :: (IPv6) "
+            "for every interface"
+        )
+    return host
 
 
 def _with_device(inference: InferenceOptions, device: str | None) -> InferenceOptions:
@@ -287,8 +360,9 @@ def _check_sources(base: Settings, sources: list[str], flag_streams: tuple[Strea
             raise ConfigError(f"{where}: {exc}") from None
 
 
-def ssl_context(settings: Settings) -> ssl.SSLContext | None:
-    """The server's TLS context, or None for plain HTTP; `ConfigError` naming the flag if unusable.
+def ssl_context(settings: Settings, names: tuple[str, str] = ("--tls-cert", "--tls-key")) -> ssl.SSLContext | None:
+    """The server's TLS context, or None for plain HTTP; `ConfigError` naming ``names`` if unusable: the
+    flags, or the config file's keys (``[server] tls_cert``) where they gave the files (`_tls_keys`).
 
     Loaded before the model, so a wrong path costs no waiting and never leaves a plain-HTTP server up
     when HTTPS was asked for.
@@ -300,14 +374,32 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
         return None
     if cert is None or key is None:
         raise ConfigError("--tls-cert and --tls-key (server.tls_cert, server.tls_key) go together: give both")
+    given = f"{_given(names[0], cert)} / {_given(names[1], key)}"
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
         context.load_cert_chain(cert, key)
+    except ssl.SSLError as exc:  # an OSError too: before it
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            raise ConfigError(f"{given}: the key is not the certificate's (give the key it was made with)") from None
+        raise ConfigError(
+            f"{given}: not a PEM certificate and its key (they begin -----BEGIN CERTIFICATE----- and "
+            "-----BEGIN ... PRIVATE KEY-----)"
+        ) from None
     except OSError as exc:
-        raise ConfigError(f"--tls-cert {cert} / --tls-key {key}: cannot read them ({exc.strerror or exc})") from None
-    except ssl.SSLError as exc:
-        raise ConfigError(f"--tls-cert {cert} / --tls-key {key}: not a PEM certificate and its key ({exc})") from None
+        raise ConfigError(f"{given}: cannot read them ({exc.strerror or exc})") from None
     return context
+
+
+def _given(name: str, path: Path) -> str:
+    """``--tls-cert PATH`` for a flag, ``[server] tls_cert = "PATH"`` for a config key."""
+    return f"{name} {path}" if name.startswith("--") else f'{name} = "{path}"'
+
+
+def _tls_keys(args: argparse.Namespace, settings: Settings) -> tuple[str, str]:
+    """Where the TLS files came from: their flags, or the config file's keys where no flag gave them."""
+    cert = "--tls-cert" if args.tls_cert is not None or settings.tls_cert is None else "[server] tls_cert"
+    key = "--tls-key" if args.tls_key is not None or settings.tls_key is None else "[server] tls_key"
+    return cert, key
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -316,19 +408,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=getattr(args, "log_level", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    if args.command == "export":
-        return _export(args)
-    if args.command == "triton":
-        return cpu_server.run(args)
-    if args.command == "split":
-        return split_command.run(args)
     try:
+        if args.command == "export":
+            return _export(args)
+        if args.command == "triton":
+            return cpu_server.run(args)
+        if args.command == "split":
+            return split_command.run(args)
         return _serve(args)
     except KeyboardInterrupt:
-        # Ctrl-C before the server runs (once it runs, it stops gracefully on SIGINT): the person at
-        # the terminal asked for it, and a traceback from wherever the imports or the model load had
-        # got to would only look like a crash. Threads the start began may be running: exit now.
-        _exit_now(EXIT_INTERRUPTED)
+        # Ctrl-C in an export, a Triton setup, or before the server runs (once it runs, it stops
+        # gracefully on SIGINT): the person at the terminal asked for it, and a traceback from wherever
+        # the work had got to would only look like a crash. Temporary folders are gone by now (each is
+        # removed by its `with` on the way here).
+        print("segcast: interrupted", file=sys.stderr)
+        if args.command in ("serve", "demo"):
+            _exit_now(EXIT_INTERRUPTED)  # threads the start began may be running
+        return EXIT_INTERRUPTED
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -338,15 +434,18 @@ def _serve(args: argparse.Namespace) -> int:
         logging.getLogger("ultralytics").addFilter(_warnings_and_worse)
         # Nine INFO lines per WebRTC viewer: every candidate pair checked, with internal addresses.
         logging.getLogger("aioice").setLevel(logging.WARNING)
-    from server.inference.models import ModelError
+    from server.inference.models import DeviceError, ModelError
     from server.serve import STARTUP_ERRORS, serve
     from server.streams import StreamOptionsError
 
     try:
         settings = settings_from_args(args)
-        serve(settings, ssl_context(settings), access_log=args.access_log)
+        serve(settings, ssl_context(settings, _tls_keys(args, settings)), _exit_now, access_log=args.access_log)
     except ListenError as exc:
         print(f"segcast: {exc.named(*_listen_keys(args, settings))}", file=sys.stderr)
+        return EXIT_STARTUP_ERROR
+    except DeviceError as exc:  # the device of the config file, unless --device gave it
+        print(f"segcast: {exc.flagged() if args.device is not None else exc}", file=sys.stderr)
         return EXIT_STARTUP_ERROR
     except STARTUP_ERRORS as exc:
         # The manager's ConfigError about a stream's options (raised in serve: settings are there)

@@ -1,19 +1,25 @@
 """Running the server for `Settings`, in the order a person at the terminal needs.
 
 The port is taken first (a port in use is said before any waiting), then the model is loaded, and
-only when the server really accepts connections does it say ``listening on <url>``. Everything heavy
-(aiohttp, PyTorch, the pipeline) is imported from here, after the CLI has printed its first line.
+only when the server really accepts connections does it say ``listening on <url>``; when it has
+stopped, ``stopped``. Everything heavy (aiohttp, PyTorch, the pipeline) is imported from here, after
+the CLI has printed its first line.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 import ssl
 import sys
+from collections.abc import Callable
+from typing import NoReturn
 
 from aiohttp import web
 
 from server.app import create_app
+from server.cli import EXIT_INTERRUPTED, EXIT_STOP_OVERRAN
 from server.config import ConfigError, Settings
 from server.http.access.auth import AuthConfigError
 from server.http.network.connections import ConnectionLimitingLoop, ConnectionLimits, raise_open_files_limit
@@ -25,14 +31,26 @@ from server.sources.uri import mask_uri
 #: Everything that stops the start with one line; the message names the flag or key to change.
 STARTUP_ERRORS = (ConfigError, ModelError, AuthConfigError, ListenError)
 ACCESS_LOGGER = "aiohttp.access"
+#: What stops a running server cleanly: Ctrl-C, a service manager, and a closed terminal or ssh session.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+#: How long a stop may take once asked for. Each of its parts has a limit of its own (viewers closed,
+#: requests under way, WebRTC peers closed, readers, the inference thread and the encoder joined, the
+#: event history written: about 50 s if each took all of it), so only a stop stuck past them reaches
+#: it; it is below a service manager's own limit (systemd's 90 s), so segcast ends itself first, saying so.
+STOP_LIMIT_S = 60.0
 
-log = logging.getLogger(__name__)
 
+def serve(
+    settings: Settings,
+    context: ssl.SSLContext | None,
+    end_process: Callable[[int], NoReturn],
+    *,
+    access_log: bool = False,
+) -> None:
+    """Serve until one of `STOP_SIGNALS`, then say that it stopped; raises one of `STARTUP_ERRORS` if
+    the server cannot start.
 
-def serve(settings: Settings, context: ssl.SSLContext | None, *, access_log: bool = False) -> None:
-    """Serve until SIGINT or SIGTERM, then log that it stopped; raises one of `STARTUP_ERRORS` if the
-    server cannot start.
-
+    ``end_process`` ends the process with a status, for a stop that is cut short (`StopSignals`).
     ``access_log`` writes a line per HTTP request (at INFO, whatever the log level): off by default,
     since a dashboard polling snapshots would bury everything else.
     """
@@ -48,22 +66,70 @@ def serve(settings: Settings, context: ssl.SSLContext | None, *, access_log: boo
         limits = ConnectionLimits.for_open_files(
             raise_open_files_limit(), settings.viewer_limits.max_viewers_per_address
         )
-        # run_app turns SIGINT and SIGTERM into a graceful exit: viewers closed, readers and threads joined.
-        # It calls `print` once every socket accepts connections, after the model has loaded.
+        loop = ConnectionLimitingLoop(limits)
+        StopSignals(loop, end_process).install()
+        # run_app calls `print` once every socket accepts connections, after the model has loaded.
         web.run_app(
             app,
             sock=sockets,
             ssl_context=context,
             access_log=logging.getLogger(ACCESS_LOGGER) if access_log else None,
             print=lambda _: say(f"segcast: {listening}"),
-            loop=ConnectionLimitingLoop(limits),
+            loop=loop,
+            handle_signals=False,  # StopSignals' instead
             **server_options(),
         )
     finally:
         for sock in sockets:
             sock.close()
     # run_app returns once the shutdown is over; without a word the log just ended, as after a crash.
-    log.info("segcast stopped")
+    say("segcast: stopped")
+
+
+class StopSignals:
+    """What `STOP_SIGNALS` do to a running server: the first begins the clean stop (viewers closed,
+    readers and threads joined, the event outputs flushed), a second while it runs only says so, and a
+    third ends the process at once.
+
+    aiohttp's own handlers raised its `GracefulExit` again for a second signal, from inside the stop:
+    the process ended with status 1 and no word, the stop cut off where it was. SIGHUP is left alone
+    where it is ignored (``nohup segcast ...``: asked to outlive its terminal).
+    """
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, end_process: Callable[[int], NoReturn], limit_s: float = STOP_LIMIT_S
+    ) -> None:
+        self._loop = loop
+        self._end_process = end_process
+        self._limit_s = limit_s
+        self._received = 0
+
+    def install(self) -> None:
+        """Handle the signals on ``loop`` (as aiohttp does), until it is closed."""
+        for signum in STOP_SIGNALS:
+            if signum == signal.SIGHUP and signal.getsignal(signum) is signal.SIG_IGN:
+                continue
+            self._loop.add_signal_handler(signum, self.received)
+
+    def received(self) -> None:
+        """A stop signal arrived; raises `GracefulExit` for the first, which makes ``run_app`` stop the server."""
+        self._received += 1
+        if self._received == 1:
+            say("segcast: stopping")
+            self._loop.call_later(self._limit_s, self._overran)
+            raise web.GracefulExit()
+        if self._received == 2:
+            say(
+                f"segcast: already stopping (within {self._limit_s:.0f} s); Ctrl-C or a signal once more stops "
+                "it at once, without closing the streams or writing the last events"
+            )
+            return
+        say("segcast: stopping at once, as asked again: the streams are not closed, the last events not written")
+        self._end_process(EXIT_INTERRUPTED)
+
+    def _overran(self) -> None:
+        say(f"segcast: the stop did not end within {self._limit_s:.0f} s; stopping at once")
+        self._end_process(EXIT_STOP_OVERRAN)
 
 
 def say(line: str) -> None:

@@ -14,10 +14,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
-from server.cli import EXIT_STARTUP_ERROR, build_parser, main
+from server.cli import EXIT_INTERRUPTED, EXIT_STARTUP_ERROR, build_parser, main, settings_from_args
 from server.http.access.auth import ADMIN_TOKENS_ENV, VIEWER_TOKENS_ENV
 from server.http.network.listen import listening_message
 from server.inference import weights
@@ -236,15 +237,24 @@ def test_ctrl_c_during_start_up_exits_130_without_a_traceback() -> None:
     assert said == ["segcast: starting (loading PyTorch takes a few seconds)"]
 
 
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "service-stop"])
+def _as_at_a_terminal() -> None:
+    """A shell's background job ignores SIGINT (and ``nohup`` SIGHUP), and a child inherits that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize(
+    "stop", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["ctrl-c", "service-stop", "terminal-closed"]
+)
 def test_a_stopped_server_says_so_last(stop: signal.Signals) -> None:
-    """Ctrl-C (or a service manager's SIGTERM) ended the log without a word, as a crash would."""
+    """Ctrl-C (or a service manager's SIGTERM) ended the log without a word, as a crash would; below
+    INFO, it still did. A closed terminal or ssh session (SIGHUP) killed it on the spot."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "server", "demo", "--port", str(free_port())],
+        [sys.executable, "-m", "server", "demo", "--port", str(free_port()), "--log-level", "WARNING"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as at a terminal
+        preexec_fn=_as_at_a_terminal,
     )
     try:
         _read_until(process, "segcast: listening on ")
@@ -256,8 +266,8 @@ def test_a_stopped_server_says_so_last(stop: signal.Signals) -> None:
             process.communicate()
     assert process.returncode == 0, rest
     lines = rest.splitlines() or [""]
-    assert lines[-1].endswith(" INFO server.serve: segcast stopped"), f"last, once the streams are closed: {rest!r}"
-    assert sum("segcast stopped" in line for line in lines) == 1, rest
+    assert lines[-1] == "segcast: stopped", f"last, once the streams are closed: {rest!r}"
+    assert lines.count("segcast: stopped") == 1, rest
 
 
 @pytest.fixture
@@ -336,3 +346,109 @@ def test_a_missing_command_names_the_commands(capsys: pytest.CaptureFixture[str]
             .err.splitlines()[-1]
             .endswith(f"error: the following arguments are required: {commands}")
         )
+
+
+@pytest.mark.parametrize(("command", "level"), [("serve", "INFO"), ("demo", "INFO"), ("export", "WARNING")])
+def test_log_level_help_says_its_default(command: str, level: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([command, "--help"])
+    shown = capsys.readouterr().out
+    assert re.search(rf"--log-level \{{DEBUG,INFO,WARNING,ERROR\}}\s+how much to log \(default {level}\)", shown), shown
+
+
+def test_split_and_triton_help_say_what_they_write_and_run(capsys: pytest.CaptureFixture[str]) -> None:
+    """split's help named its files FILE.node-1.toml and FILE.nginx.conf (it writes cams.node-1.toml for
+    cams.toml), and triton's own help had no description at all."""
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["split", "--help"])
+    split_help = " ".join(capsys.readouterr().out.split())
+    assert "cams.node-1.toml" in split_help and "cams.nginx.conf" in split_help and "FILE.node-1" not in split_help
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["triton", "--help"])
+    triton_help = " ".join(capsys.readouterr().out.split())
+    assert "segcast --model grpc://HOST:8001/NAME" in triton_help, triton_help
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["serve", "--sources", "x"], "unrecognized arguments: --sources x (did you mean --source?)"),
+        (["serve", "--source", "scene:", "--sou", "x"], "unrecognized arguments: --sou x (did you mean --source?)"),
+        (["demo", "--mod=bundled"], "unrecognized arguments: --mod=bundled (did you mean --model?)"),
+        (["serve", "--source", "scene:", "extra"], "unrecognized arguments: extra"),
+    ],
+    ids=["typo", "abbreviated", "abbreviated-with-value", "not-a-flag"],
+)
+def test_a_flag_the_command_does_not_know_is_refused_by_that_command(
+    argv: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The top-level parser refused it, with segcast's usage and no hint; abbreviations were taken silently."""
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(argv)
+    assert exited.value.code == EXIT_STARTUP_ERROR
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: segcast {argv[0]} "), err
+    assert err.splitlines()[-1] == f"segcast {argv[0]}: error: {said}"
+
+
+def test_an_ipv6_host_may_be_written_in_brackets_and_an_empty_one_is_refused() -> None:
+    from server.config import ConfigError
+
+    args = build_parser().parse_args(["serve", "--source", "scene:", "--host", "[::1]"])
+    assert settings_from_args(args).host == "::1"
+    args = build_parser().parse_args(["serve", "--source", "scene:", "--host", ""])
+    with pytest.raises(ConfigError, match=r"^--host: no address given; give 127\.0\.0\.1 for this machine only"):
+        settings_from_args(args)
+
+
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (["--conf", "5"], "--conf: expected a number from 0 to 1, got 5"),
+        (["--conf", "1e1"], "--conf: expected a number from 0 to 1, got 1e1"),
+        (["--conf", "high"], "--conf: expected a number from 0 to 1, got high"),
+        (["--imgsz", "33"], "--imgsz: expected a multiple of 32 pixels, got 33 (try 32)"),
+    ],
+)
+def test_an_option_flag_out_of_range_is_shown_as_typed(flags: list[str], said: str) -> None:
+    """``--conf 5`` said ``got 5.0``: a number the person never typed."""
+    from server.config import ConfigError
+
+    with pytest.raises(ConfigError) as refused:
+        settings_from_args(build_parser().parse_args(["serve", "--source", "scene:", *flags]))
+    assert str(refused.value) == said
+
+
+@pytest.mark.usefixtures("in_process")
+def test_a_device_the_flag_gave_is_blamed_on_the_flag(capfd: pytest.CaptureFixture[str]) -> None:
+    """``--device cuda:99`` without a config file was said as ``model.device``, a key never written."""
+    exited = run_cli(capfd, "serve", "--source", "scene:", "--model", "bundled", "--device", "cuda:99")
+    assert exited.code == EXIT_STARTUP_ERROR
+    line = exited.one_error_line
+    assert line.startswith("segcast: --device cuda:99: not available on this machine (PyTorch sees "), line
+    assert line.endswith("; use --device auto (or cpu)"), line
+
+
+def test_ctrl_c_in_an_export_is_one_line_and_leaves_no_folder_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A traceback from inside ultralytics, after a few seconds of exporting, looked like a crash."""
+    import server.inference.export as export
+
+    scratch: list[Path] = []
+
+    def interrupted(path: Path, spec: str) -> NoReturn:
+        scratch.append(path.parent)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export, "_load_pt", interrupted)
+    out = tmp_path / "new" / "models"
+    try:
+        exited = run_cli(capfd, "export", "--format", "onnx", "--out", str(out))
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C came out of main: a traceback")
+    assert exited.code == EXIT_INTERRUPTED
+    assert exited.err.splitlines()[-1] == "segcast: interrupted", exited.err  # after the steps' progress
+    assert "Traceback" not in exited.err
+    assert scratch and not scratch[0].exists(), "the export's scratch folder is removed"
+    assert not (tmp_path / "new").exists(), "and so are the --out folders it made"

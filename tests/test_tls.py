@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from server.cli import ssl_context
-from server.config import load_config
+from server.config import ConfigError, load_config
 from server.persist import write_config
 from tests.support.certificates import self_signed
 from tests.support.cli_in_process import run_cli
@@ -127,4 +127,51 @@ def test_tls_files_in_the_config_file_are_relative_to_it_and_survive_a_save(tmp_
         settings.tls_key,
         settings.media_dirs,
         True,
+    )
+
+
+def test_a_readable_file_that_is_not_pem_is_said_to_be_so(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """``ssl.SSLError`` is an ``OSError``: every TLS error was "cannot read them", even for files that read."""
+    cert, _ = self_signed(tmp_path)
+    text = tmp_path / "notes.txt"
+    text.write_text("not a key\n")
+    flags = ["--tls-cert", str(cert), "--tls-key", str(text)]
+    exited = run_cli(capfd, "serve", "--source", "scene:", "--model", "bundled", *flags, "--port", str(free_port()))
+    assert exited.code == 2
+    assert exited.one_error_line == (
+        f"segcast: --tls-cert {cert} / --tls-key {text}: not a PEM certificate and its key (they begin "
+        "-----BEGIN CERTIFICATE----- and -----BEGIN ... PRIVATE KEY-----)"
+    )
+
+
+def test_a_key_of_another_certificate_is_said_to_be_so(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    cert, _ = self_signed(tmp_path / "a")
+    _, other_key = self_signed(tmp_path / "b")
+    path = tmp_path / "segcast.toml"
+    path.write_text(f'[server]\ntls_cert = "{cert}"\ntls_key = "{other_key}"\n')
+    with pytest.raises(ConfigError) as refused:
+        ssl_context(load_config(path))
+    assert str(refused.value).endswith(": the key is not the certificate's (give the key it was made with)")
+
+
+def test_tls_files_the_config_file_gave_are_named_by_its_keys(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The message named --tls-cert and --tls-key, flags never given."""
+    config = tmp_path / "segcast.toml"
+    config.write_text('[server]\ntls_cert = "cert.pem"\ntls_key = "key.pem"\n\n[[streams]]\nid = "a"\nuri = "scene:"\n')
+    exited = run_cli(capfd, "serve", "--config", str(config), "--port", str(free_port()), "--log-level", "ERROR")
+    assert exited.code == 2
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    assert exited.one_error_line == (
+        f'segcast: [server] tls_cert = "{cert}" / [server] tls_key = "{key}": cannot read them (No such file or '
+        "directory)"
+    )
+    (tmp_path / "flag").mkdir()
+    _, flag_key = self_signed(tmp_path / "flag")
+    exited = run_cli(capfd, "serve", "--config", str(config), "--tls-key", str(flag_key), "--port", str(free_port()))
+    assert exited.one_error_line.startswith(f'segcast: [server] tls_cert = "{cert}" / --tls-key {flag_key}: '), (
+        "each file named where it was given"
     )

@@ -25,8 +25,9 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:
     split = commands.add_parser(
         "split",
         help="deal a config file's cameras out to several nodes on this machine, with an nginx entrance",
-        description="Write a config file per node (FILE.node-1.toml ...), each with every Nth camera of FILE, and "
-        "FILE.nginx.conf, an nginx entrance at FILE's address with a path per node. One segcast process "
+        description="Write a config file per node beside FILE (cams.toml: cams.node-1.toml ...), each with every "
+        "Nth camera of FILE, and an nginx entrance at FILE's address with a path per node (cams.nginx.conf). One "
+        "segcast process "
         "is bound by Python's interpreter lock: on a GPU box, several share the GPU and carry far more cameras.",
     )
     split.add_argument("config", type=Path, metavar="FILE", help="the config file whose [[streams]] to deal out")

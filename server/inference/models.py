@@ -43,6 +43,23 @@ class ModelError(Exception):
     """The model given by ``--model`` cannot be used; the message says why and what to pass instead."""
 
 
+class DeviceError(ModelError):
+    """``[model] device`` names a device this machine does not have; the message names that key.
+
+    `flagged` names ``--device`` instead, for a device the flag gave: the command line knows that,
+    the inference thread that checks the device does not.
+    """
+
+    def __init__(self, device: str, reason: str) -> None:
+        self.device, self.reason = device, reason
+        super().__init__(
+            f'model.device "{device}": {reason}; use device = "auto" (or "cpu") under [model], or --device auto'
+        )
+
+    def flagged(self) -> str:
+        return f"--device {self.device}: {self.reason}; use --device auto (or cpu)"
+
+
 class InferenceUnavailable(Exception):
     """No inference for now (a remote server unreachable, too slow, or refusing): not the frame's fault."""
 
@@ -179,7 +196,8 @@ def resolve_device(device: str) -> str:
 
 
 def check_device(device: str) -> None:
-    """Refuse a device this machine does not have (``cuda:0`` where PyTorch sees no GPU), before any frame.
+    """Refuse a device this machine does not have (``cuda:0`` where PyTorch sees no GPU) with `DeviceError`,
+    before any frame.
 
     ``device`` is already of a form segcast knows (`server.inference.options.InferenceOptions`). Without
     this, start-up went on and ultralytics failed on every frame. Only for a model run here: a Triton
@@ -189,18 +207,16 @@ def check_device(device: str) -> None:
         return
     import torch
 
-    where = f'model.device "{device}"'
-    instead = 'use device = "auto" (or "cpu") under [model], or --device auto'
     if device == "mps":
         if not torch.backends.mps.is_available():
-            raise ModelError(f"{where}: not available on this machine (PyTorch sees no Apple GPU); {instead}")
+            raise DeviceError(device, "not available on this machine (PyTorch sees no Apple GPU)")
         return
     index = int(device.rpartition(":")[2]) if device != "cuda" else 0
     count = torch.cuda.device_count()
     if index >= count:
         seen = f"{count} CUDA devices, cuda:0 to cuda:{count - 1}"
         seen = {0: "no CUDA devices", 1: "1 CUDA device, cuda:0"}.get(count, seen)
-        raise ModelError(f"{where}: not available on this machine (PyTorch sees {seen}); {instead}")
+        raise DeviceError(device, f"not available on this machine (PyTorch sees {seen})")
 
 
 def _open_export(model: YOLO) -> dict[int, str]:

@@ -62,7 +62,12 @@ _ERROR_LINE = re.compile(r'^E\d{4} [^\]]*\] "(.*)"$')
 
 def add_arguments(commands: argparse._SubParsersAction) -> None:
     """Add ``triton setup`` and ``triton serve`` to the ``segcast`` command line."""
-    triton = commands.add_parser("triton", help="install and run a Triton Inference Server on this CPU")
+    triton = commands.add_parser(
+        "triton",
+        help="install and run a Triton Inference Server on this CPU",
+        description="Install (triton setup, once) and run (triton serve) a Triton Inference Server on this CPU, "
+        "serving a model repository that segcast export --format triton wrote, for segcast --model grpc://HOST:8001/NAME.",
+    )
     actions = triton.add_subparsers(dest="triton_command", required=True)
     venv_help = f"the Triton virtual environment (default {default_venv()})"
 
