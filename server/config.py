@@ -495,15 +495,17 @@ def _file_tables(data: Mapping[str, Any], name: str) -> list[tuple[str, str, Map
 
 def _unknown_key(where: str, key: str, keys: tuple[str, ...], header: str | None = None) -> ConfigError:
     """``key`` refused where the table has ``keys``: with the one meant where it is close to one of them,
-    else, in the file's table ``header``, the tables that have it, where it may have been meant to go."""
+    and, in the file's table ``header``, the tables that have it, where it may have been meant to go
+    (``max_batch`` appended after a ``[[streams]]`` table is close to its ``max_det``, and [model]'s)."""
     message = f"{_at(where, key)}: unknown key; known keys are {', '.join(keys)}"
     if close := difflib.get_close_matches(key, keys, n=1):
-        return ConfigError(f"{message}; did you mean {close[0]!r}?")
+        message = f"{message}; did you mean {close[0]!r}?"
     homes = [home for home, known in _TABLE_KEYS.items() if key in known]
     if header is None or not homes:
         return ConfigError(message)
     after = ": a key after a [table] header belongs to that table" if header else ""
-    return ConfigError(f"{message}; if it is meant for {' or '.join(homes)}, write it there{after}")
+    lead = " If" if close else "; if"
+    return ConfigError(f"{message}{lead} it is meant for {' or '.join(homes)}, write it there{after}")
 
 
 def stream_place(index: int, stream_id: object) -> str:

@@ -360,8 +360,9 @@ def _unwritable(target: Path) -> str | None:
         status = target.stat()
         if not stat.S_IMODE(status.st_mode) & 0o222 or not os.access(target, os.W_OK):
             return "is read-only, so it was not saved: make it writable to save changes to it"
-        if os.geteuid() not in (0, status.st_uid):  # as `_take_owner` would find
-            return _not_its_owner(status.st_uid, os.geteuid())
+        own = os.geteuid()
+        if own not in (0, status.st_uid) or not _mapped(status.st_uid):  # as `_take_owner` would find
+            return _not_its_owner(status.st_uid, own)
     if not folder.is_dir():
         return f"was not saved: its folder {folder} is gone"
     if not os.access(folder, os.W_OK | os.X_OK):
@@ -371,6 +372,21 @@ def _unwritable(target: Path) -> str | None:
             "the folder, not the file alone: README, Docker)"
         )
     return None
+
+
+#: The user ids this process's user namespace maps: ``inside outside count`` a line (Linux).
+UID_MAP = Path("/proc/self/uid_map")
+
+
+def _mapped(uid: int) -> bool:
+    """Whether this process's user namespace maps ``uid``, so root may give a file to it. Root in a
+    rootless container sees files of users its namespace does not map as the overflow id (65534), and
+    cannot give a file to them (``fchown``: EINVAL). True where there is no map to read (not Linux)."""
+    try:
+        ranges = [line.split() for line in UID_MAP.read_text().splitlines()]
+    except OSError:
+        return True
+    return any(int(inside) <= uid < int(inside) + int(count) for inside, _outside, count in ranges)
 
 
 def _on_read_only_mount(path: Path) -> bool:

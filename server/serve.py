@@ -9,6 +9,7 @@ the CLI has printed its first line.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import ssl
@@ -31,8 +32,9 @@ from server.sources.uri import mask_uri
 #: Everything that stops the start with one line; the message names the flag or key to change.
 STARTUP_ERRORS = (ConfigError, ModelError, AuthConfigError, ListenError)
 ACCESS_LOGGER = "aiohttp.access"
-#: What stops a running server cleanly: Ctrl-C, a service manager, and a closed terminal or ssh session.
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+#: What stops a running server cleanly: Ctrl-C, a service manager, and a closed terminal or ssh session
+#: (not on Windows, which has no SIGHUP).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 #: How long a stop may take once asked for. Each of its parts has a limit of its own (viewers closed,
 #: requests under way, WebRTC peers closed, readers, the inference thread and the encoder joined, the
 #: event history written: about 50 s if each took all of it), so only a stop stuck past them reaches
@@ -107,16 +109,19 @@ class StopSignals:
     def install(self) -> None:
         """Handle the signals on ``loop`` (as aiohttp does), until it is closed."""
         for signum in STOP_SIGNALS:
-            if signum == signal.SIGHUP and signal.getsignal(signum) is signal.SIG_IGN:
+            if signum == getattr(signal, "SIGHUP", None) and signal.getsignal(signum) is signal.SIG_IGN:
                 continue
-            self._loop.add_signal_handler(signum, self.received)
+            try:
+                self._loop.add_signal_handler(signum, self.received)
+            except NotImplementedError:  # Windows' event loops: Ctrl-C reaches run_app as KeyboardInterrupt
+                return
 
     def received(self) -> None:
         """A stop signal arrived; raises `GracefulExit` for the first, which makes ``run_app`` stop the server."""
         self._received += 1
         if self._received == 1:
-            say("segcast: stopping")
             self._loop.call_later(self._limit_s, self._overran)
+            say("segcast: stopping")
             raise web.GracefulExit()
         if self._received == 2:
             say(
@@ -134,6 +139,10 @@ class StopSignals:
 
 def say(line: str) -> None:
     """``line`` on stdout in one write: the pipeline's threads are logging by now, and a log line must
-    not land between the text and its newline (``print`` writes them separately)."""
-    sys.stdout.write(f"{line}\n")
-    sys.stdout.flush()
+    not land between the text and its newline (``print`` writes them separately).
+
+    A stdout that is gone (a closed terminal, a ``| tee`` ended by the same Ctrl-C) loses the line and
+    nothing else: the stop it would have told of goes on."""
+    with contextlib.suppress(OSError):
+        sys.stdout.write(f"{line}\n")
+        sys.stdout.flush()

@@ -143,3 +143,28 @@ def test_a_segcast_started_with_nohup_outlives_its_terminal(loop: asyncio.Abstra
         for signum, handler in before.items():
             if handler is not None:
                 signal.signal(signum, handler)
+
+
+class _GoneStdout:
+    """A stdout whose reader has gone: a closed terminal (EIO), a ``| tee`` ended by the same Ctrl-C (EPIPE)."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_signals_stop_the_server_when_stdout_is_gone(
+    loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each signal said so before it acted, and a write that failed left the stop undone: under
+    ``segcast ... | tee log``, three Ctrl-C left it serving, and only SIGKILL ended it."""
+    monkeypatch.setattr(sys, "stdout", _GoneStdout())
+    stops = StopSignals(loop, end_process)
+    with pytest.raises(web.GracefulExit):
+        stops.received()
+    stops.received()
+    with pytest.raises(Ended) as ended:
+        stops.received()
+    assert ended.value.code == EXIT_INTERRUPTED

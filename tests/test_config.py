@@ -785,8 +785,22 @@ def test_a_slip_of_a_tables_own_key_names_the_key_meant(
         load_config(write(tmp_path, text))
     message = str(refused.value)
     assert message.startswith(f"segcast.toml: {where}: unknown key; known keys are {known or ''}")
-    assert message.endswith(f"; did you mean {meant!r}?")
-    assert "write it there" not in message
+    said, _, offered = message.partition(f"; did you mean {meant!r}?")
+    assert said and "write it there" not in said, "the table's own key is said first"
+    assert offered in (
+        "",
+        " If it is meant for [[events.webhooks]], write it there: a key after a [table] header belongs to that table",
+    ), offered
+
+
+def test_a_key_of_another_table_close_to_one_of_its_own_says_both(tmp_path: Path) -> None:
+    """``max_batch`` appended after a [[streams]] table was only asked whether it meant ``max_det``."""
+    with pytest.raises(ConfigError) as refused:
+        load_config(write(tmp_path, '[[streams]]\nid = "a"\nuri = "scene:"\nmax_batch = 8\n'))
+    assert str(refused.value).endswith(
+        "; did you mean 'max_det'? If it is meant for [model], write it there: a key after a [table] header "
+        "belongs to that table"
+    ), refused.value
 
 
 def test_an_unknown_key_of_a_stream_from_the_api_lists_the_streams_own_keys() -> None:

@@ -236,6 +236,23 @@ async def test_another_users_file_is_not_offered_a_save_where_segcast_is_not_roo
 
 
 @as_root
+async def test_a_file_of_a_user_the_namespace_does_not_map_is_not_offered_a_save(
+    start_server: Start, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Root in a rootless container passed the owner check, and each save then failed: it cannot give a
+    file to a user its namespace does not map."""
+    path = write(tmp_path, STREAM_A)
+    os.chown(path, OTHER_UID, OTHER_GID)
+    client = await start_server(StreamConfig("a", "scene:"), config_path=path)
+    assert (await (await client.get("/api/viewer")).json())["config_file"] is True
+    uid_map = tmp_path / "uid_map"
+    uid_map.write_text("         0       1000          1\n")  # root alone, as `unshare --map-root-user` maps
+    monkeypatch.setattr("server.persist.UID_MAP", uid_map)
+    assert (await (await client.get("/api/viewer")).json())["config_file"] is False
+    assert (await (await client.get("/api/streams/a")).json())["persistable"] is False
+
+
+@as_root
 def test_a_group_segcast_cannot_keep_gets_none_of_the_old_groups_permissions(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -13,6 +13,7 @@ import errno
 import logging
 import resource
 import socket
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -234,7 +235,8 @@ def test_segcast_serve_runs_its_server_on_a_connection_limiting_loop(monkeypatch
     monkeypatch.setattr(server.serve.web, "run_app", lambda app, **kwargs: ran.update(kwargs))
     monkeypatch.setattr(server.serve, "say", lambda line: None)
     viewers = ViewerLimits(max_viewers_per_address=1000)
-    server.serve.serve(Settings(model=str(BUNDLED_MODEL), host="127.0.0.1", port=0, viewer_limits=viewers), None)
+    settings = Settings(model=str(BUNDLED_MODEL), host="127.0.0.1", port=0, viewer_limits=viewers)
+    server.serve.serve(settings, None, sys.exit)
     loop = ran["loop"]
     try:
         assert isinstance(loop, ConnectionLimitingLoop)

@@ -533,3 +533,18 @@ async def test_a_viewer_that_stops_reading_is_cut_off_when_it_misses_its_pings(
             await asyncio.to_thread(_read_to_the_end, stalled)
     finally:
         stalled.close()
+
+
+async def test_a_viewer_that_left_is_forgotten_with_its_connection(start_server: Start) -> None:
+    """Each WebSocket's connection, kept for shutdown, held the request, which holds the socket: every
+    viewer ever connected stayed in memory (about 10 KiB each) for the server's lifetime."""
+    client = await start_server(StreamConfig("cam", "scene:?seed=1"))
+    assert client.app is not None
+    for _ in range(3):
+        ws = await connect(client, {"streams": ["cam"]})
+        await ws.close()
+
+    async def all_forgotten() -> bool:
+        return len(client.app[websockets_key]) == 0
+
+    await eventually(all_forgotten, timeout_s=30, what="the viewers that left to be forgotten")

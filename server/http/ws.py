@@ -202,6 +202,7 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
                     connection.reset()
     finally:
         hub.remove_viewer(viewer)
+        request.app[websockets_key].pop(ws, None)  # its connection holds the socket: not a weak key's to drop
     return ws
 
 
