@@ -4,13 +4,17 @@ and what segcast answers a page that publishes the id again while the lost camer
 The outage is made on both sides of a real connection: every packet between segcast and the
 publishing browser is dropped (`cut_publishers_network`, at segcast's ICE sockets), and the page's
 WebSocket is refused while it lasts (`WebSocketOutage`); neither end closes anything. segcast waits
-`IDLE_S` for video, as it waits 5 s by default.
+`IDLE_S` for video, as it waits 5 s by default. The page's own decisions (how often it publishes
+again, when it waits for its id, when it gives up) are tested with its publishing played
+(`PLAYED_PUBLISHING`) and its clock run forward.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import math
+import time
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from pathlib import Path
@@ -24,7 +28,7 @@ from server.config import Settings, StreamConfig
 from server.inference.models import BUNDLED_MODEL
 from server.scene import Scene
 from server.webrtc import WebRTCConfig
-from server.webrtc.routes import peers_key, webrtc_config_key
+from server.webrtc.routes import HOLDER_SILENT_S, ID_FREED_AFTER_IDLE_S, peers_key, webrtc_config_key
 from tests import test_webrtc_browser
 from tests.support.browser import WAIT_MS, open_page, wait_for_new_frame, wait_for_text
 from tests.support.polling import eventually
@@ -40,6 +44,10 @@ pytestmark = pytest.mark.timeout(120)
 
 #: How long segcast waits for a published camera's video here (5 s by default).
 IDLE_S = 2.0
+#: The attempts web/publish.js makes to publish a lost camera again, and the longest wait between two.
+REPUBLISH_ATTEMPTS = 6
+REPUBLISH_MAX_MS = 16_000
+CAMERA_OFF = "document.getElementById('publish-status').textContent === 'camera off'"
 #: Every text the page's status badge and message take, in order (window.said).
 RECORD_WHAT_IS_SAID = """
 window.said = [];
@@ -52,11 +60,47 @@ addEventListener("DOMContentLoaded", () => {
 });
 """
 VIEWER_PANEL = "#stream-view .status-panel"
+#: web/webrtc.js as the publish page imports it, with publishing played by the test: each publish takes
+#: the next of `window.publishPlan`'s steps (the last one again once they run out), and is counted in
+#: `window.publishes`. "held" is refused as segcast refuses an id its lost camera still holds, "expired"
+#: as it refuses a token that expired; any other step is answered, and its connection reaches that
+#: state soon after (on the page's clock, which the test runs). What publishing asks of the network, a
+#: test of the page's decisions does without.
+PLAYED_PUBLISHING = """
+import { SignallingError, publishedHere } from "./webrtc.js?real";
+
+export { SignallingError, publishedHere };
+export const canPublish = () => true;
+export async function playWithFallback() {
+  return { mode: "webrtc", stop() {} };
+}
+export async function publishCamera({ streamId, onState }) {
+  const step = window.publishPlan[window.publishes.length] ?? window.publishPlan.at(-1);
+  window.publishes.push(streamId);
+  if (step === "held") {
+    const said = `stream '${streamId}' is a published camera that may have just lost its connection`;
+    throw new SignallingError(said, { status: 409, retryAfterS: 2 });
+  }
+  if (step === "expired") {
+    throw new SignallingError("the signed token expired at 2025-01-01 00:00:00 UTC", { status: 401 });
+  }
+  setTimeout(() => onState(step), 300);
+  return { streamId, stream: null, pc: null, stop() {} };
+}
+"""
+#: A browser whose storage is blocked (a setting, some private modes): every use of it throws.
+BLOCKED_STORAGE = """
+Object.defineProperty(window, "localStorage", {
+  get() {
+    throw new DOMException("The operation is insecure.", "SecurityError");
+  },
+});
+"""
 
 
-async def start(aiohttp_client: ClientFactory, *streams: StreamConfig) -> TestClient:
+async def start(aiohttp_client: ClientFactory, *streams: StreamConfig, idle_s: float = IDLE_S) -> TestClient:
     app = create_app(Settings(model=str(BUNDLED_MODEL), streams=streams))
-    app[webrtc_config_key] = WebRTCConfig(publish_idle_timeout_s=IDLE_S)
+    app[webrtc_config_key] = WebRTCConfig(publish_idle_timeout_s=idle_s)
     return await aiohttp_client(app)
 
 
@@ -112,6 +156,40 @@ class WebSocketOutage:
 
     def end(self) -> None:
         self.down = False
+
+
+async def publish_played(
+    page: Any, client: TestClient, plan: list[str], init_script: str = "", ended: str | None = None
+) -> None:
+    """Press "Use my camera" for "cam" on a publish page whose publishing is `PLAYED_PUBLISHING` by
+    ``plan``. Its WebSocket is played too (segcast has no stream "cam" to list): each says hello with
+    "cam" in it and, given ``ended``, that segcast ended "cam" for that reason."""
+    await page.clock.install()  # time runs as usual until the test runs it forward
+    await page.add_init_script(f"window.publishPlan = {plan!r}; window.publishes = [];" + init_script)
+
+    async def played(route: Any) -> None:
+        await route.fulfill(body=PLAYED_PUBLISHING, content_type="text/javascript")
+
+    def segcast_says(ws: Any) -> None:
+        ws.send(json.dumps({"type": "hello", "v": 1, "streams": [{"id": "cam"}]}))
+        if ended is not None:
+            ws.send(json.dumps({"type": "status", "v": 1, "stream": "cam", "state": "ended", "error": ended}))
+
+    await page.route("**/static/webrtc.js", played)
+    await page.route_web_socket("**/ws", segcast_says)
+    await page.goto(str(client.make_url("/static/publish.html")))
+    await page.fill("input[name=stream]", "cam")
+    await page.click("#use-camera")
+
+
+async def run_clock_until(page: Any, condition: str) -> bool:
+    """Run the page's clock forward by the longest wait between attempts until ``condition`` holds, at
+    most as often as every attempt the page could make takes; whether it holds."""
+    for _ in range(4 * REPUBLISH_ATTEMPTS):
+        if await page.evaluate(condition):
+            return True
+        await page.clock.run_for(REPUBLISH_MAX_MS)
+    return bool(await page.evaluate(condition))
 
 
 async def publish(page: Any, client: TestClient, stream_id: str) -> None:
@@ -182,28 +260,134 @@ async def test_stop_ends_the_attempts_to_publish_a_lost_camera_again(
         assert await stream_state(client, "cam") is None
 
 
-async def test_a_stream_id_held_by_a_published_camera_is_refused_saying_when_it_frees_itself(
+async def last_frame_at(client: TestClient, stream_id: str) -> float | None:
+    """When the stream's reader last took a frame (Unix seconds), as GET /api/streams/<id> says."""
+    stream = await (await client.get(f"/api/streams/{stream_id}")).json()
+    last: float | None = stream["last_frame_at"]
+    return last
+
+
+async def wait_for_silence(client: TestClient, stream_id: str) -> float:
+    """Wait until no frame came from the stream for `HOLDER_SILENT_S`; when its last one came."""
+
+    async def silent() -> float | None:
+        last = await last_frame_at(client, stream_id)
+        return last if last is not None and time.time() - last >= HOLDER_SILENT_S else None
+
+    return await eventually(silent, WAIT_MS / 1000, f"no video from {stream_id!r} for {HOLDER_SILENT_S:g} s")
+
+
+async def test_a_camera_whose_connection_never_comes_up_is_published_again_six_times_then_given_up(
+    aiohttp_client: ClientFactory, browser: Any
+) -> None:
+    """Each publish answered, its connection never up (UDP blocked, no TURN) and ended by segcast: the
+    answer reset the count, and the page published it again for ever, "attempt 1 of 6" each time."""
+    client = await start(aiohttp_client)
+    page = await browser.new_page()
+    await publish_played(page, client, ["connecting"], ended=f"not connected within {IDLE_S:g} s")
+    assert await run_clock_until(page, CAMERA_OFF), await page.text_content("#publish-error")
+    said = await page.text_content("#publish-error") or ""
+    assert f"did not come up within {IDLE_S:g} s" in said and "TURN server" in said, said
+    assert f"Gave up after {REPUBLISH_ATTEMPTS} attempts to publish it again" in said, said
+    assert await page.evaluate("window.publishes") == ["cam"] * (1 + REPUBLISH_ATTEMPTS)
+
+
+async def test_a_page_without_storage_waits_for_its_own_lost_cameras_id_while_publishing_it_again(
+    aiohttp_client: ClientFactory, browser: Any
+) -> None:
+    """Publishing "cam" again after its connection was lost, the page is refused: segcast still holds
+    "cam" for the lost camera. The page waits for its own id, though the browser remembers nothing
+    of what it published (its storage blocked): it gave up at the first refusal."""
+    client = await start(aiohttp_client)
+    page = await browser.new_page()
+    await publish_played(page, client, ["failed", "held", "connected"], BLOCKED_STORAGE)
+    assert await run_clock_until(page, f"{PUBLISHING} || {CAMERA_OFF}")
+    assert await page.evaluate(PUBLISHING), await page.text_content("#publish-error")
+    assert await page.evaluate("window.publishes") == ["cam"] * 3
+    assert await page.text_content("#publish-error") == ""
+
+
+@pytest.mark.parametrize(
+    ("plan", "ended"),
+    [(["connecting"], "its access token expired"), (["failed", "expired"], None)],
+    ids=["said by segcast", "found publishing again"],
+)
+async def test_a_camera_whose_access_token_expired_is_not_published_again_and_the_page_says_to_reload(
+    aiohttp_client: ClientFactory, browser: Any, plan: list[str], ended: str | None
+) -> None:
+    """segcast ends a camera published with a signed token once it expires. Told why, the page published
+    it again, "attempt 1 of 6", and then gave up at the refusal, saying only that. Not told (its
+    WebSocket closed with the token), it learns why at its first attempt's refusal, and stops there."""
+    client = await start(aiohttp_client)
+    page = await browser.new_page()
+    await publish_played(page, client, plan, ended=ended)
+    assert await run_clock_until(page, CAMERA_OFF), await page.text_content("#publish-error")
+    said = await page.text_content("#publish-error") or ""
+    assert "token expired" in said and "Reload the page with a fresh access token" in said, said
+    assert await page.evaluate("window.publishes") == ["cam"] * len(plan)
+
+
+async def test_a_stream_id_held_by_a_live_published_camera_is_refused_as_taken_with_no_wait(
     aiohttp_client: ClientFactory,
 ) -> None:
+    """Another page's camera, its video coming: it said "may have just lost its connection" with a
+    Retry-After, and a page publishing that id waited for an id that was never going to be free."""
     client = await start(aiohttp_client, StreamConfig("file", "scene:?seed=1"))
-    holder, again, other = lan_peer(), lan_peer(), lan_peer()
-    for pc in (holder, again, other):
+    holder, again = lan_peer(), lan_peer()
+    for pc in (holder, again):
         pc.addTrack(SceneTrack(Scene(seed=1)))
     try:
         await offer_to(client, "/api/webrtc/publish", holder, stream="dup")
+        first = await eventually(lambda: last_frame_at(client, "dup"), WAIT_MS / 1000, "the holder's first frame")
+
+        async def next_frame() -> bool:
+            return (await last_frame_at(client, "dup") or 0.0) > first
+
+        await eventually(next_frame, WAIT_MS / 1000, "a frame just in from the holder")
         await again.setLocalDescription(await again.createOffer())
         offer = {"type": "offer", "sdp": again.localDescription.sdp}
-        response = await client.post("/api/webrtc/publish", json={**offer, "stream": "dup"})
-        assert response.status == 409
-        said = (await response.json())["error"]
-        assert "may have just lost its connection" in said and f"frees itself within {IDLE_S:g} s" in said, said
-        assert IDLE_S <= int(response.headers["Retry-After"]) <= math.ceil(IDLE_S) + 1, "a wait to try again after"
-        # A stream of another kind holds its id for good: no wait would help.
-        response = await client.post("/api/webrtc/publish", json={**offer, "stream": "file"})
-        assert response.status == 409 and "already exists" in (await response.json())["error"]
-        assert "Retry-After" not in response.headers
+        for stream_id in ("dup", "file"):  # a stream of another kind holds its id for good too
+            response = await client.post("/api/webrtc/publish", json={**offer, "stream": stream_id})
+            assert response.status == 409
+            said = (await response.json())["error"]
+            assert said == f"stream {stream_id!r} already exists: pick another id or leave it out", said
+            assert "Retry-After" not in response.headers
     finally:
-        for pc in (holder, again, other):
+        for pc in (holder, again):
+            await pc.close()
+
+
+async def test_a_stream_id_held_by_a_silent_published_camera_is_refused_saying_when_it_frees_itself(
+    aiohttp_client: ClientFactory,
+) -> None:
+    """Its video stopped (its page crashed, its connection was lost): it is ended `idle_s` after its
+    last frame, and the 409 says so, with the time left as Retry-After (not the whole wait again)."""
+    idle_s = 10.0  # long enough for the id to be asked for well before the holder is ended
+    client = await start(aiohttp_client, idle_s=idle_s)
+    camera = SceneTrack(Scene(seed=1))
+    holder, again = lan_peer(), lan_peer()
+    holder.addTrack(camera)
+    again.addTrack(SceneTrack(Scene(seed=1)))
+    try:
+        await offer_to(client, "/api/webrtc/publish", holder, stream="dup")
+        await eventually(lambda: last_frame_at(client, "dup"), WAIT_MS / 1000, "the holder's first frame")
+        camera.frames = camera.sent  # it sends nothing more, and says nothing either
+        last = await wait_for_silence(client, "dup")
+        await again.setLocalDescription(await again.createOffer())
+        before = time.time()
+        response = await client.post(
+            "/api/webrtc/publish", json={"type": "offer", "sdp": again.localDescription.sdp, "stream": "dup"}
+        )
+        after = time.time()
+        assert response.status == 409
+        wait_s = int(response.headers["Retry-After"])
+        ended_at = last + idle_s + ID_FREED_AFTER_IDLE_S  # at the latest (last_frame_at is rounded to 1 ms)
+        assert math.ceil(ended_at - after - 0.001) <= wait_s <= math.ceil(ended_at - before + 0.001), wait_s
+        assert wait_s < idle_s + ID_FREED_AFTER_IDLE_S, "the silence so far is counted"
+        said = (await response.json())["error"]
+        assert "may have just lost its connection" in said and f"frees itself within {wait_s} s" in said, said
+    finally:
+        for pc in (holder, again):
             await pc.close()
 
 
@@ -225,6 +409,7 @@ async def test_a_page_publishing_the_id_of_its_crashed_camera_waits_for_it_once(
         crashing.cancel()
         with suppress(asyncio.CancelledError):
             await crashing
+        await wait_for_silence(client, "dup")  # as a person reloading does: a live camera's id is not waited for
         page = await context.new_page()
         await page.goto(str(client.make_url("/static/publish.html")))
         await page.fill("input[name=stream]", "dup")

@@ -22,6 +22,10 @@ const STATE_WORDS = {
   failed: "connection lost",
 };
 const LOST = "Connection to segcast lost";
+// Why segcast ends a camera whose access token expired (server/webrtc/peers.py): a token that
+// expired refuses every publish after it too, so the camera is not published again.
+const TOKEN_EXPIRED = "its access token expired";
+const FRESH_TOKEN = "Reload the page with a fresh access token to publish it again.";
 const WAITING =
   `${LOST}: waiting for it to come back. If no video reaches the server for a few seconds it ends ` +
   "the camera, which this page then publishes again by itself.";
@@ -38,8 +42,9 @@ const viewerLink = document.getElementById("open-viewer");
 const pace = document.getElementById("publish-pace");
 const trackBody = document.querySelector("#tracks tbody");
 // What the person asked for, from "Use my camera" until Stop or an end that trying again cannot
-// cure: {streamId (set by the first publish), recovering (after a lost connection), attempt (of
-// publishing again), heldRetried (once for an id still held), timer (of the next attempt)}.
+// cure: {streamId (set by the first publish), recovering (from a lost connection until one is up
+// again), attempt (of publishing again), heldRetried (once for an id still held), timer (of the next
+// attempt)}. The last three are reset only once a connection is up (showState).
 let wanted = null;
 // The camera on now: {want, published, player, video, paceTimer}; null while it is off.
 let session = null;
@@ -49,7 +54,8 @@ let server = null; // while the camera is on: the WebSocket that says when the s
 // no video, its access token expired) and closes its peer: the browser only notices that as a
 // connection timing out, ~20 s later and with no reason. The WebSocket's "status" and
 // "removed" messages (docs/protocol.md, sent to every client) say it at once, and why. One that
-// ended is published again (a lost connection is the usual cause); a removed or failed one is not.
+// ended is published again (a lost connection is the usual cause); a removed or failed one is not,
+// nor one whose access token expired.
 function watchServer() {
   server ??= new Connection({
     hello: (message) => {
@@ -64,16 +70,26 @@ function watchServer() {
       if (message.type === "removed") giveUp("The server ended this camera: it was removed.");
       else if (message.type === "status" && message.state === "failed") {
         giveUp(`The server ended this camera: ${message.error || "it failed"}.`);
+      } else if (message.type === "status" && message.state === "ended" && message.error === TOKEN_EXPIRED) {
+        giveUp(`The server ended this camera: ${TOKEN_EXPIRED}. ${FRESH_TOKEN}`);
       } else if (message.type === "status" && message.state === "ended") lost(endedReason(message.error));
     },
   });
 }
 
 // Why segcast ended the camera, from its `error` (server/webrtc: a lost connection's is "connection
-// lost: no video for 5 s"; none where its connection closed without a word), in plain words.
+// lost: no video for 5 s", one that never came up's "not connected within 5 s"; none where its
+// connection closed without a word), in plain words.
 function endedReason(said) {
   const noVideo = said?.match(/^connection lost: no video for (.+) s$/);
   if (noVideo) return `${LOST}: the server ended this camera, as no video reached it for ${noVideo[1]} s.`;
+  const notConnected = said?.match(/^not connected within (.+) s$/);
+  if (notConnected) {
+    return (
+      `The camera's connection to segcast did not come up within ${notConnected[1]} s: a network that ` +
+      "blocks UDP between them needs a TURN server (README, “Networks”)."
+    );
+  }
   return said ? `The server ended this camera: ${said}.` : `${LOST}: the server ended this camera.`;
 }
 
@@ -165,6 +181,9 @@ function showState(current, state) {
   status.dataset.state = state;
   if (state === "disconnected") error.textContent = WAITING;
   else if (state === "connected" && error.textContent === WAITING) error.textContent = "";
+  // Back for real only once connected: an answered offer whose connection never comes up (UDP
+  // blocked, no TURN) counts as a failed attempt, or the page would publish it again for ever.
+  if (state === "connected") Object.assign(current.want, { recovering: false, attempt: 0, heldRetried: false });
   // publishCamera turns the camera off with a connection that failed: the page publishes it again.
   if (session === current && (state === "failed" || state === "closed")) lost(`${LOST}.`);
 }
@@ -182,7 +201,7 @@ async function start(want) {
   }
   current.published = published;
   session = current;
-  Object.assign(want, { streamId: published.streamId, recovering: false, attempt: 0, heldRetried: false });
+  want.streamId = published.streamId;
   if (status.dataset.state === undefined) status.textContent = STATE_WORDS.connecting;
   error.textContent = "";
   watchServer();
@@ -220,9 +239,13 @@ function begin(want) {
 function failedToStart(want, reason) {
   const signalling = reason instanceof SignallingError;
   // The id is still held by this browser's own camera of before (its page crashed, or its
-  // connection was lost): segcast frees it after the time it says. Once, for a fresh press.
+  // connection was lost): segcast frees it after the time it says. Once, for a fresh press. While
+  // recovering the page knows the id is its own; the browser may remember nothing (storage blocked).
   const held =
-    signalling && reason.status === 409 && reason.retryAfterS !== null && publishedHere(want.streamId);
+    signalling &&
+    reason.status === 409 &&
+    reason.retryAfterS !== null &&
+    (want.recovering || publishedHere(want.streamId));
   if (held && !want.recovering && !want.heldRetried) {
     want.heldRetried = true;
     retryLater(want, `${reason.message}.`, reason.retryAfterS * 1000);
@@ -232,6 +255,12 @@ function failedToStart(want, reason) {
   const passing = signalling && (reason.status === 0 || reason.status >= 500 || held);
   if (want.recovering && passing) {
     retryLater(want, `Publishing again failed: ${reason.message}.`, reason.retryAfterS * 1000 || backoffMs(want));
+    return;
+  }
+  // Its access token expired while it was on (the server ended it for that, unheard: the page's
+  // WebSocket closed with the token): only a fresh token cures that.
+  if (want.recovering && signalling && reason.status === 401) {
+    giveUp(`${LOST}, and publishing it again was refused: ${reason.message}. ${FRESH_TOKEN}`);
     return;
   }
   giveUp(reason.message);

@@ -10,10 +10,10 @@ Signalling is one HTTP round trip: aiortc puts all its candidates in the answer,
 waits for its own before sending the offer (see web/webrtc.js). Errors are JSON ``{"error": text}``
 with 400 for a malformed offer (a key other than those above too), 404 for an unknown stream (also
 one removed while its offer was answered), 409 for a taken stream id (with ``Retry-After`` where a
-published camera holds it, see `_taken`) or a ``socket`` no open WebSocket has, 413 for an oversized
-offer, and 503 when a peer limit is reached (in all, or the client address's share) or the peer was
-closed before its answer (the server is shutting down, its access token expired, its page's
-WebSocket closed).
+published camera that sent no video for a while holds it, see `_taken`) or a ``socket`` no open
+WebSocket has, 413 for an oversized offer, and 503 when a peer limit is reached (in all, or the client
+address's share) or the peer was closed before its answer (the server is shutting down, its access
+token expired, its page's WebSocket closed).
 
 A player's ``socket`` is the id its page's WebSocket was told in its ``hello`` (server/http/ws.py):
 the player is closed as soon as that socket closes, as a closed page's does at once, rather than
@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import secrets
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any, Literal
@@ -62,6 +63,9 @@ PLAY_KEYS = ("type", "sdp", "image", "socket")
 #: A published camera's id is free this long after its video stopped for ``publish_idle_timeout_s``, at
 #: most: its reader is stopped and its stream removed first.
 ID_FREED_AFTER_IDLE_S = 1.0
+#: A published camera that sent no frame for this long may have lost its connection; a live one sends
+#: several a second (a browser lowers its frame rate under load, to no fewer than a few).
+HOLDER_SILENT_S = 1.0
 
 webrtc_config_key = web.AppKey("webrtc_config", WebRTCConfig)
 peers_key = web.AppKey("webrtc_peers", PeerRegistry)
@@ -252,16 +256,30 @@ def _description(body: dict[str, Any]) -> RTCSessionDescription:
 def _taken(request: web.Request, stream_id: str) -> web.HTTPException:
     """The 409 for a taken id. One a published camera holds may be the caller's own of a moment ago: a
     browser that crashed or lost its connection says nothing, and its stream lives on until no video
-    came for ``publish_idle_timeout_s``. That is said, with the wait as ``Retry-After``, so a page
-    publishing its camera again can wait for its id rather than take another."""
-    if not request.app[manager_key].handed_in(stream_id):
-        return error(web.HTTPConflict, f"stream {stream_id!r} already exists: pick another id or leave it out")
+    came for ``publish_idle_timeout_s``. Where no video came from it for `HOLDER_SILENT_S` (or none
+    yet), that is said, with the time left until it is ended as ``Retry-After``, so a page publishing
+    its camera again can wait for its id rather than take another. A camera whose video comes is
+    another page's, live: waiting would not free its id."""
+    manager = request.app[manager_key]
+    taken = f"stream {stream_id!r} already exists: pick another id or leave it out"
+    if not manager.handed_in(stream_id):
+        return error(web.HTTPConflict, taken)
     idle_s = request.app[peers_key].config.publish_idle_timeout_s
+    try:
+        last_frame_at = manager.info(stream_id).status.last_frame_at
+    except KeyError:  # ended since it was found: its id is free now, or in a moment
+        last_frame_at = time.time() - idle_s
+    silent_s = None if last_frame_at is None else max(0.0, time.time() - last_frame_at)
+    if silent_s is not None and silent_s < HOLDER_SILENT_S:
+        return error(web.HTTPConflict, taken)
+    # Ended `idle_s` after its last frame (its answer, before any: unless it connects), then freed.
+    wait_s = max(1, math.ceil(idle_s - (silent_s or 0.0) + ID_FREED_AFTER_IDLE_S))
+    silence = "no video from it yet" if silent_s is None else f"no video from it for {silent_s:.0f} s"
     return error(
         web.HTTPConflict,
-        f"stream {stream_id!r} is a published camera that may have just lost its connection: "
-        f"its id frees itself within {idle_s:g} s of its last video; publish again then, or pick another id",
-        **{"Retry-After": str(math.ceil(idle_s + ID_FREED_AFTER_IDLE_S))},
+        f"stream {stream_id!r} is a published camera that may have just lost its connection ({silence}): "
+        f"its id frees itself within {wait_s} s; publish again then, or pick another id",
+        **{"Retry-After": str(wait_s)},
     )
 
 
