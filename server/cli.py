@@ -258,7 +258,7 @@ def _file_only(path: Path, with_flags: Settings) -> Settings:
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    from server.config import ConfigError, Settings, load_config
+    from server.config import ConfigError, Settings, listen_host, load_config
     from server.inference.options import InferenceOptions
     from server.source_flags import streams_from_flags
 
@@ -296,7 +296,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return replace(
         base,
         inference=_with_device(base.inference, args.device),
-        host=_host_flag(args.host) if args.host is not None else base.host,
+        host=listen_host(args.host, "--host") if args.host is not None else base.host,
         port=args.port if args.port is not None else base.port,
         model=args.model if args.model is not None else base.model,
         streams=base.streams + flag_streams,
@@ -305,24 +305,6 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         file_settings=file_settings,
         flag_streams=frozenset(stream.stream_id for stream in flag_streams),
     )
-
-
-def _host_flag(host: str) -> str:
-    """``--host`` as `bind` takes it: an IPv6 address written as in a URL (``[::1]``) without its brackets.
-
-    An empty one is refused: it listened on every interface, and every message about it (a port in use,
-    tokens needed beyond this machine) showed a blank where the address goes.
-    """
-    from server.config import ConfigError
-
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not host.strip():
-        raise ConfigError(
-            "--host: no address given; give 127.0.0.1 for this machine only, or 0.0.0.0 (IPv4) or :: (IPv6) "
-            "for every interface"
-        )
-    return host
 
 
 def _with_device(inference: InferenceOptions, device: str | None) -> InferenceOptions:

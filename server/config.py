@@ -254,7 +254,7 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides
     name = path.name
     _refuse_unknown_keys(data, name)
     server = _table(data, "server", name)
-    host = _text(server, "host", DEFAULT_HOST, f"{name}: server")
+    host = listen_host(_text(server, "host", DEFAULT_HOST, f"{name}: server"), f"{name}: server.host")
     port = _int(server, "port", DEFAULT_PORT, 1, 65535, f"{name}: server")
     quality = _int(server, "jpeg_quality", DEFAULT_JPEG_QUALITY, 1, 100, f"{name}: server")
     origins = _embed_origins(server, f"{name}: server")
@@ -506,6 +506,23 @@ def _unknown_key(where: str, key: str, keys: tuple[str, ...], header: str | None
     after = ": a key after a [table] header belongs to that table" if header else ""
     lead = " If" if close else "; if"
     return ConfigError(f"{message}{lead} it is meant for {' or '.join(homes)}, write it there{after}")
+
+
+def listen_host(host: str, where: str) -> str:
+    """A host to listen on (``--host``, ``[server] host``) as `bind` takes it: an IPv6 address written as
+    in a URL (``[::1]``) without its brackets.
+
+    An empty one is refused: it listened on every interface, and every message about it (a port in use,
+    tokens needed beyond this machine) showed a blank where the address goes.
+    """
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host.strip():
+        raise ConfigError(
+            f"{where}: no address given; give 127.0.0.1 for this machine only, or 0.0.0.0 (IPv4) or :: (IPv6) "
+            "for every interface"
+        )
+    return host
 
 
 def stream_place(index: int, stream_id: object) -> str:

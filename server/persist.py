@@ -358,11 +358,13 @@ def _unwritable(target: Path) -> str | None:
         )
     if target.exists():
         status = target.stat()
-        if not stat.S_IMODE(status.st_mode) & 0o222 or not os.access(target, os.W_OK):
-            return "is read-only, so it was not saved: make it writable to save changes to it"
         own = os.geteuid()
+        # Before its permissions: another user's file is not writable for segcast either, and making it
+        # so would not let segcast save it.
         if own not in (0, status.st_uid) or not _mapped(status.st_uid):  # as `_take_owner` would find
             return _not_its_owner(status.st_uid, own)
+        if not stat.S_IMODE(status.st_mode) & 0o222 or not os.access(target, os.W_OK):
+            return "is read-only, so it was not saved: make it writable to save changes to it"
     if not folder.is_dir():
         return f"was not saved: its folder {folder} is gone"
     if not os.access(folder, os.W_OK | os.X_OK):

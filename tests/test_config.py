@@ -840,3 +840,11 @@ def test_a_stream_without_an_id_is_told_its_id_is_missing() -> None:
     assert str(missing.value) == "body.id: missing: give the stream an id of 1 to 64 letters, digits, '-' or '_'"
     with pytest.raises(ConfigError, match=r"^body\.id: expected 1 to 64 letters, digits, '-' or '_', got None$"):
         stream_config({"id": None, "uri": "scene:?seed=1"}, StreamOptions(), "body")
+
+
+def test_the_files_host_is_taken_as_the_flag_is(tmp_path: Path) -> None:
+    """``--host`` took ``[::1]`` and refused an empty host; the file's ``host`` failed to bind the first
+    ("Name or service not known") and listened on every interface for the second."""
+    assert load_config(write(tmp_path, '[server]\nhost = "[::1]"\n')).host == "::1"
+    with pytest.raises(ConfigError, match=r"^segcast\.toml: server\.host: no address given; give 127\.0\.0\.1"):
+        load_config(write(tmp_path, '[server]\nhost = ""\n'))

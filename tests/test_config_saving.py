@@ -253,6 +253,19 @@ async def test_a_file_of_a_user_the_namespace_does_not_map_is_not_offered_a_save
 
 
 @as_root
+def test_another_users_file_is_said_to_be_theirs_not_read_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mode 644, another user's file is not writable for segcast's user: it was called read-only, and made
+    writable (chmod 666) it was then refused as another user's."""
+    path = write(tmp_path, STREAM_A)
+    os.chown(path, OTHER_UID, OTHER_GID)
+    real_access = os.access
+    monkeypatch.setattr(os, "geteuid", lambda: OTHER_UID + 1)  # a process of another user, not root
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: Path(p) != path and real_access(p, mode, **kw))
+    with pytest.raises(ConfigError, match=rf"^segcast\.toml belongs to uid {OTHER_UID}, "):
+        save_b(path)
+
+
+@as_root
 def test_a_group_segcast_cannot_keep_gets_none_of_the_old_groups_permissions(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

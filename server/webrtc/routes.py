@@ -46,7 +46,14 @@ from server.http.network.bodies import read_body
 from server.http.ws import page_sockets_key
 from server.streams import StreamExistsError
 from server.webrtc.config import WebRTCConfig
-from server.webrtc.peers import OfferError, PeerClosedError, PeerLimitError, PeerRegistry, StreamGoneError
+from server.webrtc.peers import (
+    FIRST_FRAME_TIMEOUT_S,
+    OfferError,
+    PeerClosedError,
+    PeerLimitError,
+    PeerRegistry,
+    StreamGoneError,
+)
 from server.webrtc.source import DEFAULT_FPS
 
 log = logging.getLogger(__name__)
@@ -272,8 +279,10 @@ def _taken(request: web.Request, stream_id: str) -> web.HTTPException:
     silent_s = None if last_frame_at is None else max(0.0, time.time() - last_frame_at)
     if silent_s is not None and silent_s < HOLDER_SILENT_S:
         return error(web.HTTPConflict, taken)
-    # Ended `idle_s` after its last frame (its answer, before any: unless it connects), then freed.
-    wait_s = max(1, math.ceil(idle_s - (silent_s or 0.0) + ID_FREED_AFTER_IDLE_S))
+    # Ended `idle_s` after its last frame; before its first, at most `FIRST_FRAME_TIMEOUT_S` after its answer
+    # (when it was answered is not kept: the longest wait is said). Freed a moment after.
+    left_s = FIRST_FRAME_TIMEOUT_S if silent_s is None else idle_s - silent_s
+    wait_s = max(1, math.ceil(left_s + ID_FREED_AFTER_IDLE_S))
     silence = "no video from it yet" if silent_s is None else f"no video from it for {silent_s:.0f} s"
     return error(
         web.HTTPConflict,
