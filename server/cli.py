@@ -86,13 +86,20 @@ class CommandParser(argparse.ArgumentParser):
         return parsed, unknown
 
     def _did_you_mean(self, unknown: list[str]) -> str:
-        """`` (did you mean --source?)`` for the first unknown flag close to one of this command's."""
-        flags = [flag for action in self._actions for flag in action.option_strings]
+        """`` (did you mean --source?)`` for the first unknown flag close to one of this command's.
+
+        A flag that starts the one given, or that the one given starts (``--confidence`` for ``--conf``,
+        ``--sou`` for ``--source``), is the likeliest; else the closest in spelling, if it is close: a
+        loose match named ``--config`` for ``--confidence`` and ``--host`` for ``--bogus``."""
+        flags = [flag for action in self._actions for flag in action.option_strings if flag.startswith("--")]
         for given in unknown:
-            if given.startswith("-"):
-                close = difflib.get_close_matches(given.partition("=")[0], flags, n=1)
-                if close:
-                    return f" (did you mean {close[0]}?)"
+            name = given.partition("=")[0]
+            if not name.startswith("--"):
+                continue
+            starting = [flag for flag in flags if name.startswith(flag) or flag.startswith(name)]
+            close = starting or difflib.get_close_matches(name, flags, n=1, cutoff=0.75)
+            if close:
+                return f" (did you mean {max(close, key=len) if starting else close[0]}?)"
         return ""
 
 

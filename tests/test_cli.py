@@ -376,8 +376,11 @@ def test_split_and_triton_help_say_what_they_write_and_run(capsys: pytest.Captur
         (["serve", "--source", "scene:", "--sou", "x"], "unrecognized arguments: --sou x (did you mean --source?)"),
         (["demo", "--mod=bundled"], "unrecognized arguments: --mod=bundled (did you mean --model?)"),
         (["serve", "--source", "scene:", "extra"], "unrecognized arguments: extra"),
+        # A loose match named --config for --confidence, and --host for a flag like no other.
+        (["serve", "--confidence", "0.5"], "unrecognized arguments: --confidence 0.5 (did you mean --conf?)"),
+        (["serve", "--source", "scene:", "--bogus"], "unrecognized arguments: --bogus"),
     ],
-    ids=["typo", "abbreviated", "abbreviated-with-value", "not-a-flag"],
+    ids=["typo", "abbreviated", "abbreviated-with-value", "not-a-flag", "longer", "like-none"],
 )
 def test_a_flag_the_command_does_not_know_is_refused_by_that_command(
     argv: list[str], said: str, capsys: pytest.CaptureFixture[str]
