@@ -1,6 +1,7 @@
 // This page: publish the camera, then watch it come back segmented (WebRTC, else MJPEG). A camera
 // whose connection was lost is published again under its id by itself, a few times with growing
-// waits, until Stop; one the server cannot keep up with says so, in the viewer's words.
+// waits, until Stop; one the server cannot keep up with says so, in the viewer's words. Hidden (a
+// phone's camera page in the background) it goes on publishing, but stops playing back until shown.
 import { getStream } from "./api.js";
 import { Connection, carryToken, withToken } from "./connection.js";
 import { behindAdvice, behindRate } from "./grid.js";
@@ -129,6 +130,12 @@ function hidePlayback() {
   showPace(null);
 }
 
+function showWebRTC(video) {
+  video.hidden = false;
+  fallbackImage.hidden = true;
+  document.getElementById("play-mode").textContent = "(WebRTC)";
+}
+
 function showFallback(streamId) {
   document.getElementById("annotated").hidden = true;
   fallbackImage.src = withToken(`api/streams/${encodeURIComponent(streamId)}/mjpeg`);
@@ -214,10 +221,12 @@ async function start(want) {
   current.video = freshVideo();
   current.video.hidden = false;
   // A camera turned off meanwhile hears nothing of its playback: its refusal (its stream is gone)
-  // must not show the MJPEG fallback, nor its metadata the next camera's tracks.
+  // must not show the MJPEG fallback, nor its metadata the next camera's tracks. The playback stops
+  // while the page is hidden and plays anew as it is shown, over WebRTC or MJPEG as it can then.
   const player = await playWithFallback(published.streamId, {
     video: current.video,
     onMeta: (meta) => session === current && showTracks(meta),
+    onState: (state) => state === "connected" && session === current && showWebRTC(current.video),
     fallback: () => (session === current ? showFallback(published.streamId) : undefined),
   });
   if (session !== current) {
@@ -225,7 +234,6 @@ async function start(want) {
     return;
   }
   current.player = player;
-  document.getElementById("play-mode").textContent = player.mode === "webrtc" ? "(WebRTC)" : "(MJPEG)";
 }
 
 // Turn the camera on for `want` (wanted now), and make sense of a failure to.

@@ -10,6 +10,8 @@
 // offered only for a stream the server is known to have: it starts once the stream list or a status
 // message shows the open stream, and again when a stream that went missing comes back. Either way
 // the picture is copied to the canvas with its metadata, so overlays, highlights and pause work the same.
+// A page hidden for 10 s (a tab left in the background) closes its WebRTC player, and makes no attempt
+// while hidden; shown again, it plays again at once, on the WebSocket's newest picture until then.
 // A browser's published camera that ends is removed: the view says it ended and why, not "No such
 // stream", and shows it again when it is published again under its id.
 // The track table's rows, its keys and its focus are web/track_table.js's; which track is hovered,
@@ -24,7 +26,7 @@ import { behindAdvice, wantedRate } from "./grid.js";
 import { drawOverlay, pictureRect, trackAt } from "./overlay.js";
 import { OFFLINE_NOTICE, StatusPanel, noticeWithoutPicture, streamNotice } from "./status.js";
 import { listenToTrackTable, markTrackRows, showTrackRows } from "./track_table.js";
-import { canPlay, playStream } from "./webrtc.js";
+import { HIDDEN_PLAYER_CLOSE_MS, canPlay, playStream } from "./webrtc.js";
 import { ZoneEditor } from "./zones.js";
 
 const FIRST_FRAME_TIMEOUT_MS = 5000;
@@ -103,6 +105,8 @@ export class StreamView {
     // WebRTC is wanted for the open stream once the server is seen to have it: an offer for a stream it
     // has not (yet) is refused, and nothing would offer again when it is added.
     this.rtcAwaitsStream = false;
+    this.rtcWhenShown = false; // WebRTC is to start as the page is shown: it closed, or was due, while hidden
+    this.hiddenClose = null; // the timer that closes the player of a page hidden for HIDDEN_PLAYER_CLOSE_MS
     this.frameCopy = document.createElement("canvas"); // the WebRTC frame shown, kept while paused
     this.badge = elements.transport ?? document.getElementById("stream-transport");
     this.panel = new StatusPanel(elements.canvas.parentElement);
@@ -136,6 +140,7 @@ export class StreamView {
     window.addEventListener("hashchange", () => {
       if (this.streamId !== null && routedStream() !== this.streamId) this.close();
     });
+    document.addEventListener("visibilitychange", () => this.visibilityChanged());
     elements.pause.addEventListener("click", () => this.setPaused(!this.paused));
     for (const input of elements.toggles.querySelectorAll("input")) {
       this.show[input.name] = input.checked;
@@ -310,7 +315,39 @@ export class StreamView {
     }
   }
 
+  /**
+   * Hidden, the page keeps a player that plays for HIDDEN_PLAYER_CLOSE_MS, then closes it; an attempt
+   * still connecting shows nothing yet and is closed at once. Shown again, WebRTC starts at once where
+   * it closed or was due meanwhile. The WebSocket brings the stream's status, metadata and events all
+   * along (without pictures while hidden: connection.js), and its newest picture as the page is shown.
+   */
+  visibilityChanged() {
+    clearTimeout(this.hiddenClose);
+    this.hiddenClose = null;
+    if (!document.hidden) {
+      if (this.rtcWhenShown && this.streamId !== null) this.startWebRTC(this.streamId);
+    } else if (this.rtc && this.transport === "webrtc") {
+      this.hiddenClose = setTimeout(() => this.closeWhileHidden(), HIDDEN_PLAYER_CLOSE_MS);
+    } else if (this.rtc) {
+      this.closeWhileHidden();
+    }
+  }
+
+  // The player of a hidden page closes, its frames back on the WebSocket (none come while it is hidden),
+  // so that a new player that cannot play as it is shown falls back as the first one would.
+  closeWhileHidden() {
+    this.stopWebRTC();
+    this.rtcWhenShown = true;
+    if (this.transport !== "websocket") {
+      this.setTransport("websocket");
+      this.resubscribe();
+    }
+  }
+
+  // No attempt while the page is hidden: it is made as the page is shown (visibilityChanged).
   async startWebRTC(streamId) {
+    this.rtcWhenShown = document.hidden;
+    if (document.hidden) return;
     const video = document.createElement("video");
     video.className = "rtc-source";
     video.muted = true;
@@ -363,7 +400,11 @@ export class StreamView {
     this.rtcRetryMs = Math.min(this.rtcRetryMs * 2, RTC_RETRY_MAX_MS);
   }
 
+  // No player, attempt, or attempt waiting for the page to be shown, is left.
   stopWebRTC() {
+    clearTimeout(this.hiddenClose);
+    this.hiddenClose = null;
+    this.rtcWhenShown = false;
     const rtc = this.rtc;
     if (!rtc) return;
     this.rtc = null;

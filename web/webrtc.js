@@ -13,6 +13,11 @@
 // A play offer names the page's open WebSocket (connection.js socketFor): a page closed or a browser
 // quit tells its player nothing, but its socket closes at once, and the server closes the player with
 // it. The page's socket reconnecting closes the player too; the page offers again once it is back.
+//
+// A player's picture is seen only while its page is: playWithFallback (and the viewer's stream view,
+// web/stream.js) stops a player whose page has been hidden for HIDDEN_PLAYER_CLOSE_MS (a tab left in
+// the background), and plays again as it is shown. Publishing goes on while hidden: a phone's camera
+// page in the background keeps its camera on air.
 
 import { authHeaders, socketFor, withToken } from "./connection.js";
 
@@ -20,6 +25,11 @@ const ICE_GATHERING_TIMEOUT_MS = 3000;
 // From the answer: peers that can reach each other connect well within it. An address the browser cannot
 // reach (a container's, behind `docker run -p`) never connects; the caller should fall back at once.
 const CONNECT_TIMEOUT_MS = 3000;
+// A page hidden this long closes its players: the server stops encoding and sending H.264 for a picture
+// no one sees (its peer and encoder freed). A glance at another tab or window is shorter, and keeps
+// them: a new player costs an offer, ICE and a second or so (~5 s behind an ICE server that does not
+// answer). A background tab's timers still fire within about a second of their time.
+export const HIDDEN_PLAYER_CLOSE_MS = 10000;
 const META_KEPT = 120; // metadata of the last few seconds, waiting for their frames
 const PTS_TOLERANCE = 2; // ticks of the 90 kHz clock lost to rounding on the way
 const UNPAIRED_BEFORE_RESYNC = 30; // frames without metadata before the offset is learnt again
@@ -202,10 +212,25 @@ export async function playStream(streamId, { video, onMeta, onState, onAnswer, i
 
 /**
  * Play over WebRTC where possible, else call `fallback()` (e.g. the WebSocket or MJPEG view), and
- * also when an established connection fails later. Resolves with { mode: "webrtc"|"fallback", stop }.
+ * also when an established connection fails later; only while the page is seen: hidden for
+ * HIDDEN_PLAYER_CLOSE_MS, whichever plays is stopped, and shown again it plays anew, WebRTC first
+ * (`onState` hears its "connected"; `fallback()` is called again where it cannot). Resolves with the
+ * first play's { mode: "webrtc"|"fallback", stop }; stop() ends it for good, the fallback too where
+ * `fallback()` returned a function that stops it.
  */
-export async function playWithFallback(streamId, { video, onMeta, fallback, onState, image } = {}) {
+export async function playWithFallback(streamId, options = {}) {
+  const player = whileShown(() => playOnce(streamId, options));
+  const { mode } = await player.first;
+  return { mode, stop: player.stop };
+}
+
+async function playOnce(streamId, { video, onMeta, fallback, onState, image }) {
   let player = null;
+  let stopFallback = () => {};
+  const fallBack = () => {
+    const stop = fallback();
+    if (typeof stop === "function") stopFallback = stop;
+  };
   try {
     player = await playStream(streamId, {
       video,
@@ -215,16 +240,51 @@ export async function playWithFallback(streamId, { video, onMeta, fallback, onSt
         onState?.(state);
         if (state === "failed" && player) {
           player.stop();
-          fallback();
+          fallBack();
         }
       },
     });
-    return { mode: "webrtc", stop: () => player.stop() };
+    return {
+      mode: "webrtc",
+      stop: () => {
+        player.stop();
+        stopFallback();
+      },
+    };
   } catch (error) {
     console.info("segcast: WebRTC playback unavailable, using the fallback:", error.message);
-    const stop = fallback();
-    return { mode: "fallback", stop: typeof stop === "function" ? stop : () => {} };
+    fallBack();
+    return { mode: "fallback", stop: () => stopFallback() };
   }
+}
+
+// Keeps `play()`'s player (a promise of its { stop() }) on only while the page is seen: played now,
+// stopped once the page has been hidden for HIDDEN_PLAYER_CLOSE_MS, played again as it is shown, once
+// the one before has stopped (so that two never share a video). `first`: the promise of the first one.
+function whileShown(play) {
+  let player = play();
+  const first = player;
+  let stopped = Promise.resolve(); // settled once the player before has stopped
+  let hiddenClose = null;
+  const pause = () => {
+    clearTimeout(hiddenClose);
+    if (player !== null) stopped = player.then((on) => on.stop());
+    player = null;
+  };
+  const visibilityChanged = () => {
+    clearTimeout(hiddenClose);
+    if (document.hidden) hiddenClose = setTimeout(pause, HIDDEN_PLAYER_CLOSE_MS);
+    else player ??= stopped.then(play);
+  };
+  document.addEventListener("visibilitychange", visibilityChanged);
+  if (document.hidden) visibilityChanged();
+  return {
+    first,
+    stop() {
+      document.removeEventListener("visibilitychange", visibilityChanged);
+      pause();
+    },
+  };
 }
 
 async function newPeer(onState, signal) {
