@@ -88,18 +88,23 @@ class CommandParser(argparse.ArgumentParser):
     def _did_you_mean(self, unknown: list[str]) -> str:
         """`` (did you mean --source?)`` for the first unknown flag close to one of this command's.
 
-        A flag that starts the one given, or that the one given starts (``--confidence`` for ``--conf``,
-        ``--sou`` for ``--source``), is the likeliest; else the closest in spelling, if it is close: a
-        loose match named ``--config`` for ``--confidence`` and ``--host`` for ``--bogus``."""
+        A flag the one given starts with (``--conf`` for ``--confidence``), or the one flag it starts
+        (``--source`` for ``--sou``), is the likeliest; a start several flags share (``--t``) names none;
+        else the closest in spelling, if it is close: a loose match named ``--config`` for
+        ``--confidence`` and ``--host`` for ``--bogus``."""
         flags = [flag for action in self._actions for flag in action.option_strings if flag.startswith("--")]
         for given in unknown:
             name = given.partition("=")[0]
             if not name.startswith("--"):
                 continue
-            starting = [flag for flag in flags if name.startswith(flag) or flag.startswith(name)]
-            close = starting or difflib.get_close_matches(name, flags, n=1, cutoff=0.75)
-            if close:
-                return f" (did you mean {max(close, key=len) if starting else close[0]}?)"
+            run_on = [flag for flag in flags if name.startswith(flag)]
+            cut_short = [flag for flag in flags if flag.startswith(name)]
+            if run_on:
+                return f" (did you mean {max(run_on, key=len)}?)"
+            if cut_short:
+                return f" (did you mean {cut_short[0]}?)" if len(cut_short) == 1 else ""
+            if close := difflib.get_close_matches(name, flags, n=1, cutoff=0.75):
+                return f" (did you mean {close[0]}?)"
         return ""
 
 

@@ -378,17 +378,27 @@ def _unwritable(target: Path) -> str | None:
 
 #: The user ids this process's user namespace maps: ``inside outside count`` a line (Linux).
 UID_MAP = Path("/proc/self/uid_map")
+#: The id a user namespace shows for the owner of a file whose owner it does not map.
+OVERFLOW_UID = Path("/proc/sys/kernel/overflowuid")
+#: The map of the first user namespace: every id is itself.
+_IDENTITY_MAP = [["0", "0", "4294967295"]]
 
 
 def _mapped(uid: int) -> bool:
-    """Whether this process's user namespace maps ``uid``, so root may give a file to it. Root in a
-    rootless container sees files of users its namespace does not map as the overflow id (65534), and
-    cannot give a file to them (``fchown``: EINVAL). True where there is no map to read (not Linux)."""
+    """Whether this process's user namespace maps the owner ``uid`` of a file, so root may give a file
+    to it. Root in a rootless container sees files of users its namespace does not map as owned by the
+    overflow id (65534), and cannot give a file to them (``fchown``: EINVAL); the usual subordinate-id
+    maps (``0 100000 65536``) include 65534 itself, so outside the first namespace that id is taken as
+    unmapped. True where it cannot say (not Linux, no map written yet)."""
     try:
-        ranges = [line.split() for line in UID_MAP.read_text().splitlines()]
-    except OSError:
+        ranges = [line.split() for line in UID_MAP.read_text().splitlines() if line.strip()]
+        if not ranges or ranges == _IDENTITY_MAP:
+            return True
+        if uid == int(OVERFLOW_UID.read_text()):
+            return False
+        return any(int(inside) <= uid < int(inside) + int(count) for inside, _outside, count in ranges)
+    except (OSError, ValueError):
         return True
-    return any(int(inside) <= uid < int(inside) + int(count) for inside, _outside, count in ranges)
 
 
 def _on_read_only_mount(path: Path) -> bool:

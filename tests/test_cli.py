@@ -379,8 +379,9 @@ def test_split_and_triton_help_say_what_they_write_and_run(capsys: pytest.Captur
         # A loose match named --config for --confidence, and --host for a flag like no other.
         (["serve", "--confidence", "0.5"], "unrecognized arguments: --confidence 0.5 (did you mean --conf?)"),
         (["serve", "--source", "scene:", "--bogus"], "unrecognized arguments: --bogus"),
+        (["serve", "--source", "scene:", "--t", "x"], "unrecognized arguments: --t x"),  # --tls-cert? --tracker?
     ],
-    ids=["typo", "abbreviated", "abbreviated-with-value", "not-a-flag", "longer", "like-none"],
+    ids=["typo", "abbreviated", "abbreviated-with-value", "not-a-flag", "longer", "like-none", "ambiguous"],
 )
 def test_a_flag_the_command_does_not_know_is_refused_by_that_command(
     argv: list[str], said: str, capsys: pytest.CaptureFixture[str]

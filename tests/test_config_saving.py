@@ -18,7 +18,7 @@ from ultralytics.trackers.utils.gmc import GMC
 from server.cli import build_parser, settings_from_args
 from server.config import ConfigError, StreamConfig, load_config
 from server.options import StreamOptions
-from server.persist import ConfigEditedError, ConfigFileState, write_config
+from server.persist import ConfigEditedError, ConfigFileState, config_file_writable, write_config
 
 Start = Callable[..., Awaitable[TestClient]]
 GMC_CHOICES = ("sparseOptFlow", "orb", "sift", "ecc", "none")
@@ -250,6 +250,28 @@ async def test_a_file_of_a_user_the_namespace_does_not_map_is_not_offered_a_save
     monkeypatch.setattr("server.persist.UID_MAP", uid_map)
     assert (await (await client.get("/api/viewer")).json())["config_file"] is False
     assert (await (await client.get("/api/streams/a")).json())["persistable"] is False
+
+
+@as_root
+def test_in_a_rootless_containers_usual_map_a_file_of_the_overflow_id_is_anothers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Subordinate-id maps (``0 100000 65536``) include 65534, the id a namespace shows for an owner it does
+    not map: such a file passed as root's to give back, and was then called read-only."""
+    uid_map, overflow = tmp_path / "uid_map", tmp_path / "overflowuid"
+    uid_map.write_text("         0     100000      65536\n")
+    overflow.write_text("65534\n")
+    monkeypatch.setattr("server.persist.UID_MAP", uid_map)
+    monkeypatch.setattr("server.persist.OVERFLOW_UID", overflow)
+    path = write(tmp_path, STREAM_A)
+    os.chown(path, OTHER_UID, OTHER_GID)
+    assert config_file_writable(path), "an owner the map has"
+    os.chown(path, 65534, 65534)
+    assert not config_file_writable(path)
+    with pytest.raises(ConfigError, match=r"^segcast\.toml belongs to uid 65534, "):
+        save_b(path)
+    uid_map.write_text("")  # a namespace made, its map not written yet: nothing can be said
+    assert config_file_writable(path)
 
 
 @as_root
