@@ -143,6 +143,8 @@ def say(line: str) -> None:
 
     A stdout that is gone (a closed terminal, a ``| tee`` ended by the same Ctrl-C) loses the line and
     nothing else: the stop it would have told of goes on."""
+    if sys.stdout is None:  # started with stdout closed (``>&-``): as `print` does, nothing is said
+        return
     with contextlib.suppress(OSError):
         sys.stdout.write(f"{line}\n")
         sys.stdout.flush()

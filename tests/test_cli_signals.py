@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 
 from server.cli import EXIT_INTERRUPTED, EXIT_STOP_OVERRAN
-from server.serve import StopSignals
+from server.serve import StopSignals, say
 from tests.support.raw_websocket import raw_websocket
 from tests.support.rtsp_camera import free_port
 
@@ -168,3 +168,9 @@ def test_signals_stop_the_server_when_stdout_is_gone(
     with pytest.raises(Ended) as ended:
         stops.received()
     assert ended.value.code == EXIT_INTERRUPTED
+
+
+def test_a_segcast_started_with_stdout_closed_says_nothing_and_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``segcast serve ... >&-`` leaves Python no stdout at all: 'loading model' raised AttributeError."""
+    monkeypatch.setattr(sys, "stdout", None)
+    say("segcast: loading model bundled")
