@@ -47,7 +47,8 @@ const trackBody = document.querySelector("#tracks tbody");
 // again), attempt (of publishing again), heldRetried (once for an id still held), timer (of the next
 // attempt)}. The last three are reset only once a connection is up (showState).
 let wanted = null;
-// The camera on now: {want, published, player, video, paceTimer}; null while it is off.
+// The camera on now: {want, published, playback (aborted to stop its playback), video, paceTimer}; null
+// while it is off.
 let session = null;
 let server = null; // while the camera is on: the WebSocket that says when the server ends its stream
 
@@ -199,7 +200,7 @@ function showState(current, state) {
 async function start(want) {
   status.textContent = want.recovering ? "publishing again…" : "asking for the camera…";
   delete status.dataset.state;
-  const current = { want, published: null, player: null, video: null, paceTimer: null };
+  const current = { want, published: null, playback: null, video: null, paceTimer: null };
   const onState = (state) => showState(current, state);
   const published = await publishCamera({ streamId: want.streamId, onState });
   if (wanted !== want) {
@@ -223,17 +224,15 @@ async function start(want) {
   // A camera turned off meanwhile hears nothing of its playback: its refusal (its stream is gone)
   // must not show the MJPEG fallback, nor its metadata the next camera's tracks. The playback stops
   // while the page is hidden and plays anew as it is shown, over WebRTC or MJPEG as it can then.
-  const player = await playWithFallback(published.streamId, {
+  // Its stop is in `current` before it connects: turned off meanwhile, its player gives up at once.
+  current.playback = new AbortController();
+  await playWithFallback(published.streamId, {
     video: current.video,
+    signal: current.playback.signal,
     onMeta: (meta) => session === current && showTracks(meta),
     onState: (state) => state === "connected" && session === current && showWebRTC(current.video),
     fallback: () => (session === current ? showFallback(published.streamId) : undefined),
   });
-  if (session !== current) {
-    player.stop(); // the camera was turned off while its stream came back
-    return;
-  }
-  current.player = player;
 }
 
 // Turn the camera on for `want` (wanted now), and make sense of a failure to.
@@ -305,13 +304,13 @@ function retryLater(want, reason, delayMs) {
   }, delayMs);
 }
 
-// Turn the camera of `session` off: its player, its peer, its WebSocket, its pace, its picture.
+// Turn the camera of `session` off: its playback, its peer, its WebSocket, its pace, its picture.
 function endSession() {
   const current = session;
   if (!current) return;
   session = null;
   clearTimeout(current.paceTimer);
-  current.player?.stop();
+  current.playback?.abort();
   current.published.stop();
   server?.close();
   server = null;

@@ -212,19 +212,26 @@ export async function playStream(streamId, { video, onMeta, onState, onAnswer, i
 
 /**
  * Play over WebRTC where possible, else call `fallback()` (e.g. the WebSocket or MJPEG view), and
- * also when an established connection fails later; only while the page is seen: hidden for
- * HIDDEN_PLAYER_CLOSE_MS, whichever plays is stopped, and shown again it plays anew, WebRTC first
- * (`onState` hears its "connected"; `fallback()` is called again where it cannot). Resolves with the
- * first play's { mode: "webrtc"|"fallback", stop }; stop() ends it for good, the fallback too where
- * `fallback()` returned a function that stops it.
+ * also when an established connection fails later; only while the page is seen: a page hidden now
+ * plays once it is shown; hidden for HIDDEN_PLAYER_CLOSE_MS, whichever plays is stopped (a player still
+ * connecting gives up: its offer is aborted, its peer closed), and shown again it plays anew, WebRTC
+ * first (`onState` hears its "connected"; `fallback()` is called again where it cannot). Aborting
+ * `signal` ends it for good, whenever: while its first play still connects too, which is why a caller
+ * that must be able to stop it from the start passes one. Ended, the fallback stops too where
+ * `fallback()` returned a function that stops it. Resolves once the first play has settled, with
+ * { mode: "webrtc"|"fallback"|"stopped" (ended before it played), stop }; stop() ends it as `signal` does.
  */
-export async function playWithFallback(streamId, options = {}) {
-  const player = whileShown(() => playOnce(streamId, options));
-  const { mode } = await player.first;
-  return { mode, stop: player.stop };
+export async function playWithFallback(streamId, { signal, ...options } = {}) {
+  const player = whileShown((playing) => playOnce(streamId, { ...options, signal: playing }));
+  if (signal?.aborted) player.stop();
+  else signal?.addEventListener("abort", player.stop, { once: true });
+  const first = await player.first;
+  return { mode: first?.mode ?? "stopped", stop: player.stop };
 }
 
-async function playOnce(streamId, { video, onMeta, fallback, onState, image }) {
+// One play: resolves with { mode, stop() }, or null where `signal` aborted before it played (no
+// fallback then: nothing is wanted any more).
+async function playOnce(streamId, { video, onMeta, fallback, onState, image, signal }) {
   let player = null;
   let stopFallback = () => {};
   const fallBack = () => {
@@ -236,6 +243,7 @@ async function playOnce(streamId, { video, onMeta, fallback, onState, image }) {
       video,
       onMeta,
       image,
+      signal,
       onState: (state) => {
         onState?.(state);
         if (state === "failed" && player) {
@@ -252,39 +260,61 @@ async function playOnce(streamId, { video, onMeta, fallback, onState, image }) {
       },
     };
   } catch (error) {
+    if (signal.aborted) return null;
     console.info("segcast: WebRTC playback unavailable, using the fallback:", error.message);
     fallBack();
     return { mode: "fallback", stop: () => stopFallback() };
   }
 }
 
-// Keeps `play()`'s player (a promise of its { stop() }) on only while the page is seen: played now,
-// stopped once the page has been hidden for HIDDEN_PLAYER_CLOSE_MS, played again as it is shown, once
-// the one before has stopped (so that two never share a video). `first`: the promise of the first one.
+// Keeps `play(signal)`'s player (a promise of its { stop() }, or of null: nothing played) on only
+// while the page is seen: played once it is shown (now where it is), stopped once the page has been
+// hidden for HIDDEN_PLAYER_CLOSE_MS, played again as it is shown, once the one before has stopped (so
+// that two never share a video). Each play's `signal` aborts as that play is stopped: one still
+// connecting gives up, and one still waiting for the one before never starts, so none starts after
+// stop(). A play that throws is logged and counts as none played: the next showing plays again.
+// `first`: the promise of the first play's player (null where stop() came before any played).
 function whileShown(play) {
-  let player = play();
-  const first = player;
-  let stopped = Promise.resolve(); // settled once the player before has stopped
+  let player = null; // the current play: { playing (its AbortController), on (the promise of its player) }
+  let stopped = Promise.resolve(); // settled once the player before has stopped; never rejects
   let hiddenClose = null;
+  let firstPlayed;
+  const first = new Promise((resolve) => {
+    firstPlayed = resolve;
+  });
+  const resume = () => {
+    const playing = new AbortController();
+    const on = stopped.then(() => (playing.signal.aborted ? null : play(playing.signal))).catch(playFailed);
+    player = { playing, on };
+    firstPlayed(on); // the first one only: a settled promise ignores the rest
+  };
   const pause = () => {
     clearTimeout(hiddenClose);
-    if (player !== null) stopped = player.then((on) => on.stop());
+    if (player === null) return;
+    player.playing.abort();
+    stopped = player.on.then((it) => it?.stop()).catch(playFailed);
     player = null;
   };
   const visibilityChanged = () => {
     clearTimeout(hiddenClose);
     if (document.hidden) hiddenClose = setTimeout(pause, HIDDEN_PLAYER_CLOSE_MS);
-    else player ??= stopped.then(play);
+    else if (player === null) resume();
   };
   document.addEventListener("visibilitychange", visibilityChanged);
-  if (document.hidden) visibilityChanged();
+  if (!document.hidden) resume();
   return {
     first,
     stop() {
       document.removeEventListener("visibilitychange", visibilityChanged);
       pause();
+      firstPlayed(null);
     },
   };
+}
+
+function playFailed(error) {
+  console.error("segcast: playback failed:", error);
+  return null;
 }
 
 async function newPeer(onState, signal) {
