@@ -27,6 +27,7 @@ from server.inference.weights import WEIGHTS_URL_ENV
 from server.webrtc.config import ICE_SERVERS_ENV
 from tests.support.cli_in_process import run_cli
 from tests.support.rtsp_camera import free_port
+from tests.support.segcast_process import read_until
 from tests.support.weights_server import WeightsServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -153,7 +154,7 @@ def test_listening_is_said_when_it_accepts_connections_not_while_the_model_loads
             with socket.socket() as other, pytest.raises(OSError, match="in use"):
                 other.bind(("127.0.0.1", port))  # yet the port is already segcast's
             weights_server.release()
-            said = _read_until(process, "segcast: listening on ")
+            said = read_until(process, "segcast: listening on ")
             assert said[-1] == f"segcast: listening on http://127.0.0.1:{port}/"
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as response:
                 assert response.status == 200
@@ -177,24 +178,13 @@ def test_access_log_flag_logs_each_request() -> None:
         text=True,
     )
     try:
-        _read_until(process, "segcast: listening on ")
+        read_until(process, "segcast: listening on ")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/streams", timeout=10) as response:
             assert response.status == 200
     finally:
         process.terminate()
         output, _ = process.communicate(timeout=60)
     assert re.search(r"INFO aiohttp\.access: .*\"GET /api/streams HTTP/1\.1\" 200", output), output
-
-
-def _read_until(process: subprocess.Popen[str], prefix: str) -> list[str]:
-    """Lines of ``process``'s output up to and including the first that starts with ``prefix``."""
-    assert process.stdout is not None
-    lines = []
-    for line in process.stdout:  # bounded by the test's timeout; ends if the process exits
-        lines.append(line.rstrip("\n"))
-        if line.startswith(prefix):
-            return lines
-    raise AssertionError(f"no line starting {prefix!r}; output: {lines}")
 
 
 def test_source_ids_come_from_flags_or_the_source() -> None:
@@ -229,7 +219,7 @@ def test_ctrl_c_during_start_up_exits_130_without_a_traceback() -> None:
         # A shell's background job ignores SIGINT, and a child would inherit that: as at a terminal.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    said = _read_until(process, "segcast: starting")  # PyTorch and the model load next, for seconds
+    said = read_until(process, "segcast: starting")  # PyTorch and the model load next, for seconds
     process.send_signal(signal.SIGINT)
     rest, _ = process.communicate(timeout=60)
     assert process.returncode == 130, rest
@@ -257,7 +247,7 @@ def test_a_stopped_server_says_so_last(stop: signal.Signals) -> None:
         preexec_fn=_as_at_a_terminal,
     )
     try:
-        _read_until(process, "segcast: listening on ")
+        read_until(process, "segcast: listening on ")
         process.send_signal(stop)
         rest, _ = process.communicate(timeout=60)
     finally:

@@ -21,23 +21,13 @@ from server.cli import EXIT_INTERRUPTED, EXIT_STOP_OVERRAN
 from server.serve import StopSignals, say
 from tests.support.raw_websocket import raw_websocket
 from tests.support.rtsp_camera import free_port
+from tests.support.segcast_process import read_until
 
 
 def _as_at_a_terminal() -> None:
     """A shell's background job ignores SIGINT (and ``nohup`` SIGHUP), and a child inherits that."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
-
-
-def _read_until(process: subprocess.Popen[str], prefix: str) -> list[str]:
-    """Lines of ``process``'s output up to and including the first that starts with ``prefix``."""
-    assert process.stdout is not None
-    lines = []
-    for line in process.stdout:  # bounded by the test's timeout; ends if the process exits
-        lines.append(line.rstrip("\n"))
-        if line.startswith(prefix):
-            return lines
-    raise AssertionError(f"no line starting {prefix!r}; output: {lines}")
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "service-stop"])
@@ -51,13 +41,13 @@ def test_a_second_signal_while_stopping_says_so_and_the_stop_goes_on(stop: signa
         preexec_fn=_as_at_a_terminal,
     )
     try:
-        _read_until(process, "segcast: listening on ")
+        read_until(process, "segcast: listening on ")
         # A viewer that never answers the close frame holds the stop for WS_CLOSE_TIMEOUT_S: without
         # viewers it can be over before a second signal arrives.
         with raw_websocket("127.0.0.1", port, {"streams": []}) as viewer:
             assert viewer.recv(1), "its hello: the server holds it among its viewers"
             process.send_signal(stop)
-            _read_until(process, "segcast: stopping")
+            read_until(process, "segcast: stopping")
             process.send_signal(stop)
             rest, _ = process.communicate(timeout=60)
     finally:

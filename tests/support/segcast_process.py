@@ -64,3 +64,15 @@ class SegcastProcess:
             if int(fields[1]) == self.process.pid:
                 found.append(int(status.parent.name))
         return found
+
+
+def read_until(process: subprocess.Popen[str], prefix: str) -> list[str]:
+    """Lines of ``process``'s output up to and including the first that starts with ``prefix``: how a test
+    waits for what segcast says (``listening on``, ``stopping``) rather than for a time."""
+    assert process.stdout is not None
+    lines = []
+    for line in process.stdout:  # bounded by the test's timeout; ends if the process exits
+        lines.append(line.rstrip("\n"))
+        if line.startswith(prefix):
+            return lines
+    raise AssertionError(f"no line starting {prefix!r}; output: {lines}")
