@@ -202,7 +202,8 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
                     connection.reset()
     finally:
         hub.remove_viewer(viewer)
-        request.app[websockets_key].pop(ws, None)  # its connection holds the socket: not a weak key's to drop
+        # Its connection refers back to it (through the request): as a weak key alone it would never go.
+        request.app[websockets_key].pop(ws, None)
     return ws
 
 
