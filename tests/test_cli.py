@@ -27,7 +27,7 @@ from server.inference.weights import WEIGHTS_URL_ENV
 from server.webrtc.config import ICE_SERVERS_ENV
 from tests.support.cli_in_process import run_cli
 from tests.support.rtsp_camera import free_port
-from tests.support.segcast_process import read_until
+from tests.support.segcast_process import demo_at_a_terminal, read_until
 from tests.support.weights_server import WeightsServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -227,33 +227,15 @@ def test_ctrl_c_during_start_up_exits_130_without_a_traceback() -> None:
     assert said == ["segcast: starting (loading PyTorch takes a few seconds)"]
 
 
-def _as_at_a_terminal() -> None:
-    """A shell's background job ignores SIGINT (and ``nohup`` SIGHUP), and a child inherits that."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)
-
-
 @pytest.mark.parametrize(
     "stop", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["ctrl-c", "service-stop", "terminal-closed"]
 )
 def test_a_stopped_server_says_so_last(stop: signal.Signals) -> None:
     """Ctrl-C (or a service manager's SIGTERM) ended the log without a word, as a crash would; below
     INFO, it still did. A closed terminal or ssh session (SIGHUP) killed it on the spot."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "server", "demo", "--port", str(free_port()), "--log-level", "WARNING"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        preexec_fn=_as_at_a_terminal,
-    )
-    try:
-        read_until(process, "segcast: listening on ")
+    with demo_at_a_terminal(free_port()) as process:
         process.send_signal(stop)
         rest, _ = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
     assert process.returncode == 0, rest
     lines = rest.splitlines() or [""]
     assert lines[-1] == "segcast: stopped", f"last, once the streams are closed: {rest!r}"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
 import sys
 from collections.abc import Iterator
 from typing import NoReturn
@@ -21,39 +20,20 @@ from server.cli import EXIT_INTERRUPTED, EXIT_STOP_OVERRAN
 from server.serve import StopSignals, say
 from tests.support.raw_websocket import raw_websocket
 from tests.support.rtsp_camera import free_port
-from tests.support.segcast_process import read_until
-
-
-def _as_at_a_terminal() -> None:
-    """A shell's background job ignores SIGINT (and ``nohup`` SIGHUP), and a child inherits that."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+from tests.support.segcast_process import demo_at_a_terminal, read_until
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "service-stop"])
 def test_a_second_signal_while_stopping_says_so_and_the_stop_goes_on(stop: signal.Signals) -> None:
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "server", "demo", "--port", str(port), "--log-level", "WARNING"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        preexec_fn=_as_at_a_terminal,
-    )
-    try:
-        read_until(process, "segcast: listening on ")
-        # A viewer that never answers the close frame holds the stop for WS_CLOSE_TIMEOUT_S: without
-        # viewers it can be over before a second signal arrives.
-        with raw_websocket("127.0.0.1", port, {"streams": []}) as viewer:
-            assert viewer.recv(1), "its hello: the server holds it among its viewers"
-            process.send_signal(stop)
-            read_until(process, "segcast: stopping")
-            process.send_signal(stop)
-            rest, _ = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+    # A viewer that never answers the close frame holds the stop for WS_CLOSE_TIMEOUT_S: without
+    # viewers it can be over before a second signal arrives.
+    with demo_at_a_terminal(port) as process, raw_websocket("127.0.0.1", port, {"streams": []}) as viewer:
+        assert viewer.recv(1), "its hello: the server holds it among its viewers"
+        process.send_signal(stop)
+        read_until(process, "segcast: stopping")
+        process.send_signal(stop)
+        rest, _ = process.communicate(timeout=60)
     assert process.returncode == 0, rest
     said = [line for line in rest.splitlines() if line.startswith("segcast: ")]
     assert said == [

@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.support.rtsp_camera import free_port
@@ -76,3 +78,30 @@ def read_until(process: subprocess.Popen[str], prefix: str) -> list[str]:
         if line.startswith(prefix):
             return lines
     raise AssertionError(f"no line starting {prefix!r}; output: {lines}")
+
+
+def as_at_a_terminal() -> None:
+    """For ``preexec_fn``: a shell's background job ignores SIGINT (and ``nohup`` SIGHUP), and a child
+    inherits that; a process started at a terminal takes both as they come."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
+@contextmanager
+def demo_at_a_terminal(port: int) -> Iterator[subprocess.Popen[str]]:
+    """``segcast demo`` on ``port`` as started at a terminal (`as_at_a_terminal`), its output one text pipe,
+    once it says it is listening; killed on the way out if it is still running."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server", "demo", "--port", str(port), "--log-level", "WARNING"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=as_at_a_terminal,
+    )
+    try:
+        read_until(process, "segcast: listening on ")
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
