@@ -83,6 +83,8 @@ async def test_the_links_between_the_viewer_pages_keep_the_token_of_the_address(
 
     await page.click("#nav-camera")
     await page.wait_for_selector("#publish-form", timeout=WAIT_MS)
+    # The form is there as the page is parsed; its links get the token as its script runs, before this.
+    await page.wait_for_load_state("domcontentloaded", timeout=WAIT_MS)
     assert f"token={token}" in page.url
     for href in await page.eval_on_selector_all(".topbar a", "(links) => links.map((link) => link.href)"):
         assert f"token={token}" in href, href

@@ -424,6 +424,11 @@ class HistorySink:
                     db.execute("PRAGMA auto_vacuum = INCREMENTAL")
                 db.execute("PRAGMA journal_mode = WAL")
                 db.execute("PRAGMA synchronous = NORMAL")
+                # Debian's SQLite zeroes every page a DELETE frees (built with SECURE_DELETE): a prune
+                # wrote each deleted snapshot through the log once more, and an event bigger than a
+                # prune's chunk took the log past its share of max_mb. FAST still clears the table's
+                # pages; the freed ones are overwritten as the prune's vacuum moves pages into them.
+                db.execute("PRAGMA secure_delete = FAST")
                 # A stamped file too: an index it lost (an older segcast dropped one) is made again.
                 db.executescript(SCHEMA if found is HistoryFile.CURRENT else stamp_script(SCHEMA))
                 self._retention.opened(db)
