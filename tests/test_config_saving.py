@@ -223,7 +223,7 @@ async def test_another_users_file_is_not_offered_a_save_where_segcast_is_not_roo
     start_server: Start, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Group-writable, it passed every check of whether it could be saved, and each save then failed: not
-    root, segcast would take the file from its owner (`_take_owner`)."""
+    root, segcast would take the file from its owner (`server.file_saving._take_owner`)."""
     path = write(tmp_path, STREAM_A)
     client = await start_server(StreamConfig("a", "scene:"), config_path=path)
     os.chown(path, OTHER_UID, OTHER_GID)
@@ -247,7 +247,7 @@ async def test_a_file_of_a_user_the_namespace_does_not_map_is_not_offered_a_save
     assert (await (await client.get("/api/viewer")).json())["config_file"] is True
     uid_map = tmp_path / "uid_map"
     uid_map.write_text("         0       1000          1\n")  # root alone, as `unshare --map-root-user` maps
-    monkeypatch.setattr("server.persist.UID_MAP", uid_map)
+    monkeypatch.setattr("server.file_saving.UID_MAP", uid_map)
     assert (await (await client.get("/api/viewer")).json())["config_file"] is False
     assert (await (await client.get("/api/streams/a")).json())["persistable"] is False
 
@@ -261,8 +261,8 @@ def test_in_a_rootless_containers_usual_map_a_file_of_the_overflow_id_is_another
     uid_map, overflow = tmp_path / "uid_map", tmp_path / "overflowuid"
     uid_map.write_text("         0     100000      65536\n")
     overflow.write_text("65534\n")
-    monkeypatch.setattr("server.persist.UID_MAP", uid_map)
-    monkeypatch.setattr("server.persist.OVERFLOW_UID", overflow)
+    monkeypatch.setattr("server.file_saving.UID_MAP", uid_map)
+    monkeypatch.setattr("server.file_saving.OVERFLOW_UID", overflow)
     path = write(tmp_path, STREAM_A)
     os.chown(path, OTHER_UID, OTHER_GID)
     assert config_file_writable(path), "an owner the map has"

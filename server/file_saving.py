@@ -1,0 +1,161 @@
+"""Replacing a file segcast saves in place (its config file, on a change through the API) as its admin
+set it up, and saying beforehand why it cannot be.
+
+A save writes the new bytes to a partial file beside the old one and renames it over it: atomic on
+the file's own file system, and a power cut leaves one of them whole. A rename makes the file the
+writer's, so the owner, group and permissions are given back before the file holds anything; where
+segcast may not give them back (not root, a user namespace that does not map the owner) nothing is
+saved rather than a file taken from its owner. `unwritable_reason` says, in words that name the
+fix, what would make a save fail before one is tried: a read-only mount, a read-only file, another
+user's file, a folder segcast may not write in.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import tempfile
+from contextlib import suppress
+from pathlib import Path
+
+from server.config import ConfigError
+
+
+def unwritable_reason(target: Path) -> str | None:
+    """Why the file at ``target`` (a symlink resolved) cannot be replaced now, or None; said after its name.
+
+    Replacing goes round a file's own permissions (only its folder's count): one made read-only, for
+    anyone, root too, is the admin's way of saying segcast must not change it. A read-only mount is
+    asked of the mount, where chmod is no fix.
+    """
+    folder = target.parent
+    if _on_read_only_mount(target if target.exists() else folder):
+        return (
+            "is on a read-only file system, so it was not saved (chmod cannot change that): mounted read-only "
+            "(a Docker bind mount with :ro, a Kubernetes ConfigMap), changes made through the API last until "
+            "segcast stops; to save them, mount its folder writable"
+        )
+    if target.exists():
+        status = target.stat()
+        own = os.geteuid()
+        # Before its permissions: another user's file is not writable for segcast either, and making it
+        # so would not let segcast save it.
+        if own not in (0, status.st_uid) or not _mapped(status.st_uid):  # as `_take_owner` would find
+            return _not_its_owner(status.st_uid, own)
+        if not stat.S_IMODE(status.st_mode) & 0o222 or not os.access(target, os.W_OK):
+            return "is read-only, so it was not saved: make it writable to save changes to it"
+    if not folder.is_dir():
+        return f"was not saved: its folder {folder} is gone"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return (
+            f"was not saved: segcast may not write in its folder {folder}, where a save writes the new file "
+            "before renaming it over the old one; let segcast's user write there (in a container, mount "
+            "the folder, not the file alone: README, Docker)"
+        )
+    return None
+
+
+#: The user ids this process's user namespace maps: ``inside outside count`` a line (Linux).
+UID_MAP = Path("/proc/self/uid_map")
+#: The id a user namespace shows for the owner of a file whose owner it does not map.
+OVERFLOW_UID = Path("/proc/sys/kernel/overflowuid")
+#: The map of the first user namespace: every id is itself.
+_IDENTITY_MAP = [["0", "0", "4294967295"]]
+
+
+def _mapped(uid: int) -> bool:
+    """Whether this process's user namespace maps the owner ``uid`` of a file, so root may give a file
+    to it. Root in a rootless container sees files of users its namespace does not map as owned by the
+    overflow id (65534), and cannot give a file to them (``fchown``: EINVAL); the usual subordinate-id
+    maps (``0 100000 65536``) include 65534 itself, so outside the first namespace that id is taken as
+    unmapped. True where it cannot say (not Linux, no map written yet)."""
+    try:
+        ranges = [line.split() for line in UID_MAP.read_text().splitlines() if line.strip()]
+        if not ranges or ranges == _IDENTITY_MAP:
+            return True
+        if uid == int(OVERFLOW_UID.read_text()):
+            return False
+        return any(int(inside) <= uid < int(inside) + int(count) for inside, _outside, count in ranges)
+    except (OSError, ValueError):
+        return True
+
+
+def _on_read_only_mount(path: Path) -> bool:
+    """Whether the file system holding ``path`` is mounted read-only; False where it cannot say."""
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def write_whole(target: Path, data: bytes, original: os.stat_result | None, name: str) -> None:
+    """Put ``data`` at ``target`` from a partial file of its own beside it, renamed over it once on disk.
+
+    The partial file's name is this save's alone (`tempfile.mkstemp`): two processes saving one file
+    never write into one partial file, and one left by anyone else is neither used nor removed.
+    It takes the owner, group and permissions of ``original`` (the file replaced: the file may hold
+    access tokens; owner-only where there was none) before it holds anything. A rename over a file
+    mounted by itself fails, and the error says so (`ConfigError`).
+    """
+    descriptor, partial_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    partial = Path(partial_name)
+    try:
+        with open(descriptor, "wb") as file:
+            os.fchmod(descriptor, _take_owner(descriptor, original, name))
+            file.write(data)
+            file.flush()
+            os.fsync(descriptor)  # on disk before it replaces the old file: a power cut leaves one of them whole
+        partial.replace(target)
+    except BaseException as exc:
+        # A full disk fails the write or the fsync: the old file stays whole, and no stray copy beside it.
+        with suppress(OSError):
+            partial.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno == errno.EBUSY:  # the rename over a mount point
+            raise ConfigError(
+                f"{name} was not saved: it is mounted by itself (as a Docker bind mount of the file alone makes "
+                "it), and a save, which renames a new file over it, cannot replace a mounted file; mount its "
+                "folder instead (README, Docker)"
+            ) from None
+        raise
+
+
+def _take_owner(descriptor: int, original: os.stat_result | None, name: str) -> int:
+    """Give the new file open at ``descriptor`` the owner and group of ``original``; the mode to give it.
+
+    A rename leaves the new file segcast's: as root it would take a file from its owner, who may then
+    not even read it. Only root may give a file away, so where segcast is not root and the file is
+    another user's, the save is refused rather than take it from them. Where only the group cannot be
+    kept (segcast's user is not in it), the file stays its owner's and goes to segcast's group,
+    without the old group's permissions: that group must not read what the old one could.
+    """
+    if original is None:
+        return 0o600
+    mode = stat.S_IMODE(original.st_mode)
+    made = os.fstat(descriptor)
+    if (made.st_uid, made.st_gid) == (original.st_uid, original.st_gid):
+        return mode
+    try:
+        os.fchown(descriptor, original.st_uid, original.st_gid)
+    except OSError as exc:
+        # EPERM: not root (or root squashed by NFS); EINVAL: an owner a user namespace does not map
+        # (root in a rootless container); ENOTSUP/ENOSYS: a file system without owners to give.
+        if exc.errno not in _CANNOT_GIVE_AWAY:
+            raise
+        if made.st_uid != original.st_uid:
+            raise ConfigError(f"{name} {_not_its_owner(original.st_uid, made.st_uid)}") from None
+        return mode & ~0o070
+    return mode
+
+
+#: What ``fchown`` fails with where this process cannot give a file to another owner or group.
+_CANNOT_GIVE_AWAY = frozenset({errno.EPERM, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
+
+
+def _not_its_owner(owner: int, own: int) -> str:
+    """Why a file of uid ``owner`` is not saved by a process that cannot give it back (uid ``own``)."""
+    return (
+        f"belongs to uid {owner}, and saved by segcast (uid {own}) it would be segcast's, which segcast "
+        "cannot change back, so it was not saved: give the file to segcast's user (chown), or run segcast as "
+        "its owner, to save changes to it"
+    )
