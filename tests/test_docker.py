@@ -219,7 +219,7 @@ def test_the_build_is_sent_what_it_copies_and_no_secret_or_build_output() -> Non
         "cams.toml",  # a config with tokens, where `segcast split` is run in the checkout
         ".venv/bin/python",
         "build/lib/server/app.py",
-        "dist/segcast-0.1.0-py3-none-any.whl",
+        "dist/segcast-0.2.0-py3-none-any.whl",
         "segcast.egg-info/PKG-INFO",
         ".hypothesis/examples/0/1",
         ".whl/torch-2.5.0-cp311-none-linux_x86_64.whl",
