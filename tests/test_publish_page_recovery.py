@@ -176,7 +176,7 @@ async def publish_played(
         if ended is not None:
             ws.send(json.dumps({"type": "status", "v": 1, "stream": "cam", "state": "ended", "error": ended}))
 
-    await page.route("**/static/webrtc.js", played)
+    await page.route("**/static/*/webrtc.js", played)  # under the viewer's tag
     await page.route_web_socket("**/ws", segcast_says)
     await page.goto(str(client.make_url("/static/publish.html")))
     await page.fill("input[name=stream]", "cam")

@@ -27,11 +27,14 @@ export function timeoutSignal(ms) {
   return controller.signal;
 }
 
-// Where segcast's routes start: the folder above this module's own /static/. Behind a reverse proxy
+// Where segcast's routes start: the folder above the static/ this module is served from. A page of
+// this version loads it from static/<tag>/ (server/http/pages.py), a page of another segcast (a node
+// of another version behind the entrance's all/static/) from static/ itself. Behind a reverse proxy
 // that serves segcast under a path (https://entrance/node-1/ -> a node's /), that path is part of it,
 // so every URL the viewer builds with appUrl() stays under the prefix. Never write "/api/..." instead.
 // A page that talks to several nodes (fleet.js) passes each node's own root as `base` instead.
-export const APP_ROOT = new URL("../", import.meta.url);
+const MODULE_FOLDER = new URL("./", import.meta.url);
+export const APP_ROOT = new URL(MODULE_FOLDER.pathname.endsWith("/static/") ? "../" : "../../", MODULE_FOLDER);
 
 const TOKEN_KEY = "segcast.token";
 const SIGNED_TTL_S = 3600;

@@ -8,12 +8,22 @@ so a dashboard on an allowed origin can put ``/embed/<stream>`` (or the whole vi
 Every URL in the pages and scripts is relative (to the page, or in scripts to segcast's root found
 from the script's own address), so the viewer works unchanged behind a reverse proxy that serves
 segcast under a path prefix.
+
+A page loads its scripts and stylesheet from ``/static/<tag>/``, the tag naming the viewer's files as
+they are now (`ViewerListing`): a page of this version never runs a script a browser cached from
+another, however that one was cached (segcast before 2026-12-04 sent no ``Cache-Control``, so browsers
+kept its scripts for hours by heuristic freshness), and the scripts of the current tag may be cached
+for good, so a page's next load asks for none of them again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
 import os
+import re
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +38,22 @@ from server.persist import config_file_writable
 
 log = logging.getLogger(__name__)
 
-VIEWER_SUFFIXES = frozenset({".html", ".js", ".css"})
+#: What a page loads, so what ``/static/<tag>/`` serves. A page is served at its own address only,
+#: where its relative links lead where they mean.
+ASSET_SUFFIXES = frozenset({".js", ".css"})
+VIEWER_SUFFIXES = ASSET_SUFFIXES | {".html"}
+#: Hex digits of the tag (48 bits): short in every URL, and two versions of the viewer sharing one is
+#: out of reach.
+TAG_DIGITS = 12
+#: A file asked for under the current tag: what that URL answers never changes, since the tag changes
+#: with any of the viewer's files.
+CACHED_FOR_GOOD = "public, max-age=31536000, immutable"
+#: A page's own references to the viewer's scripts and stylesheet, relative as a page writes them
+#: from where it is served: ``static/app.js`` (``/``), ``../static/style.css`` (``/embed/<stream>``),
+#: ``style.css`` (``/static/``). The tag goes in front of the file's name.
+_ASSET_REFERENCE = re.compile(
+    r'(?P<attribute>(?<![\w-])(?:src|href)=")(?P<folder>(?:\.\./)*(?:static/)?)(?P<name>[^"/]+)"'
+)
 #: A viewer folder gone from under the running server is logged at most this often.
 FILES_GONE_LOG_INTERVAL_S = 60.0
 
@@ -40,6 +65,36 @@ def web_root() -> Path:
     package = Path(__file__).parent.parent
     installed = package / "web"
     return installed if installed.is_dir() else package.parent / "web"
+
+
+@dataclass(frozen=True, slots=True)
+class ViewerListing:
+    """The viewer's files at one request: the names served, and the tag that changes with any of them.
+
+    ``tag`` is the same for the same files, across restarts and nodes too, so a browser keeps what it
+    cached while the viewer stays the same.
+    """
+
+    names: frozenset[str]
+    tag: str
+
+    def with_tag(self, page: str) -> str:
+        """``page`` with its references to the viewer's scripts and stylesheet under this tag."""
+
+        def tagged(reference: re.Match[str]) -> str:
+            name = reference["name"]
+            if Path(name).suffix not in ASSET_SUFFIXES or name not in self.names:
+                return reference[0]
+            return f'{reference["attribute"]}{reference["folder"]}{self.tag}/{name}"'
+
+        return _ASSET_REFERENCE.sub(tagged, page)
+
+
+def _tag(digests: dict[str, str]) -> str:
+    """A short hash of the files' names and contents (``digests``, each file's SHA-256): the same on
+    every node that has the same viewer, and a new one for any change, even one that keeps a file's
+    size and times (a package built with fixed timestamps)."""
+    return hashlib.sha256(repr(sorted(digests.items())).encode()).hexdigest()[:TAG_DIGITS]
 
 
 @dataclass
@@ -57,18 +112,37 @@ class ViewerFolder:
     path: Path
     #: Requests answered while the folder is gone, logged once a minute.
     gone_answers: ThrottledCount = field(default_factory=lambda: ThrottledCount(FILES_GONE_LOG_INTERVAL_S))
+    #: Each file's SHA-256, by what ``stat`` said of it when it was read: a file is read again only once
+    #: that changes (an upgrade), not at each page load.
+    _digests: dict[str, tuple[tuple[int, int, int, int], str]] = field(default_factory=dict)
 
-    def files(self) -> frozenset[str] | None:
-        """The names ``/static/`` serves, or None while the folder cannot be read.
+    def listing(self) -> ViewerListing | None:
+        """The files ``/static/`` serves and their tag, or None while the folder cannot be read.
 
         Only names the folder lists are served, never a path built from a request: no traversal to
-        judge, and no ``OSError`` (a name too long, say) to turn into a 500.
+        judge, and no ``OSError`` (a name too long, say) to turn into a 500. Listed at each request
+        (a few dozen ``stat`` calls), as the files are read: an upgrade in place changes the tag of
+        the next page served.
         """
+        found: dict[str, str] = {}
         try:
             with os.scandir(self.path) as entries:
-                return frozenset(e.name for e in entries if e.is_file() and Path(e.name).suffix in VIEWER_SUFFIXES)
+                for entry in entries:
+                    with suppress(OSError):  # removed since the folder was listed, or unreadable: not served
+                        if Path(entry.name).suffix in VIEWER_SUFFIXES and entry.is_file():
+                            found[entry.name] = self._digest(entry)
         except OSError:
             return None
+        return ViewerListing(frozenset(found), _tag(found))
+
+    def _digest(self, entry: os.DirEntry[str]) -> str:
+        """The SHA-256 of the file ``entry``, read again only where its size, times or inode changed."""
+        status = entry.stat()
+        seen = (status.st_size, status.st_mtime_ns, status.st_ctime_ns, status.st_ino)
+        kept = self._digests.get(entry.name)
+        if kept is None or kept[0] != seen:
+            kept = self._digests[entry.name] = (seen, hashlib.sha256(Path(entry.path).read_bytes()).hexdigest())
+        return kept[1]
 
     def gone(self) -> web.HTTPException:
         """The 503 for a viewer whose files are missing, logged at ERROR at most once a minute: the
@@ -97,6 +171,7 @@ def setup_pages(app: web.Application) -> None:
     app.router.add_get("/", _index)
     app.router.add_get("/embed/{stream}", _embed)
     app.router.add_get("/static/{name}", _static)
+    app.router.add_get("/static/{tag}/{name}", _tagged)
     app.router.add_get("/api/viewer", _viewer_settings)
 
 
@@ -110,50 +185,75 @@ def frame_ancestors(origins: tuple[str, ...]) -> str:
     return " ".join(["frame-ancestors 'self'", *origins])
 
 
-def _viewer_file(request: web.Request, name: str, *, page: bool = False) -> Path:
-    """The path of the viewer's file ``name``: a 404 for a name its folder lacks, a 503 when the
+def _listing(request: web.Request, name: str, *, page: bool = False) -> ViewerListing:
+    """The viewer's files, ``name`` among them: a 404 for a name its folder lacks, a 503 when the
     folder is gone or lacks a ``page`` the server serves itself (``index.html``, ``embed.html``).
 
     Never a path aiohttp's ``FileResponse`` finds missing: that answers an empty 404 as
     ``application/octet-stream``, which a browser downloads as a file instead of showing a page.
     """
     folder = request.app[_viewer_folder_key]
-    files = folder.files()
-    if files is None or (page and name not in files):
+    listing = folder.listing()
+    if listing is None or (page and name not in listing.names):
         raise folder.gone()
-    if name not in files:
+    if name not in listing.names:
         raise error(web.HTTPNotFound, "no such file in the viewer")
-    return folder.path / name
+    return listing
 
 
-def _page(request: web.Request, path: Path) -> web.FileResponse:
-    response = web.FileResponse(path)
-    response.headers["Content-Security-Policy"] = frame_ancestors(request.app[settings_key].embed_origins)
-    response.headers["Cache-Control"] = "no-cache"
-    return response
+async def _page(request: web.Request, name: str, listing: ViewerListing) -> web.Response:
+    """The page ``name``, loading the viewer's scripts under the current tag. ``no-cache``: a browser
+    asks again at each load, which costs a 304 while the viewer is unchanged (the tag is its ETag)."""
+    headers = {
+        "Content-Security-Policy": frame_ancestors(request.app[settings_key].embed_origins),
+        "Cache-Control": "no-cache",
+        "ETag": f'"{listing.tag}"',
+    }
+    if any(etag.value == listing.tag for etag in request.if_none_match or ()):
+        return web.Response(status=web.HTTPNotModified.status_code, headers=headers)
+    folder = request.app[_viewer_folder_key]
+    try:
+        page = await asyncio.to_thread((folder.path / name).read_text, encoding="utf-8")
+    except OSError:  # removed since it was listed
+        raise folder.gone() from None
+    return web.Response(text=listing.with_tag(page), content_type="text/html", headers=headers)
 
 
-async def _static(request: web.Request) -> web.FileResponse:
-    """A viewer file, ``no-cache`` like the pages: a browser asks again each time (a cheap 304 by its
-    ETag while unchanged), so after an upgrade no new page runs with the old scripts it had cached."""
+async def _static(request: web.Request) -> web.StreamResponse:
+    """A viewer file at its own name, ``no-cache``: the pages served here (publish.html, fleet.html)
+    are bookmarked at this address, and a page of another segcast (a node of another version behind
+    the entrance's ``/all/static/``) loads its scripts here, untagged."""
     name = request.match_info["name"]
-    path = _viewer_file(request, name)
+    listing = _listing(request, name)
     if name.endswith(".html"):  # a page, like publish.html: framed only where the others may be
-        return _page(request, path)
-    response = web.FileResponse(path)
+        return await _page(request, name, listing)
+    response = web.FileResponse(request.app[_viewer_folder_key].path / name)
     response.headers["Cache-Control"] = "no-cache"
     return response
 
 
-async def _index(request: web.Request) -> web.FileResponse:
-    return _page(request, _viewer_file(request, "index.html", page=True))
+async def _tagged(request: web.Request) -> web.FileResponse:
+    """A script or stylesheet under a tag: cached for good under the current one. Under another (a
+    page loaded just before an upgrade in place, or of a node of another version behind the
+    entrance), the file as it is now, ``no-cache``: what that tag named is no longer here."""
+    name = request.match_info["name"]
+    if Path(name).suffix not in ASSET_SUFFIXES:
+        raise error(web.HTTPNotFound, "no such file in the viewer")
+    listing = _listing(request, name)
+    response = web.FileResponse(request.app[_viewer_folder_key].path / name)
+    response.headers["Cache-Control"] = CACHED_FOR_GOOD if request.match_info["tag"] == listing.tag else "no-cache"
+    return response
 
 
-async def _embed(request: web.Request) -> web.FileResponse:
+async def _index(request: web.Request) -> web.Response:
+    return await _page(request, "index.html", _listing(request, "index.html", page=True))
+
+
+async def _embed(request: web.Request) -> web.Response:
     """One stream, no chrome; the page itself reads the stream id from its URL."""
     if not STREAM_ID_PATTERN.match(request.match_info["stream"]):
         raise error(web.HTTPNotFound, "no such stream")
-    return _page(request, _viewer_file(request, "embed.html", page=True))
+    return await _page(request, "embed.html", _listing(request, "embed.html", page=True))
 
 
 def viewer_settings(settings: Settings, class_names: dict[int, str]) -> dict[str, object]:
