@@ -38,6 +38,7 @@ from server.http.pages import setup_pages
 from server.http.pictures import setup_pictures
 from server.http.readings import setup_readings
 from server.http.ws import setup_ws
+from server.persist import config_file_unwritable
 from server.streams import StreamManager
 from server.webrtc import setup_webrtc
 
@@ -60,6 +61,7 @@ def create_app(settings: Settings, policy: AccessPolicy | None = None) -> web.Ap
             explicitly_off=settings.auth_off,
             required=settings.auth_required,
         )
+    _warn_if_unsaveable(settings)
     app = web.Application(middlewares=[json_errors])
     app[settings_key] = settings
     app[websockets_key] = weakref.WeakKeyDictionary()
@@ -78,6 +80,15 @@ def create_app(settings: Settings, policy: AccessPolicy | None = None) -> web.Ap
     setup_webrtc(app)
     setup_events_api(app)
     return app
+
+
+def _warn_if_unsaveable(settings: Settings) -> None:
+    """Say at start that ``save_config = true`` cannot save to the config file as it is now (another user's,
+    as a volume an image run as root made; read-only), with the fix: every change through the API would
+    otherwise be the first to say so, after it was made."""
+    path = settings.config_path
+    if settings.save_config and path is not None and (reason := config_file_unwritable(path)) is not None:
+        log.warning("save_config = true, but changes made through the API cannot be saved to %s now: %s", path, reason)
 
 
 async def _pipeline(app: web.Application) -> AsyncIterator[None]:

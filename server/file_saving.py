@@ -7,7 +7,8 @@ writer's, so the owner, group and permissions are given back before the file hol
 segcast may not give them back (not root, a user namespace that does not map the owner) nothing is
 saved rather than a file taken from its owner. `unwritable_reason` says, in words that name the
 fix, what would make a save fail before one is tried: a read-only mount, a read-only file, another
-user's file, a folder segcast may not write in.
+user's file, a folder segcast may not write in. `write_denied` says the same of files and folders
+written in place (the event history's, an export's ``--out``), where a file's own permissions count.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import errno
 import os
 import stat
 import tempfile
+from collections.abc import Iterable
 from contextlib import suppress
 from pathlib import Path
 
@@ -30,7 +32,7 @@ def unwritable_reason(target: Path) -> str | None:
     asked of the mount, where chmod is no fix.
     """
     folder = target.parent
-    if _on_read_only_mount(target if target.exists() else folder):
+    if on_read_only_mount(target if target.exists() else folder):
         return (
             "is on a read-only file system, so it was not saved (chmod cannot change that): mounted read-only "
             "(a Docker bind mount with :ro, a Kubernetes ConfigMap), changes made through the API last until "
@@ -54,6 +56,69 @@ def unwritable_reason(target: Path) -> str | None:
             "the folder, not the file alone: README, Docker)"
         )
     return None
+
+
+def write_denied(paths: Iterable[Path]) -> str | None:
+    """Why this process may not write in place those of ``paths`` (files or folders) that exist, by their
+    owners and permissions, each with its fix (``chown``, ``chmod``); None where it may write them all.
+
+    Asked of the effective user, as the kernel decides: what a container run as root made in a volume
+    is root's, and segcast's own user (uid 10001 in its image) may read it but not write it. A path on a
+    read-only mount is left out: no chown or chmod fixes that, and each caller says it in its own words.
+    """
+    own = os.geteuid()
+    owned: dict[int, list[Path]] = {}
+    read_only: dict[tuple[int, bool], list[Path]] = {}  # by mode, and whether folders
+    for path in paths:
+        try:
+            status = path.stat()
+        except OSError:
+            continue
+        folder = stat.S_ISDIR(status.st_mode)
+        if _may_write(path, folder) or on_read_only_mount(path):
+            continue
+        if status.st_uid != own:
+            owned.setdefault(status.st_uid, []).append(path)
+        else:
+            read_only.setdefault((stat.S_IMODE(status.st_mode), folder), []).append(path)
+    reasons = [_owned_by(owner, theirs, own) for owner, theirs in owned.items()]
+    reasons += [_read_only(files, mode, folder) for (mode, folder), files in read_only.items()]
+    return "; ".join(reasons) or None
+
+
+def _owned_by(owner: int, paths: list[Path], own: int) -> str:
+    """Why ``paths``, of uid ``owner``, are not segcast's (uid ``own``) to write, and the ``chown`` that fixes it."""
+    root = " (root: older segcast images ran as root)" if owner == 0 else ""
+    return (
+        f"{_listed(paths, 'belongs', 'belong')} to uid {owner}{root}, and segcast runs as uid {own}: give "
+        f"{_it(paths)} to segcast's user (chown {own} {' '.join(map(str, paths))})"
+    )
+
+
+def _read_only(paths: list[Path], mode: int, folders: bool) -> str:
+    """Why ``paths``, segcast's own and of ``mode``, are not written, and the ``chmod`` that fixes it."""
+    return (
+        f"{_listed(paths, 'is', 'are')} read-only (mode {mode:04o}): make {_it(paths)} writable "
+        f"(chmod u+w{'x' if folders else ''} {' '.join(map(str, paths))})"
+    )
+
+
+def _listed(paths: list[Path], one: str, more: str) -> str:
+    """``paths`` as a sentence names them, followed by the verb that agrees: "A is", "A, B and C are"."""
+    names = [str(path) for path in paths]
+    if len(names) == 1:
+        return f"{names[0]} {one}"
+    return f"{', '.join(names[:-1])} and {names[-1]} {more}"
+
+
+def _it(paths: list[Path]) -> str:
+    return "it" if len(paths) == 1 else "them"
+
+
+def _may_write(path: Path, folder: bool) -> bool:
+    """Whether this process's effective user may write the file at ``path``, or make files in the folder there."""
+    mode = os.W_OK | os.X_OK if folder else os.W_OK
+    return os.access(path, mode, effective_ids=os.access in os.supports_effective_ids)
 
 
 #: The user ids this process's user namespace maps: ``inside outside count`` a line (Linux).
@@ -81,7 +146,7 @@ def _mapped(uid: int) -> bool:
         return True
 
 
-def _on_read_only_mount(path: Path) -> bool:
+def on_read_only_mount(path: Path) -> bool:
     """Whether the file system holding ``path`` is mounted read-only; False where it cannot say."""
     try:
         return bool(os.statvfs(path).f_flag & os.ST_RDONLY)

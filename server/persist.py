@@ -330,13 +330,20 @@ def _events_as_written(settings: Settings) -> EventsSettings:
 
 
 def config_file_writable(path: Path) -> bool:
-    """Whether a save to the config file at ``path`` could be made now, as far as permissions and mounts
-    say (`server.file_saving.unwritable_reason`). Asked each time the viewer or a stream's ``persistable``
-    asks: a file made read-only while segcast runs is no longer offered a save that can only fail."""
+    """Whether a save to the config file at ``path`` could be made now (`config_file_unwritable`). Asked each
+    time the viewer or a stream's ``persistable`` asks: a file made read-only while segcast runs is no longer
+    offered a save that can only fail."""
+    return config_file_unwritable(path) is None
+
+
+def config_file_unwritable(path: Path) -> str | None:
+    """Why a save to the config file at ``path`` could not be made now, as far as permissions and mounts say
+    (`server.file_saving.unwritable_reason`), beginning with the file's name; None where it could."""
     try:
-        return unwritable_reason(path.resolve()) is None
-    except OSError:  # its folder may not even be searched: nothing a save could do there either
-        return False
+        reason = unwritable_reason(path.resolve())
+    except OSError as exc:  # its folder may not even be searched: nothing a save could do there either
+        reason = f"was not saved: segcast cannot look at it ({exc.strerror or exc})"
+    return None if reason is None else f"{path.name} {reason}"
 
 
 def _replace_file(path: Path, text: str, expected_digest: str | None) -> str:

@@ -421,14 +421,16 @@ async def test_text_that_cannot_be_saved_is_refused_and_the_config_file_still_lo
 async def test_a_config_file_that_cannot_be_written_is_a_json_error_that_says_so(
     start_server: Start, tmp_path: Path
 ) -> None:
+    """Under ``save_config = true`` the change is made, and the answer says it was not saved (a ``?persist=1``
+    that cannot be saved is refused before anything changes: tests/test_upgrade_from_root_image.py)."""
     folder = tmp_path / "gone"
     folder.mkdir()
-    client = await start_server(StreamConfig("a", "scene:"), config_path=folder / "segcast.toml")
+    client = await start_server(StreamConfig("a", "scene:"), config_path=folder / "segcast.toml", save_config=True)
     folder.rmdir()
-    response = await client.post("/api/streams?persist=1", json={"id": "b", "uri": "scene:"})
+    response = await client.post("/api/streams", json={"id": "b", "uri": "scene:"})
     await assert_error(response, 500, "in effect", "segcast.toml", details=("stream",))
     assert (await response.json())["stream"]["id"] == "b"
-    response = await client.delete("/api/streams/a?persist=1")
+    response = await client.delete("/api/streams/a")
     await assert_error(response, 500, "in effect", "segcast.toml")
     assert (await client.get("/api/streams/a")).status == 404
 

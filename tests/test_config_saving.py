@@ -425,3 +425,17 @@ def test_a_save_of_a_file_with_comments_only_at_its_top_keeps_no_bak(tmp_path: P
     save_b(path)
     assert path.read_text().startswith("# cams.toml\n")
     assert os.listdir(tmp_path) == ["segcast.toml"]
+
+
+async def test_a_save_says_how_many_streams_it_saved_in_words_that_agree(
+    start_server: Start, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """It said "saved 1 streams"."""
+    path = write(tmp_path, STREAM_A)
+    client = await start_server(StreamConfig("a", "scene:"), config_path=path)
+    with caplog.at_level(logging.INFO, logger="server.http.api"):
+        assert (await client.patch("/api/streams/a?persist=1", json={"iou": 0.6})).status == 200
+        added = await client.post("/api/streams?persist=1", json={"id": "b", "uri": "scene:?seed=2"})
+        assert added.status == 201, await added.text()
+    said = [message for message in caplog.messages if message.startswith("saved ")]
+    assert said == [f"saved 1 stream to {path}", f"saved 2 streams to {path}"]

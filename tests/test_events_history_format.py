@@ -28,7 +28,8 @@ from server.events.sink import SinkState
 from tests.support.event_packets import track_start
 from tests.support.polling import eventually
 from tests.test_events_consumers import PREVIOUS_SCHEMA
-from tests.test_events_history import failed, stored
+from tests.test_events_history import failed, open_once, stored
+from tests.test_events_history_disk import writer_connects_with
 
 StartServer = Callable[..., Awaitable[TestClient]]
 
@@ -229,3 +230,51 @@ async def test_another_programs_file_is_refused_and_left_alone(tmp_path: Path, m
         "; segcast writes nothing to it: set events.history.path to another file (a new one is made there)"
     )
     assert path.read_bytes() == before
+
+
+class DiskFullWhileStamping(sqlite3.Connection):
+    """The writer's connection on a disk too full for an older file's indexes: stamping fails at each open."""
+
+    def executescript(self, script: str) -> sqlite3.Cursor:
+        if "PRAGMA user_version" in script:
+            raise sqlite3.OperationalError("database or disk is full")
+        return super().executescript(script)
+
+
+def adoptions(caplog: pytest.LogCaptureFixture, path: Path) -> list[str]:
+    """What was said of bringing the file at ``path`` up to format, with the history's other lines around it."""
+    said = [record.getMessage() for record in caplog.records if record.name.startswith("server.events.history")]
+    return [line for line in said if str(path) in line and ("up to format" in line or "storing events" in line)]
+
+
+async def test_bringing_an_older_file_up_to_format_is_said_first_and_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Taking over a 1.26 GB file from before formats were stamped built its indexes for seconds with nothing
+    logged. Said at INFO before it starts; a current or new file is opened without a word of it, and a
+    stamping that fails at each open (a full disk) is said once."""
+    caplog.set_level(logging.INFO, logger="server.events")
+    adopting = (
+        f"history: bringing {{}} up to format {HISTORY_FORMAT} (building its indexes: a while on a big file)"
+    ).format
+    older, new, full = tmp_path / "older.db", tmp_path / "new.db", tmp_path / "full.db"
+    made_with(older, UNSTAMPED_SCHEMA)
+    await open_once(older)
+    assert adoptions(caplog, older) == [adopting(older), f"history: storing events in {older}"]
+    caplog.clear()
+    await open_once(older)
+    await open_once(new)
+    assert [line for line in caplog.messages if "up to format" in line] == []
+
+    made_with(full, UNSTAMPED_SCHEMA)
+    writer_connects_with(monkeypatch, DiskFullWhileStamping)
+    outputs = EventOutputs(EventsSettings(history=HistorySettings(full)))
+    await outputs.start()
+    try:
+        assert outputs.history is not None
+        for seq in range(3):  # a batch each, and an open each
+            outputs.on_packet(track_start(seq, track_id=seq))
+            await failed(outputs.history, seq + 1)
+    finally:
+        await outputs.stop()
+    assert adoptions(caplog, full) == [adopting(full)]

@@ -15,7 +15,8 @@ cost), and the next batch tries again: the pipeline never notices. Size is bound
 alone: the history does not guess what else the disk will hold. A disk that fills costs every batch
 until space is freed, so where ``max_mb`` is more than the disk has for the history, the first open
 says so (`Retention.check_room`). A file on a read-only file system (ext4 remounts so after disk
-errors) is still read (`HistorySink._reader`), and the writes' error says why they fail. A read that
+errors) is still read (`HistorySink._reader`), and the writes' error says why they fail; where files
+are another user's (a volume an image run as root made), the writes' and reads' errors say whose. A read that
 finds the file damaged is counted and named (`HistorySink.health`): every query reaching those
 pages fails until the file is recovered, which is something to alert on. A file of a newer format,
 or not segcast's at all, is neither written nor read (`server.events.history_format`): each batch
@@ -34,7 +35,6 @@ import asyncio
 import json
 import logging
 import math
-import os
 import queue
 import sqlite3
 import threading
@@ -54,6 +54,7 @@ from server.events.history_format import (
     ANOTHER_FILE,
     HistoryFile,
     RefusedHistoryFile,
+    adoption,
     check_history_file,
     is_sqlite_file,
     stamp_script,
@@ -68,6 +69,7 @@ from server.events.sink import (
     Tally,
 )
 from server.events.snapshot import snapshot_jpeg
+from server.file_saving import on_read_only_mount, write_denied
 from server.log_throttle import ThrottledCount
 
 log = logging.getLogger(__name__)
@@ -175,6 +177,7 @@ class HistorySink:
         self._reads = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="event-history-read")
         self._db: sqlite3.Connection | None = None
         self._announced = False  # "storing events in" logged since the last open that failed
+        self._adoption_said = False  # that an older segcast's file is being brought up to format (`adoption`)
         self._retention = Retention(settings, NAME, log)  # the writer thread's alone
         self._damage_lock = threading.Lock()  # the reader threads count into these
         self._damaged_reads = 0
@@ -320,8 +323,8 @@ class HistorySink:
         writing, on the first read: on a read-only file system that fails unless it was left there.
         There the file is read as immutable: nothing can change it meanwhile, and only the events of
         a log left beside it without its index (a writer cut off) are missed. A read-only open that
-        fails on a file system that is not read-only (busy, locked, gone) fails: an immutable read
-        of a file being written could see pages half written.
+        fails on a file system that is not read-only (busy, locked, gone, another user's: `_reason`)
+        fails: an immutable read of a file being written could see pages half written.
         """
         path = self.settings.path
         db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=LOCK_TIMEOUT_S)
@@ -329,8 +332,10 @@ class HistorySink:
             db.execute("PRAGMA schema_version").fetchall()  # the first read: opens the shared index
         except sqlite3.Error as exc:
             db.close()
-            if not (isinstance(exc, sqlite3.OperationalError) and _on_read_only_file_system(path)):
+            if not isinstance(exc, sqlite3.OperationalError):
                 raise
+            if not _on_read_only_file_system(path):
+                raise sqlite3.OperationalError(_reason(exc, path)) from exc  # another user's files: the 503 says so
             db = sqlite3.connect(f"{path.as_uri()}?mode=ro&immutable=1", uri=True)
         return closing(db)
 
@@ -429,6 +434,9 @@ class HistorySink:
                 # prune's chunk took the log past its share of max_mb. FAST still clears the table's
                 # pages; the freed ones are overwritten as the prune's vacuum moves pages into them.
                 db.execute("PRAGMA secure_delete = FAST")
+                if found is HistoryFile.UNSTAMPED and not self._adoption_said:  # once: a full disk fails it each time
+                    self._adoption_said = True
+                    log.info("%s: %s", NAME, adoption(path))
                 # A stamped file too: an index it lost (an older segcast dropped one) is made again.
                 db.executescript(SCHEMA if found is HistoryFile.CURRENT else stamp_script(SCHEMA))
                 self._retention.opened(db)
@@ -576,15 +584,19 @@ def _on_read_only_file_system(path: Path) -> bool:
     """Whether the file system holding ``path`` (before the file exists, its folder) is mounted read-only;
     False where it cannot say. Asked of the mount, not of SQLite's error, which is the same for a file
     that is merely busy or missing its folder."""
-    try:
-        return bool(os.statvfs(path if path.exists() else path.parent).f_flag & os.ST_RDONLY)
-    except OSError:
-        return False
+    return on_read_only_mount(path if path.exists() else path.parent)
 
 
 def _reason(exc: BaseException, path: Path) -> str:
-    """SQLite's reason for a failed open or write, and `READ_ONLY_HINT` where the file system is why."""
-    return f"{exc}: {READ_ONLY_HINT}" if _on_read_only_file_system(path) else str(exc)
+    """SQLite's reason for a failed open, write or read, with why where SQLite does not say it: a read-only file
+    system (`READ_ONLY_HINT`), or the file, its folder or the ``-wal`` and ``-shm`` SQLite keeps there another
+    user's (a volume an image run as root made) or read-only (`write_denied`, naming the fix)."""
+    if _on_read_only_file_system(path):
+        return f"{exc}: {READ_ONLY_HINT}"
+    files = [path.parent, path, *(path.with_name(f"{path.name}{suffix}") for suffix in ("-wal", "-shm"))]
+    if (denied := write_denied(files)) is None:
+        return str(exc)
+    return f"{exc}: {denied}; or set events.history.path to a file in a folder segcast's user may write"
 
 
 def _picture_bytes(event: OutEvent) -> int:

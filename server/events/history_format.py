@@ -10,7 +10,7 @@ no ``events``) is refused alike: ``[events.history] path`` pointed at the wrong 
 segcast's rows written into it.
 
 Files written before formats were stamped (application id and user version 0) hold format 1's table:
-they are adopted, checked to have its columns and then stamped (`HistoryFile.UNSTAMPED`).
+they are adopted, checked to have its columns and then stamped (`HistoryFile.UNSTAMPED`, `adoption`).
 
 Checking reads only the header and the schema, never a page of events: the history's writer checks at
 each open, before it changes anything, and its readers before each query.
@@ -94,6 +94,13 @@ def check_history_file(db: sqlite3.Connection, path: Path, schema: str) -> Histo
             path, f"its {EVENTS_TABLE} table has columns ({_listed(columns)}), not segcast's ({_listed(expected)})"
         )
     return found
+
+
+def adoption(path: Path) -> str:
+    """What the history says, at INFO, before it brings an older segcast's file at ``path`` up to format
+    (`HistoryFile.UNSTAMPED`): that builds its indexes over every event it holds, seconds on a file of a
+    gigabyte, and a start that pauses with nothing said looks hung."""
+    return f"bringing {path} up to format {HISTORY_FORMAT} (building its indexes: a while on a big file)"
 
 
 def stamp_script(schema: str) -> str:

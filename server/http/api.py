@@ -7,8 +7,9 @@ Every error is JSON, ``{"error": "<what is wrong and how to fix it>"}``, with a 
 whose fault it was. Changes to streams run in threads of their own (stopping one joins its reader),
 never queueing the snapshots' encoding nor shutdown behind a stalled camera, and can be saved to the
 config file: with ``?persist=1``, or when the config file says ``save_config = true`` unless the request
-says ``?persist=0``. A new source is checked first, within a time limit (`SourceChecks`): a file on a
-share, or a camera's name, that nothing answers for is a 503, never a change that waits for ever.
+says ``?persist=0``. A ``?persist=1`` that cannot be saved is refused before anything changes (409). A
+new source is checked first, within a time limit (`SourceChecks`): a file on a share, or a camera's
+name, that nothing answers for is a 503, never a change that waits for ever.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from server.http.keys import (
 )
 from server.http.network.bodies import read_body
 from server.http.network.prefix import forwarded_prefix
-from server.persist import ConfigEditedError, ConfigFileState, config_file_writable, write_config
+from server.persist import ConfigEditedError, ConfigFileState, config_file_unwritable, write_config
 from server.sources import SourceError, check_uri
 from server.stream_info import StreamInfo
 from server.streams import HandedInError, ShuttingDownError, StreamExistsError, StreamOptionsError
@@ -266,35 +267,43 @@ def _persist_asked(request: web.Request) -> bool | None:
 def _saves(request: web.Request, stream_id: str, asked: bool | None) -> bool:
     """Whether a change of ``stream_id`` is saved: as ``asked``, or where that is None, as ``save_config`` says.
 
-    Some streams are never the file's (`_unsaveable`). Asked to save one, the request is refused
-    before anything changes (409); under ``save_config`` its change is made and not saved, as its
-    ``persistable`` says.
+    Some streams are never the file's (`_unsaveable`), and a file segcast may not write now cannot be
+    saved (`_config_file_unwritable`: another user's, read-only). Asked to save, the request is refused
+    before anything changes (409): it asked for a save, not for a change without one. Under
+    ``save_config`` the change is made and its answer says it was not saved, as ``persistable`` foretold.
     """
     if (reason := _unsaveable(request.app, stream_id)) is not None:
         if asked:
             raise _unsaveable_conflict(request, stream_id, reason)
         return False
+    if asked and (unwritable := _config_file_unwritable(request)) is not None:
+        raise error(
+            web.HTTPConflict,
+            f"nothing was changed: ?persist=1 asked to save the change, and {unwritable}. Make the change "
+            "without ?persist=1 (it then lasts until segcast restarts)",
+        )
     return request.app[settings_key].save_config if asked is None else asked
 
 
 def _persistable(request: web.Request, stream_id: str) -> bool:
     """Whether ``?persist=1`` can save the stream: there is a config file that segcast may write now
-    (asked at each request, `_config_file_writable`), and the stream can be written to it."""
-    return _unsaveable(request.app, stream_id) is None and _config_file_writable(request)
+    (asked at each request, `_config_file_unwritable`), and the stream can be written to it."""
+    return _unsaveable(request.app, stream_id) is None and _config_file_unwritable(request) is None
 
 
-#: Whether the config file may be written, as a request found it (`_config_file_writable`).
-_config_writable_key = web.RequestKey("config_file_writable", bool)
+#: Why the config file may not be written, as a request found it (`_config_file_unwritable`); "" where it may.
+_config_unwritable_key = web.RequestKey("config_file_unwritable", str)
 
 
-def _config_file_writable(request: web.Request) -> bool:
-    """Whether there is a config file segcast may write now: one made read-only while segcast runs is not
-    offered a save. Asked once per request, however many streams it lists (a stat and a statvfs each)."""
-    writable = request.get(_config_writable_key)
-    if writable is None:
+def _config_file_unwritable(request: web.Request) -> str | None:
+    """Why segcast may not write a config file now (none given, or one made read-only while segcast runs),
+    or None. Asked once per request, however many streams it lists (a stat and a statvfs each)."""
+    reason = request.get(_config_unwritable_key)
+    if reason is None:
         path = request.app[settings_key].config_path
-        writable = request[_config_writable_key] = path is not None and config_file_writable(path)
-    return writable
+        found = "there is no config file" if path is None else config_file_unwritable(path)
+        reason = request[_config_unwritable_key] = found or ""
+    return reason or None
 
 
 def _unsaveable(app: web.Application, stream_id: str) -> str | None:
@@ -358,7 +367,8 @@ async def _save_config(request: web.Request, stream_id: str, changed: StreamInfo
             log.error("could not save the streams to %s: %s", app[settings_key].config_path, reason)
             message = f"the change is in effect, but not saved ({reason})"
             raise _not_saved(request, web.HTTPInternalServerError, message, changed) from None
-    log.info("saved %d streams to %s", len(configs), app[settings_key].config_path)
+    count = len(configs)
+    log.info("saved %d %s to %s", count, "stream" if count == 1 else "streams", app[settings_key].config_path)
 
 
 def _not_saved(

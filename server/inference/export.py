@@ -54,6 +54,8 @@ FORMATS = tuple(REQUIREMENTS)
 PROGRESS_INTERVAL_S = 0.5  # how often the elapsed time of a running step is redrawn on a terminal
 CHECK_IMAGE_PX = (384, 640)  # height, width of the blank frame the exported model is tried on
 DEFAULT_IMGSZ_PX = 640  # what ultralytics uses when a model does not record its own
+#: The other fix for an ``--out`` segcast's user may not write in, after `_write_denied`'s chown or chmod.
+_WRITABLE_OUT = "or choose an --out segcast's user may write in"
 #: What every format is exported from: ultralytics exports PyTorch weights, never an exported model.
 _PYTORCH_ONLY = "expected a local PyTorch .pt file (or 'bundled')"
 #: The level word and mark ultralytics starts some of its errors with ("ERROR ❌️ "), which inside
@@ -143,7 +145,8 @@ def export_model(
     ``out_dir`` is the model repository and the model inside it is what is tried. The result is tried
     before it replaces anything in ``out_dir``: a failed export leaves the model there (which a server
     may be using) as it was. Raises `ExportError`; before the slow export for a bad ``imgsz``, an
-    ``out_dir`` that cannot be a folder, or a model of a task segcast does not serve.
+    ``out_dir`` that cannot be a folder or that segcast's user may not write in (another user's, as a
+    container run as root leaves a volume: `_write_denied`), or a model of a task segcast does not serve.
     """
     if fmt not in REQUIREMENTS:
         raise ExportError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
@@ -160,6 +163,8 @@ def export_model(
     if out_dir.exists() and not out_dir.is_dir():
         raise ExportError(f"--out {out_dir}: a file, not a folder")
     with _new_folder(out_dir):
+        if (denied := _write_denied(out_dir)) is not None:
+            raise ExportError(f"--out {out_dir}: {denied}; {_WRITABLE_OUT}")
         if fmt == "triton" and target.exists() and not target.is_dir():
             raise ExportError(f"--out {out_dir}: {target}: {os.strerror(errno.ENOTDIR)}")
         return _export(spec, fmt, source, target, imgsz, progress or Progress(3), load)
@@ -310,7 +315,19 @@ def _writing(out_dir: Path) -> Iterator[None]:
         yield
     except OSError as exc:
         where = f" {exc.filename}:" if exc.filename and Path(exc.filename) != out_dir else ""
-        raise ExportError(f"--out {out_dir}:{where} {exc.strerror or exc}") from None
+        # Refused by the folder it was made in (a parent of a new --out): its owner, and the fix.
+        denied = _write_denied(Path(exc.filename).parent) if isinstance(exc, PermissionError) and exc.filename else None
+        why = f": {denied}; {_WRITABLE_OUT}" if denied is not None else ""
+        raise ExportError(f"--out {out_dir}:{where} {exc.strerror or exc}{why}") from None
+
+
+def _write_denied(folder: Path) -> str | None:
+    """Why segcast's user may not write in ``folder``, with the fix (`server.file_saving.write_denied`); None
+    where it may. Imported here: that module needs `server.config`, which imports PyAV, and the CLI, which
+    imports this one, says its first line before anything heavy is imported."""
+    from server.file_saving import write_denied
+
+    return write_denied([folder])
 
 
 def _load_pt(path: Path, spec: str) -> Any:
