@@ -110,6 +110,11 @@ def _restored_process_state() -> Iterator[None]:
             logger.filters[:] = filters
             logger.handlers[:] = old_handlers
             logger.disabled = disabled
+        # A logger first made during the run (ultralytics', where the start first imported it) keeps what
+        # its library's import set, but not the filters the start added: no library here adds one.
+        for made in logging.root.manager.loggerDict.values():
+            if isinstance(made, logging.Logger) and made not in loggers:
+                made.filters.clear()
         os.environ.clear()
         os.environ.update(environ)
         for number, previous in signal_handlers.items():
