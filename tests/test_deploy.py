@@ -6,7 +6,7 @@ one: every Kubernetes manifest against the API's JSON schemas that kubernetes-va
 check-jsonschema bundles, every node's config file with segcast's own loader, the promises the files
 make to each other (names, ports, volumes, labels), and each entrance's nginx config for real: a real
 nginx routes HTTP and WebSockets to stand-in nodes on 127.0.0.1, and serves All cameras' page from a
-node that answers while another is down.
+node that answers while another is down, and whole from one version while the nodes run two.
 """
 
 from __future__ import annotations
@@ -33,9 +33,11 @@ import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from server.config import load_config
+from server.app import create_app
+from server.config import Settings, load_config
 from server.deploy.entrance import TEMPORARY_FILES
 from server.deploy.split import split_config, write_split
+from server.inference.models import BUNDLED_MODEL
 from tests.support.nginx import NGINX, nginx_serving
 from tests.support.polling import eventually
 from tests.support.rtsp_camera import free_port
@@ -792,3 +794,123 @@ async def test_the_entrances_healthz_is_nginxs_and_a_nodes_is_under_its_path(fir
         async with session.get(f"{entrance.base_url}{up}healthz") as response:
             assert response.status == 200
             assert (await response.json())["path_qs"] == "/healthz"
+
+
+#: Clients of the entrance, each at an address of its own (all of 127.0.0.0/8 is this machine): enough
+#: that the nodes' share of them leaves none without one but once in a billion tries.
+CLIENT_ADDRESSES = [f"127.0.0.{host}" for host in range(1, 33)]
+#: A script's imports of the viewer's other modules, relative to the script.
+MODULE_IMPORT = re.compile(r'(?:import|from)\s*"(\.{1,2}/[^"]+)"')
+#: The header each node of `rolling_upgrade` marks its answers with.
+ANSWERED_BY = "X-Answered-By"
+UPGRADED, OLDER = "upgraded", "older"
+
+
+def answered_by(app: web.Application, node: str) -> web.Application:
+    """``app``, marking every answer it gives as ``node``'s."""
+
+    async def mark(_: web.Request, response: web.StreamResponse) -> None:
+        response.headers[ANSWERED_BY] = node
+
+    app.on_response_prepare.append(mark)
+    return app
+
+
+def older_node() -> web.Application:
+    """A stand-in for a segcast before the viewer's tags (0.1.0): the viewer's files at
+    ``/static/<name>``, their references untagged, and nothing under ``/static/<tag>/``."""
+    app = web.Application()
+    app.router.add_static("/static/", WEB)
+    return answered_by(app, OLDER)
+
+
+@pytest.fixture
+async def rolling_upgrade(
+    request: pytest.FixtureRequest, tmp_path: Path, aiohttp_server: Callable[..., Awaitable[TestServer]]
+) -> AsyncIterator[str]:
+    """A real nginx on the entrance config ``request.param`` halfway through a rolling upgrade: its
+    first node this segcast, the others an older one; its base URL."""
+    require_nginx()
+    conf = entrance_conf(request.param, tmp_path / "split")
+    targets = {}
+    for index, target in enumerate(nginx_routes(conf).values()):
+        upgraded = index == 0
+        app = answered_by(create_app(Settings(model=str(BUNDLED_MODEL))), UPGRADED) if upgraded else older_node()
+        targets[target] = f"127.0.0.1:{(await aiohttp_server(app)).port}"
+    async with running_nginx(conf, tmp_path, targets) as base:
+        yield base.rstrip("/")
+
+
+every_entrance_mid_upgrade = pytest.mark.parametrize("rolling_upgrade", ENTRANCE_CONFS, ids=ENTRANCE_IDS, indirect=True)
+
+
+@dataclass(frozen=True)
+class Answer:
+    path: str
+    status: int
+    node: str | None
+
+
+def client_at(address: str) -> aiohttp.ClientSession:
+    """A client of the entrance whose requests come from ``address``."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(address, 0)))
+
+
+async def fetch(session: aiohttp.ClientSession, url: str) -> tuple[Answer, str]:
+    async with session.get(url) as response:
+        return Answer(urlsplit(url).path, response.status, response.headers.get(ANSWERED_BY)), await response.text()
+
+
+async def page_and_scripts(session: aiohttp.ClientSession, page_url: str) -> list[Answer]:
+    """All cameras' page at ``page_url``, then every script and stylesheet it runs (the modules its
+    scripts import too), as a browser asks for them."""
+    page, text = await fetch(session, page_url)
+    answers = [page]
+    wanted = [urljoin(page_url, reference) for reference in re.findall(r'(?:src|href)="([^"]+\.(?:js|css))"', text)]
+    asked: set[str] = set()
+    while wanted:
+        url = wanted.pop()
+        if url in asked:
+            continue
+        asked.add(url)
+        answer, body = await fetch(session, url)
+        answers.append(answer)
+        if url.endswith(".js"):
+            wanted += [urljoin(url, module) for module in MODULE_IMPORT.findall(body)]
+    return answers
+
+
+@every_entrance_mid_upgrade
+async def test_all_cameras_comes_whole_from_one_node_while_the_nodes_run_two_versions(rolling_upgrade: str) -> None:
+    """Mid-upgrade, the nodes taken in turn sent the new node's page's scripts (under its tag) to an
+    older node, whose 404 nginx passed on, and the older page's scripts to the new node: a page of
+    one version over the scripts of another. Each client's page and scripts now come from one node."""
+    for address in CLIENT_ADDRESSES[:8]:
+        async with client_at(address) as session:
+            link = await all_cameras_link(session, rolling_upgrade)
+            for _ in range(3):
+                page, *scripts = await page_and_scripts(session, link)
+                assert page.status == 200
+                assert all(script == Answer(script.path, 200, page.node) for script in scripts), (address, scripts)
+                assert len(scripts) > 2, "the page runs its scripts, their modules and its stylesheet"
+                reloaded, _ = await fetch(session, link)  # its scripts cached: the page alone
+                assert reloaded.status == 200
+
+
+@every_entrance_mid_upgrade
+async def test_a_script_a_clients_node_lacks_comes_from_a_node_that_has_it(rolling_upgrade: str) -> None:
+    """A client whose node changed since its page loaded (the node it was sent to came back from its
+    10 s out, or its address changed): the new node's page's scripts, under its tag, asked at an
+    older node, which has none under a tag. Another node answers them."""
+    pages: dict[str, list[Answer]] = {}
+    for address in CLIENT_ADDRESSES:
+        async with client_at(address) as session:
+            pages[address] = await page_and_scripts(session, await all_cameras_link(session, rolling_upgrade))
+    sent_to = {answers[0].node for answers in pages.values()}
+    assert sent_to == {UPGRADED, OLDER}, f"every client was sent to the same node: {sent_to}"
+    tagged = next(answers for answers in pages.values() if answers[0].node == UPGRADED)
+    for address in CLIENT_ADDRESSES:
+        async with client_at(address) as session:
+            for script in tagged[1:]:
+                answer, _ = await fetch(session, f"{rolling_upgrade}{script.path}")
+                assert answer.status == 200, (address, script.path)

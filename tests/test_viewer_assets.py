@@ -8,6 +8,7 @@ the tag is current. A real headless Chromium where the behaviour is about a brow
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -184,28 +185,101 @@ async def test_only_the_viewers_scripts_and_stylesheet_are_served_under_a_tag(st
 
 
 async def test_a_changed_file_changes_the_tag_of_every_page(start_server: Start, viewer_folder: Path) -> None:
-    """An upgrade in place that changed a script alone: the pages name it under a new tag, and a page
-    revalidated by its old ETag is sent again rather than a 304 that would keep the old tag."""
+    """An upgrade in place that changed a script alone: every page names its scripts under a new tag,
+    and a page revalidated by its old ETag is sent again rather than a 304 that would keep the old tag."""
     client = await start_server()
     before = await current_tag(client)
-    page = await client.get("/")
+    etags = {}
+    for path in PAGES:
+        page = await client.get(path)
+        await page.read()
+        etags[path] = page.headers["ETag"]
     (viewer_folder / "app.js").write_text("// the new viewer\n")
     after = await current_tag(client)
     assert after != before
-    again = await client.get("/", headers={"If-None-Match": page.headers["ETag"]})
-    assert again.status == 200 and f"static/{after}/app.js" in await again.text()
-    unchanged = await client.get("/", headers={"If-None-Match": again.headers["ETag"]})
-    assert unchanged.status == 304 and unchanged.headers["Cache-Control"] == "no-cache"
+    for path, etag in etags.items():
+        again = await client.get(path, headers={"If-None-Match": etag})
+        assert again.status == 200, path
+        assets = [urljoin(path, reference) for reference in ASSET_REFERENCE.findall(await again.text())]
+        tags = {tagged["tag"] if (tagged := TAGGED.search(asset)) else None for asset in assets}
+        assert tags == {after}, f"{path} loads {assets}"
+        unchanged = await client.get(path, headers={"If-None-Match": again.headers["ETag"]})
+        assert unchanged.status == 304 and unchanged.headers["Cache-Control"] == "no-cache", path
     old = await client.get(f"/static/{before}/app.js")
     assert await old.text() == "// the new viewer\n" and old.headers["Cache-Control"] == "no-cache"
     new = await client.get(f"/static/{after}/app.js")
     assert await new.text() == "// the new viewer\n" and new.headers["Cache-Control"] == CACHED_FOR_GOOD
 
 
+async def test_a_file_replaced_after_its_tag_was_made_is_not_sent_under_that_tag(
+    start_server: Start, viewer_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The viewer's files were hashed for the tag, then the file asked for opened again to be sent:
+    replaced in between (an upgrade in place), its new bytes went out under the old tag, cached for
+    good by every browser that asked then. What goes out is what the tag was made of."""
+    client = await start_server()
+    tag = await current_tag(client)
+    script = viewer_folder / "app.js"
+    hashed = script.read_bytes()
+    listing = pages.ViewerFolder.listing
+
+    def listed_then_replaced(folder: pages.ViewerFolder) -> pages.ViewerListing | None:
+        listed = listing(folder)
+        script.write_text("// the new viewer\n")
+        return listed
+
+    monkeypatch.setattr(pages.ViewerFolder, "listing", listed_then_replaced)
+    response = await client.get(f"/static/{tag}/app.js")
+    assert response.status == 200
+    assert response.headers["Cache-Control"] == CACHED_FOR_GOOD
+    assert await response.read() == hashed
+
+
+async def test_a_script_is_revalidated_by_its_contents_not_its_size_and_time(
+    start_server: Start, viewer_folder: Path
+) -> None:
+    """aiohttp's FileResponse made its ETag of a file's size and time, and honoured If-Modified-Since:
+    a script changed in place keeping both (a package built with fixed timestamps) was answered 304,
+    and the browser ran the one it had. The ETag of a file's ``no-cache`` answers is its SHA-256."""
+    client = await start_server()
+    script = viewer_folder / "app.js"
+    paths = ("/static/app.js", "/static/0123456789ab/app.js")  # at its own name, under another tag
+    validators = {}
+    for path in paths:
+        first = await client.get(path)
+        assert first.status == 200, path
+        assert first.headers["ETag"] == f'"{hashlib.sha256(await first.read()).hexdigest()}"', path
+        validators[path] = {name: first.headers[name] for name in ("ETag", "Last-Modified") if name in first.headers}
+        same = await client.get(path, headers={"If-None-Match": first.headers["ETag"]})
+        assert same.status == 304, path
+        assert same.headers["ETag"] == first.headers["ETag"] and same.headers["Cache-Control"] == "no-cache", path
+
+    times = script.stat()
+    text = script.read_text()
+    script.write_text(text.replace("const", "let  ", 1))  # the same size
+    os.utime(script, ns=(times.st_atime_ns, times.st_mtime_ns))  # and the same time
+    for path, sent in validators.items():
+        asked = {"If-None-Match": sent["ETag"]}
+        if "Last-Modified" in sent:
+            asked["If-Modified-Since"] = sent["Last-Modified"]
+        again = await client.get(path, headers=asked)
+        assert again.status == 200, path
+        assert await again.read() == script.read_bytes(), path
+
+
+async def test_scripts_and_stylesheets_say_their_type_and_charset(start_server: Start) -> None:
+    client = await start_server()
+    tag = await current_tag(client)
+    for name, content_type in (("app.js", "text/javascript"), ("style.css", "text/css")):
+        for path in (f"/static/{name}", f"/static/{tag}/{name}"):
+            response = await client.get(path)
+            assert (response.content_type, response.charset) == (content_type, "utf-8"), path
+
+
 def test_the_same_viewer_has_the_same_tag_wherever_and_whenever_its_files_were_written(tmp_path: Path) -> None:
-    """A tag of the files' sizes and times differed on each node installed from the same package (a
-    page of the entrance's all/static/ then got no script cached for good), and stayed the same for a
-    change that kept a file's size in a package built with fixed timestamps."""
+    """A tag made of the files' sizes and times would differ on each node installed from the same
+    package (a page of the entrance's all/static/ would then get no script cached for good), and stay
+    the same for a change that kept a file's size in a package built with fixed timestamps."""
     first, second = tmp_path / "node-1", tmp_path / "node-2"
     shutil.copytree(pages.web_root(), first)
     shutil.copytree(pages.web_root(), second, copy_function=shutil.copyfile)  # other times

@@ -98,8 +98,12 @@ http {{
     access_log {_quoted(state / "access.log")} segcast;
 {temporary}
 
-    upstream segcast_nodes {{  # any node serves All cameras' page; one that fails is skipped for a while
+    # Any node serves All cameras' page; one that fails is skipped for a while. Each client (by its
+    # address) keeps to one node while it answers: a page and its scripts come from one version, even
+    # mid-upgrade.
+    upstream segcast_nodes {{
         zone segcast_nodes 64k;
+        hash $remote_addr consistent;
 {servers}
     }}
 
@@ -162,11 +166,13 @@ http {{
         }}
 
         # All cameras (web/fleet.html) from whichever node answers. Only /static/: an API call here
-        # would land on any node.
+        # would land on any node. A 404 is asked of the next node: a page's scripts under its tag
+        # (static/<tag>/) are missing on a node of an older version, where a client's next request
+        # may land once the node its page came from is back from being skipped.
         location /{ALL_NODES}/static/ {{
             set $forwarded_prefix /{ALL_NODES};
             proxy_pass http://segcast_nodes/static/;
-            proxy_next_upstream error timeout http_502 http_503 http_504;
+            proxy_next_upstream error timeout http_502 http_503 http_504 http_404;
             proxy_connect_timeout {NODE_CONNECT_S}s;
         }}
 

@@ -13,16 +13,17 @@ A page loads its scripts and stylesheet from ``/static/<tag>/``, the tag naming 
 they are now (`ViewerListing`): a page of this version never runs a script a browser cached from
 another, however that one was cached (segcast before 2026-12-04 sent no ``Cache-Control``, so browsers
 kept its scripts for hours by heuristic freshness), and the scripts of the current tag may be cached
-for good, so a page's next load asks for none of them again.
+for good, so a page's next load asks for none of them again. Every answer is made of the bytes the
+tag was made of (`ViewerFile`), never of the file read again later, which may have changed since.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import os
 import re
+from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,9 +39,11 @@ from server.persist import config_file_writable
 
 log = logging.getLogger(__name__)
 
-#: What a page loads, so what ``/static/<tag>/`` serves. A page is served at its own address only,
-#: where its relative links lead where they mean.
-ASSET_SUFFIXES = frozenset({".js", ".css"})
+#: What a page loads, so what ``/static/<tag>/`` serves, by suffix, with its content type (the
+#: viewer's files are UTF-8). A page is served at its own address only, where its relative links lead
+#: where they mean.
+ASSET_TYPES = {".js": "text/javascript", ".css": "text/css"}
+ASSET_SUFFIXES = frozenset(ASSET_TYPES)
 VIEWER_SUFFIXES = ASSET_SUFFIXES | {".html"}
 #: Hex digits of the tag (48 bits): short in every URL, and two versions of the viewer sharing one is
 #: out of reach.
@@ -56,6 +59,8 @@ _ASSET_REFERENCE = re.compile(
 )
 #: A viewer folder gone from under the running server is logged at most this often.
 FILES_GONE_LOG_INTERVAL_S = 60.0
+#: What ``If-None-Match`` holds to match any version of a file.
+ANY_ETAG = "*"
 
 
 def web_root() -> Path:
@@ -68,14 +73,31 @@ def web_root() -> Path:
 
 
 @dataclass(frozen=True, slots=True)
+class ViewerFile:
+    """One of the viewer's files as it was read, with the SHA-256 of exactly these bytes (hex).
+
+    Served as it is, never read again for the answer: a file replaced on disk after its tag was made
+    is not sent under that tag, where a browser would keep it for good.
+    """
+
+    body: bytes
+    digest: str
+
+    @property
+    def etag(self) -> str:
+        """The ``ETag`` of its answers: its contents, not its size and time, which a change may keep."""
+        return f'"{self.digest}"'
+
+
+@dataclass(frozen=True, slots=True)
 class ViewerListing:
-    """The viewer's files at one request: the names served, and the tag that changes with any of them.
+    """The viewer's files at one request, by name, and the tag that changes with any of them.
 
     ``tag`` is the same for the same files, across restarts and nodes too, so a browser keeps what it
     cached while the viewer stays the same.
     """
 
-    names: frozenset[str]
+    files: Mapping[str, ViewerFile]
     tag: str
 
     def with_tag(self, page: str) -> str:
@@ -83,7 +105,7 @@ class ViewerListing:
 
         def tagged(reference: re.Match[str]) -> str:
             name = reference["name"]
-            if Path(name).suffix not in ASSET_SUFFIXES or name not in self.names:
+            if Path(name).suffix not in ASSET_SUFFIXES or name not in self.files:
                 return reference[0]
             return f'{reference["attribute"]}{reference["folder"]}{self.tag}/{name}"'
 
@@ -101,7 +123,7 @@ def _tag(digests: dict[str, str]) -> str:
 class ViewerFolder:
     """The folder the viewer is served from, chosen once when the app is made (`setup_pages`).
 
-    Its files are read on each request, so an upgrade in place, which rewrites the same folder, is
+    Its files are listed on each request, so an upgrade in place, which rewrites the same folder, is
     served as it is now (the pages are ``no-cache``): a browser's next load runs the new viewer. The
     folder itself is not looked for again: an install removed or moved under the running server (a
     ``pip install -e .`` over a ``pip install .``) then says that its files are gone and to restart,
@@ -112,37 +134,39 @@ class ViewerFolder:
     path: Path
     #: Requests answered while the folder is gone, logged once a minute.
     gone_answers: ThrottledCount = field(default_factory=lambda: ThrottledCount(FILES_GONE_LOG_INTERVAL_S))
-    #: Each file's SHA-256, by what ``stat`` said of it when it was read: a file is read again only once
-    #: that changes (an upgrade), not at each page load.
-    _digests: dict[str, tuple[tuple[int, int, int, int], str]] = field(default_factory=dict)
+    #: Each file as it was read, by what ``stat`` said of it then: a file is read again only once that
+    #: changes (an upgrade), not at each page load. The whole viewer is a few hundred kB.
+    _read: dict[str, tuple[tuple[int, int, int, int], ViewerFile]] = field(default_factory=dict)
 
     def listing(self) -> ViewerListing | None:
         """The files ``/static/`` serves and their tag, or None while the folder cannot be read.
 
         Only names the folder lists are served, never a path built from a request: no traversal to
         judge, and no ``OSError`` (a name too long, say) to turn into a 500. Listed at each request
-        (a few dozen ``stat`` calls), as the files are read: an upgrade in place changes the tag of
-        the next page served.
+        (a few dozen ``stat`` calls): an upgrade in place changes the tag of the next page served.
         """
-        found: dict[str, str] = {}
+        read: dict[str, tuple[tuple[int, int, int, int], ViewerFile]] = {}
         try:
             with os.scandir(self.path) as entries:
                 for entry in entries:
                     with suppress(OSError):  # removed since the folder was listed, or unreadable: not served
                         if Path(entry.name).suffix in VIEWER_SUFFIXES and entry.is_file():
-                            found[entry.name] = self._digest(entry)
+                            read[entry.name] = self._read_again_if_changed(entry)
         except OSError:
             return None
-        return ViewerListing(frozenset(found), _tag(found))
+        self._read = read  # a file removed is not kept
+        files = {name: file for name, (_, file) in read.items()}
+        return ViewerListing(files, _tag({name: file.digest for name, file in files.items()}))
 
-    def _digest(self, entry: os.DirEntry[str]) -> str:
-        """The SHA-256 of the file ``entry``, read again only where its size, times or inode changed."""
+    def _read_again_if_changed(self, entry: os.DirEntry[str]) -> tuple[tuple[int, int, int, int], ViewerFile]:
+        """The file ``entry`` as kept, read again only where its size, times or inode changed."""
         status = entry.stat()
         seen = (status.st_size, status.st_mtime_ns, status.st_ctime_ns, status.st_ino)
-        kept = self._digests.get(entry.name)
+        kept = self._read.get(entry.name)
         if kept is None or kept[0] != seen:
-            kept = self._digests[entry.name] = (seen, hashlib.sha256(Path(entry.path).read_bytes()).hexdigest())
-        return kept[1]
+            body = Path(entry.path).read_bytes()
+            kept = (seen, ViewerFile(body, hashlib.sha256(body).hexdigest()))
+        return kept
 
     def gone(self) -> web.HTTPException:
         """The 503 for a viewer whose files are missing, logged at ERROR at most once a minute: the
@@ -187,21 +211,23 @@ def frame_ancestors(origins: tuple[str, ...]) -> str:
 
 def _listing(request: web.Request, name: str, *, page: bool = False) -> ViewerListing:
     """The viewer's files, ``name`` among them: a 404 for a name its folder lacks, a 503 when the
-    folder is gone or lacks a ``page`` the server serves itself (``index.html``, ``embed.html``).
-
-    Never a path aiohttp's ``FileResponse`` finds missing: that answers an empty 404 as
-    ``application/octet-stream``, which a browser downloads as a file instead of showing a page.
-    """
+    folder is gone or lacks a ``page`` the server serves itself (``index.html``, ``embed.html``)."""
     folder = request.app[_viewer_folder_key]
     listing = folder.listing()
-    if listing is None or (page and name not in listing.names):
+    if listing is None or (page and name not in listing.files):
         raise folder.gone()
-    if name not in listing.names:
+    if name not in listing.files:
         raise error(web.HTTPNotFound, "no such file in the viewer")
     return listing
 
 
-async def _page(request: web.Request, name: str, listing: ViewerListing) -> web.Response:
+def _browser_has(request: web.Request, version: str) -> bool:
+    """Whether ``If-None-Match`` names ``version`` (an ETag's value): compared weakly, as RFC 9110 has
+    it, so an ETag a compressing proxy marked weak still matches."""
+    return any(etag.value in (version, ANY_ETAG) for etag in request.if_none_match or ())
+
+
+def _page(request: web.Request, name: str, listing: ViewerListing) -> web.Response:
     """The page ``name``, loading the viewer's scripts under the current tag. ``no-cache``: a browser
     asks again at each load, which costs a 304 while the viewer is unchanged (the tag is its ETag)."""
     headers = {
@@ -209,30 +235,35 @@ async def _page(request: web.Request, name: str, listing: ViewerListing) -> web.
         "Cache-Control": "no-cache",
         "ETag": f'"{listing.tag}"',
     }
-    if any(etag.value == listing.tag for etag in request.if_none_match or ()):
+    if _browser_has(request, listing.tag):
         return web.Response(status=web.HTTPNotModified.status_code, headers=headers)
-    folder = request.app[_viewer_folder_key]
-    try:
-        page = await asyncio.to_thread((folder.path / name).read_text, encoding="utf-8")
-    except OSError:  # removed since it was listed
-        raise folder.gone() from None
+    page = listing.files[name].body.decode("utf-8")
     return web.Response(text=listing.with_tag(page), content_type="text/html", headers=headers)
 
 
-async def _static(request: web.Request) -> web.StreamResponse:
+def _asset(request: web.Request, name: str, listing: ViewerListing, cache_control: str) -> web.Response:
+    """The script or stylesheet ``name`` as its tag was made of, its contents' digest its ETag: a 304
+    where the browser has these bytes, and never for other bytes of the same size and time."""
+    file = listing.files[name]
+    headers = {"Cache-Control": cache_control, "ETag": file.etag}
+    if _browser_has(request, file.digest):
+        return web.Response(status=web.HTTPNotModified.status_code, headers=headers)
+    content_type = ASSET_TYPES[Path(name).suffix]
+    return web.Response(body=file.body, content_type=content_type, charset="utf-8", headers=headers)
+
+
+async def _static(request: web.Request) -> web.Response:
     """A viewer file at its own name, ``no-cache``: the pages served here (publish.html, fleet.html)
     are bookmarked at this address, and a page of another segcast (a node of another version behind
     the entrance's ``/all/static/``) loads its scripts here, untagged."""
     name = request.match_info["name"]
     listing = _listing(request, name)
     if name.endswith(".html"):  # a page, like publish.html: framed only where the others may be
-        return await _page(request, name, listing)
-    response = web.FileResponse(request.app[_viewer_folder_key].path / name)
-    response.headers["Cache-Control"] = "no-cache"
-    return response
+        return _page(request, name, listing)
+    return _asset(request, name, listing, "no-cache")
 
 
-async def _tagged(request: web.Request) -> web.FileResponse:
+async def _tagged(request: web.Request) -> web.Response:
     """A script or stylesheet under a tag: cached for good under the current one. Under another (a
     page loaded just before an upgrade in place, or of a node of another version behind the
     entrance), the file as it is now, ``no-cache``: what that tag named is no longer here."""
@@ -240,20 +271,19 @@ async def _tagged(request: web.Request) -> web.FileResponse:
     if Path(name).suffix not in ASSET_SUFFIXES:
         raise error(web.HTTPNotFound, "no such file in the viewer")
     listing = _listing(request, name)
-    response = web.FileResponse(request.app[_viewer_folder_key].path / name)
-    response.headers["Cache-Control"] = CACHED_FOR_GOOD if request.match_info["tag"] == listing.tag else "no-cache"
-    return response
+    current = request.match_info["tag"] == listing.tag
+    return _asset(request, name, listing, CACHED_FOR_GOOD if current else "no-cache")
 
 
 async def _index(request: web.Request) -> web.Response:
-    return await _page(request, "index.html", _listing(request, "index.html", page=True))
+    return _page(request, "index.html", _listing(request, "index.html", page=True))
 
 
 async def _embed(request: web.Request) -> web.Response:
     """One stream, no chrome; the page itself reads the stream id from its URL."""
     if not STREAM_ID_PATTERN.match(request.match_info["stream"]):
         raise error(web.HTTPNotFound, "no such stream")
-    return await _page(request, "embed.html", _listing(request, "embed.html", page=True))
+    return _page(request, "embed.html", _listing(request, "embed.html", page=True))
 
 
 def viewer_settings(settings: Settings, class_names: dict[int, str]) -> dict[str, object]:
