@@ -7,8 +7,9 @@ writer's, so the owner, group and permissions are given back before the file hol
 segcast may not give them back (not root, a user namespace that does not map the owner) nothing is
 saved rather than a file taken from its owner. `unwritable_reason` says, in words that name the
 fix, what would make a save fail before one is tried: a read-only mount, a read-only file, another
-user's file, a folder segcast may not write in. `write_denied` says the same of files and folders
-written in place (the event history's, an export's ``--out``), where a file's own permissions count.
+user's file, a folder segcast may not write in; true before a save and after one, each caller frames
+it (`not_saved` after one). `write_denied` says the same of files and folders written in place (the
+event history's, an export's ``--out``), where a file's own permissions count.
 """
 
 from __future__ import annotations
@@ -25,18 +26,20 @@ from server.config import ConfigError
 
 
 def unwritable_reason(target: Path) -> str | None:
-    """Why the file at ``target`` (a symlink resolved) cannot be replaced now, or None; said after its name.
+    """Why the file at ``target`` (a symlink resolved) cannot be replaced, with the fix, or None; said after
+    its name, in words as true before a save is tried as after one failed: each caller says which.
 
     Replacing goes round a file's own permissions (only its folder's count): one made read-only, for
     anyone, root too, is the admin's way of saying segcast must not change it. A read-only mount is
-    asked of the mount, where chmod is no fix.
+    asked of the mount, where chmod is no fix. Permissions are asked of the effective user, as the
+    kernel decides (`_may_write`).
     """
     folder = target.parent
     if on_read_only_mount(target if target.exists() else folder):
         return (
-            "is on a read-only file system, so it was not saved (chmod cannot change that): mounted read-only "
-            "(a Docker bind mount with :ro, a Kubernetes ConfigMap), changes made through the API last until "
-            "segcast stops; to save them, mount its folder writable"
+            "is on a read-only file system (chmod cannot change that): mounted read-only (a Docker bind mount "
+            "with :ro, a Kubernetes ConfigMap), changes made through the API last until segcast stops; to save "
+            "them, mount its folder writable"
         )
     if target.exists():
         status = target.stat()
@@ -45,17 +48,22 @@ def unwritable_reason(target: Path) -> str | None:
         # so would not let segcast save it.
         if own not in (0, status.st_uid) or not _mapped(status.st_uid):  # as `_take_owner` would find
             return _not_its_owner(status.st_uid, own)
-        if not stat.S_IMODE(status.st_mode) & 0o222 or not os.access(target, os.W_OK):
-            return "is read-only, so it was not saved: make it writable to save changes to it"
+        if not stat.S_IMODE(status.st_mode) & 0o222 or not _may_write(target, folder=False):
+            return "is read-only: make it writable to save changes to it"
     if not folder.is_dir():
-        return f"was not saved: its folder {folder} is gone"
-    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"is in a folder that is gone, {folder}"
+    if not _may_write(folder, folder=True):
         return (
-            f"was not saved: segcast may not write in its folder {folder}, where a save writes the new file "
-            "before renaming it over the old one; let segcast's user write there (in a container, mount "
-            "the folder, not the file alone: README, Docker)"
+            f"is in a folder segcast may not write in, {folder}, where a save writes the new file before "
+            "renaming it over the old one: let segcast's user write there (in a container, mount the folder, "
+            "not the file alone: README, Docker)"
         )
     return None
+
+
+def not_saved(name: str, reason: str) -> str:
+    """What a save of the file called ``name`` that failed for ``reason`` (said after the file's name) says."""
+    return f"{name} was not saved: it {reason}"
 
 
 def write_denied(paths: Iterable[Path]) -> str | None:
@@ -63,13 +71,17 @@ def write_denied(paths: Iterable[Path]) -> str | None:
     owners and permissions, each with its fix (``chown``, ``chmod``); None where it may write them all.
 
     Asked of the effective user, as the kernel decides: what a container run as root made in a volume
-    is root's, and segcast's own user (uid 10001 in its image) may read it but not write it. A path on a
+    is root's, and segcast's own user (uid 10001 in its image) may read it but not write it. A path not
+    there yet stands for the nearest folder above it that is, where it would be made. A path on a
     read-only mount is left out: no chown or chmod fixes that, and each caller says it in its own words.
+    One that neither its owner nor its mode keeps from segcast, but that is not writable all the same
+    (immutable, ``chattr +i``, which stops root too), gets no chmod, which would change nothing.
     """
     own = os.geteuid()
     owned: dict[int, list[Path]] = {}
     read_only: dict[tuple[int, bool], list[Path]] = {}  # by mode, and whether folders
-    for path in paths:
+    refused: dict[tuple[int, bool], list[Path]] = {}  # the same, where neither owner nor mode is the reason
+    for path in dict.fromkeys(filter(None, map(_existing, paths))):
         try:
             status = path.stat()
         except OSError:
@@ -77,13 +89,32 @@ def write_denied(paths: Iterable[Path]) -> str | None:
         folder = stat.S_ISDIR(status.st_mode)
         if _may_write(path, folder) or on_read_only_mount(path):
             continue
-        if status.st_uid != own:
+        mode = stat.S_IMODE(status.st_mode)
+        owner_may = 0o300 if folder else 0o200
+        if own != 0 and status.st_uid != own:
             owned.setdefault(status.st_uid, []).append(path)
-        else:
-            read_only.setdefault((stat.S_IMODE(status.st_mode), folder), []).append(path)
+        elif own != 0 and mode & owner_may != owner_may:
+            read_only.setdefault((mode, folder), []).append(path)
+        else:  # root, whom modes do not stop, or the owner, whom this mode lets write
+            refused.setdefault((mode, folder), []).append(path)
     reasons = [_owned_by(owner, theirs, own) for owner, theirs in owned.items()]
     reasons += [_read_only(files, mode, folder) for (mode, folder), files in read_only.items()]
+    reasons += [_not_writable(files, mode, folder) for (mode, folder), files in refused.items()]
     return "; ".join(reasons) or None
+
+
+def _existing(path: Path) -> Path | None:
+    """``path`` where it is there, else the nearest folder above it that is (what making it needs to
+    write in); None where neither can be looked at."""
+    for candidate in (path, *path.parents):
+        try:
+            status = candidate.stat()
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return None
+        return candidate if candidate == path or stat.S_ISDIR(status.st_mode) else None
+    return None
 
 
 def _owned_by(owner: int, paths: list[Path], own: int) -> str:
@@ -100,6 +131,15 @@ def _read_only(paths: list[Path], mode: int, folders: bool) -> str:
     return (
         f"{_listed(paths, 'is', 'are')} read-only (mode {mode:04o}): make {_it(paths)} writable "
         f"(chmod u+w{'x' if folders else ''} {' '.join(map(str, paths))})"
+    )
+
+
+def _not_writable(paths: list[Path], mode: int, folders: bool) -> str:
+    """Why ``paths`` of ``mode``, which neither their owner nor their mode keeps segcast from writing, are not
+    written all the same (``chattr +i``, which stops root too): no chown or chmod would change that."""
+    return (
+        f"{_listed(paths, 'is', 'are')} not writable, and no chmod would change that (mode {mode:04o}): "
+        f"immutable? (lsattr{' -d' if folders else ''} {' '.join(map(str, paths))})"
     )
 
 
@@ -177,11 +217,11 @@ def write_whole(target: Path, data: bytes, original: os.stat_result | None, name
         with suppress(OSError):
             partial.unlink(missing_ok=True)
         if isinstance(exc, OSError) and exc.errno == errno.EBUSY:  # the rename over a mount point
-            raise ConfigError(
-                f"{name} was not saved: it is mounted by itself (as a Docker bind mount of the file alone makes "
-                "it), and a save, which renames a new file over it, cannot replace a mounted file; mount its "
-                "folder instead (README, Docker)"
-            ) from None
+            reason = (
+                "is mounted by itself (as a Docker bind mount of the file alone makes it), and a save, which "
+                "renames a new file over it, cannot replace a mounted file; mount its folder instead (README, Docker)"
+            )
+            raise ConfigError(not_saved(name, reason)) from None
         raise
 
 
@@ -208,7 +248,7 @@ def _take_owner(descriptor: int, original: os.stat_result | None, name: str) -> 
         if exc.errno not in _CANNOT_GIVE_AWAY:
             raise
         if made.st_uid != original.st_uid:
-            raise ConfigError(f"{name} {_not_its_owner(original.st_uid, made.st_uid)}") from None
+            raise ConfigError(not_saved(name, _not_its_owner(original.st_uid, made.st_uid))) from None
         return mode & ~0o070
     return mode
 
@@ -218,9 +258,9 @@ _CANNOT_GIVE_AWAY = frozenset({errno.EPERM, errno.EINVAL, errno.ENOTSUP, errno.E
 
 
 def _not_its_owner(owner: int, own: int) -> str:
-    """Why a file of uid ``owner`` is not saved by a process that cannot give it back (uid ``own``)."""
+    """Why a file of uid ``owner`` cannot be saved by a process that cannot give it back (uid ``own``)."""
     return (
         f"belongs to uid {owner}, and saved by segcast (uid {own}) it would be segcast's, which segcast "
-        "cannot change back, so it was not saved: give the file to segcast's user (chown), or run segcast as "
-        "its owner, to save changes to it"
+        "cannot change back: give the file to segcast's user (chown), or run segcast as its owner, to save "
+        "changes to it"
     )

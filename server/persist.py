@@ -18,7 +18,7 @@ from pathlib import Path
 from server.config import MODEL_KEYS, VIEWER_LIMIT_KEYS, ConfigError, Settings, StreamConfig, content_digest
 from server.delivery.viewer import ViewerLimits
 from server.events.config import EventsSettings, events_toml, toml_string
-from server.file_saving import unwritable_reason, write_whole
+from server.file_saving import not_saved, unwritable_reason, write_whole
 from server.inference.options import InferenceOptions
 from server.options import EVERY_FRAME, MODEL_IMGSZ, StreamOptions, tracker_defaults
 from server.sources.base import MAX_FRAME_SIDE_PX
@@ -67,6 +67,11 @@ class ConfigFileState:
         else:
             streams[stream_id] = config
         return list(streams.values())
+
+    def changes(self, stream_id: str, config: StreamConfig | None) -> bool:
+        """Whether saving ``stream_id`` as ``config`` (None: removed) would write anything to the file: not
+        where the file says so already (a stream it never held, removed), so there is nothing to refuse either."""
+        return self.with_stream(stream_id, config) != list(self.saved.values())
 
 
 def _file_digest(path: Path) -> str | None:
@@ -338,11 +343,13 @@ def config_file_writable(path: Path) -> bool:
 
 def config_file_unwritable(path: Path) -> str | None:
     """Why a save to the config file at ``path`` could not be made now, as far as permissions and mounts say
-    (`server.file_saving.unwritable_reason`), beginning with the file's name; None where it could."""
+    (`server.file_saving.unwritable_reason`), with the fix; None where it could. It begins with the file's
+    name and says what is, not what happened: it is said before any save is tried (a 409, a warning at start).
+    """
     try:
         reason = unwritable_reason(path.resolve())
     except OSError as exc:  # its folder may not even be searched: nothing a save could do there either
-        reason = f"was not saved: segcast cannot look at it ({exc.strerror or exc})"
+        reason = f"cannot be looked at by segcast ({exc.strerror or exc})"
     return None if reason is None else f"{path.name} {reason}"
 
 
@@ -378,7 +385,7 @@ def _replace_file(path: Path, text: str, expected_digest: str | None) -> str:
             "restart segcast to load the file as it is, then make the change again"
         )
     if (reason := unwritable_reason(target)) is not None:
-        raise ConfigError(f"{path.name} {reason}")
+        raise ConfigError(not_saved(path.name, reason))
     original = None if old is None else target.stat()
     backup = None
     if old is not None and _drops_comments(old):

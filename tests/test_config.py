@@ -291,7 +291,7 @@ def test_a_read_only_file_is_not_saved_over(tmp_path: Path) -> None:
     read-only by its admin was rewritten all the same."""
     path = write(tmp_path, FULL_CONFIG)
     path.chmod(0o444)
-    with pytest.raises(ConfigError, match=r"^segcast\.toml is read-only, so it was not saved"):
+    with pytest.raises(ConfigError, match=r"^segcast\.toml was not saved: it is read-only: make it writable"):
         write_config(load_config(path), [StreamConfig("new", "scene:?seed=9")])
     assert path.read_text() == FULL_CONFIG
 

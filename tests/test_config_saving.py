@@ -194,7 +194,7 @@ def test_a_file_of_another_user_that_segcast_may_not_give_back_is_not_saved(
     path = write(tmp_path, STREAM_A)
     os.chown(path, OTHER_UID, OTHER_GID)
     monkeypatch.setattr(os, "fchown", refuse_chown)
-    with pytest.raises(ConfigError, match=rf"^segcast\.toml belongs to uid {OTHER_UID}, .* so it was not saved"):
+    with pytest.raises(ConfigError, match=rf"^segcast\.toml was not saved: it belongs to uid {OTHER_UID}, "):
         save_b(path)
     assert path.read_text() == STREAM_A and path.stat().st_uid == OTHER_UID
     assert os.listdir(tmp_path) == ["segcast.toml"], "no partial file is left"
@@ -213,7 +213,7 @@ def test_an_owner_a_user_namespace_does_not_map_is_said_not_an_invalid_argument(
         raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
 
     monkeypatch.setattr(os, "fchown", unmapped)
-    with pytest.raises(ConfigError, match=rf"^segcast\.toml belongs to uid {OTHER_UID}, .* so it was not saved"):
+    with pytest.raises(ConfigError, match=rf"^segcast\.toml was not saved: it belongs to uid {OTHER_UID}, "):
         save_b(path)
     assert path.read_text() == STREAM_A and os.listdir(tmp_path) == ["segcast.toml"]
 
@@ -268,7 +268,7 @@ def test_in_a_rootless_containers_usual_map_a_file_of_the_overflow_id_is_another
     assert config_file_writable(path), "an owner the map has"
     os.chown(path, 65534, 65534)
     assert not config_file_writable(path)
-    with pytest.raises(ConfigError, match=r"^segcast\.toml belongs to uid 65534, "):
+    with pytest.raises(ConfigError, match=r"^segcast\.toml was not saved: it belongs to uid 65534, "):
         save_b(path)
     uid_map.write_text("")  # a namespace made, its map not written yet: nothing can be said
     assert config_file_writable(path)
@@ -283,7 +283,7 @@ def test_another_users_file_is_said_to_be_theirs_not_read_only(tmp_path: Path, m
     real_access = os.access
     monkeypatch.setattr(os, "geteuid", lambda: OTHER_UID + 1)  # a process of another user, not root
     monkeypatch.setattr(os, "access", lambda p, mode, **kw: Path(p) != path and real_access(p, mode, **kw))
-    with pytest.raises(ConfigError, match=rf"^segcast\.toml belongs to uid {OTHER_UID}, "):
+    with pytest.raises(ConfigError, match=rf"^segcast\.toml was not saved: it belongs to uid {OTHER_UID}, "):
         save_b(path)
 
 
@@ -367,7 +367,7 @@ def test_a_file_on_a_read_only_file_system_says_so_not_to_make_it_writable(
     monkeypatch.setattr(os, "access", no_writes_there)
     with pytest.raises(ConfigError) as refused:
         save_b(path)
-    assert str(refused.value).startswith("segcast.toml is on a read-only file system, so it was not saved")
+    assert str(refused.value).startswith("segcast.toml was not saved: it is on a read-only file system")
     assert "chmod cannot" in str(refused.value) and "make it writable" not in str(refused.value)
     assert path.read_text() == STREAM_A
 
@@ -439,3 +439,56 @@ async def test_a_save_says_how_many_streams_it_saved_in_words_that_agree(
         assert added.status == 201, await added.text()
     said = [message for message in caplog.messages if message.startswith("saved ")]
     assert said == [f"saved 1 stream to {path}", f"saved 2 streams to {path}"]
+
+
+async def test_persist_1_on_a_read_only_config_file_is_refused_and_persist_0_or_save_config_makes_the_change(
+    start_server: Start, tmp_path: Path
+) -> None:
+    """``?persist=1`` asks for a save, so it is refused without one (409); the refusal's way round it is
+    ``?persist=0`` (it said "without ?persist=1", which under ``save_config = true`` still saves: 500),
+    and under ``save_config`` alone the change is made and the answer says it was not saved (500)."""
+    text = "[server]\nsave_config = true\n\n" + STREAM_A
+    path = write(tmp_path, text)
+    path.chmod(0o444)
+    client = await start_server(StreamConfig("a", "scene:"), config_path=path, save_config=True)
+    asked = await client.patch("/api/streams/a?persist=1", json={"iou": 0.6})
+    assert asked.status == 409, await asked.text()
+    assert (await asked.json())["error"] == (
+        "nothing was changed: ?persist=1 asked to save the change, and segcast.toml is read-only: make it "
+        "writable to save changes to it. Make the change with ?persist=0 to leave the file as it is (the change "
+        "then lasts until segcast restarts)"
+    )
+    assert (await (await client.get("/api/streams/a")).json())["options"]["iou"] == StreamOptions().iou
+    advised = await client.patch("/api/streams/a?persist=0", json={"iou": 0.6})
+    assert advised.status == 200, await advised.text()
+    implied = await client.patch("/api/streams/a", json={"iou": 0.5})
+    assert implied.status == 500, await implied.text()
+    assert (await implied.json())["error"].startswith(
+        "the change is in effect, but not saved (segcast.toml was not saved: it is read-only: make it writable"
+    )
+    assert (await (await client.get("/api/streams/a")).json())["options"]["iou"] == 0.5
+    assert path.read_text() == text
+
+
+async def test_persist_1_that_would_write_nothing_is_not_refused_on_a_read_only_config_file(
+    start_server: Start, tmp_path: Path
+) -> None:
+    """Clients that always send ``?persist=1`` were refused (409) a change whose save writes nothing, the file
+    saying so already: removing a stream it never held, adding back one it holds as it was, a PATCH that
+    changes nothing. A change it would write is still refused."""
+    path = write(tmp_path, STREAM_A)
+    client = await start_server(StreamConfig("a", "scene:"), config_path=path)
+    assert (await client.post("/api/streams", json={"id": "b", "uri": "scene:?seed=2"})).status == 201
+    assert (await client.delete("/api/streams/a?persist=0")).status == 204
+    path.chmod(0o444)
+    removed = await client.delete("/api/streams/b?persist=1")
+    assert removed.status == 204, await removed.text()
+    added_back = await client.post("/api/streams?persist=1", json={"id": "a", "uri": "scene:"})
+    assert added_back.status == 201, await added_back.text()
+    unchanged = await client.patch("/api/streams/a?persist=1", json={"iou": StreamOptions().iou})
+    assert unchanged.status == 200, await unchanged.text()
+    changed = await client.patch("/api/streams/a?persist=1", json={"iou": 0.6})
+    assert changed.status == 409, await changed.text()
+    streams = (await (await client.get("/api/streams")).json())["streams"]
+    assert [(s["id"], s["options"]["iou"]) for s in streams] == [("a", StreamOptions().iou)]
+    assert path.read_text() == STREAM_A

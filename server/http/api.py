@@ -7,9 +7,9 @@ Every error is JSON, ``{"error": "<what is wrong and how to fix it>"}``, with a 
 whose fault it was. Changes to streams run in threads of their own (stopping one joins its reader),
 never queueing the snapshots' encoding nor shutdown behind a stalled camera, and can be saved to the
 config file: with ``?persist=1``, or when the config file says ``save_config = true`` unless the request
-says ``?persist=0``. A ``?persist=1`` that cannot be saved is refused before anything changes (409). A
-new source is checked first, within a time limit (`SourceChecks`): a file on a share, or a camera's
-name, that nothing answers for is a 503, never a change that waits for ever.
+says ``?persist=0``. A ``?persist=1`` whose save would write a file segcast may not write now is refused
+before anything changes (409). A new source is checked first, within a time limit (`SourceChecks`): a
+file on a share, or a camera's name, that nothing answers for is a 503, never a change that waits for ever.
 """
 
 from __future__ import annotations
@@ -267,22 +267,33 @@ def _persist_asked(request: web.Request) -> bool | None:
 def _saves(request: web.Request, stream_id: str, asked: bool | None) -> bool:
     """Whether a change of ``stream_id`` is saved: as ``asked``, or where that is None, as ``save_config`` says.
 
-    Some streams are never the file's (`_unsaveable`), and a file segcast may not write now cannot be
-    saved (`_config_file_unwritable`: another user's, read-only). Asked to save, the request is refused
-    before anything changes (409): it asked for a save, not for a change without one. Under
-    ``save_config`` the change is made and its answer says it was not saved, as ``persistable`` foretold.
+    Some streams are never the file's (`_unsaveable`). Asked to save one, the request is refused
+    before anything changes (409); under ``save_config`` its change is made and not saved, as its
+    ``persistable`` says. Whether the file can be written is asked once the change is known
+    (`_check_writable`).
     """
     if (reason := _unsaveable(request.app, stream_id)) is not None:
         if asked:
             raise _unsaveable_conflict(request, stream_id, reason)
         return False
-    if asked and (unwritable := _config_file_unwritable(request)) is not None:
+    return request.app[settings_key].save_config if asked is None else asked
+
+
+def _check_writable(request: web.Request, asked: bool | None, stream_id: str, config: StreamConfig | None) -> None:
+    """Refuse ``?persist=1`` before anything changes (409) where saving ``stream_id`` as ``config`` (None:
+    removed) would write a config file segcast may not write now (`_config_file_unwritable`: another user's,
+    read-only): it asked for a save, not for a change without one. A save that would write nothing (a
+    stream the file never held, removed) is not refused: `_save_config` makes none. Under ``save_config``
+    the change is made and its answer says it was not saved, as ``persistable`` foretold.
+    """
+    if not asked or not request.app[config_file_key].changes(stream_id, config):
+        return
+    if (unwritable := _config_file_unwritable(request)) is not None:
         raise error(
             web.HTTPConflict,
             f"nothing was changed: ?persist=1 asked to save the change, and {unwritable}. Make the change "
-            "without ?persist=1 (it then lasts until segcast restarts)",
+            "with ?persist=0 to leave the file as it is (the change then lasts until segcast restarts)",
         )
-    return request.app[settings_key].save_config if asked is None else asked
 
 
 def _persistable(request: web.Request, stream_id: str) -> bool:
@@ -350,9 +361,10 @@ async def _save_config(request: web.Request, stream_id: str, changed: StreamInfo
     app = request.app
     async with app[config_lock_key]:
         state = app[config_file_key]
-        configs = state.with_stream(stream_id, None if changed is None else changed.config)
-        if configs == list(state.saved.values()):
+        config = None if changed is None else changed.config
+        if not state.changes(stream_id, config):
             return  # the file says so already (a stream never saved, removed): its comments stay
+        configs = state.with_stream(stream_id, config)
         save = functools.partial(write_config, app[settings_key], configs, state)
         try:
             await asyncio.get_running_loop().run_in_executor(None, save)
@@ -399,6 +411,7 @@ async def _add_stream(request: web.Request) -> web.Response:
     except ConfigError as exc:
         raise error(web.HTTPBadRequest, str(exc)) from None
     persist = _saves(request, config.stream_id, asked)
+    _check_writable(request, asked, config.stream_id, config)
     await _check_source(request, config.uri)
     info = await _start_stream(request, functools.partial(request.app[manager_key].add, checked=True), config)
     request.app[config_file_key].added.add(config.stream_id)  # a new stream, whatever the id had before
@@ -426,14 +439,15 @@ async def _change_stream(request: web.Request) -> web.Response:
         raise error(web.HTTPBadRequest, str(exc)) from None
     lock = request.app[stream_changes_key].setdefault(request.match_info["stream"], asyncio.Lock())
     async with lock:
-        info = await _merge_change(request, body)
+        info = await _merge_change(request, body, asked)
         if persist:
             await _save_config(request, info.stream_id, info)
     return _with_etag(request, info)
 
 
-async def _merge_change(request: web.Request, body: dict[str, Any]) -> StreamInfo:
-    """Apply a PATCH body over the stream's current config; 400 for a bad one."""
+async def _merge_change(request: web.Request, body: dict[str, Any], asked: bool | None) -> StreamInfo:
+    """Apply a PATCH body over the stream's current config; 400 for a bad one, 409 for a save ``asked`` for
+    that cannot be made (`_check_writable`)."""
     current = stream_info(request).config
     _check_unchanged(request, current)
     if body.get("id", current.stream_id) != current.stream_id:
@@ -456,6 +470,7 @@ async def _merge_change(request: web.Request, body: dict[str, Any]) -> StreamInf
     except ConfigError as exc:
         raise error(web.HTTPBadRequest, str(exc)) from None
     config = StreamConfig(current.stream_id, uri.strip(), loop_value, options)
+    _check_writable(request, asked, config.stream_id, config)
     if config.uri != current.uri:
         await _check_source(request, config.uri)
     replace = functools.partial(request.app[manager_key].replace, checked=config.uri != current.uri)
@@ -485,6 +500,7 @@ async def _remove_stream(request: web.Request) -> web.Response:
     asked = _persist_asked(request)
     stream_id = stream_info(request).stream_id
     persist = _saves(request, stream_id, asked)
+    _check_writable(request, asked, stream_id, None)
     try:
         await _in_change_thread(request, functools.partial(request.app[manager_key].remove, stream_id))
     except KeyError:
