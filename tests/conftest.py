@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from aiohttp.web_runner import BaseRunner
 
 from server.app import create_app
 from server.config import Settings, StreamConfig
+from server.http import pages
 from server.inference.models import BUNDLED_MODEL
 from server.scene import Scene, write_h264
 from tests.support.cached_videos import cached_video
@@ -148,3 +150,12 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
     broker.start()
     yield broker
     broker.stop()
+
+
+@pytest.fixture
+def viewer_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the viewer's files that the app made next serves, as an install's would be."""
+    folder = tmp_path / "site-packages" / "server" / "web"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "web", folder)
+    monkeypatch.setattr(pages, "web_root", lambda: folder)
+    return folder

@@ -95,6 +95,21 @@ async def failing(history: HistorySink) -> str:
     return await eventually(last_error, what="the history to fail to open its file")
 
 
+async def history_error_as_segcast_user(path: Path, *, write: bool = False) -> str:
+    """The error a history on ``path`` fails with, run as segcast's user (given an event to store if
+    ``write``: a file that opens may still refuse writes)."""
+    outputs = EventOutputs(EventsSettings(history=HistorySettings(path)))
+    with as_segcast_user():
+        await outputs.start()
+        try:
+            assert outputs.history is not None
+            if write:
+                outputs.on_packet(track_start(1))
+            return await failing(outputs.history)
+        finally:
+            await outputs.stop()
+
+
 def owned_by_root(listed: str, chown: str, them: str = "them") -> str:
     """What the history adds to SQLite's words for files of root's that segcast's user may not write."""
     return (
@@ -148,15 +163,7 @@ async def test_a_history_read_only_for_segcasts_own_user_says_chmod(volume: Path
     os.chown(volume, SEGCAST_UID, SEGCAST_UID)
     os.chown(path, SEGCAST_UID, SEGCAST_UID)
     path.chmod(0o444)
-    outputs = EventOutputs(EventsSettings(history=HistorySettings(path)))
-    with as_segcast_user():
-        await outputs.start()
-        try:
-            assert outputs.history is not None
-            outputs.on_packet(track_start(1))
-            error = await failing(outputs.history)
-        finally:
-            await outputs.stop()
+    error = await history_error_as_segcast_user(path, write=True)
     files = [path, path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-shm")]  # SQLite gives its mode
     assert error.endswith(
         f": {files[0]}, {files[1]} and {files[2]} are read-only (mode 0444): make them writable "
@@ -169,14 +176,7 @@ async def test_a_history_in_a_folder_not_made_yet_names_the_owner_of_the_folder_
     """Its folder to be made in a volume of root's, the history said only "Permission denied" (no path of
     it was there to name an owner)."""
     path = volume / "events" / "segcast-events.db"
-    outputs = EventOutputs(EventsSettings(history=HistorySettings(path)))
-    with as_segcast_user():
-        await outputs.start()
-        try:
-            assert outputs.history is not None
-            error = await failing(outputs.history)
-        finally:
-            await outputs.stop()
+    error = await history_error_as_segcast_user(path)
     assert error.startswith(f"cannot open {path}: "), error
     assert error.endswith(f": {owned_by_root(f'{volume} belongs', str(volume), them='it')}"), error
 

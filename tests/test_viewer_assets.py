@@ -80,15 +80,6 @@ def older_segcast() -> web.Application:
     return app
 
 
-@pytest.fixture
-def viewer_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of the viewer's files that the app made next serves, as an install's would be."""
-    folder = tmp_path / "site-packages" / "server" / "web"
-    shutil.copytree(REPO / "web", folder)
-    monkeypatch.setattr(pages, "web_root", lambda: folder)
-    return folder
-
-
 async def assets_of(client: TestClient, path: str) -> list[str]:
     """The paths of the scripts and stylesheets the page at ``path`` loads."""
     page = await client.get(path)

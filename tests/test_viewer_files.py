@@ -12,19 +12,8 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient
 
-from server.http import pages
-
 REPO = Path(__file__).resolve().parent.parent
 Start = Callable[..., Awaitable[TestClient]]
-
-
-@pytest.fixture
-def viewer_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of the viewer's files that the app made next serves, as an install's would be."""
-    folder = tmp_path / "site-packages" / "server" / "web"
-    shutil.copytree(REPO / "web", folder)
-    monkeypatch.setattr(pages, "web_root", lambda: folder)
-    return folder
 
 
 async def test_viewer_files_removed_under_the_server_say_to_restart_it(
