@@ -73,16 +73,24 @@ def test_the_first_signal_begins_the_stop_and_a_second_only_says_so(
     ]
 
 
-def test_a_third_signal_ends_the_process_at_once_saying_so(
-    loop: asyncio.AbstractEventLoop, capsys: pytest.CaptureFixture[str]
-) -> None:
+def three_signals(loop: asyncio.AbstractEventLoop) -> int:
+    """The exit status three stop signals end a server with: the first stops it, the second is told
+    that it is stopping, the third ends the process."""
     stops = StopSignals(loop, end_process)
     with pytest.raises(web.GracefulExit):
         stops.received()
     stops.received()
     with pytest.raises(Ended) as ended:
         stops.received()
-    assert ended.value.code == EXIT_INTERRUPTED == 130
+    code = ended.value.code
+    assert isinstance(code, int)
+    return code
+
+
+def test_a_third_signal_ends_the_process_at_once_saying_so(
+    loop: asyncio.AbstractEventLoop, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert three_signals(loop) == EXIT_INTERRUPTED == 130
     assert capsys.readouterr().out.splitlines()[-1] == (
         "segcast: stopping at once, as asked again: the streams are not closed, the last events not written"
     )
@@ -131,13 +139,7 @@ def test_signals_stop_the_server_when_stdout_is_gone(
     """Each signal said so before it acted, and a write that failed left the stop undone: under
     ``segcast ... | tee log``, three Ctrl-C left it serving, and only SIGKILL ended it."""
     monkeypatch.setattr(sys, "stdout", _GoneStdout())
-    stops = StopSignals(loop, end_process)
-    with pytest.raises(web.GracefulExit):
-        stops.received()
-    stops.received()
-    with pytest.raises(Ended) as ended:
-        stops.received()
-    assert ended.value.code == EXIT_INTERRUPTED
+    assert three_signals(loop) == EXIT_INTERRUPTED
 
 
 def test_a_segcast_started_with_stdout_closed_says_nothing_and_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -56,6 +56,23 @@ PUBLISHING = "document.getElementById('publish-status').dataset.state === 'conne
 PLAYING_BACK = "document.getElementById('play-mode').textContent !== ''"
 PUBLISHED_ID = "document.getElementById('publish-status').dataset.stream"
 
+
+async def camera_page(browser: Any, client: TestClient) -> Any:
+    """A new publish page of ``client``'s server whose opened cameras stay in ``window.cameraStreams``."""
+    page = await browser.new_page()
+    await page.add_init_script(KEEP_CAMERA_STREAMS)
+    await page.goto(str(client.make_url("/static/publish.html")))
+    return page
+
+
+async def publish_camera(page: Any, stream_id: str | None = None) -> None:
+    """Press "Use my camera" on ``page`` (as ``stream_id``, if given) until it publishes."""
+    if stream_id is not None:
+        await page.fill("input[name=stream]", stream_id)
+    await page.click("#use-camera")
+    await page.wait_for_function(PUBLISHING, timeout=WAIT_MS)
+
+
 pytestmark = pytest.mark.timeout(90)
 
 
@@ -78,9 +95,7 @@ async def test_a_publish_refused_after_the_camera_opened_turns_the_camera_off(
     """A server with access tokens refuses the page without one (401) after it opened the camera."""
     client = await start_server(admin_tokens=("a" * 20,))
     async with camera_browser(fake_camera) as browser:
-        page = await browser.new_page()
-        await page.add_init_script(KEEP_CAMERA_STREAMS)
-        await page.goto(str(client.make_url("/static/publish.html")))
+        page = await camera_page(browser, client)
         await page.click("#use-camera")
         await page.wait_for_function("document.getElementById('publish-error').textContent !== ''", timeout=WAIT_MS)
         assert await page.text_content("#publish-status") == "camera off"
@@ -94,12 +109,8 @@ async def test_a_camera_whose_stream_the_server_removed_is_turned_off_on_the_pag
 ) -> None:
     client = await start_server()
     async with camera_browser(fake_camera) as browser:
-        page = await browser.new_page()
-        await page.add_init_script(KEEP_CAMERA_STREAMS)
-        await page.goto(str(client.make_url("/static/publish.html")))
-        await page.fill("input[name=stream]", "browser")
-        await page.click("#use-camera")
-        await page.wait_for_function(PUBLISHING, timeout=WAIT_MS)
+        page = await camera_page(browser, client)
+        await publish_camera(page, "browser")
         await wait_for_websocket_clients(client, 1, "the page to listen for the server ending its stream")
         assert (await client.delete("/api/streams/browser")).status == 204
         # Said by the server over the WebSocket, not guessed from a connection that times out ~20 s later.
@@ -121,9 +132,7 @@ async def test_pressing_use_my_camera_twice_publishes_one_camera(
     """A second press while the first is still asking for the camera or negotiating starts nothing."""
     client = await start_server()
     async with camera_browser(fake_camera) as browser:
-        page = await browser.new_page()
-        await page.add_init_script(KEEP_CAMERA_STREAMS)
-        await page.goto(str(client.make_url("/static/publish.html")))
+        page = await camera_page(browser, client)
         if press == "double click":
             await page.dblclick("#use-camera")
         else:
@@ -143,11 +152,8 @@ async def test_stopping_the_camera_closes_the_pages_websocket_and_it_can_start_a
 ) -> None:
     client = await start_server()
     async with camera_browser(fake_camera) as browser:
-        page = await browser.new_page()
-        await page.add_init_script(KEEP_CAMERA_STREAMS)
-        await page.goto(str(client.make_url("/static/publish.html")))
-        await page.click("#use-camera")
-        await page.wait_for_function(PUBLISHING, timeout=WAIT_MS)
+        page = await camera_page(browser, client)
+        await publish_camera(page)
         await wait_for_websocket_clients(client, 1, "the page's WebSocket")
         await page.click("#stop-camera")
         await wait_for_websocket_clients(client, 0, "the page's WebSocket to close")
@@ -204,12 +210,8 @@ async def test_opening_the_viewer_while_publishing_opens_a_new_tab_and_the_camer
     and the viewer said "No such stream". While a camera is on, every link away opens a new tab."""
     client = await start_server()
     async with camera_browser(fake_camera) as browser:
-        page = await browser.new_page()
-        await page.add_init_script(KEEP_CAMERA_STREAMS)
-        await page.goto(str(client.make_url("/static/publish.html")))
-        await page.fill("input[name=stream]", "browser")
-        await page.click("#use-camera")
-        await page.wait_for_function(PUBLISHING, timeout=WAIT_MS)
+        page = await camera_page(browser, client)
+        await publish_camera(page, "browser")
         async with page.context.expect_page(timeout=WAIT_MS) as opened:
             await page.click("#open-viewer")
         viewer = await opened.value
