@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import random
 import shlex
 import socket
 import stat
@@ -652,11 +653,13 @@ def _node(path: Path) -> Iterator[None]:
     )
     try:
         assert process.stdout is not None
+        said = []
         for line in process.stdout:  # bounded by the test's timeout; ends if the process exits
             if line.startswith("segcast: listening on "):
                 break
+            said.append(line)
         else:
-            raise AssertionError(f"{path.name}'s node exited ({process.wait()})")
+            raise AssertionError(f"{path.name}'s node exited ({process.wait()}): {''.join(said[-5:])}")
         threading.Thread(target=process.stdout.read, daemon=True).start()  # its log must not fill the pipe
         yield
     finally:
@@ -683,15 +686,26 @@ def _listening(port: int) -> Iterator[str]:
 
 
 def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return _free_ports(1)
+
+
+def _below_ephemeral_ports() -> range:
+    """Ports the kernel never picks by itself (below ``net.ipv4.ip_local_port_range``): one chosen
+    there stays free for the node started seconds later. An ephemeral one (a port 0 bind's) was taken
+    meanwhile by a connection another test made, and the node exited on a busy port."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return range(max(1024, low - 12000), low)
 
 
 def _free_ports(count: int) -> int:
-    """The first of ``count`` consecutive ports free on 127.0.0.1 just now."""
-    for _ in range(50):
-        first = _free_port()
+    """The first of ``count`` consecutive ports free on 127.0.0.1 just now, of those no connection
+    takes by itself (`_below_ephemeral_ports`)."""
+    ports = _below_ephemeral_ports()
+    for _ in range(200):
+        first = random.randrange(ports.start, ports.stop - count)
         try:
             for port in range(first, first + count):
                 with socket.socket() as probe:
