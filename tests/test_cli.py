@@ -26,7 +26,7 @@ from server.inference.models import BUNDLED_MODEL
 from server.inference.weights import WEIGHTS_URL_ENV
 from server.webrtc.config import ICE_SERVERS_ENV
 from tests.support.cli_in_process import run_cli
-from tests.support.rtsp_camera import free_port
+from tests.support.ports import free_port
 from tests.support.segcast_process import demo_at_a_terminal, read_until
 from tests.support.weights_server import WeightsServer
 

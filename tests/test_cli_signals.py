@@ -18,8 +18,8 @@ from aiohttp import web
 
 from server.cli import EXIT_INTERRUPTED, EXIT_STOP_OVERRAN
 from server.serve import StopSignals, say
+from tests.support.ports import free_port
 from tests.support.raw_websocket import raw_websocket
-from tests.support.rtsp_camera import free_port
 from tests.support.segcast_process import demo_at_a_terminal, read_until
 
 

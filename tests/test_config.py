@@ -27,7 +27,7 @@ from server.source_flags import streams_from_flags
 from server.sources import open_source
 from server.sources.file import FileSource
 from tests.support.cli_in_process import run_cli
-from tests.support.rtsp_camera import free_port
+from tests.support.ports import free_port
 
 FULL_CONFIG = """
 [server]

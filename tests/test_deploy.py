@@ -40,7 +40,7 @@ from server.deploy.split import split_config, write_split
 from server.inference.models import BUNDLED_MODEL
 from tests.support.nginx import NGINX, nginx_serving
 from tests.support.polling import eventually
-from tests.support.rtsp_camera import free_port
+from tests.support.ports import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 WEB = REPO / "web"

@@ -17,7 +17,7 @@ from packaging.version import Version
 
 from server.cli import EXIT_STARTUP_ERROR
 from tests.support.cli_in_process import run_cli
-from tests.support.rtsp_camera import free_port
+from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 UPGRADING = ROOT / "docs" / "upgrading.md"

@@ -29,7 +29,7 @@ from tests.support.certificates import self_signed
 from tests.support.components import require_component, require_module
 from tests.support.nginx import NGINX, nginx_serving
 from tests.support.polling import eventually
-from tests.support.rtsp_camera import free_port
+from tests.support.ports import free_port
 
 require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
 require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")

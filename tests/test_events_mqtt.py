@@ -24,9 +24,10 @@ from server.events.sink import SinkState
 from server.sources.base import StreamState
 from tests.support.certificates import self_signed
 from tests.support.event_packets import frames_kept_after_offering, track_start, with_counts, with_events
-from tests.support.mosquitto import Broker, free_port
+from tests.support.mosquitto import Broker
 from tests.support.mqtt_proxy import HoldingProxy
 from tests.support.polling import eventually
+from tests.support.ports import free_port
 
 Message = tuple[str, bytes, bool]  # topic, payload, retained
 EVERY_RETAINED = ("homeassistant/#", "segcast/+/counts", "segcast/+/availability")  # but the status

@@ -35,7 +35,7 @@ from server.inference.worker import InferenceWorker
 from server.options import StreamOptions
 from server.scene import Scene
 from tests.support.components import require_component
-from tests.support.rtsp_camera import free_port
+from tests.support.ports import free_port
 from tests.support.truth import mask_iou, polygon_mask
 from tools.track_report import box_iou
 

@@ -15,7 +15,7 @@ from server.inference.detections import detect
 from server.inference.models import ModelError, load_model
 from server.scene import Scene
 from tests.support.cli_in_process import run_cli
-from tests.support.rtsp_camera import free_port
+from tests.support.ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 120

@@ -32,7 +32,7 @@ from server.options import StreamOptions
 from tests.support.components import require_component
 from tests.support.nginx import NGINX, nginx_serving
 from tests.support.polling import eventually
-from tests.support.rtsp_camera import free_port
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.timeout(120)
 

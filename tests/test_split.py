@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import os
-import random
 import shlex
 import socket
 import stat
@@ -34,6 +33,7 @@ from server.http.access.auth import AuthConfigError
 from server.persist import write_config
 from tests.support.nginx import NGINX
 from tests.support.polling import eventually
+from tests.support.ports import consecutive_free_ports, free_port
 from tests.test_deploy import require_nginx
 
 REPO = Path(__file__).resolve().parents[1]
@@ -351,7 +351,7 @@ def test_a_resplit_is_refused_while_a_node_it_takes_cameras_from_answers(
 ) -> None:
     """A running node keeps its cameras in memory: its file rewritten, it would still run those the new
     split gives another node (or drops), and they would run twice; and it would go on at its old port."""
-    first = _free_ports(3)
+    first = consecutive_free_ports(3)
     assert main(["split", str(config), "--nodes", "2", "--first-port", str(first)]) == 0  # door, gate; yard
     before = _files(config)
     with _listening(first) as node_1, _listening(first + 1) as node_2:  # both nodes, at their addresses
@@ -381,7 +381,7 @@ def test_a_resplit_that_only_gives_running_nodes_cameras_goes_on_and_says_which_
     keeps its cameras runs on; a node that does not answer may lose cameras. A node that accepts
     connections but gives no answer in time is not asked what it runs: nothing is said of it."""
     monkeypatch.setattr(running_nodes, "HEALTH_PROBE_S", 0.2)
-    first = _free_ports(3)
+    first = consecutive_free_ports(3)
     assert main(["split", str(config), "--nodes", "3", "--first-port", str(first)]) == 0  # door; yard; gate
     config.write_text(CONFIG + '\n[[streams]]\nid = "shed"\nuri = "scene:?seed=9"\n')
     node_3 = config.parent / "cams.node-3.toml"
@@ -518,7 +518,7 @@ async def test_the_entrance_of_an_earlier_split_at_the_files_address_is_not_take
     """After a split the entrance answers at cams.toml's address: a split again is not refused for it."""
     require_nginx()
     config = _box_config(tmp_path)
-    assert main(["split", str(config), "--nodes", "2", "--first-port", str(_free_ports(2))]) == 0
+    assert main(["split", str(config), "--nodes", "2", "--first-port", str(consecutive_free_ports(2))]) == 0
     start, stop = (shlex.split(line) for line in capsys.readouterr().out.splitlines() if line.startswith("  nginx"))
     port = tomllib.loads(config.read_text())["server"]["port"]
     with _nginx([str(NGINX), *start[1:]], [str(NGINX), *stop[1:]]):
@@ -590,7 +590,7 @@ def _box_config(folder: Path) -> Path:
     """cams.toml of a box of three generated cameras at a free port, as segcast can run it."""
     config = folder / "cams.toml"
     config.write_text(
-        f'[server]\nport = {_free_port()}\n\n[model]\nname = "bundled"\n\n'
+        f'[server]\nport = {free_port()}\n\n[model]\nname = "bundled"\n\n'
         + "".join(f'[[streams]]\nid = "{name}"\nuri = "scene:?seed={i}"\n\n' for i, name in enumerate("abc", 1))
     )
     return config
@@ -602,12 +602,12 @@ async def test_nodes_and_entrance_started_as_the_split_says_serve_their_cameras(
     """The commands it prints, run as printed (nginx as whoever runs it: its files beside the config)."""
     require_nginx()
     config = tmp_path / "cams.toml"
-    entrance_port = _free_port()
+    entrance_port = free_port()
     config.write_text(
         f'[server]\nport = {entrance_port}\n\n[model]\nname = "bundled"\n\n'
         + "".join(f'[[streams]]\nid = "{name}"\nuri = "scene:?seed={i}"\n\n' for i, name in enumerate("abc", 1))
     )
-    first = _free_ports(2)
+    first = consecutive_free_ports(2)
     assert main(["split", str(config), "--nodes", "2", "--first-port", str(first)]) == 0
     printed = [shlex.split(line) for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
     assert [command[:3] for command in printed[:2]] == [["segcast", "serve", "--config"]] * 2
@@ -683,34 +683,3 @@ def _listening(port: int) -> Iterator[str]:
         node.bind(("127.0.0.1", port))
         node.listen()
         yield f"127.0.0.1:{port}"
-
-
-def _free_port() -> int:
-    return _free_ports(1)
-
-
-def _below_ephemeral_ports() -> range:
-    """Ports the kernel never picks by itself (below ``net.ipv4.ip_local_port_range``): one chosen
-    there stays free for the node started seconds later. An ephemeral one (a port 0 bind's) was taken
-    meanwhile by a connection another test made, and the node exited on a busy port."""
-    try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    return range(max(1024, low - 12000), low)
-
-
-def _free_ports(count: int) -> int:
-    """The first of ``count`` consecutive ports free on 127.0.0.1 just now, of those no connection
-    takes by itself (`_below_ephemeral_ports`)."""
-    ports = _below_ephemeral_ports()
-    for _ in range(200):
-        first = random.randrange(ports.start, ports.stop - count)
-        try:
-            for port in range(first, first + count):
-                with socket.socket() as probe:
-                    probe.bind(("127.0.0.1", port))
-            return first
-        except OSError:
-            continue
-    raise AssertionError(f"no {count} consecutive free ports")

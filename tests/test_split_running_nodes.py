@@ -14,7 +14,8 @@ import aiohttp
 import pytest
 
 from server.cli import main
-from tests.test_split import _free_port, _free_ports, _node
+from tests.support.ports import consecutive_free_ports, free_port
+from tests.test_split import _node
 
 TOKEN = "токен-узлов-schlüssel-0123"  # beyond Latin-1: sent as UTF-8, as the node reads it
 CAMERAS = "".join(f'[[streams]]\nid = "{name}"\nuri = "scene:?seed={i}"\n\n' for i, name in enumerate("abc", 1))
@@ -23,7 +24,7 @@ CAMERAS = "".join(f'[[streams]]\nid = "{name}"\nuri = "scene:?seed={i}"\n\n' for
 def _config(folder: Path, server: str = "") -> Path:
     """cams.toml of three generated cameras (a, b, c), its entrance at a free port."""
     config = folder / "cams.toml"
-    config.write_text(f'[server]\nport = {_free_port()}\n{server}\n[model]\nname = "bundled"\n\n' + CAMERAS)
+    config.write_text(f'[server]\nport = {free_port()}\n{server}\n[model]\nname = "bundled"\n\n' + CAMERAS)
     return config
 
 
@@ -43,7 +44,7 @@ async def test_a_resplit_names_the_cameras_a_running_node_runs_that_its_file_lac
     """A camera added to node-2 without ?persist=1 was in no file, so the split never named it and told
     the user to restart node-2, which dropped it; one added to node-2 that node-1 runs ran twice."""
     config = _config(tmp_path)
-    first = _free_ports(2)
+    first = consecutive_free_ports(2)
     assert main(["split", str(config), "--nodes", "2", "--first-port", str(first)]) == 0  # a, c; b
     with ExitStack() as nodes:
         for index in (1, 2):
@@ -78,7 +79,7 @@ async def test_a_node_asking_for_tokens_names_its_cameras_to_one_from_the_enviro
     monkeypatch.setenv("SEGCAST_ADMIN_TOKENS", TOKEN)
     monkeypatch.delenv("SEGCAST_VIEWER_TOKENS", raising=False)
     config = _config(tmp_path, 'host = "0.0.0.0"\n')
-    first = _free_ports(1)
+    first = consecutive_free_ports(1)
     assert main(["split", str(config), "--nodes", "1", "--first-port", str(first)]) == 0
     with _node(tmp_path / "cams.node-1.toml"):  # started with $SEGCAST_ADMIN_TOKENS, its file naming none
         await _add(first, {"id": "porch", "uri": "scene:?seed=8"}, token=TOKEN)
@@ -107,7 +108,7 @@ def test_a_node_file_that_cannot_be_read_is_named_with_why(tmp_path: Path, capsy
     """Whether its node runs, and which cameras, cannot be told: the split says so rather than taking it
     silently for a node with no camera, whose cameras it deals out again."""
     config = _config(tmp_path)
-    first = str(_free_ports(2))
+    first = str(consecutive_free_ports(2))
     assert main(["split", str(config), "--nodes", "2", "--first-port", first]) == 0
     (tmp_path / "cams.node-2.toml").write_text('[server\nport = 1\n[[streams]]\nid = "b"\n')
     capsys.readouterr()

@@ -15,7 +15,7 @@ import pytest
 
 from server.cli import EXIT_STARTUP_ERROR, build_parser, settings_from_args
 from tests.support.cli_in_process import Exited, run_cli
-from tests.support.rtsp_camera import free_port
+from tests.support.ports import free_port
 
 #: A model that cannot be loaded: had the source been checked after the model, the error would name it.
 NO_MODEL = "/nonexistent/model.pt"

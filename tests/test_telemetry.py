@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 
 from server.inference.models import BUNDLED_MODEL
-from tests.support.rtsp_camera import free_port
+from tests.support.ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 90.0

@@ -20,7 +20,7 @@ from server.config import ConfigError, load_config
 from server.persist import write_config
 from tests.support.certificates import self_signed
 from tests.support.cli_in_process import run_cli
-from tests.support.rtsp_camera import free_port
+from tests.support.ports import free_port
 from tests.support.segcast_process import REPO, START_TIMEOUT_S, SegcastProcess
 
 SHUTDOWN_LIMIT_S = 5.0

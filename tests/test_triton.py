@@ -38,7 +38,7 @@ from server.triton.repository import BatchingOptions, model_config
 from server.triton.served_model import ServedModel
 from server.triton.transport import TritonEndpoint
 from tests.support.polling import eventually
-from tests.support.rtsp_camera import free_port
+from tests.support.ports import free_port
 from tests.support.segcast_process import SegcastProcess
 from tests.support.triton_server import TritonProcess
 from tests.support.truth import mask_iou, polygon_mask

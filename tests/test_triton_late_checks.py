@@ -311,7 +311,7 @@ def test_a_triton_address_without_its_scheme_gets_the_url_forms(spec: str) -> No
 
 def test_a_node_started_while_triton_is_down_does_not_log_inference_ready(caplog: pytest.LogCaptureFixture) -> None:
     """The reason is logged first; the line after it must not read as inference working."""
-    from tests.support.rtsp_camera import free_port
+    from tests.support.ports import free_port
 
     caplog.set_level(logging.INFO, logger="server")
     endpoint = TritonEndpoint("grpc", f"127.0.0.1:{free_port()}", "m")  # nothing listens there

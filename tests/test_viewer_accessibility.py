@@ -19,7 +19,7 @@ from tests import test_webrtc_browser
 from tests.conftest import CHROMIUM
 from tests.support.browser import WAIT_MS, open_page, wait_for_new_frame, wait_for_text
 from tests.support.components import require_component, require_module
-from tests.support.rtsp_camera import free_port
+from tests.support.ports import free_port
 from tests.test_webrtc_browser import camera_browser
 
 require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")

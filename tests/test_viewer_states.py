@@ -23,7 +23,7 @@ from server.inference.models import BUNDLED_MODEL
 from tests.conftest import CHROMIUM
 from tests.support.browser import PHONE, WAIT_MS, Console, open_page, open_url, wait_for_new_frame, wait_for_text
 from tests.support.components import require_component, require_module
-from tests.support.rtsp_camera import free_port
+from tests.support.ports import free_port
 
 require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
 require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")

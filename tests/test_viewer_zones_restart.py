@@ -24,7 +24,7 @@ from server.options import StreamOptions
 from tests.conftest import CHROMIUM
 from tests.support.browser import CANVAS_STATS, WAIT_MS, open_page, wait_for_new_frame
 from tests.support.components import require_component, require_module
-from tests.support.rtsp_camera import free_port
+from tests.support.ports import free_port
 from tests.support.zone_page import (
     PRECONDITION_FAILED,
     STREAM_VIEW,

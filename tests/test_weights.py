@@ -16,7 +16,7 @@ from server.cli import EXIT_STARTUP_ERROR
 from server.inference import weights
 from server.inference.models import BUNDLED_MODEL, ModelError, load_model, resolve_model_path
 from tests.support.cli_in_process import run_cli
-from tests.support.rtsp_camera import free_port
+from tests.support.ports import free_port
 from tests.support.weights_server import WeightsServer
 
 NAME = "yolov8n-seg.pt"

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.ports import free_port
+
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 5.0
 CANDIDATES = ("mosquitto", "/usr/sbin/mosquitto")
@@ -29,12 +31,6 @@ def require(candidates: tuple[str, ...]) -> str:
     if os.environ.get("SEGCAST_REQUIRE_COMPONENTS") == "1":
         pytest.fail(missing)
     pytest.skip(missing)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Broker:

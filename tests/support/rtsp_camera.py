@@ -14,11 +14,12 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from tests.support.ports import free_port
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 READY_LINE = "READY"
@@ -76,12 +77,6 @@ def write_camera_video(
         for packet in stream.encode():
             container.mux(packet)
     return path
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class RtspCamera:

@@ -29,7 +29,7 @@ import pytest
 
 from server.triton.cpu_install import TritonCpuError, TritonInstall, default_venv
 from tests.support.components import require_component
-from tests.support.rtsp_camera import free_port
+from tests.support.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 150.0  # the launcher's own bound on loading the models (120 s), plus its start

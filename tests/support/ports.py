@@ -1,0 +1,43 @@
+"""Free ports on 127.0.0.1 for servers a test starts itself, often in another process seconds later.
+
+Chosen below the kernel's ephemeral range (``net.ipv4.ip_local_port_range``), which it never hands out
+by itself: a port 0 bind's port, released and bound again by the server once it has started, could be
+taken meanwhile by any connection another test made (a node of a split exited on a busy port so).
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+from pathlib import Path
+
+#: How many ports below the ephemeral range are drawn from.
+_SPAN = 12000
+
+
+def _below_ephemeral() -> range:
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768  # Linux's default
+    return range(max(1024, low - _SPAN), low)
+
+
+def consecutive_free_ports(count: int) -> int:
+    """The first of ``count`` consecutive ports free on 127.0.0.1 just now."""
+    ports = _below_ephemeral()
+    for _ in range(200):
+        first = random.randrange(ports.start, ports.stop - count)
+        try:
+            for port in range(first, first + count):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+    raise AssertionError(f"no {count} consecutive free ports on 127.0.0.1")
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 just now."""
+    return consecutive_free_ports(1)
