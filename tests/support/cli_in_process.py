@@ -17,6 +17,7 @@ a process would not have exited, and here it would run on into other tests.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -59,6 +60,9 @@ def run_cli(capfd: pytest.CaptureFixture[str], *argv: str) -> Exited:
     ``capfd``, not ``capsys``: what a library writes to the file descriptors itself (ONNX Runtime's,
     gRPC's C++ logs) is printed too.
     """
+    # Garbage of earlier tests collected first, and whatever asyncio logs of it (a future whose exception
+    # nobody retrieved: an MQTT test's client) said before this run's output is taken, not in it.
+    gc.collect()
     capfd.readouterr()  # only this run's output
     with _restored_process_state(), _never_serving():
         try:
