@@ -19,8 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-from tests.support.ports import free_port
-
 SYSTEM_PYTHON = "/usr/bin/python3"
 READY_LINE = "READY"
 START_TIMEOUT_S = 15.0
@@ -84,6 +82,9 @@ class RtspCamera:
 
     def __init__(self, video: Path, port: int | None = None, user: str | None = None, password: str | None = None):
         self.video = video
+        # Imported here: this file is also the camera's script, run by Debian's python3, which has no `tests`.
+        from tests.support.ports import free_port
+
         self.port = port or free_port()
         self.user = user
         self.password = password
