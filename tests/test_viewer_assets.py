@@ -333,3 +333,19 @@ async def test_all_cameras_finds_the_nodes_beside_its_folder_of_the_entrance(sta
         assert any(TAGGED.search(path) and path.endswith("/fleet.js") for path in proxy.forwarded), proxy.forwarded
     finally:
         await proxy.close()
+
+
+async def test_the_viewers_page_at_its_file_name_sends_the_browser_to_the_viewer_with_its_token(
+    start_server: Start,
+) -> None:
+    """At ``/static/index.html`` the page's relative links named ``/static/static/<tag>/app.js``: a
+    viewer that never ran. It sends the browser where they work, keeping the address's token."""
+    client = await start_server()
+    for query, location in (("", "../"), ("?token=abc", "../?token=abc")):
+        response = await client.get(f"/static/index.html{query}", allow_redirects=False)
+        assert response.status == 302
+        assert response.headers["Location"] == location
+        assert urljoin(f"/static/index.html{query}", location) == f"/{query}"
+    embed = await client.get("/static/embed.html")
+    assert embed.status == 404
+    assert "/embed/<stream>" in (await embed.json())["error"]

@@ -211,10 +211,10 @@ async def test_a_picture_on_its_way_lengthens_the_silence_allowed(start_server: 
     the page reconnected for ever without drawing one. While one is announced, more silence is allowed."""
     client = await start_server()
     page = await browser.new_page()
-    await page.goto(str(client.make_url("/static/index.html")))
+    await page.goto(str(client.make_url("/")))
     allowed = await page.evaluate(
         """async () => {
-          const { Connection } = await import("./connection.js");
+          const { Connection } = await import("./static/connection.js");
           const connection = new Connection({});
           connection.silenceMs = 2500;
           const quiet = connection.allowedSilenceMs();

@@ -255,8 +255,13 @@ def _asset(request: web.Request, name: str, listing: ViewerListing, cache_contro
 async def _static(request: web.Request) -> web.Response:
     """A viewer file at its own name, ``no-cache``: the pages served here (publish.html, fleet.html)
     are bookmarked at this address, and a page of another segcast (a node of another version behind
-    the entrance's ``/all/static/``) loads its scripts here, untagged."""
+    the entrance's ``/all/static/``) loads its scripts here, untagged. The viewer's own page sends a
+    browser to ``/`` (relative, so behind a path prefix too), with the token of the address."""
     name = request.match_info["name"]
+    if name == "index.html":  # its relative links lead to the viewer's files from ``/`` only
+        raise web.HTTPFound(f"../?{request.query_string}" if request.query_string else "../")
+    if name == "embed.html":  # reads its stream from its own address
+        raise error(web.HTTPNotFound, "a stream's embed page is /embed/<stream>")
     listing = _listing(request, name)
     if name.endswith(".html"):  # a page, like publish.html: framed only where the others may be
         return _page(request, name, listing)
