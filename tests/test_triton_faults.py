@@ -15,7 +15,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -950,3 +950,253 @@ def test_a_stream_whose_frames_are_always_refused_does_not_have_the_model_descri
         assert len(described) == before + 1, "read again once the interval has passed"
     finally:
         model.close()
+
+
+# -- a server that failed requests, coming back; descriptions and answers segcast cannot read -----------
+
+
+def _probed(model: TritonModel) -> bool:
+    """`probe` as the idle inference thread calls it; whether it asked the server, whose answer it
+    then waits for."""
+    before = model._probing
+    model.probe(lambda: None)
+    if model._probing is before:
+        return False
+    assert model._probing is not None
+    wait([model._probing], 30)
+    return True
+
+
+def _fail_requests(batch: np.ndarray, timeout_s: float) -> list[np.ndarray]:
+    raise TritonFailed(STUB_DEAD)
+
+
+def test_an_idle_node_whose_server_failed_its_last_request_is_available_again_once_inference_works(
+    triton: _FakeTriton, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backend stub crashed on the last frame, then the streams went quiet and Triton was restarted
+    healthy: the idle node's probe sends one blank image, as describing the model would show nothing,
+    and `segcast_inference_available` comes back. It stayed 0 for as long as the node was idle."""
+    clock = _Clock()
+    monkeypatch.setattr(triton_model, "time", clock)
+    triton.answer = _fail_requests
+    model = _model()
+    try:
+        with pytest.raises(InferenceUnavailable, match="failed the request"):
+            model.detect([_image()])
+        clock.now += triton_model.RETRY_FIRST_S
+        assert _probed(model)
+        assert not model.status.available, "still failing: the probe's image fails as the frames did"
+        triton.answer = triton.empty_answer  # restarted, healthy
+        clock.now += triton_model.RETRY_MAX_S
+        assert _probed(model)
+        assert model.status.available
+    finally:
+        model.close()
+    assert [shape for shape, _ in triton.sent] == [(1, 3, 192, 320), (1, 3, 320, 320), (1, 3, 320, 320)]
+
+
+def test_a_request_failed_long_ago_does_not_stop_an_idle_node_coming_back_from_a_later_change(
+    triton: _FakeTriton, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One request failed on the server's side, and requests went through after it. Later the idle
+    node found the model replaced with other classes, then the original put back: its probes bring it
+    back. The old failure, never cleared by the requests that went through, had it skip every probe."""
+    clock = _Clock()
+    monkeypatch.setattr(triton_model, "time", clock)
+    model = _model()
+    try:
+        triton.answer = _fail_requests
+        with pytest.raises(InferenceUnavailable, match="failed the request"):
+            model.detect([_image()])
+        triton.answer = triton.empty_answer
+        clock.now += triton_model.RETRY_MAX_S
+        assert len(model.detect([_image()])) == 1 and model.status.available
+
+        triton.names = ["person", "car"]  # replaced in place while the node is idle
+        clock.now += triton_model.IDLE_PROBE_S
+        assert _probed(model)
+        assert "now has other classes than at start" in (model.status.error or "")
+        triton.names = ["disc", "square"]  # and put back
+        clock.now += triton_model.RETRY_MAX_S
+        assert _probed(model)
+        assert model.status.available
+    finally:
+        model.close()
+
+
+#: Metadata whose class names are keyed by strings, not class numbers.
+NAMES_KEYED_BY_LETTERS = "{'task': 'segment', 'names': {'a': 'disc', 'b': 'square'}, 'imgsz': [320, 320]}"
+
+
+def _serve_metadata(triton: _FakeTriton, monkeypatch: pytest.MonkeyPatch, metadata: str) -> None:
+    """``triton`` describes its model with ``metadata`` from now on."""
+    describe = triton.model_config
+
+    def described(model: str, timeout_s: float) -> dict[str, Any]:
+        config = describe(model, timeout_s)
+        config["parameters"]["metadata"]["string_value"] = metadata
+        return config
+
+    monkeypatch.setattr(triton, "model_config", described)
+
+
+def test_class_names_keyed_by_anything_but_numbers_stop_the_start_naming_the_field(
+    triton: _FakeTriton, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _serve_metadata(triton, monkeypatch, NAMES_KEYED_BY_LETTERS)
+    with pytest.raises(ModelError) as caught:
+        _model()
+    assert (
+        str(caught.value) == f"--model {SPEC}: the model's metadata 'names' has keys 'a', 'b'; class numbers expected"
+    )
+
+
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [({"max_batch_size": "two"}, "max_batch_size"), ({"input": [{"dims": [3, -1, -1]}]}, "input")],
+)
+def test_a_config_segcast_cannot_read_is_one_line_naming_the_field(
+    triton: _FakeTriton, monkeypatch: pytest.MonkeyPatch, config: dict[str, Any], field: str
+) -> None:
+    describe = triton.model_config
+    monkeypatch.setattr(triton, "model_config", lambda model, timeout_s: {**describe(model, timeout_s), **config})
+    with pytest.raises(ModelError, match=f"^--model {re.escape(SPEC)}: the model's {field} cannot be read") as caught:
+        _model()
+    assert "\n" not in str(caught.value)
+
+
+def test_a_busy_nodes_model_replaced_with_a_description_it_cannot_read_makes_inference_unavailable(
+    triton: _FakeTriton, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the description read again in the background every few seconds, the same model
+    error as at start stops inference, saying why. Its ValueError was lost with the background
+    future: every batch read the description again, and went on as if all were well."""
+    clock = _Clock()
+    monkeypatch.setattr(triton_model, "time", clock)
+    model = _model()
+    try:
+        _serve_metadata(triton, monkeypatch, NAMES_KEYED_BY_LETTERS)
+        clock.now += triton_model.DESCRIPTION_MAX_AGE_S
+        with pytest.raises(InferenceUnavailable, match="metadata 'names' has keys 'a', 'b'"):
+            model.detect([_image()])  # queued behind the description, and not sent
+        assert not model.status.available
+    finally:
+        model.close()
+    assert triton.sent == []
+
+
+def test_a_background_descriptions_unexpected_failure_is_logged_and_makes_inference_unavailable(
+    triton: _FakeTriton, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An error of no kind the model expects (a client library's own, a bug), raised where no caller
+    reads it, is neither lost nor taken for all being well."""
+    clock = _Clock()
+    monkeypatch.setattr(triton_model, "time", clock)
+    caplog.set_level(logging.ERROR, logger=triton_model.__name__)
+    model = _model()
+
+    def broken(model: str, timeout_s: float) -> dict[str, Any]:
+        raise RuntimeError("connection pool closed")
+
+    try:
+        monkeypatch.setattr(triton, "model_config", broken)
+        clock.now += triton_model.DESCRIPTION_MAX_AGE_S
+        with pytest.raises(InferenceUnavailable, match="failed: RuntimeError: connection pool closed"):
+            model.detect([_image()])
+        assert not model.status.available
+    finally:
+        model.close()
+    [logged] = [record for record in caplog.records if record.levelno == logging.ERROR]
+    assert logged.getMessage() == f"checking the model at {SPEC} failed" and logged.exc_info is not None
+
+
+@pytest.mark.parametrize("scheme", ["grpc", "http"])
+def test_an_answer_without_the_outputs_asked_for_is_the_servers_failure_over_either_protocol(scheme: str) -> None:
+    """A 200 answer with no outputs (a proxy's, another server's) escaped as an AttributeError from
+    post-processing, inference staying available and each frame failing with a traceback."""
+    with _answered_without_outputs(scheme) as endpoint:
+        model = TritonModel(endpoint, f"{endpoint}")
+        model.connect()
+        try:
+            with pytest.raises(
+                InferenceUnavailable, match="failed the request: its answer has no output output0, output1"
+            ):
+                model.detect([_image()])
+            status = model.status
+            assert not status.available and status.next_attempt_at is not None  # backing off
+        finally:
+            model.close()
+
+
+@contextmanager
+def _answered_without_outputs(scheme: str) -> Iterator[TritonEndpoint]:
+    """A server at a free local port that describes `_FakeTriton`'s model and answers every inference
+    request with success and no outputs."""
+    config = _FakeTriton().model_config("m", 1.0)
+    if scheme == "http":
+
+        def http_answer(method: str, path: str) -> tuple[int, bytes]:
+            if method == "GET":
+                return 200, json.dumps(config).encode()
+            return 200, json.dumps({"model_name": "m", "outputs": []}).encode()
+
+        with _http_server(http_answer) as address:
+            yield TritonEndpoint(scheme, address, "m")
+        return
+
+    from google.protobuf import json_format
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+    class Service(service_pb2_grpc.GRPCInferenceServiceServicer):
+        def ModelConfig(self, request: Any, context: Any) -> Any:  # gRPC's method names
+            return json_format.ParseDict({"config": config}, service_pb2.ModelConfigResponse())
+
+        def ModelInfer(self, request: Any, context: Any) -> Any:
+            return service_pb2.ModelInferResponse(model_name="m")
+
+    with _grpc_service(Service()) as address:
+        yield TritonEndpoint(scheme, address, "m")
+
+
+HEAD_ROWS = 4 + 2 + MASK_CHANNELS  # a box, a score for each of `_FakeTriton`'s two classes, the coefficients
+
+
+@pytest.mark.parametrize(
+    ("head", "prototypes", "said"),
+    [
+        ((3,), (1, MASK_CHANNELS, 8, 8), "output0 has shape [3]"),
+        ((2, HEAD_ROWS, ANCHORS), (2, MASK_CHANNELS, 8, 8), "output0 has shape [2, 38, 10] for 1 image"),
+        ((1, HEAD_ROWS, ANCHORS), (1, 8, 8), "output1 has shape [1, 8, 8] for 1 image: expected 4 dimensions"),
+    ],
+    ids=["one-dimensional", "an image too many", "prototypes without channels"],
+)
+def test_outputs_of_shapes_the_model_does_not_have_make_inference_unavailable(
+    triton: _FakeTriton, head: tuple[int, ...], prototypes: tuple[int, ...], said: str
+) -> None:
+    """What post-processing indexes into is checked: an answer that does not fit the model is the
+    model's error (unavailable, saying why, backing off), not an exception of each frame."""
+    triton.answer = lambda batch, timeout_s: [np.zeros(head, np.float32), np.zeros(prototypes, np.float32)]
+    model = _model()
+    try:
+        with pytest.raises(InferenceUnavailable, match=re.escape(said)):
+            model.detect([_image()])
+        status = model.status
+        assert not status.available and status.next_attempt_at is not None
+    finally:
+        model.close()
+
+
+def test_a_model_refused_at_start_leaves_no_thread_or_connection_open(triton: _FakeTriton) -> None:
+    """Whatever a start raises, it leaves nothing running: the model's requester thread and its
+    connection to Triton were left open when the server named a model it does not have."""
+    before = set(threading.enumerate())
+    worker = InferenceWorker("grpc://triton:8001/nope", lambda _: None, InferenceOptions())
+    with pytest.raises(ModelError, match="has no model 'nope'"):
+        worker.start()
+    worker.stop()
+    requesters = [thread for thread in set(threading.enumerate()) - before if thread.name.startswith("triton-requests")]
+    for thread in requesters:
+        thread.join(30)
+    assert not [thread.name for thread in requesters if thread.is_alive()]
+    assert triton.closed.is_set(), "its connection was left open"

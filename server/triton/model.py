@@ -5,36 +5,42 @@ Only the network runs remotely: letterboxing, NMS and mask outlines stay on the 
 at most two batches out (the worker's ``REMOTE_IN_FLIGHT``), and meanwhile the newest frame of each
 camera keeps replacing the last, so a slow server makes live streams skip frames, never queue them.
 
-A batch is answered within `REQUEST_TIMEOUT_S` of being sent or fails: the requests it is split
-into (per frame size, per ``max_batch_size``) share that one deadline (over HTTP, rounded up to a
-whole second: see `server.triton.transport`). The clock starts when the requester thread sends the
-batch's first request, not when the batch is submitted: the second batch out waits behind the first
-off the clock, so a server that takes most of the deadline for each batch is slow, not down. So is
-one whose answers to a batch's first requests leave the next too little time: a request unanswered
-in time is the server's fault only when no earlier request of its batch was answered.
+Each `submit` (the worker submits each group of frames of one size and options on its own) is
+answered within `REQUEST_TIMEOUT_S` of being sent or fails: the requests it is split into by the
+served ``max_batch_size`` share that one deadline, enforced on the wall clock over either protocol
+(see `server.triton.transport`), while the worker's groups of other frame sizes each have their own.
+The clock starts when the requester thread sends the submitted images' first request, not when they
+are submitted: a submission out waits behind the one before it off the clock, so a server that takes
+most of the deadline for each is slow, not down. So is one whose answers to a submission's first
+requests leave the next too little time: a request unanswered in time is the server's fault only
+when no earlier request of its submission was answered.
 
 The server may be down when segcast starts or go away while it runs, or stop serving the model (it was
 unloaded, or is being replaced: NOT_FOUND), or not serve it yet when segcast starts (it is still
 loading it, or has it in its repository unloaded: NOT_FOUND too, told from a wrong name by the server's
 repository index). Then each request fails at once with `InferenceUnavailable` saying why and when the
 next attempt is due; attempts back off from `RETRY_FIRST_S` to `RETRY_MAX_S`, so processing resumes
-within that long of the server coming back, and the model is described anew then. A node with no frames
-to send asks by itself (`probe`), so its status is true while idle too; one that sends frames reads the
-description again every `DESCRIPTION_MAX_AGE_S`, queued before its next batch. A server may serve an
-updated model, restarted or replaced in place: one with the same class names is used as it now is
-(input size and shape), one with other class names is not (streams' trackers and class filters hold the
-ids of the names the node started with), and inference stays unavailable, saying so, until segcast
-restarts. A request left unanswered fails those queued behind it without sending them, so a hung server
-holds the inference thread for one deadline, not one per request (two, if it stopped answering in the
-middle of a batch). A server that fails a request on its own side (``INTERNAL``, HTTP 500: a crashed
-backend, out of memory) is down like one that does not answer. A request the server refuses (a frame
-size the model does not take) is `TritonRefused`, charged to the frames it carried (of a batch split in
-several requests, only those of the refused one): the server is up, and other streams carry on; the
-model is described again before the next batch, as a model replaced on the server (another input size)
-is refused like that. A model the server does not have, or has but segcast cannot use (missing
-metadata, wrong input shape, masks missing, class names that do not match its output:
-`server.triton.served_model`), is a `ModelError` at start, with one line saying what is wrong; a
-name its repository does not have says which names it does. A server that restricts its repository
+within that long of the server coming back, and the model is described anew then, on a fresh
+connection. A node with no frames to send asks by itself (`probe`), so its status is true while idle
+too; one that sends frames reads the description again every `DESCRIPTION_MAX_AGE_S`, queued before its
+next batch. A server may serve an updated model, restarted or replaced in place: one with the same
+class names is used as it now is (input size and shape), one with other class names is not (streams'
+trackers and class filters hold the ids of the names the node started with), and inference stays
+unavailable, saying so, until segcast restarts. A request left unanswered fails those queued behind it
+without sending them, so a hung server holds the inference thread for one deadline, not one per request
+(two, if it stopped answering in the middle of a batch). A server that fails a request on its own side
+(``INTERNAL``, HTTP 500: a crashed backend, out of memory, or an answer without the outputs asked for)
+is down like one that does not answer; as it may well describe the model meanwhile, only an inference
+request that goes through brings it back (an idle node's `probe` sends one blank image). A request the
+server refuses (a frame size the model does not take) is `TritonRefused`, charged to the frames it
+carried (of a batch split in several requests, only those of the refused one): the server is up, and
+other streams carry on; the model is described again before the next batch, as a model replaced on the
+server (another input size) is refused like that. A model the server does not have, or has but segcast
+cannot use (missing metadata, wrong input shape, masks missing, class names that do not match its
+output: `server.triton.served_model`), is a `ModelError` at start, with one line saying what is wrong
+(and nothing of the model left running); a name its repository does not have says which names it does.
+Found later (the model replaced in place, or an answer that does not fit its description), it makes
+inference unavailable, saying why, backing off as in an outage. A server that restricts its repository
 index answers NOT_FOUND at start with that `ModelError` too, as it cannot tell a wrong name from a
 model still loading.
 
@@ -131,8 +137,9 @@ class TritonModel:
         self._served: ServedModel | None = None
         self._described = False  # whether `_served` was read since the last failure or refusal
         self._described_at = 0.0  # when it was, by the monotonic clock
-        #: Whether the server is down for failing inference requests on its side while it may still
-        #: describe the model: then only a request that goes through shows it is back (`probe`).
+        #: Whether the server failed a request on its side (`TritonFailed`) since inference last went
+        #: through: it may describe the model all the same, so only an inference request that goes
+        #: through shows it is back (`_up` clears it), and an idle node's `probe` sends one.
         self._requests_failing = False
         #: The inference thread's last description read in the background: its `probe`, or a busy
         #: node's every `DESCRIPTION_MAX_AGE_S`; one at a time.
@@ -211,6 +218,7 @@ class TritonModel:
             # Not waited for: this batch goes out as the model was, queued behind the description,
             # and is not sent if the description shows the model can no longer be used.
             self._probing = self._send(self._redescribe)
+            self._probing.add_done_callback(self._background_done)
         batch, input_shape = self._prepare(served, images, imgsz)
         timing = RequestTiming()
         request = self._send(self._infer, served, batch, timing)
@@ -249,8 +257,6 @@ class TritonModel:
         if self._probe_in_flight():
             return
         with self._status_lock:
-            if not self._status.available and self._requests_failing:
-                return  # its describing the model would show nothing: the next frame's request will
             due = self._retry_at if not self._status.available else self._last_exchange_at + IDLE_PROBE_S
         if time.monotonic() < due:
             return
@@ -258,12 +264,25 @@ class TritonModel:
             self._probing = self._send(self._probe)
         except InferenceUnavailable:  # closed
             return
+        self._probing.add_done_callback(self._background_done)
         self._probing.add_done_callback(lambda _: on_answer())
 
     # -- inside -------------------------------------------------------------------------------------
 
     def _probe_in_flight(self) -> bool:
         return self._probing is not None and not self._probing.done()
+
+    def _background_done(self, probing: Future[Any]) -> None:
+        """Any thread: the end of a `probe` or background description, whose outcome no caller reads. An
+        exception of no expected kind (a client's own error, a bug) is logged and makes inference
+        unavailable, saying so, rather than be lost with the future while the node says all is well."""
+        if probing.cancelled() or self._closed:
+            return
+        exc = probing.exception()
+        if exc is None or isinstance(exc, InferenceUnavailable):  # fine, or said by `_down` already
+            return
+        log.error("checking the model at %s failed", self.endpoint, exc_info=exc)
+        self._down(f"checking the model on Triton at {self.endpoint.address} failed: {type(exc).__name__}: {exc}")
 
     def _send(self, call: Callable[..., _T], *args: Any) -> Future[_T]:
         """Queue ``call`` for the requester thread, as an `_attempt`."""
@@ -299,8 +318,9 @@ class TritonModel:
         its own side (`TritonFailed`) or does not serve the model now (`TritonModelMissing`) is down
         from that moment, so what is queued behind fails here without being sent. One that answers
         an inference request, even no, is up; an answered description alone does not make it so (but
-        for the first, in `connect`, and an idle node's `probe`): a server that describes its model
-        but fails every request stays down, backing off, and never flaps."""
+        for the first, in `connect`, and an idle node's `probe` of a server that failed no request
+        on its side): a server that describes its model but fails every request stays down, backing
+        off, and never flaps."""
         if self._closed:
             raise InferenceUnavailable(_CLOSED)
         self._refuse_while_down()
@@ -311,8 +331,9 @@ class TritonModel:
                 raise InferenceUnavailable(_CLOSED) from None
             if not isinstance(exc, TritonUnavailable):
                 raise
-            with self._status_lock:
-                self._requests_failing = call == self._infer and isinstance(exc, TritonFailed)
+            if isinstance(exc, TritonFailed):
+                with self._status_lock:
+                    self._requests_failing = True
             self._down(self._outage(exc))
             raise InferenceUnavailable(self.status.error) from None
         if call == self._infer:
@@ -358,21 +379,29 @@ class TritonModel:
         return ModelError(f"--model {self._spec}: Triton at {self.endpoint.address} cannot serve it ({exc})")
 
     def _probe(self) -> None:
-        """Requester thread: describe the model. For a node with no frames to send, the server
-        answering that is all there is to show that inference would work."""
-        if self._redescribe():
-            self._up()
+        """Requester thread: describe the model, and if the server failed a request on its side since
+        inference last went through, send it one blank image at the model's size, as a frame would
+        be. For a node with no frames to send, that is all there is to show that inference would
+        work: a server whose backend crashed may describe its model all the same."""
+        served = self._redescribe()
+        if served is None:
+            return
+        with self._status_lock:
+            failing = self._requests_failing
+        if failing:
+            blank = np.zeros((served.imgsz, served.imgsz, 3), np.uint8)
+            self._infer(served, letterbox(served, [blank], None)[0], RequestTiming())
+        self._up()
 
-    def _redescribe(self) -> bool:
-        """Requester thread: describe the model again; whether segcast can still use it. One it cannot
-        (other class names than at start) makes inference unavailable, saying why, as after an outage.
-        Being described is no sign that inference works (see `_attempt`): the caller says if it is."""
+    def _redescribe(self) -> ServedModel | None:
+        """Requester thread: describe the model again; the model if segcast can still use it. One it
+        cannot (other class names than at start) makes inference unavailable, saying why, as after an
+        outage. Being described is no sign that inference works (see `_attempt`): the caller says if it is."""
         try:
-            self._describe()
+            return self._describe()
         except ModelError as exc:
             self._down(str(exc))
-            return False
-        return True
+            return None
 
     def _describe(self) -> ServedModel:
         """The served model, read from the server; `ModelError` if segcast cannot use it, or if its
@@ -523,6 +552,7 @@ class TritonModel:
         with self._status_lock:
             recovered = self._failures > 0
             self._failures, self._retry_at = 0, 0.0
+            self._requests_failing = False
             if not self._status.available:
                 self._status = InferenceStatus(True)
         if recovered:
@@ -573,10 +603,15 @@ class PendingDetections:
 
 
 def connect(spec: str, endpoint: TritonEndpoint) -> TritonModel:
-    """The model at ``endpoint``, described now if the server answers (`ModelError` if it cannot be used)."""
+    """The model at ``endpoint``, described now if the server answers (`ModelError` if it cannot be used,
+    its requester thread and connection closed: a refused start leaves nothing running)."""
     require_client(spec)
     model = TritonModel(endpoint, spec)
-    model.connect()
+    try:
+        model.connect()
+    except BaseException:
+        model.close()
+        raise
     return model
 
 

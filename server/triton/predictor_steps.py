@@ -48,13 +48,16 @@ def postprocess(
 ) -> list[Detections]:
     """NMS as ultralytics runs it for an exported model, then segcast's outlines from the prototypes.
 
-    `ModelError` if the output does not have a row per class the metadata names (checked at start
-    when the config gives the sizes): class ids beyond the names, or coefficients taken for classes."""
+    `ModelError` if the outputs are not of the shapes the model's description promises, one per
+    image (an answer that is not this model's), or if the output does not have a row per class the
+    metadata names (checked at start when the config gives the sizes): class ids beyond the names,
+    or coefficients taken for classes."""
     import torch
     from ultralytics.utils import nms, ops
 
     from server.inference.outlines import segment_detections
 
+    _check_shapes(served, outputs, len(frame_shapes))
     head = outputs[0]
     if not served.end2end:
         mask_channels = outputs[1].shape[1] if served.task == "segment" else 0
@@ -84,3 +87,17 @@ def postprocess(
             boxes[:, :4] = ops.scale_boxes(input_shape, boxes[:, :4], shape)
             results.append(Detections(boxes))
     return results
+
+
+def _check_shapes(served: ServedModel, outputs: list[np.ndarray], images: int) -> None:
+    """`ModelError` unless the outputs are a head of [images, rows, boxes] and, for a segment model,
+    prototypes of [images, channels, height, width]: what NMS and the outlines index into."""
+    dimensions = (3, 4) if served.task == "segment" else (3,)
+    if len(outputs) != len(dimensions):
+        raise ModelError(f"the served model answered with {len(outputs)} outputs, {len(dimensions)} expected")
+    for name, output, wanted in zip(served.outputs, outputs, dimensions, strict=True):
+        if output.ndim != wanted or len(output) != images:
+            raise ModelError(
+                f"the served model's {name} has shape {list(output.shape)} for {images} image"
+                f"{'' if images == 1 else 's'}: expected {wanted} dimensions, the first {images}"
+            )

@@ -2,14 +2,18 @@
 
 A model segcast cannot use (no metadata, a task it does not run, an input that is not one image, mask
 prototypes missing, class names that are not its network's) is refused here with one `ModelError`
-line saying what is wrong, at start, rather than failing every frame later. `server.triton.model`
-reads the description at start, after each outage or refusal and every ``DESCRIPTION_MAX_AGE_S``,
-and compares it with the one it has, so the checks and the comparison need only the config.
+line saying what is wrong, at start, rather than failing every frame later; so is a config it cannot
+read (a class number that is no number, an input without a name), naming the field.
+`server.triton.model` reads the description at start, after each outage or refusal and every
+``DESCRIPTION_MAX_AGE_S``, and compares it with the one it has, so the checks and the comparison need
+only the config.
 """
 
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,8 +41,10 @@ class ServedModel:
 
     @classmethod
     def from_config(cls, config: dict[str, Any], spec: str) -> ServedModel:
-        """Raises `ModelError` with one line naming what is missing or wrong."""
-        metadata = _metadata(config, spec)
+        """Raises `ModelError` with one line naming what is missing or wrong, and nothing else: the
+        model is described again in the background while a node runs, where no other error is read."""
+        with _reading("'metadata' parameter", spec):
+            metadata = _metadata(config, spec)
         missing = [key for key in ("names", "task") if key not in metadata]
         if missing:
             raise ModelError(
@@ -48,10 +54,14 @@ class ServedModel:
         task = str(metadata["task"])
         if task not in SUPPORTED_TASKS:
             raise ModelError(f"--model {spec}: a {task} model; segcast needs a segment or detect model")
-        names = _names(metadata["names"], spec)
-        max_batch = int(config.get("max_batch_size", 0))
-        input_name, dtype, fixed = _input(config, max_batch, spec)
-        outputs = tuple(sorted(str(output["name"]) for output in config.get("output", [])))
+        with _reading("metadata 'names'", spec):
+            names = _names(metadata["names"], spec)
+        with _reading("max_batch_size", spec):
+            max_batch = int(config.get("max_batch_size", 0))
+        with _reading("input", spec):
+            input_name, dtype, fixed = _input(config, max_batch, spec)
+        with _reading("output", spec):
+            outputs = tuple(sorted(str(output["name"]) for output in config.get("output", [])))
         wanted = 2 if task == "segment" else 1
         if len(outputs) != wanted:
             if task == "segment" and len(outputs) == 1:
@@ -67,11 +77,26 @@ class ServedModel:
                 f"export it again or fix the metadata"
             )
         imgsz = _imgsz(metadata.get("imgsz"), fixed)
-        stride = int(metadata.get("stride", DEFAULT_STRIDE))
+        with _reading("metadata 'stride'", spec):
+            stride = int(metadata.get("stride", DEFAULT_STRIDE))
         end2end = bool(metadata.get("end2end", False) or _args(metadata).get("nms", False))
         if not end2end:
-            _check_rows(config, outputs, max_batch, len(names), spec)
+            with _reading("output", spec):
+                _check_rows(config, outputs, max_batch, len(names), spec)
         return cls(names, task, imgsz, stride, input_name, dtype, fixed, outputs, max_batch, end2end)
+
+
+@contextmanager
+def _reading(field: str, spec: str) -> Iterator[None]:
+    """`ModelError` naming ``field`` for a part of the config of a shape segcast cannot read (a string
+    where a number belongs, an entry without its name), in place of the parser's own exception."""
+    try:
+        yield
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        raise ModelError(
+            f"--model {spec}: the model's {field} cannot be read ({type(exc).__name__}: {exc}); serve a repository "
+            f"written by segcast export --format triton"
+        ) from None
 
 
 def _metadata(config: dict[str, Any], spec: str) -> dict[str, Any]:
@@ -105,6 +130,10 @@ def _names(value: Any, spec: str) -> dict[int, str]:
         value = dict(enumerate(value))
     if not isinstance(value, dict) or not value:
         raise ModelError(f"--model {spec}: the model's metadata 'names' is not a list or dict of class names")
+    unnumbered = [key for key in value if not (isinstance(key, int) or (isinstance(key, str) and key.isdigit()))]
+    if unnumbered:
+        keys = ", ".join(repr(key) for key in unnumbered[:3])
+        raise ModelError(f"--model {spec}: the model's metadata 'names' has keys {keys}; class numbers expected")
     return {int(key): str(name) for key, name in value.items()}
 
 

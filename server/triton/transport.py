@@ -1,11 +1,11 @@
 """Talking to a Triton server: its address in ``--model``, and one request over gRPC or HTTP.
 
-Every call has a deadline and every failure comes out as one of two exceptions, so the inference
-thread never hangs on a network and never sees a client library's own error types:
+Every call has a wall-clock deadline and every failure comes out as one of two exceptions, so the
+inference thread never hangs on a network and never sees a client library's own error types:
 `TritonUnavailable` (no answer in time, connection refused or reset, an answer that is not Triton's,
-`TritonFailed`: the server failed the request on its side, or `TritonModelMissing`: the server has
-no such model now; worth retrying) and `TritonRefused` (the server answered no because of the
-request: an input it cannot take).
+`TritonFailed`: the server failed the request on its side, or answered it without an output asked
+for, or `TritonModelMissing`: the server has no such model now; worth retrying) and `TritonRefused`
+(the server answered no because of the request: an input it cannot take).
 
 gRPC and HTTP are classified alike, by the Triton error behind the status: INVALID_ARGUMENT,
 ALREADY_EXISTS, UNIMPLEMENTED (HTTP 400, 409, 501 and other 4xx) are the request's fault; NOT_FOUND
@@ -14,6 +14,11 @@ being replaced); INTERNAL and UNKNOWN (HTTP 500) are the server's (a crashed bac
 memory); UNAVAILABLE, RESOURCE_EXHAUSTED, CANCELLED (HTTP 502, 503, 504, 429) are a server that is
 not there or too busy. An HTTP error answer without Triton's JSON (an empty 404 of a proxy or
 default backend, an HTML page) is not Triton's at all.
+
+gRPC enforces a call's deadline itself. The HTTP client's time-outs bound each read, not the call, so
+a server or proxy that trickles its answer a byte at a time would hold the call for ever: at the
+deadline a timer shuts the call's connections under it, as `Transport.close` does, and the call fails
+as `TritonTimeout`.
 
 Requests go in the clear and carry no credentials: ``grpcs://``, ``https://`` and a user name or
 password in the URL are refused at start rather than quietly sent without them (or the password
@@ -28,10 +33,10 @@ import importlib.util
 import math
 import socket
 import threading
-import urllib.request
+import time
 import weakref
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -215,7 +220,7 @@ class _GrpcTransport:
         request.set_data_from_numpy(batch)
         wanted = [self._lib.InferRequestedOutput(name) for name in outputs]
         reply = self._call(self._client.infer, model, [request], outputs=wanted, client_timeout=timeout_s)
-        return [reply.as_numpy(name) for name in outputs]
+        return _outputs(reply, outputs)
 
     def repository_index(self, timeout_s: float) -> list[RepositoryModel]:
         reply = self._call(self._client.get_model_repository_index, as_json=True, client_timeout=timeout_s)
@@ -260,46 +265,61 @@ class _HttpTransport:
         self._lib = httpclient
         self._address = address
         self._connect_timeout_s = connect_timeout_s
-        self._connections: weakref.WeakSet[Any] = weakref.WeakSet()  # every socket its clients opened
-        self._connections_lock = threading.Lock()  # guards the set, the clients and `_closed`
+        self._lock = threading.Lock()  # guards the clients, their connections and calls, and `_closed`
         self._closed = False
         #: geventhttpclient fixes a client's timeouts when it is made, so there is one client (and
         #: connection) per time-out in use, the least recently used first: a model's description (5 s)
         #: and its inference (10 s) alternate on an idle node's probes and sparse frames, and a single
         #: client remade at each change of time-out made a new connection for nearly every request.
-        self._clients: OrderedDict[int, Any] = OrderedDict()
+        self._clients: OrderedDict[int, _HttpClient] = OrderedDict()
 
-    def _client(self, network_timeout_s: int) -> Any:
+    def _client(self, network_timeout_s: int) -> _HttpClient:
         """The client for ``network_timeout_s``, made if there is none; past `HTTP_CLIENTS_KEPT`, the one
         least recently used is closed."""
-        with self._connections_lock:  # `close`, from another thread, closes those here
+        with self._lock:  # `close`, from another thread, closes those here
             client = self._clients.pop(network_timeout_s, None) or self._new_client(network_timeout_s)
             self._clients[network_timeout_s] = client
             unused = [self._clients.popitem(last=False)[1] for _ in range(len(self._clients) - HTTP_CLIENTS_KEPT)]
         for old in unused:
-            old.close()
+            old.client.close()
         return client
 
-    def _new_client(self, network_timeout_s: float) -> Any:
-        client = self._lib.InferenceServerClient(
-            url=self._address,
-            verbose=False,
-            connection_timeout=self._connect_timeout_s,
-            network_timeout=network_timeout_s,
+    def _new_client(self, network_timeout_s: int) -> _HttpClient:
+        made = _HttpClient(
+            self._lib.InferenceServerClient(
+                url=self._address,
+                verbose=False,
+                # A connection that takes longer than the call's deadline is bounded by this, not by
+                # the deadline's timer, which can only shut a connection once it is open.
+                connection_timeout=min(self._connect_timeout_s, network_timeout_s),
+                network_timeout=network_timeout_s,
+            )
         )
         # The connection pool's hook for each new socket (geventhttpclient's, in tritonclient's
-        # `_client_stub`): its own close only closes idle sockets, and `close` must end a busy one.
-        # Both are private: where a release lacks them, a stop waits out the call's deadline instead.
-        pool = getattr(getattr(client, "_client_stub", None), "_connection_pool", None)
+        # `_client_stub`): its own close only closes idle sockets, and `close` and a call's deadline
+        # must end a busy one. Both are private: where a release lacks them, a stop waits out the
+        # call's network time-out instead, and a trickled answer is bounded only by it.
+        pool = getattr(getattr(made.client, "_client_stub", None), "_connection_pool", None)
         if pool is not None and hasattr(pool, "after_connect"):
-            pool.after_connect = self._opened
-        return client
+            pool.after_connect = lambda connection: self._opened(made, connection)
+        return made
 
-    def _opened(self, connection: Any) -> None:
-        with self._connections_lock:
-            self._connections.add(connection)
-            closed = self._closed
-        if closed:  # opened by a call that started as `close` ran
+    def _opened(self, client: _HttpClient, connection: Any) -> None:
+        with self._lock:
+            client.connections.add(connection)
+            shut = self._closed or (client.call is not None and client.call.is_set())
+        if shut:  # opened by a call that started as `close` ran, or one past its deadline retrying
+            _shut(connection)
+
+    def _expire(self, client: _HttpClient, call: threading.Event) -> None:
+        """Timer thread: ``call``, still in progress on ``client`` at its deadline, is ended by shutting
+        the client's connections under it (one at a time per client: it is the requester thread's)."""
+        with self._lock:
+            if client.call is not call:  # it ended as the timer fired
+                return
+            call.set()
+            connections = list(client.connections)
+        for connection in connections:
             _shut(connection)
 
     def model_config(self, model: str, timeout_s: float) -> dict[str, Any]:
@@ -313,7 +333,7 @@ class _HttpTransport:
         request.set_data_from_numpy(batch, binary_data=True)
         wanted = [self._lib.InferRequestedOutput(name, binary_data=True) for name in outputs]
         reply = self._call(timeout_s, lambda client: client.infer(model, [request], outputs=wanted))
-        return [reply.as_numpy(name) for name in outputs]
+        return _outputs(reply, outputs)
 
     def repository_index(self, timeout_s: float) -> list[RepositoryModel]:
         return _repository_models(self._call(timeout_s, lambda client: client.get_model_repository_index()))
@@ -323,48 +343,77 @@ class _HttpTransport:
         progress on the requester thread wakes at once, its connection closed (the client's own close
         only closes idle connections, and a gevent socket is woken only by its own thread's hub, which
         the OS socket's shutdown reaches from any thread)."""
-        with self._connections_lock:
+        with self._lock:
             self._closed = True
-            connections = list(self._connections)
             clients = list(self._clients.values())
+            connections = [connection for client in clients for connection in client.connections]
         for connection in connections:
             _shut(connection)
         for client in clients:
-            client.close()
+            client.client.close()
 
     def _call(self, timeout_s: float, method: Any) -> Any:
+        """``method(client)`` within ``timeout_s`` of now, whatever the server sends meanwhile."""
+        started = time.monotonic()
+        # The client's per-read time-out in whole seconds, rounded up: the time left of a deadline
+        # changes with every request, and a client made for each would mean a new connection for each.
+        client = self._client(math.ceil(timeout_s))
+        call = threading.Event()  # set by the timer at the deadline
+        with self._lock:
+            client.call = call
+        deadline = threading.Timer(timeout_s, self._expire, (client, call))
+        deadline.name, deadline.daemon = "triton-http-deadline", True
+        deadline.start()
+        try:
+            return method(client.client)
+        except Exception as exc:
+            if call.is_set():  # whatever shutting its connection made of the call
+                raise TritonTimeout(f"no answer within {timeout_s:.3g} s") from None
+            raise self._failure(exc, timeout_s, timeout_s - (time.monotonic() - started)) from None
+        finally:
+            deadline.cancel()
+            with self._lock:
+                client.call = None
+
+    def _failure(self, exc: Exception, timeout_s: float, left_s: float) -> Exception:
+        """The exception to raise for ``exc``, raised by a call of ``timeout_s`` with ``left_s`` left; an
+        exception of no known kind is ``exc`` itself."""
         from geventhttpclient.response import HTTPConnectionClosed  # tritonclient.http's HTTP client
         from rapidjson import JSONDecodeError  # tritonclient.http's JSON parser
         from tritonclient.utils import InferenceServerException
 
-        # Whole seconds, rounded up: the time left of a deadline changes with every request, and a
-        # client made for each would mean a new connection for each.
-        timeout_s = math.ceil(timeout_s)
-        try:
-            return method(self._client(timeout_s))
-        except InferenceServerException as exc:
-            raise _http_error(exc) from None
-        except TimeoutError:
-            raise TritonTimeout(f"no answer within {timeout_s:g} s") from None
-        except OSError as exc:  # refused, reset, unreachable
-            raise TritonUnavailable(_short(exc)) from None
-        except HTTPConnectionClosed:  # no answer at all: a server stopping closes its kept-alive connections
-            raise TritonUnavailable("connection closed before any answer") from None
-        except http.client.HTTPException:  # an answer that is not HTTP/1: e.g. Triton's gRPC port
+        if isinstance(exc, InferenceServerException):
+            return _http_error(exc)
+        if isinstance(exc, TimeoutError):
+            return TritonTimeout(f"no answer within {timeout_s:.3g} s")
+        if isinstance(exc, OSError):  # refused, reset, unreachable
+            return TritonUnavailable(_short(exc))
+        if isinstance(exc, HTTPConnectionClosed):  # no answer: a server stopping closes its kept-alive connections
+            return TritonUnavailable("connection closed before any answer")
+        if isinstance(exc, http.client.HTTPException):  # an answer that is not HTTP/1: e.g. Triton's gRPC port
             # The parser's own words (``('Expected HTTP/, RTSP/ or ICE/', 8)``) tell a person nothing more.
             hint = _port_hint(self._address, "gRPC")
-            raise TritonUnavailable(f"not a Triton HTTP endpoint (its answer is not HTTP/1.1): {hint}") from None
-        except JSONDecodeError:  # a 200 answer that is not Triton's JSON: e.g. Triton's metrics port
-            if _serves_metrics(self._address, timeout_s):
-                raise TritonUnavailable(
+            return TritonUnavailable(f"not a Triton HTTP endpoint (its answer is not HTTP/1.1): {hint}")
+        if isinstance(exc, JSONDecodeError):  # a 200 answer that is not Triton's JSON: e.g. Triton's metrics port
+            if left_s > 0 and _serves_metrics(self._address, left_s):
+                return TritonUnavailable(
                     f"not a Triton HTTP endpoint (its answer is Prometheus metrics, not JSON): is {self._address} "
                     f"Triton's metrics port? http:// is usually port 8000, metrics 8002"
-                ) from None
-            raise TritonUnavailable("not a Triton HTTP endpoint (its answer is not JSON)") from None
-        except Exception as exc:  # gevent's Timeout is no OSError
-            if type(exc).__name__ in {"Timeout", "ConnectionTimeout", "NetworkTimeout"}:
-                raise TritonTimeout(f"no answer within {timeout_s:g} s") from None
-            raise
+                )
+            return TritonUnavailable("not a Triton HTTP endpoint (its answer is not JSON)")
+        if type(exc).__name__ in {"Timeout", "ConnectionTimeout", "NetworkTimeout"}:  # gevent's is no OSError
+            return TritonTimeout(f"no answer within {timeout_s:.3g} s")
+        return exc
+
+
+@dataclass(eq=False, slots=True)
+class _HttpClient:
+    """One geventhttpclient client of `_HttpTransport`, every connection it opened, and its call in
+    progress, if any: an event the call's deadline sets once it shut those connections."""
+
+    client: Any
+    connections: weakref.WeakSet[Any] = field(default_factory=weakref.WeakSet)
+    call: threading.Event | None = None
 
 
 def _http_error(exc: Any) -> Exception:
@@ -404,16 +453,40 @@ def _repository_models(entries: Any) -> list[RepositoryModel]:
     ]
 
 
+def _outputs(reply: Any, names: list[str]) -> list[np.ndarray]:
+    """The outputs ``names`` of an inference answer, in that order; `TritonFailed` if it lacks one, as
+    Triton's never do (a proxy's or another server's answer, say): the server failed the request, as
+    an answer read by the model's description would not show."""
+    found = [reply.as_numpy(name) for name in names]
+    missing = [name for name, output in zip(names, found, strict=True) if output is None]
+    if missing:
+        raise TritonFailed(f"its answer has no output {', '.join(missing)}")
+    return found
+
+
 def _serves_metrics(address: str, timeout_s: float) -> bool:
     """Whether ``address`` answers ``GET /metrics`` with Prometheus text, as Triton's metrics port does:
-    asked only once an answer was found not to be JSON, whose text the client does not hand back."""
+    asked only once an answer was found not to be JSON, whose text the client does not hand back.
+    Within ``timeout_s`` of now, however slowly the server sends: at the deadline its connection is shut."""
+    connection = http.client.HTTPConnection(address, timeout=timeout_s)  # no proxy, as the client connects
+
+    def expire() -> None:
+        if connection.sock is not None:
+            _shut(connection.sock)
+
+    deadline = threading.Timer(timeout_s, expire)
+    deadline.name, deadline.daemon = "triton-http-deadline", True
+    deadline.start()
     try:
-        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # as the client itself connects
-        with direct.open(f"http://{address}/metrics", timeout=timeout_s) as answer:
-            start = answer.read(METRICS_SNIFF_BYTES).decode("utf-8", "replace")
+        connection.request("GET", "/metrics")
+        answer = connection.getresponse()
+        start = answer.read(METRICS_SNIFF_BYTES).decode("utf-8", "replace")
     except (OSError, http.client.HTTPException, ValueError):
         return False
-    return start.startswith(("# HELP ", "# TYPE "))
+    finally:
+        deadline.cancel()
+        connection.close()
+    return answer.status == 200 and start.startswith(("# HELP ", "# TYPE "))
 
 
 def _port_hint(address: str, other: str) -> str:
