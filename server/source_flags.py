@@ -22,14 +22,16 @@ _ID_ROOM = 56
 def streams_from_flags(
     values: list[str], loop: bool = False, options: StreamOptions | None = None, taken: set[str] | None = None
 ) -> tuple[StreamConfig, ...]:
-    """Turn ``--source [ID=]URI`` values into stream configs with unique ids.
+    """Turn ``--source [ID=]URI`` values into stream configs with unique ids, in the order given.
 
-    Without an explicit ``ID=``, the id comes from the source: a file's stem, ``scene-<seed>``.
+    Without an explicit ``ID=``, the id comes from the source: a file's stem, ``scene-<seed>``, made
+    unique after every id given explicitly is taken, wherever in the list it stands: a source named
+    ``front`` after an unnamed ``/v/front.mp4`` was "front used twice", though typed once.
     ``taken`` holds ids already used (by the config file's streams). An empty URI, or text before
     the first ``=`` that reads as an id but is not a valid one (``Front.Door=...``), is refused.
     """
-    streams: list[StreamConfig] = []
     taken = set() if taken is None else set(taken)
+    given: list[tuple[str | None, str]] = []
     for value in values:
         stream_id, uri = _split_id(value)
         if not uri.strip():
@@ -38,11 +40,16 @@ def streams_from_flags(
                 if stream_id is not None
                 else f"--source {value!r}: empty: expected [ID=]URI, e.g. front=/videos/front.mp4 or scene:?seed=1"
             )
+        if stream_id is not None:
+            if stream_id in taken:
+                raise ConfigError(f"--source {value}: stream id {stream_id!r} is used twice")
+            taken.add(stream_id)
+        given.append((stream_id, uri))
+    streams: list[StreamConfig] = []
+    for stream_id, uri in given:
         if stream_id is None:
             stream_id = _unique(_default_id(uri), taken)
-        elif stream_id in taken:
-            raise ConfigError(f"--source {value}: stream id {stream_id!r} is used twice")
-        taken.add(stream_id)
+            taken.add(stream_id)
         streams.append(StreamConfig(stream_id, uri, loop, options or StreamOptions()))
     return tuple(streams)
 

@@ -311,6 +311,83 @@ async def test_sources_that_need_neither_a_file_nor_a_name_are_checked_while_a_s
         await asyncio.gather(*waiting)
 
 
+class GatedPolicy:
+    """A policy whose every check waits in its thread until `open`, as a look-up at a slow name server does."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.started = 0
+        self._lock = threading.Lock()
+
+    def check_text(self, uri: str) -> Callable[[], None]:
+        return self._look_up
+
+    def _look_up(self) -> None:
+        with self._lock:
+            self.started += 1
+        self.gate.wait(FINISH_TIMEOUT_S)
+
+    async def wait_started(self, count: int) -> None:
+        async def started() -> bool:
+            return self.started == count
+
+        await eventually(started, what=f"{count} look-ups started")
+
+
+async def test_more_ordinary_checks_at_once_than_threads_wait_for_one_and_all_pass() -> None:
+    """Every check in a thread was counted as one that might be stuck: of six ordinary checks asked at
+    once, the fifth and sixth were refused at once (503), nothing being stuck at all."""
+    policy = GatedPolicy()
+    checks = source_checks.SourceChecks(policy, threads=4)  # type: ignore[arg-type]
+    try:
+        asked = [asyncio.create_task(checks.check(f"rtsp://cam{n}.example/live")) for n in range(6)]
+        await policy.wait_started(4)
+        assert not [task for task in asked if task.done()], "refused while the first four were being answered"
+        policy.gate.set()
+        await asyncio.wait_for(asyncio.gather(*asked), FINISH_TIMEOUT_S)
+        assert policy.started == 6
+    finally:
+        policy.gate.set()
+        checks.shutdown()
+
+
+async def test_checks_given_up_in_every_thread_refuse_the_next_at_once_until_one_returns(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    policy = GatedPolicy()
+    checks = source_checks.SourceChecks(policy, threads=2)  # type: ignore[arg-type]
+    monkeypatch.setattr(source_checks, "CHECK_TIMEOUT_S", 0.2)
+    try:
+        for n in range(2):
+            with pytest.raises(source_checks.CheckUnanswered, match=r"did not answer within 0\.2 s"):
+                await checks.check(f"rtsp://stuck{n}.example/live")
+        monkeypatch.setattr(source_checks, "CHECK_TIMEOUT_S", 3600.0)
+        with pytest.raises(source_checks.CheckUnanswered, match="2 earlier checks are still waiting"):
+            await promptly_done(checks.check("rtsp://next.example/live"))
+        assert policy.started == 2, "no look-up was queued behind the stuck ones"
+        policy.gate.set()
+
+        async def checked() -> bool:
+            try:
+                await promptly_done(checks.check("rtsp://later.example/live"))
+            except source_checks.CheckUnanswered:
+                return False
+            return True
+
+        await eventually(checked, what="a check once the stuck ones returned")
+    finally:
+        policy.gate.set()
+        checks.shutdown()
+
+
+async def promptly_done(check: Awaitable[None]) -> None:
+    """``check``, which must not wait for what is stuck."""
+    try:
+        await asyncio.wait_for(check, FINISH_TIMEOUT_S)
+    except TimeoutError:
+        raise AssertionError("the check waited for the stuck ones") from None
+
+
 async def test_shutdown_does_not_wait_for_a_stuck_check(
     start_server: Start, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from server.sources import SourceError, StreamState, open_source
+from server.sources.decoding import UprightImages
 from server.sources.file import FileSource
-from server.sources.network import UprightImages
 from tests.support.reader_probe import ReaderProbe
 from tests.support.rtsp_camera import write_camera_video
 from tests.test_sources_http import write_faststart

@@ -175,6 +175,68 @@ def test_the_target_duration_of_a_master_playlist_is_its_variants(tmp_path: Path
         assert playlist_target_duration(server.url("/none.m3u8"), 5, "127.0.0.1") is None
 
 
+def test_a_master_playlist_whose_first_variant_is_no_url_has_no_target_duration(tmp_path: Path) -> None:
+    """Reading its URI raised ValueError past the reader's opening, at every attempt: the stream never
+    played, though FFmpeg could play the next variant."""
+    (tmp_path / "master.m3u8").write_text(
+        "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nhttp://[bad/x.m3u8\n#EXT-X-STREAM-INF:BANDWIDTH=2\nlow.m3u8\n"
+    )
+    with MjpegServer(files=tmp_path) as server:
+        assert playlist_target_duration(server.url("/master.m3u8"), 5, "127.0.0.1") is None
+
+
+def test_a_live_master_playlist_whose_first_variant_is_no_url_plays_its_next(
+    recording: Recording, tmp_path: Path
+) -> None:
+    (tmp_path / "master.m3u8").write_text(
+        "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nhttp://[bad/x.m3u8\n#EXT-X-STREAM-INF:BANDWIDTH=2\nlive.m3u8\n"
+    )
+    with (
+        LivePlaylist(tmp_path, recording),
+        MjpegServer(files=tmp_path) as server,
+        ReaderProbe(server.url("/master.m3u8")) as probe,
+    ):
+        live = probe.wait_state(StreamState.LIVE, 20)
+    assert live.reconnects == 0, live
+
+
+class ClosingSpy:
+    """An open container, noting whether it was closed."""
+
+    def __init__(self, container: av.container.InputContainer) -> None:
+        self.container = container
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+        self.container.close()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.container, name)
+
+
+def test_a_container_opened_for_an_attempt_that_fails_before_reading_it_is_closed(
+    live_hls: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error between opening a live playlist and handing it on (its target duration looked up)
+    left the container open, with its connection and FFmpeg's buffers, at every attempt."""
+    opened: list[ClosingSpy] = []
+    real_open = av.open
+
+    def spied_open(*args: object, **kwargs: object) -> ClosingSpy:
+        opened.append(ClosingSpy(real_open(*args, **kwargs)))  # type: ignore[call-overload]
+        return opened[-1]
+
+    def broken_look_up(*args: object) -> float:
+        raise RuntimeError("the look-up broke")
+
+    monkeypatch.setattr(av, "open", spied_open)
+    monkeypatch.setattr(network, "playlist_target_duration", broken_look_up)
+    with pytest.raises(RuntimeError, match="the look-up broke"):
+        next(network.NetworkSource(live_hls).open(threading.Event()))
+    assert len(opened) == 1 and opened[0].closed
+
+
 def test_the_first_variant_of_a_master_playlist_is_the_first_uri_after_its_first_stream_tag() -> None:
     master = (
         "#EXTM3U\r\n#EXT-X-VERSION:3\r\nignored.m3u8\r\n"

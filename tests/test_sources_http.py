@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -122,6 +123,34 @@ def test_a_camera_switching_to_frames_above_the_limit_fails_and_says_why() -> No
 
     assert failed.error is not None and "400x240" in failed.error and "max_frame_side" in failed.error
     assert newest is None or newest.image.shape == (96, 160, 3), "no large frame was handed on"
+
+
+def test_the_decoder_refuses_a_picture_above_the_limit_instead_of_decoding_it() -> None:
+    """Told the limit (``max_pixels``), the decoder fails on the large picture before it spends its
+    memory: without it, the picture was decoded, and only the reader's check of its size refused it."""
+    with MjpegServer(fps=10, width=160) as camera:
+        source = NetworkSource(camera.url() + "#timeout=1", max_frame_side=256)
+        frames = source.open(threading.Event())
+        assert isinstance(frames, Generator)
+        with contextlib.closing(frames):
+            assert next(frames).image.shape == (96, 160, 3)
+            camera.jpegs = [cv2.imencode(".jpg", np.full((240, 400, 3), 90, np.uint8))[1].tobytes()]
+            with pytest.raises(ConnectionError):
+                for decoded in frames:
+                    assert decoded.image.shape == (96, 160, 3), "a picture above the limit was decoded"
+
+
+def test_a_video_url_played_with_loop_plays_again_from_its_start(clip_folder: Path) -> None:
+    """README: a video URL "loops with --loop". Its second pass went on from where the first had
+    stopped, its end: the stream stayed live with no frames."""
+    frames = round(CLIP_S * CLIP_FPS)
+    with (
+        MjpegServer(files=clip_folder) as server,
+        ReaderProbe(NetworkSource(server.url("/clip.mp4")), loop_file=True, record=True) as probe,
+    ):
+        probe.wait_until("a second pass", lambda _: sum(f.restarts == 1 for f in probe.published) >= frames, 20)
+    second_pass = [frame for frame in probe.published if frame.restarts == 1]
+    assert len(second_pass) == frames, "every frame again"
 
 
 def test_video_url_plays_at_its_native_rate_then_ends(clip_folder: Path) -> None:

@@ -135,6 +135,17 @@ class RecordedBackoff:
         return delay
 
 
+def test_a_camera_that_recovers_then_fails_the_same_way_is_warned_about_again(caplog: pytest.LogCaptureFixture) -> None:
+    """Live again in between, the same failure is news: it is not one of the retries of a dead camera."""
+    refused = ConnectionError("connection refused")
+    source = ScriptedSource((0, refused), (3, refused), (1000, None))
+    backoff = Backoff(initial_s=0.01, max_s=0.02)
+    with caplog.at_level(logging.DEBUG, logger="server.sources.reader"), ReaderProbe(source, backoff=backoff) as probe:
+        probe.wait_until("live after two failures", lambda s: s.reconnects == 2 and s.state is StreamState.LIVE, 5)
+    retries = [r for r in caplog.records if "reconnecting in" in r.getMessage()]
+    assert [r.levelno for r in retries] == [logging.WARNING, logging.WARNING]
+
+
 def test_backoff_is_reset_after_a_healthy_connection() -> None:
     # Unhealthy drops grow the delay; after a connection that lasted `healthy_s` it starts over.
     # The healthy one lasts 50 frames at 50 fps: 1 s, at least, however busy the machine.
@@ -238,6 +249,63 @@ def test_a_live_source_that_returns_has_ended() -> None:
     with ReaderProbe(ScriptedSource((3, None))) as probe:
         ended = probe.wait_state(StreamState.ENDED, 5)
     assert ended.frames_read == 3
+
+
+class TimedSource(ScriptedSource):
+    """A live source that yields one frame for each of ``media_times``, then ends."""
+
+    def __init__(self, *media_times: float) -> None:
+        super().__init__()
+        self.media_times = media_times
+
+    def open(self, stop: threading.Event) -> Iterator[Decoded]:
+        for media_time in self.media_times:
+            yield Decoded(self.image, media_time)
+
+
+def test_a_small_step_back_in_a_sources_timestamps_holds_its_media_time() -> None:
+    """A frame reordered, or a camera's clock set back a little (less than a jump): trackers must never
+    see time go backwards."""
+    with ReaderProbe(TimedSource(0.0, 0.02, 0.04, 0.03, 0.06), record=True) as probe:
+        probe.wait_state(StreamState.ENDED, 5)
+    assert [frame.media_time for frame in probe.published[:5]] == [0.0, 0.02, 0.04, 0.04, 0.06]
+
+
+def test_the_transitions_table_decides_whether_a_state_may_follow_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`TRANSITIONS` says it is the one place that decides, but a state following itself was never
+    looked up in it."""
+    monkeypatch.setitem(
+        TRANSITIONS, StreamState.RECONNECTING, TRANSITIONS[StreamState.RECONNECTING] - {StreamState.RECONNECTING}
+    )
+    source = ScriptedSource((0, ConnectionError("connection refused")))
+    with ReaderProbe(source, backoff=Backoff(initial_s=0.01, max_s=0.02)) as probe:
+        failed = probe.wait_state(StreamState.FAILED, 5)
+    assert failed.error == "RuntimeError: stream state cannot go from reconnecting to reconnecting"
+
+
+class FailingWhenStopped(ScriptedSource):
+    """A source whose `open` waits for ``stop``, then raises a `SourceError` (a file unreadable by then)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+
+    def open(self, stop: threading.Event) -> Iterator[Decoded]:
+        self.entered.set()
+        stop.wait()
+        yield from ()
+        raise SourceError("cannot read the file")
+
+
+def test_a_stopped_reader_publishes_no_state() -> None:
+    """After `request_stop` the reader is silent: a stream removed must not turn up again as failed."""
+    source = FailingWhenStopped()
+    probe = ReaderProbe(source)
+    probe.reader.start()
+    assert source.entered.wait(5)
+    probe.reader.stop()
+    assert not probe.reader.alive
+    assert probe.announced == [] and probe.status().state is StreamState.STARTING
 
 
 class CutShortFile(ScriptedSource):
@@ -442,6 +510,8 @@ def test_network_source_describes_itself_masked_and_asks_for_low_latency() -> No
         ("http://admin:s3cret@cam/video.mjpg#format=nosuchformat", "format='nosuchformat' in 'http://admin:***@cam/"),
         ("webcam:0#fps=inf", "fps='inf'"),
         ("webcam:0#width=inf&height=480", "width='inf'"),
+        # Asked the camera for a mode of 0x0.
+        ("webcam:0#width=0.5&height=0.9", "a webcam's width and height are whole pixels, at least 1"),
         # A port FFmpeg can never use was `reconnecting` for ever with "invalid argument".
         ("rtsp://admin:s3cret@cam:99999/live", "'rtsp://admin:***@cam:99999/live': the port must be a number from 1"),
         ("rtsp://cam:abc/live", "the port must be a number from 1 to 65535"),

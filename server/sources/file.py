@@ -21,14 +21,8 @@ from urllib.parse import unquote, urlsplit
 import av
 
 from server.sources.base import MAX_FRAME_SIDE_PX, SCALE_VIDEO_DOWN, Decoded, SourceError, reading_stream
-from server.sources.network import (
-    SCHEMES,
-    UprightImages,
-    frame_rate,
-    limit_decoder,
-    refuse_damaged_pictures,
-    video_stream,
-)
+from server.sources.decoding import UprightImages, frame_rate, limit_decoder, refuse_damaged_pictures, video_stream
+from server.sources.network import SCHEMES
 from server.sources.uri import mask_uri, split_options
 
 log = logging.getLogger(__name__)

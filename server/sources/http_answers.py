@@ -5,20 +5,21 @@ name that does not resolve, "Invalid data found" for a web page given instead of
 "5XX Server Error" for every server error, and nothing of a live HLS playlist's target duration, which
 bounds how long its reader may wait for the next segment. So after FFmpeg has failed, or has opened a
 live playlist, the network source asks again here (`server.sources.network`), in its reader's thread:
-these calls block for their time-out, each told by the caller.
+each call ends within the time-out its caller gives it, however slowly the server answers, and as
+soon as the reader's ``stop`` is set (`server.sources.http_get`).
 """
 
 from __future__ import annotations
 
-import base64
 import http.client
 import re
 import socket
-import ssl
-import urllib.error
-import urllib.request
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit
+
+from server.sources.http_get import Deadline, get
 
 #: How much of a playlist is read for its target duration: a live one lists a few segments.
 PLAYLIST_MAX_BYTES = 65_536
@@ -37,6 +38,8 @@ def unknown_host(host: str) -> str | None:
     failed so, as a camera's host is resolved again at every connection anyway."""
     try:
         socket.getaddrinfo(host, None)
+    except UnicodeError:  # a label longer than 63 characters, or an empty one: no name server is asked
+        return f"the camera's host {host!r} is not a valid host name: check the host name in the URI"
     except socket.gaierror as exc:
         if exc.errno == socket.EAI_AGAIN:  # the name may be right: the DNS server did not answer
             return f"could not look up the camera's host {host!r} ({exc.strerror}): is the DNS server reachable?"
@@ -61,52 +64,63 @@ class HttpAnswer:
         return self.content_type in PAGE_TYPES or text.startswith(PAGE_STARTS)
 
 
-def ask_again(url: str, timeout_s: float) -> HttpAnswer | None:
-    """How the HTTP(S) ``url`` answers (`_ask`), reading no more than `PAGE_SNIFF_BYTES` of it; None
-    where it cannot be asked.
+def ask_again(
+    url: str, timeout_s: float, stop: threading.Event | None = None, check_host: Callable[[str], None] | None = None
+) -> HttpAnswer | None:
+    """How the HTTP(S) ``url`` answers (`http_get.get`, redirects checked by ``check_host``), reading no
+    more than `PAGE_SNIFF_BYTES` of it; None where it cannot be asked within ``timeout_s``, or ``stop``
+    is set first.
 
     Asked after FFmpeg failed on the URL, for what FFmpeg read and kept to itself (a web page given
-    instead of a camera's stream, the commonest mistake with HTTP cameras). Blocks for up to
-    ``timeout_s`` (the time left of the attempt's opening), in the reader's thread. A refusal is an
-    answer too: its status and type, without its body.
+    instead of a camera's stream, the commonest mistake with HTTP cameras), with the time left of the
+    attempt's opening, in the reader's thread. A refusal is an answer too: its status and type,
+    without its body.
     """
     if timeout_s <= 0:
         return None
     try:
-        with _ask(url, timeout_s) as response:
-            start = response.read1(PAGE_SNIFF_BYTES)  # what has come: a stream that trickles cannot hold it up
+        with get(url, Deadline.after(timeout_s, stop), check_host) as response:
+            succeeded = 200 <= response.status < 300
+            start = response.read1(PAGE_SNIFF_BYTES) if succeeded else b""  # what has come: no waiting for more
             return HttpAnswer(response.status, response.headers.get_content_type(), start)
-    except urllib.error.HTTPError as refusal:
-        refusal.close()
-        return HttpAnswer(refusal.code, refusal.headers.get_content_type(), b"")
     except (OSError, ValueError, http.client.HTTPException):
         return None
 
 
-def playlist_target_duration(url: str, timeout_s: float, host: str | None) -> float | None:
+def playlist_target_duration(
+    url: str,
+    timeout_s: float,
+    host: str | None,
+    stop: threading.Event | None = None,
+    check_host: Callable[[str], None] | None = None,
+) -> float | None:
     """The target duration (``#EXT-X-TARGETDURATION``, the longest a segment may last) of the HLS
     playlist at the HTTP(S) ``url``, or of its first variant's on ``host`` for a master playlist; None
-    where it cannot be read.
+    where it cannot be read within ``timeout_s``, or ``stop`` is set first.
 
     FFmpeg read the playlist but keeps what it found to itself, so it is asked again, as
-    `ask_again` asks, reading at most `PLAYLIST_MAX_BYTES`; blocks for up to ``timeout_s`` a
-    request, in the reader's thread. A variant elsewhere is not asked: only FFmpeg follows a
-    playlist's URLs (unchecked, as README says), this reads no further than the camera's host.
+    `ask_again` asks, reading at most `PLAYLIST_MAX_BYTES`, in the reader's thread. A variant
+    elsewhere is not asked: only FFmpeg follows a playlist's URLs (unchecked, as README says), this
+    reads no further than the camera's host. A variant's URI that is no URL (``http://[bad/x.m3u8``)
+    is one that cannot be read: FFmpeg may still play another.
     """
-    for _ in range(2):  # a master playlist, then its variant's
-        try:
-            with _ask(url, timeout_s) as response:
+    deadline = Deadline.after(timeout_s, stop)
+    try:
+        for _ in range(2):  # a master playlist, then its variant's
+            with get(url, deadline, check_host) as response:
+                if not 200 <= response.status < 300:
+                    return None
                 text = response.read(PLAYLIST_MAX_BYTES).decode("utf-8", "replace")
-        except (OSError, ValueError, http.client.HTTPException):
-            return None
-        if target := re.search(r"^#EXT-X-TARGETDURATION:\s*([0-9]+(?:\.[0-9]+)?)\s*$", text, re.MULTILINE):
-            return float(target[1]) or None
-        variant = first_variant_uri(text)
-        if variant is None:
-            return None
-        url = urljoin(url, variant)
-        if urlsplit(url).hostname != host:
-            return None
+            if target := re.search(r"^#EXT-X-TARGETDURATION:\s*([0-9]+(?:\.[0-9]+)?)\s*$", text, re.MULTILINE):
+                return float(target[1]) or None
+            variant = first_variant_uri(text)
+            if variant is None:
+                return None
+            url = urljoin(url, variant)
+            if urlsplit(url).hostname != host:
+                return None
+    except (OSError, ValueError, http.client.HTTPException):
+        return None
     return None
 
 
@@ -121,20 +135,3 @@ def first_variant_uri(playlist: str) -> str | None:
     if not any(line.startswith(VARIANT_TAG) for line in lines):  # stops at the tag: `lines` go on after it
         return None
     return next((uri for line in lines if (uri := line.strip()) and not uri.startswith("#")), None)
-
-
-def _ask(url: str, timeout_s: float) -> http.client.HTTPResponse:
-    """The answer to a GET of the HTTP(S) ``url``, as FFmpeg asks: the URL's credentials as Basic
-    authorisation (not sent on to where a redirect leads), redirects followed, the certificate not
-    checked (FFmpeg does not check it either). Raises what `urllib` raises."""
-    parts = urlsplit(url)
-    userinfo, at, host = parts.netloc.rpartition("@")
-    request = urllib.request.Request(urlunsplit((parts.scheme, host, parts.path or "/", parts.query, "")))
-    if at:
-        credentials = ":".join(unquote(part) for part in userinfo.split(":", 1)).encode()
-        request.add_unredirected_header("Authorization", "Basic " + base64.b64encode(credentials).decode())
-    unchecked = ssl.create_default_context()
-    unchecked.check_hostname, unchecked.verify_mode = False, ssl.CERT_NONE
-    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=unchecked))
-    response: http.client.HTTPResponse = opener.open(request, timeout=timeout_s)
-    return response

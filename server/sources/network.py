@@ -30,29 +30,24 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from fractions import Fraction
-from typing import cast
 from urllib.parse import urlsplit
 
 import av
 import av.container
 import av.format
-import numpy as np
-from av.video.reformatter import VideoReformatter
 
-from server.log_throttle import ThrottledCount
-from server.sources.base import (
-    LOWER_CAMERA_RESOLUTION,
-    MAX_FPS,
-    MAX_FRAME_SIDE_PX,
-    Decoded,
-    SlowRetryError,
-    SourceError,
-    check_frame_size,
-    reading_stream,
+from server.sources.base import MAX_FPS, MAX_FRAME_SIDE_PX, Decoded, SlowRetryError, SourceError
+from server.sources.decoding import (
+    NO_TIMESTAMPS,
+    DamagedPictures,
+    decode_frames,
+    frame_rate,
+    limit_decoder,
+    translate_error,
+    video_stream,
 )
 from server.sources.http_answers import ask_again, playlist_target_duration, unknown_host
-from server.sources.uri import has_raw_userinfo, mask_text, mask_uri, positive_float, split_options
+from server.sources.uri import has_raw_userinfo, mask_uri, positive_float, split_options
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +70,6 @@ MAX_TIMEOUT_S = 600.0
 DEFAULT_FPS = 25.0
 #: How much of the stream FFmpeg may read to learn its format: enough for a key frame, no more.
 PROBE_DURATION_US = 1_000_000
-#: Demuxers whose timestamps are invented (MJPEG over HTTP counts frames at a nominal 25 fps): their
-#: frames get the arrival time instead, which is the true time between them.
-WALL_CLOCK_FORMATS = frozenset({"mpjpeg", "mjpeg", "image2pipe", "jpeg_pipe"})
-#: A demuxer's flag for streams without timestamps (raw H.264, HEVC): its frames' times are made up.
-_NO_TIMESTAMPS = cast(int, av.format.Flags.no_timestamps.value)
 #: UDP packets may arrive out of order; waiting longer than this for a late one adds latency.
 UDP_REORDER_DELAY_US = 200_000
 #: The content type of MJPEG as cameras send it: one JPEG after another, each a part of a multipart answer.
@@ -88,8 +78,6 @@ MULTIPART_MJPEG = "multipart/x-mixed-replace"
 SERVER_ERRORS = {502: "its gateway got no answer", 503: "busy or starting", 504: "its gateway timed out"}
 #: Demuxers of still images, with every ``*_pipe`` one: what FFmpeg reads a camera's snapshot URL with.
 STILL_IMAGE_FORMATS = frozenset({"image2", "mjpeg"})
-#: A source's damaged pictures are told in one line at most this often, with how many since the last.
-DAMAGED_PICTURES_LOG_INTERVAL_S = 60.0
 
 _OPTIONS = {
     "transport": "tcp",
@@ -168,7 +156,7 @@ class NetworkSource:
         #: A finite video's media time of the last frame handed on, until it has played to its end:
         #: a connection that drops mid-file resumes there instead of playing it again from the start.
         self._played_to: float | None = None
-        self._damaged = DamagedPictures()
+        self._damaged = DamagedPictures(log)
 
     def describe(self) -> str:
         return self._described
@@ -189,7 +177,7 @@ class NetworkSource:
         return options
 
     def open(self, stop: threading.Event) -> Iterator[Decoded]:
-        container = self._connect()
+        container = self._connect(stop)
         with container:
             stream = video_stream(container)
             if stream is None:
@@ -228,7 +216,7 @@ class NetworkSource:
         on, it comes again, so the reader sees this attempt reach the video's end.
         """
         played_to = self._played_to
-        if played_to is not None and stream.time_base and not container.format.flags & _NO_TIMESTAMPS:
+        if played_to is not None and stream.time_base and not container.format.flags & NO_TIMESTAMPS:
             with contextlib.suppress(av.error.FFmpegError):  # read through from the start instead
                 container.seek(int(played_to / stream.time_base), stream=stream, backward=True)
         last_skipped: Decoded | None = None
@@ -242,25 +230,31 @@ class NetworkSource:
         if last_skipped is not None:
             yield last_skipped
 
-    def _connect(self) -> av.container.InputContainer:
+    def _connect(self, stop: threading.Event) -> av.container.InputContainer:
         """The open container, its reads timed out at the stall bound.
 
         A live HLS stream (known only once FFmpeg has read it) waits between segments for longer than
         a camera between frames: without ``timeout``, its bound is learnt from its playlist at its
         first connection, which is then opened again with it (FFmpeg's read time-out is set at opening).
+        The container is closed whatever goes wrong before it is handed on: each attempt that left
+        one open kept its connection and FFmpeg's buffers for good.
         """
-        container = self._open()
-        if self._timeout_given or self._hls_stall_timeout_s is not None or not _is_live_hls(container):
-            return container
-        target_s = playlist_target_duration(self._url, self.open_timeout_s, self._host)
-        self._hls_stall_timeout_s = min(
-            MAX_TIMEOUT_S,
-            max(self.stall_timeout_s, HLS_STALL_TARGET_DURATIONS * (target_s or HLS_ASSUMED_TARGET_DURATION_S)),
-        )
+        container = self._open(stop)
+        try:
+            if self._timeout_given or self._hls_stall_timeout_s is not None or not _is_live_hls(container):
+                return container
+            target_s = playlist_target_duration(self._url, self.open_timeout_s, self._host, stop, self._check_host)
+            self._hls_stall_timeout_s = min(
+                MAX_TIMEOUT_S,
+                max(self.stall_timeout_s, HLS_STALL_TARGET_DURATIONS * (target_s or HLS_ASSUMED_TARGET_DURATION_S)),
+            )
+        except BaseException:
+            container.close()
+            raise
         container.close()
-        return self._open()
+        return self._open(stop)
 
-    def _open(self) -> av.container.InputContainer:
+    def _open(self, stop: threading.Event) -> av.container.InputContainer:
         if self._check_host is not None:
             self._check_host(self._host)
         started = time.monotonic()
@@ -278,12 +272,14 @@ class NetworkSource:
             if exc.errno == errno.EIO and self._host and (unknown := unknown_host(self._host)):
                 raise ConnectionError(unknown) from None
             left_s = self.open_timeout_s - (time.monotonic() - started)
-            if self.scheme in ("http", "https") and (explained := self._explain_http(exc, left_s)) is not None:
+            if self.scheme in ("http", "https") and (explained := self._explain_http(exc, left_s, stop)) is not None:
                 raise explained from None
             rtsp_transport = self._transport if self.scheme in ("rtsp", "rtsps") else None
             raise translate_error(exc, self._url, rtsp_transport) from None
 
-    def _explain_http(self, exc: av.error.FFmpegError, timeout_s: float) -> ConnectionError | None:
+    def _explain_http(
+        self, exc: av.error.FFmpegError, timeout_s: float, stop: threading.Event
+    ) -> ConnectionError | None:
         """What the server's answer tells that FFmpeg's ``exc`` does not, found by asking again
         (`ask_again`), or None where it tells nothing more.
 
@@ -293,7 +289,7 @@ class NetworkSource:
         """
         if not isinstance(exc, av.error.InvalidDataError | av.error.HTTPServerError):
             return None
-        answer = ask_again(self._url, timeout_s)
+        answer = ask_again(self._url, timeout_s, stop, self._check_host)
         if answer is None:
             return None
         if isinstance(exc, av.error.HTTPServerError):
@@ -313,201 +309,6 @@ class NetworkSource:
                 "which finds each picture by its own markers; retried slowly"
             )
         return None
-
-
-def video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream | None:
-    """The container's first video stream that is a video, not a still attached to other media.
-
-    An audio file with cover art has its picture as a video stream marked ``attached_pic``: played,
-    it would be a one-frame video instead of a file with no video to show.
-    """
-    for stream in container.streams.video:
-        if not stream.disposition & av.stream.Disposition.attached_pic:
-            return stream
-    return None
-
-
-def frame_rate(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> Fraction | None:
-    """``stream``'s frame rate as the most trustworthy of its rates states it; None where none does.
-
-    A stream in a container with timestamps: FFmpeg's guess from them, else their average. A raw
-    stream (H.264, HEVC: no container, no timestamps) has its average made up by FFmpeg (25 fps) and
-    its guess read from it (24 for a 12 fps stream): the rate its encoder wrote into the stream itself,
-    which the decoder reads, comes first.
-    """
-    rates: tuple[Fraction | None, ...] = (stream.guessed_rate, stream.average_rate)
-    if container.format.flags & _NO_TIMESTAMPS:
-        rates = (stream.codec_context.framerate, stream.guessed_rate)
-    return next((rate for rate in rates if rate), None)
-
-
-class UprightImages:
-    """Decoded frames as BGR pixels, turned the way they are meant to be seen: one per decoding loop.
-
-    Phones store a video sideways and mark how to turn it for display (the display matrix), so
-    without the turn people and cars lie on their side, and the model finds little in them.
-
-    The conversion keeps one reformatter for all the frames it is given: ``frame.to_ndarray(format=...)``
-    sets up a new FFmpeg scaler for every frame, with its threads, which cost three to four times the
-    conversion itself at camera sizes (0.34 against 0.11 ms a 640x384 frame, measured here), in every
-    reader for every frame it decodes, most of which the pipeline then drops as stale. The scaler is
-    set up again only when a frame's size or format changes. Each array is a frame of its own.
-    """
-
-    def __init__(self) -> None:
-        self._reformatter = VideoReformatter()
-
-    def __call__(self, frame: av.VideoFrame) -> np.ndarray:
-        image = self._reformatter.reformat(frame, format="bgr24").to_ndarray()
-        quarter_turns = round(frame.rotation / 90) % 4  # counter-clockwise, as np.rot90 counts them
-        return np.ascontiguousarray(np.rot90(image, quarter_turns)) if quarter_turns else image
-
-
-def limit_decoder(stream: av.video.stream.VideoStream, max_side: int, fix: str = LOWER_CAMERA_RESOLUTION) -> None:
-    """Refuse pictures larger than ``max_side`` a side before they are decoded, not after.
-
-    The size the stream's header announces is checked at once (`SourceError`, saying to ``fix`` it);
-    the decoder is told to refuse pictures of more than ``max_side`` squared pixels, so a camera that
-    switches to a huge size mid-stream costs a decoding error (and a reconnect, whose header then
-    fails the check), never the memory of the picture.
-    """
-    context = stream.codec_context
-    if context.width and context.height:
-        check_frame_size(context.width, context.height, max_side, fix)
-    context.options = {**context.options, "max_pixels": str(max_side * max_side)}
-
-
-def refuse_damaged_pictures(stream: av.video.stream.VideoStream) -> None:
-    """Have the decoder refuse a damaged picture of a codec whose every picture stands alone (MJPEG).
-
-    FFmpeg otherwise conceals the damage and hands the picture on as sound (``frame.is_corrupt`` not
-    set): what it could not decode is whatever its buffer held, an older picture under the new one's
-    top, and objects jumped back for a frame, their trails jittering. Refused, the damaged picture
-    raises `av.error.InvalidDataError` for its packet alone, and the next one decodes as before. Codecs
-    whose pictures refer to others (H.264, HEVC) keep their concealment, which does better than
-    dropping a picture that the ones after it, up to the next key frame, are made from. Call before
-    the first decode.
-    """
-    context = stream.codec_context
-    if context.codec.intra_only:
-        context.options = {**context.options, "err_detect": "explode"}
-
-
-class DamagedPictures:
-    """Pictures a source's decoder refused as damaged, told in its log: the first at once, then at most
-    one line every `DAMAGED_PICTURES_LOG_INTERVAL_S` with how many since the last (`ThrottledCount`).
-
-    One per source, across its connections, so a camera that reconnects does not repeat the first line.
-    Used in its reader's thread only.
-    """
-
-    def __init__(self) -> None:
-        self.total = 0
-        self._untold = ThrottledCount(DAMAGED_PICTURES_LOG_INTERVAL_S)
-
-    def add(self) -> None:
-        self.total += 1
-        if count := self._untold.add():
-            log.warning(
-                "[%s] skipped %d damaged picture%s (%d in all): each costs only itself, not the connection",
-                reading_stream.get(),
-                count,
-                "" if count == 1 else "s",
-                self.total,
-            )
-
-
-def decode_frames(
-    container: av.container.InputContainer,
-    stream: av.video.stream.VideoStream,
-    stop: threading.Event,
-    stall_timeout_s: float,
-    live: bool,
-    url: str,
-    fps: float = DEFAULT_FPS,
-    damaged: DamagedPictures | None = None,
-) -> Iterator[Decoded]:
-    """Decode ``stream`` of an open ``container`` until it ends, stalls or ``stop`` is set.
-
-    A live stream that ends was closed by the other side: that is a `ConnectionError`, because a
-    camera has no end. Frames without a real timestamp (MJPEG) get their arrival time instead, or, in
-    a finite video (a raw H.264 file), their place at ``fps``: it comes faster than it plays.
-    The stall clock stops while the caller holds a frame: a clip's reader waits for each frame's
-    time to come, however long its gaps. A packet that arrives ``stall_timeout_s`` after the last
-    frame is a stall, whatever it holds: FFmpeg's RTSP demuxer keeps a camera's last packet until its
-    read times out and hands it over then, which made a camera that stopped sending look live for
-    one more time-out. A packet the decoder finds damaged costs its picture, not
-    the connection (an MJPEG camera's garbled part; a reconnect for each kept such a camera down
-    most of the time), and is counted in ``damaged`` (the source's, else this call's own); one that
-    sends nothing decodable stalls.
-    """
-    refuse_damaged_pictures(stream)
-    if damaged is None:
-        damaged = DamagedPictures()
-    wall_clock = container.format.name in WALL_CLOCK_FORMATS
-    time_base = float(stream.time_base) if stream.time_base and not wall_clock else 0.0
-    started = last_frame = last_packet = time.monotonic()
-    upright_image = UprightImages()
-    index = 0
-    try:
-        for packet in container.demux(stream):
-            arrived = time.monotonic()
-            if stop.is_set():
-                return
-            if arrived - last_frame >= stall_timeout_s:
-                what = "nothing received" if arrived - last_packet >= stall_timeout_s else "data but no picture"
-                raise ConnectionError(f"stalled: {what} for {stall_timeout_s:g} s")
-            last_packet = arrived
-            try:
-                frames = packet.decode()
-            except av.error.InvalidDataError:
-                damaged.add()
-                frames = []
-            for frame in frames:
-                if frame.pts is not None and time_base:
-                    media_time = frame.pts * time_base
-                else:
-                    media_time = time.monotonic() - started if live else index / fps
-                index += 1
-                yield Decoded(upright_image(frame), media_time)
-                if stop.is_set():
-                    return
-                last_frame = last_packet = time.monotonic()
-            if time.monotonic() - last_frame > stall_timeout_s:
-                raise ConnectionError(f"stalled: data but no picture for {stall_timeout_s:g} s")
-    except av.error.FFmpegError as exc:
-        if isinstance(exc, av.error.ExitError) or time.monotonic() - last_packet >= stall_timeout_s:
-            raise ConnectionError(f"stalled: nothing received for {stall_timeout_s:g} s") from None
-        raise translate_error(exc, url) from None
-    if live and not stop.is_set():
-        raise ConnectionError("the camera closed the stream")
-
-
-def translate_error(exc: av.error.FFmpegError, url: str, rtsp_transport: str | None = None) -> Exception:
-    """An FFmpeg error as this module promises it: `SourceError` if permanent, else a `ConnectionError`
-    (`SlowRetryError` for a refusal). ``rtsp_transport`` is the one asked for, for an RTSP URL."""
-    reason = mask_text(exc.strerror or str(exc), url)
-    if isinstance(exc, av.error.HTTPUnauthorizedError | av.error.HTTPForbiddenError):
-        if mask_uri(url) == url:  # nothing in it that could be a credential
-            return SlowRetryError(
-                f"the camera asks for a user and password ({reason}): add user:password@ to the URI "
-                "(percent-encode @ : / ? # in them); retried slowly"
-            )
-        return SlowRetryError(
-            f"the camera refused the credentials ({reason}): check the user and password in the URI; "
-            "retried slowly, as a camera that is still starting may refuse them"
-        )
-    if isinstance(exc, av.error.HTTPNotFoundError):
-        return SlowRetryError(f"{reason[:1].lower() + reason[1:]}: check the URL's path; retried slowly")
-    if isinstance(exc, av.error.HTTPServerError):  # its status is told by `NetworkSource._explain_http`
-        return ConnectionError("the server answered with a 5XX error (busy, starting or failing): retrying")
-    if rtsp_transport == "tcp" and exc.errno == errno.EPROTONOSUPPORT:  # RTSP's 461 Unsupported transport
-        return SlowRetryError(f"the camera refused the transport ({reason}): try #transport=udp; retried slowly")
-    if isinstance(exc, av.error.ProtocolNotFoundError | av.error.DecoderNotFoundError):
-        return SourceError(f"this FFmpeg build cannot read it: {reason}")
-    if isinstance(exc, av.error.InvalidDataError):
-        return ConnectionError(f"not a video stream, or a damaged one: {reason}")
-    return ConnectionError(reason[:1].lower() + reason[1:] if reason else type(exc).__name__)
 
 
 def _is_finite(container: av.container.InputContainer) -> bool:

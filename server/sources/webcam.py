@@ -23,7 +23,7 @@ import av
 import av.container
 
 from server.sources.base import MAX_FPS, MAX_FRAME_SIDE_PX, Decoded, SourceError
-from server.sources.network import decode_frames, limit_decoder, translate_error, video_stream
+from server.sources.decoding import decode_frames, limit_decoder, translate_error, video_stream
 from server.sources.uri import positive_float, split_options
 
 DEFAULT_FPS = 30.0
@@ -50,6 +50,8 @@ class WebcamSource:
             asked_width, asked_height = (
                 int(positive_float(options, k, uri, max_frame_side)) for k in ("width", "height")
             )
+            if asked_width < 1 or asked_height < 1:  # 0.5 is above zero, but a mode of 0 pixels
+                raise SourceError(f"{uri!r}: a webcam's width and height are whole pixels, at least 1")
             self._av_options["video_size"] = f"{asked_width}x{asked_height}"
         self.fps = DEFAULT_FPS
         if options["fps"]:
@@ -82,7 +84,7 @@ class WebcamSource:
             limit_decoder(stream, self._max_frame_side)
             if stream.average_rate:
                 self.fps = float(stream.average_rate)
-            yield from decode_frames(container, stream, stop, STALL_TIMEOUT_S, True, self._device)
+            yield from decode_frames(container, stream, stop, STALL_TIMEOUT_S, True, self._device, self.fps)
 
 
 #: How a webcam's URI starts: an index, a V4L2 device, or one of the links udev makes to it under

@@ -128,9 +128,9 @@ class SourcePolicy:
         run on the event loop. The rest, returned to call, waits for the file system (a file's real
         path) or the name server (a camera's host name) and raises `SourceRefused` in its turn.
         """
-        shown = mask_uri(uri)[:200]
-        if len(uri) > MAX_URI_CHARS:
+        if len(uri) > MAX_URI_CHARS:  # before anything reads it: its length alone refuses it
             raise UnusableSource(f"at most {MAX_URI_CHARS} characters")
+        shown = mask_uri(uri)[:200]
         if any(ord(c) < 0x20 or ord(c) == 0x7F for c in uri):
             raise UnusableSource("control characters are not allowed")
         if is_webcam(uri):

@@ -38,45 +38,50 @@ class SourceChecks:
 
     ``policy`` is made once, at start: making one resolves ``[server] media_dirs``, which a share that
     stopped answering would block, so a policy made per check made every check wait for it.
-    A check given up goes on in its thread until what it waits for answers, and that thread is not
-    reused until then; while every thread is so held, a check that needs one is given up at once.
+    Checks beyond the threads wait for one, within their own `CHECK_TIMEOUT_S`. A check given up goes
+    on in its thread until what it waits for answers, and that thread is not reused until then; while
+    every thread is so held, a check that needs one is given up at once. Only checks given up count:
+    counting every check in a thread refused the fifth of five ordinary ones asked at once.
     """
 
     def __init__(self, policy: SourcePolicy, threads: int = CHECK_THREADS) -> None:
         self._policy = policy
         self._threads = threads
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="source-check")
-        self._running = 0  # look-ups handed to a thread that have not returned yet, given up or not
+        self._given_up = 0  # look-ups given up that still hold their thread
 
     async def check(self, uri: str) -> None:
         """Raise what `SourcePolicy.check` raises for ``uri``; `CheckUnanswered` if what it waits for
-        has not answered within `CHECK_TIMEOUT_S`, or at once if every thread is held by one that has not."""
+        has not answered within `CHECK_TIMEOUT_S`, or at once if every thread is held by one given up."""
         look_up = self._policy.check_text(uri)
         if look_up is not None:
             await self._in_thread(look_up, uri)
 
     async def _in_thread(self, look_up: Callable[[], None], uri: str) -> None:
-        if self._running >= self._threads:
+        if self._given_up >= self._threads:
             # Every request meets this while the share stays hung: each check given up was warned of already.
             log.debug("not checking %s: every check thread is still waiting", mask_uri(uri))
             raise CheckUnanswered(
-                f"{self._running} earlier checks are still waiting for the file system or the name server"
+                f"{self._given_up} earlier checks are still waiting for the file system or the name server"
             )
-        self._running += 1
-        future = asyncio.get_running_loop().run_in_executor(self._executor, look_up)
-        future.add_done_callback(self._returned)
+        work = self._executor.submit(look_up)
+        answered = asyncio.wrap_future(work)
         try:
-            await asyncio.wait_for(asyncio.shield(future), CHECK_TIMEOUT_S)
+            await asyncio.wait_for(asyncio.shield(answered), CHECK_TIMEOUT_S)
         except TimeoutError:
+            if not work.cancel():  # it started, and holds its thread until what it waits for answers
+                self._given_up += 1
+                answered.add_done_callback(self._returned)
             log.warning("gave up checking the source %s: no answer within %g s", mask_uri(uri), CHECK_TIMEOUT_S)
             raise CheckUnanswered(
                 f"the file system or the name server did not answer within {CHECK_TIMEOUT_S:g} s"
             ) from None
 
-    def _returned(self, future: asyncio.Future[None]) -> None:
-        self._running -= 1
-        if not future.cancelled():
-            future.exception()  # taken: a check given up has nobody left to tell how it ended
+    def _returned(self, answered: asyncio.Future[None]) -> None:
+        """A look-up given up has returned: its thread is free again."""
+        self._given_up -= 1
+        if not answered.cancelled():
+            answered.exception()  # taken: a check given up has nobody left to tell how it ended
 
     def shutdown(self) -> None:
         """Stop taking checks; threads still waiting for a file system are left to end when it answers."""
