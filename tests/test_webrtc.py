@@ -511,11 +511,15 @@ async def test_a_player_that_offers_to_send_is_answered_sendonly_and_still_plays
 
 
 def test_frames_are_converted_for_the_encoders_once_per_feed_not_by_each_player() -> None:
+    """Each player's encoder gets a frame of its own (tests/test_webrtc_playback.py), a copy of one
+    picture converted once; aiortc's encoders take it as it is."""
     image = numbered_image(3)
     height, width = image.shape[:2]
     result = FrameResult(Frame("live", 3, time.time(), 0.2, image), (), 1.0)
     packet = FramePacket(result, result.metadata_json(), json.dumps(result.metadata_json()))
-    frame = render(packet, 90, ImageKind.CLEAN)
+    rendered = render(packet, 90, ImageKind.CLEAN)
+    assert not rendered.picture.flags.writeable, "every player reads the one picture"
+    frame = rendered.video_frame()
     assert frame.format.name == VIDEO_FORMAT == "yuv420p"
     assert (frame.width, frame.height, frame.pts) == (width, height, 90)
     assert number_of(frame.to_ndarray(format="bgr24")) == 3
@@ -770,7 +774,7 @@ async def test_a_player_that_never_connects_frees_its_slot(
     app[webrtc_config_key] = WebRTCConfig(max_peers=1, play_connect_timeout_s=0.5)
     client = await aiohttp_client(app)
     caplog.set_level(logging.INFO, logger="server.webrtc.peers")
-    closed = LoggedEvent("WebRTC play peer 127.0.0.1 closed: not connected within 0.5 s")
+    closed = LoggedEvent("WebRTC player 127.0.0.1 closed: not connected within 0.5 s")
     logging.getLogger("server.webrtc.peers").addHandler(closed)
     try:
         await vanishing_player_offer(client, "live")

@@ -117,7 +117,7 @@ async def test_a_peer_closed_by_its_browser_is_logged_with_why(start_server: Sta
     player.addTransceiver("video", direction="recvonly")
     tracks: list[Any] = []
     player.on("track", tracks.append)
-    with logged("[live] WebRTC play peer 127.0.0.1 closed: closed by the browser") as closed:
+    with logged("[live] WebRTC player 127.0.0.1 closed: closed by the browser") as closed:
         await offer_to(client, "/api/webrtc/play/live", player)
         await asyncio.wait_for(tracks[0].recv(), 3 * END_WITHIN_S)
         await player.close()

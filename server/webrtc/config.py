@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 from aiortc import RTCConfiguration, RTCIceServer
@@ -31,7 +31,8 @@ PUBLISH_IDLE_TIMEOUT_S = 5.0
 #: ``a=end-of-candidates``, which Chrome never writes; the bundled viewer gives up after 3 s.
 PLAY_CONNECT_TIMEOUT_S = 15.0
 ICE_SCHEMES = ("stun", "stuns", "turn", "turns")
-#: Space- or comma-separated ICE server URLs, e.g. ``stun:stun.example.org turn:me:secret@turn.example.org``.
+#: Space- or comma-separated ICE server URLs, e.g. ``stun:stun.example.org turn:me:secret@turn.example.org``;
+#: a space or comma in a user name or password is written ``%20`` or ``%2C`` (they are percent-decoded).
 ICE_SERVERS_ENV = "SEGCAST_ICE_SERVERS"
 #: A host name or IPv4 address: aiortc's URL parser reads neither IPv6 nor anything after a ``/``.
 _HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
@@ -49,7 +50,7 @@ class IceServer:
 
     url: str
     username: str | None = None
-    credential: str | None = None
+    credential: str | None = field(default=None, repr=False)
 
     @classmethod
     def parse(cls, value: str) -> IceServer:
@@ -65,6 +66,11 @@ class IceServer:
         if not sep or scheme not in ICE_SCHEMES or not rest:
             raise IceServerError(f"ICE server {_masked(value)!r}: {expected}")
         userinfo, at, address = rest.rpartition("@")
+        if scheme in _TURN_TRANSPORTS and not at:
+            raise IceServerError(
+                f"ICE server {_masked(value)!r}: a TURN server needs USER:PASS@ "
+                "(write a space or comma in them as %20 or %2C: the list is split on both)"
+            )
         server = cls(f"{scheme}:{rest}")
         if at:
             username, colon, credential = userinfo.partition(":")
@@ -77,12 +83,9 @@ class IceServer:
             raise IceServerError(f"ICE server {_masked(value)!r}: {exc}; {expected}") from None
         if not _HOST.fullmatch(parsed["host"]) or not 0 < parsed["port"] < 65536:
             raise IceServerError(f"ICE server {_masked(value)!r}: not a host name or IPv4 address and port; {expected}")
-        if scheme in _TURN_TRANSPORTS:
-            if server.username is None:
-                raise IceServerError(f"ICE server {_masked(value)!r}: a TURN server needs USER:PASS@")
-            if parsed["transport"] not in _TURN_TRANSPORTS[scheme]:
-                transports = " or ".join(_TURN_TRANSPORTS[scheme])
-                raise IceServerError(f"ICE server {_masked(value)!r}: {scheme} works over {transports} only")
+        if scheme in _TURN_TRANSPORTS and parsed["transport"] not in _TURN_TRANSPORTS[scheme]:
+            transports = " or ".join(_TURN_TRANSPORTS[scheme])
+            raise IceServerError(f"ICE server {_masked(value)!r}: {scheme} works over {transports} only")
         return server
 
     def describe(self) -> str:
@@ -101,9 +104,18 @@ class IceServer:
 
 
 def _masked(value: str) -> str:
-    """The URL without its credentials, for error messages and logs."""
-    _, at, address = value.rpartition("@")
-    return f"{value.partition(':')[0]}:***@{address}" if at else value
+    """``value`` as error messages show it: whatever may be a credential is ``***``.
+
+    That is everything before an ``@`` (USER:PASS), and all of a value without one unless it is a
+    STUN URL: a TURN URL or any other word without an ``@`` may be the start or the middle of a
+    password with a space or comma in it, split there as `ICE_SERVERS_ENV` is (``turn:alice:se``
+    of ``turn:alice:se,cret@host``).
+    """
+    scheme, colon, _ = value.partition(":")
+    prefix = f"{scheme}:" if colon and scheme.lower() in ICE_SCHEMES else ""
+    if "@" in value:
+        return f"{prefix}***@{value.rpartition('@')[2]}"
+    return value if prefix.lower() in ("stun:", "stuns:") else f"{prefix}***"
 
 
 @dataclass(frozen=True, slots=True)

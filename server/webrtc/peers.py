@@ -23,11 +23,13 @@ as a player of a stream with no frames to send may rightly send nothing either. 
 named its page's WebSocket (``socket``, the id that socket's ``hello`` gave) is closed as soon as that
 socket closes (`socket_closed`), which a closed page's does at once.
 
-Everything here runs on the event loop. Each peer is closed exactly once, by `_close`, whichever of
-those causes comes first; `PeerRegistry.close` does it for all of them at shutdown. Answering an
-offer awaits (ICE gathering takes seconds with a STUN server that does not answer), so once it is
-answered the registry checks again that the peer is still open and its stream still there before
-it starts anything for it.
+Everything here runs on the event loop. Each peer is closed exactly once: one whose offer was
+refused by `_discard` (nothing was started for it), any other by `_close`, whichever of those
+causes comes first, which frees its slot, feed and stream even where a step of it fails;
+`PeerRegistry.close` does it for all of them at shutdown. Answering an offer awaits (ICE
+gathering takes seconds with a STUN server that does not answer), so once it is answered the
+registry checks again that the peer is still open and its stream still there before it starts
+anything for it.
 """
 
 from __future__ import annotations
@@ -436,16 +438,38 @@ class PeerRegistry:
             peer.closing = self._spawn(self._close(peer, reason, announce), f"webrtc-close-{peer.stream_id}")
 
     async def _close(self, peer: Peer, reason: str | None, announce: bool) -> None:
+        """End ``peer``'s stream if it publishes one, close its connection, then free what it holds here.
+
+        What it holds is freed even where a step before failed (logged once): a peer left in the
+        registry would hold a slot for good, and its feed would render for no one.
+        """
+        role = ROLE_NAMES[peer.role]
         for timer in (peer.connect_deadline, peer.expiry):
             if timer is not None:
                 timer.cancel()
-        if peer.source is not None:
-            final_state = (StreamState.ENDED, reason) if announce else None
-            await self._end_stream(peer.stream_id, peer.source, final_state)
         try:
-            await asyncio.wait_for(peer.pc.close(), CLOSE_TIMEOUT_S)
+            try:
+                if peer.source is not None:
+                    final_state = (StreamState.ENDED, reason) if announce else None
+                    await self._end_stream(peer.stream_id, peer.source, final_state)
+            finally:
+                await asyncio.wait_for(peer.pc.close(), CLOSE_TIMEOUT_S)
         except TimeoutError:
-            log.warning("[%s] WebRTC peer %s did not close within %.0f s", peer.stream_id, peer.remote, CLOSE_TIMEOUT_S)
+            log.warning(
+                "[%s] WebRTC %s %s did not close within %.0f s", peer.stream_id, role, peer.remote, CLOSE_TIMEOUT_S
+            )
+        except Exception:
+            log.exception("[%s] WebRTC %s %s did not close cleanly", peer.stream_id, role, peer.remote)
+        finally:
+            await self._release(peer)
+        log.info("[%s] WebRTC %s %s closed: %s", peer.stream_id, role, peer.remote, reason or REMOTE_CLOSE)
+
+    async def _release(self, peer: Peer) -> None:
+        """Free what a closing ``peer`` holds here: its pump, player, feed and slot, whatever else failed.
+
+        Its player is stopped even though closing the connection stops its sender: a close that failed
+        or timed out may have left the sender waiting on the player for a frame, which no feed now gives.
+        """
         if peer.pump is not None:
             # aiortc ends a closed connection's incoming track only once its transport had started: a
             # publisher closed before its video came would have its pump wait out `FIRST_FRAME_TIMEOUT_S`
@@ -453,10 +477,13 @@ class PeerRegistry:
             peer.pump.cancel()
         if peer.player is not None:
             peer.player.stop()
-        if peer.feed is not None and peer.player is not None:
-            await self._leave_feed(peer.feed, peer.player)
-        self._peers.discard(peer)
-        log.info("[%s] WebRTC %s peer %s closed: %s", peer.stream_id, peer.role, peer.remote, reason or REMOTE_CLOSE)
+        try:
+            if peer.feed is not None and peer.player is not None:
+                await self._leave_feed(peer.feed, peer.player)
+        except Exception:
+            log.exception("[%s] WebRTC playback feed did not close cleanly", peer.stream_id)
+        finally:
+            self._peers.discard(peer)
 
     async def _end_stream(
         self, stream_id: str, source: WebRTCSource, final_state: tuple[StreamState, str | None] | None

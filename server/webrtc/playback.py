@@ -3,17 +3,19 @@
 Players may ask for the clean frames instead, to draw overlays themselves from the metadata as the
 viewer does with JPEGs. Each stream and image kind with WebRTC players has one `PlaybackFeed`: a
 metadata-only hub viewer (so the encoder makes no JPEG for it) whose task turns each new result
-into an `av.VideoFrame` once, drawing any overlay and converting it to the encoders' YUV 4:2:0 on a
-worker thread and never on the loop, then offers that frame to every player's latest-only slot. A
-player whose encoder falls behind skips frames and never delays the others. Encoding stays per
-player, as WebRTC adapts each peer's bitrate on its own. The hub counts each player as one of the
+into a picture once, drawing any overlay and converting it to the encoders' YUV 4:2:0 on a worker
+thread and never on the loop, then offers that `Rendered` picture to every player's latest-only
+slot. A player whose encoder falls behind skips frames and never delays the others. Encoding stays
+per player, as WebRTC adapts each peer's bitrate on its own; so does the `av.VideoFrame` an encoder
+takes, a copy of the shared picture (see `Rendered`). The hub counts each player as one of the
 stream's viewers, and the feed as none (`Hub.add_viewer` ``audience``).
 
 Timing: a feed stamps its frames with ``pts`` on the 90 kHz video clock, from their capture times.
 For each frame a player sends, the "meta" data channel carries the frame's metadata (the protocol's
 ``frame`` message) plus that ``pts``, just before the frame is encoded. The RTP timestamp a receiver
-sees is that pts plus a per-sender random offset, so a client pairs metadata with pictures by pts
-differences (see web/webrtc.js).
+sees is that pts plus a per-sender random offset (VP8's encoder may make it one tick less: it passes
+the time through a microsecond clock), so a client pairs metadata with pictures by pts differences,
+allowing for that tick (see web/webrtc.js).
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
 from contextlib import suppress
+from dataclasses import dataclass
 from fractions import Fraction
 
 import av
+import numpy as np
 from aiortc import RTCDataChannel
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
@@ -44,11 +48,33 @@ MAX_META_BUFFERED_BYTES = 256 * 1024
 #: What aiortc's VP8 and H.264 encoders take; a frame in any other format is converted by each of them.
 VIDEO_FORMAT = "yuv420p"
 
-Rendered = tuple[av.VideoFrame, FramePacket]
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """One frame of a feed, for all its players: its picture, converted once, and its ``pts``.
+
+    ``picture`` holds the `VIDEO_FORMAT` planes as PyAV lays them out (`av.VideoFrame.to_ndarray`),
+    read-only, as every player reads it. Each player's encoder gets a `video_frame` of its own:
+    aiortc's encoders rewrite the frame they are given, in their own threads (its pts and time base
+    to their codec's clock, its picture type to I for a keyframe one player's browser asked for,
+    which VP8 never resets), so a frame shared would give one player's metadata another's clock,
+    and other players that keyframe's bytes.
+    """
+
+    picture: np.ndarray
+    pts: int
+    packet: FramePacket
+
+    def video_frame(self) -> av.VideoFrame:
+        """A frame of ``picture`` for one encoder: a copy of its planes (a memory copy on the loop, a
+        fraction of a millisecond for 1080p), not another conversion."""
+        frame = av.VideoFrame.from_ndarray(self.picture, format=VIDEO_FORMAT)
+        frame.pts, frame.time_base = self.pts, VIDEO_TIME_BASE
+        return frame
 
 
-def render(packet: FramePacket, pts: int, kind: ImageKind) -> av.VideoFrame:
-    """The picture of ``packet`` as a `VIDEO_FORMAT` frame, annotated or clean; runs on the feed's worker thread.
+def render(packet: FramePacket, pts: int, kind: ImageKind) -> Rendered:
+    """The picture of ``packet`` in `VIDEO_FORMAT`, annotated or clean; runs on the feed's worker thread.
 
     Converted here, once for all players, rather than by each player's encoder. A picture with an odd
     width or height loses its last column or row: H.264 takes only even sizes in 4:2:0, and the
@@ -62,9 +88,9 @@ def render(packet: FramePacket, pts: int, kind: ImageKind) -> av.VideoFrame:
     )
     height, width = image.shape[:2]
     frame = av.VideoFrame.from_ndarray(image[: height - height % 2, : width - width % 2], format="bgr24")
-    frame = frame.reformat(format=VIDEO_FORMAT)
-    frame.pts, frame.time_base = pts, VIDEO_TIME_BASE
-    return frame
+    picture = frame.reformat(format=VIDEO_FORMAT).to_ndarray()
+    picture.flags.writeable = False
+    return Rendered(picture, pts, packet)
 
 
 def meta_message(packet: FramePacket, pts: int) -> str:
@@ -81,8 +107,9 @@ class AnnotatedTrack(MediaStreamTrack):
         super().__init__()
         self.stream_id = stream_id
         self.channel: RTCDataChannel | None = None
-        self.sent_frames = 0
+        #: Frames its encoder was too slow to take, replaced in its slot by a newer one.
         self.dropped_frames = 0
+        #: Metadata not sent: the channel was too far behind (`MAX_META_BUFFERED_BYTES`), or it was too large.
         self.dropped_meta = 0
         self._latest: Rendered | None = None
         self._wake = asyncio.Event()
@@ -99,10 +126,9 @@ class AnnotatedTrack(MediaStreamTrack):
                 raise MediaStreamError
             self._wake.clear()
             await self._wake.wait()
-        (frame, packet), self._latest = self._latest, None
-        self._send_meta(packet, frame.pts or 0)
-        self.sent_frames += 1
-        return frame
+        rendered, self._latest = self._latest, None
+        self._send_meta(rendered.packet, rendered.pts)
+        return rendered.video_frame()
 
     def stop(self) -> None:
         super().stop()
@@ -143,12 +169,16 @@ class PlaybackFeed:
         self._task = asyncio.create_task(self._run(), name=f"webrtc-feed-{stream_id}")
 
     async def close(self) -> None:
-        self._hub.remove_viewer(self._viewer)
+        """Stop rendering and leave the hub (whose viewer would otherwise hold this feed for good); the
+        players left are stopped even if that fails."""
         self._task.cancel()
-        with suppress(asyncio.CancelledError):
-            await self._task
-        for player in self.players:
-            player.stop()
+        try:
+            self._hub.remove_viewer(self._viewer)
+            with suppress(asyncio.CancelledError):
+                await self._task
+        finally:
+            for player in self.players:
+                player.stop()
 
     def _pts(self, capture_time: float) -> int:
         """Capture time on the video clock, strictly increasing even if the wall clock steps back."""
@@ -169,9 +199,9 @@ class PlaybackFeed:
             packet = deliveries[-1].packet
             pts = self._pts(packet.result.frame.capture_time)
             try:
-                frame = await loop.run_in_executor(self._executor, render, packet, pts, self.kind)
+                rendered = await loop.run_in_executor(self._executor, render, packet, pts, self.kind)
             except Exception:
                 log.exception("[%s] could not render frame %d for WebRTC", self.stream_id, packet.seq)
                 continue
             for player in self.players:
-                player.offer((frame, packet))
+                player.offer(rendered)
