@@ -33,10 +33,10 @@ from server.http.keys import (
     stream_changes_key,
     websockets_key,
 )
-from server.http.network.serving import ViewerConnection
 from server.http.pages import setup_pages
 from server.http.pictures import setup_pictures
 from server.http.readings import setup_readings
+from server.http.viewers import close_websocket
 from server.http.ws import setup_ws
 from server.persist import config_file_unwritable
 from server.streams import StreamManager
@@ -95,7 +95,6 @@ async def _pipeline(app: web.Application) -> AsyncIterator[None]:
     loop = asyncio.get_running_loop()
     settings = app[settings_key]
     hub = Hub(loop, settings.viewer_limits)
-    hub.jpeg_quality = settings.jpeg_quality
     try:
         outputs = EventOutputs(settings.events)
     except MqttUnavailableError as exc:
@@ -108,6 +107,7 @@ async def _pipeline(app: web.Application) -> AsyncIterator[None]:
     app[event_outputs_key] = outputs
     manager = StreamManager(settings, hub)
     hub.set_wanted_listener(manager.encoder.set_wanted)
+    hub.jpeg_quality = manager.encoder.jpeg_quality  # what the hub encodes looks like what the encoder does
     try:
         await loop.run_in_executor(None, manager.start)  # loads the model: seconds, off the loop
     except BaseException:
@@ -129,19 +129,9 @@ async def _close_viewers(app: web.Application) -> None:
     viewers = app[http_viewers_key]
     for viewer in list(viewers):
         viewer.close()
-    websockets = app[websockets_key]
-    await asyncio.gather(*(_close_websocket(ws, connection) for ws, connection in list(websockets.items())))
-
-
-async def _close_websocket(ws: web.WebSocketResponse[bool], connection: ViewerConnection) -> None:
-    try:
-        await asyncio.wait_for(ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown"), WS_CLOSE_TIMEOUT_S)
-    except TimeoutError:
-        log.info("a viewer did not take the close frame within %.1f s; cutting it off", WS_CLOSE_TIMEOUT_S)
-    transport = connection.transport
-    if transport is None:  # gone already
-        return
-    if ws.close_code == WSCloseCode.ABNORMAL_CLOSURE:  # the close frame queued behind frames it never read
-        connection.reset()
-    elif not transport.is_closing():
-        transport.abort()
+    await asyncio.gather(
+        *(
+            close_websocket(ws, connection, WSCloseCode.GOING_AWAY, "server shutdown", WS_CLOSE_TIMEOUT_S)
+            for ws, connection in list(app[websockets_key].items())
+        )
+    )

@@ -44,8 +44,8 @@ RELEASE_TIMEOUT_S = 10.0
 
 
 class RecordingSocket:
-    """Stands in for a WebSocket; ``stalled`` ones finish no send until `resume`, like a client that
-    stopped reading (for good, unless a test resumes it)."""
+    """Stands in for a WebSocket and its closer; ``stalled`` ones finish no send until `resume`, like a
+    client that stopped reading (for good, unless a test resumes it)."""
 
     def __init__(self, stalled: bool = False) -> None:
         self.stalled = stalled
@@ -57,7 +57,8 @@ class RecordingSocket:
     def resume(self) -> None:
         self._resumed.set()
 
-    async def close(self, *, code: int, message: bytes) -> None:
+    def close(self, code: int, reason: str) -> None:
+        """As `server.http.viewers.WebSocketCloser.close`: the sender's close goes through the handler's closer."""
         self.close_code = code
 
     async def send_str(self, text: str) -> None:
@@ -83,7 +84,17 @@ async def connect(hub: Hub, socket: RecordingSocket, streams: list[str]) -> tupl
     viewer = Viewer()
     hub.add_viewer(viewer)
     hub.subscribe(viewer, {stream_id: Subscription() for stream_id in streams})
-    return viewer, asyncio.create_task(send_forever(viewer, socket))  # type: ignore[arg-type]
+    return viewer, asyncio.create_task(send_forever(viewer, socket, socket))  # type: ignore[arg-type]
+
+
+async def snapshot_of(hub: Hub, asked: Variant) -> FramePacket | None:
+    """The frame a snapshot of "cam" asking for ``asked`` is taken of, which has that image."""
+    snapshot = await hub.snapshot("cam", asked)
+    if snapshot is None:
+        return None
+    packet, image = snapshot
+    assert image == asked and image in packet.jpegs
+    return packet
 
 
 async def settle() -> None:
@@ -283,6 +294,20 @@ async def test_viewers_are_counted_per_stream_as_they_subscribe_and_leave() -> N
     assert (hub.viewer_count("cam"), hub.viewer_count("door"), hub.viewer_count("yard")) == (0, 2, 0)
 
 
+async def test_a_stream_taken_as_metadata_only_beside_every_streams_pictures_is_not_watched() -> None:
+    hub = Hub(asyncio.get_running_loop())
+    viewer, other = Viewer(), Viewer()
+    for each, subscriptions in (
+        (viewer, {"*": Subscription(), "cam": Subscription(None)}),
+        (other, {"cam": Subscription(None), "door": Subscription()}),
+    ):
+        hub.add_viewer(each)
+        hub.subscribe(each, subscriptions)
+    assert (hub.viewer_count("cam"), hub.viewer_count("door"), hub.viewer_count("yard")) == (0, 2, 1)
+    hub.remove_viewer(viewer)
+    assert (hub.viewer_count("cam"), hub.viewer_count("door"), hub.viewer_count("yard")) == (0, 1, 0)
+
+
 def delivery_lines_run(call: Callable[[], None]) -> int:
     """Lines of server/delivery/hub.py and viewer.py that ``call`` runs: its work, counted the same on any machine."""
     lines = 0
@@ -377,6 +402,24 @@ async def test_frame_rate_limit_skips_frames_between_due_times() -> None:
     assert taken == [0, 5, 10, 15]
 
 
+@pytest.mark.parametrize("max_fps", [2.0, 0.01])
+async def test_a_frame_rate_limits_second_frame_comes_a_whole_interval_after_the_first(max_fps: float) -> None:
+    """The first frame of a stream a viewer had not seen made the next due half an interval later on the
+    real, monotonic clock (an MJPEG at ``max_fps=0.01`` sent its second frame after 50 s, not 100 s): a
+    clock from 0, as the test above has, hid it."""
+    viewer = Viewer()
+    viewer.resubscribe({"cam": Subscription(FULL, max_fps=max_fps)})
+    start, interval = 12345.0, 1 / max_fps
+    taken = []
+    for step in range(31):  # three intervals, ten frames each
+        now = start + step * interval / 10
+        viewer.offer_packet(encoded(step), now=now)
+        if viewer.pending:
+            await viewer.take()
+            taken.append(now - start)
+    assert taken == pytest.approx([0.0, interval, 2 * interval, 3 * interval])
+
+
 async def test_metadata_only_viewer_gets_frames_without_images() -> None:
     viewer = Viewer()
     viewer.resubscribe({"cam": Subscription(None)})
@@ -455,6 +498,26 @@ async def test_a_pictures_only_viewer_keeps_no_events_and_ends_with_its_stream()
     assert not viewer.too_slow
 
 
+async def test_frames_skipped_and_closes_as_too_slow_are_counted_for_clients_that_left_too() -> None:
+    """What /metrics reports of slow clients (``segcast_viewer_frames_skipped_total``,
+    ``segcast_viewers_closed_too_slow_total``): a viewer's own count went with it."""
+    hub = Hub(asyncio.get_running_loop())
+    slow, relay = Viewer(), Viewer("webrtc-cam")
+    hub.add_viewer(slow)
+    hub.add_viewer(relay, audience=lambda: 1)  # its players' frames are counted by the WebRTC peers
+    for viewer in (slow, relay):
+        hub.subscribe(viewer, {"cam": Subscription()})
+    for seq in range(1, 6):
+        hub.publish_threadsafe(encoded(seq))
+    await settle()
+    for n in range(MAX_PENDING_EVENTS + 1):
+        hub.announce(status_of_gone_stream(n))
+    assert (hub.frames_skipped, hub.closed_too_slow) == (4, 1)
+    hub.remove_viewer(slow)
+    hub.remove_viewer(relay)
+    assert (hub.frames_skipped, hub.closed_too_slow) == (4, 1)
+
+
 async def test_an_event_is_serialised_once_for_every_viewer() -> None:
     hub = Hub(asyncio.get_running_loop())
     viewers = [Viewer(), Viewer()]
@@ -493,6 +556,38 @@ async def test_a_stream_has_at_most_max_scaled_images_sizes_and_more_get_the_ful
     hub.remove_viewer(viewers[1])
     hub.subscribe(viewers[2], {"cam": Subscription(Variant(max_width=480))})
     assert viewers[2].subscriptions["cam"].image == Variant(max_width=480), "a size given up is free again"
+
+
+async def test_snapshots_at_many_widths_share_the_streams_scaled_sizes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Snapshots polled at 28 widths made 27 encodings of each frame more, however few sizes its viewers
+    may share: beyond `MAX_SCALED_IMAGES` sizes a snapshot gets the size in use nearest its width."""
+    encoded_for_snapshots: list[Variant] = []
+
+    def counting(result: FrameResult, variants: frozenset[Variant], jpeg_quality: int) -> dict[Variant, bytes]:
+        encoded_for_snapshots.extend(variants)
+        return encode_variants(result, variants, jpeg_quality)
+
+    monkeypatch.setattr(hub_module, "encode_variants", counting)  # the hub's own encodings: not the frame's
+    hub = Hub(asyncio.get_running_loop())
+    viewer, watched = Viewer(), Variant(max_width=320)
+    hub.add_viewer(viewer)
+    hub.subscribe(viewer, {"cam": Subscription(watched)})
+    result = FrameResult(Frame("cam", 1, time.time(), 0.0, np.full((384, 640, 3), 90, np.uint8)), (), 1.0)
+    hub.publish_threadsafe(make_packet(result, encode_variants(result, frozenset({FULL, watched}))))
+    await settle()
+    given = {}
+    for width in (32, 48, 64, 96, 128, 240, 320, 384, 480):
+        snapshot = await hub.snapshot("cam", Variant(max_width=width))
+        assert snapshot is not None
+        packet, image = snapshot
+        assert packet.seq == 1 and image in packet.jpegs
+        given[width] = image.max_width
+    assert given == {32: 32, 48: 48, 64: 64, 96: 64, 128: 64, 240: 64, 320: 320, 384: 320, 480: 320}
+    assert sorted(variant.max_width or 0 for variant in encoded_for_snapshots) == [32, 48, 64]
+    assert hub.scaled_images_refused == 5
+    snapshot = await hub.snapshot("cam", Variant(ImageKind.CLEAN, 200))
+    assert snapshot is not None and snapshot[1] == Variant(ImageKind.CLEAN), "no clean size in use: the full size"
+    assert hub.scaled_images_refused == 6
 
 
 async def test_viewers_are_limited_in_all_and_per_address_but_loopback_is_not_counted_per_address() -> None:
@@ -542,7 +637,7 @@ async def test_a_late_encoding_is_not_offered_once_its_stream_was_removed_or_res
         new_camera = encoded(7)  # encoded before the encoder heard of `SMALL`
         hub.publish_threadsafe(new_camera)
     await settle()
-    snapshot = asyncio.create_task(hub.packet_with("cam", SMALL))  # of the new camera's frame 7, if any
+    snapshot = asyncio.create_task(snapshot_of(hub, SMALL))  # of the new camera's frame 7, if any
 
     held.release()
     await tasks_done()
@@ -624,7 +719,7 @@ async def test_a_newer_frame_given_the_viewers_image_by_a_snapshot_is_offered_to
     await first_held.wait()
     hub.publish_threadsafe(encoded(2))  # made before the encoder heard of the viewer's image
     await settle()
-    snapshot = await hub.packet_with("cam", SMALL)
+    snapshot = await snapshot_of(hub, SMALL)
     release.set()
     await tasks_done()
     assert viewer.pending, "the viewer never gets a picture of the (now quiet) stream"
@@ -651,7 +746,7 @@ async def test_concurrent_requests_for_one_frames_image_share_one_encoding(held:
     hub = Hub(asyncio.get_running_loop())
     hub.publish_threadsafe(encoded(1))
     await settle()
-    snapshots = [asyncio.create_task(hub.packet_with("cam", SMALL)) for _ in range(20)]
+    snapshots = [asyncio.create_task(snapshot_of(hub, SMALL)) for _ in range(20)]
     viewers = [late_viewer(hub) for _ in range(20)]
     await held.started.wait()
 
@@ -673,7 +768,7 @@ async def test_a_failed_shared_encoding_fails_every_caller_once_and_the_next_req
     hub.publish_threadsafe(encoded(1))
     await settle()
     held.error = RuntimeError("cannot encode")
-    requests = [asyncio.create_task(hub.packet_with("cam", SMALL)) for _ in range(3)]
+    requests = [asyncio.create_task(snapshot_of(hub, SMALL)) for _ in range(3)]
     viewer = late_viewer(hub)
     await held.started.wait()
 
@@ -686,7 +781,7 @@ async def test_a_failed_shared_encoding_fails_every_caller_once_and_the_next_req
     assert not viewer.pending
 
     held.error = None
-    packet = await hub.packet_with("cam", SMALL)
+    packet = await snapshot_of(hub, SMALL)
     assert packet is not None and SMALL in packet.jpegs
     assert held.calls == 2, "the failure is not kept for later requests"
 
@@ -695,8 +790,8 @@ async def test_a_caller_that_goes_away_leaves_the_shared_encoding_to_the_others(
     hub = Hub(asyncio.get_running_loop())
     hub.publish_threadsafe(encoded(1))
     await settle()
-    leaving = asyncio.create_task(hub.packet_with("cam", SMALL))
-    staying = asyncio.create_task(hub.packet_with("cam", SMALL))
+    leaving = asyncio.create_task(snapshot_of(hub, SMALL))
+    staying = asyncio.create_task(snapshot_of(hub, SMALL))
     await held.started.wait()
     leaving.cancel()  # a snapshot's client hung up
     await asyncio.gather(leaving, return_exceptions=True)

@@ -27,7 +27,7 @@ from server.app import create_app
 from server.config import Settings, StreamConfig
 from server.delivery.encode import MAX_WIDTH_PX, MIN_WIDTH_PX
 from server.events.config import EventsSettings, HistorySettings
-from server.http.pictures import MAX_MJPEG_FPS, MIN_MJPEG_FPS
+from server.http.viewers import MAX_FPS, MIN_FPS
 from tests.support.polling import eventually
 
 Start = Callable[..., Awaitable[TestClient]]
@@ -165,7 +165,7 @@ def test_the_picture_parameters_have_the_servers_bounds(spec: dict[str, Any]) ->
     max_width = spec["components"]["parameters"]["max_width"]["schema"]
     assert (max_width["minimum"], max_width["maximum"]) == (MIN_WIDTH_PX, MAX_WIDTH_PX)
     [max_fps] = [p for p in spec["paths"]["/api/streams/{stream}/mjpeg"]["parameters"] if p.get("name") == "max_fps"]
-    assert (max_fps["schema"].get("minimum"), max_fps["schema"]["maximum"]) == (MIN_MJPEG_FPS, MAX_MJPEG_FPS)
+    assert (max_fps["schema"].get("minimum"), max_fps["schema"]["maximum"]) == (MIN_FPS, MAX_FPS)
     assert "exclusiveMinimum" not in max_fps["schema"]
 
 

@@ -63,9 +63,6 @@ class Variant:
             return width, height
         return self.max_width, max(1, round(height * self.max_width / width))
 
-    def to_json(self) -> dict[str, object]:
-        return {"kind": self.kind.value, "max_width": self.max_width}
-
 
 #: The ``image`` a client may ask for to be sent no picture, only metadata (WebSocket subscriptions).
 NO_IMAGE = "none"

@@ -23,10 +23,11 @@ from contextlib import suppress
 from types import MappingProxyType
 from typing import Any, Literal, TypeVar
 
-from server.delivery.encode import ALL_STREAMS, FramePacket, Variant, encode_variants, encodings
+from server.delivery.encode import ALL_STREAMS, JPEG_QUALITY, FramePacket, Variant, encode_variants, encodings
 from server.delivery.viewer import Event, Subscription, Viewer, ViewerLimitError, ViewerLimits, is_local_client
 from server.frames import PROTOCOL_VERSION
 from server.inference.models import InferenceStatus
+from server.log_throttle import ThrottledCount
 from server.sources.base import StreamState
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,9 @@ REMOVED_GRACE_S = 10.0
 #: Frames a late encoding for a new viewer follows on: each newer one made before the encoder heard
 #: of the viewer's image size. More only where the encoder never makes that image (it fails).
 LATE_ENCODING_TURNS = 3
+#: Viewers refused by one limit are logged in one line per this long, with how many since the last:
+#: a client retrying in a loop would otherwise write a line per attempt.
+REFUSAL_LOG_INTERVAL_S = 60.0
 
 #: Told the images wanted per stream id whenever they change. The mapping is the hub's own, read-only
 #: and kept up to date: a listener copies what it keeps (the encoder does).
@@ -78,15 +82,25 @@ class _StreamStats:
 
 
 class Hub:
-    """Keeps the newest frame per stream and passes every frame and state change on to viewers."""
+    """Keeps the newest frame per stream and passes every frame and state change on to viewers.
+
+    The newest frame keeps the images encoded of it since it was published too, for snapshots and for
+    viewers that asked for a new image (`snapshot`, `subscribe`): each image once, and for snapshots a
+    scaled size only while the stream has fewer than ``max_scaled_images`` in all (`ViewerLimits`), so
+    a frame never holds more than its viewers' images and a few more.
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, limits: ViewerLimits | None = None) -> None:
         self._loop = loop
         self.limits = limits or ViewerLimits()
         #: Viewers refused by `join`, by the setting that refused them; for /metrics.
         self.refused: Counter[str] = Counter()
-        #: Subscriptions given the full-size image because their stream had all its scaled sizes.
+        self._refusals_logged: dict[str, ThrottledCount] = {}
+        #: Subscriptions and snapshots given another image because their stream had all its scaled sizes.
         self.scaled_images_refused = 0
+        #: What the clients that left counted (`frames_skipped`, `closed_too_slow`).
+        self._skipped_by_gone = 0
+        self._too_slow_gone = 0
         self._viewers: set[Viewer] = set()
         #: Viewers that stand for clients limited and counted elsewhere (a stream's WebRTC players, who
         #: share one): how many watch through each now. Not clients themselves, so neither in `viewers`
@@ -114,7 +128,8 @@ class Hub:
         self._watching_all = 0
         #: Of those viewers of every stream's pictures, the ones taking only the metadata of a stream id.
         self._unwatched: dict[str, int] = {}
-        self.jpeg_quality = 80
+        #: Of the JPEGs made here (snapshots, late encodings, MJPEG notices): the encoder's, set by the app.
+        self.jpeg_quality = JPEG_QUALITY
         self.latest: dict[str, FramePacket] = {}
         self.states: dict[str, tuple[StreamState, str | None]] = {}
         self.inference = InferenceStatus(available=True)
@@ -291,27 +306,44 @@ class Hub:
         """Add ``viewer`` if the `ViewerLimits` leave room for it, else raise `ViewerLimitError`."""
         limits = self.limits
         if len(self._viewers) - len(self._relays) >= limits.max_viewers:
-            self.refused["max_viewers"] += 1
-            raise ViewerLimitError(
+            raise self._refuse(
+                viewer,
                 "max_viewers",
                 f"the server has its limit of {limits.max_viewers} viewers ([server] max_viewers); try again later",
             )
         address = viewer.address
         counted = address is not None and not is_local_client(address)
         if counted and sum(1 for other in self._viewers if other.address == address) >= limits.max_viewers_per_address:
-            self.refused["max_viewers_per_address"] += 1
-            raise ViewerLimitError(
+            raise self._refuse(
+                viewer,
                 "max_viewers_per_address",
                 f"{address} has its limit of {limits.max_viewers_per_address} viewers "
                 "([server] max_viewers_per_address); close one first",
             )
         self.add_viewer(viewer)
 
+    def _refuse(self, viewer: Viewer, setting: str, message: str) -> ViewerLimitError:
+        """The error refusing ``viewer`` by ``setting``: counted, and logged in one line per
+        `REFUSAL_LOG_INTERVAL_S` and limit."""
+        self.refused[setting] += 1
+        throttle = self._refusals_logged.setdefault(setting, ThrottledCount(REFUSAL_LOG_INTERVAL_S))
+        if refused := throttle.add():
+            log.warning(
+                "refused a viewer from %s (%d refused by %s since the last such line): %s",
+                viewer.address,
+                refused,
+                setting,
+                message,
+            )
+        return ViewerLimitError(setting, message)
+
     def remove_viewer(self, viewer: Viewer) -> None:
         if viewer not in self._viewers:
             return
         self._viewers.remove(viewer)
-        self._relays.pop(viewer, None)
+        if self._relays.pop(viewer, None) is None:
+            self._skipped_by_gone += viewer.dropped_frames
+            self._too_slow_gone += viewer.too_slow
         self._count(viewer.subscriptions, -1)
         self._update_wanted(viewer.subscriptions)
 
@@ -391,12 +423,41 @@ class Hub:
                 return
             packet = current
 
-    async def packet_with(self, stream_id: str, variant: Variant) -> FramePacket | None:
-        """The newest frame of ``stream_id`` with ``variant`` encoded (in a worker thread if it was not)."""
+    async def snapshot(self, stream_id: str, asked: Variant) -> tuple[FramePacket, Variant] | None:
+        """The newest frame of ``stream_id`` and the image of it a snapshot asking for ``asked`` gets
+        (`_snapshot_image`), encoded in a worker thread if it was not made yet; None before any frame."""
         packet = self.latest.get(stream_id)
-        if packet is None or variant in packet.jpegs:
-            return packet
-        return await self._with_variant(packet, variant)
+        if packet is None:
+            return None
+        image = self._snapshot_image(packet, asked)
+        if image not in packet.jpegs:
+            packet = await self._with_variant(packet, image)
+        return packet, image
+
+    def _snapshot_image(self, packet: FramePacket, asked: Variant) -> Variant:
+        """``asked``, unless it is one scaled size too many for ``packet``'s stream (`_scaled_in_use`
+        has `ViewerLimits.max_scaled_images` others): then the size in use nearest it (`_nearest`),
+        counted in `scaled_images_refused`.
+
+        Polled at many widths (a dashboard's tiles), snapshots would otherwise cost an encoding per
+        width per frame.
+        """
+        if asked.max_width is None or asked in packet.jpegs:
+            return asked
+        in_use = self._scaled_in_use(packet)
+        if asked in in_use or len(in_use) < self.limits.max_scaled_images:
+            return asked
+        self.scaled_images_refused += 1
+        return _nearest(asked, in_use)
+
+    def _scaled_in_use(self, packet: FramePacket) -> set[Variant]:
+        """The scaled images of ``packet``'s stream: those its viewers want (of it, and of every stream),
+        and those made of ``packet`` for snapshots, made or being made."""
+        stream_id = packet.stream_id
+        images = self._wanted.get(stream_id, frozenset()) | self._wanted.get(ALL_STREAMS, frozenset())
+        images |= packet.jpegs.keys()
+        images |= {key[2] for key in self._encodings if key[:2] == (stream_id, packet.seq)}
+        return {image for image in images if image.max_width is not None}
 
     async def _with_variant(self, packet: FramePacket, variant: Variant) -> FramePacket:
         """``packet`` with ``variant`` encoded too, off the loop and once however many ask at the same time.
@@ -510,6 +571,17 @@ class Hub:
         return _StreamStats().snapshot() if stats is None else stats.snapshot()
 
     @property
+    def frames_skipped(self) -> int:
+        """Frames the clients (WebSocket, MJPEG) were not sent since the start, a newer one replacing each
+        while they still took an older one: a slow link, or a client that stopped reading."""
+        return self._skipped_by_gone + sum(viewer.dropped_frames for viewer in self.viewers)
+
+    @property
+    def closed_too_slow(self) -> int:
+        """WebSocket clients closed since the start for letting events pile up (`Viewer.too_slow`)."""
+        return self._too_slow_gone + sum(viewer.too_slow for viewer in self.viewers)
+
+    @property
     def viewers(self) -> frozenset[Viewer]:
         """The clients connected now (WebSocket and MJPEG), which ``max_viewers`` limits; not the relays."""
         return frozenset(self._viewers.difference(self._relays))
@@ -523,6 +595,17 @@ def _tally(counts: dict[_Key, int], key: _Key, step: int) -> None:
         counts[key] = count
     else:
         counts.pop(key, None)
+
+
+def _nearest(asked: Variant, scaled: Iterable[Variant]) -> Variant:
+    """The image of ``scaled`` of ``asked``'s kind nearest its width: the widest not wider, else the
+    narrowest; the full size where ``scaled`` has none of its kind."""
+    assert asked.max_width is not None
+    widths = [image.max_width for image in scaled if image.kind is asked.kind and image.max_width is not None]
+    narrower = [width for width in widths if width <= asked.max_width]
+    if narrower:
+        return Variant(asked.kind, max(narrower))
+    return Variant(asked.kind, min(widths)) if widths else asked.full_size
 
 
 def _encode_one(packet: FramePacket, variant: Variant, jpeg_quality: int) -> bytes:

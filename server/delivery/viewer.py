@@ -108,7 +108,7 @@ class Viewer:
         self.address = address
         self.pictures_only = pictures_only
         self.subscriptions: dict[str, Subscription] = {}
-        self.sent_frames = 0
+        #: Frames replaced in a slot before they were taken (`Hub.frames_skipped`, for /metrics).
         self.dropped_frames = 0
         self._frames: dict[str, Delivery] = {}
         self._events: list[Event] = []
@@ -141,11 +141,13 @@ class Viewer:
         now = time.monotonic() if now is None else now
         interval = subscription.min_interval_s
         if interval:
-            due = self._next_due.get(packet.stream_id, 0.0)
-            if now < due:
+            due = self._next_due.get(packet.stream_id)
+            if due is None:  # the stream's first frame: the next is a whole interval away
+                self._next_due[packet.stream_id] = now + interval
+            elif now < due:
                 return
-            # Keep the cadence even when a frame arrives a little early or late.
-            self._next_due[packet.stream_id] = max(due + interval, now + interval / 2)
+            else:  # keep the cadence even when a frame arrives a little early or late
+                self._next_due[packet.stream_id] = max(due + interval, now + interval / 2)
         if packet.stream_id in self._frames:
             self.dropped_frames += 1
         self._frames[packet.stream_id] = Delivery(packet, variant)
@@ -167,7 +169,7 @@ class Viewer:
         if self.closed:
             return
         if self.pictures_only:
-            if event.data.get("type") == "removed" and event.data.get("stream") in self.subscriptions:
+            if any(event.removes(stream_id) for stream_id in self.subscriptions):
                 self.close()
             return
         if len(self._events) >= MAX_PENDING_EVENTS:
@@ -223,7 +225,6 @@ class Viewer:
             await self._wake.wait()
         events, self._events = self._events, []
         frames, self._frames = self._frames, {}
-        self.sent_frames += len(frames)
         return events, list(frames.values())
 
 

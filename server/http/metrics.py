@@ -13,6 +13,7 @@ from server.analytics.engine import DIRECTIONS
 from server.analytics.events import DWELL_BUCKETS_S, Counts
 from server.config import StreamConfig
 from server.delivery.hub import Hub
+from server.delivery.viewer import MAX_PENDING_EVENTS
 from server.events.sink import SinkHealth, SinkState
 from server.http.network.connections import ConnectionCounter
 from server.http.process_metrics import process_figures
@@ -161,8 +162,22 @@ def render_metrics(
     family(
         "segcast_scaled_images_refused_total",
         "counter",
-        "Subscriptions to a scaled image given the full size instead ([server] max_scaled_images).",
+        "Subscriptions and snapshots asking for a scaled image beyond [server] max_scaled_images, given "
+        "another size instead.",
         [({}, hub.scaled_images_refused)],
+    )
+    family(
+        "segcast_viewer_frames_skipped_total",
+        "counter",
+        "Frames WebSocket and MJPEG clients were not sent, a newer one taking the place of each while they "
+        "still took an older one: slow links, or clients that stopped reading.",
+        [({}, hub.frames_skipped)],
+    )
+    family(
+        "segcast_viewers_closed_too_slow_total",
+        "counter",
+        f"WebSocket clients closed with 1013 for letting {MAX_PENDING_EVENTS} events pile up.",
+        [({}, hub.closed_too_slow)],
     )
     if webrtc is not None:
         family(

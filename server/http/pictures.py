@@ -28,26 +28,21 @@ from contextlib import suppress
 from aiohttp import web
 
 from server.delivery.encode import ImageKind, Variant, parse_picture
-from server.delivery.hub import Hub
 from server.delivery.notice import Notices, notice_lines, notice_size
-from server.delivery.viewer import Subscription, Viewer, ViewerLimitError
+from server.delivery.viewer import Subscription, Viewer
 from server.http.api import stream_info
 from server.http.errors import error
 from server.http.keys import http_viewers_key, hub_key, manager_key
 from server.http.network.serving import keep_send_queue_short
+from server.http.viewers import MAX_FPS, MIN_FPS, join_viewer
 from server.stream_info import StreamInfo
 
 log = logging.getLogger(__name__)
 
 MJPEG_BOUNDARY = "segcastframe"
-MAX_MJPEG_FPS = 60.0
-#: One frame per 100 s: below that an ``<img>`` is a snapshot that never changes, and ``1e-300``
-#: would send one frame and then nothing for ever, its connection held open for nothing.
-MIN_MJPEG_FPS = 0.01
 #: How often an MJPEG handler that has nothing to write looks whether its client is still there.
 CLIENT_CHECK_S = 1.0
 SNAPSHOT_RETRY_S = 1
-VIEWER_RETRY_S = 10
 #: How long one MJPEG part may take to reach its client before the viewer counts as gone and its
 #: connection is cut: about as long as a WebSocket client that stops reading is kept (pinged after
 #: 20 s quiet, and given 10 s for the pong). A client that stopped reading would otherwise hold its
@@ -91,25 +86,27 @@ def _fps(request: web.Request) -> float | None:
         fps = float(raw)
     except ValueError:
         fps = -1.0
-    if not MIN_MJPEG_FPS <= fps <= MAX_MJPEG_FPS:
+    if not MIN_FPS <= fps <= MAX_FPS:
         raise error(
             web.HTTPBadRequest,
-            f"max_fps: expected a number of frames per second from {MIN_MJPEG_FPS:g} to {MAX_MJPEG_FPS:g}, got {raw!r}",
+            f"max_fps: expected a number of frames per second from {MIN_FPS:g} to {MAX_FPS:g}, got {raw!r}",
         )
     return fps
 
 
 async def _snapshot(request: web.Request) -> web.Response:
-    """The newest frame as one JPEG: ``?image=annotated|clean&max_width=N``; while the stream has no
-    current picture (`_has_current_picture`), where an MJPEG response sends notices, a 503 (`_no_picture`)."""
+    """The newest frame as one JPEG: ``?image=annotated|clean&max_width=N``, scaled to a size the stream's
+    budget of scaled sizes allows (`Hub.snapshot`); while the stream has no current picture
+    (`_has_current_picture`), where an MJPEG response sends notices, a 503 (`_no_picture`)."""
     info = stream_info(request)
-    variant = _variant(request)
+    asked = _variant(request)
     hub = request.app[hub_key]
-    packet = await hub.packet_with(info.stream_id, variant) if _has_current_picture(request.app, info) else None
-    if packet is None:
+    snapshot = await hub.snapshot(info.stream_id, asked) if _has_current_picture(request.app, info) else None
+    if snapshot is None:
         raise _no_picture(info, had_frame=info.stream_id in hub.latest)
+    packet, image = snapshot
     return web.Response(
-        body=packet.jpegs[variant],
+        body=packet.jpegs[image],
         content_type="image/jpeg",
         headers={"Cache-Control": "no-store", "X-Segcast-Seq": str(packet.seq)},
     )
@@ -248,16 +245,6 @@ async def _close_when_client_leaves(request: web.Request, viewer: Viewer) -> Non
     while not _client_gone(request):  # noqa: ASYNC110 - there is no event to wait on, as said above
         await asyncio.sleep(CLIENT_CHECK_S)
     viewer.close()
-
-
-def join_viewer(hub: Hub, viewer: Viewer) -> None:
-    """Add a WebSocket or MJPEG viewer to ``hub``, or refuse it: 503 at the server's limit, 429 at its address's."""
-    try:
-        hub.join(viewer)
-    except ViewerLimitError as exc:
-        kind = web.HTTPServiceUnavailable if exc.setting == "max_viewers" else web.HTTPTooManyRequests
-        log.warning("refused a viewer from %s: %s", viewer.address, exc)
-        raise error(kind, str(exc), **{"Retry-After": str(VIEWER_RETRY_S)}) from None
 
 
 async def _write_part(response: web.StreamResponse, viewer: Viewer, jpeg: bytes, header: str) -> bool:

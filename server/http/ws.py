@@ -1,8 +1,12 @@
 """The WebSocket feed ``/ws``: subscriptions in, frames, metadata and events out (docs/protocol.md).
 
-The handler task is the only reader of its socket; a sender task per socket is the only writer, and
-it drains that viewer's own latest-only slots. A client that stops reading therefore only stalls its
-own sender, and the frames meant for it are replaced by newer ones while it is stuck.
+The handler task is the only reader of its socket. A sender task per socket writes what the viewer is
+sent, draining that viewer's own latest-only slots: a client that stops reading therefore only stalls
+its own sender, and the frames meant for it are replaced by newer ones while it is stuck. Closes are
+written by whichever task decides on one (the handler for a client over its rate, the sender for one
+too far behind, the token's expiry, shutdown), each through `server.http.viewers.close_websocket`,
+which cuts off a client that does not take its close frame. A sender that fails closes its socket
+with 1011, so that a viewer is never left connected to a socket that sends nothing.
 
 Each socket is told an id of its own in its ``hello`` (`PageSockets`): a page names it when it offers
 to play over WebRTC, and its players are closed when the socket closes.
@@ -11,12 +15,13 @@ to play over WebRTC, and its players are closed when the socket closes.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from types import MappingProxyType
 from typing import Any
 
@@ -30,8 +35,8 @@ from server.http.api import stream_json
 from server.http.errors import error
 from server.http.keys import hub_key, manager_key, websockets_key
 from server.http.network.serving import ViewerConnection, keep_send_queue_short
-from server.http.pictures import MIN_MJPEG_FPS as MIN_FPS  # one frame per 100 s, as for MJPEG
-from server.http.pictures import join_viewer
+from server.http.viewers import MAX_FPS, MIN_FPS, WebSocketCloser, join_viewer, websocket_closer_key
+from server.log_throttle import ThrottledCount
 from server.streams import StreamManager
 
 log = logging.getLogger(__name__)
@@ -43,7 +48,6 @@ HEARTBEAT_S = 20.0
 #: connection) closes nothing, and a browser sees no pings, so silence is all it can go by.
 KEEPALIVE_S = 5.0
 KEEPALIVE_MESSAGE = json.dumps({"type": "keepalive", "v": PROTOCOL_VERSION})
-MAX_FPS = 60.0
 SUBSCRIPTION_KEYS = frozenset({"image", "max_width", "max_fps"})
 #: The options of a subscription that names none (docs/protocol.md): annotated, full size, every frame.
 DEFAULT_OPTIONS: Mapping[str, Any] = MappingProxyType(
@@ -75,6 +79,11 @@ MAX_SUBSCRIBED_ENTRIES_PER_S = 64.0
 SUBSCRIBED_ENTRIES_BURST = 2 * MAX_SUBSCRIBED_STREAMS
 #: The reason of the 1013 close that ends a client too far behind to be kept (docs/protocol.md).
 TOO_SLOW_REASON = f"too far behind: {MAX_PENDING_EVENTS} events piled up; reconnect"
+#: The reason of the 1011 close that ends a client whose sender failed (a bug): it reconnects.
+SENDER_FAILED_REASON = "the server failed to send to this viewer; reconnect"
+#: Clients disconnected for going over one of their rates are logged in one line per this long and
+#: rate, with how many since the last: each such client is broken or hostile, and may be many.
+DISCONNECT_LOG_INTERVAL_S = 60.0
 #: Random bytes of the id each socket is told in its hello: whoever knows it can bind a WebRTC player
 #: to that socket, so it must be unguessable.
 SOCKET_ID_BYTES = 16
@@ -96,6 +105,7 @@ class RateLimit:
         self._burst = float(burst)
         self._tokens = float(burst)
         self._last = time.monotonic()
+        self.what = what
         self.reason = f"too many {what}: at most {per_s:g} per second"
 
     def allow(self, cost: float = 1.0, now: float | None = None) -> bool:
@@ -158,16 +168,21 @@ class PageSockets:
 
 
 page_sockets_key = web.AppKey("page_sockets", PageSockets)
+#: The clients disconnected for their rate, by what they sent too much of (`RateLimit.what`), logged
+#: in one line per `DISCONNECT_LOG_INTERVAL_S`.
+_disconnects_logged_key = web.AppKey("ws_disconnects_logged", dict[str, ThrottledCount])
 
 
 def setup_ws(app: web.Application) -> None:
     sockets = app[page_sockets_key] = PageSockets()
+    app[_disconnects_logged_key] = {}
     app.on_shutdown.insert(0, sockets.stopping)  # before the viewers' sockets are closed
     app.router.add_get("/ws", _websocket)
 
 
 async def _websocket(request: web.Request) -> web.WebSocketResponse:
-    """One viewer. This handler is the only reader of the socket; the viewer's sender task writes."""
+    """One viewer. This handler is the only reader of the socket; the viewer's sender task writes, and
+    a close (`WebSocketCloser`) is waited for before the viewer is let go."""
     # No permessage-deflate, though browsers offer it: it would deflate every JPEG (which does not
     # shrink) once per viewer, a CPU cost that grows with the audience for nothing.
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_CLIENT_MESSAGE_BYTES, compress=False)
@@ -180,6 +195,7 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
         await ws.prepare(request)
         keep_send_queue_short(request)
         connection = request.app[websockets_key][ws] = ViewerConnection(request)
+        closer = request[websocket_closer_key] = WebSocketCloser(ws, connection)
         streams = [stream_json(request, info) for info in manager.streams()]
         with request.app[page_sockets_key].opened() as socket_id:
             hello = {
@@ -191,15 +207,14 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
                 "socket": socket_id,
             }
             viewer.greet(Event.of(hello))
-            sender = asyncio.create_task(send_forever(viewer, ws), name="viewer-sender")
+            sender = asyncio.create_task(send_forever(viewer, ws, closer), name="viewer-sender")
+            sender.add_done_callback(functools.partial(_close_if_failed, closer))
             try:
-                await _read_forever(ws, hub, manager, viewer)
+                await _read_forever(ws, hub, manager, viewer, closer, request.app[_disconnects_logged_key])
             finally:
                 sender.cancel()
-                with suppress(asyncio.CancelledError):
-                    await sender
-                if ws.close_code == WSCloseCode.ABNORMAL_CLOSURE:  # it missed its pings: aiohttp's close waits on it
-                    connection.reset()
+                await asyncio.wait((sender,))  # a failure of its own was logged as it ended
+                await closer.finished()
     finally:
         hub.remove_viewer(viewer)
         # Its connection refers back to it (through the request): as a weak key alone it would never go.
@@ -228,7 +243,14 @@ def _error(message: str) -> Event:
     return Event.of({"type": "error", "v": PROTOCOL_VERSION, "message": message})
 
 
-async def _read_forever(ws: web.WebSocketResponse, hub: Hub, manager: StreamManager, viewer: Viewer) -> None:
+async def _read_forever(
+    ws: web.WebSocketResponse,
+    hub: Hub,
+    manager: StreamManager,
+    viewer: Viewer,
+    closer: WebSocketCloser,
+    disconnects_logged: dict[str, ThrottledCount],
+) -> None:
     """Take the client's subscriptions until it leaves. A client over the rate of its messages, of their
     text or of their stream entries is disconnected, each charged before the work it pays for."""
     messages = RateLimit()
@@ -236,19 +258,19 @@ async def _read_forever(ws: web.WebSocketResponse, hub: Hub, manager: StreamMana
     entries = RateLimit(MAX_SUBSCRIBED_ENTRIES_PER_S, SUBSCRIBED_ENTRIES_BURST, "stream entries")
     async for message in ws:
         if not messages.allow():
-            await _disconnect(ws, messages)
+            _disconnect(closer, viewer, messages, disconnects_logged)
             return
         if message.type is not WSMsgType.TEXT:
             continue
         if not text.allow(len(message.data)):
-            await _disconnect(ws, text)
+            _disconnect(closer, viewer, text, disconnects_logged)
             return
         request = read_client_message(message.data)
         if isinstance(request, str):
             viewer.offer_event(_error(request))
             continue
         if not entries.allow(len(request["streams"])):
-            await _disconnect(ws, entries)
+            _disconnect(closer, viewer, entries, disconnects_logged)
             return
         subscriptions = parse_subscriptions(request)
         if isinstance(subscriptions, str):
@@ -257,10 +279,20 @@ async def _read_forever(ws: web.WebSocketResponse, hub: Hub, manager: StreamMana
         _subscribe(hub, manager, viewer, subscriptions)
 
 
-async def _disconnect(ws: web.WebSocketResponse, limit: RateLimit) -> None:
-    """Close the socket of a client over ``limit``: broken or hostile, it would cost everyone loop time."""
-    log.warning("a WebSocket client sent %s; disconnecting it", limit.reason)
-    await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=limit.reason.encode())
+def _disconnect(
+    closer: WebSocketCloser, viewer: Viewer, limit: RateLimit, disconnects_logged: dict[str, ThrottledCount]
+) -> None:
+    """Close the socket of a client over ``limit`` with 1008: broken or hostile, it would cost everyone
+    loop time. Logged in one line per `DISCONNECT_LOG_INTERVAL_S` and limit."""
+    throttle = disconnects_logged.setdefault(limit.what, ThrottledCount(DISCONNECT_LOG_INTERVAL_S))
+    if disconnected := throttle.add():
+        log.warning(
+            "disconnecting a WebSocket client from %s (%d disconnected for this since the last such line): it sent %s",
+            viewer.address,
+            disconnected,
+            limit.reason,
+        )
+    closer.close(WSCloseCode.POLICY_VIOLATION, limit.reason)
 
 
 def _subscribe(hub: Hub, manager: StreamManager, viewer: Viewer, subscriptions: Mapping[str, Subscription]) -> None:
@@ -275,14 +307,14 @@ def _subscribe(hub: Hub, manager: StreamManager, viewer: Viewer, subscriptions: 
         viewer.offer_event(_error(unknown_streams_message(unknown)))
 
 
-async def send_forever(viewer: Viewer, ws: web.WebSocketResponse) -> None:
+async def send_forever(viewer: Viewer, ws: web.WebSocketResponse, closer: WebSocketCloser) -> None:
     """The viewer's sender task: events in order, then each stream's newest frame, then wait again;
     after `KEEPALIVE_S` of waiting with nothing to send, a ``keepalive`` message.
 
     A viewer closed for letting events pile up is sent those it holds (at most `MAX_PENDING_EVENTS`),
-    so it misses none before it is told, then closed with 1013. Ends quietly when the client goes away
-    mid-send (a reset, or a connection lost while a send waited on it); the handler notices the closed
-    socket itself.
+    so it misses none before it is told, then closed with 1013 (by ``closer``, which the handler waits
+    for). Ends quietly when the client goes away mid-send (a reset, or a connection lost while a send
+    waited on it); the handler notices the closed socket itself.
     """
     try:
         while True:
@@ -302,9 +334,18 @@ async def send_forever(viewer: Viewer, ws: web.WebSocketResponse) -> None:
                 if jpeg is not None:
                     await ws.send_bytes(jpeg)
         if viewer.too_slow:
-            await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=TOO_SLOW_REASON.encode())
+            closer.close(WSCloseCode.TRY_AGAIN_LATER, TOO_SLOW_REASON)
     except ConnectionError:
         log.debug("a viewer left while being sent to")
+
+
+def _close_if_failed(closer: WebSocketCloser, sender: asyncio.Task[None]) -> None:
+    """Close the socket of a viewer whose sender ended with an error (a bug), with 1011: its handler
+    would otherwise go on reading subscriptions for a client sent nothing more."""
+    if sender.cancelled() or (failure := sender.exception()) is None:
+        return
+    log.error("a WebSocket viewer's sender failed; closing its socket", exc_info=failure)
+    closer.close(WSCloseCode.INTERNAL_ERROR, SENDER_FAILED_REASON)
 
 
 def read_client_message(data: str) -> dict[str, Any] | str:

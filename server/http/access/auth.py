@@ -49,6 +49,7 @@ from yarl import URL
 
 from server.http.errors import error
 from server.http.network.bodies import read_body
+from server.http.viewers import websocket_closer_key
 from server.log_throttle import ThrottledCount
 
 log = logging.getLogger(__name__)
@@ -459,20 +460,20 @@ async def _note_stream(request: web.Request, response: web.StreamResponse) -> No
 async def _end_stream_at(request: web.Request, expires: int) -> None:
     """At ``expires``, close the request's WebSocket with `TOKEN_EXPIRED_CLOSE_CODE`, or end its stream.
 
-    A response that is not streamed yet is left alone: its request was allowed when it arrived. An
-    MJPEG stream (or any other) cannot say why, so its connection is closed, which its handler
-    notices within a second (`server.http.pictures`); its ``<img>`` keeps the last picture.
+    A response that is not streamed yet is left alone: its request was allowed when it arrived. An open
+    WebSocket is closed by its handler's `WebSocketCloser`, which cuts off a client that does not take
+    the close frame. An MJPEG stream (or any other, or a WebSocket still in its handshake) cannot say
+    why, so its connection is closed, which its handler notices within a second
+    (`server.http.pictures`); its ``<img>`` keeps the last picture.
     """
     await asyncio.sleep(max(0.0, expires - time.time()))
     response = request.get(_stream_key)
     if response is None or request.transport is None:
         return
-    if isinstance(response, web.WebSocketResponse):
-        try:
-            await response.close(code=TOKEN_EXPIRED_CLOSE_CODE, message=b"the access token expired")
-            return
-        except RuntimeError:  # expired in the midst of its handshake: too early for a close frame
-            pass
+    closer = request.get(websocket_closer_key)
+    if closer is not None:
+        closer.close(TOKEN_EXPIRED_CLOSE_CODE, "the access token expired")
+        return
     request.transport.close()
 
 
