@@ -31,6 +31,8 @@ TRICKLE_S = 0.1
 HANG_S = 30.0
 #: The deadline the calls here are given.
 DEADLINE_S = 1.0
+#: Calls made one after another on one transport, as a busy node's requester thread makes them.
+SEQUENTIAL_CALLS = 20
 #: A head promising far more than is ever sent: what follows is trickled until the test ends.
 ENDLESS_JSON = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n"
 
@@ -178,6 +180,39 @@ def test_an_answer_that_is_not_json_is_told_from_metrics_within_the_calls_deadli
             transport.close()
     assert isinstance(outcome, TritonUnavailable), outcome
     assert str(outcome) == "not a Triton HTTP endpoint (its answer is not JSON)"
+
+
+def test_http_calls_share_one_deadline_thread_that_ends_with_the_transport() -> None:
+    """A timer thread per call made a thread for every inference request, on the hot path of a node
+    with many cameras: the transport's first call starts its one deadline watcher, later calls start
+    no thread, and the watcher ends when the transport is closed."""
+    described = json.dumps(_FakeTriton().model_config("m", 1.0)).encode()
+    handlers: set[threading.Thread] = set()  # the server's own, one per connection
+    alive_during_calls: set[threading.Thread] = set()
+
+    def answer(path: str) -> tuple[bytes, bytes]:
+        handlers.add(threading.current_thread())
+        alive_during_calls.update(threading.enumerate())
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(described)
+        return head + described, b""
+
+    with _trickling_server(answer) as address:
+        before = set(threading.enumerate())
+        transport = open_transport(TritonEndpoint("http", address, "m"), 5.0)
+        try:
+            transport.model_config("m", DEADLINE_S)
+            watchers = set(threading.enumerate()) - before - handlers
+            alive_during_calls.clear()
+            for _ in range(SEQUENTIAL_CALLS):
+                transport.model_config("m", DEADLINE_S)
+            started = alive_during_calls - before - watchers - handlers
+        finally:
+            transport.close()
+    assert not started, f"{len(started)} threads started by {SEQUENTIAL_CALLS} calls: {sorted(t.name for t in started)}"
+    assert len(watchers) == 1, sorted(t.name for t in watchers)
+    for watcher in watchers:
+        watcher.join(HANG_S)
+        assert not watcher.is_alive(), f"{watcher.name} still runs after the transport was closed"
 
 
 # -- when a node asks again ---------------------------------------------------------------------------

@@ -810,9 +810,9 @@ def test_a_failed_frame_of_another_size_carries_the_counts_but_not_the_old_sizes
 def test_a_frame_in_a_local_model_when_the_worker_stops_is_still_delivered(monkeypatch: pytest.MonkeyPatch) -> None:
     """A stop drops only frames a remote model was closed under: a local model's batch finishes, and
     is tracked and delivered with its events, as the app's shutdown keeps the last frames' events."""
-    from server.inference import worker as worker_module
+    from server.inference import local as local_module
 
-    real_detect = worker_module.detect
+    real_detect = local_module.detect
     in_model, release = threading.Event(), threading.Event()
 
     def held_detect(*args: Any, **kwargs: Any) -> Any:
@@ -820,7 +820,7 @@ def test_a_frame_in_a_local_model_when_the_worker_stops_is_still_delivered(monke
         assert release.wait(RESULT_TIMEOUT_S), "the test never let the batch finish"
         return real_detect(*args, **kwargs)
 
-    monkeypatch.setattr(worker_module, "detect", held_detect)
+    monkeypatch.setattr(local_module, "detect", held_detect)
     seen: queue.Queue[FrameResult] = queue.Queue()
     model = TruthModel()
     worker = InferenceWorker("m", seen.put, InferenceOptions(), load=lambda _: model)

@@ -8,13 +8,14 @@ other threads; the trackers themselves are touched by this thread alone.
 Which frames share one ``predict`` call, and at what settings, is `server.inference.batching`'s:
 a stream gets the same tracks batched or alone.
 
-A model on a Triton server (`server.triton`) is pipelined: up to `REMOTE_IN_FLIGHT` batches are
-out at once, so while the server runs one the thread tracks and delivers the one before, and its
-answer wakes the thread like a new frame does. Batches are still finished strictly in the order they
-were taken, so each tracker sees its stream's frames in order. Without frames for `IDLE_PROBE_AFTER_S`
-the thread has the model ask its server by itself (`TritonModel.probe`), so an idle node's inference
-status stays true. `InferenceWorker.stop` closes a remote model first, which ends what is out at
-once: a hung server never holds up the thread's exit.
+The model is behind `server.inference.backend.InferenceBackend`: a model run here
+(`server.inference.local`) or on a Triton server (`server.triton`). A backend may be pipelined: up
+to its `depth` batches are out at once (a Triton server's), so while the server runs one the thread
+tracks and delivers the one before, and its answer wakes the thread like a new frame does. Batches are
+still finished strictly in the order they were taken, so each tracker sees its stream's frames in
+order. Without frames for `IDLE_PROBE_AFTER_S` the thread has the backend check by itself
+(`InferenceBackend.probe`), so an idle node's inference status stays true. `InferenceWorker.stop`
+closes the backend first, which ends what is out at once: a hung server never holds up the thread's exit.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ from server.analytics.engine import check_classes
 from server.analytics.events import Counts
 from server.frames import Frame, FrameResult
 from server.inference.analysis import analyse, pending_shapes
-from server.inference.batching import DEFAULT_IMGSZ_PX, Job, group_jobs, predict_options
-from server.inference.detections import detect
+from server.inference.backend import BatchFailed, InferenceBackend, InferenceRefused, PendingBatch, RequestStats
+from server.inference.batching import Job, group_jobs, predict_options
+from server.inference.local import LocalModel
 from server.inference.models import (
     InferenceStatus,
     InferenceUnavailable,
@@ -49,22 +51,16 @@ from server.inference.registration import StreamRegistration
 from server.options import StreamOptions
 from server.sources.base import LatestFrame
 from server.tracking import StreamTracker, class_ids
-from server.triton.model import PendingDetections, TritonModel
-from server.triton.transport import TritonRefused
 
 if TYPE_CHECKING:
     from ultralytics import YOLO
 
-    Model = YOLO | TritonModel
-
 log = logging.getLogger(__name__)
 
 IDLE_POLL_S = 0.1
-#: Batches a remote model may have submitted and not yet finished: one at the server while the
-#: inference thread finishes the one before, so the node's own work and the server's overlap.
-REMOTE_IN_FLIGHT = 2
-#: Time without a frame to infer after which a remote model's server is asked whether it still serves the
-#: model (a node whose cameras send frames asks with them: a probe then could only make its status flap).
+#: Time without a frame to infer after which the backend checks by itself that it could run one (a remote
+#: model's server is asked whether it still serves the model; a node whose cameras send frames asks with
+#: them: a probe then could only make its status flap).
 IDLE_PROBE_AFTER_S = 1.0
 JOIN_TIMEOUT_S = 5.0
 MODEL_LOAD_TIMEOUT_S = 600.0
@@ -97,10 +93,10 @@ class StreamStats:
 
 @dataclass(eq=False)
 class _Batch:
-    """The jobs of one cycle, and the requests still out for some of them (remote models only)."""
+    """The jobs of one cycle, and the batches submitted for them."""
 
     jobs: list[Job]
-    waiting: list[tuple[list[Job], PendingDetections]] = field(default_factory=list)
+    waiting: list[tuple[list[Job], PendingBatch]] = field(default_factory=list)
 
     def answered(self) -> bool:
         """Whether `_finish` would not have to wait (always, for a local model's batch)."""
@@ -122,7 +118,7 @@ class InferenceWorker:
         on_result: Callable[[FrameResult], None],
         options: InferenceOptions,
         *,
-        load: Callable[[str], Model] = open_model,
+        load: Callable[[str], YOLO | InferenceBackend] = open_model,
         on_status: Callable[[InferenceStatus], None] | None = None,
         on_unfit: Callable[[str, StreamOptions, str], None] | None = None,
     ) -> None:
@@ -140,8 +136,7 @@ class InferenceWorker:
         self._load_error: ModelError | None = None
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
         self._next_first = 0  # round-robin start, so streams beyond max_batch are not always last
-        self._model: Model | None = None
-        self._local_names: dict[int, str] | None = None
+        self._backend: InferenceBackend | None = None
         self._on_status = on_status
         self._on_unfit = on_unfit
         self._last_status: InferenceStatus | None = None
@@ -154,32 +149,21 @@ class InferenceWorker:
 
     @property
     def class_names(self) -> dict[int, str]:
-        """The model's classes; empty until it is loaded (for a Triton model, until the server described it).
-
-        A local model's are read once: for an exported one each read of ``names`` loads its runtime anew.
-        """
-        model = self._model
-        if model is None:
-            return {}
-        if isinstance(model, TritonModel):
-            return dict(model.names)
-        if self._local_names is None:
-            self._local_names = dict(model.names)
-        return dict(self._local_names)
+        """The model's classes; empty until it is loaded (for a Triton model, until the server described it)."""
+        backend = self._backend
+        return {} if backend is None else dict(backend.names)
 
     @property
-    def remote_stats(self) -> TritonModel | None:
-        """The remote model, whose request counters /metrics shows; None for a local model."""
-        model = self._model
-        return model if isinstance(model, TritonModel) else None
+    def remote_stats(self) -> RequestStats | None:
+        """The remote model's request counters, which /metrics shows; None for a local model."""
+        backend = self._backend
+        return None if backend is None else backend.request_stats
 
     @property
     def inference_status(self) -> InferenceStatus:
         """Whether frames can be inferred now: a local model always can, a remote one while its server answers."""
-        model = self._model
-        if isinstance(model, TritonModel):
-            return model.status
-        return InferenceStatus(available=model is not None)
+        backend = self._backend
+        return InferenceStatus(available=False) if backend is None else backend.status
 
     @property
     def stream_defaults(self) -> StreamOptions:
@@ -197,9 +181,9 @@ class InferenceWorker:
 
     def stop(self) -> None:
         self._stop.set()
-        model = self._model
-        if isinstance(model, TritonModel):
-            model.close()  # the thread may be waiting for an answer: it fails at once, the server hung or not
+        backend = self._backend
+        if backend is not None:
+            backend.close()  # the thread may be waiting for an answer: it fails at once, the server hung or not
         self._work_ready.set()
         if self._thread.is_alive():
             self._thread.join(JOIN_TIMEOUT_S)
@@ -320,7 +304,10 @@ class InferenceWorker:
                     log.warning(
                         "half is not used: a model on Triton runs at the precision of the model its server was given"
                     )
-            model = self._model = self._load(self._model_spec)
+            loaded = self._load(self._model_spec)
+            backend = self._backend = (
+                loaded if isinstance(loaded, InferenceBackend) else LocalModel(loaded, self._options)
+            )
         except ModelError as exc:
             self._load_error = exc
             return
@@ -329,23 +316,24 @@ class InferenceWorker:
             return
         finally:
             self._loaded.set()
-        if isinstance(model, TritonModel) and not model.status.available:  # its reason was just logged
+        if not backend.status.available:  # its reason was just logged
             log.info(
-                "inference thread started on %s (max batch %d, %d CPU threads); Triton unavailable: retrying",
-                model.endpoint,
+                "inference thread started on %s (max batch %d, %d CPU threads); %s unavailable: retrying",
+                backend.runs_on,
                 self._options.max_batch,
                 threads,
+                backend.kind,
             )
         else:
             log.info(
                 "inference thread ready on %s (max batch %d, %d CPU threads)",
-                model.endpoint if isinstance(model, TritonModel) else self._options.device,
+                backend.runs_on,
                 self._options.max_batch,
                 threads,
             )
         self._report_status()
         in_flight: deque[_Batch] = deque()
-        depth = REMOTE_IN_FLIGHT if isinstance(model, TritonModel) else 1
+        depth = backend.depth
         last_frame_at = time.monotonic()
         try:
             while not self._stop.is_set():
@@ -354,22 +342,17 @@ class InferenceWorker:
                         self._work_ready.wait(IDLE_POLL_S)  # new frames, or an answer to a request
                 self._work_ready.clear()
                 while in_flight and in_flight[0].answered():
-                    self._finish(in_flight.popleft())
+                    self._finish(backend, in_flight.popleft())
                 if len(in_flight) < depth and (jobs := self._take_batch()):
-                    in_flight.append(self._start(model, jobs))
+                    in_flight.append(self._start(backend, jobs))
                     last_frame_at = time.monotonic()
-                elif (
-                    isinstance(model, TritonModel)
-                    and not in_flight
-                    and time.monotonic() - last_frame_at >= IDLE_PROBE_AFTER_S
-                ):
-                    model.probe(on_answer=self._work_ready.set)  # nothing to send: it asks by itself
+                elif not in_flight and time.monotonic() - last_frame_at >= IDLE_PROBE_AFTER_S:
+                    backend.probe(on_answer=self._work_ready.set)  # nothing to send: it checks by itself
                 if len(in_flight) >= depth:  # as much out as allowed: the oldest answer is what comes next
-                    self._finish(in_flight.popleft())
+                    self._finish(backend, in_flight.popleft())
                 self._report_status()
         finally:
-            if isinstance(model, TritonModel):
-                model.close()
+            backend.close()
 
     def _report_status(self) -> None:
         status = self.inference_status
@@ -414,7 +397,7 @@ class InferenceWorker:
 
         `check_options` refuses such a stream when it is added, but cannot while a remote model was
         never described (its server down at start): the stream is checked here once the model's
-        classes are known, which they then stay (`TritonModel` refuses other ones), and said once in
+        classes are known, which they then stay (a remote model refuses other ones), and said once in
         the log with what to do. Its frames would otherwise each cost a request, then fail in its
         tracker. Changing its options (``PATCH``) makes it a new registration, checked anew.
         """
@@ -439,32 +422,33 @@ class InferenceWorker:
                         log.exception("[%s] unfit stream handler failed", registration.stream_id)
         return registration.options_error
 
-    def _start(self, model: Model, jobs: list[Job]) -> _Batch:
-        """Run the model on ``jobs``: a local model at once, a remote one by sending its requests."""
+    def _start(self, backend: InferenceBackend, jobs: list[Job]) -> _Batch:
+        """Submit ``jobs`` to the model, one batch per group of frames that may share a call."""
         batch = _Batch(jobs)
-        # A remote model not described yet (its server was down at start) gets None, so it uses the
-        # size the server describes rather than ultralytics' default.
-        known = model.overrides.get("imgsz")
-        fallback = None if isinstance(model, TritonModel) else DEFAULT_IMGSZ_PX
-        default_imgsz = fallback if known is None else int(known)
-        for (imgsz, iou, agnostic, _), group in group_jobs(jobs, default_imgsz).items():
-            kwargs = predict_options(group, imgsz, iou, agnostic, self._options)
-            if isinstance(model, TritonModel):
-                images = [job.frame.image for job in group]
-                try:
-                    pending = model.submit(images, on_answer=self._work_ready.set, **kwargs)
-                except InferenceUnavailable as exc:
-                    _unavailable(group, exc)
-                except Exception as exc:  # a bug or an odd model must cost these frames, not the thread
-                    _model_failed(group, exc)
-                else:
-                    self.cycles += 1
-                    batch.waiting.append((group, pending))
-            else:
-                self._predict(model, group, kwargs)
+        # A remote model not described yet (its server was down at start) has no size of its own, so
+        # it uses the size the server describes rather than ultralytics' default.
+        for (imgsz, iou, agnostic, _), group in group_jobs(jobs, backend.default_imgsz).items():
+            self._submit(backend, batch, group, predict_options(group, imgsz, iou, agnostic, self._options))
         return batch
 
-    def _finish(self, batch: _Batch) -> None:
+    def _submit(self, backend: InferenceBackend, batch: _Batch, group: list[Job], options: dict[str, Any]) -> None:
+        """Submit ``group`` as one batch; if the model fails on it as a whole, each frame goes alone, so
+        only the culprit is charged."""
+        try:
+            pending = backend.submit([job.frame.image for job in group], on_answer=self._work_ready.set, **options)
+        except BatchFailed:  # raised for several frames only: each one's own batch answers for itself
+            self.cycles += 1
+            for job in group:
+                self._submit(backend, batch, [job], options)
+        except InferenceUnavailable as exc:
+            _unavailable(group, exc)
+        except Exception as exc:  # a bug or an odd model must cost these frames, not the thread
+            _model_failed(group, exc)
+        else:
+            self.cycles += 1
+            batch.waiting.append((group, pending))
+
+    def _finish(self, backend: InferenceBackend, batch: _Batch) -> None:
         """Wait for what is still out, then track and deliver every frame of the batch, in order. Once
         stopping, frames that failed are not: a remote model was closed under them (`stop`), and a
         stop is no outage to show; frames that were inferred are, with their events."""
@@ -479,32 +463,14 @@ class InferenceWorker:
                 continue
             elapsed_ms = pending.seconds * 1000 / len(group)
             for job, found in zip(group, results, strict=True):
-                if isinstance(found, TritonRefused):
-                    _refused(job, found)
+                if isinstance(found, InferenceRefused):
+                    _refused(job, found, backend.kind)
                 else:
                     job.detections, job.inference_ms = found, elapsed_ms
         stopping = self._stop.is_set()
         for job in batch.jobs:
             if not (stopping and job.error is not None):
                 self._track_and_deliver(job)
-
-    def _predict(self, model: YOLO, group: list[Job], kwargs: dict[str, Any]) -> None:
-        """Run ``group`` as one call; if it fails, run each frame alone so only the culprit is charged."""
-        started = time.perf_counter()
-        self.cycles += 1
-        try:
-            results = detect(model, [job.frame.image for job in group], fast_masks=self._options.fast_masks, **kwargs)
-            found = list(zip(group, results, strict=True))  # a result short or over costs these frames, not the thread
-        except Exception as exc:
-            if len(group) > 1:
-                for job in group:
-                    self._predict(model, [job], kwargs)
-                return
-            _model_failed(group, exc)
-            return
-        elapsed_ms = (time.perf_counter() - started) * 1000 / len(group)
-        for job, detections in found:
-            job.detections, job.inference_ms = detections, elapsed_ms
 
     def _track_and_deliver(self, job: Job) -> None:
         registration, frame = job.registration, job.frame
@@ -585,10 +551,10 @@ def _unavailable(group: list[Job], exc: InferenceUnavailable) -> None:
         job.error = f"inference unavailable: {exc}"
 
 
-def _refused(job: Job, exc: TritonRefused) -> None:
-    """A request the server refused (say, a size the model does not take) is the fault of the streams
-    whose frames it carried: they fail with the server's reason, once per reason in the log."""
-    job.error = f"Triton refused the request: {exc}"
+def _refused(job: Job, exc: InferenceRefused, refused_by: str) -> None:
+    """A request the backend refused (say, a size the model does not take) is the fault of the streams
+    whose frames it carried: they fail with its reason, once per reason in the log."""
+    job.error = f"{refused_by} refused the request: {exc}"
 
 
 def _model_failed(group: list[Job], exc: Exception) -> None:

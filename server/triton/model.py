@@ -2,7 +2,7 @@
 
 Only the network runs remotely: letterboxing, NMS and mask outlines stay on the node
 (`server.triton.predictor_steps`). Each batch the inference thread forms is one request; a node has
-at most two batches out (the worker's ``REMOTE_IN_FLIGHT``), and meanwhile the newest frame of each
+at most `IN_FLIGHT_BATCHES` out, and meanwhile the newest frame of each
 camera keeps replacing the last, so a slow server makes live streams skip frames, never queue them.
 
 Each `submit` (the worker submits each group of frames of one size and options on its own) is
@@ -65,6 +65,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from server.inference.backend import RequestStats
 from server.inference.detections import Detections
 from server.inference.models import InferenceStatus, InferenceUnavailable, ModelError
 from server.triton.predictor_steps import letterbox, postprocess
@@ -85,6 +86,9 @@ from server.triton.transport import (
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
+#: Batches a node may have submitted and not yet finished (`TritonModel.depth`): one at the server while
+#: the inference thread finishes the one before, so the node's own work and the server's overlap.
+IN_FLIGHT_BATCHES = 2
 CONNECT_TIMEOUT_S = 5.0
 REQUEST_TIMEOUT_S = 10.0
 RETRY_FIRST_S = 0.5
@@ -111,7 +115,7 @@ _Answer = list[np.ndarray] | TritonRefused
 
 
 class TritonModel:
-    """A model on a Triton server, with the small surface of ultralytics' ``YOLO`` the worker uses.
+    """A model on a Triton server, as the inference thread runs it (`server.inference.backend.InferenceBackend`).
 
     ``names``, ``task`` and ``overrides["imgsz"]`` are known once the server has described the model
     (at start, or at the first successful attempt when it was down then), and read again after each
@@ -127,8 +131,8 @@ class TritonModel:
         self._spec = spec
         self._request_timeout_s = request_timeout_s
         # One thread, so requests go out one at a time in the order submitted, the next as soon as
-        # the last is answered; the worker keeps at most `server.inference.worker.REMOTE_IN_FLIGHT` batches
-        # submitted, which bounds what can wait here.
+        # the last is answered; the worker keeps at most `depth` batches submitted, which bounds what
+        # can wait here.
         self._requester = ThreadPoolExecutor(max_workers=1, thread_name_prefix="triton-requests")
         self._transport: Transport | None = None  # the requester thread's, but for `close`
         self._transport_lock = threading.Lock()  # guards `_transport` and `_closed`
@@ -156,6 +160,23 @@ class TritonModel:
         self.request_seconds = 0.0
 
     # -- what the worker reads ---------------------------------------------------------------------
+
+    kind = "Triton"
+    depth = IN_FLIGHT_BATCHES
+
+    @property
+    def runs_on(self) -> str:
+        return str(self.endpoint)
+
+    @property
+    def default_imgsz(self) -> int | None:
+        """The served model's size once it was described; None before (its server down at start)."""
+        known = self.overrides.get("imgsz")
+        return None if known is None else int(known)
+
+    @property
+    def request_stats(self) -> RequestStats:
+        return RequestStats(self.requests, self.failed_requests, self.request_seconds)
 
     @property
     def names(self) -> dict[int, str]:

@@ -17,8 +17,8 @@ default backend, an HTML page) is not Triton's at all.
 
 gRPC enforces a call's deadline itself. The HTTP client's time-outs bound each read, not the call, so
 a server or proxy that trickles its answer a byte at a time would hold the call for ever: at the
-deadline a timer shuts the call's connections under it, as `Transport.close` does, and the call fails
-as `TritonTimeout`.
+deadline the transport's one watcher thread (`_DeadlineWatcher`) shuts the call's connections under
+it, as `Transport.close` does, and the call fails as `TritonTimeout`.
 
 Requests go in the clear and carry no credentials: ``grpcs://``, ``https://`` and a user name or
 password in the URL are refused at start rather than quietly sent without them (or the password
@@ -30,20 +30,25 @@ from __future__ import annotations
 import contextlib
 import http.client
 import importlib.util
+import logging
 import math
 import socket
 import threading
 import time
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import numpy as np
 
+from server.inference.backend import InferenceRefused
 from server.inference.models import ModelError
 from server.sources.uri import mask_uri
+
+log = logging.getLogger(__name__)
 
 SCHEMES = ("grpc", "http")
 #: HTTP clients (each with its connection) kept open at once, one per time-out in use (`_HttpTransport`).
@@ -94,7 +99,7 @@ class TritonModelMissing(TritonUnavailable):
     or being replaced, or a name it does not have at all (the repository index tells which)."""
 
 
-class TritonRefused(Exception):
+class TritonRefused(InferenceRefused):
     """The server answered, and said no because of the request itself."""
 
 
@@ -267,6 +272,7 @@ class _HttpTransport:
         self._connect_timeout_s = connect_timeout_s
         self._lock = threading.Lock()  # guards the clients, their connections and calls, and `_closed`
         self._closed = False
+        self._deadlines = _DeadlineWatcher()
         #: geventhttpclient fixes a client's timeouts when it is made, so there is one client (and
         #: connection) per time-out in use, the least recently used first: a model's description (5 s)
         #: and its inference (10 s) alternate on an idle node's probes and sparse frames, and a single
@@ -312,10 +318,10 @@ class _HttpTransport:
             _shut(connection)
 
     def _expire(self, client: _HttpClient, call: threading.Event) -> None:
-        """Timer thread: ``call``, still in progress on ``client`` at its deadline, is ended by shutting
+        """Watcher thread: ``call``, still in progress on ``client`` at its deadline, is ended by shutting
         the client's connections under it (one at a time per client: it is the requester thread's)."""
         with self._lock:
-            if client.call is not call:  # it ended as the timer fired
+            if client.call is not call:  # it ended as its deadline passed
                 return
             call.set()
             connections = list(client.connections)
@@ -351,6 +357,7 @@ class _HttpTransport:
             _shut(connection)
         for client in clients:
             client.client.close()
+        self._deadlines.close()
 
     def _call(self, timeout_s: float, method: Any) -> Any:
         """``method(client)`` within ``timeout_s`` of now, whatever the server sends meanwhile."""
@@ -358,20 +365,17 @@ class _HttpTransport:
         # The client's per-read time-out in whole seconds, rounded up: the time left of a deadline
         # changes with every request, and a client made for each would mean a new connection for each.
         client = self._client(math.ceil(timeout_s))
-        call = threading.Event()  # set by the timer at the deadline
+        call = threading.Event()  # set at the deadline, by `_expire`
         with self._lock:
             client.call = call
-        deadline = threading.Timer(timeout_s, self._expire, (client, call))
-        deadline.name, deadline.daemon = "triton-http-deadline", True
-        deadline.start()
         try:
-            return method(client.client)
+            with self._deadlines.watching(timeout_s, lambda: self._expire(client, call)):
+                return method(client.client)
         except Exception as exc:
             if call.is_set():  # whatever shutting its connection made of the call
                 raise TritonTimeout(f"no answer within {timeout_s:.3g} s") from None
             raise self._failure(exc, timeout_s, timeout_s - (time.monotonic() - started)) from None
         finally:
-            deadline.cancel()
             with self._lock:
                 client.call = None
 
@@ -395,7 +399,7 @@ class _HttpTransport:
             hint = _port_hint(self._address, "gRPC")
             return TritonUnavailable(f"not a Triton HTTP endpoint (its answer is not HTTP/1.1): {hint}")
         if isinstance(exc, JSONDecodeError):  # a 200 answer that is not Triton's JSON: e.g. Triton's metrics port
-            if left_s > 0 and _serves_metrics(self._address, left_s):
+            if left_s > 0 and _serves_metrics(self._address, left_s, self._deadlines):
                 return TritonUnavailable(
                     f"not a Triton HTTP endpoint (its answer is Prometheus metrics, not JSON): is {self._address} "
                     f"Triton's metrics port? http:// is usually port 8000, metrics 8002"
@@ -414,6 +418,81 @@ class _HttpClient:
     client: Any
     connections: weakref.WeakSet[Any] = field(default_factory=weakref.WeakSet)
     call: threading.Event | None = None
+
+
+class _DeadlineWatcher:
+    """Ends an `_HttpTransport`'s calls at their wall-clock deadlines, on one daemon thread of its own:
+    a timer thread per call made a thread for every inference request.
+
+    The thread is started by the first call and waits on a condition for the earliest deadline of the
+    calls in progress (the requester thread makes one at a time, the /metrics question of
+    `_serves_metrics` included), then runs that call's ``expire``. Once `close` was called it watches
+    no new call, and its thread ends as soon as no call it watches is left: at once, unless `close`
+    came from another thread in the middle of a call, which stays bounded by its deadline.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()  # guards the three below; notified on a new call and on `close`
+        self._watched: set[_Watched] = set()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    @contextlib.contextmanager
+    def watching(self, timeout_s: float, expire: Callable[[], None]) -> Iterator[None]:
+        """Run the block, with ``expire`` called on the watcher's thread if it is still running
+        ``timeout_s`` from now; ``expire`` must itself check that the block has not ended as it is called.
+        Once closed, the block is not watched: the transport's connections, those opened after
+        included, were shut."""
+        watched = _Watched(time.monotonic() + timeout_s, expire)
+        with self._changed:
+            if not self._closed:
+                self._watched.add(watched)
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="triton-http-deadlines", daemon=True)
+                    self._thread.start()
+                self._changed.notify()
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._watched.discard(watched)
+                if self._closed:  # the last call it watched may be over: its thread can end now
+                    self._changed.notify()
+
+    def close(self) -> None:
+        with self._changed:
+            self._closed = True
+            self._changed.notify()
+
+    def _run(self) -> None:
+        while passed := self._wait_for_a_deadline():
+            for watched in passed:
+                try:
+                    watched.expire()
+                except Exception:  # the thread must go on watching the calls after it
+                    log.exception("ending a Triton HTTP call at its deadline failed")
+
+    def _wait_for_a_deadline(self) -> list[_Watched]:
+        """The calls whose deadline has passed, no longer watched, as soon as there are; none once closed
+        and no call is left to watch."""
+        with self._changed:
+            while not (self._closed and not self._watched):
+                now = time.monotonic()
+                passed = [watched for watched in self._watched if watched.deadline <= now]
+                if passed:
+                    self._watched.difference_update(passed)
+                    return passed
+                earliest = min((watched.deadline for watched in self._watched), default=None)
+                self._changed.wait(None if earliest is None else earliest - now)
+            return []
+
+
+@dataclass(eq=False, slots=True)
+class _Watched:
+    """A call `_DeadlineWatcher` watches: its deadline, by the monotonic clock, and what ends it."""
+
+    deadline: float
+    expire: Callable[[], None]
 
 
 def _http_error(exc: Any) -> Exception:
@@ -464,27 +543,25 @@ def _outputs(reply: Any, names: list[str]) -> list[np.ndarray]:
     return found
 
 
-def _serves_metrics(address: str, timeout_s: float) -> bool:
+def _serves_metrics(address: str, timeout_s: float, deadlines: _DeadlineWatcher) -> bool:
     """Whether ``address`` answers ``GET /metrics`` with Prometheus text, as Triton's metrics port does:
     asked only once an answer was found not to be JSON, whose text the client does not hand back.
-    Within ``timeout_s`` of now, however slowly the server sends: at the deadline its connection is shut."""
+    Within ``timeout_s`` of now, however slowly the server sends: at the deadline ``deadlines`` shuts
+    its connection."""
     connection = http.client.HTTPConnection(address, timeout=timeout_s)  # no proxy, as the client connects
 
     def expire() -> None:
         if connection.sock is not None:
             _shut(connection.sock)
 
-    deadline = threading.Timer(timeout_s, expire)
-    deadline.name, deadline.daemon = "triton-http-deadline", True
-    deadline.start()
     try:
-        connection.request("GET", "/metrics")
-        answer = connection.getresponse()
-        start = answer.read(METRICS_SNIFF_BYTES).decode("utf-8", "replace")
+        with deadlines.watching(timeout_s, expire):
+            connection.request("GET", "/metrics")
+            answer = connection.getresponse()
+            start = answer.read(METRICS_SNIFF_BYTES).decode("utf-8", "replace")
     except (OSError, http.client.HTTPException, ValueError):
         return False
     finally:
-        deadline.cancel()
         connection.close()
     return answer.status == 200 and start.startswith(("# HELP ", "# TYPE "))
 

@@ -1,0 +1,128 @@
+"""The inference thread runs its model through `InferenceBackend` alone, whatever runs the model.
+
+The backend here is neither an ultralytics model nor `TritonModel`: what the worker does with it is
+what the protocol promises, and nothing a concrete backend's class could have told it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from typing import Any
+
+import numpy as np
+import pytest
+
+from server.frames import Frame, FrameResult
+from server.inference import worker as worker_module
+from server.inference.backend import InferenceRefused, RequestStats
+from server.inference.detections import Detections
+from server.inference.models import InferenceStatus
+from server.inference.options import InferenceOptions
+from server.inference.worker import InferenceWorker
+from tests.support.detections import NAMES
+
+WAIT_S = 30.0
+REFUSAL = "frames of 64x64 are not taken"
+
+
+class _Pending:
+    """A batch out at the backend, until the test answers it."""
+
+    def __init__(self) -> None:
+        self.answer: Future[Sequence[Detections | InferenceRefused]] = Future()
+        self.seconds = 0.0
+
+    def done(self) -> bool:
+        return self.answer.done()
+
+    def result(self) -> Sequence[Detections | InferenceRefused]:
+        return self.answer.result(timeout=WAIT_S)
+
+
+class _ElsewhereBackend:
+    """A backend of a kind the worker has never heard of, with two batches out at a time."""
+
+    kind = "Elsewhere"
+    runs_on = "elsewhere://gpu-7"
+    depth = 2
+    names = NAMES
+    default_imgsz = 320
+    request_stats = RequestStats(3, 1, 0.5)
+
+    def __init__(self, status: InferenceStatus) -> None:
+        self.status = status
+        self.submitted: queue.Queue[_Pending] = queue.Queue()
+        self.probed = threading.Event()
+        self.closed = threading.Event()
+
+    def submit(self, images: list[np.ndarray], *, on_answer: Callable[[], None], **options: Any) -> _Pending:
+        pending = _Pending()
+        pending.answer.add_done_callback(lambda _: on_answer())
+        self.submitted.put(pending)
+        return pending
+
+    def probe(self, on_answer: Callable[[], None]) -> None:
+        self.probed.set()
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+def _frame(seq: int) -> Frame:
+    return Frame("cam", seq, 1000.0 + seq, seq / 15, np.zeros((64, 64, 3), np.uint8))
+
+
+def test_a_backend_of_any_kind_is_pipelined_to_its_depth_and_its_refusals_are_its_streams(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Given a backend that may have two batches out, when the first is still unanswered the second goes
+    out, and the first's refusal is charged to its frame with the backend's own words; the log names
+    where the backend runs, /metrics gets its request counts, and a stop closes it."""
+    backend = _ElsewhereBackend(InferenceStatus(available=True))
+    results: queue.Queue[FrameResult] = queue.Queue()
+    worker = InferenceWorker("m", results.put, InferenceOptions(), load=lambda _: backend)
+    with caplog.at_level(logging.INFO, logger="server.inference.worker"):
+        worker.start()
+    try:
+        cam = worker.add_stream("cam", 15.0)
+        cam.put(_frame(0))
+        first = backend.submitted.get(timeout=WAIT_S)
+        cam.put(_frame(1))
+        second = backend.submitted.get(timeout=WAIT_S)  # out while the first is not answered
+        assert not first.done()
+        second.answer.set_result([Detections.empty()])
+        first.answer.set_result([InferenceRefused(REFUSAL)])
+        delivered = results.get(timeout=WAIT_S)
+        stats = worker.stats("cam")
+        assert worker.remote_stats == RequestStats(3, 1, 0.5)
+    finally:
+        worker.stop()
+    assert delivered.frame.seq == 1
+    assert stats is not None and (stats.processed, stats.errors) == (1, 1)
+    assert stats.last_error == f"Elsewhere refused the request: {REFUSAL}"
+    assert any(r.getMessage().startswith("inference thread ready on elsewhere://gpu-7") for r in caplog.records)
+    assert backend.closed.is_set()
+
+
+def test_an_idle_worker_has_a_backend_unavailable_at_start_check_by_itself(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given a backend unavailable at start and no frames, the log says so in the backend's words, and
+    the idle thread has it probe, so its status can come back without a frame to send."""
+    monkeypatch.setattr(worker_module, "IDLE_PROBE_AFTER_S", 0.0)
+    backend = _ElsewhereBackend(InferenceStatus(available=False, error="down for maintenance"))
+    worker = InferenceWorker("m", lambda _: None, InferenceOptions(), load=lambda _: backend)
+    with caplog.at_level(logging.INFO, logger="server.inference.worker"):
+        worker.start()
+    try:
+        assert backend.probed.wait(WAIT_S), "the idle thread never had its backend probe"
+        assert worker.inference_status == InferenceStatus(available=False, error="down for maintenance")
+    finally:
+        worker.stop()
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("inference thread")]
+    assert len(said) == 1 and said[0].startswith("inference thread started on elsewhere://gpu-7 (max batch ")
+    assert said[0].endswith("; Elsewhere unavailable: retrying")
