@@ -19,8 +19,9 @@ from server.config import Settings, StreamConfig
 from server.inference.models import BUNDLED_MODEL
 from server.scene import Scene
 from server.webrtc import WebRTCConfig
-from server.webrtc.routes import webrtc_config_key
+from server.webrtc.routes import peers_key, webrtc_config_key
 from tests.support.browser import WAIT_MS
+from tests.support.polling import eventually
 from tests.test_webrtc import (
     END_WITHIN_S,
     LoggedEvent,
@@ -148,7 +149,11 @@ async def test_peer_slots_and_refusals_are_in_the_metrics_and_refusals_say_what_
         assert "stop another camera or WebRTC player" in refusals["/api/webrtc/publish"]
 
         text = await (await client.get("/metrics")).text()
-        samples = dict(line.rsplit(" ", 1) for line in text.splitlines() if line.startswith("segcast_webrtc"))
+        samples = dict(
+            line.rsplit(" ", 1)
+            for line in text.splitlines()
+            if line.startswith(("segcast_webrtc_peers", "segcast_webrtc_refused"))
+        )
         assert samples == {
             'segcast_webrtc_peers{role="publisher"}': "0",
             'segcast_webrtc_peers{role="player"}': "1",
@@ -186,3 +191,43 @@ async def test_the_publish_page_says_why_the_camera_could_not_be_had(start_serve
         await page.wait_for_function("document.getElementById('publish-error').textContent !== ''", timeout=WAIT_MS)
         assert shown in await page.text_content("#publish-error"), name
         assert await page.is_enabled("#use-camera")
+
+
+async def test_what_players_skipped_is_in_the_metrics_closed_players_included(aiohttp_client: ClientFactory) -> None:
+    """A player's encoder too slow for its frames, or its data channel too far behind for their
+    metadata, skips them: counted per player, and still counted once that player has gone."""
+    app = create_app(Settings(model=str(BUNDLED_MODEL), streams=(StreamConfig("live", "scene:?seed=1"),)))
+    client = await aiohttp_client(app)
+    player = lan_peer()
+    player.addTransceiver("video", direction="recvonly")
+    skipped = (
+        'segcast_webrtc_frames_skipped_total{role="player"}',
+        'segcast_webrtc_frames_skipped_total{role="publisher"}',
+        "segcast_webrtc_metadata_skipped_total",
+    )
+
+    async def samples() -> dict[str, str]:
+        text = await (await client.get("/metrics")).text()
+        return {name: value for name, value in (line.rsplit(" ", 1) for line in text.splitlines()) if name in skipped}
+
+    try:
+        await offer_to(client, "/api/webrtc/play/live", player)
+        registry = app[peers_key]
+        (peer,) = registry._peers
+        assert peer.player is not None
+        peer.player.dropped_frames += 5  # as `offer` counts them, whatever the real ones were by now
+        peer.player.dropped_meta += 2
+        live = await samples()
+        assert int(live[skipped[0]]) >= 5 and int(live[skipped[2]]) >= 2
+        assert live[skipped[1]] == "0", "no publisher"
+        await player.close()
+
+        async def gone() -> bool:
+            return not registry._peers
+
+        await eventually(gone, what="the player's slot given back")
+        closed = await samples()
+        assert int(closed[skipped[0]]) >= int(live[skipped[0]]), "a closed player's skips are not forgotten"
+        assert int(closed[skipped[2]]) >= int(live[skipped[2]])
+    finally:
+        await player.close()

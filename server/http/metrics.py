@@ -192,6 +192,20 @@ def render_metrics(
             "WebRTC offers refused (503), by the limit that refused them.",
             (({"reason": reason}, n) for reason, n in webrtc.refused.items()),
         )
+        skipped = webrtc.skipped
+        family(
+            "segcast_webrtc_frames_skipped_total",
+            "counter",
+            "Video frames WebRTC peers let go of for newer ones, closed peers included: a player's encoder too slow "
+            "to take them, or a publisher's stream not reading them in time.",
+            [({"role": "player"}, skipped.player_frames), ({"role": "publisher"}, skipped.publisher_frames)],
+        )
+        family(
+            "segcast_webrtc_metadata_skipped_total",
+            "counter",
+            "Frame metadata not sent to WebRTC players, their data channel too far behind (overlays drawn late).",
+            [({}, skipped.player_metadata)],
+        )
     family("segcast_inference_cycles_total", "counter", "Model batches run.", [({}, manager.worker.cycles)])
     family(
         "segcast_inference_busy",

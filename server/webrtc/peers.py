@@ -40,7 +40,7 @@ import time
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
@@ -101,15 +101,35 @@ class PeerLimitError(RuntimeError):
     """Every WebRTC peer slot is taken, or every one a client address may have."""
 
 
+@dataclass
+class Skipped:
+    """Frames and metadata peers let go of, newest first: a slow reader or sender skips, never queues."""
+
+    #: A player's video frames its encoder was too slow to take (`AnnotatedTrack.dropped_frames`).
+    player_frames: int = 0
+    #: A player's frame metadata not sent, its data channel too far behind (`AnnotatedTrack.dropped_meta`).
+    player_metadata: int = 0
+    #: A publisher's frames its stream's reader had not taken before the next came (`FrameHandover.dropped`).
+    publisher_frames: int = 0
+
+    def add(self, peer: Peer) -> None:
+        if peer.player is not None:
+            self.player_frames += peer.player.dropped_frames
+            self.player_metadata += peer.player.dropped_meta
+        if peer.source is not None:
+            self.publisher_frames += peer.source.handover.dropped
+
+
 @dataclass(frozen=True, slots=True)
 class PeerCounts:
     """What ``/metrics`` tells of the WebRTC peers: the slots each role holds now (peers being answered
-    and closing included, as they count against the limits), and the offers refused so far by each
-    limit (`PeerRegistry.check_room`)."""
+    and closing included, as they count against the limits), the offers refused so far by each
+    limit (`PeerRegistry.check_room`), and what peers skipped since start, closed ones included."""
 
     publishers: int
     players: int
     refused: dict[str, int]
+    skipped: Skipped
 
 
 @dataclass(eq=False)
@@ -148,6 +168,7 @@ class PeerRegistry:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
         self._refused = {"max_peers": 0, "max_peers_per_address": 0}
+        self._skipped_by_closed = Skipped()  # what peers no longer here skipped: the metrics are totals
         # One thread draws overlays for every feed: rendering is cheap next to inference, and one
         # thread keeps it from competing with the model for cores.
         self._render = ThreadPoolExecutor(max_workers=1, thread_name_prefix="webrtc-render")
@@ -188,7 +209,10 @@ class PeerRegistry:
 
     def counts(self) -> PeerCounts:
         publishers = sum(peer.role == "publish" for peer in self._peers)
-        return PeerCounts(publishers, len(self._peers) - publishers, dict(self._refused))
+        skipped = replace(self._skipped_by_closed)
+        for peer in self._peers:
+            skipped.add(peer)
+        return PeerCounts(publishers, len(self._peers) - publishers, dict(self._refused), skipped)
 
     async def publish(
         self,
@@ -483,7 +507,9 @@ class PeerRegistry:
         except Exception:
             log.exception("[%s] WebRTC playback feed did not close cleanly", peer.stream_id)
         finally:
-            self._peers.discard(peer)
+            if peer in self._peers:
+                self._peers.discard(peer)
+                self._skipped_by_closed.add(peer)
 
     async def _end_stream(
         self, stream_id: str, source: WebRTCSource, final_state: tuple[StreamState, str | None] | None
