@@ -2,8 +2,9 @@
 
 The port is taken first (a port in use is said before any waiting), then the model is loaded, and
 only when the server really accepts connections does it say ``listening on <url>``; when it has
-stopped, ``stopped``. Everything heavy (aiohttp, PyTorch, the pipeline) is imported from here, after
-the CLI has printed its first line.
+stopped, ``stopped``. A port taken all the same by the time it listens (by a program that could bind
+it while segcast held it, as an older segcast could) is said as one taken at start is. Everything
+heavy (aiohttp, PyTorch, the pipeline) is imported from here, after the CLI has printed its first line.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from server.cli import EXIT_INTERRUPTED, EXIT_STOP_OVERRAN
 from server.config import ConfigError, Settings
 from server.http.access.auth import AuthConfigError
 from server.http.network.connections import ConnectionLimitingLoop, ConnectionLimits, raise_open_files_limit
-from server.http.network.listen import ListenError, bind, listening_message
+from server.http.network.listen import ListenError, bind, cannot_listen, listening_message, ready_to_listen
 from server.http.network.serving import server_options
 from server.inference.models import ModelError
 from server.sources.uri import mask_uri
@@ -58,6 +59,19 @@ def serve(
     """
     listening = listening_message(settings.host, settings.port, context is not None)
     sockets = bind(settings.host, settings.port)
+    started = False  # the app is up (the model loaded): an OSError from then until it listens is the listen's
+    listens = False
+
+    async def about_to_listen(_app: web.Application) -> None:
+        nonlocal started
+        ready_to_listen(sockets)
+        started = True
+
+    def said_listening(_line: str) -> None:
+        nonlocal listens
+        listens = True
+        say(f"segcast: {listening}")
+
     try:
         say(f"segcast: loading model {mask_uri(settings.model)}")  # a Triton URL may carry a password
         app = create_app(settings)
@@ -70,17 +84,23 @@ def serve(
         )
         loop = ConnectionLimitingLoop(limits)
         StopSignals(loop, end_process).install()
+        app.on_startup.append(about_to_listen)  # the last step before run_app listens: the model is loaded
         # run_app calls `print` once every socket accepts connections, after the model has loaded.
-        web.run_app(
-            app,
-            sock=sockets,
-            ssl_context=context,
-            access_log=logging.getLogger(ACCESS_LOGGER) if access_log else None,
-            print=lambda _: say(f"segcast: {listening}"),
-            loop=loop,
-            handle_signals=False,  # StopSignals' instead
-            **server_options(),
-        )
+        try:
+            web.run_app(
+                app,
+                sock=sockets,
+                ssl_context=context,
+                access_log=logging.getLogger(ACCESS_LOGGER) if access_log else None,
+                print=said_listening,
+                loop=loop,
+                handle_signals=False,  # StopSignals' instead
+                **server_options(),
+            )
+        except OSError as exc:
+            if not started or listens:
+                raise
+            raise cannot_listen(settings.host, settings.port, exc) from None  # run_app has stopped the app
     finally:
         for sock in sockets:
             sock.close()

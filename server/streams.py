@@ -96,6 +96,9 @@ class StreamManager:
         self._readers: dict[str, StreamReader] = {}
         #: Readers a removal or restart asked to stop and has not joined yet: `stop` waits for them too.
         self._stopping: set[StreamReader] = set()
+        #: Those of them `_on_unfit` asked to stop, by stream: the inference thread cannot wait for them, so
+        #: the stream's next change or removal joins them (`_take_readers`), or `stop`.
+        self._unjoined: dict[str, StreamReader] = {}
         self._failed: dict[str, str] = {}  # id -> reason, for sources that never opened
         self._processed: dict[str, int] = {}
         self._handed_in: set[str] = set()  # streams from `add_source`, which have no URI to reopen
@@ -168,6 +171,7 @@ class StreamManager:
             self._stopped = True
             readers = [*self._readers.values(), *self._stopping]
             self._readers.clear()
+            self._unjoined.clear()
         stop_readers(readers)  # N streams stop within one timeout, not N
         self._worker.stop()
         self._encoder.stop()
@@ -213,17 +217,15 @@ class StreamManager:
             if self._claimed[stream_id] <= 0:
                 del self._claimed[stream_id]
 
-    def _join(self, reader: StreamReader | None) -> None:
-        """Wait for a reader a removal or restart asked to stop (at most `JOIN_TIMEOUT_S`).
+    def _join(self, readers: list[StreamReader]) -> None:
+        """Wait for the readers a removal or restart asked to stop (at most `JOIN_TIMEOUT_S` for all).
 
         Called without `_changing`: a stalled camera's reader, which may take the whole time, holds up
         only the change that stops it.
         """
-        if reader is None:
-            return
-        reader.stop()
+        stop_readers(readers)
         with self._lock:
-            self._stopping.discard(reader)
+            self._stopping.difference_update(readers)
 
     def _register(self, config: StreamConfig, handed_in: bool = False) -> None:
         """Claim ``config``'s id and announce the stream: the first step of `_add` and `add_source`."""
@@ -330,9 +332,9 @@ class StreamManager:
         another stream taken its id, which is not the publisher's to end.
         """
         with self._changing:
-            config, reader = self._remove(stream_id, source)
+            config, readers = self._remove(stream_id, source)
         try:
-            self._join(reader)
+            self._join(readers)
             if final_state is not None:
                 self._hub.state_threadsafe(stream_id, *final_state)
             self._hub.stream_removed_threadsafe(stream_id)
@@ -340,8 +342,9 @@ class StreamManager:
             self._release(stream_id)
         return config
 
-    def _remove(self, stream_id: str, source: Source | None = None) -> tuple[StreamConfig, StreamReader | None]:
-        """Forget the stream and ask its reader to stop; the caller joins it (`_join`) without `_changing`.
+    def _remove(self, stream_id: str, source: Source | None = None) -> tuple[StreamConfig, list[StreamReader]]:
+        """Forget the stream and ask its readers to stop (`_take_readers`); the caller joins them (`_join`)
+        without `_changing`.
 
         The id stays claimed until the caller's `_release`. It leaves the stream list now, but its
         reader may still be winding down and the hub's "removed" follows: a stream `add_source` started
@@ -355,19 +358,19 @@ class StreamManager:
                 raise KeyError(stream_id)  # removed already; the id may be another stream's now
             config = self._configs.pop(stream_id)
             self._claimed[stream_id] += 1
-            reader = self._take_reader(stream_id)
+            readers = self._take_readers(stream_id)
             self._failed.pop(stream_id, None)
             self._processed.pop(stream_id, None)
             self._handed_in.discard(stream_id)
             self._checked.discard(stream_id)
-        if reader is not None:
+        for reader in readers:
             reader.request_stop()  # it publishes nothing from now on
         with self._pace_lock:
             self._last_verdicts.forget(stream_id)
         self._worker.remove_stream(stream_id)
         self._encoder.forget(stream_id)
         log.info("[%s] removed", stream_id)
-        return config, reader
+        return config, readers
 
     def _take_reader(self, stream_id: str) -> StreamReader | None:
         """Move the stream's reader to those being stopped (`_stopping`), and forget its pace (`check_pace`:
@@ -377,6 +380,12 @@ class StreamManager:
         if reader is not None:
             self._stopping.add(reader)
         return reader
+
+    def _take_readers(self, stream_id: str) -> list[StreamReader]:
+        """`_take_reader`, with the reader `_on_unfit` stopped and left for the stream's next change to join
+        (`_unjoined`): the readers the caller joins. Call under `_lock`."""
+        readers = [self._take_reader(stream_id), self._unjoined.pop(stream_id, None)]
+        return [reader for reader in readers if reader is not None]
 
     def replace(self, config: StreamConfig, checked: bool = False) -> StreamInfo:
         """Give a stream new settings; KeyError if it does not exist.
@@ -411,6 +420,7 @@ class StreamManager:
                 config != current
                 and (changed := _changed_in_place(current, config))
                 and not (over and "process_fps" in changed)  # an ended file sampled anew at the new rate
+                and self._reading(stream_id)  # one `_on_unfit` failed opens again with options that may fit
                 and self._worker.change_shapes(stream_id, config.options)
             ):
                 with self._lock:
@@ -419,9 +429,9 @@ class StreamManager:
                 return self.info(stream_id)
             if self.handed_in(stream_id):
                 return self._retrack(current, config)
-            reader = self._restart(config, checked)
+            readers = self._restart(config, checked)
         try:
-            self._join(reader)
+            self._join(readers)
             with self._changing:
                 with self._lock:
                     if self._stopped:
@@ -463,8 +473,8 @@ class StreamManager:
         log.info("[%s] options changed", stream_id)
         return self.info(stream_id)
 
-    def _restart(self, config: StreamConfig, checked: bool) -> StreamReader | None:
-        """Put ``config`` in its stream's place, claim the id and ask the old reader to stop (see `_remove`).
+    def _restart(self, config: StreamConfig, checked: bool) -> list[StreamReader]:
+        """Put ``config`` in its stream's place, claim the id and ask the old readers to stop (see `_remove`).
 
         The worker keeps the old stream's tracks to end and its ids to go on from (``restarting``).
         """
@@ -472,18 +482,18 @@ class StreamManager:
         with self._lock:
             self._configs[stream_id] = config
             self._claimed[stream_id] += 1
-            reader = self._take_reader(stream_id)
+            readers = self._take_readers(stream_id)
             self._failed.pop(stream_id, None)
             self._processed.pop(stream_id, None)
             if checked:  # a stream added through the API stays checked
                 self._checked.add(stream_id)
-        if reader is not None:
+        for reader in readers:
             reader.request_stop()
         # Also for a failed stream: it may be restarting a running one whose new source did not open.
         # A restart's last frames still carry its tracks' starts and ends, so the encoder keeps them (`Hub`).
         self._worker.remove_stream(stream_id, restarting=True)
         log.info("[%s] restarting with new settings", stream_id)
-        return reader
+        return readers
 
     def _check_host(self, host: str) -> None:
         """Refuse a connection from a checked stream to a host in ``[server] deny_networks`` (see `add`)."""
@@ -496,15 +506,15 @@ class StreamManager:
         with self._lock:
             return self._configs[stream_id]
 
+    def _reading(self, stream_id: str) -> bool:
+        """Whether the stream has a reader running: not while it is failed, nor while it is being restarted."""
+        with self._lock:
+            return stream_id in self._readers
+
     def handed_in(self, stream_id: str) -> bool:
         """Whether the stream's source was handed in (a WebRTC publisher): no config file can describe it."""
         with self._lock:
             return stream_id in self._handed_in
-
-    def configs(self) -> list[StreamConfig]:
-        """The streams a config file can describe: not those whose source was handed in (WebRTC)."""
-        with self._lock:
-            return [c for i, c in self._configs.items() if i not in self._handed_in]
 
     def info(self, stream_id: str) -> StreamInfo:
         """The stream's state and counters now; KeyError if there is none by that id."""
@@ -595,8 +605,9 @@ class StreamManager:
 
         Its reader is stopped (nothing it reads could be tracked) and it shows ``failed`` with the
         reason until its options change (a ``PATCH`` opens it again, as for a source that failed to
-        open). Called on the inference thread: the reader is only asked to stop, and `stop` or the
-        next change of the stream joins it. A stream changed since the worker checked it is left alone.
+        open). Called on the inference thread: the reader is only asked to stop, and `stop`, or the
+        stream's next change or removal, joins it (`_unjoined`). A stream changed since the worker
+        checked it is left alone.
         """
         with self._lock:
             config = self._configs.get(stream_id)
@@ -604,6 +615,8 @@ class StreamManager:
                 return
             reader = self._take_reader(stream_id)
             self._failed[stream_id] = reason
+            if reader is not None:
+                self._unjoined[stream_id] = reader
         if reader is not None:
             reader.request_stop()
         self._hub.state_threadsafe(stream_id, StreamState.FAILED, reason)

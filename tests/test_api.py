@@ -16,8 +16,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from server.config import Settings, StreamConfig, load_config
-from server.http.api import config_file_key
 from server.http.keys import hub_key
+from server.http.saving import config_file_key
 from server.scene import Scene
 from tests.support.polling import eventually
 
@@ -260,6 +260,26 @@ async def test_a_change_sent_with_if_match_is_made_only_over_the_settings_it_was
     weak = await client.patch("/api/streams/cam", json={"zones": []}, headers={"If-Match": f"W/{now}"})
     await assert_error(weak, 412, "weak ETag")  # compared strongly: a weak tag matches nothing
     assert (await client.patch("/api/streams/cam", json={"zones": [_zone("plain")]})).status == 200
+
+
+async def test_etags_are_keyed_with_a_secret_of_the_process(start_server: Start) -> None:
+    """The settings an ETag stands for may hold a camera's password: two servers of equal settings give
+    the stream different ETags, so one says nothing of what it was made from."""
+    first = await start_server(StreamConfig("cam", "scene:?seed=1"))
+    second = await start_server(StreamConfig("cam", "scene:?seed=1"))
+    etags = [(await client.get("/api/streams/cam")).headers["ETag"] for client in (first, second)]
+    assert etags[0] != etags[1]
+
+
+async def test_an_etag_from_before_a_restart_is_refused(start_server: Start) -> None:
+    """As README and docs/protocol.md say: an ETag holds until the server restarts."""
+    before = await start_server(StreamConfig("cam", "scene:?seed=1"))
+    etag = (await before.get("/api/streams/cam")).headers["ETag"]
+    await before.close()
+    after = await start_server(StreamConfig("cam", "scene:?seed=1"))
+    stale = await after.patch("/api/streams/cam", json={"zones": [_zone("z")]}, headers={"If-Match": etag})
+    await assert_error(stale, 412, "changed since it was read")
+    assert (await (await after.get("/api/streams/cam")).json())["options"]["zones"] == []
 
 
 async def test_snapshot_is_a_jpeg_of_the_newest_frame(start_server: Start) -> None:

@@ -18,9 +18,10 @@ from typing import NoReturn
 
 import pytest
 
+import server.serve
 from server.cli import EXIT_INTERRUPTED, EXIT_STARTUP_ERROR, build_parser, main, settings_from_args
 from server.http.access.auth import ADMIN_TOKENS_ENV, VIEWER_TOKENS_ENV
-from server.http.network.listen import listening_message
+from server.http.network.listen import ListenError, bind, listening_message, ready_to_listen
 from server.inference import weights
 from server.inference.models import BUNDLED_MODEL
 from server.inference.weights import WEIGHTS_URL_ENV
@@ -110,6 +111,114 @@ def test_port_in_use_names_the_port_flag_before_the_model_is_even_loaded(capfd: 
     assert exited.code == EXIT_STARTUP_ERROR
     line = exited.one_error_line
     assert f"127.0.0.1:{port}" in line and "--port" in line, "the port is taken first, the model loaded after"
+
+
+def test_a_port_is_held_while_the_model_loads_even_against_a_socket_that_reuses_addresses() -> None:
+    """Bound with SO_REUSEADDR and not yet listening, the port let a second segcast bind it too (Linux
+    lets two such sockets share a port until one listens): both loaded their models, and one failed."""
+    port = free_port()
+    held = bind("127.0.0.1", port)
+    try:
+        with pytest.raises(ListenError, match=f"cannot listen on 127.0.0.1:{port} .*in use"):
+            bind("127.0.0.1", port)
+        with socket.socket() as other, pytest.raises(OSError, match="in use"):
+            other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            other.bind(("127.0.0.1", port))
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_a_restart_listens_while_the_last_runs_connections_wind_down() -> None:
+    """A held port must still be listened on while connections of the last run are in TIME_WAIT: what
+    SO_REUSEADDR is there for (`ready_to_listen`)."""
+    port = free_port()
+    [first] = bind("127.0.0.1", port)
+    ready_to_listen([first])
+    first.listen()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        served, _ = first.accept()
+        served.close()  # the server closes first: its end waits out TIME_WAIT
+        assert client.recv(1) == b""
+    first.close()
+    [second] = bind("127.0.0.1", port)
+    try:
+        ready_to_listen([second])
+        second.listen()
+    finally:
+        second.close()
+
+
+def test_a_port_taken_just_before_listening_is_one_line_and_status_2(
+    capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found once the model had loaded, it was a traceback and status 1. Taken by a socket that binds it
+    the moment segcast lets the address be reused, before segcast listens."""
+    port = free_port()
+    taker = socket.socket()
+    taker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+
+    def taken_meanwhile(sockets: list[socket.socket]) -> None:
+        ready_to_listen(sockets)
+        taker.bind(("127.0.0.1", port))
+        taker.listen()
+
+    monkeypatch.setattr(server.serve, "ready_to_listen", taken_meanwhile, raising=False)
+    try:
+        exited = run_cli(
+            capfd,
+            "serve",
+            "--source",
+            "scene:",
+            "--model",
+            str(BUNDLED_MODEL),
+            "--port",
+            str(port),
+            "--log-level",
+            "ERROR",
+        )
+    finally:
+        taker.close()
+    assert exited.code == EXIT_STARTUP_ERROR
+    assert exited.one_error_line.startswith(f"segcast: cannot listen on 127.0.0.1:{port} ("), exited.err
+    assert exited.one_error_line.endswith("; choose another --port or --host")
+
+
+def test_a_program_that_bound_the_port_first_cannot_take_it_while_the_model_loads(tmp_path: Path) -> None:
+    """As segcast before this bound its port while its model loaded: a socket bound with SO_REUSEADDR.
+    The segcast started next bound the port too, and the first to listen took it from the other, whose
+    start ended in a traceback once its model had loaded."""
+    port = free_port()
+    command = ["-m", "server", "serve", "--source", "scene:", "--model", "yolov8n-seg.pt", "--port", str(port)]
+    with (
+        socket.socket() as older,
+        WeightsServer({"yolov8n-seg.pt": BUNDLED_MODEL.read_bytes()}, hold=True) as weights_server,
+    ):
+        older.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        older.bind(("127.0.0.1", port))
+        process = subprocess.Popen(
+            [sys.executable, *command],
+            cwd=tmp_path,
+            env={
+                **os.environ,
+                "PYTHONPATH": str(REPO),
+                "XDG_CACHE_HOME": str(tmp_path / "cache"),
+                weights.WEIGHTS_URL_ENV: weights_server.url,
+            },
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            assert weights_server.requested.wait(LINE_TIMEOUT_S), "the model download began"
+            with pytest.raises(OSError, match="in use"):
+                older.listen()
+            weights_server.release()
+            said = read_until(process, "segcast: listening on ")
+            assert said[-1] == f"segcast: listening on http://127.0.0.1:{port}/"
+        finally:
+            process.terminate()
+            process.communicate(timeout=60)
 
 
 def test_the_first_line_comes_before_pytorch_and_aiohttp_are_imported() -> None:

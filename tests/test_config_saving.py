@@ -19,6 +19,7 @@ from server.cli import build_parser, settings_from_args
 from server.config import ConfigError, StreamConfig, load_config
 from server.options import StreamOptions
 from server.persist import ConfigEditedError, ConfigFileState, config_file_writable, write_config
+from tests.support.polling import eventually
 
 Start = Callable[..., Awaitable[TestClient]]
 GMC_CHOICES = ("sparseOptFlow", "orb", "sift", "ecc", "none")
@@ -228,11 +229,9 @@ async def test_another_users_file_is_not_offered_a_save_where_segcast_is_not_roo
     client = await start_server(StreamConfig("a", "scene:"), config_path=path)
     os.chown(path, OTHER_UID, OTHER_GID)
     path.chmod(0o666)
-    viewer = await (await client.get("/api/viewer")).json()
-    assert (viewer["config_file"], (await (await client.get("/api/streams/a")).json())["persistable"]) == (True, True)
+    assert await offered(client) == (True, True)
     monkeypatch.setattr(os, "geteuid", lambda: OTHER_UID + 1)  # as a process of another user sees it
-    viewer = await (await client.get("/api/viewer")).json()
-    assert (viewer["config_file"], (await (await client.get("/api/streams/a")).json())["persistable"]) == (False, False)
+    await offered_eventually(client, (False, False))
 
 
 @as_root
@@ -244,12 +243,11 @@ async def test_a_file_of_a_user_the_namespace_does_not_map_is_not_offered_a_save
     path = write(tmp_path, STREAM_A)
     os.chown(path, OTHER_UID, OTHER_GID)
     client = await start_server(StreamConfig("a", "scene:"), config_path=path)
-    assert (await (await client.get("/api/viewer")).json())["config_file"] is True
+    assert await offered(client) == (True, True)
     uid_map = tmp_path / "uid_map"
     uid_map.write_text("         0       1000          1\n")  # root alone, as `unshare --map-root-user` maps
     monkeypatch.setattr("server.file_saving.UID_MAP", uid_map)
-    assert (await (await client.get("/api/viewer")).json())["config_file"] is False
-    assert (await (await client.get("/api/streams/a")).json())["persistable"] is False
+    await offered_eventually(client, (False, False))
 
 
 @as_root
@@ -383,22 +381,33 @@ def test_a_file_another_segcast_saved_is_not_said_to_be_edited_by_hand(tmp_path:
     assert [stream.stream_id for stream in load_config(path).streams] == ["b"]
 
 
+async def offered(client: TestClient) -> tuple[bool, bool]:
+    """Whether the viewer (``config_file``) and stream ``a`` (``persistable``) offer a save to the config file."""
+    viewer = await (await client.get("/api/viewer")).json()
+    stream = await (await client.get("/api/streams/a")).json()
+    return viewer["config_file"], stream["persistable"]
+
+
+async def offered_eventually(client: TestClient, expected: tuple[bool, bool]) -> None:
+    """Until `offered` is ``expected``: a stream's ``persistable`` is found out in the background, and each
+    answer used for a few seconds (`server.http.saving.WRITABLE_ANSWER_KEPT_S`)."""
+
+    async def reached() -> bool:
+        return await offered(client) == expected
+
+    await eventually(reached, what=f"config_file and persistable to be {expected}")
+
+
 async def test_a_read_only_file_is_not_offered_a_save(start_server: Start, tmp_path: Path) -> None:
     """The viewer offered "Save to config file" (config_file, persistable) on a file mode 444: a save that could
-    only fail. Asked each time: made writable again, it is offered again."""
+    only fail. Asked again and again: made writable again, it is offered again."""
     path = write(tmp_path, STREAM_A)
     client = await start_server(StreamConfig("a", "scene:"), config_path=path)
-
-    async def offered() -> tuple[bool, bool]:
-        viewer = await (await client.get("/api/viewer")).json()
-        stream = await (await client.get("/api/streams/a")).json()
-        return viewer["config_file"], stream["persistable"]
-
-    assert await offered() == (True, True)
+    assert await offered(client) == (True, True)
     path.chmod(0o444)
-    assert await offered() == (False, False)
+    await offered_eventually(client, (False, False))
     path.chmod(0o644)
-    assert await offered() == (True, True)
+    await offered_eventually(client, (True, True))
 
 
 def test_a_save_that_drops_comments_keeps_the_file_as_it_was_in_a_bak(
@@ -433,7 +442,7 @@ async def test_a_save_says_how_many_streams_it_saved_in_words_that_agree(
     """It said "saved 1 streams"."""
     path = write(tmp_path, STREAM_A)
     client = await start_server(StreamConfig("a", "scene:"), config_path=path)
-    with caplog.at_level(logging.INFO, logger="server.http.api"):
+    with caplog.at_level(logging.INFO, logger="server.http.saving"):
         assert (await client.patch("/api/streams/a?persist=1", json={"iou": 0.6})).status == 200
         added = await client.post("/api/streams?persist=1", json={"id": "b", "uri": "scene:?seed=2"})
         assert added.status == 201, await added.text()

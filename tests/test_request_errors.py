@@ -111,3 +111,16 @@ async def test_max_det_is_bounded_where_nms_keeps_no_more(start_server: Start) -
     response = await client.patch("/api/streams/cam", json={"max_det": MAX_DET_BOUND})
     assert response.status == 200, await response.text()
     assert (await response.json())["options"]["max_det"] == MAX_DET_BOUND
+
+
+async def test_a_method_an_api_route_does_not_take_is_a_json_405_naming_those_it_does(start_server: Start) -> None:
+    """RFC 9110 15.5.6: a 405 names the methods the route takes (``Allow``), which the JSON error kept."""
+    client = await start_server(StreamConfig("cam", "scene:?seed=1"))
+    for method, path, allowed in (
+        ("PUT", "/api/streams/cam", {"GET", "PATCH", "DELETE"}),
+        ("DELETE", "/api/streams", {"GET", "POST"}),
+    ):
+        response = await client.request(method, path)
+        await assert_error(response, 405)
+        named = {name.strip() for name in response.headers.get("Allow", "").split(",")}
+        assert allowed <= named and method not in named, response.headers.get("Allow")

@@ -23,7 +23,7 @@ from aiohttp.test_utils import TestClient
 from ultralytics.engine.results import Results
 
 from server import streams
-from server.config import Settings, StreamConfig
+from server.config import Settings, StreamConfig, stream_options
 from server.delivery.encode import FramePacket
 from server.inference.models import InferenceStatus
 from server.inference.worker import InferenceWorker
@@ -42,6 +42,7 @@ Start = Callable[..., Awaitable[TestClient]]
 #: How long a test thread may take to finish once what held it up is released: a bound on a failure's
 #: cost, never what the test waits for.
 FINISH_TIMEOUT_S = 30.0
+ZONE = {"name": "z", "points": [[0, 0], [0.5, 0], [0.5, 0.5]], "units": "fraction"}
 
 
 class NoDetections:
@@ -295,6 +296,44 @@ def test_a_source_that_fails_to_open_in_a_way_nobody_foresaw_is_a_failed_stream_
     monkeypatch.undo()
     manager.remove("cam")
     assert manager.add(StreamConfig("cam", "scene:?seed=1")).state is not StreamState.FAILED
+
+
+def unfit(manager: streams.StreamManager, stream_id: str) -> StreamReader:
+    """Fail ``stream_id`` as the inference thread does once a remote model, first described, cannot take its
+    options (`StreamManager._on_unfit`); the reader it stopped."""
+    reader = manager._readers[stream_id]
+    manager._on_unfit(stream_id, manager.config(stream_id).options, "classes: the model knows no 'cat'")
+    assert manager.info(stream_id).state is StreamState.FAILED
+    return reader
+
+
+def test_a_reader_stopped_for_options_the_model_cannot_take_is_joined_by_the_next_change_or_removal(
+    manager: streams.StreamManager,
+) -> None:
+    """Only asked to stop on the inference thread, each such reader was kept until shutdown: one more
+    for each change that failed so."""
+    manager.add(StreamConfig("cam", "scene:?seed=1"))
+    for conf in (0.3, 0.4):
+        stopped = unfit(manager, "cam")
+        restarted = manager.replace(StreamConfig("cam", "scene:?seed=1", options=StreamOptions(conf=conf)))
+        assert restarted.state is not StreamState.FAILED
+        assert not stopped.alive and not manager._stopping, "the change joined it"
+    stopped = unfit(manager, "cam")
+    manager.remove("cam")
+    assert not stopped.alive and not manager._stopping, "the removal joined it"
+
+
+def test_a_change_of_zones_opens_again_a_stream_failed_for_options_the_model_cannot_take(
+    manager: streams.StreamManager,
+) -> None:
+    """Zones change in place, and the stream stayed failed with no reader, though the new zones may be what
+    makes it fit (a zone's class the model lacks)."""
+    manager.add(StreamConfig("cam", "scene:?seed=1"))
+    stopped = unfit(manager, "cam")
+    zones = stream_options({"zones": [ZONE]}, StreamOptions(), "test")
+    opened = manager.replace(StreamConfig("cam", "scene:?seed=1", options=zones))
+    assert opened.state is not StreamState.FAILED and opened.error is None
+    assert not stopped.alive and not manager._stopping
 
 
 def test_a_start_that_fails_while_adding_the_configured_streams_leaves_no_thread_behind(

@@ -5,11 +5,10 @@ modules; this one owns what every route shares: the JSON errors and the stream a
 
 Every error is JSON, ``{"error": "<what is wrong and how to fix it>"}``, with a 4xx status that says
 whose fault it was. Changes to streams run in threads of their own (stopping one joins its reader),
-never queueing the snapshots' encoding nor shutdown behind a stalled camera, and can be saved to the
-config file: with ``?persist=1``, or when the config file says ``save_config = true`` unless the request
-says ``?persist=0``. A ``?persist=1`` whose save would write a file segcast may not write now is refused
-before anything changes (409). A new source is checked first, within a time limit (`SourceChecks`): a
-file on a share, or a camera's name, that nothing answers for is a 503, never a change that waits for ever.
+never queueing the snapshots' encoding nor shutdown behind a stalled camera, one change of a stream at
+a time (`stream_changes_key`), and can be saved to the config file (`server.http.saving`). A new source
+is checked first, within a time limit (`SourceChecks`): a file on a share, or a camera's name, that
+nothing answers for is a 503, never a change that waits for ever.
 """
 
 from __future__ import annotations
@@ -32,16 +31,25 @@ from server.http.access.policy import SourceRefused, UnusableSource
 from server.http.access.source_checks import CheckUnanswered, SourceChecks
 from server.http.errors import detailed_error, error
 from server.http.keys import (
-    config_lock_key,
     etag_secret_key,
     hub_key,
     manager_key,
     settings_key,
+    stream_change_executor_key,
     stream_changes_key,
 )
 from server.http.network.bodies import read_body
 from server.http.network.prefix import forwarded_prefix
-from server.persist import ConfigEditedError, ConfigFileState, config_file_unwritable, write_config
+from server.http.saving import (
+    NotSavedError,
+    check_writable,
+    note_added,
+    persist_asked,
+    persistable,
+    save_config,
+    saves,
+    setup_saving,
+)
 from server.sources import SourceError, check_uri
 from server.stream_info import StreamInfo
 from server.streams import HandedInError, ShuttingDownError, StreamExistsError, StreamOptionsError
@@ -57,17 +65,12 @@ STREAM_CHANGE_THREADS = 16
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-#: What the API knows of the config file it saves to: the API's own state, changed only by its
-#: saves (under `config_lock_key`) and by the removal of a stream the command line started.
-config_file_key = web.AppKey("config_file", ConfigFileState)
-#: Where stream changes run: not the loop's default executor, which encodes snapshots and stops the pipeline.
-stream_change_executor_key = web.AppKey("stream_change_executor", ThreadPoolExecutor)
 #: Where new sources are checked against the policy: not in the stream-change threads (see `SourceChecks`).
 source_checks_key = web.AppKey("source_checks", SourceChecks)
 
 
 def setup_api(app: web.Application) -> None:
-    app[config_file_key] = ConfigFileState.of(app[settings_key])
+    setup_saving(app)
     app.cleanup_ctx.append(_stream_change_executor)
     app.cleanup_ctx.append(_source_checks)
     router = app.router
@@ -123,7 +126,7 @@ def stream_json(request: web.Request, info: StreamInfo) -> dict[str, Any]:
         **hub.stats(info.stream_id),
         "viewers": hub.viewer_count(info.stream_id),
         "etag": stream_etag(request, info.config),
-        "persistable": _persistable(request, info.stream_id),
+        "persistable": persistable(request, info.stream_id),
         "links": {
             "snapshot": f"{base}/snapshot.jpg",
             "mjpeg": f"{base}/mjpeg",
@@ -137,8 +140,8 @@ def stream_json(request: web.Request, info: StreamInfo) -> dict[str, Any]:
 def stream_etag(request: web.Request, config: StreamConfig) -> str:
     """The ETag of a stream's settings (quoted, as headers carry it): any change of them changes it.
 
-    A PATCH with ``If-Match`` is made only while the stream still has the settings its sender read
-    (else 412): two editors of one stream (two viewer tabs, a script and a person) cannot replace
+    A PATCH or DELETE with ``If-Match`` is made only while the stream still has the settings its sender
+    read (else 412): two editors of one stream (two viewer tabs, a script and a person) cannot replace
     each other's zones unseen. Keyed with the process's secret, as the settings hold the camera's
     password; so an ETag holds until the server restarts, and one from before is refused.
     """
@@ -153,7 +156,7 @@ def _with_etag(request: web.Request, info: StreamInfo, **kwargs: Any) -> web.Res
 
 
 def _check_unchanged(request: web.Request, config: StreamConfig) -> None:
-    """Refuse a change sent with ``If-Match`` for settings the stream no longer has (see `stream_etag`)."""
+    """Refuse a change or removal sent with ``If-Match`` for settings the stream no longer has (see `stream_etag`)."""
     wanted = request.headers.get("If-Match")
     if wanted is None:
         return
@@ -173,6 +176,27 @@ def _check_unchanged(request: web.Request, config: StreamConfig) -> None:
         f"stream {config.stream_id!r} was changed since it was read (If-Match): GET it again and make the change "
         "over what it has now",
     )
+
+
+def _check_still(request: web.Request, read: StreamConfig) -> None:
+    """Refuse a change made from settings ``read`` that the stream no longer has (412), or once it is gone
+    (404): it was replaced while the change waited (for its source's check, for the config file's look).
+
+    Changes through the API wait for each other (`stream_changes_key`); this is for those that do not: a
+    WebRTC publisher's stream ended and another published under its id. Compared as objects: a stream
+    removed and added again with equal settings is another stream (a fresh tracker, new counts).
+    """
+    stream_id = read.stream_id
+    try:
+        current = request.app[manager_key].config(stream_id)
+    except KeyError:
+        raise error(web.HTTPNotFound, f"no stream {stream_id!r}: it was removed meanwhile") from None
+    if current is not read:
+        raise error(
+            web.HTTPPreconditionFailed,
+            f"stream {stream_id!r} was changed, or removed and added again, while this change was made: nothing "
+            "was changed; GET it again and make the change over what it has now",
+        )
 
 
 def stream_info(request: web.Request) -> StreamInfo:
@@ -247,150 +271,25 @@ async def _check_source(request: web.Request, uri: str) -> None:
         raise error(web.HTTPBadRequest, f"body.uri: {exc}") from None
 
 
-#: What ``?persist=`` may say: save this change, or not even under ``save_config = true``; empty: not said.
-_PERSIST_VALUES = {"1": True, "true": True, "0": False, "false": False}
+def _changes_of(request: web.Request, stream_id: str) -> asyncio.Lock:
+    """The lock every change of ``stream_id`` through the API holds (`stream_changes_key`)."""
+    return request.app[stream_changes_key].setdefault(stream_id, asyncio.Lock())
 
 
-def _persist_asked(request: web.Request) -> bool | None:
-    """What ``?persist`` asks: True to save the change, False not to, None where it is not given (then
-    ``save_config`` decides); 400 for a bad value, or for a save with no file to save to."""
-    settings = request.app[settings_key]
-    flag = request.query.get("persist", "")
-    if flag and flag not in _PERSIST_VALUES:
-        raise error(web.HTTPBadRequest, f"persist: expected 1, 0, true or false, got {flag!r}")
-    asked = _PERSIST_VALUES.get(flag)
-    if (settings.save_config if asked is None else asked) and settings.config_path is None:
-        raise error(web.HTTPBadRequest, "persist: there is no config file to save to; start segcast with --config FILE")
-    return asked
+async def _save(request: web.Request, stream_id: str, changed: StreamInfo | None) -> None:
+    """Save ``stream_id`` as it now is (``changed``; None: removed) to the config file (`save_config`).
 
-
-def _saves(request: web.Request, stream_id: str, asked: bool | None) -> bool:
-    """Whether a change of ``stream_id`` is saved: as ``asked``, or where that is None, as ``save_config`` says.
-
-    Some streams are never the file's (`_unsaveable`). Asked to save one, the request is refused
-    before anything changes (409); under ``save_config`` its change is made and not saved, as its
-    ``persistable`` says. Whether the file can be written is asked once the change is known
-    (`_check_writable`).
+    A save that fails answers with the stream ``changed`` as it now is (``"stream"``, and its ``ETag``
+    header): the change was made, and a client that took the error for a refusal would edit over stale
+    settings.
     """
-    if (reason := _unsaveable(request.app, stream_id)) is not None:
-        if asked:
-            raise _unsaveable_conflict(request, stream_id, reason)
-        return False
-    return request.app[settings_key].save_config if asked is None else asked
-
-
-def _check_writable(request: web.Request, asked: bool | None, stream_id: str, config: StreamConfig | None) -> None:
-    """Refuse ``?persist=1`` before anything changes (409) where saving ``stream_id`` as ``config`` (None:
-    removed) would write a config file segcast may not write now (`_config_file_unwritable`: another user's,
-    read-only): it asked for a save, not for a change without one. A save that would write nothing (a
-    stream the file never held, removed) is not refused: `_save_config` makes none. Under ``save_config``
-    the change is made and its answer says it was not saved, as ``persistable`` foretold.
-    """
-    if not asked or not request.app[config_file_key].changes(stream_id, config):
-        return
-    if (unwritable := _config_file_unwritable(request)) is not None:
-        raise error(
-            web.HTTPConflict,
-            f"nothing was changed: ?persist=1 asked to save the change, and {unwritable}. Make the change "
-            "with ?persist=0 to leave the file as it is (the change then lasts until segcast restarts)",
-        )
-
-
-def _persistable(request: web.Request, stream_id: str) -> bool:
-    """Whether ``?persist=1`` can save the stream: there is a config file that segcast may write now
-    (asked at each request, `_config_file_unwritable`), and the stream can be written to it."""
-    return _unsaveable(request.app, stream_id) is None and _config_file_unwritable(request) is None
-
-
-#: Why the config file may not be written, as a request found it (`_config_file_unwritable`); "" where it may.
-_config_unwritable_key = web.RequestKey("config_file_unwritable", str)
-
-
-def _config_file_unwritable(request: web.Request) -> str | None:
-    """Why segcast may not write a config file now (none given, or one made read-only while segcast runs),
-    or None. Asked once per request, however many streams it lists (a stat and a statvfs each)."""
-    reason = request.get(_config_unwritable_key)
-    if reason is None:
-        path = request.app[settings_key].config_path
-        found = "there is no config file" if path is None else config_file_unwritable(path)
-        reason = request[_config_unwritable_key] = found or ""
-    return reason or None
-
-
-def _unsaveable(app: web.Application, stream_id: str) -> str | None:
-    """Why the stream is never written to the config file, or None.
-
-    An id ``--source`` started is not the file's, whatever runs under it now: the command line starts
-    it again as it says, and written to the file it would clash with the flag at the next start. A
-    stream a browser's camera publishes exists while its publisher sends; it has no source to reopen.
-    """
-    if stream_id in app[config_file_key].flag_streams:
-        return "comes from the command line (--source)"
-    if app[manager_key].handed_in(stream_id):
-        return "is published by a browser's camera (WebRTC) and lasts while its publisher sends"
-    return None
-
-
-def _unsaveable_conflict(request: web.Request, stream_id: str, reason: str) -> web.HTTPException:
-    """409 for ``?persist=1`` on a stream that is never written to the config file: nothing is changed."""
-    path = request.app[settings_key].config_path
-    name = path.name if path is not None else "the config file"
-    advice = (
-        f", or move the stream from --source into {name} as a [[streams]] table"
-        if stream_id in request.app[config_file_key].flag_streams
-        else ""
-    )
-    return error(
-        web.HTTPConflict,
-        f"nothing was changed: stream {stream_id!r} {reason}, so it cannot be saved to {name}. Make the change "
-        f"without saving it (it then lasts until segcast restarts){advice}",
-    )
-
-
-async def _save_config(request: web.Request, stream_id: str, changed: StreamInfo | None) -> None:
-    """Write stream ``stream_id`` as it now is (``changed``; None: removed) to the config file; if that
-    fails, the file is left as it was and the caller told.
-
-    Only that stream: the others are written as the file has them, so a change made to one without
-    saving (a camera removed for now, a zone tried out) stays unsaved when another is saved.
-    A file changed since segcast read or saved it is not overwritten (409): the edits (a rotated
-    token, a stream added by hand, another segcast's save) are not this segcast's to undo.
-    The error names the stream ``changed`` as it now is (``"stream"``, and its ``ETag`` header): the
-    change was made, and a client that took the error for a refusal would edit over stale settings.
-    """
-    app = request.app
-    async with app[config_lock_key]:
-        state = app[config_file_key]
-        config = None if changed is None else changed.config
-        if not state.changes(stream_id, config):
-            return  # the file says so already (a stream never saved, removed): its comments stay
-        configs = state.with_stream(stream_id, config)
-        save = functools.partial(write_config, app[settings_key], configs, state)
-        try:
-            await asyncio.get_running_loop().run_in_executor(None, save)
-        except ConfigEditedError as exc:
-            log.warning("did not save the streams to %s: %s", app[settings_key].config_path, exc)
-            message = f"the change is in effect, but not saved: {exc}"
-            raise _not_saved(request, web.HTTPConflict, message, changed) from None
-        except (ConfigError, OSError) as exc:
-            reason = str(exc)
-            if isinstance(exc, OSError):  # it names no file (a full disk), or segcast's partial one
-                reason = f"{exc.strerror or exc}: {app[settings_key].config_path}"
-            log.error("could not save the streams to %s: %s", app[settings_key].config_path, reason)
-            message = f"the change is in effect, but not saved ({reason})"
-            raise _not_saved(request, web.HTTPInternalServerError, message, changed) from None
-    count = len(configs)
-    log.info("saved %d %s to %s", count, "stream" if count == 1 else "streams", app[settings_key].config_path)
-
-
-def _not_saved(
-    request: web.Request, kind: type[web.HTTPException], message: str, changed: StreamInfo | None
-) -> web.HTTPException:
-    """The error for a change made but not saved, with the stream it changed as it now is."""
-    if changed is None:
-        return error(kind, message)
-    stream = stream_json(request, changed)
-    return detailed_error(kind, message, {"stream": stream}, {"ETag": stream["etag"]})
+    try:
+        await save_config(request, stream_id, None if changed is None else changed.config)
+    except NotSavedError as exc:
+        if changed is None:
+            raise error(exc.kind, str(exc)) from None
+        stream = stream_json(request, changed)
+        raise detailed_error(exc.kind, str(exc), {"stream": stream}, {"ETag": stream["etag"]}) from None
 
 
 async def _list_streams(request: web.Request) -> web.Response:
@@ -404,19 +303,20 @@ async def _get_stream(request: web.Request) -> web.Response:
 
 async def _add_stream(request: web.Request) -> web.Response:
     """``POST /api/streams`` with ``{"id": ..., "uri": ..., "loop": false, <stream options>}``."""
-    asked = _persist_asked(request)
+    asked = persist_asked(request)
     body = await _body(request)
     try:
         config = stream_config(body, request.app[settings_key].stream_defaults, "body")
     except ConfigError as exc:
         raise error(web.HTTPBadRequest, str(exc)) from None
-    persist = _saves(request, config.stream_id, asked)
-    _check_writable(request, asked, config.stream_id, config)
-    await _check_source(request, config.uri)
-    info = await _start_stream(request, functools.partial(request.app[manager_key].add, checked=True), config)
-    request.app[config_file_key].added.add(config.stream_id)  # a new stream, whatever the id had before
-    if persist:
-        await _save_config(request, config.stream_id, info)
+    persist = saves(request, config.stream_id, asked)
+    async with _changes_of(request, config.stream_id):
+        await check_writable(request, asked, config.stream_id, config)
+        await _check_source(request, config.uri)
+        info = await _start_stream(request, functools.partial(request.app[manager_key].add, checked=True), config)
+        note_added(request, config.stream_id)
+        if persist:
+            await _save(request, config.stream_id, info)
     response = _with_etag(request, info, status=201)
     response.headers["Location"] = f"{forwarded_prefix(request)}/api/streams/{config.stream_id}"
     return response
@@ -430,24 +330,27 @@ async def _change_stream(request: web.Request) -> web.Response:
     both hold. Two of the same key replace each other's list whole, as a PATCH does, unless sent
     with ``If-Match`` (`stream_etag`): then the second is refused with 412.
     """
-    asked = _persist_asked(request)
+    asked = persist_asked(request)
     stream_info(request)  # a 404 before reading the body
-    persist = _saves(request, request.match_info["stream"], asked)
+    persist = saves(request, request.match_info["stream"], asked)
     try:
         body = flatten_options(await _body(request), "body")
     except ConfigError as exc:
         raise error(web.HTTPBadRequest, str(exc)) from None
-    lock = request.app[stream_changes_key].setdefault(request.match_info["stream"], asyncio.Lock())
-    async with lock:
+    async with _changes_of(request, request.match_info["stream"]):
         info = await _merge_change(request, body, asked)
         if persist:
-            await _save_config(request, info.stream_id, info)
+            await _save(request, info.stream_id, info)
     return _with_etag(request, info)
 
 
 async def _merge_change(request: web.Request, body: dict[str, Any], asked: bool | None) -> StreamInfo:
     """Apply a PATCH body over the stream's current config; 400 for a bad one, 409 for a save ``asked`` for
-    that cannot be made (`_check_writable`)."""
+    that cannot be made (`check_writable`).
+
+    The change is made only over the settings it was merged over (`_check_still`), never over a stream
+    it was not meant for.
+    """
     current = stream_info(request).config
     _check_unchanged(request, current)
     if body.get("id", current.stream_id) != current.stream_id:
@@ -470,9 +373,10 @@ async def _merge_change(request: web.Request, body: dict[str, Any], asked: bool 
     except ConfigError as exc:
         raise error(web.HTTPBadRequest, str(exc)) from None
     config = StreamConfig(current.stream_id, uri.strip(), loop_value, options)
-    _check_writable(request, asked, config.stream_id, config)
+    await check_writable(request, asked, config.stream_id, config)
     if config.uri != current.uri:
         await _check_source(request, config.uri)
+    _check_still(request, current)
     replace = functools.partial(request.app[manager_key].replace, checked=config.uri != current.uri)
     return await _start_stream(request, replace, config)
 
@@ -497,14 +401,20 @@ async def _start_stream(
 
 
 async def _remove_stream(request: web.Request) -> web.Response:
-    asked = _persist_asked(request)
-    stream_id = stream_info(request).stream_id
-    persist = _saves(request, stream_id, asked)
-    _check_writable(request, asked, stream_id, None)
-    try:
-        await _in_change_thread(request, functools.partial(request.app[manager_key].remove, stream_id))
-    except KeyError:
-        raise error(web.HTTPNotFound, f"no stream {stream_id!r}: it was removed meanwhile") from None
-    if persist:
-        await _save_config(request, stream_id, None)
+    """``DELETE /api/streams/<id>``; with ``If-Match``, only while the stream has the settings of that ETag (412)."""
+    asked = persist_asked(request)
+    stream_id = request.match_info["stream"]
+    async with _changes_of(request, stream_id):
+        current = stream_info(request).config
+        _check_unchanged(request, current)
+        persist = saves(request, stream_id, asked)
+        await check_writable(request, asked, stream_id, None)
+        if "If-Match" in request.headers:
+            _check_still(request, current)  # what the ETag was compared with, after the look at the config file
+        try:
+            await _in_change_thread(request, functools.partial(request.app[manager_key].remove, stream_id))
+        except KeyError:
+            raise error(web.HTTPNotFound, f"no stream {stream_id!r}: it was removed meanwhile") from None
+        if persist:
+            await _save(request, stream_id, None)
     return web.Response(status=204)

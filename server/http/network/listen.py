@@ -3,8 +3,9 @@
 aiohttp binds its port only once the app has started, which here includes loading the model: seconds,
 or minutes for a first download. A port in use would be reported only then. segcast binds first and
 hands the bound sockets to aiohttp, which starts listening on them when the model is ready; until
-then a browser's connection is refused at once rather than left waiting. Light to import: the CLI
-reads its defaults before PyTorch is loaded.
+then a browser's connection is refused at once rather than left waiting. Bound without listening,
+a socket holds its port only if it does not let the address be reused (`bind`). Light to import: the
+CLI reads its defaults before PyTorch is loaded.
 """
 
 from __future__ import annotations
@@ -46,10 +47,16 @@ def _given(key: str, value: str | int) -> str:
 
 
 def bind(host: str, port: int) -> list[socket.socket]:
-    """Sockets bound (not yet listening) to every address ``host`` names on ``port``.
+    """Sockets bound (not yet listening) to every address ``host`` names on ``port``, held: no other socket
+    may bind the port until they are closed, or `ready_to_listen` lets the address be reused.
 
     ``""`` means every interface. Like asyncio's own servers, an IPv6 socket takes IPv6 only, so
     ``localhost`` gets one socket for 127.0.0.1 and one for ::1. Raises `ListenError`.
+
+    They bind with ``SO_REUSEADDR``, or a restart would have to wait out the connections of the last
+    run (TIME_WAIT, a minute), then take it back: on Linux, two sockets that both allow it may bind
+    one port while neither listens, and a second segcast started meanwhile bound it too, loaded its
+    model and only then failed to listen.
     """
     try:
         found = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -65,11 +72,24 @@ def bind(host: str, port: int) -> list[socket.socket]:
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind(address)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 0)
     except OSError as exc:
         for sock in sockets:
             sock.close()
-        raise ListenError(host, port, str(exc.strerror or exc), unknown_host=False) from None
+        raise cannot_listen(host, port, exc) from None
     return sockets
+
+
+def ready_to_listen(sockets: list[socket.socket]) -> None:
+    """Let `bind`'s sockets reuse their address again, just before they listen: held so, their listen
+    would fail while connections of the last run are in TIME_WAIT, as a bind without it does."""
+    for sock in sockets:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+
+
+def cannot_listen(host: str, port: int, exc: OSError) -> ListenError:
+    """The `ListenError` for ``exc``, raised binding or listening on ``host`` and ``port``."""
+    return ListenError(host, port, str(exc.strerror or exc), unknown_host=False)
 
 
 #: Hosts that mean every interface of the machine, IPv4 or IPv6.
