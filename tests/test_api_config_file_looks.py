@@ -87,6 +87,8 @@ async def test_listing_streams_and_changing_them_never_look_at_the_config_file_o
     await eventually(looked_at, what="the config file to be looked at again")
     changed = await client.patch("/api/streams/a?persist=1", json={"conf": 0.5})
     assert changed.status == 200, await changed.text()
+    viewer = await client.get("/api/viewer")  # what the viewer's forms offer: saving to the file among it
+    assert viewer.status == 200 and (await viewer.json())["config_file"] is True
     assert statvfs_threads and loop_thread not in statvfs_threads
 
 

@@ -66,8 +66,8 @@ async def test_the_viewer_settings_name_the_models_classes(start_server: Start) 
 
 def test_the_viewer_settings_name_no_class_while_the_model_has_not_described_them() -> None:
     settings = Settings(model="triton://127.0.0.1:8001/segcast")
-    assert viewer_settings(settings, {})["classes"] == []
-    assert viewer_settings(settings, {1: "b", 0: "a"})["classes"] == ["a", "b"]
+    assert viewer_settings(settings, {}, config_writable=True)["classes"] == []
+    assert viewer_settings(settings, {1: "b", 0: "a"}, config_writable=True)["classes"] == ["a", "b"]
 
 
 async def test_a_class_ticked_for_a_zone_is_saved_and_the_zone_counts_only_it(

@@ -34,8 +34,8 @@ from server.config import STREAM_ID_PATTERN, Settings
 from server.frames import PROTOCOL_VERSION
 from server.http.errors import error
 from server.http.keys import manager_key, settings_key
+from server.http.saving import config_writability_key
 from server.log_throttle import ThrottledCount
-from server.persist import config_file_writable
 
 log = logging.getLogger(__name__)
 
@@ -291,16 +291,17 @@ async def _embed(request: web.Request) -> web.Response:
     return _page(request, "embed.html", _listing(request, "embed.html", page=True))
 
 
-def viewer_settings(settings: Settings, class_names: dict[int, str]) -> dict[str, object]:
+def viewer_settings(settings: Settings, class_names: dict[int, str], *, config_writable: bool) -> dict[str, object]:
     """What the viewer's forms may offer: only sources the API accepts, saving only to a file there is
-    that segcast may write now (asked at each request: a file made read-only is no longer offered),
-    and as a zone's or line's ``classes`` only the model's class names (``class_names``), in class-id order.
+    that segcast may write now (``config_writable``, as last looked at off the loop: a file made
+    read-only is no longer offered a few seconds later), and as a zone's or line's ``classes`` only the
+    model's class names (``class_names``), in class-id order.
 
     Which folders ``media_dirs`` names stays on the server: the viewer only learns that files are allowed.
     The class names are empty while they are unknown (a remote model whose server has not described it
     yet): the viewer then asks again rather than offer names the API would refuse.
     """
-    writable = settings.config_path is not None and config_file_writable(settings.config_path)
+    writable = settings.config_path is not None and config_writable
     return {
         "v": PROTOCOL_VERSION,
         "classes": [class_names[class_id] for class_id in sorted(class_names)],
@@ -316,4 +317,7 @@ def viewer_settings(settings: Settings, class_names: dict[int, str]) -> dict[str
 
 async def _viewer_settings(request: web.Request) -> web.Response:
     app = request.app
-    return web.json_response(viewer_settings(app[settings_key], app[manager_key].worker.class_names))
+    writable = app[config_writability_key].known() is None
+    return web.json_response(
+        viewer_settings(app[settings_key], app[manager_key].worker.class_names, config_writable=writable)
+    )
