@@ -17,7 +17,8 @@ from pathlib import Path
 
 from server.config import MODEL_KEYS, VIEWER_LIMIT_KEYS, ConfigError, Settings, StreamConfig, content_digest
 from server.delivery.viewer import ViewerLimits
-from server.events.config import EventsSettings, events_toml, toml_string
+from server.events.config import EventsSettings, toml_string
+from server.events.config_toml import events_toml
 from server.file_saving import not_saved, unwritable_reason, write_whole
 from server.inference.options import InferenceOptions
 from server.options import EVERY_FRAME, MODEL_IMGSZ, StreamOptions, tracker_defaults

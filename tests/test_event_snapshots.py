@@ -11,10 +11,11 @@ import pytest
 
 from server.analytics.events import AnalyticsEvent, AnalyticsEventKind
 from server.delivery.encode import FramePacket, make_packet
+from server.events import snapshot as snapshot_module
 from server.events.config import EventsSettings, HistorySettings
 from server.events.outputs import EventOutputs
 from server.events.sink import OutEvent
-from server.events.snapshot import Picture, picture_of
+from server.events.snapshot import LastSeen, Picture, picture_of
 from server.frames import Frame, FrameResult, Track, TrackEvent, TrackEventKind
 
 WIDTH, HEIGHT = 320, 240
@@ -93,3 +94,16 @@ def test_an_ended_tracks_crop_is_let_go(stored: tuple[EventOutputs, list[OutEven
     outputs.on_packet(ended(frame(2, []), 7))
     outputs.on_packet(ended(frame(3, []), 7))
     assert [picture.whole_frame for picture in pictures(offered, "zone_exit")] == [False, True]
+
+
+def test_a_streams_kept_crops_are_bounded_and_the_longest_unseen_go_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    first = frame(1, [(1, FIRST_BOX, RED)])
+    crop_bytes = picture_of({"box": list(FIRST_BOX)}, first).pixels.nbytes
+    monkeypatch.setattr(snapshot_module, "LAST_SEEN_MAX_BYTES", 2 * crop_bytes)
+    last_seen = LastSeen()
+    last_seen.seen(first)
+    last_seen.seen(frame(2, [(2, FIRST_BOX, RED)]))
+    last_seen.seen(frame(3, [(3, FIRST_BOX, RED)]))
+    gone = frame(4, [])
+    kept = [not last_seen.picture_of({"id": track_id}, gone).whole_frame for track_id in (1, 2, 3)]
+    assert kept == [False, True, True], "track 1, missing longest, lets its crop go: its events show the frame"

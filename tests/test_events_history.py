@@ -34,7 +34,7 @@ from server.events.counts import Counts
 from server.events.history import TIME_INDEX_MAX_ROWS, EventQuery, HistorySink, few_in_window, select_events
 from server.events.outputs import EventOutputs
 from server.events.sink import OutEvent, SinkHealth, SinkState
-from server.events.snapshot import picture_of, snapshot_jpeg
+from server.events.snapshot import Picture, picture_of, snapshot_jpeg
 from server.frames import Frame, FrameResult
 from server.http.keys import hub_key
 from server.inference.models import BUNDLED_MODEL
@@ -522,6 +522,33 @@ async def test_queued_snapshots_have_a_byte_budget_past_which_events_are_stored_
     events = history.query(EventQuery())
     assert [e.has_snapshot for e in reversed(events)] == [True] * 3 + [False] * 7
     assert history.health().dropped == 0
+
+
+async def test_events_dropped_from_a_full_queue_give_their_pictures_budget_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dropped event kept its picture counted: after enough drops every event was stored without its
+    snapshot, for good."""
+    pixels = np.zeros((40, 40, 3), np.uint8)
+    monkeypatch.setattr(history_module, "QUEUED_PICTURES_MAX_BYTES", 3 * pixels.nbytes)
+    history = HistorySink(HistorySettings(tmp_path / "events.db", queue=1))
+
+    def event(track_id: int, picture: Picture | None) -> OutEvent:
+        now = time.time()
+        return OutEvent({"type": "track", "event": "start", "id": track_id, "time": now}, "cam", now, picture)
+
+    history.offer(event(0, None))  # the writer has not started: the queue is full
+    for track_id in range(1, 4):
+        history.offer(event(track_id, Picture(pixels.copy())))
+    assert history.health().dropped == 3
+    await history.start()
+    try:
+        await stored(history, 1)
+        history.offer(event(4, Picture(pixels.copy())))
+        await stored(history, 2)
+    finally:
+        await history.stop()
+    assert [(e.data["id"], e.has_snapshot) for e in history.query(EventQuery())] == [(4, True), (0, False)]
 
 
 class Unstoppable:

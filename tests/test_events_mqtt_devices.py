@@ -17,7 +17,7 @@ import pytest
 
 from server.config import ConfigError, StreamConfig, load_config
 from server.events.config import MqttSettings
-from server.events.mqtt import MqttSink
+from server.events.mqtt_topics import MqttTopics
 from server.events.sink import SinkState
 from server.persist import write_config
 from server.sources.base import StreamState
@@ -64,7 +64,7 @@ async def retained_configs(port: int, sentinel: str) -> dict[str, bytes]:
 
 
 async def test_nodes_sharing_a_discovery_id_announce_one_device_each_pointing_at_its_own_topics(broker: Broker) -> None:
-    box = MqttSink(MqttSettings("127.0.0.1", broker.port))  # the box before its split
+    box = MqttTopics(MqttSettings("127.0.0.1", broker.port))  # the box before its split
     async with (
         listening(broker.port, "homeassistant/#") as received,
         running(node(broker.port, 1)) as (first, first_sink),
@@ -80,7 +80,7 @@ async def test_nodes_sharing_a_discovery_id_announce_one_device_each_pointing_at
 
         await eventually(both_announced, what="both nodes' configs of the camera's sensors")
     assert {topic for topic, _, _ in received} == {TRACKS, DOOR}
-    assert box.discovery_topic("cam", "tracks") == TRACKS and box.discovery_topic("cam", "zones_door_objects") == DOOR
+    assert box.discovery("cam", "tracks") == TRACKS and box.discovery("cam", "zones_door_objects") == DOOR
     for topic, name in ((TRACKS, "tracks"), (DOOR, "zones_door_objects")):
         by_node = {config["state_topic"]: config for config in payloads_on(received, topic)}
         assert by_node.keys() == {"segcast/node-1/cam/counts", "segcast/node-2/cam/counts"}
@@ -130,9 +130,9 @@ async def test_a_camera_moved_between_nodes_keeps_its_device_read_from_the_new_n
     [("segcast", "segcast_cam3"), ("site/node-1", "site_node-1_cam3"), ("a/b/c", "a_b_c_cam3")],
 )
 async def test_without_a_discovery_id_the_ids_are_those_of_the_topic_prefix_as_before(prefix: str, device: str) -> None:
-    sink = MqttSink(MqttSettings("broker.lan", topic_prefix=prefix))
-    assert sink.discovery_topic("cam3", "lines_gate_in") == f"homeassistant/sensor/{device}/lines_gate_in/config"
-    config = sink.discovery_config("cam3", "lines_gate_in")
+    topics = MqttTopics(MqttSettings("broker.lan", topic_prefix=prefix))
+    assert topics.discovery("cam3", "lines_gate_in") == f"homeassistant/sensor/{device}/lines_gate_in/config"
+    config = topics.discovery_config("cam3", "lines_gate_in")
     assert ids(config) == (f"{device}_lines_gate_in", [device])
     assert config["state_topic"] == f"{prefix}/cam3/counts"
 
@@ -168,7 +168,7 @@ def test_a_discovery_id_that_is_not_one_topic_level_is_refused_naming_the_key(tm
 
 
 def test_a_streams_device_names_its_model_and_the_segcast_version_that_announced_it() -> None:
-    device = MqttSink(MqttSettings("broker.lan")).discovery_config("cam", "tracks")["device"]
+    device = MqttTopics(MqttSettings("broker.lan")).discovery_config("cam", "tracks")["device"]
     assert isinstance(device, dict)
     assert device["model"] == "video stream"
     assert device["sw_version"] == metadata.version("segcast")

@@ -10,6 +10,7 @@ import json
 import logging
 import re
 import socket
+import time
 from collections.abc import AsyncIterator
 from email.utils import formatdate
 
@@ -113,6 +114,31 @@ async def test_what_a_failing_receiver_leaves_at_shutdown_is_counted_lost(receiv
     health = hook(outputs).health()
     assert health.delivered == 0 and health.failed == 1
     assert health.dropped == 3  # two queued, and the one on its way: every event accounted for
+
+
+async def test_a_failing_output_does_not_hold_up_the_shutdown(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A working output is given time to deliver what it holds; a failing one would only retry into it."""
+    monkeypatch.setattr(sink, "DRAIN_TIMEOUT_S", 3600.0)  # waiting for it would outlast the test
+    receiver.statuses = [503]
+    outputs = await running(WebhookSettings(receiver.url, retries=0))
+    outputs.on_packet(track_start(0, track_id=0))
+
+    async def failing() -> bool:
+        return hook(outputs).health().state is SinkState.FAILING
+
+    await eventually(failing, what="the first delivery to fail")
+    receiver.hang = True
+    outputs.on_packet(track_start(1, track_id=1))
+    stopping = asyncio.create_task(outputs.stop())
+
+    async def stopped() -> bool:
+        return stopping.done()
+
+    await eventually(stopped, what="the shutdown, without waiting for the failing output")
+    await stopping
+    assert hook(outputs).health().dropped == 1
 
 
 async def test_the_events_a_dead_receiver_holds_up_are_listed_as_queued(aiohttp_client: ClientFactory) -> None:
@@ -373,6 +399,27 @@ async def test_a_refusal_is_not_retried(receiver: Receiver) -> None:
     assert json.loads(receiver.bodies[0])["id"] == 2
     health = hook(outputs).health()
     assert health.failed == 1 and health.delivered == 1
+
+
+async def test_a_refusal_starts_the_backoff_over(receiver: Receiver) -> None:
+    """A receiver that answers is up: the next failure waits the first wait again, not the doubling of
+    the failures before the refusal."""
+    receiver.statuses = [503, 400]
+    outputs = await running(WebhookSettings(receiver.url, retries=0))
+    try:
+        outputs.on_packet(track_start(1, track_id=1))
+        outputs.on_packet(track_start(2, track_id=2))
+
+        async def both_failed() -> bool:
+            return hook(outputs).health().failed == 2
+
+        await eventually(both_failed, what="a failure, then a refusal")
+    finally:
+        await outputs.stop()
+    backoff = hook(outputs).backoff
+    now = time.monotonic()
+    backoff.failed(now)
+    assert backoff.wait_s(now) == pytest.approx(backoff.first_s)
 
 
 async def test_a_hanging_receiver_times_out_and_counts_as_failed(receiver: Receiver) -> None:

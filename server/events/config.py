@@ -2,6 +2,7 @@
 
 Every output is off unless its table is present. Errors are ValueError naming the key
 (``events.mqtt.port: ...``); `server.config` adds the file name and turns them into its ConfigError.
+Writing the table back, when the API saves the file, is `server.events.config_toml`'s.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from server.events.toml_text import toml_string
 
 DEFAULT_QUEUE = 1000
 MAX_QUEUE = 100_000
@@ -33,9 +36,6 @@ TOPIC_PART = re.compile(r"^[A-Za-z0-9_/-]{1,128}$")
 DISCOVERY_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 #: A host name's labels: letters (any script), digits, '-' and '_' (some local names have one).
 HOST_NAME = re.compile(r"^\w[\w-]*(\.[\w-]+)*\.?$")
-#: What TOML's basic strings must not hold as they are: the quote, the backslash and control characters.
-TOML_ESCAPED = re.compile(r'["\\\x00-\x1f\x7f]')
-TOML_SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
 
 HISTORY_KEYS = ("path", "max_age_days", "max_mb", "snapshots", "queue")
 WEBHOOK_KEYS = ("url", "secret", "timeout_s", "retries", "queue")
@@ -337,58 +337,3 @@ def shown(value: object) -> str:
 def shown_as_number(value: object) -> str:
     """``value`` where a number was expected: true or false, numbers to Python, said plainly not to be one."""
     return f"{shown(value)}, which is not a number" if isinstance(value, bool) else shown(value)
-
-
-def events_toml(settings: EventsSettings) -> list[str]:
-    """``settings`` as TOML lines for `server.persist.write_config`: saving an API change must keep them.
-
-    A key is written only where reading the table without it would give another value (a history's
-    ``path`` as the file wrote it, see `server.persist`): a default spelled out would stay in the file
-    when a later release improves it. A table that is all defaults is written empty: it turns its output on.
-    """
-    lines: list[str] = []
-    if settings.history is not None:
-        lines += ["[events.history]", *_pairs(settings.history, HISTORY_KEYS, {"path": Path(DEFAULT_HISTORY_FILE)}), ""]
-    for hook in settings.webhooks:
-        lines += ["[[events.webhooks]]", *_pairs(hook, WEBHOOK_KEYS), ""]
-    if settings.mqtt is not None:
-        # Without tls, a table with a ca_file takes TLS on (`_mqtt`).
-        lines += ["[events.mqtt]", *_pairs(settings.mqtt, MQTT_KEYS, {"tls": settings.mqtt.ca_file is not None}), ""]
-    return lines
-
-
-def _pairs(value: object, keys: tuple[str, ...], implied: Mapping[str, object] | None = None) -> list[str]:
-    """``key = value`` lines of ``value``'s fields that are set and not their defaults (``implied`` where a
-    field's default is not what a table without the key reads as)."""
-    defaults = {f.name: f.default for f in fields(value) if f.default is not MISSING}  # type: ignore[arg-type]
-    defaults.update(implied or {})
-    pairs = []
-    for key in keys:
-        given = getattr(value, key)
-        if given is not None and (key not in defaults or given != defaults[key]):
-            pairs.append(f"{key} = {_toml(given)}")
-    return pairs
-
-
-def _toml(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return str(int(value))  # 7, not 7.0: every float of these tables is read as a float either way
-    if isinstance(value, int | float):
-        return repr(value)
-    return toml_string(str(value))
-
-
-def toml_string(text: str) -> str:
-    """``text`` as a TOML basic string, written as it is but for what TOML must have escaped.
-
-    Not ``json.dumps``: its ASCII output writes a character beyond U+FFFF (an emoji in a password)
-    as a pair of surrogate escapes, which TOML refuses, so the file saved would not load again.
-    """
-    return '"' + TOML_ESCAPED.sub(_toml_escape, text) + '"'
-
-
-def _toml_escape(match: re.Match[str]) -> str:
-    char = match.group()
-    return TOML_SHORT_ESCAPES.get(char) or f"\\u{ord(char):04X}"

@@ -22,6 +22,10 @@ pages fails until the file is recovered, which is something to alert on. A file 
 or not segcast's at all, is neither written nor read (`server.events.history_format`): each batch
 fails on it, naming the file and what to do, as on a locked one.
 
+A bug in the writer costs the batch in hand at most: it is logged (at most once per
+`DROP_LOG_INTERVAL_S`) and the writer goes on; one that ends the thread anyway makes the state failing
+for good (`HistorySink.health`), so it is never lost quietly.
+
 At shutdown the writer stores what is queued for up to `DRAIN_TIMEOUT_S`, like the network outputs,
 then finishes the batch in hand and ends; what is left is dropped, counted and logged. `stop`
 returns once it has ended, so a process that exits right after never cuts it off inside OpenCV or
@@ -186,6 +190,9 @@ class HistorySink:
         self._pictures_lock = threading.Lock()
         self._picture_bytes = 0  # of the queued events' pictures and the batch being written
         self._unpictured = ThrottledCount(DROP_LOG_INTERVAL_S)  # events queued without their picture
+        self._bugs = ThrottledCount(DROP_LOG_INTERVAL_S)  # the writer's internal errors outside a batch
+        #: Why and when (Unix seconds) the writer thread ended before `stop`; None while it runs.
+        self._ended: tuple[str, float] | None = None
 
     # -- on the loop ------------------------------------------------------------------------------
 
@@ -256,8 +263,11 @@ class HistorySink:
         """The writes' state and counts. ``upkeep_failures`` counts what failed that cost no event to write:
         retention's steps, and reads that found the file damaged (`DAMAGED_FILE_CODES`), whose reason is
         ``last_error`` where it is the latest error. The state stays as the writes make it: new events
-        may still be stored while older pages cannot be read."""
+        may still be stored while older pages cannot be read. A writer thread that has ended on an
+        error no handler took makes it failing for good: nothing more is stored."""
         health = replace(self._tally.health(), upkeep_failures=self._retention.failures + self._damaged_reads)
+        if (ended := self._ended) is not None:
+            return replace(health, state=SinkState.FAILING, last_error=ended[0], last_error_at=ended[1])
         damage = self._damage
         if damage is not None and (health.last_error_at is None or damage[1] >= health.last_error_at):
             health = replace(health, last_error=damage[0], last_error_at=damage[1])
@@ -363,33 +373,56 @@ class HistorySink:
 
     def _run(self) -> None:
         try:
-            self._open()
-            self._retention.check_room()
+            self._survive(self._start_writing)
             while self._writing():
-                pruning = self._retention.due()
-                if pruning:
-                    self._retention.prune(self._open())
-                try:
-                    first = self._queue.get(block=not pruning, timeout=IDLE_POLL_S)
-                except queue.Empty:
-                    continue
-                batch = [first]
-                while len(batch) < BATCH_MAX:
-                    try:
-                        batch.append(self._queue.get_nowait())
-                    except queue.Empty:
-                        break
-                try:
-                    self._write(batch)
-                except Exception as exc:  # a bug costs its batch, not the history
-                    log.exception("%s: could not store %d event(s)", NAME, len(batch))
-                    self._tally.fail(f"internal error: {exc!r}", lost=len(batch))
-                finally:
-                    self._release(sum(_picture_bytes(event) for event in batch))
+                self._survive(self._step)
+        except BaseException as exc:
+            self._ended = (f"the writer has ended, events are no longer stored: {exc!r}", time.time())
+            raise
         finally:
             if self._db is not None:
                 self._db.close()
             self._retention.close()
+            if bugs := self._bugs.take():
+                log.error("%s: %d more internal error(s) in the writer since the last report", NAME, bugs)
+
+    def _survive(self, step: Callable[[], None]) -> None:
+        """Run ``step``: a bug in it (outside a batch's writing, which costs the batch) is logged, at most
+        once per `DROP_LOG_INTERVAL_S`, and the writer goes on after `IDLE_POLL_S`."""
+        try:
+            step()
+        except Exception:
+            if bugs := self._bugs.add():
+                log.exception("%s: internal error in the writer, which goes on (%d since the last report)", NAME, bugs)
+            self._stop.wait(IDLE_POLL_S)
+
+    def _start_writing(self) -> None:
+        """Open the file at once, so the state and the log say where events go before the first comes."""
+        self._open()
+        self._retention.check_room()
+
+    def _step(self) -> None:
+        """Prune if due, then store the next batch, if any comes within `IDLE_POLL_S`."""
+        pruning = self._retention.due()
+        if pruning:
+            self._retention.prune(self._open())
+        try:
+            first = self._queue.get(block=not pruning, timeout=IDLE_POLL_S)
+        except queue.Empty:
+            return
+        batch = [first]
+        while len(batch) < BATCH_MAX:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        try:
+            self._write(batch)
+        except Exception as exc:  # a bug costs its batch, not the history
+            log.exception("%s: could not store %d event(s)", NAME, len(batch))
+            self._tally.fail(f"internal error: {exc!r}", lost=len(batch))
+        finally:
+            self._release(sum(_picture_bytes(event) for event in batch))
 
     def _writing(self) -> bool:
         """Whether to take another batch: until `stop`, then while events are queued and the drain lasts.

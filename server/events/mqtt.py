@@ -54,12 +54,17 @@ the old node's removal would clear the new node's config, and the device would b
 new node connects again.
 
 One task owns the connection: it connects, publishes, and on any broker error waits (doubling up to
-`BACKOFF_MAX_S`) and connects again. Up to `WINDOW` publishes are on their way at once, in order
+`BACKOFF_MAX_S`, from the start again once the broker has confirmed a publish on a connection) and
+connects again; a connection lost at any point, its first messages included, is noticed at once.
+Up to `WINDOW` publishes are on their way at once, in order
 over the one connection (`server.events.mqtt_window`). Events and state take turns: between two
 events goes one stream's pending removal, availability or counts (at most one of each per stream is
 pending, the newest), so a flood of events does not hold back a camera going offline or a new zone's
 sensor. Events the broker had not confirmed when the connection dropped are published again first,
-in order, after it (at least once, as QoS 1 promises); events arriving meanwhile wait in the bounded
+in order, after it (at least once, as QoS 1 promises), the first of them alone until confirmed; one
+that `RESEND_CONNECTIONS_MAX` connections ended without confirming is given up and counted failed,
+logged with its size and topic (a broker ends the connection for a message larger than it takes, or
+on a topic its policy forbids, every time it is sent). Events arriving meanwhile wait in the bounded
 queue, and once it is full they are dropped and counted. Any other error publishing one message
 costs that message (an event is counted failed), logged with its stream; the task carries on with
 the rest. At shutdown segcast and its streams say offline, and an event still queued, or on its way
@@ -75,9 +80,9 @@ import secrets
 import ssl
 import sys
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from contextlib import suppress
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import aiomqtt
 from paho.mqtt.reasoncodes import ReasonCode
@@ -89,6 +94,7 @@ from server.events.mqtt_window import QOS, OutMessage, PublishWindow
 from server.events.sink import BACKOFF_MAX_S, DeliveryTask, OutEvent, SinkHealth, Tally, backoff_s
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 CONNECT_TIMEOUT_S = 10.0
 OFFLINE_TIMEOUT_S = 1.0
@@ -102,6 +108,10 @@ MQTT_TLS_PORT = 8883
 #: Connections ended by the broker in a row as it was asked for the availabilities before they are
 #: not asked for any more: once could be the network.
 READS_CUT_LIMIT = 2
+#: Connections an event may be on that end without the broker confirming it before it is given up as
+#: failed: a broker ends the connection, every time, for a message over its maximum packet size
+#: (mosquitto's ``max_packet_size``) or on a topic its policy forbids (AWS IoT). Once could be the network.
+RESEND_CONNECTIONS_MAX = 3
 
 
 class _ClientLog(logging.LoggerAdapter[logging.Logger]):
@@ -153,11 +163,15 @@ class MqttSink:
         #: Connections in a row that ended while availabilities were read back (`_read_stale`).
         self._reads_cut = 0
         self._reading_refused = False  # by the broker: availabilities are not read back any more
+        #: Per event that was on its way when a connection ended (by ``event_id``), how many connections
+        #: ended so: see `RESEND_CONNECTIONS_MAX`.
+        self._cut_on: dict[str, int] = {}
+        #: Connections in a row the broker confirmed no publish on: the backoff before the next one.
+        self._failures = 0
         self._wake = asyncio.Event()
         self._closing = False  # set by `stop`
         self._delivery = DeliveryTask(self._run, self.name)
         self.topics = MqttTopics(settings)
-        self.status_topic = self.topics.status
         #: The same on every connection, so the broker ends the one before when the next is made.
         self.client_id = settings.client_id or f"segcast{secrets.token_hex(CLIENT_ID_HEX // 2)}"
 
@@ -254,7 +268,7 @@ class MqttSink:
             username=settings.username,
             password=settings.password,
             identifier=self.client_id,
-            will=aiomqtt.Will(self.status_topic, "offline", qos=QOS, retain=True),
+            will=aiomqtt.Will(self.topics.status, "offline", qos=QOS, retain=True),
             tls_context=context,
             timeout=self.connect_timeout_s,
             max_inflight_messages=0,  # none: `WINDOW` bounds what is on its way
@@ -266,13 +280,12 @@ class MqttSink:
         return client
 
     async def _run(self) -> None:
-        failures = 0
+        """Connect, publish, and after any broker error connect again, backing off (`_working` resets it)."""
         while not self._closing:
             connected = False
             try:
                 async with self._client() as client:
                     connected = True
-                    failures = 0
                     try:
                         await self._connected(client)
                     except asyncio.CancelledError:
@@ -285,8 +298,21 @@ class MqttSink:
             except Exception as exc:  # a bug: connect again rather than end the task for good
                 log.exception("%s: connection ended by an internal error", self.name)
                 self._tally.fail(f"internal error: {exc!r}")
-            await asyncio.sleep(backoff_s(failures, self.backoff_first_s, BACKOFF_MAX_S))
-            failures += 1
+            await asyncio.sleep(backoff_s(self._failures, self.backoff_first_s, BACKOFF_MAX_S))
+            self._failures += 1
+
+    def _working(self) -> None:
+        """The broker confirmed a publish on this connection: it works, and the next one, after it ends,
+        is made without a wait.
+
+        Not at CONNACK: a broker that takes the connection and ends it at the first message (a policy
+        that forbids it, a message it will not take) would be connected to twice a second for ever,
+        with a "working" and an error in the log each time. Nor at the ``online`` confirmed while the
+        event the connection before ended on is still to go again: that may be the message the
+        broker ends every connection for (`RESEND_CONNECTIONS_MAX`).
+        """
+        self._failures = 0
+        self._tally.ok(0)
 
     def _connection_error(self, exc: BaseException, connected: bool) -> str:
         """The failure of a connection, for ``last_error`` and the log: the broker's address, the error,
@@ -310,21 +336,24 @@ class MqttSink:
 
     async def _connected(self, client: aiomqtt.Client) -> None:
         """Say the streams a run before left ``online`` offline, then segcast online, and publish
-        until the connection drops or closing.
+        until the connection drops or closing."""
+        await _unless_lost(client, self._say_online(client))
+        self._announced.clear()
+        self._unsent_counts = dict(self._latest)  # the broker may have lost the retained ones
+        self._unsent_availability = {stream_id: live and self._inference for stream_id, live in self._live.items()}
+        await self._serve(client)
+
+    async def _say_online(self, client: aiomqtt.Client) -> None:
+        """The connection's preamble: the corrections of `_read_stale`, then ``online``.
 
         The corrections go before ``online``, over the one connection, so no subscriber sees segcast
         online while the broker still says a stream of a run that crashed is: its sensors would show
         the counts that run left as the scene now.
         """
         stale = await self._read_stale(client) if not self._reading_refused else []
-        corrections = (client.publish(self.availability_topic(s), "offline", qos=QOS, retain=True) for s in stale)
+        corrections = (client.publish(self.topics.availability(s), "offline", qos=QOS, retain=True) for s in stale)
         # Handed to paho in this order, as `PublishWindow` sends: no stream of ours can say online before them.
-        await asyncio.gather(*corrections, client.publish(self.status_topic, "online", qos=QOS, retain=True))
-        self._tally.ok(0)
-        self._announced.clear()
-        self._unsent_counts = dict(self._latest)  # the broker may have lost the retained ones
-        self._unsent_availability = {stream_id: live and self._inference for stream_id, live in self._live.items()}
-        await self._serve(client)
+        await asyncio.gather(*corrections, client.publish(self.topics.status, "online", qos=QOS, retain=True))
 
     async def _say_offline(self, client: aiomqtt.Client) -> None:
         """At shutdown: segcast, then every stream it said was online, offline (within `OFFLINE_TIMEOUT_S`).
@@ -333,11 +362,11 @@ class MqttSink:
         them so when segcast starts again, until each stream is live again.
         """
         streams = sorted(self._online - self._forgotten)  # a removed one's is cleared, not kept
-        messages = [(self.status_topic, "offline"), *((self.availability_topic(s), "offline") for s in streams)]
+        messages = [(self.topics.status, "offline"), *((self.topics.availability(s), "offline") for s in streams)]
         with suppress(aiomqtt.MqttError, TimeoutError):
             # Sent in this order over the one connection, as `PublishWindow` sends.
             publishing = (client.publish(topic, payload, qos=QOS, retain=True) for topic, payload in messages)
-            await asyncio.wait_for(asyncio.gather(*publishing), OFFLINE_TIMEOUT_S)
+            await _unless_lost(client, asyncio.wait_for(asyncio.gather(*publishing), OFFLINE_TIMEOUT_S))
 
     async def _serve(self, client: aiomqtt.Client) -> None:
         """Publish until the connection drops (raises `aiomqtt.MqttError`), noticed even while idle.
@@ -365,7 +394,7 @@ class MqttSink:
         its way after that is taken by `_watch`. Each is checked as it is read, against the streams
         this process has at that moment: a stream it has says its own availability, after this.
         """
-        learning = self.availability_topic("+")
+        learning = self.topics.availability("+")
         self._reads_cut += 1  # undone below, unless the connection ends here
         if self._reads_cut > READS_CUT_LIMIT:
             self._refuse_reading(learning, "ended the connection for it twice in a row")
@@ -409,10 +438,24 @@ class MqttSink:
                 self._wake.set()
 
     async def _publish_forever(self, client: aiomqtt.Client) -> None:
-        """Publish, `WINDOW` at a time, until closing; what the broker has not confirmed by then is kept."""
+        """Publish, `WINDOW` at a time, until closing; what the broker has not confirmed by then is kept.
+
+        An event the connection before ended on goes first, alone, until the broker has confirmed
+        it: if the broker ends this connection too, that event is the one to blame
+        (`RESEND_CONNECTIONS_MAX`), not the events that would have gone after it.
+        """
         window = PublishWindow(client, self._confirmed, self._failed, self._wake)
         outbox: deque[OutMessage] = deque()  # taken, not yet sent: a stream's counts are a few messages
         try:
+            if self._resend:
+                window.send(self._next_event()[0])
+                while not window.empty and not self._closing:
+                    if window.broken is not None:
+                        raise window.broken
+                    self._wake.clear()
+                    await self._wake.wait()
+            if not self._closing:
+                self._working()
             while not self._closing:
                 if window.broken is not None:
                     raise window.broken
@@ -457,7 +500,7 @@ class MqttSink:
             return self._removal(stream_id)
         if self._stale:
             stream_id = self._stale.pop()
-            return [OutMessage(self.availability_topic(stream_id), "offline", True, stream_id, "its availability")]
+            return [OutMessage(self.topics.availability(stream_id), "offline", True, stream_id, "its availability")]
         for stream_id, live in self._unsent_availability.items():
             if not live or self._counts_published(stream_id):
                 return [self._availability(stream_id, self._unsent_availability.pop(stream_id))]
@@ -478,43 +521,59 @@ class MqttSink:
 
     def _confirmed(self, message: OutMessage) -> None:
         if message.event is not None:
+            self._cut_on.pop(message.event.event_id, None)
             self._tally.ok()
             self._events.task_done()
 
     def _failed(self, message: OutMessage, exc: BaseException) -> None:
         """Give up on ``message`` after an error that is not the connection's: publishing it again would fail again."""
-        lost = message.event is not None
-        self._tally.fail(f"stream {message.stream_id!r}: cannot publish {message.what}: {exc}", lost=lost)
-        if lost:
+        self._give_up(message, f"cannot publish {message.what}: {exc}")
+
+    def _give_up(self, message: OutMessage, why: str) -> None:
+        """Count ``message`` failed (if an event) and log ``why``, with its stream."""
+        event = message.event
+        self._tally.fail(f"stream {message.stream_id!r}: {why}", lost=event is not None)
+        if event is not None:
+            self._cut_on.pop(event.event_id, None)
             self._events.task_done()
 
     def _keep_unconfirmed(self, messages: list[OutMessage]) -> None:
-        """What a connection ended without: its events go first on the next one, in order; its clears again.
+        """What a connection ended without: its events go first on the next one, in order, but one it
+        was the `RESEND_CONNECTIONS_MAX`-th connection of (`_cut_too_often`); its clears again.
 
         A sensor whose clear is unconfirmed is known as retained again: the stream's removal, done
         again, clears it, and so do its counts, published anew on every connection.
         """
-        self._resend.extendleft(reversed([message.event for message in messages if message.event is not None]))
+        kept = []
+        for message in messages:
+            if message.event is not None and (self._closing or not self._cut_too_often(message)):
+                kept.append(message.event)
+        self._resend.extendleft(reversed(kept))
         for message in messages:
             if message.clears_sensor:
                 self._sensors.setdefault(message.stream_id, set()).add(message.topic)
             if message.removal:
                 self._forgotten.add(message.stream_id)
 
+    def _cut_too_often(self, message: OutMessage) -> bool:
+        """Count the connection that ended with ``message`` (an event) unconfirmed; at the
+        `RESEND_CONNECTIONS_MAX`-th, give the event up, naming its size and topic, and say so."""
+        assert message.event is not None
+        event_id = message.event.event_id
+        self._cut_on[event_id] = cuts = self._cut_on.get(event_id, 0) + 1
+        if cuts < RESEND_CONNECTIONS_MAX:
+            return False
+        size = len(message.payload.encode() if isinstance(message.payload, str) else message.payload)
+        self._give_up(
+            message,
+            f"gave up {message.what} of {size} bytes to {message.topic}: the broker ended the connection each of "
+            f"the {cuts} times it was sent (a message larger than the broker takes, or a topic it does not let "
+            "this account publish to)",
+        )
+        return True
+
     def _event_topic(self, event: OutEvent) -> str:
         return self.topics.event(event.stream_id, str(event.data.get("type", "event")))
-
-    def counts_topic(self, stream_id: str) -> str:
-        return self.topics.counts(stream_id)
-
-    def availability_topic(self, stream_id: str) -> str:
-        return self.topics.availability(stream_id)
-
-    def discovery_topic(self, stream_id: str, name: str) -> str:
-        return self.topics.discovery(stream_id, name)
-
-    def discovery_config(self, stream_id: str, name: str) -> dict[str, object]:
-        return self.topics.discovery_config(stream_id, name)
 
     def _availability(self, stream_id: str, live: bool) -> OutMessage:
         if live:
@@ -522,13 +581,13 @@ class MqttSink:
         else:
             self._online.discard(stream_id)
         payload = "online" if live else "offline"
-        return OutMessage(self.availability_topic(stream_id), payload, True, stream_id, "its availability")
+        return OutMessage(self.topics.availability(stream_id), payload, True, stream_id, "its availability")
 
     def _counts(self, stream_id: str, counts: Counts) -> list[OutMessage]:
         """The stream's counts, after the configs of its sensors not yet announced and the clearing of stale ones."""
         messages: list[OutMessage] = []
         if self.settings.discovery:
-            configs = {self.discovery_topic(stream_id, name): name for name in counts}
+            configs = {self.topics.discovery(stream_id, name): name for name in counts}
             retained = self._sensors.setdefault(stream_id, set())
             announced = self._announced.setdefault(stream_id, set())
             stale = retained - configs.keys()
@@ -538,12 +597,12 @@ class MqttSink:
                 announced.discard(topic)
             for topic, name in configs.items():
                 if topic not in announced:
-                    config = json.dumps(self.discovery_config(stream_id, name))
+                    config = json.dumps(self.topics.discovery_config(stream_id, name))
                     messages.append(OutMessage(topic, config, True, stream_id, "a sensor's config"))
                     announced.add(topic)
                     retained.add(topic)
         messages.append(
-            OutMessage(self.counts_topic(stream_id), json.dumps(dict(counts)), True, stream_id, "its counts")
+            OutMessage(self.topics.counts(stream_id), json.dumps(dict(counts)), True, stream_id, "its counts")
         )
         return messages
 
@@ -561,6 +620,30 @@ class MqttSink:
         # An empty retained message: the broker drops the retained one, Home Assistant the sensor it described.
         return [
             *(OutMessage(topic, b"", True, stream_id, what, removal=True, clears_sensor=True) for topic in sensors),
-            OutMessage(self.counts_topic(stream_id), b"", True, stream_id, what, removal=True),
-            OutMessage(self.availability_topic(stream_id), b"", True, stream_id, what, removal=True),
+            OutMessage(self.topics.counts(stream_id), b"", True, stream_id, what, removal=True),
+            OutMessage(self.topics.availability(stream_id), b"", True, stream_id, what, removal=True),
         ]
+
+
+async def _unless_lost(client: aiomqtt.Client, step: Awaitable[_T]) -> _T:
+    """``step``'s result, or `aiomqtt.MqttError` as soon as the connection is lost under it.
+
+    aiomqtt notices a lost connection only in `aiomqtt.Client.messages`: a subscribe or a publish
+    awaiting its answer waits out the client's whole timeout (`CONNECT_TIMEOUT_S`), and the error
+    aiomqtt keeps for the loss is logged by asyncio as never retrieved. So the steps before
+    `MqttSink._serve` watches the connection race its loss, on the future aiomqtt's own message
+    iterator waits on (private: aiomqtt has no public sign of a lost connection), and take its error.
+    """
+    lost = client._disconnected
+    doing = asyncio.ensure_future(step)
+    try:
+        await asyncio.wait((doing, lost), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not doing.done():
+            doing.cancel()
+            await asyncio.wait((doing,))
+    # Taken whatever happens next: an error left in it is logged at garbage collection.
+    error = lost.exception() if lost.done() and not lost.cancelled() else None
+    if not doing.cancelled():
+        return doing.result()
+    raise aiomqtt.MqttError("Disconnected while saying segcast online or offline") from error

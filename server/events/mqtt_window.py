@@ -71,6 +71,11 @@ class PublishWindow:
     def full(self) -> bool:
         return len(self._flight) >= WINDOW
 
+    @property
+    def empty(self) -> bool:
+        """Whether every message sent is settled (or handed back by `close`)."""
+        return not self._flight
+
     def send(self, message: OutMessage) -> None:
         publishing = self._client.publish(message.topic, message.payload, qos=QOS, retain=message.retain)
         task = asyncio.get_running_loop().create_task(publishing)

@@ -98,14 +98,18 @@ class Retention:
 
     def written(self, db: sqlite3.Connection) -> None:
         """A group of events was written: prune if they took the events past ``max_mb``, then empty the
-        log if it outgrew its share (`WAL_SHARE`). Failures are logged and counted, never raised."""
+        log if it outgrew its share (`WAL_SHARE`). Failures are logged and counted, never raised: the
+        events are stored whatever happens here."""
         try:
-            self._size_due = self._size_due or self._over_max_mb(db)
-        except (sqlite3.Error, OSError) as exc:
-            self._failed(f"cannot read the size of {self.settings.path}: {exc}")
-        if self._size_due:
-            self.prune(db)  # before the checkpoint: the log's pages then land in space the prune freed
-        self._checkpoint_outgrown_log(db)
+            try:
+                self._size_due = self._size_due or self._over_max_mb(db)
+            except (sqlite3.Error, OSError) as exc:
+                self._failed(f"cannot read the size of {self.settings.path}: {exc}")
+            if self._size_due:
+                self.prune(db)  # before the checkpoint: the log's pages then land in space the prune freed
+            self._checkpoint_outgrown_log(db)
+        except Exception as exc:  # a bug: counted and logged as a step that failed, like any other
+            self._failed(f"internal error after writing to {self.settings.path}: {exc!r}", exc)
 
     def prune(self, db: sqlite3.Connection | None) -> None:
         """Prune what is due, a chunk at a time (`_prune_chunk`) for `PRUNE_SLICE_S` at most: the rest
@@ -114,7 +118,7 @@ class Retention:
         ``db`` is None where the file cannot be opened (the sink says so, as the writes' failure).
         A failure costs no event (they are stored) and says nothing of the writes, so it leaves the
         state alone: it is logged, naming the step (`_failed`), and the prune is tried again after
-        the next write or open (size) or `AGE_PRUNE_INTERVAL_S` (age), not at once.
+        the next write or open (size) or `AGE_PRUNE_INTERVAL_S` (age), not at once. Never raises.
         """
         if db is None:
             self._age_due = self._size_due = False
@@ -132,6 +136,9 @@ class Retention:
         except _RetentionFailed as failure:
             self._age_due = self._size_due = False
             self._failed(str(failure))
+        except Exception as exc:  # a bug: counted and logged as a step that failed, the writer goes on
+            self._age_due = self._size_due = False
+            self._failed(f"internal error pruning {self.settings.path}: {exc!r}", exc)
 
     def check_room(self) -> None:
         """Warn, once at start, where ``max_mb`` is more than the disk has for the history: the file and
@@ -179,7 +186,10 @@ class Retention:
         written is not told so each minute. Raises `_RetentionFailed`, naming the step.
         """
         path = self.settings.path
-        page = _page_bytes(db)
+        try:
+            page = _page_bytes(db)
+        except (sqlite3.Error, OSError) as exc:
+            raise _RetentionFailed(f"cannot read the page size of {path}: {exc}") from exc
         # From one page, doubling: on a disk full but for a little, a small chunk fits in the log and
         # what it frees makes room for the next.
         chunk_pages = min(self._chunk_pages, max(1, int(self._wal_bytes * PRUNE_CHUNK_SHARE) // page))
@@ -212,11 +222,14 @@ class Retention:
         self._chunk_pages = 2 * chunk_pages
         if busy:  # a reader holds the log: let it finish, and the next slice empties it
             return True
-        if _free_pages(db):
-            return True
-        if cutoff is None:
-            return _used_bytes(db) > target
-        return db.execute("SELECT 1 FROM events WHERE time < ? LIMIT 1", (cutoff,)).fetchone() is not None
+        try:
+            if _free_pages(db):
+                return True
+            if cutoff is None:
+                return _used_bytes(db) > target
+            return db.execute("SELECT 1 FROM events WHERE time < ? LIMIT 1", (cutoff,)).fetchone() is not None
+        except (sqlite3.Error, OSError) as exc:
+            raise _RetentionFailed(f"cannot read what is left to delete in {path}: {exc}") from exc
 
     def _checkpoint_outgrown_log(self, db: sqlite3.Connection) -> None:
         """Empty the write-ahead log once past what leaves room for a group (`WAL_SHARE`); a failure is logged
@@ -233,9 +246,10 @@ class Retention:
             except (sqlite3.Error, OSError) as exc:
                 self._failed(f"cannot copy the write-ahead log {wal.name} into {path}: {exc}")
 
-    def _failed(self, reason: str) -> None:
+    def _failed(self, reason: str, bug: Exception | None = None) -> None:
         """Log a retention step that failed: the first at once, then at most once per `DROP_LOG_INTERVAL_S`
-        (the latest, with how many failed since), whatever step; the rest at `close`.
+        (the latest, with how many failed since), whatever step; the rest at `close`. A ``bug``'s
+        traceback goes with the lines that are written.
 
         On a nearly full disk each batch may be written and its checkpoint fail: a line a batch
         would bury the log.
@@ -244,9 +258,11 @@ class Retention:
         self.failures += 1
         count = self._untold.add(1, time.monotonic())
         if count == 1:
-            self._log.error("%s: %s", self._name, reason)
+            self._log.error("%s: %s", self._name, reason, exc_info=bug)
         elif count:
-            self._log.error("%s: %s (again: %d failure(s) since the last report)", self._name, reason, count)
+            self._log.error(
+                "%s: %s (again: %d failure(s) since the last report)", self._name, reason, count, exc_info=bug
+            )
 
 
 @contextmanager

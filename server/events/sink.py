@@ -217,6 +217,22 @@ class Tally:
             return
         self._tell_losses(self._losses.add(lost, self._clock()))
 
+    def retrying(self, reason: str) -> None:
+        """An attempt failed and will be retried: failing now, with no event lost yet, so /metrics and
+        the API show it and a shutdown does not wait on it (`DeliveryTask.drain`).
+
+        ``last_error`` is set only where the sink was not failing yet: a failure that goes on keeps
+        the reason it was logged with, so its further losses are only counted (`fail`). Its
+        ``last_error_at`` is the time of that reason's latest occurrence, so a retry for another
+        reason (an event given up on, then the next retried) leaves both as they were. Logs nothing:
+        the caller says what it retries.
+        """
+        if self.state is not SinkState.FAILING:
+            self.state = SinkState.FAILING
+            self.last_error = reason
+        if reason == self.last_error:
+            self.last_error_at = time.time()
+
     def lose_at_shutdown(self, events: int) -> None:
         """Count ``events`` still queued, or on their way unconfirmed, when the sink stopped, as dropped;
         and tell what the quiet windows still hold."""

@@ -35,7 +35,7 @@ import aiohttp
 
 from server.events.config import WebhookSettings
 from server.events.counts import Counts
-from server.events.sink import Backoff, DeliveryTask, OutEvent, SinkHealth, SinkState, Tally
+from server.events.sink import Backoff, DeliveryTask, OutEvent, SinkHealth, Tally
 
 log = logging.getLogger(__name__)
 
@@ -182,21 +182,9 @@ class WebhookSink:
 
     def _retrying(self, event: OutEvent, reason: str, attempt: int, attempts: int) -> None:
         """An attempt failed and will be retried: a warning, since the event may still get through
-        (an error is for an event given up on); the sink is failing meanwhile, so /metrics and the
-        API show it and a shutdown does not wait on it (`DeliveryTask.drain`).
-
-        ``last_error`` is set only where the sink was not failing yet: a failure that goes on keeps
-        the reason it was logged with, so its further losses are only counted (`Tally.fail`). Its
-        ``last_error_at`` is the time of that reason's latest occurrence, so a retry for another
-        reason (an event given up on, then the next retried) leaves both as they were.
-        """
+        (an error is for an event given up on); the sink is failing meanwhile (`Tally.retrying`)."""
         log.warning("[%s] %s: %s on attempt %d of %d; retrying", event.stream_id, self.name, reason, attempt, attempts)
-        tally = self._tally
-        if tally.state is not SinkState.FAILING:
-            tally.state = SinkState.FAILING
-            tally.last_error = reason
-        if reason == tally.last_error:
-            tally.last_error_at = time.time()
+        self._tally.retrying(reason)
 
     async def _attempt(self, session: aiohttp.ClientSession, body: bytes, headers: dict[str, str]) -> str | None:
         """POST once: None when delivered, else why, when retrying may help (and `backoff` says when).
