@@ -22,7 +22,8 @@ from server.delivery.hub import Hub
 from server.events.api import event_outputs_key, setup_events_api
 from server.events.outputs import EventOutputs, MqttUnavailableError
 from server.http.access.auth import AccessPolicy, setup_auth
-from server.http.api import json_errors, setup_api
+from server.http.api import setup_api
+from server.http.errors import json_errors
 from server.http.keys import (
     config_lock_key,
     etag_secret_key,

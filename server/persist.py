@@ -335,13 +335,6 @@ def _events_as_written(settings: Settings) -> EventsSettings:
     return events
 
 
-def config_file_writable(path: Path) -> bool:
-    """Whether a save to the config file at ``path`` could be made now (`config_file_unwritable`). Asked each
-    time the viewer or a stream's ``persistable`` asks: a file made read-only while segcast runs is no longer
-    offered a save that can only fail."""
-    return config_file_unwritable(path) is None
-
-
 def config_file_unwritable(path: Path) -> str | None:
     """Why a save to the config file at ``path`` could not be made now, as far as permissions and mounts say
     (`server.file_saving.unwritable_reason`), with the fix; None where it could. It begins with the file's

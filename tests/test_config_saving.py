@@ -18,7 +18,7 @@ from ultralytics.trackers.utils.gmc import GMC
 from server.cli import build_parser, settings_from_args
 from server.config import ConfigError, StreamConfig, load_config
 from server.options import StreamOptions
-from server.persist import ConfigEditedError, ConfigFileState, config_file_writable, write_config
+from server.persist import ConfigEditedError, ConfigFileState, config_file_unwritable, write_config
 from tests.support.polling import eventually
 
 Start = Callable[..., Awaitable[TestClient]]
@@ -263,13 +263,13 @@ def test_in_a_rootless_containers_usual_map_a_file_of_the_overflow_id_is_another
     monkeypatch.setattr("server.file_saving.OVERFLOW_UID", overflow)
     path = write(tmp_path, STREAM_A)
     os.chown(path, OTHER_UID, OTHER_GID)
-    assert config_file_writable(path), "an owner the map has"
+    assert config_file_unwritable(path) is None, "an owner the map has"
     os.chown(path, 65534, 65534)
-    assert not config_file_writable(path)
+    assert config_file_unwritable(path) is not None
     with pytest.raises(ConfigError, match=r"^segcast\.toml was not saved: it belongs to uid 65534, "):
         save_b(path)
     uid_map.write_text("")  # a namespace made, its map not written yet: nothing can be said
-    assert config_file_writable(path)
+    assert config_file_unwritable(path) is None
 
 
 @as_root

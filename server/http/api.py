@@ -19,7 +19,7 @@ import hmac
 import json
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -63,8 +63,6 @@ SOURCE_CHECK_RETRY_S = 10
 #: this many can be stopping at once before another change waits for a thread.
 STREAM_CHANGE_THREADS = 16
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
 #: Where new sources are checked against the policy: not in the stream-change threads (see `SourceChecks`).
 source_checks_key = web.AppKey("source_checks", SourceChecks)
 
@@ -98,19 +96,6 @@ async def _source_checks(app: web.Application) -> AsyncIterator[None]:
 async def _in_change_thread(request: web.Request, call: Callable[[], Any]) -> Any:
     """Run ``call`` (a blocking part of a stream change) in `stream_change_executor_key`."""
     return await asyncio.get_running_loop().run_in_executor(request.app[stream_change_executor_key], call)
-
-
-@web.middleware
-async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Routing errors (404, 405) under /api come back as JSON like every other API error."""
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400 or exc.content_type == "application/json" or not request.path.startswith("/api"):
-            raise
-        reason = exc.reason if exc.status != 404 else f"no such API route: {request.method} {request.path}"
-        headers = {k: v for k, v in exc.headers.items() if k == "Allow"}
-        return web.json_response({"error": reason}, status=exc.status, headers=headers)
 
 
 def stream_json(request: web.Request, info: StreamInfo) -> dict[str, Any]:

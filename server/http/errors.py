@@ -1,9 +1,10 @@
-"""The one shape of an HTTP error segcast answers with: ``{"error": "<what is wrong and the fix>"}``."""
+"""The one shape of an HTTP error segcast answers with: ``{"error": "<what is wrong and the fix>"}``, its
+own routes' errors and aiohttp's routing ones (`json_errors`) alike."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -21,3 +22,18 @@ def detailed_error(
     change that was made though the request failed says what the stream now is)."""
     body = {"error": message, **details}
     return kind(text=json.dumps(body), content_type="application/json", headers=headers or None)
+
+
+@web.middleware
+async def json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Routing errors (404, 405) under /api come back as JSON like every other API error."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json" or not request.path.startswith("/api"):
+            raise
+        reason = exc.reason if exc.status != 404 else f"no such API route: {request.method} {request.path}"
+        headers = {k: v for k, v in exc.headers.items() if k == "Allow"}
+        return web.json_response({"error": reason}, status=exc.status, headers=headers)
