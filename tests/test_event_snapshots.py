@@ -105,5 +105,32 @@ def test_a_streams_kept_crops_are_bounded_and_the_longest_unseen_go_first(monkey
     last_seen.seen(frame(2, [(2, FIRST_BOX, RED)]))
     last_seen.seen(frame(3, [(3, FIRST_BOX, RED)]))
     gone = frame(4, [])
+    last_seen.seen(gone)
     kept = [not last_seen.picture_of({"id": track_id}, gone).whole_frame for track_id in (1, 2, 3)]
     assert kept == [False, True, True], "track 1, missing longest, lets its crop go: its events show the frame"
+
+
+def test_only_a_track_missing_from_the_next_frame_is_copied_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Copying every track out of every frame cost the loop 1.7 ms a 1080p frame with 20 tracks, for the
+    few tracks a frame loses: a crop is taken once its track is missing, from the frame it was last in."""
+    copied: list[tuple[float, float, float, float]] = []
+    crop = snapshot_module._crop
+
+    def counted(
+        image: np.ndarray, box: tuple[float, float, float, float], max_px: int = snapshot_module.SNAPSHOT_MAX_PX
+    ) -> Picture | None:
+        copied.append(box)
+        return crop(image, box, max_px)
+
+    monkeypatch.setattr(snapshot_module, "_crop", counted)
+    last_seen = LastSeen()
+    for seq in range(1, 6):
+        last_seen.seen(frame(seq, [(1, FIRST_BOX, RED), (2, LAST_BOX, BLUE)]))
+    assert copied == [], "tracks in every frame are copied out of none"
+    last_frame_of_2 = frame(6, [(1, FIRST_BOX, RED), (2, LAST_BOX, BLUE)])
+    last_seen.seen(last_frame_of_2)
+    without_2 = frame(7, [(1, FIRST_BOX, RED)])
+    last_seen.seen(without_2)
+    assert copied == [LAST_BOX], "track 2, missing now, once"
+    kept = last_seen.picture_of({"id": 2}, without_2)
+    assert np.array_equal(kept.pixels, picture_of({"id": 2}, last_frame_of_2).pixels)

@@ -59,10 +59,15 @@ def with_counts(seq: int, counts: dict[str, Any], stream_id: str = "cam", tracks
 def frames_kept_after_offering(offer: Callable[[FramePacket], None], count: int = 5) -> int:
     """Offer ``count`` track starts to ``offer`` (an output's ``on_packet``), let go of them, and say how
     many of their frames are still alive: a queued event must keep none (a frame is megabytes)."""
+    return len(frames_alive_after_offering(offer, count))
+
+
+def frames_alive_after_offering(offer: Callable[[FramePacket], None], count: int = 5) -> list[int]:
+    """`frames_kept_after_offering`, saying which: the numbers (0 first) of the frames still alive."""
     packets = [track_start(seq, track_id=seq) for seq in range(count)]
     images = [weakref.ref(packet.result.frame.image) for packet in packets]
     for packet in packets:
         offer(packet)
     del packets, packet
     gc.collect()
-    return sum(image() is not None for image in images)
+    return [number for number, image in enumerate(images) if image() is not None]
