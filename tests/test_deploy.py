@@ -16,9 +16,10 @@ import copy
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,14 +140,15 @@ def compose_node_config(service: dict[str, Any]) -> Path:
 
 
 def nginx_routes(conf: Path) -> dict[str, str]:
-    """Path prefix -> ``host:port`` of every ``location`` that proxies to one node (not to a group).
+    """Path prefix -> ``host:port`` of every ``location`` of the server that proxies to one node (not
+    to a group); the locations nested in a node's (its streams) are the node's, not routes of their own.
 
     Two shapes are understood: ``proxy_pass http://host:port/;`` (the prefix is cut by nginx), and
     ``set $var host:port; rewrite ...; proxy_pass http://$var;`` (a name looked up per request).
     """
     groups = nginx_upstreams(conf)
     routes = {}
-    for location in _directives(_parse_nginx(conf), "location"):
+    for location in _server_locations(conf):
         block = location["block"]
         passes = [d["args"][0] for d in block if d["directive"] == "proxy_pass"]
         if not passes or _proxied_host(passes[0]) in groups:
@@ -172,18 +174,35 @@ def _proxied_host(proxy_pass: str) -> str:
     return proxy_pass.removeprefix("http://").split("/")[0]
 
 
-def nginx_effective(conf: Path, prefix: str, directive: str) -> list[list[str]]:
-    """The arguments of ``directive`` in force in ``location prefix``, after nginx's inheritance:
-    a level that sets none of a directive inherits all of them from the level above."""
+def nginx_effective(conf: Path, prefix: str, directive: str, nested: str | None = None) -> list[list[str]]:
+    """The arguments of ``directive`` in force in ``location prefix`` (or in the location ``nested``
+    in it), after nginx's inheritance: a level that sets none of a directive inherits all of them
+    from the level above."""
     parsed = _parse_nginx(conf)
     http = next(d for d in parsed if d["directive"] == "http")
     server = next(d for d in http["block"] if d["directive"] == "server")
     location = next(d for d in server["block"] if d["directive"] == "location" and d["args"][-1] == prefix)
-    for level in (location, server, http):
+    levels = [location, server, http]
+    if nested is not None:
+        levels.insert(0, next(d for d in location["block"] if d["directive"] == "location" and d["args"][-1] == nested))
+    for level in levels:
         found = [d["args"] for d in level["block"] if d["directive"] == directive]
         if found:
             return found
     return []
+
+
+def nested_locations(conf: Path, prefix: str) -> list[str]:
+    """The path (or regular expression) of each location nested in ``location prefix``."""
+    location = next(d for d in _server_locations(conf) if d["args"][-1] == prefix)
+    return [d["args"][-1] for d in location["block"] if d["directive"] == "location"]
+
+
+def _server_locations(conf: Path) -> list[dict[str, Any]]:
+    """The locations of the entrance's server, in order, not those nested in them."""
+    http = next(d for d in _parse_nginx(conf) if d["directive"] == "http")
+    server = next(d for d in http["block"] if d["directive"] == "server")
+    return [d for d in server["block"] if d["directive"] == "location"]
 
 
 def _parse_nginx(conf: Path) -> list[dict[str, Any]]:
@@ -511,11 +530,17 @@ class Entrance:
     down: tuple[str, ...] = ()  # the path prefixes of nodes where nothing listens
 
 
-def nginx_copy(conf: Path, folder: Path, port: int, targets: dict[str, str]) -> Path:
+def nginx_copy(
+    conf: Path, folder: Path, port: int, targets: dict[str, str], timeouts: Mapping[str, str] | None = None
+) -> Path:
     """``conf`` as it runs here: listening on 127.0.0.1:``port``, ``targets`` (host:port -> host:port)
-    swapped in for the node addresses (in upstream groups too), logs and temporary files in ``folder``.
-    Nothing else changes."""
+    swapped in for the node addresses (in upstream groups too), logs and temporary files in ``folder``;
+    with ``timeouts`` (a duration as the file writes it -> one to run with), the proxy's read and send
+    timeouts of that duration shortened, for a test not to wait a minute. Nothing else changes."""
     parsed = copy.deepcopy(_parse_nginx(conf))
+    for name in ("proxy_read_timeout", "proxy_send_timeout"):
+        for directive in _directives(parsed, name):
+            directive["args"] = [(timeouts or {}).get(arg, arg) for arg in directive["args"]]
     for directive in _directives(parsed, "listen"):
         directive["args"] = [f"127.0.0.1:{port}"]
     for upstream in _directives(parsed, "upstream"):
@@ -553,10 +578,14 @@ def nginx_copy(conf: Path, folder: Path, port: int, targets: dict[str, str]) -> 
 
 
 @asynccontextmanager
-async def running_nginx(conf: Path, folder: Path, targets: dict[str, str]) -> AsyncIterator[str]:
-    """A real nginx on ``conf`` with ``targets`` swapped in for the node addresses; its base URL."""
+async def running_nginx(
+    conf: Path, folder: Path, targets: dict[str, str], timeouts: Mapping[str, str] | None = None
+) -> AsyncIterator[str]:
+    """A real nginx on ``conf`` with ``targets`` swapped in for the node addresses (and ``timeouts``
+    shortened: `nginx_copy`); its base URL."""
     port = free_port()
-    async with nginx_serving(nginx_copy(conf, folder, port, targets), f"http://127.0.0.1:{port}/") as base:
+    copied = nginx_copy(conf, folder, port, targets, timeouts)
+    async with nginx_serving(copied, f"http://127.0.0.1:{port}/") as base:
         yield base
 
 
@@ -574,20 +603,23 @@ async def stand_in_entrance(
     param: Path | str, folder: Path, aiohttp_server: Callable[..., Awaitable[TestServer]], first_down: bool = False
 ) -> AsyncIterator[Entrance]:
     """A real nginx on the entrance config ``param``, in front of a stand-in for each node; with
-    ``first_down``, nothing listens where the first node should."""
+    ``first_down``, nothing listens where the first node should (its port held, not listened on: a
+    port merely free when asked could be another test's server by the time the node is asked)."""
     require_nginx()
     conf = entrance_conf(param, folder / "split")
     targets, nodes, down = {}, {}, []
-    for index, (prefix, target) in enumerate(nginx_routes(conf).items()):
-        if first_down and index == 0:
-            targets[target] = f"127.0.0.1:{free_port()}"
-            down.append(prefix)
-            continue
-        nodes[prefix] = StandInNode(prefix.strip("/"))
-        server = await aiohttp_server(nodes[prefix].app())
-        targets[target] = f"127.0.0.1:{server.port}"
-    async with running_nginx(conf, folder, targets) as base:
-        yield Entrance(base.rstrip("/"), nodes, tuple(down))
+    with socket.socket() as stopped:
+        stopped.bind(("127.0.0.1", 0))
+        for index, (prefix, target) in enumerate(nginx_routes(conf).items()):
+            if first_down and index == 0:
+                targets[target] = f"127.0.0.1:{stopped.getsockname()[1]}"
+                down.append(prefix)
+                continue
+            nodes[prefix] = StandInNode(prefix.strip("/"))
+            server = await aiohttp_server(nodes[prefix].app())
+            targets[target] = f"127.0.0.1:{server.port}"
+        async with running_nginx(conf, folder, targets) as base:
+            yield Entrance(base.rstrip("/"), nodes, tuple(down))
 
 
 @pytest.fixture

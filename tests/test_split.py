@@ -28,10 +28,11 @@ from server.cli import main
 from server.config import load_config
 from server.deploy import running_nodes
 from server.deploy import split as split_module
-from server.deploy.split import NodeFile, Split, SplitError, split_config, toml_document, write_split
+from server.deploy.node_files import toml_document
+from server.deploy.split import NodeFile, Split, SplitError, split_config, write_split
 from server.http.access.auth import AuthConfigError
 from server.persist import write_config
-from tests.support.nginx import NGINX
+from tests.support.certificates import self_signed
 from tests.support.polling import eventually
 from tests.support.ports import consecutive_free_ports, free_port
 from tests.test_deploy import require_nginx
@@ -127,8 +128,7 @@ def test_what_must_differ_between_nodes_on_one_machine_does(config: Path) -> Non
 
 
 def test_tls_moves_to_the_entrance(config: Path) -> None:
-    for name in ("cert.pem", "key.pem"):
-        (config.parent / name).write_text("not read by a split")
+    self_signed(config.parent)  # cert.pem and key.pem, loaded as segcast serve would load them
     config.write_text(CONFIG.replace("[model]", 'tls_cert = "cert.pem"\ntls_key = "key.pem"\n\n[model]'))
     split = split_config(config, 2)
     assert all("tls_cert" not in tomllib.loads(node.text)["server"] for node in split.nodes)
@@ -519,9 +519,9 @@ async def test_the_entrance_of_an_earlier_split_at_the_files_address_is_not_take
     require_nginx()
     config = _box_config(tmp_path)
     assert main(["split", str(config), "--nodes", "2", "--first-port", str(consecutive_free_ports(2))]) == 0
-    start, stop = (shlex.split(line) for line in capsys.readouterr().out.splitlines() if line.startswith("  nginx"))
+    start, stop = _entrance_commands(capsys.readouterr().out)
     port = tomllib.loads(config.read_text())["server"]["port"]
-    with _nginx([str(NGINX), *start[1:]], [str(NGINX), *stop[1:]]):
+    with _nginx(start, stop):  # as printed
         await _entrance_answers(f"http://127.0.0.1:{port}/")
         assert main(["split", str(config), "--nodes", "2", "--force"]) == 0, capsys.readouterr().err
     assert (tmp_path / "cams.nginx" / "access.log").read_text().count("GET /healthz") == 2, "it was asked"
@@ -612,12 +612,12 @@ async def test_nodes_and_entrance_started_as_the_split_says_serve_their_cameras(
     printed = [shlex.split(line) for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
     assert [command[:3] for command in printed[:2]] == [["segcast", "serve", "--config"]] * 2
     nginx, stop = printed[2:4]
-    assert nginx[0] == "nginx", "no sudo for a port over 1023"
+    assert Path(nginx[0]).name == "nginx", "no sudo for a port over 1023"
     assert stop[:-2] == nginx and stop[-2:] == ["-s", "stop"], "stopped with the files it was started with"
     with (
         _node(Path(printed[0][3])),
         _node(Path(printed[1][3])),
-        _nginx([str(NGINX), *nginx[1:]], [str(NGINX), *stop[1:]]),
+        _nginx(nginx, stop),  # as printed
     ):
         base = f"http://127.0.0.1:{entrance_port}/"
         await _entrance_answers(base)
@@ -629,6 +629,42 @@ async def test_nodes_and_entrance_started_as_the_split_says_serve_their_cameras(
     log = tmp_path / "cams.nginx" / "access.log"
     assert log.read_text().count("GET /node-") == 2 and "not-to-be-logged" not in log.read_text()
     assert stat.S_IMODE(log.stat().st_mode) == 0o600
+
+
+async def test_the_printed_entrance_command_runs_where_nginx_is_not_on_the_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Debian puts nginx in /usr/sbin, on root's PATH but not on a normal user's: the printed `nginx ...`
+    was "command not found" for the user the split says may run it."""
+    require_nginx()
+    monkeypatch.setenv("PATH", "/usr/local/bin:/usr/bin:/bin")  # a user's, as Debian's /etc/profile sets it
+    config = _box_config(tmp_path)
+    assert main(["split", str(config), "--nodes", "2", "--first-port", str(consecutive_free_ports(2))]) == 0
+    start, stop = _entrance_commands(capsys.readouterr().out)
+    assert Path(start[0]).is_absolute()
+    with _nginx(start, stop):  # as printed, on that PATH
+        await _entrance_answers(f"http://127.0.0.1:{tomllib.loads(config.read_text())['server']['port']}/")
+
+
+def test_a_resplit_that_leaves_the_entrance_as_it_was_says_a_running_one_goes_on(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Where its file does not change, a running entrance needs no reload: the split says so, and no more."""
+    assert main(["split", str(config), "--nodes", "2"]) == 0
+    capsys.readouterr()
+    assert main(["split", str(config), "--nodes", "2", "--force"]) == 0
+    out = capsys.readouterr().out
+    assert "\n(its file has not changed: an entrance already running goes on as it is)\nwhich stops with:\n" in out
+    assert "reload" not in out
+
+
+def _entrance_commands(out: str) -> tuple[list[str], list[str]]:
+    """The commands a split printed (``out``) to start and to stop the entrance."""
+    commands = [shlex.split(line) for line in out.splitlines() if line.startswith("  ")]
+    nginx = [command for command in commands if Path(command[0]).name == "nginx"]
+    (start,) = [command for command in nginx if "-s" not in command]
+    (stop,) = [command for command in nginx if command[-2:] == ["-s", "stop"]]
+    return start, stop
 
 
 @contextmanager

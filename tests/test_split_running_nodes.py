@@ -7,6 +7,7 @@ added through their real API; and a node file that cannot be read, which no node
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -14,8 +15,11 @@ import aiohttp
 import pytest
 
 from server.cli import main
+from server.deploy import running_nodes
+from server.deploy.running_nodes import NodeStreams
+from server.deploy.split import EarlierNode
 from tests.support.ports import consecutive_free_ports, free_port
-from tests.test_split import _node
+from tests.test_split import _listening, _node
 
 TOKEN = "токен-узлов-schlüssel-0123"  # beyond Latin-1: sent as UTF-8, as the node reads it
 CAMERAS = "".join(f'[[streams]]\nid = "{name}"\nuri = "scene:?seed={i}"\n\n' for i, name in enumerate("abc", 1))
@@ -120,3 +124,27 @@ def test_a_node_file_that_cannot_be_read_is_named_with_why(tmp_path: Path, capsy
         "the cameras out as if the file held none, and one that node runs would run twice once its new node "
         "starts: if node-2 is running, stop it before starting the nodes\n"
     ) in err
+
+
+def test_a_camera_no_file_can_hold_is_not_said_to_be_dropped_by_a_restart(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A browser's camera or a --source flag's runs in no file and no ?persist=1 saves it: telling the
+    user to add it to cams.toml would put a second camera of that id in the file. A camera added
+    through the API without saving it is still named."""
+    config = _config(tmp_path)
+    first = consecutive_free_ports(2)
+    assert main(["split", str(config), "--nodes", "2", "--first-port", str(first)]) == 0  # a, c; b
+    node_2 = tmp_path / "cams.node-2.toml"
+    said = NodeStreams(3, ("b", "porch", "phone"), never_saved=frozenset({"phone"}))  # as its /api/streams says
+
+    def what_each_runs(running: Iterable[EarlierNode]) -> dict[Path, NodeStreams]:
+        return {node.path: said for node in running if node.path == node_2}
+
+    monkeypatch.setattr(running_nodes, "what_each_runs", what_each_runs)
+    with _listening(first + 1):  # node-2 runs
+        capsys.readouterr()
+        assert main(["split", str(config), "--nodes", "2", "--first-port", str(first), "--force"]) == 0
+    out = capsys.readouterr().out
+    assert "  warning: node-2 runs porch, which its file lacks (added through its API without ?persist=1)" in out
+    assert "phone" not in out

@@ -33,7 +33,10 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:
     split.add_argument("config", type=Path, metavar="FILE", help="the config file whose [[streams]] to deal out")
     split.add_argument("--nodes", type=int, required=True, help="how many nodes (segcast processes)")
     split.add_argument(
-        "--first-port", type=int, default=None, help="node 1's port on 127.0.0.1, the others' next (default FILE's + 1)"
+        "--first-port",
+        type=int,
+        default=None,
+        help="node 1's port on 127.0.0.1, the others' next (default: the earlier split's node 1's, else FILE's + 1)",
     )
     split.add_argument("--force", action="store_true", help="replace node files and an entrance already there")
     split.add_argument(
@@ -85,7 +88,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_placement(split: Split, verb: str) -> None:
-    """A line per node file: its address and cameras."""
+    """A line per node file: its address and cameras; first, where no --first-port was given and the
+    nodes keep the earlier split's ports, that they do."""
+    if split.ports_kept_from is not None:
+        print(
+            f"node ports from {split.nodes[0].port}, node-1's in {split.ports_kept_from.name} (the earlier split's: "
+            "no node moves; --first-port to choose others)"
+        )
     for node in split.nodes:
         print(f"{verb} {node.path} ({node.name}, 127.0.0.1:{node.port}): {', '.join(node.stream_ids) or 'no cameras'}")
     print(f"{verb} {split.entrance_path} (the entrance, at {split.entrance.host}:{split.entrance.port})")

@@ -1,13 +1,16 @@
-"""The nginx configuration of the one address in front of a machine's nodes.
+"""The nginx configuration of the one address in front of several segcast nodes.
 
-The same entrance as deploy/compose/nginx.conf, with the nodes at fixed local addresses instead of
-names Docker's DNS answers: a path per node with the prefix cut off (``/node-1/ws`` reaches node 1
-as ``/ws``), WebSockets and MJPEG passed on as they come, an index linking each node and All cameras
-(``web/fleet.html``, served by whichever node answers), a page of its own for a node that does not
-answer (JSON for its ``api/``, ``metrics`` and ``healthz``: what asks for those reads JSON),
-``/healthz``, and for any other path (a single box's ``/api/streams``, ``/metrics``,
-``/embed/cam1``, kept after a split) a 404 that lists the nodes' paths: JSON for the API and
-``/metrics``, a page otherwise. tests/test_deploy.py runs every entrance test on it in a real nginx.
+One generator (`entrance_config`) for the entrance `segcast split` writes, its nodes at fixed local
+addresses, and for deploy/'s Compose and Kubernetes entrances, theirs at names Docker's DNS or a
+Service answers (tests/test_deploy_generated.py holds those files to it): a path per node with the
+prefix cut off (``/node-1/ws`` reaches node 1 as ``/ws``), WebSockets and MJPEG passed on as they
+come, an index linking each node and All cameras (``web/fleet.html``, served by whichever node
+answers), a page of its own for a node that does not answer (JSON for its ``api/``, ``metrics`` and
+``healthz``: what asks for those reads JSON), ``/healthz``, and for any other path (a single box's
+``/api/streams``, ``/metrics``, ``/embed/cam1``, kept after a split) a 404 that lists the nodes'
+paths: JSON for the API and ``/metrics``, a page otherwise. A node that accepts connections and never
+answers gets that page too after `NODE_ANSWER_S`, but for its streams, which may stay quiet far longer
+(`STREAM_QUIET_S`). tests/test_deploy.py runs every entrance test on it in a real nginx.
 
 The entrance's own ``/healthz`` says only that nginx answers, whatever the nodes do: a node's health
 is ``/node-N/healthz``, the node's own answer, or a 502 naming the node while it does not answer.
@@ -16,6 +19,7 @@ is ``/node-N/healthz``, the node's own answer, or a 502 naming the node while it
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,16 +32,47 @@ ALL_NODES = "all"
 NODE_RETRY_S = 10
 #: How long All cameras waits for a node to accept a connection before asking the next one.
 NODE_CONNECT_S = 5
+#: How long All cameras waits for a node's answer (a file of the viewer's, from memory) before asking
+#: the next one: a node whose event loop is blocked accepts connections and never answers.
+NODE_PAGE_S = 5
+#: The longest All cameras' page or script waits, however many nodes it asks in turn.
+ALL_NODES_WAIT_S = 15
+#: How long a node's API, pages, ``/metrics`` and ``/healthz`` may go without a byte of the answer
+#: before its client gets the 502 that says the node is not answering (a node that accepts connections
+#: and never answers, its loop blocked, held every client for an hour). nginx's own default, and far
+#: beyond a healthy node's slowest answer (adding a camera checks its source for up to 10 s).
+NODE_ANSWER_S = 60
+#: How long a WebSocket or MJPEG response may go without a byte from its node: far beyond the quietest
+#: healthy one (an MJPEG at the lowest ``max_fps``, 0.01, sends a part each 100 s, a notice instead
+#: while its camera reconnects; a WebSocket is pinged each 20 s), so a stream is never cut for quiet.
+STREAM_QUIET_S = 3600
+#: A node's paths that stream (`STREAM_QUIET_S`), after its prefix: the viewer's WebSocket, and MJPEG.
+STREAM_PATHS = r"(?:ws|api/streams/[^/]+/mjpeg)"
+#: The access log of an entrance with no folder of its own: the nginx image's, which goes to its output.
+CONTAINER_ACCESS_LOG = "/var/log/nginx/access.log"
 
 
 @dataclass(frozen=True, slots=True)
 class Listen:
-    """Where the entrance listens, and the certificate it serves HTTPS with (None: plain HTTP)."""
+    """Where the entrance listens (``host`` empty: on every IPv4 address), and the certificate it serves
+    HTTPS with (None: plain HTTP)."""
 
     host: str
     port: int
     tls_cert: Path | None = None
     tls_key: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Nodes:
+    """The nodes behind an entrance: each one's path (``node-1``) and address (``host:port``), and
+    ``resolver``, the DNS server that looks their names up per request (Docker's: a node recreated with
+    a new address is found again, and the entrance starts while one is down); None: looked up once, at
+    start (an IP address, or a Kubernetes Service, whose address does not change with its pods')."""
+
+    names: tuple[str, ...]
+    addresses: tuple[str, ...]
+    resolver: str | None = None
 
 
 def node_name(index: int) -> str:
@@ -51,10 +86,27 @@ def nginx_config(listen: Listen, node_ports: Sequence[int], source: str, state: 
     Its pid file, logs and temporary files go in ``state`` (an absolute folder), not in the system's
     /run and /var: so nginx runs as whoever starts it, and root is only needed for a port under 1024.
     """
-    names = [node_name(i) for i in range(1, len(node_ports) + 1)]
+    names = tuple(node_name(i) for i in range(1, len(node_ports) + 1))
+    header = f"""\
+# The entrance in front of the segcast nodes split from {source} (`segcast split`): one address, a
+# path per node (/node-1/ -> 127.0.0.1:{node_ports[0]}/), WebSockets and MJPEG included.
+# Run it with: nginx -e {_quoted(state / "error.log")} -c <this file's absolute path>  (sudo for a port under 1024)
+# and stop it with the same arguments and -s stop (its pid file is named below, not nginx's own).
+"""
+    return entrance_config(listen, Nodes(names, tuple(f"127.0.0.1:{port}" for port in node_ports)), header, state)
+
+
+def entrance_config(listen: Listen, nodes: Nodes, header: str, state: Path | None = None) -> str:
+    """nginx.conf text, after the comment ``header``, for an entrance at ``listen`` in front of ``nodes``.
+
+    With ``state`` (an absolute folder), its pid file, logs and temporary files go there; without, in
+    nginx's own places (an nginx container image's, whose logs go to the container's output).
+    """
+    names = nodes.names
     links = "\n".join(f'<li><a href="{name}/">{name}</a></li>' for name in names)
+    resolve = " resolve" if nodes.resolver is not None else ""
     servers = "\n".join(
-        f"        server 127.0.0.1:{port} max_fails=1 fail_timeout={NODE_RETRY_S}s;" for port in node_ports
+        f"        server {address}{resolve} max_fails=1 fail_timeout={NODE_RETRY_S}s;" for address in nodes.addresses
     )
     node_links = "\n".join(f'<li><a href="${{entrance_index}}{name}/">{name}</a></li>' for name in names)
     not_here = json.dumps(  # no ' or $ in it: nginx would end the string or read a variable
@@ -65,13 +117,9 @@ def nginx_config(listen: Listen, node_ports: Sequence[int], source: str, state: 
         }
     )
     locations = "\n\n".join(
-        f"        location /{name}/ {{\n"
-        f"            set $forwarded_prefix /{name};\n"
-        f"            proxy_pass http://127.0.0.1:{port}/;\n"
-        "        }"
-        for name, port in zip(names, node_ports, strict=True)
+        _node_location(name, address, nodes.resolver is not None)
+        for name, address in zip(names, nodes.addresses, strict=True)
     )
-    temporary = "\n".join(f"    {kind}_temp_path {_quoted(state / kind)};" for kind in TEMPORARY_FILES)
     tls = ""
     if listen.tls_cert is not None and listen.tls_key is not None:
         tls = "".join(
@@ -79,14 +127,8 @@ def nginx_config(listen: Listen, node_ports: Sequence[int], source: str, state: 
             for directive, path in (("ssl_certificate", listen.tls_cert), ("ssl_certificate_key", listen.tls_key))
         )
     return f"""\
-# The entrance in front of the segcast nodes split from {source} (`segcast split`): one address, a
-# path per node (/node-1/ -> 127.0.0.1:{node_ports[0]}/), WebSockets and MJPEG included.
-# Run it with: nginx -e {_quoted(state / "error.log")} -c <this file's absolute path>  (sudo for a port under 1024)
-# and stop it with the same arguments and -s stop (its pid file is named below, not nginx's own).
-
-worker_processes auto;
-pid {_quoted(state / "nginx.pid")};
-error_log {_quoted(state / "error.log")};
+{header}
+worker_processes auto;{_own_files(state)}
 
 events {{
     worker_connections 4096;  # every viewer holds a WebSocket or an MJPEG response open
@@ -95,9 +137,8 @@ events {{
 http {{
     # Paths without their queries: the viewer's ?token= would be kept in the log (its Referer too).
     log_format segcast '$remote_addr [$time_local] "$request_method $uri $server_protocol" $status $body_bytes_sent';
-    access_log {_quoted(state / "access.log")} segcast;
-{temporary}
-
+    access_log {_quoted(state / "access.log") if state is not None else CONTAINER_ACCESS_LOG} segcast;
+{_temporary_files(state)}{_looked_up(nodes.resolver)}
     # Any node serves All cameras' page; one that fails is skipped for a while. Each client (by its
     # address) keeps to one node while it answers: a page and its scripts come from one version, even
     # mid-upgrade.
@@ -111,7 +152,7 @@ http {{
         default upgrade;
         ""      close;
     }}
-{_BACK_TO_INDEX}{_NOT_ANSWERING_AS}
+{_NOT_ANSWERING_AS}{_BACK_TO_INDEX}
     proxy_http_version 1.1;
     proxy_set_header Host $http_host;
     proxy_set_header Upgrade $http_upgrade;  # the viewer's WebSocket (<prefix>/ws)
@@ -122,9 +163,10 @@ http {{
     # every one above): the node puts the links and Location headers of its API under it.
     proxy_set_header X-Forwarded-Prefix $forwarded_prefix;
     proxy_buffering off;  # MJPEG: every frame goes out as it comes
-    proxy_read_timeout 1h;
-    proxy_send_timeout 1h;
-    absolute_redirect off;  # /node-1 -> /node-1/ stays right behind another proxy
+    # A node that accepts and never answers gets the 502 below after this; its streams wait far longer.
+    proxy_read_timeout {NODE_ANSWER_S}s;
+    proxy_send_timeout {NODE_ANSWER_S}s;
+    absolute_redirect off;  # /{names[0]} -> /{names[0]}/ stays right behind another proxy
 
     server {{
         listen {_listen_address(listen)}{" ssl" if tls else ""};{tls}
@@ -173,13 +215,77 @@ http {{
             set $forwarded_prefix /{ALL_NODES};
             proxy_pass http://segcast_nodes/static/;
             proxy_next_upstream error timeout http_502 http_503 http_504 http_404;
+            proxy_next_upstream_timeout {ALL_NODES_WAIT_S}s;
             proxy_connect_timeout {NODE_CONNECT_S}s;
+            proxy_read_timeout {NODE_PAGE_S}s;  # one that accepts and never answers is skipped too
         }}
 
-        # The prefix is cut off (proxy_pass ends in /): a node sees /ws, /api/streams... as if alone.
+        # The prefix is cut off: a node sees /ws, /api/streams... as if alone. Its streams (WebSocket,
+        # MJPEG) in a location of their own, quiet as long as a healthy one is.
 {locations}
     }}
 }}
+"""
+
+
+def _node_location(name: str, address: str, looked_up: bool) -> str:
+    """The location of node ``name`` at ``address``, its prefix cut off, with its streams' nested in it.
+
+    Looked up per request (``looked_up``), the address is a variable, which nginx resolves at each
+    request only in a ``proxy_pass`` without a path: the prefix is then cut by a ``rewrite``. Else
+    ``proxy_pass``'s trailing ``/`` cuts it. The streams' location is a regular expression, where
+    ``proxy_pass`` may have no path either: a ``rewrite`` cuts it there. Rewrite directives (``set``)
+    are not inherited by a nested location: each sets its own.
+    """
+    node = f"set $node {address};\n" if looked_up else ""  # each level sets its own
+    if looked_up:
+        passed = f"rewrite ^/{name}(/.*)$ $1 break;\n            proxy_pass http://$node;\n"
+    else:
+        passed = f"proxy_pass http://{address}/;\n"
+    return (
+        f"        location /{name}/ {{\n"
+        f"{' ' * 12 + node if node else ''}"
+        f"            set $forwarded_prefix /{name};\n"
+        f"            {passed}\n"
+        f"            location ~ ^/{name}/{STREAM_PATHS}$ {{\n"
+        f"{' ' * 16 + node if node else ''}"
+        f"                set $forwarded_prefix /{name};\n"
+        f"                rewrite ^/{name}(/.*)$ $1 break;\n"
+        f"                proxy_pass http://{'$node' if looked_up else address};\n"
+        f"                proxy_read_timeout {STREAM_QUIET_S}s;\n"
+        f"                proxy_send_timeout {STREAM_QUIET_S}s;\n"
+        "            }\n"
+        "        }"
+    )
+
+
+def _own_files(state: Path | None) -> str:
+    """The pid file and error log in ``state``, each a directive line (nothing: nginx's own)."""
+    if state is None:
+        return ""
+    return f"""
+pid {_quoted(state / "nginx.pid")};
+# A request a node fails to answer is logged here with its whole request line, a viewer's ?token=
+# included: the split makes this file, and the access log, its owner's alone.
+error_log {_quoted(state / "error.log")};"""
+
+
+def _temporary_files(state: Path | None) -> str:
+    """Where nginx buffers to disk, in ``state`` (nothing: nginx's own places)."""
+    if state is None:
+        return ""
+    return "".join(f"    {kind}_temp_path {_quoted(state / kind)};\n" for kind in TEMPORARY_FILES)
+
+
+def _looked_up(resolver: str | None) -> str:
+    """The ``resolver`` directive that looks node names up per request (nothing: once, at start)."""
+    if resolver is None:
+        return ""
+    return f"""
+    # Node names are looked up per request, so a node recreated with a new address is found again,
+    # and the entrance starts even while a node is down; `resolve` in the group below (nginx 1.27.3
+    # and later) looks them up again as they change.
+    resolver {resolver};
 """
 
 
@@ -196,10 +302,11 @@ _BACK_TO_INDEX = """
 #: Which answer a node that does not answer gets (`_NOT_ANSWERING`), by the path asked for: JSON
 #: for its API, ``/metrics`` and ``/healthz`` (API clients, scrapers and probes read JSON, as from
 #: the node itself; Prometheus marks the target down on the 502 whatever its body), a page otherwise.
+#: By ``$request_uri``: a node's streams' location rewrites ``$uri`` to the node's own path.
 _NOT_ANSWERING_AS = """
-    map $uri $segcast_not_answering {
-        "~^/[^/]+/(?:api(?:/|$)|metrics$|healthz$)"   /segcast-not-answering.json;
-        default                                       /segcast-not-answering.html;
+    map $request_uri $segcast_not_answering {
+        "~^/[^/?]+/(?:api(?:[/?]|$)|metrics(?:[?]|$)|healthz(?:[?]|$))"   /segcast-not-answering.json;
+        default                                                           /segcast-not-answering.html;
     }
 """
 
@@ -208,7 +315,7 @@ _NOT_ANSWERING_AS = """
 #: ($forwarded_prefix, set by the node's location, outlives the redirect to these); and no favicon
 #: error in the browser's console.
 _NOT_ANSWERING = """
-        error_page 502 503 504 $segcast_not_answering;
+        error_page 502 503 504 =502 $segcast_not_answering;  # timed out too: one status for "not answering"
         location = /segcast-not-answering.json {
             internal;
             default_type application/json;
@@ -232,9 +339,20 @@ _NOT_ANSWERING = """
 """
 
 
+def listens_with_tls(config: str) -> bool:
+    """Whether the entrance whose nginx.conf text is ``config`` (as `nginx_config` writes it) speaks HTTPS."""
+    return _LISTEN_TLS.search(config) is not None
+
+
+_LISTEN_TLS = re.compile(r"^\s*listen\s[^;#]*\bssl\b", re.MULTILINE)
+
+
 def _listen_address(listen: Listen) -> str:
-    """nginx's ``listen`` argument: an IPv6 address goes in brackets."""
+    """nginx's ``listen`` argument: an IPv6 address goes in brackets; no host, the port alone (every
+    IPv4 address, as in a container)."""
     host = listen.host.strip("[]")
+    if not host:
+        return str(listen.port)
     return f"[{host}]:{listen.port}" if ":" in host else f"{host}:{listen.port}"
 
 

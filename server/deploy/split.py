@@ -40,33 +40,39 @@ asks them, for the split to warn, never to refuse; a node file it cannot read it
 
 from __future__ import annotations
 
-import copy
-import io
+import glob
 import os
 import re
+import shutil
 import stat
+import tempfile
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from server.config import ConfigError, StreamConfig, load_config, settings_from_mapping
-from server.delivery.viewer import ViewerLimits
-from server.deploy.entrance import Listen, nginx_config, node_name
+from server.cli import ssl_context
+from server.config import ConfigError, Settings, StreamConfig, load_config, settings_from_mapping
+from server.deploy.entrance import Listen, listens_with_tls, nginx_config, node_name
+from server.deploy.node_files import NODE_HOST, node_document, node_file_header, read_document, toml_document
 from server.deploy.running_nodes import accepts, what_answers
-from server.events.config import DEFAULT_HISTORY_FILE, toml_string
+from server.events.config import DEFAULT_HISTORY_FILE
 from server.http.access.auth import ADMIN_TOKENS_ENV, VIEWER_TOKENS_ENV, AccessPolicy, AuthConfigError, is_loopback
-from server.persist import toml_value
 
-#: The nodes listen here: only the entrance, on the same machine, reaches them.
-NODE_HOST = "127.0.0.1"
 #: Ports under this only root may listen on: nodes go from `DEFAULT_FIRST_PORT` behind such an entrance.
 PRIVILEGED_PORTS = 1024
 DEFAULT_FIRST_PORT = 8081
 #: More nodes than this on one machine is a typing error: four carried 64 cameras on an H200.
 MAX_NODES = 64
-_BARE_KEY = re.compile(r"\A[A-Za-z0-9_-]+\Z")
+#: Where Debian's nginx is (and nginx.org's packages put it): not on a normal user's PATH, which has no sbin.
+NGINX_FALLBACK = "/usr/sbin/nginx"
+#: Node files may hold the source's tokens: no more than its owner and group may read them; its owner
+#: may always write them, as a node saves its API's changes there and a later split replaces them.
+NODE_FILE_MODE_MASK = 0o660
+NODE_FILE_OWNER_MODE = 0o600
+#: The entrance's file holds addresses and certificate paths, no secret: as readable as nginx's own.
+ENTRANCE_MODE = 0o644
 _NODE_SUFFIX = re.compile(r"[./]node-[0-9]+\Z")
 
 
@@ -113,10 +119,13 @@ class Split:
     earlier: tuple[EarlierNode, ...] = ()  # the node files of an earlier split, in node order
     placed: Mapping[str, str] = field(default_factory=dict)  # why a camera no earlier node kept went where it did
     entrance_before: str | None = None  # the entrance's file as it was when the split was made (None: none)
+    ports_kept_from: Path | None = None  # the earlier node-1 file whose port node 1 keeps (no --first-port)
 
     def entrance_command(self) -> list[str]:
-        """How to start the entrance: nginx as whoever runs it, root only for a port under 1024."""
-        command = ["nginx", "-e", str(self.entrance_state / "error.log"), "-c", str(self.entrance_path)]
+        """How to start the entrance: nginx as whoever runs it, root only for a port under 1024; by its
+        full path, as a user's PATH on Debian lacks /usr/sbin, where its nginx is."""
+        nginx = shutil.which("nginx") or NGINX_FALLBACK
+        command = [nginx, "-e", str(self.entrance_state / "error.log"), "-c", str(self.entrance_path)]
         return ["sudo", *command] if self.entrance.port < 1024 else command
 
     def entrance_stop_command(self) -> list[str]:
@@ -161,8 +170,11 @@ def split_config(path: Path, nodes: int, first_port: int | None = None) -> Split
             "request come from this machine, and an open node answers only to this machine's own names; "
             "set access tokens instead"
         )
-    if first_port is None:  # after the entrance's, but never where only root may listen
-        first_port = settings.port + 1 if settings.port >= PRIVILEGED_PORTS else DEFAULT_FIRST_PORT
+    _check_tls(path, settings)
+    earlier = earlier_nodes(path)
+    ports_kept_from = None
+    if first_port is None:
+        first_port, ports_kept_from = _first_port(settings.port, nodes, earlier)
     first = first_port
     ports = list(range(first, first + nodes))
     if first < 1 or ports[-1] > 65535:
@@ -170,15 +182,14 @@ def split_config(path: Path, nodes: int, first_port: int | None = None) -> Split
     if settings.port in ports:
         raise SplitError(f"--first-port {first}: node ports {first}-{ports[-1]} include the entrance's {settings.port}")
 
-    data = _read(path)
+    data = read_document(path)
     tables = data.get("streams", [])
-    earlier = earlier_nodes(path)
     shares, placed = place_streams(streams, nodes, earlier)
     files = []
     for index, (port, share) in enumerate(zip(ports, shares, strict=True), start=1):
         node_path = path.with_name(f"{path.stem}.{node_name(index)}.toml")
-        document = _node_document(data, [tables[i] for i in share], index, port, tokens_required=beyond)
-        text = _header(path, index, nodes) + toml_document(document)
+        document = node_document(data, [tables[i] for i in share], index, port, tokens_required=beyond)
+        text = node_file_header(path, index, nodes) + toml_document(document)
         try:
             settings_from_mapping(tomllib.loads(text), node_path, {})
         except (ConfigError, ValueError) as exc:  # a bug here, not the user's: say so rather than write it
@@ -208,14 +219,44 @@ def split_config(path: Path, nodes: int, first_port: int | None = None) -> Split
         earlier,
         placed,
         _text_of(entrance_path),
+        ports_kept_from,
     )
+
+
+def _check_tls(path: Path, settings: Settings) -> None:
+    """SplitError where the file's TLS would not serve the entrance as `segcast serve` would serve it:
+    a certificate without its key (or a key alone: the entrance would speak plain HTTP where HTTPS was
+    meant), or files that do not load as a certificate and its key."""
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        given, missing = ("tls_cert", "tls_key") if settings.tls_key is None else ("tls_key", "tls_cert")
+        raise SplitError(
+            f"{path.name} sets [server] {given} without {missing}: they go together (the entrance speaks HTTPS "
+            "with both, plain HTTP with neither); give both, as segcast serve would need"
+        )
+    try:
+        ssl_context(settings, ("[server] tls_cert", "[server] tls_key"))
+    except ConfigError as exc:
+        raise SplitError(f"{path.name}: {exc}") from None
+
+
+def _first_port(entrance_port: int, nodes: int, earlier: Iterable[EarlierNode]) -> tuple[int, Path | None]:
+    """Node 1's port where no ``--first-port`` chose it, and the earlier node-1 file it was kept from
+    (None: the default). The earlier split's, where there is one that can be kept: a split without
+    ``--first-port`` after one with it moved every node, each a restart and every viewer's link. Else
+    the one after the entrance's, but never where only root may listen."""
+    default = entrance_port + 1 if entrance_port >= PRIVILEGED_PORTS else DEFAULT_FIRST_PORT
+    node_1 = next((node for node in earlier if node.index == 1), None)
+    kept = node_1.address[1] if node_1 is not None and node_1.address is not None else default
+    if node_1 is None or kept == default or not 1 <= kept <= 65536 - nodes or kept <= entrance_port < kept + nodes:
+        return default, None  # none, the same, or no room for them all there beside the file's own port
+    return kept, node_1.path
 
 
 def earlier_nodes(source: Path) -> tuple[EarlierNode, ...]:
     """The node files of an earlier split of ``source`` beside it (``cams.node-2.toml`` ...), in node order;
     one that cannot be read holds no camera and has no address, and says why (`_unreadable_warnings`)."""
     found = []
-    for path in source.parent.glob(f"{source.stem}.node-*.toml"):
+    for path in source.parent.glob(f"{glob.escape(source.stem)}.node-*.toml"):
         if (index := _node_index(source, path)) < 1:
             continue  # cams.node-backup.toml: not a node's
         try:
@@ -344,31 +385,44 @@ def _nested_split_warnings(path: Path, data: Mapping[str, Any]) -> tuple[str, ..
 def write_split(split: Split, overwrite: bool, report: Callable[[str], None] | None = None) -> tuple[EarlierNode, ...]:
     """Write every file of ``split`` once `check_split` lets it; what each replaced file loses or gains
     goes to ``report``, line by line, before anything is written. The nodes of the earlier split that
-    answer (each keeps or gains cameras: `check_split`), for the caller to say which to restart."""
+    answer (each keeps or gains cameras: `check_split`), for the caller to say which to restart.
+
+    All or nothing, as far as a file system allows: each file is written in full beside its place and
+    then put there whole (a node started meanwhile reads the old file or the new, never half of one),
+    the stale node files are removed only once every node file is in place (a camera is never in no
+    file), and the entrance goes last (it never routes to a node file not yet written). A file that
+    cannot be written stops the split before any is replaced (a folder in the way: `check_split`)."""
     running = check_split(split, overwrite)
     if report is not None:
         for line in replaced_changes(split):
             report(line)
+    written: list[tuple[Path, Path]] = []  # (the new file beside its place, its place), entrance last
     try:
-        mode = stat.S_IMODE(split.source.stat().st_mode)
-        for stale in split.stale:  # its cameras are another node's now: started, it would run them twice
-            stale.unlink()
-        for node in split.nodes:  # they may hold the file's tokens: as private as the file
-            _write_private(node.path, node.text, mode)
-        split.entrance_path.write_text(split.entrance_text, encoding="utf-8")
+        mode = (stat.S_IMODE(split.source.stat().st_mode) & NODE_FILE_MODE_MASK) | NODE_FILE_OWNER_MODE
+        for node in split.nodes:  # they may hold the file's tokens: no more readable than the file
+            written.append((_written_beside(node.path, node.text, mode), node.path))
+        written.append((_written_beside(split.entrance_path, split.entrance_text, ENTRANCE_MODE), split.entrance_path))
         split.entrance_state.mkdir(exist_ok=True)
         for log in ("access.log", "error.log"):  # nginx keeps a file's mode: these hold addresses and URLs
             _write_private(split.entrance_state / log, "", 0o600, truncate=False)
+        for new, place in written[:-1]:
+            os.replace(new, place)
+        for stale in split.stale:  # its cameras are another node's now: started, it would run them twice
+            stale.unlink(missing_ok=True)
+        os.replace(*written[-1])
     except OSError as exc:
+        for new, _ in written:
+            new.unlink(missing_ok=True)
         raise SplitError(f"cannot write {exc.filename or split.entrance_path.parent}: {exc.strerror or exc}") from None
     return running
 
 
 def check_split(split: Split, overwrite: bool) -> tuple[EarlierNode, ...]:
     """SplitError where ``split`` must not be written: a file there already, unless ``overwrite`` (a
-    node's file holds what its API saved with ``?persist=1`` since the last split); segcast answering
-    at the source file's own address; a node of the earlier split that answers and would lose a camera,
-    its port, or its file. Else the earlier split's nodes that answer (each keeps or gains cameras)."""
+    node's file holds what its API saved with ``?persist=1`` since the last split); a folder where a
+    file goes (or one to remove is); segcast answering at the source file's own address; a node of the
+    earlier split that answers and would lose a camera, its port, or its file. Else the earlier split's
+    nodes that answer (each keeps or gains cameras)."""
     if split.existing and not overwrite:
         names = ", ".join(str(p) for p in split.existing)
         raise SplitError(
@@ -376,6 +430,12 @@ def check_split(split: Split, overwrite: bool) -> tuple[EarlierNode, ...]:
             "would be lost): --force replaces "
             + ("it" if len(split.existing) == 1 else "them")
             + (" and removes the files of nodes beyond the new number" if split.stale else "")
+        )
+    places = [*(node.path for node in split.nodes), split.entrance_path, *split.stale]
+    if blocked := [path for path in places if path.exists() and not path.is_file()]:
+        raise SplitError(
+            f"cannot write {blocked[0]}: it is a folder, not a file; nothing was written: move it away, then "
+            "split again"
         )
     _refuse_while_the_source_runs(split)
     running = tuple(node for node in split.earlier if node.address is not None and accepts(*node.address))
@@ -389,7 +449,7 @@ def _refuse_while_the_source_runs(split: Split) -> None:
     would run a second time (node 1 sharing its history file); and whatever it is, the entrance must
     listen there next."""
     host, port = _reachable_host(split.entrance.host), split.entrance.port
-    there = what_answers(host, port, tls=split.entrance.tls_cert is not None)
+    there = _what_answers_there(split, host, port)
     if there is None:
         return
     source = split.source.name
@@ -404,6 +464,21 @@ def _refuse_while_the_source_runs(split: Split) -> None:
         "if it is segcast running from the file, its cameras would run twice; either way the entrance must "
         "listen there: stop it first, then split"
     )
+
+
+def _what_answers_there(split: Split, host: str, port: int) -> str | None:
+    """What answers at the source file's own address (`what_answers`), asked over the earlier split's
+    entrance's scheme first and then the file's: a split that turns TLS on or off runs while the earlier
+    entrance still speaks the other, which asked over the new one answers as a stranger."""
+    speaks_tls = split.entrance.tls_cert is not None
+    schemes = [speaks_tls] if split.entrance_before is None else [listens_with_tls(split.entrance_before), speaks_tls]
+    answers = []
+    for tls in dict.fromkeys(schemes):
+        there = what_answers(host, port, tls=tls)
+        if there is None or there == "segcast":
+            return there
+        answers.append(there)
+    return answers[0]
 
 
 def _refuse_where_running_nodes_lose(split: Split, running: tuple[EarlierNode, ...]) -> None:
@@ -501,6 +576,23 @@ def _node_index(source: Path, path: Path) -> int:
     return int(number) if number.isascii() and number.isdigit() else 0
 
 
+def _written_beside(path: Path, text: str, mode: int) -> Path:
+    """A new file beside ``path`` (hidden, and no node file by its name) holding ``text``, with
+    permissions ``mode``: for `os.replace` to put it at ``path`` whole. An OSError names ``path``."""
+    try:
+        descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".new")
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
+    try:
+        with open(descriptor, "w", encoding="utf-8") as file:
+            file.write(text)
+            os.fchmod(file.fileno(), mode)
+    except BaseException:
+        os.unlink(name)
+        raise
+    return Path(name)
+
+
 def _write_private(path: Path, text: str, mode: int, truncate: bool = True) -> None:
     """``text`` into ``path`` with permissions ``mode`` (os.open's are cut by the umask, hence chmod);
     without ``truncate``, appended to what is there (a log)."""
@@ -508,81 +600,3 @@ def _write_private(path: Path, text: str, mode: int, truncate: bool = True) -> N
     with open(os.open(path, flags, mode), "w", encoding="utf-8") as file:
         file.write(text)
     os.chmod(path, mode)
-
-
-def toml_document(data: Mapping[str, Any]) -> str:
-    """``data`` (as `tomllib` reads a file) as TOML text: a table's values, then its tables in order."""
-    lines: list[str] = []
-    _write_table(lines, (), data)
-    return "\n".join(lines).lstrip("\n") + "\n"
-
-
-def _write_table(lines: list[str], where: tuple[str, ...], table: Mapping[str, Any]) -> None:
-    for key, value in table.items():
-        if not _is_table(value):
-            lines.append(f"{_key(key)} = {toml_value(value)}")
-    for key, value in table.items():
-        name = ".".join(_key(k) for k in (*where, key))
-        if isinstance(value, dict):
-            if not value or any(not _is_table(v) for v in value.values()):  # `[events]` alone says nothing
-                lines += ["", f"[{name}]"]  # but an empty table may (`[events.history]`: keep a history)
-            _write_table(lines, (*where, key), value)
-        elif _is_table_array(value):
-            for item in value:
-                lines += ["", f"[[{name}]]"]
-                _write_table(lines, (*where, key), item)
-
-
-def _is_table(value: object) -> bool:
-    """Whether ``value`` is written under a header of its own (a table or an array of tables)."""
-    return isinstance(value, dict) or _is_table_array(value)
-
-
-def _is_table_array(value: object) -> bool:
-    return isinstance(value, list) and bool(value) and all(isinstance(item, dict) for item in value)
-
-
-def _key(key: str) -> str:
-    return key if _BARE_KEY.match(key) else toml_string(key)
-
-
-def _read(path: Path) -> dict[str, Any]:
-    """The file as `load_config` reads it (a BOM allowed); it has just loaded, so it parses."""
-    return tomllib.loads(io.TextIOWrapper(io.BytesIO(path.read_bytes()), encoding="utf-8-sig").read())
-
-
-def _node_document(
-    data: Mapping[str, Any], streams: list[Any], index: int, port: int, tokens_required: bool
-) -> dict[str, Any]:
-    """The user's document with node ``index``'s ``streams`` and what must differ per node (module doc);
-    ``tokens_required``: the entrance is reached from beyond this machine (see `Settings.auth_required`)."""
-    document = {key: copy.deepcopy(value) for key, value in data.items() if key != "streams"}
-    if tokens_required:
-        document.setdefault("auth", {})["required"] = True
-    server = document.setdefault("server", {})
-    server.pop("tls_cert", None)
-    server.pop("tls_key", None)
-    server["host"], server["port"] = NODE_HOST, port
-    server["max_viewers_per_address"] = server.get("max_viewers", ViewerLimits().max_viewers)
-    events = document.get("events", {})
-    if isinstance(history := events.get("history"), dict):
-        written = Path(history.get("path") or DEFAULT_HISTORY_FILE)
-        if index > 1:  # node 1 goes on in the file's own history (module doc)
-            written = written.with_name(f"{written.stem}.{node_name(index)}{written.suffix}")
-        history["path"] = str(written)
-    if isinstance(mqtt := events.get("mqtt"), dict):
-        prefix = mqtt.get("topic_prefix", "segcast")
-        mqtt["topic_prefix"] = f"{prefix}/{node_name(index)}"
-        mqtt.setdefault("discovery_id", prefix.replace("/", "_"))
-        if mqtt.get("client_id"):
-            mqtt["client_id"] = f"{mqtt['client_id']}-{node_name(index)}"
-    document["streams"] = copy.deepcopy(streams)
-    return document
-
-
-def _header(source: Path, index: int, nodes: int) -> str:
-    return (
-        f"# Node {index} of {nodes} split from {source.name} by `segcast split`; the entrance in front of the\n"
-        f"# nodes is {source.stem}.nginx.conf. Changes saved through this node's API land here; a new split\n"
-        f"# (--force) keeps this node's cameras on it, with their settings from {source.name}.\n\n"
-    )

@@ -1,0 +1,140 @@
+"""``segcast split`` writing its files: all of them or none, each its owner's to write, found again by
+the next split whatever the file's name, and the nodes kept where they were.
+
+A node saves its API's changes into its own file and a later split (``--force``) replaces the files,
+so a split that stops halfway, or files their owner cannot write, leave cameras in no file or in two.
+"""
+
+from __future__ import annotations
+
+import stat
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from server.cli import main
+from server.deploy.node_files import toml_document
+from server.deploy.split import split_config
+from tests.support.ports import consecutive_free_ports
+from tests.test_split import _files, _ids
+
+CAMERAS = "".join(
+    f'[[streams]]\nid = "{name}"\nuri = "scene:?seed={i}"\n\n' for i, name in enumerate(("c1", "c2", "c3"))
+)
+CONFIG = (
+    f'[server]\nport = 8090\njpeg_quality = 70\n\n[auth]\nadmin_tokens = ["an-admin-token-of-the-box"]\n\n{CAMERAS}'
+)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "cams.toml"
+    path.write_text(CONFIG)
+    return path
+
+
+def _node_file(config: Path, index: int) -> Path:
+    return config.with_name(f"{config.stem}.node-{index}.toml")
+
+
+def _port(node_file: Path) -> int:
+    port: int = tomllib.loads(node_file.read_text())["server"]["port"]
+    return port
+
+
+def test_node_files_of_a_read_only_file_are_their_owners_to_write(config: Path) -> None:
+    """A read-only cams.toml gave read-only node files: a node could not save its API's changes there,
+    and the next --force split removed the file of the node beyond the new number, then failed on the
+    first read-only one, leaving its camera in no file and the entrance routing to the node removed."""
+    config.chmod(0o444)
+    assert main(["split", str(config), "--nodes", "3"]) == 0  # c1; c2; c3
+    modes = [stat.S_IMODE(_node_file(config, i).stat().st_mode) for i in (1, 2, 3)]
+    assert modes == [0o640] * 3, "its owner writes it; others never read a file that may hold tokens"
+
+    assert main(["split", str(config), "--nodes", "2", "--force"]) == 0
+    assert not _node_file(config, 3).exists()
+    assert [_ids(_node_file(config, i)) for i in (1, 2)] == [["c1", "c3"], ["c2"]]
+    assert [stat.S_IMODE(_node_file(config, i).stat().st_mode) for i in (1, 2)] == [0o640] * 2
+
+
+def test_a_folder_where_a_node_file_goes_stops_the_split_before_any_file_changes(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The split removed node 3's file, rewrote node 1's, then failed at node 2's: c3 was in no node
+    file, node 1's file said what its running node did not, and the entrance still routed to node-3."""
+    assert main(["split", str(config), "--nodes", "3"]) == 0  # c1; c2; c3
+    node_2 = _node_file(config, 2)
+    node_2.unlink()
+    node_2.mkdir()
+    config.write_text(CONFIG.replace("jpeg_quality = 70", "jpeg_quality = 80"))  # every node file would change
+    before = _files(config)
+    names = sorted(path.name for path in config.parent.iterdir())
+    capsys.readouterr()
+
+    for dry_run in (["--dry-run"], []):
+        assert main(["split", str(config), "--nodes", "2", "--force", *dry_run]) == 2
+        assert capsys.readouterr().err == (
+            f"segcast: cannot write {node_2}: it is a folder, not a file; nothing was written: move it away, "
+            "then split again\n"
+        )
+    assert _files(config) == before
+    assert sorted(path.name for path in config.parent.iterdir()) == names, "nothing left behind either"
+
+    node_2.rmdir()
+    assert main(["split", str(config), "--nodes", "2", "--force"]) == 0
+    assert [_ids(_node_file(config, i)) for i in (1, 2)] == [["c1", "c3"], ["c2"]]
+    assert sorted(path.name for path in config.parent.iterdir()) == [
+        "cams.nginx",
+        "cams.nginx.conf",
+        "cams.node-1.toml",
+        "cams.node-2.toml",
+        "cams.toml",
+    ]
+
+
+def test_a_file_named_with_glob_characters_finds_its_earlier_split(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """site[b].toml looked for its node files as a pattern (site followed by b): a split into fewer
+    nodes left site[b].node-3.toml, whose camera went to node 1 too, and ran twice once both started."""
+    config = tmp_path / "site[b].toml"
+    config.write_text(CONFIG)
+    assert main(["split", str(config), "--nodes", "3"]) == 0
+    assert main(["split", str(config), "--nodes", "2"]) == 2
+    assert "removes the files of nodes beyond the new number" in capsys.readouterr().err
+    assert main(["split", str(config), "--nodes", "2", "--force"]) == 0
+    assert not _node_file(config, 3).exists()
+    assert [_ids(_node_file(config, i)) for i in (1, 2)] == [["c1", "c3"], ["c2"]]
+
+
+def test_a_resplit_without_first_port_keeps_the_nodes_where_they_are(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After a split with --first-port, the next one without it put every node at the file's port + 1:
+    each node to restart, every link to it changed, and a running one refused as moving."""
+    first = consecutive_free_ports(3)
+    assert main(["split", str(config), "--nodes", "2", "--first-port", str(first)]) == 0
+    config.write_text(CONFIG + '[[streams]]\nid = "c4"\nuri = "scene:?seed=4"\n')
+    capsys.readouterr()
+
+    assert main(["split", str(config), "--nodes", "3", "--force"]) == 0
+    out = capsys.readouterr().out
+    assert f"node ports from {first}, node-1's in cams.node-1.toml (the earlier split's: no node moves;" in out
+    assert [_port(_node_file(config, i)) for i in (1, 2, 3)] == [first, first + 1, first + 2]
+
+    assert main(["split", str(config), "--nodes", "3", "--force", "--first-port", "8091"]) == 0  # moved on purpose
+    assert [_port(_node_file(config, i)) for i in (1, 2, 3)] == [8091, 8092, 8093]
+    capsys.readouterr()
+    assert main(["split", str(config), "--nodes", "3", "--force"]) == 0
+    assert "node ports from" not in capsys.readouterr().out, "the file's port + 1: nothing to say"
+
+
+def test_a_camera_in_two_node_files_stays_on_the_lower_node(config: Path) -> None:
+    """As documented (`place_streams`): the lower node keeps it, and the other's copy is dropped."""
+    assert main(["split", str(config), "--nodes", "2"]) == 0  # c1, c3; c2
+    node_2 = _node_file(config, 2)
+    saved = tomllib.loads(node_2.read_text())
+    saved["streams"].append({"id": "c3", "uri": "scene:?seed=2"})  # added to node 2 too, ?persist=1
+    node_2.write_text(toml_document(saved))
+    assert [node.stream_ids for node in split_config(config, 2).nodes] == [("c1", "c3"), ("c2",)]
