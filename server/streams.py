@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from typing import Protocol
 
-from server.analytics.engine import check_fit
+from server.analytics.shapes import check_fit
 from server.config import ConfigError, Settings, StreamConfig
 from server.delivery.encode import Encoder, FramePacket
 from server.frames import FrameResult

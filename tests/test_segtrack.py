@@ -17,7 +17,7 @@ from server.frames import Frame, Track, TrackEventKind
 from server.inference.detections import Detections
 from server.options import StreamOptions
 from server.scene import Scene, TrueObject
-from server.tracking import StreamTracker
+from server.tracking.stream import StreamTracker
 from tests.support.detections import NAMES
 from tools.track_report import TrackingScore, score
 

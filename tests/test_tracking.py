@@ -15,7 +15,7 @@ from server.frames import Frame, FrameResult, Track, TrackEvent, TrackEventKind
 from server.inference.detections import Detections
 from server.options import StreamOptions, tracker_kinds
 from server.scene import Scene, TrueObject
-from server.tracking import StreamTracker, simplify
+from server.tracking.stream import StreamTracker, simplify
 from tests.conftest import SCENE_FRAMES, SCENE_SEED
 from tests.support.detections import NAMES, truth_detections
 from tests.support.truth import mask_iou, polygon_mask

@@ -18,7 +18,8 @@ from server.inference.detections import Detections, detect
 from server.inference.models import load_model
 from server.options import StreamOptions
 from server.scene import Scene, TrueObject
-from server.tracking import StreamTracker, detection_conf
+from server.tracking.filters import detection_conf
+from server.tracking.stream import StreamTracker
 from tests.conftest import SCENE_FRAMES, SCENE_SEED
 from tests.support.driver import Driver
 from tests.support.truth import mask_iou, polygon_mask

@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-import cv2
 import numpy as np
 
 from server.analytics.events import AnalyticsEvent, AnalyticsEventKind, Counts, DwellHistogram, FrameAnalytics
@@ -34,46 +33,12 @@ from server.analytics.line_crossing import (
     sides_without_room,
 )
 from server.analytics.shapes import Line, Point, Zone, resolve, resolve_zone
-from server.analytics.zone_membership import EXIT_SHARE_RATIO, Visit, share_inside, track_area
+from server.analytics.zone_membership import EXIT_SHARE_RATIO, Visit, ZoneMask, share_inside, track_area
 from server.frames import Frame, Track, TrackEvent, TrackEventKind
 
 log = logging.getLogger(__name__)
 
 DIRECTIONS = ("in", "out")
-
-
-def check_classes(zones: tuple[Zone, ...], lines: tuple[Line, ...], class_names: dict[int, str]) -> None:
-    """ValueError naming the first zone or line whose class filter names a class the model does not know."""
-    known = set(class_names.values())
-    shapes: tuple[tuple[str, tuple[Zone | Line, ...]], ...] = (("zones", zones), ("lines", lines))
-    for key, group in shapes:
-        for i, shape in enumerate(group):
-            for name in shape.classes:
-                if name not in known:
-                    raise ValueError(
-                        f"{key}[{i}].classes: the model has no class {name!r}; it knows {', '.join(sorted(known))}"
-                    )
-
-
-def check_fit(
-    zones: tuple[Zone, ...],
-    lines: tuple[Line, ...],
-    width: int,
-    height: int,
-    old_zones: tuple[Zone, ...] = (),
-    old_lines: tuple[Line, ...] = (),
-) -> None:
-    """ValueError naming the first zone or line in pixels with a point outside a ``width`` x ``height`` frame.
-
-    Those among ``old_zones`` and ``old_lines`` (the stream's own, as they are) are not checked: one the
-    stream already leaves out for not fitting stays, left out, until a frame it fits comes.
-    """
-    for i, zone in enumerate(zones):
-        if zone not in old_zones:
-            resolve(zone.points, zone.units, width, height, f"zones[{i}].points")
-    for i, line in enumerate(lines):
-        if line not in old_lines:
-            resolve(line.points, line.units, width, height, f"lines[{i}].points")
 
 
 @dataclass(slots=True)
@@ -139,7 +104,7 @@ class _State:
 class _Resolved:
     """The shapes in pixels of one frame size, and each zone's filled mask."""
 
-    zones: tuple[tuple[Zone, tuple[Point, ...], np.ndarray], ...]  # zone, pixel points, filled mask
+    zones: tuple[tuple[Zone, tuple[Point, ...], ZoneMask], ...]  # zone, pixel points, filled mask
     lines: tuple[tuple[Line, tuple[Point, ...], float], ...]  # line, pixel points, dead band px
 
 
@@ -333,9 +298,7 @@ class StreamAnalytics:
             except ValueError as exc:
                 problems.append(f"{exc}; zone {zone.name!r} is left out")
                 continue
-            mask = np.zeros((height, width), dtype=np.uint8)
-            cv2.fillPoly(mask, [np.round(np.array(points)).astype(np.int32)], 1)
-            zones.append((zone, points, mask.astype(bool)))
+            zones.append((zone, points, ZoneMask.filled(_outline(points), width, height)))
         for i, line in enumerate(self._lines):
             try:
                 points = resolve(line.points, line.units, width, height, f"lines[{i}].points")
@@ -364,7 +327,7 @@ class StreamAnalytics:
                     events.append(self._exit(state, track.track_id, zone.name, frame))
                 continue
             if area is None:
-                area = track_area(track, mask.shape)
+                area = track_area(track, frame.image.shape)
             share = share_inside(area, mask)
             visit = state.visit(key)
             if visit is None and share >= zone.min_share:
@@ -513,4 +476,5 @@ class StreamAnalytics:
 
 
 def _outline(points: tuple[Point, ...]) -> np.ndarray:
+    """``points`` as the int32 pixel corners cv2 draws and fills."""
     return np.round(np.array(points)).astype(np.int32)

@@ -178,6 +178,40 @@ def resolve_zone(zone: Zone, width: int, height: int, where: str) -> tuple[Point
     return points
 
 
+def check_classes(zones: tuple[Zone, ...], lines: tuple[Line, ...], class_names: dict[int, str]) -> None:
+    """ValueError naming the first zone or line whose class filter names a class the model does not know."""
+    known = set(class_names.values())
+    shapes: tuple[tuple[str, tuple[Zone | Line, ...]], ...] = (("zones", zones), ("lines", lines))
+    for key, group in shapes:
+        for i, shape in enumerate(group):
+            for name in shape.classes:
+                if name not in known:
+                    raise ValueError(
+                        f"{key}[{i}].classes: the model has no class {name!r}; it knows {', '.join(sorted(known))}"
+                    )
+
+
+def check_fit(
+    zones: tuple[Zone, ...],
+    lines: tuple[Line, ...],
+    width: int,
+    height: int,
+    old_zones: tuple[Zone, ...] = (),
+    old_lines: tuple[Line, ...] = (),
+) -> None:
+    """ValueError naming the first zone or line in pixels with a point outside a ``width`` x ``height`` frame.
+
+    Those among ``old_zones`` and ``old_lines`` (the stream's own, as they are) are not checked: one the
+    stream already leaves out for not fitting stays, left out, until a frame it fits comes.
+    """
+    for i, zone in enumerate(zones):
+        if zone not in old_zones:
+            resolve(zone.points, zone.units, width, height, f"zones[{i}].points")
+    for i, line in enumerate(lines):
+        if line not in old_lines:
+            resolve(line.points, line.units, width, height, f"lines[{i}].points")
+
+
 def _tables(value: object, key: str) -> list[Mapping[str, Any]]:
     if not isinstance(value, list | tuple) or not all(isinstance(t, Mapping) for t in value):
         # Said without a syntax: the same words answer a config file (TOML) and an API body (JSON).

@@ -53,11 +53,40 @@ def track_area(track: Track, shape: tuple[int, ...]) -> tuple[tuple[int, int], n
     return (left, top), np.ones((max(0, bottom - top), max(0, right - left)), dtype=bool)
 
 
-def share_inside(area: tuple[tuple[int, int], np.ndarray], zone_mask: np.ndarray) -> float:
-    """The share of the track's area that lies in the zone (0 for an empty area)."""
+@dataclass(frozen=True, slots=True)
+class ZoneMask:
+    """A zone's filled area, kept as a crop of the frame at the zone's bounding box (empty outside it).
+
+    A full-frame mask per zone cost 2 MB each at 1080p and 8 MB at 4K, for 32 zones a stream; the
+    crop holds the same pixels, so a track's share inside is the same to the pixel.
+    """
+
+    left: int
+    top: int
+    mask: np.ndarray  # bool, height x width of the zone's bounding box within the frame
+
+    @classmethod
+    def filled(cls, polygon: np.ndarray, width: int, height: int) -> ZoneMask:
+        """The mask of ``polygon`` (int32 pixel corners) in a ``width`` x ``height`` frame."""
+        left, top = max(0, int(polygon[:, 0].min())), max(0, int(polygon[:, 1].min()))
+        right, bottom = min(width, int(polygon[:, 0].max()) + 1), min(height, int(polygon[:, 1].max()) + 1)
+        crop = np.zeros((max(0, bottom - top), max(0, right - left)), dtype=np.uint8)
+        if crop.size:  # cv2 refuses an empty image
+            cv2.fillPoly(crop, [polygon], 1, offset=(-left, -top))
+        return cls(left, top, crop.astype(bool))
+
+
+def share_inside(area: tuple[tuple[int, int], np.ndarray], zone: ZoneMask) -> float:
+    """The share of the track's area (`track_area`) that lies in the zone (0 for an empty area)."""
     (left, top), crop = area
     total = int(crop.sum())
     if total == 0:
         return 0.0
-    window = zone_mask[top : top + crop.shape[0], left : left + crop.shape[1]]
-    return int((crop & window).sum()) / total
+    x0, y0 = max(left, zone.left), max(top, zone.top)
+    x1 = min(left + crop.shape[1], zone.left + zone.mask.shape[1])
+    y1 = min(top + crop.shape[0], zone.top + zone.mask.shape[0])
+    if x1 <= x0 or y1 <= y0:
+        return 0.0
+    track_part = crop[y0 - top : y1 - top, x0 - left : x1 - left]
+    zone_part = zone.mask[y0 - zone.top : y1 - zone.top, x0 - zone.left : x1 - zone.left]
+    return int((track_part & zone_part).sum()) / total

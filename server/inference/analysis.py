@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 
-from server.analytics.engine import StreamAnalytics, check_classes
+from server.analytics.engine import StreamAnalytics
 from server.analytics.events import AnalyticsEvent, FrameAnalytics
+from server.analytics.shapes import check_classes
 from server.frames import Frame, Track, TrackEvent, TrackEventKind
 from server.inference.registration import StreamRegistration
 from server.options import StreamOptions
@@ -120,11 +121,13 @@ def _analytics_for(
     """The stream's analytics for this frame under ``options``, and the zone exits a change of its shapes made.
 
     Made on the stream's first frame (its class filters checked against the model), and again
-    whenever `change_shapes` has given the stream new options.
+    whenever `change_shapes` has given the stream new shapes.
     """
-    current = registration.analytics
-    if options is registration.analytics_options:
+    current, applied = registration.analytics, registration.analytics_options
+    if options is applied:
         return current, ()
+    if current is not None and applied is not None and (options.zones, options.lines) == (applied.zones, applied.lines):
+        return current, ()  # only settings they do not read changed (process_fps): the shapes stay resolved
     check_classes(options.zones, options.lines, class_names)
     wanted = bool(options.zones or options.lines)
     if current is not None:
@@ -145,9 +148,9 @@ def _failed(
     that end, in their usual order."""
     # A zone's class filter the model does not know (a remote model described only now) says it all.
     reason = str(exc) if isinstance(exc, ValueError) else f"analytics failed: {type(exc).__name__}: {exc}"
-    if registration.failed(reason):  # one line per new reason, not one per frame
-        log.warning("[%s] frame %d sent with the counts as they stood: %s", registration.stream_id, frame.seq, reason)
-    log.debug("[%s] analytics failed on frame %d", registration.stream_id, frame.seq, exc_info=exc)
+    if registration.failed(reason):  # one line and its traceback per new reason, not one per frame
+        stream_id = registration.stream_id
+        log.warning("[%s] frame %d sent with the counts as they stood: %s", stream_id, frame.seq, reason, exc_info=exc)
     kept = registration.analytics  # what the next frame's analytics go on from
     registration.analytics_error = "\n".join((*(kept.problems if kept is not None else ()), reason))
     settled: tuple[AnalyticsEvent, ...] = ()

@@ -29,8 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from server.analytics.engine import check_classes
 from server.analytics.events import Counts
+from server.analytics.shapes import check_classes
 from server.frames import Frame, FrameResult
 from server.inference.analysis import analyse, pending_shapes
 from server.inference.backend import BatchFailed, InferenceBackend, InferenceRefused, PendingBatch, RequestStats
@@ -50,7 +50,8 @@ from server.inference.pace import BusyShare
 from server.inference.registration import StreamRegistration
 from server.options import StreamOptions
 from server.sources.base import LatestFrame
-from server.tracking import StreamTracker, class_ids
+from server.tracking.filters import class_ids
+from server.tracking.stream import StreamTracker
 
 if TYPE_CHECKING:
     from ultralytics import YOLO
@@ -487,7 +488,8 @@ class InferenceWorker:
                 job.error = str(exc)
             except Exception as exc:
                 job.error = f"tracking failed: {type(exc).__name__}: {exc}"
-                log.debug("[%s] tracking failed on frame %d", registration.stream_id, frame.seq, exc_info=True)
+                if job.error != registration.told_error:  # the traceback once per new reason, as `_model_failed`'s
+                    log.warning("[%s] tracking failed on frame %d", registration.stream_id, frame.seq, exc_info=True)
             else:
                 registration.processed += 1
                 registration.frame_size = (frame.image.shape[1], frame.image.shape[0])

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from server.inference.detections import Detections
+from server.tracking.boxes import box_areas, box_intersections
 
 #: A detection under the stream's conf lying this much inside a confident one's box is a duplicate.
 WEAK_DUPLICATE_SHARE = 0.7
@@ -44,7 +45,7 @@ def seen_twice(detections: Detections, conf: float) -> np.ndarray:
     nested = (inside >= NESTED_BOX_SHARE) & same_class & confident[:, None] & confident[None, :]
     # The more confident of two is the whole; on a tie (half precision rounds confidences), the larger,
     # then the first. Compared as Python tuples of the float32 numbers: a few pairs a frame are nested.
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    area = box_areas(boxes)
     strength = list(zip(boxes[:, 4].tolist(), area.tolist(), range(0, -len(boxes), -1), strict=True))
     for part, whole in zip(*np.nonzero(nested), strict=True):
         if (
@@ -58,12 +59,8 @@ def seen_twice(detections: Detections, conf: float) -> np.ndarray:
 
 def _box_share_inside(boxes: np.ndarray) -> np.ndarray:
     """``[i, j]``: the share of box i's area that lies inside box j."""
-    a, b = boxes[:, None, :], boxes[None, :, :]
-    inter = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None) * np.clip(
-        np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None
-    )
-    area = np.maximum((a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1]), 1e-6)
-    return np.asarray(inter / area, np.float64)
+    area = np.maximum(box_areas(boxes), 1e-6)[:, None]
+    return np.asarray(box_intersections(boxes, boxes) / area, np.float64)
 
 
 def _mask_share_inside(detections: Detections, part: int, whole: int) -> float:

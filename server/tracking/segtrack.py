@@ -15,11 +15,15 @@ Association runs in three rounds, ByteTrack's shape with masks and appearance ad
    ``track_low_thresh``), on box overlap: a partly hidden object scores low;
 3. lost tracks against the confident detections left, on appearance, within a distance that grows
    with the time lost. Of any class: a partly hidden object is often taken for another class, and
-   the track's reported class is a vote over its life anyway (`server.tracking`).
+   the track's reported class is a vote over its life anyway (`server.tracking.stream`).
 A detection left over starts a track when confident enough, unless its outlined mask is largely
 one a continuing track has just been given (two objects merged into one box as one passes behind the
-other, or part of one seen again); a track is reported from its second detection (or at once on a
-stream's first frame), so a single false detection leaves no id behind.
+other, or part of one seen again); a track is reported from its second detection, so a single false
+detection leaves no id behind. Except on the tracker's first frame, where every confident detection
+is reported at once: a stream's first, and the first after its tracker is made afresh (a file that
+loops, a camera back after an outage, a new frame size, new settings: `server.tracking.stream`), so the
+objects in view go on being shown, under new ids, without a frame's gap. A false detection on that
+one frame does get an id, a start and an end.
 
 With ``camera_motion`` on, the step of the whole picture between frames (`server.tracking.camera`)
 moves every track before it is matched, and is taken out of what a track's own velocity learns: on
@@ -31,7 +35,7 @@ colours counted only when a decision needs them (see `_Seen`), and a track's col
 from every `APPEARANCE_EVERY`-th detection. docs/benchmarks.md gives the cost on its crowded scene
 (20 objects, 38 detections a frame) beside every other tracker's.
 
-It exposes what `server.tracking.StreamTracker` reads from ultralytics' trackers: ``update`` rows
+It exposes what `server.tracking.stream.StreamTracker` reads from ultralytics' trackers: ``update`` rows
 ``x1, y1, x2, y2, id, score, class, detection index``, ``tracked_stracks`` and ``lost_stracks``
 holding objects with a ``track_id``, and ``max_frames_lost``.
 """
@@ -47,6 +51,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from server.inference.detections import Detections
+from server.tracking.boxes import box_areas, box_intersections
 from server.tracking.camera import PictureShift
 
 #: segtrack's settings, as ultralytics' yamls give theirs (``track_buffer`` in frames at 30 fps).
@@ -243,7 +248,7 @@ class SegTrack:
 
 
 class SegTracker:
-    """The per-stream segtrack state; `server.tracking.StreamTracker` owns one per stream."""
+    """The per-stream segtrack state; `server.tracking.stream.StreamTracker` owns one per stream."""
 
     def __init__(self, settings: Mapping[str, object]) -> None:
         config = {**SEGTRACK_DEFAULTS, **settings}
@@ -472,14 +477,10 @@ def _predicted_shifts(tracks: list[SegTrack]) -> np.ndarray:
 def _box_similarity(tracks: list[SegTrack], detections: list[_Seen], shifts: np.ndarray | None = None) -> np.ndarray:
     """Box IoU of each track, moved by its velocity (``shifts``, when already known), with each detection."""
     shifts = _predicted_shifts(tracks) if shifts is None else shifts
-    a = (np.array([t.box for t in tracks]) + np.hstack([shifts, shifts]))[:, None, :]
-    b = np.array([d.box for d in detections])[None, :, :]
-    inter = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None) * np.clip(
-        np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None
-    )
-    union = (
-        (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1]) + (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1]) - inter
-    )
+    a = np.array([t.box for t in tracks]) + np.hstack([shifts, shifts])
+    b = np.array([d.box for d in detections])
+    inter = box_intersections(a, b)
+    union = box_areas(a)[:, None] + box_areas(b)[None, :] - inter
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
