@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, Literal
 
 import pytest
@@ -16,6 +17,7 @@ from aiohttp.test_utils import TestClient
 from server.config import StreamConfig, stream_options
 from server.http.access.source_checks import SourceChecks
 from server.http.keys import manager_key, stream_changes_key
+from server.http.saving import ConfigFileWritability
 from server.options import StreamOptions
 from tests.support.polling import eventually
 
@@ -192,3 +194,39 @@ async def test_a_removal_sent_with_if_match_is_made_only_over_the_settings_it_wa
     removed = await client.delete("/api/streams/cam", headers={"If-Match": changed.headers["ETag"]})
     assert removed.status == 204, await removed.text()
     assert (await client.get("/api/streams/cam")).status == 404
+
+
+async def test_a_removal_with_if_match_is_not_made_of_a_stream_added_again_while_the_config_file_was_looked_at(
+    start_server: Start, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A ``?persist=1`` removal waits for a look at the config file (on a slow share, up to 2 s): a stream
+    published again under its id meanwhile, which the ETag was never compared with, was removed."""
+    path = tmp_path / "segcast.toml"
+    path.write_text('[[streams]]\nid = "cam"\nuri = "scene:?seed=1"\n')
+    holding, looking, answering = False, asyncio.Event(), asyncio.Event()
+    now = ConfigFileWritability.now
+
+    async def held(writability: ConfigFileWritability) -> str | None:
+        if holding:
+            looking.set()
+            await answering.wait()
+        return await now(writability)
+
+    monkeypatch.setattr(ConfigFileWritability, "now", held)
+    client = await start_server(StreamConfig("cam", "scene:?seed=1"), config_path=path)
+    manager = client.server.app[manager_key]
+    etag = (await client.get("/api/streams/cam")).headers["ETag"]
+    holding = True  # not the look at start
+    removal = asyncio.create_task(client.delete("/api/streams/cam?persist=1", headers={"If-Match": etag}))
+    added_again = StreamConfig("cam", "scene:?seed=5")
+    try:
+        await looking.wait()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, manager.remove, "cam")
+        await loop.run_in_executor(None, manager.add, added_again)
+    finally:
+        answering.set()
+    refused = await removal
+    assert refused.status == 412, await refused.text()
+    assert manager.config("cam") is added_again, "the stream published again is still there"
+    assert 'uri = "scene:?seed=1"' in path.read_text(), "nor was the removal saved"

@@ -4,6 +4,7 @@ change threads: a config file on a network share that stopped answering holds up
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from collections.abc import Awaitable, Callable, Iterator
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+import server.http.saving
 import server.persist
 from server.config import StreamConfig
 from tests.support.polling import eventually
@@ -130,3 +132,51 @@ async def test_a_save_is_written_in_a_stream_change_thread(
     assert changed.status == 200, await changed.text()
     assert "conf = 0.5" in path.read_text()
     assert len(threads) == 1 and threads[0].startswith("stream-change"), threads
+
+
+async def test_a_save_that_never_returns_holds_up_neither_the_streams_next_change_nor_other_streams_saves(
+    start_server: Start, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under ``save_config``, a save to a share that stopped answering held the stream's lock and the config
+    file's: a removal of that stream without saving never answered, nor did any other stream's change."""
+    path = tmp_path / "segcast.toml"
+    path.write_text(f'[server]\nsave_config = true\n\n{STREAM_A}\n[[streams]]\nid = "b"\nuri = "scene:?seed=2"\n')
+    writing, share_answering = threading.Event(), threading.Event()
+    share_answering.set()
+    statvfs, write_config = os.statvfs, server.http.saving.write_config
+
+    def stalled_statvfs(asked: Any) -> os.statvfs_result:
+        if on_config_file(path, asked):
+            share_answering.wait(FINISH_TIMEOUT_S)
+        return statvfs(asked)
+
+    def stalled_write(*args: Any) -> None:
+        writing.set()
+        share_answering.wait(FINISH_TIMEOUT_S)
+        write_config(*args)
+
+    monkeypatch.setattr(os, "statvfs", stalled_statvfs)
+    monkeypatch.setattr(server.http.saving, "write_config", stalled_write)
+    client = await start_server(
+        StreamConfig("a", "scene:?seed=1"), StreamConfig("b", "scene:?seed=2"), config_path=path, save_config=True
+    )
+    share_answering.clear()
+    first = asyncio.ensure_future(client.patch("/api/streams/a", json={"conf": 0.5}))
+    try:
+
+        async def save_waiting() -> bool:
+            return writing.is_set()
+
+        await eventually(save_waiting, what="the save to wait for the share")
+        removed = await client.delete("/api/streams/a?persist=0")
+        assert removed.status == 204, await removed.text()
+        changed = await client.patch("/api/streams/b", json={"conf": 0.4})
+        assert changed.status == 500, await changed.text()
+        answer = await changed.json()
+        assert "in effect, but not saved" in answer["error"] and "has not answered" in answer["error"]
+        assert answer["stream"]["options"]["conf"] == 0.4
+    finally:
+        share_answering.set()
+    saved = await first
+    assert saved.status == 200, await saved.text()
+    assert "conf = 0.5" in path.read_text() and "conf = 0.4" not in path.read_text()

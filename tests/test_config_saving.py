@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import os
 import stat
+import threading
 import tomllib
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -17,12 +19,16 @@ from ultralytics.trackers.utils.gmc import GMC
 
 from server.cli import build_parser, settings_from_args
 from server.config import ConfigError, StreamConfig, load_config
+from server.http import saving
+from server.http.saving import ConfigFileWritability
 from server.options import StreamOptions
 from server.persist import ConfigEditedError, ConfigFileState, config_file_unwritable, write_config
 from tests.support.polling import eventually
 
 Start = Callable[..., Awaitable[TestClient]]
 GMC_CHOICES = ("sparseOptFlow", "orb", "sift", "ecc", "none")
+#: How long a look held up by a test may wait to be let go: a bound on a failure's cost.
+FINISH_TIMEOUT_S = 30.0
 
 
 def write(folder: Path, text: str) -> Path:
@@ -501,3 +507,32 @@ async def test_persist_1_that_would_write_nothing_is_not_refused_on_a_read_only_
     streams = (await (await client.get("/api/streams")).json())["streams"]
     assert [(s["id"], s["options"]["iou"]) for s in streams] == [("a", StreamOptions().iou)]
     assert path.read_text() == STREAM_A
+
+
+async def test_a_file_made_read_only_while_an_older_look_is_under_way_is_refused_a_save(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The look a ``?persist=1`` waits for may have found the file writable before it was made read-only: its
+    answer is older than the request, and the save must be refused on a look of its own."""
+    path = write(tmp_path, STREAM_A)
+    looked, answer = threading.Event(), threading.Event()
+    look = saving.config_file_unwritable
+
+    def looked_before_answering(asked: Path) -> str | None:
+        reason = look(asked)
+        looked.set()
+        answer.wait(FINISH_TIMEOUT_S)
+        return reason
+
+    monkeypatch.setattr(saving, "config_file_unwritable", looked_before_answering)
+    writability = ConfigFileWritability(path)
+    try:
+        assert writability.known() is not None, "no look has answered yet"
+        assert await asyncio.to_thread(looked.wait, FINISH_TIMEOUT_S), "the first look found the file writable"
+        path.chmod(0o444)
+        asyncio.get_running_loop().call_soon(answer.set)  # once the request waits for the older look
+        reason = await writability.now()
+    finally:
+        answer.set()
+        writability.shutdown()
+    assert reason is not None and "read-only" in reason, reason

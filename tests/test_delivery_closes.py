@@ -25,6 +25,7 @@ from server.config import StreamConfig
 from server.delivery.viewer import MAX_PENDING_EVENTS, Viewer, ViewerLimits
 from server.http.access.auth import Role, policy_key
 from server.http.keys import hub_key, websockets_key
+from server.http.viewers import close_websocket
 from server.http.ws import CLIENT_MESSAGE_BURST, TOO_SLOW_REASON
 from tests.support.polling import eventually
 
@@ -163,4 +164,26 @@ async def test_a_viewer_whose_sender_fails_is_closed_with_1011(
     message = await ws.receive(timeout=RECEIVE_TIMEOUT_S)
     assert (message.type, message.data) == (WSMsgType.CLOSE, WSCloseCode.INTERNAL_ERROR)
     assert "reconnect" in message.extra
+    await let_go(client)
+
+
+async def test_a_close_at_shutdown_of_a_socket_already_closing_ends_its_connection_at_once(start_server: Start) -> None:
+    """aiohttp's second close of a socket returns at once, the first still waiting on a client that stopped
+    reading: a shutdown racing a 1013 close left the connection open for that close's whole time-out."""
+    client = await start_server(StreamConfig("cam", NO_FRAMES))
+    assert client.app is not None
+    sock = await stall(client)
+    try:
+        [(ws, connection)] = client.app[websockets_key].items()
+        too_slow = asyncio.create_task(close_websocket(ws, connection, WSCloseCode.TRY_AGAIN_LATER, TOO_SLOW_REASON))
+
+        async def closing() -> bool:
+            return ws.closed
+
+        await eventually(closing, what="the 1013 close to begin")
+        await close_websocket(ws, connection, WSCloseCode.GOING_AWAY, "server shutdown")
+        assert connection.transport is None or connection.transport.is_closing()
+        await too_slow
+    finally:
+        sock.close()
     await let_go(client)

@@ -16,6 +16,7 @@ import pytest
 
 from server.sources import SourceError, StreamState
 from server.sources.http_answers import ask_again, playlist_target_duration, unknown_host
+from server.sources.http_get import Deadline, get
 from tests.support.reader_probe import ReaderProbe
 
 #: A bound only a look-up that never ends exceeds: each below is given a second or two.
@@ -196,3 +197,46 @@ def test_a_camera_whose_host_name_is_not_valid_says_so() -> None:
     with ReaderProbe("rtsp://" + "a" * 64 + ".example/live") as probe:
         status = probe.wait_state(StreamState.RECONNECTING, FINISH_TIMEOUT_S)
     assert status.error is not None and "is not a valid host name" in status.error, status
+
+
+class StoppedAtSecondLook(threading.Event):
+    """A reader's ``stop`` that is found set the second time it is looked at: the reader is stopped while
+    the look-up waits, after it last looked (at least one wait of `STOP_POLL_S` later)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.looks = 0
+
+    def is_set(self) -> bool:
+        self.looks += 1
+        return self.looks >= 2
+
+
+@contextmanager
+def listen_queue_full() -> Iterator[int]:
+    """A port on 127.0.0.1 whose listen queue is full: the kernel drops the SYN of each new connection, which
+    then waits as one to a camera behind a dropping firewall does."""
+    with socket.create_server(("127.0.0.1", 0), backlog=0) as listener:
+        port = int(listener.getsockname()[1])
+        waiting = [socket.socket() for _ in range(4)]
+        try:
+            for connection in waiting:
+                connection.setblocking(False)
+                connection.connect_ex(("127.0.0.1", port))
+            yield port
+        finally:
+            for connection in waiting:
+                connection.close()
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_look_up_whose_connection_is_not_answered_ends_once_the_reader_is_stopped(scheme: str) -> None:
+    """Connecting waited the whole time-out, stopped or not: a reader stopped meanwhile outlived stop()."""
+    stop = StoppedAtSecondLook()
+    with (
+        listen_queue_full() as port,
+        pytest.raises(InterruptedError),
+        get(f"{scheme}://127.0.0.1:{port}/", Deadline.after(FINISH_TIMEOUT_S, stop)),
+    ):
+        pass
+    assert stop.looks == 2

@@ -10,6 +10,7 @@ only such a hang reaches; what it must have done is fail as slow, never complete
 from __future__ import annotations
 
 import json
+import socket
 import socketserver
 import threading
 from collections.abc import Callable, Iterator
@@ -20,9 +21,17 @@ import numpy as np
 import pytest
 
 import server.triton.model as triton_model
+import server.triton.transport as transport_module
 from server.inference.models import InferenceUnavailable
 from server.triton.model import TritonModel
-from server.triton.transport import TritonEndpoint, TritonTimeout, TritonUnavailable, open_transport
+from server.triton.transport import (
+    TritonEndpoint,
+    TritonTimeout,
+    TritonUnavailable,
+    _HttpClient,
+    _HttpTransport,
+    open_transport,
+)
 from tests.test_triton_faults import _Clock, _descriptions_read, _FakeTriton, _grpc_service, _image, _model, _probed
 
 #: Seconds a trickling server waits between two bytes: well inside the HTTP client's per-read time-out.
@@ -274,3 +283,32 @@ def test_a_node_opens_a_fresh_connection_after_a_failure(clock: _Clock, monkeypa
         assert triton.closed.is_set(), "the connection that saw the failure was left open"
     finally:
         model.close()
+
+
+def test_a_calls_connections_are_shut_at_its_deadline_before_another_call_can_begin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The deadline's watcher shut the call's connections after letting go of the transport's lock: a call
+    ending just as its deadline passed let the requester begin the next one on its pooled connection, which
+    the shutdown then cut mid-request. The requester ends a call, and begins one, under that lock."""
+    transport = open_transport(TritonEndpoint("http", "127.0.0.1:1", "m"), 1.0)
+    assert isinstance(transport, _HttpTransport)
+    client, pooled = _HttpClient(client=None), socket.socket()
+    call = client.call = threading.Event()
+    client.connections.add(pooled)
+    next_call_could_begin: list[bool] = []
+
+    def shut(connection: Any) -> None:
+        free = transport._lock.acquire(blocking=False)  # what the requester would take to begin the next call
+        if free:
+            transport._lock.release()
+        next_call_could_begin.append(free)
+
+    monkeypatch.setattr(transport_module, "_shut", shut)
+    try:
+        transport._expire(client, call)
+    finally:
+        pooled.close()
+        transport.close()
+    assert call.is_set()
+    assert next_call_could_begin == [False]

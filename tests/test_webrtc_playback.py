@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import threading
 import weakref
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -183,3 +184,27 @@ async def test_a_closed_feed_leaves_the_hub(hub: Hub) -> None:
         return closed() is None
 
     await eventually(freed, timeout_s=5.0, what="the closed feed to be freed")
+
+
+async def test_a_players_frames_never_wait_behind_the_loops_default_executor(hub: Hub, feed: PlaybackFeed) -> None:
+    """Each frame's copy for a player's encoder ran in the loop's default executor, which also starts and
+    stops streams and removes publishers' (up to 2 s each): the player's video stalled behind them."""
+    loop = asyncio.get_running_loop()
+    released = threading.Event()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="test-default") as default:
+        loop.set_default_executor(default)
+        busy = loop.run_in_executor(None, released.wait, 60.0)  # a stream stopping, its camera stalled
+        track, _ = add_player(feed)
+        try:
+            hub.publish_threadsafe(packet(0, FIRST_CAPTURE))
+            receiving = asyncio.create_task(track.recv())
+
+            async def received() -> bool:
+                return receiving.done()
+
+            await eventually(received, what="the player's frame while the default executor is busy")
+            assert receiving.result().pts == feed_pts(0)
+        finally:
+            released.set()
+            track.stop()
+            await busy

@@ -74,6 +74,7 @@ unconfirmed, is counted dropped.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import secrets
@@ -168,6 +169,8 @@ class MqttSink:
         self._cut_on: dict[str, int] = {}
         #: Connections in a row the broker confirmed no publish on: the backoff before the next one.
         self._failures = 0
+        #: Whether the broker confirmed a message sent after ``online`` on this connection (`_working`).
+        self._proven = False
         self._wake = asyncio.Event()
         self._closing = False  # set by `stop`
         self._delivery = DeliveryTask(self._run, self.name)
@@ -302,15 +305,17 @@ class MqttSink:
             self._failures += 1
 
     def _working(self) -> None:
-        """The broker confirmed a publish on this connection: it works, and the next one, after it ends,
-        is made without a wait.
+        """The broker confirmed a message sent after ``online`` on this connection, or every one sent with
+        none left to send: it works, and the next connection, after this one ends, is made without a wait.
 
         Not at CONNACK: a broker that takes the connection and ends it at the first message (a policy
         that forbids it, a message it will not take) would be connected to twice a second for ever,
-        with a "working" and an error in the log each time. Nor at the ``online`` confirmed while the
-        event the connection before ended on is still to go again: that may be the message the
-        broker ends every connection for (`RESEND_CONNECTIONS_MAX`).
+        with a "working" and an error in the log each time. Nor at the ``online`` confirmed: the broker
+        may end every connection for what goes after it, the event the connection before ended on
+        (`RESEND_CONNECTIONS_MAX`) or a stream's counts, availability or sensor config, sent again on
+        every connection (a topic outside the account's policy).
         """
+        self._proven = True
         self._failures = 0
         self._tally.ok(0)
 
@@ -444,6 +449,7 @@ class MqttSink:
         it: if the broker ends this connection too, that event is the one to blame
         (`RESEND_CONNECTIONS_MAX`), not the events that would have gone after it.
         """
+        self._proven = False
         window = PublishWindow(client, self._confirmed, self._failed, self._wake)
         outbox: deque[OutMessage] = deque()  # taken, not yet sent: a stream's counts are a few messages
         try:
@@ -454,13 +460,13 @@ class MqttSink:
                         raise window.broken
                     self._wake.clear()
                     await self._wake.wait()
-            if not self._closing:
-                self._working()
             while not self._closing:
                 if window.broken is not None:
                     raise window.broken
                 if not outbox:
                     outbox.extend(self._next_messages())
+                if not outbox and window.empty and not self._proven:
+                    self._working()  # all sent is confirmed: as much as an idle connection can prove
                 if outbox and not window.full:
                     window.send(outbox.popleft())
                     continue
@@ -520,6 +526,8 @@ class MqttSink:
         return stream_id in self._latest and stream_id not in self._unsent_counts
 
     def _confirmed(self, message: OutMessage) -> None:
+        if not self._proven:
+            self._working()
         if message.event is not None:
             self._cut_on.pop(message.event.event_id, None)
             self._tally.ok()
@@ -633,8 +641,12 @@ async def _unless_lost(client: aiomqtt.Client, step: Awaitable[_T]) -> _T:
     aiomqtt keeps for the loss is logged by asyncio as never retrieved. So the steps before
     `MqttSink._serve` watches the connection race its loss, on the future aiomqtt's own message
     iterator waits on (private: aiomqtt has no public sign of a lost connection), and take its error.
+    A release without it gets the old behaviour, the client's timeout, said once (`_no_sign_of_loss`).
     """
-    lost = client._disconnected
+    lost = getattr(client, "_disconnected", None)
+    if not isinstance(lost, asyncio.Future):
+        _no_sign_of_loss()
+        return await step
     doing = asyncio.ensure_future(step)
     try:
         await asyncio.wait((doing, lost), return_when=asyncio.FIRST_COMPLETED)
@@ -647,3 +659,13 @@ async def _unless_lost(client: aiomqtt.Client, step: Awaitable[_T]) -> _T:
     if not doing.cancelled():
         return doing.result()
     raise aiomqtt.MqttError("Disconnected while saying segcast online or offline") from error
+
+
+@functools.cache
+def _no_sign_of_loss() -> None:
+    """Say, once a process, that this aiomqtt has not the private future `_unless_lost` races."""
+    log.warning(
+        "aiomqtt %s has no Client._disconnected: a connection lost while segcast says online or offline is "
+        "noticed only after the client's timeout",
+        getattr(aiomqtt, "__version__", "(version unknown)"),
+    )

@@ -264,6 +264,10 @@ def _changes_of(request: web.Request, stream_id: str) -> asyncio.Lock:
 async def _save(request: web.Request, stream_id: str, changed: StreamInfo | None) -> None:
     """Save ``stream_id`` as it now is (``changed``; None: removed) to the config file (`save_config`).
 
+    Called once the change is made and the stream's lock (`_changes_of`) let go: a save may wait for
+    ever on a share that stopped answering, and the stream's next change (a removal without saving)
+    must not wait with it. The saves keep the order of the changes (`save_config`).
+
     A save that fails answers with the stream ``changed`` as it now is (``"stream"``, and its ``ETag``
     header): the change was made, and a client that took the error for a refusal would edit over stale
     settings.
@@ -300,8 +304,8 @@ async def _add_stream(request: web.Request) -> web.Response:
         await _check_source(request, config.uri)
         info = await _start_stream(request, functools.partial(request.app[manager_key].add, checked=True), config)
         note_added(request, config.stream_id)
-        if persist:
-            await _save(request, config.stream_id, info)
+    if persist:
+        await _save(request, config.stream_id, info)
     response = _with_etag(request, info, status=201)
     response.headers["Location"] = f"{forwarded_prefix(request)}/api/streams/{config.stream_id}"
     return response
@@ -324,8 +328,8 @@ async def _change_stream(request: web.Request) -> web.Response:
         raise error(web.HTTPBadRequest, str(exc)) from None
     async with _changes_of(request, request.match_info["stream"]):
         info = await _merge_change(request, body, asked)
-        if persist:
-            await _save(request, info.stream_id, info)
+    if persist:
+        await _save(request, info.stream_id, info)
     return _with_etag(request, info)
 
 
@@ -400,6 +404,6 @@ async def _remove_stream(request: web.Request) -> web.Response:
             await _in_change_thread(request, functools.partial(request.app[manager_key].remove, stream_id))
         except KeyError:
             raise error(web.HTTPNotFound, f"no stream {stream_id!r}: it was removed meanwhile") from None
-        if persist:
-            await _save(request, stream_id, None)
+    if persist:
+        await _save(request, stream_id, None)
     return web.Response(status=204)

@@ -11,6 +11,7 @@ Whether the file may be written is found out off the event loop, within a time l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import math
@@ -34,6 +35,8 @@ WRITABLE_ANSWER_KEPT_S = 3.0
 #: How long finding that out may take before the file counts as one segcast cannot write: a local disk
 #: answers in far less, a hard-mounted share that stopped answering never.
 WRITABLE_LOOK_TIMEOUT_S = 2.0
+#: How often a save waiting for its turn asks whether the config file can still be looked at.
+SAVE_TURN_POLL_S = 0.25
 
 #: What ``?persist=`` may say: save this change, or not even under ``save_config = true``; empty: not said.
 _PERSIST_VALUES = {"1": True, "true": True, "0": False, "false": False}
@@ -66,12 +69,23 @@ class ConfigFileWritability:
         newer one is started where it is older than `WRITABLE_ANSWER_KEPT_S`."""
         if self._path is None:
             return _NO_CONFIG_FILE
+        return self.unanswered() or self._reason
+
+    def unanswered(self) -> str | None:
+        """Why the file cannot even be looked at now (a look under way for `WRITABLE_LOOK_TIMEOUT_S`), or None,
+        without waiting; starts a look as `known` does.
+
+        A save to such a file would wait for its file system as the look does, for ever on a share
+        that stopped answering: the saves queued behind one are given up while this says so.
+        """
+        if self._path is None:
+            return None
         now = time.monotonic()
         if now - self._answered_at >= WRITABLE_ANSWER_KEPT_S and not self._closed:
             self._start_look(now)
         if self._look is not None and now - self._looking_since >= WRITABLE_LOOK_TIMEOUT_S:
             return self._unanswered()
-        return self._reason
+        return None
 
     async def now(self) -> str | None:
         """Why the file may not be written, or None, as a look started now finds it: for a change about to be
@@ -256,10 +270,12 @@ async def save_config(request: web.Request, stream_id: str, config: StreamConfig
     saving (a camera removed for now, a zone tried out) stays unsaved when another is saved.
     A file changed since segcast read or saved it is not overwritten (409): the edits (a rotated
     token, a stream added by hand, another segcast's save) are not this segcast's to undo.
+    Saves are written one at a time, in the order they were asked for; one that would wait behind a
+    save its file system does not answer is not made (`_turn_to_save`).
     """
     app = request.app
     path = app[settings_key].config_path
-    async with app[config_lock_key]:
+    async with _turn_to_save(app):
         state = app[config_file_key]
         if not state.changes(stream_id, config):
             return  # the file says so already (a stream never saved, removed): its comments stay
@@ -279,3 +295,37 @@ async def save_config(request: web.Request, stream_id: str, config: StreamConfig
             raise NotSavedError(web.HTTPInternalServerError, message) from None
     count = len(configs)
     log.info("saved %d %s to %s", count, "stream" if count == 1 else "streams", path)
+
+
+@contextlib.asynccontextmanager
+async def _turn_to_save(app: web.Application) -> AsyncIterator[None]:
+    """Hold `config_lock_key`, which orders the saves, unless the config file cannot be looked at
+    (`ConfigFileWritability.unanswered`) while this waits for it or once it has it: then `NotSavedError`.
+
+    A save to a share that stopped answering never returns, and holds the lock while it waits: every
+    save after it, of any stream, would wait for ever too. The first stays; those after it answer that
+    their change is made and not saved, as a file that cannot be written makes them.
+
+    Queued for the lock at once, in the order the saves were asked for: a stream's next change, which
+    may be saved after this one, first takes a stream change thread.
+    """
+    lock, writability = app[config_lock_key], app[config_writability_key]
+    turn = asyncio.ensure_future(lock.acquire())
+    try:
+        while not (await asyncio.wait({turn}, timeout=SAVE_TURN_POLL_S))[0]:
+            _raise_if_unanswered(writability)
+    except BaseException:
+        if not turn.cancel() and not turn.cancelled():  # it had the lock already
+            lock.release()
+        raise
+    try:
+        _raise_if_unanswered(writability)
+        yield
+    finally:
+        lock.release()
+
+
+def _raise_if_unanswered(writability: ConfigFileWritability) -> None:
+    if (unanswered := writability.unanswered()) is not None:
+        log.error("did not save the streams: %s", unanswered)
+        raise NotSavedError(web.HTTPInternalServerError, f"the change is in effect, but not saved: {unanswered}")

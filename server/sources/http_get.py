@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import http.client
 import io
+import os
+import selectors
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote, urljoin, urlsplit
 
 if TYPE_CHECKING:
@@ -143,8 +146,7 @@ def _connect(host: str, port: int, deadline: Deadline) -> socket.socket:
     for family, kind, protocol, _, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
         connection = socket.socket(family, kind, protocol)
         try:
-            connection.settimeout(deadline.left())
-            connection.connect(address)
+            _connect_within(connection, address, deadline)
         except OSError as exc:
             connection.close()
             if isinstance(exc, TimeoutError | InterruptedError):
@@ -153,6 +155,24 @@ def _connect(host: str, port: int, deadline: Deadline) -> socket.socket:
         else:
             return connection
     raise error
+
+
+def _connect_within(connection: socket.socket, address: tuple[Any, ...], deadline: Deadline) -> None:
+    """Connect ``connection`` to ``address``, waiting `Deadline.next_wait` at a time.
+
+    A blocking ``connect`` with a time-out cannot be resumed after one: a host that drops the SYN
+    (a camera whose listen queue is full, a firewall) held the reader until the deadline, stopped or not.
+    """
+    connection.setblocking(False)
+    code = connection.connect_ex(address)
+    if code == errno.EINPROGRESS:
+        with selectors.DefaultSelector() as selector:
+            selector.register(connection, selectors.EVENT_WRITE)
+            while not selector.select(deadline.next_wait()):
+                pass  # `next_wait` raises once the deadline passed or the reader stopped
+        code = connection.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if code != 0:
+        raise OSError(code, os.strerror(code))
 
 
 def _handshake(connection: socket.socket, host: str, deadline: Deadline) -> ssl.SSLSocket:

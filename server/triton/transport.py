@@ -319,14 +319,19 @@ class _HttpTransport:
 
     def _expire(self, client: _HttpClient, call: threading.Event) -> None:
         """Watcher thread: ``call``, still in progress on ``client`` at its deadline, is ended by shutting
-        the client's connections under it (one at a time per client: it is the requester thread's)."""
+        the client's connections under it (one at a time per client: it is the requester thread's).
+
+        Shut under the lock, which the requester takes to end a call and to begin the next: shut after
+        it, a call ending just as its deadline passed let the next call take its pooled connection
+        first, and that call was cut off mid-request. Shut before, the next call finds the connection
+        dead as it sends, which the client retries on a fresh one.
+        """
         with self._lock:
             if client.call is not call:  # it ended as its deadline passed
                 return
             call.set()
-            connections = list(client.connections)
-        for connection in connections:
-            _shut(connection)
+            for connection in list(client.connections):
+                _shut(connection)  # a shutdown(2): it never waits
 
     def model_config(self, model: str, timeout_s: float) -> dict[str, Any]:
         config: dict[str, Any] = self._call(timeout_s, lambda client: client.get_model_config(model))

@@ -7,8 +7,8 @@ into a picture once, drawing any overlay and converting it to the encoders' YUV 
 thread and never on the loop, then offers that `Rendered` picture to every player's latest-only
 slot. A player whose encoder falls behind skips frames and never delays the others. Encoding stays
 per player, as WebRTC adapts each peer's bitrate on its own; so does the `av.VideoFrame` an encoder
-takes, a copy of the shared picture (see `Rendered`). The hub counts each player as one of the
-stream's viewers, and the feed as none (`Hub.add_viewer` ``audience``).
+takes, a copy of the shared picture (see `Rendered`), made in the player's own thread. The hub counts
+each player as one of the stream's viewers, and the feed as none (`Hub.add_viewer` ``audience``).
 
 Timing: a feed stamps its frames with ``pts`` on the 90 kHz video clock, from their capture times.
 For each frame a player sends, the "meta" data channel carries the frame's metadata (the protocol's
@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
 from fractions import Fraction
@@ -99,7 +99,13 @@ def meta_message(packet: FramePacket, pts: int) -> str:
 
 
 class AnnotatedTrack(MediaStreamTrack):
-    """One player's video track: hands aiortc's sender the newest rendered frame, and its metadata."""
+    """One player's video track: hands aiortc's sender the newest rendered frame, and its metadata.
+
+    Each frame's copy for its encoder (`Rendered.video_frame`) is made in a thread of the player's own:
+    the loop's default executor also starts and stops streams and removes a publisher's (up to 2 s
+    each), and the player's frames would wait behind those. One thread is enough: its sender takes
+    a frame only once it has encoded the one before.
+    """
 
     kind = "video"
 
@@ -113,6 +119,7 @@ class AnnotatedTrack(MediaStreamTrack):
         self.dropped_meta = 0
         self._latest: Rendered | None = None
         self._wake = asyncio.Event()
+        self._copies = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"webrtc-copy-{stream_id}")
 
     def offer(self, rendered: Rendered) -> None:
         if self._latest is not None:
@@ -121,18 +128,19 @@ class AnnotatedTrack(MediaStreamTrack):
         self._wake.set()
 
     async def recv(self) -> av.VideoFrame:
-        while self._latest is None:
-            if self.readyState != "live":
-                raise MediaStreamError
+        while self.readyState == "live" and self._latest is None:
             self._wake.clear()
             await self._wake.wait()
+        if self.readyState != "live" or self._latest is None:  # stopped: its copying thread is let go
+            raise MediaStreamError
         rendered, self._latest = self._latest, None
         self._send_meta(rendered.packet, rendered.pts)
-        return await asyncio.get_running_loop().run_in_executor(None, rendered.video_frame)
+        return await asyncio.get_running_loop().run_in_executor(self._copies, rendered.video_frame)
 
     def stop(self) -> None:
         super().stop()
         self._wake.set()  # a waiting recv must see the end, not wait for a frame that never comes
+        self._copies.shutdown(wait=False)  # a copy under way ends in a fraction of a millisecond
 
     def _send_meta(self, packet: FramePacket, pts: int) -> None:
         channel = self.channel

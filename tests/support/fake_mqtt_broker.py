@@ -4,7 +4,8 @@ connection for a subscription (AWS IoT, for what an account's policy forbids), o
 It accepts every connection and answers pings; what it does with a SUBSCRIBE is
 `FakeBroker.on_subscribe`'s: ``"close"`` ends the connection before any answer, ``"refuse"``
 answers the failure return code (0x80) for it. It confirms every publish, or with
-``publishes_end_it`` ends the connection at each (a broker whose policy forbids the topic).
+``publishes_end_it`` ends the connection at each (a broker whose policy forbids the topic), or at
+each whose topic holds ``ending_topics`` (a policy that forbids those alone).
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ SUBACK_FAILURE = 0x80
 class FakeBroker:
     """Listens on 127.0.0.1:`port` while in its ``async with`` block."""
 
-    def __init__(self, on_subscribe: Literal["close", "refuse"], publishes_end_it: bool = False) -> None:
+    def __init__(
+        self, on_subscribe: Literal["close", "refuse"], publishes_end_it: bool = False, ending_topics: str | None = None
+    ) -> None:
         self.on_subscribe = on_subscribe
         self.publishes_end_it = publishes_end_it
+        self.ending_topics = ending_topics
         self.port = 0
         #: Connections made to it, and SUBSCRIBE packets received, so far.
         self.connections = 0
@@ -76,8 +80,9 @@ class FakeBroker:
             return CONNACK_ACCEPTED
         if kind == PUBLISH:
             topic_length = int.from_bytes(body[:2], "big")
-            self.published.append(body[2 : 2 + topic_length].decode())
-            if self.publishes_end_it:
+            topic = body[2 : 2 + topic_length].decode()
+            self.published.append(topic)
+            if self.publishes_end_it or (self.ending_topics is not None and self.ending_topics in topic):
                 return None
             qos = (flags >> 1) & 3
             packet_id = body[2 + topic_length : 4 + topic_length]
