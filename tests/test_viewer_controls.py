@@ -6,6 +6,7 @@ Every wait is on something the page shows or does, with a deadline; none is a fi
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -62,6 +63,61 @@ async def test_a_remove_asked_for_on_one_stream_does_not_carry_over_to_another(
     streams = (await (await client.get("/api/streams")).json())["streams"]
     assert sorted(stream["id"] for stream in streams) == ["a", "b"]
     assert console.errors == []
+
+
+async def _remove_then_open_b(page: Any) -> Any:
+    """Remove stream a (both clicks), its DELETE held on its way, and open stream b meanwhile; the
+    held request's route, to be answered by the test."""
+    held: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    async def hold_delete(route: Any) -> None:
+        if route.request.method == "DELETE":
+            held.set_result(route)
+        else:
+            await route.continue_()
+
+    await page.route("**/api/streams/a*", hold_delete)
+    await page.wait_for_function("() => document.querySelector('#stream-title').textContent === 'a'", timeout=WAIT_MS)
+    await page.click("#remove-stream")
+    await page.click("#remove-stream")
+    route = await asyncio.wait_for(held, WAIT_MS / 1000)
+    await page.evaluate("location.hash = '#/stream/b'")
+    await page.wait_for_function("() => document.querySelector('#stream-title').textContent === 'b'", timeout=WAIT_MS)
+    return route
+
+
+async def test_a_removal_answered_after_another_stream_was_opened_leaves_that_stream_open(
+    start_server: Start, browser: Any
+) -> None:
+    """The answer took the page to the grid, whichever stream the person had gone on to."""
+    client = await start_server(StreamConfig("a", "scene:?seed=3"), StreamConfig("b", "scene:?seed=5"))
+    page, console = await open_page(browser, client, "/?transport=ws#/stream/a")
+    route = await _remove_then_open_b(page)
+    await route.continue_()
+
+    await page.wait_for_function(
+        "() => document.querySelector('#grid-note').textContent.startsWith('Removed “a”')", timeout=WAIT_MS
+    )
+    assert await page.evaluate("() => location.hash") == "#/stream/b"
+    assert await page.is_visible("#stream-view")
+    assert console.errors == []
+
+
+async def test_a_removal_refused_after_another_stream_was_opened_is_not_said_in_that_streams_view(
+    start_server: Start, browser: Any
+) -> None:
+    """The refusal of a's removal showed in b's view, as if b could not be removed."""
+    client = await start_server(StreamConfig("a", "scene:?seed=3"), StreamConfig("b", "scene:?seed=5"))
+    page, _ = await open_page(browser, client, "/?transport=ws#/stream/a")
+    route = await _remove_then_open_b(page)
+    await route.fulfill(status=500, json={"error": "refused for the test"})
+
+    await page.wait_for_function(
+        "() => document.querySelector('#grid-note').textContent === 'Not removed “a”: refused for the test'",
+        timeout=WAIT_MS,
+    )
+    assert await page.text_content("#stream-error") == ""
+    assert await page.evaluate("() => location.hash") == "#/stream/b"
 
 
 async def _signed_viewer_token(client: TestClient) -> str:

@@ -136,3 +136,36 @@ async def test_a_crossing_stored_after_later_ones_hides_none_when_paging_back(
     assert sorted(ids) == list(range(60)), f"each event once; shown: {ids}"
     assert times == sorted(times, reverse=True), "newest first"
     assert console.errors == []
+
+
+#: Live events of stream cam, ``count`` of them a second apart, added to a new EventList of the page's
+#: own module: what it then knows, newest first, how many it shows, and where zone_enter is read from.
+ADD_LIVE_EVENTS = """async (count) => {
+  const { EventList } = await import("./static/events.js");
+  const [list, empty] = [document.createElement("ul"), document.createElement("p")];
+  document.body.append(list, empty);
+  const events = new EventList(list, empty);
+  events.open("cam");
+  for (let id = 1; id <= count; id += 1) {
+    const event = { type: "zone_enter", v: 1, stream: "cam", id, class: "person", zone: "yard" };
+    events.add({ ...event, time: 1e9 + id, media_time: id });
+  }
+  return { known: events.events.map((event) => event.id), shown: list.children.length,
+           cursor: events.cursors.get("zone_enter") ?? null };
+}"""
+
+
+async def test_an_event_list_keeps_only_the_newest_live_events_beyond_what_it_shows(
+    start_server: Start, browser: Any
+) -> None:
+    """A page left open on a busy stream must not keep every event it ever heard: beyond the page shown
+    and the few it keeps for "Show older events" (web/events.js), the oldest go, to be read again from
+    the history from its newest."""
+    kept = PAGE + 2 * PAGE * 4  # shown, and two pages of each of the four kinds below them
+    client = await start_server()
+    page, console = await open_page(browser, client, "/")
+    added = await page.evaluate(ADD_LIVE_EVENTS, kept + 70)
+    assert added["shown"] == PAGE
+    assert added["known"] == list(range(kept + 70, 70, -1)), "the newest, newest first"
+    assert added["cursor"] == {}, "its kind read again from the newest"
+    assert console.errors == []

@@ -66,6 +66,21 @@ function needsToken(response, error, method) {
   return (response.status === 401 || lowRole) && !(declined && method === "GET");
 }
 
+// The answer's JSON object, or null where the body is none (another site's page, or cut off).
+async function answerOf(response) {
+  const data = await response.json().catch(() => null);
+  return typeof data === "object" && !Array.isArray(data) ? data : null;
+}
+
+// What a page says of an answer that is not segcast's, though it says OK.
+function notSegcast(response) {
+  const type = response.headers.get("Content-Type") || "no type";
+  return (
+    `${response.status} ${response.statusText}, but not segcast's answer (${type}): a Wi-Fi sign-in page ` +
+    "or a proxy in between may have answered instead"
+  );
+}
+
 // `interactive`: whether a refusal may ask the person for a token (never in an embedded frame).
 // `base`: the root of the node asked (fleet.js asks several); this page's own by default. One question
 // is asked for all of them, as the nodes of one deployment share their tokens.
@@ -82,9 +97,11 @@ async function request(method, path, body, { interactive = true, retry = true, h
   const response = await fetch(withToken(path, base), options);
   noteServerDate(response.headers.get("Date"));
   if (response.status === 204) return null;
-  const data = await response.json().catch(() => ({}));
+  const data = await answerOf(response);
   options.signal?.throwIfAborted(); // a body cut off by the time-out is no answer
-  const error = data.error || `${response.status} ${response.statusText}`;
+  // Something other than segcast answered (a captive portal's sign-in page, a proxy's): not an answer.
+  if (response.ok && data === null) throw new ApiError(notSegcast(response), response.status);
+  const error = data?.error || `${response.status} ${response.statusText}`;
   // A token given since this request went out (the answer to another's refusal: another node's, on
   // the All cameras page) is tried before the person is asked again.
   const answered = authHeaders().Authorization !== sent;

@@ -2,11 +2,11 @@
 // One WebSocket feeds both (docs/protocol.md); it brings pictures, and stats come from the REST API
 // once a second, only while the page is shown: a tab in the background asks for neither (its pictures:
 // connection.js).
-// A browser does not say why a socket was refused: each time one closes, the same question is asked
-// over HTTP, so that a server that wants a token the person has not given (the dialog's "Not now")
-// is told from one out of reach, and the page offers the dialog again rather than "reconnecting".
-// The same question tells a live connection refused while the server answers (a reverse proxy that
-// drops the WebSocket or the Host header) from a server that is away.
+// A browser does not say why a socket was refused: each time one closes, the stream list is asked for
+// over HTTP (LiveRefusals), so that a server that wants a token the person has not given (the dialog's
+// "Not now") is told from one out of reach, and the page offers the dialog again rather than
+// "reconnecting". The same question tells a live connection refused while the server answers (a
+// reverse proxy that drops the WebSocket or the Host header) from a server that is away.
 
 import { ApiError, addStream, listStreams, removeStream, viewerSettings } from "./api.js";
 import { Connection, carryToken, dropPageToken, pageToken, storeToken, storedToken } from "./connection.js";
@@ -43,38 +43,41 @@ const grid = new GridView($("grid"), $("grid-empty"));
 const thumbnails = new ThumbnailWidth($("grid"), (px) => {
   if (current === null) connection.subscribe(gridSubscription(px));
 });
-const view = new StreamView({
-  canvas: $("video"),
-  toggles: $("overlays"),
-  trackBody: document.querySelector("#tracks tbody"),
-  trackCount: $("track-count"),
-  title: $("stream-title"),
-  state: $("stream-state"),
-  error: $("stream-error"),
-  stats: $("stats"),
-  embedCode: $("embed-code"),
-  copyEmbed: $("copy-embed"),
-  copyState: $("copy-state"),
-  embedNote: $("embed-note"),
-  pause: $("pause"),
-  remove: $("remove-stream"),
-  zones: {
-    addZone: $("add-zone"),
-    addLine: $("add-line"),
-    finish: $("finish-shape"),
-    undo: $("undo-point"),
-    name: $("shape-name"),
-    remove: $("delete-shape"),
-    persist: $("shape-persist"),
-    hint: $("shape-hint"),
-    list: $("shape-list"),
-    empty: $("shape-empty"),
-    error: $("shape-error"),
-    problem: $("shape-problem"),
+const view = new StreamView(
+  {
+    canvas: $("video"),
+    toggles: $("overlays"),
+    trackBody: document.querySelector("#tracks tbody"),
+    trackCount: $("track-count"),
+    title: $("stream-title"),
+    state: $("stream-state"),
+    error: $("stream-error"),
+    stats: $("stats"),
+    embedCode: $("embed-code"),
+    copyEmbed: $("copy-embed"),
+    copyState: $("copy-state"),
+    embedNote: $("embed-note"),
+    pause: $("pause"),
+    remove: $("remove-stream"),
+    zones: {
+      addZone: $("add-zone"),
+      addLine: $("add-line"),
+      finish: $("finish-shape"),
+      undo: $("undo-point"),
+      name: $("shape-name"),
+      remove: $("delete-shape"),
+      persist: $("shape-persist"),
+      hint: $("shape-hint"),
+      list: $("shape-list"),
+      empty: $("shape-empty"),
+      error: $("shape-error"),
+      problem: $("shape-problem"),
+    },
+    events: $("events"),
+    eventsEmpty: $("events-empty"),
   },
-  events: $("events"),
-  eventsEmpty: $("events-empty"),
-});
+  { subscribe: (subscription) => connection.subscribe(subscription) },
+);
 const removePersist = $("remove-persist"); // Remove's "Save to config file"
 let current = null; // the stream id shown in the stream view, or null on the grid
 let shownView = null; // "grid" or "stream" once routed: the focus moves only when it changes
@@ -82,11 +85,16 @@ let outage = false; // the connection went down since the last hello
 let polling = false; // a stream list asked for and not answered yet: one at a time, however slow
 let live = false; // the WebSocket is open
 let tokenNeeded = false; // the server refused this page's (lack of a) token, as of the last closed socket
-let checking = false; // that question is on its way
-// Sockets lost while it was (each `early` or not): asked about again once it is answered, so that
-// refusals counts every loss, with one question on its way at a time.
-const unjudged = [];
-const refusals = new LiveRefusals(); // whether the live connection is refused while the API answers
+// Why the socket closed, as the API tells: a token wanted, the server away, or the live connection refused.
+const refusals = new LiveRefusals(
+  () => listStreams(),
+  (error) => {
+    if (live) return; // a socket opened meanwhile (a token was given): it was let in
+    tokenNeeded = error instanceof ApiError && error.status === 401;
+    if (tokenNeeded) connection.holdOff(TOKEN_RETRY_MS);
+    showConnection();
+  },
+);
 // How many messages about which streams exist (hello, added, removed) the socket has brought: a stream
 // list the API gave before the latest of them may be out of date, and would bring back a removed stream.
 let listChanges = 0;
@@ -97,6 +105,7 @@ const connection = new Connection({
     refusals.hello();
     listChanges += 1;
     setInference(message.inference);
+    fitAddForm(); // the answer at page load may have failed (a server starting), or a restart changed them
     // Back after an outage: a WebRTC peer of before may be dead without knowing it yet (a restarted
     // server), so the view starts over with a new one, on the WebSocket's frames meanwhile.
     if (outage) view.reconnected(message.streams);
@@ -134,7 +143,7 @@ const connection = new Connection({
     if (live) tokenNeeded = false;
     else outage = true;
     showConnection();
-    if (!live) checkAccess(refusals.lost());
+    if (!live) refusals.lost();
   },
 });
 
@@ -150,34 +159,6 @@ function showConnection() {
   const notice = tokenNeeded ? TOKEN_NEEDED : refused ? LIVE_REFUSED_NOTICE : OFFLINE_NOTICE;
   grid.setOnline(live, notice);
   view.setOnline(live, notice);
-}
-
-// The socket closed or was refused (`early`: before its hello): ask the server over HTTP, which says
-// whether a token is why, or, answering, that the live connection is.
-async function checkAccess(early) {
-  unjudged.push(early);
-  if (checking) return; // judged by the question asked after the one on its way
-  checking = true;
-  while (unjudged.length > 0) {
-    const losses = unjudged.splice(0);
-    const { answered, refused } = await askApi();
-    losses.forEach((lost) => refusals.judge(lost, answered));
-    if (live) continue; // a socket opened meanwhile (a token was given): it was let in
-    tokenNeeded = refused;
-    if (tokenNeeded) connection.holdOff(TOKEN_RETRY_MS);
-    showConnection();
-  }
-  checking = false;
-}
-
-// Whether the REST API answers now, and whether it refused this page's token (or lack of one).
-async function askApi() {
-  try {
-    await listStreams();
-    return { answered: true, refused: false };
-  } catch (error) {
-    return { answered: false, refused: error instanceof ApiError && error.status === 401 };
-  }
 }
 
 // The dialog the person declined, again on their word; the socket is tried with the token at once.
@@ -218,16 +199,18 @@ function route() {
 async function refreshStats() {
   if (polling || tokenNeeded) return; // refused until a token is given; the socket's attempts tell when
   polling = true;
+  const askedAt = performance.now();
+  const asked = listChanges;
+  let streams;
   try {
-    const askedAt = performance.now();
-    const asked = listChanges;
-    const { streams } = await listStreams();
-    if (asked === listChanges) showStreams(streams, askedAt);
+    ({ streams } = await listStreams());
   } catch {
-    // The server is restarting or out of reach: the connection badge says so, and the next poll retries.
+    return; // The server is restarting or out of reach: the connection badge says so, and the next poll retries.
   } finally {
     polling = false;
   }
+  // Outside the try: a failure here is a bug of the page's own, for the console, not a server away.
+  if (asked === listChanges) showStreams(streams, askedAt);
 }
 
 // The streams that exist (as hello and GET /api/streams list them), as of `askedAt` (performance.now()).
@@ -247,10 +230,16 @@ function showRemovePersist(stream) {
 }
 
 // The add form offers what this server's API accepts (README, Security), and saving to the config
-// file only where there is one: asking for more would only earn a refusal.
+// file only where there is one: asking for more would only earn a refusal. Asked at page load (a live
+// connection refused still leaves the form right) and at each hello, as a server may have been
+// starting then, and restarts with another config.
 async function fitAddForm() {
-  const settings = await viewerSettings().catch(() => null);
-  if (!settings) return;
+  let settings;
+  try {
+    settings = await viewerSettings();
+  } catch {
+    return; // the server is away (or not yet up): the next hello asks again
+  }
   view.zones.useViewerSettings(settings);
   const { sources } = settings;
   const kinds = [`${sources.schemes.map((scheme) => `${scheme}:`).join(" ")} sources`];
@@ -264,11 +253,17 @@ async function fitAddForm() {
   $("add-help").hidden = false;
   fileSaves = Boolean(settings.config_file);
   $("add-form").elements.persist.closest("label").hidden = !fileSaves; // Remove's: showRemovePersist()
-  if (!settings.save_config) return;
   for (const persist of [$("add-form").elements.persist, removePersist]) {
-    persist.checked = true;
-    persist.disabled = true;
-    persist.closest("label").title = "the config file says save_config = true: every change is saved";
+    if (settings.save_config) {
+      persist.checked = true;
+      persist.disabled = true;
+      persist.closest("label").title = "the config file says save_config = true: every change is saved";
+    } else if (persist.disabled) {
+      // save_config was on until the server restarted: the choice is the person's again.
+      persist.checked = false;
+      persist.disabled = false;
+      persist.closest("label").title = "";
+    }
   }
 }
 
@@ -326,15 +321,24 @@ removeButton.addEventListener("click", async () => {
   const label = removePersist.closest("label");
   // Under save_config the box is ticked and off: the server saves without being asked (as for adding).
   const saved = fileSaves && !label.hidden && removePersist.checked;
+  // The answer may come after the person went on to another stream: only a view still on the removed
+  // stream goes to the grid or shows the refusal; elsewhere the grid's note tells either.
+  const stillShown = () => current === removed;
   try {
     await removeStream(removed, saved && !removePersist.disabled);
-    $("grid-note").textContent = REMOVED[saved ? "saved" : fileSaves ? "unsaved" : "noFile"](removed);
-    $("grid-note").hidden = false;
-    location.hash = "#/";
   } catch (error) {
-    $("stream-error").textContent = error.message;
+    if (stillShown()) $("stream-error").textContent = error.message;
+    else showGridNote(`Not removed “${removed}”: ${error.message}`);
+    return;
   }
+  showGridNote(REMOVED[saved ? "saved" : fileSaves ? "unsaved" : "noFile"](removed));
+  if (stillShown()) location.hash = "#/";
 });
+
+function showGridNote(text) {
+  $("grid-note").textContent = text;
+  $("grid-note").hidden = false;
+}
 
 carryToken($("nav-camera"));
 window.addEventListener("hashchange", route);

@@ -3,6 +3,14 @@
 
 const RECONNECT_MIN_MS = 500;
 const RECONNECT_MAX_MS = 5000;
+// The waits start again from the shortest only once a socket has stayed up this long after its hello:
+// a server or a proxy that takes each socket and closes it at once (over a limit, too slow, failing to
+// send) would otherwise be called back every half second for ever, and asked over HTTP why each time.
+const HEALTHY_AFTER_HELLO_MS = 5000;
+// Closes that say trying again soon will not help: 1008, a client over one of the server's limits, and
+// 1013, "try again later" (docs/protocol.md). The next attempt waits at least TRY_LATER_MS.
+const TRY_LATER_CODES = [1008, 1013];
+const TRY_LATER_MS = 5000;
 export const PROTOCOL_VERSION = 1;
 // A network that drops without a word (Wi-Fi gone, a NAT that forgot the connection) closes nothing:
 // the socket stays open over a frozen picture, and even close() on it is not heard of for ~40 s. The
@@ -178,7 +186,10 @@ export class Connection {
     this.socketId = null; // the open socket's id, from its hello (socketFor)
     this.socketBound = false; // a WebRTC player was offered bound to that socket
     this.greeters = []; // what waits for the hello of the socket opening (greeting)
-    document.addEventListener("visibilitychange", () => this.sendSubscription());
+    this.trusted = null; // the timer that makes the open socket healthy (HEALTHY_AFTER_HELLO_MS)
+    // Aborted by close(): a page makes a Connection per published camera, and each must leave nothing behind.
+    this.listening = new AbortController();
+    document.addEventListener("visibilitychange", () => this.sendSubscription(), { signal: this.listening.signal });
     this.open();
   }
 
@@ -198,7 +209,6 @@ export class Connection {
     socket.addEventListener("open", () => {
       if (!listened()) return;
       opened = true;
-      this.delay = RECONNECT_MIN_MS;
       this.holdOffMs = 0;
       this.heard();
       this.handlers.state?.("live");
@@ -219,7 +229,7 @@ export class Connection {
         this.open(); // a fresh token is a request away: nothing to show the person
         return;
       }
-      this.lost();
+      this.lost(event.code);
     });
   }
 
@@ -227,6 +237,7 @@ export class Connection {
   // camera): no more messages, no attempt again, and the server sees the socket closed.
   close() {
     this.closed = true;
+    this.listening.abort();
     clearTimeout(this.retry);
     this.retry = null;
     const { socket } = this;
@@ -244,15 +255,19 @@ export class Connection {
     this.greeted();
     clearTimeout(this.watchdog);
     this.watchdog = null;
+    clearTimeout(this.trusted);
+    this.trusted = null;
   }
 
-  // The socket closed or went silent: say so, and try again after a while.
-  lost() {
+  // The socket closed (with `code`) or went silent: say so, and try again after a while, which grows
+  // with each socket lost before it was healthy.
+  lost(code) {
     this.forget();
     this.handlers.state?.("down");
     // Shortened by up to a fifth at random, so that the pages of a dashboard that lost the server
     // together do not all call back at the same moment.
-    const wait = Math.max(this.delay * (1 - Math.random() / 5), this.holdOffMs);
+    const least = TRY_LATER_CODES.includes(code) ? TRY_LATER_MS : 0;
+    const wait = Math.max(this.delay * (1 - Math.random() / 5), this.holdOffMs, least);
     this.retry = setTimeout(() => this.open(), wait);
     this.delay = Math.min(this.delay * 2, RECONNECT_MAX_MS);
   }
@@ -303,7 +318,12 @@ export class Connection {
       if (meta) this.handlers.frame?.(meta, data);
       return;
     }
-    const message = JSON.parse(data);
+    const message = parseMessage(data);
+    if (message === null) {
+      // Not the protocol's (something in between that rewrites messages): skipped, said, not thrown.
+      console.warn("segcast: a message that is not the protocol's JSON was skipped:", data.slice(0, 80));
+      return;
+    }
     if (message.v > PROTOCOL_VERSION) console.warn(`segcast: server speaks protocol v${message.v}`);
     if (message.type === "frame") {
       if (message.image) this.pending = message;
@@ -311,11 +331,22 @@ export class Connection {
     } else if (message.type === "hello") {
       if (message.keepalive_s > 0) this.expectKeepalives(message.keepalive_s);
       this.socketId = message.socket ?? null; // a server before it sends none
+      this.trustLater();
       this.greeted();
       this.handlers.hello?.(message);
     } else if (message.type !== "keepalive") {
       this.handlers.event?.(message);
     }
+  }
+
+  // The socket that said hello is healthy once it has stayed up HEALTHY_AFTER_HELLO_MS (forget() stops
+  // the timer): the next loss is tried again after the shortest wait.
+  trustLater() {
+    clearTimeout(this.trusted);
+    this.trusted = setTimeout(() => {
+      this.trusted = null;
+      this.delay = RECONNECT_MIN_MS;
+    }, HEALTHY_AFTER_HELLO_MS);
   }
 
   // Resolves once the socket opening says hello, or is given up on, or after `ms`.
@@ -361,6 +392,16 @@ export class Connection {
     if (!this.subscription || this.socket?.readyState !== WebSocket.OPEN) return;
     const wanted = document.hidden ? withoutPictures(this.subscription) : this.subscription;
     this.socket.send(JSON.stringify({ type: "subscribe", ...wanted }));
+  }
+}
+
+// A text message as the protocol has it (a JSON object with a type), or null.
+function parseMessage(data) {
+  try {
+    const message = JSON.parse(data);
+    return typeof message?.type === "string" ? message : null;
+  } catch {
+    return null;
   }
 }
 

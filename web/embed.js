@@ -11,12 +11,14 @@
 
 import { getStream } from "./api.js";
 import { Connection, pageToken } from "./connection.js";
+import { JpegDecoder, drawPicture } from "./picture.js";
 import {
   LIVE_REFUSED_NOTICE,
   LiveRefusals,
   OFFLINE_BEFORE_PICTURE_NOTICE,
   OFFLINE_NOTICE,
   StatusPanel,
+  notice,
   streamNotice,
 } from "./status.js";
 
@@ -32,20 +34,21 @@ const MIN_FPS = 0.01; // what a subscription's max_fps may be (docs/protocol.md)
 const MAX_FPS = 60;
 
 const canvas = document.getElementById("video");
-const context = canvas.getContext("2d");
 const panel = new StatusPanel(canvas.parentElement);
 const streamId = decodeURIComponent(location.pathname.split("/").pop());
 const params = new URLSearchParams(location.search);
-let drawing = false;
+const decoder = new JpegDecoder();
 let online = false; // whether the WebSocket is open
 let status; // {state, error, next_attempt_at}; null: no such stream; undefined: not known yet
 let inference = null; // the server's {state, error, next_attempt_at}: whether frames are inferred
 let problem = null; // why segcast refused to say more (a token), or cannot be reached, or live refused
 let refusal = null; // what segcast could not use of this socket's subscription (its `error` message)
-const refusals = new LiveRefusals(); // sockets failing before their hello while the HTTP API answers
+// Why the socket closed, as the API tells of the stream (a socket counts towards blaming the live
+// connection only while the API answers, so a server or network that was away is not taken for it).
+const askStream = () => getStream(streamId, { interactive: false });
+const refusals = new LiveRefusals(askStream, showAnswer);
 let poller = null;
 
-const notice = (state, title, reason) => ({ state, title, reason, nextAttemptAt: null });
 const MISSING = notice(
   "missing",
   "No such stream",
@@ -114,20 +117,16 @@ function setStatus(stream) {
   render();
 }
 
-// The WebSocket cannot tell a page why it was refused; the same question over HTTP can. Resolves to
-// whether the server answered with the stream.
-async function refresh() {
-  try {
-    const stream = await getStream(streamId, { interactive: false });
+// The stream as GET /api/streams/<id> gave it, or the `error` that request failed with: the WebSocket
+// cannot tell a page why it was refused, the same question over HTTP can.
+function showAnswer(error, stream) {
+  if (error === null) {
     problem = liveRefused() ? LIVE_REFUSED_NOTICE : null;
     setStatus(stream);
-    return true;
-  } catch (error) {
-    if (error.status === 404) {
-      problem = null;
-      setStatus(null);
-      return false;
-    }
+  } else if (error.status === 404) {
+    problem = null;
+    setStatus(null);
+  } else {
     if (error.status === 401) {
       problem = refusedToken();
       connection.holdOff(REFUSED_RETRY_MS); // the socket is refused the same: ask once a minute
@@ -137,18 +136,14 @@ async function refresh() {
       problem = online ? null : offline(); // not reachable; with the socket open, a hiccup
     }
     render();
-    return false;
   }
 }
 
-// A socket closed, or failed to open; `early`: before its hello. Counted towards blaming the live
-// connection only while the API answers, so a server or network that was away is not taken for it.
-async function judgeLostSocket(early) {
-  refusals.judge(early, await refresh());
-  if (liveRefused()) {
-    problem = LIVE_REFUSED_NOTICE;
-    render();
-  }
+function refresh() {
+  askStream().then(
+    (stream) => showAnswer(null, stream),
+    (error) => showAnswer(error, null),
+  );
 }
 
 const connection = new Connection({
@@ -159,20 +154,11 @@ const connection = new Connection({
     setStatus(message.streams.find((stream) => stream.id === streamId) ?? null);
   },
   async frame(meta, jpeg) {
-    if (meta.stream !== streamId || !jpeg || drawing) return;
-    drawing = true;
-    try {
-      const bitmap = await createImageBitmap(new Blob([jpeg], { type: "image/jpeg" }));
-      if (canvas.width !== bitmap.width || canvas.height !== bitmap.height) {
-        canvas.width = bitmap.width;
-        canvas.height = bitmap.height;
-      }
-      context.drawImage(bitmap, 0, 0);
-      bitmap.close();
-      canvas.dataset.seq = meta.seq;
-    } finally {
-      drawing = false;
-    }
+    if (meta.stream !== streamId || !jpeg) return;
+    const bitmap = await decoder.decode(jpeg);
+    if (!bitmap) return;
+    drawPicture(canvas, bitmap);
+    canvas.dataset.seq = meta.seq;
   },
   event(message) {
     if (message.type === "inference") {
@@ -201,8 +187,7 @@ const connection = new Connection({
     online = state === "live";
     if (online) problem = null;
     render();
-    if (online) return;
-    judgeLostSocket(refusals.lost());
+    if (!online) refusals.lost();
   },
 });
 

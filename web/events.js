@@ -13,8 +13,9 @@ const SHOWN = 20;
 // oldest out, to be read from the history again.
 const KEPT_BELOW = 2 * SHOWN * ANALYTICS_EVENTS.length;
 
-// Whether the server keeps a history: it cannot change while the server runs, so an answer is kept;
-// a question that got none (the server restarting) is asked again next time.
+// Whether the server keeps a history: it cannot change while the server runs, so an answer is kept
+// until the next hello (a restart may bring another config); a question that got none (the server
+// restarting) is asked again next time.
 let historyOn = null;
 let historyKept = false; // its answer, once it came: whether older events can be read back
 
@@ -85,6 +86,7 @@ export class EventList {
   /** The WebSocket (re)connected: what happened while it was down is only in the history. */
   reconnected() {
     this.connected = true;
+    historyOn = null; // of the server before, which may have restarted with another config
     if (this.streamId !== null) this.loadHistory(this.streamId);
   }
 

@@ -20,7 +20,7 @@
 import { ApiError, listStreams } from "./api.js";
 import { APP_ROOT, Connection, carryToken } from "./connection.js";
 import { GridView, ThumbnailWidth, gridSubscription } from "./grid.js";
-import { LIVE_REFUSED_NOTICE, LiveRefusals } from "./status.js";
+import { LIVE_REFUSED_NOTICE, LiveRefusals, notice } from "./status.js";
 
 // A node's name is one folder of the entrance: nothing that could lead out of it.
 const NODE_NAME = /^(?!\.\.?$)[A-Za-z0-9._~-]{1,64}$/;
@@ -29,8 +29,6 @@ const ALL_NODES = "all";
 const STATS_INTERVAL_MS = 1000;
 
 const $ = (id) => document.getElementById(id);
-
-const notice = (state, title, reason) => ({ state, title, reason, nextAttemptAt: null });
 
 // What a down node's tiles say of their pictures: `reason` over one received, `reasonBeforePicture`
 // over a tile that has had none.
@@ -71,15 +69,18 @@ class FleetNode {
     this.name = name;
     this.root = root;
     this.live = false;
-    this.probing = false;
-    // Its sockets lost while that question was on its way (each `early` or not): asked about once it is
-    // answered, so that its refusals count every loss, with one question on its way at a time.
-    this.unjudged = [];
     this.polling = false; // its stream list asked for and not answered yet: one at a time, however slow
     // How many messages about which streams exist (hello, added, removed) its socket has brought: a list
     // its API gave before the latest of them may be out of date, and would bring back a removed stream.
     this.listChanges = 0;
-    this.refusals = new LiveRefusals(); // whether its live connection is refused while its API answers
+    // Why its socket closed, as its API tells; a refusal asks the person for a token (api.js: once for
+    // every node), which the socket uses at its next attempt.
+    this.refusals = new LiveRefusals(
+      () => listStreams({ base: root }),
+      (error) => {
+        if (!this.live) this.down(this.refusals.blamed ? LIVE_REFUSED : diagnosis(error)); // unless back meanwhile
+      },
+    );
     // Its tiles stay together in the grid (display: contents), in the order the nodes were listed.
     const group = document.createElement("div");
     group.className = "fleet-node";
@@ -152,9 +153,8 @@ class FleetNode {
       this.show({ state: "live", text: "connected" });
       return;
     }
-    const early = this.refusals.lost();
-    if (wasLive) this.down(RECONNECTING); // until the probe says more; later attempts keep what it said
-    this.probe(early);
+    if (wasLive) this.down(RECONNECTING); // until its API says more; later attempts keep what it said
+    this.refusals.lost();
   }
 
   down(found) {
@@ -169,31 +169,17 @@ class FleetNode {
   async refresh() {
     if (this.polling || !this.live) return;
     this.polling = true;
+    const asked = this.listChanges;
+    let streams;
     try {
-      const asked = this.listChanges;
-      const { streams } = await listStreams({ base: this.root });
-      if (asked === this.listChanges && this.live) this.view.setStreams(streams);
+      ({ streams } = await listStreams({ base: this.root }));
     } catch {
-      // Gone meanwhile: its socket's loss says so, and the poll after it is back asks again.
+      return; // Gone meanwhile: its socket's loss says so, and the poll after it is back asks again.
     } finally {
       this.polling = false;
     }
-  }
-
-  // Ask the node's REST API why its socket is down (`early`: before its hello), one question at a time;
-  // a refusal asks the person for a token (api.js: once for every node), which the socket uses at its
-  // next attempt.
-  async probe(early) {
-    this.unjudged.push(early);
-    if (this.probing) return; // judged by the question asked after the one on its way
-    this.probing = true;
-    while (this.unjudged.length > 0) {
-      const losses = this.unjudged.splice(0);
-      const error = await listStreams({ base: this.root }).then(() => null, (failure) => failure);
-      losses.forEach((lost) => this.refusals.judge(lost, error === null));
-      if (!this.live) this.down(this.refusals.blamed ? LIVE_REFUSED : diagnosis(error)); // unless back meanwhile
-    }
-    this.probing = false;
+    // Outside the try: a failure here is a bug of the page's own, for the console, not a node away.
+    if (asked === this.listChanges && this.live) this.view.setStreams(streams);
   }
 }
 

@@ -20,6 +20,7 @@
 // which shows it too.
 
 import { carryToken } from "./connection.js";
+import { JpegDecoder, drawPicture } from "./picture.js";
 import { OFFLINE_NOTICE, StatusPanel, noticeWithoutPicture, streamNotice } from "./status.js";
 
 const THUMB_FPS = 4;
@@ -244,7 +245,7 @@ export class GridView {
       advice,
       panel,
       status: null,
-      drawing: false,
+      decoder: new JpegDecoder(),
       drawnAt: null,
       fps: null,
       rate: "",
@@ -361,22 +362,13 @@ export class GridView {
 
   async frame(meta, jpeg) {
     const card = this.cards.get(meta.stream);
-    if (!card || card.drawing || !jpeg) return;
-    card.drawing = true;
-    try {
-      const bitmap = await createImageBitmap(new Blob([jpeg], { type: "image/jpeg" }));
-      if (card.picture.width !== bitmap.width || card.picture.height !== bitmap.height) {
-        card.picture.width = bitmap.width;
-        card.picture.height = bitmap.height;
-      }
-      card.picture.getContext("2d").drawImage(bitmap, 0, 0);
-      bitmap.close();
-      card.picture.dataset.seq = meta.seq;
-      card.drawnAt = performance.now();
-      if (card.panel.notice?.state === "stale") this.render(card);
-    } finally {
-      card.drawing = false;
-    }
+    if (!card || !jpeg) return;
+    const bitmap = await card.decoder.decode(jpeg);
+    if (!bitmap) return;
+    drawPicture(card.picture, bitmap);
+    card.picture.dataset.seq = meta.seq;
+    card.drawnAt = performance.now();
+    if (card.panel.notice?.state === "stale") this.render(card);
   }
 }
 

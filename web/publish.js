@@ -5,6 +5,7 @@
 import { getStream } from "./api.js";
 import { Connection, carryToken, withToken } from "./connection.js";
 import { behindAdvice, behindRate } from "./grid.js";
+import { showPlainTrackRows } from "./track_table.js";
 import { SignallingError, canPublish, playWithFallback, publishCamera, publishedHere } from "./webrtc.js";
 
 // After a lost connection the camera is published again after this, doubling up to the most, and
@@ -104,11 +105,7 @@ if (!canPublish()) {
 }
 
 function showTracks(meta) {
-  trackBody.replaceChildren(...meta.tracks.map((t) => {
-    const row = document.createElement("tr");
-    for (const value of [t.id, t.class, t.conf.toFixed(2)]) row.append(Object.assign(document.createElement("td"), { textContent: value }));
-    return row;
-  }));
+  showPlainTrackRows(trackBody, meta.tracks);
   trackBody.dataset.count = meta.tracks.length;
 }
 

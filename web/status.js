@@ -34,6 +34,9 @@ export function streamNotice(stream, inference = null) {
   return { state: stream.state, title: TITLES[stream.state] ?? stream.state, reason, nextAttemptAt };
 }
 
+/** A notice of a page's own, for StatusPanel.show(), with no countdown. */
+export const notice = (state, title, reason) => ({ state, title, reason, nextAttemptAt: null });
+
 /** The notice for a page that has lost its connection to segcast: its pictures are frozen. */
 export const OFFLINE_NOTICE = {
   state: "offline",
@@ -81,13 +84,22 @@ const REFUSED_SOCKETS_BEFORE_BLAME = 2;
 
 /**
  * Tells when LIVE_REFUSED_NOTICE is true of a page's connection: its sockets keep failing before
- * their hello while the same server answers the page's HTTP requests. The page calls hello() on each
- * hello, lost() as a socket closes or fails to open, and judge() once it has asked the API why.
+ * their hello while the same server answers the page's HTTP requests. A browser does not say why a
+ * socket closed or was refused, so each loss is put to the API: `ask()` makes the page's own request,
+ * and `judged(error, answer)` hears how it went (`error` null where it was answered) once the loss is
+ * counted, for the page to say what it means: a token wanted, a server out of reach, a live connection
+ * refused (`blamed`). One question at a time: sockets lost while one is on its way are judged by the
+ * next, so that every loss counts and a server that keeps closing sockets is not asked more often than
+ * it answers. The page calls hello() on each hello, and lost() as a socket closes or fails to open.
  */
 export class LiveRefusals {
-  constructor() {
+  constructor(ask, judged) {
+    this.ask = ask;
+    this.judged = judged;
     this.greeted = false; // the socket open now said hello
     this.inARow = 0; // sockets in a row that failed before their hello while the API answered
+    this.unjudged = []; // the sockets lost since the last question went out: whether each was before its hello
+    this.asking = false; // a question is on its way
   }
 
   hello() {
@@ -95,16 +107,29 @@ export class LiveRefusals {
     this.inARow = 0;
   }
 
-  /** The socket closed or failed to open: whether that was before its hello (`early`, for judge). */
+  /** The socket closed or failed to open: the API is asked why. */
   lost() {
-    const early = !this.greeted;
+    this.unjudged.push(!this.greeted);
     this.greeted = false;
-    return early;
+    this.askWhy();
   }
 
-  /** What the API did after a socket was lost `early` or not: `answered`, or failed to. */
-  judge(early, answered) {
-    this.inARow = early && answered ? this.inARow + 1 : 0;
+  async askWhy() {
+    if (this.asking) return; // judged by the question asked after the one on its way
+    this.asking = true;
+    try {
+      while (this.unjudged.length > 0) {
+        const losses = this.unjudged.splice(0);
+        const [error, answer] = await this.ask().then(
+          (answered) => [null, answered],
+          (failure) => [failure, null],
+        );
+        for (const early of losses) this.inARow = early && error === null ? this.inARow + 1 : 0;
+        this.judged(error, answer);
+      }
+    } finally {
+      this.asking = false;
+    }
   }
 
   /** Whether the live connection, not the server or the network, is why the page is offline. */

@@ -2,16 +2,16 @@
 // stats and the embed snippet. Hovering or clicking a track (in the table or on the video) highlights it.
 //
 // The frames come over WebRTC where it works: a video track of clean frames, each paired with its own
-// metadata from the "meta" data channel by timestamp (web/webrtc.js). Until the first of them is
-// shown, and once WebRTC fails (no RTCPeerConnection, a refused offer, nothing within a few seconds,
-// a connection that fails or stays disconnected later), they come over the WebSocket as JPEGs instead,
-// until the WebSocket comes back after an outage: then WebRTC is tried again (reconnected); a WebRTC
-// connection lost while the WebSocket stayed up is tried again after 10 s, then 20, 40, 60. WebRTC is
-// offered only for a stream the server is known to have: it starts once the stream list or a status
-// message shows the open stream, and again when a stream that went missing comes back. Either way
-// the picture is copied to the canvas with its metadata, so overlays, highlights and pause work the same.
-// A page hidden for 10 s (a tab left in the background) closes its WebRTC player, and makes no attempt
-// while hidden; shown again, it plays again at once, on the WebSocket's newest picture until then.
+// metadata from the "meta" data channel by timestamp (web/webrtc.js, WebRTCTransport). Until the first
+// of them is shown, and whenever WebRTC fails (no RTCPeerConnection, a refused offer, nothing within a
+// few seconds, a connection that fails, closes or stays disconnected later), they come over the
+// WebSocket as JPEGs instead; WebRTC is tried again when the WebSocket comes back after an outage
+// (reconnected), and a WebRTC connection lost while the WebSocket stayed up after 10 s, then 20, 40 and
+// every 60 s until it plays. WebRTC is offered only for a stream the server is known to have: it starts
+// once the stream list or a status message shows the open stream, and again when a stream that went
+// missing comes back. Either way the picture is copied to the canvas with its metadata, so overlays,
+// highlights and pause work the same. A page hidden for 10 s (a tab left in the background) closes its
+// WebRTC player; shown again, it plays again at once, on the WebSocket's newest picture until then.
 // A browser's published camera that ends is removed: the view says it ended and why, not "No such
 // stream", and shows it again when it is published again under its id.
 // The track table's rows, its keys and its focus are web/track_table.js's; which track is hovered,
@@ -24,20 +24,12 @@ import { appUrl, pageToken, storedToken } from "./connection.js";
 import { EventList } from "./events.js";
 import { behindAdvice, wantedRate } from "./grid.js";
 import { drawOverlay, pictureRect, trackAt } from "./overlay.js";
-import { OFFLINE_NOTICE, StatusPanel, noticeWithoutPicture, streamNotice } from "./status.js";
+import { JpegDecoder } from "./picture.js";
+import { OFFLINE_NOTICE, StatusPanel, notice, noticeWithoutPicture, streamNotice } from "./status.js";
 import { listenToTrackTable, markTrackRows, showTrackRows } from "./track_table.js";
-import { HIDDEN_PLAYER_CLOSE_MS, canPlay, playStream } from "./webrtc.js";
+import { WebRTCTransport, canPlay } from "./webrtc.js";
 import { ZoneEditor } from "./zones.js";
 
-const FIRST_FRAME_TIMEOUT_MS = 5000;
-// A WebRTC connection "disconnected" this long is given up on: its picture is frozen meanwhile, and the
-// browser may take ~15 s more to call it failed (a server that went away without closing it).
-const DISCONNECTED_TIMEOUT_MS = 3000;
-// After a WebRTC connection was lost (not refused), WebRTC is tried again after this, doubling up to
-// the most, while the WebSocket carries the picture: a blip on the network shorter than it takes the
-// WebSocket to be given up on would otherwise leave the view on JPEGs for good.
-const RTC_RETRY_FIRST_MS = 10000;
-const RTC_RETRY_MAX_MS = 60000;
 const TRANSPORT_KEY = "segcast.transport";
 // The embed snippet's frame: this wide, as tall as the stream's frames are for it (16:9 until one came).
 const EMBED_WIDTH_PX = 640;
@@ -54,26 +46,25 @@ function webrtcWanted() {
 }
 
 // What the view says of an id the server has no stream by.
-const missingNotice = (streamId) => ({
-  state: "missing",
-  title: "No such stream",
-  reason: `This server has no stream “${streamId}” now. Pick one under All streams, or add it there.`,
-  nextAttemptAt: null,
-});
+const missingNotice = (streamId) =>
+  notice(
+    "missing",
+    "No such stream",
+    `This server has no stream “${streamId}” now. Pick one under All streams, or add it there.`,
+  );
 
 // The source a browser's published camera has (server/webrtc/source.py: "webrtc:<address>").
 const PUBLISHED_SOURCE = "webrtc:";
 
 // What the view says of a browser's published camera that ended and so was removed: why (`error`, the
 // last it was told), and that it is back here by itself once its page publishes it again under its id.
-const endedCameraNotice = (streamId, error) => ({
-  state: "ended",
-  title: error ? `This camera ended: ${error}` : "This camera ended",
-  reason:
+const endedCameraNotice = (streamId, error) =>
+  notice(
+    "ended",
+    error ? `This camera ended: ${error}` : "This camera ended",
     `Its browser can publish it again as “${streamId}”: its page does so by itself after a lost ` +
-    "connection, or press Use my camera there with this stream id. This view then shows it again by itself.",
-  nextAttemptAt: null,
-});
+      "connection, or press Use my camera there with this stream id. This view then shows it again by itself.",
+  );
 
 /** The stream the page's address shows (null: the grid, also for an address that names none). */
 export function routedStream() {
@@ -86,27 +77,25 @@ export function routedStream() {
 }
 
 export class StreamView {
-  constructor(elements) {
+  // `subscribe(subscription)` sends the view's subscription() to the page's WebSocket as it changes.
+  constructor(elements, { subscribe }) {
     this.el = elements;
+    this.subscribe = subscribe;
     this.context = elements.canvas.getContext("2d");
     this.streamId = null;
     this.meta = null;
     this.bitmap = null;
-    this.decoding = false;
+    this.decoder = new JpegDecoder();
     this.hoverId = null;
     this.pinnedId = null;
     this.keyboardId = null; // the track whose row the keyboard was last on: the table's tab stop while it lives
     this.show = {};
     this.paused = false;
     this.transport = "websocket"; // what the frames on the canvas come over: "websocket" or "webrtc"
-    this.rtc = null; // the WebRTC attempt or player of the open stream: {video, player, timer, lost, abort}
-    this.rtcRetry = null; // the timer of the next WebRTC attempt after a lost connection
-    this.rtcRetryMs = RTC_RETRY_FIRST_MS;
+    this.rtc = null; // the WebRTCTransport of the open stream, once it started
     // WebRTC is wanted for the open stream once the server is seen to have it: an offer for a stream it
     // has not (yet) is refused, and nothing would offer again when it is added.
     this.rtcAwaitsStream = false;
-    this.rtcWhenShown = false; // WebRTC is to start as the page is shown: it closed, or was due, while hidden
-    this.hiddenClose = null; // the timer that closes the player of a page hidden for HIDDEN_PLAYER_CLOSE_MS
     this.frameCopy = document.createElement("canvas"); // the WebRTC frame shown, kept while paused
     this.badge = elements.transport ?? document.getElementById("stream-transport");
     this.panel = new StatusPanel(elements.canvas.parentElement);
@@ -140,7 +129,6 @@ export class StreamView {
     window.addEventListener("hashchange", () => {
       if (this.streamId !== null && routedStream() !== this.streamId) this.close();
     });
-    document.addEventListener("visibilitychange", () => this.visibilityChanged());
     elements.pause.addEventListener("click", () => this.setPaused(!this.paused));
     for (const input of elements.toggles.querySelectorAll("input")) {
       this.show[input.name] = input.checked;
@@ -168,9 +156,9 @@ export class StreamView {
     return { streams: [{ id: this.streamId, image: this.transport === "webrtc" ? "none" : "clean" }] };
   }
 
-  // app.js sends subscription() again whenever it routes; a repeated hashchange re-routes to this view.
+  // The view's subscription() changed: its frames come over WebRTC now, or over the WebSocket again.
   resubscribe() {
-    window.dispatchEvent(new HashChangeEvent("hashchange"));
+    this.subscribe(this.subscription());
   }
 
   setTransport(transport) {
@@ -255,7 +243,7 @@ export class StreamView {
    */
   reconnected(streams) {
     if (this.streamId === null || !webrtcWanted()) return;
-    this.stopWebRTC();
+    this.endWebRTC();
     this.setTransport("websocket");
     this.rtcAwaitsStream = true;
     if (streams.some((stream) => stream.id === this.streamId)) this.streamSeen();
@@ -266,15 +254,26 @@ export class StreamView {
   streamSeen() {
     if (!this.rtcAwaitsStream || this.streamId === null) return;
     this.rtcAwaitsStream = false;
-    if (!this.rtc) this.startWebRTC(this.streamId);
+    this.rtc ??= new WebRTCTransport(this.streamId, {
+      beside: this.el.canvas,
+      frame: (video, meta) => this.rtcFrame(video, meta),
+      fellBack: (reason) => this.fellBack(reason),
+    });
   }
 
   // No WebRTC player, attempt or retry is left of the open stream.
   endWebRTC() {
-    clearTimeout(this.rtcRetry);
-    this.rtcRetry = null;
-    this.rtcRetryMs = RTC_RETRY_FIRST_MS;
-    this.stopWebRTC();
+    this.rtc?.stop();
+    this.rtc = null;
+  }
+
+  // Its frames come over the WebSocket again; `reason` is why (null: the page was hidden a while).
+  fellBack(reason) {
+    if (reason) console.info("segcast: video over the WebSocket, not WebRTC:", reason);
+    if (this.transport !== "websocket") {
+      this.setTransport("websocket");
+      this.resubscribe();
+    }
   }
 
   close() {
@@ -315,124 +314,10 @@ export class StreamView {
     }
   }
 
-  /**
-   * Hidden, the page keeps a player that plays for HIDDEN_PLAYER_CLOSE_MS, then closes it; an attempt
-   * still connecting shows nothing yet and is closed at once. Shown again, WebRTC starts at once where
-   * it closed or was due meanwhile. The WebSocket brings the stream's status, metadata and events all
-   * along (without pictures while hidden: connection.js), and its newest picture as the page is shown.
-   */
-  visibilityChanged() {
-    clearTimeout(this.hiddenClose);
-    this.hiddenClose = null;
-    if (!document.hidden) {
-      if (this.rtcWhenShown && this.streamId !== null) this.startWebRTC(this.streamId);
-    } else if (this.rtc && this.transport === "webrtc") {
-      this.hiddenClose = setTimeout(() => this.closeWhileHidden(), HIDDEN_PLAYER_CLOSE_MS);
-    } else if (this.rtc) {
-      this.closeWhileHidden();
-    }
-  }
-
-  // The player of a hidden page closes, its frames back on the WebSocket (none come while it is hidden),
-  // so that a new player that cannot play as it is shown falls back as the first one would.
-  closeWhileHidden() {
-    this.stopWebRTC();
-    this.rtcWhenShown = true;
-    if (this.transport !== "websocket") {
-      this.setTransport("websocket");
-      this.resubscribe();
-    }
-  }
-
-  // No attempt while the page is hidden: it is made as the page is shown (visibilityChanged).
-  async startWebRTC(streamId) {
-    this.rtcWhenShown = document.hidden;
-    if (document.hidden) return;
-    const video = document.createElement("video");
-    video.className = "rtc-source";
-    video.muted = true;
-    video.playsInline = true;
-    // In the document, though unseen, so that the browser presents (and reports) each of its frames.
-    this.el.canvas.after(video);
-    const rtc = { video, player: null, timer: null, lost: null, abort: new AbortController() };
-    this.rtc = rtc;
-    let player;
-    try {
-      player = await playStream(streamId, {
-        video,
-        image: "clean",
-        signal: rtc.abort.signal,
-        // From the answer, not the offer: the server may take seconds to answer (an ICE server that does
-        // not answer costs ~5 s), and how long ICE may take after it is playStream's own time-out.
-        onAnswer: () => {
-          if (this.rtc !== rtc || this.transport === "webrtc") return;
-          const reason = `no video within ${FIRST_FRAME_TIMEOUT_MS / 1000} s`;
-          rtc.timer = setTimeout(() => this.fallBack(rtc, reason), FIRST_FRAME_TIMEOUT_MS);
-        },
-        onMeta: (meta) => this.rtcFrame(rtc, meta),
-        onState: (state) => {
-          if (state === "failed" || state === "closed") this.fallBack(rtc, `the connection ${state}`);
-          clearTimeout(rtc.lost);
-          if (state !== "disconnected") return;
-          const reason = `the connection was lost for ${DISCONNECTED_TIMEOUT_MS / 1000} s`;
-          rtc.lost = setTimeout(() => {
-            if (this.rtc !== rtc) return;
-            this.fallBack(rtc, reason);
-            this.retryWebRTC(streamId);
-          }, DISCONNECTED_TIMEOUT_MS);
-        },
-      });
-    } catch (error) {
-      this.fallBack(rtc, error.message);
-      return;
-    }
-    if (this.rtc === rtc) rtc.player = player;
-    else player.stop(); // given up on, or left, while it connected
-  }
-
-  // Try WebRTC again later for `streamId`, still open and still on the WebSocket then.
-  retryWebRTC(streamId) {
-    clearTimeout(this.rtcRetry);
-    this.rtcRetry = setTimeout(() => {
-      this.rtcRetry = null;
-      if (this.streamId === streamId && !this.rtc && this.transport === "websocket") this.startWebRTC(streamId);
-    }, this.rtcRetryMs);
-    this.rtcRetryMs = Math.min(this.rtcRetryMs * 2, RTC_RETRY_MAX_MS);
-  }
-
-  // No player, attempt, or attempt waiting for the page to be shown, is left.
-  stopWebRTC() {
-    clearTimeout(this.hiddenClose);
-    this.hiddenClose = null;
-    this.rtcWhenShown = false;
-    const rtc = this.rtc;
-    if (!rtc) return;
-    this.rtc = null;
-    clearTimeout(rtc.timer);
-    clearTimeout(rtc.lost);
-    rtc.abort.abort(new Error("no longer wanted"));
-    rtc.player?.stop();
-    rtc.video.remove();
-  }
-
-  fallBack(rtc, reason) {
-    if (this.rtc !== rtc) return;
-    console.info("segcast: video over the WebSocket, not WebRTC:", reason);
-    this.stopWebRTC();
-    if (this.transport !== "websocket") {
-      this.setTransport("websocket");
-      this.resubscribe();
-    }
-  }
-
-  // A WebRTC frame being shown, with its metadata: copy it, as the canvas keeps it while paused.
-  rtcFrame(rtc, meta) {
-    const { video } = rtc;
-    if (this.rtc !== rtc || meta.stream !== this.streamId || this.missing) return;
-    if (video.readyState < HTMLMediaElement.HAVE_CURRENT_DATA || !video.videoWidth) return;
+  // A WebRTC frame being shown in `video`, with its metadata: copy it, as the canvas keeps it while paused.
+  rtcFrame(video, meta) {
+    if (meta.stream !== this.streamId || this.missing) return;
     if (this.transport !== "webrtc") {
-      clearTimeout(rtc.timer);
-      this.rtcRetryMs = RTC_RETRY_FIRST_MS; // it plays: a later loss starts the retries afresh
       this.setTransport("webrtc");
       this.resubscribe();
     }
@@ -534,21 +419,15 @@ export class StreamView {
   // A WebSocket frame: its metadata and the clean JPEG.
   async frame(meta, jpeg) {
     if (meta.stream !== this.streamId || !jpeg || this.paused || this.transport !== "websocket") return;
-    // A frame that arrives while the previous one is still decoding is skipped: stay live, not complete.
-    if (this.decoding) return;
-    this.decoding = true;
-    try {
-      const bitmap = await createImageBitmap(new Blob([jpeg], { type: "image/jpeg" }));
-      if (meta.stream !== this.streamId || this.transport !== "websocket" || this.paused || this.missing) {
-        bitmap.close();
-        return;
-      }
-      this.bitmap?.close?.();
-      this.bitmap = bitmap;
-      this.present(meta);
-    } finally {
-      this.decoding = false;
+    const bitmap = await this.decoder.decode(jpeg);
+    if (!bitmap) return;
+    if (meta.stream !== this.streamId || this.transport !== "websocket" || this.paused || this.missing) {
+      bitmap.close();
+      return;
     }
+    this.bitmap?.close?.();
+    this.bitmap = bitmap;
+    this.present(meta);
   }
 
   present(meta) {

@@ -6,12 +6,13 @@
 //
 // Which track is hovered, pinned or had the keyboard last is the view's to keep (the picture hovers and
 // pins too): each function here is handed those as `marks`: {highlighted, pinned, keyboard}, track ids
-// or null.
+// or null. The publish page's plain table (id, class, conf) is updated in place the same way.
 
 import { reconcile } from "./dom.js";
 import { trackColor } from "./overlay.js";
 
 const TRACK_COLUMNS = 5; // id, class, conf, age, zones
+const PLAIN_COLUMNS = 3; // the publish page's: id, class, conf
 
 // The keys that move the keyboard between the track table's rows: the row each picks of `rows`, from
 // the one at index `at` (-1: the table itself has the focus).
@@ -22,22 +23,51 @@ const ROW_KEYS = new Map([
   ["End", (rows) => rows.at(-1)],
 ]);
 
-// A row of the track table, its cells' text filled in by showTrackRows(). aria-selected says which row
-// is pinned, so that a screen reader says so.
-function trackRow(id) {
+// What a track's row says, column by column: the plain table shows the first PLAIN_COLUMNS.
+function cellTexts(track) {
+  const age = `${(track.age ?? 0).toFixed(1)} s`;
+  return [track.id, track.class, track.conf.toFixed(2), age, (track.zones ?? []).join(", ")];
+}
+
+// A row of `columns` cells for track `id`, their text filled in by showRows().
+function plainRow(id, columns) {
   const row = document.createElement("tr");
   row.dataset.track = id;
+  for (let index = 0; index < columns; index += 1) row.insertCell().append(document.createTextNode(""));
+  return row;
+}
+
+// A row of the viewer's track table: its colour's swatch first. aria-selected says which row is
+// pinned, so that a screen reader says so.
+function trackRow(id) {
+  const row = plainRow(id, TRACK_COLUMNS);
   row.tabIndex = -1; // focusable; Enter or Space pins it, as a click does; keepTabStop() picks the tab stop
   row.setAttribute("aria-selected", "false");
   const swatch = document.createElement("span");
   swatch.className = "swatch";
   swatch.style.background = trackColor(id);
-  for (let index = 0; index < TRACK_COLUMNS; index += 1) {
-    const cell = row.insertCell();
-    if (index === 0) cell.append(swatch);
-    cell.append(document.createTextNode(""));
-  }
+  row.cells[0].prepend(swatch);
   return row;
+}
+
+// `body`'s rows made a row per track of `tracks`, oldest first (ids count up), each with as many of
+// its cellTexts() as it has cells; a track's row stays in its place while the track lives and has
+// only its text that changed rewritten. `newRow(id)` makes the row of a track not shown yet.
+function showRows(body, tracks, newRow) {
+  const rows = new Map([...body.rows].map((row) => [Number(row.dataset.track), row]));
+  const sorted = [...tracks].sort((a, b) => a.id - b.id);
+  reconcile(
+    body,
+    sorted.map((track) => {
+      const row = rows.get(track.id) ?? newRow(track.id);
+      const texts = cellTexts(track);
+      for (const [index, cell] of [...row.cells].entries()) {
+        const text = cell.lastChild;
+        if (text.data !== String(texts[index])) text.data = String(texts[index]);
+      }
+      return row;
+    }),
+  );
 }
 
 // The track table is one tab stop, as the ARIA grid pattern has it, and the arrow keys move within:
@@ -105,26 +135,15 @@ export function listenToTrackTable(body, on) {
  * frame that came between its press and its release.
  */
 export function showTrackRows(body, tracks, marks) {
-  const rows = new Map([...body.rows].map((row) => [Number(row.dataset.track), row]));
   const focused = body.contains(document.activeElement) ? Number(document.activeElement.dataset.track) : null;
-  const sorted = [...tracks].sort((a, b) => a.id - b.id);
-  reconcile(
-    body,
-    sorted.map((track) => {
-      const row = rows.get(track.id) ?? trackRow(track.id);
-      row.classList.toggle("highlight", track.id === marks.highlighted);
-      row.setAttribute("aria-selected", String(track.id === marks.pinned));
-      const zones = (track.zones ?? []).join(", ");
-      const cells = [track.id, track.class, track.conf.toFixed(2), `${(track.age ?? 0).toFixed(1)} s`, zones];
-      cells.forEach((value, index) => {
-        const text = row.cells[index].lastChild;
-        if (text.data !== String(value)) text.data = String(value);
-      });
-      return row;
-    }),
-  );
+  showRows(body, tracks, trackRow);
   if (focused !== null && !body.contains(document.activeElement)) passFocus(body, focused);
-  keepTabStop(body, [marks.keyboard, marks.pinned]);
+  markTrackRows(body, marks);
+}
+
+/** The publish page's plain table (id, class, conf) of `tracks`, in `body`, updated in place as the viewer's is. */
+export function showPlainTrackRows(body, tracks) {
+  showRows(body, tracks, (id) => plainRow(id, PLAIN_COLUMNS));
 }
 
 /** The rows in `body` marked anew: the highlighted one, the pinned one (aria-selected), the tab stop. */

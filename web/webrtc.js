@@ -14,10 +14,10 @@
 // quit tells its player nothing, but its socket closes at once, and the server closes the player with
 // it. The page's socket reconnecting closes the player too; the page offers again once it is back.
 //
-// A player's picture is seen only while its page is: playWithFallback (and the viewer's stream view,
-// web/stream.js) stops a player whose page has been hidden for HIDDEN_PLAYER_CLOSE_MS (a tab left in
-// the background), and plays again as it is shown. Publishing goes on while hidden: a phone's camera
-// page in the background keeps its camera on air.
+// A player's picture is seen only while its page is: playWithFallback and WebRTCTransport (the
+// viewer's stream view, web/stream.js) stop a player whose page has been hidden for
+// HIDDEN_PLAYER_CLOSE_MS (a tab left in the background), and play again as it is shown (whileShown).
+// Publishing goes on while hidden: a phone's camera page in the background keeps its camera on air.
 
 import { authHeaders, socketFor, withToken } from "./connection.js";
 
@@ -29,7 +29,17 @@ const CONNECT_TIMEOUT_MS = 3000;
 // no one sees (its peer and encoder freed). A glance at another tab or window is shorter, and keeps
 // them: a new player costs an offer, ICE and a second or so (~5 s behind an ICE server that does not
 // answer). A background tab's timers still fire within about a second of their time.
-export const HIDDEN_PLAYER_CLOSE_MS = 10000;
+const HIDDEN_PLAYER_CLOSE_MS = 10000;
+// WebRTCTransport: an attempt that shows nothing this long after the answer is given up on.
+const FIRST_FRAME_TIMEOUT_MS = 5000;
+// A connection "disconnected" this long is given up on: its picture is frozen meanwhile, and the browser
+// may take ~15 s more to call it failed (a server that went away without closing it).
+const DISCONNECTED_TIMEOUT_MS = 3000;
+// After a connection was lost (not refused), WebRTC is tried again after this, doubling up to the most
+// while no attempt plays: a blip on the network shorter than it takes the view's other transport to be
+// given up on would otherwise leave the view on that one for good.
+const RETRY_FIRST_MS = 10000;
+const RETRY_MAX_MS = 60000;
 const META_KEPT = 120; // metadata of the last few seconds, waiting for their frames
 const PTS_TOLERANCE = 2; // ticks of the 90 kHz clock lost to rounding on the way
 const UNPAIRED_BEFORE_RESYNC = 30; // frames without metadata before the offset is learnt again
@@ -163,7 +173,7 @@ export async function publishCamera({ streamId, width = 1280, height = 720, fram
  * its ICE candidates first, ~5 s with a STUN server that does not answer), so time the video from then.
  * Aborting `signal` while it connects gives up (the promise rejects); stop() ends it afterwards.
  */
-export async function playStream(streamId, { video, onMeta, onState, onAnswer, image = "annotated", signal } = {}) {
+async function playStream(streamId, { video, onMeta, onState, onAnswer, image = "annotated", signal } = {}) {
   if (!canPlay()) throw new Error("this browser has no WebRTC");
   const pc = await newPeer(onState, signal);
   pc.addTransceiver("video", { direction: "recvonly" });
@@ -264,6 +274,140 @@ async function playOnce(streamId, { video, onMeta, fallback, onState, image, sig
     console.info("segcast: WebRTC playback unavailable, using the fallback:", error.message);
     fallBack();
     return { mode: "fallback", stop: () => stopFallback() };
+  }
+}
+
+/**
+ * A stream's clean frames over WebRTC, for a view that draws them itself with their metadata and has
+ * another way to get them (the stream view: the WebSocket's JPEGs). `frame(video, meta)` hears each
+ * frame shown in `video` (an unseen <video> put after `beside`), the first of a play included;
+ * `fellBack(reason)` that they do not come over WebRTC now: an attempt could not play (refused, no
+ * connection or no video in time), or a connection was lost (`reason` says which), or the page has been
+ * hidden a while (`reason` null). A connection lost once it was up is tried again after 10 s, then 20,
+ * 40 and every 60 s while no attempt plays; a first attempt that cannot play is the last until the page
+ * is shown again after a while hidden. Only while the page is seen (whileShown): closed once it has been
+ * hidden for HIDDEN_PLAYER_CLOSE_MS, played again at once as it is shown. stop() ends it for good.
+ */
+export class WebRTCTransport {
+  constructor(streamId, { beside, frame, fellBack }) {
+    this.streamId = streamId;
+    this.beside = beside;
+    this.frameShown = frame;
+    this.fellBack = fellBack;
+    this.attempt = null; // the attempt or player now (start)
+    this.playing = false; // the attempt's frames are shown
+    this.recovering = false; // a connection was lost and no attempt has played since: a failed one is retried
+    this.retryMs = RETRY_FIRST_MS; // the wait before the next attempt while recovering
+    this.retry = null; // its timer
+    this.stopped = false; // for good (stop): the view has its frames from elsewhere already
+    this.player = whileShown(async () => {
+      this.start();
+      return { stop: () => this.halt() };
+    });
+  }
+
+  /** End it for good: no attempt, player or retry is left, and `fellBack` is not told. */
+  stop() {
+    this.stopped = true;
+    this.player.stop();
+  }
+
+  start() {
+    const video = document.createElement("video");
+    video.className = "rtc-source";
+    video.muted = true;
+    video.playsInline = true;
+    // In the document, though unseen, so that the browser presents (and reports) each of its frames.
+    this.beside.after(video);
+    const attempt = {
+      video,
+      player: null,
+      abort: new AbortController(),
+      connected: false, // it was up: failing now, it was lost
+      firstFrame: null, // the timer that gives it up without a picture
+      lost: null, // the one that gives it up disconnected
+    };
+    this.attempt = attempt;
+    playStream(this.streamId, {
+      video,
+      image: "clean",
+      signal: attempt.abort.signal,
+      // From the answer, not the offer: the server may take seconds to answer (an ICE server that does
+      // not answer costs ~5 s), and how long ICE may take after it is playStream's own time-out.
+      onAnswer: () => {
+        if (this.attempt !== attempt) return;
+        const reason = `no video within ${FIRST_FRAME_TIMEOUT_MS / 1000} s`;
+        attempt.firstFrame = setTimeout(() => this.giveUp(attempt, reason), FIRST_FRAME_TIMEOUT_MS);
+      },
+      onMeta: (meta) => this.shown(attempt, meta),
+      onState: (state) => {
+        attempt.connected ||= state === "connected";
+        // Lost once it was up (not refused): tried again, as one lost for a while below.
+        const ended = state === "failed" || state === "closed";
+        if (ended) this.giveUp(attempt, `the connection ${state}`, attempt.connected);
+        clearTimeout(attempt.lost);
+        if (state !== "disconnected") return;
+        const reason = `the connection was lost for ${DISCONNECTED_TIMEOUT_MS / 1000} s`;
+        attempt.lost = setTimeout(() => this.giveUp(attempt, reason, true), DISCONNECTED_TIMEOUT_MS);
+      },
+    }).then(
+      (player) => {
+        if (this.attempt === attempt) attempt.player = player;
+        else player.stop(); // given up on, or stopped, while it connected
+      },
+      (error) => this.giveUp(attempt, error.message),
+    );
+  }
+
+  // A frame of `attempt` shown, with its metadata: the first one makes it the one playing.
+  shown(attempt, meta) {
+    const { video } = attempt;
+    if (this.attempt !== attempt || video.readyState < HTMLMediaElement.HAVE_CURRENT_DATA || !video.videoWidth) return;
+    if (!this.playing) {
+      clearTimeout(attempt.firstFrame);
+      this.playing = true;
+      this.recovering = false;
+      this.retryMs = RETRY_FIRST_MS; // it plays: a later loss starts the retries afresh
+    }
+    this.frameShown(video, meta);
+  }
+
+  // `attempt` shows no picture, for `reason`: tried again later where its connection was `lost`, or
+  // while recovering from a loss, until an attempt plays.
+  giveUp(attempt, reason, lost = false) {
+    if (this.attempt !== attempt) return;
+    this.end();
+    this.fellBack(reason);
+    this.recovering ||= lost;
+    if (!this.recovering) return;
+    this.retry = setTimeout(() => {
+      this.retry = null;
+      this.start();
+    }, this.retryMs);
+    this.retryMs = Math.min(this.retryMs * 2, RETRY_MAX_MS);
+  }
+
+  // The page has been hidden a while (whileShown), or stop(): no attempt, player or retry is left. A view
+  // that showed its frames is told it has them no more, unless it stopped them itself.
+  halt() {
+    clearTimeout(this.retry);
+    this.retry = null;
+    const played = this.playing;
+    this.end();
+    if (played && !this.stopped) this.fellBack(null);
+  }
+
+  // No attempt or player is left (a retry may be).
+  end() {
+    const { attempt } = this;
+    this.attempt = null;
+    this.playing = false;
+    if (!attempt) return;
+    clearTimeout(attempt.firstFrame);
+    clearTimeout(attempt.lost);
+    attempt.abort.abort(new Error("no longer wanted"));
+    attempt.player?.stop();
+    attempt.video.remove();
   }
 }
 

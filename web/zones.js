@@ -85,7 +85,10 @@ export class ZoneEditor {
     this.draft = [];
     this.cursor = null; // where the pointer or the keyboard's crosshair is, while drawing
     this.selected = null; // keyOf() the selected shape
-    this.saving = false;
+    // The shapes each save on its way sends, by stream id: a save outlives the view it was made in (the
+    // person looks at another stream meanwhile), and a stream opened again while its save is unanswered
+    // shows those shapes and makes its next change after it, over its answer (saving, commit()).
+    this.inFlight = new Map();
     this.unsaved = false; // a change made while saving, sent once that save is answered
     this.counts = null;
     this.visible = true;
@@ -124,7 +127,7 @@ export class ZoneEditor {
     if (streamId === this.streamId) return;
     this.streamId = streamId;
     this.exists = true;
-    this.shapes = [];
+    this.shapes = this.inFlight.get(streamId) ?? [];
     this.options = null;
     this.etag = null;
     this.savedKey = null;
@@ -134,7 +137,6 @@ export class ZoneEditor {
     this.selected = null;
     this.pointer.reset();
     this.keyboard.reset();
-    this.saving = false; // a save for the stream left is ignored when it is answered
     this.unsaved = false;
     this.counts = null;
     this.showError("");
@@ -143,11 +145,12 @@ export class ZoneEditor {
   }
 
   // Saving to the config file is offered only where there is one (GET /api/viewer), and class filters
-  // only of the model's classes, which the same answer names.
+  // only of the model's classes, which the same answer names. Told again at each hello (app.js): a
+  // box the person ticked stays so, unless save_config decides for them.
   useViewerSettings(settings) {
     const { persist } = this.el;
     this.fileSaves = Boolean(settings.config_file);
-    persist.checked = settings.save_config;
+    if (settings.save_config || persist.disabled) persist.checked = settings.save_config;
     persist.disabled = settings.save_config;
     this.showPersist();
     this.offerClasses(settings.classes);
@@ -180,6 +183,11 @@ export class ZoneEditor {
     this.visible = visible;
     if (!visible && this.mode === "idle") this.selected = null;
     this.render();
+  }
+
+  /** Whether a save of the open stream's shapes is on its way. */
+  get saving() {
+    return this.inFlight.has(this.streamId);
   }
 
   busy() {
@@ -365,9 +373,9 @@ export class ZoneEditor {
   }
 
   // The whole new list to the server; shown at once, and undone if the server refuses it. One save at
-  // a time, so that the server applies the changes in the order they were made: one made while a save
-  // is in flight (a rename, a new shape) is sent when that save is answered, and only the last
-  // answer is shown.
+  // a time per stream, so that the server applies the changes in the order they were made: one made
+  // while a save is in flight (a rename, a new shape) is sent when that save is answered, and only the
+  // last answer is shown, also where the stream was left and opened again meanwhile.
   async commit(shapes) {
     const streamId = this.streamId;
     this.shapes = shapes;
@@ -377,15 +385,14 @@ export class ZoneEditor {
       this.unsaved = true;
       return;
     }
-    this.saving = true;
     let saved;
     try {
       saved = await this.save(streamId);
     } finally {
       // Whatever happened: a save left "in flight" would keep busy() true, and every later change unsaved.
-      if (streamId === this.streamId) this.saving = false;
+      this.inFlight.delete(streamId);
     }
-    if (streamId !== this.streamId) return; // a save for the stream left is ignored
+    if (streamId !== this.streamId) return; // the stream was left: a poll shows its shapes once it is opened
     const { options, etag, refusal } = saved;
     this.showError(refusal);
     this.changedAt = performance.now();
@@ -427,6 +434,7 @@ export class ZoneEditor {
     let resends = 0;
     do {
       this.unsaved = false;
+      this.inFlight.set(streamId, this.shapes);
       const body = {
         zones: this.shapes.filter((s) => s.kind === "zone").map(toServer),
         lines: this.shapes.filter((s) => s.kind === "line").map(toServer),

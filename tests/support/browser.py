@@ -90,3 +90,18 @@ async def wait_for_text(page: Any, selector: str, text: str) -> str:
         timeout=WAIT_MS,
     )
     return await page.inner_text(selector)
+
+
+async def document_listeners(page: Any) -> dict[str, int]:
+    """How many event listeners ``page``'s document has, by event type, as Chromium's developer tools
+    count them (every listener a module added, an anonymous function's too)."""
+    cdp = await page.context.new_cdp_session(page)
+    try:
+        document = await cdp.send("Runtime.evaluate", {"expression": "document"})
+        found = await cdp.send("DOMDebugger.getEventListeners", {"objectId": document["result"]["objectId"]})
+    finally:
+        await cdp.detach()
+    counts: dict[str, int] = {}
+    for listener in found["listeners"]:
+        counts[listener["type"]] = counts.get(listener["type"], 0) + 1
+    return counts
