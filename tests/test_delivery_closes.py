@@ -10,7 +10,6 @@ taken the close frame within `CLOSE_TIMEOUT_S`.
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 import socket
 import struct
@@ -28,6 +27,7 @@ from server.http.keys import hub_key, websockets_key
 from server.http.viewers import close_websocket
 from server.http.ws import CLIENT_MESSAGE_BURST, TOO_SLOW_REASON
 from tests.support.polling import eventually
+from tests.support.raw_websocket import websocket_handshake
 
 Start = Callable[..., Awaitable[TestClient]]
 #: A stream that never has a frame: what fills a stalled client's socket here is events, sent at once.
@@ -43,21 +43,7 @@ ADMIN_TOKEN = "admin-token-0123456789abcdef"
 
 def stalled_websocket(host: str, port: int, query: str = "") -> socket.socket:
     """A ``/ws`` client that reads nothing after the handshake, with a receive buffer too small for much."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect((host, port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        (
-            f"GET /ws{query} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
-    )
-    response = b""
-    while b"\r\n\r\n" not in response:
-        response += sock.recv(1)
-    assert response.startswith(b"HTTP/1.1 101"), response
-    return sock
+    return websocket_handshake(host, port, query, receive_buffer=4096)
 
 
 def text_frame(text: str) -> bytes:

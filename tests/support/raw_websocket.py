@@ -19,6 +19,17 @@ def raw_websocket(host: str, port: int, subscribe: dict[str, Any], receive_buffe
 
     A small ``receive_buffer`` makes the server's writes back up soon when the test never reads.
     """
+    sock = websocket_handshake(host, port, receive_buffer=receive_buffer)
+    payload = json.dumps({"type": "subscribe", **subscribe}).encode()
+    assert len(payload) < 1 << 16, "one short text frame"
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    sock.sendall(struct.pack("!BBH", 0x81, 0x80 | 126, len(payload)) + mask + masked)
+    return sock
+
+
+def websocket_handshake(host: str, port: int, query: str = "", receive_buffer: int | None = None) -> socket.socket:
+    """A ``/ws{query}`` client past its handshake, having read nothing more."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     if receive_buffer is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
@@ -26,7 +37,7 @@ def raw_websocket(host: str, port: int, subscribe: dict[str, Any], receive_buffe
     key = base64.b64encode(os.urandom(16)).decode()
     sock.sendall(
         (
-            f"GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"GET /ws{query} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
         ).encode()
     )
@@ -34,9 +45,4 @@ def raw_websocket(host: str, port: int, subscribe: dict[str, Any], receive_buffe
     while b"\r\n\r\n" not in response:
         response += sock.recv(1)
     assert response.startswith(b"HTTP/1.1 101"), response
-    payload = json.dumps({"type": "subscribe", **subscribe}).encode()
-    assert len(payload) < 1 << 16, "one short text frame"
-    mask = os.urandom(4)
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    sock.sendall(struct.pack("!BBH", 0x81, 0x80 | 126, len(payload)) + mask + masked)
     return sock
