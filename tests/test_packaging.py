@@ -106,7 +106,8 @@ def _server_imports() -> set[str]:
                 names |= {alias.name.split(".")[0] for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 names.add(node.module.split(".")[0])
-    return names - set(sys.stdlib_module_names) - {"server"}
+    # `_typeshed`: the type checker's own stubs, imported only under TYPE_CHECKING, never installed.
+    return names - set(sys.stdlib_module_names) - {"server", "_typeshed"}
 
 
 def test_every_library_the_server_imports_is_installed_by_its_dependencies_or_its_extra() -> None:
