@@ -98,16 +98,36 @@ def _installed_by(requirements: list[str]) -> set[str]:
 
 
 def _server_imports() -> set[str]:
-    """Top-level names of the third-party modules anything in server/ imports."""
-    names = set()
+    """Top-level names of the third-party modules anything in server/ imports when it runs: an import
+    under ``if TYPE_CHECKING:`` is the type checker's (``_typeshed``, say, which nothing installs)."""
+    names: set[str] = set()
     for path in (ROOT / "server").rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Import):
-                names |= {alias.name.split(".")[0] for alias in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names.add(node.module.split(".")[0])
-    # `_typeshed`: the type checker's own stubs, imported only under TYPE_CHECKING, never installed.
-    return names - set(sys.stdlib_module_names) - {"server", "_typeshed"}
+        _RuntimeImports(names).visit(ast.parse(path.read_text(), str(path)))
+    return names - set(sys.stdlib_module_names) - {"server"}
+
+
+class _RuntimeImports(ast.NodeVisitor):
+    """Adds to ``names`` the top-level module of each import made at run time."""
+
+    def __init__(self, names: set[str]) -> None:
+        self.names = names
+
+    def visit_If(self, node: ast.If) -> None:
+        test = node.test
+        if (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+            isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+        ):
+            for statement in node.orelse:
+                self.visit(statement)
+            return
+        self.generic_visit(node)
+
+    def visit_Import(self, node: ast.Import) -> None:
+        self.names |= {alias.name.split(".")[0] for alias in node.names}
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        if node.level == 0 and node.module:
+            self.names.add(node.module.split(".")[0])
 
 
 def test_every_library_the_server_imports_is_installed_by_its_dependencies_or_its_extra() -> None:
