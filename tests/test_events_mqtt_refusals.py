@@ -98,18 +98,24 @@ async def test_a_refused_subscription_is_said_once_and_not_asked_again(caplog: p
     assert "refused the subscription" in refusal
 
 
-async def test_a_broker_that_ends_each_connection_at_its_first_message_is_backed_off_from(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Connecting reset the backoff: such a broker was connected to twice a second, for ever, each time
-    saying "working" and the error again in the log."""
-    waits: list[int] = []
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The attempt number of each wait the sink takes before connecting again, each wait made none."""
+    attempts: list[int] = []
 
     def backoff_s(attempt: int, first_s: float, max_s: float) -> float:
-        waits.append(attempt)
+        attempts.append(attempt)
         return 0.0
 
     monkeypatch.setattr(mqtt_module, "backoff_s", backoff_s)
+    return attempts
+
+
+async def test_a_broker_that_ends_each_connection_at_its_first_message_is_backed_off_from(
+    waits: list[int], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Connecting reset the backoff: such a broker was connected to twice a second, for ever, each time
+    saying "working" and the error again in the log."""
     caplog.set_level(logging.INFO)
     async with (
         FakeBroker(on_subscribe="close", publishes_end_it=True) as broker,
@@ -127,18 +133,11 @@ async def test_a_broker_that_ends_each_connection_at_its_first_message_is_backed
 
 
 async def test_a_broker_that_ends_each_connection_for_a_streams_counts_is_backed_off_from(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    waits: list[int], caplog: pytest.LogCaptureFixture
 ) -> None:
     """Confirming ``online`` reset the backoff: a broker that ends the connection for a stream's counts
     (a topic outside the account's policy), sent again on every connection, was connected to twice a
     second for ever, each time saying "working" and the error again in the log."""
-    waits: list[int] = []
-
-    def backoff_s(attempt: int, first_s: float, max_s: float) -> float:
-        waits.append(attempt)
-        return 0.0
-
-    monkeypatch.setattr(mqtt_module, "backoff_s", backoff_s)
     caplog.set_level(logging.INFO)
     async with (
         FakeBroker(on_subscribe="refuse", ending_topics="/counts") as broker,

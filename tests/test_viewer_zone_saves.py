@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
 from tests.conftest import CHROMIUM
-from tests.support.browser import WAIT_MS, Console, wait_for_new_frame
+from tests.support.browser import WAIT_MS, Console, hold_first_save, wait_for_new_frame
 from tests.support.components import require_component, require_module
 from tests.support.zone_page import STREAM_VIEW, Point, click, shape_names, stream_options
 from tests.test_viewer_zones import COUNT_SAVES
@@ -41,15 +41,7 @@ async def test_a_stream_left_and_opened_again_while_its_save_is_unanswered_keeps
     page = await browser.new_page()
     console = Console(page)
     await page.add_init_script(COUNT_SAVES)
-    held: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-
-    async def hold_first_save(route: Any) -> None:
-        if route.request.method == "PATCH" and not held.done():
-            held.set_result(route)
-        else:
-            await route.continue_()
-
-    await page.route("**/api/streams/cam", hold_first_save)
+    held = await hold_first_save(page)
     await page.goto(str(client.make_url(STREAM_VIEW)))
     await wait_for_new_frame(page, "#video")
 

@@ -22,7 +22,16 @@ from server.config import StreamConfig
 from server.events.config import EventsSettings, HistorySettings
 from server.options import StreamOptions
 from tests.conftest import CHROMIUM
-from tests.support.browser import CANVAS_STATS, PHONE, WAIT_MS, Console, open_page, wait_for_new_frame, wait_for_text
+from tests.support.browser import (
+    CANVAS_STATS,
+    PHONE,
+    WAIT_MS,
+    Console,
+    hold_first_save,
+    open_page,
+    wait_for_new_frame,
+    wait_for_text,
+)
 from tests.support.components import require_component, require_module
 from tests.support.zone_page import (
     CLICK_TOLERANCE,
@@ -124,21 +133,6 @@ async def _open_with_bay(client: TestClient, browser: Any) -> tuple[Any, Console
     await wait_for_new_frame(page, "#video")
     await page.wait_for_selector('#shape-list li[data-shape="zone:bay"]', timeout=WAIT_MS)
     return page, console, statuses
-
-
-async def _hold_first_save(page: Any) -> asyncio.Future[Any]:
-    """Hold the page's first save (PATCH) of the stream on its way to the server: the future gives its
-    route, to be let through with ``continue_()``; later requests go straight through."""
-    held: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-
-    async def hold_first_save(route: Any) -> None:
-        if route.request.method == "PATCH" and not held.done():
-            held.set_result(route)
-        else:
-            await route.continue_()
-
-    await page.route("**/api/streams/cam", hold_first_save)
-    return held
 
 
 async def test_a_zone_and_a_line_drawn_with_clicks_are_saved_and_shown_with_their_counts(
@@ -347,7 +341,7 @@ async def test_a_rename_and_a_delete_made_while_a_save_is_in_flight_are_saved_af
     await page.wait_for_selector('#shape-list li[data-shape="zone:bay"]', timeout=WAIT_MS)
 
     # The first save is held on its way to the server; any later one goes straight through.
-    held = await _hold_first_save(page)
+    held = await hold_first_save(page)
     await page.mouse.move(*await screen_point(page, bay[2]))
     await page.mouse.down()
     await page.mouse.move(*await screen_point(page, (0.75, 0.8)), steps=5)
@@ -419,7 +413,7 @@ async def test_a_change_made_but_not_saved_is_shown_as_made_and_the_next_goes_ov
 
     # The second zone's save is answered only once the third is being drawn: no poll can refresh
     # the editor's settings in between, only the answer itself.
-    held = await _hold_first_save(page)
+    held = await hold_first_save(page)
     second = [(0.1, 0.1), (0.3, 0.1), (0.3, 0.3)]
     third = [(0.5, 0.5), (0.8, 0.5), (0.8, 0.8)]
     await page.click("#add-zone")

@@ -5,6 +5,7 @@ Every wait is on something the page shows, with a deadline; none is a fixed slee
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 WAIT_MS = 30_000
@@ -105,3 +106,18 @@ async def document_listeners(page: Any) -> dict[str, int]:
     for listener in found["listeners"]:
         counts[listener["type"]] = counts.get(listener["type"], 0) + 1
     return counts
+
+
+async def hold_first_save(page: Any, stream: str = "cam") -> asyncio.Future[Any]:
+    """Hold the page's first save (PATCH) of ``stream`` on its way to the server: the future gives its
+    route, to be let through with ``continue_()``; later requests go straight through."""
+    held: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    async def hold(route: Any) -> None:
+        if route.request.method == "PATCH" and not held.done():
+            held.set_result(route)
+        else:
+            await route.continue_()
+
+    await page.route(f"**/api/streams/{stream}", hold)
+    return held
