@@ -124,3 +124,34 @@ async def test_a_message_or_a_picture_the_page_cannot_use_is_skipped_and_said_on
     ]
     assert len([text for text in warnings if text.startswith(NOT_DECODED)]) == 1
     assert console.errors == []
+
+
+#: The page's WebRTC player asked to play stream cam: the reason it gave for falling back, if it did.
+PLAY_OVER_WEBRTC = """async () => {
+  const webrtc = await import("./static/webrtc.js");
+  const reasons = [];
+  const info = console.info;
+  console.info = (...parts) => reasons.push(parts.map((part) => String(part)).join(" "));
+  try {
+    const video = document.body.appendChild(document.createElement("video"));
+    const played = await webrtc.playWithFallback("cam", { video, fallback: () => {} });
+    played.stop();
+    return { mode: played.mode, reasons };
+  } finally {
+    console.info = info;
+  }
+}"""
+
+
+async def test_a_webrtc_answer_that_is_not_segcasts_falls_back_saying_so(start_server: Start, browser: Any) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    page, console = await open_page(browser, client, "/")
+
+    async def sign_in_page(route: Any) -> None:
+        await route.fulfill(status=200, content_type="text/html", body=SIGN_IN_PAGE)
+
+    await page.route(re.compile(r"/api/webrtc/play/cam$"), sign_in_page)
+    played = await page.evaluate(PLAY_OVER_WEBRTC)
+    assert played["mode"] == "fallback", played
+    assert any("not segcast's answer (text/html)" in reason for reason in played["reasons"]), played
+    assert console.errors == []

@@ -4,8 +4,10 @@
 import {
   APP_ROOT,
   REQUEST_TIMEOUT_MS,
+  answerOf,
   authHeaders,
   dropPageToken,
+  notSegcast,
   pageToken,
   storeToken,
   storedToken,
@@ -64,21 +66,6 @@ function ask(response) {
 function needsToken(response, error, method) {
   const lowRole = response.status === 403 && / role/.test(error); // not a refusal of the request itself
   return (response.status === 401 || lowRole) && !(declined && method === "GET");
-}
-
-// The answer's JSON object, or null where the body is none (another site's page, or cut off).
-async function answerOf(response) {
-  const data = await response.json().catch(() => null);
-  return typeof data === "object" && !Array.isArray(data) ? data : null;
-}
-
-// What a page says of an answer that is not segcast's, though it says OK.
-function notSegcast(response) {
-  const type = response.headers.get("Content-Type") || "no type";
-  return (
-    `${response.status} ${response.statusText}, but not segcast's answer (${type}): a Wi-Fi sign-in page ` +
-    "or a proxy in between may have answered instead"
-  );
 }
 
 // `interactive`: whether a refusal may ask the person for a token (never in an embedded frame).

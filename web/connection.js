@@ -35,6 +35,21 @@ export function timeoutSignal(ms) {
   return controller.signal;
 }
 
+// The answer's JSON object, or null where the body is none (another site's page, or cut off).
+export async function answerOf(response) {
+  const data = await response.json().catch(() => null);
+  return typeof data === "object" && !Array.isArray(data) ? data : null;
+}
+
+// What a page says of an answer that is not segcast's, though it says OK.
+export function notSegcast(response) {
+  const type = response.headers.get("Content-Type") || "no type";
+  return (
+    `${response.status} ${response.statusText}, but not segcast's answer (${type}): a Wi-Fi sign-in page ` +
+    "or a proxy in between may have answered instead"
+  );
+}
+
 // Where segcast's routes start: the folder above the static/ this module is served from. A page of
 // this version loads it from static/<tag>/ (server/http/pages.py), a page of another segcast (a node
 // of another version behind the entrance's all/static/) from static/ itself. Behind a reverse proxy

@@ -19,7 +19,7 @@
 // HIDDEN_PLAYER_CLOSE_MS (a tab left in the background), and play again as it is shown (whileShown).
 // Publishing goes on while hidden: a phone's camera page in the background keeps its camera on air.
 
-import { authHeaders, socketFor, withToken } from "./connection.js";
+import { answerOf, authHeaders, notSegcast, socketFor, withToken } from "./connection.js";
 
 const ICE_GATHERING_TIMEOUT_MS = 3000;
 // From the answer: peers that can reach each other connect well within it. An address the browser cannot
@@ -507,10 +507,12 @@ async function fetchJson(path, options) {
     if (options?.signal?.aborted) throw error; // given up on by the caller: no outage to report
     throw new SignallingError(`no answer from segcast (${error.message})`, { cause: error });
   }
-  const data = await response.json().catch(() => ({}));
+  const data = await answerOf(response);
+  // Something other than segcast answered (a Wi-Fi sign-in page, a proxy's): no answer to negotiate with.
+  if (response.ok && data === null) throw new SignallingError(notSegcast(response), { status: response.status });
   if (!response.ok) {
     const retryAfterS = Number.parseFloat(response.headers.get("Retry-After"));
-    throw new SignallingError(data.error || `${response.status} ${response.statusText}`, {
+    throw new SignallingError(data?.error || `${response.status} ${response.statusText}`, {
       status: response.status,
       retryAfterS: Number.isFinite(retryAfterS) ? retryAfterS : null,
     });
