@@ -453,6 +453,7 @@ class StreamManager:
         frame; one it put in the old slot meanwhile is lost, as any frame the model does not take in time.
         Handed-in sources are live (WebRTC), so the reader never waits on its slot (only batch files do).
         Its pace is judged afresh (`check_pace`), as its new registration counts its thinned frames anew.
+        One that failed as unfit for the model has no reader left to go on (`HandedInError`).
         """
         stream_id = config.stream_id
         if (config.uri, config.loop) != (current.uri, current.loop) or config == current:
@@ -463,7 +464,12 @@ class StreamManager:
         with self._lock:
             if self._stopped:
                 raise ShuttingDownError("the server is shutting down")
-            reader = self._readers[stream_id]
+            reader = self._readers.get(stream_id)
+            if reader is None:  # failed as unfit for the model (`_on_unfit`): its publisher was let go
+                raise HandedInError(
+                    f"stream {stream_id!r} failed ({self._failed.get(stream_id)}) and its source, a camera a "
+                    "WebRTC peer published, cannot be reopened: remove it and publish again with options that fit"
+                )
             self._configs[stream_id] = config
             self._paces[stream_id] = StreamPace()
         self._worker.remove_stream(stream_id, restarting=True)

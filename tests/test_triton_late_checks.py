@@ -33,8 +33,8 @@ from server.inference.models import ModelError, resolve_model_path
 from server.inference.options import InferenceOptions
 from server.inference.worker import InferenceWorker
 from server.options import StreamOptions
-from server.sources import StreamState
-from server.streams import StreamManager
+from server.sources import StreamState, open_source
+from server.streams import HandedInError, StreamManager
 from server.triton.model import PendingDetections, RequestTiming, TritonModel
 from server.triton.served_model import ServedModel
 from server.triton.transport import TritonEndpoint, TritonUnavailable, open_transport
@@ -149,6 +149,30 @@ def test_a_stream_found_unfit_late_shows_failed_and_opens_again_with_classes_the
             assert time.monotonic() < deadline, "the stream with known classes never processed a frame"
             time.sleep(POLL_S)
         assert manager.info("s").status.state is StreamState.LIVE
+    finally:
+        manager.stop()
+
+
+def test_a_published_stream_found_unfit_late_refuses_new_options_saying_to_publish_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its publisher was let go with the failure, so nothing can go on with new options: before, the
+    change was answered 404, "removed meanwhile", for a stream still listed as failed."""
+    model = _DescribedByFirstRequest()
+    monkeypatch.setattr("server.streams.InferenceWorker", _worker_of(model))
+    person = StreamOptions.from_mapping({"classes": ["person"]})
+    states = _States()
+    manager = StreamManager(Settings(model="grpc://test/m"), states)
+    manager.start()
+    try:
+        manager.add_source(StreamConfig("cam", "webrtc:127.0.0.1", options=person), open_source("scene:?seed=1"))
+        assert states.failed.wait(WAIT_S)
+        disc = StreamOptions.from_mapping({"classes": ["disc"]})
+        with pytest.raises(HandedInError, match="cannot be reopened: remove it and publish again") as refusal:
+            manager.replace(StreamConfig("cam", "webrtc:127.0.0.1", options=disc))
+        assert "the model has no class 'person'" in str(refusal.value)
+        status = manager.info("cam").status
+        assert status.state is StreamState.FAILED and manager.config("cam").options == person
     finally:
         manager.stop()
 
