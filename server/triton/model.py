@@ -68,10 +68,10 @@ import numpy as np
 from server.inference.backend import RequestStats
 from server.inference.detections import Detections
 from server.inference.models import InferenceStatus, InferenceUnavailable, ModelError
+from server.triton.description import ModelNotLoaded, cannot_serve, outage, read_description
 from server.triton.predictor_steps import letterbox, postprocess
 from server.triton.served_model import ServedModel
 from server.triton.transport import (
-    RepositoryModel,
     Transport,
     TritonEndpoint,
     TritonFailed,
@@ -103,12 +103,6 @@ DESCRIPTION_MAX_AGE_S = RETRY_MAX_S
 #: is noticed within it, and a stream whose frames the model never takes costs no request per batch.
 REDESCRIBE_AFTER_REFUSAL_S = RETRY_MAX_S
 _CLOSED = "the model was closed"
-
-
-class _NotLoaded(TritonModelMissing):
-    """Triton has the model in its repository but does not serve it yet (loading, unloaded, failed to
-    load): an outage to wait out, at start too. Its text is the state the repository index gives."""
-
 
 #: The server's answer to one request of a batch: its outputs, or its refusal.
 _Answer = list[np.ndarray] | TritonRefused
@@ -355,21 +349,11 @@ class TritonModel:
             if isinstance(exc, TritonFailed):
                 with self._status_lock:
                     self._requests_failing = True
-            self._down(self._outage(exc))
+            self._down(outage(self.endpoint, exc))
             raise InferenceUnavailable(self.status.error) from None
         if call == self._infer:
             self._up()
         return value
-
-    def _outage(self, exc: TritonUnavailable) -> str:
-        where = f"Triton at {self.endpoint.address}"
-        if isinstance(exc, TritonFailed):
-            return f"{where} failed the request: {exc}"
-        if isinstance(exc, _NotLoaded):
-            return f"{where} has {self.endpoint.model} but has not loaded it ({exc})"
-        if isinstance(exc, TritonModelMissing):
-            return f"{where} does not serve {self.endpoint.model} now: {exc}"
-        return f"{where} unreachable: {exc}"
 
     def _connection(self) -> Transport:
         """The requester thread's connection; a fresh one after a failure (see `_down`)."""
@@ -391,13 +375,10 @@ class TritonModel:
         wrong name, as a typo that only shows as a node waiting for ever is the worse mistake."""
         try:
             return self._describe()
-        except _NotLoaded:
+        except ModelNotLoaded:
             raise
         except TritonModelMissing as exc:
-            raise self._cannot_serve(exc) from None
-
-    def _cannot_serve(self, exc: Exception) -> ModelError:
-        return ModelError(f"--model {self._spec}: Triton at {self.endpoint.address} cannot serve it ({exc})")
+            raise cannot_serve(self._spec, self.endpoint, exc) from None
 
     def _probe(self) -> None:
         """Requester thread: describe the model, and if the server failed a request on its side since
@@ -425,25 +406,11 @@ class TritonModel:
             return None
 
     def _describe(self) -> ServedModel:
-        """The served model, read from the server; `ModelError` if segcast cannot use it, or if its
-        class names are not those the node has used since it first read them. Until it was first
-        read, a model the server does not serve is explained by `_not_served`."""
-        transport = self._connection()
-        try:
-            config = self._counted(transport.model_config, self.endpoint.model, self._describe_timeout_s)
-        except TritonRefused as exc:
-            raise self._cannot_serve(exc) from None
-        except TritonModelMissing as exc:
-            if self._served is not None:  # it served the model before: gone for now, as the outage says
-                raise
-            raise self._not_served(transport, exc) from None
-        served = ServedModel.from_config(config, self._spec)
-        if self._served is not None and served.names != self._served.names:
-            # Trackers, class filters, zones and lines of running streams hold the old names' ids.
-            raise ModelError(
-                f"the model on Triton at {self.endpoint.address} now has other classes than at start: "
-                f"restart segcast to use it"
-            )
+        """The served model, read from the server (`read_description`: `ModelError` if segcast cannot use
+        it, or if its class names are not those the node has used since it first read them)."""
+        served = read_description(
+            self._connection(), self.endpoint, self._spec, self._served, self._counted, self._describe_timeout_s
+        )
         if served != self._served:  # the first time, or a restarted server serves another model by that name
             log.info(
                 "Triton model %s: %s, %d classes, input %s, max batch %d",
@@ -461,24 +428,6 @@ class TritonModel:
     def _describe_timeout_s(self) -> float:
         """No longer than a request may take: a hung server must not hold a retry longer than a batch."""
         return min(CONNECT_TIMEOUT_S, self._request_timeout_s)
-
-    def _not_served(self, transport: Transport, missing: TritonModelMissing) -> Exception:
-        """Why a model never described yet is NOT_FOUND, from the server's repository index:
-        `_NotLoaded` naming its state if the repository has it, a `ModelError` naming the models it
-        has if not, and ``missing`` itself if the index cannot be read (restricted, or the server
-        went away meanwhile)."""
-        try:
-            index = self._counted(transport.repository_index, self._describe_timeout_s)
-        except (TritonUnavailable, TritonRefused):
-            return missing
-        versions = [entry for entry in index if entry.name == self.endpoint.model]
-        if versions:
-            return _NotLoaded(_states(versions))
-        names = sorted({entry.name for entry in index})
-        return ModelError(
-            f"--model {self._spec}: Triton at {self.endpoint.address} has no model '{self.endpoint.model}' "
-            f"(it has: {', '.join(names) or 'none'})"
-        )
 
     def _prepare(
         self, served: ServedModel, images: list[np.ndarray], imgsz: int | None
@@ -634,14 +583,3 @@ def connect(spec: str, endpoint: TritonEndpoint) -> TritonModel:
         model.close()
         raise
     return model
-
-
-def _states(versions: list[RepositoryModel]) -> str:
-    """The repository index's word on a model's versions, e.g. "state LOADING" or "version 1 state
-    UNAVAILABLE: unloaded"; with Triton's reason, which for a model that failed to load says why."""
-    said = []
-    for entry in versions:
-        version = f"version {entry.version} " if entry.version and len(versions) > 1 else ""
-        state = f"state {entry.state}" if entry.state else "never loaded"
-        said.append(f"{version}{state}{': ' + entry.reason if entry.reason else ''}")
-    return "; ".join(said)

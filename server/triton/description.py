@@ -1,0 +1,121 @@
+"""Reading a served model's description from Triton, and telling why the server has none to give.
+
+The server answers NOT_FOUND alike for a model it has in its repository but does not serve (still
+loading, unloaded, failed to load) and for a name it does not have; only its repository index tells
+them apart, so a node that has never read the model's description asks it (`ModelNotLoaded`, or a
+`ModelError` naming the models the server has). `server.triton.model` decides what each means for
+availability: a model not loaded is an outage to wait out, at start too; a wrong name a `ModelError`
+at start. Kept apart from running requests, which need none of this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+from server.inference.models import ModelError
+from server.triton.served_model import ServedModel
+from server.triton.transport import (
+    RepositoryModel,
+    Transport,
+    TritonEndpoint,
+    TritonFailed,
+    TritonModelMissing,
+    TritonRefused,
+    TritonUnavailable,
+)
+
+_T = TypeVar("_T")
+
+
+class Exchange(Protocol):
+    """One exchange with the server, counted as the model counts each (`TritonModel._counted`)."""
+
+    def __call__(self, call: Callable[..., _T], *args: Any) -> _T: ...
+
+
+class ModelNotLoaded(TritonModelMissing):
+    """Triton has the model in its repository but does not serve it yet (loading, unloaded, failed to
+    load): an outage to wait out, at start too. Its text is the state the repository index gives."""
+
+
+def read_description(
+    transport: Transport,
+    endpoint: TritonEndpoint,
+    spec: str,
+    known: ServedModel | None,
+    exchange: Exchange,
+    timeout_s: float,
+) -> ServedModel:
+    """The served model, read from the server; `ModelError` if segcast cannot use it, or if its class
+    names are not those of ``known`` (the description the node has used since it first read one).
+    Until one was read (``known`` None), a model the server does not serve is explained by `_not_served`."""
+    try:
+        config = exchange(transport.model_config, endpoint.model, timeout_s)
+    except TritonRefused as exc:
+        raise cannot_serve(spec, endpoint, exc) from None
+    except TritonModelMissing as exc:
+        if known is not None:  # it served the model before: gone for now, as the outage says
+            raise
+        raise _not_served(transport, endpoint, spec, exchange, timeout_s, exc) from None
+    served = ServedModel.from_config(config, spec)
+    if known is not None and served.names != known.names:
+        # Trackers, class filters, zones and lines of running streams hold the old names' ids.
+        raise ModelError(
+            f"the model on Triton at {endpoint.address} now has other classes than at start: restart segcast to use it"
+        )
+    return served
+
+
+def cannot_serve(spec: str, endpoint: TritonEndpoint, exc: Exception) -> ModelError:
+    return ModelError(f"--model {spec}: Triton at {endpoint.address} cannot serve it ({exc})")
+
+
+def outage(endpoint: TritonEndpoint, exc: TritonUnavailable) -> str:
+    """What the status says of ``exc``: the server failed the request, has not loaded the model, does
+    not serve it now, or cannot be reached."""
+    where = f"Triton at {endpoint.address}"
+    if isinstance(exc, TritonFailed):
+        return f"{where} failed the request: {exc}"
+    if isinstance(exc, ModelNotLoaded):
+        return f"{where} has {endpoint.model} but has not loaded it ({exc})"
+    if isinstance(exc, TritonModelMissing):
+        return f"{where} does not serve {endpoint.model} now: {exc}"
+    return f"{where} unreachable: {exc}"
+
+
+def _not_served(
+    transport: Transport,
+    endpoint: TritonEndpoint,
+    spec: str,
+    exchange: Exchange,
+    timeout_s: float,
+    missing: TritonModelMissing,
+) -> Exception:
+    """Why a model never described yet is NOT_FOUND, from the server's repository index:
+    `ModelNotLoaded` naming its state if the repository has it, a `ModelError` naming the models it
+    has if not, and ``missing`` itself if the index cannot be read (restricted, or the server
+    went away meanwhile)."""
+    try:
+        index = exchange(transport.repository_index, timeout_s)
+    except (TritonUnavailable, TritonRefused):
+        return missing
+    versions = [entry for entry in index if entry.name == endpoint.model]
+    if versions:
+        return ModelNotLoaded(_states(versions))
+    names = sorted({entry.name for entry in index})
+    return ModelError(
+        f"--model {spec}: Triton at {endpoint.address} has no model '{endpoint.model}' "
+        f"(it has: {', '.join(names) or 'none'})"
+    )
+
+
+def _states(versions: list[RepositoryModel]) -> str:
+    """The repository index's word on a model's versions, e.g. "state LOADING" or "version 1 state
+    UNAVAILABLE: unloaded"; with Triton's reason, which for a model that failed to load says why."""
+    said = []
+    for entry in versions:
+        version = f"version {entry.version} " if entry.version and len(versions) > 1 else ""
+        state = f"state {entry.state}" if entry.state else "never loaded"
+        said.append(f"{version}{state}{': ' + entry.reason if entry.reason else ''}")
+    return "; ".join(said)
