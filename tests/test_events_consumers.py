@@ -19,7 +19,8 @@ from server.app import create_app
 from server.config import Settings
 from server.events.api import event_outputs_key
 from server.events.config import EventsSettings, HistorySettings, MqttSettings, WebhookSettings
-from server.events.history import EventQuery, HistorySink
+from server.events.history import HistorySink
+from server.events.history_query import EventQuery
 from server.events.outputs import EventOutputs
 from server.events.sink import SinkState
 from server.events.webhook import WebhookSink

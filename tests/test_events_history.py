@@ -31,7 +31,8 @@ from server.events import retention as retention_module
 from server.events.api import event_outputs_key
 from server.events.config import EventsSettings, HistorySettings
 from server.events.counts import Counts
-from server.events.history import TIME_INDEX_MAX_ROWS, EventQuery, HistorySink, few_in_window, select_events
+from server.events.history import HistorySink
+from server.events.history_query import TIME_INDEX_MAX_ROWS, EventQuery, few_in_window, select_events
 from server.events.outputs import EventOutputs
 from server.events.sink import OutEvent, SinkHealth, SinkState
 from server.events.snapshot import Picture, picture_of, snapshot_jpeg

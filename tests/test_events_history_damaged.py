@@ -22,7 +22,7 @@ from aiohttp.test_utils import TestClient
 
 from server.app import create_app
 from server.config import Settings
-from server.events import history as history_module
+from server.events import history_reader as history_module
 from server.events.api import event_outputs_key
 from server.events.config import EventsSettings, HistorySettings
 from server.events.history import INSERT

@@ -15,7 +15,8 @@ import pytest
 
 from server.events import retention as retention_module
 from server.events.config import EventsSettings, HistorySettings
-from server.events.history import EventQuery, HistorySink
+from server.events.history import HistorySink
+from server.events.history_query import EventQuery
 from server.events.outputs import EventOutputs
 from server.events.sink import SinkState
 from tests.support.event_packets import track_start, with_events

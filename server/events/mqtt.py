@@ -44,15 +44,6 @@ broker that refuses it, or ends the connection for it twice in a row (as AWS IoT
 policy forbids), is not asked again, which is logged once. At start this includes the streams of the
 config file, not registered yet while the model loads: they are offline until their first counts.
 
-Nodes of one fleet share ``I`` and each has its own ``P``: a camera keeps its device wherever it
-runs, and its config says which node's topics Home Assistant listens to. A node clears only configs
-it published, but it cannot tell whether another node has published the same one since (nothing is
-read back), so a camera moves in this order: removed from the old node first (done once its retained
-counts are gone from the broker), then added to the new one. Home Assistant then takes its sensors
-away and back under the same ids, and the new node's config is the one left retained; added first,
-the old node's removal would clear the new node's config, and the device would be gone until the
-new node connects again.
-
 One task owns the connection: it connects, publishes, and on any broker error waits (doubling up to
 `BACKOFF_MAX_S`, from the start again once the broker has confirmed a publish on a connection) and
 connects again; a connection lost at any point, its first messages included, is noticed at once.
@@ -61,11 +52,9 @@ over the one connection (`server.events.mqtt_window`). Events and state take tur
 events goes one stream's pending removal, availability or counts (at most one of each per stream is
 pending, the newest), so a flood of events does not hold back a camera going offline or a new zone's
 sensor. Events the broker had not confirmed when the connection dropped are published again first,
-in order, after it (at least once, as QoS 1 promises), the first of them alone until confirmed; one
-that `RESEND_CONNECTIONS_MAX` connections ended without confirming is given up and counted failed,
-logged with its size and topic (a broker ends the connection for a message larger than it takes, or
-on a topic its policy forbids, every time it is sent). Events arriving meanwhile wait in the bounded
-queue, and once it is full they are dropped and counted. Any other error publishing one message
+in order, after it, the first of them alone until confirmed (`server.events.mqtt_events`). What is
+retained of each stream, and its clearing, is decided in `server.events.mqtt_retained`; a fleet's
+nodes sharing ``I`` is written down there. Any other error publishing one message
 costs that message (an event is counted failed), logged with its stream; the task carries on with
 the rest. At shutdown segcast and its streams say offline, and an event still queued, or on its way
 unconfirmed, is counted dropped.
@@ -75,13 +64,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import secrets
 import ssl
 import sys
 from collections import deque
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable
 from contextlib import suppress
 from typing import Any, TypeVar, cast
 
@@ -90,6 +78,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from server.events.config import MqttSettings
 from server.events.counts import Counts
+from server.events.mqtt_events import EventOutbox
+from server.events.mqtt_retained import RetainedStreams
 from server.events.mqtt_topics import MqttTopics
 from server.events.mqtt_window import QOS, OutMessage, PublishWindow
 from server.events.sink import BACKOFF_MAX_S, DeliveryTask, OutEvent, SinkHealth, Tally, backoff_s
@@ -109,10 +99,6 @@ MQTT_TLS_PORT = 8883
 #: Connections ended by the broker in a row as it was asked for the availabilities before they are
 #: not asked for any more: once could be the network.
 READS_CUT_LIMIT = 2
-#: Connections an event may be on that end without the broker confirming it before it is given up as
-#: failed: a broker ends the connection, every time, for a message over its maximum packet size
-#: (mosquitto's ``max_packet_size``) or on a topic its policy forbids (AWS IoT). Once could be the network.
-RESEND_CONNECTIONS_MAX = 3
 
 
 class _ClientLog(logging.LoggerAdapter[logging.Logger]):
@@ -141,32 +127,13 @@ class MqttSink:
         self.backoff_first_s = backoff_first_s
         self.connect_timeout_s = CONNECT_TIMEOUT_S
         self._tally = Tally(self.name, log)
-        self._events: asyncio.Queue[OutEvent] = asyncio.Queue(settings.queue)
-        #: Taken from the queue but not confirmed when the last connection ended: sent first, in order.
-        self._resend: deque[OutEvent] = deque()
+        self.topics = MqttTopics(settings)
+        self._events = EventOutbox(settings.queue, self.topics, self._tally)
+        self._streams = RetainedStreams(self.topics, settings.discovery)
         self._state_turn = False  # whether the next message is state rather than an event, when both wait
-        #: Per stream, its newest counts since this process started or inference last came back.
-        self._latest: dict[str, Counts] = {}
-        self._unsent_counts: dict[str, Counts] = {}
-        self._live: dict[str, bool] = {}  # per stream heard of, whether it is live
-        self._inference = True  # whether frames are inferred now: a local model's always are
-        self._unsent_availability: dict[str, bool] = {}
-        self._online: set[str] = set()  # streams whose availability at the broker is (or is on its way to be) "online"
-        #: Per stream, the discovery config topics sent on this connection.
-        self._announced: dict[str, set[str]] = {}
-        #: Per stream, the discovery config topics this process published and has not (knowingly) cleared.
-        self._sensors: dict[str, set[str]] = {}
-        self._forgotten: set[str] = set()  # removed streams whose retained messages are still to clear
-        #: Every stream heard of (its state or its counts) and not removed since: the streams this process has.
-        self._streams: set[str] = set()
-        #: Streams this process does not have that the broker retains as ``online``: to say offline.
-        self._stale: set[str] = set()
         #: Connections in a row that ended while availabilities were read back (`_read_stale`).
         self._reads_cut = 0
         self._reading_refused = False  # by the broker: availabilities are not read back any more
-        #: Per event that was on its way when a connection ended (by ``event_id``), how many connections
-        #: ended so: see `RESEND_CONNECTIONS_MAX`.
-        self._cut_on: dict[str, int] = {}
         #: Connections in a row the broker confirmed no publish on: the backoff before the next one.
         self._failures = 0
         #: Whether the broker confirmed a message sent after ``online`` on this connection (`_working`).
@@ -174,85 +141,46 @@ class MqttSink:
         self._wake = asyncio.Event()
         self._closing = False  # set by `stop`
         self._delivery = DeliveryTask(self._run, self.name)
-        self.topics = MqttTopics(settings)
         #: The same on every connection, so the broker ends the one before when the next is made.
         self.client_id = settings.client_id or f"segcast{secrets.token_hex(CLIENT_ID_HEX // 2)}"
 
     # -- on the loop, from the outputs ----------------------------------------------------------
 
     def offer(self, event: OutEvent) -> None:
-        self._tally.offer()
-        try:
-            self._events.put_nowait(event)
-        except asyncio.QueueFull:
-            self._tally.drop(event)
-            return
-        self._wake.set()
+        if self._events.offer(event):
+            self._wake.set()
 
     def offer_counts(self, stream_id: str, counts: Counts) -> None:
-        self._has(stream_id)
-        self._latest[stream_id] = counts
-        self._unsent_counts[stream_id] = counts
+        self._streams.offer_counts(stream_id, counts)
         self._wake.set()
 
     def stream_live(self, stream_id: str, live: bool) -> None:
-        """Whether ``stream_id`` is live now: its sensors are available only while it is.
-
-        A stream that stops being live (its camera reconnecting) has its counts forgotten as the
-        newest, as for an inference outage: once live again it says ``online`` only after counts of a
-        frame read since, not on the strength of those from before its camera went.
-        """
-        self._has(stream_id)
-        if self._live.get(stream_id) is live:
-            return
-        self._live[stream_id] = live
-        if not live:
-            self._latest.pop(stream_id, None)
-        self._unsent_availability[stream_id] = live and self._inference
-        self._wake.set()
+        """Whether ``stream_id`` is live now: its sensors are available only while it is
+        (`RetainedStreams.stream_live`)."""
+        if self._streams.stream_live(stream_id, live):
+            self._wake.set()
 
     def inference_available(self, available: bool) -> None:
-        """Whether frames are inferred now: while they are not, no stream's sensors are available.
-
-        The counts had before a change are forgotten as the newest (they stay retained at the
-        broker), so a live stream says ``online`` again only after counts of a frame that came
-        after it, as after a restart (`_counts_published`).
-        """
-        if available is self._inference:
-            return
-        self._inference = available
-        self._latest.clear()
-        for stream_id, live in self._live.items():
-            if live:
-                self._unsent_availability[stream_id] = available
-        self._wake.set()
+        """Whether frames are inferred now: while they are not, no stream's sensors are available
+        (`RetainedStreams.inference_available`)."""
+        if self._streams.inference_available(available):
+            self._wake.set()
 
     def forget_stream(self, stream_id: str) -> None:
-        self._streams.discard(stream_id)
-        self._latest.pop(stream_id, None)
-        self._unsent_counts.pop(stream_id, None)
-        self._live.pop(stream_id, None)
-        self._unsent_availability.pop(stream_id, None)
-        self._forgotten.add(stream_id)
+        self._streams.forget_stream(stream_id)
         self._wake.set()
-
-    def _has(self, stream_id: str) -> None:
-        """``stream_id`` is this process's: it says its own availability from now on, so no
-        ``online`` the broker retains from a run before is corrected for it any more."""
-        self._streams.add(stream_id)
-        self._stale.discard(stream_id)
 
     async def start(self) -> None:
         self._delivery.start()
 
     async def stop(self) -> None:
-        await self._delivery.drain(self._events, self._tally)
+        await self._delivery.drain(self._events.queue, self._tally)
         # Python 3.11's asyncio.wait_for, which aiomqtt awaits a broker's answer with, can swallow a
         # cancellation that comes as the answer does: the flag ends the connection task anyway.
         self._closing = True
         self._wake.set()
         await self._delivery.stop()
-        self._tally.lose_at_shutdown(self._events.qsize() + len(self._resend))
+        self._tally.lose_at_shutdown(self._events.unsent)
 
     def health(self) -> SinkHealth:
         return self._tally.health()
@@ -312,8 +240,8 @@ class MqttSink:
         that forbids it, a message it will not take) would be connected to twice a second for ever,
         with a "working" and an error in the log each time. Nor at the ``online`` confirmed: the broker
         may end every connection for what goes after it, the event the connection before ended on
-        (`RESEND_CONNECTIONS_MAX`) or a stream's counts, availability or sensor config, sent again on
-        every connection (a topic outside the account's policy).
+        (`server.events.mqtt_events.RESEND_CONNECTIONS_MAX`) or a stream's counts, availability or
+        sensor config, sent again on every connection (a topic outside the account's policy).
         """
         self._proven = True
         self._failures = 0
@@ -343,9 +271,7 @@ class MqttSink:
         """Say the streams a run before left ``online`` offline, then segcast online, and publish
         until the connection drops or closing."""
         await _unless_lost(client, self._say_online(client))
-        self._announced.clear()
-        self._unsent_counts = dict(self._latest)  # the broker may have lost the retained ones
-        self._unsent_availability = {stream_id: live and self._inference for stream_id, live in self._live.items()}
+        self._streams.connected()
         await self._serve(client)
 
     async def _say_online(self, client: aiomqtt.Client) -> None:
@@ -366,7 +292,7 @@ class MqttSink:
         The status alone makes every sensor unavailable now; the streams' own ``offline`` keeps
         them so when segcast starts again, until each stream is live again.
         """
-        streams = sorted(self._online - self._forgotten)  # a removed one's is cleared, not kept
+        streams = self._streams.offline_at_shutdown()
         messages = [(self.topics.status, "offline"), *((self.topics.availability(s), "offline") for s in streams)]
         with suppress(aiomqtt.MqttError, TimeoutError):
             # Sent in this order over the one connection, as `PublishWindow` sends.
@@ -411,8 +337,7 @@ class MqttSink:
             return []
         await client.unsubscribe(learning)
         retained = [await anext(client.messages) for _ in range(len(client.messages))]
-        self._stale.clear()
-        return sorted(self._stale_among(retained))
+        return self._streams.read_back(retained)
 
     def _refuse_reading(self, topic: str, how: str) -> None:
         """Stop reading back availabilities, which the broker does not let this account do, and say so once."""
@@ -425,21 +350,10 @@ class MqttSink:
             topic,
         )
 
-    def _stale_among(self, messages: Iterable[aiomqtt.Message]) -> set[str]:
-        """The streams not this process's that ``messages`` (retained availabilities) say are online."""
-        stale = set()
-        for message in messages:
-            stream_id = self.topics.stream_of_availability(str(message.topic))
-            ours = stream_id in self._streams or stream_id in self._forgotten
-            if stream_id is not None and not ours and message.retain and message.payload == b"online":
-                stale.add(stream_id)
-        return stale
-
     async def _watch(self, client: aiomqtt.Client) -> None:
         """Wait for a disconnection; a retained availability that comes after `_read_stale` is taken here."""
         async for message in client.messages:
-            if stale := self._stale_among([message]):
-                self._stale |= stale
+            if self._streams.read_later(message):
                 self._wake.set()
 
     async def _publish_forever(self, client: aiomqtt.Client) -> None:
@@ -447,14 +361,15 @@ class MqttSink:
 
         An event the connection before ended on goes first, alone, until the broker has confirmed
         it: if the broker ends this connection too, that event is the one to blame
-        (`RESEND_CONNECTIONS_MAX`), not the events that would have gone after it.
+        (`server.events.mqtt_events.RESEND_CONNECTIONS_MAX`), not the events that would have gone
+        after it.
         """
         self._proven = False
         window = PublishWindow(client, self._confirmed, self._failed, self._wake)
         outbox: deque[OutMessage] = deque()  # taken, not yet sent: a stream's counts are a few messages
         try:
-            if self._resend:
-                window.send(self._next_event()[0])
+            if self._events.resending:
+                window.send(self._events.next_messages()[0])
                 while not window.empty and not self._closing:
                     if window.broken is not None:
                         raise window.broken
@@ -479,158 +394,27 @@ class MqttSink:
     def _next_messages(self) -> list[OutMessage]:
         """The next event, or the next stream's pending state, taking turns while both wait; [] if neither."""
         for state in (self._state_turn, not self._state_turn):
-            messages = self._next_state() if state else self._next_event()
+            messages = self._streams.next_messages() if state else self._events.next_messages()
             if messages:
                 self._state_turn = not state
                 return messages
         return []
 
-    def _next_event(self) -> list[OutMessage]:
-        if self._resend:
-            event = self._resend.popleft()
-        elif not self._events.empty():
-            event = self._events.get_nowait()
-        else:
-            return []
-        what = f"a {event.data.get('type')} event"
-        return [
-            OutMessage(self._event_topic(event), json.dumps(event.message), False, event.stream_id, what, event=event)
-        ]
-
-    def _next_state(self) -> list[OutMessage]:
-        """One stream's pending removal, else the correction of one a run before left online (`_read_stale`),
-        else one's availability, else one's counts (with their sensors)."""
-        if self._forgotten:
-            stream_id = next(iter(self._forgotten))
-            self._forgotten.discard(stream_id)
-            return self._removal(stream_id)
-        if self._stale:
-            stream_id = self._stale.pop()
-            return [OutMessage(self.topics.availability(stream_id), "offline", True, stream_id, "its availability")]
-        for stream_id, live in self._unsent_availability.items():
-            if not live or self._counts_published(stream_id):
-                return [self._availability(stream_id, self._unsent_availability.pop(stream_id))]
-        if self._unsent_counts:
-            stream_id = next(iter(self._unsent_counts))
-            return self._counts(stream_id, self._unsent_counts.pop(stream_id))
-        return []
-
-    def _counts_published(self, stream_id: str) -> bool:
-        """Whether this process has counts of ``stream_id`` (since inference last came back) and none
-        waiting: its ``online`` may go.
-
-        Until then the broker may retain the counts of the run before, or of the last frame before an
-        outage, which ``online`` would pass off as the scene now; sent over the one connection in
-        order, the counts reach every subscriber before the ``online`` after them.
-        """
-        return stream_id in self._latest and stream_id not in self._unsent_counts
-
     def _confirmed(self, message: OutMessage) -> None:
         if not self._proven:
             self._working()
         if message.event is not None:
-            self._cut_on.pop(message.event.event_id, None)
-            self._tally.ok()
-            self._events.task_done()
+            self._events.confirmed(message.event)
 
     def _failed(self, message: OutMessage, exc: BaseException) -> None:
         """Give up on ``message`` after an error that is not the connection's: publishing it again would fail again."""
-        self._give_up(message, f"cannot publish {message.what}: {exc}")
-
-    def _give_up(self, message: OutMessage, why: str) -> None:
-        """Count ``message`` failed (if an event) and log ``why``, with its stream."""
-        event = message.event
-        self._tally.fail(f"stream {message.stream_id!r}: {why}", lost=event is not None)
-        if event is not None:
-            self._cut_on.pop(event.event_id, None)
-            self._events.task_done()
+        self._events.give_up(message, f"cannot publish {message.what}: {exc}")
 
     def _keep_unconfirmed(self, messages: list[OutMessage]) -> None:
-        """What a connection ended without: its events go first on the next one, in order, but one it
-        was the `RESEND_CONNECTIONS_MAX`-th connection of (`_cut_too_often`); its clears again.
-
-        A sensor whose clear is unconfirmed is known as retained again: the stream's removal, done
-        again, clears it, and so do its counts, published anew on every connection.
-        """
-        kept = []
-        for message in messages:
-            if message.event is not None and (self._closing or not self._cut_too_often(message)):
-                kept.append(message.event)
-        self._resend.extendleft(reversed(kept))
-        for message in messages:
-            if message.clears_sensor:
-                self._sensors.setdefault(message.stream_id, set()).add(message.topic)
-            if message.removal:
-                self._forgotten.add(message.stream_id)
-
-    def _cut_too_often(self, message: OutMessage) -> bool:
-        """Count the connection that ended with ``message`` (an event) unconfirmed; at the
-        `RESEND_CONNECTIONS_MAX`-th, give the event up, naming its size and topic, and say so."""
-        assert message.event is not None
-        event_id = message.event.event_id
-        self._cut_on[event_id] = cuts = self._cut_on.get(event_id, 0) + 1
-        if cuts < RESEND_CONNECTIONS_MAX:
-            return False
-        size = len(message.payload.encode() if isinstance(message.payload, str) else message.payload)
-        self._give_up(
-            message,
-            f"gave up {message.what} of {size} bytes to {message.topic}: the broker ended the connection each of "
-            f"the {cuts} times it was sent (a message larger than the broker takes, or a topic it does not let "
-            "this account publish to)",
-        )
-        return True
-
-    def _event_topic(self, event: OutEvent) -> str:
-        return self.topics.event(event.stream_id, str(event.data.get("type", "event")))
-
-    def _availability(self, stream_id: str, live: bool) -> OutMessage:
-        if live:
-            self._online.add(stream_id)
-        else:
-            self._online.discard(stream_id)
-        payload = "online" if live else "offline"
-        return OutMessage(self.topics.availability(stream_id), payload, True, stream_id, "its availability")
-
-    def _counts(self, stream_id: str, counts: Counts) -> list[OutMessage]:
-        """The stream's counts, after the configs of its sensors not yet announced and the clearing of stale ones."""
-        messages: list[OutMessage] = []
-        if self.settings.discovery:
-            configs = {self.topics.discovery(stream_id, name): name for name in counts}
-            retained = self._sensors.setdefault(stream_id, set())
-            announced = self._announced.setdefault(stream_id, set())
-            stale = retained - configs.keys()
-            for topic in sorted(stale):
-                messages.append(OutMessage(topic, b"", True, stream_id, "the removal of a sensor", clears_sensor=True))
-                retained.discard(topic)
-                announced.discard(topic)
-            for topic, name in configs.items():
-                if topic not in announced:
-                    config = json.dumps(self.topics.discovery_config(stream_id, name))
-                    messages.append(OutMessage(topic, config, True, stream_id, "a sensor's config"))
-                    announced.add(topic)
-                    retained.add(topic)
-        messages.append(
-            OutMessage(self.topics.counts(stream_id), json.dumps(dict(counts)), True, stream_id, "its counts")
-        )
-        return messages
-
-    def _removal(self, stream_id: str) -> list[OutMessage]:
-        """Remove a removed stream's sensors from Home Assistant and its retained counts and availability.
-
-        What it announced is forgotten here rather than in `forget_stream`: a config on its way when
-        the stream was removed is marked announced after that, and a stream added again under the
-        same id must announce its sensors again.
-        """
-        self._announced.pop(stream_id, None)
-        self._online.discard(stream_id)
-        sensors = sorted(self._sensors.pop(stream_id, ()))
-        what = "the removal of its sensors"
-        # An empty retained message: the broker drops the retained one, Home Assistant the sensor it described.
-        return [
-            *(OutMessage(topic, b"", True, stream_id, what, removal=True, clears_sensor=True) for topic in sensors),
-            OutMessage(self.topics.counts(stream_id), b"", True, stream_id, what, removal=True),
-            OutMessage(self.topics.availability(stream_id), b"", True, stream_id, what, removal=True),
-        ]
+        """What a connection ended without: its events go first on the next one (but those given up),
+        its clears are sent again."""
+        self._events.keep_unconfirmed(messages, self._closing)
+        self._streams.keep_unconfirmed(messages)
 
 
 async def _unless_lost(client: aiomqtt.Client, step: Awaitable[_T]) -> _T:

@@ -1,0 +1,232 @@
+"""What the broker is to retain of each stream for Home Assistant: its counts, its availability, its
+sensors' discovery configs, and their clearing once a count or the stream goes away.
+
+Kept apart from the connection (`server.events.mqtt`), which asks here for the next messages to send
+and says what a connection ended without; everything here runs on the loop and only decides what to
+send: at most one of each kind is pending per stream, the newest.
+
+Nodes of one fleet share ``I`` and each has its own ``P`` (`server.events.mqtt`): a camera keeps its
+device wherever it runs, and its config says which node's topics Home Assistant listens to. A node
+clears only configs it published, but it cannot tell whether another node has published the same one
+since (nothing is read back), so a camera moves in this order: removed from the old node first (done
+once its retained counts are gone from the broker), then added to the new one. Home Assistant then
+takes its sensors away and back under the same ids, and the new node's config is the one left
+retained; added first, the old node's removal would clear the new node's config, and the device would
+be gone until the new node connects again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+import aiomqtt
+
+from server.events.counts import Counts
+from server.events.mqtt_topics import MqttTopics
+from server.events.mqtt_window import OutMessage
+
+
+class RetainedStreams:
+    """Per stream, what is pending for the broker to retain, and what it retains of this process's."""
+
+    def __init__(self, topics: MqttTopics, discovery: bool) -> None:
+        self.topics = topics
+        self.discovery = discovery
+        #: Per stream, its newest counts since this process started or inference last came back.
+        self._latest: dict[str, Counts] = {}
+        self._unsent_counts: dict[str, Counts] = {}
+        self._live: dict[str, bool] = {}  # per stream heard of, whether it is live
+        self._inference = True  # whether frames are inferred now: a local model's always are
+        self._unsent_availability: dict[str, bool] = {}
+        self._online: set[str] = set()  # streams whose availability at the broker is (or is on its way to be) "online"
+        #: Per stream, the discovery config topics sent on this connection.
+        self._announced: dict[str, set[str]] = {}
+        #: Per stream, the discovery config topics this process published and has not (knowingly) cleared.
+        self._sensors: dict[str, set[str]] = {}
+        self._forgotten: set[str] = set()  # removed streams whose retained messages are still to clear
+        #: Every stream heard of (its state or its counts) and not removed since: the streams this process has.
+        self._streams: set[str] = set()
+        #: Streams this process does not have that the broker retains as ``online``: to say offline.
+        self._stale: set[str] = set()
+
+    # -- what the outputs say -----------------------------------------------------------------------
+
+    def offer_counts(self, stream_id: str, counts: Counts) -> None:
+        self._has(stream_id)
+        self._latest[stream_id] = counts
+        self._unsent_counts[stream_id] = counts
+
+    def stream_live(self, stream_id: str, live: bool) -> bool:
+        """Whether ``stream_id`` is live now: its sensors are available only while it is. True if
+        that changed something to send.
+
+        A stream that stops being live (its camera reconnecting) has its counts forgotten as the
+        newest, as for an inference outage: once live again it says ``online`` only after counts of a
+        frame read since, not on the strength of those from before its camera went.
+        """
+        self._has(stream_id)
+        if self._live.get(stream_id) is live:
+            return False
+        self._live[stream_id] = live
+        if not live:
+            self._latest.pop(stream_id, None)
+        self._unsent_availability[stream_id] = live and self._inference
+        return True
+
+    def inference_available(self, available: bool) -> bool:
+        """Whether frames are inferred now: while they are not, no stream's sensors are available. True
+        if that changed something to send.
+
+        The counts had before a change are forgotten as the newest (they stay retained at the
+        broker), so a live stream says ``online`` again only after counts of a frame that came
+        after it, as after a restart (`_counts_published`).
+        """
+        if available is self._inference:
+            return False
+        self._inference = available
+        self._latest.clear()
+        for stream_id, live in self._live.items():
+            if live:
+                self._unsent_availability[stream_id] = available
+        return True
+
+    def forget_stream(self, stream_id: str) -> None:
+        self._streams.discard(stream_id)
+        self._latest.pop(stream_id, None)
+        self._unsent_counts.pop(stream_id, None)
+        self._live.pop(stream_id, None)
+        self._unsent_availability.pop(stream_id, None)
+        self._forgotten.add(stream_id)
+
+    def _has(self, stream_id: str) -> None:
+        """``stream_id`` is this process's: it says its own availability from now on, so no
+        ``online`` the broker retains from a run before is corrected for it any more."""
+        self._streams.add(stream_id)
+        self._stale.discard(stream_id)
+
+    # -- for the connection ------------------------------------------------------------------------
+
+    def connected(self) -> None:
+        """A new connection, segcast said online on it: every stream's counts and availability are sent
+        again (the broker may have lost the retained ones), and its sensors announced again."""
+        self._announced.clear()
+        self._unsent_counts = dict(self._latest)
+        self._unsent_availability = {stream_id: live and self._inference for stream_id, live in self._live.items()}
+
+    def read_back(self, retained: Iterable[aiomqtt.Message]) -> list[str]:
+        """The streams to say offline before segcast says online, of the availabilities the broker
+        retains (`server.events.mqtt`'s ``_read_stale``): those not this process's that say online."""
+        self._stale.clear()
+        return sorted(self._stale_among(retained))
+
+    def read_later(self, message: aiomqtt.Message) -> bool:
+        """A retained availability that came after `read_back`: True if it is one more to say offline."""
+        if stale := self._stale_among([message]):
+            self._stale |= stale
+            return True
+        return False
+
+    def offline_at_shutdown(self) -> list[str]:
+        """The streams to say offline as segcast stops: those it said online, but a removed one, whose
+        retained messages are cleared, not kept."""
+        return sorted(self._online - self._forgotten)
+
+    def next_messages(self) -> list[OutMessage]:
+        """One stream's pending removal, else the correction of one a run before left online (`read_back`),
+        else one's availability, else one's counts (with their sensors); [] if none is pending."""
+        if self._forgotten:
+            stream_id = next(iter(self._forgotten))
+            self._forgotten.discard(stream_id)
+            return self._removal(stream_id)
+        if self._stale:
+            stream_id = self._stale.pop()
+            return [OutMessage(self.topics.availability(stream_id), "offline", True, stream_id, "its availability")]
+        for stream_id, live in self._unsent_availability.items():
+            if not live or self._counts_published(stream_id):
+                return [self._availability(stream_id, self._unsent_availability.pop(stream_id))]
+        if self._unsent_counts:
+            stream_id = next(iter(self._unsent_counts))
+            return self._counts(stream_id, self._unsent_counts.pop(stream_id))
+        return []
+
+    def keep_unconfirmed(self, messages: Iterable[OutMessage]) -> None:
+        """What a connection ended without: its clears are sent again.
+
+        A sensor whose clear is unconfirmed is known as retained again: the stream's removal, done
+        again, clears it, and so do its counts, published anew on every connection.
+        """
+        for message in messages:
+            if message.clears_sensor:
+                self._sensors.setdefault(message.stream_id, set()).add(message.topic)
+            if message.removal:
+                self._forgotten.add(message.stream_id)
+
+    def _stale_among(self, messages: Iterable[aiomqtt.Message]) -> set[str]:
+        """The streams not this process's that ``messages`` (retained availabilities) say are online."""
+        stale = set()
+        for message in messages:
+            stream_id = self.topics.stream_of_availability(str(message.topic))
+            ours = stream_id in self._streams or stream_id in self._forgotten
+            if stream_id is not None and not ours and message.retain and message.payload == b"online":
+                stale.add(stream_id)
+        return stale
+
+    def _counts_published(self, stream_id: str) -> bool:
+        """Whether this process has counts of ``stream_id`` (since inference last came back) and none
+        waiting: its ``online`` may go.
+
+        Until then the broker may retain the counts of the run before, or of the last frame before an
+        outage, which ``online`` would pass off as the scene now; sent over the one connection in
+        order, the counts reach every subscriber before the ``online`` after them.
+        """
+        return stream_id in self._latest and stream_id not in self._unsent_counts
+
+    def _availability(self, stream_id: str, live: bool) -> OutMessage:
+        if live:
+            self._online.add(stream_id)
+        else:
+            self._online.discard(stream_id)
+        payload = "online" if live else "offline"
+        return OutMessage(self.topics.availability(stream_id), payload, True, stream_id, "its availability")
+
+    def _counts(self, stream_id: str, counts: Counts) -> list[OutMessage]:
+        """The stream's counts, after the configs of its sensors not yet announced and the clearing of stale ones."""
+        messages: list[OutMessage] = []
+        if self.discovery:
+            configs = {self.topics.discovery(stream_id, name): name for name in counts}
+            retained = self._sensors.setdefault(stream_id, set())
+            announced = self._announced.setdefault(stream_id, set())
+            stale = retained - configs.keys()
+            for topic in sorted(stale):
+                messages.append(OutMessage(topic, b"", True, stream_id, "the removal of a sensor", clears_sensor=True))
+                retained.discard(topic)
+                announced.discard(topic)
+            for topic, name in configs.items():
+                if topic not in announced:
+                    config = json.dumps(self.topics.discovery_config(stream_id, name))
+                    messages.append(OutMessage(topic, config, True, stream_id, "a sensor's config"))
+                    announced.add(topic)
+                    retained.add(topic)
+        messages.append(
+            OutMessage(self.topics.counts(stream_id), json.dumps(dict(counts)), True, stream_id, "its counts")
+        )
+        return messages
+
+    def _removal(self, stream_id: str) -> list[OutMessage]:
+        """Remove a removed stream's sensors from Home Assistant and its retained counts and availability.
+
+        What it announced is forgotten here rather than in `forget_stream`: a config on its way when
+        the stream was removed is marked announced after that, and a stream added again under the
+        same id must announce its sensors again.
+        """
+        self._announced.pop(stream_id, None)
+        self._online.discard(stream_id)
+        sensors = sorted(self._sensors.pop(stream_id, ()))
+        what = "the removal of its sensors"
+        # An empty retained message: the broker drops the retained one, Home Assistant the sensor it described.
+        return [
+            *(OutMessage(topic, b"", True, stream_id, what, removal=True, clears_sensor=True) for topic in sensors),
+            OutMessage(self.topics.counts(stream_id), b"", True, stream_id, what, removal=True),
+            OutMessage(self.topics.availability(stream_id), b"", True, stream_id, what, removal=True),
+        ]
