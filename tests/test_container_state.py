@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from server.config import load_config
-from server.events import history_reader as history
+from server.events.history import reader as history
 from server.inference.models import install_hint
 from tests.test_deploy import (
     K8S,

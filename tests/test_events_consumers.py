@@ -19,8 +19,8 @@ from server.app import create_app
 from server.config import Settings
 from server.events.api import event_outputs_key
 from server.events.config import EventsSettings, HistorySettings, MqttSettings, WebhookSettings
-from server.events.history import HistorySink
-from server.events.history_query import EventQuery
+from server.events.history.query import EventQuery
+from server.events.history.writer import HistorySink
 from server.events.outputs import EventOutputs
 from server.events.sink import SinkState
 from server.events.webhook import WebhookSink

@@ -26,13 +26,13 @@ from aiohttp.test_utils import TestClient
 
 from server.app import create_app
 from server.config import Settings
-from server.events import history as history_module
-from server.events import retention as retention_module
 from server.events.api import event_outputs_key
 from server.events.config import EventsSettings, HistorySettings
 from server.events.counts import Counts
-from server.events.history import HistorySink
-from server.events.history_query import TIME_INDEX_MAX_ROWS, EventQuery, few_in_window, select_events
+from server.events.history import retention as retention_module
+from server.events.history import writer as history_module
+from server.events.history.query import TIME_INDEX_MAX_ROWS, EventQuery, few_in_window, select_events
+from server.events.history.writer import HistorySink
 from server.events.outputs import EventOutputs
 from server.events.sink import OutEvent, SinkHealth, SinkState
 from server.events.snapshot import Picture, picture_of, snapshot_jpeg
@@ -772,7 +772,7 @@ import asyncio, json, logging, resource, signal, sys, time
 from pathlib import Path
 import numpy as np
 from server.events.config import HistorySettings
-from server.events.history import HistorySink
+from server.events.history.writer import HistorySink
 from server.events.sink import OutEvent
 from server.events.snapshot import Picture
 

@@ -22,10 +22,10 @@ from aiohttp.test_utils import TestClient
 
 from server.app import create_app
 from server.config import Settings
-from server.events import history_reader as history_module
 from server.events.api import event_outputs_key
 from server.events.config import EventsSettings, HistorySettings
-from server.events.history import INSERT
+from server.events.history import reader as history_module
+from server.events.history.writer import INSERT
 from server.events.outputs import EventOutputs
 from server.events.sink import SinkState
 from server.inference.models import BUNDLED_MODEL

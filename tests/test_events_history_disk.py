@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from server.events import history as history_module
-from server.events import retention as retention_module
 from server.events.config import EventsSettings, HistorySettings
+from server.events.history import retention as retention_module
+from server.events.history import writer as history_module
 from server.events.outputs import EventOutputs
 from server.events.sink import SinkState
 from tests.support.event_packets import track_start, with_events

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from server.events import retention as retention_module
 from server.events.config import EventsSettings, HistorySettings
-from server.events.history import HistorySink
-from server.events.history_query import EventQuery
+from server.events.history import retention as retention_module
+from server.events.history.query import EventQuery
+from server.events.history.writer import HistorySink
 from server.events.outputs import EventOutputs
 from server.events.sink import SinkState
 from tests.support.event_packets import track_start, with_events

@@ -21,8 +21,8 @@ from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
 from server.events.config import EventsSettings, HistorySettings
-from server.events.history_format import HISTORY_FORMAT, SEGCAST_APPLICATION_ID, RefusedHistoryFile
-from server.events.history_query import EventQuery
+from server.events.history.format import HISTORY_FORMAT, SEGCAST_APPLICATION_ID, RefusedHistoryFile
+from server.events.history.query import EventQuery
 from server.events.outputs import EventOutputs
 from server.events.sink import SinkState
 from tests.support.event_packets import track_start

@@ -17,7 +17,7 @@ import pytest
 
 from server.config import ConfigError, StreamConfig, load_config
 from server.events.config import MqttSettings
-from server.events.mqtt_topics import MqttTopics
+from server.events.mqtt.topics import MqttTopics
 from server.events.sink import SinkState
 from server.persist import write_config
 from server.sources.base import StreamState

@@ -13,10 +13,10 @@ from typing import cast
 import aiomqtt
 import pytest
 
-from server.events import mqtt as mqtt_module
 from server.events.config import MqttSettings
-from server.events.mqtt import READS_CUT_LIMIT
-from server.events.mqtt_events import RESEND_CONNECTIONS_MAX
+from server.events.mqtt import connection as mqtt_module
+from server.events.mqtt.connection import READS_CUT_LIMIT
+from server.events.mqtt.outbox import RESEND_CONNECTIONS_MAX
 from server.events.sink import SinkState
 from tests.support.event_packets import track_start, with_counts, with_events
 from tests.support.fake_mqtt_broker import FakeBroker

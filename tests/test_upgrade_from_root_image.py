@@ -27,8 +27,8 @@ from aiohttp.test_utils import TestClient
 from server.app import create_app
 from server.config import Settings, StreamConfig
 from server.events.config import EventsSettings, HistorySettings
-from server.events.history import HistorySink
-from server.events.history_query import EventQuery
+from server.events.history.query import EventQuery
+from server.events.history.writer import HistorySink
 from server.events.outputs import EventOutputs
 from server.events.sink import SinkState
 from server.inference.export import ExportError, export_model

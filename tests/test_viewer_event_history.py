@@ -22,7 +22,7 @@ from aiohttp.test_utils import TestClient
 from server.analytics.events import AnalyticsEventKind
 from server.config import StreamConfig
 from server.events.config import EventsSettings, HistorySettings
-from server.events.history import INSERT, SCHEMA
+from server.events.history.writer import INSERT, SCHEMA
 from server.frames import PROTOCOL_VERSION
 from tests.conftest import CHROMIUM
 from tests.support.browser import WAIT_MS, open_page

@@ -21,8 +21,8 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from server.events.history import HistorySink
-from server.events.history_query import MAX_PAGE, EventQuery
+from server.events.history.query import MAX_PAGE, EventQuery
+from server.events.history.writer import HistorySink
 from server.events.outputs import EventOutputs
 from server.http.errors import error
 from server.http.network.prefix import forwarded_prefix

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from server.delivery.encode import FramePacket
 from server.events.config import EventsSettings
 from server.events.counts import counts_of
-from server.events.history import HistorySink
+from server.events.history.writer import HistorySink
 from server.events.sink import OutEvent, Sink, SinkHealth
 from server.events.snapshot import LastSeen
 from server.events.webhook import WebhookSink, webhook_names
@@ -32,7 +32,7 @@ from server.inference.models import InferenceStatus, install_hint
 from server.sources.base import StreamState
 
 if TYPE_CHECKING:
-    from server.events.mqtt import MqttSink
+    from server.events.mqtt.connection import MqttSink
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class EventOutputs:
         self._mqtt: MqttSink | None = None
         if settings.mqtt is not None:
             try:
-                from server.events.mqtt import MqttSink
+                from server.events.mqtt.connection import MqttSink
             except ImportError:
                 raise MqttUnavailableError(f"events.mqtt: needs the aiomqtt package: {install_hint('mqtt')}") from None
             self._mqtt = MqttSink(settings.mqtt)

@@ -4,7 +4,7 @@ A queued event must not keep its frame: a full-size decoded image is megabytes, 
 a thousand events. So the part the snapshot shows is copied out of the frame when the event is
 handed over (slicing and one copy of that part: no scaling or encoding on the loop), thinned to at
 most `SNAPSHOT_MAX_PX` pixels, and only that copy waits in the history's queue (whose pictures
-together have a byte budget of their own: see `server.events.history`). The writer thread scales
+together have a byte budget of their own: see `server.events.history.writer`). The writer thread scales
 and encodes it.
 
 An event can be decided on a frame its object is not in: a track ends the tracker's lost-track

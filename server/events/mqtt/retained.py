@@ -1,11 +1,11 @@
 """What the broker is to retain of each stream for Home Assistant: its counts, its availability, its
 sensors' discovery configs, and their clearing once a count or the stream goes away.
 
-Kept apart from the connection (`server.events.mqtt`), which asks here for the next messages to send
+Kept apart from the connection (`server.events.mqtt.connection`), which asks here for the next messages to send
 and says what a connection ended without; everything here runs on the loop and only decides what to
 send: at most one of each kind is pending per stream, the newest.
 
-Nodes of one fleet share ``I`` and each has its own ``P`` (`server.events.mqtt`): a camera keeps its
+Nodes of one fleet share ``I`` and each has its own ``P`` (`server.events.mqtt.connection`): a camera keeps its
 device wherever it runs, and its config says which node's topics Home Assistant listens to. A node
 clears only configs it published, but it cannot tell whether another node has published the same one
 since (nothing is read back), so a camera moves in this order: removed from the old node first (done
@@ -23,8 +23,8 @@ from collections.abc import Iterable
 import aiomqtt
 
 from server.events.counts import Counts
-from server.events.mqtt_topics import MqttTopics
-from server.events.mqtt_window import OutMessage
+from server.events.mqtt.topics import MqttTopics
+from server.events.mqtt.window import OutMessage
 
 
 class RetainedStreams:
@@ -116,7 +116,7 @@ class RetainedStreams:
 
     def read_back(self, retained: Iterable[aiomqtt.Message]) -> list[str]:
         """The streams to say offline before segcast says online, of the availabilities the broker
-        retains (`server.events.mqtt`'s ``_read_stale``): those not this process's that say online."""
+        retains (`server.events.mqtt.connection`'s ``_read_stale``): those not this process's that say online."""
         self._stale.clear()
         return sorted(self._stale_among(retained))
 

@@ -1,6 +1,6 @@
 """The topics segcast publishes MQTT under, and the Home Assistant discovery configs that point at them.
 
-The layout is written down in `server.events.mqtt` and docs/protocol.md; here is where it is made,
+The layout is written down in `server.events.mqtt.connection` and docs/protocol.md; here is where it is made,
 so the sink deals in messages and this module in names. ``topic_prefix`` makes the topics of one
 node, ``discovery_id`` the ids Home Assistant knows a camera by, shared by a fleet's nodes.
 """

@@ -3,7 +3,7 @@
 Waiting for each PUBACK before the next publish would cost a broker far away a round trip per
 message; with a window of them on their way it costs one per `WINDOW` messages. They still reach
 the broker in the order sent, over the one connection. What the broker had not confirmed when the
-connection dropped comes back from `PublishWindow.close`, for `server.events.mqtt.MqttSink` to send
+connection dropped comes back from `PublishWindow.close`, for `server.events.mqtt.connection.MqttSink` to send
 again on the next one.
 """
 

@@ -1,7 +1,7 @@
 """The events on their way to the broker: queued, sent at least once and in order, and given up on
 only when the broker keeps ending the connection for one.
 
-Kept apart from the connection (`server.events.mqtt`), which takes the next event from here and says
+Kept apart from the connection (`server.events.mqtt.connection`), which takes the next event from here and says
 which the broker confirmed and which a connection ended without: those go first on the next
 connection, in order (at least once, as QoS 1 promises). One that `RESEND_CONNECTIONS_MAX`
 connections ended without confirming is given up and counted failed, logged with its size and topic.
@@ -15,8 +15,8 @@ import json
 from collections import deque
 from collections.abc import Iterable
 
-from server.events.mqtt_topics import MqttTopics
-from server.events.mqtt_window import OutMessage
+from server.events.mqtt.topics import MqttTopics
+from server.events.mqtt.window import OutMessage
 from server.events.sink import OutEvent, Tally
 
 #: Connections an event may be on that end without the broker confirming it before it is given up as

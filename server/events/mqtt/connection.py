@@ -48,12 +48,12 @@ One task owns the connection: it connects, publishes, and on any broker error wa
 `BACKOFF_MAX_S`, from the start again once the broker has confirmed a publish on a connection) and
 connects again; a connection lost at any point, its first messages included, is noticed at once.
 Up to `WINDOW` publishes are on their way at once, in order
-over the one connection (`server.events.mqtt_window`). Events and state take turns: between two
+over the one connection (`server.events.mqtt.window`). Events and state take turns: between two
 events goes one stream's pending removal, availability or counts (at most one of each per stream is
 pending, the newest), so a flood of events does not hold back a camera going offline or a new zone's
 sensor. Events the broker had not confirmed when the connection dropped are published again first,
-in order, after it, the first of them alone until confirmed (`server.events.mqtt_events`). What is
-retained of each stream, and its clearing, is decided in `server.events.mqtt_retained`; a fleet's
+in order, after it, the first of them alone until confirmed (`server.events.mqtt.outbox`). What is
+retained of each stream, and its clearing, is decided in `server.events.mqtt.retained`; a fleet's
 nodes sharing ``I`` is written down there. Any other error publishing one message
 costs that message (an event is counted failed), logged with its stream; the task carries on with
 the rest. At shutdown segcast and its streams say offline, and an event still queued, or on its way
@@ -78,10 +78,10 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from server.events.config import MqttSettings
 from server.events.counts import Counts
-from server.events.mqtt_events import EventOutbox
-from server.events.mqtt_retained import RetainedStreams
-from server.events.mqtt_topics import MqttTopics
-from server.events.mqtt_window import QOS, OutMessage, PublishWindow
+from server.events.mqtt.outbox import EventOutbox
+from server.events.mqtt.retained import RetainedStreams
+from server.events.mqtt.topics import MqttTopics
+from server.events.mqtt.window import QOS, OutMessage, PublishWindow
 from server.events.sink import BACKOFF_MAX_S, DeliveryTask, OutEvent, SinkHealth, Tally, backoff_s
 
 log = logging.getLogger(__name__)
@@ -240,7 +240,7 @@ class MqttSink:
         that forbids it, a message it will not take) would be connected to twice a second for ever,
         with a "working" and an error in the log each time. Nor at the ``online`` confirmed: the broker
         may end every connection for what goes after it, the event the connection before ended on
-        (`server.events.mqtt_events.RESEND_CONNECTIONS_MAX`) or a stream's counts, availability or
+        (`server.events.mqtt.outbox.RESEND_CONNECTIONS_MAX`) or a stream's counts, availability or
         sensor config, sent again on every connection (a topic outside the account's policy).
         """
         self._proven = True
@@ -361,7 +361,7 @@ class MqttSink:
 
         An event the connection before ended on goes first, alone, until the broker has confirmed
         it: if the broker ends this connection too, that event is the one to blame
-        (`server.events.mqtt_events.RESEND_CONNECTIONS_MAX`), not the events that would have gone
+        (`server.events.mqtt.outbox.RESEND_CONNECTIONS_MAX`), not the events that would have gone
         after it.
         """
         self._proven = False

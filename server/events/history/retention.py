@@ -1,7 +1,7 @@
 """The event history's retention: what keeps its file and write-ahead log within ``max_mb`` and its
 events within ``max_age_days``, on a disk that may hold little more than that.
 
-It runs on the history's writer thread and connection (`server.events.history`), between batches:
+It runs on the history's writer thread and connection (`server.events.history.writer`), between batches:
 SQLite has one writer, and a prune in a thread of its own would only wait for the writer's locks.
 The sink tells it when the file is opened (`Retention.opened`) and after each group of events it
 writes (`Retention.written`), asks whether a prune is due (`Retention.due`) and lets it prune

@@ -1,9 +1,9 @@
 """The pages of the event history: what a query asks for, and the SQL that reads a page of it.
 
-Kept apart from the files and threads the pages are read with (`server.events.history_reader`), so
+Kept apart from the files and threads the pages are read with (`server.events.history.reader`), so
 the shape of a page, and how SQLite is steered to read it in order without sorting a month of
 events, can be read and tested alone. The indexes it relies on are in
-`server.events.history_format.SCHEMA`.
+`server.events.history.writer.SCHEMA`.
 """
 
 from __future__ import annotations

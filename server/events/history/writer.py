@@ -6,8 +6,8 @@ was handed over: see `server.events.snapshot`; a few kB and a few ms, never on t
 them a batch per transaction. The queue is bounded twice: by events (``queue``) and by the bytes
 their pictures hold (`QUEUED_PICTURES_MAX_BYTES`). The file is in WAL mode, so the API's readers
 (each query on its own short connection, on the history's own reader threads:
-`server.events.history_reader`) never wait for the writer, nor it for them. Retention, by size and
-by age, runs on the writer thread between batches (`server.events.retention`).
+`server.events.history.reader`) never wait for the writer, nor it for them. Retention, by size and
+by age, runs on the writer thread between batches (`server.events.history.retention`).
 
 A locked database, a read-only file or a full disk costs the batch being written, is counted and
 logged (the same error again at most once per `DROP_LOG_INTERVAL_S`, saying how many events it
@@ -15,11 +15,11 @@ cost), and the next batch tries again: the pipeline never notices. Size is bound
 alone: the history does not guess what else the disk will hold. A disk that fills costs every batch
 until space is freed, so where ``max_mb`` is more than the disk has for the history, the first open
 says so (`Retention.check_room`). A file on a read-only file system (ext4 remounts so after disk
-errors) is still read (`server.events.history_reader`), and the writes' error says why they fail;
+errors) is still read (`server.events.history.reader`), and the writes' error says why they fail;
 where files are another user's (a volume an image run as root made), the writes' and reads' errors
 say whose. A read that finds the file damaged is counted and named (`HistorySink.health`): every
 query reaching those pages fails until the file is recovered, which is something to alert on. A file of a newer format,
-or not segcast's at all, is neither written nor read (`server.events.history_format`): each batch
+or not segcast's at all, is neither written nor read (`server.events.history.format`): each batch
 fails on it, naming the file and what to do, as on a locked one.
 
 A bug in the writer costs the batch in hand at most: it is logged (at most once per
@@ -51,10 +51,10 @@ import cv2
 
 from server.events.config import HistorySettings
 from server.events.counts import Counts
-from server.events.history_format import HistoryFile, RefusedHistoryFile, adoption, check_history_file, stamp_script
-from server.events.history_query import EventQuery, StoredEvent
-from server.events.history_reader import HistoryReader, failure_reason
-from server.events.retention import Retention, transaction
+from server.events.history.format import HistoryFile, RefusedHistoryFile, adoption, check_history_file, stamp_script
+from server.events.history.query import EventQuery, StoredEvent
+from server.events.history.reader import HistoryReader, failure_reason
+from server.events.history.retention import Retention, transaction
 from server.events.sink import (
     DRAIN_TIMEOUT_S,
     DROP_LOG_INTERVAL_S,
@@ -294,7 +294,7 @@ class HistorySink:
 
     def _open(self, losing: int = 0) -> sqlite3.Connection | None:
         """The write connection, opened (the schema made, or an unstamped file adopted: see
-        `server.events.history_format`) if it is not; None if it cannot be, or the file is refused.
+        `server.events.history.format`) if it is not; None if it cannot be, or the file is refused.
 
         That failure is logged and costs ``losing`` events (the batch that needed the file). The
         first open says where events go and makes the state ok, as a broker's connection does; a

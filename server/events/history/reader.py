@@ -2,7 +2,7 @@
 query, and what a read that fails says.
 
 The history's file is in WAL mode, so these reads never wait for its writer thread
-(`server.events.history`), nor it for them; on threads of their own, a slow query delays no other work
+(`server.events.history.writer`), nor it for them; on threads of their own, a slow query delays no other work
 of the loop's executor. A file on a read-only file system (ext4 remounts so after disk errors) is still
 read (`HistoryReader._reader`). A read that finds the file damaged is counted and named: every query
 reaching those pages fails until the file is recovered, which is something to alert on. What a failed
@@ -24,8 +24,8 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from server.events.history_format import ANOTHER_FILE, HistoryFile, check_history_file, is_sqlite_file
-from server.events.history_query import MAX_PAGE, EventQuery, StoredEvent, few_in_window, select_events
+from server.events.history.format import ANOTHER_FILE, HistoryFile, check_history_file, is_sqlite_file
+from server.events.history.query import MAX_PAGE, EventQuery, StoredEvent, few_in_window, select_events
 from server.events.sink import DROP_LOG_INTERVAL_S
 from server.file_saving import on_read_only_mount, write_denied
 from server.log_throttle import ThrottledCount

@@ -1,0 +1,6 @@
+"""The MQTT output: events and per-stream counts to a broker, with Home Assistant discovery.
+
+`connection` owns the one connection and the topics' layout (read its docstring first); it takes
+events from the `outbox` and what each stream's retained state needs from `retained`, names them with
+`topics` and sends them through the `window` of publishes on their way.
+"""
