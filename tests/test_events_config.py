@@ -164,3 +164,15 @@ def test_saving_keeps_characters_json_would_escape_beyond_toml(tmp_path: Path) -
     write_config(Settings(config_path=path, events=events), [])
     assert load_config(path).events == events
     assert "\U0001f434" in path.read_text(encoding="utf-8"), "written as it is, not escaped"
+
+
+def test_a_history_path_under_a_file_stops_the_start_naming_the_file(tmp_path: Path) -> None:
+    """Before, it started and every write failed with "[Errno 17] File exists"."""
+    (tmp_path / "notes.txt").write_text("a file, not a folder")
+    config = tmp_path / "segcast.toml"
+    config.write_text('[events.history]\npath = "notes.txt/events/events.db"\n')
+    blocker = re.escape(str(tmp_path / "notes.txt"))
+    with pytest.raises(
+        ConfigError, match=rf"events\.history\.path: .* cannot be made: {blocker} is a file, not a folder"
+    ):
+        load_config(config)

@@ -143,14 +143,25 @@ def _history(table: Mapping[str, Any], folder: Path) -> HistorySettings:
 
 
 def _history_file(value: str, folder: Path, where: str) -> Path:
-    """The history's database file; a folder is refused here, where SQLite would only say "unable to open"."""
+    """The history's database file; a folder is refused here, where SQLite would only say "unable to open",
+    as is a path under a file, which no start could ever make ("[Errno 17] File exists" at every write)."""
     path = resolved_path(value, folder, where)
     if path.is_dir() or value.endswith(("/", os.sep)):
         suggestion = Path(value) / DEFAULT_HISTORY_FILE
         raise ValueError(
             f"{where}: {value!r} is a folder: name the file in it, e.g. path = {toml_string(str(suggestion))}"
         )
+    if (blocker := _nearest_existing(path.parent)) is not None and not blocker.is_dir():
+        raise ValueError(f"{where}: {value!r} cannot be made: {blocker} is a file, not a folder")
     return path
+
+
+def _nearest_existing(path: Path) -> Path | None:
+    """``path`` or its nearest parent that exists; None where one cannot be looked at (the open says why)."""
+    try:
+        return next(p for p in (path, *path.parents) if p.exists())
+    except OSError:  # a folder on the way that this user may not search
+        return None
 
 
 def resolved_path(value: str, folder: Path, where: str) -> Path:
