@@ -73,6 +73,7 @@ def run(case: dict[str, Any]) -> dict[str, Any]:
 
 def _occlusion(case: dict[str, Any]) -> dict[str, Any]:
     """Every tracker on the occlusion family's seeds, and each one's own cost per frame on a crowded scene."""
+    from bench.tracker_cost import tracker_costs
     from server.inference.models import load_model
     from server.options import SEGTRACK, StreamOptions, tracker_kinds
     from server.scene import Scene
@@ -88,19 +89,14 @@ def _occlusion(case: dict[str, Any]) -> dict[str, Any]:
             bands = {name: recall for name, recall, _ in s.id_recall}
             scored = {"idf1": s.idf1, "hota": s.hota, "mota": s.mota, "switches": s.switches, "bands": bands}
             per_seed[k].append(scored | {"truth_boxes": s.truth_boxes})
-    timed = {k: StreamOptions.from_mapping({"imgsz": case["cost_imgsz"], "tracker": k}) for k in kinds}
-    scene = Scene(**case["cost_scene"])
-    costs = compare_trackers(model, scene, case["cost_frames"], timed, start=case["cost_start"], rounds=COST_ROUNDS)
-    frames = range(case["cost_start"], case["cost_start"] + case["cost_frames"])
-    objects = sum(len(scene.render(i)[1]) for i in frames) / len(frames)
-    cost_ms = {k: s.mean_ms for k, s in costs.items()}
+    costs = tracker_costs(model, kinds, case["cost_scene"], case["cost_start"], case["cost_frames"], case["cost_imgsz"])
     return {
         "seeds": case["seeds"],
         "default": StreamOptions().tracker,
         "own": [SEGTRACK],
         "trackers": per_seed,
-        "cost_ms": cost_ms,
-        "cost_objects": objects,
+        "cost_ms": costs.ms_per_frame,
+        "cost_objects": costs.objects,
         "cost_rounds": COST_ROUNDS,
     }
 

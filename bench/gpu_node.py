@@ -27,10 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.live import LatencyRun, latency_run, percentile
+from bench.measures import VIDEO_FRAMES, VIDEO_SEED
 from server.scene import Scene, write_h264
-
-VIDEO_FRAMES = 600  # 40 s of the scene, looped: as bench/measures.py's video
-VIDEO_SEED = 3
 
 
 def main() -> None:

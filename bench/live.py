@@ -10,177 +10,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import aiohttp
 import psutil
 
-START_TIMEOUT_S = 120.0
-POLL_S = 0.25
+from bench.server_process import (
+    POLL_S,
+    START_TIMEOUT_S,
+    ServerProcess,
+    Viewer,
+    processed_count,
+    started,
+    stream_counts,
+    viewers,
+)
+
 RSS_SAMPLE_S = 1.0
 WARMUP_S = 5.0  # model warm-up and first allocations, left out of every figure
-STDERR_TAIL_LINES = 20  # of a server that failed to start, in the error raised
 
 
-@dataclass
-class ServerProcess:
-    port: int
-    process: subprocess.Popen[bytes]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ps(self) -> psutil.Process:
-        return psutil.Process(self.process.pid)
-
-
-@contextlib.contextmanager
-def serve(model: str, video: Path, streams: int, imgsz: int, config: Path | None = None) -> Iterator[ServerProcess]:
+def serve(
+    model: str, video: Path, streams: int, imgsz: int, config: Path | None = None
+) -> contextlib.AbstractContextManager[ServerProcess]:
     """``segcast serve`` with ``streams`` looping copies of ``video`` at its native rate, like cameras
-    (and the settings of ``config``, a config file, where given).
-
-    Its stderr goes to a temporary file, not a pipe (which a server logging for minutes would fill and
-    block on): a server that exits or never comes up raises with the last lines it wrote, its own reason.
-    """
-    port = free_port()
-    sources = [f"--source=cam{i}={video}" for i in range(streams)]
-    command = [sys.executable, "-m", "server", "serve", *sources, "--loop", "--model", model]
-    command += ["--imgsz", str(imgsz), "--port", str(port), "--log-level", "WARNING"]
-    command += ["--config", str(config)] if config is not None else []
-    with tempfile.TemporaryFile() as stderr:
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
-        server = ServerProcess(port, process)
-        try:
-            try:
-                asyncio.run(_wait_ready(server))
-            except (RuntimeError, TimeoutError) as exc:
-                raise type(exc)(f"{exc}; it said:\n{_tail(stderr)}") from None
-            yield server
-        finally:
-            stop_process(process, 10.0)
-
-
-def _tail(log: IO[bytes], lines: int = STDERR_TAIL_LINES) -> str:
-    """The last ``lines`` lines written to ``log`` (or a note that there were none)."""
-    log.seek(0)
-    text = log.read().decode(errors="replace").strip()
-    return "\n".join(text.splitlines()[-lines:]) or "(nothing on stderr)"
-
-
-def stop_process(process: subprocess.Popen[bytes], timeout_s: float) -> None:
-    """SIGTERM, then SIGKILL if it has not exited within ``timeout_s``; returns once it is gone."""
-    process.terminate()
-    try:
-        process.wait(timeout_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def _wait_ready(server: ServerProcess) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            if server.process.poll() is not None:
-                raise RuntimeError(f"segcast serve exited with status {server.process.returncode}")
-            with contextlib.suppress(aiohttp.ClientError):
-                async with session.get(f"{server.url}/healthz") as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(POLL_S)
-    raise TimeoutError("segcast serve did not come up")
-
-
-@dataclass
-class Viewer:
-    """One WebSocket viewer: counts the JPEGs it got, and records each one's latency if asked."""
-
-    record: bool = False
-    received: int = 0
-    samples: list[tuple[float, float]] = field(default_factory=list)  # (arrival monotonic s, latency s)
-    _capture: float | None = None
-
-    def on_text(self, data: str) -> None:
-        message = json.loads(data)
-        if message.get("type") == "frame" and message.get("image"):
-            self._capture = message["capture_time"]
-
-    def on_jpeg(self) -> None:
-        self.received += 1
-        if self.record and self._capture is not None:
-            self.samples.append((time.monotonic(), time.time() - self._capture))
-        self._capture = None
-
-
-@contextlib.asynccontextmanager
-async def viewers(server: ServerProcess, count: int, record: bool = False) -> AsyncIterator[list[Viewer]]:
-    """``count`` viewers of every stream's annotated frames, each reading its socket in its own task."""
-    async with aiohttp.ClientSession() as session:
-        # compress=15 offers permessage-deflate, as browsers do; the server decides whether to use it.
-        sockets = [await session.ws_connect(f"{server.url}/ws", max_msg_size=0, compress=15) for _ in range(count)]
-        watchers = [Viewer(record) for _ in sockets]
-        for ws in sockets:
-            await ws.send_str(json.dumps({"type": "subscribe", "streams": ["*"]}))
-        tasks = [asyncio.create_task(_read(ws, viewer)) for ws, viewer in zip(sockets, watchers, strict=True)]
-        try:
-            yield watchers
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
-
-
-async def _read(ws: aiohttp.ClientWebSocketResponse, viewer: Viewer) -> None:
-    async for message in ws:
-        if message.type is aiohttp.WSMsgType.TEXT:
-            viewer.on_text(message.data)
-        elif message.type is aiohttp.WSMsgType.BINARY:
-            viewer.on_jpeg()
-
-
-@dataclass(frozen=True, slots=True)
-class StreamCounts:
-    """Frames of all a server's streams so far, from /api/streams: read from the sources (what the
-    cameras offered), dropped by the pipeline (replaced before inference took them), and processed."""
-
-    read: int
-    dropped: int
-    processed: int
-
-    def __sub__(self, other: StreamCounts) -> StreamCounts:
-        return StreamCounts(self.read - other.read, self.dropped - other.dropped, self.processed - other.processed)
-
-
-async def stream_counts(session: aiohttp.ClientSession, server: ServerProcess) -> StreamCounts:
-    async with session.get(f"{server.url}/api/streams") as response:
-        body = await response.json()
-    streams = body["streams"]
-    return StreamCounts(
-        *(sum(int(s[key]) for s in streams) for key in ("frames_read", "frames_dropped", "frames_processed"))
-    )
-
-
-async def processed_count(session: aiohttp.ClientSession, server: ServerProcess) -> int:
-    return (await stream_counts(session, server)).processed
+    (and the settings of ``config``, a config file, where given): `bench.server_process.started`'s."""
+    arguments = [f"--source=cam{i}={video}" for i in range(streams)]
+    arguments += ["--loop", "--model", model, "--imgsz", str(imgsz), "--log-level", "WARNING"]
+    arguments += ["--config", str(config)] if config is not None else []
+    return started(arguments)
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,7 +120,6 @@ async def _latency(
 ) -> LatencyRun:
     """Processed and offered fps are over the time measured between the two counts, which runs past
     ``seconds`` by up to one `RSS_SAMPLE_S`; latency's thirds are of that time too."""
-    ps = server.ps
     async with aiohttp.ClientSession() as session, viewers(server, 1, record=True) as (viewer,):
         if warm_from_first_frame:
             await _first_frame(viewer, streams)
@@ -269,7 +129,7 @@ async def _latency(
         before = await stream_counts(session, server)
         rss: list[tuple[float, float]] = []
         while (elapsed := time.monotonic() - started) < seconds:
-            rss.append((elapsed, ps.memory_info().rss / 2**20))
+            rss.append((elapsed, server.rss_mb()))
             await asyncio.sleep(RSS_SAMPLE_S)
         wall = time.monotonic() - started
         counts = await stream_counts(session, server) - before

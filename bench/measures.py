@@ -164,7 +164,7 @@ def _measure_scaleout(run: RunContext) -> None:
     if scaleout.skipped:
         say(f"scale-out skipped, {page} not written: {scaleout.skipped}")
         return
-    print(write_scaleout_report(scaleout, page, run.results.settings["command"], args.quick))
+    print(write_scaleout_report(scaleout, page, run.results.settings["command"], run.results.machine, args.quick))
     say(f"wrote {page}")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,9 +133,32 @@ class ForwardTimer:
         self._tensor: Any = self._predictor.preprocess([image])
 
     def median_ms(self) -> float:
-        times = []
-        for _ in range(FORWARD_REPEATS + 2):
-            started = time.perf_counter()
-            self._predictor.inference(self._tensor)
-            times.append((time.perf_counter() - started) * 1000)
-        return statistics.median(times[2:])
+        return median_forward_ms(self._predictor, self._tensor)
+
+
+def median_forward_ms(predictor: Any, tensor: Any, repeats: int = FORWARD_REPEATS) -> float:
+    """The median of ``repeats`` forward passes of ``predictor`` (ultralytics') on ``tensor``, after two untimed.
+
+    On a CUDA device the network runs asynchronously to the call: the clock starts and stops only once
+    the device has finished its work (as bench/gpu_capacity.py does), or it would time the launch alone.
+    """
+    device = getattr(predictor, "device", None)
+    synchronise = _cuda_synchronise(device) if getattr(device, "type", None) == "cuda" else _nothing
+    times = []
+    for _ in range(repeats + 2):
+        synchronise()
+        started = time.perf_counter()
+        predictor.inference(tensor)
+        synchronise()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times[2:])
+
+
+def _cuda_synchronise(device: Any) -> Callable[[], None]:
+    import torch
+
+    return lambda: torch.cuda.synchronize(device)
+
+
+def _nothing() -> None:
+    """Nothing to wait for: off CUDA, a forward pass returns when it is done."""

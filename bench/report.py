@@ -9,6 +9,7 @@ measured section's table bench/report_sections.py's.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -78,8 +79,8 @@ def _machine_section(results: Results) -> list[str]:
     return [
         "## Machine and conditions",
         "",
-        f"- {m.get('cores')} CPU cores ({m.get('cpu')}), no GPU; Python {m.get('python')}, torch {m.get('torch')}, "
-        f"ultralytics {m.get('ultralytics')}, {runtimes}.",
+        f"- {m.get('cores')} CPU cores ({m.get('cpu')}), {gpu_text(m)}{_on_gpu(m)}; Python {m.get('python')}, "
+        f"torch {m.get('torch')}, ultralytics {m.get('ultralytics')}, {runtimes}.",
         f"- Load average (1, 5, 15 min) before the run {m.get('load_before')}, after {m.get('load_after')}: "
         "other processes shared the cores, so absolute figures are lower and noisier than on an idle machine; "
         "the ratios compare measurements taken back to back.",
@@ -87,6 +88,21 @@ def _machine_section(results: Results) -> list[str]:
         f"- Model `{s.get('model')}` (yolov8n-seg architecture) at imgsz {s.get('imgsz')}; video: {s.get('video')}.",
         "",
     ]
+
+
+def gpu_text(machine: Mapping[str, Any]) -> str:
+    """The run's GPU as a page says it: ``GPU <name>``, ``no GPU``, or that a run saved before the GPU
+    was recorded did not say (its page must not claim either)."""
+    if "gpu" not in machine:
+        return "GPU not recorded"
+    return "no GPU" if machine["gpu"] is None else f"GPU {machine['gpu']}"
+
+
+def _on_gpu(machine: Mapping[str, Any]) -> str:
+    """What ran on the run's GPU, where it had one: PyTorch models, on both sides of the comparisons."""
+    if not machine.get("gpu"):
+        return ""
+    return " (PyTorch models ran on it: segcast's device `auto` and the seed loop's ultralytics default both take it)"
 
 
 def _plot(results: Results, path: Path) -> None:

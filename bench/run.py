@@ -1,8 +1,8 @@
 """Run every segcast benchmark side by side and write the page of results and its plot.
 
-    python -m bench                     # a few minutes: the defaults below; the page goes to --cache
+    python -m bench                     # about 25 min on 2 cores, the defaults below; the page goes to --cache
     python -m bench --update-docs       # the same, rewriting the tracked docs/benchmarks.md and its plot
-    python -m bench --memory-s 600      # the 10-minute memory run the issue asks for
+    python -m bench --memory-s 600      # the 10-minute memory run the issue asks for: 33.8 min in all on 2 cores
     python bench/run.py --quick         # seconds: a smoke test of the whole chain (the figures mean nothing)
 
 Every figure that a goal is judged on is a ratio of two measurements taken in this one run, on this
@@ -34,6 +34,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as `python bench/run.py`: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.arguments import positive_int
 from bench.live import FanoutPoint, LatencyRun
 from bench.measures import (
     BUSY_IMGSZ,
@@ -149,17 +150,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.out is None:  # a run on a developer's machine must not rewrite the tracked page by accident
         args.out = DOCS_PAGE if args.update_docs else args.cache / "benchmarks.md"
     return args
-
-
-def positive_int(text: str) -> int:
-    """An argparse type for counts of frames, rounds, streams or viewers: 1 or more, checked at parse time."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be 1 or more")
-    return value
 
 
 def _counts(text: str) -> tuple[int, ...]:
@@ -286,6 +276,9 @@ def _machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "ultralytics": ultralytics.__version__,
+        # What `server.inference.models.resolve_device` gives segcast's device "auto", and what ultralytics
+        # takes by default in the seed loop: the first NVIDIA GPU where PyTorch sees one.
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "runtimes": _runtime_versions(),
         "load_before": _load(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

@@ -27,14 +27,16 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from bench.live import WARMUP_S, ServerProcess, percentile, processed_count, serve, stop_process, viewers
+from bench.live import WARMUP_S, percentile, serve
+from bench.report import gpu_text
+from bench.server_process import ServerProcess, free_port, processed_count, stop_process, viewers
 
 REPO = Path(__file__).resolve().parent.parent
 TRITON_START_S = 180.0
@@ -51,7 +53,12 @@ class NodesRun:
     processed_fps: float
     p50_ms: float
     p95_ms: float
-    mean_batch: float | None = None  # images per Triton execution; None for local inference
+    mean_batch: float | None = None  # images per Triton execution; None for local inference or none executed
+
+    @property
+    def remote(self) -> bool:
+        """Whether its nodes inferred on Triton (the model is a gRPC address), whatever Triton then executed."""
+        return self.model.startswith("grpc://")
 
 
 @dataclass
@@ -144,7 +151,10 @@ def overhead_rounds(
 def _nodes_run(model: str, video: Path, imgsz: int, cameras: list[int], seconds: float) -> NodesRun:
     with contextlib.ExitStack() as stack:
         servers = [stack.enter_context(serve(model, video, count, imgsz)) for count in cameras]
-        fps, samples = asyncio.run(_measure(servers, seconds))
+        fps, samples, wall = asyncio.run(_measure(servers, seconds))
+    if not samples:
+        where = f"{sum(cameras)} camera(s) on {len(cameras)} node(s)"
+        raise RuntimeError(f"scale-out run, {where}: no frame reached a viewer in {wall:.1f} s")
     return NodesRun(
         model,
         len(cameras),
@@ -156,8 +166,9 @@ def _nodes_run(model: str, video: Path, imgsz: int, cameras: list[int], seconds:
     )
 
 
-async def _measure(servers: list[ServerProcess], seconds: float) -> tuple[float, list[float]]:
-    """Processed fps of all servers together, and every frame's capture-to-viewer latency (ms)."""
+async def _measure(servers: list[ServerProcess], seconds: float) -> tuple[float, list[float], float]:
+    """Processed fps of all servers together, every frame's capture-to-viewer latency (ms), and the
+    seconds measured."""
     async with contextlib.AsyncExitStack() as stack:
         session = await stack.enter_async_context(aiohttp.ClientSession())
         watchers = [(await stack.enter_async_context(viewers(server, 1, record=True)))[0] for server in servers]
@@ -171,14 +182,12 @@ async def _measure(servers: list[ServerProcess], seconds: float) -> tuple[float,
         after = [await processed_count(session, server) for server in servers]
     processed = sum(a - b for a, b in zip(after, before, strict=True))
     samples = [latency * 1000 for viewer in watchers for t, latency in viewer.samples if t >= started]
-    return processed / wall, samples
+    return processed / wall, samples, wall
 
 
 @contextlib.contextmanager
 def _triton(repository: Path) -> Iterator[tuple[str, str]]:
     """``segcast triton serve`` on free ports; yields its gRPC address and HTTP base URL."""
-    from bench.live import free_port
-
     http, grpc, metrics = free_port(), free_port(), free_port()
     command = [sys.executable, "-m", "server", "triton", "serve", str(repository)]
     command += ["--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)]
@@ -210,9 +219,12 @@ def _triton_counts(base: str, model: str) -> tuple[int, int]:
     return int(stats["inference_count"]), int(stats["execution_count"])
 
 
-def write_scaleout_report(results: ScaleoutResults, out: Path, command: str, quick: bool = False) -> str:
+def write_scaleout_report(
+    results: ScaleoutResults, out: Path, command: str, machine: Mapping[str, Any], quick: bool = False
+) -> str:
     """``out`` (markdown) with the figures of a run that was not skipped (a skipped one has none, and
-    must not replace a page that has them); returns its text."""
+    must not replace a page that has them), on the machine of ``machine`` (`bench.run.Results.machine`);
+    returns its text."""
     lines = [
         "# Scale-out benchmark",
         "",
@@ -246,12 +258,17 @@ def write_scaleout_report(results: ScaleoutResults, out: Path, command: str, qui
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for run in results.runs:
-        setup = "1 node, in-process ONNX Runtime" if run.mean_batch is None else f"{run.nodes} nodes, one Triton"
+        setup = f"{run.nodes} node(s), " + ("one Triton" if run.remote else "in-process ONNX Runtime")
         batch = "-" if run.mean_batch is None else f"{run.mean_batch:.2f}"
         lines.append(
             f"| {setup} | {run.cameras} | {run.processed_fps:.1f} | {run.p50_ms:.0f} | {run.p95_ms:.0f} | {batch} |"
         )
-    lines += ["", "No GPU was available to this run: the GPU capacity figure is not measured here.", ""]
+    lines += [
+        "",
+        f"This run's machine: {gpu_text(machine)}. Triton ran on its CPU, so the GPU capacity figure is not "
+        "measured here (bench/gpu_capacity.py measures it).",
+        "",
+    ]
     text = "\n".join(lines)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)

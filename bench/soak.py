@@ -20,11 +20,8 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import random
-import signal
 import socket
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -32,8 +29,11 @@ from pathlib import Path
 
 import aiohttp
 
-REPO = Path(__file__).resolve().parents[1]
-START_TIMEOUT_S = 90.0
+if __package__ in (None, ""):  # run as `python bench/soak.py`: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.server_process import ServerProcess, started, stop_process
+
 WARMUP_S = 10.0
 MEMORY_SAMPLE_S = 5.0
 SCENE = "scene:?seed={seed}&fps=15&width=320&height=192"
@@ -75,46 +75,6 @@ class Figures:
     def error(self, kind: str) -> None:
         self.errors += 1
         self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def open_fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def threads(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("Threads:"):
-            return int(line.split()[1])
-    return 0
-
-
-async def wait_ready(base: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise SystemExit("segcast exited while starting")
-            try:
-                async with session.get(f"{base}/healthz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.5)
-    raise SystemExit("segcast did not start")
 
 
 async def viewer(
@@ -175,81 +135,71 @@ async def churn_streams(session: aiohttp.ClientSession, base: str, figures: Figu
         await asyncio.sleep(STREAM_CHURN_S)
 
 
-async def sample_process(pid: int, figures: Figures, until: float) -> None:
+async def sample_process(server: ServerProcess, figures: Figures, until: float) -> None:
     while time.monotonic() < until:
-        figures.rss_samples_mb.append(round(rss_mb(pid), 1))
-        figures.fd_samples.append(open_fds(pid))
-        figures.thread_samples.append(threads(pid))
+        figures.rss_samples_mb.append(round(server.rss_mb(), 1))
+        figures.fd_samples.append(server.ps.num_fds())
+        figures.thread_samples.append(server.ps.num_threads())
         await asyncio.sleep(MEMORY_SAMPLE_S)
 
 
-def start_server(port: int, ids: list[str]) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "server", "serve", "--model", "bundled", "--port", str(port)]
-    command += ["--log-level", "ERROR"]
+def serve_arguments(ids: list[str]) -> list[str]:
+    """`bench.server_process.started`'s arguments: the bundled model, a generated scene per stream id."""
+    arguments = ["--model", "bundled", "--log-level", "ERROR"]
     for i, stream_id in enumerate(ids):
-        command += ["--source", f"{stream_id}={SCENE.format(seed=i + 1)}"]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL)
+        arguments += ["--source", f"{stream_id}={SCENE.format(seed=i + 1)}"]
+    return arguments
 
 
-async def run(args: argparse.Namespace, process: subprocess.Popen[bytes], port: int, ids: list[str]) -> Figures:
-    base = f"http://127.0.0.1:{port}"
-    figures = Figures(args.mode, args.seconds, args.viewers, args.streams)
-    try:
-        await wait_ready(base, process)
-        await asyncio.sleep(WARMUP_S)
-        figures.rss_start_mb = round(rss_mb(process.pid), 1)
-        started = time.monotonic()
-        until = started + args.seconds
-        stay = VIEWER_STAY_S if args.mode == "soak" else (0.0, 0.0)
-        connector = aiohttp.TCPConnector(limit=0)
-        async with aiohttp.ClientSession(connector=connector) as session:
-            tasks = [
-                viewer(session, f"{base}/ws", ids[i % len(ids)], figures, until, stay) for i in range(args.viewers)
-            ]
-            tasks.append(sample_process(process.pid, figures, until))
-            if args.mode == "soak":
-                tasks.append(churn_streams(session, base, figures, until))
-            await asyncio.gather(*tasks)
-            async with session.get(f"{base}/api/streams") as response:
-                streams = (await response.json())["streams"]
-            figures.processed_fps = {s["id"]: s["processed_fps"] for s in streams}
-        elapsed = time.monotonic() - started
-        figures.rss_end_mb = round(rss_mb(process.pid), 1)
-        figures.rss_max_mb = max([*figures.rss_samples_mb, figures.rss_end_mb])
-        figures.fps_total = round(figures.frames / elapsed, 1)
-        figures.fps_per_viewer = round(figures.frames / elapsed / max(1, args.viewers), 2)
-    except BaseException:
-        process.kill()
-        raise
-    return figures
+async def measure(args: argparse.Namespace, server: ServerProcess, ids: list[str], figures: Figures) -> None:
+    """The run's figures into ``figures``, from the warm-up on; the server is the caller's to stop."""
+    base = server.url
+    await asyncio.sleep(WARMUP_S)
+    figures.rss_start_mb = round(server.rss_mb(), 1)
+    started_at = time.monotonic()
+    until = started_at + args.seconds
+    stay = VIEWER_STAY_S if args.mode == "soak" else (0.0, 0.0)
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        tasks = [viewer(session, f"{base}/ws", ids[i % len(ids)], figures, until, stay) for i in range(args.viewers)]
+        tasks.append(sample_process(server, figures, until))
+        if args.mode == "soak":
+            tasks.append(churn_streams(session, base, figures, until))
+        await asyncio.gather(*tasks)
+        async with session.get(f"{base}/api/streams") as response:
+            streams = (await response.json())["streams"]
+        figures.processed_fps = {s["id"]: s["processed_fps"] for s in streams}
+    elapsed = time.monotonic() - started_at
+    figures.rss_end_mb = round(server.rss_mb(), 1)
+    figures.rss_max_mb = max([*figures.rss_samples_mb, figures.rss_end_mb])
+    figures.fps_total = round(figures.frames / elapsed, 1)
+    figures.fps_per_viewer = round(figures.frames / elapsed / max(1, args.viewers), 2)
 
 
-def stop_server(process: subprocess.Popen[bytes], figures: Figures) -> None:
-    """SIGTERM, as a service manager would; the time to exit is one of the figures."""
+def stop_server(server: ServerProcess, figures: Figures) -> None:
+    """SIGTERM, as a service manager would; the time to exit and the exit status (None: it had to be
+    killed after `SHUTDOWN_LIMIT_S`) are figures."""
     stopped = time.monotonic()
-    process.send_signal(signal.SIGTERM)
-    try:
-        figures.exit_code = process.wait(SHUTDOWN_LIMIT_S)
-    finally:
-        figures.shutdown_s = round(time.monotonic() - stopped, 2)
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    figures.exit_code = stop_process(server.process, SHUTDOWN_LIMIT_S)
+    figures.shutdown_s = round(time.monotonic() - stopped, 2)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Measure, then stop the server and print the figures; a run that fails still stops its server
+    (and waits for it) before the error goes on."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=["load", "soak"])
     parser.add_argument("--viewers", type=int, default=200)
     parser.add_argument("--streams", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=120.0)
-    args = parser.parse_args()
-    port = free_port()
+    args = parser.parse_args(argv)
     ids = [f"s{i + 1}" for i in range(args.streams)]
-    process = start_server(port, ids)
-    figures = asyncio.run(run(args, process, port, ids))
-    stop_server(process, figures)
+    figures = Figures(args.mode, args.seconds, args.viewers, args.streams)
+    with started(serve_arguments(ids)) as server:
+        try:
+            asyncio.run(measure(args, server, ids, figures))
+        finally:
+            stop_server(server, figures)
     print(json.dumps(asdict(figures), indent=2))
 
 

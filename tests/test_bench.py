@@ -17,8 +17,8 @@ from typing import cast
 import numpy as np
 import pytest
 
-from bench.live import ServerProcess, Viewer
 from bench.run import Results, main
+from bench.server_process import ServerProcess, StreamCounts, Viewer
 
 
 def test_quick_throughput_run_writes_the_page_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -331,7 +331,9 @@ def test_the_scaleout_page_shows_a_ratio_it_could_not_take_as_a_dash(
 ) -> None:
     from bench.scaleout import ScaleoutResults, write_scaleout_report
 
-    page = write_scaleout_report(ScaleoutResults(overhead_rounds=rounds), tmp_path / "scaleout.md", "python -m bench")
+    page = write_scaleout_report(
+        ScaleoutResults(overhead_rounds=rounds), tmp_path / "scaleout.md", "python -m bench", {}
+    )
 
     assert f"{shown}; goal >= 0.85: **missed**." in page
 
@@ -349,10 +351,10 @@ def stand_in_server(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], Server
 
     started = time.monotonic()
 
-    async def stream_counts(session: object, server: object) -> live.StreamCounts:
+    async def stream_counts(session: object, server: object) -> StreamCounts:
         elapsed = time.monotonic() - started
         read, processed = int(elapsed * OFFERED_FPS), int(elapsed * PROCESSED_FPS)
-        return live.StreamCounts(read, read - processed, processed)
+        return StreamCounts(read, read - processed, processed)
 
     def viewers_from(delay_s: float) -> Callable[..., AbstractAsyncContextManager[list[Viewer]]]:
         @contextlib.asynccontextmanager
@@ -377,7 +379,7 @@ def stand_in_server(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], Server
     monkeypatch.setattr(live, "WARMUP_S", 0.0)
     monkeypatch.setattr(live, "RSS_SAMPLE_S", 0.2)
     monkeypatch.setattr(live, "stream_counts", stream_counts)
-    server = cast(ServerProcess, SimpleNamespace(ps=SimpleNamespace(memory_info=lambda: SimpleNamespace(rss=2**20))))
+    server = cast(ServerProcess, SimpleNamespace(rss_mb=lambda: 1.0))
 
     def with_viewer_from(delay_s: float) -> ServerProcess:
         monkeypatch.setattr(live, "viewers", viewers_from(delay_s))
@@ -448,6 +450,20 @@ def test_a_quick_scaleout_page_says_it_is_a_smoke_run(tmp_path: Path) -> None:
     from bench.scaleout import ScaleoutResults, write_scaleout_report
 
     rounds = [{"local_fps": 10.0, "remote_fps": 8.0}]
-    quick = write_scaleout_report(ScaleoutResults(overhead_rounds=rounds), tmp_path / "q.md", "python -m bench", True)
-    real = write_scaleout_report(ScaleoutResults(overhead_rounds=rounds), tmp_path / "r.md", "python -m bench")
+    results = ScaleoutResults(overhead_rounds=rounds)
+    quick = write_scaleout_report(results, tmp_path / "q.md", "python -m bench", {}, quick=True)
+    real = write_scaleout_report(results, tmp_path / "r.md", "python -m bench", {})
     assert "smoke run" in quick and "smoke run" not in real
+
+
+def test_scaleout_rows_are_labelled_by_what_ran_not_by_what_triton_executed(tmp_path: Path) -> None:
+    """A Triton run whose Triton executed nothing (no mean batch) is still the two nodes on Triton."""
+    from bench.scaleout import NodesRun, ScaleoutResults, write_scaleout_report
+
+    local = NodesRun("/cache/model.onnx", 1, 4, 30.0, 40.0, 100.0, 150.0)
+    remote = NodesRun("grpc://127.0.0.1:8001/model", 2, 4, 30.0, 0.0, 300.0, 400.0, mean_batch=None)
+
+    page = write_scaleout_report(ScaleoutResults(runs=[local, remote]), tmp_path / "s.md", "python -m bench", {})
+
+    assert "| 2 node(s), one Triton | 4 | 0.0 | 300 | 400 | - |" in page
+    assert "| 1 node(s), in-process ONNX Runtime | 4 | 40.0 | 100 | 150 | - |" in page

@@ -38,6 +38,7 @@ import motmetrics as mm
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from bench.arguments import positive_int, whole_number
 from server.frames import Frame, Track
 from server.inference.detections import Detections, detect
 from server.options import DEFAULT_TRACKER, StreamOptions, tracker_kinds
@@ -358,24 +359,9 @@ def compare_trackers(
     return {name: score(scene, observed[name], fastest_ms[name]) for name in options}
 
 
-def positive_int(text: str) -> int:
-    """An argparse type for counts (frames, steps): 1 or more, so a bad one is an error at parse time."""
-    return _whole_number(text, 1)
-
-
 def scene_seed(text: str) -> int:
     """An argparse type for a scene's seed: 0 or more, as `Scene` takes, refused before the model loads."""
-    return _whole_number(text, 0)
-
-
-def _whole_number(text: str, least: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number") from None
-    if value < least:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be {least} or more")
-    return value
+    return whole_number(text, 0)
 
 
 def _setting(text: str) -> tuple[str, Any]:
