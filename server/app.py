@@ -93,6 +93,11 @@ def _warn_if_unsaveable(settings: Settings) -> None:
 
 
 async def _pipeline(app: web.Application) -> AsyncIterator[None]:
+    """The event outputs and the pipeline, started with the app and stopped with it, in this order.
+
+    The outputs are stopped last whatever fails before (the manager's making, its start, its stop):
+    the pipeline's last packets reach them on the way out, so the last frames' events are kept.
+    """
     loop = asyncio.get_running_loop()
     settings = app[settings_key]
     hub = Hub(loop, settings.viewer_limits)
@@ -101,24 +106,52 @@ async def _pipeline(app: web.Application) -> AsyncIterator[None]:
     except MqttUnavailableError as exc:
         raise ConfigError(str(exc)) from None
     await outputs.start()
-    hub.add_packet_listener(outputs.on_packet)
-    hub.add_state_listener(outputs.on_stream_state)
-    hub.add_removal_listener(outputs.on_stream_removed)
-    hub.add_inference_listener(outputs.on_inference)
-    app[event_outputs_key] = outputs
-    manager = StreamManager(settings, hub)
-    hub.set_wanted_listener(manager.encoder.set_wanted)
-    hub.jpeg_quality = manager.encoder.jpeg_quality  # what the hub encodes looks like what the encoder does
     try:
-        await loop.run_in_executor(None, manager.start)  # loads the model: seconds, off the loop
-    except BaseException:
+        hub.add_packet_listener(outputs.on_packet)
+        hub.add_state_listener(outputs.on_stream_state)
+        hub.add_removal_listener(outputs.on_stream_removed)
+        hub.add_inference_listener(outputs.on_inference)
+        app[event_outputs_key] = outputs
+        manager = StreamManager(settings, hub)
+        hub.set_wanted_listener(manager.encoder.set_wanted)
+        hub.jpeg_quality = manager.encoder.jpeg_quality  # what the hub encodes looks like what the encoder does
+        await _start(manager)
+        app[hub_key] = hub
+        app[manager_key] = manager
+        try:
+            yield
+        finally:
+            await loop.run_in_executor(None, manager.stop)
+    finally:
         await outputs.stop()
+
+
+async def _start(manager: StreamManager) -> None:
+    """``manager.start`` off the loop (it loads the model: seconds); a start cancelled meanwhile (a stop
+    signal during ``loading model``) leaves no thread running once this returns.
+
+    The start's thread cannot be cancelled: it would load the model and start the streams after all,
+    with no one left to stop them. So a cancelled start is waited for, and what it started stopped,
+    before the cancellation goes on.
+    """
+    loop = asyncio.get_running_loop()
+    starting = loop.run_in_executor(None, manager.start)
+    try:
+        await asyncio.shield(starting)
+    except asyncio.CancelledError:
+        undone = asyncio.create_task(_stop_once_started(starting, manager))
+        await asyncio.shield(undone)  # cancelled again, it still ends what the start began
         raise
-    app[hub_key] = hub
-    app[manager_key] = manager
-    yield
-    await loop.run_in_executor(None, manager.stop)
-    await outputs.stop()  # after the pipeline, so the last frames' events are kept
+
+
+async def _stop_once_started(starting: asyncio.Future[None], manager: StreamManager) -> None:
+    """Wait for ``starting`` to end, then stop ``manager`` off the loop: a start that failed has stopped
+    itself, so only one that succeeded needs it."""
+    try:
+        await starting
+    except Exception:
+        return
+    await asyncio.get_running_loop().run_in_executor(None, manager.stop)
 
 
 async def _close_viewers(app: web.Application) -> None:
