@@ -73,8 +73,7 @@ def serve(
         say(f"segcast: {listening}")
 
     try:
-        say(f"segcast: loading model {mask_uri(settings.model)}")  # a Triton URL may carry a password
-        app = create_app(settings)
+        app = create_app(settings)  # refuses some settings at once (a public --host without tokens): no 'loading model'
         if access_log:
             logging.getLogger(ACCESS_LOGGER).setLevel(logging.INFO)
         # Connections are limited as they are accepted, before any token is read: anyone who can reach
@@ -84,6 +83,8 @@ def serve(
         )
         loop = ConnectionLimitingLoop(limits)
         StopSignals(loop, end_process).install()
+        # Said once a stop signal stops the server cleanly: from here on, its last line is ``stopped`` (README).
+        say(f"segcast: loading model {mask_uri(settings.model)}")  # a Triton URL may carry a password
         app.on_startup.append(about_to_listen)  # the last step before run_app listens: the model is loaded
         # run_app calls `print` once every socket accepts connections, after the model has loaded.
         try:

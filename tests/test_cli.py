@@ -105,6 +105,30 @@ def test_serve_without_sources_says_what_to_pass(capfd: pytest.CaptureFixture[st
     assert "--source" in exited.one_error_line
 
 
+@pytest.mark.parametrize(
+    ("environ", "flags", "named"),
+    [({}, ("--host", "0.0.0.0"), ADMIN_TOKENS_ENV), ({ICE_SERVERS_ENV: "garbage"}, (), ICE_SERVERS_ENV)],
+    ids=["public-address-without-tokens", "bad-ice-servers"],
+)
+def test_settings_refused_before_the_model_loads_never_say_it_is_loading(
+    environ: dict[str, str],
+    flags: tuple[str, ...],
+    named: str,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The app refuses them as it is made, before any load: ``loading model`` then the refusal read as
+    if the model had been the trouble."""
+    for name in (ADMIN_TOKENS_ENV, VIEWER_TOKENS_ENV, ICE_SERVERS_ENV):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    exited = run_cli(capfd, "demo", *flags, "--port", str(free_port()), "--log-level", "ERROR")
+    assert exited.code == EXIT_STARTUP_ERROR
+    assert named in exited.one_error_line
+    assert "loading model" not in exited.out, exited.out
+
+
 def test_port_in_use_names_the_port_flag_before_the_model_is_even_loaded(capfd: pytest.CaptureFixture[str]) -> None:
     with busy_port() as port:
         exited = run_cli(capfd, "serve", "--source", "scene:", "--model", "/nonexistent/model.pt", "--port", str(port))
