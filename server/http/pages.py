@@ -15,15 +15,19 @@ another, however that one was cached (segcast before 2026-12-04 sent no ``Cache-
 kept its scripts for hours by heuristic freshness), and the scripts of the current tag may be cached
 for good, so a page's next load asks for none of them again. Every answer is made of the bytes the
 tag was made of (`ViewerFile`), never of the file read again later, which may have changed since.
+The folder is looked at in a thread of its own (`ViewerFolder.look`), never on the event loop: on a
+file system that stopped answering, that look would have stopped the whole server.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,8 +61,11 @@ CACHED_FOR_GOOD = "public, max-age=31536000, immutable"
 _ASSET_REFERENCE = re.compile(
     r'(?P<attribute>(?<![\w-])(?:src|href)=")(?P<folder>(?:\.\./)*(?:static/)?)(?P<name>[^"/]+)"'
 )
-#: A viewer folder gone from under the running server is logged at most this often.
+#: A viewer folder gone from under the running server, or not answering, is logged at most this often.
 FILES_GONE_LOG_INTERVAL_S = 60.0
+#: How long a look at the viewer's folder may take before the page asking is answered 503: a local disk
+#: answers in far less, a network share that stopped answering never.
+LOOK_TIMEOUT_S = 5.0
 #: What ``If-None-Match`` holds to match any version of a file.
 ANY_ETAG = "*"
 
@@ -123,8 +130,8 @@ def _tag(digests: dict[str, str]) -> str:
 class ViewerFolder:
     """The folder the viewer is served from, chosen once when the app is made (`setup_pages`).
 
-    Its files are listed on each request, so an upgrade in place, which rewrites the same folder, is
-    served as it is now (the pages are ``no-cache``): a browser's next load runs the new viewer. The
+    Its files are listed for each request (`look`), so an upgrade in place, which rewrites the same
+    folder, is served as it is now (the pages are ``no-cache``): a browser's next load runs the new viewer. The
     folder itself is not looked for again: an install removed or moved under the running server (a
     ``pip install -e .`` over a ``pip install .``) then says that its files are gone and to restart,
     instead of falling back to whatever ``web/`` sits beside the old package's path by then, which
@@ -134,9 +141,42 @@ class ViewerFolder:
     path: Path
     #: Requests answered while the folder is gone, logged once a minute.
     gone_answers: ThrottledCount = field(default_factory=lambda: ThrottledCount(FILES_GONE_LOG_INTERVAL_S))
+    #: Requests answered while the folder does not answer (`LOOK_TIMEOUT_S`), logged once a minute.
+    unanswered_answers: ThrottledCount = field(default_factory=lambda: ThrottledCount(FILES_GONE_LOG_INTERVAL_S))
     #: Each file as it was read, by what ``stat`` said of it then: a file is read again only once that
     #: changes (an upgrade), not at each page load. The whole viewer is a few hundred kB.
     _read: dict[str, tuple[tuple[int, int, int, int], ViewerFile]] = field(default_factory=dict)
+    #: Where `listing` runs: one thread, so one look at a time, and only `listing` changes ``_read``.
+    _looker: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="viewer-files-look"), repr=False
+    )
+    #: The look under way, on the loop; None when none is.
+    _look: asyncio.Future[ViewerListing | None] | None = field(default=None, repr=False)
+
+    async def look(self) -> ViewerListing | None:
+        """`listing` as the folder is now, looked at off the event loop; `TimeoutError` where the folder has
+        not answered within `LOOK_TIMEOUT_S` (its look goes on, and the next requests wait for it).
+
+        A look under way when this is called began before it, and may have missed an upgrade made just
+        before it: it is waited for, then a new one is. Requests that arrive meanwhile share that one, so
+        a page loading many files costs two looks, and a folder that hangs holds one thread, not one per
+        request. Use it on the event loop only.
+        """
+        async with asyncio.timeout(LOOK_TIMEOUT_S):
+            if self._look is not None:
+                await asyncio.wait([self._look])  # its answer, or its failure, is not this request's
+            if self._look is None or self._look.done():
+                self._look = asyncio.wrap_future(self._looker.submit(self.listing))
+                self._look.add_done_callback(self._looked)
+            return await asyncio.shield(self._look)
+
+    def _looked(self, look: asyncio.Future[ViewerListing | None]) -> None:
+        if look is self._look:
+            self._look = None
+
+    def close(self) -> None:
+        """Start no more looks; one waiting for a folder that does not answer is left to end when it does."""
+        self._looker.shutdown(wait=False, cancel_futures=True)
 
     def listing(self) -> ViewerListing | None:
         """The files ``/static/`` serves and their tag, or None while the folder cannot be read.
@@ -144,6 +184,7 @@ class ViewerFolder:
         Only names the folder lists are served, never a path built from a request: no traversal to
         judge, and no ``OSError`` (a name too long, say) to turn into a 500. Listed at each request
         (a few dozen ``stat`` calls): an upgrade in place changes the tag of the next page served.
+        Blocks on the file system: the server calls it in `look`'s thread, which alone changes ``_read``.
         """
         read: dict[str, tuple[tuple[int, int, int, int], ViewerFile]] = {}
         try:
@@ -186,17 +227,36 @@ class ViewerFolder:
             )
         return error(web.HTTPServiceUnavailable, f"the viewer's files are gone {cause}; its log names the folder")
 
+    def unanswered(self) -> web.HTTPException:
+        """The 503 for a viewer whose folder did not answer in time, logged like `gone`."""
+        if answered := self.unanswered_answers.add():
+            log.error(
+                "the viewer's files in %s have not answered within %g s (a network share that stopped "
+                "answering?); this is logged at most once a minute (%d requests answered 503 since the last such line)",
+                self.path,
+                LOOK_TIMEOUT_S,
+                answered,
+            )
+        return error(web.HTTPServiceUnavailable, "the viewer's files do not answer now; try again later")
+
 
 _viewer_folder_key = web.AppKey("viewer_folder", ViewerFolder)
 
 
 def setup_pages(app: web.Application) -> None:
     app[_viewer_folder_key] = ViewerFolder(web_root())
+    app.cleanup_ctx.append(_viewer_folder_looks)
     app.router.add_get("/", _index)
     app.router.add_get("/embed/{stream}", _embed)
     app.router.add_get("/static/{name}", _static)
     app.router.add_get("/static/{tag}/{name}", _tagged)
     app.router.add_get("/api/viewer", _viewer_settings)
+
+
+async def _viewer_folder_looks(app: web.Application) -> AsyncIterator[None]:
+    """The viewer folder's looks end with the app."""
+    yield
+    app[_viewer_folder_key].close()
 
 
 def frame_ancestors(origins: tuple[str, ...]) -> str:
@@ -209,11 +269,15 @@ def frame_ancestors(origins: tuple[str, ...]) -> str:
     return " ".join(["frame-ancestors 'self'", *origins])
 
 
-def _listing(request: web.Request, name: str, *, page: bool = False) -> ViewerListing:
+async def _listing(request: web.Request, name: str, *, page: bool = False) -> ViewerListing:
     """The viewer's files, ``name`` among them: a 404 for a name its folder lacks, a 503 when the
-    folder is gone or lacks a ``page`` the server serves itself (``index.html``, ``embed.html``)."""
+    folder is gone, does not answer, or lacks a ``page`` the server serves itself (``index.html``,
+    ``embed.html``)."""
     folder = request.app[_viewer_folder_key]
-    listing = folder.listing()
+    try:
+        listing = await folder.look()
+    except TimeoutError:
+        raise folder.unanswered() from None
     if listing is None or (page and name not in listing.files):
         raise folder.gone()
     if name not in listing.files:
@@ -262,7 +326,7 @@ async def _static(request: web.Request) -> web.Response:
         raise web.HTTPFound(f"../?{request.query_string}" if request.query_string else "../")
     if name == "embed.html":  # reads its stream from its own address
         raise error(web.HTTPNotFound, "a stream's embed page is /embed/<stream>")
-    listing = _listing(request, name)
+    listing = await _listing(request, name)
     if name.endswith(".html"):  # a page, like publish.html: framed only where the others may be
         return _page(request, name, listing)
     return _asset(request, name, listing, "no-cache")
@@ -275,20 +339,20 @@ async def _tagged(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     if Path(name).suffix not in ASSET_SUFFIXES:
         raise error(web.HTTPNotFound, "no such file in the viewer")
-    listing = _listing(request, name)
+    listing = await _listing(request, name)
     current = request.match_info["tag"] == listing.tag
     return _asset(request, name, listing, CACHED_FOR_GOOD if current else "no-cache")
 
 
 async def _index(request: web.Request) -> web.Response:
-    return _page(request, "index.html", _listing(request, "index.html", page=True))
+    return _page(request, "index.html", await _listing(request, "index.html", page=True))
 
 
 async def _embed(request: web.Request) -> web.Response:
     """One stream, no chrome; the page itself reads the stream id from its URL."""
     if not STREAM_ID_PATTERN.match(request.match_info["stream"]):
         raise error(web.HTTPNotFound, "no such stream")
-    return _page(request, "embed.html", _listing(request, "embed.html", page=True))
+    return _page(request, "embed.html", await _listing(request, "embed.html", page=True))
 
 
 def viewer_settings(settings: Settings, class_names: dict[int, str], *, config_writable: bool) -> dict[str, object]:
