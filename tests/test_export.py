@@ -423,7 +423,7 @@ class _RuntimeLoads(logging.Handler):
         self.count += "for ONNX Runtime inference" in record.getMessage()
 
 
-def test_a_served_export_is_set_up_once_for_its_classes_not_for_every_stream(onnx_model: Path) -> None:
+def test_a_served_export_opens_its_runtime_once_for_its_classes_and_its_frames(onnx_model: Path) -> None:
     ultralytics_log = logging.getLogger("ultralytics")
     loads, level = _RuntimeLoads(), ultralytics_log.level
     ultralytics_log.addHandler(loads)
@@ -441,7 +441,7 @@ def test_a_served_export_is_set_up_once_for_its_classes_not_for_every_stream(onn
         worker.stop()
         ultralytics_log.removeHandler(loads)
         ultralytics_log.setLevel(level)
-    assert loads.count == 2, "once for the class names, once for the predictor that runs it"
+    assert loads.count == 1, "once: the predictor set up for its class names is the one that runs it"
 
 
 def test_serving_an_export_says_once_that_it_loaded(onnx_model: Path) -> None:

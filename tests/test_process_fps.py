@@ -27,12 +27,11 @@ from server import streams
 from server.app import create_app
 from server.config import ConfigError, StreamConfig, load_config
 from server.frames import Frame, FrameResult
+from server.inference.frame_cap import EARLY_SHARE, FrameCap
 from server.inference.models import BUNDLED_MODEL
 from server.inference.pace import (
     BEHIND_BELOW_SHARE,
-    EARLY_SHARE,
     KEEPS_UP_FROM_SHARE,
-    FrameCap,
     OverloadLog,
     PaceSample,
     PaceVerdict,

@@ -70,11 +70,16 @@ def _standing(registration: StreamRegistration, frame: Frame) -> FrameAnalytics 
 
     Without them the frame would read as one of a stream with no zones or lines: the viewer's counts
     and shapes would blink out, and MQTT would take its zones for deleted and remove their sensors.
+    Counts that cannot be read either (the analytics' fault reached again) are those of its last frame.
     """
     kept, options = registration.analytics, registration.options
     if kept is None or kept.frame_analytics is None:
         return None
-    counts = kept.counts_for(options.zones, options.lines)
+    try:
+        counts = kept.counts_for(options.zones, options.lines)
+    except Exception:  # the same fault as the update's, most likely: the frame still goes out
+        log.debug("[%s] counts not read on frame %d", registration.stream_id, frame.seq, exc_info=True)
+        counts = kept.frame_analytics.counts  # as its last frame left them
     height, width = frame.image.shape[:2]
     if kept.size != (width, height):
         return FrameAnalytics(counts, (), ())

@@ -25,7 +25,6 @@ from server.inference.registration import StreamRegistration
 from server.options import DEFAULT_MAX_DET
 from server.tracking import detection_conf
 
-DEFAULT_IMGSZ_PX = 640  # what ultralytics uses when a model does not record its own
 #: What the frames of one call share: inference size, NMS IoU, class-agnostic NMS and image shape.
 CallKey = tuple[int | None, float, bool, tuple[int, ...]]
 

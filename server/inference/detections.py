@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 if TYPE_CHECKING:
+    from ultralytics.engine.predictor import BasePredictor
     from ultralytics.engine.results import Results
 
 #: Makes the outline of the detection with this index in the frame's full list, in frame pixels.
@@ -98,11 +99,25 @@ def detect(model: Any, images: list[np.ndarray], *, fast_masks: bool = True, **k
     ultralytics' whole-input masks. ``save`` and ``show`` are not for this: results are not drawn here.
     """
     kwargs.setdefault("verbose", False)  # verbose results are written out, which needs ultralytics' Results
+    predictor = serving_predictor(model, fast_masks)
+    if predictor is not None:
+        return cast("list[Detections]", model.predict(images, predictor=predictor, **kwargs))
     if getattr(model, "task", None) == "segment":
         from server.inference.outlines import OutlinePredictor
 
-        if fast_masks:
-            return cast("list[Detections]", model.predict(images, predictor=OutlinePredictor, **kwargs))
         if isinstance(getattr(model, "predictor", None), OutlinePredictor):
             model.predictor = None  # ultralytics keeps the last call's predictor class when none is named
     return [Detections.from_results(result) for result in model.predict(images, **kwargs)]
+
+
+def serving_predictor(model: Any, fast_masks: bool = True) -> type[BasePredictor] | None:
+    """The predictor class `detect` runs ``model`` with; None: ultralytics' own for its task.
+
+    A caller that sets a predictor up ahead (`server.inference.models` opening an export's runtime)
+    makes this class, so that the first `detect` reuses it rather than opening the runtime again.
+    """
+    if fast_masks and getattr(model, "task", None) == "segment":
+        from server.inference.outlines import OutlinePredictor
+
+        return OutlinePredictor
+    return None

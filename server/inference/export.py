@@ -17,7 +17,6 @@ import errno
 import importlib.util
 import logging
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -33,9 +32,11 @@ from typing import Any, TextIO
 import numpy as np
 
 from server.inference.models import (
+    DEFAULT_IMGSZ_PX,
     EXPORT_OFFLINE_HINT,
     SUPPORTED_TASKS,
     ModelError,
+    first_line,
     install_hint,
     load_model,
     resolve_model_path,
@@ -53,14 +54,10 @@ REQUIREMENTS: dict[str, tuple[tuple[str, ...], str]] = {
 FORMATS = tuple(REQUIREMENTS)
 PROGRESS_INTERVAL_S = 0.5  # how often the elapsed time of a running step is redrawn on a terminal
 CHECK_IMAGE_PX = (384, 640)  # height, width of the blank frame the exported model is tried on
-DEFAULT_IMGSZ_PX = 640  # what ultralytics uses when a model does not record its own
 #: The other fix for an ``--out`` segcast's user may not write in, after `_write_denied`'s chown or chmod.
 _WRITABLE_OUT = "or choose an --out segcast's user may write in"
 #: What every format is exported from: ultralytics exports PyTorch weights, never an exported model.
 _PYTORCH_ONLY = "expected a local PyTorch .pt file (or 'bundled')"
-#: The level word and mark ultralytics starts some of its errors with ("ERROR ❌️ "), which inside
-#: segcast's line read as a second failure.
-_ULTRALYTICS_MARKS = re.compile(r"^(?:ERROR|WARNING)\b[^\w/.\\-]*")
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +207,7 @@ def _export(
             try:
                 exported = Path(model.export(format="onnx" if fmt == "triton" else fmt, imgsz=size, dynamic=True))
             except Exception as exc:  # ultralytics raises many kinds; one line is what a person needs
-                raise ExportError(f"--format {fmt}: export failed ({_first_line(exc)})") from None
+                raise ExportError(f"--format {fmt}: export failed ({first_line(exc)})") from None
         # Checked where it was made: what --out holds (a model a server may be using) is only replaced
         # by an export that works.
         if fmt == "triton":
@@ -339,7 +336,7 @@ def _load_pt(path: Path, spec: str) -> Any:
         model = YOLO(str(path))
     except Exception as exc:
         # ultralytics names the path it was given: the copy in the scratch folder, which has the file's name.
-        reason = _first_line(exc).replace(str(path), path.name)
+        reason = first_line(exc).replace(str(path), path.name)
         raise ExportError(f"--model {spec}: cannot load it ({reason})") from None
     if model.task not in SUPPORTED_TASKS:  # as the server says it: refused before a minute of exporting
         raise ExportError(f"--model {spec}: a {model.task} model; segcast needs a segment or detect model")
@@ -357,7 +354,7 @@ def _check(exported: Path, load: Callable[[str], Any]) -> None:
             f"the exported model does not load: {str(exc).replace(str(exported), exported.name)}"
         ) from None
     except Exception as exc:
-        raise ExportError(f"the exported model does not run: {_first_line(exc)}") from None
+        raise ExportError(f"the exported model does not run: {first_line(exc)}") from None
 
 
 @contextmanager
@@ -374,10 +371,3 @@ def _quiet_ultralytics() -> Iterator[None]:
             yield
     finally:
         logger.setLevel(level)
-
-
-def _first_line(exc: BaseException) -> str:
-    """The first line of ``exc``'s message, without ultralytics' marks (`_ULTRALYTICS_MARKS`)."""
-    text = str(exc).strip()
-    line = _ULTRALYTICS_MARKS.sub("", text.splitlines()[0]) if text else ""
-    return line or type(exc).__name__

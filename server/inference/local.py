@@ -10,9 +10,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from server.inference.backend import BatchFailed
-from server.inference.batching import DEFAULT_IMGSZ_PX
 from server.inference.detections import Detections, detect
-from server.inference.models import InferenceStatus
+from server.inference.models import DEFAULT_IMGSZ_PX, InferenceStatus
 from server.inference.options import InferenceOptions
 
 if TYPE_CHECKING:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from server.inference import weights
 from server.inference.telemetry import switch_off_ultralytics_telemetry
 
@@ -30,6 +32,10 @@ DEFAULT_MODEL = "yolov8n-seg.pt"
 BUNDLED_MODEL = Path(__file__).parent.parent / "data" / "segcast-scene-seg.pt"
 BUNDLED_ALIASES = frozenset({"bundled", BUNDLED_MODEL.name})
 SUPPORTED_TASKS = frozenset({"segment", "detect"})
+#: The side of the blank frame a loaded model is tried on (`_check_runs`): every YOLO stride divides it.
+CHECK_IMGSZ_PX = 64
+#: What ultralytics uses when a model does not record its own inference size.
+DEFAULT_IMGSZ_PX = 640
 #: A ``--model`` that reads as an address, not a file: ``scheme://...`` or ``HOST:PORT/...``.
 _ADDRESS = re.compile(r"^(?:[A-Za-z][\w+.-]*://|[^/]*:\d+(?:/|$))")
 #: The level word and emoji ultralytics starts its log lines and some error messages with.
@@ -165,14 +171,36 @@ def load_model(spec: str) -> YOLO:
                 overrides["imgsz"] = imgsz
             classes = len(_open_export(model))
     except Exception as exc:  # ultralytics raises many kinds: pickle, onnx, openvino errors, StopIteration
-        raise ModelError(f"--model {spec}: cannot load it ({_reason(exc)})") from None
+        raise ModelError(f"--model {spec}: cannot load it ({first_line(exc)})") from None
     if model.task not in SUPPORTED_TASKS:
         raise ModelError(f"--model {spec}: a {model.task} model; segcast needs a segment or detect model")
+    _check_runs(spec, model)
     log.info("loaded model %s (%s, %d classes)", target, model.task, classes)
     return model
 
 
-def _reason(exc: Exception) -> str:
+def _check_runs(spec: str, model: YOLO) -> None:
+    """Run ``model`` on one blank frame the way serving does (`detect`), so a model that loads but cannot
+    run (an export whose outputs are no YOLO model's) stops start-up instead of failing on every frame.
+
+    At `CHECK_IMGSZ_PX`, on the CPU where an export's runtime was opened (`_open_export`, whose predictor
+    runs it and is kept); a static export runs at its own size whatever is asked.
+    """
+    from server.inference.detections import detect
+
+    blank = np.zeros((CHECK_IMGSZ_PX, CHECK_IMGSZ_PX, 3), np.uint8)
+    kept = model.predictor  # an export's, which the check runs on; none for a .pt
+    try:
+        detect(model, [blank], imgsz=CHECK_IMGSZ_PX, device="cpu")
+    except Exception as exc:
+        raise ModelError(f"--model {spec}: loads but does not run ({first_line(exc)})") from None
+    finally:
+        # A .pt's is set up by its first frame, on the device serving asks for; and a plain ``predict``
+        # by a caller of this function still gets ultralytics' own results.
+        model.predictor = kept
+
+
+def first_line(exc: BaseException) -> str:
     """The first line of ``exc``'s message, without the level and mark ultralytics words its errors with
     for its own log ("ERROR ❌️ "), which inside segcast's line read as a second failure."""
     text = str(exc).strip()
@@ -222,13 +250,14 @@ def check_device(device: str) -> None:
 def _open_export(model: YOLO) -> dict[int, str]:
     """Open an exported model's runtime on the CPU, as ultralytics' own ``names`` does, and return its classes.
 
-    The predictor is kept, so later reads of ``names`` do not open the runtime again, and the first
-    ``predict`` on the CPU with the same predictor class reuses it; any other device or class makes
-    ultralytics set up its own.
+    The predictor is kept, so later reads of ``names`` do not open the runtime again; it is of the class
+    serving runs the model with (`serving_predictor`, under the default ``fast_masks``), so the first
+    ``predict`` on the CPU reuses it; any other device or class makes ultralytics set up its own.
     """
-    predictor = model._smart_load("predictor")(
-        overrides={**model.overrides, "device": "cpu"}, _callbacks=model.callbacks
-    )
+    from server.inference.detections import serving_predictor
+
+    predictor_class: Any = serving_predictor(model) or model._smart_load("predictor")
+    predictor = predictor_class(overrides={**model.overrides, "device": "cpu"}, _callbacks=model.callbacks)
     predictor.setup_model(model=model.model, verbose=False)
     model.predictor = predictor
     return dict(predictor.model.names)

@@ -1,5 +1,4 @@
-"""Whether inference keeps pace with the cameras: per stream, for the node's log, and how busy its thread is;
-and which frames a stream's ``process_fps`` lets through to the model.
+"""Whether inference keeps pace with the cameras: per stream, for the node's log, and how busy its thread is.
 
 A node short of inference never queues: each stream's newest frame replaces the one inference had not
 taken yet (counted in ``frames_dropped``), and the inference thread takes at most one frame per stream
@@ -12,9 +11,8 @@ gaps in which it is not judged, `OverloadLog` tells the log once when the node s
 and once when it keeps up again, and `BusyShare` measures how much of its time the inference thread
 spends on batches.
 
-A stream may ask for fewer frames than it gives (``process_fps``): `FrameCap` leaves the others out
-by their media time (``frames_thinned``, by choice, unlike dropped ones), and its turn goes to the
-streams that have a frame due. Such a stream is judged against its cap, not its input.
+A stream that asks for fewer frames than it gives (``process_fps``, `server.inference.frame_cap`) is
+judged against its cap, not its input.
 """
 
 from __future__ import annotations
@@ -27,7 +25,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from server.frames import Frame
 from server.log_throttle import ThrottledCount
 
 log = logging.getLogger(__name__)
@@ -66,41 +63,6 @@ OVERLOAD_ADVICE = (
     '{"imgsz": 160}), run fewer cameras on this node, '
     'or infer on a GPU or on another node (README, "A node with more cameras than it can infer")'
 )
-#: A frame is due for the next tick of its stream's ``process_fps`` from half an interval before it: a
-#: camera whose timestamps jitter, capped at its own rate, so keeps every frame.
-EARLY_SHARE = 0.5
-
-
-@dataclass(slots=True)
-class FrameCap:
-    """Which of one stream's frames its ``process_fps`` lets through to the model, by their media time.
-
-    Ticks are ``1 / process_fps`` apart, each frame due from `EARLY_SHARE` of an interval before the
-    next tick, so ``process_fps`` frames a second of media time pass while the input has them (each
-    tick follows on from the last), one more in the first second or after a gap, as the first tick
-    after a frame taken may be met half an interval early. A frame more than an interval
-    late (after a gap in the input, or taken late by a busy node) lays the ticks afresh from itself.
-    Media time, not the clock: a ``#rate=max`` file, read as fast as its frames are taken, is sampled
-    at the cap through its video. A media's end marker (`Frame.ended`) always passes: it ends the
-    stream's tracks. A new cap starts afresh from the next frame. The inference thread's alone.
-    """
-
-    fps: float | None = None  # the cap the ticks were laid for
-    next_due: float | None = None  # media time of the next tick
-    thinned: int = 0  # frames left out so far
-
-    def admits(self, frame: Frame, fps: float | None) -> bool:
-        """Whether ``frame`` goes to the model under a cap of ``fps`` (None: every frame); counts it if not."""
-        if fps != self.fps:
-            self.fps, self.next_due = fps, None
-        if fps is None or frame.ended:
-            return True
-        interval, at, due = 1.0 / fps, frame.media_time, self.next_due
-        if due is not None and at < due - EARLY_SHARE * interval:
-            self.thinned += 1
-            return False
-        self.next_due = (due if due is not None and at - due < interval else at) + interval
-        return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from server.analytics.engine import StreamAnalytics
-from server.inference.pace import FrameCap
+from server.inference.frame_cap import FrameCap
 from server.options import StreamOptions
 from server.sources.base import LatestFrame
 from server.tracking import StreamTracker

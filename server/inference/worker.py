@@ -25,7 +25,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,7 @@ from server.frames import Frame, FrameResult
 from server.inference.analysis import analyse, pending_shapes
 from server.inference.backend import BatchFailed, InferenceBackend, InferenceRefused, PendingBatch, RequestStats
 from server.inference.batching import Job, group_jobs, predict_options
+from server.inference.detections import Detections
 from server.inference.local import LocalModel
 from server.inference.models import (
     InferenceStatus,
@@ -135,6 +136,8 @@ class InferenceWorker:
         self._stop = threading.Event()
         self._loaded = threading.Event()
         self._load_error: ModelError | None = None
+        #: Why the thread ended on its own (`_run`), which the inference status then says; None while it serves.
+        self._ended: str | None = None
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
         self._next_first = 0  # round-robin start, so streams beyond max_batch are not always last
         self._backend: InferenceBackend | None = None
@@ -163,6 +166,8 @@ class InferenceWorker:
     @property
     def inference_status(self) -> InferenceStatus:
         """Whether frames can be inferred now: a local model always can, a remote one while its server answers."""
+        if self._ended is not None:
+            return InferenceStatus(available=False, error=self._ended)
         backend = self._backend
         return InferenceStatus(available=False) if backend is None else backend.status
 
@@ -274,47 +279,42 @@ class InferenceWorker:
         if r is None:
             return None
         return StreamStats(
-            r.processed,
-            r.errors,
-            r.last_error,
-            r.last_error_at,
-            r.processing_fps,
-            r.analytics_error,
-            r.frame_size,
-            pending_shapes(r),
-            r.options_error,
-            r.cap.thinned,
+            processed=r.processed,
+            errors=r.errors,
+            last_error=r.last_error,
+            last_error_at=r.last_error_at,
+            processing_fps=r.processing_fps,
+            analytics_error=r.analytics_error,
+            frame_size=r.frame_size,
+            pending_shapes=pending_shapes(r),
+            options_error=r.options_error,
+            thinned=r.cap.thinned,
         )
 
     # -- the inference thread ---------------------------------------------------------------------
 
     def _run(self) -> None:
-        threads = use_cores()
+        """The thread's body: load the model, then serve until `stop`. Whatever ends it otherwise is
+        logged with its traceback and shown as the inference status (`_ended`), never a silent death."""
         try:
-            if runs_here(self._model_spec):
-                self._options = replace(self._options, device=resolve_device(self._options.device))
-                check_device(self._options.device)  # ultralytics would fail on every frame instead
-            else:  # asked for, so it must not go unused unsaid
-                if self._options.device != "auto":
-                    log.warning(
-                        "device %s is not used: a model on Triton runs where its server places it "
-                        "(instance_group in its config.pbtxt)",
-                        self._options.device,
-                    )
-                if self._options.half:
-                    log.warning(
-                        "half is not used: a model on Triton runs at the precision of the model its server was given"
-                    )
-            loaded = self._load(self._model_spec)
-            backend = self._backend = (
-                loaded if isinstance(loaded, InferenceBackend) else LocalModel(loaded, self._options)
-            )
+            self._serve()
+        except BaseException as exc:  # SystemExit too, which the thread would end on without a word
+            self._ended = f"inference thread stopped: {type(exc).__name__}: {exc}"
+            log.critical("%s; no frame is inferred until segcast is restarted", self._ended, exc_info=exc)
+            self._report_status()
+
+    def _serve(self) -> None:
+        try:
+            threads = _use_cores_or_say_why()
+            backend = self._backend = self._open_backend()
         except ModelError as exc:
             self._load_error = exc
             return
-        except Exception as exc:  # a loader that is not load_model: still one line, never a hang
-            self._load_error = ModelError(f"--model {self._model_spec}: cannot load it ({exc})")
-            return
+        except BaseException as exc:  # `start` must not take a thread that ended for a loaded model
+            self._load_error = ModelError(
+                f"--model {self._model_spec}: loading it stopped the inference thread ({exc!r})"
+            )
+            raise
         finally:
             self._loaded.set()
         if not backend.status.available:  # its reason was just logged
@@ -334,10 +334,47 @@ class InferenceWorker:
             )
         self._report_status()
         in_flight: deque[_Batch] = deque()
+        try:
+            self._cycles(backend, in_flight)
+            # Stopping: what was answered is still tracked and delivered, with its events (`_finish`).
+            for batch in in_flight:
+                if batch.answered():
+                    self._finish(backend, batch)
+        finally:
+            backend.close()
+
+    def _open_backend(self) -> InferenceBackend:
+        """The model ``--model`` names, as a backend; `ModelError` (one line) if it cannot be had."""
+        try:
+            if runs_here(self._model_spec):
+                self._options = replace(self._options, device=resolve_device(self._options.device))
+                check_device(self._options.device)  # ultralytics would fail on every frame instead
+            else:  # asked for, so it must not go unused unsaid
+                if self._options.device != "auto":
+                    log.warning(
+                        "device %s is not used: a model on Triton runs where its server places it "
+                        "(instance_group in its config.pbtxt)",
+                        self._options.device,
+                    )
+                if self._options.half:
+                    log.warning(
+                        "half is not used: a model on Triton runs at the precision of the model its server was given"
+                    )
+            loaded = self._load(self._model_spec)
+        except ModelError:
+            raise
+        except Exception as exc:  # a loader that is not load_model: still one line, never a hang
+            raise ModelError(f"--model {self._model_spec}: cannot load it ({exc})") from exc
+        return loaded if isinstance(loaded, InferenceBackend) else LocalModel(loaded, self._options)
+
+    def _cycles(self, backend: InferenceBackend, in_flight: deque[_Batch]) -> None:
+        """Take, submit and finish batches until `stop`. A cycle that fails (a bug outside any one frame:
+        each frame's own failure is charged to its stream in `_finish`) is logged and the next one goes on."""
         depth = backend.depth
         last_frame_at = time.monotonic()
-        try:
-            while not self._stop.is_set():
+        told: str | None = None
+        while not self._stop.is_set():
+            try:
                 if not (in_flight and in_flight[0].answered()):
                     with self.busy.waiting():
                         self._work_ready.wait(IDLE_POLL_S)  # new frames, or an answer to a request
@@ -352,8 +389,11 @@ class InferenceWorker:
                 if len(in_flight) >= depth:  # as much out as allowed: the oldest answer is what comes next
                     self._finish(backend, in_flight.popleft())
                 self._report_status()
-        finally:
-            backend.close()
+            except Exception as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+                if reason != told:  # the traceback once per new reason, not once per cycle
+                    log.error("inference cycle failed (%s); the thread goes on", reason, exc_info=exc)
+                told = reason
 
     def _report_status(self) -> None:
         status = self.inference_status
@@ -452,10 +492,12 @@ class InferenceWorker:
     def _finish(self, backend: InferenceBackend, batch: _Batch) -> None:
         """Wait for what is still out, then track and deliver every frame of the batch, in order. Once
         stopping, frames that failed are not: a remote model was closed under them (`stop`), and a
-        stop is no outage to show; frames that were inferred are, with their events."""
+        stop is no outage to show; frames that were inferred are, with their events. Whatever fails on
+        one frame (a bug in tracking or analytics, an answer that does not fit the batch) is charged to
+        that frame's stream, and the others go on."""
         for group, pending in batch.waiting:
             try:
-                results = pending.result()
+                answers = _answers(group, pending.result())
             except InferenceUnavailable as exc:
                 _unavailable(group, exc)
                 continue
@@ -463,15 +505,24 @@ class InferenceWorker:
                 _model_failed(group, exc)
                 continue
             elapsed_ms = pending.seconds * 1000 / len(group)
-            for job, found in zip(group, results, strict=True):
+            for job, found in answers:
                 if isinstance(found, InferenceRefused):
                     _refused(job, found, backend.kind)
                 else:
                     job.detections, job.inference_ms = found, elapsed_ms
         stopping = self._stop.is_set()
         for job in batch.jobs:
-            if not (stopping and job.error is not None):
+            if stopping and job.error is not None:
+                continue
+            try:
                 self._track_and_deliver(job)
+            except Exception as exc:
+                reason = f"processing failed: {type(exc).__name__}: {exc}"
+                if reason != job.registration.told_error:  # the traceback once per new reason, as `_fail`'s line
+                    log.warning(
+                        "[%s] processing failed on frame %d", job.registration.stream_id, job.frame.seq, exc_info=exc
+                    )
+                self._fail(job.registration, job.frame, reason)
 
     def _track_and_deliver(self, job: Job) -> None:
         registration, frame = job.registration, job.frame
@@ -544,6 +595,23 @@ def use_cores() -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     torch.set_num_threads(max(1, cores))
     return torch.get_num_threads()
+
+
+def _use_cores_or_say_why() -> int:
+    """`use_cores`, failing as a `ModelError` that says it is the thread's cores, not the model, at fault."""
+    try:
+        return use_cores()
+    except Exception as exc:
+        raise ModelError(f"the inference thread cannot set its CPU threads ({type(exc).__name__}: {exc})") from exc
+
+
+def _answers(
+    group: list[Job], results: Sequence[Detections | InferenceRefused]
+) -> list[tuple[Job, Detections | InferenceRefused]]:
+    """Each job with its answer; ValueError if the backend answered for another number of images."""
+    if len(results) != len(group):
+        raise ValueError(f"{len(results)} results for a batch of {len(group)} images")
+    return list(zip(group, results, strict=True))
 
 
 def _unavailable(group: list[Job], exc: InferenceUnavailable) -> None:
