@@ -508,6 +508,7 @@ async function fetchJson(path, options) {
     throw new SignallingError(`no answer from segcast (${error.message})`, { cause: error });
   }
   const data = await answerOf(response);
+  options?.signal?.throwIfAborted(); // a body cut off by the caller giving up is no answer
   // Something other than segcast answered (a Wi-Fi sign-in page, a proxy's): no answer to negotiate with.
   if (response.ok && data === null) throw new SignallingError(notSegcast(response), { status: response.status });
   if (!response.ok) {
