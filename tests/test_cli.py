@@ -28,7 +28,7 @@ from server.inference.weights import WEIGHTS_URL_ENV
 from server.webrtc.config import ICE_SERVERS_ENV
 from tests.support.cli_in_process import run_cli
 from tests.support.ports import free_port
-from tests.support.segcast_process import demo_at_a_terminal, read_until
+from tests.support.segcast_process import as_at_a_terminal, demo_at_a_terminal, read_until, stop_process
 from tests.support.weights_server import WeightsServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -241,8 +241,7 @@ def test_a_program_that_bound_the_port_first_cannot_take_it_while_the_model_load
             said = read_until(process, "segcast: listening on ")
             assert said[-1] == f"segcast: listening on http://127.0.0.1:{port}/"
         finally:
-            process.terminate()
-            process.communicate(timeout=60)
+            stop_process(process)
 
 
 def test_the_first_line_comes_before_pytorch_and_aiohttp_are_imported() -> None:
@@ -294,8 +293,7 @@ def test_listening_is_said_when_it_accepts_connections_not_while_the_model_loads
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/streams", timeout=10) as response:
                 assert response.status == 200
         finally:
-            process.terminate()
-            rest, _ = process.communicate(timeout=60)
+            _, _, rest = stop_process(process)
     output = "\n".join(said) + rest
     assert said[0] == "segcast: starting (loading PyTorch takes a few seconds)"
     assert "segcast: downloading yolov8n-seg.pt (6.7 MB) from 127.0.0.1" in output
@@ -315,8 +313,7 @@ def test_access_log_flag_logs_each_request() -> None:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/streams", timeout=10) as response:
             assert response.status == 200
     finally:
-        process.terminate()
-        output, _ = process.communicate(timeout=60)
+        _, _, output = stop_process(process)
     assert re.search(r"INFO aiohttp\.access: .*\"GET /api/streams HTTP/1\.1\" 200", output), output
 
 
@@ -349,13 +346,15 @@ def test_ctrl_c_during_start_up_exits_130_without_a_traceback() -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        # A shell's background job ignores SIGINT, and a child would inherit that: as at a terminal.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=as_at_a_terminal,
     )
-    said = read_until(process, "segcast: starting")  # PyTorch and the model load next, for seconds
-    process.send_signal(signal.SIGINT)
-    rest, _ = process.communicate(timeout=60)
-    assert process.returncode == 130, rest
+    try:
+        said = read_until(process, "segcast: starting")  # PyTorch and the model load next, for seconds
+        code, _, rest = stop_process(process, signal.SIGINT)
+    finally:
+        if process.poll() is None:
+            stop_process(process)
+    assert code == 130, f"exit status {code} (-9: killed, the Ctrl-C went unanswered): {rest}"
     assert "Traceback" not in rest and "KeyboardInterrupt" not in rest, rest
     assert said == ["segcast: starting (loading PyTorch takes a few seconds)"]
 

@@ -9,9 +9,8 @@ import hmac
 import json
 import logging
 import re
-import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from email.utils import formatdate
 
 import pytest
@@ -26,6 +25,7 @@ from server.events.webhook import WebhookSink, retry_after_s
 from tests.conftest import ClientFactory
 from tests.support.event_packets import frames_kept_after_offering, track_start, with_events
 from tests.support.polling import eventually
+from tests.support.ports import held_closed_port
 from tests.support.webhook_receiver import Receiver, serving
 
 SECRET = "hook-secret"
@@ -50,10 +50,11 @@ def hook(outputs: EventOutputs) -> WebhookSink:
     return webhook
 
 
-def unused_port() -> int:
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A port nobody listens on, held for the whole test (`held_closed_port`)."""
+    with held_closed_port() as port:
+        yield port
 
 
 async def test_each_event_is_posted_in_order_and_signed(receiver: Receiver) -> None:
@@ -141,9 +142,11 @@ async def test_a_failing_output_does_not_hold_up_the_shutdown(
     assert hook(outputs).health().dropped == 1
 
 
-async def test_the_events_a_dead_receiver_holds_up_are_listed_as_queued(aiohttp_client: ClientFactory) -> None:
+async def test_the_events_a_dead_receiver_holds_up_are_listed_as_queued(
+    aiohttp_client: ClientFactory, refused_port: int
+) -> None:
     # Given a webhook whose URL refuses connections, and after the first failure a wait beyond the test
-    outputs = await running(WebhookSettings(f"http://127.0.0.1:{unused_port()}/hook", retries=0))
+    outputs = await running(WebhookSettings(f"http://127.0.0.1:{refused_port}/hook", retries=0))
     hook(outputs).backoff.first_s = 60.0
     app = web.Application()
     app[event_outputs_key] = outputs
@@ -186,8 +189,10 @@ async def test_an_event_on_its_way_when_the_shutdown_time_is_up_is_counted_dropp
     assert health.dropped == 3
 
 
-async def test_outputs_are_given_their_shutdown_time_together(monkeypatch: pytest.MonkeyPatch) -> None:
-    hooks = tuple(WebhookSettings(f"http://127.0.0.1:{unused_port()}/{n}") for n in range(3))
+async def test_outputs_are_given_their_shutdown_time_together(
+    monkeypatch: pytest.MonkeyPatch, refused_port: int
+) -> None:
+    hooks = tuple(WebhookSettings(f"http://127.0.0.1:{refused_port}/{n}") for n in range(3))
     outputs = EventOutputs(EventsSettings(webhooks=hooks))
     stopping: list[str] = []
     drained = asyncio.Event()
@@ -440,8 +445,8 @@ async def test_a_hanging_receiver_times_out_and_counts_as_failed(receiver: Recei
     assert "no answer within timeout_s = 0.2 s" in (health.last_error or ""), "names the setting to change"
 
 
-async def test_an_unreachable_url_is_a_clear_state_and_its_queue_drops() -> None:
-    outputs = await running(WebhookSettings(f"http://user:pw@127.0.0.1:{unused_port()}/hook", retries=20, queue=3))
+async def test_an_unreachable_url_is_a_clear_state_and_its_queue_drops(refused_port: int) -> None:
+    outputs = await running(WebhookSettings(f"http://user:pw@127.0.0.1:{refused_port}/hook", retries=20, queue=3))
     try:
         for seq in range(10):
             outputs.on_packet(track_start(seq, track_id=seq))
@@ -471,10 +476,12 @@ async def test_events_queued_before_the_first_delivery_are_delivered_at_shutdown
     assert hook(outputs).health().dropped == 0
 
 
-async def test_every_event_dropped_is_in_a_log_line_by_shutdown(caplog: pytest.LogCaptureFixture) -> None:
+async def test_every_event_dropped_is_in_a_log_line_by_shutdown(
+    caplog: pytest.LogCaptureFixture, refused_port: int
+) -> None:
     """After the first "queue full" line, drops within its quiet window were in no line when the drops
     stopped: 47 dropped, the log said 1."""
-    outputs = await running(WebhookSettings(f"http://127.0.0.1:{unused_port()}/hook", retries=20, queue=3))
+    outputs = await running(WebhookSettings(f"http://127.0.0.1:{refused_port}/hook", retries=20, queue=3))
     for seq in range(30):
         outputs.on_packet(track_start(seq, track_id=seq))
     dropped = hook(outputs).health().dropped
@@ -485,8 +492,8 @@ async def test_every_event_dropped_is_in_a_log_line_by_shutdown(caplog: pytest.L
     assert told[0] == 1 and sum(told) == dropped
 
 
-async def test_queued_events_do_not_keep_their_frames() -> None:
-    outputs = await running(WebhookSettings(f"http://127.0.0.1:{unused_port()}/hook", retries=20))
+async def test_queued_events_do_not_keep_their_frames(refused_port: int) -> None:
+    outputs = await running(WebhookSettings(f"http://127.0.0.1:{refused_port}/hook", retries=20))
     try:
         assert frames_kept_after_offering(outputs.on_packet) == 0
         health = hook(outputs).health()

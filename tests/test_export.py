@@ -10,16 +10,12 @@ from __future__ import annotations
 import errno
 import importlib.util
 import io
-import json
 import logging
 import os
 import queue
 import re
 import shutil
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -35,11 +31,9 @@ from server.inference.worker import InferenceWorker
 from server.options import StreamOptions
 from server.scene import Scene
 from tests.support.components import require_component
-from tests.support.ports import free_port
+from tests.support.segcast_process import SegcastProcess
 from tests.support.truth import mask_iou, polygon_mask
 from tools.track_report import box_iou
-
-START_TIMEOUT_S = 90.0
 
 
 def test_unknown_format_names_the_flag(tmp_path: Path) -> None:
@@ -406,8 +400,7 @@ def test_export_progress_is_one_line_per_step_in_a_log() -> None:
 
 @pytest.fixture(scope="module")
 def onnx_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if missing_packages("onnx"):
-        pytest.skip("needs the onnx extra: pip install '.[onnx]'")
+    require_component(not missing_packages("onnx"), "needs the onnx extra: pip install '.[onnx]'")
     out = tmp_path_factory.mktemp("onnx")
     return export_model("bundled", "onnx", out, progress=Progress(3, io.StringIO())).path
 
@@ -445,28 +438,11 @@ def test_a_served_export_opens_its_runtime_once_for_its_classes_and_its_frames(o
 
 
 def test_serving_an_export_says_once_that_it_loaded(onnx_model: Path) -> None:
-    port = free_port()
-    command = ["-m", "server", "serve", "--model", str(onnx_model), "--source", "scene:", "--port", str(port)]
-    process = subprocess.Popen([sys.executable, *command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = SegcastProcess("--model", str(onnx_model), "--source", "scene:", "--log-level", "INFO")
+    server.start()
     try:
-        _wait_for_processed_frames(port, process)  # the predictor that runs it is set up by then
+        server.wait_for_processed_frames(2)  # the predictor that runs it is set up by then
     finally:
-        process.terminate()
-        output, _ = process.communicate(timeout=60)
+        _, _, output = server.terminate()
     assert output.count(f"loaded model {onnx_model}") == 1, output
     assert "ONNX Runtime inference" not in output, "ultralytics' own loading lines are not repeated to the user"
-
-
-def _wait_for_processed_frames(port: int, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "segcast exited"
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/streams", timeout=5) as response:
-                streams = json.load(response)["streams"]
-            if streams and streams[0]["frames_processed"] >= 2:
-                return
-        except OSError:
-            pass  # not listening yet
-        time.sleep(0.2)
-    raise AssertionError(f"no processed frames within {START_TIMEOUT_S} s")

@@ -15,6 +15,7 @@ from server.inference.detections import detect
 from server.inference.models import ModelError, load_model
 from server.scene import Scene
 from tests.support.cli_in_process import run_cli
+from tests.support.components import require_module
 from tests.support.ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,7 +42,7 @@ def test_an_openvino_folder_without_its_xml_and_bin_is_refused(tmp_path: Path) -
 
 
 def test_a_corrupt_onnx_file_is_a_model_error_at_load_not_at_the_first_frame(tmp_path: Path) -> None:
-    pytest.importorskip("onnxruntime", reason="needs the onnx extra: pip install '.[onnx]'")
+    require_module("onnxruntime", "needs the onnx extra: pip install '.[onnx]'")
     junk = tmp_path / "x.onnx"
     junk.write_bytes(b"\x00\xffnot an onnx model" * 64)
     with pytest.raises(ModelError, match=r"^--model .*x\.onnx: cannot load it \(") as caught:
@@ -66,7 +67,7 @@ def test_an_exported_detection_model_is_loaded_as_one_whatever_its_name(
 ) -> None:
     """The task comes from what the export recorded: named like ultralytics names it (no -det), a
     detection model was taken for segmentation and failed on every frame, looking for masks."""
-    pytest.importorskip("onnxruntime", reason="needs the onnx extra: pip install '.[onnx]'")
+    require_module("onnxruntime", "needs the onnx extra: pip install '.[onnx]'")
     from ultralytics import YOLO
 
     monkeypatch.chdir(tmp_path)  # the export is written beside its input: here, the current folder

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import socket
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
@@ -25,18 +24,12 @@ from server.http.access import policy
 from server.http.access.policy import MAX_URI_CHARS, SourcePolicy, SourceRefused, UnusableSource
 from server.http.keys import manager_key
 from tests.support.polling import eventually
+from tests.support.ports import held_closed_port
 from tests.support.reader_probe import SilentServer
 
 Start = Callable[..., Awaitable[TestClient]]
 PASSWORD = "hunter2-camera-secret"
 QUERY_TOKEN = "tok-9f8e7d6c5b4a"
-
-
-def closed_port() -> int:
-    """A port on 127.0.0.1 nobody listens on: connecting is refused at once."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -321,39 +314,40 @@ def _replace_link_with_copy(link: Path, target: Path) -> None:
 async def test_camera_credentials_never_come_back_out(
     start_server: Start, caplog: pytest.LogCaptureFixture, template: str, secrets: tuple[str, ...]
 ) -> None:
-    uri = template.format(password=PASSWORD, port=closed_port(), token=QUERY_TOKEN)
-    caplog.set_level(logging.DEBUG)
-    client = await start_server()
-    seen: list[str] = []
-    async with client.ws_connect("/ws") as ws:
-        await ws.send_str(json.dumps({"type": "subscribe", "streams": ["*"], "image": "none"}))
-        response = await client.post("/api/streams", json={"id": "door", "uri": uri})
-        assert response.status == 201
-        seen.append(await response.text())
-        while True:  # until the refused connection is reported, with its reason
-            message = await ws.receive(timeout=20)
-            assert message.type is WSMsgType.TEXT
-            seen.append(message.data)
-            event = json.loads(message.data)
-            if event.get("type") == "status" and event.get("state") == "reconnecting" and event.get("error"):
-                break
-        failed = await client.post("/api/streams", json={"id": "typo", "uri": uri + "#bogus=1"})
-        seen.append(await failed.text())
+    with held_closed_port() as port:  # refuses the camera's connection for the whole test
+        uri = template.format(password=PASSWORD, port=port, token=QUERY_TOKEN)
+        caplog.set_level(logging.DEBUG)
+        client = await start_server()
+        seen: list[str] = []
+        async with client.ws_connect("/ws") as ws:
+            await ws.send_str(json.dumps({"type": "subscribe", "streams": ["*"], "image": "none"}))
+            response = await client.post("/api/streams", json={"id": "door", "uri": uri})
+            assert response.status == 201
+            seen.append(await response.text())
+            while True:  # until the refused connection is reported, with its reason
+                message = await ws.receive(timeout=20)
+                assert message.type is WSMsgType.TEXT
+                seen.append(message.data)
+                event = json.loads(message.data)
+                if event.get("type") == "status" and event.get("state") == "reconnecting" and event.get("error"):
+                    break
+            failed = await client.post("/api/streams", json={"id": "typo", "uri": uri + "#bogus=1"})
+            seen.append(await failed.text())
 
-    async def reconnected() -> dict[str, Any] | None:
-        body: dict[str, Any] = await (await client.get("/api/streams/door")).json()
-        return body if body["reconnects"] >= 1 else None
+        async def reconnected() -> dict[str, Any] | None:
+            body: dict[str, Any] = await (await client.get("/api/streams/door")).json()
+            return body if body["reconnects"] >= 1 else None
 
-    seen.append(json.dumps(await eventually(reconnected, what="a reconnect attempt")))
-    for path in ("/api/streams", "/api/streams/typo", "/metrics"):
-        seen.append(await (await client.get(path)).text())
-    async with client.ws_connect("/ws") as ws:  # a viewer arriving later gets the streams in its hello
-        hello = await ws.receive(timeout=20)
-        assert "door" in hello.data
-        seen.append(hello.data)
-    seen += [record.getMessage() for record in caplog.records]
-    text = "\n".join(seen)
-    assert "admin:***@127.0.0.1" in text  # the stream is still recognisable
+        seen.append(json.dumps(await eventually(reconnected, what="a reconnect attempt")))
+        for path in ("/api/streams", "/api/streams/typo", "/metrics"):
+            seen.append(await (await client.get(path)).text())
+        async with client.ws_connect("/ws") as ws:  # a viewer arriving later gets the streams in its hello
+            hello = await ws.receive(timeout=20)
+            assert "door" in hello.data
+            seen.append(hello.data)
+        seen += [record.getMessage() for record in caplog.records]
+        text = "\n".join(seen)
+        assert "admin:***@127.0.0.1" in text  # the stream is still recognisable
     for secret in (*secrets, QUERY_TOKEN):
         assert secret not in text
 

@@ -16,12 +16,11 @@ from server.http.access.auth import Role, policy_key
 from server.http.network.serving import server_options
 from server.inference.models import BUNDLED_MODEL
 from tests.support.raw_http import raw_request, status_of
+from tests.support.segcast_process import SHUTDOWN_BOUND_S
 
 ADMIN = "admin-token-0123456789abcdef"
 #: Short, so that the test of it is short; the product's own is `server.http.network.serving.HEADER_TIMEOUT_S`.
 TEST_HEADER_TIMEOUT_S = 1.0
-#: aiohttp's own default grace is 60 s; segcast's is a few seconds. Far above it, far below 60.
-SHUTDOWN_BOUND_S = 20.0
 
 ClientFactory = Callable[..., Awaitable[TestClient]]
 

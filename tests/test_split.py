@@ -35,6 +35,7 @@ from server.persist import write_config
 from tests.support.certificates import self_signed
 from tests.support.polling import eventually
 from tests.support.ports import consecutive_free_ports, free_port
+from tests.support.segcast_process import stop_process
 from tests.test_deploy import require_nginx
 
 REPO = Path(__file__).resolve().parents[1]
@@ -699,8 +700,7 @@ def _node(path: Path) -> Iterator[None]:
         threading.Thread(target=process.stdout.read, daemon=True).start()  # its log must not fill the pipe
         yield
     finally:
-        process.terminate()
-        process.communicate(timeout=60)
+        stop_process(process)
 
 
 def _ids(node_file: Path) -> list[str]:

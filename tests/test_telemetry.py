@@ -12,15 +12,12 @@ import json
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 from server.inference.models import BUNDLED_MODEL
-from tests.support.ports import free_port
+from tests.support.segcast_process import SegcastProcess
 
 REPO = Path(__file__).resolve().parent.parent
-START_TIMEOUT_S = 90.0
 
 SITECUSTOMIZE = """
 import io, os, socket, urllib.request
@@ -85,29 +82,11 @@ def test_ultralytics_would_report_here_but_a_segcast_server_sends_no_usage_event
     settings = settings_file.read_text()
     assert json.loads(settings)["sync"] is True
 
-    port = free_port()
-    command = [sys.executable, "-m", "server", "serve", "--model", "bundled", "--source", "scene:", "--port", str(port)]
-    server = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = SegcastProcess("--model", "bundled", "--source", "scene:", env=env, cwd=tmp_path)
+    server.start()
     try:
-        _wait_for_processed_frames(port, server, count=5)
+        server.wait_for_processed_frames(5)  # predictions happened: ultralytics would have reported them
     finally:
         server.terminate()
-        server.wait(60)
     assert _caught(tmp_path) == []
     assert settings_file.read_text() == settings, "the user's ultralytics settings are untouched"
-
-
-def _wait_for_processed_frames(port: int, server: subprocess.Popen[bytes], count: int) -> None:
-    """Poll the API until the stream has been through the model ``count`` times (predictions happened)."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        assert server.poll() is None, "segcast exited"
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/streams", timeout=5) as response:
-                streams = json.load(response)["streams"]
-            if streams and streams[0]["frames_processed"] >= count:
-                return
-        except OSError:
-            pass  # not listening yet
-        time.sleep(0.2)
-    raise AssertionError(f"no {count} processed frames within {START_TIMEOUT_S} s")

@@ -21,24 +21,7 @@ from server.persist import write_config
 from tests.support.certificates import self_signed
 from tests.support.cli_in_process import run_cli
 from tests.support.ports import free_port
-from tests.support.segcast_process import REPO, START_TIMEOUT_S, SegcastProcess
-
-SHUTDOWN_LIMIT_S = 5.0
-
-
-async def wait_healthy(session: aiohttp.ClientSession, url: str, server: SegcastProcess) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + START_TIMEOUT_S
-    while loop.time() < deadline:
-        assert server.process is not None and server.process.poll() is None, "segcast exited while starting"
-        try:
-            async with session.get(url) as response:
-                if response.status == 200:
-                    return
-        except aiohttp.ClientConnectionError:
-            pass
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"segcast did not answer {url} within {START_TIMEOUT_S:.0f} s")
+from tests.support.segcast_process import REPO, SHUTDOWN_BOUND_S, SegcastProcess
 
 
 async def test_viewer_api_and_websocket_are_served_over_tls(tmp_path: Path) -> None:
@@ -57,8 +40,8 @@ async def test_viewer_api_and_websocket_are_served_over_tls(tmp_path: Path) -> N
     trust = ssl.create_default_context(cafile=str(cert))
     server.start()
     try:
+        await asyncio.to_thread(server.wait_until_healthy, trust)
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=trust)) as session:
-            await wait_healthy(session, f"{server.base_url}/healthz", server)
             async with session.get(f"{server.base_url}/api/streams") as response:
                 assert [s["id"] for s in (await response.json())["streams"]] == ["cam"]
             async with session.ws_connect(f"wss://127.0.0.1:{server.port}/ws") as ws:
@@ -71,11 +54,11 @@ async def test_viewer_api_and_websocket_are_served_over_tls(tmp_path: Path) -> N
             with pytest.raises(aiohttp.ClientError):  # plain HTTP on the TLS port gets nothing useful
                 async with session.get(f"http://127.0.0.1:{server.port}/healthz") as response:
                     response.raise_for_status()
-        code, took_s, output = server.terminate(SHUTDOWN_LIMIT_S)
+        code, took_s, output = server.terminate(SHUTDOWN_BOUND_S)
     finally:
         server.kill()
     assert code == 0, output
-    assert took_s < SHUTDOWN_LIMIT_S
+    assert took_s < SHUTDOWN_BOUND_S
 
 
 @pytest.mark.parametrize(

@@ -60,9 +60,18 @@ class Broker:
         self.config.write_text("\n".join(lines) + "\n")
 
     def start(self) -> None:
+        """Start mosquitto and return once it accepts connections; a start that fails leaves no process."""
         log = (self.folder / "mosquitto.log").open("ab")
         self.process = subprocess.Popen([self.binary, "-c", str(self.config)], stdout=log, stderr=log)
         log.close()
+        try:
+            self._wait_until_listening()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_until_listening(self) -> None:
+        assert self.process is not None
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             if self.process.poll() is not None:

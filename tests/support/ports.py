@@ -1,14 +1,17 @@
-"""Free ports on 127.0.0.1 for servers a test starts itself, often in another process seconds later.
+"""Ports on 127.0.0.1: free ones for servers a test starts itself, and closed ones that refuse connections.
 
-Chosen below the kernel's ephemeral range (``net.ipv4.ip_local_port_range``), which it never hands out
-by itself: a port 0 bind's port, released and bound again by the server once it has started, could be
-taken meanwhile by any connection another test made (a node of a split exited on a busy port so).
+Free ports are chosen below the kernel's ephemeral range (``net.ipv4.ip_local_port_range``), which it
+never hands out by itself: a port 0 bind's port, released and bound again by the server once it has
+started, could be taken meanwhile by any connection another test made (a node of a split exited on a
+busy port so).
 """
 
 from __future__ import annotations
 
 import random
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 #: How many ports below the ephemeral range are drawn from.
@@ -41,3 +44,16 @@ def consecutive_free_ports(count: int) -> int:
 def free_port() -> int:
     """A port free on 127.0.0.1 just now."""
     return consecutive_free_ports(1)
+
+
+@contextmanager
+def held_closed_port() -> Iterator[int]:
+    """A port on 127.0.0.1 where connecting is refused at once, for as long as the block runs.
+
+    The port stays bound by a socket that never listens. One bound and released (a "closed" port that
+    is merely free) is back in the ephemeral range, where the kernel may hand it to another test's
+    server (the other xdist worker's) before this test's connection is refused.
+    """
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        yield int(holder.getsockname()[1])

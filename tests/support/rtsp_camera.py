@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -105,16 +107,28 @@ class RtspCamera:
         self._process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True
         )
-        assert self._process.stdout is not None
+        try:
+            self._wait_until_ready(self._process)
+        except BaseException:
+            self.kill()  # its own session: nothing else would ever stop it
+            raise
+
+    def _wait_until_ready(self, process: subprocess.Popen[str]) -> None:
+        """Return once the script says READY (it listens); raise if it exits first or says nothing for
+        `START_TIMEOUT_S`. Its lines are read by a thread of their own, so a silent hang is timed out
+        here too, not left to block a readline until the test's own timeout."""
+        said: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=_forward_until_ready, args=(process, said), daemon=True).start()
         deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:  # the script prints READY once it listens, or exits
-            line = self._process.stdout.readline()
+        while True:
+            try:
+                line = said.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise RuntimeError(f"RTSP camera did not listen on port {self.port} in {START_TIMEOUT_S} s") from None
             if line.strip() == READY_LINE:
                 return
-            if not line and self._process.poll() is not None:
-                break
-        self.kill()
-        raise RuntimeError(f"RTSP camera did not start on port {self.port}")
+            if not line:
+                raise RuntimeError(f"RTSP camera exited before it listened on port {self.port}")
 
     def kill(self) -> None:
         """Kill the server at once, as a camera losing power would: no RTSP teardown, sockets just close."""
@@ -133,6 +147,16 @@ class RtspCamera:
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
+
+
+def _forward_until_ready(process: subprocess.Popen[str], said: queue.Queue[str]) -> None:
+    """Put each line the camera script prints into ``said``, up to READY; "" once its output ends."""
+    assert process.stdout is not None
+    while True:
+        line = process.stdout.readline()
+        said.put(line)
+        if not line or line.strip() == READY_LINE:
+            return
 
 
 def _serve(port: int, video: Path, user: str | None, password: str | None) -> None:
