@@ -411,7 +411,7 @@ async def _http_viewers_and_api_churn(base: str, stop: asyncio.Event, rounds: li
             rounds[task] += 1
 
 
-async def test_sigterm_during_load_exits_cleanly_within_5_s() -> None:
+async def test_sigterm_during_load_exits_cleanly_within_the_shutdown_grace() -> None:
     server = SegcastProcess("--model", "bundled", "--source", "a=scene:?seed=1", "--source", "b=scene:?seed=2")
     server.start()
     try:
