@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from server.sources import SourceError, StreamState, mask_uri, open_source
 from server.sources.uri import mask_text
 from tests.support.components import require_component
 from tests.support.fake_rtsp import FakeRtspCamera
+from tests.support.ports import held_closed_port
 from tests.support.reader_probe import ReaderProbe
 from tests.support.rtsp_camera import RtspCamera, system_rtsp_server_available
 from tests.support.silent_proxy import SilentProxy
@@ -56,12 +56,6 @@ def pieces(password: str) -> set[str]:
     the refusal names): any longer piece holds one."""
     found = {form[i : i + 3] for form in typed(password) for i in range(len(form) - 2)}
     return {piece for piece in found if not re.fullmatch(r"%[0-9A-F]{2}", piece)}
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def assert_hidden(password: str, text: str) -> None:
@@ -125,29 +119,40 @@ def test_a_raw_question_mark_or_hash_in_a_password_is_refused_without_showing_it
     assert "Zq7" not in told and "@ss" not in told and "'ss'" not in told, told
 
 
-@pytest.mark.parametrize("uri", ["rtsp://cam:554/live?mail=a@b.com", "http://cam.local/v?mail=a@b.com#timeout=3"])
-def test_a_query_after_the_path_may_hold_an_at_sign(uri: str) -> None:
-    open_source(uri)
+@pytest.mark.parametrize(
+    ("uri", "host"),
+    [
+        ("rtsp://cam:554/live?mail=a@b.com", "cam"),
+        ("rtsp://10.0.0.5:554/Streaming/Channels/101?user=x@y", "10.0.0.5"),
+        ("http://cam.local/v?mail=a@b.com#timeout=3", "cam.local"),
+    ],
+)
+def test_a_query_after_the_path_may_hold_an_at_sign(uri: str, host: str) -> None:
+    """Read to its last '@', the port, path and query were masked as a password: ``rtsp://cam:***@b.com``,
+    naming a host ``b.com``. With no password to hide, the camera is described as it was given."""
+    described = open_source(uri).describe()
+    assert described == mask_uri(uri) == uri
+    assert URL(described).host == host
 
 
 async def test_the_api_never_shows_a_piece_of_a_password(start_server: Start, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     client = await start_server()
-    port = closed_port()
-    for number, password in enumerate(PASSWORDS):
-        for form in typed(password):
-            uri = f"rtsp://adm:{form}@127.0.0.1:{port}/auth"
-            response = await client.post("/api/streams", json={"id": f"cam{number}-{len(form)}", "uri": uri})
-            text = await response.text()
-            assert response.status in (201, 400), text
-            if "?" in form or "#" in form:
-                assert response.status == 400 and "must be percent-encoded" in text, text
-            assert_hidden(password, text)
-    listed = await (await client.get("/api/streams")).text()
-    assert "adm:***@127.0.0.1" in listed
-    for password in PASSWORDS:
-        assert_hidden(password, listed)
-        assert_hidden(password, caplog.text)
+    with held_closed_port() as port:  # refuses each camera's connection
+        for number, password in enumerate(PASSWORDS):
+            for form in typed(password):
+                uri = f"rtsp://adm:{form}@127.0.0.1:{port}/auth"
+                response = await client.post("/api/streams", json={"id": f"cam{number}-{len(form)}", "uri": uri})
+                text = await response.text()
+                assert response.status in (201, 400), text
+                if "?" in form or "#" in form:
+                    assert response.status == 400 and "must be percent-encoded" in text, text
+                assert_hidden(password, text)
+        listed = await (await client.get("/api/streams")).text()
+        assert "adm:***@127.0.0.1" in listed
+        for password in PASSWORDS:
+            assert_hidden(password, listed)
+            assert_hidden(password, caplog.text)
 
 
 # -- a camera that stops sending ----------------------------------------------------------------------

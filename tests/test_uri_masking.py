@@ -84,6 +84,10 @@ async def test_viewers_and_the_log_never_see_a_secret_behind_an_encoded_name(
         # A password with a raw '@' or '/' still hides whole: the '@' taken is the last before the query.
         ("rtsp://u:p@ss@cam/live?mail=a@b.com", "rtsp://u:***@cam/live?mail=a@b.com"),
         ("rtsp://u:p@ss/x@cam/live?mail=a@b.com", "rtsp://u:***@cam/live?mail=a@b.com"),
+        # No '@' before the query: no user info, and a port is no password (it showed ``rtsp://cam:***@b.com``).
+        ("rtsp://cam:554/live?mail=a@b.com", "rtsp://cam:554/live?mail=a@b.com"),
+        ("rtsp://10.0.0.5:554/Streaming/Channels/101?user=x@y", "rtsp://10.0.0.5:554/Streaming/Channels/101?user=x@y"),
+        ("rtsp://[::1]:554/live?mail=a@b.com", "rtsp://[::1]:554/live?mail=a@b.com"),
     ],
 )
 def test_an_at_sign_in_a_query_value_leaves_the_host_shown(uri: str, masked: str) -> None:
@@ -114,6 +118,11 @@ def test_a_token_before_an_at_sign_in_the_path_or_query_is_hidden(uri: str, mask
         ("rtsp://adm:p@ss?Zq7@cam/", "rtsp://adm:***@cam/"),
         ("rtsp://adm:p@ss#Zq7@cam/", "rtsp://adm:***@cam/"),
         ("rtsp://u:pw@cam/clips/a@b.mp4", "rtsp://u:***@b.mp4"),
+        # An '@' after the first '?' in no query value: the '?' may be the password's (it showed "ss/x?y").
+        ("rtsp://adm:p@ss/x?y@cam.local/live?mail=a@b.com", "rtsp://adm:***@b.com"),
+        # A password with a raw '/' and '?', then a host and port: not taken for a host and port itself.
+        ("rtsp://adm:pa/?x@cam.local:554/live?mail=a@b.com", "rtsp://adm:***@b.com"),
+        ("rtsp://u:pa/ss@cam/live?mail=a@b.com", "rtsp://u:***@b.com"),
         # No user info: the '@' is in a path, a query or a file's name.
         ("/videos/me@home.mp4", "/videos/me@home.mp4"),
         ("file:///videos/me@home.mp4", "file:///videos/me@home.mp4"),

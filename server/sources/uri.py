@@ -40,8 +40,10 @@ _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _HOST_ENDS = re.compile(r"[/?#]")
 #: The characters that end a URL's path: the start of its query or fragment.
 _QUERY_STARTS = re.compile(r"[?#]")
-#: What starts a ``name=value`` pair in a query or fragment.
-_PAIR_STARTS = re.compile(r"[?#&;]")
+#: An '@' in a query or fragment that is in no pair's value: in its name, or in a pair with no '='.
+_AT_BEFORE_A_VALUE = re.compile(r"[?#&;][^?#&;=@]*@")
+#: A URL's host (a name, an address or a bracketed IPv6 address) and its port, if any: no password.
+_HOST_AND_PORT = re.compile(r"(?:\[[^\]]*\]|[^:]*)(?::[0-9]+)?")
 #: What FFmpeg splits a URL into parts at, and may quote one of them alone in an error.
 _URL_PARTS = re.compile(r"[@/?#:\s]")
 #: Shorter secrets are not searched for in free text: every "1" of an error message would go.
@@ -107,10 +109,13 @@ def _userinfo(uri: str) -> tuple[int, str] | None:
     with a user info hides the host too.
 
     One exception hides just the password in the common case (``u:pw@cam/live?mail=a@b.com``): where
-    the host FFmpeg reads holds an '@' and ends at a '/', and the last '@' stands in a ``name=value``
-    of the query or fragment after that path, the user info ends at the last '@' before the query. That
-    still holds FFmpeg's password, the one the camera gets, and any typed with a raw '@' or '/'. Only
-    a password typed with a raw '/', then a raw '?' or '#', then a '=' and an '@' would show in part,
+    the host FFmpeg reads holds an '@' and ends at a '/', and every '@' from the query or fragment after
+    that path on stands in the value of a ``name=value``, the user info ends at the last '@' before the
+    query. That still holds FFmpeg's password, the one the camera gets, and any typed with a raw '@' or
+    '/'. Where those are the only '@'s and a host and port come before the path, there is no user info
+    (``cam:554/live?mail=a@b.com``: read to the last '@', the port and path were hidden as a password,
+    and ``b.com`` shown as the host). Only a password typed with a raw '/', then a raw '?' or '#', then
+    a '=' and an '@' would show (in part, or whole after a user name and digits: ``u:12/?a=b@cam/x?m=a@b``),
     read as a path and a query, as FFmpeg reads it: a '?' or '#' in a user info must be percent-encoded.
 
     Where FFmpeg reads a user info there always is one, never shorter than FFmpeg's (a token before an
@@ -129,10 +134,13 @@ def _userinfo(uri: str) -> tuple[int, str] | None:
         return None
     at = ats[-1]
     ffmpeg_reads_userinfo = ats[0] < authority_end
-    if ffmpeg_reads_userinfo and host_end is not None and host_end.group() == "/":
+    if host_end is not None and host_end.group() == "/":
         query = _QUERY_STARTS.search(uri, authority_end)
-        if query is not None and query.start() < at and "=" in _PAIR_STARTS.split(uri[query.start() : at])[-1]:
-            at = max(i for i in ats if i < query.start())
+        if query is not None and query.start() < at and _AT_BEFORE_A_VALUE.search(uri, query.start()) is None:
+            if ffmpeg_reads_userinfo:
+                at = max(i for i in ats if i < query.start())
+            elif ats[0] > query.start() and _HOST_AND_PORT.fullmatch(uri, start, authority_end):
+                return None
     userinfo = uri[start:at]
     if ffmpeg_reads_userinfo:
         return start, userinfo
