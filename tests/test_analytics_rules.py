@@ -8,7 +8,8 @@ import numpy as np
 from server.analytics.engine import StreamAnalytics
 from server.analytics.events import DWELL_BUCKETS_S, AnalyticsEvent, AnalyticsEventKind
 from server.analytics.shapes import Zone, parse_zones
-from server.frames import Frame, Track, TrackEvent, TrackEventKind
+from server.frames import Frame, TrackEvent, TrackEventKind
+from tests.support.tracks import disc_track
 
 IMAGE = np.zeros((200, 200, 3), np.uint8)
 #: Pixel columns 0 to 100 of a 200 x 200 frame.
@@ -27,21 +28,6 @@ def _frame(media_time: float) -> Frame:
     return Frame("cam", round(media_time * 10), 1_700_000_000.0 + media_time, media_time, IMAGE)
 
 
-def _track(box: tuple[float, float, float, float]) -> Track:
-    return Track(
-        track_id=1,
-        class_id=0,
-        class_name="disc",
-        confidence=0.9,
-        box=box,
-        polygon=None,
-        trail=(),
-        velocity=(0.0, 0.0),
-        first_seen=1_700_000_000.0,
-        age_s=0.0,
-    )
-
-
 def _track_event(kind: TrackEventKind, box: tuple[float, float, float, float]) -> TrackEvent:
     return TrackEvent(kind, "cam", 1, 0, "disc", 1_700_000_000.0, 1_700_000_000.0, 0.0, box)
 
@@ -56,7 +42,7 @@ def test_a_share_wobbling_around_min_share_makes_one_visit() -> None:
     for step in range(10):
         box = MOSTLY_IN if step % 2 == 0 else MOSTLY_OUT
         events = (_track_event(TrackEventKind.START, box),) if step == 0 else ()
-        tracks, out = analytics.update((_track(box),), events, _frame(step / 10))
+        tracks, out = analytics.update((disc_track(box),), events, _frame(step / 10))
         assert tracks[0].zones == ("left",), f"step {step}: still inside"
         made += _kinds(out)
     assert made == ["start", "zone_enter"]
@@ -65,7 +51,9 @@ def test_a_share_wobbling_around_min_share_makes_one_visit() -> None:
 def test_a_new_tracks_start_comes_before_its_zone_enter_and_its_end_after_its_zone_exit() -> None:
     """docs/protocol.md: a track's start, then the analytics events about it, then its end."""
     analytics = StreamAnalytics("cam", (_zone(),), ())
-    _, entered = analytics.update((_track(MOSTLY_IN),), (_track_event(TrackEventKind.START, MOSTLY_IN),), _frame(0.0))
+    _, entered = analytics.update(
+        (disc_track(MOSTLY_IN),), (_track_event(TrackEventKind.START, MOSTLY_IN),), _frame(0.0)
+    )
     assert _kinds(entered) == ["start", "zone_enter"]
     _, left = analytics.update((), (_track_event(TrackEventKind.END, MOSTLY_IN),), _frame(0.5))
     assert _kinds(left) == ["zone_exit", "end"]
@@ -75,8 +63,8 @@ def test_a_visit_of_exactly_a_bucket_bound_counts_in_that_bucket() -> None:
     """Prometheus' ``le``: less than or equal; a visit of exactly 1.0 s is in le="1.0"."""
     assert DWELL_BUCKETS_S[0] == 1.0
     analytics = StreamAnalytics("cam", (_zone(),), ())
-    analytics.update((_track(MOSTLY_IN),), (_track_event(TrackEventKind.START, MOSTLY_IN),), _frame(0.0))
-    analytics.update((_track(MOSTLY_IN),), (), _frame(1.0))
+    analytics.update((disc_track(MOSTLY_IN),), (_track_event(TrackEventKind.START, MOSTLY_IN),), _frame(0.0))
+    analytics.update((disc_track(MOSTLY_IN),), (), _frame(1.0))
     _, left = analytics.update((), (_track_event(TrackEventKind.END, MOSTLY_IN),), _frame(1.5))
     exits = [e for e in left if isinstance(e, AnalyticsEvent) and e.kind is AnalyticsEventKind.ZONE_EXIT]
     assert [e.dwell_s for e in exits] == [1.0]

@@ -13,28 +13,14 @@ import pytest
 from server.analytics.engine import StreamAnalytics
 from server.analytics.shapes import parse_zones
 from server.analytics.zone_membership import ZoneMask, share_inside, track_area
-from server.frames import Frame, Track
+from server.frames import Frame
 from server.options import StreamOptions
 from server.scene import Scene
 from tests.support.detections import TruthModel
 from tests.support.driver import Driver
+from tests.support.tracks import disc_track
 
 ZONE_PX = 200
-
-
-def _track(box: tuple[float, float, float, float], polygon: np.ndarray | None) -> Track:
-    return Track(
-        track_id=1,
-        class_id=0,
-        class_name="disc",
-        confidence=0.9,
-        box=box,
-        polygon=polygon,
-        trail=(),
-        velocity=(0.0, 0.0),
-        first_seen=0.0,
-        age_s=0.0,
-    )
 
 
 def _share_in_whole_frame_mask(
@@ -67,7 +53,7 @@ def test_zone_membership_is_the_same_as_with_whole_frame_masks() -> None:
             polygon = np.column_stack(
                 [rng.uniform(box[0], box[2], points), rng.uniform(box[1], box[3], points)]
             ).astype(np.int32)
-        area = track_area(_track(box, polygon), (height, width, 3))
+        area = track_area(disc_track(box, polygon), (height, width, 3))
         assert share_inside(area, ZoneMask.filled(zone, width, height)) == _share_in_whole_frame_mask(
             area, zone, (height, width)
         )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,16 +22,21 @@ from aiohttp.test_utils import TestClient
 from server.config import StreamConfig
 from server.deploy.entrance import TEMPORARY_FILES
 from server.http.pages import frame_ancestors
-from tests.conftest import CHROMIUM
-from tests.support.browser import DESKTOP, Console, wait_for_changed_picture, wait_for_new_frame, wait_for_text
+from tests.support.browser import (
+    DESKTOP,
+    Console,
+    require_browser,
+    wait_for_changed_picture,
+    wait_for_new_frame,
+    wait_for_text,
+)
 from tests.support.certificates import self_signed
-from tests.support.components import require_component, require_module
+from tests.support.components import require_component
 from tests.support.nginx import NGINX, nginx_serving
 from tests.support.polling import eventually
 from tests.support.ports import free_port
 
-require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
-require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
+require_browser()
 
 Start = Callable[..., Awaitable[TestClient]]
 

@@ -8,7 +8,6 @@ to. Every wait is on something the page shows, with a deadline; none is a fixed 
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -22,13 +21,17 @@ from aiohttp.test_utils import TestClient, TestServer
 from server.app import create_app
 from server.config import Settings, StreamConfig
 from server.inference.models import BUNDLED_MODEL
-from tests.conftest import CHROMIUM
-from tests.support.browser import WAIT_MS, open_url, wait_for_changed_picture, wait_for_new_frame, wait_for_text
-from tests.support.components import require_component, require_module
+from tests.support.browser import (
+    WAIT_MS,
+    open_url,
+    require_browser,
+    wait_for_changed_picture,
+    wait_for_new_frame,
+    wait_for_text,
+)
 from tests.test_deploy import COMPOSE_NGINX, nginx_routes, require_nginx, running_nginx
 
-require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
-require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
+require_browser()
 
 Start = Callable[..., Awaitable[TestClient]]
 

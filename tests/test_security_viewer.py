@@ -8,7 +8,6 @@ in a dialog of its own that says why in plain words, never with the browser's ba
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,11 +15,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
-from tests.conftest import CHROMIUM
-from tests.support.components import require_component, require_module
+from tests.support.browser import require_browser
 
-require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
-require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
+require_browser()
 
 Start = Callable[..., Awaitable[TestClient]]
 

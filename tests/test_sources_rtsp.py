@@ -7,6 +7,8 @@ wait polls the reader's status rather than sleeping for a guessed time.
 from __future__ import annotations
 
 import logging
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +26,8 @@ CONNECT_S = 15.0
 #: A "smart codec" camera's key frame interval, and how long its test video lasts (its first key frame only).
 LONG_GOP_S = 30
 LONG_GOP_VIDEO_S = 20
+#: A read that outlasts a stop's join by far, so a stop that waited for it cannot pass for one that did not.
+BLOCKED_READ_S = 10 * JOIN_TIMEOUT_S
 
 require_component(system_rtsp_server_available(), "needs /usr/bin/python3 with GStreamer's RTSP server (see .ci/run)")
 
@@ -146,21 +150,56 @@ def test_a_camera_that_never_answers_is_reconnecting_and_others_keep_streaming(c
     assert healthy.state is StreamState.LIVE and healthy.reconnects == 0
 
 
+class MuteCamera:
+    """A camera that reads the first request of the one client it takes and never answers it: that
+    client is left in a blocking read until its own time-out, or until the camera hangs up."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(CONNECT_S)
+        self.port = int(self._listener.getsockname()[1])
+        self.asked = threading.Event()
+        self._connection: socket.socket | None = None
+        self._thread = threading.Thread(target=self._take_one_request, name="mute-camera", daemon=True)
+
+    def _take_one_request(self) -> None:
+        try:
+            self._connection, _ = self._listener.accept()
+            self._connection.settimeout(CONNECT_S)
+            if self._connection.recv(4096):
+                self.asked.set()
+        except OSError:  # no client came, or the camera hung up first: nothing was asked
+            return
+
+    def hang_up(self) -> None:
+        self._thread.join()
+        if self._connection is not None:
+            self._connection.close()
+
+    def __enter__(self) -> MuteCamera:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._listener.close()
+        self.hang_up()
+
+
 def test_stopping_a_reader_blocked_in_a_network_read_returns_within_the_join_time() -> None:
-    with SilentServer() as silent:
-        probe = ReaderProbe(f"rtsp://127.0.0.1:{silent.port}/cam#open_timeout=3")
+    with MuteCamera() as camera:
+        probe = ReaderProbe(f"rtsp://127.0.0.1:{camera.port}/cam#open_timeout={BLOCKED_READ_S:g}")
         probe.reader.start()
-        assert silent.accepted.wait(10), "the reader never connected"
-        time.sleep(0.2)  # let it settle into the blocking read of the camera's (never coming) answer
+        assert camera.asked.wait(CONNECT_S), "the reader never asked the camera"
 
         started = time.monotonic()
         probe.reader.stop()
         stopped_in = time.monotonic() - started
+        still_blocked = probe.reader.alive
         announced = list(probe.announced)
-        deadline = time.monotonic() + 3 + JOIN_TIMEOUT_S
-        while probe.reader.alive and time.monotonic() < deadline:
-            time.sleep(0.05)
+        camera.hang_up()
+        probe.reader.stop(timeout_s=CONNECT_S)
 
+    assert still_blocked, "stop() returned at its join's time-out, before the blocked read ended"
     assert stopped_in <= JOIN_TIMEOUT_S + 1.0, "the join's time-out, and a busy machine's delay at most"
-    assert not probe.reader.alive, "the thread ends by itself once FFmpeg's time-out fires"
+    assert not probe.reader.alive, "the thread ends by itself once its read does"
     assert probe.announced == announced == [], "a stopped reader announces nothing more"

@@ -24,14 +24,13 @@ from ultralytics.engine.results import Results
 
 from server import streams
 from server.config import Settings, StreamConfig, stream_options
-from server.delivery.encode import FramePacket
-from server.inference.models import InferenceStatus
 from server.inference.worker import InferenceWorker
 from server.options import StreamOptions
 from server.sources import Source, StreamState
 from server.sources.reader import JOIN_TIMEOUT_S, StreamReader
 from server.stream_info import StreamInfo
 from tests.support.detections import NAMES
+from tests.support.listeners import SilentListener
 from tests.support.polling import eventually
 
 if TYPE_CHECKING:
@@ -57,25 +56,6 @@ class NoDetections:
         return [Results(image, "", NAMES, boxes=torch.zeros((0, 6))) for image in images]
 
 
-class Silent:
-    """The viewers' side, which these tests do not look at."""
-
-    def publish_threadsafe(self, packet: FramePacket) -> None:
-        pass
-
-    def state_threadsafe(self, stream_id: str, state: StreamState, error: str | None) -> None:
-        pass
-
-    def inference_threadsafe(self, status: InferenceStatus) -> None:
-        pass
-
-    def stream_added_threadsafe(self, stream_id: str) -> None:
-        pass
-
-    def stream_removed_threadsafe(self, stream_id: str) -> None:
-        pass
-
-
 @pytest.fixture
 def new_manager(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., streams.StreamManager]]:
     """Make a manager with a stand-in model (not started); every one made is stopped at the end."""
@@ -86,7 +66,7 @@ def new_manager(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., strea
     made: list[streams.StreamManager] = []
 
     def make(*configs: StreamConfig) -> streams.StreamManager:
-        made.append(streams.StreamManager(Settings(model="none", streams=configs), Silent()))
+        made.append(streams.StreamManager(Settings(model="none", streams=configs), SilentListener()))
         return made[-1]
 
     yield make

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import multiprocessing
+import os
 import re
 import socket
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,7 @@ from server.triton.cpu_server import SHM_DIR, main, shm_region_prefix
 from server.triton.model import TritonModel
 from server.triton.repository import write_repository
 from server.triton.transport import TritonEndpoint, TritonRefused
+from tests.support.cached_videos import cached_folder
 from tests.support.components import require_component, require_module
 from tests.support.triton_server import REPO, TritonProcess, free_ports, require_triton_venv
 
@@ -38,6 +42,7 @@ OUTPUTS = ("output0", "output1")
 CLIENT_TIMEOUT_S = 60.0
 COUNT_TIMEOUT_S = 10.0
 POLL_S = 0.05
+WORKERS = 2  # pytest's, sharing its cache
 
 grpc = require_module("tritonclient.grpc", "needs the triton extra: pip install '.[triton]'")
 text_format = require_module("google.protobuf.text_format", "needs the triton extra: pip install '.[triton]'")
@@ -54,13 +59,42 @@ def bundled_onnx(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     cache = getattr(request.config, "cache", None)
     kept = Path(cache.mkdir("segcast-triton")) if cache is not None else tmp_path_factory.mktemp("segcast-triton")
     digest = hashlib.sha256(BUNDLED_MODEL.read_bytes()).hexdigest()[:12]
-    folder = kept / digest
-    path = folder / f"{BUNDLED_MODEL.stem}.onnx"
-    if not path.exists():
-        partial = folder.with_name(f"{digest}.partial")
-        export_model("bundled", "onnx", partial)
-        partial.rename(folder)
-    return path
+    folder = cached_folder(kept / digest, lambda partial: export_model("bundled", "onnx", partial))
+    return folder / f"{BUNDLED_MODEL.stem}.onnx"
+
+
+def export_after(start: Barrier, out: Path) -> None:
+    """An export's folder, written once every other worker has found the cache empty too."""
+    start.wait()
+    out.mkdir(exist_ok=True)  # as `export_model` takes a folder that is there
+    (out / "model.onnx").write_text(str(os.getpid()))
+
+
+def cache_export(start: Barrier, folder: Path) -> None:
+    cached_folder(folder, functools.partial(export_after, start))
+
+
+def test_workers_exporting_the_model_at_once_all_use_one_whole_folder(tmp_path: Path) -> None:
+    """The export went to one ``{digest}.partial`` folder for every worker (safe only while one module's
+    tests stay on one worker, ``--dist loadfile``): a second exporter wrote into the first's folder,
+    and its rename failed, the folder in place being the first's (or the partial one, renamed away)."""
+    folder = tmp_path / "digest"
+    spawn = multiprocessing.get_context("spawn")
+    start = spawn.Barrier(WORKERS)
+    workers = [spawn.Process(target=cache_export, args=(start, folder)) for _ in range(WORKERS)]
+    try:
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    finally:
+        for worker in workers:
+            if worker.is_alive():
+                worker.kill()
+                worker.join()
+    assert [worker.exitcode for worker in workers] == [0] * WORKERS
+    assert list(tmp_path.iterdir()) == [folder], "one folder, no partial one left"
+    assert (folder / "model.onnx").read_text() in {str(worker.pid) for worker in workers}, "one worker's whole"
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -21,21 +20,19 @@ from aiohttp.test_utils import TestClient, TestServer
 from server.app import create_app
 from server.config import Settings, StreamConfig
 from server.inference.models import BUNDLED_MODEL
-from tests.conftest import CHROMIUM
 from tests.support.browser import (
     CANVAS_STATS,
     PAUSE_ON_TRACKS,
     WAIT_MS,
     Console,
     open_page,
+    require_browser,
     wait_for_changed_picture,
     wait_for_new_frame,
     wait_for_text,
 )
-from tests.support.components import require_component, require_module
 
-require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
-require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
+require_browser()
 
 Start = Callable[..., Awaitable[TestClient]]
 

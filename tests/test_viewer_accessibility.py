@@ -6,7 +6,6 @@ WCAG AA contrast (4.5:1), computed from the page's own styles.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -16,14 +15,11 @@ from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
 from tests import test_webrtc_browser
-from tests.conftest import CHROMIUM
-from tests.support.browser import WAIT_MS, open_page, wait_for_new_frame, wait_for_text
-from tests.support.components import require_component, require_module
+from tests.support.browser import WAIT_MS, open_page, require_browser, wait_for_new_frame, wait_for_text
 from tests.support.ports import free_port
 from tests.test_webrtc_browser import camera_browser
 
-require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
-require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
+require_browser()
 
 Start = Callable[..., Awaitable[TestClient]]
 

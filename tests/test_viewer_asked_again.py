@@ -10,7 +10,6 @@ Every wait is on something the page shows or asks, with a deadline; none is a fi
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -20,15 +19,12 @@ from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
 from server.events.config import EventsSettings, HistorySettings
-from tests.conftest import CHROMIUM
-from tests.support.browser import Console, wait_for_text
-from tests.support.components import require_component, require_module
+from tests.support.browser import Console, require_browser, wait_for_text
 from tests.support.polling import eventually
 from tests.support.zone_page import STREAM_VIEW
 from tests.test_viewer_event_history import PAGE, iso, shown_times, stored_events
 
-require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
-require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
+require_browser()
 
 Start = Callable[..., Awaitable[TestClient]]
 

@@ -26,12 +26,10 @@ from server.config import Settings
 from server.http import pages
 from server.inference.models import BUNDLED_MODEL
 from tests.conftest import CHROMIUM
-from tests.support.browser import WAIT_MS, Console, open_url
-from tests.support.components import require_component, require_module
+from tests.support.browser import WAIT_MS, Console, open_url, require_browser
 from tests.support.prefix_proxy import PrefixProxy
 
-require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
-require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
+require_browser()
 
 Start = Callable[..., Awaitable[TestClient]]
 ClientFactory = Callable[..., Awaitable[TestClient]]

@@ -15,7 +15,6 @@ Chromium never hides a page by itself.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 from collections.abc import Awaitable, Callable
 from itertools import pairwise
@@ -27,14 +26,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
-from tests.conftest import CHROMIUM
-from tests.support.browser import WAIT_MS, open_page
-from tests.support.components import require_component, require_module
+from tests.support.browser import WAIT_MS, open_page, require_browser
 from tests.support.polling import eventually
 from tests.test_deploy import COMPOSE_NGINX, nginx_routes, require_nginx, running_nginx
 
-require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
-require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
+require_browser()
 
 Start = Callable[..., Awaitable[TestClient]]
 

@@ -17,7 +17,6 @@ import contextlib
 import io
 import json
 import re
-import shutil
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -26,13 +25,10 @@ from aiohttp.test_utils import TestClient
 from PIL import Image
 
 from server.config import StreamConfig
-from tests.conftest import CHROMIUM
-from tests.support.browser import WAIT_MS, Console, open_page, wait_for_new_frame
-from tests.support.components import require_component, require_module
+from tests.support.browser import WAIT_MS, Console, open_page, require_browser, wait_for_new_frame
 from tests.support.polling import eventually
 
-require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
-require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
+require_browser()
 
 Start = Callable[..., Awaitable[TestClient]]
 

@@ -7,7 +7,6 @@ Every wait is on something the page shows or does, with a deadline; none is a fi
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,12 +14,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
-from tests.conftest import CHROMIUM
-from tests.support.browser import PAUSE_ON_TRACKS, WAIT_MS, open_page, wait_for_text
-from tests.support.components import require_component, require_module
+from tests.support.browser import PAUSE_ON_TRACKS, WAIT_MS, open_page, require_browser, wait_for_text
 
-require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
-require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
+require_browser()
 
 Start = Callable[..., Awaitable[TestClient]]
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
@@ -24,13 +23,10 @@ from server.config import StreamConfig
 from server.events.config import EventsSettings, HistorySettings
 from server.events.history.writer import INSERT, SCHEMA
 from server.frames import PROTOCOL_VERSION
-from tests.conftest import CHROMIUM
-from tests.support.browser import WAIT_MS, open_page
-from tests.support.components import require_component, require_module
+from tests.support.browser import WAIT_MS, open_page, require_browser
 from tests.support.zone_page import STREAM_VIEW
 
-require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
-require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
+require_browser()
 
 Start = Callable[..., Awaitable[TestClient]]
 pytestmark = pytest.mark.timeout(120)

@@ -9,7 +9,6 @@ to the event outputs), before the page opens, so the page can only know them fro
 from __future__ import annotations
 
 import re
-import shutil
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -22,15 +21,12 @@ from server.config import StreamConfig
 from server.events.api import event_outputs_key
 from server.events.config import EventsSettings, HistorySettings
 from server.frames import PROTOCOL_VERSION
-from tests.conftest import CHROMIUM
-from tests.support.browser import WAIT_MS, open_page
-from tests.support.components import require_component, require_module
+from tests.support.browser import WAIT_MS, open_page, require_browser
 from tests.support.event_packets import with_events
 from tests.support.polling import eventually
 from tests.support.zone_page import STREAM_VIEW
 
-require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
-require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
+require_browser()
 
 Start = Callable[..., Awaitable[TestClient]]
 pytestmark = pytest.mark.timeout(120)

@@ -7,7 +7,6 @@ exist offering nothing to do to it, and the add form explaining its Id field and
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -16,13 +15,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
-from tests.conftest import CHROMIUM
-from tests.support.browser import PHONE, WAIT_MS, open_page, wait_for_new_frame, wait_for_text
-from tests.support.components import require_component, require_module
+from tests.support.browser import PHONE, WAIT_MS, open_page, require_browser, wait_for_new_frame, wait_for_text
 from tests.support.zone_page import click
 
-require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
-require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
+require_browser()
 
 Start = Callable[..., Awaitable[TestClient]]
 

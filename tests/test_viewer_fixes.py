@@ -7,7 +7,6 @@ Every wait is on something the page or the API shows, with a deadline; none is a
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,14 +14,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
-from tests.conftest import CHROMIUM
-from tests.support.browser import WAIT_MS, Console, open_page, wait_for_new_frame, wait_for_text
-from tests.support.components import require_component, require_module
+from tests.support.browser import WAIT_MS, Console, open_page, require_browser, wait_for_new_frame, wait_for_text
 from tests.support.zone_page import STREAM_VIEW, Point, click, shape_names, stream_options
 from tests.test_viewer_webrtc import wait_for_transport
 
-require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
-require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
+require_browser()
 
 Start = Callable[..., Awaitable[TestClient]]
 

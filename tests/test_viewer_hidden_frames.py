@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,15 +23,12 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
-from tests.conftest import CHROMIUM
-from tests.support.browser import Console, wait_for_new_frame, wait_for_text
-from tests.support.components import require_component, require_module
+from tests.support.browser import Console, require_browser, wait_for_new_frame, wait_for_text
 from tests.support.polling import eventually
 from tests.support.zone_page import STREAM_VIEW
 from tests.test_viewer_background import HIDE, HIDEABLE, paused_page
 
-require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
-require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
+require_browser()
 
 Start = Callable[..., Awaitable[TestClient]]
 

@@ -9,7 +9,6 @@ burst of presses like a drag. Every wait is on something the page or the API sho
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,14 +16,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
-from tests.conftest import CHROMIUM
-from tests.support.browser import WAIT_MS, open_page, wait_for_new_frame
-from tests.support.components import require_component, require_module
+from tests.support.browser import WAIT_MS, open_page, require_browser, wait_for_new_frame
 from tests.support.polling import eventually
 from tests.support.zone_page import STREAM_VIEW, assert_points, shape_names, stream_options
 
-require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
-require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
+require_browser()
 
 Start = Callable[..., Awaitable[TestClient]]
 

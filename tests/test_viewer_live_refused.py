@@ -9,7 +9,6 @@ A real nginx, the real app and a real headless Chromium; every wait is on someth
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -18,14 +17,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
-from tests.conftest import CHROMIUM
-from tests.support.browser import WAIT_MS, open_page, wait_for_new_frame, wait_for_text
-from tests.support.components import require_component, require_module
+from tests.support.browser import WAIT_MS, open_page, require_browser, wait_for_new_frame, wait_for_text
 from tests.test_embed_dashboards import HOST_LINE, nginx_conf, open_embed, readme_proxy_block, running_nginx
 from tests.test_viewer_states import closed_port_camera
 
-require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
-require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
+require_browser()
 
 Start = Callable[..., Awaitable[TestClient]]
 

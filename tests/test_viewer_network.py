@@ -10,7 +10,6 @@ app, watched in a real headless Chromium. Every wait is on something the page sh
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -23,13 +22,10 @@ from server.config import Settings, StreamConfig
 from server.http import ws
 from server.inference.models import BUNDLED_MODEL
 from server.webrtc.routes import peers_key
-from tests.conftest import CHROMIUM
-from tests.support.browser import WAIT_MS, Console, open_url, wait_for_new_frame, wait_for_text
-from tests.support.components import require_component, require_module
+from tests.support.browser import WAIT_MS, Console, open_url, require_browser, wait_for_new_frame, wait_for_text
 from tests.support.silent_proxy import SilentProxy
 
-require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
-require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
+require_browser()
 
 Start = Callable[..., Awaitable[TestClient]]
 

@@ -9,7 +9,6 @@ Every wait is on something the page shows, with a deadline; none is a fixed slee
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,14 +18,11 @@ from aiohttp.test_utils import TestClient
 from server.config import StreamConfig
 from server.options import StreamOptions
 from tests import test_overload
-from tests.conftest import CHROMIUM
-from tests.support.browser import WAIT_MS, open_page, wait_for_text
-from tests.support.components import require_component, require_module
+from tests.support.browser import WAIT_MS, open_page, require_browser, wait_for_text
 from tests.test_overload import BUSY_SCENE, SlowModel
 from tests.test_viewer_accessibility import AA_CONTRAST, CONTRAST
 
-require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
-require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
+require_browser()
 
 Start = Callable[..., Awaitable[TestClient]]
 

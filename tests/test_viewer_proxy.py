@@ -10,7 +10,6 @@ and a real proxy (tests/support/prefix_proxy.py) forwarding HTTP and WebSockets 
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -20,12 +19,17 @@ from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
 from tests.conftest import CHROMIUM
-from tests.support.browser import WAIT_MS, Console, open_url, wait_for_changed_picture, wait_for_new_frame
-from tests.support.components import require_component, require_module
+from tests.support.browser import (
+    WAIT_MS,
+    Console,
+    open_url,
+    require_browser,
+    wait_for_changed_picture,
+    wait_for_new_frame,
+)
 from tests.support.prefix_proxy import PrefixProxy
 
-require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
-require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
+require_browser()
 
 Start = Callable[..., Awaitable[TestClient]]
 

@@ -7,7 +7,6 @@ generated scene the model tracks; every wait is on something the page shows, wit
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -15,13 +14,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from tests import test_webrtc_browser
-from tests.conftest import CHROMIUM
-from tests.support.browser import WAIT_MS, Console
-from tests.support.components import require_component, require_module
+from tests.support.browser import WAIT_MS, Console, require_browser
 from tests.test_webrtc_browser import camera_browser
 
-require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
-require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
+require_browser()
 
 Start = Callable[..., Awaitable[TestClient]]
 

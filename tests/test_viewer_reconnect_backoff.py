@@ -15,21 +15,17 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import CHROMIUM
-from tests.support.browser import document_listeners
-from tests.support.components import require_component, require_module
+from tests.support.browser import document_listeners, require_browser
 from tests.support.polling import eventually
 from tests.test_viewer_background import paused_page
 
-require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
-require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
+require_browser()
 
 Start = Callable[..., Awaitable[TestClient]]
 

@@ -9,7 +9,6 @@ by role and label as a keyboard or screen reader user reaches the controls.
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,9 +18,7 @@ from aiohttp.test_utils import TestClient
 from server.config import Settings, StreamConfig
 from server.http.pages import viewer_settings
 from server.scene import CLASS_NAMES
-from tests.conftest import CHROMIUM
-from tests.support.browser import WAIT_MS, open_page, wait_for_new_frame
-from tests.support.components import require_component, require_module
+from tests.support.browser import WAIT_MS, open_page, require_browser, wait_for_new_frame
 from tests.support.zone_page import STREAM_VIEW, stream_options
 
 Start = Callable[..., Awaitable[TestClient]]
@@ -32,11 +29,6 @@ WHOLE_FRAME = {"name": "yard", "points": [[0, 0], [1, 0], [1, 1], [0, 1]], "unit
 GATE = {"name": "gate", "points": [[0.1, 0.5], [0.9, 0.5]], "units": "fraction"}
 #: The class ticked: in seed 3's scene a square is in the frame with a triangle from its 10th second on.
 TICKED = "square"
-
-
-def _browser_available() -> None:
-    require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
-    require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
 
 
 async def _counts_once(client: TestClient, check: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
@@ -73,7 +65,7 @@ def test_the_viewer_settings_name_no_class_while_the_model_has_not_described_the
 async def test_a_class_ticked_for_a_zone_is_saved_and_the_zone_counts_only_it(
     start_server: Start, browser: Any
 ) -> None:
-    _browser_available()
+    require_browser()
     client = await start_server(StreamConfig("cam", "scene:?seed=3"))
     assert (await client.patch("/api/streams/cam", json={"zones": [WHOLE_FRAME]})).status == 200
     page, console = await open_page(browser, client, STREAM_VIEW)
@@ -114,7 +106,7 @@ async def test_a_class_ticked_for_a_zone_is_saved_and_the_zone_counts_only_it(
 
 
 async def test_a_lines_classes_are_ticked_and_unticked_from_the_keyboard(start_server: Start, browser: Any) -> None:
-    _browser_available()
+    require_browser()
     client = await start_server(StreamConfig("cam", "scene:?seed=3"))
     assert (await client.patch("/api/streams/cam", json={"lines": [{**GATE, "classes": ["disc"]}]})).status == 200
     page, console = await open_page(browser, client, STREAM_VIEW)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,7 @@ import pytest
 
 from server.config import StreamConfig
 from server.delivery.encode import WIDTH_STEPS_PX
-from tests.conftest import CHROMIUM
-from tests.support.browser import DESKTOP, WAIT_MS, Console
-from tests.support.components import require_component, require_module
+from tests.support.browser import DESKTOP, WAIT_MS, Console, require_browser
 
 GRID_JS = Path(__file__).parent.parent / "web" / "grid.js"
 
@@ -37,8 +34,7 @@ def test_the_viewers_width_steps_are_the_servers() -> None:
 @pytest.fixture
 def chromium() -> None:
     """Skips (fails in CI) a browser test where Chromium cannot run; named before ``browser``, it comes first."""
-    require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
-    require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
+    require_browser()
 
 
 class Subscriptions:

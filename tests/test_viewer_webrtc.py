@@ -8,7 +8,6 @@ Every wait is on something the page shows, with a deadline; none is a fixed slee
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -22,21 +21,19 @@ from server.config import Settings, StreamConfig
 from server.inference.models import BUNDLED_MODEL
 from server.webrtc import WebRTCConfig
 from server.webrtc.routes import webrtc_config_key
-from tests.conftest import CHROMIUM
 from tests.support.browser import (
     CANVAS_STATS,
     PAUSE_ON_TRACKS,
     WAIT_MS,
     Console,
     open_page,
+    require_browser,
     wait_for_changed_picture,
     wait_for_new_frame,
 )
-from tests.support.components import require_component, require_module
 from tests.test_viewer import _record_tracks, _shown_frame_and_rows
 
-require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
-require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
+require_browser()
 
 Start = Callable[..., Awaitable[TestClient]]
 ClientFactory = Callable[..., Awaitable[TestClient]]

@@ -14,7 +14,6 @@ a hidden page hears little, and past that it would connect again, which closes i
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -24,16 +23,13 @@ from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
 from tests import test_webrtc_browser
-from tests.conftest import CHROMIUM
-from tests.support.browser import CANVAS_STATS, WAIT_MS, Console, wait_for_new_frame
-from tests.support.components import require_component, require_module
+from tests.support.browser import CANVAS_STATS, WAIT_MS, Console, require_browser, wait_for_new_frame
 from tests.support.polling import eventually
 from tests.test_viewer_background import HIDE, HIDEABLE, paused_page
 from tests.test_viewer_webrtc import wait_for_transport
 from tests.test_webrtc_browser import camera_browser
 
-require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
-require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
+require_browser()
 
 Start = Callable[..., Awaitable[TestClient]]
 

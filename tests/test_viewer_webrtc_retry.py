@@ -13,7 +13,6 @@ only ~30 s after the network went.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,15 +20,12 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
-from tests.conftest import CHROMIUM
-from tests.support.browser import Console, wait_for_new_frame
-from tests.support.components import require_component, require_module
+from tests.support.browser import Console, require_browser, wait_for_new_frame
 from tests.support.polling import eventually
 from tests.test_viewer_background import paused_page
 from tests.test_viewer_webrtc import FELL_BACK, wait_for_transport
 
-require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
-require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
+require_browser()
 
 Start = Callable[..., Awaitable[TestClient]]
 

@@ -9,7 +9,6 @@ Every wait is on something the page or the API shows, with a deadline; none is a
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,14 +16,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
-from tests.conftest import CHROMIUM
-from tests.support.browser import WAIT_MS, Console, hold_first_save, wait_for_new_frame
-from tests.support.components import require_component, require_module
+from tests.support.browser import WAIT_MS, Console, hold_first_save, require_browser, wait_for_new_frame
 from tests.support.zone_page import STREAM_VIEW, Point, click, shape_names, stream_options
 from tests.test_viewer_zones import COUNT_SAVES
 
-require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
-require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
+require_browser()
 
 Start = Callable[..., Awaitable[TestClient]]
 

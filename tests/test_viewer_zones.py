@@ -9,7 +9,6 @@ with an event history, from before the page was opened. The stream view stays on
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ from server.analytics.events import AnalyticsEventKind
 from server.config import StreamConfig
 from server.events.config import EventsSettings, HistorySettings
 from server.options import StreamOptions
-from tests.conftest import CHROMIUM
 from tests.support.browser import (
     CANVAS_STATS,
     PHONE,
@@ -29,10 +27,10 @@ from tests.support.browser import (
     Console,
     hold_first_save,
     open_page,
+    require_browser,
     wait_for_new_frame,
     wait_for_text,
 )
-from tests.support.components import require_component, require_module
 from tests.support.zone_page import (
     CLICK_TOLERANCE,
     PRECONDITION_FAILED,
@@ -45,8 +43,7 @@ from tests.support.zone_page import (
     stream_options,
 )
 
-require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
-require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
+require_browser()
 
 Start = Callable[..., Awaitable[TestClient]]
 

@@ -11,7 +11,6 @@ or the API shows, with a deadline.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,7 @@ from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
 from server.options import StreamOptions
-from tests.conftest import CHROMIUM
-from tests.support.browser import CANVAS_STATS, WAIT_MS, open_page, wait_for_new_frame
-from tests.support.components import require_component, require_module
+from tests.support.browser import CANVAS_STATS, WAIT_MS, open_page, require_browser, wait_for_new_frame
 from tests.support.ports import free_port
 from tests.support.zone_page import (
     PRECONDITION_FAILED,
@@ -35,8 +32,7 @@ from tests.support.zone_page import (
     stream_options,
 )
 
-require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
-require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
+require_browser()
 
 Start = Callable[..., Awaitable[TestClient]]
 

@@ -9,7 +9,6 @@ leaves *Done* on the screen. Fingers move through the DevTools protocol, as a ph
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,13 +16,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
-from tests.conftest import CHROMIUM
-from tests.support.browser import PHONE, WAIT_MS, Console, wait_for_new_frame, wait_for_text
-from tests.support.components import require_component, require_module
+from tests.support.browser import PHONE, WAIT_MS, Console, require_browser, wait_for_new_frame, wait_for_text
 from tests.support.zone_page import STREAM_VIEW, Point, screen_point, shape_names, stream_options
 
-require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
-require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
+require_browser()
 
 Start = Callable[..., Awaitable[TestClient]]
 

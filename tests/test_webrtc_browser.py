@@ -7,9 +7,10 @@ something it knows to find; the page then plays the annotated stream back over W
 from __future__ import annotations
 
 import asyncio
-import shutil
+import multiprocessing
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from server.scene import Scene, write_y4m
-from tests.support.components import require_component, require_module
+from tests.support.browser import require_browser
+from tests.support.cached_videos import cached_video
 from tests.test_webrtc import feed, match_same_class, next_event, wait_removed, wait_state
 
 Start = Callable[..., Awaitable[TestClient]]
@@ -30,21 +32,56 @@ CAMERA_FRAMES = 90  # Chromium loops the file
 END_WITHIN_S = 8.0
 CHECKED_FRAMES = 10  # frames with tracks, compared with the objects in the camera's file
 MIN_MATCHED = 0.7
+WORKERS = 2  # pytest's, sharing the video cache
 
-playwright = require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
-require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
+playwright = require_browser()
 
 pytestmark = pytest.mark.timeout(90)
 
 
+def write_fake_camera(cache: Path) -> Path:
+    """The camera's file in ``cache``, made once per cache (`cached_video`): the cache is shared by the
+    workers, which may all find it missing at once."""
+    return cached_video(
+        cache / f"camera-{CAMERA_SEED}-{CAMERA_START}-{CAMERA_FRAMES}.y4m",
+        lambda partial: write_y4m(Scene(seed=CAMERA_SEED), partial, CAMERA_FRAMES, start=CAMERA_START),
+    )
+
+
 @pytest.fixture(scope="session")
 def fake_camera(video_cache: Path) -> Path:
-    path = video_cache / f"camera-{CAMERA_SEED}-{CAMERA_START}-{CAMERA_FRAMES}.y4m"
-    if not path.exists():
-        partial = path.with_suffix(".partial")
-        write_y4m(Scene(seed=CAMERA_SEED), partial, CAMERA_FRAMES, start=CAMERA_START)
-        partial.rename(path)
-    return path
+    return write_fake_camera(video_cache)
+
+
+def write_fake_camera_after(start: Barrier, cache: Path) -> None:
+    """`write_fake_camera` in a worker process, once every other worker is ready to."""
+    start.wait()
+    write_fake_camera(cache)
+
+
+def test_workers_making_the_camera_file_at_once_all_get_it_whole(tmp_path: Path) -> None:
+    """Two workers wrote one ``.partial`` file and renamed it into place: the later rename failed
+    (FileNotFoundError), and the later write truncated the file the other worker was reading."""
+    alone = write_y4m(Scene(seed=CAMERA_SEED), tmp_path / "alone.y4m", CAMERA_FRAMES, start=CAMERA_START)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    spawn = multiprocessing.get_context("spawn")
+    start = spawn.Barrier(WORKERS)
+    workers = [spawn.Process(target=write_fake_camera_after, args=(start, cache)) for _ in range(WORKERS)]
+    try:
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    finally:
+        for worker in workers:
+            if worker.is_alive():
+                worker.kill()
+                worker.join()
+    assert [worker.exitcode for worker in workers] == [0] * WORKERS
+    made = write_fake_camera(cache)
+    assert list(cache.iterdir()) == [made], "one file, no partial one left"
+    assert made.read_bytes() == alone.read_bytes()
 
 
 @asynccontextmanager

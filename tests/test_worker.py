@@ -22,17 +22,18 @@ from server.config import Settings, StreamConfig
 from server.delivery.encode import FramePacket
 from server.frames import Frame, FrameResult, Track, TrackEvent, TrackEventKind
 from server.inference.analysis import analyse, restart_exits
-from server.inference.models import InferenceStatus, ModelError
+from server.inference.models import ModelError
 from server.inference.options import InferenceOptions
 from server.inference.registration import StreamRegistration
 from server.inference.worker import InferenceWorker
 from server.options import StreamOptions
 from server.scene import Scene
-from server.sources import StreamState, open_source
+from server.sources import open_source
 from server.sources.base import LatestFrame
 from server.tracking import StreamTracker
 from tests.support.detections import NAMES, TruthModel
 from tests.support.driver import EPOCH, PACE, RESULT_TIMEOUT_S, Driver
+from tests.support.listeners import SilentListener
 
 if TYPE_CHECKING:
     from ultralytics import YOLO
@@ -368,7 +369,7 @@ def test_ids_go_on_across_restarts_that_gave_no_frame_and_start_over_once_remove
         assert min(t.track_id for t in driver.step({"a": 62})["a"].tracks) == 1, "removed, it starts over"
 
 
-class Listener:
+class Listener(SilentListener):
     """The viewers' side of a `streams.StreamManager`: every published result, in order."""
 
     def __init__(self) -> None:
@@ -376,18 +377,6 @@ class Listener:
 
     def publish_threadsafe(self, packet: FramePacket) -> None:
         self.results.put(packet.result)
-
-    def state_threadsafe(self, stream_id: str, state: StreamState, error: str | None) -> None:
-        pass
-
-    def inference_threadsafe(self, status: InferenceStatus) -> None:
-        pass
-
-    def stream_added_threadsafe(self, stream_id: str) -> None:
-        pass
-
-    def stream_removed_threadsafe(self, stream_id: str) -> None:
-        pass
 
     def next_with_tracks(self, since: float = 0.0) -> tuple[FrameResult, list[tuple[TrackEventKind, int]]]:
         """The next result of a frame captured ``since`` then showing a track, and the track events of it

@@ -6,7 +6,12 @@ Every wait is on something the page shows, with a deadline; none is a fixed slee
 from __future__ import annotations
 
 import asyncio
+import shutil
+from types import ModuleType
 from typing import Any
+
+from tests.conftest import CHROMIUM
+from tests.support.components import require_component, require_module
 
 WAIT_MS = 30_000
 DESKTOP = {"width": 1280, "height": 800}
@@ -24,6 +29,14 @@ CANVAS_STATS = """(selector) => {
   const n = data.length / 4, mean = sum / n;
   return {mean, std: Math.sqrt(squares / n - mean * mean), hash, seq: canvas.dataset.seq ?? null};
 }"""
+
+
+def require_browser() -> ModuleType:
+    """Playwright's async API, with Debian's Chromium there for it to drive: without either, the calling
+    test, fixture or module (at import) is skipped, and fails in CI (`require_component`)."""
+    playwright = require_module("playwright.async_api", "needs Playwright: pip install -e '.[test]'")
+    require_component(shutil.which(CHROMIUM) is not None, f"needs Debian's chromium at {CHROMIUM}")
+    return playwright
 
 
 class Console:
