@@ -154,21 +154,23 @@ class ViewerFolder:
     _look: asyncio.Future[ViewerListing | None] | None = field(default=None, repr=False)
 
     async def look(self) -> ViewerListing | None:
-        """`listing` as the folder is now, looked at off the event loop; `TimeoutError` where the folder has
-        not answered within `LOOK_TIMEOUT_S` (its look goes on, and the next requests wait for it).
+        """`listing` as the folder is now, looked at off the event loop; `TimeoutError` where a look this
+        waits for has not answered within `LOOK_TIMEOUT_S` (it goes on, and the next requests wait for it).
 
         A look under way when this is called began before it, and may have missed an upgrade made just
-        before it: it is waited for, then a new one is. Requests that arrive meanwhile share that one, so
-        a page loading many files costs two looks, and a folder that hangs holds one thread, not one per
-        request. Use it on the event loop only.
+        before it: it is waited for, then a new one is, each for `LOOK_TIMEOUT_S` at most, so a folder
+        whose looks answer within that is served however long the two take together. Requests that
+        arrive meanwhile share that one, so a page loading many files costs two looks, and a folder that
+        hangs holds one thread, not one per request. Use it on the event loop only.
         """
-        async with asyncio.timeout(LOOK_TIMEOUT_S):
-            if self._look is not None:
+        if self._look is not None:
+            async with asyncio.timeout(LOOK_TIMEOUT_S):
                 await asyncio.wait([self._look])  # its answer, or its failure, is not this request's
-            if self._look is None or self._look.done():
-                self._look = asyncio.wrap_future(self._looker.submit(self.listing))
-                self._look.add_done_callback(self._looked)
-            return await asyncio.shield(self._look)
+        if self._look is None or self._look.done():
+            self._look = asyncio.wrap_future(self._looker.submit(self.listing))
+            self._look.add_done_callback(self._looked)
+        async with asyncio.timeout(LOOK_TIMEOUT_S):
+            return await asyncio.shield(self._look)  # a request that gives up leaves it to the others
 
     def _looked(self, look: asyncio.Future[ViewerListing | None]) -> None:
         if look is self._look:
