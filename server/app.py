@@ -14,6 +14,7 @@ import logging
 import secrets
 import weakref
 from collections.abc import AsyncIterator
+from contextlib import suppress
 
 from aiohttp import WSCloseCode, web
 
@@ -128,7 +129,7 @@ async def _pipeline(app: web.Application) -> AsyncIterator[None]:
 
 async def _start(manager: StreamManager) -> None:
     """``manager.start`` off the loop (it loads the model: seconds); a start cancelled meanwhile (a stop
-    signal during ``loading model``) leaves no thread running once this returns.
+    signal during ``loading model``), however often, leaves no thread running once this returns.
 
     The start's thread cannot be cancelled: it would load the model and start the streams after all,
     with no one left to stop them. So a cancelled start is waited for, and what it started stopped,
@@ -139,19 +140,28 @@ async def _start(manager: StreamManager) -> None:
     try:
         await asyncio.shield(starting)
     except asyncio.CancelledError:
-        undone = asyncio.create_task(_stop_once_started(starting, manager))
-        await asyncio.shield(undone)  # cancelled again, it still ends what the start began
+        await _stop_once_started(starting, manager)
         raise
 
 
 async def _stop_once_started(starting: asyncio.Future[None], manager: StreamManager) -> None:
-    """Wait for ``starting`` to end, then stop ``manager`` off the loop: a start that failed has stopped
-    itself, so only one that succeeded needs it."""
-    try:
-        await starting
-    except Exception:
+    """Wait for ``starting`` to end, then stop ``manager`` off the loop, whatever cancels this meanwhile
+    (another stop signal; ``web.run_app`` cancelling every task as it ends): a start that failed has
+    stopped itself, so only one that succeeded needs it. A stop that fails raises its error."""
+    await _outlast(starting)
+    if starting.cancelled() or starting.exception() is not None:
         return
-    await asyncio.get_running_loop().run_in_executor(None, manager.stop)
+    stopping = asyncio.get_running_loop().run_in_executor(None, manager.stop)
+    await _outlast(stopping)
+    stopping.result()
+
+
+async def _outlast(work: asyncio.Future[None]) -> None:
+    """Wait until ``work`` (a thread's, which no cancellation ends) has ended, however often this is
+    cancelled meanwhile; its result is left to the caller to read."""
+    while not work.done():
+        with suppress(asyncio.CancelledError):
+            await asyncio.wait([work])
 
 
 async def _close_viewers(app: web.Application) -> None:

@@ -8,6 +8,7 @@ stop signal during ``loading model`` cancels ``runner.setup()``, then ``runner.c
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import threading
 from pathlib import Path
@@ -61,35 +62,78 @@ def outputs_stops_counted(monkeypatch: pytest.MonkeyPatch) -> list[EventOutputs]
     return stopped
 
 
+class HeldLoad:
+    """The model's load held until `let_go`, as a real one takes seconds, and the start's end seen."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.loading, self.let_go, self.started = threading.Event(), threading.Event(), threading.Event()
+
+        def held(model: str) -> YOLO | InferenceBackend:
+            self.loading.set()
+            self.let_go.wait(LOAD_HELD_S)
+            return open_model(model)
+
+        def loading_held(*args: Any, **kwargs: Any) -> InferenceWorker:
+            return InferenceWorker(*args, load=held, **kwargs)
+
+        start = StreamManager.start
+
+        def seen_to_end(manager: StreamManager) -> None:
+            try:
+                start(manager)
+            finally:
+                self.started.set()
+
+        monkeypatch.setattr(server.streams, "InferenceWorker", loading_held)
+        monkeypatch.setattr(StreamManager, "start", seen_to_end)
+
+    async def under_way(self) -> None:
+        async def model_loading() -> bool:
+            return self.loading.is_set()
+
+        await eventually(model_loading, what="the model's load to begin")
+
+
 async def test_a_start_cancelled_while_the_model_loads_leaves_no_pipeline_thread(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The start's thread cannot be cancelled: it loaded the model after all and started the streams,
     and nothing stopped them, for as long as the process lived."""
-    loading, let_go = threading.Event(), threading.Event()
-
-    def held(model: str) -> YOLO | InferenceBackend:
-        loading.set()
-        let_go.wait(LOAD_HELD_S)
-        return open_model(model)
-
-    def loading_held(*args: Any, **kwargs: Any) -> InferenceWorker:
-        return InferenceWorker(*args, load=held, **kwargs)
-
-    monkeypatch.setattr(server.streams, "InferenceWorker", loading_held)
+    load = HeldLoad(monkeypatch)
     runner = web.AppRunner(app_with(StreamConfig("a", "scene:?seed=1")))
     setup = asyncio.create_task(runner.setup())
-
-    async def model_loading() -> bool:
-        return loading.is_set()
-
-    await eventually(model_loading, what="the model's load to begin")
+    await load.under_way()
     setup.cancel()
-    let_go.set()  # the load ends on its own, as a real one does after the stop signal
+    load.let_go.set()  # the load ends on its own, as a real one does after the stop signal
     with pytest.raises(asyncio.CancelledError):
         await setup
     await runner.cleanup()
     assert pipeline_threads() == []
+
+
+async def test_a_start_cancelled_again_while_the_model_loads_returns_once_its_threads_are_gone(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A second stop signal, or ``web.run_app`` cancelling every task left as it ends, cancelled the wait
+    for the start's undoing: the setup returned while the model still loaded, and the undoing, cancelled
+    with the rest, never stopped the streams the start went on to start."""
+    load = HeldLoad(monkeypatch)
+    runner = web.AppRunner(app_with(StreamConfig("a", "scene:?seed=1")))
+    setup = asyncio.create_task(runner.setup())
+    await load.under_way()
+    setup.cancel()
+    await asyncio.sleep(0)  # one turn of the loop: the setup takes its first cancellation
+    for task in asyncio.all_tasks() - {asyncio.current_task()}:
+        task.cancel()  # as run_app ends: the setup again, and anything it left running
+    load.let_go.set()
+    try:
+        with pytest.raises(asyncio.CancelledError):
+            await setup
+        assert load.started.is_set(), "the setup returned while the start went on"
+        assert pipeline_threads() == []
+    finally:
+        await runner.cleanup()
+    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR] == []
 
 
 async def test_outputs_are_stopped_when_the_manager_cannot_be_made(monkeypatch: pytest.MonkeyPatch) -> None:
