@@ -561,7 +561,7 @@ def _two_nodes_batched(triton: TritonProcess) -> None:
         for node in nodes:
             node.start()
         for node in nodes:
-            _wait_for_frames(node, 40)
+            node.wait_for_processed_frames(40)
         after = _batch_executions(triton)
     finally:
         for node in nodes:
@@ -575,17 +575,3 @@ def _batch_executions(triton: TritonProcess) -> dict[int, int]:
     with urllib.request.urlopen(f"{triton.http_base}/v2/models/{MODEL}/stats", timeout=10) as reply:
         stats = json.load(reply)["model_stats"][0]
     return {int(entry["batch_size"]): int(entry["compute_infer"]["count"]) for entry in stats.get("batch_stats", [])}
-
-
-def _wait_for_frames(node: SegcastProcess, count: int, timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{node.base_url}/api/streams", timeout=5) as reply:
-                streams = json.load(reply)["streams"]
-            if streams and all(s["frames_processed"] >= count for s in streams):
-                return
-        except OSError:
-            pass  # not listening yet
-        time.sleep(0.5)
-    raise AssertionError(f"node at {node.base_url} did not process {count} frames in {timeout_s:.0f} s")
