@@ -30,6 +30,7 @@ from tests.support.browser import (
     wait_for_text,
 )
 from tests.test_deploy import COMPOSE_NGINX, nginx_routes, require_nginx, running_nginx
+from tests.test_deploy_timeouts import HungNode
 
 require_browser()
 
@@ -48,6 +49,15 @@ RATE_UNKNOWN = "—"
 SHOWS_A_RATE = """(card) => {
   const rate = /([\\d.]+) fps/.exec(document.querySelector(card + ' small')?.textContent ?? '');
   return rate !== null && Number(rate[1]) > 0;
+}"""
+#: Records every text the nodes' badges show, in the page's ``badgesShown``.
+RECORD_BADGES = """{
+  window.badgesShown = [];
+  new MutationObserver(() => {
+    for (const badge of document.querySelectorAll('#fleet-nodes .badge')) {
+      window.badgesShown.push(`${badge.parentElement.dataset.node}: ${badge.textContent}`);
+    }
+  }).observe(document, { subtree: true, childList: true, characterData: true });
 }"""
 #: Counts the token dialogs the page opens.
 COUNT_DIALOGS = """{
@@ -203,6 +213,39 @@ async def test_all_cameras_opens_and_plays_the_other_node_while_the_first_is_dow
     assert playing["std"] > 10
     await page.wait_for_selector('a[data-node="node-2"] .badge.state-live', timeout=WAIT_MS)
     await wait_for_text(page, 'a[data-node="node-1"] .badge', "unreachable")
+
+
+async def test_a_node_that_accepts_and_never_answers_holds_back_no_other_nodes_live_connection(
+    start_server: Start, browser: Any, tmp_path: Path
+) -> None:
+    """A browser opens one WebSocket at a time per host, and every node is behind the entrance's one:
+    a handshake to a frozen node-1 (SIGSTOP: it accepts, never answers) held node-2's back until given
+    up on, node-2's tile said its live connection was refused, and it played late."""
+    require_nginx()
+    (frozen, frozen_at), (healthy, healthy_at) = nginx_routes(COMPOSE_NGINX).items()
+    assert (frozen, healthy) == ("/node-1/", "/node-2/"), "the frozen node is listed first"
+    node_2 = await start_server(node_stream("node-2"))
+    async with HungNode().serving() as hung_address:
+        targets = {frozen_at: hung_address, healthy_at: f"127.0.0.1:{node_2.port}"}
+        async with running_nginx(COMPOSE_NGINX, tmp_path, targets) as entrance:
+            page = await browser.new_page()
+            await page.add_init_script(RECORD_BADGES)
+            sockets: list[str] = []
+            page.on("websocket", lambda socket: sockets.append(socket.url))
+            await page.goto(await all_cameras_link(entrance))
+
+            # node-2 plays, and no live connection was tried where no answer came, to be held back behind.
+            assert (await wait_for_new_frame(page, f"{tile('node-2')} canvas"))["std"] > 10
+            assert [url for url in sockets if "/node-1/" in url] == []
+            # node-1 says it is not answering.
+            await wait_for_text(page, 'a[data-node="node-1"] .badge', "unreachable")
+            await wait_for_text(page, '.fleet-placeholder[data-node="node-1"]', "not answering")
+            playing = await wait_for_new_frame(page, f"{tile('node-2')} canvas")
+            await wait_for_changed_picture(page, f"{tile('node-2')} canvas", playing)
+            assert await page.inner_text('a[data-node="node-2"] .badge') == "connected"
+            assert [url for url in sockets if "/node-1/" in url] == []
+            assert "node-2: live connection refused" not in await page.evaluate("window.badgesShown")
+            await page.close()
 
 
 async def test_all_cameras_opened_without_its_node_list_says_how_to_give_one(

@@ -375,6 +375,45 @@ def test_a_resplit_is_refused_while_a_node_it_takes_cameras_from_answers(
     assert main(["split", str(config), "--nodes", "1", "--first-port", str(first), "--force"]) == 0
 
 
+def test_a_running_node_is_told_to_restart_only_where_what_it_runs_changed(
+    config: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Growing from 2 nodes to 3 changes node-1's header ("Node 1 of 2" -> "of 3") and nothing it runs:
+    it was told to restart (its cameras down for nothing); a setting of its own changed still asks it."""
+    monkeypatch.setattr(running_nodes, "HEALTH_PROBE_S", 0.2)
+    first = consecutive_free_ports(3)
+    assert main(["split", str(config), "--nodes", "2", "--first-port", str(first)]) == 0  # door, gate; yard
+    node_1 = config.parent / "cams.node-1.toml"
+    with _listening(first):
+        capsys.readouterr()
+        assert main(["split", str(config), "--nodes", "3", "--first-port", str(first), "--force"]) == 0
+        out = capsys.readouterr().out
+        assert "Node 1 of 3" in node_1.read_text(), "its header did change"
+        assert "node-1 is running and keeps its cameras: it runs on as it is\n" in out
+        assert "restart" not in out.split("node-1 is running")[1].split("\n\n")[0]
+        config.write_text(CONFIG.replace("jpeg_quality = 70", "jpeg_quality = 60"))
+        assert main(["split", str(config), "--nodes", "3", "--first-port", str(first), "--force"]) == 0
+        out = capsys.readouterr().out
+        assert "node-1 is running and keeps its cameras: it runs on as it is; its file changed: restart it" in out
+
+
+def test_a_shrinking_split_refuses_to_remove_a_running_node_without_cameras_saying_why(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A running node-3 that holds no camera was refused for running cameras another node is given."""
+    first = consecutive_free_ports(3)
+    assert main(["split", str(config), "--nodes", "2", "--first-port", str(first)]) == 0  # door, gate; yard
+    assert main(["split", str(config), "--nodes", "3", "--first-port", str(first), "--force"]) == 0  # node-3: none
+    assert _ids(config.parent / "cams.node-3.toml") == []
+    with _listening(first + 2) as node_3:
+        capsys.readouterr()
+        assert main(["split", str(config), "--nodes", "2", "--first-port", str(first), "--force"]) == 2
+        err = capsys.readouterr().err
+    assert f"(cams.node-3.toml at {node_3}, which is removed): it holds no cameras, but it would run on" in err
+    assert "stop it first" in err
+    assert "running cameras this split gives another node" not in err
+
+
 def test_a_resplit_that_only_gives_running_nodes_cameras_goes_on_and_says_which_to_restart(
     config: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

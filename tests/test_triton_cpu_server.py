@@ -267,6 +267,8 @@ def test_a_stopped_server_exits_cleanly_and_restarts_on_the_same_ports(triton: T
     another_servers.write_bytes(bytes(4096))
     try:
         assert triton.stop() == 0, triton.output()
+        assert "segcast: stopping Triton\n" in triton.output()
+        assert triton.output().rstrip().endswith("segcast: stopped"), "says it stopped, as `segcast serve` does"
         assert list(SHM_DIR.glob(f"{prefix}*")) == []
         assert another_servers.exists()
     finally:

@@ -122,7 +122,7 @@ def test_an_http_answer_trickled_a_byte_at_a_time_fails_at_the_calls_deadline(re
         finally:
             transport.close()
     assert isinstance(outcome, TritonTimeout), outcome
-    assert str(outcome) == "no answer within 1 s"
+    assert str(outcome) == "not answering (nothing within 1 s)"
 
 
 def test_a_grpc_call_the_server_never_answers_fails_at_its_deadline() -> None:
@@ -168,7 +168,7 @@ def test_a_node_whose_http_server_trickles_its_answer_is_unavailable_after_one_d
         finally:
             model.close()
     assert isinstance(outcome, InferenceUnavailable), outcome
-    assert str(outcome).endswith("unreachable: no answer within 2 s")
+    assert str(outcome).endswith("unreachable: not answering (nothing within 2 s)")
     assert not model.status.available
 
 

@@ -160,7 +160,7 @@ def test_after_a_request_goes_unanswered_those_queued_behind_it_fail_unsent(trit
     def hang(batch: np.ndarray, timeout_s: float) -> list[np.ndarray]:
         sent.set()
         deadline_passed.wait(30)
-        raise TritonTimeout(f"no answer within {timeout_s:.3g} s")  # as the transports say it
+        raise TritonTimeout(f"not answering (nothing within {timeout_s:.3g} s)")  # as the transports say it
 
     triton.answer = hang
     model = _model()
@@ -169,7 +169,7 @@ def test_after_a_request_goes_unanswered_those_queued_behind_it_fail_unsent(trit
         assert sent.wait(30)
         deadline_passed.set()
         for request in pending:
-            with pytest.raises(InferenceUnavailable, match="unreachable: no answer within 10 s"):
+            with pytest.raises(InferenceUnavailable, match=r"unreachable: not answering \(nothing within 10 s\)"):
                 request.result()
     finally:
         model.close()
@@ -217,7 +217,7 @@ def test_a_batch_whose_first_part_leaves_too_little_time_is_slow_not_down(
             clock.now += first_part_s
         elif timeout_s < 1.0:  # a server this slow takes more than that; the client gives up at its deadline
             clock.now += timeout_s
-            raise TritonTimeout(f"no answer within {timeout_s:.3g} s")
+            raise TritonTimeout(f"not answering (nothing within {timeout_s:.3g} s)")
         return triton.empty_answer(batch, timeout_s)
 
     triton.answer = slow
@@ -571,7 +571,7 @@ def test_a_batch_queued_behind_another_gets_its_whole_deadline_once_sent(
         assert both_submitted.wait(30)
         if timeout_s < 6.0:  # as a client does: it gives up at the deadline it was given
             clock.now += timeout_s
-            raise TritonTimeout(f"no answer within {timeout_s:.3g} s")
+            raise TritonTimeout(f"not answering (nothing within {timeout_s:.3g} s)")
         clock.now += 6.0
         return triton.empty_answer(batch, timeout_s)
 

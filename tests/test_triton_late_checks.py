@@ -254,6 +254,7 @@ def test_an_answer_that_is_not_http_asks_whether_it_is_the_grpc_port_without_the
     [
         (b"HTTP/1.1 400 Bad Request\r\n\r\n", "it answers HTTP/1.1, not gRPC: an http:// endpoint?"),
         (b"220 an SMTP server, say\r\n", "its answer is not gRPC:"),
+        (b"", "it closed the connection without speaking gRPC:"),  # as Triton's HTTP port does
     ],
 )
 def test_a_grpc_url_at_a_server_that_is_not_grpc_asks_whether_it_is_the_http_port(reply: bytes, said: str) -> None:

@@ -183,11 +183,18 @@ export function carryToken(link) {
 }
 
 export class Connection {
-  // handlers: {hello(msg), frame(meta, jpegOrNull), event(msg), state("live"|"down")}
+  // handlers: {hello(msg), frame(meta, jpegOrNull), event(msg), state("live"|"down", why)}; `why`, with
+  // "down": {unanswered: true} where a socket's handshake got no answer at all (given up on, not
+  // refused), {error} where `answering` failed and no socket was opened.
   // base: the root of the node to connect to (another node behind the same entrance); this page's own by default.
-  constructor(handlers, { base = APP_ROOT } = {}) {
+  // answering: for a page of several nodes behind one host (fleet.js), resolves once the node answers over
+  // HTTP, rejects with why it does not; each socket waits for it. A browser opens one WebSocket at a time
+  // per host (RFC 6455 4.1): a handshake to a node that accepts and never answers would hold every other
+  // node's back until it is given up on.
+  constructor(handlers, { base = APP_ROOT, answering = null } = {}) {
     this.handlers = handlers;
     this.base = base;
+    this.answering = answering;
     this.subscription = null;
     this.socket = null; // the one socket listened to; one given up on is never heard from again
     this.pending = null;
@@ -213,6 +220,17 @@ export class Connection {
     connections.set(this.base.href, this);
     await urlToken(this.base).catch(() => null); // without one the socket is refused, and tried again
     if (this.closed) return; // closed while the token was on its way
+    if (this.answering) {
+      const error = await this.answering().then(
+        () => null,
+        (failure) => failure ?? new Error("no answer"),
+      );
+      if (this.closed) return;
+      if (error !== null) {
+        this.lost(undefined, { error });
+        return;
+      }
+    }
     const url = new URL(withToken("ws", this.base));
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
     const socket = new WebSocket(url);
@@ -274,11 +292,11 @@ export class Connection {
     this.trusted = null;
   }
 
-  // The socket closed (with `code`) or went silent: say so, and try again after a while, which grows
-  // with each socket lost before it was healthy.
-  lost(code) {
+  // The socket closed (with `code`) or went silent, or none was opened (`why`, as the state handler
+  // has it): say so, and try again after a while, which grows with each socket lost before it was healthy.
+  lost(code, why = {}) {
     this.forget();
-    this.handlers.state?.("down");
+    this.handlers.state?.("down", why);
     // Shortened by up to a fifth at random, so that the pages of a dashboard that lost the server
     // together do not all call back at the same moment.
     const least = TRY_LATER_CODES.includes(code) ? TRY_LATER_MS : 0;
@@ -321,7 +339,7 @@ export class Connection {
       }
       console.info(`segcast: nothing from the server for ${Math.round(silentMs / 1000)} s; connecting again`);
       const silent = this.socket;
-      this.lost();
+      this.lost(undefined, { unanswered: silent.readyState === WebSocket.CONNECTING });
       silent.close(); // nothing waits for its close: on a dead network that is not heard of for long
     }, Math.max(left, 0));
   }

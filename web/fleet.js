@@ -8,8 +8,10 @@
 //
 // One WebSocket per node (connection.js), subscribed for pictures as wide as its tiles (none while the
 // page is hidden), each reconnecting by itself: a node that is down says so over its own tiles and in
-// its badge, and the others play on; one whose REST API answers while its live connection keeps being
-// refused says that, and what to fix. The nodes of one deployment share their tokens, so the person is
+// its badge, and the others play on. Every node is behind the entrance's one host, where a browser opens
+// one WebSocket at a time: each is opened only once its node has answered over HTTP, so that a node that
+// accepts and never answers (its event loop blocked) holds back no other node's. One whose REST API
+// answers while its live connection keeps being refused says that, and what to fix. The nodes of one deployment share their tokens, so the person is
 // asked once (api.js) and the answer serves all.
 // Each live node's REST API is asked for its streams once a second, as the viewer asks its own (app.js):
 // a stream's rate and viewers change between the socket's messages; a node that is down shows none.
@@ -18,7 +20,7 @@
 // is asked at once, once, so that no figure is as old as the time away.
 
 import { ApiError, listStreams } from "./api.js";
-import { APP_ROOT, Connection, carryToken } from "./connection.js";
+import { APP_ROOT, Connection, REQUEST_TIMEOUT_MS, carryToken } from "./connection.js";
 import { GridView, ThumbnailWidth, gridSubscription } from "./grid.js";
 import { LIVE_REFUSED_NOTICE, LiveRefusals, notice } from "./status.js";
 
@@ -27,6 +29,8 @@ const NODE_NAME = /^(?!\.\.?$)[A-Za-z0-9._~-]{1,64}$/;
 // The entrance's folder serving this page from whichever node answers (ALL_NODES in server/deploy/entrance.py).
 const ALL_NODES = "all";
 const STATS_INTERVAL_MS = 1000;
+// What the entrance answers for a node that is not answering (nginx: refused, timed out, no node).
+const ENTRANCE_NOT_ANSWERING = [502, 503, 504];
 
 const $ = (id) => document.getElementById(id);
 
@@ -40,7 +44,8 @@ const RECONNECTING = {
   reason: LAST_PICTURES,
   reasonBeforePicture: NO_PICTURE,
 };
-// `fix`: said on the node's placeholder too, as a node refused from the start has no tiles to say it on.
+// `fix`: said on the node's placeholder too, as a node refused (or never reached) from the start has no
+// tiles to say it on.
 const LIVE_REFUSED = {
   state: LIVE_REFUSED_NOTICE.state,
   text: "live connection refused",
@@ -55,12 +60,27 @@ function diagnosis(error) {
   if (error instanceof ApiError && (error.status === 401 || error.status === 403)) {
     return { state: "unauthorized", text: "access token needed", reason: error.message };
   }
+  const why =
+    error.name === "TimeoutError"
+      ? `the node is not answering (nothing in ${REQUEST_TIMEOUT_MS / 1000} s): it is stopped, starting or overloaded`
+      : error.message;
   return {
     state: "unreachable",
     text: "unreachable",
-    reason: `${error.message}. ${LAST_PICTURES}`,
-    reasonBeforePicture: `${error.message}. ${NO_PICTURE}`,
+    reason: `${why}. ${LAST_PICTURES}`,
+    reasonBeforePicture: `${why}. ${NO_PICTURE}`,
+    fix: why,
   };
+}
+
+// Resolves once the node at `root` answers over HTTP (a refusal is an answer: its socket is refused
+// and says why), rejects where it does not: no answer in time, or the entrance's for a node not there.
+async function answering(root) {
+  try {
+    await listStreams({ base: root });
+  } catch (error) {
+    if (!(error instanceof ApiError) || ENTRANCE_NOT_ANSWERING.includes(error.status)) throw error;
+  }
 }
 
 /** One node: its connection, its tiles in the shared grid, and its badge in the top bar. */
@@ -108,9 +128,9 @@ class FleetNode {
         hello: (message) => this.hello(message),
         frame: (meta, jpeg) => this.view.frame(meta, jpeg),
         event: (message) => this.event(message),
-        state: (state) => this.setState(state),
+        state: (state, why) => this.setState(state, why),
       },
-      { base: root },
+      { base: root, answering: () => answering(root) },
     );
     this.subscribe(thumbnails.px());
   }
@@ -145,7 +165,8 @@ class FleetNode {
     else if (message.type === "error") console.warn(`segcast ${this.name}:`, message.message);
   }
 
-  setState(state) {
+  // `why`: as Connection's state handler has it. A node that did not answer over HTTP got no socket.
+  setState(state, { error = null, unanswered = false } = {}) {
     const wasLive = this.live;
     this.live = state === "live";
     if (this.live) {
@@ -153,8 +174,12 @@ class FleetNode {
       this.show({ state: "live", text: "connected" });
       return;
     }
+    if (error !== null) {
+      this.down(diagnosis(error));
+      return;
+    }
     if (wasLive) this.down(RECONNECTING); // until its API says more; later attempts keep what it said
-    this.refusals.lost();
+    this.refusals.lost({ unanswered });
   }
 
   down(found) {

@@ -107,9 +107,12 @@ export class LiveRefusals {
     this.inARow = 0;
   }
 
-  /** The socket closed or failed to open: the API is asked why. */
-  lost() {
-    this.unjudged.push(!this.greeted);
+  /**
+   * The socket closed or failed to open: the API is asked why. `unanswered`: its handshake was given up
+   * on without an answer, no refusal (a browser holds back a host's sockets behind one still opening).
+   */
+  lost({ unanswered = false } = {}) {
+    this.unjudged.push(!this.greeted && !unanswered);
     this.greeted = false;
     this.askWhy();
   }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -114,7 +115,7 @@ def _print_running(split: Split, running: Sequence[EarlierNode], runs: Mapping[P
         if not gained:
             changed = (
                 ""
-                if node.text == old.text
+                if _runs_the_same(node.text, old.text)
                 else "; its file changed: restart it (one node at a time) to run what the file says now "
                 f"({split.source.name}'s settings, above), and before it saves changes through its API again"
             )
@@ -130,6 +131,18 @@ def _print_running(split: Split, running: Sequence[EarlierNode], runs: Mapping[P
             print(f"  warning: {warning}")
     for warning in _twice_warnings(split, running, runs):
         print(f"\nwarning: {warning}")
+
+
+def _runs_the_same(new_text: str, old_text: str | None) -> bool:
+    """Whether a node started from ``old_text`` runs what ``new_text`` says: the settings, not the
+    comments (a split's header names the node count, so every grow or shrink changes it), so that no
+    restart, and no camera downtime, is asked for where nothing it runs changed."""
+    if old_text is None:
+        return False
+    try:
+        return tomllib.loads(new_text) == tomllib.loads(old_text)
+    except tomllib.TOMLDecodeError:
+        return new_text == old_text
 
 
 def _unsaved_warnings(split: Split, old: EarlierNode, node: NodeFile, said: NodeStreams) -> list[str]:

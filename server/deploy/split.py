@@ -483,9 +483,11 @@ def _what_answers_there(split: Split, host: str, port: int) -> str | None:
 
 def _refuse_where_running_nodes_lose(split: Split, running: tuple[EarlierNode, ...]) -> None:
     """SplitError naming each running node of the earlier split that this one takes a camera from,
-    moves to another port, or removes: it would go on as it runs, its cameras running twice."""
+    moves to another port, or removes: it would go on as it runs, its cameras running twice; one with
+    no cameras would run on out of the new entrance's reach."""
     new = {node.path: node for node in split.nodes}
-    refused = []
+    refused: list[str] = []
+    holding = False  # a refused node's file has cameras
     for old in running:
         assert old.address is not None  # it answered there
         at = f"{old.path.name} at {old.address[0]}:{old.address[1]}"
@@ -495,13 +497,23 @@ def _refuse_where_running_nodes_lose(split: Split, running: tuple[EarlierNode, .
             refused.append(f"{at}, which loses {', '.join(lost)}")
         elif node.port != old.address[1]:
             refused.append(f"{at}, which moves to port {node.port}")
-    if refused:
+        else:
+            continue
+        holding = holding or bool(old.stream_ids)
+    if not refused:
+        return
+    if holding:
         raise SplitError(
             f"a node of the earlier split is running ({'; '.join(refused)}): a node keeps its streams in "
             "memory, not in its file, so it would go on running cameras this split gives another node, and "
             "they would run twice; stop the nodes first, then split again (a node that keeps its cameras and "
             "port may run on)"
         )
+    raise SplitError(
+        f"a node of the earlier split is running ({'; '.join(refused)}): it holds no cameras, but it would "
+        "run on where the new entrance does not reach it, and a camera added through its API would run there "
+        "unseen; stop it first, then split again (a node that keeps its port may run on)"
+    )
 
 
 def _text_of(path: Path) -> str | None:

@@ -153,7 +153,19 @@ def serve(install: TritonInstall, args: argparse.Namespace) -> int:
         status = process.returncode
         if status != 0 and not log.stopping:
             print(f"segcast: {exit_message(status, bool(log.tail))}", file=sys.stderr)
+        elif log.stopping:
+            _say("segcast: stopped")
         return status if status >= 0 else 128 - status
+
+
+def _say(line: str) -> None:
+    """``line`` on stdout in one write, flushed: tritonserver's output is passed on there meanwhile. A
+    stdout that is gone (a closed terminal) loses the line and nothing else."""
+    if sys.stdout is None:
+        return
+    with contextlib.suppress(OSError):
+        sys.stdout.write(f"{line}\n")
+        sys.stdout.flush()
 
 
 def exit_message(status: int, logged: bool) -> str:
@@ -289,6 +301,8 @@ def _running(command: list[str], env: dict[str, str]) -> Iterator[tuple[subproce
     log = _Log(process.stdout)
 
     def forward(signum: int, _frame: FrameType | None) -> None:
+        if not log.stopping:  # said once, as `segcast serve` says it: tritonserver's own line names a signal only
+            _say("segcast: stopping Triton")
         log.stopping = True
         process.send_signal(signal.SIGTERM if signum == signal.SIGHUP else signum)
 

@@ -486,7 +486,7 @@ class TritonModel:
             except TritonTimeout:  # said as the batch's deadline, not as the time this part had left of it
                 if answers:
                     raise slow from None
-                raise TritonTimeout(f"no answer within {self._request_timeout_s:.3g} s") from None
+                raise TritonTimeout(f"not answering (nothing within {self._request_timeout_s:.3g} s)") from None
         timing.request_s = time.monotonic() - sent
         return answers
 

@@ -242,7 +242,7 @@ class _GrpcTransport:
         except InferenceServerException as exc:
             code = str(exc.status() or "").removeprefix("StatusCode.")  # as tritonclient gives grpc.StatusCode
             if code == "DEADLINE_EXCEEDED":
-                raise TritonTimeout(f"no answer within {kwargs['client_timeout']:.3g} s") from None
+                raise TritonTimeout(f"not answering (nothing within {kwargs['client_timeout']:.3g} s)") from None
             text = _short(exc)
             if _NOT_GRPC in text:  # gRPC's parser words, then the raw bytes: the hint says more
                 hint = _port_hint(self._address, "HTTP")
@@ -254,7 +254,8 @@ class _GrpcTransport:
                 if "Connection refused" in text:
                     raise TritonUnavailable("connection refused") from None
                 if _NOT_HTTP2 in text and _NO_CONNECTION in text:  # a server that does not speak gRPC
-                    raise TritonUnavailable(f"{text}; {_port_hint(self._address, 'HTTP')}") from None
+                    hint = _port_hint(self._address, "HTTP")
+                    raise TritonUnavailable(f"it closed the connection without speaking gRPC: {hint}") from None
                 raise TritonUnavailable(text) from None
             if code in GRPC_FAILED:
                 raise TritonFailed(text) from None
@@ -378,7 +379,7 @@ class _HttpTransport:
                 return method(client.client)
         except Exception as exc:
             if call.is_set():  # whatever shutting its connection made of the call
-                raise TritonTimeout(f"no answer within {timeout_s:.3g} s") from None
+                raise TritonTimeout(f"not answering (nothing within {timeout_s:.3g} s)") from None
             raise self._failure(exc, timeout_s, timeout_s - (time.monotonic() - started)) from None
         finally:
             with self._lock:
@@ -394,7 +395,7 @@ class _HttpTransport:
         if isinstance(exc, InferenceServerException):
             return _http_error(exc)
         if isinstance(exc, TimeoutError):
-            return TritonTimeout(f"no answer within {timeout_s:.3g} s")
+            return TritonTimeout(f"not answering (nothing within {timeout_s:.3g} s)")
         if isinstance(exc, OSError):  # refused, reset, unreachable
             return TritonUnavailable(_short(exc))
         if isinstance(exc, HTTPConnectionClosed):  # no answer: a server stopping closes its kept-alive connections
@@ -411,7 +412,7 @@ class _HttpTransport:
                 )
             return TritonUnavailable("not a Triton HTTP endpoint (its answer is not JSON)")
         if type(exc).__name__ in {"Timeout", "ConnectionTimeout", "NetworkTimeout"}:  # gevent's is no OSError
-            return TritonTimeout(f"no answer within {timeout_s:.3g} s")
+            return TritonTimeout(f"not answering (nothing within {timeout_s:.3g} s)")
         return exc
 
 
