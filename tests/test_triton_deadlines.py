@@ -168,7 +168,7 @@ def test_a_node_whose_http_server_trickles_its_answer_is_unavailable_after_one_d
         finally:
             model.close()
     assert isinstance(outcome, InferenceUnavailable), outcome
-    assert str(outcome).endswith("unreachable: not answering (nothing within 2 s)")
+    assert str(outcome).endswith("is not answering (nothing within 2 s)")
     assert not model.status.available
 
 

@@ -169,7 +169,7 @@ def test_after_a_request_goes_unanswered_those_queued_behind_it_fail_unsent(trit
         assert sent.wait(30)
         deadline_passed.set()
         for request in pending:
-            with pytest.raises(InferenceUnavailable, match=r"unreachable: not answering \(nothing within 10 s\)"):
+            with pytest.raises(InferenceUnavailable, match=r"is not answering \(nothing within 10 s\)"):
                 request.result()
     finally:
         model.close()

@@ -22,6 +22,7 @@ from server.triton.transport import (
     TritonFailed,
     TritonModelMissing,
     TritonRefused,
+    TritonTimeout,
     TritonUnavailable,
 )
 
@@ -73,8 +74,11 @@ def cannot_serve(spec: str, endpoint: TritonEndpoint, exc: Exception) -> ModelEr
 
 def outage(endpoint: TritonEndpoint, exc: TritonUnavailable) -> str:
     """What the status says of ``exc``: the server failed the request, has not loaded the model, does
-    not serve it now, or cannot be reached."""
+    not serve it now, took the request and did not answer in time (hung, or overloaded: it is reached),
+    or cannot be reached."""
     where = f"Triton at {endpoint.address}"
+    if isinstance(exc, TritonTimeout):
+        return f"{where} is {exc}"
     if isinstance(exc, TritonFailed):
         return f"{where} failed the request: {exc}"
     if isinstance(exc, ModelNotLoaded):
