@@ -611,9 +611,10 @@ class StreamManager:
 
         Its reader is stopped (nothing it reads could be tracked) and it shows ``failed`` with the
         reason until its options change (a ``PATCH`` opens it again, as for a source that failed to
-        open; a published stream's publisher is let go, so it must be published again: `_retrack`). Called on the inference thread: the reader is only asked to stop, and `stop`, or the
-        stream's next change or removal, joins it (`_unjoined`). A stream changed since the worker
-        checked it is left alone.
+        open; a published stream's publisher is let go, so it must be published again: `_retrack`).
+        Called on the inference thread: the reader is only asked to stop, and `stop`, or the stream's
+        next change or removal, joins it (`_unjoined`). A stream changed since the worker checked it is
+        left alone.
         """
         with self._lock:
             config = self._configs.get(stream_id)

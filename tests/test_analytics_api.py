@@ -129,6 +129,18 @@ async def test_bad_zones_and_lines_are_a_400_and_the_stream_keeps_running(
     assert stream["options"]["zones"] == [] and stream["state"] != "error"
 
 
+async def test_a_line_in_fractions_without_units_is_told_of_units_first_as_a_zone_is(start_server: Start) -> None:
+    """It led with "two consecutive points are the same or less than a pixel apart; a line needs length",
+    true only of the pixels it was never meant to be in."""
+    client = await start_server(StreamConfig("cam", "scene:?seed=7"))
+    across = {"name": "door", "points": [[0.05, 0.7], [0.95, 0.7]]}
+    response = await client.patch("/api/streams/cam", json={"lines": [across]})
+    assert response.status == 400, await response.text()
+    error = (await response.json())["error"]
+    assert error.startswith("body.lines[0].points: the line lies within a pixel of the frame's top-left corner"), error
+    assert 'did you mean units "fraction"?' in error and "needs length" not in error
+
+
 async def test_a_pixel_zone_beyond_the_frame_is_left_out_then_refused_once_the_frame_size_is_known(
     start_server: Start,
 ) -> None:

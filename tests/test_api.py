@@ -133,6 +133,29 @@ async def test_an_oversized_body_is_refused(start_server: Start) -> None:
     await assert_error(await client.post("/api/streams", json=body), 413, "64")
 
 
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ('{"zones": [}', "the body is not valid JSON: expecting value at line 1, column 12; send a JSON object"),
+        (
+            '{\n  "conf": 0.5\n  "iou": 0.4\n}',
+            "the body is not valid JSON: expecting ',' delimiter at line 3, column 3;",
+        ),
+        (b'{"id": "caf\xe9"}', "the body is not UTF-8 text (at byte 11)"),
+        ('{"conf": NaN}', "the body must be a JSON object of finite numbers: NaN is not a number segcast accepts"),
+    ],
+    ids=["json", "json-lines", "utf-8", "nan"],
+)
+async def test_a_body_that_is_no_json_object_says_what_is_wrong_and_where(
+    start_server: Start, body: str | bytes, error: str
+) -> None:
+    """Every such body was "a JSON object of finite numbers, nested sensibly": a typo could not be found by it."""
+    client = await start_server()
+    response = await client.post("/api/streams", data=body, headers={"Content-Type": "application/json"})
+    assert response.status == 400
+    assert (await response.json())["error"].startswith(error)
+
+
 async def test_a_source_with_frames_above_max_frame_side_fails_with_the_reason(start_server: Start) -> None:
     client = await start_server(StreamConfig("big", "scene:?width=640&height=384"), max_frame_side=512)
 

@@ -971,6 +971,9 @@ async def test_history_pages_do_not_wait_behind_the_default_executor(
         # Page one would read the first, its next link the last: page two another query.
         ("limit=2&limit=1000", "limit"),
         ("stream=a&stream=b", "stream"),
+        # Matched nothing, as no event has it: an empty page read as "none happened".
+        ("type=bogus", "type"),
+        ("since=20&until=10", "since"),
     ],
 )
 async def test_api_names_a_bad_parameter(aiohttp_client: ClientFactory, tmp_path: Path, query: str, named: str) -> None:
@@ -978,6 +981,28 @@ async def test_api_names_a_bad_parameter(aiohttp_client: ClientFactory, tmp_path
     response = await client.get(f"/api/events?{query}")
     assert response.status == 400
     assert (await response.json())["error"].startswith(f"{named}:")
+
+
+async def test_api_refusing_an_unknown_type_lists_the_known_ones_and_an_empty_window_says_so(
+    aiohttp_client: ClientFactory, tmp_path: Path
+) -> None:
+    client = await history_app(aiohttp_client, tmp_path / "events.db")
+    typo = await (await client.get("/api/events?type=zone_entry")).json()
+    known = "track, zone_enter, zone_exit, loiter, line_cross"
+    assert typo["error"] == f"type: no event has type 'zone_entry'; known: {known}"
+    backwards = await (await client.get("/api/events?since=1767225600&until=1767139200")).json()
+    assert "since (1767225600) is later than until (1767139200)" in backwards["error"]
+
+
+@pytest.mark.parametrize("query", ["stream=removed-long-ago", "class=forklift", "type=loiter", "since=10&until=10"])
+async def test_api_answers_a_filter_nothing_matches_now_with_an_empty_page(
+    aiohttp_client: ClientFactory, tmp_path: Path, query: str
+) -> None:
+    """The history keeps the events of streams since removed and of other models' classes: no typo."""
+    client = await history_app(aiohttp_client, tmp_path / "events.db")
+    response = await client.get(f"/api/events?{query}")
+    assert response.status == 200, await response.text()
+    assert await response.json() == {"events": [], "next": None}
 
 
 async def test_api_says_when_the_history_is_off(aiohttp_client: ClientFactory) -> None:

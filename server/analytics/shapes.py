@@ -261,18 +261,18 @@ def _line(table: Mapping[str, Any], where: str) -> Line:
     _known(table, ("name", "points", "units", "classes", "anchor", "hysteresis", "confirm_s"), where)
     units = _units(table, where)
     points = _points(table, units, 2, where)
+    # Fractions that forgot their units are told so first, as a zone's are: as pixels most such lines
+    # are also under a pixel long, but that is not what to fix.
+    if hint := _fractions_hint(table, points):
+        raise ValueError(
+            f"{where}.points: the line lies within a pixel of the frame's top-left corner, where nothing crosses it; "
+            f"{hint}"
+        )
     shortest = MIN_SEGMENT[units.value]
-    hint = _fractions_hint(table, points)
     if any(math.dist(a, b) < shortest for a, b in itertools.pairwise(points)):
         unit = "pixel" if units is Units.PX else "thousandth of the frame"
         raise ValueError(
             f"{where}.points: two consecutive points are the same or less than a {unit} apart; a line needs length"
-            + (f"; {hint}" if hint else "")
-        )
-    if hint:
-        raise ValueError(
-            f"{where}.points: the line lies within a pixel of the frame's top-left corner, where nothing crosses it; "
-            f"{hint}"
         )
     anchor = table.get("anchor", Anchor.BOTTOM.value)
     if not isinstance(anchor, str) or anchor not in {a.value for a in Anchor}:

@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from server.analytics.events import AnalyticsEventKind
 from server.events.history.query import MAX_PAGE, EventQuery
 from server.events.history.writer import HistorySink
 from server.events.outputs import EventOutputs
@@ -33,6 +34,10 @@ DEFAULT_PAGE = 100
 MAX_EVENT_ID = 2**63 - 1  # SQLite's largest integer
 SNAPSHOT_TAG_CHARS = 24  # of the JPEG's SHA-256, hex: its ETag
 TEXT_FILTERS = {"stream": "stream", "type": "type", "class": "class_name", "zone": "zone", "line": "line"}
+#: Every ``type`` an event has (docs/protocol.md): another is a typo, which would match nothing. A stream,
+#: class, zone or line the server does not know now is no typo: the history keeps removed streams' events,
+#: and other models' classes.
+EVENT_TYPES = ("track", *(kind.value for kind in AnalyticsEventKind))
 #: ``since`` or ``until`` further ahead of now than this is not Unix seconds: milliseconds (Grafana's
 #: ``${__from}``, JavaScript's ``Date.now()``) are a thousand times now, and would match nothing.
 FUTURE_LIMIT_S = 100 * 365.25 * 86400
@@ -66,6 +71,9 @@ def _parse_query(request: web.Request) -> EventQuery:
     if repeated:
         raise error(web.HTTPBadRequest, f"{repeated[0]}: given more than once; give each parameter once")
     fields: dict[str, Any] = {TEXT_FILTERS[k]: v for k, v in params.items() if k in TEXT_FILTERS}
+    if "type" in fields and fields["type"] not in EVENT_TYPES:
+        unknown_type = f"no event has type {fields['type']!r:.60}"
+        raise error(web.HTTPBadRequest, f"type: {unknown_type}; known: {', '.join(EVENT_TYPES)}")
     for key in ("since", "until"):
         if key in params:
             fields[key] = _parse(params[key], float, key, "Unix seconds, e.g. 1767225600.5")
@@ -74,6 +82,9 @@ def _parse_query(request: web.Request) -> EventQuery:
             if fields[key] > time.time() + FUTURE_LIMIT_S:
                 ahead = f"expected Unix seconds, got {params[key]}, centuries from now"
                 raise error(web.HTTPBadRequest, f"{key}: {ahead}: milliseconds? divide by 1000")
+    if fields.get("since", -math.inf) > fields.get("until", math.inf):
+        window = f"since ({params['since']}) is later than until ({params['until']})"
+        raise error(web.HTTPBadRequest, f"since: {window}, a window with no time in it; give since <= until")
     for key in ("before", "after"):
         if key in params:
             fields[key] = _parse(params[key], int, key, "an event id")

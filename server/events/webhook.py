@@ -15,6 +15,11 @@ refuses the event, so it is not retried. A redirect is not followed (aiohttp wou
 GET without its body, and a 2xx to that would count as delivered): it fails like a refusal, naming where
 it points so the URL can be corrected. While a URL is down its queue fills and further events are
 dropped and counted: they never pile up in memory or delay others.
+
+Logs, /metrics and the API show a URL as `shown_url` does, since webhook URLs carry their secret in
+their path or query (Home Assistant's webhook id, Slack's and Discord's tokens, ``?token=``); a
+failure is said in words with what to check (`connection_failure`), and each event given up on is
+named with its type and ``event_id`` in a warning, so it can be found in the history and sent again.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ import hashlib
 import hmac
 import json
 import logging
+import re
+import socket
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -50,17 +57,44 @@ def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def _origin(url: str) -> str:
-    """``scheme://host[:port]`` of ``url``: all that logs and metrics show of a URL.
+#: A path segment shown as it is: lower-case words as a person names a path (``hooks``, ``segcast``,
+#: ``api``, ``webhook``, ``door-events``) or a version (``v2``). Anything else (digits, capitals, a
+#: run of letters longer than a word) may be a token or an id, and is shown as ``***``.
+SHOWN_SEGMENT = re.compile(r"[a-z]{1,16}(?:[-_.][a-z]{1,16})*|v[0-9]{1,3}")
+SHOWN_SEGMENT_MAX_CHARS = 40
+HIDDEN_SEGMENT = "***"
+#: getaddrinfo's "no such name" answers (the second is not on every platform).
+NO_SUCH_HOST_ERRNOS = frozenset({socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)})
 
-    Its user, path and query may carry credentials or a token (Home Assistant's webhook id is its path).
-    """
+
+def _origin(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``, without its user, path and query."""
     parts = urlsplit(url)
     try:
         port = parts.port
     except ValueError:  # a Location header can say anything
         port = None
-    return f"{parts.scheme}://{parts.hostname}" + (f":{port}" if port else "")
+    host = parts.hostname or ""
+    return f"{parts.scheme}://" + (f"[{host}]" if ":" in host else host) + (f":{port}" if port else "")
+
+
+def shown_url(url: str) -> str:
+    """``url`` as logs, /metrics and the API show it: ``scheme://host[:port]/path``, without its user
+    and query, each path segment that may be a secret (`SHOWN_SEGMENT`) as ``***``.
+
+    Webhook URLs often carry their secret: Home Assistant's webhook id is the last segment of its path,
+    Slack's and Discord's tokens are in theirs, others take ``?token=``. A path of lower-case words
+    is shown, so that two webhooks on one host read apart and a redirect says where it points.
+    """
+    path = urlsplit(url).path
+    if path in ("", "/"):
+        return _origin(url)
+    return _origin(url) + "/".join(_shown_segment(part) for part in path.split("/"))
+
+
+def _shown_segment(part: str) -> str:
+    shown = not part or (len(part) <= SHOWN_SEGMENT_MAX_CHARS and SHOWN_SEGMENT.fullmatch(part) is not None)
+    return part if shown else HIDDEN_SEGMENT
 
 
 def retry_after_s(value: str | None, now: float) -> float | None:
@@ -83,14 +117,64 @@ def retry_after_s(value: str | None, now: float) -> float | None:
 
 
 def webhook_names(hooks: Sequence[WebhookSettings]) -> list[str]:
-    """The sinks' names, for logs, /metrics and the API: ``webhook <origin>``, unique.
+    """The sinks' names, for logs, /metrics and the API: ``webhook <url>`` as `shown_url` shows it, unique.
 
-    Webhooks that share an origin (two Home Assistant automations, say) are told apart by their
-    place in ``[[events.webhooks]]``, counted from 0 as config errors name them: ``webhook <origin> [1]``.
+    Webhooks that still read the same (one URL twice, or paths told apart only by a hidden segment:
+    two Home Assistant webhook ids) are told apart by their place in ``[[events.webhooks]]``,
+    counted from 0 as config errors name them: ``webhook <url> [1]``.
     """
-    origins = [_origin(hook.url) for hook in hooks]
-    shared = Counter(origins)
-    return [f"webhook {o}" + (f" [{i}]" if shared[o] > 1 else "") for i, o in enumerate(origins)]
+    shown = [shown_url(hook.url) for hook in hooks]
+    shared = Counter(shown)
+    return [f"webhook {url}" + (f" [{i}]" if shared[url] > 1 else "") for i, url in enumerate(shown)]
+
+
+def connection_failure(exc: aiohttp.ClientError) -> str:
+    """What ``exc``, raised while POSTing, means, in words, and what to check.
+
+    aiohttp's own text names its class, says ``ssl:default`` of a plain http URL too, and leaves the
+    cause in brackets at its end.
+    """
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        if exc.os_error.errno in NO_SUCH_HOST_ERRNOS:
+            return f"no such host: {exc.host} (check the host name in url)"
+        return f"cannot look up {exc.host}: {exc.strerror} (check this machine's DNS)"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return (
+            f"TLS failed: the certificate of {_address(exc)} was not accepted: {exc.certificate_error} "
+            "(check the certificate the receiver sends, and that url names the host it is for)"
+        )
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return (
+            f"TLS failed with {_address(exc)}: {exc.strerror} "
+            "(check that the receiver speaks https on that port, or use http:// in url)"
+        )
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        if isinstance(exc.os_error, ConnectionRefusedError):
+            return f"connection refused by {_address(exc)} (check that the receiver runs and listens on that port)"
+        return f"cannot connect to {_address(exc)}: {exc.strerror} (check the address in url, and the network)"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the receiver closed the connection without answering (check its log)"
+    if isinstance(exc, aiohttp.ClientOSError):
+        return f"the connection failed while sending: {exc.strerror or exc} (check the receiver's log)"
+    return f"cannot deliver: {exc}" if str(exc) else f"cannot deliver: {exc!r}"
+
+
+def _address(exc: aiohttp.ClientConnectorError) -> str:
+    """``host:port`` of the connection ``exc`` is about, an IPv6 address in brackets."""
+    return (f"[{exc.host}]" if ":" in exc.host else exc.host) + f":{exc.port}"
+
+
+def _redirect_target(url: str, location: str) -> str:
+    """Where a redirect from ``url`` points, for `_Refused`'s text: its query left out, and said so."""
+    target = urljoin(url, location)
+    there, here = urlsplit(target), urlsplit(url)
+    if (there.path, there.query) == (here.path, here.query):
+        return f"{_origin(target)}, the same path" + (" and query" if there.query else "")
+    return shown_url(target) + (", its query left out" if there.query else "")
+
+
+def _attempts(count: int) -> str:
+    return f"{count} attempt" + ("" if count == 1 else "s")
 
 
 class _Refused(Exception):
@@ -102,7 +186,7 @@ class WebhookSink:
     snapshots = False
 
     def __init__(self, settings: WebhookSettings, name: str, backoff_first_s: float = 0.5) -> None:
-        """``name`` as `webhook_names` makes it: it must not show the URL's path or query."""
+        """``name`` as `webhook_names` makes it: it must show the URL only as `shown_url` does."""
         self.settings = settings
         self.name = name
         self._tally = Tally(self.name, log)
@@ -168,6 +252,7 @@ class WebhookSink:
                 reason = await self._attempt(session, body, headers)
             except _Refused as exc:
                 self.backoff.reset()  # the receiver is up: the next event need not wait
+                self._given_up(event, f"{exc}; not retried")
                 self._tally.fail(f"{exc}; not retried", lost=1)
                 return
             if reason is None:
@@ -176,15 +261,29 @@ class WebhookSink:
             if attempt + 1 < attempts:
                 self._retrying(event, reason, attempt + 1, attempts)
                 continue
-            # One reason for every event lost to it: a receiver that keeps failing is logged once, then
+            self._given_up(event, f"{reason} on attempt {attempts} of {attempts}")
+            # One reason for every event lost to it: a receiver that keeps failing is an error once, then
             # once a while with the events lost since (`Tally.fail`), not once for every event.
-            self._tally.fail(f"{reason} (an event given up after {attempts} attempts)", lost=1)
+            self._tally.fail(f"{reason}; an event given up after {_attempts(attempts)}", lost=1)
 
     def _retrying(self, event: OutEvent, reason: str, attempt: int, attempts: int) -> None:
         """An attempt failed and will be retried: a warning, since the event may still get through
         (an error is for an event given up on); the sink is failing meanwhile (`Tally.retrying`)."""
         log.warning("[%s] %s: %s on attempt %d of %d; retrying", event.stream_id, self.name, reason, attempt, attempts)
         self._tally.retrying(reason)
+
+    def _given_up(self, event: OutEvent, reason: str) -> None:
+        """The event is lost to this webhook: a warning naming it, so it can be found in the history
+        (by its ``event_id``) and sent again. A warning like each retried attempt's, as many as the
+        attempts made; the error that the webhook fails is `Tally.fail`'s, once a while."""
+        log.warning(
+            "[%s] %s: %s; gave up on the %s event with event_id %s",
+            event.stream_id,
+            self.name,
+            reason,
+            event.data.get("type"),
+            event.event_id,
+        )
 
     async def _attempt(self, session: aiohttp.ClientSession, body: bytes, headers: dict[str, str]) -> str | None:
         """POST once: None when delivered, else why, when retrying may help (and `backoff` says when).
@@ -201,7 +300,7 @@ class WebhookSink:
                 reason = f"answered HTTP {response.status}"
                 if response.status < 400:
                     location = response.headers.get("Location")
-                    where = f" to {_origin(urljoin(self.settings.url, location))}" if location else ""
+                    where = f" to {_redirect_target(self.settings.url, location)}" if location else ""
                     raise _Refused(f"{reason}, a redirect{where} (not followed: set url to where it points)")
                 if response.status < 500 and response.status != 429:
                     raise _Refused(reason)
@@ -209,8 +308,11 @@ class WebhookSink:
                 if asked_s is not None:
                     reason += " with Retry-After"
         except TimeoutError:  # aiohttp's own time-outs are TimeoutErrors too
-            reason = f"cannot deliver: no answer within timeout_s = {self.settings.timeout_s:g} s"
+            reason = (
+                f"timed out: no answer within timeout_s = {self.settings.timeout_s:g} s (check that the receiver "
+                "can be reached and answers within it, or raise timeout_s)"
+            )
         except aiohttp.ClientError as exc:
-            reason = f"cannot deliver: {type(exc).__name__}: {exc}" if str(exc) else f"cannot deliver: {exc!r}"
+            reason = connection_failure(exc)
         self.backoff.failed(time.monotonic(), asked_s)
         return reason

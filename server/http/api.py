@@ -197,9 +197,20 @@ async def _body(request: web.Request) -> dict[str, Any]:
     """The request's JSON object, within `server.http.network.bodies.MAX_BODY_BYTES`, finite numbers only."""
     raw = await read_body(request)
     try:
-        body = json.loads(raw.decode() or "null", parse_constant=_no_constant, parse_float=_finite)
-    except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, NaN, nesting too deep
-        raise error(web.HTTPBadRequest, "the body must be a JSON object of finite numbers, nested sensibly") from None
+        text = raw.decode()
+    except UnicodeDecodeError as exc:
+        not_text = f"the body is not UTF-8 text (at byte {exc.start})"
+        raise error(web.HTTPBadRequest, f"{not_text}; send JSON in UTF-8") from None
+    try:
+        body = json.loads(text or "null", parse_constant=_no_constant, parse_float=_finite)
+    except json.JSONDecodeError as exc:  # the parser's own words, and where: a typo in a long body is found by them
+        what = exc.msg[:1].lower() + exc.msg[1:]
+        invalid = f"the body is not valid JSON: {what} at line {exc.lineno}, column {exc.colno}"
+        raise error(web.HTTPBadRequest, f"{invalid}; send a JSON object") from None
+    except ValueError as exc:  # NaN, Infinity, a number too large for a float
+        raise error(web.HTTPBadRequest, f"the body must be a JSON object of finite numbers: {exc}") from None
+    except RecursionError:
+        raise error(web.HTTPBadRequest, "the body is nested too deeply to read: send a JSON object") from None
     if not isinstance(body, dict):
         raise error(web.HTTPBadRequest, "the body must be a JSON object")
     try:
