@@ -15,8 +15,8 @@ import pytest
 
 from server.events.config import MqttSettings
 from server.events.mqtt import connection as mqtt_module
-from server.events.mqtt.connection import READS_CUT_LIMIT
 from server.events.mqtt.outbox import RESEND_CONNECTIONS_MAX
+from server.events.mqtt.readback import READS_CUT_LIMIT
 from server.events.sink import SinkState
 from tests.support.event_packets import track_start, with_counts, with_events
 from tests.support.fake_mqtt_broker import FakeBroker

@@ -14,6 +14,9 @@ from collections.abc import Mapping
 
 #: A stream's counts, flat: ``tracks``, ``zones_porch_objects``, ``lines_gate_in``...
 Counts = Mapping[str, float]
+#: The count every stream has, whatever its zones and lines: known before its first frame, whose
+#: shapes in pixels say which zone and line counts it has (a shape that does not fit is left out).
+TRACKS = "tracks"
 
 #: A zone's or line's counts are named after their kind first; what a person reads leaves it out,
 #: as the rest of the name says it.
@@ -31,7 +34,7 @@ def counts_of(metadata: Mapping[str, object]) -> dict[str, float]:
     ``by_class`` breakdowns are left out: they would multiply the names by the model's classes.
     """
     tracks = metadata.get("tracks")
-    counts: dict[str, float] = {"tracks": len(tracks) if isinstance(tracks, list) else 0}
+    counts: dict[str, float] = {TRACKS: len(tracks) if isinstance(tracks, list) else 0}
     _flatten(metadata.get("counts"), "", counts)
     return counts
 

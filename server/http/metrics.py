@@ -349,13 +349,18 @@ def line_crossing_samples(
     that watches every class, every class the model knows. Prometheus' ``increase()`` and ``rate()``
     take a series' first sample as its start: a class that appeared with its first crossing, at 1,
     had that crossing left out of every panel, and a line as the viewer's *Add line* draws it
-    watches every class.
+    watches every class. The start is the stream's, not its first frame's: a line of ``configs`` its
+    counts do not have (its camera never worked, the line was added since its last frame, or it does
+    not fit the frame, which the stream's analytics error says) is listed at 0 all the same.
     """
-    for stream, found in counts.items():
-        config = configs.get(stream)
-        limited = {line.name for line in config.options.lines if line.classes} if config is not None else set()
-        for line, by_class in found.lines.items():
-            unseen: dict[str, Mapping[str, int]] = {} if line in limited else {n: {} for n in class_names.values()}
+    for stream, config in configs.items():
+        found = counts.get(stream)
+        lines: dict[str, Mapping[str, Mapping[str, int]]] = {line.name: {} for line in config.options.lines}
+        lines |= found.lines if found is not None else {}
+        limited = {line.name: line.classes for line in config.options.lines if line.classes}
+        for line, by_class in lines.items():
+            every = limited.get(line, class_names.values())
+            unseen: dict[str, Mapping[str, int]] = {name: {} for name in every}
             for name, directions in (unseen | dict(by_class)).items():
                 for direction in DIRECTIONS:
                     labels = {"stream": stream, "line": line, "direction": direction, "class": name}

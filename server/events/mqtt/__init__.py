@@ -2,5 +2,6 @@
 
 `connection` owns the one connection and the topics' layout (read its docstring first); it takes
 events from the `outbox` and what each stream's retained state needs from `retained`, names them with
-`topics` and sends them through the `window` of publishes on their way.
+`topics` and sends them through the `window` of publishes on their way; what it reads back from the
+broker it asks for through `readback`.
 """

@@ -21,7 +21,9 @@ Topics (``P`` is ``topic_prefix``, default ``segcast``; ``D`` is ``discovery_pre
 - ``D/sensor/I_<stream>/<count>/config``: retained discovery config of one sensor per count, its
   device ``I_<stream>`` and its id ``I_<stream>_<count>``, pointing at ``P/<stream>/counts`` and
   ``P/<stream>/availability``; published the first time a count is seen after
-  connecting, so counts added later (zones, lines) appear in Home Assistant by themselves. A count
+  connecting, so counts added later (zones, lines) appear in Home Assistant by themselves, and
+  ``tracks``, the count every stream has, as soon as a stream is known: its device is there from its
+  start, unavailable, whether or not its camera ever works. A count
   that goes away (its zone or line deleted) has its config cleared (an empty retained message, which
   Home Assistant takes as "remove this sensor"); a removed stream has all of them, its counts and its
   availability cleared. A frame whose analytics failed carries the counts as they stand
@@ -36,12 +38,17 @@ The availabilities are read back on every connection, before ``P/status`` says o
 before crashed, and the stream is gone from its config, or was added without being saved) is said
 ``offline``, so its counts are not shown as current. Its sensors and counts are kept, unavailable:
 this node cannot tell a stream gone for good from one that comes back, or that another node of the
-fleet now publishes the same sensors for. Discovery configs are not read back (a broker with
-thousands of retained configs drops some), so a zone or stream deleted while segcast was stopped
-keeps its sensor until it is deleted in Home Assistant. An account that may not read
-``P/+/availability`` gets no correction: mosquitto grants the subscription and sends nothing; a
-broker that refuses it, or ends the connection for it twice in a row (as AWS IoT does for what a
-policy forbids), is not asked again, which is logged once. At start this includes the streams of the
+fleet now publishes the same sensors for. The discovery configs of each stream this process has are
+read back too, once a connection as the stream is known (`_read_configs`: its device's
+``D/sensor/I_<stream>/+/config`` alone, not every config under ``D``, of which a broker with
+thousands retained drops some): one this node published (a run before was killed after a zone was
+renamed) for a count the stream no longer has is cleared with its counts; another node's, pointing at
+its own topics, is left alone (`server.events.mqtt.retained`). A stream deleted while segcast was
+stopped is no longer this node's to read, and keeps its sensors until they are deleted in Home
+Assistant. An account that may not read them gets no correction: mosquitto grants the subscription
+and sends nothing; a broker that refuses one kind, or ends the connection for it twice in a row (as
+AWS IoT does for what a policy forbids), is not asked for that kind again, which is logged once
+(`server.events.mqtt.readback`). At start the availabilities read include the streams of the
 config file, not registered yet while the model loads: they are offline until their first counts.
 
 One task owns the connection: it connects, publishes, and on any broker error waits (doubling up to
@@ -74,11 +81,13 @@ from contextlib import suppress
 from typing import Any, TypeVar, cast
 
 import aiomqtt
+from aiomqtt.exceptions import MqttConnectError
 from paho.mqtt.reasoncodes import ReasonCode
 
 from server.events.config import MqttSettings
 from server.events.counts import Counts
 from server.events.mqtt.outbox import EventOutbox
+from server.events.mqtt.readback import ReadBack
 from server.events.mqtt.retained import RetainedStreams
 from server.events.mqtt.topics import MqttTopics
 from server.events.mqtt.window import QOS, OutMessage, PublishWindow
@@ -94,11 +103,16 @@ OFFLINE_TIMEOUT_S = 1.0
 CLIENT_ID_HEX = 16
 #: What aiomqtt's error says when the broker's answer did not come within the client's timeout.
 AIOMQTT_TIMED_OUT = "Operation timed out"
+#: What aiomqtt's error says when the connection is lost under its message iterator (`MqttSink._watch`).
+AIOMQTT_LOST = "Disconnected during message iteration"
+#: What ``last_error`` and the log say of a lost connection, instead of the words of the library's code
+#: that noticed it (the reason paho gives with them is always "Unspecified error").
+CONNECTION_CLOSED = "closed the connection, or the network lost it"
 #: The port MQTT over TLS is registered on; plain MQTT's is 1883.
 MQTT_TLS_PORT = 8883
-#: Connections ended by the broker in a row as it was asked for the availabilities before they are
-#: not asked for any more: once could be the network.
-READS_CUT_LIMIT = 2
+#: CONNACK's refusals of the login: MQTT 3.1.1's "bad user name or password" and "not authorized",
+#: and MQTT 5's codes for them, which paho reports for both.
+LOGIN_REFUSED = frozenset({4, 5, 134, 135})
 
 
 class _ClientLog(logging.LoggerAdapter[logging.Logger]):
@@ -131,9 +145,16 @@ class MqttSink:
         self._events = EventOutbox(settings.queue, self.topics, self._tally)
         self._streams = RetainedStreams(self.topics, settings.discovery)
         self._state_turn = False  # whether the next message is state rather than an event, when both wait
-        #: Connections in a row that ended while availabilities were read back (`_read_stale`).
-        self._reads_cut = 0
-        self._reading_refused = False  # by the broker: availabilities are not read back any more
+        self._availabilities = ReadBack(
+            self.name,
+            "a stream of a run that ended without saying offline (a crash) stays online in Home Assistant "
+            "until it is live again",
+        )
+        self._configs = ReadBack(
+            self.name,
+            "a sensor of a zone or line deleted while segcast was stopped stays in Home Assistant until deleted there",
+        )
+        self._configs_wanted = asyncio.Event()  # set: a stream's configs may be due to be read back
         #: Connections in a row the broker confirmed no publish on: the backoff before the next one.
         self._failures = 0
         #: Whether the broker confirmed a message sent after ``online`` on this connection (`_working`).
@@ -153,12 +174,14 @@ class MqttSink:
     def offer_counts(self, stream_id: str, counts: Counts) -> None:
         self._streams.offer_counts(stream_id, counts)
         self._wake.set()
+        self._want_configs()
 
     def stream_live(self, stream_id: str, live: bool) -> None:
         """Whether ``stream_id`` is live now: its sensors are available only while it is
         (`RetainedStreams.stream_live`)."""
         if self._streams.stream_live(stream_id, live):
             self._wake.set()
+        self._want_configs()
 
     def inference_available(self, available: bool) -> None:
         """Whether frames are inferred now: while they are not, no stream's sensors are available
@@ -258,6 +281,11 @@ class MqttSink:
         """
         settings = self.settings
         where = f"broker {settings.host}:{settings.effective_port}"
+        if isinstance(exc, MqttConnectError) and _code(exc.rc) in LOGIN_REFUSED:
+            check = "username and password" if settings.username is not None else "a username and password (none set)"
+            return f"{where} refused the login (check {check} in [events.mqtt], and the broker's ACL): {exc}"
+        if str(exc) in (AIOMQTT_LOST, CONNECTION_CLOSED):
+            return f"{where} {CONNECTION_CLOSED}"
         if settings.tls or connected:
             return f"{where}: {exc}"
         if str(exc) == AIOMQTT_TIMED_OUT:
@@ -272,6 +300,7 @@ class MqttSink:
         until the connection drops or closing."""
         await _unless_lost(client, self._say_online(client))
         self._streams.connected()
+        self._want_configs()
         await self._serve(client)
 
     async def _say_online(self, client: aiomqtt.Client) -> None:
@@ -281,7 +310,7 @@ class MqttSink:
         online while the broker still says a stream of a run that crashed is: its sensors would show
         the counts that run left as the scene now.
         """
-        stale = await self._read_stale(client) if not self._reading_refused else []
+        stale = await self._read_stale(client)
         corrections = (client.publish(self.topics.availability(s), "offline", qos=QOS, retain=True) for s in stale)
         # Handed to paho in this order, as `PublishWindow` sends: no stream of ours can say online before them.
         await asyncio.gather(*corrections, client.publish(self.topics.status, "online", qos=QOS, retain=True))
@@ -305,14 +334,17 @@ class MqttSink:
         Iterating ``client.messages`` ends with an error as soon as the connection is lost, so a broker
         that goes away while nothing is being published still turns the state to failing at once.
         """
-        publisher = asyncio.ensure_future(self._publish_forever(client))
-        watcher = asyncio.ensure_future(self._watch(client))
+        tasks = (
+            asyncio.ensure_future(self._publish_forever(client)),
+            asyncio.ensure_future(self._watch(client)),
+            asyncio.ensure_future(self._read_configs(client)),
+        )
         try:
-            done, _ = await asyncio.wait((publisher, watcher), return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (publisher, watcher):
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(publisher, watcher, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
         for task in done:
             task.result()
 
@@ -326,34 +358,40 @@ class MqttSink:
         this process has at that moment: a stream it has says its own availability, after this.
         """
         learning = self.topics.availability("+")
-        self._reads_cut += 1  # undone below, unless the connection ends here
-        if self._reads_cut > READS_CUT_LIMIT:
-            self._refuse_reading(learning, "ended the connection for it twice in a row")
-            return []
-        granted = await client.subscribe(learning, qos=0)  # QoS 0: sent at once, not held by the broker's window
-        self._reads_cut = 0
-        if any(isinstance(code, ReasonCode) and code.is_failure for code in granted):
-            self._refuse_reading(learning, "refused the subscription")
+        if not await self._availabilities.subscribe(client, learning):
             return []
         await client.unsubscribe(learning)
         retained = [await anext(client.messages) for _ in range(len(client.messages))]
         return self._streams.read_back(retained)
 
-    def _refuse_reading(self, topic: str, how: str) -> None:
-        """Stop reading back availabilities, which the broker does not let this account do, and say so once."""
-        self._reading_refused = True
-        log.warning(
-            "%s: the broker %s to read %s: not asked again; a stream of a run that ended without saying "
-            "offline (a crash) stays online in Home Assistant until it is live again",
-            self.name,
-            how,
-            topic,
-        )
+    async def _read_configs(self, client: aiomqtt.Client) -> None:
+        """Read back the retained discovery configs of each stream's device, once a connection, as the
+        stream is known (`RetainedStreams.next_configs_to_read`); never returns.
+
+        Not every config under the discovery prefix: a broker that retains thousands sends them all,
+        and drops some. Each stream's come into `_watch`, which judges them (`RetainedStreams.read_config`);
+        subscribing and unsubscribing at once, as `_read_stale` does, leaves the subscription open for as
+        long as the broker takes to send them.
+        """
+        while True:
+            stream_id = None if self._configs.refused else self._streams.next_configs_to_read()
+            if stream_id is None:
+                self._configs_wanted.clear()
+                await self._configs_wanted.wait()
+                continue
+            topic = self.topics.device_discovery(stream_id)
+            if topic is not None and await self._configs.subscribe(client, topic):
+                await client.unsubscribe(topic)
+
+    def _want_configs(self) -> None:
+        if self._streams.configs_to_read:
+            self._configs_wanted.set()
 
     async def _watch(self, client: aiomqtt.Client) -> None:
-        """Wait for a disconnection; a retained availability that comes after `_read_stale` is taken here."""
+        """Wait for a disconnection; the retained messages read back are taken here: an availability that
+        comes after `_read_stale`, and the configs `_read_configs` asks for."""
         async for message in client.messages:
-            if self._streams.read_later(message):
+            if self._streams.read_later(message) or self._streams.read_config(message):
                 self._wake.set()
 
     async def _publish_forever(self, client: aiomqtt.Client) -> None:
@@ -442,7 +480,12 @@ async def _unless_lost(client: aiomqtt.Client, step: Awaitable[_T]) -> _T:
     error = lost.exception() if lost.done() and not lost.cancelled() else None
     if not doing.cancelled():
         return doing.result()
-    raise aiomqtt.MqttError("Disconnected while saying segcast online or offline") from error
+    raise aiomqtt.MqttError(CONNECTION_CLOSED) from error
+
+
+def _code(rc: int | ReasonCode | None) -> int | None:
+    """The number of an aiomqtt error's reason code, which paho gives as a number or a `ReasonCode`."""
+    return rc.value if isinstance(rc, ReasonCode) else rc
 
 
 @functools.cache

@@ -7,12 +7,15 @@ send: at most one of each kind is pending per stream, the newest.
 
 Nodes of one fleet share ``I`` and each has its own ``P`` (`server.events.mqtt.connection`): a camera keeps its
 device wherever it runs, and its config says which node's topics Home Assistant listens to. A node
-clears only configs it published, but it cannot tell whether another node has published the same one
-since (nothing is read back), so a camera moves in this order: removed from the old node first (done
-once its retained counts are gone from the broker), then added to the new one. Home Assistant then
-takes its sensors away and back under the same ids, and the new node's config is the one left
-retained; added first, the old node's removal would clear the new node's config, and the device would
-be gone until the new node connects again.
+clears only configs it published. Removing a stream, it clears those it announced without reading
+them back, so it cannot tell whether another node has published the same one since, and a camera
+moves in this order: removed from the old node first (done once its retained counts are gone from
+the broker), then added to the new one. Home Assistant then takes its sensors away and back under
+the same ids, and the new node's config is the one left retained; added first, the old node's
+removal would clear the new node's config, and the device would be gone until the new node connects
+again. The configs read back of a stream it runs (`read_config`) are told apart by the topics they
+point at: only this node's own are cleared, so a camera a node has just been given never loses a
+config its old node still has retained.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from collections.abc import Iterable
 
 import aiomqtt
 
-from server.events.counts import Counts
+from server.events.counts import TRACKS, Counts
 from server.events.mqtt.topics import MqttTopics
 from server.events.mqtt.window import OutMessage
 
@@ -49,6 +52,10 @@ class RetainedStreams:
         self._streams: set[str] = set()
         #: Streams this process does not have that the broker retains as ``online``: to say offline.
         self._stale: set[str] = set()
+        #: Streams whose device is to be announced on this connection before their first counts (`_device`).
+        self._devices_due: set[str] = set()
+        #: Streams whose retained discovery configs are to be read back on this connection (`read_config`).
+        self._configs_unread: set[str] = set()
 
     # -- what the outputs say -----------------------------------------------------------------------
 
@@ -93,6 +100,8 @@ class RetainedStreams:
 
     def forget_stream(self, stream_id: str) -> None:
         self._streams.discard(stream_id)
+        self._devices_due.discard(stream_id)
+        self._configs_unread.discard(stream_id)
         self._latest.pop(stream_id, None)
         self._unsent_counts.pop(stream_id, None)
         self._live.pop(stream_id, None)
@@ -101,7 +110,11 @@ class RetainedStreams:
 
     def _has(self, stream_id: str) -> None:
         """``stream_id`` is this process's: it says its own availability from now on, so no
-        ``online`` the broker retains from a run before is corrected for it any more."""
+        ``online`` the broker retains from a run before is corrected for it any more. New, its device is
+        announced and its configs read back."""
+        if stream_id not in self._streams and self.discovery:
+            self._devices_due.add(stream_id)
+            self._configs_unread.add(stream_id)
         self._streams.add(stream_id)
         self._stale.discard(stream_id)
 
@@ -113,6 +126,9 @@ class RetainedStreams:
         self._announced.clear()
         self._unsent_counts = dict(self._latest)
         self._unsent_availability = {stream_id: live and self._inference for stream_id, live in self._live.items()}
+        if self.discovery:
+            self._devices_due = set(self._streams)
+            self._configs_unread = set(self._streams)
 
     def read_back(self, retained: Iterable[aiomqtt.Message]) -> list[str]:
         """The streams to say offline before segcast says online, of the availabilities the broker
@@ -127,6 +143,40 @@ class RetainedStreams:
             return True
         return False
 
+    @property
+    def configs_to_read(self) -> bool:
+        """Whether a stream's retained discovery configs are yet to be read back on this connection."""
+        return bool(self._configs_unread)
+
+    def next_configs_to_read(self) -> str | None:
+        """A stream whose retained discovery configs are to be read back now, taken; None if none is."""
+        return self._configs_unread.pop() if self._configs_unread else None
+
+    def read_config(self, message: aiomqtt.Message) -> bool:
+        """A retained discovery config read back: True if it is one this node published (a run before, that
+        ended without clearing it) for a count its stream no longer has, now to be cleared.
+
+        This node's own configs of a stream it runs are told by `MqttTopics.published_here`; another
+        node's under the same ids are left alone. Each one of this node's is known as retained from here
+        on, so the stream's counts clear it unless they have its count (`_counts`): at once where they
+        are known, else with its first counts (a camera that never works keeps it, unavailable).
+        """
+        topic = str(message.topic)
+        stream_id = self.topics.stream_of_discovery(topic)
+        if stream_id is None or stream_id not in self._streams or not message.retain:
+            return False
+        if not isinstance(message.payload, bytes):
+            return False
+        retained = self._sensors.setdefault(stream_id, set())
+        if topic in retained or not self.topics.published_here(stream_id, topic, message.payload):
+            return False
+        retained.add(topic)
+        latest = self._latest.get(stream_id)
+        if latest is None or topic in self._configs_of(stream_id, latest):
+            return False
+        self._unsent_counts.setdefault(stream_id, latest)
+        return True
+
     def offline_at_shutdown(self) -> list[str]:
         """The streams to say offline as segcast stops: those it said online, but a removed one, whose
         retained messages are cleared, not kept."""
@@ -134,7 +184,8 @@ class RetainedStreams:
 
     def next_messages(self) -> list[OutMessage]:
         """One stream's pending removal, else the correction of one a run before left online (`read_back`),
-        else one's availability, else one's counts (with their sensors); [] if none is pending."""
+        else one's availability, else one's counts (with their sensors), else a new one's device; [] if
+        none is pending."""
         if self._forgotten:
             stream_id = next(iter(self._forgotten))
             self._forgotten.discard(stream_id)
@@ -148,6 +199,9 @@ class RetainedStreams:
         if self._unsent_counts:
             stream_id = next(iter(self._unsent_counts))
             return self._counts(stream_id, self._unsent_counts.pop(stream_id))
+        while self._devices_due:
+            if messages := self._device(self._devices_due.pop()):
+                return messages
         return []
 
     def keep_unconfirmed(self, messages: Iterable[OutMessage]) -> None:
@@ -194,7 +248,7 @@ class RetainedStreams:
         """The stream's counts, after the configs of its sensors not yet announced and the clearing of stale ones."""
         messages: list[OutMessage] = []
         if self.discovery:
-            configs = {self.topics.discovery(stream_id, name): name for name in counts}
+            configs = self._configs_of(stream_id, counts)
             retained = self._sensors.setdefault(stream_id, set())
             announced = self._announced.setdefault(stream_id, set())
             stale = retained - configs.keys()
@@ -202,16 +256,37 @@ class RetainedStreams:
                 messages.append(OutMessage(topic, b"", True, stream_id, "the removal of a sensor", clears_sensor=True))
                 retained.discard(topic)
                 announced.discard(topic)
-            for topic, name in configs.items():
-                if topic not in announced:
-                    config = json.dumps(self.topics.discovery_config(stream_id, name))
-                    messages.append(OutMessage(topic, config, True, stream_id, "a sensor's config"))
-                    announced.add(topic)
-                    retained.add(topic)
+            messages += self._announcing(stream_id, configs)
         messages.append(
             OutMessage(self.topics.counts(stream_id), json.dumps(dict(counts)), True, stream_id, "its counts")
         )
         return messages
+
+    def _device(self, stream_id: str) -> list[OutMessage]:
+        """The stream's device in Home Assistant from its start, whatever its camera does: the sensor of the
+        count every stream has, unavailable until its first counts.
+
+        Its zones' and lines' sensors wait for those counts, and so does the clearing of configs read
+        back: which of its shapes count is known only from its first frame (`TRACKS`).
+        """
+        return self._announcing(stream_id, self._configs_of(stream_id, (TRACKS,)))
+
+    def _announcing(self, stream_id: str, configs: dict[str, str]) -> list[OutMessage]:
+        """The configs among ``configs`` (topic: count) not yet announced on this connection, announced."""
+        retained = self._sensors.setdefault(stream_id, set())
+        announced = self._announced.setdefault(stream_id, set())
+        messages = []
+        for topic, name in configs.items():
+            if topic not in announced:
+                config = json.dumps(self.topics.discovery_config(stream_id, name))
+                messages.append(OutMessage(topic, config, True, stream_id, "a sensor's config"))
+                announced.add(topic)
+                retained.add(topic)
+        return messages
+
+    def _configs_of(self, stream_id: str, names: Iterable[str]) -> dict[str, str]:
+        """The discovery config topics of the sensors of counts ``names`` of ``stream_id``, each with its count."""
+        return {self.topics.discovery(stream_id, name): name for name in names}
 
     def _removal(self, stream_id: str) -> list[OutMessage]:
         """Remove a removed stream's sensors from Home Assistant and its retained counts and availability.

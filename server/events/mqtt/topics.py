@@ -64,6 +64,42 @@ class MqttTopics:
         """The discovery config topic of the sensor of count ``name`` of ``stream_id``."""
         return f"{self._discovery_prefix}/sensor/{self._device_id(stream_id)}/{UNSAFE.sub('_', name)}/config"
 
+    def device_discovery(self, stream_id: str) -> str | None:
+        """The filter of every discovery config topic of ``stream_id``'s device: its sensors, and no other
+        device's; None for a stream id a filter cannot hold as it is (a wildcard in it: a stream's id
+        from the config never has one)."""
+        if UNSAFE.search(stream_id):
+            return None
+        return f"{self._discovery_prefix}/sensor/{self._device_id(stream_id)}/+/config"
+
+    def stream_of_discovery(self, topic: str) -> str | None:
+        """The stream whose sensor's discovery config ``topic`` is, under these ids; None for any other topic."""
+        head, tail = f"{self._discovery_prefix}/sensor/{self._discovery_id}_", "/config"
+        if not (topic.startswith(head) and topic.endswith(tail)):
+            return None
+        levels = topic.removeprefix(head).removesuffix(tail).split("/")
+        return levels[0] if len(levels) == 2 and all(levels) else None
+
+    def published_here(self, stream_id: str, topic: str, payload: bytes) -> bool:
+        """Whether ``payload``, retained on ``topic`` (a sensor config of ``stream_id``'s device), is one this
+        node publishes: the ids of that device and sensor, and this node's counts topic.
+
+        Another node of a fleet publishes under the same ids (`discovery_config`) but points at its own
+        topics: its configs are its own to clear, and the camera may be on its way to it.
+        """
+        try:
+            config = json.loads(payload)
+        except ValueError:
+            return False
+        if not isinstance(config, dict) or not isinstance(device := config.get("device"), dict):
+            return False
+        device_id = self._device_id(stream_id)
+        return (
+            config.get("state_topic") == self.counts(stream_id)
+            and config.get("unique_id") == f"{device_id}_{topic.split('/')[-2]}"
+            and device.get("identifiers") == [device_id]
+        )
+
     def discovery_config(self, stream_id: str, name: str) -> dict[str, object]:
         """Home Assistant's MQTT discovery payload for the sensor of count ``name`` of ``stream_id``.
 
