@@ -262,8 +262,10 @@ def _line(table: Mapping[str, Any], where: str) -> Line:
     units = _units(table, where)
     points = _points(table, units, 2, where)
     # Fractions that forgot their units are told so first, as a zone's are: as pixels most such lines
-    # are also under a pixel long, but that is not what to fix.
-    if hint := _fractions_hint(table, points):
+    # are also under a pixel long, but that is not what to fix. Not a line with no length as fractions
+    # either (two points the same): that is what to fix there.
+    long_as_fractions = all(math.dist(a, b) >= MIN_SEGMENT[Units.FRACTION.value] for a, b in itertools.pairwise(points))
+    if long_as_fractions and (hint := _fractions_hint(table, points)):
         raise ValueError(
             f"{where}.points: the line lies within a pixel of the frame's top-left corner, where nothing crosses it; "
             f"{hint}"
