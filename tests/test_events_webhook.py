@@ -585,9 +585,10 @@ async def test_queued_events_do_not_keep_their_frames(refused_port: int) -> None
 @pytest.mark.parametrize(
     ("location", "where"),
     [
-        # Where it points, path and all, so url can be set to it (it said only https://elsewhere.example:8443).
-        ("https://elsewhere.example:8443/new/path", "https://elsewhere.example:8443/new/path"),
-        ("/moved/here", "http://127.0.0.1:{port}/moved/here"),
+        # Where it points, its path but the last segment (a webhook's id may be any words), which it said
+        # only as https://elsewhere.example:8443.
+        ("https://elsewhere.example:8443/new/path", "https://elsewhere.example:8443/new/***"),
+        ("/moved/here", "http://127.0.0.1:{port}/moved/***"),
         ("https://hooks.example:8443/hook", "https://hooks.example:8443, the same path"),
         # What may be a secret is not shown: a segment that is no lower-case word, the query.
         (
@@ -661,23 +662,24 @@ def names(*urls: str) -> list[str]:
 
 def test_webhooks_on_one_host_are_named_by_their_paths() -> None:
     """Both were ``webhook http://127.0.0.1:18473`` and a number: which one failed took the config file to tell."""
-    assert names("http://127.0.0.1:18473/hooks/door", "http://127.0.0.1:18473/hooks/yard?key=abc") == [
-        "webhook http://127.0.0.1:18473/hooks/door",
-        "webhook http://127.0.0.1:18473/hooks/yard",
+    assert names("http://127.0.0.1:18473/door/hook", "http://127.0.0.1:18473/yard/hook?key=abc") == [
+        "webhook http://127.0.0.1:18473/door/***",
+        "webhook http://127.0.0.1:18473/yard/***",
     ]
     assert names("https://h.example/") == ["webhook https://h.example"]
 
 
 def test_webhooks_that_read_the_same_once_their_secrets_are_hidden_are_numbered() -> None:
-    """Home Assistant's webhook id is a secret in the path: two of them read the same but for their place."""
+    """Home Assistant's webhook id is a secret in the path, whatever words it is made of: its last segment
+    is never shown, and two of them read the same but for their place."""
     assert names(
         "http://ha.local:8123/api/webhook/-Xq2Vb8nPz1KtLm0AbCdEf",
-        "http://ha.local:8123/api/webhook/-Yr3Wc9oQa2LuMn1BcDeFg",
-        "http://user:pw@ha.local:8123/api/webhook/segcast",
+        "http://user:pw@ha.local:8123/api/webhook/correct-horse-battery-staple",
+        "http://ha.local:8123/other/webhook/segcast",
     ) == [
         "webhook http://ha.local:8123/api/webhook/*** [0]",
         "webhook http://ha.local:8123/api/webhook/*** [1]",
-        "webhook http://ha.local:8123/api/webhook/segcast",
+        "webhook http://ha.local:8123/other/webhook/***",
     ]
     assert names("https://hooks.slack.com/services/T0ABCDEF1/B0ABCDEF2/abcdefghijklmnopqrstuvwx") == [
         "webhook https://hooks.slack.com/services/***/***/***"

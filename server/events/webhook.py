@@ -82,14 +82,18 @@ def shown_url(url: str) -> str:
     """``url`` as logs, /metrics and the API show it: ``scheme://host[:port]/path``, without its user
     and query, each path segment that may be a secret (`SHOWN_SEGMENT`) as ``***``.
 
-    Webhook URLs often carry their secret: Home Assistant's webhook id is the last segment of its path,
-    Slack's and Discord's tokens are in theirs, others take ``?token=``. A path of lower-case words
-    is shown, so that two webhooks on one host read apart and a redirect says where it points.
+    Webhook URLs often carry their secret: Home Assistant's webhook id is the last segment of its path
+    (any text the person chose, lower-case words too), Slack's and Discord's tokens are in theirs,
+    others take ``?token=``. So the last segment is never shown, and the others only where they are
+    lower-case words, so that two webhooks on one host mostly read apart and a redirect says roughly
+    where it points.
     """
-    path = urlsplit(url).path
-    if path in ("", "/"):
+    segments = urlsplit(url).path.split("/")
+    if not any(segments):
         return _origin(url)
-    return _origin(url) + "/".join(_shown_segment(part) for part in path.split("/"))
+    last = max(i for i, part in enumerate(segments) if part)
+    shown = (HIDDEN_SEGMENT if i == last else _shown_segment(part) for i, part in enumerate(segments))
+    return _origin(url) + "/".join(shown)
 
 
 def _shown_segment(part: str) -> str:
