@@ -123,6 +123,10 @@ def test_a_token_before_an_at_sign_in_the_path_or_query_is_hidden(uri: str, mask
         # A password with a raw '/' and '?', then a host and port: not taken for a host and port itself.
         ("rtsp://adm:pa/?x@cam.local:554/live?mail=a@b.com", "rtsp://adm:***@b.com"),
         ("rtsp://u:pa/ss@cam/live?mail=a@b.com", "rtsp://u:***@b.com"),
+        # A password of digits, a raw '/' and '?', read as a port, a path and a query: still hidden.
+        ("rtsp://admin:12/a?b=c@cam/live", "rtsp://admin:***@cam/live"),
+        ("rtsp://admin:1234/x#k=v@cam/stream", "rtsp://admin:***@cam/stream"),
+        ("http://u:123/v?a=1@h/p", "http://u:***@h/p"),
         # No user info: the '@' is in a path, a query or a file's name.
         ("/videos/me@home.mp4", "/videos/me@home.mp4"),
         ("file:///videos/me@home.mp4", "file:///videos/me@home.mp4"),

@@ -139,7 +139,11 @@ def _userinfo(uri: str) -> tuple[int, str] | None:
         if query is not None and query.start() < at and _AT_BEFORE_A_VALUE.search(uri, query.start()) is None:
             if ffmpeg_reads_userinfo:
                 at = max(i for i in ats if i < query.start())
-            elif ats[0] > query.start() and _HOST_AND_PORT.fullmatch(uri, start, authority_end):
+            elif (
+                ats[0] > query.start()
+                and "/" not in uri[ats[0] :]  # not ``@cam/live``: a password's '/' and '?' read as a path
+                and _HOST_AND_PORT.fullmatch(uri, start, authority_end)
+            ):
                 return None
     userinfo = uri[start:at]
     if ffmpeg_reads_userinfo:
