@@ -137,3 +137,32 @@ async def test_the_stream_view_calls_only_a_picture_it_had_the_last_when_the_ser
     await page.evaluate("() => { location.hash = '#/stream/door'; }")  # the page stays: the server is away
     text = await wait_for_text(page, VIEW_PANEL, NO_PICTURE)
     assert "last picture" not in text
+
+
+#: Sockets lost one after another, the API answering each time, with an outage (no HTTP answer, no socket
+#: tried: All cameras' node not answering) between the first and the second: whether the live
+#: connection is blamed after each loss.
+REFUSALS_ACROSS_AN_OUTAGE = """async () => {
+  const { LiveRefusals } = await import("./static/status.js");
+  let judged = () => {};
+  const refusals = new LiveRefusals(async () => ({ streams: [] }), () => judged());
+  const lose = () => new Promise((resolve) => { judged = resolve; refusals.lost(); });
+  await lose();
+  const first = refusals.blamed;
+  refusals.outage();
+  await lose();
+  const afterOutage = refusals.blamed;
+  await lose();
+  return [first, afterOutage, refusals.blamed];
+}"""
+
+
+async def test_a_refusal_before_an_outage_and_one_after_are_not_two_in_a_row(
+    start_server: Callable[..., Awaitable[TestClient]], browser: Any
+) -> None:
+    """All cameras tries no socket while a node does not answer over HTTP, so its losses stopped being
+    heard: one refusal before the outage and one after said "live connection refused"."""
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    page, console = await open_page(browser, client, "/")
+    assert await page.evaluate(REFUSALS_ACROSS_AN_OUTAGE) == [False, False, True]
+    assert console.errors == []

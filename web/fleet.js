@@ -175,6 +175,7 @@ class FleetNode {
       return;
     }
     if (error !== null) {
+      this.refusals.outage(); // a refusal before it and one after are not two in a row
       this.down(diagnosis(error));
       return;
     }

@@ -107,6 +107,12 @@ export class LiveRefusals {
     this.inARow = 0;
   }
 
+  /** The server did not answer over HTTP either (no socket was tried): an outage ends a run of refusals. */
+  outage() {
+    this.inARow = 0;
+    this.unjudged = [];
+  }
+
   /**
    * The socket closed or failed to open: the API is asked why. `unanswered`: its handshake was given up
    * on without an answer, no refusal (a browser holds back a host's sockets behind one still opening).
