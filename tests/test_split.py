@@ -409,7 +409,7 @@ def test_a_shrinking_split_refuses_to_remove_a_running_node_without_cameras_sayi
         capsys.readouterr()
         assert main(["split", str(config), "--nodes", "2", "--first-port", str(first), "--force"]) == 2
         err = capsys.readouterr().err
-    assert f"(cams.node-3.toml at {node_3}, which is removed): it holds no cameras, but it would run on" in err
+    assert f"(cams.node-3.toml at {node_3}, which is removed): its file gives it no cameras, but it would run on" in err
     assert "stop it first" in err
     assert "running cameras this split gives another node" not in err
 

@@ -510,7 +510,7 @@ def _refuse_where_running_nodes_lose(split: Split, running: tuple[EarlierNode, .
             "port may run on)"
         )
     raise SplitError(
-        f"a node of the earlier split is running ({'; '.join(refused)}): it holds no cameras, but it would "
+        f"a node of the earlier split is running ({'; '.join(refused)}): its file gives it no cameras, but it would "
         "run on where the new entrance does not reach it, and a camera added through its API would run there "
         "unseen; stop it first, then split again (a node that keeps its port may run on)"
     )

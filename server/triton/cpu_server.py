@@ -159,7 +159,7 @@ def serve(install: TritonInstall, args: argparse.Namespace) -> int:
 
 
 def _say(line: str) -> None:
-    """``line`` on stdout in one write, flushed: tritonserver's output is passed on there meanwhile. A
+    """``line`` on stdout in one write, flushed: tritonserver's output goes to stderr meanwhile. A
     stdout that is gone (a closed terminal) loses the line and nothing else."""
     if sys.stdout is None:
         return
