@@ -189,6 +189,34 @@ def test_a_cycle_that_fails_outside_any_frame_is_logged_and_the_next_goes_on(
     assert "grouping bug" in said.getMessage() and said.exc_info
 
 
+def test_a_cycle_failing_every_time_waits_before_the_next_instead_of_spinning(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure that comes back at every cycle, before its wait for work, would spin a core for as long
+    as segcast runs: each failed cycle waits `IDLE_POLL_S` (on the stop, which ends the wait at once)."""
+    failed = threading.Semaphore(0)
+
+    def always_broken(self: InferenceWorker) -> Any:
+        failed.release()
+        raise RuntimeError("bookkeeping bug")
+
+    monkeypatch.setattr(InferenceWorker, "_take_batch", always_broken)
+    worker = InferenceWorker("m", lambda _: None, InferenceOptions(), load=lambda _: TruthModel())
+    waits: list[float | None] = []
+    stop_wait = worker._stop.wait
+
+    def recorded(timeout: float | None = None) -> bool:
+        waits.append(timeout)
+        return stop_wait(timeout)
+
+    monkeypatch.setattr(worker._stop, "wait", recorded)
+    worker.start()
+    try:
+        for _ in range(3):
+            assert failed.acquire(timeout=RESULT_TIMEOUT_S), "the cycle ran again"
+    finally:
+        worker.stop()
+    assert waits.count(worker_module.IDLE_POLL_S) >= 2, waits
+
+
 def test_an_inference_thread_that_ends_unexpectedly_makes_inference_unavailable_with_the_reason(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

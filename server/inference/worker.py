@@ -394,6 +394,7 @@ class InferenceWorker:
                 if reason != told:  # the traceback once per new reason, not once per cycle
                     log.error("inference cycle failed (%s); the thread goes on", reason, exc_info=exc)
                 told = reason
+                self._stop.wait(IDLE_POLL_S)  # a failure that comes back every cycle must not spin a core
 
     def _report_status(self) -> None:
         status = self.inference_status
