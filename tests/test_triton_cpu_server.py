@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import multiprocessing
 import os
 import re
 import socket
@@ -32,6 +31,7 @@ from server.triton.cpu_server import SHM_DIR, main, shm_region_prefix
 from server.triton.model import TritonModel
 from server.triton.repository import write_repository
 from server.triton.transport import TritonEndpoint, TritonRefused
+from tests.support.at_once import WORKERS, run_at_once
 from tests.support.cached_videos import cached_folder
 from tests.support.components import require_component, require_module
 from tests.support.triton_server import REPO, TritonProcess, free_ports, require_triton_venv
@@ -42,7 +42,6 @@ OUTPUTS = ("output0", "output1")
 CLIENT_TIMEOUT_S = 60.0
 COUNT_TIMEOUT_S = 10.0
 POLL_S = 0.05
-WORKERS = 2  # pytest's, sharing its cache
 
 grpc = require_module("tritonclient.grpc", "needs the triton extra: pip install '.[triton]'")
 text_format = require_module("google.protobuf.text_format", "needs the triton extra: pip install '.[triton]'")
@@ -79,19 +78,7 @@ def test_workers_exporting_the_model_at_once_all_use_one_whole_folder(tmp_path: 
     tests stay on one worker, ``--dist loadfile``): a second exporter wrote into the first's folder,
     and its rename failed, the folder in place being the first's (or the partial one, renamed away)."""
     folder = tmp_path / "digest"
-    spawn = multiprocessing.get_context("spawn")
-    start = spawn.Barrier(WORKERS)
-    workers = [spawn.Process(target=cache_export, args=(start, folder)) for _ in range(WORKERS)]
-    try:
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
-    finally:
-        for worker in workers:
-            if worker.is_alive():
-                worker.kill()
-                worker.join()
+    workers = run_at_once(cache_export, folder)
     assert [worker.exitcode for worker in workers] == [0] * WORKERS
     assert list(tmp_path.iterdir()) == [folder], "one folder, no partial one left"
     assert (folder / "model.onnx").read_text() in {str(worker.pid) for worker in workers}, "one worker's whole"

@@ -7,7 +7,6 @@ something it knows to find; the page then plays the annotated stream back over W
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from multiprocessing.synchronize import Barrier
@@ -18,6 +17,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from server.scene import Scene, write_y4m
+from tests.support.at_once import WORKERS, run_at_once
 from tests.support.browser import require_browser
 from tests.support.cached_videos import cached_video
 from tests.test_webrtc import feed, match_same_class, next_event, wait_removed, wait_state
@@ -32,7 +32,6 @@ CAMERA_FRAMES = 90  # Chromium loops the file
 END_WITHIN_S = 8.0
 CHECKED_FRAMES = 10  # frames with tracks, compared with the objects in the camera's file
 MIN_MATCHED = 0.7
-WORKERS = 2  # pytest's, sharing the video cache
 
 playwright = require_browser()
 
@@ -65,19 +64,7 @@ def test_workers_making_the_camera_file_at_once_all_get_it_whole(tmp_path: Path)
     alone = write_y4m(Scene(seed=CAMERA_SEED), tmp_path / "alone.y4m", CAMERA_FRAMES, start=CAMERA_START)
     cache = tmp_path / "cache"
     cache.mkdir()
-    spawn = multiprocessing.get_context("spawn")
-    start = spawn.Barrier(WORKERS)
-    workers = [spawn.Process(target=write_fake_camera_after, args=(start, cache)) for _ in range(WORKERS)]
-    try:
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
-    finally:
-        for worker in workers:
-            if worker.is_alive():
-                worker.kill()
-                worker.join()
+    workers = run_at_once(write_fake_camera_after, cache)
     assert [worker.exitcode for worker in workers] == [0] * WORKERS
     made = write_fake_camera(cache)
     assert list(cache.iterdir()) == [made], "one file, no partial one left"
