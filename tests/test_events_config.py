@@ -64,6 +64,9 @@ def test_no_events_table_means_no_outputs(tmp_path: Path) -> None:
         # Refused at start, not found out as every event is retried and lost.
         ('[[events.webhooks]]\nurl = "http://exa mple.com/hook"', "events.webhooks[0].url"),
         ('[[events.webhooks]]\nurl = "http://-bad-/hook"', "events.webhooks[0].url"),
+        # Longer than DNS holds: aiohttp raised a bare UnicodeError on every attempt.
+        (f'[[events.webhooks]]\nurl = "http://{"a" * 64}.example/hook"', "events.webhooks[0].url"),
+        (f'[events.mqtt]\nhost = "{"b." * 126}lan"', "events.mqtt.host"),
         ("[events.mqtt]\nport = 1883", "events.mqtt.host"),
         ('[events.mqtt]\nhost = "b"\nport = 0', "events.mqtt.port"),
         ('[events.mqtt]\nhost = "b"\npassword = "p"', "events.mqtt.password"),
@@ -134,6 +137,23 @@ def test_a_broker_host_name_or_address_is_taken(tmp_path: Path, host: str) -> No
     path.write_text(f'[events.mqtt]\nhost = "{host}"\n')
     mqtt = load_config(path).events.mqtt
     assert mqtt is not None and mqtt.host == host
+
+
+@pytest.mark.parametrize("host", [f"{'a' * 64}.example", "a." * 126 + "lan"], ids=["64-part", "255-name"])
+def test_a_host_name_longer_than_dns_holds_is_refused_saying_so(tmp_path: Path, host: str) -> None:
+    path = tmp_path / "segcast.toml"
+    path.write_text(f'[[events.webhooks]]\nurl = "https://{host}/hook"\n')
+    with pytest.raises(ConfigError, match="at most 253 characters, each part between dots at most 63"):
+        load_config(path)
+
+
+def test_a_host_name_as_long_as_dns_holds_is_taken(tmp_path: Path) -> None:
+    host = f"{'a' * 63}.{'b' * 63}.{'c' * 63}.{'d' * 61}"  # 253 characters
+    path = tmp_path / "segcast.toml"
+    path.write_text(f'[[events.webhooks]]\nurl = "https://{host}/hook"\n[events.mqtt]\nhost = "{host}."\n')
+    events = load_config(path).events
+    assert events.webhooks[0].url == f"https://{host}/hook"
+    assert events.mqtt is not None and events.mqtt.host == f"{host}."
 
 
 def test_a_password_in_a_broker_url_is_not_repeated_in_the_error(tmp_path: Path) -> None:

@@ -36,6 +36,7 @@ TOPIC_PART = re.compile(r"^[A-Za-z0-9_/-]{1,128}$")
 DISCOVERY_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 #: A host name's labels: letters (any script), digits, '-' and '_' (some local names have one).
 HOST_NAME = re.compile(r"^\w[\w-]*(\.[\w-]+)*\.?$")
+MAX_HOST_NAME_BYTES = 253  # RFC 1035, without the root's dot
 
 HISTORY_KEYS = ("path", "max_age_days", "max_mb", "snapshots", "queue")
 WEBHOOK_KEYS = ("url", "secret", "timeout_s", "retries", "queue")
@@ -182,7 +183,10 @@ def _webhook(table: Mapping[str, Any], where: str) -> WebhookSettings:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"{where}.url: expected an http:// or https:// URL, got {url!r}")
     if _plain_host(parts.hostname) is None:
-        raise ValueError(f"{where}.url: {parts.hostname!r} is not a host name or an IP address, in {url!r}")
+        raise ValueError(
+            f"{where}.url: {parts.hostname!r} is not a host name or an IP address{_length_hint(parts.hostname)}, "
+            f"in {url!r}"
+        )
     try:
         port_ok = parts.port != 0  # urlsplit checks the port only when it is asked for it
     except ValueError:  # not a number, or over 65535
@@ -244,7 +248,7 @@ def _broker_host(table: Mapping[str, Any], where: str) -> str:
         raise ValueError(f"{where}.host: expected the broker's host name or address")
     if _plain_host(host) is None:
         masked = host if "@" not in host else "***@" + host.rsplit("@", 1)[1]  # a password before the @ stays unsaid
-        hint = _host_hint(host)
+        hint = _length_hint(host) or _host_hint(host)
         raise ValueError(f"{where}.host: expected the broker's host name or address alone, got {masked!r}{hint}")
     return host
 
@@ -270,11 +274,29 @@ def _host_hint(host: str) -> str:
 
 
 def _plain_host(name: str) -> str | None:
-    """``name`` if it is a host name or an IP address (IPv6 too, colons and all, as a socket takes it), else None."""
+    """``name`` if it is a host name or an IP address (IPv6 too, colons and all, as a socket takes it), else None.
+
+    A name is one DNS can hold: no label over 63 bytes (as IDNA encodes it), 253 in all. A longer one would
+    pass here and fail every connection (aiohttp raises a bare UnicodeError on each attempt).
+    """
     try:
         return str(ipaddress.ip_address(name))
     except ValueError:
-        return name if HOST_NAME.match(name) else None
+        pass
+    if not HOST_NAME.match(name):
+        return None
+    try:
+        encoded = name.rstrip(".").encode("idna")
+    except UnicodeError:  # a label empty or over 63 bytes
+        return None
+    return name if len(encoded) <= MAX_HOST_NAME_BYTES else None
+
+
+def _length_hint(name: str) -> str:
+    """Why a name written as a host name is none: its length (DNS's limits), or nothing to add."""
+    if HOST_NAME.match(name) and _plain_host(name) is None:
+        return f" (a name is at most {MAX_HOST_NAME_BYTES} characters, each part between dots at most 63)"
+    return ""
 
 
 def _known(table: Mapping[str, Any], keys: tuple[str, ...], where: str) -> None:
