@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import shutil
 import tomllib
@@ -154,6 +155,15 @@ async def test_a_body_that_is_no_json_object_says_what_is_wrong_and_where(
     response = await client.post("/api/streams", data=body, headers={"Content-Type": "application/json"})
     assert response.status == 400
     assert (await response.json())["error"].startswith(error)
+
+
+async def test_a_body_starting_with_a_byte_order_mark_is_read(start_server: Start) -> None:
+    """Windows PowerShell 5 writes one before UTF-8 text; it was "not valid JSON: unexpected UTF-8 BOM"."""
+    client = await start_server()
+    body = b"\xef\xbb\xbf" + json.dumps({"id": "bom", "uri": "scene:"}).encode()
+    response = await client.post("/api/streams", data=body, headers={"Content-Type": "application/json"})
+    assert response.status == 201, await response.text()
+    assert [s["id"] for s in (await (await client.get("/api/streams")).json())["streams"]] == ["bom"]
 
 
 async def test_a_source_with_frames_above_max_frame_side_fails_with_the_reason(start_server: Start) -> None:

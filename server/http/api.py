@@ -197,7 +197,8 @@ async def _body(request: web.Request) -> dict[str, Any]:
     """The request's JSON object, within `server.http.network.bodies.MAX_BODY_BYTES`, finite numbers only."""
     raw = await read_body(request)
     try:
-        text = raw.decode()
+        # A byte order mark is skipped (RFC 8259 allows it): Windows PowerShell 5's files start with one.
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         not_text = f"the body is not UTF-8 text (at byte {exc.start})"
         raise error(web.HTTPBadRequest, f"{not_text}; send JSON in UTF-8") from None
