@@ -35,6 +35,7 @@ from server.http.keys import (
     stream_changes_key,
     websockets_key,
 )
+from server.http.network.headers import setup_headers
 from server.http.pages import setup_pages
 from server.http.pictures import setup_pictures
 from server.http.readings import setup_readings
@@ -73,6 +74,7 @@ def create_app(settings: Settings, policy: AccessPolicy | None = None) -> web.Ap
     app[etag_secret_key] = secrets.token_bytes(16)
     app.cleanup_ctx.append(_pipeline)
     app.on_shutdown.append(_close_viewers)
+    setup_headers(app)
     setup_auth(app, policy)
     setup_pages(app)
     setup_ws(app)

@@ -55,6 +55,9 @@ FRAME_SIDE_LIMITS_PX = (16, 16384)
 
 #: Keys of a ``[[streams]]`` table besides the stream options of `StreamOptions`.
 STREAM_KEYS = ("id", "uri", "loop")
+#: The key of a ``[[streams]]`` table that a save writes for a stream the API added or pointed at its
+#: source (`StreamConfig.from_api`); the file alone has it: a request that gave it is refused.
+FROM_API_KEY = "from_api"
 SERVER_KEYS = (
     "host",
     "port",
@@ -87,7 +90,7 @@ _TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "[model]": MODEL_KEYS,
     "[auth]": AUTH_KEYS,
     "[stream_defaults]": _OPTION_KEYS,
-    "[[streams]]": _STREAM_TABLE_KEYS,
+    "[[streams]]": (*_STREAM_TABLE_KEYS, FROM_API_KEY),
     "[events.history]": HISTORY_KEYS,
     "[[events.webhooks]]": WEBHOOK_KEYS,
     "[events.mqtt]": MQTT_KEYS,
@@ -114,12 +117,22 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class StreamConfig:
-    """One stream, from the config file, a flag or the API: the three are treated alike."""
+    """One stream, from the config file, a flag or the API: the three are treated alike, but for
+    ``from_api``.
+
+    ``from_api``: the API added the stream or gave it its source, so its camera is held to the API's
+    source policy (`server.streams.StreamManager.add`: ``[server] deny_networks`` at every connection),
+    whatever its name resolves to later. A save writes it to the stream's table (`FROM_API_KEY`), so
+    the stream stays held to it after a restart: an admin token must not reach, through a name its
+    holder resolves, the addresses the policy keeps from it. Not part of `to_json`: nothing a client
+    sends or reads.
+    """
 
     stream_id: str
     uri: str
     loop: bool = False
     options: StreamOptions = field(default_factory=StreamOptions)
+    from_api: bool = False
 
     def to_json(self) -> dict[str, object]:
         return {"id": self.stream_id, "uri": self.uri, "loop": self.loop, "options": self.options.to_json()}
@@ -149,7 +162,8 @@ class Settings:
     #: ``[auth] required = true``: tokens are needed wherever it listens, loopback too (a node behind
     #: an entrance others reach, which `segcast split` writes: the entrance reaches it from 127.0.0.1).
     auth_required: bool = False
-    #: What the API may open (see `server.http.access.policy`); the config file and flags are not held to it.
+    #: What the API may open (see `server.http.access.policy`); the config file and flags are not held to it,
+    #: but for the cameras of the streams the API saved there (`StreamConfig.from_api`).
     source_schemes: tuple[str, ...] = DEFAULT_SOURCE_SCHEMES
     media_dirs: tuple[Path, ...] = ()
     allow_devices: bool = False
@@ -376,14 +390,17 @@ def _file_stream(
     """A ``[[streams]]`` table over ``defaults`` (the file's ``file_defaults`` with the flags over them).
 
     A stream that names the tracker of the file's defaults keeps the settings they give it, even where
-    ``--tracker`` made another tracker everyone else's default.
+    ``--tracker`` made another tracker everyone else's default. ``from_api = true`` (a stream the API
+    saved) keeps it held to the API's source policy (`StreamConfig.from_api`).
     """
+    from_api = _bool(table, FROM_API_KEY, False, where)
+    table = {key: value for key, value in table.items() if key != FROM_API_KEY}
     base = defaults
     named = flatten_options(table, where).get("tracker")
     if named == file_defaults.tracker != defaults.tracker:
         base = replace(defaults, tracker=file_defaults.tracker, tracker_settings=file_defaults.tracker_settings)
     try:
-        return stream_config(table, base, where)
+        return replace(stream_config(table, base, where), from_api=from_api)
     except ConfigError as exc:
         if named is None and defaults.tracker != file_defaults.tracker and ".tracker_settings." in str(exc):
             raise ConfigError(
@@ -397,7 +414,7 @@ def _keys_set(table: Mapping[str, Any]) -> frozenset[str]:
     """The stream options a ``[[streams]]`` table sets, with ``tracker_settings.<key>`` for each tracker setting."""
     tracker_settings = table.get("tracker_settings", {})
     own = {f"tracker_settings.{key}" for key in tracker_settings} if isinstance(tracker_settings, Mapping) else set()
-    return frozenset(set(table) - set(STREAM_KEYS) | own)
+    return frozenset(set(table) - {*STREAM_KEYS, FROM_API_KEY} | own)
 
 
 def _file_relative_uri(uri: str, config: Path, where: str) -> str:

@@ -15,7 +15,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from server.config import MODEL_KEYS, VIEWER_LIMIT_KEYS, ConfigError, Settings, StreamConfig, content_digest
+from server.config import (
+    FROM_API_KEY,
+    MODEL_KEYS,
+    VIEWER_LIMIT_KEYS,
+    ConfigError,
+    Settings,
+    StreamConfig,
+    content_digest,
+)
 from server.delivery.viewer import ViewerLimits
 from server.events.config import EventsSettings, toml_string
 from server.events.config_toml import events_toml
@@ -95,6 +103,7 @@ def write_config(running: Settings, streams: list[StreamConfig], state: ConfigFi
     `Settings.file_settings`, the streams of ``state.flag_streams``, and the values ``--conf``,
     ``--imgsz`` or ``--tracker`` gave a stream) is not written: the file says what it said, with the
     streams the API has added or changed. Paths it gave relative to its folder are written as it gave them.
+    A stream the API added or gave its source is written with ``from_api = true`` (`StreamConfig.from_api`).
 
     ``state`` (by default as segcast started) is what segcast knows of the file. A file that holds
     anything else now was edited, or saved by another program (another segcast on the same file), and
@@ -293,6 +302,8 @@ def _config_text(settings: Settings, streams: list[tuple[StreamConfig, dict[str,
         lines += ["[[streams]]", f"id = {toml_value(stream.stream_id)}", f"uri = {toml_value(uri)}"]
         if stream.loop:
             lines.append("loop = true")
+        if stream.from_api:  # its camera stays held to the API's source policy after a restart
+            lines.append(f"{FROM_API_KEY} = true")
         lines += [*_option_lines(options), ""]
     lines += events_toml(_events_as_written(settings))
     return "\n".join(top + lines)

@@ -102,7 +102,6 @@ class StreamManager:
         self._failed: dict[str, str] = {}  # id -> reason, for sources that never opened
         self._processed: dict[str, int] = {}
         self._handed_in: set[str] = set()  # streams from `add_source`, which have no URI to reopen
-        self._checked: set[str] = set()  # streams from the API, held to the source policy (see `add`)
         #: Ids being removed or restarted, with how many changes hold each: not free until those are done
         #: (see `_remove`).
         self._claimed: Counter[str] = Counter()
@@ -176,18 +175,20 @@ class StreamManager:
         self._worker.stop()
         self._encoder.stop()
 
-    def add(self, config: StreamConfig, checked: bool = False) -> StreamInfo:
+    def add(self, config: StreamConfig) -> StreamInfo:
         """Start a stream. A source that cannot be opened is kept as a failed stream, with the reason.
 
-        ``checked``: the stream comes from the API, so its camera's address is checked against
-        ``[server] deny_networks`` again before every connection (the name may resolve differently
-        by then); the API checked the rest of the URI before calling this.
+        A stream `StreamConfig.from_api` (the API's, or one it saved to the config file) has its
+        camera's address checked against ``[server] deny_networks`` again before every connection (the
+        name may resolve differently by then, or after a restart); the API checked the rest of the URI
+        before it first gave it.
 
         Raises `StreamExistsError` if the id is taken, `StreamOptionsError` if its options do not fit the
         model, `ShuttingDownError` once `stop` has begun.
         """
         with self._changing:
-            return self._add(config, checked)
+            self._register(config)
+            return self._open(config)
 
     def _check_options(self, config: StreamConfig) -> None:
         try:
@@ -228,7 +229,7 @@ class StreamManager:
             self._stopping.difference_update(readers)
 
     def _register(self, config: StreamConfig, handed_in: bool = False) -> None:
-        """Claim ``config``'s id and announce the stream: the first step of `_add` and `add_source`."""
+        """Claim ``config``'s id and announce the stream: the first step of `add` and `add_source`."""
         self._check_options(config)
         with self._lock:
             if self._stopped:
@@ -242,21 +243,14 @@ class StreamManager:
                 self._handed_in.add(config.stream_id)
         self._hub.stream_added_threadsafe(config.stream_id)
 
-    def _add(self, config: StreamConfig, checked: bool) -> StreamInfo:
-        self._register(config)
-        if checked:
-            with self._lock:
-                self._checked.add(config.stream_id)
-        return self._open(config, checked)
-
-    def _open(self, config: StreamConfig, checked: bool, started: str = "added") -> StreamInfo:
+    def _open(self, config: StreamConfig, started: str = "added") -> StreamInfo:
         """Open the registered stream's source and start its reader; one that cannot be used stays, failed.
 
         Whatever goes wrong, the stream is left with a reason a person can read, never as a stream
         with neither a reader nor a reason (which no retry would ever change). ``started`` is how the
         log tells it began: ``added``, or ``restarted`` with new settings.
         """
-        check_host = self._check_host if checked else None
+        check_host = self._check_host if config.from_api else None
         try:
             source = open_source(config.uri, self._settings.max_frame_side, check_host)
         except SourceError as exc:
@@ -284,7 +278,7 @@ class StreamManager:
         return self._start(config, source)
 
     def _start(self, config: StreamConfig, source: Source, started: str = "added") -> StreamInfo:
-        """Feed ``source`` to the worker through a new reader: the last step of `_add` and `add_source`.
+        """Feed ``source`` to the worker through a new reader: the last step of `add` and `add_source`.
 
         If `stop` began meanwhile (`stop` does not wait for changes), the registration is undone and
         the reader never starts. The reader starts under the lock `stop` takes its readers under: each
@@ -362,7 +356,6 @@ class StreamManager:
             self._failed.pop(stream_id, None)
             self._processed.pop(stream_id, None)
             self._handed_in.discard(stream_id)
-            self._checked.discard(stream_id)
         for reader in readers:
             reader.request_stop()  # it publishes nothing from now on
         with self._pace_lock:
@@ -387,7 +380,7 @@ class StreamManager:
         readers = [self._take_reader(stream_id), self._unjoined.pop(stream_id, None)]
         return [reader for reader in readers if reader is not None]
 
-    def replace(self, config: StreamConfig, checked: bool = False) -> StreamInfo:
+    def replace(self, config: StreamConfig) -> StreamInfo:
         """Give a stream new settings; KeyError if it does not exist.
 
         A change of zones, lines and ``process_fps`` only is made in place: the video, the tracker's
@@ -396,8 +389,8 @@ class StreamManager:
         again change nothing, except for a stream that failed or ended: that is the way to retry it (a
         missing file copied in since). Any other change restarts the stream: a fresh tracker,
         whose ids go on after the old one's, and the old one's tracks and zone visits end on the
-        restarted stream's first frame (`InferenceWorker.remove_stream`). ``checked`` as for `add`; a
-        stream added through the API stays checked. A stream whose source was handed in (a WebRTC
+        restarted stream's first frame (`InferenceWorker.remove_stream`). ``config.from_api`` as for
+        `add`: the caller keeps it for a stream that had it. A stream whose source was handed in (a WebRTC
         publisher) cannot be reopened, so its options change without it (`_retrack`): the same
         fresh tracker, on the video as it comes.
         Raises `HandedInError` for a change of such a stream's uri or loop, or for retrying one, and
@@ -429,7 +422,7 @@ class StreamManager:
                 return self.info(stream_id)
             if self.handed_in(stream_id):
                 return self._retrack(current, config)
-            readers = self._restart(config, checked)
+            readers = self._restart(config)
         try:
             self._join(readers)
             with self._changing:
@@ -437,11 +430,10 @@ class StreamManager:
                     if self._stopped:
                         raise ShuttingDownError("the server is shutting down")
                     latest = self._configs[stream_id]  # KeyError: removed meanwhile
-                    checked = stream_id in self._checked
                 if latest is not config:
                     return self.info(stream_id)  # changed again meanwhile: that change starts it
                 self._hub.stream_added_threadsafe(stream_id)
-                return self._open(config, checked, started="restarted")
+                return self._open(config, started="restarted")
         finally:
             self._release(stream_id)
 
@@ -479,7 +471,7 @@ class StreamManager:
         log.info("[%s] options changed", stream_id)
         return self.info(stream_id)
 
-    def _restart(self, config: StreamConfig, checked: bool) -> list[StreamReader]:
+    def _restart(self, config: StreamConfig) -> list[StreamReader]:
         """Put ``config`` in its stream's place, claim the id and ask the old readers to stop (see `_remove`).
 
         The worker keeps the old stream's tracks to end and its ids to go on from (``restarting``).
@@ -491,8 +483,6 @@ class StreamManager:
             readers = self._take_readers(stream_id)
             self._failed.pop(stream_id, None)
             self._processed.pop(stream_id, None)
-            if checked:  # a stream added through the API stays checked
-                self._checked.add(stream_id)
         for reader in readers:
             reader.request_stop()
         # Also for a failed stream: it may be restarting a running one whose new source did not open.
@@ -502,7 +492,8 @@ class StreamManager:
         return readers
 
     def _check_host(self, host: str) -> None:
-        """Refuse a connection from a checked stream to a host in ``[server] deny_networks`` (see `add`)."""
+        """Refuse a connection of a stream `StreamConfig.from_api` to a host in ``[server] deny_networks``
+        (see `add`)."""
         try:
             self._policy.check_host(host)
         except SourceRefused as exc:
@@ -631,8 +622,9 @@ class StreamManager:
 
 def _changed_in_place(current: StreamConfig, wanted: StreamConfig) -> tuple[str, ...]:
     """The options of `IN_PLACE_OPTIONS` ``wanted`` changes, where it changes nothing else (a change made
-    in place); none where it changes anything else too, or nothing."""
-    if (wanted.uri, wanted.loop) != (current.uri, current.loop):
+    in place); none where it changes anything else too (``from_api`` too: the source is reopened checked), or
+    nothing."""
+    if (wanted.uri, wanted.loop, wanted.from_api) != (current.uri, current.loop, current.from_api):
         return ()
     kept = {name: getattr(wanted.options, name) for name in IN_PLACE_OPTIONS}
     if dataclasses.replace(current.options, **kept) != wanted.options:

@@ -489,10 +489,12 @@ async def test_persist_1_that_would_write_nothing_is_not_refused_on_a_read_only_
     start_server: Start, tmp_path: Path
 ) -> None:
     """Clients that always send ``?persist=1`` were refused (409) a change whose save writes nothing, the file
-    saying so already: removing a stream it never held, adding back one it holds as it was, a PATCH that
-    changes nothing. A change it would write is still refused."""
-    path = write(tmp_path, STREAM_A)
-    client = await start_server(StreamConfig("a", "scene:"), config_path=path)
+    saying so already: removing a stream it never held, adding back one it holds as it was (one the API
+    saved there: the file's own, added back, would become the API's), a PATCH that changes nothing. A
+    change it would write is still refused."""
+    text = f"{STREAM_A}from_api = true\n"
+    path = write(tmp_path, text)
+    client = await start_server(StreamConfig("a", "scene:", from_api=True), config_path=path)
     assert (await client.post("/api/streams", json={"id": "b", "uri": "scene:?seed=2"})).status == 201
     assert (await client.delete("/api/streams/a?persist=0")).status == 204
     path.chmod(0o444)
@@ -506,7 +508,7 @@ async def test_persist_1_that_would_write_nothing_is_not_refused_on_a_read_only_
     assert changed.status == 409, await changed.text()
     streams = (await (await client.get("/api/streams")).json())["streams"]
     assert [(s["id"], s["options"]["iou"]) for s in streams] == [("a", StreamOptions().iou)]
-    assert path.read_text() == STREAM_A
+    assert path.read_text() == text
 
 
 async def test_a_file_made_read_only_while_an_older_look_is_under_way_is_refused_a_save(

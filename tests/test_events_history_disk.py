@@ -6,7 +6,9 @@ after each statement the writer runs) or pretended (writes refused while the fil
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -156,6 +158,35 @@ async def test_opening_an_existing_history_writes_nothing(tmp_path: Path) -> Non
         assert not wal.exists() or wal.stat().st_size == 0
     finally:
         await outputs.stop()
+
+
+def modes(path: Path) -> dict[str, str]:
+    """The permissions of the history's file and of those SQLite keeps beside it, by name, as ``ls`` shows them."""
+    files = [path, *(path.with_name(path.name + suffix) for suffix in ("-wal", "-shm", "-journal"))]
+    return {file.name: stat.filemode(file.stat().st_mode) for file in files if file.exists()}
+
+
+async def test_a_history_file_segcast_makes_is_its_owners_alone(tmp_path: Path) -> None:
+    """It holds camera snapshots: made under the usual umask (022), it and its log were every user's to read.
+    A file there already keeps the permissions its owner gave it."""
+    path = tmp_path / "events.db"
+    umask = os.umask(0o022)
+    try:
+        for expected in ("-rw-------", "-rw-r-----"):
+            outputs = EventOutputs(EventsSettings(history=HistorySettings(path)))
+            await outputs.start()
+            try:
+                assert outputs.history is not None
+                outputs.on_packet(track_start(1))
+                await stored(outputs.history, 1)
+                found = modes(path)
+                assert {"events.db", "events.db-wal", "events.db-shm"} <= set(found), found
+                assert set(found.values()) == {expected}, found
+            finally:
+                await outputs.stop()
+            path.chmod(0o640)  # its owner shares it with a group: a later open leaves that be
+    finally:
+        os.umask(umask)
 
 
 class SmallDisk(sqlite3.Connection):

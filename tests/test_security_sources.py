@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
@@ -19,10 +20,12 @@ import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
+from server.app import create_app
 from server.config import ConfigError, StreamConfig, load_config
 from server.http.access import policy
 from server.http.access.policy import MAX_URI_CHARS, SourcePolicy, SourceRefused, UnusableSource
 from server.http.keys import manager_key
+from server.inference.models import BUNDLED_MODEL
 from tests.support.polling import eventually
 from tests.support.ports import held_closed_port
 from tests.support.reader_probe import SilentServer
@@ -151,8 +154,8 @@ async def test_the_api_refuses_a_metadata_address_and_checks_again_at_each_conne
         # A name that resolved elsewhere when the stream was added is refused when it connects.
         assert client.app is not None
         manager = client.app[manager_key]
-        config = StreamConfig("late", f"rtsp://localhost:{camera.port}/x")
-        info = await asyncio.get_running_loop().run_in_executor(None, partial(manager.add, config, checked=True))
+        config = StreamConfig("late", f"rtsp://localhost:{camera.port}/x", from_api=True)
+        info = await asyncio.get_running_loop().run_in_executor(None, partial(manager.add, config))
         assert info.state.value in ("starting", "failed")
         body = await state_of(client, "late", "failed")
         assert "deny_networks" in body["error"]
@@ -361,3 +364,84 @@ async def test_a_scene_too_large_for_memory_is_refused(start_server: Start) -> N
     body = await response.json()
     assert response.status == 400 and "width=0: must be from 64 to 3840" in body["error"], "names the limit crossed"
     assert (await (await client.get("/api/streams")).json())["streams"] == []
+
+
+#: A name only the tests' resolver knows (`rebind`): what it resolves to is the test's to change, as a
+#: DNS name's owner may change it between the API's check and any later connection.
+REBIND_NAME = "rebind.test"
+
+
+@pytest.fixture
+def rebind(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """`REBIND_NAME` resolved by Python's resolver (segcast's checks) to ``["address"]`` at each lookup.
+
+    FFmpeg resolves names itself and finds none for it: its stream, where not refused, reconnects.
+    """
+    answer = {"address": "127.0.0.1"}
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == REBIND_NAME:
+            return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (answer["address"], 0))]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return answer
+
+
+async def settled(client: TestClient, stream_id: str) -> dict[str, Any]:
+    """The stream once it has tried its source: no longer ``starting``."""
+
+    async def tried() -> dict[str, Any] | None:
+        body: dict[str, Any] = await (await client.get(f"/api/streams/{stream_id}")).json()
+        return body if body["state"] != "starting" else None
+
+    return await eventually(tried, what=f"{stream_id} to try its source")
+
+
+@pytest.mark.parametrize("given", ["added", "re-pointed"])
+async def test_a_camera_the_api_saved_is_held_to_deny_networks_after_a_restart(
+    aiohttp_client: Callable[..., Awaitable[TestClient]], tmp_path: Path, rebind: dict[str, str], given: str
+) -> None:
+    """Saved with ``?persist=1``, a stream the API added (or gave its camera) was opened from the config
+    file after a restart as the file's own, unchecked: an admin token and a name its holder resolves
+    reached any address after any restart. A later change that keeps the camera keeps it held too."""
+    path = tmp_path / "segcast.toml"
+    path.write_text(
+        f'[server]\ndeny_networks = ["127.0.0.2/32"]\n\n[model]\nname = "{BUNDLED_MODEL}"\n\n'
+        '[[streams]]\nid = "yard"\nuri = "scene:?seed=1"\n'
+    )
+    uri = f"rtsp://{REBIND_NAME}:554/live"
+    client = await aiohttp_client(create_app(load_config(path)))
+    if given == "added":
+        stream_id = "door"
+        response = await client.post("/api/streams?persist=1", json={"id": stream_id, "uri": uri})
+        assert response.status == 201, await response.text()
+    else:
+        stream_id = "yard"
+        response = await client.patch(f"/api/streams/{stream_id}?persist=1", json={"uri": uri})
+        assert response.status == 200, await response.text()
+    response = await client.patch(f"/api/streams/{stream_id}?persist=1", json={"conf": 0.4})
+    assert response.status == 200, await response.text()
+    await client.close()
+
+    rebind["address"] = "127.0.0.2"  # its owner points the name at an address the list denies
+    client = await aiohttp_client(create_app(load_config(path)))
+    body = await settled(client, stream_id)
+    assert body["options"]["conf"] == 0.4, "the stream started from the saved file"
+    assert body["state"] == "failed" and "deny_networks" in body["error"], body
+
+
+async def test_only_the_config_file_says_a_stream_is_the_apis(start_server: Start, tmp_path: Path) -> None:
+    """A request cannot take its stream out of the policy: ``from_api`` is no key it may give."""
+    client = await start_server(StreamConfig("cam", "scene:?seed=1"))
+    response = await client.post("/api/streams", json={"id": "door", "uri": "scene:?seed=2", "from_api": False})
+    assert response.status == 400 and "from_api" in (await response.json())["error"]
+    response = await client.patch("/api/streams/cam", json={"from_api": False})
+    assert response.status == 400 and "from_api" in (await response.json())["error"]
+    path = tmp_path / "segcast.toml"
+    path.write_text('[[streams]]\nid = "cam"\nuri = "rtsp://cam/live"\nfrom_api = true\n')
+    assert load_config(path).streams == (StreamConfig("cam", "rtsp://cam/live", from_api=True),)
+    path.write_text('[[streams]]\nid = "cam"\nuri = "rtsp://cam/live"\nfrom_api = "yes"\n')
+    with pytest.raises(ConfigError, match=r"streams\[0\] \(id 'cam'\)\.from_api: expected true or false"):
+        load_config(path)

@@ -8,6 +8,7 @@ in a dialog of its own that says why in plain words, never with the browser's ba
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
+from server.http.pages import CACHED_FOR_GOOD
 from tests.support.browser import require_browser
 
 require_browser()
@@ -93,3 +95,37 @@ async def test_a_wrong_token_is_refused_and_the_page_says_why(start_server: Star
     assert await page.locator(".card[data-stream=cam] canvas[data-seq]").count() == 0
     assert prompts == []
     await page.close()
+
+
+async def test_api_answers_are_never_stored_and_no_answer_is_sniffed(start_server: Start) -> None:
+    """The API's JSON had no ``Cache-Control``: asked with ``?token=``, a shared cache could keep a node's
+    streams and hand them to whoever asked for that URL next. The viewer's files keep their own caching;
+    every answer, a streamed one too, says its type is to be taken as it is (``nosniff``)."""
+    client = await start_server(StreamConfig("cam", "scene:?seed=1"), admin_tokens=(ADMIN,), viewer_tokens=(VIEWER,))
+    minted = await client.post("/api/tokens", json={"role": "viewer"}, headers={"Authorization": f"Bearer {VIEWER}"})
+    assert minted.status == 200, await minted.text()
+    token = (await minted.json())["token"]
+    page = await client.get("/")
+    script = re.search(r'src="(static/[^/"]+/[^"]+\.js)"', await page.text())
+    assert script is not None, "the page loads its scripts under a tag"
+    answers = {
+        "a minted token": minted,
+        "the viewer's page": page,
+        "its script": await client.get(f"/{script[1]}"),
+        "the streams": await client.get(f"/api/streams?token={token}"),
+        "a refusal": await client.get("/api/streams"),
+        "no such route": await client.get(f"/api/nowhere?token={token}"),
+        "no such stream": await client.get(f"/api/streams/none?token={token}"),
+    }
+    async with client.get(f"/api/streams/cam/mjpeg?token={token}") as mjpeg:  # sent from inside its handler
+        answers["MJPEG"] = mjpeg
+    statuses = {name: answer.status for name, answer in answers.items()}
+    assert statuses == {**dict.fromkeys(answers, 200), "a refusal": 401, "no such route": 404, "no such stream": 404}
+    sniffing = {name: answer.headers.get("X-Content-Type-Options") for name, answer in answers.items()}
+    assert sniffing == dict.fromkeys(answers, "nosniff")
+    cached = {name: answer.headers.get("Cache-Control") for name, answer in answers.items()}
+    assert cached == {
+        **dict.fromkeys(answers, "no-store"),
+        "the viewer's page": "no-cache",
+        "its script": CACHED_FOR_GOOD,
+    }

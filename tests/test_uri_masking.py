@@ -68,6 +68,41 @@ async def test_viewers_and_the_log_never_see_a_secret_behind_an_encoded_name(
         assert secret not in caplog.text
 
 
+# -- signed URLs ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("uri", "masked"),
+    [
+        # nginx secure_link: the hash is the secret, when it expires is not.
+        ("https://cdn.example/live/cam.m3u8?md5=Xq3bP0_aZ9&expires=1767225600", "https://cdn.example/live/cam.m3u8?md5=***&expires=1767225600"),
+        # Akamai's token, in the query (hdnts) or as its edge cookie's value (hdnea).
+        ("https://a.akamaihd.net/x/master.m3u8?hdnts=exp=1767225600~acl=/*~hmac=9f8e7d", "https://a.akamaihd.net/x/master.m3u8?hdnts=***"),
+        ("https://a.akamaihd.net/x/master.m3u8?hdnea=st=1~exp=2~hmac=9f8e7d", "https://a.akamaihd.net/x/master.m3u8?hdnea=***"),
+        # CloudFront: the policy goes with its signature.
+        ("https://d1.cloudfront.net/cam.m3u8?Policy=eyJTdGF0ZW1lbnQ&Signature=Ab~Cd&Key-Pair-Id=K2J", "https://d1.cloudfront.net/cam.m3u8?Policy=***&Signature=***&Key-Pair-Id=***"),
+        ("rtsp://cam.example/live?access_code=483920&channel=1", "rtsp://cam.example/live?access_code=***&channel=1"),
+        ("rtsp://cam.example/live?Access-Code=483920", "rtsp://cam.example/live?Access-Code=***"),
+        ("https://cdn.example/cam.flv?auth_key=1767225600-0-0-9f8e7d", "https://cdn.example/cam.flv?auth_key=***"),
+        ("rtmp://wowza.example/live/cam?wowzatokenhash=Zm9v&wowzatokenendtime=1767225600", "rtmp://wowza.example/live/cam?wowzatokenhash=***&wowzatokenendtime=***"),
+    ],
+)  # fmt: skip
+def test_the_secrets_of_a_signed_url_are_masked(uri: str, masked: str) -> None:
+    """A CDN's signed URL let anyone who read ``GET /api/streams`` or the log play the stream until it expired."""
+    assert mask_uri(uri) == masked
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "rtsp://cam.example/live?codec=h264&pinhole=1&st=1767225600",  # no secret's names, only hold one
+        "https://cdn.example/live.m3u8?expires=1767225600&e=1767225600",
+    ],
+)
+def test_names_that_only_look_like_a_signed_urls_are_left_alone(uri: str) -> None:
+    assert mask_uri(uri) == uri
+
+
 # -- an '@' in a query or fragment, and the user info ---------------------------------------------------
 
 

@@ -14,6 +14,7 @@ nothing answers for is a 503, never a change that waits for ever.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import hmac
 import json
@@ -310,11 +311,12 @@ async def _add_stream(request: web.Request) -> web.Response:
         config = stream_config(body, request.app[settings_key].stream_defaults, "body")
     except ConfigError as exc:
         raise error(web.HTTPBadRequest, str(exc)) from None
+    config = dataclasses.replace(config, from_api=True)  # held to the source policy, saved or not
     persist = saves(request, config.stream_id, asked)
     async with _changes_of(request, config.stream_id):
         await check_writable(request, asked, config.stream_id, config)
         await _check_source(request, config.uri)
-        info = await _start_stream(request, functools.partial(request.app[manager_key].add, checked=True), config)
+        info = await _start_stream(request, request.app[manager_key].add, config)
         note_added(request, config.stream_id)
     if persist:
         await _save(request, config.stream_id, info)
@@ -350,7 +352,9 @@ async def _merge_change(request: web.Request, body: dict[str, Any], asked: bool 
     that cannot be made (`check_writable`).
 
     The change is made only over the settings it was merged over (`_check_still`), never over a stream
-    it was not meant for.
+    it was not meant for. A new ``uri`` makes the stream `StreamConfig.from_api` (held to the source
+    policy); one that was stays so, whatever the change: a PATCH of its zones must not let its camera
+    reach the addresses the policy keeps it from.
     """
     current = stream_info(request).config
     _check_unchanged(request, current)
@@ -373,13 +377,13 @@ async def _merge_change(request: web.Request, body: dict[str, Any], asked: bool 
         options = stream_options({k: v for k, v in body.items() if k not in STREAM_KEYS}, current.options, "body")
     except ConfigError as exc:
         raise error(web.HTTPBadRequest, str(exc)) from None
-    config = StreamConfig(current.stream_id, uri.strip(), loop_value, options)
+    new_source = uri.strip() != current.uri
+    config = StreamConfig(current.stream_id, uri.strip(), loop_value, options, current.from_api or new_source)
     await check_writable(request, asked, config.stream_id, config)
-    if config.uri != current.uri:
+    if new_source:
         await _check_source(request, config.uri)
     _check_still(request, current)
-    replace = functools.partial(request.app[manager_key].replace, checked=config.uri != current.uri)
-    return await _start_stream(request, replace, config)
+    return await _start_stream(request, request.app[manager_key].replace, config)
 
 
 async def _start_stream(

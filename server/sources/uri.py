@@ -16,12 +16,18 @@ from server.sources.base import SourceError
 MASK = "***"
 
 #: Parameter names whose values are secrets: some cameras take credentials or tokens in the query
-#: string, in ``;key=value`` path parameters, or (Dahua) in the path as ``user=..._password=...``.
-_SECRET_WORDS = r"pass|pwd|psw|token|secret|key|auth|sig|cred|session"
+#: string, in ``;key=value`` path parameters, or (Dahua) in the path as ``user=..._password=...``; a
+#: CDN signs a stream's URL with one (nginx secure_link's ``md5=``, Akamai's ``hdnts=`` and ``hdnea=``;
+#: Wowza's ``wowzatokenhash=``, Aliyun's ``auth_key=`` and CloudFront's ``Signature=`` hold a word too).
+_SECRET_WORDS = r"pass|pwd|psw|token|secret|key|auth|sig|cred|session|md5|hdnts|hdnea|access-?code"
 #: Endings too short to look for anywhere in a name, but a password's at its end (VStarcam's
 #: ``loginuse=admin&loginpas=...``, ``userpw``).
 _SECRET_ENDINGS = r"pas|pw"
-_SECRET_NAMES = r"p|pin"
+#: Whole names alone, where a longer name holding one is no secret's (``pinhole``, ``codec``): short
+#: ones; ``code``, an access or authorisation code (``access_code=`` is judged by the part after its
+#: '_', as a Dahua path's names are); CloudFront's ``Policy=``, the terms its ``Signature=`` signs, as
+#: no part of a signed URL is shown.
+_SECRET_NAMES = r"p|pin|code|policy"
 #: A secret's name, as a camera reads it: percent-decoded. It holds a secret word, ends in a secret
 #: ending or is a short secret name.
 _SECRET_NAME = re.compile(

@@ -36,15 +36,18 @@ even past `JOIN_TIMEOUT_S` the interpreter waits for it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
+import os
 import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -82,6 +85,10 @@ JOIN_TIMEOUT_S = DRAIN_TIMEOUT_S + 30.0
 QUEUED_PICTURES_MAX_BYTES = 256 * 1024 * 1024
 #: What ``PRAGMA auto_vacuum`` reads on a file that gives space back: retention's pruning relies on it.
 AUTO_VACUUM_INCREMENTAL = 2
+#: The permissions of a history file segcast makes: its owner's alone. It holds camera snapshots, which
+#: SQLite made readable by every user of the machine (under the usual umask, 022); SQLite gives the
+#: ``-wal``, ``-shm`` and ``-journal`` files it makes beside it the file's own permissions.
+FILE_MODE = 0o600
 
 #: Each page reads newest first (``ORDER BY id DESC``): the indexes carry the id after the filters
 #: the viewer and API combine, so a page reads its rows in order and stops, never sorting all of a
@@ -310,6 +317,7 @@ class HistorySink:
         path = self.settings.path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(path)
             db = sqlite3.connect(path, timeout=LOCK_TIMEOUT_S, isolation_level=None, check_same_thread=False)
             try:
                 found = check_history_file(db, path, SCHEMA)  # before anything is written: maybe not ours
@@ -393,6 +401,17 @@ class HistorySink:
             json.dumps(event.message, separators=(",", ":")),
             snapshot,
         )
+
+
+def _create_private(path: Path) -> None:
+    """Make the history's file, empty (SQLite takes an empty file for a new database), with `FILE_MODE`,
+    where there is none. A file there already keeps its permissions: whoever made it chose them.
+
+    A file that cannot be made is left for SQLite's open to fail on, which says why as it always has
+    (`failure_reason`).
+    """
+    with contextlib.suppress(OSError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE))
 
 
 def _groups(rows: list[tuple[Any, ...]], max_bytes: float) -> Iterator[list[tuple[Any, ...]]]:
