@@ -1,8 +1,9 @@
 """Which sources a remote caller may ask for, so that the API cannot be turned against the host.
 
 A source URI is an instruction to open something on this machine's behalf. The owner writes the
-config file and the command line, so those open anything; a request to the API (adding a stream,
-changing its URI) comes from the network and is held to a `SourcePolicy`:
+config file and the command line, so those open anything (but a stream the API saved there, whose
+camera stays held to ``deny_networks``: `server.config.StreamConfig.from_api`); a request to the API
+(adding a stream, changing its URI) comes from the network and is held to a `SourcePolicy`:
 
 - network sources only with an allowed scheme (``[server] source_schemes``);
 - local files only when ``[server] media_dirs`` names folders, and only inside them, judged on the
