@@ -178,3 +178,28 @@ def test_a_lost_object_is_looked_for_where_the_camera_has_turned_it(follow: bool
     assert len(set(ids[False])) == 1 and len(set(ids[True])) == 1, ids
     assert len(ids[True]) >= 24, ids  # seen again at once, or from its second detection as a new track
     assert (ids[True][0] == ids[False][0]) is follow, ids
+
+
+def test_an_object_that_moved_while_hidden_is_found_again_by_its_colours_where_the_camera_turned_it() -> None:
+    """As above, following the camera, but the square walks 60 px left along the wall while hidden: its
+    box no longer meets where the step-moved track expects it, so it is found by its colours, within
+    three sizes (120 px) of where it was lost *moved by the camera's 200 px*. Looked for where it was lost
+    in the picture, it is 260 px away and gets a new id."""
+    wall = textured_wall(900, 240)
+    options = StreamOptions.from_mapping({"tracker": "segtrack", "tracker_settings": {"camera_motion": True}})
+    tracker = StreamTracker("cam", NAMES, options, 15.0)
+    ids: dict[bool, list[int]] = {False: [], True: []}  # before it is hidden, after
+    for index in range(70):
+        pan = min(max(index - 20, 0), 20) * 10  # still, then 10 px a frame for 20 frames, then still
+        image = np.ascontiguousarray(wall[:, 100 + pan : 100 + pan + 480])
+        seen_again = index >= 45
+        x, y = 400 - pan - (60 if seen_again else 0), 100
+        rows = []
+        if not 15 <= index < 45:
+            cv2.rectangle(image, (x, y), (x + 39, y + 39), (40, 40, 220), -1)
+            rows.append([x, y, x + 40, y + 40, 0.9, 1])
+        outline = np.array([[x, y], [x + 39, y], [x + 39, y + 39], [x, y + 39]], np.float32)
+        detections = Detections(np.array(rows, np.float32).reshape(-1, 6), lambda _, outline=outline: outline)
+        tracks, _ = tracker.update(detections, Frame("cam", index, 1.7e9 + index / 15, index / 15, image))
+        ids[seen_again] += [t.track_id for t in tracks]
+    assert len(set(ids[False])) == 1 and ids[True] == ids[False][:1] * 25, ids

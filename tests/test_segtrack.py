@@ -245,6 +245,34 @@ def test_only_a_pair_clearly_ahead_of_its_row_and_column_skips_the_masks() -> No
     assert not _clear_pairs(np.array([[0.4, 0.4]]), 2.0).any(), "a tie is a choice to make"
 
 
+def diagonal_band(x: float, falling: bool = True) -> np.ndarray:
+    """A thick diagonal bar filling the 100 px box from ``x``, 100: falling from top-left, or rising."""
+    points = np.array([[0, 0], [30, 0], [100, 70], [100, 100], [70, 100], [0, 30]], np.float32)
+    if not falling:
+        points[:, 1] = 100 - points[:, 1]
+    return points + np.array([x, 100], np.float32)
+
+
+def test_a_box_match_not_clearly_ahead_of_the_next_is_decided_by_masks() -> None:
+    """A falling bar is tracked; then a rising bar crossing it stands just in its old box, and the
+    falling bar has moved 15 px right. The boxes favour the crossing bar (IoU 1.0 against 0.74), but
+    by less than `CLEAR_MARGIN`: masks are asked, and the track follows its own bar."""
+    from server.tracking.segtrack import CLEAR_MARGIN
+
+    image = np.full((240, 400, 3), 90, np.uint8)
+    tracker = StreamTracker("cam", NAMES, StreamOptions(tracker="segtrack"), 10.0)
+    still = np.array([[100, 100, 200, 200, 0.9, 0]], np.float32)
+    for index in range(3):
+        tracker.update(Detections(still, lambda _: diagonal_band(100)), Frame("cam", index, 0.0, index / 10, image))
+    moved = 15
+    crossing = np.array([[100, 100, 200, 200, 0.9, 0], [100 + moved, 100, 200 + moved, 200, 0.9, 0]], np.float32)
+    outlines = [diagonal_band(100, falling=False), diagonal_band(100 + moved)]
+    moved_iou = (100 - moved) / (100 + moved)
+    assert 1.0 / moved_iou < CLEAR_MARGIN, "the crossing bar's box is not clearly the better match"
+    tracks, _ = tracker.update(Detections(crossing, lambda i: outlines[i]), Frame("cam", 3, 0.0, 0.3, image))
+    assert [(t.track_id, t.box) for t in tracks] == [(1, (115.0, 100.0, 215.0, 200.0))]
+
+
 def test_a_weak_detection_that_matches_nothing_is_never_traced() -> None:
     """An outline costs a contour trace; segtrack traces those of the detections it uses, as the other
     trackers leave untraced every detection they do not report."""

@@ -15,7 +15,7 @@ from server.frames import Frame, FrameResult, Track, TrackEvent, TrackEventKind
 from server.inference.detections import Detections
 from server.options import StreamOptions, tracker_kinds
 from server.scene import Scene, TrueObject
-from server.tracking.stream import StreamTracker, simplify
+from server.tracking.stream import TRAIL_LENGTH, VELOCITY_WINDOW_S, StreamTracker, simplify
 from tests.conftest import SCENE_FRAMES, SCENE_SEED
 from tests.support.detections import NAMES, truth_detections
 from tests.support.truth import mask_iou, polygon_mask
@@ -372,6 +372,35 @@ def test_velocity_is_in_pixels_per_second_of_media_time() -> None:
     assert len(track.trail) == 12 and track.trail[-1] == (45 + 66, 175 - 33)
 
 
+def test_a_trail_keeps_the_newest_centroids_only() -> None:
+    """A track followed for 100 frames carries its last `TRAIL_LENGTH` centroids, not all of them:
+    every frame's metadata sends the whole trail to every viewer."""
+    image = np.zeros((240, 320, 3), np.uint8)
+    tracker = StreamTracker("cam", NAMES, StreamOptions(), 10.0)
+    for index in range(100):
+        rows = [[20 + 2 * index, 50, 70 + 2 * index, 100, 0.9, 0]]
+        tracks, _ = tracker.update(box_result(image, rows), Frame("cam", index, 0.0, index / 10, image))
+    (track,) = tracks
+    assert len(track.trail) == TRAIL_LENGTH
+    assert track.trail[0] == (45 + 2 * (100 - TRAIL_LENGTH), 75) and track.trail[-1] == (45 + 2 * 99, 75)
+
+
+def test_velocity_follows_a_turn_within_its_window() -> None:
+    """Right at 60 px/s for 1.5 s, then down at 60 px/s for 1 s: the velocity is the recent motion
+    (over `VELOCITY_WINDOW_S`), straight down, not the mean over the whole trail (right and down)."""
+    image = np.zeros((240, 320, 3), np.uint8)
+    tracker = StreamTracker("cam", NAMES, StreamOptions(), 10.0)
+    x, y = 20, 20
+    for index in range(25):
+        x, y = (x + 6, y) if index < 15 else (x, y + 6)
+        rows = [[x, y, x + 50, y + 50, 0.9, 0]]
+        tracks, _ = tracker.update(box_result(image, rows), Frame("cam", index, 0.0, index / 10, image))
+    (track,) = tracks
+    assert VELOCITY_WINDOW_S < 1.0, "the last second's motion fills the window"
+    assert len(track.trail) == 25
+    assert track.velocity == pytest.approx((0.0, 60.0), abs=2.0)
+
+
 def test_class_filter_and_confidence_are_applied_per_stream() -> None:
     image = np.zeros((240, 320, 3), np.uint8)
     rows = [[10, 10, 60, 60, 0.9, 0], [100, 10, 150, 60, 0.9, 1], [200, 10, 250, 60, 0.3, 2]]
@@ -459,6 +488,40 @@ def test_a_confident_part_of_an_object_is_a_duplicate_but_an_object_in_its_box_c
     # Another class, or the part the more confident of the two: not judged a duplicate.
     assert kept([whole, [100, 100, 200, 160, 0.5, 1]], [disc, upper]) == pytest.approx([0.9, 0.5])
     assert kept([[*whole[:4], 0.5, 0], [100, 100, 200, 160, 0.9, 0]], [disc, upper]) == pytest.approx([0.5, 0.9])
+
+
+@pytest.mark.parametrize("kind", ["segtrack", "bytetrack"])
+def test_a_weak_object_inside_a_confident_one_of_a_class_the_stream_does_not_track_keeps_its_track(
+    kind: str,
+) -> None:
+    """A stream of squares: a square partly hidden by a big disc scores low and its box lies inside the
+    disc's. The disc is nothing the stream tracks, so the square is no part of it: the duplicate rule
+    dropped it all the same, and the square's track was lost while it stayed in view."""
+    tracker = StreamTracker("cam", NAMES, StreamOptions(tracker=kind, classes=("square",)), 10.0)
+
+    def square(bottom: int) -> np.ndarray:
+        return np.array([[200, 100], [240, 100], [240, bottom], [200, bottom]], np.float32)
+
+    disc = cv2.ellipse2Poly((225, 130), (75, 70), 0, 0, 360, 5).astype(np.float32)
+    clear = np.full((240, 320, 3), 90, np.uint8)
+    clear[100:140, 200:240] = (0, 0, 255)
+    hidden = np.full((240, 320, 3), 90, np.uint8)
+    cv2.ellipse(hidden, (225, 130), (75, 70), 0, 0, 360, (255, 0, 0), -1)
+    hidden[100:130, 200:240] = (0, 0, 255)
+    reported = []
+    for index in range(12):
+        if index < 4:
+            image, rows, outlines = clear, [[200, 100, 240, 140, 0.9, 1]], [square(140)]
+        else:  # its lower part behind the disc: weak, and its box inside the disc's
+            image, rows, outlines = (
+                hidden,
+                [[200, 100, 240, 130, 0.2, 1], [150, 60, 300, 200, 0.9, 0]],
+                [square(130), disc],
+            )
+        detections = Detections(np.array(rows, np.float32), lambda i, outlines=outlines: outlines[i])
+        tracks, _ = tracker.update(detections, Frame("cam", index, 1000.0 + index / 10, index / 10, image))
+        reported.append([(t.track_id, t.class_name) for t in tracks])
+    assert reported == [[(1, "square")]] * 12, reported
 
 
 def test_a_part_of_an_object_as_confident_as_the_whole_is_still_a_duplicate() -> None:

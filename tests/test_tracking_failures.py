@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 
 import cv2
 import numpy as np
@@ -23,7 +24,7 @@ from server.scene import Scene
 from server.tracking.segtrack import SegTracker
 from server.tracking.stream import StreamTracker
 from tests.support.detections import NAMES, TruthModel, truth_detections
-from tests.support.driver import Driver
+from tests.support.driver import RESULT_TIMEOUT_S, Driver
 
 WHOLE_FRAME = [[0, 0], [1, 0], [1, 1], [0, 1]]
 
@@ -140,3 +141,31 @@ def test_a_tracking_failure_logs_its_traceback_once_per_reason(
         "[cam] tracking failed on frame 0",
         "[cam] tracking failed on frame 4",
     ]
+
+
+def test_a_value_error_inside_tracking_is_a_tracking_failure_with_its_traceback(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Only the stream's options not fitting the model (an unknown class) is told as a bare reason. A
+    ValueError from numpy or OpenCV inside an update was told the same way, as if the options were
+    wrong: no "tracking failed", no traceback to find the bug by."""
+    module = sys.modules[StreamTracker.__module__]  # where the tracker looks `simplify` up
+    simplify, choked = module.simplify, threading.Event()
+
+    def choking_once(outline: np.ndarray) -> np.ndarray | None:
+        if not choked.is_set():
+            choked.set()
+            raise ValueError("approxPolyDP choked")
+        return simplify(outline)
+
+    monkeypatch.setattr(module, "simplify", choking_once)
+    with caplog.at_level(logging.WARNING, logger="server.inference.worker"), Driver(TruthModel()) as driver:
+        driver.add("cam", Scene(seed=1))
+        driver.put(driver.frame("cam", 60))  # objects in view: their outlines are simplified
+        assert choked.wait(RESULT_TIMEOUT_S), "the tracker never simplified an outline"
+        driver.step({"cam": 61})  # processed after the failed one: its failure is counted by now
+        stats = driver.worker.stats("cam")
+    assert stats is not None and stats.errors == 1
+    assert stats.last_error == "tracking failed: ValueError: approxPolyDP choked"
+    tracebacks = [r for r in caplog.records if r.exc_info and "tracking failed on frame" in r.getMessage()]
+    assert [r.getMessage() for r in tracebacks] == ["[cam] tracking failed on frame 60"]

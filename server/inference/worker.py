@@ -530,29 +530,34 @@ class InferenceWorker:
         if not self._current(registration):
             return  # removed (or restarted) while in the model: its tracks must not start unseen
         if job.error is None and job.detections is not None:
-            try:
-                if registration.tracker is None:
-                    if (unfit := self._unfit(registration)) is not None:  # described by this frame's request
-                        raise ValueError(unfit)
-                    registration.tracker = self._new_tracker(registration)
-                tracks, track_events = registration.tracker.update(job.detections, frame)
-            except ValueError as exc:  # the stream's options do not fit the model (an unknown class name)
-                job.error = str(exc)
-            except Exception as exc:
-                job.error = f"tracking failed: {type(exc).__name__}: {exc}"
-                if job.error != registration.told_error:  # the traceback once per new reason, as `_model_failed`'s
-                    log.warning("[%s] tracking failed on frame %d", registration.stream_id, frame.seq, exc_info=True)
-            else:
-                registration.processed += 1
-                registration.frame_size = (frame.image.shape[1], frame.image.shape[0])
-                if registration.processed > 1:
-                    registration.processing_fps = registration.tracker.processing_fps
-                tracks, events, shown = analyse(registration, tracks, track_events, frame, self.class_names)
-                # Removed meanwhile, its frames must not leak out; restarted, this one's track starts must
-                # go out, as the restarted stream's tracker ends those tracks (`remove_stream`).
-                if not registration.removed:
-                    self._deliver(FrameResult(frame, tracks, job.inference_ms, events, shown))
-                return
+            tracker = registration.tracker
+            if tracker is None:
+                try:
+                    job.error = self._unfit(registration)  # described by this frame's request
+                    if job.error is None:
+                        tracker = registration.tracker = self._new_tracker(registration)
+                except ValueError as exc:  # the stream's options do not fit the model (an unknown class name)
+                    job.error = str(exc)
+            if tracker is not None:
+                try:
+                    tracks, track_events = tracker.update(job.detections, frame)
+                except Exception as exc:  # a ValueError here too: a tracking bug (numpy's, OpenCV's), not the options
+                    job.error = f"tracking failed: {type(exc).__name__}: {exc}"
+                    if job.error != registration.told_error:  # the traceback once per new reason, as `_model_failed`'s
+                        log.warning(
+                            "[%s] tracking failed on frame %d", registration.stream_id, frame.seq, exc_info=True
+                        )
+                else:
+                    registration.processed += 1
+                    registration.frame_size = (frame.image.shape[1], frame.image.shape[0])
+                    if registration.processed > 1:
+                        registration.processing_fps = tracker.processing_fps
+                    tracks, events, shown = analyse(registration, tracks, track_events, frame, self.class_names)
+                    # Removed meanwhile, its frames must not leak out; restarted, this one's track starts must
+                    # go out, as the restarted stream's tracker ends those tracks (`remove_stream`).
+                    if not registration.removed:
+                        self._deliver(FrameResult(frame, tracks, job.inference_ms, events, shown))
+                    return
         self._fail(registration, frame, job.error or "no result from the model")
 
     def _current(self, registration: StreamRegistration) -> bool:

@@ -2,8 +2,9 @@
 
 `stream.StreamTracker` owns a stream's tracker (segcast's `segtrack.SegTracker` or one of
 ultralytics') and makes the stream's tracks and their start and end events; `filters` says which of
-the model's detections it takes; `duplicates` drops one object seen twice; `camera` measures a
-shaking camera's step between frames, for segtrack.
+the model's detections it takes; `duplicates` drops one object seen twice; `rate` measures how often
+the stream is processed and tells an outage from a slower pace; `camera` measures a shaking
+camera's step between frames, for segtrack.
 """
 
 from server.tracking.filters import class_ids, detection_conf

@@ -6,7 +6,8 @@ whole and once more as its upper part, a box inside the other's that overlaps it
 Each tracker then keeps a track on each, and the two swap the object between them while it stays
 partly hidden (scene seed 7 and the occlusion family: tools/track_report.py, docs/benchmarks.md).
 
-Two rules, one for weak detections and one for confident ones:
+Two rules, one for weak detections and one for confident ones, among the detections a stream keeps
+(its classes, down to its tracker's least confidence):
 - a weak detection (under the stream's ``conf``) mostly inside a confident one's *box* is a part of
   that object, not the partly hidden object it is passed on for (which sticks out of what hides it);
 - a confident detection whose *mask* lies mostly inside a more confident one's of the same class is

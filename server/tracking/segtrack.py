@@ -37,7 +37,9 @@ from every `APPEARANCE_EVERY`-th detection. docs/benchmarks.md gives the cost on
 
 It exposes what `server.tracking.stream.StreamTracker` reads from ultralytics' trackers: ``update`` rows
 ``x1, y1, x2, y2, id, score, class, detection index``, ``tracked_stracks`` and ``lost_stracks``
-holding objects with a ``track_id``, and ``max_frames_lost``.
+holding objects with a ``track_id``, and ``max_frames_lost``. Its rows are float64, unlike
+ultralytics' float32: a float32 holds whole numbers exactly only up to 2**24, and a busy stream's
+ids get there in weeks.
 """
 
 from __future__ import annotations
@@ -319,7 +321,7 @@ class SegTracker:
         self.lost_stracks = [t for t in everyone if 0 < t.lost_for <= (self.max_frames_lost if t.confirmed else 0)]
         for detection in seen:
             detection.release()
-        return np.array(rows, np.float32).reshape(-1, 8)
+        return np.array(rows, np.float64).reshape(-1, 8)
 
     # -- association ----------------------------------------------------------------------------
 

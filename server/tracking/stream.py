@@ -8,7 +8,8 @@ what keeps each mask with its track id.
 ultralytics counts a tracker's patience in frames (``track_buffer`` and friends assume 30 fps). A live
 stream is processed at whatever rate the worker manages, which drops when more streams share it, so
 those counts are re-derived from the rate this stream is really processed at (measured on the
-frames' media time): a lost track is kept for the same *time* however many frames were skipped.
+frames' media time, `server.tracking.rate`): a lost track is kept for the same *time* however many
+frames were skipped.
 
 A file that plays again from its start (``--loop``) is a new scene, though its media time runs on:
 every track ends there and the tracker starts afresh, so no object keeps an id (and an age) across
@@ -20,6 +21,10 @@ adapting its resolution to the link): boxes, trails and velocities, and the trac
 (BoT-SORT's camera-motion reference frame) would mix two scales. A stream restarted with new settings
 goes on from its old tracker (``follows``).
 Ids are never reused within a stream across any of these.
+
+A stream processed that slowly from then on (``process_fps`` lowered to 0.1 while it runs) has its
+first long gap taken for an outage; the next of about the same length is its new pace, and its
+tracks go on from there (`server.tracking.rate`).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from server.inference.detections import Detections
 from server.options import SEGTRACK, StreamOptions
 from server.tracking.duplicates import seen_twice
 from server.tracking.filters import class_ids, detection_conf
+from server.tracking.rate import ProcessingRate
 from server.tracking.segtrack import SegTracker
 
 log = logging.getLogger(__name__)
@@ -52,14 +58,9 @@ _FRAME_COUNTS = {
 }
 TRAIL_LENGTH = 30  # centroids kept per track
 VELOCITY_WINDOW_S = 0.5  # velocity is the mean over about this much recent media time
-RATE_SMOOTHING = 0.2  # weight of the newest interval in the measured processing rate
-#: A gap between two frames shorter than this is never an outage (see `StreamTracker._after_outage`).
-MAX_RATE_GAP_S = 5.0
-#: One interval counts in the measured rate for at most this many times the interval measured so far:
-#: a stall of seconds is not the stream's pace (counted whole, one made ByteTrack keep a lost track
-#: for one frame), while a stream that really slows down gets there over a few frames.
-MAX_RATE_STEP = 2.0
 POLYGON_TOLERANCE_PX = 1.0
+#: float32 holds every whole number below this exactly, and not every one above (ultralytics' rows).
+FLOAT32_WHOLE_NUMBERS = 2**24
 #: Per processed frame, older class votes count this much less: a model that flickers between two
 #: classes for a frame or two does not relabel a track, while a lasting change wins in a few frames.
 CLASS_VOTE_DECAY = 0.9
@@ -140,55 +141,57 @@ class StreamTracker:
             for attribute, key in _FRAME_COUNTS.items()
             if key in config and hasattr(self._tracker, attribute)
         }
-        self._interval_s = 1.0 / nominal_fps if nominal_fps > 0 else 1.0 / TRACKER_CONFIG_FPS
-        self._last_media_time: float | None = None
-        self._last_gap_s: float | None = None  # media time between the last two frames, however long
+        self._rate = ProcessingRate(
+            1.0 / nominal_fps if nominal_fps > 0 else 1.0 / TRACKER_CONFIG_FPS,
+            max(self._windows_s.values()) if self._windows_s else None,
+        )
         self._history: dict[int, _TrackHistory] = {} if follows is None else dict(follows._history)
         self._restarts = 0  # the `Frame.restarts` of the frames this tracker has seen
         self._frame_shape: tuple[int, ...] | None = None  # height, width of the last frame it was given
         #: Added to the tracker's own ids: a fresh tracker counts from 1 again, a stream's ids never repeat.
         self._id_base: int = 0 if follows is None else follows._last_id
         self._last_id: int = self._id_base
-        _apply_rate(self._tracker, self._windows_s, self._interval_s)
+        _apply_rate(self._tracker, self._windows_s, self._rate.interval_s)
 
     @property
     def processing_fps(self) -> float:
         """Frames of this stream processed per second of its media time (smoothed)."""
-        return 1.0 / self._interval_s
+        return self._rate.fps
 
     def update(self, detections: Detections, frame: Frame) -> tuple[tuple[Track, ...], tuple[TrackEvent, ...]]:
         """Advance the tracker by one frame; returns the tracks in it and the tracks that started or ended.
 
-        All or nothing: everything that may fail (the tracker itself, reading the detections' outlines)
-        runs before any of this tracker's own state changes, so a frame that raises leaves it as it was,
-        and a later frame makes the events that one would have. Otherwise a track could be reported
-        without its start, or the ends of a start over be lost with tracks' zone visits open for ever.
+        No event is lost to a frame that raises: everything that may fail (the tracker itself, reading
+        the detections' outlines) runs before any of this object's own state changes (the tracks it
+        reported, their trails, ids, the measured rate, a tracker started over), and a later frame
+        makes the starts and ends that one would have. The tracker it goes on with is not undone: it
+        may have taken that frame in, as if it were a frame in which some objects were missed.
+        Otherwise a track could be reported without its start, or the ends of a start over be lost
+        with tracks' zone visits open for ever.
         """
         from ultralytics.engine.results import Boxes
 
         shape = frame.image.shape[:2]
         resized = self._frame_shape is not None and shape != self._frame_shape
-        outage = self._after_outage(frame.media_time)
+        rate, outage = self._rate.after(frame.media_time)
         starts_over = frame.restarts != self._restarts or outage or resized
         # A tracker started over is only kept, and the old tracks ended, once the whole frame is done.
         tracker = make_tracker(self._options) if starts_over else self._tracker
         id_base = self._last_id if starts_over else self._id_base
         history = {} if starts_over else self._history
-        interval_s, last_gap_s = self._measured_rate(frame.media_time, counted=not outage)
-        if outage:  # no measure of the stream's pace: a camera back for a frame may be away again
-            last_gap_s = interval_s
-        _apply_rate(tracker, self._windows_s, interval_s)
+        _apply_rate(tracker, self._windows_s, rate.interval_s)
         detections = self._select(detections)
         if isinstance(tracker, SegTracker):  # it reads masks, not just boxes
             rows = tracker.update(detections, frame.image)
         else:
             rows = tracker.update(Boxes(detections.boxes, frame.image.shape[:2]), frame.image)
+            rows = _with_exact_ids(rows, tracker.tracked_stracks)
         seen = self._read_rows(rows, detections, id_base, history)
         # Nothing from here on fails: the frame is taken in whole.
         ended = [self._event(TrackEventKind.END, i, old, frame) for i, old in self._history.items() if starts_over]
         self._tracker, self._id_base, self._history = tracker, id_base, history
         self._restarts, self._frame_shape = frame.restarts, shape
-        self._last_media_time, self._interval_s, self._last_gap_s = frame.media_time, interval_s, last_gap_s
+        self._rate = rate
         tracks: list[Track] = []
         started: list[TrackEvent] = []
         for track_id, class_id, confidence, box, polygon in seen:
@@ -203,8 +206,8 @@ class StreamTracker:
     ) -> list[_Reported]:
         """What the tracker's ``rows`` report, with boxes and outlines; ``history``: the tracks reported so far."""
         seen: list[_Reported] = []
-        # Compared as the tracker's own numbers (float32), converted to Python's once for all rows.
-        below = (rows[:, 5] < self._options.conf).tolist() if len(rows) else []
+        # Compared as the model's own numbers (float32), converted to Python's once for all rows.
+        below = (rows[:, 5].astype(np.float32) < np.float32(self._options.conf)).tolist() if len(rows) else []
         boxes = detections.boxes[:, :4].tolist()
         for row, weak in zip(rows.tolist(), below, strict=True):
             track_id, class_id, index = int(row[4]) + id_base, int(row[6]), int(row[7])
@@ -224,6 +227,9 @@ class StreamTracker:
         A box that is not a number (a half-precision model overflowing, a remote model gone wrong) is
         no detection: it would reach the viewers' JSON as ``NaN``, which browsers refuse to parse. Nor
         is one of no area (or inside out), which segtrack, unlike ultralytics' trackers, would report.
+        Duplicates (`seen_twice`) are looked for among the detections the stream keeps only: on a
+        stream of squares, a weak square inside a confident disc's box is a square partly hidden by
+        the disc, not a part of anything the stream tracks (dropped, its track was lost).
         """
         boxes = detections.boxes
         usable = np.isfinite(boxes[:, :4]).all(axis=1)
@@ -234,8 +240,9 @@ class StreamTracker:
         keep = conf >= self._tracker_conf
         if self._class_ids is not None:
             keep &= np.isin(detections.class_ids, list(self._class_ids))
-        keep &= ~seen_twice(detections, self._options.conf)
         indices = np.flatnonzero(keep)
+        kept = detections if len(indices) == len(conf) else detections.select(indices)
+        indices = indices[~seen_twice(kept, self._options.conf)]
         if len(indices) > self._options.max_det:
             indices = indices[np.argsort(-conf[indices], kind="stable")[: self._options.max_det]]
             indices.sort()
@@ -290,20 +297,6 @@ class StreamTracker:
         )
         return track, started
 
-    def _after_outage(self, media_time: float) -> bool:
-        """Whether ``media_time`` comes longer after the last frame than the tracker keeps a lost track.
-
-        Its longest window (`_FRAME_COUNTS`, as a time), or twice the gap before, where the stream is
-        processed so slowly that one frame's interval is longer (the rate measured leaves such gaps
-        out): the tracker keeps a lost track at least one frame. Never under `MAX_RATE_GAP_S`: a
-        shorter gap is a network or a worker that stalled for a moment while the objects stayed in
-        view, which a tracker rides out (ByteTrack's window is 1 s). The first gap says nothing yet.
-        """
-        if self._last_media_time is None or self._last_gap_s is None or not self._windows_s:
-            return False
-        kept_s = max(*self._windows_s.values(), 2 * self._interval_s, 2 * self._last_gap_s, MAX_RATE_GAP_S)
-        return media_time - self._last_media_time > kept_s
-
     def _ended(self, frame: Frame) -> list[TrackEvent]:
         """End events for reported tracks the tracker no longer keeps, even as lost."""
         lost_or_tracked = (*self._tracker.tracked_stracks, *self._tracker.lost_stracks)
@@ -327,26 +320,35 @@ class StreamTracker:
             box=history.last_box,
         )
 
-    def _measured_rate(self, media_time: float, counted: bool) -> tuple[float, float | None]:
-        """The processing interval and the last gap once ``media_time`` is taken in, the gap unless not
-        ``counted`` (an outage).
-
-        Each gap counts for at most `MAX_RATE_STEP` intervals, however long: a stall moves the rate a
-        step, and a stream processed slower than a frame every `MAX_RATE_GAP_S` is measured too (left
-        out, it kept its nominal rate, and its tracker's windows in frames lasted minutes).
-        """
-        if self._last_media_time is None:
-            return self._interval_s, self._last_gap_s
-        gap = media_time - self._last_media_time
-        if not counted or gap <= 0:
-            return self._interval_s, gap
-        return self._interval_s + RATE_SMOOTHING * (min(gap, MAX_RATE_STEP * self._interval_s) - self._interval_s), gap
-
 
 def _apply_rate(tracker: Any, windows_s: dict[str, float], interval_s: float) -> None:
     """Set ``tracker``'s frame counts to its windows (``windows_s``) at one frame every ``interval_s``."""
     for attribute, window_s in windows_s.items():
         setattr(tracker, attribute, max(1, round(window_s * (1.0 / interval_s))))  # as `processing_fps`
+
+
+def _with_exact_ids(rows: np.ndarray, tracks: list[Any]) -> np.ndarray:
+    """An ultralytics tracker's ``rows`` as float64, each with the exact id of the track it comes from.
+
+    ultralytics makes its rows float32, which holds whole numbers exactly only up to 2**24: past that
+    (weeks of a busy stream), ids read back wrong and two apart read as one (16777219 as 16777220),
+    and tracks would start and end on every frame. Its rows are the ``result`` of some of its
+    ``tracked_stracks`` (which ones differs between its trackers), in their order: each row is the
+    next of those tracks whose result it is, compared as float32, as it was made. Asked only once ids
+    reach that far: it costs a tenth of a ByteTrack update.
+    """
+    if not len(rows) or rows[:, 4].max() < FLOAT32_WHOLE_NUMBERS:
+        return rows
+    exact = rows.astype(np.float64)
+    remaining = iter(tracks)
+    for row, made in zip(exact, rows, strict=True):
+        track = next(
+            (t for t in remaining if np.array_equal(np.asarray(t.result, np.float32), made, equal_nan=True)), None
+        )
+        if track is None:
+            raise LookupError(f"a tracker's row matches none of its tracks: {made.tolist()}")
+        row[4] = track.track_id
+    return exact
 
 
 def _box(values: list[float]) -> tuple[float, float, float, float]:
