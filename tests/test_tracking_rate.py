@@ -65,6 +65,17 @@ def test_long_gaps_of_clearly_different_lengths_are_outages_each(second_s: float
     assert rate.fps == pytest.approx(FPS, rel=0.02)
 
 
+def test_a_slower_cap_is_the_pace_at_once_and_a_faster_one_waits_for_faster_frames() -> None:
+    """A cap lowered to a frame every 10 s makes its first gap no outage; a cap raised changes nothing
+    until frames come faster (a cap is a most, not a rate the worker keeps up with)."""
+    fast = [index / FPS for index in range(30)]
+    rate, _ = _taken(ProcessingRate(1 / FPS, SEGTRACK_WINDOW_S), fast)
+    slow, outages = _taken(rate.capped(1 / SLOW_S), [fast[-1] + SLOW_S, fast[-1] + 2 * SLOW_S])
+    assert outages == [False, False]
+    assert slow.fps == pytest.approx(1 / SLOW_S, rel=0.01)
+    assert slow.capped(FPS) == slow and rate.capped(None) == rate and rate.capped(2 * FPS) == rate
+
+
 def test_a_frame_taken_in_leaves_the_rate_it_came_from_as_it_was() -> None:
     """`StreamTracker.update` keeps the new rate only once the whole frame went through."""
     rate, _ = _taken(ProcessingRate(1 / FPS, SEGTRACK_WINDOW_S), [0.0, 1 / FPS])
@@ -97,8 +108,9 @@ def test_a_stream_slowed_to_a_frame_every_ten_seconds_keeps_its_ids_after_the_fi
 
 def test_a_cap_lowered_on_a_running_stream_settles_to_its_pace_with_the_same_ids() -> None:
     """Through the worker: a stream at 15 fps has its process_fps set to 0.1 while it runs
-    (`InferenceWorker.change_shapes`, as PATCH does); its parked object keeps one id from the first
-    10 s frame on, and the rate the worker reports settles at 0.1 fps."""
+    (`InferenceWorker.change_shapes`, as PATCH does); its parked object keeps its id across the first
+    10 s gap and every one after (that gap looked like an outage, and ended its track), and the rate
+    the worker reports settles at 0.1 fps."""
     image = np.zeros((240, 320, 3), np.uint8)
     mask = np.zeros(image.shape[:2], bool)
     mask[80:140, 100:160] = True
@@ -117,5 +129,5 @@ def test_a_cap_lowered_on_a_running_stream_settles_to_its_pace_with_the_same_ids
         assert driver.worker.change_shapes("cam", StreamOptions(process_fps=1 / SLOW_S))
         ids = [processed(29 + round(SLOW_S * FPS) * step) for step in range(1, 6)]
         stats = driver.worker.stats("cam")
-    assert ids == [[2]] * 5
+    assert ids == [[1]] * 5
     assert stats is not None and stats.processing_fps == pytest.approx(1 / SLOW_S, rel=0.01)

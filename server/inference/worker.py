@@ -540,6 +540,7 @@ class InferenceWorker:
                     job.error = str(exc)
             if tracker is not None:
                 try:
+                    tracker.follow_cap(registration.options.process_fps)  # changed in place (`change_shapes`)
                     tracks, track_events = tracker.update(job.detections, frame)
                 except Exception as exc:  # a ValueError here too: a tracking bug (numpy's, OpenCV's), not the options
                     job.error = f"tracking failed: {type(exc).__name__}: {exc}"

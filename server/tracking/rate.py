@@ -6,11 +6,12 @@ however many frames the worker skipped. A gap longer than the tracker keeps a lo
 outage (a camera away and back), after which the tracker starts afresh: it would count the gap as
 one frame and carry every track across it.
 
-But a stream may be processed that slowly from then on: ``process_fps`` lowered live to 0.1 (which
-PATCH applies to a running stream, its tracks going on), or a source that now sends a frame every
-ten seconds. The first such gap cannot be told from an outage; a second of about the same length
-right after it is the stream's new pace, measured at once, and its tracks go on from there. Had it
-been taken for another outage, every frame would have ended and restarted every track for ever.
+But a stream may be processed that slowly from then on. A ``process_fps`` lowered live to 0.1 (which
+PATCH applies to a running stream, its tracks going on) says so itself (`ProcessingRate.capped`). A
+source that now sends a frame every ten seconds does not: its first such gap cannot be told from an
+outage; a second of about the same length right after it is the stream's new pace, measured at once,
+and its tracks go on from there. Had it been taken for another outage, every frame would have ended
+and restarted every track for ever.
 """
 
 from __future__ import annotations
@@ -79,6 +80,14 @@ class ProcessingRate:
         if gap > 0:
             interval_s += RATE_SMOOTHING * (min(gap, MAX_RATE_STEP * interval_s) - interval_s)
         return replace(self, interval_s=interval_s, last_media_time=media_time, last_gap_s=gap, outage_s=None), False
+
+    def capped(self, fps: float | None) -> ProcessingRate:
+        """This rate under a cap of ``fps`` set on the running stream: a cap slower than the rate measured
+        is the stream's pace at once, so the gap up to its next frame is no outage and its tracks go on;
+        a faster cap, or none, changes nothing until frames come faster, measured as they come."""
+        if fps is None or 1.0 / fps <= self.interval_s:
+            return self
+        return replace(self, interval_s=1.0 / fps, outage_s=None)
 
     def _is_outage(self, gap: float) -> bool:
         if self.last_gap_s is None or self.longest_window_s is None:

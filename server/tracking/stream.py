@@ -22,9 +22,10 @@ adapting its resolution to the link): boxes, trails and velocities, and the trac
 goes on from its old tracker (``follows``).
 Ids are never reused within a stream across any of these.
 
-A stream processed that slowly from then on (``process_fps`` lowered to 0.1 while it runs) has its
-first long gap taken for an outage; the next of about the same length is its new pace, and its
-tracks go on from there (`server.tracking.rate`).
+A ``process_fps`` lowered while the stream runs is its pace from its next frame (`follow_cap`), so
+even a cap of a frame every 10 s keeps its tracks; a source that slows down that much by itself has
+its first long gap taken for an outage, and the next of about the same length is its new pace
+(`server.tracking.rate`).
 """
 
 from __future__ import annotations
@@ -151,12 +152,24 @@ class StreamTracker:
         #: Added to the tracker's own ids: a fresh tracker counts from 1 again, a stream's ids never repeat.
         self._id_base: int = 0 if follows is None else follows._last_id
         self._last_id: int = self._id_base
+        self._cap_fps = options.process_fps  # the worker's `nominal_fps` already takes it in
         _apply_rate(self._tracker, self._windows_s, self._rate.interval_s)
 
     @property
     def processing_fps(self) -> float:
         """Frames of this stream processed per second of its media time (smoothed)."""
         return self._rate.fps
+
+    def follow_cap(self, process_fps: float | None) -> None:
+        """Take the stream's ``process_fps``, changed while it runs (PATCH), as its pace from the next frame.
+
+        A cap lowered to a frame every 10 s would otherwise make the first gap look like an outage,
+        ending every track there (`ProcessingRate.capped`). Called with the stream's cap before each
+        update; a cap it already follows changes nothing.
+        """
+        if process_fps != self._cap_fps:
+            self._cap_fps = process_fps
+            self._rate = self._rate.capped(process_fps)
 
     def update(self, detections: Detections, frame: Frame) -> tuple[tuple[Track, ...], tuple[TrackEvent, ...]]:
         """Advance the tracker by one frame; returns the tracks in it and the tracks that started or ended.
