@@ -5,6 +5,9 @@ A server or a proxy that takes each socket and closes it at once (a client over 
 a sender that fails) was called back every half second for ever: the waits started again from the
 shortest as each socket opened. They do only once a socket has stayed up a while after its hello, and
 a close that says "try again later" (1013) or "over a limit" (1008) waits a few seconds at least.
+Each wait is drawn at random between the shortest and a longest that doubles ("full jitter"): pages
+that lost the server together call back spread out, not all within ~100 ms (a wait shortened by a fifth
+at most). The tests fix the page's Math.random, so each wait is known exactly.
 
 A real app serves the page and its API; its WebSocket is Playwright's stand-in, which says hello and
 closes as each test wants. The page runs on Playwright's clock, moved on in small steps: each socket's
@@ -33,10 +36,11 @@ pytestmark = pytest.mark.timeout(120)
 
 # web/connection.js
 RECONNECT_MIN_MS = 500
+RECONNECT_FIRST_MAX_MS = 1000
 RECONNECT_MAX_MS = 5000
 HEALTHY_AFTER_HELLO_MS = 5000
 TRY_LATER_MS = 5000
-JITTER = 0.8  # each wait is shortened by up to a fifth at random
+LONGEST_DRAW = 0.999  # what the page's Math.random gives where a test wants the longest waits
 STEP_MS = 100  # how far the page's clock moves at a time: each measured wait is within a step of the true one
 WINDOW_MS = 20_000
 HELLO = {"type": "hello", "v": 1, "keepalive_s": 5, "socket": "s1", "streams": [], "inference": None}
@@ -51,6 +55,19 @@ RECORD_SOCKETS = """{
       this.addEventListener("close", () => window.closeTimes.push(performance.now()));
     }
   };
+}"""
+
+
+def fixed_random(draw: float) -> str:
+    """An init script that makes the page's Math.random give ``draw``, every time."""
+    return f"Math.random = () => {draw};"
+
+
+#: Makes the page's Math.random give (k + 0.5) / n at its k-th call, round and round: n draws spread
+#: evenly over [0, 1), whoever makes them.
+SPREAD_RANDOM = """(n) => {
+  let calls = 0;
+  Math.random = () => ((calls++ % n) + 0.5) / n;
 }"""
 
 
@@ -72,10 +89,11 @@ class ClosingServer:
         await socket.close(code=self.code, reason="closed for the test")
 
 
-async def viewer_behind(start_server: Start, browser: Any, server: ClosingServer) -> Any:
-    """The viewer's grid on a paused clock, its WebSocket answered by ``server``; its first socket closed."""
+async def viewer_behind(start_server: Start, browser: Any, server: ClosingServer, draw: float = LONGEST_DRAW) -> Any:
+    """The viewer's grid on a paused clock, its WebSocket answered by ``server``, Math.random giving
+    ``draw``; its first socket closed."""
     client = await start_server()
-    page = await paused_page(browser)
+    page = await paused_page(browser, fixed_random(draw))
     await page.route_web_socket(re.compile(r"/ws(\?|$)"), server.route)
     await page.add_init_script(RECORD_SOCKETS)  # after Playwright's own WebSocket, which it wraps
     await page.goto(str(client.make_url("/")))
@@ -106,26 +124,67 @@ async def waits_ms(page: Any) -> list[float]:
     return [later - close for close, later in zip(closed, made[1:], strict=False)]
 
 
-def shortest_wait_ms(attempt: int) -> float:
-    """The least wait before the socket after ``attempt`` sockets lost in a row, none of them healthy."""
-    return JITTER * min(RECONNECT_MIN_MS * 2**attempt, RECONNECT_MAX_MS)
+def longest_wait_ms(attempt: int) -> float:
+    """The most the wait before the socket after ``attempt`` sockets lost in a row may be, none of them healthy."""
+    return min(RECONNECT_FIRST_MAX_MS * 2**attempt, RECONNECT_MAX_MS)
 
 
+def drawn_wait_ms(longest: float, draw: float) -> float:
+    """The wait Math.random's ``draw`` makes of one that may be from the shortest to ``longest``."""
+    return RECONNECT_MIN_MS + draw * (longest - RECONNECT_MIN_MS)
+
+
+@pytest.mark.parametrize("draw", [0.0, LONGEST_DRAW], ids=["shortest", "longest"])
 async def test_sockets_closed_after_their_hello_are_called_back_less_and_less_often(
-    start_server: Start, browser: Any
+    start_server: Start, browser: Any, draw: float
 ) -> None:
     """1011, as a server whose sender failed sends: each socket opened and said hello, which reset the
-    wait, and the page called back every half second for ever (40 sockets in 20 s)."""
+    wait, and the page called back every half second for ever (40 sockets in 20 s). Each wait is drawn
+    between the shortest and a longest that doubles; the shortest stays 0.5 s."""
     server = ClosingServer(1011)
-    page = await viewer_behind(start_server, browser, server)
+    page = await viewer_behind(start_server, browser, server, draw)
     await run_clock(page, server, WINDOW_MS)
 
     waits = await waits_ms(page)
+    assert len(waits) >= 4, f"waits {waits}"
     for attempt, wait in enumerate(waits):
-        assert wait >= shortest_wait_ms(attempt) - STEP_MS, f"waits {waits}"
-        assert wait <= RECONNECT_MAX_MS + STEP_MS, f"waits {waits}"
-    assert waits[:4] == sorted(waits[:4]) and waits[3] > 2 * waits[0], f"the waits grow: {waits}"
-    assert len(waits) + 1 <= 8, f"{len(waits) + 1} sockets in {WINDOW_MS / 1000} s"
+        assert abs(wait - drawn_wait_ms(longest_wait_ms(attempt), draw)) <= STEP_MS, f"waits {waits}"
+    if draw == LONGEST_DRAW:
+        assert waits[:4] == sorted(waits[:4]) and waits[3] > 4 * waits[0], f"the waits grow: {waits}"
+        assert len(waits) + 1 <= 8, f"{len(waits) + 1} sockets in {WINDOW_MS / 1000} s"
+
+
+async def test_the_sockets_of_pages_that_lost_the_server_together_are_made_again_spread_out(
+    start_server: Start, browser: Any
+) -> None:
+    """Tabs of a dashboard lose their sockets at the same moment (a server restart): each wait was the
+    longest shortened by a fifth at most, so they all called back within ~100 ms of each other. Given
+    draws spread over [0, 1), their first waits spread over the whole of the first one's range."""
+    tabs = 8
+    client = await start_server()
+    page = await paused_page(browser)
+    server = ClosingServer(1011)
+    await page.route_web_socket(re.compile(r"/ws(\?|$)"), server.route)
+    await page.add_init_script(RECORD_SOCKETS)
+    await page.goto(str(client.make_url("/static/publish.html")))  # a page that makes no Connection of its own
+    await page.evaluate(SPREAD_RANDOM, tabs)
+    await page.evaluate(
+        """async (tabs) => {
+          const { Connection } = await import("./connection.js");
+          for (let i = 0; i < tabs; i += 1) new Connection({});
+        }""",
+        tabs,
+    )
+    assert await settled(page, server) == tabs  # all lost at the same moment of the paused clock
+    await run_clock(page, server, RECONNECT_FIRST_MAX_MS + STEP_MS)
+
+    made, closed = await page.evaluate("() => [window.socketTimes, window.closeTimes]")
+    assert len(set(closed[:tabs])) == 1, f"closed together: {closed}"
+    waits = sorted(later - closed[0] for later in made[tabs : 2 * tabs])
+    assert len(waits) == tabs, f"each made its next socket: {made}"
+    spread = (RECONNECT_FIRST_MAX_MS - RECONNECT_MIN_MS) / 2
+    assert waits[-1] - waits[0] >= spread, f"the first waits spread over at least {spread} ms: {waits}"
+    assert waits[0] >= RECONNECT_MIN_MS and waits[-1] <= RECONNECT_FIRST_MAX_MS, f"waits {waits}"
 
 
 @pytest.mark.parametrize("code", [1008, 1013], ids=["over-a-limit", "try-again-later"])
@@ -147,21 +206,23 @@ async def test_only_a_socket_healthy_for_a_while_after_its_hello_has_the_next_on
 ) -> None:
     server = ClosingServer(1011)
     page = await viewer_behind(start_server, browser, server)
-    await run_clock(page, server, 8_000)  # five sockets lost in a row: the wait is the longest
+    await run_clock(page, server, 8_000)  # four sockets lost in a row: the wait is the longest
 
     # One kept open, but closed before it is healthy: the wait after it stays the longest.
     await keep_next_open_for(page, server, HEALTHY_AFTER_HELLO_MS - 2 * STEP_MS)
     before = len(await waits_ms(page))
     await run_clock(page, server, RECONNECT_MAX_MS + STEP_MS)
     waits = await waits_ms(page)
-    assert len(waits) == before + 1 and waits[-1] >= JITTER * RECONNECT_MAX_MS - STEP_MS, f"waits {waits}"
+    longest = drawn_wait_ms(RECONNECT_MAX_MS, LONGEST_DRAW)
+    assert len(waits) == before + 1 and waits[-1] >= longest - STEP_MS, f"waits {waits}"
 
     # One kept open until it is healthy: the next socket is made after the shortest wait.
     await keep_next_open_for(page, server, HEALTHY_AFTER_HELLO_MS + STEP_MS)
     before = len(await waits_ms(page))
-    await run_clock(page, server, RECONNECT_MIN_MS + STEP_MS)
+    await run_clock(page, server, RECONNECT_FIRST_MAX_MS + STEP_MS)
     waits = await waits_ms(page)
-    assert len(waits) == before + 1 and waits[-1] <= RECONNECT_MIN_MS + STEP_MS, f"waits {waits}"
+    first = drawn_wait_ms(RECONNECT_FIRST_MAX_MS, LONGEST_DRAW)
+    assert len(waits) == before + 1 and waits[-1] <= first + STEP_MS, f"waits {waits}"
 
 
 async def keep_next_open_for(page: Any, server: ClosingServer, ms: int) -> None:

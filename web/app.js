@@ -1,7 +1,8 @@
 // The viewer: a grid of every stream, and a stream view (#/stream/<id>) with overlays and tracks.
 // One WebSocket feeds both (docs/protocol.md); it brings pictures, and stats come from the REST API
 // once a second, only while the page is shown: a tab in the background asks for neither (its pictures:
-// connection.js).
+// connection.js). While the socket is down and the API does not answer either, the stats wait: the
+// socket's attempts ask the API (below), at their own growing intervals, and the stats go on once it answers.
 // A browser does not say why a socket was refused: each time one closes, the stream list is asked for
 // over HTTP (LiveRefusals), so that a server that wants a token the person has not given (the dialog's
 // "Not now") is told from one out of reach, and the page offers the dialog again rather than
@@ -84,12 +85,18 @@ let shownView = null; // "grid" or "stream" once routed: the focus moves only wh
 let outage = false; // the connection went down since the last hello
 let polling = false; // a stream list asked for and not answered yet: one at a time, however slow
 let live = false; // the WebSocket is open
+// The API did not answer the last question asked of it while the socket was down (the server or the
+// network is away): the stats poll then waits, and each of the socket's attempts asks instead
+// (LiveRefusals), at the connection's growing backoff. Once the API answers, the poll goes on once a
+// second: a live connection refused while the server answers leaves the page only these figures.
+let away = false;
 let tokenNeeded = false; // the server refused this page's (lack of a) token, as of the last closed socket
 // Why the socket closed, as the API tells: a token wanted, the server away, or the live connection refused.
 const refusals = new LiveRefusals(
   () => listStreams(),
   (error) => {
     if (live) return; // a socket opened meanwhile (a token was given): it was let in
+    away = error !== null;
     tokenNeeded = error instanceof ApiError && error.status === 401;
     if (tokenNeeded) connection.holdOff(TOKEN_RETRY_MS);
     showConnection();
@@ -197,7 +204,8 @@ function route() {
 }
 
 async function refreshStats() {
-  if (polling || tokenNeeded) return; // refused until a token is given; the socket's attempts tell when
+  // Refused until a token is given, or out of reach: the socket's attempts tell when to ask again.
+  if (polling || tokenNeeded || (away && !live)) return;
   polling = true;
   const askedAt = performance.now();
   const asked = listChanges;
@@ -205,10 +213,13 @@ async function refreshStats() {
   try {
     ({ streams } = await listStreams());
   } catch {
-    return; // The server is restarting or out of reach: the connection badge says so, and the next poll retries.
+    // The server is restarting or out of reach: the connection badge says so, and the next poll retries.
+    away = !live;
+    return;
   } finally {
     polling = false;
   }
+  away = false;
   // Outside the try: a failure here is a bug of the page's own, for the console, not a server away.
   if (asked === listChanges) showStreams(streams, askedAt);
 }

@@ -1,9 +1,14 @@
 // One WebSocket to segcast (docs/protocol.md), reconnecting by itself when the server goes away.
 // A "frame" text message carries "image" when a JPEG follows; the next binary message is that JPEG.
 
+// Each wait before another attempt is drawn at random from RECONNECT_MIN_MS to a longest that starts at
+// RECONNECT_FIRST_MAX_MS and doubles with each socket lost, up to RECONNECT_MAX_MS ("full jitter"): the
+// pages of a dashboard that lost the server together call back spread over the whole of that time, not
+// all at once (a wait shortened by a fifth at most kept them within ~100 ms of each other).
 const RECONNECT_MIN_MS = 500;
+const RECONNECT_FIRST_MAX_MS = 1000;
 const RECONNECT_MAX_MS = 5000;
-// The waits start again from the shortest only once a socket has stayed up this long after its hello:
+// The waits start again from the first ones only once a socket has stayed up this long after its hello:
 // a server or a proxy that takes each socket and closes it at once (over a limit, too slow, failing to
 // send) would otherwise be called back every half second for ever, and asked over HTTP why each time.
 const HEALTHY_AFTER_HELLO_MS = 5000;
@@ -198,7 +203,7 @@ export class Connection {
     this.subscription = null;
     this.socket = null; // the one socket listened to; one given up on is never heard from again
     this.pending = null;
-    this.delay = RECONNECT_MIN_MS;
+    this.delay = RECONNECT_FIRST_MAX_MS; // the longest the next wait may be
     this.holdOffMs = 0; // the least wait before the next attempt (holdOff), until a socket opens
     this.retry = null; // the timer of the next attempt
     this.silenceMs = SILENT_KEEPALIVES * KEEPALIVE_DEFAULT_S * 1000;
@@ -297,10 +302,9 @@ export class Connection {
   lost(code, why = {}) {
     this.forget();
     this.handlers.state?.("down", why);
-    // Shortened by up to a fifth at random, so that the pages of a dashboard that lost the server
-    // together do not all call back at the same moment.
     const least = TRY_LATER_CODES.includes(code) ? TRY_LATER_MS : 0;
-    const wait = Math.max(this.delay * (1 - Math.random() / 5), this.holdOffMs, least);
+    const jittered = RECONNECT_MIN_MS + Math.random() * (this.delay - RECONNECT_MIN_MS);
+    const wait = Math.max(jittered, this.holdOffMs, least);
     this.retry = setTimeout(() => this.open(), wait);
     this.delay = Math.min(this.delay * 2, RECONNECT_MAX_MS);
   }
@@ -373,12 +377,12 @@ export class Connection {
   }
 
   // The socket that said hello is healthy once it has stayed up HEALTHY_AFTER_HELLO_MS (forget() stops
-  // the timer): the next loss is tried again after the shortest wait.
+  // the timer): the next loss is tried again within RECONNECT_FIRST_MAX_MS.
   trustLater() {
     clearTimeout(this.trusted);
     this.trusted = setTimeout(() => {
       this.trusted = null;
-      this.delay = RECONNECT_MIN_MS;
+      this.delay = RECONNECT_FIRST_MAX_MS;
     }, HEALTHY_AFTER_HELLO_MS);
   }
 

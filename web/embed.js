@@ -46,8 +46,21 @@ let refusal = null; // what segcast could not use of this socket's subscription 
 // Why the socket closed, as the API tells of the stream (a socket counts towards blaming the live
 // connection only while the API answers, so a server or network that was away is not taken for it).
 const askStream = () => getStream(streamId, { interactive: false });
-const refusals = new LiveRefusals(askStream, showAnswer);
-let poller = null;
+// How many messages that tell the stream's state (hello, status, added, removed) the socket has brought:
+// an answer of the API asked before the latest of them is older than what the page shows, and dropped.
+let stateMessages = 0;
+let refusalAsked = 0; // stateMessages as the refusals' question on its way was asked (one at a time)
+const refusals = new LiveRefusals(
+  () => {
+    refusalAsked = stateMessages;
+    return askStream();
+  },
+  (error, stream) => showAnswer(error, stream, refusalAsked),
+);
+// While reconnecting, the stream is asked for POLL_MS after each answer: one question at a time, however
+// slow the server is to answer (a GET gives up after 10 s), so that polls never pile up on it.
+let asking = false; // a question of refresh() is on its way
+let nextPoll = null; // the timer of the next one
 
 const MISSING = notice(
   "missing",
@@ -105,10 +118,10 @@ function render() {
   else panel.show(streamNotice(status, inference) ?? (online ? null : offline()));
   // While reconnecting, the next attempt's time is only in the API, not in status messages.
   const polling = status?.state === "reconnecting";
-  if (polling && poller === null) poller = setInterval(refresh, POLL_MS);
-  if (!polling && poller !== null) {
-    clearInterval(poller);
-    poller = null;
+  if (polling && nextPoll === null && !asking) nextPoll = setTimeout(refresh, POLL_MS);
+  if (!polling) {
+    clearTimeout(nextPoll);
+    nextPoll = null;
   }
 }
 
@@ -117,9 +130,17 @@ function setStatus(stream) {
   render();
 }
 
+// A stream's state as the socket tells it: newer than any answer of the API asked before it.
+function heardState(stream) {
+  stateMessages += 1;
+  setStatus(stream);
+}
+
 // The stream as GET /api/streams/<id> gave it, or the `error` that request failed with: the WebSocket
-// cannot tell a page why it was refused, the same question over HTTP can.
-function showAnswer(error, stream) {
+// cannot tell a page why it was refused, the same question over HTTP can. `asked`: stateMessages as the
+// question was asked. Returns whether the answer was used (false: a state message came since).
+function showAnswer(error, stream, asked) {
+  if (asked !== stateMessages) return false;
   if (error === null) {
     problem = liveRefused() ? LIVE_REFUSED_NOTICE : null;
     setStatus(stream);
@@ -137,13 +158,26 @@ function showAnswer(error, stream) {
     }
     render();
   }
+  return true;
 }
 
-function refresh() {
-  askStream().then(
-    (stream) => showAnswer(null, stream),
-    (error) => showAnswer(error, null),
+// Ask for the stream now, unless a question is on its way: the one after it is POLL_MS after its answer
+// (render), or at once where the answer was dropped for a newer state message that still reconnects,
+// whose next attempt's time only the API tells.
+async function refresh() {
+  clearTimeout(nextPoll);
+  nextPoll = null;
+  if (asking) return;
+  asking = true;
+  const asked = stateMessages;
+  const [error, stream] = await askStream().then(
+    (answer) => [null, answer],
+    (failure) => [failure, null],
   );
+  asking = false;
+  if (showAnswer(error, stream, asked)) return;
+  if (status?.state === "reconnecting") refresh();
+  else render();
 }
 
 const connection = new Connection({
@@ -151,7 +185,7 @@ const connection = new Connection({
     refusals.hello();
     refusal = null; // a new socket: the subscription is sent, and judged, again
     inference = message.inference ?? null;
-    setStatus(message.streams.find((stream) => stream.id === streamId) ?? null);
+    heardState(message.streams.find((stream) => stream.id === streamId) ?? null);
   },
   async frame(meta, jpeg) {
     if (meta.stream !== streamId || !jpeg) return;
@@ -174,13 +208,13 @@ const connection = new Connection({
     if (message.stream !== streamId) return;
     if (message.type === "status") {
       const same = status?.state === message.state && status?.error === message.error;
-      setStatus({ ...message, next_attempt_at: same ? status.next_attempt_at : null });
+      heardState({ ...message, next_attempt_at: same ? status.next_attempt_at : null });
       if (message.state === "reconnecting" && !same) refresh(); // for the next attempt's time
     } else if (message.type === "added") {
       refusal = null; // the server's word that it has no stream by this id no longer holds
-      setStatus({ state: "starting", error: null });
+      heardState({ state: "starting", error: null });
     } else if (message.type === "removed") {
-      setStatus(null);
+      heardState(null);
     }
   },
   state(state) {

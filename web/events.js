@@ -165,6 +165,11 @@ export class EventList {
   }
 
   insert(event) {
+    if (!validTime(event.time)) {
+      // Unsorted, and not shown: a time no date can be made of would throw at each render of the list.
+      console.warn("segcast: an event without a valid time was skipped:", event);
+      return;
+    }
     const key = identity(event);
     if (this.events.some((known) => identity(known) === key)) return;
     this.events.push(event);
@@ -199,6 +204,11 @@ export class EventList {
  * an id, or {} from the newest); null where it could not be read. */
 function readPage(streamId, type, cursor) {
   return listEvents({ stream: streamId, type, limit: SHOWN, ...cursor }, { interactive: false }).catch(() => null);
+}
+
+/** Whether `time` (Unix seconds) is one a Date can be made of: a number, within the Date's range. */
+function validTime(time) {
+  return typeof time === "number" && !Number.isNaN(new Date(time * 1000).getTime());
 }
 
 function eventItem(event) {

@@ -179,7 +179,15 @@ async function playStream(streamId, { video, onMeta, onState, onAnswer, image = 
   pc.addTransceiver("video", { direction: "recvonly" });
   const channel = pc.createDataChannel("meta");
   const pairing = new MetaPairing(onMeta);
-  channel.addEventListener("message", (event) => pairing.add(JSON.parse(event.data)));
+  channel.addEventListener("message", (event) => {
+    const meta = parseMeta(event.data);
+    if (meta === null) {
+      // Not the protocol's (a server of another version, something in between): skipped, said, not thrown.
+      console.warn("segcast: frame metadata that is not the protocol's was skipped:", String(event.data).slice(0, 80));
+      return;
+    }
+    pairing.add(meta);
+  });
   const playing = new Promise((resolve, reject) => {
     pc.addEventListener("track", (event) => {
       video.srcObject = event.streams[0] || new MediaStream([event.track]);
@@ -312,7 +320,9 @@ export class WebRTCTransport {
     this.player.stop();
   }
 
+  // A new attempt, unless stop() ended it for good: nothing started after that would ever be stopped.
   start() {
+    if (this.stopped) return;
     const video = document.createElement("video");
     video.className = "rtc-source";
     video.muted = true;
@@ -519,6 +529,16 @@ async function fetchJson(path, options) {
     });
   }
   return data;
+}
+
+// A "meta" data channel message as the protocol has it (a JSON object with a numeric pts), or null.
+function parseMeta(data) {
+  try {
+    const meta = JSON.parse(data);
+    return Number.isFinite(meta?.pts) ? meta : null;
+  } catch {
+    return null;
+  }
 }
 
 // Pairs each shown video frame with the metadata of exactly that frame, by RTP timestamp.
