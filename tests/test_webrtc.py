@@ -620,7 +620,7 @@ async def test_an_offer_with_a_key_the_endpoint_does_not_know_is_refused_naming_
         (b'{"type": "answer", "sdp": "v=0"}', "offer"),
         (b'{"type": "offer"}', "sdp"),
         (b'{"type": "offer", "sdp": "v=0\\r\\nthis is not sdp"}', "media section"),
-        (b'{"type": "offer", "sdp": "v=0\\r\\nm=video abc\\r\\n"}', "offer could not be used"),
+        (b'{"type": "offer", "sdp": "v=0\\r\\nm=video abc\\r\\n"}', "the offer's SDP is malformed: send the SDP text"),
         (b'{"type": "offer", "sdp": "v=0\\r\\nm=video 9", "stream": "no spaces"}', "stream"),
         (b'{"type": "offer", "sdp": "v=0\\r\\nm=video 9", "fps": 0}', "fps"),
         (b'{"type": "offer", "sdp": "v=0\\r\\nm=video 9", "width": 640}', "both 'width' and 'height'"),

@@ -5,10 +5,12 @@ errors that say what the user can do."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -16,9 +18,14 @@ from aiortc import RTCSessionDescription
 
 from server.app import create_app
 from server.config import Settings, StreamConfig
+from server.delivery.hub import Hub
 from server.inference.models import BUNDLED_MODEL
+from server.options import StreamOptions
 from server.scene import Scene
+from server.sources.base import StreamState
+from server.streams import StreamManager
 from server.webrtc import WebRTCConfig
+from server.webrtc.peers import PeerRegistry
 from server.webrtc.routes import peers_key, webrtc_config_key
 from tests.support.browser import WAIT_MS
 from tests.support.polling import eventually
@@ -158,6 +165,8 @@ async def test_peer_slots_and_refusals_are_in_the_metrics_and_refusals_say_what_
             'segcast_webrtc_peers{role="publisher"}': "0",
             'segcast_webrtc_peers{role="player"}': "1",
             'segcast_webrtc_refused_total{reason="max_peers"}': "2",
+            'segcast_webrtc_refused_total{reason="max_players"}': "0",
+            'segcast_webrtc_refused_total{reason="max_connecting_players"}': "0",
             'segcast_webrtc_refused_total{reason="max_peers_per_address"}': "0",
         }
         assert "# TYPE segcast_webrtc_peers gauge" in text
@@ -231,3 +240,17 @@ async def test_what_players_skipped_is_in_the_metrics_closed_players_included(ai
         assert int(closed[skipped[2]]) >= int(live[skipped[2]])
     finally:
         await player.close()
+
+
+async def test_a_closed_peer_registry_is_let_go_by_the_hub() -> None:
+    """The hub outlives the registry (the pipeline's cleanup stops it later): a registry closed but
+    still listening would be kept, and called, for every state the streams announce from then on."""
+    hub = Hub(asyncio.get_running_loop())
+    registry = PeerRegistry(WebRTCConfig(), hub, cast(StreamManager, None), StreamOptions())
+    await registry.close()
+    await registry.close()  # at shutdown, and again by a test or a second signal: once is enough
+    left = weakref.ref(registry)
+    del registry
+    gc.collect()
+    assert left() is None, "the hub still holds the closed registry"
+    hub.announce_state("live", StreamState.FAILED, "its camera went")  # reaches no closed registry

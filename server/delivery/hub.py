@@ -191,6 +191,10 @@ class Hub:
         """Call ``listener`` on the loop with every state a stream announces, in order (event outputs)."""
         self._state_listeners.append(listener)
 
+    def remove_state_listener(self, listener: StateListener) -> None:
+        """Stop calling ``listener`` (added by `add_state_listener`), for an owner that closes before the hub."""
+        self._state_listeners.remove(listener)
+
     def add_removal_listener(self, listener: RemovalListener) -> None:
         """Call ``listener`` on the loop with the id of every stream removed (not restarted with new options)."""
         self._removal_listeners.append(listener)

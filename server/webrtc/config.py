@@ -20,8 +20,15 @@ from server.config import ConfigError
 
 #: Peers at once, publishers and players together: each costs a decoder or encoder thread.
 MAX_PEERS = 16
-#: Players of those from one client address (loopback not counted: behind a reverse proxy every peer
-#: comes from it), so that one client cannot take every slot; a viewer refused falls back to the WebSocket.
+#: Players of those: the other slots are kept for publishers, which have no WebSocket to fall back to,
+#: so that however many players there are, a camera can still be published.
+MAX_PLAYERS = 12
+#: Players of those that have not connected yet: a client sending offers it never completes holds these
+#: (for `PLAY_CONNECT_TIMEOUT_S` each) and no more, and players that did connect keep the rest. A
+#: browser connects within a second or two on a LAN, so a few are plenty for clients offering together.
+MAX_CONNECTING_PLAYERS = 6
+#: Players from one client address (loopback not counted: behind a reverse proxy every peer comes
+#: from it), so that one client cannot take every slot; a viewer refused falls back to the WebSocket.
 MAX_PEERS_PER_ADDRESS = 8
 #: A browser's offer is a few KiB; anything much bigger is not an offer we want to parse.
 MAX_OFFER_BYTES = 64 * 1024
@@ -122,6 +129,8 @@ def _masked(value: str) -> str:
 class WebRTCConfig:
     ice_servers: tuple[IceServer, ...] = ()
     max_peers: int = MAX_PEERS
+    max_players: int = MAX_PLAYERS
+    max_connecting_players: int = MAX_CONNECTING_PLAYERS
     max_peers_per_address: int = MAX_PEERS_PER_ADDRESS
     max_offer_bytes: int = MAX_OFFER_BYTES
     publish_idle_timeout_s: float = PUBLISH_IDLE_TIMEOUT_S

@@ -7,8 +7,10 @@ that fails (its reader refused the peer's frames, say, as larger than ``max_fram
 removed closes its publisher, whose frames would otherwise keep coming to no one. Only the first
 video a publisher offers is received, and a player only sends: every other media section is
 answered ``inactive``, as nothing would read what aiortc decoded for it. An offer that could never
-connect (no DTLS fingerprint, its video disabled, no codec in common) is refused before any peer is
-made for it. A player gets an `AnnotatedTrack` fed by its stream's shared `PlaybackFeed`.
+connect (no DTLS fingerprint, its video disabled, no codec in common) or lists more ICE candidates
+than a browser would is refused before any peer is made for it, and its candidates in ``[server]
+deny_networks`` are left out (`server.webrtc.offers`). A player gets an `AnnotatedTrack` fed by its
+stream's shared `PlaybackFeed`.
 
 A peer that has not connected soon after its answer is closed: a browser that gave up on ICE (the
 bundled viewer falls back to the WebSocket after 3 s) or whose tab closed while its offer was on
@@ -41,14 +43,10 @@ from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
-from aiortc.codecs import CODECS
 from aiortc.mediastreams import MediaStreamTrack
-from aiortc.rtcdtlstransport import X509_DIGEST_ALGORITHMS
-from aiortc.rtcpeerconnection import find_common_codecs
-from aiortc.sdp import SessionDescription, grouplines
 
 from server.config import StreamConfig
 from server.delivery.encode import ImageKind
@@ -58,6 +56,7 @@ from server.options import StreamOptions
 from server.sources.base import StreamState
 from server.streams import StreamManager
 from server.webrtc.config import WebRTCConfig
+from server.webrtc.offers import OfferError, connectable, refusal, without_denied_candidates
 from server.webrtc.playback import AnnotatedTrack, PlaybackFeed
 from server.webrtc.source import WebRTCSource, pump
 
@@ -77,10 +76,6 @@ REMOTE_CLOSE = "closed by the browser, or no answer to ICE consent checks for ~3
 SOCKET_CLOSED = "its page's WebSocket closed"
 #: What each role is called in logs.
 ROLE_NAMES: dict[Literal["publish", "play"], str] = {"publish": "publisher", "play": "player"}
-
-
-class OfferError(ValueError):
-    """The offer cannot be answered as sent; the message tells the client what to change."""
 
 
 class PeerClosedError(RuntimeError):
@@ -167,7 +162,9 @@ class PeerRegistry:
         self._feeds: dict[tuple[str, ImageKind], PlaybackFeed] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
-        self._refused = {"max_peers": 0, "max_peers_per_address": 0}
+        self._refused = dict.fromkeys(
+            ("max_peers", "max_players", "max_connecting_players", "max_peers_per_address"), 0
+        )
         self._skipped_by_closed = Skipped()  # what peers no longer here skipped: the metrics are totals
         # One thread draws overlays for every feed: rendering is cheap next to inference, and one
         # thread keeps it from competing with the model for cores.
@@ -184,28 +181,52 @@ class PeerRegistry:
     def check_room(self, remote: str, role: Literal["publish", "play"] = "play") -> None:
         """Raise `PeerLimitError` if one more peer, from client address ``remote``, would pass a limit.
 
-        Players from one address are limited to their share, so that one client cannot take every slot;
-        publishers are not (each is a camera of its own, and has no WebSocket to fall back to). Each
-        refusal is counted by the limit that made it (`counts`): an offer is checked before its body
-        is read and again as its peer is added, and refused by one of the two checks at most.
+        Publishers may take any free slot, players only their share of them (``max_players``): a camera
+        cannot be sent over the WebSocket, so however many players there are, one can still be published.
+        Of the players, only ``max_connecting_players`` may be still connecting: a client that sends offers
+        and never connects (loopback is every client behind a local reverse proxy, which the share per
+        address does not limit) holds those until its offers time out, not every player's slot. Players
+        from one address are limited to their share, so that one client cannot take every slot;
+        publishers are not (each is a camera of its own). Each refusal is counted by the limit that made
+        it (`counts`): an offer is checked before its body is read and again as its peer is added, and
+        refused by one of the two checks at most.
         """
         config = self.config
         if len(self._peers) >= config.max_peers:
-            self._refused["max_peers"] += 1
             # A camera cannot be sent over the WebSocket: a publisher can only wait for a free slot.
             remedy = (
                 "stop another camera or WebRTC player" if role == "publish" else "close one or use the WebSocket viewer"
             )
-            raise PeerLimitError(f"too many WebRTC peers ({config.max_peers}); {remedy}")
-        if role == "publish" or is_local_client(remote):
+            self._refuse("max_peers", f"too many WebRTC peers ({config.max_peers}); {remedy}")
+        if role == "publish":
             return
-        players = sum(peer.remote == remote and peer.role == "play" for peer in self._peers)
-        if players >= config.max_peers_per_address:
-            self._refused["max_peers_per_address"] += 1
-            raise PeerLimitError(
-                f"{remote} has its limit of {config.max_peers_per_address} WebRTC players; "
-                "close one or use the WebSocket viewer"
+        players = [peer for peer in self._peers if peer.role == "play"]
+        if len(players) >= config.max_players:
+            self._refuse(
+                "max_players",
+                f"too many WebRTC players ({config.max_players}): the other {config.max_peers - config.max_players} "
+                f"of {config.max_peers} WebRTC peers are kept for published cameras; "
+                "close one or use the WebSocket viewer",
             )
+        if sum(not peer.connected for peer in players) >= config.max_connecting_players:
+            self._refuse(
+                "max_connecting_players",
+                f"too many WebRTC players still connecting ({config.max_connecting_players}); "
+                "offer again in a few seconds or use the WebSocket viewer",
+            )
+        if is_local_client(remote):
+            return
+        if sum(peer.remote == remote for peer in players) >= config.max_peers_per_address:
+            self._refuse(
+                "max_peers_per_address",
+                f"{remote} has its limit of {config.max_peers_per_address} WebRTC players; "
+                "close one or use the WebSocket viewer",
+            )
+
+    def _refuse(self, limit: str, message: str) -> NoReturn:
+        """Count a refusal by ``limit`` and raise `PeerLimitError` with ``message``."""
+        self._refused[limit] += 1
+        raise PeerLimitError(message)
 
     def counts(self) -> PeerCounts:
         publishers = sum(peer.role == "publish" for peer in self._peers)
@@ -228,7 +249,7 @@ class PeerRegistry:
         ``expires``: when the signed token the offer came with expires (Unix seconds), if it came with one.
         ``capture_size``: the publisher's camera's width and height, if it said (`WebRTCSource`).
         """
-        _connectable(offer.sdp)
+        connectable(offer.sdp)
         peer = self._new_peer("publish", stream_id, remote, expires)
         tracks: list[MediaStreamTrack] = []
         peer.pc.on("track", tracks.append)
@@ -275,7 +296,7 @@ class PeerRegistry:
         ``socket``: the id of the open WebSocket of the offer's page, whose close closes the player
         (`socket_closed`); the caller checks it is open, with no await before this call.
         """
-        description = _connectable(offer.sdp)
+        description = connectable(offer.sdp)
         peer = self._new_peer("play", stream_id, remote, expires)
         peer.socket = socket
         track = AnnotatedTrack(stream_id)
@@ -336,8 +357,11 @@ class PeerRegistry:
     async def close(self) -> None:
         """Close every peer and feed and stop the render thread; for app shutdown.
 
-        Offers still being answered are refused (`PeerClosedError`), and so are new ones.
+        Offers still being answered are refused (`PeerClosedError`), and so are new ones. The hub hears
+        from the registry no more: every peer is closing, and the hub outlives the app's registry.
         """
+        if not self._closed:  # closed once already: its listener is gone
+            self._hub.remove_state_listener(self._stream_state)
         self._closed = True
         for peer in list(self._peers):
             self._close_soon(peer, "server shutdown")
@@ -394,13 +418,22 @@ class PeerRegistry:
             )
 
     async def _accept(self, peer: Peer, offer: RTCSessionDescription) -> None:
-        """Apply the remote offer. aiortc's SDP parser fails with assorted exception types (even
-        AssertionError) on bad input, so here, as in `_connectable`, any failure means a bad offer."""
+        """Apply the remote offer, less its candidates in ``[server] deny_networks``. aiortc fails with
+        assorted exception types (even AttributeError) on bad input, so any failure means a bad offer."""
+        sdp, dropped = without_denied_candidates(offer.sdp, self._manager.policy)
+        if dropped:
+            log.info(
+                "[%s] WebRTC %s %s: %d ICE candidates in [server] deny_networks left out",
+                peer.stream_id,
+                ROLE_NAMES[peer.role],
+                peer.remote,
+                dropped,
+            )
         try:
-            await peer.pc.setRemoteDescription(offer)
+            await peer.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=offer.type))
         except Exception as exc:
             self._check_open(peer)  # closed meanwhile (its page's socket, shutdown): no fault of the offer's
-            raise OfferError(f"the offer could not be used: {_reason(exc)}") from exc
+            raise refusal(exc, "the offer could not be used") from exc
 
     async def _answer(self, peer: Peer) -> RTCSessionDescription:
         # aiortc gathers its (host) candidates before this returns, so the answer needs no trickle.
@@ -408,7 +441,7 @@ class PeerRegistry:
             await peer.pc.setLocalDescription(await peer.pc.createAnswer())
         except Exception as exc:  # no codec or transport in common with the offer
             self._check_open(peer)  # or closed meanwhile: no fault of the offer's
-            raise OfferError(f"cannot answer the offer: {_reason(exc)}") from exc
+            raise refusal(exc, "cannot answer the offer") from exc
         return peer.pc.localDescription
 
     def _check_open(self, peer: Peer) -> None:
@@ -540,38 +573,3 @@ class PeerRegistry:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
-
-
-def _connectable(sdp: str) -> SessionDescription:
-    """The offer parsed; `OfferError` if a media section in it could never connect.
-
-    aiortc answers such an offer, and only fails later, with no one to tell: a section without a
-    DTLS fingerprint it can check fails its handshake (in a task whose error no one reads); one the
-    offerer disabled (port 0, not ``bundle-only``) or one whose ``m=`` line lists no codec aiortc
-    has (it takes codecs from ``a=rtpmap`` lines the ``m=`` line does not list) never gets media.
-    Its stream would sit ``starting``, or its player hold a peer slot, until a time-out ended them.
-    """
-    try:
-        description = SessionDescription.parse(sdp)
-    except Exception as exc:  # see `_accept`
-        raise OfferError(f"the offer could not be used: {_reason(exc)}") from exc
-    _, sections = grouplines(sdp)
-    for index, (media, lines) in enumerate(zip(description.media, sections, strict=True)):
-        name = f"the offer's media section {index} ({media.kind})"
-        if media.port == 0 and "a=bundle-only" not in lines:
-            raise OfferError(f"{name} is disabled (port 0): offer only what is to be sent or received")
-        fingerprints = media.dtls.fingerprints if media.dtls is not None else []
-        if not any(fingerprint.algorithm.lower() in X509_DIGEST_ALGORITHMS for fingerprint in fingerprints):
-            digests = ", ".join(X509_DIGEST_ALGORITHMS)
-            raise OfferError(f"{name} has no DTLS fingerprint: it needs a=setup and an a=fingerprint by {digests}")
-        if media.kind in CODECS:
-            listed = [codec for codec in media.rtp.codecs if codec.payloadType in media.fmt]
-            if not find_common_codecs(CODECS[media.kind], listed):
-                usable = ", ".join(sorted({c.mimeType.split("/")[1] for c in CODECS[media.kind]} - {"rtx"}))
-                raise OfferError(f"{name} lists no codec segcast can use: offer one of {usable}")
-    return description
-
-
-def _reason(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else f"malformed SDP ({type(exc).__name__})"

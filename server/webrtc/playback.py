@@ -101,10 +101,12 @@ def meta_message(packet: FramePacket, pts: int) -> str:
 class AnnotatedTrack(MediaStreamTrack):
     """One player's video track: hands aiortc's sender the newest rendered frame, and its metadata.
 
-    Each frame's copy for its encoder (`Rendered.video_frame`) is made in a thread of the player's own:
-    the loop's default executor also starts and stops streams and removes a publisher's (up to 2 s
-    each), and the player's frames would wait behind those. One thread is enough: its sender takes
-    a frame only once it has encoded the one before.
+    Each frame's copy for its encoder (`Rendered.video_frame`) is made off the loop, in a thread of the
+    player's own. aiortc's sender then encodes it in the loop's default executor (``run_in_executor(None,
+    ...)``), where streams are also started and stopped and a publisher's removed (up to 2 s each), so a
+    player's frame may wait behind those once, for its encoding, which segcast does not place; its copy
+    does not queue there as well. One thread is enough: its sender takes a frame only once it has
+    encoded the one before.
     """
 
     kind = "video"

@@ -11,9 +11,10 @@ waits for its own before sending the offer (see web/webrtc.js). Errors are JSON 
 with 400 for a malformed offer (a key other than those above too), 404 for an unknown stream (also
 one removed while its offer was answered), 409 for a taken stream id (with ``Retry-After`` where a
 published camera that sent no video for a while holds it, see `_taken`) or a ``socket`` no open
-WebSocket has, 413 for an oversized offer, and 503 when a peer limit is reached (in all, or the client
-address's share) or the peer was closed before its answer (the server is shutting down, its access
-token expired, its page's WebSocket closed).
+WebSocket has, 413 for an oversized offer, and 503 when a peer limit is reached (in all, the players'
+share, those still connecting, or the client address's share; `PeerRegistry.check_room`) or the peer
+was closed before its answer (the server is shutting down, its access token expired, its page's
+WebSocket closed).
 
 A player's ``socket`` is the id its page's WebSocket was told in its ``hello`` (server/http/ws.py):
 the player is closed as soon as that socket closes, as a closed page's does at once, rather than
