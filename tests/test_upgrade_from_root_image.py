@@ -123,7 +123,7 @@ async def test_a_history_an_older_image_made_names_its_owner_and_the_chown(volum
     """The open was logged and reads answered (GET /api/events: 503) "attempt to write a readonly database",
     saying nothing of the file and its folder being root's nor how to fix it."""
     path = volume / "segcast-events.db"
-    await open_once(path)
+    await made_by_an_older_image(path)
     why = owned_by_root(f"{volume} and {path} belong", f"{volume} {path}")
     outputs = EventOutputs(EventsSettings(history=HistorySettings(path)))
     with as_segcast_user():
@@ -142,7 +142,7 @@ async def test_a_history_an_older_image_made_names_its_owner_and_the_chown(volum
 async def test_a_history_whose_folder_alone_was_given_to_segcast_names_the_file(volume: Path) -> None:
     """The folder given to segcast's user, the file still root's: it opens and is read, and each write fails."""
     path = volume / "segcast-events.db"
-    await open_once(path)
+    await made_by_an_older_image(path)
     os.chown(volume, SEGCAST_UID, SEGCAST_UID)
     outputs = EventOutputs(EventsSettings(history=HistorySettings(path)))
     with as_segcast_user():
@@ -180,6 +180,14 @@ async def test_a_history_in_a_folder_not_made_yet_names_the_owner_of_the_folder_
     error = await history_error_as_segcast_user(path)
     assert error.startswith(f"cannot open {path}: "), error
     assert error.endswith(f": {owned_by_root(f'{volume} belongs', str(volume), them='it')}"), error
+
+
+async def made_by_an_older_image(path: Path) -> None:
+    """A history file as an older image made it, running as root: this version's tables, and mode 0644
+    (that of SQLite's files under the usual umask, 022), which segcast's user may read but not write. This
+    version makes its files 0600, which that user could not even open."""
+    await open_once(path)
+    os.chmod(path, 0o644)
 
 
 def chattr(attributes: str, path: Path) -> bool:
@@ -243,7 +251,7 @@ def root_config(volume: Path, text: str = STREAM_A) -> Path:
     """A config file as the older image left it in its volume: root's, mode 0644."""
     path = volume / "segcast.toml"
     path.write_text(text)
-    path.chmod(0o644)
+    os.chmod(path, 0o644)
     return path
 
 
