@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from server.events.sink import DROP_LOG_INTERVAL_S, OutEvent, SinkState, Tally
+from server.events.sink import DROP_LOG_INTERVAL_S, RETRY_REASONS_MAX, OutEvent, SinkState, Tally
 
 log = logging.getLogger("tests.sink")
 EVENT = OutEvent({"type": "track"}, "cam", 0.0)
@@ -97,3 +97,80 @@ def test_shutdown_tells_what_the_windows_hold(caplog: pytest.LogCaptureFixture) 
     tally.lose_at_shutdown(0)
     assert told(caplog, r"dropped (\d+) event") == [1, 1]
     assert told(caplog, r"again: (\d+) more") == [4]
+
+
+def test_a_retry_that_gets_through_is_no_news_though_the_output_is_down_meanwhile(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Each event delivered after a retry said "working": two lines an event from a receiver failing now and then."""
+    caplog.set_level(logging.INFO, log.name)
+    tally = Tally("out", log, Clock())
+    for _ in range(3):
+        tally.retrying("answered HTTP 500")
+        assert tally.state is SinkState.FAILING  # segcast_event_output_up 0, and no drain at shutdown
+        tally.ok()
+    assert caplog.records == [] and tally.state is SinkState.OK
+
+
+def test_working_ends_a_failure_logged_as_an_error_once(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, log.name)
+    tally = Tally("out", log, Clock())
+    tally.fail("answered HTTP 500; an event given up after 3 attempts", lost=1)
+    for _ in range(2):  # the next two events retried, then delivered
+        tally.retrying("answered HTTP 500")
+        tally.ok()
+    assert [r.getMessage() for r in caplog.records] == [
+        "out: answered HTTP 500; an event given up after 3 attempts",
+        "out: working",
+    ]
+
+
+def test_a_failure_first_met_in_a_retry_is_logged_when_it_loses_an_event(caplog: pytest.LogCaptureFixture) -> None:
+    """A retry made the output failing with the reason as its error, unlogged: the same reason losing an
+    event was then taken for more of a failure already logged, and only counted."""
+    tally = Tally("out", log, Clock())
+    tally.retrying("internal error")
+    tally.fail("internal error", lost=1)
+    assert [r.getMessage() for r in caplog.records] == ["out: internal error"]
+
+
+def test_retries_for_one_reason_are_told_once_a_window_each_reason_its_own(caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    tally = Tally("out", log, clock)
+    assert [tally.retrying("answered HTTP 500") for _ in range(4)] == [1, 0, 0, 0]
+    assert tally.retrying("timed out") == 1  # another reason is news at once
+    clock.now += DROP_LOG_INTERVAL_S
+    assert tally.retrying("answered HTTP 500") == 4  # this one and the three counted in the window
+    assert caplog.records == []  # the caller writes the retry's line
+
+
+def test_retries_a_window_holds_are_told_by_the_first_delivery_after_it_and_at_shutdown(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock()
+    tally = Tally("out", log, clock)
+    for reason in ("answered HTTP 500", "answered HTTP 500", "answered HTTP 500", "timed out", "timed out"):
+        tally.retrying(reason)
+    tally.ok()  # within the window: told later
+    assert told(caplog, r"(\d+) more attempt") == []
+    clock.now += DROP_LOG_INTERVAL_S
+    tally.ok()
+    assert told(caplog, r"answered HTTP 500; (\d+) more attempt") == [2]
+    assert told(caplog, r"timed out; (\d+) more attempt") == [1]
+    tally.retrying("answered HTTP 500")  # in the window the delivery's line opened
+    tally.lose_at_shutdown(0)
+    assert told(caplog, r"answered HTTP 500; (\d+) more attempt") == [2, 1]
+
+
+def test_a_reason_forgotten_for_a_new_one_has_its_retries_told(caplog: pytest.LogCaptureFixture) -> None:
+    """Reasons are kept a count each, and their text comes from errors: their number is bounded."""
+    tally = Tally("out", log, Clock())
+    for n in range(RETRY_REASONS_MAX):
+        tally.retrying(f"reason {n}")
+        tally.retrying(f"reason {n}")
+    assert tally.retrying("one more reason") == 1
+    assert [r.getMessage() for r in caplog.records] == [
+        "out: reason 0; 1 more attempt(s) retried for this reason since it was last logged"
+    ]
+    tally.lose_at_shutdown(0)
+    assert len(told(caplog, r"(\d+) more attempt")) == RETRY_REASONS_MAX  # reason 0 not told twice

@@ -24,9 +24,13 @@ from server.events.counts import Counts
 from server.events.snapshot import Picture
 from server.log_throttle import ThrottledCount
 
-#: At most one "queue full" line per sink per this many seconds, and one for events lost again and again
-#: to the same error; the lines say how many since the last one, and /metrics counts each.
+#: At most one "queue full" line per sink per this many seconds, one for events lost again and again
+#: to the same error, and one for attempts retried for the same reason; the lines say how many since
+#: the last one, and /metrics counts each drop and loss.
 DROP_LOG_INTERVAL_S = 30.0
+#: The retry reasons a sink keeps a count for (`Tally.retrying`). The reasons of one destination are
+#: few, but their text comes from errors: where more come, the oldest's count is told and forgotten.
+RETRY_REASONS_MAX = 16
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
 #: At shutdown a network sink that is not failing (working, or yet to deliver its first event) delivers
@@ -148,9 +152,11 @@ class Tally:
     """A sink's counters and state, and the lines its drops and failures make in the log.
 
     "Queue full" is logged at most once per `DROP_LOG_INTERVAL_S` (`ThrottledCount`), and so are
-    events lost again and again to the error last logged. What a window held is told by the first
-    such line after it, by the first delivery after it (events lost: by the first delivery, window
-    or not, since working again ends the failure), and at shutdown.
+    events lost again and again to the error last logged, and attempts retried for one reason. What a
+    window held is told by the first such line after it, by the first delivery after it (events lost:
+    by the first delivery, window or not, since working again ends the failure), and at shutdown.
+    "Working" ends only a failure logged as an error (`fail`): an attempt retried and then delivered
+    is no news, or a receiver that fails now and then would say it with every event.
 
     Counters are plain ints written by one thread or task and read by others: a scrape may see a
     value one event old, never a torn one. Drops (on the loop) and deliveries (in the history's
@@ -176,7 +182,10 @@ class Tally:
         self._drops = ThrottledCount(DROP_LOG_INTERVAL_S)
         self._drops_lock = threading.Lock()
         self._latest_drop: OutEvent | None = None
-        self._losses = ThrottledCount(DROP_LOG_INTERVAL_S)  # events lost to ``last_error`` since it was logged
+        self._losses = ThrottledCount(DROP_LOG_INTERVAL_S)  # events lost to ``_logged_error`` since it was logged
+        #: The error `fail` logged, until a delivery ends it with "working"; None while none is logged.
+        self._logged_error: str | None = None
+        self._retries: dict[str, ThrottledCount] = {}  # attempts retried, by reason (`retrying`)
 
     def offer(self) -> None:
         """An event is offered to the sink: call before queueing it (a full queue then drops it)."""
@@ -190,15 +199,21 @@ class Tally:
 
     def ok(self, delivered: int = 1) -> None:
         """Record a delivery (or a connection) that worked; "working" is logged only when that ends a
-        failure: a first delivery is no news, and a caller whose state did not change says nothing."""
-        if self.state is SinkState.FAILING:
+        failure logged as an error: a first delivery is no news, nor one after attempts retried
+        (`retrying`), and a caller whose state did not change says nothing."""
+        if self._logged_error is not None:
             self._tell_losses(self._losses.take())
             self._log.info("%s: working", self.name)
+            self._logged_error = None
         self.state = SinkState.OK
         self.delivered += delivered
         if self._drops.untold:  # read without the lock: a drop counted meanwhile is told next time
             with self._drops_lock:
                 self._tell_drops(self._drops.due(self._clock()))
+        if any(retries.untold for retries in self._retries.values()):
+            now = self._clock()
+            for reason, retries in self._retries.items():
+                self._tell_retries(reason, retries.due(now))
 
     def fail(self, reason: str, lost: int = 0) -> None:
         """Record a failure; ``lost`` events are given up on.
@@ -208,30 +223,43 @@ class Tally:
         """
         self.failed += lost
         self.last_error_at = time.time()
-        if self.state is not SinkState.FAILING or reason != self.last_error:
+        if reason != self._logged_error:
             self._tell_losses(self._losses.take())
             self._log.error("%s: %s", self.name, reason)
             self.state = SinkState.FAILING
-            self.last_error = reason
+            self.last_error = self._logged_error = reason
             self._losses.told(self._clock())
             return
         self._tell_losses(self._losses.add(lost, self._clock()))
 
-    def retrying(self, reason: str) -> None:
+    def retrying(self, reason: str) -> int:
         """An attempt failed and will be retried: failing now, with no event lost yet, so /metrics and
         the API show it and a shutdown does not wait on it (`DeliveryTask.drain`).
 
         ``last_error`` is set only where the sink was not failing yet: a failure that goes on keeps
         the reason it was logged with, so its further losses are only counted (`fail`). Its
         ``last_error_at`` is the time of that reason's latest occurrence, so a retry for another
-        reason (an event given up on, then the next retried) leaves both as they were. Logs nothing:
-        the caller says what it retries.
+        reason (an event given up on, then the next retried) leaves both as they were.
+
+        Returns how many attempts retried for ``reason`` the caller's line is to tell, this one
+        included: 1 for the first, 0 while the quiet window it opened lasts (`DROP_LOG_INTERVAL_S`),
+        and after it this one and those counted in it; so a receiver that fails now and then costs
+        a line a window per reason, not one per event. The caller writes the line, as it knows the
+        event and the attempt; what a window holds when the retries stop is told by the first
+        delivery after it, or at shutdown.
         """
         if self.state is not SinkState.FAILING:
             self.state = SinkState.FAILING
             self.last_error = reason
         if reason == self.last_error:
             self.last_error_at = time.time()
+        retries = self._retries.get(reason)
+        if retries is None:
+            if len(self._retries) >= RETRY_REASONS_MAX:
+                oldest = next(iter(self._retries))
+                self._tell_retries(oldest, self._retries.pop(oldest).take())
+            retries = self._retries[reason] = ThrottledCount(DROP_LOG_INTERVAL_S)
+        return retries.add(1, self._clock())
 
     def lose_at_shutdown(self, events: int) -> None:
         """Count ``events`` still queued, or on their way unconfirmed, when the sink stopped, as dropped;
@@ -239,6 +267,8 @@ class Tally:
         with self._drops_lock:
             self._tell_drops(self._drops.take())
         self._tell_losses(self._losses.take())
+        for reason, retries in self._retries.items():
+            self._tell_retries(reason, retries.take())
         if events:
             self._log.warning("%s: %d event(s) not delivered before shutdown", self.name, events)
             self.dropped += events
@@ -267,9 +297,19 @@ class Tally:
             self._log.error(
                 "%s: %s (again: %d more event(s) lost since it was logged)",
                 self.name,
-                self.last_error,
+                self._logged_error,
                 count,
             )
+
+    def _tell_retries(self, reason: str, count: int) -> None:
+        """Tell ``count`` attempts retried for ``reason`` that no retry's own line has told."""
+        if count:
+            self._log.warning("%s: %s; %s", self.name, reason, retried_since(count))
+
+
+def retried_since(count: int) -> str:
+    """How a line tells of ``count`` attempts retried for its reason since the last line that said it."""
+    return f"{count} more attempt(s) retried for this reason since it was last logged"
 
 
 def backoff_s(attempt: int, first_s: float = BACKOFF_FIRST_S, max_s: float = BACKOFF_MAX_S) -> float:

@@ -8,8 +8,10 @@ the MQTT and history copies, so a receiver that answered too late to be heard ca
 new event. A delivery that times out (``timeout_s``), cannot connect or gets a 5xx or 429 is retried up
 to ``retries`` times with doubling waits, or as long as the answer's Retry-After asks (at most
 `BACKOFF_MAX_S`); the wait goes on to the next event while the receiver keeps failing, so a receiver
-that is down or rate-limiting is not hit at full speed by each new event. A retried attempt is logged as
-a warning; only an event given up on is an error, logged once and then, while the same failure goes on,
+that is down or rate-limiting is not hit at full speed by each new event. A retried attempt is a
+warning, the first for its reason at once and the others for it at most once a while with the count
+since (`Tally.retrying`), so a receiver that fails now and then costs a few lines a minute, not a line
+an event; only an event given up on is an error, logged once and then, while the same failure goes on,
 at most once a while with the events lost since (`Tally.fail`). A 4xx other than 429 means the receiver
 refuses the event, so it is not retried. A redirect is not followed (aiohttp would turn the POST into a
 GET without its body, and a 2xx to that would count as delivered): it fails like a refusal, naming where
@@ -33,7 +35,7 @@ import re
 import socket
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
@@ -42,7 +44,7 @@ import aiohttp
 
 from server.events.config import WebhookSettings
 from server.events.counts import Counts
-from server.events.sink import Backoff, DeliveryTask, OutEvent, SinkHealth, Tally
+from server.events.sink import Backoff, DeliveryTask, OutEvent, SinkHealth, Tally, retried_since
 
 log = logging.getLogger(__name__)
 
@@ -189,11 +191,18 @@ class WebhookSink:
     #: Webhooks send the event's JSON only.
     snapshots = False
 
-    def __init__(self, settings: WebhookSettings, name: str, backoff_first_s: float = 0.5) -> None:
-        """``name`` as `webhook_names` makes it: it must show the URL only as `shown_url` does."""
+    def __init__(
+        self,
+        settings: WebhookSettings,
+        name: str,
+        backoff_first_s: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``name`` as `webhook_names` makes it: it must show the URL only as `shown_url` does.
+        ``clock``: monotonic seconds, for the log's quiet windows (`Tally`)."""
         self.settings = settings
         self.name = name
-        self._tally = Tally(self.name, log)
+        self._tally = Tally(self.name, log, clock)
         self._queue: asyncio.Queue[OutEvent] = asyncio.Queue(settings.queue)
         self.backoff = Backoff(backoff_first_s)
         self._in_flight: OutEvent | None = None  # taken from the queue, not yet delivered or given up on
@@ -272,14 +281,21 @@ class WebhookSink:
 
     def _retrying(self, event: OutEvent, reason: str, attempt: int, attempts: int) -> None:
         """An attempt failed and will be retried: a warning, since the event may still get through
-        (an error is for an event given up on); the sink is failing meanwhile (`Tally.retrying`)."""
-        log.warning("[%s] %s: %s on attempt %d of %d; retrying", event.stream_id, self.name, reason, attempt, attempts)
-        self._tally.retrying(reason)
+        (an error is for an event given up on), and only where `Tally.retrying` says one is due, with
+        the attempts retried for the same reason since the last; the sink is failing meanwhile."""
+        count = self._tally.retrying(reason)
+        if not count:
+            return
+        since = f" ({retried_since(count - 1)})" if count > 1 else ""
+        log.warning(
+            "[%s] %s: %s on attempt %d of %d; retrying%s", event.stream_id, self.name, reason, attempt, attempts, since
+        )
 
     def _given_up(self, event: OutEvent, reason: str) -> None:
         """The event is lost to this webhook: a warning naming it, so it can be found in the history
-        (by its ``event_id``) and sent again. A warning like each retried attempt's, as many as the
-        attempts made; the error that the webhook fails is `Tally.fail`'s, once a while."""
+        (by its ``event_id``) and sent again. One for every event given up on, never throttled as
+        the retries' lines are, since each names an event nothing else does; the error that the
+        webhook fails is `Tally.fail`'s, once a while."""
         log.warning(
             "[%s] %s: %s; gave up on the %s event with event_id %s",
             event.stream_id,
