@@ -622,9 +622,9 @@ class StreamManager:
 
 def _changed_in_place(current: StreamConfig, wanted: StreamConfig) -> tuple[str, ...]:
     """The options of `IN_PLACE_OPTIONS` ``wanted`` changes, where it changes nothing else (a change made
-    in place); none where it changes anything else too (``from_api`` too: the source is reopened checked), or
-    nothing."""
-    if (wanted.uri, wanted.loop, wanted.from_api) != (current.uri, current.loop, current.from_api):
+    in place); none where it changes anything else too, or nothing. (``from_api`` changes only with the
+    ``uri``: the API keeps it for a stream that had it.)"""
+    if (wanted.uri, wanted.loop) != (current.uri, current.loop):
         return ()
     kept = {name: getattr(wanted.options, name) for name in IN_PLACE_OPTIONS}
     if dataclasses.replace(current.options, **kept) != wanted.options:

@@ -147,6 +147,13 @@ def test_a_host_name_longer_than_dns_holds_is_refused_saying_so(tmp_path: Path, 
         load_config(path)
 
 
+def test_a_broker_host_name_longer_than_dns_holds_is_refused_saying_so(tmp_path: Path) -> None:
+    path = tmp_path / "segcast.toml"
+    path.write_text(f'[events.mqtt]\nhost = "{"b" * 64}.lan"\n')
+    with pytest.raises(ConfigError, match="each part between dots at most 63"):
+        load_config(path)
+
+
 def test_a_host_name_as_long_as_dns_holds_is_taken(tmp_path: Path) -> None:
     host = f"{'a' * 63}.{'b' * 63}.{'c' * 63}.{'d' * 61}"  # 253 characters
     path = tmp_path / "segcast.toml"

@@ -189,6 +189,26 @@ async def test_a_history_file_segcast_makes_is_its_owners_alone(tmp_path: Path) 
         os.umask(umask)
 
 
+async def test_a_history_path_linked_to_a_file_not_there_yet_makes_it_its_owners_alone(tmp_path: Path) -> None:
+    """``O_EXCL`` does not create through a symbolic link: SQLite made the target under the umask (0644)."""
+    target, link = tmp_path / "data" / "events.db", tmp_path / "events.db"
+    target.parent.mkdir()
+    link.symlink_to(target)
+    umask = os.umask(0o022)
+    try:
+        outputs = EventOutputs(EventsSettings(history=HistorySettings(link)))
+        await outputs.start()
+        try:
+            assert outputs.history is not None
+            outputs.on_packet(track_start(1))
+            await stored(outputs.history, 1)
+            assert modes(target)["events.db"] == "-rw-------"
+        finally:
+            await outputs.stop()
+    finally:
+        os.umask(umask)
+
+
 class SmallDisk(sqlite3.Connection):
     """A disk that holds `capacity` bytes of history: storing events fails while the files hold more."""
 

@@ -317,7 +317,7 @@ class HistorySink:
         path = self.settings.path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            _create_private(path)
+            _create_private(path.resolve())  # a link's target: O_EXCL does not create through a link
             db = sqlite3.connect(path, timeout=LOCK_TIMEOUT_S, isolation_level=None, check_same_thread=False)
             try:
                 found = check_history_file(db, path, SCHEMA)  # before anything is written: maybe not ours
@@ -406,6 +406,8 @@ class HistorySink:
 def _create_private(path: Path) -> None:
     """Make the history's file, empty (SQLite takes an empty file for a new database), with `FILE_MODE`,
     where there is none. A file there already keeps its permissions: whoever made it chose them.
+    ``path`` is resolved by the caller: given a symbolic link to a file not there yet, ``O_EXCL`` would
+    refuse it, and SQLite would make the target with the umask's permissions.
 
     A file that cannot be made is left for SQLite's open to fail on, which says why as it always has
     (`failure_reason`).

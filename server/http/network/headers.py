@@ -1,4 +1,6 @@
-"""Headers every answer carries, whichever route made it: a handler's, a refusal before one, aiohttp's own.
+"""Headers every answer carries, whichever route made it: a handler's, a refusal before one (auth's 401),
+aiohttp's own 404 and 405. Not the 400 aiohttp's HTTP parser sends for a request it cannot read, which
+no application sees: a short ``text/plain`` line, never a script.
 
 ``X-Content-Type-Options: nosniff`` on every answer: a browser takes each for the type it says, and
 never runs a JSON error or a picture as a script or a page. ``Cache-Control: no-store`` on the API's,
