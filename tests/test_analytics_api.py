@@ -351,11 +351,11 @@ async def test_two_editors_saving_at_once_both_keep_their_shapes(start_server: S
                 second_waits.set()
             return await super().acquire()
 
-    def held_replace(config: StreamConfig, checked: bool = False) -> object:
+    def held_replace(config: StreamConfig) -> object:
         if not entered.is_set():
             entered.set()
             assert release.wait(COUNT_TIMEOUT_S)
-        return replace(config, checked)
+        return replace(config)
 
     lock = ObservedLock()  # held here: the app keeps its locks weakly
     app[stream_changes_key]["cam"] = lock

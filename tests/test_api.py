@@ -143,9 +143,10 @@ async def test_an_oversized_body_is_refused(start_server: Start) -> None:
             "the body is not valid JSON: expecting ',' delimiter at line 3, column 3;",
         ),
         (b'{"id": "caf\xe9"}', "the body is not UTF-8 text (at byte 11)"),
+        (b'\xef\xbb\xbf{"id": "caf\xe9"}', "the body is not UTF-8 text (at byte 14)"),
         ('{"conf": NaN}', "the body must be a JSON object of finite numbers: NaN is not a number segcast accepts"),
     ],
-    ids=["json", "json-lines", "utf-8", "nan"],
+    ids=["json", "json-lines", "utf-8", "utf-8-after-a-byte-order-mark", "nan"],
 )
 async def test_a_body_that_is_no_json_object_says_what_is_wrong_and_where(
     start_server: Start, body: str | bytes, error: str

@@ -14,6 +14,7 @@ nothing answers for is a 503, never a change that waits for ever.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import dataclasses
 import functools
 import hmac
@@ -201,7 +202,8 @@ async def _body(request: web.Request) -> dict[str, Any]:
         # A byte order mark is skipped (RFC 8259 allows it): Windows PowerShell 5's files start with one.
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        not_text = f"the body is not UTF-8 text (at byte {exc.start})"
+        at = exc.start + (len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0)  # counted after the mark
+        not_text = f"the body is not UTF-8 text (at byte {at})"
         raise error(web.HTTPBadRequest, f"{not_text}; send JSON in UTF-8") from None
     try:
         body = json.loads(text or "null", parse_constant=_no_constant, parse_float=_finite)
