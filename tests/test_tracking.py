@@ -385,6 +385,20 @@ def test_a_trail_keeps_the_newest_centroids_only() -> None:
     assert track.trail[0] == (45 + 2 * (100 - TRAIL_LENGTH), 75) and track.trail[-1] == (45 + 2 * 99, 75)
 
 
+@pytest.mark.parametrize("kind", ["segtrack", "bytetrack"])
+def test_a_detection_exactly_at_the_streams_conf_is_reported(kind: str) -> None:
+    """The model keeps a score equal to ``conf`` as its own float32 numbers hold them (0.7 is 0.69999999):
+    the tracker's rows are judged the same way, or such an object would be tracked but never shown."""
+    image = np.zeros((240, 320, 3), np.uint8)
+    tracker = StreamTracker("cam", NAMES, StreamOptions(conf=0.7, tracker=kind), 10.0)
+    shown = []
+    for index in range(5):
+        rows = [[40 + 2 * index, 50, 90 + 2 * index, 100, 0.7, 0]]
+        tracks, _ = tracker.update(box_result(image, rows), Frame("cam", index, 0.0, index / 10, image))
+        shown.append(len(tracks))
+    assert shown[-1] == 1, shown
+
+
 def test_velocity_follows_a_turn_within_its_window() -> None:
     """Right at 60 px/s for 1.5 s, then down at 60 px/s for 1 s: the velocity is the recent motion
     (over `VELOCITY_WINDOW_S`), straight down, not the mean over the whole trail (right and down)."""
