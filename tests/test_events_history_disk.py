@@ -10,7 +10,8 @@ import os
 import sqlite3
 import stat
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -166,27 +167,35 @@ def modes(path: Path) -> dict[str, str]:
     return {file.name: stat.filemode(file.stat().st_mode) for file in files if file.exists()}
 
 
+@asynccontextmanager
+async def one_event_stored_under_the_usual_umask(path: Path) -> AsyncIterator[None]:
+    """A history on ``path`` with one event stored, made under umask 022 (SQLite's files readable by every
+    user unless segcast makes them otherwise); open while the block runs, its ``-wal`` and ``-shm`` there."""
+    umask = os.umask(0o022)
+    try:
+        outputs = EventOutputs(EventsSettings(history=HistorySettings(path)))
+        await outputs.start()
+        try:
+            assert outputs.history is not None
+            outputs.on_packet(track_start(1))
+            await stored(outputs.history, 1)
+            yield
+        finally:
+            await outputs.stop()
+    finally:
+        os.umask(umask)
+
+
 async def test_a_history_file_segcast_makes_is_its_owners_alone(tmp_path: Path) -> None:
     """It holds camera snapshots: made under the usual umask (022), it and its log were every user's to read.
     A file there already keeps the permissions its owner gave it."""
     path = tmp_path / "events.db"
-    umask = os.umask(0o022)
-    try:
-        for expected in ("-rw-------", "-rw-r-----"):
-            outputs = EventOutputs(EventsSettings(history=HistorySettings(path)))
-            await outputs.start()
-            try:
-                assert outputs.history is not None
-                outputs.on_packet(track_start(1))
-                await stored(outputs.history, 1)
-                found = modes(path)
-                assert {"events.db", "events.db-wal", "events.db-shm"} <= set(found), found
-                assert set(found.values()) == {expected}, found
-            finally:
-                await outputs.stop()
-            path.chmod(0o640)  # its owner shares it with a group: a later open leaves that be
-    finally:
-        os.umask(umask)
+    for expected in ("-rw-------", "-rw-r-----"):
+        async with one_event_stored_under_the_usual_umask(path):
+            found = modes(path)
+        assert {"events.db", "events.db-wal", "events.db-shm"} <= set(found), found
+        assert set(found.values()) == {expected}, found
+        path.chmod(0o640)  # its owner shares it with a group: a later open leaves that be
 
 
 async def test_a_history_path_linked_to_a_file_not_there_yet_makes_it_its_owners_alone(tmp_path: Path) -> None:
@@ -194,19 +203,8 @@ async def test_a_history_path_linked_to_a_file_not_there_yet_makes_it_its_owners
     target, link = tmp_path / "data" / "events.db", tmp_path / "events.db"
     target.parent.mkdir()
     link.symlink_to(target)
-    umask = os.umask(0o022)
-    try:
-        outputs = EventOutputs(EventsSettings(history=HistorySettings(link)))
-        await outputs.start()
-        try:
-            assert outputs.history is not None
-            outputs.on_packet(track_start(1))
-            await stored(outputs.history, 1)
-            assert modes(target)["events.db"] == "-rw-------"
-        finally:
-            await outputs.stop()
-    finally:
-        os.umask(umask)
+    async with one_event_stored_under_the_usual_umask(link):
+        assert modes(target)["events.db"] == "-rw-------"
 
 
 class SmallDisk(sqlite3.Connection):
