@@ -136,6 +136,9 @@ class FrameResult:
 
     ``analytics`` holds the stream's zone and line counts after this frame and those shapes in its
     pixels (None: the stream has no zones or lines).
+
+    ``analysed`` is False for a frame shown as it came, without analysis (`unanalysed`): its empty
+    ``tracks`` say nothing of what is in the picture, so nothing may count them as "no objects".
     """
 
     frame: Frame
@@ -143,6 +146,13 @@ class FrameResult:
     inference_ms: float
     events: tuple[TrackEvent | AnalyticsEvent, ...] = ()
     analytics: FrameAnalytics | None = None
+    analysed: bool = True
+
+    @classmethod
+    def unanalysed(cls, frame: Frame) -> FrameResult:
+        """``frame`` for viewers while it cannot be inferred (a remote model's server down): the cameras
+        stay watchable through an outage instead of freezing on their last analysed picture."""
+        return cls(frame, (), 0.0, analysed=False)
 
     def replacing(self, older: FrameResult) -> FrameResult:
         """This result, also carrying the events of ``older``, which it replaces in a latest-only slot.
@@ -168,6 +178,7 @@ class FrameResult:
             "width": width,
             "height": height,
             "inference_ms": round(self.inference_ms, 1),
+            "analysed": self.analysed,
             "tracks": [track.to_json() for track in self.tracks],
             "events": [event.to_json() for event in self.events],
         }

@@ -591,8 +591,9 @@ class StreamManager:
     def _on_result(self, result: FrameResult) -> None:
         stream_id = result.frame.stream_id
         with self._lock:
-            # A file's end marker repeats its last image and never goes through the model (`Frame.ended`).
-            if stream_id in self._processed and not result.frame.ended:
+            # A file's end marker repeats its last image and never goes through the model (`Frame.ended`);
+            # a frame shown while inference is unavailable did not either (`FrameResult.unanalysed`).
+            if stream_id in self._processed and result.analysed and not result.frame.ended:
                 self._processed[stream_id] += 1
         self._encoder.submit(result)
 

@@ -28,6 +28,7 @@ from server import streams
 from server.app import create_app
 from server.config import Settings, StreamConfig
 from server.events.config import EventsSettings, MqttSettings
+from server.http.keys import hub_key
 from server.inference.detections import Detections
 from server.inference.models import InferenceStatus, InferenceUnavailable
 from server.inference.worker import InferenceWorker
@@ -150,6 +151,19 @@ async def _disc_counted(client: TestClient) -> bool:
     return bool(counted and len(tracks["tracks"]) == 1)
 
 
+async def _unanalysed_snapshot(client: TestClient, after: int = -1) -> int | None:
+    """The seq of the stream's snapshot if it is one of a frame shown unanalysed (its seq past
+    ``after``); None while there is none (503) or it is of an analysed frame or an older one."""
+    response = await client.get("/api/streams/cam/snapshot.jpg")
+    if response.status != 200:
+        return None
+    seq = int(response.headers["X-Segcast-Seq"])
+    hub = client.app[hub_key]
+    latest = hub.latest.get("cam")
+    shown_unanalysed = latest is not None and latest.seq == seq and not latest.result.analysed
+    return seq if shown_unanalysed and seq > after else None
+
+
 async def test_while_triton_is_down_zone_occupancy_is_unknown_and_crossings_stay(
     aiohttp_client: Client, triton: _TritonThatGoesDown
 ) -> None:
@@ -172,6 +186,23 @@ async def test_while_triton_is_down_zone_occupancy_is_unknown_and_crossings_stay
     assert tracks["current"] is False and len(tracks["tracks"]) == 1  # likewise
     stream = await (await client.get("/api/streams/cam")).json()
     assert stream["state"] == "live"
+
+    # The camera is fine: its frames are still shown, unanalysed, and a snapshot is of the scene now,
+    # its annotated picture saying it is not analysed (the disc is not drawn: no box, just the note).
+    first = await eventually(lambda: _unanalysed_snapshot(client), what="a snapshot shown unanalysed")
+    later = await eventually(lambda: _unanalysed_snapshot(client, after=first), what="a newer unanalysed snapshot")
+    assert later > first
+    clean = await client.get("/api/streams/cam/snapshot.jpg?image=clean")
+    annotated = await client.get("/api/streams/cam/snapshot.jpg")
+    assert clean.status == annotated.status == 200
+    assert await clean.read() != await annotated.read()
+    tracks = await (await client.get("/api/streams/cam/tracks")).json()
+    assert tracks["current"] is False and len(tracks["tracks"]) == 1  # still the last analysed frame's
+
+    async def nothing_processed() -> bool:  # frames shown unanalysed are not processed ones
+        return (await (await client.get("/api/streams/cam")).json())["processed_fps"] == 0
+
+    await eventually(nothing_processed, what="a processed rate of 0 while frames are shown unanalysed")
 
     triton.down.clear()
     await eventually(lambda: _disc_counted(client), what="the disc counted again once Triton is back")
@@ -247,4 +278,6 @@ async def test_mqtt_says_a_stream_offline_while_triton_is_down_and_online_after_
         finally:
             collecting.cancel()
     fresh = [json.loads(p) for t, p in received[offline:back] if t == "segcast/cam/counts"]
-    assert fresh and fresh[-1] == before  # the same counts, sent again as the scene now
+    # The same counts, sent again as the scene now; none of a frame shown unanalysed during the outage,
+    # whose empty tracks would read as an empty zone.
+    assert fresh and all(counts == before for counts in fresh)

@@ -165,14 +165,22 @@ async def test_a_node_whose_triton_is_down_says_so_over_its_live_streams(
     aiohttp_client: Any, browser: Any, screenshots: Path
 ) -> None:
     """Frames come in, none is inferred: the tile, the stream view and the embed say why and when segcast
-    tries again, while the camera's own state stays live."""
+    tries again, while the camera's own state stays live and its pictures keep coming, shown as they
+    are under a strip along the top (not dimmed under a panel over the whole picture)."""
     model = f"grpc://127.0.0.1:{free_port()}/segcast-scene-seg"  # nobody listens there
     client = await aiohttp_client(create_app(Settings(model=model, streams=(StreamConfig("cam", "scene:?seed=3"),))))
     page, console = await open_page(browser, client, "/")
     tile = await wait_for_text(page, TILE_PANEL.format("cam"), "Inference unavailable")
-    assert "unreachable" in tile
+    assert "unreachable" in tile and "without analysis" in tile
     assert COUNTDOWN.search(tile) or "trying again now" in tile
     assert await page.inner_text('.card[data-stream="cam"] .badge') == "live"
+    canvas = '.card[data-stream="cam"] canvas'
+    first = await wait_for_new_frame(page, canvas)
+    await wait_for_new_frame(page, canvas, first["seq"])  # the camera's pictures go on
+    assert await page.evaluate(f"() => getComputedStyle(document.querySelector('{canvas}')).opacity") == "1"
+    panel_height = await page.evaluate(f"() => document.querySelector('{TILE_PANEL.format('cam')}').offsetHeight")
+    canvas_height = await page.evaluate(f"() => document.querySelector('{canvas}').offsetHeight")
+    assert panel_height < canvas_height / 2  # a strip, most of the picture in view
     await page.screenshot(path=screenshots / "grid.png")
     await page.click('.card[data-stream="cam"]')
     assert "unreachable" in await wait_for_text(page, VIEW_PANEL, "Inference unavailable")

@@ -20,7 +20,7 @@ from server.frames import Frame, FrameResult
 from server.inference import worker as worker_module
 from server.inference.backend import InferenceRefused, RequestStats
 from server.inference.detections import Detections
-from server.inference.models import InferenceStatus
+from server.inference.models import InferenceStatus, InferenceUnavailable
 from server.inference.options import InferenceOptions
 from server.inference.worker import InferenceWorker
 from tests.support.detections import NAMES
@@ -126,3 +126,48 @@ def test_an_idle_worker_has_a_backend_unavailable_at_start_check_by_itself(
     said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("inference thread")]
     assert len(said) == 1 and said[0].startswith("inference thread started on elsewhere://gpu-7 (max batch ")
     assert said[0].endswith("; Elsewhere unavailable: retrying")
+
+
+class _DownBackend(_ElsewhereBackend):
+    """A remote backend whose server is down until `up` is set: requests fail at once, as `TritonModel`'s
+    do while it waits for its next attempt; once up, each answers at once with no detections."""
+
+    def __init__(self) -> None:
+        super().__init__(InferenceStatus(available=False, error="down for maintenance"))
+        self.up = threading.Event()
+
+    def submit(self, images: list[np.ndarray], *, on_answer: Callable[[], None], **options: Any) -> _Pending:
+        if not self.up.is_set():
+            raise InferenceUnavailable("down for maintenance")
+        pending = super().submit(images, on_answer=on_answer, **options)
+        pending.answer.set_result([Detections.empty() for _ in images])
+        return pending
+
+
+def test_while_inference_is_unavailable_frames_are_shown_unanalysed() -> None:
+    """Given a backend that is down, each frame of a live stream is still delivered, as it came and
+    marked unanalysed, with the outage charged to the stream as before (and nothing counted as
+    processed); once the backend is back, frames are analysed again."""
+    backend = _DownBackend()
+    results: queue.Queue[FrameResult] = queue.Queue()
+    worker = InferenceWorker("m", results.put, InferenceOptions(), load=lambda _: backend)
+    worker.start()
+    try:
+        cam = worker.add_stream("cam", 15.0)
+        frames = [_frame(seq) for seq in range(4)]
+        shown = []
+        for frame in frames[:3]:
+            cam.put(frame)
+            shown.append(results.get(timeout=WAIT_S))
+        stats = worker.stats("cam")
+        backend.up.set()
+        cam.put(frames[3])
+        analysed = results.get(timeout=WAIT_S)
+    finally:
+        worker.stop()
+    assert [result.frame for result in shown] == frames[:3]  # each frame as it was read, in order
+    assert all(not result.analysed and result.tracks == () and result.events == () for result in shown)
+    assert shown[0].metadata_json()["analysed"] is False
+    assert stats is not None and (stats.processed, stats.errors) == (0, 3)
+    assert stats.last_error == "inference unavailable: down for maintenance"
+    assert analysed.frame is frames[3] and analysed.analysed and analysed.metadata_json()["analysed"] is True

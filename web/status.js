@@ -17,15 +17,17 @@ const TITLES = {
  * What a panel should say about `stream` ({state, error, next_attempt_at} as the API has them), or
  * null when there is nothing to say (live). `inference` ({state, error, next_attempt_at}, as in the
  * hello and inference messages) says whether frames are inferred: a model on a Triton server is not
- * while that server is down, and a live camera then shows pictures without tracks, which says why.
+ * while that server is down, and a live camera's pictures then come as they are, without tracks
+ * (frames with `analysed: false`), which the notice says why in a strip along the top (`strip`).
  */
 export function streamNotice(stream, inference = null) {
   if (stream?.state === "live" && inference?.state === "unavailable") {
     return {
       state: "no-inference",
       title: "Inference unavailable",
-      reason: inference.error || "",
+      reason: inference.error ? `Shown without analysis: ${inference.error}` : "Shown without analysis",
       nextAttemptAt: inference.next_attempt_at ?? null,
+      strip: true,
     };
   }
   if (!stream?.state || stream.state === "live") return null;
@@ -195,6 +197,7 @@ export class StatusPanel {
     this.notice = notice;
     this.element.hidden = notice === null;
     this.container.classList.toggle("has-status", notice !== null);
+    this.container.classList.toggle("status-strip", notice?.strip === true);
     this.element.dataset.state = notice?.state ?? "";
     if (notice === null) {
       counting.delete(this);
@@ -202,6 +205,7 @@ export class StatusPanel {
     }
     this.title.textContent = notice.title;
     this.reason.textContent = notice.reason;
+    this.reason.title = notice.reason;
     this.reason.hidden = !notice.reason;
     if (notice.nextAttemptAt !== null) {
       counting.add(this);

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from server.analytics.events import FrameAnalytics
-from server.frames import Track
+from server.frames import FrameResult, Track
 
 MASK_OPACITY = 0.45
 REFERENCE_HEIGHT_PX = 720.0  # the sizes below are for a frame this tall (its shorter side)
@@ -69,6 +69,22 @@ def track_color(track_id: int) -> Color:
 def scale_for(image: np.ndarray) -> float:
     """How much bigger than at the reference size lines and text are drawn on ``image``."""
     return min(image.shape[:2]) / REFERENCE_HEIGHT_PX
+
+
+#: Written on the annotated picture of a frame shown without analysis (`annotated_picture`).
+UNANALYSED_NOTE = "not analysed: inference unavailable"
+NOTE_COLOR: Color = (0, 165, 255)  # orange, the viewer's warning colour
+
+
+def annotated_picture(result: FrameResult) -> np.ndarray:
+    """The annotated picture of ``result``: its tracks, zones and lines drawn over its frame. A frame shown
+    unanalysed (inference unavailable) says so in its top left corner instead: a picture without boxes
+    must not pass for an empty scene in an ``<img>`` or a player that shows nothing else."""
+    if result.analysed:
+        return annotate(result.frame.image, result.tracks, analytics=result.analytics)
+    canvas = result.frame.image.copy()
+    _label(canvas, UNANALYSED_NOTE, (0.0, 0.0, 0.0, 0.0), NOTE_COLOR, scale_for(canvas))
+    return canvas
 
 
 def annotate(

@@ -22,7 +22,7 @@ from types import MappingProxyType
 import cv2
 import numpy as np
 
-from server.delivery.annotate import annotate
+from server.delivery.annotate import annotated_picture
 from server.frames import FrameResult
 
 log = logging.getLogger(__name__)
@@ -169,7 +169,7 @@ def encode_variants(
         if key not in made:
             if variant.kind is ImageKind.ANNOTATED:
                 if annotated is None:
-                    annotated = annotate(image, result.tracks, analytics=result.analytics)
+                    annotated = annotated_picture(result)
                 source = annotated
             else:
                 source = image

@@ -57,7 +57,8 @@ _Key = TypeVar("_Key")
 class _StreamStats:
     """Processed frame rate and end-to-end latency of one stream, over `STATS_WINDOW_S`.
 
-    Latency runs from decoding a frame to handing its result to viewers (capture time to now).
+    Latency runs from decoding a frame to handing its result to viewers (capture time to now). A frame
+    shown unanalysed (inference unavailable) is published but was not processed: it is in neither.
     """
 
     def __init__(self) -> None:
@@ -66,7 +67,8 @@ class _StreamStats:
         self.images = 0
 
     def add(self, packet: FramePacket) -> None:
-        self.samples.append((time.monotonic(), time.time() - packet.result.frame.capture_time))
+        if packet.result.analysed:
+            self.samples.append((time.monotonic(), time.time() - packet.result.frame.capture_time))
         self.published += 1
         self.images += encodings(packet.jpegs)
 
@@ -131,6 +133,9 @@ class Hub:
         #: Of the JPEGs made here (snapshots, late encodings, MJPEG notices): the encoder's, set by the app.
         self.jpeg_quality = JPEG_QUALITY
         self.latest: dict[str, FramePacket] = {}
+        #: The metadata of each stream's newest analysed frame. `latest` may be one shown unanalysed while
+        #: inference is unavailable, whose empty tracks say nothing: ``/tracks`` answers with these.
+        self.latest_analysed: dict[str, Mapping[str, Any]] = {}
         self.states: dict[str, tuple[StreamState, str | None]] = {}
         self.inference = InferenceStatus(available=True)
         #: Streams removed (and not added again) in the last `REMOVED_GRACE_S`: a frame of one that
@@ -208,6 +213,7 @@ class Hub:
         if expiry is not None:
             expiry.cancel()
         self.latest.pop(stream_id, None)
+        self.latest_analysed.pop(stream_id, None)
         self._forget_encodings(stream_id)
         self._added_at[stream_id] = (added_at, expiry is None)
         for viewer in self._viewers:
@@ -220,6 +226,7 @@ class Hub:
             expiry.cancel()
         self._removed[stream_id] = self._loop.call_later(REMOVED_GRACE_S, self._removed.pop, stream_id, None)
         self.latest.pop(stream_id, None)
+        self.latest_analysed.pop(stream_id, None)
         self._forget_encodings(stream_id)
         self._stats.pop(stream_id, None)
         self.states.pop(stream_id, None)
@@ -245,6 +252,8 @@ class Hub:
                 return
             del self._added_at[stream_id]  # frames come in order: every later one is of the new source
         self.latest[stream_id] = packet
+        if packet.result.analysed:
+            self.latest_analysed[stream_id] = packet.metadata
         self._stats.setdefault(stream_id, _StreamStats()).add(packet)
         self._pass_on_events(packet)
         now = time.monotonic()

@@ -102,6 +102,8 @@ class EventOutputs:
                     ended.append(event["id"])
         if last_seen is not None:
             last_seen.ended(ended)
+        if not packet.result.analysed:  # shown while inference is unavailable: its counts are not the scene's
+            return
         counts = counts_of(packet.metadata)
         if counts != self._counts.get(packet.stream_id):
             self._counts[packet.stream_id] = counts

@@ -12,11 +12,12 @@ frame. Turning ``handler_cancellation`` on instead would cancel every route's ha
 when its client leaves, a stream half added or a config file half saved included.
 
 While its stream has no current picture (it never had a frame, its camera is reconnecting, its file
-ended, inference is unavailable), an MJPEG response sends a notice saying so (`server.delivery.notice`)
-every `NOTICE_INTERVAL_S`: an ``<img>`` cannot show a status, and would otherwise stay blank or frozen
-on the last frame. A snapshot answers 503 instead, by the same rule (`_has_current_picture`), naming
-the state in its message and its ``X-Segcast-State`` header: its caller is a program that wants the
-status, not an old frame that looks like a working camera's.
+ended, inference became unavailable and no frame has been shown unanalysed since), an MJPEG response
+sends a notice saying so (`server.delivery.notice`) every `NOTICE_INTERVAL_S`: an ``<img>`` cannot
+show a status, and would otherwise stay blank or frozen on the last frame. A snapshot answers 503
+instead, by the same rule (`_has_current_picture`), naming the state in its message and its
+``X-Segcast-State`` header: its caller is a program that wants the status, not an old frame that
+looks like a working camera's.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from server.http.errors import error
 from server.http.keys import http_viewers_key, hub_key, manager_key
 from server.http.network.serving import keep_send_queue_short
 from server.http.viewers import MAX_FPS, MIN_FPS, join_viewer
+from server.sources.base import StreamState
 from server.stream_info import StreamInfo
 
 log = logging.getLogger(__name__)
@@ -118,8 +120,15 @@ def _has_current_picture(app: web.Application, info: StreamInfo) -> bool:
 
     A stream has none before its first frame, and while `StreamManager.is_current` says its newest
     frame is not of the scene now (its camera reconnecting, its file ended, inference unavailable).
+    While inference is unavailable a live stream's frames are shown unanalysed (`FrameResult.unanalysed`,
+    their annotated picture saying so): once the newest is one of those, it is the scene now again.
     """
-    return info.stream_id in app[hub_key].latest and app[manager_key].is_current(info)
+    latest = app[hub_key].latest.get(info.stream_id)
+    if latest is None:
+        return False
+    if not latest.result.analysed:
+        return info.state is StreamState.LIVE
+    return app[manager_key].is_current(info)
 
 
 def _no_picture(info: StreamInfo, had_frame: bool) -> web.HTTPException:

@@ -40,11 +40,10 @@ def setup_readings(app: web.Application) -> None:
 
 
 async def _tracks(request: web.Request) -> web.Response:
-    """The tracks of the newest processed frame (empty, with ``seq`` null, before the first one);
-    ``current`` as for `_counts`."""
+    """The tracks of the newest processed frame (empty, with ``seq`` null, before the first one), not
+    of a newer one shown unanalysed while inference is unavailable; ``current`` as for `_counts`."""
     info = stream_info(request)
-    packet = request.app[hub_key].latest.get(info.stream_id)
-    meta = packet.metadata if packet is not None else {}
+    meta = request.app[hub_key].latest_analysed.get(info.stream_id, {})
     return web.json_response(
         {
             "v": PROTOCOL_VERSION,

@@ -38,6 +38,8 @@ class Job:
     detections: Detections | None = None
     inference_ms: float = 0.0
     error: str | None = None
+    #: The model could not be asked (`InferenceUnavailable`): the frame is still shown, unanalysed.
+    unavailable: bool = False
 
 
 def group_jobs(jobs: list[Job], default_imgsz: int | None) -> dict[CallKey, list[Job]]:

@@ -560,6 +560,8 @@ class InferenceWorker:
                         self._deliver(FrameResult(frame, tracks, job.inference_ms, events, shown))
                     return
         self._fail(registration, frame, job.error or "no result from the model")
+        if job.unavailable and not registration.removed:
+            self._deliver(FrameResult.unanalysed(frame))
 
     def _current(self, registration: StreamRegistration) -> bool:
         with self._lock:
@@ -623,9 +625,11 @@ def _answers(
 
 def _unavailable(group: list[Job], exc: InferenceUnavailable) -> None:
     """Inference being unavailable (a remote server down or too slow) is no frame's fault: the whole
-    group fails at once with the reason, and nothing is retried frame by frame."""
+    group fails at once with the reason, and nothing is retried frame by frame. Its frames are still
+    shown, unanalysed (`FrameResult.unanalysed`): the cameras are fine."""
     for job in group:
         job.error = f"inference unavailable: {exc}"
+        job.unavailable = True
 
 
 def _refused(job: Job, exc: InferenceRefused, refused_by: str) -> None:

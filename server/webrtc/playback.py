@@ -33,7 +33,7 @@ import numpy as np
 from aiortc import RTCDataChannel
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from server.delivery.annotate import annotate
+from server.delivery.annotate import annotated_picture
 from server.delivery.encode import FramePacket, ImageKind
 from server.delivery.hub import Hub
 from server.delivery.viewer import Subscription, Viewer
@@ -81,11 +81,7 @@ def render(packet: FramePacket, pts: int, kind: ImageKind) -> Rendered:
     metadata keeps the full size, which a client scales the picture to.
     """
     result = packet.result
-    image = (
-        annotate(result.frame.image, result.tracks, analytics=result.analytics)
-        if kind is ImageKind.ANNOTATED
-        else result.frame.image
-    )
+    image = annotated_picture(result) if kind is ImageKind.ANNOTATED else result.frame.image
     height, width = image.shape[:2]
     frame = av.VideoFrame.from_ndarray(image[: height - height % 2, : width - width % 2], format="bgr24")
     picture = frame.reformat(format=VIDEO_FORMAT).to_ndarray()
