@@ -185,6 +185,8 @@ async def _mjpeg(request: web.Request) -> web.StreamResponse:
                 if notice is not None and not viewer.closed and not await _write_part(response, viewer, *notice):
                     return _cut_off(request, response, stream_id)
                 continue
+            if not _is_current(request, stream_id):  # the newest frame a new viewer is offered, of before
+                continue  # its camera went away: no part may pass it off as the scene now (`_notice`s do)
             notice_due = loop.time() + notice_interval_s
             for delivery in deliveries:
                 jpeg = delivery.jpeg
@@ -204,6 +206,15 @@ async def _mjpeg(request: web.Request) -> web.StreamResponse:
             with suppress(asyncio.CancelledError):
                 await watcher
     return response
+
+
+def _is_current(request: web.Request, stream_id: str) -> bool:
+    """`_has_current_picture` for ``stream_id`` now; True once removed (its viewer is closed with it)."""
+    try:
+        info = request.app[manager_key].info(stream_id)
+    except KeyError:
+        return True
+    return _has_current_picture(request.app, info)
 
 
 async def _notice(request: web.Request, viewer: Viewer, stream_id: str) -> tuple[bytes, str] | None:
