@@ -76,7 +76,8 @@ class RecordingSocket:
 
 
 def encoded(seq: int, stream_id: str = "cam") -> FramePacket:
-    frame = Frame(stream_id, seq, time.time(), seq / 15, np.zeros((4, 4, 3), np.uint8))
+    """Frame ``seq`` as published with its full-size image; wider than `SMALL`, so that one is scaled."""
+    frame = Frame(stream_id, seq, time.time(), seq / 15, np.zeros((4, 640, 3), np.uint8))
     return make_packet(FrameResult(frame, (), 1.0), {FULL: b"\xff\xd8jpeg"})
 
 
@@ -588,6 +589,60 @@ async def test_snapshots_at_many_widths_share_the_streams_scaled_sizes(monkeypat
     snapshot = await hub.snapshot("cam", Variant(ImageKind.CLEAN, 200))
     assert snapshot is not None and snapshot[1] == Variant(ImageKind.CLEAN), "no clean size in use: the full size"
     assert hub.scaled_images_refused == 6
+
+
+async def published_640_wide(hub: Hub) -> None:
+    """Publish frame 1 of "cam", 640x384, with its full-size annotated image (a viewer of the full size)."""
+    result = FrameResult(Frame("cam", 1, time.time(), 0.0, np.full((384, 640, 3), 90, np.uint8)), (), 1.0)
+    hub.publish_threadsafe(make_packet(result, encode_variants(result, frozenset({FULL}))))
+    await settle()
+
+
+async def snapshot_size(hub: Hub, max_width: int) -> tuple[int, int]:
+    """The pixel size of the JPEG a snapshot of "cam" asking for ``max_width`` is sent."""
+    snapshot = await hub.snapshot("cam", Variant(max_width=max_width))
+    assert snapshot is not None
+    packet, image = snapshot
+    height, width = cv2.imdecode(np.frombuffer(packet.jpegs[image], np.uint8), cv2.IMREAD_UNCHANGED).shape[:2]
+    return width, height
+
+
+async def test_snapshots_wider_than_the_frame_do_not_use_up_its_scaled_sizes() -> None:
+    """Four snapshots at widths at or above a 640-wide frame's took the stream's four scaled sizes,
+    though each was its full size: a snapshot at 320 was then sent 640 wide, wider than it asked."""
+    hub = Hub(asyncio.get_running_loop())
+    await published_640_wide(hub)
+    assert [await snapshot_size(hub, width) for width in (7680, 1280, 960, 800)] == [(640, 384)] * 4
+    assert await snapshot_size(hub, 320) == (320, 192)
+    assert hub.scaled_images_refused == 0
+
+
+async def test_a_snapshot_at_or_above_the_frames_width_gets_the_full_size_when_the_scaled_sizes_are_taken() -> None:
+    """With the stream's four scaled sizes taken by thumbnails, a snapshot asking for 7680 or 1000 pixels
+    of a 640-wide frame was sent the 96-wide thumbnail, not the full size it asked for and had already."""
+    hub = Hub(asyncio.get_running_loop())
+    await published_640_wide(hub)
+    for width in (32, 48, 64, 96):
+        assert (await snapshot_size(hub, width))[0] == width
+    assert await snapshot_size(hub, 7680) == (640, 384)
+    assert await snapshot_size(hub, 960) == (640, 384)  # 1000, rounded down to a width step
+    assert await snapshot_size(hub, 640) == (640, 384)
+    assert await snapshot_size(hub, 320) == (96, 58), "the widest size in use not wider than asked"
+    assert hub.scaled_images_refused == 1
+
+
+async def test_viewers_wider_than_the_frame_do_not_use_up_its_scaled_sizes() -> None:
+    """Four MJPEG viewers at widths at or above a 640-wide frame's took the stream's four scaled sizes:
+    a viewer asking for 320 was then given the full size, 640 wide."""
+    hub = Hub(asyncio.get_running_loop())
+    await published_640_wide(hub)
+    for width in (7680, 1280, 960, 800, 320):
+        viewer = Viewer(pictures_only=True)
+        hub.add_viewer(viewer)
+        hub.subscribe(viewer, {"cam": Subscription(Variant(max_width=width))})
+        assert viewer.subscriptions["cam"].image == Variant(max_width=width)
+    assert hub.scaled_images_refused == 0
+    assert hub.variants_wanted("cam") == 2, "the full size, encoded once for the four, and 320"
 
 
 async def test_viewers_are_limited_in_all_and_per_address_but_loopback_is_not_counted_per_address() -> None:

@@ -399,15 +399,29 @@ class Hub:
         return admitted
 
     def _has_room(self, key: str, image: Variant) -> bool:
-        """Whether the viewers of ``key`` may have the scaled ``image``: in use already, or a size to spare."""
+        """Whether the viewers of ``key`` may have the scaled ``image``: in use already, or a size to spare.
+
+        A width at or above the frames' is their full size, encoded as one image with it: never counted as
+        a scaled size. Before a frame is known (`_frame_width`) every ``max_width`` counts.
+        """
         in_use: Mapping[Variant, int] = self._images.get(key, {})
-        if image in in_use:
+        width = self._frame_width(key)
+        if image in in_use or not _scales(image, width):
             return True
-        return sum(1 for variant in in_use if variant.max_width is not None) < self.limits.max_scaled_images
+        return sum(1 for variant in in_use if _scales(variant, width)) < self.limits.max_scaled_images
+
+    def _frame_width(self, key: str) -> int | None:
+        """The width of the newest frame of stream ``key``, or for `ALL_STREAMS` the widest newest frame of
+        any stream (a width at or above it is every stream's full size); None before any frame."""
+        packets = self.latest.values() if key == ALL_STREAMS else filter(None, [self.latest.get(key)])
+        return max((packet.result.frame.image.shape[1] for packet in packets), default=None)
 
     def variants_wanted(self, stream_id: str) -> int:
-        """How many images of each frame of ``stream_id`` its viewers want encoded (as the encoder counts them)."""
-        return len(self._wanted.get(stream_id, frozenset()) | self._wanted.get(ALL_STREAMS, frozenset()))
+        """How many images of each frame of ``stream_id`` its viewers want encoded (as the encoder counts them:
+        widths at or above the frames' are one image with their full size)."""
+        width = self._frame_width(stream_id)
+        wanted = self._wanted.get(stream_id, frozenset()) | self._wanted.get(ALL_STREAMS, frozenset())
+        return len({(image.kind, image.max_width if _scales(image, width) else None) for image in wanted})
 
     async def _offer_late(self, viewer: Viewer, packet: FramePacket, variant: Variant) -> None:
         """Offer ``viewer`` the frame it subscribed on once ``variant`` is encoded, if that is still worth it.
@@ -450,13 +464,18 @@ class Hub:
     def _snapshot_image(self, packet: FramePacket, asked: Variant) -> Variant:
         """``asked``, unless it is one scaled size too many for ``packet``'s stream (`_scaled_in_use`
         has `ViewerLimits.max_scaled_images` others): then the size in use nearest it (`_nearest`),
-        counted in `scaled_images_refused`.
+        counted in `scaled_images_refused`. A width at or above the frame's gets its full size, made
+        already if it was, under whichever variant (`encode_variants` shares one JPEG between them).
 
         Polled at many widths (a dashboard's tiles), snapshots would otherwise cost an encoding per
         width per frame.
         """
-        if asked.max_width is None or asked in packet.jpegs:
+        if asked in packet.jpegs:
             return asked
+        width = packet.result.frame.image.shape[1]
+        if not _scales(asked, width):  # its full size: one image of each kind, never a scaled size
+            made = [image for image in packet.jpegs if image.kind is asked.kind and not _scales(image, width)]
+            return made[0] if made else asked.full_size
         in_use = self._scaled_in_use(packet)
         if asked in in_use or len(in_use) < self.limits.max_scaled_images:
             return asked
@@ -465,12 +484,13 @@ class Hub:
 
     def _scaled_in_use(self, packet: FramePacket) -> set[Variant]:
         """The scaled images of ``packet``'s stream: those its viewers want (of it, and of every stream),
-        and those made of ``packet`` for snapshots, made or being made."""
+        and those made of ``packet`` for snapshots, made or being made; not those at or above its width."""
         stream_id = packet.stream_id
         images = self._wanted.get(stream_id, frozenset()) | self._wanted.get(ALL_STREAMS, frozenset())
         images |= packet.jpegs.keys()
         images |= {key[2] for key in self._encodings if key[:2] == (stream_id, packet.seq)}
-        return {image for image in images if image.max_width is not None}
+        width = packet.result.frame.image.shape[1]
+        return {image for image in images if _scales(image, width)}
 
     async def _with_variant(self, packet: FramePacket, variant: Variant) -> FramePacket:
         """``packet`` with ``variant`` encoded too, off the loop and once however many ask at the same time.
@@ -608,6 +628,12 @@ def _tally(counts: dict[_Key, int], key: _Key, step: int) -> None:
         counts[key] = count
     else:
         counts.pop(key, None)
+
+
+def _scales(image: Variant, frame_width: int | None) -> bool:
+    """Whether ``image`` is scaled down from a frame ``frame_width`` wide (`Variant.size`); where the
+    width is not known (None), whether it has a ``max_width`` at all."""
+    return image.max_width is not None and (frame_width is None or image.max_width < frame_width)
 
 
 def _nearest(asked: Variant, scaled: Iterable[Variant]) -> Variant:
