@@ -24,11 +24,14 @@ import numpy as np
 import pytest
 
 import server.triton.model as triton_model
+from server.app import create_app
+from server.config import ConfigError, Settings, StreamConfig
 from server.frames import Frame, FrameResult
 from server.inference.models import InferenceUnavailable, ModelError
 from server.inference.options import InferenceOptions
 from server.inference.worker import InferenceWorker
 from server.options import StreamOptions
+from server.streams import StreamManager
 from server.triton.model import TritonModel
 from server.triton.transport import (
     RepositoryModel,
@@ -40,6 +43,8 @@ from server.triton.transport import (
     TritonUnavailable,
     open_transport,
 )
+from tests.support.listeners import SilentListener
+from tests.support.ports import held_closed_port
 
 SPEC = "grpc://triton:8001/m"
 MASK_CHANNELS = 32
@@ -558,6 +563,59 @@ def test_an_imgsz_a_fixed_size_model_does_not_take_is_said_once(
     assert triton.sent[-1][0] == (1, 3, 320, 320)
 
 
+#: How a stream's imgsz of 640 is refused for a model that takes 320x320 images only.
+FIXED_SIZE_REFUSAL = "imgsz: the model takes 320x320 images only, got 640; give 320 or 'model' for its own size"
+
+
+def test_an_imgsz_a_described_fixed_size_model_does_not_take_is_refused_naming_its_size(
+    triton: _FakeTriton, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given a model of one input size, described by the time a stream asks another, the option is
+    refused, naming the size the model takes; before the model was described (its server down at
+    start) nothing can be told, and the stream is let be (its frames are said in the log)."""
+    monkeypatch.setattr(triton_model, "RETRY_FIRST_S", 0.0)  # the next attempt is due at once
+    triton.input_dims, triton.down = [3, 320, 320], True
+    results: queue.Queue[FrameResult] = queue.Queue()
+    worker = InferenceWorker(SPEC, results.put, InferenceOptions(), load=lambda _: _model())
+    worker.start()
+    try:
+        asked = StreamOptions.from_mapping({"imgsz": 640})
+        worker.check_options(asked)  # not described yet: it cannot be told
+        triton.down = False
+        worker.add_stream("cam", 15.0).put(Frame("cam", 0, 1000.0, 0.0, _image()))
+        assert results.get(timeout=30).frame.seq == 0  # described by the frame's request
+        with pytest.raises(ValueError) as caught:
+            worker.check_options(asked)
+        for fits in ({"imgsz": 320}, {"imgsz": "model"}, {}):
+            worker.check_options(StreamOptions.from_mapping(fits))
+    finally:
+        worker.stop()
+    assert str(caught.value) == FIXED_SIZE_REFUSAL
+
+
+async def test_a_patch_to_an_imgsz_a_fixed_size_model_does_not_take_is_a_400_and_changes_nothing(
+    triton: _FakeTriton, aiohttp_client: Any
+) -> None:
+    """It was answered 200 and listed at 640, while its frames went on letterboxed to 320."""
+    triton.input_dims = [3, 320, 320]
+    client = await aiohttp_client(create_app(Settings(model=SPEC, streams=(StreamConfig("cam", "scene:?seed=1"),))))
+    refused = await client.patch("/api/streams/cam", json={"imgsz": 640})
+    assert (refused.status, (await refused.json())["error"]) == (400, f"body.{FIXED_SIZE_REFUSAL}")
+    [stream] = (await (await client.get("/api/streams")).json())["streams"]
+    assert stream["options"]["imgsz"] is None
+
+
+def test_a_config_asking_an_imgsz_a_fixed_size_model_does_not_take_stops_the_start_in_one_line(
+    triton: _FakeTriton,
+) -> None:
+    triton.input_dims = [3, 320, 320]
+    settings = Settings(model=SPEC, stream_defaults=StreamOptions.from_mapping({"imgsz": 640}))
+    manager = StreamManager(settings, SilentListener())
+    with pytest.raises(ConfigError) as caught:
+        manager.start()
+    assert str(caught.value) == f"stream_defaults: {FIXED_SIZE_REFUSAL} (with --model {SPEC})"
+
+
 def test_a_batch_queued_behind_another_gets_its_whole_deadline_once_sent(
     triton: _FakeTriton, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -619,8 +677,18 @@ def test_closing_the_model_closes_its_connection(triton: _FakeTriton) -> None:
 STUB_DEAD = "Failed to process the request(s) for model 'm_0_0', message: Stub process 'm_0_0' is not healthy."
 #: Its answer to a request the model cannot take.
 BAD_SHAPE = "unexpected shape for input 'images' for model 'm'"
+#: What Triton puts before a request's errors: nothing a person can act on.
+REQUEST_ID = "[request id: <id_unknown>] "
+#: Its answer to a request as it shuts down (SIGTERM to ``segcast triton serve``).
+STOPPING = f"{REQUEST_ID}Server is stopping, scheduler for model has stopped accepting new inference requests"
 #: Each failure as Triton says it over gRPC (status code) and HTTP (status).
-FAILURES = {"server failed": ("INTERNAL", 500, STUB_DEAD), "request refused": ("INVALID_ARGUMENT", 400, BAD_SHAPE)}
+FAILURES = {
+    "server failed": ("INTERNAL", 500, STUB_DEAD),
+    "request refused": ("INVALID_ARGUMENT", 400, BAD_SHAPE),
+    "shutting down": ("UNAVAILABLE", 503, STOPPING),
+    "server failed, with a request id": ("INTERNAL", 500, f"{REQUEST_ID}{STUB_DEAD}"),
+    "model unloaded, with a request id": ("NOT_FOUND", 404, f"{REQUEST_ID}{UNKNOWN_MODEL.format('m')}"),
+}
 
 
 @contextmanager
@@ -803,6 +871,55 @@ def test_an_http_url_at_a_metrics_port_asks_whether_it_is_one(body: bytes, said:
     assert f"unreachable: not a Triton HTTP endpoint ({said.format(address)}" in (model.status.error or "")
     metrics_hint = "Triton's metrics port? http:// is usually port 8000, metrics 8002"
     assert (metrics_hint in (model.status.error or "")) == body.startswith(b"# HELP")
+
+
+@pytest.mark.parametrize(
+    ("failure", "said"),
+    [
+        ("shutting down", "is shutting down"),
+        ("server failed, with a request id", f"failed the request: {STUB_DEAD}"),
+        ("model unloaded, with a request id", f"does not serve m now: {UNKNOWN_MODEL.format('m')}"),
+    ],
+)
+@pytest.mark.parametrize("scheme", ["grpc", "http"])
+def test_a_triton_shutting_down_says_so_and_quotes_no_request_id_over_either_protocol(
+    scheme: str, failure: str, said: str
+) -> None:
+    """A Triton stopping (SIGTERM) is reached: it was shown as "unreachable", with Triton's request id
+    noise before its words, as every other error Triton quotes was."""
+    with _served_failing(scheme, failure) as endpoint:
+        model = TritonModel(endpoint, f"{endpoint}")
+        model.connect()
+        try:
+            with pytest.raises(InferenceUnavailable):
+                model.detect([_image()])
+        finally:
+            model.close()
+    assert model.status.error == f"Triton at {endpoint.address} {said}"
+
+
+@pytest.mark.parametrize("scheme", ["grpc", "http"])
+def test_a_refused_connection_asks_whether_triton_runs_there_over_either_protocol(scheme: str) -> None:
+    """As a stopped Triton's port refuses: "unreachable: connection refused" said nothing of what to check."""
+    with held_closed_port() as port:
+        address = f"127.0.0.1:{port}"
+        model = TritonModel(TritonEndpoint(scheme, address, "m"), f"{scheme}://{address}/m")
+        model.connect()
+        model.close()
+    assert model.status.error == f"Triton at {address} unreachable: connection refused: is Triton running at {address}?"
+
+
+def test_a_model_triton_cannot_serve_at_start_is_said_without_its_request_id(
+    triton: _FakeTriton, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def missing(model: str, timeout_s: float) -> dict[str, Any]:
+        raise TritonModelMissing(f"{REQUEST_ID}{UNKNOWN_MODEL.format(model)}")
+
+    monkeypatch.setattr(triton, "model_config", missing)
+    triton.index_refused = TritonRefused("This API is restricted, expecting header 'admin-key'")
+    with pytest.raises(ModelError) as caught:
+        _model()
+    assert str(caught.value) == f"--model {SPEC}: Triton at triton:8001 cannot serve it ({UNKNOWN_MODEL.format('m')})"
 
 
 LOAD_ERROR = "failed to load 'm' version 1: Internal: Stub process 'm_0_0' is not healthy."

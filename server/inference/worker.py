@@ -49,7 +49,7 @@ from server.inference.models import (
 from server.inference.options import InferenceOptions
 from server.inference.pace import BusyShare
 from server.inference.registration import StreamRegistration
-from server.options import StreamOptions
+from server.options import MODEL_IMGSZ, StreamOptions
 from server.sources.base import LatestFrame
 from server.tracking.filters import class_ids
 from server.tracking.stream import StreamTracker
@@ -197,16 +197,26 @@ class InferenceWorker:
             log.warning("inference thread did not stop within %.1f s", JOIN_TIMEOUT_S)
 
     def check_options(self, options: StreamOptions) -> None:
-        """Raise ValueError if ``options`` do not fit the loaded model (a class name it does not know).
+        """Raise ValueError if ``options`` do not fit the loaded model (a class name it does not know, an
+        ``imgsz`` other than the one input size a remote model takes).
 
-        Without this such a stream would run the model on every frame and fail in its tracker each time.
-        A remote model whose server has not answered yet cannot be asked: its streams are checked once
-        it has (`_unfit`).
+        Without this such a stream would run the model on every frame and fail in its tracker each time,
+        or be shown at an ``imgsz`` its frames are not letterboxed to. A remote model whose server has
+        not answered yet cannot be asked: its streams' classes are checked once it has (`_unfit`), and
+        a size it does not take is said in the log when their frames go out.
         """
         names = self.class_names
         if names:
             class_ids(names, options.classes)
             check_classes(options.zones, options.lines, names)
+        # Only a Triton model says it has one input size (`TritonModel.fixed_shape`); other backends are let be.
+        fixed: tuple[int, int] | None = getattr(self._backend, "fixed_shape", None)
+        if fixed is not None and options.imgsz is not None and options.imgsz != max(fixed):
+            height, width = fixed
+            raise ValueError(
+                f"imgsz: the model takes {width}x{height} images only, got {options.imgsz}; give {max(fixed)} "
+                f"or {MODEL_IMGSZ!r} for its own size"
+            )
 
     def add_stream(
         self, stream_id: str, fps: float | Callable[[], float], options: StreamOptions | None = None

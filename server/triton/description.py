@@ -10,6 +10,7 @@ at start. Kept apart from running requests, which need none of this.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
@@ -27,6 +28,12 @@ from server.triton.transport import (
 )
 
 _T = TypeVar("_T")
+
+#: What Triton answers a request it will not start as it shuts down (gRPC UNAVAILABLE, HTTP 503):
+#: "Server is stopping, scheduler for model has stopped accepting new inference requests".
+_STOPPING = "Server is stopping"
+#: What Triton puts before a request's errors, "[request id: <id_unknown>] ": noise to a person.
+_REQUEST_ID = re.compile(r"^\[request id: [^\]]*\]\s*")
 
 
 class Exchange(Protocol):
@@ -69,23 +76,33 @@ def read_description(
 
 
 def cannot_serve(spec: str, endpoint: TritonEndpoint, exc: Exception) -> ModelError:
-    return ModelError(f"--model {spec}: Triton at {endpoint.address} cannot serve it ({exc})")
+    return ModelError(f"--model {spec}: Triton at {endpoint.address} cannot serve it ({_said(exc)})")
 
 
 def outage(endpoint: TritonEndpoint, exc: TritonUnavailable) -> str:
-    """What the status says of ``exc``: the server failed the request, has not loaded the model, does
-    not serve it now, took the request and did not answer in time (hung, or overloaded: it is reached),
-    or cannot be reached."""
-    where = f"Triton at {endpoint.address}"
+    """What the status says of ``exc``: the server is shutting down (it is reached: not unreachable),
+    failed the request, has not loaded the model, does not serve it now, took the request and did not
+    answer in time (hung, or overloaded: it is reached), or cannot be reached (refused: asked whether
+    Triton runs there, over either protocol alike)."""
+    where, said = f"Triton at {endpoint.address}", _said(exc)
     if isinstance(exc, TritonTimeout):
-        return f"{where} is {exc}"
+        return f"{where} is {said}"
+    if _STOPPING in said:
+        return f"{where} is shutting down"
     if isinstance(exc, TritonFailed):
-        return f"{where} failed the request: {exc}"
+        return f"{where} failed the request: {said}"
     if isinstance(exc, ModelNotLoaded):
-        return f"{where} has {endpoint.model} but has not loaded it ({exc})"
+        return f"{where} has {endpoint.model} but has not loaded it ({said})"
     if isinstance(exc, TritonModelMissing):
-        return f"{where} does not serve {endpoint.model} now: {exc}"
-    return f"{where} unreachable: {exc}"
+        return f"{where} does not serve {endpoint.model} now: {said}"
+    if "connection refused" in said.lower():  # gRPC's words, or HTTP's "[Errno 111] Connection refused"
+        return f"{where} unreachable: connection refused: is Triton running at {endpoint.address}?"
+    return f"{where} unreachable: {said}"
+
+
+def _said(exc: Exception) -> str:
+    """Triton's text of ``exc``, as a person reads it: without the request id it puts before it."""
+    return _REQUEST_ID.sub("", str(exc))
 
 
 def _not_served(

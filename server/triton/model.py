@@ -169,6 +169,14 @@ class TritonModel:
         return None if known is None else int(known)
 
     @property
+    def fixed_shape(self) -> tuple[int, int] | None:
+        """(height, width): the only images the served model takes, whatever ``imgsz`` a stream asks
+        (`InferenceWorker.check_options` refuses another); None for a model of any size, and before it
+        was described, when a stream asking another is only told of it in the log (`_prepare`)."""
+        served = self._served
+        return None if served is None else served.fixed_shape
+
+    @property
     def request_stats(self) -> RequestStats:
         return RequestStats(self.requests, self.failed_requests, self.request_seconds)
 
@@ -432,7 +440,9 @@ class TritonModel:
     def _prepare(
         self, served: ServedModel, images: list[np.ndarray], imgsz: int | None
     ) -> tuple[np.ndarray, tuple[int, int]]:
-        """`letterbox`, saying once that a fixed-shape model's frames are not letterboxed to ``imgsz``."""
+        """`letterbox`, saying once that a fixed-shape model's frames are not letterboxed to ``imgsz``: a
+        stream's ``imgsz`` is refused when it is set if the model was described by then (`fixed_shape`),
+        so this is for one set before (its server down at start) or a model replaced in place."""
         if served.fixed_shape is not None and imgsz is not None and imgsz != served.imgsz and not self._fixed_size_said:
             self._fixed_size_said = True
             height, width = served.fixed_shape
