@@ -114,14 +114,21 @@ def test_a_camera_describing_no_video_is_retried_not_failed() -> None:
 
 
 def test_a_camera_switching_to_frames_above_the_limit_fails_and_says_why() -> None:
-    """The decoder refuses the large picture (no memory spent on it); the reconnect's header names its size."""
+    """The decoder refuses the large picture (no memory spent on it), which costs the connection, and the
+    reconnect's first picture, which fails the stream: each says what limits them (the first was
+    "invalid argument"). Refused unread, their size is not known."""
     with MjpegServer(fps=10, width=160) as camera, ReaderProbe(camera.url(), max_frame_side=256) as probe:
         probe.wait_state(StreamState.LIVE, 10)
         camera.jpegs = [cv2.imencode(".jpg", np.full((240, 400, 3), 90, np.uint8))[1].tobytes()]
         failed = probe.wait_state(StreamState.FAILED, 20)
         newest = probe.slot.take()
 
-    assert failed.error is not None and "400x240" in failed.error and "max_frame_side" in failed.error
+    too_large = "frames of more than 256x256 pixels are larger than 256 pixels a side ([server] max_frame_side)"
+    reconnecting = [error for state, error in probe.announced if state is StreamState.RECONNECTING]
+    assert reconnecting == [
+        f"a picture above the limit came: {too_large}; lower the camera's resolution, or raise the limit; reconnecting"
+    ]
+    assert failed.error == f"{too_large}; lower the camera's resolution, or raise the limit"
     assert newest is None or newest.image.shape == (96, 160, 3), "no large frame was handed on"
 
 
@@ -221,6 +228,29 @@ def test_a_video_url_whose_connection_drops_mid_file_goes_on_where_it_stopped(tm
     steps = np.diff([frame.media_time for frame in played])
     assert np.allclose(steps, 1 / CLIP_FPS), "one media clock, no frame skipped or repeated"
     assert [state for state, _ in probe.announced][-2:] == [StreamState.LIVE, StreamState.ENDED]
+
+
+def test_a_video_url_cut_short_ends_saying_where_of_its_stated_length(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A recording cut off after its index ended without a reason over HTTP, where the same file on disk
+    said where it stopped (`test_sources_file.py`)."""
+    whole = write_faststart(write_camera_video(tmp_path / "plain.mp4", 4.0, CLIP_FPS), tmp_path / "whole.mp4")
+    data = whole.read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[: round(len(data) * 0.35)])
+    caplog.set_level(logging.WARNING, logger="server.sources.network")
+    with MjpegServer(files=tmp_path) as server, ReaderProbe(server.url("/cut.mp4"), stream_id="yard") as probe:
+        ended = probe.wait_state(StreamState.ENDED, 15)
+
+    played_s = ended.frames_read / CLIP_FPS
+    assert 0 < ended.frames_read < 0.6 * 4.0 * CLIP_FPS and ended.reconnects == 0
+    reason = (
+        f"the video ended early, at {played_s:.1f} s of the 4.0 s its header states: the file is cut short "
+        "(a recording cut off, or a copy that did not finish)"
+    )
+    assert ended.error == reason and probe.announced[-1] == (StreamState.ENDED, reason)
+    told = [r.getMessage() for r in caplog.records if r.name == "server.sources.network" and "early" in r.getMessage()]
+    assert told == [f"[yard] {server.url('/cut.mp4')}: {reason}"]
 
 
 def write_clip(path: Path, frames: int, fps: int, container_format: str) -> Path:

@@ -15,9 +15,11 @@ from contextlib import contextmanager
 import pytest
 
 from server.sources import SourceError, StreamState
+from server.sources.base import SlowRetryError
 from server.sources.http_answers import ask_again, playlist_target_duration, unknown_host
 from server.sources.http_get import Deadline, get
-from tests.support.reader_probe import ReaderProbe
+from server.sources.network import NetworkSource
+from tests.support.reader_probe import FAST_BACKOFF, ReaderProbe
 
 #: A bound only a look-up that never ends exceeds: each below is given a second or two.
 FINISH_TIMEOUT_S = 20.0
@@ -240,3 +242,22 @@ def test_a_look_up_whose_connection_is_not_answered_ends_once_the_reader_is_stop
     ):
         pass
     assert stop.looks == 2
+
+
+def redirect_to_itself(connection: socket.socket, request: bytes, closing: threading.Event) -> None:
+    path = request.split(b" ", 2)[1].decode()
+    connection.sendall(f"HTTP/1.1 302 Found\r\nLocation: {path}\r\nContent-Length: 0\r\n\r\n".encode())
+
+
+def test_a_url_redirected_to_itself_is_said_to_loop_and_retried_slowly() -> None:
+    """FFmpeg gives up after 8 redirects with "Input/output error": the stream showed only that, asked
+    again on the fast schedule for ever."""
+    with RawHttpServer(redirect_to_itself) as camera:
+        with pytest.raises(SlowRetryError) as failure:
+            next(NetworkSource(camera.url("/video.mjpg")).open(threading.Event()))
+        with ReaderProbe(camera.url("/video.mjpg"), slow_backoff=FAST_BACKOFF) as probe:
+            status = probe.wait_until("asked twice", lambda s: s.reconnects >= 2, FINISH_TIMEOUT_S)
+
+    told = "the server redirects in a loop (more than 8 redirects): check the URL; retried slowly"
+    assert str(failure.value) == told
+    assert status.state is StreamState.RECONNECTING and status.error == told

@@ -134,6 +134,9 @@ class RecordedBackoff:
         self.delays.append(delay)
         return delay
 
+    def failures_within(self, wait_s: float) -> int | None:
+        return self.backoff.failures_within(wait_s)
+
 
 def test_a_camera_that_recovers_then_fails_the_same_way_is_warned_about_again(caplog: pytest.LogCaptureFixture) -> None:
     """Live again in between, the same failure is news: it is not one of the retries of a dead camera."""
@@ -156,6 +159,28 @@ def test_backoff_is_reset_after_a_healthy_connection() -> None:
     with ReaderProbe(source, backoff=backoff) as probe:  # type: ignore[arg-type]
         probe.wait_until("three drops", partial(_has_reconnected, times=3), 10)
     assert backoff.delays[:3] == [0.2, 0.4, 0.2], "the healthy connection reset the backoff"
+
+
+def test_a_connection_whose_frames_flowed_is_not_counted_as_a_failure_to_open() -> None:
+    """An MJPEG camera whose connections each gave a second of frames waited up to 30 s after each, as if
+    it were not up: down 92% of the time. A connection whose frames flowed for a while now brings the
+    wait down to no longer than that while; one frame and a drop still doubles it."""
+    drop = ConnectionError("drop")
+    # Three failures to open, then 15 frames at 50 fps (0.28 s at least), then a frame and a drop twice.
+    source = ScriptedSource((0, drop), (0, drop), (0, drop), (15, drop), (1, drop), (1, drop), (1000, None))
+    backoff = RecordedBackoff(Backoff(initial_s=0.1, max_s=10.0, jitter=0.0))
+    with ReaderProbe(source, backoff=backoff) as probe:  # type: ignore[arg-type]
+        probe.wait_until("six drops", partial(_has_reconnected, times=6), 20)
+
+    held = backoff.delays[3]
+    assert backoff.delays[:3] == [0.1, 0.2, 0.4]
+    assert held <= 0.4, "the connection whose frames flowed did not double the wait"
+    assert backoff.delays[4:6] == [held, 2 * held], "a frame then a drop counts as a failure again"
+
+
+def test_the_failures_a_wait_allows_are_those_whose_wait_is_no_longer() -> None:
+    backoff = Backoff(initial_s=0.5, max_s=30.0)
+    assert [backoff.failures_within(wait_s) for wait_s in (0.1, 0.5, 0.99, 1.0, 9.0, 600.0)] == [None, 0, 0, 1, 4, 5]
 
 
 def _has_reconnected(status: ReaderStatus, times: int) -> bool:

@@ -57,10 +57,17 @@ def check_frame_size(width: int, height: int, max_side: int, fix: str = LOWER_CA
             "too small to find anything in"
         )
     if width > max_side or height > max_side:
-        raise SourceError(
-            f"frames of {width}x{height} are larger than {max_side} pixels a side ([server] max_frame_side); "
-            f"{fix}, or raise the limit"
-        )
+        raise frames_too_large(max_side, fix, f"{width}x{height}")
+
+
+def frames_too_large(max_side: int, fix: str = LOWER_CAMERA_RESOLUTION, size: str | None = None) -> SourceError:
+    """The error for frames above ``max_side`` a side, of ``size`` where it is known. The decoder, told
+    the limit as a count of pixels (`decoding.limit_decoder`), refuses a larger picture unread: its size
+    is then unknown, and so is the stream's where the picture was the first, read to open it."""
+    frames = f"frames of {size} are" if size else f"frames of more than {max_side}x{max_side} pixels are"
+    return SourceError(
+        f"{frames} larger than {max_side} pixels a side ([server] max_frame_side); {fix}, or raise the limit"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +89,7 @@ class Source(Protocol):
     #: ``resumes = True``: an attempt after a failed one goes on from the last frame yielded,
     #: yielding it again only if nothing follows (a network video, `NetworkSource`); and
     #: ``ended_early``: why its media ended before its stated end, or None, read when it ends and
-    #: shown as the ended stream's reason (a file cut short, `FileSource`); and ``bursty = True``: a
+    #: shown as the ended stream's reason (a file cut short, `FileSource`, `NetworkSource`); and ``bursty = True``: a
     #: live source that hands over its frames in bursts, paced by the reader at their timestamps' rate
     #: (live HLS, `NetworkSource`); a camera's frames are never held.
     live: bool

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ from server.sources.base import (
     SlowRetryError,
     SourceError,
     check_frame_size,
+    frames_too_large,
     reading_stream,
 )
 from server.sources.uri import mask_text, mask_uri
@@ -43,6 +45,8 @@ WALL_CLOCK_FORMATS = frozenset({"mpjpeg", "mjpeg", "image2pipe", "jpeg_pipe"})
 NO_TIMESTAMPS = cast(int, av.format.Flags.no_timestamps.value)
 #: A source's damaged pictures are told in one line at most this often, with how many since the last.
 DAMAGED_PICTURES_LOG_INTERVAL_S = 60.0
+#: A video whose frames end more than this before the end its header states was cut short.
+EARLY_END_TOLERANCE_S = 1.0
 
 
 def video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream | None:
@@ -93,18 +97,41 @@ class UprightImages:
         return np.ascontiguousarray(np.rot90(image, quarter_turns)) if quarter_turns else image
 
 
+def open_limit(max_side: int) -> dict[str, str]:
+    """`av.open`'s options that refuse pictures larger than ``max_side`` a side while it reads the
+    stream's header: FFmpeg decodes its first picture to learn its size, and a PNG of 16000x16000 (790
+    KB) cost 741 MB there, before `limit_decoder` could look at it. Refused, the stream's size is 0."""
+    return {"max_pixels": str(max_side * max_side)}
+
+
 def limit_decoder(stream: av.video.stream.VideoStream, max_side: int, fix: str = LOWER_CAMERA_RESOLUTION) -> None:
     """Refuse pictures larger than ``max_side`` a side before they are decoded, not after.
 
     The size the stream's header announces is checked at once (`SourceError`, saying to ``fix`` it);
     the decoder is told to refuse pictures of more than ``max_side`` squared pixels, so a camera that
-    switches to a huge size mid-stream costs a decoding error (and a reconnect, whose header then
-    fails the check), never the memory of the picture.
+    switches to a huge size mid-stream costs a decoding error (and a reconnect), never the memory of
+    the picture. A picture `open_limit` refused while the header was read leaves the size unknown (0):
+    the decoder refuses it again, and `refused_as_too_large` tells that refusal from damage.
     """
     context = stream.codec_context
     if context.width and context.height:
         check_frame_size(context.width, context.height, max_side, fix)
-    context.options = {**context.options, "max_pixels": str(max_side * max_side)}
+    context.options = {**context.options, **open_limit(max_side)}
+
+
+def refused_as_too_large(exc: av.error.FFmpegError, stream: av.video.stream.VideoStream) -> bool:
+    """Whether ``exc``, from decoding ``stream`` limited by `limit_decoder`, is the decoder refusing a
+    picture above the limit: FFmpeg's "invalid argument", the picture's size left unset (0), as it
+    leaves it then."""
+    context = stream.codec_context
+    return exc.errno == errno.EINVAL and not (context.width and context.height)
+
+
+def decoder_side_limit(stream: av.video.stream.VideoStream) -> int | None:
+    """The side `limit_decoder` told ``stream``'s decoder to keep pictures to; None where it told none.
+    Read before the first decode: opening the decoder takes its options."""
+    max_pixels = stream.codec_context.options.get("max_pixels")
+    return math.isqrt(int(max_pixels)) if max_pixels else None
 
 
 def refuse_damaged_pictures(stream: av.video.stream.VideoStream) -> None:
@@ -171,9 +198,11 @@ def decode_frames(
     one more time-out. A packet the decoder finds damaged costs its picture, not
     the connection (an MJPEG camera's garbled part; a reconnect for each kept such a camera down
     most of the time), and is counted in ``damaged`` (the source's, else this call's own); one that
-    sends nothing decodable stalls.
+    sends nothing decodable stalls. A picture above the size limit (`refused_as_too_large`) fails the
+    source where it is the first, as the header's size would; after others it costs the connection.
     """
     refuse_damaged_pictures(stream)
+    max_side = decoder_side_limit(stream)
     if damaged is None:
         damaged = DamagedPictures()
     wall_clock = container.format.name in WALL_CLOCK_FORMATS
@@ -195,6 +224,13 @@ def decode_frames(
             except av.error.InvalidDataError:
                 damaged.add()
                 frames = []
+            except av.error.FFmpegError as exc:
+                if max_side is None or not refused_as_too_large(exc, stream):
+                    raise
+                too_large = frames_too_large(max_side)
+                if index == 0:  # the size it opens with, as the header's would be: it sends it again
+                    raise too_large from None
+                raise ConnectionError(f"a picture above the limit came: {too_large}; reconnecting") from None
             for frame in frames:
                 if frame.pts is not None and time_base:
                     media_time = frame.pts * time_base
@@ -213,6 +249,41 @@ def decode_frames(
         raise translate_error(exc, url) from None
     if live and not stop.is_set():
         raise ConnectionError("the camera closed the stream")
+
+
+def ended_early_at(stream: av.video.stream.VideoStream, played_to_s: float) -> str | None:
+    """Where a video whose frames ran to ``played_to_s`` (its media time) ended before the end its header
+    states, by more than `EARLY_END_TOLERANCE_S`; None where it did not, or states none. A file's and a
+    video URL's alike (`file.FileSource`, `network.NetworkSource`).
+
+    A recording whose index came first (a "faststart" MP4) and whose pictures were then cut off
+    plays up to the cut and ends, as if it were over: a third of it played without a word.
+    """
+    if not stream.duration or not stream.time_base:
+        return None
+    start_s = float((stream.start_time or 0) * stream.time_base)
+    stated_s, played_s = float(stream.duration * stream.time_base), played_to_s - start_s
+    if stated_s - played_s <= EARLY_END_TOLERANCE_S:
+        return None
+    return (
+        f"the video ended early, at {_clock(played_s)} of the {_clock(stated_s)} its header states: the file is "
+        "cut short (a recording cut off, or a copy that did not finish)"
+    )
+
+
+def _clock(seconds: float) -> str:
+    """A time into a video for people: ``12.4 s`` under a minute, else ``1:02:03`` or ``2:03``."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class DamagedStreamError(ConnectionError):
+    """FFmpeg's demuxer found what it could not read (`av.error.InvalidDataError`): no video stream, or
+    one damaged where it lost its place. `network.NetworkSource` reads an MJPEG camera's that came
+    after pictures with another demuxer (`NetworkSource._mjpeg_fallback`)."""
 
 
 def translate_error(exc: av.error.FFmpegError, url: str, rtsp_transport: str | None = None) -> Exception:
@@ -238,5 +309,5 @@ def translate_error(exc: av.error.FFmpegError, url: str, rtsp_transport: str | N
     if isinstance(exc, av.error.ProtocolNotFoundError | av.error.DecoderNotFoundError):
         return SourceError(f"this FFmpeg build cannot read it: {reason}")
     if isinstance(exc, av.error.InvalidDataError):
-        return ConnectionError(f"not a video stream, or a damaged one: {reason}")
+        return DamagedStreamError(f"not a video stream, or a damaged one: {reason}")
     return ConnectionError(reason[:1].lower() + reason[1:] if reason else type(exc).__name__)

@@ -20,8 +20,24 @@ from urllib.parse import unquote, urlsplit
 
 import av
 
-from server.sources.base import MAX_FRAME_SIDE_PX, SCALE_VIDEO_DOWN, Decoded, SourceError, reading_stream
-from server.sources.decoding import UprightImages, frame_rate, limit_decoder, refuse_damaged_pictures, video_stream
+from server.sources.base import (
+    MAX_FRAME_SIDE_PX,
+    SCALE_VIDEO_DOWN,
+    Decoded,
+    SourceError,
+    frames_too_large,
+    reading_stream,
+)
+from server.sources.decoding import (
+    UprightImages,
+    ended_early_at,
+    frame_rate,
+    limit_decoder,
+    open_limit,
+    refuse_damaged_pictures,
+    refused_as_too_large,
+    video_stream,
+)
 from server.sources.network import SCHEMES
 from server.sources.uri import mask_uri, split_options
 
@@ -30,8 +46,6 @@ log = logging.getLogger(__name__)
 DEFAULT_FPS = 25.0  # for files whose header gives no rate
 #: A file that has only damaged packets this far into it is not a video at all.
 MAX_DAMAGED_PACKETS = 100
-#: A file whose frames end more than this before the end its header states was cut short.
-EARLY_END_TOLERANCE_S = 1.0
 #: The MP4 boxes read for a file FFmpeg could not open: enough for any file's top level, which a
 #: recording keeps to a handful (ftyp, free, mdat, moov).
 MAX_TOP_LEVEL_BOXES = 1000
@@ -106,7 +120,7 @@ class FileSource:
     def open(self, stop: threading.Event) -> Iterator[Decoded]:
         check_video_file(self.path)
         try:
-            container = av.open(str(self.path))
+            container = av.open(str(self.path), options=open_limit(self._max_frame_side))
         except av.error.FFmpegError as exc:
             raise self._unplayable(f"cannot open {self.path.name} as video: {_reason(exc)}") from None
         with container:
@@ -142,12 +156,14 @@ class FileSource:
                         yield Decoded(upright_image(frame), media_time)
                         index += 1
             except av.error.FFmpegError as exc:
+                if refused_as_too_large(exc, stream):  # played again, the file has the same picture there
+                    raise frames_too_large(self._max_frame_side, SCALE_VIDEO_DOWN) from None
                 if index == 0:
                     raise self._unplayable(f"cannot decode {self.path.name}: {_reason(exc)}") from None
                 raise
             if damaged:
                 log.warning("[%s] %s: skipped %d damaged packets", reading_stream.get(), self.path.name, damaged)
-            ended_early = _ended_early(stream, media_time + 1 / rate) if index else None
+            ended_early = ended_early_at(stream, media_time + 1 / rate) if index else None
             if ended_early and ended_early != self.ended_early:  # once, not at every pass of a loop
                 log.warning("[%s] %s: %s", reading_stream.get(), self.path.name, ended_early)
             self.ended_early = ended_early
@@ -308,34 +324,6 @@ def _home_hint(path: Path) -> str | None:
     except RuntimeError:  # ~name of nobody on this machine
         return None
     return f"'~' is not expanded here: write {expanded}"
-
-
-def _ended_early(stream: av.video.stream.VideoStream, played_to_s: float) -> str | None:
-    """Where a file whose frames ran to ``played_to_s`` (its media time) ended before the end its header
-    states, by more than `EARLY_END_TOLERANCE_S`; None where it did not, or states none.
-
-    A recording whose index came first (a "faststart" MP4) and whose pictures were then cut off
-    plays up to the cut and ends, as if it were over: a third of it played without a word.
-    """
-    if not stream.duration or not stream.time_base:
-        return None
-    start_s = float((stream.start_time or 0) * stream.time_base)
-    stated_s, played_s = float(stream.duration * stream.time_base), played_to_s - start_s
-    if stated_s - played_s <= EARLY_END_TOLERANCE_S:
-        return None
-    return (
-        f"the video ended early, at {_clock(played_s)} of the {_clock(stated_s)} its header states: the file is "
-        "cut short (a recording cut off, or a copy that did not finish)"
-    )
-
-
-def _clock(seconds: float) -> str:
-    """A time into a video for people: ``12.4 s`` under a minute, else ``1:02:03`` or ``2:03``."""
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def _reason(exc: av.error.FFmpegError) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
-from server.sources.http_get import Deadline, get
+from server.sources.http_get import MAX_REDIRECTS, Deadline, RedirectRefused, get
 
 #: How much of a playlist is read for its target duration: a live one lists a few segments.
 PLAYLIST_MAX_BYTES = 65_536
@@ -64,12 +64,20 @@ class HttpAnswer:
         return self.content_type in PAGE_TYPES or text.startswith(PAGE_STARTS)
 
 
+@dataclass(frozen=True, slots=True)
+class RedirectLoop:
+    """A server whose redirects did not end within `http_get.MAX_REDIRECTS`, as FFmpeg counts them (a URL
+    redirected to itself, or round a circle): FFmpeg's word for it is "Input/output error"."""
+
+    redirects: int = MAX_REDIRECTS
+
+
 def ask_again(
     url: str, timeout_s: float, stop: threading.Event | None = None, check_host: Callable[[str], None] | None = None
-) -> HttpAnswer | None:
+) -> HttpAnswer | RedirectLoop | None:
     """How the HTTP(S) ``url`` answers (`http_get.get`, redirects checked by ``check_host``), reading no
-    more than `PAGE_SNIFF_BYTES` of it; None where it cannot be asked within ``timeout_s``, or ``stop``
-    is set first.
+    more than `PAGE_SNIFF_BYTES` of it; a `RedirectLoop` where its redirects never lead to an answer;
+    None where it cannot be asked within ``timeout_s``, or ``stop`` is set first.
 
     Asked after FFmpeg failed on the URL, for what FFmpeg read and kept to itself (a web page given
     instead of a camera's stream, the commonest mistake with HTTP cameras), with the time left of the
@@ -83,6 +91,8 @@ def ask_again(
             succeeded = 200 <= response.status < 300
             start = response.read1(PAGE_SNIFF_BYTES) if succeeded else b""  # what has come: no waiting for more
             return HttpAnswer(response.status, response.headers.get_content_type(), start)
+    except RedirectRefused as exc:  # `get` says so for one redirect too many, in these words
+        return RedirectLoop() if exc.args == (f"more than {MAX_REDIRECTS} redirects",) else None
     except (OSError, ValueError, http.client.HTTPException):
         return None
 

@@ -36,17 +36,20 @@ import av
 import av.container
 import av.format
 
-from server.sources.base import MAX_FPS, MAX_FRAME_SIDE_PX, Decoded, SlowRetryError, SourceError
+from server.sources.base import MAX_FPS, MAX_FRAME_SIDE_PX, Decoded, SlowRetryError, SourceError, reading_stream
 from server.sources.decoding import (
     NO_TIMESTAMPS,
     DamagedPictures,
+    DamagedStreamError,
     decode_frames,
+    ended_early_at,
     frame_rate,
     limit_decoder,
+    open_limit,
     translate_error,
     video_stream,
 )
-from server.sources.http_answers import ask_again, playlist_target_duration, unknown_host
+from server.sources.http_answers import RedirectLoop, ask_again, playlist_target_duration, unknown_host
 from server.sources.uri import has_raw_userinfo, mask_uri, positive_float, split_options
 
 log = logging.getLogger(__name__)
@@ -156,6 +159,9 @@ class NetworkSource:
         #: A finite video's media time of the last frame handed on, until it has played to its end:
         #: a connection that drops mid-file resumes there instead of playing it again from the start.
         self._played_to: float | None = None
+        #: Where a finite video's frames ended before the end its header states (a file cut short): the
+        #: reason its ended stream shows (see `Source`), as a file's.
+        self.ended_early: str | None = None
         self._damaged = DamagedPictures(log)
 
     def describe(self) -> str:
@@ -167,8 +173,10 @@ class NetworkSource:
         return not self.live
 
     def av_options(self) -> dict[str, str]:
-        """FFmpeg options for this URL: low latency for every protocol, and the chosen RTSP transport."""
+        """FFmpeg options for this URL: low latency and the size limit (`open_limit`) for every protocol,
+        and the chosen RTSP transport."""
         options = {"fflags": "discardcorrupt", "flags": "low_delay", "analyzeduration": str(PROBE_DURATION_US)}
+        options.update(open_limit(self._max_frame_side))
         if self.scheme in ("rtsp", "rtsps"):
             options["rtsp_transport"] = self._transport
             options["allowed_media_types"] = "video"
@@ -199,10 +207,47 @@ class NetworkSource:
             if _is_still_image(container) and container.size > 0:  # a picture of a known length
                 frames = _more_than_one_picture(frames, self._described)
             if self.live:
-                yield from frames
+                yield from self._mjpeg_fallback(container, frames)
                 return
             yield from self._resume(container, stream, frames)
-            self._played_to = None  # played to its end: a looped video starts again from the start
+            played_to, self._played_to = self._played_to, None  # played to its end: a loop starts it again
+            ended_early = None if played_to is None else ended_early_at(stream, played_to + 1 / self.fps)
+            if ended_early and ended_early != self.ended_early:  # once, not at every pass of a loop
+                log.warning("[%s] %s: %s", reading_stream.get(), self._described, ended_early)
+            self.ended_early = ended_early
+
+    def _mjpeg_fallback(self, container: av.container.InputContainer, frames: Iterator[Decoded]) -> Iterator[Decoded]:
+        """A live stream's ``frames``; where FFmpeg's multipart demuxer (``mpjpeg``) loses its place in an
+        MJPEG camera's answer after pictures came, this and every later attempt read it with the
+        ``mjpeg`` demuxer instead, as ``#format=mjpeg`` would, and the log says so once.
+
+        Some cameras state a wrong Content-Length for a part now and then (too long, or half): the
+        multipart demuxer takes that many bytes, finds no boundary after them and gives up ("Invalid
+        data found"). Each connection lasted a second or so, and the camera was down most of the time.
+        The ``mjpeg`` demuxer finds each picture by its own markers and reads through the part headers
+        between them, so it reads such a camera without a reconnect. Only after pictures came: data
+        the multipart demuxer cannot read from the start is told apart by `_explain_http`.
+        """
+        came = False
+        try:
+            for decoded in frames:
+                came = True
+                yield decoded
+        except DamagedStreamError:
+            if not came or container.format.name != "mpjpeg" or self._format is not None:
+                raise
+            self._format = "mjpeg"
+            log.warning(
+                "[%s] %s: FFmpeg's multipart MJPEG demuxer lost its place between the camera's pictures (a "
+                "part whose Content-Length is wrong): read with the mjpeg demuxer from now on, which finds each "
+                "picture by its own markers; #format=mjpeg in the URI chooses it from the start",
+                reading_stream.get(),
+                self._described,
+            )
+            raise DamagedStreamError(
+                "the multipart MJPEG demuxer lost its place between pictures (a part's Content-Length is wrong): "
+                "reading it again with format=mjpeg"
+            ) from None
 
     def _resume(
         self, container: av.container.InputContainer, stream: av.video.stream.VideoStream, frames: Iterator[Decoded]
@@ -284,13 +329,18 @@ class NetworkSource:
         (`ask_again`), or None where it tells nothing more.
 
         FFmpeg says "Invalid data found" for a web page and for MJPEG its multipart demuxer cannot split,
-        and "5XX Server Error" for every server error, keeping the answer's content type and status to
-        itself.
+        "5XX Server Error" for every server error, keeping the answer's content type and status to
+        itself, and "Input/output error" for redirects that never end (retried fast for ever).
         """
-        if not isinstance(exc, av.error.InvalidDataError | av.error.HTTPServerError):
+        if not isinstance(exc, av.error.InvalidDataError | av.error.HTTPServerError) and exc.errno != errno.EIO:
             return None
         answer = ask_again(self._url, timeout_s, stop, self._check_host)
-        if answer is None:
+        if isinstance(answer, RedirectLoop):
+            return SlowRetryError(
+                f"the server redirects in a loop (more than {answer.redirects} redirects): check the URL; "
+                "retried slowly"
+            )
+        if answer is None or exc.errno == errno.EIO:
             return None
         if isinstance(exc, av.error.HTTPServerError):
             if answer.status < 500:  # answered again since: its error is not known

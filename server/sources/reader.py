@@ -128,6 +128,15 @@ class Backoff:
         base = self.initial_s * 2.0 ** min(failures, 32)
         return min(self.max_s, base) * (1.0 - rng.uniform(0.0, self.jitter))
 
+    def failures_within(self, wait_s: float) -> int | None:
+        """The most failures whose wait (before jitter) is at most ``wait_s``; None where even the first's is longer."""
+        if wait_s < self.initial_s:
+            return None
+        failures = 0
+        while failures < 32 and self.initial_s * 2.0 ** (failures + 1) <= min(wait_s, self.max_s):
+            failures += 1
+        return failures
+
 
 @dataclass(frozen=True, slots=True)
 class ReaderStatus:
@@ -391,11 +400,7 @@ class StreamReader:
                     return
                 if self._stop.is_set():
                     return
-                live_since = self._attempt_live_since
-                if live_since is not None and time.monotonic() - live_since >= backoff.healthy_s:
-                    failures = {False: 0, True: 0}
-                delay = backoff.delay(failures[slow], self._rng)
-                failures[slow] += 1
+                delay = self._next_delay(failures, slow, backoff)
                 with self._lock:
                     self._reconnects += 1
                 log.debug("[%s] attempt lasted %.1f s", self.stream_id, time.monotonic() - attempt_started)
@@ -407,6 +412,34 @@ class StreamReader:
         except Exception as exc:  # a reader must report, never die silently
             log.exception("[%s] reader crashed", self.stream_id)
             self._set_state(StreamState.FAILED, f"{type(exc).__name__}: {exc}")
+
+    def _next_delay(self, failures: dict[bool, int], slow: bool, backoff: Backoff) -> float:
+        """The wait before the next attempt, after this one failed; ``failures`` (on the ``slow``
+        schedule or not) counts it where it counts as a failure.
+
+        A connection that stayed up `Backoff.healthy_s` starts the count over. One whose frames flowed
+        for less, but for at least the first wait (`Backoff.initial_s`), did not fail to open: it adds
+        nothing to the count and brings it down to where the wait is no longer than the time its frames
+        flowed, so such a camera is down about half the time at most. Counted as failures, an MJPEG
+        camera whose connections each delivered a second of frames waited 30 s after each, down over
+        90% of the time. A connection whose frames flowed for less than the first wait (one frame, then
+        the camera hung up or stalled) still counts as a failure: the wait doubles as for a camera that
+        is not up, so a camera that gives a frame and dies is not asked again and again, its server
+        hammered with connections that each cost it a stream's start.
+        """
+        live_since = self._attempt_live_since
+        within = None
+        if live_since is not None:
+            if time.monotonic() - live_since >= backoff.healthy_s:
+                failures[False] = failures[True] = 0
+            else:
+                within = backoff.failures_within(self._last_frame_mono - live_since)
+        if within is not None:
+            failures[slow] = min(failures[slow], within)
+            return backoff.delay(failures[slow], self._rng)
+        delay = backoff.delay(failures[slow], self._rng)
+        failures[slow] += 1
+        return delay
 
     def _play_once(self) -> float | None:
         """One attempt: open the source and publish its frames until it ends, fails or we stop.

@@ -1,9 +1,10 @@
 """A small HTTP camera for tests: multipart MJPEG at a chosen (slow) rate, plus plain files.
 
 ``/video.mjpg`` streams the generated scene as JPEGs the way many IP cameras do; `MjpegServer.stall`
-keeps connections open but stops sending, like a camera whose encoder hung; ``password`` makes it
-answer 401 to everyone else. Any other path is served from ``files`` (a video, an HLS playlist);
-`MjpegServer.cut_file_at` ends one such answer early, as a connection that drops mid-file.
+keeps connections open but stops sending, like a camera whose encoder hung; `MjpegServer.stated_length`
+has parts state a wrong Content-Length; ``password`` makes it answer 401 to everyone else. Any other
+path is served from ``files`` (a video, an HLS playlist); `MjpegServer.cut_file_at` ends one such
+answer early, as a connection that drops mid-file.
 Runs on 127.0.0.1 in a thread of the test process and stops with `close`.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import base64
 import re
 import threading
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -38,6 +40,9 @@ class MjpegServer:
         self.cut_file_at: int | None = None
         #: Every file request's first byte (0 without a Range), in order.
         self.file_requests: list[int] = []
+        #: Set: the Content-Length each part states, given its number (from 1) and its true length, as a
+        #: camera that now and then states a wrong one.
+        self.stated_length: Callable[[int, int], int] | None = None
         scene = Scene(seed=3, width=width, height=width * 3 // 5, fps=max(1, round(fps)))
         self.jpegs = [cv2.imencode(".jpg", image)[1].tobytes() for image in scene.frames(8)]
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
@@ -97,7 +102,8 @@ def _handler_for(camera: MjpegServer) -> type[BaseHTTPRequestHandler]:
                     if not camera.stall.is_set():
                         jpeg = camera.jpegs[index % len(camera.jpegs)]
                         index += 1
-                        head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
+                        length = len(jpeg) if camera.stated_length is None else camera.stated_length(index, len(jpeg))
+                        head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {length}\r\n\r\n"
                         self.wfile.write(head.encode() + jpeg + b"\r\n")
                         self.wfile.flush()
                     camera.closing.wait(1.0 / camera.fps)
