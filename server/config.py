@@ -8,6 +8,7 @@ later. `server.persist.write_config` saves the streams back when the API is aske
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import hashlib
 import io
@@ -259,9 +260,31 @@ def load_config(
     except OSError as exc:
         given = f"{flag} {path}" if flag else str(path)
         raise ConfigError(f"{given}: cannot read it ({exc.strerror or exc})") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError:
+        raise ConfigError(_not_utf8(raw, path.name)) from None
+    except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path.name}: not valid TOML ({exc})") from None
     return replace(settings_from_mapping(data, path, default_overrides or {}), config_digest=content_digest(raw))
+
+
+def _not_utf8(raw: bytes, name: str) -> str:
+    """Why a config file's bytes are not UTF-8 text, in the words of the other TOML errors: the decoder's
+    own ("can't decode byte 0xff in position 0") named neither UTF-16, which Windows PowerShell 5's ``>``
+    and ``Out-File`` write, nor the line of a Latin-1 byte."""
+    if raw.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):  # before UTF-16's: UTF-32 LE's starts with it
+        return f"{name} is UTF-32: save it as UTF-8"
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return f"{name} is UTF-16: save it as UTF-8"
+    body = raw.removeprefix(codecs.BOM_UTF8)
+    try:
+        body.decode()
+    except UnicodeDecodeError as exc:
+        # Lines and columns as tomllib counts them: in characters, after line ends are made "\n".
+        before = body[: exc.start].decode().replace("\r\n", "\n").replace("\r", "\n")
+        line, column = before.count("\n") + 1, len(before) - before.rfind("\n")
+        where = f"at line {line}, column {column}"
+        return f"{name}: not valid TOML (byte 0x{body[exc.start]:02x} is not UTF-8 ({where})): save it as UTF-8"
+    return f"{name}: not valid TOML (not UTF-8 text): save it as UTF-8"
 
 
 def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides: Mapping[str, Any]) -> Settings:

@@ -29,12 +29,15 @@ def streams_from_flags(
     ``front`` after an unnamed ``/v/front.mp4`` was "front used twice", though typed once.
     ``taken`` holds ids already used (by the config file's streams). An empty URI, or text before
     the first ``=`` that reads as an id but is not a valid one (``Front.Door=...``), is refused.
+    Spaces around the id and the URI are dropped, as the config file's are: a path pasted with a
+    trailing space was "no such file", the space unseen in the message.
     """
     taken = set() if taken is None else set(taken)
     given: list[tuple[str | None, str]] = []
     for value in values:
         stream_id, uri = _split_id(value)
-        if not uri.strip():
+        uri = uri.strip()
+        if not uri:
             raise ConfigError(
                 f"--source {value!r}: no source after the id: expected [ID=]URI, e.g. front=/videos/front.mp4"
                 if stream_id is not None
@@ -61,6 +64,7 @@ def _split_id(value: str) -> tuple[str | None, str]:
     head, sep, tail = value.partition("=")
     if not sep or any(char in head for char in ":/?#"):
         return None, value
+    head = head.strip()
     if not STREAM_ID_PATTERN.match(head):
         raise ConfigError(
             f"--source: {head!r} before the '=' is not a valid stream id: expected 1 to 64 letters, digits, '-' "

@@ -304,6 +304,9 @@ class StreamManager:
                 self._processed[config.stream_id] = 0
                 self._paces[config.stream_id] = StreamPace()
                 log.info("[%s] %s: %s", config.stream_id, started, source.describe())  # before the reader's "live"
+                if config.loop and source.live and config.uri.partition(":")[0].lower() not in ("http", "https"):
+                    # Once here, not per reconnect. An HTTP URL is not told: it may be a video, known when it opens.
+                    log.warning("[%s] loop is not used: %s is a live source", config.stream_id, source.describe())
                 reader.start()
         if stopped:
             self._worker.remove_stream(config.stream_id)

@@ -560,3 +560,15 @@ def test_ctrl_c_in_an_export_is_one_line_and_leaves_no_folder_behind(
     assert "Traceback" not in exited.err
     assert scratch and not scratch[0].exists(), "the export's scratch folder is removed"
     assert not (tmp_path / "new").exists(), "and so are the --out folders it made"
+
+
+@pytest.mark.usefixtures("in_process")
+def test_serve_and_split_say_a_utf16_config_file_is_utf16(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Windows PowerShell 5's `>` and `Out-File` write UTF-16; both commands read the file the same way."""
+    config = tmp_path / "cams.toml"
+    config.write_bytes('[[streams]]\nid = "a"\nuri = "scene:"\n'.encode("utf-16"))
+    assert main(["serve", "--config", str(config), "--log-level", "ERROR"]) == EXIT_STARTUP_ERROR
+    assert capsys.readouterr().err.splitlines() == ["segcast: cams.toml is UTF-16: save it as UTF-8"]
+    assert main(["split", str(config), "--nodes", "2"]) == EXIT_STARTUP_ERROR
+    assert capsys.readouterr().err.splitlines() == ["segcast: cams.toml is UTF-16: save it as UTF-8"]
+    assert list(tmp_path.iterdir()) == [config]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import subprocess
@@ -124,6 +125,32 @@ def test_a_full_config_file_is_read(tmp_path: Path) -> None:
 def test_bad_keys_and_values_are_refused_by_name(tmp_path: Path, text: str, named: str) -> None:
     with pytest.raises(ConfigError, match=r"^segcast\.toml:? .*" + re.escape(named)):
         load_config(write(tmp_path, text))
+
+
+@pytest.mark.parametrize(
+    ("raw", "said"),
+    [
+        ('id = "café"\n'.encode("utf-16"), "segcast.toml is UTF-16: save it as UTF-8"),
+        (codecs.BOM_UTF16_BE + 'id = "café"\n'.encode("utf-16-be"), "segcast.toml is UTF-16: save it as UTF-8"),
+        ('id = "café"\n'.encode("utf-32"), "segcast.toml is UTF-32: save it as UTF-8"),
+        (
+            '[[streams]]\r\nid = "café"\r\nuri = "scene:"\r\n'.encode("latin-1"),
+            "segcast.toml: not valid TOML (byte 0xe9 is not UTF-8 (at line 2, column 10)): save it as UTF-8",
+        ),
+        (
+            codecs.BOM_UTF8 + "# ½ and ".encode() + b"caf\xe9\n",
+            "segcast.toml: not valid TOML (byte 0xe9 is not UTF-8 (at line 1, column 12)): save it as UTF-8",
+        ),
+    ],
+    ids=["UTF-16 LE", "UTF-16 BE", "UTF-32", "Latin-1", "after a UTF-8 BOM and a character of two bytes"],
+)
+def test_a_file_that_is_not_utf8_says_its_encoding_or_where_the_byte_is(tmp_path: Path, raw: bytes, said: str) -> None:
+    """Windows PowerShell 5's `>` writes UTF-16: it was "'utf-8' codec can't decode byte 0xff in position 0"."""
+    path = tmp_path / "segcast.toml"
+    path.write_bytes(raw)
+    with pytest.raises(ConfigError) as refusal:
+        load_config(path)
+    assert str(refusal.value) == said
 
 
 def test_flags_override_the_file(tmp_path: Path) -> None:

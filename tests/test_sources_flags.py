@@ -31,3 +31,13 @@ def test_an_id_given_twice_is_still_refused_and_taken_ids_are_avoided() -> None:
         streams_from_flags(["/v/front.mp4", "front=/v/a.mp4", "front=/v/b.mp4"])
     streams = streams_from_flags(["/v/front.mp4", "front-2=/v/b.mp4"], taken={"front"})
     assert [stream.stream_id for stream in streams] == ["front-3", "front-2"]
+
+
+def test_spaces_around_an_id_and_its_source_are_dropped_as_in_a_config_file() -> None:
+    """A pasted path with a trailing space was "no such file: /v/yard.mp4 ", the space unseen."""
+    streams = streams_from_flags(["yard=/v/yard.mp4 ", " gate = /v/gate.mp4\t", " /v/front.mp4  "])
+    assert [(stream.stream_id, stream.uri) for stream in streams] == [
+        ("yard", "/v/yard.mp4"),
+        ("gate", "/v/gate.mp4"),
+        ("front", "/v/front.mp4"),
+    ]

@@ -359,6 +359,8 @@ class InferenceWorker:
             if runs_here(self._model_spec):
                 self._options = replace(self._options, device=resolve_device(self._options.device))
                 check_device(self._options.device)  # ultralytics would fail on every frame instead
+                if self._options.half and not self._options.use_half:  # as on Triton: asked for, never unsaid
+                    log.warning("half is not used: it needs a CUDA GPU, and the model runs on %s", self._options.device)
             else:  # asked for, so it must not go unused unsaid
                 if self._options.device != "auto":
                     log.warning(
