@@ -8,6 +8,7 @@ gets an error a person can act on instead of a traceback from deep inside the mo
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 from collections.abc import Mapping, Sequence
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from server.analytics.shapes import Line, Zone, parse_lines, parse_zones
+from server.analytics.shapes import Line, Zone, echoed, parse_lines, parse_zones
 
 #: The fewest and most frames a second ``process_fps`` may let through: one every 10 s for a scene that
 #: barely changes, and above any camera's rate (a cap over the input's rate caps nothing).
@@ -111,11 +112,16 @@ class StreamOptions:
     process_fps: float | None = None
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any], base: StreamOptions | None = None) -> StreamOptions:
+    def from_mapping(
+        cls, values: Mapping[str, Any], base: StreamOptions | None = None, *, keep_settings: bool = False
+    ) -> StreamOptions:
         """Options from a TOML table or JSON object, over ``base`` (the global defaults) for keys not given.
 
         Raises ValueError whose message starts with the offending key. ``tracker_settings`` given here
-        are merged over those of ``base`` when the tracker kind stays the same, and replace them when it changes.
+        are merged over those of ``base`` when the tracker kind stays the same, and replace them when it
+        changes: the defaults' settings are their tracker's. ``keep_settings``: ``base`` is the stream's own
+        options, which a change (a PATCH) leaves as they are but for the keys it gives, so a new tracker
+        keeps those of them it also takes (`_settings_also_taken`).
         """
         base = base or cls()
         known = sorted(f.name for f in dataclasses.fields(cls))
@@ -131,16 +137,19 @@ class StreamOptions:
         max_det = _max_det(values.get("max_det", base.max_det))
         tracker = values.get("tracker", base.tracker)
         if not isinstance(tracker, str):
-            raise ValueError(f"tracker: expected a tracker name, got {tracker!r}")
+            raise ValueError(f"tracker: expected a tracker name, got {echoed(tracker)}")
         tracker_defaults(tracker)  # raises for an unknown kind
-        inherited = dict(base.tracker_settings) if tracker == base.tracker else {}
+        if tracker == base.tracker:
+            inherited = dict(base.tracker_settings)
+        else:
+            inherited = dict(_settings_also_taken(tracker, base)) if keep_settings else {}
         overrides = values.get("tracker_settings", {})
         if not isinstance(overrides, Mapping):
-            raise ValueError(f"tracker_settings: expected a table of tracker settings, got {overrides!r}")
+            raise ValueError(f"tracker_settings: expected a table of tracker settings, got {echoed(overrides)}")
         settings = _tracker_settings(tracker, {**inherited, **overrides})
         agnostic = values.get("agnostic_nms", base.agnostic_nms)
         if not isinstance(agnostic, bool):
-            raise ValueError(f"agnostic_nms: expected true or false, got {agnostic!r}")
+            raise ValueError(f"agnostic_nms: expected true or false, got {echoed(agnostic)}")
         zones = parse_zones(values["zones"]) if "zones" in values else base.zones
         lines = parse_lines(values["lines"]) if "lines" in values else base.lines
         _check_shape_classes(zones, lines, classes, values)
@@ -207,14 +216,29 @@ def _check_shape_classes(
 def _fraction(values: Mapping[str, Any], key: str, default: float) -> float:
     value = values.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{key}: expected a number from 0 to 1, got {value!r}")
+        # A word as Python writes it: --conf and --iou show the text typed in its place (server.cli).
+        shown = repr(value) if isinstance(value, str) else echoed(value)
+        raise ValueError(f"{key}: expected a number from 0 to 1, got {shown}")
     return float(value)
 
 
+def _whole(value: object) -> int | None:
+    """``value`` as an int where it is a whole number, else None: ``64.0`` is one, as JSON Schema counts it,
+    and Python clients send a size they computed as a float."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
 def _max_det(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_MAX_DET:
-        raise ValueError(f"max_det: expected a whole number from 1 to {MAX_MAX_DET}, got {value!r:.60}")
-    return value
+    whole = _whole(value)
+    if whole is None or not 1 <= whole <= MAX_MAX_DET:
+        raise ValueError(f"max_det: expected a whole number from 1 to {MAX_MAX_DET}, got {echoed(value)}")
+    return whole
 
 
 def _imgsz(value: object) -> int | None:
@@ -224,14 +248,16 @@ def _imgsz(value: object) -> int | None:
     if isinstance(value, str):
         raise ValueError(
             f"imgsz: expected pixels from {MIN_IMGSZ_PX} to {MAX_IMGSZ_PX}, or {MODEL_IMGSZ!r} for the model's own "
-            f"size, got {value!r}"
+            f"size, got {value!r}"  # as Python writes it: --imgsz shows the text typed in its place (server.cli)
         )
-    if isinstance(value, bool) or not isinstance(value, int) or not MIN_IMGSZ_PX <= value <= MAX_IMGSZ_PX:
-        raise ValueError(f"imgsz: expected pixels from {MIN_IMGSZ_PX} to {MAX_IMGSZ_PX}, got {value!r}")
-    if value % IMGSZ_STRIDE_PX:
-        nearest = max(IMGSZ_STRIDE_PX, round(value / IMGSZ_STRIDE_PX) * IMGSZ_STRIDE_PX)
-        raise ValueError(f"imgsz: expected a multiple of {IMGSZ_STRIDE_PX} pixels, got {value} (try {nearest})")
-    return value
+    whole = _whole(value)
+    pixels = "a whole number of pixels" if isinstance(value, float) and whole is None else "pixels"
+    if whole is None or not MIN_IMGSZ_PX <= whole <= MAX_IMGSZ_PX:
+        raise ValueError(f"imgsz: expected {pixels} from {MIN_IMGSZ_PX} to {MAX_IMGSZ_PX}, got {echoed(value)}")
+    if whole % IMGSZ_STRIDE_PX:
+        nearest = max(IMGSZ_STRIDE_PX, round(whole / IMGSZ_STRIDE_PX) * IMGSZ_STRIDE_PX)
+        raise ValueError(f"imgsz: expected a multiple of {IMGSZ_STRIDE_PX} pixels, got {echoed(value)} (try {nearest})")
+    return whole
 
 
 def _process_fps(value: object) -> float | None:
@@ -242,7 +268,7 @@ def _process_fps(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
         raise ValueError(
             f"process_fps: expected frames a second from {low:g} to {high:g}, or {EVERY_FRAME!r} for every frame, "
-            f"got {value!r:.60}"
+            f"got {echoed(value)}"
         )
     return float(value)
 
@@ -251,7 +277,7 @@ def _classes(value: object) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [part.strip() for part in value.split(",") if part.strip()]
     if not isinstance(value, list | tuple) or not all(isinstance(name, str) and name for name in value):
-        raise ValueError(f"classes: expected a list of class names, got {value!r}")
+        raise ValueError(f"classes: expected a list of class names, got {echoed(value)}")
     return tuple(dict.fromkeys(value))
 
 
@@ -269,13 +295,34 @@ def _tracker_settings(kind: str, overrides: Mapping[str, Any]) -> tuple[tuple[st
             ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TRACKER_NUMBER
             expected = f"a whole number like {default!r}"
         elif isinstance(default, float):
-            ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= MAX_TRACKER_NUMBER
-            expected = f"a value like {default!r}"
+            top = 1.0 if _is_share(key) else MAX_TRACKER_NUMBER
+            ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= top
+            expected = f"a value from 0 to 1 like {default!r}" if top == 1.0 else f"a value like {default!r}"
         elif key in _TRACKER_CHOICES:
             ok, expected = value in _TRACKER_CHOICES[key], f"one of {', '.join(_TRACKER_CHOICES[key])}"
         else:
             ok, expected = isinstance(value, str), f"a value like {default!r}"
         if not ok:
-            raise ValueError(f"tracker_settings.{key}: expected {expected}, got {value!r:.60}")
+            raise ValueError(f"tracker_settings.{key}: expected {expected}, got {echoed(value)}")
         checked[key] = value
     return tuple(sorted(checked.items()))
+
+
+def _is_share(key: str) -> bool:
+    """Whether tracker setting ``key`` is a share from 0 to 1 (a confidence, an overlap, a likeness, a
+    weight of segtrack's): 5 meant for 0.5 was taken, and a stream with such a threshold tracked nothing."""
+    return key.endswith(("_thresh", "_thr")) or key in ("min_overlap", "mask_weight")
+
+
+def _settings_also_taken(kind: str, base: StreamOptions) -> tuple[tuple[str, TrackerValue], ...]:
+    """Those of ``base``'s tracker settings that tracker ``kind`` also takes: the same key, with a value it
+    accepts, between ultralytics' trackers (ByteTrack's ``track_buffer`` is BoT-SORT's too). None from or
+    to segtrack: its settings share some names with theirs, not their meaning (its ``appearance_thresh``
+    is a colour likeness, BoT-SORT's a re-identification network's)."""
+    if SEGTRACK in (kind, base.tracker):
+        return ()
+    kept: dict[str, TrackerValue] = {}
+    for key, value in base.tracker_settings:
+        with contextlib.suppress(ValueError):
+            kept.update(_tracker_settings(kind, {key: value}))
+    return tuple(sorted(kept.items()))

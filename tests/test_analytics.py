@@ -99,7 +99,7 @@ def test_zones_and_lines_are_read_from_options_and_shown_back() -> None:
         ([], [{"name": "l", "points": [[0, 0], [9, 9]], "colour": "red"}], ("lines[0].colour", "unknown key")),
         ([{"name": "bad name!", "points": [[0, 0], [5, 0], [0, 5]]}], [], ("zones[0].name",)),
         ([{"name": "x", "points": [[0, 0], [5, 0], [0, 5]], "min_share": 0}], [], ("zones[0].min_share",)),
-        ("door", [], ("zones: expected a list", "'door'")),
+        ("door", [], ("zones: expected a list", '"door"')),
         ([], [["l", [[0, 0], [9, 9]]]], ("lines: expected a list", "name and points")),
     ],
 )

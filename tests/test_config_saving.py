@@ -124,6 +124,29 @@ async def test_persist_0_is_not_saved_under_save_config(start_server: Start, tmp
     assert (await response.json())["error"] == "persist: expected 1, 0, true or false, got 'yes'"
 
 
+async def test_an_empty_or_repeated_persist_is_refused_and_nothing_is_changed(
+    start_server: Start, tmp_path: Path
+) -> None:
+    """Read as not given, or as its first value, they saved or left unsaved a change the client may not have meant."""
+    text = '[[streams]]\nid = "a"\nuri = "scene:"\n'
+    path = write(tmp_path, text)
+    client = await start_server(StreamConfig("a", "scene:"), config_path=path)
+    for query, message in [
+        ("persist=", "persist: expected 1, 0, true or false, got ''"),
+        ("persist=0&persist=1", "persist: given more than once; give each parameter once"),
+    ]:
+        for response in (
+            await client.patch(f"/api/streams/a?{query}", json={"iou": 0.6}),
+            await client.post(f"/api/streams?{query}", json={"id": "b", "uri": "scene:"}),
+            await client.delete(f"/api/streams/a?{query}"),
+        ):
+            assert response.status == 400, (query, await response.text())
+            assert (await response.json())["error"] == message
+    streams = (await (await client.get("/api/streams")).json())["streams"]
+    assert [(s["id"], s["options"]["iou"]) for s in streams] == [("a", 0.7)], "nothing was changed"
+    assert path.read_text() == text
+
+
 def test_a_file_that_only_loads_with_its_flags_is_not_saved_with_their_values(tmp_path: Path) -> None:
     """match_thresh is not segtrack's, the file's tracker: the file loads only under --tracker
     bytetrack, and a save wrote [stream_defaults] conf = 0.5 and tracker = "bytetrack" into it."""

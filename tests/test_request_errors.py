@@ -6,11 +6,13 @@ Python's int, a plain GET of ``/ws``, and PATCH bodies whose mistakes were repor
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 
 from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
+from server.options import StreamOptions
 from tests.test_api import assert_error
 from tests.test_ws import RECEIVE_TIMEOUT_S, connect, frames, next_error
 
@@ -83,7 +85,7 @@ async def test_patch_errors_name_the_field_that_is_wrong(start_server: Start) ->
     client = await start_server(StreamConfig("cam", "scene:?seed=1"))
     cases = [
         ({"options": {"options": {}}}, ["body.options.options"]),
-        ({"id": None, "conf": 0.5}, ["body.id", "'cam'", "None"]),
+        ({"id": None, "conf": 0.5}, ["body.id", "'cam'", "got null"]),
         ({"id": 5, "conf": 0.5}, ["body.id", "'cam'", "5"]),
         ({"options": {"conf": 0.4}, "conf": 0.5}, ["body.conf", "twice"]),
         # The stream's own keys are no options: nested, a uri was taken as the stream's all the same.
@@ -94,6 +96,80 @@ async def test_patch_errors_name_the_field_that_is_wrong(start_server: Start) ->
         await assert_error(await client.patch("/api/streams/cam", json=body), 400, *words)
     stream = await (await client.get("/api/streams/cam")).json()
     assert stream["options"]["conf"] == 0.25 and stream["options"]["max_det"] == 300, "nothing was changed"
+
+
+async def test_a_patch_of_the_streams_own_id_alone_is_refused_as_naming_nothing(start_server: Start) -> None:
+    """The id names the stream, not a change of it: ``{"id": "cam"}`` was a 200 that changed nothing."""
+    client = await start_server(StreamConfig("cam", "scene:?seed=1"))
+    for body in ({"id": "cam"}, {"id": "cam", "options": {}}):
+        await assert_error(await client.patch("/api/streams/cam", json=body), 400, "at least one thing to change")
+
+
+async def test_refused_values_are_echoed_as_json_cut_short(start_server: Start) -> None:
+    """As the client sent them (``true``, ``null``, double quotes), not as Python writes them."""
+    client = await start_server(StreamConfig("cam", "scene:?seed=1"))
+    cases = [
+        ({"conf": True}, "body.conf: expected a number from 0 to 1, got true"),
+        ({"agnostic_nms": None}, "body.agnostic_nms: expected true or false, got null"),
+        ({"classes": {"name": "z"}}, 'body.classes: expected a list of class names, got {"name": "z"}'),
+        ({"loop": "yes"}, 'body.loop: expected true or false, got "yes"'),
+        ({"tracker_settings": {"track_buffer": "x" * 100}}, "got " + json.dumps("x" * 100)[:59] + "…"),
+        (
+            {"zones": [{"name": "z", "points": [[0, 0], [9, 0], [9, 9]], "units": "cm"}]},
+            'units: expected px or fraction, got "cm"',
+        ),
+    ]
+    for body, message in cases:
+        response = await client.patch("/api/streams/cam", json=body)
+        assert response.status == 400, await response.text()
+        assert (await response.json())["error"].endswith(message), body
+
+
+async def test_a_number_too_long_to_read_is_said_so_in_segcasts_words(start_server: Start) -> None:
+    """Python's own words for it named sys.set_int_max_str_digits(), which a client cannot call."""
+    client = await start_server(StreamConfig("cam", "scene:?seed=1"))
+    response = await client.patch("/api/streams/cam", data='{"imgsz": ' + "9" * 5000 + "}")
+    await assert_error(response, 400)
+    assert (await response.json())["error"] == (
+        "the body must be a JSON object of finite numbers: a whole number of 5000 digits is too long to read"
+    )
+
+
+async def test_whole_numbers_sent_as_floats_are_taken_for_integer_options(start_server: Start) -> None:
+    """JSON Schema counts 64.0 an integer, and Python clients send one; 64.5 is refused as no whole number."""
+    client = await start_server(StreamConfig("cam", "scene:?seed=1"))
+    response = await client.patch("/api/streams/cam", json={"imgsz": 64.0, "max_det": 1000.0})
+    assert response.status == 200, await response.text()
+    options = json.loads(await response.text())["options"]
+    assert [options["imgsz"], options["max_det"]] == [64, 1000]
+    assert all(type(value) is int for value in (options["imgsz"], options["max_det"])), "answered as integers"
+    for body, message in [
+        ({"imgsz": 64.5}, "body.imgsz: expected a whole number of pixels from 32 to 4096, got 64.5"),
+        ({"max_det": 1000.5}, "body.max_det: expected a whole number from 1 to 30000, got 1000.5"),
+    ]:
+        response = await client.patch("/api/streams/cam", json=body)
+        assert response.status == 400, await response.text()
+        assert (await response.json())["error"] == message
+
+
+async def test_a_new_tracker_keeps_the_settings_it_also_takes_and_drops_the_others(start_server: Start) -> None:
+    """Only the keys given change: a PATCH of the tracker alone dropped its track_buffer of 60 too."""
+    settings = (("gmc_method", "orb"), ("track_buffer", 60))
+    client = await start_server(
+        StreamConfig("cam", "scene:?seed=1", options=StreamOptions(tracker="botsort", tracker_settings=settings))
+    )
+    response = await client.patch("/api/streams/cam", json={"tracker": "bytetrack"})
+    assert response.status == 200, await response.text()
+    options = (await response.json())["options"]
+    assert options["tracker"] == "bytetrack"
+    assert options["tracker_settings"] == {"track_buffer": 60}, "ByteTrack has no gmc_method"
+    response = await client.patch(
+        "/api/streams/cam", json={"tracker": "botsort", "tracker_settings": {"match_thresh": 0.6}}
+    )
+    assert (await response.json())["options"]["tracker_settings"] == {"match_thresh": 0.6, "track_buffer": 60}
+    # segtrack's settings share names with BoT-SORT's, not their meaning: none is carried over.
+    response = await client.patch("/api/streams/cam", json={"tracker": "segtrack"})
+    assert (await response.json())["options"]["tracker_settings"] == {}
 
 
 async def test_an_option_given_twice_is_refused_when_adding_a_stream(start_server: Start) -> None:

@@ -231,7 +231,7 @@ def test_segtrack_settings_are_checked_like_any_trackers() -> None:
     assert options.tracker_config()["mask_weight"] == 0.3
     with pytest.raises(ValueError, match=r"tracker_settings\.proximity_thresh: not a setting of segtrack"):
         StreamOptions.from_mapping({"tracker": "segtrack", "tracker_settings": {"proximity_thresh": 0.3}})
-    with pytest.raises(ValueError, match=r"tracker_settings\.camera_motion: expected true or false, got 'yes'"):
+    with pytest.raises(ValueError, match=r'tracker_settings\.camera_motion: expected true or false, got "yes"'):
         StreamOptions.from_mapping({"tracker": "segtrack", "tracker_settings": {"camera_motion": "yes"}})
 
 

@@ -67,6 +67,13 @@ def test_stream_values_override_the_defaults_they_are_read_over() -> None:
         ({"tracker": "ocsort", "tracker_settings": {"delta_t": 2.5}}, "tracker_settings.delta_t: expected a whole"),
         ({"tracker_settings": {"track_buffer": 60.0}}, "tracker_settings.track_buffer: expected a whole number"),
         ({"tracker_settings": {"with_reid": True}}, "tracker_settings.with_reid:"),
+        # 5 meant for 0.5: a stream holding its detections to it tracked nothing, without a word.
+        (
+            {"tracker_settings": {"track_high_thresh": 5}},
+            "tracker_settings.track_high_thresh: expected a value from 0 to 1",
+        ),
+        ({"tracker_settings": {"mask_weight": 1.5}}, "tracker_settings.mask_weight: expected a value from 0 to 1"),
+        ({"tracker": "tracktrack", "tracker_settings": {"tai_thr": 2}}, "tracker_settings.tai_thr: expected a value"),
         ({"tracker_settings": [1]}, "tracker_settings:"),
         ({"confidence": 0.5}, "confidence:"),
     ],

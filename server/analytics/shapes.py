@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -36,7 +37,21 @@ MAX_SHAPES = 32
 NAME_PATTERN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 MAX_NAME_CHARS = 64
 
+#: Characters of a value an error echoes back: enough to find it by, never a whole body sent back.
+ECHOED_CHARS = 60
+
 Point = tuple[float, float]
+
+
+def echoed(value: object) -> str:
+    """``value`` as an error that refuses it shows it: as JSON (``true``, ``null``, ``"x"``), which a JSON
+    body and a TOML file both spell so, never as Python writes it (``True``, ``None``, ``'x'``); cut to
+    `ECHOED_CHARS` with an ellipsis."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    except ValueError:  # an integer past Python's digit limit for str() (a TOML file's, or Python's own)
+        text = "a number too long to show"
+    return text if len(text) <= ECHOED_CHARS else text[: ECHOED_CHARS - 1] + "…"
 
 
 class Units(enum.Enum):
@@ -215,7 +230,7 @@ def check_fit(
 def _tables(value: object, key: str) -> list[Mapping[str, Any]]:
     if not isinstance(value, list | tuple) or not all(isinstance(t, Mapping) for t in value):
         # Said without a syntax: the same words answer a config file (TOML) and an API body (JSON).
-        raise ValueError(f"{key}: expected a list, each item with a name and points; got {value!r:.60}")
+        raise ValueError(f"{key}: expected a list, each item with a name and points; got {echoed(value)}")
     if len(value) > MAX_SHAPES:
         raise ValueError(f"{key}: at most {MAX_SHAPES} per stream, got {len(value)}")
     return list(value)
@@ -243,10 +258,10 @@ def _zone(table: Mapping[str, Any], where: str) -> Zone:
         raise ValueError(f"{where}.points: the polygon is too small: its area is {area:.3g} {size}, under {least:g}")
     min_share = table.get("min_share", DEFAULT_MIN_SHARE)
     if not 0 < _number(min_share, f"{where}.min_share", "a share above 0 and at most 1") <= 1:
-        raise ValueError(f"{where}.min_share: expected a share above 0 and at most 1, got {min_share!r:.60}")
+        raise ValueError(f"{where}.min_share: expected a share above 0 and at most 1, got {echoed(min_share)}")
     loiter_s = table.get("loiter_s")
     if loiter_s is not None and not 0 < _number(loiter_s, f"{where}.loiter_s", "seconds above 0") < math.inf:
-        raise ValueError(f"{where}.loiter_s: expected seconds above 0, got {loiter_s!r:.60}")
+        raise ValueError(f"{where}.loiter_s: expected seconds above 0, got {echoed(loiter_s)}")
     return Zone(
         _name(table, where),
         points,
@@ -278,15 +293,15 @@ def _line(table: Mapping[str, Any], where: str) -> Line:
         )
     anchor = table.get("anchor", Anchor.BOTTOM.value)
     if not isinstance(anchor, str) or anchor not in {a.value for a in Anchor}:
-        raise ValueError(f"{where}.anchor: expected bottom or centre, got {anchor!r:.60}")
+        raise ValueError(f"{where}.anchor: expected bottom or centre, got {echoed(anchor)}")
     hysteresis = table.get("hysteresis", DEFAULT_HYSTERESIS)
     expected = "a fraction of the frame from 0 to 0.25"
     if not 0 <= _number(hysteresis, f"{where}.hysteresis", expected) <= 0.25:
-        raise ValueError(f"{where}.hysteresis: expected {expected}, got {hysteresis!r:.60}")
+        raise ValueError(f"{where}.hysteresis: expected {expected}, got {echoed(hysteresis)}")
     confirm_s = table.get("confirm_s", DEFAULT_CONFIRM_S)
     expected = f"seconds from 0 to {MAX_CONFIRM_S:g}"
     if not 0 <= _number(confirm_s, f"{where}.confirm_s", expected) <= MAX_CONFIRM_S:
-        raise ValueError(f"{where}.confirm_s: expected {expected}, got {confirm_s!r:.60}")
+        raise ValueError(f"{where}.confirm_s: expected {expected}, got {echoed(confirm_s)}")
     classes = _classes(table, where)
     return Line(_name(table, where), points, units, classes, Anchor(anchor), float(hysteresis), float(confirm_s))
 
@@ -300,14 +315,16 @@ def _known(table: Mapping[str, Any], keys: tuple[str, ...], where: str) -> None:
 def _name(table: Mapping[str, Any], where: str) -> str:
     name = table.get("name")
     if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME_CHARS or not set(name) <= NAME_PATTERN_CHARS:
-        raise ValueError(f"{where}.name: expected 1 to {MAX_NAME_CHARS} letters, digits, '-' or '_', got {name!r:.60}")
+        raise ValueError(
+            f"{where}.name: expected 1 to {MAX_NAME_CHARS} letters, digits, '-' or '_', got {echoed(name)}"
+        )
     return name
 
 
 def _units(table: Mapping[str, Any], where: str) -> Units:
     units = table.get("units", Units.PX.value)
     if not isinstance(units, str) or units not in {u.value for u in Units}:
-        raise ValueError(f"{where}.units: expected px or fraction, got {units!r:.60}")
+        raise ValueError(f"{where}.units: expected px or fraction, got {echoed(units)}")
     return Units(units)
 
 
@@ -328,14 +345,14 @@ def _fractions_hint(table: Mapping[str, Any], points: Sequence[Point]) -> str | 
 def _points(table: Mapping[str, Any], units: Units, least: int, where: str) -> tuple[Point, ...]:
     raw = table.get("points")
     if not isinstance(raw, list | tuple) or not least <= len(raw) <= MAX_POINTS:
-        raise ValueError(f"{where}.points: expected {least} to {MAX_POINTS} [x, y] pairs, got {raw!r:.60}")
+        raise ValueError(f"{where}.points: expected {least} to {MAX_POINTS} [x, y] pairs, got {echoed(raw)}")
     points: list[Point] = []
     for pair in raw:
         if not isinstance(pair, list | tuple) or len(pair) != 2:
-            raise ValueError(f"{where}.points: expected [x, y] pairs of numbers, got {pair!r:.60}")
+            raise ValueError(f"{where}.points: expected [x, y] pairs of numbers, got {echoed(pair)}")
         x, y = (_number(v, f"{where}.points", "[x, y] pairs of numbers") for v in pair)
         if not (math.isfinite(x) and math.isfinite(y)):
-            raise ValueError(f"{where}.points: expected [x, y] pairs of numbers, got {pair!r:.60}")
+            raise ValueError(f"{where}.points: expected [x, y] pairs of numbers, got {echoed(pair)}")
         high = 1.0 if units is Units.FRACTION else math.inf
         if not (0 <= x <= high and 0 <= y <= high):
             frame = "from 0 to 1 (fractions of the frame)" if units is Units.FRACTION else "at least 0 (pixels)"
@@ -347,7 +364,7 @@ def _points(table: Mapping[str, Any], units: Units, least: int, where: str) -> t
 def _number(value: object, where: str, expected: str) -> float:
     """``value`` as a float; ValueError for anything else, an integer too large for one included."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{where}: expected {expected}, got {value!r:.60}")
+        raise ValueError(f"{where}: expected {expected}, got {echoed(value)}")
     try:
         return float(value)
     except OverflowError:
@@ -357,7 +374,7 @@ def _number(value: object, where: str, expected: str) -> float:
 def _classes(table: Mapping[str, Any], where: str) -> tuple[str, ...]:
     value = table.get("classes", [])
     if not isinstance(value, list | tuple) or not all(isinstance(name, str) and name for name in value):
-        raise ValueError(f"{where}.classes: expected a list of class names, got {value!r:.60}")
+        raise ValueError(f"{where}.classes: expected a list of class names, got {echoed(value)}")
     return tuple(dict.fromkeys(value))
 
 

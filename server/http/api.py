@@ -27,7 +27,8 @@ from typing import Any
 
 from aiohttp import web
 
-from server.config import STREAM_KEYS, ConfigError, StreamConfig, flatten_options, stream_config, stream_options
+from server.analytics.shapes import echoed
+from server.config import STREAM_KEYS, ConfigError, StreamConfig, flatten_options, stream_config
 from server.frames import PROTOCOL_VERSION
 from server.http.access.policy import SourceRefused, UnusableSource
 from server.http.access.source_checks import CheckUnanswered, SourceChecks
@@ -52,6 +53,7 @@ from server.http.saving import (
     saves,
     setup_saving,
 )
+from server.options import StreamOptions
 from server.sources import SourceError, check_uri
 from server.stream_info import StreamInfo
 from server.streams import HandedInError, ShuttingDownError, StreamExistsError, StreamOptionsError
@@ -206,12 +208,12 @@ async def _body(request: web.Request) -> dict[str, Any]:
         not_text = f"the body is not UTF-8 text (at byte {at})"
         raise error(web.HTTPBadRequest, f"{not_text}; send JSON in UTF-8") from None
     try:
-        body = json.loads(text or "null", parse_constant=_no_constant, parse_float=_finite)
+        body = json.loads(text or "null", parse_constant=_no_constant, parse_float=_finite, parse_int=_whole)
     except json.JSONDecodeError as exc:  # the parser's own words, and where: a typo in a long body is found by them
         what = exc.msg[:1].lower() + exc.msg[1:]
         invalid = f"the body is not valid JSON: {what} at line {exc.lineno}, column {exc.colno}"
         raise error(web.HTTPBadRequest, f"{invalid}; send a JSON object") from None
-    except ValueError as exc:  # NaN, Infinity, a number too large for a float
+    except ValueError as exc:  # NaN, Infinity, a number too large for a float or too long for an int
         raise error(web.HTTPBadRequest, f"the body must be a JSON object of finite numbers: {exc}") from None
     except RecursionError:
         raise error(web.HTTPBadRequest, "the body is nested too deeply to read: send a JSON object") from None
@@ -230,6 +232,15 @@ async def _body(request: web.Request) -> dict[str, Any]:
 
 def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not a number segcast accepts")
+
+
+def _whole(text: str) -> int:
+    """A JSON integer as an int, unless it has more digits than Python reads (4300): said so in our words,
+    as Python's own told a client of ``sys.set_int_max_str_digits()``."""
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"a whole number of {len(text.lstrip('-'))} digits is too long to read") from None
 
 
 def _finite(text: str) -> float:
@@ -364,21 +375,25 @@ async def _merge_change(request: web.Request, body: dict[str, Any], asked: bool 
         if not isinstance(body["id"], str):
             raise error(
                 web.HTTPBadRequest,
-                f"body.id: expected the stream's own id, {current.stream_id!r}, or no id; got {body['id']!r:.60}",
+                f"body.id: expected the stream's own id, {current.stream_id!r}, or no id; got {echoed(body['id'])}",
             )
         raise error(web.HTTPBadRequest, "body.id: a stream cannot be renamed; remove it and add it again")
-    if not body:
+    if not body.keys() - {"id"}:  # the stream's own id names it, not a change of it
         raise error(web.HTTPBadRequest, "the body must name at least one thing to change: uri, loop or a stream option")
     try:
         loop_value = body.get("loop", current.loop)
         if not isinstance(loop_value, bool):
-            raise ConfigError(f"body.loop: expected true or false, got {loop_value!r}")
+            raise ConfigError(f"body.loop: expected true or false, got {echoed(loop_value)}")
         uri = body.get("uri", current.uri)
         if not isinstance(uri, str) or not uri.strip():
             raise ConfigError("body.uri: expected the source, e.g. rtsp://..., a file path or scene:?seed=1")
-        options = stream_options({k: v for k, v in body.items() if k not in STREAM_KEYS}, current.options, "body")
+        values = {k: v for k, v in body.items() if k not in STREAM_KEYS}
+        # Only the keys given change: a new tracker keeps the stream's settings it also takes.
+        options = StreamOptions.from_mapping(values, current.options, keep_settings=True)
     except ConfigError as exc:
         raise error(web.HTTPBadRequest, str(exc)) from None
+    except ValueError as exc:  # a stream option's, its message starting with the option
+        raise error(web.HTTPBadRequest, f"body.{exc}") from None
     new_source = uri.strip() != current.uri
     config = StreamConfig(current.stream_id, uri.strip(), loop_value, options, current.from_api or new_source)
     await check_writable(request, asked, config.stream_id, config)

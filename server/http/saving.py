@@ -38,7 +38,7 @@ WRITABLE_LOOK_TIMEOUT_S = 2.0
 #: How often a save waiting for its turn asks whether the config file can still be looked at.
 SAVE_TURN_POLL_S = 0.25
 
-#: What ``?persist=`` may say: save this change, or not even under ``save_config = true``; empty: not said.
+#: What ``?persist=`` may say: save this change, or not even under ``save_config = true``.
 _PERSIST_VALUES = {"1": True, "true": True, "0": False, "false": False}
 #: Why a change cannot be saved where segcast was started without a config file.
 _NO_CONFIG_FILE = "there is no config file"
@@ -163,12 +163,15 @@ async def _config_writability(app: web.Application) -> AsyncIterator[None]:
 
 def persist_asked(request: web.Request) -> bool | None:
     """What ``?persist`` asks: True to save the change, False not to, None where it is not given (then
-    ``save_config`` decides); 400 for a bad value, or for a save with no file to save to."""
+    ``save_config`` decides); 400 for a bad value (an empty one too: a client that meant to say something),
+    for one given twice, which could only be read one way by chance, or for a save with no file to save to."""
     settings = request.app[settings_key]
-    flag = request.query.get("persist", "")
-    if flag and flag not in _PERSIST_VALUES:
-        raise error(web.HTTPBadRequest, f"persist: expected 1, 0, true or false, got {flag!r}")
-    asked = _PERSIST_VALUES.get(flag)
+    flags = request.query.getall("persist", [])
+    if len(flags) > 1:
+        raise error(web.HTTPBadRequest, "persist: given more than once; give each parameter once")
+    if flags and flags[0] not in _PERSIST_VALUES:
+        raise error(web.HTTPBadRequest, f"persist: expected 1, 0, true or false, got {flags[0]!r}")
+    asked = _PERSIST_VALUES[flags[0]] if flags else None
     if (settings.save_config if asked is None else asked) and settings.config_path is None:
         raise error(web.HTTPBadRequest, "persist: there is no config file to save to; start segcast with --config FILE")
     return asked
