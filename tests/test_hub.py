@@ -645,6 +645,36 @@ async def test_viewers_wider_than_the_frame_do_not_use_up_its_scaled_sizes() -> 
     assert hub.variants_wanted("cam") == 2, "the full size, encoded once for the four, and 320"
 
 
+async def test_a_viewer_at_the_frames_width_or_above_joins_while_the_scaled_sizes_are_taken() -> None:
+    hub = Hub(asyncio.get_running_loop())
+    await published_640_wide(hub)
+    for width in (320, 400, 480, 560, 1920):
+        viewer = Viewer(pictures_only=True)
+        hub.add_viewer(viewer)
+        hub.subscribe(viewer, {"cam": Subscription(Variant(max_width=width))})
+    assert viewer.subscriptions["cam"].image == Variant(max_width=1920)  # its full size, as asked
+    assert hub.scaled_images_refused == 0
+
+
+async def test_viewers_admitted_as_full_size_are_judged_again_when_the_frames_get_wider() -> None:
+    """Widths at or above a 640-wide frame's took no scaled size; once the camera sent 3840-wide frames
+    they were four scaled sizes beside four others, and every frame was encoded at eight."""
+    hub = Hub(asyncio.get_running_loop())
+    await published_640_wide(hub)
+    for width in (1920, 1280, 960, 800, 320, 400, 480, 560):
+        viewer = Viewer(pictures_only=True)
+        hub.add_viewer(viewer)
+        hub.subscribe(viewer, {"cam": Subscription(Variant(max_width=width))})
+    assert hub.variants_wanted("cam") == 5  # the full size and four scaled
+    wider = FrameResult(Frame("cam", 2, time.time(), 0.1, np.full((2160, 3840, 3), 90, np.uint8)), (), 1.0)
+    hub.publish_threadsafe(make_packet(wider, {}))
+    await settle()
+    assert hub.variants_wanted("cam") == 5, "the wide viewers now scale: none beyond max_scaled_images"
+    assert hub.scaled_images_refused == 4
+    kept = [viewer.subscriptions["cam"].image for viewer in hub.viewers]
+    assert sorted(image.max_width or 0 for image in kept) == [0, 0, 0, 0, 320, 400, 480, 560]
+
+
 async def test_viewers_are_limited_in_all_and_per_address_but_loopback_is_not_counted_per_address() -> None:
     hub = Hub(asyncio.get_running_loop(), ViewerLimits(max_viewers=4, max_viewers_per_address=2))
     hub.join(Viewer(address="10.0.0.5"))

@@ -251,7 +251,9 @@ class Hub:
                     self._pass_on_events(packet)
                 return
             del self._added_at[stream_id]  # frames come in order: every later one is of the new source
+        widths_before = {key: self._frame_width(key) for key in (stream_id, ALL_STREAMS)}
         self.latest[stream_id] = packet
+        self._judge_widened(widths_before)
         if packet.result.analysed:
             self.latest_analysed[stream_id] = packet.metadata
         self._stats.setdefault(stream_id, _StreamStats()).add(packet)
@@ -409,6 +411,28 @@ class Hub:
         if image in in_use or not _scales(image, width):
             return True
         return sum(1 for variant in in_use if _scales(variant, width)) < self.limits.max_scaled_images
+
+    def _judge_widened(self, widths_before: Mapping[str, int | None]) -> None:
+        """Judge again the images of the viewers admitted as full size of frames now wider than before
+        (``widths_before``: per key, `_frame_width` before the newest frame): a ``max_width`` at or above
+        the old width was the full size and took none of the scaled sizes (`_has_room`); of the wider
+        frames it is a scaled size, which may be one too many (`_within_limits`). Otherwise a camera that
+        switched to a larger resolution had its frames encoded at every such size."""
+        judged: list[Viewer] = []
+        for viewer in self._viewers:
+            for key, subscription in viewer.subscriptions.items():
+                image, before, now = subscription.image, widths_before.get(key), self._frame_width(key)
+                if image is None or before is None or now is None or now <= before:
+                    continue
+                if image.max_width is not None and before <= image.max_width < now:
+                    judged.append(viewer)
+                    break
+        for viewer in judged:
+            self._count(viewer.subscriptions, -1)  # its own sizes do not count against it
+            viewer.resubscribe(self._within_limits(viewer.subscriptions))
+            self._count(viewer.subscriptions, 1)
+        if judged:
+            self._update_wanted(widths_before.keys())
 
     def _frame_width(self, key: str) -> int | None:
         """The width of the newest frame of stream ``key``, or for `ALL_STREAMS` the widest newest frame of
