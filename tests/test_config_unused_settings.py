@@ -6,18 +6,15 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
-import numpy as np
 import pytest
-import torch
-from ultralytics.engine.results import Results
 
 from server import streams
 from server.config import Settings, StreamConfig
 from server.inference.options import InferenceOptions
 from server.inference.worker import InferenceWorker
-from tests.support.detections import NAMES, TruthModel
+from tests.support.detections import NoDetections, TruthModel
 from tests.support.listeners import SilentListener
 
 if TYPE_CHECKING:
@@ -38,18 +35,6 @@ def test_half_on_a_model_run_on_the_cpu_is_said_to_be_unused(
     worker.start()
     worker.stop()
     assert [r.getMessage() for r in caplog.records if r.name == "server.inference.worker"] == said
-
-
-class NoDetections:
-    """A model that finds nothing: the streams here are about their sources, not what is in them."""
-
-    names = NAMES
-
-    def __init__(self) -> None:
-        self.overrides: dict[str, Any] = {"imgsz": 320}
-
-    def predict(self, images: list[np.ndarray], **kwargs: Any) -> list[Results]:
-        return [Results(image, "", NAMES, boxes=torch.zeros((0, 6))) for image in images]
 
 
 @pytest.fixture

@@ -16,11 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-import numpy as np
 import pytest
-import torch
 from aiohttp.test_utils import TestClient
-from ultralytics.engine.results import Results
 
 from server import streams
 from server.config import Settings, StreamConfig, stream_options
@@ -29,7 +26,7 @@ from server.options import StreamOptions
 from server.sources import Source, StreamState
 from server.sources.reader import JOIN_TIMEOUT_S, StreamReader
 from server.stream_info import StreamInfo
-from tests.support.detections import NAMES
+from tests.support.detections import NoDetections
 from tests.support.listeners import SilentListener
 from tests.support.polling import eventually
 
@@ -42,18 +39,6 @@ Start = Callable[..., Awaitable[TestClient]]
 #: cost, never what the test waits for.
 FINISH_TIMEOUT_S = 30.0
 ZONE = {"name": "z", "points": [[0, 0], [0.5, 0], [0.5, 0.5]], "units": "fraction"}
-
-
-class NoDetections:
-    """Stands in for a model that finds nothing: these tests are about streams, not what is in them."""
-
-    names = NAMES
-
-    def __init__(self) -> None:
-        self.overrides: dict[str, Any] = {"imgsz": 320}
-
-    def predict(self, images: list[np.ndarray], **kwargs: Any) -> list[Results]:
-        return [Results(image, "", NAMES, boxes=torch.zeros((0, 6))) for image in images]
 
 
 @pytest.fixture

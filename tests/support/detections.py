@@ -21,6 +21,18 @@ NAMES = dict(enumerate(CLASS_NAMES))
 GATE_TIMEOUT_S = 30.0
 
 
+class NoDetections:
+    """Stands in for a model that finds nothing: for tests about streams and their sources, not what is in them."""
+
+    names = NAMES
+
+    def __init__(self) -> None:
+        self.overrides: dict[str, Any] = {"imgsz": 320}
+
+    def predict(self, images: list[np.ndarray], **kwargs: Any) -> list[Results]:
+        return [Results(image, "", NAMES, boxes=torch.zeros((0, 6))) for image in images]
+
+
 def truth_result(image: np.ndarray, truths: Sequence[TrueObject], confidence: float = 0.9) -> Results:
     """A segmentation result with one detection per visible object, boxes and masks exact."""
     if not truths:
