@@ -184,6 +184,8 @@ async def test_a_node_whose_triton_is_down_says_so_over_its_live_streams(
     await page.screenshot(path=screenshots / "grid.png")
     await page.click('.card[data-stream="cam"]')
     assert "unreachable" in await wait_for_text(page, VIEW_PANEL, "Inference unavailable")
+    # No tracks are counted of a frame nobody analysed: not "(0)", which reads as an empty scene.
+    await page.wait_for_function("() => document.querySelector('#track-count').textContent === '(\\u2013)'")
     embed, _ = await open_page(browser, client, "/embed/cam")
     assert "unreachable" in await wait_for_text(embed, EMBED_PANEL, "Inference unavailable")
     assert console.errors == []

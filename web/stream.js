@@ -461,7 +461,8 @@ export class StreamView {
   }
 
   showTracks(meta) {
-    this.el.trackCount.textContent = `(${meta.tracks.length})`;
+    // A frame shown unanalysed (inference unavailable) has no tracks to count: "–", not "(0)".
+    this.el.trackCount.textContent = meta.analysed === false ? "(–)" : `(${meta.tracks.length})`;
     const marks = { highlighted: this.highlighted(), pinned: this.pinnedId, keyboard: this.keyboardId };
     showTrackRows(this.el.trackBody, meta.tracks, marks);
   }
