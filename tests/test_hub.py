@@ -631,16 +631,25 @@ async def test_a_snapshot_at_or_above_the_frames_width_gets_the_full_size_when_t
     assert hub.scaled_images_refused == 1
 
 
+def viewers_at(hub: Hub, widths: tuple[int, ...]) -> list[Viewer]:
+    """One MJPEG viewer of "cam" per ``max_width`` of ``widths``, subscribed in that order."""
+    viewers = []
+    for width in widths:
+        viewer = Viewer(pictures_only=True)
+        hub.add_viewer(viewer)
+        hub.subscribe(viewer, {"cam": Subscription(Variant(max_width=width))})
+        viewers.append(viewer)
+    return viewers
+
+
 async def test_viewers_wider_than_the_frame_do_not_use_up_its_scaled_sizes() -> None:
     """Four MJPEG viewers at widths at or above a 640-wide frame's took the stream's four scaled sizes:
     a viewer asking for 320 was then given the full size, 640 wide."""
     hub = Hub(asyncio.get_running_loop())
     await published_640_wide(hub)
-    for width in (7680, 1280, 960, 800, 320):
-        viewer = Viewer(pictures_only=True)
-        hub.add_viewer(viewer)
-        hub.subscribe(viewer, {"cam": Subscription(Variant(max_width=width))})
-        assert viewer.subscriptions["cam"].image == Variant(max_width=width)
+    widths = (7680, 1280, 960, 800, 320)
+    viewers = viewers_at(hub, widths)
+    assert [viewer.subscriptions["cam"].image for viewer in viewers] == [Variant(max_width=w) for w in widths]
     assert hub.scaled_images_refused == 0
     assert hub.variants_wanted("cam") == 2, "the full size, encoded once for the four, and 320"
 
@@ -648,11 +657,8 @@ async def test_viewers_wider_than_the_frame_do_not_use_up_its_scaled_sizes() -> 
 async def test_a_viewer_at_the_frames_width_or_above_joins_while_the_scaled_sizes_are_taken() -> None:
     hub = Hub(asyncio.get_running_loop())
     await published_640_wide(hub)
-    for width in (320, 400, 480, 560, 1920):
-        viewer = Viewer(pictures_only=True)
-        hub.add_viewer(viewer)
-        hub.subscribe(viewer, {"cam": Subscription(Variant(max_width=width))})
-    assert viewer.subscriptions["cam"].image == Variant(max_width=1920)  # its full size, as asked
+    wide = viewers_at(hub, (320, 400, 480, 560, 1920))[-1]
+    assert wide.subscriptions["cam"].image == Variant(max_width=1920)  # its full size, as asked
     assert hub.scaled_images_refused == 0
 
 
@@ -661,10 +667,7 @@ async def test_viewers_admitted_as_full_size_are_judged_again_when_the_frames_ge
     they were four scaled sizes beside four others, and every frame was encoded at eight."""
     hub = Hub(asyncio.get_running_loop())
     await published_640_wide(hub)
-    for width in (1920, 1280, 960, 800, 320, 400, 480, 560):
-        viewer = Viewer(pictures_only=True)
-        hub.add_viewer(viewer)
-        hub.subscribe(viewer, {"cam": Subscription(Variant(max_width=width))})
+    viewers_at(hub, (1920, 1280, 960, 800, 320, 400, 480, 560))
     assert hub.variants_wanted("cam") == 5  # the full size and four scaled
     wider = FrameResult(Frame("cam", 2, time.time(), 0.1, np.full((2160, 3840, 3), 90, np.uint8)), (), 1.0)
     hub.publish_threadsafe(make_packet(wider, {}))
