@@ -12,7 +12,8 @@ and once when it keeps up again, and `BusyShare` measures how much of its time t
 spends on batches.
 
 A stream that asks for fewer frames than it gives (``process_fps``, `server.inference.frame_cap`) is
-judged against its cap, not its input.
+judged against its cap, not its input, and only where its input gave frames: a stretch with fewer than
+its cap (a damaged stretch of a file) wants only those.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import pairwise
 
 from server.log_throttle import ThrottledCount
 
@@ -88,10 +90,11 @@ class PaceVerdict:
     """Whether a stream's inference keeps up with its input, over the last `PACE_WINDOW_S`.
 
     ``processed_share`` is the share of its input frames that reached the model (the rest were
-    replaced by a newer frame first), of those its ``process_fps`` wants for a capped stream: a stream
-    processed at its cap keeps up. None until a whole window was seen live, while its input is
-    paused or it is not judged (`PaceSample.judged`), and then it is never ``behind``. ``input_fps``
-    and ``processed_fps`` are the window's, for the log, as is the cap judged by.
+    replaced by a newer frame first), of those its ``process_fps`` wants for a capped stream (its cap's
+    worth of each stretch between samples, or what its input gave in it): a stream processed at its cap
+    keeps up. None until a whole window was seen live, while its input is paused or it is not judged
+    (`PaceSample.judged`), and then it is never ``behind``. ``input_fps`` and ``processed_fps`` are the
+    window's, for the log, as is the cap judged by.
     """
 
     behind: bool = False
@@ -161,7 +164,7 @@ class StreamPace:
         read = sample.frames_read - first.frames_read
         thinned = sample.frames_thinned - first.frames_thinned
         taken = read - (sample.frames_dropped - first.frames_dropped) - thinned
-        wanted = read if sample.process_fps is None else min(read, sample.process_fps * span)
+        wanted = read if sample.process_fps is None else _capped_wanted(self._samples, sample.process_fps)
         share = min(1.0, max(0.0, taken / wanted)) if wanted > 0 else 1.0
         behind = share < KEEPS_UP_FROM_SHARE if self.verdict.behind else share < BEHIND_BELOW_SHARE
         processed = sample.frames_processed - first.frames_processed
@@ -301,6 +304,17 @@ class BusyShare:
             return 0.0
         waited = sum(min(ended, now) - max(began, start) for began, ended in waits if ended > start)
         return min(1.0, max(0.0, 1.0 - waited / span))
+
+
+def _capped_wanted(samples: Iterable[PaceSample], process_fps: float) -> float:
+    """How many of the window's input frames a stream capped at ``process_fps`` wants: its cap's worth of
+    each stretch between two samples, or as many frames as its input gave in it, if fewer.
+
+    Stretch by stretch, not over the window at once: an input that gave few frames for a while (a damaged
+    stretch of a file skipped by the decoder, a camera that stuttered without pausing) and then its full
+    rate could have had only those few processed then, not its cap's worth.
+    """
+    return sum(min(b.frames_read - a.frames_read, process_fps * (b.at - a.at)) for a, b in pairwise(samples))
 
 
 def _times(count: int) -> str:
