@@ -119,14 +119,15 @@ def test_a_class_name_the_label_font_cannot_draw_is_shown_readably(name: str, dr
 
 
 def test_a_frame_shown_unanalysed_says_so_in_its_corner_and_an_analysed_one_is_annotated() -> None:
-    """While inference is unavailable a frame's annotated picture is the frame with a note in its top
-    left corner, not a bare picture that would pass for an empty scene; the frame itself is untouched."""
+    """While inference is unavailable a frame's annotated picture is the frame with a note in its bottom
+    left corner (the viewer's strip covers the top), not a bare picture that would pass for an empty
+    scene; the frame itself is untouched."""
     image = np.full((360, 640, 3), 90, np.uint8)
     frame = Frame("cam", 1, 0.0, 0.0, image)
     marked = changed(image, annotated_picture(FrameResult.unanalysed(frame)))
     rows, columns = np.nonzero(marked)
     assert marked.sum() > 500  # a readable note, not a stray pixel
-    assert rows.max() < 360 // 8 and columns.min() == 0  # a strip of text at the top left only
+    assert rows.min() > 360 - 360 // 8 and columns.min() == 0  # a strip of text at the bottom left only
     assert (image == 90).all()
     track = square_track(1, 360, 640)
     analysed = annotated_picture(FrameResult(frame, (track,), 5.0))

@@ -181,11 +181,15 @@ async def test_a_node_whose_triton_is_down_says_so_over_its_live_streams(
     panel_height = await page.evaluate(f"() => document.querySelector('{TILE_PANEL.format('cam')}').offsetHeight")
     canvas_height = await page.evaluate(f"() => document.querySelector('{canvas}').offsetHeight")
     assert panel_height < canvas_height / 2  # a strip, most of the picture in view
+    caption = '.card[data-stream="cam"] .card-caption .muted'
+    await page.wait_for_function(f"() => document.querySelector('{caption}').textContent.startsWith('not analysed')")
     await page.screenshot(path=screenshots / "grid.png")
     await page.click('.card[data-stream="cam"]')
     assert "unreachable" in await wait_for_text(page, VIEW_PANEL, "Inference unavailable")
     # No tracks are counted of a frame nobody analysed: not "(0)", which reads as an empty scene.
     await page.wait_for_function("() => document.querySelector('#track-count').textContent === '(\\u2013)'")
+    await page.click("#add-zone")  # drawing a zone over the live picture leaves it as bright as it is
+    assert await page.evaluate("() => getComputedStyle(document.querySelector('#video')).opacity") == "1"
     embed, _ = await open_page(browser, client, "/embed/cam")
     assert "unreachable" in await wait_for_text(embed, EMBED_PANEL, "Inference unavailable")
     assert console.errors == []

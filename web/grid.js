@@ -186,7 +186,9 @@ export class GridView {
       // The rate that pictures were coming at: the server's figure falls to 0 once they stop.
       if (stream.processed_fps > 0) card.fps = stream.processed_fps;
       card.behind = stream.behind === true ? behindAdvice(stream) : "";
-      const fps = stream.processed_fps > 0 ? `${stream.processed_fps.toFixed(1)} fps` : "0 fps";
+      // Pictures come unanalysed while inference is unavailable: "0 fps" under a moving picture reads as a dead camera.
+      const idle = this.inference?.state === "unavailable" ? "not analysed" : "0 fps";
+      const fps = stream.processed_fps > 0 ? `${stream.processed_fps.toFixed(1)} fps` : idle;
       const rate = card.behind ? `behind: ${behindRate(stream)}` : fps;
       card.rate = [rate, stream.viewers ? `${stream.viewers} watching` : ""].filter(Boolean).join(" · ");
       this.showRate(card);

@@ -78,12 +78,14 @@ NOTE_COLOR: Color = (0, 165, 255)  # orange, the viewer's warning colour
 
 def annotated_picture(result: FrameResult) -> np.ndarray:
     """The annotated picture of ``result``: its tracks, zones and lines drawn over its frame. A frame shown
-    unanalysed (inference unavailable) says so in its top left corner instead: a picture without boxes
-    must not pass for an empty scene in an ``<img>`` or a player that shows nothing else."""
+    unanalysed (inference unavailable) says so in its bottom left corner instead: a picture without boxes
+    must not pass for an empty scene in an ``<img>`` or a player that shows nothing else. At the bottom,
+    as the viewer's own notice of it is a strip along the top."""
     if result.analysed:
         return annotate(result.frame.image, result.tracks, analytics=result.analytics)
     canvas = result.frame.image.copy()
-    _label(canvas, UNANALYSED_NOTE, (0.0, 0.0, 0.0, 0.0), NOTE_COLOR, scale_for(canvas))
+    bottom = float(canvas.shape[0])
+    _label(canvas, UNANALYSED_NOTE, (0.0, bottom, 0.0, bottom), NOTE_COLOR, scale_for(canvas))
     return canvas
 
 
