@@ -418,13 +418,20 @@ class Hub:
         the old width was the full size and took none of the scaled sizes (`_has_room`); of the wider
         frames it is a scaled size, which may be one too many (`_within_limits`). Otherwise a camera that
         switched to a larger resolution had its frames encoded at every such size."""
+        grew: dict[str, tuple[int, int]] = {}
+        for key, before in widths_before.items():
+            now = self._frame_width(key)
+            if before is not None and now is not None and now > before:
+                grew[key] = (before, now)
+        if not grew:  # nearly always: the viewers are looked at only when a camera's resolution grew
+            return
         judged: list[Viewer] = []
         for viewer in self._viewers:
             for key, subscription in viewer.subscriptions.items():
-                image, before, now = subscription.image, widths_before.get(key), self._frame_width(key)
-                if image is None or before is None or now is None or now <= before:
+                image, widths = subscription.image, grew.get(key)
+                if image is None or image.max_width is None or widths is None:
                     continue
-                if image.max_width is not None and before <= image.max_width < now:
+                if widths[0] <= image.max_width < widths[1]:
                     judged.append(viewer)
                     break
         for viewer in judged:
