@@ -175,6 +175,7 @@ async def _mjpeg(request: web.Request) -> web.StreamResponse:
         keep_send_queue_short(request)
         watcher = asyncio.create_task(_close_when_client_leaves(request, viewer), name=f"mjpeg-{stream_id}-client")
         notice_due = loop.time()  # a client is told at once if the stream has nothing to show it
+        first_frame = True
         while not viewer.closed:
             try:
                 async with asyncio.timeout_at(notice_due):  # take() takes nothing until its wait is over
@@ -185,8 +186,12 @@ async def _mjpeg(request: web.Request) -> web.StreamResponse:
                 if notice is not None and not viewer.closed and not await _write_part(response, viewer, *notice):
                     return _cut_off(request, response, stream_id)
                 continue
-            if not _is_current(request, stream_id):  # the newest frame a new viewer is offered, of before
-                continue  # its camera went away: no part may pass it off as the scene now (`_notice`s do)
+            # The first frame a new viewer is offered is the newest published, maybe from before its camera
+            # went away: no part may pass it off as the scene now (`_notice`s say why). Asked until a frame
+            # passes, not for every frame: `StreamManager.info` is too much work per viewer per frame.
+            if first_frame and not _is_current(request, stream_id):
+                continue
+            first_frame = False
             notice_due = loop.time() + notice_interval_s
             for delivery in deliveries:
                 jpeg = delivery.jpeg
