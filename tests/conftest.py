@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp.web_app
 import aioice.ice
 import pytest
 from aiohttp import web
@@ -42,6 +43,16 @@ def _fresh_aioice_mdns() -> Iterator[None]:
     """
     yield
     vars(aioice.ice._mdns).clear()
+
+
+@pytest.fixture(autouse=True)
+def _forget_finished_apps() -> Iterator[None]:
+    """aiohttp caches each app's middleware chain in one process-wide LRU of 1024 entries, keyed by the
+    apps themselves: in a server that builds its app once that is one entry, but here each test builds
+    its own, and each stopped app kept its model, streams and frames alive (a worker grew to ~10 GB
+    over the suite). Clearing it after each test lets them go; nothing here relies on the cache."""
+    yield
+    aiohttp.web_app._cached_build_middleware.cache_clear()
 
 
 class ServedAsInProduction(TestServer):
