@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 from server.sources import SourceError, StreamState, open_source
+from server.sources.base import Decoded
 from server.sources.decoding import UprightImages
-from server.sources.file import FileSource
+from server.sources.file import FileSource, InOrder
 from tests.support.reader_probe import ReaderProbe
 from tests.support.rtsp_camera import write_camera_video
 from tests.test_sources_http import write_faststart
@@ -516,3 +517,64 @@ def test_damaged_packets_skipped_are_logged_with_the_streams_id(
         probe.wait_state(StreamState.ENDED, 10)
     told = [r.getMessage() for r in caplog.records if r.name == "server.sources.file"]
     assert told == ["[yard] damaged.mp4: skipped 2 damaged packets"]
+
+
+def write_moving_video(path: Path, frames: int) -> None:
+    """A small H.264 MP4 with B-frames (libx264's defaults) of a bar moving across a brightening picture."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 128, 96, "yuv420p"
+        for index in range(frames):
+            image = np.full((96, 128, 3), index * 3 % 256, np.uint8)
+            image[30:60, index * 4 % 100 : index * 4 % 100 + 20] = 255
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+            frame.pts = index
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def test_frames_a_damaged_files_decoder_hands_out_late_are_dropped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After damage, FFmpeg's H.264 decoder let out the odd frame behind later ones (0.04 to 1 s): the
+    picture stepped back for a frame, and each such frame restarted the file's pacing, so a damaged
+    file played for longer than it lasts. Bytes flipped at random (seeds that make it happen here)."""
+    clean = tmp_path / "clean.mp4"
+    write_moving_video(clean, 100)
+    caplog.set_level(logging.WARNING, logger="server.sources.file")
+    for seed in (3, 8, 17):
+        data = bytearray(clean.read_bytes())
+        flips = np.random.default_rng(seed)
+        for position in flips.integers(len(data) // 5, 4 * len(data) // 5, 20):
+            data[position] = int(flips.integers(256))
+        damaged = tmp_path / f"damaged-{seed}.mp4"
+        damaged.write_bytes(bytes(data))
+        times = [decoded.media_time for decoded in FileSource(damaged, "max").open(threading.Event())]
+        assert times == sorted(times), f"seed {seed}: a frame behind one already handed out"
+    late = [r.getMessage() for r in caplog.records if "handed out late" in r.getMessage()]
+    assert late, "none of the seeds made a frame come late any more: pick others (tests/test_sources_file.py)"
+
+
+@pytest.mark.parametrize(
+    ("times", "passed"),
+    [
+        ([0.0, 0.1, 0.3, 0.2, 0.4], [0.0, 0.1, 0.3, 0.4]),  # one late frame: dropped
+        ([0.0, 0.5, 0.1, 0.2, 0.6], [0.0, 0.5, 0.6]),  # a few, then the timeline goes on
+        ([5.0, 5.1, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5], [5.0, 5.1, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5]),  # joined recordings
+        ([5.0, 5.1, 0.0, 0.1], [5.0, 5.1, 0.0, 0.1]),  # the file ends before it can tell: as they came
+        ([0.0, 0.1, 0.1, 0.2], [0.0, 0.1, 0.1, 0.2]),  # the same time twice is not late
+    ],
+    ids=["one-late", "a-few-late", "joined", "ends-early", "repeated"],
+)
+def test_in_order_drops_late_frames_and_keeps_a_timeline_that_goes_back(
+    times: list[float], passed: list[float]
+) -> None:
+    in_order = InOrder()
+    image = np.zeros((2, 2, 3), np.uint8)
+    out = [d.media_time for t in times for d in in_order.admit(Decoded(image, t))] + [
+        d.media_time for d in in_order.rest()
+    ]
+    assert out == passed
+    assert in_order.dropped == len(times) - len(passed)

@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 DEFAULT_FPS = 25.0  # for files whose header gives no rate
 #: A file that has only damaged packets this far into it is not a video at all.
 MAX_DAMAGED_PACKETS = 100
+#: More frames than this in a row earlier than the last one shown are the file's own timeline going
+#: back (recordings joined into one file), not frames a decoder handed out late (one at a time, measured).
+MAX_LATE_FRAMES = 4
 #: The MP4 boxes read for a file FFmpeg could not open: enough for any file's top level, which a
 #: recording keeps to a handful (ftyp, free, mdat, moov).
 MAX_TOP_LEVEL_BOXES = 1000
@@ -135,6 +138,7 @@ class FileSource:
             time_base = float(stream.time_base) if stream.time_base else 0.0
             rate = self.fps = float(frame_rate(container, stream) or DEFAULT_FPS)
             upright_image = UprightImages()
+            in_order = InOrder()
             index = damaged = 0
             media_time = 0.0
             try:
@@ -153,20 +157,60 @@ class FileSource:
                         if stop.is_set():
                             return
                         media_time = frame.pts * time_base if frame.pts is not None and time_base else index / rate
-                        yield Decoded(upright_image(frame), media_time)
+                        yield from in_order.admit(Decoded(upright_image(frame), media_time))
                         index += 1
+                yield from in_order.rest()
             except av.error.FFmpegError as exc:
                 if refused_as_too_large(exc, stream):  # played again, the file has the same picture there
                     raise frames_too_large(self._max_frame_side, SCALE_VIDEO_DOWN) from None
                 if index == 0:
                     raise self._unplayable(f"cannot decode {self.path.name}: {_reason(exc)}") from None
                 raise
-            if damaged:
-                log.warning("[%s] %s: skipped %d damaged packets", reading_stream.get(), self.path.name, damaged)
+            if damaged or in_order.dropped:
+                late = f" and {in_order.dropped} frames its decoder handed out late" if in_order.dropped else ""
+                name = self.path.name
+                log.warning("[%s] %s: skipped %d damaged packets%s", reading_stream.get(), name, damaged, late)
             ended_early = ended_early_at(stream, media_time + 1 / rate) if index else None
             if ended_early and ended_early != self.ended_early:  # once, not at every pass of a loop
                 log.warning("[%s] %s: %s", reading_stream.get(), self.path.name, ended_early)
             self.ended_early = ended_early
+
+
+class InOrder:
+    """Drops the odd frame a damaged file's decoder hands out after frames that follow it.
+
+    After a damaged packet, FFmpeg's H.264 decoder may let out a frame it held for reordering once
+    later ones are out (measured: one frame, 0.04 to 0.5 s behind, then the timeline goes on). Shown,
+    the picture stepped back for a frame and the tracker saw every object jump back and forth; paced,
+    each such frame restarted the file's clock, so a damaged file played for longer than it lasts.
+    Recordings joined into one file go back in time too, but stay back: frames earlier than the last
+    one passed on are held, and passed on once more than `MAX_LATE_FRAMES` of them come in a row; when
+    the timeline comes back first, they were late and are dropped.
+    """
+
+    def __init__(self) -> None:
+        self.dropped = 0
+        self._last: float | None = None
+        self._held: list[Decoded] = []
+
+    def admit(self, decoded: Decoded) -> list[Decoded]:
+        """The frames to pass on now that ``decoded`` came: none, it, or the held ones with it."""
+        if self._last is not None and decoded.media_time < self._last:
+            self._held.append(decoded)
+            if len(self._held) <= MAX_LATE_FRAMES:
+                return []
+            passed, self._held = self._held, []
+        else:
+            self.dropped += len(self._held)
+            self._held = []
+            passed = [decoded]
+        self._last = passed[-1].media_time
+        return passed
+
+    def rest(self) -> list[Decoded]:
+        """The frames still held when the file ends: too few to tell, so passed on as they came."""
+        passed, self._held = self._held, []
+        return passed
 
 
 def file_path(uri: str, is_url: bool) -> Path:
