@@ -29,6 +29,7 @@ from tests.support.browser import (
     wait_for_new_frame,
     wait_for_text,
 )
+from tests.support.prefix_proxy import PrefixProxy
 from tests.test_deploy import COMPOSE_NGINX, nginx_routes, require_nginx, running_nginx
 from tests.test_deploy_timeouts import HungNode
 
@@ -259,3 +260,58 @@ async def test_all_cameras_opened_without_its_node_list_says_how_to_give_one(
     await page.goto(link.split("?")[0])
     await wait_for_text(page, "#fleet-error", "?nodes=node-1,node-2")
     assert await page.locator('a[data-node="all"]').count() == 0
+
+
+#: A node and a camera named as a site names them: together longer than a phone's tile is wide.
+LONG_NODE = "warehouse-north-building-2"
+LONG_STREAM = "loading-dock-camera-east-entrance"
+#: Where a tile's caption lays its parts out, in the page's CSS pixels: the card's box, the badge's,
+#: the node name's and the id's (each with its full width: ``scroll``), and whether the caption overflows.
+CAPTION_LAYOUT = """(card) => {
+  const tile = document.querySelector(card);
+  const box = (selector) => {
+    const element = selector === null ? tile : tile.querySelector(selector);
+    const { left, right, width } = element.getBoundingClientRect();
+    return { left, right, width, scroll: element.scrollWidth, title: element.title };
+  };
+  const caption = tile.querySelector('.card-caption');
+  return {
+    card: box(null), badge: box('.card-caption .badge'), node: box('.card-node'), id: box('.stream-id'),
+    overflow: caption.scrollWidth - caption.clientWidth,
+  };
+}"""
+
+
+@pytest.mark.parametrize("width", [375, 600, 800])
+async def test_a_tiles_state_badge_stays_inside_it_however_long_its_node_and_stream_names(
+    start_server: Start, browser: Any, screenshots: Path, width: int
+) -> None:
+    """A long node name and stream id pushed the badge out of the tile, which cut it off: nothing said
+    whether the camera was live. The names give way instead, cut to an ellipsis.
+
+    The Compose entrance names its nodes node-1 and node-2: here one node is served at a folder of a
+    long name by a prefix proxy, as an entrance would, and All cameras opened there shows that node."""
+    # Given a node of a long name (its folder of the entrance) with a camera of a long id and one of a short id.
+    node = await start_server(StreamConfig(LONG_STREAM, "scene:?seed=1"), StreamConfig(STREAM, "scene:?seed=2"))
+    proxy = PrefixProxy(node.make_url("/"), f"/{LONG_NODE}")
+    entrance = await proxy.start()
+    try:
+        # When All cameras shows it at a phone's, a tablet's and a small window's width:
+        page, console = await open_url(browser, str(entrance / "static/fleet.html"), {"width": width, "height": 900})
+        for stream in (LONG_STREAM, STREAM):
+            card = f'.card[data-node="{LONG_NODE}"][data-stream="{stream}"]'
+            await page.wait_for_selector(f"{card} .badge.state-live", timeout=WAIT_MS)
+            layout = await page.evaluate(CAPTION_LAYOUT, card)
+
+            # Then each tile's badge is wholly inside it, and its caption overflows nothing.
+            tile, badge = layout["card"], layout["badge"]
+            assert tile["left"] <= badge["left"] and badge["right"] <= tile["right"], (stream, layout)
+            assert layout["overflow"] <= 0, (stream, layout)
+        # And where both are too long, the node name gives way first: an id cut short is no narrower than it.
+        layout = await page.evaluate(CAPTION_LAYOUT, f'.card[data-node="{LONG_NODE}"][data-stream="{LONG_STREAM}"]')
+        assert layout["id"]["width"] >= min(layout["node"]["width"], layout["id"]["scroll"]), layout
+        assert layout["id"]["title"] == LONG_STREAM and layout["node"]["title"] == LONG_NODE, "cut short, said whole"
+        await page.screenshot(path=screenshots / f"long-names-{width}.png")
+        assert not console.errors
+    finally:
+        await proxy.close()

@@ -220,6 +220,7 @@ export class GridView {
       const node = document.createElement("span");
       node.className = "card-node muted";
       node.textContent = this.node;
+      node.title = this.node;
       caption.append(node);
     }
     const badge = document.createElement("span");
