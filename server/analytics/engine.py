@@ -142,6 +142,10 @@ class StreamAnalytics:
         #: Why shapes are left out at the current frame size, or can never count at it, one line each;
         #: empty when all fit.
         self.problems: tuple[str, ...] = ()
+        #: The problems the log has told, here or in the analytics these were `reshaped` from.
+        self._told: tuple[str, ...] = ()
+        #: Whether the next frame is the first judged by settings `reshaped` gave (`_drop_unwatched`).
+        self._reshaped = False
 
     def update(
         self, tracks: tuple[Track, ...], track_events: tuple[TrackEvent, ...], frame: Frame
@@ -173,11 +177,14 @@ class StreamAnalytics:
                 state.zone_classes[name].add(track.class_name)
             self._update_lines(state, track, resolved, frame, events)
             marked.append(replace(track, zones=zones) if zones else track)
+        if self._reshaped:
+            events += self._drop_unwatched(state, frame)
         starts = [e for e in track_events if e.kind is TrackEventKind.START]
         ends = [e for e in track_events if e.kind is TrackEventKind.END]
         for ended in ends:
             events += self._forget(state, ended, frame)
         self._state = state
+        self._reshaped = False
         self.counts = self._counts(MappingProxyType(inside_now), tuple(line.name for line, _, _ in resolved.lines))
         self.frame_analytics = FrameAnalytics(
             self.counts,
@@ -250,13 +257,17 @@ class StreamAnalytics:
         A zone or line in the same `place` keeps its state, so that drawing a new line does not
         disturb the counts of the others, and tuning one (its classes, ``min_share``, ``loiter_s``,
         ``hysteresis``, ``confirm_s``) does not disturb its own: visits in progress, dwell histogram,
-        crossings counted and each track's side; the new settings judge the next frame (a visit by a
-        class no longer counted ends there, `_update_zones`). A line's new ``anchor`` is another
-        point of each track: their sides start afresh, a crossing in progress is not counted. A
-        visit to a zone that was removed or moved ends at ``frame`` (its dwell up to the last frame
-        seen inside); a moved line counts from zero.
+        crossings counted and each track's side; the new settings judge the next frame, a track hidden
+        then included (a visit by a class no longer counted ends there, and a line forgets such a track
+        with a crossing it had pending: `_update_zones`, `_update_lines`, `_drop_unwatched`). A line's
+        new ``anchor`` is another point of each track: their sides start afresh, a crossing in progress
+        is not counted. A visit to a zone that was removed or moved ends at ``frame`` (its dwell up to
+        the last frame seen inside); a moved line counts from zero. A problem the log told here
+        (`problems`) is not told again.
         """
         successor = StreamAnalytics(self.stream_id, zones, lines)
+        # An edit of one shape tells no other's problem again: the log says each once.
+        successor._told, successor._reshaped = self._told, True
         zone_places = {zone.place for zone in self._zones}
         kept_zones = {zone.name for zone in zones if zone.place in zone_places}
         old_lines = {line.place: line for line in self._lines}
@@ -310,8 +321,9 @@ class StreamAnalytics:
             if missing := sides_without_room(points, band, width, height):
                 problems.append(never_counts(f"lines[{i}]", line.name, points, band, missing, width, height))
         for problem in problems:
-            log.warning("[%s] %s", self.stream_id, problem)
-        self.problems = tuple(problems)
+            if problem not in self._told:
+                log.warning("[%s] %s", self.stream_id, problem)
+        self.problems = self._told = tuple(problems)
         self._size, self._resolved = (width, height), _Resolved(tuple(zones), tuple(lines))
         return self._resolved
 
@@ -386,6 +398,25 @@ class StreamAnalytics:
             if frame.media_time - line_state.pending.media_time >= line.confirm_s:
                 events.append(self._cross(state, line_state, line.name, track.track_id))
                 line_state.side, line_state.path_crossed, line_state.pending = -line_state.side, False, None
+
+    def _drop_unwatched(self, state: _State, frame: Frame) -> list[AnalyticsEvent]:
+        """End the visits and forget the line sides (a crossing pending included) of the tracks whose
+        class their zone or line no longer watches, on the first frame judged by new settings.
+
+        `_update_zones` and `_update_lines` do so for the tracks seen on it; a hidden one would otherwise
+        be judged by the old classes until the tracker ends it (`_forget`): its visit would go on, and a
+        crossing it had pending would count under a class the line no longer counts.
+        """
+        zones, lines = {zone.name: zone for zone in self._zones}, {line.name: line for line in self._lines}
+        events = [
+            self._exit(state, track_id, zone, frame)
+            for (track_id, zone), visit in list(state.visits.items())
+            if not _watches(zones[zone], visit.class_name)
+        ]
+        for key, line_state in list(state.line_states.items()):
+            if not _watches(lines[key[1]], line_state.class_name):
+                del state.line_states[key]
+        return events
 
     def _cross(self, state: _State, line_state: LineState, line: str, track_id: int) -> AnalyticsEvent:
         """Count the crossing ``line_state`` has pending, dated when its stay across began, under the class then.
@@ -473,6 +504,11 @@ class StreamAnalytics:
             direction,
             dwell_s,
         )
+
+
+def _watches(shape: Zone | Line, class_name: str) -> bool:
+    """Whether ``shape`` counts tracks of ``class_name`` (one without `classes` counts all)."""
+    return not shape.classes or class_name in shape.classes
 
 
 def _outline(points: tuple[Point, ...]) -> np.ndarray:
