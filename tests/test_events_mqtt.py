@@ -638,6 +638,47 @@ async def test_status_says_offline_after_a_stop_the_client_swallowed(
     assert received == [("segcast/status", b"offline", True)]
 
 
+async def test_a_stop_the_client_swallowed_while_reading_back_sensor_configs_still_ends(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, the config reading carried on after the cancellation and waited for the next stream for
+    good: the stop, and a reconnection, waited with it (a suite hung 120 s on a loaded machine)."""
+    subscribe = aiomqtt.Client.subscribe
+    reading_configs = asyncio.Event()
+
+    async def swallowing(client: aiomqtt.Client, topic: str, *args: Any, **kwargs: Any) -> Any:
+        """Python 3.11's asyncio.wait_for, in aiomqtt, loses a cancellation that comes as the broker answers."""
+        granted = await subscribe(client, topic, *args, **kwargs)
+        if topic == "homeassistant/sensor/segcast_cam/+/config":
+            reading_configs.set()
+            with suppress(asyncio.CancelledError):
+                await asyncio.Event().wait()
+        return granted
+
+    monkeypatch.setattr(aiomqtt.Client, "subscribe", swallowing)
+    outputs = EventOutputs(EventsSettings(mqtt=MqttSettings("127.0.0.1", broker.port)))
+    await outputs.start()
+    outputs.on_packet(with_counts(1, {}, tracks=1))
+
+    async def reading() -> bool:
+        return reading_configs.is_set()
+
+    await eventually(reading, what="the stream's sensor configs being read back")
+    stopping = asyncio.ensure_future(outputs.stop())
+
+    async def stopped() -> bool:
+        return stopping.done()
+
+    await eventually(stopped, what="the MQTT output to stop")
+    async with listening(broker.port, "segcast/status") as received:
+
+        async def retained() -> bool:
+            return bool(received)
+
+        await eventually(retained, what="the retained status")
+    assert received == [("segcast/status", b"offline", True)]
+
+
 async def test_status_says_offline_at_shutdown_behind_a_full_window_of_unconfirmed_events(broker: Broker) -> None:
     async with HoldingProxy(broker.port) as proxy:
         settings = MqttSettings("127.0.0.1", proxy.port, discovery=False)
@@ -923,6 +964,16 @@ async def test_plain_mqtt_to_a_tls_port_says_so_and_paho_does_not_log_each_attem
         if r.levelno >= logging.INFO and r.name != "server.events.mqtt.connection"
     ]
     assert others == []  # paho's "failed to receive on socket" on every attempt, unnamed and unthrottled
+
+
+# paho's Client._ssl_wrap_socket leaves the socket whose handshake failed to the garbage collector.
+@pytest.mark.filterwarnings("ignore:Exception ignored in. <ssl.SSLSocket:pytest.PytestUnraisableExceptionWarning")
+async def test_tls_to_a_plain_mqtt_port_says_so(broker: Broker) -> None:
+    """The other way round (Home Assistant's Mosquitto add-on kept at 1883 with tls = true): the broker
+    drops the TLS hello, and the error was a bare "Connection reset by peer"."""
+    async with running(MqttSettings("127.0.0.1", broker.port, tls=True), timeout_s=0.5) as (_, sink):
+        await state_is(sink, SinkState.FAILING)
+    assert "does the broker speak MQTT over TLS on this port?" in (sink.health().last_error or "")
 
 
 async def test_a_broker_that_ends_the_connection_for_reading_back_is_not_asked_again(

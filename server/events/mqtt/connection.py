@@ -108,11 +108,26 @@ AIOMQTT_LOST = "Disconnected during message iteration"
 #: What ``last_error`` and the log say of a lost connection, instead of the words of the library's code
 #: that noticed it (the reason paho gives with them is always "Unspecified error").
 CONNECTION_CLOSED = "closed the connection, or the network lost it"
-#: The port MQTT over TLS is registered on; plain MQTT's is 1883.
+#: The ports plain MQTT and MQTT over TLS are registered on.
+MQTT_PORT = 1883
 MQTT_TLS_PORT = 8883
 #: CONNACK's refusals of the login: MQTT 3.1.1's "bad user name or password" and "not authorized",
 #: and MQTT 5's codes for them, which paho reports for both.
 LOGIN_REFUSED = frozenset({4, 5, 134, 135})
+
+
+def _handshake_dropped(exc: BaseException) -> bool:
+    """Whether a TLS connection failed in its handshake: the peer reset it or sent what is not TLS.
+
+    A plain MQTT listener reads the TLS hello as a malformed packet and resets the connection; aiomqtt
+    raises its own error with the socket's as its context.
+    """
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, (ConnectionResetError, ssl.SSLError)):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 class _ClientLog(logging.LoggerAdapter[logging.Logger]):
@@ -286,6 +301,11 @@ class MqttSink:
             return f"{where} refused the login (check {check} in [events.mqtt], and the broker's ACL): {exc}"
         if str(exc) in (AIOMQTT_LOST, CONNECTION_CLOSED):
             return f"{where} {CONNECTION_CLOSED}"
+        if settings.tls and not connected and _handshake_dropped(exc):
+            return (
+                f"{where}: {exc} (does the broker speak MQTT over TLS on this port? Plain MQTT's is usually "
+                f"{MQTT_PORT}: set tls = false there, or the broker's TLS port, usually {MQTT_TLS_PORT})"
+            )
         if settings.tls or connected:
             return f"{where}: {exc}"
         if str(exc) == AIOMQTT_TIMED_OUT:
@@ -372,8 +392,15 @@ class MqttSink:
         and drops some. Each stream's come into `_watch`, which judges them (`RetainedStreams.read_config`);
         subscribing and unsubscribing at once, as `_read_stale` does, leaves the subscription open for as
         long as the broker takes to send them.
+
+        Ends once cancelled even where Python 3.11's asyncio.wait_for, which aiomqtt awaits the broker's
+        answer with, swallowed the cancellation (it came as the answer did): waiting for the next stream
+        after it, `_serve`, and with it the stop or the next connection, waited for good.
         """
+        task = asyncio.current_task()
         while True:
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
             stream_id = None if self._configs.refused else self._streams.next_configs_to_read()
             if stream_id is None:
                 self._configs_wanted.clear()
