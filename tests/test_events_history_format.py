@@ -20,6 +20,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
+from server.events.api import event_outputs_key
 from server.events.config import EventsSettings, HistorySettings
 from server.events.history.format import HISTORY_FORMAT, SEGCAST_APPLICATION_ID, RefusedHistoryFile
 from server.events.history.query import EventQuery
@@ -202,6 +203,29 @@ async def test_a_file_that_is_not_sqlite_is_not_called_damaged(tmp_path: Path) -
         await outputs.stop()
     assert "it is not a SQLite file, so no segcast event history: set events.history.path to another file" in error
     assert "recover" not in error
+    assert path.read_bytes() == before
+
+
+async def test_a_file_that_is_not_sqlite_says_what_to_do_where_it_fails_writes_and_reads(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    """A text file at the history's path: the writes' error (the outputs' ``last_error``) and the API's 503
+    said only SQLite's "file is not a database"; they say what it is and what to do, as the reads' log does."""
+    path = tmp_path / "notdb.txt"
+    path.write_text("not a database, just notes\n" * 8)
+    before = path.read_bytes()
+    client = await start_server(events=EventsSettings(history=HistorySettings(path)))
+    history = client.app[event_outputs_key].history
+    assert history is not None
+    client.app[event_outputs_key].on_packet(track_start(1))
+    await failed(history, 1)
+    (output,) = (await (await client.get("/api/events/outputs")).json())["outputs"]
+
+    listed = await client.get("/api/events")
+
+    advice = "it is not a SQLite file, so no segcast event history: set events.history.path to another file"
+    assert output["last_error"] == f"cannot open {path}: {advice} (a new one is made there)"
+    assert listed.status == 503 and f"{path}: {advice}" in (await listed.json())["error"]
     assert path.read_bytes() == before
 
 

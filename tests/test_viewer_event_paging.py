@@ -8,6 +8,7 @@ to the event outputs), before the page opens, so the page can only know them fro
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -17,7 +18,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from server.analytics.events import AnalyticsEvent, AnalyticsEventKind
 from server.config import StreamConfig
+from server.delivery.viewer import Event as LiveEvent
 from server.events.api import event_outputs_key
 from server.events.config import EventsSettings, HistorySettings
 from server.frames import PROTOCOL_VERSION
@@ -164,4 +167,60 @@ async def test_an_event_list_keeps_only_the_newest_live_events_beyond_what_it_sh
     assert added["shown"] == PAGE
     assert added["known"] == list(range(kept + 70, 70, -1)), "the newest, newest first"
     assert added["cursor"] == {}, "its kind read again from the newest"
+    assert console.errors == []
+
+
+async def test_an_event_repeating_one_from_before_a_restart_is_listed_beside_it(
+    start_server: Start, browser: Any, tmp_path: Path
+) -> None:
+    """Given two crossings alike in all but their time, a minute apart (track ids and media time start
+    from 0 again when the server restarts, so track 1 crossing the gate at 11.9 s happens again); when
+    the list is paged back to its end; then both are shown."""
+    client = await start_server(
+        StreamConfig("cam", "scene:?seed=3"), events=EventsSettings(HistorySettings(tmp_path / "events.db"))
+    )
+    before_restart = time.time() - 600
+    again = {**line_cross(1, before_restart + 60), "media_time": 11.9}
+    others = [[line_cross(n, before_restart + n)] for n in range(2, 22)]  # more than a page between them
+    await store(client, [[{**again, "time": before_restart}], *others, [again]])
+    page, console = await open_page(browser, client, STREAM_VIEW)
+
+    ids, times = await shown_after_paging_to_the_end(page)
+
+    assert sorted(ids) == [1, 1, *range(2, 22)], f"each event once; shown: {ids}"
+    assert times == sorted(times, reverse=True), "newest first"
+    assert console.errors == []
+
+
+#: A new EventList of stream cam that hears ``live`` on the WebSocket, then reads the history as a page
+#: does on reconnecting: the texts of the list's items.
+HEAR_LIVE_THEN_READ_HISTORY = """async (live) => {
+  const { EventList } = await import("./static/events.js");
+  const [list, empty] = [document.createElement("ul"), document.createElement("p")];
+  document.body.append(list, empty);
+  const events = new EventList(list, empty);
+  events.open("cam");
+  events.add(live);
+  await events.loadHistory("cam");
+  return [...list.children].map((item) => item.textContent);
+}"""
+
+
+async def test_a_live_event_and_its_stored_copy_are_listed_once(
+    start_server: Start, browser: Any, tmp_path: Path
+) -> None:
+    """Given a crossing heard live and stored (its time with more digits than the JSON keeps), and a zone
+    entry stored only; when the list then reads the history; then each is listed once: the live message
+    and the stored copy carry the same time."""
+    client = await start_server(events=EventsSettings(HistorySettings(tmp_path / "events.db")))
+    when = time.time() - 600 + 0.123456789
+    crossing = AnalyticsEvent(
+        AnalyticsEventKind.LINE_CROSS, "cam", 1, 0, "person", when, 11.9, line="gate", direction="in"
+    )
+    await store(client, [[crossing.to_json()], [zone_enter(2, when - 1)]])
+    page, console = await open_page(browser, client, "/")
+
+    items = await page.evaluate(HEAR_LIVE_THEN_READ_HISTORY, json.loads(LiveEvent.of(crossing.to_json()).text))
+
+    assert [item[item.index("#") :] for item in items] == ["#1 person crossed gate (in)", "#2 person entered yard"]
     assert console.errors == []

@@ -29,8 +29,10 @@ function hasHistory() {
   return historyOn;
 }
 
-// One event, however many ways it arrived (live and from the history both).
-const identity = (e) => [e.type, e.stream, e.id, e.zone, e.line, e.direction, e.media_time].join("|");
+// One event, however many ways it arrived (live and from the history both: the stored JSON is the
+// WebSocket message, `time` as rounded there included). Its wall-clock `time` tells apart an event that
+// repeats one from before a server restart, where track ids and `media_time` start from 0 again.
+const identity = (e) => [e.type, e.stream, e.id, e.zone, e.line, e.direction, e.media_time, e.time].join("|");
 
 function describe(event) {
   const who = `#${event.id} ${event.class}`;

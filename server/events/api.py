@@ -10,6 +10,7 @@ history's own reader threads, each on its own read connection; a database that c
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import math
@@ -58,6 +59,13 @@ def _history(request: web.Request) -> HistorySink:
     if history is None:
         raise error(web.HTTPNotFound, "the event history is off: add an [events.history] table to the config file")
     return history
+
+
+async def _unreadable(history: HistorySink, exc: sqlite3.Error) -> web.HTTPException:
+    """The 503 for a read that failed, naming why (`HistorySink.read_failure`, which may look at the
+    file: off the loop, as a history on a network mount that hangs would hold it up)."""
+    reason = await asyncio.to_thread(history.read_failure, exc)
+    return error(web.HTTPServiceUnavailable, f"the event history cannot be read: {reason}")
 
 
 def _parse_query(request: web.Request) -> EventQuery:
@@ -118,7 +126,7 @@ async def _list_events(request: web.Request) -> web.Response:
     try:
         found = await history.read_events(ask)
     except sqlite3.Error as exc:
-        raise error(web.HTTPServiceUnavailable, f"the event history cannot be read: {exc}") from None
+        raise await _unreadable(history, exc) from None
     stored = found[: query.limit]
     root = forwarded_prefix(request)  # the links lead back through the proxy the request came by
     events = [
@@ -143,7 +151,7 @@ async def _snapshot(request: web.Request) -> web.Response:
     try:
         jpeg = await history.read_snapshot(event_id)
     except sqlite3.Error as exc:
-        raise error(web.HTTPServiceUnavailable, f"the event history cannot be read: {exc}") from None
+        raise await _unreadable(history, exc) from None
     if jpeg is None:
         raise error(web.HTTPNotFound, f"no snapshot for event {event_id}: no such event, or stored without one")
     # Revalidated by its ETag rather than kept for a time: an event's id names another event, and so

@@ -54,7 +54,15 @@ import cv2
 
 from server.events.config import HistorySettings
 from server.events.counts import Counts
-from server.events.history.format import HistoryFile, RefusedHistoryFile, adoption, check_history_file, stamp_script
+from server.events.history.format import (
+    ANOTHER_FILE,
+    HistoryFile,
+    RefusedHistoryFile,
+    adoption,
+    check_history_file,
+    is_sqlite_file,
+    stamp_script,
+)
 from server.events.history.query import EventQuery, StoredEvent
 from server.events.history.reader import HistoryReader, failure_reason
 from server.events.history.retention import Retention, transaction
@@ -222,6 +230,13 @@ class HistorySink:
         """`snapshot`, on the history's reader threads. Raises sqlite3.Error, also once the history has stopped."""
         return await self._reader.read_snapshot(event_id)
 
+    def read_failure(self, exc: sqlite3.Error) -> str:
+        """Why a read failed, as the API answers it: ``exc``'s reason, but for a file that is no SQLite file
+        at all (SQLite says only "file is not a database") what it is and what to do, as the writes say."""
+        path = self.settings.path
+        reason = _not_sqlite(exc, path)
+        return str(exc) if reason is None else f"{path}: {reason}"
+
     def query(self, q: EventQuery) -> list[StoredEvent]:
         """Stored events matching ``q``, newest first (oldest first with ``after``), read in the calling
         thread. Raises sqlite3.Error if the file cannot be read."""
@@ -346,7 +361,8 @@ class HistorySink:
             return None
         except (sqlite3.Error, OSError) as exc:
             self._announced = False
-            self._tally.fail(f"cannot open {path}: {failure_reason(exc, path)}", lost=losing)
+            reason = _not_sqlite(exc, path) or failure_reason(exc, path)
+            self._tally.fail(f"cannot open {path}: {reason}", lost=losing)
             return None
         if not self._announced:
             self._announced = True
@@ -414,6 +430,15 @@ def _create_private(path: Path) -> None:
     """
     with contextlib.suppress(OSError):
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE))
+
+
+def _not_sqlite(exc: BaseException, path: Path) -> str | None:
+    """Where ``exc`` is SQLite's "file is not a database" for a file at ``path`` that does not begin as a
+    SQLite file does (a path pointed at some other file), what it is and what to do, in the words the
+    reads' log uses (`HistoryReader`); None for any other failure, whose own reason stands."""
+    if getattr(exc, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_NOTADB or is_sqlite_file(path):
+        return None
+    return f"it is not a SQLite file, so no segcast event history: {ANOTHER_FILE}"
 
 
 def _groups(rows: list[tuple[Any, ...]], max_bytes: float) -> Iterator[list[tuple[Any, ...]]]:
