@@ -19,6 +19,11 @@ the way says nothing, and aiortc would keep trying, and the slot, forever. A pla
 time its video may stop for: its stream exists from the answer on, holding its id (a reloaded page
 publishing it again is refused as taken) and showing ``starting`` to every viewer.
 
+A published stream's options (zones, lines, ``conf``... changed by ``PATCH``) are kept by its id when
+its publisher ends it, and a publisher of that id starts with them again: a page publishes its camera
+again after a lost connection, or after Stop, under the same id. Kept in memory only, for the last
+`KEPT_OPTIONS_IDS` ids: a published camera is never saved to the config file.
+
 A connected peer whose browser quit without a word is noticed by aioice alone, once ~30 s of ICE
 consent checks went unanswered (`REMOTE_CLOSE`): packets from a player say nothing reliable sooner,
 as a player of a stream with no frames to send may rightly send nothing either. A player whose offer
@@ -39,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
@@ -54,7 +60,7 @@ from server.delivery.hub import Hub
 from server.delivery.viewer import is_local_client
 from server.options import StreamOptions
 from server.sources.base import StreamState
-from server.streams import StreamManager
+from server.streams import StreamManager, StreamOptionsError
 from server.webrtc.config import WebRTCConfig
 from server.webrtc.offers import OfferError, connectable, refusal, without_denied_candidates
 from server.webrtc.playback import AnnotatedTrack, PlaybackFeed
@@ -68,6 +74,8 @@ META_CHANNEL = "meta"
 FIRST_FRAME_TIMEOUT_S = 20.0
 #: Closing one peer (DTLS, SCTP, ICE) is quick on a LAN; never let shutdown wait longer than this.
 CLOSE_TIMEOUT_S = 5.0
+#: How many ended published streams' ids keep their options for a publisher of the id (`PeerRegistry.publish`).
+KEPT_OPTIONS_IDS = 256
 #: Why a peer closed when segcast did not close it. aiortc ends both causes alike (its DTLS transport
 #: closes, then the connection, with no "failed" between): the browser closed it (a tab closed, Stop
 #: pressed), or it stopped answering and aioice gave up on it.
@@ -148,6 +156,8 @@ class Peer:
     connected: bool = False
     #: The id of the page's WebSocket it closes with (`PeerRegistry.socket_closed`), if it named one.
     socket: str | None = None
+    #: When its offer was answered (`time.monotonic`): how long it has been connecting.
+    answered_at: float | None = None
 
 
 class PeerRegistry:
@@ -166,6 +176,8 @@ class PeerRegistry:
             ("max_peers", "max_players", "max_connecting_players", "max_peers_per_address"), 0
         )
         self._skipped_by_closed = Skipped()  # what peers no longer here skipped: the metrics are totals
+        # The options of ended published streams, by id, oldest first (see the module's docstring).
+        self._kept_options: OrderedDict[str, StreamOptions] = OrderedDict()
         # One thread draws overlays for every feed: rendering is cheap next to inference, and one
         # thread keeps it from competing with the model for cores.
         self._render = ThreadPoolExecutor(max_workers=1, thread_name_prefix="webrtc-render")
@@ -177,6 +189,21 @@ class PeerRegistry:
         except KeyError:
             return False
         return True
+
+    def connecting(self, stream_id: str, within_s: float) -> bool:
+        """Whether the publisher of ``stream_id`` is still connecting as a live one does: answered less
+        than ``within_s`` ago, its connection neither up, nor failed or closed, nor being closed."""
+        now = time.monotonic()
+        return any(
+            peer.source is not None
+            and peer.stream_id == stream_id
+            and peer.closing is None
+            and not peer.connected
+            and peer.pc.connectionState in ("new", "connecting")
+            and peer.answered_at is not None
+            and now - peer.answered_at < within_s
+            for peer in self._peers
+        )
 
     def check_room(self, remote: str, role: Literal["publish", "play"] = "play") -> None:
         """Raise `PeerLimitError` if one more peer, from client address ``remote``, would pass a limit.
@@ -265,10 +292,9 @@ class PeerRegistry:
                     transceiver.direction = "inactive"
             answer = await self._answer(peer)
             self._check_open(peer)
+            peer.answered_at = time.monotonic()
             peer.source = WebRTCSource(remote, fps, capture_size)
-            self._manager.add_source(
-                StreamConfig(stream_id, peer.source.describe(), options=self._options), peer.source
-            )
+            self._start_stream(stream_id, peer.source)
         except BaseException:
             await self._discard(peer)
             raise
@@ -276,6 +302,22 @@ class PeerRegistry:
         log.info("[%s] WebRTC publisher %s answered", stream_id, remote)
         peer.pump = self._spawn(self._run_publisher(peer, video, peer.source), f"webrtc-publish-{stream_id}")
         return answer
+
+    def _start_stream(self, stream_id: str, source: WebRTCSource) -> None:
+        """Start the published stream with the options its id had when it last ended here, else
+        ``[stream_defaults]``. Kept options the model refuses now (a remote model described since) are
+        dropped for the defaults, rather than the camera refused for options its page never sent."""
+        options = self._kept_options.get(stream_id, self._options)
+        try:
+            self._manager.add_source(StreamConfig(stream_id, source.describe(), options=options), source)
+        except StreamOptionsError as exc:
+            if options is self._options:
+                raise
+            log.warning(
+                "[%s] the options it had before are left out (%s): it starts with [stream_defaults]", stream_id, exc
+            )
+            self._manager.add_source(StreamConfig(stream_id, source.describe(), options=self._options), source)
+        self._kept_options.pop(stream_id, None)
 
     async def play(
         self,
@@ -556,11 +598,15 @@ class PeerRegistry:
         the real reason (a lost connection) rather than the reader's reasonless one.
         """
         try:
-            await asyncio.to_thread(self._manager.remove, stream_id, final_state, source)
+            config = await asyncio.to_thread(self._manager.remove, stream_id, final_state, source)
         except KeyError:  # removed through the API, which told the viewers itself; its id may be taken again
             return
         finally:
             source.end()
+        self._kept_options[stream_id] = config.options  # for a publisher of the id (`_start_stream`)
+        self._kept_options.move_to_end(stream_id)
+        if len(self._kept_options) > KEPT_OPTIONS_IDS:
+            self._kept_options.popitem(last=False)
 
     async def _leave_feed(self, feed: PlaybackFeed, player: AnnotatedTrack) -> None:
         feed.players.discard(player)

@@ -74,6 +74,9 @@ ID_FREED_AFTER_IDLE_S = 1.0
 #: A published camera that sent no frame for this long may have lost its connection; a live one sends
 #: several a second (a browser lowers its frame rate under load, to no fewer than a few).
 HOLDER_SILENT_S = 1.0
+#: A published camera still connecting this long after its answer may have lost its way (its page
+#: closed or reloaded, its network gone); a browser connects in well under this on a LAN, or through TURN.
+HOLDER_CONNECTING_S = 2.0
 
 webrtc_config_key = web.AppKey("webrtc_config", WebRTCConfig)
 peers_key = web.AppKey("webrtc_peers", PeerRegistry)
@@ -267,7 +270,8 @@ def _taken(request: web.Request, stream_id: str) -> web.HTTPException:
     came for ``publish_idle_timeout_s``. Where no video came from it for `HOLDER_SILENT_S` (or none
     yet), that is said, with the time left until it is ended as ``Retry-After``, so a page publishing
     its camera again can wait for its id rather than take another. A camera whose video comes is
-    another page's, live: waiting would not free its id."""
+    another page's, live: waiting would not free its id. So is one with no video yet whose connection is
+    still coming up (`HOLDER_CONNECTING_S`): another tab that published the id a moment before."""
     manager = request.app[manager_key]
     taken = f"stream {stream_id!r} already exists: pick another id or leave it out"
     if not manager.handed_in(stream_id):
@@ -280,8 +284,10 @@ def _taken(request: web.Request, stream_id: str) -> web.HTTPException:
     silent_s = None if last_frame_at is None else max(0.0, time.time() - last_frame_at)
     if silent_s is not None and silent_s < HOLDER_SILENT_S:
         return error(web.HTTPConflict, taken)
+    if silent_s is None and request.app[peers_key].connecting(stream_id, HOLDER_CONNECTING_S):
+        return error(web.HTTPConflict, taken)
     # Ended `idle_s` after its last frame; before its first, at most `FIRST_FRAME_TIMEOUT_S` after its answer
-    # (when it was answered is not kept: the longest wait is said). Freed a moment after.
+    # (the longest wait is said). Freed a moment after.
     left_s = FIRST_FRAME_TIMEOUT_S if silent_s is None else idle_s - silent_s
     wait_s = max(1, math.ceil(left_s + ID_FREED_AFTER_IDLE_S))
     silence = "no video from it yet" if silent_s is None else f"no video from it for {silent_s:.0f} s"
