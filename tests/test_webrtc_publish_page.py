@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from server.config import StreamConfig
 from server.http.keys import hub_key
 from tests import test_overload, test_webrtc_browser
 from tests.support.browser import WAIT_MS, wait_for_new_frame, wait_for_text
@@ -92,10 +93,11 @@ async def wait_for_websocket_clients(client: TestClient, count: int, what: str) 
 async def test_a_publish_refused_after_the_camera_opened_turns_the_camera_off(
     start_server: Start, fake_camera: Path
 ) -> None:
-    """A server with access tokens refuses the page without one (401) after it opened the camera."""
-    client = await start_server(admin_tokens=("a" * 20,))
+    """The server refuses the id (409: a camera of its own has it) after the page opened the camera."""
+    client = await start_server(StreamConfig("door", "scene:"))
     async with camera_browser(fake_camera) as browser:
         page = await camera_page(browser, client)
+        await page.fill("input[name=stream]", "door")
         await page.click("#use-camera")
         await page.wait_for_function("document.getElementById('publish-error').textContent !== ''", timeout=WAIT_MS)
         assert await page.text_content("#publish-status") == "camera off"

@@ -68,7 +68,7 @@ const TOKEN_KEY = "segcast.token";
 const SIGNED_TTL_S = 3600;
 const SIGNED_RENEW_MS = 5 * 60 * 1000; // mint a new URL token this long before the old one expires
 // The server closes a WebSocket with this when the signed token it was opened with expires.
-const TOKEN_EXPIRED = 4401;
+export const TOKEN_EXPIRED = 4401;
 
 // Access tokens (see README, Security). A page may be given a signed token in its URL (?token=...),
 // which then goes onto every URL it loads. Otherwise the person is asked once for an access token,
@@ -190,7 +190,9 @@ export function carryToken(link) {
 export class Connection {
   // handlers: {hello(msg), frame(meta, jpegOrNull), event(msg), state("live"|"down", why)}; `why`, with
   // "down": {unanswered: true} where a socket's handshake got no answer at all (given up on, not
-  // refused), {error} where `answering` failed and no socket was opened.
+  // refused), {error} where `answering` failed and no socket was opened, {code} where the socket
+  // closed with that code (TOKEN_EXPIRED: the signed token it was opened with expired). A handler
+  // may close() the connection as it hears "down": nothing is tried again then.
   // base: the root of the node to connect to (another node behind the same entrance); this page's own by default.
   // answering: for a page of several nodes behind one host (fleet.js), resolves once the node answers over
   // HTTP, rejects with why it does not; each socket waits for it. A browser opens one WebSocket at a time
@@ -301,7 +303,8 @@ export class Connection {
   // has it): say so, and try again after a while, which grows with each socket lost before it was healthy.
   lost(code, why = {}) {
     this.forget();
-    this.handlers.state?.("down", why);
+    this.handlers.state?.("down", code === undefined ? why : { ...why, code });
+    if (this.closed) return;
     const least = TRY_LATER_CODES.includes(code) ? TRY_LATER_MS : 0;
     const jittered = RECONNECT_MIN_MS + Math.random() * (this.delay - RECONNECT_MIN_MS);
     const wait = Math.max(jittered, this.holdOffMs, least);

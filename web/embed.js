@@ -40,6 +40,8 @@ const params = new URLSearchParams(location.search);
 const decoder = new JpegDecoder();
 let online = false; // whether the WebSocket is open
 let status; // {state, error, next_attempt_at}; null: no such stream; undefined: not known yet
+let source = null; // the stream's source, as the hello or the API last told it
+let endedCamera = null; // {error}: the stream was a browser's published camera that ended, then went
 let inference = null; // the server's {state, error, next_attempt_at}: whether frames are inferred
 let problem = null; // why segcast refused to say more (a token), or cannot be reached, or live refused
 let refusal = null; // what segcast could not use of this socket's subscription (its `error` message)
@@ -67,6 +69,17 @@ const MISSING = notice(
   "No such stream",
   `This server has no stream “${streamId}”. Check the id in the embed's address.`,
 );
+// The source a browser's published camera has (server/webrtc/source.py: "webrtc:<address>").
+const PUBLISHED_SOURCE = "webrtc:";
+// A browser's published camera is removed as it ends (its tab closed, its connection lost): "No such
+// stream ... Check the id" would send the dashboard's owner after an address that is right.
+const endedCameraNotice = (error) =>
+  notice(
+    "ended",
+    error ? `This camera ended: ${error}` : "This camera ended",
+    `Its browser can publish it again as “${streamId}”: its page does so by itself after a lost ` +
+      "connection, or press Use my camera there with this stream id. This embed then shows it again by itself.",
+  );
 const CONNECTING = notice("connecting", "Connecting to segcast…", "");
 const TOKEN_MISSING = notice(
   "unauthorized",
@@ -113,7 +126,7 @@ function render() {
   if (problem) panel.show(problem);
   else if (wrongAddress) panel.show(refused(wrongAddress));
   else if (status === undefined) panel.show(CONNECTING);
-  else if (status === null) panel.show(MISSING);
+  else if (status === null) panel.show(endedCamera ? endedCameraNotice(endedCamera.error) : MISSING);
   else if (refusal) panel.show(refused(refusal));
   else panel.show(streamNotice(status, inference) ?? (online ? null : offline()));
   // While reconnecting, the next attempt's time is only in the API, not in status messages.
@@ -127,6 +140,8 @@ function render() {
 
 function setStatus(stream) {
   status = stream && { state: stream.state, error: stream.error, next_attempt_at: stream.next_attempt_at ?? null };
+  if (stream) endedCamera = null;
+  if (stream?.source !== undefined) source = stream.source;
   render();
 }
 
@@ -180,6 +195,12 @@ async function refresh() {
   else render();
 }
 
+// The source of a stream just added, which only the API says: whether it is a browser's camera.
+async function learnSource() {
+  const stream = await askStream().catch(() => null);
+  if (stream && source === null && status) source = stream.source;
+}
+
 const connection = new Connection({
   hello(message) {
     refusals.hello();
@@ -212,8 +233,12 @@ const connection = new Connection({
       if (message.state === "reconnecting" && !same) refresh(); // for the next attempt's time
     } else if (message.type === "added") {
       refusal = null; // the server's word that it has no stream by this id no longer holds
+      source = null; // a new stream under this id, of a source the message does not say
       heardState({ state: "starting", error: null });
+      learnSource();
     } else if (message.type === "removed") {
+      const ended = source?.startsWith(PUBLISHED_SOURCE) && status?.state === "ended";
+      endedCamera = ended ? { error: status.error } : null;
       heardState(null);
     }
   },

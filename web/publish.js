@@ -3,8 +3,22 @@
 // waits, until Stop; one the server cannot keep up with says so, in the viewer's words. Hidden (a
 // phone's camera page in the background) it goes on publishing, but stops playing back until shown.
 import { getStream } from "./api.js";
-import { Connection, carryToken, withToken } from "./connection.js";
+import {
+  Connection,
+  REQUEST_TIMEOUT_MS,
+  TOKEN_EXPIRED as TOKEN_EXPIRED_CLOSE,
+  answerOf,
+  authHeaders,
+  carryToken,
+  dropPageToken,
+  pageToken,
+  storeToken,
+  storedToken,
+  timeoutSignal,
+  withToken,
+} from "./connection.js";
 import { behindAdvice, behindRate } from "./grid.js";
+import { askForToken } from "./token.js";
 import { showPlainTrackRows } from "./track_table.js";
 import { SignallingError, canPublish, playWithFallback, publishCamera, publishedHere } from "./webrtc.js";
 
@@ -28,6 +42,9 @@ const LOST = "Connection to segcast lost";
 // expired refuses every publish after it too, so the camera is not published again.
 const TOKEN_EXPIRED = "its access token expired";
 const FRESH_TOKEN = "Reload the page with a fresh access token to publish it again.";
+const NEEDS_ADMIN =
+  "Publishing a camera needs an admin token: press Use my camera to give one, or open this page with " +
+  "?token= and a signed admin token (POST /api/tokens; see the README, “Security”).";
 const WAITING =
   `${LOST}: waiting for it to come back. If no video reaches the server for a few seconds it ends ` +
   "the camera, which this page then publishes again by itself.";
@@ -58,9 +75,16 @@ let server = null; // while the camera is on: the WebSocket that says when the s
 // connection timing out, ~20 s later and with no reason. The WebSocket's "status" and
 // "removed" messages (docs/protocol.md, sent to every client) say it at once, and why. One that
 // ended is published again (a lost connection is the usual cause); a removed or failed one is not,
-// nor one whose access token expired.
+// nor one whose access token expired. The page's own signed token expiring ends the camera and closes
+// this socket at once, before segcast can say so on it: the close's code says it instead, and neither
+// the socket nor the camera is tried again with a token every attempt would be refused for.
 function watchServer() {
   server ??= new Connection({
+    state: (state, why) => {
+      if (state === "down" && why.code === TOKEN_EXPIRED_CLOSE && pageToken) {
+        giveUp(`The server ended this camera: ${TOKEN_EXPIRED}. ${FRESH_TOKEN}`);
+      }
+    },
     hello: (message) => {
       // The first hello lists the stream (added before the answer came); a later one, after the
       // socket was down, may not: the same outage cut its video for longer than segcast waits.
@@ -193,10 +217,36 @@ function showState(current, state) {
   if (session === current && (state === "failed" || state === "closed")) lost(`${LOST}.`);
 }
 
+/**
+ * Resolves once this page may publish (an admin, or a server without tokens), asking the person for a
+ * token as the viewer does where it may not; throws NEEDS_ADMIN where none is given. Asked before the
+ * camera: a page without a token had the browser ask for the camera, then was refused in the API's words.
+ * Minting an admin token is allowed to an admin alone and changes nothing, so the page asks for one it
+ * does not use. Any other answer, or none, is left to publishing, which says what it means.
+ */
+async function adminAccess() {
+  for (;;) {
+    const response = await fetch(withToken("api/tokens"), {
+      method: "POST",
+      headers: { ...authHeaders(), "Content-Type": "application/json" },
+      body: JSON.stringify({ role: "admin", ttl_s: 1 }),
+      signal: timeoutSignal(REQUEST_TIMEOUT_MS),
+    }).catch(() => null);
+    // A 403 for the role only: one for a cross-site page or a host name is no token's to cure.
+    const lowRole = response?.status === 403 && / role/.test((await answerOf(response))?.error ?? "");
+    if (response?.status !== 401 && !lowRole) return;
+    const token = await askForToken(lowRole ? "role" : pageToken || storedToken() ? "refused" : "missing");
+    if (!token) throw new Error(NEEDS_ADMIN);
+    dropPageToken();
+    storeToken(token);
+  }
+}
+
 // Publish the camera for `want`: at a press of "Use my camera", or again after a lost connection.
 async function start(want) {
   status.textContent = want.recovering ? "publishing again…" : "asking for the camera…";
   delete status.dataset.state;
+  if (!want.recovering) await adminAccess();
   const current = { want, published: null, playback: null, video: null, paceTimer: null };
   const onState = (state) => showState(current, state);
   const published = await publishCamera({ streamId: want.streamId, onState });
