@@ -108,6 +108,8 @@ export const getStream = (id, { interactive = true } = {}) =>
 export const addStream = (body, persist) => request("POST", `api/streams${persist ? "?persist=1" : ""}`, body);
 export const removeStream = (id, persist) => request("DELETE", `${streamPath(id)}${persist ? "?persist=1" : ""}`);
 export const viewerSettings = () => request("GET", "api/viewer");
+// A signed token of `role` for `ttl_s` seconds (POST /api/tokens): allowed to that role or a higher one.
+export const mintToken = (role, ttlS) => request("POST", "api/tokens", { role, ttl_s: ttlS });
 // `etag`: the stream's, as read with the settings the change is made over; refused (412) if they changed since.
 export const changeStream = (id, body, persist, etag) =>
   request("PATCH", `${streamPath(id)}${persist ? "?persist=1" : ""}`, body, {

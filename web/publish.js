@@ -2,23 +2,9 @@
 // whose connection was lost is published again under its id by itself, a few times with growing
 // waits, until Stop; one the server cannot keep up with says so, in the viewer's words. Hidden (a
 // phone's camera page in the background) it goes on publishing, but stops playing back until shown.
-import { getStream } from "./api.js";
-import {
-  Connection,
-  REQUEST_TIMEOUT_MS,
-  TOKEN_EXPIRED as TOKEN_EXPIRED_CLOSE,
-  answerOf,
-  authHeaders,
-  carryToken,
-  dropPageToken,
-  pageToken,
-  storeToken,
-  storedToken,
-  timeoutSignal,
-  withToken,
-} from "./connection.js";
+import { getStream, mintToken } from "./api.js";
+import { Connection, TOKEN_EXPIRED as TOKEN_EXPIRED_CLOSE, carryToken, pageToken, withToken } from "./connection.js";
 import { behindAdvice, behindRate } from "./grid.js";
-import { askForToken } from "./token.js";
 import { showPlainTrackRows } from "./track_table.js";
 import { SignallingError, canPublish, playWithFallback, publishCamera, publishedHere } from "./webrtc.js";
 
@@ -218,27 +204,18 @@ function showState(current, state) {
 }
 
 /**
- * Resolves once this page may publish (an admin, or a server without tokens), asking the person for a
- * token as the viewer does where it may not; throws NEEDS_ADMIN where none is given. Asked before the
- * camera: a page without a token had the browser ask for the camera, then was refused in the API's words.
- * Minting an admin token is allowed to an admin alone and changes nothing, so the page asks for one it
- * does not use. Any other answer, or none, is left to publishing, which says what it means.
+ * Resolves once this page may publish (an admin, or a server without tokens), the person asked for a
+ * token as the viewer asks where it may not; throws NEEDS_ADMIN where none that may is given. Asked
+ * before the camera: a page without a token had the browser ask for the camera, then was refused in the
+ * API's words. Minting an admin token is allowed to an admin alone and changes nothing, so the page asks
+ * for one it does not use. Any other answer, or none, is left to publishing, which says what it means.
  */
 async function adminAccess() {
-  for (;;) {
-    const response = await fetch(withToken("api/tokens"), {
-      method: "POST",
-      headers: { ...authHeaders(), "Content-Type": "application/json" },
-      body: JSON.stringify({ role: "admin", ttl_s: 1 }),
-      signal: timeoutSignal(REQUEST_TIMEOUT_MS),
-    }).catch(() => null);
-    // A 403 for the role only: one for a cross-site page or a host name is no token's to cure.
-    const lowRole = response?.status === 403 && / role/.test((await answerOf(response))?.error ?? "");
-    if (response?.status !== 401 && !lowRole) return;
-    const token = await askForToken(lowRole ? "role" : pageToken || storedToken() ? "refused" : "missing");
-    if (!token) throw new Error(NEEDS_ADMIN);
-    dropPageToken();
-    storeToken(token);
+  try {
+    await mintToken("admin", 1);
+  } catch (reason) {
+    const lowRole = reason.status === 403 && / role/.test(reason.message); // not a cross-site page's or a host's
+    if (reason.status === 401 || lowRole) throw new Error(NEEDS_ADMIN);
   }
 }
 
