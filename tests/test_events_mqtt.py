@@ -966,7 +966,7 @@ async def test_plain_mqtt_to_a_tls_port_says_so_and_paho_does_not_log_each_attem
     assert others == []  # paho's "failed to receive on socket" on every attempt, unnamed and unthrottled
 
 
-# paho's Client._ssl_wrap_socket leaves the socket whose handshake failed to the garbage collector.
+# paho's Client._ssl_wrap_socket leaves a socket whose handshake failed to the garbage collector (both tests).
 @pytest.mark.filterwarnings("ignore:Exception ignored in. <ssl.SSLSocket:pytest.PytestUnraisableExceptionWarning")
 async def test_tls_to_a_plain_mqtt_port_says_so(broker: Broker) -> None:
     """The other way round (Home Assistant's Mosquitto add-on kept at 1883 with tls = true): the broker
@@ -974,6 +974,24 @@ async def test_tls_to_a_plain_mqtt_port_says_so(broker: Broker) -> None:
     async with running(MqttSettings("127.0.0.1", broker.port, tls=True), timeout_s=0.5) as (_, sink):
         await state_is(sink, SinkState.FAILING)
     assert "does the broker speak MQTT over TLS on this port?" in (sink.health().last_error or "")
+
+
+@pytest.mark.filterwarnings("ignore:Exception ignored in. <ssl.SSLSocket:pytest.PytestUnraisableExceptionWarning")
+async def test_a_tls_brokers_certificate_this_machine_does_not_trust_is_not_taken_for_plain_mqtt(
+    tmp_path: Path,
+) -> None:
+    """A self-signed broker and no ``ca_file``: the TLS hint told the user to set tls = false, sending
+    the password in clear, where the cure is the broker's CA."""
+    cert, key = self_signed(tmp_path)
+    broker = Broker(tmp_path, tls=(cert, key))
+    broker.start()
+    try:
+        async with running(MqttSettings("127.0.0.1", broker.port, tls=True), timeout_s=0.5) as (_, sink):
+            await state_is(sink, SinkState.FAILING)
+    finally:
+        broker.stop()
+    said = sink.health().last_error or ""
+    assert "CERTIFICATE_VERIFY_FAILED" in said and "tls = false" not in said, said
 
 
 async def test_a_broker_that_ends_the_connection_for_reading_back_is_not_asked_again(

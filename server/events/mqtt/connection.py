@@ -117,14 +117,18 @@ LOGIN_REFUSED = frozenset({4, 5, 134, 135})
 
 
 def _handshake_dropped(exc: BaseException) -> bool:
-    """Whether a TLS connection failed in its handshake: the peer reset it or sent what is not TLS.
+    """Whether a TLS connection failed as one to a port that does not speak TLS does: the peer reset it,
+    ended it, or answered with what is not TLS.
 
     A plain MQTT listener reads the TLS hello as a malformed packet and resets the connection; aiomqtt
-    raises its own error with the socket's as its context.
+    raises its own error with the socket's as its context. A certificate that failed verification is
+    a TLS port's answer, whose cure is its CA (``ca_file``), never plain MQTT.
     """
     cause: BaseException | None = exc
     while cause is not None:
-        if isinstance(cause, (ConnectionResetError, ssl.SSLError)):
+        if isinstance(cause, ConnectionResetError | ssl.SSLEOFError):
+            return True
+        if isinstance(cause, ssl.SSLError) and cause.reason == "WRONG_VERSION_NUMBER":
             return True
         cause = cause.__cause__ or cause.__context__
     return False
