@@ -130,3 +130,24 @@ async def test_a_page_whose_person_gives_no_token_says_publishing_needs_an_admin
         assert await page.evaluate(CAMERA_OFF)
         assert await page.is_enabled("#use-camera"), "a token can be given at the next press"
         assert await page.evaluate("window.cameraAsks") == 0
+
+
+async def test_a_page_with_a_viewers_token_asks_for_an_admins_before_the_camera(
+    start_server: Start, fake_camera: Path
+) -> None:
+    """A viewer's token is refused for its role (403), not as missing: the page asks for an admin's as the
+    viewer does, before the camera, and without one says publishing needs it."""
+    viewer = "publish-viewer-token-0123456789"
+    client = await start_server(admin_tokens=(ADMIN,), viewer_tokens=(viewer,))
+    async with camera_browser(fake_camera) as browser:
+        page = await browser.new_page()
+        await page.add_init_script(COUNT_CAMERA_ASKS + f"localStorage.setItem('segcast.token', {viewer!r});")
+        await page.goto(str(client.make_url("/static/publish.html")))
+        await page.click("#use-camera")
+        await page.wait_for_function(f"{TOKEN_DIALOG_OPEN} || window.cameraAsks > 0", timeout=WAIT_MS)
+        assert await page.evaluate("window.cameraAsks") == 0, "the camera was asked for before a token"
+        await page.click("#token-dialog button.quiet")
+        await page.wait_for_function("document.getElementById('publish-error').textContent !== ''", timeout=WAIT_MS)
+        said = await page.text_content("#publish-error") or ""
+        assert "needs an admin token" in said, said
+        assert await page.evaluate("window.cameraAsks") == 0
