@@ -88,6 +88,15 @@ async def test_a_camera_whose_signed_token_expires_says_so_at_once_and_is_not_tr
         assert not any("Connection to segcast lost" in text for text in everything), everything
 
 
+async def press_use_camera_until_asked_for_a_token(page: Any, client: TestClient) -> None:
+    """Open the publish page, press "Use my camera", and wait for the token prompt, which must come
+    before the browser is asked for the camera (``COUNT_CAMERA_ASKS``)."""
+    await page.goto(str(client.make_url("/static/publish.html")))
+    await page.click("#use-camera")
+    await page.wait_for_function(f"{TOKEN_DIALOG_OPEN} || window.cameraAsks > 0", timeout=WAIT_MS)
+    assert await page.evaluate("window.cameraAsks") == 0, "the camera was asked for before a token"
+
+
 async def test_a_page_without_a_token_asks_for_one_before_the_camera_and_publishes_with_it(
     start_server: Start, fake_camera: Path
 ) -> None:
@@ -97,10 +106,7 @@ async def test_a_page_without_a_token_asks_for_one_before_the_camera_and_publish
     async with camera_browser(fake_camera) as browser:
         page = await browser.new_page()
         await page.add_init_script(COUNT_CAMERA_ASKS)
-        await page.goto(str(client.make_url("/static/publish.html")))
-        await page.click("#use-camera")
-        await page.wait_for_function(f"{TOKEN_DIALOG_OPEN} || window.cameraAsks > 0", timeout=WAIT_MS)
-        assert await page.evaluate("window.cameraAsks") == 0, "the camera was asked for before a token"
+        await press_use_camera_until_asked_for_a_token(page, client)
         assert await page.evaluate(TOKEN_DIALOG_OPEN)
         assert "needs an access token" in (await page.text_content("#token-title") or "")
 
@@ -118,10 +124,7 @@ async def test_a_page_whose_person_gives_no_token_says_publishing_needs_an_admin
     async with camera_browser(fake_camera) as browser:
         page = await browser.new_page()
         await page.add_init_script(COUNT_CAMERA_ASKS)
-        await page.goto(str(client.make_url("/static/publish.html")))
-        await page.click("#use-camera")
-        await page.wait_for_function(f"{TOKEN_DIALOG_OPEN} || window.cameraAsks > 0", timeout=WAIT_MS)
-        assert await page.evaluate("window.cameraAsks") == 0, "the camera was asked for before a token"
+        await press_use_camera_until_asked_for_a_token(page, client)
         await page.click("#token-dialog button.quiet")
         await page.wait_for_function("document.getElementById('publish-error').textContent !== ''", timeout=WAIT_MS)
         said = await page.text_content("#publish-error") or ""
@@ -142,10 +145,7 @@ async def test_a_page_with_a_viewers_token_asks_for_an_admins_before_the_camera(
     async with camera_browser(fake_camera) as browser:
         page = await browser.new_page()
         await page.add_init_script(COUNT_CAMERA_ASKS + f"localStorage.setItem('segcast.token', {viewer!r});")
-        await page.goto(str(client.make_url("/static/publish.html")))
-        await page.click("#use-camera")
-        await page.wait_for_function(f"{TOKEN_DIALOG_OPEN} || window.cameraAsks > 0", timeout=WAIT_MS)
-        assert await page.evaluate("window.cameraAsks") == 0, "the camera was asked for before a token"
+        await press_use_camera_until_asked_for_a_token(page, client)
         await page.click("#token-dialog button.quiet")
         await page.wait_for_function("document.getElementById('publish-error').textContent !== ''", timeout=WAIT_MS)
         said = await page.text_content("#publish-error") or ""
