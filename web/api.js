@@ -73,10 +73,16 @@ function needsToken(response, error, method) {
 // is asked for all of them, as the nodes of one deployment share their tokens.
 // A read the network swallowed fails after REQUEST_TIMEOUT_MS, so polls do not pile up unanswered; a
 // change is waited for however long it takes, as it may well be made even if its answer is late.
-async function request(method, path, body, { interactive = true, retry = true, headers = {}, base = APP_ROOT } = {}) {
+// `timed`: whether it fails after REQUEST_TIMEOUT_MS (reads, and a request that changes nothing).
+async function request(
+  method,
+  path,
+  body,
+  { interactive = true, retry = true, headers = {}, base = APP_ROOT, timed = method === "GET" } = {},
+) {
   const sent = authHeaders().Authorization;
   const options = { method, headers: { ...authHeaders(), ...headers } };
-  if (method === "GET") options.signal = timeoutSignal(REQUEST_TIMEOUT_MS);
+  if (timed) options.signal = timeoutSignal(REQUEST_TIMEOUT_MS);
   if (body !== undefined) {
     options.headers["Content-Type"] = "application/json";
     options.body = JSON.stringify(body);
@@ -93,7 +99,7 @@ async function request(method, path, body, { interactive = true, retry = true, h
   // the All cameras page) is tried before the person is asked again.
   const answered = authHeaders().Authorization !== sent;
   if (interactive && retry && needsToken(response, error, method) && (answered || (await ask(response)))) {
-    return request(method, path, body, { interactive, retry: false, headers, base });
+    return request(method, path, body, { interactive, retry: false, headers, base, timed });
   }
   if (!retry && response.status === 401) declined = true; // the token given was wrong: polls stop asking
   if (!response.ok) throw new ApiError(error, response.status, data);
@@ -109,7 +115,8 @@ export const addStream = (body, persist) => request("POST", `api/streams${persis
 export const removeStream = (id, persist) => request("DELETE", `${streamPath(id)}${persist ? "?persist=1" : ""}`);
 export const viewerSettings = () => request("GET", "api/viewer");
 // A signed token of `role` for `ttl_s` seconds (POST /api/tokens): allowed to that role or a higher one.
-export const mintToken = (role, ttlS) => request("POST", "api/tokens", { role, ttl_s: ttlS });
+// It changes nothing, so a server that does not answer is not waited for.
+export const mintToken = (role, ttlS) => request("POST", "api/tokens", { role, ttl_s: ttlS }, { timed: true });
 // `etag`: the stream's, as read with the settings the change is made over; refused (412) if they changed since.
 export const changeStream = (id, body, persist, etag) =>
   request("PATCH", `${streamPath(id)}${persist ? "?persist=1" : ""}`, body, {
