@@ -34,6 +34,7 @@ export class ShapePanel {
     this.classNames = []; // the model's, in class-id order (GET /api/viewer); none while the server knows none
     this.classBoxes = new Map(); // class name -> its checkbox's label, kept so the keyboard's focus holds
     this.loiterTyped = false; // the loiter field holds what the user typed, not the saved value
+    this.on = on;
     elements.classes.addEventListener("change", () => {
       on.change({ classes: [...elements.classes.querySelectorAll("input:checked")].map((box) => box.value) });
     });
@@ -43,6 +44,12 @@ export class ShapePanel {
       const item = event.target.closest("li[data-shape]");
       if (item) on.select(item.dataset.shape);
     });
+  }
+
+  // A loiter time typed and not saved yet (the field saves on `change`, as it loses the focus), saved
+  // now: the selection is about to move on (the editor's select()).
+  saveTyped() {
+    if (this.loiterTyped) this.changeLoiter(this.on);
   }
 
   // A time the server would refuse is not sent: the refusal says why.

@@ -22,6 +22,7 @@ export const inPixels = (json) => json.units !== "fraction";
 export const clampFraction = (v) => Number(Math.min(1, Math.max(0, v)).toFixed(FRACTION_DIGITS));
 export const percents = ([x, y]) => `${Math.round(x * 100)} %, ${Math.round(y * 100)} %`;
 export const vertexWord = (kind) => (kind === "zone" ? "Corner" : "Point");
+export const kindWord = (kind) => (kind === "zone" ? "Zone" : "Line");
 
 // Where a shape as the server has it (`json`) is on a frame of `size`, in fractions of it.
 export function fractionsOf(json, size) {
@@ -39,6 +40,26 @@ export function toServer(shape) {
   if (shape.server) return shape.server;
   const points = shape.points.map(([x, y]) => [clampFraction(x), clampFraction(y)]);
   return { ...shape.extra, name: shape.name, points, units: "fraction" };
+}
+
+/**
+ * `shapes` (the editor's) with the shapes that `current` (the stream's zones and lines now) has beyond
+ * `saved` (those `shapes` were drawn on), on a frame of `size`, where adding shapes is all that changed
+ * between the two and none of the added ones is named as one of `shapes`; null otherwise, and where
+ * one in pixels comes without a frame to place it on.
+ */
+export function withAdded(shapes, saved, current, size) {
+  const theirs = [];
+  for (const kind of ["zone", "line"]) {
+    const before = saved?.[`${kind}s`] ?? [];
+    const now = current?.[`${kind}s`] ?? [];
+    if (before.some((json, i) => JSON.stringify(now[i]) !== JSON.stringify(json))) return null;
+    const added = now.slice(before.length);
+    if (added.some(inPixels) && !size) return null;
+    theirs.push(...added.map((json) => fromServer(kind, json, size)));
+  }
+  const shown = new Set(shapes.map(keyOf));
+  return theirs.some((shape) => shown.has(keyOf(shape))) ? null : [...shapes, ...theirs];
 }
 
 // `shape` with its `changes` to the keys the panel sets (a key `undefined` is dropped), in its own units:

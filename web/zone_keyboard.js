@@ -1,13 +1,14 @@
 // The keyboard on the stream's picture, for the zone editor (zones.js), which owns the shapes and saves
-// them. The page's keys: Escape drops the shape being drawn, Enter finishes it, Delete or Backspace
-// removes the selected shape. The picture's own (shape_keys.js works out what each asks for): while a
-// shape is drawn the arrows move a crosshair, Enter or Space adds a point at it, F finishes the shape
-// and Backspace takes the last point back; with a shape selected "[" and "]" pick a corner and the arrows
-// move it, each burst of presses saved once they are let go, as a drag is when it ends. The editor's
-// live region says what each key did.
+// them. The page's keys: Escape drops the shape being drawn, Enter finishes it, Delete or Backspace (a
+// Mac's delete key) removes the selected shape; Backspace only one the person chose (the editor's
+// `chosen`), not one selected by finishing it a moment before, when it was taking points back. The
+// picture's own (shape_keys.js works out what each asks for): while a shape is drawn the arrows move a
+// crosshair, Enter or Space adds a point at it, F finishes the shape and Backspace takes the last point
+// back; with a shape selected "[" and "]" pick a corner and the arrows move it, each burst of presses
+// saved once they are let go, as a drag is when it ends. The editor's live region says what each key did.
 
 import { ARROWS, cornerKeyAction, drawingKeyAction } from "./shape_keys.js";
-import { LEAST_POINTS, percents } from "./shapes.js";
+import { kindWord, LEAST_POINTS, percents } from "./shapes.js";
 
 export class ShapeKeyboard {
   // editor: the ZoneEditor whose picture (editor.host.canvas) takes the keys.
@@ -41,7 +42,9 @@ export class ShapeKeyboard {
     else if (event.key === "Enter" && editor.mode !== "idle" && !event.target.closest?.("button")) editor.finish();
     else if ((event.key === "Delete" || event.key === "Backspace") && !typing && editor.selected !== null) {
       event.preventDefault();
-      editor.removeSelected();
+      const shape = editor.selectedShape();
+      if (event.key === "Delete" || editor.chosen) editor.removeSelected();
+      else if (shape) editor.announce(`${kindWord(shape.kind)} “${shape.name}” kept: Delete removes it.`);
     }
   }
 
@@ -81,6 +84,7 @@ export class ShapeKeyboard {
     const movable = shape && editor.visible && editor.pointer.drag === null;
     const action = movable ? cornerKeyAction(event, shape, this.corner) : null;
     if (!action) return false;
+    editor.chosen = true;
     if (action.points) {
       shape.points = action.points;
       shape.server = null; // saved in fractions from now on

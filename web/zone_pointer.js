@@ -80,7 +80,9 @@ export class ShapePointer {
     }
     this.claimed = true;
     editor.select(keyOf(found.shape));
-    if (found.index >= 0) {
+    // A press that saved a name or loiter time typed for the shape (select()) drags nothing, as no
+    // press does while a save is on its way.
+    if (found.index >= 0 && !editor.saving) {
       event.preventDefault();
       editor.host.canvas.setPointerCapture(event.pointerId);
       this.drag = { key: keyOf(found.shape), index: found.index, pointerId: event.pointerId, moved: false };

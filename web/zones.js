@@ -14,7 +14,8 @@
 // once the server answers again its shapes are shown, whatever became of that save. The stream runs on
 // through a change: only the counts of changed shapes start again.
 // Each save is made only over the shapes it was drawn on (`If-Match`): where someone else changed
-// them meanwhile (another tab, a script), theirs are shown and this change is not saved over them.
+// them meanwhile (another tab, a script), theirs are shown and this change is not saved over them,
+// unless all they did was add shapes: then it is made again with theirs, where no name is taken twice.
 // A stream that restarts or reconnects keeps its last picture (dimmed, its notice stepping aside while
 // a shape is drawn: style.css), and shapes go on being drawn and moved on it, in fractions of it: a
 // point clicked there is in the same place of the picture the stream comes back with, whatever its size.
@@ -33,12 +34,14 @@ import {
   fromServer,
   inPixels,
   keyOf,
+  kindWord,
   LEAST_POINTS,
   nameProblem,
   near,
   percents,
   shapesKey,
   toServer,
+  withAdded,
   withSettings,
 } from "./shapes.js";
 
@@ -63,7 +66,7 @@ const NO_CONNECTION =
 const WAIT_FOR_PICTURE = "Wait for the first picture: shapes are drawn on it.";
 const CHANGED_ELSEWHERE =
   "The zones or lines were changed elsewhere meanwhile: these are the saved ones now. Make your change again.";
-// Saves made again after the stream's other settings (not its shapes) changed under them.
+// Saves made again after the stream's other settings changed under them, or shapes were only added.
 const MAX_RESENDS = 3;
 
 export class ZoneEditor {
@@ -85,6 +88,10 @@ export class ZoneEditor {
     this.draft = [];
     this.cursor = null; // where the pointer or the keyboard's crosshair is, while drawing
     this.selected = null; // keyOf() the selected shape
+    // The person chose the selected shape (selected it, or changed it), as opposed to it being selected
+    // by finishing its drawing: only then does Backspace delete it. A Backspace pressed a moment after
+    // a shape is finished is meant for its last point ("Undo point" a press before), not the shape.
+    this.chosen = false;
     // The shapes each save on its way sends, by stream id: a save outlives the view it was made in (the
     // person looks at another stream meanwhile), and a stream opened again while its save is unanswered
     // shows those shapes and makes its next change after it, over its answer (saving, commit()).
@@ -135,6 +142,7 @@ export class ZoneEditor {
     this.mode = "idle";
     this.draft = [];
     this.selected = null;
+    this.chosen = false;
     this.pointer.reset();
     this.keyboard.reset();
     this.unsaved = false;
@@ -266,6 +274,7 @@ export class ZoneEditor {
       this.showError(WAIT_FOR_PICTURE);
       return;
     }
+    this.saveTyped();
     this.mode = kind;
     this.draft = [];
     this.selected = null;
@@ -317,12 +326,20 @@ export class ZoneEditor {
     this.mode = "idle";
     this.draft = [];
     this.selected = keyOf(shape);
+    this.chosen = false;
+    this.announce(`${kindWord(kind)} “${name}” added.`);
     this.commit([...this.shapes, shape]);
   }
 
+  // A click on the picture or the list selects before the name or loiter field loses the focus, and so
+  // before its `change` could save what was typed in it: that is saved first, for the shape it was
+  // typed for (a shape renamed by it stays the selected one if that is the one selected again).
   select(key) {
     if (this.mode !== "idle") return;
-    this.selected = key;
+    const again = key !== null && key === this.selected;
+    this.saveTyped();
+    this.selected = again ? this.selected : key;
+    this.chosen = this.selected !== null;
     this.keyboard.corner = 0;
     this.panel.loiterTyped = false;
     const shape = this.selectedShape();
@@ -335,20 +352,31 @@ export class ZoneEditor {
     return this.shapes.find((s) => keyOf(s) === this.selected);
   }
 
+  // The selected shape's name and loiter time as typed and not saved yet (their fields save on
+  // `change`, which comes only as they lose the focus), saved now.
+  saveTyped() {
+    if (this.mode !== "idle" || !this.selectedShape()) return;
+    if (this.typed) this.rename();
+    this.panel.saveTyped(); // after the rename: a loiter time it refuses keeps its error on show
+  }
+
   // Saved like any other change (commit()); one that changes nothing is not sent.
   changeSelected(changes) {
     const shape = this.selectedShape();
     if (this.mode !== "idle" || this.pointer.drag !== null || !shape) return;
     const same = ([key, value]) => JSON.stringify(shape.extra[key]) === JSON.stringify(value);
     if (Object.entries(changes).every(same)) return;
+    this.chosen = true;
     this.commit(this.shapes.map((s) => (s === shape ? withSettings(shape, changes) : s)));
   }
 
   // While a save is in flight the removal is queued behind it (commit()), like any other change.
   removeSelected() {
-    if (this.selected === null || this.mode !== "idle" || this.pointer.drag !== null) return;
-    const rest = this.shapes.filter((shape) => keyOf(shape) !== this.selected);
+    const shape = this.selectedShape();
+    if (!shape || this.mode !== "idle" || this.pointer.drag !== null) return;
+    const rest = this.shapes.filter((s) => s !== shape);
     this.selected = null;
+    this.announce(`${kindWord(shape.kind)} “${shape.name}” deleted.`);
     this.commit(rest);
   }
 
@@ -363,6 +391,7 @@ export class ZoneEditor {
     if (problem || !name || name === shape.name) return;
     const renamed = { ...shape, name, server: shape.server && { ...shape.server, name } }; // in its own units
     this.selected = keyOf(renamed);
+    this.chosen = true;
     this.renaming = { from: keyOf(shape), to: this.selected };
     this.commit(this.shapes.map((s) => (s === shape ? renamed : s)));
   }
@@ -451,7 +480,15 @@ export class ZoneEditor {
           const current = await getStream(streamId).catch(() => null);
           if (current === null) break; // the refusal as it is; the next poll brings the stream back
           // Only other settings changed (a new conf): the shapes this change was drawn on still hold.
-          const resend = shapesKey(current.options) === shapesKey(options) && resends++ < MAX_RESENDS;
+          // So they do where shapes were only added (a line through the API while a zone was drawn
+          // here): it is made again with those.
+          const same = shapesKey(current.options) === shapesKey(options);
+          const merged =
+            same || streamId !== this.streamId
+              ? null
+              : withAdded(this.shapes, options, current.options, this.host.size());
+          const resend = (same || merged !== null) && resends++ < MAX_RESENDS;
+          if (resend && merged) this.shapes = merged;
           ({ options, etag } = current);
           refusal = resend ? "" : CHANGED_ELSEWHERE;
           this.unsaved = resend;
