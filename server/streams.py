@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Protocol
 
 from server.analytics.shapes import check_fit
@@ -180,8 +181,9 @@ class StreamManager:
 
         A stream `StreamConfig.from_api` (the API's, or one it saved to the config file) has its
         camera's address checked against ``[server] deny_networks`` again before every connection (the
-        name may resolve differently by then, or after a restart); the API checked the rest of the URI
-        before it first gave it.
+        name may resolve differently by then, or after a restart), and its file's real path against
+        ``[server] media_dirs`` each time it is opened (a link may be pointed elsewhere, the folders
+        changed in the config file); the API checked the rest of the URI before it first gave it.
 
         Raises `StreamExistsError` if the id is taken, `StreamOptionsError` if its options do not fit the
         model, `ShuttingDownError` once `stop` has begun.
@@ -250,9 +252,9 @@ class StreamManager:
         with neither a reader nor a reason (which no retry would ever change). ``started`` is how the
         log tells it began: ``added``, or ``restarted`` with new settings.
         """
-        check_host = self._check_host if config.from_api else None
+        check_host, check_path = (self._check_host, self._check_file) if config.from_api else (None, None)
         try:
-            source = open_source(config.uri, self._settings.max_frame_side, check_host)
+            source = open_source(config.uri, self._settings.max_frame_side, check_host, check_path)
         except SourceError as exc:
             log.warning("[%s] cannot open source: %s", config.stream_id, exc)
             return self._fail(config.stream_id, str(exc))
@@ -499,6 +501,14 @@ class StreamManager:
         (see `add`)."""
         try:
             self._policy.check_host(host)
+        except SourceRefused as exc:
+            raise SourceError(str(exc)) from None
+
+    def _check_file(self, path: Path) -> None:
+        """Refuse to open the file of a stream `StreamConfig.from_api` outside ``[server] media_dirs``
+        (see `add`): ``path`` is its real path, its links followed."""
+        try:
+            self._policy.check_file(path)
         except SourceRefused as exc:
             raise SourceError(str(exc)) from None
 

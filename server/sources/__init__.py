@@ -10,6 +10,7 @@ rtsp://, rtsps://, rtmp://, ...   network cameras and streams (see `server.sourc
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from server.sources.base import MAX_FRAME_SIDE_PX, Decoded, LatestFrame, Source, SourceError, StreamState
@@ -24,13 +25,18 @@ __all__ = ["Decoded", "LatestFrame", "Source", "SourceError", "StreamState", "ch
 
 
 def open_source(
-    uri: str, max_frame_side: int = MAX_FRAME_SIDE_PX, check_host: Callable[[str], None] | None = None
+    uri: str,
+    max_frame_side: int = MAX_FRAME_SIDE_PX,
+    check_host: Callable[[str], None] | None = None,
+    check_path: Callable[[Path], None] | None = None,
 ) -> Source:
     """The source for ``uri``, or `SourceError` naming what is wrong with it.
 
     Sources that decode with FFmpeg refuse pictures larger than ``max_frame_side`` before decoding
     them; the reader checks every frame of every source against the same limit. ``check_host`` is
-    called with a network source's host before each connection, and may refuse it with `SourceError`.
+    called with a network source's host before each connection, ``check_path`` with a file's real path
+    (its links followed) each time it is opened, each pass of a loop too; either may refuse it with
+    `SourceError`.
 
     Reads nothing but ``uri`` itself: no network, no file system, not even whether a file is there.
     Connecting, and looking at a file and reading its header, are the reader's job, so a camera that
@@ -46,7 +52,7 @@ def open_source(
     if scheme in NETWORK_SCHEMES:
         return NetworkSource(uri, max_frame_side, check_host)
     if scheme == "file" or scheme == "" or (len(scheme) == 1 and uri[1:3] in (":\\", ":/")):  # Windows drives too
-        return FileSource.of_uri(uri, scheme == "file", max_frame_side)
+        return FileSource.of_uri(uri, scheme == "file", max_frame_side, check_path)
     if hint := camera_address_hint(uri):  # admin:S3cret@cam/live, cam.local:554/live: the scheme was left out
         raise SourceError(f"unsupported source {mask_uri(uri)!r}: {hint}")
     kinds = "scene:, file://, a file path, rtsp://, rtsps://, rtmp://, http(s)://, /dev/videoN or webcam:N"

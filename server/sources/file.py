@@ -14,7 +14,7 @@ import re
 import stat
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -74,7 +74,13 @@ class FileSource:
 
     live = False
 
-    def __init__(self, path: Path, rate: str = "native", max_frame_side: int = MAX_FRAME_SIDE_PX) -> None:
+    def __init__(
+        self,
+        path: Path,
+        rate: str = "native",
+        max_frame_side: int = MAX_FRAME_SIDE_PX,
+        check_path: Callable[[Path], None] | None = None,
+    ) -> None:
         if "\x00" in str(path):  # percent-encoded (file:///a%00.mp4): no file name can hold one
             raise SourceError(f"no such file: {str(path)!r} (a file name cannot hold a NUL character)")
         if rate not in RATES:
@@ -83,16 +89,20 @@ class FileSource:
         #: With ``rate=max`` the reader hands over every frame as soon as the previous one was taken.
         self.batch = rate == "max"
         self._max_frame_side = max_frame_side
+        #: Called with the file's real path each time it is opened, before anything reads it; may refuse
+        #: it with `SourceError` (see `open`).
+        self._check_path = check_path
         #: The file's own rate once `open` has read its header; until then a first guess, as a camera's.
         self.fps = DEFAULT_FPS
         #: Where its frames ended before the end its header states (a recording cut short): the reason
         #: its ended stream shows (see `Source`).
         self.ended_early: str | None = None
 
-    def _unplayable(self, reason: str) -> SourceError:
+    def _unplayable(self, reason: str, path: Path) -> SourceError:
         """The error for a file that cannot be played: ``reason``, FFmpeg's words, unless the file is a
-        recording cut off before its index (FFmpeg finds no data, no video stream or no decoder)."""
-        if lacks_mp4_index(self.path):
+        recording cut off before its index (FFmpeg finds no data, no video stream or no decoder). ``path``:
+        the one opened (see `open`)."""
+        if lacks_mp4_index(path):
             reason = (
                 f"cannot open {self.path.name} as video: it looks incomplete, with no index (the MP4's "
                 "moov box), as a recording is when its recorder was cut off before it finished"
@@ -104,16 +114,22 @@ class FileSource:
         return f"{shown}#rate=max" if self.batch else shown
 
     @classmethod
-    def of_uri(cls, uri: str, is_url: bool, max_frame_side: int = MAX_FRAME_SIDE_PX) -> FileSource:
+    def of_uri(
+        cls,
+        uri: str,
+        is_url: bool,
+        max_frame_side: int = MAX_FRAME_SIDE_PX,
+        check_path: Callable[[Path], None] | None = None,
+    ) -> FileSource:
         """The source for a ``file://`` URL (``is_url``) or a plain path, read as `split_file_uri` says."""
         if is_url:
             check_file_url_host(uri)
         path, fragment = split_file_uri(uri, is_url)
         if fragment is None:
-            return cls(path, max_frame_side=max_frame_side)
+            return cls(path, max_frame_side=max_frame_side, check_path=check_path)
         try:
             rate = split_options(uri if is_url else f"#{fragment}", _OPTIONS)[1]["rate"]
-            return cls(path, rate, max_frame_side)
+            return cls(path, rate, max_frame_side, check_path)
         except SourceError as exc:
             if is_url:
                 raise
@@ -121,17 +137,25 @@ class FileSource:
             raise SourceError(f"{exc} (a file named with '#rate' is given as a file:// URL, '#' as %23)") from None
 
     def open(self, stop: threading.Event) -> Iterator[Decoded]:
-        check_video_file(self.path)
+        path = self.path
+        if self._check_path is not None:
+            # At every opening, each pass of a loop included: a link may point elsewhere by now. The real
+            # path is the one opened, so a link changed after the check is not followed.
+            path = real_path(self.path)
+            self._check_path(path)
+        check_video_file(path)
         try:
-            container = av.open(str(self.path), options=open_limit(self._max_frame_side))
+            container = av.open(str(path), options=open_limit(self._max_frame_side))
         except av.error.FFmpegError as exc:
-            raise self._unplayable(f"cannot open {self.path.name} as video: {_reason(exc)}") from None
+            raise self._unplayable(f"cannot open {self.path.name} as video: {_reason(exc)}", path) from None
         with container:
             stream = video_stream(container)
             if stream is None:
-                raise self._unplayable(f"{self.path.name} has no video stream")
+                raise self._unplayable(f"{self.path.name} has no video stream", path)
             if stream.codec_context is None:  # a codec FFmpeg lacks, or one an index cut short never named
-                raise self._unplayable(f"cannot decode {self.path.name}: this FFmpeg has no decoder for its video")
+                raise self._unplayable(
+                    f"cannot decode {self.path.name}: this FFmpeg has no decoder for its video", path
+                )
             stream.thread_type = "AUTO"
             limit_decoder(stream, self._max_frame_side, SCALE_VIDEO_DOWN)
             refuse_damaged_pictures(stream)
@@ -164,7 +188,7 @@ class FileSource:
                 if refused_as_too_large(exc, stream):  # played again, the file has the same picture there
                     raise frames_too_large(self._max_frame_side, SCALE_VIDEO_DOWN) from None
                 if index == 0:
-                    raise self._unplayable(f"cannot decode {self.path.name}: {_reason(exc)}") from None
+                    raise self._unplayable(f"cannot decode {self.path.name}: {_reason(exc)}", path) from None
                 raise
             if damaged or in_order.dropped:
                 late = f" and {in_order.dropped} frames its decoder handed out late" if in_order.dropped else ""
@@ -285,6 +309,19 @@ def lacks_mp4_index(path: Path) -> bool:
     except (OSError, struct.error):
         return False
     return False
+
+
+def real_path(path: Path) -> Path:
+    """``path`` with its symbolic links and ``..`` followed, or `SourceError` where they cannot be.
+
+    Blocks on the file system: call it in the reader's thread.
+    """
+    try:
+        return path.resolve()
+    except RuntimeError:  # links that lead back to themselves (Python 3.13 raises OSError)
+        raise SourceError(f"cannot read {_shown(path)}: its symbolic links form a loop") from None
+    except OSError as exc:
+        raise SourceError(f"cannot read {_shown(path)}: {exc.strerror or type(exc).__name__}") from None
 
 
 def check_video_file(path: Path) -> None:

@@ -9,6 +9,11 @@ time, so stopping the reader ends the request within that.
 
 The look-ups only classify what a camera's server answers, so a redirect is followed only where the
 stream's ``check_host`` (the API's ``deny_networks``) allows its host, as FFmpeg's connection was.
+
+A TLS server's certificate is checked only where the stream asks FFmpeg to check it (``#tls_verify``,
+``#ca_file``: `server.sources.network`), with the same trust: its reader sets `checking_certificates`
+around the look-ups, which reach `get` through `server.sources.http_answers`. Unchecked, a look-up would
+hand the camera's password to a server FFmpeg had just refused.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote, urljoin, urlsplit
@@ -38,6 +44,10 @@ STOP_POLL_S = 0.1
 MAX_REDIRECTS = 8
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 DEFAULT_PORTS = {"http": 80, "https": 443}
+
+#: The TLS context the look-ups of this thread check certificates with; None: not checked, as FFmpeg's
+#: default. Set by `checking_certificates`.
+_trust: ContextVar[ssl.SSLContext | None] = ContextVar("trust", default=None)
 
 
 class RedirectRefused(OSError):
@@ -70,14 +80,54 @@ class Deadline:
         return left if self.stop is None else min(left, STOP_POLL_S)
 
 
+def trusting(ca_file: str | None) -> ssl.SSLContext:
+    """A context that checks a server's certificate and name: against ``ca_file`` (PEM) alone, or the
+    system's CAs where it is None. Reads the file: call it in the reader's thread.
+
+    Raises `OSError` where ``ca_file`` cannot be read, `ssl.SSLError` where it holds no certificate.
+    """
+    return ssl.create_default_context(cafile=ca_file)
+
+
+@contextlib.contextmanager
+def checking_certificates(context: ssl.SSLContext | None) -> Iterator[None]:
+    """Within it, this thread's look-ups check TLS certificates with ``context`` (None: not at all)."""
+    token = _trust.set(context)
+    try:
+        yield
+    finally:
+        _trust.reset(token)
+
+
+def certificate_refusal(host: str, port: int, context: ssl.SSLContext, deadline: Deadline) -> str | None:
+    """Why ``context`` refuses the certificate of the TLS server at ``host``:``port`` (the words of
+    `ssl.SSLCertVerificationError`), or None where it trusts it or no handshake could be made by ``deadline``.
+
+    Makes the handshake alone and sends nothing: FFmpeg says only "Input/output error" for a
+    certificate it refused, and this tells it apart from a server that went away.
+    """
+    try:
+        connection = _connect(host, port, deadline)
+        try:
+            _handshake(connection, host, deadline, context).close()
+        finally:
+            connection.close()  # closes nothing once the handshake has taken it over
+    except ssl.SSLCertVerificationError as exc:
+        return str(exc.verify_message or exc.reason or exc)
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 @contextlib.contextmanager
 def get(
     url: str, deadline: Deadline, check_host: Callable[[str], None] | None = None
 ) -> Iterator[http.client.HTTPResponse]:
     """The answer to a GET of the HTTP(S) ``url`` as FFmpeg asks: the URL's credentials as Basic
     authorisation (not sent on to where a redirect leads), redirects followed (each host passed to
-    ``check_host``, which may refuse it by raising anything), the certificate not checked (FFmpeg
-    does not check it either). Every status is an answer; its body's reads end by ``deadline`` too.
+    ``check_host``, which may refuse it by raising anything), the certificate checked as FFmpeg's was
+    (`checking_certificates`; by default not at all). Every status is an answer; its body's reads end
+    by ``deadline`` too.
 
     Raises `OSError` (`TimeoutError` past the deadline, `InterruptedError` once stopped,
     `RedirectRefused`), `ValueError` for a URL that cannot be asked, `http.client.HTTPException`
@@ -124,7 +174,7 @@ def _request(url: str, deadline: Deadline, authorised: bool) -> Iterator[http.cl
     connection = _connect(parts.hostname, parts.port or DEFAULT_PORTS[parts.scheme], deadline)
     try:
         if parts.scheme == "https":
-            connection = _handshake(connection, parts.hostname, deadline)
+            connection = _handshake(connection, parts.hostname, deadline, _trust.get())
         connection.settimeout(deadline.left())
         connection.sendall(request)
         reads = io.BufferedReader(_TimedReads(connection, deadline))
@@ -175,10 +225,15 @@ def _connect_within(connection: socket.socket, address: tuple[Any, ...], deadlin
         raise OSError(code, os.strerror(code))
 
 
-def _handshake(connection: socket.socket, host: str, deadline: Deadline) -> ssl.SSLSocket:
-    unchecked = ssl.create_default_context()
-    unchecked.check_hostname, unchecked.verify_mode = False, ssl.CERT_NONE
-    secured = unchecked.wrap_socket(connection, server_hostname=host, do_handshake_on_connect=False)
+def _handshake(
+    connection: socket.socket, host: str, deadline: Deadline, context: ssl.SSLContext | None
+) -> ssl.SSLSocket:
+    """``connection`` secured, its server's certificate checked with ``context`` (None: not checked);
+    `ssl.SSLCertVerificationError` before anything is sent where it is refused."""
+    if context is None:
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    secured = context.wrap_socket(connection, server_hostname=host, do_handshake_on_connect=False)
     try:  # ``secured`` owns the connection now: closing ``connection`` would close nothing
         while True:
             secured.settimeout(deadline.next_wait())

@@ -12,7 +12,17 @@ http, https), ``timeout`` (seconds without a frame before the connection counts 
 dropped; a live HLS stream's default follows its playlist's target duration), ``open_timeout``
 (seconds for connecting and reading the stream header), ``fps`` (the rate assumed until frames
 arrive), ``format`` (force an FFmpeg demuxer this FFmpeg has, e.g. ``mjpeg`` for an MJPEG camera
-whose parts FFmpeg's multipart demuxer cannot find).
+whose parts FFmpeg's multipart demuxer cannot find), ``tls_verify=1`` (https, rtsps, rtmps: check the
+server's certificate and name against the system's CAs) and ``ca_file`` (check them against the CA
+certificates in this PEM file instead; implies ``tls_verify=1``).
+
+A TLS camera's certificate is not checked unless one of those two is given, as FFmpeg's default: most
+IP cameras serve a certificate they signed themselves, which no CA vouches for, and checking by
+default would cut them off. Unchecked, anyone on the way can pose as the camera and be sent its
+password. Checked, a refused certificate ends the connection before anything is sent, and the
+stream's error says so (`certificate_refusal`). FFmpeg checks the certificate of an HLS playlist's
+first request only, never its segments', so an HLS stream with either option fails once it is open
+(FFmpeg has read its first segments unchecked by then: nothing tells it apart sooner).
 
 FFmpeg is asked for low latency: low-delay decoding, slice threads rather than frame threads (which
 would hold frames back), and a short probe, so the newest frame is what the camera sent last rather
@@ -27,6 +37,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import os.path
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -50,11 +62,14 @@ from server.sources.decoding import (
     video_stream,
 )
 from server.sources.http_answers import RedirectLoop, ask_again, playlist_target_duration, unknown_host
+from server.sources.http_get import Deadline, certificate_refusal, checking_certificates, trusting
 from server.sources.uri import has_raw_userinfo, mask_uri, positive_float, split_options
 
 log = logging.getLogger(__name__)
 
 SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https"})
+#: The schemes spoken over TLS, with the port FFmpeg connects to where the URL names none.
+TLS_PORTS = {"https": 443, "rtsps": 322, "rtmps": 443}
 RTSP_TRANSPORTS = frozenset({"tcp", "udp", "udp_multicast", "http", "https"})
 #: No frame for this long while connected is a stall, handled like a dropped connection.
 STALL_TIMEOUT_S = 5.0
@@ -88,6 +103,8 @@ _OPTIONS = {
     "open_timeout": str(OPEN_TIMEOUT_S),
     "fps": str(DEFAULT_FPS),
     "format": "",
+    "tls_verify": "",  # not checked, unless ``ca_file`` is given
+    "ca_file": "",
 }
 
 
@@ -149,6 +166,8 @@ class NetworkSource:
                     f"format={self._format!r} in {mask_uri(uri)!r}: this FFmpeg has no such demuxer "
                     "(`ffmpeg -demuxers` lists those it has)"
                 ) from None
+        self._checks_certificate, self._ca_file = _tls_options(options, uri, self.scheme)
+        self._port = port or TLS_PORTS.get(self.scheme, 0)
         self._max_frame_side = max_frame_side
         self._host = parts.hostname
         self._check_host = check_host
@@ -174,9 +193,18 @@ class NetworkSource:
 
     def av_options(self) -> dict[str, str]:
         """FFmpeg options for this URL: low latency and the size limit (`open_limit`) for every protocol,
-        and the chosen RTSP transport."""
+        the chosen RTSP transport, and the certificate check where one is asked for.
+
+        ``tls_verify=1`` alone is given the system's CA file as Python's `ssl` finds it: the GnuTLS
+        that PyAV's wheels bundle looks for the system's CAs at /etc/pki/tls/cert.pem, which Debian
+        lacks, so it refused every certificate there.
+        """
         options = {"fflags": "discardcorrupt", "flags": "low_delay", "analyzeduration": str(PROBE_DURATION_US)}
         options.update(open_limit(self._max_frame_side))
+        if self._checks_certificate:
+            options["tls_verify"] = "1"
+            if ca_file := self._ca_file or ssl.get_default_verify_paths().cafile:
+                options["ca_file"] = ca_file
         if self.scheme in ("rtsp", "rtsps"):
             options["rtsp_transport"] = self._transport
             options["allowed_media_types"] = "video"
@@ -187,6 +215,11 @@ class NetworkSource:
     def open(self, stop: threading.Event) -> Iterator[Decoded]:
         container = self._connect(stop)
         with container:
+            if self._checks_certificate and container.format.name == "hls":
+                raise SourceError(
+                    "FFmpeg checks the TLS certificate of an HLS stream's first playlist only, not of its "
+                    "segments: #tls_verify and #ca_file cannot be kept for it, leave them out"
+                )
             stream = video_stream(container)
             if stream is None:
                 raise SlowRetryError(
@@ -282,24 +315,41 @@ class NetworkSource:
         a camera between frames: without ``timeout``, its bound is learnt from its playlist at its
         first connection, which is then opened again with it (FFmpeg's read time-out is set at opening).
         The container is closed whatever goes wrong before it is handed on: each attempt that left
-        one open kept its connection and FFmpeg's buffers for good.
+        one open kept its connection and FFmpeg's buffers for good. segcast's own look-ups at the
+        server check its certificate as FFmpeg does (`checking_certificates`).
         """
-        container = self._open(stop)
-        try:
-            if self._timeout_given or self._hls_stall_timeout_s is not None or not _is_live_hls(container):
-                return container
-            target_s = playlist_target_duration(self._url, self.open_timeout_s, self._host, stop, self._check_host)
-            self._hls_stall_timeout_s = min(
-                MAX_TIMEOUT_S,
-                max(self.stall_timeout_s, HLS_STALL_TARGET_DURATIONS * (target_s or HLS_ASSUMED_TARGET_DURATION_S)),
-            )
-        except BaseException:
+        trust = self._trust()
+        with checking_certificates(trust):
+            container = self._open(stop, trust)
+            try:
+                if self._timeout_given or self._hls_stall_timeout_s is not None or not _is_live_hls(container):
+                    return container
+                target_s = playlist_target_duration(self._url, self.open_timeout_s, self._host, stop, self._check_host)
+                self._hls_stall_timeout_s = min(
+                    MAX_TIMEOUT_S,
+                    max(self.stall_timeout_s, HLS_STALL_TARGET_DURATIONS * (target_s or HLS_ASSUMED_TARGET_DURATION_S)),
+                )
+            except BaseException:
+                container.close()
+                raise
             container.close()
-            raise
-        container.close()
-        return self._open(stop)
+            return self._open(stop, trust)
 
-    def _open(self, stop: threading.Event) -> av.container.InputContainer:
+    def _trust(self) -> ssl.SSLContext | None:
+        """The context segcast checks the server's certificate with, None where it is not checked; read
+        afresh at each connection (a CA file may be replaced), in the reader's thread, as a video file is."""
+        if not self._checks_certificate:
+            return None
+        try:
+            return trusting(self._ca_file)
+        except OSError as exc:  # `ssl.SSLError` too: a file that holds no certificate
+            reason = (exc.reason if isinstance(exc, ssl.SSLError) else exc.strerror) or type(exc).__name__
+            raise SourceError(
+                f"ca_file={self._ca_file!r}: no CA certificates can be read from it ({reason}): give the path of "
+                "a PEM file holding the certificate of the CA that signed the camera's"
+            ) from None
+
+    def _open(self, stop: threading.Event, trust: ssl.SSLContext | None) -> av.container.InputContainer:
         if self._check_host is not None:
             self._check_host(self._host)
         started = time.monotonic()
@@ -317,10 +367,28 @@ class NetworkSource:
             if exc.errno == errno.EIO and self._host and (unknown := unknown_host(self._host)):
                 raise ConnectionError(unknown) from None
             left_s = self.open_timeout_s - (time.monotonic() - started)
+            if trust is not None and exc.errno == errno.EIO and self._host and left_s > 0:
+                refusal = certificate_refusal(self._host, self._port, trust, Deadline.after(left_s, stop))
+                if refusal is not None:
+                    raise ConnectionError(self._untrusted(refusal)) from None
             if self.scheme in ("http", "https") and (explained := self._explain_http(exc, left_s, stop)) is not None:
                 raise explained from None
             rtsp_transport = self._transport if self.scheme in ("rtsp", "rtsps") else None
             raise translate_error(exc, self._url, rtsp_transport) from None
+
+    def _untrusted(self, refusal: str) -> str:
+        """The stream's error for a certificate refused for ``refusal`` (`certificate_refusal`'s words)."""
+        if self._ca_file is None:
+            fix = (
+                "give #ca_file=/path/to/ca.pem holding the CA that signed it (for a camera that signed its own, "
+                "that certificate), or leave out #tls_verify to connect without checking"
+            )
+        else:
+            fix = (
+                f"check that {self._ca_file} holds the CA that signed it, or leave out #ca_file to connect "
+                "without checking"
+            )
+        return f"the camera's TLS certificate is not trusted ({refusal.rstrip('.')}); nothing was sent to it: {fix}"
 
     def _explain_http(
         self, exc: av.error.FFmpegError, timeout_s: float, stop: threading.Event
@@ -359,6 +427,27 @@ class NetworkSource:
                 "which finds each picture by its own markers; retried slowly"
             )
         return None
+
+
+def _tls_options(options: dict[str, str], uri: str, scheme: str) -> tuple[bool, str | None]:
+    """Whether the server's certificate is checked, and against which CA file (None: the system's CAs),
+    read from the options' text alone: the file is read at each connection (`NetworkSource._trust`)."""
+    verify, ca_file = options["tls_verify"], options["ca_file"] or None
+    if verify not in ("", "0", "1"):
+        raise SourceError(
+            f"option tls_verify={verify!r} in {mask_uri(uri)!r}: use 1 (check the camera's TLS certificate) or 0"
+        )
+    if ca_file is not None and verify == "0":
+        raise SourceError(f"{mask_uri(uri)!r}: ca_file checks the certificate, tls_verify=0 says not to: give one")
+    if ca_file is not None and not os.path.isabs(ca_file):
+        raise SourceError(f"option ca_file={ca_file!r} in {mask_uri(uri)!r}: give the CA file's absolute path")
+    checked = verify == "1" or ca_file is not None
+    if checked and scheme not in TLS_PORTS:
+        raise SourceError(
+            f"{mask_uri(uri)!r}: tls_verify and ca_file are for https, rtsps and rtmps URLs; {scheme}:// is not "
+            "encrypted, there is no certificate to check"
+        )
+    return checked, ca_file
 
 
 def _is_finite(container: av.container.InputContainer) -> bool:

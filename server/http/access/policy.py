@@ -2,14 +2,18 @@
 
 A source URI is an instruction to open something on this machine's behalf. The owner writes the
 config file and the command line, so those open anything (but a stream the API saved there, whose
-camera stays held to ``deny_networks``: `server.config.StreamConfig.from_api`); a request to the API
-(adding a stream, changing its URI) comes from the network and is held to a `SourcePolicy`:
+camera stays held to ``deny_networks`` and file to ``media_dirs``: `server.config.StreamConfig.from_api`);
+a request to the API (adding a stream, changing its URI) comes from the network and is held to a
+`SourcePolicy`:
 
 - network sources only with an allowed scheme (``[server] source_schemes``);
 - local files only when ``[server] media_dirs`` names folders, and only inside them, judged on the
-  real path after symbolic links and ``..`` are resolved, so neither can step outside;
+  real path after symbolic links and ``..`` are resolved, so neither can step outside: when the stream
+  is added and again each time its file is opened (`SourcePolicy.check_file`), a loop's every pass too;
 - local devices (``/dev/video0``, ``/dev/v4l/by-id/...``, ``webcam:0``) only with ``[server] allow_devices
   = true``; a device under another name reads as a file, held to ``media_dirs`` and never played as one;
+- no ``#ca_file=`` (the CA file a TLS camera's certificate is checked against): it names a file on this
+  machine, and whether the stream could read it would tell the caller whether it exists;
 - no forced FFmpeg demuxer beyond those a camera needs (``#format=``), since some demuxers (concat,
   playlists) would read further URLs or files named inside what the camera sends; one FFmpeg does not
   have at all is no refusal but a mistake (`UnusableSource`);
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import re
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -58,6 +63,20 @@ MAX_URI_CHARS = 2048
 #: addresses (169.254.169.254 serves the instance credentials of AWS, GCP, Azure and others), AWS's
 #: IPv6 metadata address and Alibaba Cloud's. Cameras on the LAN and on this machine stay reachable.
 DEFAULT_DENY_NETWORKS = ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "100.100.100.200/32")
+
+#: Why a file is refused while ``media_dirs`` names no folder, after the file's name.
+NO_MEDIA_DIRS = (
+    "local files cannot be opened through the API; put the folders that may be played in [server] media_dirs "
+    "of a config file and start segcast serve --config FILE (or give the file with --source at start)"
+)
+#: IPv6 prefixes whose last 32 bits are an IPv4 address a connection reaches: IPv4-compatible (``::a.b.c.d``,
+#: deprecated, still routed by some stacks) and NAT64's well-known prefix (RFC 6052, ``64:ff9b::a.b.c.d``).
+#: 6to4 (``2002:AABB:CCDD::``) carries its IPv4 address higher up: `ipaddress` reads it (``sixtofour``).
+EMBEDDED_IPV4_NETWORKS = (ipaddress.IPv6Network("::/96"), ipaddress.IPv6Network("64:ff9b::/96"))
+#: Characters that end a line or move the cursor in a terminal or log viewer: C0 controls, DEL, C1 controls
+#: (CSI 0x9B starts an escape sequence, NEL 0x85 ends a line), the line and paragraph separators, and the
+#: bidirectional controls, which show text in another order than it is stored.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -132,7 +151,7 @@ class SourcePolicy:
         if len(uri) > MAX_URI_CHARS:  # before anything reads it: its length alone refuses it
             raise UnusableSource(f"at most {MAX_URI_CHARS} characters")
         shown = mask_uri(uri)[:200]
-        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in uri):
+        if CONTROL_CHARACTERS.search(uri):
             raise UnusableSource("control characters are not allowed")
         if is_webcam(uri):
             if not self.allow_devices:
@@ -161,8 +180,14 @@ class SourcePolicy:
                 f"body.uri: {shown!r}: the scheme {scheme!r} is not allowed through the API (allowed: {allowed}; "
                 "see [server] source_schemes)"
             )
-        fragment = uri.partition("#")[2]
-        _check_format(dict(parse_qsl(fragment, keep_blank_values=True)).get("format", ""), shown)
+        options = dict(parse_qsl(uri.partition("#")[2], keep_blank_values=True))
+        _check_format(options.get("format", ""), shown)
+        if options.get("ca_file"):
+            raise SourceRefused(
+                f"body.uri: {shown!r}: ca_file names a file on the server, which the API may not choose; "
+                "give #tls_verify=1 to check the camera against the system's CAs, or set ca_file for the "
+                "stream in the config file"
+            )
         try:
             host = parts.hostname
         except ValueError:
@@ -197,11 +222,7 @@ class SourcePolicy:
             except SourceError as exc:  # file://tmp/a.mp4, whatever the folders allowed
                 raise UnusableSource(str(exc)) from None
         if not self.media_dirs:
-            raise SourceRefused(
-                f"body.uri: {shown!r}: local files cannot be opened through the API; put the folders that may be "
-                "played in [server] media_dirs of a config file and start segcast serve --config FILE (or give "
-                "the file with --source at start)"
-            )
+            raise SourceRefused(f"body.uri: {shown!r}: {NO_MEDIA_DIRS}")
         path = file_path(uri, is_file_url)  # the file `open_source` would open, read the same way
         if "\x00" in str(path):  # percent-encoded (%00): no file name holds one, and paths cannot carry it
             raise UnusableSource(f"{shown!r}: a file name cannot hold a NUL character (%00)")
@@ -210,12 +231,25 @@ class SourcePolicy:
             raise SourceRefused(f"body.uri: {shown!r}: give the file's absolute path{home}")
         return functools.partial(self._check_real_path, path, shown)
 
-    def _check_real_path(self, path: Path, shown: str) -> None:
+    def check_file(self, path: Path) -> None:
+        """Raise `SourceRefused` unless the API may play the file at ``path``: inside `media_dirs`, its
+        symbolic links and ``..`` followed, with the API's words less the field they name.
+
+        For a stream `StreamConfig.from_api` each time its file is opened (`server.streams.StreamManager`):
+        a link inside the folders may point elsewhere since the API checked it, and the folders in the
+        config file may have changed since the stream was saved there. Blocks on the file system.
+        """
+        shown = mask_uri(str(path))[:200]
+        if not self.media_dirs:
+            raise SourceRefused(f"{shown!r}: {NO_MEDIA_DIRS}")
+        self._check_real_path(path, shown, field="")
+
+    def _check_real_path(self, path: Path, shown: str, field: str = "body.uri: ") -> None:
         """Refuse ``path`` unless, its symbolic links and ``..`` followed, it is inside `media_dirs`."""
         real = path.resolve()
         if not any(real.is_relative_to(folder) for folder in self.media_dirs):
             folders = ", ".join(str(folder) for folder in self.media_dirs)
-            raise SourceRefused(f"body.uri: {shown!r}: only files inside {folders} may be played ([server] media_dirs)")
+            raise SourceRefused(f"{field}{shown!r}: only files inside {folders} may be played ([server] media_dirs)")
 
 
 def _check_format(forced: str, shown: str) -> None:
@@ -251,8 +285,9 @@ def _addresses(host: str) -> set[Address]:
     """The addresses a connection to ``host`` may go to: itself if it is one, else what it resolves to.
 
     Resolving also reads the spellings FFmpeg's resolver accepts (``2852039166``, ``0xa9fea9fe``).
-    An IPv4 address written as IPv6 (``::ffff:169.254.169.254``) counts as the IPv4 one too, and the
-    unspecified address (``0.0.0.0``), which connects to this machine, as loopback.
+    An IPv4 address written as IPv6 (``::ffff:169.254.169.254``, and the other forms `_embedded_ipv4`
+    reads) counts as the IPv4 one too, and the unspecified address (``0.0.0.0``), which connects to this
+    machine, as loopback.
     """
     literal = host.partition("%")[0]  # an IPv6 zone: fe80::1%eth0
     try:
@@ -263,9 +298,18 @@ def _addresses(host: str) -> set[Address]:
         except (OSError, UnicodeError):  # does not resolve now, or is no host name at all
             return set()
         found = {ipaddress.ip_address(str(info[4][0]).partition("%")[0]) for info in infos}
+    found.update(*(_embedded_ipv4(a) for a in list(found) if isinstance(a, ipaddress.IPv6Address)))
     for address in list(found):
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            found.add(address.ipv4_mapped)
         if address.is_unspecified:
             found.add(ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1"))
+    return found
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> set[Address]:
+    """The IPv4 addresses an IPv6 ``address`` carries, which a connection to it may reach: IPv4-mapped
+    (``::ffff:a.b.c.d``), IPv4-compatible (``::a.b.c.d``), NAT64 (``64:ff9b::a.b.c.d``) and 6to4
+    (``2002:AABB:CCDD::``). ``::`` and ``::1`` are themselves, not 0.0.0.0 and 0.0.0.1."""
+    found: set[Address] = {a for a in (address.ipv4_mapped, address.sixtofour) if a is not None}
+    if int(address) > 1 and any(address in network for network in EMBEDDED_IPV4_NETWORKS):
+        found.add(ipaddress.IPv4Address(address.packed[-4:]))
     return found
