@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -23,12 +24,15 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
-from server.config import StreamConfig
+from server.app import create_app
+from server.config import Settings, StreamConfig
 from server.deploy.entrance import Listen, nginx_config
 from server.events.config import EventsSettings, HistorySettings, WebhookSettings
+from server.inference.models import BUNDLED_MODEL
 from server.options import StreamOptions
+from tests.support.certificates import self_signed
 from tests.support.components import require_component
 from tests.support.nginx import NGINX, nginx_serving
 from tests.support.polling import eventually
@@ -51,6 +55,18 @@ DOOR = StreamConfig(
 )
 #: The first scrape comes within one scrape interval (5 s) of Prometheus being ready.
 SCRAPE_TIMEOUT_S = 60.0
+#: The lines each file shows, commented, for a segcast (or entrance) that speaks HTTPS, and for its CA.
+HTTPS_LINES = ("scheme: https",)
+CA_LINES = ("tls_config:", "  ca_file: segcast-ca.pem")
+
+
+def uncomment(config: Path, lines: tuple[str, ...]) -> None:
+    """Uncomment ``lines`` of the scrape job in ``config``, as its comments say to."""
+    text = config.read_text()
+    for line in lines:
+        assert f"    # {line}\n" in text, f"the file shows the line {line!r}"
+        text = text.replace(f"    # {line}\n", f"    {line}\n")
+    config.write_text(text)
 
 
 def prometheus_config(tmp_path: Path, port: int, with_token: bool, shipped: Path = CONFIG) -> Path:
@@ -173,6 +189,35 @@ async def test_with_tokens_the_scrape_needs_the_token_lines(
     assert up == 0.0 and "401" in error
 
 
+@pytest.mark.parametrize("with_ca", [False, True], ids=["scheme https alone", "and the CA lines"])
+async def test_over_https_with_a_self_signed_certificate_the_scrape_needs_the_ca_lines(
+    aiohttp_client: Callable[..., Awaitable[TestClient]],
+    prometheus: Callable[[Path], str],
+    http: aiohttp.ClientSession,
+    tmp_path: Path,
+    with_ca: bool,
+) -> None:
+    """A certificate no system store trusts (self-signed, mkcert's): `scheme: https` alone fails on it."""
+    # Given segcast speaking HTTPS with a self-signed certificate, its CA beside the config
+    cert, key = self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    server = TestServer(create_app(Settings(model=str(BUNDLED_MODEL), streams=(DOOR,))), scheme="https")
+    await server.start_server(ssl=context)
+    await aiohttp_client(server)  # closes it after the test
+    assert server.port is not None
+    (tmp_path / "segcast-ca.pem").write_bytes(cert.read_bytes())
+    # When Prometheus scrapes it with the file's HTTPS lines uncommented, and its CA lines or not
+    config = prometheus_config(tmp_path, server.port, with_token=False)
+    uncomment(config, HTTPS_LINES + (CA_LINES if with_ca else ()))
+    up, error = await scrape_health(http, prometheus(config))
+    # Then only with the CA lines does it trust the certificate
+    if with_ca:
+        assert (up, error) == (1.0, "")
+    else:
+        assert up == 0.0 and "x509: certificate signed by unknown authority" in error, error
+
+
 async def metric_samples(client: TestClient) -> dict[str, float]:
     """Each sample of segcast's /metrics, by its name and labels as written."""
     text = await (await client.get("/metrics")).text()
@@ -237,6 +282,13 @@ def promtool_check(config: Path) -> None:
 @pytest.mark.parametrize("with_token", [False, True], ids=["as shipped", "token lines uncommented"])
 def test_the_fleet_config_is_valid_as_shipped_and_with_its_token_lines(tmp_path: Path, with_token: bool) -> None:
     promtool_check(prometheus_config(tmp_path, 8080, with_token, FLEET_CONFIG))
+
+
+@pytest.mark.parametrize("shipped", [CONFIG, FLEET_CONFIG], ids=["prometheus.yml", "prometheus-fleet.yml"])
+def test_each_config_is_valid_with_its_https_and_ca_lines(tmp_path: Path, shipped: Path) -> None:
+    config = prometheus_config(tmp_path, 8080, with_token=True, shipped=shipped)
+    uncomment(config, HTTPS_LINES + CA_LINES)
+    promtool_check(config)
 
 
 async def targets_by_instance(http: aiohttp.ClientSession, prometheus: str) -> dict[str, dict[str, Any]]:
