@@ -44,6 +44,12 @@ IMGSZ_STRIDE_PX = 32  # YOLO's largest stride: an input must be a whole number o
 MAX_TRACKER_NUMBER = 1e9
 #: The tracker settings a detection must reach to start a track (ByteTrack's and segtrack's names).
 START_THRESHOLDS = ("track_high_thresh", "new_track_thresh")
+#: The lowest ``conf``. The start thresholds follow ``conf`` down (`StreamOptions.tracker_config`), and
+#: at 0 the model reports every candidate box however faint: on the occlusion scene (seed 11) the bundled
+#: model gave 203 detections a frame for 2.3 objects, against 2.8 at 0.01, and each started a track
+#: (MOTA -27.6 and 272 ms a frame, against 0.83 and 30 ms at 0.01); a review saw every stream of the
+#: node slow with it. 0.01 is still well under the trackers' ``track_low_thresh`` (0.1) for faint objects.
+MIN_CONF = 0.01
 #: Tracker settings that pick the tracker or wire it to a model; segcast sets these itself.
 _RESERVED_TRACKER_KEYS = frozenset({"tracker_type", "model", "device", "with_reid"})
 #: The words a tracker setting may be, by key: ultralytics checks ``gmc_method`` (case-sensitive, in
@@ -119,7 +125,9 @@ class StreamOptions:
 
         Raises ValueError whose message starts with the offending key. ``tracker_settings`` given here
         are merged over those of ``base`` when the tracker kind stays the same, and replace them when it
-        changes: the defaults' settings are their tracker's. ``keep_settings``: ``base`` is the stream's own
+        changes: the defaults' settings are their tracker's. A setting given as None (the API's null; TOML
+        has none) is taken out: the tracker's own default holds for it again, not a ``[stream_defaults]``
+        value, which a stream's options hold as their own. ``keep_settings``: ``base`` is the stream's own
         options, which a change (a PATCH) leaves as they are but for the keys it gives, so a new tracker
         keeps those of them it also takes (`_settings_also_taken`).
         """
@@ -130,7 +138,7 @@ class StreamOptions:
             close = difflib.get_close_matches(unknown[0], known, n=1)
             meant = f"; did you mean {close[0]!r}?" if close else ""
             raise ValueError(f"{unknown[0]}: unknown stream option; known options are {', '.join(known)}{meant}")
-        conf = _fraction(values, "conf", base.conf)
+        conf = _conf(values, base.conf)
         iou = _fraction(values, "iou", base.iou)
         classes = _classes(values["classes"]) if "classes" in values else base.classes
         imgsz = _imgsz(values["imgsz"]) if "imgsz" in values else base.imgsz
@@ -222,6 +230,17 @@ def _fraction(values: Mapping[str, Any], key: str, default: float) -> float:
     return float(value)
 
 
+def _conf(values: Mapping[str, Any], default: float) -> float:
+    """``conf``: a `_fraction` of at least `MIN_CONF`."""
+    conf = _fraction(values, "conf", default)
+    if conf < MIN_CONF:
+        raise ValueError(
+            f"conf: expected a number from {MIN_CONF:g} to 1, got {echoed(values.get('conf', default))} "
+            f"(below {MIN_CONF:g} the model's every faint guess is a detection, and starts a track)"
+        )
+    return conf
+
+
 def _whole(value: object) -> int | None:
     """``value`` as an int where it is a whole number, else None: ``64.0`` is one, as JSON Schema counts it,
     and Python clients send a size they computed as a float."""
@@ -288,11 +307,15 @@ def _tracker_settings(kind: str, overrides: Mapping[str, Any]) -> tuple[tuple[st
         if key in _RESERVED_TRACKER_KEYS or key not in defaults:
             allowed = sorted(set(defaults) - _RESERVED_TRACKER_KEYS)
             raise ValueError(f"tracker_settings.{key}: not a setting of {kind}; it has {', '.join(allowed)}")
+        if value is None:
+            continue
         default = defaults[key]
         if isinstance(default, bool):
             ok, expected = isinstance(value, bool), "true or false"
         elif isinstance(default, int):  # frame counts and window lengths: trackers slice and range with them
-            ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TRACKER_NUMBER
+            whole = _whole(value)  # 60.0 is one, as JSON Schema counts it (imgsz and max_det take it too)
+            ok = whole is not None and 0 <= whole <= MAX_TRACKER_NUMBER
+            value = whole if ok else value
             expected = f"a whole number like {default!r}"
         elif isinstance(default, float):
             top = 1.0 if _is_share(key) else MAX_TRACKER_NUMBER
