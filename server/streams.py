@@ -392,17 +392,20 @@ class StreamManager:
         ids and the counts of unchanged shapes carry on; but a new ``process_fps`` plays a stream that
         ended or failed again (a ``#rate=max`` file sampled anew at the new rate). The same settings
         again change nothing, except for a stream that failed or ended: that is the way to retry it (a
-        missing file copied in since). Any other change restarts the stream: a fresh tracker,
-        whose ids go on after the old one's, and the old one's tracks and zone visits end on the
-        restarted stream's first frame (`InferenceWorker.remove_stream`). ``config.from_api`` as for
-        `add`: the caller keeps it for a stream that had it. A stream whose source was handed in (a WebRTC
-        publisher) cannot be reopened, so its options change without it (`_retrack`): the same
-        fresh tracker, on the video as it comes.
+        missing file copied in since). Any other change of options starts the stream's inference afresh
+        while its reader goes on (`_retrack`): the video, its ``seq`` and ``media_time`` go on where they
+        were (a file is not played from its start again, a camera is not connected again), and a fresh
+        tracker, whose ids go on after the old one's, takes over; the old one's tracks and zone visits
+        end on its first frame (`InferenceWorker.remove_stream`). A change of the uri or loop, and one
+        of a stream with no reader to go on with (failed, ended, or being restarted by another change),
+        restarts the stream: its source is opened again. ``config.from_api`` as for `add`: the caller
+        keeps it for a stream that had it. A stream whose source was handed in (a WebRTC publisher)
+        cannot be reopened, so only its options can change, always so.
         Raises `HandedInError` for a change of such a stream's uri or loop, or for retrying one, and
         `StreamOptionsError` for options that do not fit the model or, from the same source, the frame
         size it has been giving (zones or lines in pixels beyond it).
 
-        While the old reader stops, the stream shows its new settings, ``starting``; a removal
+        While the old reader of a restart stops, the stream shows its new settings, ``starting``; a removal
         meanwhile wins (KeyError here), as does a later change (its settings are the ones started).
         """
         stream_id = config.stream_id
@@ -425,8 +428,11 @@ class StreamManager:
                     self._configs[stream_id] = config
                 log.info("[%s] %s changed", stream_id, " and ".join(changed))
                 return self.info(stream_id)
-            if self.handed_in(stream_id):
-                return self._retrack(current, config)
+            same_source = (config.uri, config.loop) == (current.uri, current.loop)
+            if self.handed_in(stream_id) or (same_source and not over):
+                retracked = self._retrack(current, config)
+                if retracked is not None:
+                    return retracked
             readers = self._restart(config)
         try:
             self._join(readers)
@@ -442,18 +448,22 @@ class StreamManager:
         finally:
             self._release(stream_id)
 
-    def _retrack(self, current: StreamConfig, config: StreamConfig) -> StreamInfo:
-        """Give a stream whose source was handed in new options, its reader going on: call under `_changing`.
+    def _retrack(self, current: StreamConfig, config: StreamConfig) -> StreamInfo | None:
+        """Give a stream new options, its reader going on: call under `_changing`; None where it has no reader.
 
         The worker starts the stream afresh as for a restart (`_restart`: its ids go on, its tracks end
-        on the first frame under the new options), and the reader fills the new slot from its next
-        frame; one it put in the old slot meanwhile is lost, as any frame the model does not take in time.
-        Handed-in sources are live (WebRTC), so the reader never waits on its slot (only batch files do).
-        Its pace is judged afresh (`check_pace`), as its new registration counts its thinned frames anew.
-        One that failed as unfit for the model has no reader left to go on (`HandedInError`).
+        on the first frame under the new options), and the reader fills the new slot (`LatestFrame.hand_over`):
+        the frame waiting in the old one moves there, so a batch file (``#rate=max``), whose reader waits
+        for each frame to be taken, goes on from where it was and loses none but the one in the model at
+        the change, whose old tracker is gone. Its ``frames_read`` and dropped frames count on; its pace
+        is judged afresh (`check_pace`), as its new registration counts its thinned frames anew.
+        A stream whose source was handed in (WebRTC) cannot be reopened: a change of its uri or loop, a
+        retry, or one that failed as unfit for the model (no reader left) raises `HandedInError`. Any
+        other stream with no reader (failed, or being restarted by another change) is restarted instead.
         """
         stream_id = config.stream_id
-        if (config.uri, config.loop) != (current.uri, current.loop) or config == current:
+        handed_in = self.handed_in(stream_id)
+        if handed_in and ((config.uri, config.loop) != (current.uri, current.loop) or config == current):
             raise HandedInError(
                 f"stream {stream_id!r} can change its options, but not its uri or loop, nor be retried (publish "
                 "again): its source is a camera a WebRTC peer publishes, which the server cannot reopen"
@@ -462,6 +472,8 @@ class StreamManager:
             if self._stopped:
                 raise ShuttingDownError("the server is shutting down")
             reader = self._readers.get(stream_id)
+            if reader is None and not handed_in:
+                return None  # failed as unfit for the model (`_on_unfit`), or being restarted: opened again
             if reader is None:  # failed as unfit for the model (`_on_unfit`): its publisher was let go
                 raise HandedInError(
                     f"stream {stream_id!r} failed ({self._failed.get(stream_id)}) and its source, a camera a "
@@ -471,7 +483,7 @@ class StreamManager:
             self._paces[stream_id] = StreamPace()
         self._worker.remove_stream(stream_id, restarting=True)
         slot = self._worker.add_stream(stream_id, lambda: reader.source.fps, config.options)
-        slot.dropped = reader.slot.dropped  # one count of the stream's dropped frames, as `frames_read` is
+        reader.slot.hand_over(slot)  # before the reader reads the new slot: the waiting frame goes first
         reader.slot = slot
         log.info("[%s] options changed", stream_id)
         return self.info(stream_id)

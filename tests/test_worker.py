@@ -449,8 +449,8 @@ def test_an_id_being_stopped_is_not_free_for_a_published_stream_until_it_is_done
         monkeypatch.setattr(InferenceWorker, "remove_stream", publish_meanwhile)
         if change == "remove":
             manager.remove("cam")
-        else:
-            manager.replace(StreamConfig("cam", "scene:?seed=1", options=StreamOptions(conf=0.3)))
+        else:  # a new source: a change of options only keeps the reader, stopping nothing
+            manager.replace(StreamConfig("cam", "scene:?seed=3"))
         monkeypatch.setattr(InferenceWorker, "remove_stream", remove_stream)
         assert refused == ["stream 'cam' already exists (it is being stopped)"]
         if change == "remove":

@@ -128,6 +128,8 @@ class LatestFrame:
     A media's end marker (`Frame.ended`) is no newer picture: put while the last frame is still
     waiting, it waits behind that frame and comes with the next `take`, so a busy consumer still gets
     a video's last frame (a video of one frame had none processed).
+
+    A slot `hand_over` gave its producer to another passes everything on to that one from then on.
     """
 
     def __init__(self, ready: threading.Event) -> None:
@@ -135,17 +137,41 @@ class LatestFrame:
         self._frame: Frame | None = None
         self._end: Frame | None = None  # an end marker put while ``_frame`` waited to be taken
         self._ready = ready
+        self._successor: LatestFrame | None = None  # the slot this one handed its producer over to
         self.dropped = 0
 
     def put(self, frame: Frame) -> None:
         with self._lock:
-            if frame.ended and self._frame is not None and not self._frame.ended:
-                self._end = frame
-            else:
-                if self._frame is not None:
-                    self.dropped += 1
-                self._frame = frame
+            successor = self._successor
+            if successor is None:
+                if frame.ended and self._frame is not None and not self._frame.ended:
+                    self._end = frame
+                else:
+                    if self._frame is not None:
+                        self.dropped += 1
+                    self._frame = frame
+        if successor is not None:  # a producer that read its slot before `hand_over`
+            successor.put(frame)
+            return
         self._ready.set()
+
+    def hand_over(self, successor: LatestFrame) -> None:
+        """Give this slot's producer to ``successor``, a new consumer's slot for the same stream (its options
+        changed while its reader goes on, `StreamManager.replace`): the frame waiting here, and an end marker
+        behind it, move there, to be taken by the new consumer; the count of dropped frames goes on there;
+        a frame put here from now on goes there; and a producer waiting here for the consumer (a batch
+        file's, `wait_empty`) waits for the successor's instead, so it neither stays blocked on a slot no
+        one takes from nor loses a frame. The old consumer takes nothing more from here.
+        """
+        with self._lock:
+            waiting = [frame for frame in (self._frame, self._end) if frame is not None]
+            self._frame = self._end = None
+            self._successor = successor
+            with successor._lock:
+                successor.dropped += self.dropped
+            for frame in waiting:  # in order: one lock after the other, never the other way round
+                successor.put(frame)
+            self._lock.notify_all()
 
     def take(self) -> Frame | None:
         with self._lock:
@@ -166,4 +192,7 @@ class LatestFrame:
                 if stop.is_set():
                     return False
                 self._lock.wait(poll_s)
+            successor = self._successor
+        if successor is not None:  # handed over while waiting, or before: its frame waits there now
+            return successor.wait_empty(stop, poll_s)
         return not stop.is_set()
