@@ -23,7 +23,7 @@ from server.analytics.shapes import check_fit
 from server.config import ConfigError, Settings, StreamConfig
 from server.delivery.encode import Encoder, FramePacket
 from server.frames import FrameResult
-from server.http.access.policy import SourcePolicy, SourceRefused
+from server.http.access.policy import SourcePolicy, SourceRefused, UnusableSource
 from server.inference.models import InferenceStatus
 from server.inference.pace import LastVerdicts, OverloadLog, PaceSample, PaceVerdict, StreamPace
 from server.inference.worker import IN_PLACE_OPTIONS, InferenceWorker
@@ -254,6 +254,8 @@ class StreamManager:
         """
         check_host, check_path = (self._check_host, self._check_file) if config.from_api else (None, None)
         try:
+            if config.from_api:
+                self._check_uri(config.uri)
             source = open_source(config.uri, self._settings.max_frame_side, check_host, check_path)
         except SourceError as exc:
             log.warning("[%s] cannot open source: %s", config.stream_id, exc)
@@ -507,6 +509,16 @@ class StreamManager:
         self._worker.remove_stream(stream_id, restarting=True)
         log.info("[%s] restarting with new settings", stream_id)
         return readers
+
+    def _check_uri(self, uri: str) -> None:
+        """Refuse to open a stream `StreamConfig.from_api` whose URI the API would refuse now: a scheme taken
+        out of ``[server] source_schemes``, a device with ``allow_devices`` off, an option the API may not
+        give, since it was saved. What its text tells only; its host and file are checked as they are
+        reached (`_check_host`, `_check_file`)."""
+        try:
+            self._policy.check_text(uri)
+        except (SourceRefused, UnusableSource) as exc:
+            raise SourceError(str(exc).removeprefix("body.uri: ")) from None
 
     def _check_host(self, host: str) -> None:
         """Refuse a connection of a stream `StreamConfig.from_api` to a host in ``[server] deny_networks``

@@ -131,3 +131,36 @@ async def test_a_file_the_api_saved_is_refused_after_a_restart_with_media_dirs_c
         return states if states == ["live", "live"] else None
 
     await eventually(running, what="the config file's own streams to play")
+
+
+async def test_a_scene_the_api_saved_is_refused_after_a_restart_without_its_scheme(
+    aiohttp_client: ClientFactory, tmp_path: Path, scene_video: Path
+) -> None:
+    """As files and hosts are: a scheme taken out of ``source_schemes`` since the API saved a stream of it
+    fails that stream at the restart, naming the setting; the config file's own scene plays on."""
+    path = tmp_path / "segcast.toml"
+    _config(path, "", scene_video)
+    client = await aiohttp_client(create_app(load_config(path)))
+    response = await client.post("/api/streams?persist=1", json={"id": "saved", "uri": "scene:?seed=2"})
+    assert response.status == 201, await response.text()
+    await client.close()
+
+    text = path.read_text()
+    assert 'id = "saved"' in text and "from_api = true" in text, text
+    text, count = re.subn(r"(?m)^\[server\]$", '[server]\nsource_schemes = ["rtsp"]', text)
+    assert count == 1, text
+    path.write_text(text)
+    client = await aiohttp_client(create_app(load_config(path)))
+
+    body = await stream(client, "saved")
+    assert body["state"] == "failed", body
+    assert body["error"].endswith(
+        "the scheme 'scene' is not allowed through the API (allowed: rtsp; see [server] source_schemes)"
+    )
+    assert not body["error"].startswith("body.uri"), body
+
+    async def running() -> str | None:
+        state: str = (await stream(client, "yard"))["state"]
+        return state if state == "live" else None
+
+    await eventually(running, what="the config file's own scene to play")
