@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import datetime
+import errno
+import io
 import ipaddress
 import socket
 import ssl
@@ -17,7 +19,9 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -26,7 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from server.sources import SourceError, StreamState, check_uri
+from server.sources import SourceError, StreamState, check_uri, network
 from server.sources.http_answers import ask_again
 from server.sources.http_get import checking_certificates, trusting
 from server.sources.network import NetworkSource
@@ -157,15 +161,15 @@ class TlsCamera:
                 text = head.decode("latin-1")
                 self.requests.append(text)
                 if text.startswith("GET "):
-                    self._answer(secured, f"Authorization: {AUTHORIZATION}" in text)
+                    self._answer(secured, text)
         except (OSError, ssl.SSLError):
             return  # a refused handshake, or a client that hung up
         finally:
             self.handshakes.set()
             connection.close()
 
-    def _answer(self, secured: ssl.SSLSocket, authorised: bool) -> None:
-        if not authorised:
+    def _answer(self, secured: ssl.SSLSocket, head: str) -> None:
+        if f"Authorization: {AUTHORIZATION}" not in head:
             secured.sendall(
                 b'HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm="camera"\r\n'
                 b"Content-Length: 0\r\nConnection: close\r\n\r\n"
@@ -182,7 +186,7 @@ class TlsCamera:
             secured.sendall(part.encode() + jpeg + b"\r\n")
             self._closing.wait(SERVE_WAIT_S)
 
-    def __enter__(self) -> TlsCamera:
+    def __enter__(self) -> Self:
         thread = threading.Thread(target=self._accept, name="tls-camera-accept", daemon=True)
         self._threads.append(thread)
         thread.start()
@@ -193,6 +197,60 @@ class TlsCamera:
         for thread in list(self._threads):
             thread.join(5)
         self._listener.close()
+
+
+class TakenOverCamera(TlsCamera):
+    """The camera (its CA-signed certificate) sends a web page to the request it authorises, and from
+    then on a server posing as it (a self-signed certificate) answers at its address: the look-up made
+    after FFmpeg failed on the page meets the poser. `posed` counts the connections the poser took."""
+
+    def __init__(self, certificate: tuple[Path, Path], posing: tuple[Path, Path]) -> None:
+        super().__init__(certificate)
+        self._posing = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._posing.load_cert_chain(*posing)
+        self.posed = 0
+
+    def _serve(self, connection: socket.socket) -> None:
+        if self._context is self._posing:
+            self.posed += 1
+        super()._serve(connection)
+
+    def _answer(self, secured: ssl.SSLSocket, head: str) -> None:
+        if self._context is self._posing or f"Authorization: {AUTHORIZATION}" not in head:
+            super()._answer(secured, head)
+            return
+        self._context = self._posing  # before FFmpeg has the page, so before anything asks again
+        page = b"<!DOCTYPE html><html><body>camera</body></html>"
+        secured.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: %d\r\n\r\n%s" % (len(page), page)
+        )
+
+
+class TlsFiles(TlsCamera):
+    """A TLS web server of ``files`` (path: content), asking for no authorisation: an HLS stream's."""
+
+    def __init__(self, certificate: tuple[Path, Path], files: dict[str, bytes]) -> None:
+        super().__init__(certificate)
+        self._files = files
+
+    def _answer(self, secured: ssl.SSLSocket, head: str) -> None:
+        body = self._files.get(head.split(" ", 2)[1])
+        status = "200 OK" if body is not None else "404 Not Found"
+        secured.sendall(f"HTTP/1.1 {status}\r\nContent-Length: {len(body or b'')}\r\n\r\n".encode() + (body or b""))
+
+
+def tiny_segment() -> bytes:
+    """An MPEG-TS segment of a few small frames, for an HLS playlist to list."""
+    written = io.BytesIO()
+    with av.open(written, "w", format="mpegts") as container:
+        stream = container.add_stream("mpeg2video", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        for index in range(5):
+            frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), index * 40, np.uint8), format="rgb24")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return written.getvalue()
 
 
 @pytest.fixture
@@ -293,3 +351,88 @@ def test_a_ca_file_that_cannot_be_read_fails_the_stream_naming_it(tmp_path: Path
 
     assert status.error is not None and f"ca_file={str(missing)!r}: no CA certificates can be read" in status.error
     assert posing_camera.requests == []
+
+
+def test_segcasts_look_up_after_a_failed_open_checks_the_certificate_of_whoever_answers(
+    certificates: Certificates,
+) -> None:
+    with TakenOverCamera(certificates.for_camera, certificates.self_signed) as camera:
+        source = NetworkSource(camera.url(options=f"#ca_file={certificates.ca}&open_timeout=10"))
+        with pytest.raises(ConnectionError) as failed:
+            next(source.open(threading.Event()))
+
+    assert camera.posed >= 1, "the look-up after FFmpeg's failure reached the server posing as the camera"
+    assert camera.authorizations == [f"Authorization: {AUTHORIZATION}"], "the poser was sent no password"
+    assert "web page" not in str(failed.value), "the look-up did not complete"
+
+
+def test_an_hls_stream_with_its_certificate_checked_fails_naming_the_limit(certificates: Certificates) -> None:
+    playlist = b"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:0.5,\nsegment.ts\n#EXT-X-ENDLIST\n"
+    files = {"/index.m3u8": playlist, "/segment.ts": tiny_segment()}
+    with (
+        TlsFiles(certificates.for_camera, files) as server,
+        ReaderProbe(f"https://127.0.0.1:{server.port}/index.m3u8#ca_file={certificates.ca}") as probe,
+    ):
+        status = probe.wait_until("failed or playing", lambda s: s.state is StreamState.FAILED or s.frames_read > 0, 20)
+
+    assert status.state is StreamState.FAILED and status.frames_read == 0
+    assert status.error is not None and "an HLS stream's first playlist only" in status.error
+    assert any(request.startswith("GET /index.m3u8 ") for request in server.requests), "FFmpeg opened it"
+
+
+def test_tls_verify_alone_gives_ffmpeg_the_ca_file_python_knows(
+    certificates: Certificates, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificates.ca))  # what the system's CA file would be
+    system = NetworkSource("https://camera.local/video.mjpg#tls_verify=1").av_options()
+    own = NetworkSource(f"https://camera.local/video.mjpg#ca_file={certificates.ca.parent / 'own.pem'}").av_options()
+    unchecked = NetworkSource("https://camera.local/video.mjpg").av_options()
+
+    assert (system["tls_verify"], system["ca_file"]) == ("1", str(certificates.ca))
+    assert (own["tls_verify"], own["ca_file"]) == ("1", str(certificates.ca.parent / "own.pem"))
+    assert "tls_verify" not in unchecked and "ca_file" not in unchecked
+
+
+@pytest.mark.parametrize(
+    ("url", "port"),
+    [
+        ("https://127.0.0.1/video.mjpg", 443),
+        ("rtsps://127.0.0.1/live", 322),
+        ("rtmps://127.0.0.1/live/key", 443),
+        ("https://127.0.0.1:8443/video.mjpg", 8443),
+    ],
+)
+def test_a_refused_certificate_is_looked_for_at_the_port_ffmpeg_connected_to(
+    url: str, port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    probed: list[tuple[str, int]] = []
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise av.error.FFmpegError(errno.EIO, "Input/output error")
+
+    def refusal(host: str, at_port: int, *args: object) -> str:
+        probed.append((host, at_port))
+        return "self-signed certificate"
+
+    monkeypatch.setattr(av, "open", refused)
+    monkeypatch.setattr(network, "certificate_refusal", refusal)
+    with pytest.raises(ConnectionError, match="not trusted"):
+        next(NetworkSource(f"{url}#tls_verify=1").open(threading.Event()))
+
+    assert probed == [("127.0.0.1", port)]
+
+
+@pytest.mark.parametrize("options", ["#transport=http", "#tls_verify=1&transport=http&open_timeout=5"])
+def test_rtsps_through_the_plain_http_tunnel_is_refused_naming_https(options: str) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        uri = f"rtsps://{USER}:{PASSWORD}@127.0.0.1:{listener.getsockname()[1]}/live{options}"
+        with pytest.raises(SourceError, match=r"plain HTTP.*use transport=https"):
+            check_uri(uri)
+        with pytest.raises(SourceError, match="use transport=https"):
+            next(NetworkSource(uri).open(threading.Event()))
+        listener.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # no connection came: nothing was sent in plain text
+
+    check_uri(uri.replace("transport=http", "transport=https"))
+    check_uri(f"rtsp://{USER}:{PASSWORD}@camera.local/live#transport=http")

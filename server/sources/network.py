@@ -8,13 +8,14 @@ https://example.com/live/index.m3u8                HLS
 http://example.com/clip.mp4                        a finite video: played at its own rate, then ended
 
 Options go in the fragment (see `server.sources.uri`): ``transport`` (RTSP: tcp, udp, udp_multicast,
-http, https), ``timeout`` (seconds without a frame before the connection counts as stalled and is
-dropped; a live HLS stream's default follows its playlist's target duration), ``open_timeout``
-(seconds for connecting and reading the stream header), ``fps`` (the rate assumed until frames
-arrive), ``format`` (force an FFmpeg demuxer this FFmpeg has, e.g. ``mjpeg`` for an MJPEG camera
-whose parts FFmpeg's multipart demuxer cannot find), ``tls_verify=1`` (https, rtsps, rtmps: check the
-server's certificate and name against the system's CAs) and ``ca_file`` (check them against the CA
-certificates in this PEM file instead; implies ``tls_verify=1``).
+http, https; not http for rtsps, whose tunnel FFmpeg opens over plain HTTP all the same), ``timeout``
+(seconds without a frame before the connection counts as stalled and is dropped; a live HLS stream's
+default follows its playlist's target duration), ``open_timeout`` (seconds for connecting and reading
+the stream header), ``fps`` (the rate assumed until frames arrive), ``format`` (force an FFmpeg demuxer
+this FFmpeg has, e.g. ``mjpeg`` for an MJPEG camera whose parts FFmpeg's multipart demuxer cannot find),
+``tls_verify=1`` (https, rtsps, rtmps: check the server's certificate and name against the system's CAs)
+and ``ca_file`` (check them against the CA certificates in this PEM file instead; implies
+``tls_verify=1``).
 
 A TLS camera's certificate is not checked unless one of those two is given, as FFmpeg's default: most
 IP cameras serve a certificate they signed themselves, which no CA vouches for, and checking by
@@ -22,7 +23,9 @@ default would cut them off. Unchecked, anyone on the way can pose as the camera 
 password. Checked, a refused certificate ends the connection before anything is sent, and the
 stream's error says so (`certificate_refusal`). FFmpeg checks the certificate of an HLS playlist's
 first request only, never its segments', so an HLS stream with either option fails once it is open
-(FFmpeg has read its first segments unchecked by then: nothing tells it apart sooner).
+(FFmpeg has read its first segments unchecked by then: nothing tells it apart sooner). Nor does a
+checked https camera's redirect to http:// stop FFmpeg: it follows it in plain text (sending no
+password), and its one way out, ``max_redirects=0``, would refuse every redirect, https ones too.
 
 FFmpeg is asked for low latency: low-delay decoding, slice threads rather than frame threads (which
 would hold frames back), and a short probe, so the newest frame is what the camera sent last rather
@@ -144,6 +147,12 @@ class NetworkSource:
         if transport not in RTSP_TRANSPORTS:
             choices = ", ".join(sorted(RTSP_TRANSPORTS))
             raise SourceError(f"transport={transport!r} in {mask_uri(uri)!r}: use one of {choices}")
+        if self.scheme == "rtsps" and transport == "http":
+            # FFmpeg's tunnel opens http:// whatever the scheme: it sent the password in plain text.
+            raise SourceError(
+                f"transport='http' in {mask_uri(uri)!r}: FFmpeg tunnels RTSP over plain HTTP, so the camera's "
+                "password and video would go unencrypted: use transport=https to tunnel over TLS"
+            )
         # A scheme is case-insensitive, but FFmpeg finds its protocol only by the lower-case name.
         scheme, colon, rest = url.partition(":")
         self._url = scheme.lower() + colon + rest
