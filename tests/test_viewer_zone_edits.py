@@ -1,7 +1,8 @@
 """Edits of zones and lines in the stream view that must not go astray, in a real headless Chromium
 against the real server: a Backspace a moment after a zone is closed (it was taking corners back) does
 not delete it, a name or loiter time typed and then left by a click on the picture is saved for the
-shape it was typed for, and a zone drawn while someone else added a line is saved beside that line.
+shape it was typed for, and a zone drawn while someone else added a line is saved beside that line -
+but not over a zone they moved meanwhile, nor beside one they added under the same name.
 
 Every wait is on something the page or the API shows, with a deadline; none is a fixed sleep.
 """
@@ -40,6 +41,9 @@ ZB = {"name": "zb", "points": [[0.6, 0.05], [0.9, 0.05], [0.9, 0.3], [0.6, 0.3]]
 INSIDE_ZA: Point = (0.15, 0.15)
 INSIDE_ZB: Point = (0.75, 0.15)
 EMPTY_SPOT: Point = (0.5, 0.7)
+#: What the page says when a save is refused because the zones or lines changed elsewhere.
+CHANGED_ELSEWHERE = "The zones or lines were changed elsewhere meanwhile"
+TRIANGLE: list[Point] = [(0.5, 0.5), (0.8, 0.5), (0.8, 0.8)]
 
 
 async def _saved_zones(client: TestClient) -> list[str]:
@@ -142,3 +146,59 @@ async def test_a_zone_drawn_while_a_line_was_added_elsewhere_is_saved_beside_it(
         await page.wait_for_selector(f'#shape-list li[data-shape="{shape}"]', timeout=WAIT_MS)
     assert await page.text_content("#shape-error") == ""
     assert console.errors == [PRECONDITION_FAILED]
+
+
+def _drawn(zone: dict[str, Any]) -> tuple[str, list[list[float]]]:
+    return zone["name"], zone["points"]
+
+
+async def _saved_shapes(client: TestClient) -> list[tuple[str, list[list[float]]]]:
+    """Stream ``cam``'s zones as names and points (the server adds its defaults to the rest)."""
+    return [_drawn(zone) for zone in (await (await client.get("/api/streams/cam")).json())["options"]["zones"]]
+
+
+async def _draw_while(client: TestClient, browser: Any, zones: list[dict[str, Any]], elsewhere: dict[str, Any]) -> Any:
+    """The page, after a zone (``zone-1``) was drawn on ``zones`` while ``elsewhere`` was PATCHed through
+    the API: its save is refused (412), the stream changed."""
+    assert (await client.patch("/api/streams/cam", json={"zones": zones})).status == 200
+    page, console = await open_page(browser, client, STREAM_VIEW)
+    await wait_for_new_frame(page, "#video")
+    for zone in zones:
+        await page.wait_for_selector(f'#shape-list li[data-shape="zone:{zone["name"]}"]', timeout=WAIT_MS)
+    await page.click("#add-zone")
+    assert await page.input_value("#shape-name") == "zone-1"
+    for point in TRIANGLE:
+        await click(page, point)
+    assert (await client.patch("/api/streams/cam", json=elsewhere)).status == 200
+    await click(page, TRIANGLE[0])
+    await page.wait_for_function(
+        "(text) => document.querySelector('#shape-error').textContent.startsWith(text)",
+        arg=CHANGED_ELSEWHERE,
+        timeout=WAIT_MS,
+    )
+    assert console.errors == [PRECONDITION_FAILED]
+    return page
+
+
+async def test_a_zone_drawn_while_another_was_moved_elsewhere_is_not_saved_over_the_move(
+    start_server: Start, browser: Any
+) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    moved = {**ZA, "points": [[0.05, 0.6], [0.3, 0.6], [0.3, 0.9], [0.05, 0.9]]}
+    page = await _draw_while(client, browser, [ZA, ZB], {"zones": [moved, ZB]})
+
+    assert await _saved_shapes(client) == [_drawn(moved), _drawn(ZB)], "the move stands, the zone drawn is not sent"
+    await page.wait_for_selector('#shape-list li[data-shape="zone:za"]', timeout=WAIT_MS)
+    assert await page.locator('#shape-list li[data-shape="zone:zone-1"]').count() == 0
+
+
+async def test_a_zone_drawn_while_one_of_its_name_was_added_elsewhere_is_not_saved_beside_it(
+    start_server: Start, browser: Any
+) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    theirs = {"name": "zone-1", "points": [[0.1, 0.1], [0.3, 0.1], [0.3, 0.3]], "units": "fraction"}
+    page = await _draw_while(client, browser, [ZA], {"zones": [ZA, theirs]})
+
+    assert await _saved_shapes(client) == [_drawn(ZA), _drawn(theirs)], "theirs stands, the zone drawn is not sent"
+    await page.wait_for_selector('#shape-list li[data-shape="zone:zone-1"]', timeout=WAIT_MS)
+    assert await page.locator('#shape-list li[data-shape^="zone:"]').count() == 2
