@@ -133,9 +133,10 @@ async def test_a_hidden_page_is_sent_no_pictures_yet_its_streams_states_and_the_
 
     await page.evaluate(HIDE, True)
     await viewers_are(client, 0)
-    # A restart while hidden: its states still come, and its frames no picture. Anything the socket
-    # brings from its first status on was sent after the server took the hidden page's subscription.
-    assert (await client.patch("/api/streams/cam", json={"conf": 0.3})).status == 200
+    # A restart while hidden (a new source: a change of options alone keeps the video): its states still
+    # come, and its frames no picture. Anything the socket brings from its first status on was sent
+    # after the server took the hidden page's subscription.
+    assert (await client.patch("/api/streams/cam", json={"uri": "scene:?seed=4"})).status == 200
     restarted = await traffic.arrival(status_of("starting"), "the restart's status")
     await traffic.arrival(status_of("live"), "the stream live again", restarted)
     await frames_processed_from_now(client, FRAMES_WHILE_HIDDEN)

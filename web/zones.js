@@ -274,7 +274,8 @@ export class ZoneEditor {
       this.showError(WAIT_FOR_PICTURE);
       return;
     }
-    this.saveTyped();
+    // A loiter time typed for the selected shape is saved for it; a name typed names the new shape (below).
+    if (this.selectedShape()) this.panel.saveTyped();
     this.mode = kind;
     this.draft = [];
     this.selected = null;
