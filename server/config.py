@@ -2,7 +2,7 @@
 
 Settings come from a TOML file (``segcast serve --config FILE``) with command-line flags over it.
 Every key is checked when the file is read: an unknown key or a bad value stops the start with one
-line naming it (``segcast.toml: streams[1] (id 'yard').conf: expected a number from 0 to 1``), never a surprise
+line naming it (``segcast.toml: streams[1] (id 'yard').conf: expected a number from 0.01 to 1``), never a surprise
 later. `server.persist.write_config` saves the streams back when the API is asked to persist a change.
 """
 

@@ -512,9 +512,9 @@ def test_an_ipv6_host_may_be_written_in_brackets_and_an_empty_one_is_refused() -
 @pytest.mark.parametrize(
     ("flags", "said"),
     [
-        (["--conf", "5"], "--conf: expected a number from 0 to 1, got 5"),
-        (["--conf", "1e1"], "--conf: expected a number from 0 to 1, got 1e1"),
-        (["--conf", "high"], "--conf: expected a number from 0 to 1, got high"),
+        (["--conf", "5"], "--conf: expected a number from 0.01 to 1, got 5"),
+        (["--conf", "1e1"], "--conf: expected a number from 0.01 to 1, got 1e1"),
+        (["--conf", "high"], "--conf: expected a number from 0.01 to 1, got high"),
         (["--imgsz", "33"], "--imgsz: expected a multiple of 32 pixels, got 33 (try 32)"),
     ],
 )

@@ -744,7 +744,7 @@ def test_a_bad_value_in_a_stream_names_the_streams_id(tmp_path: Path) -> None:
     text = '[[streams]]\nid = "yard"\nuri = "scene:"\n\n[[streams]]\nid = "gate"\nuri = "scene:"\nconf = 5\n'
     with pytest.raises(ConfigError) as refused:
         load_config(write(tmp_path, text))
-    assert str(refused.value) == "segcast.toml: streams[1] (id 'gate').conf: expected a number from 0 to 1, got 5"
+    assert str(refused.value) == "segcast.toml: streams[1] (id 'gate').conf: expected a number from 0.01 to 1, got 5"
 
 
 #: What the unknown-key error of a ``[[streams]]`` table lists: its own keys, then the stream options.

@@ -109,7 +109,7 @@ async def test_refused_values_are_echoed_as_json_cut_short(start_server: Start) 
     """As the client sent them (``true``, ``null``, double quotes), not as Python writes them."""
     client = await start_server(StreamConfig("cam", "scene:?seed=1"))
     cases = [
-        ({"conf": True}, "body.conf: expected a number from 0 to 1, got true"),
+        ({"conf": True}, "body.conf: expected a number from 0.01 to 1, got true"),
         ({"agnostic_nms": None}, "body.agnostic_nms: expected true or false, got null"),
         ({"classes": {"name": "z"}}, 'body.classes: expected a list of class names, got {"name": "z"}'),
         ({"loop": "yes"}, 'body.loop: expected true or false, got "yes"'),
