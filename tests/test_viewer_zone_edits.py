@@ -111,6 +111,23 @@ async def test_a_name_typed_then_left_by_a_click_on_the_picture_renames_the_zone
     assert console.errors == []
 
 
+async def test_a_name_typed_for_the_selected_zone_then_add_zone_renames_it_and_the_new_one_gets_its_own(
+    start_server: Start, browser: Any
+) -> None:
+    """The field shows the selected zone's name: editing it is a rename, whether the field is left by a
+    click on the picture or on Add zone; only a name typed with nothing selected names the new zone."""
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    page, console = await _open_with_two_zones(client, browser)
+    await page.fill("#shape-name", "entrance")
+    await page.click("#add-zone")  # a real press: the field loses the focus first
+    await stream_options(client, lambda o: shape_names(o, "zones") == ["entrance", "zb"])
+    assert await page.input_value("#shape-name") == "zone-1"
+    for point in [*TRIANGLE, TRIANGLE[0]]:
+        await click(page, point)
+    await stream_options(client, lambda o: shape_names(o, "zones") == ["entrance", "zb", "zone-1"])
+    assert console.errors == []
+
+
 async def test_a_loiter_time_typed_then_left_by_a_click_on_another_zone_is_saved_for_the_first(
     start_server: Start, browser: Any
 ) -> None:

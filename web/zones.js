@@ -274,14 +274,13 @@ export class ZoneEditor {
       this.showError(WAIT_FOR_PICTURE);
       return;
     }
-    // A loiter time typed for the selected shape is saved for it; a name typed names the new shape (below).
-    if (this.selectedShape()) this.panel.saveTyped();
     this.mode = kind;
     this.draft = [];
     this.selected = null;
     this.cursor = CENTRE;
-    // A name typed before the click names the new shape; one that cannot is kept, to be corrected
-    // before the shape is finished, and the error says why. Otherwise the next free name is offered.
+    // A name typed before the click with no shape selected names the new shape (typed with one selected,
+    // it renamed that one as the field lost the focus, before this click); one that cannot is kept, to
+    // be corrected before the shape is finished, and the error says why. Else the next free name is offered.
     const typed = this.typed ? this.el.name.value.trim() : "";
     this.showError(typed && nameProblem(this.shapes, this.el.name.pattern, kind, typed));
     if (!typed) this.showName(freeName(this.shapes, kind));
