@@ -457,8 +457,9 @@ class StreamManager:
         on the first frame under the new options), and the reader fills the new slot (`LatestFrame.hand_over`):
         the frame waiting in the old one moves there, so a batch file (``#rate=max``), whose reader waits
         for each frame to be taken, goes on from where it was and loses none but the one in the model at
-        the change, whose old tracker is gone. Its ``frames_read`` and dropped frames count on; its pace
-        is judged afresh (`check_pace`), as its new registration counts its thinned frames anew.
+        the change, whose old tracker is gone. Its counts of frames read, dropped, processed, thinned and
+        failed go on (`InferenceWorker.add_stream` ``same_reader``), as does its frame size, so zones beyond
+        it are refused at once (`_check_fit`); its pace is judged afresh (`check_pace`).
         A stream whose source was handed in (WebRTC) cannot be reopened: a change of its uri or loop, a
         retry, or one that failed as unfit for the model (no reader left) raises `HandedInError`. Any
         other stream with no reader (failed, or being restarted by another change) is restarted instead.
@@ -484,7 +485,7 @@ class StreamManager:
             self._configs[stream_id] = config
             self._paces[stream_id] = StreamPace()
         self._worker.remove_stream(stream_id, restarting=True)
-        slot = self._worker.add_stream(stream_id, lambda: reader.source.fps, config.options)
+        slot = self._worker.add_stream(stream_id, lambda: reader.source.fps, config.options, same_reader=True)
         reader.slot.hand_over(slot)  # before the reader reads the new slot: the waiting frame goes first
         reader.slot = slot
         log.info("[%s] options changed", stream_id)
@@ -518,7 +519,10 @@ class StreamManager:
         try:
             self._policy.check_text(uri)
         except (SourceRefused, UnusableSource) as exc:
-            raise SourceError(str(exc).removeprefix("body.uri: ")) from None
+            raise SourceError(
+                f"{str(exc).removeprefix('body.uri: ')} (the API saved this stream: it is held to the API's rules "
+                "while its [[streams]] table says from_api = true; take that line out to make it the config file's)"
+            ) from None
 
     def _check_host(self, host: str) -> None:
         """Refuse a connection of a stream `StreamConfig.from_api` to a host in ``[server] deny_networks``

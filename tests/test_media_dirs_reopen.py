@@ -154,8 +154,10 @@ async def test_a_scene_the_api_saved_is_refused_after_a_restart_without_its_sche
 
     body = await stream(client, "saved")
     assert body["state"] == "failed", body
-    assert body["error"].endswith(
-        "the scheme 'scene' is not allowed through the API (allowed: rtsp; see [server] source_schemes)"
+    refusal = "the scheme 'scene' is not allowed through the API (allowed: rtsp; see [server] source_schemes)"
+    assert refusal in body["error"], body
+    assert body["error"].endswith("take that line out to make it the config file's)"), (
+        "it says why the API's rules hold"
     )
     assert not body["error"].startswith("body.uri"), body
 

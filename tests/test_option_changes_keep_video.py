@@ -10,6 +10,7 @@ import functools
 import itertools
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -26,6 +27,8 @@ from server.frames import FrameResult, TrackEventKind
 from server.inference.worker import InferenceWorker
 from server.options import StreamOptions
 from server.sources import StreamState
+from server.sources.base import LatestFrame
+from server.stream_info import StreamInfo
 from tests.conftest import NUMBERED_FRAMES
 from tests.support.detections import NAMES
 from tests.support.listeners import SilentListener
@@ -36,6 +39,7 @@ if TYPE_CHECKING:
 
 #: A bound on a failure's cost, never what a test waits for.
 RESULT_TIMEOUT_S = 30.0
+POLL_S = 0.01
 BOX = [40.0, 60.0, 100.0, 120.0, 0.9, 1.0]  # inside every test source's picture (the smallest: 320x192)
 CHANGED = StreamOptions(conf=0.3)
 
@@ -60,6 +64,24 @@ class FixedModel:
             assert self.release.wait(RESULT_TIMEOUT_S), "the test never released the model"
         boxes = torch.tensor([BOX], dtype=torch.float32)
         return [Results(image, "", NAMES, boxes=boxes) for image in images]
+
+
+class FlakyModel(FixedModel):
+    """A `FixedModel` that fails on every third call: the stream counts ``inference_errors``."""
+
+    def predict(self, images: list[np.ndarray], **kwargs: Any) -> list[Results]:
+        results = super().predict(images, **kwargs)
+        if self.seen % 3 == 0:
+            raise RuntimeError("flaky model")
+        return results
+
+
+def wait_for(what: str, check: Callable[[], bool]) -> None:
+    """Poll ``check`` until it holds; fail after `RESULT_TIMEOUT_S` (a bound on a failure's cost)."""
+    deadline = time.monotonic() + RESULT_TIMEOUT_S
+    while not check():
+        assert time.monotonic() < deadline, f"never {what}"
+        time.sleep(POLL_S)
 
 
 class Listener(SilentListener):
@@ -166,9 +188,30 @@ def test_a_conf_change_of_a_batch_file_mid_file_goes_on_to_its_end_with_no_frame
 
     monkeypatch.setattr(streams.StreamManager, "_on_result", recorded)
     model = FixedModel(hold_at=20)
+    reader_waits = threading.Event()
+    wait_empty = LatestFrame.wait_empty
+
+    def watched(slot: LatestFrame, stop: threading.Event, poll_s: float = 0.1) -> bool:
+        """`LatestFrame.wait_empty`, telling when one call asks ``stop`` twice while the model holds a frame:
+        it asks once a poll while a frame waits in the slot, then once as it returns, so the first of two
+        was asked with a frame waiting, one read after the held one (taken before the model was called)."""
+        asked_holding = itertools.count(1)
+
+        class Watched(threading.Event):
+            def is_set(self) -> bool:
+                if model.holding.is_set() and next(asked_holding) >= 2:
+                    reader_waits.set()
+                return stop.is_set()
+
+        return wait_empty(slot, cast("threading.Event", Watched()), poll_s)
+
+    monkeypatch.setattr(LatestFrame, "wait_empty", watched)
     config = StreamConfig("batch", f"{numbered_video}#rate=max")
     manager, listener = start(config, model)
     assert model.holding.wait(RESULT_TIMEOUT_S), "the file never reached its 20th frame"
+    # The model holds the 20th frame: the 21st waits in the slot, and the reader for it to be taken.
+    assert reader_waits.wait(RESULT_TIMEOUT_S), "the reader never waited on a frame in its slot"
+    assert manager.info("batch").status.frames_read == model.seen + 1
     # given the reader waiting for its next frame to be taken, when the options change, then it goes on
     manager.replace(dataclasses.replace(config, options=CHANGED))
     model.release.set()
@@ -194,3 +237,53 @@ def test_a_conf_change_of_a_network_camera_does_not_connect_to_it_again(
         assert camera.connections == 1
         assert manager.info("cam").status.reconnects == 0
         assert listener.states == [StreamState.STARTING, StreamState.LIVE], "never starting nor reconnecting again"
+
+
+def counters(info: StreamInfo) -> dict[str, int]:
+    """The stream's totals, as ``/metrics`` gives them (``segcast_frames_*_total``,
+    ``segcast_inference_errors_total``)."""
+    return {
+        "read": info.frames_read,
+        "processed": info.frames_processed,
+        "dropped": info.frames_dropped,
+        "thinned": info.frames_thinned,
+        "errors": info.inference_errors,
+    }
+
+
+def test_an_options_change_keeps_every_count_of_the_stream_going_on(
+    start: Callable[..., tuple[streams.StreamManager, Listener]],
+) -> None:
+    """``frames_thinned`` went 71 -> 1 and the error count to 0 on a PATCH of ``conf`` while the reader's
+    counts went on: a counter that drops alone reads as a reset to ``rate()`` and breaks sums."""
+    config = StreamConfig("thin", "scene:?seed=1", options=StreamOptions(process_fps=2.0))
+    manager, _ = start(config, FlakyModel())
+    wait_for("thinned and failed frames", lambda: counters(manager.info("thin"))["thinned"] > 10)
+    wait_for("a failed frame", lambda: counters(manager.info("thin"))["errors"] > 0)
+    before = counters(manager.info("thin"))
+    changed = dataclasses.replace(config, options=StreamOptions(process_fps=2.0, conf=0.4))
+    after = counters(manager.replace(changed))
+    assert all(after[name] >= before[name] for name in before), f"went down: {before} -> {after}"
+    later = counters(manager.info("thin"))
+    assert all(later[name] >= after[name] for name in after), f"went down: {after} -> {later}"
+
+
+def test_a_zone_beyond_the_frame_is_refused_at_once_after_an_options_change(
+    start: Callable[..., tuple[streams.StreamManager, Listener]],
+) -> None:
+    """The new options' registration had no frame size until its first frame: a zone beyond the frame of
+    the same source went through meanwhile. The model is held, so no frame comes after the change."""
+    model = FixedModel(hold_at=3)
+    config = StreamConfig("fit", "scene:?seed=1")
+    manager, _ = start(config, model)
+    assert model.holding.wait(RESULT_TIMEOUT_S), "the stream never reached its third frame"
+    wait_for("a frame size", lambda: (stats := manager.worker.stats("fit")) is not None and bool(stats.frame_size))
+    beyond = {"name": "far", "points": [[0, 0], [5000, 0], [0, 100]]}
+    try:
+        manager.replace(dataclasses.replace(config, options=CHANGED))
+        with pytest.raises(streams.StreamOptionsError, match=r"\(5000, 0\) is outside the \d+x\d+ frame"):
+            options = StreamOptions.from_mapping({"conf": 0.3, "zones": [beyond]})
+            manager.replace(dataclasses.replace(config, options=options))
+        assert manager.config("fit").options == CHANGED
+    finally:
+        model.release.set()

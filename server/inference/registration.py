@@ -63,6 +63,13 @@ class StreamRegistration:
         new, self.told_error = reason != self.told_error, reason
         return new
 
+    def carry_counts(self, previous: StreamRegistration) -> None:
+        """Go on with ``previous``'s counts and frame size: it read the same source through the same reader
+        (`InferenceWorker.add_stream` ``same_reader``). What it counts after this is not carried."""
+        self.errors, self.last_error, self.last_error_at = previous.errors, previous.last_error, previous.last_error_at
+        self.cap.thinned = previous.cap.thinned
+        self.frame_size = previous.frame_size
+
     def mark_removed(self) -> None:
         """Mark this registration and those it restarts removed: no frame of any of them may be delivered."""
         registration: StreamRegistration | None = self

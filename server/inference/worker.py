@@ -219,7 +219,11 @@ class InferenceWorker:
             )
 
     def add_stream(
-        self, stream_id: str, fps: float | Callable[[], float], options: StreamOptions | None = None
+        self,
+        stream_id: str,
+        fps: float | Callable[[], float],
+        options: StreamOptions | None = None,
+        same_reader: bool = False,
     ) -> LatestFrame:
         """Register a stream and return the slot its reader should fill.
 
@@ -227,7 +231,11 @@ class InferenceWorker:
         rate the stream is really processed at. A callable is read when the tracker is made, on the
         stream's first frame: a file's rate is known once its reader has opened it. Re-adding an id
         replaces the stream with a fresh one, unless it was removed ``restarting``: then the new one
-        carries on from it (see `remove_stream`).
+        carries on from it (see `remove_stream`). ``same_reader``: the stream it restarts goes on
+        reading the same source (only its options changed, `StreamManager._retrack`), so its counts
+        of thinned and failed frames, its last error and its frame size carry on here too, as its
+        reader's counts do: a total that went back to 0 alone would read as a reset to ``rate()`` and
+        break sums with the others. A restart that reopens the source starts them all from 0.
         """
         slot = LatestFrame(self._work_ready)
         with self._lock:
@@ -236,7 +244,10 @@ class InferenceWorker:
             replaced = self._streams.get(stream_id)
             if replaced is not None:
                 replaced.mark_removed()
-            self._streams[stream_id] = StreamRegistration(stream_id, fps, options, slot, restarts)
+            registration = StreamRegistration(stream_id, fps, options, slot, restarts)
+            if same_reader and restarts is not None:
+                registration.carry_counts(restarts)
+            self._streams[stream_id] = registration
         return slot
 
     def change_shapes(self, stream_id: str, options: StreamOptions) -> bool:
