@@ -32,7 +32,7 @@ from cryptography.x509.oid import NameOID
 
 from server.sources import SourceError, StreamState, check_uri, network
 from server.sources.http_answers import ask_again
-from server.sources.http_get import checking_certificates, trusting
+from server.sources.http_get import trusting
 from server.sources.network import NetworkSource
 from tests.support.reader_probe import ReaderProbe
 
@@ -317,8 +317,7 @@ def test_rtsps_checks_the_certificate_too(certificates: Certificates, posing_cam
 def test_segcasts_own_look_ups_check_the_certificate_as_ffmpeg_does(
     certificates: Certificates, posing_camera: TlsCamera
 ) -> None:
-    with checking_certificates(trusting(str(certificates.ca))):
-        refused = ask_again(posing_camera.url(), 10)
+    refused = ask_again(posing_camera.url(), 10, trust=trusting(str(certificates.ca)))
     unchecked = ask_again(posing_camera.url(), 10)
 
     assert refused is None

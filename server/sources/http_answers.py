@@ -14,6 +14,7 @@ from __future__ import annotations
 import http.client
 import re
 import socket
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -73,9 +74,14 @@ class RedirectLoop:
 
 
 def ask_again(
-    url: str, timeout_s: float, stop: threading.Event | None = None, check_host: Callable[[str], None] | None = None
+    url: str,
+    timeout_s: float,
+    stop: threading.Event | None = None,
+    check_host: Callable[[str], None] | None = None,
+    trust: ssl.SSLContext | None = None,
 ) -> HttpAnswer | RedirectLoop | None:
-    """How the HTTP(S) ``url`` answers (`http_get.get`, redirects checked by ``check_host``), reading no
+    """How the HTTP(S) ``url`` answers (`http_get.get`, redirects checked by ``check_host``, the certificate
+    with ``trust``), reading no
     more than `PAGE_SNIFF_BYTES` of it; a `RedirectLoop` where its redirects never lead to an answer;
     None where it cannot be asked within ``timeout_s``, or ``stop`` is set first.
 
@@ -87,7 +93,7 @@ def ask_again(
     if timeout_s <= 0:
         return None
     try:
-        with get(url, Deadline.after(timeout_s, stop), check_host) as response:
+        with get(url, Deadline.after(timeout_s, stop), check_host, trust) as response:
             succeeded = 200 <= response.status < 300
             start = response.read1(PAGE_SNIFF_BYTES) if succeeded else b""  # what has come: no waiting for more
             return HttpAnswer(response.status, response.headers.get_content_type(), start)
@@ -103,6 +109,7 @@ def playlist_target_duration(
     host: str | None,
     stop: threading.Event | None = None,
     check_host: Callable[[str], None] | None = None,
+    trust: ssl.SSLContext | None = None,
 ) -> float | None:
     """The target duration (``#EXT-X-TARGETDURATION``, the longest a segment may last) of the HLS
     playlist at the HTTP(S) ``url``, or of its first variant's on ``host`` for a master playlist; None
@@ -117,7 +124,7 @@ def playlist_target_duration(
     deadline = Deadline.after(timeout_s, stop)
     try:
         for _ in range(2):  # a master playlist, then its variant's
-            with get(url, deadline, check_host) as response:
+            with get(url, deadline, check_host, trust) as response:
                 if not 200 <= response.status < 300:
                     return None
                 text = response.read(PLAYLIST_MAX_BYTES).decode("utf-8", "replace")

@@ -11,8 +11,8 @@ The look-ups only classify what a camera's server answers, so a redirect is foll
 stream's ``check_host`` (the API's ``deny_networks``) allows its host, as FFmpeg's connection was.
 
 A TLS server's certificate is checked only where the stream asks FFmpeg to check it (``#tls_verify``,
-``#ca_file``: `server.sources.network`), with the same trust: its reader sets `checking_certificates`
-around the look-ups, which reach `get` through `server.sources.http_answers`. Unchecked, a look-up would
+``#ca_file``: `server.sources.network`), with the same trust: its reader hands its context (`trusting`)
+to the look-ups of `server.sources.http_answers`, which pass it to `get`. Unchecked, a look-up would
 hand the camera's password to a server FFmpeg had just refused.
 """
 
@@ -30,7 +30,6 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote, urljoin, urlsplit
@@ -44,10 +43,6 @@ STOP_POLL_S = 0.1
 MAX_REDIRECTS = 8
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 DEFAULT_PORTS = {"http": 80, "https": 443}
-
-#: The TLS context the look-ups of this thread check certificates with; None: not checked, as FFmpeg's
-#: default. Set by `checking_certificates`.
-_trust: ContextVar[ssl.SSLContext | None] = ContextVar("trust", default=None)
 
 
 class RedirectRefused(OSError):
@@ -89,16 +84,6 @@ def trusting(ca_file: str | None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=ca_file)
 
 
-@contextlib.contextmanager
-def checking_certificates(context: ssl.SSLContext | None) -> Iterator[None]:
-    """Within it, this thread's look-ups check TLS certificates with ``context`` (None: not at all)."""
-    token = _trust.set(context)
-    try:
-        yield
-    finally:
-        _trust.reset(token)
-
-
 def certificate_refusal(host: str, port: int, context: ssl.SSLContext, deadline: Deadline) -> str | None:
     """Why ``context`` refuses the certificate of the TLS server at ``host``:``port`` (the words of
     `ssl.SSLCertVerificationError`), or None where it trusts it or no handshake could be made by ``deadline``.
@@ -121,12 +106,15 @@ def certificate_refusal(host: str, port: int, context: ssl.SSLContext, deadline:
 
 @contextlib.contextmanager
 def get(
-    url: str, deadline: Deadline, check_host: Callable[[str], None] | None = None
+    url: str,
+    deadline: Deadline,
+    check_host: Callable[[str], None] | None = None,
+    trust: ssl.SSLContext | None = None,
 ) -> Iterator[http.client.HTTPResponse]:
     """The answer to a GET of the HTTP(S) ``url`` as FFmpeg asks: the URL's credentials as Basic
     authorisation (not sent on to where a redirect leads), redirects followed (each host passed to
-    ``check_host``, which may refuse it by raising anything), the certificate checked as FFmpeg's was
-    (`checking_certificates`; by default not at all). Every status is an answer; its body's reads end
+    ``check_host``, which may refuse it by raising anything), the certificate checked with ``trust`` as
+    FFmpeg's was (`trusting`; None: not at all, FFmpeg's default). Every status is an answer; its body's reads end
     by ``deadline`` too.
 
     Raises `OSError` (`TimeoutError` past the deadline, `InterruptedError` once stopped,
@@ -135,7 +123,7 @@ def get(
     """
     authorised = True
     for _ in range(MAX_REDIRECTS + 1):
-        with _request(url, deadline, authorised) as response:
+        with _request(url, deadline, authorised, trust) as response:
             location = response.getheader("Location") if response.status in REDIRECT_STATUSES else None
             if location is None:
                 yield response
@@ -158,7 +146,9 @@ def _redirect_target(url: str, location: str, check_host: Callable[[str], None] 
 
 
 @contextlib.contextmanager
-def _request(url: str, deadline: Deadline, authorised: bool) -> Iterator[http.client.HTTPResponse]:
+def _request(
+    url: str, deadline: Deadline, authorised: bool, trust: ssl.SSLContext | None
+) -> Iterator[http.client.HTTPResponse]:
     parts = urlsplit(url)
     if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
         raise ValueError("not an HTTP(S) URL")
@@ -174,7 +164,7 @@ def _request(url: str, deadline: Deadline, authorised: bool) -> Iterator[http.cl
     connection = _connect(parts.hostname, parts.port or DEFAULT_PORTS[parts.scheme], deadline)
     try:
         if parts.scheme == "https":
-            connection = _handshake(connection, parts.hostname, deadline, _trust.get())
+            connection = _handshake(connection, parts.hostname, deadline, trust)
         connection.settimeout(deadline.left())
         connection.sendall(request)
         reads = io.BufferedReader(_TimedReads(connection, deadline))

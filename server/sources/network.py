@@ -65,7 +65,7 @@ from server.sources.decoding import (
     video_stream,
 )
 from server.sources.http_answers import RedirectLoop, ask_again, playlist_target_duration, unknown_host
-from server.sources.http_get import Deadline, certificate_refusal, checking_certificates, trusting
+from server.sources.http_get import Deadline, certificate_refusal, trusting
 from server.sources.uri import has_raw_userinfo, mask_uri, positive_float, split_options
 
 log = logging.getLogger(__name__)
@@ -325,24 +325,25 @@ class NetworkSource:
         first connection, which is then opened again with it (FFmpeg's read time-out is set at opening).
         The container is closed whatever goes wrong before it is handed on: each attempt that left
         one open kept its connection and FFmpeg's buffers for good. segcast's own look-ups at the
-        server check its certificate as FFmpeg does (`checking_certificates`).
+        server check its certificate as FFmpeg does (``trust``).
         """
         trust = self._trust()
-        with checking_certificates(trust):
-            container = self._open(stop, trust)
-            try:
-                if self._timeout_given or self._hls_stall_timeout_s is not None or not _is_live_hls(container):
-                    return container
-                target_s = playlist_target_duration(self._url, self.open_timeout_s, self._host, stop, self._check_host)
-                self._hls_stall_timeout_s = min(
-                    MAX_TIMEOUT_S,
-                    max(self.stall_timeout_s, HLS_STALL_TARGET_DURATIONS * (target_s or HLS_ASSUMED_TARGET_DURATION_S)),
-                )
-            except BaseException:
-                container.close()
-                raise
+        container = self._open(stop, trust)
+        try:
+            if self._timeout_given or self._hls_stall_timeout_s is not None or not _is_live_hls(container):
+                return container
+            target_s = playlist_target_duration(
+                self._url, self.open_timeout_s, self._host, stop, self._check_host, trust
+            )
+            self._hls_stall_timeout_s = min(
+                MAX_TIMEOUT_S,
+                max(self.stall_timeout_s, HLS_STALL_TARGET_DURATIONS * (target_s or HLS_ASSUMED_TARGET_DURATION_S)),
+            )
+        except BaseException:
             container.close()
-            return self._open(stop, trust)
+            raise
+        container.close()
+        return self._open(stop, trust)
 
     def _trust(self) -> ssl.SSLContext | None:
         """The context segcast checks the server's certificate with, None where it is not checked; read
@@ -380,7 +381,10 @@ class NetworkSource:
                 refusal = certificate_refusal(self._host, self._port, trust, Deadline.after(left_s, stop))
                 if refusal is not None:
                     raise ConnectionError(self._untrusted(refusal)) from None
-            if self.scheme in ("http", "https") and (explained := self._explain_http(exc, left_s, stop)) is not None:
+            if (
+                self.scheme in ("http", "https")
+                and (explained := self._explain_http(exc, left_s, stop, trust)) is not None
+            ):
                 raise explained from None
             rtsp_transport = self._transport if self.scheme in ("rtsp", "rtsps") else None
             raise translate_error(exc, self._url, rtsp_transport) from None
@@ -400,7 +404,7 @@ class NetworkSource:
         return f"the camera's TLS certificate is not trusted ({refusal.rstrip('.')}); nothing was sent to it: {fix}"
 
     def _explain_http(
-        self, exc: av.error.FFmpegError, timeout_s: float, stop: threading.Event
+        self, exc: av.error.FFmpegError, timeout_s: float, stop: threading.Event, trust: ssl.SSLContext | None
     ) -> ConnectionError | None:
         """What the server's answer tells that FFmpeg's ``exc`` does not, found by asking again
         (`ask_again`), or None where it tells nothing more.
@@ -411,7 +415,7 @@ class NetworkSource:
         """
         if not isinstance(exc, av.error.InvalidDataError | av.error.HTTPServerError) and exc.errno != errno.EIO:
             return None
-        answer = ask_again(self._url, timeout_s, stop, self._check_host)
+        answer = ask_again(self._url, timeout_s, stop, self._check_host, trust)
         if isinstance(answer, RedirectLoop):
             return SlowRetryError(
                 f"the server redirects in a loop (more than {answer.redirects} redirects): check the URL; "
