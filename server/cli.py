@@ -207,7 +207,7 @@ def _add_common(parser: argparse.ArgumentParser, default_model: str) -> None:
     parser.set_defaults(default_model=default_model)
     # --imgsz and --conf are read from their text in `_flag_defaults`, so that an error shows what was typed.
     parser.add_argument("--imgsz", default=None, help=IMGSZ_HELP)
-    parser.add_argument("--conf", default=None, help="minimum detection confidence (default 0.25)")
+    parser.add_argument("--conf", default=None, help="minimum detection confidence, 0.01 to 1 (default 0.25)")
     parser.add_argument(
         "--device",
         default=None,
