@@ -32,6 +32,8 @@ SEGCAST_APPLICATION_ID = int.from_bytes(b"SGCT", "big")
 EVENTS_TABLE = "events"
 #: What to do about a file segcast refuses and did not write.
 ANOTHER_FILE = "set events.history.path to another file (a new one is made there)"
+#: Why a file that does not begin as SQLite's do is no history, in the words every log line about one uses.
+NOT_SQLITE = f"it is not a SQLite file, so no segcast event history: {ANOTHER_FILE}"
 #: How every SQLite database file begins (its header's first 16 bytes).
 SQLITE_HEADER = b"SQLite format 3\x00"
 

@@ -24,7 +24,7 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from server.events.history.format import ANOTHER_FILE, HistoryFile, check_history_file, is_sqlite_file
+from server.events.history.format import NOT_SQLITE, HistoryFile, check_history_file, is_sqlite_file
 from server.events.history.query import MAX_PAGE, EventQuery, StoredEvent, few_in_window, select_events
 from server.events.sink import DROP_LOG_INTERVAL_S
 from server.file_saving import on_read_only_mount, write_denied
@@ -164,7 +164,7 @@ class HistoryReader:
                 f"(sqlite3 {path.name} .recover | sqlite3 recovered.db) and put that in its place"
             )
         else:
-            reason = f"cannot read {path}: it is not a SQLite file, so no segcast event history: {ANOTHER_FILE}"
+            reason = f"cannot read {path}: {NOT_SQLITE}"
         with self._damage_lock:
             self.damaged_reads += 1
             self.damage = (reason, time.time())

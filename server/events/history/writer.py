@@ -55,7 +55,7 @@ import cv2
 from server.events.config import HistorySettings
 from server.events.counts import Counts
 from server.events.history.format import (
-    ANOTHER_FILE,
+    NOT_SQLITE,
     HistoryFile,
     RefusedHistoryFile,
     adoption,
@@ -438,7 +438,7 @@ def _not_sqlite(exc: BaseException, path: Path) -> str | None:
     reads' log uses (`HistoryReader`); None for any other failure, whose own reason stands."""
     if getattr(exc, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_NOTADB or is_sqlite_file(path):
         return None
-    return f"it is not a SQLite file, so no segcast event history: {ANOTHER_FILE}"
+    return NOT_SQLITE
 
 
 def _groups(rows: list[tuple[Any, ...]], max_bytes: float) -> Iterator[list[tuple[Any, ...]]]:
