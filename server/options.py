@@ -222,21 +222,24 @@ def _check_shape_classes(
 
 
 def _fraction(values: Mapping[str, Any], key: str, default: float, least: float = 0.0) -> float:
-    """``values[key]`` (``default`` where absent), a number from ``least`` to 1. A ``least`` above 0 is
-    conf's floor (`MIN_CONF`): a value under it is told why, so that nobody takes it for a typing slip."""
+    """``values[key]`` (``default`` where absent), a number from ``least`` to 1."""
     value = values.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or not least <= value <= 1.0:
         # A word as Python writes it: --conf and --iou show the text typed in its place (server.cli).
         shown = repr(value) if isinstance(value, str) else echoed(value)
-        why = ""
-        if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < least:
-            why = f" (below {least:g} the model's every faint guess is a detection, and starts a track)"
-        raise ValueError(f"{key}: expected a number from {least:g} to 1, got {shown}{why}")
+        raise ValueError(f"{key}: expected a number from {least:g} to 1, got {shown}")
     return float(value)
 
 
 def _conf(values: Mapping[str, Any], default: float) -> float:
-    """``conf``: a `_fraction` of at least `MIN_CONF`, every refusal naming that range."""
+    """``conf``: a `_fraction` of at least `MIN_CONF`; a value under that floor is told why, so that nobody
+    takes it for a typing slip."""
+    value = values.get("conf", default)
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < MIN_CONF:
+        raise ValueError(
+            f"conf: expected a number from {MIN_CONF:g} to 1, got {echoed(value)} "
+            f"(below {MIN_CONF:g} the model's every faint guess is a detection, and starts a track)"
+        )
     return _fraction(values, "conf", default, MIN_CONF)
 
 

@@ -31,6 +31,15 @@ def test_a_conf_under_the_floor_is_refused_naming_conf(conf: float) -> None:
     with pytest.raises(ValueError) as refused:
         StreamOptions.from_mapping({"conf": conf})
     assert str(refused.value).startswith(f"conf: expected a number from 0.01 to 1, got {conf}")
+    assert "every faint guess is a detection" in str(refused.value)
+
+
+@pytest.mark.parametrize("conf", [1.5, -0.1, "high"])
+def test_a_conf_out_of_range_otherwise_is_refused_without_the_floors_reason(conf: object) -> None:
+    with pytest.raises(ValueError) as refused:
+        StreamOptions.from_mapping({"conf": conf})
+    assert str(refused.value).startswith("conf: expected a number from 0.01 to 1, got ")
+    assert "faint guess" not in str(refused.value)
 
 
 def test_the_lowest_conf_is_taken_and_the_start_thresholds_follow_it_no_lower() -> None:
