@@ -16,6 +16,7 @@ metadata, and the browser viewer that draws from it, keep the real name.
 from __future__ import annotations
 
 import colorsys
+import dataclasses
 import unicodedata
 from dataclasses import dataclass
 
@@ -76,17 +77,55 @@ UNANALYSED_NOTE = "not analysed: inference unavailable"
 NOTE_COLOR: Color = (0, 165, 255)  # orange, the viewer's warning colour
 
 
-def annotated_picture(result: FrameResult) -> np.ndarray:
+def annotated_picture(result: FrameResult, size: tuple[int, int] | None = None) -> np.ndarray:
     """The annotated picture of ``result``: its tracks, zones and lines drawn over its frame. A frame shown
     unanalysed (inference unavailable) says so in its bottom left corner instead: a picture without boxes
     must not pass for an empty scene in an ``<img>`` or a player that shows nothing else. At the bottom,
-    as the viewer's own notice of it is a strip along the top."""
+    as the viewer's own notice of it is a strip along the top.
+
+    ``size`` (width, height; None: the frame's own) makes the picture at that size: the frame is scaled
+    first and the overlay drawn on the scaled picture, every coordinate scaled alike, so that text and
+    line widths are chosen for the picture people see. An overlay drawn at full size and shrunk with the
+    picture had labels a few pixels high in a small embed or grid tile.
+    """
+    image, tracks, analytics = result.frame.image, result.tracks, result.analytics
+    height, width = image.shape[:2]
+    if size is not None and size != (width, height):
+        fx, fy = size[0] / width, size[1] / height
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        tracks = tuple(_scaled_track(track, fx, fy) for track in tracks if _drawable(track))
+        if analytics is not None:
+            analytics = dataclasses.replace(
+                analytics,
+                zones=tuple((name, _scaled_points(outline, fx, fy)) for name, outline in analytics.zones),
+                lines=tuple((name, _scaled_points(outline, fx, fy)) for name, outline in analytics.lines),
+            )
     if result.analysed:
-        return annotate(result.frame.image, result.tracks, analytics=result.analytics)
-    canvas = result.frame.image.copy()
+        return annotate(image, tracks, analytics=analytics)
+    canvas = image.copy()
     bottom = float(canvas.shape[0])
     _label(canvas, UNANALYSED_NOTE, (0.0, bottom, 0.0, bottom), NOTE_COLOR, scale_for(canvas))
     return canvas
+
+
+def _scaled_points(points: np.ndarray, fx: float, fy: float) -> np.ndarray:
+    return np.rint(points * (fx, fy)).astype(np.int32)
+
+
+def _scaled_track(track: Track, fx: float, fy: float) -> Track:
+    """``track``'s geometry in a picture scaled by ``fx`` x ``fy`` (a drawable track only: NaN cannot round).
+
+    Its mask is drawn as its outline scaled, not as a mask filled at full size and shrunk: fill and
+    edge are then drawn at the picture's own pixels, as crisp as at full size and within half a pixel
+    of the scaled shape.
+    """
+    x1, y1, x2, y2 = track.box
+    return dataclasses.replace(
+        track,
+        box=(x1 * fx, y1 * fy, x2 * fx, y2 * fy),
+        polygon=None if track.polygon is None else _scaled_points(track.polygon, fx, fy),
+        trail=tuple((round(x * fx), round(y * fy)) for x, y in track.trail),
+    )
 
 
 def annotate(

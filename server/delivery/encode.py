@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import cv2
-import numpy as np
 
 from server.delivery.annotate import annotated_picture
 from server.frames import FrameResult
@@ -152,15 +151,16 @@ def make_packet(result: FrameResult, jpegs: Mapping[Variant, bytes]) -> FramePac
 def encode_variants(
     result: FrameResult, variants: frozenset[Variant], jpeg_quality: int = JPEG_QUALITY
 ) -> dict[Variant, bytes]:
-    """JPEGs of ``result`` for each of ``variants``; the overlay is drawn at most once for all of them.
+    """JPEGs of ``result`` for each of ``variants``; the overlay is drawn at most once per distinct size.
 
+    A scaled annotated variant has its overlay drawn on the scaled picture (`annotated_picture`), not
+    shrunk from the full-size one, so its labels stay readable in a small embed or grid tile.
     Variants that come out the same (a ``max_width`` at or above the frame's width is its full size)
     are encoded once and share their bytes: `encodings` counts what was really encoded.
     """
     params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]
     image = result.frame.image
     height, width = image.shape[:2]
-    annotated: np.ndarray | None = None
     made: dict[tuple[ImageKind, tuple[int, int]], bytes] = {}
     jpegs: dict[Variant, bytes] = {}
     for variant in variants:
@@ -168,13 +168,11 @@ def encode_variants(
         key = (variant.kind, size)
         if key not in made:
             if variant.kind is ImageKind.ANNOTATED:
-                if annotated is None:
-                    annotated = annotated_picture(result)
-                source = annotated
+                source = annotated_picture(result, size)
+            elif size != (width, height):
+                source = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
             else:
                 source = image
-            if size != (width, height):
-                source = cv2.resize(source, size, interpolation=cv2.INTER_AREA)
             ok, buffer = cv2.imencode(".jpg", source, params)
             if not ok:
                 raise RuntimeError("JPEG encoding failed")
