@@ -122,7 +122,18 @@ const offline = () => (canvas.dataset.seq === undefined ? OFFLINE_BEFORE_PICTURE
 // (a cross-site refusal, behind a proxy that drops the Host header) or it cannot be upgraded on the way.
 const liveRefused = () => !online && refusals.blamed;
 
+// The stream is gone (removed, or this server has none by the id) or the token is refused: nothing of
+// it may stay on screen, as in the stream view (StreamView.forget). A server merely out of reach keeps
+// its last picture, which the offline notice calls the last one received.
+const pictureWithheld = () => status === null || problem?.state === "unauthorized";
+
+function forgetPicture() {
+  canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
+  delete canvas.dataset.seq;
+}
+
 function render() {
+  if (pictureWithheld()) forgetPicture();
   if (problem) panel.show(problem);
   else if (wrongAddress) panel.show(refused(wrongAddress));
   else if (status === undefined) panel.show(CONNECTING);
@@ -212,6 +223,10 @@ const connection = new Connection({
     if (meta.stream !== streamId || !jpeg) return;
     const bitmap = await decoder.decode(jpeg);
     if (!bitmap) return;
+    if (pictureWithheld()) {
+      bitmap.close(); // decoded as the stream went or the token was refused: not to be shown
+      return;
+    }
     drawPicture(canvas, bitmap);
     canvas.dataset.seq = meta.seq;
   },
