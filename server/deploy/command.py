@@ -9,8 +9,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +18,9 @@ if TYPE_CHECKING:
     from server.deploy.split import EarlierNode, NodeFile, Split
 
 EXIT_STARTUP_ERROR = 2
+#: How to read a retired node's event history, which no node serves: every event, oldest first, its
+#: time in Unix seconds and its JSON as MQTT and the webhooks sent it.
+RETIRED_HISTORY_QUERY = "SELECT id, time, stream, type, data FROM events ORDER BY id"
 
 
 def add_arguments(commands: argparse._SubParsersAction) -> None:
@@ -51,24 +53,38 @@ def run(args: argparse.Namespace) -> int:
     """``segcast split``: write the files and say how to start them; errors are one line and status 2."""
     from server.config import ConfigError
     from server.deploy.running_nodes import what_each_runs
-    from server.deploy.split import SplitError, check_split, replaced_changes, split_config, write_split
+    from server.deploy.split import (
+        SplitError,
+        check_split,
+        kept_as_is,
+        replaced_changes,
+        split_config,
+        write_split,
+    )
 
     try:
         split = split_config(args.config, args.nodes, args.first_port)
         for warning in split.warnings:
             print(f"segcast: warning: {warning}", file=sys.stderr)
-        if args.dry_run:  # the plan first: it is what a refusal below is about
+        if args.dry_run:
             for line in replaced_changes(split):
                 print(line)
-            _print_placement(split, "would write")
-            running = check_split(split, args.force)
-            _print_running(split, running, what_each_runs(running))
+            try:
+                running = check_split(split, args.force)
+            except SplitError:
+                _print_placement(split, (), dry_run=True)  # the plan the refusal is about
+                raise
+            kept = kept_as_is(split, running)
+            _print_placement(split, kept, dry_run=True)
+            _print_mqtt(split)
+            _print_running(split, running, what_each_runs(running), kept)
             return 0
         running = write_split(split, args.force, report=print)
     except (SplitError, ConfigError) as exc:
         print(f"segcast: {exc}", file=sys.stderr)
         return EXIT_STARTUP_ERROR
-    _print_placement(split, "wrote")
+    kept = kept_as_is(split, running)
+    _print_placement(split, kept, dry_run=False)
     histories = [node for node in split.nodes if node.history is not None]
     if histories:
         others = ", ".join(node.name for node in histories[1:])
@@ -77,36 +93,79 @@ def run(args: argparse.Namespace) -> int:
             "older events of cameras now on other nodes stay there, asked for with ?stream=)"
             + (f"; new ones for {others}" if others else "")
         )
+    for retired in split.retired:
+        cameras = ", ".join(retired.stream_ids) or "its cameras"
+        print(
+            f"{retired.node}'s event history {retired.path} stays as it is, and no node reads it now (no "
+            f"/api/events reaches it): the events, with their snapshots, of {cameras} until {retired.node} "
+            "stopped; read them with:\n  " + shlex.join(["sqlite3", str(retired.path), RETIRED_HISTORY_QUERY])
+        )
+    _print_mqtt(split)
     running_paths = {node.path for node in running}
     stopped = [node for node in split.nodes if node.path not in running_paths]
     if stopped:
         print("\nStart each node (with the same tokens in its environment, if they are not in the file):")
         for node in stopped:
             print(f"  {_serve_command(node.path)}")
-    _print_running(split, running, what_each_runs(running))
+    _print_running(split, running, what_each_runs(running), kept)
     _print_entrance(split, "and the entrance" if stopped else "\nThe entrance")
     return 0
 
 
-def _print_placement(split: Split, verb: str) -> None:
-    """A line per node file: its address and cameras; first, where no --first-port was given and the
-    nodes keep the earlier split's ports, that they do."""
+def _print_placement(split: Split, kept: Collection[Path], dry_run: bool) -> None:
+    """A line per node file: its address and cameras, and whether it was left as it is (`kept_as_is`);
+    first, where no --first-port was given and the nodes keep the earlier split's ports, that they do."""
+    verb = "would write" if dry_run else "wrote"
     if split.ports_kept_from is not None:
         print(
             f"node ports from {split.nodes[0].port}, node-1's in {split.ports_kept_from.name} (the earlier split's: "
             "no node moves; --first-port to choose others)"
         )
     for node in split.nodes:
-        print(f"{verb} {node.path} ({node.name}, 127.0.0.1:{node.port}): {', '.join(node.stream_ids) or 'no cameras'}")
+        placed = f"{node.path} ({node.name}, 127.0.0.1:{node.port}): {', '.join(node.stream_ids) or 'no cameras'}"
+        if node.path in kept:
+            print(
+                f"{'would leave' if dry_run else 'left'} {placed}, as it is: only its comments would change, and "
+                f"{node.name}, running, saves its API's changes only to its file as it read it"
+            )
+        else:
+            print(f"{verb} {placed}")
     print(f"{verb} {split.entrance_path} (the entrance, at {split.entrance.host}:{split.entrance.port})")
 
 
-def _print_running(split: Split, running: Sequence[EarlierNode], runs: Mapping[Path, NodeStreams]) -> None:
+def _print_mqtt(split: Split) -> None:
+    """Where the file publishes MQTT, that each camera's topics move under its node's prefix, where
+    automations on the box's topics no longer fire, and that Home Assistant's ids do not change."""
+    if split.mqtt is None:
+        return
+    prefix = split.mqtt.prefix
+    print(
+        f"MQTT topics move: each node publishes under its own prefix, {prefix}/<camera>/... becomes "
+        f"{prefix}/node-N/<camera>/... (N: the node running the camera, again after a move): point automations "
+        f"on {prefix}/<camera>/events/<type> at {prefix}/+/<camera>/events/<type>, which follows the camera"
+        + (
+            f"; Home Assistant's devices and entity ids stay (every node has discovery_id = "
+            f'"{split.mqtt.discovery_id}")'
+            if split.mqtt.discovery_id is not None
+            else ""
+        )
+    )
+
+
+def _print_running(
+    split: Split, running: Sequence[EarlierNode], runs: Mapping[Path, NodeStreams], kept: Collection[Path]
+) -> None:
     """What becomes of each running node of the earlier split (`check_split` let it run on): one that
     gains cameras runs them only once restarted, one node at a time so the others go on serving; and
     what ``runs`` (what each says it runs) shows that its file does not: cameras a restart drops, or
-    that run twice. Warnings only: the split is made all the same."""
+    that run twice, or those its file lists that it does not run. Warnings only: the split is made all
+    the same."""
     by_path = {node.path: node for node in split.nodes}
+    names = {node.path: node.name for node in split.nodes}
+    elsewhere: dict[str, list[str]] = {}  # who runs each camera, as the running nodes say
+    for old in running:
+        for stream_id in (said.ids or ()) if (said := runs.get(old.path)) is not None else ():
+            elsewhere.setdefault(stream_id, []).append(names[old.path])
     for old in running:
         node = by_path[old.path]
         said = runs.get(old.path)
@@ -115,7 +174,7 @@ def _print_running(split: Split, running: Sequence[EarlierNode], runs: Mapping[P
         if not gained:
             changed = (
                 ""
-                if _runs_the_same(node.text, old.text)
+                if node.path in kept
                 else "; its file changed: restart it (one node at a time) to run what the file says now "
                 f"({split.source.name}'s settings, above), and before it saves changes through its API again"
             )
@@ -127,22 +186,12 @@ def _print_running(split: Split, running: Sequence[EarlierNode], runs: Mapping[P
                 "runs under one), as:"
             )
             print(f"  {_serve_command(node.path)}")
-        for warning in _unsaved_warnings(split, old, node, said) if said is not None else ():
-            print(f"  warning: {warning}")
+        if said is not None:
+            warnings = _unsaved_warnings(split, old, node, said)
+            for warning in warnings + _not_run_warnings(split, old, node.name, said, elsewhere):
+                print(f"  warning: {warning}")
     for warning in _twice_warnings(split, running, runs):
         print(f"\nwarning: {warning}")
-
-
-def _runs_the_same(new_text: str, old_text: str | None) -> bool:
-    """Whether a node started from ``old_text`` runs what ``new_text`` says: the settings, not the
-    comments (a split's header names the node count, so every grow or shrink changes it), so that no
-    restart, and no camera downtime, is asked for where nothing it runs changed."""
-    if old_text is None:
-        return False
-    try:
-        return tomllib.loads(new_text) == tomllib.loads(old_text)
-    except tomllib.TOMLDecodeError:
-        return new_text == old_text
 
 
 def _unsaved_warnings(split: Split, old: EarlierNode, node: NodeFile, said: NodeStreams) -> list[str]:
@@ -177,6 +226,28 @@ def _unsaved_warnings(split: Split, old: EarlierNode, node: NodeFile, said: Node
         for i in unsaved
         if i in given
     ]
+    return warnings
+
+
+def _not_run_warnings(
+    split: Split, old: EarlierNode, name: str, said: NodeStreams, elsewhere: Mapping[str, Sequence[str]]
+) -> list[str]:
+    """A warning per camera the file of ``old`` lists that its running node says it does not run:
+    removed through its API without a save (no ``?persist=1``, or a save refused), its file still
+    has it, so the node runs it again at its next restart, a second time where another node runs it
+    now; and the next split keeps it on this node."""
+    if said.ids is None:
+        return []
+    warnings = []
+    for stream_id in [i for i in old.stream_ids if i not in said.ids]:
+        others = [other for other in elsewhere.get(stream_id, ()) if other != name]
+        twice = f" (it runs on {' and '.join(others)} now: twice)" if others else ""
+        warnings.append(
+            f"{name} does not run {stream_id}, which its file lists (removed through its API without a save): "
+            f"a restart of {name} runs it again{twice}; to keep it off {name}, remove its [[streams]] table from "
+            f"{old.path.name} (and from {split.source.name} if it is retired), then restart {name}, which saves "
+            "no change through its API until it has read the file again"
+        )
     return warnings
 
 

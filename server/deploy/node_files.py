@@ -85,13 +85,20 @@ def node_document(
             written = written.with_name(f"{written.stem}.{node_name(index)}{written.suffix}")
         history["path"] = str(written)
     if isinstance(mqtt := events.get("mqtt"), dict):
-        prefix = mqtt.get("topic_prefix", "segcast")
+        prefix, discovery_id = mqtt_ids(mqtt)
         mqtt["topic_prefix"] = f"{prefix}/{node_name(index)}"
-        mqtt.setdefault("discovery_id", prefix.replace("/", "_"))
+        mqtt["discovery_id"] = discovery_id
         if mqtt.get("client_id"):
             mqtt["client_id"] = f"{mqtt['client_id']}-{node_name(index)}"
     document["streams"] = copy.deepcopy(streams)
     return document
+
+
+def mqtt_ids(mqtt: Mapping[str, Any]) -> tuple[str, str]:
+    """The topic prefix and Home Assistant ``discovery_id`` of the user's ``[events.mqtt]``: each node
+    publishes under ``<prefix>/node-N``, and every node keeps the one ``discovery_id`` (`server.deploy.split`)."""
+    prefix = str(mqtt.get("topic_prefix", "segcast"))
+    return prefix, str(mqtt.get("discovery_id", prefix.replace("/", "_")))
 
 
 def node_file_header(source: Path, index: int, nodes: int) -> str:

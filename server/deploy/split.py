@@ -30,7 +30,8 @@ of their own, so without tokens anyone reaching the entrance could change them).
 Splitting again over an earlier split's files (``--force``) is refused while a node that answers would
 lose a camera (or its port, or be removed): a node keeps its streams in memory, not in its file, so it
 would go on running cameras the new split gives another node. A running node that only gains cameras
-may run on, to be restarted to run them. A split is refused too while segcast itself answers at the
+may run on, to be restarted to run them; one whose settings stay keeps its file byte for byte
+(`kept_as_is`). A split is refused too while segcast itself answers at the
 file's own address (the single box, still running from it: its cameras would run twice). Before
 writing, it says what each file it replaces loses or gains (cameras, and settings saved there through
 a node's API). What the running nodes run beyond their files (a camera added through the API without
@@ -55,9 +56,16 @@ from typing import Any
 from server.cli import ssl_context
 from server.config import ConfigError, Settings, StreamConfig, load_config, settings_from_mapping
 from server.deploy.entrance import Listen, listens_with_tls, nginx_config, node_name
-from server.deploy.node_files import NODE_HOST, node_document, node_file_header, read_document, toml_document
+from server.deploy.node_files import (
+    NODE_HOST,
+    mqtt_ids,
+    node_document,
+    node_file_header,
+    read_document,
+    toml_document,
+)
 from server.deploy.running_nodes import accepts, what_answers
-from server.events.config import DEFAULT_HISTORY_FILE
+from server.events.config import DEFAULT_HISTORY_FILE, resolved_path
 from server.http.access.auth import ADMIN_TOKENS_ENV, VIEWER_TOKENS_ENV, AccessPolicy, AuthConfigError, is_loopback
 
 #: Ports under this only root may listen on: nodes go from `DEFAULT_FIRST_PORT` behind such an entrance.
@@ -104,6 +112,26 @@ class EarlierNode:
 
 
 @dataclass(frozen=True, slots=True)
+class MqttTopics:
+    """The file's ``[events.mqtt]`` as a split changes it: each node publishes under ``prefix/node-N``
+    where the single box published under ``prefix``; Home Assistant's ids stay made from
+    ``discovery_id`` on every node (None: the file turns discovery off)."""
+
+    prefix: str
+    discovery_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RetiredHistory:
+    """The event history file of a node this split removes, there when the split was made: the events
+    of ``stream_ids`` (the cameras its file held) until it stopped, which no node reads any more."""
+
+    node: str
+    path: Path
+    stream_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Split:
     """What `split_config` would write: a file per node and the entrance's nginx.conf."""
 
@@ -120,6 +148,8 @@ class Split:
     placed: Mapping[str, str] = field(default_factory=dict)  # why a camera no earlier node kept went where it did
     entrance_before: str | None = None  # the entrance's file as it was when the split was made (None: none)
     ports_kept_from: Path | None = None  # the earlier node-1 file whose port node 1 keeps (no --first-port)
+    mqtt: MqttTopics | None = None  # None: the file publishes no MQTT
+    retired: tuple[RetiredHistory, ...] = ()  # the history files of the nodes it removes
 
     def entrance_command(self) -> list[str]:
         """How to start the entrance: nginx as whoever runs it, root only for a port under 1024; by its
@@ -206,10 +236,15 @@ def split_config(path: Path, nodes: int, first_port: int | None = None) -> Split
     entrance_path = folder / f"{path.stem}.nginx.conf"
     existing = [p for p in (*(node.path for node in files), entrance_path) if p.exists()] + stale
     empty = [node.name for node in files if not node.stream_ids]
+    mqtt = data.get("events", {}).get("mqtt")
+    topics = None
+    if isinstance(mqtt, dict):
+        prefix, discovery_id = mqtt_ids(mqtt)
+        topics = MqttTopics(prefix, discovery_id if mqtt.get("discovery", True) else None)
     return Split(
         tuple(files),
         entrance_path,
-        nginx_config(entrance, ports, path.name, state),
+        nginx_config(entrance, ports, path.name, state, [node.stream_ids for node in files]),
         entrance,
         state,
         path,
@@ -220,7 +255,28 @@ def split_config(path: Path, nodes: int, first_port: int | None = None) -> Split
         placed,
         _text_of(entrance_path),
         ports_kept_from,
+        topics,
+        _retired_histories(path, earlier, nodes),
     )
+
+
+def _retired_histories(source: Path, earlier: Iterable[EarlierNode], nodes: int) -> tuple[RetiredHistory, ...]:
+    """The history file of each node of ``earlier`` beyond ``nodes`` whose file keeps one, where it exists."""
+    found = []
+    for node in earlier:
+        if node.index <= nodes or node.text is None:
+            continue
+        try:
+            events = tomllib.loads(node.text.removeprefix("\ufeff")).get("events")
+            history = events.get("history") if isinstance(events, dict) else None
+            if not isinstance(history, dict):
+                continue
+            path = resolved_path(str(history.get("path") or DEFAULT_HISTORY_FILE), source.parent, "events.history")
+        except ValueError:  # not TOML (TOMLDecodeError is one), or no usable path: no node kept a history there
+            continue
+        if path.is_file():
+            found.append(RetiredHistory(node_name(node.index), path, node.stream_ids))
+    return tuple(found)
 
 
 def _check_tls(path: Path, settings: Settings) -> None:
@@ -391,16 +447,19 @@ def write_split(split: Split, overwrite: bool, report: Callable[[str], None] | N
     then put there whole (a node started meanwhile reads the old file or the new, never half of one),
     the stale node files are removed only once every node file is in place (a camera is never in no
     file), and the entrance goes last (it never routes to a node file not yet written). A file that
-    cannot be written stops the split before any is replaced (a folder in the way: `check_split`)."""
+    cannot be written stops the split before any is replaced (a folder in the way: `check_split`).
+    A running node's file whose settings this split leaves as they are is not written at all (`kept_as_is`)."""
     running = check_split(split, overwrite)
     if report is not None:
         for line in replaced_changes(split):
             report(line)
+    kept = kept_as_is(split, running)
     written: list[tuple[Path, Path]] = []  # (the new file beside its place, its place), entrance last
     try:
         mode = (stat.S_IMODE(split.source.stat().st_mode) & NODE_FILE_MODE_MASK) | NODE_FILE_OWNER_MODE
         for node in split.nodes:  # they may hold the file's tokens: no more readable than the file
-            written.append((_written_beside(node.path, node.text, mode), node.path))
+            if node.path not in kept:
+                written.append((_written_beside(node.path, node.text, mode), node.path))
         written.append((_written_beside(split.entrance_path, split.entrance_text, ENTRANCE_MODE), split.entrance_path))
         split.entrance_state.mkdir(exist_ok=True)
         for log in ("access.log", "error.log"):  # nginx keeps a file's mode: these hold addresses and URLs
@@ -415,6 +474,33 @@ def write_split(split: Split, overwrite: bool, report: Callable[[str], None] | N
             new.unlink(missing_ok=True)
         raise SplitError(f"cannot write {exc.filename or split.entrance_path.parent}: {exc.strerror or exc}") from None
     return running
+
+
+def kept_as_is(split: Split, running: Iterable[EarlierNode]) -> frozenset[Path]:
+    """The files of the ``running`` nodes that this split leaves byte for byte as they are, as their
+    settings are the split's and at most their comments differ (the header's "Node 2 of 2", on a grow).
+
+    A running node saves its API's changes (``?persist=1``) only to the file as it read or last saved
+    it (`server.persist`, a digest of the whole file): rewritten for a comment, the file refuses its
+    next save with a 409 after the node has made the change in memory, so a camera moved away through
+    the API stays in its file and runs on two nodes once it restarts. Keeping the node count out of
+    the header would not do: a file the node saved is laid out by `server.persist`, not as a split
+    writes it, so its text differs from the split's whatever the header says. A stopped node's file is
+    written as ever (its header kept current): it is read whole when the node starts."""
+    new = {node.path: node for node in split.nodes}
+    return frozenset(old.path for old in running if old.path in new and runs_the_same(new[old.path].text, old.text))
+
+
+def runs_the_same(new_text: str, old_text: str | None) -> bool:
+    """Whether a node started from ``old_text`` runs what ``new_text`` says: the settings, not the
+    comments (a split's header names the node count, so every grow or shrink changes it), so that no
+    restart, and no camera downtime, is asked for where nothing it runs changed."""
+    if old_text is None:
+        return False
+    try:
+        return tomllib.loads(new_text) == tomllib.loads(old_text.removeprefix("\ufeff"))
+    except tomllib.TOMLDecodeError:
+        return new_text == old_text
 
 
 def check_split(split: Split, overwrite: bool) -> tuple[EarlierNode, ...]:

@@ -1,0 +1,139 @@
+"""Growing and shrinking a fleet with ``segcast split --force`` while its nodes run, as docs/scaling.md
+tells: what a running node's file must keep, and what the split must say about what moves (MQTT
+topics) and what is left behind (a retired node's event history).
+
+Real nodes (``segcast serve`` from the files the split wrote) where the behaviour is theirs: a node's
+save check, what it says it runs.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sqlite3
+import tomllib
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from server.cli import main
+from server.events.history.writer import SCHEMA
+from tests.support.ports import consecutive_free_ports, free_port
+from tests.test_split import _ids, _node
+
+CAMERAS = "".join(f'[[streams]]\nid = "{name}"\nuri = "scene:?seed={i}"\n\n' for i, name in enumerate("abcdef", 1))
+MQTT = '[events.mqtt]\nhost = "127.0.0.1"\ntopic_prefix = "site"\n\n'
+
+
+def _config(folder: Path, tables: str = "") -> Path:
+    """cams.toml of six generated cameras (a to f), its entrance at a free port."""
+    config = folder / "cams.toml"
+    config.write_text(f'[server]\nport = {free_port()}\n\n[model]\nname = "bundled"\n\n{tables}' + CAMERAS)
+    return config
+
+
+async def _delete(port: int, stream_id: str, query: str = "") -> int:
+    """The status of ``DELETE /api/streams/<stream_id><query>`` at the node at ``port``."""
+    url = f"http://127.0.0.1:{port}/api/streams/{stream_id}{query}"
+    async with aiohttp.ClientSession() as session, session.delete(url) as response:
+        return response.status
+
+
+async def test_growing_leaves_a_running_nodes_file_alone_so_it_still_saves_a_camera_moved_away(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """2 -> 3 nodes rewrote node-2's file for its header alone ("Node 2 of 2" -> "of 3"); node-2's save
+    check saw an outside edit, so moving a camera away (docs/scaling.md) stopped it but left it in
+    node-2's file (409): it ran on two nodes after node-2's next restart."""
+    config = _config(tmp_path)
+    first = consecutive_free_ports(3)
+    assert main(["split", str(config), "--nodes", "2", "--first-port", str(first)]) == 0  # a, c, e; b, d, f
+    node_2 = tmp_path / "cams.node-2.toml"
+    before = node_2.read_bytes()
+    with _node(node_2):
+        capsys.readouterr()
+        assert main(["split", str(config), "--nodes", "3", "--first-port", str(first), "--force"]) == 0
+        out = capsys.readouterr().out
+        assert node_2.read_bytes() == before
+        assert f"left {node_2} (node-2, 127.0.0.1:{first + 1}): b, d, f, as it is: only its comments" in out
+        assert "node-2 is running and keeps its cameras: it runs on as it is\n" in out
+        assert "Node 1 of 3" in (tmp_path / "cams.node-1.toml").read_text(), "a stopped node's file is written"
+
+        assert await _delete(first + 1, "f", "?persist=1") == 204
+        assert _ids(node_2) == ["b", "d"]
+
+
+async def test_a_resplit_names_a_camera_a_running_node_no_longer_runs_that_its_file_lists(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A camera removed through a node's API without a save stays in its file: the node's next restart
+    runs it again, on two nodes where it was moved. The split said nothing of it."""
+    config = _config(tmp_path)
+    first = consecutive_free_ports(2)
+    assert main(["split", str(config), "--nodes", "2", "--first-port", str(first)]) == 0  # a, c, e; b, d, f
+    with _node(tmp_path / "cams.node-2.toml"):
+        assert await _delete(first + 1, "d") == 204  # not saved: cams.node-2.toml still lists d
+        capsys.readouterr()
+        assert main(["split", str(config), "--nodes", "2", "--first-port", str(first), "--force", "--dry-run"]) == 0
+        out = capsys.readouterr().out
+    assert (
+        "  warning: node-2 does not run d, which its file lists (removed through its API without a save): a "
+        "restart of node-2 runs it again; to keep it off node-2, remove its [[streams]] table from "
+        "cams.node-2.toml (and from cams.toml if it is retired), then restart node-2"
+    ) in out
+    assert out.count("warning:") == 1, "b and f run as the file says"
+
+
+def test_a_split_with_mqtt_says_where_the_topics_move_and_that_entity_ids_stay(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Home Assistant automations on a camera's event topics stopped firing after a split: each node
+    publishes under its own prefix, and the split did not say so."""
+    config = _config(tmp_path, MQTT)
+    assert main(["split", str(config), "--nodes", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "MQTT topics move: each node publishes under its own prefix, site/<camera>/... becomes " in out
+    assert "site/node-N/<camera>/..." in out
+    assert "point automations on site/<camera>/events/<type> at site/+/<camera>/events/<type>" in out
+    assert 'Home Assistant\'s devices and entity ids stay (every node has discovery_id = "site")' in out
+    node_2 = tomllib.loads((tmp_path / "cams.node-2.toml").read_text())["events"]["mqtt"]
+    assert (node_2["topic_prefix"], node_2["discovery_id"]) == ("site/node-2", "site")
+
+    _config(tmp_path)
+    assert main(["split", str(config), "--nodes", "2", "--force"]) == 0
+    out = capsys.readouterr().out
+    assert "MQTT" not in out and "topic" not in out
+
+
+def test_a_shrinking_split_names_the_retired_nodes_event_history_and_how_to_read_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Retiring node-3 left its events in segcast-events.node-3.db, which no node reads, and the split
+    did not say so. Named only where there is such a file: a node never started kept none."""
+    config = _config(tmp_path, "[events.history]\n\n")
+    assert main(["split", str(config), "--nodes", "3"]) == 0  # node-3: c, f
+    assert main(["split", str(config), "--nodes", "2", "--force"]) == 0
+    out = capsys.readouterr().out
+    assert "node-1 goes on in the event history" in out
+    assert "node-3's event history" not in out
+
+    for node_file in tmp_path.glob("cams.node-*.toml"):  # every node stopped: dealt out anew
+        node_file.unlink()
+    assert main(["split", str(config), "--nodes", "3", "--force"]) == 0  # node-3: c, f
+    history = tmp_path / "segcast-events.node-3.db"
+    with sqlite3.connect(history) as database:  # node-3 ran, and kept an event
+        database.executescript(SCHEMA)
+        database.execute("INSERT INTO events (time, stream, type, data) VALUES (1767225600, 'c', 'line_cross', '{}')")
+    database.close()
+    capsys.readouterr()
+    assert main(["split", str(config), "--nodes", "2", "--force"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        f"node-3's event history {history} stays as it is, and no node reads it now (no /api/events reaches it): "
+        "the events, with their snapshots, of c, f until node-3 stopped; read them with:\n"
+    ) in out
+    command = shlex.split(out.split("read them with:\n")[1].splitlines()[0])
+    assert command[:2] == ["sqlite3", str(history)]
+    with sqlite3.connect(f"file:{history}?mode=ro", uri=True) as database:
+        assert database.execute(command[2]).fetchall() == [(1, 1767225600.0, "c", "line_cross", "{}")]
+    database.close()
