@@ -6,9 +6,11 @@ Service answers (tests/test_deploy_generated.py holds those files to it): a path
 prefix cut off (``/node-1/ws`` reaches node 1 as ``/ws``), WebSockets and MJPEG passed on as they
 come, an index linking each node and All cameras (``web/fleet.html``, served by whichever node
 answers), a page of its own for a node that does not answer (JSON for its ``api/``, ``metrics`` and
-``healthz``: what asks for those reads JSON), ``/healthz``, and for any other path (a single box's
-``/api/streams``, ``/metrics``, ``/embed/cam1``, kept after a split) a 404 that lists the nodes'
-paths: JSON for the API and ``/metrics``, a page otherwise. A node that accepts connections and never
+``healthz``: what asks for those reads JSON), ``/healthz``, a single box's addresses of one camera
+(``/embed/cam2``, ``/api/streams/cam2/...``) redirected to the node that runs it where the nodes'
+cameras are given (`camera_redirects`), and for any other path (a single box's ``/api/streams``,
+``/metrics``, kept after a split) a 404 that lists the nodes' paths: JSON for the API and
+``/metrics``, a page otherwise. A node that accepts connections and never
 answers gets that page too after `NODE_ANSWER_S`, but for its streams, which may stay quiet far longer
 (`STREAM_QUIET_S`). tests/test_deploy.py runs every entrance test on it in a real nginx.
 
@@ -23,6 +25,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from server.config import STREAM_ID_PATTERN
 
 #: What nginx buffers on disk (a large request body, say), each in a folder of its own.
 TEMPORARY_FILES = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -68,11 +72,13 @@ class Nodes:
     """The nodes behind an entrance: each one's path (``node-1``) and address (``host:port``), and
     ``resolver``, the DNS server that looks their names up per request (Docker's: a node recreated with
     a new address is found again, and the entrance starts while one is down); None: looked up once, at
-    start (an IP address, or a Kubernetes Service, whose address does not change with its pods')."""
+    start (an IP address, or a Kubernetes Service, whose address does not change with its pods').
+    ``streams``: the camera ids each node runs, in node order (empty: none known, so none redirected)."""
 
     names: tuple[str, ...]
     addresses: tuple[str, ...]
     resolver: str | None = None
+    streams: tuple[tuple[str, ...], ...] = ()
 
 
 def node_name(index: int) -> str:
@@ -80,8 +86,11 @@ def node_name(index: int) -> str:
     return f"node-{index}"
 
 
-def nginx_config(listen: Listen, node_ports: Sequence[int], source: str, state: Path) -> str:
-    """nginx.conf text for an entrance at ``listen`` in front of nodes on 127.0.0.1 at ``node_ports``.
+def nginx_config(
+    listen: Listen, node_ports: Sequence[int], source: str, state: Path, streams: Sequence[Sequence[str]] = ()
+) -> str:
+    """nginx.conf text for an entrance at ``listen`` in front of nodes on 127.0.0.1 at ``node_ports``,
+    running the cameras ``streams`` names (each node's ids, in node order: `camera_redirects`).
 
     Its pid file, logs and temporary files go in ``state`` (an absolute folder), not in the system's
     /run and /var: so nginx runs as whoever starts it, and root is only needed for a port under 1024.
@@ -93,7 +102,8 @@ def nginx_config(listen: Listen, node_ports: Sequence[int], source: str, state: 
 # Run it with: nginx -e {_quoted(state / "error.log")} -c <this file's absolute path>  (sudo for a port under 1024)
 # and stop it with the same arguments and -s stop (its pid file is named below, not nginx's own).
 """
-    return entrance_config(listen, Nodes(names, tuple(f"127.0.0.1:{port}" for port in node_ports)), header, state)
+    addresses = tuple(f"127.0.0.1:{port}" for port in node_ports)
+    return entrance_config(listen, Nodes(names, addresses, streams=tuple(map(tuple, streams))), header, state)
 
 
 def entrance_config(listen: Listen, nodes: Nodes, header: str, state: Path | None = None) -> str:
@@ -138,6 +148,9 @@ http {{
     # Paths without their queries: the viewer's ?token= would be kept in the log (its Referer too).
     log_format segcast '$remote_addr [$time_local] "$request_method $uri $server_protocol" $status $body_bytes_sent';
     access_log {_quoted(state / "access.log") if state is not None else CONTAINER_ACCESS_LOG} segcast;
+    # What nginx answers itself is typed by its default_type, never by the path's extension (its
+    # built-in types made the JSON 404 of /api/streams/x/snapshot.jpg image/jpeg); nodes type their own.
+    types {{}}
 {_temporary_files(state)}{_looked_up(nodes.resolver)}
     # Any node serves All cameras' page; one that fails is skipped for a while. Each client (by its
     # address) keeps to one node while it answers: a page and its scripts come from one version, even
@@ -187,8 +200,8 @@ http {{
             default_type text/plain;
             return 200 "ok\\n";
         }}
-{_NOT_ANSWERING}
-        # Any other path (a single box's /api/streams, /metrics, /embed/cam1): where the nodes are,
+{_NOT_ANSWERING}{camera_redirects(names, nodes.streams)}
+        # Any other path (a single box's /api/streams, /metrics, a camera no node runs): where the nodes are,
         # not nginx's bare 404. JSON for API clients and scrapers, a page for a person.
         location ~ ^/(?:api(?:/|$)|metrics$) {{
             default_type application/json;
@@ -256,6 +269,48 @@ def _node_location(name: str, address: str, looked_up: bool) -> str:
         f"                proxy_send_timeout {STREAM_QUIET_S}s;\n"
         "            }\n"
         "        }"
+    )
+
+
+def camera_redirects(names: Sequence[str], streams: Sequence[Sequence[str]]) -> str:
+    """Locations that send a single box's addresses of one camera to the node ``names[i]`` whose
+    ``streams[i]`` has it: ``/embed/<id>``, ``/api/streams/<id>`` and everything under it (snapshot,
+    MJPEG, counts ...), the query kept, so a dashboard's ``<iframe>`` or ``<img>`` saved before the split
+    works on. A 307, never a 301: browsers keep a 301 for good, and a camera moved by a later split
+    (which writes these anew) must be followed there; a 307 also keeps an API call's method and body.
+
+    Ids are matched whole (``location =``, and ``^~`` with the trailing ``/``: ``cam2`` is not
+    ``cam22``, and no regular expression of the entrance's 404s is asked after). They may hold only
+    `STREAM_ID_PATTERN`'s letters, digits, ``-`` and ``_``: nothing nginx would read as syntax or a
+    variable. All lie under ``/embed/`` and ``/api/streams/``, where the entrance has no route of its
+    own, so a camera named ``healthz`` or ``node-1`` shadows nothing. A camera two nodes list (their
+    files edited by hand) goes to the first. The box's one WebSocket, ``/ws``, is not per camera and is
+    not redirected (browsers do not follow a redirect of a WebSocket's handshake either): a viewer
+    connects to its node's ``/node-N/ws``.
+    """
+    if not streams:
+        return ""
+    node_of: dict[str, str] = {}
+    for name, ids in zip(names, streams, strict=True):
+        for stream_id in ids:
+            if not STREAM_ID_PATTERN.match(stream_id):
+                raise ValueError(f"stream id {stream_id!r} is not one segcast accepts: it cannot go in nginx.conf")
+            node_of.setdefault(stream_id, name)
+    if not node_of:
+        return ""
+    blocks = []
+    for stream_id, name in node_of.items():
+        embed, api = f"/embed/{stream_id}", f"/api/streams/{stream_id}"
+        for match, target in (
+            (f"= {embed}", f"{embed}$is_args$args"),
+            (f"= {api}", f"{api}$is_args$args"),
+            (f"^~ {api}/", "$request_uri"),  # as asked, its query too: nothing decoded
+        ):
+            blocks.append(f"        location {match} {{\n            return 307 /{name}{target};\n        }}")
+    return (
+        "\n        # A single box's addresses of each camera, saved before the split: to the node that runs it.\n"
+        + "\n".join(blocks)
+        + "\n"
     )
 
 
