@@ -23,6 +23,7 @@ from bench.server_process import (
     START_TIMEOUT_S,
     ServerProcess,
     Viewer,
+    check_processed,
     processed_count,
     started,
     stream_counts,
@@ -137,6 +138,7 @@ async def _latency(
     values = [ms for _, ms in samples]
     if not values:
         raise RuntimeError(f"latency run, {streams} stream(s): no frame reached the viewer in {wall:.1f} s")
+    check_processed(counts.processed, f"latency run, {streams} stream(s)", wall)
     third = wall / 3
     first = [ms for t, ms in samples if t < third]
     last = [ms for t, ms in samples if t >= wall - third]

@@ -29,16 +29,26 @@ POLL_S = 0.02
 FORWARD_REPEATS = 20
 
 
+class NotInferred(RuntimeError):
+    """A timed frame did not go through the model: no figure is taken from such a run."""
+
+
 class CountingHub:
-    """A `PipelineListener` that counts the packets carrying a JPEG (or every packet, if no image is wanted)."""
+    """A `PipelineListener` that counts the analysed packets carrying a JPEG (or every analysed packet, if
+    no image is wanted). A frame shown unanalysed while a remote model is unavailable is cheap to pass on,
+    and counting it would turn an outage into a speed-up: those are counted apart, in ``unanalysed``."""
 
     def __init__(self, need_jpeg: bool) -> None:
         self._need_jpeg = need_jpeg
         self._lock = threading.Lock()
         self.count = 0
+        self.unanalysed = 0
 
     def publish_threadsafe(self, packet: FramePacket) -> None:
-        if packet.jpegs or not self._need_jpeg:
+        if not packet.result.analysed:
+            with self._lock:
+                self.unanalysed += 1
+        elif packet.jpegs or not self._need_jpeg:
             with self._lock:
                 self.count += 1
 
@@ -100,18 +110,40 @@ def run_pipeline(
             manager.add(StreamConfig(f"s{index}", f"{video}#rate=max", loop=True, options=options))
         deadline = time.monotonic() + timeout_s
         _wait_for(hub, warmup * streams, deadline)
+        stream_ids = [f"s{index}" for index in range(streams)]
+        errors = _errors(manager, stream_ids)
         start_count, started, dropped = hub.count, time.perf_counter(), manager.encoder.dropped
-        _wait_for(hub, start_count + frames, deadline)
+        _wait_for(hub, start_count + frames, deadline, lambda: _not_inferred(manager, errors))
         seconds = time.perf_counter() - started
+        if (reason := _not_inferred(manager, errors)) is not None:  # failed while the last frames came out
+            raise NotInferred(reason)
         return PipelineRun(hub.count - start_count, seconds, manager.encoder.dropped - dropped)
     finally:
         manager.stop()
 
 
-def _wait_for(hub: CountingHub, count: int, deadline: float) -> None:
+def _errors(manager: StreamManager, stream_ids: list[str]) -> dict[str, int]:
+    """Each stream's frames not inferred so far (shown unanalysed or not shown at all), by the worker's count."""
+    return {stream_id: stats.errors if (stats := manager.worker.stats(stream_id)) else 0 for stream_id in stream_ids}
+
+
+def _not_inferred(manager: StreamManager, before: dict[str, int]) -> str | None:
+    """Why a frame was not inferred since ``before`` (`_errors`), in the worker's words; None if none was."""
+    for stream_id, errors in before.items():
+        stats = manager.worker.stats(stream_id)
+        if stats is not None and stats.errors > errors:
+            failed = stats.errors - errors
+            return f"[{stream_id}] {failed} timed frame(s) not inferred ({stats.last_error}): no figure from this run"
+    return None
+
+
+def _wait_for(hub: CountingHub, count: int, deadline: float, failed: Callable[[], str | None] = lambda: None) -> None:
     while hub.count < count:
+        if (reason := failed()) is not None:
+            raise NotInferred(reason)
         if time.monotonic() > deadline:
-            raise TimeoutError(f"only {hub.count} of {count} frames came out in time")
+            unanalysed = f" ({hub.unanalysed} more shown unanalysed: inference unavailable)" if hub.unanalysed else ""
+            raise TimeoutError(f"only {hub.count} of {count} frames came out in time{unanalysed}")
         time.sleep(POLL_S)
 
 

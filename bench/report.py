@@ -75,18 +75,30 @@ def _previous_notes(out: Path) -> str:
 
 def _machine_section(results: Results) -> list[str]:
     m, s = results.machine, results.settings
-    runtimes = ", ".join(f"{k} {v}" for k, v in m.get("runtimes", {}).items()) or "none"
     return [
         "## Machine and conditions",
         "",
-        f"- {m.get('cores')} CPU cores ({m.get('cpu')}), {gpu_text(m)}{_on_gpu(m)}; Python {m.get('python')}, "
+        *machine_lines(m, s.get("command"), _on_gpu(m)),
+        # Only the model file's name is recorded: no architecture is claimed for it.
+        f"- Model `{s.get('model')}` at imgsz {s.get('imgsz')}; video: {s.get('video')}.",
+        "",
+    ]
+
+
+def machine_lines(machine: Mapping[str, Any], command: str | None, gpu_use: str = "") -> list[str]:
+    """The machine of ``machine`` (`bench.run.Results.machine`) and its load, as every page of a run says
+    them; ``gpu_use`` what ran on its GPU. The load after and the minutes only where they were recorded."""
+    m = machine
+    runtimes = ", ".join(f"{k} {v}" for k, v in m.get("runtimes", {}).items()) or "none"
+    after = f", after {m['load_after']}" if "load_after" in m else ""
+    minutes = f", {m['minutes']} min" if "minutes" in m else ""
+    return [
+        f"- {m.get('cores')} CPU cores ({m.get('cpu')}), {gpu_text(m)}{gpu_use}; Python {m.get('python')}, "
         f"torch {m.get('torch')}, ultralytics {m.get('ultralytics')}, {runtimes}.",
-        f"- Load average (1, 5, 15 min) before the run {m.get('load_before')}, after {m.get('load_after')}: "
+        f"- Load average (1, 5, 15 min) before the run {m.get('load_before')}{after}: "
         "other processes shared the cores, so absolute figures are lower and noisier than on an idle machine; "
         "the ratios compare measurements taken back to back.",
-        f"- Run {m.get('date')}, {m.get('minutes')} min: `{s.get('command')}`.",
-        f"- Model `{s.get('model')}` (yolov8n-seg architecture) at imgsz {s.get('imgsz')}; video: {s.get('video')}.",
-        "",
+        f"- Run {m.get('date')}{minutes}: `{command}`.",
     ]
 
 

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 GOAL_BEST_RATIO = 2.0
 GOAL_PYTORCH_RATIO = 1.0
 GOAL_SHARE = 0.6
+#: The share of a pipeline doing nothing but the network: one above it is no measurement.
+SHARE_CEILING = 1.0
 GOAL_BATCH_GAIN = 1.3
 GOAL_FANOUT_CPU = 1.15
 GOAL_FANOUT_SHARE = 0.9
@@ -94,12 +96,16 @@ def goal_rows(results: Results) -> list[list[str]]:
                 )
         for backend, row in throughput.items():
             share = row["share"]
+            # 1.0 is the network alone: a round above it timed the forward pass slower than the whole
+            # pipeline ran, a disturbed measurement that says nothing of the goal (`share_range`: each round's).
+            highest = max(row.get("share_range", [share, share])[1], share)
+            valid = highest <= SHARE_CEILING
             rows.append(
                 [
                     f"share of the limit, {BACKEND_NAMES[backend]}",
                     f">= {GOAL_SHARE:g}",
-                    f"{share:.2f}",
-                    met_text(share >= GOAL_SHARE),
+                    f"{share:.2f}" if valid else f"n/a (forward timing disturbed: share {highest:.2f}, above 1)",
+                    met_text(share >= GOAL_SHARE if valid else None),
                 ]
             )
     if results.occlusion:

@@ -35,8 +35,8 @@ from typing import Any
 import aiohttp
 
 from bench.live import WARMUP_S, percentile, serve
-from bench.report import gpu_text
-from bench.server_process import ServerProcess, free_port, processed_count, stop_process, viewers
+from bench.report import gpu_text, machine_lines
+from bench.server_process import ServerProcess, check_processed, free_port, processed_count, stop_process, viewers
 
 REPO = Path(__file__).resolve().parent.parent
 TRITON_START_S = 180.0
@@ -151,23 +151,24 @@ def overhead_rounds(
 def _nodes_run(model: str, video: Path, imgsz: int, cameras: list[int], seconds: float) -> NodesRun:
     with contextlib.ExitStack() as stack:
         servers = [stack.enter_context(serve(model, video, count, imgsz)) for count in cameras]
-        fps, samples, wall = asyncio.run(_measure(servers, seconds))
+        processed, samples, wall = asyncio.run(_measure(servers, seconds))
+    where = f"{sum(cameras)} camera(s) on {len(cameras)} node(s)"
     if not samples:
-        where = f"{sum(cameras)} camera(s) on {len(cameras)} node(s)"
         raise RuntimeError(f"scale-out run, {where}: no frame reached a viewer in {wall:.1f} s")
+    check_processed(processed, f"scale-out run, {where}", wall)
     return NodesRun(
         model,
         len(cameras),
         sum(cameras),
         seconds,
-        fps,
+        processed / wall,
         statistics.median(samples),
         percentile(samples, 95),
     )
 
 
-async def _measure(servers: list[ServerProcess], seconds: float) -> tuple[float, list[float], float]:
-    """Processed fps of all servers together, every frame's capture-to-viewer latency (ms), and the
+async def _measure(servers: list[ServerProcess], seconds: float) -> tuple[int, list[float], float]:
+    """Frames processed by all servers together, every frame's capture-to-viewer latency (ms), and the
     seconds measured."""
     async with contextlib.AsyncExitStack() as stack:
         session = await stack.enter_async_context(aiohttp.ClientSession())
@@ -182,7 +183,7 @@ async def _measure(servers: list[ServerProcess], seconds: float) -> tuple[float,
         after = [await processed_count(session, server) for server in servers]
     processed = sum(a - b for a, b in zip(after, before, strict=True))
     samples = [latency * 1000 for viewer in watchers for t, latency in viewer.samples if t >= started]
-    return processed / wall, samples, wall
+    return processed, samples, wall
 
 
 @contextlib.contextmanager
@@ -267,6 +268,11 @@ def write_scaleout_report(
         "",
         f"This run's machine: {gpu_text(machine)}. Triton ran on its CPU, so the GPU capacity figure is not "
         "measured here (bench/gpu_capacity.py measures it).",
+        "",
+        "## Machine and conditions",
+        "",
+        # The load after and the minutes are recorded after each section of the main page's: not this one's.
+        *machine_lines({k: v for k, v in machine.items() if k not in ("load_after", "minutes")}, command),
         "",
     ]
     text = "\n".join(lines)

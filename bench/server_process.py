@@ -118,7 +118,11 @@ async def _wait_ready(server: ServerProcess) -> None:
 
 @dataclass
 class Viewer:
-    """One WebSocket viewer: counts the JPEGs it got, and records each one's latency if asked."""
+    """One WebSocket viewer: counts the JPEGs it got, and records each one's latency if asked.
+
+    Only frames that went through the model have a latency: one shown unanalysed while inference is
+    unavailable (``"analysed": false``, docs/protocol.md) skips the model, and would time the outage as fast.
+    """
 
     record: bool = False
     received: int = 0
@@ -128,7 +132,7 @@ class Viewer:
     def on_text(self, data: str) -> None:
         message = json.loads(data)
         if message.get("type") == "frame" and message.get("image"):
-            self._capture = message["capture_time"]
+            self._capture = message["capture_time"] if message.get("analysed", True) else None
 
     def on_jpeg(self) -> None:
         self.received += 1
@@ -188,3 +192,10 @@ async def stream_counts(session: aiohttp.ClientSession, server: ServerProcess) -
 
 async def processed_count(session: aiohttp.ClientSession, server: ServerProcess) -> int:
     return (await stream_counts(session, server)).processed
+
+
+def check_processed(processed: int, what: str, wall_s: float) -> None:
+    """Raise where no frame went through the model in a measured window (a remote model unavailable
+    throughout, say): its latency and rates would measure the outage, not the pipeline."""
+    if processed <= 0:
+        raise RuntimeError(f"{what}: no frame was processed in {wall_s:.1f} s (inference unavailable?)")

@@ -51,6 +51,7 @@ class StandInManager:
         self.streams: list[Any] = []
         self.wanted: list[dict[str, frozenset[Variant]]] = []
         self.encoder = SimpleNamespace(dropped=0, set_wanted=self.wanted.append)
+        self.worker = SimpleNamespace(stats=lambda stream_id: None)  # no stream's frame ever fails here
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._publish)
         StandInManager.made.append(self)
@@ -68,7 +69,8 @@ class StandInManager:
     def _publish(self) -> None:
         while not self._stop.wait(0.001):
             if self.streams:
-                self.hub.publish_threadsafe(SimpleNamespace(jpegs={Variant(): b"\xff\xd8"}))  # type: ignore[arg-type]
+                analysed = SimpleNamespace(result=SimpleNamespace(analysed=True), jpegs={Variant(): b"\xff\xd8"})
+                self.hub.publish_threadsafe(analysed)  # type: ignore[arg-type]
 
 
 class StandInTimer:
