@@ -4,7 +4,11 @@ Start-up problems (a model that cannot be loaded, a port in use, bad flags) end 
 line on stderr and exit status 2; run-time problems belong to the stream they happen on.
 
 This module imports only what parsing the command line needs, so ``segcast serve`` says it is starting
-at once; PyTorch, aiohttp and the pipeline (seconds to import on a small machine) come after that line.
+at once; PyTorch, aiohttp and the pipeline (seconds to import on a small machine) come after that line,
+and after the flags are checked, so a mistake in them is said without that wait. What only building the
+parser or a command needs (the export, Triton and split commands, the stream options: numpy among
+them) is imported inside `main`, where a Ctrl-C during the imports ends with ``segcast: interrupted`` as
+later ones do, not with a traceback.
 """
 
 from __future__ import annotations
@@ -21,13 +25,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from server.deploy import command as split_command
 from server.http.network.listen import DEFAULT_HOST, DEFAULT_PORT, ListenError
-from server.inference.export import FORMATS, ExportError, export_model
-from server.inference.models import DEFAULT_MODEL
 from server.inference.telemetry import switch_off_ultralytics_telemetry
-from server.options import StreamOptions
-from server.triton import cpu_server
 
 if TYPE_CHECKING:
     from server.config import Settings, StreamConfig
@@ -109,6 +108,11 @@ class CommandParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from server.deploy import command as split_command
+    from server.inference.export import FORMATS
+    from server.inference.models import DEFAULT_MODEL
+    from server.triton import cpu_server
+
     parser = CommandParser(prog="segcast", description="Live video segmentation and tracking server.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -231,6 +235,7 @@ def _flag_defaults(args: argparse.Namespace) -> dict[str, object]:
     """Stream options given as flags, each checked on its own so an error names its flag and shows what was
     typed (``--conf: ..., got 5``, where the option's own reason says ``got 5.0``)."""
     from server.config import ConfigError
+    from server.options import StreamOptions
 
     given: dict[str, object] = {}
     for key, kind in OPTION_FLAGS.items():
@@ -272,20 +277,13 @@ def _file_only(path: Path, with_flags: Settings) -> Settings:
 def settings_from_args(args: argparse.Namespace) -> Settings:
     from server.config import ConfigError, Settings, listen_host, load_config
     from server.inference.options import InferenceOptions
+    from server.options import StreamOptions
     from server.source_flags import streams_from_flags
 
     if args.port is not None and not 1 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port}: must be between 1 and 65535")
     overrides = _flag_defaults(args)
     config_path: Path | None = getattr(args, "config", None)
-    file_settings = None
-    if config_path is not None:
-        base = load_config(config_path, overrides)
-        file_settings = _file_only(config_path, base)
-    else:
-        defaults = StreamOptions.from_mapping(overrides)
-        inference = InferenceOptions(imgsz=defaults.imgsz, conf=defaults.conf, iou=defaults.iou)
-        base = Settings(model=args.default_model, inference=inference, stream_defaults=defaults)
     if args.command == "demo":
         sources, loop = list(DEMO_SOURCES), False
     else:
@@ -299,6 +297,18 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                 "--loop restarts the video files of --source streams, and none is given; for a stream of the "
                 "config file, set loop = true in its [[streams]] table"
             )
+    if config_path is None:
+        # Checked from their text first: the stream options below import ultralytics (the tracker's
+        # defaults), and with it PyTorch, seconds to tens of them before a mistyped --source was said.
+        _check_sources(None, sources, streams_from_flags(sources, loop=loop))
+    file_settings = None
+    if config_path is not None:
+        base = load_config(config_path, overrides)
+        file_settings = _file_only(config_path, base)
+    else:
+        defaults = StreamOptions.from_mapping(overrides)
+        inference = InferenceOptions(imgsz=defaults.imgsz, conf=defaults.conf, iou=defaults.iou)
+        base = Settings(model=args.default_model, inference=inference, stream_defaults=defaults)
     taken = {s.stream_id for s in base.streams}
     flag_streams = streams_from_flags(sources, loop=loop, options=base.stream_defaults, taken=taken)
     _check_sources(base, sources, flag_streams)
@@ -331,25 +341,29 @@ def _with_device(inference: InferenceOptions, device: str | None) -> InferenceOp
         raise ConfigError(f"--device {device}: {str(exc).partition(', got')[0].partition(': ')[2]}") from None
 
 
-def _check_sources(base: Settings, sources: list[str], flag_streams: tuple[StreamConfig, ...]) -> None:
+def _check_sources(base: Settings | None, sources: list[str], flag_streams: tuple[StreamConfig, ...]) -> None:
     """Refuse a source URI of the config file or a flag that no retry could ever open (an unknown option,
-    no host, a scheme segcast does not read), as the API refuses it, naming where it was given.
+    no host, a scheme segcast does not read), as the API refuses it, naming where it was given. Without
+    ``base`` (no config file), the flags' alone against the default size limit: no `Settings` is made,
+    whose stream options would import ultralytics.
 
     `check_uri` reads the text alone, so what may change later (a camera that does not answer yet, a
     file not there yet, a webcam unplugged) still starts, as a stream whose state says what is wrong.
     """
     from server.config import ConfigError, stream_place
     from server.sources import SourceError, check_uri
+    from server.sources.base import MAX_FRAME_SIDE_PX
     from server.sources.uri import mask_uri
 
-    name = base.config_path.name if base.config_path is not None else ""
-    given = [(f"{name}: {stream_place(i, stream.stream_id)}.uri", stream.uri) for i, stream in enumerate(base.streams)]
+    name = base.config_path.name if base is not None and base.config_path is not None else ""
+    in_file = base.streams if base is not None else ()
+    given = [(f"{name}: {stream_place(i, stream.stream_id)}.uri", stream.uri) for i, stream in enumerate(in_file)]
     for value, stream in zip(sources, flag_streams, strict=True):
         shown = mask_uri(value) if value == stream.uri else f"{stream.stream_id}={mask_uri(stream.uri)}"
         given.append((f"--source {shown}", stream.uri))
     for where, uri in given:
         try:
-            check_uri(uri, base.max_frame_side)
+            check_uri(uri, base.max_frame_side if base is not None else MAX_FRAME_SIDE_PX)
         except SourceError as exc:
             raise ConfigError(f"{where}: {exc}") from None
 
@@ -397,26 +411,37 @@ def _tls_keys(args: argparse.Namespace, settings: Settings) -> tuple[str, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    switch_off_ultralytics_telemetry()
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(args, "log_level", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    command = None
     try:
-        if args.command == "export":
+        switch_off_ultralytics_telemetry()
+        parser = build_parser()
+        if not (sys.argv[1:] if argv is None else argv):
+            # argparse says only that a command is required: someone trying `segcast` learnt nothing more.
+            # The help comes first, its usage line last, with that error (status 2) under it.
+            sys.stderr.write(parser.format_help().removeprefix(parser.format_usage()).lstrip("\n") + "\n")
+        args = parser.parse_args(argv)
+        command = args.command
+        logging.basicConfig(
+            level=getattr(args, "log_level", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        if command == "export":
             return _export(args)
-        if args.command == "triton":
+        if command == "triton":
+            from server.triton import cpu_server
+
             return cpu_server.run(args)
-        if args.command == "split":
+        if command == "split":
+            from server.deploy import command as split_command
+
             return split_command.run(args)
         return _serve(args)
     except KeyboardInterrupt:
-        # Ctrl-C in an export, a Triton setup, or before the server runs (once it runs, it stops
-        # gracefully on SIGINT): the person at the terminal asked for it, and a traceback from wherever
-        # the work had got to would only look like a crash. Temporary folders are gone by now (each is
-        # removed by its `with` on the way here).
+        # Ctrl-C while the commands' modules are imported, in an export, a Triton setup, or before the
+        # server runs (once it runs, it stops gracefully on SIGINT): the person at the terminal asked for
+        # it, and a traceback from wherever the work had got to would only look like a crash. Temporary
+        # folders are gone by now (each is removed by its `with` on the way here).
         print("segcast: interrupted", file=sys.stderr)
-        if args.command in ("serve", "demo"):
+        if command in ("serve", "demo"):
             _exit_now(EXIT_INTERRUPTED)  # threads the start began may be running
         return EXIT_INTERRUPTED
 
@@ -428,13 +453,20 @@ def _serve(args: argparse.Namespace) -> int:
         logging.getLogger("ultralytics").addFilter(_warnings_and_worse)
         # Nine INFO lines per WebRTC viewer: every candidate pair checked, with internal addresses.
         logging.getLogger("aioice").setLevel(logging.WARNING)
+    from server.config import ConfigError
+
+    try:  # before PyTorch is imported (seconds, tens of them on a busy machine): a typo is said at once
+        settings = settings_from_args(args)
+        context = ssl_context(settings, _tls_keys(args, settings))
+    except ConfigError as exc:
+        print(f"segcast: {exc}", file=sys.stderr)
+        return EXIT_STARTUP_ERROR
     from server.inference.models import DeviceError, ModelError
     from server.serve import STARTUP_ERRORS, serve
     from server.streams import StreamOptionsError
 
     try:
-        settings = settings_from_args(args)
-        serve(settings, ssl_context(settings, _tls_keys(args, settings)), _exit_now, access_log=args.access_log)
+        serve(settings, context, _exit_now, access_log=args.access_log)
     except ListenError as exc:
         print(f"segcast: {exc.named(*_listen_keys(args, settings))}", file=sys.stderr)
         return EXIT_STARTUP_ERROR
@@ -467,6 +499,8 @@ def _model_origin(args: argparse.Namespace, settings: Settings) -> str | None:
     A model's errors name ``--model``, the flag most people use; someone who started with a config
     file and no such flag should learn which line of theirs to change.
     """
+    from server.inference.models import DEFAULT_MODEL
+
     in_file = settings.file_settings
     if args.model is not None or in_file is None:
         return None
@@ -483,6 +517,7 @@ def _options_in_file(error: StreamOptionsError, args: argparse.Namespace, settin
     The stream manager names the stream by its id and the model as ``--model``: all it knows.
     """
     from server.config import stream_place
+    from server.inference.models import DEFAULT_MODEL
     from server.sources.uri import mask_uri
 
     if settings.config_path is None:
@@ -523,6 +558,8 @@ def _exit_now(code: int) -> NoReturn:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from server.inference.export import ExportError, export_model
+
     try:
         result = export_model(args.model, args.format, args.out, args.imgsz)
     except ExportError as exc:

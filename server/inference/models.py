@@ -40,6 +40,14 @@ DEFAULT_IMGSZ_PX = 640
 _ADDRESS = re.compile(r"^(?:[A-Za-z][\w+.-]*://|[^/]*:\d+(?:/|$))")
 #: The level word and emoji ultralytics starts its log lines and some error messages with.
 _LOG_MARKS = re.compile(r"^(?:ERROR|WARNING)\b[^\w/.\\-]*")
+#: ultralytics' advice after a file it cannot load ("Use an official Ultralytics model, i.e. 'yolo predict
+#: model=yolo26n.pt'"): a command of its own CLI, not segcast's, and a model name segcast does not take.
+_ULTRALYTICS_ADVICE = re.compile(r"\.?\s+(?:Use an official Ultralytics model|Recommended fixes are)\b.*$")
+#: What a .pt that is no ultralytics checkpoint (a ``torch.save``'d dict, weights alone) is said to need instead.
+NOT_A_CHECKPOINT = (
+    "not an ultralytics YOLO checkpoint: give --model bundled (the demo model), a model ultralytics publishes "
+    "such as yolov8n-seg.pt (downloaded once, needs internet), or a .pt trained or exported with ultralytics"
+)
 #: What to pass instead when a model cannot be downloaded: what serving takes, and what exporting takes.
 OFFLINE_HINT = "without internet use --model bundled (the demo model), a local .pt or .onnx file, or an OpenVINO folder"
 EXPORT_OFFLINE_HINT = "without internet use --model bundled (the demo model) or a local .pt file"
@@ -171,7 +179,14 @@ def load_model(spec: str) -> YOLO:
                 overrides["imgsz"] = imgsz
             classes = len(_open_export(model))
     except Exception as exc:  # ultralytics raises many kinds: pickle, onnx, openvino errors, StopIteration
-        raise ModelError(f"--model {spec}: cannot load it ({first_line(exc)})") from None
+        # A .pt that holds no checkpoint: TypeError for one ultralytics refuses to unpickle, AttributeError
+        # ("'Linear' object has no attribute 'model'") for one whose object it took for a model. Not every
+        # AttributeError: a checkpoint of a newer ultralytics fails so too, naming a class this one lacks.
+        not_checkpoint = target.endswith(".pt") and (
+            isinstance(exc, TypeError) or (isinstance(exc, AttributeError) and str(exc).endswith("attribute 'model'"))
+        )
+        instead = f"; {NOT_A_CHECKPOINT}" if not_checkpoint else ""
+        raise ModelError(f"--model {spec}: cannot load it ({first_line(exc)}){instead}") from None
     if model.task not in SUPPORTED_TASKS:
         raise ModelError(f"--model {spec}: a {model.task} model; segcast needs a segment or detect model")
     _check_runs(spec, model)
@@ -202,11 +217,12 @@ def _check_runs(spec: str, model: YOLO) -> None:
 
 def first_line(exc: BaseException) -> str:
     """The first line of ``exc``'s message, without the level and mark ultralytics words its errors with
-    for its own log ("ERROR ❌️ "), which inside segcast's line read as a second failure."""
+    for its own log ("ERROR ❌️ "), which inside segcast's line read as a second failure, nor the advice
+    to run its own CLI that it may end with (`_ULTRALYTICS_ADVICE`)."""
     text = str(exc).strip()
     if not text:
         return type(exc).__name__
-    return _LOG_MARKS.sub("", text.splitlines()[0]) or type(exc).__name__
+    return _ULTRALYTICS_ADVICE.sub("", _LOG_MARKS.sub("", text.splitlines()[0])) or type(exc).__name__
 
 
 def resolve_device(device: str) -> str:

@@ -73,6 +73,8 @@ log = logging.getLogger(__name__)
 SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https"})
 #: The schemes spoken over TLS, with the port FFmpeg connects to where the URL names none.
 TLS_PORTS = {"https": 443, "rtsps": 322, "rtmps": 443}
+#: The port FFmpeg connects to where the URL names none, for every scheme: the one a refusal names.
+DEFAULT_PORTS = {"rtsp": 554, "rtmp": 1935, "http": 80, **TLS_PORTS}
 RTSP_TRANSPORTS = frozenset({"tcp", "udp", "udp_multicast", "http", "https"})
 #: No frame for this long while connected is a stall, handled like a dropped connection.
 STALL_TIMEOUT_S = 5.0
@@ -376,6 +378,8 @@ class NetworkSource:
                 raise ConnectionError(f"no answer within {self.open_timeout_s:g} s") from None
             if exc.errno == errno.EIO and self._host and (unknown := unknown_host(self._host)):
                 raise ConnectionError(unknown) from None
+            if exc.errno == errno.ECONNREFUSED and self._host:
+                raise ConnectionError(self._refused(self._host)) from None
             left_s = self.open_timeout_s - (time.monotonic() - started)
             if trust is not None and exc.errno == errno.EIO and self._host and left_s > 0:
                 refusal = certificate_refusal(self._host, self._port, trust, Deadline.after(left_s, stop))
@@ -388,6 +392,18 @@ class NetworkSource:
                 raise explained from None
             rtsp_transport = self._transport if self.scheme in ("rtsp", "rtsps") else None
             raise translate_error(exc, self._url, rtsp_transport) from None
+
+    def _refused(self, host: str) -> str:
+        """The stream's error for a connection refused: FFmpeg's "connection refused" named neither the
+        address nor what to check, where an unknown host and a wrong path say both. The port is the URI's,
+        else its scheme's (`DEFAULT_PORTS`); the host alone is named, never the URI's user or password."""
+        host = f"[{host}]" if ":" in host else host  # an IPv6 address, as a URI writes it
+        port = self._port or DEFAULT_PORTS[self.scheme]
+        service = {"rtsps": "RTSP", "rtmps": "RTMP", "https": "HTTP"}.get(self.scheme, self.scheme.upper())
+        return (
+            f"nothing answers at {host}:{port} (connection refused): check the port in the URI and that the "
+            f"camera's {service} service is on"
+        )
 
     def _untrusted(self, refusal: str) -> str:
         """The stream's error for a certificate refused for ``refusal`` (`certificate_refusal`'s words)."""
