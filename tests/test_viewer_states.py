@@ -322,6 +322,7 @@ async def test_the_add_form_offers_only_what_the_server_accepts(
     page, console = await open_page(browser, client, "/")
     help_text = await wait_for_text(page, "#add-help", "rtsp:")
     assert "media_dirs" in help_text, "the form says what it takes to add a video file"
+    assert "--config FILE" in help_text and "--source" in help_text, "started without a file: how to have one"
     placeholder = await page.get_attribute("#add-form input[name=uri]", "placeholder")
     assert placeholder is not None and "/videos/" not in placeholder, "no example the API would refuse"
     assert not await page.is_visible("#add-form input[name=persist]"), "no config file: nothing to save to"

@@ -259,8 +259,12 @@ async function fitAddForm() {
   const missing = [];
   if (!sources.files) missing.push("video files need [server] media_dirs");
   if (!sources.devices) missing.push("local cameras need [server] allow_devices = true");
-  $("add-help").textContent =
-    `This server accepts ${kinds.join(", ")}.` + (missing.length ? ` In its config file, ${missing.join("; ")}.` : "");
+  // Said so that it holds whether segcast runs from a config file or from flags alone (`segcast demo`,
+  // `--source`): the API cannot take files or devices, only the file segcast starts from can allow them.
+  const inFile =
+    ` In the config file (segcast serve --config FILE), ${missing.join("; ")};` +
+    " or give them with --source at start.";
+  $("add-help").textContent = `This server accepts ${kinds.join(", ")}.` + (missing.length ? inFile : "");
   $("add-help").hidden = false;
   fileSaves = Boolean(settings.config_file);
   $("add-form").elements.persist.closest("label").hidden = !fileSaves; // Remove's: showRemovePersist()
