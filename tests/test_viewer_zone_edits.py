@@ -16,7 +16,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
-from tests.support.browser import WAIT_MS, Console, open_page, require_browser, wait_for_new_frame
+from tests.support.browser import DESKTOP, WAIT_MS, Console, open_page, require_browser, wait_for_new_frame
 from tests.support.zone_page import (
     PRECONDITION_FAILED,
     STREAM_VIEW,
@@ -64,7 +64,7 @@ async def test_a_backspace_after_closing_a_zone_keeps_it_until_the_zone_is_selec
     start_server: Start, browser: Any
 ) -> None:
     client = await start_server(StreamConfig("cam", "scene:?seed=3"))
-    page = await browser.new_page()
+    page = await browser.new_page(viewport=DESKTOP)  # Add zone and the picture's top both on screen
     console = Console(page)
     await page.add_init_script(COUNT_SAVES)
     await page.goto(str(client.make_url(STREAM_VIEW)))

@@ -16,7 +16,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
-from tests.support.browser import WAIT_MS, Console, hold_first_save, require_browser, wait_for_new_frame
+from tests.support.browser import DESKTOP, WAIT_MS, Console, hold_first_save, require_browser, wait_for_new_frame
 from tests.support.zone_page import STREAM_VIEW, Point, click, shape_names, stream_options
 from tests.test_viewer_zones import COUNT_SAVES
 
@@ -34,7 +34,7 @@ async def test_a_stream_left_and_opened_again_while_its_save_is_unanswered_keeps
     start_server: Start, browser: Any
 ) -> None:
     client = await start_server(StreamConfig("cam", "scene:?seed=3"))
-    page = await browser.new_page()
+    page = await browser.new_page(viewport=DESKTOP)  # Add zone and the whole picture both on screen
     console = Console(page)
     await page.add_init_script(COUNT_SAVES)
     held = await hold_first_save(page)

@@ -13,31 +13,54 @@ const LABEL_MIN_CSS_PX = 12;
 
 // The same colour per track id as the server's own annotation (server/delivery/annotate.py).
 export function trackColor(id) {
-  const hue = (id * GOLDEN_RATIO) % 1;
-  return `hsl(${Math.round(hue * 360)} 100% 57.5%)`; // HSV(hue, 0.85, 1) as HSL
+  return `hsl(${trackHue(id)} 100% 57.5%)`; // HSV(hue, 0.85, 1) as HSL
 }
 
+function trackHue(id) {
+  return Math.round(((id * GOLDEN_RATIO) % 1) * 360);
+}
+
+// Black or white, whichever contrasts more with the track's colour (WCAG 2 relative luminance): at
+// least 4.58:1 either way, where one dark ink on every colour left a blue label at 2.6:1. The server
+// picks its labels' ink between the two as well (annotate.py).
+function labelInk(id) {
+  const channel = (n) => {
+    const k = (n + trackHue(id) / 30) % 12;
+    const c = 0.575 - 0.425 * Math.max(-1, Math.min(k - 3, 9 - k, 1)); // HSL(hue, 100%, 57.5%), 0..1
+    return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+  };
+  const luminance = 0.2126 * channel(0) + 0.7152 * channel(8) + 0.0722 * channel(4);
+  return (luminance + 0.05) / 0.05 >= 1.05 / (luminance + 0.05) ? "#000000" : "#ffffff";
+}
+
+// In passes, as the server draws: every track's mask, then trails, boxes and zone frames, then every
+// label last, so no other track's mask, trail or box covers a label. Returns the labels' rectangles
+// ({left, top, width, height}, frame pixels), in the order of meta.tracks.
 export function drawOverlay(context, meta, show, highlightId) {
   const scale = Math.max(meta.height / REFERENCE_HEIGHT_PX, 0.4);
   const line = Math.max(1, Math.round(2 * scale));
   const label = labelSize(context.canvas);
-  for (const track of meta.tracks) {
+  const pen = (track) => {
     const highlighted = track.id === highlightId;
     context.globalAlpha = highlightId == null || highlighted ? 1 : DIMMED_OPACITY;
     const color = trackColor(track.id);
     context.strokeStyle = color;
     context.fillStyle = color;
     context.lineWidth = highlighted ? line * 2 : line;
-    if (show.masks && track.polygon && track.polygon.length >= 6) {
-      context.save();
-      context.globalAlpha *= MASK_OPACITY;
-      context.beginPath();
-      context.moveTo(track.polygon[0], track.polygon[1]);
-      for (let i = 2; i < track.polygon.length; i += 2) context.lineTo(track.polygon[i], track.polygon[i + 1]);
-      context.closePath();
-      context.fill();
-      context.restore();
-    }
+    return color;
+  };
+  for (const track of meta.tracks) {
+    if (!show.masks || !track.polygon || track.polygon.length < 6) continue;
+    pen(track);
+    context.globalAlpha *= MASK_OPACITY;
+    context.beginPath();
+    context.moveTo(track.polygon[0], track.polygon[1]);
+    for (let i = 2; i < track.polygon.length; i += 2) context.lineTo(track.polygon[i], track.polygon[i + 1]);
+    context.closePath();
+    context.fill();
+  }
+  for (const track of meta.tracks) {
+    pen(track);
     if (show.trails && track.trail.length > 1) {
       context.beginPath();
       context.moveTo(track.trail[0][0], track.trail[0][1]);
@@ -47,9 +70,14 @@ export function drawOverlay(context, meta, show, highlightId) {
     const [x1, y1, x2, y2] = track.box;
     if (show.boxes) context.strokeRect(x1, y1, x2 - x1, y2 - y1);
     if (show.zones && track.zones?.length) drawInZone(context, track.box, line);
-    if (show.labels) drawLabel(context, `${track.id} ${track.class} ${track.conf.toFixed(2)}`, x1, y1, color, label);
+  }
+  const labels = [];
+  for (const track of show.labels ? meta.tracks : []) {
+    const text = `${track.id} ${track.class} ${track.conf.toFixed(2)}`;
+    labels.push(drawLabel(context, text, track.box, pen(track), labelInk(track.id), label));
   }
   context.globalAlpha = 1;
+  return labels;
 }
 
 // A track inside one of the stream's zones: a white dashed frame around its box, in any colour.
@@ -71,18 +99,24 @@ function labelSize(canvas) {
   return Math.round((css * canvas.height) / shown);
 }
 
-// `size`: the font's, in frame pixels; the box around the text grows with it.
-function drawLabel(context, text, x, y, color, size) {
+// `size`: the font's, in frame pixels; the box around the text grows with it. Above the box's top-left
+// corner (inside it where the box touches the top), and kept within the picture: on a phone the
+// smallest readable label is wide in frame pixels, and one by a box at the right edge ran off it.
+// Returns its rectangle.
+function drawLabel(context, text, [x, y], color, ink, size) {
+  const { width: frameWidth, height: frameHeight } = context.canvas;
   context.font = `${size}px system-ui, sans-serif`;
   const pad = Math.round(size / 5);
   const width = context.measureText(text).width + 2 * pad;
   const height = size + 2 * pad;
-  const top = y - height >= 0 ? y - height : y;
+  const left = Math.max(0, Math.min(x, frameWidth - width));
+  const top = Math.max(0, Math.min(y - height >= 0 ? y - height : y, frameHeight - height));
   context.fillStyle = color;
-  context.fillRect(x, top, width, height);
-  context.fillStyle = "#0b0d10";
+  context.fillRect(left, top, width, height);
+  context.fillStyle = ink;
   context.textBaseline = "top";
-  context.fillText(text, x + pad, top + pad);
+  context.fillText(text, left + pad, top + pad);
+  return { left, top, width, height };
 }
 
 // The rectangle the picture fills on screen: object-fit: contain letterboxes it when the canvas is

@@ -1,6 +1,7 @@
 // Zones and lines drawn over the stream's picture (shapes.js has what a shape is): each with its name
 // tag and live count, the selected one with handles on its corners, the one being drawn dashed, and the
 // keyboard's crosshair. Handles, lines and tags keep their size on screen whatever the frame's size.
+// In two layers, which the stream view draws the tracks between (drawShapes).
 
 import { pictureRect } from "./overlay.js";
 import { countText, keyOf, settingsText } from "./shapes.js";
@@ -13,16 +14,33 @@ const INK = "#0b0d10"; // handles' insides and tags' text
  * Draw onto `context` (frame pixels): `shapes` (none while hidden), the one keyOf() `selected`
  * highlighted, each tagged with its count in `counts`; `draft` ({kind, points, cursor} of a shape
  * being drawn, or null); and `crosshair` (where the keyboard is, in fractions of the frame, or null).
+ * `layer`: "under" the tracks, the zones' fills and outlines and the lines (no zone tints a track's
+ * label); "over" them, what the person reads and draws with, which no track's mask may tint: the name
+ * tags and counts, the selected shape's handles, the draft and the crosshair; "both", in that order.
  */
-export function drawShapes(context, { shapes, selected, counts, draft, crosshair }) {
+export function drawShapes(context, { shapes, selected, counts, draft, crosshair }, layer = "both") {
   const { width, height } = context.canvas;
   // Frame pixels per CSS pixel: handles, lines and labels keep their size on screen, phone or not.
   const scale = width / (pictureRect(context.canvas).width || width);
   const px = ([x, y]) => [x * width, y * height];
   context.save();
   context.lineJoin = "round";
+  if (layer !== "over") {
+    for (const shape of shapes) drawShape(context, shape, keyOf(shape) === selected, px, scale);
+  }
+  if (layer !== "under") drawMarks(context, { shapes, selected, counts, draft, crosshair }, px, scale);
+  context.restore();
+}
+
+function drawMarks(context, { shapes, selected, counts, draft, crosshair }, px, scale) {
   const tags = [];
-  for (const shape of shapes) drawShape(context, shape, keyOf(shape) === selected, counts, px, scale, tags);
+  for (const shape of shapes) {
+    const color = shape.kind === "zone" ? ZONE_COLOR : LINE_COLOR;
+    const points = shape.points.map(px);
+    if (keyOf(shape) === selected) drawHandles(context, points, scale, color, 4 * scale);
+    const label = [shape.name, settingsText(shape), countText(shape, counts)].filter(Boolean).join("  ");
+    tags.push(drawTag(context, label, points[0], color, scale, tags));
+  }
   if (draft && draft.points.length) {
     const points = draft.cursor ? [...draft.points, draft.cursor] : draft.points;
     context.strokeStyle = draft.kind === "zone" ? ZONE_COLOR : LINE_COLOR;
@@ -32,14 +50,12 @@ export function drawShapes(context, { shapes, selected, counts, draft, crosshair
     points.map(px).forEach(([x, y], i) => (i ? context.lineTo(x, y) : context.moveTo(x, y)));
     context.stroke();
     context.setLineDash([]);
-    drawHandles(context, draft.points.map(px), scale, context.strokeStyle);
+    drawHandles(context, draft.points.map(px), scale, context.strokeStyle, 2 * scale);
   }
   if (crosshair) drawCrosshair(context, px(crosshair), scale);
-  context.restore();
 }
 
-// `tags`: where the name tags drawn so far on this frame are (drawTag).
-function drawShape(context, shape, selected, counts, px, scale, tags) {
+function drawShape(context, shape, selected, px, scale) {
   const color = shape.kind === "zone" ? ZONE_COLOR : LINE_COLOR;
   const points = shape.points.map(px);
   context.strokeStyle = color;
@@ -55,9 +71,6 @@ function drawShape(context, shape, selected, counts, px, scale, tags) {
   }
   context.stroke();
   if (shape.kind === "line") drawArrow(context, points, scale);
-  if (selected) drawHandles(context, points, scale, color);
-  const label = [shape.name, settingsText(shape), countText(shape, counts)].filter(Boolean).join("  ");
-  tags.push(drawTag(context, label, points[0], color, scale, tags));
 }
 
 // An arrow from the middle of the first segment to the line's "in" side (docs/analytics.md).
@@ -92,10 +105,12 @@ function drawCrosshair(context, [x, y], scale) {
   }
 }
 
-function drawHandles(context, points, scale, color) {
+// `lineWidth`: their rings', that of the shape's outline (a selected shape's, or the draft's).
+function drawHandles(context, points, scale, color, lineWidth) {
   const radius = 6 * scale;
   context.fillStyle = INK;
   context.strokeStyle = color;
+  context.lineWidth = lineWidth;
   for (const [x, y] of points) {
     context.beginPath();
     context.arc(x, y, radius, 0, 2 * Math.PI);

@@ -452,8 +452,12 @@ export class StreamView {
       canvas.height = this.meta.height;
     }
     this.context.drawImage(this.bitmap, 0, 0, canvas.width, canvas.height);
+    // Zones and lines under the tracks, as the server draws them: no zone's fill tints a track's label.
+    // Their tags, handles, the shape being drawn and the crosshair over everything: no track's mask
+    // tints what the person reads and draws with.
+    this.zones.draw(this.context, "under");
     drawOverlay(this.context, this.meta, this.show, this.highlighted());
-    this.zones.draw(this.context);
+    this.zones.draw(this.context, "over");
   }
 
   highlighted() {

@@ -596,20 +596,19 @@ export class ZoneEditor {
     this.panel.renderCounts(this.shapes, this.counts);
   }
 
-  /** Draw the shapes, their counts and the one being drawn onto `context` (frame pixels). */
-  draw(context) {
+  /**
+   * Draw the shapes, their counts and the one being drawn onto `context` (frame pixels); `layer`:
+   * "under" or "over" the tracks, or "both" (drawShapes).
+   */
+  draw(context, layer = "both") {
     const drawing = this.mode !== "idle";
     // Shown to the keyboard only: a click that focuses the picture leaves no crosshair on it.
     const focused = this.host.canvas.matches(":focus-visible");
     const shape = !drawing && focused && this.visible ? this.selectedShape() : undefined;
     let crosshair = drawing && this.cursor && focused ? this.cursor : null;
     if (shape) crosshair = shape.points[Math.min(this.keyboard.corner, shape.points.length - 1)];
-    drawShapes(context, {
-      shapes: this.visible ? this.shapes : [],
-      selected: this.selected,
-      counts: this.counts,
-      draft: drawing ? { kind: this.mode, points: this.draft, cursor: this.cursor } : null,
-      crosshair,
-    });
+    const shapes = this.visible ? this.shapes : [];
+    const draft = drawing ? { kind: this.mode, points: this.draft, cursor: this.cursor } : null;
+    drawShapes(context, { shapes, selected: this.selected, counts: this.counts, draft, crosshair }, layer);
   }
 }
