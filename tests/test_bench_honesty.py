@@ -201,8 +201,13 @@ def test_a_scaleout_run_in_which_nothing_was_processed_raises(tmp_path: Path, mo
 
 @pytest.mark.parametrize(
     "row",
-    [{"share": 1.2}, {"share": 0.9, "share_range": [0.5, 1.3]}],
-    ids=["mean above 1", "one round above 1"],
+    [
+        {"share": 1.2},
+        {"share": 0.9, "share_range": [0.5, 1.3]},
+        # Saved before share_range was: its rounds (10 fps x 130 ms = 1.3, 10 x 50 = 0.5) say the same.
+        {"share": 0.9, "rounds": [{"segcast_fps": 10.0, "forward_ms": ms} for ms in (130.0, 50.0)]},
+    ],
+    ids=["mean above 1", "one round above 1", "one round above 1, saved before share_range"],
 )
 def test_a_share_of_the_limit_above_one_is_not_met(row: dict[str, Any]) -> None:
     results = Results(throughput={"pytorch": {"segcast_fps": 10.0, **row}})
