@@ -18,9 +18,12 @@
 // The nodes are asked in turn, spread over the second rather than all at once through the one entrance,
 // and not at all while the page is hidden (a dashboard in a background tab); shown again, every node
 // is asked at once, once, so that no figure is as old as the time away.
+// A node that does not answer has no tiles of its own to darken: where the entrance says which node
+// runs which camera (a split's does: FleetMap), its placeholder names the cameras it leaves out, and a
+// listed node the entrance no longer has says so, rather than "unreachable. 404 Not Found".
 
 import { ApiError, listStreams } from "./api.js";
-import { APP_ROOT, Connection, REQUEST_TIMEOUT_MS, carryToken } from "./connection.js";
+import { APP_ROOT, Connection, REQUEST_TIMEOUT_MS, answerOf, carryToken, timeoutSignal } from "./connection.js";
 import { GridView, ThumbnailWidth, gridSubscription } from "./grid.js";
 import { LIVE_REFUSED_NOTICE, LiveRefusals, notice } from "./status.js";
 
@@ -28,6 +31,10 @@ import { LIVE_REFUSED_NOTICE, LiveRefusals, notice } from "./status.js";
 const NODE_NAME = /^(?!\.\.?$)[A-Za-z0-9._~-]{1,64}$/;
 // The entrance's folder serving this page from whichever node answers (ALL_NODES in server/deploy/entrance.py).
 const ALL_NODES = "all";
+// The entrance: the folder above this page's node (or above ALL_NODES).
+const ENTRANCE = new URL("../", APP_ROOT);
+// Where the entrance says which node runs which camera (FLEET_MAP_PATH in server/deploy/entrance.py).
+const FLEET_MAP = "fleet.json";
 const STATS_INTERVAL_MS = 1000;
 // What the entrance answers for a node that is not answering (nginx: refused, timed out, no node).
 const ENTRANCE_NOT_ANSWERING = [502, 503, 504];
@@ -83,11 +90,60 @@ async function answering(root) {
   }
 }
 
+// The entrance's map as node name -> its camera ids, or null where `data` is none.
+function placement(data) {
+  if (!Array.isArray(data?.nodes)) return null;
+  const nodes = new Map();
+  for (const node of data.nodes) {
+    if (typeof node?.name !== "string" || !Array.isArray(node.streams)) return null;
+    nodes.set(node.name, node.streams.map(String));
+  }
+  return nodes;
+}
+
+/**
+ * Which cameras each node of the entrance runs, as the entrance's FLEET_MAP says: none where it has
+ * no map (deploy/'s Compose and Kubernetes entrances, an older one, a single node's page), and the
+ * page does as without it. Asked when a node turns unreachable (again at each turn: a re-split may
+ * have moved cameras meanwhile), one question at a time, never while every node answers: where there
+ * is no map its 404 would be a console error on a healthy page.
+ */
+class FleetMap {
+  // `url`: null where the page lists no nodes (its own alone); `changed`: called with each new map.
+  constructor(url, changed) {
+    this.url = url;
+    this.changed = changed;
+    this.nodes = null;
+    this.asking = false;
+  }
+
+  async ask() {
+    if (this.url === null || this.asking) return;
+    this.asking = true;
+    try {
+      const response = await fetch(this.url, { cache: "no-store", signal: timeoutSignal(REQUEST_TIMEOUT_MS) });
+      this.nodes = response.ok ? placement(await answerOf(response)) : null;
+    } catch {
+      return; // no answer: the map known stays
+    } finally {
+      this.asking = false;
+    }
+    this.changed();
+  }
+
+  // Node `name`'s camera ids: undefined without a map, null where the map does not list the node.
+  streamsOf(name) {
+    return this.nodes === null ? undefined : (this.nodes.get(name) ?? null);
+  }
+}
+
 /** One node: its connection, its tiles in the shared grid, and its badge in the top bar. */
 class FleetNode {
-  constructor(name, root, grid, nav, thumbnails) {
+  constructor(name, root, grid, nav, thumbnails, map) {
     this.name = name;
     this.root = root;
+    this.map = map;
+    this.shown = null; // what its badge and placeholder say (show)
     this.live = false;
     this.polling = false; // its stream list asked for and not answered yet: one at a time, however slow
     // How many messages about which streams exist (hello, added, removed) its socket has brought: a list
@@ -141,12 +197,27 @@ class FleetNode {
   }
 
   // What the node's badge and its placeholder tile (shown while it has no tiles) say.
-  show({ state, text, fix = null }) {
-    this.badge.textContent = text;
+  show(found) {
+    const { state, text } = found;
+    this.shown = found;
+    const placed = this.map.streamsOf(this.name);
+    this.badge.textContent = placed === null && !this.live ? "not in this entrance" : text;
     this.badge.className = `badge state-${state}`;
     this.placeholder.dataset.state = state;
-    const down = fix ? `${this.name}: ${text}. ${fix}` : `${this.name}: ${text}`;
-    this.placeholder.textContent = this.live ? `${this.name}: no streams` : down;
+    this.placeholder.textContent = this.live ? `${this.name}: no streams` : this.downText(found, placed);
+  }
+
+  // Why the node is down, and where the entrance's map says, what that leaves out: its cameras, or
+  // the node itself where the entrance no longer has it (`placed` null).
+  downText({ state, text, fix = null }, placed) {
+    if (placed === null) {
+      return `${this.name} is not part of this entrance (removed by a re-split?): drop it from the address`;
+    }
+    if (state === "unreachable" && placed?.length) {
+      const verb = placed.length === 1 ? "is" : "are";
+      return `${this.name} does not answer: ${placed.join(", ")} ${verb} not shown. ${fix}`;
+    }
+    return fix ? `${this.name}: ${text}. ${fix}` : `${this.name}: ${text}`;
   }
 
   hello(message) {
@@ -184,6 +255,7 @@ class FleetNode {
   }
 
   down(found) {
+    if (found.state === "unreachable" && this.shown?.state !== "unreachable") this.map.ask();
     const title = `${this.name}: ${found.text}`;
     const offline = notice(found.state, title, found.reason);
     if (found.reasonBeforePicture) offline.beforePicture = notice(found.state, title, found.reasonBeforePicture);
@@ -232,15 +304,18 @@ function listedNodes() {
   const names = [...new Set(listed.split(",").map((name) => name.trim()))].filter(Boolean);
   const wrong = names.filter((name) => !NODE_NAME.test(name));
   if (wrong.length) showError(`Not a node's name (one folder of the entrance, like node-1): ${wrong.join(", ")}`);
-  const entrance = new URL("../", APP_ROOT);
-  return names.filter((name) => NODE_NAME.test(name)).map((name) => ({ name, root: new URL(`${name}/`, entrance) }));
+  return names.filter((name) => NODE_NAME.test(name)).map((name) => ({ name, root: new URL(`${name}/`, ENTRANCE) }));
 }
 
 // Many tiles on one screen: each node's pictures as wide as the tiles they fill, all nodes' tiles alike.
 const fleet = [];
 const thumbnails = new ThumbnailWidth($("grid"), (px) => fleet.forEach((node) => node.subscribe(px)));
+const listed = new URLSearchParams(location.search).has("nodes");
+const map = new FleetMap(listed ? new URL(FLEET_MAP, ENTRANCE) : null, () =>
+  fleet.forEach((node) => node.show(node.shown)),
+);
 for (const { name, root } of listedNodes()) {
-  fleet.push(new FleetNode(name, root, $("grid"), $("fleet-nodes"), thumbnails));
+  fleet.push(new FleetNode(name, root, $("grid"), $("fleet-nodes"), thumbnails, map));
 }
 
 // One node's streams asked for every STATS_INTERVAL_MS / (number of nodes), in turn: each node once per

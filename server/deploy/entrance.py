@@ -8,11 +8,12 @@ come, an index linking each node and All cameras (``web/fleet.html``, served by 
 answers), a page of its own for a node that does not answer (JSON for its ``api/``, ``metrics`` and
 ``healthz``: what asks for those reads JSON), ``/healthz``, a single box's addresses of one camera
 (``/embed/cam2``, ``/api/streams/cam2/...``) redirected to the node that runs it where the nodes'
-cameras are given (`camera_redirects`), and for any other path (a single box's ``/api/streams``,
-``/metrics``, kept after a split) a 404 that lists the nodes' paths: JSON for the API and
-``/metrics``, a page otherwise. A node that accepts connections and never
-answers gets that page too after `NODE_ANSWER_S`, but for its streams, which may stay quiet far longer
-(`STREAM_QUIET_S`). tests/test_deploy.py runs every entrance test on it in a real nginx.
+cameras are given (`camera_redirects`), there too ``/fleet.json``, which node runs which camera
+(`fleet_map`), and for any other path (a single box's ``/api/streams``, ``/metrics``, kept after a
+split) a 404 that lists the nodes' paths: JSON for the API and ``/metrics``, a page otherwise. A node
+that accepts connections and never answers gets that page too after `NODE_ANSWER_S`, but for its
+streams, which may stay quiet far longer (`STREAM_QUIET_S`). tests/test_deploy.py runs every entrance
+test on it in a real nginx.
 
 The entrance's own ``/healthz`` says only that nginx answers, whatever the nodes do: a node's health
 is ``/node-N/healthz``, the node's own answer, or a 502 naming the node while it does not answer.
@@ -200,7 +201,7 @@ http {{
             default_type text/plain;
             return 200 "ok\\n";
         }}
-{_NOT_ANSWERING}{camera_redirects(names, nodes.streams)}
+{_NOT_ANSWERING}{camera_redirects(names, nodes.streams)}{fleet_map(names, nodes.streams)}
         # Any other path (a single box's /api/streams, /metrics, a camera no node runs): where the nodes are,
         # not nginx's bare 404. JSON for API clients and scrapers, a page for a person.
         location ~ ^/(?:api(?:/|$)|metrics$) {{
@@ -293,9 +294,7 @@ def camera_redirects(names: Sequence[str], streams: Sequence[Sequence[str]]) -> 
     node_of: dict[str, str] = {}
     for name, ids in zip(names, streams, strict=True):
         for stream_id in ids:
-            if not STREAM_ID_PATTERN.match(stream_id):
-                raise ValueError(f"stream id {stream_id!r} is not one segcast accepts: it cannot go in nginx.conf")
-            node_of.setdefault(stream_id, name)
+            node_of.setdefault(_in_nginx(stream_id), name)
     if not node_of:
         return ""
     blocks = []
@@ -312,6 +311,49 @@ def camera_redirects(names: Sequence[str], streams: Sequence[Sequence[str]]) -> 
         + "\n".join(blocks)
         + "\n"
     )
+
+
+#: Where the entrance says which node runs which camera (`fleet_map`). At its root, beside ``/healthz``:
+#: no node's path (a ``node-N/`` folder, no ``.`` in it) and no address of a single box (its files lie
+#: under ``/static/``, its API under ``/api/``), so All cameras opened on a node, or a box, asks there
+#: and gets that node's 404: no map.
+FLEET_MAP_PATH = "/fleet.json"
+
+
+def fleet_map(names: Sequence[str], streams: Sequence[Sequence[str]]) -> str:
+    """The location that answers `FLEET_MAP_PATH` with every node ``names[i]`` and the cameras its
+    ``streams[i]`` lists, in node order: ``{"nodes": [{"name": "node-1", "streams": ["cam1", "cam3"]},
+    ...]}``. All cameras (web/fleet.js) asks it once a node is unreachable, to say which cameras that
+    leaves out, and that a node its address lists is no longer one of this entrance (a re-split wrote
+    it without). Nothing where no cameras are given (deploy/'s Compose and Kubernetes entrances): the
+    path gets the entrance's 404 there, and the page does without. Anyone reaching the entrance reads
+    the ids (never a source's address), as each one's redirect already tells them.
+
+    Names and ids are checked as `camera_redirects`' ids are: JSON of them holds no ``'`` (which would
+    end nginx's string) and no ``$`` (a variable).
+    """
+    if not streams:
+        return ""
+    nodes = [
+        {"name": _in_nginx(name, "node name"), "streams": [_in_nginx(stream_id) for stream_id in ids]}
+        for name, ids in zip(names, streams, strict=True)
+    ]
+    return f"""
+        # Which node runs which camera, for All cameras (web/fleet.js); a re-split writes it anew.
+        location = {FLEET_MAP_PATH} {{
+            default_type application/json;
+            add_header Cache-Control no-cache;
+            return 200 '{json.dumps({"nodes": nodes})}\\n';
+        }}
+"""
+
+
+def _in_nginx(name: str, what: str = "stream id") -> str:
+    """``name``, checked to be one nginx reads as it is: `STREAM_ID_PATTERN`'s letters, digits, ``-``
+    and ``_``, nothing nginx would read as syntax or a variable."""
+    if not STREAM_ID_PATTERN.match(name):
+        raise ValueError(f"{what} {name!r} is not one segcast accepts: it cannot go in nginx.conf")
+    return name
 
 
 def _own_files(state: Path | None) -> str:
