@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -58,6 +59,9 @@ class ConfigFileState:
     flag_streams: frozenset[str]
     saved: dict[str, StreamConfig]
     added: set[str] = field(default_factory=set)
+    #: When segcast last read the file (its start) or wrote it (Unix seconds): a file modified later holds
+    #: what this segcast does not run, and refuses its saves (`/healthz`, for `segcast split`).
+    known_at: float = field(default_factory=time.time)
 
     @classmethod
     def of(cls, settings: Settings) -> ConfigFileState:
@@ -129,6 +133,7 @@ def write_config(running: Settings, streams: list[StreamConfig], state: ConfigFi
     text = _config_text(settings, saved, _leading_comments(settings.config_path))
     state.digest = _replace_file(settings.config_path, text, state.digest)
     state.saved = {stream.stream_id: stream for stream, _ in saved}
+    state.known_at = time.time()  # after the file is in place: its modification time is not later
 
 
 #: `StreamOptions` fields that go together: a tracker's settings mean nothing to another tracker.

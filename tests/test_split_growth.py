@@ -62,6 +62,10 @@ async def test_growing_leaves_a_running_nodes_file_alone_so_it_still_saves_a_cam
         assert await _delete(first + 1, "f", "?persist=1") == 204
         assert _ids(node_2) == ["b", "d"]
 
+        # node-2 wrote its file itself: a split after that does not take it for a file node-2 has not read.
+        assert main(["split", str(config), "--nodes", "3", "--first-port", str(first), "--force", "--dry-run"]) == 0
+        assert "has not read" not in capsys.readouterr().out
+
 
 async def test_a_resplit_names_a_camera_a_running_node_no_longer_runs_that_its_file_lists(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -52,7 +52,7 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """``segcast split``: write the files and say how to start them; errors are one line and status 2."""
     from server.config import ConfigError
-    from server.deploy.running_nodes import what_each_runs
+    from server.deploy.running_nodes import unread_file, what_each_runs
     from server.deploy.split import (
         SplitError,
         check_split,
@@ -72,19 +72,23 @@ def run(args: argparse.Namespace) -> int:
             try:
                 running = check_split(split, args.force)
             except SplitError:
-                _print_placement(split, (), dry_run=True)  # the plan the refusal is about
+                _print_placement(split, (), (), dry_run=True)  # the plan the refusal is about
                 raise
             kept = kept_as_is(split, running)
-            _print_placement(split, kept, dry_run=True)
+            runs = what_each_runs(running)
+            unread = frozenset(path for path in kept if path in runs and unread_file(path, runs[path]))
+            _print_placement(split, kept, unread, dry_run=True)
             _print_mqtt(split)
-            _print_running(split, running, what_each_runs(running), kept)
+            _print_running(split, running, runs, kept, unread)
             return 0
         running = write_split(split, args.force, report=print)
     except (SplitError, ConfigError) as exc:
         print(f"segcast: {exc}", file=sys.stderr)
         return EXIT_STARTUP_ERROR
     kept = kept_as_is(split, running)
-    _print_placement(split, kept, dry_run=False)
+    runs = what_each_runs(running)
+    unread = frozenset(path for path in kept if path in runs and unread_file(path, runs[path]))
+    _print_placement(split, kept, unread, dry_run=False)
     histories = [node for node in split.nodes if node.history is not None]
     if histories:
         others = ", ".join(node.name for node in histories[1:])
@@ -107,14 +111,16 @@ def run(args: argparse.Namespace) -> int:
         print("\nStart each node (with the same tokens in its environment, if they are not in the file):")
         for node in stopped:
             print(f"  {_serve_command(node.path)}")
-    _print_running(split, running, what_each_runs(running), kept)
+    _print_running(split, running, runs, kept, unread)
     _print_entrance(split, "and the entrance" if stopped else "\nThe entrance")
     return 0
 
 
-def _print_placement(split: Split, kept: Collection[Path], dry_run: bool) -> None:
+def _print_placement(split: Split, kept: Collection[Path], unread: Collection[Path], dry_run: bool) -> None:
     """A line per node file: its address and cameras, and whether it was left as it is (`kept_as_is`);
-    first, where no --first-port was given and the nodes keep the earlier split's ports, that they do."""
+    first, where no --first-port was given and the nodes keep the earlier split's ports, that they do.
+    Of a kept file its running node has not read (``unread``: `unread_file`), saves from its API are not
+    said to go on: they are refused until it is restarted (`_print_running` says so)."""
     verb = "would write" if dry_run else "wrote"
     if split.ports_kept_from is not None:
         print(
@@ -123,7 +129,9 @@ def _print_placement(split: Split, kept: Collection[Path], dry_run: bool) -> Non
         )
     for node in split.nodes:
         placed = f"{node.path} ({node.name}, 127.0.0.1:{node.port}): {', '.join(node.stream_ids) or 'no cameras'}"
-        if node.path in kept:
+        if node.path in unread:
+            print(f"{'would leave' if dry_run else 'left'} {placed}, as it is: only its comments would change")
+        elif node.path in kept:
             print(
                 f"{'would leave' if dry_run else 'left'} {placed}, as it is: only its comments would change, and "
                 f"{node.name}, running, saves its API's changes only to its file as it read it"
@@ -153,10 +161,16 @@ def _print_mqtt(split: Split) -> None:
 
 
 def _print_running(
-    split: Split, running: Sequence[EarlierNode], runs: Mapping[Path, NodeStreams], kept: Collection[Path]
+    split: Split,
+    running: Sequence[EarlierNode],
+    runs: Mapping[Path, NodeStreams],
+    kept: Collection[Path],
+    unread: Collection[Path],
 ) -> None:
     """What becomes of each running node of the earlier split (`check_split` let it run on): one that
-    gains cameras runs them only once restarted, one node at a time so the others go on serving; and
+    gains cameras runs them only once restarted, one node at a time so the others go on serving, as
+    does one whose file, left as it is, changed after it read or saved it (``unread``): it runs what it read,
+    and its saves are refused until it reads the file again; and
     what ``runs`` (what each says it runs) shows that its file does not: cameras a restart drops, or
     that run twice, or those its file lists that it does not run. Warnings only: the split is made all
     the same."""
@@ -171,7 +185,14 @@ def _print_running(
         said = runs.get(old.path)
         already = set(said.ids or ()) if said is not None else set()  # in its new file, added through its API
         gained = [i for i in node.stream_ids if i not in old.stream_ids and i not in already]
-        if not gained:
+        if not gained and old.path in unread:
+            print(
+                f"\n{node.name} is running and keeps its cameras, but {node.name} has not read {old.path.name} "
+                "since it changed (the file is newer than its last read or save): restart it to run it; until then "
+                "its ?persist=1 saves are refused (restart one node at a time), as:"
+            )
+            print(f"  {_serve_command(node.path)}")
+        elif not gained:
             changed = (
                 ""
                 if node.path in kept

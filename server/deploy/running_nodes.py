@@ -42,12 +42,15 @@ STREAMS_ANSWER_MAX_BYTES = 16 * 1024 * 1024
 class NodeStreams:
     """What a running node says it runs: ``count`` streams (its ``/healthz``), named in ``ids`` where
     its ``/api/streams`` told them (None: ``unnamed_because`` says why not). ``never_saved``: those of
-    ``ids`` no file can hold (a browser's camera, a ``--source`` flag), which no ``?persist=1`` saves."""
+    ``ids`` no file can hold (a browser's camera, a ``--source`` flag), which no ``?persist=1`` saves.
+    ``config_read_at``: when it last read its file (at its start) or saved it, in Unix seconds (None: an
+    older segcast's ``/healthz`` does not say)."""
 
     count: int
     ids: tuple[str, ...] | None = None
     unnamed_because: str = ""
     never_saved: frozenset[str] = frozenset()
+    config_read_at: float | None = None
 
 
 def accepts(host: str, port: int) -> bool:
@@ -78,6 +81,20 @@ def what_answers(host: str, port: int, tls: bool) -> str | None:
     return "segcast" if _streams_count(text) is not None else "a server that is not segcast"
 
 
+def unread_file(path: Path, said: NodeStreams) -> bool:
+    """Whether the file at ``path`` changed after its running node (which ``said`` what it runs) last read
+    or saved it: the node runs the settings it read, and refuses its API's next ``?persist=1`` (a save
+    never overwrites a file changed since). Not a file the node itself saved since its start (a camera
+    moved through its API, as documented). False where the node does not say (an older segcast) or the
+    file cannot be looked at: nothing can be told."""
+    if said.config_read_at is None:
+        return False
+    try:
+        return path.stat().st_mtime > said.config_read_at
+    except OSError:
+        return False
+
+
 def what_each_runs(running: Iterable[EarlierNode]) -> dict[Path, NodeStreams]:
     """What each of the ``running`` nodes of an earlier split runs, by its file's path; a node that
     gives no segcast answer within `HEALTH_PROBE_S` is left out (nothing can be told of it)."""
@@ -100,20 +117,24 @@ def streams_of(host: str, port: int, tokens: Sequence[str]) -> NodeStreams | Non
         return None
     if status != 200 or (count := _streams_count(text)) is None:
         return None
+    config_read_at = _config_read_at(text)
     try:
         status, text = _first_taken(host, port, tokens)
     except TimeoutError:
-        return NodeStreams(count, unnamed_because=f"its /api/streams gave no answer within {HEALTH_PROBE_S:g} s")
+        because = f"its /api/streams gave no answer within {HEALTH_PROBE_S:g} s"
+        return NodeStreams(count, unnamed_because=because, config_read_at=config_read_at)
     except (OSError, http.client.HTTPException) as exc:
-        return NodeStreams(count, unnamed_because=f"its /api/streams could not be read ({exc or type(exc).__name__})")
+        because = f"its /api/streams could not be read ({exc or type(exc).__name__})"
+        return NodeStreams(count, unnamed_because=because, config_read_at=config_read_at)
     if status == 401:
-        return NodeStreams(count, unnamed_because=_refused(len(tokens)))
+        return NodeStreams(count, unnamed_because=_refused(len(tokens)), config_read_at=config_read_at)
     streams = _listed(text) if status == 200 else None
     if streams is None:
-        return NodeStreams(count, unnamed_because=f"its /api/streams answered {status} without a list of streams")
+        because = f"its /api/streams answered {status} without a list of streams"
+        return NodeStreams(count, unnamed_because=because, config_read_at=config_read_at)
     ids = tuple(str(stream["id"]) for stream in streams)
     never_saved = frozenset(str(stream["id"]) for stream in streams if stream.get("persistable") is False)
-    return NodeStreams(count, ids, never_saved=never_saved)
+    return NodeStreams(count, ids, never_saved=never_saved, config_read_at=config_read_at)
 
 
 def _first_taken(host: str, port: int, tokens: Sequence[str]) -> tuple[int, bytes]:
@@ -169,6 +190,14 @@ def _streams_count(text: bytes) -> int | None:
     body = _json(text)
     count = body.get("streams") if isinstance(body, dict) else None
     return count if isinstance(count, int) and not isinstance(count, bool) else None
+
+
+def _config_read_at(text: bytes) -> float | None:
+    """When the node last read or saved its file, as segcast's ``/healthz`` says (``"config_read_at":
+    1767225600.5``), else None."""
+    body = _json(text)
+    read_at = body.get("config_read_at") if isinstance(body, dict) else None
+    return float(read_at) if isinstance(read_at, int | float) and not isinstance(read_at, bool) else None
 
 
 def _listed(text: bytes) -> list[dict[str, Any]] | None:

@@ -17,9 +17,10 @@ from aiohttp import web
 from server.events.api import event_outputs_key
 from server.frames import PROTOCOL_VERSION
 from server.http.api import stream_info
-from server.http.keys import hub_key, manager_key
+from server.http.keys import hub_key, manager_key, settings_key
 from server.http.metrics import render_metrics
 from server.http.network.connections import running_counter
+from server.http.saving import config_file_key
 from server.inference import pace
 from server.log_throttle import ThrottledCount
 from server.webrtc.routes import peers_key
@@ -128,7 +129,9 @@ async def _judge_pace(app: web.Application) -> None:
 
 async def _health(request: web.Request) -> web.Response:
     """Liveness: ``ok`` whenever the server answers. A node short of inference is alive, so ``behind``
-    (how many streams' inference cannot keep up with their input) says it without failing a probe."""
+    (how many streams' inference cannot keep up with their input) says it without failing a probe.
+    ``config_read_at`` is when it last read its config file (at its start) or saved it (None: it has none):
+    a file modified since holds what it does not run, which `segcast split` tells (`server.deploy.running_nodes`)."""
     manager = request.app[manager_key]
     infos = manager.streams()
     return web.json_response(
@@ -138,8 +141,16 @@ async def _health(request: web.Request) -> web.Response:
             "streams": len(infos),
             "behind": sum(info.pace.behind for info in infos),
             "inference": manager.worker.inference_status.to_json(),
+            "config_read_at": _config_read_at(request.app),
         }
     )
+
+
+def _config_read_at(app: web.Application) -> float | None:
+    """When segcast last read or wrote its config file (`ConfigFileState.known_at`); None without one."""
+    if app[settings_key].config_path is None:
+        return None
+    return app[config_file_key].known_at
 
 
 async def _metrics(request: web.Request) -> web.Response:
