@@ -297,6 +297,20 @@ async def test_switching_streams_leaves_nothing_of_the_previous_one(start_server
     assert console.errors == []
 
 
+async def test_the_start_of_a_view_the_page_focuses_shows_no_ring(start_server: Start, browser: Any) -> None:
+    """The page focuses a view's start as it opens (a place for the keyboard to carry on from, not a
+    control): a ring round the stream's title looked like a stray box on every stream opened."""
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    page, console = await open_page(browser, client, "/")
+    await page.keyboard.press("Tab")  # a keyboard user: focus rings are shown from now on
+    for view, focused in (("#/stream/cam", "stream-title"), ("#/", "grid")):
+        await page.evaluate("(hash) => { location.hash = hash; }", view)
+        await page.wait_for_function("(id) => document.activeElement?.id === id", arg=focused, timeout=WAIT_MS)
+        outline = await page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle")
+        assert outline == "none", f"{focused}, focused as its view opened, has a {outline} outline"
+    assert console.errors == []
+
+
 async def test_the_track_table_lists_tracks_by_id(start_server: Start, browser: Any) -> None:
     client = await start_server()
     page, console = await open_page(browser, client, "/")
