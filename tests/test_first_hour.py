@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -35,6 +40,47 @@ def test_a_camera_port_that_refuses_names_the_address_and_what_to_check(uri: str
     assert refused.error == (
         f"nothing answers at 127.0.0.1:{port} (connection refused): check the port in the URI and that the "
         f"camera's {service} service is on"
+    )
+
+
+@contextmanager
+def redirecting_to(target: str) -> Iterator[int]:
+    """An HTTP server on 127.0.0.1 that answers every GET with a 302 to ``target``; its port."""
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", target)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:  # not on the test's output
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_an_http_camera_that_redirects_to_a_port_that_refuses_is_not_said_to_refuse() -> None:
+    """FFmpeg follows the redirect: the refusal was the other address's, and the camera's own port,
+    which answered, was named as the one to check."""
+    with (
+        held_closed_port() as closed,
+        redirecting_to(f"http://127.0.0.1:{closed}/x.mjpg") as port,
+        ReaderProbe(f"http://127.0.0.1:{port}/cam.mjpg") as probe,
+    ):
+        refused = probe.wait_state(StreamState.RECONNECTING, REFUSED_S)
+
+    assert refused.error == (
+        f"127.0.0.1:{port} answers, but the address it redirects to refuses the connection (connection refused): "
+        "check the URL's path and where the camera sends it"
     )
 
 
@@ -80,6 +126,11 @@ sys.meta_path.insert(0, CtrlC(sys.argv[1]))
 sys.argv = ["segcast", *sys.argv[2:]]
 runpy.run_module("server", run_name="__main__", alter_sys=True)
 """
+#: The same through the installed ``segcast`` command, as the script pip writes for its entry point runs it.
+INTERRUPTED_AT_IMPORT_OF_THE_COMMAND = INTERRUPTED_AT_IMPORT.replace(
+    'runpy.run_module("server", run_name="__main__", alter_sys=True)',
+    "from server.__main__ import run\nsys.exit(run())",
+)
 
 
 @pytest.mark.parametrize(
@@ -87,11 +138,14 @@ runpy.run_module("server", run_name="__main__", alter_sys=True)
     ["server.cli", "server.inference.export", "server.triton.cpu_server"],
     ids=["the-cli", "a-command-module", "the-triton-command"],
 )
-def test_ctrl_c_while_the_cli_is_imported_says_interrupted_without_a_traceback(importing: str) -> None:
+@pytest.mark.parametrize(
+    "entry", [INTERRUPTED_AT_IMPORT, INTERRUPTED_AT_IMPORT_OF_THE_COMMAND], ids=["python-m-server", "segcast"]
+)
+def test_ctrl_c_while_the_cli_is_imported_says_interrupted_without_a_traceback(importing: str, entry: str) -> None:
     """Ctrl-C in the first half second of ``segcast demo`` printed a KeyboardInterrupt traceback from the
     CLI's module-level imports; a moment later it said ``segcast: interrupted`` (README: status 130)."""
     process = subprocess.run(
-        [sys.executable, "-c", INTERRUPTED_AT_IMPORT, importing, "demo", "--port", str(free_port())],
+        [sys.executable, "-c", entry, importing, "demo", "--port", str(free_port())],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -101,6 +155,12 @@ def test_ctrl_c_while_the_cli_is_imported_says_interrupted_without_a_traceback(i
     assert "Traceback" not in process.stderr and "KeyboardInterrupt" not in process.stderr, process.stderr
     assert process.stderr == "segcast: interrupted\n"
     assert process.returncode == EXIT_INTERRUPTED
+
+
+def test_the_segcast_command_is_the_entry_that_says_a_ctrl_c_while_importing() -> None:
+    """The installed command ran ``server.cli:main``, past ``run``'s guard: a traceback there still."""
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["segcast"] == "server.__main__:run"
 
 
 def test_a_pt_file_that_is_a_saved_dict_says_what_to_give_instead(

@@ -41,6 +41,7 @@ import contextlib
 import errno
 import logging
 import os.path
+import socket
 import ssl
 import threading
 import time
@@ -396,9 +397,17 @@ class NetworkSource:
     def _refused(self, host: str) -> str:
         """The stream's error for a connection refused: FFmpeg's "connection refused" named neither the
         address nor what to check, where an unknown host and a wrong path say both. The port is the URI's,
-        else its scheme's (`DEFAULT_PORTS`); the host alone is named, never the URI's user or password."""
-        host = f"[{host}]" if ":" in host else host  # an IPv6 address, as a URI writes it
+        else its scheme's (`DEFAULT_PORTS`); the host alone is named, never the URI's user or password. An
+        HTTP camera that answers there sent FFmpeg elsewhere (a redirect), which refused: said so."""
         port = self._port or DEFAULT_PORTS[self.scheme]
+        shown = f"[{host}]" if ":" in host else host  # an IPv6 address, as a URI writes it
+        if self.scheme in ("http", "https") and _accepts(host, port):
+            # FFmpeg follows an HTTP camera's redirects: the address refusing is the one it was sent to.
+            return (
+                f"{shown}:{port} answers, but the address it redirects to refuses the connection (connection "
+                "refused): check the URL's path and where the camera sends it"
+            )
+        host = shown
         service = {"rtsps": "RTSP", "rtmps": "RTMP", "https": "HTTP"}.get(self.scheme, self.scheme.upper())
         return (
             f"nothing answers at {host}:{port} (connection refused): check the port in the URI and that the "
@@ -521,3 +530,16 @@ def _more_than_one_picture(frames: Iterator[Decoded], described: str) -> Iterato
     yield first
     yield second
     yield from frames
+
+
+#: How long `_accepts` waits for a connection: a camera's own answer on a local network is far quicker.
+ACCEPT_PROBE_S = 2.0
+
+
+def _accepts(host: str, port: int) -> bool:
+    """Whether something accepts a TCP connection at ``host``:``port`` now (connected and closed at once)."""
+    try:
+        socket.create_connection((host, port), timeout=ACCEPT_PROBE_S).close()
+    except OSError:
+        return False
+    return True
