@@ -88,10 +88,11 @@ def test_an_http_camera_that_redirects_to_a_port_that_refuses_is_not_said_to_ref
     ("flags", "said"),
     [
         (["--source", "Front.Door=x.mp4"], "segcast: --source: 'Front.Door' before the '=' is not a valid stream id"),
+        (["--source", "cam=foo://camera/x"], "segcast: --source cam=foo://camera/x: "),
         (["--source", "scene:", "--conf", "5"], "segcast: --conf: "),
         (["--source", "scene:", "--imgsz", "33"], "segcast: --imgsz: "),
     ],
-    ids=["source-id", "conf", "imgsz"],
+    ids=["source-id", "source-scheme", "conf", "imgsz"],
 )
 def test_a_mistaken_flag_is_refused_before_pytorch_is_imported(flags: list[str], said: str) -> None:
     """The flags were checked only after PyTorch had loaded: 20 to 40 s on a busy machine, for a typo.
