@@ -6,13 +6,15 @@ picture: tags about 8 px high, text a few pixels tall, box lines faded to half t
 
 from __future__ import annotations
 
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
 
 import server.delivery.encode as encode
 from server.analytics.events import Counts, FrameAnalytics
-from server.delivery.annotate import LINE_COLOR, annotated_picture, track_color
+from server.delivery.annotate import LINE_COLOR, NOTE_COLOR, ZONE_COLOR, annotated_picture, track_color
 from server.delivery.encode import ImageKind, Variant, encode_variants, encodings
 from server.frames import Frame, FrameResult, Track
 
@@ -112,3 +114,75 @@ def test_the_overlay_is_drawn_once_per_distinct_size(monkeypatch: pytest.MonkeyP
     jpegs = encode_variants(scene(), frozenset(wanted))
     assert sorted(calls) == [((320, 192),), ((640, 384),)]  # the picture at each size, drawn on once
     assert encodings(jpegs) == 3
+
+
+ZONE = ((40, 60), (600, 340))  # corners of a rectangle in a 640x360 frame
+TRACK_BOXES = {3: (200.0, 100.0, 300.0, 250.0), 6: (380.0, 120.0, 520.0, 260.0)}
+
+
+def busy_scene(height: int = 360) -> FrameResult:
+    """A black 640 x ``height`` frame with a zone and two tracks (boxes only) in it."""
+    (zx1, zy1), (zx2, zy2) = ZONE
+    zone = np.array([[zx1, zy1], [zx2, zy1], [zx2, zy2], [zx1, zy2]], np.int32)
+    tracks = tuple(Track(i, 0, "person", 0.9, box, None, ()) for i, box in TRACK_BOXES.items())
+    frame = Frame("cam", 1, 0.0, 0.0, np.zeros((height, 640, 3), np.uint8))
+    return FrameResult(frame, tracks, 1.0, analytics=FrameAnalytics(Counts(), (("porch", zone),), ()))
+
+
+def tag_share(picture: np.ndarray) -> float:
+    """The share of ``picture`` (`busy_scene` scaled) drawn on away from its boxes' and zone's outlines: their tags."""
+    outlines = np.zeros(picture.shape[:2], np.uint8)
+    fx = picture.shape[1] / 640
+    for x1, y1, x2, y2 in [*TRACK_BOXES.values(), (*ZONE[0], *ZONE[1])]:
+        corners = [(round(x1 * fx), round(y1 * fx)), (round(x2 * fx), round(y2 * fx))]
+        cv2.rectangle(outlines, *corners, 255, 5)  # 2 px either side of the line, for its anti-aliasing
+    return float(((picture.max(axis=2) > 30) & (outlines == 0)).mean())
+
+
+def test_a_160_px_picture_has_no_tags_covering_it() -> None:
+    """At 160x90 a tag at the smallest readable font is a sixth of the picture's height: the labels and zone
+    tag covered 14% of it (as much as the outlines), hiding the objects they named. The boxes and the zone's
+    outline are still drawn."""
+    picture = annotated_picture(busy_scene(), (160, 90))
+    assert tag_share(picture) <= 0.01
+    drawn = picture.max(axis=2) > 30
+    x1, y1, x2, _ = (round(v / 4) for v in TRACK_BOXES[3])
+    assert drawn[y1 + 5, x1] and drawn[y1 + 5, x2], "the box is drawn"
+    assert drawn[ZONE[0][1] // 4 + 10, ZONE[0][0] // 4], "the zone's outline is drawn"
+
+
+def test_the_labels_and_zone_tag_of_a_320_px_picture_are_drawn() -> None:
+    picture = cv2.cvtColor(annotated_picture(busy_scene(384), (320, 192)), cv2.COLOR_BGR2GRAY)
+    for track_id, box in TRACK_BOXES.items():
+        x, y = (round(v / 2) for v in box[:2])
+        assert tag_height(picture, x, y, track_color(track_id)) >= 10, track_id
+    x, y = (v // 2 for v in ZONE[0])
+    assert tag_height(picture, x, y, ZONE_COLOR) >= 10
+
+
+@pytest.mark.parametrize("size", [(160, 90), (96, 54), (64, 36)])
+def test_a_small_unanalysed_picture_says_so_within_its_width(size: tuple[int, int]) -> None:
+    """The note is drawn however small the picture, shortened where the whole of it would be cut off."""
+    unanalysed = FrameResult.unanalysed(busy_scene().frame)
+    picture = annotated_picture(unanalysed, size)
+    noted = np.flatnonzero((np.abs(picture.astype(int) - NOTE_COLOR).max(axis=2) < 30).any(axis=0))
+    assert noted.size and noted.min() == 0
+    assert noted.max() < size[0] - 1, "the note's tag ends inside the picture"
+
+
+def test_an_unanalysed_320_px_picture_is_320_px_wide() -> None:
+    unanalysed = dataclasses.replace(scene(), analysed=False)
+    assert decoded(encode_variants(unanalysed, frozenset({SMALL}))[SMALL]).shape == (192, 320)
+
+
+def test_the_zone_of_a_320_px_picture_lies_where_the_full_size_zone_scaled_lies() -> None:
+    jpegs = encode_variants(busy_scene(384), frozenset({SMALL, FULL}))
+    full, small = decoded(jpegs[FULL]), decoded(jpegs[SMALL])
+    y = 300  # below both tracks' boxes, inside the zone
+    full_left, *_, full_right = edges(full[y], ZONE_COLOR)
+    small_edges = edges(small[y // 2], ZONE_COLOR)
+    assert abs(small_edges[0] - full_left / 2) <= 2 and abs(small_edges[-1] - full_right / 2) <= 2, small_edges
+    x = 160  # right of the zone's tag, left of both tracks' boxes
+    full_top, *_, full_bottom = edges(full[:, x], ZONE_COLOR)
+    small_rows = edges(small[:, x // 2], ZONE_COLOR)
+    assert abs(small_rows[0] - full_top / 2) <= 2 and abs(small_rows[-1] - full_bottom / 2) <= 2, small_rows

@@ -34,6 +34,10 @@ TRAIL_WIDTH_PX = 3.0
 FONT_SCALE = 0.6  # cv2's Hershey scale at the reference height
 MIN_FONT_SCALE = 0.35  # smaller than this Hershey text is unreadable, whatever the frame
 LABEL_PAD_PX = 4.0
+#: A tag (label, zone or line tag) taller than this share of the picture's height is not drawn at all: at
+#: `MIN_FONT_SCALE` a 160x90 picture's tags covered 17% of it and a 64x36 one's 58%, hiding the objects
+#: they name, while its boxes, masks and lines still show where they are.
+MAX_TAG_HEIGHT_SHARE = 1 / 8
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 #: Coordinates further than this from the frame's origin are a bug upstream, not an object: OpenCV
 #: refuses them beyond 32 bits, and nothing that far out would show anyway.
@@ -74,6 +78,7 @@ def scale_for(image: np.ndarray) -> float:
 
 #: Written on the annotated picture of a frame shown without analysis (`annotated_picture`).
 UNANALYSED_NOTE = "not analysed: inference unavailable"
+UNANALYSED_NOTE_SHORT = "not analysed"  # in a picture too narrow for the whole note
 NOTE_COLOR: Color = (0, 165, 255)  # orange, the viewer's warning colour
 
 
@@ -103,8 +108,12 @@ def annotated_picture(result: FrameResult, size: tuple[int, int] | None = None) 
     if result.analysed:
         return annotate(image, tracks, analytics=analytics)
     canvas = image.copy()
-    bottom = float(canvas.shape[0])
-    _label(canvas, UNANALYSED_NOTE, (0.0, bottom, 0.0, bottom), NOTE_COLOR, scale_for(canvas))
+    bottom, scale = float(canvas.shape[0]), scale_for(canvas)
+    # Drawn even where `MAX_TAG_HEIGHT_SHARE` leaves out every other tag: it is the one thing such a picture
+    # must say. Shortened where the whole note would run off the picture's right edge.
+    fits = _tag_size(UNANALYSED_NOTE, scale)[0] <= canvas.shape[1]
+    note = UNANALYSED_NOTE if fits else UNANALYSED_NOTE_SHORT
+    _label(canvas, note, (0.0, bottom, 0.0, bottom), NOTE_COLOR, scale)
     return canvas
 
 
@@ -149,7 +158,7 @@ def annotate(
         if layers.boxes:
             x1, y1, x2, y2 = (round(v) for v in track.box)
             cv2.rectangle(canvas, (x1, y1), (x2, y2), color, _width(BOX_WIDTH_PX, scale), cv2.LINE_AA)
-    if layers.labels:  # last, so no box or trail of another track covers a label
+    if layers.labels and _tags_fit(canvas, scale):  # last, so no box or trail of another track covers a label
         for track in tracks:
             label = f"{track.track_id} {_label_name(track)} {track.confidence:.2f}"
             _label(canvas, label, track.box, track_color(track.track_id), scale)
@@ -203,13 +212,29 @@ def _draw_trail(canvas: np.ndarray, trail: tuple[tuple[int, int], ...], color: C
         cv2.line(canvas, trail[i], trail[i + 1], color, width, cv2.LINE_AA)
 
 
+def _font(scale: float) -> tuple[float, int, int]:
+    """The Hershey scale, stroke weight and padding of a tag drawn at ``scale``."""
+    font_scale = max(FONT_SCALE * scale, MIN_FONT_SCALE)
+    return font_scale, max(1, round(font_scale * 2)), max(2, round(LABEL_PAD_PX * scale))
+
+
+def _tag_size(text: str, scale: float) -> tuple[int, int]:
+    """The width and height of ``text``'s tag, padding included."""
+    font_scale, weight, pad = _font(scale)
+    (w, h), baseline = cv2.getTextSize(text, _FONT, font_scale, weight)
+    return w + 2 * pad, h + baseline + 2 * pad
+
+
+def _tags_fit(canvas: np.ndarray, scale: float) -> bool:
+    """Whether tags are drawn on ``canvas`` (`MAX_TAG_HEIGHT_SHARE`); a tag is as tall whatever its text."""
+    return _tag_size("0", scale)[1] <= canvas.shape[0] * MAX_TAG_HEIGHT_SHARE
+
+
 def _label(canvas: np.ndarray, text: str, box: tuple[float, float, float, float], color: Color, scale: float) -> None:
     """A filled tag above the box's top-left corner; inside the box when it touches the top edge."""
-    font_scale = max(FONT_SCALE * scale, MIN_FONT_SCALE)
-    weight = max(1, round(font_scale * 2))
-    pad = max(2, round(LABEL_PAD_PX * scale))
-    (w, h), baseline = cv2.getTextSize(text, _FONT, font_scale, weight)
-    tag_w, tag_h = w + 2 * pad, h + baseline + 2 * pad
+    font_scale, weight, pad = _font(scale)
+    h = cv2.getTextSize(text, _FONT, font_scale, weight)[0][1]
+    tag_w, tag_h = _tag_size(text, scale)
     width = canvas.shape[1]
     x = min(max(0, round(box[0])), max(0, width - tag_w))
     y = round(box[1]) - tag_h
@@ -224,15 +249,18 @@ def _label(canvas: np.ndarray, text: str, box: tuple[float, float, float, float]
 def draw_analytics(canvas: np.ndarray, analytics: FrameAnalytics, scale: float) -> None:
     """Zones with "name: objects", lines with an arrow to their "in" side and "name in N out M".
 
-    Drawn under the tracks, so that an object in a zone stays readable.
+    Drawn under the tracks, so that an object in a zone stays readable. Their tags are left out of a picture
+    too small for them (`MAX_TAG_HEIGHT_SHARE`).
     """
     width = _width(SHAPE_WIDTH_PX, scale)
+    tags = _tags_fit(canvas, scale)
     zones, lines = analytics.counts.zones, analytics.counts.lines
     for name, outline in analytics.zones:
         cv2.polylines(canvas, [outline], True, ZONE_COLOR, width, cv2.LINE_AA)
         inside = sum(zones.get(name, {}).values())
         x, y = outline[np.argmin(outline[:, 1])]  # the top corner, where a tag least covers the zone
-        _label(canvas, f"{name}: {inside}", (float(x), float(y), float(x), float(y)), ZONE_COLOR, scale)
+        if tags:
+            _label(canvas, f"{name}: {inside}", (float(x), float(y), float(x), float(y)), ZONE_COLOR, scale)
     for name, outline in analytics.lines:
         cv2.polylines(canvas, [outline], False, LINE_COLOR, width, cv2.LINE_AA)
         (ax, ay), (bx, by) = outline[0].astype(float), outline[1].astype(float)
@@ -246,4 +274,7 @@ def draw_analytics(canvas: np.ndarray, analytics: FrameAnalytics, scale: float) 
         crossed_in = sum(d.get("in", 0) for d in by_class.values())
         crossed_out = sum(d.get("out", 0) for d in by_class.values())
         x, y = outline[0]
-        _label(canvas, f"{name} in {crossed_in} out {crossed_out}", (float(x), float(y), 0.0, 0.0), LINE_COLOR, scale)
+        if tags:
+            _label(
+                canvas, f"{name} in {crossed_in} out {crossed_out}", (float(x), float(y), 0.0, 0.0), LINE_COLOR, scale
+            )
