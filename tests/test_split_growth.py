@@ -103,6 +103,18 @@ def test_a_split_with_mqtt_says_where_the_topics_move_and_that_entity_ids_stay(
     node_2 = tomllib.loads((tmp_path / "cams.node-2.toml").read_text())["events"]["mqtt"]
     assert (node_2["topic_prefix"], node_2["discovery_id"]) == ("site/node-2", "site")
 
+    # Again into two: no camera changes node, no topic moves.
+    assert main(["split", str(config), "--nodes", "2", "--force"]) == 0
+    assert "MQTT" not in capsys.readouterr().out
+    # Into one: node-2's cameras move to node-1, and only they are named.
+    retired = [stream["id"] for stream in tomllib.loads((tmp_path / "cams.node-2.toml").read_text())["streams"]]
+    assert main(["split", str(config), "--nodes", "1", "--force"]) == 0
+    moved = [line for line in capsys.readouterr().out.splitlines() if line.startswith("MQTT topics move")]
+    assert moved == [
+        f"MQTT topics move for {', '.join(retired)}: to site/node-N/<camera>/... of the node now "
+        "running each (automations on site/+/<camera>/events/<type> follow them)"
+    ]
+
     _config(tmp_path)
     assert main(["split", str(config), "--nodes", "2", "--force"]) == 0
     out = capsys.readouterr().out

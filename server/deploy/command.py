@@ -143,10 +143,22 @@ def _print_placement(split: Split, kept: Collection[Path], unread: Collection[Pa
 
 def _print_mqtt(split: Split) -> None:
     """Where the file publishes MQTT, that each camera's topics move under its node's prefix, where
-    automations on the box's topics no longer fire, and that Home Assistant's ids do not change."""
+    automations on the box's topics no longer fire, and that Home Assistant's ids do not change. Over an
+    earlier split, only the cameras that change node are named: the others' topics stay where they are."""
+    from server.deploy.entrance import node_name
+
     if split.mqtt is None:
         return
     prefix = split.mqtt.prefix
+    if split.earlier:
+        was = {stream_id: node_name(node.index) for node in split.earlier for stream_id in node.stream_ids}
+        moved = [i for node in split.nodes for i in node.stream_ids if was.get(i) != node.name]
+        if moved:
+            print(
+                f"MQTT topics move for {', '.join(moved)}: to {prefix}/node-N/<camera>/... of the node now running "
+                f"each (automations on {prefix}/+/<camera>/events/<type> follow them)"
+            )
+        return
     print(
         f"MQTT topics move: each node publishes under its own prefix, {prefix}/<camera>/... becomes "
         f"{prefix}/node-N/<camera>/... (N: the node running the camera, again after a move): point automations "
