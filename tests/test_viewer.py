@@ -22,6 +22,7 @@ from server.config import Settings, StreamConfig
 from server.inference.models import BUNDLED_MODEL
 from tests.support.browser import (
     CANVAS_STATS,
+    KEEP_FRAME_META,
     PAUSE_ON_TRACKS,
     WAIT_MS,
     Console,
@@ -123,22 +124,6 @@ async def test_overlay_toggles_and_highlight_change_what_is_drawn(
     assert console.errors == []
 
 
-#: Keeps, in the page, the metadata of the last frames the WebSocket brought, by seq.
-KEEP_FRAME_META = """
-window.frameMeta = new Map();
-window.WebSocket = class extends WebSocket {
-  constructor(...args) {
-    super(...args);
-    this.addEventListener("message", ({ data }) => {
-      if (typeof data !== "string") return;
-      const message = JSON.parse(data);
-      if (message.type !== "frame") return;
-      window.frameMeta.set(String(message.seq), message);
-      if (window.frameMeta.size > 100) window.frameMeta.delete(window.frameMeta.keys().next().value);
-    });
-  }
-};
-"""
 #: Where on the screen to click a track of the frame shown: the middle of its box, in the picture as
 #: object-fit: contain places it; the track farthest from the middle, whose box is the smallest there.
 TRACK_ON_SCREEN = """() => {

@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient
 from server.config import StreamConfig
 from tests.support.browser import (
     DESKTOP,
+    KEEP_FRAME_META,
     PAUSE_ON_TRACKS,
     PHONE,
     WAIT_MS,
@@ -227,22 +228,6 @@ async def test_the_overlay_toggles_and_the_top_links_are_24_px_tall_on_a_phone(
     assert console.errors == []
 
 
-#: Keeps, in the page, the metadata of the last frames the WebSocket brought, by seq: the tracks' masks.
-KEEP_FRAME_META = """
-window.frameMeta = new Map();
-window.WebSocket = class extends WebSocket {
-  constructor(...args) {
-    super(...args);
-    this.addEventListener("message", ({ data }) => {
-      if (typeof data !== "string") return;
-      const message = JSON.parse(data);
-      if (message.type !== "frame") return;
-      window.frameMeta.set(String(message.seq), message);
-      if (window.frameMeta.size > 100) window.frameMeta.delete(window.frameMeta.keys().next().value);
-    });
-  }
-};
-"""
 #: For a function of the stream view's page given the address of its overlay module (`url`): the picture
 #: (`canvas`), frame pixels per CSS pixel (`scale`), and `disc`: the pixels [x, y] of a disc of the frame.
 IN_THE_PICTURE = """
@@ -300,6 +285,20 @@ KEEP_PICTURES = """() => {
 }"""
 
 
+#: The least width and height, in frame pixels, of the track a paused frame must have: the first frame with
+#: tracks may hold only an object coming in at the edge, too small for a handle to lie on its mask.
+WHOLE_TRACK_PX = 48
+#: Pauses the stream view on a frame with a masked track at least ``least`` frame pixels wide and tall.
+PAUSE_ON_A_WHOLE_TRACK = """(least) => {
+  const canvas = document.querySelector('#video');
+  const meta = window.frameMeta.get(canvas.dataset.seq);
+  const whole = ({ box: [x1, y1, x2, y2], polygon }) => polygon?.length >= 6 && x2 - x1 >= least && y2 - y1 >= least;
+  if (!meta || !meta.tracks.some(whole)) return false;
+  document.querySelector('#pause').click();
+  return true;
+}"""
+
+
 async def _paused_on_tracks(start_server: Start, browser: Any, viewport: dict[str, int]) -> tuple[TestClient, Any, str]:
     """The stream view of a scene, paused on a frame with tracks; the address of its overlay module."""
     client = await start_server(StreamConfig("cam", "scene:?seed=3"))
@@ -307,7 +306,7 @@ async def _paused_on_tracks(start_server: Start, browser: Any, viewport: dict[st
     await page.add_init_script(KEEP_FRAME_META)
     await page.goto(str(client.make_url("/?transport=ws#/stream/cam")))
     await wait_for_new_frame(page, "#video")
-    await page.wait_for_function(PAUSE_ON_TRACKS, timeout=WAIT_MS)
+    await page.wait_for_function(PAUSE_ON_A_WHOLE_TRACK, arg=WHOLE_TRACK_PX, timeout=WAIT_MS)
     url = await (await page.wait_for_function(OVERLAY_URL, timeout=WAIT_MS)).json_value()
     return client, page, str(url)
 

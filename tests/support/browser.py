@@ -31,6 +31,25 @@ CANVAS_STATS = """(selector) => {
 }"""
 
 
+#: Keeps, in the page, the metadata of the last frames the WebSocket brought, by seq (the
+#: tracks' boxes and masks, for a test to find one on the screen).
+KEEP_FRAME_META = """
+window.frameMeta = new Map();
+window.WebSocket = class extends WebSocket {
+  constructor(...args) {
+    super(...args);
+    this.addEventListener("message", ({ data }) => {
+      if (typeof data !== "string") return;
+      const message = JSON.parse(data);
+      if (message.type !== "frame") return;
+      window.frameMeta.set(String(message.seq), message);
+      if (window.frameMeta.size > 100) window.frameMeta.delete(window.frameMeta.keys().next().value);
+    });
+  }
+};
+"""
+
+
 def require_browser() -> ModuleType:
     """Playwright's async API, with Debian's Chromium there for it to drive: without either, the calling
     test, fixture or module (at import) is skipped, and fails in CI (`require_component`)."""
