@@ -52,15 +52,7 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """``segcast split``: write the files and say how to start them; errors are one line and status 2."""
     from server.config import ConfigError
-    from server.deploy.running_nodes import unread_file, what_each_runs
-    from server.deploy.split import (
-        SplitError,
-        check_split,
-        kept_as_is,
-        replaced_changes,
-        split_config,
-        write_split,
-    )
+    from server.deploy.split import SplitError, check_split, replaced_changes, split_config, write_split
 
     try:
         split = split_config(args.config, args.nodes, args.first_port)
@@ -74,9 +66,7 @@ def run(args: argparse.Namespace) -> int:
             except SplitError:
                 _print_placement(split, (), (), dry_run=True)  # the plan the refusal is about
                 raise
-            kept = kept_as_is(split, running)
-            runs = what_each_runs(running)
-            unread = frozenset(path for path in kept if path in runs and unread_file(path, runs[path]))
+            kept, runs, unread = _running_state(split, running)
             _print_placement(split, kept, unread, dry_run=True)
             _print_mqtt(split)
             _print_running(split, running, runs, kept, unread)
@@ -85,9 +75,7 @@ def run(args: argparse.Namespace) -> int:
     except (SplitError, ConfigError) as exc:
         print(f"segcast: {exc}", file=sys.stderr)
         return EXIT_STARTUP_ERROR
-    kept = kept_as_is(split, running)
-    runs = what_each_runs(running)
-    unread = frozenset(path for path in kept if path in runs and unread_file(path, runs[path]))
+    kept, runs, unread = _running_state(split, running)
     _print_placement(split, kept, unread, dry_run=False)
     histories = [node for node in split.nodes if node.history is not None]
     if histories:
@@ -114,6 +102,19 @@ def run(args: argparse.Namespace) -> int:
     _print_running(split, running, runs, kept, unread)
     _print_entrance(split, "and the entrance" if stopped else "\nThe entrance")
     return 0
+
+
+def _running_state(
+    split: Split, running: Sequence[EarlierNode]
+) -> tuple[frozenset[Path], Mapping[Path, NodeStreams], frozenset[Path]]:
+    """Of the ``running`` nodes: the files ``split`` leaves as they are (`kept_as_is`), what each node says
+    it runs, and those of the kept files their node has not read since they changed (`unread_file`)."""
+    from server.deploy.running_nodes import unread_file, what_each_runs
+    from server.deploy.split import kept_as_is
+
+    kept = kept_as_is(split, running)
+    runs = what_each_runs(running)
+    return kept, runs, frozenset(path for path in kept if path in runs and unread_file(path, runs[path]))
 
 
 def _print_placement(split: Split, kept: Collection[Path], unread: Collection[Path], dry_run: bool) -> None:
