@@ -297,10 +297,14 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                 "--loop restarts the video files of --source streams, and none is given; for a stream of the "
                 "config file, set loop = true in its [[streams]] table"
             )
-    if config_path is None:
-        # Checked from their text first: the stream options below import ultralytics (the tracker's
-        # defaults), and with it PyTorch, seconds to tens of them before a mistyped --source was said.
-        _check_sources(None, sources, streams_from_flags(sources, loop=loop))
+    if sources:
+        # Checked from their text first: the stream options below (and a config file's) import
+        # ultralytics (the tracker's defaults), and with it PyTorch, seconds to tens of them before a
+        # mistyped --source was said. A config file may raise the size limit: checked against it below.
+        from server.sources.base import MAX_FRAME_SIDE_PX
+
+        early_limit = MAX_FRAME_SIDE_PX if config_path is None else sys.maxsize
+        _check_sources(None, sources, streams_from_flags(sources, loop=loop), early_limit)
     file_settings = None
     if config_path is not None:
         base = load_config(config_path, overrides)
@@ -311,7 +315,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         base = Settings(model=args.default_model, inference=inference, stream_defaults=defaults)
     taken = {s.stream_id for s in base.streams}
     flag_streams = streams_from_flags(sources, loop=loop, options=base.stream_defaults, taken=taken)
-    _check_sources(base, sources, flag_streams)
+    _check_sources(base, sources, flag_streams, base.max_frame_side)
     if args.command == "demo":
         first, *rest = flag_streams
         flag_streams = (replace(first, options=StreamOptions.from_mapping(DEMO_SHAPES, first.options)), *rest)
@@ -341,18 +345,19 @@ def _with_device(inference: InferenceOptions, device: str | None) -> InferenceOp
         raise ConfigError(f"--device {device}: {str(exc).partition(', got')[0].partition(': ')[2]}") from None
 
 
-def _check_sources(base: Settings | None, sources: list[str], flag_streams: tuple[StreamConfig, ...]) -> None:
+def _check_sources(
+    base: Settings | None, sources: list[str], flag_streams: tuple[StreamConfig, ...], max_frame_side: int
+) -> None:
     """Refuse a source URI of the config file or a flag that no retry could ever open (an unknown option,
-    no host, a scheme segcast does not read), as the API refuses it, naming where it was given. Without
-    ``base`` (no config file), the flags' alone against the default size limit: no `Settings` is made,
-    whose stream options would import ultralytics.
+    no host, a scheme segcast does not read) or a picture over ``max_frame_side``, as the API refuses it,
+    naming where it was given. Without ``base``, the flags' alone, before a `Settings` is made, whose
+    stream options would import ultralytics.
 
     `check_uri` reads the text alone, so what may change later (a camera that does not answer yet, a
     file not there yet, a webcam unplugged) still starts, as a stream whose state says what is wrong.
     """
     from server.config import ConfigError, stream_place
     from server.sources import SourceError, check_uri
-    from server.sources.base import MAX_FRAME_SIDE_PX
     from server.sources.uri import mask_uri
 
     name = base.config_path.name if base is not None and base.config_path is not None else ""
@@ -363,7 +368,7 @@ def _check_sources(base: Settings | None, sources: list[str], flag_streams: tupl
         given.append((f"--source {shown}", stream.uri))
     for where, uri in given:
         try:
-            check_uri(uri, base.max_frame_side if base is not None else MAX_FRAME_SIDE_PX)
+            check_uri(uri, max_frame_side)
         except SourceError as exc:
             raise ConfigError(f"{where}: {exc}") from None
 

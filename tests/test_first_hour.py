@@ -109,6 +109,24 @@ def test_a_mistaken_flag_is_refused_before_pytorch_is_imported(flags: list[str],
     assert finished.stderr.startswith(said) and len(finished.stderr.splitlines()) == 1, finished.stderr
 
 
+def test_a_mistaken_source_beside_a_config_file_is_refused_before_pytorch_is_imported(tmp_path: Path) -> None:
+    """With --config, the --source flags were checked only after the file, whose stream options
+    import ultralytics: a typo in a flag waited for PyTorch as it did without one."""
+    config = tmp_path / "segcast.toml"
+    config.write_text('[[streams]]\nid = "door"\nuri = "scene:?seed=1"\n')
+    no_torch = "import sys; sys.modules['torch'] = None; from server.cli import main; sys.exit(main())"
+    finished = subprocess.run(
+        [sys.executable, "-c", no_torch, "serve", "--config", str(config), "--source", "cam=foo://camera/x"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=STOP_TIMEOUT_S,
+    )
+    assert finished.returncode == EXIT_STARTUP_ERROR, finished.stderr
+    assert finished.stderr.startswith("segcast: --source cam=foo://camera/x: "), finished.stderr
+    assert len(finished.stderr.splitlines()) == 1, finished.stderr
+
+
 #: ``python -m server ARGS``, Ctrl-C'd (a real SIGINT, to itself) as the module named by its first
 #: argument begins to be imported: as early as a person can press it, at a point the test chooses.
 INTERRUPTED_AT_IMPORT = """\
