@@ -876,6 +876,44 @@ async def test_api_lists_pages_and_serves_snapshots(aiohttp_client: ClientFactor
     assert 'segcast_event_output_up{output="history"} 1.0' in metrics
 
 
+async def test_api_answers_503_with_the_writers_error_while_it_cannot_make_its_file(
+    aiohttp_client: ClientFactory, tmp_path: Path
+) -> None:
+    """A history whose file could not be made (its folder root's, segcast another user; here its folder is a
+    file, which stops root too) answered 200 "no events": the reads took the missing file for a history with
+    nothing stored yet, while the log and /metrics said the history failed."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    client = await history_app(aiohttp_client, blocker / "events.db")
+    history = client.app[event_outputs_key].history
+    assert history is not None
+
+    async def writer_error() -> str | None:
+        health = history.health()
+        return health.last_error if health.state is SinkState.FAILING else None
+
+    reason = await eventually(writer_error, what="the history to fail to make its file")
+    assert reason.startswith(f"cannot open {blocker / 'events.db'}: "), reason
+    for url in ("/api/events", "/api/events?stream=cam&after=3", "/api/events/1/snapshot.jpg"):
+        response = await client.get(url)
+        assert response.status == 503, (url, await response.text())
+        assert (await response.json())["error"] == f"the event history cannot be read: {reason}"
+
+
+async def test_api_answers_a_history_with_no_events_yet_with_an_empty_page(
+    aiohttp_client: ClientFactory, tmp_path: Path
+) -> None:
+    """The writer fine and nothing stored: no events, not an error; before the writer has tried its file too."""
+    client = await history_app(aiohttp_client, tmp_path / "events.db")
+    history = client.app[event_outputs_key].history
+    assert history is not None
+    await file_opened(history)
+    response = await client.get("/api/events")
+    assert response.status == 200, await response.text()
+    assert await response.json() == {"events": [], "next": None}
+    assert (await client.get("/api/events/1/snapshot.jpg")).status == 404
+
+
 async def test_a_signed_token_in_the_url_reads_the_history_and_stays_out_of_the_next_link(
     aiohttp_client: ClientFactory, tmp_path: Path
 ) -> None:

@@ -5,7 +5,7 @@ continues below its last id, so pages stay exact while new events arrive. With `
 reads forward, oldest first, from above that id: how a client polls for what is new (see
 `EventQuery`), its ``next`` continuing above the page's last id. The queries run on the
 history's own reader threads, each on its own read connection; a database that cannot be read is a
-503 naming why.
+503 naming why, and so is one its writer failed to make (`_not_made`).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from server.analytics.events import AnalyticsEventKind
 from server.events.history.query import MAX_PAGE, EventQuery
 from server.events.history.writer import HistorySink
 from server.events.outputs import EventOutputs
+from server.events.sink import SinkState
 from server.http.errors import error
 from server.http.network.prefix import forwarded_prefix
 
@@ -66,6 +67,18 @@ async def _unreadable(history: HistorySink, exc: sqlite3.Error) -> web.HTTPExcep
     file: off the loop, as a history on a network mount that hangs would hold it up)."""
     reason = await asyncio.to_thread(history.read_failure, exc)
     return error(web.HTTPServiceUnavailable, f"the event history cannot be read: {reason}")
+
+
+async def _not_made(history: HistorySink) -> None:
+    """Raise the 503 naming the writer's error where it is failing and there is no file: one it could not
+    make (its folder another user's, or not a folder). The reads take a missing file for a history with
+    nothing stored yet (`HistoryReader`), which is what it is while the writer is fine (it makes the file
+    at start), and would answer "no events". Asked after a read found nothing; looks at the file off the loop."""
+    health = history.health()
+    if health.state is not SinkState.FAILING or health.last_error is None:
+        return
+    if not await asyncio.to_thread(history.settings.path.exists):
+        raise error(web.HTTPServiceUnavailable, f"the event history cannot be read: {health.last_error}")
 
 
 def _parse_query(request: web.Request) -> EventQuery:
@@ -127,6 +140,8 @@ async def _list_events(request: web.Request) -> web.Response:
         found = await history.read_events(ask)
     except sqlite3.Error as exc:
         raise await _unreadable(history, exc) from None
+    if not found:
+        await _not_made(history)
     stored = found[: query.limit]
     root = forwarded_prefix(request)  # the links lead back through the proxy the request came by
     events = [
@@ -153,6 +168,7 @@ async def _snapshot(request: web.Request) -> web.Response:
     except sqlite3.Error as exc:
         raise await _unreadable(history, exc) from None
     if jpeg is None:
+        await _not_made(history)
         raise error(web.HTTPNotFound, f"no snapshot for event {event_id}: no such event, or stored without one")
     # Revalidated by its ETag rather than kept for a time: an event's id names another event, and so
     # another picture, in a history file made anew (ids start again at 1).

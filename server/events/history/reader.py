@@ -117,8 +117,10 @@ class HistoryReader:
     def _reading(self) -> Iterator[sqlite3.Connection | None]:
         """A read connection (`_reader`) for one query, or None while nothing can have been stored: no
         file yet, or one the writer has not made its table in (the moments after start, when a viewer
-        or a dashboard may already ask). A read that finds the file damaged is counted; one of a file
-        the history refuses (`check_history_file`) raises `RefusedHistoryFile`, naming why."""
+        or a dashboard may already ask). No file is also what a writer that cannot make one leaves: the
+        API asks the writer's state before it answers "no events" (`server.events.api`). A read that finds
+        the file damaged is counted; one of a file the history refuses (`check_history_file`) raises
+        `RefusedHistoryFile`, naming why."""
         path = self.path
         if not path.exists():
             yield None
