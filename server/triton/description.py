@@ -3,7 +3,8 @@
 The server answers NOT_FOUND alike for a model it has in its repository but does not serve (still
 loading, unloaded, failed to load) and for a name it does not have; only its repository index tells
 them apart, so a node that has never read the model's description asks it (`ModelNotLoaded`, or a
-`ModelError` naming the models the server has). `server.triton.model` decides what each means for
+`ModelError` naming the models the server has), and one that has, to name them when its model is gone
+from the repository. `server.triton.model` decides what each means for
 availability: a model not loaded is an outage to wait out, at start too; a wrong name a `ModelError`
 at start. Kept apart from running requests, which need none of this.
 """
@@ -56,23 +57,43 @@ def read_description(
     timeout_s: float,
 ) -> ServedModel:
     """The served model, read from the server; `ModelError` if segcast cannot use it, or if its class
-    names are not those of ``known`` (the description the node has used since it first read one).
-    Until one was read (``known`` None), a model the server does not serve is explained by `_not_served`."""
+    names are not those of ``known`` (the description the node has used since it first read one), saying
+    how they changed. Until one was read (``known`` None), a model the server does not serve is explained
+    by `_not_served`; after, by `_gone`."""
     try:
         config = exchange(transport.model_config, endpoint.model, timeout_s)
     except TritonRefused as exc:
         raise cannot_serve(spec, endpoint, exc) from None
     except TritonModelMissing as exc:
         if known is not None:  # it served the model before: gone for now, as the outage says
-            raise
+            raise _gone(transport, endpoint, exchange, timeout_s, exc) from None
         raise _not_served(transport, endpoint, spec, exchange, timeout_s, exc) from None
     served = ServedModel.from_config(config, spec)
     if known is not None and served.names != known.names:
         # Trackers, class filters, zones and lines of running streams hold the old names' ids.
         raise ModelError(
-            f"the model on Triton at {endpoint.address} now has other classes than at start: restart segcast to use it"
+            f"the model on Triton at {endpoint.address} now has other classes than at start: restart segcast to use "
+            f"it ({classes_changed(known.names, served.names)})"
         )
     return served
+
+
+def classes_changed(old: dict[int, str], new: dict[int, str]) -> str:
+    """What an operator needs to know of a model's new classes, e.g. "class 0 disc -> circle; a stream
+    filtering on disc processes no frames after the restart": which ids changed name, were added or
+    removed, and which names are gone, as a restart refuses the streams that filter on those (the
+    model does not know the node's streams, so it names the classes, not the streams)."""
+    said = [
+        f"class {class_id} {old[class_id]} -> {new[class_id]}"
+        for class_id in sorted(old.keys() & new.keys())
+        if old[class_id] != new[class_id]
+    ]
+    said += [f"added class {class_id} {new[class_id]}" for class_id in sorted(new.keys() - old.keys())]
+    said += [f"removed class {class_id} {old[class_id]}" for class_id in sorted(old.keys() - new.keys())]
+    lost = [name for _, name in sorted(old.items()) if name not in new.values()]
+    if lost:
+        said.append(f"a stream filtering on {', '.join(lost)} processes no frames after the restart")
+    return "; ".join(said)
 
 
 def cannot_serve(spec: str, endpoint: TritonEndpoint, exc: Exception) -> ModelError:
@@ -129,6 +150,23 @@ def _not_served(
         f"--model {spec}: Triton at {endpoint.address} has no model '{endpoint.model}' "
         f"(it has: {', '.join(names) or 'none'})"
     )
+
+
+def _gone(
+    transport: Transport, endpoint: TritonEndpoint, exchange: Exchange, timeout_s: float, missing: TritonModelMissing
+) -> TritonModelMissing:
+    """``missing``, for a model the node served before, saying which models the server has when its
+    repository index no longer lists the model (renamed, or removed): the likely fix is in ``--model``.
+    Still an outage, not a `ModelError`: the model may come back under its name. ``missing`` itself
+    when the index lists it (unloaded, reloading) or cannot be read."""
+    try:
+        index = exchange(transport.repository_index, timeout_s)
+    except (TritonUnavailable, TritonRefused):
+        return missing
+    if any(entry.name == endpoint.model for entry in index):
+        return missing
+    names = sorted({entry.name for entry in index})
+    return TritonModelMissing(f"{_said(missing)} (it has: {', '.join(names) or 'none'})")
 
 
 def _states(versions: list[RepositoryModel]) -> str:

@@ -10,6 +10,7 @@ A model that backend would refuse is refused here, in one line naming the folder
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -24,9 +25,15 @@ PYTHON_MODEL = Path(__file__).with_name("python_model.py")
 #: Parameters `python_model.py` reads; the thread count is the ONNX Runtime backend's own parameter.
 ONNX_FILE_PARAMETER, THREADS_PARAMETER = "onnx_file", "intra_op_thread_count"
 
+log = logging.getLogger(__name__)
 
-def write_python_repository(source: Path, target: Path, instances: int, python: Path) -> list[str]:
+
+def write_python_repository(source: Path, target: Path, instances: int | None, python: Path) -> list[str]:
     """Write ``target``: every ONNX Runtime model of the repository ``source`` on the Python backend.
+
+    Each model runs its config's ``instance_group`` count of instances on the CPU (one if it has none),
+    or ``instances`` of them where that is given (``--instances``), which then wins, said in the log
+    where it replaces another count.
 
     A config may leave out what Triton's ONNX Runtime backend reads from the ONNX file (the backend,
     inputs, outputs, batching): ``python``, with ONNX Runtime, reads the file for it. Each model keeps
@@ -48,7 +55,6 @@ def write_python_repository(source: Path, target: Path, instances: int, python: 
     folders = sorted(path for path in source.iterdir() if path.is_dir() and not path.name.startswith("."))
     if not folders:
         raise TritonCpuError(f"{source}: no models in this repository; write one with segcast export --format triton")
-    threads = max(1, len(os.sched_getaffinity(0)) // instances)
     for folder in folders:
         config_path = folder / "config.pbtxt"
         if not config_path.exists():
@@ -66,7 +72,7 @@ def write_python_repository(source: Path, target: Path, instances: int, python: 
         if not onnx_files:
             raise TritonCpuError(f"{folder}: no version folder with {onnx_file} (expected {folder}/1/{onnx_file})")
         _complete_and_check(schema, config, folder, onnx_files, python)
-        _convert(schema, config, folder, instances, threads)
+        _convert(schema, config, folder, instances)
         model = target / folder.name
         for version in versions:
             (model / version.name).mkdir(parents=True)
@@ -113,8 +119,12 @@ def _complete_and_check(schema: Any, config: Any, folder: Path, onnx_files: list
             )
 
 
-def _convert(schema: Any, config: Any, folder: Path, instances: int, threads: int) -> None:
-    """Turn an ONNX Runtime backend config, complete and checked, into the Python backend's, in place."""
+def _convert(schema: Any, config: Any, folder: Path, instances: int | None) -> None:
+    """Turn an ONNX Runtime backend config, complete and checked, into the Python backend's, in place.
+
+    Its instance groups become one of as many CPU instances (the Python backend runs on the CPU, and a
+    GPU group would not load on a CPU-only server), unless ``instances`` replaces that count; the
+    instances share the CPUs' threads."""
     if config.name and config.name != folder.name:
         raise TritonCpuError(f"{folder}/config.pbtxt: name {config.name!r} differs from its folder, as Triton forbids")
     onnx_file = config.default_model_filename or DEFAULT_ONNX_FILE
@@ -122,11 +132,16 @@ def _convert(schema: Any, config: Any, folder: Path, instances: int, threads: in
     config.backend = "python"
     for field in ("platform", "runtime", "default_model_filename", "cc_model_filenames", "optimization"):
         config.ClearField(field)  # ONNX Runtime's file names and accelerators mean nothing to the Python backend
+    # Triton runs one instance for a group that gives no count, and one for a config without groups.
+    configured = sum(group.count or 1 for group in config.instance_group) or 1
+    if instances is not None and config.instance_group and instances != configured:
+        log.info("%s: --instances %d replaces the instance count %d of its config", folder.name, instances, configured)
+    count = configured if instances is None else instances
     del config.instance_group[:]
-    config.instance_group.add(count=instances, kind=schema.ModelInstanceGroup.KIND_CPU)
+    config.instance_group.add(count=count, kind=schema.ModelInstanceGroup.KIND_CPU)
     config.parameters[ONNX_FILE_PARAMETER].string_value = onnx_file
     if THREADS_PARAMETER not in config.parameters:
-        config.parameters[THREADS_PARAMETER].string_value = str(threads)
+        config.parameters[THREADS_PARAMETER].string_value = str(max(1, len(os.sched_getaffinity(0)) // count))
 
 
 def _config_codec() -> tuple[Any, Any]:
