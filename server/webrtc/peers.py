@@ -28,7 +28,10 @@ A connected peer whose browser quit without a word is noticed by aioice alone, o
 consent checks went unanswered (`REMOTE_CLOSE`): packets from a player say nothing reliable sooner,
 as a player of a stream with no frames to send may rightly send nothing either. A player whose offer
 named its page's WebSocket (``socket``, the id that socket's ``hello`` gave) is closed as soon as that
-socket closes (`socket_closed`), which a closed page's does at once.
+socket closes (`socket_closed`), which a closed page's does at once, and as soon as a newer offer
+naming that socket asks for the same stream: a page offers again only once it has let go of its
+player, whose close may never have reached the server (its network went for a while, its socket
+lived through it), and which would otherwise play to no one, counted as a viewer, until ICE gives up.
 
 Everything here runs on the event loop. Each peer is closed exactly once: one whose offer was
 refused by `_discard` (nothing was started for it), any other by `_close`, whichever of those
@@ -82,6 +85,8 @@ KEPT_OPTIONS_IDS = 256
 REMOTE_CLOSE = "closed by the browser, or no answer to ICE consent checks for ~30 s (it quit, or its network went)"
 #: Why a player bound to its page's WebSocket closed with it (`PeerRegistry.socket_closed`).
 SOCKET_CLOSED = "its page's WebSocket closed"
+#: Why a player bound to a page's WebSocket closed for a newer offer of that page (`PeerRegistry.play`).
+REPLACED = "replaced by a newer player of the same page and stream"
 #: What each role is called in logs.
 ROLE_NAMES: dict[Literal["publish", "play"], str] = {"publish": "publisher", "play": "player"}
 
@@ -336,9 +341,18 @@ class PeerRegistry:
 
         ``expires``: when the signed token the offer came with expires (Unix seconds), if it came with one.
         ``socket``: the id of the open WebSocket of the offer's page, whose close closes the player
-        (`socket_closed`); the caller checks it is open, with no await before this call.
+        (`socket_closed`); the caller checks it is open, with no await before this call. The players
+        of ``stream_id`` an earlier offer bound to it are closed (`REPLACED`), whatever becomes of this one.
         """
         description = connectable(offer.sdp)
+        if socket is not None:
+            # At once, not once this player is in its feed: a page offers again only after closing its
+            # player, so one left where this offer fails would play to no one, holding a place (maybe the
+            # one whose lack refuses this offer: it counts until closed) until ICE gives up on it. And
+            # every player bound to the socket now is older than this one, with no order to keep.
+            for older in list(self._peers):
+                if older.socket == socket and older.stream_id == stream_id:
+                    self._close_soon(older, REPLACED)
         peer = self._new_peer("play", stream_id, remote, expires)
         peer.socket = socket
         track = AnnotatedTrack(stream_id)
