@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 from server.config import ConfigError, StreamConfig, load_config
 from server.events.config import EventsSettings, HistorySettings
 from server.options import StreamOptions
-from tests.support.dashboard import EVENT_OUTPUT_METRICS, dashboard_metrics, exported
+from tests.support.dashboard import EVENT_OUTPUT_METRICS, REMOTE_MODEL_METRICS, dashboard_metrics, exported
 from tests.support.polling import eventually
 
 Start = Callable[..., Awaitable[TestClient]]
@@ -78,7 +78,7 @@ async def test_zones_and_lines_are_patched_counted_and_shown_in_frames_and_metri
     )
     assert total >= line["in"] + line["out"]
     # This server has no event outputs: tests/test_events_pipeline.py checks their metrics.
-    used = {name for name in dashboard_metrics() if not name.startswith(EVENT_OUTPUT_METRICS)}
+    used = {name for name in dashboard_metrics() if not name.startswith((EVENT_OUTPUT_METRICS, REMOTE_MODEL_METRICS))}
     assert used and all(exported(name, text) for name in used), "the Grafana dashboard shows metrics segcast exports"
 
 

@@ -29,6 +29,17 @@ NODE2 = 'instance="node-2:8080",job="segcast"'
 NODE3 = 'instance="node-3:8080",job="segcast"'
 #: Prometheus scraping itself: its own process_ figures, under the same names as segcast's.
 PROMETHEUS = 'instance="localhost:9090",job="prometheus"'
+#: Prometheus scraping Triton's metrics port (the `triton` job of deploy/prometheus/'s configs).
+TRITON = 'instance="triton:8002",job="triton"'
+#: The names the Triton panels query of Triton's own /metrics, not segcast's: tests/test_triton.py checks
+#: that a real Triton exports each, for a model it served.
+TRITON_METRICS = {
+    "nv_inference_queue_duration_us",
+    "nv_inference_compute_infer_duration_us",
+    "nv_inference_request_success",
+    "nv_inference_count",
+    "nv_inference_exec_count",
+}
 #: Ten minutes, one sample a minute: a person crosses the line inward every minute from 0 (none
 #: outward), two people stand in the zone, and a visit of between 1 and 5 s ends every minute.
 INPUT_SERIES = {
@@ -85,12 +96,42 @@ INPUT_SERIES = {
     f"process_cpu_seconds_total{{{NODE1}}}": "0+30x10",
     f"process_cpu_seconds_total{{{NODE2}}}": "0+60x10",
     f"process_cpu_seconds_total{{{PROMETHEUS}}}": "0+6x10",
+    # Node 1's inference is busy half the time, its stream door's frames take 0.2 s; node 2's is busy all along.
+    f"segcast_inference_busy{{{NODE1}}}": "0.5x10",
+    f"segcast_inference_busy{{{NODE2}}}": "1x10",
+    f'segcast_latency_seconds{{{NODE1},stream="door"}}': "0.2x10",
+    # Both nodes' models are on one Triton: node 1's "seg" over gRPC, 10 requests a second waited for
+    # 0.05 s each; node 2's "det" over HTTP, 2 a second of 0.1 s. Triton runs seg's images 4 to a batch,
+    # each request 1 ms queued and 10 ms computed; det's alone, 10 ms queued and 20 ms computed; and a
+    # model "other" that no node uses (another client's), which the panels leave out.
+    f'segcast_model_info{{{NODE1},model="grpc://triton:8001/seg",server="triton:8001"}}': "1x10",
+    f'segcast_model_info{{{NODE2},model="http://triton:8000/det",server="triton:8000"}}': "1x10",
+    f"segcast_remote_requests_total{{{NODE1}}}": "0+600x10",
+    f"segcast_remote_request_seconds_total{{{NODE1}}}": "0+30x10",
+    f"segcast_remote_requests_total{{{NODE2}}}": "0+120x10",
+    f"segcast_remote_request_seconds_total{{{NODE2}}}": "0+12x10",
+    f'nv_inference_request_success{{{TRITON},model="seg",version="1"}}': "0+600x10",
+    f'nv_inference_queue_duration_us{{{TRITON},model="seg",version="1"}}': "0+600000x10",
+    f'nv_inference_compute_infer_duration_us{{{TRITON},model="seg",version="1"}}': "0+6000000x10",
+    f'nv_inference_count{{{TRITON},model="seg",version="1"}}': "0+600x10",
+    f'nv_inference_exec_count{{{TRITON},model="seg",version="1"}}': "0+150x10",
+    f'nv_inference_request_success{{{TRITON},model="det",version="1"}}': "0+120x10",
+    f'nv_inference_queue_duration_us{{{TRITON},model="det",version="1"}}': "0+1200000x10",
+    f'nv_inference_compute_infer_duration_us{{{TRITON},model="det",version="1"}}': "0+2400000x10",
+    f'nv_inference_count{{{TRITON},model="det",version="1"}}': "0+120x10",
+    f'nv_inference_exec_count{{{TRITON},model="det",version="1"}}': "0+120x10",
+    f'nv_inference_request_success{{{TRITON},model="other",version="1"}}': "0+60x10",
+    f'nv_inference_queue_duration_us{{{TRITON},model="other",version="1"}}': "0+60000x10",
+    f'nv_inference_compute_infer_duration_us{{{TRITON},model="other",version="1"}}': "0+60000x10",
+    f'nv_inference_count{{{TRITON},model="other",version="1"}}': "0+60x10",
+    f'nv_inference_exec_count{{{TRITON},model="other",version="1"}}': "0+60x10",
 }
 PORCH = '{stream="door",zone="porch"}'
 N1, N2, N3 = 'instance="node-1:8080"', 'instance="node-2:8080"', 'instance="node-3:8080"'
+SEG, DET = 'instance="triton:8002",model="seg"', 'instance="triton:8002",model="det"'
 #: What each panel's query gives at the end of those ten minutes, by its legend's labels (a panel of
 #: several queries: the first query's samples, then the next one's, as many for each).
-EXPECTED = {
+EXPECTED: dict[str, list[tuple[str, float]]] = {
     "Nodes up": [(f'{{__name__="up",{node},job="segcast"}}', value) for node, value in ((N1, 1), (N2, 1), (N3, 0))],
     "Streams in each state, by node": [
         (f'{{{N1},state="live"}}', 1),
@@ -137,6 +178,17 @@ EXPECTED = {
     ],
     # Only the history has upkeep: the webhooks' and MQTT's counters, always 0, are not listed.
     "History upkeep failures in the time range": [(f"{{{N1},{HISTORY}}}", 10), (f"{{{N2},{HISTORY}}}", 0)],
+    "Inference busy, by node": [(f"{{{N1}}}", 0.5), (f"{{{N2}}}", 1)],
+    "Latency by stream": [(f'{{{N1},stream="door"}}', 0.2)],
+    # Each node's requests named by its model: the groups of nodes on two models are told apart.
+    "Triton request time per request, by node": [
+        (f'{{{N1},model="grpc://triton:8001/seg"}}', 0.05),
+        (f'{{{N2},model="http://triton:8000/det"}}', 0.1),
+    ],
+    # Triton's figures, in seconds, of the models the nodes use (not "other").
+    "Triton queue time per request, by model": [(f"{{{SEG}}}", 0.001), (f"{{{DET}}}", 0.01)],
+    "Triton compute time per request, by model": [(f"{{{SEG}}}", 0.01), (f"{{{DET}}}", 0.02)],
+    "Triton batch size, by model": [(f"{{{SEG}}}", 4), (f"{{{DET}}}", 1)],
 }
 
 
@@ -214,9 +266,26 @@ def test_every_metric_a_panel_queries_is_checked_against_segcasts_metrics() -> N
     """tests/test_analytics_api.py and tests/test_events_pipeline.py check that segcast exports the
     names `dashboard_metrics` finds: a process figure it missed would go unchecked."""
     targets = [target for panel in json.loads(DASHBOARD.read_text())["panels"] for target in panel["targets"]]
-    queried = {name for target in targets for name in re.findall(r"\b([a-z_:]+)\{", target["expr"])}
+    # A name is followed by its labels or, for Triton's (all its series are wanted), by a range.
+    queried = {name for target in targets for name in re.findall(r"\b([a-z_:]+)[{\[]", target["expr"])}
     assert "process_resident_memory_bytes" in queried
-    assert queried - {"up"} == dashboard_metrics(), "`up` is Prometheus' own, every other name segcast's"
+    assert queried >= TRITON_METRICS
+    assert queried - {"up"} - TRITON_METRICS == dashboard_metrics(), (
+        "`up` is Prometheus' own, the nv_ names Triton's (tests/test_triton.py), every other name segcast's"
+    )
+
+
+def test_the_triton_panels_show_only_the_models_of_the_nodes_chosen(tmp_path: Path) -> None:
+    """Triton's series carry its own instance, never a node's: they follow the Node variable through
+    the models the chosen nodes use (segcast_model_info), so node 2 alone shows its model, det."""
+    titles = [title for title in EXPECTED if "Triton" in title]
+    assert len(titles) == 4
+    node_2 = {
+        title: [(labels, value) for labels, value in EXPECTED[title] if "seg" not in labels and N1 not in labels]
+        for title in titles
+    }
+    assert all(len(samples) == 1 for samples in node_2.values())
+    run_promtool(tmp_path, INPUT_SERIES, panel_checks(node_2, instance="node-2:8080"))
 
 
 def test_the_outputs_panels_name_each_outputs_node() -> None:

@@ -37,6 +37,7 @@ from tests.support.components import require_component
 from tests.support.nginx import NGINX, nginx_serving
 from tests.support.polling import eventually
 from tests.support.ports import free_port
+from tests.support.triton_server import TritonProcess
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -58,6 +59,9 @@ SCRAPE_TIMEOUT_S = 60.0
 #: The lines each file shows, commented, for a segcast (or entrance) that speaks HTTPS, and for its CA.
 HTTPS_LINES = ("scheme: https",)
 CA_LINES = ("tls_config:", "  ca_file: segcast-ca.pem")
+#: Each file's commented job for Triton's metrics port, at the service name deploy/ gives Triton.
+TRITON_TARGET = '"triton:8002"'
+TRITON_JOB = ("- job_name: triton", "  static_configs:", f"    - targets: [{TRITON_TARGET}]")
 
 
 def uncomment(config: Path, lines: tuple[str, ...]) -> None:
@@ -67,6 +71,15 @@ def uncomment(config: Path, lines: tuple[str, ...]) -> None:
         assert f"    # {line}\n" in text, f"the file shows the line {line!r}"
         text = text.replace(f"    # {line}\n", f"    {line}\n")
     config.write_text(text)
+
+
+def uncomment_triton_job(config: Path, target: str = TRITON_TARGET) -> None:
+    """Uncomment ``config``'s job for Triton's metrics, as its comments say to, scraping ``target``."""
+    text = config.read_text()
+    for line in TRITON_JOB:
+        assert f"  # {line}\n" in text, f"the file shows the line {line!r}"
+        text = text.replace(f"  # {line}\n", f"  {line}\n")
+    config.write_text(text.replace(TRITON_TARGET, target))
 
 
 def prometheus_config(tmp_path: Path, port: int, with_token: bool, shipped: Path = CONFIG) -> Path:
@@ -289,6 +302,42 @@ def test_each_config_is_valid_with_its_https_and_ca_lines(tmp_path: Path, shippe
     config = prometheus_config(tmp_path, 8080, with_token=True, shipped=shipped)
     uncomment(config, HTTPS_LINES + CA_LINES)
     promtool_check(config)
+
+
+@pytest.mark.parametrize("shipped", [CONFIG, FLEET_CONFIG], ids=["prometheus.yml", "prometheus-fleet.yml"])
+def test_each_config_is_valid_with_its_triton_job_uncommented(tmp_path: Path, shipped: Path) -> None:
+    config = prometheus_config(tmp_path, 8080, with_token=True, shipped=shipped)
+    uncomment_triton_job(config)
+    promtool_check(config)
+    # At the Triton the deploy files run: Compose's service and Kubernetes' Service, with its metrics port.
+    deploy = CONFIG.parents[1]
+    assert "\n  triton:\n" in (deploy / "compose.yaml").read_text()
+    service = (deploy / "k8s" / "triton.yaml").read_text().split("kind: Service\n", 1)[1]
+    assert "  name: triton\n" in service and "    - name: metrics\n      port: 8002\n" in service
+
+
+async def test_the_triton_job_scrapes_tritons_per_model_series(
+    prometheus: Callable[[Path], str], http: aiohttp.ClientSession, tmp_path: Path, triton_repository: Path
+) -> None:
+    """The job, uncommented and pointed at a real Triton's metrics port, gets the series the dashboard's
+    Triton panels read, by model."""
+    with TritonProcess(triton_repository) as triton:
+        config = prometheus_config(tmp_path, free_port(), with_token=False)
+        uncomment_triton_job(config, f'"127.0.0.1:{triton.metrics_port}"')
+        url = prometheus(config)
+
+        async def executions() -> list[dict[str, Any]] | None:
+            return await query(http, url, 'nv_inference_exec_count{job="triton"}') or None
+
+        series = await eventually(executions, SCRAPE_TIMEOUT_S, "Triton's series in Prometheus")
+    assert {s["metric"]["model"] for s in series} == {"segcast-scene-seg"}
+
+
+async def test_a_node_names_the_model_it_runs(start_server: Callable[..., Awaitable[TestClient]]) -> None:
+    """Always there, a model run here too, so a node's series can be joined to its model by instance."""
+    samples = await metric_samples(await start_server())
+    info = {name: value for name, value in samples.items() if name.startswith("segcast_model_info")}
+    assert info == {f'segcast_model_info{{model="{BUNDLED_MODEL}",server=""}}': 1.0}
 
 
 async def targets_by_instance(http: aiohttp.ClientSession, prometheus: str) -> dict[str, dict[str, Any]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import queue
+import re
 import shutil
 import threading
 import time
@@ -28,6 +29,7 @@ from aiohttp.test_utils import TestClient
 from server.app import create_app
 from server.config import Settings, StreamConfig
 from server.frames import Frame, FrameResult
+from server.http.metrics import model_labels
 from server.inference.detections import Detections, detect
 from server.inference.models import InferenceUnavailable, ModelError, load_model, open_model
 from server.inference.options import InferenceOptions
@@ -37,6 +39,7 @@ from server.triton.model import RETRY_MAX_S, PendingDetections, RequestTiming, T
 from server.triton.repository import BatchingOptions, model_config
 from server.triton.served_model import ServedModel
 from server.triton.transport import TritonEndpoint
+from tests.support.dashboard import DASHBOARD, exported
 from tests.support.polling import eventually
 from tests.support.ports import free_port
 from tests.support.segcast_process import SegcastProcess
@@ -514,6 +517,52 @@ async def test_a_node_rides_out_triton_stopping_and_coming_back(aiohttp_client: 
     await eventually(lambda: processed_beyond(stalled + 5), timeout_s=60, what="frames inferred after the restart")
     assert "segcast_inference_available 1.0" in await (await client.get("/metrics")).text()
     await socket.close()
+
+
+async def test_a_node_on_triton_names_its_model_and_triton_has_what_the_dashboard_reads(
+    aiohttp_client: Any, triton: TritonProcess
+) -> None:
+    """Nodes on two models had the same unlabelled segcast_remote_* series: segcast_model_info names
+    each node's model and its Triton, so they can be told apart (the dashboard joins them on it), and
+    Triton's own /metrics has each of its series the dashboard's Triton panels read, for the model."""
+    url = triton.grpc_url(MODEL)
+    client: TestClient = await aiohttp_client(
+        create_app(Settings(model=url, streams=(StreamConfig("cam", "scene:?seed=3"),)))
+    )
+
+    async def inferred() -> bool:
+        return bool((await (await client.get("/api/streams/cam")).json())["frames_processed"] > 0)
+
+    await eventually(inferred, timeout_s=60, what="frames inferred by Triton")
+    metrics = await (await client.get("/metrics")).text()
+    assert f'segcast_model_info{{model="{url}",server="127.0.0.1:{triton.grpc_port}"}} 1' in metrics.splitlines()
+    dashboard = DASHBOARD.read_text()
+    remote = set(re.findall(r"\bsegcast_remote_[a-z_]+", dashboard))
+    assert remote and all(exported(name, metrics) for name in remote), "the remote request time panel's series"
+    served = triton.metrics().splitlines()
+    names = set(re.findall(r"\bnv_[a-z_]+", dashboard))
+    assert len(names) == 5
+    missing = {
+        name for name in names if not any(row.startswith(f"{name}{{") and f'model="{MODEL}"' in row for row in served)
+    }
+    assert not missing, f"Triton's /metrics has no series of {MODEL} for {missing}"
+
+
+@pytest.mark.parametrize(
+    ("spec", "labels"),
+    [
+        ("grpc://triton:8001/seg", {"model": "grpc://triton:8001/seg", "server": "triton:8001"}),
+        ("http://triton/seg", {"model": "http://triton/seg", "server": "triton:8000"}),
+        ("grpc://[::1]:9001/seg", {"model": "grpc://[::1]:9001/seg", "server": "[::1]:9001"}),
+        ("/models/yolo11n-seg.pt", {"model": "/models/yolo11n-seg.pt", "server": ""}),
+        # Refused at start, but never shown with its password, wherever it would be.
+        ("grpc://admin:hunter22@triton:8001/seg", {"model": "grpc://admin:***@triton:8001/seg", "server": ""}),
+    ],
+)
+def test_model_info_names_the_model_without_a_password_and_the_server_of_a_triton_url(
+    spec: str, labels: dict[str, str]
+) -> None:
+    assert model_labels(spec) == labels
 
 
 async def _inference_message(socket: Any, state: str) -> bool:

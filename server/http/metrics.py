@@ -17,6 +17,7 @@ from server.delivery.viewer import MAX_PENDING_EVENTS
 from server.events.sink import SinkHealth, SinkState
 from server.http.network.connections import ConnectionCounter
 from server.http.process_metrics import process_figures
+from server.inference.models import ModelError
 from server.inference.pace import (
     BEHIND_BELOW_SHARE,
     BEHIND_HELD_S,
@@ -27,8 +28,10 @@ from server.inference.pace import (
     PAUSED_AFTER_S,
 )
 from server.sources.base import StreamState
+from server.sources.uri import mask_uri
 from server.stream_info import StreamInfo
 from server.streams import StreamManager
+from server.triton.transport import TritonEndpoint
 from server.webrtc.peers import PeerCounts
 
 Sample = tuple[dict[str, str], float]
@@ -227,6 +230,14 @@ def render_metrics(
         "1 while frames can be inferred; 0 while a remote model's server cannot be reached.",
         [({}, float(worker.inference_status.available))],
     )
+    family(
+        "segcast_model_info",
+        "gauge",
+        "Always 1: the model this node runs, as --model names it (a password masked), and for a model on "
+        "Triton the server's host:port (empty for a model run here). Joins a node's series to its model: "
+        "`* on (instance) group_left (model) segcast_model_info`.",
+        [(model_labels(worker.model_spec), 1)],
+    )
     remote = worker.remote_stats
     if remote is not None:
         family(
@@ -382,6 +393,18 @@ def zone_object_samples(counts: Mapping[str, Counts]) -> Iterator[Sample]:
                 yield {"stream": stream, "zone": zone}, 0
             for name, n in by_class.items():
                 yield {"stream": stream, "zone": zone, "class": name}, n
+
+
+def model_labels(spec: str) -> dict[str, str]:
+    """``segcast_model_info``'s labels for ``--model spec``: ``model``, the spec with any password masked
+    (a group of nodes is told by the model it runs), and ``server``, the Triton server's host:port, its
+    default port filled in, where the spec names one; empty for a model run here, and for a Triton URL the
+    node refuses (with credentials, say), which a running node never has."""
+    try:
+        endpoint = TritonEndpoint.parse(spec)
+    except (ModelError, ValueError):  # as `runs_here`: a URL that cannot be read names no server
+        endpoint = None
+    return {"model": mask_uri(spec), "server": "" if endpoint is None else endpoint.address}
 
 
 def _dwell_lines(counts: dict[str, Counts]) -> list[str]:

@@ -152,6 +152,11 @@ class InferenceWorker:
         self.busy = BusyShare()
 
     @property
+    def model_spec(self) -> str:
+        """The model as ``--model`` named it: a path, a name ultralytics knows, or a Triton URL."""
+        return self._model_spec
+
+    @property
     def class_names(self) -> dict[int, str]:
         """The model's classes; empty until it is loaded (for a Triton model, until the server described it)."""
         backend = self._backend

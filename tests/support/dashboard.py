@@ -9,6 +9,8 @@ from pathlib import Path
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "segcast-analytics.json"
 #: Metrics a server has only with event outputs configured.
 EVENT_OUTPUT_METRICS = "segcast_event_output_"
+#: Metrics a server has only with a model on Triton (tests/test_triton.py checks them there).
+REMOTE_MODEL_METRICS = "segcast_remote_"
 #: segcast's own metrics and the process figures (Prometheus' names: see server/http/process_metrics.py).
 _METRIC = re.compile(r"\b(?:segcast|process)_[a-z_]+")
 
