@@ -32,7 +32,8 @@ MAX_CONNECTING_PLAYERS = 6
 MAX_PEERS_PER_ADDRESS = 8
 #: A browser's offer is a few KiB; anything much bigger is not an offer we want to parse.
 MAX_OFFER_BYTES = 64 * 1024
-#: A publisher that sends no frame for this long is gone (aiortc's own consent checks take ~30 s).
+#: A publisher from which no video packet came for this long is gone (aiortc's own consent checks take
+#: ~30 s). Packets, not decoded frames: after an outage frames lag the packets by a keyframe (`pump`).
 PUBLISH_IDLE_TIMEOUT_S = 5.0
 #: A player not connected by then has gone. aiortc fails ICE on its own only for offers that say
 #: ``a=end-of-candidates``, which Chrome never writes; the bundled viewer gives up after 3 s.

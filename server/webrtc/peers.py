@@ -516,7 +516,8 @@ class PeerRegistry:
             await asyncio.wait_for(peer.pc.close(), CLOSE_TIMEOUT_S)
 
     async def _run_publisher(self, peer: Peer, track: MediaStreamTrack, source: WebRTCSource) -> None:
-        reason = await pump(track, source, FIRST_FRAME_TIMEOUT_S, self.config.publish_idle_timeout_s)
+        receiver = next((t.receiver for t in peer.pc.getTransceivers() if t.receiver.track is track), None)
+        reason = await pump(track, source, FIRST_FRAME_TIMEOUT_S, self.config.publish_idle_timeout_s, receiver)
         self._close_soon(peer, reason)
 
     def _stream_removed(self, stream_id: str) -> None:

@@ -7,6 +7,11 @@ that never blocks the loop; the stream's reader thread takes the newest one, con
 (`steady_size`). When the peer goes
 away, the peer registry stops the stream's reader first and then ends the handover, so that the
 stream's end is announced once, by the registry, with the reason the peer went away.
+
+A network outage of a few seconds leaves a gap in the video's packets that the sender can no longer
+fill, and aiortc holds every later frame behind it until 512 more packets came (`skip_lost_packets`):
+`pump` steps over such a gap and asks for a keyframe, and judges the peer lost by its packets, not
+by decoded frames, so the stream goes on once the network is back.
 """
 
 from __future__ import annotations
@@ -15,8 +20,11 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
 
 import av
+from aiortc import RTCRtpReceiver
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av.video.reformatter import VideoReformatter
 
@@ -32,6 +40,10 @@ SAME_ASPECT = 0.02
 #: settles below it is taken at the most it sent: scaled up to the camera size for good, every frame
 #: and every viewer's JPEG would cost that size's work and bytes for a picture no sharper.
 RAMP_UP_S = 10.0
+#: How long `pump` waits for a frame before it looks at the publisher's packets: whether any still come,
+#: and whether a gap holds their frames back. Longer than a lost packet's retransmission takes (a round
+#: trip), shorter than the pause a person would call frozen.
+STALL_S = 1.0
 
 
 class FrameHandover:
@@ -168,25 +180,81 @@ def steady_size(steady: tuple[int, int] | None, received: tuple[int, int]) -> tu
 
 
 async def pump(
-    track: MediaStreamTrack, source: WebRTCSource, first_timeout_s: float, idle_timeout_s: float
+    track: MediaStreamTrack,
+    source: WebRTCSource,
+    first_timeout_s: float,
+    idle_timeout_s: float,
+    receiver: RTCRtpReceiver | None = None,
 ) -> str | None:
     """Move the track's frames into ``source`` until the track ends; return why it ended.
 
     None means the peer ended the track; a text means the stream's reader stopped reading (the
-    stream was removed) or the connection was judged lost because no frame came in time:
-    ``first_timeout_s`` to connect, then ``idle_timeout_s`` between frames
-    (aiortc's own consent checks would take half a minute to notice a vanished peer).
+    stream was removed) or the connection was judged lost: no frame within ``first_timeout_s`` to
+    connect, then nothing from the peer for ``idle_timeout_s`` (aiortc's own consent checks would take
+    half a minute to notice a vanished peer). Given the track's ``receiver``, "nothing" means no
+    packet, and while packets come without frames (`STALL_S`) a gap they wait behind is skipped
+    (`skip_lost_packets`): after an outage frames come again a keyframe later, where aiortc alone
+    would decode none for seconds more and the stream would be ended although its peer is back.
     """
-    timeout_s = first_timeout_s
+    loop = asyncio.get_running_loop()
+    timeout_s, heard_at = first_timeout_s, loop.time()  # of the last frame, or packet once frames came
+    connected = False
+    packets = _Packets(receiver) if receiver is not None else None
     while True:
+        wait_s = min(STALL_S, heard_at + timeout_s - loop.time()) if packets is not None else timeout_s
         try:
-            frame = await asyncio.wait_for(track.recv(), timeout_s)
+            frame = await asyncio.wait_for(track.recv(), max(wait_s, 0.0))
         except MediaStreamError:
             return None
         except TimeoutError:
+            if packets is not None and packets.arrived():
+                skip_lost_packets(packets.receiver)
+                if connected:
+                    heard_at = loop.time()
+            if loop.time() - heard_at < timeout_s:
+                continue
             return f"connection lost: no video for {timeout_s:g} s"
-        timeout_s = idle_timeout_s
+        timeout_s, heard_at, connected = idle_timeout_s, loop.time(), True
         if source.handover.ended:
             return "the stream was removed"
         if isinstance(frame, av.VideoFrame):
             source.handover.put(frame)
+
+
+class _Packets:
+    """Whether a receiver got packets since the last look, by the time aiortc stamps each source with."""
+
+    def __init__(self, receiver: RTCRtpReceiver) -> None:
+        self.receiver = receiver
+        self._latest: datetime | None = None
+
+    def arrived(self) -> bool:
+        latest = max((source.timestamp for source in self.receiver.getSynchronizationSources()), default=None)
+        arrived = latest is not None and latest != self._latest
+        self._latest = latest if latest is not None else self._latest
+        return arrived
+
+
+def skip_lost_packets(receiver: RTCRtpReceiver) -> bool:
+    """Step over a gap that holds a video receiver's packets back from its decoder; True if there was one.
+
+    aiortc's jitter buffer hands a frame on only once every packet before it has come. A gap the sender
+    can no longer fill (an outage outlasts its retransmission history) holds every later frame until
+    512 packets piled up behind it; aiortc then drops the gap and the unfinished frame before it and
+    asks for a keyframe (a PLI), and video goes on (aiortc pull request #1418). This does the same as soon as
+    it is called: `JitterBuffer.smart_remove` as aiortc calls it, and its decoder-error flag, which has
+    the next packet send the PLI. A buffer whose packets are all in order is left alone. Both are
+    private to aiortc 1.16.0: an aiortc without them is left to recover by itself, as before, and
+    `tests/test_webrtc_outage.py` fails.
+    """
+    jitter: Any = getattr(receiver, "_RTCRtpReceiver__jitter_buffer", None)
+    decoder_error = getattr(receiver, "_RTCRtpReceiver__decoder_error", None)
+    slots, origin = getattr(jitter, "_packets", None), getattr(jitter, "_origin", None)
+    if slots is None or origin is None or decoder_error is None:
+        return False
+    held = [slots[(origin + i) % jitter.capacity] is not None for i in range(jitter.capacity)]
+    if False not in held or True not in held[held.index(False) :]:
+        return False  # nothing waits behind a gap (or nothing came at all)
+    jitter.smart_remove(1)
+    decoder_error.set()
+    return True
