@@ -1,7 +1,7 @@
 """The WebRTC peers segcast holds: publishers (a browser's camera in) and players (annotated video out).
 
 A publisher's track becomes a `WebRTCSource` stream in the `StreamManager`; when the peer closes,
-its connection fails, or its video stops for `WebRTCConfig.publish_idle_timeout_s`, the stream is
+its connection fails, or its video packets stop for `WebRTCConfig.publish_idle_timeout_s`, the stream is
 ended, announced, and removed, and its reader and tracker are freed. The other way round, a stream
 that fails (its reader refused the peer's frames, say, as larger than ``max_frame_side``) or is
 removed closes its publisher, whose frames would otherwise keep coming to no one. Only the first
