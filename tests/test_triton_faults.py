@@ -94,7 +94,7 @@ class _FakeTriton:
         }
 
     def infer(
-        self, model: str, input_name: str, batch: np.ndarray, outputs: list[str], timeout_s: float
+        self, model: str, input_name: str, batch: np.ndarray, outputs: list[str], timeout_s: float, version: str = ""
     ) -> list[np.ndarray]:
         if self.down:
             raise TritonUnavailable("connection refused")

@@ -83,7 +83,12 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT, help="HTTP/REST port (default 8000)")
     serve.add_argument("--grpc-port", type=int, default=DEFAULT_GRPC_PORT, help="gRPC port (default 8001)")
     serve.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT, help="/metrics port (default 8002)")
-    serve.add_argument("--instances", type=int, default=1, help="model instances running at once, each (default 1)")
+    serve.add_argument(
+        "--instances",
+        type=int,
+        default=None,
+        help="model instances running at once, each (default: each model's config count, else 1)",
+    )
     actions.metavar = "{" + ",".join(actions.choices) + "}"  # named in the "required" error, not triton_command
 
 
@@ -103,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
 
 def serve(install: TritonInstall, args: argparse.Namespace) -> int:
     """Run tritonserver on ``args.repository`` until it exits or this process is told to stop."""
-    if args.instances < 1:
+    if args.instances is not None and args.instances < 1:
         raise TritonCpuError(f"--instances {args.instances}: must be at least 1")
     ports = {"--http-port": args.http_port, "--grpc-port": args.grpc_port, "--metrics-port": args.metrics_port}
     address = _ipv4_address(args.host)

@@ -12,6 +12,7 @@ at start. Kept apart from running requests, which need none of this.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
@@ -59,16 +60,17 @@ def read_description(
     """The served model, read from the server; `ModelError` if segcast cannot use it, or if its class
     names are not those of ``known`` (the description the node has used since it first read one), saying
     how they changed. Until one was read (``known`` None), a model the server does not serve is explained
-    by `_not_served`; after, by `_gone`."""
+    by `_not_served`; after, by `_gone`. The config and the version to pin requests to are read as one
+    exchange (`_config_and_version`)."""
     try:
-        config = exchange(transport.model_config, endpoint.model, timeout_s)
+        config, version = exchange(_config_and_version, transport, endpoint.model, timeout_s)
     except TritonRefused as exc:
         raise cannot_serve(spec, endpoint, exc) from None
     except TritonModelMissing as exc:
         if known is not None:  # it served the model before: gone for now, as the outage says
             raise _gone(transport, endpoint, exchange, timeout_s, exc) from None
         raise _not_served(transport, endpoint, spec, exchange, timeout_s, exc) from None
-    served = ServedModel.from_config(config, spec)
+    served = ServedModel.from_config(config, spec, version)
     if known is not None and served.names != known.names:
         # Trackers, class filters, zones and lines of running streams hold the old names' ids.
         raise ModelError(
@@ -76,6 +78,35 @@ def read_description(
             f"it ({classes_changed(known.names, served.names)})"
         )
     return served
+
+
+def _config_and_version(transport: Transport, model: str, timeout_s: float) -> tuple[dict[str, Any], str]:
+    """The model's config, then the version to pin its requests to (`pinned_version`), from the
+    repository index read within what is left of ``timeout_s``. An index the server restricts, or does
+    not answer in time, pins nothing (""): requests go unpinned, as before versions were pinned, and
+    the description itself stands."""
+    started = time.monotonic()
+    config = transport.model_config(model, timeout_s)
+    left_s = timeout_s - (time.monotonic() - started)
+    if left_s <= 0:
+        return config, ""
+    try:
+        index = transport.repository_index(left_s)
+    except (TritonUnavailable, TritonRefused):
+        return config, ""
+    return config, pinned_version(index, model)
+
+
+def pinned_version(index: list[RepositoryModel], model: str) -> str:
+    """The highest version of ``model`` the index says is READY, "" if none. A request that names no
+    version, as the config read just before was, is answered by that one, whatever the version policy:
+    so it is the version whose description the node read. Pinned, a newer version loaded later under the
+    same name (model control ``poll`` or ``explicit``) never answers requests labelled with this
+    description's classes: the node reads the new version at its next description and uses it only if
+    its classes are the same. (A version made ready between the config's read and the index's is
+    pinned with the config before it, and compared at the next description.)"""
+    ready = [entry.version for entry in index if entry.name == model and entry.state == "READY"]
+    return max((version for version in ready if version.isdigit()), key=int, default="")
 
 
 def classes_changed(old: dict[int, str], new: dict[int, str]) -> str:

@@ -26,7 +26,10 @@ too; one that sends frames reads the description again every `DESCRIPTION_MAX_AG
 next batch. A server may serve an updated model, restarted or replaced in place: one with the same
 class names is used as it now is (input size and shape), one with other class names is not (streams'
 trackers and class filters hold the ids of the names the node started with), and inference stays
-unavailable, saying so, until segcast restarts. A request left unanswered fails those queued behind it
+unavailable, saying so, until segcast restarts. Requests are pinned to the model version whose
+description the node read (`ServedModel.version`), so a new version loaded beside it is used only once
+described: a request pinned to a version since unloaded fails as a model missing, an outage after which
+the model is described anew. A request left unanswered fails those queued behind it
 without sending them, so a hung server holds the inference thread for one deadline, not one per request
 (two, if it stopped answering in the middle of a batch). A server that fails a request on its own side
 (``INTERNAL``, HTTP 500: a crashed backend, out of memory, or an answer without the outputs asked for)
@@ -421,12 +424,13 @@ class TritonModel:
         )
         if served != self._served:  # the first time, or a restarted server serves another model by that name
             log.info(
-                "Triton model %s: %s, %d classes, input %s, max batch %d",
+                "Triton model %s: %s, %d classes, input %s, max batch %d, version %s",
                 self.endpoint,
                 served.task,
                 len(served.names),
                 served.fixed_shape or f"dynamic at {served.imgsz}",
                 served.max_batch,
+                served.version or "unpinned (the repository index was not read)",
             )
         self.overrides["imgsz"] = served.imgsz
         self._served, self._described, self._described_at = served, True, time.monotonic()
@@ -485,6 +489,7 @@ class TritonModel:
                         batch[first : first + step],
                         list(served.outputs),
                         left_s,
+                        served.version,
                     )
                 )
             except TritonRefused as exc:

@@ -38,9 +38,12 @@ class ServedModel:
     outputs: tuple[str, ...]
     max_batch: int  # 0: the server does not batch this model; requests then carry one image each
     end2end: bool
+    #: The model version requests are pinned to, the one this description is of
+    #: (`server.triton.description.pinned_version`); "" leaves it to the server.
+    version: str = ""
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], spec: str) -> ServedModel:
+    def from_config(cls, config: dict[str, Any], spec: str, version: str = "") -> ServedModel:
         """Raises `ModelError` with one line naming what is missing or wrong, and nothing else: the
         model is described again in the background while a node runs, where no other error is read."""
         with _reading("'metadata' parameter", spec):
@@ -83,7 +86,7 @@ class ServedModel:
         if not end2end:
             with _reading("output", spec):
                 _check_rows(config, outputs, max_batch, len(names), spec)
-        return cls(names, task, imgsz, stride, input_name, dtype, fixed, outputs, max_batch, end2end)
+        return cls(names, task, imgsz, stride, input_name, dtype, fixed, outputs, max_batch, end2end, version)
 
 
 @contextmanager

@@ -10,10 +10,11 @@ for, or `TritonModelMissing`: the server has no such model now; worth retrying) 
 gRPC and HTTP are classified alike, by the Triton error behind the status: INVALID_ARGUMENT,
 ALREADY_EXISTS, UNIMPLEMENTED (HTTP 400, 409, 501 and other 4xx) are the request's fault; NOT_FOUND
 (HTTP 404 with Triton's JSON error) is a model Triton does not serve now (never loaded, unloaded, or
-being replaced); INTERNAL and UNKNOWN (HTTP 500) are the server's (a crashed backend stub, CUDA out of
-memory); UNAVAILABLE, RESOURCE_EXHAUSTED, CANCELLED (HTTP 502, 503, 504, 429) are a server that is
-not there or too busy. An HTTP error answer without Triton's JSON (an empty 404 of a proxy or
-default backend, an HTML page) is not Triton's at all.
+being replaced), and so is UNAVAILABLE (HTTP 503) saying "Request for unknown model", Triton's answer
+to a request pinned to a version it no longer serves; INTERNAL and UNKNOWN (HTTP 500) are the
+server's (a crashed backend stub, CUDA out of memory); UNAVAILABLE, RESOURCE_EXHAUSTED, CANCELLED
+(HTTP 502, 503, 504, 429) are a server that is not there or too busy. An HTTP error answer without
+Triton's JSON (an empty 404 of a proxy or default backend, an HTML page) is not Triton's at all.
 
 gRPC enforces a call's deadline itself. The HTTP client's time-outs bound each read, not the call, so
 a server or proxy that trickles its answer a byte at a time would hold the call for ever: at the
@@ -64,6 +65,11 @@ GRPC_FAILED = frozenset({"INTERNAL", "UNKNOWN", "DATA_LOSS", "ABORTED"})
 #: 'M' has no available versions", or "is not found").
 GRPC_MODEL_MISSING = "NOT_FOUND"
 HTTP_MODEL_MISSING = 404
+#: How Triton begins its answer to a request for a model, or a model version, it does not serve now.
+#: For a request pinned to a version no longer loaded ("'m' version 1 is not at ready state": a newer
+#: version replaced it) the status is UNAVAILABLE (HTTP 503), not NOT_FOUND: the model is missing all
+#: the same, an outage said so (not "unreachable"), after which the node reads the model again.
+_UNKNOWN_MODEL = "Request for unknown model"
 #: HTTP statuses of the same two kinds (Triton answers INTERNAL with 500, UNAVAILABLE with 503, and
 #: an invalid argument with 400; 501 is its UNSUPPORTED, gRPC's UNIMPLEMENTED: the request's fault).
 HTTP_UNAVAILABLE = frozenset({408, 429, 502, 503, 504})
@@ -173,9 +179,12 @@ class Transport(Protocol):
         ...
 
     def infer(
-        self, model: str, input_name: str, batch: np.ndarray, outputs: list[str], timeout_s: float
+        self, model: str, input_name: str, batch: np.ndarray, outputs: list[str], timeout_s: float, version: str = ""
     ) -> list[np.ndarray]:
-        """Run ``batch`` through ``model`` as one request; the named outputs, in that order."""
+        """Run ``batch`` through ``model`` as one request; the named outputs, in that order. ``version``
+        pins the request to that version of the model (`ServedModel.version`: the one whose description
+        the node read), "" leaves it to the server (its highest version loaded). A pinned version no
+        longer loaded is `TritonModelMissing`."""
         ...
 
     def repository_index(self, timeout_s: float) -> list[RepositoryModel]:
@@ -219,12 +228,14 @@ class _GrpcTransport:
         return config
 
     def infer(
-        self, model: str, input_name: str, batch: np.ndarray, outputs: list[str], timeout_s: float
+        self, model: str, input_name: str, batch: np.ndarray, outputs: list[str], timeout_s: float, version: str = ""
     ) -> list[np.ndarray]:
         request = self._lib.InferInput(input_name, list(batch.shape), _type_name(batch))
         request.set_data_from_numpy(batch)
         wanted = [self._lib.InferRequestedOutput(name) for name in outputs]
-        reply = self._call(self._client.infer, model, [request], outputs=wanted, client_timeout=timeout_s)
+        reply = self._call(
+            self._client.infer, model, [request], model_version=version, outputs=wanted, client_timeout=timeout_s
+        )
         return _outputs(reply, outputs)
 
     def repository_index(self, timeout_s: float) -> list[RepositoryModel]:
@@ -250,6 +261,8 @@ class _GrpcTransport:
                     raise TritonUnavailable(f"it answers HTTP/1.1, not gRPC: an http:// endpoint? {hint}") from None
                 raise TritonUnavailable(f"its answer is not gRPC: {hint}") from None
             if code in GRPC_UNAVAILABLE:
+                if _UNKNOWN_MODEL in text:  # a pinned version no longer loaded
+                    raise TritonModelMissing(text) from None
                 # gRPC says "failed to connect to all addresses; last error: ...: Connection refused"
                 if "Connection refused" in text:
                     raise TritonUnavailable("connection refused") from None
@@ -339,12 +352,14 @@ class _HttpTransport:
         return config
 
     def infer(
-        self, model: str, input_name: str, batch: np.ndarray, outputs: list[str], timeout_s: float
+        self, model: str, input_name: str, batch: np.ndarray, outputs: list[str], timeout_s: float, version: str = ""
     ) -> list[np.ndarray]:
         request = self._lib.InferInput(input_name, list(batch.shape), _type_name(batch))
         request.set_data_from_numpy(batch, binary_data=True)
         wanted = [self._lib.InferRequestedOutput(name, binary_data=True) for name in outputs]
-        reply = self._call(timeout_s, lambda client: client.infer(model, [request], outputs=wanted))
+        reply = self._call(
+            timeout_s, lambda client: client.infer(model, [request], model_version=version, outputs=wanted)
+        )
         return _outputs(reply, outputs)
 
     def repository_index(self, timeout_s: float) -> list[RepositoryModel]:
@@ -513,7 +528,7 @@ def _http_error(exc: Any) -> Exception:
     if text.startswith(_EMPTY_ERROR):  # a proxy's or default backend's bare status, say before a restarting Triton
         return TritonUnavailable(f"not a Triton HTTP endpoint (HTTP {status} with an empty answer)")
     if status in HTTP_UNAVAILABLE:
-        return TritonUnavailable(text)
+        return TritonModelMissing(text) if _UNKNOWN_MODEL in text else TritonUnavailable(text)
     if status == HTTP_MODEL_MISSING:
         return TritonModelMissing(text)
     if 400 <= status < 500 or status in HTTP_REFUSED_5XX:
