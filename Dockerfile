@@ -25,17 +25,29 @@ ENV PYTHONUNBUFFERED=1 \
     SEGCAST_IMAGE=1
 
 WORKDIR /src
-COPY pyproject.toml README.md LICENSE ./
+# Heaviest and slowest-changing first, each a layer of its own, so that a change to segcast's code
+# (or README) rebuilds only the last, small one. PyTorch first, from the index chosen above; the
+# dependencies' install then finds it already there.
+RUN pip install --index-url "$TORCH_INDEX_URL" torch torchvision
+# segcast's dependencies and those of its extras, read from pyproject.toml alone (tomllib), as
+# `pip install '.[extras]'` would install them. The extras, which a container's user could not add
+# afterwards (SEGCAST_IMAGE above makes segcast say so, naming this line, where a missing one is
+# needed): onnx for `segcast export` (deploy/ exports the Triton model repository with this image),
+# openvino for the fastest CPU inference (a model exported with `segcast export --format openvino`;
+# README, Performance), triton for nodes that infer on a Triton server (--model grpc://...), mqtt for
+# [events.mqtt] (Home Assistant).
+COPY pyproject.toml ./
+RUN python -c "import sys, tomllib; project = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+extras = sys.argv[1].removeprefix('.[').removesuffix(']').split(','); \
+print(*project['dependencies'], *(r for e in extras for r in project['optional-dependencies'][e]), sep='\n')" \
+        '.[onnx,openvino,triton,mqtt]' > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
+# segcast itself: everything it needs is there already.
+COPY README.md LICENSE ./
 COPY server ./server
 COPY web ./web
-# PyTorch first, from the index chosen above; segcast's own install then finds it already there.
-# The extras, which a container's user could not add afterwards (SEGCAST_IMAGE above makes segcast
-# say so, naming this line, where a missing one is needed): onnx for `segcast export` (deploy/ exports
-# the Triton model repository with this image), openvino for the fastest CPU inference (a model
-# exported with `segcast export --format openvino`; README, Performance), triton for nodes that infer
-# on a Triton server (--model grpc://...), mqtt for [events.mqtt] (Home Assistant).
-RUN pip install --index-url "$TORCH_INDEX_URL" torch torchvision \
-    && pip install '.[onnx,openvino,triton,mqtt]' \
+RUN pip install --no-deps . \
     && rm -rf /src
 # Not root: segcast opens what cameras and the API send it (FFmpeg parses every byte), and needs no
 # privilege for it. It writes only in /models (downloads, an event history put there), a config folder

@@ -343,6 +343,63 @@ def test_node_tokens_come_from_a_secret() -> None:
     assert not [doc for _, doc in k8s_documents() if doc["kind"] == "Secret"], "no secret is committed"
 
 
+def pod_specs() -> list[tuple[str, dict[str, Any]]]:
+    """(workload name, pod template spec) of every Deployment and StatefulSet in deploy/k8s."""
+    return [
+        (doc["metadata"]["name"], doc["spec"]["template"]["spec"])
+        for _, doc in k8s_documents()
+        if doc["kind"] in ("Deployment", "StatefulSet")
+    ]
+
+
+def image_user() -> tuple[int, int]:
+    """The uid and gid segcast's image runs as (the Dockerfile's ``USER uid:gid``)."""
+    [(uid, gid)] = re.findall(r"^USER (\d+):(\d+)$", (REPO / "Dockerfile").read_text(), re.MULTILINE)
+    return int(uid), int(gid)
+
+
+def test_no_pod_gets_an_api_token_a_way_to_gain_privileges_or_every_system_call() -> None:
+    for name, pod in pod_specs():
+        assert pod.get("automountServiceAccountToken") is False, f"{name}: nothing here calls the Kubernetes API"
+        assert pod.get("securityContext", {}).get("seccompProfile") == {"type": "RuntimeDefault"}, name
+        for each in pod.get("initContainers", []) + pod["containers"]:
+            assert each.get("securityContext", {}).get("allowPrivilegeEscalation") is False, (name, each["name"])
+
+
+def test_segcast_runs_as_the_images_user_who_is_given_its_volumes() -> None:
+    """A fresh PersistentVolumeClaim's root folder is root's (0755): without fsGroup a node, running as
+    the image's user, could not create its event history there and lost every event."""
+    uid, gid = image_user()
+    pod = k8s_object("StatefulSet", "segcast")["spec"]["template"]["spec"]
+    assert pod.get("securityContext") == {
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": gid,
+        "fsGroup": gid,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    for name, spec in pod_specs():
+        for each in spec.get("initContainers", []) + spec["containers"]:
+            if each["image"] != "segcast":
+                continue
+            own = each.get("securityContext", {})
+            user = {**spec.get("securityContext", {}), **own}  # the container's own wins
+            as_user = (user.get("runAsNonRoot"), user.get("runAsUser"), user.get("runAsGroup"))
+            assert as_user == (True, uid, gid), (name, each["name"])
+            assert own.get("capabilities") == {"drop": ["ALL"]}, (name, each["name"])
+
+
+def test_the_entrance_keeps_only_the_privileges_nginx_starts_with() -> None:
+    """The nginx image starts as root: to listen on port 80, and to give its workers (and their
+    temporary folders) to the user nginx. It fails to start without any one of these."""
+    pod = k8s_object("Deployment", "entrance")["spec"]["template"]["spec"]
+    nginx = container(pod, "nginx")
+    assert port_number(nginx, "http") == 80
+    capabilities = nginx.get("securityContext", {}).get("capabilities", {})
+    assert capabilities.get("drop") == ["ALL"]
+    assert sorted(capabilities.get("add", [])) == ["CHOWN", "NET_BIND_SERVICE", "SETGID", "SETUID"]
+
+
 def test_the_k8s_entrance_routes_a_path_to_each_node_pod_service() -> None:
     replicas = k8s_object("StatefulSet", "segcast")["spec"]["replicas"]
     expected = {}
@@ -444,6 +501,30 @@ def test_every_node_admits_as_many_viewers_from_the_entrance_as_in_all() -> None
         assert limits.max_viewers_per_address >= limits.max_viewers, path.name
 
 
+def env_file_commands() -> list[tuple[str, str]]:
+    """(where, command) for each shell command deploy/README.md and compose.yaml's header give that
+    writes deploy/.env."""
+    readme = (DEPLOY / "README.md").read_text()
+    blocks = re.findall(r"^```sh\n(.*?)^```", readme, re.MULTILINE | re.DOTALL)
+    found = [("deploy/README.md", line) for block in blocks for line in block.splitlines() if "> .env" in line]
+    header = [line.removeprefix("#").strip() for line in COMPOSE.read_text().splitlines() if line.startswith("#")]
+    found += [("deploy/compose.yaml", line) for line in header if "> .env" in line]
+    return found
+
+
+def test_the_documented_env_file_keeps_the_admin_token_to_its_owner(tmp_path: Path) -> None:
+    """Written under the usual umask (022), .env was anyone's to read, with the admin token in it."""
+    commands = env_file_commands()
+    assert {where for where, _ in commands} == {"deploy/README.md", "deploy/compose.yaml"}
+    for index, (where, command) in enumerate(commands):
+        folder = tmp_path / str(index)
+        folder.mkdir()
+        subprocess.run(["sh", "-c", f"umask 022; {command}"], cwd=folder, check=True, timeout=60)
+        env = folder / ".env"
+        assert re.fullmatch(r"SEGCAST_ADMIN_TOKENS=[\w-]{16,}\n", env.read_text()), where
+        assert env.stat().st_mode & 0o077 == 0, f"{where}: {command}"
+
+
 def test_compose_publishes_only_the_entrance() -> None:
     published = {name for name, service in compose()["services"].items() if service.get("ports")}
     assert published == {"entrance"}, "Triton has no access control; nodes are reached through the entrance"
@@ -467,6 +548,25 @@ def test_entrance_passes_websocket_upgrades_and_does_not_buffer(conf: Path | str
         assert headers["upgrade"] == "$http_upgrade"
         assert headers["connection"] in ("upgrade", "$connection_upgrade")
         assert nginx_effective(conf, prefix, "proxy_buffering") == [["off"]]
+
+
+@pytest.mark.parametrize("conf", ENTRANCE_CONFS, ids=ENTRANCE_IDS)
+def test_entrance_workers_may_open_two_files_for_each_connection_they_take(conf: Path | str, tmp_path: Path) -> None:
+    """A viewer takes two of a worker's files (its connection and the one to its node): under the usual
+    limit of 1024, viewers past about 500 got a bare 500 ("Too many open files")."""
+    parsed = _parse_nginx(entrance_conf(conf, tmp_path))
+    open_files = [d["args"] for d in parsed if d["directive"] == "worker_rlimit_nofile"]
+    [connections] = [d["args"] for d in _directives(parsed, "worker_connections")]
+    assert open_files, "no worker_rlimit_nofile: the workers keep the limit nginx was started with"
+    assert int(open_files[0][0]) >= 2 * int(connections[0])
+
+
+def test_the_k8s_entrance_starts_a_fixed_number_of_workers() -> None:
+    """``auto`` starts a worker per CPU of the host, not of the pod: at about 2 MiB each, they took the
+    entrance past its memory limit on a host of 130 CPUs or more, which killed it."""
+    [workers] = [d["args"] for d in _parse_nginx(K8S_NGINX) if d["directive"] == "worker_processes"]
+    assert workers != ["auto"], "worker_processes auto in a pod with a memory limit"
+    assert workers[0].isdigit() and int(workers[0]) >= 1
 
 
 def entrance_conf(param: Path | str, folder: Path) -> Path:

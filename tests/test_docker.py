@@ -14,6 +14,7 @@ import shlex
 import subprocess
 import sys
 import threading
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,10 +23,12 @@ from pathlib import Path
 import yaml
 
 DOCKERFILE = Path(__file__).resolve().parent.parent / "Dockerfile"
+PYPROJECT = DOCKERFILE.parent / "pyproject.toml"
 DOCKERIGNORE = DOCKERFILE.parent / ".dockerignore"
 COMPOSE = DOCKERFILE.parent / "deploy" / "compose.yaml"
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 HEALTHCHECK_RUN_S = 30.0
+REQUIREMENTS_RUN_S = 30.0
 
 
 def instructions() -> list[tuple[str, str]]:
@@ -41,8 +44,13 @@ def build_args() -> dict[str, str]:
 
 def pip_installs() -> list[list[str]]:
     """Each ``pip install`` command of the RUN steps, in order, with build arguments filled in."""
+    return [words for _, words in pip_install_steps()]
+
+
+def pip_install_steps() -> list[tuple[int, list[str]]]:
+    """(index in `instructions`, arguments) of each ``pip install`` command of the RUN steps, in order."""
     commands = []
-    for kind, arguments in instructions():
+    for index, (kind, arguments) in enumerate(instructions()):
         if kind != "RUN":
             continue
         for key, value in build_args().items():
@@ -50,7 +58,7 @@ def pip_installs() -> list[list[str]]:
         for command in arguments.split("&&"):
             words = shlex.split(command)
             if words[:2] == ["pip", "install"]:
-                commands.append(words[2:])
+                commands.append((index, words[2:]))
     return commands
 
 
@@ -62,12 +70,62 @@ def test_pytorch_comes_from_the_cpu_wheels_before_segcast_is_installed() -> None
     words = installs[torch_step]
     assert words[words.index("--index-url") + 1] == CPU_INDEX
     assert "torchvision" in words, "ultralytics needs torchvision, from the same index"
-    assert "--extra-index-url" not in " ".join(installs[segcast_step]), "no second source of PyTorch"
+    for later in installs[torch_step + 1 :]:
+        assert "--extra-index-url" not in later and "--index-url" not in later, "no second source of PyTorch"
+
+
+def requirements_step() -> tuple[str, str, str]:
+    """The Dockerfile's command that writes the requirements of segcast and its extras from
+    pyproject.toml: its Python code, its extras argument (``.[a,b]``) and the file it writes."""
+    [step] = [arguments for kind, arguments in instructions() if kind == "RUN" and "tomllib" in arguments]
+    python, flag, code, extras, redirect, written = shlex.split(step.split("&&")[0])
+    assert (python, flag, redirect) == ("python", "-c", ">")
+    assert ["-r", written] in pip_installs(), "the file written is the one installed"
+    return code, extras, written
+
+
+def image_requirements() -> list[str]:
+    """What the Dockerfile's dependencies step installs, from its own code run on pyproject.toml."""
+    code, extras, _ = requirements_step()
+    result = subprocess.run(
+        [sys.executable, "-c", code, extras],
+        cwd=PYPROJECT.parent,
+        capture_output=True,
+        text=True,
+        timeout=REQUIREMENTS_RUN_S,
+        check=True,
+    )
+    return result.stdout.splitlines()
 
 
 def image_extras() -> set[str]:
-    [segcast] = [words for words in pip_installs() if any(w.startswith(".[") for w in words)]
-    return set(next(w for w in segcast if w.startswith(".["))[2:-1].split(","))
+    return set(requirements_step()[1].removeprefix(".[").removesuffix("]").split(","))
+
+
+def test_the_image_gets_segcasts_dependencies_and_its_extras_as_pip_would() -> None:
+    """The dependencies are installed from pyproject.toml alone (segcast's code comes after, with
+    ``--no-deps``): every one of segcast's and of its extras', nothing more, one per line."""
+    project = tomllib.loads(PYPROJECT.read_text())["project"]
+    extras = project["optional-dependencies"]
+    assert image_extras() <= set(extras), "an extra pyproject.toml does not have"
+    expected = project["dependencies"] + [requirement for extra in image_extras() for requirement in extras[extra]]
+    assert sorted(image_requirements()) == sorted(expected)
+    assert any(words[:2] == ["--no-deps", "."] for words in pip_installs()), "segcast itself, adding nothing"
+
+
+def test_a_change_to_segcasts_code_reinstalls_none_of_its_dependencies() -> None:
+    """Docker runs again every step after the first whose input changed: the code, copied before the
+    installs, made each edit of server/, web/ or README.md download PyTorch and every dependency again."""
+    steps = instructions()
+    installs = pip_install_steps()
+    torch_step = next(index for index, words in installs if "torch" in words)
+    dependencies_step = next((index for index, words in installs if "-r" in words), None)
+    assert dependencies_step is not None, "the dependencies are installed with segcast, after its code is copied"
+    copy_server = steps.index(("COPY", "server ./server"))
+    assert torch_step < dependencies_step < copy_server
+    copied_before = [arguments for kind, arguments in steps[:dependencies_step] if kind == "COPY"]
+    assert copied_before == ["pyproject.toml ./"], "only what the dependencies are read from"
+    assert not [arguments for kind, arguments in steps[:torch_step] if kind == "COPY"]
 
 
 def test_the_image_can_export_and_infer_on_triton() -> None:

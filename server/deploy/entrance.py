@@ -55,6 +55,11 @@ STREAM_QUIET_S = 3600
 STREAM_PATHS = r"(?:ws|api/streams/[^/]+/mjpeg)"
 #: The access log of an entrance with no folder of its own: the nginx image's, which goes to its output.
 CONTAINER_ACCESS_LOG = "/var/log/nginx/access.log"
+#: The connections each nginx worker takes at once: every viewer holds a WebSocket or an MJPEG response open.
+WORKER_CONNECTIONS = 4096
+#: The files each nginx worker may hold open. A viewer takes two (its connection and the one to its
+#: node), logs a few more: the usual limit of 1024 left viewers past about 500 a bare 500.
+WORKER_OPEN_FILES = 4 * WORKER_CONNECTIONS
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,11 +112,15 @@ def nginx_config(
     return entrance_config(listen, Nodes(names, addresses, streams=tuple(map(tuple, streams))), header, state)
 
 
-def entrance_config(listen: Listen, nodes: Nodes, header: str, state: Path | None = None) -> str:
+def entrance_config(
+    listen: Listen, nodes: Nodes, header: str, state: Path | None = None, workers: int | None = None
+) -> str:
     """nginx.conf text, after the comment ``header``, for an entrance at ``listen`` in front of ``nodes``.
 
     With ``state`` (an absolute folder), its pid file, logs and temporary files go there; without, in
     nginx's own places (an nginx container image's, whose logs go to the container's output).
+    ``workers``: how many worker processes nginx starts; None, one per CPU of the machine (``auto``),
+    which a container's memory limit may not allow for: nginx counts the host's CPUs, not the container's.
     """
     names = nodes.names
     links = "\n".join(f'<li><a href="{name}/">{name}</a></li>' for name in names)
@@ -139,10 +148,11 @@ def entrance_config(listen: Listen, nodes: Nodes, header: str, state: Path | Non
         )
     return f"""\
 {header}
-worker_processes auto;{_own_files(state)}
+worker_processes {"auto" if workers is None else workers};
+worker_rlimit_nofile {WORKER_OPEN_FILES};{_own_files(state)}
 
 events {{
-    worker_connections 4096;  # every viewer holds a WebSocket or an MJPEG response open
+    worker_connections {WORKER_CONNECTIONS};  # every viewer holds a WebSocket or an MJPEG response open
 }}
 
 http {{
