@@ -23,6 +23,7 @@ the player is closed as soon as that socket closes, as a closed page's does at o
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -56,6 +57,7 @@ from server.webrtc.peers import (
     StreamGoneError,
 )
 from server.webrtc.source import DEFAULT_FPS
+from server.webrtc.vanished_peers import quiet_vanished_peers
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +106,7 @@ async def _peers(app: web.Application) -> AsyncIterator[None]:
         # Raised: many clients share an address here (a reverse proxy on another host, as in deploy/),
         # so one address is not one client for peers either.
         config = replace(config, max_peers_per_address=config.max_peers)
+    restore_handler = quiet_vanished_peers(asyncio.get_running_loop())
     registry = PeerRegistry(config, app[hub_key], app[manager_key], app[settings_key].stream_defaults)
     app[peers_key] = registry
     sockets = app[page_sockets_key]
@@ -113,6 +116,7 @@ async def _peers(app: web.Application) -> AsyncIterator[None]:
     yield
     sockets.remove_close_listener(registry.socket_closed)
     await registry.close()
+    restore_handler()
 
 
 async def _config(request: web.Request) -> web.Response:
