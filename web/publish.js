@@ -48,8 +48,9 @@ const pace = document.getElementById("publish-pace");
 const trackBody = document.querySelector("#tracks tbody");
 // What the person asked for, from "Use my camera" until Stop or an end that trying again cannot
 // cure: {streamId (set by the first publish), recovering (from a lost connection until one is up
-// again), attempt (of publishing again), heldRetried (once for an id still held), timer (of the next
-// attempt)}. The last three are reset only once a connection is up (showState).
+// again), wasUp (a connection of it was up once: one that does not come up again is the network still
+// out, not one that needs TURN), attempt (of publishing again), heldRetried (once for an id still held),
+// timer (of the next attempt)}. The last three are reset only once a connection is up (showState).
 let wanted = null;
 // The camera on now: {want, published, playback (aborted to stop its playback), video, paceTimer}; null
 // while it is off.
@@ -85,18 +86,24 @@ function watchServer() {
         giveUp(`The server ended this camera: ${message.error || "it failed"}.`);
       } else if (message.type === "status" && message.state === "ended" && message.error === TOKEN_EXPIRED) {
         giveUp(`The server ended this camera: ${TOKEN_EXPIRED}. ${FRESH_TOKEN}`);
-      } else if (message.type === "status" && message.state === "ended") lost(endedReason(message.error));
+      } else if (message.type === "status" && message.state === "ended") {
+        lost(endedReason(message.error, session.want));
+      }
     },
   });
 }
 
 // Why segcast ended the camera, from its `error` (server/webrtc: a lost connection's is "connection
 // lost: no video for 5 s", one that never came up's "not connected within 5 s"; none where its
-// connection closed without a word), in plain words.
-function endedReason(said) {
+// connection closed without a word), in plain words. A connection that never came up for a camera
+// whose connection was up before (`want`) is the network not back yet, which TURN would not cure.
+function endedReason(said, want) {
   const noVideo = said?.match(/^connection lost: no video for (.+) s$/);
   if (noVideo) return `${LOST}: the server ended this camera, as no video reached it for ${noVideo[1]} s.`;
   const notConnected = said?.match(/^not connected within (.+) s$/);
+  if (notConnected && want.wasUp) {
+    return `${LOST}, and it could not reconnect yet: the connection did not come up within ${notConnected[1]} s.`;
+  }
   if (notConnected) {
     return (
       `The camera's connection to segcast did not come up within ${notConnected[1]} s: a network that ` +
@@ -198,7 +205,9 @@ function showState(current, state) {
   else if (state === "connected" && error.textContent === WAITING) error.textContent = "";
   // Back for real only once connected: an answered offer whose connection never comes up (UDP
   // blocked, no TURN) counts as a failed attempt, or the page would publish it again for ever.
-  if (state === "connected") Object.assign(current.want, { recovering: false, attempt: 0, heldRetried: false });
+  if (state === "connected") {
+    Object.assign(current.want, { recovering: false, wasUp: true, attempt: 0, heldRetried: false });
+  }
   // publishCamera turns the camera off with a connection that failed: the page publishes it again.
   if (session === current && (state === "failed" || state === "closed")) lost(`${LOST}.`);
 }
@@ -365,7 +374,7 @@ form.addEventListener("submit", (event) => {
   stopButton.hidden = false;
   keepLinksInNewTabs(true);
   const streamId = new FormData(form).get("stream") || undefined;
-  wanted = { streamId, recovering: false, attempt: 0, heldRetried: false, timer: null };
+  wanted = { streamId, recovering: false, wasUp: false, attempt: 0, heldRetried: false, timer: null };
   begin(wanted);
 });
 stopButton.addEventListener("click", () => giveUp(""));

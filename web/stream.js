@@ -4,7 +4,8 @@
 // The frames come over WebRTC where it works: a video track of clean frames, each paired with its own
 // metadata from the "meta" data channel by timestamp (web/webrtc.js, WebRTCTransport). Until the first
 // of them is shown, and whenever WebRTC fails (no RTCPeerConnection, a refused offer, nothing within a
-// few seconds, a connection that fails, closes or stays disconnected later), they come over the
+// few seconds, a connection that fails, closes or stays disconnected later, or whose frames stall more
+// than 2 s behind those the WebSocket's metadata tells of), they come over the
 // WebSocket as JPEGs instead; WebRTC is tried again when the WebSocket comes back after an outage
 // (reconnected), and a WebRTC connection lost while the WebSocket stayed up after 10 s, then 20, 40 and
 // every 60 s until it plays. WebRTC is offered only for a stream the server is known to have: it starts
@@ -416,8 +417,10 @@ export class StreamView {
     this.streamSeen();
   }
 
-  // A WebSocket frame: its metadata and the clean JPEG.
+  // A WebSocket frame: its metadata and the clean JPEG, or (over WebRTC) its metadata alone, which tells
+  // the WebRTC player how far its picture is behind. A paused view compares nothing: its picture waits.
   async frame(meta, jpeg) {
+    if (meta.stream === this.streamId && !this.paused) this.rtc?.heard(meta);
     if (meta.stream !== this.streamId || !jpeg || this.paused || this.transport !== "websocket") return;
     const bitmap = await this.decoder.decode(jpeg);
     if (!bitmap) return;

@@ -35,6 +35,11 @@ const FIRST_FRAME_TIMEOUT_MS = 5000;
 // A connection "disconnected" this long is given up on: its picture is frozen meanwhile, and the browser
 // may take ~15 s more to call it failed (a server that went away without closing it).
 const DISCONNECTED_TIMEOUT_MS = 3000;
+// A player whose shown frames fall this far behind those the page's WebSocket tells of, by the frames'
+// own media time, is given up on as lost: with its network cut, the browser still calls the connection
+// connected for ~5 s, then disconnected for DISCONNECTED_TIMEOUT_MS, its picture frozen all along. A
+// playing one's frames are a few hundred ms behind the metadata (encoding, the jitter buffer).
+const STALLED_BEHIND_S = 2;
 // After a connection was lost (not refused), WebRTC is tried again after this, doubling up to the most
 // while no attempt plays: a blip on the network shorter than it takes the view's other transport to be
 // given up on would otherwise leave the view on that one for good.
@@ -167,18 +172,22 @@ export async function publishCamera({ streamId, width = 1280, height = 720, fram
 /**
  * Play `streamId` over WebRTC into `video`. Resolves once connected, with { pc, stop() }; rejects
  * if it cannot (no WebRTC, refused, no connection within 3 s of the answer), so the caller can fall back.
- * `onMeta(meta)` gets each shown frame's metadata (the protocol's "frame" message, plus `pts`).
+ * `onMeta(meta)` gets each shown frame's metadata (the protocol's "frame" message, plus `pts`), and
+ * `onUnpaired()` hears each frame shown without it (its pairing not learnt yet, or lost): the picture moves.
  * `image: "clean"` asks for the frames without the server's overlay, to draw one from `onMeta`.
  * `onAnswer()` is called once the server has answered: the answer may take seconds (the server gathers
  * its ICE candidates first, ~5 s with a STUN server that does not answer), so time the video from then.
  * Aborting `signal` while it connects gives up (the promise rejects); stop() ends it afterwards.
  */
-async function playStream(streamId, { video, onMeta, onState, onAnswer, image = "annotated", signal } = {}) {
+async function playStream(
+  streamId,
+  { video, onMeta, onUnpaired, onState, onAnswer, image = "annotated", signal } = {},
+) {
   if (!canPlay()) throw new Error("this browser has no WebRTC");
   const pc = await newPeer(onState, signal);
   pc.addTransceiver("video", { direction: "recvonly" });
   const channel = pc.createDataChannel("meta");
-  const pairing = new MetaPairing(onMeta);
+  const pairing = new MetaPairing(onMeta, onUnpaired);
   channel.addEventListener("message", (event) => {
     const meta = parseMeta(event.data);
     if (meta === null) {
@@ -290,11 +299,13 @@ async function playOnce(streamId, { video, onMeta, fallback, onState, image, sig
  * another way to get them (the stream view: the WebSocket's JPEGs). `frame(video, meta)` hears each
  * frame shown in `video` (an unseen <video> put after `beside`), the first of a play included;
  * `fellBack(reason)` that they do not come over WebRTC now: an attempt could not play (refused, no
- * connection or no video in time), or a connection was lost (`reason` says which), or the page has been
- * hidden a while (`reason` null). A connection lost once it was up is tried again after 10 s, then 20,
- * 40 and every 60 s while no attempt plays; a first attempt that cannot play is the last until the page
- * is shown again after a while hidden. Only while the page is seen (whileShown): closed once it has been
- * hidden for HIDDEN_PLAYER_CLOSE_MS, played again at once as it is shown. stop() ends it for good.
+ * connection or no video in time), or a connection was lost or its video stalled (`reason` says which),
+ * or the page has been hidden a while (`reason` null). The view tells it of the WebSocket's frames
+ * (heard), by which it knows of a stall the browser reports seconds later, if at all. A connection lost
+ * or stalled once it was up is tried again after 10 s, then 20, 40 and every 60 s while no attempt
+ * plays; a first attempt that cannot play is the last until the page is shown again after a while hidden.
+ * Only while the page is seen (whileShown): closed once it has been hidden for HIDDEN_PLAYER_CLOSE_MS,
+ * played again at once as it is shown. stop() ends it for good.
  */
 export class WebRTCTransport {
   constructor(streamId, { beside, frame, fellBack }) {
@@ -308,6 +319,12 @@ export class WebRTCTransport {
     this.retryMs = RETRY_FIRST_MS; // the wait before the next attempt while recovering
     this.retry = null; // its timer
     this.stopped = false; // for good (stop): the view has its frames from elsewhere already
+    // Shown again, its video presents frames again only after a moment: heard() starts counting afresh.
+    this.listening = new AbortController();
+    const shownAgain = () => {
+      if (this.attempt) this.attempt.shownUpTo = null;
+    };
+    document.addEventListener("visibilitychange", shownAgain, { signal: this.listening.signal });
     this.player = whileShown(async () => {
       this.start();
       return { stop: () => this.halt() };
@@ -317,7 +334,24 @@ export class WebRTCTransport {
   /** End it for good: no attempt, player or retry is left, and `fellBack` is not told. */
   stop() {
     this.stopped = true;
+    this.listening.abort();
     this.player.stop();
+  }
+
+  /**
+   * The view's WebSocket told of a frame (`meta`, the protocol's "frame" message, of this stream): a
+   * player whose frames shown are STALLED_BEHIND_S behind it, by media time, is given up on as a
+   * connection lost is, and tried again later. Not while the page is hidden (its video shows nothing).
+   */
+  heard(meta) {
+    const { attempt } = this;
+    if (!this.playing || !Number.isFinite(meta.media_time)) return;
+    if (document.hidden || attempt.shownUpTo === null) {
+      attempt.shownUpTo = document.hidden ? null : meta.media_time;
+      return;
+    }
+    if (meta.media_time - attempt.shownUpTo <= STALLED_BEHIND_S) return;
+    this.giveUp(attempt, `its video stalled: more than ${STALLED_BEHIND_S} s behind the WebSocket's frames`, true);
   }
 
   // A new attempt, unless stop() ended it for good: nothing started after that would ever be stopped.
@@ -336,6 +370,7 @@ export class WebRTCTransport {
       connected: false, // it was up: failing now, it was lost
       firstFrame: null, // the timer that gives it up without a picture
       lost: null, // the one that gives it up disconnected
+      shownUpTo: null, // the media time of its last frame shown (heard: of the WebSocket's, once shown again)
     };
     this.attempt = attempt;
     playStream(this.streamId, {
@@ -350,6 +385,10 @@ export class WebRTCTransport {
         attempt.firstFrame = setTimeout(() => this.giveUp(attempt, reason), FIRST_FRAME_TIMEOUT_MS);
       },
       onMeta: (meta) => this.shown(attempt, meta),
+      // Its picture moves, at a media time not known: heard() counts afresh from the WebSocket's next frame.
+      onUnpaired: () => {
+        if (this.attempt === attempt) attempt.shownUpTo = null;
+      },
       onState: (state) => {
         attempt.connected ||= state === "connected";
         // Lost once it was up (not refused): tried again, as one lost for a while below.
@@ -373,6 +412,7 @@ export class WebRTCTransport {
   shown(attempt, meta) {
     const { video } = attempt;
     if (this.attempt !== attempt || video.readyState < HTMLMediaElement.HAVE_CURRENT_DATA || !video.videoWidth) return;
+    if (Number.isFinite(meta.media_time)) attempt.shownUpTo = meta.media_time;
     if (!this.playing) {
       clearTimeout(attempt.firstFrame);
       this.playing = true;
@@ -543,8 +583,9 @@ function parseMeta(data) {
 
 // Pairs each shown video frame with the metadata of exactly that frame, by RTP timestamp.
 class MetaPairing {
-  constructor(onMeta) {
+  constructor(onMeta, onUnpaired) {
     this.onMeta = onMeta;
+    this.onUnpaired = onUnpaired;
     this.metas = new Map(); // pts mod 2^32 -> meta
     this.offset = null; // RTP timestamp minus pts, mod 2^32
     this.unpaired = 0;
@@ -598,6 +639,7 @@ class MetaPairing {
       }
     }
     this.unpaired += 1;
+    this.onUnpaired?.();
     if (this.unpaired >= UNPAIRED_BEFORE_RESYNC) {
       this.offset = null;
       this.unpaired = 0;
