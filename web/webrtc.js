@@ -48,6 +48,11 @@ const RETRY_MAX_MS = 60000;
 const META_KEPT = 120; // metadata of the last few seconds, waiting for their frames
 const PTS_TOLERANCE = 2; // ticks of the 90 kHz clock lost to rounding on the way
 const UNPAIRED_BEFORE_RESYNC = 30; // frames without metadata before the offset is learnt again
+// Frames that must pair under a candidate offset, after the one it was taken from, before it is adopted
+// alone: with pts from capture times a wrong one pairs a frame only by chance, and rarely two.
+const OFFSET_EVIDENCE_FRAMES = 2;
+// Frames after which, of several candidates that paired every one (pts evenly spaced), one is adopted.
+const OFFSET_LEARN_FRAMES = 15;
 const UINT32 = 2 ** 32;
 const mod32 = (value) => ((value % UINT32) + UINT32) % UINT32;
 // getUserMedia's refusals, by DOMException name, in words that say what to do: the browser's own
@@ -581,13 +586,16 @@ function parseMeta(data) {
   }
 }
 
-// Pairs each shown video frame with the metadata of exactly that frame, by RTP timestamp.
-class MetaPairing {
+// Pairs each shown video frame with the metadata of exactly that frame, by RTP timestamp. Exported for
+// tests/test_viewer_webrtc_pairing.py, which feeds it frames and metadata; the viewer uses it through playStream.
+export class MetaPairing {
   constructor(onMeta, onUnpaired) {
     this.onMeta = onMeta;
     this.onUnpaired = onUnpaired;
     this.metas = new Map(); // pts mod 2^32 -> meta
     this.offset = null; // RTP timestamp minus pts, mod 2^32
+    this.candidates = null; // offsets it may be, while it is learnt
+    this.evidence = 0; // frames the candidates were sorted by
     this.unpaired = 0;
     this.latest = null;
     this.video = null;
@@ -623,26 +631,54 @@ class MetaPairing {
       if (this.latest) this.onMeta(this.latest);
       return;
     }
-    if (this.offset === null) {
-      if (!this.latest) return;
-      // The metadata is sent just before its frame is encoded, so the newest one is this frame's
-      // or a neighbour's; a wrong guess pairs nothing and is replaced after a few frames.
-      this.offset = mod32(rtpTimestamp - this.latest.pts);
+    if (this.offset === null) this.learn(rtpTimestamp);
+    const meta = this.offset === null ? null : this.metaAt(rtpTimestamp, this.offset);
+    if (meta) {
+      this.unpaired = 0;
+      this.onMeta(meta);
+      return;
     }
-    const pts = mod32(rtpTimestamp - this.offset);
-    for (let delta = 0; delta <= PTS_TOLERANCE; delta += 1) {
-      const meta = this.metas.get(mod32(pts + delta)) || this.metas.get(mod32(pts - delta));
-      if (meta) {
-        this.unpaired = 0;
-        this.onMeta(meta);
-        return;
-      }
-    }
-    this.unpaired += 1;
     this.onUnpaired?.();
+    if (this.offset === null) return;
+    this.unpaired += 1;
+    // A new sender (another offset): learnt again, from the frames shown, as at the start.
     if (this.unpaired >= UNPAIRED_BEFORE_RESYNC) {
       this.offset = null;
       this.unpaired = 0;
     }
+  }
+
+  // The kept metadata of the frame shown at `rtpTimestamp`, were the offset `offset`; null if none.
+  metaAt(rtpTimestamp, offset) {
+    const pts = mod32(rtpTimestamp - offset);
+    for (let delta = 0; delta <= PTS_TOLERANCE; delta += 1) {
+      const meta = this.metas.get(mod32(pts + delta)) || this.metas.get(mod32(pts - delta));
+      if (meta) return meta;
+    }
+    return null;
+  }
+
+  // Learns the offset from the frames shown, not from one guess: a frame is shown a few frames after its
+  // metadata arrived (the jitter buffer), so the newest metadata is a later frame's, and a guess from it
+  // pairs frames with others' metadata, or (pts unevenly spaced) with none. A frame's own metadata is
+  // among those kept, so the offset is one of those they give; each frame shown next keeps only those
+  // under which it pairs. Until one is adopted no metadata is shown: a pairing not confirmed may be wrong.
+  learn(rtpTimestamp) {
+    if (this.candidates !== null) {
+      this.candidates = this.candidates.filter((offset) => this.metaAt(rtpTimestamp, offset));
+      this.evidence += 1;
+    }
+    if (!this.candidates?.length) {
+      // None paired this frame (its metadata was not in when they were taken, or was lost): from this one.
+      this.candidates = [...this.metas.keys()].map((pts) => mod32(rtpTimestamp - pts));
+      this.evidence = 0;
+      return;
+    }
+    const alone = this.candidates.length === 1 && this.evidence >= OFFSET_EVIDENCE_FRAMES;
+    if (!alone && this.evidence < OFFSET_LEARN_FRAMES) return;
+    // Several left only where frames are evenly spaced: the one pairing the newest metadata (the metadata
+    // kept in arrival order) pairs frames with metadata a few frames ahead at most.
+    this.offset = this.candidates.at(-1);
+    this.candidates = null;
   }
 }
