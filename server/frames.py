@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -37,6 +38,11 @@ class Frame:
     ``ended``: the media is over (a file played to its end). Such a frame repeats the last image,
     with ``restarts`` counted on, so every track and zone visit ends there; the model does not run
     on it. Without it a file's last objects stayed in their zones, their visits never ended.
+    ``capture_monotonic`` is ``time.monotonic()`` when the frame was made, stamped by the constructor
+    (so at capture; `dataclasses.replace` keeps it): a clock that cannot step, for what compares a
+    frame's age with now or with an event in this process (latency, frames of a stream's older
+    source). ``capture_time`` jumps with the wall clock; a step made it an hour's latency, or hid a
+    stream added while the clock was ahead until real time caught up.
     """
 
     stream_id: str
@@ -46,6 +52,7 @@ class Frame:
     image: np.ndarray
     restarts: int = 0
     ended: bool = False
+    capture_monotonic: float = field(default_factory=time.monotonic)
 
 
 class TrackEventKind(enum.Enum):

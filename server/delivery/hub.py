@@ -57,8 +57,9 @@ _Key = TypeVar("_Key")
 class _StreamStats:
     """Processed frame rate and end-to-end latency of one stream, over `STATS_WINDOW_S`.
 
-    Latency runs from decoding a frame to handing its result to viewers (capture time to now). A frame
-    shown unanalysed (inference unavailable) is published but was not processed: it is in neither.
+    Latency runs from decoding a frame to handing its result to viewers, on the monotonic clock
+    (`Frame.capture_monotonic`): the wall clock stepped in between read as the size of the step. A
+    frame shown unanalysed (inference unavailable) is published but was not processed: it is in neither.
     """
 
     def __init__(self) -> None:
@@ -68,7 +69,8 @@ class _StreamStats:
 
     def add(self, packet: FramePacket) -> None:
         if packet.result.analysed:
-            self.samples.append((time.monotonic(), time.time() - packet.result.frame.capture_time))
+            now = time.monotonic()
+            self.samples.append((now, now - packet.result.frame.capture_monotonic))
         self.published += 1
         self.images += encodings(packet.jpegs)
 
@@ -141,8 +143,9 @@ class Hub:
         #: Streams removed (and not added again) in the last `REMOVED_GRACE_S`: a frame of one that
         #: was still in the encoder arrives after the removal, and must not bring it back.
         self._removed: dict[str, asyncio.TimerHandle] = {}
-        #: When each stream was last added (wall clock), until its first frame captured since: a
-        #: stream restarted on a new camera must not show a late frame of the old one.
+        #: When each stream was last added (monotonic, as `Frame.capture_monotonic`: a wall clock set
+        #: back after an add hid the stream's frames until it caught up), until its first frame captured
+        #: since: a stream restarted on a new camera must not show a late frame of the old one.
         #: And whether it was restarted (not removed first): then those late frames' track events still go out.
         self._added_at: dict[str, tuple[float, bool]] = {}
         #: JPEGs being made off the loop for a newest frame that lacked them, by stream, frame seq and
@@ -169,7 +172,7 @@ class Hub:
         and new viewers would be given), and so does any of its frames captured before this call
         that arrives late (it was in the encoder).
         """
-        self._call_soon(self._stream_added, stream_id, time.time())
+        self._call_soon(self._stream_added, stream_id, time.monotonic())
 
     def stream_removed_threadsafe(self, stream_id: str) -> None:
         """A stream was removed: drop what is kept of it, ignore its late frames, tell every viewer."""
@@ -246,7 +249,7 @@ class Hub:
             return
         if stream_id in self._added_at:
             added_at, restarted = self._added_at[stream_id]
-            if packet.result.frame.capture_time < added_at:  # of the source the stream had before
+            if packet.result.frame.capture_monotonic < added_at:  # of the source the stream had before
                 if restarted:  # ids go on across a restart, and its tracker ends these tracks: not a picture
                     self._pass_on_events(packet)
                 return
