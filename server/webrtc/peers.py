@@ -61,6 +61,7 @@ from server.config import StreamConfig
 from server.delivery.encode import ImageKind
 from server.delivery.hub import Hub
 from server.delivery.viewer import is_local_client
+from server.http.access.auth import TOKEN_EXPIRY_CHECK_S
 from server.options import StreamOptions
 from server.sources.base import StreamState
 from server.streams import StreamManager, StreamOptionsError
@@ -150,7 +151,7 @@ class Peer:
     player: AnnotatedTrack | None = None
     feed: PlaybackFeed | None = None
     connect_deadline: asyncio.TimerHandle | None = field(default=None, repr=False)
-    #: When the signed token the peer was let in with expires, it is closed (`PeerRegistry.end_at`).
+    #: When the signed token the peer was let in with expires, it is closed (`PeerRegistry._end_at`).
     expiry: asyncio.TimerHandle | None = field(default=None, repr=False)
     closing: asyncio.Task[None] | None = field(default=None, repr=False)
     #: A publisher's task moving its video into its stream (`pump`), ended by `PeerRegistry._close`.
@@ -447,9 +448,7 @@ class PeerRegistry:
         peer = Peer(RTCPeerConnection(self.config.rtc_configuration()), role, stream_id, remote)
         self._peers.add(peer)
         if expires is not None:
-            peer.expiry = asyncio.get_running_loop().call_later(
-                max(0.0, expires - time.time()), self._close_soon, peer, "its access token expired"
-            )
+            peer.expiry = asyncio.get_running_loop().call_later(0.0, self._end_at, peer, expires)
 
         def on_state() -> None:
             state = peer.pc.connectionState
@@ -465,6 +464,18 @@ class PeerRegistry:
 
         peer.pc.on("connectionstatechange", on_state)
         return peer
+
+    def _end_at(self, peer: Peer, expires: float) -> None:
+        """Close ``peer`` once the wall clock is past ``expires``, read again every `TOKEN_EXPIRY_CHECK_S`
+        at most: the loop's timers run on the monotonic clock, which follows neither a step of the wall
+        clock nor a suspend, so one timer set for the expiry could close the peer days after it."""
+        left_s = expires - time.time()
+        if left_s > 0:
+            peer.expiry = asyncio.get_running_loop().call_later(
+                min(left_s, TOKEN_EXPIRY_CHECK_S), self._end_at, peer, expires
+            )
+        else:
+            self._close_soon(peer, "its access token expired")
 
     def _await_connection(self, peer: Peer, timeout_s: float) -> None:
         """Close ``peer`` unless it connects within ``timeout_s`` (see the module's docstring)."""

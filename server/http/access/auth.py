@@ -63,6 +63,10 @@ SIGNED_TOKEN_MAX_TTL_S = 366 * 24 * 3600
 #: An admin's signed token changes streams and the config file: in a URL it lasts a week at most,
 #: the year being for dashboards' viewer links.
 SIGNED_ADMIN_TOKEN_MAX_TTL_S = 7 * 24 * 3600
+#: How far beyond its role's longest life a signed token's expiry may lie when it is checked: the
+#: clocks of two nodes sharing admin tokens (one mints, the other checks) disagree by a little. More,
+#: and the token was minted by a clock running fast (see `AccessPolicy.signed_credential`).
+SIGNED_TOKEN_CLOCK_SKEW_S = 300
 SIGNED_TOKEN_DEFAULT_TTL_S = 3600
 SIGNED_TOKEN_PREFIX = "s1"
 #: The root of a signed token minted on no configured token's behalf: under an open policy, or by a
@@ -72,6 +76,11 @@ SERVER_ROOT = b""
 #: The close code of a WebSocket whose signed token expired, after HTTP's 401 (4000-4999 are the
 #: application's own): get a new token and connect again.
 TOKEN_EXPIRED_CLOSE_CODE = 4401
+#: The longest a stream opened with a signed token waits before it reads the wall clock again. Its
+#: timer runs on the loop's monotonic clock, which neither follows a step of the wall clock (NTP
+#: setting a wrong clock right) nor counts a suspend: one sleep until the expiry would keep the
+#: stream open past it by that much. So the expiry is late by this much at most.
+TOKEN_EXPIRY_CHECK_S = 30.0
 
 #: Paths anyone may load: the health check and the viewer's own files, which carry no camera data
 #: (every frame, track and stream detail they show comes from a route below that checks the role).
@@ -221,8 +230,8 @@ class AccessPolicy:
         minted_by: Credential | None = None,
     ) -> str:
         """A URL-safe token granting ``role`` until ``ttl_s`` seconds from now (see `sign_until`)."""
-        if not 0 < ttl_s <= SIGNED_TOKEN_MAX_TTL_S:
-            raise ValueError(f"ttl_s must be between 1 and {SIGNED_TOKEN_MAX_TTL_S}")
+        if not 0 < ttl_s <= max_ttl_s(role):
+            raise ValueError(f"ttl_s of a {role.name.lower()} token must be between 1 and {max_ttl_s(role)}")
         return self.sign_until(role, int((time.time() if now is None else now) + ttl_s), minted_by)
 
     def sign_until(self, role: Role, expires: int, minted_by: Credential | None = None) -> str:
@@ -242,11 +251,18 @@ class AccessPolicy:
         return None if credential is None else credential.role
 
     def signed_credential(self, token: str, now: float | None = None) -> Credential | None:
-        """What a signed token proves, or None if it is forged, malformed or expired."""
+        """What a signed token proves, or None if it is forged, malformed, expired or from the future.
+
+        From the future: it expires further ahead than its role's longest life (`max_ttl_s`, give or
+        take `SIGNED_TOKEN_CLOCK_SKEW_S`), which no correct clock mints. A clock running fast did: a
+        one-hour admin token minted while the clock was two years ahead would otherwise hold for two
+        years once the clock is set right.
+        """
         credential = self._genuine(token)
         if credential is None or credential.expires is None:
             return None
-        return credential if credential.expires >= (time.time() if now is None else now) else None
+        now = time.time() if now is None else now
+        return credential if _expiry_problem(credential.role, credential.expires, now) is None else None
 
     def credential_of(self, request: web.Request) -> Credential | None:
         """What a request proves, from its bearer header or its signed ``token`` parameter.
@@ -262,8 +278,9 @@ class AccessPolicy:
             return self.signed_credential(signed)
         return None
 
-    def expired_at(self, request: web.Request) -> int | None:
-        """When the signed token ``request`` presents expired (Unix seconds), if it is genuine and has.
+    def expiry_problem(self, request: web.Request) -> str | None:
+        """Why the signed token ``request`` presents is refused for its expiry, if it is genuine and is:
+        it expired, or it expires too far ahead (`signed_credential`).
 
         For the refusal to tell its holder to mint a new one rather than that it is no token at all.
         Only a token this server signed gets that far: a forged one learns nothing, not even that
@@ -274,7 +291,7 @@ class AccessPolicy:
         credential = None if token is None else self._genuine(token)
         if credential is None or credential.expires is None:
             return None
-        return credential.expires if credential.expires < time.time() else None
+        return _expiry_problem(credential.role, credential.expires, time.time())
 
     def _genuine(self, token: str) -> Credential | None:
         """What a signed token would prove if it had not expired, or None if this server did not sign
@@ -313,6 +330,28 @@ class AccessPolicy:
         key = hmac.new(self.signing_key, b"segcast signed-token root\n" + root, hashlib.sha256).digest()
         digest = hmac.new(key, _bytes(body), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).rstrip(b"=")
+
+
+def max_ttl_s(role: Role) -> int:
+    """The longest a signed token of ``role`` may be minted for (seconds)."""
+    return SIGNED_ADMIN_TOKEN_MAX_TTL_S if role is Role.ADMIN else SIGNED_TOKEN_MAX_TTL_S
+
+
+def _expiry_problem(role: Role, expires: int, now: float) -> str | None:
+    """Why a signed token of ``role`` expiring at ``expires`` is refused at ``now``, or None if it holds
+    (see `AccessPolicy.signed_credential`)."""
+    if expires < now:
+        return f"the signed token expired at {_utc(expires)}"
+    if expires - now > max_ttl_s(role) + SIGNED_TOKEN_CLOCK_SKEW_S:
+        return (
+            f"the signed token expires at {_utc(expires)}, later than {role.name.lower()} tokens may last "
+            f"({max_ttl_s(role) // 86400} days): it was minted while a clock was running fast"
+        )
+    return None
+
+
+def _utc(unix_s: int) -> str:
+    return datetime.fromtimestamp(unix_s, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _signing_key(admin_tokens: Iterable[str]) -> bytes:
@@ -370,7 +409,7 @@ async def _check_access(request: web.Request, handler: Handler) -> web.StreamRes
         return await handler(request)
     credential = policy.credential_of(request)
     if credential is None:
-        raise _unauthorized(policy.expired_at(request))
+        raise _unauthorized(policy.expiry_problem(request))
     if credential.role < needed:
         raise error(
             web.HTTPForbidden,
@@ -418,14 +457,13 @@ def _cross_site_refusal(request: web.Request) -> web.HTTPException:
     )
 
 
-def _unauthorized(expired_at: int | None) -> web.HTTPException:
-    """The 401 for a request without a credential that holds: a genuine signed token that expired
-    is told when, and how to get another."""
-    if expired_at is None:
+def _unauthorized(expiry_problem: str | None) -> web.HTTPException:
+    """The 401 for a request without a credential that holds: a genuine signed token refused for its
+    expiry is told why, and how to get another."""
+    if expiry_problem is None:
         message = "a valid token is needed: send Authorization: Bearer <token>, or ?token=<signed token>"
     else:
-        when = datetime.fromtimestamp(expired_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        message = f"the signed token expired at {when}; mint a new one with POST {TOKENS_PATH}"
+        message = f"{expiry_problem}; mint a new one with POST {TOKENS_PATH}"
     return error(web.HTTPUnauthorized, message, **{"WWW-Authenticate": 'Bearer realm="segcast"'})
 
 
@@ -466,7 +504,9 @@ async def _end_stream_at(request: web.Request, expires: int) -> None:
     why, so its connection is closed, which its handler notices within a second
     (`server.http.pictures`); its ``<img>`` keeps the last picture.
     """
-    await asyncio.sleep(max(0.0, expires - time.time()))
+    # The wall clock is read again each step (`TOKEN_EXPIRY_CHECK_S`): no event tells when it passes `expires`.
+    while (left_s := expires - time.time()) > 0:  # noqa: ASYNC110
+        await asyncio.sleep(min(left_s, TOKEN_EXPIRY_CHECK_S))
     response = request.get(_stream_key)
     if response is None or request.transport is None:
         return
