@@ -55,6 +55,10 @@ export class EventList {
     this.empty = empty;
     this.streamId = null;
     this.events = []; // known, newest first: the first `limit` shown, the rest kept for "Show older events"
+    // Where each known event goes in the list (`newestFirst`): its history id, once known, or else when
+    // it was heard. Not its `time`: a clock set ahead when it was stored would keep it on top for good.
+    this.places = new WeakMap();
+    this.heard = 0; // live events heard so far: the place of the next among them
     this.items = new Map(); // identity() -> its <li>, kept while the event is shown
     // Whether the WebSocket has said hello yet: until then the history is left to `reconnected`,
     // which the first hello brings (loaded before it, events up to the subscription would be missed).
@@ -107,7 +111,7 @@ export class EventList {
         // its kind pushed out): its events taken, but read again from its newest all the same.
         if (pages[i] === null) cursors.set(type, cursors.get(type) ?? {});
         else if (cursors.get(type) === from.get(type)) this.take(cursors, type, pages[i]);
-        else for (const stored of pages[i].events) this.insert(stored.event);
+        else for (const stored of pages[i].events) this.insert(stored.event, stored.id);
       });
       this.trim();
       this.render();
@@ -128,7 +132,7 @@ export class EventList {
   }
 
   /** ``type``'s next pages, until `SHOWN` of its events wait below the list or all of them are read: then
-   * the page shown next is the newest of all kinds' (the ids of a kind following the times of its events). */
+   * the page shown next is the newest of all kinds' (the list is in the order of the history's ids). */
   async readBelow(streamId, cursors, type) {
     while (cursors === this.cursors && cursors.has(type) && this.waiting(type) < SHOWN) {
       const from = cursors.get(type);
@@ -141,7 +145,7 @@ export class EventList {
   /** ``type``'s page from the history: its events, and its cursor moved below them (the `before` id of
    * the page's `next` link), or taken away on its last page. */
   take(cursors, type, page) {
-    for (const stored of page.events) this.insert(stored.event);
+    for (const stored of page.events) this.insert(stored.event, stored.id);
     if (page.next) cursors.set(type, { before: page.events.at(-1).id });
     else cursors.delete(type);
   }
@@ -166,16 +170,26 @@ export class EventList {
     for (const pushed of this.events.splice(this.limit + KEPT_BELOW)) this.cursors.set(pushed.type, {});
   }
 
-  insert(event) {
+  /** ``event`` in its place: by ``storedId``, its history id, or, heard live (no history id on the
+   * WebSocket), above all stored events in the order heard. A live event's stored copy read later gives it
+   * its id: events stored after it, of a WebSocket outage, then go above it. */
+  insert(event, storedId = null) {
     if (!validTime(event.time)) {
-      // Unsorted, and not shown: a time no date can be made of would throw at each render of the list.
+      // Not shown: a time no date can be made of would throw at each render of the list.
       console.warn("segcast: an event without a valid time was skipped:", event);
       return;
     }
     const key = identity(event);
-    if (this.events.some((known) => identity(known) === key)) return;
-    this.events.push(event);
-    this.events.sort((a, b) => b.time - a.time);
+    const known = this.events.find((other) => identity(other) === key);
+    if (known === undefined) {
+      this.events.push(event);
+      this.places.set(event, { stored: storedId, heard: storedId === null ? ++this.heard : 0 });
+    } else {
+      const place = this.places.get(known);
+      if (storedId === null || place.stored !== null) return;
+      place.stored = storedId;
+    }
+    this.events.sort((a, b) => newestFirst(this.places.get(a), this.places.get(b)));
   }
 
   serially(read) {
@@ -208,6 +222,13 @@ function readPage(streamId, type, cursor) {
   return listEvents({ stream: streamId, type, limit: SHOWN, ...cursor }, { interactive: false }).catch(() => null);
 }
 
+/** Newest first: stored events by history id (the order they were stored in), below those only heard
+ * live, which go in the order heard. */
+function newestFirst(a, b) {
+  if ((a.stored === null) !== (b.stored === null)) return a.stored === null ? -1 : 1;
+  return a.stored === null ? b.heard - a.heard : b.stored - a.stored;
+}
+
 /** Whether `time` (Unix seconds) is one a Date can be made of: a number, within the Date's range. */
 function validTime(time) {
   return typeof time === "number" && !Number.isNaN(new Date(time * 1000).getTime());
@@ -219,7 +240,10 @@ function eventItem(event) {
   const time = document.createElement("time");
   const at = new Date(event.time * 1000);
   time.dateTime = at.toISOString();
-  time.textContent = at.toLocaleTimeString();
+  // The date too where it is not today's: an event of another day (or of a clock that was wrong) would
+  // otherwise read as one of today.
+  const today = at.toDateString() === new Date().toDateString();
+  time.textContent = today ? at.toLocaleTimeString() : at.toLocaleString();
   item.append(time, " ", describe(event));
   return item;
 }
