@@ -8,9 +8,14 @@ writes (`Retention.written`), asks whether a prune is due (`Retention.due`) and 
 (`Retention.prune`); that is all the sink knows of it.
 
 Size is checked at each open and after each write, age every `AGE_PRUNE_INTERVAL_S`, events arriving
-or not, written or not. A prune deletes the oldest events a chunk at a time (`PRUNE_CHUNK_SHARE`),
-gives their pages back (the file has ``auto_vacuum = INCREMENTAL``) and empties the log after each
-chunk, so it never needs more disk than the history already takes. Retention that fails costs
+or not, written or not. An event is old by its date; once the wall clock has stepped by more than
+`CLOCK_STEP_S` (set right by NTP on a box that booted years slow, or set wrong), which is logged, one
+this process stored is old by its own monotonic clock too (`_AgeCutoff`): a step of years had every
+event dated by the clock before it deleted a minute later. A process started after a step cannot
+know of it: it ages the events stored before by their dates. A prune deletes the oldest
+events a chunk at a time (`PRUNE_CHUNK_SHARE`), gives their pages back (the file has ``auto_vacuum =
+INCREMENTAL``) and empties the log after each chunk, so it never needs more disk than the history
+already takes. Retention that fails costs
 nothing stored and leaves the sink's state as the writes make it: it is logged, naming the step that
 failed, at most once per `DROP_LOG_INTERVAL_S` with how often it failed since, and counted
 (`Retention.failures`, the sink's ``upkeep_failures``), so a nearly full disk where writes work and
@@ -20,14 +25,17 @@ its disk, is something to alert on.
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import os
 import sqlite3
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 from server.events.config import HistorySettings
 from server.events.sink import DROP_LOG_INTERVAL_S
@@ -56,6 +64,18 @@ PRUNE_CHUNK_SHARE = 0.25
 #: How long the writer prunes before it takes the next batch: a prune of gigabytes (``max_mb`` or
 #: ``max_age_days`` lowered) goes on between batches instead of holding them back for seconds.
 PRUNE_SLICE_S = 0.05
+#: A wall clock that moved this much more or less than the monotonic clock between two looks (each
+#: `AGE_PRUNE_INTERVAL_S`) has been stepped: said once, in the log.
+CLOCK_STEP_S = 3600.0
+
+
+class _AgeCutoff(NamedTuple):
+    """Which events age retention deletes: those dated before ``time`` (Unix seconds) with ids up to
+    ``last_id``: any, or since the wall clock stepped, the last one stored before this process opened
+    the file or at least ``max_age_days`` ago by its monotonic clock."""
+
+    time: float
+    last_id: int
 
 
 class Retention:
@@ -77,6 +97,12 @@ class Retention:
         self._size_due = False  # the events use more than max_mb leaves them, or did and are not yet down
         self._chunk_pages = 1  # the next chunk's, doubling up to `PRUNE_CHUNK_SHARE`: see `_prune_chunk`
         self._wal_bytes = min(WAL_MAX_BYTES, int(settings.max_mb * MB * WAL_SHARE))
+        self._clock_offset = time.time() - time.monotonic()  # the wall clock's, at the last look
+        self._clock_stepped = False  # by more than CLOCK_STEP_S, since this process started
+        self._last_id = 0  # the last id stored, by an earlier run (`opened`) or this one (`written`)
+        #: (monotonic time, last id stored then), at each age prune, oldest first: what this process
+        #: stored at least ``max_age_days`` ago by its own clock. The first is the file's as opened.
+        self._stored_by: collections.deque[tuple[float, int]] = collections.deque()
 
     @property
     def group_bytes(self) -> float:
@@ -89,18 +115,24 @@ class Retention:
         if time.monotonic() >= self._next_age_prune:
             self._next_age_prune = time.monotonic() + AGE_PRUNE_INTERVAL_S
             self._age_due = True
+            self._check_clock()
         return self._age_due or self._size_due
 
     def opened(self, db: sqlite3.Connection) -> None:
         """The writer opened the file: a file over ``max_mb`` (lowered since, or left so by a prune a full
         disk cut short) is pruned by the writer's loop, writes failing or not. Raises sqlite3.Error."""
         self._size_due = self._over_max_mb(db)
+        if not self._stored_by:  # what is there already is an earlier run's: old by its dates alone
+            row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+            self._last_id = 0 if row is None else int(row[0])
+            self._stored_by.append((-math.inf, self._last_id))
 
     def written(self, db: sqlite3.Connection) -> None:
         """A group of events was written: prune if they took the events past ``max_mb``, then empty the
         log if it outgrew its share (`WAL_SHARE`). Failures are logged and counted, never raised: the
         events are stored whatever happens here."""
         try:
+            (self._last_id,) = db.execute("SELECT last_insert_rowid()").fetchone()  # reads no file
             try:
                 self._size_due = self._size_due or self._over_max_mb(db)
             except (sqlite3.Error, OSError) as exc:
@@ -123,7 +155,7 @@ class Retention:
         if db is None:
             self._age_due = self._size_due = False
             return
-        cutoff = time.time() - self.settings.max_age_days * 86400
+        cutoff = self._age_cutoff()
         slice_ends = time.monotonic() + PRUNE_SLICE_S
         try:
             while self._age_due or self._size_due:
@@ -166,6 +198,30 @@ class Retention:
                 stored // MB,
             )
 
+    def _age_cutoff(self) -> _AgeCutoff:
+        """What age retention deletes now (`_AgeCutoff`); notes the last id stored, at most once per
+        `AGE_PRUNE_INTERVAL_S` (a prune by size may come after each write), for later prunes."""
+        max_age_s = self.settings.max_age_days * 86400
+        now = time.monotonic()
+        if not self._stored_by or now - self._stored_by[-1][0] >= AGE_PRUNE_INTERVAL_S:
+            self._stored_by.append((now, self._last_id))
+        while len(self._stored_by) > 1 and self._stored_by[1][0] <= now - max_age_s:
+            self._stored_by.popleft()  # the newest of those old enough is the limit
+        return _AgeCutoff(time.time() - max_age_s, self._stored_by[0][1] if self._clock_stepped else sys.maxsize)
+
+    def _check_clock(self) -> None:
+        """Log a step of the wall clock since the last look (`CLOCK_STEP_S`), once."""
+        offset = time.time() - time.monotonic()
+        moved, self._clock_offset = offset - self._clock_offset, offset
+        if abs(moved) > CLOCK_STEP_S:
+            self._clock_stepped = True
+            self._log.warning(
+                "%s: the wall clock moved by %s; events stored since carry its new times, and those this process "
+                "stored before are kept max_age_days by its own clock, whatever their dates",
+                self._name,
+                f"{moved / 86400:+.1f} days" if abs(moved) >= 2 * 86400 else f"{moved / 3600:+.1f} hours",
+            )
+
     def close(self) -> None:
         """The writer is ending: tell the failures the quiet window still holds."""
         if untold := self._untold.take():
@@ -178,9 +234,9 @@ class Retention:
     def _over_max_mb(self, db: sqlite3.Connection) -> bool:
         return _used_bytes(db) > self._events_limit_bytes()
 
-    def _prune_chunk(self, db: sqlite3.Connection, cutoff: float | None) -> bool:
-        """Delete the oldest events holding about one chunk (`PRUNE_CHUNK_SHARE`): those from before
-        ``cutoff`` (Unix seconds), or with None while the events use more than `_events_limit_bytes`
+    def _prune_chunk(self, db: sqlite3.Connection, cutoff: _AgeCutoff | None) -> bool:
+        """Delete the oldest events holding about one chunk (`PRUNE_CHUNK_SHARE`): those ``cutoff``
+        says are old, or with None while the events use more than `_events_limit_bytes`
         allows, down to `SIZE_PRUNE_TARGET` of it. Give that many pages back, empty the log; whether
         there is more to do. Writes nothing where there is nothing to delete: a file that cannot be
         written is not told so each minute. Raises `_RetentionFailed`, naming the step.
@@ -207,7 +263,7 @@ class Retention:
                     if cutoff is None:
                         db.execute("DELETE FROM events WHERE id <= ?", (last,))
                     else:
-                        db.execute("DELETE FROM events WHERE id <= ? AND time < ?", (last, cutoff))
+                        db.execute("DELETE FROM events WHERE id <= ? AND time < ?", (last, cutoff.time))
         except (sqlite3.Error, OSError) as exc:
             raise _RetentionFailed(f"cannot delete old events from {path}: {exc}") from exc
         try:  # executescript steps it to the end (execute() would free one page) and is outside a transaction here
@@ -227,7 +283,8 @@ class Retention:
                 return True
             if cutoff is None:
                 return _used_bytes(db) > target
-            return db.execute("SELECT 1 FROM events WHERE time < ? LIMIT 1", (cutoff,)).fetchone() is not None
+            query = "SELECT 1 FROM events WHERE time < ? AND id <= ? LIMIT 1"
+            return db.execute(query, cutoff).fetchone() is not None
         except (sqlite3.Error, OSError) as exc:
             raise _RetentionFailed(f"cannot read what is left to delete in {path}: {exc}") from exc
 
@@ -283,8 +340,8 @@ class _RetentionFailed(Exception):
     """A retention step that failed; its message names the step, the file and SQLite's reason."""
 
 
-def _last_of_oldest(db: sqlite3.Connection, nbytes: int, cutoff: float | None) -> int | None:
-    """The id up to which the oldest events (of those from before ``cutoff``, if given) hold about
+def _last_of_oldest(db: sqlite3.Connection, nbytes: int, cutoff: _AgeCutoff | None) -> int | None:
+    """The id up to which the oldest events (of those ``cutoff`` says are old, if given) hold about
     ``nbytes`` of data and snapshots, one event at least; None if there is none.
 
     Read in id order and stopped there (``+time`` keeps SQLite from the time index, whose rows it
@@ -294,7 +351,7 @@ def _last_of_oldest(db: sqlite3.Connection, nbytes: int, cutoff: float | None) -
     if cutoff is None:
         rows = db.execute(f"SELECT id, {size} FROM events ORDER BY id")
     else:
-        rows = db.execute(f"SELECT id, {size} FROM events WHERE +time < ? ORDER BY id", (cutoff,))
+        rows = db.execute(f"SELECT id, {size} FROM events WHERE +time < ? AND id <= ? ORDER BY id", cutoff)
     last = None
     held = 0
     with closing(rows):
