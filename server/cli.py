@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from server.http.network.listen import DEFAULT_HOST, DEFAULT_PORT, ListenError
 from server.inference.telemetry import switch_off_ultralytics_telemetry
+from server.log_format import log_formatter
 
 if TYPE_CHECKING:
     from server.config import Settings, StreamConfig
@@ -109,6 +110,7 @@ class CommandParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from server.deploy import command as split_command
+    from server.events.history import backup
     from server.inference.export import FORMATS
     from server.inference.models import DEFAULT_MODEL
     from server.triton import cpu_server
@@ -183,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cpu_server.add_arguments(commands)
     split_command.add_arguments(commands)
+    backup.add_arguments(commands)
     commands.metavar = "{" + ",".join(commands.choices) + "}"  # named in the "required" error, not `command`
     return parser
 
@@ -426,9 +429,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.write(parser.format_help().removeprefix(parser.format_usage()).lstrip("\n") + "\n")
         args = parser.parse_args(argv)
         command = args.command
-        logging.basicConfig(
-            level=getattr(args, "log_level", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+        _setup_logging(getattr(args, "log_level", "INFO"))
         if command == "export":
             return _export(args)
         if command == "triton":
@@ -439,6 +440,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from server.deploy import command as split_command
 
             return split_command.run(args)
+        if command == "history":
+            from server.events.history import backup
+
+            return backup.run(args)
         return _serve(args)
     except KeyboardInterrupt:
         # Ctrl-C while the commands' modules are imported, in an export, a Triton setup, or before the
@@ -449,6 +454,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command in ("serve", "demo"):
             _exit_now(EXIT_INTERRUPTED)  # threads the start began may be running
         return EXIT_INTERRUPTED
+
+
+def _setup_logging(level: str) -> None:
+    """Log to stderr at ``level``: each line with its time, or under systemd with its priority (`log_format`)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(log_formatter())
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 def _serve(args: argparse.Namespace) -> int:
