@@ -10,10 +10,11 @@ in one module per concern: `server.http.pages` (viewer, embed), `server.http.ws`
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
 
 from aiohttp import WSCloseCode, web
@@ -41,6 +42,8 @@ from server.http.pictures import setup_pictures
 from server.http.readings import setup_readings
 from server.http.viewers import close_websocket
 from server.http.ws import setup_ws
+from server.inference.models import InferenceStatus
+from server.inference.worker import InferenceWorker
 from server.persist import config_file_unwritable
 from server.streams import StreamManager
 from server.webrtc import setup_webrtc
@@ -50,8 +53,17 @@ log = logging.getLogger(__name__)
 WS_CLOSE_TIMEOUT_S = 2.0
 
 
-def create_app(settings: Settings, policy: AccessPolicy | None = None) -> web.Application:
+def create_app(
+    settings: Settings,
+    policy: AccessPolicy | None = None,
+    *,
+    on_inference_ended: Callable[[str], None] | None = None,
+) -> web.Application:
     """The whole server for ``settings``; ``policy`` defaults to the one the settings describe.
+
+    ``on_inference_ended`` is called once, on the loop, with why, if the inference thread ends on its
+    own once the pipeline runs (`InferenceWorker.ended`): no frame is inferred again, so the caller
+    stops the server (`server.serve`). Meanwhile ``/healthz`` fails.
 
     Raises `server.http.access.auth.AuthConfigError` when the settings leave the server unprotected where it
     must not be (a public address without tokens).
@@ -72,7 +84,7 @@ def create_app(settings: Settings, policy: AccessPolicy | None = None) -> web.Ap
     app[config_lock_key] = asyncio.Lock()
     app[stream_changes_key] = weakref.WeakValueDictionary()
     app[etag_secret_key] = secrets.token_bytes(16)
-    app.cleanup_ctx.append(_pipeline)
+    app.cleanup_ctx.append(functools.partial(_pipeline, on_inference_ended=on_inference_ended))
     app.on_shutdown.append(_close_viewers)
     setup_headers(app)
     setup_auth(app, policy)
@@ -95,7 +107,9 @@ def _warn_if_unsaveable(settings: Settings) -> None:
         log.warning("save_config = true, but changes made through the API cannot be saved to %s now: %s", path, reason)
 
 
-async def _pipeline(app: web.Application) -> AsyncIterator[None]:
+async def _pipeline(
+    app: web.Application, on_inference_ended: Callable[[str], None] | None = None
+) -> AsyncIterator[None]:
     """The event outputs and the pipeline, started with the app and stopped with it, in this order.
 
     The outputs are stopped last whatever fails before (the manager's making, its start, its stop):
@@ -119,6 +133,8 @@ async def _pipeline(app: web.Application) -> AsyncIterator[None]:
         hub.set_wanted_listener(manager.encoder.set_wanted)
         hub.jpeg_quality = manager.encoder.jpeg_quality  # what the hub encodes looks like what the encoder does
         await _start(manager)
+        if on_inference_ended is not None:
+            _tell_when_inference_ends(hub, manager.worker, on_inference_ended)
         app[hub_key] = hub
         app[manager_key] = manager
         try:
@@ -127,6 +143,22 @@ async def _pipeline(app: web.Application) -> AsyncIterator[None]:
             await loop.run_in_executor(None, manager.stop)
     finally:
         await outputs.stop()
+
+
+def _tell_when_inference_ends(hub: Hub, worker: InferenceWorker, told: Callable[[str], None]) -> None:
+    """Call ``told`` once, on the loop, with `InferenceWorker.ended` once the thread has ended on its own: at
+    once if it did during the start, else with the inference status change it makes (`Hub.announce_inference`).
+    """
+    said = False
+
+    def check(_status: InferenceStatus | None = None) -> None:
+        nonlocal said
+        if not said and (reason := worker.ended) is not None:
+            said = True
+            told(reason)
+
+    hub.add_inference_listener(check)
+    check()
 
 
 async def _start(manager: StreamManager) -> None:

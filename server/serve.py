@@ -3,8 +3,10 @@
 The port is taken first (a port in use is said before any waiting), then the model is loaded, and
 only when the server really accepts connections does it say ``listening on <url>``; when it has
 stopped, ``stopped``. A port taken all the same by the time it listens (by a program that could bind
-it while segcast held it, as an older segcast could) is said as one taken at start is. Everything
-heavy (aiohttp, PyTorch, the pipeline) is imported from here, after the CLI has printed its first line.
+it while segcast held it, as an older segcast could) is said as one taken at start is. A server whose
+inference thread ended on its own stops itself the same clean way, then exits with `EXIT_INFERENCE_ENDED`.
+Everything heavy (aiohttp, PyTorch, the pipeline) is imported from here, after the CLI has printed its
+first line.
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SI
 #: event history written: about 50 s if each took all of it), so only a stop stuck past them reaches
 #: it; it is below a service manager's own limit (systemd's 90 s), so segcast ends itself first, saying so.
 STOP_LIMIT_S = 60.0
+#: The exit status of a server that stopped itself because its inference thread ended on its own
+#: (`InferenceWorker.ended`): no frame would be inferred again, and a status other than 0 is what makes a
+#: service manager start it anew (systemd's ``Restart=on-failure``, docs/service.md).
+EXIT_INFERENCE_ENDED = 3
 
 
 def serve(
@@ -53,7 +59,8 @@ def serve(
     """Serve until one of `STOP_SIGNALS`, then say that it stopped; raises one of `STARTUP_ERRORS` if
     the server cannot start.
 
-    ``end_process`` ends the process with a status, for a stop that is cut short (`StopSignals`).
+    ``end_process`` ends the process with a status, for a stop that is cut short (`StopSignals`), and
+    with `EXIT_INFERENCE_ENDED` once a stop the server made itself, its inference thread ended, is over.
     ``access_log`` writes a line per HTTP request (at INFO, whatever the log level): off by default,
     since a dashboard polling snapshots would bury everything else.
     """
@@ -61,6 +68,7 @@ def serve(
     sockets = bind(settings.host, settings.port)
     started = False  # the app is up (the model loaded): an OSError from then until it listens is the listen's
     listens = False
+    inference_ended = False  # the server stopped itself for it: the process must not end with 0
 
     async def about_to_listen(_app: web.Application) -> None:
         nonlocal started
@@ -72,8 +80,22 @@ def serve(
         listens = True
         say(f"segcast: {listening}")
 
+    def stop_for_inference(reason: str) -> None:
+        nonlocal inference_ended
+        if stops.stopping:  # asked to already: it goes on as asked, with its status
+            return
+        inference_ended = True
+        stops.begin(
+            f"segcast: stopping, as no frame can be inferred any more ({reason}); it exits with status "
+            f"{EXIT_INFERENCE_ENDED} for a service manager to start it again"
+        )
+
+    def inference_ends(reason: str) -> None:  # from an inference listener: the stop in a callback of its own
+        loop.call_soon(stop_for_inference, reason)
+
     try:
-        app = create_app(settings)  # refuses some settings at once (a public --host without tokens): no 'loading model'
+        # Refuses some settings at once (a public --host without tokens): no 'loading model'.
+        app = create_app(settings, on_inference_ended=inference_ends)
         if access_log:
             logging.getLogger(ACCESS_LOGGER).setLevel(logging.INFO)
         # Connections are limited as they are accepted, before any token is read: anyone who can reach
@@ -82,7 +104,8 @@ def serve(
             raise_open_files_limit(), settings.viewer_limits.max_viewers_per_address
         )
         loop = ConnectionLimitingLoop(limits)
-        StopSignals(loop, end_process).install()
+        stops = StopSignals(loop, end_process)
+        stops.install()
         # Said once a stop signal stops the server cleanly: from here on, its last line is ``stopped`` (README).
         say(f"segcast: loading model {mask_uri(settings.model)}")  # a Triton URL may carry a password
         app.on_startup.append(about_to_listen)  # the last step before run_app listens: the model is loaded
@@ -107,6 +130,8 @@ def serve(
             sock.close()
     # run_app returns once the shutdown is over; without a word the log just ended, as after a crash.
     say("segcast: stopped")
+    if inference_ended:
+        end_process(EXIT_INFERENCE_ENDED)
 
 
 class StopSignals:
@@ -141,9 +166,7 @@ class StopSignals:
         """A stop signal arrived; raises `GracefulExit` for the first, which makes ``run_app`` stop the server."""
         self._received += 1
         if self._received == 1:
-            self._loop.call_later(self._limit_s, self._overran)
-            say("segcast: stopping")
-            raise web.GracefulExit()
+            self.begin("segcast: stopping")
         if self._received == 2:
             say(
                 f"segcast: already stopping (within {self._limit_s:.0f} s); Ctrl-C or a signal once more stops "
@@ -152,6 +175,20 @@ class StopSignals:
             return
         say("segcast: stopping at once, as asked again: the streams are not closed, the last events not written")
         self._end_process(EXIT_INTERRUPTED)
+
+    @property
+    def stopping(self) -> bool:
+        """Whether the stop has begun: a signal, or the server itself (`begin`), asked for it."""
+        return self._received > 0
+
+    def begin(self, line: str) -> NoReturn:
+        """Begin the clean stop saying ``line``, as the first signal does (and the signals after it count
+        as the second and third): raises `GracefulExit`, which makes ``run_app`` stop the server. For a
+        stop the server asks for itself, while `stopping` is False."""
+        self._received = max(self._received, 1)
+        self._loop.call_later(self._limit_s, self._overran)
+        say(line)
+        raise web.GracefulExit()
 
     def _overran(self) -> None:
         say(f"segcast: the stop did not end within {self._limit_s:.0f} s; stopping at once")

@@ -129,20 +129,25 @@ async def _judge_pace(app: web.Application) -> None:
 
 async def _health(request: web.Request) -> web.Response:
     """Liveness: ``ok`` whenever the server answers. A node short of inference is alive, so ``behind``
-    (how many streams' inference cannot keep up with their input) says it without failing a probe.
+    (how many streams' inference cannot keep up with their input) says it without failing a probe, as a
+    remote model's outage only says it in ``inference``: both heal by themselves. An inference thread that
+    ended on its own never does (`InferenceWorker.ended`): then ``failing`` with 503, for a probe to restart
+    segcast, until the server's stop for it (`server.serve`) closes the port.
     ``config_read_at`` is when it last read its config file (at its start) or saved it (None: it has none):
     a file modified since holds what it does not run, which `segcast split` tells (`server.deploy.running_nodes`)."""
     manager = request.app[manager_key]
     infos = manager.streams()
+    failing = manager.worker.ended is not None
     return web.json_response(
         {
-            "status": "ok",
+            "status": "failing" if failing else "ok",
             "v": PROTOCOL_VERSION,
             "streams": len(infos),
             "behind": sum(info.pace.behind for info in infos),
             "inference": manager.worker.inference_status.to_json(),
             "config_read_at": _config_read_at(request.app),
-        }
+        },
+        status=503 if failing else 200,
     )
 
 

@@ -169,6 +169,14 @@ class InferenceWorker:
         return None if backend is None else backend.request_stats
 
     @property
+    def ended(self) -> str | None:
+        """Why the inference thread ended on its own (``inference thread stopped: ...``); None while it serves
+        or once it ended as `stop` asked. Such a thread never serves again, whatever the model: the server
+        stops on it (`server.app`) for a service manager to restart segcast. A remote model's outage does
+        not end the thread (it heals by itself): only the inference status says it."""
+        return self._ended
+
+    @property
     def inference_status(self) -> InferenceStatus:
         """Whether frames can be inferred now: a local model always can, a remote one while its server answers."""
         if self._ended is not None:
@@ -321,7 +329,7 @@ class InferenceWorker:
 
     def _run(self) -> None:
         """The thread's body: load the model, then serve until `stop`. Whatever ends it otherwise is
-        logged with its traceback and shown as the inference status (`_ended`), never a silent death."""
+        logged with its traceback and shown as the inference status (`ended`), never a silent death."""
         try:
             self._serve()
         except BaseException as exc:  # SystemExit too, which the thread would end on without a word
