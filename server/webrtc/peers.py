@@ -66,6 +66,7 @@ from server.options import StreamOptions
 from server.sources.base import StreamState
 from server.streams import StreamManager, StreamOptionsError
 from server.webrtc.config import WebRTCConfig
+from server.webrtc.memory import Trimmer
 from server.webrtc.offers import OfferError, connectable, refusal, without_denied_candidates
 from server.webrtc.playback import AnnotatedTrack, PlaybackFeed
 from server.webrtc.source import WebRTCSource, pump
@@ -187,6 +188,8 @@ class PeerRegistry:
         # One thread draws overlays for every feed: rendering is cheap next to inference, and one
         # thread keeps it from competing with the model for cores.
         self._render = ThreadPoolExecutor(max_workers=1, thread_name_prefix="webrtc-render")
+        # What a closed peer freed goes back to the OS: glibc kept it (`server.webrtc.memory`).
+        self._trimmer = Trimmer()
         hub.add_state_listener(self._stream_state)
 
     def has_stream(self, stream_id: str) -> bool:
@@ -431,6 +434,7 @@ class PeerRegistry:
         for feed in list(self._feeds.values()):
             await feed.close()
         self._feeds.clear()
+        await self._trimmer.close()
         await asyncio.to_thread(self._render.shutdown, wait=True)
 
     # -- internals ------------------------------------------------------------------------------
@@ -587,6 +591,7 @@ class PeerRegistry:
             log.exception("[%s] WebRTC %s %s did not close cleanly", peer.stream_id, role, peer.remote)
         finally:
             await self._release(peer)
+            self._trimmer.request()
         log.info("[%s] WebRTC %s %s closed: %s", peer.stream_id, role, peer.remote, reason or REMOTE_CLOSE)
 
     async def _release(self, peer: Peer) -> None:
