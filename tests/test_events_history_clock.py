@@ -62,13 +62,14 @@ async def history(path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
 
 async def store(sink: HistorySink, count: int) -> None:
     """Offer ``count`` events dated as the wall clock says now, and wait until they are stored."""
+    target = sink.health().delivered + count
     for n in range(count):
         sink.offer(OutEvent({"type": "track", "id": n, "time": time.time()}, "cam", time.time()))
 
     async def stored() -> bool:
-        return sink.health().delivered >= count
+        return sink.health().delivered >= target
 
-    await eventually(stored, what=f"{count} events stored")
+    await eventually(stored, what=f"{count} more events stored")
 
 
 async def stored_earlier(path: Path, *times: float) -> None:
@@ -152,4 +153,41 @@ async def test_without_a_clock_step_events_older_than_max_age_are_still_deleted(
 
         assert stored_rows(path)[0] == ("old", now - 60)
         assert sorted(stream for stream, _ in stored_rows(path)) == ["cam"] * 3 + ["old"]
+    assert clock_warnings(caplog) == []
+
+
+async def test_after_a_step_what_this_process_stored_is_deleted_once_old_by_its_own_clock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kept, not kept for ever: events stored before and after a step go once ``max_age_days`` have passed
+    on the process's own clock as well as by their dates (a disk of events that never age fills to max_mb)."""
+    path = tmp_path / "events.db"
+    real_since_boot = retention_module.since_boot
+    async with history(path, monkeypatch) as (sink, prunes):
+        await store(sink, 5)
+        monkeypatch.setattr(time, "time", shifted(YEARS_3_S))
+        await prunes.two_more()
+        await store(sink, 5)
+        assert len(stored_rows(path)) == 10
+
+        monkeypatch.setattr(time, "time", shifted(YEARS_3_S + 2 * DAY_S))
+        monkeypatch.setattr(retention_module, "since_boot", lambda: real_since_boot() + 2 * DAY_S)
+        await prunes.two_more()
+
+        assert stored_rows(path) == []
+
+
+async def test_a_machine_that_slept_is_no_clock_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A suspend moves the wall clock and the boot clock alike (the monotonic clock stops): a box that
+    slept each night was told of a step at each resume, and kept events past max_age_days."""
+    path = tmp_path / "events.db"
+    real_since_boot = retention_module.since_boot
+    async with history(path, monkeypatch) as (sink, prunes):
+        await store(sink, 3)
+        monkeypatch.setattr(time, "time", shifted(3 * 3600))
+        monkeypatch.setattr(retention_module, "since_boot", lambda: real_since_boot() + 3 * 3600)
+        monkeypatch.setattr(time, "monotonic", lambda: real_since_boot())  # stopped while asleep: not ahead
+        await prunes.two_more()
     assert clock_warnings(caplog) == []

@@ -10,7 +10,7 @@ writes (`Retention.written`), asks whether a prune is due (`Retention.due`) and 
 Size is checked at each open and after each write, age every `AGE_PRUNE_INTERVAL_S`, events arriving
 or not, written or not. An event is old by its date; once the wall clock has stepped by more than
 `CLOCK_STEP_S` (set right by NTP on a box that booted years slow, or set wrong), which is logged, one
-this process stored is old by its own monotonic clock too (`_AgeCutoff`): a step of years had every
+this process stored is old by its own clock too (`since_boot`, `_AgeCutoff`): a step of years had every
 event dated by the clock before it deleted a minute later. A process started after a step cannot
 know of it: it ages the events stored before by their dates. A prune deletes the oldest
 events a chunk at a time (`PRUNE_CHUNK_SHARE`), gives their pages back (the file has ``auto_vacuum =
@@ -64,15 +64,23 @@ PRUNE_CHUNK_SHARE = 0.25
 #: How long the writer prunes before it takes the next batch: a prune of gigabytes (``max_mb`` or
 #: ``max_age_days`` lowered) goes on between batches instead of holding them back for seconds.
 PRUNE_SLICE_S = 0.05
-#: A wall clock that moved this much more or less than the monotonic clock between two looks (each
+#: A wall clock that moved this much more or less than `since_boot` between two looks (each
 #: `AGE_PRUNE_INTERVAL_S`) has been stepped: said once, in the log.
 CLOCK_STEP_S = 3600.0
+
+
+def since_boot() -> float:
+    """Seconds on a clock that no one sets and that runs on while the machine sleeps (Linux's
+    ``CLOCK_BOOTTIME``; the monotonic clock where there is none): the monotonic clock stops during a
+    suspend, so a box that slept each night saw a wall-clock step at each resume, and kept events
+    longer than ``max_age_days`` by a clock that left out the nights."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME) if hasattr(time, "CLOCK_BOOTTIME") else time.monotonic()
 
 
 class _AgeCutoff(NamedTuple):
     """Which events age retention deletes: those dated before ``time`` (Unix seconds) with ids up to
     ``last_id``: any, or since the wall clock stepped, the last one stored before this process opened
-    the file or at least ``max_age_days`` ago by its monotonic clock."""
+    the file or at least ``max_age_days`` ago by its own clock (`since_boot`)."""
 
     time: float
     last_id: int
@@ -97,10 +105,10 @@ class Retention:
         self._size_due = False  # the events use more than max_mb leaves them, or did and are not yet down
         self._chunk_pages = 1  # the next chunk's, doubling up to `PRUNE_CHUNK_SHARE`: see `_prune_chunk`
         self._wal_bytes = min(WAL_MAX_BYTES, int(settings.max_mb * MB * WAL_SHARE))
-        self._clock_offset = time.time() - time.monotonic()  # the wall clock's, at the last look
+        self._clock_offset = time.time() - since_boot()  # the wall clock's, at the last look
         self._clock_stepped = False  # by more than CLOCK_STEP_S, since this process started
         self._last_id = 0  # the last id stored, by an earlier run (`opened`) or this one (`written`)
-        #: (monotonic time, last id stored then), at each age prune, oldest first: what this process
+        #: (`since_boot` time, last id stored then), at each age prune, oldest first: what this process
         #: stored at least ``max_age_days`` ago by its own clock. The first is the file's as opened.
         self._stored_by: collections.deque[tuple[float, int]] = collections.deque()
 
@@ -202,7 +210,7 @@ class Retention:
         """What age retention deletes now (`_AgeCutoff`); notes the last id stored, at most once per
         `AGE_PRUNE_INTERVAL_S` (a prune by size may come after each write), for later prunes."""
         max_age_s = self.settings.max_age_days * 86400
-        now = time.monotonic()
+        now = since_boot()
         if not self._stored_by or now - self._stored_by[-1][0] >= AGE_PRUNE_INTERVAL_S:
             self._stored_by.append((now, self._last_id))
         while len(self._stored_by) > 1 and self._stored_by[1][0] <= now - max_age_s:
@@ -211,7 +219,7 @@ class Retention:
 
     def _check_clock(self) -> None:
         """Log a step of the wall clock since the last look (`CLOCK_STEP_S`), once."""
-        offset = time.time() - time.monotonic()
+        offset = time.time() - since_boot()
         moved, self._clock_offset = offset - self._clock_offset, offset
         if abs(moved) > CLOCK_STEP_S:
             self._clock_stepped = True
