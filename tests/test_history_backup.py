@@ -155,6 +155,26 @@ async def test_an_existing_out_is_refused_without_force_and_replaced_with_it(
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
 
 
+async def test_the_history_itself_or_an_out_with_a_log_beside_it_is_refused_even_with_force(
+    outputs: EventOutputs, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """OUT the history itself would have it replaced by its copy beside its own log; an OUT with a
+    ``-wal`` beside it would be read through another database's log."""
+    history = await store(outputs, 0, 3)
+    source = history.settings.path
+    itself = run_cli(capfd, "history", "backup", str(source), "--history", str(source), "--force")
+    assert itself.code == EXIT_STARTUP_ERROR
+    assert itself.one_error_line == f"segcast: {source} is the history itself: give another OUT"
+    assert len(rows(source)) == 3
+
+    out = tmp_path / "copy.db"
+    out.with_name("copy.db-wal").write_bytes(b"another database's log")
+    beside = run_cli(capfd, "history", "backup", str(out), "--history", str(source), "--force")
+    assert beside.code == EXIT_STARTUP_ERROR
+    assert beside.one_error_line.startswith(f"segcast: {out}-wal is there: ")
+    assert not out.exists()
+
+
 def _text_file(path: Path) -> None:
     path.write_text("not a database\n")
 
