@@ -205,7 +205,8 @@ def test_segcast_without_a_command_prints_the_full_help(capfd: pytest.CaptureFix
     assert exited.err.startswith("Live video segmentation and tracking server."), exited.err
     last_two = exited.err.splitlines()[-2:]
     assert last_two[0].startswith("usage: segcast "), exited.err
-    assert last_two[1] == "segcast: error: the following arguments are required: {serve,demo,export,triton,split}"
-    for command in ("serve", "demo", "export", "triton", "split"):
+    commands = ("serve", "demo", "export", "triton", "split", "history")
+    assert last_two[1] == f"segcast: error: the following arguments are required: {{{','.join(commands)}}}"
+    for command in commands:
         assert f"\n    {command} " in exited.err, (command, exited.err)
     assert exited.out == ""

@@ -34,6 +34,7 @@ pytestmark = pytest.mark.timeout(120)
 KEEPALIVE_TEST_S = 1.0
 RECEIVE_TIMEOUT_S = 30.0
 FELL_BACK = "segcast: video over the WebSocket, not WebRTC: "
+STALLED = "its video stalled: more than 2 s behind the WebSocket's frames"  # web/webrtc.js, heard()
 #: Counts, in the page, the WebSockets opened and the keepalives they brought.
 COUNT_SOCKETS = """
 window.openedSockets = 0;
@@ -196,7 +197,8 @@ async def test_a_webrtc_connection_lost_for_seconds_falls_back_to_the_websocket(
         "() => document.querySelector('#video').dataset.transport === 'websocket'", timeout=WAIT_MS
     )
     await wait_for_new_frame(page, "#video", await page.evaluate(SEQ))
-    assert fell_back == ["the connection was lost for 3 s"]
+    # Its picture stalls behind the WebSocket's frames within 2 s, before the browser calls it disconnected.
+    assert len(fell_back) == 1 and fell_back[0] in (STALLED, "the connection was lost for 3 s"), fell_back
     # A blip the WebSocket rode out left the view on JPEGs for good: WebRTC is tried again (after 10 s).
     await _on_webrtc_with_a_new_frame(page, await page.evaluate(SEQ))
     assert console.errors == []

@@ -177,8 +177,7 @@ export async function publishCamera({ streamId, width = 1280, height = 720, fram
 /**
  * Play `streamId` over WebRTC into `video`. Resolves once connected, with { pc, stop() }; rejects
  * if it cannot (no WebRTC, refused, no connection within 3 s of the answer), so the caller can fall back.
- * `onMeta(meta)` gets each shown frame's metadata (the protocol's "frame" message, plus `pts`), and
- * `onUnpaired()` hears each frame shown without it (its pairing not learnt yet, or lost): the picture moves.
+ * `onMeta(meta)` gets each shown frame's metadata (the protocol's "frame" message, plus `pts`).
  * `image: "clean"` asks for the frames without the server's overlay, to draw one from `onMeta`.
  * `onAnswer()` is called once the server has answered: the answer may take seconds (the server gathers
  * its ICE candidates first, ~5 s with a STUN server that does not answer), so time the video from then.
@@ -186,13 +185,13 @@ export async function publishCamera({ streamId, width = 1280, height = 720, fram
  */
 async function playStream(
   streamId,
-  { video, onMeta, onUnpaired, onState, onAnswer, image = "annotated", signal } = {},
+  { video, onMeta, onState, onAnswer, image = "annotated", signal } = {},
 ) {
   if (!canPlay()) throw new Error("this browser has no WebRTC");
   const pc = await newPeer(onState, signal);
   pc.addTransceiver("video", { direction: "recvonly" });
   const channel = pc.createDataChannel("meta");
-  const pairing = new MetaPairing(onMeta, onUnpaired);
+  const pairing = new MetaPairing(onMeta);
   channel.addEventListener("message", (event) => {
     const meta = parseMeta(event.data);
     if (meta === null) {
@@ -389,11 +388,9 @@ export class WebRTCTransport {
         const reason = `no video within ${FIRST_FRAME_TIMEOUT_MS / 1000} s`;
         attempt.firstFrame = setTimeout(() => this.giveUp(attempt, reason), FIRST_FRAME_TIMEOUT_MS);
       },
+      // Only a frame with its metadata is drawn: one without leaves the picture as it was, and a pairing
+      // never learnt again is a stall (heard) the WebSocket's frames make good.
       onMeta: (meta) => this.shown(attempt, meta),
-      // Its picture moves, at a media time not known: heard() counts afresh from the WebSocket's next frame.
-      onUnpaired: () => {
-        if (this.attempt === attempt) attempt.shownUpTo = null;
-      },
       onState: (state) => {
         attempt.connected ||= state === "connected";
         // Lost once it was up (not refused): tried again, as one lost for a while below.
@@ -589,9 +586,8 @@ function parseMeta(data) {
 // Pairs each shown video frame with the metadata of exactly that frame, by RTP timestamp. Exported for
 // tests/test_viewer_webrtc_pairing.py, which feeds it frames and metadata; the viewer uses it through playStream.
 export class MetaPairing {
-  constructor(onMeta, onUnpaired) {
+  constructor(onMeta) {
     this.onMeta = onMeta;
-    this.onUnpaired = onUnpaired;
     this.metas = new Map(); // pts mod 2^32 -> meta
     this.offset = null; // RTP timestamp minus pts, mod 2^32
     this.candidates = null; // offsets it may be, while it is learnt
@@ -638,7 +634,6 @@ export class MetaPairing {
       this.onMeta(meta);
       return;
     }
-    this.onUnpaired?.();
     if (this.offset === null) return;
     this.unpaired += 1;
     // A new sender (another offset): learnt again, from the frames shown, as at the start.
