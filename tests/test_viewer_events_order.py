@@ -28,6 +28,7 @@ from tests.support.browser import WAIT_MS, open_page, require_browser, wait_for_
 from tests.support.event_packets import with_events
 from tests.support.polling import eventually
 from tests.support.zone_page import STREAM_VIEW
+from tests.test_viewer_event_paging import HEAR_LIVE_THEN_READ_HISTORY
 
 require_browser()
 
@@ -131,20 +132,6 @@ async def test_an_event_of_another_day_shows_its_date_and_one_of_today_its_time_
     assert "#1 " in yesterday["item"], yesterday
     assert yesterday["date"] in yesterday["text"] and yesterday["clock"] in yesterday["text"], yesterday
     assert console.errors == []
-
-
-#: A new EventList of stream cam that hears ``live`` on the WebSocket, then reads the history as a page
-#: does on reconnecting: the texts of the list's items.
-HEAR_LIVE_THEN_READ_HISTORY = """async (live) => {
-  const { EventList } = await import("./static/events.js");
-  const [list, empty] = [document.createElement("ul"), document.createElement("p")];
-  document.body.append(list, empty);
-  const events = new EventList(list, empty);
-  events.open("cam");
-  events.add(live);
-  await events.loadHistory("cam");
-  return [...list.children].map((item) => item.textContent);
-}"""
 
 
 async def test_an_event_stored_after_one_heard_live_goes_above_it_whatever_its_time(
