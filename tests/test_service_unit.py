@@ -14,12 +14,12 @@ import subprocess
 import sys
 from pathlib import Path, PurePosixPath
 
-import pytest
 import ultralytics
 
 import server
 from server.cli import build_parser
 from server.serve import EXIT_INFERENCE_ENDED, STOP_LIMIT_S
+from tests.support.components import require_component
 
 REPO = Path(__file__).resolve().parents[1]
 SERVICE_DOC = REPO / "docs" / "service.md"
@@ -85,10 +85,12 @@ def _writable(path: PurePosixPath) -> bool:
     return any(path == root or root in path.parents for root in allowed)
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed here")
 def test_systemd_takes_the_unit_without_a_word(tmp_path: Path) -> None:
     """`systemd-analyze verify` warns, and still exits 0, about a value it cannot parse or a key it does
     not know: the unit must draw no line about itself."""
+    require_component(
+        shutil.which("systemd-analyze") is not None, "systemd-analyze (Debian's systemd) is not installed"
+    )
     segcast = Path(sys.executable).parent / "segcast"
     assert segcast.is_file(), "segcast's console script, installed beside this Python (pip install -e .)"
     unit = tmp_path / "segcast.service"

@@ -21,14 +21,11 @@ from aiohttp.test_utils import TestClient
 from server.analytics.events import AnalyticsEvent, AnalyticsEventKind
 from server.config import StreamConfig
 from server.delivery.viewer import Event as LiveEvent
-from server.events.api import event_outputs_key
 from server.events.config import EventsSettings, HistorySettings
 from server.frames import PROTOCOL_VERSION
 from tests.support.browser import WAIT_MS, open_page, require_browser, wait_for_new_frame
-from tests.support.event_packets import with_events
-from tests.support.polling import eventually
 from tests.support.zone_page import STREAM_VIEW
-from tests.test_viewer_event_paging import HEAR_LIVE_THEN_READ_HISTORY
+from tests.test_viewer_event_paging import HEAR_LIVE_THEN_READ_HISTORY, store
 
 require_browser()
 
@@ -47,21 +44,6 @@ def zone_enter(track_id: int, when: float, zone: str) -> Event:
         **{"type": "zone_enter", "v": PROTOCOL_VERSION, "stream": "cam", "id": track_id, "class_id": 0},
         **{"class": "person", "time": when, "media_time": float(track_id), "zone": zone},
     }
-
-
-async def store(client: TestClient, frames: list[list[Event]]) -> None:
-    """Hand each frame's events to the app's event outputs, in order, and wait until the history has them all."""
-    outputs = client.app[event_outputs_key]
-    for seq, events in enumerate(frames):
-        outputs.on_packet(with_events(seq, events))
-    history = outputs.history
-    assert history is not None
-    count = sum(len(events) for events in frames)
-
-    async def all_stored() -> bool:
-        return history.health().delivered == count
-
-    await eventually(all_stored, what=f"{count} events stored")
 
 
 #: The <time> of each item of the list at the selector, and the page's own reading of the time it stands
