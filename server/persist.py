@@ -272,6 +272,9 @@ def _config_text(settings: Settings, streams: list[tuple[StreamConfig, dict[str,
 
     Beyond what says what the file serves (``host``, ``port``, ``[model] name``), a setting is written
     only where it is not segcast's default: one spelled out would freeze today's default in the file.
+    A ``[stream_defaults]`` key the file spelled out itself is kept whatever its value, as a stream's
+    own keys are (`_file_options`): ``tracker = "segtrack"`` pinned there must outlive a release that
+    changes the default (a save that dropped ``tracker = "bytetrack"`` moved streams to segtrack).
     """
     top = [*comments, SAVED_NOTE, ""]
     lines = ["[server]"]
@@ -299,7 +302,12 @@ def _config_text(settings: Settings, streams: list[tuple[StreamConfig, dict[str,
             "",
         ]
     base = _file_values(StreamOptions())
-    defaults = {key: value for key, value in _file_values(settings.stream_defaults).items() if value != base[key]}
+    spelled = _defaults_keys(settings.config_path)
+    defaults = {
+        key: value
+        for key, value in _file_values(settings.stream_defaults).items()
+        if value != base[key] or key in spelled
+    }
     if defaults:
         lines += ["[stream_defaults]", *_option_lines(defaults), ""]
     for stream, options in streams:
@@ -312,6 +320,18 @@ def _config_text(settings: Settings, streams: list[tuple[StreamConfig, dict[str,
         lines += [*_option_lines(options), ""]
     lines += events_toml(_events_as_written(settings))
     return "\n".join(top + lines)
+
+
+def _defaults_keys(path: Path | None) -> frozenset[str]:
+    """The keys the ``[stream_defaults]`` table of the file at ``path`` sets; none where it cannot be read
+    (a save refuses a file that changed since segcast read or wrote it: `_replace_file`)."""
+    if path is None:
+        return frozenset()
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8-sig")).get("stream_defaults", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return frozenset()
+    return frozenset(table) if isinstance(table, dict) else frozenset()
 
 
 def _model_settings(settings: Settings) -> dict[str, object]:

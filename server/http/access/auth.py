@@ -278,20 +278,35 @@ class AccessPolicy:
             return self.signed_credential(signed)
         return None
 
-    def expiry_problem(self, request: web.Request) -> str | None:
-        """Why the signed token ``request`` presents is refused for its expiry, if it is genuine and is:
-        it expired, or it expires too far ahead (`signed_credential`).
+    def signed_problem(self, request: web.Request) -> str | None:
+        """Why the signed token ``request`` presents is refused, where minting a new one is the fix: it
+        is genuine and expired, or expires too far ahead (`signed_credential`); or it has a signed
+        token's shape but this server's signature for none of the roots it holds (`_genuine`).
 
         For the refusal to tell its holder to mint a new one rather than that it is no token at all.
-        Only a token this server signed gets that far: a forged one learns nothing, not even that
-        its expiry was read.
+        Only a token this server signed has its expiry read: a forged one learns nothing of it. One
+        signed the way segcast signed from 2026-12-03 to 12-05 (`_signed_unbound`) is named so: such
+        links outlived restarts, and their holders are told why they stopped. Either is still refused.
         """
         bearer = _bearer(request)
         token = request.query.get("token") if bearer is None else bearer
-        credential = None if token is None else self._genuine(token)
-        if credential is None or credential.expires is None:
+        if token is None or not _has_signed_shape(token):
             return None
-        return _expiry_problem(credential.role, credential.expires, time.time())
+        credential = self._genuine(token)
+        if credential is not None and credential.expires is not None:
+            return _expiry_problem(credential.role, credential.expires, time.time())
+        if credential is not None:
+            return None
+        if self._signed_unbound(token):
+            return (
+                "the signed token was minted by an earlier segcast (of 2026-12-03 to 2026-12-05), whose signed "
+                "tokens this one no longer takes: they were not bound to the token they were minted with, "
+                "so taking that token out of the settings could not revoke them"
+            )
+        return (
+            "the signed token is not valid for this server (minted by another server or an earlier segcast, "
+            "or with a token since taken out of its settings)"
+        )
 
     def _genuine(self, token: str) -> Credential | None:
         """What a signed token would prove if it had not expired, or None if this server did not sign
@@ -317,6 +332,19 @@ class AccessPolicy:
             return None
         return Credential(role, int(expires), found)
 
+    def _signed_unbound(self, token: str) -> bool:
+        """Whether ``token`` is signed as segcast signed from fe89fd6 (2026-12-03 08:57) until 7c7b0e3
+        (2026-12-05 02:51): with the signing key itself, bound to no root (`_mac` binds one).
+
+        Only to name it in a refusal: it proves nothing, since nothing in it tells whether the token it
+        was minted with is still configured. Telling it costs no secret: only the key's holder signs
+        one. Tokens of 10ac628 itself (a key not derived by scrypt, from the admin tokens in clear,
+        which the policy keeps only as digests) cannot be told from any other signature.
+        """
+        body, _, mac = token.rpartition(".")
+        unbound = hmac.new(self.signing_key, _bytes(body), hashlib.sha256).digest()
+        return hmac.compare_digest(_bytes(mac), base64.urlsafe_b64encode(unbound).rstrip(b"="))
+
     def _roots(self) -> list[bytes]:
         """The roots a signed token may have now: each configured token's digest, and `SERVER_ROOT`."""
         return [*dict.fromkeys(digest for digest, _ in self.token_digests), SERVER_ROOT]
@@ -330,6 +358,18 @@ class AccessPolicy:
         key = hmac.new(self.signing_key, b"segcast signed-token root\n" + root, hashlib.sha256).digest()
         digest = hmac.new(key, _bytes(body), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).rstrip(b"=")
+
+
+def _has_signed_shape(token: str) -> bool:
+    """Whether ``token`` has a signed token's shape, ``s1.<viewer|admin>.<digits>.<signature>``, genuine or not."""
+    parts = token.split(".")
+    return (
+        len(parts) == 4
+        and parts[0] == SIGNED_TOKEN_PREFIX
+        and parts[1].upper() in Role.__members__
+        and parts[2].isdigit()
+        and bool(parts[3])
+    )
 
 
 def max_ttl_s(role: Role) -> int:
@@ -409,7 +449,7 @@ async def _check_access(request: web.Request, handler: Handler) -> web.StreamRes
         return await handler(request)
     credential = policy.credential_of(request)
     if credential is None:
-        raise _unauthorized(policy.expiry_problem(request))
+        raise _unauthorized(policy.signed_problem(request))
     if credential.role < needed:
         raise error(
             web.HTTPForbidden,
@@ -457,13 +497,13 @@ def _cross_site_refusal(request: web.Request) -> web.HTTPException:
     )
 
 
-def _unauthorized(expiry_problem: str | None) -> web.HTTPException:
-    """The 401 for a request without a credential that holds: a genuine signed token refused for its
-    expiry is told why, and how to get another."""
-    if expiry_problem is None:
+def _unauthorized(signed_problem: str | None) -> web.HTTPException:
+    """The 401 for a request without a credential that holds: a signed token refused where a new one
+    would do (`AccessPolicy.signed_problem`) is told why, and how to get another."""
+    if signed_problem is None:
         message = "a valid token is needed: send Authorization: Bearer <token>, or ?token=<signed token>"
     else:
-        message = f"{expiry_problem}; mint a new one with POST {TOKENS_PATH}"
+        message = f"{signed_problem}; mint a new one with POST {TOKENS_PATH}"
     return error(web.HTTPUnauthorized, message, **{"WWW-Authenticate": 'Bearer realm="segcast"'})
 
 
