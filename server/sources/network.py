@@ -117,10 +117,11 @@ _OPTIONS = {
 class NetworkSource:
     """A camera or stream at a URL, connected afresh by each `open`.
 
-    Reports permanent problems (a protocol this FFmpeg lacks) as `SourceError`; refused credentials
-    and a stream description without video as `SlowRetryError` (retried slowly: a booting camera
-    answers so too); everything else (refused, reset, timed out, stalled, closed by the camera) as
-    `ConnectionError`, so the reader reconnects. Messages never contain the URL's password.
+    Reports permanent problems (a protocol this FFmpeg lacks, a video URL with no video stream) as
+    `SourceError`; refused credentials and a live stream's description without video as
+    `SlowRetryError` (retried slowly: a booting camera answers so too); everything else (refused,
+    reset, timed out, stalled, closed by the camera) as `ConnectionError`, so the reader reconnects.
+    Messages never contain the URL's password.
     """
 
     def __init__(
@@ -234,6 +235,9 @@ class NetworkSource:
                 )
             stream = video_stream(container)
             if stream is None:
+                if self.scheme in ("http", "https") and _is_finite(container):  # a file has no start-up to wait for
+                    audio_only = " (audio only)" if container.streams.audio else ""
+                    raise SourceError(f"{self._described} has no video stream{audio_only}")
                 raise SlowRetryError(
                     "the camera describes no video stream: check the URI's path; retried slowly, "
                     "as a camera that is still starting may answer so"
@@ -254,7 +258,17 @@ class NetworkSource:
             if self.live:
                 yield from self._mjpeg_fallback(container, frames)
                 return
-            yield from self._resume(container, stream, frames)
+            came = False
+            for decoded in self._resume(container, stream, frames):
+                came = True
+                yield decoded
+            if not came and _index_out_of_reach(container):
+                raise SourceError(
+                    f"{self._described}: the MP4's index (its moov box) is at its end, and the server does not "
+                    "allow seeking back to the pictures before it: rewrite it with the index first "
+                    "(`ffmpeg -i IN -c copy -movflags +faststart OUT`, which copies the video as it is), or serve "
+                    "it from a server that answers Range requests"
+                )
             played_to, self._played_to = self._played_to, None  # played to its end: a loop starts it again
             ended_early = None if played_to is None else ended_early_at(stream, played_to + 1 / self.fps)
             if ended_early and ended_early != self.ended_early:  # once, not at every pass of a loop
@@ -496,6 +510,14 @@ def _is_finite(container: av.container.InputContainer) -> bool:
     played as a live feed.
     """
     return container.format.name != "mpjpeg" and container.duration is not None and container.duration > 0
+
+
+def _index_out_of_reach(container: av.container.InputContainer) -> bool:
+    """Whether ``container``, a finite video that gave no frame, is an MP4 or QuickTime file sent with no
+    length (chunked, no Range support): FFmpeg reads on to the index at its end, then cannot seek back
+    to the pictures before it, and the video played nothing, saying only "partial file" to its log.
+    """
+    return "mp4" in container.format.name.split(",") and container.size < 0
 
 
 def _is_live_hls(container: av.container.InputContainer) -> bool:

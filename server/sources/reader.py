@@ -71,6 +71,12 @@ PACE_SLACK_S = 0.5
 #: attempts failed so since it was first logged: a dead camera retried every 30 s otherwise writes
 #: some 2,900 lines a day. Each attempt is still logged, at DEBUG.
 REPEATED_FAILURE_LOG_INTERVAL_S = 600.0
+#: A live source whose connections each brought frames, then ended the same way, this many times in a
+#: row ends after every pass (a video file served as a feed): told once, then its ends logged at DEBUG.
+REPEATED_ENDS_TOLD = 3
+#: A connection that brought frames for longer than this before it ended breaks that pattern: a camera
+#: that drops now and then is told each time.
+REPEATED_ENDS_MAX_PASS_S = 120.0
 
 StateListener = Callable[[str, StreamState, str | None], None]
 
@@ -93,6 +99,31 @@ class RepeatedFailureLog:
         repeats = f" (failed so {self.unlogged} more times since this was last logged)" if again else ""
         self.error, self.logged_at, self.unlogged = error, now, 0
         return logging.WARNING, repeats
+
+
+@dataclass
+class RepeatedEnds:
+    """Connections in a row that each brought frames for a short while, then ended with the same error. A URL that ends
+    after every pass (a video file whose format tells no duration, a .ts, served as a camera's feed) is
+    reconnected each time, and logging each as news wrote a WARNING some 40 times a minute for good.
+    The `REPEATED_ENDS_TOLD`-th is told as what it is, once; while it goes on, its reconnects and
+    returns to live are logged at DEBUG (`quiet`)."""
+
+    error: str | None = None
+    count: int = 0
+
+    def ended(self, error: str | None, brought_frames: bool) -> bool:
+        """Count an attempt that failed with ``error``; whether it is the one to tell the pattern with."""
+        if not brought_frames:
+            self.error, self.count = None, 0
+            return False
+        self.count = self.count + 1 if error == self.error else 1
+        self.error = error
+        return self.count == REPEATED_ENDS_TOLD
+
+    @property
+    def quiet(self) -> bool:
+        return self.count >= REPEATED_ENDS_TOLD
 
 
 #: Which state may follow which: the one place that says so, a state following itself included. That
@@ -284,6 +315,8 @@ class StreamReader:
         self._announced: tuple[StreamState, str | None] | None = None
         self._failures_logged = RepeatedFailureLog()
         self._attempt_live_since: float | None = None  # when this attempt's first frame came
+        self._attempt_media_from = 0.0  # the media time of this attempt's first frame published
+        self._repeated_ends = RepeatedEnds()
 
     # -- for the rest of the server ----------------------------------------------------------------
 
@@ -354,12 +387,15 @@ class StreamReader:
         if state is StreamState.RECONNECTING and next_attempt_at is not None:
             wait_s = max(0.0, next_attempt_at - time.time())
             level, repeats = self._failures_logged.failed(error, time.monotonic())
+            if self._repeated_ends.quiet:
+                level = logging.DEBUG
             log.log(level, "[%s] reconnecting in %.1f s: %s%s", self.stream_id, wait_s, error, repeats)
         elif state is StreamState.FAILED:  # retrying cannot fix it (a missing file): someone has to
             log.warning("[%s] failed: %s", self.stream_id, error)
         else:
             self._failures_logged = RepeatedFailureLog()  # live again (or done): the next failure is news
-            log.info("[%s] %s%s", self.stream_id, state.value, f": {error}" if error else "")
+            level = logging.DEBUG if state is StreamState.LIVE and self._repeated_ends.quiet else logging.INFO
+            log.log(level, "[%s] %s%s", self.stream_id, state.value, f": {error}" if error else "")
         if (state, error) != self._announced:  # a dead camera is one event for viewers, not one per retry
             self._announced = (state, error)
             self._on_state(self.stream_id, state, error)
@@ -403,6 +439,8 @@ class StreamReader:
                 delay = self._next_delay(failures, slow, backoff)
                 with self._lock:
                     self._reconnects += 1
+                if self._repeated_ends.ended(error, self._ended_after_a_short_pass()):
+                    self._tell_repeated_ends(error)
                 log.debug("[%s] attempt lasted %.1f s", self.stream_id, time.monotonic() - attempt_started)
                 self._set_state(StreamState.RECONNECTING, error, time.time() + delay)
                 if self._stop.wait(delay):
@@ -412,6 +450,28 @@ class StreamReader:
         except Exception as exc:  # a reader must report, never die silently
             log.exception("[%s] reader crashed", self.stream_id)
             self._set_state(StreamState.FAILED, f"{type(exc).__name__}: {exc}")
+
+    def _ended_after_a_short_pass(self) -> bool:
+        """Whether this attempt of a live source brought frames for less than `REPEATED_ENDS_MAX_PASS_S`:
+        a camera that drops its connection now and then after a longer while is a fault worth a WARNING
+        each time, not a file played as a feed."""
+        live_since = self._attempt_live_since
+        return self.source.live and live_since is not None and time.monotonic() - live_since < REPEATED_ENDS_MAX_PASS_S
+
+    def _tell_repeated_ends(self, error: str) -> None:
+        """Say once that the source ends after every pass (`RepeatedEnds`), with how long its last one was."""
+        played_s = (self._last_media_time or 0.0) - self._attempt_media_from + self._frame_interval()
+        log.warning(
+            "[%s] %s: its last %d connections each brought frames, then ended the same way (%s), the last after "
+            "%.1f s of video; it is reconnected each time as before, and these ends are logged at DEBUG from now "
+            "on. A URL that ends after every pass is a video file rather than a camera's feed: if it is one, "
+            "download it and give its path (played at its own rate, again and again with loop)",
+            self.stream_id,
+            self.source.describe(),
+            REPEATED_ENDS_TOLD,
+            error,
+            played_s,
+        )
 
     def _next_delay(self, failures: dict[bool, int], slow: bool, backoff: Backoff) -> float:
         """The wait before the next attempt, after this one failed; ``failures`` (on the ``slow``
@@ -548,7 +608,7 @@ class StreamReader:
         self._last_media_time, self._last_frame_mono = media_time, now
         self.slot.put(frame)
         if self._attempt_live_since is None:
-            self._attempt_live_since = now
+            self._attempt_live_since, self._attempt_media_from = now, media_time
         if self._state is not StreamState.LIVE:
             self._set_state(StreamState.LIVE)
 
