@@ -284,3 +284,51 @@ def test_a_copy_found_damaged_is_an_error_and_out_is_not_written(tmp_path: Path)
         backup_history(source, out)
 
     assert not out.exists()
+
+
+def _out_made_while_copying(monkeypatch: pytest.MonkeyPatch, out: Path, content: str) -> None:
+    """Someone else writes ``content`` to ``out`` while the backup copies: after the check of the paths,
+    once the copy has been made and is being checked (`_check_copy`), before it would be moved to OUT."""
+    check_copy = backup_module._check_copy
+
+    def made_meanwhile(copy: sqlite3.Connection, source: Path) -> tuple[int, int | None]:
+        out.write_text(content)
+        return check_copy(copy, source)
+
+    monkeypatch.setattr(backup_module, "_check_copy", made_meanwhile)
+
+
+async def test_an_out_made_by_someone_else_while_the_copy_runs_is_neither_replaced_nor_left_half_written(
+    outputs: EventOutputs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race of OUT with the copy: the backup checks OUT again just before it moves its copy there, so
+    an OUT another program made meanwhile is refused as one there at the start is, and kept as that program
+    wrote it; the copy beside it is removed, so nothing half made is left in OUT's folder."""
+    history = await store(outputs, 0, 3)
+    out = tmp_path / "backup" / "copy.db"
+    out.parent.mkdir()
+    _out_made_while_copying(monkeypatch, out, "another program's file")
+
+    with pytest.raises(BackupError, match=re.escape(f"{out} is there already: give --force to replace it")):
+        backup_history(history.settings.path, out)
+
+    assert out.read_text() == "another program's file"
+    assert files_in(out.parent) == [out.name]  # no partial copy left beside it
+
+
+async def test_an_out_made_by_someone_else_while_the_copy_runs_is_replaced_whole_with_force(
+    outputs: EventOutputs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``--force`` an OUT made meanwhile is replaced, as one there at the start is: by the whole,
+    private copy, in one rename, with nothing left beside it."""
+    history = await store(outputs, 0, 3)
+    out = tmp_path / "backup" / "copy.db"
+    out.parent.mkdir()
+    _out_made_while_copying(monkeypatch, out, "another program's file")
+
+    result = backup_history(history.settings.path, out, force=True)
+
+    assert result.events == 3
+    assert integrity(out) == ["ok"] and len(rows(out)) == 3
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert files_in(out.parent) == [out.name]

@@ -49,7 +49,73 @@ def _dies_when_told(self, job):
 
 worker.InferenceWorker._track_and_deliver = _dies_when_told
 """
+#: For `sitecustomize.py` instead: the inference thread ends as it starts serving (the model loaded), and
+#: `InferenceWorker.start` returns only once it has: it died during the start, before the server listens.
+#: The pipeline says when its stop (readers, threads, encoder) is over, which only a clean stop makes.
+DIES_DURING_THE_START = """\
+import server.inference.worker as worker
+import server.streams as streams
+
+_start = worker.InferenceWorker.start
+_stop_pipeline = streams.StreamManager.stop
+
+
+def _stop_and_say(self):
+    _stop_pipeline(self)
+    print("test: the pipeline stopped", flush=True)
+
+
+def _gives_up(self, backend, in_flight):
+    raise SystemExit("a library gave up")
+
+
+def _started_and_ended(self):
+    _start(self)
+    self._thread.join()
+
+
+worker.InferenceWorker._cycles = _gives_up
+worker.InferenceWorker.start = _started_and_ended
+streams.StreamManager.stop = _stop_and_say
+"""
+#: For `sitecustomize.py` instead: the inference thread ends while the stop runs, as it is asked to stop
+#: (`InferenceWorker.stop`, after the readers stopped), and the stop goes on only once it has.
+DIES_DURING_THE_STOP = """\
+import threading
+
+import server.inference.worker as worker
+
+_stop = worker.InferenceWorker.stop
+_take_batch = worker.InferenceWorker._take_batch
+_dying = threading.Event()
+
+
+def _takes_or_gives_up(self):
+    if _dying.is_set():
+        raise SystemExit("a library gave up")
+    return _take_batch(self)
+
+
+def _dies_then_stops(self):
+    _dying.set()
+    self._work_ready.set()
+    self._thread.join()
+    _stop(self)
+
+
+worker.InferenceWorker._take_batch = _takes_or_gives_up
+worker.InferenceWorker.stop = _dies_then_stops
+"""
 CAMERA = StreamConfig("cam", "scene:?seed=1")
+
+
+def dying_server(tmp_path: Path, sitecustomize: str) -> SegcastProcess:
+    """A segcast whose inference thread ends as ``sitecustomize`` makes it, started."""
+    (tmp_path / "sitecustomize.py").write_text(sitecustomize)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join((str(tmp_path), str(REPO)))}
+    server = SegcastProcess("--model", "bundled", "--source", "cam=scene:?seed=1", env=env)
+    server.start()
+    return server
 
 
 @pytest.mark.timeout(START_TIMEOUT_S + 2 * STOP_BOUND_S + 30)
@@ -88,6 +154,53 @@ async def test_a_server_whose_inference_thread_dies_stops_cleanly_and_exits_for_
         "gave up); it exits with status 3 for a service manager to start it again",
         "segcast: stopped",
     ], output
+
+
+@pytest.mark.timeout(START_TIMEOUT_S + STOP_BOUND_S + 30)
+async def test_an_inference_thread_that_dies_during_the_start_stops_the_server_with_status_3(tmp_path: Path) -> None:
+    """Given a server whose inference thread ends during the start, before the server listens, then it stops
+    the clean way and exits with `EXIT_INFERENCE_ENDED`, as one that died later does: a service manager
+    starts it again (``Restart=on-failure``), where 2, a start refused for its settings, would say to fix them."""
+    server = dying_server(tmp_path, DIES_DURING_THE_START)
+    assert server.process is not None
+    try:
+        output, _ = await asyncio.to_thread(server.process.communicate, timeout=START_TIMEOUT_S + STOP_BOUND_S)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("segcast still runs after its inference thread died at its start") from None
+    finally:
+        server.kill()
+    assert server.process.returncode == EXIT_INFERENCE_ENDED, output
+    assert "CRITICAL server.inference.worker: inference thread stopped: SystemExit: a library gave up" in output
+    said = [line for line in output.splitlines() if line.startswith("segcast: ")]
+    assert said[-2:] == [
+        "segcast: stopping, as no frame can be inferred any more (inference thread stopped: SystemExit: a library "
+        "gave up); it exits with status 3 for a service manager to start it again",
+        "segcast: stopped",
+    ], output
+    assert not [line for line in said if "listening on" in line], "it said it listened, before it stopped"
+    lines = output.splitlines()
+    assert "test: the pipeline stopped" in lines, "the stop was not the clean one: the pipeline was never stopped"
+    assert lines.index("test: the pipeline stopped") < lines.index("segcast: stopped"), output
+
+
+@pytest.mark.timeout(START_TIMEOUT_S + STOP_BOUND_S + 30)
+async def test_an_inference_thread_that_dies_while_a_sigterm_stops_the_server_leaves_the_stop_and_status_0(
+    tmp_path: Path,
+) -> None:
+    """Given a running server stopped by SIGTERM (``systemctl stop``), when its inference thread ends on its
+    own while the stop runs, then the stop goes on as asked: ``stopped`` and status 0, so a service manager
+    leaves it stopped, not a second stop begun from inside the first (status 1, no ``stopped``) nor status 3."""
+    server = dying_server(tmp_path, DIES_DURING_THE_STOP)
+    try:
+        await asyncio.to_thread(server.wait_for_processed_frames, 2)
+        code, _, output = await asyncio.to_thread(server.terminate, STOP_BOUND_S)
+    finally:
+        server.kill()
+    assert "CRITICAL server.inference.worker: inference thread stopped: SystemExit: a library gave up" in output
+    said = [line for line in output.splitlines() if line.startswith("segcast: ")]
+    assert said[-2:] == ["segcast: stopping", "segcast: stopped"], output
+    assert "no frame can be inferred" not in output
+    assert code == 0, output
 
 
 def _exits(self: InferenceWorker) -> Any:

@@ -13,14 +13,18 @@ A real app and a real headless Chromium; the stall is the page's: its video's fr
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+from aiohttp import ClientWebSocketResponse
 from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
 from tests.support.browser import WAIT_MS, Console, require_browser, wait_for_new_frame
+from tests.test_viewer_background import HIDE, HIDEABLE, paused_page
 from tests.test_viewer_webrtc import FELL_BACK, wait_for_transport
 
 require_browser()
@@ -71,6 +75,23 @@ STALLABLE = """{
   });
 }"""
 MEDIA_TIME = "() => window.wsMediaTime"
+#: Counts the frame messages the page's WebSockets brought in ``window.wsFrames`` and keeps the sockets in
+#: ``window.pageSockets``, so that a test can hand the page a frame's metadata as its socket would.
+COUNTED_SOCKETS = """{
+  window.wsFrames = 0;
+  window.pageSockets = [];
+  window.WebSocket = class extends window.WebSocket {
+    constructor(...args) {
+      super(...args);
+      window.pageSockets.push(this);
+      this.addEventListener("message", ({ data }) => {
+        if (typeof data === "string" && JSON.parse(data).type === "frame") window.wsFrames += 1;
+      });
+    }
+  };
+}"""
+#: Hands the page's socket a frame message (its text), as the server's, through the page's own handlers.
+TELL_THE_PAGE = "(data) => window.pageSockets.at(-1).dispatchEvent(new MessageEvent('message', { data }))"
 
 
 async def webrtc_page(browser: Any, client: TestClient) -> tuple[Any, Console, list[str]]:
@@ -136,6 +157,87 @@ async def test_a_paused_view_does_not_fall_back_for_a_stall_until_it_resumes(sta
     assert await page.text_content("#stream-transport") == "WebRTC"
 
     await page.click("#pause")
+    await wait_for_transport(page, "WebSocket")
+    assert len(fell_back) == 1 and "stalled" in fell_back[0], fell_back
+    assert console.errors == []
+
+
+@asynccontextmanager
+async def media_time_probe(client: TestClient) -> AsyncIterator[ClientWebSocketResponse]:
+    """A metadata-only WebSocket of the test's own on "cam", its first frame the newest: it knows the stream's
+    media time while the page, hidden, is told next to nothing (a frame's metadata in 100 s, docs/protocol.md)."""
+    async with client.ws_connect("/ws") as probe:
+        assert (await probe.receive_json())["type"] == "hello"
+        await probe.send_json({"type": "subscribe", "streams": ["cam"], "image": "none"})
+        yield probe
+
+
+async def frame_past(probe: ClientWebSocketResponse, after_s: float | None = None) -> tuple[float, str]:
+    """The next frame message (media time, text) of the probe, or the first later than ``after_s`` in media time."""
+    while True:
+        text = await probe.receive_str()
+        message = json.loads(text)
+        if message["type"] == "frame" and (after_s is None or message["media_time"] > after_s):
+            return float(message["media_time"]), text
+
+
+async def shown_while_hidden_then_stalled(page: Any, client: TestClient) -> str:
+    """A frame shown over WebRTC while the page is hidden (headless Chromium presents them; a browser may
+    show one or two after it hides a page), then none: once the stream is more than `STALLED_BEHIND_S` past
+    it, the text of a frame message that far on."""
+    drawn = await page.evaluate("() => window.rtcDrawn")
+    await page.wait_for_function("(drawn) => window.rtcDrawn > drawn", arg=drawn, timeout=WAIT_MS)
+    await page.evaluate("() => { window.stallWebRTC = true; }")
+    async with media_time_probe(client) as probe:
+        stalled_at, _ = await frame_past(probe)  # the newest frame now: none later was shown
+        _, late = await frame_past(probe, stalled_at + 2 * STALLED_BEHIND_S)
+    return late
+
+
+async def test_a_hidden_view_counts_no_stall_and_counts_again_once_shown(start_server: Start, browser: Any) -> None:
+    """A page in the background counts no stall: its video shows nothing while the metadata of newer frames
+    still comes (one every 100 s, and one as it is hidden), and neither that metadata nor the first after it
+    is shown again makes it fall back, however far its last frame shown is behind. Shown again, it plays
+    on over WebRTC, and a picture that stalls then is a stall again, and falls back.
+
+    On Playwright's clock, not run: the player that a page hidden for 10 s closes stays
+    (tests/test_viewer_webrtc_hidden.py)."""
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    page = await paused_page(browser, HIDEABLE, STALLABLE, COUNTED_SOCKETS)
+    console = Console(page)
+    fell_back: list[str] = []
+    page.on("console", lambda m: m.text.startswith(FELL_BACK) and fell_back.append(m.text.removeprefix(FELL_BACK)))
+    await page.goto(str(client.make_url("/#/stream/cam")))
+    await wait_for_transport(page, "WebRTC")
+    await wait_for_new_frame(page, "#video")
+
+    # Given a view playing over WebRTC, hidden: told the stream's newest frame as it hides
+    told = await page.evaluate("() => window.wsFrames")
+    await page.evaluate(HIDE, True)
+    await page.wait_for_function("(told) => window.wsFrames > told", arg=told, timeout=WAIT_MS)
+    # when its video shows nothing more while hidden, and the metadata of a frame far past it comes
+    late = await shown_while_hidden_then_stalled(page, client)
+    await page.evaluate(TELL_THE_PAGE, late)
+    # then it counts no stall
+    assert await page.evaluate("() => window.transports.at(-1)") == "WebRTC"
+    assert fell_back == []
+
+    # when it is shown again, its last frame shown far behind the stream, and the newest frame is told
+    await page.evaluate("() => { window.stallWebRTC = false; }")
+    late = await shown_while_hidden_then_stalled(page, client)
+    told = await page.evaluate("() => window.wsFrames")
+    await page.evaluate(HIDE, False)
+    await page.wait_for_function("(told) => window.wsFrames > told", arg=told, timeout=WAIT_MS)
+    await page.evaluate("() => { window.stallWebRTC = false; }")  # its video shows frames again
+    # then it plays on over WebRTC, drawing its frames, over more than the lag allowed
+    drawn = await page.evaluate("() => window.rtcDrawn")
+    await wait_for_media_time_past(page, json.loads(late)["media_time"] + 2 * STALLED_BEHIND_S)
+    assert fell_back == []
+    assert "WebSocket" not in await page.evaluate("() => window.transports.slice(window.transports.indexOf('WebRTC'))")
+    assert await page.evaluate("() => window.rtcDrawn") > drawn
+
+    # and a picture that stalls now, shown, falls back as a stall
+    await page.evaluate("() => { window.stallWebRTC = true; }")
     await wait_for_transport(page, "WebSocket")
     assert len(fell_back) == 1 and "stalled" in fell_back[0], fell_back
     assert console.errors == []
