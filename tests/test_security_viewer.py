@@ -86,11 +86,17 @@ async def test_a_wrong_token_is_refused_and_the_page_says_why(start_server: Star
     prompts = no_browser_prompts(page)
     await page.goto(str(client.make_url("/")))
     await answer_token_dialog(page, "not-the-right-token-at-all")
+    said = await answer_token_dialog(page, "still-not-the-right-token")  # checked before the dialog lets go
+    assert "was not accepted" in said
+    await page.locator("#token-dialog[open] button.quiet").click()  # "Not now"
+    assert await page.evaluate("localStorage.getItem('segcast.token')") is None, "a refused token was kept"
     await page.fill("#add-form input[name=id]", "second")
     await page.fill("#add-form input[name=uri]", "scene:?seed=2")
     await page.click("#add-form button[type=submit]")
-    said = await answer_token_dialog(page, "still-not-the-right-token")
+    await answer_token_dialog(page, "not-the-right-one-either")
+    said = await answer_token_dialog(page, "nor-this-one")
     assert "was not accepted" in said
+    await page.locator("#token-dialog[open] button.quiet").click()
     await page.wait_for_function("document.querySelector('#add-error').textContent.includes('token')", timeout=WAIT_MS)
     assert await page.locator(".card[data-stream=cam] canvas[data-seq]").count() == 0
     assert prompts == []

@@ -43,19 +43,19 @@ ALL_CLOSED = "() => window.madeSockets > 0 && window.closedSockets === window.ma
 async def test_a_remove_asked_for_on_one_stream_does_not_carry_over_to_another(
     start_server: Start, browser: Any
 ) -> None:
-    """One click on Remove of stream a, then stream b within 3 s: b's button said "Click again to
+    """One click on Remove of stream a, then stream b within 3 s: b's button said "Press again to
     remove", and one click removed b."""
     client = await start_server(StreamConfig("a", "scene:?seed=3"), StreamConfig("b", "scene:?seed=5"))
     page, console = await open_page(browser, client, "/?transport=ws#/stream/a")
     await page.wait_for_function("() => document.querySelector('#stream-title').textContent === 'a'", timeout=WAIT_MS)
     await page.click("#remove-stream")
-    assert await page.text_content("#remove-stream") == "Click again to remove"
+    assert await page.text_content("#remove-stream") == "Press again to remove"
 
     await page.evaluate("location.hash = '#/stream/b'")
     await page.wait_for_function("() => document.querySelector('#stream-title').textContent === 'b'", timeout=WAIT_MS)
     assert await page.text_content("#remove-stream") == "Remove"
     await page.click("#remove-stream")
-    assert await page.text_content("#remove-stream") == "Click again to remove", "the first click on b only asks"
+    assert await page.text_content("#remove-stream") == "Press again to remove", "the first click on b only asks"
     streams = (await (await client.get("/api/streams")).json())["streams"]
     assert sorted(stream["id"] for stream in streams) == ["a", "b"]
     assert console.errors == []

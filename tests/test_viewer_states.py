@@ -375,7 +375,7 @@ async def test_the_embed_snippet_is_shown_whole_and_copies(start_server: Start, 
     await page.goto(str(client.make_url("/#/stream/front-door-camera-2")))
     await wait_for_new_frame(page, "#video")  # the snippet's height follows the first frame's size
     snippet = await page.input_value("#embed-code")
-    assert f'src="{client.make_url("/embed/front-door-camera-2")}"' in snippet
+    assert f'src="{client.make_url("/embed/front-door-camera-2")}" title="segcast: front-door-camera-2"' in snippet
     fits = await page.evaluate(
         "() => { const e = document.querySelector('#embed-code'); "
         "return e.scrollHeight <= e.clientHeight && e.scrollWidth <= e.clientWidth; }"

@@ -5,6 +5,7 @@ import {
   APP_ROOT,
   REQUEST_TIMEOUT_MS,
   answerOf,
+  appUrl,
   authHeaders,
   dropPageToken,
   notSegcast,
@@ -48,19 +49,62 @@ function noteServerDate(header) {
   clockOffsetS = agrees ? 0 : serverS + 0.5 - localS;
 }
 
-function ask(response) {
+function ask(response, base) {
   const reason = response.status === 403 ? "role" : pageToken || storedToken() ? "refused" : "missing";
-  asking ??= askForToken(reason).then((token) => {
+  asking ??= askForAcceptedToken(reason, base).then((token) => {
     asking = null;
     declined = !token;
-    if (token) {
-      // Only the page's token is sent while it has one: the person's must replace it to be used at all.
-      dropPageToken();
-      storeToken(token);
-    }
     return Boolean(token);
   });
   return asking;
+}
+
+/**
+ * Ask the person for a token until `base` accepts one (one GET each) or they decline; the accepted one
+ * is stored, and resolves; null where they declined. A refused token is never kept: the dialog opens
+ * again saying so, its field marked invalid, with the focus in it. A token that could not be checked
+ * (the server away) is kept as before: it is tried with the next request.
+ */
+export async function askForAcceptedToken(reason, base = APP_ROOT) {
+  let refused = false;
+  for (;;) {
+    const asked = askForToken(refused ? "refused" : reason);
+    markRefused(refused);
+    const token = await asked;
+    if (!token) return null;
+    refused = await tokenRefused(token, base);
+    if (!refused) {
+      // Only the page's token is sent while it has one: the person's must replace it to be used at all.
+      dropPageToken();
+      storeToken(token);
+      return token;
+    }
+  }
+}
+
+// The token dialog's field (token.js), open now: marked invalid after a refusal until something else is typed.
+function markRefused(refused) {
+  const field = document.querySelector("#token-dialog input");
+  if (!field) return;
+  if (!refused) {
+    field.removeAttribute("aria-invalid");
+    return;
+  }
+  field.setAttribute("aria-invalid", "true");
+  field.addEventListener("input", () => field.removeAttribute("aria-invalid"), { once: true });
+  field.focus();
+}
+
+async function tokenRefused(token, base) {
+  try {
+    const response = await fetch(appUrl("api/streams", base), {
+      headers: { Authorization: `Bearer ${token}` },
+      signal: timeoutSignal(REQUEST_TIMEOUT_MS),
+    });
+    return response.status === 401;
+  } catch {
+    return false; // not answered: not refused either
+  }
 }
 
 function needsToken(response, error, method) {
@@ -98,7 +142,7 @@ async function request(
   // A token given since this request went out (the answer to another's refusal: another node's, on
   // the All cameras page) is tried before the person is asked again.
   const answered = authHeaders().Authorization !== sent;
-  if (interactive && retry && needsToken(response, error, method) && (answered || (await ask(response)))) {
+  if (interactive && retry && needsToken(response, error, method) && (answered || (await ask(response, base)))) {
     return request(method, path, body, { interactive, retry: false, headers, base, timed });
   }
   if (!retry && response.status === 401) declined = true; // the token given was wrong: polls stop asking

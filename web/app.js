@@ -9,13 +9,12 @@
 // "reconnecting". The same question tells a live connection refused while the server answers (a
 // reverse proxy that drops the WebSocket or the Host header) from a server that is away.
 
-import { ApiError, addStream, listStreams, removeStream, viewerSettings } from "./api.js";
-import { Connection, carryToken, dropPageToken, pageToken, storeToken, storedToken } from "./connection.js";
+import { ApiError, addStream, askForAcceptedToken, listStreams, removeStream, viewerSettings } from "./api.js";
+import { Connection, carryToken, pageToken, storedToken } from "./connection.js";
 import { ANALYTICS_EVENTS } from "./events.js";
 import { GridView, ThumbnailWidth, gridSubscription } from "./grid.js";
 import { LIVE_REFUSED_NOTICE, LiveRefusals, OFFLINE_NOTICE } from "./status.js";
 import { routedStream, StreamView } from "./stream.js";
-import { askForToken } from "./token.js";
 
 const STATS_INTERVAL_MS = 1000;
 const CONFIRM_WINDOW_MS = 3000;
@@ -28,7 +27,17 @@ const TOKEN_NEEDED = {
   reason: "None was given, so nothing can be shown: use “Enter access token” at the top of the page.",
   nextAttemptAt: null,
 };
+// The same where the page has a token (its address's, or one kept from before) that the server refused.
+const TOKEN_REFUSED = {
+  ...TOKEN_NEEDED,
+  reason:
+    "The access token this page has was not accepted (mistyped, expired or no longer configured), so " +
+    "nothing can be shown: use “Enter access token” at the top of the page to give another.",
+};
 const NOT_ADDED = "Not added: no connection to segcast. Try again once it is back.";
+// The add form's fields by the names the server's refusals give them ("body.uri: ..."), with their labels.
+const ADD_FIELDS = { id: "Id", uri: "Source", conf: "Confidence", loop: "Loop files" };
+const FIELD_PATH = /^body\.(\w+): /;
 // What the grid says of a stream just removed, by whether the config file was changed.
 const REMOVED = {
   saved: (id) => `Removed “${id}”, from the config file too.`,
@@ -76,6 +85,7 @@ const view = new StreamView(
     },
     events: $("events"),
     eventsEmpty: $("events-empty"),
+    eventsSummary: $("events-summary"),
   },
   { subscribe: (subscription) => connection.subscribe(subscription) },
 );
@@ -138,7 +148,7 @@ const connection = new Connection({
       grid.remove(message.stream);
       if (message.stream === current) view.setMissing();
     } else if (ANALYTICS_EVENTS.includes(message.type)) {
-      if (message.stream === current) view.events.add(message);
+      if (message.stream === current) view.eventHeard(message);
     } else if (message.type === "inference") {
       setInference(message);
     } else if (message.type === "error") {
@@ -163,18 +173,16 @@ function showConnection() {
   badge.textContent = live ? "connected" : down;
   badge.className = `badge ${live ? "state-live" : "state-failed"}`;
   $("give-token").hidden = live || !tokenNeeded;
-  const notice = tokenNeeded ? TOKEN_NEEDED : refused ? LIVE_REFUSED_NOTICE : OFFLINE_NOTICE;
+  const tokenNotice = pageToken || storedToken() ? TOKEN_REFUSED : TOKEN_NEEDED;
+  const notice = tokenNeeded ? tokenNotice : refused ? LIVE_REFUSED_NOTICE : OFFLINE_NOTICE;
   grid.setOnline(live, notice);
   view.setOnline(live, notice);
 }
 
 // The dialog the person declined, again on their word; the socket is tried with the token at once.
 $("give-token").addEventListener("click", async () => {
-  const token = await askForToken(pageToken || storedToken() ? "refused" : "missing");
-  if (!token) return;
-  dropPageToken(); // only the page's token is sent while it has one (api.js does the same)
-  storeToken(token);
-  connection.holdOff(0);
+  const token = await askForAcceptedToken(pageToken || storedToken() ? "refused" : "missing");
+  if (token) connection.holdOff(0);
 });
 
 function setInference(inference) {
@@ -283,9 +291,34 @@ async function fitAddForm() {
 }
 
 // The server's last error stays only until the next attempt: under a new one it would read as its answer.
-$("add-form").addEventListener("input", () => {
-  $("add-error").textContent = "";
-});
+$("add-form").addEventListener("input", () => showAddError(""));
+
+// `text` under the form; where it is about one of its fields (`field`, its name), that field is marked
+// invalid, described by it and given the focus, so a screen reader says which field to correct.
+function showAddError(text, field = null) {
+  const form = $("add-form");
+  for (const marked of form.querySelectorAll("[aria-invalid]")) {
+    marked.removeAttribute("aria-invalid");
+    marked.removeAttribute("aria-describedby");
+  }
+  $("add-error").textContent = text;
+  const input = field && form.elements[field];
+  if (!input) return;
+  input.setAttribute("aria-invalid", "true");
+  input.setAttribute("aria-describedby", "add-error");
+  input.focus();
+}
+
+// The server's refusal in the form's words: the field it is about (null: none), named by its label
+// rather than by its path in the request ("Source: ...", not "body.uri: ..."); a taken id is the id's.
+function addRefusal(error) {
+  const match = error.message.match(FIELD_PATH);
+  if (match && Object.hasOwn(ADD_FIELDS, match[1])) {
+    return { field: match[1], text: `${ADD_FIELDS[match[1]]}: ${error.message.slice(match[0].length)}` };
+  }
+  if (error.status === 409 && / already exists/.test(error.message)) return { field: "id", text: error.message };
+  return { field: null, text: error.message };
+}
 
 $("add-form").addEventListener("submit", async (event) => {
   event.preventDefault();
@@ -294,7 +327,7 @@ $("add-form").addEventListener("submit", async (event) => {
   const body = { id: data.get("id").trim(), uri: data.get("uri").trim(), loop: data.get("loop") === "on" };
   const persist = form.elements.persist;
   if (data.get("conf")) body.conf = Number(data.get("conf"));
-  $("add-error").textContent = "";
+  showAddError("");
   $("grid-note").hidden = true;
   const added = (stream) => {
     grid.upsert(stream);
@@ -305,11 +338,12 @@ $("add-form").addEventListener("submit", async (event) => {
     added(await addStream(body, persist.checked && !persist.disabled));
   } catch (error) {
     if (!(error instanceof ApiError)) {
-      $("add-error").textContent = NOT_ADDED; // never answered: an "added" message says if it was
+      showAddError(NOT_ADDED); // never answered: an "added" message says if it was
       return;
     }
     if (error.stream !== null) added(error.stream); // added, only not saved: the message says so
-    $("add-error").textContent = error.message;
+    const { field, text } = addRefusal(error);
+    showAddError(text, error.stream === null ? field : null);
   }
 });
 
@@ -328,7 +362,7 @@ removeButton.addEventListener("click", async () => {
   if (removal?.stream !== current) {
     cancelRemoval();
     removal = { stream: current, timer: setTimeout(cancelRemoval, CONFIRM_WINDOW_MS) };
-    removeButton.textContent = "Click again to remove";
+    removeButton.textContent = "Press again to remove";
     return;
   }
   cancelRemoval();
@@ -339,11 +373,14 @@ removeButton.addEventListener("click", async () => {
   // The answer may come after the person went on to another stream: only a view still on the removed
   // stream goes to the grid or shows the refusal; elsewhere the grid's note tells either.
   const stillShown = () => current === removed;
+  view.setRemoving(true);
   try {
     await removeStream(removed, saved && !removePersist.disabled);
   } catch (error) {
-    if (stillShown()) $("stream-error").textContent = error.message;
-    else showGridNote(`Not removed “${removed}”: ${error.message}`);
+    if (stillShown()) {
+      view.setRemoving(false);
+      $("stream-error").textContent = error.message;
+    } else showGridNote(`Not removed “${removed}”: ${error.message}`);
     return;
   }
   showGridNote(REMOVED[saved ? "saved" : fileSaves ? "unsaved" : "noFile"](removed));

@@ -36,6 +36,9 @@ const MAX_FPS = 60;
 const canvas = document.getElementById("video");
 const panel = new StatusPanel(canvas.parentElement);
 const streamId = decodeURIComponent(location.pathname.split("/").pop());
+// Named by its stream: a dashboard of several embeds is a list of frames a screen reader tells apart by name.
+document.title = `${streamId} · segcast`;
+canvas.setAttribute("aria-label", `live video of ${streamId}`);
 const params = new URLSearchParams(location.search);
 const decoder = new JpegDecoder();
 let online = false; // whether the WebSocket is open

@@ -198,8 +198,8 @@ export class EventList {
     return done;
   }
 
-  // Only new events are added and only the oldest dropped: the list is a live region, and a screen
-  // reader reads out what is added to it.
+  // Only new events are added and only the oldest dropped: a list rebuilt whole would lose a screen
+  // reader's place in it (new ones are summed up apart, StreamView.eventHeard).
   render() {
     const shown = this.events.slice(0, this.limit);
     this.empty.hidden = shown.length > 0;

@@ -6,8 +6,12 @@
 // segcast still has it as live) says so too, from the time its tile last drew a picture: the badge is
 // the server's word on the source, the note what the tile itself has seen.
 // The tiles' notices are not live regions: in an outage every tile would speak at once, and the page's
-// connection badge already says it. Removing the tile that has the keyboard focus hands it to a
-// neighbour and says what happened, rather than dropping it on the page's top.
+// connection badge already says it. Streams going down are said instead in one short summary ("door:
+// reconnecting", "3 streams down"), at most every DOWN_SUMMARY_MIN_MS, and nothing while the page's
+// connection is down. A tile's link is named by its caption (id, state, rate) and described by its notice,
+// without the countdown: named by all it holds, it read the notice and the countdown's second as its name.
+// Removing the tile that has the keyboard focus hands it to a neighbour and says what happened, rather
+// than dropping it on the page's top.
 // The fleet page (fleet.js) has one GridView per node in one grid: its tiles name their node and open
 // that node's own viewer.
 // Tiles are sent pictures as wide as a tile is on the screen (ThumbnailWidth), not a fixed size: the
@@ -39,7 +43,12 @@ const STALE_MIN_S = 3;
 const STALE_TICK_MS = 1000; // the stale note counts the seconds
 // A tile's rate while the connection is down: the last figure received would read as live.
 const RATE_UNKNOWN = "—";
-let adviceCount = 0; // the tiles' advice made so far, for their ids (a fleet page has a stream id per node)
+// Streams going down are summed up after DOWN_SUMMARY_GATHER_MS (several at once are one summary), at
+// most once every DOWN_SUMMARY_MIN_MS: a camera that flaps is not said at every flap.
+const DOWN_SUMMARY_GATHER_MS = 1000;
+const DOWN_SUMMARY_MIN_MS = 10000;
+const DOWN_STATES = new Set(["reconnecting", "failed", "ended"]);
+let cardCount = 0; // the tiles made so far, for their parts' ids (a fleet page has a stream id per node)
 
 /**
  * The rate a stream wants processed ({input_fps, options: {process_fps}} as the API has it): its input's,
@@ -151,6 +160,15 @@ export class GridView {
     this.online = true;
     this.inference = null; // {state, error, next_attempt_at}: the server's, shared by every stream
     this.announcer = null; // where removals are said on a page without a #grid-note (made when needed)
+    // Where streams going down are said: its own, since #grid-note is the page's (app.js). In the page
+    // before it speaks, as a live region added with its words is not always spoken.
+    this.downNote = document.createElement("p");
+    this.downNote.className = "visually-hidden";
+    this.downNote.setAttribute("role", "status");
+    (this.root.closest(".grid") ?? this.root).before(this.downNote);
+    this.wentDown = new Set(); // the ids of streams gone down since the last summary
+    this.downTimer = null;
+    this.downSaidAt = -Infinity; // performance.now() of the last summary
     setInterval(() => this.checkStale(), STALE_TICK_MS);
     // Shown again, each stream's newest picture is on its way (connection.js): the tiles' time starts
     // again now, not at the last tick while hidden, which a background tab's timers make seldom.
@@ -197,6 +215,7 @@ export class GridView {
   }
 
   createCard(id) {
+    const number = ++cardCount;
     const element = document.createElement("a");
     element.className = "card";
     const view = `#/stream/${encodeURIComponent(id)}`;
@@ -216,22 +235,27 @@ export class GridView {
     name.className = "stream-id";
     name.textContent = id;
     name.title = id;
+    name.id = `card-name-${number}`;
     if (this.node !== null) {
       const node = document.createElement("span");
       node.className = "card-node muted";
       node.textContent = this.node;
       node.title = this.node;
+      node.id = `card-node-${number}`;
       caption.append(node);
     }
     const badge = document.createElement("span");
     badge.className = "badge";
+    badge.id = `card-state-${number}`;
     const info = document.createElement("small");
     info.className = "muted";
+    info.id = `card-rate-${number}`;
     caption.append(name, badge, info);
+    element.setAttribute("aria-labelledby", [...caption.children].map((part) => part.id).join(" "));
     // Out of the link's name (aria-hidden), which reads the caption: only its description, once behind.
     const advice = document.createElement("span");
     advice.className = "card-advice";
-    advice.id = `card-advice-${++adviceCount}`;
+    advice.id = `card-advice-${number}`;
     advice.setAttribute("aria-hidden", "true");
     frame.append(advice);
     element.append(frame, caption);
@@ -240,6 +264,8 @@ export class GridView {
     // caption says of the stream's rate and viewers while the connection is up ("": nothing known yet);
     // behind: what to do about its inference falling behind, as the server last said ("": it keeps up).
     const panel = new StatusPanel(frame, { live: false });
+    panel.says.id = `card-notice-${number}`;
+    panel.countdown.setAttribute("aria-hidden", "true"); // read as part of the tile, it would be at every tick
     return {
       element,
       picture,
@@ -253,6 +279,7 @@ export class GridView {
       fps: null,
       rate: "",
       behind: "",
+      down: null, // whether its stream was down as last heard while online (null: not heard yet)
     };
   }
 
@@ -264,7 +291,14 @@ export class GridView {
     card.info.classList.toggle("behind", behind);
     card.info.title = behind ? card.behind : "";
     card.advice.textContent = behind ? card.behind : "";
-    if (behind) card.element.setAttribute("aria-describedby", card.advice.id);
+    this.describe(card);
+  }
+
+  // The link's description: its notice, while one shows, and what to do about a stream behind.
+  describe(card) {
+    const ids = [card.panel.notice !== null ? card.panel.says.id : "", card.advice.textContent ? card.advice.id : ""];
+    const by = ids.filter(Boolean).join(" ");
+    if (by) card.element.setAttribute("aria-describedby", by);
     else card.element.removeAttribute("aria-describedby");
   }
 
@@ -281,6 +315,7 @@ export class GridView {
   setOnline(online, offline = OFFLINE_NOTICE) {
     this.online = online;
     this.offline = offline;
+    if (!online) this.wentDown.clear(); // the connection's badge says it: not every stream besides
     for (const card of this.cards.values()) {
       this.render(card);
       this.showRate(card);
@@ -292,6 +327,30 @@ export class GridView {
     card.badge.textContent = state;
     card.badge.className = `badge state-${state}`;
     card.panel.show(this.notice(card));
+    this.describe(card);
+    if (this.online && card.status) this.noteDown(card, DOWN_STATES.has(card.status.state));
+  }
+
+  // A stream heard to go down is kept for the next summary; one back up before it is left out of it.
+  noteDown(card, down) {
+    const id = card.element.dataset.stream;
+    if (down && card.down === false) this.wentDown.add(id);
+    if (!down) this.wentDown.delete(id);
+    card.down = down;
+    if (this.wentDown.size === 0 || this.downTimer !== null) return;
+    const wait = Math.max(DOWN_SUMMARY_GATHER_MS, this.downSaidAt + DOWN_SUMMARY_MIN_MS - performance.now());
+    this.downTimer = setTimeout(() => this.sayDown(), wait);
+  }
+
+  sayDown() {
+    this.downTimer = null;
+    const down = [...this.wentDown].filter((id) => this.cards.has(id));
+    this.wentDown.clear();
+    if (!this.online || down.length === 0) return;
+    const on = this.node === null ? "" : ` on ${this.node}`;
+    const one = down.length === 1 && this.cards.get(down[0]);
+    this.downNote.textContent = one ? `${down[0]}${on}: ${one.status.state}` : `${down.length} streams down${on}`;
+    this.downSaidAt = performance.now();
   }
 
   // What the tile's panel says: the connection's loss, else the stream's state, else a stale picture.

@@ -80,7 +80,7 @@ export class ShapePanel {
         items.delete(key);
         item.classList.toggle("selected", key === selected);
         item.firstChild.setAttribute("aria-pressed", String(key === selected));
-        item.querySelector(".shape-limits").textContent = settingsText(shape);
+        showLimits(item.firstChild, settingsText(shape));
         return item;
       }),
     );
@@ -142,10 +142,25 @@ function shapeItem(shape) {
   const kind = document.createElement("span");
   kind.className = "muted";
   kind.textContent = shape.kind;
-  const limits = document.createElement("span");
-  limits.className = "shape-limits muted";
   const count = document.createElement("span");
   count.className = "shape-count";
-  button.append(name, " ", kind, " ", limits, " ", count);
+  button.append(name, " ", kind, " ", count);
   return item;
+}
+
+// The class filter and loiter time of a shape's button (`text`), between its kind and its count, only
+// where it has any: an empty span there had the button named without a space ("mid linein 66").
+function showLimits(button, text) {
+  let limits = button.querySelector(".shape-limits");
+  if (!text) {
+    limits?.nextSibling.remove(); // its space
+    limits?.remove();
+    return;
+  }
+  if (!limits) {
+    limits = document.createElement("span");
+    limits.className = "shape-limits muted";
+    button.querySelector(".shape-count").before(limits, " ");
+  }
+  limits.textContent = text;
 }

@@ -169,7 +169,10 @@ function countdownText(nextAttemptAt) {
  * A notice laid over a picture; `container` is the positioned element that holds the picture. `live`:
  * whether a screen reader speaks its changes (role="status"), as the one panel of a page should; a
  * grid's tiles are not, or an outage would have every tile speak at once. Its countdown is never
- * spoken as it ticks (it would be, every second): it is read where the reader reaches it.
+ * spoken as it ticks (it would be, every second): it is read where the reader reaches it. A live
+ * panel whose notice clears says "Live" once, in a visually hidden status of its own (the panel is
+ * hidden then, and a hidden live region is not spoken), so that a listener hears the stream came
+ * back; not as a page's first "Connecting…" clears, which only says the page has just opened.
  */
 export class StatusPanel {
   constructor(container, { live = true } = {}) {
@@ -177,23 +180,32 @@ export class StatusPanel {
     this.element = document.createElement("div");
     this.element.className = "status-panel";
     // The state and why, spoken as they change; the countdown beside them, outside the live region.
-    const says = document.createElement("div");
-    says.className = "status-says";
-    if (live) says.setAttribute("role", "status");
+    this.says = document.createElement("div");
+    this.says.className = "status-says";
+    if (live) this.says.setAttribute("role", "status");
     this.title = document.createElement("strong");
     this.reason = document.createElement("span");
     this.reason.className = "status-reason";
-    says.append(this.title, this.reason);
+    this.says.append(this.title, this.reason);
     this.countdown = document.createElement("span");
     this.countdown.className = "status-countdown";
-    this.element.append(says, this.countdown);
+    this.element.append(this.says, this.countdown);
     this.element.hidden = true;
     this.notice = null;
     container.append(this.element);
+    // In the page, empty, before it has anything to say: a live region added with its words is not always spoken.
+    this.cleared = null;
+    if (live) {
+      this.cleared = document.createElement("p");
+      this.cleared.className = "status-cleared visually-hidden";
+      this.cleared.setAttribute("role", "status");
+      container.append(this.cleared);
+    }
   }
 
   /** Show `notice` (from streamNotice, one of the notices above or the page's own), or hide the panel for null. */
   show(notice) {
+    const before = this.notice;
     this.notice = notice;
     this.element.hidden = notice === null;
     this.container.classList.toggle("has-status", notice !== null);
@@ -201,12 +213,19 @@ export class StatusPanel {
     this.element.dataset.state = notice?.state ?? "";
     if (notice === null) {
       counting.delete(this);
+      if (this.cleared && before !== null && before.state !== "connecting") this.cleared.textContent = "Live";
       return;
     }
-    this.title.textContent = notice.title;
-    this.reason.textContent = notice.reason;
-    this.reason.title = notice.reason;
-    this.reason.hidden = !notice.reason;
+    if (this.cleared?.textContent) this.cleared.textContent = "";
+    // A page shows its notice again on every poll: a live region rewritten with the same words may be
+    // spoken again, so they are left as they are, and only the countdown (never spoken) is brought up to date.
+    const same = before?.state === notice.state && before.title === notice.title && before.reason === notice.reason;
+    if (!same) {
+      this.title.textContent = notice.title;
+      this.reason.textContent = notice.reason;
+      this.reason.title = notice.reason;
+      this.reason.hidden = !notice.reason;
+    }
     if (notice.nextAttemptAt !== null) {
       counting.add(this);
       ticker ??= setInterval(tick, COUNTDOWN_TICK_MS);

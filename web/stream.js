@@ -35,6 +35,9 @@ const TRANSPORT_KEY = "segcast.transport";
 // The embed snippet's frame: this wide, as tall as the stream's frames are for it (16:9 until one came).
 const EMBED_WIDTH_PX = 640;
 const EMBED_ASPECT = 16 / 9;
+// New events are summed up for a screen reader at most this often: the list itself is no live region,
+// as a busy scene (85 events a minute on the demo) would have it speak without a pause.
+const EVENT_SUMMARY_MS = 10000;
 
 function webrtcWanted() {
   let asked = new URLSearchParams(location.search).get("transport");
@@ -104,6 +107,13 @@ export class StreamView {
     this.missing = false; // the server has no stream by the open id (now)
     this.source = null; // the open stream's source, as its stats last said
     this.endedCamera = null; // {error}: the open id was a published camera that ended, then went (setMissing)
+    this.removing = false; // this page asked for the open stream's removal (setRemoving)
+    // Live events heard since the last summary (eventHeard), the newest in the list's words, when the
+    // last summary was said (performance.now()), and the timer of the next.
+    this.eventsHeard = 0;
+    this.newestEvent = "";
+    this.summarySaidAt = -Infinity;
+    this.summaryTimer = null;
     this.online = true;
     this.offline = OFFLINE_NOTICE; // what the view says while the connection is down (setOnline)
     this.inference = null; // the server's {state, error, next_attempt_at}
@@ -188,6 +198,7 @@ export class StreamView {
       this.missing = false;
       this.source = null;
       this.endedCamera = null;
+      this.removing = false;
       this.forget();
       this.setTransport("websocket");
       this.rtcAwaitsStream = webrtcWanted();
@@ -207,7 +218,9 @@ export class StreamView {
     const embed = appUrl(`embed/${encodeURIComponent(this.streamId)}`).href;
     const aspect = this.meta ? this.meta.width / this.meta.height : EMBED_ASPECT;
     const height = Math.round(EMBED_WIDTH_PX / aspect);
-    const code = `<iframe src="${embed}" width="${EMBED_WIDTH_PX}" height="${height}" style="border:0"></iframe>`;
+    // Titled for a screen reader, which names a frame by its title (README's snippet is the same).
+    const title = `segcast: ${this.streamId}`;
+    const code = `<iframe src="${embed}" title="${title}" width="${EMBED_WIDTH_PX}" height="${height}" style="border:0"></iframe>`;
     if (this.el.embedCode.value !== code) this.el.embedCode.value = code;
   }
 
@@ -279,6 +292,10 @@ export class StreamView {
 
   close() {
     this.endWebRTC();
+    clearTimeout(this.summaryTimer);
+    this.summaryTimer = null;
+    this.eventsHeard = 0;
+    if (this.el.eventsSummary) this.el.eventsSummary.textContent = "";
     this.rtcAwaitsStream = false;
     this.streamId = null;
     this.zones.open(null);
@@ -334,6 +351,29 @@ export class StreamView {
     this.present(meta);
   }
 
+  /** A live event from the WebSocket: listed, and summed up for a screen reader with those heard in the
+   * same EVENT_SUMMARY_MS ("4 new events, latest: #12 person crossed mid (in)"). */
+  eventHeard(event) {
+    const list = this.el.events;
+    const top = list.firstElementChild;
+    this.events.add(event);
+    const item = list.firstElementChild; // a new one on top: it was listed (not another stream's, nor known)
+    if (!this.el.eventsSummary || item === null || item === top) return;
+    this.eventsHeard += 1;
+    this.newestEvent = item.lastChild.textContent; // what the list says after the time (events.js, eventItem)
+    const wait = Math.max(0, this.summarySaidAt + EVENT_SUMMARY_MS - performance.now());
+    this.summaryTimer ??= setTimeout(() => this.sayEvents(), wait);
+  }
+
+  sayEvents() {
+    const heard = this.eventsHeard;
+    this.el.eventsSummary.textContent =
+      heard === 1 ? `1 new event: ${this.newestEvent}` : `${heard} new events, latest: ${this.newestEvent}`;
+    this.eventsHeard = 0;
+    this.summaryTimer = null;
+    this.summarySaidAt = performance.now();
+  }
+
   // A status message: its state and error, not when the next attempt is (the next poll brings that).
   setState(state, error) {
     this.missing = false;
@@ -358,6 +398,13 @@ export class StreamView {
     this.render();
   }
 
+  // This page asked for the open stream's removal (app.js), or the server refused it: while it is on its
+  // way, its going is no news, and "No such stream" would be said before the page's own "Removed".
+  setRemoving(removing) {
+    this.removing = removing;
+    this.render();
+  }
+
   render() {
     const state = this.online ? (this.status?.state ?? "") : this.offline.state;
     this.el.state.textContent = state;
@@ -367,8 +414,9 @@ export class StreamView {
     for (const control of [this.el.pause, this.el.remove, this.el.copyEmbed]) control.disabled = this.missing;
     if (!this.online) this.panel.show(this.bitmap ? this.offline : noticeWithoutPicture(this.offline));
     else if (this.endedCamera) this.panel.show(endedCameraNotice(this.streamId, this.endedCamera.error));
-    else if (this.missing) this.panel.show(missingNotice(this.streamId));
-    else this.panel.show(streamNotice(this.status, this.inference));
+    else if (this.missing) {
+      if (!this.removing) this.panel.show(missingNotice(this.streamId)); // else app.js says it was removed
+    } else this.panel.show(streamNotice(this.status, this.inference));
   }
 
   // `askedAt`: performance.now() when the stream list was asked for. The processed rate is told against

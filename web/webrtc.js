@@ -365,6 +365,7 @@ export class WebRTCTransport {
     video.className = "rtc-source";
     video.muted = true;
     video.playsInline = true;
+    video.setAttribute("aria-hidden", "true"); // the canvas shows its frames, and is named for them
     // In the document, though unseen, so that the browser presents (and reports) each of its frames.
     this.beside.after(video);
     const attempt = {

@@ -69,6 +69,15 @@ const CHANGED_ELSEWHERE =
 // Saves made again after the stream's other settings changed under them, or shapes were only added.
 const MAX_RESENDS = 3;
 
+// A field showError() marked no longer is: its own description (a hint) stays, the error's (`errorId`) goes.
+function unmark(field, errorId) {
+  if (!field.hasAttribute("aria-invalid")) return;
+  field.removeAttribute("aria-invalid");
+  const rest = (field.getAttribute("aria-describedby") ?? "").split(" ").filter((id) => id && id !== errorId);
+  if (rest.length) field.setAttribute("aria-describedby", rest.join(" "));
+  else field.removeAttribute("aria-describedby");
+}
+
 export class ZoneEditor {
   // host: {canvas, size() -> {width, height} | null, redraw(), reveal() (turn the zones overlay on)};
   // elements: the toolbar's parts (and its Undo point button, in index.html beside Done).
@@ -114,7 +123,11 @@ export class ZoneEditor {
     elements.finish.addEventListener("click", () => this.finish());
     this.el.undo.addEventListener("click", () => this.undoPoint());
     elements.remove.addEventListener("click", () => this.removeSelected());
-    elements.name.addEventListener("input", () => (this.typed = true));
+    elements.name.addEventListener("input", () => {
+      this.typed = true;
+      unmark(elements.name, elements.error.id);
+    });
+    elements.loiter?.addEventListener("input", () => unmark(elements.loiter, elements.error.id));
     elements.name.addEventListener("change", () => this.rename());
     const { list, empty, settings, classes, loiter, loiterField, addZone: fallback } = elements;
     this.panel = new ShapePanel(
@@ -123,7 +136,7 @@ export class ZoneEditor {
         select: (key) => this.select(key),
         change: (changes) => this.changeSelected(changes),
         refuse: (message) => {
-          this.showError(message);
+          this.showError(message, this.el.loiter);
           this.renderSettings();
         },
       },
@@ -282,7 +295,7 @@ export class ZoneEditor {
     // it renamed that one as the field lost the focus, before this click); one that cannot is kept, to
     // be corrected before the shape is finished, and the error says why. Else the next free name is offered.
     const typed = this.typed ? this.el.name.value.trim() : "";
-    this.showError(typed && nameProblem(this.shapes, this.el.name.pattern, kind, typed));
+    this.showError(typed && nameProblem(this.shapes, this.el.name.pattern, kind, typed), this.el.name);
     if (!typed) this.showName(freeName(this.shapes, kind));
     this.host.reveal();
     this.render();
@@ -315,8 +328,7 @@ export class ZoneEditor {
     const name = this.el.name.value.trim() || freeName(this.shapes, kind);
     const problem = nameProblem(this.shapes, this.el.name.pattern, kind, name);
     if (problem) {
-      this.showError(problem);
-      this.el.name.focus();
+      this.showError(problem, this.el.name);
       return;
     }
     const typed = this.typed;
@@ -386,7 +398,7 @@ export class ZoneEditor {
     if (this.mode !== "idle" || !shape) return;
     const name = this.el.name.value.trim();
     const problem = name && nameProblem(this.shapes, this.el.name.pattern, shape.kind, name, shape);
-    if (problem) this.showError(problem);
+    if (problem) this.showError(problem, this.el.name);
     this.showName(problem || !name ? shape.name : name);
     if (problem || !name || name === shape.name) return;
     const renamed = { ...shape, name, server: shape.server && { ...shape.server, name } }; // in its own units
@@ -499,9 +511,17 @@ export class ZoneEditor {
   }
 
   // Said next to the shape tools, and scrolled to where it can be read: a refusal under a tall picture
-  // would otherwise go unseen, as the shape it refused disappears.
-  showError(message) {
+  // would otherwise go unseen, as the shape it refused disappears. `field`: the input it is about (the
+  // name, the loiter time), marked invalid and described by it, with the focus, until it is changed.
+  showError(message, field = null) {
     this.el.error.textContent = message;
+    for (const input of [this.el.name, this.el.loiter]) if (input) unmark(input, this.el.error.id);
+    if (message && field) {
+      field.setAttribute("aria-invalid", "true");
+      const described = field.getAttribute("aria-describedby");
+      field.setAttribute("aria-describedby", described ? `${described} ${this.el.error.id}` : this.el.error.id);
+      field.focus();
+    }
     if (message) this.el.error.scrollIntoView({ block: "nearest" });
   }
 
