@@ -10,16 +10,22 @@ fix, what would make a save fail before one is tried: a read-only mount, a read-
 user's file, a folder segcast may not write in; true before a save and after one, each caller frames
 it (`not_saved` after one). `write_denied` says the same of files and folders written in place (the
 event history's, an export's ``--out``), where a file's own permissions count.
+
+Processes saving one file take turns (`save_lock`): a save checks that the file still holds what it
+read, then replaces it, and another's save between the two would be lost unseen.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
+import re
 import stat
 import tempfile
-from collections.abc import Iterable
-from contextlib import suppress
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from server.config import ConfigError
@@ -194,11 +200,84 @@ def on_read_only_mount(path: Path) -> bool:
         return False
 
 
+#: How old a partial file of a save must be to be taken for one a killed save left: a save writes its own
+#: and renames it within moments, so a younger one may still be another process's save under way.
+STALE_PARTIAL_S = 60.0
+
+
+@contextmanager
+def save_lock(target: Path, name: str) -> Iterator[None]:
+    """Hold, for the ``with`` block, the lock that saves of the file at ``target`` (a symlink resolved) take
+    in turn, in every process that saves it: an exclusive ``flock`` on ``.<its name>.lock`` beside it, waited for.
+
+    Blocks: take it off the event loop. The lock file is removed before the lock is let go, so none is
+    left beside the file; one a killed save left is taken over. A process that waited on a lock file
+    removed meanwhile takes the one now there: it holds the lock only on the file the path names
+    (`_locked`). Opened for writing, as NFS needs for an exclusive lock. Where it cannot be made, the
+    save is refused with the reason (`ConfigError`, said after ``name``).
+    """
+    lock = target.with_name(f".{target.name}.lock")
+    try:
+        descriptor = _locked(lock)
+    except OSError as exc:
+        reason = unwritable_reason(target) or write_denied([lock]) or f"cannot lock {lock} ({exc.strerror or exc})"
+        raise ConfigError(not_saved(name, reason)) from None
+    try:
+        yield
+    finally:
+        with suppress(OSError):
+            lock.unlink()  # before the lock is let go: a save waiting on this file tries again
+        os.close(descriptor)
+
+
+def _locked(lock: Path) -> int:
+    """A descriptor holding an exclusive ``flock`` on the file at ``lock``, made where missing (mode 0600)."""
+    while True:
+        descriptor = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            held = os.fstat(descriptor)
+            now = lock.stat()
+        except FileNotFoundError:  # removed by the save before this one: try the next lock file
+            os.close(descriptor)
+            continue
+        except BaseException:
+            os.close(descriptor)
+            raise
+        if (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino):
+            return descriptor
+        os.close(descriptor)
+
+
+def remove_stale_partials(target: Path) -> list[Path]:
+    """Remove the partial files of saves of ``target`` (`write_whole`'s names) older than `STALE_PARTIAL_S`;
+    those removed. Take `save_lock` first.
+
+    A save killed before its rename (``kill -9``, a crash) leaves its partial file, a whole copy of the
+    new file, which may hold access tokens: nothing else would ever remove it. Only regular files named
+    as `write_whole` names them are removed; anything else there (``.<name>.partial``, another
+    program's) is not segcast's.
+    """
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.[a-z0-9_]{{8}}\.partial")
+    oldest = time.time() - STALE_PARTIAL_S
+    removed = []
+    for path in target.parent.iterdir():
+        if not pattern.fullmatch(path.name):
+            continue
+        with suppress(OSError):  # gone meanwhile, or not segcast's to remove: left as it is
+            status = path.lstat()
+            if stat.S_ISREG(status.st_mode) and status.st_mtime < oldest:
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
 def write_whole(target: Path, data: bytes, original: os.stat_result | None, name: str) -> None:
     """Put ``data`` at ``target`` from a partial file of its own beside it, renamed over it once on disk.
 
     The partial file's name is this save's alone (`tempfile.mkstemp`): two processes saving one file
-    never write into one partial file, and one left by anyone else is neither used nor removed.
+    never write into one partial file, and one left by anyone else is not used (one a killed save left
+    is removed by a later save: `remove_stale_partials`).
     It takes the owner, group and permissions of ``original`` (the file replaced: the file may hold
     access tokens; owner-only where there was none) before it holds anything. A rename over a file
     mounted by itself fails, and the error says so (`ConfigError`).

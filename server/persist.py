@@ -28,7 +28,7 @@ from server.config import (
 from server.delivery.viewer import ViewerLimits
 from server.events.config import EventsSettings, toml_string
 from server.events.config_toml import events_toml
-from server.file_saving import not_saved, unwritable_reason, write_whole
+from server.file_saving import not_saved, remove_stale_partials, save_lock, unwritable_reason, write_whole
 from server.inference.options import InferenceOptions
 from server.options import EVERY_FRAME, MODEL_IMGSZ, StreamOptions, tracker_defaults
 from server.sources.base import MAX_FRAME_SIDE_PX
@@ -62,6 +62,10 @@ class ConfigFileState:
     #: When segcast last read the file (its start) or wrote it (Unix seconds): a file modified later holds
     #: what this segcast does not run, and refuses its saves (`/healthz`, for `segcast split`).
     known_at: float = field(default_factory=time.time)
+    #: The digest of what a save under way writes (None: none is): the file may hold it before ``digest`` does.
+    writing: str | None = None
+    #: The file's identity, size and times when `edited` last found it holding ``digest``.
+    _seen: tuple[int, ...] | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def of(cls, settings: Settings) -> ConfigFileState:
@@ -85,6 +89,36 @@ class ConfigFileState:
         """Whether saving ``stream_id`` as ``config`` (None: removed) would write anything to the file: not
         where the file says so already (a stream it never held, removed), so there is nothing to refuse either."""
         return self.with_stream(stream_id, config) != list(self.saved.values())
+
+    def edited(self, path: Path) -> str | None:
+        """Why a save to the file at ``path`` would be refused now (`ConfigEditedError`), or None: for saying so
+        before a change is made, as a save finds it after (under its lock) only once the change is in effect.
+
+        Blocks on the file system: call it off the event loop. Cheap to ask for each request: the file is
+        read only where its identity, size or times changed since it was last found as segcast left it. A
+        save under way in another thread is segcast's own: the file may hold it before ``digest`` says so.
+        """
+        before = {self.digest, self.writing}  # a save in another thread may finish while the file is read
+        try:
+            status = path.stat()
+            seen: tuple[int, ...] | None = (
+                status.st_dev,
+                status.st_ino,
+                status.st_size,
+                status.st_mtime_ns,
+                status.st_ctime_ns,
+            )
+        except FileNotFoundError:
+            seen = None
+        if seen is not None and seen == self._seen:
+            return None
+        current = _file_digest(path)
+        if current == self.digest:
+            self._seen = seen
+            return None
+        if current in {*before, self.digest, self.writing} - {None}:
+            return None
+        return f"{_changed_since(path.name, current is None)}, and a save would undo that: restart segcast to load it"
 
 
 def _file_digest(path: Path) -> str | None:
@@ -131,7 +165,11 @@ def write_config(running: Settings, streams: list[StreamConfig], state: ConfigFi
         if stream.stream_id not in state.flag_streams
     ]
     text = _config_text(settings, saved, _leading_comments(settings.config_path))
-    state.digest = _replace_file(settings.config_path, text, state.digest)
+    state.writing = content_digest(text.encode("utf-8", errors="surrogatepass"))
+    try:
+        state.digest = _replace_file(settings.config_path, text, state.digest)
+    finally:
+        state.writing = None
     state.saved = {stream.stream_id: stream for stream, _ in saved}
     state.known_at = time.time()  # after the file is in place: its modification time is not later
 
@@ -393,6 +431,11 @@ def _replace_file(path: Path, text: str, expected_digest: str | None) -> str:
     comments below the top of the file (`_drops_comments`) first keeps the file as it was in
     ``<name>.bak`` beside it, the .bak of an earlier such save replaced: the comments are the admin's
     notes, and are not lost unseen.
+
+    From reading the file to check it through the rename, the save holds the lock every segcast saving
+    the file takes (`server.file_saving.save_lock`): another's save between the check and the rename
+    was overwritten, both answering that they saved. Blocks: call it off the event loop. Partial files
+    a killed save left beside the file (copies of it) are removed meanwhile.
     """
     try:
         # What is written must start segcast again: a value TOML cannot hold (a lone surrogate, which
@@ -402,6 +445,15 @@ def _replace_file(path: Path, text: str, expected_digest: str | None) -> str:
     except (tomllib.TOMLDecodeError, UnicodeEncodeError) as exc:
         raise ConfigError(f"{path.name} was not saved: the new content would not read back ({exc})") from None
     target = path.resolve()
+    with save_lock(target, path.name):
+        for saved in (target, target.with_name(f"{target.name}.bak")):
+            for partial in remove_stale_partials(saved):
+                log.info("removed %s, left by a save of %s that did not finish", partial.name, path)
+        return _replace_locked(path, target, data, expected_digest)
+
+
+def _replace_locked(path: Path, target: Path, data: bytes, expected_digest: str | None) -> str:
+    """`_replace_file` once it holds the lock: the file's check, then its replacement."""
     try:
         old: bytes | None = target.read_bytes()
     except FileNotFoundError:
@@ -409,9 +461,8 @@ def _replace_file(path: Path, text: str, expected_digest: str | None) -> str:
     if (None if old is None else content_digest(old)) != expected_digest:
         # A file gone may be one an editor is writing again, or one its admin moved away: either way
         # not segcast's to put back. One changed may be another segcast's save, not a person's edit.
-        what = "removed or moved away" if old is None else "edited, or saved by another program,"
         raise ConfigEditedError(
-            f"{path.name} was {what} since this segcast read or last saved it, and saving now would undo that; "
+            f"{_changed_since(path.name, old is None)}, and saving now would undo that; "
             "restart segcast to load the file as it is, then make the change again"
         )
     if (reason := unwritable_reason(target)) is not None:
@@ -430,6 +481,12 @@ def _replace_file(path: Path, text: str, expected_digest: str | None) -> str:
     if backup is not None:
         log.info("saved %s without its comments below the top of the file: the file as it was is in %s", path, backup)
     return content_digest(data)
+
+
+def _changed_since(name: str, gone: bool) -> str:
+    """That the config file called ``name`` changed (``gone``: is no longer there) since segcast read or saved it."""
+    what = "removed or moved away" if gone else "edited, or saved by another program,"
+    return f"{name} was {what} since this segcast read or last saved it"
 
 
 def _server_lines(settings: Settings) -> list[str]:

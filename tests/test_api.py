@@ -490,14 +490,16 @@ async def test_a_config_file_that_cannot_be_written_is_a_json_error_that_says_so
 
 
 async def test_a_save_does_not_undo_edits_made_to_the_config_file_by_hand(start_server: Start, tmp_path: Path) -> None:
-    """An admin rotates a leaked token in the file while segcast runs: a later save must not bring it back."""
+    """An admin rotates a leaked token in the file while segcast runs: a later save must not bring it back.
+    Under ``save_config`` the change is made and not saved (a ``?persist=1`` is refused before it changes
+    anything: tests/test_config_save_races.py)."""
     path = tmp_path / "segcast.toml"
-    path.write_text('[[streams]]\nid = "a"\nuri = "scene:?seed=1"\n')
-    client = await start_server(StreamConfig("a", "scene:?seed=1"), config_path=path)
-    assert (await client.patch("/api/streams/a?persist=1", json={"zones": [_zone("first")]})).status == 200
+    path.write_text('[server]\nsave_config = true\n\n[[streams]]\nid = "a"\nuri = "scene:?seed=1"\n')
+    client = await start_server(StreamConfig("a", "scene:?seed=1"), config_path=path, save_config=True)
+    assert (await client.patch("/api/streams/a", json={"zones": [_zone("first")]})).status == 200
     edited = path.read_text() + '\n[auth]\nadmin_tokens = ["rotated-token-0123456789"]\n'
     path.write_text(edited)
-    response = await client.patch("/api/streams/a?persist=1", json={"zones": [_zone("second")]})
+    response = await client.patch("/api/streams/a", json={"zones": [_zone("second")]})
     words = ("in effect, but not saved", "segcast.toml was edited", "restart segcast")
     await assert_error(response, 409, *words, details=("stream",))
     assert path.read_text() == edited

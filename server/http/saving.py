@@ -45,7 +45,9 @@ _NO_CONFIG_FILE = "there is no config file"
 
 
 class ConfigFileWritability:
-    """Whether segcast may write its config file now (`config_file_unwritable`), found out off the event loop.
+    """Whether segcast may write its config file now (`config_file_unwritable`), found out off the event loop;
+    given the API's `ConfigFileState`, also whether the file still holds what segcast read or last wrote
+    (`ConfigFileState.edited`): a file edited since refuses every save, and must not be offered one.
 
     Finding out resolves the file's path and asks its file system (stat, statvfs, access): on a share
     that stopped answering that waits for ever, and asked on the loop for each stream listed it froze
@@ -55,8 +57,9 @@ class ConfigFileWritability:
     behind it meanwhile. Use it on the event loop only.
     """
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, state: ConfigFileState | None = None) -> None:
         self._path = path
+        self._state = state
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="config-file-look")
         self._reason: str | None = self._unanswered()  # until the first look answers
         self._answered_at = -math.inf
@@ -114,7 +117,7 @@ class ConfigFileWritability:
         """The look under way, or a new one."""
         if self._look is None:
             assert self._path is not None
-            self._look = asyncio.wrap_future(self._executor.submit(config_file_unwritable, self._path))
+            self._look = asyncio.wrap_future(self._executor.submit(_save_refused, self._path, self._state))
             self._looking_since = now
             self._look.add_done_callback(self._answered)
         return self._look
@@ -141,6 +144,12 @@ class ConfigFileWritability:
         return "the config file" if self._path is None else self._path.name
 
 
+def _save_refused(path: Path, state: ConfigFileState | None) -> str | None:
+    """Why a save to the config file at ``path`` would be refused now, or None: it may not be written, or it
+    was changed since segcast read or last wrote it (where ``state`` is given)."""
+    return config_file_unwritable(path) or (None if state is None else state.edited(path))
+
+
 #: What the API knows of the config file it saves to: the API's own state, changed by its saves (under
 #: `config_lock_key`) and by each stream the API adds (`ConfigFileState.added`, `note_added`).
 config_file_key = web.AppKey("config_file", ConfigFileState)
@@ -154,7 +163,7 @@ def setup_saving(app: web.Application) -> None:
 
 
 async def _config_writability(app: web.Application) -> AsyncIterator[None]:
-    writability = ConfigFileWritability(app[settings_key].config_path)
+    writability = ConfigFileWritability(app[settings_key].config_path, app[config_file_key])
     app[config_writability_key] = writability
     await writability.now()  # the first streams listed are told whether they can be saved
     yield
@@ -195,9 +204,10 @@ def saves(request: web.Request, stream_id: str, asked: bool | None) -> bool:
 async def check_writable(request: web.Request, asked: bool | None, stream_id: str, config: StreamConfig | None) -> None:
     """Refuse ``?persist=1`` before anything changes (409) where saving ``stream_id`` as ``config`` (None:
     removed) would write a config file segcast may not write now (`ConfigFileWritability.now`: another
-    user's, read-only, on a share that does not answer): it asked for a save, not for a change without
-    one. A save that would write nothing (a stream the file never held, removed) is not refused:
-    `save_config` makes none. Under ``save_config`` the change is made and its answer says it was not
+    user's, read-only, on a share that does not answer, or one edited since segcast read it, which the
+    save would refuse once the change is in effect): it asked for a save, not for a change without one.
+    A save that would write nothing (a stream the file never held, removed) is not refused: `save_config`
+    makes none. Under ``save_config`` the change is made and its answer says it was not
     saved, as ``persistable`` foretold.
     """
     if not asked or not request.app[config_file_key].changes(stream_id, config):
@@ -211,9 +221,9 @@ async def check_writable(request: web.Request, asked: bool | None, stream_id: st
 
 
 def persistable(request: web.Request, stream_id: str) -> bool:
-    """Whether ``?persist=1`` can save the stream: there is a config file that segcast may write now (as
-    last found, `ConfigFileWritability.known`: never waiting, it is asked for every stream listed), and
-    the stream can be written to it."""
+    """Whether ``?persist=1`` can save the stream: there is a config file that segcast may write now, not
+    edited since segcast read it (as last found, `ConfigFileWritability.known`: never waiting, it is asked
+    for every stream listed), and the stream can be written to it."""
     return _unsaveable(request.app, stream_id) is None and request.app[config_writability_key].known() is None
 
 
