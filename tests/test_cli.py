@@ -426,6 +426,52 @@ def test_a_model_the_config_file_named_says_where_it_was_named(
     assert line.startswith("segcast: --model other-seg.pt: no such file or folder")
 
 
+@pytest.mark.usefixtures("in_process")
+def test_a_config_file_naming_the_default_model_is_told_its_own_line_not_the_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Offline, ``[model] name = "yolov8n-seg.pt"`` (the default's name, written out) was called "the
+    default model", as if the file named none: the line that names it is the one to change."""
+    from server.inference.models import DEFAULT_MODEL
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv(WEIGHTS_URL_ENV, f"http://127.0.0.1:{free_port()}/")  # refused, as offline
+    monkeypatch.chdir(tmp_path)
+    named, unnamed = tmp_path / "named.toml", tmp_path / "unnamed.toml"
+    streams = f'[server]\nport = {free_port()}\n\n[[streams]]\nid = "a"\nuri = "scene:"\n'
+    named.write_text(f'[model]\nname = "{DEFAULT_MODEL}"\n\n{streams}')
+    unnamed.write_text(streams)
+    assert main(["serve", "--config", str(named), "--log-level", "ERROR"]) == EXIT_STARTUP_ERROR
+    first, second = capsys.readouterr().err.splitlines()
+    assert first.startswith(f"segcast: --model {DEFAULT_MODEL}: could not download it ("), first
+    assert second == f"segcast: ([model] name in {named}; --model overrides it)"
+    assert main(["serve", "--config", str(unnamed), "--log-level", "ERROR"]) == EXIT_STARTUP_ERROR
+    _, second = capsys.readouterr().err.splitlines()
+    assert second == f"segcast: (the default model: choose another with --model, or [model] name in {unnamed})"
+
+
+@pytest.mark.usefixtures("in_process")
+def test_a_class_the_model_lacks_names_the_model_line_of_a_file_that_named_the_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same for a stream's classes: a file naming the default model is told of its own line."""
+    from server.inference.models import DEFAULT_MODEL
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    weights.cache_dir().mkdir(parents=True)
+    (weights.cache_dir() / DEFAULT_MODEL).write_bytes(BUNDLED_MODEL.read_bytes())  # as if downloaded before
+    config = tmp_path / "cams.toml"
+    config.write_text(
+        f'[server]\nport = {free_port()}\n\n[model]\nname = "{DEFAULT_MODEL}"\n\n'
+        '[[streams]]\nid = "a"\nuri = "scene:"\nclasses = ["no-such-class"]\n'
+    )
+    assert main(["serve", "--config", str(config), "--log-level", "ERROR"]) == EXIT_STARTUP_ERROR
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("segcast: cams.toml: streams[0] (id 'a').classes: the model has no class "), line
+    assert line.endswith(f"(with [model] name {DEFAULT_MODEL}; --model overrides it)"), line
+
+
 @pytest.mark.parametrize("host", ["0.0.0.0", "", "::"])
 def test_listening_on_every_interface_says_so_and_shows_an_address_a_browser_opens(host: str) -> None:
     """``listening on http://127.0.0.1:8080/`` for ``--host 0.0.0.0`` read as if only this machine could connect."""

@@ -168,3 +168,15 @@ def test_a_container_that_publishes_its_port_listens_beyond_the_container() -> N
                     f"{path.name}: {command.strip()!r} needs --host 0.0.0.0"
                 )
     assert checked >= 2, "README's docker run examples were not found"
+
+
+def test_the_embed_example_says_which_origins_may_frame_it_before_the_snippet() -> None:
+    """A page of another origin (or a file) framing ``/embed/<id>`` gets the browser's own "refused to
+    connect" until its origin is in ``[server] embed_origins``: a reader copying the first ``<iframe``
+    must have been told so first, with the entry a file needs."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Embedding") :]
+    before = section[: section.index("<iframe")]
+    assert "`[server] embed_origins`" in before
+    assert '"file:"' in before
+    assert "its own error" in before, "that the refusal is the browser's, not segcast's"

@@ -5,9 +5,11 @@ from __future__ import annotations
 import itertools
 import logging
 import random
+import re
 import threading
 from collections.abc import Iterator
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -555,6 +557,19 @@ def test_bad_uris_fail_with_a_reason_and_no_password(uri: str, message: str) -> 
         open_source(uri)
     assert message in str(failure.value)
     assert "s3cret" not in str(failure.value)
+
+
+def test_an_unknown_scheme_is_told_every_kind_of_source_readme_lists() -> None:
+    """The refusal is the list a person picks from: it left out ``rtmps://``, which README's table of
+    sources (and the API's refusal) gives."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = readme[readme.index("| URI | what it is |") :].split("\n\n", 1)[0]
+    listed = {f"{scheme}://" for scheme in re.findall(r"\b([a-z]+)://", table)}
+    listed |= {f"{scheme}:" for scheme in re.findall(r"`(scene|webcam):", table)}
+    assert {"rtsps://", "rtmps://", "https://", "file://", "scene:", "webcam:"} <= listed, "the table was read"
+    with pytest.raises(SourceError) as refused:
+        open_source("rtps://cam/live")
+    assert [kind for kind in sorted(listed) if kind not in str(refused.value)] == []
 
 
 def test_webcam_mode_requests_become_device_options() -> None:

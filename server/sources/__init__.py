@@ -55,7 +55,8 @@ def open_source(
         return FileSource.of_uri(uri, scheme == "file", max_frame_side, check_path)
     if hint := camera_address_hint(uri):  # admin:S3cret@cam/live, cam.local:554/live: the scheme was left out
         raise SourceError(f"unsupported source {mask_uri(uri)!r}: {hint}")
-    kinds = "scene:, file://, a file path, rtsp://, rtsps://, rtmp://, http(s)://, /dev/videoN or webcam:N"
+    network = ", ".join(f"{scheme}://" for scheme in sorted(NETWORK_SCHEMES))
+    kinds = f"scene:, file://, a file path, {network}, /dev/videoN or webcam:N"
     raise SourceError(f"unsupported source {mask_uri(uri)!r}: use {kinds}")
 
 
