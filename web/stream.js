@@ -20,7 +20,10 @@
 // ?transport=ws, or localStorage "segcast.transport" = "ws", keeps the view on the WebSocket.
 // Zones and lines are drawn and edited over the picture by web/zones.js; their events are listed by
 // web/events.js.
+// Where the server asks for tokens, the embed snippet's frame needs one in its address, as it cannot send
+// the page's own: the Embed panel mints a long-lived viewer token for it when asked, and says who can watch.
 
+import { mintToken } from "./api.js";
 import { appUrl, pageToken, storedToken } from "./connection.js";
 import { EventList } from "./events.js";
 import { behindAdvice, wantedRate } from "./grid.js";
@@ -35,6 +38,9 @@ const TRANSPORT_KEY = "segcast.transport";
 // The embed snippet's frame: this wide, as tall as the stream's frames are for it (16:9 until one came).
 const EMBED_WIDTH_PX = 640;
 const EMBED_ASPECT = 16 / 9;
+// How long the snippet's viewer token holds: the longest a viewer token may (README, Security), as a
+// dashboard's frame is pasted once; asked with a signed token, the server gives no more than it has left.
+const EMBED_TOKEN_TTL_S = 366 * 24 * 3600;
 // New events are summed up for a screen reader at most this often: the list itself is no live region,
 // as a busy scene (85 events a minute on the demo) would have it speak without a pause.
 const EVENT_SUMMARY_MS = 10000;
@@ -130,7 +136,13 @@ export class StreamView {
       loiter: byId("shape-loiter"),
       loiterField: byId("shape-loiter-field"),
       status: byId("shape-status"), // what the picture's keys did, for a screen reader
+      unfiled: byId("shape-unfiled"), // changes here not in the config file (gone at a restart)
     };
+    this.embedToken = null; // the signed viewer token in the snippet's address, once minted for it
+    this.embedTokenButton = byId("embed-token");
+    this.embedTokenState = byId("embed-token-state");
+    this.embedTokenButton.textContent = `Add a viewer token (valid ${EMBED_TOKEN_TTL_S / 86400} days)`;
+    this.embedTokenButton.addEventListener("click", () => this.addEmbedToken());
     this.zones = new ZoneEditor(
       { canvas: elements.canvas, size, redraw: () => this.redraw(), reveal },
       { ...shapeSettings, ...elements.zones },
@@ -204,18 +216,21 @@ export class StreamView {
       this.rtcAwaitsStream = webrtcWanted();
       this.zones.open(streamId);
       this.events.open(streamId);
+      this.embedToken = null; // minted for one snippet: another stream's is asked for again
+      this.embedTokenState.textContent = "";
     }
     this.el.title.textContent = streamId;
     this.el.title.title = streamId;
     this.el.canvas.setAttribute("aria-label", `live video of ${streamId}, tracks listed below`);
     this.showEmbed();
-    this.el.embedNote.hidden = !(pageToken || storedToken());
     this.el.copyState.textContent = "";
   }
 
   // The snippet's frame has the stream's own shape, so the embed shows its picture without bars.
   showEmbed() {
-    const embed = appUrl(`embed/${encodeURIComponent(this.streamId)}`).href;
+    const url = appUrl(`embed/${encodeURIComponent(this.streamId)}`);
+    if (this.embedToken) url.searchParams.set("token", this.embedToken);
+    const embed = url.href;
     const aspect = this.meta ? this.meta.width / this.meta.height : EMBED_ASPECT;
     const height = Math.round(EMBED_WIDTH_PX / aspect);
     // Titled for a screen reader, which names a frame by its title (README's snippet is the same).
@@ -237,6 +252,28 @@ export class StreamView {
     this.el.error.textContent = "";
     this.status = null;
     this.render();
+  }
+
+  // A viewer token minted for the snippet, in its frame's address: the page's own token stays the page's.
+  async addEmbedToken() {
+    const { embedTokenButton: button, embedTokenState: state } = this;
+    const streamId = this.streamId;
+    button.disabled = true;
+    try {
+      const { token, ttl_s: ttlS } = await mintToken("viewer", EMBED_TOKEN_TTL_S);
+      if (streamId !== this.streamId) return;
+      this.embedToken = token;
+      this.showEmbed();
+      this.el.copyState.textContent = "";
+      const until = new Date(Date.now() + ttlS * 1000).toLocaleDateString();
+      state.textContent =
+        `Token added. Anyone with this snippet can watch until it expires, on ${until}: it is a viewer ` +
+        "token, good for every stream of this server.";
+    } catch (error) {
+      if (streamId === this.streamId) state.textContent = `No token added: ${error.message}`;
+    } finally {
+      button.disabled = this.missing;
+    }
   }
 
   async copyEmbed() {
@@ -406,12 +443,15 @@ export class StreamView {
   }
 
   render() {
+    // A token given after the view opened (the page asked for one) brings the embed's token note too.
+    this.el.embedNote.hidden = !(pageToken || storedToken());
     const state = this.online ? (this.status?.state ?? "") : this.offline.state;
     this.el.state.textContent = state;
     this.el.state.className = `badge state-${state}`;
     this.el.state.hidden = !state;
     // Nothing to pause, remove or embed while the server has no such stream: its controls are off.
-    for (const control of [this.el.pause, this.el.remove, this.el.copyEmbed]) control.disabled = this.missing;
+    const controls = [this.el.pause, this.el.remove, this.el.copyEmbed, this.embedTokenButton];
+    for (const control of controls) control.disabled = this.missing;
     if (!this.online) this.panel.show(this.bitmap ? this.offline : noticeWithoutPicture(this.offline));
     else if (this.endedCamera) this.panel.show(endedCameraNotice(this.streamId, this.endedCamera.error));
     else if (this.missing) {

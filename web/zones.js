@@ -21,6 +21,10 @@
 // point clicked there is in the same place of the picture the stream comes back with, whatever its size.
 // The selected shape's class filter and a zone's loiter time are set in the panel below the list
 // (shape_panel.js) and saved the same way.
+// Where the server could keep a change in its config file but "Save to config file" is unticked (its
+// default: a person may not want the file rewritten), the change lasts only until a restart: the
+// announcement says so, and a note beside the box stays until the shapes are saved there (ticking the box
+// saves them at once).
 
 import { ApiError, changeStream, getStream, viewerSettings } from "./api.js";
 import { drawShapes } from "./shape_drawing.js";
@@ -68,6 +72,7 @@ const CHANGED_ELSEWHERE =
   "The zones or lines were changed elsewhere meanwhile: these are the saved ones now. Make your change again.";
 // Saves made again after the stream's other settings changed under them, or shapes were only added.
 const MAX_RESENDS = 3;
+const NOT_IN_FILE = "not saved to the config file: gone at a restart (tick Save to config file to keep it)";
 
 // A field showError() marked no longer is: its own description (a hint) stays, the error's (`errorId`) goes.
 function unmark(field, errorId) {
@@ -111,6 +116,8 @@ export class ZoneEditor {
     this.changedAt = -Infinity; // performance.now() when the last change here was answered
     this.fileSaves = false; // the server has a config file to save to (GET /api/viewer)
     this.persistable = true; // and can save this stream's changes there (not one --source started)
+    // The streams whose shapes were changed here, in effect but not saved to the config file since.
+    this.unfiled = new Set();
     this.typed = false; // the name field holds what the user typed, not a name filled in here
     this.renaming = null; // {from, to}: keyOf() a shape being renamed, selected again if refused
     this.adding = null; // {key, name}: keyOf() a new shape named by the user, whose name a refusal keeps
@@ -129,6 +136,11 @@ export class ZoneEditor {
     });
     elements.loiter?.addEventListener("input", () => unmark(elements.loiter, elements.error.id));
     elements.name.addEventListener("change", () => this.rename());
+    // Ticked because the note said so: the shapes shown are saved to the file now, not at the next change.
+    elements.persist.addEventListener("change", () => {
+      const still = this.mode === "idle" && this.pointer.drag === null && !this.keyboard.nudging;
+      if (elements.persist.checked && still && this.unfiled.has(this.streamId)) this.commit(this.shapes);
+    });
     const { list, empty, settings, classes, loiter, loiterField, addZone: fallback } = elements;
     this.panel = new ShapePanel(
       { list, empty, settings, classes, loiter, loiterField, fallback },
@@ -163,6 +175,7 @@ export class ZoneEditor {
     this.showError("");
     this.showProblem("");
     this.render();
+    this.showPersist();
   }
 
   // Saving to the config file is offered only where there is one (GET /api/viewer), and class filters
@@ -198,6 +211,17 @@ export class ZoneEditor {
   // A stream started by --source cannot be saved to the file: its changes last until a restart.
   showPersist() {
     this.el.persist.closest("label").hidden = !(this.fileSaves && this.persistable);
+    this.el.unfiled.hidden = !(this.fileSaves && this.persistable && this.unfiled.has(this.streamId));
+  }
+
+  // Whether a change made now lasts only until a restart though the server could keep it in its file.
+  unticked() {
+    return this.fileSaves && this.persistable && !this.el.persist.checked;
+  }
+
+  // `what` a change did ("Zone “a” added"), as announced: with, where it is not kept, that it goes at a restart.
+  said(what) {
+    return this.unticked() ? `${what}, ${NOT_IN_FILE}.` : `${what}.`;
   }
 
   setVisible(visible) {
@@ -339,8 +363,7 @@ export class ZoneEditor {
     this.draft = [];
     this.selected = keyOf(shape);
     this.chosen = false;
-    this.announce(`${kindWord(kind)} “${name}” added.`);
-    this.commit([...this.shapes, shape]);
+    this.commit([...this.shapes, shape], `${kindWord(kind)} “${name}” added`);
   }
 
   // A click on the picture or the list selects before the name or loiter field loses the focus, and so
@@ -388,8 +411,7 @@ export class ZoneEditor {
     if (!shape || this.mode !== "idle" || this.pointer.drag !== null) return;
     const rest = this.shapes.filter((s) => s !== shape);
     this.selected = null;
-    this.announce(`${kindWord(shape.kind)} “${shape.name}” deleted.`);
-    this.commit(rest);
+    this.commit(rest, `${kindWord(shape.kind)} “${shape.name}” deleted`);
   }
 
   // A name the server would refuse is not sent: the error says why, and the field shows the saved name.
@@ -416,11 +438,14 @@ export class ZoneEditor {
   // The whole new list to the server; shown at once, and undone if the server refuses it. One save at
   // a time per stream, so that the server applies the changes in the order they were made: one made
   // while a save is in flight (a rename, a new shape) is sent when that save is answered, and only the
-  // last answer is shown, also where the stream was left and opened again meanwhile.
-  async commit(shapes) {
+  // last answer is shown, also where the stream was left and opened again meanwhile. `what`: what the
+  // change did, announced (said()); any other change (a move, a rename) is announced only where it is
+  // not kept past a restart, as nothing was said of it before.
+  async commit(shapes, what = null) {
     const streamId = this.streamId;
     this.shapes = shapes;
     this.showError("");
+    if (what !== null || this.unticked()) this.announce(this.said(what ?? "Zones and lines changed"));
     this.render();
     if (this.saving) {
       this.unsaved = true;
@@ -480,14 +505,17 @@ export class ZoneEditor {
         zones: this.shapes.filter((s) => s.kind === "zone").map(toServer),
         lines: this.shapes.filter((s) => s.kind === "line").map(toServer),
       };
+      const filing = persist.checked; // by ?persist=1, or by save_config (the box then ticked and off)
       try {
-        ({ options, etag } = await changeStream(streamId, body, persist.checked && !persist.disabled, etag));
+        ({ options, etag } = await changeStream(streamId, body, filing && !persist.disabled, etag));
         refusal = "";
+        this.filed(streamId, filing);
       } catch (error) {
         if (!(error instanceof ApiError)) return { options, etag, refusal: NO_CONNECTION };
         refusal = refusalText(error.message, body);
         if (error.stream !== null) {
           ({ options, etag } = error.stream); // made, only not saved: the next change goes over it
+          this.filed(streamId, false);
         } else if (error.status === 412) {
           const current = await getStream(streamId).catch(() => null);
           if (current === null) break; // the refusal as it is; the next poll brings the stream back
@@ -508,6 +536,14 @@ export class ZoneEditor {
       }
     } while (this.unsaved && streamId === this.streamId);
     return { options, etag, refusal };
+  }
+
+  // A change of `streamId`'s shapes was made, and saved to the config file or not (`saved`): the note says
+  // so until one is. Noted only where the server could save it: without a file there is nothing to say.
+  filed(streamId, saved) {
+    if (saved) this.unfiled.delete(streamId);
+    else if (this.fileSaves && this.persistable) this.unfiled.add(streamId);
+    this.showPersist();
   }
 
   // Said next to the shape tools, and scrolled to where it can be read: a refusal under a tall picture
