@@ -10,7 +10,10 @@ Two figures, each from one run on one machine (docs/scaling.md quotes them):
   Triton's scheduling cost, not a difference of hardware.
 - **Two nodes sharing one Triton against one node inferring locally**, four cameras in all (looping
   copies of the scene at its native 15 fps): aggregate processed fps, capture-to-viewer latency, and
-  the mean batch Triton executed (images per execution, from its own statistics).
+  the mean batch Triton executed (images per execution, from its own statistics) and the requests it
+  joined into each execution: more than one only where it ran requests of several nodes together (a
+  node has one request out at a time), which the images alone cannot tell (each request carries a
+  node's two cameras).
 
 Triton here is ``segcast triton serve`` (the real tritonserver, ONNX Runtime on the CPU through its
 Python backend); without ``segcast triton setup`` the section is skipped and says why.
@@ -54,6 +57,7 @@ class NodesRun:
     p50_ms: float
     p95_ms: float
     mean_batch: float | None = None  # images per Triton execution; None for local inference or none executed
+    requests_per_execution: float | None = None  # likewise; above 1 only where Triton joined requests
 
     @property
     def remote(self) -> bool:
@@ -119,9 +123,7 @@ def run_scaleout(
         results.runs.append(_nodes_run(onnx, video, imgsz, [4], seconds))
         before = _triton_counts(http_base, name)
         run = _nodes_run(remote, video, imgsz, [2, 2], seconds)
-        after = _triton_counts(http_base, name)
-        executions = after[1] - before[1]
-        run.mean_batch = (after[0] - before[0]) / executions if executions else None
+        record_batching(run, before, _triton_counts(http_base, name))
         results.runs.append(run)
     for run in results.runs:
         _say(f"{run.nodes} node(s), {run.cameras} cameras: {json.dumps(asdict(run))}")
@@ -213,11 +215,34 @@ def _ready(base: str) -> bool:
         return False
 
 
-def _triton_counts(base: str, model: str) -> tuple[int, int]:
-    """(images inferred, executions) so far, from Triton's ``/v2/models/<m>/stats``."""
+@dataclass(frozen=True)
+class TritonCounts:
+    """One model's totals so far, from an entry of Triton's ``/v2/models/<m>/stats`` ``model_stats``."""
+
+    images: int  # ``inference_count``: each image of a batched request counts
+    requests: int  # ``inference_stats.success.count``: one per request answered, however many images
+    executions: int  # ``execution_count``: the batches the model ran, each of one request or several joined
+
+    @classmethod
+    def from_stats(cls, stats: Mapping[str, Any]) -> TritonCounts:
+        return cls(
+            int(stats["inference_count"]),
+            int(stats["inference_stats"]["success"]["count"]),
+            int(stats["execution_count"]),
+        )
+
+
+def _triton_counts(base: str, model: str) -> TritonCounts:
     with urllib.request.urlopen(f"{base}/v2/models/{model}/stats", timeout=10) as reply:
-        stats = json.load(reply)["model_stats"][0]
-    return int(stats["inference_count"]), int(stats["execution_count"])
+        return TritonCounts.from_stats(json.load(reply)["model_stats"][0])
+
+
+def record_batching(run: NodesRun, before: TritonCounts, after: TritonCounts) -> None:
+    """What Triton executed during ``run``: images and requests per execution (None where it ran none)."""
+    executions = after.executions - before.executions
+    if executions:
+        run.mean_batch = (after.images - before.images) / executions
+        run.requests_per_execution = (after.requests - before.requests) / executions
 
 
 def write_scaleout_report(
@@ -255,15 +280,24 @@ def write_scaleout_report(
     lines += [
         "## Four cameras: one node inferring locally against two nodes sharing Triton",
         "",
-        "| set-up | cameras | processed fps (all) | p50 latency ms | p95 latency ms | mean Triton batch |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| set-up | cameras | processed fps (all) | p50 latency ms | p95 latency ms | mean Triton batch "
+        "| Triton requests per execution |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for run in results.runs:
         setup = f"{run.nodes} node(s), " + ("one Triton" if run.remote else "in-process ONNX Runtime")
-        batch = "-" if run.mean_batch is None else f"{run.mean_batch:.2f}"
+        batch, requests = _shown(run.mean_batch), _shown(run.requests_per_execution)
         lines.append(
-            f"| {setup} | {run.cameras} | {run.processed_fps:.1f} | {run.p50_ms:.0f} | {run.p95_ms:.0f} | {batch} |"
+            f"| {setup} | {run.cameras} | {run.processed_fps:.1f} | {run.p50_ms:.0f} | {run.p95_ms:.0f} | {batch} "
+            f"| {requests} |"
         )
+    joining = [
+        _joining(run.nodes, run.requests_per_execution, run.mean_batch)
+        for run in results.runs
+        if run.requests_per_execution is not None and run.mean_batch is not None
+    ]
+    if joining:
+        lines += ["", *joining]
     lines += [
         "",
         f"This run's machine: {gpu_text(machine)}. Triton ran on its CPU, so the GPU capacity figure is not "
@@ -279,6 +313,18 @@ def write_scaleout_report(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     return text
+
+
+def _joining(nodes: int, requests_per_execution: float, mean_batch: float) -> str:
+    """Whether Triton ran requests of several nodes together: only more than one request per execution
+    says so (a node has one out at a time); images per execution above 1 may be one node's cameras."""
+    figures = f"{requests_per_execution:.2f} requests per execution, {mean_batch:.2f} images"
+    if requests_per_execution > 1:
+        return f"Triton joined the requests of the {nodes} nodes into its executions: {figures}."
+    return (
+        f"Triton ran each request on its own: {figures}; its batches are each one node's request "
+        "(a node's cameras together), not requests of several nodes put together."
+    )
 
 
 def _shown(ratio: float | None) -> str:

@@ -456,6 +456,42 @@ def test_a_quick_scaleout_page_says_it_is_a_smoke_run(tmp_path: Path) -> None:
     assert "smoke run" in quick and "smoke run" not in real
 
 
+def triton_stats(images: int, requests: int, executions: int) -> dict[str, object]:
+    """An entry of Triton's ``/v2/models/<m>/stats`` ``model_stats``, with the counts the benchmark reads."""
+    success = {"count": requests, "ns": 1_000_000 * requests}
+    return {
+        "name": "segcast-scene-seg",
+        "inference_count": images,
+        "execution_count": executions,
+        "inference_stats": {"success": success, "fail": {"count": 0, "ns": 0}},
+    }
+
+
+def test_the_scaleout_page_says_triton_joined_requests_only_where_it_ran_several_in_one_execution(
+    tmp_path: Path,
+) -> None:
+    """Two nodes of two cameras: each request carries up to 2 images, so 1.41 images per execution was
+    read as the nodes' requests joined when Triton ran every request on its own (138 requests, 138
+    executions): only requests per execution tell."""
+    from bench.scaleout import NodesRun, ScaleoutResults, TritonCounts, record_batching, write_scaleout_report
+
+    def page(requests: int, executions: int) -> str:
+        run = NodesRun("grpc://127.0.0.1:8001/model", 2, 4, 30.0, 58.0, 100.0, 180.0)
+        before = TritonCounts.from_stats(triton_stats(1000, 500, 500))
+        after = TritonCounts.from_stats(triton_stats(1000 + 195, 500 + requests, 500 + executions))
+        record_batching(run, before, after)
+        return write_scaleout_report(ScaleoutResults(runs=[run]), tmp_path / "s.md", "python -m bench", {})
+
+    alone = page(requests=138, executions=138)
+    assert "| 2 node(s), one Triton | 4 | 58.0 | 100 | 180 | 1.41 | 1.00 |" in alone
+    assert "1.00 requests per execution" in alone
+    assert "joined" not in alone
+
+    joined = page(requests=138, executions=69)
+    assert "| 2.83 | 2.00 |" in joined
+    assert "Triton joined the requests of the 2 nodes into its executions: 2.00 requests per execution" in joined
+
+
 def test_scaleout_rows_are_labelled_by_what_ran_not_by_what_triton_executed(tmp_path: Path) -> None:
     """A Triton run whose Triton executed nothing (no mean batch) is still the two nodes on Triton."""
     from bench.scaleout import NodesRun, ScaleoutResults, write_scaleout_report

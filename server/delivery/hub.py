@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 
 STATS_WINDOW_S = 5.0  # rates and latency are averaged over the frames of the last few seconds
 STATS_MAX_SAMPLES = 256
+#: A stream processed slower than a frame a `STATS_WINDOW_S` has its rate taken from its last two frames,
+#: and reads 0 fps (stalled) once it has had none for twice their interval, or for this long whatever it
+#: was: longer than a Triton batch may take (10 s), a few times over for a node whose streams take turns.
+STALLED_AFTER_S = 30.0
 #: How long a removed stream's late frames and states are still recognised and dropped. They come
 #: from a frame that was in the encoder at the removal, so within one encode; this is ample.
 REMOVED_GRACE_S = 10.0
@@ -55,7 +59,8 @@ _Key = TypeVar("_Key")
 
 
 class _StreamStats:
-    """Processed frame rate and end-to-end latency of one stream, over `STATS_WINDOW_S`.
+    """Processed frame rate and end-to-end latency of one stream, over `STATS_WINDOW_S` (the rate of a
+    stream slower than that from its last frames, `_processed_fps`).
 
     Latency runs from decoding a frame to handing its result to viewers, on the monotonic clock
     (`Frame.capture_monotonic`): the wall clock stepped in between read as the size of the step. A
@@ -66,23 +71,39 @@ class _StreamStats:
         self.samples: deque[tuple[float, float]] = deque(maxlen=STATS_MAX_SAMPLES)  # (monotonic arrival, latency s)
         self.published = 0
         self.images = 0
+        #: The newest frame published was shown unanalysed: inference is unavailable, the stream not slow.
+        self.unanalysed = False
 
     def add(self, packet: FramePacket) -> None:
         if packet.result.analysed:
             now = time.monotonic()
             self.samples.append((now, now - packet.result.frame.capture_monotonic))
+        self.unanalysed = not packet.result.analysed
         self.published += 1
         self.images += encodings(packet.jpegs)
 
     def snapshot(self) -> dict[str, float | None]:
         now = time.monotonic()
         recent = [s for s in self.samples if now - s[0] <= STATS_WINDOW_S]
-        if not recent:
-            return {"processed_fps": 0.0, "latency_ms": None}
-        latency_ms = 1000 * sum(s[1] for s in recent) / len(recent)
-        span = recent[-1][0] - recent[0][0]
-        processed_fps = (len(recent) - 1) / span if span > 0 else 0.0
-        return {"processed_fps": round(processed_fps, 2), "latency_ms": round(latency_ms, 1)}
+        latency_ms = round(1000 * sum(s[1] for s in recent) / len(recent), 1) if recent else None
+        return {"processed_fps": round(self._processed_fps(recent, now), 2), "latency_ms": latency_ms}
+
+    def _processed_fps(self, recent: list[tuple[float, float]], now: float) -> float:
+        """Over the window; for a stream slower than a frame a window (a Triton overloaded), from its last
+        two frames, or from its last frame to ``now`` once that is longer (the next interval is at least
+        as long). A slow stream must not read 0 fps, which alerts take for stalled; one that stopped
+        does, as soon as it is clearly late (`STALLED_AFTER_S`), and at once when shown unanalysed."""
+        if len(recent) >= 2:
+            span = recent[-1][0] - recent[0][0]
+            return (len(recent) - 1) / span if span > 0 else 0.0
+        if len(self.samples) < 2 or self.unanalysed:
+            return 0.0
+        before, last = self.samples[-2][0], self.samples[-1][0]
+        silent = now - last
+        if silent > min(STALLED_AFTER_S, max(STATS_WINDOW_S, 2 * (last - before))):
+            return 0.0
+        interval = max(last - before, silent)
+        return 1 / interval if interval > 0 else 0.0
 
 
 class Hub:
