@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -141,9 +142,9 @@ def screenshots(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     return folder
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    """A headless Debian Chromium driven by Playwright, closed after the test."""
+@asynccontextmanager
+async def launched_chromium() -> AsyncIterator[Any]:
+    """A headless Debian Chromium driven by Playwright, closed at the end of the ``with`` block."""
     from playwright import async_api as playwright
 
     async with playwright.async_playwright() as driver:
@@ -152,6 +153,13 @@ async def browser() -> AsyncIterator[Any]:
             yield instance
         finally:
             await instance.close()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    """A headless Debian Chromium driven by Playwright, closed after the test."""
+    async with launched_chromium() as instance:
+        yield instance
 
 
 @pytest.fixture

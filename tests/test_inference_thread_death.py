@@ -107,6 +107,18 @@ worker.InferenceWorker._take_batch = _takes_or_gives_up
 worker.InferenceWorker.stop = _dies_then_stops
 """
 CAMERA = StreamConfig("cam", "scene:?seed=1")
+#: What the log says as the thread dies, and segcast's last two lines after it stopped for that.
+DIED = "CRITICAL server.inference.worker: inference thread stopped: SystemExit: a library gave up"
+STOPPED_FOR_INFERENCE = [
+    "segcast: stopping, as no frame can be inferred any more (inference thread stopped: SystemExit: a library "
+    "gave up); it exits with status 3 for a service manager to start it again",
+    "segcast: stopped",
+]
+
+
+def segcast_said(output: str) -> list[str]:
+    """segcast's own lines (not the log's) in ``output``."""
+    return [line for line in output.splitlines() if line.startswith("segcast: ")]
 
 
 def dying_server(tmp_path: Path, sitecustomize: str) -> SegcastProcess:
@@ -147,13 +159,9 @@ async def test_a_server_whose_inference_thread_dies_stops_cleanly_and_exits_for_
     finally:
         server.kill()
     assert server.process.returncode == EXIT_INFERENCE_ENDED == 3, output
-    assert "CRITICAL server.inference.worker: inference thread stopped: SystemExit: a library gave up" in output
-    said = [line for line in output.splitlines() if line.startswith("segcast: ")]
-    assert said[-2:] == [
-        "segcast: stopping, as no frame can be inferred any more (inference thread stopped: SystemExit: a library "
-        "gave up); it exits with status 3 for a service manager to start it again",
-        "segcast: stopped",
-    ], output
+    assert DIED in output
+    said = segcast_said(output)
+    assert said[-2:] == STOPPED_FOR_INFERENCE, output
 
 
 @pytest.mark.timeout(START_TIMEOUT_S + STOP_BOUND_S + 30)
@@ -170,13 +178,9 @@ async def test_an_inference_thread_that_dies_during_the_start_stops_the_server_w
     finally:
         server.kill()
     assert server.process.returncode == EXIT_INFERENCE_ENDED, output
-    assert "CRITICAL server.inference.worker: inference thread stopped: SystemExit: a library gave up" in output
-    said = [line for line in output.splitlines() if line.startswith("segcast: ")]
-    assert said[-2:] == [
-        "segcast: stopping, as no frame can be inferred any more (inference thread stopped: SystemExit: a library "
-        "gave up); it exits with status 3 for a service manager to start it again",
-        "segcast: stopped",
-    ], output
+    assert DIED in output
+    said = segcast_said(output)
+    assert said[-2:] == STOPPED_FOR_INFERENCE, output
     assert not [line for line in said if "listening on" in line], "it said it listened, before it stopped"
     lines = output.splitlines()
     assert "test: the pipeline stopped" in lines, "the stop was not the clean one: the pipeline was never stopped"
@@ -196,8 +200,8 @@ async def test_an_inference_thread_that_dies_while_a_sigterm_stops_the_server_le
         code, _, output = await asyncio.to_thread(server.terminate, STOP_BOUND_S)
     finally:
         server.kill()
-    assert "CRITICAL server.inference.worker: inference thread stopped: SystemExit: a library gave up" in output
-    said = [line for line in output.splitlines() if line.startswith("segcast: ")]
+    assert DIED in output
+    said = segcast_said(output)
     assert said[-2:] == ["segcast: stopping", "segcast: stopped"], output
     assert "no frame can be inferred" not in output
     assert code == 0, output

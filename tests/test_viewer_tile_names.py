@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient
 from server.app import create_app
 from server.config import Settings, StreamConfig
 from server.inference.models import BUNDLED_MODEL
-from tests.conftest import CHROMIUM, ServedAsInProduction
+from tests.conftest import ServedAsInProduction, launched_chromium
 from tests.support.browser import WAIT_MS, open_page, require_browser, wait_for_text
 
 require_browser()
@@ -71,14 +71,8 @@ async def client() -> AsyncIterator[TestClient]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def chromium() -> AsyncIterator[Any]:
-    from playwright import async_api as playwright
-
-    async with playwright.async_playwright() as driver:
-        instance = await driver.chromium.launch(executable_path=CHROMIUM)
-        try:
-            yield instance
-        finally:
-            await instance.close()
+    async with launched_chromium() as instance:  # one for the module's tests
+        yield instance
 
 
 async def spoken(page: Any, selector: str) -> dict[str, str]:

@@ -26,7 +26,7 @@ from aiohttp.test_utils import TestClient
 from server.app import create_app
 from server.config import Settings, StreamConfig
 from server.inference.models import BUNDLED_MODEL
-from tests.conftest import CHROMIUM, ServedAsInProduction
+from tests.conftest import ServedAsInProduction, launched_chromium
 from tests.support.browser import DESKTOP, WAIT_MS, Console, open_url, require_browser, wait_for_new_frame
 from tests.support.polling import eventually
 from tests.support.zone_page import STREAM_VIEW, click, shape_names
@@ -72,14 +72,8 @@ async def client(config_file: Path) -> AsyncIterator[TestClient]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def chromium() -> AsyncIterator[Any]:
-    from playwright import async_api as playwright
-
-    async with playwright.async_playwright() as driver:
-        instance = await driver.chromium.launch(executable_path=CHROMIUM)
-        try:
-            yield instance
-        finally:
-            await instance.close()
+    async with launched_chromium() as instance:  # one for the module's tests
+        yield instance
 
 
 async def _open_with_token(chromium: Any, client: TestClient, path: str) -> tuple[Any, Console]:
