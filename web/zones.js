@@ -114,6 +114,7 @@ export class ZoneEditor {
     this.counts = null;
     this.visible = true;
     this.changedAt = -Infinity; // performance.now() when the last change here was answered
+    this.errorsShown = 0; // refusals shown so far (showError): a later save's answer keeps a newer one
     this.fileSaves = false; // the server has a config file to save to (GET /api/viewer)
     this.persistable = true; // and can save this stream's changes there (not one --source started)
     // The streams whose shapes were changed here, in effect but not saved to the config file since.
@@ -451,6 +452,7 @@ export class ZoneEditor {
       this.unsaved = true;
       return;
     }
+    const errorsBefore = this.errorsShown;
     let saved;
     try {
       saved = await this.save(streamId);
@@ -460,7 +462,8 @@ export class ZoneEditor {
     }
     if (streamId !== this.streamId) return; // the stream was left: a poll shows its shapes once it is opened
     const { options, etag, refusal } = saved;
-    this.showError(refusal);
+    // A save answered late must not wipe what was refused meanwhile (a loiter time typed while it was out).
+    if (refusal || this.errorsShown === errorsBefore) this.showError(refusal);
     this.changedAt = performance.now();
     this.savedKey = null;
     this.counts = null; // the next frame's counts are those of the new shapes
@@ -550,6 +553,7 @@ export class ZoneEditor {
   // would otherwise go unseen, as the shape it refused disappears. `field`: the input it is about (the
   // name, the loiter time), marked invalid and described by it, with the focus, until it is changed.
   showError(message, field = null) {
+    if (message) this.errorsShown += 1;
     this.el.error.textContent = message;
     for (const input of [this.el.name, this.el.loiter]) if (input) unmark(input, this.el.error.id);
     if (message && field) {
