@@ -154,8 +154,8 @@ def test_a_backend_answering_for_fewer_images_than_it_was_sent_fails_that_frame_
         cam.put(_blank("cam", 0))
         short = backend.submitted.get(timeout=RESULT_TIMEOUT_S)
         cam.put(_blank("cam", 1))
-        right = backend.submitted.get(timeout=RESULT_TIMEOUT_S)
         short.answer.set_result([Detections.empty()] * (short.images - 1))
+        right = backend.submitted.get(timeout=RESULT_TIMEOUT_S)  # out once the one before is answered
         right.answer.set_result([Detections.empty()] * right.images)
         delivered = results.get(timeout=RESULT_TIMEOUT_S)
         stats = worker.stats("cam")
@@ -243,9 +243,10 @@ def test_an_inference_thread_that_ends_unexpectedly_makes_inference_unavailable_
     assert any(record.exc_info for record in caplog.records if "inference thread stopped" in record.getMessage())
 
 
-def test_a_batch_answered_before_a_stop_is_delivered_though_an_older_one_was_not() -> None:
-    """Given a pipelined backend with an older batch unanswered and a newer one answered, when the worker
-    stops (closing the backend under the older), then the newer one's frame is still tracked and delivered."""
+def test_a_batch_answered_before_a_stop_is_delivered_and_one_still_out_is_not() -> None:
+    """Given a pipelined backend with an older batch answered and the next one out, when the worker stops
+    (closing the backend under the one out), then the older one's frame is tracked and delivered, and
+    nothing of the one out is."""
     backend = _Backend()
     results: queue.Queue[FrameResult] = queue.Queue()
     worker = InferenceWorker("m", results.put, InferenceOptions(), load=lambda _: backend)
@@ -253,15 +254,16 @@ def test_a_batch_answered_before_a_stop_is_delivered_though_an_older_one_was_not
     try:
         slots = {stream_id: worker.add_stream(stream_id, 15.0) for stream_id in ("older", "newer")}
         slots["older"].put(_blank("older", 0))
-        backend.submitted.get(timeout=RESULT_TIMEOUT_S)
+        older = backend.submitted.get(timeout=RESULT_TIMEOUT_S)
         slots["newer"].put(_blank("newer", 0))
-        backend.submitted.get(timeout=RESULT_TIMEOUT_S).answer.set_result([Detections.empty()])
+        older.answer.set_result([Detections.empty()])
+        backend.submitted.get(timeout=RESULT_TIMEOUT_S)  # the newer one, out until the stop
     finally:
         worker.stop()
     delivered = [results.get_nowait().frame.stream_id for _ in range(results.qsize())]
-    newer = worker.stats("newer")
-    assert delivered == ["newer"]
-    assert newer is not None and (newer.processed, newer.errors) == (1, 0)
+    older_stats = worker.stats("older")
+    assert delivered == ["older"]
+    assert older_stats is not None and (older_stats.processed, older_stats.errors) == (1, 0)
 
 
 def test_a_failure_to_use_the_cores_stops_start_at_once_with_its_reason(monkeypatch: pytest.MonkeyPatch) -> None:

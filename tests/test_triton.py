@@ -209,9 +209,13 @@ class _HeldAnswers(TritonModel):
         self.log = log
         self.requests_out: queue.Queue[Future[list[np.ndarray]]] = queue.Queue()
         self.awaited = threading.Event()  # the inference thread is waiting for an answer
+        self.sent: list[Future[list[np.ndarray]]] = []
+        self.unanswered_at_submit: list[int] = []  # of the requests sent before, at each request
 
     def submit(self, images: list[np.ndarray], **options: Any) -> PendingDetections:
+        self.unanswered_at_submit.append(sum(not sent.done() for sent in self.sent))
         answer: Future[list[np.ndarray]] = Future()
+        self.sent.append(answer)
         on_answer = options.get("on_answer")
         if on_answer is not None:
             answer.add_done_callback(lambda _: on_answer())
@@ -230,37 +234,47 @@ class _Awaited(PendingDetections):
         return super().result()
 
 
-def test_a_remote_model_has_the_next_batch_out_while_the_last_is_answered() -> None:
-    """Batch 2 goes out while batch 1 is still at the server (else this waits in vain for it), a third
-    only once the first is finished, and frames come out in order."""
-    log: list[str] = []
-    model = _HeldAnswers(log)
+class _NextFrameAtEachRequest(_HeldAnswers):
+    """Puts the next of ``frames`` in ``slot`` as each request goes out: a thread that sends behind a
+    request still out takes it at once."""
+
+    def __init__(self, log: list[str], slot: Any, frames: list[Frame]) -> None:
+        super().__init__(log)
+        self.slot, self.frames = slot, frames
+
+    def submit(self, images: list[np.ndarray], **options: Any) -> PendingDetections:
+        pending = super().submit(images, **options)
+        if self.frames:
+            self.slot.put(self.frames.pop(0))
+        return pending
+
+
+def test_a_remote_model_has_the_next_batch_out_once_the_last_is_answered() -> None:
+    """Batch 2 goes out once batch 1 is answered, with the newest frame (where the thread takes it before
+    it finishes batch 1, the server works on it meanwhile), never behind a batch still out, where its
+    frames waited that one's whole request, aging. Frames come out in order."""
     results: queue.Queue[FrameResult] = queue.Queue()
+    image = np.zeros((64, 64, 3), np.uint8)
+    frames = [Frame("cam", seq, 1000.0 + seq, seq / 15, image) for seq in range(3)]
+    model: _NextFrameAtEachRequest | None = None
 
-    def on_result(result: FrameResult) -> None:
-        log.append(f"result {result.frame.seq}")
-        results.put(result)
+    def load(_: str) -> _NextFrameAtEachRequest:
+        nonlocal model
+        model = _NextFrameAtEachRequest([], None, frames[1:])
+        return model
 
-    worker = InferenceWorker("grpc://test", on_result, InferenceOptions(), load=lambda _: model)
+    worker = InferenceWorker("grpc://test", results.put, InferenceOptions(), load=load)
     worker.start()
     try:
-        slot = worker.add_stream("cam", 15.0)
-        image = np.zeros((64, 64, 3), np.uint8)
-        answers = []
-        for seq in range(3):
-            slot.put(Frame("cam", seq, 1000.0 + seq, seq / 15, image))
-            if seq < 2:
-                answers.append(model.requests_out.get(timeout=30))  # out at once, though unanswered
-        assert model.awaited.wait(30)  # two out: the thread waits for the first answer...
-        assert model.requests_out.empty()  # ...and leaves frame 2 for later
-        answers[0].set_result([])
-        answers.append(model.requests_out.get(timeout=30))
-        answers[1].set_result([])
-        answers[2].set_result([])
+        assert model is not None
+        model.slot = worker.add_stream("cam", 15.0)
+        model.slot.put(frames[0])
+        for _ in range(3):
+            model.requests_out.get(timeout=30).set_result([])
         assert [results.get(timeout=30).frame.seq for _ in range(3)] == [0, 1, 2]
     finally:
         worker.stop()
-    assert log == ["request", "request", "result 0", "request", "result 1", "result 2"]
+    assert model.unanswered_at_submit == [0, 0, 0], "a batch went out behind one still out"
 
 
 class _BrokenOnce(_HeldAnswers):

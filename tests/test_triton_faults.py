@@ -274,7 +274,8 @@ def test_a_remote_batchs_inference_time_is_its_own_not_the_wait_behind_another(
     triton: _FakeTriton, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A frame's ``inference_ms`` is the model's time for it. A remote batch's was measured from its
-    submission, so the second batch out counted the first's time as its own, waiting behind it."""
+    submission, so the second out counted the first's time as its own, waiting behind it: here the
+    frames of two sizes in one batch, each size a request of its own."""
     clock = _Clock()
     monkeypatch.setattr(triton_model, "time", clock)
     first_out, release = threading.Event(), threading.Event()
@@ -289,13 +290,13 @@ def test_a_remote_batchs_inference_time_is_its_own_not_the_wait_behind_another(
     triton.answer = answer
     results: queue.Queue[FrameResult] = queue.Queue()
     worker = InferenceWorker(SPEC, results.put, InferenceOptions(), load=lambda _: _model())
+    # Both frames in their slots before the thread starts: its first batch takes both.
+    worker.add_stream("wide", 15.0).put(Frame("wide", 0, 1000.0, 0.0, _image()))
+    worker.add_stream("square", 15.0).put(Frame("square", 0, 1000.0, 0.0, _image(480, 480)))
     worker.start()
     try:
-        cam = worker.add_stream("cam", 15.0)
-        cam.put(Frame("cam", 0, 1000.0, 0.0, _image()))
-        assert first_out.wait(30), "the first batch was never sent"
-        clock.now += 5.0  # Triton works on the first batch for 5 s; the second is submitted meanwhile
-        cam.put(Frame("cam", 1, 1001.0, 1 / 15, _image()))
+        assert first_out.wait(30), "the first request was never sent"
+        clock.now += 5.0  # Triton works on the first request for 5 s; the second is submitted meanwhile
         deadline = time.monotonic() + 30
         while worker.cycles < 2:  # the inference thread has submitted it: it waits behind the first
             assert time.monotonic() < deadline, "the second batch was never submitted"
@@ -305,8 +306,8 @@ def test_a_remote_batchs_inference_time_is_its_own_not_the_wait_behind_another(
     finally:
         release.set()
         worker.stop()
-    assert (first.frame.seq, first.inference_ms) == (0, pytest.approx(5250.0))
-    assert (second.frame.seq, second.inference_ms) == (1, pytest.approx(250.0))
+    assert (first.frame.stream_id, first.inference_ms) == ("wide", pytest.approx(5250.0))
+    assert (second.frame.stream_id, second.inference_ms) == ("square", pytest.approx(250.0))
 
 
 def test_a_server_that_answers_again_is_sent_the_next_request_at_once(triton: _FakeTriton) -> None:
@@ -619,8 +620,8 @@ def test_a_config_asking_an_imgsz_a_fixed_size_model_does_not_take_stops_the_sta
 def test_a_batch_queued_behind_another_gets_its_whole_deadline_once_sent(
     triton: _FakeTriton, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The worker keeps two batches out, sent one after the other: a server that takes 6 s of the
-    10 s deadline for each answers both in time and stays available, slow but not down."""
+    """Two submissions out (a batch's frames of two sizes), sent one after the other: a server that takes
+    6 s of the 10 s deadline for each answers both in time and stays available, slow but not down."""
     clock = _Clock()
     monkeypatch.setattr(triton_model, "time", clock)
     both_submitted = threading.Event()

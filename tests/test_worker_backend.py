@@ -76,32 +76,53 @@ def _frame(seq: int) -> Frame:
     return Frame("cam", seq, 1000.0 + seq, seq / 15, np.zeros((64, 64, 3), np.uint8))
 
 
-def test_a_backend_of_any_kind_is_pipelined_to_its_depth_and_its_refusals_are_its_streams(
+class _PipelinedBackend(_ElsewhereBackend):
+    """Notes, at each submit, how many batches were out unanswered; a frame is put in ``cam`` as the first
+    goes out, so a worker that sends behind one out takes it at once."""
+
+    def __init__(self, status: InferenceStatus) -> None:
+        super().__init__(status)
+        self.out: list[_Pending] = []
+        self.unanswered_at_submit: list[int] = []
+        self.cam: Any = None
+
+    def submit(self, images: list[np.ndarray], *, on_answer: Callable[[], None], **options: Any) -> _Pending:
+        self.unanswered_at_submit.append(sum(not pending.done() for pending in self.out))
+        if not self.out:
+            self.cam.put(_frame(1))
+        pending = super().submit(images, on_answer=on_answer, **options)
+        self.out.append(pending)
+        return pending
+
+
+def test_a_backend_of_any_kind_gets_the_next_batch_once_the_one_out_is_answered_and_its_refusals_are_its_streams(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Given a backend that may have two batches out, when the first is still unanswered the second goes
-    out, and the first's refusal is charged to its frame with the backend's own words; the log names
-    where the backend runs, /metrics gets its request counts, and a stop closes it."""
-    backend = _ElsewhereBackend(InferenceStatus(available=True))
+    """Given a backend that may have two batches submitted and not finished, the next goes out once the one
+    out is answered, with the newest frames, while the thread finishes that one: sent behind it, its frames
+    waited its whole request (twice the latency, on a Triton slower than the cameras, for no more frames).
+    The first's refusal is charged to its frame with the backend's own words; the log names where the
+    backend runs, /metrics gets its request counts, and a stop closes it."""
+    backend = _PipelinedBackend(InferenceStatus(available=True))
     results: queue.Queue[FrameResult] = queue.Queue()
     worker = InferenceWorker("m", results.put, InferenceOptions(), load=lambda _: backend)
     with caplog.at_level(logging.INFO, logger="server.inference.worker"):
         worker.start()
     try:
-        cam = worker.add_stream("cam", 15.0)
+        cam = backend.cam = worker.add_stream("cam", 15.0)
         cam.put(_frame(0))
         first = backend.submitted.get(timeout=WAIT_S)
-        cam.put(_frame(1))
-        second = backend.submitted.get(timeout=WAIT_S)  # out while the first is not answered
-        assert not first.done()
-        second.answer.set_result([Detections.empty()])
+        cam.put(_frame(2))  # the newest, in place of frame 1 in the slot
         first.answer.set_result([InferenceRefused(REFUSAL)])
+        second = backend.submitted.get(timeout=WAIT_S)
+        second.answer.set_result([Detections.empty()])
         delivered = results.get(timeout=WAIT_S)
         stats = worker.stats("cam")
         assert worker.remote_stats == RequestStats(3, 1, 0.5)
     finally:
         worker.stop()
-    assert delivered.frame.seq == 1
+    assert backend.unanswered_at_submit == [0, 0], "a batch went out behind one still out"
+    assert delivered.frame.seq == 2
     assert stats is not None and (stats.processed, stats.errors) == (1, 1)
     assert stats.last_error == f"Elsewhere refused the request: {REFUSAL}"
     assert any(r.getMessage().startswith("inference thread ready on elsewhere://gpu-7") for r in caplog.records)

@@ -75,7 +75,9 @@ class InferenceBackend(Protocol):
 
     @property
     def depth(self) -> int:
-        """How many batches the worker may have submitted and not yet finished."""
+        """How many batches the worker may have submitted and not yet finished. One is out at a time, the
+        next sent once it is answered, while the worker finishes it: 2 overlaps the backend's work with the
+        worker's; more would only leave frames aging behind a request out."""
         ...
 
     @property

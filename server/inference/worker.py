@@ -26,6 +26,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -412,16 +413,21 @@ class InferenceWorker:
         while not self._stop.is_set():
             try:
                 if not (in_flight and in_flight[0].answered()):
-                    with self.busy.waiting():
+                    # Waiting on a batch out is the model's work under way (busy), waiting for frames is not.
+                    with nullcontext() if in_flight else self.busy.waiting():
                         self._work_ready.wait(IDLE_POLL_S)  # new frames, or an answer to a request
                 self._work_ready.clear()
-                while in_flight and in_flight[0].answered():
-                    self._finish(backend, in_flight.popleft())
-                if len(in_flight) < depth and (jobs := self._take_batch()):
+                # The next batch goes out once every earlier one is answered, and before those are finished:
+                # the backend works on it while this thread finishes them. Sent behind one still out, its
+                # frames waited that one's whole request, aging, where the slots keep the newest instead.
+                out = all(batch.answered() for batch in in_flight) and len(in_flight) < depth
+                if out and (jobs := self._take_batch()):
                     in_flight.append(self._start(backend, jobs))
                     last_frame_at = time.monotonic()
                 elif not in_flight and time.monotonic() - last_frame_at >= IDLE_PROBE_AFTER_S:
                     backend.probe(on_answer=self._work_ready.set)  # nothing to send: it checks by itself
+                while in_flight and in_flight[0].answered():
+                    self._finish(backend, in_flight.popleft())
                 if len(in_flight) >= depth:  # as much out as allowed: the oldest answer is what comes next
                     self._finish(backend, in_flight.popleft())
                 self._report_status()

@@ -2,8 +2,9 @@
 
 Only the network runs remotely: letterboxing, NMS and mask outlines stay on the node
 (`server.triton.predictor_steps`). Each batch the inference thread forms is one request; a node has
-at most `IN_FLIGHT_BATCHES` out, and meanwhile the newest frame of each
-camera keeps replacing the last, so a slow server makes live streams skip frames, never queue them.
+one out at a time, the next sent once it is answered while the thread finishes it (`IN_FLIGHT_BATCHES`),
+and meanwhile the newest frame of each camera keeps replacing the last, so a slow server makes live
+streams skip frames, never queue them.
 
 Each `submit` (the worker submits each group of frames of one size and options on its own) is
 answered within `REQUEST_TIMEOUT_S` of being sent or fails: the requests it is split into by the
