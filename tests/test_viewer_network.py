@@ -24,6 +24,7 @@ from server.inference.models import BUNDLED_MODEL
 from server.webrtc.routes import peers_key
 from tests.support.browser import WAIT_MS, Console, open_url, require_browser, wait_for_new_frame, wait_for_text
 from tests.support.silent_proxy import SilentProxy
+from tests.test_viewer_webrtc import fell_back_reasons
 
 require_browser()
 
@@ -33,7 +34,6 @@ pytestmark = pytest.mark.timeout(120)
 
 KEEPALIVE_TEST_S = 1.0
 RECEIVE_TIMEOUT_S = 30.0
-FELL_BACK = "segcast: video over the WebSocket, not WebRTC: "
 STALLED = "its video stalled: more than 2 s behind the WebSocket's frames"  # web/webrtc.js, heard()
 #: Counts, in the page, the WebSockets opened and the keepalives they brought.
 COUNT_SOCKETS = """
@@ -182,13 +182,7 @@ async def test_a_webrtc_connection_lost_for_seconds_falls_back_to_the_websocket(
     client = await start_server(StreamConfig("cam", "scene:?seed=3"))
     page = await browser.new_page()
     console = Console(page)
-    fell_back: list[str] = []
-
-    def on_console(message: Any) -> None:
-        if message.text.startswith(FELL_BACK):
-            fell_back.append(message.text.removeprefix(FELL_BACK))
-
-    page.on("console", on_console)
+    fell_back = fell_back_reasons(page)
     await page.goto(str(client.make_url("/#/stream/cam")))
     await _on_webrtc_with_a_new_frame(page, None)
     assert client.app is not None

@@ -44,6 +44,13 @@ NO_WEBRTC = "delete window.RTCPeerConnection;"
 FELL_BACK = "segcast: video over the WebSocket, not WebRTC: "
 
 
+def fell_back_reasons(page: Any) -> list[str]:
+    """The reasons ``page`` says (on its console) it fell back to the WebSocket for, as they come."""
+    reasons: list[str] = []
+    page.on("console", lambda m: m.text.startswith(FELL_BACK) and reasons.append(m.text.removeprefix(FELL_BACK)))
+    return reasons
+
+
 async def wait_for_transport(page: Any, badge: str) -> None:
     await page.wait_for_function(
         "(text) => document.querySelector('#stream-transport')?.textContent === text", arg=badge, timeout=WAIT_MS

@@ -23,7 +23,7 @@ from server.config import StreamConfig
 from tests.support.browser import Console, require_browser, wait_for_new_frame
 from tests.support.polling import eventually
 from tests.test_viewer_background import paused_page
-from tests.test_viewer_webrtc import FELL_BACK, wait_for_transport
+from tests.test_viewer_webrtc import fell_back_reasons, wait_for_transport
 
 require_browser()
 
@@ -87,8 +87,7 @@ async def test_webrtc_lost_is_tried_again_later_and_later_until_it_plays(start_s
     client = await start_server(StreamConfig("cam", "scene:?seed=3"))
     page = await paused_page(browser, FAILABLE_PEERS)
     console = Console(page)
-    fell_back: list[str] = []
-    page.on("console", lambda m: m.text.startswith(FELL_BACK) and fell_back.append(m.text.removeprefix(FELL_BACK)))
+    fell_back = fell_back_reasons(page)
     await page.goto(str(client.make_url("/#/stream/cam")))
     await wait_for_transport(page, "WebRTC")
     await wait_for_new_frame(page, "#video")

@@ -25,7 +25,7 @@ from aiohttp.test_utils import TestClient
 from server.config import StreamConfig
 from tests.support.browser import WAIT_MS, Console, require_browser, wait_for_new_frame
 from tests.test_viewer_background import HIDE, HIDEABLE, paused_page
-from tests.test_viewer_webrtc import FELL_BACK, wait_for_transport
+from tests.test_viewer_webrtc import fell_back_reasons, wait_for_transport
 
 require_browser()
 
@@ -99,8 +99,7 @@ async def webrtc_page(browser: Any, client: TestClient) -> tuple[Any, Console, l
     page = await browser.new_page()
     await page.add_init_script(STALLABLE)
     console = Console(page)
-    fell_back: list[str] = []
-    page.on("console", lambda m: m.text.startswith(FELL_BACK) and fell_back.append(m.text.removeprefix(FELL_BACK)))
+    fell_back = fell_back_reasons(page)
     await page.goto(str(client.make_url("/#/stream/cam")))
     await wait_for_transport(page, "WebRTC")
     await wait_for_new_frame(page, "#video")
@@ -205,8 +204,7 @@ async def test_a_hidden_view_counts_no_stall_and_counts_again_once_shown(start_s
     client = await start_server(StreamConfig("cam", "scene:?seed=3"))
     page = await paused_page(browser, HIDEABLE, STALLABLE, COUNTED_SOCKETS)
     console = Console(page)
-    fell_back: list[str] = []
-    page.on("console", lambda m: m.text.startswith(FELL_BACK) and fell_back.append(m.text.removeprefix(FELL_BACK)))
+    fell_back = fell_back_reasons(page)
     await page.goto(str(client.make_url("/#/stream/cam")))
     await wait_for_transport(page, "WebRTC")
     await wait_for_new_frame(page, "#video")
