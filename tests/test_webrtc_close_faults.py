@@ -34,14 +34,18 @@ pytestmark = pytest.mark.timeout(60)
 
 @dataclass
 class RecvCalls:
-    """What became of each call aiortc's sender made to a player's `AnnotatedTrack.recv`."""
+    """The tasks (aiortc's sender) that called a player's `AnnotatedTrack.recv`, and how many calls wait."""
 
     waiting: int = 0
-    outcomes: list[str] = field(default_factory=list)  # "frame", or the exception's name
+    callers: set[asyncio.Task[Any]] = field(default_factory=set)  # the sender's RTP task
 
     def sender_stopped(self) -> bool:
-        """Whether the sender's last call ended without a frame and none is waiting: it takes no more."""
-        return self.waiting == 0 and bool(self.outcomes) and self.outcomes[-1] != "frame"
+        """Whether every task that called has ended and none is waiting: the sender takes no more.
+
+        Its last call may well have given a frame: a sender stopped while it encoded one never calls
+        again, so what its last call gave tells nothing.
+        """
+        return self.waiting == 0 and bool(self.callers) and all(task.done() for task in self.callers)
 
 
 @pytest.fixture
@@ -50,16 +54,14 @@ def recv_calls(monkeypatch: pytest.MonkeyPatch) -> RecvCalls:
     recv = AnnotatedTrack.recv
 
     async def recorded(track: AnnotatedTrack) -> Any:
+        caller = asyncio.current_task()
+        assert caller is not None
+        calls.callers.add(caller)
         calls.waiting += 1
         try:
-            frame = await recv(track)
-        except BaseException as exc:
-            calls.outcomes.append(type(exc).__name__)
-            raise
+            return await recv(track)
         finally:
             calls.waiting -= 1
-        calls.outcomes.append("frame")
-        return frame
 
     monkeypatch.setattr(AnnotatedTrack, "recv", recorded)
     return calls
