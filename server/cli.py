@@ -518,32 +518,9 @@ def _model_origin(args: argparse.Namespace, settings: Settings) -> str | None:
     """
     if args.model is not None or settings.config_path is None:
         return None
-    if not _file_names_model(settings):
+    if "model.name" not in settings.file_keys:
         return f"the default model: choose another with --model, or [model] name in {settings.config_path}"
     return f"[model] name in {settings.config_path}; --model overrides it"
-
-
-def _file_names_model(settings: Settings) -> bool:
-    """Whether the config file has a ``[model] name`` of its own: one naming the default model too,
-    which is no default then, but the line to change.
-
-    `Settings` keeps the name, not whether the file wrote it, so the file is read again; only the bytes
-    that were loaded (the same digest) answer, and a file edited since is taken as naming none.
-    """
-    import tomllib
-
-    from server.config import content_digest
-
-    if settings.config_path is None:
-        return False
-    try:
-        raw = settings.config_path.read_bytes()
-        if content_digest(raw) != settings.config_digest:
-            return False
-        model = tomllib.loads(raw.decode("utf-8-sig")).get("model")
-    except (OSError, ValueError):  # UnicodeDecodeError and TOMLDecodeError are ValueErrors
-        return False
-    return isinstance(model, dict) and "name" in model
 
 
 def _options_in_file(error: StreamOptionsError, args: argparse.Namespace, settings: Settings) -> str | None:
@@ -566,7 +543,7 @@ def _options_in_file(error: StreamOptionsError, args: argparse.Namespace, settin
     model, in_file = mask_uri(settings.model), settings.file_settings
     if args.model is not None or in_file is None:
         origin = f"with --model {model}"
-    elif not _file_names_model(settings):
+    elif "model.name" not in settings.file_keys:
         origin = f"with the default model {model}; choose another with [model] name or --model"
     else:
         origin = f"with [model] name {model}; --model overrides it"

@@ -192,6 +192,10 @@ class Settings:
     #: and ``tracker_settings.<key>`` for each tracker setting): what a save writes again for a stream
     #: as it started, where the defaults and flags gave it the others (see `server.persist`).
     stream_keys: dict[str, frozenset[str]] = field(default_factory=dict, hash=False)
+    #: The keys the file's tables set themselves, as ``table.key`` (``model.name``,
+    #: ``stream_defaults.tracker``...): a key set to its default value still says something, that a
+    #: save writes again and an error names as the line to change.
+    file_keys: frozenset[str] = field(default=frozenset(), compare=False)
 
     def source_policy(self) -> SourcePolicy:
         return SourcePolicy.of(self.source_schemes, self.media_dirs, self.allow_devices, self.deny_networks)
@@ -404,6 +408,7 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides
         deny_networks=deny_networks,
         written_as=written_as,
         stream_keys=stream_keys,
+        file_keys=frozenset(f"{table}.{key}" for table, keys in data.items() if isinstance(keys, dict) for key in keys),
     )
 
 

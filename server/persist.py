@@ -340,11 +340,10 @@ def _config_text(settings: Settings, streams: list[tuple[StreamConfig, dict[str,
             "",
         ]
     base = _file_values(StreamOptions())
-    spelled = _defaults_keys(settings.config_path)
     defaults = {
         key: value
         for key, value in _file_values(settings.stream_defaults).items()
-        if value != base[key] or key in spelled
+        if value != base[key] or f"stream_defaults.{key}" in settings.file_keys
     }
     if defaults:
         lines += ["[stream_defaults]", *_option_lines(defaults), ""]
@@ -358,18 +357,6 @@ def _config_text(settings: Settings, streams: list[tuple[StreamConfig, dict[str,
         lines += [*_option_lines(options), ""]
     lines += events_toml(_events_as_written(settings))
     return "\n".join(top + lines)
-
-
-def _defaults_keys(path: Path | None) -> frozenset[str]:
-    """The keys the ``[stream_defaults]`` table of the file at ``path`` sets; none where it cannot be read
-    (a save refuses a file that changed since segcast read or wrote it: `_replace_file`)."""
-    if path is None:
-        return frozenset()
-    try:
-        table = tomllib.loads(path.read_text(encoding="utf-8-sig")).get("stream_defaults", {})
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return frozenset()
-    return frozenset(table) if isinstance(table, dict) else frozenset()
 
 
 def _model_settings(settings: Settings) -> dict[str, object]:
