@@ -83,6 +83,23 @@ export function gridSubscription(maxWidthPx) {
   return { streams: ["*"], image: "annotated", max_width: maxWidthPx, max_fps: THUMB_FPS };
 }
 
+/**
+ * Where stream `a`'s tile goes against `b`'s (negative: before): natural and case-folded ("cam2" before
+ * "cam10", "Yard" among the y's), as the server lists streams (`stream_order` in server/streams.py, which
+ * says why; a test keeps the two equal). A tile added while the page is open goes where a reload puts it.
+ */
+export function compareStreamIds(a, b) {
+  const [as, bs] = [a.toLowerCase().split(/([0-9]+)/), b.toLowerCase().split(/([0-9]+)/)];
+  for (let i = 0; i < Math.min(as.length, bs.length); i++) {
+    // Digit runs (odd places) by their value, exactly however long: without leading zeros, the longer is larger.
+    const [x, y] = i % 2 ? [as[i].replace(/^0+/, ""), bs[i].replace(/^0+/, "")] : [as[i], bs[i]];
+    if (i % 2 && x.length !== y.length) return x.length - y.length;
+    if (x !== y) return x < y ? -1 : 1;
+  }
+  if (as.length !== bs.length) return as.length - bs.length;
+  return a === b ? 0 : a < b ? -1 : 1;
+}
+
 // The server's width step at or above `devicePx` (the smallest for less, the largest for more: at or
 // above a frame's own width the server sends it full size). A fraction of a pixel over a step is
 // rounded away, so layout's sub-pixel widths do not ask for twice the pixels.
@@ -194,7 +211,10 @@ export class GridView {
     if (!card) {
       card = this.createCard(stream.id);
       this.cards.set(stream.id, card);
-      this.root.append(card.element);
+      // Put before the first tile that sorts after it: no other tile is moved, so none restarts its picture.
+      const tiles = this.root.querySelectorAll(":scope > .card");
+      const next = [...tiles].find((tile) => compareStreamIds(tile.dataset.stream, stream.id) > 0);
+      this.root.insertBefore(card.element, next ?? null);
     }
     if (stream.state) {
       card.status = { state: stream.state, error: stream.error, next_attempt_at: stream.next_attempt_at };
