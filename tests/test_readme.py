@@ -180,3 +180,14 @@ def test_the_embed_example_says_which_origins_may_frame_it_before_the_snippet() 
     assert "`[server] embed_origins`" in before
     assert '"file:"' in before
     assert "its own error" in before, "that the refusal is the browser's, not segcast's"
+
+
+def test_the_webrtc_functions_readme_offers_are_exported_by_the_module() -> None:
+    """README offered ``playStream()`` after it stopped being exported: a page importing it did not load."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    offered = re.search(r"`web/webrtc\.js` offers (.+?)\(WebRTC where", readme, re.S)
+    assert offered is not None, "README's list of what web/webrtc.js offers"
+    names = re.findall(r"`(\w+)\(\)`", offered.group(1))
+    module = (ROOT / "web" / "webrtc.js").read_text(encoding="utf-8")
+    exported = set(re.findall(r"^export (?:async )?(?:function|class) (\w+)", module, re.M))
+    assert names and set(names) <= exported, f"offered {names}, exported {sorted(exported)}"

@@ -183,7 +183,7 @@ export async function publishCamera({ streamId, width = 1280, height = 720, fram
  * its ICE candidates first, ~5 s with a STUN server that does not answer), so time the video from then.
  * Aborting `signal` while it connects gives up (the promise rejects); stop() ends it afterwards.
  */
-async function playStream(
+export async function playStream(
   streamId,
   { video, onMeta, onState, onAnswer, image = "annotated", signal } = {},
 ) {
