@@ -225,6 +225,8 @@ def stream_config(values: Mapping[str, Any], defaults: StreamOptions, where: str
     stream_id = values.get("id")
     if "id" not in values:
         raise ConfigError(f"{where}.id: missing: give the stream an id of 1 to 64 letters, digits, '-' or '_'")
+    if isinstance(stream_id, int) and not isinstance(stream_id, bool):  # ``id = 1`` was told a digit is not allowed
+        raise ConfigError(f'{where}.id: expected text, got the number {shown(stream_id)}: quote it ("{stream_id}")')
     if not isinstance(stream_id, str) or not STREAM_ID_PATTERN.match(stream_id):
         raise ConfigError(f"{where}.id: expected 1 to 64 letters, digits, '-' or '_', got {shown(stream_id)}")
     uri = values.get("uri")

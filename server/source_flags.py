@@ -6,7 +6,9 @@ readable (a file's stem, a camera's address, ``scene-<seed>``) and never carries
 
 from __future__ import annotations
 
+import os
 import re
+import unicodedata
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -17,6 +19,8 @@ from server.sources.uri import MASK, mask_uri
 
 #: Characters of an id derived from a source, leaving room for `_unique`'s ``-<n>`` within the 64.
 _ID_ROOM = 56
+#: A URI's scheme (RFC 3986) of two characters or more: one letter is a Windows drive (``C:/v/a.mp4``).
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")
 
 
 def streams_from_flags(
@@ -29,8 +33,9 @@ def streams_from_flags(
     ``front`` after an unnamed ``/v/front.mp4`` was "front used twice", though typed once.
     ``taken`` holds ids already used (by the config file's streams). An empty URI, or text before
     the first ``=`` that reads as an id but is not a valid one (``Front.Door=...``), is refused.
-    Spaces around the id and the URI are dropped, as the config file's are: a path pasted with a
-    trailing space was "no such file", the space unseen in the message.
+    Spaces around the id and the URI are dropped (``front = rtsp://...`` as a config file is
+    written): a path pasted with a trailing space was "no such file", the space unseen in the message.
+    The file and the API take an id as quoted, and refuse one with spaces in it.
     """
     taken = set() if taken is None else set(taken)
     given: list[tuple[str | None, str]] = []
@@ -59,10 +64,10 @@ def streams_from_flags(
 
 def _split_id(value: str) -> tuple[str | None, str]:
     """``ID=URI`` split, or no id: text before the first '=' with a ':', '/', '?' or '#' in it is part
-    of the URI (``rtsp://user:pass=x@host``, ``scene:?seed=3``); any other is meant as an id, and a
-    `ConfigError` if it is not a valid one."""
+    of the URI (``rtsp://user:pass=x@host``, ``scene:?seed=3``), unless `_meant_as_id`; any other is
+    meant as an id, and a `ConfigError` if it is not a valid one."""
     head, sep, tail = value.partition("=")
-    if not sep or any(char in head for char in ":/?#"):
+    if not sep or (any(char in head for char in ":/?#") and not _meant_as_id(head, tail, value)):
         return None, value
     head = head.strip()
     if not STREAM_ID_PATTERN.match(head):
@@ -71,6 +76,23 @@ def _split_id(value: str) -> tuple[str | None, str]:
             "or '_' (a file whose name holds '=' can be given as ./NAME)"
         )
     return head, tail
+
+
+def _meant_as_id(head: str, tail: str, value: str) -> bool:
+    """Whether text before the first '=' with a ':' or '/' in it was meant as an id all the same: what
+    follows the '=' is a source of its own (a URI with a scheme, or a path that exists), and the whole
+    value names no file. ``cam:1=scene:?seed=2`` was "unsupported source", ``entrée/porte=...`` a
+    stream ``porte-scene-seed-1`` that found no such file, neither naming the id as the fault.
+
+    A '=' after a query or fragment began (``?``, ``#``) or in a URI with an authority (``://``) is the
+    URI's own (``http://proxy/play?src=rtsp://cam/1``, ``rtsp://user:pa=ss@host``).
+    """
+    if "://" in head or any(char in head for char in "?#"):
+        return False
+    source = tail.strip()
+    if not _SCHEME.match(source) and not os.path.exists(source):
+        return False
+    return not os.path.exists(value.strip())
 
 
 def _default_id(uri: str) -> str:
@@ -97,8 +119,13 @@ def _default_id(uri: str) -> str:
 
 
 def _id_from(*words: str) -> str:
-    """``words`` joined by '-' as a stream id: other characters become '-', cut to `_ID_ROOM`."""
-    cleaned = (re.sub(r"[^A-Za-z0-9_-]+", "-", word).strip("-") for word in words)
+    """``words`` joined by '-' as a stream id: other characters become '-', cut to `_ID_ROOM`.
+
+    Letters are folded to ASCII first where they have a fold (``cámara`` is camara, not c-mara);
+    a script with none (``カメラ``) leaves nothing of the word, and an id of nothing is ``stream``.
+    """
+    folded = ("".join(c for c in unicodedata.normalize("NFKD", word) if not unicodedata.combining(c)) for word in words)
+    cleaned = (re.sub(r"[^A-Za-z0-9_-]+", "-", word).strip("-") for word in folded)
     return "-".join(filter(None, cleaned))[:_ID_ROOM].strip("-") or "stream"
 
 

@@ -314,6 +314,8 @@ def _known(table: Mapping[str, Any], keys: tuple[str, ...], where: str) -> None:
 
 def _name(table: Mapping[str, Any], where: str) -> str:
     name = table.get("name")
+    if isinstance(name, int) and not isinstance(name, bool):  # ``name = 1`` was told a digit is not allowed
+        raise ValueError(f"{where}.name: expected text, got the number {echoed(name)}: quote it ({echoed(str(name))})")
     if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME_CHARS or not set(name) <= NAME_PATTERN_CHARS:
         raise ValueError(
             f"{where}.name: expected 1 to {MAX_NAME_CHARS} letters, digits, '-' or '_', got {echoed(name)}"

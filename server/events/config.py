@@ -31,11 +31,11 @@ MAX_AGE_DAYS_RANGE = (0.01, 36500.0)  # 14 minutes to a century
 #: smaller than a batch of events with their snapshots would delete each event right after storing it.
 MAX_MB_RANGE = (1.0, 1e9)
 WEBHOOK_TIMEOUT_S_RANGE = (0.1, 600.0)
-TOPIC_PART = re.compile(r"^[A-Za-z0-9_/-]{1,128}$")
+TOPIC_PART = re.compile(r"^[A-Za-z0-9_/-]{1,128}\Z")
 #: One topic level that is also the start of Home Assistant's ids: no '/', which would be a level more.
-DISCOVERY_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+DISCOVERY_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}\Z")
 #: A host name's labels: letters (any script), digits, '-' and '_' (some local names have one).
-HOST_NAME = re.compile(r"^\w[\w-]*(\.[\w-]+)*\.?$")
+HOST_NAME = re.compile(r"^\w[\w-]*(\.[\w-]+)*\.?\Z")
 MAX_HOST_NAME_BYTES = 253  # RFC 1035, without the root's dot
 
 HISTORY_KEYS = ("path", "max_age_days", "max_mb", "snapshots", "queue")

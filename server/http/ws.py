@@ -27,6 +27,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from server.config import STREAM_ID_PATTERN
 from server.delivery.encode import ImageKind, parse_variant
 from server.delivery.hub import Hub
 from server.delivery.viewer import MAX_PENDING_EVENTS, Event, Subscription, Viewer
@@ -381,24 +382,39 @@ def _json_int(text: str) -> int | float:
 
 
 def parse_subscriptions(message: Mapping[str, Any]) -> dict[str, Subscription] | str:
-    """The subscriptions of a message `read_client_message` passed, or an error text naming the field."""
+    """The subscriptions of a message `read_client_message` passed, or an error text naming the field.
+
+    An id no stream could ever have (``"cám"``, ``""``) is such an error, not an id that waits for its
+    stream to be added: it was told its frames would follow, and held a place among the few that wait.
+    """
     try:
         options = _options(message, DEFAULT_OPTIONS, "subscribe")
         default = _subscription(options)
         subscriptions: dict[str, Subscription] = {}
         for index, entry in enumerate(message["streams"]):
             if isinstance(entry, str):
-                subscriptions[entry] = default
+                subscriptions[_stream_id(entry, f"streams[{index}]")] = default
             elif isinstance(entry, dict) and isinstance(entry.get("id"), str):
                 extra = sorted(set(entry) - SUBSCRIPTION_KEYS - {"id"})
                 if extra:
                     raise ValueError(f"streams[{index}].{extra[0]}: unknown field")
-                subscriptions[entry["id"]] = _subscription(_options(entry, options, f"streams[{index}]"))
+                stream_id = _stream_id(entry["id"], f"streams[{index}].id")
+                subscriptions[stream_id] = _subscription(_options(entry, options, f"streams[{index}]"))
             else:
                 raise ValueError(f'streams[{index}]: expected a stream id or {{"id": ..., options}}')
     except ValueError as exc:
         return str(exc)
     return subscriptions
+
+
+def _stream_id(value: str, where: str) -> str:
+    """``value`` if it is ``"*"`` or could be a stream's id, else a ValueError naming ``where``."""
+    if value != "*" and not STREAM_ID_PATTERN.match(value):
+        raise ValueError(
+            f"{where}: {value!r} is not a valid stream id: expected 1 to 64 letters, digits, '-' or '_', "
+            'or "*" for all'
+        )
+    return value
 
 
 def _options(values: Mapping[str, Any], base: Mapping[str, Any], where: str) -> dict[str, Any]:
