@@ -230,8 +230,8 @@ async def test_a_websocket_closed_as_its_token_expires_is_reopened_without_a_bre
     await page.add_init_script(f"localStorage.setItem('segcast.token', '{VIEWER}')")
     await page.add_init_script(NOTE_CONNECTION)
 
-    async def short_lived(route: Any) -> None:  # 2 to 3 s, so that one expires within the test
-        await route.continue_(post_data='{"role": "viewer", "ttl_s": 3}')
+    async def short_lived(route: Any) -> None:  # 4 to 5 s: one expires within the test, none before its socket opens
+        await route.continue_(post_data='{"role": "viewer", "ttl_s": 5}')
 
     await page.route("**/api/tokens", short_lived)
     await page.goto(str(client.make_url("/")))
