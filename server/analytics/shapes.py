@@ -8,6 +8,7 @@ frame's size is known, which `resolve` does (a bad one becomes the stream's erro
 
 from __future__ import annotations
 
+import difflib
 import enum
 import itertools
 import json
@@ -39,6 +40,10 @@ MAX_NAME_CHARS = 64
 
 #: Characters of a value an error echoes back: enough to find it by, never a whole body sent back.
 ECHOED_CHARS = 60
+#: Class names an unknown-class error lists in full. The bundled model's 3 fit; COCO's 80 or
+#: Objects365's 365 would make one unreadable line, so a longer list is cut to its first this many,
+#: after the close matches, and the error says where the whole list is.
+MAX_LISTED_CLASSES = 20
 
 Point = tuple[float, float]
 
@@ -193,6 +198,21 @@ def resolve_zone(zone: Zone, width: int, height: int, where: str) -> tuple[Point
     return points
 
 
+def unknown_class(name: str, class_names: dict[int, str]) -> str:
+    """The words for a class filter naming ``name``, which the model (``class_names``) lacks: the close
+    matches first, then the model's classes in class-id order, all of them where there are at most
+    `MAX_LISTED_CLASSES`, else that many and where to read the rest. One wording for the stream's
+    ``classes`` and a zone's or line's, so a config file and the API read the same."""
+    known = list(dict.fromkeys(class_names[class_id] for class_id in sorted(class_names)))
+    close = difflib.get_close_matches(name, known, n=3)
+    meant = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+    said = f"the model has no class {name!r}{meant}; it knows "
+    if len(known) <= MAX_LISTED_CLASSES:
+        return said + ", ".join(known)
+    listed = ", ".join(known[:MAX_LISTED_CLASSES])
+    return f"{said}{listed}, ... ({len(known)} in all; a running segcast lists them at GET /api/viewer)"
+
+
 def check_classes(zones: tuple[Zone, ...], lines: tuple[Line, ...], class_names: dict[int, str]) -> None:
     """ValueError naming the first zone or line whose class filter names a class the model does not know."""
     known = set(class_names.values())
@@ -201,9 +221,7 @@ def check_classes(zones: tuple[Zone, ...], lines: tuple[Line, ...], class_names:
         for i, shape in enumerate(group):
             for name in shape.classes:
                 if name not in known:
-                    raise ValueError(
-                        f"{key}[{i}].classes: the model has no class {name!r}; it knows {', '.join(sorted(known))}"
-                    )
+                    raise ValueError(f"{key}[{i}].classes: {unknown_class(name, class_names)}")
 
 
 def check_fit(

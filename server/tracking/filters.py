@@ -3,6 +3,7 @@ and the lowest confidence its tracker uses (`server.tracking.stream.StreamTracke
 
 from __future__ import annotations
 
+from server.analytics.shapes import unknown_class
 from server.options import StreamOptions
 
 
@@ -24,5 +25,5 @@ def class_ids(class_names: dict[int, str], wanted: tuple[str, ...]) -> frozenset
     by_name = {name: class_id for class_id, name in class_names.items()}
     unknown = [name for name in wanted if name not in by_name]
     if unknown:
-        raise ValueError(f"classes: the model has no class {unknown[0]!r}; it knows {', '.join(by_name)}")
+        raise ValueError(f"classes: {unknown_class(unknown[0], class_names)}")
     return frozenset(by_name[name] for name in wanted)
