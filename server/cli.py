@@ -503,10 +503,10 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _listen_keys(args: argparse.Namespace, settings: Settings) -> tuple[str, str]:
-    """Where the host and port came from: their flags, or the config file's keys that gave them."""
-    in_file = settings.file_settings
-    host = "[server] host" if args.host is None and in_file is not None and in_file.host != DEFAULT_HOST else "--host"
-    port = "[server] port" if args.port is None and in_file is not None and in_file.port != DEFAULT_PORT else "--port"
+    """Where the host and port came from: their flags, or the config file's keys that gave them (one
+    that sets the default value too: it is the line to change)."""
+    host = "[server] host" if args.host is None and "server.host" in settings.file_keys else "--host"
+    port = "[server] port" if args.port is None and "server.port" in settings.file_keys else "--port"
     return host, port
 
 
@@ -540,8 +540,8 @@ def _options_in_file(error: StreamOptionsError, args: argparse.Namespace, settin
     where = places.get(error.stream_id)
     if where is None:
         return None
-    model, in_file = mask_uri(settings.model), settings.file_settings
-    if args.model is not None or in_file is None:
+    model = mask_uri(settings.model)
+    if args.model is not None:
         origin = f"with --model {model}"
     elif "model.name" not in settings.file_keys:
         origin = f"with the default model {model}; choose another with [model] name or --model"

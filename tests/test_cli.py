@@ -19,6 +19,7 @@ from typing import NoReturn
 import pytest
 
 import server.serve
+from server import cli
 from server.cli import EXIT_INTERRUPTED, EXIT_STARTUP_ERROR, build_parser, main, settings_from_args
 from server.http.access.auth import ADMIN_TOKENS_ENV, VIEWER_TOKENS_ENV
 from server.http.network.listen import ListenError, bind, listening_message, ready_to_listen
@@ -403,6 +404,21 @@ def test_a_host_that_is_no_address_names_the_config_key_it_came_from(
         assert main(["serve", "--config", str(config), "--log-level", "ERROR"]) == EXIT_STARTUP_ERROR
     [line] = capsys.readouterr().err.splitlines()
     assert line.endswith("choose another [server] port or --host"), line
+
+
+@pytest.mark.usefixtures("in_process")
+def test_a_taken_port_the_config_file_spelled_at_its_default_names_the_file_keys(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file writing ``port = 8080``, the default, was told to change ``--port``, a flag never given:
+    a key set to its default value is still the line to change."""
+    config = tmp_path / "segcast.toml"
+    with busy_port() as port:
+        monkeypatch.setattr(cli, "DEFAULT_PORT", port)  # the busy port is "the default" the file spells out
+        config.write_text(f'[server]\nhost = "127.0.0.1"\nport = {port}\n\n[[streams]]\nid = "a"\nuri = "scene:"\n')
+        assert main(["serve", "--config", str(config), "--log-level", "ERROR"]) == EXIT_STARTUP_ERROR
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.endswith("choose another [server] port or [server] host"), line
 
 
 @pytest.mark.usefixtures("in_process")
