@@ -146,6 +146,7 @@ const connection = new Connection({
     } else if (message.type === "removed") {
       listChanges += 1;
       grid.remove(message.stream);
+      view.zones.forget(message.stream);
       if (message.stream === current) view.setMissing();
     } else if (ANALYTICS_EVENTS.includes(message.type)) {
       if (message.stream === current) view.eventHeard(message);

@@ -24,7 +24,7 @@
 // Where the server could keep a change in its config file but "Save to config file" is unticked (its
 // default: a person may not want the file rewritten), the change lasts only until a restart: the
 // announcement says so, and a note beside the box stays until the shapes are saved there (ticking the box
-// saves them at once).
+// saves them at once) or the stream is removed (one added again under its id has nothing unsaved).
 
 import { ApiError, changeStream, getStream, viewerSettings } from "./api.js";
 import { drawShapes } from "./shape_drawing.js";
@@ -546,6 +546,13 @@ export class ZoneEditor {
   filed(streamId, saved) {
     if (saved) this.unfiled.delete(streamId);
     else if (this.fileSaves && this.persistable) this.unfiled.add(streamId);
+    this.showPersist();
+  }
+
+  // `streamId` was removed: its changes went with it, and a stream added again under its id starts from
+  // what it is given (the file's, or none), so nothing of it is unsaved.
+  forget(streamId) {
+    this.unfiled.delete(streamId);
     this.showPersist();
   }
 
