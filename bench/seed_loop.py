@@ -111,7 +111,9 @@ def run_seed_loop(
     """
     from ultralytics import YOLO
 
-    model = YOLO(model_path, task="segment")
+    from server.inference.models import model_task
+
+    model = YOLO(model_path, task=model_task(model_path))
     options, drawn_conf = track_options(settings)
     if imgsz:
         options["imgsz"] = imgsz

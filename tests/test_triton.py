@@ -145,7 +145,7 @@ def _config_with(**changes: Any) -> dict[str, Any]:
         (_config_with(output=[{"name": "output0", "data_type": "TYPE_FP32"}]), "no mask prototypes"),
         (
             _config_with(parameters={"metadata": {"string_value": "{'task': 'classify', 'names': ['a']}"}}),
-            "a classify model",
+            "a classification model",
         ),
     ],
 )

@@ -40,6 +40,7 @@ from server.inference.models import (
     install_hint,
     load_model,
     resolve_model_path,
+    unsupported_task,
 )
 from server.inference.telemetry import switch_off_ultralytics_telemetry
 from server.options import StreamOptions
@@ -339,7 +340,7 @@ def _load_pt(path: Path, spec: str) -> Any:
         reason = first_line(exc).replace(str(path), path.name)
         raise ExportError(f"--model {spec}: cannot load it ({reason})") from None
     if model.task not in SUPPORTED_TASKS:  # as the server says it: refused before a minute of exporting
-        raise ExportError(f"--model {spec}: a {model.task} model; segcast needs a segment or detect model")
+        raise ExportError(unsupported_task(spec, model.task))
     return model
 
 

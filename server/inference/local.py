@@ -35,6 +35,7 @@ class LocalModel:
         self._fast_masks = options.fast_masks
         self.runs_on = options.device
         self._names: dict[int, str] | None = None
+        self.fixed_shape = _fixed_shape(model)
 
     @property
     def names(self) -> dict[int, str]:
@@ -68,6 +69,23 @@ class LocalModel:
 
     def close(self) -> None:
         """Nothing to end: a batch is run within `submit`, and the model is the process's."""
+
+
+def _fixed_shape(model: YOLO) -> tuple[int, int] | None:
+    """(height, width): the only images an export of one size takes, as ultralytics' predictor decides it
+    (a backend with an ``imgsz`` from the export's metadata that is not ``dynamic`` is run at that size
+    whatever ``imgsz`` is asked); None for a ``.pt`` and a dynamic export.
+
+    Read from the runtime `server.inference.models.load_model` opened (`_open_export`): a ``.pt`` has
+    none by then. `InferenceWorker.check_options` refuses another ``imgsz``, as for a Triton model of
+    one size: before, a stream asking 640 was listed at 640 while the model ran at 320.
+    """
+    backend = getattr(getattr(model, "predictor", None), "model", None)  # not every model given has one
+    size = getattr(backend, "imgsz", None)
+    if size is None or getattr(backend, "dynamic", False):
+        return None
+    height, width = (size, size) if isinstance(size, int) else size
+    return int(height), int(width)
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,13 @@ NOT_A_CHECKPOINT = (
 #: What to pass instead when a model cannot be downloaded: what serving takes, and what exporting takes.
 OFFLINE_HINT = "without internet use --model bundled (the demo model), a local .pt or .onnx file, or an OpenVINO folder"
 EXPORT_OFFLINE_HINT = "without internet use --model bundled (the demo model) or a local .pt file"
+#: What segcast serves, as README's ``--model`` row lists it: said for a file that is none of them.
+MODELS_TAKEN = (
+    "a .pt file (or a name ultralytics publishes, such as yolov8n-seg.pt), an .onnx file, a NAME_openvino_model "
+    "folder, or a model on a Triton server (grpc://HOST:PORT/MODEL)"
+)
+#: The tasks segcast does not serve, as a person names them (ultralytics' own words are "obb", "classify").
+_TASK_NAMES = {"obb": "an OBB (oriented-box) model", "classify": "a classification model", "pose": "a pose model"}
 
 
 class ModelError(Exception):
@@ -98,9 +105,11 @@ class InferenceStatus:
 
 
 def resolve_model_path(spec: str, offline_hint: str = OFFLINE_HINT) -> str:
-    """What to hand ultralytics for ``spec``: a local path, downloading a published name into the cache
-    first (`server.inference.weights`), or the bare name of one of ultralytics' model yamls (built untrained).
+    """What to hand ultralytics for ``spec``: a local path, or a published name downloaded into the cache
+    first (`server.inference.weights`).
 
+    A model definition (``yolo11n-seg.yaml``, a name or a file) is refused: ultralytics builds an untrained
+    network from it, which served a live stream that never found anything, with no word of why.
     ``offline_hint`` says what to pass instead when the download fails: the caller knows what it takes.
     """
     if not spec.strip():  # Path("") is ".", the folder segcast was started from
@@ -108,12 +117,15 @@ def resolve_model_path(spec: str, offline_hint: str = OFFLINE_HINT) -> str:
     if spec in BUNDLED_ALIASES and not Path(spec).exists():
         return str(BUNDLED_MODEL)
     path = Path(spec).expanduser()
+    if path.suffix.lower() in {".yaml", ".yml"} and not path.is_dir():
+        raise ModelError(
+            f"--model {spec}: a model definition, untrained (it finds nothing); pass the weights trained from it "
+            "(a .pt file), or to serve, an export of them"
+        )
     if path.is_dir():
         _check_model_folder(spec, path)
     if path.exists():
         return str(path)
-    if path.parent == Path(".") and path.suffix == ".yaml":
-        return spec
     if path.parent != Path(".") or not weights.is_published_name(spec):
         # "triton://host:8001/m" or "host:8001/m" was meant for a Triton server, as the hint says.
         remote = (
@@ -168,7 +180,7 @@ def load_model(spec: str) -> YOLO:
     target = resolve_model_path(spec)
     _check_runtime(spec, target)
     try:
-        if target.endswith((".pt", ".yaml")):
+        if target.endswith(".pt"):
             model = YOLO(target)
             classes = len(model.names)
         else:
@@ -186,12 +198,38 @@ def load_model(spec: str) -> YOLO:
             isinstance(exc, TypeError) or (isinstance(exc, AttributeError) and str(exc).endswith("attribute 'model'"))
         )
         instead = f"; {NOT_A_CHECKPOINT}" if not_checkpoint else ""
+        if isinstance(exc, TypeError) and "is not a supported model format" in str(exc):
+            # ultralytics' own list of 23 formats, most of which segcast neither exports nor documents
+            raise ModelError(f"--model {spec}: not a model segcast takes; pass {MODELS_TAKEN}") from None
         raise ModelError(f"--model {spec}: cannot load it ({first_line(exc)}){instead}") from None
     if model.task not in SUPPORTED_TASKS:
-        raise ModelError(f"--model {spec}: a {model.task} model; segcast needs a segment or detect model")
+        raise ModelError(unsupported_task(spec, model.task))
     _check_runs(spec, model)
     log.info("loaded model %s (%s, %d classes)", target, model.task, classes)
     return model
+
+
+def unsupported_task(spec: str, task: str | None) -> str:
+    """Why ``--model`` of ``task`` (one not in `SUPPORTED_TASKS`) is refused, and what to pass: one line for
+    every place that refuses it (serving, export, a model on Triton), in words a person uses, not
+    ultralytics' task names ("a obb model")."""
+    what = _TASK_NAMES.get(task or "", f"a {task} model")
+    return (
+        f"--model {spec}: {what}; segcast needs a segmentation or detection model: "
+        "pass a -seg .pt (such as yolov8n-seg.pt) or a detection .pt (such as yolov8n.pt)"
+    )
+
+
+def model_task(target: str) -> str | None:
+    """The task to load ``target`` (a path `resolve_model_path` gave) as, as `load_model` does: None for a
+    ``.pt``, whose checkpoint says it; for an export, the task it recorded (`_exported_task`).
+
+    For code that runs ultralytics' own ``YOLO`` on the file (the benchmark's seed loop): a task given
+    wrong there fails inside ultralytics on every frame, as segmentation of a detection model does.
+    """
+    if target.endswith(".pt"):
+        return None
+    return _exported_task(target, _exported_metadata(target))
 
 
 def _check_runs(spec: str, model: YOLO) -> None:

@@ -212,7 +212,7 @@ class InferenceWorker:
 
     def check_options(self, options: StreamOptions) -> None:
         """Raise ValueError if ``options`` do not fit the loaded model (a class name it does not know, an
-        ``imgsz`` other than the one input size a remote model takes).
+        ``imgsz`` other than the one input size a static export or a Triton model takes).
 
         Without this such a stream would run the model on every frame and fail in its tracker each time,
         or be shown at an ``imgsz`` its frames are not letterboxed to. A remote model whose server has
@@ -223,7 +223,8 @@ class InferenceWorker:
         if names:
             class_ids(names, options.classes)
             check_classes(options.zones, options.lines, names)
-        # Only a Triton model says it has one input size (`TritonModel.fixed_shape`); other backends are let be.
+        # A model of one input size says so (`TritonModel.fixed_shape`, `LocalModel.fixed_shape` for a static
+        # export); other backends are let be.
         fixed: tuple[int, int] | None = getattr(self._backend, "fixed_shape", None)
         if fixed is not None and options.imgsz is not None and options.imgsz != max(fixed):
             height, width = fixed

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from server.inference.models import SUPPORTED_TASKS, ModelError
+from server.inference.models import SUPPORTED_TASKS, ModelError, unsupported_task
 
 DEFAULT_STRIDE = 32
 
@@ -56,7 +56,7 @@ class ServedModel:
             )
         task = str(metadata["task"])
         if task not in SUPPORTED_TASKS:
-            raise ModelError(f"--model {spec}: a {task} model; segcast needs a segment or detect model")
+            raise ModelError(unsupported_task(spec, task))
         with _reading("metadata 'names'", spec):
             names = _names(metadata["names"], spec)
         with _reading("max_batch_size", spec):
