@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+from server.analytics.shapes import unquoted_number
 from server.delivery.viewer import ViewerLimits
 from server.events.config import (
     DEFAULT_HISTORY_FILE,
@@ -217,18 +218,29 @@ def flatten_options(values: Mapping[str, Any], where: str) -> dict[str, Any]:
     return {**nested, **{k: v for k, v in values.items() if k != "options"}}
 
 
+def check_stream_id(value: object, where: str, hint: str = "") -> str:
+    """``value`` if it could be a stream's id, else a ConfigError (a ValueError) naming ``where``.
+
+    Every way an id comes in (the config file, the API, a WebRTC publisher, a WebSocket subscription,
+    ``--source``) states the rule in these same words after its own prefix, so an id refused at one is
+    refused, and told, alike at the others; ``hint`` is that entry point's own way out, in brackets.
+    """
+    if refused := unquoted_number(value, where):
+        raise ConfigError(refused)
+    if not isinstance(value, str) or not STREAM_ID_PATTERN.match(value):
+        after = f" ({hint})" if hint else ""
+        raise ConfigError(f"{where}: expected 1 to 64 letters, digits, '-' or '_', got {shown(value)}{after}")
+    return value
+
+
 def stream_config(values: Mapping[str, Any], defaults: StreamOptions, where: str) -> StreamConfig:
     """A stream from a TOML table or a JSON object; ConfigError names ``where`` and the bad key."""
     if unknown := [key for key in values if key not in _STREAM_TABLE_KEYS]:
         raise _unknown_key(where, unknown[0], _STREAM_TABLE_KEYS)
     values = flatten_options(values, where)
-    stream_id = values.get("id")
     if "id" not in values:
         raise ConfigError(f"{where}.id: missing: give the stream an id of 1 to 64 letters, digits, '-' or '_'")
-    if isinstance(stream_id, int) and not isinstance(stream_id, bool):  # ``id = 1`` was told a digit is not allowed
-        raise ConfigError(f'{where}.id: expected text, got the number {shown(stream_id)}: quote it ("{stream_id}")')
-    if not isinstance(stream_id, str) or not STREAM_ID_PATTERN.match(stream_id):
-        raise ConfigError(f"{where}.id: expected 1 to 64 letters, digits, '-' or '_', got {shown(stream_id)}")
+    stream_id = check_stream_id(values["id"], f"{where}.id")
     uri = values.get("uri")
     if not isinstance(uri, str) or not uri.strip():
         raise ConfigError(f"{where}.uri: expected the source, e.g. rtsp://..., a file path or scene:?seed=1")

@@ -12,7 +12,7 @@ import unicodedata
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from server.config import STREAM_ID_PATTERN, ConfigError, StreamConfig
+from server.config import ConfigError, StreamConfig, check_stream_id
 from server.options import StreamOptions
 from server.sources.file import file_path
 from server.sources.uri import MASK, mask_uri
@@ -70,12 +70,8 @@ def _split_id(value: str) -> tuple[str | None, str]:
     if not sep or (any(char in head for char in ":/?#") and not _meant_as_id(head, tail, value)):
         return None, value
     head = head.strip()
-    if not STREAM_ID_PATTERN.match(head):
-        raise ConfigError(
-            f"--source: {head!r} before the '=' is not a valid stream id: expected 1 to 64 letters, digits, '-' "
-            "or '_' (a file whose name holds '=' can be given as ./NAME)"
-        )
-    return head, tail
+    where = f"--source: {head!r} before the '=' is not a valid stream id"
+    return check_stream_id(head, where, hint="a file whose name holds '=' can be given as ./NAME"), tail
 
 
 def _meant_as_id(head: str, tail: str, value: str) -> bool:

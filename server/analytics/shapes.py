@@ -59,6 +59,17 @@ def echoed(value: object) -> str:
     return text if len(text) <= ECHOED_CHARS else text[: ECHOED_CHARS - 1] + "…"
 
 
+def unquoted_number(value: object, where: str) -> str | None:
+    """The error for a whole number given where a name is expected (``id = 1``, ``name = 1``), else None.
+
+    Told "expected 1 to 64 letters, digits, ... got 1", a person read that a digit is not allowed: what
+    to fix is the quotes. Stream ids (`server.config.check_stream_id`) and zone and line names share it.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{where}: expected text, got the number {echoed(value)}: quote it ({echoed(str(value))})"
+    return None
+
+
 class Units(enum.Enum):
     PX = "px"
     FRACTION = "fraction"
@@ -332,8 +343,8 @@ def _known(table: Mapping[str, Any], keys: tuple[str, ...], where: str) -> None:
 
 def _name(table: Mapping[str, Any], where: str) -> str:
     name = table.get("name")
-    if isinstance(name, int) and not isinstance(name, bool):  # ``name = 1`` was told a digit is not allowed
-        raise ValueError(f"{where}.name: expected text, got the number {echoed(name)}: quote it ({echoed(str(name))})")
+    if refused := unquoted_number(name, f"{where}.name"):
+        raise ValueError(refused)
     if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME_CHARS or not set(name) <= NAME_PATTERN_CHARS:
         raise ValueError(
             f"{where}.name: expected 1 to {MAX_NAME_CHARS} letters, digits, '-' or '_', got {echoed(name)}"

@@ -27,7 +27,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from server.config import STREAM_ID_PATTERN
+from server.config import check_stream_id
 from server.delivery.encode import ImageKind, parse_variant
 from server.delivery.hub import Hub
 from server.delivery.viewer import MAX_PENDING_EVENTS, Event, Subscription, Viewer
@@ -409,12 +409,7 @@ def parse_subscriptions(message: Mapping[str, Any]) -> dict[str, Subscription] |
 
 def _stream_id(value: str, where: str) -> str:
     """``value`` if it is ``"*"`` or could be a stream's id, else a ValueError naming ``where``."""
-    if value != "*" and not STREAM_ID_PATTERN.match(value):
-        raise ValueError(
-            f"{where}: {value!r} is not a valid stream id: expected 1 to 64 letters, digits, '-' or '_', "
-            'or "*" for all'
-        )
-    return value
+    return value if value == "*" else check_stream_id(value, where, hint='or "*" for all')
 
 
 def _options(values: Mapping[str, Any], base: Mapping[str, Any], where: str) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from typing import Any, Literal
 from aiohttp import web
 from aiortc import RTCSessionDescription
 
-from server.config import STREAM_ID_PATTERN
+from server.config import check_stream_id
 from server.delivery.encode import ImageKind
 from server.delivery.viewer import MAX_VIEWERS_PER_ADDRESS
 from server.frames import MIN_FRAME_SIDE_PX
@@ -130,8 +130,11 @@ async def _publish(request: web.Request) -> web.Response:
     stream_id = body.get("stream")
     if stream_id is None:
         stream_id = GENERATED_ID_PREFIX + secrets.token_hex(3)
-    elif not isinstance(stream_id, str) or not STREAM_ID_PATTERN.match(stream_id):
-        raise error(web.HTTPBadRequest, "'stream' must be 1-64 letters, digits, '_' or '-'")
+    else:
+        try:
+            stream_id = check_stream_id(stream_id, "'stream'")
+        except ValueError as exc:
+            raise error(web.HTTPBadRequest, str(exc)) from None
     fps = body.get("fps", DEFAULT_FPS)
     if not isinstance(fps, int | float) or isinstance(fps, bool) or not MIN_FPS <= fps <= MAX_FPS:
         raise error(web.HTTPBadRequest, f"'fps' must be a number from {MIN_FPS:.0f} to {MAX_FPS:.0f}")
