@@ -12,7 +12,8 @@ it (`not_saved` after one). `write_denied` says the same of files and folders wr
 event history's, an export's ``--out``), where a file's own permissions count.
 
 Processes saving one file take turns (`save_lock`): a save checks that the file still holds what it
-read, then replaces it, and another's save between the two would be lost unseen.
+read, then replaces it, and another's save between the two would be lost unseen. A turn not given
+within `SAVE_LOCK_TIMEOUT_S` is not waited for: the save is refused, naming the lock.
 """
 
 from __future__ import annotations
@@ -203,12 +204,20 @@ def on_read_only_mount(path: Path) -> bool:
 #: How old a partial file of a save must be to be taken for one a killed save left: a save writes its own
 #: and renames it within moments, so a younger one may still be another process's save under way.
 STALE_PARTIAL_S = 60.0
+#: How long a save waits for another process's save of the same file to let go of `save_lock` before it is
+#: refused: a save holds it for moments, so one held longer is a segcast stopped (SIGSTOP, a debugger) or
+#: hung midway through a save of the same file, or an NFS lock daemon that does not answer. Waited for, it
+#: left the change's request unanswered and every save after it queued behind, all for as long as that lasts.
+SAVE_LOCK_TIMEOUT_S = 10.0
+#: How often a save waiting for `save_lock` tries to take it again.
+SAVE_LOCK_POLL_S = 0.05
 
 
 @contextmanager
 def save_lock(target: Path, name: str) -> Iterator[None]:
     """Hold, for the ``with`` block, the lock that saves of the file at ``target`` (a symlink resolved) take
-    in turn, in every process that saves it: an exclusive ``flock`` on ``.<its name>.lock`` beside it, waited for.
+    in turn, in every process that saves it: an exclusive ``flock`` on ``.<its name>.lock`` beside it, waited for
+    `SAVE_LOCK_TIMEOUT_S` at most (then the save is refused: `ConfigError`, naming the lock file).
 
     Blocks: take it off the event loop. The lock file is removed before the lock is let go, so none is
     left beside the file; one a killed save left is taken over. A process that waited on a lock file
@@ -222,6 +231,13 @@ def save_lock(target: Path, name: str) -> Iterator[None]:
     except OSError as exc:
         reason = unwritable_reason(target) or write_denied([lock]) or f"cannot lock {lock} ({exc.strerror or exc})"
         raise ConfigError(not_saved(name, reason)) from None
+    if descriptor is None:
+        reason = (
+            f"is locked by another process, which has held {lock} for over {SAVE_LOCK_TIMEOUT_S:g} s (a segcast "
+            f"stopped or hung while saving the file, or an NFS lock daemon that does not answer): find it with "
+            f"fuser -v {lock}, or save the change again once it lets go"
+        )
+        raise ConfigError(not_saved(name, reason))
     try:
         yield
     finally:
@@ -230,12 +246,18 @@ def save_lock(target: Path, name: str) -> Iterator[None]:
         os.close(descriptor)
 
 
-def _locked(lock: Path) -> int:
-    """A descriptor holding an exclusive ``flock`` on the file at ``lock``, made where missing (mode 0600)."""
+def _locked(lock: Path) -> int | None:
+    """A descriptor holding an exclusive ``flock`` on the file at ``lock``, made where missing (mode 0600); None
+    where another process held it throughout `SAVE_LOCK_TIMEOUT_S`.
+
+    Asked without waiting, every `SAVE_LOCK_POLL_S`: a ``flock`` that waits cannot be given up.
+    """
+    deadline = time.monotonic() + SAVE_LOCK_TIMEOUT_S
     while True:
         descriptor = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            if not _flocked(descriptor, deadline):
+                break
             held = os.fstat(descriptor)
             now = lock.stat()
         except FileNotFoundError:  # removed by the save before this one: try the next lock file
@@ -247,6 +269,21 @@ def _locked(lock: Path) -> int:
         if (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino):
             return descriptor
         os.close(descriptor)
+    os.close(descriptor)  # held by another process throughout
+    return None
+
+
+def _flocked(descriptor: int, deadline: float) -> bool:
+    """Whether an exclusive ``flock`` on ``descriptor`` was taken before ``deadline`` (`time.monotonic`)."""
+    while True:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(SAVE_LOCK_POLL_S)
+        else:
+            return True
 
 
 def remove_stale_partials(target: Path) -> list[Path]:

@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient
 from server.config import StreamConfig, stream_options
 from server.http.access.source_checks import SourceChecks
 from server.http.keys import manager_key, stream_changes_key
-from server.http.saving import ConfigFileWritability
+from server.http.saving import SaveRefusal
 from server.options import StreamOptions
 from tests.support.polling import eventually
 
@@ -204,15 +204,15 @@ async def test_a_removal_with_if_match_is_not_made_of_a_stream_added_again_while
     path = tmp_path / "segcast.toml"
     path.write_text('[[streams]]\nid = "cam"\nuri = "scene:?seed=1"\n')
     holding, looking, answering = False, asyncio.Event(), asyncio.Event()
-    now = ConfigFileWritability.now
+    now = SaveRefusal.now
 
-    async def held(writability: ConfigFileWritability) -> str | None:
+    async def held(writability: SaveRefusal) -> str | None:
         if holding:
             looking.set()
             await answering.wait()
         return await now(writability)
 
-    monkeypatch.setattr(ConfigFileWritability, "now", held)
+    monkeypatch.setattr(SaveRefusal, "now", held)
     client = await start_server(StreamConfig("cam", "scene:?seed=1"), config_path=path)
     manager = client.server.app[manager_key]
     etag = (await client.get("/api/streams/cam")).headers["ETag"]

@@ -99,7 +99,7 @@ def test_a_save_waits_for_another_segcasts_save_and_then_refuses_to_undo_it(
     flock, test_thread = fcntl.flock, threading.get_ident()
 
     def flock_seen(descriptor: int, operation: int) -> None:
-        if threading.get_ident() != test_thread and operation == fcntl.LOCK_EX:
+        if threading.get_ident() != test_thread and operation & fcntl.LOCK_EX:
             waiting.set()
         flock(descriptor, operation)
 

@@ -20,7 +20,7 @@ from ultralytics.trackers.utils.gmc import GMC
 from server.cli import build_parser, settings_from_args
 from server.config import ConfigError, StreamConfig, load_config
 from server.http import saving
-from server.http.saving import ConfigFileWritability
+from server.http.saving import SaveRefusal
 from server.options import StreamOptions
 from server.persist import ConfigEditedError, ConfigFileState, config_file_unwritable, write_config
 from tests.support.polling import eventually
@@ -550,7 +550,7 @@ async def test_a_file_made_read_only_while_an_older_look_is_under_way_is_refused
         return reason
 
     monkeypatch.setattr(saving, "config_file_unwritable", looked_before_answering)
-    writability = ConfigFileWritability(path)
+    writability = SaveRefusal(path)
     try:
         assert writability.known() is not None, "no look has answered yet"
         assert await asyncio.to_thread(looked.wait, FINISH_TIMEOUT_S), "the first look found the file writable"

@@ -34,11 +34,11 @@ from pathlib import Path
 
 from aiohttp import web
 
-from server.config import STREAM_ID_PATTERN, Settings
+from server.config import Settings, check_stream_id
 from server.frames import PROTOCOL_VERSION
 from server.http.errors import error
 from server.http.keys import manager_key, settings_key
-from server.http.saving import config_writability_key
+from server.http.saving import save_refusal_key
 from server.log_throttle import ThrottledCount
 
 log = logging.getLogger(__name__)
@@ -352,8 +352,10 @@ async def _index(request: web.Request) -> web.Response:
 
 async def _embed(request: web.Request) -> web.Response:
     """One stream, no chrome; the page itself reads the stream id from its URL."""
-    if not STREAM_ID_PATTERN.match(request.match_info["stream"]):
-        raise error(web.HTTPNotFound, "no such stream")
+    try:
+        check_stream_id(request.match_info["stream"], "stream")
+    except ValueError:
+        raise error(web.HTTPNotFound, "no such stream") from None
     return _page(request, "embed.html", await _listing(request, "embed.html", page=True))
 
 
@@ -383,7 +385,7 @@ def viewer_settings(settings: Settings, class_names: dict[int, str], *, config_w
 
 async def _viewer_settings(request: web.Request) -> web.Response:
     app = request.app
-    writable = app[config_writability_key].known() is None
+    writable = app[save_refusal_key].known() is None
     return web.json_response(
         viewer_settings(app[settings_key], app[manager_key].worker.class_names, config_writable=writable)
     )

@@ -4,8 +4,9 @@ be made now, and making it.
 A change is saved with ``?persist=1``, or when the config file says ``save_config = true`` unless the
 request says ``?persist=0``. A ``?persist=1`` whose save would write a file segcast may not write now is
 refused before anything changes (409); a stream's ``persistable`` says beforehand whether one could be.
-Whether the file may be written is found out off the event loop, within a time limit
-(`ConfigFileWritability`): the config file may be on a network share that stopped answering.
+Whether a save would be refused (the file may not be written, or was edited since segcast read it) is
+found out off the event loop, within a time limit (`SaveRefusal`): the config file may be on a network
+share that stopped answering.
 """
 
 from __future__ import annotations
@@ -44,10 +45,11 @@ _PERSIST_VALUES = {"1": True, "true": True, "0": False, "false": False}
 _NO_CONFIG_FILE = "there is no config file"
 
 
-class ConfigFileWritability:
-    """Whether segcast may write its config file now (`config_file_unwritable`), found out off the event loop;
-    given the API's `ConfigFileState`, also whether the file still holds what segcast read or last wrote
-    (`ConfigFileState.edited`): a file edited since refuses every save, and must not be offered one.
+class SaveRefusal:
+    """Why a save to the config file would be refused now, or None, found out off the event loop (`_save_refused`):
+    segcast may not write the file (`config_file_unwritable`), or, given the API's `ConfigFileState`, it no
+    longer holds what segcast read or last wrote (`ConfigFileState.edited`): a file edited since refuses
+    every save, and must not be offered one.
 
     Finding out resolves the file's path and asks its file system (stat, statvfs, access): on a share
     that stopped answering that waits for ever, and asked on the loop for each stream listed it froze
@@ -153,21 +155,21 @@ def _save_refused(path: Path, state: ConfigFileState | None) -> str | None:
 #: What the API knows of the config file it saves to: the API's own state, changed by its saves (under
 #: `config_lock_key`) and by each stream the API adds (`ConfigFileState.added`, `note_added`).
 config_file_key = web.AppKey("config_file", ConfigFileState)
-#: Whether the config file may be written now, as last found (`ConfigFileWritability`).
-config_writability_key = web.AppKey("config_writability", ConfigFileWritability)
+#: Why a save to the config file would be refused now (not writable, or edited since), as last found (`SaveRefusal`).
+save_refusal_key = web.AppKey("save_refusal", SaveRefusal)
 
 
 def setup_saving(app: web.Application) -> None:
     app[config_file_key] = ConfigFileState.of(app[settings_key])
-    app.cleanup_ctx.append(_config_writability)
+    app.cleanup_ctx.append(_save_refusal)
 
 
-async def _config_writability(app: web.Application) -> AsyncIterator[None]:
-    writability = ConfigFileWritability(app[settings_key].config_path, app[config_file_key])
-    app[config_writability_key] = writability
-    await writability.now()  # the first streams listed are told whether they can be saved
+async def _save_refusal(app: web.Application) -> AsyncIterator[None]:
+    refusal = SaveRefusal(app[settings_key].config_path, app[config_file_key])
+    app[save_refusal_key] = refusal
+    await refusal.now()  # the first streams listed are told whether they can be saved
     yield
-    writability.shutdown()
+    refusal.shutdown()
 
 
 def persist_asked(request: web.Request) -> bool | None:
@@ -203,7 +205,7 @@ def saves(request: web.Request, stream_id: str, asked: bool | None) -> bool:
 
 async def check_writable(request: web.Request, asked: bool | None, stream_id: str, config: StreamConfig | None) -> None:
     """Refuse ``?persist=1`` before anything changes (409) where saving ``stream_id`` as ``config`` (None:
-    removed) would write a config file segcast may not write now (`ConfigFileWritability.now`: another
+    removed) would write a config file segcast may not write now (`SaveRefusal.now`: another
     user's, read-only, on a share that does not answer, or one edited since segcast read it, which the
     save would refuse once the change is in effect): it asked for a save, not for a change without one.
     A save that would write nothing (a stream the file never held, removed) is not refused: `save_config`
@@ -212,7 +214,7 @@ async def check_writable(request: web.Request, asked: bool | None, stream_id: st
     """
     if not asked or not request.app[config_file_key].changes(stream_id, config):
         return
-    if (unwritable := await request.app[config_writability_key].now()) is not None:
+    if (unwritable := await request.app[save_refusal_key].now()) is not None:
         raise error(
             web.HTTPConflict,
             f"nothing was changed: ?persist=1 asked to save the change, and {unwritable}. Make the change "
@@ -222,9 +224,9 @@ async def check_writable(request: web.Request, asked: bool | None, stream_id: st
 
 def persistable(request: web.Request, stream_id: str) -> bool:
     """Whether ``?persist=1`` can save the stream: there is a config file that segcast may write now, not
-    edited since segcast read it (as last found, `ConfigFileWritability.known`: never waiting, it is asked
+    edited since segcast read it (as last found, `SaveRefusal.known`: never waiting, it is asked
     for every stream listed), and the stream can be written to it."""
-    return _unsaveable(request.app, stream_id) is None and request.app[config_writability_key].known() is None
+    return _unsaveable(request.app, stream_id) is None and request.app[save_refusal_key].known() is None
 
 
 def note_added(request: web.Request, stream_id: str) -> None:
@@ -313,7 +315,7 @@ async def save_config(request: web.Request, stream_id: str, config: StreamConfig
 @contextlib.asynccontextmanager
 async def _turn_to_save(app: web.Application) -> AsyncIterator[None]:
     """Hold `config_lock_key`, which orders the saves, unless the config file cannot be looked at
-    (`ConfigFileWritability.unanswered`) while this waits for it or once it has it: then `NotSavedError`.
+    (`SaveRefusal.unanswered`) while this waits for it or once it has it: then `NotSavedError`.
 
     A save to a share that stopped answering never returns, and holds the lock while it waits: every
     save after it, of any stream, would wait for ever too. The first stays; those after it answer that
@@ -322,23 +324,23 @@ async def _turn_to_save(app: web.Application) -> AsyncIterator[None]:
     Queued for the lock at once, in the order the saves were asked for: a stream's next change, which
     may be saved after this one, first takes a stream change thread.
     """
-    lock, writability = app[config_lock_key], app[config_writability_key]
+    lock, refusal = app[config_lock_key], app[save_refusal_key]
     turn = asyncio.ensure_future(lock.acquire())
     try:
         while not (await asyncio.wait({turn}, timeout=SAVE_TURN_POLL_S))[0]:
-            _raise_if_unanswered(writability)
+            _raise_if_unanswered(refusal)
     except BaseException:
         if not turn.cancel() and not turn.cancelled():  # it had the lock already
             lock.release()
         raise
     try:
-        _raise_if_unanswered(writability)
+        _raise_if_unanswered(refusal)
         yield
     finally:
         lock.release()
 
 
-def _raise_if_unanswered(writability: ConfigFileWritability) -> None:
-    if (unanswered := writability.unanswered()) is not None:
+def _raise_if_unanswered(refusal: SaveRefusal) -> None:
+    if (unanswered := refusal.unanswered()) is not None:
         log.error("did not save the streams: %s", unanswered)
         raise NotSavedError(web.HTTPInternalServerError, f"the change is in effect, but not saved: {unanswered}")
