@@ -77,7 +77,7 @@ class _ModelThatGoesAway:
 
     kind = "Triton"
     runs_on = "127.0.0.1:1"
-    depth = 1
+    pipelined = False
     names = NAMES
     default_imgsz = None
     request_stats = None

@@ -57,11 +57,11 @@ class _Pending:
 
 
 class _Backend:
-    """A remote-like backend with two batches out at a time, answered by the test; `close` fails what is out."""
+    """A remote-like, pipelined backend, answered by the test; `close` fails what is out."""
 
     kind = "Elsewhere"
     runs_on = "elsewhere://gpu-7"
-    depth = 2
+    pipelined = True
     names = NAMES
     default_imgsz = 320
     request_stats = None

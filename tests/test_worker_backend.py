@@ -44,11 +44,11 @@ class _Pending:
 
 
 class _ElsewhereBackend:
-    """A backend of a kind the worker has never heard of, with two batches out at a time."""
+    """A backend of a kind the worker has never heard of, pipelined as a server is."""
 
     kind = "Elsewhere"
     runs_on = "elsewhere://gpu-7"
-    depth = 2
+    pipelined = True
     names = NAMES
     default_imgsz = 320
     request_stats = RequestStats(3, 1, 0.5)

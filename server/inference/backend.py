@@ -3,7 +3,7 @@
 `server.inference.worker` calls only `InferenceBackend`. `server.inference.local.LocalModel` runs an
 ultralytics model on the inference thread itself, each batch answered by the time it is submitted;
 `server.triton.model.TritonModel` sends batches to a Triton server and has the next out while the
-worker finishes the last (its `depth`), and may be unavailable for a while. How a batch can fail is
+worker finishes the last (it is `pipelined`), and may be unavailable for a while. How a batch can fail is
 said in backend-neutral terms, so the worker charges frames alike whatever runs the model: the whole
 batch unavailable (`server.inference.models.InferenceUnavailable`), one image refused
 (`InferenceRefused`, in place of its detections), or the model failing on the batch (any other
@@ -74,10 +74,11 @@ class InferenceBackend(Protocol):
         ...
 
     @property
-    def depth(self) -> int:
-        """How many batches the worker may have submitted and not yet finished. One is out at a time, the
-        next sent once it is answered, while the worker finishes it: 2 overlaps the backend's work with the
-        worker's; more would only leave frames aging behind a request out."""
+    def pipelined(self) -> bool:
+        """Whether the worker sends the next batch before it finishes the last, once that is answered, so the
+        backend's work on one overlaps the worker's on the other (a server's); else each batch is finished as
+        it is submitted. One is out at a time either way: a batch sent behind another would wait out that
+        whole request, its frames aging, where the cameras' slots keep the newest instead."""
         ...
 
     @property

@@ -26,7 +26,7 @@ class LocalModel:
     """
 
     kind = "ultralytics"
-    depth = 1
+    pipelined = False
     status = InferenceStatus(available=True)
     request_stats = None
 

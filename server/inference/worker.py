@@ -9,9 +9,10 @@ Which frames share one ``predict`` call, and at what settings, is `server.infere
 a stream gets the same tracks batched or alone.
 
 The model is behind `server.inference.backend.InferenceBackend`: a model run here
-(`server.inference.local`) or on a Triton server (`server.triton`). A backend may be pipelined: up
-to its `depth` batches are out at once (a Triton server's), so while the server runs one the thread
-tracks and delivers the one before, and its answer wakes the thread like a new frame does. Batches are
+(`server.inference.local`) or on a Triton server (`server.triton`). A backend may be `pipelined` (a
+Triton server's): the next batch goes out once the last is answered and before the thread finishes
+that one, so while the server runs one the thread tracks and delivers the one before, and its answer
+wakes the thread like a new frame does. Batches are
 still finished strictly in the order they were taken, so each tracker sees its stream's frames in
 order. Without frames for `IDLE_PROBE_AFTER_S` the thread has the backend check by itself
 (`InferenceBackend.probe`), so an idle node's inference status stays true. `InferenceWorker.stop`
@@ -408,7 +409,6 @@ class InferenceWorker:
     def _cycles(self, backend: InferenceBackend, in_flight: deque[_Batch]) -> None:
         """Take, submit and finish batches until `stop`. A cycle that fails (a bug outside any one frame:
         each frame's own failure is charged to its stream in `_finish`) is logged and the next one goes on."""
-        depth = backend.depth
         last_frame_at = time.monotonic()
         told: str | None = None
         while not self._stop.is_set():
@@ -421,7 +421,7 @@ class InferenceWorker:
                 # The next batch goes out once every earlier one is answered, and before those are finished:
                 # the backend works on it while this thread finishes them. Sent behind one still out, its
                 # frames waited that one's whole request, aging, where the slots keep the newest instead.
-                out = all(batch.answered() for batch in in_flight) and len(in_flight) < depth
+                out = all(batch.answered() for batch in in_flight)
                 if out and (jobs := self._take_batch()):
                     in_flight.append(self._start(backend, jobs))
                     last_frame_at = time.monotonic()
@@ -429,7 +429,7 @@ class InferenceWorker:
                     backend.probe(on_answer=self._work_ready.set)  # nothing to send: it checks by itself
                 while in_flight and in_flight[0].answered():
                     self._finish(backend, in_flight.popleft())
-                if len(in_flight) >= depth:  # as much out as allowed: the oldest answer is what comes next
+                if in_flight and not backend.pipelined:  # finished as it is submitted: its answer comes next
                     self._finish(backend, in_flight.popleft())
                 self._report_status()
             except Exception as exc:

@@ -2,7 +2,7 @@
 
 Only the network runs remotely: letterboxing, NMS and mask outlines stay on the node
 (`server.triton.predictor_steps`). Each batch the inference thread forms is one request; a node has
-one out at a time, the next sent once it is answered while the thread finishes it (`IN_FLIGHT_BATCHES`),
+one out at a time, the next sent once it is answered while the thread finishes it (`TritonModel.pipelined`),
 and meanwhile the newest frame of each camera keeps replacing the last, so a slow server makes live
 streams skip frames, never queue them.
 
@@ -90,9 +90,6 @@ from server.triton.transport import (
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
-#: Batches a node may have submitted and not yet finished (`TritonModel.depth`): one at the server while
-#: the inference thread finishes the one before, so the node's own work and the server's overlap.
-IN_FLIGHT_BATCHES = 2
 CONNECT_TIMEOUT_S = 5.0
 REQUEST_TIMEOUT_S = 10.0
 RETRY_FIRST_S = 0.5
@@ -129,8 +126,8 @@ class TritonModel:
         self._spec = spec
         self._request_timeout_s = request_timeout_s
         # One thread, so requests go out one at a time in the order submitted, the next as soon as
-        # the last is answered; the worker keeps at most `depth` batches submitted, which bounds what
-        # can wait here.
+        # the last is answered; the worker sends the next only once the last is answered, so at most one
+        # waits here.
         self._requester = ThreadPoolExecutor(max_workers=1, thread_name_prefix="triton-requests")
         self._transport: Transport | None = None  # the requester thread's, but for `close`
         self._transport_lock = threading.Lock()  # guards `_transport` and `_closed`
@@ -160,7 +157,7 @@ class TritonModel:
     # -- what the worker reads ---------------------------------------------------------------------
 
     kind = "Triton"
-    depth = IN_FLIGHT_BATCHES
+    pipelined = True
 
     @property
     def runs_on(self) -> str:
