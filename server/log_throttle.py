@@ -9,7 +9,14 @@ into the next line.
 
 from __future__ import annotations
 
+import logging
 import time
+from dataclasses import dataclass
+
+#: A camera that keeps failing the same way is logged at WARNING at most this often, with how many
+#: attempts failed so since it was first logged: a dead camera retried every 30 s otherwise writes
+#: some 2,900 lines a day. Each attempt is still logged, at DEBUG.
+REPEATED_FAILURE_LOG_INTERVAL_S = 600.0
 
 
 class ThrottledCount:
@@ -49,3 +56,23 @@ class ThrottledCount:
         """A line that told of the first occurrence was written: the window opens."""
         self.untold = 0
         self._quiet_until = (time.monotonic() if now is None else now) + self._interval_s
+
+
+@dataclass
+class RepeatedFailureLog:
+    """How loudly to log a reconnect: a new failure at WARNING, the same one again at WARNING at most
+    every `REPEATED_FAILURE_LOG_INTERVAL_S` (saying how many attempts failed so meanwhile), else DEBUG."""
+
+    error: str | None = None
+    logged_at: float = -float("inf")  # monotonic
+    unlogged: int = 0  # attempts that failed with ``error`` since it was last logged at WARNING
+
+    def failed(self, error: str | None, now: float) -> tuple[int, str]:
+        """The log level for an attempt that failed with ``error`` at ``now``, and what to add to its line."""
+        if error == self.error and now - self.logged_at < REPEATED_FAILURE_LOG_INTERVAL_S:
+            self.unlogged += 1
+            return logging.DEBUG, ""
+        again = error == self.error and self.unlogged > 0
+        repeats = f" (failed so {self.unlogged} more times since this was last logged)" if again else ""
+        self.error, self.logged_at, self.unlogged = error, now, 0
+        return logging.WARNING, repeats

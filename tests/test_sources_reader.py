@@ -14,19 +14,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from server.log_throttle import REPEATED_FAILURE_LOG_INTERVAL_S, RepeatedFailureLog
 from server.sources import Decoded, SourceError, StreamState, mask_uri, open_source
+from server.sources.backoff import RECONNECT_INITIAL_S, RECONNECT_MAX_S, Backoff
 from server.sources.base import SlowRetryError
 from server.sources.network import NetworkSource
+from server.sources.pacing import LivePacing
 from server.sources.reader import (
-    RECONNECT_INITIAL_S,
-    RECONNECT_MAX_S,
-    REPEATED_FAILURE_LOG_INTERVAL_S,
     SLOW_RETRY_INITIAL_S,
     TRANSITIONS,
-    Backoff,
-    LivePacing,
     ReaderStatus,
-    RepeatedFailureLog,
     StreamReader,
     stop_readers,
 )

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from server.frames import Frame
+from server.log_throttle import RepeatedFailureLog
+from server.sources.backoff import Backoff
 from server.sources.base import (
     LOWER_CAMERA_RESOLUTION,
     MAX_FRAME_SIDE_PX,
@@ -36,18 +38,11 @@ from server.sources.base import (
     check_frame_size,
     reading_stream,
 )
+from server.sources.pacing import LivePacing, Pacing
 
 log = logging.getLogger(__name__)
 
 JOIN_TIMEOUT_S = 2.0
-RECONNECT_INITIAL_S = 0.5
-RECONNECT_MAX_S = 30.0
-#: Each delay is shortened by a random fraction of up to this, so cameras that dropped together (a
-#: switch rebooting) do not all come back at the same instant. Only shortened: a wait never exceeds
-#: its nominal value, so `RECONNECT_MAX_S` is a true upper bound.
-RECONNECT_JITTER = 0.2
-#: A connection that delivered frames this long resets the backoff to `RECONNECT_INITIAL_S`.
-HEALTHY_RESET_S = 10.0
 #: A camera that refuses us, or describes no video, is asked again after 10 s, then up to every 5 minutes.
 SLOW_RETRY_INITIAL_S = 10.0
 SLOW_RETRY_MAX_S = 300.0
@@ -59,18 +54,6 @@ FPS_WINDOW_S = 3.0
 #: `JUMP_AHEAD_S` and this many intervals (a recording that paused while nothing moved is shorter).
 JUMP_FRAMES = 4
 JUMP_AHEAD_S = 5.0
-#: A bursty source (live HLS) whose frames come this far ahead of their timestamps in one run has handed
-#: over a backlog: under the shortest segment FFmpeg's HLS demuxer hands over whole (half a second).
-BURST_S = 0.3
-#: A paced frame that comes more than this after its time moves the pace on to it: the source made the
-#: reader wait (a segment written late). One less late goes at once and the pace stays: fetching each
-#: burst's start (a playlist, then a segment: a round trip or two) would otherwise push the pace, and
-#: so the latency, later with every burst.
-PACE_SLACK_S = 0.5
-#: A camera that keeps failing the same way is logged at WARNING at most this often, with how many
-#: attempts failed so since it was first logged: a dead camera retried every 30 s otherwise writes
-#: some 2,900 lines a day. Each attempt is still logged, at DEBUG.
-REPEATED_FAILURE_LOG_INTERVAL_S = 600.0
 #: A live source whose connections each brought frames, then ended the same way, this many times in a
 #: row ends after every pass (a video file served as a feed): told once, then its ends logged at DEBUG.
 REPEATED_ENDS_TOLD = 3
@@ -79,26 +62,6 @@ REPEATED_ENDS_TOLD = 3
 REPEATED_ENDS_MAX_PASS_S = 120.0
 
 StateListener = Callable[[str, StreamState, str | None], None]
-
-
-@dataclass
-class RepeatedFailureLog:
-    """How loudly to log a reconnect: a new failure at WARNING, the same one again at WARNING at most
-    every `REPEATED_FAILURE_LOG_INTERVAL_S` (saying how many attempts failed so meanwhile), else DEBUG."""
-
-    error: str | None = None
-    logged_at: float = -float("inf")  # monotonic
-    unlogged: int = 0  # attempts that failed with ``error`` since it was last logged at WARNING
-
-    def failed(self, error: str | None, now: float) -> tuple[int, str]:
-        """The log level for an attempt that failed with ``error`` at ``now``, and what to add to its line."""
-        if error == self.error and now - self.logged_at < REPEATED_FAILURE_LOG_INTERVAL_S:
-            self.unlogged += 1
-            return logging.DEBUG, ""
-        again = error == self.error and self.unlogged > 0
-        repeats = f" (failed so {self.unlogged} more times since this was last logged)" if again else ""
-        self.error, self.logged_at, self.unlogged = error, now, 0
-        return logging.WARNING, repeats
 
 
 @dataclass
@@ -143,33 +106,6 @@ TRANSITIONS: dict[StreamState, frozenset[StreamState]] = {
 
 
 @dataclass(frozen=True, slots=True)
-class Backoff:
-    """How long to wait before reconnect attempt ``failures + 1``: doubling from ``initial_s`` to ``max_s``.
-
-    Jitter takes up to ``jitter`` of the nominal wait off, never adds to it: the README promises at
-    most ``max_s`` between attempts.
-    """
-
-    initial_s: float = RECONNECT_INITIAL_S
-    max_s: float = RECONNECT_MAX_S
-    jitter: float = RECONNECT_JITTER
-    healthy_s: float = HEALTHY_RESET_S
-
-    def delay(self, failures: int, rng: random.Random) -> float:
-        base = self.initial_s * 2.0 ** min(failures, 32)
-        return min(self.max_s, base) * (1.0 - rng.uniform(0.0, self.jitter))
-
-    def failures_within(self, wait_s: float) -> int | None:
-        """The most failures whose wait (before jitter) is at most ``wait_s``; None where even the first's is longer."""
-        if wait_s < self.initial_s:
-            return None
-        failures = 0
-        while failures < 32 and self.initial_s * 2.0 ** (failures + 1) <= min(wait_s, self.max_s):
-            failures += 1
-        return failures
-
-
-@dataclass(frozen=True, slots=True)
 class ReaderStatus:
     """A consistent snapshot of one reader, for the API and the viewer.
 
@@ -196,72 +132,6 @@ class ReaderStatus:
             "reconnects": self.reconnects,
             "last_frame_at": None if self.last_frame_at is None else round(self.last_frame_at, 3),
         }
-
-
-class Pacing:
-    """When each frame of a file is due on the monotonic clock, to play it at its native rate.
-
-    Due times follow the frames' media times from the first frame's arrival; after a timestamp jump
-    they follow on from one frame after the frame before, as if the file had no jump.
-    """
-
-    def __init__(self) -> None:
-        self._anchor: tuple[float, float] | None = None  # (monotonic, media time) due times count from
-        self.last_due: float | None = None
-
-    def due(self, media_time: float, jumped: bool, interval_s: float) -> float:
-        if self._anchor is None or jumped:
-            start = time.monotonic() if self.last_due is None else self.last_due + interval_s
-            self._anchor = (start, media_time)
-        self.last_due = self._anchor[0] + media_time - self._anchor[1]
-        return self.last_due
-
-
-class LivePacing:
-    """When each frame of a live source is due on the monotonic clock, so frames that come in bursts
-    still come one by one, at their timestamps' rate.
-
-    Only for a source that says it is ``bursty`` (live HLS, which hands over whole segments): a camera
-    sends each frame as it happens, and pacing it would add every stall and jitter of its network, and
-    its clock's drift, to the frames after them. A frame is released as it comes while no run of frames
-    comes more than `BURST_S` ahead of their timestamps; once one does, the backlog is read through,
-    the slot keeping the newest frame: what came first is stale, and so the reader reaches the
-    newest frames the source has. From the first frame after it that the source made the reader wait
-    for, frames are due at their timestamps' pace and held till then; a frame that comes late is
-    released at once, and the ones after it paced from it if it came more than `PACE_SLACK_S` late.
-
-    So pacing starts only where the source had nothing more to give, and holds back at most the
-    burst that came since (HLS: about a segment); what the source has beyond it stays in the
-    source's own buffer, never in a queue here, and inference still takes only the newest frame.
-    """
-
-    def __init__(self) -> None:
-        self._previous: tuple[float, float] | None = None  # (monotonic, media time) of the last frame
-        self._run_lead_s = 0.0  # how far the frames that each came sooner than their step got ahead
-        self._catching_up = False  # reading through a backlog
-        self._anchor: tuple[float, float] | None = None  # (monotonic, media time) paced from, once it bursts
-
-    def due(self, media_time: float, jumped: bool, now: float) -> float:
-        previous, self._previous = self._previous, (now, media_time)
-        if previous is None or jumped:
-            self._run_lead_s = 0.0
-            if self._anchor is not None:
-                self._anchor = (now, media_time)
-            return now
-        if self._anchor is not None:
-            due = self._anchor[0] + media_time - self._anchor[1]
-            if now - due > PACE_SLACK_S:
-                self._anchor = (now, media_time)
-            return max(due, now)
-        lead = (media_time - previous[1]) - (now - previous[0])
-        if lead <= 0:  # the source made the reader wait a frame's time for it: it has nothing more
-            self._run_lead_s = 0.0
-            if self._catching_up:
-                self._catching_up, self._anchor = False, (now, media_time)
-            return now
-        self._run_lead_s += lead
-        self._catching_up = self._catching_up or self._run_lead_s > BURST_S
-        return now
 
 
 class StreamReader:

@@ -14,8 +14,9 @@ from collections.abc import Callable
 
 from server.frames import Frame
 from server.sources import LatestFrame, Source, StreamState, open_source
+from server.sources.backoff import Backoff
 from server.sources.base import MAX_FRAME_SIDE_PX
-from server.sources.reader import Backoff, ReaderStatus, StreamReader
+from server.sources.reader import ReaderStatus, StreamReader
 
 #: Quick retries keep recovery tests short; the production schedule is tested on its own.
 FAST_BACKOFF = Backoff(initial_s=0.2, max_s=1.0)
