@@ -23,7 +23,8 @@ from server.config import ConfigError, Settings
 from server.delivery.hub import Hub
 from server.events.api import event_outputs_key, setup_events_api
 from server.events.outputs import EventOutputs, MqttUnavailableError
-from server.http.access.auth import AccessPolicy, setup_auth
+from server.http.access.auth import setup_auth
+from server.http.access.tokens import AccessPolicy
 from server.http.api import setup_api
 from server.http.errors import json_errors
 from server.http.keys import (
@@ -65,7 +66,7 @@ def create_app(
     own once the pipeline runs (`InferenceWorker.ended`): no frame is inferred again, so the caller
     stops the server (`server.serve`). Meanwhile ``/healthz`` fails.
 
-    Raises `server.http.access.auth.AuthConfigError` when the settings leave the server unprotected where it
+    Raises `server.http.access.tokens.AuthConfigError` when the settings leave the server unprotected where it
     must not be (a public address without tokens).
     """
     if policy is None:

@@ -25,7 +25,7 @@ from aiohttp import web
 from server.app import create_app
 from server.cli import EXIT_INTERRUPTED, EXIT_STOP_OVERRAN
 from server.config import ConfigError, Settings
-from server.http.access.auth import AuthConfigError
+from server.http.access.tokens import AuthConfigError
 from server.http.network.connections import ConnectionLimitingLoop, ConnectionLimits, raise_open_files_limit
 from server.http.network.listen import ListenError, bind, cannot_listen, listening_message, ready_to_listen
 from server.http.network.serving import server_options

@@ -13,7 +13,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from server.http.access.auth import (
+from server.http.access.auth import setup_auth
+from server.http.access.tokens import (
     ADMIN_TOKENS_ENV,
     SIGNED_ADMIN_TOKEN_MAX_TTL_S,
     SIGNED_TOKEN_MAX_TTL_S,
@@ -21,7 +22,6 @@ from server.http.access.auth import (
     AccessPolicy,
     AuthConfigError,
     Role,
-    setup_auth,
 )
 from tests.support.raw_http import raw_request, status_of
 
@@ -249,7 +249,7 @@ def test_open_only_on_loopback_or_when_said_explicitly(caplog: pytest.LogCapture
     assert AccessPolicy.configure("localhost", environ={}).open
     with pytest.raises(AuthConfigError, match=r"^listening on 0\.0\.0\.0, beyond this machine, needs access tokens"):
         AccessPolicy.configure("0.0.0.0", environ={})
-    with caplog.at_level(logging.WARNING, logger="server.http.access.auth"):
+    with caplog.at_level(logging.WARNING, logger="server.http.access.tokens"):
         assert AccessPolicy.configure("0.0.0.0", explicitly_off=True, environ={}).open
     assert "ACCESS CONTROL IS OFF" in caplog.text
 

@@ -21,7 +21,7 @@ import pytest
 import server.serve
 from server import cli
 from server.cli import EXIT_INTERRUPTED, EXIT_STARTUP_ERROR, build_parser, main, settings_from_args
-from server.http.access.auth import ADMIN_TOKENS_ENV, VIEWER_TOKENS_ENV
+from server.http.access.tokens import ADMIN_TOKENS_ENV, VIEWER_TOKENS_ENV
 from server.http.network.listen import ListenError, bind, listening_message, ready_to_listen
 from server.inference import weights
 from server.inference.models import BUNDLED_MODEL

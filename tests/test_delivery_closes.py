@@ -22,7 +22,8 @@ from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
 from server.delivery.viewer import MAX_PENDING_EVENTS, Viewer, ViewerLimits
-from server.http.access.auth import Role, policy_key
+from server.http.access.auth import policy_key
+from server.http.access.tokens import Role
 from server.http.keys import hub_key, websockets_key
 from server.http.viewers import close_websocket
 from server.http.ws import CLIENT_MESSAGE_BURST, TOO_SLOW_REASON

@@ -18,7 +18,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from server.http.access.auth import AccessPolicy, Role, setup_auth
+from server.http.access.auth import setup_auth
+from server.http.access.tokens import AccessPolicy, Role
 from server.sources.base import SourceError
 from server.sources.scene import SceneSettings
 from tests.support.polling import eventually

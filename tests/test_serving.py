@@ -12,7 +12,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from server.app import create_app
 from server.config import Settings
-from server.http.access.auth import Role, policy_key
+from server.http.access.auth import policy_key
+from server.http.access.tokens import Role
 from server.http.network.serving import server_options
 from server.inference.models import BUNDLED_MODEL
 from tests.support.raw_http import raw_request, status_of

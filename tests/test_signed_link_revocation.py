@@ -16,7 +16,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from server.http.access.auth import SIGNED_TOKEN_MAX_TTL_S, AccessPolicy, setup_auth
+from server.http.access.auth import setup_auth
+from server.http.access.tokens import SIGNED_TOKEN_MAX_TTL_S, AccessPolicy
 
 ADMIN = "admin-token-0123456789abcdef"
 LEAKED = "leaked-viewer-token-0123456789"

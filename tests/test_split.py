@@ -30,7 +30,7 @@ from server.deploy import running_nodes
 from server.deploy import split as split_module
 from server.deploy.node_files import toml_document
 from server.deploy.split import NodeFile, Split, SplitError, split_config, write_split
-from server.http.access.auth import AuthConfigError
+from server.http.access.tokens import AuthConfigError
 from server.persist import write_config
 from tests.support.certificates import self_signed
 from tests.support.polling import eventually

@@ -18,15 +18,8 @@ from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient
 
 from server.delivery.hub import Hub
-from server.http.access.auth import (
-    SIGNED_ADMIN_TOKEN_MAX_TTL_S,
-    SIGNED_TOKEN_MAX_TTL_S,
-    TOKEN_EXPIRED_CLOSE_CODE,
-    AccessPolicy,
-    Role,
-    policy_key,
-    setup_auth,
-)
+from server.http.access.auth import TOKEN_EXPIRED_CLOSE_CODE, policy_key, setup_auth
+from server.http.access.tokens import SIGNED_ADMIN_TOKEN_MAX_TTL_S, SIGNED_TOKEN_MAX_TTL_S, AccessPolicy, Role
 from server.options import StreamOptions
 from server.streams import StreamManager
 from server.webrtc import WebRTCConfig

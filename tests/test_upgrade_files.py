@@ -16,7 +16,8 @@ from aiohttp.test_utils import TestClient
 
 from server.app import create_app
 from server.config import load_config
-from server.http.access.auth import AccessPolicy, setup_auth
+from server.http.access.auth import setup_auth
+from server.http.access.tokens import AccessPolicy
 
 ClientFactory = Callable[[web.Application], Awaitable[TestClient]]
 

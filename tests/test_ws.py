@@ -23,7 +23,8 @@ from aiohttp.test_utils import TestClient
 from server.config import StreamConfig
 from server.delivery.encode import encodings
 from server.delivery.viewer import MAX_SCALED_IMAGES, ViewerLimits
-from server.http.access.auth import TOKEN_EXPIRED_CLOSE_CODE, Role, policy_key
+from server.http.access.auth import TOKEN_EXPIRED_CLOSE_CODE, policy_key
+from server.http.access.tokens import Role
 from server.http.keys import hub_key, websockets_key
 from server.http.network.serving import UNSENT_LIMIT_BYTES
 from server.http.ws import (

@@ -26,7 +26,7 @@ const POLL_MS = 2000;
 // After a refused token, how long between attempts: the address will not change by itself, but the
 // server's tokens may (a restart that brings the token's key back), so it is tried now and then.
 const REFUSED_RETRY_MS = 60000;
-// The shape of a signed token (server/http/access/auth.py), good or not: "s1.<role>.<expiry>.<signature>".
+// The shape of a signed token (server/http/access/tokens.py), good or not: "s1.<role>.<expiry>.<signature>".
 const SIGNED_TOKEN = /^s1\.[^.]+\.[^.]+\.[^.]+$/;
 const MIN_WIDTH_PX = 32; // what a subscription's max_width may be (docs/protocol.md)
 const MAX_WIDTH_PX = 7680;

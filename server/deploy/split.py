@@ -66,7 +66,8 @@ from server.deploy.node_files import (
 )
 from server.deploy.running_nodes import accepts, what_answers
 from server.events.config import DEFAULT_HISTORY_FILE, resolved_path
-from server.http.access.auth import ADMIN_TOKENS_ENV, VIEWER_TOKENS_ENV, AccessPolicy, AuthConfigError, is_loopback
+from server.http.access.requests import is_loopback
+from server.http.access.tokens import ADMIN_TOKENS_ENV, VIEWER_TOKENS_ENV, AccessPolicy, AuthConfigError
 
 #: Ports under this only root may listen on: nodes go from `DEFAULT_FIRST_PORT` behind such an entrance.
 PRIVILEGED_PORTS = 1024

@@ -1,0 +1,382 @@
+"""The token policy: what a presented token proves, how signed tokens are made and checked, and
+when nobody need present one.
+
+Apart from the middleware that applies it (`server.http.access.auth`): it is the part that holds
+secrets and decides, and it is built and checked without a web application too (at start-up,
+`server.deploy.split`), so it can be read and tested on its own. What it reads of a request (its
+bearer token, whether a host is loopback) is `server.http.access.requests`'s.
+
+Configured tokens are never compared directly: their SHA-256 digests are compared in constant time
+against the digest of what was presented, and every configured token is checked, so neither the
+timing nor the order of the checks tells which one nearly matched.
+
+The policy is *open* (nobody is asked for anything) only where the user chose that: bound to a
+loopback address with no tokens configured, or ``auth = "off"`` said explicitly. Binding anywhere
+else with no tokens refuses to start, naming the settings that fix it; so does ``auth = "off"`` with
+tokens given (in the environment, say), which would otherwise be dropped without a word.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from server.http.access.requests import bearer_token, is_loopback
+
+log = logging.getLogger(__name__)
+
+VIEWER_TOKENS_ENV = "SEGCAST_VIEWER_TOKENS"
+ADMIN_TOKENS_ENV = "SEGCAST_ADMIN_TOKENS"
+MIN_TOKEN_LENGTH = 16
+#: 366 days: a dashboard's URL (Grafana, Home Assistant's camera) is pasted once a year, not weekly.
+#: Safe to be long because a signed token dies with the configured token it was minted with (`Credential`).
+SIGNED_TOKEN_MAX_TTL_S = 366 * 24 * 3600
+#: An admin's signed token changes streams and the config file: in a URL it lasts a week at most,
+#: the year being for dashboards' viewer links.
+SIGNED_ADMIN_TOKEN_MAX_TTL_S = 7 * 24 * 3600
+#: How far beyond its role's longest life a signed token's expiry may lie when it is checked: the
+#: clocks of two nodes sharing admin tokens (one mints, the other checks) disagree by a little. More,
+#: and the token was minted by a clock running fast (see `AccessPolicy.signed_credential`).
+SIGNED_TOKEN_CLOCK_SKEW_S = 300
+SIGNED_TOKEN_DEFAULT_TTL_S = 3600
+SIGNED_TOKEN_PREFIX = "s1"
+#: The root of a signed token minted on no configured token's behalf: under an open policy, or by a
+#: program holding the policy. It holds as long as the signing key; a configured token's root (the
+#: SHA-256 of the token, 32 bytes) can never be empty.
+SERVER_ROOT = b""
+
+
+class AuthConfigError(ValueError):
+    """The access settings cannot be used as given; the message names the setting."""
+
+
+class Role(enum.IntEnum):
+    """Ordered so that a higher role includes every right of a lower one."""
+
+    VIEWER = 1
+    ADMIN = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """What a presented token proves: a role, and until when (Unix seconds) if it is a signed token.
+
+    ``expires`` is None for a configured token, which holds until it is taken out of the settings.
+    ``root`` is the digest of the configured token it goes back to: the token itself, or the one the
+    signed token was minted with, through any chain of signed tokens (`SERVER_ROOT` for none). A
+    token minted with this credential has the same root, and holds only while that root is configured.
+    """
+
+    role: Role
+    expires: int | None = None
+    root: bytes = field(default=SERVER_ROOT, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class AccessPolicy:
+    """Who is let in. Build it with `AccessPolicy.configure`; `open` means nobody is asked.
+
+    ``local_names_only``: the server is open because it listens on loopback, so it answers only to
+    this machine's own names. A web page can rebind its own domain to 127.0.0.1 (DNS rebinding); its
+    requests then reach segcast as same-origin ones, and only the ``Host`` header gives them away.
+    """
+
+    open: bool
+    local_names_only: bool = False
+    token_digests: tuple[tuple[bytes, Role], ...] = ()
+    signing_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
+
+    @classmethod
+    def configure(
+        cls,
+        host: str,
+        viewer_tokens: Iterable[str] = (),
+        admin_tokens: Iterable[str] = (),
+        explicitly_off: bool = False,
+        environ: Mapping[str, str] | None = None,
+        required: bool = False,
+    ) -> AccessPolicy:
+        """The policy for a server bound to ``host``, from the config file's tokens and the environment.
+
+        Raises `AuthConfigError` for a token too short to be a secret, for a non-loopback address
+        (or any address, where tokens are ``required``) with no tokens at all unless access control
+        was explicitly turned off, and for tokens given
+        while it was turned off (the user would believe them to guard the server). Each message names
+        where the tokens came from: the config file's key or the environment variable.
+        """
+        environ = os.environ if environ is None else environ
+        sources = {  # where tokens came from, as the messages name it
+            "auth.admin_tokens": list(admin_tokens),
+            "auth.viewer_tokens": list(viewer_tokens),
+            f"${ADMIN_TOKENS_ENV}": _split_env(environ.get(ADMIN_TOKENS_ENV, "")),
+            f"${VIEWER_TOKENS_ENV}": _split_env(environ.get(VIEWER_TOKENS_ENV, "")),
+        }
+        admins = [*sources["auth.admin_tokens"], *sources[f"${ADMIN_TOKENS_ENV}"]]
+        viewers = [*sources["auth.viewer_tokens"], *sources[f"${VIEWER_TOKENS_ENV}"]]
+        for source, tokens in sources.items():
+            for token in tokens:
+                if len(token) < MIN_TOKEN_LENGTH:
+                    raise AuthConfigError(
+                        f"{source}: tokens must be at least {MIN_TOKEN_LENGTH} characters "
+                        f"(try `python -c 'import secrets; print(secrets.token_urlsafe())'`)"
+                    )
+        if explicitly_off:
+            if given := [source for source, tokens in sources.items() if tokens]:
+                # Never let anyone in while the user believes the tokens guard the server.
+                named = " and ".join(given)
+                raise AuthConfigError(
+                    f'auth = "off" lets anyone in, yet {named} {"are" if len(given) > 1 else "is"} set: '
+                    f'remove auth = "off" from the config file to require the tokens, or unset {named}'
+                )
+            if not is_loopback(host):
+                log.warning(
+                    "ACCESS CONTROL IS OFF on %s: anyone who can reach this address can watch every camera "
+                    'and add or remove streams. Remove auth = "off" and set admin/viewer tokens to protect it.',
+                    host,
+                )
+            return cls(open=True, local_names_only=is_loopback(host))
+        if not viewers and not admins:
+            if required:  # behind an entrance: every request comes from loopback, whoever sent it
+                raise AuthConfigError(
+                    f"auth.required = true: this server needs access tokens wherever it listens "
+                    f"(${ADMIN_TOKENS_ENV}, or auth.admin_tokens / auth.viewer_tokens); without them anyone "
+                    "reaching the entrance in front of it could change it"
+                )
+            if is_loopback(host):
+                return cls(open=True, local_names_only=True)
+            raise AuthConfigError(
+                f"listening on {host}, beyond this machine, needs access tokens "
+                f"(${ADMIN_TOKENS_ENV}, or auth.admin_tokens / auth.viewer_tokens in a config file); "
+                f'or let anyone in with auth = "off" at the top of a config file, before its first [table]'
+            )
+        digests = tuple((_digest(t), Role.ADMIN) for t in admins) + tuple((_digest(t), Role.VIEWER) for t in viewers)
+        if not admins:  # every input would be a viewer's: they could sign themselves admin tokens
+            return cls(open=False, token_digests=digests)
+        return cls(open=False, token_digests=digests, signing_key=_signing_key(admins))
+
+    def role_of_token(self, token: str) -> Role | None:
+        """The role a configured token grants, checked in constant time against all of them."""
+        credential = self.token_credential(token)
+        return None if credential is None else credential.role
+
+    def token_credential(self, token: str) -> Credential | None:
+        """What a configured token proves, checked in constant time against all of them."""
+        presented = _digest(token)
+        found: Role | None = None
+        for digest, role in self.token_digests:
+            if hmac.compare_digest(presented, digest) and (found is None or role > found):
+                found = role
+        return None if found is None else Credential(found, root=presented)
+
+    def sign(
+        self,
+        role: Role,
+        ttl_s: float = SIGNED_TOKEN_DEFAULT_TTL_S,
+        now: float | None = None,
+        minted_by: Credential | None = None,
+    ) -> str:
+        """A URL-safe token granting ``role`` until ``ttl_s`` seconds from now (see `sign_until`)."""
+        if not 0 < ttl_s <= max_ttl_s(role):
+            raise ValueError(f"ttl_s of a {role.name.lower()} token must be between 1 and {max_ttl_s(role)}")
+        return self.sign_until(role, int((time.time() if now is None else now) + ttl_s), minted_by)
+
+    def sign_until(self, role: Role, expires: int, minted_by: Credential | None = None) -> str:
+        """A URL-safe token granting ``role`` until ``expires`` (Unix seconds), while ``minted_by``'s
+        root is configured (with None, while the signing key holds: see `SERVER_ROOT`).
+
+        The root is not written in the token but signed into it (see `_mac`): a token keeps the shape
+        ``s1.<role>.<expiry>.<signature>``, and a URL never tells which configured token it came from.
+        """
+        body = f"{SIGNED_TOKEN_PREFIX}.{role.name.lower()}.{expires}"
+        root = SERVER_ROOT if minted_by is None else minted_by.root
+        return f"{body}.{self._mac(body, root).decode()}"
+
+    def role_of_signed(self, token: str, now: float | None = None) -> Role | None:
+        """The role a signed token grants, or None if it is forged, malformed or expired."""
+        credential = self.signed_credential(token, now)
+        return None if credential is None else credential.role
+
+    def signed_credential(self, token: str, now: float | None = None) -> Credential | None:
+        """What a signed token proves, or None if it is forged, malformed, expired or from the future.
+
+        From the future: it expires further ahead than its role's longest life (`max_ttl_s`, give or
+        take `SIGNED_TOKEN_CLOCK_SKEW_S`), which no correct clock mints. A clock running fast did: a
+        one-hour admin token minted while the clock was two years ahead would otherwise hold for two
+        years once the clock is set right.
+        """
+        credential = self._genuine(token)
+        if credential is None or credential.expires is None:
+            return None
+        now = time.time() if now is None else now
+        return credential if _expiry_problem(credential.role, credential.expires, now) is None else None
+
+    def credential_of(self, request: web.Request) -> Credential | None:
+        """What a request proves, from its bearer header or its signed ``token`` parameter.
+
+        A bearer may be a configured token or a signed one: a person handed a signed token pastes it
+        where the viewer asks for a token, and the viewer sends that as a bearer.
+        """
+        bearer = bearer_token(request)
+        if bearer is not None:
+            return self.token_credential(bearer) or self.signed_credential(bearer)
+        signed = request.query.get("token")
+        if signed:
+            return self.signed_credential(signed)
+        return None
+
+    def signed_problem(self, request: web.Request) -> str | None:
+        """Why the signed token ``request`` presents is refused, where minting a new one is the fix: it
+        is genuine and expired, or expires too far ahead (`signed_credential`); or it has a signed
+        token's shape but this server's signature for none of the roots it holds (`_genuine`).
+
+        For the refusal to tell its holder to mint a new one rather than that it is no token at all.
+        Only a token this server signed has its expiry read: a forged one learns nothing of it. One
+        signed the way segcast signed from 2026-12-03 to 12-05 (`_signed_unbound`) is named so: such
+        links outlived restarts, and their holders are told why they stopped. Either is still refused.
+        """
+        bearer = bearer_token(request)
+        token = request.query.get("token") if bearer is None else bearer
+        if token is None or not _has_signed_shape(token):
+            return None
+        credential = self._genuine(token)
+        if credential is not None and credential.expires is not None:
+            return _expiry_problem(credential.role, credential.expires, time.time())
+        if credential is not None:
+            return None
+        if self._signed_unbound(token):
+            return (
+                "the signed token was minted by an earlier segcast (of 2026-12-03 to 2026-12-05), whose signed "
+                "tokens this one no longer takes: they were not bound to the token they were minted with, "
+                "so taking that token out of the settings could not revoke them"
+            )
+        return (
+            "the signed token is not valid for this server (minted by another server or an earlier segcast, "
+            "or with a token since taken out of its settings)"
+        )
+
+    def _genuine(self, token: str) -> Credential | None:
+        """What a signed token would prove if it had not expired, or None if this server did not sign
+        it or the configured token it was minted with is gone.
+
+        Its signature is checked against every root still configured, each one, so the time taken
+        does not tell which matched. A token signed by an older segcast (with the signing key itself,
+        before tokens had roots) matches none: it is refused, since nothing in it tells whether the
+        token it was minted with is still configured.
+        """
+        body, _, mac = token.rpartition(".")
+        parts = body.split(".")
+        if len(parts) != 3 or parts[0] != SIGNED_TOKEN_PREFIX:
+            return None
+        presented = _bytes(mac)
+        found: bytes | None = None
+        for root in self._roots():
+            if hmac.compare_digest(presented, self._mac(body, root)):
+                found = root
+        role_name, expires = parts[1], parts[2]
+        role = Role.__members__.get(role_name.upper())
+        if found is None or role is None or not expires.isdigit():
+            return None
+        return Credential(role, int(expires), found)
+
+    def _signed_unbound(self, token: str) -> bool:
+        """Whether ``token`` is signed as segcast signed from fe89fd6 (2026-12-03 08:57) until 7c7b0e3
+        (2026-12-05 02:51): with the signing key itself, bound to no root (`_mac` binds one).
+
+        Only to name it in a refusal: it proves nothing, since nothing in it tells whether the token it
+        was minted with is still configured. Telling it costs no secret: only the key's holder signs
+        one. Tokens of 10ac628 itself (a key not derived by scrypt, from the admin tokens in clear,
+        which the policy keeps only as digests) cannot be told from any other signature.
+        """
+        body, _, mac = token.rpartition(".")
+        unbound = hmac.new(self.signing_key, _bytes(body), hashlib.sha256).digest()
+        return hmac.compare_digest(_bytes(mac), base64.urlsafe_b64encode(unbound).rstrip(b"="))
+
+    def _roots(self) -> list[bytes]:
+        """The roots a signed token may have now: each configured token's digest, and `SERVER_ROOT`."""
+        return [*dict.fromkeys(digest for digest, _ in self.token_digests), SERVER_ROOT]
+
+    def _mac(self, body: str, root: bytes) -> bytes:
+        """The signature of ``body`` for a token of ``root``, with a key of that root's own.
+
+        The root's key is derived from the signing key, so no one who lacks that learns a thing
+        about the configured token from a signed one: not even which it was.
+        """
+        key = hmac.new(self.signing_key, b"segcast signed-token root\n" + root, hashlib.sha256).digest()
+        digest = hmac.new(key, _bytes(body), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=")
+
+
+def _has_signed_shape(token: str) -> bool:
+    """Whether ``token`` has a signed token's shape, ``s1.<viewer|admin>.<digits>.<signature>``, genuine or not."""
+    parts = token.split(".")
+    return (
+        len(parts) == 4
+        and parts[0] == SIGNED_TOKEN_PREFIX
+        and parts[1].upper() in Role.__members__
+        and parts[2].isdigit()
+        and bool(parts[3])
+    )
+
+
+def max_ttl_s(role: Role) -> int:
+    """The longest a signed token of ``role`` may be minted for (seconds)."""
+    return SIGNED_ADMIN_TOKEN_MAX_TTL_S if role is Role.ADMIN else SIGNED_TOKEN_MAX_TTL_S
+
+
+def _expiry_problem(role: Role, expires: int, now: float) -> str | None:
+    """Why a signed token of ``role`` expiring at ``expires`` is refused at ``now``, or None if it holds
+    (see `AccessPolicy.signed_credential`)."""
+    if expires < now:
+        return f"the signed token expired at {_utc(expires)}"
+    if expires - now > max_ttl_s(role) + SIGNED_TOKEN_CLOCK_SKEW_S:
+        return (
+            f"the signed token expires at {_utc(expires)}, later than {role.name.lower()} tokens may last "
+            f"({max_ttl_s(role) // 86400} days): it was minted while a clock was running fast"
+        )
+    return None
+
+
+def _utc(unix_s: int) -> str:
+    return datetime.fromtimestamp(unix_s, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _signing_key(admin_tokens: Iterable[str]) -> bytes:
+    """The key signed tokens are made with, from the admin tokens: no viewer knows it.
+
+    Derived rather than random, so that a signed token in a dashboard's URL outlives a restart or an
+    upgrade and is good on every node with the same admin tokens; changing them revokes every one.
+    Derived slowly (scrypt, a few tens of ms once at start): anyone holding a signed token could
+    otherwise test guesses of a short admin token offline at the speed of SHA-256.
+    """
+    material = "\n".join(sorted(set(admin_tokens)))
+    return hashlib.scrypt(_bytes(material), salt=b"segcast signed-token key v1", n=2**14, r=8, p=1, dklen=32)
+
+
+def _split_env(value: str) -> list[str]:
+    return [token.strip() for token in value.split(",") if token.strip()]
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(_bytes(token)).digest()
+
+
+def _bytes(text: str) -> bytes:
+    """``text`` as bytes, whatever it holds: a presented token is attacker's text.
+
+    aiohttp decodes header bytes that are not UTF-8 to lone surrogates, and a query string may hold
+    any character; neither may turn a refusal into an exception (``str.encode`` and
+    ``hmac.compare_digest`` on non-ASCII text both raise). The same bytes come back from the same text,
+    so a configured token still matches itself.
+    """
+    return text.encode("utf-8", "surrogatepass")
