@@ -15,7 +15,7 @@ import {
   timeoutSignal,
   withToken,
 } from "./connection.js";
-import { askForToken } from "./token.js";
+import { askForToken, markTokenRefused } from "./token.js";
 
 // The server's clock minus this browser's, in seconds, learnt from each answer's Date header.
 // The header has a resolution of one second, so a browser whose clock agrees within that is trusted
@@ -69,7 +69,7 @@ export async function askForAcceptedToken(reason, base = APP_ROOT) {
   let refused = false;
   for (;;) {
     const asked = askForToken(refused ? "refused" : reason);
-    markRefused(refused);
+    markTokenRefused(refused);
     const token = await asked;
     if (!token) return null;
     refused = await tokenRefused(token, base);
@@ -80,19 +80,6 @@ export async function askForAcceptedToken(reason, base = APP_ROOT) {
       return token;
     }
   }
-}
-
-// The token dialog's field (token.js), open now: marked invalid after a refusal until something else is typed.
-function markRefused(refused) {
-  const field = document.querySelector("#token-dialog input");
-  if (!field) return;
-  if (!refused) {
-    field.removeAttribute("aria-invalid");
-    return;
-  }
-  field.setAttribute("aria-invalid", "true");
-  field.addEventListener("input", () => field.removeAttribute("aria-invalid"), { once: true });
-  field.focus();
 }
 
 async function tokenRefused(token, base) {

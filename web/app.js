@@ -9,6 +9,7 @@
 // "reconnecting". The same question tells a live connection refused while the server answers (a
 // reverse proxy that drops the WebSocket or the Host header) from a server that is away.
 
+import { markInvalid, unmarkInvalid } from "./announce.js";
 import { ApiError, addStream, askForAcceptedToken, listStreams, removeStream, viewerSettings } from "./api.js";
 import { Connection, carryToken, pageToken, storedToken } from "./connection.js";
 import { ANALYTICS_EVENTS } from "./events.js";
@@ -298,15 +299,11 @@ $("add-form").addEventListener("input", () => showAddError(""));
 // invalid, described by it and given the focus, so a screen reader says which field to correct.
 function showAddError(text, field = null) {
   const form = $("add-form");
-  for (const marked of form.querySelectorAll("[aria-invalid]")) {
-    marked.removeAttribute("aria-invalid");
-    marked.removeAttribute("aria-describedby");
-  }
+  for (const marked of form.querySelectorAll("[aria-invalid]")) unmarkInvalid(marked, "add-error");
   $("add-error").textContent = text;
   const input = field && form.elements[field];
   if (!input) return;
-  input.setAttribute("aria-invalid", "true");
-  input.setAttribute("aria-describedby", "add-error");
+  markInvalid(input, "add-error");
   input.focus();
 }
 

@@ -23,6 +23,7 @@
 // on the tile shows it over its picture, a pointer in its caption's title, and a tap opens the stream view,
 // which shows it too.
 
+import { ThrottledAnnouncer, liveRegion } from "./announce.js";
 import { carryToken } from "./connection.js";
 import { JpegDecoder, drawPicture } from "./picture.js";
 import { OFFLINE_NOTICE, StatusPanel, noticeWithoutPicture, streamNotice } from "./status.js";
@@ -179,13 +180,13 @@ export class GridView {
     this.announcer = null; // where removals are said on a page without a #grid-note (made when needed)
     // Where streams going down are said: its own, since #grid-note is the page's (app.js). In the page
     // before it speaks, as a live region added with its words is not always spoken.
-    this.downNote = document.createElement("p");
-    this.downNote.className = "visually-hidden";
-    this.downNote.setAttribute("role", "status");
-    (this.root.closest(".grid") ?? this.root).before(this.downNote);
+    const downNote = liveRegion();
+    (this.root.closest(".grid") ?? this.root).before(downNote);
+    this.downSummary = new ThrottledAnnouncer(downNote, () => this.downWords(), {
+      minMs: DOWN_SUMMARY_MIN_MS,
+      gatherMs: DOWN_SUMMARY_GATHER_MS,
+    });
     this.wentDown = new Set(); // the ids of streams gone down since the last summary
-    this.downTimer = null;
-    this.downSaidAt = -Infinity; // performance.now() of the last summary
     setInterval(() => this.checkStale(), STALE_TICK_MS);
     // Shown again, each stream's newest picture is on its way (connection.js): the tiles' time starts
     // again now, not at the last tick while hidden, which a background tab's timers make seldom.
@@ -357,20 +358,17 @@ export class GridView {
     if (down && card.down === false) this.wentDown.add(id);
     if (!down) this.wentDown.delete(id);
     card.down = down;
-    if (this.wentDown.size === 0 || this.downTimer !== null) return;
-    const wait = Math.max(DOWN_SUMMARY_GATHER_MS, this.downSaidAt + DOWN_SUMMARY_MIN_MS - performance.now());
-    this.downTimer = setTimeout(() => this.sayDown(), wait);
+    if (this.wentDown.size > 0) this.downSummary.note();
   }
 
-  sayDown() {
-    this.downTimer = null;
+  // The summary of the streams gone down and still here, or null for none (or the connection's loss).
+  downWords() {
     const down = [...this.wentDown].filter((id) => this.cards.has(id));
     this.wentDown.clear();
-    if (!this.online || down.length === 0) return;
+    if (!this.online || down.length === 0) return null;
     const on = this.node === null ? "" : ` on ${this.node}`;
     const one = down.length === 1 && this.cards.get(down[0]);
-    this.downNote.textContent = one ? `${down[0]}${on}: ${one.status.state}` : `${down.length} streams down${on}`;
-    this.downSaidAt = performance.now();
+    return one ? `${down[0]}${on}: ${one.status.state}` : `${down.length} streams down${on}`;
   }
 
   // What the tile's panel says: the connection's loss, else the stream's state, else a stale picture.
@@ -431,9 +429,7 @@ export class GridView {
     let note = document.getElementById("grid-note");
     if (!note) {
       if (!this.announcer) {
-        this.announcer = document.createElement("p");
-        this.announcer.className = "visually-hidden";
-        this.announcer.setAttribute("role", "status");
+        this.announcer = liveRegion();
         (this.root.closest(".grid") ?? this.root).before(this.announcer);
       }
       note = this.announcer;

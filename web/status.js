@@ -2,6 +2,7 @@
 // retries, the countdown to the next attempt. Over the picture rather than in a tooltip, so that a
 // phone (no hover) shows it too. The grid's tiles, the stream view and the embed page share it.
 
+import { liveRegion } from "./announce.js";
 import { serverNow } from "./api.js";
 
 const COUNTDOWN_TICK_MS = 250;
@@ -196,9 +197,7 @@ export class StatusPanel {
     // In the page, empty, before it has anything to say: a live region added with its words is not always spoken.
     this.cleared = null;
     if (live) {
-      this.cleared = document.createElement("p");
-      this.cleared.className = "status-cleared visually-hidden";
-      this.cleared.setAttribute("role", "status");
+      this.cleared = liveRegion("status-cleared");
       container.append(this.cleared);
     }
   }

@@ -23,6 +23,7 @@
 // Where the server asks for tokens, the embed snippet's frame needs one in its address, as it cannot send
 // the page's own: the Embed panel mints a long-lived viewer token for it when asked, and says who can watch.
 
+import { ThrottledAnnouncer } from "./announce.js";
 import { mintToken } from "./api.js";
 import { appUrl, pageToken, storedToken } from "./connection.js";
 import { EventList } from "./events.js";
@@ -114,12 +115,13 @@ export class StreamView {
     this.source = null; // the open stream's source, as its stats last said
     this.endedCamera = null; // {error}: the open id was a published camera that ended, then went (setMissing)
     this.removing = false; // this page asked for the open stream's removal (setRemoving)
-    // Live events heard since the last summary (eventHeard), the newest in the list's words, when the
-    // last summary was said (performance.now()), and the timer of the next.
+    // Live events heard since the last summary (eventHeard), the newest in the list's words, and what
+    // sums them up (none where the page has no place for it).
     this.eventsHeard = 0;
     this.newestEvent = "";
-    this.summarySaidAt = -Infinity;
-    this.summaryTimer = null;
+    this.eventSummary = elements.eventsSummary
+      ? new ThrottledAnnouncer(elements.eventsSummary, () => this.eventWords(), { minMs: EVENT_SUMMARY_MS })
+      : null;
     this.online = true;
     this.offline = OFFLINE_NOTICE; // what the view says while the connection is down (setOnline)
     this.inference = null; // the server's {state, error, next_attempt_at}
@@ -329,10 +331,8 @@ export class StreamView {
 
   close() {
     this.endWebRTC();
-    clearTimeout(this.summaryTimer);
-    this.summaryTimer = null;
+    this.eventSummary?.clear();
     this.eventsHeard = 0;
-    if (this.el.eventsSummary) this.el.eventsSummary.textContent = "";
     this.rtcAwaitsStream = false;
     this.streamId = null;
     this.zones.open(null);
@@ -395,20 +395,16 @@ export class StreamView {
     const top = list.firstElementChild;
     this.events.add(event);
     const item = list.firstElementChild; // a new one on top: it was listed (not another stream's, nor known)
-    if (!this.el.eventsSummary || item === null || item === top) return;
+    if (!this.eventSummary || item === null || item === top) return;
     this.eventsHeard += 1;
     this.newestEvent = item.lastChild.textContent; // what the list says after the time (events.js, eventItem)
-    const wait = Math.max(0, this.summarySaidAt + EVENT_SUMMARY_MS - performance.now());
-    this.summaryTimer ??= setTimeout(() => this.sayEvents(), wait);
+    this.eventSummary.note();
   }
 
-  sayEvents() {
+  eventWords() {
     const heard = this.eventsHeard;
-    this.el.eventsSummary.textContent =
-      heard === 1 ? `1 new event: ${this.newestEvent}` : `${heard} new events, latest: ${this.newestEvent}`;
     this.eventsHeard = 0;
-    this.summaryTimer = null;
-    this.summarySaidAt = performance.now();
+    return heard === 1 ? `1 new event: ${this.newestEvent}` : `${heard} new events, latest: ${this.newestEvent}`;
   }
 
   // A status message: its state and error, not when the next attempt is (the next poll brings that).

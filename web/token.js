@@ -1,6 +1,8 @@
 // Asking the person for an access token, in the page rather than in a bare browser prompt: it says
 // why in plain words, hides what is typed, and can be cancelled. See the README's Security section.
 
+import { markInvalid, unmarkInvalid } from "./announce.js";
+
 const WHY = {
   missing: [
     "This segcast server needs an access token",
@@ -80,4 +82,17 @@ export function askForToken(reason) {
     );
     dialog.showModal();
   });
+}
+
+/** The open dialog's field marked invalid after a refusal (`refused`) until something else is typed. */
+export function markTokenRefused(refused) {
+  const field = dialog?.querySelector("input");
+  if (!field) return;
+  if (!refused) {
+    unmarkInvalid(field);
+    return;
+  }
+  markInvalid(field);
+  field.addEventListener("input", () => unmarkInvalid(field), { once: true });
+  field.focus();
 }

@@ -26,6 +26,7 @@
 // announcement says so, and a note beside the box stays until the shapes are saved there (ticking the box
 // saves them at once) or the stream is removed (one added again under its id has nothing unsaved).
 
+import { markInvalid, unmarkInvalid } from "./announce.js";
 import { ApiError, changeStream, getStream, viewerSettings } from "./api.js";
 import { drawShapes } from "./shape_drawing.js";
 import { CENTRE } from "./shape_keys.js";
@@ -73,15 +74,6 @@ const CHANGED_ELSEWHERE =
 // Saves made again after the stream's other settings changed under them, or shapes were only added.
 const MAX_RESENDS = 3;
 const NOT_IN_FILE = "not saved to the config file: gone at a restart (tick Save to config file to keep it)";
-
-// A field showError() marked no longer is: its own description (a hint) stays, the error's (`errorId`) goes.
-function unmark(field, errorId) {
-  if (!field.hasAttribute("aria-invalid")) return;
-  field.removeAttribute("aria-invalid");
-  const rest = (field.getAttribute("aria-describedby") ?? "").split(" ").filter((id) => id && id !== errorId);
-  if (rest.length) field.setAttribute("aria-describedby", rest.join(" "));
-  else field.removeAttribute("aria-describedby");
-}
 
 export class ZoneEditor {
   // host: {canvas, size() -> {width, height} | null, redraw(), reveal() (turn the zones overlay on)};
@@ -133,9 +125,9 @@ export class ZoneEditor {
     elements.remove.addEventListener("click", () => this.removeSelected());
     elements.name.addEventListener("input", () => {
       this.typed = true;
-      unmark(elements.name, elements.error.id);
+      unmarkInvalid(elements.name, elements.error.id);
     });
-    elements.loiter?.addEventListener("input", () => unmark(elements.loiter, elements.error.id));
+    elements.loiter?.addEventListener("input", () => unmarkInvalid(elements.loiter, elements.error.id));
     elements.name.addEventListener("change", () => this.rename());
     // Ticked because the note said so: the shapes shown are saved to the file now, not at the next change.
     elements.persist.addEventListener("change", () => {
@@ -562,11 +554,9 @@ export class ZoneEditor {
   showError(message, field = null) {
     if (message) this.errorsShown += 1;
     this.el.error.textContent = message;
-    for (const input of [this.el.name, this.el.loiter]) if (input) unmark(input, this.el.error.id);
+    for (const input of [this.el.name, this.el.loiter]) if (input) unmarkInvalid(input, this.el.error.id);
     if (message && field) {
-      field.setAttribute("aria-invalid", "true");
-      const described = field.getAttribute("aria-describedby");
-      field.setAttribute("aria-describedby", described ? `${described} ${this.el.error.id}` : this.el.error.id);
+      markInvalid(field, this.el.error.id);
       field.focus();
     }
     if (message) this.el.error.scrollIntoView({ block: "nearest" });
