@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from server.delivery.encode import FramePacket, Variant, make_packet
-from server.delivery.hub import STALLED_AFTER_S, STATS_WINDOW_S, Hub, _StreamStats
+from server.delivery.hub import Hub
+from server.delivery.stream_stats import STALLED_AFTER_S, STATS_WINDOW_S, StreamStats
 from server.frames import Frame, FrameResult
 
 DAY_S = 24 * 3600.0
@@ -92,7 +93,7 @@ async def test_latency_does_not_follow_a_clock_step_between_capture_and_publish(
     assert 0.0 <= latency_ms < 1000.0, f"{latency_ms} ms for a frame published as soon as it was captured"
 
 
-def processed_at(stats: _StreamStats, monotonic: list[float], at_s: float) -> None:
+def processed_at(stats: StreamStats, monotonic: list[float], at_s: float) -> None:
     """A frame processed and published at ``at_s`` on the monotonic clock the test moves."""
     monotonic[0] = at_s
     frame = Frame("cam", 1, 0.0, 0.0, np.zeros((4, 4, 3), np.uint8), capture_monotonic=at_s)
@@ -110,7 +111,7 @@ def monotonic(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 def test_a_stream_processed_slower_than_a_frame_a_window_reads_its_rate_not_zero(monotonic: list[float]) -> None:
     """Triton overloaded: a frame every 8 s, one at most in the window. It read 0 fps, in the API, /metrics
     and the viewer, and the alert on ``segcast_processed_fps == 0`` took the slow stream for stalled."""
-    stats = _StreamStats()
+    stats = StreamStats()
     processed_at(stats, monotonic, 0.0)
     processed_at(stats, monotonic, 8.0)
 
@@ -122,13 +123,13 @@ def test_a_stream_processed_slower_than_a_frame_a_window_reads_its_rate_not_zero
 def test_a_slow_stream_that_stops_reads_zero_once_it_is_clearly_late(monotonic: list[float]) -> None:
     """Twice its own interval without a frame (a frame every 8 s: 16 s), or `STALLED_AFTER_S` for one
     slower still: then it is stalled, with no latency to report."""
-    stats = _StreamStats()
+    stats = StreamStats()
     processed_at(stats, monotonic, 0.0)
     processed_at(stats, monotonic, 8.0)
     monotonic[0] = 8.0 + 2 * 8.0 + 1
     assert stats.snapshot() == {"processed_fps": 0.0, "latency_ms": None}
 
-    slower = _StreamStats()
+    slower = StreamStats()
     processed_at(slower, monotonic, 0.0)
     processed_at(slower, monotonic, 20.0)
     monotonic[0] = 20.0 + STALLED_AFTER_S - 1
@@ -139,7 +140,7 @@ def test_a_slow_stream_that_stops_reads_zero_once_it_is_clearly_late(monotonic: 
 
 def test_a_stream_processed_at_full_rate_that_stops_reads_zero_after_one_window(monotonic: list[float]) -> None:
     """Its frames a fifteenth of a second apart: not a slow stream, so no later than before."""
-    stats = _StreamStats()
+    stats = StreamStats()
     for seq in range(30):
         processed_at(stats, monotonic, seq / 15)
     monotonic[0] += STATS_WINDOW_S + 0.5
@@ -148,7 +149,7 @@ def test_a_stream_processed_at_full_rate_that_stops_reads_zero_after_one_window(
 
 def test_a_slow_stream_shown_unanalysed_reads_zero_at_once(monotonic: list[float]) -> None:
     """Inference unavailable: its frames are not processed, however recently the last one was."""
-    stats = _StreamStats()
+    stats = StreamStats()
     processed_at(stats, monotonic, 0.0)
     processed_at(stats, monotonic, 8.0)
     monotonic[0] = 9.0
