@@ -8,7 +8,6 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
@@ -343,27 +342,31 @@ OFFERED_FPS = 300.0  # what its cameras offer it: it drops the other 100 frames 
 
 
 @pytest.fixture
-def stand_in_server(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], ServerProcess]:
+def stand_in_server(monkeypatch: pytest.MonkeyPatch) -> Callable[[bool], ServerProcess]:
     """`bench.live._latency`'s server: its cameras offer `OFFERED_FPS` frames a second, it processes
-    `PROCESSED_FPS` and drops the rest, and its one viewer gets a frame every 10 ms from the given
-    delay on; RSS sampled every 0.2 s, no warm-up."""
+    `PROCESSED_FPS` and drops the rest, and its one viewer gets a frame every 10 ms, or, ``starved``, none
+    until the run's closing count: after the measured time, so in its last third and never its first,
+    however late the loop runs (a feed starting at a fixed real time fell into the first third when a
+    stall of the loop lengthened the run); RSS sampled every 0.2 s, no warm-up."""
     import bench.live as live
 
     started = time.monotonic()
+    viewer = Viewer(record=True)
+    counts_read: list[float] = []
 
-    async def stream_counts(session: object, server: object) -> StreamCounts:
-        elapsed = time.monotonic() - started
-        read, processed = int(elapsed * OFFERED_FPS), int(elapsed * PROCESSED_FPS)
-        return StreamCounts(read, read - processed, processed)
+    def stand_in(starved: bool) -> ServerProcess:
+        async def stream_counts(session: object, server: object) -> StreamCounts:
+            if starved and counts_read:
+                viewer.samples.extend([(time.monotonic(), 0.04)] * 3)
+            elapsed = time.monotonic() - started
+            counts_read.append(elapsed)
+            read, processed = int(elapsed * OFFERED_FPS), int(elapsed * PROCESSED_FPS)
+            return StreamCounts(read, read - processed, processed)
 
-    def viewers_from(delay_s: float) -> Callable[..., AbstractAsyncContextManager[list[Viewer]]]:
         @contextlib.asynccontextmanager
         async def viewers(server: object, count: int, record: bool = False) -> AsyncIterator[list[Viewer]]:
-            viewer = Viewer(record)
-
             async def feed() -> None:
-                await asyncio.sleep(delay_s)
-                while True:
+                while not starved:
                     viewer.samples.append((time.monotonic(), 0.04))
                     await asyncio.sleep(0.01)
 
@@ -374,37 +377,32 @@ def stand_in_server(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], Server
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
 
-        return viewers
+        monkeypatch.setattr(live, "stream_counts", stream_counts)
+        monkeypatch.setattr(live, "viewers", viewers)
+        return cast(ServerProcess, SimpleNamespace(rss_mb=lambda: 1.0))
 
     monkeypatch.setattr(live, "WARMUP_S", 0.0)
     monkeypatch.setattr(live, "RSS_SAMPLE_S", 0.2)
-    monkeypatch.setattr(live, "stream_counts", stream_counts)
-    server = cast(ServerProcess, SimpleNamespace(rss_mb=lambda: 1.0))
-
-    def with_viewer_from(delay_s: float) -> ServerProcess:
-        monkeypatch.setattr(live, "viewers", viewers_from(delay_s))
-        return server
-
-    return with_viewer_from
+    return stand_in
 
 
 async def test_processed_fps_of_a_latency_run_is_over_the_time_measured(
-    stand_in_server: Callable[[float], ServerProcess],
+    stand_in_server: Callable[[bool], ServerProcess],
 ) -> None:
     from bench.live import _latency
 
     # 0.25 s asked for: RSS samples at 0, 0.2 and 0.4 s make it 0.4 s.
-    run = await _latency(stand_in_server(0.0), 1, 0.25)
+    run = await _latency(stand_in_server(False), 1, 0.25)
 
     assert run.processed_fps == pytest.approx(PROCESSED_FPS, rel=0.1)
 
 
 async def test_a_latency_run_whose_first_third_got_no_frame_is_not_flat(
-    stand_in_server: Callable[[float], ServerProcess], tmp_path: Path
+    stand_in_server: Callable[[bool], ServerProcess], tmp_path: Path
 ) -> None:
     from bench.live import _latency
 
-    run = await _latency(stand_in_server(0.2), 1, 0.25)
+    run = await _latency(stand_in_server(True), 1, 0.25)
 
     assert run.first_p50_ms is None and run.last_p50_ms == pytest.approx(40.0)
     assert not run.flat
@@ -415,12 +413,12 @@ async def test_a_latency_run_whose_first_third_got_no_frame_is_not_flat(
 
 
 async def test_a_latency_run_records_what_was_offered_and_dropped_and_the_page_shows_it(
-    stand_in_server: Callable[[float], ServerProcess], tmp_path: Path
+    stand_in_server: Callable[[bool], ServerProcess], tmp_path: Path
 ) -> None:
     """Latency is of the frames processed only: the frames the pipeline dropped are said beside it."""
     from bench.live import _latency
 
-    run = await _latency(stand_in_server(0.0), 4, 0.25)
+    run = await _latency(stand_in_server(False), 4, 0.25)
 
     assert run.offered_fps == pytest.approx(OFFERED_FPS, rel=0.1)
     assert run.dropped_share == pytest.approx(1 / 3, abs=0.05)

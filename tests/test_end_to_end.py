@@ -21,18 +21,26 @@ MIN_FRAMES = 100
 #: recent frames, so each object's reported class must be right in all but a few of its clear frames.
 MAX_WRONG_CLASS = 0.1
 
-pytestmark = pytest.mark.timeout(90)
+#: Every one of the video's frames goes through the model (``#rate=max``): at the ~3 fps a loaded CPU
+#: gives, about 100 s. Only a guard against a hang: nothing here depends on how fast the frames go.
+pytestmark = pytest.mark.timeout(240)
 
 
 async def test_track_ids_follow_the_generated_objects_one_to_one(
     start_server: Callable[..., Awaitable[TestClient]], scene_video: Path
 ) -> None:
-    client = await start_server(StreamConfig("scene", str(scene_video)))
+    # ``#rate=max``: the file hands its next frame over once the worker took the last, so the tracker
+    # sees every frame however slow the CPU is. Played at its own 15 fps, the worker took only the newest
+    # frame: under load 2.7 fps were tracked, the track ids judged on a third of the frames.
+    client = await start_server(StreamConfig("scene", f"{scene_video}#rate=max"))
     scene = Scene(seed=SCENE_SEED)
     ids_per_object: dict[int, set[int]] = defaultdict(set)
     # An id may pass to another object where the two overlap (the spec allows switches in occlusions),
-    # never from one clear sighting to the next: track id -> (object id, apart) at its last sighting.
-    last_object_of_id: dict[int, tuple[int, bool]] = {}
+    # never from one clear sighting to the next: track id -> (object id, apart, seq) at its last sighting.
+    # The viewer's slot may still skip a frame the test's loop was too busy to take; a hand-over across
+    # such a gap is not judged, as the overlap that allows it may have been in the frames not seen.
+    last_object_of_id: dict[int, tuple[int, bool, int]] = {}
+    seq, after_gap = -1, 0  # the last frame seen, and the first seen after a skipped one
     handed_over: list[tuple[int, int, int, int]] = []  # (track id, from object, to object, frame)
     classes: dict[int, list[int]] = defaultdict(lambda: [0, 0])  # object id -> [wrong, right] class counts
     frames, matched, clear = 0, 0, 0
@@ -52,15 +60,17 @@ async def test_track_ids_follow_the_generated_objects_one_to_one(
             assert meta is not None, "every JPEG follows the metadata of its frame"
             assert message.data[:2] == b"\xff\xd8", "binary messages are JPEG images"
             frames += 1
-            truths = scene.render(meta["seq"])[1]
+            seq, after_gap = meta["seq"], meta["seq"] if meta["seq"] != seq + 1 else after_gap
+            truths = scene.render(seq)[1]
             boxes = [track["box"] for track in meta["tracks"]]
             for i, j in match_boxes(truths, boxes):
                 truth, track = truths[i], meta["tracks"][j]
                 apart = is_apart(truth, truths, scene.width, scene.height)
                 previous = last_object_of_id.get(track["id"])
-                if apart and previous is not None and previous[1] and previous[0] != truth.object_id:
-                    handed_over.append((track["id"], previous[0], truth.object_id, meta["seq"]))
-                last_object_of_id[track["id"]] = (truth.object_id, apart)
+                no_gap = previous is not None and previous[2] >= after_gap
+                if apart and previous is not None and previous[1] and previous[0] != truth.object_id and no_gap:
+                    handed_over.append((track["id"], previous[0], truth.object_id, seq))
+                last_object_of_id[track["id"]] = (truth.object_id, apart, seq)
                 if apart:
                     classes[truth.object_id][track["class"] == truth.class_name] += 1
                     ids_per_object[truth.object_id].add(track["id"])

@@ -6,7 +6,6 @@ import functools
 import logging
 import queue
 import threading
-import time
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -378,13 +377,16 @@ class Listener(SilentListener):
     def publish_threadsafe(self, packet: FramePacket) -> None:
         self.results.put(packet.result)
 
-    def next_with_tracks(self, since: float = 0.0) -> tuple[FrameResult, list[tuple[TrackEventKind, int]]]:
-        """The next result of a frame captured ``since`` then showing a track, and the track events of it
-        and of the results before it since then (older ones are a replaced source's, as for the hub)."""
+    def next_with_tracks(self, ending: int | None = None) -> tuple[FrameResult, list[tuple[TrackEventKind, int]]]:
+        """The next result showing a track, and the track events of it and of the results before it; with
+        ``ending``, from the result that ends that track on. A replaced source's frames go on until the
+        replacement takes effect, and the first result of the new registration is the one that ends the
+        old tracks: a time taken before the change cannot tell them apart (a frame the old source took
+        after it still came before the change)."""
         events: list[tuple[TrackEventKind, int]] = []
         while True:
             result = self.results.get(timeout=RESULT_TIMEOUT_S)
-            if result.frame.capture_time < since:
+            if ending is not None and not events and (TrackEventKind.END, ending) not in track_events(result):
                 continue
             events += track_events(result)
             if result.tracks:
@@ -407,15 +409,14 @@ def test_a_stream_restarted_by_new_settings_ends_its_tracks_and_its_ids_go_on(mo
     try:
         manager.add(StreamConfig("cam", "scene:?seed=1"))
         before, _ = listener.next_with_tracks()
-        restarted_at = time.time()
+        [old] = [t.track_id for t in before.tracks]
         manager.replace(StreamConfig("cam", "scene:?seed=1", options=StreamOptions(conf=0.3)))
-        after, events = listener.next_with_tracks(since=restarted_at)
+        after, events = listener.next_with_tracks(ending=old)
         assert forgotten == []
         manager.remove("cam")
         assert forgotten == ["cam"]
     finally:
         manager.stop()
-    [old] = [t.track_id for t in before.tracks]
     [new] = [t.track_id for t in after.tracks]
     assert new > old
     assert (TrackEventKind.END, old) in events and events.count((TrackEventKind.START, new)) == 1
