@@ -10,14 +10,15 @@ from __future__ import annotations
 import errno
 import os
 import shlex
+import signal
 import socket
 import stat
 import subprocess
 import sys
 import threading
 import tomllib
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import aiohttp
@@ -35,11 +36,15 @@ from server.persist import write_config
 from tests.support.certificates import self_signed
 from tests.support.polling import eventually
 from tests.support.ports import consecutive_free_ports, free_port
-from tests.support.segcast_process import stop_process
+from tests.support.segcast_process import START_TIMEOUT_S, STOP_TIMEOUT_S, stop_process
 from tests.test_deploy import require_nginx
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "an-admin-token-of-the-box"
+#: The timeout of a test that starts its nodes with `nodes`: their starts overlap, so together they take about
+#: one start (importing torch and loading the model: `START_TIMEOUT_S` on a busy machine), their stops
+#: `STOP_TIMEOUT_S` at most, and 30 s the rest. Started one after the other, two outran the 120 s default.
+NODES_TIMEOUT_S = START_TIMEOUT_S + STOP_TIMEOUT_S + 30
 
 CONFIG = """\
 # the user's own comment
@@ -636,8 +641,9 @@ def _box_config(folder: Path) -> Path:
     return config
 
 
+@pytest.mark.timeout(NODES_TIMEOUT_S)
 async def test_nodes_and_entrance_started_as_the_split_says_serve_their_cameras(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], nodes: Callable[..., None]
 ) -> None:
     """The commands it prints, run as printed (nginx as whoever runs it: its files beside the config)."""
     require_nginx()
@@ -654,11 +660,8 @@ async def test_nodes_and_entrance_started_as_the_split_says_serve_their_cameras(
     nginx, stop = printed[2:4]
     assert Path(nginx[0]).name == "nginx", "no sudo for a port over 1023"
     assert stop[:-2] == nginx and stop[-2:] == ["-s", "stop"], "stopped with the files it was started with"
-    with (
-        _node(Path(printed[0][3])),
-        _node(Path(printed[1][3])),
-        _nginx(nginx, stop),  # as printed
-    ):
+    nodes(Path(printed[0][3]), Path(printed[1][3]))
+    with _nginx(nginx, stop):  # as printed
         base = f"http://127.0.0.1:{entrance_port}/"
         await _entrance_answers(base)
         async with aiohttp.ClientSession() as session:
@@ -669,6 +672,24 @@ async def test_nodes_and_entrance_started_as_the_split_says_serve_their_cameras(
     log = tmp_path / "cams.nginx" / "access.log"
     assert log.read_text().count("GET /node-") == 2 and "not-to-be-logged" not in log.read_text()
     assert stat.S_IMODE(log.stat().st_mode) == 0o600
+
+
+def test_a_node_whose_stop_is_interrupted_is_killed_all_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test's timeout, struck while a node stopped, left it running, and the worker's next test failed
+    on its ResourceWarning ("subprocess N is still running")."""
+    node = subprocess.Popen([sys.executable, "-c", "input()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def interrupted(process: subprocess.Popen[str]) -> None:
+        pytest.fail("Timeout (>180.0s) from pytest-timeout.")  # as its signal handler does, in the wait
+
+    monkeypatch.setattr(sys.modules[__name__], "stop_process", interrupted)
+    try:
+        with pytest.raises(pytest.fail.Exception, match="Timeout"):
+            _stop_node(node)
+        assert node.returncode == -signal.SIGKILL
+    finally:
+        node.kill()  # nothing is sent to a process that has exited
+        node.communicate()
 
 
 async def test_the_printed_entrance_command_runs_where_nginx_is_not_on_the_path(
@@ -717,29 +738,70 @@ def _nginx(start: list[str], stop: list[str]) -> Iterator[None]:
         subprocess.run(stop, check=True, timeout=30)
 
 
-@contextmanager
-def _node(path: Path) -> Iterator[None]:
-    """``segcast serve --config path`` as the split told the user to run it, until it listens."""
-    process = subprocess.Popen(
+def _start_node(path: Path) -> subprocess.Popen[str]:
+    """``segcast serve --config path`` as the split told the user to run it, started (not yet listening)."""
+    return subprocess.Popen(
         [sys.executable, "-m", "server", "serve", "--config", str(path)],
         env={**os.environ, "PYTHONPATH": str(REPO)},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def _wait_until_listening(process: subprocess.Popen[str], path: Path) -> None:
+    """Return once the node of ``path`` says it listens; from then on its log is read so it cannot fill the pipe."""
+    assert process.stdout is not None
+    said = []
+    for line in process.stdout:  # bounded by the test's timeout; ends if the process exits
+        if line.startswith("segcast: listening on "):
+            break
+        said.append(line)
+    else:
+        raise AssertionError(f"{path.name}'s node exited ({process.wait()}): {''.join(said[-5:])}")
+    threading.Thread(target=process.stdout.read, daemon=True).start()
+
+
+def _stop_node(process: subprocess.Popen[str]) -> None:
+    """`stop_process`, and a kill where that was interrupted (by the test's timeout): a node left running
+    failed the worker's next test ("subprocess N is still running", a ResourceWarning)."""
     try:
-        assert process.stdout is not None
-        said = []
-        for line in process.stdout:  # bounded by the test's timeout; ends if the process exits
-            if line.startswith("segcast: listening on "):
-                break
-            said.append(line)
-        else:
-            raise AssertionError(f"{path.name}'s node exited ({process.wait()}): {''.join(said[-5:])}")
-        threading.Thread(target=process.stdout.read, daemon=True).start()  # its log must not fill the pipe
+        stop_process(process)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            process.communicate()
+
+
+@contextmanager
+def _node(path: Path) -> Iterator[None]:
+    """``segcast serve --config path`` as the split told the user to run it, until it listens."""
+    process = _start_node(path)
+    try:
+        _wait_until_listening(process, path)
         yield
     finally:
-        stop_process(process)
+        _stop_node(process)
+
+
+@pytest.fixture
+def nodes() -> Iterator[Callable[..., None]]:
+    """``nodes(*paths)``: `_node` for each path, all started before it waits for any to listen, so that
+    their loads of torch and the model overlap (one after the other, two outran a loaded machine's 120 s
+    test timeout). Every node it started is stopped at teardown, which runs after a test that its timeout
+    interrupted too, where a ``finally`` in the test could itself be interrupted."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(*paths: Path) -> None:
+        for path in paths:
+            started.append(_start_node(path))
+        for path, process in zip(paths, started[-len(paths) :], strict=True):
+            _wait_until_listening(process, path)
+
+    yield start
+    with ExitStack() as stops:  # each is stopped, whatever stopping another raised
+        for process in started:
+            stops.callback(_stop_node, process)
 
 
 def _ids(node_file: Path) -> list[str]:

@@ -7,8 +7,7 @@ added through their real API; and a node file that cannot be read, which no node
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import aiohttp
@@ -19,7 +18,7 @@ from server.deploy import running_nodes
 from server.deploy.running_nodes import NodeStreams
 from server.deploy.split import EarlierNode
 from tests.support.ports import consecutive_free_ports, free_port
-from tests.test_split import _listening, _node
+from tests.test_split import NODES_TIMEOUT_S, _listening, _node, nodes  # noqa: F401
 
 TOKEN = "токен-узлов-schlüssel-0123"  # beyond Latin-1: sent as UTF-8, as the node reads it
 CAMERAS = "".join(f'[[streams]]\nid = "{name}"\nuri = "scene:?seed={i}"\n\n' for i, name in enumerate("abc", 1))
@@ -42,36 +41,37 @@ async def _add(port: int, body: dict[str, str], token: str | None = None) -> Non
         assert response.status == 201, await response.text()
 
 
+@pytest.mark.timeout(NODES_TIMEOUT_S)
 async def test_a_resplit_names_the_cameras_a_running_node_runs_that_its_file_lacks(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    nodes: Callable[..., None],  # noqa: F811
 ) -> None:
     """A camera added to node-2 without ?persist=1 was in no file, so the split never named it and told
     the user to restart node-2, which dropped it; one added to node-2 that node-1 runs ran twice."""
     config = _config(tmp_path)
     first = consecutive_free_ports(2)
     assert main(["split", str(config), "--nodes", "2", "--first-port", str(first)]) == 0  # a, c; b
-    with ExitStack() as nodes:
-        for index in (1, 2):
-            nodes.enter_context(_node(tmp_path / f"cams.node-{index}.toml"))
-        await _add(first + 1, {"id": "porch", "uri": "scene:?seed=8"})
-        await _add(first + 1, {"id": "a", "uri": "scene:?seed=1"})  # node-1's camera, a second time
-        config.write_text(config.read_text() + '[[streams]]\nid = "shed"\nuri = "scene:?seed=9"\n')
-        capsys.readouterr()
-        for dry_run in (["--dry-run"], []):
-            assert main(["split", str(config), "--nodes", "2", "--first-port", str(first), "--force", *dry_run]) == 0
-            out = capsys.readouterr().out
-            assert "node-2 is running and gains shed: it must be restarted to run it" in out
-            assert (
-                "  warning: node-2 runs porch, which its file lacks (added through its API without ?persist=1): "
-                "a restart drops it; add it to cams.toml to keep it\n"
-            ) in out
-            assert (
-                "  warning: node-2 runs a, which its file lacks (added through its API without ?persist=1), and "
-                "this split gives it to node-1: on both it runs twice"
-            ) in out
-            assert "\nwarning: a runs on node-1 and node-2: twice (two event histories, MQTT topics fighting)" in out
-            assert "node-1 is running and keeps its cameras" in out
-            assert out.count("warning:") == 3, "node-1 runs only what its file has, and no other camera twice"
+    nodes(tmp_path / "cams.node-1.toml", tmp_path / "cams.node-2.toml")
+    await _add(first + 1, {"id": "porch", "uri": "scene:?seed=8"})
+    await _add(first + 1, {"id": "a", "uri": "scene:?seed=1"})  # node-1's camera, a second time
+    config.write_text(config.read_text() + '[[streams]]\nid = "shed"\nuri = "scene:?seed=9"\n')
+    capsys.readouterr()
+    for dry_run in (["--dry-run"], []):
+        assert main(["split", str(config), "--nodes", "2", "--first-port", str(first), "--force", *dry_run]) == 0
+        out = capsys.readouterr().out
+        assert "node-2 is running and gains shed: it must be restarted to run it" in out
+        assert (
+            "  warning: node-2 runs porch, which its file lacks (added through its API without ?persist=1): "
+            "a restart drops it; add it to cams.toml to keep it\n"
+        ) in out
+        assert (
+            "  warning: node-2 runs a, which its file lacks (added through its API without ?persist=1), and "
+            "this split gives it to node-1: on both it runs twice"
+        ) in out
+        assert "\nwarning: a runs on node-1 and node-2: twice (two event histories, MQTT topics fighting)" in out
+        assert "node-1 is running and keeps its cameras" in out
+        assert out.count("warning:") == 3, "node-1 runs only what its file has, and no other camera twice"
 
 
 async def test_a_node_asking_for_tokens_names_its_cameras_to_one_from_the_environment_and_else_counts_them(
