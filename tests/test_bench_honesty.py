@@ -80,6 +80,7 @@ class _ModelThatGoesAway:
     pipelined = False
     names = NAMES
     default_imgsz = None
+    fixed_shape = None
     request_stats = None
 
     def __init__(self, gone: threading.Event) -> None:

@@ -64,6 +64,7 @@ class _Backend:
     pipelined = True
     names = NAMES
     default_imgsz = 320
+    fixed_shape = None
     request_stats = None
     status = InferenceStatus(available=True)
 

@@ -51,6 +51,7 @@ class _ElsewhereBackend:
     pipelined = True
     names = NAMES
     default_imgsz = 320
+    fixed_shape = None
     request_stats = RequestStats(3, 1, 0.5)
 
     def __init__(self, status: InferenceStatus) -> None:

@@ -97,6 +97,13 @@ class InferenceBackend(Protocol):
         ...
 
     @property
+    def fixed_shape(self) -> tuple[int, int] | None:
+        """(height, width): the one input size the model takes (a static export, a Triton model built for one);
+        None for a model of any size, or one not described yet. `InferenceWorker.check_options` refuses a
+        stream's other ``imgsz``."""
+        ...
+
+    @property
     def request_stats(self) -> RequestStats | None:
         """Its requests to a server, for /metrics; None for a model run here."""
         ...

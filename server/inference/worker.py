@@ -224,9 +224,8 @@ class InferenceWorker:
         if names:
             class_ids(names, options.classes)
             check_classes(options.zones, options.lines, names)
-        # A model of one input size says so (`TritonModel.fixed_shape`, `LocalModel.fixed_shape` for a static
-        # export); other backends are let be.
-        fixed: tuple[int, int] | None = getattr(self._backend, "fixed_shape", None)
+        backend = self._backend
+        fixed = None if backend is None else backend.fixed_shape
         if fixed is not None and options.imgsz is not None and options.imgsz != max(fixed):
             height, width = fixed
             raise ValueError(
