@@ -54,6 +54,7 @@ class RunContext:
 
     args: argparse.Namespace
     model_path: Path
+    task: str  # the model's, as ultralytics names it: "segment", "detect"
     imgsz: int
     video: Path
     results: Results
@@ -106,6 +107,11 @@ def _measure_analytics(run: RunContext) -> None:
 def _measure_masks(run: RunContext) -> None:
     from server.scene import Scene
 
+    if run.task != "segment":  # timing mask post-processing on a model that makes none would compare nothing
+        for backend in run.args.backends:
+            run.results.skipped.setdefault("masks", {})[backend] = f"a {run.task} model makes no masks"
+        say(f"masks skipped: a {run.task} model makes no masks")
+        return
     busy_frames = QUICK_VIDEO_FRAMES if run.args.quick else BUSY_VIDEO_FRAMES
     name = f"busy-{BUSY_SCENE['seed']}-{BUSY_START}-{busy_frames}.mp4"
     busy = cached_video(run.args.cache / name, Scene(**BUSY_SCENE), busy_frames, BUSY_START)

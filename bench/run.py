@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 if __package__ in (None, ""):  # run as `python bench/run.py`: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -50,6 +50,9 @@ from bench.measures import (
     say,
 )
 from bench.report import write_report
+
+if TYPE_CHECKING:
+    from ultralytics import YOLO
 
 BACKENDS = ("pytorch", "onnx", "openvino")
 SECTIONS = ("throughput", "tracking", "occlusion", "analytics", "masks", "multistream", "latency", "fanout", "scaleout")
@@ -197,14 +200,15 @@ def main(argv: list[str] | None = None) -> int:
     args.cache.mkdir(parents=True, exist_ok=True)
     try:
         model_path = _snapshot(Path(resolve_model_path(args.model)), args.cache)
-        imgsz = args.imgsz or int(load_model(str(model_path)).overrides.get("imgsz", 640))
+        task, own_imgsz = _task_and_size(load_model(str(model_path)))
+        imgsz = args.imgsz or own_imgsz
     except ModelError as exc:  # the model the flag names, said in one line as segcast's own start says it
         print(f"python -m bench: error: {exc}", file=sys.stderr)
         return 2
     frames = QUICK_VIDEO_FRAMES if args.quick else VIDEO_FRAMES
     video = cached_video(args.cache / f"scene-{VIDEO_SEED}-{frames}.mp4", Scene(seed=VIDEO_SEED), frames)
     results = Results(machine=_machine(), settings=_settings(args, argv, model_path, imgsz))
-    run = RunContext(args, model_path, imgsz, video, results)
+    run = RunContext(args, model_path, task, imgsz, video, results)
     writes_page = set(args.only) != {"scaleout"}  # the scale-out section writes a page of its own
     started = time.monotonic()
     for section in (name for name in SECTIONS if name in args.only):
@@ -243,6 +247,12 @@ def load_results(path: Path) -> Results:
     if "skipped_backends" in data:  # a run saved before skips were kept per section: only throughput showed them
         data["skipped"] = {"throughput": data.pop("skipped_backends")}
     return Results(**data)
+
+
+def _task_and_size(model: YOLO) -> tuple[str, int]:
+    """The model's task ("segment", "detect") and own input size; the model itself is let go, as every
+    case loads its own in a process of its own."""
+    return str(model.task), int(model.overrides.get("imgsz", 640))
 
 
 def _snapshot(model_path: Path, cache: Path) -> Path:

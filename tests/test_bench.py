@@ -151,6 +151,21 @@ def test_occlusion_id_recall_per_band_averages_only_the_seeds_with_boxes_in_it(t
     assert "| 1 / 1 / 1 / 1 | 0.90 / - / - | 0.50 |" in page
 
 
+def test_the_masks_section_is_skipped_on_a_model_that_makes_none(tmp_path: Path) -> None:
+    """It timed a detection model's frames as "mask post-processing": fast and plain masks did the same
+    work, and the page compared them as if they differed."""
+    from bench.measures import RunContext, _measure_masks
+
+    args = SimpleNamespace(backends=["pytorch", "onnx"], quick=True, cache=tmp_path, rounds=1, busy_frames=4)
+    results = Results()
+    _measure_masks(RunContext(args, tmp_path / "yolov8n.pt", "detect", 320, tmp_path / "scene.mp4", results))
+
+    assert results.masks == {}
+    assert results.skipped["masks"] == {backend: "a detect model makes no masks" for backend in args.backends}
+    page = page_of(tmp_path, results).partition("## Mask post-processing")[2]
+    assert "- PyTorch skipped: a detect model makes no masks" in page
+
+
 def test_the_busy_scene_is_compared_as_the_throughput_section_is(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
