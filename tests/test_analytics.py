@@ -411,9 +411,10 @@ def test_a_track_whose_class_changes_to_one_a_zone_does_not_count_leaves_it_then
 def test_a_line_drops_a_pending_crossing_of_a_track_whose_class_it_no_longer_counts() -> None:
     gate = parse_lines([{"name": "gate", "points": [[0, 100], [200, 100]], "classes": ["disc"]}])[0]
     analytics = StreamAnalytics("cam", (), (gate,))
-    for index, y in enumerate([60, 70, 80, 130, 135, 140]):  # down over the gate, 0.2 s across
+    # Down over the gate, 0.3 s across: over half its confirm_s, so kept it would count when the track ends.
+    for index, y in enumerate([60, 70, 80, 130, 135, 140, 140]):
         analytics.update((_track(None, (90.0, y - 20.0, 110.0, float(y))),), (), _frame(index))
-    _, events = analytics.update((_track(None, (90.0, 125.0, 110.0, 145.0), class_name="square"),), (), _frame(6))
+    _, events = analytics.update((_track(None, (90.0, 125.0, 110.0, 145.0), class_name="square"),), (), _frame(7))
     assert _analytics_events(events) == []
     _, events = analytics.update((), (_end(class_name="square"),), _frame(60))
     assert _analytics_events(events) == []

@@ -886,6 +886,24 @@ async def test_api_lists_pages_and_serves_snapshots(aiohttp_client: ClientFactor
     assert 'segcast_event_output_up{output="history"} 1.0' in metrics
 
 
+async def test_a_snapshot_asked_for_if_none_match_any_is_not_sent(
+    aiohttp_client: ClientFactory, tmp_path: Path
+) -> None:
+    """``If-None-Match: *`` matches whatever picture the event has (RFC 9110 13.1.2), so it is answered
+    like a tag that matches: 304 and no body."""
+    client = await history_app(aiohttp_client, tmp_path / "events.db")
+    client.app[hub_key].publish_threadsafe(track_start(0))
+
+    async def listed() -> list[dict[str, object]] | None:
+        body = await (await client.get("/api/events")).json()
+        return body["events"] or None
+
+    [event] = await eventually(listed, what="the event in the API")
+    response = await client.get(event["snapshot"], headers={"If-None-Match": "*"})
+    assert response.status == 304 and not await response.read()
+    assert response.headers["ETag"] and response.headers["Cache-Control"] == "no-cache"
+
+
 async def test_api_answers_503_with_the_writers_error_while_it_cannot_make_its_file(
     aiohttp_client: ClientFactory, tmp_path: Path
 ) -> None:
