@@ -127,6 +127,39 @@ def test_a_lost_object_is_found_again_by_its_colours_not_by_whoever_stands_where
     assert len(ids["red"]) == 1 and len(ids["blue"]) == 1 and ids["red"] != ids["blue"], ids
 
 
+def test_a_lost_object_is_not_found_again_by_its_colours_out_of_its_reach() -> None:
+    """Colours say what an object looks like, not which one it is: a red square that stood still leaves
+    view, and a square of the same red appears 360 px away, nine sizes off where it was lost (the reach
+    is `reid_distance`, 3 sizes, plus its travel, none). It is another object and gets an id of its own."""
+
+    def script(index: int, image: np.ndarray) -> list[tuple[str, list[float]]]:
+        if index < 5:
+            return [("red", square(image, 20, 100, RED))]
+        if index >= 7:
+            return [("far red", square(image, 380, 100, RED))]
+        return []
+
+    ids = {name: id_set(reports) for name, reports in ids_by_name(script, 12).items()}
+    assert len(ids["far red"]) == 1 and ids["far red"].isdisjoint(ids["red"]), ids
+
+
+def test_a_weak_detection_continues_only_a_track_seen_in_the_last_frame() -> None:
+    """A weak detection is trusted as a partly hidden object only where a track just was: a red square
+    is lost for three frames, then only a weak detection (0.15, under ``track_high_thresh``) is where it
+    stood. That is no sighting of it: the lost track is not reported again, and nothing else is."""
+
+    def script(index: int, image: np.ndarray) -> list[tuple[str, list[float]]]:
+        if index < 5:
+            return [("red", square(image, 100, 100, RED))]
+        if index >= 8:
+            return [("weak", [*square(image, 100, 100, RED)[:4], 0.15, 1])]
+        return []
+
+    ids = ids_by_name(script, 12)
+    assert [index for index, _ in ids["red"]] == list(range(5)), ids
+    assert "weak" not in ids, ids
+
+
 def test_a_lost_object_is_found_again_when_the_model_now_calls_it_something_else() -> None:
     """A partly hidden object is often given another class: its colours, not its class, say who it is.
 

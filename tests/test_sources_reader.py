@@ -268,6 +268,41 @@ def test_a_source_that_delivers_in_bursts_has_its_backlog_read_through_then_each
     assert releases[len(backlog)] == live[0][1], "from the first frame the source made the reader wait for"
 
 
+def hls_segments_late_from_the_third(delay_s: float) -> tuple[list[tuple[float, float]], int]:
+    """Live HLS at 15 fps in 1 s segments as `released` takes them: a backlog of 3 segments, 2 segments on
+    time, then every segment written ``delay_s`` late; with the index of the first late frame."""
+    backlog = [(index / 15, 0.0) for index in range(3 * 15)]
+    live = [
+        (segment + index / 15, segment - 2 + 0.01 + (delay_s if segment >= 5 else 0.0))
+        for segment in range(3, 9)
+        for index in range(15)
+    ]
+    return backlog + live, len(backlog) + 2 * 15
+
+
+def test_a_segment_written_more_than_the_slack_late_moves_the_pace_on_to_it() -> None:
+    """Kept on the old pace, every frame after a segment 2 s late was overdue: each segment came out in one
+    burst, one frame a segment on screen, as before HLS was paced."""
+    frames, first_late = hls_segments_late_from_the_third(delay_s=2.0)
+    releases = released(frames)
+
+    assert releases[first_late] == frames[first_late][1], "the first late frame goes as it comes"
+    assert np.allclose(np.diff(releases[first_late:]), 1 / 15), "and the ones after it at their pace from it"
+
+
+def test_a_segment_written_less_than_the_slack_late_keeps_the_pace() -> None:
+    """Fetching each segment costs a round trip or two: moving the pace to every such delay would make the
+    latency grow with each segment. The frames caught up on go at once, the rest at their old times."""
+    frames, first_late = hls_segments_late_from_the_third(delay_s=0.3)
+    releases = released(frames)
+
+    first_live_media_time, first_live_release = frames[first_late - 30][0], releases[first_late - 30]
+    old_pace = [first_live_release + media_time - first_live_media_time for media_time, _ in frames[first_late:]]
+    ready = [ready_at for _, ready_at in frames[first_late:]]
+    assert np.allclose(releases[first_late:], np.maximum(old_pace, ready))
+    assert np.allclose(releases[first_late + 14 :: 15], old_pace[14::15]), "each segment ends on the old pace"
+
+
 def test_a_live_source_that_returns_has_ended() -> None:
     # A browser's WebRTC track returns when the peer leaves: ended, not a camera to call back.
     with ReaderProbe(ScriptedSource((3, None))) as probe:

@@ -13,7 +13,7 @@ from ultralytics.engine.results import Results
 
 from server.frames import Frame, FrameResult, Track, TrackEvent, TrackEventKind
 from server.inference.detections import Detections
-from server.options import StreamOptions, tracker_kinds
+from server.options import SEGTRACK, StreamOptions, tracker_kinds
 from server.scene import Scene, TrueObject
 from server.tracking.stream import TRAIL_LENGTH, VELOCITY_WINDOW_S, StreamTracker, simplify
 from tests.conftest import SCENE_FRAMES, SCENE_SEED
@@ -192,8 +192,13 @@ def test_a_file_played_again_starts_its_tracks_afresh() -> None:
 
 @pytest.mark.parametrize("kind", tracker_kinds())
 def test_every_tracker_keeps_a_lost_track_for_its_buffer_in_media_time(kind: str) -> None:
-    """Processed at 5 fps, a track lost is kept for ``track_buffer`` / 30 s as at any other rate, and
-    ends within two frames of that (tracktrack keeps its buffer under another name: it kept 6 s)."""
+    """Processed at 5 fps, a track lost is kept for ``track_buffer`` / 30 s as at any other rate
+    (tracktrack keeps its buffer under another name: it kept 6 s).
+
+    segtrack, ours, ends it on the frame after its buffer, exactly. Ultralytics' trackers drop it then
+    too but keep it in ``lost_stracks`` for one more update (``merge_track_pools`` takes out only the
+    tracks dropped before): their end is held to a window of two frames, as their internals may change.
+    """
     fps = 5.0
     options = StreamOptions(tracker=kind)
     tracker = StreamTracker("cam", NAMES, options, fps)
@@ -209,7 +214,10 @@ def test_every_tracker_keeps_a_lost_track_for_its_buffer_in_media_time(kind: str
             ended = index
             break
     assert ended is not None, "the track never ended"
-    assert buffer_frames <= ended - 19 <= buffer_frames + 2, (kind, buffer_frames, ended - 19)
+    if kind == SEGTRACK:
+        assert ended - 19 == buffer_frames + 1, (buffer_frames, ended - 19)
+    else:
+        assert buffer_frames <= ended - 19 <= buffer_frames + 2, (kind, buffer_frames, ended - 19)
 
 
 @pytest.mark.parametrize(
@@ -423,6 +431,17 @@ def test_class_filter_and_confidence_are_applied_per_stream() -> None:
     assert [t.class_name for t in tracks] == ["disc"]
     with pytest.raises(ValueError, match="classes: the model has no class 'person'"):
         StreamTracker("b", NAMES, StreamOptions(classes=("person",)), 10.0)
+
+
+@pytest.mark.parametrize("kind", ["bytetrack", "segtrack"])
+def test_a_streams_max_det_keeps_its_most_confident_detections_in_any_order(kind: str) -> None:
+    """`Detections` promise no order (ultralytics' NMS happens to sort them; another backend need not):
+    capped at 2, a stream keeps its two most confident detections, not the first two."""
+    image = np.zeros((240, 320, 3), np.uint8)
+    rows = [[10, 10, 60, 60, 0.3, 0], [100, 10, 150, 60, 0.9, 0], [200, 10, 250, 60, 0.95, 0]]
+    tracker = StreamTracker("a", NAMES, StreamOptions(max_det=2, tracker=kind), 10.0)
+    tracks, _ = tracker.update(box_result(image, rows), Frame("a", 0, 0.0, 0.0, image))
+    assert sorted(t.confidence for t in tracks) == pytest.approx([0.9, 0.95])
 
 
 def test_weak_detections_carry_a_reported_track_through_a_turn() -> None:

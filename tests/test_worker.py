@@ -190,15 +190,23 @@ def test_a_model_exception_on_one_frame_is_charged_to_its_stream_only() -> None:
         assert good is not None and good.errors == 0 and good.processed == 2
 
 
-def test_a_bad_frame_is_counted_and_the_worker_carries_on() -> None:
+@pytest.mark.parametrize(
+    ("image", "reason"),
+    [
+        (np.zeros((48, 64), np.uint8), "bad frame: expected a BGR uint8 image"),
+        (np.zeros((8, 640, 3), np.uint8), "bad frame: 640x8 is smaller than 16x16"),
+    ],
+    ids=["grey", "sliver"],
+)
+def test_a_bad_frame_is_counted_and_the_worker_carries_on(image: np.ndarray, reason: str) -> None:
     with Driver(TruthModel()) as driver:
         driver.add("cam", Scene(seed=1))
-        driver.put(Frame("cam", 0, 0.0, 0.0, np.zeros((48, 64), np.uint8)))  # grey, not BGR
+        driver.put(Frame("cam", 0, 0.0, 0.0, image))
         driver.wait_taken("cam")  # not replaced by the next frame before the worker saw it
         assert driver.step({"cam": 2})["cam"].frame.seq == 2
         stats = driver.worker.stats("cam")
         assert stats is not None and stats.errors >= 1
-        assert stats.last_error is not None and stats.last_error.startswith("bad frame")
+        assert stats.last_error is not None and stats.last_error.startswith(reason), stats.last_error
 
 
 def test_a_failing_result_handler_does_not_stop_the_worker() -> None:
