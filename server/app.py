@@ -19,7 +19,8 @@ from contextlib import suppress
 
 from aiohttp import WSCloseCode, web
 
-from server.config import ConfigError, Settings
+from server.config import Settings
+from server.config_values import ConfigError
 from server.delivery.hub import Hub
 from server.events.api import event_outputs_key, setup_events_api
 from server.events.outputs import EventOutputs, MqttUnavailableError

@@ -237,7 +237,7 @@ OPTION_FLAGS: dict[str, type] = {"imgsz": int, "conf": float, "tracker": str}
 def _flag_defaults(args: argparse.Namespace) -> dict[str, object]:
     """Stream options given as flags, each checked on its own so an error names its flag and shows what was
     typed (``--conf: ..., got 5``, where the option's own reason says ``got 5.0``)."""
-    from server.config import ConfigError
+    from server.config_values import ConfigError
     from server.options import StreamOptions
 
     given: dict[str, object] = {}
@@ -266,7 +266,8 @@ def _file_only(path: Path, with_flags: Settings) -> Settings:
     tracker has) says nothing segcast could write without them, and written with them it would keep
     their values for good: it is given here without a config path, so that a save is refused.
     """
-    from server.config import ConfigError, load_config
+    from server.config import load_config
+    from server.config_values import ConfigError
 
     try:
         return load_config(path)
@@ -278,7 +279,8 @@ def _file_only(path: Path, with_flags: Settings) -> Settings:
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    from server.config import ConfigError, Settings, listen_host, load_config
+    from server.config import Settings, listen_host, load_config
+    from server.config_values import ConfigError
     from server.inference.options import InferenceOptions
     from server.options import StreamOptions
     from server.source_flags import streams_from_flags
@@ -338,7 +340,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 def _with_device(inference: InferenceOptions, device: str | None) -> InferenceOptions:
     """``inference`` on ``--device`` where it is given (over the config file's ``[model] device``)."""
-    from server.config import ConfigError
+    from server.config_values import ConfigError
 
     if device is None:
         return inference
@@ -359,7 +361,8 @@ def _check_sources(
     `check_uri` reads the text alone, so what may change later (a camera that does not answer yet, a
     file not there yet, a webcam unplugged) still starts, as a stream whose state says what is wrong.
     """
-    from server.config import ConfigError, stream_place
+    from server.config import stream_place
+    from server.config_values import ConfigError
     from server.sources import SourceError, check_uri
     from server.sources.uri import mask_uri
 
@@ -383,7 +386,7 @@ def ssl_context(settings: Settings, names: tuple[str, str] = ("--tls-cert", "--t
     Loaded before the model, so a wrong path costs no waiting and never leaves a plain-HTTP server up
     when HTTPS was asked for.
     """
-    from server.config import ConfigError
+    from server.config_values import ConfigError
 
     cert, key = settings.tls_cert, settings.tls_key
     if cert is None and key is None:
@@ -470,7 +473,7 @@ def _serve(args: argparse.Namespace) -> int:
         logging.getLogger("ultralytics").addFilter(_warnings_and_worse)
         # Nine INFO lines per WebRTC viewer: every candidate pair checked, with internal addresses.
         logging.getLogger("aioice").setLevel(logging.WARNING)
-    from server.config import ConfigError
+    from server.config_values import ConfigError
 
     try:  # before PyTorch is imported (seconds, tens of them on a busy machine): a typo is said at once
         settings = settings_from_args(args)

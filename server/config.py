@@ -12,16 +12,28 @@ import codecs
 import difflib
 import hashlib
 import io
-import os
 import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from server.analytics.shapes import unquoted_number
+from server.config_values import (
+    ConfigError,
+    file_relative_uri,
+    local_model,
+    path_from_config,
+    read_bool,
+    read_embed_origins,
+    read_int,
+    read_optional_path,
+    read_strings,
+    read_table,
+    read_text,
+    read_tokens,
+)
 from server.delivery.viewer import ViewerLimits
 from server.events.config import (
     DEFAULT_HISTORY_FILE,
@@ -30,9 +42,7 @@ from server.events.config import (
     WEBHOOK_KEYS,
     EventsSettings,
     events_settings,
-    resolved_path,
     shown,
-    shown_as_number,
 )
 from server.http.access.policy import (
     DEFAULT_DENY_NETWORKS,
@@ -46,7 +56,6 @@ from server.inference.models import DEFAULT_MODEL
 from server.inference.options import InferenceOptions
 from server.options import StreamOptions
 from server.sources.base import MAX_FRAME_SIDE_PX
-from server.sources.file import split_file_uri
 
 #: ``\Z``, not ``$``: "$" also matches before a final newline, and "cam\n" broke headers and log lines.
 STREAM_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
@@ -97,24 +106,6 @@ _TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "[[events.webhooks]]": WEBHOOK_KEYS,
     "[events.mqtt]": MQTT_KEYS,
 }
-#: A source of CSP ``frame-ancestors`` that a browser can match (CSP 3's grammar): ``*``, ``'self'``, a
-#: scheme (``https:``), or ``[scheme://]host[:port][/path]`` with ``*.`` or ``*`` for the host, ``*``
-#: for the port. Anything else a browser ignores; a space, ``;`` or ``,`` would start another source or
-#: directive, and a line break could not go into the header at all.
-CSP_SOURCE_PATTERN = re.compile(
-    r"""\A(?:
-        \* | 'self' | [A-Za-z][A-Za-z0-9+.-]*:
-        | (?:[A-Za-z][A-Za-z0-9+.-]*://)?
-          (?:\* | (?:\*\.)?[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.?)
-          (?::(?:[0-9]+|\*))?
-          (?:/[A-Za-z0-9._~%!$&'()*+=:@/-]*)?
-    )\Z""",
-    re.VERBOSE,
-)
-
-
-class ConfigError(ValueError):
-    """A setting is wrong; the message names the flag or key and the fix."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,56 +299,58 @@ def _not_utf8(raw: bytes, name: str) -> str:
 def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides: Mapping[str, Any]) -> Settings:
     name = path.name
     _refuse_unknown_keys(data, name)
-    server = _table(data, "server", name)
-    host = listen_host(_text(server, "host", DEFAULT_HOST, f"{name}: server"), f"{name}: server.host")
-    port = _int(server, "port", DEFAULT_PORT, 1, 65535, f"{name}: server")
-    quality = _int(server, "jpeg_quality", DEFAULT_JPEG_QUALITY, 1, 100, f"{name}: server")
-    origins = _embed_origins(server, f"{name}: server")
-    save = _bool(server, "save_config", False, f"{name}: server")
-    allow_devices = _bool(server, "allow_devices", False, f"{name}: server")
-    schemes = _strings(server, "source_schemes", f"{name}: server") if "source_schemes" in server else None
+    server = read_table(data, "server", name)
+    host = listen_host(read_text(server, "host", DEFAULT_HOST, f"{name}: server"), f"{name}: server.host")
+    port = read_int(server, "port", DEFAULT_PORT, 1, 65535, f"{name}: server")
+    quality = read_int(server, "jpeg_quality", DEFAULT_JPEG_QUALITY, 1, 100, f"{name}: server")
+    origins = read_embed_origins(server, f"{name}: server")
+    save = read_bool(server, "save_config", False, f"{name}: server")
+    allow_devices = read_bool(server, "allow_devices", False, f"{name}: server")
+    schemes = read_strings(server, "source_schemes", f"{name}: server") if "source_schemes" in server else None
     for scheme in schemes or ():
         if scheme.lower() not in KNOWN_SOURCE_SCHEMES:
             known = ", ".join(sorted(KNOWN_SOURCE_SCHEMES))
             raise ConfigError(f"{name}: server.source_schemes: unknown scheme {scheme!r}; known: {known}")
     written_as: dict[str, tuple[str, str]] = {}
     media_dirs = []
-    for index, folder in enumerate(_strings(server, "media_dirs", f"{name}: server")):
-        resolved = _resolved(folder, path, f"{name}: server.media_dirs")
+    for index, folder in enumerate(read_strings(server, "media_dirs", f"{name}: server")):
+        resolved = path_from_config(folder, path, f"{name}: server.media_dirs")
         if not resolved.is_dir():
             raise ConfigError(f"{name}: server.media_dirs: {folder!r} is not a folder")
         media_dirs.append(resolved)
         written_as[f"server.media_dirs[{index}]"] = (str(resolved), folder)
-    tls = {key: _optional_path(server, key, path, f"{name}: server") for key in ("tls_cert", "tls_key")}
+    tls = {key: read_optional_path(server, key, path, f"{name}: server") for key in ("tls_cert", "tls_key")}
     for key, value in tls.items():
         if value is not None:
             written_as[f"server.{key}"] = (str(value), server[key])
     deny_networks: tuple[str, ...] = DEFAULT_DENY_NETWORKS
     if "deny_networks" in server:
-        deny_networks = tuple(_strings(server, "deny_networks", f"{name}: server"))
+        deny_networks = tuple(read_strings(server, "deny_networks", f"{name}: server"))
         try:
             parse_networks(deny_networks)
         except ValueError as exc:
             raise ConfigError(f"{name}: server.deny_networks: {exc}") from None
-    max_frame_side = _int(server, "max_frame_side", MAX_FRAME_SIDE_PX, *FRAME_SIDE_LIMITS_PX, f"{name}: server")
+    max_frame_side = read_int(server, "max_frame_side", MAX_FRAME_SIDE_PX, *FRAME_SIDE_LIMITS_PX, f"{name}: server")
     viewer_limits = ViewerLimits(
         **{
-            key: _int(server, key, getattr(ViewerLimits(), key), 1, most, f"{name}: server")
+            key: read_int(server, key, getattr(ViewerLimits(), key), 1, most, f"{name}: server")
             for key, most in VIEWER_LIMIT_KEYS.items()
         }
     )
 
-    model = _table(data, "model", name)
-    model_name = _text(model, "name", DEFAULT_MODEL, f"{name}: model")
-    if (local := _local_model(model_name, path)) != model_name:
+    model = read_table(data, "model", name)
+    model_name = read_text(model, "name", DEFAULT_MODEL, f"{name}: model")
+    if (local := local_model(model_name, path)) != model_name:
         written_as["model.name"] = (local, model_name)
         model_name = local
-    device = _text(model, "device", "auto", f"{name}: model")
-    max_batch = _int(model, "max_batch", InferenceOptions().max_batch, 1, MAX_BATCH_LIMIT, f"{name}: model")
-    half = _bool(model, "half", False, f"{name}: model")
-    fast_masks = _bool(model, "fast_masks", True, f"{name}: model")
+    device = read_text(model, "device", "auto", f"{name}: model")
+    max_batch = read_int(model, "max_batch", InferenceOptions().max_batch, 1, MAX_BATCH_LIMIT, f"{name}: model")
+    half = read_bool(model, "half", False, f"{name}: model")
+    fast_masks = read_bool(model, "fast_masks", True, f"{name}: model")
 
-    file_defaults = stream_options(_table(data, "stream_defaults", name), StreamOptions(), f"{name}: stream_defaults")
+    file_defaults = stream_options(
+        read_table(data, "stream_defaults", name), StreamOptions(), f"{name}: stream_defaults"
+    )
     # Flags are a layer over the file's defaults, as a stream's own keys are: a tracker of their own
     # drops the settings the file gave its tracker, which another tracker would not know.
     defaults = stream_options(default_overrides, file_defaults, "flags")
@@ -372,7 +365,7 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides
         if any(s.stream_id == config.stream_id for s in streams):
             raise ConfigError(f"{where}.id: {config.stream_id!r} is used twice")
         stream_keys[config.stream_id] = _keys_set(flatten_options(table, where))
-        if (uri := _file_relative_uri(config.uri, path, f"{where}.uri")) != config.uri:
+        if (uri := file_relative_uri(config.uri, path, f"{where}.uri")) != config.uri:
             written_as[f"streams.{config.stream_id}.uri"] = (uri, config.uri)
             config = replace(config, uri=uri)
         streams.append(config)
@@ -407,10 +400,10 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides
         embed_origins=tuple(origins),
         config_path=path,
         save_config=save,
-        viewer_tokens=_tokens(auth, "viewer_tokens", f"{name}: auth"),
-        admin_tokens=_tokens(auth, "admin_tokens", f"{name}: auth"),
+        viewer_tokens=read_tokens(auth, "viewer_tokens", f"{name}: auth"),
+        admin_tokens=read_tokens(auth, "admin_tokens", f"{name}: auth"),
         auth_off=auth_off,
-        auth_required=_bool(auth, "required", False, f"{name}: auth"),
+        auth_required=read_bool(auth, "required", False, f"{name}: auth"),
         source_schemes=tuple(s.lower() for s in schemes) if schemes is not None else DEFAULT_SOURCE_SCHEMES,
         media_dirs=tuple(media_dirs),
         allow_devices=allow_devices,
@@ -435,7 +428,7 @@ def _file_stream(
     ``--tracker`` made another tracker everyone else's default. ``from_api = true`` (a stream the API
     saved) keeps it held to the API's source policy (`StreamConfig.from_api`).
     """
-    from_api = _bool(table, FROM_API_KEY, False, where)
+    from_api = read_bool(table, FROM_API_KEY, False, where)
     table = {key: value for key, value in table.items() if key != FROM_API_KEY}
     base = defaults
     named = flatten_options(table, where).get("tracker")
@@ -457,56 +450,6 @@ def _keys_set(table: Mapping[str, Any]) -> frozenset[str]:
     tracker_settings = table.get("tracker_settings", {})
     own = {f"tracker_settings.{key}" for key in tracker_settings} if isinstance(tracker_settings, Mapping) else set()
     return frozenset(set(table) - {*STREAM_KEYS, FROM_API_KEY} | own)
-
-
-def _file_relative_uri(uri: str, config: Path, where: str) -> str:
-    """``uri`` with a relative file path in it taken from the config file's folder, as other paths are.
-
-    A plain path (``clip.mp4``, ``videos/a.mp4#rate=max``) and a ``file:`` URI without a leading
-    ``/`` (``file:clip.mp4``) are; anything else (a camera's URL, ``scene:``, an absolute path) is
-    returned as it is. A symlink in the path is kept (see `_absolute`): ``latest.mp4``, a link
-    rotated to each day's recording, is opened where it points then, as an absolute path to it is.
-    """
-    try:
-        parts = urlsplit(uri)
-    except ValueError:  # not a URI: its stream fails and says why
-        return uri
-    scheme = parts.scheme.lower()
-    if scheme == "file":
-        if parts.netloc or not parts.path or parts.path.startswith("/"):
-            return uri
-        path = _absolute(unquote(parts.path), config, where)
-        return urlunsplit(("file", "", quote(str(path)), parts.query, parts.fragment))
-    if scheme or Path(uri).is_absolute():  # a Windows drive's letter reads as a scheme: absolute too
-        return uri
-    # What follows a '#' is the source's options where `split_file_uri` reads them so, else part of
-    # the file's name: the source's own rule, which looks at no file.
-    path, options = split_file_uri(uri, is_url=False)
-    if options is None:
-        return str(_absolute(uri, config, where))
-    return f"{_absolute(str(path), config, where)}#{options}"
-
-
-def _local_model(name: str, config: Path) -> str:
-    """``name`` as the file or folder of that name beside the config file, if there is one; else as it is."""
-    if "://" in name or not name.strip() or Path(name).is_absolute():
-        return name
-    try:
-        local = _absolute(name, config, "model.name")
-    except ConfigError:
-        return name
-    return str(local) if local.exists() else name
-
-
-def _absolute(value: str, config: Path, where: str) -> Path:
-    """``value`` as an absolute path from the config file's folder, its symlinks not followed.
-
-    Unlike `_resolved`, a link is left for the source to follow each time it opens the path, and two
-    names of one file stay two paths. ``..`` is taken as written (``a/../b`` is ``b``).
-    """
-    if "\x00" in value:
-        raise ConfigError(f"{where}: {value!r:.60} is not a usable path (it holds a NUL character)")
-    return Path(os.path.abspath(os.path.join(config.parent, os.path.expanduser(value))))
 
 
 def content_digest(data: bytes) -> str:
@@ -595,82 +538,3 @@ def stream_place(index: int, stream_id: object) -> str:
 def _at(where: str, key: str) -> str:
     """``file.toml: server.port`` below a table, ``file.toml: server`` at the top level."""
     return f"{where} {key}" if where.endswith(":") else f"{where}.{key}"
-
-
-def _table(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
-    value = data.get(key, {})
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where}: {key}: expected a [{key}] table, got {shown(value)}")
-    return value
-
-
-def _text(table: Mapping[str, Any], key: str, default: str, where: str) -> str:
-    value = table.get(key, default)
-    if not isinstance(value, str):
-        raise ConfigError(f"{where}.{key}: expected text, got {shown(value)}")
-    return value
-
-
-def _bool(table: Mapping[str, Any], key: str, default: bool, where: str) -> bool:
-    value = table.get(key, default)
-    if not isinstance(value, bool):
-        raise ConfigError(f"{where}.{key}: expected true or false, got {shown(value)}")
-    return value
-
-
-def _int(table: Mapping[str, Any], key: str, default: int, low: int, high: int, where: str) -> int:
-    value = table.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(f"{where}.{key}: expected a whole number from {low} to {high}, got {shown_as_number(value)}")
-    return value
-
-
-def _optional_path(table: Mapping[str, Any], key: str, config: Path, where: str) -> Path | None:
-    """A file named in the config file, relative to the file's own folder."""
-    value = table.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{where}.{key}: expected a file path, got {shown(value)}")
-    return _resolved(value, config, f"{where}.{key}")
-
-
-def _resolved(value: str, config: Path, where: str) -> Path:
-    """``value`` as an absolute path, relative to the config file's folder (see `resolved_path`)."""
-    try:
-        return resolved_path(value, config.parent, where)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-
-
-def _embed_origins(server: Mapping[str, Any], where: str) -> tuple[str, ...]:
-    """``embed_origins``, each a source a browser matches: it goes into every page's CSP header as it is."""
-    origins = _strings(server, "embed_origins", where)
-    for index, origin in enumerate(origins):
-        if not CSP_SOURCE_PATTERN.match(origin):
-            raise ConfigError(
-                f"{where}.embed_origins[{index}]: {origin!r} is not an origin a browser can match: expected "
-                'scheme://host[:port] ("https://grafana.example.com", "https://*.example.com"), "\'self\'" '
-                "or \"*\", one per entry, with no spaces, ';' or ',' (an international name in its xn-- form)"
-            )
-    return tuple(origins)
-
-
-def _tokens(auth: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
-    """Access tokens as given: one that starts or ends with white space could never match, as a
-    request's token is read without it (a copy-paste slip that would lock its holder out unseen)."""
-    tokens = _strings(auth, key, where)
-    for index, token in enumerate(tokens):
-        if token != token.strip():
-            raise ConfigError(
-                f"{where}.{key}[{index}]: the token starts or ends with a space, tab or line break, so no "
-                "request could ever match it: remove them"
-            )
-    return tuple(tokens)
-
-
-def _strings(table: Mapping[str, Any], key: str, where: str) -> list[str]:
-    value = table.get(key, [])
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ConfigError(f"{where}.{key}: expected a list of strings, got {shown(value)}")
-    return value

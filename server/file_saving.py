@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from server.config import ConfigError
+from server.config_values import ConfigError
 
 
 def unwritable_reason(target: Path) -> str | None:

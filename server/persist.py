@@ -20,11 +20,11 @@ from server.config import (
     FROM_API_KEY,
     MODEL_KEYS,
     VIEWER_LIMIT_KEYS,
-    ConfigError,
     Settings,
     StreamConfig,
     content_digest,
 )
+from server.config_values import ConfigError
 from server.delivery.viewer import ViewerLimits
 from server.events.config import EventsSettings, toml_string
 from server.events.config_toml import events_toml

@@ -24,7 +24,8 @@ from aiohttp import web
 
 from server.app import create_app
 from server.cli import EXIT_INTERRUPTED, EXIT_STOP_OVERRAN
-from server.config import ConfigError, Settings
+from server.config import Settings
+from server.config_values import ConfigError
 from server.http.access.tokens import AuthConfigError
 from server.http.network.connections import ConnectionLimitingLoop, ConnectionLimits, raise_open_files_limit
 from server.http.network.listen import ListenError, bind, cannot_listen, listening_message, ready_to_listen

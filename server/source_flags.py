@@ -12,7 +12,8 @@ import unicodedata
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from server.config import ConfigError, StreamConfig, check_stream_id
+from server.config import StreamConfig, check_stream_id
+from server.config_values import ConfigError
 from server.options import StreamOptions
 from server.sources.file import file_path
 from server.sources.uri import MASK, mask_uri

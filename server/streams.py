@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Protocol
 
 from server.analytics.shapes import check_fit
-from server.config import ConfigError, Settings, StreamConfig
+from server.config import Settings, StreamConfig
+from server.config_values import ConfigError
 from server.delivery.encode import Encoder, FramePacket
 from server.frames import FrameResult
 from server.http.access.policy import SourcePolicy, SourceRefused, UnusableSource

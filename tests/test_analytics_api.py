@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from server.config import ConfigError, StreamConfig, load_config
+from server.config import StreamConfig, load_config
+from server.config_values import ConfigError
 from server.events.config import EventsSettings, HistorySettings
 from server.options import StreamOptions
 from tests.support.dashboard import EVENT_OUTPUT_METRICS, REMOTE_MODEL_METRICS, dashboard_metrics, exported

@@ -319,7 +319,7 @@ def test_access_log_flag_logs_each_request() -> None:
 
 
 def test_source_ids_come_from_flags_or_the_source() -> None:
-    from server.config import ConfigError
+    from server.config_values import ConfigError
     from server.source_flags import streams_from_flags
 
     streams = streams_from_flags(["cam=scene:?seed=1", "scene:?seed=4", "/videos/Front door.mp4", "x.mp4", "x.mp4"])
@@ -562,7 +562,7 @@ def test_a_flag_the_command_does_not_know_is_refused_by_that_command(
 
 
 def test_an_ipv6_host_may_be_written_in_brackets_and_an_empty_one_is_refused() -> None:
-    from server.config import ConfigError
+    from server.config_values import ConfigError
 
     args = build_parser().parse_args(["serve", "--source", "scene:", "--host", "[::1]"])
     assert settings_from_args(args).host == "::1"
@@ -582,7 +582,7 @@ def test_an_ipv6_host_may_be_written_in_brackets_and_an_empty_one_is_refused() -
 )
 def test_an_option_flag_out_of_range_is_shown_as_typed(flags: list[str], said: str) -> None:
     """``--conf 5`` said ``got 5.0``: a number the person never typed."""
-    from server.config import ConfigError
+    from server.config_values import ConfigError
 
     with pytest.raises(ConfigError) as refused:
         settings_from_args(build_parser().parse_args(["serve", "--source", "scene:", *flags]))

@@ -15,12 +15,12 @@ import pytest
 from server.cli import EXIT_STARTUP_ERROR, build_parser, settings_from_args
 from server.config import (
     STREAM_ID_PATTERN,
-    ConfigError,
     Settings,
     StreamConfig,
     load_config,
     stream_config,
 )
+from server.config_values import ConfigError
 from server.delivery.viewer import ViewerLimits
 from server.options import StreamOptions
 from server.persist import ConfigEditedError, ConfigFileState, write_config

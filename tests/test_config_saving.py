@@ -18,7 +18,8 @@ from aiohttp.test_utils import TestClient
 from ultralytics.trackers.utils.gmc import GMC
 
 from server.cli import build_parser, settings_from_args
-from server.config import ConfigError, StreamConfig, load_config
+from server.config import StreamConfig, load_config
+from server.config_values import ConfigError
 from server.http import saving
 from server.http.saving import SaveRefusal
 from server.options import StreamOptions

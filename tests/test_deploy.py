@@ -38,7 +38,8 @@ from aiohttp.test_utils import TestServer
 from server.app import create_app
 from server.config import Settings, load_config
 from server.deploy.entrance import TEMPORARY_FILES
-from server.deploy.split import split_config, write_split
+from server.deploy.split import split_config
+from server.deploy.split_writing import write_split
 from server.inference.models import BUNDLED_MODEL
 from tests.support.nginx import NGINX, nginx_serving
 from tests.support.polling import eventually

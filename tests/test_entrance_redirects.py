@@ -20,7 +20,8 @@ from aiohttp.test_utils import TestClient
 from server.cli import main
 from server.config import StreamConfig
 from server.deploy.entrance import Listen, nginx_config
-from server.deploy.split import split_config, write_split
+from server.deploy.split import split_config
+from server.deploy.split_writing import write_split
 from tests.support.nginx import NGINX, nginx_serving
 from tests.support.polling import eventually
 from tests.support.ports import free_port

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from server.config import ConfigError, Settings, StreamConfig, load_config
+from server.config import Settings, StreamConfig, load_config
+from server.config_values import ConfigError
 from server.events.config import EventsSettings, HistorySettings, MqttSettings, WebhookSettings
 from server.persist import write_config
 

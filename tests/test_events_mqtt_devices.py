@@ -15,7 +15,8 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from server.config import ConfigError, StreamConfig, load_config
+from server.config import StreamConfig, load_config
+from server.config_values import ConfigError
 from server.events.config import MqttSettings
 from server.events.mqtt.topics import MqttTopics
 from server.events.sink import SinkState

@@ -10,7 +10,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from server.analytics.shapes import parse_lines, parse_zones
-from server.config import ConfigError, StreamConfig, load_config, stream_config
+from server.config import StreamConfig, load_config, stream_config
+from server.config_values import ConfigError
 from server.http.keys import hub_key
 from server.options import StreamOptions
 from server.source_flags import streams_from_flags

@@ -25,7 +25,8 @@ from ultralytics.engine.results import Results
 
 from server import streams
 from server.app import create_app
-from server.config import ConfigError, StreamConfig, load_config
+from server.config import StreamConfig, load_config
+from server.config_values import ConfigError
 from server.frames import Frame, FrameResult
 from server.inference.frame_cap import EARLY_SHARE, FrameCap
 from server.inference.models import BUNDLED_MODEL

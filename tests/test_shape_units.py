@@ -15,7 +15,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from server.analytics.shapes import Units
-from server.config import ConfigError, StreamConfig, load_config
+from server.config import StreamConfig, load_config
+from server.config_values import ConfigError
 from server.options import StreamOptions
 
 Start = Callable[..., Awaitable[TestClient]]

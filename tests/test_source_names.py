@@ -18,7 +18,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from server.cli import build_parser, settings_from_args
-from server.config import ConfigError, StreamConfig
+from server.config import StreamConfig
+from server.config_values import ConfigError
 from server.http.access.policy import SourcePolicy, SourceRefused, UnusableSource
 from server.sources import SourceError, StreamState, open_source
 from server.sources.file import FileSource

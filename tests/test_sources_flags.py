@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.config import ConfigError
+from server.config_values import ConfigError
 from server.source_flags import streams_from_flags
 
 

@@ -30,7 +30,8 @@ from server.config import load_config
 from server.deploy import running_nodes
 from server.deploy import split as split_module
 from server.deploy.node_files import toml_document
-from server.deploy.split import NodeFile, Split, SplitError, split_config, write_split
+from server.deploy.split import NodeFile, Split, SplitError, split_config
+from server.deploy.split_writing import write_split
 from server.http.access.tokens import AuthConfigError
 from server.persist import write_config
 from tests.support.certificates import self_signed
@@ -613,8 +614,8 @@ def test_a_split_is_refused_while_anything_but_the_entrance_answers_at_the_files
 
 def test_a_box_listening_on_every_ipv6_address_is_asked_for_at_ipv6_loopback() -> None:
     """asyncio listens on "::" for IPv6 alone: asked for at 127.0.0.1, a running box was not found."""
-    assert split_module._reachable_host("::") == "::1"
-    assert split_module._reachable_host("0.0.0.0") == "127.0.0.1"
+    assert split_module.reachable_host("::") == "::1"
+    assert split_module.reachable_host("0.0.0.0") == "127.0.0.1"
 
 
 async def _entrance_answers(base: str) -> None:

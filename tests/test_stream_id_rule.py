@@ -9,7 +9,8 @@ from urllib.parse import quote
 
 import pytest
 
-from server.config import ConfigError, StreamConfig, load_config
+from server.config import StreamConfig, load_config
+from server.config_values import ConfigError
 from server.source_flags import streams_from_flags
 from tests.test_ws import Start, connect, next_error
 

@@ -16,7 +16,8 @@ import aiohttp
 import pytest
 
 from server.cli import ssl_context
-from server.config import ConfigError, load_config
+from server.config import load_config
+from server.config_values import ConfigError
 from server.persist import write_config
 from tests.support.certificates import self_signed
 from tests.support.cli_in_process import run_cli

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient
 
-from server.config import ConfigError, StreamConfig, load_config
+from server.config import StreamConfig, load_config
+from server.config_values import ConfigError
 from server.options import MIN_CONF, START_THRESHOLDS, StreamOptions, tracker_defaults
 from tests.test_api import assert_error
 

@@ -25,7 +25,8 @@ import pytest
 
 import server.triton.model as triton_model
 from server.app import create_app
-from server.config import ConfigError, Settings, StreamConfig
+from server.config import Settings, StreamConfig
+from server.config_values import ConfigError
 from server.frames import Frame, FrameResult
 from server.inference.models import InferenceUnavailable, ModelError
 from server.inference.options import InferenceOptions

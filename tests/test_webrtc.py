@@ -27,7 +27,8 @@ from aiortc.rtcicetransport import connection_kwargs
 from aiortc.sdp import SessionDescription
 
 from server.app import create_app
-from server.config import ConfigError, Settings, StreamConfig
+from server.config import Settings, StreamConfig
+from server.config_values import ConfigError
 from server.delivery.encode import FramePacket, ImageKind
 from server.delivery.viewer import ViewerLimits
 from server.frames import Frame, FrameResult

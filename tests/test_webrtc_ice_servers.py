@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.config import ConfigError
+from server.config_values import ConfigError
 from server.webrtc import IceServer, WebRTCConfig
 from server.webrtc.config import ICE_SERVERS_ENV
 

@@ -1,7 +1,7 @@
 """``segcast split`` on the command line: its arguments, and what it prints.
 
-Apart from `server.deploy.split`, which brings the config reader (and aiohttp with it): ``segcast``
-parses its command line before anything heavy is imported (see `server.cli`).
+Apart from `server.deploy.split` and `server.deploy.split_writing`, which bring the config reader (and
+aiohttp with it): ``segcast`` parses its command line before anything heavy is imported (see `server.cli`).
 """
 
 from __future__ import annotations
@@ -51,8 +51,9 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``segcast split``: write the files and say how to start them; errors are one line and status 2."""
-    from server.config import ConfigError
-    from server.deploy.split import SplitError, check_split, replaced_changes, split_config, write_split
+    from server.config_values import ConfigError
+    from server.deploy.split import SplitError, split_config
+    from server.deploy.split_writing import check_split, replaced_changes, write_split
 
     try:
         split = split_config(args.config, args.nodes, args.first_port)
@@ -110,7 +111,7 @@ def _running_state(
     """Of the ``running`` nodes: the files ``split`` leaves as they are (`kept_as_is`), what each node says
     it runs, and those of the kept files their node has not read since they changed (`unread_file`)."""
     from server.deploy.running_nodes import unread_file, what_each_runs
-    from server.deploy.split import kept_as_is
+    from server.deploy.split_writing import kept_as_is
 
     kept = kept_as_is(split, running)
     runs = what_each_runs(running)

@@ -27,16 +27,8 @@ node file loads as segcast would load it, and the entrance is held to the rule a
 listens beyond this machine only with access tokens (the nodes behind it, on 127.0.0.1, ask for none
 of their own, so without tokens anyone reaching the entrance could change them).
 
-Splitting again over an earlier split's files (``--force``) is refused while a node that answers would
-lose a camera (or its port, or be removed): a node keeps its streams in memory, not in its file, so it
-would go on running cameras the new split gives another node. A running node that only gains cameras
-may run on, to be restarted to run them; one whose settings stay keeps its file byte for byte
-(`kept_as_is`). A split is refused too while segcast itself answers at the
-file's own address (the single box, still running from it: its cameras would run twice). Before
-writing, it says what each file it replaces loses or gains (cameras, and settings saved there through
-a node's API). What the running nodes run beyond their files (a camera added through the API without
-``?persist=1``, which a restart drops; one camera on two nodes) only they can say: `running_nodes`
-asks them, for the split to warn, never to refuse; a node file it cannot read it warns of too.
+Whether a split may be written over what is there (an earlier split's files, and nodes or a single box
+running from them), and writing it, are `server.deploy.split_writing`'s.
 """
 
 from __future__ import annotations
@@ -45,17 +37,16 @@ import glob
 import os
 import re
 import shutil
-import stat
-import tempfile
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from server.cli import ssl_context
-from server.config import ConfigError, Settings, StreamConfig, load_config, settings_from_mapping
-from server.deploy.entrance import Listen, listens_with_tls, nginx_config, node_name
+from server.config import Settings, load_config, settings_from_mapping
+from server.config_values import ConfigError
+from server.deploy.entrance import Listen, nginx_config, node_name
 from server.deploy.node_files import (
     NODE_HOST,
     mqtt_ids,
@@ -64,7 +55,6 @@ from server.deploy.node_files import (
     read_document,
     toml_document,
 )
-from server.deploy.running_nodes import accepts, what_answers
 from server.events.config import DEFAULT_HISTORY_FILE, resolved_path
 from server.http.access.requests import is_loopback
 from server.http.access.tokens import ADMIN_TOKENS_ENV, VIEWER_TOKENS_ENV, AccessPolicy, AuthConfigError
@@ -76,12 +66,6 @@ DEFAULT_FIRST_PORT = 8081
 MAX_NODES = 64
 #: Where Debian's nginx is (and nginx.org's packages put it): not on a normal user's PATH, which has no sbin.
 NGINX_FALLBACK = "/usr/sbin/nginx"
-#: Node files may hold the source's tokens: no more than its owner and group may read them; its owner
-#: may always write them, as a node saves its API's changes there and a later split replaces them.
-NODE_FILE_MODE_MASK = 0o660
-NODE_FILE_OWNER_MODE = 0o600
-#: The entrance's file holds addresses and certificate paths, no secret: as readable as nginx's own.
-ENTRANCE_MODE = 0o644
 _NODE_SUFFIX = re.compile(r"[./]node-[0-9]+\Z")
 
 
@@ -354,10 +338,10 @@ def _address(data: Mapping[str, Any]) -> tuple[str, int] | None:
     server = data.get("server")
     if not isinstance(server, dict) or not isinstance(port := server.get("port"), int):
         return None
-    return _reachable_host(str(server.get("host", NODE_HOST))), port
+    return reachable_host(str(server.get("host", NODE_HOST))), port
 
 
-def _reachable_host(host: str) -> str:
+def reachable_host(host: str) -> str:
     """Where to reach a server listening on ``host`` from this machine: a wildcard is reached at loopback
     (IPv6's for ``::``, where asyncio listens on IPv6 alone)."""
     if host == "::":
@@ -439,170 +423,6 @@ def _nested_split_warnings(path: Path, data: Mapping[str, Any]) -> tuple[str, ..
     )
 
 
-def write_split(split: Split, overwrite: bool, report: Callable[[str], None] | None = None) -> tuple[EarlierNode, ...]:
-    """Write every file of ``split`` once `check_split` lets it; what each replaced file loses or gains
-    goes to ``report``, line by line, before anything is written. The nodes of the earlier split that
-    answer (each keeps or gains cameras: `check_split`), for the caller to say which to restart.
-
-    All or nothing, as far as a file system allows: each file is written in full beside its place and
-    then put there whole (a node started meanwhile reads the old file or the new, never half of one),
-    the stale node files are removed only once every node file is in place (a camera is never in no
-    file), and the entrance goes last (it never routes to a node file not yet written). A file that
-    cannot be written stops the split before any is replaced (a folder in the way: `check_split`).
-    A running node's file whose settings this split leaves as they are is not written at all (`kept_as_is`)."""
-    running = check_split(split, overwrite)
-    if report is not None:
-        for line in replaced_changes(split):
-            report(line)
-    kept = kept_as_is(split, running)
-    written: list[tuple[Path, Path]] = []  # (the new file beside its place, its place), entrance last
-    try:
-        mode = (stat.S_IMODE(split.source.stat().st_mode) & NODE_FILE_MODE_MASK) | NODE_FILE_OWNER_MODE
-        for node in split.nodes:  # they may hold the file's tokens: no more readable than the file
-            if node.path not in kept:
-                written.append((_written_beside(node.path, node.text, mode), node.path))
-        written.append((_written_beside(split.entrance_path, split.entrance_text, ENTRANCE_MODE), split.entrance_path))
-        split.entrance_state.mkdir(exist_ok=True)
-        for log in ("access.log", "error.log"):  # nginx keeps a file's mode: these hold addresses and URLs
-            _write_private(split.entrance_state / log, "", 0o600, truncate=False)
-        for new, place in written[:-1]:
-            os.replace(new, place)
-        for stale in split.stale:  # its cameras are another node's now: started, it would run them twice
-            stale.unlink(missing_ok=True)
-        os.replace(*written[-1])
-    except OSError as exc:
-        for new, _ in written:
-            new.unlink(missing_ok=True)
-        raise SplitError(f"cannot write {exc.filename or split.entrance_path.parent}: {exc.strerror or exc}") from None
-    return running
-
-
-def kept_as_is(split: Split, running: Iterable[EarlierNode]) -> frozenset[Path]:
-    """The files of the ``running`` nodes that this split leaves byte for byte as they are, as their
-    settings are the split's and at most their comments differ (the header's "Node 2 of 2", on a grow).
-
-    A running node saves its API's changes (``?persist=1``) only to the file as it read or last saved
-    it (`server.persist`, a digest of the whole file): rewritten for a comment, the file refuses its
-    next save with a 409 after the node has made the change in memory, so a camera moved away through
-    the API stays in its file and runs on two nodes once it restarts. Keeping the node count out of
-    the header would not do: a file the node saved is laid out by `server.persist`, not as a split
-    writes it, so its text differs from the split's whatever the header says. A stopped node's file is
-    written as ever (its header kept current): it is read whole when the node starts."""
-    new = {node.path: node for node in split.nodes}
-    return frozenset(old.path for old in running if old.path in new and runs_the_same(new[old.path].text, old.text))
-
-
-def runs_the_same(new_text: str, old_text: str | None) -> bool:
-    """Whether a node started from ``old_text`` runs what ``new_text`` says: the settings, not the
-    comments (a split's header names the node count, so every grow or shrink changes it), so that no
-    restart, and no camera downtime, is asked for where nothing it runs changed."""
-    if old_text is None:
-        return False
-    try:
-        return tomllib.loads(new_text) == tomllib.loads(old_text.removeprefix("\ufeff"))
-    except tomllib.TOMLDecodeError:
-        return new_text == old_text
-
-
-def check_split(split: Split, overwrite: bool) -> tuple[EarlierNode, ...]:
-    """SplitError where ``split`` must not be written: a file there already, unless ``overwrite`` (a
-    node's file holds what its API saved with ``?persist=1`` since the last split); a folder where a
-    file goes (or one to remove is); segcast answering at the source file's own address; a node of the
-    earlier split that answers and would lose a camera, its port, or its file. Else the earlier split's
-    nodes that answer (each keeps or gains cameras)."""
-    if split.existing and not overwrite:
-        names = ", ".join(str(p) for p in split.existing)
-        raise SplitError(
-            f"{names} {'is' if len(split.existing) == 1 else 'are'} there already (changes saved by a node "
-            "would be lost): --force replaces "
-            + ("it" if len(split.existing) == 1 else "them")
-            + (" and removes the files of nodes beyond the new number" if split.stale else "")
-        )
-    places = [*(node.path for node in split.nodes), split.entrance_path, *split.stale]
-    if blocked := [path for path in places if path.exists() and not path.is_file()]:
-        raise SplitError(
-            f"cannot write {blocked[0]}: it is a folder, not a file; nothing was written: move it away, then "
-            "split again"
-        )
-    _refuse_while_the_source_runs(split)
-    running = tuple(node for node in split.earlier if node.address is not None and accepts(*node.address))
-    _refuse_where_running_nodes_lose(split, running)
-    return running
-
-
-def _refuse_while_the_source_runs(split: Split) -> None:
-    """SplitError where anything but an earlier split's entrance answers at the source file's own
-    address: most likely the single box, still running from it, which the nodes started as printed
-    would run a second time (node 1 sharing its history file); and whatever it is, the entrance must
-    listen there next."""
-    host, port = _reachable_host(split.entrance.host), split.entrance.port
-    there = _what_answers_there(split, host, port)
-    if there is None:
-        return
-    source = split.source.name
-    if there == "segcast":
-        raise SplitError(
-            f"segcast is running at {source}'s own address ({host}:{port}), from {source} by the look of it: "
-            "the nodes started as well would run its cameras a second time, and node-1 would share its event "
-            "history file; stop it first, then split (the entrance takes its address)"
-        )
-    raise SplitError(
-        f"{there} at {source}'s own address ({host}:{port}), and it is not the entrance of an earlier split: "
-        "if it is segcast running from the file, its cameras would run twice; either way the entrance must "
-        "listen there: stop it first, then split"
-    )
-
-
-def _what_answers_there(split: Split, host: str, port: int) -> str | None:
-    """What answers at the source file's own address (`what_answers`), asked over the earlier split's
-    entrance's scheme first and then the file's: a split that turns TLS on or off runs while the earlier
-    entrance still speaks the other, which asked over the new one answers as a stranger."""
-    speaks_tls = split.entrance.tls_cert is not None
-    schemes = [speaks_tls] if split.entrance_before is None else [listens_with_tls(split.entrance_before), speaks_tls]
-    answers = []
-    for tls in dict.fromkeys(schemes):
-        there = what_answers(host, port, tls=tls)
-        if there is None or there == "segcast":
-            return there
-        answers.append(there)
-    return answers[0]
-
-
-def _refuse_where_running_nodes_lose(split: Split, running: tuple[EarlierNode, ...]) -> None:
-    """SplitError naming each running node of the earlier split that this one takes a camera from,
-    moves to another port, or removes: it would go on as it runs, its cameras running twice; one with
-    no cameras would run on out of the new entrance's reach."""
-    new = {node.path: node for node in split.nodes}
-    refused: list[str] = []
-    holding = False  # a refused node's file has cameras
-    for old in running:
-        assert old.address is not None  # it answered there
-        at = f"{old.path.name} at {old.address[0]}:{old.address[1]}"
-        if (node := new.get(old.path)) is None:
-            refused.append(f"{at}, which is removed")
-        elif lost := [stream_id for stream_id in old.stream_ids if stream_id not in node.stream_ids]:
-            refused.append(f"{at}, which loses {', '.join(lost)}")
-        elif node.port != old.address[1]:
-            refused.append(f"{at}, which moves to port {node.port}")
-        else:
-            continue
-        holding = holding or bool(old.stream_ids)
-    if not refused:
-        return
-    if holding:
-        raise SplitError(
-            f"a node of the earlier split is running ({'; '.join(refused)}): a node keeps its streams in "
-            "memory, not in its file, so it would go on running cameras this split gives another node, and "
-            "they would run twice; stop the nodes first, then split again (a node that keeps its cameras and "
-            "port may run on)"
-        )
-    raise SplitError(
-        f"a node of the earlier split is running ({'; '.join(refused)}): its file gives it no cameras, but it would "
-        "run on where the new entrance does not reach it, and a camera added through its API would run there "
-        "unseen; stop it first, then split again (a node that keeps its port may run on)"
-    )
-
-
 def _text_of(path: Path) -> str | None:
     """The text of the file at ``path`` (None: none there, or not text)."""
     try:
@@ -611,91 +431,7 @@ def _text_of(path: Path) -> str | None:
         return None
 
 
-def replaced_changes(split: Split) -> list[str]:
-    """Per node file of the earlier split, and each new one: the cameras it loses (and to which node) or
-    gains (and why there: `place_streams`), and those whose settings there differ from the source
-    file's (saved through its node's API, ``?persist=1``), which the split replaces with the source's.
-    Nothing for a first split."""
-    source = split.source.name
-    given = {stream_id: node.name for node in split.nodes for stream_id in node.stream_ids}
-    wanted = {stream.stream_id: stream for stream in load_config(split.source, flag=None).streams}
-    new_share = {node.path: node.stream_ids for node in split.nodes}
-    there = split.node_files_there()
-    if not there:
-        return []
-    lines = [
-        f"replacing the earlier split's node files; what changes in each ({source} wins; a camera stays on "
-        "the node that has it, any other goes to the node with the fewest):"
-    ]
-    for path in there:
-        try:
-            old = load_config(path, flag=None).streams
-        except ConfigError as exc:
-            lines.append(f"  {path.name}: cannot be read ({exc}): replaced as a whole")
-            continue
-        old_ids = [stream.stream_id for stream in old]
-        share = new_share.get(path)
-        changes = [f"loses {i} (to {given[i]})" for i in old_ids if i in given and i not in (share or ())]
-        changes += [
-            f"loses {i} (not in {source}: removed there, or added through this node's API)"
-            for i in old_ids
-            if i not in given
-        ]
-        changes += _gains(split, [i for i in share or () if i not in old_ids])
-        if share is None:
-            changes.append("is removed (more nodes than this split's)")
-        lines.append(f"  {path.name}: {'; '.join(changes) or 'the same cameras'}")
-        for stream in old:
-            if stream.stream_id in wanted and (differ := _differences(stream, wanted[stream.stream_id])):
-                lines.append(f"    {stream.stream_id}: its {', '.join(differ)} saved here differ from {source}'s: lost")
-    for node in split.nodes:
-        if node.path not in there:
-            lines.append(f"  {node.path.name} (new): {'; '.join(_gains(split, node.stream_ids)) or 'no cameras'}")
-    return lines
-
-
-def _gains(split: Split, stream_ids: Iterable[str]) -> list[str]:
-    """``gains <id> (why)`` for each camera a node gains: why it went there (`Split.placed`)."""
-    return [f"gains {i} ({split.placed[i]})" if i in split.placed else f"gains {i}" for i in stream_ids]
-
-
-def _differences(saved: StreamConfig, source: StreamConfig) -> list[str]:
-    """The names of the settings in which two configs of one stream differ (``uri``, ``zones``, ...)."""
-    names = [name for name in ("uri", "loop") if getattr(saved, name) != getattr(source, name)]
-    return names + [
-        field.name
-        for field in fields(saved.options)
-        if getattr(saved.options, field.name) != getattr(source.options, field.name)
-    ]
-
-
 def _node_index(source: Path, path: Path) -> int:
     """The node number of ``path`` if it is one of ``source``'s node files (``cams.node-3.toml``), else 0."""
     number = path.name.removeprefix(f"{source.stem}.node-").removesuffix(".toml")
     return int(number) if number.isascii() and number.isdigit() else 0
-
-
-def _written_beside(path: Path, text: str, mode: int) -> Path:
-    """A new file beside ``path`` (hidden, and no node file by its name) holding ``text``, with
-    permissions ``mode``: for `os.replace` to put it at ``path`` whole. An OSError names ``path``."""
-    try:
-        descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".new")
-    except OSError as exc:
-        raise OSError(exc.errno, exc.strerror, str(path)) from None
-    try:
-        with open(descriptor, "w", encoding="utf-8") as file:
-            file.write(text)
-            os.fchmod(file.fileno(), mode)
-    except BaseException:
-        os.unlink(name)
-        raise
-    return Path(name)
-
-
-def _write_private(path: Path, text: str, mode: int, truncate: bool = True) -> None:
-    """``text`` into ``path`` with permissions ``mode`` (os.open's are cut by the umask, hence chmod);
-    without ``truncate``, appended to what is there (a log)."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if truncate else os.O_APPEND)
-    with open(os.open(path, flags, mode), "w", encoding="utf-8") as file:
-        file.write(text)
-    os.chmod(path, mode)

@@ -28,7 +28,8 @@ from typing import Any
 from aiohttp import web
 
 from server.analytics.shapes import echoed
-from server.config import STREAM_KEYS, ConfigError, StreamConfig, flatten_options, stream_config
+from server.config import STREAM_KEYS, StreamConfig, flatten_options, stream_config
+from server.config_values import ConfigError
 from server.frames import PROTOCOL_VERSION
 from server.http.access.policy import SourceRefused, UnusableSource
 from server.http.access.source_checks import CheckUnanswered, SourceChecks

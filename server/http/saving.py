@@ -23,7 +23,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from server.config import ConfigError, StreamConfig
+from server.config import StreamConfig
+from server.config_values import ConfigError
 from server.http.errors import error
 from server.http.keys import config_lock_key, manager_key, settings_key, stream_change_executor_key
 from server.persist import ConfigEditedError, ConfigFileState, config_file_unwritable, write_config

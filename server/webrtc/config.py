@@ -16,7 +16,7 @@ from urllib.parse import unquote
 from aiortc import RTCConfiguration, RTCIceServer
 from aiortc.rtcicetransport import parse_stun_turn_uri
 
-from server.config import ConfigError
+from server.config_values import ConfigError
 
 #: Peers at once, publishers and players together: each costs a decoder or encoder thread.
 MAX_PEERS = 16
