@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient
 from server.http.access.auth import setup_auth
 from server.http.access.tokens import (
     ADMIN_TOKENS_ENV,
+    MIN_TOKEN_LENGTH,
     SIGNED_ADMIN_TOKEN_MAX_TTL_S,
     SIGNED_TOKEN_MAX_TTL_S,
     VIEWER_TOKENS_ENV,
@@ -102,6 +103,14 @@ async def test_admin_may_change_streams_and_a_wrong_token_may_not(aiohttp_client
     assert (await client.get("/api/streams", headers={"Authorization": f"Basic {ADMIN}"})).status == 401
 
 
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "bEaReR"])
+async def test_the_bearer_scheme_is_taken_in_any_case(aiohttp_client: ClientFactory, scheme: str) -> None:
+    """RFC 7235: an auth scheme's name is case-insensitive, and some clients send it in lower case."""
+    client = await aiohttp_client(_app(_policy()))
+    response = await client.get("/api/streams", headers={"Authorization": f"{scheme} {VIEWER}"})
+    assert response.status == 200, scheme
+
+
 async def test_signed_url_token_grants_its_role_for_img_and_websocket_use(aiohttp_client: ClientFactory) -> None:
     client = await aiohttp_client(_app(_policy()))
     minted = await client.post("/api/tokens", json={"role": "viewer", "ttl_s": 60}, headers=_bearer(VIEWER))
@@ -178,10 +187,12 @@ async def test_a_stream_opened_with_a_signed_token_ends_when_the_token_expires(a
 async def test_viewer_cannot_mint_an_admin_token_and_bad_requests_are_400(aiohttp_client: ClientFactory) -> None:
     client = await aiohttp_client(_app(_policy()))
     assert (await client.post("/api/tokens", json={"role": "admin"}, headers=_bearer(VIEWER))).status == 403
-    for body in ('{"role": "root"}', '{"ttl_s": -5}', '{"ttl_s": "soon"}', '{"extra": 1}', "[1]", "{not json"):
+    bodies = ('{"role": "root"}', '{"ttl_s": -5}', '{"ttl_s": 0}', '{"ttl_s": 0.5}', '{"ttl_s": "soon"}')
+    for body in (*bodies, '{"extra": 1}', "[1]", "{not json"):
         response = await client.post("/api/tokens", data=body, headers=_bearer(ADMIN))
         assert response.status == 400, body
         assert "error" in await response.json()
+    assert (await _mint(client, {"ttl_s": 1}, ADMIN))["ttl_s"] == 1, "the shortest life a token may have"
 
 
 async def test_a_dashboard_link_may_be_minted_for_366_days_and_no_longer(aiohttp_client: ClientFactory) -> None:
@@ -261,6 +272,27 @@ def test_tokens_come_from_the_environment_too_and_must_be_long() -> None:
     assert policy.role_of_token(VIEWER) is None
     with pytest.raises(AuthConfigError, match="at least 16"):
         AccessPolicy.configure("0.0.0.0", admin_tokens=["short"], environ={})
+
+
+def test_a_token_of_exactly_the_shortest_length_is_taken() -> None:
+    shortest = "t" * MIN_TOKEN_LENGTH
+    assert AccessPolicy.configure("0.0.0.0", admin_tokens=[shortest], environ={}).role_of_token(shortest) is Role.ADMIN
+    with pytest.raises(AuthConfigError, match=f"at least {MIN_TOKEN_LENGTH}"):
+        AccessPolicy.configure("0.0.0.0", admin_tokens=[shortest[1:]], environ={})
+
+
+def test_a_token_listed_as_viewer_and_admin_grants_admin() -> None:
+    """Copied into both lists by mistake, a token grants the higher role, whichever list is checked last."""
+    policy = AccessPolicy.configure("0.0.0.0", viewer_tokens=[ADMIN], admin_tokens=[ADMIN], environ={})
+    assert policy.role_of_token(ADMIN) is Role.ADMIN
+
+
+def test_a_token_is_signed_for_a_second_at_least_as_its_refusal_says() -> None:
+    """`sign` said "between 1 and ..." but signed a token for half a second, which POST /api/tokens refuses."""
+    policy = AccessPolicy.configure("0.0.0.0", admin_tokens=[ADMIN], environ={})
+    assert policy.sign(Role.VIEWER, 1).startswith("s1.viewer.")
+    with pytest.raises(ValueError, match="between 1 and"):
+        policy.sign(Role.VIEWER, 0.5)
 
 
 def test_a_short_token_is_refused_naming_where_it_came_from() -> None:
@@ -344,13 +376,17 @@ async def test_a_cross_site_refusal_logs_a_forged_line_in_its_path_as_one_line(
     assert "\n" not in warning and "CRITICAL" in warning  # there, but inside the quoted path
 
 
-async def test_open_server_answers_only_to_local_names(aiohttp_client: ClientFactory) -> None:
-    """DNS rebinding: a page whose domain now resolves to 127.0.0.1 would otherwise be same-origin."""
-    client = await aiohttp_client(_app(AccessPolicy.configure("127.0.0.1", environ={})))
-    rebound = {"Host": f"evil.example:{client.port}", "Origin": f"http://evil.example:{client.port}"}
-    response = await client.get("/api/streams", headers=rebound)
-    assert response.status == 403 and "DNS rebinding" in (await response.json())["error"]
-    assert (await client.post("/api/streams", headers=rebound)).status == 403
+@pytest.mark.parametrize("explicitly_off", [False, True], ids=["no-tokens", "auth-off"])
+async def test_open_server_answers_only_to_local_names(aiohttp_client: ClientFactory, explicitly_off: bool) -> None:
+    """DNS rebinding: a page whose domain now resolves to 127.0.0.1 would otherwise be same-origin.
+    ``auth = "off"`` on loopback opens the server no wider than having no tokens does."""
+    policy = AccessPolicy.configure("127.0.0.1", explicitly_off=explicitly_off, environ={})
+    client = await aiohttp_client(_app(policy))
+    for foreign in ("evil.example", "evillocalhost"):  # the second only ends as "localhost" does
+        rebound = {"Host": f"{foreign}:{client.port}", "Origin": f"http://{foreign}:{client.port}"}
+        response = await client.get("/api/streams", headers=rebound)
+        assert response.status == 403 and "DNS rebinding" in (await response.json())["error"], foreign
+        assert (await client.post("/api/streams", headers=rebound)).status == 403, foreign
     for host in ("127.0.0.1", "localhost", "[::1]", "cameras.localhost", "127.0.0.2"):
         response = await client.get("/api/streams", headers={"Host": f"{host}:{client.port}"})
         assert response.status == 200, host
@@ -363,6 +399,31 @@ async def test_a_server_with_tokens_answers_to_any_name(aiohttp_client: ClientFa
     client = await aiohttp_client(_app(_policy()))
     headers = {"Host": "cameras.example.com", **_bearer(VIEWER)}
     assert (await client.get("/api/streams", headers=headers)).status == 200
+
+
+def _off_beyond_loopback() -> AccessPolicy:
+    """``auth = "off"`` on every address: reached by names no one can list, so none is refused."""
+    return AccessPolicy.configure("0.0.0.0", explicitly_off=True, environ={})
+
+
+async def test_auth_off_beyond_loopback_answers_to_any_name(aiohttp_client: ClientFactory) -> None:
+    client = await aiohttp_client(_app(_off_beyond_loopback()))
+    assert (await client.get("/api/streams", headers={"Host": "cameras.example.com"})).status == 200
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"Origin": "http://[evil"}, {"Origin": "http://a", "Host": "a:x"}],
+    ids=["malformed-origin", "malformed-host"],
+)
+async def test_a_malformed_origin_or_host_is_taken_for_cross_site(
+    aiohttp_client: ClientFactory, headers: dict[str, str]
+) -> None:
+    """Without a name check in front (auth off beyond loopback), a header that cannot be compared must not
+    pass for this site's own: nothing proves the page is the viewer."""
+    client = await aiohttp_client(_app(_off_beyond_loopback()))
+    response = await client.post("/api/streams", headers=headers)
+    assert response.status == 403 and "cross-site" in (await response.json())["error"]
 
 
 @pytest.mark.parametrize(

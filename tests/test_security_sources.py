@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shutil
 import socket
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -21,7 +22,8 @@ from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
 from server.app import create_app
-from server.config import ConfigError, StreamConfig, load_config
+from server.config import StreamConfig, load_config
+from server.config_values import ConfigError
 from server.http.access import policy
 from server.http.access.policy import MAX_URI_CHARS, SourcePolicy, SourceRefused, UnusableSource
 from server.http.keys import manager_key
@@ -170,11 +172,19 @@ async def state_of(client: TestClient, stream_id: str, state: str) -> dict[str, 
     return await eventually(reached, what=f"{stream_id} to be {state}")
 
 
+def _beside(media: Path) -> Path:
+    """A folder next to ``media`` whose path starts with ``media``'s, as ``media-private`` starts with ``media``."""
+    return media.with_name(f"{media.name}-private")
+
+
 def test_files_only_inside_media_dirs_after_resolving_links_and_dots(media: Path) -> None:
     policy = SourcePolicy.of(SourcePolicy().schemes, [media], allow_devices=False)
     policy.check(str(media / "clip.mp4"))
     policy.check(f"file://{media}/clip.mp4#rate=max")
+    _beside(media).mkdir()
+    (_beside(media) / "clip.mp4").write_bytes(b"not really a video")
     for uri in (
+        str(_beside(media) / "clip.mp4"),  # inside by its text, not by its folders
         str(media / ".." / "secret.txt"),
         f"file://{media}/%2e%2e/secret.txt",
         str(media / "escape.mp4"),
@@ -297,6 +307,18 @@ async def test_the_api_plays_files_inside_media_dirs(start_server: Start, media:
     await asyncio.to_thread(_replace_link_with_copy, media / "scene.mp4", scene_video)
     response = await client.post("/api/streams", json={"id": "clip", "uri": str(media / "scene.mp4")})
     assert response.status == 201, await response.text()
+
+
+async def test_the_api_refuses_a_file_in_a_folder_beside_media_dirs_named_like_it(
+    start_server: Start, media: Path, scene_video: Path
+) -> None:
+    private = _beside(media) / "scene.mp4"
+    await asyncio.to_thread(private.parent.mkdir)
+    await asyncio.to_thread(shutil.copyfile, scene_video, private)  # a video that would play, were it allowed
+    client = await start_server(media_dirs=(await asyncio.to_thread(media.resolve),))
+    response = await client.post("/api/streams", json={"id": "private", "uri": str(private)})
+    assert response.status == 403, await response.text()
+    assert "media_dirs" in (await response.json())["error"]
 
 
 def _replace_link_with_copy(link: Path, target: Path) -> None:

@@ -187,7 +187,7 @@ class AccessPolicy:
         minted_by: Credential | None = None,
     ) -> str:
         """A URL-safe token granting ``role`` until ``ttl_s`` seconds from now (see `sign_until`)."""
-        if not 0 < ttl_s <= max_ttl_s(role):
+        if not 1 <= ttl_s <= max_ttl_s(role):
             raise ValueError(f"ttl_s of a {role.name.lower()} token must be between 1 and {max_ttl_s(role)}")
         return self.sign_until(role, int((time.time() if now is None else now) + ttl_s), minted_by)
 
