@@ -186,6 +186,33 @@ async def one_event_stored_under_the_usual_umask(path: Path) -> AsyncIterator[No
         os.umask(umask)
 
 
+def disk_with_room_for(path: Path, max_mb: float, short_by: int) -> Callable[[Path], int]:
+    """A pretend `retention_module._free_bytes`: what the history at ``path`` needs free to grow to ``max_mb``,
+    less ``short_by`` bytes."""
+
+    def free_bytes(_: Path) -> int:
+        return int(max_mb * MB) - footprint(path) - short_by
+
+    return free_bytes
+
+
+async def test_what_the_history_takes_already_is_room_it_has(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A history grown to most of max_mb needs only the rest of it free: restarted on a disk with that much,
+    it says nothing of the disk; a byte less, and max_mb is more than the disk has for it."""
+    path = tmp_path / "events.db"
+    await fill(path, 40, max_mb=1)
+    assert footprint(path) > 0.5 * MB
+    for short_by in (0, 1):
+        monkeypatch.setattr(retention_module, "_free_bytes", disk_with_room_for(path, 1, short_by))
+        outputs = EventOutputs(EventsSettings(history=HistorySettings(path, max_mb=1)))
+        await outputs.start()
+        await outputs.stop()  # the writer has ended: whatever it had to say at start is said
+    warned = [r.getMessage() for r in caplog.records if "is more than the disk" in r.getMessage()]
+    assert len(warned) == 1, warned  # on the disk a byte short only
+
+
 async def test_a_history_file_segcast_makes_is_its_owners_alone(tmp_path: Path) -> None:
     """It holds camera snapshots: made under the usual umask (022), it and its log were every user's to read.
     A file there already keeps the permissions its owner gave it."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,10 @@ class FailingDisk:
             def executescript(self, script: str) -> sqlite3.Cursor:
                 disk._run(script)
                 return super().executescript(script)
+
+            def executemany(self, sql: str, rows: Iterable[Any]) -> sqlite3.Cursor:
+                disk._run(sql)
+                return super().executemany(sql, rows)
 
         return Failing
 
@@ -136,6 +140,36 @@ async def test_a_disk_error_pruning_after_a_write_counts_no_stored_event_failed(
         health = history.health()
     assert (health.delivered, health.failed, health.queued) == (events, 0, 0)
     assert health.upkeep_failures > 0 and health.state is SinkState.OK
+
+
+async def test_a_write_group_that_fails_after_others_of_its_batch_counts_only_its_own_events_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch is written a group at a time: when a later group fails, the events of the groups stored before
+    it are delivered, the rest failed, none both (``queued`` would go below 0 for good)."""
+    disk = FailingDisk("INSERT", after="INSERT")  # the disk fails from the second group on
+    monkeypatch.setattr(sqlite3, "connect", disk.connect)
+    # More than a group of a batch holds (`Retention.group_bytes`): a group an event.
+    note = "x" * int(retention_module.WAL_MAX_BYTES * retention_module.WRITE_GROUP_SHARE)
+    outputs = EventOutputs(EventsSettings(history=HistorySettings(tmp_path / "events.db")))
+    history = outputs.history
+    assert history is not None
+    for seq in range(3):  # queued before the writer starts: one batch
+        outputs.on_packet(with_events(seq, [{"type": "line_cross", "v": 1, "stream": "cam", "id": seq, "note": note}]))
+    disk.fail()
+    await outputs.start()
+    try:
+
+        async def settled() -> bool:
+            health = history.health()
+            return health.delivered + health.failed >= 3
+
+        await eventually(settled, what="every event stored or failed")
+    finally:
+        await outputs.stop()
+    health = history.health()
+    assert (health.delivered, health.failed, health.queued) == (1, 2, 0)
+    assert [event.data["id"] for event in history.query(EventQuery())] == [0]
 
 
 async def test_a_bug_in_the_writers_loop_is_logged_and_the_writer_goes_on(

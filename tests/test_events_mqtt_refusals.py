@@ -3,16 +3,18 @@ subscription it ends the connection for or refuses, a connection it ends at the 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import gc
 import logging
 import re
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import aiomqtt
 import pytest
 
+from server.events import sink as sinks
 from server.events.config import MqttSettings
 from server.events.mqtt import connection as mqtt_module
 from server.events.mqtt.outbox import RESEND_CONNECTIONS_MAX
@@ -156,6 +158,39 @@ async def test_a_broker_that_ends_each_connection_for_a_streams_counts_is_backed
     assert health.state is SinkState.FAILING
     assert broker.published.count("segcast/cam/counts") >= 4
     assert not [r for r in caplog.records if r.getMessage().endswith(": working")]
+
+
+@pytest.mark.usefixtures("waits")
+async def test_an_event_on_its_way_again_when_segcast_stops_is_dropped_at_shutdown_not_given_up(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Given an event the broker ended two connections for, when segcast stops while the third has it on its
+    way, then it is counted among the events not delivered before shutdown, not as one the broker refuses:
+    the stop ended that connection, not the broker, and no "gave up" error blames the event."""
+    monkeypatch.setattr(sinks, "DRAIN_TIMEOUT_S", 0.1)  # the third time the event is never confirmed
+    publish = aiomqtt.Client.publish
+    sends: list[str] = []
+    on_its_way_again = asyncio.Event()
+
+    async def unconfirmed_the_last_time(client: aiomqtt.Client, topic: str, *args: Any, **kwargs: Any) -> None:
+        if "/events/" in topic:
+            sends.append(topic)
+            if len(sends) == RESEND_CONNECTIONS_MAX:
+                on_its_way_again.set()
+                await asyncio.Event().wait()
+        await publish(client, topic, *args, **kwargs)
+
+    monkeypatch.setattr(aiomqtt.Client, "publish", unconfirmed_the_last_time)
+    async with (
+        FakeBroker(on_subscribe="refuse", ending_topics="/events/") as broker,
+        running(MqttSettings("127.0.0.1", broker.port, discovery=False)) as (outputs, sink),
+    ):
+        outputs.on_packet(track_start(1))
+        await on_its_way_again.wait()
+        assert broker.published.count("segcast/cam/events/track") == RESEND_CONNECTIONS_MAX - 1
+    health = sink.health()
+    assert (health.delivered, health.failed, health.dropped, health.queued) == (0, 0, 1, 0)
+    assert not [r for r in caplog.records if "gave up" in r.getMessage()]
 
 
 async def test_an_aiomqtt_without_the_private_sign_of_a_lost_connection_is_waited_for_and_said_once(

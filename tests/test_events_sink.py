@@ -7,7 +7,15 @@ import re
 
 import pytest
 
-from server.events.sink import DROP_LOG_INTERVAL_S, RETRY_REASONS_MAX, OutEvent, SinkState, Tally
+from server.events.sink import (
+    BACKOFF_MAX_S,
+    DROP_LOG_INTERVAL_S,
+    RETRY_REASONS_MAX,
+    OutEvent,
+    SinkState,
+    Tally,
+    backoff_s,
+)
 
 log = logging.getLogger("tests.sink")
 EVENT = OutEvent({"type": "track"}, "cam", 0.0)
@@ -174,3 +182,13 @@ def test_a_reason_forgotten_for_a_new_one_has_its_retries_told(caplog: pytest.Lo
     ]
     tally.lose_at_shutdown(0)
     assert len(told(caplog, r"(\d+) more attempt")) == RETRY_REASONS_MAX  # reason 0 not told twice
+
+
+def test_the_backoff_doubles_up_to_its_cap_and_stays_there() -> None:
+    """Doubling alone would make the MQTT sink wait over a minute before connecting again from its eighth
+    failed connection, and years from its thirtieth: a broker back after an outage would not be tried again."""
+    waits = [backoff_s(attempt) for attempt in range(41)]
+    assert waits[:3] == [0.5, 1.0, 2.0]
+    assert max(waits) == BACKOFF_MAX_S
+    assert waits[-1] == BACKOFF_MAX_S
+    assert waits == sorted(waits), "never shorter than the wait before"
