@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, closing
@@ -122,6 +123,31 @@ async def test_a_clock_stepped_years_ahead_keeps_what_this_process_stored(
     assert "moved by +1095.0 days" in warned[0]
 
 
+async def test_a_clock_stepped_between_the_writers_look_and_its_prune_keeps_what_this_process_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given 43 events stored a moment ago, when the wall clock jumps 3 years ahead right after the writer
+    found a prune due (it looked at the clock there) and before the prune reads it, then the prune keeps
+    them all: it took the new time for the date and deleted every one (a fresh-clone run under load)."""
+    path = tmp_path / "events.db"
+    step = threading.Event()
+    due = retention_module.Retention.due
+
+    def due_then_step(retention: retention_module.Retention) -> bool:
+        answer = due(retention)
+        if step.is_set():
+            monkeypatch.setattr(time, "time", shifted(YEARS_3_S))
+        return answer
+
+    monkeypatch.setattr(retention_module.Retention, "due", due_then_step)
+    async with history(path, monkeypatch) as (sink, prunes):
+        await store(sink, 43)
+        step.set()
+        await prunes.two_more()
+
+        assert [stream for stream, _ in stored_rows(path)] == ["cam"] * 43
+
+
 async def test_a_clock_set_right_years_ahead_keeps_what_was_stored_while_it_was_slow(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -191,3 +217,40 @@ async def test_a_machine_that_slept_is_no_clock_step(
         monkeypatch.setattr(time, "monotonic", lambda: real_since_boot())  # stopped while asleep: not ahead
         await prunes.two_more()
     assert clock_warnings(caplog) == []
+
+
+async def test_an_event_stored_after_a_newer_one_goes_by_its_own_date_the_newer_one_stays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ids follow the order events are stored in, not their dates (a line crossing is stored once confirmed,
+    a clock set back dates the next ones earlier): an old event with a higher id than a recent one must not
+    take the recent one with it when it is pruned."""
+    path = tmp_path / "events.db"
+    now = time.time()
+    await stored_earlier(path, now - 60, now - 2 * DAY_S)  # the older event has the higher id
+    async with history(path, monkeypatch) as (sink, prunes):
+        await store(sink, 3)
+        await prunes.two_more()
+
+        rows = stored_rows(path)
+        assert [row for row in rows if row[0] == "old"] == [("old", now - 60)]
+        assert [stream for stream, _ in rows].count("cam") == 3
+
+
+async def test_a_clock_set_back_years_is_logged_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Given a box that booted 3 years fast and stored 4 events dated then, when NTP sets its clock back,
+    then the step is logged once, as a step ahead is, and the events stay."""
+    path = tmp_path / "events.db"
+    monkeypatch.setattr(time, "time", shifted(YEARS_3_S))
+    async with history(path, monkeypatch) as (sink, prunes):
+        await store(sink, 4)
+
+        monkeypatch.setattr(time, "time", REAL_TIME)
+        await prunes.two_more()
+
+        assert len(stored_rows(path)) == 4
+    warned = clock_warnings(caplog)
+    assert len(warned) == 1, warned
+    assert "moved by -1095.0 days" in warned[0]

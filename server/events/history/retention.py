@@ -123,7 +123,6 @@ class Retention:
         if time.monotonic() >= self._next_age_prune:
             self._next_age_prune = time.monotonic() + AGE_PRUNE_INTERVAL_S
             self._age_due = True
-            self._check_clock()
         return self._age_due or self._size_due
 
     def opened(self, db: sqlite3.Connection) -> None:
@@ -208,18 +207,24 @@ class Retention:
 
     def _age_cutoff(self) -> _AgeCutoff:
         """What age retention deletes now (`_AgeCutoff`); notes the last id stored, at most once per
-        `AGE_PRUNE_INTERVAL_S` (a prune by size may come after each write), for later prunes."""
+        `AGE_PRUNE_INTERVAL_S` (a prune by size may come after each write), for later prunes.
+
+        The wall clock is read once, for the step check and the cutoff alike: checked at one moment and
+        read for the cutoff at another, a step landing between them was taken for the date, and a
+        clock set years ahead deleted every event this process had stored.
+        """
         max_age_s = self.settings.max_age_days * 86400
-        now = since_boot()
+        now, wall = since_boot(), time.time()
+        self._check_clock(wall - now)
         if not self._stored_by or now - self._stored_by[-1][0] >= AGE_PRUNE_INTERVAL_S:
             self._stored_by.append((now, self._last_id))
         while len(self._stored_by) > 1 and self._stored_by[1][0] <= now - max_age_s:
             self._stored_by.popleft()  # the newest of those old enough is the limit
-        return _AgeCutoff(time.time() - max_age_s, self._stored_by[0][1] if self._clock_stepped else sys.maxsize)
+        return _AgeCutoff(wall - max_age_s, self._stored_by[0][1] if self._clock_stepped else sys.maxsize)
 
-    def _check_clock(self) -> None:
-        """Log a step of the wall clock since the last look (`CLOCK_STEP_S`), once."""
-        offset = time.time() - since_boot()
+    def _check_clock(self, offset: float) -> None:
+        """Log a step of the wall clock since the last look (`CLOCK_STEP_S`), once; ``offset`` is the
+        wall clock's time less `since_boot`'s now."""
         moved, self._clock_offset = offset - self._clock_offset, offset
         if abs(moved) > CLOCK_STEP_S:
             self._clock_stepped = True
