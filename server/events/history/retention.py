@@ -64,8 +64,8 @@ PRUNE_CHUNK_SHARE = 0.25
 #: How long the writer prunes before it takes the next batch: a prune of gigabytes (``max_mb`` or
 #: ``max_age_days`` lowered) goes on between batches instead of holding them back for seconds.
 PRUNE_SLICE_S = 0.05
-#: A wall clock that moved this much more or less than `since_boot` between two looks (each
-#: `AGE_PRUNE_INTERVAL_S`) has been stepped: said once, in the log.
+#: A wall clock that moved this much more or less than `since_boot` between two looks (at each prune,
+#: at least every `AGE_PRUNE_INTERVAL_S`) has been stepped: said once, in the log.
 CLOCK_STEP_S = 3600.0
 
 
