@@ -24,7 +24,7 @@ from aiohttp import web
 import server.serve
 from server.app import create_app
 from server.config import Settings
-from server.delivery.viewer import ViewerLimits
+from server.delivery.viewer import ViewerLimits, is_local_client
 from server.http.network import connections
 from server.http.network.connections import (
     PAGE_CONNECTIONS,
@@ -197,6 +197,23 @@ def test_each_address_has_its_own_limit_and_loopback_a_proxy_uses_for_everyone_h
     counter.release("203.0.113.5")
     assert counter.admit("203.0.113.5")
     assert counter.total == 2 + 1 + 40
+
+
+@pytest.mark.parametrize(
+    ("address", "local"),
+    [
+        pytest.param("/run/segcast.sock", True, id="unix-socket-path"),
+        pytest.param("", True, id="unix-socket-unnamed"),  # aiohttp's request.remote over a Unix socket
+        pytest.param("127.0.0.1", True, id="loopback-v4"),
+        pytest.param("::1", True, id="loopback-v6"),
+        pytest.param("203.0.113.5", False, id="network-v4"),
+        pytest.param("2001:db8::7", False, id="network-v6"),
+    ],
+)
+def test_clients_on_this_machine_are_local_those_over_the_network_are_not(address: str, local: bool) -> None:
+    """A Unix socket's peer is a process on this machine (a reverse proxy): limited per address, all of a
+    proxy's viewers would share one address's allowance."""
+    assert is_local_client(address) is local
 
 
 def test_the_total_limit_holds_for_loopback_too() -> None:

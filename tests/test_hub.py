@@ -166,6 +166,18 @@ async def test_viewer_gets_only_the_streams_it_subscribed_to() -> None:
     task.cancel()
 
 
+async def test_a_resubscription_drops_the_unsent_frames_of_streams_no_longer_watched() -> None:
+    """A viewer on a slow link holds a frame of each stream it watched; once it watches only "b", a
+    frame of "a" it still held must not be sent to a client that no longer expects it."""
+    viewer = Viewer()
+    viewer.resubscribe({"a": Subscription(), "b": Subscription()})
+    viewer.offer_packet(encoded(1, "a"))
+    viewer.offer_packet(encoded(1, "b"))
+    viewer.resubscribe({"b": Subscription()})
+    _, deliveries = await viewer.take()
+    assert [delivery.packet.stream_id for delivery in deliveries] == ["b"]
+
+
 async def test_new_subscriber_gets_the_newest_frame_at_once() -> None:
     hub = Hub(asyncio.get_running_loop())
     hub.publish_threadsafe(encoded(5))
@@ -401,6 +413,21 @@ async def test_frame_rate_limit_skips_frames_between_due_times() -> None:
         _, deliveries = await viewer.take() if viewer.pending else ([], [])
         taken += [d.packet.seq for d in deliveries]
     assert taken == [0, 5, 10, 15]
+
+
+async def test_a_frame_rate_limited_viewer_gets_no_burst_when_its_stream_comes_back_from_a_pause() -> None:
+    """After a pause the next due time is at least half an interval after the frame taken: counted on from
+    the due time before the pause, ten seconds behind, every frame for the next ten seconds would be due."""
+    viewer = Viewer()
+    viewer.resubscribe({"cam": Subscription(FULL, max_fps=1.0)})
+    times = [0.0] + [10 + step * 0.1 for step in range(20)]  # one frame, 10 s of silence, then 10 fps for 2 s
+    taken = []
+    for seq, now in enumerate(times):
+        viewer.offer_packet(encoded(seq), now=now)
+        if viewer.pending:
+            await viewer.take()
+            taken.append(now)
+    assert taken == pytest.approx([0.0, 10.0, 10.5, 11.5])
 
 
 @pytest.mark.parametrize("max_fps", [2.0, 0.01])

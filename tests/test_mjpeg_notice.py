@@ -16,10 +16,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
+from server.delivery import notice
 from server.delivery.notice import NOTICE_SIZE_PX, Notices, notice_lines, notice_size
 from server.inference.models import InferenceStatus
 from server.sources.base import StreamState
@@ -152,6 +154,25 @@ async def test_viewers_of_one_notice_share_one_encoding() -> None:
     assert all(jpeg is jpegs[0] for jpeg in jpegs), "each viewer was given an encoding of its own"
     assert await notices.jpeg(lines, (640, 360), 80) is jpegs[0], "a notice is kept for the next viewer"
     assert await notices.jpeg(lines, (320, 180), 80) != jpegs[0], "another size is another notice"
+
+
+async def test_the_notice_cache_keeps_the_most_recently_shown_and_draws_an_evicted_one_afresh(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Notices for many broken streams and sizes must not pile up; one still being shown stays kept."""
+    drawn: list[tuple[str, ...]] = []
+    render = notice.render_notice
+
+    def drawing(lines: tuple[str, ...], size: tuple[int, int], jpeg_quality: int) -> bytes:
+        drawn.append(lines)
+        return render(lines, size, jpeg_quality)
+
+    monkeypatch.setattr(notice, "render_notice", drawing)
+    notices = Notices(max_cached=2)
+    a, b, c = (("a: no picture", "offline"), ("b: no picture", "offline"), ("c: no picture", "offline"))
+    for lines in (a, b, a, c, a, b):  # c evicts b, the least recently shown; a was shown after b
+        await notices.jpeg(lines, (64, 36), 80)
+    assert drawn == [a, b, c, b]
 
 
 def test_a_notice_names_the_stream_its_state_the_next_attempt_and_the_error() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import json
+import math
 import re
 import socket
 import sys
@@ -27,9 +28,15 @@ from server.http.access.auth import TOKEN_EXPIRED_CLOSE_CODE, policy_key
 from server.http.access.tokens import Role
 from server.http.keys import hub_key, websockets_key
 from server.http.network.serving import UNSENT_LIMIT_BYTES
+from server.http.viewers import MAX_FPS, MIN_FPS
 from server.http.ws import (
+    CLIENT_MESSAGE_BURST,
+    MAX_SUBSCRIBED_ENTRIES_PER_S,
     MAX_SUBSCRIBED_STREAMS,
     MAX_UNKNOWN_STREAMS,
+    SUBSCRIBED_ENTRIES_BURST,
+    RateLimit,
+    parse_subscriptions,
     too_many_unknown_message,
     unknown_streams_message,
 )
@@ -264,6 +271,45 @@ async def next_error(ws: ClientWebSocketResponse) -> str:
     while (reply := await ws.receive_json(timeout=RECEIVE_TIMEOUT_S))["type"] != "error":
         pass
     return str(reply["message"])
+
+
+async def test_subscribing_to_every_stream_is_no_error(start_server: Start) -> None:
+    """``"*"`` is no stream's id, and the grid subscribes to it on every connect: it must not be told that
+    no stream '*' exists. The next error, for an id that is unknown, names that id alone."""
+    client = await start_server(StreamConfig("cam", "scene:?seed=1"))
+    ws = await connect(client, {"streams": ["*"], "image": "none"})
+    await ws.send_json({"type": "subscribe", "streams": ["camm"], "image": "none"})
+    assert await next_error(ws) == unknown_streams_message(["camm"])
+    await ws.close()
+
+
+@pytest.mark.parametrize("max_fps", [MIN_FPS, MAX_FPS])
+def test_a_max_fps_at_either_end_of_its_range_is_accepted(max_fps: float) -> None:
+    parsed = parse_subscriptions({"type": "subscribe", "streams": ["cam"], "max_fps": max_fps})
+    assert not isinstance(parsed, str), parsed
+    assert parsed["cam"].max_fps == max_fps
+
+
+@pytest.mark.parametrize("max_fps", [math.nextafter(MIN_FPS, 0.0), math.nextafter(MAX_FPS, math.inf)])
+def test_a_max_fps_just_outside_its_range_is_refused(max_fps: float) -> None:
+    parsed = parse_subscriptions({"type": "subscribe", "streams": ["cam"], "max_fps": max_fps})
+    assert isinstance(parsed, str) and parsed.startswith("subscribe.max_fps:"), parsed
+
+
+def test_a_full_rate_limit_allows_its_whole_burst_at_one_instant_and_no_more() -> None:
+    limit = RateLimit()
+    now = time.monotonic()  # not before the bucket was filled: it stays full, and nothing refills it
+    allowed = [limit.allow(now=now) for _ in range(CLIENT_MESSAGE_BURST + 1)]
+    assert allowed == [True] * CLIENT_MESSAGE_BURST + [False]
+
+
+def test_a_cost_of_the_whole_burst_is_allowed_on_a_full_bucket() -> None:
+    """The entries' burst is two full lists of streams: a client may send both at once."""
+    lists = RateLimit(MAX_SUBSCRIBED_ENTRIES_PER_S, SUBSCRIBED_ENTRIES_BURST, "stream entries")
+    now = time.monotonic()
+    assert [lists.allow(MAX_SUBSCRIBED_STREAMS, now=now) for _ in range(3)] == [True, True, False]
+    whole = RateLimit(MAX_SUBSCRIBED_ENTRIES_PER_S, SUBSCRIBED_ENTRIES_BURST, "stream entries")
+    assert whole.allow(SUBSCRIBED_ENTRIES_BURST, now=time.monotonic())
 
 
 async def test_a_few_ids_of_streams_not_added_yet_may_wait_but_no_more(start_server: Start) -> None:
