@@ -40,7 +40,9 @@ from server.inference.pace import (
 )
 from server.inference.worker import InferenceWorker
 from server.options import StreamOptions
-from tests.support.detections import NAMES
+from server.scene import Scene
+from tests.support.detections import NAMES, TruthModel
+from tests.support.driver import Driver
 from tests.support.polling import eventually
 
 Start = Callable[..., Awaitable[TestClient]]
@@ -122,6 +124,17 @@ def test_a_new_cap_counts_from_the_next_frame() -> None:
     assert cap.admits(frame(0.2), 10)
     assert not cap.admits(frame(0.22), 10)
     assert cap.admits(frame(0.3), 10)
+
+
+def test_a_stream_capped_under_its_sources_rate_is_tracked_at_its_cap_from_its_first_frame() -> None:
+    """The tracker's first guess of the rate is the cap, not the camera's 30 fps: with the camera's, a
+    lost track would be kept for a sixth of its time until the rate measured caught up."""
+    with Driver(TruthModel()) as driver:
+        driver.add("cam", Scene(seed=1, fps=30), StreamOptions(process_fps=5.0))
+        driver.step({"cam": 0})
+        driver.step({"cam": 6})  # a fifth of a second later, as the cap lets frames through
+        stats = driver.worker.stats("cam")
+    assert stats is not None and stats.processing_fps == pytest.approx(5.0)
 
 
 # -- the verdict ------------------------------------------------------------------------------------

@@ -53,6 +53,20 @@ for thread in threading.enumerate():  # the event goes out from a thread of its 
 """
 
 
+ULTRALYTICS_IMPORTED_FIRST = f"""
+import numpy as np, threading
+from ultralytics import YOLO
+from ultralytics.utils.events import events
+from server.inference.telemetry import switch_off_ultralytics_telemetry
+print("enabled on import:", events.enabled)
+switch_off_ultralytics_telemetry()
+YOLO({str(BUNDLED_MODEL)!r}).predict(np.zeros((320, 320, 3), np.uint8), verbose=False)
+for thread in threading.enumerate():
+    if thread is not threading.current_thread():
+        thread.join(10)
+"""
+
+
 def _environment(tmp_path: Path) -> dict[str, str]:
     site = tmp_path / "site"
     site.mkdir(exist_ok=True)
@@ -90,3 +104,20 @@ def test_ultralytics_would_report_here_but_a_segcast_server_sends_no_usage_event
         server.terminate()
     assert _caught(tmp_path) == []
     assert settings_file.read_text() == settings, "the user's ultralytics settings are untouched"
+
+
+def test_usage_events_stay_off_when_ultralytics_was_imported_before_segcast_switched_them_off(tmp_path: Path) -> None:
+    """The model loader switches events off again for an ultralytics other code imported first, which
+    decided at import (online, ``sync`` on) to send them."""
+    run = subprocess.run(
+        [sys.executable, "-c", ULTRALYTICS_IMPORTED_FIRST],
+        env=_environment(tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert run.returncode == 0, run.stderr
+    assert "enabled on import: True" in run.stdout, "ultralytics meant to report here"
+    assert _caught(tmp_path) == []

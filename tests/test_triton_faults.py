@@ -59,7 +59,7 @@ UNKNOWN_MODEL = "Request for unknown model: '{}' has no available versions"
 
 
 class _FakeTriton:
-    """A Triton server in the test's hands: it serves a model of ``names`` (max batch 2, any image size)
+    """A Triton server in the test's hands: it serves a model of ``names`` (max batch 2 unless told, any image size)
     as ``m`` once its ``state`` is READY, and answers each request with ``answer``, recording the shape
     and deadline of what was sent. Its repository index lists ``m`` and ``others``, or raises
     ``index_refused``."""
@@ -70,6 +70,7 @@ class _FakeTriton:
         self.imgsz = 320
         self.input_dims = [3, -1, -1]  # its input's, as the config gives them: any image size
         self.head_rows = -1  # output0's rows per box as the config gives them; -1: left to the model
+        self.max_batch = 2  # 0: no server-side batching; each shape in the config then starts with a batch of 1
         self.down = False  # refuse connections, as a stopped server does
         self.state, self.reason = "READY", ""  # the model's, as the repository index says them
         self.others = ["det"]  # the other models in its repository
@@ -83,13 +84,14 @@ class _FakeTriton:
             raise TritonUnavailable("connection refused")
         if model != "m" or self.state != "READY":
             raise TritonModelMissing(UNKNOWN_MODEL.format(model))
-        outputs = [{"name": "output0", "data_type": "TYPE_FP32", "dims": [self.head_rows, -1]}]
+        batch = [] if self.max_batch else [1]
+        outputs = [{"name": "output0", "data_type": "TYPE_FP32", "dims": [*batch, self.head_rows, -1]}]
         if self.task == "segment":
-            outputs.append({"name": "output1", "data_type": "TYPE_FP32", "dims": [MASK_CHANNELS, -1, -1]})
+            outputs.append({"name": "output1", "data_type": "TYPE_FP32", "dims": [*batch, MASK_CHANNELS, -1, -1]})
         metadata = {"task": self.task, "names": dict(enumerate(self.names)), "imgsz": [self.imgsz] * 2, "stride": 32}
         return {
-            "max_batch_size": 2,
-            "input": [{"name": "images", "data_type": "TYPE_UINT8", "dims": self.input_dims}],
+            "max_batch_size": self.max_batch,
+            "input": [{"name": "images", "data_type": "TYPE_UINT8", "dims": [*batch, *self.input_dims]}],
             "output": outputs,
             "parameters": {"metadata": {"string_value": repr(metadata)}},
         }
@@ -330,6 +332,34 @@ def test_class_names_that_are_not_the_networks_stop_the_start(triton: _FakeTrito
     with pytest.raises(ModelError, match=f"^--model {SPEC}: output output0 has {rows} rows per box") as caught:
         _model()
     assert "names are not this network's" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_model_without_server_side_batching_is_checked_on_its_rows_per_box_not_its_batch_of_one(
+    triton: _FakeTriton,
+) -> None:
+    """With max_batch_size 0 every shape in the config starts with the model's own batch dimension, so
+    the rows per box are the second size, not the first."""
+    triton.task, triton.max_batch, triton.input_dims = "detect", 0, [3, 320, 320]
+    triton.head_rows = 4 + len(triton.names)
+    model = _model()
+    try:
+        assert len(model.detect([_image(), _image()])) == 2
+    finally:
+        model.close()
+    assert [shape for shape, _ in triton.sent] == [(1, 3, 320, 320)] * 2
+
+    triton.head_rows = 4 + 80
+    with pytest.raises(ModelError, match=f"^--model {SPEC}: output output0 has 84 rows per box"):
+        _model()
+
+
+@pytest.mark.parametrize("dims", [[3, -1, 640], [3, 384, -1]])
+def test_an_input_fixed_in_one_dimension_only_stops_the_start_in_one_line(triton: _FakeTriton, dims: list[int]) -> None:
+    """A model of fixed height and any width (or the reverse) cannot be letterboxed to: say so at start."""
+    triton.input_dims = dims
+    with pytest.raises(ModelError) as caught:
+        _model()
+    assert str(caught.value) == f"--model {SPEC}: input images has shape {dims}; make both height and width fixed or -1"
 
 
 def test_an_answer_with_more_classes_than_names_makes_inference_unavailable(triton: _FakeTriton) -> None:
@@ -593,6 +623,22 @@ def test_an_imgsz_a_described_fixed_size_model_does_not_take_is_refused_naming_i
     finally:
         worker.stop()
     assert str(caught.value) == FIXED_SIZE_REFUSAL
+
+
+def test_a_wide_fixed_size_model_takes_the_imgsz_of_its_width_and_refuses_its_height(triton: _FakeTriton) -> None:
+    """A model exported at 640x384 letterboxes frames to its longer side, as ultralytics' imgsz does."""
+    triton.input_dims = [3, 384, 640]
+    worker = InferenceWorker(SPEC, lambda _: None, InferenceOptions(), load=lambda _: _model())
+    worker.start()
+    try:
+        worker.check_options(StreamOptions.from_mapping({"imgsz": 640}))
+        with pytest.raises(ValueError) as caught:
+            worker.check_options(StreamOptions.from_mapping({"imgsz": 384}))
+    finally:
+        worker.stop()
+    assert str(caught.value) == (
+        "imgsz: the model takes 640x384 images only, got 384; give 640 or 'model' for its own size"
+    )
 
 
 async def test_a_patch_to_an_imgsz_a_fixed_size_model_does_not_take_is_a_400_and_changes_nothing(

@@ -376,6 +376,45 @@ def test_ids_go_on_across_restarts_that_gave_no_frame_and_start_over_once_remove
         assert min(t.track_id for t in driver.step({"a": 62})["a"].tracks) == 1, "removed, it starts over"
 
 
+def test_a_streams_processing_rate_is_unknown_after_one_frame_and_measured_from_its_second() -> None:
+    """One frame has no interval to measure: a rate shown then would only be the source's nominal one."""
+    with Driver(TruthModel()) as driver:
+        driver.add("cam", Scene(seed=SEED))
+        driver.step({"cam": 0})
+        first = driver.worker.stats("cam")
+        driver.step({"cam": 1})
+        second = driver.worker.stats("cam")
+    assert first is not None and first.processing_fps is None
+    assert second is not None and second.processing_fps == pytest.approx(Scene(seed=SEED).fps)
+
+
+def _thinned_and_failed_once(driver: Driver, stream_id: str) -> None:
+    """Under a cap of 1 fps on a 15 fps scene, frame 1 is left out and frame 15 fails in the model."""
+    driver.step({stream_id: 0})
+    driver.put(driver.frame(stream_id, 1))
+    driver.wait_taken(stream_id)
+    driver.put(driver.frame(stream_id, 15, fail=True))
+    driver.wait_taken(stream_id)
+    driver.step({stream_id: 30})  # after the failed frame in the worker's order
+
+
+@pytest.mark.parametrize(("same_reader", "carried"), [(True, (1, 1)), (False, (0, 0))], ids=["same", "reopened"])
+def test_a_restart_carries_the_thinned_and_failed_counts_only_where_it_keeps_reading_the_same_source(
+    same_reader: bool, carried: tuple[int, int]
+) -> None:
+    """A restart that reopens the source starts every count from 0, as its new reader's counts do."""
+    capped = StreamOptions(process_fps=1.0)
+    with Driver(TruthModel()) as driver:
+        driver.add("cam", Scene(seed=SEED), capped)
+        _thinned_and_failed_once(driver, "cam")
+        before = driver.worker.stats("cam")
+        driver.worker.remove_stream("cam", restarting=True)
+        driver.worker.add_stream("cam", 15.0, capped, same_reader=same_reader)
+        after = driver.worker.stats("cam")
+    assert before is not None and (before.thinned, before.errors) == (1, 1)
+    assert after is not None and (after.thinned, after.errors) == carried
+
+
 class Listener(SilentListener):
     """The viewers' side of a `streams.StreamManager`: every published result, in order."""
 
