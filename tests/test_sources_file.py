@@ -19,7 +19,7 @@ import pytest
 from server.sources import SourceError, StreamState, open_source
 from server.sources.base import Decoded
 from server.sources.decoding import UprightImages
-from server.sources.file import FileSource, InOrder
+from server.sources.file import MAX_LATE_FRAMES, FileSource, InOrder
 from tests.support.reader_probe import ReaderProbe
 from tests.support.rtsp_camera import write_camera_video
 from tests.test_sources_http import write_faststart
@@ -578,3 +578,22 @@ def test_in_order_drops_late_frames_and_keeps_a_timeline_that_goes_back(
     ]
     assert out == passed
     assert in_order.dropped == len(times) - len(passed)
+
+
+def test_as_many_late_frames_in_a_row_as_may_be_late_are_dropped_when_the_timeline_comes_back() -> None:
+    in_order = InOrder()
+    image = np.zeros((2, 2, 3), np.uint8)
+    late = [0.1 * index for index in range(MAX_LATE_FRAMES)]
+    passed = [[d.media_time for d in in_order.admit(Decoded(image, t))] for t in [5.0, *late, 6.0]]
+    assert passed == [[5.0]] + [[]] * MAX_LATE_FRAMES + [[6.0]]
+    assert in_order.dropped == MAX_LATE_FRAMES
+
+
+def test_more_frames_back_in_time_in_a_row_than_may_be_late_are_passed_on_together() -> None:
+    """That many in a row are a timeline that went back (recordings joined into one file), not late frames."""
+    in_order = InOrder()
+    image = np.zeros((2, 2, 3), np.uint8)
+    back = [0.1 * index for index in range(MAX_LATE_FRAMES + 1)]
+    passed = [[d.media_time for d in in_order.admit(Decoded(image, t))] for t in [5.0, *back, 6.0]]
+    assert passed == [[5.0]] + [[]] * MAX_LATE_FRAMES + [back, [6.0]]
+    assert in_order.dropped == 0

@@ -161,6 +161,64 @@ def test_a_timeout_given_for_a_live_hls_stream_is_kept(live_hls: str) -> None:
     assert stalled.error is not None and stalled.error.startswith("stalled"), stalled
 
 
+Timeouts = list[tuple[float, float]]
+
+
+@pytest.fixture
+def opened_timeouts(monkeypatch: pytest.MonkeyPatch) -> Timeouts:
+    """The (open, read) time-outs of each container segcast opens, in order: FFmpeg's read time-out is
+    set at opening, so these are the bounds a stream was read under."""
+    timeouts: Timeouts = []
+    real_open = av.open
+
+    def spied_open(*args: object, **kwargs: object) -> av.container.InputContainer:
+        timeouts.append(kwargs["timeout"])  # type: ignore[arg-type]
+        return real_open(*args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(av, "open", spied_open)
+    return timeouts
+
+
+def first_frame(url: str) -> None:
+    """Reads one frame of ``url`` as a stream's reader would, then lets it go (its container closed with it)."""
+    next(network.NetworkSource(url).open(threading.Event()))
+
+
+def test_a_live_hls_stream_without_a_timeout_is_read_under_three_target_durations(
+    apple_recording: Recording, tmp_path: Path, opened_timeouts: Timeouts
+) -> None:
+    target_s = math.ceil(apple_recording[0][1])
+    with LivePlaylist(tmp_path, apple_recording, listed=1), MjpegServer(files=tmp_path) as server:
+        first_frame(server.url("/live.m3u8"))
+
+    first_opening = (network.OPEN_TIMEOUT_S, network.STALL_TIMEOUT_S)
+    assert opened_timeouts == [first_opening, (network.OPEN_TIMEOUT_S, network.HLS_STALL_TARGET_DURATIONS * target_s)]
+
+
+def test_the_read_time_out_of_a_live_hls_stream_with_a_long_target_duration_is_capped(
+    recording: Recording, tmp_path: Path, opened_timeouts: Timeouts
+) -> None:
+    """Three of a 1000 s target duration would keep a stopped stream's thread in FFmpeg for 50 minutes."""
+    path, duration = recording[0]
+    shutil.copy(path, tmp_path / path.name)
+    (tmp_path / "live.m3u8").write_text(
+        f"#EXTM3U\n#EXT-X-TARGETDURATION:1000\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:{duration:.6f},\n{path.name}\n"
+    )
+    with MjpegServer(files=tmp_path) as server:
+        first_frame(server.url("/live.m3u8"))
+
+    first_opening = (network.OPEN_TIMEOUT_S, network.STALL_TIMEOUT_S)
+    assert opened_timeouts == [first_opening, (network.OPEN_TIMEOUT_S, network.MAX_TIMEOUT_S)]
+
+
+def test_a_timeout_given_for_a_live_hls_stream_is_its_read_time_out_from_the_first_opening(
+    live_hls: str, opened_timeouts: Timeouts
+) -> None:
+    """The stream is opened once, under the given time-out, never again under the playlist's bound."""
+    first_frame(live_hls + "#timeout=2")
+    assert opened_timeouts == [(network.OPEN_TIMEOUT_S, 2.0)]
+
+
 def test_the_target_duration_of_a_master_playlist_is_its_variants(tmp_path: Path) -> None:
     (tmp_path / "master.m3u8").write_text(
         "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=800000,RESOLUTION=640x360\n\nlow/index.m3u8\n"

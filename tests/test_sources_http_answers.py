@@ -17,7 +17,7 @@ import pytest
 from server.sources import SourceError, StreamState
 from server.sources.base import SlowRetryError
 from server.sources.http_answers import ask_again, playlist_target_duration, unknown_host
-from server.sources.http_get import Deadline, get
+from server.sources.http_get import MAX_REDIRECTS, Deadline, get
 from server.sources.network import NetworkSource
 from tests.support.reader_probe import FAST_BACKOFF, ReaderProbe
 
@@ -261,3 +261,12 @@ def test_a_url_redirected_to_itself_is_said_to_loop_and_retried_slowly() -> None
     told = "the server redirects in a loop (more than 8 redirects): check the URL; retried slowly"
     assert str(failure.value) == told
     assert status.state is StreamState.RECONNECTING and status.error == told
+
+
+def test_a_url_redirected_to_itself_is_asked_by_segcast_no_more_often_than_ffmpeg_follows_redirects() -> None:
+    """Each attempt at a looping server costs it FFmpeg's requests, then segcast's own look-up's: that
+    look-up gives up where FFmpeg did, after `MAX_REDIRECTS` redirects."""
+    with RawHttpServer(redirect_to_itself) as camera, pytest.raises(SlowRetryError):
+        next(NetworkSource(camera.url("/video.mjpg")).open(threading.Event()))
+    segcasts = [request for request in camera.requests if b"\r\nUser-Agent: segcast\r\n" in request]
+    assert len(segcasts) == MAX_REDIRECTS + 1

@@ -160,6 +160,20 @@ def test_backoff_is_reset_after_a_healthy_connection() -> None:
     assert backoff.delays[:3] == [0.2, 0.4, 0.2], "the healthy connection reset the backoff"
 
 
+def test_the_refusal_backoff_is_reset_after_a_healthy_connection_too() -> None:
+    """A camera that refused twice while it booted, then played for a while, is asked again soon after
+    its next refusal: the wait does not go on doubling from where the boot left it."""
+    refused = SlowRetryError("the camera refused the credentials")
+    # The healthy one lasts 50 frames at 50 fps: 1 s, at least, however busy the machine.
+    source = ScriptedSource((0, refused), (0, refused), (50, ConnectionError("drop")), (0, refused), (1000, None))
+    probe = ReaderProbe(source, backoff=Backoff(initial_s=0.01, jitter=0.0, healthy_s=0.6))
+    slow = RecordedBackoff(Backoff(initial_s=0.1, max_s=100.0, jitter=0.0, healthy_s=0.6))
+    probe.reader.slow_backoff = slow  # type: ignore[assignment]
+    with probe:
+        probe.wait_until("four ends", partial(_has_reconnected, times=4), 20)
+    assert slow.delays == [0.1, 0.2, 0.1], "the healthy connection reset the refusal backoff"
+
+
 def test_a_connection_whose_frames_flowed_is_not_counted_as_a_failure_to_open() -> None:
     """An MJPEG camera whose connections each gave a second of frames waited up to 30 s after each, as if
     it were not up: down 92% of the time. A connection whose frames flowed for a while now brings the

@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
 from server.sources import mask_uri
-from server.sources.uri import has_raw_userinfo, mask_text
+from server.sources.uri import MIN_SECRET_IN_TEXT, has_raw_userinfo, mask_text
 
 Start = Callable[..., Awaitable[TestClient]]
 
@@ -193,6 +193,20 @@ def test_an_error_about_a_camera_with_an_at_sign_in_its_query_still_names_its_ho
     uri = "rtsp://adm:S3cret-pw@cam.local/live?mail=a@b.com"
     told = mask_text("cam.local: connection refused (live, user adm, password S3cret-pw)", uri)
     assert told == "cam.local: connection refused (live, user adm, password ***)"
+
+
+@pytest.mark.parametrize("length", [MIN_SECRET_IN_TEXT, MIN_SECRET_IN_TEXT + 1])
+def test_a_password_as_long_as_the_shortest_searched_for_is_masked_in_an_error(length: int) -> None:
+    password = "Zq7k9w"[:length]
+    told = mask_text(f"cam.local: 401 Unauthorized (password {password})", f"rtsp://admin:{password}@cam.local/live")
+    assert told == "cam.local: 401 Unauthorized (password ***)"
+
+
+def test_a_password_shorter_than_the_shortest_searched_for_is_left_in_an_error() -> None:
+    """Masking every "1" of an error for a password of "1" would leave it unreadable."""
+    password = "Zq7k9w"[: MIN_SECRET_IN_TEXT - 1]
+    error = f"cam.local: 401 Unauthorized (password {password})"
+    assert mask_text(error, f"rtsp://admin:{password}@cam.local/live") == error
 
 
 @pytest.mark.parametrize(
