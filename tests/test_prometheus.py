@@ -156,7 +156,10 @@ async def scrape_health(http: aiohttp.ClientSession, prometheus: str) -> tuple[f
         segcast = [t for t in body["data"]["activeTargets"] if t["labels"]["job"] == "segcast"]
         if not segcast or segcast[0]["health"] == "unknown":
             return None
-        return (1.0 if segcast[0]["health"] == "up" else 0.0), segcast[0]["lastError"]
+        health, error = segcast[0]["health"], segcast[0]["lastError"]
+        if health == "down" and not error:  # seen once in a fresh-clone run: a failed scrape not yet told why
+            return None
+        return (1.0 if health == "up" else 0.0), error
 
     return await eventually(scraped, SCRAPE_TIMEOUT_S, "Prometheus' first scrape of segcast")
 
