@@ -106,6 +106,13 @@ async def test_a_max_fps_below_one_frame_per_100_s_is_refused(start_server: Star
         assert "max_fps" in message and "0.01" in message and "60" in message
 
 
+async def test_a_max_fps_at_the_top_of_its_range_is_taken(start_server: Start) -> None:
+    """60, as the refusal above names it; the range's other end, 0.01, is taken in the test before it."""
+    client = await start_server(StreamConfig("cam", NO_FRAMES))
+    async with client.get("/api/streams/cam/mjpeg?max_fps=60") as response:
+        assert response.status == 200
+
+
 async def test_a_removed_streams_mjpeg_ends_with_the_closing_boundary(start_server: Start) -> None:
     client = await start_server(StreamConfig("cam", "scene:?seed=1"))
     response = await client.get("/api/streams/cam/mjpeg")
