@@ -288,9 +288,29 @@ def test_auth_off_is_refused_for_an_entrance_beyond_this_machine(config: Path) -
         split_config(config, 2)
 
 
-def test_behind_a_privileged_port_the_nodes_do_not_need_root(config: Path) -> None:
-    config.write_text(CONFIG.replace("port = 8090", "port = 443"))
-    assert [node.port for node in split_config(config, 2).nodes] == [8081, 8082]
+@pytest.mark.parametrize(
+    ("entrance_port", "node_ports", "entrance_as_root"),
+    [(443, [8081, 8082], True), (1023, [8081, 8082], True), (1024, [1025, 1026], False)],
+)
+def test_behind_a_privileged_port_the_nodes_do_not_need_root(
+    config: Path, entrance_port: int, node_ports: list[int], entrance_as_root: bool
+) -> None:
+    """Only ports under 1024 need root: the entrance is started with sudo there and the nodes go from
+    8081; from 1024 up neither needs it, and the nodes go on from the entrance's port."""
+    config.write_text(CONFIG.replace("port = 8090", f"port = {entrance_port}"))
+    split = split_config(config, 2)
+    assert [node.port for node in split.nodes] == node_ports
+    assert (split.entrance_command()[0] == "sudo") is entrance_as_root
+
+
+def test_more_nodes_than_one_machine_takes_is_refused_however_many_cameras(tmp_path: Path) -> None:
+    """--nodes 65 is a typing error (`MAX_NODES`: four nodes carried 64 cameras on an H200), refused even
+    where the file has a camera for each node."""
+    config = tmp_path / "cams.toml"
+    cameras = "".join(f'[[streams]]\nid = "c{i}"\nuri = "scene:?seed={i}"\n\n' for i in range(65))
+    config.write_text(f"[server]\nport = 8090\n\n{cameras}")
+    with pytest.raises(SplitError, match=r"\A--nodes 65: expected 1 to 64\Z"):
+        split_config(config, 65)
 
 
 def test_forced_split_into_fewer_nodes_removes_the_files_of_the_nodes_gone(

@@ -17,6 +17,8 @@ import aiohttp
 import pytest
 
 from server.cli import main
+from server.deploy.split import split_config
+from server.deploy.split_writing import write_split
 from server.events.history.writer import SCHEMA
 from tests.support.ports import consecutive_free_ports, free_port
 from tests.test_split import _ids, _node
@@ -153,3 +155,23 @@ def test_a_shrinking_split_names_the_retired_nodes_event_history_and_how_to_read
     with sqlite3.connect(f"file:{history}?mode=ro", uri=True) as database:
         assert database.execute(command[2]).fetchall() == [(1, 1767225600.0, "c", "line_cross", "{}")]
     database.close()
+
+
+@pytest.mark.parametrize(("earlier", "nodes", "retired"), [(3, 2, ["node-3"]), (2, 2, [])])
+def test_the_history_of_a_node_the_split_keeps_is_never_named_retired(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], earlier: int, nodes: int, retired: list[str]
+) -> None:
+    """Every node of the earlier split kept a history file: only those of the nodes the split removes
+    are left unread; a kept node reads its own on, and telling the user otherwise sends them to sqlite3
+    for events its /api/events still serves."""
+    config = _config(tmp_path, "[events.history]\n\n")
+    earlier_split = split_config(config, earlier)
+    write_split(earlier_split, overwrite=False)
+    for node in earlier_split.nodes:  # every node ran, and kept its history
+        assert node.history is not None
+        (tmp_path / node.history).touch()
+
+    assert [history.node for history in split_config(config, nodes).retired] == retired
+    capsys.readouterr()
+    assert main(["split", str(config), "--nodes", str(nodes), "--force"]) == 0
+    assert capsys.readouterr().out.count("no node reads it now") == len(retired)

@@ -3,12 +3,18 @@
 A node keeps its streams in memory: a camera added through its API without ``?persist=1`` runs in no
 file, and a restart from the file drops it. Real nodes started from the files a split wrote, cameras
 added through their real API; and a node file that cannot be read, which no node can be asked about.
+A stand-in node where what matters is only which token it takes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import json
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -148,3 +154,44 @@ def test_a_camera_no_file_can_hold_is_not_said_to_be_dropped_by_a_restart(
     out = capsys.readouterr().out
     assert "  warning: node-2 runs porch, which its file lacks (added through its API without ?persist=1)" in out
     assert "phone" not in out
+
+
+@contextmanager
+def _node_taking(token: str) -> Iterator[int]:
+    """The port of a stand-in node running cam9: its /healthz open to all, its /api/streams only to ``token``."""
+
+    class Node(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # http.server's method name
+            if self.path == "/healthz":
+                status, body = 200, {"status": "ok", "streams": 1}
+            elif self.headers.get("Authorization") == f"Bearer {token}":
+                status, body = 200, {"v": 1, "streams": [{"id": "cam9"}]}
+            else:
+                status, body = 401, {"error": "a token it takes is needed"}
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Node)
+    thread = threading.Thread(target=server.serve_forever, name="stand-in-node", daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(30)
+
+
+def test_a_node_refusing_the_first_token_is_asked_with_the_next() -> None:
+    """A stale token in the node's file (or the environment) comes before the one it takes: the split
+    asks with each in turn, rather than giving up on the first refusal and saying it cannot name them."""
+    with _node_taking("right") as port:
+        said = running_nodes.streams_of("127.0.0.1", port, ("stale-admin", "right"))
+    assert said is not None
+    assert said.ids == ("cam9",)

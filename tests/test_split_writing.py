@@ -16,6 +16,7 @@ import pytest
 from server.cli import main
 from server.deploy.node_files import toml_document
 from server.deploy.split import split_config
+from server.deploy.split_writing import write_split
 from tests.support.ports import consecutive_free_ports
 from tests.test_split import _files, _ids
 
@@ -128,6 +129,26 @@ def test_a_resplit_without_first_port_keeps_the_nodes_where_they_are(
     capsys.readouterr()
     assert main(["split", str(config), "--nodes", "3", "--force"]) == 0
     assert "node ports from" not in capsys.readouterr().out, "the file's port + 1: nothing to say"
+
+
+@pytest.mark.parametrize(
+    ("earlier_first_port", "earlier_nodes", "nodes"),
+    [(8085, 2, 6), (65534, 2, 3)],
+    ids=["the grown range would cover the entrance", "the grown range would pass 65535"],
+)
+def test_a_resplit_without_first_port_where_the_earlier_ports_have_no_room_takes_the_default(
+    tmp_path: Path, earlier_first_port: int, earlier_nodes: int, nodes: int
+) -> None:
+    """Kept where node 1 was, the grown range would be refused (the entrance's port among the nodes', or
+    one past 65535) though the user gave no port to blame: the nodes go from the file's port + 1 instead."""
+    config = tmp_path / "cams.toml"
+    cameras = "".join(f'[[streams]]\nid = "c{i}"\nuri = "scene:?seed={i}"\n\n' for i in range(1, 7))
+    config.write_text(f"[server]\nport = 8090\n\n{cameras}")
+    write_split(split_config(config, earlier_nodes, first_port=earlier_first_port), overwrite=False)
+
+    split = split_config(config, nodes)
+    assert [node.port for node in split.nodes] == list(range(8091, 8091 + nodes))
+    assert split.ports_kept_from is None
 
 
 def test_a_camera_in_two_node_files_stays_on_the_lower_node(config: Path) -> None:
