@@ -112,9 +112,11 @@ def read_tokens(auth: Mapping[str, Any], key: str, where: str) -> tuple[str, ...
 
 
 def read_strings(table: Mapping[str, Any], key: str, where: str) -> list[str]:
+    """A list of strings, none empty: an empty ``media_dirs`` entry would be the config file's whole folder, and
+    an empty token, origin, scheme or network is a slip."""
     value = table.get(key, [])
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ConfigError(f"{where}.{key}: expected a list of strings, got {shown(value)}")
+        raise ConfigError(f"{where}.{key}: expected a list of non-empty strings, got {shown(value)}")
     return value
 
 

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 from dataclasses import replace
+from operator import attrgetter
 from pathlib import Path
 
 import pytest
@@ -115,8 +116,11 @@ def test_a_full_config_file_is_read(tmp_path: Path) -> None:
         ),
         ("port = = 1\n", "not valid TOML"),
         ('[[streams]]\nid = "a\\n"\nuri = "scene:"\n', "streams[0].id"),  # "$" matched before a newline
+        # An empty entry is the config file's own folder: the API would open every file beside it.
+        ('[server]\nmedia_dirs = [""]\n', "server.media_dirs"),
         # Paths that cannot be paths were tracebacks, not a line naming the key.
         ('[server]\nmedia_dirs = ["a\\u0000b"]\n', "server.media_dirs"),
+        ('[[streams]]\nid = "a"\nuri = "clip\\u0000.mp4"\n', "streams[0] (id 'a').uri"),
         ('[server]\ntls_cert = "~no-such-user-here/c.pem"\ntls_key = "k.pem"\n', "server.tls_cert"),
         ('[events.history]\npath = "a\\u0000b.db"\n', "events.history.path"),
         ('[[events.webhooks]]\nurl = "http://[::1"\n', "events.webhooks[0].url"),
@@ -125,6 +129,28 @@ def test_a_full_config_file_is_read(tmp_path: Path) -> None:
 def test_bad_keys_and_values_are_refused_by_name(tmp_path: Path, text: str, named: str) -> None:
     with pytest.raises(ConfigError, match=r"^segcast\.toml:? .*" + re.escape(named)):
         load_config(write(tmp_path, text))
+
+
+@pytest.mark.parametrize(
+    ("table", "key", "most", "setting"),
+    [
+        ("server", "port", 65535, "port"),
+        ("server", "jpeg_quality", 100, "jpeg_quality"),
+        ("server", "max_frame_side", 16384, "max_frame_side"),
+        ("server", "max_viewers", 100_000, "viewer_limits.max_viewers"),
+        ("server", "max_viewers_per_address", 100_000, "viewer_limits.max_viewers_per_address"),
+        ("server", "max_scaled_images", 64, "viewer_limits.max_scaled_images"),
+        ("model", "max_batch", 64, "inference.max_batch"),
+    ],
+)
+def test_the_top_of_a_whole_numbers_range_is_taken_and_one_more_is_refused_naming_it(
+    tmp_path: Path, table: str, key: str, most: int, setting: str
+) -> None:
+    """The tops written out here, not read from the code: the range a user is promised is the spec."""
+    assert attrgetter(setting)(load_config(write(tmp_path, f"[{table}]\n{key} = {most}\n"))) == most
+    refused = rf"^segcast\.toml: {table}\.{key}: expected a whole number from \d+ to {most}, got {most + 1}$"
+    with pytest.raises(ConfigError, match=refused):
+        load_config(write(tmp_path, f"[{table}]\n{key} = {most + 1}\n"))
 
 
 @pytest.mark.parametrize(
@@ -850,7 +876,8 @@ def test_an_unknown_key_of_a_stream_from_the_api_lists_the_streams_own_keys() ->
             "server.port: expected a whole number from 1 to 65535, got true, which is not a number",
         ),
         ('[server]\nsave_config = "yes"\n', "server.save_config: expected true or false, got 'yes'"),
-        ("[auth]\nviewer_tokens = true\n", "auth.viewer_tokens: expected a list of strings, got true"),
+        ("[auth]\nviewer_tokens = true\n", "auth.viewer_tokens: expected a list of non-empty strings, got true"),
+        ('[server]\nmedia_dirs = [""]\n', "server.media_dirs: expected a list of non-empty strings, got ['']"),
     ],
 )
 def test_a_value_of_the_wrong_kind_is_said_in_the_files_words(tmp_path: Path, text: str, message: str) -> None:

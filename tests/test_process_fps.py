@@ -216,6 +216,11 @@ def test_process_fps_is_a_number_of_frames_a_second_or_all() -> None:
     assert StreamOptions.from_mapping(capped.to_json()) == capped
 
 
+@pytest.mark.parametrize("value", [0.1, 1000])
+def test_process_fps_takes_both_ends_of_its_range(value: float) -> None:
+    assert StreamOptions.from_mapping({"process_fps": value}).process_fps == value
+
+
 @pytest.mark.parametrize("value", [0, -1, 0.05, 1001, True, "5", "fast", float("nan"), float("inf"), [5]])
 def test_a_bad_process_fps_is_refused_naming_it(value: object) -> None:
     with pytest.raises(ValueError, match=r"^process_fps: expected frames a second from 0\.1 to 1000, or 'all'"):

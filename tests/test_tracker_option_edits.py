@@ -80,6 +80,22 @@ def test_a_tracker_setting_given_none_is_taken_out() -> None:
     assert options.tracker_config()["track_buffer"] == TRACK_BUFFER_DEFAULT
 
 
+@pytest.mark.parametrize(
+    ("before", "after", "kept"),
+    [
+        ("bytetrack", "botsort", (("track_buffer", 90),)),
+        ("segtrack", "bytetrack", ()),
+        ("bytetrack", "segtrack", ()),
+    ],
+)
+def test_a_new_tracker_keeps_the_settings_it_also_takes_but_none_to_or_from_segtrack(
+    before: str, after: str, kept: tuple[tuple[str, int], ...]
+) -> None:
+    """A PATCH of the tracker alone: segtrack's settings share names with ultralytics' trackers', not their meaning."""
+    own = StreamOptions.from_mapping({"tracker": before, "tracker_settings": {"track_buffer": 90}})
+    assert StreamOptions.from_mapping({"tracker": after}, own, keep_settings=True).tracker_settings == kept
+
+
 async def test_a_tracker_setting_patched_null_goes_back_to_the_trackers_own_default(start_server: Start) -> None:
     """Not to the value the stream started with: a stream's options hold the defaults' settings as their own."""
     started = StreamOptions(tracker_settings=(("track_buffer", 60),))

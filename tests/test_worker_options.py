@@ -66,6 +66,7 @@ def test_stream_values_override_the_defaults_they_are_read_over() -> None:
         ({"tracker_settings": {"fuse_score": 1}}, "tracker_settings.fuse_score:"),
         ({"tracker": "ocsort", "tracker_settings": {"delta_t": 2.5}}, "tracker_settings.delta_t: expected a whole"),
         ({"tracker_settings": {"track_buffer": 60.5}}, "tracker_settings.track_buffer: expected a whole number"),
+        ({"tracker_settings": {"track_buffer": -1}}, "tracker_settings.track_buffer: expected a whole number"),
         ({"tracker_settings": {"with_reid": True}}, "tracker_settings.with_reid:"),
         # 5 meant for 0.5: a stream holding its detections to it tracked nothing, without a word.
         (
