@@ -22,6 +22,8 @@ Start = Callable[..., Awaitable[TestClient]]
 
 #: Short enough for a test to wait out, long enough that three requests made at once fall in it.
 SHORT_INTERVAL_S = 0.3
+#: Waited out in full by a test that shows a trim does not come: kept small.
+TINY_INTERVAL_S = 0.1
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -73,6 +75,27 @@ async def test_closes_within_the_interval_trim_once_now_and_once_at_its_end(
     await trimmer.close()
     assert second >= asked_at + SHORT_INTERVAL_S, "the second waited for the interval's end"
     assert trims.empty(), "three closes, two trims"
+
+
+async def test_a_trim_still_to_come_when_the_trimmer_closes_never_runs(
+    monkeypatch: pytest.MonkeyPatch, trims: asyncio.Queue[float]
+) -> None:
+    """Given a trim scheduled for the interval's end, when its registry closes the trimmer (at shutdown),
+    then that trim never runs: nothing would be left to await it, and it would walk the heap of an app
+    going away."""
+    monkeypatch.setattr(memory, "TRIM_INTERVAL_S", TINY_INTERVAL_S)
+    loop = asyncio.get_running_loop()
+    trimmer = Trimmer()
+    trimmer.request()  # at once
+    trimmer.request()  # within the interval: at its end
+    due_by = loop.time() + TINY_INTERVAL_S
+    await trimmer.close()
+    # A trim that does not come can only be shown by waiting past the time it was due.
+    past_due = asyncio.Event()
+    loop.call_at(due_by, past_due.set)
+    await past_due.wait()
+    await trimmer.close()  # awaits a trim begun since, were there one
+    assert trims.qsize() == 1, "the trim asked for first, and no other"
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's; elsewhere a no-op")

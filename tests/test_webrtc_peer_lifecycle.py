@@ -19,6 +19,7 @@ from aiortc import RTCSessionDescription
 from server.app import create_app
 from server.config import Settings, StreamConfig
 from server.delivery.hub import Hub
+from server.http.keys import hub_key
 from server.inference.models import BUNDLED_MODEL
 from server.options import StreamOptions
 from server.scene import Scene
@@ -39,6 +40,7 @@ from tests.test_webrtc import (
     wait_removed,
     wait_state,
 )
+from tests.test_webrtc_slots import publish as offer_never_completed
 
 ClientFactory = Callable[..., Awaitable[TestClient]]
 Start = Callable[..., Awaitable[TestClient]]
@@ -254,3 +256,43 @@ async def test_a_closed_peer_registry_is_let_go_by_the_hub() -> None:
     gc.collect()
     assert left() is None, "the hub still holds the closed registry"
     hub.announce_state("live", StreamState.FAILED, "its camera went")  # reaches no closed registry
+
+
+async def test_a_failed_camera_keeps_its_players_but_a_failed_published_stream_closes_its_publisher(
+    start_server: Start,
+) -> None:
+    """Given a player of a camera stream and a publisher of another, when each stream fails, then the
+    player stays: a failed camera is opened again (`StreamManager.change`), and its players go on
+    watching it. The publisher is closed: its reader takes no more frames, and nothing opens it again."""
+    client = await start_server(StreamConfig("live", "scene:?seed=1"))
+    registry, hub = client.app[peers_key], client.app[hub_key]
+    player, publisher = lan_peer(), lan_peer()
+    player.addTransceiver("video", direction="recvonly")
+    publisher.addTrack(SceneTrack(Scene(seed=1)))
+    try:
+        await offer_to(client, "/api/webrtc/play/live", player)
+        await offer_to(client, "/api/webrtc/publish", publisher, stream="cam")
+        peers = {peer.role: peer for peer in registry._peers}
+        hub.announce_state("live", StreamState.FAILED, "its camera went")  # the state listeners run now
+        hub.announce_state("cam", StreamState.FAILED, "its frames are over max_frame_side")
+        assert peers["play"].closing is None, "the failed camera's player was closed"
+        assert peers["play"] in registry._peers
+        assert peers["publish"].closing is not None, "the failed published stream's publisher was kept"
+    finally:
+        await player.close()
+        await publisher.close()
+
+
+async def test_a_publisher_being_closed_is_not_counted_as_still_connecting(start_server: Start) -> None:
+    """A page publishing an id again while the last publisher of that id is being closed (its stream
+    ending) is to be told when the id frees itself (409 with Retry-After), not that a camera coming up
+    holds it for good."""
+    client = await start_server()
+    registry = client.app[peers_key]
+    status, text = await offer_never_completed(client, "cam")  # answered: connecting until its deadline
+    assert status == 200, text
+    (publisher,) = registry._peers
+    within_s = 3600.0  # of its answer, however slow this machine is
+    assert registry.connecting("cam", within_s), "answered, not connected, and not yet being closed"
+    registry._close_soon(publisher, "closed by the test")
+    assert not registry.connecting("cam", within_s)

@@ -21,7 +21,7 @@ from aiortc.mediastreams import MediaStreamError
 from server.delivery.encode import FramePacket, ImageKind, make_packet
 from server.delivery.hub import Hub
 from server.frames import Frame, FrameResult
-from server.webrtc.playback import MAX_META_BUFFERED_BYTES, VIDEO_CLOCK_HZ, AnnotatedTrack, PlaybackFeed
+from server.webrtc.playback import MAX_META_BUFFERED_BYTES, VIDEO_CLOCK_HZ, AnnotatedTrack, PlaybackFeed, render
 from tests.support.numbered import numbered_image
 from tests.support.polling import eventually
 
@@ -148,6 +148,27 @@ async def test_metadata_is_skipped_while_the_data_channel_is_far_behind_but_the_
     hub.publish_threadsafe(packet(1, FIRST_CAPTURE + 0.1))
     frame = await track.recv()
     assert channel.pts == [frame.pts] and track.dropped_meta == 1
+
+
+async def test_frames_a_player_had_no_time_for_are_counted_as_skipped_and_it_gets_the_newest() -> None:
+    """Given three frames offered to a player whose encoder took none, then two were skipped (the
+    ``/metrics`` count of what players skipped); the one it then takes is the newest, and is no skip."""
+    track, channel = AnnotatedTrack(STREAM), MetaChannel()
+    track.channel = channel  # type: ignore[assignment]
+    offered = [
+        render(packet(seq, FIRST_CAPTURE + offset_s), feed_pts(offset_s), ImageKind.CLEAN)
+        for seq, offset_s in enumerate(CAPTURE_OFFSETS_S[:3])
+    ]
+    try:
+        for rendered in offered:
+            track.offer(rendered)
+        assert track.dropped_frames == 2
+        frame = await track.recv()
+        newest = offered[-1].pts
+        assert (frame.pts, channel.pts) == (newest, [newest]), "the newest frame, with its metadata only"
+        assert track.dropped_frames == 2, "a frame taken is not a frame skipped"
+    finally:
+        track.stop()
 
 
 async def test_stopping_a_track_ends_a_recv_waiting_for_a_frame() -> None:

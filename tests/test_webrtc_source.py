@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from server.webrtc.source import RAMP_UP_S, WebRTCSource
+from server.webrtc.source import RAMP_UP_S, WebRTCSource, steady_size
 
 
 def _frame(width: int, height: int, pts: int) -> av.VideoFrame:
@@ -40,6 +40,15 @@ def test_a_sender_that_lowers_its_resolution_is_scaled_back_to_its_steady_size()
         (480, 640),
     ]
     frames.close()
+
+
+def test_a_smaller_frame_of_another_shape_is_taken_as_it_is_and_one_a_little_off_the_shape_is_scaled() -> None:
+    """16:9 to 16:10 is another picture (cropped or letterboxed): scaled up to 16:9 it would be
+    stretched. A size rounded a little off the steady one's shape (an encoder's even or block sizes) is
+    the same picture scaled (`SAME_ASPECT`)."""
+    hd = (1280, 720)
+    assert steady_size(hd, (640, 400)) == (640, 400)
+    assert steady_size(hd, (640, 362)) == hd
 
 
 def test_a_sender_ramping_up_to_its_cameras_size_keeps_that_size_from_its_first_frame() -> None:
