@@ -26,7 +26,7 @@ def test_take_tells_everything_now_and_told_opens_a_window() -> None:
     count.add(now=0.0)
     count.add(2, now=1.0)
     assert count.take() == 2
-    count.add(3)
+    assert count.add(3, now=2.0) == 0  # held back: only the caller's line, told below, tells of them
     count.told(now=50.0)
     assert count.untold == 0
     assert count.add(now=60.0) == 0

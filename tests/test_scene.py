@@ -177,6 +177,13 @@ def test_unknown_scene_family_is_refused() -> None:
         Scene(family="chaos")
 
 
+@pytest.mark.parametrize("side", ["width", "height"])
+def test_a_scene_narrower_or_shorter_than_the_least_side_is_refused(side: str) -> None:
+    """Either side too small is enough: the objects, a tenth of the shorter side, would vanish."""
+    with pytest.raises(ValueError, match="at least 64x64 pixels"):
+        Scene(**{side: 32})
+
+
 def test_frames_of_an_earlier_period_render_after_later_ones() -> None:
     """A viewer seeking back: the period cache must keep what it has just drawn."""
     scene = Scene(seed=7, width=160, height=96)

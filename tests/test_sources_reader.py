@@ -120,6 +120,22 @@ def test_a_repeated_failure_is_warned_again_after_a_while_with_its_count_and_a_n
     assert failures.failed("refused", REPEATED_FAILURE_LOG_INTERVAL_S + 3) == (logging.WARNING, "")
 
 
+def test_a_failure_repeated_after_the_interval_with_none_between_is_warned_with_no_count() -> None:
+    """Nothing failed meanwhile: "failed so 0 more times" would tell the reader nothing."""
+    failures = RepeatedFailureLog()
+    failures.failed("refused", 0.0)
+    assert failures.failed("refused", 2 * REPEATED_FAILURE_LOG_INTERVAL_S) == (logging.WARNING, "")
+
+
+def test_a_failure_repeated_at_exactly_the_interval_is_warned_again() -> None:
+    """The interval is the most a repeated failure waits for its next WARNING line, not one it must exceed."""
+    failures = RepeatedFailureLog()
+    failures.failed("refused", 0.0)
+    failures.failed("refused", 30.0)
+    level, repeats = failures.failed("refused", REPEATED_FAILURE_LOG_INTERVAL_S)
+    assert level == logging.WARNING and "1 more times" in repeats
+
+
 class RecordedBackoff:
     """A `Backoff` that notes each delay the reader asks it for, so tests need not time the waits."""
 

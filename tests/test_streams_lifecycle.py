@@ -21,6 +21,9 @@ from aiohttp.test_utils import TestClient
 
 from server import streams
 from server.config import Settings, StreamConfig, stream_options
+from server.delivery import encode
+from server.delivery.encode import FramePacket, Variant
+from server.frames import FrameResult
 from server.inference.worker import InferenceWorker
 from server.options import StreamOptions
 from server.sources import Source, StreamState
@@ -43,15 +46,17 @@ ZONE = {"name": "z", "points": [[0, 0], [0.5, 0], [0.5, 0.5]], "units": "fractio
 
 @pytest.fixture
 def new_manager(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., streams.StreamManager]]:
-    """Make a manager with a stand-in model (not started); every one made is stopped at the end."""
+    """Make a manager with a stand-in model (not started) that tells ``listener`` (a `SilentListener` if not
+    given) what a hub would hear; every one made is stopped at the end."""
     model = NoDetections()
     monkeypatch.setattr(
         streams, "InferenceWorker", functools.partial(InferenceWorker, load=lambda _: cast("YOLO", model))
     )
     made: list[streams.StreamManager] = []
 
-    def make(*configs: StreamConfig) -> streams.StreamManager:
-        made.append(streams.StreamManager(Settings(model="none", streams=configs), SilentListener()))
+    def make(*configs: StreamConfig, listener: streams.PipelineListener | None = None) -> streams.StreamManager:
+        settings = Settings(model="none", streams=configs)
+        made.append(streams.StreamManager(settings, SilentListener() if listener is None else listener))
         return made[-1]
 
     yield make
@@ -299,6 +304,73 @@ def test_a_change_of_zones_opens_again_a_stream_failed_for_options_the_model_can
     opened = manager.replace(StreamConfig("cam", "scene:?seed=1", options=zones))
     assert opened.state is not StreamState.FAILED and opened.error is None
     assert not stopped.alive and not manager._stopping
+
+
+@pytest.mark.parametrize(
+    "wanted_source", [{"uri": "scene:?seed=2"}, {"uri": "scene:?seed=1", "loop": True}], ids=["uri", "loop"]
+)
+def test_a_change_of_zones_with_a_new_uri_or_loop_is_not_made_in_place(wanted_source: dict[str, Any]) -> None:
+    """Made in place, the reader would go on with the old source: only the same uri and loop keep it."""
+    zones = stream_options({"zones": [ZONE]}, StreamOptions(), "test")
+    wanted = StreamConfig("cam", options=zones, **wanted_source)
+    assert streams._changed_in_place(StreamConfig("cam", "scene:?seed=1"), wanted) == ()
+
+
+def test_a_change_of_zones_with_a_new_uri_reads_the_new_source(manager: streams.StreamManager) -> None:
+    """The stream restarts on the new uri, with the new zones: its reader's source is the new one."""
+    manager.add(StreamConfig("cam", "scene:?seed=1"))
+    zones = stream_options({"zones": [ZONE]}, StreamOptions(), "test")
+    changed = manager.replace(StreamConfig("cam", "scene:?seed=2", options=zones))
+    assert changed.source == "scene:?seed=2"
+    assert changed.config.options.zones == zones.zones
+
+
+class ToldInOrder(SilentListener):
+    """Notes each frame published and each removal, in the order the pipeline's threads told them."""
+
+    def __init__(self) -> None:
+        self.told: list[tuple[str, str, int | None]] = []
+
+    def publish_threadsafe(self, packet: FramePacket) -> None:
+        self.told.append(("frame", packet.stream_id, packet.seq))
+
+    def stream_removed_threadsafe(self, stream_id: str) -> None:
+        self.told.append(("removed", stream_id, None))
+
+
+def test_a_removed_streams_result_waiting_for_the_encoder_is_not_published_after_its_removal(
+    new_manager: Callable[..., streams.StreamManager], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The result waiting in the encoder's slot goes with the stream (`Encoder.forget`); only the one being
+    encoded at the removal still follows it, which the hub drops as a removed stream's late frame."""
+    encoding, waiting = Gate(), threading.Event()
+    in_flight: list[int] = []
+    encode_variants = encode.encode_variants
+
+    def held(result: FrameResult, variants: frozenset[Variant], jpeg_quality: int) -> dict[Variant, bytes]:
+        if not in_flight:
+            in_flight.append(result.frame.seq)
+            encoding.hold()
+        return encode_variants(result, variants, jpeg_quality)
+
+    monkeypatch.setattr(encode, "encode_variants", held)
+    listener = ToldInOrder()
+    manager = new_manager(StreamConfig("cam", "scene:?seed=1"), listener=listener)
+    submit = manager._encoder.submit
+
+    def noted(result: FrameResult) -> None:
+        submit(result)
+        if encoding.entered.is_set():  # the encoder is held: this one waits in the slot
+            waiting.set()
+
+    monkeypatch.setattr(manager._encoder, "submit", noted)
+    manager.start()
+    assert waiting.wait(FINISH_TIMEOUT_S), "no result came to wait while the encoder was held"
+    manager.remove("cam")
+    encoding.released.set()
+    manager.stop()  # the encoder publishes what it holds before it stops
+    removal = listener.told.index(("removed", "cam", None))
+    assert listener.told[removal + 1 :] == [("frame", "cam", in_flight[0])]
 
 
 def test_a_start_that_fails_while_adding_the_configured_streams_leaves_no_thread_behind(

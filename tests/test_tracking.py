@@ -612,6 +612,18 @@ def test_a_result_that_replaces_an_undelivered_one_keeps_its_events() -> None:
     assert merged.metadata_json()["events"] == [first.events[0].to_json()]
 
 
+def test_a_result_that_replaces_an_undelivered_one_tells_the_older_events_first() -> None:
+    """A viewer reading the merged events in order must see a track start before it ends."""
+    image = np.zeros((240, 320, 3), np.uint8)
+
+    def result(seq: int, kind: TrackEventKind) -> FrameResult:
+        event = TrackEvent(kind, "cam", 1, 0, "disc", seq / 10, 0.0, seq / 10, (10.0, 10.0, 60.0, 60.0))
+        return FrameResult(Frame("cam", seq, seq / 10, seq / 10, image), (), 1.0, (event,))
+
+    merged = result(1, TrackEventKind.END).replacing(result(0, TrackEventKind.START))
+    assert [event["event"] for event in merged.metadata_json()["events"]] == ["start", "end"]
+
+
 def test_a_one_frame_class_flicker_does_not_relabel_a_track_but_a_lasting_change_does() -> None:
     image = np.zeros((240, 320, 3), np.uint8)
     tracker = StreamTracker("cam", NAMES, StreamOptions(), 10.0)

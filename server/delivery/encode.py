@@ -224,7 +224,8 @@ class Encoder:
         self._ready.set()
 
     def forget(self, stream_id: str) -> None:
-        """Drop a removed stream's pending result, so nothing of it is published after its removal; a
+        """Drop a removed stream's result waiting for the encoder, so it is neither encoded nor published
+        after the removal (one being encoded then still is: the hub drops it, as a removed stream's); a
         stream added again under its id has its first failure to encode logged afresh."""
         with self._lock:
             self._pending.pop(stream_id, None)
