@@ -4,14 +4,24 @@ hold a peer slot) until a time-out, while the real error went to an unread task.
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import socket
 from collections.abc import Awaitable, Callable
 
 import pytest
 from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
-from server.webrtc.offers import MALFORMED
+from server.http.access.policy import SourcePolicy
+from server.webrtc.offers import (
+    MALFORMED,
+    MAX_REMOTE_CANDIDATES,
+    OfferError,
+    connectable,
+    refusal,
+    without_denied_candidates,
+)
 from server.webrtc.routes import peers_key
 from tests.test_webrtc import lan_peer
 
@@ -69,6 +79,18 @@ async def test_an_offer_that_could_never_connect_is_refused_and_starts_nothing(
     assert not client.app[peers_key]._peers, "no peer holds a slot"
 
 
+def data_channel_bundle_only_at_port_0(sdp: str) -> str:
+    """The data channel's section as a browser with ``bundlePolicy: "max-bundle"`` writes it: it rides on
+    the first section's transport, so it has no port of its own."""
+    sdp = re.sub(r"m=application \d+", "m=application 0", sdp)
+    return sdp.replace("a=mid:1\r\n", "a=mid:1\r\na=bundle-only\r\n")
+
+
+async def test_a_bundle_only_section_at_port_0_is_not_taken_for_a_disabled_one() -> None:
+    _, data = connectable(data_channel_bundle_only_at_port_0(await offer_sdp("play"))).media
+    assert (data.kind, data.port) == ("application", 0), "the offer is taken as the browser wrote it"
+
+
 def with_candidates(sdp: str, candidates: list[str]) -> str:
     """``sdp`` with the candidates of its first media section (the video) replaced by ``candidates``."""
     sdp = re.sub(r"a=candidate:[^\r\n]*\r\n", "", sdp).replace("a=end-of-candidates\r\n", "")
@@ -102,6 +124,19 @@ async def test_an_offer_listing_more_candidates_than_a_browser_would_is_refused(
     assert not client.app[peers_key]._peers, "no peer holds a slot, and none runs checks"
 
 
+async def test_an_offer_may_list_up_to_the_candidate_limit_and_no_more() -> None:
+    sdp = await offer_sdp("play")
+    candidates = [
+        f"{i} 1 udp {2_000_000_000 - i} 127.0.0.1 {31_000 + i} typ host" for i in range(MAX_REMOTE_CANDIDATES + 1)
+    ]
+    video, _ = connectable(with_candidates(sdp, candidates[:MAX_REMOTE_CANDIDATES])).media
+    assert len(video.ice_candidates) == MAX_REMOTE_CANDIDATES
+    with pytest.raises(
+        OfferError, match=f"lists {MAX_REMOTE_CANDIDATES + 1} ICE candidates; at most {MAX_REMOTE_CANDIDATES} "
+    ):
+        connectable(with_candidates(sdp, candidates))
+
+
 async def test_a_browsers_candidates_are_taken(start_server: Start) -> None:
     client = await start_server(StreamConfig("live", "scene:?seed=1"))
     sdp = with_candidates(await offer_sdp("play"), BROWSER_CANDIDATES)
@@ -122,6 +157,26 @@ async def test_candidates_in_deny_networks_get_no_ice_checks(start_server: Start
     checked = {candidate.ip for candidate in video.receiver.transport.transport.getRemoteCandidates()}
     assert "169.254.169.254" not in checked
     assert {"127.0.0.1", "192.0.2.10", "198.51.100.20"} <= checked, "the others are kept"
+
+
+@pytest.mark.parametrize("name", ["localhost", "3f1c2a9e-7d4b-4c55-9a0e-5b8f2d6c1e47.local"])
+async def test_a_candidate_naming_a_host_is_kept_without_looking_the_name_up(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """A lookup would hold up the event loop (and a ``.local`` name is the browser's own, which aioice
+    resolves over mDNS): the name is kept even where it would resolve into ``deny_networks``."""
+    looked_up: list[str] = []
+
+    def resolve_to_loopback(host: str, *args: object, **kwargs: object) -> list[tuple[object, ...]]:
+        looked_up.append(host)
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("127.0.0.1", 0))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve_to_loopback)
+    policy = SourcePolicy(deny_networks=(ipaddress.ip_network("127.0.0.0/8"),))
+    sdp = with_candidates(await offer_sdp("play"), [f"1 1 udp 2122260223 {name} 50001 typ host"])
+    kept, dropped = without_denied_candidates(sdp, policy)
+    assert (dropped, looked_up) == (0, [])
+    assert f" {name} 50001 typ host" in kept
 
 
 def setup_bogus(sdp: str) -> tuple[str, str]:
@@ -160,3 +215,14 @@ async def test_a_malformed_offer_is_refused_in_words_not_python_internals(
     error = (await response.json())["error"]
     assert error == named if named == MALFORMED else named in error, error
     assert not client.app[peers_key]._peers, "no peer holds a slot"
+
+
+def test_pythons_own_words_for_a_bad_value_never_reach_the_client() -> None:
+    """aiortc passes on ``int()``'s ValueError as it is: the type aiortc words its own refusals in."""
+    error = refusal(ValueError("invalid literal for int() with base 10: 'x'"), "the offer could not be used")
+    assert str(error) == MALFORMED
+
+
+def test_aiortcs_own_words_for_a_refusal_are_kept() -> None:
+    error = refusal(ValueError("RTCP mux is not enabled"), "the offer could not be used")
+    assert str(error) == "the offer could not be used: RTCP mux is not enabled"
