@@ -407,6 +407,25 @@ async def test_a_file_that_ends_ends_its_tracks_and_zone_visits(start_server: St
     assert tracks["tracks"] == []
 
 
+async def test_a_stream_that_never_had_a_frame_lists_its_zones_and_lines_at_zero_neither_left_out_nor_pending(
+    start_server: Start,
+) -> None:
+    """No frame has told whether its shapes fit: they are counted from its first, not marked as not fitting."""
+    options = StreamOptions.from_mapping({"zones": [WHOLE_FRAME], "lines": [MIDDLE]})
+    client = await start_server(StreamConfig("gone", "/no/such/file.mp4", options=options))
+
+    async def failed() -> dict[str, Any] | None:
+        stream: dict[str, Any] = await (await client.get("/api/streams/gone")).json()
+        return stream if stream["state"] == "failed" else None
+
+    stream = await eventually(failed, COUNT_TIMEOUT_S, "the stream on a missing file to fail")
+    assert stream["frames_processed"] == 0
+    counts = await _counts(client, "gone")
+    assert counts["zones"] == {"all": {"objects": 0, "by_class": {}}}
+    assert counts["lines"] == {"middle": {"in": 0, "out": 0, "by_class": {}}}
+    assert counts["analytics_error"] is None
+
+
 async def test_a_zone_added_to_a_stream_that_had_none_is_pending_until_its_next_frame(
     start_server: Start, tmp_path: Path
 ) -> None:

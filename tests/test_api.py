@@ -357,6 +357,9 @@ async def test_mjpeg_streams_jpeg_parts_until_the_client_leaves(start_server: St
     response.close()
     await eventually(lambda: _no_viewers(client, "cam"), what="the MJPEG viewer to leave")
     await assert_error(await client.get("/api/streams/cam/mjpeg?max_fps=0"), 400, "max_fps")
+    no_number = await client.get("/api/streams/cam/mjpeg?max_fps=abc")
+    assert no_number.status == 400, no_number.headers  # not read as a rate: a never-ending feed has no text
+    await assert_error(no_number, 400, "max_fps", "'abc'")
     await assert_error(await client.get("/api/streams/nope/mjpeg"), 404)
 
 

@@ -13,6 +13,7 @@ import calendar
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -23,6 +24,7 @@ from aiohttp.test_utils import TestClient
 from server.config import StreamConfig
 from server.delivery import notice
 from server.delivery.notice import NOTICE_SIZE_PX, Notices, notice_lines, notice_size
+from server.http import pictures
 from server.inference.models import InferenceStatus
 from server.sources.base import StreamState
 from tests.support.numbered import HEIGHT, WIDTH, colour_errors, number_of
@@ -108,6 +110,43 @@ async def test_an_unreachable_cameras_mjpeg_shows_a_notice_of_the_documented_siz
     scaled = Parts(await client.get("/api/streams/cam2/mjpeg?max_width=320"))
     notice = await scaled.until(notice_of("reconnecting"), "scaled notice")
     assert image_of(notice).shape == (180, 320, 3)
+
+
+class NoticeDeadlines:
+    """Stands in for `server.http.pictures`' ``asyncio``, keeping each deadline at which an MJPEG handler stops
+    waiting for a frame and sends a notice: when notices are due is read off these, not off a busy machine's clock.
+    """
+
+    def __init__(self, wanted: int) -> None:
+        self.deadlines: list[float] = []
+        self.all_set = asyncio.Event()
+        self._wanted = wanted
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(asyncio, name)
+
+    def timeout_at(self, when: float) -> asyncio.Timeout:
+        self.deadlines.append(when)
+        if len(self.deadlines) == self._wanted:
+            self.all_set.set()
+        return asyncio.timeout_at(when)
+
+
+async def test_notices_respect_a_max_fps_below_one_a_second(
+    start_server: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At ``max_fps=0.2`` the next notice is due 5 s after the first, not a second later as by default."""
+    recorder = NoticeDeadlines(wanted=2)
+    monkeypatch.setattr(pictures, "asyncio", recorder)
+    client = await start_server(StreamConfig("gone", "/no/such/file.mp4"))
+    parts = Parts(await client.get("/api/streams/gone/mjpeg?max_fps=0.2"))
+    first = await parts.next()
+    assert not is_frame(first), first[0]
+    async with asyncio.timeout(WAIT_S):  # only a hang guard: set once the first notice is sent
+        await recorder.all_set.wait()
+    first_due, next_due = recorder.deadlines[:2]
+    # Due 5 s after the first was sent, however long that took: at the default rate it would be 1 s after.
+    assert next_due - first_due > 4.0, recorder.deadlines
 
 
 async def test_a_stream_whose_source_ends_switches_from_frames_to_notices(

@@ -11,11 +11,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
+from server.http import pictures
+from server.http.keys import hub_key, manager_key
+from server.sources.base import StreamState
 from tests.support.mjpeg_server import MjpegServer
 from tests.support.polling import eventually
 from tests.test_mjpeg_notice import Parts, notice_of
@@ -78,3 +84,16 @@ async def test_a_snapshot_of_an_ended_file_says_so_until_its_frames_return(
     await assert_no_current_picture(client, "clip", "ended")
     assert (await client.patch("/api/streams/clip", json={"loop": True})).status == 200
     await eventually(lambda: snapshot_served(client, "clip"), timeout_s=60, what="a snapshot of the looping file")
+
+
+@pytest.mark.parametrize("state", list(StreamState))
+def test_a_frame_shown_unanalysed_is_the_scene_now_only_while_its_stream_is_live(state: StreamState) -> None:
+    """While inference is unavailable a live stream's frames are shown unanalysed, and are its picture; the
+    last of them is no picture of the scene once the camera has gone (its manager is not asked: it would
+    say no current picture while inference is unavailable, live or not)."""
+    app = web.Application()
+    unanalysed = SimpleNamespace(result=SimpleNamespace(analysed=False))
+    app[hub_key] = SimpleNamespace(latest={"cam": unanalysed})  # type: ignore[assignment]
+    app[manager_key] = SimpleNamespace(is_current=lambda info: False)  # type: ignore[assignment]
+    info = SimpleNamespace(stream_id="cam", state=state)
+    assert pictures._has_current_picture(app, info) is (state is StreamState.LIVE)  # type: ignore[arg-type]
