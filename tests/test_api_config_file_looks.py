@@ -16,7 +16,8 @@ from aiohttp.test_utils import TestClient
 
 import server.http.saving
 import server.persist
-from server.config import StreamConfig
+from server.config import Settings, StreamConfig
+from server.http.pages import viewer_settings
 from tests.support.polling import eventually
 
 Start = Callable[..., Awaitable[TestClient]]
@@ -180,3 +181,12 @@ async def test_a_save_that_never_returns_holds_up_neither_the_streams_next_chang
     saved = await first
     assert saved.status == 200, await saved.text()
     assert "conf = 0.5" in path.read_text() and "conf = 0.4" not in path.read_text()
+
+
+@pytest.mark.parametrize("writable", [True, False])
+def test_the_viewer_offers_saving_only_to_a_config_file_it_may_write(tmp_path: Path, writable: bool) -> None:
+    """Under ``save_config``, a viewer told so says every change is saved (its box ticked and off): with a
+    file that cannot be written none is, so neither the file nor saving each change is offered then."""
+    settings = Settings(config_path=config_file(tmp_path), save_config=True)
+    offered = viewer_settings(settings, {}, config_writable=writable)
+    assert (offered["config_file"], offered["save_config"]) == (writable, writable)

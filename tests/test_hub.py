@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import queue
@@ -17,8 +18,9 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from aiohttp import WSCloseCode
+from aiohttp import WSCloseCode, web
 
+from server.config import Settings
 from server.delivery import encode
 from server.delivery import hub as hub_module
 from server.delivery import viewer as viewer_module
@@ -35,8 +37,12 @@ from server.delivery.encode import (
 from server.delivery.hub import Hub
 from server.delivery.viewer import MAX_PENDING_EVENTS, Event, Subscription, Viewer, ViewerLimitError, ViewerLimits
 from server.frames import Frame, FrameResult, Track, TrackEvent, TrackEventKind
+from server.http.metrics import render_metrics
+from server.http.viewers import VIEWER_RETRY_S, join_viewer
 from server.http.ws import send_forever
 from server.sources.base import StreamState
+from server.streams import StreamManager
+from tests.support.listeners import SilentListener
 
 FULL = Variant()
 SMALL = Variant(ImageKind.CLEAN, 320)  # never in `encoded`'s packets: the hub encodes it late
@@ -718,6 +724,42 @@ async def test_viewers_are_limited_in_all_and_per_address_but_loopback_is_not_co
         hub.join(Viewer(address="10.0.0.6"))
     assert hub.refused == {"max_viewers_per_address": 1, "max_viewers": 1}
     assert len(hub.viewers) == 4
+
+
+def refused_http(hub: Hub, address: str) -> web.HTTPException:
+    """The HTTP error `join_viewer` answers a viewer from ``address`` with; it fails the test if the viewer joins."""
+    with pytest.raises(web.HTTPException) as refused:
+        join_viewer(hub, Viewer(address=address))
+    return refused.value
+
+
+async def test_a_viewer_over_the_per_address_limit_is_a_429_and_over_max_viewers_a_503_both_with_retry_after() -> None:
+    """429: that client is asking too much, others may still join; 503: the server is full for everyone."""
+    hub = Hub(asyncio.get_running_loop(), ViewerLimits(max_viewers=2, max_viewers_per_address=1))
+    join_viewer(hub, Viewer(address="10.0.0.5"))
+    over_address = refused_http(hub, "10.0.0.5")
+    join_viewer(hub, Viewer(address="10.0.0.6"))
+    over_server = refused_http(hub, "10.0.0.7")
+    assert (over_address.status, over_server.status) == (429, 503)
+    assert "[server] max_viewers_per_address)" in str(over_address.text)
+    assert "[server] max_viewers)" in str(over_server.text)
+    for refused in (over_address, over_server):
+        assert refused.headers["Retry-After"] == str(VIEWER_RETRY_S)
+        assert refused.content_type == "application/json"
+
+
+async def test_metrics_count_the_viewers_refused_under_the_limit_that_refused_each() -> None:
+    hub = Hub(asyncio.get_running_loop(), ViewerLimits(max_viewers=2, max_viewers_per_address=1))
+    for address in ("10.0.0.5", "10.0.0.5", "10.0.0.5", "10.0.0.6", "10.0.0.7"):
+        with contextlib.suppress(ViewerLimitError):
+            hub.join(Viewer(address=address))
+    manager = StreamManager(Settings(model="none"), SilentListener())
+    text = render_metrics(manager, hub, event_loop_tasks=1)
+    refused = [line for line in text.splitlines() if line.startswith("segcast_viewers_refused_total{")]
+    assert refused == [
+        'segcast_viewers_refused_total{limit="max_viewers"} 1',
+        'segcast_viewers_refused_total{limit="max_viewers_per_address"} 2',
+    ]
 
 
 def scaled(seq: int) -> FramePacket:

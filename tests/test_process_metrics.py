@@ -9,6 +9,7 @@ parser and linter, since an exposition Prometheus cannot parse loses every serie
 from __future__ import annotations
 
 import asyncio
+import os
 import resource
 import shutil
 import subprocess
@@ -158,3 +159,36 @@ async def test_open_fds_and_event_loop_tasks_follow_the_connections_open(
 def test_without_proc_the_figures_read_from_it_are_left_out(tmp_path: Path) -> None:
     """macOS has no /proc: the figures it gives are absent rather than made up (or the scrape failing)."""
     assert [name for name, *_ in process_figures(proc=tmp_path)] == ["process_max_fds"]
+
+
+def proc_with_stat_line(proc: Path, fields: dict[int, int], btime_s: int) -> None:
+    """A /proc at ``proc`` whose ``self/stat`` has ``fields`` (proc(5)'s numbers, from 1; the rest 0),
+    under a command with spaces and parentheses, beside a ``stat`` with the boot time ``btime_s``."""
+    after_command = ["S", *(str(fields.get(n, 0)) for n in range(4, 53))]
+    (proc / "self" / "fd").mkdir(parents=True)
+    (proc / "self" / "stat").write_text(f"4242 (py (worker) 1) {' '.join(after_command)}\n")
+    (proc / "stat").write_text(f"cpu  1 2 3\nbtime {btime_s}\nprocesses 9\n")
+
+
+def test_the_figures_are_read_from_their_fields_of_proc_self_stat(tmp_path: Path) -> None:
+    """CPU time is user and system time (fields 14 and 15): a server busy in system calls counted as idle."""
+    ticks_per_s = os.sysconf("SC_CLK_TCK")
+    proc_with_stat_line(
+        tmp_path, {14: 100, 15: 50, 20: 7, 22: 3 * ticks_per_s, 23: 123_456_789, 24: 1000}, btime_s=1_700_000_000
+    )
+    figures = {name: value for name, _, _, value in process_figures(proc=tmp_path)}
+    assert figures.pop("process_max_fds") == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    assert figures == {
+        "process_virtual_memory_bytes": 123_456_789,
+        "process_resident_memory_bytes": 1000 * os.sysconf("SC_PAGE_SIZE"),
+        "process_start_time_seconds": 1_700_000_003,
+        "process_cpu_seconds_total": 150 / ticks_per_s,
+        "process_threads": 7,
+        "process_open_fds": 0,
+    }
+
+
+def test_an_unlimited_open_files_limit_leaves_max_fds_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RLIM_INFINITY reads as -1 on Linux: no limit is no number of descriptors, so none is exported."""
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    assert process_figures(proc=tmp_path) == []

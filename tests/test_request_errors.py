@@ -81,6 +81,16 @@ async def test_a_plain_get_of_the_websocket_path_is_a_json_error(start_server: S
     await assert_error(response, 400, "WebSocket client")
 
 
+async def test_a_page_that_is_not_there_is_a_plain_404_and_only_an_api_route_a_json_one(start_server: Start) -> None:
+    """A browser shows a page's 404 as it is: JSON is the API's shape for its clients, not a person's."""
+    client = await start_server()
+    page = await client.get("/no/such/page")
+    assert (page.status, page.content_type) == (404, "text/plain")
+    api = await client.get("/api/no/such/route")
+    assert api.content_type == "application/json"
+    await assert_error(api, 404, "no such API route: GET /api/no/such/route")
+
+
 async def test_patch_errors_name_the_field_that_is_wrong(start_server: Start) -> None:
     client = await start_server(StreamConfig("cam", "scene:?seed=1"))
     cases = [

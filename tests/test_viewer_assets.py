@@ -347,3 +347,13 @@ async def test_the_viewers_page_at_its_file_name_sends_the_browser_to_the_viewer
     embed = await client.get("/static/embed.html")
     assert embed.status == 404
     assert "/embed/<stream>" in (await embed.json())["error"]
+
+
+async def test_a_script_asked_for_if_none_match_any_is_not_sent_again(start_server: Start) -> None:
+    """RFC 9110 13.1.2: ``If-None-Match: *`` is false while the file has any current representation, so
+    it is answered 304 as the file's own ETag is."""
+    client = await start_server()
+    etag = (await client.get("/static/app.js")).headers["ETag"]
+    for asked in ("*", etag):
+        response = await client.get("/static/app.js", headers={"If-None-Match": asked})
+        assert response.status == 304, asked
