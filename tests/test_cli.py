@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import logging
 import os
 import re
@@ -10,13 +12,14 @@ import socket
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import NoReturn
 
 import pytest
+from aiohttp import web
 
 import server.serve
 from server import cli
@@ -138,6 +141,24 @@ def test_port_in_use_names_the_port_flag_before_the_model_is_even_loaded(capfd: 
     assert f"127.0.0.1:{port}" in line and "--port" in line, "the port is taken first, the model loaded after"
 
 
+@pytest.mark.parametrize("port", [0, 65536, -1])
+def test_a_port_out_of_range_is_refused_naming_the_flag_before_the_model_loads(
+    port: int, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Unchecked, ``--port 70000`` was announced as 70000 and listened on 4464 (the socket layer keeps 16 bits
+    of it), and ``--port 0`` on whatever port the system chose."""
+    exited = run_cli(capfd, "serve", "--source", "scene:", "--port", str(port), "--log-level", "ERROR")
+    assert exited.code == EXIT_STARTUP_ERROR
+    assert exited.one_error_line == f"segcast: --port {port}: must be between 1 and 65535"
+    assert "loading model" not in exited.out, exited.out
+
+
+@pytest.mark.parametrize("port", [1, 65535])
+def test_the_lowest_and_highest_ports_are_taken(port: int) -> None:
+    settings = settings_from_args(build_parser().parse_args(["serve", "--source", "scene:", "--port", str(port)]))
+    assert settings.port == port
+
+
 def test_a_port_is_held_while_the_model_loads_even_against_a_socket_that_reuses_addresses() -> None:
     """Bound with SO_REUSEADDR and not yet listening, the port let a second segcast bind it too (Linux
     lets two such sockets share a port until one listens): both loaded their models, and one failed."""
@@ -207,6 +228,38 @@ def test_a_port_taken_just_before_listening_is_one_line_and_status_2(
     assert exited.code == EXIT_STARTUP_ERROR
     assert exited.one_error_line.startswith(f"segcast: cannot listen on 127.0.0.1:{port} ("), exited.err
     assert exited.one_error_line.endswith("; choose another --port or --host")
+
+
+def test_an_os_error_once_the_server_listens_is_raised_as_it_is_not_blamed_on_the_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only an OSError between the model's load and listening is the listen's (a port taken meanwhile, the
+    test above); one raised while the server runs is no reason to choose another --port, and a start
+    error's one line would hide its traceback."""
+
+    def listens_then_fails(
+        app: web.Application, *, print: Callable[[str], None], loop: asyncio.AbstractEventLoop, **_: object
+    ) -> None:
+        """`web.run_app` as far as listening, then an OSError that is not the listen's; it closes the loop
+        (its signal handlers gone) as run_app does."""
+        try:
+            loop.run_until_complete(app.on_startup[-1](app))  # serve's last step before listening
+            print("listening")  # what run_app does once every socket accepts connections
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        finally:
+            loop.close()
+
+    def never_ends(code: int) -> NoReturn:
+        raise AssertionError(f"segcast would have exited the process with {code}")
+
+    monkeypatch.setattr(server.serve, "create_app", lambda *args, **kwargs: web.Application())
+    monkeypatch.setattr(server.serve.web, "run_app", listens_then_fails)
+    settings = settings_from_args(
+        build_parser().parse_args(["serve", "--source", "scene:", "--port", str(free_port())])
+    )
+    with pytest.raises(OSError) as raised:
+        server.serve.serve(settings, None, never_ends)
+    assert raised.value.errno == errno.EIO, raised.value
 
 
 def test_a_program_that_bound_the_port_first_cannot_take_it_while_the_model_loads(tmp_path: Path) -> None:

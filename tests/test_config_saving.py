@@ -17,11 +17,13 @@ import pytest
 from aiohttp.test_utils import TestClient
 from ultralytics.trackers.utils.gmc import GMC
 
+from server.app import create_app
 from server.cli import build_parser, settings_from_args
-from server.config import StreamConfig, load_config
+from server.config import Settings, StreamConfig, load_config
 from server.config_values import ConfigError
 from server.http import saving
 from server.http.saving import SaveRefusal
+from server.inference.models import BUNDLED_MODEL
 from server.options import StreamOptions
 from server.persist import ConfigEditedError, ConfigFileState, config_file_unwritable, write_config
 from tests.support.polling import eventually
@@ -438,6 +440,24 @@ async def test_a_read_only_file_is_not_offered_a_save(start_server: Start, tmp_p
     await offered_eventually(client, (False, False))
     path.chmod(0o644)
     await offered_eventually(client, (True, True))
+
+
+def test_an_unsaveable_config_file_is_warned_of_at_start_only_under_save_config(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without ``save_config`` nothing is saved unasked, and a ``persist=1`` change is refused naming the
+    fix when it is asked for: a warning at each start would be about a save no one wants. Mode 444 is
+    read-only for root too (`server.file_saving.unwritable_reason`)."""
+    path = write(tmp_path, STREAM_A)
+    path.chmod(0o444)
+    with caplog.at_level(logging.WARNING, logger="server.app"):
+        create_app(Settings(model=str(BUNDLED_MODEL), config_path=path, save_config=False))
+        assert caplog.messages == []
+        create_app(Settings(model=str(BUNDLED_MODEL), config_path=path, save_config=True))
+    assert caplog.messages == [
+        f"save_config = true, but changes made through the API cannot be saved to {path} now: "
+        "segcast.toml is read-only: make it writable to save changes to it"
+    ]
 
 
 def test_a_save_that_drops_comments_keeps_the_file_as_it_was_in_a_bak(

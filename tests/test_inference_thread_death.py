@@ -21,7 +21,8 @@ from aiohttp import WSCloseCode
 
 from server.app import create_app
 from server.config import Settings, StreamConfig
-from server.inference.models import BUNDLED_MODEL
+from server.http.keys import hub_key
+from server.inference.models import BUNDLED_MODEL, InferenceStatus
 from server.inference.worker import InferenceWorker
 from server.serve import EXIT_INFERENCE_ENDED
 from tests.support.polling import eventually
@@ -233,7 +234,8 @@ async def test_whoever_runs_the_app_is_told_once_that_its_inference_thread_ended
     aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Given an app whose inference thread ends on its own, then ``on_inference_ended`` is called with why,
-    once, though the thread's end is also announced as a change of the inference status."""
+    once, though the thread's end is also announced as a change of the inference status, and any change
+    after it finds the thread still ended."""
     monkeypatch.setattr(InferenceWorker, "_take_batch", _exits)
     told: list[str] = []
     settings = Settings(model=str(BUNDLED_MODEL), streams=(CAMERA,))
@@ -246,6 +248,8 @@ async def test_whoever_runs_the_app_is_told_once_that_its_inference_thread_ended
 
     await eventually(announced, what="the thread's end told and announced")
     assert told == ["inference thread stopped: SystemExit: a library gave up"]
+    client.app[hub_key].announce_inference(InferenceStatus(available=False, error="another change"))
+    assert told == ["inference thread stopped: SystemExit: a library gave up"], "told once, not at each change"
 
 
 async def test_a_remote_models_outage_keeps_the_server_running_and_healthy(aiohttp_client: Any) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from server.cli import EXIT_STARTUP_ERROR, build_parser, settings_from_args
+from server.config_values import ConfigError
 from tests.support.cli_in_process import Exited, run_cli
 from tests.support.ports import free_port
 
@@ -127,3 +128,15 @@ def test_a_class_the_model_lacks_names_the_file_key_and_where_the_model_came_fro
     expected = "segcast: cams.toml: streams[1] (id 'a').classes: the model has no class 'person'; it knows "
     assert line.startswith(expected), line
     assert line.endswith("(with [model] name bundled; --model overrides it)"), line
+
+
+def test_a_config_files_larger_frame_side_applies_to_flag_sources(tmp_path: Path) -> None:
+    """A --source's size is checked from its text before the config file is read (which imports PyTorch): a
+    file's ``max_frame_side`` above the default must not have it refused against the default meanwhile."""
+    config = tmp_path / "cams.toml"
+    config.write_text("[server]\nmax_frame_side = 8192\n")
+    source = "webcam:0#width=6000&height=480"
+    with_file = settings_from_args(build_parser().parse_args(["serve", "--config", str(config), "--source", source]))
+    assert [stream.uri for stream in with_file.streams] == [source]
+    with pytest.raises(ConfigError, match=r"at most 4096$"):
+        settings_from_args(build_parser().parse_args(["serve", "--source", source]))
