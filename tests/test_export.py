@@ -243,6 +243,34 @@ def test_a_copy_into_out_that_fails_leaves_the_served_model_as_it_was(
     assert served.read_bytes() == b"the model being served"
 
 
+def test_a_new_model_folder_that_cannot_be_renamed_in_puts_the_old_one_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The old folder is renamed aside before the new one goes in: a rename in that fails (a full disk)
+    must leave the served model where it was, not aside under a hidden name a server never loads."""
+    monkeypatch.setattr("server.inference.export.missing_packages", lambda fmt: [])
+    made = tmp_path / "made" / output_name(BUNDLED_MODEL, "openvino")
+    made.mkdir(parents=True)
+    (made / "model.xml").write_text("the new model")
+    monkeypatch.setattr("server.inference.export._load_pt", lambda path, spec: _ExportedAtOnce(made))
+    out = tmp_path / "models"
+    served = out / made.name
+    served.mkdir(parents=True)
+    (served / "model.xml").write_text("the model being served")
+    rename = os.rename
+
+    def full_disk_for_the_new_copy(src: str | Path, dst: str | Path) -> None:
+        if Path(src).name.endswith(".new"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(src))
+        rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", full_disk_for_the_new_copy)
+    with pytest.raises(ExportError, match="No space left on device"):
+        export_model("bundled", "openvino", out, progress=Progress(3, io.StringIO()), load=_Loads(works=True))
+    assert [p.name for p in out.iterdir()] == [served.name], "neither the .old nor the .new copy is left"
+    assert (served / "model.xml").read_text() == "the model being served"
+
+
 def test_an_export_keeps_folders_it_did_not_make_and_lands_if_another_export_removed_its_out(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

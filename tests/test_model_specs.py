@@ -12,7 +12,7 @@ import pytest
 
 from server.cli import EXIT_STARTUP_ERROR
 from server.inference.detections import detect
-from server.inference.models import ModelError, load_model
+from server.inference.models import ModelError, _exported_task, load_model
 from server.scene import Scene
 from tests.support.cli_in_process import run_cli
 from tests.support.components import require_module
@@ -39,6 +39,20 @@ def test_an_openvino_folder_without_its_xml_and_bin_is_refused(tmp_path: Path) -
     (folder / "metadata.yaml").write_text("task: segment\n")
     with pytest.raises(ModelError, match=r"x_openvino_model: an OpenVINO folder without its model \(\.xml and \.bin\)"):
         load_model(str(folder))
+
+
+def test_an_openvino_folder_with_its_xml_but_not_its_bin_is_refused_the_same_way(tmp_path: Path) -> None:
+    """The .bin holds the weights: without it OpenVINO cannot read the network the .xml describes."""
+    folder = tmp_path / "x_openvino_model"
+    folder.mkdir()
+    (folder / "metadata.yaml").write_text("task: segment\n")
+    (folder / "x.xml").write_text("<net/>")
+    with pytest.raises(ModelError) as caught:
+        load_model(str(folder))
+    assert str(caught.value) == (
+        f"--model {folder}: an OpenVINO folder without its model (.xml and .bin); "
+        "export it again with segcast export --format openvino"
+    )
 
 
 def test_a_corrupt_onnx_file_is_a_model_error_at_load_not_at_the_first_frame(tmp_path: Path) -> None:
@@ -80,6 +94,13 @@ def test_an_exported_detection_model_is_loaded_as_one_whatever_its_name(
     assert model.task == "detect"
     [found] = detect(model, [Scene(seed=7).render(60)[0]], conf=0.0, max_det=5)
     assert found.make_outline is None and len(found) <= 5
+
+
+def test_an_export_that_recorded_no_task_is_taken_by_segcasts_naming() -> None:
+    """Segmentation unless named -det; a task the export recorded wins over its name."""
+    assert _exported_task("yard-det.onnx", {}) == "detect"
+    assert _exported_task("yard.onnx", {}) == "segment"
+    assert _exported_task("yard-det.onnx", {"task": "segment"}) == "segment"
 
 
 def models_it_cannot_open(folder: Path) -> None:

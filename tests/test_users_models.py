@@ -20,7 +20,14 @@ from server.cli import EXIT_STARTUP_ERROR
 from server.config import Settings, StreamConfig
 from server.frames import FrameResult
 from server.inference.local import LocalModel
-from server.inference.models import BUNDLED_MODEL, MODELS_TAKEN, ModelError, load_model
+from server.inference.models import (
+    BUNDLED_MODEL,
+    MODELS_TAKEN,
+    ModelError,
+    _exported_imgsz,
+    load_model,
+    resolve_model_path,
+)
 from server.inference.options import InferenceOptions
 from server.inference.worker import InferenceWorker
 from server.options import StreamOptions
@@ -103,6 +110,29 @@ def test_the_benchmark_refuses_a_model_definition_in_one_line(
     assert main(["--model", "yolo11n-seg.yaml", "--cache", str(tmp_path / "cache"), "--quick"]) == 2
     last = capsys.readouterr().err.splitlines()[-1]
     assert last.startswith(f"python -m bench: error: --model yolo11n-seg.yaml: {UNTRAINED}")
+
+
+# -- a model's own file and size ------------------------------------------------------------------------
+
+
+def test_a_users_own_file_named_like_the_bundled_model_is_the_one_served(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a name with no such file is the bundled model: a file the user has is theirs to serve."""
+    monkeypatch.chdir(tmp_path)
+    Path(BUNDLED_MODEL.name).write_bytes(b"the user's own model")
+    assert resolve_model_path(BUNDLED_MODEL.name) == BUNDLED_MODEL.name
+    assert resolve_model_path("bundled") == str(BUNDLED_MODEL)
+
+
+def test_a_pt_runs_at_the_size_it_was_trained_at() -> None:
+    """The bundled model was trained at 320: at ultralytics' default of 640 each frame has four times the pixels."""
+    assert LocalModel(load_model("bundled"), InferenceOptions(device="cpu")).default_imgsz == 320
+
+
+def test_an_export_made_for_a_rectangle_runs_at_its_longer_side() -> None:
+    """A rectangular export's ``imgsz`` is [height, width]; a single size is the longer side an image is scaled to."""
+    assert _exported_imgsz({"imgsz": [384, 640]}) == 640
 
 
 # -- a static export ------------------------------------------------------------------------------------

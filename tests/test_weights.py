@@ -72,6 +72,18 @@ def test_offline_start_stops_at_once_with_one_line_naming_the_flag(
     assert list(tmp_path.iterdir()) == [], "nothing written, neither here nor in the cache"
 
 
+def test_a_mirror_url_without_a_trailing_slash_is_a_folder_the_name_goes_in(
+    checkpoint: bytes, places: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``SEGCAST_WEIGHTS_URL=http://host/models`` means the folder ``models``, as with the slash: joined as
+    text, the name would be asked for as ``/modelsyolov8n-seg.pt``."""
+    _, cache = places
+    with WeightsServer({f"models/{NAME}": checkpoint}) as server:
+        monkeypatch.setenv(weights.WEIGHTS_URL_ENV, f"{server.url}models")
+        assert weights.fetch(NAME) == cache / NAME
+    assert server.requests == [f"/models/{NAME}"]
+
+
 def test_a_server_error_is_reported_once_not_retried(
     checkpoint: bytes, places: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -108,9 +108,20 @@ def test_a_tracker_named_as_ultralytics_names_its_yaml_is_told_the_name() -> Non
 
 def test_global_options_check_device_and_batch_and_give_stream_defaults() -> None:
     options = InferenceOptions(imgsz=416, conf=0.3, device="cuda:1", half=True, max_batch=4)
-    assert options.use_half and not InferenceOptions(half=True, device="cpu").use_half, "half precision on GPUs only"
+    assert options.use_half, "half precision on GPUs"
+    for not_a_gpu in ("auto", "cpu", "mps"):  # auto is made a device on the inference thread first
+        assert not InferenceOptions(half=True, device=not_a_gpu).use_half, not_a_gpu
     assert options.stream_defaults() == StreamOptions(conf=0.3, imgsz=416)
     with pytest.raises(ValueError, match=r"^device:"):
         InferenceOptions(device="gpu0")
     with pytest.raises(ValueError, match=r"^max_batch:"):
         InferenceOptions(max_batch=0)
+
+
+@pytest.mark.parametrize("device", ["cuda:0,1", "cpux", "cuda:1 ", "0,1", "cpu\n", "cuda:0\n"])
+def test_a_device_that_only_begins_like_one_is_refused(device: str) -> None:
+    """Matched on its valid beginning only, ``cuda:0,1`` would pass here and start-up would fail later on
+    ``int('0,1')``, in Python's words instead of a line naming the setting; so would ``"cpu\\n"`` (a TOML
+    string's escape), which ``$`` lets through as it also matches before a final newline."""
+    with pytest.raises(ValueError, match=r"^device:"):
+        InferenceOptions(device=device)

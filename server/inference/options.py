@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from server.options import StreamOptions
 
-_DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda|cuda:\d+|\d+)$")
+#: Matched whole (`re.fullmatch`): ``$`` would also pass a name with a newline after it (``"cpu\n"``).
+_DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda|cuda:\d+|\d+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +35,7 @@ class InferenceOptions:
     fast_masks: bool = True
 
     def __post_init__(self) -> None:
-        if not _DEVICE_PATTERN.match(self.device):
+        if not _DEVICE_PATTERN.fullmatch(self.device):
             raise ValueError(f"device: expected auto, cpu, mps or cuda:N, got {self.device!r}")
         if self.max_batch < 1:
             raise ValueError(f"max_batch: expected at least 1, got {self.max_batch}")
