@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from server.triton.cpu_server import exit_message, main
+from server.triton.cpu_server import _client_host, exit_message, main
 from tests.support.components import require_module
 from tests.support.triton_server import TritonProcess, free_ports, require_triton_venv
 
@@ -52,6 +53,24 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
         'output [ { name: "y" data_type: TYPE_FP32 dims: [ 4 ] } ]\n'
     )
     return root
+
+
+@pytest.fixture
+def unstartable_venv(tmp_path: Path) -> Path:
+    """A venv that `TritonInstall.find` takes but whose tritonserver cannot run (an empty file): a
+    refusal that should come before launching fails the test at once instead of starting a server.
+    Its ``python3`` is this one, which reads the ONNX files."""
+    require_module("onnxruntime", "needs the onnx extra: pip install '.[onnx]'")
+    venv = tmp_path / "venv"
+    server = venv / "lib" / "python3.11" / "site-packages" / "pytriton" / "tritonserver"
+    stub = server / "python_backend_stubs" / "3.11" / "triton_python_backend_stub"
+    for path in (server / "bin" / "tritonserver", server / "backends" / "python" / "libtriton_python.so", stub):
+        path.parent.mkdir(parents=True)
+        path.touch()
+    (server.parents[1] / "nvidia_pytriton.libs").mkdir()
+    (venv / "bin").mkdir()
+    (venv / "bin" / "python3").symlink_to(sys.executable)
+    return venv
 
 
 def state(pid: int) -> str | None:
@@ -165,3 +184,35 @@ def test_an_exit_while_serving_says_whether_it_logged_and_who_restarts_it() -> N
     assert exit_message(-signal.SIGSEGV, logged=False).startswith(
         "tritonserver was killed by signal 11 (SIGSEGV); it logged nothing first. "
     )
+
+
+@pytest.mark.parametrize("count", ["0", "-1"])
+def test_fewer_than_one_instance_is_refused_in_one_line(
+    repository: Path, unstartable_venv: Path, capsys: pytest.CaptureFixture[str], count: str
+) -> None:
+    assert main(["serve", str(repository), "--venv", str(unstartable_venv), "--instances", count]) == 2
+    assert capsys.readouterr().err == f"segcast: --instances {count}: must be at least 1\n"
+
+
+@pytest.mark.parametrize(("flag", "port"), [("--http-port", "0"), ("--grpc-port", "65536"), ("--metrics-port", "0")])
+def test_a_port_out_of_range_is_refused_naming_its_flag(
+    repository: Path, unstartable_venv: Path, capsys: pytest.CaptureFixture[str], flag: str, port: str
+) -> None:
+    assert main(["serve", str(repository), "--venv", str(unstartable_venv), flag, port]) == 2
+    assert capsys.readouterr().err == f"segcast: {flag} {port}: must be between 1 and 65535\n"
+
+
+def test_a_port_given_twice_is_refused_before_launching(
+    repository: Path, unstartable_venv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each listener probed alone would bind the shared port, and tritonserver would fail on the second."""
+    shared, metrics = (str(port) for port in free_ports(2))
+    ports = ["--http-port", shared, "--grpc-port", shared, "--metrics-port", metrics]
+    assert main(["serve", str(repository), "--venv", str(unstartable_venv), *ports]) == 2
+    assert capsys.readouterr().err == "segcast: --http-port, --grpc-port, --metrics-port must all differ\n"
+
+
+def test_clients_on_this_machine_reach_a_server_on_every_address_at_the_loopback() -> None:
+    """The ready line gives this host: 0.0.0.0 is where a server listens, not an address every client can reach."""
+    assert _client_host("0.0.0.0") == "127.0.0.1"
+    assert _client_host("192.0.2.7") == "192.0.2.7"

@@ -7,6 +7,7 @@ The ONNX files here are tiny graphs built on the spot; ONNX Runtime reads them u
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -48,10 +49,10 @@ def write_onnx(path: Path, batch: int | str = "batch") -> None:
     onnx.save(model, str(path))
 
 
-def served_config(repository: Path, target: Path) -> Any:
+def served_config(repository: Path, target: Path, instances: int = 1) -> Any:
     from tritonclient.grpc.model_config_pb2 import ModelConfig
 
-    [name] = write_python_repository(repository, target, 1, Path(sys.executable))
+    [name] = write_python_repository(repository, target, instances, Path(sys.executable))
     return text_format.Parse((target / name / "config.pbtxt").read_text(), ModelConfig())
 
 
@@ -69,6 +70,53 @@ def test_a_config_holding_only_metadata_is_completed_from_the_onnx_file(tmp_path
     assert config.max_batch_size == 8
     assert list(config.dynamic_batching.preferred_batch_size) == [4, 8]
     assert config.parameters["metadata"].string_value == "{'task': 'segment'}"
+
+
+def test_the_config_is_completed_from_the_highest_numbered_version_not_the_last_in_text_order(
+    tmp_path: Path,
+) -> None:
+    """Version 10 is newer than 9 though "10" sorts first; 9's file, batching, fits 10's fixed batch."""
+    write_onnx(tmp_path / "models" / "yolo" / "9" / "model.onnx")
+    write_onnx(tmp_path / "models" / "yolo" / "10" / "model.onnx", batch=1)
+    (tmp_path / "models" / "yolo" / "config.pbtxt").write_text(METADATA)
+    config = served_config(tmp_path / "models", tmp_path / "served")
+    assert config.max_batch_size == 0
+    assert [list(t.dims) for t in config.input] == [[1, 3, -1, -1]]
+
+
+def test_a_hidden_folder_in_the_repository_is_not_taken_for_a_model(tmp_path: Path) -> None:
+    """Jupyter leaves .ipynb_checkpoints beside the models; Triton skips such folders, and so must segcast."""
+    write_onnx(tmp_path / "models" / "yolo" / "1" / "model.onnx")
+    (tmp_path / "models" / "yolo" / "config.pbtxt").write_text(METADATA)
+    (tmp_path / "models" / ".ipynb_checkpoints").mkdir()
+    assert write_python_repository(tmp_path / "models", tmp_path / "served", 1, Path(sys.executable)) == ["yolo"]
+
+
+def test_a_config_named_other_than_its_folder_is_refused_naming_both(tmp_path: Path) -> None:
+    model = tmp_path / "models" / "yolo"
+    write_onnx(model / "1" / "model.onnx")
+    (model / "config.pbtxt").write_text(f'name: "other"\n{METADATA}')
+    with pytest.raises(TritonCpuError) as refused:
+        served_config(tmp_path / "models", tmp_path / "served")
+    assert str(refused.value) == f"{model}/config.pbtxt: name 'other' differs from its folder, as Triton forbids"
+
+
+def test_the_instances_share_the_cpus_onnx_runtime_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two instances each running a thread per CPU would oversubscribe the CPUs twice over."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    write_onnx(tmp_path / "models" / "yolo" / "1" / "model.onnx")
+    (tmp_path / "models" / "yolo" / "config.pbtxt").write_text(METADATA)
+    config = served_config(tmp_path / "models", tmp_path / "served", instances=2)
+    assert config.parameters["intra_op_thread_count"].string_value == "4"
+
+
+def test_a_thread_count_the_config_gives_is_kept(tmp_path: Path) -> None:
+    write_onnx(tmp_path / "models" / "yolo" / "1" / "model.onnx")
+    (tmp_path / "models" / "yolo" / "config.pbtxt").write_text(
+        f'parameters {{ key: "intra_op_thread_count" value {{ string_value: "3" }} }}\n{METADATA}'
+    )
+    config = served_config(tmp_path / "models", tmp_path / "served", instances=2)
+    assert config.parameters["intra_op_thread_count"].string_value == "3"
 
 
 def test_a_fixed_batch_file_is_completed_without_batching(tmp_path: Path) -> None:
