@@ -212,6 +212,23 @@ def test_a_port_given_twice_is_refused_before_launching(
     assert capsys.readouterr().err == "segcast: --http-port, --grpc-port, --metrics-port must all differ\n"
 
 
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (["--instances", "0"], "--instances 0: must be at least 1"),
+        (["--grpc-port", "0"], "--grpc-port 0: must be between 1 and 65535"),
+        (["--http-port", "8001"], "--http-port, --grpc-port, --metrics-port must all differ"),
+    ],
+)
+def test_a_flag_wrong_in_itself_is_named_before_the_install_is_looked_for(
+    repository: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], said: str
+) -> None:
+    """On a machine without the install, fixing the install first only to be told of the flag next is a
+    second trip: what the flags alone decide is said at once (8001 is gRPC's default port)."""
+    assert main(["serve", str(repository), "--venv", str(tmp_path / "no-venv"), *flags]) == 2
+    assert capsys.readouterr().err == f"segcast: {said}\n"
+
+
 def test_clients_on_this_machine_reach_a_server_on_every_address_at_the_loopback() -> None:
     """The ready line gives this host: 0.0.0.0 is where a server listens, not an address every client can reach."""
     assert _client_host("0.0.0.0") == "127.0.0.1"

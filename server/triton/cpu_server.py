@@ -100,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         if args.triton_command == "setup":
             setup(venv)
             return 0
+        _check_flags(args)
         return serve(TritonInstall.find(venv), args)
     except TritonCpuError as exc:
         print(f"segcast: {exc}", file=sys.stderr)
@@ -107,17 +108,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def serve(install: TritonInstall, args: argparse.Namespace) -> int:
-    """Run tritonserver on ``args.repository`` until it exits or this process is told to stop."""
-    if args.instances is not None and args.instances < 1:
-        raise TritonCpuError(f"--instances {args.instances}: must be at least 1")
-    ports = {"--http-port": args.http_port, "--grpc-port": args.grpc_port, "--metrics-port": args.metrics_port}
+    """Run tritonserver on ``args.repository`` until it exits or this process is told to stop; ``args``
+    as `_check_flags` passed them."""
+    ports = _ports(args)
     address = _ipv4_address(args.host)
     shm_prefix = shm_region_prefix(os.getpid())
     with tempfile.TemporaryDirectory(prefix="segcast-triton-") as work:
         names = write_python_repository(
             args.repository, Path(work) / "models", args.instances, install.venv / "bin" / "python3"
         )
-        _check_ports(address, ports)
+        _check_ports_free(address, ports)
         backends = _backend_directory(install, Path(work) / "backends")
         command = [
             str(install.server),
@@ -374,13 +374,26 @@ def _ipv4_address(host: str) -> str:
         raise TritonCpuError(f"--host {host}: no IPv4 address ({reason}); give an IPv4 address or name") from None
 
 
-def _check_ports(host: str, ports: dict[str, int]) -> None:
-    """Refuse a port that is out of range, taken twice, or in use on the IPv4 ``host``, naming its flag."""
+def _check_flags(args: argparse.Namespace) -> None:
+    """Refuse what the flags of ``triton serve`` decide alone, naming the flag, before the install is looked
+    for and the repository read: on a machine still without the install, a wrong flag is said at once."""
+    if args.instances is not None and args.instances < 1:
+        raise TritonCpuError(f"--instances {args.instances}: must be at least 1")
+    ports = _ports(args)
     for flag, port in ports.items():
         if not 1 <= port <= 65535:
             raise TritonCpuError(f"{flag} {port}: must be between 1 and 65535")
     if len(set(ports.values())) < len(ports):
         raise TritonCpuError(f"{', '.join(ports)} must all differ")
+
+
+def _ports(args: argparse.Namespace) -> dict[str, int]:
+    """The ports ``args`` give, by the flag that gives each."""
+    return {"--http-port": args.http_port, "--grpc-port": args.grpc_port, "--metrics-port": args.metrics_port}
+
+
+def _check_ports_free(host: str, ports: dict[str, int]) -> None:
+    """Refuse a port already in use on the IPv4 ``host``, naming its flag."""
     for flag, port in ports.items():
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: TIME_WAIT is no conflict
