@@ -355,6 +355,25 @@ def test_a_port_in_use_names_its_flag(repository: Path, capsys: pytest.CaptureFi
     assert error == f"segcast: cannot listen on 127.0.0.1:{port} (in use); choose another --grpc-port or --host\n"
 
 
+def test_a_port_in_use_is_named_before_the_repository_is_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Reading a repository starts ONNX in a subprocess per model; a port taken is known without it. The
+    repository here would be refused, so a launcher that read it first would say that instead."""
+    require_triton_venv()
+    (tmp_path / "resnet" / "1").mkdir(parents=True)
+    (tmp_path / "resnet" / "config.pbtxt").write_text('platform: "pytorch_libtorch"\n')
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        grpc, metrics = free_ports(2)
+        ports = ["--grpc-port", str(grpc), "--metrics-port", str(metrics)]
+        assert main(["serve", str(tmp_path), *ports, "--http-port", str(port)]) == 2
+    error = capsys.readouterr().err
+    assert error == f"segcast: cannot listen on 127.0.0.1:{port} (in use); choose another --http-port or --host\n"
+
+
 def test_setup_on_an_installed_venv_checks_it_and_changes_nothing(capsys: pytest.CaptureFixture[str]) -> None:
     venv = require_triton_venv()
     installed = sorted(path.name for path in next(venv.glob("lib/python3.*/site-packages")).iterdir())

@@ -113,11 +113,11 @@ def serve(install: TritonInstall, args: argparse.Namespace) -> int:
     ports = _ports(args)
     address = _ipv4_address(args.host)
     shm_prefix = shm_region_prefix(os.getpid())
+    _check_ports_free(address, ports)  # before the repository is read: that starts ONNX in a subprocess per model
     with tempfile.TemporaryDirectory(prefix="segcast-triton-") as work:
         names = write_python_repository(
             args.repository, Path(work) / "models", args.instances, install.venv / "bin" / "python3"
         )
-        _check_ports_free(address, ports)
         backends = _backend_directory(install, Path(work) / "backends")
         command = [
             str(install.server),
