@@ -13,14 +13,15 @@ import re
 import shlex
 import subprocess
 import sys
-import threading
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import yaml
+
+from tests.support.http_stand_in import serving
 
 DOCKERFILE = Path(__file__).resolve().parent.parent / "Dockerfile"
 PYPROJECT = DOCKERFILE.parent / "pyproject.toml"
@@ -205,14 +206,8 @@ def health_server(status: int) -> Iterator[int]:
         def log_message(self, *args: object) -> None:
             pass
 
-    with ThreadingHTTPServer(("127.0.0.1", 0), Handler) as server:
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield server.server_address[1]
-        finally:
-            server.shutdown()
-            thread.join()
+    with serving(Handler, "health-server") as server:
+        yield server.server_address[1]
 
 
 def test_the_image_checks_its_own_health_as_compose_does() -> None:

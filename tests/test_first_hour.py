@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ import torch
 from server.cli import EXIT_INTERRUPTED, EXIT_STARTUP_ERROR
 from server.sources import StreamState
 from tests.support.cli_in_process import run_cli
+from tests.support.http_stand_in import serving
 from tests.support.ports import free_port, held_closed_port
 from tests.support.reader_probe import ReaderProbe
 from tests.support.segcast_process import REPO, STOP_TIMEOUT_S, as_at_a_terminal
@@ -57,15 +57,8 @@ def redirecting_to(target: str) -> Iterator[int]:
         def log_message(self, *args: object) -> None:  # not on the test's output
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Redirect, "redirecting-server") as server:
         yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 def test_an_http_camera_that_redirects_to_a_port_that_refuses_is_not_said_to_refuse() -> None:

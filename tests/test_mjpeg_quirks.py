@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -15,6 +16,7 @@ import pytest
 from server.sources import StreamState
 from server.sources.base import SlowRetryError
 from server.sources.network import NetworkSource
+from tests.support.http_stand_in import serving
 from tests.support.mjpeg_server import MjpegServer
 from tests.support.reader_probe import ReaderProbe
 
@@ -86,22 +88,21 @@ class DashlessMjpegCamera:
                 except (BrokenPipeError, ConnectionResetError):
                     return
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="dashless-camera", daemon=True)
+        self._handler = Handler
+        self._serving = ExitStack()
+        self._httpd: ThreadingHTTPServer  # set when it starts serving
 
     def url(self) -> str:
+        """Valid once the camera is entered."""
         return f"http://127.0.0.1:{self._httpd.server_address[1]}/video.mjpg"
 
     def __enter__(self) -> DashlessMjpegCamera:
-        self._thread.start()
+        self._httpd = self._serving.enter_context(serving(self._handler, "dashless-camera"))
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._closing.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(5)
+        self._serving.close()
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from server.sources import StreamState
 from server.sources.base import SlowRetryError
 from server.sources.network import NetworkSource
 from tests.support.fake_rtsp import FakeRtspCamera
+from tests.support.http_stand_in import serving
 from tests.support.mjpeg_server import MjpegServer
 from tests.support.reader_probe import FAST_BACKOFF, ReaderProbe
 from tests.support.rtsp_camera import write_camera_video
@@ -372,21 +373,20 @@ class PageServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="page-server", daemon=True)
+        self._handler = Handler
+        self._serving = contextlib.ExitStack()
+        self._httpd: ThreadingHTTPServer  # set when it starts serving
 
     def url(self, path: str) -> str:
+        """Valid once the server is entered."""
         return f"http://127.0.0.1:{self._httpd.server_address[1]}{path}"
 
     def __enter__(self) -> PageServer:
-        self._thread.start()
+        self._httpd = self._serving.enter_context(serving(self._handler, "page-server"))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(5)
+        self._serving.close()
 
 
 def first_failure(source: NetworkSource) -> BaseException:

@@ -9,10 +9,9 @@ A stand-in node where what matters is only which token it takes.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from server.cli import main
 from server.deploy import running_nodes
 from server.deploy.running_nodes import NodeStreams
 from server.deploy.split import EarlierNode
+from tests.support.http_stand_in import serving
 from tests.support.ports import consecutive_free_ports, free_port
 from tests.test_split import NODES_TIMEOUT_S, _listening, _node, nodes  # noqa: F401
 
@@ -177,15 +177,8 @@ def _node_taking(token: str) -> Iterator[int]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Node)
-    thread = threading.Thread(target=server.serve_forever, name="stand-in-node", daemon=True)
-    thread.start()
-    try:
+    with serving(Node, "stand-in-node") as server:
         yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(30)
 
 
 def test_a_node_refusing_the_first_token_is_asked_with_the_next() -> None:

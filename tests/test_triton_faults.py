@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import numpy as np
@@ -44,6 +44,7 @@ from server.triton.transport import (
     TritonUnavailable,
     open_transport,
 )
+from tests.support.http_stand_in import serving
 from tests.support.listeners import SilentListener
 from tests.support.ports import held_closed_port
 
@@ -819,15 +820,8 @@ def _http_server(
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, name="fake-triton-http", daemon=True)
-    thread.start()
-    try:
+    with serving(Handler, "fake-triton-http") as server:
         yield f"127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(30)
 
 
 def test_http_requests_with_other_time_outs_keep_their_connections() -> None:

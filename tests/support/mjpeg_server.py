@@ -14,6 +14,7 @@ import base64
 import re
 import threading
 from collections.abc import Callable
+from contextlib import ExitStack
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,6 +22,7 @@ from pathlib import Path
 import cv2
 
 from server.scene import Scene
+from tests.support.http_stand_in import serving
 
 BOUNDARY = "segcastframe"
 MJPEG_PATH = "/video.mjpg"
@@ -45,26 +47,24 @@ class MjpegServer:
         self.stated_length: Callable[[int, int], int] | None = None
         scene = Scene(seed=3, width=width, height=width * 3 // 5, fps=max(1, round(fps)))
         self.jpegs = [cv2.imencode(".jpg", image)[1].tobytes() for image in scene.frames(8)]
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="mjpeg-server", daemon=True)
+        self._serving = ExitStack()
+        self._httpd: ThreadingHTTPServer  # set when it starts serving
 
     @property
     def port(self) -> int:
+        """Valid once the server has started."""
         return int(self._httpd.server_address[1])
 
     def url(self, path: str = MJPEG_PATH, credentials: str = "") -> str:
         return f"http://{credentials + '@' if credentials else ''}127.0.0.1:{self.port}{path}"
 
     def start(self) -> MjpegServer:
-        self._thread.start()
+        self._httpd = self._serving.enter_context(serving(_handler_for(self), "mjpeg-server"))
         return self
 
     def close(self) -> None:
         self.closing.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(5)
+        self._serving.close()
 
     def __enter__(self) -> MjpegServer:
         return self.start()

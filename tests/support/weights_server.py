@@ -8,8 +8,11 @@ With ``hold`` it answers nothing until `release`, so a test can look at a segcas
 from __future__ import annotations
 
 import threading
+from contextlib import ExitStack
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
+
+from tests.support.http_stand_in import serving
 
 
 class WeightsServer:
@@ -24,16 +27,16 @@ class WeightsServer:
         self.released = threading.Event()
         if not hold:
             self.released.set()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="weights-server", daemon=True)
+        self._serving = ExitStack()
+        self._httpd: ThreadingHTTPServer  # set when it starts serving
 
     @property
     def url(self) -> str:
+        """Valid once the server is entered."""
         return f"http://127.0.0.1:{self._httpd.server_address[1]}/"
 
     def __enter__(self) -> WeightsServer:
-        self._thread.start()
+        self._httpd = self._serving.enter_context(serving(_handler_for(self), "weights-server"))
         return self
 
     def release(self) -> None:
@@ -41,9 +44,7 @@ class WeightsServer:
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
         self.released.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(5)
+        self._serving.close()
 
 
 def _handler_for(server: WeightsServer) -> type[BaseHTTPRequestHandler]:
