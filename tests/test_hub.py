@@ -21,7 +21,7 @@ import pytest
 from aiohttp import WSCloseCode, web
 
 from server.config import Settings
-from server.delivery import encode
+from server.delivery import encode, late_encoding
 from server.delivery import hub as hub_module
 from server.delivery import viewer as viewer_module
 from server.delivery.encode import (
@@ -141,7 +141,7 @@ class HeldEncoder:
 @pytest.fixture
 async def held(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[HeldEncoder]:
     encoder = HeldEncoder(asyncio.get_running_loop())
-    monkeypatch.setattr(hub_module, "encode_variants", encoder)
+    monkeypatch.setattr(late_encoding, "encode_variants", encoder)
     yield encoder
     encoder.release()  # a failed test must not leave a worker thread waiting
 
@@ -328,12 +328,13 @@ async def test_a_stream_taken_as_metadata_only_beside_every_streams_pictures_is_
 
 
 def delivery_lines_run(call: Callable[[], None]) -> int:
-    """Lines of server/delivery/hub.py and viewer.py that ``call`` runs: its work, counted the same on any machine."""
+    """Lines of server/delivery/hub.py, late_encoding.py and viewer.py that ``call`` runs: its work, counted
+    the same on any machine."""
     lines = 0
 
     def trace(frame: FrameType, event: str, arg: object) -> Any:
         nonlocal lines
-        if frame.f_code.co_filename not in (hub_module.__file__, viewer_module.__file__):
+        if frame.f_code.co_filename not in (hub_module.__file__, late_encoding.__file__, viewer_module.__file__):
             return None
         if event == "line":
             lines += 1
@@ -601,7 +602,7 @@ async def test_snapshots_at_many_widths_share_the_streams_scaled_sizes(monkeypat
         encoded_for_snapshots.extend(variants)
         return encode_variants(result, variants, jpeg_quality)
 
-    monkeypatch.setattr(hub_module, "encode_variants", counting)  # the hub's own encodings: not the frame's
+    monkeypatch.setattr(late_encoding, "encode_variants", counting)  # the hub's own encodings: not the frame's
     hub = Hub(asyncio.get_running_loop())
     viewer, watched = Viewer(), Variant(max_width=320)
     hub.add_viewer(viewer)
@@ -868,7 +869,7 @@ async def test_a_newer_frame_given_the_viewers_image_by_a_snapshot_is_offered_to
             release.wait(RELEASE_TIMEOUT_S)
         return encode_variants(result, variants, jpeg_quality)
 
-    monkeypatch.setattr(hub_module, "encode_variants", hold_frame_1)
+    monkeypatch.setattr(late_encoding, "encode_variants", hold_frame_1)
     hub = Hub(loop)
     hub.publish_threadsafe(encoded(1))
     await settle()
@@ -929,12 +930,12 @@ async def test_a_failed_shared_encoding_fails_every_caller_once_and_the_next_req
     viewer = late_viewer(hub)
     await held.started.wait()
 
-    with caplog.at_level(logging.ERROR, logger="server.delivery.hub"):
+    with caplog.at_level(logging.ERROR, logger=late_encoding.__name__):
         held.release()
         outcomes = await asyncio.gather(*requests, return_exceptions=True)
         await tasks_done()
     assert [str(outcome) for outcome in outcomes] == ["cannot encode"] * 3 and held.calls == 1
-    assert len([r for r in caplog.records if r.name == "server.delivery.hub"]) == 1, "logged once, not per caller"
+    assert len([r for r in caplog.records if r.name == late_encoding.__name__]) == 1, "logged once, not per caller"
     assert not viewer.pending
 
     held.error = None

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import logging
 import time
 from collections import Counter
@@ -23,7 +22,8 @@ from contextlib import suppress
 from types import MappingProxyType
 from typing import Any, Literal, TypeVar
 
-from server.delivery.encode import ALL_STREAMS, JPEG_QUALITY, FramePacket, Variant, encode_variants
+from server.delivery.encode import ALL_STREAMS, FramePacket, Variant
+from server.delivery.late_encoding import LateEncoder, scales
 from server.delivery.stream_stats import StreamStats
 from server.delivery.viewer import Event, Subscription, Viewer, ViewerLimitError, ViewerLimits, is_local_client
 from server.frames import PROTOCOL_VERSION
@@ -56,8 +56,8 @@ _Key = TypeVar("_Key")
 class Hub:
     """Keeps the newest frame per stream and passes every frame and state change on to viewers.
 
-    The newest frame keeps the images encoded of it since it was published too, for snapshots and for
-    viewers that asked for a new image (`snapshot`, `subscribe`): each image once, and for snapshots a
+    The newest frame keeps the images encoded of it since it was published too (`LateEncoder`), for snapshots
+    and for viewers that asked for a new image (`snapshot`, `subscribe`): each image once, and for snapshots a
     scaled size only while the stream has fewer than ``max_scaled_images`` in all (`ViewerLimits`), so
     a frame never holds more than its viewers' images and a few more.
     """
@@ -68,8 +68,8 @@ class Hub:
         #: Viewers refused by `join`, by the setting that refused them; for /metrics.
         self.refused: Counter[str] = Counter()
         self._refusals_logged: dict[str, ThrottledCount] = {}
-        #: Subscriptions and snapshots given another image because their stream had all its scaled sizes.
-        self.scaled_images_refused = 0
+        #: Subscriptions given another image because their stream had all its scaled sizes.
+        self._subscriptions_refused = 0
         #: What the clients that left counted (`frames_skipped`, `closed_too_slow`).
         self._skipped_by_gone = 0
         self._too_slow_gone = 0
@@ -100,8 +100,6 @@ class Hub:
         self._watching_all = 0
         #: Of those viewers of every stream's pictures, the ones taking only the metadata of a stream id.
         self._unwatched: dict[str, int] = {}
-        #: Of the JPEGs made here (snapshots, late encodings, MJPEG notices): the encoder's, set by the app.
-        self.jpeg_quality = JPEG_QUALITY
         self.latest: dict[str, FramePacket] = {}
         #: The metadata of each stream's newest analysed frame. `latest` may be one shown unanalysed while
         #: inference is unavailable, whose empty tracks say nothing: ``/tracks`` answers with these.
@@ -116,9 +114,8 @@ class Hub:
         #: since: a stream restarted on a new camera must not show a late frame of the old one.
         #: And whether it was restarted (not removed first): then those late frames' track events still go out.
         self._added_at: dict[str, tuple[float, bool]] = {}
-        #: JPEGs being made off the loop for a newest frame that lacked them, by stream, frame seq and
-        #: variant: snapshots and new viewers asking for the same one at once share one encoding.
-        self._encodings: dict[tuple[str, int, Variant], asyncio.Future[bytes]] = {}
+        #: Encodes the images of `latest` that the encoder did not make, for snapshots and new viewers.
+        self._late = LateEncoder(loop, self.latest, self._wanted_view, self.limits)
 
     # -- called from threads --------------------------------------------------------------------
 
@@ -185,7 +182,7 @@ class Hub:
             expiry.cancel()
         self.latest.pop(stream_id, None)
         self.latest_analysed.pop(stream_id, None)
-        self._forget_encodings(stream_id)
+        self._late.forget(stream_id)
         self._added_at[stream_id] = (added_at, expiry is None)
         for viewer in self._viewers:
             viewer.forget(stream_id)
@@ -198,7 +195,7 @@ class Hub:
         self._removed[stream_id] = self._loop.call_later(REMOVED_GRACE_S, self._removed.pop, stream_id, None)
         self.latest.pop(stream_id, None)
         self.latest_analysed.pop(stream_id, None)
-        self._forget_encodings(stream_id)
+        self._late.forget(stream_id)
         self._stats.pop(stream_id, None)
         self.states.pop(stream_id, None)
         self._added_at.pop(stream_id, None)
@@ -366,7 +363,7 @@ class Hub:
         for key, subscription in subscriptions.items():
             image = subscription.image
             if image is not None and image.max_width is not None and not self._has_room(key, image):
-                self.scaled_images_refused += 1
+                self._subscriptions_refused += 1
                 subscription = dataclasses.replace(subscription, image=image.full_size)
             admitted[key] = subscription
         return admitted
@@ -379,9 +376,9 @@ class Hub:
         """
         in_use: Mapping[Variant, int] = self._images.get(key, {})
         width = self._frame_width(key)
-        if image in in_use or not _scales(image, width):
+        if image in in_use or not scales(image, width):
             return True
-        return sum(1 for variant in in_use if _scales(variant, width)) < self.limits.max_scaled_images
+        return sum(1 for variant in in_use if scales(variant, width)) < self.limits.max_scaled_images
 
     def _judge_widened(self, widths_before: Mapping[str, int | None]) -> None:
         """Judge again the images of the viewers admitted as full size of frames now wider than before
@@ -423,7 +420,7 @@ class Hub:
         widths at or above the frames' are one image with their full size)."""
         width = self._frame_width(stream_id)
         wanted = self._wanted.get(stream_id, frozenset()) | self._wanted.get(ALL_STREAMS, frozenset())
-        return len({(image.kind, image.max_width if _scales(image, width) else None) for image in wanted})
+        return len({(image.kind, image.max_width if scales(image, width) else None) for image in wanted})
 
     async def _offer_late(self, viewer: Viewer, packet: FramePacket, variant: Variant) -> None:
         """Offer ``viewer`` the frame it subscribed on once ``variant`` is encoded, if that is still worth it.
@@ -437,9 +434,9 @@ class Hub:
         """
         for _ in range(LATE_ENCODING_TURNS):
             try:
-                late = await self._with_variant(packet, variant)
+                late = await self._late.with_variant(packet, variant)
             except Exception:
-                return  # logged once for every viewer that waited on it, by `_encoded`
+                return  # logged once for every viewer that waited on it, by `LateEncoder`
             current = self.latest.get(packet.stream_id)
             subscription = viewer.subscription(packet.stream_id)
             if current is None or viewer not in self._viewers or subscription is None or subscription.image != variant:
@@ -454,99 +451,14 @@ class Hub:
 
     async def snapshot(self, stream_id: str, asked: Variant) -> tuple[FramePacket, Variant] | None:
         """The newest frame of ``stream_id`` and the image of it a snapshot asking for ``asked`` gets
-        (`_snapshot_image`), encoded in a worker thread if it was not made yet; None before any frame."""
+        (`LateEncoder.snapshot_image`), encoded in a worker thread if it was not made yet; None before any frame."""
         packet = self.latest.get(stream_id)
         if packet is None:
             return None
-        image = self._snapshot_image(packet, asked)
+        image = self._late.snapshot_image(packet, asked)
         if image not in packet.jpegs:
-            packet = await self._with_variant(packet, image)
+            packet = await self._late.with_variant(packet, image)
         return packet, image
-
-    def _snapshot_image(self, packet: FramePacket, asked: Variant) -> Variant:
-        """``asked``, unless it is one scaled size too many for ``packet``'s stream (`_scaled_in_use`
-        has `ViewerLimits.max_scaled_images` others): then the size in use nearest it (`_nearest`),
-        counted in `scaled_images_refused`. A width at or above the frame's gets its full size, made
-        already if it was, under whichever variant (`encode_variants` shares one JPEG between them).
-
-        Polled at many widths (a dashboard's tiles), snapshots would otherwise cost an encoding per
-        width per frame.
-        """
-        if asked in packet.jpegs:
-            return asked
-        width = packet.result.frame.image.shape[1]
-        if not _scales(asked, width):  # its full size: one image of each kind, never a scaled size
-            made = [image for image in packet.jpegs if image.kind is asked.kind and not _scales(image, width)]
-            return made[0] if made else asked.full_size
-        in_use = self._scaled_in_use(packet)
-        if asked in in_use or len(in_use) < self.limits.max_scaled_images:
-            return asked
-        self.scaled_images_refused += 1
-        return _nearest(asked, in_use)
-
-    def _scaled_in_use(self, packet: FramePacket) -> set[Variant]:
-        """The scaled images of ``packet``'s stream: those its viewers want (of it, and of every stream),
-        and those made of ``packet`` for snapshots, made or being made; not those at or above its width."""
-        stream_id = packet.stream_id
-        images = self._wanted.get(stream_id, frozenset()) | self._wanted.get(ALL_STREAMS, frozenset())
-        images |= packet.jpegs.keys()
-        images |= {key[2] for key in self._encodings if key[:2] == (stream_id, packet.seq)}
-        width = packet.result.frame.image.shape[1]
-        return {image for image in images if _scales(image, width)}
-
-    async def _with_variant(self, packet: FramePacket, variant: Variant) -> FramePacket:
-        """``packet`` with ``variant`` encoded too, off the loop and once however many ask at the same time.
-
-        While ``packet`` is still its stream's newest frame the JPEG is kept there, for whoever asks
-        next. A caller cancelled while it waits (a viewer that left) leaves the encoding to the others.
-        """
-        jpeg = await asyncio.shield(self._encoding(packet, variant))
-        current = self.latest.get(packet.stream_id)
-        if current is not None and current.result is packet.result and variant in current.jpegs:
-            return current  # as `_encoded` stored it
-        return packet.with_jpeg(variant, jpeg)
-
-    def _encoding(self, packet: FramePacket, variant: Variant) -> asyncio.Future[bytes]:
-        """The encoding of ``packet`` as ``variant`` in a worker thread: the one under way, or a new one."""
-        key = (packet.stream_id, packet.seq, variant)
-        encoding = self._encodings.get(key)
-        if encoding is None:
-            encoding = self._loop.run_in_executor(None, _encode_one, packet, variant, self.jpeg_quality)
-            self._encodings[key] = encoding
-            encoding.add_done_callback(functools.partial(self._encoded, key, packet))
-        return encoding
-
-    def _encoded(self, key: tuple[str, int, Variant], packet: FramePacket, encoding: asyncio.Future[bytes]) -> None:
-        """Keep a finished encoding's JPEG with its frame while that is the stream's newest, and forget the
-        encoding, so a failed one is tried afresh (its failure logged once for all its callers).
-
-        Kept here, before any caller resumes: one that asks after the encoding is forgotten finds it."""
-        if self._encodings.get(key) is encoding:
-            del self._encodings[key]
-        if encoding.cancelled():
-            return
-        if (failure := encoding.exception()) is not None:
-            stream_id, seq, variant = key
-            log.error(
-                "[%s] could not encode frame %d as %s image of max_width %s",
-                stream_id,
-                seq,
-                variant.kind.value,
-                variant.max_width,
-                exc_info=failure,
-            )
-            return
-        current, variant = self.latest.get(packet.stream_id), key[2]
-        if current is not None and current.result is packet.result and variant not in current.jpegs:
-            self.latest[packet.stream_id] = current.with_jpeg(variant, encoding.result())
-
-    def _forget_encodings(self, stream_id: str) -> None:
-        """Let a restarted stream's frames be encoded afresh, though they may reuse a seq of the old source's.
-
-        Encodings under way finish for those already waiting on them.
-        """
-        for key in [key for key in self._encodings if key[0] == stream_id]:
-            del self._encodings[key]
 
     def _count(self, subscriptions: Mapping[str, Subscription], step: Literal[1, -1]) -> None:
         """Count one viewer's ``subscriptions`` in (1) or out (-1) of the viewers and images per stream id."""
@@ -606,6 +518,20 @@ class Hub:
         return StreamStats().snapshot() if stats is None else stats.snapshot()
 
     @property
+    def scaled_images_refused(self) -> int:
+        """Subscriptions and snapshots given another image because their stream had all its scaled sizes."""
+        return self._subscriptions_refused + self._late.scaled_images_refused
+
+    @property
+    def jpeg_quality(self) -> int:
+        """Of the JPEGs made here (snapshots, late encodings, MJPEG notices): the encoder's, set by the app."""
+        return self._late.jpeg_quality
+
+    @jpeg_quality.setter
+    def jpeg_quality(self, quality: int) -> None:
+        self._late.jpeg_quality = quality
+
+    @property
     def frames_skipped(self) -> int:
         """Frames the clients (WebSocket, MJPEG) were not sent since the start, a newer one replacing each
         while they still took an older one: a slow link, or a client that stopped reading."""
@@ -630,27 +556,6 @@ def _tally(counts: dict[_Key, int], key: _Key, step: int) -> None:
         counts[key] = count
     else:
         counts.pop(key, None)
-
-
-def _scales(image: Variant, frame_width: int | None) -> bool:
-    """Whether ``image`` is scaled down from a frame ``frame_width`` wide (`Variant.size`); where the
-    width is not known (None), whether it has a ``max_width`` at all."""
-    return image.max_width is not None and (frame_width is None or image.max_width < frame_width)
-
-
-def _nearest(asked: Variant, scaled: Iterable[Variant]) -> Variant:
-    """The image of ``scaled`` of ``asked``'s kind nearest its width: the widest not wider, else the
-    narrowest; the full size where ``scaled`` has none of its kind."""
-    assert asked.max_width is not None
-    widths = [image.max_width for image in scaled if image.kind is asked.kind and image.max_width is not None]
-    narrower = [width for width in widths if width <= asked.max_width]
-    if narrower:
-        return Variant(asked.kind, max(narrower))
-    return Variant(asked.kind, min(widths)) if widths else asked.full_size
-
-
-def _encode_one(packet: FramePacket, variant: Variant, jpeg_quality: int) -> bytes:
-    return encode_variants(packet.result, frozenset({variant}), jpeg_quality)[variant]
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:
