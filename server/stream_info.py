@@ -2,11 +2,13 @@
 
 `server.streams.StreamManager.info` gathers it from the stream's config, its reader's status and the
 worker's counts; whatever reads it afterwards (a JSON answer, a scrape, a picture's state header)
-reads one moment of the stream, and holds none of the pipeline's locks while it does.
+reads one moment of the stream, and holds none of the pipeline's locks while it does. Streams are
+listed in `stream_order`.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from server.config import StreamConfig
@@ -14,6 +16,24 @@ from server.inference.models import InferenceStatus
 from server.inference.pace import PaceVerdict
 from server.sources import StreamState
 from server.sources.reader import ReaderStatus
+
+_DIGIT_RUNS = re.compile(r"([0-9]+)")
+
+
+def stream_order(stream_id: str) -> tuple[tuple[str | int, ...], str]:
+    """The key streams are listed by (`StreamManager.streams`: `GET /api/streams`, the WebSocket's
+    `hello`; the viewer's grid places a new tile by the same key, `compareStreamIds` in web/grid.js).
+
+    Natural and case-folded: ``back, cam, cam2, cam3, cam10, door, new, Yard``. It is the order a person
+    reading the names expects (``cam10`` after ``cam9``, ``Yard`` among the y's), and it depends on the
+    names alone, so it is the same whatever the source of a stream (the config file, flags, the API, a
+    browser's camera) and whenever it was added: a camera added from the form shows where a reload, or a
+    restart, will put it. The config file's ``[[streams]]`` order is not used: streams from the other
+    sources have no place in it. Ids equal but for case or leading zeros (``Cam``/``cam``, ``cam01``/
+    ``cam1``) fall back to their characters' codes, so the order is total.
+    """
+    parts = _DIGIT_RUNS.split(stream_id.casefold())  # text at even places, digits at odd: types line up
+    return tuple(int(part) if i % 2 else part for i, part in enumerate(parts)), stream_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 import threading
 import time
 from collections import Counter
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Protocol
 
 from server.analytics.shapes import check_fit
@@ -25,34 +24,16 @@ from server.config import Settings, StreamConfig
 from server.config_values import ConfigError
 from server.delivery.encode import Encoder, FramePacket
 from server.frames import FrameResult
-from server.http.access.policy import SourcePolicy, SourceRefused, UnusableSource
+from server.http.access.policy import SourcePolicy
 from server.inference.models import InferenceStatus
-from server.inference.pace import LastVerdicts, OverloadLog, PaceSample, PaceVerdict, StreamPace
+from server.inference.pace import PaceRound, PaceSample, PaceVerdict, StreamPace, StreamPaces
 from server.inference.worker import IN_PLACE_OPTIONS, InferenceWorker
 from server.options import StreamOptions
 from server.sources import Source, SourceError, StreamState, mask_uri, open_source
 from server.sources.reader import ReaderStatus, StreamReader, stop_readers
-from server.stream_info import StreamInfo
+from server.stream_info import StreamInfo, stream_order
 
 log = logging.getLogger(__name__)
-
-_DIGIT_RUNS = re.compile(r"([0-9]+)")
-
-
-def stream_order(stream_id: str) -> tuple[tuple[str | int, ...], str]:
-    """The key streams are listed by (`StreamManager.streams`: `GET /api/streams`, the WebSocket's
-    `hello`; the viewer's grid places a new tile by the same key, `compareStreamIds` in web/grid.js).
-
-    Natural and case-folded: ``back, cam, cam2, cam3, cam10, door, new, Yard``. It is the order a person
-    reading the names expects (``cam10`` after ``cam9``, ``Yard`` among the y's), and it depends on the
-    names alone, so it is the same whatever the source of a stream (the config file, flags, the API, a
-    browser's camera) and whenever it was added: a camera added from the form shows where a reload, or a
-    restart, will put it. The config file's ``[[streams]]`` order is not used: streams from the other
-    sources have no place in it. Ids equal but for case or leading zeros (``Cam``/``cam``, ``cam01``/
-    ``cam1``) fall back to their characters' codes, so the order is total.
-    """
-    parts = _DIGIT_RUNS.split(stream_id.casefold())  # text at even places, digits at odd: types line up
-    return tuple(int(part) if i % 2 else part for i, part in enumerate(parts)), stream_id
 
 
 class StreamExistsError(ValueError):
@@ -127,14 +108,9 @@ class StreamManager:
         #: (see `_remove`).
         self._claimed: Counter[str] = Counter()
         self._policy = settings.source_policy()
-        #: Whether each running stream's inference keeps up (one per reader: a restart is judged afresh),
-        #: each stream's last verdict through the gaps it is not judged in (by id: kept over a restart,
-        #: forgotten on removal), and the node's word on it in the log; updated by `check_pace` alone, under
-        #: `_pace_lock` (`_remove` forgets a stream's last verdict under it too).
-        self._paces: dict[str, StreamPace] = {}
-        self._last_verdicts = LastVerdicts()
-        self._overload = OverloadLog()
-        self._pace_lock = threading.Lock()
+        #: Whether each running stream's inference keeps up: its pace per reader is under `_lock`, with the
+        #: readers; its last verdicts under a lock of its own, taken before `_lock` (`StreamPaces`).
+        self._paces = StreamPaces()
 
     @property
     def policy(self) -> SourcePolicy:
@@ -272,10 +248,12 @@ class StreamManager:
         with neither a reader nor a reason (which no retry would ever change). ``started`` is how the
         log tells it began: ``added``, or ``restarted`` with new settings.
         """
-        check_host, check_path = (self._check_host, self._check_file) if config.from_api else (None, None)
+        check_host, check_path = (
+            (self._policy.check_stream_host, self._policy.check_stream_file) if config.from_api else (None, None)
+        )
         try:
             if config.from_api:
-                self._check_uri(config.uri)
+                self._policy.check_stream_uri(config.uri)
             source = open_source(config.uri, self._settings.max_frame_side, check_host, check_path)
         except SourceError as exc:
             log.warning("[%s] cannot open source: %s", config.stream_id, exc)
@@ -326,7 +304,7 @@ class StreamManager:
             else:
                 self._readers[config.stream_id] = reader
                 self._processed[config.stream_id] = 0
-                self._paces[config.stream_id] = StreamPace()
+                self._paces.start(config.stream_id)
                 log.info("[%s] %s: %s", config.stream_id, started, source.describe())  # before the reader's "live"
                 if config.loop and source.live and config.uri.partition(":")[0].lower() not in ("http", "https"):
                     # Once here, not per reconnect. An HTTP URL is not told: it may be a video, known when it opens.
@@ -385,8 +363,7 @@ class StreamManager:
             self._handed_in.discard(stream_id)
         for reader in readers:
             reader.request_stop()  # it publishes nothing from now on
-        with self._pace_lock:
-            self._last_verdicts.forget(stream_id)
+        self._paces.forget(stream_id)
         self._worker.remove_stream(stream_id)
         self._encoder.forget(stream_id)
         log.info("[%s] removed", stream_id)
@@ -396,7 +373,7 @@ class StreamManager:
         """Move the stream's reader to those being stopped (`_stopping`), and forget its pace (`check_pace`:
         the stream is judged afresh once it runs again); call under `_lock`."""
         reader = self._readers.pop(stream_id, None)
-        self._paces.pop(stream_id, None)
+        self._paces.stop(stream_id)
         if reader is not None:
             self._stopping.add(reader)
         return reader
@@ -503,7 +480,7 @@ class StreamManager:
                     "WebRTC peer published, cannot be reopened: remove it and publish again with options that fit"
                 )
             self._configs[stream_id] = config
-            self._paces[stream_id] = StreamPace()
+            self._paces.start(stream_id)
         self._worker.remove_stream(stream_id, restarting=True)
         slot = self._worker.add_stream(stream_id, lambda: reader.source.fps, config.options, same_reader=True)
         reader.slot.hand_over(slot)  # before the reader reads the new slot: the waiting frame goes first
@@ -530,35 +507,6 @@ class StreamManager:
         self._worker.remove_stream(stream_id, restarting=True)
         log.info("[%s] restarting with new settings", stream_id)
         return readers
-
-    def _check_uri(self, uri: str) -> None:
-        """Refuse to open a stream `StreamConfig.from_api` whose URI the API would refuse now: a scheme taken
-        out of ``[server] source_schemes``, a device with ``allow_devices`` off, an option the API may not
-        give, since it was saved. What its text tells only; its host and file are checked as they are
-        reached (`_check_host`, `_check_file`)."""
-        try:
-            self._policy.check_text(uri)
-        except (SourceRefused, UnusableSource) as exc:
-            raise SourceError(
-                f"{str(exc).removeprefix('body.uri: ')} (the API saved this stream: it is held to the API's rules "
-                "while its [[streams]] table says from_api = true; take that line out to make it the config file's)"
-            ) from None
-
-    def _check_host(self, host: str) -> None:
-        """Refuse a connection of a stream `StreamConfig.from_api` to a host in ``[server] deny_networks``
-        (see `add`)."""
-        try:
-            self._policy.check_host(host)
-        except SourceRefused as exc:
-            raise SourceError(str(exc)) from None
-
-    def _check_file(self, path: Path) -> None:
-        """Refuse to open the file of a stream `StreamConfig.from_api` outside ``[server] media_dirs``
-        (see `add`): ``path`` is its real path, its links followed."""
-        try:
-            self._policy.check_file(path)
-        except SourceRefused as exc:
-            raise SourceError(str(exc)) from None
 
     def config(self, stream_id: str) -> StreamConfig:
         with self._lock:
@@ -615,7 +563,7 @@ class StreamManager:
 
     def check_pace(self) -> None:
         """Judge whether each stream's inference keeps up with its input (`StreamInfo.pace`), and tell the
-        log when the node starts falling behind and when it keeps up again (`OverloadLog`).
+        log when the node starts falling behind and when it keeps up again (`StreamPaces.judge`).
 
         Call it about every `server.inference.pace.PACE_CHECK_INTERVAL_S` (the app does, on its loop):
         it only reads counters. A stream is judged only while it is live, inference is available (a
@@ -624,31 +572,31 @@ class StreamManager:
         judged, or with no reader (restarting), keeps its last verdict for the log (`LastVerdicts`) until
         it is judged again or removed.
         """
-        with self._pace_lock:  # before the list: a removal forgets the stream after this round, not before
-            with self._lock:
-                running = [
-                    (i, r, self._paces[i], self._processed.get(i, 0), self._configs[i].options.process_fps)
-                    for i, r in self._readers.items()
-                ]
-            available = self._worker.inference_status.available
-            now = time.monotonic()
-            verdicts: dict[str, PaceVerdict] = {}
-            for stream_id, reader, pace, processed, cap in running:
-                status = reader.status()
-                batch = bool(getattr(reader.source, "batch", False))
-                judged = status.state is StreamState.LIVE and available and not batch
-                stats = self._worker.stats(stream_id)
-                thinned = stats.thinned if stats is not None else 0
-                sample = PaceSample(now, judged, status.frames_read, status.dropped, processed, thinned, cap)
-                verdicts[stream_id] = pace.update(sample)
-            behind = self._last_verdicts.update(verdicts, now)
-            self._overload.update(behind, self._worker.busy.share(), now)
+        self._paces.judge(self._pace_round, self._worker.busy.share)
+
+    def _pace_round(self, paces: Mapping[str, StreamPace]) -> PaceRound:
+        """Each running stream's counters now, with its pace (of ``paces``), for `check_pace`."""
+        with self._lock:
+            running = [
+                (i, r, paces[i], self._processed.get(i, 0), self._configs[i].options.process_fps)
+                for i, r in self._readers.items()
+            ]
+        available = self._worker.inference_status.available
+        now = time.monotonic()
+        samples: list[tuple[str, StreamPace, PaceSample]] = []
+        for stream_id, reader, pace, processed, cap in running:
+            status = reader.status()
+            batch = bool(getattr(reader.source, "batch", False))
+            judged = status.state is StreamState.LIVE and available and not batch
+            stats = self._worker.stats(stream_id)
+            thinned = stats.thinned if stats is not None else 0
+            sample = PaceSample(now, judged, status.frames_read, status.dropped, processed, thinned, cap)
+            samples.append((stream_id, pace, sample))
+        return now, samples
 
     def behind_held(self) -> frozenset[str]:
-        """The streams ``segcast_stream_behind`` counts behind: judged behind now, or last judged behind
-        at most `server.inference.pace.BEHIND_HELD_S` ago and not judged since (a restart, a stall)."""
-        with self._pace_lock:
-            return self._last_verdicts.held_behind(time.monotonic())
+        """`StreamPaces.behind_held`: the streams ``segcast_stream_behind`` counts behind."""
+        return self._paces.behind_held()
 
     def _on_result(self, result: FrameResult) -> None:
         stream_id = result.frame.stream_id

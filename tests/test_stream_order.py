@@ -15,7 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
-from server.streams import stream_order
+from server.stream_info import stream_order
 from tests.support.browser import WAIT_MS, open_page, require_browser, wait_for_new_frame
 
 Start = Callable[..., Awaitable[TestClient]]

@@ -86,7 +86,7 @@ export function gridSubscription(maxWidthPx) {
 
 /**
  * Where stream `a`'s tile goes against `b`'s (negative: before): natural and case-folded ("cam2" before
- * "cam10", "Yard" among the y's), as the server lists streams (`stream_order` in server/streams.py, which
+ * "cam10", "Yard" among the y's), as the server lists streams (`stream_order` in server/stream_info.py, which
  * says why; a test keeps the two equal). A tile added while the page is open goes where a reload puts it.
  */
 export function compareStreamIds(a, b) {

@@ -235,7 +235,7 @@ class SourcePolicy:
         """Raise `SourceRefused` unless the API may play the file at ``path``: inside `media_dirs`, its
         symbolic links and ``..`` followed, with the API's words less the field they name.
 
-        For a stream `StreamConfig.from_api` each time its file is opened (`server.streams.StreamManager`):
+        For a stream `StreamConfig.from_api` each time its file is opened (`check_stream_file`):
         a link inside the folders may point elsewhere since the API checked it, and the folders in the
         config file may have changed since the stream was saved there. Blocks on the file system.
         """
@@ -250,6 +250,35 @@ class SourcePolicy:
         if not any(real.is_relative_to(folder) for folder in self.media_dirs):
             folders = ", ".join(str(folder) for folder in self.media_dirs)
             raise SourceRefused(f"{field}{shown!r}: only files inside {folders} may be played ([server] media_dirs)")
+
+    def check_stream_uri(self, uri: str) -> None:
+        """Refuse to open a stream `StreamConfig.from_api` whose URI the API would refuse now: a scheme taken
+        out of ``[server] source_schemes``, a device with ``allow_devices`` off, an option the API may not
+        give, since it was saved. What its text tells only; its host and file are checked as they are
+        reached (`check_stream_host`, `check_stream_file`). Raises `SourceError`: the stream fails with it."""
+        try:
+            self.check_text(uri)
+        except (SourceRefused, UnusableSource) as exc:
+            raise SourceError(
+                f"{str(exc).removeprefix('body.uri: ')} (the API saved this stream: it is held to the API's rules "
+                "while its [[streams]] table says from_api = true; take that line out to make it the config file's)"
+            ) from None
+
+    def check_stream_host(self, host: str) -> None:
+        """Refuse a connection of a stream `StreamConfig.from_api` to a host in ``[server] deny_networks``
+        (see `server.streams.StreamManager.add`)."""
+        try:
+            self.check_host(host)
+        except SourceRefused as exc:
+            raise SourceError(str(exc)) from None
+
+    def check_stream_file(self, path: Path) -> None:
+        """Refuse to open the file of a stream `StreamConfig.from_api` outside ``[server] media_dirs``
+        (see `server.streams.StreamManager.add`): ``path`` is its real path, its links followed."""
+        try:
+            self.check_file(path)
+        except SourceRefused as exc:
+            raise SourceError(str(exc)) from None
 
 
 def _check_format(forced: str, shown: str) -> None:
