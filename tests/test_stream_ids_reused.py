@@ -15,7 +15,7 @@ from aiortc import RTCPeerConnection
 
 from server.http.keys import manager_key
 from server.scene import Scene
-from server.webrtc.peers import Peer
+from server.webrtc.peer import Peer
 from server.webrtc.routes import peers_key
 from tests.support.numbered import write_numbered_video
 from tests.test_webrtc import END_WITHIN_S, SceneTrack, feed, lan_peer, next_event, offer_to, wait_removed, wait_state

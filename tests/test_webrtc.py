@@ -39,7 +39,8 @@ from server.sources.base import StreamState
 from server.webrtc import IceServer, IceServerError, WebRTCConfig
 from server.webrtc import peers as peers_module
 from server.webrtc.config import ICE_SERVERS_ENV
-from server.webrtc.peers import Peer, PeerLimitError, PeerRegistry
+from server.webrtc.peer import Peer, PeerLimitError
+from server.webrtc.peers import PeerRegistry
 from server.webrtc.playback import VIDEO_FORMAT, render
 from server.webrtc.routes import peers_key, webrtc_config_key
 from server.webrtc.source import FrameHandover

@@ -19,7 +19,8 @@ from server.config import StreamConfig
 from server.http.keys import hub_key
 from server.scene import Scene
 from server.webrtc import peers as peers_module
-from server.webrtc.peers import Peer, PeerRegistry
+from server.webrtc.peer import Peer
+from server.webrtc.peers import PeerRegistry
 from server.webrtc.playback import AnnotatedTrack
 from server.webrtc.routes import peers_key
 from tests.support.polling import eventually

@@ -19,7 +19,8 @@ from server.config import Settings, StreamConfig
 from server.http import ws as ws_module
 from server.inference.models import BUNDLED_MODEL
 from server.webrtc import WebRTCConfig
-from server.webrtc.peers import Peer, PeerRegistry
+from server.webrtc.peer import Peer
+from server.webrtc.peers import PeerRegistry
 from server.webrtc.routes import peers_key, webrtc_config_key
 from tests.support.polling import eventually
 from tests.test_webrtc import END_WITHIN_S, lan_peer, offer_to

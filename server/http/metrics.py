@@ -32,7 +32,7 @@ from server.sources.uri import mask_uri
 from server.stream_info import StreamInfo
 from server.streams import StreamManager
 from server.triton.transport import TritonEndpoint
-from server.webrtc.peers import PeerCounts
+from server.webrtc.peer import PeerCounts
 
 Sample = tuple[dict[str, str], float]
 

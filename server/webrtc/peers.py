@@ -51,7 +51,7 @@ from collections import OrderedDict
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, Literal, NoReturn
 
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
@@ -68,6 +68,7 @@ from server.streams import StreamManager, StreamOptionsError
 from server.webrtc.config import WebRTCConfig
 from server.webrtc.memory import Trimmer
 from server.webrtc.offers import OfferError, connectable, refusal, without_denied_candidates
+from server.webrtc.peer import Peer, PeerClosedError, PeerCounts, PeerLimitError, Skipped, StreamGoneError
 from server.webrtc.playback import AnnotatedTrack, PlaybackFeed
 from server.webrtc.source import WebRTCSource, pump
 
@@ -91,80 +92,6 @@ SOCKET_CLOSED = "its page's WebSocket closed"
 REPLACED = "replaced by a newer player of the same page and stream"
 #: What each role is called in logs.
 ROLE_NAMES: dict[Literal["publish", "play"], str] = {"publish": "publisher", "play": "player"}
-
-
-class PeerClosedError(RuntimeError):
-    """The peer was closed while its offer was answered (its access token expired, the server is stopping)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"the WebRTC peer was closed before its offer was answered: {reason}")
-
-
-class StreamGoneError(LookupError):
-    """The stream to play was removed while the offer was answered."""
-
-    def __init__(self, stream_id: str) -> None:
-        super().__init__(f"no stream {stream_id!r} (it was removed); GET /api/streams lists them")
-
-
-class PeerLimitError(RuntimeError):
-    """Every WebRTC peer slot is taken, or every one a client address may have."""
-
-
-@dataclass
-class Skipped:
-    """Frames and metadata peers let go of, newest first: a slow reader or sender skips, never queues."""
-
-    #: A player's video frames its encoder was too slow to take (`AnnotatedTrack.dropped_frames`).
-    player_frames: int = 0
-    #: A player's frame metadata not sent, its data channel too far behind (`AnnotatedTrack.dropped_meta`).
-    player_metadata: int = 0
-    #: A publisher's frames its stream's reader had not taken before the next came (`FrameHandover.dropped`).
-    publisher_frames: int = 0
-
-    def add(self, peer: Peer) -> None:
-        if peer.player is not None:
-            self.player_frames += peer.player.dropped_frames
-            self.player_metadata += peer.player.dropped_meta
-        if peer.source is not None:
-            self.publisher_frames += peer.source.handover.dropped
-
-
-@dataclass(frozen=True, slots=True)
-class PeerCounts:
-    """What ``/metrics`` tells of the WebRTC peers: the slots each role holds now (peers being answered
-    and closing included, as they count against the limits), the offers refused so far by each
-    limit (`PeerRegistry.check_room`), and what peers skipped since start, closed ones included."""
-
-    publishers: int
-    players: int
-    refused: dict[str, int]
-    skipped: Skipped
-
-
-@dataclass(eq=False)
-class Peer:
-    pc: RTCPeerConnection
-    role: Literal["publish", "play"]
-    stream_id: str
-    remote: str
-    source: WebRTCSource | None = None
-    player: AnnotatedTrack | None = None
-    feed: PlaybackFeed | None = None
-    connect_deadline: asyncio.TimerHandle | None = field(default=None, repr=False)
-    #: When the signed token the peer was let in with expires, it is closed (`PeerRegistry._end_at`).
-    expiry: asyncio.TimerHandle | None = field(default=None, repr=False)
-    closing: asyncio.Task[None] | None = field(default=None, repr=False)
-    #: A publisher's task moving its video into its stream (`pump`), ended by `PeerRegistry._close`.
-    pump: asyncio.Task[None] | None = field(default=None, repr=False)
-    #: Why it is being closed, for an offer still being answered when that began.
-    close_reason: str | None = None
-    #: Whether it ever connected: a connection lost is not one that failed to connect.
-    connected: bool = False
-    #: The id of the page's WebSocket it closes with (`PeerRegistry.socket_closed`), if it named one.
-    socket: str | None = None
-    #: When its offer was answered (`time.monotonic`): how long it has been connecting.
-    answered_at: float | None = None
 
 
 class PeerRegistry:
