@@ -21,6 +21,7 @@ from ultralytics.engine.results import Results
 
 from server.analytics.engine import StreamAnalytics
 from server.frames import Frame, FrameResult
+from server.inference import models as models_module
 from server.inference import worker as worker_module
 from server.inference.backend import InferenceRefused
 from server.inference.detections import Detections
@@ -273,7 +274,7 @@ def test_a_failure_to_use_the_cores_stops_start_at_once_with_its_reason(monkeypa
     def cannot(*args: Any) -> int:
         raise RuntimeError("set_num_threads failed")
 
-    monkeypatch.setattr(worker_module, "use_cores", cannot)
+    monkeypatch.setattr(models_module, "use_cores", cannot)
     monkeypatch.setattr(worker_module, "MODEL_LOAD_TIMEOUT_S", RESULT_TIMEOUT_S)
     worker = InferenceWorker("m", lambda _: None, InferenceOptions(), load=lambda _: TruthModel())
     with pytest.raises(ModelError, match=r"cannot set its CPU threads \(RuntimeError: set_num_threads failed\)$"):

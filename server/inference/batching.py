@@ -13,17 +13,23 @@ the same tracks batched or alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from server.frames import MIN_FRAME_SIDE_PX, Frame
+from server.inference.backend import InferenceRefused, PendingBatch
 from server.inference.detections import Detections
+from server.inference.models import InferenceUnavailable
 from server.inference.options import InferenceOptions
 from server.inference.registration import StreamRegistration
 from server.options import DEFAULT_MAX_DET
 from server.tracking import detection_conf
+
+log = logging.getLogger(__name__)
 
 #: What the frames of one call share: inference size, NMS IoU, class-agnostic NMS and image shape.
 CallKey = tuple[int | None, float, bool, tuple[int, ...]]
@@ -40,6 +46,18 @@ class Job:
     error: str | None = None
     #: The model could not be asked (`InferenceUnavailable`): the frame is still shown, unanalysed.
     unavailable: bool = False
+
+
+@dataclass(eq=False)
+class Batch:
+    """The jobs of one cycle, and the batches submitted for them."""
+
+    jobs: list[Job]
+    waiting: list[tuple[list[Job], PendingBatch]] = field(default_factory=list)
+
+    def answered(self) -> bool:
+        """Whether `InferenceWorker._finish` would not have to wait (always, for a local model's batch)."""
+        return all(pending.done() for _, pending in self.waiting)
 
 
 def group_jobs(jobs: list[Job], default_imgsz: int | None) -> dict[CallKey, list[Job]]:
@@ -86,3 +104,37 @@ def bad_image(image: object) -> str | None:
     if min(image.shape[:2]) < MIN_FRAME_SIDE_PX:
         return f"bad frame: {image.shape[1]}x{image.shape[0]} is smaller than {MIN_FRAME_SIDE_PX}x{MIN_FRAME_SIDE_PX}"
     return None
+
+
+def with_answers(
+    group: list[Job], results: Sequence[Detections | InferenceRefused]
+) -> list[tuple[Job, Detections | InferenceRefused]]:
+    """Each job with its answer; ValueError if the backend answered for another number of images."""
+    if len(results) != len(group):
+        raise ValueError(f"{len(results)} results for a batch of {len(group)} images")
+    return list(zip(group, results, strict=True))
+
+
+def fail_unavailable(group: list[Job], exc: InferenceUnavailable) -> None:
+    """Inference being unavailable (a remote server down or too slow) is no frame's fault: the whole
+    group fails at once with the reason, and nothing is retried frame by frame. Its frames are still
+    shown, unanalysed (`FrameResult.unanalysed`): the cameras are fine."""
+    for job in group:
+        job.error = f"inference unavailable: {exc}"
+        job.unavailable = True
+
+
+def fail_refused(job: Job, exc: InferenceRefused, refused_by: str) -> None:
+    """A request the backend refused (say, a size the model does not take) is the fault of the streams
+    whose frames it carried: they fail with its reason, once per reason in the log."""
+    job.error = f"{refused_by} refused the request: {exc}"
+
+
+def fail_model_error(group: list[Job], exc: Exception) -> None:
+    """The model raised on ``group``: its frames fail, and the traceback is logged once per new reason, as
+    `InferenceWorker._fail` logs its line (a model failing on every frame, say for a device it cannot
+    use, would otherwise fill the log with one per frame)."""
+    for job in group:
+        job.error = f"model failed: {type(exc).__name__}: {exc}"
+    if any(job.error != job.registration.told_error for job in group):
+        log.warning("[%s] model failed on frame %d", group[0].registration.stream_id, group[0].frame.seq, exc_info=True)

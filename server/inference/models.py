@@ -301,6 +301,30 @@ def check_device(device: str) -> None:
         raise DeviceError(device, f"not available on this machine (PyTorch sees {seen})")
 
 
+def use_cores() -> int:
+    """Give the calling thread's PyTorch work every core this process may run on; returns how many.
+
+    Called on the inference thread itself, since PyTorch's OpenMP thread count is per calling thread.
+    It counts the cores the process is allowed (a container's CPU set), where PyTorch's own default
+    counts the host's and would oversubscribe. Readers and the encoder are not held back: on 2 cores,
+    a 2-thread forward pass beside them measured faster than a 1-thread one (docs/benchmarks.md).
+    ONNX Runtime and OpenVINO keep their own defaults (a pool of one thread per core).
+    """
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    torch.set_num_threads(max(1, cores))
+    return torch.get_num_threads()
+
+
+def use_cores_or_say_why() -> int:
+    """`use_cores`, failing as a `ModelError` that says it is the thread's cores, not the model, at fault."""
+    try:
+        return use_cores()
+    except Exception as exc:
+        raise ModelError(f"the inference thread cannot set its CPU threads ({type(exc).__name__}: {exc})") from exc
+
+
 def _open_export(model: YOLO) -> dict[int, str]:
     """Open an exported model's runtime on the CPU, as ultralytics' own ``names`` does, and return its classes.
 

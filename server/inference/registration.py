@@ -84,3 +84,25 @@ class StreamRegistration:
             previous = previous.restarts
         self.restarts = previous
         return previous
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStats:
+    """What the worker knows about one stream, for its state in the API and UI."""
+
+    processed: int
+    errors: int
+    last_error: str | None
+    last_error_at: float | None  # Unix seconds: the error may be past (`last_error` stays)
+    processing_fps: float | None  # None until the stream's second processed frame
+    #: Why zones or lines are left out or can never count (`StreamAnalytics.problems`, one per line),
+    #: and why the analytics failed on its latest frame if they did; None when none are.
+    analytics_error: str | None = None
+    frame_size: tuple[int, int] | None = None  # width, height of its latest processed frame
+    #: Zones and lines given to it (added or moved) since its last frame: they count from its next one.
+    pending_shapes: tuple[str, ...] = ()
+    #: Why the stream's options can never work with the model (a class it lacks, found once a remote
+    #: model was first described): none of its frames is inferred until its options change.
+    options_error: str | None = None
+    #: Frames its ``process_fps`` left out, never sent to the model (`FrameCap`).
+    thinned: int = 0

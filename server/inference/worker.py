@@ -22,22 +22,21 @@ closes the backend first, which ends what is out at once: a hung server never ho
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from server.analytics.events import Counts
 from server.analytics.shapes import check_classes
 from server.frames import Frame, FrameResult
+from server.inference import batching
 from server.inference.analysis import analyse, pending_shapes
-from server.inference.backend import BatchFailed, InferenceBackend, InferenceRefused, PendingBatch, RequestStats
-from server.inference.batching import Job, group_jobs, predict_options
-from server.inference.detections import Detections
+from server.inference.backend import BatchFailed, InferenceBackend, InferenceRefused, RequestStats
+from server.inference.batching import Batch, Job, group_jobs, predict_options
 from server.inference.local import LocalModel
 from server.inference.models import (
     InferenceStatus,
@@ -47,10 +46,11 @@ from server.inference.models import (
     open_model,
     resolve_device,
     runs_here,
+    use_cores_or_say_why,
 )
 from server.inference.options import InferenceOptions
 from server.inference.pace import BusyShare
-from server.inference.registration import StreamRegistration
+from server.inference.registration import StreamRegistration, StreamStats
 from server.options import MODEL_IMGSZ, StreamOptions
 from server.sources.base import LatestFrame
 from server.tracking.filters import class_ids
@@ -71,40 +71,6 @@ MODEL_LOAD_TIMEOUT_S = 600.0
 #: The stream options `InferenceWorker.change_shapes` changes on a running stream: neither the model's
 #: call nor the tracker depends on them. Any other change restarts the stream.
 IN_PLACE_OPTIONS = ("zones", "lines", "process_fps")
-
-
-@dataclass(frozen=True, slots=True)
-class StreamStats:
-    """What the worker knows about one stream, for its state in the API and UI."""
-
-    processed: int
-    errors: int
-    last_error: str | None
-    last_error_at: float | None  # Unix seconds: the error may be past (`last_error` stays)
-    processing_fps: float | None  # None until the stream's second processed frame
-    #: Why zones or lines are left out or can never count (`StreamAnalytics.problems`, one per line),
-    #: and why the analytics failed on its latest frame if they did; None when none are.
-    analytics_error: str | None = None
-    frame_size: tuple[int, int] | None = None  # width, height of its latest processed frame
-    #: Zones and lines given to it (added or moved) since its last frame: they count from its next one.
-    pending_shapes: tuple[str, ...] = ()
-    #: Why the stream's options can never work with the model (a class it lacks, found once a remote
-    #: model was first described): none of its frames is inferred until its options change.
-    options_error: str | None = None
-    #: Frames its ``process_fps`` left out, never sent to the model (`FrameCap`).
-    thinned: int = 0
-
-
-@dataclass(eq=False)
-class _Batch:
-    """The jobs of one cycle, and the batches submitted for them."""
-
-    jobs: list[Job]
-    waiting: list[tuple[list[Job], PendingBatch]] = field(default_factory=list)
-
-    def answered(self) -> bool:
-        """Whether `_finish` would not have to wait (always, for a local model's batch)."""
-        return all(pending.done() for _, pending in self.waiting)
 
 
 class InferenceWorker:
@@ -341,7 +307,7 @@ class InferenceWorker:
 
     def _serve(self) -> None:
         try:
-            threads = _use_cores_or_say_why()
+            threads = use_cores_or_say_why()
             backend = self._backend = self._open_backend()
         except ModelError as exc:
             self._load_error = exc
@@ -369,7 +335,7 @@ class InferenceWorker:
                 threads,
             )
         self._report_status()
-        in_flight: deque[_Batch] = deque()
+        in_flight: deque[Batch] = deque()
         try:
             self._cycles(backend, in_flight)
             # Stopping: what was answered is still tracked and delivered, with its events (`_finish`).
@@ -405,7 +371,7 @@ class InferenceWorker:
             raise ModelError(f"--model {self._model_spec}: cannot load it ({exc})") from exc
         return loaded if isinstance(loaded, InferenceBackend) else LocalModel(loaded, self._options)
 
-    def _cycles(self, backend: InferenceBackend, in_flight: deque[_Batch]) -> None:
+    def _cycles(self, backend: InferenceBackend, in_flight: deque[Batch]) -> None:
         """Take, submit and finish batches until `stop`. A cycle that fails (a bug outside any one frame:
         each frame's own failure is charged to its stream in `_finish`) is logged and the next one goes on."""
         last_frame_at = time.monotonic()
@@ -506,16 +472,16 @@ class InferenceWorker:
                         log.exception("[%s] unfit stream handler failed", registration.stream_id)
         return registration.options_error
 
-    def _start(self, backend: InferenceBackend, jobs: list[Job]) -> _Batch:
+    def _start(self, backend: InferenceBackend, jobs: list[Job]) -> Batch:
         """Submit ``jobs`` to the model, one batch per group of frames that may share a call."""
-        batch = _Batch(jobs)
+        batch = Batch(jobs)
         # A remote model not described yet (its server was down at start) has no size of its own, so
         # it uses the size the server describes rather than ultralytics' default.
         for (imgsz, iou, agnostic, _), group in group_jobs(jobs, backend.default_imgsz).items():
             self._submit(backend, batch, group, predict_options(group, imgsz, iou, agnostic, self._options))
         return batch
 
-    def _submit(self, backend: InferenceBackend, batch: _Batch, group: list[Job], options: dict[str, Any]) -> None:
+    def _submit(self, backend: InferenceBackend, batch: Batch, group: list[Job], options: dict[str, Any]) -> None:
         """Submit ``group`` as one batch; if the model fails on it as a whole, each frame goes alone, so
         only the culprit is charged."""
         try:
@@ -525,14 +491,14 @@ class InferenceWorker:
             for job in group:
                 self._submit(backend, batch, [job], options)
         except InferenceUnavailable as exc:
-            _unavailable(group, exc)
+            batching.fail_unavailable(group, exc)
         except Exception as exc:  # a bug or an odd model must cost these frames, not the thread
-            _model_failed(group, exc)
+            batching.fail_model_error(group, exc)
         else:
             self.cycles += 1
             batch.waiting.append((group, pending))
 
-    def _finish(self, backend: InferenceBackend, batch: _Batch) -> None:
+    def _finish(self, backend: InferenceBackend, batch: Batch) -> None:
         """Wait for what is still out, then track and deliver every frame of the batch, in order. Once
         stopping, frames that failed are not: a remote model was closed under them (`stop`), and a
         stop is no outage to show; frames that were inferred are, with their events. Whatever fails on
@@ -540,17 +506,17 @@ class InferenceWorker:
         that frame's stream, and the others go on."""
         for group, pending in batch.waiting:
             try:
-                answers = _answers(group, pending.result())
+                answers = batching.with_answers(group, pending.result())
             except InferenceUnavailable as exc:
-                _unavailable(group, exc)
+                batching.fail_unavailable(group, exc)
                 continue
             except Exception as exc:
-                _model_failed(group, exc)
+                batching.fail_model_error(group, exc)
                 continue
             elapsed_ms = pending.seconds * 1000 / len(group)
             for job, found in answers:
                 if isinstance(found, InferenceRefused):
-                    _refused(job, found, backend.kind)
+                    batching.fail_refused(job, found, backend.kind)
                 else:
                     job.detections, job.inference_ms = found, elapsed_ms
         stopping = self._stop.is_set()
@@ -586,7 +552,7 @@ class InferenceWorker:
                     tracks, track_events = tracker.update(job.detections, frame)
                 except Exception as exc:  # a ValueError here too: a tracking bug (numpy's, OpenCV's), not the options
                     job.error = f"tracking failed: {type(exc).__name__}: {exc}"
-                    if job.error != registration.told_error:  # the traceback once per new reason, as `_model_failed`'s
+                    if job.error != registration.told_error:  # the traceback once per new reason, as for the model
                         log.warning(
                             "[%s] tracking failed on frame %d", registration.stream_id, frame.seq, exc_info=True
                         )
@@ -630,61 +596,3 @@ class InferenceWorker:
     def _fail(self, registration: StreamRegistration, frame: Frame, reason: str) -> None:
         if registration.failed(reason):  # one line per new reason, not one per frame
             log.warning("[%s] frame %d not processed: %s", registration.stream_id, frame.seq, reason)
-
-
-def use_cores() -> int:
-    """Give the calling thread's PyTorch work every core this process may run on; returns how many.
-
-    Called on the inference thread itself, since PyTorch's OpenMP thread count is per calling thread.
-    It counts the cores the process is allowed (a container's CPU set), where PyTorch's own default
-    counts the host's and would oversubscribe. Readers and the encoder are not held back: on 2 cores,
-    a 2-thread forward pass beside them measured faster than a 1-thread one (docs/benchmarks.md).
-    ONNX Runtime and OpenVINO keep their own defaults (a pool of one thread per core).
-    """
-    import torch
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    torch.set_num_threads(max(1, cores))
-    return torch.get_num_threads()
-
-
-def _use_cores_or_say_why() -> int:
-    """`use_cores`, failing as a `ModelError` that says it is the thread's cores, not the model, at fault."""
-    try:
-        return use_cores()
-    except Exception as exc:
-        raise ModelError(f"the inference thread cannot set its CPU threads ({type(exc).__name__}: {exc})") from exc
-
-
-def _answers(
-    group: list[Job], results: Sequence[Detections | InferenceRefused]
-) -> list[tuple[Job, Detections | InferenceRefused]]:
-    """Each job with its answer; ValueError if the backend answered for another number of images."""
-    if len(results) != len(group):
-        raise ValueError(f"{len(results)} results for a batch of {len(group)} images")
-    return list(zip(group, results, strict=True))
-
-
-def _unavailable(group: list[Job], exc: InferenceUnavailable) -> None:
-    """Inference being unavailable (a remote server down or too slow) is no frame's fault: the whole
-    group fails at once with the reason, and nothing is retried frame by frame. Its frames are still
-    shown, unanalysed (`FrameResult.unanalysed`): the cameras are fine."""
-    for job in group:
-        job.error = f"inference unavailable: {exc}"
-        job.unavailable = True
-
-
-def _refused(job: Job, exc: InferenceRefused, refused_by: str) -> None:
-    """A request the backend refused (say, a size the model does not take) is the fault of the streams
-    whose frames it carried: they fail with its reason, once per reason in the log."""
-    job.error = f"{refused_by} refused the request: {exc}"
-
-
-def _model_failed(group: list[Job], exc: Exception) -> None:
-    """The model raised on ``group``: its frames fail, and the traceback is logged once per new reason, as
-    `InferenceWorker._fail` logs its line (a model failing on every frame, say for a device it cannot
-    use, would otherwise fill the log with one per frame)."""
-    for job in group:
-        job.error = f"model failed: {type(exc).__name__}: {exc}"
-    if any(job.error != job.registration.told_error for job in group):
-        log.warning("[%s] model failed on frame %d", group[0].registration.stream_id, group[0].frame.seq, exc_info=True)
