@@ -1,4 +1,5 @@
-"""Resolving ``--model`` to a loaded ultralytics model, with errors that name the flag."""
+"""Resolving ``--model`` to a loaded ultralytics model, with errors that name the flag, and the device and
+CPU threads the inference thread runs it with (`resolve_device`, `check_device`, `use_cores`)."""
 
 from __future__ import annotations
 
