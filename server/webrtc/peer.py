@@ -69,6 +69,13 @@ class PeerCounts:
 
 @dataclass(eq=False)
 class Peer:
+    """One browser's WebRTC connection: a camera it publishes into ``stream_id`` (``source``, moved by
+    ``pump``) or a stream it plays (``player``, fed by ``feed``), and the timers and task that end it.
+
+    Kept by `PeerRegistry` from its offer until it is closed; ``remote`` is the client address it came
+    from, by which players are limited to their share (`PeerRegistry.check_room`).
+    """
+
     pc: RTCPeerConnection
     role: Literal["publish", "play"]
     stream_id: str
