@@ -48,8 +48,9 @@ from server.http.network.bodies import read_body
 from server.http.ws import page_sockets_key
 from server.streams import StreamExistsError
 from server.webrtc.config import WebRTCConfig
+from server.webrtc.offers import OfferError
 from server.webrtc.peer import PeerClosedError, PeerLimitError, StreamGoneError
-from server.webrtc.peers import FIRST_FRAME_TIMEOUT_S, OfferError, PeerRegistry
+from server.webrtc.peers import FIRST_FRAME_TIMEOUT_S, PeerRegistry
 from server.webrtc.source import DEFAULT_FPS
 from server.webrtc.vanished_peers import quiet_vanished_peers
 
