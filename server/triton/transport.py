@@ -18,7 +18,7 @@ Triton's JSON (an empty 404 of a proxy or default backend, an HTML page) is not 
 
 gRPC enforces a call's deadline itself. The HTTP client's time-outs bound each read, not the call, so
 a server or proxy that trickles its answer a byte at a time would hold the call for ever: at the
-deadline the transport's one watcher thread (`_DeadlineWatcher`) shuts the call's connections under
+deadline the transport's one watcher thread (`DeadlineWatcher`) shuts the call's connections under
 it, as `Transport.close` does, and the call fails as `TritonTimeout`.
 
 Requests go in the clear and carry no credentials: ``grpcs://``, ``https://`` and a user name or
@@ -38,7 +38,6 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -48,6 +47,7 @@ import numpy as np
 from server.inference.backend import InferenceRefused
 from server.inference.models import ModelError
 from server.sources.uri import mask_uri
+from server.triton.deadlines import DeadlineWatcher
 
 log = logging.getLogger(__name__)
 
@@ -286,7 +286,7 @@ class _HttpTransport:
         self._connect_timeout_s = connect_timeout_s
         self._lock = threading.Lock()  # guards the clients, their connections and calls, and `_closed`
         self._closed = False
-        self._deadlines = _DeadlineWatcher()
+        self._deadlines = DeadlineWatcher()
         #: geventhttpclient fixes a client's timeouts when it is made, so there is one client (and
         #: connection) per time-out in use, the least recently used first: a model's description (5 s)
         #: and its inference (10 s) alternate on an idle node's probes and sparse frames, and a single
@@ -441,81 +441,6 @@ class _HttpClient:
     call: threading.Event | None = None
 
 
-class _DeadlineWatcher:
-    """Ends an `_HttpTransport`'s calls at their wall-clock deadlines, on one daemon thread of its own:
-    a timer thread per call made a thread for every inference request.
-
-    The thread is started by the first call and waits on a condition for the earliest deadline of the
-    calls in progress (the requester thread makes one at a time, the /metrics question of
-    `_serves_metrics` included), then runs that call's ``expire``. Once `close` was called it watches
-    no new call, and its thread ends as soon as no call it watches is left: at once, unless `close`
-    came from another thread in the middle of a call, which stays bounded by its deadline.
-    """
-
-    def __init__(self) -> None:
-        self._changed = threading.Condition()  # guards the three below; notified on a new call and on `close`
-        self._watched: set[_Watched] = set()
-        self._thread: threading.Thread | None = None
-        self._closed = False
-
-    @contextlib.contextmanager
-    def watching(self, timeout_s: float, expire: Callable[[], None]) -> Iterator[None]:
-        """Run the block, with ``expire`` called on the watcher's thread if it is still running
-        ``timeout_s`` from now; ``expire`` must itself check that the block has not ended as it is called.
-        Once closed, the block is not watched: the transport's connections, those opened after
-        included, were shut."""
-        watched = _Watched(time.monotonic() + timeout_s, expire)
-        with self._changed:
-            if not self._closed:
-                self._watched.add(watched)
-                if self._thread is None:
-                    self._thread = threading.Thread(target=self._run, name="triton-http-deadlines", daemon=True)
-                    self._thread.start()
-                self._changed.notify()
-        try:
-            yield
-        finally:
-            with self._changed:
-                self._watched.discard(watched)
-                if self._closed:  # the last call it watched may be over: its thread can end now
-                    self._changed.notify()
-
-    def close(self) -> None:
-        with self._changed:
-            self._closed = True
-            self._changed.notify()
-
-    def _run(self) -> None:
-        while passed := self._wait_for_a_deadline():
-            for watched in passed:
-                try:
-                    watched.expire()
-                except Exception:  # the thread must go on watching the calls after it
-                    log.exception("ending a Triton HTTP call at its deadline failed")
-
-    def _wait_for_a_deadline(self) -> list[_Watched]:
-        """The calls whose deadline has passed, no longer watched, as soon as there are; none once closed
-        and no call is left to watch."""
-        with self._changed:
-            while not (self._closed and not self._watched):
-                now = time.monotonic()
-                passed = [watched for watched in self._watched if watched.deadline <= now]
-                if passed:
-                    self._watched.difference_update(passed)
-                    return passed
-                earliest = min((watched.deadline for watched in self._watched), default=None)
-                self._changed.wait(None if earliest is None else earliest - now)
-            return []
-
-
-@dataclass(eq=False, slots=True)
-class _Watched:
-    """A call `_DeadlineWatcher` watches: its deadline, by the monotonic clock, and what ends it."""
-
-    deadline: float
-    expire: Callable[[], None]
-
-
 def _http_error(exc: Any) -> Exception:
     """The exception for an HTTP error answer of status ``exc.status()``, classified as gRPC's codes are."""
     text = _short(exc)
@@ -564,7 +489,7 @@ def _outputs(reply: Any, names: list[str]) -> list[np.ndarray]:
     return found
 
 
-def _serves_metrics(address: str, timeout_s: float, deadlines: _DeadlineWatcher) -> bool:
+def _serves_metrics(address: str, timeout_s: float, deadlines: DeadlineWatcher) -> bool:
     """Whether ``address`` answers ``GET /metrics`` with Prometheus text, as Triton's metrics port does:
     asked only once an answer was found not to be JSON, whose text the client does not hand back.
     Within ``timeout_s`` of now, however slowly the server sends: at the deadline ``deadlines`` shuts
