@@ -173,15 +173,25 @@ async def test_the_track_table_is_one_tab_stop_with_the_arrow_keys_between_its_r
     await page.keyboard.press("Shift+Tab")
     assert await page.evaluate(FOCUSED_ROW) == rows[1]
     assert await page.evaluate(TAB_STOPS) == [rows[1]]
+    # The keyboard moves on from the pinned row: its row, not the pinned one, stays the stop as the rows'
+    # marks change (the mouse over another row highlights that one).
+    await page.keyboard.press("ArrowDown")
+    await page.hover(f"#tracks tbody tr[data-track='{rows[0]}']")
+    assert await page.locator(f"#tracks tbody tr.highlight[data-track='{rows[0]}']").count() == 1
+    assert await page.evaluate(TAB_STOPS) == [rows[2]], "the keyboard's row, not the pinned one"
 
     # Its tracks all end: the table holds the focus; when rows come again the arrows reach them, and the
     # table, no longer holding it, leaves the tab order.
     await page.evaluate(SHOW_TRACKS, [])
     assert await page.evaluate(FOCUSED_ROW) == "table"
-    await page.evaluate(SHOW_TRACKS, [7, 8])
+    await page.evaluate(SHOW_TRACKS, [7, 8, 9])
     await page.keyboard.press("ArrowDown")
     assert await page.evaluate(FOCUSED_ROW) == "7"
     assert await page.get_attribute("#tracks", "tabindex") is None
+    # The last row's track ends while it has the focus: the focus goes to the row before it.
+    await page.keyboard.press("End")
+    await page.evaluate(SHOW_TRACKS, [7, 8])
+    assert await page.evaluate(FOCUSED_ROW) == "8", "the row before the last one, not the first"
     assert console.errors == []
 
 

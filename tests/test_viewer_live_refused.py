@@ -3,8 +3,9 @@
 A page whose live connection (the WebSocket) keeps being refused before segcast's hello while its
 HTTP API answers says so and what to fix: behind README's reverse proxy without its Host line every
 WebSocket is refused as cross-site. One refusal alone is not blamed on it (a server restarting as the
-page tried). And a page that lost its connection never calls a picture it never had the last one.
-A real nginx, the real app and a real headless Chromium; every wait is on something the page shows.
+page tried), nor is a server gone altogether, its API too. And a page that lost its connection never
+calls a picture it never had the last one. A real nginx, the real app and a real headless Chromium;
+every wait is on something the page shows.
 """
 
 from __future__ import annotations
@@ -103,6 +104,54 @@ async def test_a_live_connection_refused_twice_says_so_until_a_socket_opens(star
     await wait_for_new_frame(page, '.card[data-stream="cam"] canvas')
     await page.wait_for_selector(TILE_PANEL.format("cam"), state="hidden", timeout=WAIT_MS)
     assert await page.inner_text("#connection") == "connected"
+
+
+#: Counts the page's WebSockets made (``window.socketsMade``) and its requests for the stream list, the
+#: question each lost socket is put to (``window.listsAsked``, ``window.listsSettled``); records in
+#: ``window.badges`` every text the viewer's connection badge shows.
+COUNT_SOCKETS_AND_QUESTIONS = """{
+  window.socketsMade = 0;
+  window.WebSocket = class extends WebSocket {
+    constructor(...args) {
+      super(...args);
+      window.socketsMade += 1;
+    }
+  };
+  window.listsAsked = 0;
+  window.listsSettled = 0;
+  const fetchAsPage = window.fetch;
+  window.fetch = (resource, ...rest) => {
+    if (!new URL(resource, location.href).pathname.endsWith("/api/streams")) return fetchAsPage(resource, ...rest);
+    window.listsAsked += 1;
+    return fetchAsPage(resource, ...rest).finally(() => (window.listsSettled += 1));
+  };
+  window.badges = [];
+  document.addEventListener("DOMContentLoaded", () => {
+    const badge = document.getElementById("connection");
+    new MutationObserver(() => window.badges.push(badge.textContent))
+      .observe(badge, { childList: true, characterData: true, subtree: true });
+  });
+}"""
+#: Three sockets lost (the one that said hello, then two that never opened) and each loss put to the API:
+#: the next socket is only made after a wait, and a loss's question goes out as the socket is lost.
+THREE_LOSSES_JUDGED = "() => window.socketsMade >= 4 && window.listsAsked === window.listsSettled"
+
+
+async def test_a_server_gone_with_its_api_is_an_outage_however_many_sockets_fail(
+    start_server: Start, browser: Any
+) -> None:
+    """Sockets that fail before their hello are blamed on the live connection only while the API answers:
+    a server that is stopped refuses both, and that is no connection at all."""
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    page = await browser.new_page()
+    await page.add_init_script(COUNT_SOCKETS_AND_QUESTIONS)
+    await page.goto(str(client.make_url("/")))
+    await wait_for_new_frame(page, '.card[data-stream="cam"] canvas')
+    await client.close()
+    await page.wait_for_function(THREE_LOSSES_JUDGED, timeout=WAIT_MS)
+    assert "live connection refused" not in await page.evaluate("() => window.badges")
+    assert await page.inner_text("#connection") == "reconnecting…"
+    assert "No connection to segcast" in await page.inner_text(TILE_PANEL.format("cam"))
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,8 @@ A dropped Wi-Fi or a NAT that forgot the connection closes nothing: packets just
 sends a keepalive whenever it has sent nothing else for `KEEPALIVE_S`, and the page gives up on a
 socket silent for 2.5 of them; here the interval is 1 s, so a test takes seconds, not a minute. The
 network is a real TCP proxy that goes silent (tests/support/silent_proxy.py) in front of the real
-app, watched in a real headless Chromium. Every wait is on something the page shows, with a deadline.
+app, watched in a real headless Chromium. Every wait is on something the page shows, with a deadline;
+how long the page waits before it gives up is read on Playwright's clock, which the test moves on.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from server.inference.models import BUNDLED_MODEL
 from server.webrtc.routes import peers_key
 from tests.support.browser import WAIT_MS, Console, open_url, require_browser, wait_for_new_frame, wait_for_text
 from tests.support.silent_proxy import SilentProxy
+from tests.test_viewer_background import paused_page
 from tests.test_viewer_webrtc import fell_back_reasons
 
 require_browser()
@@ -50,6 +52,24 @@ window.WebSocket = class extends WebSocket {
 };
 """
 SEQ = "() => document.querySelector('#video').dataset.seq ?? null"
+#: Keeps, in the page, when its WebSockets last brought anything (performance.now(), on the page's clock).
+LAST_HEARD = """
+window.lastHeardAt = null;
+window.WebSocket = class extends WebSocket {
+  constructor(...args) {
+    super(...args);
+    this.addEventListener("message", () => (window.lastHeardAt = performance.now()));
+  }
+};
+"""
+#: How long the page's sockets had been silent, on its clock, if the panel at the selector says the
+#: connection is lost; null while it does not.
+SILENT_FOR_MS = """(selector) => {
+  const panel = document.querySelector(selector);
+  const offline = panel?.checkVisibility() && panel.innerText.includes("No connection to segcast");
+  return offline ? performance.now() - window.lastHeardAt : null;
+}"""
+CLOCK_STEP_MS = 250
 
 
 @pytest.fixture
@@ -95,22 +115,39 @@ async def test_the_server_sends_keepalives_when_it_has_nothing_else_to_send(
     ids=["stream-view", "embed"],
 )
 async def test_a_network_gone_silent_is_shown_as_such_and_the_page_comes_back_with_it(
-    network: SilentProxy, browser: Any, path: str, panel: str
+    network: SilentProxy, keepalive: float, browser: Any, path: str, panel: str
 ) -> None:
-    page, console = await open_url(browser, str(network.url) + path)
+    """On Playwright's clock, stopped from the page's start: the silence the page allows is counted on it,
+    so a slow machine neither hurries nor delays the page's judgement."""
+    page = await paused_page(browser, LAST_HEARD)
+    console = Console(page)
+    await page.goto(str(network.url) + path)
     await wait_for_new_frame(page, "#video")
     network.go_silent()
-    await wait_for_text(page, panel, "No connection to segcast")
+    silent_s = await silence_noticed_after_s(page, panel, limit_s=4 * keepalive)
+    assert 2 * keepalive <= silent_s <= 2.5 * keepalive + CLOCK_STEP_MS / 1000, "given up after 2.5 keepalives"
     if path.startswith("?"):
         assert await page.text_content("#connection") == "reconnecting…"
     frozen = await page.evaluate(SEQ)
 
     network.speak()
+    await page.clock.resume()  # its attempts to connect again wait on timers: time flows from here
     await page.wait_for_selector(panel, state="hidden", timeout=WAIT_MS)
     await wait_for_new_frame(page, "#video", frozen)
     if path.startswith("?"):
         assert await page.text_content("#connection") == "connected"
     assert only_websocket_errors(console) == []
+
+
+async def silence_noticed_after_s(page: Any, panel: str, limit_s: float) -> float:
+    """Move the page's clock on, a step at a time, until ``panel`` says the connection is lost: how long, in
+    seconds on that clock, the page's sockets had then been silent. Fails if it is not said within ``limit_s``."""
+    for _ in range(round(limit_s * 1000 / CLOCK_STEP_MS)):
+        await page.clock.run_for(CLOCK_STEP_MS)
+        silent_ms = await page.evaluate(SILENT_FOR_MS, panel)
+        if silent_ms is not None:
+            return float(silent_ms) / 1000
+    raise AssertionError(f"{limit_s} s of silence on the page's clock, and it still says nothing of it")
 
 
 async def test_a_quiet_feed_is_not_taken_for_a_silent_network(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from server.app import create_app
 from server.config import Settings, StreamConfig
 from server.inference.models import BUNDLED_MODEL
+from server.sources.backoff import RECONNECT_MAX_S
 from tests.support.browser import (
+    DESKTOP,
     PHONE,
     WAIT_MS,
     Console,
@@ -42,6 +45,8 @@ TILE_PANEL = '.card[data-stream="{}"] .status-panel'
 VIEW_PANEL = "#stream-view .status-panel"
 EMBED_PANEL = ".status-panel"
 COUNTDOWN = re.compile(r"next attempt in (\d+) s")
+TILE_RATE = '.card[data-stream="{}"] .card-caption small'
+HOUR_S = 3600
 #: The ids of the rows of the track table, in order.
 TABLE_IDS = "() => [...document.querySelectorAll('#tracks tbody tr')].map((row) => Number(row.dataset.track))"
 #: Whether the page is wider than the screen (a phone would scroll sideways), and by how much.
@@ -80,8 +85,13 @@ async def test_a_failed_stream_says_why_on_its_tile_and_in_its_view(
 async def test_a_reconnecting_camera_counts_down_to_its_next_attempt(
     start_server: Start, browser: Any, screenshots: Path
 ) -> None:
+    """In a browser whose clock is an hour behind the server's (a phone set by hand): the countdown is to
+    the server's ``next_attempt_at``, on the server's clock, as the answers' Date header has it."""
     client = await start_server(StreamConfig("door", closed_port_camera()))
-    page, console = await open_page(browser, client, "/")
+    page = await browser.new_page(viewport=DESKTOP)
+    console = Console(page)
+    await page.clock.install(time=time.time() - HOUR_S)
+    await page.goto(str(client.make_url("/")))
     panel = TILE_PANEL.format("door")
     for where in ("tile", "view"):
         # The retries back off (0.5 s, 1, 2, 4 ...): soon one is far enough away to watch it count down.
@@ -99,6 +109,7 @@ async def test_a_reconnecting_camera_counts_down_to_its_next_attempt(
         text, attempt = seen["text"], seen["attempt"]
         assert "connection refused" in text, "the reason is shown with the state"
         first = int(COUNTDOWN.search(text)[1])  # type: ignore[index]
+        assert first <= RECONNECT_MAX_S + 1, f"{first} s: counted on the browser's clock, not the server's"
         await page.wait_for_function(
             """([selector, first, attempt]) => { const panel = document.querySelector(selector);
                  const shown = Number(/next attempt in (\\d+) s/.exec(panel.innerText)?.[1]);
@@ -151,10 +162,12 @@ async def test_when_the_server_goes_away_no_stream_still_says_live(
         page, _ = await open_url(browser, str(server.make_url("/")))
         await wait_for_new_frame(page, '.card[data-stream="cam"] canvas')
         await page.wait_for_selector('.card[data-stream="cam"] .badge.state-live', timeout=WAIT_MS)
+        await wait_for_text(page, TILE_RATE.format("cam"), "fps")
     finally:
         await server.close()
     await wait_for_text(page, TILE_PANEL.format("cam"), "No connection to segcast")
     assert await page.inner_text('.card[data-stream="cam"] .badge') == "offline"
+    assert await page.inner_text(TILE_RATE.format("cam")) == "—", "no rate is known of a server out of reach"
     await page.screenshot(path=screenshots / "grid.png")
     await page.evaluate("() => { location.hash = '#/stream/cam'; }")  # the page stays: the server is away
     await wait_for_text(page, VIEW_PANEL, "No connection to segcast")

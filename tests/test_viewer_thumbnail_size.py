@@ -121,6 +121,25 @@ async def wait_for_a_new_picture(page: Any) -> None:
     )
 
 
+#: A tile's width in device pixels, and the step asked for it: a width at a step is that step, even a
+#: fraction of a pixel over it (layout's sub-pixel widths), not the next one up with twice the pixels.
+STEP_FOR_WIDTH = {320: 320, 320.4: 320, 320.6: 384, 640: 640, 1280: 1280, 20: 32, 9000: 7680}
+
+
+async def test_a_tile_as_wide_as_a_step_asks_for_that_step(chromium: None, start_server: Any, browser: Any) -> None:
+    client = await start_server()
+    page, console, _ = await open_recorded(browser, str(client.make_url("/")))
+    steps = await page.evaluate(
+        """async (widths) => {
+             const { widthStepPx } = await import("./static/grid.js");
+             return widths.map(widthStepPx);
+           }""",
+        list(STEP_FOR_WIDTH),
+    )
+    assert dict(zip(STEP_FOR_WIDTH, steps, strict=True)) == STEP_FOR_WIDTH
+    assert console.errors == []
+
+
 async def test_the_fleet_page_asks_for_its_tiles_width_in_device_pixels(
     chromium: None, start_server: Any, browser: Any
 ) -> None:
