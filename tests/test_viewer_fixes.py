@@ -1,6 +1,7 @@
 """The stream view in a real headless Chromium: WebRTC for a stream that appears after its view was
 opened, and zone names typed before a shape is drawn (kept when the server refuses the shape) or given
-to one already saved.
+to one already saved; with none typed, the first number free; and Done, pressed only once the shape
+drawn can be finished.
 
 Every wait is on something the page or the API shows, with a deadline; none is a fixed sleep.
 """
@@ -96,6 +97,40 @@ async def test_a_name_typed_before_add_zone_names_the_zone(start_server: Start, 
     # Nothing typed: the next free name, not the selected zone's.
     await page.click("#add-zone")
     assert await page.input_value("#shape-name") == "zone-1"
+    assert console.errors == []
+
+
+async def test_add_zone_offers_the_first_free_number_and_done_waits_until_the_shape_can_be_finished(
+    start_server: Start, browser: Any
+) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    taken = [
+        {"name": f"zone-{n}", "points": [[x, 0.1], [x + 0.2, 0.1], [x + 0.2, 0.4]], "units": "fraction"}
+        for n, x in ((1, 0.1), (2, 0.5))
+    ]
+    assert (await client.patch("/api/streams/cam", json={"zones": taken})).status == 200
+    page, console = await open_page(browser, client, STREAM_VIEW)
+    await wait_for_new_frame(page, "#video")
+    await page.wait_for_selector('#shape-list li[data-shape="zone:zone-2"]', timeout=WAIT_MS)
+
+    # Each named with the first number free; a zone can be finished from its third corner on, a line
+    # from its second point.
+    drawn: dict[str, tuple[str, list[Point]]] = {
+        "zone": ("zone-3", [(0.2, 0.6), (0.5, 0.6), (0.5, 0.9)]),
+        "line": ("line-1", [(0.6, 0.6), (0.9, 0.8)]),
+    }
+    for kind, (name, points) in drawn.items():
+        await page.click(f"#add-{kind}")
+        assert await page.input_value("#shape-name") == name
+        for count, point in enumerate(points, start=1):
+            await click(page, point)
+            await wait_for_text(page, "#shape-status", f"Point {count} added")
+            assert await page.is_enabled("#finish-shape") == (count == len(points)), f"{kind}, {count} points"
+        await page.click("#finish-shape")
+    await stream_options(
+        client,
+        lambda o: shape_names(o, "zones") == ["zone-1", "zone-2", "zone-3"] and shape_names(o, "lines") == ["line-1"],
+    )
     assert console.errors == []
 
 

@@ -3,8 +3,10 @@ real server (``?transport=ws``).
 
 While a zone is drawn the picture has the focus and a crosshair that the arrow keys move by a step
 of 1 % of the frame (Shift: 10 steps); Enter adds a corner there and, on the first corner, closes the
-zone. With a shape selected, "[" and "]" pick its corner and the arrow keys move it, saved once per
-burst of presses like a drag. Every wait is on something the page or the API shows, with a deadline.
+zone. With a shape selected, "[" and "]" pick its corner (around from the last to the first, and back;
+each shape selected from its first) and the arrow keys move it, saved once per burst of presses like a
+drag. A shape deleted from the list leaves the keyboard on its neighbour there. Every wait is on
+something the page or the API shows, with a deadline.
 """
 
 from __future__ import annotations
@@ -105,4 +107,44 @@ async def test_a_selected_zones_corner_moved_with_arrow_keys_is_saved_once_per_b
 
     await eventually(both_seen, what="the second burst's save seen")
     assert len(saves) == 2, "each burst of arrow keys is saved once"
+    assert console.errors == []
+
+
+async def _select_from_the_list(page: Any, shape: str) -> None:
+    """``shape`` (``zone:a``) selected as a keyboard does it, the focus left on its entry in the list."""
+    await page.focus(f'#shape-list li[data-shape="{shape}"] button')
+    await page.keyboard.press("Enter")
+    await page.wait_for_selector(f'#shape-list li.selected[data-shape="{shape}"]', timeout=WAIT_MS)
+
+
+async def test_the_corner_keys_wrap_around_and_start_again_on_each_shape_and_delete_leaves_the_focus_before(
+    start_server: Start, browser: Any
+) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    a = {"name": "a", "points": [[0.1, 0.1], [0.3, 0.1], [0.3, 0.3]], "units": "fraction"}
+    b = {"name": "b", "points": [[0.5, 0.5], [0.7, 0.5], [0.7, 0.7]], "units": "fraction"}
+    assert (await client.patch("/api/streams/cam", json={"zones": [a, b]})).status == 200
+    page, console = await open_page(browser, client, STREAM_VIEW)
+    await wait_for_new_frame(page, "#video")
+    status = page.locator("#shape-status")
+
+    await _select_from_the_list(page, "zone:a")
+    await page.focus("#video")
+    await page.keyboard.press("[")  # back from the first corner: the last
+    assert await status.text_content() == "Corner 3 of 3 at 30 %, 30 %."
+
+    await _select_from_the_list(page, "zone:b")
+    await page.focus("#video")
+    await page.keyboard.press("ArrowRight")  # b's own first corner, not a's third
+    assert await status.text_content() == "Corner 1 at 51 %, 50 %."
+    options = await stream_options(client, lambda o: o["zones"][1]["points"][0] != b["points"][0])
+    assert_points(options["zones"][1], [(0.51, 0.5), (0.7, 0.5), (0.7, 0.7)])
+    assert options["zones"][0]["points"] == a["points"]
+
+    # The last of the list deleted from the keyboard: its place goes to the entry before it.
+    await page.focus('#shape-list li[data-shape="zone:b"] button')
+    await page.keyboard.press("Delete")
+    await stream_options(client, lambda o: shape_names(o, "zones") == ["a"])
+    await page.wait_for_selector('#shape-list li[data-shape="zone:b"]', state="detached", timeout=WAIT_MS)
+    assert await page.evaluate("() => document.activeElement.closest('li')?.dataset.shape") == "zone:a"
     assert console.errors == []

@@ -1,8 +1,9 @@
 """Edits of zones and lines in the stream view that must not go astray, in a real headless Chromium
 against the real server: a Backspace a moment after a zone is closed (it was taking corners back) does
-not delete it, a name or loiter time typed and then left by a click on the picture is saved for the
-shape it was typed for, and a zone drawn while someone else added a line is saved beside that line -
-but not over a zone they moved meanwhile, nor beside one they added under the same name.
+not delete it, nor does one typed in a field, nor a Delete once the zones are hidden; a name or loiter
+time typed and then left by a click on the picture is saved for the shape it was typed for, and a zone
+drawn while someone else added a line is saved beside that line - but not over a zone they moved
+meanwhile, nor beside one they added under the same name.
 
 Every wait is on something the page or the API shows, with a deadline; none is a fixed sleep.
 """
@@ -89,6 +90,34 @@ async def test_a_backspace_after_closing_a_zone_keeps_it_until_the_zone_is_selec
     await page.keyboard.press("Backspace")
     await stream_options(client, lambda o: shape_names(o, "zones") == [])
     assert await page.text_content("#shape-status") == "Zone “zone-1” deleted."
+    assert console.errors == []
+
+
+async def test_a_backspace_typed_in_a_field_or_a_delete_with_the_zones_hidden_removes_no_shape(
+    start_server: Start, browser: Any
+) -> None:
+    """Delete and Backspace remove the selected shape only where they are meant to: not as a key typed in
+    the name or loiter field, and not once hiding the zones has let go of the selection."""
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    page, console = await _open_with_two_zones(client, browser)
+    await page.focus("#shape-name")
+    await page.keyboard.press("End")
+    await page.keyboard.press("Backspace")
+    assert await page.input_value("#shape-name") == "z", "the key edited the name"
+    await page.keyboard.type("a")  # the name as it was: leaving the field renames nothing
+    await page.focus("#shape-loiter")
+    await page.keyboard.type("5")
+    await page.keyboard.press("Backspace")
+    assert await page.input_value("#shape-loiter") == ""
+    assert await page.locator('#shape-list li[data-shape="zone:za"]').count() == 1, "the zone stays"
+
+    await page.uncheck("#overlays input[name=zones]")
+    assert await page.locator("#shape-list li.selected").count() == 0, "a hidden zone is not selected"
+    assert await page.is_disabled("#delete-shape")
+    await page.evaluate("() => document.activeElement.blur()")  # the key goes to the page, not a field
+    await page.keyboard.press("Delete")
+    assert await page.locator('#shape-list li[data-shape="zone:za"]').count() == 1
+    assert await _saved_zones(client) == ["za", "zb"]
     assert console.errors == []
 
 

@@ -1,9 +1,10 @@
 """Zones and lines in the stream view, in a real headless Chromium against the real server.
 
 Shapes are drawn, moved and deleted with the mouse or a finger, saved through the API in fractions
-of the frame, shown with their live counts; the event list shows zone and line events live and,
-with an event history, from before the page was opened. The stream view stays on the WebSocket
-(``?transport=ws``). Every wait is on something the page or the API shows, with a deadline.
+of the frame, shown with their live counts, a line with an arrow to its "in" side; a click picks the
+shape meant. The event list shows zone and line events live and, with an event history, from before
+the page was opened. The stream view stays on the WebSocket (``?transport=ws``). Every wait is on
+something the page or the API shows, with a deadline.
 """
 
 from __future__ import annotations
@@ -68,6 +69,20 @@ window.fetch = async (resource, options) => {
 };
 """
 TOUCH_MOVES = 10
+#: Keeps, in the page, the ends of the first strokes drawn on the stream's picture in a line's colour
+#: (shape_drawing.js LINE_COLOR), in fractions of the frame: the lines and their arrows.
+RECORD_LINE_ENDS = """
+window.lineEnds = [];
+const lineTo = CanvasRenderingContext2D.prototype.lineTo;
+CanvasRenderingContext2D.prototype.lineTo = function (x, y) {
+  if (this.canvas.id === "video" && this.strokeStyle === "#25e0ff" && window.lineEnds.length < 100) {
+    window.lineEnds.push([x / this.canvas.width, y / this.canvas.height]);
+  }
+  return lineTo.call(this, x, y);
+};
+"""
+#: How far from a line's middle its arrow reaches, in fractions of the frame, with room to spare.
+ARROW_REACH = 0.1
 #: Notes, in the page, every WebSocket it opens; while `blockSockets` is set, new ones go nowhere.
 BLOCKABLE_SOCKETS = """
 window.sockets = [];
@@ -224,6 +239,58 @@ async def test_dragging_a_corner_moves_it_and_shapes_are_renamed_and_deleted(
     await page.wait_for_selector("#shape-empty:not([hidden])", timeout=WAIT_MS)
     # The keyboard's place is not lost with the shape it was on: it goes to the next thing to use.
     assert await page.evaluate("() => document.activeElement.id") == "add-zone"
+    assert console.errors == []
+
+
+async def test_a_click_picks_the_shape_meant_a_line_by_its_middle_the_selected_of_two_zones_never_a_right_click(
+    start_server: Start, browser: Any
+) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    older = {"name": "older", "points": [[0.1, 0.1], [0.5, 0.1], [0.5, 0.5], [0.1, 0.5]], "units": "fraction"}
+    newer = {"name": "newer", "points": [[0.3, 0.3], [0.7, 0.3], [0.7, 0.7], [0.3, 0.7]], "units": "fraction"}
+    gate = {"name": "gate", "points": [[0.1, 0.85], [0.9, 0.85]], "units": "fraction"}
+    assert (await client.patch("/api/streams/cam", json={"zones": [older, newer], "lines": [gate]})).status == 200
+    page, console = await open_page(browser, client, STREAM_VIEW)
+    await wait_for_new_frame(page, "#video")
+    await page.click('#shape-list li[data-shape="zone:older"] button')
+    await page.wait_for_selector('#shape-list li.selected[data-shape="zone:older"]', timeout=WAIT_MS)
+
+    await click(page, (0.4, 0.4))  # inside both zones, on no corner: the newer is drawn on top
+    assert await page.get_attribute("#shape-list li.selected", "data-shape") == "zone:older", "the selected one kept"
+    await click(page, (0.5, 0.85))  # the line's middle, far from its points
+    await page.wait_for_selector('#shape-list li.selected[data-shape="line:gate"]', timeout=WAIT_MS)
+
+    await page.click("#add-zone")
+    await page.mouse.click(*await screen_point(page, (0.8, 0.2)), button="right")
+    await click(page, (0.9, 0.2))
+    said = await wait_for_text(page, "#shape-status", "added at")
+    assert said.startswith("Point 1 added"), "the right click added no point"
+    assert console.errors == []
+
+
+async def test_a_lines_arrow_points_to_the_side_it_counts_as_in(start_server: Start, browser: Any) -> None:
+    """docs/analytics.md: walking a line from its first point to its last, crossing it from its left-hand
+    side to its right-hand one is in; the arrow drawn from its middle points there."""
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    across = {"name": "across", "points": [[0.1, 0.3], [0.5, 0.3]], "units": "fraction"}  # drawn left to right
+    down = {"name": "down", "points": [[0.7, 0.5], [0.7, 0.9]], "units": "fraction"}  # drawn top to bottom
+    assert (await client.patch("/api/streams/cam", json={"lines": [across, down]})).status == 200
+    page = await browser.new_page()
+    console = Console(page)
+    await page.add_init_script(RECORD_LINE_ENDS)
+    await page.goto(str(client.make_url(STREAM_VIEW)))
+    await wait_for_new_frame(page, "#video")
+    await page.wait_for_selector('#shape-list li[data-shape="line:down"]', timeout=WAIT_MS)
+    await page.wait_for_function("() => window.lineEnds.length >= 100", timeout=WAIT_MS)
+    ends = await page.evaluate("() => window.lineEnds")
+
+    def arrow(middle: Point) -> list[Point]:
+        """The ends of the strokes drawn near ``middle`` of a line: its arrow's (the line's own are far)."""
+        return [(x, y) for x, y in ends if 0 < abs(x - middle[0]) + abs(y - middle[1]) < ARROW_REACH]
+
+    across_arrow, down_arrow = arrow((0.3, 0.3)), arrow((0.7, 0.7))
+    assert across_arrow and all(y > 0.3 for _, y in across_arrow), f"in is below: {across_arrow}"
+    assert down_arrow and all(x < 0.7 for x, _ in down_arrow), f"in is to the left: {down_arrow}"
     assert console.errors == []
 
 

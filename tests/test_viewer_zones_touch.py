@@ -4,7 +4,9 @@ screen, against the real server (``?transport=ws``).
 Only a tap adds a point or selects a zone: a swipe or a pinch on the picture adds no stray point
 while a zone is drawn, and a swipe that scrolls the page from inside a zone selects nothing. A point
 is taken back with *Undo point* (a phone has no Backspace), and on a phone held sideways *Add zone*
-leaves *Done* on the screen. Fingers move through the DevTools protocol, as a phone reports them.
+leaves *Done* on the screen. A corner dragged by a finger the browser takes over (a scroll, a system
+gesture: ``pointercancel``) is not saved where the finger left it. Fingers move through the DevTools
+protocol, as a phone reports them.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from aiohttp.test_utils import TestClient
 from server.config import StreamConfig
 from tests.support.browser import PHONE, WAIT_MS, Console, require_browser, wait_for_new_frame, wait_for_text
 from tests.support.zone_page import STREAM_VIEW, Point, screen_point, shape_names, stream_options
+from tests.test_viewer_zones import COUNT_SAVES
 
 require_browser()
 
@@ -31,6 +34,11 @@ LANDSCAPE_PHONE = {"width": 863, "height": 360}
 #: Most of the frame, so that a finger lands inside it away from its corners.
 BAY = {"name": "bay", "points": [[0.1, 0.1], [0.9, 0.1], [0.9, 0.9], [0.1, 0.9]], "units": "fraction"}
 STATUS = "#shape-status"
+#: Counts, in the page, the pointers the browser took over (``pointercancel``), as the picture hears of them.
+NOTE_CANCELS = """
+window.pointerCancels = 0;
+addEventListener("pointercancel", () => (window.pointerCancels += 1));
+"""
 #: A finger is less exact than a mouse, and a phone's canvas is smaller: twice the mouse's tolerance.
 FINGER_TOLERANCE = 0.02
 
@@ -50,14 +58,15 @@ async def _touches(cdp: Any, kind: str, points: list[tuple[float, float]]) -> No
     await cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": touch_points})
 
 
-async def _swipe(page: Any, start: Point, end: Point) -> None:
-    """A finger put down at ``start`` and lifted at ``end`` (points of the frame), moving in between."""
+async def _swipe(page: Any, start: Point, end: Point, ending: str = "touchEnd") -> None:
+    """A finger put down at ``start`` and lifted at ``end`` (points of the frame), moving in between;
+    ``ending`` ``touchCancel``: taken over by the browser there (a scroll, a system gesture) instead."""
     cdp = await page.context.new_cdp_session(page)
     (x0, y0), (x1, y1) = await screen_point(page, start), await screen_point(page, end)
     await _touches(cdp, "touchStart", [(x0, y0)])
     for step in range(1, TOUCH_MOVES + 1):
         await _touches(cdp, "touchMove", [(x0 + (x1 - x0) * step / TOUCH_MOVES, y0 + (y1 - y0) * step / TOUCH_MOVES)])
-    await _touches(cdp, "touchEnd", [])
+    await _touches(cdp, ending, [])
     await cdp.detach()
 
 
@@ -151,4 +160,31 @@ async def test_a_swipe_starting_in_a_zone_selects_nothing_but_a_tap_does(start_s
 
     await _tap(page, (0.5, 0.5))
     await page.wait_for_selector('#shape-list li.selected[data-shape="zone:bay"]', timeout=WAIT_MS)
+    assert console.errors == []
+
+
+async def test_a_corner_drag_the_browser_cancels_is_not_saved_and_the_same_drag_lifted_is(
+    start_server: Start, browser: Any
+) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    assert (await client.patch("/api/streams/cam", json={"zones": [BAY]})).status == 200
+    page = await browser.new_page(viewport=PHONE, has_touch=True, is_mobile=True)
+    console = Console(page)
+    await page.add_init_script(COUNT_SAVES + NOTE_CANCELS)
+    await page.goto(str(client.make_url(STREAM_VIEW)))
+    await wait_for_new_frame(page, "#video")
+    await page.wait_for_selector('#shape-list li[data-shape="zone:bay"]', timeout=WAIT_MS)
+    corner: Point = (0.9, 0.9)  # BAY's third
+    moved: Point = (0.7, 0.7)
+
+    await _swipe(page, corner, moved, "touchCancel")
+    await page.wait_for_function("() => window.pointerCancels > 0", timeout=WAIT_MS)
+    assert await page.evaluate("() => window.saves.most") == 0, "the cancelled drag was sent"
+    options = (await (await client.get("/api/streams/cam")).json())["options"]
+    assert options["zones"][0]["points"] == BAY["points"]
+
+    await _swipe(page, corner, moved)
+    options = await stream_options(client, lambda o: o["zones"][0]["points"] != BAY["points"])
+    x, y = options["zones"][0]["points"][2]
+    assert abs(x - moved[0]) < FINGER_TOLERANCE and abs(y - moved[1]) < FINGER_TOLERANCE, options["zones"][0]
     assert console.errors == []
