@@ -202,6 +202,20 @@ async def test_a_form_error_marks_its_field_in_its_words_until_it_is_changed(ser
     assert await page.get_attribute("#shape-name", "aria-invalid") is None
     await page.keyboard.type("5")
     assert await page.evaluate(MARKS, "#shape-loiter") == [None, "shape-loiter-hint", True]
+    # Nor is 0 s: refused by the page as the field is left, with no save sent (one clears the marks as it
+    # goes out).
+    await page.fill("#shape-loiter", "0")
+    await page.keyboard.press("Tab")
+    assert await page.evaluate(MARKS, "#shape-loiter") == ["true", "shape-loiter-hint shape-error", True]
+    assert (await page.text_content("#shape-error") or "").startswith("Loiter after")
+    # The refused time gave way to the saved one, none: what the browser cannot read as a number typed
+    # over it leaves the field's value "", so no change comes as it is left, yet it is refused then too,
+    # not left looking set.
+    assert await page.input_value("#shape-loiter") == ""
+    await page.fill("#shape-loiter", "1e309")
+    await page.keyboard.press("Tab")
+    assert await page.evaluate(MARKS, "#shape-loiter") == ["true", "shape-loiter-hint shape-error", True]
+    assert (await page.text_content("#shape-error") or "").startswith("Loiter after")
     assert page_errors(console) == []
 
 

@@ -40,6 +40,11 @@ export class ShapePanel {
     });
     elements.loiter.addEventListener("input", () => (this.loiterTyped = true));
     elements.loiter.addEventListener("change", () => this.changeLoiter(on));
+    // Text the browser cannot read as a number ("1e309") typed into an empty field leaves its value ""
+    // as it was, so no `change` comes: leaving the field judges it then.
+    elements.loiter.addEventListener("blur", () => {
+      if (this.loiterTyped) this.changeLoiter(on);
+    });
     elements.list.addEventListener("click", (event) => {
       const item = event.target.closest("li[data-shape]");
       if (item) on.select(item.dataset.shape);
