@@ -5,34 +5,24 @@
 // selected shape's corners are moved with the arrows, each burst of presses saved once, as a drag is
 // when it ends. A live region says what each key did.
 //
-// The server is the record: every change is one PATCH of the stream's whole `zones` and `lines`, and
-// what the server answers (or, once a second, what the stream list says) is what is shown. A shape
-// drawn or moved here is saved in fractions of the frame, every other one as the server gave it
-// (shapes.js). A refusal (a polygon that crosses itself, a name taken twice) is shown in the server's
-// words and the last saved shapes come back; so do they after a save that never reached the server
-// (the network or the server is down), which is not tried again: the page says it was not saved, and
-// once the server answers again its shapes are shown, whatever became of that save. The stream runs on
-// through a change: only the counts of changed shapes start again.
-// Each save is made only over the shapes it was drawn on (`If-Match`): where someone else changed
-// them meanwhile (another tab, a script), theirs are shown and this change is not saved over them,
-// unless all they did was add shapes: then it is made again with theirs, where no name is taken twice.
+// The server is the record: every change is one PATCH of the stream's whole `zones` and `lines`, saved by
+// zone_saving.js (which says what becomes of a refusal, a save that never reached the server, one made
+// over shapes changed elsewhere, and the config file), and what the server answers (or, once a second,
+// what the stream list says) is what is shown.
 // A stream that restarts or reconnects keeps its last picture (dimmed, its notice stepping aside while
 // a shape is drawn: style.css), and shapes go on being drawn and moved on it, in fractions of it: a
 // point clicked there is in the same place of the picture the stream comes back with, whatever its size.
 // The selected shape's class filter and a zone's loiter time are set in the panel below the list
 // (shape_panel.js) and saved the same way.
-// Where the server could keep a change in its config file but "Save to config file" is unticked (its
-// default: a person may not want the file rewritten), the change lasts only until a restart: the
-// announcement says so, and a note beside the box stays until the shapes are saved there (ticking the box
-// saves them at once) or the stream is removed (one added again under its id has nothing unsaved).
 
 import { markInvalid, unmarkInvalid } from "./announce.js";
-import { ApiError, changeStream, getStream, viewerSettings } from "./api.js";
+import { viewerSettings } from "./api.js";
 import { drawShapes } from "./shape_drawing.js";
 import { CENTRE } from "./shape_keys.js";
-import { refusalText, ShapePanel } from "./shape_panel.js";
+import { ShapePanel } from "./shape_panel.js";
 import { ShapeKeyboard } from "./zone_keyboard.js";
 import { ShapePointer } from "./zone_pointer.js";
+import { ShapeSaver } from "./zone_saving.js";
 import {
   fractionsOf,
   freeName,
@@ -44,9 +34,6 @@ import {
   nameProblem,
   near,
   percents,
-  shapesKey,
-  toServer,
-  withAdded,
   withSettings,
 } from "./shapes.js";
 
@@ -65,15 +52,7 @@ const HINTS = {
 };
 
 
-const NO_CONNECTION =
-  "Not saved: no connection to segcast. The zones and lines it has saved are shown: " +
-  "make the change again once it is back.";
 const WAIT_FOR_PICTURE = "Wait for the first picture: shapes are drawn on it.";
-const CHANGED_ELSEWHERE =
-  "The zones or lines were changed elsewhere meanwhile: these are the saved ones now. Make your change again.";
-// Saves made again after the stream's other settings changed under them, or shapes were only added.
-const MAX_RESENDS = 3;
-const NOT_IN_FILE = "not saved to the config file: gone at a restart (tick Save to config file to keep it)";
 
 export class ZoneEditor {
   // host: {canvas, size() -> {width, height} | null, redraw(), reveal() (turn the zones overlay on)};
@@ -98,19 +77,9 @@ export class ZoneEditor {
     // by finishing its drawing: only then does Backspace delete it. A Backspace pressed a moment after
     // a shape is finished is meant for its last point ("Undo point" a press before), not the shape.
     this.chosen = false;
-    // The shapes each save on its way sends, by stream id: a save outlives the view it was made in (the
-    // person looks at another stream meanwhile), and a stream opened again while its save is unanswered
-    // shows those shapes and makes its next change after it, over its answer (saving, commit()).
-    this.inFlight = new Map();
-    this.unsaved = false; // a change made while saving, sent once that save is answered
     this.counts = null;
     this.visible = true;
-    this.changedAt = -Infinity; // performance.now() when the last change here was answered
     this.errorsShown = 0; // refusals shown so far (showError): a later save's answer keeps a newer one
-    this.fileSaves = false; // the server has a config file to save to (GET /api/viewer)
-    this.persistable = true; // and can save this stream's changes there (not one --source started)
-    // The streams whose shapes were changed here, in effect but not saved to the config file since.
-    this.unfiled = new Set();
     this.typed = false; // the name field holds what the user typed, not a name filled in here
     this.renaming = null; // {from, to}: keyOf() a shape being renamed, selected again if refused
     this.adding = null; // {key, name}: keyOf() a new shape named by the user, whose name a refusal keeps
@@ -118,6 +87,7 @@ export class ZoneEditor {
 
     this.pointer = new ShapePointer(this);
     this.keyboard = new ShapeKeyboard(this);
+    this.saver = new ShapeSaver(this);
     elements.addZone.addEventListener("click", () => this.start("zone"));
     elements.addLine.addEventListener("click", () => this.start("line"));
     elements.finish.addEventListener("click", () => this.finish());
@@ -129,11 +99,6 @@ export class ZoneEditor {
     });
     elements.loiter?.addEventListener("input", () => unmarkInvalid(elements.loiter, elements.error.id));
     elements.name.addEventListener("change", () => this.rename());
-    // Ticked because the note said so: the shapes shown are saved to the file now, not at the next change.
-    elements.persist.addEventListener("change", () => {
-      const still = this.mode === "idle" && this.pointer.drag === null && !this.keyboard.nudging;
-      if (elements.persist.checked && still && this.unfiled.has(this.streamId)) this.commit(this.shapes);
-    });
     const { list, empty, settings, classes, loiter, loiterField, addZone: fallback } = elements;
     this.panel = new ShapePanel(
       { list, empty, settings, classes, loiter, loiterField, fallback },
@@ -152,7 +117,7 @@ export class ZoneEditor {
     if (streamId === this.streamId) return;
     this.streamId = streamId;
     this.exists = true;
-    this.shapes = this.inFlight.get(streamId) ?? [];
+    this.shapes = this.saver.inFlight.get(streamId) ?? [];
     this.options = null;
     this.etag = null;
     this.savedKey = null;
@@ -163,23 +128,19 @@ export class ZoneEditor {
     this.chosen = false;
     this.pointer.reset();
     this.keyboard.reset();
-    this.unsaved = false;
+    this.saver.reset();
     this.counts = null;
     this.showError("");
     this.showProblem("");
     this.render();
-    this.showPersist();
+    this.saver.showPersist();
   }
 
   // Saving to the config file is offered only where there is one (GET /api/viewer), and class filters
   // only of the model's classes, which the same answer names. Told again at each hello (app.js): a
   // box the person ticked stays so, unless save_config decides for them.
   useViewerSettings(settings) {
-    const { persist } = this.el;
-    this.fileSaves = Boolean(settings.config_file);
-    if (settings.save_config || persist.disabled) persist.checked = settings.save_config;
-    persist.disabled = settings.save_config;
-    this.showPersist();
+    this.saver.useSettings(settings);
     this.offerClasses(settings.classes);
   }
 
@@ -201,22 +162,6 @@ export class ZoneEditor {
     }
   }
 
-  // A stream started by --source cannot be saved to the file: its changes last until a restart.
-  showPersist() {
-    this.el.persist.closest("label").hidden = !(this.fileSaves && this.persistable);
-    this.el.unfiled.hidden = !(this.fileSaves && this.persistable && this.unfiled.has(this.streamId));
-  }
-
-  // Whether a change made now lasts only until a restart though the server could keep it in its file.
-  unticked() {
-    return this.fileSaves && this.persistable && !this.el.persist.checked;
-  }
-
-  // `what` a change did ("Zone “a” added"), as announced: with, where it is not kept, that it goes at a restart.
-  said(what) {
-    return this.unticked() ? `${what}, ${NOT_IN_FILE}.` : `${what}.`;
-  }
-
   setVisible(visible) {
     this.visible = visible;
     if (!visible && this.mode === "idle") this.selected = null;
@@ -225,7 +170,7 @@ export class ZoneEditor {
 
   /** Whether a save of the open stream's shapes is on its way. */
   get saving() {
-    return this.inFlight.has(this.streamId);
+    return this.saver.inFlight.has(this.streamId);
   }
 
   busy() {
@@ -239,14 +184,14 @@ export class ZoneEditor {
    * save it to (a stream restarting keeps its last picture to draw on; a removed one is not shown).
    */
   setStream(stream, askedAt = performance.now()) {
-    this.persistable = stream?.persistable !== false;
-    this.showPersist();
+    this.saver.persistable = stream?.persistable !== false;
+    this.saver.showPersist();
     if (this.exists !== (stream !== null)) {
       this.exists = stream !== null;
       this.render();
     }
     if (stream === null && this.mode !== "idle") this.cancel();
-    if (askedAt >= this.changedAt && !this.busy()) this.adopt(stream?.options, stream?.etag ?? null);
+    if (askedAt >= this.saver.changedAt && !this.busy()) this.adopt(stream?.options, stream?.etag ?? null);
   }
 
   // Show `options` (a stream's, as the server has them, with its `etag`) unless they are what is shown already.
@@ -428,124 +373,14 @@ export class ZoneEditor {
     if (this.el.status) this.el.status.textContent = message;
   }
 
-  // The whole new list to the server; shown at once, and undone if the server refuses it. One save at
-  // a time per stream, so that the server applies the changes in the order they were made: one made
-  // while a save is in flight (a rename, a new shape) is sent when that save is answered, and only the
-  // last answer is shown, also where the stream was left and opened again meanwhile. `what`: what the
-  // change did, announced (said()); any other change (a move, a rename) is announced only where it is
-  // not kept past a restart, as nothing was said of it before.
-  async commit(shapes, what = null) {
-    const streamId = this.streamId;
-    this.shapes = shapes;
-    this.showError("");
-    if (what !== null || this.unticked()) this.announce(this.said(what ?? "Zones and lines changed"));
-    this.render();
-    if (this.saving) {
-      this.unsaved = true;
-      return;
-    }
-    const errorsBefore = this.errorsShown;
-    let saved;
-    try {
-      saved = await this.save(streamId);
-    } finally {
-      // Whatever happened: a save left "in flight" would keep busy() true, and every later change unsaved.
-      this.inFlight.delete(streamId);
-    }
-    if (streamId !== this.streamId) return; // the stream was left: a poll shows its shapes once it is opened
-    const { options, etag, refusal } = saved;
-    // A save answered late must not wipe what was refused meanwhile (a loiter time typed while it was out).
-    if (refusal || this.errorsShown === errorsBefore) this.showError(refusal);
-    this.changedAt = performance.now();
-    this.savedKey = null;
-    this.counts = null; // the next frame's counts are those of the new shapes
-    // A refused rename leaves the shape selected under the name it kept, and the field showing that.
-    const { renaming } = this;
-    this.renaming = null;
-    if (refusal && renaming?.to === this.selected) this.selected = renaming.from;
-    if (this.keyboard.nudging) {
-      // Arrow keys are moving a corner: the shapes they move stay, and their save (the keyboard's
-      // endNudge()) goes over these and shows what the server makes of them.
-      this.options = options;
-      this.etag = etag;
-    } else {
-      this.adopt(options, etag); // even while a new shape is being drawn: it is not in them yet
-    }
-    const selected = this.shapes.find((s) => keyOf(s) === this.selected);
-    if (refusal && selected) this.showName(selected.name);
-    // A new shape refused (it crosses itself) leaves the name typed for it, for the next try.
-    const { adding } = this;
-    this.adding = null;
-    if (refusal && adding && !selected && this.mode === "idle") {
-      this.el.name.value = adding.name;
-      this.typed = true;
-    }
+  // The whole new list to the server, shown at once (zone_saving.js); `what`: what the change did, announced.
+  commit(shapes, what = null) {
+    return this.saver.commit(shapes, what);
   }
 
-  /**
-   * Send the shapes shown, again while they changed meanwhile: the stream's zones and lines (and
-   * ETag) as the last answer left them, and what to say of the refusal ("" for none). A save the
-   * server never answered is not sent again (it may even have been made): the last saved shapes are
-   * shown, and the next poll that reaches the server shows its own.
-   */
-  async save(streamId) {
-    const { persist } = this.el;
-    let { options, etag } = this;
-    let refusal = "";
-    let resends = 0;
-    do {
-      this.unsaved = false;
-      this.inFlight.set(streamId, this.shapes);
-      const body = {
-        zones: this.shapes.filter((s) => s.kind === "zone").map(toServer),
-        lines: this.shapes.filter((s) => s.kind === "line").map(toServer),
-      };
-      const filing = persist.checked; // by ?persist=1, or by save_config (the box then ticked and off)
-      try {
-        ({ options, etag } = await changeStream(streamId, body, filing && !persist.disabled, etag));
-        refusal = "";
-        this.filed(streamId, filing);
-      } catch (error) {
-        if (!(error instanceof ApiError)) return { options, etag, refusal: NO_CONNECTION };
-        refusal = refusalText(error.message, body);
-        if (error.stream !== null) {
-          ({ options, etag } = error.stream); // made, only not saved: the next change goes over it
-          this.filed(streamId, false);
-        } else if (error.status === 412) {
-          const current = await getStream(streamId).catch(() => null);
-          if (current === null) break; // the refusal as it is; the next poll brings the stream back
-          // Only other settings changed (a new conf): the shapes this change was drawn on still hold.
-          // So they do where shapes were only added (a line through the API while a zone was drawn
-          // here): it is made again with those.
-          const same = shapesKey(current.options) === shapesKey(options);
-          const merged =
-            same || streamId !== this.streamId
-              ? null
-              : withAdded(this.shapes, options, current.options, this.host.size());
-          const resend = (same || merged !== null) && resends++ < MAX_RESENDS;
-          if (resend && merged) this.shapes = merged;
-          ({ options, etag } = current);
-          refusal = resend ? "" : CHANGED_ELSEWHERE;
-          this.unsaved = resend;
-        }
-      }
-    } while (this.unsaved && streamId === this.streamId);
-    return { options, etag, refusal };
-  }
-
-  // A change of `streamId`'s shapes was made, and saved to the config file or not (`saved`): the note says
-  // so until one is. Noted only where the server could save it: without a file there is nothing to say.
-  filed(streamId, saved) {
-    if (saved) this.unfiled.delete(streamId);
-    else if (this.fileSaves && this.persistable) this.unfiled.add(streamId);
-    this.showPersist();
-  }
-
-  // `streamId` was removed: its changes went with it, and a stream added again under its id starts from
-  // what it is given (the file's, or none), so nothing of it is unsaved.
+  // `streamId` was removed (app.js): nothing of it is left unsaved to the config file.
   forget(streamId) {
-    this.unfiled.delete(streamId);
-    this.showPersist();
+    this.saver.forget(streamId);
   }
 
   // Said next to the shape tools, and scrolled to where it can be read: a refusal under a tall picture
