@@ -7,7 +7,7 @@ as pts come from capture times, unevenly spaced, nothing paired for ~2 s, then i
 It now keeps the offsets every kept metadata would give and adopts the one under which the next frames
 pair, showing metadata only under an offset so learnt.
 
-`MetaPairing` (web/webrtc.js) is driven in a real headless Chromium as a video drives it, through its
+`MetaPairing` (web/webrtc_pairing.js) is driven in a real headless Chromium as a video drives it, through its
 frame callbacks, by a made-up stream: capture times ~15 fps with jitter, each frame shown 3 to 5 frames
 after its metadata arrived, RTP timestamps one tick short now and then (VP8's encoder), the offset
 random or wrapping past 2^32 mid-way. No WebRTC session: the order of arrivals is the test's own.
@@ -34,13 +34,13 @@ VIDEO_CLOCK_HZ = 90_000
 UINT32 = 2**32
 #: Frames shown before the offset is learnt: the first gives the candidates, the next ones sort them.
 LEARNT_WITHIN = 3
-#: After the sender's offset changes: UNPAIRED_BEFORE_RESYNC frames (web/webrtc.js), then LEARNT_WITHIN.
+#: After the sender's offset changes: UNPAIRED_BEFORE_RESYNC frames (web/webrtc_pairing.js), then LEARNT_WITHIN.
 RELEARNT_WITHIN = 30 + LEARNT_WITHIN
 
 #: Feeds a new MetaPairing ``events`` in turn ({pts}: metadata arriving, {rtp}: a frame shown); for each
 #: frame shown, what it heard: the pts of the metadata it was given, or "unpaired".
 PAIR = """async (events) => {
-  const { MetaPairing } = await import("./webrtc.js");
+  const { MetaPairing } = await import("./webrtc_pairing.js");
   let heard = [];
   const pairing = new MetaPairing((meta) => heard.push(meta.pts));
   let onFrame = null;
