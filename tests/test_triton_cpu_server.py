@@ -342,20 +342,7 @@ def test_a_missing_venv_names_the_setup_command(tmp_path: Path, capsys: pytest.C
     assert error.count("\n") == 1 and "run `segcast triton setup` first" in error
 
 
-def test_a_port_in_use_names_its_flag(repository: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    require_triton_venv()
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        http, metrics = free_ports(2)
-        ports = ["--http-port", str(http), "--metrics-port", str(metrics)]
-        assert main(["serve", str(repository), *ports, "--grpc-port", str(port)]) == 2
-    error = capsys.readouterr().err
-    assert error == f"segcast: cannot listen on 127.0.0.1:{port} (in use); choose another --grpc-port or --host\n"
-
-
-def test_a_port_in_use_is_named_before_the_repository_is_read(
+def test_a_port_in_use_names_its_flag_before_the_repository_is_read(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Reading a repository starts ONNX in a subprocess per model; a port taken is known without it. The
@@ -367,11 +354,11 @@ def test_a_port_in_use_is_named_before_the_repository_is_read(
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        grpc, metrics = free_ports(2)
-        ports = ["--grpc-port", str(grpc), "--metrics-port", str(metrics)]
-        assert main(["serve", str(tmp_path), *ports, "--http-port", str(port)]) == 2
+        http, metrics = free_ports(2)
+        ports = ["--http-port", str(http), "--metrics-port", str(metrics)]
+        assert main(["serve", str(tmp_path), *ports, "--grpc-port", str(port)]) == 2
     error = capsys.readouterr().err
-    assert error == f"segcast: cannot listen on 127.0.0.1:{port} (in use); choose another --http-port or --host\n"
+    assert error == f"segcast: cannot listen on 127.0.0.1:{port} (in use); choose another --grpc-port or --host\n"
 
 
 def test_setup_on_an_installed_venv_checks_it_and_changes_nothing(capsys: pytest.CaptureFixture[str]) -> None:
