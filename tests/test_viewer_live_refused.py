@@ -32,10 +32,20 @@ TILE_PANEL = '.card[data-stream="{}"] .status-panel'
 VIEW_PANEL = "#stream-view .status-panel"
 REFUSED = "live connection does not open"  # LIVE_REFUSED_NOTICE's title
 NO_PICTURE = "No picture has been received yet"
+#: Records in ``window.badges`` every text the viewer's connection badge shows (part of a script below).
+RECORD_BADGES = """
+  window.badges = [];
+  document.addEventListener("DOMContentLoaded", () => {
+    const badge = document.getElementById("connection");
+    new MutationObserver(() => window.badges.push(badge.textContent))
+      .observe(badge, { childList: true, characterData: true, subtree: true });
+  });
+"""
 #: Sends the page's WebSockets, while ``window.socketsToRefuse`` is above 0, to a path segcast answers
 #: 404 (refused before any hello, as a proxy that cannot upgrade them would), one fewer each time; and
-#: records in ``window.badges`` every text the viewer's connection badge shows. Called with the count.
-REFUSE_SOCKETS = """(refused) => {
+#: records every text of the connection badge (`RECORD_BADGES`). Called with the count.
+REFUSE_SOCKETS = (
+    """(refused) => {
   window.socketsToRefuse = refused;
   window.WebSocket = class extends WebSocket {
     constructor(url, protocols) {
@@ -46,14 +56,10 @@ REFUSE_SOCKETS = """(refused) => {
       }
       super(target, protocols);
     }
-  };
-  window.badges = [];
-  document.addEventListener("DOMContentLoaded", () => {
-    const badge = document.getElementById("connection");
-    new MutationObserver(() => window.badges.push(badge.textContent))
-      .observe(badge, { childList: true, characterData: true, subtree: true });
-  });
-}"""
+  };"""
+    + RECORD_BADGES
+    + "}"
+)
 
 
 @pytest.mark.parametrize(
@@ -107,9 +113,10 @@ async def test_a_live_connection_refused_twice_says_so_until_a_socket_opens(star
 
 
 #: Counts the page's WebSockets made (``window.socketsMade``) and its requests for the stream list, the
-#: question each lost socket is put to (``window.listsAsked``, ``window.listsSettled``); records in
-#: ``window.badges`` every text the viewer's connection badge shows.
-COUNT_SOCKETS_AND_QUESTIONS = """{
+#: question each lost socket is put to (``window.listsAsked``, ``window.listsSettled``); records
+#: every text of the connection badge (`RECORD_BADGES`).
+COUNT_SOCKETS_AND_QUESTIONS = (
+    """{
   window.socketsMade = 0;
   window.WebSocket = class extends WebSocket {
     constructor(...args) {
@@ -124,14 +131,10 @@ COUNT_SOCKETS_AND_QUESTIONS = """{
     if (!new URL(resource, location.href).pathname.endsWith("/api/streams")) return fetchAsPage(resource, ...rest);
     window.listsAsked += 1;
     return fetchAsPage(resource, ...rest).finally(() => (window.listsSettled += 1));
-  };
-  window.badges = [];
-  document.addEventListener("DOMContentLoaded", () => {
-    const badge = document.getElementById("connection");
-    new MutationObserver(() => window.badges.push(badge.textContent))
-      .observe(badge, { childList: true, characterData: true, subtree: true });
-  });
-}"""
+  };"""
+    + RECORD_BADGES
+    + "}"
+)
 #: Three sockets lost (the one that said hello, then two that never opened) and each loss put to the API:
 #: the next socket is only made after a wait, and a loss's question goes out as the socket is lost.
 THREE_LOSSES_JUDGED = "() => window.socketsMade >= 4 && window.listsAsked === window.listsSettled"
