@@ -165,6 +165,20 @@ async def test_the_embed_passes_max_fps_from_its_address_to_its_subscription(sta
     assert console.errors == []
 
 
+@pytest.mark.parametrize("asked", ["0.01", "60"])
+async def test_an_embed_asking_the_protocols_least_or_most_max_fps_subscribes_with_it(
+    start_server: Start, browser: Any, asked: str
+) -> None:
+    """docs/protocol.md takes max_fps from 0.01 to 60, both included: the embed asks for either as given."""
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    page, console = await open_embed(browser, str(client.make_url(f"/embed/cam?max_fps={asked}")), RECORD_SENT)
+    await page.wait_for_function("() => window.hellos > 0")  # its subscription went out as its socket opened
+    sent = [json.loads(m) for m in await page.evaluate("() => window.sent")]
+    assert [m["max_fps"] for m in sent if m["type"] == "subscribe"] == [float(asked)], sent
+    assert "cannot show this embed" not in await page.inner_text("body")
+    assert console.errors == []
+
+
 @pytest.mark.parametrize("asked", ["0", "61", "fast", ""])
 async def test_an_embed_asking_a_max_fps_no_subscription_takes_says_so_in_its_frame(
     start_server: Start, browser: Any, asked: str

@@ -262,6 +262,21 @@ async def test_all_cameras_opened_without_its_node_list_says_how_to_give_one(
     assert await page.locator('a[data-node="all"]').count() == 0
 
 
+async def test_all_cameras_given_a_node_twice_shows_it_once(
+    start_fleet: Callable[..., Awaitable[Fleet]], browser: Any
+) -> None:
+    """A node named twice in ``?nodes=`` (a link edited by hand) is one node: one link in the top bar, one
+    group of tiles, each of its cameras once, not every picture twice."""
+    fleet = await start_fleet()
+    link = await all_cameras_link(fleet.entrance)
+    page, console = await open_url(browser, link.split("?")[0] + "?nodes=node-1,node-1")
+    await wait_for_new_frame(page, f"{tile('node-1')} canvas")
+    assert await page.locator('#fleet-nodes a[data-node="node-1"]').count() == 1
+    assert await page.locator('.fleet-node[data-node="node-1"]').count() == 1
+    assert await page.locator(tile("node-1")).count() == 1
+    assert not console.errors
+
+
 #: A node and a camera named as a site names them: together longer than a phone's tile is wide.
 LONG_NODE = "warehouse-north-building-2"
 LONG_STREAM = "loading-dock-camera-east-entrance"

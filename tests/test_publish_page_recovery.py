@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
@@ -63,9 +64,9 @@ VIEWER_PANEL = "#stream-view .status-panel"
 #: web/webrtc.js as the publish page imports it, with publishing played by the test: each publish takes
 #: the next of `window.publishPlan`'s steps (the last one again once they run out), and is counted in
 #: `window.publishes`. "held" is refused as segcast refuses an id its lost camera still holds, "expired"
-#: as it refuses a token that expired; any other step is answered, and its connection reaches that
-#: state soon after (on the page's clock, which the test runs). What publishing asks of the network, a
-#: test of the page's decisions does without.
+#: as it refuses a token that expired; "lost" is answered, and its connection comes up and then fails;
+#: any other step is answered, and its connection reaches that state soon after (on the page's clock,
+#: which the test runs). What publishing asks of the network, a test of the page's decisions does without.
 PLAYED_PUBLISHING = """
 import { SignallingError, publishedHere } from "./webrtc.js?real";
 
@@ -84,10 +85,15 @@ export async function publishCamera({ streamId, onState }) {
   if (step === "expired") {
     throw new SignallingError("the signed token expired at 2025-01-01 00:00:00 UTC", { status: 401 });
   }
-  setTimeout(() => onState(step), 300);
+  const states = step === "lost" ? ["connected", "failed"] : [step];
+  states.forEach((state, at) => setTimeout(() => onState(state), 300 * (at + 1)));
   return { streamId, stream: null, pc: null, stop() {} };
 }
 """
+#: A browser that published its camera as "cam" before (webrtc.js publishedHere).
+PUBLISHED_HERE = "localStorage.setItem('segcast.published', JSON.stringify(['cam']));"
+#: The wait before publishing again and the attempt's number, as the page's message says them.
+WAIT_AND_ATTEMPT = re.compile(rf"Trying again as “cam” in (\d+) s \(attempt (\d+) of {REPUBLISH_ATTEMPTS}\)")
 #: A browser whose storage is blocked (a setting, some private modes): every use of it throws.
 BLOCKED_STORAGE = """
 Object.defineProperty(window, "localStorage", {
@@ -305,6 +311,37 @@ async def test_a_page_without_storage_waits_for_its_own_lost_cameras_id_while_pu
     assert await page.evaluate(PUBLISHING), await page.text_content("#publish-error")
     assert await page.evaluate("window.publishes") == ["cam"] * 3
     assert await page.text_content("#publish-error") == ""
+
+
+async def test_a_lost_camera_is_published_again_after_waits_that_double_and_start_afresh_once_it_was_back(
+    aiohttp_client: ClientFactory, browser: Any
+) -> None:
+    """Lost once it was up, published again and up, then lost again: each loss starts at attempt 1 after
+    1 s, as the camera was back in between. Lost a third time, its connections never come up again: each
+    attempt waits twice as long as the one before, up to `REPUBLISH_MAX_MS`, until the page gives up."""
+    client = await start(aiohttp_client)
+    page = await browser.new_page()
+    await publish_played(page, client, ["lost", "lost", "failed"], RECORD_WHAT_IS_SAID)
+    assert await run_clock_until(page, CAMERA_OFF), await page.text_content("#publish-error")
+    said = [found.groups() for text in await page.evaluate("window.said") if (found := WAIT_AND_ATTEMPT.search(text))]
+    waits = [(int(seconds), int(attempt)) for seconds, attempt in said]
+    assert waits == [(1, 1), (1, 1), (2, 2), (4, 3), (8, 4), (16, 5), (16, 6)], waits
+    assert await page.evaluate("window.publishes") == ["cam"] * (2 + REPUBLISH_ATTEMPTS)
+
+
+async def test_an_id_still_held_at_a_press_of_use_my_camera_is_waited_for_once_only(
+    aiohttp_client: ClientFactory, browser: Any
+) -> None:
+    """A press of "Use my camera" for an id this browser published before, refused as held: the page waits
+    as long as segcast says and publishes again, once. Refused again, the camera that holds the id is not
+    this page's own lost one, and the page stops there rather than publish every Retry-After for ever."""
+    client = await start(aiohttp_client)
+    page = await browser.new_page()
+    await publish_played(page, client, ["held"], PUBLISHED_HERE)
+    assert await run_clock_until(page, CAMERA_OFF), await page.text_content("#publish-error")
+    assert await page.evaluate("window.publishes") == ["cam"] * 2
+    said = await page.text_content("#publish-error") or ""
+    assert "may have just lost its connection" in said and "Trying again" not in said, said
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
 from tests.support.browser import PAUSE_ON_TRACKS, WAIT_MS, open_page, require_browser, wait_for_text
+from tests.test_viewer_background import paused_page
 
 require_browser()
 
@@ -24,6 +25,7 @@ pytestmark = pytest.mark.timeout(120)
 
 ADMIN = "admin-token-for-the-controls-test"
 VIEWER = "viewer-token-for-the-controls-test"
+CONFIRM_WINDOW_MS = 3000  # web/app.js: how long Remove waits for its second click
 THUMBNAIL_DRAWN = "() => document.querySelector('.card canvas')?.dataset.seq !== undefined"
 #: Counts, in the page, the WebSockets it made and those that have closed since.
 COUNT_SOCKETS = """
@@ -80,6 +82,25 @@ async def _remove_then_open_b(page: Any) -> Any:
     await page.evaluate("location.hash = '#/stream/b'")
     await page.wait_for_function("() => document.querySelector('#stream-title').textContent === 'b'", timeout=WAIT_MS)
     return route
+
+
+async def test_a_remove_not_pressed_again_within_3_s_asks_afresh(start_server: Start, browser: Any) -> None:
+    """On the page's clock, paused: "Press again to remove" holds until the window's last millisecond, and
+    then the button says "Remove" again, so that a click long after the first only asks again."""
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    page = await paused_page(browser)
+    await page.goto(str(client.make_url("/?transport=ws#/stream/cam")))
+    await page.wait_for_function("() => document.querySelector('#stream-title').textContent === 'cam'", timeout=WAIT_MS)
+    await page.click("#remove-stream")
+    assert await page.text_content("#remove-stream") == "Press again to remove"
+
+    await page.clock.run_for(CONFIRM_WINDOW_MS - 1)
+    assert await page.text_content("#remove-stream") == "Press again to remove"
+    await page.clock.run_for(1)
+    assert await page.text_content("#remove-stream") == "Remove"
+    await page.click("#remove-stream")
+    assert await page.text_content("#remove-stream") == "Press again to remove", "a late click only asks"
+    assert (await client.get("/api/streams/cam")).status == 200
 
 
 async def test_a_removal_answered_after_another_stream_was_opened_leaves_that_stream_open(

@@ -15,8 +15,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
-from tests.support.browser import WAIT_MS, open_page, require_browser, wait_for_new_frame, wait_for_text
+from tests.support.browser import WAIT_MS, Console, open_page, require_browser, wait_for_new_frame, wait_for_text
 from tests.support.mjpeg_server import MjpegServer
+from tests.support.polling import eventually
+from tests.test_viewer_background import paused_page
 
 require_browser()
 
@@ -27,6 +29,14 @@ pytestmark = pytest.mark.timeout(120)
 CARD = '.card[data-stream="{}"]'
 TILE_PANEL = CARD + " .status-panel"
 STALE_SECONDS = re.compile(r"No new picture for (\d+) s")
+#: web/grid.js: a tile sent 4 pictures a second is stale after this long without one, checked this often.
+STALE_MIN_S = 3
+STALE_TICK_MS = 1000
+#: Whether the tile at the selector shows a rate above 0 fps (only such a rate makes a tile judged stale).
+SHOWS_A_RATE = """(card) => {
+  const rate = /([\\d.]+) fps/.exec(document.querySelector(card + ' small')?.textContent ?? '');
+  return rate !== null && Number(rate[1]) > 0;
+}"""
 #: Whether the tile's panel is hidden and its picture not dimmed.
 TILE_CLEAR = """(card) => { const tile = document.querySelector(card);
   return tile.querySelector('.status-panel').hidden
@@ -35,31 +45,60 @@ TILE_CLEAR = """(card) => { const tile = document.querySelector(card);
 FOCUSED = "() => document.activeElement?.dataset.stream ?? document.activeElement?.tagName"
 
 
+async def processed_fps(client: TestClient, stream_id: str) -> float:
+    """The stream's processed rate as segcast's API says it now (0: no picture for a while)."""
+    stream = await (await client.get(f"/api/streams/{stream_id}")).json()
+    return float(stream["processed_fps"] or 0.0)
+
+
+async def has_a_rate(client: TestClient, stream_id: str) -> bool:
+    return await processed_fps(client, stream_id) > 0.0
+
+
+async def stopped(client: TestClient, stream_id: str) -> bool:
+    """Whether segcast has processed no picture of the stream for a while: none is on its way to a page."""
+    return await processed_fps(client, stream_id) == 0.0
+
+
+async def stale_seconds_after_a_tick(page: Any) -> int | None:
+    """Run the page's clock on by one tick of the tiles' stale check; the seconds the door's stale note
+    then says, or None where the tile says nothing."""
+    await page.clock.run_for(STALE_TICK_MS)
+    panel = TILE_PANEL.format("door")
+    text = await page.evaluate(
+        "(panel) => { const e = document.querySelector(panel); return e.hidden ? null : e.innerText; }", panel
+    )
+    found = STALE_SECONDS.search(text) if text is not None else None
+    return int(found[1]) if found else None
+
+
 async def test_a_camera_that_stops_sending_is_shown_stale_until_its_pictures_come_again(
     start_server: Start, browser: Any
 ) -> None:
+    """A tile sent 4 pictures a second is stale after `STALE_MIN_S` without one, and its note counts the
+    seconds. On the page's clock, paused from before it loaded: every picture is drawn at one time, the
+    tiles are checked once a second as the test runs the clock on, and the seconds said are exact."""
     # The read time-out outlasts the test: segcast keeps the stalled camera "live", as it did the real one.
     with MjpegServer(fps=4, width=320) as camera:
         client = await start_server(StreamConfig("door", camera.url() + "#timeout=60"))
-        page, console = await open_page(browser, client, "/")
+        await eventually(lambda: has_a_rate(client, "door"), what="a rate for the page's first stats to show")
+        page = await paused_page(browser)
+        console = Console(page)
+        await page.goto(str(client.make_url("/")))
         card, canvas = CARD.format("door"), CARD.format("door") + " canvas"
         await wait_for_new_frame(page, canvas)
-        await wait_for_text(page, card + " small", "fps")  # the stream's rate is known to the tile
+        await page.wait_for_function(SHOWS_A_RATE, arg=card, timeout=WAIT_MS)  # the stream's rate is known to the tile
         assert await page.evaluate(TILE_CLEAR, card), "a camera sending pictures is not covered"
 
         camera.stall.set()
-        text = await wait_for_text(page, TILE_PANEL.format("door"), "No new picture for")
+        await eventually(lambda: stopped(client, "door"), what="segcast's rate of the stalled camera to fall to 0")
+        said = [await stale_seconds_after_a_tick(page) for _ in range(STALE_MIN_S)]  # no picture is on its way
+        assert said == [None] * (STALE_MIN_S - 1) + [STALE_MIN_S], said
         assert await page.inner_text(card + " .badge") == "live", "the server still has the source as live"
         assert await page.evaluate(
             "(card) => document.querySelector(card + ' .card-picture').classList.contains('has-status')", card
         ), "the frozen picture is dimmed"
-        first = int(STALE_SECONDS.search(text)[1])  # type: ignore[index]
-        await page.wait_for_function(
-            """([panel, first]) => Number(/No new picture for (\\d+) s/.exec(
-                 document.querySelector(panel).innerText)?.[1]) > first""",
-            arg=[TILE_PANEL.format("door"), first],
-            timeout=WAIT_MS,
-        )  # the note counts the seconds
+        assert await stale_seconds_after_a_tick(page) == STALE_MIN_S + 1, "the note counts the seconds"
         await page.wait_for_function(  # the API's rate fell to nothing: said, not left out (nor "4.0 fps" kept)
             "(small) => /^0 fps\\b/.test(document.querySelector(small).innerText)", arg=card + " small", timeout=WAIT_MS
         )

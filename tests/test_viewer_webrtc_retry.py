@@ -2,8 +2,8 @@
 
 A connection the browser calls failed (or closed) fell back to the WebSocket's JPEGs for good, though
 README said it is tried again after 10 s, then 20, 40, 60; and a retry that could not connect was not
-tried again either. Each is tried again now, the wait doubling while none plays, and back to 10 s once
-one has played.
+tried again either. Each is tried again now, the wait doubling while none plays, up to 60 s and no
+further, and back to 10 s once one has played.
 
 A real app and a real headless Chromium on Playwright's clock, paused: the page's timers fire only as
 the test runs that clock on, so "not before 10 s" and "at 10 s" are exact. The browser's word that a
@@ -14,6 +14,7 @@ only ~30 s after the network went.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -32,9 +33,11 @@ Start = Callable[..., Awaitable[TestClient]]
 pytestmark = pytest.mark.timeout(120)
 
 RTC_RETRY_FIRST_MS = 10_000  # web/webrtc.js
+RTC_RETRY_MAX_MS = 60_000
 CLOCK_STEP_MS = 1000
 SEQ = "() => document.querySelector('#video').dataset.seq ?? null"
 PLAY_OFFERS = "**/api/webrtc/play/**"
+BUSY_REASON = "busy for the test"
 BUSY = "Failed to load resource: the server responded with a status of 503 (Service Unavailable)"
 #: Counts the page's WebRTC attempts (each asks for the ICE servers first, as it starts) in
 #: ``window.rtcAttempts``, and keeps its peer connections, whose state ``failPeer()`` makes "failed".
@@ -97,7 +100,7 @@ async def test_webrtc_lost_is_tried_again_later_and_later_until_it_plays(start_s
         await wait_for_transport(page, "WebSocket")
 
     async def busy(route: Any) -> None:
-        await route.fulfill(status=503, json={"error": "busy for the test"})
+        await route.fulfill(status=503, json={"error": BUSY_REASON})
 
     # The connection fails: the WebSocket's pictures, and WebRTC again after 10 s, which is refused.
     await page.evaluate("() => window.failPeer()")
@@ -106,7 +109,7 @@ async def test_webrtc_lost_is_tried_again_later_and_later_until_it_plays(start_s
     await next_attempt_after(page, RTC_RETRY_FIRST_MS)
 
     # Refused: tried again after twice as long.
-    await fall_back_for("busy for the test")
+    await fall_back_for(BUSY_REASON)
     await page.unroute(PLAY_OFFERS, busy)
     await next_attempt_after(page, 2 * RTC_RETRY_FIRST_MS)
 
@@ -121,3 +124,33 @@ async def test_webrtc_lost_is_tried_again_later_and_later_until_it_plays(start_s
 
 async def _last_is(items: list[str], item: str) -> bool:
     return bool(items) and items[-1] == item
+
+
+async def test_webrtc_refused_while_recovering_is_tried_again_every_60_s_at_most(
+    start_server: Start, browser: Any
+) -> None:
+    """Lost, then refused at every attempt: the waits double from 10 s up to 60 s, and stay at 60 s."""
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    page = await paused_page(browser, FAILABLE_PEERS)
+    console = Console(page)
+    fell_back = fell_back_reasons(page)
+    await page.goto(str(client.make_url("/#/stream/cam")))
+    await wait_for_transport(page, "WebRTC")
+    await wait_for_new_frame(page, "#video")
+
+    async def busy(route: Any) -> None:
+        await route.fulfill(status=503, json={"error": BUSY_REASON})
+
+    await page.route(PLAY_OFFERS, busy)
+    await page.evaluate("() => window.failPeer()")
+    await eventually(partial(_last_is, fell_back, "the connection failed"), what="a fall back for the lost connection")
+    await wait_for_transport(page, "WebSocket")
+    waits_ms = [RTC_RETRY_FIRST_MS, 2 * RTC_RETRY_FIRST_MS, 4 * RTC_RETRY_FIRST_MS, RTC_RETRY_MAX_MS, RTC_RETRY_MAX_MS]
+    for refused, wait_ms in enumerate(waits_ms, start=1):
+        await next_attempt_after(page, wait_ms)
+        await eventually(partial(_counted, fell_back, BUSY_REASON, refused), what=f"attempt {refused} refused")
+    assert [error for error in console.errors if error != BUSY] == []
+
+
+async def _counted(items: list[str], item: str, count: int) -> bool:
+    return items.count(item) == count

@@ -38,8 +38,10 @@ STALLED_BEHIND_S = 2  # web/webrtc.js
 PLAYING_FOR_S = 10
 #: Holds the frame callbacks of the page's videos while ``window.stallWebRTC`` is set (the view is shown
 #: no WebRTC frame, its connection untouched); keeps the media time of the newest frame the WebSocket told
-#: of in ``window.wsMediaTime`` (and of the first in ``window.wsFirstMediaTime``), every text the transport
-#: badge took in ``window.transports``, and counts the frames drawn over WebRTC in ``window.rtcDrawn``.
+#: of in ``window.wsMediaTime`` (and of the first in ``window.wsFirstMediaTime``, and of each by its seq in
+#: ``window.wsMediaTimes``), every text the transport badge took in ``window.transports`` (with that newest
+#: media time as it took it in ``window.transportMediaTimes``), counts the frames drawn over WebRTC in
+#: ``window.rtcDrawn`` and keeps the seq of the last in ``window.rtcSeq``.
 STALLABLE = """{
   window.stallWebRTC = false;
   const requestFrame = HTMLVideoElement.prototype.requestVideoFrameCallback;
@@ -49,6 +51,7 @@ STALLABLE = """{
   };
   window.wsMediaTime = null;
   window.wsFirstMediaTime = null;
+  window.wsMediaTimes = new Map();
   window.WebSocket = class extends WebSocket {
     constructor(...args) {
       super(...args);
@@ -58,20 +61,26 @@ STALLABLE = """{
         if (message.type !== "frame") return;
         window.wsFirstMediaTime ??= message.media_time;
         window.wsMediaTime = message.media_time;
+        window.wsMediaTimes.set(message.seq, message.media_time);
       });
     }
   };
   window.transports = [];
+  window.transportMediaTimes = [];
   window.rtcDrawn = 0;
+  window.rtcSeq = null;
   addEventListener("DOMContentLoaded", () => {
     const badge = document.getElementById("stream-transport");
-    new MutationObserver(() => window.transports.push(badge.textContent)).observe(badge, {
-      childList: true, characterData: true, subtree: true,
-    });
+    new MutationObserver(() => {
+      window.transports.push(badge.textContent);
+      window.transportMediaTimes.push(window.wsMediaTime);
+    }).observe(badge, { childList: true, characterData: true, subtree: true });
     const canvas = document.getElementById("video");
-    new MutationObserver(() => canvas.dataset.transport === "webrtc" && (window.rtcDrawn += 1)).observe(canvas, {
-      attributeFilter: ["data-seq"],
-    });
+    new MutationObserver(() => {
+      if (canvas.dataset.transport !== "webrtc" || canvas.dataset.seq === undefined) return;
+      window.rtcDrawn += 1;
+      window.rtcSeq = Number(canvas.dataset.seq);
+    }).observe(canvas, { attributeFilter: ["data-seq"] });
   });
 }"""
 MEDIA_TIME = "() => window.wsMediaTime"
@@ -128,6 +137,26 @@ async def test_a_stalled_webrtc_picture_falls_back_to_the_websocket_and_webrtc_i
 
     await page.evaluate("() => { window.stallWebRTC = false; }")
     await wait_for_transport(page, "WebRTC")  # tried again as after a lost connection, 10 s on
+    assert console.errors == []
+
+
+async def test_a_stalled_webrtc_picture_falls_back_as_soon_as_it_is_more_than_2_s_behind(
+    start_server: Start, browser: Any
+) -> None:
+    """By the stream's own media time, as the page has it: the view falls back at the first frame the
+    WebSocket tells of more than `STALLED_BEHIND_S` past the last frame it drew over WebRTC, one frame
+    interval later at most (the scene's frames are a fraction of a second apart; 1 s allows for a few
+    skipped), not at one several seconds further on."""
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    page, console, fell_back = await webrtc_page(browser, client)
+    await page.evaluate("() => { window.stallWebRTC = true; }")
+    await wait_for_transport(page, "WebSocket")
+    assert len(fell_back) == 1 and "stalled" in fell_back[0], fell_back
+    shown_at, fell_at = await page.evaluate(
+        "() => [window.wsMediaTimes.get(window.rtcSeq) ?? null, window.transportMediaTimes.at(-1)]"
+    )
+    assert shown_at is not None, "the WebSocket told of the last frame drawn over WebRTC"
+    assert STALLED_BEHIND_S < fell_at - shown_at <= STALLED_BEHIND_S + 1, (shown_at, fell_at)
     assert console.errors == []
 
 
