@@ -20,12 +20,14 @@ from aiohttp.test_utils import TestClient
 
 from server.analytics.events import AnalyticsEvent, AnalyticsEventKind
 from server.config import StreamConfig
+from server.delivery.encode import make_packet
 from server.delivery.viewer import Event as LiveEvent
 from server.events.api import event_outputs_key
 from server.events.config import EventsSettings, HistorySettings
-from server.frames import PROTOCOL_VERSION
-from tests.support.browser import WAIT_MS, open_page, require_browser
-from tests.support.event_packets import with_events
+from server.frames import PROTOCOL_VERSION, Frame, FrameResult
+from server.http.keys import hub_key
+from tests.support.browser import WAIT_MS, open_page, require_browser, wait_for_new_frame
+from tests.support.event_packets import picture, with_events
 from tests.support.polling import eventually
 from tests.support.zone_page import STREAM_VIEW
 
@@ -167,6 +169,33 @@ async def test_an_event_list_keeps_only_the_newest_live_events_beyond_what_it_sh
     assert added["shown"] == PAGE
     assert added["known"] == list(range(kept + 70, 70, -1)), "the newest, newest first"
     assert added["cursor"] == {}, "its kind read again from the newest"
+    assert console.errors == []
+
+
+async def test_without_a_history_events_cut_off_the_list_are_not_offered_again(
+    start_server: Start, browser: Any
+) -> None:
+    """Given a server that keeps no event history; when one zone entry more than the list shows is heard
+    live; then the newest page is shown and "Show older events" is not offered: the one cut off is kept
+    nowhere the page could read it back from."""
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    page, console = await open_page(browser, client, STREAM_VIEW)
+    await wait_for_new_frame(page, "#video")  # subscribed: the stream's events now come to the page
+
+    now = time.time()
+    heard = tuple(
+        AnalyticsEvent(AnalyticsEventKind.ZONE_ENTER, "cam", n, 0, "person", now, float(n), zone="yard")
+        for n in range(1, PAGE + 2)
+    )
+    frame = Frame("cam", 1, now, 1.0, picture())
+    client.app[hub_key].publish_threadsafe(make_packet(FrameResult(frame, (), 1.0, heard), {}))
+    await page.wait_for_function(
+        f"""() => {{ const items = document.querySelectorAll('#events li');
+             return items.length === {PAGE} && items[0].textContent.includes('#{PAGE + 1} '); }}""",
+        timeout=WAIT_MS,
+    )  # the last one heard is on top: all of them have been added to the list
+
+    assert await page.locator(".event-older").is_hidden(), "older events offered without a history to read them from"
     assert console.errors == []
 
 

@@ -8,6 +8,7 @@ Every wait is on something the page shows, with a deadline; none is a fixed slee
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -57,6 +58,22 @@ TEXT_LINES = """(selector) => {
   range.selectNodeContents(document.querySelector(selector));
   return new Set([...range.getClientRects()].map((rect) => Math.round(rect.top))).size;
 }"""
+#: Watches the countdown of the panel at the selector until it is next drawn with an attempt to count down
+#: to (each tick of the page's clock draws it): its words, that attempt and the page's server time it
+#: counted from, read in the task that drew it, before any answer can move that time (window.countdownSeen).
+#: The page's own api.js, from beside its app.js (under the viewer's tag): another URL is another module.
+WATCH_NEXT_COUNTDOWN = """async (selector) => {
+  const app = document.querySelector("script[type=module]").src;
+  const { serverNow } = await import(new URL("api.js", app));
+  const countdown = document.querySelector(selector).querySelector(".status-countdown");
+  window.countdownSeen = null;
+  const observer = new MutationObserver(() => {
+    if (countdown.dataset.at === "") return;
+    observer.disconnect();
+    window.countdownSeen = { text: countdown.textContent, at: Number(countdown.dataset.at), now: serverNow() };
+  });
+  observer.observe(countdown, { childList: true });
+}"""
 
 
 def closed_port_camera() -> str:
@@ -86,7 +103,8 @@ async def test_a_reconnecting_camera_counts_down_to_its_next_attempt(
     start_server: Start, browser: Any, screenshots: Path
 ) -> None:
     """In a browser whose clock is an hour behind the server's (a phone set by hand): the countdown is to
-    the server's ``next_attempt_at``, on the server's clock, as the answers' Date header has it."""
+    the server's ``next_attempt_at``, on the server's clock, as the answers' Date header has it, and says
+    the seconds left until it."""
     client = await start_server(StreamConfig("door", closed_port_camera()))
     page = await browser.new_page(viewport=DESKTOP)
     console = Console(page)
@@ -124,7 +142,25 @@ async def test_a_reconnecting_camera_counts_down_to_its_next_attempt(
         if where == "tile":
             await page.click('.card[data-stream="door"]')
             panel = VIEW_PANEL
+
+    # The seconds said are those left until the attempt, not one more. The page's Date is held still so
+    # that the server time it counted from is the one read beside its words; its timers keep ticking.
+    await page.wait_for_function(
+        "(selector) => Number(/next attempt in (\\d+) s/.exec(document.querySelector(selector).innerText)?.[1]) >= 2",
+        arg=panel,
+        timeout=WAIT_MS,
+    )  # far enough from the attempt that the next tick still counts down, with a number to check
+    await page.clock.set_fixed_time(await page.evaluate("Date.now() / 1000"))
+    await page.evaluate(WATCH_NEXT_COUNTDOWN, panel)
+    drawn = await (await page.wait_for_function("window.countdownSeen", timeout=WAIT_MS)).json_value()
+    assert drawn["text"] == countdown_words(drawn["at"] - drawn["now"]), drawn
     assert console.errors == []
+
+
+def countdown_words(remaining_s: float) -> str:
+    """What a countdown says ``remaining_s`` before its attempt: the seconds, rounded half up as the page's
+    Math.round does, or, within half a second of it, that the attempt is being made."""
+    return f"next attempt in {math.floor(remaining_s + 0.5)} s" if remaining_s >= 0.5 else "trying again now…"
 
 
 async def _shown_attempt(page: Any, panel: str) -> str:
