@@ -86,7 +86,9 @@ async def next_attempt_after(page: Any, wait_ms: int) -> None:
     assert await attempts(page) == made + 1, f"no attempt at {wait_ms} ms"
 
 
-async def test_webrtc_lost_is_tried_again_later_and_later_until_it_plays(start_server: Start, browser: Any) -> None:
+async def playing_over_webrtc(start_server: Start, browser: Any) -> tuple[Any, Console, list[str]]:
+    """A stream view on a paused clock playing a scene over WebRTC, its peers failable (`FAILABLE_PEERS`):
+    the page, its console and the reasons it fell back to the WebSocket, as they come."""
     client = await start_server(StreamConfig("cam", "scene:?seed=3"))
     page = await paused_page(browser, FAILABLE_PEERS)
     console = Console(page)
@@ -94,6 +96,11 @@ async def test_webrtc_lost_is_tried_again_later_and_later_until_it_plays(start_s
     await page.goto(str(client.make_url("/#/stream/cam")))
     await wait_for_transport(page, "WebRTC")
     await wait_for_new_frame(page, "#video")
+    return page, console, fell_back
+
+
+async def test_webrtc_lost_is_tried_again_later_and_later_until_it_plays(start_server: Start, browser: Any) -> None:
+    page, console, fell_back = await playing_over_webrtc(start_server, browser)
 
     async def fall_back_for(reason: str) -> None:
         await eventually(lambda: _last_is(fell_back, reason), what=f"a fall back for {reason!r}")
@@ -130,13 +137,7 @@ async def test_webrtc_refused_while_recovering_is_tried_again_every_60_s_at_most
     start_server: Start, browser: Any
 ) -> None:
     """Lost, then refused at every attempt: the waits double from 10 s up to 60 s, and stay at 60 s."""
-    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
-    page = await paused_page(browser, FAILABLE_PEERS)
-    console = Console(page)
-    fell_back = fell_back_reasons(page)
-    await page.goto(str(client.make_url("/#/stream/cam")))
-    await wait_for_transport(page, "WebRTC")
-    await wait_for_new_frame(page, "#video")
+    page, console, fell_back = await playing_over_webrtc(start_server, browser)
 
     async def busy(route: Any) -> None:
         await route.fulfill(status=503, json={"error": BUSY_REASON})
