@@ -16,7 +16,6 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
 from typing import Protocol
 
 from server.analytics.shapes import check_fit
@@ -26,7 +25,7 @@ from server.delivery.encode import Encoder, FramePacket
 from server.frames import FrameResult
 from server.http.access.policy import SourcePolicy
 from server.inference.models import InferenceStatus
-from server.inference.pace import PaceRound, PaceSample, PaceVerdict, StreamPace, StreamPaces
+from server.inference.pace import NodePace, PaceRound, PaceSample, PaceVerdict, StreamPace
 from server.inference.worker import IN_PLACE_OPTIONS, InferenceWorker
 from server.options import StreamOptions
 from server.sources import Source, SourceError, StreamState, mask_uri, open_source
@@ -108,9 +107,11 @@ class StreamManager:
         #: (see `_remove`).
         self._claimed: Counter[str] = Counter()
         self._policy = settings.source_policy()
-        #: Whether each running stream's inference keeps up: its pace per reader is under `_lock`, with the
-        #: readers; its last verdicts under a lock of its own, taken before `_lock` (`StreamPaces`).
-        self._paces = StreamPaces()
+        #: Whether each running stream's inference keeps up (one per reader, under `_lock`: a restart is judged
+        #: afresh), and the node's last verdicts and word on it in the log (`NodePace`, whose lock `check_pace`
+        #: takes before `_lock`).
+        self._paces: dict[str, StreamPace] = {}
+        self._node_pace = NodePace()
 
     @property
     def policy(self) -> SourcePolicy:
@@ -304,7 +305,7 @@ class StreamManager:
             else:
                 self._readers[config.stream_id] = reader
                 self._processed[config.stream_id] = 0
-                self._paces.start(config.stream_id)
+                self._paces[config.stream_id] = StreamPace()
                 log.info("[%s] %s: %s", config.stream_id, started, source.describe())  # before the reader's "live"
                 if config.loop and source.live and config.uri.partition(":")[0].lower() not in ("http", "https"):
                     # Once here, not per reconnect. An HTTP URL is not told: it may be a video, known when it opens.
@@ -363,7 +364,7 @@ class StreamManager:
             self._handed_in.discard(stream_id)
         for reader in readers:
             reader.request_stop()  # it publishes nothing from now on
-        self._paces.forget(stream_id)
+        self._node_pace.forget(stream_id)
         self._worker.remove_stream(stream_id)
         self._encoder.forget(stream_id)
         log.info("[%s] removed", stream_id)
@@ -373,7 +374,7 @@ class StreamManager:
         """Move the stream's reader to those being stopped (`_stopping`), and forget its pace (`check_pace`:
         the stream is judged afresh once it runs again); call under `_lock`."""
         reader = self._readers.pop(stream_id, None)
-        self._paces.stop(stream_id)
+        self._paces.pop(stream_id, None)
         if reader is not None:
             self._stopping.add(reader)
         return reader
@@ -480,7 +481,7 @@ class StreamManager:
                     "WebRTC peer published, cannot be reopened: remove it and publish again with options that fit"
                 )
             self._configs[stream_id] = config
-            self._paces.start(stream_id)
+            self._paces[stream_id] = StreamPace()
         self._worker.remove_stream(stream_id, restarting=True)
         slot = self._worker.add_stream(stream_id, lambda: reader.source.fps, config.options, same_reader=True)
         reader.slot.hand_over(slot)  # before the reader reads the new slot: the waiting frame goes first
@@ -563,7 +564,7 @@ class StreamManager:
 
     def check_pace(self) -> None:
         """Judge whether each stream's inference keeps up with its input (`StreamInfo.pace`), and tell the
-        log when the node starts falling behind and when it keeps up again (`StreamPaces.judge`).
+        log when the node starts falling behind and when it keeps up again (`NodePace.judge`).
 
         Call it about every `server.inference.pace.PACE_CHECK_INTERVAL_S` (the app does, on its loop):
         it only reads counters. A stream is judged only while it is live, inference is available (a
@@ -572,13 +573,13 @@ class StreamManager:
         judged, or with no reader (restarting), keeps its last verdict for the log (`LastVerdicts`) until
         it is judged again or removed.
         """
-        self._paces.judge(self._pace_round, self._worker.busy.share)
+        self._node_pace.judge(self._pace_round, self._worker.busy.share)
 
-    def _pace_round(self, paces: Mapping[str, StreamPace]) -> PaceRound:
-        """Each running stream's counters now, with its pace (of ``paces``), for `check_pace`."""
+    def _pace_round(self) -> PaceRound:
+        """Each running stream's counters now, with its pace, for `check_pace`."""
         with self._lock:
             running = [
-                (i, r, paces[i], self._processed.get(i, 0), self._configs[i].options.process_fps)
+                (i, r, self._paces[i], self._processed.get(i, 0), self._configs[i].options.process_fps)
                 for i, r in self._readers.items()
             ]
         available = self._worker.inference_status.available
@@ -595,8 +596,8 @@ class StreamManager:
         return now, samples
 
     def behind_held(self) -> frozenset[str]:
-        """`StreamPaces.behind_held`: the streams ``segcast_stream_behind`` counts behind."""
-        return self._paces.behind_held()
+        """`NodePace.behind_held`: the streams ``segcast_stream_behind`` counts behind."""
+        return self._node_pace.behind_held()
 
     def _on_result(self, result: FrameResult) -> None:
         stream_id = result.frame.stream_id

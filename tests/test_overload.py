@@ -365,7 +365,7 @@ class SlowTriton(TritonModel):
 def quick_pace(monkeypatch: pytest.MonkeyPatch) -> None:
     """The pace judged over `QUICK_WINDOW_S`, and a verdict of behind held for the metric (`LastVerdicts`)
     longer than any test runs, so what the metric says while a stream is not judged races no clock."""
-    monkeypatch.setattr("server.inference.pace.StreamPace", functools.partial(StreamPace, window_s=QUICK_WINDOW_S))
+    monkeypatch.setattr(streams, "StreamPace", functools.partial(StreamPace, window_s=QUICK_WINDOW_S))
     monkeypatch.setattr(worker, "BusyShare", functools.partial(BusyShare, window_s=QUICK_WINDOW_S))
     monkeypatch.setattr(
         "server.inference.pace.LastVerdicts", functools.partial(LastVerdicts, held_s=HELD_FOR_THE_TEST_S)

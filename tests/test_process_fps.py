@@ -286,7 +286,7 @@ class Delivered:
 def model(monkeypatch: pytest.MonkeyPatch) -> Iterator[TimedModel]:
     """The app's model, timed as each test sets it; its pace judged over `QUICK_WINDOW_S`."""
     timed = TimedModel()
-    monkeypatch.setattr("server.inference.pace.StreamPace", functools.partial(StreamPace, window_s=QUICK_WINDOW_S))
+    monkeypatch.setattr(streams, "StreamPace", functools.partial(StreamPace, window_s=QUICK_WINDOW_S))
     yield timed
     timed.released.set()  # the server's shutdown waits for no slow batch
 

@@ -8,7 +8,7 @@ whatever its input rate above it. Latency stays bounded, and nothing looks wrong
 ``live``. What says so is here: `StreamPace` judges one stream from its counters (the share of its
 input frames that reached the model), `LastVerdicts` keeps each stream's last verdict through the
 gaps in which it is not judged, `OverloadLog` tells the log once when the node starts falling behind
-and once when it keeps up again, `StreamPaces` holds the three for a node's running streams, and
+and once when it keeps up again, `NodePace` holds those two for a node, and
 `BusyShare` measures how much of its time the inference thread spends on batches.
 
 A stream that asks for fewer frames than it gives (``process_fps``, `server.inference.frame_cap`) is
@@ -257,45 +257,27 @@ class OverloadLog:
             self._told_behind = False
 
 
-#: One round of `StreamPaces.judge`: its monotonic time, and each running stream's id, pace and counters.
+#: One round of `NodePace.judge`: its monotonic time, and each running stream's id, pace and counters.
 PaceRound = tuple[float, list[tuple[str, StreamPace, PaceSample]]]
 
 
-class StreamPaces:
-    """Whether each running stream's inference keeps up: the pace state `StreamManager` judges its streams by.
-
-    One `StreamPace` per reader (a restart is judged afresh), each stream's last verdict through the gaps it
-    is not judged in (`LastVerdicts`, by id: kept over a restart, forgotten on removal), and the node's word
-    on it in the log (`OverloadLog`). The paces are added, dropped and read with the owner's readers, under
-    the owner's lock (`start`, `stop`, `get`, and ``sample`` in `judge`), so a stream's pace and its reader
-    go together; the verdicts and the log are updated by `judge` alone, under this object's lock (`forget`
-    takes it too). Where both are held, this one is taken first.
+class NodePace:
+    """Whether a node's streams keep up, as a whole: each stream's last verdict through the gaps it is
+    not judged in (`LastVerdicts`, by id: kept over a restart, forgotten on removal), and the node's word
+    on it in the log (`OverloadLog`). Updated by `judge` alone, under a lock of its own (`forget` takes it
+    too), held over the whole round: a stream removed meanwhile is forgotten after the round, not before.
     """
 
     def __init__(self) -> None:
-        self._paces: dict[str, StreamPace] = {}
         self._last_verdicts = LastVerdicts()
         self._overload = OverloadLog()
         self._lock = threading.Lock()
 
-    def start(self, stream_id: str) -> None:
-        """Judge the stream afresh: it has a new reader, or new options. Call under the owner's lock."""
-        self._paces[stream_id] = StreamPace()
-
-    def stop(self, stream_id: str) -> None:
-        """The stream's reader is gone: it is judged afresh once it runs again. Call under the owner's lock."""
-        self._paces.pop(stream_id, None)
-
-    def get(self, stream_id: str) -> StreamPace | None:
-        """The stream's pace; None while it has no reader. Call under the owner's lock."""
-        return self._paces.get(stream_id)
-
-    def judge(self, sample: Callable[[Mapping[str, StreamPace]], PaceRound], busy_share: Callable[[], float]) -> None:
-        """Judge each stream ``sample`` gives (with its pace, of those it is handed, under the owner's lock),
-        keep its last verdict, and tell the log when the node starts falling behind and when it keeps up again
-        (`OverloadLog`, with the inference thread's ``busy_share``)."""
-        with self._lock:  # before the list: a removal forgets the stream after this round, not before
-            now, running = sample(self._paces)
+    def judge(self, sample: Callable[[], PaceRound], busy_share: Callable[[], float]) -> None:
+        """Judge each stream ``sample`` gives with its pace, keep its last verdict, and tell the log when the
+        node starts falling behind and when it keeps up again (with the inference thread's ``busy_share``)."""
+        with self._lock:
+            now, running = sample()
             verdicts = {stream_id: pace.update(counters) for stream_id, pace, counters in running}
             behind = self._last_verdicts.update(verdicts, now)
             self._overload.update(behind, busy_share(), now)
