@@ -27,6 +27,7 @@ from server.http.access.tokens import Role
 from server.http.keys import hub_key, websockets_key
 from server.http.viewers import close_websocket
 from server.http.ws import CLIENT_MESSAGE_BURST, TOO_SLOW_REASON
+from server.sources import StreamState
 from tests.support.polling import eventually
 from tests.support.raw_websocket import websocket_handshake
 
@@ -119,6 +120,12 @@ async def test_a_client_too_far_behind_is_sent_what_it_was_owed_then_closed_with
     client = await start_server(StreamConfig("cam", NO_FRAMES))
     assert client.app is not None
     hub = client.app[hub_key]
+
+    async def cam_failure_announced() -> bool:
+        return hub.states.get("cam", (None, None))[0] is StreamState.FAILED
+
+    # Before the client joins: announced after it, the failure would be one more message owed to it.
+    await eventually(cam_failure_announced, what="the stream's failure announced")
     ws = await client.ws_connect("/ws")
     assert (await ws.receive_json(timeout=RECEIVE_TIMEOUT_S))["type"] == "hello"
     for n in range(MAX_PENDING_EVENTS + 1):  # in one turn of the loop: the sender takes none meanwhile
