@@ -46,6 +46,7 @@ class PrefixProxy:
         self.forwarded: list[str] = []  # upstream paths, in order
         self._session: aiohttp.ClientSession | None = None
         self._sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+        self._bodies: set[aiohttp.StreamReader] = set()  # upstream bodies being streamed
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
         app.on_shutdown.append(self._on_shutdown)
@@ -68,7 +69,12 @@ class PrefixProxy:
             await self._session.close()
 
     async def _on_shutdown(self, _app: web.Application) -> None:
-        # Streams that never end by themselves (MJPEG, WebSockets) end with their upstream connection.
+        # Streams that never end by themselves (MJPEG, WebSockets) end here, or the runner's cleanup would
+        # wait out its shutdown timeout (60 s) for their handlers. Closing the session is not enough for a
+        # body: aiohttp's client drops a connection's reader as it closes it, so a read already waiting on
+        # that reader is never woken (seen as a minute-long test teardown when the browser had gone quiet).
+        for body in list(self._bodies):
+            body.set_exception(aiohttp.ClientConnectionError("the proxy is shutting down"))
         for socket in list(self._sockets):
             await socket.close(code=aiohttp.WSCloseCode.GOING_AWAY)
         if self._session is not None:
@@ -100,9 +106,13 @@ class PrefixProxy:
                 if key.lower() not in HOP_BY_HOP:
                     response.headers.add(key, value)
             await response.prepare(request)
-            with suppress(ConnectionResetError, aiohttp.ClientConnectionError):
-                async for chunk in upstream.content.iter_any():
-                    await response.write(chunk)
+            self._bodies.add(upstream.content)
+            try:
+                with suppress(ConnectionResetError, aiohttp.ClientConnectionError):
+                    async for chunk in upstream.content.iter_any():
+                        await response.write(chunk)
+            finally:
+                self._bodies.discard(upstream.content)
             await response.write_eof()
             return response
 
