@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -32,6 +33,12 @@ NUMBERED_FRAMES = 60
 CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright's own browser download cannot work offline
 
 ClientFactory = Callable[..., Awaitable[TestClient]]
+
+# PyTorch's OpenMP threads spin while they wait for work. The suite runs tests that use the model on
+# several workers at once on few cores, where spinning threads take the cores the others need: one such
+# test took 3 times as long, three at once, spinning (60 s against 21). Read as PyTorch loads, which
+# nothing above does; the workers and the servers tests start inherit it. A setting of one's own wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @pytest.fixture(autouse=True)
