@@ -27,7 +27,7 @@ from tests.support.browser import WAIT_MS, Console, require_browser, wait_for_ne
 from tests.support.polling import eventually
 from tests.test_viewer_background import paused_page
 from tests.test_viewer_webrtc import FELL_BACK, assert_live_frames_with_tracks, fell_back_reasons, wait_for_transport
-from tests.test_viewer_webrtc_hidden import PLAYING_BACK, RTC_VIDEOS, peers, record_play_offers, wait_for_players
+from tests.test_viewer_webrtc_hidden import RTC_VIDEOS, peers, publish_and_play_back, record_play_offers
 from tests.test_viewer_webrtc_retry import FAILABLE_PEERS, attempts
 from tests.test_viewer_webrtc_stall import COUNTED_SOCKETS
 from tests.test_webrtc_browser import camera_browser
@@ -146,12 +146,7 @@ async def test_a_publish_page_playback_whose_connection_fails_later_falls_back_t
         page = await browser.new_page()
         await page.add_init_script(FAILABLE_PEERS)
         console = Console(page)
-        await page.goto(str(client.make_url("/static/publish.html")))
-        await page.fill("input[name=stream]", "phone")
-        await page.click("#use-camera")
-        await page.wait_for_function(PLAYING_BACK, timeout=WAIT_MS)
-        await wait_for_players(client, "phone", 1, "the page's playback on the server")
-        assert await page.text_content("#play-mode") == "(WebRTC)"
+        await publish_and_play_back(page, client)
         assert await page.evaluate("() => window.peers.length") == 2, "the camera's peer, then the player's"
 
         await page.evaluate("() => window.failPeer()")  # the player's: the newest

@@ -67,6 +67,17 @@ async def wait_for_players(client: TestClient, stream: str, count: int, what: st
     await eventually(reached, WAIT_MS / 1000, what)
 
 
+async def publish_and_play_back(page: Any, client: TestClient) -> None:
+    """Publish ``page``'s camera as "phone" from the publish page, and wait until the page plays it back
+    over WebRTC (a player of it on the server)."""
+    await page.goto(str(client.make_url("/static/publish.html")))
+    await page.fill("input[name=stream]", "phone")
+    await page.click("#use-camera")
+    await page.wait_for_function(PLAYING_BACK, timeout=WAIT_MS)
+    await wait_for_players(client, "phone", 1, "the page's playback on the server")
+    assert await page.text_content("#play-mode") == "(WebRTC)"
+
+
 def record_play_offers(page: Any) -> list[str]:
     """Every WebRTC play offer the page sends from now on, by URL, as it sends it."""
     offers: list[str] = []
@@ -132,12 +143,7 @@ async def test_a_hidden_publish_page_goes_on_publishing_but_stops_playing_back_u
         page = await paused_page(browser, HIDEABLE)
         console = Console(page)
         offers = record_play_offers(page)
-        await page.goto(str(client.make_url("/static/publish.html")))
-        await page.fill("input[name=stream]", "phone")
-        await page.click("#use-camera")
-        await page.wait_for_function(PLAYING_BACK, timeout=WAIT_MS)
-        await wait_for_players(client, "phone", 1, "the page's playback on the server")
-        assert await page.text_content("#play-mode") == "(WebRTC)"
+        await publish_and_play_back(page, client)
 
         await page.evaluate(HIDE, True)
         await page.clock.run_for(HIDDEN_PLAYER_CLOSE_MS - 1)
