@@ -9,8 +9,9 @@ A stand-in node where what matters is only which token it takes.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+import subprocess
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,40 @@ from server.cli import main
 from server.deploy import running_nodes
 from server.deploy.running_nodes import NodeStreams
 from server.deploy.split import EarlierNode
+from server.http.access.tokens import ADMIN_TOKENS_ENV
 from tests.support.http_stand_in import serving
 from tests.support.ports import consecutive_free_ports, free_port
-from tests.test_split import NODES_TIMEOUT_S, _listening, _node, nodes  # noqa: F401
+from tests.test_split import (  # noqa: F401
+    NODES_TIMEOUT_S,
+    _listening,
+    _node,
+    _start_node,
+    _stop_node,
+    _wait_until_listening,
+    nodes,
+)
 
 TOKEN = "токен-узлов-schlüssel-0123"  # beyond Latin-1: sent as UTF-8, as the node reads it
 CAMERAS = "".join(f'[[streams]]\nid = "{name}"\nuri = "scene:?seed={i}"\n\n' for i, name in enumerate("abc", 1))
+
+
+@pytest.fixture
+def nodes_with_tokens(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Mapping[Path, str]], None]]:
+    """``start({path: token})``: as `nodes`, each node started with its own ``$SEGCAST_ADMIN_TOKENS``, the
+    way nodes started by hand, each in its own shell, come to hold different tokens."""
+    started: list[tuple[Path, subprocess.Popen[str]]] = []
+
+    def start(tokens: Mapping[Path, str]) -> None:
+        for path, token in tokens.items():
+            monkeypatch.setenv(ADMIN_TOKENS_ENV, token)
+            started.append((path, _start_node(path)))
+        for path, process in started:
+            _wait_until_listening(process, path)
+
+    yield start
+    with ExitStack() as stops:
+        for _, process in started:
+            stops.callback(_stop_node, process)
 
 
 def _config(folder: Path, server: str = "") -> Path:
@@ -112,6 +141,35 @@ async def test_a_node_asking_for_tokens_names_its_cameras_to_one_from_the_enviro
         out = capsys.readouterr().out
         assert "node-1 is running and keeps its cameras: it runs on as it is; its file changed" in out, "runs porch"
         assert "warning" not in out, "its file has porch now: a restart keeps it"
+
+
+@pytest.mark.timeout(NODES_TIMEOUT_S)
+def test_a_resplit_names_a_running_node_that_refuses_the_token_another_takes(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    nodes_with_tokens: Callable[[Mapping[Path, str]], None],
+) -> None:
+    """node-2 started with other tokens than node-1's: the split said only that node-2 runs on as it is,
+    while the All cameras page's one token, and every signed link, was refused there."""
+    config = _config(tmp_path)
+    first = consecutive_free_ports(2)
+    assert main(["split", str(config), "--nodes", "2", "--first-port", str(first)]) == 0  # a, c; b
+    node_1_token, node_2_token = "node-1-token-0123456789", "node-2-token-0123456789"
+    nodes_with_tokens({tmp_path / "cams.node-1.toml": node_1_token, tmp_path / "cams.node-2.toml": node_2_token})
+    monkeypatch.setenv(ADMIN_TOKENS_ENV, node_1_token)
+    capsys.readouterr()
+    assert main(["split", str(config), "--nodes", "2", "--first-port", str(first), "--force", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "\nwarning: node-2 refused the token node-1 took: the nodes of one fleet must share their tokens (the All "
+        "cameras page asks for one token for every node, and a signed link is good only on a node with its "
+        "token): start every node with the same $SEGCAST_ADMIN_TOKENS / $SEGCAST_VIEWER_TOKENS (or [auth] tokens "
+        "in cams.toml, which every node file copies), restarting one node at a time; which cameras node-2 runs, "
+        "this split cannot tell until then\n"
+    ) in out
+    assert out.count("warning:") == 1, "node-1 took it: nothing to say of node-1"
+    assert node_1_token not in out and node_2_token not in out
 
 
 def test_a_node_file_that_cannot_be_read_is_named_with_why(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

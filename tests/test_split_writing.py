@@ -159,3 +159,35 @@ def test_a_camera_in_two_node_files_stays_on_the_lower_node(config: Path) -> Non
     saved["streams"].append({"id": "c3", "uri": "scene:?seed=2"})  # added to node 2 too, ?persist=1
     node_2.write_text(toml_document(saved))
     assert [node.stream_ids for node in split_config(config, 2).nodes] == [("c1", "c3"), ("c2",)]
+
+
+def test_a_resplit_lists_each_setting_that_changes_in_a_node_file_with_its_old_and_new_value(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """[model] max_batch changed in cams.toml: the change list said "the same cameras" for every node file,
+    and the running nodes were told to restart for "cams.toml's settings, above", which nothing above named."""
+    config.write_text(CONFIG.replace("[auth]", '[model]\nname = "bundled"\nmax_batch = 8\n\n[auth]'))
+    assert main(["split", str(config), "--nodes", "2"]) == 0  # c1, c3; c2
+    config.write_text(config.read_text().replace("max_batch = 8", "max_batch = 4"))
+    capsys.readouterr()
+
+    assert main(["split", str(config), "--nodes", "2", "--force"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "  cams.node-1.toml: the same cameras; [model] max_batch: 8 -> 4" in lines
+    assert "  cams.node-2.toml: the same cameras; [model] max_batch: 8 -> 4" in lines
+    assert not [line for line in lines if "jpeg_quality" in line or "[model] name" in line], "they stay as they were"
+
+
+def test_a_changed_token_is_named_in_the_change_list_but_never_shown(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The change list goes to a terminal and into logs: a token in it would be one more place to leak it."""
+    assert main(["split", str(config), "--nodes", "2"]) == 0
+    config.write_text(CONFIG.replace("an-admin-token-of-the-box", "a-new-admin-token-of-the-box"))
+    capsys.readouterr()
+
+    assert main(["split", str(config), "--nodes", "2", "--force", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    said = "the same cameras; [auth] admin_tokens: changed (not shown: it may hold a secret)"
+    assert f"  cams.node-1.toml: {said}" in out.splitlines()
+    assert "admin-token-of-the-box" not in out

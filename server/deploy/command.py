@@ -225,7 +225,7 @@ def _print_running(
             warnings = _unsaved_warnings(split, old, node, said)
             for warning in warnings + _not_run_warnings(split, old, node.name, said, elsewhere):
                 print(f"  warning: {warning}")
-    for warning in _twice_warnings(split, running, runs):
+    for warning in _twice_warnings(split, running, runs) + _token_sharing_warnings(split, running, runs):
         print(f"\nwarning: {warning}")
 
 
@@ -302,6 +302,35 @@ def _twice_warnings(split: Split, running: Sequence[EarlierNode], runs: Mapping[
         for stream_id, nodes in where.items()
         if len(nodes) > 1
     ]
+
+
+def _token_sharing_warnings(
+    split: Split, running: Sequence[EarlierNode], runs: Mapping[Path, NodeStreams]
+) -> list[str]:
+    """A warning per running node that refused a token another running node took: the nodes of one fleet
+    share their tokens (docs/scaling.md), as the All cameras page asks for one token for all of them and a
+    signed link is good only on a node with the token it was minted with. Never the token itself.
+
+    A warning, not a refusal like a node that would lose a camera: the files the split writes are right
+    whatever the nodes hold (tokens given in the environment are in no file it writes), nothing runs twice
+    for it, and a fleet whose tokens are being rotated, one node restarted at a time, holds two sets for a
+    while. It takes a node that takes one of the tokens asked with: where none does, nothing is said."""
+    names = {node.path: node.name for node in split.nodes}
+    said = [(names[old.path], runs[old.path]) for old in running if old.path in runs]
+    warnings = []
+    for name, refusing in said:
+        takers = [other for other, taking in said if taking.took is not None and taking.took in refusing.refused]
+        if not takers:
+            continue
+        unnamed = f"; which cameras {name} runs, this split cannot tell until then" if refusing.ids is None else ""
+        warnings.append(
+            f"{name} refused the token {' and '.join(takers)} took: the nodes of one fleet must share their tokens "
+            "(the All cameras page asks for one token for every node, and a signed link is good only on a node "
+            "with its token): start every node with the same $SEGCAST_ADMIN_TOKENS / $SEGCAST_VIEWER_TOKENS (or "
+            f"[auth] tokens in {split.source.name}, which every node file copies), restarting one node at a "
+            f"time{unnamed}"
+        )
+    return warnings
 
 
 def _print_entrance(split: Split, lead: str) -> None:

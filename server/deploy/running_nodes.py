@@ -21,7 +21,7 @@ import socket
 import ssl
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,13 +44,28 @@ class NodeStreams:
     its ``/api/streams`` told them (None: ``unnamed_because`` says why not). ``never_saved``: those of
     ``ids`` no file can hold (a browser's camera, a ``--source`` flag), which no ``?persist=1`` saves.
     ``config_read_at``: when it last read its file (at its start) or saved it, in Unix seconds (None: an
-    older segcast's ``/healthz`` does not say)."""
+    older segcast's ``/healthz`` does not say). ``took``: the token its ``/api/streams`` took (None: asked
+    with none), ``refused``: those it refused first; nodes of one fleet share their tokens, so a token one
+    node takes and another refuses is worth saying (never the token itself)."""
 
     count: int
     ids: tuple[str, ...] | None = None
     unnamed_because: str = ""
     never_saved: frozenset[str] = frozenset()
     config_read_at: float | None = None
+    took: str | None = field(default=None, repr=False)
+    refused: frozenset[str] = field(default=frozenset(), repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """A node's ``/api/streams`` answer to the first token it did not refuse (``token``; None: asked with
+    none), after refusing ``refused``; a 401 with no ``token`` where it refused every one."""
+
+    status: int
+    body: bytes
+    token: str | None
+    refused: tuple[str, ...]
 
 
 def accepts(host: str, port: int) -> bool:
@@ -119,33 +134,40 @@ def streams_of(host: str, port: int, tokens: Sequence[str]) -> NodeStreams | Non
         return None
     config_read_at = _config_read_at(text)
     try:
-        status, text = _first_taken(host, port, tokens)
+        answer = _first_taken(host, port, tokens)
     except TimeoutError:
         because = f"its /api/streams gave no answer within {HEALTH_PROBE_S:g} s"
         return NodeStreams(count, unnamed_because=because, config_read_at=config_read_at)
     except (OSError, http.client.HTTPException) as exc:
         because = f"its /api/streams could not be read ({exc or type(exc).__name__})"
         return NodeStreams(count, unnamed_because=because, config_read_at=config_read_at)
-    if status == 401:
-        return NodeStreams(count, unnamed_because=_refused(len(tokens)), config_read_at=config_read_at)
-    streams = _listed(text) if status == 200 else None
+    refused = frozenset(answer.refused)
+    if answer.status == 401:
+        because = _refused(len(tokens))
+        return NodeStreams(count, unnamed_because=because, config_read_at=config_read_at, refused=refused)
+    streams = _listed(answer.body) if answer.status == 200 else None
     if streams is None:
-        because = f"its /api/streams answered {status} without a list of streams"
-        return NodeStreams(count, unnamed_because=because, config_read_at=config_read_at)
+        because = f"its /api/streams answered {answer.status} without a list of streams"
+        return NodeStreams(count, unnamed_because=because, config_read_at=config_read_at, refused=refused)
     ids = tuple(str(stream["id"]) for stream in streams)
     never_saved = frozenset(str(stream["id"]) for stream in streams if stream.get("persistable") is False)
-    return NodeStreams(count, ids, never_saved=never_saved, config_read_at=config_read_at)
+    return NodeStreams(
+        count, ids, never_saved=never_saved, config_read_at=config_read_at, took=answer.token, refused=refused
+    )
 
 
-def _first_taken(host: str, port: int, tokens: Sequence[str]) -> tuple[int, bytes]:
+def _first_taken(host: str, port: int, tokens: Sequence[str]) -> _Answer:
     """``GET /api/streams`` with each of ``tokens`` until one is not refused (401); the last answer.
     A token with a line break is never asked with: no HTTP header can carry it, so no node takes it."""
-    answer = (401, b"")
-    for token in [t for t in tokens if "\r" not in t and "\n" not in t] or (None,):
-        answer = _get(host, port, "/api/streams", STREAMS_ANSWER_MAX_BYTES, token=token)
-        if answer[0] != 401:
-            break
-    return answer
+    refused: list[str] = []
+    asked: list[str | None] = [t for t in tokens if "\r" not in t and "\n" not in t]
+    for token in asked or [None]:
+        status, body = _get(host, port, "/api/streams", STREAMS_ANSWER_MAX_BYTES, token=token)
+        if status != 401:
+            return _Answer(status, body, token, tuple(refused))
+        if token is not None:
+            refused.append(token)
+    return _Answer(401, b"", None, tuple(refused))
 
 
 def _refused(tokens: int) -> str:

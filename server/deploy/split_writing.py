@@ -19,11 +19,12 @@ from the files alone, asking no node anything.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import tempfile
 import tomllib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import fields
 from pathlib import Path
 
@@ -39,6 +40,11 @@ NODE_FILE_MODE_MASK = 0o660
 NODE_FILE_OWNER_MODE = 0o600
 #: The entrance's file holds addresses and certificate paths, no secret: as readable as nginx's own.
 ENTRANCE_MODE = 0o644
+#: Settings whose values the change list names but never shows: tokens, passwords, and a webhook's URL,
+#: which holds its secret on many services (a Slack or Discord hook).
+SECRET_SETTINGS = frozenset({"admin_tokens", "viewer_tokens", "password", "secret", "url"})
+#: A setting a file does not set, as the change list shows it.
+_NOT_SET = object()
 
 
 def write_split(split: Split, overwrite: bool, report: Callable[[str], None] | None = None) -> tuple[EarlierNode, ...]:
@@ -207,13 +213,16 @@ def _refuse_where_running_nodes_lose(split: Split, running: tuple[EarlierNode, .
 
 def replaced_changes(split: Split) -> list[str]:
     """Per node file of the earlier split, and each new one: the cameras it loses (and to which node) or
-    gains (and why there: `place_streams`), and those whose settings there differ from the source
-    file's (saved through its node's API, ``?persist=1``), which the split replaces with the source's.
-    Nothing for a first split."""
+    gains (and why there: `place_streams`), each setting beyond the cameras' that changes in it
+    (`_setting_changes`: a running node keeping its cameras is told to restart for them), and the cameras
+    whose settings there differ from the source file's (saved through its node's API, ``?persist=1``),
+    which the split replaces with the source's. Nothing for a first split."""
     source = split.source.name
     given = {stream_id: node.name for node in split.nodes for stream_id in node.stream_ids}
     wanted = {stream.stream_id: stream for stream in load_config(split.source, flag=None).streams}
     new_share = {node.path: node.stream_ids for node in split.nodes}
+    new_text = {node.path: node.text for node in split.nodes}
+    old_text = {node.path: node.text for node in split.earlier}
     there = split.node_files_there()
     if not there:
         return []
@@ -238,7 +247,8 @@ def replaced_changes(split: Split) -> list[str]:
         changes += _gains(split, [i for i in share or () if i not in old_ids])
         if share is None:
             changes.append("is removed (more nodes than this split's)")
-        lines.append(f"  {path.name}: {'; '.join(changes) or 'the same cameras'}")
+        settings = _setting_changes(old_text.get(path), new_text[path]) if share is not None else []
+        lines.append(f"  {path.name}: {'; '.join([*(changes or ['the same cameras']), *settings])}")
         for stream in old:
             if stream.stream_id in wanted and (differ := _differences(stream, wanted[stream.stream_id])):
                 lines.append(f"    {stream.stream_id}: its {', '.join(differ)} saved here differ from {source}'s: lost")
@@ -251,6 +261,50 @@ def replaced_changes(split: Split) -> list[str]:
 def _gains(split: Split, stream_ids: Iterable[str]) -> list[str]:
     """``gains <id> (why)`` for each camera a node gains: why it went there (`Split.placed`)."""
     return [f"gains {i} ({split.placed[i]})" if i in split.placed else f"gains {i}" for i in stream_ids]
+
+
+def _setting_changes(old_text: str | None, new_text: str) -> list[str]:
+    """``[model] max_batch: 8 -> 4`` for each setting beyond the cameras' tables that differs between a node
+    file (``old_text``) and the one the split writes in its place: a node keeping its cameras runs on the
+    settings it read until it is restarted, and only this says which. Those the file cannot tell (it
+    cannot be read: said where its cameras are) give none."""
+    if old_text is None:
+        return []
+    try:
+        old = tomllib.loads(old_text.removeprefix("\ufeff"))
+    except tomllib.TOMLDecodeError:
+        return []
+    new = tomllib.loads(new_text)
+    old.pop("streams", None)
+    new.pop("streams", None)
+    return list(_changed(old, new))
+
+
+def _changed(old: Mapping[str, object], new: Mapping[str, object], table: str = "") -> Iterator[str]:
+    """A line per key of ``old`` or ``new`` (the tables named ``table``) whose value differs, nested tables
+    key by key; a value that may hold a secret (`SECRET_SETTINGS`, or credentials before an ``@``) said
+    to have changed, never shown."""
+    for key in dict.fromkeys([*old, *new]):
+        before, after = old.get(key, _NOT_SET), new.get(key, _NOT_SET)
+        if before == after:
+            continue
+        if isinstance(before, dict) and isinstance(after, dict):
+            yield from _changed(before, after, f"{table}.{key}" if table else key)
+        elif isinstance(before, dict) or isinstance(after, dict):
+            done = "added" if before is _NOT_SET else "removed" if after is _NOT_SET else "changed"
+            yield f"[{table}.{key}]: {done}" if table else f"[{key}]: {done}"
+        elif key in SECRET_SETTINGS or any(isinstance(value, str) and "@" in value for value in (before, after)):
+            yield f"{f'[{table}] ' if table else ''}{key}: changed (not shown: it may hold a secret)"
+        else:
+            yield f"{f'[{table}] ' if table else ''}{key}: {_shown(before)} -> {_shown(after)}"
+
+
+def _shown(value: object) -> str:
+    """A setting's value as the change list shows it: a string as it is, a number, boolean or list as TOML
+    writes it (JSON agrees with TOML there)."""
+    if value is _NOT_SET:
+        return "not set"
+    return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
 def _differences(saved: StreamConfig, source: StreamConfig) -> list[str]:
