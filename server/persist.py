@@ -359,6 +359,12 @@ def _config_text(settings: Settings, streams: list[tuple[StreamConfig, dict[str,
     return "\n".join(top + lines)
 
 
+def settings_toml(settings: Settings) -> str:
+    """The TOML segcast writes for ``settings``, without cameras: one spelling of a file's settings, so
+    that two files can be compared setting by setting (`server.deploy.split_writing`)."""
+    return _config_text(settings, [], [])
+
+
 def _model_settings(settings: Settings) -> dict[str, object]:
     """The ``[model]`` keys other than ``name`` whose values are not the defaults, by key."""
     default = InferenceOptions()

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import stat
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from server.cli import main
+from server.config import load_config
 from server.deploy.node_files import toml_document
 from server.deploy.split import split_config
 from server.deploy.split_writing import write_split
+from server.persist import write_config
 from tests.support.ports import consecutive_free_ports
 from tests.test_split import _files, _ids
 
@@ -191,3 +194,52 @@ def test_a_changed_token_is_named_in_the_change_list_but_never_shown(
     said = "the same cameras; [auth] admin_tokens: changed (not shown: it may hold a secret)"
     assert f"  cams.node-1.toml: {said}" in out.splitlines()
     assert "admin-token-of-the-box" not in out
+
+
+def _save_through_the_api(node_file: Path, stream_id: str, **options: float) -> None:
+    """``options`` given to ``stream_id`` through its node's API with ?persist=1: written as the node writes them."""
+    settings = load_config(node_file)
+    streams = [
+        replace(stream, options=replace(stream.options, **options)) if stream.stream_id == stream_id else stream
+        for stream in settings.streams
+    ]
+    write_config(settings, streams)
+
+
+def test_a_changed_stream_default_is_no_cameras_setting_saved_through_its_node(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """[stream_defaults] conf 0.3 -> 0.4 in cams.toml: every camera was said to have its conf "saved here"
+    (through its node's API) and lost, where none was; those saved there are lost, and said to be."""
+    config.write_text(CONFIG.replace("[auth]", "[stream_defaults]\nconf = 0.3\n\n[auth]"))
+    assert main(["split", str(config), "--nodes", "2"]) == 0  # c1, c3; c2
+    _save_through_the_api(_node_file(config, 2), "c2", conf=0.6)
+    _save_through_the_api(_node_file(config, 1), "c3", iou=0.5)  # its conf is the default's, as c1's
+    config.write_text(config.read_text().replace("conf = 0.3", "conf = 0.4"))
+    capsys.readouterr()
+
+    assert main(["split", str(config), "--nodes", "2", "--force", "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for node in ("cams.node-1.toml", "cams.node-2.toml"):  # the change itself, said once for each node file
+        said = next(line for line in lines if line.startswith(f"  {node}: the same cameras"))
+        assert said.endswith("; [stream_defaults] conf: 0.3 -> 0.4")
+    assert [line for line in lines if "saved here" in line] == [
+        "    c3: its iou saved here differ from cams.toml's: lost",
+        "    c2: its conf saved here differ from cams.toml's: lost",
+    ]
+
+
+def test_a_node_file_its_api_saved_lists_no_setting_the_resplit_leaves_as_it_was(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A node's API save writes settings out in full (``[model] name`` though the split left it to its
+    default): a re-split of an unchanged cams.toml changes no setting of that file, and says none."""
+    assert main(["split", str(config), "--nodes", "2"]) == 0
+    _save_through_the_api(_node_file(config, 1), "c1", iou=0.5)
+    assert "[model]" in _node_file(config, 1).read_text()  # the save spelled out what the split had left out
+    capsys.readouterr()
+
+    assert main(["split", str(config), "--nodes", "2", "--force", "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "  cams.node-1.toml: the same cameras" in lines
+    assert "    c1: its iou saved here differ from cams.toml's: lost" in lines

@@ -19,6 +19,7 @@ from the files alone, asking no node anything.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -28,11 +29,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import fields
 from pathlib import Path
 
-from server.config import StreamConfig, load_config
+from server.config import StreamConfig, load_config, settings_from_mapping
 from server.config_values import ConfigError
 from server.deploy.entrance import listens_with_tls
 from server.deploy.running_nodes import accepts, what_answers
 from server.deploy.split import EarlierNode, Split, SplitError, reachable_host
+from server.persist import settings_toml
 
 #: Node files may hold the source's tokens: no more than its owner and group may read them; its owner
 #: may always write them, as a node saves its API's changes there and a later split replaces them.
@@ -43,7 +45,7 @@ ENTRANCE_MODE = 0o644
 #: Settings whose values the change list names but never shows: tokens, passwords, and a webhook's URL,
 #: which holds its secret on many services (a Slack or Discord hook).
 SECRET_SETTINGS = frozenset({"admin_tokens", "viewer_tokens", "password", "secret", "url"})
-#: A setting a file does not set, as the change list shows it.
+#: A setting a file does not set: its default, as segcast writes none of those but a few it spells out.
 _NOT_SET = object()
 
 
@@ -215,8 +217,8 @@ def replaced_changes(split: Split) -> list[str]:
     """Per node file of the earlier split, and each new one: the cameras it loses (and to which node) or
     gains (and why there: `place_streams`), each setting beyond the cameras' that changes in it
     (`_setting_changes`: a running node keeping its cameras is told to restart for them), and the cameras
-    whose settings there differ from the source file's (saved through its node's API, ``?persist=1``),
-    which the split replaces with the source's. Nothing for a first split."""
+    whose settings there differ from the source file's (saved through its node's API, ``?persist=1``:
+    `_lost_settings`), which the split replaces with the source's. Nothing for a first split."""
     source = split.source.name
     given = {stream_id: node.name for node in split.nodes for stream_id in node.stream_ids}
     wanted = {stream.stream_id: stream for stream in load_config(split.source, flag=None).streams}
@@ -247,11 +249,14 @@ def replaced_changes(split: Split) -> list[str]:
         changes += _gains(split, [i for i in share or () if i not in old_ids])
         if share is None:
             changes.append("is removed (more nodes than this split's)")
-        settings = _setting_changes(old_text.get(path), new_text[path]) if share is not None else []
+        settings = _setting_changes(old_text.get(path), new_text[path], path) if share is not None else []
         lines.append(f"  {path.name}: {'; '.join([*(changes or ['the same cameras']), *settings])}")
+        given_before = _source_streams_under_defaults_of(split.source, old_text.get(path))
         for stream in old:
-            if stream.stream_id in wanted and (differ := _differences(stream, wanted[stream.stream_id])):
-                lines.append(f"    {stream.stream_id}: its {', '.join(differ)} saved here differ from {source}'s: lost")
+            if stream.stream_id not in wanted:
+                continue
+            if lost := _lost_settings(stream, wanted[stream.stream_id], given_before.get(stream.stream_id)):
+                lines.append(f"    {stream.stream_id}: its {', '.join(lost)} saved here differ from {source}'s: lost")
     for node in split.nodes:
         if node.path not in there:
             lines.append(f"  {node.path.name} (new): {'; '.join(_gains(split, node.stream_ids)) or 'no cameras'}")
@@ -263,11 +268,11 @@ def _gains(split: Split, stream_ids: Iterable[str]) -> list[str]:
     return [f"gains {i} ({split.placed[i]})" if i in split.placed else f"gains {i}" for i in stream_ids]
 
 
-def _setting_changes(old_text: str | None, new_text: str) -> list[str]:
+def _setting_changes(old_text: str | None, new_text: str, path: Path) -> list[str]:
     """``[model] max_batch: 8 -> 4`` for each setting beyond the cameras' tables that differs between a node
-    file (``old_text``) and the one the split writes in its place: a node keeping its cameras runs on the
-    settings it read until it is restarted, and only this says which. Those the file cannot tell (it
-    cannot be read: said where its cameras are) give none."""
+    file at ``path`` (``old_text``) and the one the split writes in its place: a node keeping its cameras
+    runs on the settings it read until it is restarted, and only this says which. Those the file cannot
+    tell (it cannot be read: said where its cameras are) give none."""
     if old_text is None:
         return []
     try:
@@ -277,7 +282,25 @@ def _setting_changes(old_text: str | None, new_text: str) -> list[str]:
     new = tomllib.loads(new_text)
     old.pop("streams", None)
     new.pop("streams", None)
+    with contextlib.suppress(ConfigError):  # else compared as the files spell them
+        old, new = _as_segcast_writes(old, path), _as_segcast_writes(new, path)
     return list(_changed(old, new))
+
+
+def _as_segcast_writes(data: dict[str, object], path: Path) -> dict[str, object]:
+    """A node file's settings (its cameras left out) with what segcast spells out when it writes them
+    (`settings_toml`): a file its node's API saved (``?persist=1``) names what the split leaves to its
+    default, such as ``[model] name``, and the same settings must compare the same however spelled."""
+    return _overlaid(tomllib.loads(settings_toml(settings_from_mapping(data, path, {}))), data)
+
+
+def _overlaid(base: Mapping[str, object], top: Mapping[str, object]) -> dict[str, object]:
+    """``base`` with ``top``'s values over it, nested tables key by key."""
+    merged = dict(base)
+    for key, value in top.items():
+        below = merged.get(key)
+        merged[key] = _overlaid(below, value) if isinstance(below, Mapping) and isinstance(value, Mapping) else value
+    return merged
 
 
 def _changed(old: Mapping[str, object], new: Mapping[str, object], table: str = "") -> Iterator[str]:
@@ -303,8 +326,35 @@ def _shown(value: object) -> str:
     """A setting's value as the change list shows it: a string as it is, a number, boolean or list as TOML
     writes it (JSON agrees with TOML there)."""
     if value is _NOT_SET:
-        return "not set"
+        return "the default"
     return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def _source_streams_under_defaults_of(source: Path, node_text: str | None) -> dict[str, StreamConfig]:
+    """The source file's cameras, by id, as the ``[stream_defaults]`` of a node file (``node_text``) fill
+    them: what the earlier split gave each camera under the defaults it wrote there, so that a default
+    changed in the source since is told from a setting saved through the node's API. Empty where either
+    file no longer reads so (a camera's tracker settings that the node's default tracker does not know)."""
+    if node_text is None:
+        return {}
+    try:
+        data = tomllib.loads(source.read_text(encoding="utf-8-sig"))
+        data["stream_defaults"] = tomllib.loads(node_text.removeprefix("\ufeff")).get("stream_defaults", {})
+        settings = settings_from_mapping(data, source, {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, ConfigError):
+        return {}
+    return {stream.stream_id: stream for stream in settings.streams}
+
+
+def _lost_settings(saved: StreamConfig, source: StreamConfig, source_before: StreamConfig | None) -> list[str]:
+    """The settings of a node file's camera (``saved``) that its node's API saved there (``?persist=1``
+    writes them into its ``[[streams]]`` table) and the split replaces with ``source``, the source file's:
+    those in which it differs from ``source_before`` too, the source's camera under the node file's own
+    defaults (`_source_streams_under_defaults_of`; None: they cannot tell, and every difference counts).
+    A default changed in the source since is no camera's saved setting (`_setting_changes` names it),
+    and a value the split gives the camera all the same is not lost."""
+    differ = _differences(saved, source)
+    return differ if source_before is None else [name for name in differ if name in _differences(saved, source_before)]
 
 
 def _differences(saved: StreamConfig, source: StreamConfig) -> list[str]:
