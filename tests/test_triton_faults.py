@@ -42,6 +42,7 @@ from server.triton.transport import (
     TritonRefused,
     TritonTimeout,
     TritonUnavailable,
+    _port_hint,
     open_transport,
 )
 from tests.support.http_stand_in import serving
@@ -73,6 +74,7 @@ class _FakeTriton:
         self.head_rows = -1  # output0's rows per box as the config gives them; -1: left to the model
         self.max_batch = 2  # 0: no server-side batching; each shape in the config then starts with a batch of 1
         self.down = False  # refuse connections, as a stopped server does
+        self.exiting = False  # answer whether it is live as Triton does once told to stop: "Server exiting"
         self.state, self.reason = "READY", ""  # the model's, as the repository index says them
         self.others = ["det"]  # the other models in its repository
         self.index_refused: Exception | None = None  # what a restricted repository API answers
@@ -112,6 +114,13 @@ class _FakeTriton:
             raise self.index_refused
         others = [RepositoryModel(name, "1", "READY", "") for name in self.others]
         return [RepositoryModel("m", "1", self.state, self.reason), *others]
+
+    def server_live(self, timeout_s: float) -> bool:
+        if self.down:
+            raise TritonUnavailable("connection refused")
+        if self.exiting:
+            raise TritonUnavailable("Server exiting")
+        return True
 
     def close(self) -> None:
         self.closed.set()
@@ -1000,6 +1009,8 @@ def _not_serving(scheme: str, index: list[dict[str, str]] | None) -> Iterator[Tr
         def http_answer(method: str, path: str) -> tuple[int, bytes]:
             if path == "/v2/repository/index":
                 return (200, json.dumps(index).encode()) if index is not None else (403, _error(restricted))
+            if path == "/v2/health/live":  # a running Triton: the model is missing, not the server stopping
+                return 200, b""
             return 404, _error(missing)
 
         with _http_server(http_answer) as address:
@@ -1359,3 +1370,101 @@ def test_a_model_refused_at_start_leaves_no_thread_or_connection_open(triton: _F
         thread.join(30)
     assert not [thread.name for thread in requesters if thread.is_alive()]
     assert triton.closed.is_set(), "its connection was left open"
+
+
+def _unknown_model(batch: np.ndarray, timeout_s: float) -> list[np.ndarray]:
+    raise TritonModelMissing(f"{REQUEST_ID}{UNKNOWN_MODEL.format('m')}")
+
+
+@pytest.mark.parametrize(
+    ("exiting", "said"),
+    [(True, "is shutting down"), (False, f"does not serve m now: {UNKNOWN_MODEL.format('m')}")],
+)
+def test_a_served_model_gone_missing_is_a_shutdown_only_while_the_server_says_it_is_exiting(
+    triton: _FakeTriton, exiting: bool, said: str
+) -> None:
+    """Triton unloads its models as it stops, and answers for them as for a model unloaded on a running
+    server: given a node inferring, when its request and then the description read anew find the
+    model missing, then the status says shutting down at each while Triton says it is exiting, and
+    "does not serve" while it says it is live (an operator unloaded the model)."""
+    model = _model()
+    try:
+        assert len(model.detect([_image()])) == 1
+        triton.exiting = exiting
+        triton.answer = _unknown_model
+        errors = []
+        for state in ("READY", "UNAVAILABLE"):  # the request, then the description read again at the next attempt
+            triton.state = state
+            model._retry_at = 0.0  # the next attempt is due
+            with pytest.raises(InferenceUnavailable):
+                model.detect([_image()])
+            errors.append(model.status.error)
+    finally:
+        model.close()
+    assert errors == [f"Triton at triton:8001 {said}"] * 2
+
+
+#: HTTP/2's client connection preface, frame types and flags (RFC 9113), as `_Http2NotFound` speaks them.
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+HEADERS, SETTINGS, PING = 0x1, 0x4, 0x6
+ACK = END_STREAM = 0x1
+END_HEADERS = 0x4
+STATUS_404 = b"\x8d"  # HPACK: ":status: 404", entry 13 of its static table
+
+
+def _frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+
+
+class _Http2NotFound(BaseHTTPRequestHandler):
+    """HTTP/2 in the clear answering every request 404, as a proxy in front of Triton that does not pass
+    gRPC on does (nginx ``listen ... http2; return 404``): the HTTP/2 status, with no gRPC status."""
+
+    def handle(self) -> None:
+        self.wfile.write(_frame(SETTINGS, 0, 0, b""))
+        if self.rfile.read(len(HTTP2_PREFACE)) != HTTP2_PREFACE:
+            return
+        while len(header := self.rfile.read(9)) == 9:
+            kind, flags, stream = header[3], header[4], int.from_bytes(header[5:], "big") & 0x7FFFFFFF
+            payload = self.rfile.read(int.from_bytes(header[:3], "big"))
+            if kind in (SETTINGS, PING) and not flags & ACK:
+                self.wfile.write(_frame(kind, ACK, 0, payload if kind == PING else b""))
+            elif kind == HEADERS:
+                self.wfile.write(_frame(HEADERS, END_STREAM | END_HEADERS, stream, STATUS_404))
+
+
+def test_a_grpc_url_answered_by_an_http2_server_that_is_not_triton_is_an_outage() -> None:
+    """A proxy's 404 is no word of Triton's on the model (over http:// it was already an outage): the node
+    starts, unavailable and retrying, saying what answers; a request mid-run is no refusal of its frames."""
+    with serving(_Http2NotFound, "http2-not-found") as server:
+        address = f"127.0.0.1:{server.server_address[1]}"
+        model = TritonModel(TritonEndpoint("grpc", address, "m"), f"grpc://{address}/m")
+        model.connect()
+        model.close()
+        transport = open_transport(TritonEndpoint("grpc", address, "m"), 5.0)
+        try:
+            with pytest.raises(TritonUnavailable) as caught:
+                transport.infer("m", "images", np.zeros((1, 3, 32, 32), np.uint8), ["output0"], 5.0)
+        finally:
+            transport.close()
+    said = "not a Triton gRPC endpoint (HTTP/2 status 404): a proxy in front of Triton?"
+    assert model.status.error == f"Triton at {address} unreachable: {said}"
+    assert str(caught.value) == said
+
+
+@pytest.mark.parametrize(
+    ("address", "other", "hint"),
+    [
+        (
+            "127.0.0.1:8002",
+            "HTTP",
+            "is 127.0.0.1:8002 Triton's metrics port? its gRPC port is 8001 by default, HTTP 8000",
+        ),
+        ("127.0.0.1:8000", "HTTP", "is 127.0.0.1:8000 Triton's HTTP port? grpc:// is usually port 8001, http:// 8000"),
+        ("[::1]:8001", "gRPC", "is [::1]:8001 Triton's gRPC port? grpc:// is usually port 8001, http:// 8000"),
+    ],
+)
+def test_a_url_at_tritons_default_metrics_port_asks_whether_it_is_that(address: str, other: str, hint: str) -> None:
+    """grpc://HOST:8002 is Triton's metrics port, not its HTTP one, as the hint for a port that does not
+    speak gRPC had it."""
+    assert _port_hint(address, other) == hint

@@ -205,6 +205,33 @@ def test_stopping_a_node_while_triton_hangs_ends_its_pipeline_threads(triton: Tr
         worker.stop()
 
 
+def test_stopping_triton_under_a_node_inferring_says_shutting_down_until_it_is_gone(triton_repository: Path) -> None:
+    """Triton unloads its models as it stops and answers for them as for a model unloaded on a running
+    server ("Request for unknown model"): given a node inferring over gRPC, when ``segcast triton serve``
+    is told to stop, then the node's first status says Triton is shutting down, and none says it does not
+    serve the model, until its port refuses connections. A Triton of its own: this one does not come back."""
+    with TritonProcess(triton_repository) as server:  # as operators run it: no explicit model control
+        model = open_model(server.grpc_url(MODEL))
+        assert isinstance(model, TritonModel)
+        errors: list[str] = []
+        try:
+            assert len(model.detect([_image()])) == 1
+            assert server.process is not None
+            server.process.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + WAIT_S
+            while not errors or "connection refused" not in errors[-1]:
+                assert time.monotonic() < deadline, f"still no refusal {WAIT_S:.0f} s after SIGTERM: {errors}"
+                try:
+                    model.detect([_image()])
+                except InferenceUnavailable:
+                    errors.append(model.status.error or "")
+                    model._retry_at = 0.0  # the next attempt is due at once: every status on the way down is seen
+        finally:
+            model.close()
+    assert errors[0] == f"Triton at 127.0.0.1:{server.grpc_port} is shutting down", errors
+    assert not [error for error in errors if "does not serve" in error], errors
+
+
 def test_an_idle_node_notices_its_model_going_and_coming_back(triton: TritonProcess, admin: Any) -> None:
     """A node with no streams sends no frames: its status still follows the server, as /healthz and
     /metrics show it."""

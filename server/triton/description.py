@@ -44,6 +44,10 @@ class Exchange(Protocol):
     def __call__(self, call: Callable[..., _T], *args: Any) -> _T: ...
 
 
+class ServerStopping(TritonUnavailable):
+    """The server is shutting down: it says it is not live, or no longer answers whether it is."""
+
+
 class ModelNotLoaded(TritonModelMissing):
     """Triton has the model in its repository but does not serve it yet (loading, unloaded, failed to
     load): an outage to wait out, at start too. Its text is the state the repository index gives."""
@@ -139,7 +143,7 @@ def outage(endpoint: TritonEndpoint, exc: TritonUnavailable) -> str:
     where, said = f"Triton at {endpoint.address}", _said(exc)
     if isinstance(exc, TritonTimeout):
         return f"{where} is {said}"
-    if _STOPPING in said:
+    if isinstance(exc, ServerStopping) or _STOPPING in said:
         return f"{where} is shutting down"
     if isinstance(exc, TritonFailed):
         return f"{where} failed the request: {said}"
@@ -150,6 +154,22 @@ def outage(endpoint: TritonEndpoint, exc: TritonUnavailable) -> str:
     if "connection refused" in said.lower():  # gRPC's words, or HTTP's "[Errno 111] Connection refused"
         return f"{where} unreachable: connection refused: is Triton running at {endpoint.address}?"
     return f"{where} unreachable: {said}"
+
+
+def unless_stopping(
+    transport: Transport, exchange: Exchange, timeout_s: float, missing: TritonModelMissing
+) -> TritonUnavailable:
+    """``missing``, or `ServerStopping` if the server is shutting down. Triton unloads its models as it
+    stops, before it answers "Server is stopping", and answers for them meanwhile as for a model
+    unloaded on a running server; only its liveness tells the two apart. A liveness it refuses to give
+    (a restricted health API) tells nothing: the model is missing."""
+    try:
+        live = exchange(transport.server_live, timeout_s)
+    except TritonRefused:
+        return missing
+    except TritonUnavailable:  # "Server exiting", or its ports closed meanwhile: it answered a moment ago
+        return ServerStopping("Server exiting")
+    return missing if live else ServerStopping("not live")
 
 
 def _said(exc: Exception) -> str:

@@ -72,7 +72,7 @@ import numpy as np
 from server.inference.backend import RequestStats
 from server.inference.detections import Detections
 from server.inference.models import InferenceStatus, InferenceUnavailable, ModelError
-from server.triton.description import ModelNotLoaded, cannot_serve, outage, read_description
+from server.triton.description import ModelNotLoaded, cannot_serve, outage, read_description, unless_stopping
 from server.triton.predictor_steps import letterbox, postprocess
 from server.triton.served_model import ServedModel
 from server.triton.transport import (
@@ -358,6 +358,8 @@ class TritonModel:
             if isinstance(exc, TritonFailed):
                 with self._status_lock:
                     self._requests_failing = True
+            if isinstance(exc, TritonModelMissing):  # unloaded, or unloaded by a server shutting down?
+                exc = unless_stopping(self._connection(), self._counted, self._describe_timeout_s, exc)
             self._down(outage(self.endpoint, exc))
             raise InferenceUnavailable(self.status.error) from None
         if call == self._infer:

@@ -14,7 +14,8 @@ being replaced), and so is UNAVAILABLE (HTTP 503) saying "Request for unknown mo
 to a request pinned to a version it no longer serves; INTERNAL and UNKNOWN (HTTP 500) are the
 server's (a crashed backend stub, CUDA out of memory); UNAVAILABLE, RESOURCE_EXHAUSTED, CANCELLED
 (HTTP 502, 503, 504, 429) are a server that is not there or too busy. An HTTP error answer without
-Triton's JSON (an empty 404 of a proxy or default backend, an HTML page) is not Triton's at all.
+Triton's JSON (an empty 404 of a proxy or default backend, an HTML page) is not Triton's at all, and
+nor is a gRPC one with an HTTP/2 status and no gRPC status (a proxy's 404, or its 502 for Triton down).
 
 gRPC enforces a call's deadline itself. The HTTP client's time-outs bound each read, not the call, so
 a server or proxy that trickles its answer a byte at a time would hold the call for ever: at the
@@ -33,6 +34,7 @@ import http.client
 import importlib.util
 import logging
 import math
+import re
 import socket
 import threading
 import time
@@ -55,6 +57,7 @@ SCHEMES = ("grpc", "http")
 #: HTTP clients (each with its connection) kept open at once, one per time-out in use (`_HttpTransport`).
 HTTP_CLIENTS_KEPT = 3
 DEFAULT_PORTS = {"grpc": 8001, "http": 8000}
+DEFAULT_METRICS_PORT = 8002  # Triton's /metrics, in Prometheus text over HTTP/1.1
 #: Schemes that would need TLS, which segcast does not speak to Triton, and the plain one to use instead.
 TLS_SCHEMES = {"grpcs": "grpc", "https": "http"}
 #: gRPC status codes of a server that is not there or too busy, and of one that failed on its own
@@ -85,6 +88,10 @@ _NO_CONNECTION = "failed to connect to all addresses"
 _NOT_HTTP2 = "Socket closed"
 #: How gRPC reports a server that does not speak HTTP/2, and one that answered it in HTTP/1.x.
 _NOT_GRPC, _HTTP1_SERVER = "Failed parsing HTTP/2", "http1.x server"
+#: How gRPC reports an HTTP/2 answer without a gRPC status, as a proxy's own (nginx ``return 404``, or
+#: 502 for an upstream down) is; gRPC turns its HTTP status into a code (404 UNIMPLEMENTED, 502
+#: UNAVAILABLE) that would pass for Triton's word on the request.
+_HTTP2_STATUS = re.compile(r"Received http2 header with status: (\d+)")
 METRICS_SNIFF_BYTES = 64  # enough of an answer to see Prometheus text's first "# HELP" or "# TYPE"
 
 
@@ -195,6 +202,13 @@ class Transport(Protocol):
         `TritonRefused` over HTTP."""
         ...
 
+    def server_live(self, timeout_s: float) -> bool:
+        """Whether the server says it is live: false, or `TritonUnavailable` ("Server exiting"), once it
+        has begun to shut down, which is when it unloads its models and answers for them as for a
+        model unloaded on a running server. Liveness, not readiness: Triton's default strict readiness
+        is false too while any model of its is loading or failed to load."""
+        ...
+
     def close(self) -> None:
         """From any thread: a call in progress on another thread ends at once, failing as
         `TritonUnavailable`; the transport is not used again."""
@@ -242,6 +256,10 @@ class _GrpcTransport:
         reply = self._call(self._client.get_model_repository_index, as_json=True, client_timeout=timeout_s)
         return _repository_models(reply.get("models", []))
 
+    def server_live(self, timeout_s: float) -> bool:
+        live: bool = self._call(self._client.is_server_live, client_timeout=timeout_s)
+        return live
+
     def close(self) -> None:
         self._client.close()  # closing the channel cancels its calls in progress, from any thread
 
@@ -255,6 +273,10 @@ class _GrpcTransport:
             if code == "DEADLINE_EXCEEDED":
                 raise TritonTimeout(f"not answering (nothing within {kwargs['client_timeout']:.3g} s)") from None
             text = _short(exc)
+            if status := _HTTP2_STATUS.search(text):  # an HTTP/2 answer without a gRPC status: a proxy's
+                raise TritonUnavailable(
+                    f"not a Triton gRPC endpoint (HTTP/2 status {status.group(1)}): a proxy in front of Triton?"
+                ) from None
             if _NOT_GRPC in text:  # gRPC's parser words, then the raw bytes: the hint says more
                 hint = _port_hint(self._address, "HTTP")
                 if _HTTP1_SERVER in text:  # "... (Trying to connect an http1.x server (HTTP status 400))"
@@ -364,6 +386,10 @@ class _HttpTransport:
 
     def repository_index(self, timeout_s: float) -> list[RepositoryModel]:
         return _repository_models(self._call(timeout_s, lambda client: client.get_model_repository_index()))
+
+    def server_live(self, timeout_s: float) -> bool:
+        live: bool = self._call(timeout_s, lambda client: client.is_server_live())
+        return live
 
     def close(self) -> None:
         """Shut every connection down under the calls using it, then close the client: a call in
@@ -514,7 +540,9 @@ def _serves_metrics(address: str, timeout_s: float, deadlines: DeadlineWatcher) 
 
 def _port_hint(address: str, other: str) -> str:
     """The question to ask of a server that does not speak the URL's protocol: the usual mistake is
-    Triton's other port."""
+    Triton's other port, or at its default, Triton's metrics port."""
+    if address.rpartition(":")[2] == str(DEFAULT_METRICS_PORT):
+        return f"is {address} Triton's metrics port? its gRPC port is 8001 by default, HTTP 8000"
     return f"is {address} Triton's {other} port? grpc:// is usually port 8001, http:// 8000"
 
 
