@@ -19,7 +19,7 @@ import logging
 import os
 import ssl
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
@@ -76,14 +76,39 @@ class CommandParser(argparse.ArgumentParser):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **{**kwargs, "allow_abbrev": False})
+        #: segcast's commands by name, this one among them, where this parser is one of them (`build_parser`).
+        self.commands: Mapping[str, argparse.ArgumentParser] = {}
 
     def parse_known_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
     ) -> tuple[argparse.Namespace, list[str]]:
         parsed, unknown = super().parse_known_args(args, namespace)
         if unknown:
-            self.error(f"unrecognized arguments: {' '.join(unknown)}{self._did_you_mean(unknown)}")
+            hint = self._taken_by_another_command(unknown) or self._did_you_mean(unknown)
+            self.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
         return parsed, unknown
+
+    def _taken_by_another_command(self, unknown: list[str]) -> str:
+        """`` (demo takes no --config: segcast serve --config FILE)`` for the first unknown flag that other
+        commands take: it was told the one of its own it starts with (``--conf``), which it never meant."""
+        own = self.prog.rpartition(" ")[2]
+        for given in unknown:
+            name = given.partition("=")[0]
+            if not name.startswith("--"):
+                continue
+            takers = {
+                command: action
+                for command, parser in self.commands.items()
+                if parser is not self
+                for action in parser._actions
+                if name in action.option_strings
+            }
+            if takers:
+                action = next(iter(takers.values()))
+                value = "" if action.nargs == 0 else f" {action.metavar or action.dest.upper()}"
+                example = " or ".join(f"segcast {command}" for command in takers)
+                return f" ({own} takes no {name}: {example} {name}{value})"
+        return ""
 
     def _did_you_mean(self, unknown: list[str]) -> str:
         """`` (did you mean --source?)`` for the first unknown flag close to one of this command's.
@@ -187,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     split_command.add_arguments(commands)
     backup.add_arguments(commands)
     commands.metavar = "{" + ",".join(commands.choices) + "}"  # named in the "required" error, not `command`
+    for command in commands.choices.values():
+        command.commands = commands.choices
     return parser
 
 

@@ -9,7 +9,6 @@ later. `server.persist.write_config` saves the streams back when the API is aske
 from __future__ import annotations
 
 import codecs
-import difflib
 import hashlib
 import io
 import re
@@ -19,7 +18,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from server.analytics.shapes import unquoted_number
+from server.analytics.shapes import did_you_mean, unquoted_number
 from server.config_values import (
     ConfigError,
     file_relative_uri,
@@ -44,6 +43,7 @@ from server.events.config import (
     events_settings,
     shown,
 )
+from server.events.toml_text import toml_string
 from server.http.access.policy import (
     DEFAULT_DENY_NETWORKS,
     DEFAULT_SOURCE_SCHEMES,
@@ -106,6 +106,13 @@ _TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "[[events.webhooks]]": WEBHOOK_KEYS,
     "[events.mqtt]": MQTT_KEYS,
 }
+
+#: tomllib's words for a value it cannot read, and where that value starts.
+_INVALID_VALUE = re.compile(r"Invalid value \(at line (\d+), column (\d+)\)")
+#: The key a value is given to, just before it: ``name =``, dotted or quoted, in a table or an inline one.
+_KEY_BEFORE_VALUE = re.compile(r"""([\w.-]+|"[^"]*"|'[^']*')\s*=\s*\Z""")
+#: A value that reads as a word, up to a comment or the end of the inline table or array it is in.
+_BARE_WORD = re.compile(r"[A-Za-z][^#,\]}]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,15 +272,35 @@ def load_config(
     try:
         raw = path.read_bytes()
         # Read as `Path.read_text` would (line ends made "\n"); -sig: Notepad starts a file with a BOM.
-        data = tomllib.loads(io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8-sig").read())
+        text = io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8-sig").read()
+        data = tomllib.loads(text)
     except OSError as exc:
         given = f"{flag} {path}" if flag else str(path)
         raise ConfigError(f"{given}: cannot read it ({exc.strerror or exc})") from None
     except UnicodeDecodeError:
         raise ConfigError(_not_utf8(raw, path.name)) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path.name}: not valid TOML ({exc})") from None
+        raise ConfigError(f"{path.name}: not valid TOML ({exc}){_bare_word_hint(str(exc), text)}") from None
     return replace(settings_from_mapping(data, path, default_overrides or {}), config_digest=content_digest(raw))
+
+
+def _bare_word_hint(error: str, text: str) -> str:
+    """``: text values need quotes: name = "bundled"`` where tomllib could not read a value that reads as a
+    word (``name = bundled``, as an INI file or a shell takes text): its "Invalid value (at line 7, column 8)"
+    said where, not that TOML's text is always quoted. ``True`` is told its case instead. Nothing for any
+    other error, or where no ``key =`` comes before the value."""
+    place = _INVALID_VALUE.fullmatch(error)
+    if place is None:
+        return ""
+    line, column = int(place[1]), int(place[2])
+    row = text.split("\n")[line - 1]  # tomllib counts lines and columns in this same text
+    key, word = _KEY_BEFORE_VALUE.search(row[: column - 1]), _BARE_WORD.match(row, column - 1)
+    if key is None or word is None:
+        return ""
+    value = word[0].rstrip()
+    if value.lower() in ("true", "false"):
+        return f": TOML writes {value.lower()} in lower case: {key[1]} = {value.lower()}"
+    return f": text values need quotes: {key[1]} = {toml_string(value)}"
 
 
 def _not_utf8(raw: bytes, name: str) -> str:
@@ -499,14 +526,13 @@ def _unknown_key(where: str, key: str, keys: tuple[str, ...], header: str | None
     """``key`` refused where the table has ``keys``: with the one meant where it is close to one of them,
     and, in the file's table ``header``, the tables that have it, where it may have been meant to go
     (``max_batch`` appended after a ``[[streams]]`` table is close to its ``max_det``, and [model]'s)."""
-    message = f"{_at(where, key)}: unknown key; known keys are {', '.join(keys)}"
-    if close := difflib.get_close_matches(key, keys, n=1):
-        message = f"{message}; did you mean {close[0]!r}?"
+    meant = did_you_mean(key, keys)
+    message = f"{_at(where, key)}: unknown key; known keys are {', '.join(keys)}{meant}"
     homes = [home for home, known in _TABLE_KEYS.items() if key in known]
     if header is None or not homes:
         return ConfigError(message)
     after = ": a key after a [table] header belongs to that table" if header else ""
-    lead = " If" if close else "; if"
+    lead = " If" if meant else "; if"
     return ConfigError(f"{message}{lead} it is meant for {' or '.join(homes)}, write it there{after}")
 
 

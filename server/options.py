@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from server.analytics.shapes import Line, Zone, echoed, parse_lines, parse_zones
+from server.analytics.shapes import Line, Zone, did_you_mean, echoed, parse_lines, parse_zones
 
 #: The fewest and most frames a second ``process_fps`` may let through: one every 10 s for a scene that
 #: barely changes, and above any camera's rate (a cap over the input's rate caps nothing).
@@ -135,8 +134,7 @@ class StreamOptions:
         known = sorted(f.name for f in dataclasses.fields(cls))
         unknown = sorted(set(values) - set(known))
         if unknown:
-            close = difflib.get_close_matches(unknown[0], known, n=1)
-            meant = f"; did you mean {close[0]!r}?" if close else ""
+            meant = did_you_mean(unknown[0], known)
             raise ValueError(f"{unknown[0]}: unknown stream option; known options are {', '.join(known)}{meant}")
         conf = _conf(values, base.conf)
         iou = _fraction(values, "iou", base.iou)
@@ -308,7 +306,8 @@ def _tracker_settings(kind: str, overrides: Mapping[str, Any]) -> tuple[tuple[st
     for key, value in overrides.items():
         if key in _RESERVED_TRACKER_KEYS or key not in defaults:
             allowed = sorted(set(defaults) - _RESERVED_TRACKER_KEYS)
-            raise ValueError(f"tracker_settings.{key}: not a setting of {kind}; it has {', '.join(allowed)}")
+            meant = did_you_mean(key, allowed)
+            raise ValueError(f"tracker_settings.{key}: not a setting of {kind}; it has {', '.join(allowed)}{meant}")
         if value is None:
             continue
         default = defaults[key]

@@ -110,6 +110,26 @@ def test_bad_zones_and_lines_name_the_key(zones: object, lines: object, words: t
         assert word in str(caught.value)
 
 
+TRIANGLE = [[0, 0], [5, 0], [0, 5]]
+
+
+@pytest.mark.parametrize(
+    ("zones", "lines", "key", "meant"),
+    [
+        ([{"name": "x", "points": TRIANGLE, "unit": "fraction"}], [], "zones[0].unit", "units"),
+        ([{"name": "x", "points": TRIANGLE, "loiter": 30}], [], "zones[0].loiter", "loiter_s"),
+        ([], [{"name": "l", "points": [[0, 0], [9, 9]], "confirm": 1}], "lines[0].confirm", "confirm_s"),
+    ],
+)
+def test_a_slip_of_a_zone_or_line_key_names_the_key_meant(zones: object, lines: object, key: str, meant: str) -> None:
+    """The README promises "did you mean" for a close key: a zone's or line's said only "unknown key"."""
+    with pytest.raises(ValueError) as caught:
+        StreamOptions.from_mapping({"zones": zones, "lines": lines})
+    said = str(caught.value)
+    assert said.startswith(f"{key}: unknown key; known keys are name, points, units, classes, "), said
+    assert said.endswith(f"; did you mean {meant!r}?"), said
+
+
 def test_a_shape_watching_a_class_the_stream_leaves_out_is_refused() -> None:
     zone = {"name": "bay", "points": [[0, 0], [5, 0], [0, 5]], "classes": ["square"]}
     with pytest.raises(ValueError, match=r"zones\[0\].classes: the stream only detects disc, not 'square'"):

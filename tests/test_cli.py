@@ -599,8 +599,27 @@ def test_split_and_triton_help_say_what_they_write_and_run(capsys: pytest.Captur
         (["serve", "--confidence", "0.5"], "unrecognized arguments: --confidence 0.5 (did you mean --conf?)"),
         (["serve", "--source", "scene:", "--bogus"], "unrecognized arguments: --bogus"),
         (["serve", "--source", "scene:", "--t", "x"], "unrecognized arguments: --t x"),  # --tls-cert? --tracker?
+        # Another command's flag: --config was taken for a slip of --conf.
+        (
+            ["demo", "--config", "cams.toml"],
+            "unrecognized arguments: --config cams.toml (demo takes no --config: segcast serve --config FILE)",
+        ),
+        (
+            ["export", "--format", "onnx", "--port", "1"],
+            "unrecognized arguments: --port 1 (export takes no --port: segcast serve or segcast demo --port PORT)",
+        ),
     ],
-    ids=["typo", "abbreviated", "abbreviated-with-value", "not-a-flag", "longer", "like-none", "ambiguous"],
+    ids=[
+        "typo",
+        "abbreviated",
+        "abbreviated-with-value",
+        "not-a-flag",
+        "longer",
+        "like-none",
+        "ambiguous",
+        "another-commands",
+        "several-other-commands",
+    ],
 )
 def test_a_flag_the_command_does_not_know_is_refused_by_that_command(
     argv: list[str], said: str, capsys: pytest.CaptureFixture[str]

@@ -810,6 +810,50 @@ def test_a_key_of_another_table_is_unknown_here_and_may_belong_there(
     )
 
 
+@pytest.mark.parametrize(
+    ("text", "place", "hint"),
+    [
+        ("[model]\nname = bundled\n", "line 2, column 8", 'text values need quotes: name = "bundled"'),
+        (
+            '[[streams]]\nid = "a"\nuri = scene:?seed=1  # the demo scene\n',
+            "line 3, column 7",
+            'text values need quotes: uri = "scene:?seed=1"',
+        ),
+        (
+            '[[streams]]\nid = "a"\nuri = "scene:"\nzones = [{name = door, points = [[0, 0], [5, 0], [0, 5]]}]\n',
+            "line 4, column 18",
+            'text values need quotes: name = "door"',
+        ),
+        (
+            '[[streams]]\nid = "a"\nuri = "scene:"\nloop = True\n',
+            "line 4, column 8",
+            "TOML writes true in lower case: loop = true",
+        ),
+    ],
+    ids=["word", "uri-with-comment", "in-an-inline-table", "capital-true"],
+)
+def test_an_unquoted_text_value_is_told_to_take_quotes(tmp_path: Path, text: str, place: str, hint: str) -> None:
+    """``name = bundled`` was "not valid TOML (Invalid value ...)": nothing said that text takes quotes."""
+    with pytest.raises(ConfigError) as refused:
+        load_config(write(tmp_path, text))
+    assert str(refused.value) == f"segcast.toml: not valid TOML (Invalid value (at {place})): {hint}"
+
+
+@pytest.mark.parametrize(
+    ("text", "place"),
+    [
+        ("port = = 1\n", "line 1, column 8"),
+        ("[server]\nport = .5\n", "line 2, column 8"),
+        ("[model]\nname =\n", "line 2, column 7"),
+    ],
+)
+def test_an_invalid_value_that_is_no_word_is_said_as_tomllib_says_it(tmp_path: Path, text: str, place: str) -> None:
+    """Only a value that reads as a word is told to take quotes: the rest keep tomllib's own words."""
+    with pytest.raises(ConfigError) as refused:
+        load_config(write(tmp_path, text))
+    assert str(refused.value) == f"segcast.toml: not valid TOML (Invalid value (at {place}))"
+
+
 def test_a_top_level_key_of_a_table_says_which_tables_have_it(tmp_path: Path) -> None:
     """No header is to blame at the top level: the tables that have the key are named, as where it may go."""
     with pytest.raises(ConfigError) as refused:

@@ -89,6 +89,17 @@ def test_a_bad_key_is_named(tmp_path: Path, table: str, named: str) -> None:
         load_config(path)
 
 
+def test_a_slip_of_an_events_table_names_the_table_meant(tmp_path: Path) -> None:
+    """``[events.histroy]`` was told the tables [events] has, but not which of them it was close to."""
+    path = tmp_path / "segcast.toml"
+    path.write_text("[events.histroy]\nmax_mb = 10\n")
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    assert str(refused.value) == (
+        "segcast.toml: events.histroy: unknown key; known keys are history, webhooks, mqtt; did you mean 'history'?"
+    )
+
+
 @pytest.mark.parametrize(
     ("table", "expected"),
     [

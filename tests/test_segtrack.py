@@ -268,6 +268,15 @@ def test_segtrack_settings_are_checked_like_any_trackers() -> None:
         StreamOptions.from_mapping({"tracker": "segtrack", "tracker_settings": {"camera_motion": "yes"}})
 
 
+def test_a_slip_of_a_tracker_setting_names_the_setting_meant() -> None:
+    """``track_bufer`` was told the settings segtrack has, but not which of them it was close to."""
+    with pytest.raises(ValueError) as caught:
+        StreamOptions.from_mapping({"tracker": "segtrack", "tracker_settings": {"track_bufer": 60}})
+    said = str(caught.value)
+    assert said.startswith("tracker_settings.track_bufer: not a setting of segtrack; it has "), said
+    assert said.endswith("; did you mean 'track_buffer'?"), said
+
+
 def test_only_a_pair_clearly_ahead_of_its_row_and_column_skips_the_masks() -> None:
     from server.tracking.segtrack import _clear_pairs
 

@@ -59,6 +59,22 @@ def echoed(value: object) -> str:
     return text if len(text) <= ECHOED_CHARS else text[: ECHOED_CHARS - 1] + "…"
 
 
+def did_you_mean(key: str, keys: Sequence[str]) -> str:
+    """``; did you mean 'units'?`` where ``key`` is close to one of ``keys`` (difflib's closest, at its own
+    cutoff), else nothing: the words every unknown key of the config file and the API ends with, as the
+    README promises. That cutoff takes a missing unit suffix (``loiter`` for ``loiter_s``)."""
+    close = difflib.get_close_matches(key, keys, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def refuse_unknown_keys(table: Mapping[str, Any], keys: tuple[str, ...], where: str) -> None:
+    """Raise ValueError naming the first key of ``table`` not in ``keys``, the keys it has, and the one meant."""
+    if unknown := sorted(set(table) - set(keys)):
+        raise ValueError(
+            f"{where}.{unknown[0]}: unknown key; known keys are {', '.join(keys)}{did_you_mean(unknown[0], keys)}"
+        )
+
+
 def unquoted_number(value: object, where: str) -> str | None:
     """The error for a whole number given where a name is expected (``id = 1``, ``name = 1``), else None.
 
@@ -266,7 +282,7 @@ def _tables(value: object, key: str) -> list[Mapping[str, Any]]:
 
 
 def _zone(table: Mapping[str, Any], where: str) -> Zone:
-    _known(table, ("name", "points", "units", "classes", "min_share", "loiter_s"), where)
+    refuse_unknown_keys(table, ("name", "points", "units", "classes", "min_share", "loiter_s"), where)
     units = _units(table, where)
     # A corner given twice in a row (a double click) is one corner, and so is the first one given again
     # at the end, the way many tools close a polygon.
@@ -302,7 +318,7 @@ def _zone(table: Mapping[str, Any], where: str) -> Zone:
 
 
 def _line(table: Mapping[str, Any], where: str) -> Line:
-    _known(table, ("name", "points", "units", "classes", "anchor", "hysteresis", "confirm_s"), where)
+    refuse_unknown_keys(table, ("name", "points", "units", "classes", "anchor", "hysteresis", "confirm_s"), where)
     units = _units(table, where)
     points = _points(table, units, 2, where)
     # Fractions that forgot their units are told so first, as a zone's are: as pixels most such lines
@@ -333,12 +349,6 @@ def _line(table: Mapping[str, Any], where: str) -> Line:
         raise ValueError(f"{where}.confirm_s: expected {expected}, got {echoed(confirm_s)}")
     classes = _classes(table, where)
     return Line(_name(table, where), points, units, classes, Anchor(anchor), float(hysteresis), float(confirm_s))
-
-
-def _known(table: Mapping[str, Any], keys: tuple[str, ...], where: str) -> None:
-    unknown = sorted(set(table) - set(keys))
-    if unknown:
-        raise ValueError(f"{where}.{unknown[0]}: unknown key; known keys are {', '.join(keys)}")
 
 
 def _name(table: Mapping[str, Any], where: str) -> str:

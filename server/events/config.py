@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from server.analytics.shapes import refuse_unknown_keys
 from server.events.toml_text import toml_string
 
 DEFAULT_QUEUE = 1000
@@ -120,7 +121,7 @@ def events_settings(table: object, folder: Path) -> EventsSettings:
     """The ``[events]`` table; relative paths are taken from ``folder`` (the config file's)."""
     if not isinstance(table, Mapping):
         raise ValueError(f"events: expected an [events] table, got {shown(table)}")
-    _known(table, ("history", "webhooks", "mqtt"), "events")
+    refuse_unknown_keys(table, ("history", "webhooks", "mqtt"), "events")
     history = _history(_sub(table, "history"), folder) if "history" in table else None
     hooks = table.get("webhooks", [])
     if not isinstance(hooks, list) or not all(isinstance(h, Mapping) for h in hooks):
@@ -132,7 +133,7 @@ def events_settings(table: object, folder: Path) -> EventsSettings:
 
 def _history(table: Mapping[str, Any], folder: Path) -> HistorySettings:
     where = "events.history"
-    _known(table, HISTORY_KEYS, where)
+    refuse_unknown_keys(table, HISTORY_KEYS, where)
     path = _text(table, "path", where) or DEFAULT_HISTORY_FILE
     return HistorySettings(
         path=_history_file(path, folder, f"{where}.path"),
@@ -174,7 +175,7 @@ def resolved_path(value: str, folder: Path, where: str) -> Path:
 
 
 def _webhook(table: Mapping[str, Any], where: str) -> WebhookSettings:
-    _known(table, WEBHOOK_KEYS, where)
+    refuse_unknown_keys(table, WEBHOOK_KEYS, where)
     url = _text(table, "url", where)
     try:
         parts = urlsplit(url or "")
@@ -207,7 +208,7 @@ def _webhook(table: Mapping[str, Any], where: str) -> WebhookSettings:
 
 def _mqtt(table: Mapping[str, Any], folder: Path) -> MqttSettings:
     where = "events.mqtt"
-    _known(table, MQTT_KEYS, where)
+    refuse_unknown_keys(table, MQTT_KEYS, where)
     host = _broker_host(table, where)
     port = table.get("port")
     if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535):
@@ -297,12 +298,6 @@ def _length_hint(name: str) -> str:
     if HOST_NAME.match(name) and _plain_host(name) is None:
         return f" (a name is at most {MAX_HOST_NAME_BYTES} characters, each part between dots at most 63)"
     return ""
-
-
-def _known(table: Mapping[str, Any], keys: tuple[str, ...], where: str) -> None:
-    unknown = sorted(set(table) - set(keys))
-    if unknown:
-        raise ValueError(f"{where}.{unknown[0]}: unknown key; known keys are {', '.join(keys)}")
 
 
 def _sub(table: Mapping[str, Any], key: str) -> Mapping[str, Any]:
