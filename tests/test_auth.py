@@ -122,6 +122,22 @@ async def test_signed_url_token_grants_its_role_for_img_and_websocket_use(aiohtt
     assert (await client.get("/api/streams", params={"token": token[:-2] + "xx"})).status == 401
 
 
+async def test_a_configured_token_in_an_address_is_refused_saying_why(aiohttp_client: ClientFactory) -> None:
+    """Pasted into an ``<img>`` src or a Grafana URL, a configured token is refused as one, not as a wrong token."""
+    client = await aiohttp_client(_app(_policy()))
+    for configured in (VIEWER, ADMIN):
+        response = await client.get("/api/streams", params={"token": configured})
+        assert response.status == 401
+        message = (await response.json())["error"]
+        assert "configured tokens are not accepted in an address" in message, message
+        assert "Authorization: Bearer" in message and "POST /api/tokens" in message, message
+    wrong = await client.get("/api/streams", params={"token": VIEWER[:-1] + "X"})
+    assert wrong.status == 401
+    assert (await wrong.json())["error"] == (
+        "a valid token is needed: send Authorization: Bearer <token>, or ?token=<signed token>"
+    )
+
+
 async def _mint(client: TestClient, body: Mapping[str, object], bearer: str) -> dict[str, Any]:
     minted = await client.post("/api/tokens", json=body, headers=_bearer(bearer))
     assert minted.status == 200, await minted.text()

@@ -21,6 +21,7 @@ from server.app import create_app
 from server.config import Settings, StreamConfig, load_config
 from server.options import StreamOptions
 from server.persist import write_config
+from tests.support.ports import held_closed_port
 
 ClientFactory = Callable[[web.Application], Awaitable[TestClient]]
 
@@ -113,6 +114,57 @@ async def test_a_saved_change_writes_what_the_user_wrote_and_the_change_only(
     again = load_config(path)
     shown = await (await client.get("/api/streams/door")).json()
     assert again.streams[0].options.to_json() == shown["options"], "the file reads back as the stream runs"
+
+
+#: README's ``[events.*]`` example as a user copies it: most keys spelled out at their defaults. The broker
+#: and the receiver are closed ports here (`held_closed_port`), so the outputs fail at once, offline.
+README_EVENTS = """\
+[model]
+name = "bundled"
+
+[[streams]]
+id = "door"
+uri = "scene:?seed=1"
+
+[events.history]
+path = "segcast-events.db"
+max_age_days = 30
+max_mb = 1024
+
+[[events.webhooks]]
+url = "http://127.0.0.1:{port}/hooks/segcast"
+secret = "a long random string"
+timeout_s = 5
+retries = 3
+
+[events.mqtt]
+host = "127.0.0.1"
+port = {port}
+username = "segcast"
+password = "..."
+topic_prefix = "segcast"
+discovery = true
+discovery_prefix = "homeassistant"
+"""
+
+
+async def test_a_save_keeps_every_events_key_the_file_spelled_out_even_at_its_default(
+    aiohttp_client: ClientFactory, tmp_path: Path
+) -> None:
+    """A save from the viewer wrote ``[events.history]`` back empty and ``[events.mqtt]`` without its
+    ``topic_prefix`` and ``discovery``: what its user copied from README was gone, with no .bak (no
+    comment was lost). Kept, as a ``[stream_defaults]`` key the file set is."""
+    with held_closed_port() as port:
+        path = write(tmp_path, README_EVENTS.format(port=port))
+        settings = load_config(path)
+        client = await aiohttp_client(create_app(settings))
+        response = await client.patch("/api/streams/door?persist=1", json={"conf": 0.4})
+        assert response.status == 200, await response.text()
+    text = path.read_text()
+    saved = tomllib.loads(text)
+    assert saved["events"] == tomllib.loads(README_EVENTS.format(port=port))["events"], text
+    assert saved["streams"] == [{"id": "door", "uri": "scene:?seed=1", "conf": 0.4}], text
+    assert load_config(path).events == settings.events
 
 
 def test_a_file_saved_without_a_change_says_what_it_said_and_reads_back_the_same(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from server.cli import EXIT_STARTUP_ERROR
 from server.inference.detections import detect
-from server.inference.models import ModelError, _exported_task, load_model
+from server.inference.models import NOT_A_CHECKPOINT, ModelError, _exported_task, load_model
 from server.scene import Scene
 from tests.support.cli_in_process import run_cli
 from tests.support.components import require_module
@@ -62,6 +62,18 @@ def test_a_corrupt_onnx_file_is_a_model_error_at_load_not_at_the_first_frame(tmp
     with pytest.raises(ModelError, match=r"^--model .*x\.onnx: cannot load it \(") as caught:
         load_model(str(junk))
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("text", ["garbage\n", "Final weights\n"])
+def test_a_pt_text_file_read_as_pickle_numbers_is_named_not_a_checkpoint(tmp_path: Path, text: str) -> None:
+    """Text starting with "g" (or "F", "I", "L") reads as a pickle opcode followed by a number: torch's
+    unpickler fails with a ValueError ("invalid literal for int() ... 'arbage'"), not the UnpicklingError
+    other junk gives, and that alone lacked the hint."""
+    junk = tmp_path / "x.pt"
+    junk.write_text(text)
+    with pytest.raises(ModelError, match=r"^--model .*x\.pt: cannot load it \(") as caught:
+        load_model(str(junk))
+    assert str(caught.value).endswith(f"; {NOT_A_CHECKPOINT}"), str(caught.value)
 
 
 def test_a_pt_file_that_is_no_model_is_named_in_segcasts_words_not_ultralytics_log_marks(tmp_path: Path) -> None:

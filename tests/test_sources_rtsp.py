@@ -146,7 +146,11 @@ def test_a_camera_that_never_answers_is_reconnecting_and_others_keep_streaming(c
             status = dead.wait_state(StreamState.RECONNECTING, 10)
             healthy = good.wait_until("still ~15 fps", lambda s: 12 <= s.input_fps <= 18, 5)
 
-    assert status.error == "no answer within 1 s"
+    assert status.error == (
+        f"no answer within 1 s from 127.0.0.1:{silent.port}, which accepts the connection: check that the URI "
+        "is the camera's stream URL (its port and path), and that the camera is not already serving as many "
+        "clients as it allows"
+    )
     assert healthy.state is StreamState.LIVE and healthy.reconnects == 0
 
 

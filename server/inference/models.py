@@ -8,6 +8,7 @@ import importlib.util
 import logging
 import os
 import re
+import traceback
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,13 +193,7 @@ def load_model(spec: str) -> YOLO:
                 overrides["imgsz"] = imgsz
             classes = len(_open_export(model))
     except Exception as exc:  # ultralytics raises many kinds: pickle, onnx, openvino errors, StopIteration
-        # A .pt that holds no checkpoint: TypeError for one ultralytics refuses to unpickle, AttributeError
-        # ("'Linear' object has no attribute 'model'") for one whose object it took for a model. Not every
-        # AttributeError: a checkpoint of a newer ultralytics fails so too, naming a class this one lacks.
-        not_checkpoint = target.endswith(".pt") and (
-            isinstance(exc, TypeError) or (isinstance(exc, AttributeError) and str(exc).endswith("attribute 'model'"))
-        )
-        instead = f"; {NOT_A_CHECKPOINT}" if not_checkpoint else ""
+        instead = f"; {NOT_A_CHECKPOINT}" if target.endswith(".pt") and _not_a_checkpoint(exc) else ""
         if isinstance(exc, TypeError) and "is not a supported model format" in str(exc):
             # ultralytics' own list of 23 formats, most of which segcast neither exports nor documents
             raise ModelError(f"--model {spec}: not a model segcast takes; pass {MODELS_TAKEN}") from None
@@ -208,6 +203,36 @@ def load_model(spec: str) -> YOLO:
     _check_runs(spec, model)
     log.info("loaded model %s (%s, %d classes)", target, model.task, classes)
     return model
+
+
+def _not_a_checkpoint(exc: Exception) -> bool:
+    """Whether loading a .pt failed as it does for a file that holds no checkpoint, which `NOT_A_CHECKPOINT`
+    then says what to give instead of.
+
+    TypeError for one ultralytics refuses to unpickle; AttributeError ("'Linear' object has no attribute
+    'model'") for one whose object it took for a model; ValueError from torch's unpickling of a file that
+    is no zip archive (`_unpickled_legacy`), as a text file starting with "g" is. Not every AttributeError:
+    a checkpoint of a newer ultralytics fails so too, naming a class this one lacks.
+    """
+    if isinstance(exc, AttributeError):
+        return str(exc).endswith("attribute 'model'")
+    return isinstance(exc, TypeError) or (isinstance(exc, ValueError) and _unpickled_legacy(exc))
+
+
+def _unpickled_legacy(exc: Exception) -> bool:
+    """Whether ``exc`` was raised while torch read a .pt that is no zip archive (``torch.serialization``'s
+    ``_legacy_load``, which no checkpoint saved by torch 1.6 or later takes).
+
+    Text read as pickle fails there with what its first letter calls for: "g", "I", "L" and "F" are
+    opcodes followed by a number on the rest of the line ("garbage" asks for memo entry "arbage"), and
+    ``int()`` or ``float()`` of it raises a ValueError, which ultralytics passes on as it is, unlike the
+    UnpicklingError of other junk that it turns into its "not a loadable checkpoint" TypeError. Told by
+    where it was raised, not by its words, which any ``int()`` anywhere says.
+    """
+    return any(
+        frame.f_code.co_name == "_legacy_load" and frame.f_globals.get("__name__") == "torch.serialization"
+        for frame, _ in traceback.walk_tb(exc.__traceback__)
+    )
 
 
 def unsupported_task(spec: str, task: str | None) -> str:

@@ -390,7 +390,7 @@ class NetworkSource:
         except av.error.FFmpegError as exc:
             # FFmpeg's RTSP client reports its time-out as "invalid data": the clock tells them apart.
             if isinstance(exc, av.error.ExitError) or time.monotonic() - started >= self.open_timeout_s:
-                raise ConnectionError(f"no answer within {self.open_timeout_s:g} s") from None
+                raise ConnectionError(self._no_answer()) from None
             if exc.errno == errno.EIO and self._host and (unknown := unknown_host(self._host)):
                 raise ConnectionError(unknown) from None
             if exc.errno == errno.ECONNREFUSED and self._host:
@@ -408,23 +408,38 @@ class NetworkSource:
             rtsp_transport = self._transport if self.scheme in ("rtsp", "rtsps") else None
             raise translate_error(exc, self._url, rtsp_transport) from None
 
+    def _no_answer(self) -> str:
+        """The stream's error for an opening that timed out. Where the camera's address accepts a connection
+        (a camera that hangs after accepting, one serving as many clients as it allows, or another service on
+        its port that waits for a different protocol), that is said with what to check: a bare "no answer"
+        sent its owner looking at the network. Where nothing accepts, nothing more is known than the time-out.
+        """
+        no_answer = f"no answer within {self.open_timeout_s:g} s"
+        port = self._port or DEFAULT_PORTS[self.scheme]
+        if not self._host or not _accepts(self._host, port):
+            return no_answer
+        return (
+            f"{no_answer} from {_shown_address(self._host, port)}, which accepts the connection: check that the URI "
+            "is the camera's stream URL (its port and path), and that the camera is not already serving as many "
+            "clients as it allows"
+        )
+
     def _refused(self, host: str) -> str:
         """The stream's error for a connection refused: FFmpeg's "connection refused" named neither the
         address nor what to check, where an unknown host and a wrong path say both. The port is the URI's,
         else its scheme's (`DEFAULT_PORTS`); the host alone is named, never the URI's user or password. An
         HTTP camera that answers there sent FFmpeg elsewhere (a redirect), which refused: said so."""
         port = self._port or DEFAULT_PORTS[self.scheme]
-        shown = f"[{host}]" if ":" in host else host  # an IPv6 address, as a URI writes it
+        address = _shown_address(host, port)
         if self.scheme in ("http", "https") and _accepts(host, port):
             # FFmpeg follows an HTTP camera's redirects: the address refusing is the one it was sent to.
             return (
-                f"{shown}:{port} answers, but the address it redirects to refuses the connection (connection "
+                f"{address} answers, but the address it redirects to refuses the connection (connection "
                 "refused): check the URL's path and where the camera sends it"
             )
-        host = shown
         service = {"rtsps": "RTSP", "rtmps": "RTMP", "https": "HTTP"}.get(self.scheme, self.scheme.upper())
         return (
-            f"nothing answers at {host}:{port} (connection refused): check the port in the URI and that the "
+            f"nothing answers at {address} (connection refused): check the port in the URI and that the "
             f"camera's {service} service is on"
         )
 
@@ -556,6 +571,11 @@ def _more_than_one_picture(frames: Iterator[Decoded], described: str) -> Iterato
 
 #: How long `_accepts` waits for a connection: a camera's own answer on a local network is far quicker.
 ACCEPT_PROBE_S = 2.0
+
+
+def _shown_address(host: str, port: int) -> str:
+    """``host``:``port`` as a URI writes it (an IPv6 address in brackets), for an error to name."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _accepts(host: str, port: int) -> bool:

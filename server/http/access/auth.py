@@ -33,7 +33,7 @@ from contextlib import suppress
 
 from aiohttp import web
 
-from server.http.access.requests import is_cross_site, is_local_name, is_websocket
+from server.http.access.requests import bearer_token, is_cross_site, is_local_name, is_websocket
 from server.http.access.tokens import (
     SIGNED_ADMIN_TOKEN_MAX_TTL_S,
     SIGNED_TOKEN_DEFAULT_TTL_S,
@@ -119,7 +119,7 @@ async def _check_access(request: web.Request, handler: Handler) -> web.StreamRes
         return await handler(request)
     credential = policy.credential_of(request)
     if credential is None:
-        raise _unauthorized(policy.signed_problem(request))
+        raise _unauthorized(policy, request)
     if credential.role < needed:
         raise error(
             web.HTTPForbidden,
@@ -167,14 +167,30 @@ def _cross_site_refusal(request: web.Request) -> web.HTTPException:
     )
 
 
-def _unauthorized(signed_problem: str | None) -> web.HTTPException:
+def _unauthorized(policy: AccessPolicy, request: web.Request) -> web.HTTPException:
     """The 401 for a request without a credential that holds: a signed token refused where a new one
-    would do (`AccessPolicy.signed_problem`) is told why, and how to get another."""
-    if signed_problem is None:
-        message = "a valid token is needed: send Authorization: Bearer <token>, or ?token=<signed token>"
-    else:
+    would do (`AccessPolicy.signed_problem`) is told why, and how to get another; a configured token
+    given as ``?token=`` is told that an address takes only signed tokens, for its holder (who pasted it
+    into an ``<img>`` or a dashboard's URL) would otherwise take it for a wrong token."""
+    if (signed_problem := policy.signed_problem(request)) is not None:
         message = f"{signed_problem}; mint a new one with POST {TOKENS_PATH}"
+    elif _configured_token_in_address(policy, request):
+        message = (
+            "configured tokens are not accepted in an address (they would end up in logs and browser "
+            f"history): send it as Authorization: Bearer, or mint a signed link with POST {TOKENS_PATH} "
+            "and put its token in ?token="
+        )
+    else:
+        message = "a valid token is needed: send Authorization: Bearer <token>, or ?token=<signed token>"
     return error(web.HTTPUnauthorized, message, **{"WWW-Authenticate": 'Bearer realm="segcast"'})
+
+
+def _configured_token_in_address(policy: AccessPolicy, request: web.Request) -> bool:
+    """Whether the request's ``?token=`` is one of the configured tokens, where no bearer was sent
+    (a bearer is what `AccessPolicy.credential_of` reads then). Checked in constant time, as a bearer is
+    (`AccessPolicy.token_credential`): the answer tells no more than sending it as a bearer would."""
+    in_address = request.query.get("token", "")
+    return bearer_token(request) is None and policy.token_credential(in_address) is not None
 
 
 #: What the request was let in with; absent under an open policy.
