@@ -145,18 +145,26 @@ async def test_events_are_summed_up_at_most_every_ten_seconds_not_read_out_each(
         "3 new events, latest: #15 person crossed mid (in)",
     ]
     assert await page.get_attribute("#events-summary", "role") == "status"
+
+    # A crossing counted late (dated when its stay across began) is listed below newer ones: still new.
+    await send_crossings(page, [16], ago_s=15)  # 10 s after #15, 5 s before it
+    assert "#16" not in await page.text_content("#events li:first-child"), "listed below the newer #15"
+    await page.clock.fast_forward(10_000)
+    await page.wait_for_function("window.said.length === 3", timeout=WAIT_MS)
+    assert (await page.evaluate("window.said"))[2] == "1 new event: #16 person crossed mid (in)"
     assert page_errors(console) == []
 
 
-async def send_crossings(page: Any, ids: list[int]) -> None:
-    """Line crossings of ``ids`` on the open stream, as the server's WebSocket brings them."""
+async def send_crossings(page: Any, ids: list[int], ago_s: float = 0) -> None:
+    """Line crossings of ``ids`` on the open stream, as the server's WebSocket brings them, dated ``ago_s``
+    before now."""
     await page.evaluate(
-        """([stream, ids]) => { for (const id of ids) {
+        """([stream, ids, ago]) => { for (const id of ids) {
              const message = {type: "line_cross", stream, id, class: "person", line: "mid", direction: "in",
-                              media_time: id, time: Date.now() / 1000};
+                              media_time: id, time: Date.now() / 1000 - ago};
              window.sockets.at(-1).dispatchEvent(new MessageEvent("message", {data: JSON.stringify(message)}));
            } }""",
-        [QUIET, ids],
+        [QUIET, ids, ago_s],
     )
 
 

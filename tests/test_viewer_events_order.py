@@ -3,8 +3,10 @@ headless Chromium.
 
 Events stored while the box's clock ran ahead (a year, or a day's skew) kept the top of a list sorted
 by time: twenty of them froze it and live events never showed. The list goes in the history's order
-(ids follow the order events were stored in), live events above it in the order heard; and an
-event of another day than today shows its date, not its time alone as one of today's.
+(ids follow the order events were stored in), live events above it in the order heard, except that an
+event that came late (a line crossing is dated when its stay across began, confirm_s before it counts)
+goes among those of its moment by its time; and an event of another day than today shows its date, not
+its time alone as one of today's.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from server.events.config import EventsSettings, HistorySettings
 from server.frames import PROTOCOL_VERSION
 from tests.support.browser import WAIT_MS, open_page, require_browser, wait_for_new_frame
 from tests.support.zone_page import STREAM_VIEW
-from tests.test_viewer_event_paging import HEAR_LIVE_THEN_READ_HISTORY, store
+from tests.test_viewer_event_paging import HEAR_LIVE_THEN_READ_HISTORY, line_cross, store
 
 require_browser()
 
@@ -131,4 +133,58 @@ async def test_an_event_stored_after_one_heard_live_goes_above_it_whatever_its_t
     items = await page.evaluate(HEAR_LIVE_THEN_READ_HISTORY, json.loads(LiveEvent.of(heard.to_json()).text))
 
     assert [item[item.index("#") :] for item in items] == ["#2 person entered yard", "#1 person entered yard"]
+    assert console.errors == []
+
+
+#: Live events of stream cam (a list of them, in the order heard, then the first again) added to a new
+#: EventList of the page's own module: the texts of the list's items, top first, and of the item each
+#: add() said lists its event (null: none new).
+HEAR_LIVE = """async (heard) => {
+  const { EventList } = await import("./static/events.js");
+  const [list, empty] = [document.createElement("ul"), document.createElement("p")];
+  document.body.append(list, empty);
+  const events = new EventList(list, empty);
+  events.open("cam");
+  const listed = [...heard, heard[0]].map((event) => events.add(event)?.textContent ?? null);
+  return { items: [...list.children].map((item) => item.textContent), listed };
+}"""
+
+
+def tracks_listed(items: list[str]) -> list[str]:
+    """The items' texts without their times: what the list says happened, top first."""
+    return [item[item.index("#") :] for item in items]
+
+
+async def test_a_crossing_heard_after_later_events_is_listed_by_its_time(start_server: Start, browser: Any) -> None:
+    """Given a zone entry, then a crossing dated a second before it (its stay across began then) heard after
+    it, then another zone entry; then the list reads newest first by the events' own times."""
+    client = await start_server()
+    page, console = await open_page(browser, client, "/")
+    now = time.time()
+    heard = [zone_enter(1, now + 1, "yard"), line_cross(2, now), zone_enter(3, now + 1.5, "yard")]
+
+    said = await page.evaluate(HEAR_LIVE, heard)
+
+    items = said["items"]
+    assert tracks_listed(items) == ["#3 person entered yard", "#1 person entered yard", "#2 person crossed gate (in)"]
+    assert said["listed"] == [items[1], items[2], items[0], None], "each new one's own item, wherever it went"
+    assert console.errors == []
+
+
+async def test_a_live_event_goes_among_the_stored_ones_by_its_time(
+    start_server: Start, browser: Any, tmp_path: Path
+) -> None:
+    """Given a zone entry stored, then a crossing dated a second before it stored after it, and a zone
+    entry heard live dated between them; when the list reads the history; then all three are in time
+    order, the live one and the late crossing included."""
+    client = await start_server(events=EventsSettings(HistorySettings(tmp_path / "events.db")))
+    now = time.time()
+    await store(client, [[zone_enter(1, now + 1, "yard")], [line_cross(2, now)]])
+    page, console = await open_page(browser, client, "/")
+
+    items = await page.evaluate(
+        HEAR_LIVE_THEN_READ_HISTORY, json.loads(LiveEvent.of(zone_enter(3, now + 0.5, "yard")).text)
+    )
+
+    assert tracks_listed(items) == ["#1 person entered yard", "#3 person entered yard", "#2 person crossed gate (in)"]
     assert console.errors == []

@@ -1,7 +1,8 @@
 """What a person new to the viewer meets first, in a real headless Chromium against the real server:
 Remove saving to the config file as asked, a refused zone said where it is seen and in a person's words,
 track labels readable on a phone, an embed snippet of the stream's own shape, a stream that does not
-exist offering nothing to do to it, and the add form explaining its Id field and dropping an old error.
+exist offering nothing to do to it, the add form explaining its Id field and dropping an old error, and
+taking any confidence the server takes.
 """
 
 from __future__ import annotations
@@ -124,3 +125,23 @@ async def test_a_missing_stream_offers_no_controls_and_the_add_form_explains_its
     await id_field.press_sequentially("2")  # a new attempt begins: the old answer is not its own
     await page.wait_for_function("() => document.querySelector('#add-error').textContent === ''", timeout=WAIT_MS)
     assert all(re.search(r"status of 4\d\d", error) for error in console.errors), console.errors
+
+
+async def test_the_add_form_takes_any_confidence_the_server_takes(start_server: Start, browser: Any) -> None:
+    client = await start_server()
+    page, console = await open_page(browser, client, "/?transport=ws#/")
+    conf = page.locator("#add-form input[name=conf]")
+    # Its placeholder, the server's floor and top, and values off any coarse step: the server takes them all.
+    for typed in ("0.25", "0.5", "0.51", "0.01", "1", "0.333"):
+        await conf.fill(typed)
+        message = await conf.evaluate("(input) => input.validationMessage")
+        assert message == "", f"Confidence {typed} refused by the browser: {message}"
+
+    await page.fill("#add-form input[name=id]", "cam")
+    await page.fill("#add-form input[name=uri]", "scene:?seed=5")
+    await conf.fill("0.5")
+    await page.click("#add-form button[type=submit]")
+    await page.locator('#grid [data-stream="cam"]').wait_for(timeout=WAIT_MS)
+    response = await client.get("/api/streams/cam")
+    assert (await response.json())["options"]["conf"] == 0.5
+    assert console.errors == []

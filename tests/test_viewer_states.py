@@ -21,6 +21,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from server.app import create_app
 from server.config import Settings, StreamConfig
 from server.inference.models import BUNDLED_MODEL
+from server.scene import Scene, write_y4m
 from server.sources.backoff import RECONNECT_MAX_S
 from tests.support.browser import (
     DESKTOP,
@@ -96,6 +97,53 @@ async def test_a_failed_stream_says_why_on_its_tile_and_in_its_view(
     assert f"no such file: {MISSING_FILE}" in view
     assert await page.inner_text("#stream-state") == "failed"
     await page.screenshot(path=screenshots / "stream.png")
+    assert console.errors == []
+
+
+async def test_a_file_that_ended_says_how_to_play_it_again_and_that_way_plays_it(
+    start_server: Start, browser: Any, tmp_path: Path, screenshots: Path
+) -> None:
+    clip = write_y4m(Scene(seed=3), tmp_path / "clip.y4m", 15)
+    client = await start_server(StreamConfig("clip", str(clip), loop=False))
+    page, console = await open_page(browser, client, "/")
+    tile = await wait_for_text(page, TILE_PANEL.format("clip"), "the video reached its end")
+    assert 'PATCH {"loop": true}' in tile and "loop = true" in tile, tile
+    await page.screenshot(path=screenshots / "grid.png")
+
+    await page.click('.card[data-stream="clip"]')
+    view = await wait_for_text(page, VIEW_PANEL, "the video reached its end")
+    assert 'PATCH {"loop": true}' in view, view
+    await page.screenshot(path=screenshots / "stream.png")
+    # What the hint says does what it says: the video plays again, and the notice goes.
+    assert (await client.patch("/api/streams/clip", json={"loop": True})).status == 200
+    await page.locator(VIEW_PANEL).wait_for(state="hidden", timeout=WAIT_MS)
+    await wait_for_new_frame(page, "#video")
+    assert console.errors == []
+
+
+async def test_the_embed_of_a_file_that_ended_leaves_the_operators_hint_out(
+    start_server: Start, browser: Any, tmp_path: Path
+) -> None:
+    """A dashboard's visitor cannot change the stream: the API and the config file are not theirs to see."""
+    clip = write_y4m(Scene(seed=3), tmp_path / "clip.y4m", 15)
+    client = await start_server(StreamConfig("clip", str(clip), loop=False))
+    page, console = await open_page(browser, client, "/embed/clip")
+    text = await wait_for_text(page, EMBED_PANEL, "the video reached its end")
+    assert "loop" not in text, text
+    assert console.errors == []
+
+
+async def test_a_reconnecting_tiles_rate_and_viewers_stay_whole_on_one_line(
+    start_server: Start, browser: Any, screenshots: Path
+) -> None:
+    """Its long badge leaves the rate no room beside the id: "0 fps · 1" over "watching" split the phrase."""
+    client = await start_server(StreamConfig("blackhole", closed_port_camera()))
+    page, console = await open_page(browser, client, "/", DESKTOP)
+    await page.wait_for_selector('.card[data-stream="blackhole"] .badge.state-reconnecting', timeout=WAIT_MS)
+    await wait_for_text(page, TILE_RATE.format("blackhole"), "0 fps · 1 watching")
+    await page.screenshot(path=screenshots / "grid.png")
+    assert await page.evaluate(TEXT_LINES, TILE_RATE.format("blackhole")) == 1
+    assert await page.evaluate(OVERFLOW) == 0
     assert console.errors == []
 
 

@@ -13,6 +13,13 @@ const SHOWN = 20;
 // oldest out, to be read from the history again.
 const KEPT_BELOW = 2 * SHOWN * ANALYTICS_EVENTS.length;
 
+// How late an event may reach the list and still be put among the others by its own time: a line crossing
+// is dated when its stay across began, confirm_s (at most 10 s) before it counts, or when its track was
+// last seen, which the tracker gives up on a track buffer later (seconds at a low processing rate). Times
+// further out of order are a clock that was set (a box with no clock of its own, a year off), and there
+// the order events were stored or heard in holds.
+const LATE_MAX_S = 60;
+
 // Whether the server keeps a history: it cannot change while the server runs, so an answer is kept
 // until the next hello (a restart may bring another config); a question that got none (the server
 // restarting) is asked again next time.
@@ -56,7 +63,8 @@ export class EventList {
     this.streamId = null;
     this.events = []; // known, newest first: the first `limit` shown, the rest kept for "Show older events"
     // Where each known event goes in the list (`newestFirst`): its history id, once known, or else when
-    // it was heard. Not its `time`: a clock set ahead when it was stored would keep it on top for good.
+    // it was heard. Not its `time` alone: a clock set ahead when it was stored would keep it on top for
+    // good; its time only moves it among those of its moment (`lateOnesByTime`).
     this.places = new WeakMap();
     this.heard = 0; // live events heard so far: the place of the next among them
     this.items = new Map(); // identity() -> its <li>, kept while the event is shown
@@ -155,12 +163,17 @@ export class EventList {
     return this.events.slice(this.limit).filter((event) => event.type === type).length;
   }
 
-  /** A live event from the WebSocket (any stream's; only the open stream's are kept). */
+  /** A live event from the WebSocket (any stream's; only the open stream's are kept). The item that lists
+   * it, where it is new and shown, else null: for a summary of what is new, which cannot take the top item
+   * for it, since an event that came late goes below newer ones. */
   add(event) {
-    if (event.stream !== this.streamId) return;
+    if (event.stream !== this.streamId) return null;
+    const key = identity(event);
+    const known = this.events.some((other) => identity(other) === key);
     this.insert(event);
     this.trim();
     this.render();
+    return known ? null : (this.items.get(key) ?? null);
   }
 
   /** Keep at most `KEPT_BELOW` events below those shown. A pushed-out event's kind is read again from its
@@ -171,8 +184,9 @@ export class EventList {
   }
 
   /** ``event`` in its place: by ``storedId``, its history id, or, heard live (no history id on the
-   * WebSocket), above all stored events in the order heard. A live event's stored copy read later gives it
-   * its id: events stored after it, of a WebSocket outage, then go above it. */
+   * WebSocket), above all stored events in the order heard; then, where it came late, below the newer
+   * events of its moment. A live event's stored copy read later gives it its id: events stored after it,
+   * of a WebSocket outage, then go above it. */
   insert(event, storedId = null) {
     if (!validTime(event.time)) {
       // Not shown: a time no date can be made of would throw at each render of the list.
@@ -190,6 +204,7 @@ export class EventList {
       place.stored = storedId;
     }
     this.events.sort((a, b) => newestFirst(this.places.get(a), this.places.get(b)));
+    this.events = lateOnesByTime(this.events);
   }
 
   serially(read) {
@@ -227,6 +242,25 @@ function readPage(streamId, type, cursor) {
 function newestFirst(a, b) {
   if ((a.stored === null) !== (b.stored === null)) return a.stored === null ? -1 : 1;
   return a.stored === null ? b.heard - a.heard : b.stored - a.stored;
+}
+
+/** ``arrived`` (newest first in the order stored or heard) with each event moved below the ones before it
+ * in that order that are newer by its time, by up to `LATE_MAX_S`: a list of one moment reads in time
+ * order, a crossing counted late included, while a clock set far back or ahead reorders nothing. Ties
+ * keep the order they arrived in. */
+function lateOnesByTime(arrived) {
+  const ordered = [];
+  for (const event of arrived.slice().reverse()) {
+    let at = 0;
+    while (at < ordered.length && cameLateAfter(event, ordered[at])) at += 1;
+    ordered.splice(at, 0, event);
+  }
+  return ordered;
+}
+
+/** Whether ``late``, which arrived after ``newer``, happened before it, and by little enough to be late. */
+function cameLateAfter(late, newer) {
+  return newer.time > late.time && newer.time - late.time <= LATE_MAX_S;
 }
 
 /** Whether `time` (Unix seconds) is one a Date can be made of: a number, within the Date's range. */

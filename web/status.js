@@ -7,6 +7,11 @@ import { serverNow } from "./api.js";
 
 const COUNTDOWN_TICK_MS = 250;
 
+// Only a stream without loop ends (a looping one plays again), and its frozen last frame says nothing of
+// how to see it again: a PATCH of loop opens it again at once, the config key keeps it so (README, --loop).
+// For the operator, not a dashboard's visitor: the embed page hides it (style.css).
+const REPLAY_HINT = 'To play it again, loop it: PATCH {"loop": true}, or loop = true in the config file (--loop).';
+
 const TITLES = {
   starting: "Starting…",
   reconnecting: "Reconnecting",
@@ -32,9 +37,11 @@ export function streamNotice(stream, inference = null) {
     };
   }
   if (!stream?.state || stream.state === "live") return null;
-  const reason = stream.error || (stream.state === "ended" ? "the video reached its end" : "");
+  const ended = stream.state === "ended";
+  const reason = stream.error || (ended ? "the video reached its end" : "");
   const nextAttemptAt = stream.state === "reconnecting" ? (stream.next_attempt_at ?? null) : null;
-  return { state: stream.state, title: TITLES[stream.state] ?? stream.state, reason, nextAttemptAt };
+  const hint = ended ? REPLAY_HINT : "";
+  return { state: stream.state, title: TITLES[stream.state] ?? stream.state, reason, hint, nextAttemptAt };
 }
 
 /** A notice of a page's own, for StatusPanel.show(), with no countdown. */
@@ -187,7 +194,9 @@ export class StatusPanel {
     this.title = document.createElement("strong");
     this.reason = document.createElement("span");
     this.reason.className = "status-reason";
-    this.says.append(this.title, this.reason);
+    this.hint = document.createElement("span"); // what a person can do about it, where there is a way
+    this.hint.className = "status-hint";
+    this.says.append(this.title, this.reason, this.hint);
     this.countdown = document.createElement("span");
     this.countdown.className = "status-countdown";
     this.element.append(this.says, this.countdown);
@@ -218,12 +227,19 @@ export class StatusPanel {
     if (this.cleared?.textContent) this.cleared.textContent = "";
     // A page shows its notice again on every poll: a live region rewritten with the same words may be
     // spoken again, so they are left as they are, and only the countdown (never spoken) is brought up to date.
-    const same = before?.state === notice.state && before.title === notice.title && before.reason === notice.reason;
+    const hint = notice.hint ?? "";
+    const same =
+      before?.state === notice.state &&
+      before.title === notice.title &&
+      before.reason === notice.reason &&
+      (before.hint ?? "") === hint;
     if (!same) {
       this.title.textContent = notice.title;
       this.reason.textContent = notice.reason;
       this.reason.title = notice.reason;
       this.reason.hidden = !notice.reason;
+      this.hint.textContent = hint;
+      this.hint.hidden = !hint;
     }
     if (notice.nextAttemptAt !== null) {
       counting.add(this);

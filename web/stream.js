@@ -391,11 +391,9 @@ export class StreamView {
   /** A live event from the WebSocket: listed, and summed up for a screen reader with those heard in the
    * same EVENT_SUMMARY_MS ("4 new events, latest: #12 person crossed mid (in)"). */
   eventHeard(event) {
-    const list = this.el.events;
-    const top = list.firstElementChild;
-    this.events.add(event);
-    const item = list.firstElementChild; // a new one on top: it was listed (not another stream's, nor known)
-    if (!this.eventSummary || item === null || item === top) return;
+    // Its item where it was listed (not another stream's, nor known): on top, or below newer ones if it came late.
+    const item = this.events.add(event);
+    if (!this.eventSummary || item === null) return;
     this.eventsHeard += 1;
     this.newestEvent = item.lastChild.textContent; // what the list says after the time (events.js, eventItem)
     this.eventSummary.note();
