@@ -458,6 +458,20 @@ def test_a_model_name_triton_does_not_have_stops_the_start_naming_those_it_has(t
     )
 
 
+def test_a_node_started_while_triton_shuts_down_waits_for_it_instead_of_refusing_the_model(
+    triton: _FakeTriton,
+) -> None:
+    """Triton unloads its models as it stops: a node started then (a whole box restarted at once) found
+    the model missing and refused it as a wrong name, exit status 2, for good; it waits for Triton instead."""
+    triton.exiting, triton.others = True, []
+    model = _model("grpc://triton:8001/nope")
+    try:
+        assert model.status.error == "Triton at triton:8001 is shutting down"
+        assert not model.status.available
+    finally:
+        model.close()
+
+
 @pytest.mark.parametrize(
     "refusal",
     [

@@ -188,14 +188,18 @@ def _not_served(
     """Why a model never described yet is NOT_FOUND, from the server's repository index:
     `ModelNotLoaded` naming its state if the repository has it, a `ModelError` naming the models it
     has if not, and ``missing`` itself if the index cannot be read (restricted, or the server
-    went away meanwhile)."""
+    went away meanwhile). Unless the server is shutting down (`unless_stopping`), having unloaded
+    its models: a node started then (a whole box restarted at once) waits for it, as for a server
+    not started yet, where it would have refused the model as a wrong name."""
     try:
         index = exchange(transport.repository_index, timeout_s)
     except (TritonUnavailable, TritonRefused):
-        return missing
+        return unless_stopping(transport, exchange, timeout_s, missing)
     versions = [entry for entry in index if entry.name == endpoint.model]
     if versions:
         return ModelNotLoaded(_states(versions))
+    if isinstance(stopping := unless_stopping(transport, exchange, timeout_s, missing), ServerStopping):
+        return stopping
     names = sorted({entry.name for entry in index})
     return ModelError(
         f"--model {spec}: Triton at {endpoint.address} has no model '{endpoint.model}' "
