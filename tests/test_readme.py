@@ -191,3 +191,25 @@ def test_the_webrtc_functions_readme_offers_are_exported_by_the_module() -> None
     module = (ROOT / "web" / "webrtc.js").read_text(encoding="utf-8")
     exported = set(re.findall(r"^export (?:async )?(?:function|class) (\w+)", module, re.M))
     assert names and set(names) <= exported, f"offered {names}, exported {sorted(exported)}"
+
+
+def test_every_serve_command_shown_starts_a_server_as_written() -> None:
+    """A phone's section showed ``segcast serve --model bundled``, which stops at once asking for a camera:
+    each ``segcast serve`` the docs show has what serve needs (a config file or a --source)."""
+    from server.cli import build_parser, settings_from_args
+    from server.config_values import ConfigError
+
+    shown = [
+        line.partition(" #")[0].strip().removesuffix("&").strip()
+        for path in DOCS
+        for block in code_blocks(path, "sh")
+        for line in block.splitlines()
+        if line.startswith("segcast serve") and "..." not in line
+    ]
+    assert len(shown) >= 6, shown  # the extraction finds them
+    for command in shown:
+        args = build_parser().parse_args(shlex.split(command)[1:])
+        try:
+            settings_from_args(args)
+        except ConfigError as refused:  # a file or camera of the example's own, absent here, is fine
+            assert "serve needs" not in str(refused), command
