@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from server.analytics.shapes import did_you_mean, unquoted_number
+from server.analytics.shapes import NAME_CHARS_RULE, did_you_mean, unquoted_number
 from server.config_values import (
     ConfigError,
     file_relative_uri,
@@ -227,7 +227,9 @@ def check_stream_id(value: object, where: str, hint: str = "") -> str:
         raise ConfigError(refused)
     if not isinstance(value, str) or not STREAM_ID_PATTERN.match(value):
         after = f" ({hint})" if hint else ""
-        raise ConfigError(f"{where}: expected 1 to 64 letters, digits, '-' or '_', got {shown(value)}{after}")
+        raise ConfigError(
+            f"{where}: expected 1 to 64 {NAME_CHARS_RULE} (ids go into URLs and MQTT topics), got {shown(value)}{after}"
+        )
     return value
 
 
@@ -237,7 +239,7 @@ def stream_config(values: Mapping[str, Any], defaults: StreamOptions, where: str
         raise _unknown_key(where, unknown[0], _STREAM_TABLE_KEYS)
     values = flatten_options(values, where)
     if "id" not in values:
-        raise ConfigError(f"{where}.id: missing: give the stream an id of 1 to 64 letters, digits, '-' or '_'")
+        raise ConfigError(f"{where}.id: missing: give the stream an id of 1 to 64 {NAME_CHARS_RULE}")
     stream_id = check_stream_id(values["id"], f"{where}.id")
     uri = values.get("uri")
     if not isinstance(uri, str) or not uri.strip():

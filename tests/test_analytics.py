@@ -14,7 +14,7 @@ import pytest
 
 from server.analytics.engine import StreamAnalytics
 from server.analytics.events import AnalyticsEvent, AnalyticsEventKind
-from server.analytics.line_crossing import side_of
+from server.analytics.geometry import side_of
 from server.analytics.shapes import Zone, parse_lines, parse_zones
 from server.delivery.annotate import LINE_COLOR, ZONE_COLOR, annotate
 from server.frames import Frame, FrameResult, Track, TrackEvent, TrackEventKind

@@ -211,6 +211,34 @@ async def test_a_zone_left_out_for_not_fitting_does_not_block_a_change_that_keep
     assert stream["options"]["lines"][0]["name"] == "middle" and stream["options"]["conf"] == 0.3
 
 
+async def test_a_line_within_its_dead_band_of_the_edge_is_refused_once_the_frame_size_is_known(
+    start_server: Start,
+) -> None:
+    """It was accepted (``analytics_error: null``), and only the stream's next frame said it could never
+    count: refused at once instead, like a point beyond the frame, and the stream keeps its lines."""
+    client = await start_server(StreamConfig("cam", "scene:?seed=7"))
+
+    async def sized() -> dict[str, Any] | None:
+        stream: dict[str, Any] = await (await client.get("/api/streams/cam")).json()
+        return stream if stream["frames_processed"] >= 1 else None
+
+    await eventually(sized, COUNT_TIMEOUT_S, "a frame processed")
+    response = await client.patch("/api/streams/cam", json={"lines": [MIDDLE]})
+    assert response.status == 200, await response.text()
+    edge = {"name": "edge", "points": [[0.1, 0.005], [0.9, 0.005]], "units": "fraction"}
+    response = await client.patch("/api/streams/cam", json={"lines": [MIDDLE, edge]})
+    assert response.status == 400, await response.text()
+    assert (await response.json())["error"] == (
+        "body.lines[1]: line 'edge' lies within its dead band (7.68 px) of the 640x384 frame's top edge: nothing"
+        " gets beyond the band on that side, so it can never count a crossing, in or out (each needs both sides);"
+        " move it further in or lower its hysteresis"
+    )
+    stream = await (await client.get("/api/streams/cam")).json()
+    assert [line["name"] for line in stream["options"]["lines"]] == ["middle"]
+    response = await client.patch("/api/streams/cam", json={"lines": [MIDDLE, {**edge, "hysteresis": 0.001}]})
+    assert response.status == 200, "the fix it names is taken"
+
+
 async def test_new_zones_and_lines_keep_the_stream_running_and_the_counts_of_unchanged_ones(
     start_server: Start,
 ) -> None:

@@ -935,9 +935,22 @@ def test_a_stream_without_an_id_is_told_its_id_is_missing() -> None:
     """A POST without ``id`` said "body.id: expected 1 to 64 letters..., got None", as if one was given."""
     with pytest.raises(ConfigError) as missing:
         stream_config({"uri": "scene:?seed=1"}, StreamOptions(), "body")
-    assert str(missing.value) == "body.id: missing: give the stream an id of 1 to 64 letters, digits, '-' or '_'"
-    with pytest.raises(ConfigError, match=r"^body\.id: expected 1 to 64 letters, digits, '-' or '_', got None$"):
+    assert str(missing.value) == (
+        "body.id: missing: give the stream an id of 1 to 64 ASCII letters (a-z, A-Z), digits, '-' or '_'"
+    )
+    with pytest.raises(ConfigError, match=r"^body\.id: expected 1 to 64 ASCII letters .*, got None$"):
         stream_config({"id": None, "uri": "scene:?seed=1"}, StreamOptions(), "body")
+
+
+@pytest.mark.parametrize("bad", ["Tür", "café"])
+def test_a_stream_id_with_a_letter_outside_ascii_is_told_only_ascii_letters_are_taken(bad: str) -> None:
+    """It said "expected 1 to 64 letters, digits, '-' or '_', got 'Tür'": to a German user, ü is a letter."""
+    with pytest.raises(ConfigError) as refused:
+        stream_config({"id": bad, "uri": "scene:?seed=1"}, StreamOptions(), "body")
+    assert str(refused.value) == (
+        "body.id: expected 1 to 64 ASCII letters (a-z, A-Z), digits, '-' or '_' (ids go into URLs and MQTT topics),"
+        f" got {bad!r}"
+    )
 
 
 def test_the_files_host_is_taken_as_the_flag_is(tmp_path: Path) -> None:

@@ -125,11 +125,13 @@ async def test_subscribing_to_an_id_no_stream_could_have_is_refused_and_not_kept
     ws = await connect(client, {"streams": ["cam"], "image": "none"})
     await ws.send_json({"type": "subscribe", "streams": ["cam", bad]})
     assert await next_error(ws) == (
-        f"streams[1]: expected 1 to 64 letters, digits, '-' or '_', got {bad!r} (or \"*\" for all)"
+        f"streams[1]: expected 1 to 64 ASCII letters (a-z, A-Z), digits, '-' or '_' (ids go into URLs and MQTT topics),"
+        f' got {bad!r} (or "*" for all)'
     )
     await ws.send_json({"type": "subscribe", "streams": [{"id": bad, "image": "clean"}]})
     assert await next_error(ws) == (
-        f"streams[0].id: expected 1 to 64 letters, digits, '-' or '_', got {bad!r} (or \"*\" for all)"
+        f"streams[0].id: expected 1 to 64 ASCII letters (a-z, A-Z), digits, '-' or '_' (ids go into URLs and MQTT"
+        f' topics), got {bad!r} (or "*" for all)'
     )
     assert [set(viewer.subscriptions) for viewer in hub.viewers] == [{"cam"}], "the previous subscription holds"
     await ws.close()

@@ -15,7 +15,7 @@ from server.source_flags import streams_from_flags
 from tests.test_ws import Start, connect, next_error
 
 #: The rule as every entry point states it, after its prefix and before the refused value.
-RULE = "expected 1 to 64 letters, digits, '-' or '_', got "
+RULE = "expected 1 to 64 ASCII letters (a-z, A-Z), digits, '-' or '_' (ids go into URLs and MQTT topics), got "
 BAD_IDS = ["a.b", "x" * 65, "", "cam\n"]
 #: An offer that passes every check made before the stream id's.
 OFFER = {"type": "offer", "sdp": "v=0\r\nm=video 9"}

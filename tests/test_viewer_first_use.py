@@ -117,7 +117,9 @@ async def test_a_missing_stream_offers_no_controls_and_the_add_form_explains_its
 
     await page.evaluate("() => { location.hash = '#/'; }")
     id_field = page.locator("#add-form input[name=id]")
-    assert await id_field.get_attribute("title") == "1 to 64 letters, digits, - or _", "Chrome shows it when refused"
+    assert await id_field.get_attribute("title") == "1 to 64 ASCII letters (a-z, A-Z), digits, - or _", (
+        "Chrome shows it when refused"
+    )
     await id_field.fill("cam")
     await page.fill("#add-form input[name=uri]", "nope:x")
     await page.click("#add-form button[type=submit]")

@@ -14,7 +14,7 @@ const HIT_PX = { mouse: 8, pen: 10, touch: 18 }; // how near a pointer must come
 const FRACTION_DIGITS = 4; // 1/10000 of the frame: finer than any camera's pixels
 // Names as the server takes them (server/analytics/shapes.py): checked here first, so a name it would
 // refuse is never sent, and the field says so while the saved name stays.
-const NAME_RULE = "up to 64 letters, digits, “-” or “_”";
+const NAME_RULE = "up to 64 ASCII letters (a-z, A-Z), digits, “-” or “_”";
 
 export const keyOf = (shape) => `${shape.kind}:${shape.name}`;
 export const shapesKey = (options) => JSON.stringify({ zones: options?.zones ?? [], lines: options?.lines ?? [] });

@@ -22,17 +22,9 @@ from types import MappingProxyType
 import numpy as np
 
 from server.analytics.events import AnalyticsEvent, AnalyticsEventKind, Counts, DwellHistogram, FrameAnalytics
-from server.analytics.line_crossing import (
-    LineState,
-    PendingCrossing,
-    anchor_point,
-    crosses,
-    edges_touched,
-    never_counts,
-    side_of,
-    sides_without_room,
-)
-from server.analytics.shapes import Line, Point, Zone, resolve, resolve_zone
+from server.analytics.geometry import Point, side_of
+from server.analytics.line_crossing import LineState, PendingCrossing, anchor_point, crosses, edges_touched
+from server.analytics.shapes import Line, Zone, never_counts, resolve, resolve_zone
 from server.analytics.zone_membership import EXIT_SHARE_RATIO, Visit, ZoneMask, share_inside, track_area
 from server.frames import Frame, Track, TrackEvent, TrackEventKind
 
@@ -116,9 +108,10 @@ class StreamAnalytics:
 
     A shape in pixels that does not fit the frame (drawn for another camera, or the camera's
     resolution changed) is left out, and `problems` says why, while the other shapes, the tracks and
-    the video carry on: the frame size is only known once frames come, long after the options were
-    accepted. So is whether a line lies within its dead band of the frame's edge, where it can never
-    count: it stays, at zero, and `problems` says so.
+    the video carry on: the frame size is only known once frames come, long after the options of a
+    config file or a new stream were accepted (a change to a stream with frames is refused instead:
+    `server.analytics.shapes.check_fit`). So is whether a line lies within its dead band of the frame's
+    edge, where it can never count: it stays, at zero, and `problems` says so.
     """
 
     def __init__(self, stream_id: str, zones: tuple[Zone, ...], lines: tuple[Line, ...]) -> None:
@@ -316,10 +309,9 @@ class StreamAnalytics:
             except ValueError as exc:
                 problems.append(f"{exc}; line {line.name!r} is left out")
                 continue
-            band = line.hysteresis * min(width, height)
-            lines.append((line, points, band))
-            if missing := sides_without_room(points, band, width, height):
-                problems.append(never_counts(f"lines[{i}]", line.name, points, band, missing, width, height))
+            lines.append((line, points, line.dead_band(width, height)))
+            if never := never_counts(line, points, width, height, f"lines[{i}]"):
+                problems.append(never)
         for problem in problems:
             if problem not in self._told:
                 log.warning("[%s] %s", self.stream_id, problem)

@@ -3,7 +3,9 @@
 A shape's points are frame pixels (``units = "px"``, the default) or fractions of the frame's width
 and height (``units = "fraction"``), so one definition fits every resolution of a camera. Fractions
 are checked against the frame when the option is read; pixels can only be checked once the first
-frame's size is known, which `resolve` does (a bad one becomes the stream's error).
+frame's size is known, which `resolve` does (a bad one becomes the stream's error), and so can whether
+a line leaves a track room to cross it (`never_counts`). Once a stream has frames, a change that fails
+either is refused at once (`check_fit`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from server.analytics.geometry import EDGE_OUTWARDS, Point, facing_edges, segments_intersect, sides_without_room
 
 DEFAULT_MIN_SHARE = 0.25
 #: A line's dead band on each side, as a fraction of the frame's shorter side: a reference point
@@ -37,6 +41,9 @@ MIN_ZONE_AREA = {"px": 1.0, "fraction": 1e-6}
 MAX_SHAPES = 32
 NAME_PATTERN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 MAX_NAME_CHARS = 64
+#: The characters of `NAME_PATTERN_CHARS` as refusals word them, for stream ids too (`server.config`):
+#: "letters" alone told a German user that ü is not one.
+NAME_CHARS_RULE = "ASCII letters (a-z, A-Z), digits, '-' or '_'"
 
 #: Characters of a value an error echoes back: enough to find it by, never a whole body sent back.
 ECHOED_CHARS = 60
@@ -44,8 +51,6 @@ ECHOED_CHARS = 60
 #: Objects365's 365 would make one unreadable line, so a longer list is cut to its first this many,
 #: after the close matches, and the error says where the whole list is.
 MAX_LISTED_CLASSES = 20
-
-Point = tuple[float, float]
 
 
 def echoed(value: object) -> str:
@@ -169,6 +174,10 @@ class Line:
         """The line as a config file's table, its default keys left out as `Zone.file_table` leaves a zone's."""
         return _file_table(self.to_json(), _LINE_DEFAULTS)
 
+    def dead_band(self, width: int, height: int) -> float:
+        """Its dead band in pixels of a ``width`` x ``height`` frame: ``hysteresis`` is a share of its shorter side."""
+        return self.hysteresis * min(width, height)
+
     @property
     def place(self) -> tuple[str, tuple[Point, ...], Units]:
         """Its name and where it lies: a line with the same place is the same line, whatever its settings,
@@ -251,6 +260,23 @@ def check_classes(zones: tuple[Zone, ...], lines: tuple[Line, ...], class_names:
                     raise ValueError(f"{key}[{i}].classes: {unknown_class(name, class_names)}")
 
 
+def never_counts(line: Line, points: tuple[Point, ...], width: int, height: int, where: str) -> str | None:
+    """Why ``line``, at ``points`` in a ``width`` x ``height`` frame, can never count a crossing and what to
+    do, or None where it can. One wording for a change refused (`check_fit`) and a stream's problem
+    (`server.analytics.engine`), the only way a line given before the frame size is known is told."""
+    band = line.dead_band(width, height)
+    missing = sides_without_room(points, band, width, height)
+    if not missing:
+        return None
+    edges = [edge for edge in EDGE_OUTWARDS if any(edge in facing_edges(points, side) for side in missing)]
+    named = f"{' and '.join(edges)} edge{'s' * (len(edges) > 1)}" if edges else "edges"
+    return (
+        f"{where}: line {line.name!r} lies within its dead band ({band:.3g} px) of the {width}x{height} frame's"
+        f" {named}: nothing gets beyond the band on that side, so it can never count a crossing, in or out (each"
+        " needs both sides); move it further in or lower its hysteresis"
+    )
+
+
 def check_fit(
     zones: tuple[Zone, ...],
     lines: tuple[Line, ...],
@@ -259,17 +285,20 @@ def check_fit(
     old_zones: tuple[Zone, ...] = (),
     old_lines: tuple[Line, ...] = (),
 ) -> None:
-    """ValueError naming the first zone or line in pixels with a point outside a ``width`` x ``height`` frame.
+    """ValueError naming the first zone or line in pixels with a point outside a ``width`` x ``height`` frame,
+    or the first line that could never count in it (`never_counts`).
 
     Those among ``old_zones`` and ``old_lines`` (the stream's own, as they are) are not checked: one the
-    stream already leaves out for not fitting stays, left out, until a frame it fits comes.
+    stream already leaves out for not fitting, or says never counts, stays so until a frame it fits comes.
     """
     for i, zone in enumerate(zones):
         if zone not in old_zones:
             resolve(zone.points, zone.units, width, height, f"zones[{i}].points")
     for i, line in enumerate(lines):
         if line not in old_lines:
-            resolve(line.points, line.units, width, height, f"lines[{i}].points")
+            points = resolve(line.points, line.units, width, height, f"lines[{i}].points")
+            if never := never_counts(line, points, width, height, f"lines[{i}]"):
+                raise ValueError(never)
 
 
 def _tables(value: object, key: str) -> list[Mapping[str, Any]]:
@@ -357,7 +386,8 @@ def _name(table: Mapping[str, Any], where: str) -> str:
         raise ValueError(refused)
     if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME_CHARS or not set(name) <= NAME_PATTERN_CHARS:
         raise ValueError(
-            f"{where}.name: expected 1 to {MAX_NAME_CHARS} letters, digits, '-' or '_', got {echoed(name)}"
+            f"{where}.name: expected 1 to {MAX_NAME_CHARS} {NAME_CHARS_RULE} (names go into MQTT topics and Home"
+            f" Assistant ids), got {echoed(name)}"
         )
     return name
 
@@ -441,26 +471,3 @@ def _self_intersects(points: Sequence[Point]) -> bool:
         if segments_intersect(*edges[i], *edges[j]):
             return True
     return False
-
-
-def cross(o: Point, a: Point, b: Point) -> float:
-    """Twice the signed area of o-a-b; in image axes (y down) positive when b lies right of the way o->a."""
-    return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
-
-
-def segments_intersect(p1: Point, p2: Point, q1: Point, q2: Point) -> bool:
-    """Whether closed segments p1-p2 and q1-q2 share a point."""
-    d1, d2 = cross(q1, q2, p1), cross(q1, q2, p2)
-    d3, d4 = cross(p1, p2, q1), cross(p1, p2, q2)
-    if ((d1 > 0) != (d2 > 0)) and ((d3 > 0) != (d4 > 0)) and d1 and d2 and d3 and d4:
-        return True
-    return (
-        (d1 == 0 and _on_segment(q1, q2, p1))
-        or (d2 == 0 and _on_segment(q1, q2, p2))
-        or (d3 == 0 and _on_segment(p1, p2, q1))
-        or (d4 == 0 and _on_segment(p1, p2, q2))
-    )
-
-
-def _on_segment(a: Point, b: Point, p: Point) -> bool:
-    return min(a[0], b[0]) <= p[0] <= max(a[0], b[0]) and min(a[1], b[1]) <= p[1] <= max(a[1], b[1])
