@@ -374,6 +374,7 @@ API_FILTERS = {
     "class_name": "person",
     "zone": "door",
     "line": "gate",
+    "event_id": "5f0c2d4e-0000-4000-8000-000000000000",
     "since": 1.0,
     "until": 2.0,
     "before": 99,
@@ -384,7 +385,8 @@ API_FILTERS = {
 async def test_every_filter_combination_reads_a_page_in_order_without_sorting(tmp_path: Path) -> None:
     """Paging one stream sorted all of its events (0.7 s a page at 2M events): the indexes now give the order.
 
-    Only a time window known to hold few events is read through the time index, and sorted.
+    Only a time window known to hold few events is read through the time index, and sorted; never one that
+    names an event_id, which its own index finds.
     """
     path = tmp_path / "events.db"
     with closing(sqlite3.connect(path)) as db:
@@ -397,7 +399,7 @@ async def test_every_filter_combination_reads_a_page_in_order_without_sorting(tm
                 for by_time in (False, True):
                     sql, args = select_events(query, by_time)
                     plan = " / ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", [*args, 100]))
-                    if by_time and {"since", "until"} & set(names):
+                    if by_time and {"since", "until"} & set(names) and "event_id" not in names:
                         index = "events_stream_time" if "stream" in names else "events_time"
                         assert f"USING INDEX {index} " in plan, (names, plan)
                     else:
@@ -423,6 +425,24 @@ async def test_a_quiet_streams_window_on_a_busy_day_is_read_through_its_own_time
         )
         plan = " / ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", [*args, 10]))
     assert "USING INDEX events_stream_time (stream=? AND time>?)" in plan, plan
+
+
+async def test_an_existing_file_gains_the_event_id_index_and_a_lookup_reads_through_it(tmp_path: Path) -> None:
+    """A webhook or MQTT event given up on is named by its event_id, to be found in the history: a lookup
+    by it must not read every event. A file made before the index keeps its events and gains it."""
+    path = tmp_path / "events.db"
+    with closing(sqlite3.connect(path)) as db:
+        db.executescript(OLDER_SCHEMA)
+        rows = [(time.time(), "cam", "track", json.dumps({"event_id": f"id-{n}"})) for n in range(50)]
+        db.executemany("INSERT INTO events (time, stream, type, data) VALUES (?, ?, ?, ?)", rows)
+        db.commit()
+    await open_once(path)
+    history = HistorySink(HistorySettings(path))
+    assert [event.id for event in history.query(EventQuery(event_id="id-7"))] == [8]
+    with closing(sqlite3.connect(path)) as db:
+        sql, args = select_events(EventQuery(event_id="id-7"), by_time=False)
+        plan = " / ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", [*args, 100]))
+    assert "USING INDEX events_event_id" in plan, plan
 
 
 @pytest.mark.parametrize("made", ["no file", "empty file"])
@@ -884,6 +904,29 @@ async def test_api_lists_pages_and_serves_snapshots(aiohttp_client: ClientFactor
 
     metrics = await eventually(counted, what="five events counted as delivered")
     assert 'segcast_event_output_up{output="history"} 1.0' in metrics
+
+
+async def test_api_finds_an_event_by_its_event_id(aiohttp_client: ClientFactory, tmp_path: Path) -> None:
+    """The log names an event a webhook or MQTT gave up on by its event_id, "to be found in the history":
+    the API refused event_id as an unknown parameter."""
+    client = await history_app(aiohttp_client, tmp_path / "events.db")
+    hub = client.app[hub_key]
+    for seq in range(3):
+        hub.publish_threadsafe(track_start(seq, track_id=seq, when=time.time() - 10 + seq))
+
+    async def listed() -> list[dict[str, Any]] | None:
+        body = await (await client.get("/api/events")).json()
+        return body["events"] if len(body["events"]) == 3 else None
+
+    events = await eventually(listed, what="3 events in the API")
+    wanted = events[1]["event"]["event_id"]
+    found = await client.get(f"/api/events?event_id={wanted}")
+    assert found.status == 200, await found.text()
+    assert await found.json() == {"events": [events[1]], "next": None}
+    other_stream = await (await client.get(f"/api/events?event_id={wanted}&stream=other")).json()
+    assert other_stream == {"events": [], "next": None}
+    unknown = await (await client.get("/api/events?event_id=5f0c2d4e-0000-4000-8000-000000000000")).json()
+    assert unknown == {"events": [], "next": None}
 
 
 async def test_a_snapshot_asked_for_if_none_match_any_is_not_sent(

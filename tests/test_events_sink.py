@@ -70,6 +70,35 @@ def test_events_lost_again_to_the_same_error_are_told_once_a_window(caplog: pyte
     assert tally.failed == 10
 
 
+def test_losses_untold_when_it_works_again_are_a_warning_before_working(caplog: pytest.LogCaptureFixture) -> None:
+    """Told as a fresh ERROR in the millisecond of "working", the losses of a failure read as a new one
+    that had just begun: they are history by then, told once as it ends."""
+    caplog.set_level(logging.INFO, log.name)
+    tally = Tally("out", log, Clock())
+    tally.fail("answered HTTP 500", lost=1)
+    tally.fail("answered HTTP 500", lost=2)
+    tally.ok()
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.ERROR, "out: answered HTTP 500"),
+        (logging.WARNING, "out: answered HTTP 500 (again: 2 more event(s) lost since it was logged)"),
+        (logging.INFO, "out: working"),
+    ]
+
+
+def test_the_last_attempts_error_is_what_fails_now_and_is_cleared_by_a_delivery() -> None:
+    """``last_error`` keeps the error the failure was logged with (docs/protocol.md): while an output
+    retried for another reason, nothing said what was failing now."""
+    tally = Tally("out", log, Clock())
+    tally.fail("answered HTTP 500; an event given up", lost=1)
+    assert tally.health().last_attempt_error == "answered HTTP 500; an event given up"
+    tally.retrying("timed out")
+    health = tally.health()
+    assert (health.last_error, health.last_attempt_error) == ("answered HTTP 500; an event given up", "timed out")
+    tally.ok()
+    health = tally.health()
+    assert (health.last_error, health.last_attempt_error) == ("answered HTTP 500; an event given up", None)
+
+
 def test_working_is_said_only_when_a_failure_ends(caplog: pytest.LogCaptureFixture) -> None:
     """The history's first open said "working", and so did each batch written after a retention step
     had failed (it made the state failing): only a failure that ends is news."""

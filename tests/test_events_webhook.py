@@ -415,6 +415,53 @@ async def test_last_error_at_is_when_last_error_happened_not_a_later_retry_for_a
     assert health.last_error_at == given_up_at
 
 
+async def test_the_outputs_entry_says_what_fails_now_while_an_event_is_retried(
+    aiohttp_client: ClientFactory, receiver: Receiver
+) -> None:
+    """While a receiver timed out, the outputs listing showed only an older error ("answered HTTP 500")
+    as the log said "timed out ... retrying": nothing there said what was failing now."""
+    # Given a webhook whose receiver answers 500 until an event is given up on
+    receiver.statuses = [500] * 11
+    outputs = await running(WebhookSettings(receiver.url, timeout_s=0.5, retries=10))
+    hook(outputs).backoff.max_s = 0.01
+    app = web.Application()
+    app[event_outputs_key] = outputs
+    setup_events_api(app)
+    client = await aiohttp_client(app)
+    try:
+        outputs.on_packet(track_start(1, track_id=1))
+
+        async def given_up() -> bool:
+            return hook(outputs).health().failed == 1
+
+        await eventually(given_up, what="the first event given up on")
+        # When it then hangs, and the next event's first attempt has timed out and is retried
+        receiver.hang = True
+        outputs.on_packet(track_start(2, track_id=2))
+
+        async def retried() -> bool:
+            return receiver.attempts == 13
+
+        await eventually(retried, what="the second event's first attempt to time out and be retried")
+        (listed,) = (await (await client.get("/api/events/outputs")).json())["outputs"]
+        # Then the entry says the time-out is what fails now, and last_error keeps the error it was logged with
+        assert listed["state"] == "failing"
+        assert listed["last_error"] == "answered HTTP 500; an event given up after 11 attempts"
+        assert (listed["last_attempt_error"] or "").startswith("timed out: no answer within timeout_s = 0.5 s")
+        # And once an attempt gets through, nothing fails now
+        receiver.hang = False
+
+        async def delivered() -> bool:
+            return hook(outputs).health().delivered == 1
+
+        await eventually(delivered, what="the second event delivered")
+        (listed,) = (await (await client.get("/api/events/outputs")).json())["outputs"]
+        assert (listed["state"], listed["last_attempt_error"]) == ("ok", None)
+        assert listed["last_error"] == "answered HTTP 500; an event given up after 11 attempts"
+    finally:
+        await outputs.stop()
+
+
 async def test_a_rate_limited_receiver_gets_the_quiet_it_asks_for_before_the_next_event(receiver: Receiver) -> None:
     receiver.statuses = [429]
     receiver.retry_after = "1"

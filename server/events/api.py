@@ -35,7 +35,14 @@ event_outputs_key = web.AppKey("event_outputs", EventOutputs)
 DEFAULT_PAGE = 100
 MAX_EVENT_ID = 2**63 - 1  # SQLite's largest integer
 SNAPSHOT_TAG_CHARS = 24  # of the JPEG's SHA-256, hex: its ETag
-TEXT_FILTERS = {"stream": "stream", "type": "type", "class": "class_name", "zone": "zone", "line": "line"}
+TEXT_FILTERS = {
+    "stream": "stream",
+    "type": "type",
+    "class": "class_name",
+    "zone": "zone",
+    "line": "line",
+    "event_id": "event_id",  # the key a webhook's or MQTT's "gave up on" line names an event by
+}
 #: Every ``type`` an event has (docs/protocol.md): another is a typo, which would match nothing. A stream,
 #: class, zone or line the server does not know now is no typo: the history keeps removed streams' events,
 #: and other models' classes.
@@ -130,7 +137,7 @@ def _parse(text: str, kind: Callable[[str], Any], key: str, expected: str) -> An
 
 
 async def _list_events(request: web.Request) -> web.Response:
-    """``?stream=&type=&class=&zone=&line=&since=&until=&limit=&before=&after=``: newest first, one page;
+    """``?stream=&type=&class=&zone=&line=&event_id=&since=&until=&limit=&before=&after=``: newest first, one page;
     oldest first with ``after``."""
     history = _history(request)
     query = _parse_query(request)
@@ -199,6 +206,7 @@ async def _outputs(request: web.Request) -> web.Response:
                     "upkeep_failures": h.upkeep_failures,
                     "last_error": h.last_error,
                     "last_error_at": h.last_error_at,
+                    "last_attempt_error": h.last_attempt_error,
                 }
                 for h in sinks
             ]

@@ -97,6 +97,10 @@ class SinkHealth:
     #: Events waiting to be sent: in the queue, on their way, or being retried. A destination that is
     #: down fails one event at a time while the rest wait here, unseen in the other counters.
     queued: int = 0
+    #: Why the latest attempt failed, retried or not; None once one works (and before any failed). What
+    #: fails now: ``last_error`` keeps the error a failure was logged with while it goes on, so a receiver
+    #: that answered 500 and now times out still shows the 500 there.
+    last_attempt_error: str | None = None
 
 
 class Sink(Protocol):
@@ -179,6 +183,7 @@ class Tally:
         self.failed = 0
         self.last_error: str | None = None
         self.last_error_at: float | None = None  # Unix seconds
+        self.last_attempt_error: str | None = None  # `SinkHealth.last_attempt_error`
         self._drops = ThrottledCount(DROP_LOG_INTERVAL_S)
         self._drops_lock = threading.Lock()
         self._latest_drop: OutEvent | None = None
@@ -200,12 +205,14 @@ class Tally:
     def ok(self, delivered: int = 1) -> None:
         """Record a delivery (or a connection) that worked; "working" is logged only when that ends a
         failure logged as an error: a first delivery is no news, nor one after attempts retried
-        (`retrying`), and a caller whose state did not change says nothing."""
+        (`retrying`), and a caller whose state did not change says nothing. Events lost to that error and
+        not told yet are told just before, as a warning: they are past, no new error."""
         if self._logged_error is not None:
-            self._tell_losses(self._losses.take())
+            self._tell_losses(self._losses.take(), logging.WARNING)
             self._log.info("%s: working", self.name)
             self._logged_error = None
         self.state = SinkState.OK
+        self.last_attempt_error = None
         self.delivered += delivered
         if self._drops.untold:  # read without the lock: a drop counted meanwhile is told next time
             with self._drops_lock:
@@ -223,6 +230,7 @@ class Tally:
         """
         self.failed += lost
         self.last_error_at = time.time()
+        self.last_attempt_error = reason
         if reason != self._logged_error:
             self._tell_losses(self._losses.take())
             self._log.error("%s: %s", self.name, reason)
@@ -239,7 +247,8 @@ class Tally:
         ``last_error`` is set only where the sink was not failing yet: a failure that goes on keeps
         the reason it was logged with, so its further losses are only counted (`fail`). Its
         ``last_error_at`` is the time of that reason's latest occurrence, so a retry for another
-        reason (an event given up on, then the next retried) leaves both as they were.
+        reason (an event given up on, then the next retried) leaves both as they were: that reason is
+        ``last_attempt_error``, what fails now.
 
         Returns how many attempts retried for ``reason`` the caller's line is to tell, this one
         included: 1 for the first, 0 while the quiet window it opened lasts (`DROP_LOG_INTERVAL_S`),
@@ -248,6 +257,7 @@ class Tally:
         event and the attempt; what a window holds when the retries stop is told by the first
         delivery after it, or at shutdown.
         """
+        self.last_attempt_error = reason
         if self.state is not SinkState.FAILING:
             self.state = SinkState.FAILING
             self.last_error = reason
@@ -279,7 +289,15 @@ class Tally:
         delivered, dropped, failed = self.delivered, self.dropped, self.failed
         queued = self.offered - delivered - dropped - failed
         return SinkHealth(
-            self.name, self.state, delivered, dropped, failed, self.last_error, self.last_error_at, queued=queued
+            self.name,
+            self.state,
+            delivered,
+            dropped,
+            failed,
+            self.last_error,
+            self.last_error_at,
+            queued=queued,
+            last_attempt_error=self.last_attempt_error,
         )
 
     def _tell_drops(self, count: int) -> None:
@@ -292,9 +310,11 @@ class Tally:
                 event.data.get("type"),
             )
 
-    def _tell_losses(self, count: int) -> None:
+    def _tell_losses(self, count: int, level: int = logging.ERROR) -> None:
+        """Tell ``count`` events lost to the error logged that no line has told: an error while it goes on."""
         if count:
-            self._log.error(
+            self._log.log(
+                level,
                 "%s: %s (again: %d more event(s) lost since it was logged)",
                 self.name,
                 self._logged_error,

@@ -21,7 +21,8 @@ dropped and counted: they never pile up in memory or delay others.
 Logs, /metrics and the API show a URL as `shown_url` does, since webhook URLs carry their secret in
 their path or query (Home Assistant's webhook id, Slack's and Discord's tokens, ``?token=``); a
 failure is said in words with what to check (`connection_failure`), and each event given up on is
-named with its type and ``event_id`` in a warning, so it can be found in the history and sent again.
+named with its type and ``event_id`` in a warning, so it can be found in the history (``GET
+/api/events?event_id=``), where a receiver that needs it fetches it: nothing sends it again.
 """
 
 from __future__ import annotations
@@ -293,9 +294,9 @@ class WebhookSink:
 
     def _given_up(self, event: OutEvent, reason: str) -> None:
         """The event is lost to this webhook: a warning naming it, so it can be found in the history
-        (by its ``event_id``) and sent again. One for every event given up on, never throttled as
-        the retries' lines are, since each names an event nothing else does; the error that the
-        webhook fails is `Tally.fail`'s, once a while."""
+        (by its ``event_id``), which is where a receiver gets it: it is not sent again. One for every event
+        given up on, never throttled as the retries' lines are, since each names an event nothing else does;
+        the error that the webhook fails is `Tally.fail`'s, once a while."""
         log.warning(
             "[%s] %s: %s; gave up on the %s event with event_id %s",
             event.stream_id,

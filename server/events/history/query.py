@@ -19,6 +19,9 @@ MAX_PAGE = 1000
 #: the window holds fewer than this many (a recent window, or a short one: cheap either way); over a
 #: wider window it reads newest first, in id order, and filters by time, so it never sorts a month.
 TIME_INDEX_MAX_ROWS = 10_000
+#: How a row's ``event_id`` is read from its JSON: `server.events.history.writer.SCHEMA` indexes this very
+#: expression, as SQLite uses an index on an expression only for a query that spells it the same.
+EVENT_ID = "json_extract(data, '$.event_id')"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +40,9 @@ class EventQuery:
     class_name: str | None = None
     zone: str | None = None
     line: str | None = None
+    #: The UUID every output sends with the event (`OutEvent.event_id`): the name a webhook's or MQTT's
+    #: "gave up on" line gives an event, found through its own index (`EVENT_ID`).
+    event_id: str | None = None
     since: float | None = None
     until: float | None = None
     before: int | None = None
@@ -58,11 +64,12 @@ def select_events(q: EventQuery, by_time: bool) -> tuple[str, list[object]]:
     ``by_time``: the time bounds pick the rows through the time index, and the page is sorted
     (for a window of few events: `TIME_INDEX_MAX_ROWS`); SQLite, knowing nothing of how many,
     would rather read in id order, so it is told. Otherwise they only filter rows read in id
-    order: ``+time`` keeps SQLite from choosing the time index, whose range it would sort.
+    order: ``+time`` keeps SQLite from choosing the time index, whose range it would sort. An
+    ``event_id`` names one event, looked up through its own index whatever the window.
     """
     clauses: list[str] = []
     args: list[object] = []
-    by_time = by_time and (q.since is not None or q.until is not None)
+    by_time = by_time and q.event_id is None and (q.since is not None or q.until is not None)
     time_column = "time" if by_time else "+time"
     source = f"events INDEXED BY {_time_index(q)}" if by_time else "events"
     for clause, value in (
@@ -71,6 +78,7 @@ def select_events(q: EventQuery, by_time: bool) -> tuple[str, list[object]]:
         ("class = ?", q.class_name),
         ("zone = ?", q.zone),
         ("line = ?", q.line),
+        (f"{EVENT_ID} = ?", q.event_id),
         (f"{time_column} >= ?", q.since),
         (f"{time_column} <= ?", q.until),
         ("id < ?", q.before),
@@ -98,7 +106,7 @@ def few_in_window(db: sqlite3.Connection, q: EventQuery) -> bool:
         if value is not None:
             clauses.append(clause)
             args.append(value)
-    if q.since is None and q.until is None:
+    if q.event_id is not None or (q.since is None and q.until is None):  # one event: its own index finds it
         return False
     sql = (
         f"SELECT count(*) FROM (SELECT 1 FROM events INDEXED BY {_time_index(q)} WHERE {' AND '.join(clauses)} LIMIT ?)"

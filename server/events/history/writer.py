@@ -63,7 +63,7 @@ from server.events.history.format import (
     is_sqlite_file,
     stamp_script,
 )
-from server.events.history.query import EventQuery, StoredEvent
+from server.events.history.query import EVENT_ID, EventQuery, StoredEvent
 from server.events.history.reader import HistoryReader, failure_reason
 from server.events.history.retention import Retention, transaction
 from server.events.sink import (
@@ -100,8 +100,10 @@ FILE_MODE = 0o600
 
 #: Each page reads newest first (``ORDER BY id DESC``): the indexes carry the id after the filters
 #: the viewer and API combine, so a page reads its rows in order and stops, never sorting all of a
-#: stream's events. The time indexes serve a window known to hold few events (`TIME_INDEX_MAX_ROWS`).
-SCHEMA = """
+#: stream's events. The time indexes serve a window known to hold few events (`TIME_INDEX_MAX_ROWS`). An event
+#: is found by the ``event_id`` in its JSON (`EVENT_ID`, the expression the lookup spells too): an index, not a
+#: column, so the table keeps format 1's columns, and a file made before it gains it at its next open.
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     time REAL NOT NULL,
@@ -117,6 +119,7 @@ CREATE INDEX IF NOT EXISTS events_time ON events (time);
 CREATE INDEX IF NOT EXISTS events_stream_time ON events (stream, time);
 CREATE INDEX IF NOT EXISTS events_stream_id ON events (stream, id);
 CREATE INDEX IF NOT EXISTS events_stream_type_id ON events (stream, type, id);
+CREATE INDEX IF NOT EXISTS events_event_id ON events ({EVENT_ID}, id);
 """
 INSERT = "INSERT INTO events (time, stream, type, class, zone, line, data, snapshot) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 
@@ -216,7 +219,10 @@ class HistorySink:
         error no handler took makes it failing for good: nothing more is stored."""
         health = replace(self._tally.health(), upkeep_failures=self._retention.failures + self._reader.damaged_reads)
         if (ended := self._ended) is not None:
-            return replace(health, state=SinkState.FAILING, last_error=ended[0], last_error_at=ended[1])
+            reason, at = ended
+            return replace(
+                health, state=SinkState.FAILING, last_error=reason, last_error_at=at, last_attempt_error=reason
+            )
         damage = self._reader.damage
         if damage is not None and (health.last_error_at is None or damage[1] >= health.last_error_at):
             health = replace(health, last_error=damage[0], last_error_at=damage[1])
