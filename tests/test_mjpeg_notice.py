@@ -4,6 +4,9 @@ While a stream has no current picture (it never had a frame, its camera is unrea
 ended), its MJPEG response sends a notice part about once a second: a JPEG naming the stream and its
 state, the size of the stream's last frame (else 640x360) scaled by ``max_width``, with the header
 ``X-Segcast-State`` where a frame has ``X-Segcast-Seq``. It goes back to frames as soon as they come.
+A response that ends with its client still there (its stream removed, the server stopping, its token expired)
+says why in one last notice before its closing boundary: an ``<img>`` never reconnects, and would otherwise
+stay on its last frame as if the camera were live.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import calendar
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +29,9 @@ from server.config import StreamConfig
 from server.delivery import notice
 from server.delivery.notice import NOTICE_SIZE_PX, Notices, notice_lines, notice_size
 from server.http import pictures
+from server.http.access.auth import policy_key
+from server.http.access.tokens import Role
+from server.http.pictures import MJPEG_BOUNDARY
 from server.inference.models import InferenceStatus
 from server.sources.base import StreamState
 from tests.support.numbered import HEIGHT, WIDTH, colour_errors, number_of
@@ -36,6 +43,10 @@ NOTICE_SIZE = (360, 640)  # rows, columns: as documented for a stream that has h
 READ_S = 30.0
 #: How long a test waits for what it looks for among the parts; only a hang guard.
 WAIT_S = 60.0
+LIVE_SCENE = "scene:?seed=1&width=320&height=192"
+LIVE_SCENE_SIZE = (192, 320)  # rows, columns
+VIEWER_TOKEN = "viewer-token-0123456789abcdef"
+CLOSING_BOUNDARY = f"--{MJPEG_BOUNDARY}--\r\n".encode()
 
 Part = tuple[dict[str, str], bytes]
 
@@ -61,6 +72,24 @@ class Parts:
             chunk = await asyncio.wait_for(self._response.content.readany(), timeout=READ_S)
             assert chunk, "the MJPEG response ended"
             self._data += chunk
+
+    async def to_the_end(self) -> list[Part]:
+        """The parts left until the response ends, which must be with the closing boundary and a clean end
+        of its body (a body cut off raises `aiohttp.ClientPayloadError`)."""
+        async with asyncio.timeout(WAIT_S), _naming("end of the MJPEG response"):
+            self._data += await self._response.content.read()
+        assert self._data.endswith(CLOSING_BOUNDARY), self._data[-64:]
+        self._data = self._data.removesuffix(CLOSING_BOUNDARY)
+        parts = []
+        while self._data:
+            parts.append(await self.next())
+        return parts
+
+    async def last_before_the_end(self) -> Part:
+        """The last part before the closing boundary (`to_the_end`), after the one read last."""
+        rest = await self.to_the_end()
+        assert rest, "the closing boundary came straight after the part read last, saying nothing"
+        return rest[-1]
 
     async def until(self, wanted: Callable[[Part], bool], what: str) -> Part:
         """The first part from now on that is ``wanted`` (``what``, named if none comes)."""
@@ -212,6 +241,40 @@ async def test_the_notice_cache_keeps_the_most_recently_shown_and_draws_an_evict
     for lines in (a, b, a, c, a, b):  # c evicts b, the least recently shown; a was shown after b
         await notices.jpeg(lines, (64, 36), 80)
     assert drawn == [a, b, c, b]
+
+
+async def test_a_removed_streams_mjpeg_says_so_in_a_last_notice(start_server: Start) -> None:
+    client = await start_server(StreamConfig("cam", LIVE_SCENE))
+    parts = Parts(await client.get("/api/streams/cam/mjpeg"))
+    await parts.until(is_frame, "first frame")
+    assert (await client.delete("/api/streams/cam")).status == 204
+    last = await parts.last_before_the_end()
+    assert last[0].get("X-Segcast-State") == "removed", last[0]
+    assert image_of(last).shape == (*LIVE_SCENE_SIZE, 3), "a notice the shape of the frames it follows"
+
+
+async def test_a_stopping_servers_mjpeg_says_so_in_a_last_notice(start_server: Start) -> None:
+    client = await start_server(StreamConfig("cam", LIVE_SCENE))
+    parts = Parts(await client.get("/api/streams/cam/mjpeg"))
+    await parts.until(is_frame, "first frame")
+    stopping = asyncio.create_task(client.server.close())  # the runner's cleanup, as at SIGTERM
+    try:
+        last = await parts.last_before_the_end()
+    finally:
+        await stopping
+    assert last[0].get("X-Segcast-State") == "stopped", last[0]
+    assert image_of(last).shape == (*LIVE_SCENE_SIZE, 3)
+
+
+async def test_an_mjpeg_whose_signed_token_expires_ends_cleanly_saying_so(start_server: Start) -> None:
+    """Cut off, it was a broken image in Chromium (ERR_INCOMPLETE_CHUNKED_ENCODING), with no word of why."""
+    client = await start_server(StreamConfig("cam", LIVE_SCENE), viewer_tokens=(VIEWER_TOKEN,))
+    assert client.app is not None
+    token = client.app[policy_key].sign_until(Role.VIEWER, int(time.time()) + 2)  # 1 to 2 s from now
+    parts = Parts(await client.get("/api/streams/cam/mjpeg", params={"token": token}))
+    last = await parts.last_before_the_end()
+    assert last[0].get("X-Segcast-State") == "token-expired", last[0]
+    assert image_of(last).shape == (*LIVE_SCENE_SIZE, 3)
 
 
 def test_a_notice_names_the_stream_its_state_the_next_attempt_and_the_error() -> None:

@@ -18,19 +18,26 @@ show a status, and would otherwise stay blank or frozen on the last frame. A sna
 instead, by the same rule (`_has_current_picture`), naming the state in its message and its
 ``X-Segcast-State`` header: its caller is a program that wants the status, not an old frame that
 looks like a working camera's.
+
+An MJPEG response that ends while its client is still there (its stream removed, the server stopping, the
+signed token it was opened with expired) ends with a last notice saying so (`Farewell`), then the closing
+boundary: an ``<img>`` never reconnects, and would otherwise stay on its last frame for ever, looking live.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 from contextlib import suppress
 
 from aiohttp import web
 
 from server.delivery.encode import ImageKind, Variant, parse_picture
+from server.delivery.hub import Hub
 from server.delivery.notice import Notices, notice_lines, notice_size
 from server.delivery.viewer import Subscription, Viewer
+from server.http.access.auth import token_expiry_ender_key
 from server.http.api import stream_info
 from server.http.errors import error
 from server.http.keys import http_viewers_key, hub_key, manager_key
@@ -55,10 +62,40 @@ MJPEG_PART_TIMEOUT_S = 30.0
 #: ``max_fps``, if that is lower): often enough that an ``<img>`` shows it soon after it connects or
 #: its picture stops, and that a proxy never finds the connection idle.
 NOTICE_INTERVAL_S = 1.0
+#: How long an ending MJPEG response's last notice and closing boundary may take to reach its client before
+#: its connection is cut: as long as a WebSocket's close frame at shutdown, within the grace aiohttp gives
+#: handlers then (`server.http.network.serving.SHUTDOWN_GRACE_S`).
+FAREWELL_TIMEOUT_S = 2.0
 
 #: The app's notices, shared by its MJPEG responses (here rather than in `server.http.keys`: only
 #: this module uses them).
 notices_key = web.AppKey("notices", Notices)
+
+
+class Farewell(enum.Enum):
+    """Why an MJPEG response ends while its client is still there: its last notice's ``X-Segcast-State``,
+    and what that notice says."""
+
+    REMOVED = ("removed", "stream removed")
+    STOPPED = ("stopped", "segcast stopped: reload this picture")
+    TOKEN_EXPIRED = ("token-expired", "access token expired: get a new link")
+
+    def __init__(self, state: str, says: str) -> None:
+        self.state = state
+        self.says = says
+
+
+class _TokenExpiry:
+    """Ends an MJPEG response when the signed token it was opened with expires (`token_expiry_ender_key`),
+    so that it can say so: closing its viewer alone would tell it no more than a server stopping does."""
+
+    def __init__(self, viewer: Viewer) -> None:
+        self._viewer = viewer
+        self.expired = False
+
+    def end(self) -> None:
+        self.expired = True
+        self._viewer.close()
 
 
 def setup_pictures(app: web.Application) -> None:
@@ -149,7 +186,8 @@ async def _mjpeg(request: web.Request) -> web.StreamResponse:
 
     The response is a viewer like a WebSocket: a latest-only slot, drained by this handler alone,
     so a slow ``<img>`` skips frames and never holds up anyone else. It ends when the stream is
-    removed or the server shuts down, with the closing boundary; or when the client goes away.
+    removed, the server shuts down or its signed token expires, with a notice saying which and the
+    closing boundary (`_say_farewell`); or when the client goes away.
     Between frames, while the stream has no current picture, it sends notices (`_notice`).
     """
     info = stream_info(request)
@@ -164,6 +202,8 @@ async def _mjpeg(request: web.Request) -> web.StreamResponse:
         }
     )
     join_viewer(hub, viewer)
+    token_expiry = _TokenExpiry(viewer)
+    request[token_expiry_ender_key] = token_expiry.end
     watcher: asyncio.Task[None] | None = None
     loop = asyncio.get_running_loop()
     notice_interval_s = max(NOTICE_INTERVAL_S, subscription.min_interval_s)
@@ -176,7 +216,9 @@ async def _mjpeg(request: web.Request) -> web.StreamResponse:
         watcher = asyncio.create_task(_close_when_client_leaves(request, viewer), name=f"mjpeg-{stream_id}-client")
         notice_due = loop.time()  # a client is told at once if the stream has nothing to show it
         first_frame = True
+        frame_size: tuple[int, int] | None = None
         while not viewer.closed:
+            frame_size = _frame_size(hub, stream_id) or frame_size  # kept past the stream's removal, for its farewell
             try:
                 async with asyncio.timeout_at(notice_due):  # take() takes nothing until its wait is over
                     _, deliveries = await viewer.take()
@@ -200,8 +242,10 @@ async def _mjpeg(request: web.Request) -> web.StreamResponse:
                     return _cut_off(request, response, stream_id)
         if _client_gone(request):
             log.debug("[%s] an MJPEG viewer left", stream_id)
-        else:
-            await response.write_eof(f"--{MJPEG_BOUNDARY}--\r\n".encode())
+            return response
+        farewell = Farewell.TOKEN_EXPIRED if token_expiry.expired else _farewell(request, stream_id)
+        if not await _say_farewell(request, response, viewer, stream_id, frame_size, farewell):
+            return _cut_off(request, response, stream_id)
     except ConnectionError:
         log.debug("[%s] an MJPEG viewer left", stream_id)
     finally:
@@ -224,26 +268,68 @@ def _is_current(request: web.Request, stream_id: str) -> bool:
 
 async def _notice(request: web.Request, viewer: Viewer, stream_id: str) -> tuple[bytes, str] | None:
     """The notice for ``viewer`` now, with its part's header; None while the stream has a current picture
-    (`_has_current_picture`).
-
-    The notice is sized for the stream's last frame, if it had one (`notice_size`), scaled as the
-    viewer's frames are, so the ``<img>`` keeps its shape in a dashboard.
-    """
-    hub = request.app[hub_key]
+    (`_has_current_picture`)."""
     try:
         info = request.app[manager_key].info(stream_id)
     except KeyError:
         return None  # removed: the viewer is closed with it
     if _has_current_picture(request.app, info):
         return None
+    lines = notice_lines(stream_id, info.state, info.error, info.status.next_attempt_at, info.inference)
+    jpeg = await _notice_jpeg(request, viewer, stream_id, lines, _frame_size(request.app[hub_key], stream_id))
+    return jpeg, f"X-Segcast-State: {info.state.value}"
+
+
+def _frame_size(hub: Hub, stream_id: str) -> tuple[int, int] | None:
+    """The size (width, height) of the stream's newest frame; None before its first and once it is removed."""
     latest = hub.latest.get(stream_id)
-    frame_size = None if latest is None else latest.result.frame.image.shape[1::-1]
+    return None if latest is None else latest.result.frame.image.shape[1::-1]
+
+
+async def _notice_jpeg(
+    request: web.Request, viewer: Viewer, stream_id: str, lines: tuple[str, ...], frame_size: tuple[int, int] | None
+) -> bytes:
+    """``lines`` as a notice for ``viewer``, sized for frames of ``frame_size`` (`notice_size`) and scaled as
+    the viewer's frames are, so the ``<img>`` keeps its shape in a dashboard."""
     width, height = notice_size(frame_size)
     variant = viewer.subscriptions[stream_id].image
     assert variant is not None  # the hub may change an MJPEG viewer's image size, never take it away
-    lines = notice_lines(stream_id, info.state, info.error, info.status.next_attempt_at, info.inference)
-    jpeg = await request.app[notices_key].jpeg(lines, variant.size(width, height), hub.jpeg_quality)
-    return jpeg, f"X-Segcast-State: {info.state.value}"
+    return await request.app[notices_key].jpeg(lines, variant.size(width, height), request.app[hub_key].jpeg_quality)
+
+
+def _farewell(request: web.Request, stream_id: str) -> Farewell:
+    """Why the viewer of ``stream_id``, its client still there and its token good, was closed: its stream was
+    removed (gone from the manager before the hub says so), or else the server is stopping (`server.app`
+    closes every viewer at shutdown, while the streams still run)."""
+    try:
+        request.app[manager_key].config(stream_id)
+    except KeyError:
+        return Farewell.REMOVED
+    return Farewell.STOPPED
+
+
+async def _say_farewell(
+    request: web.Request,
+    response: web.StreamResponse,
+    viewer: Viewer,
+    stream_id: str,
+    frame_size: tuple[int, int] | None,
+    farewell: Farewell,
+) -> bool:
+    """End ``response`` with a notice of ``farewell``, then the closing boundary; False where they were not
+    taken within `FAREWELL_TIMEOUT_S`: the client may have part of them, and must be cut off (`_cut_off`).
+
+    Raises `ConnectionError` when the client went away.
+    """
+    lines = (f"{stream_id}: no picture", farewell.says)
+    try:
+        async with asyncio.timeout(FAREWELL_TIMEOUT_S):
+            jpeg = await _notice_jpeg(request, viewer, stream_id, lines, frame_size)
+            await response.write(_part(jpeg, f"X-Segcast-State: {farewell.state}"))
+            await response.write_eof(f"--{MJPEG_BOUNDARY}--\r\n".encode())
+    except TimeoutError:
+        return False
+    return True
 
 
 def _cut_off(request: web.Request, response: web.StreamResponse, stream_id: str) -> web.StreamResponse:
@@ -279,8 +365,7 @@ async def _write_part(response: web.StreamResponse, viewer: Viewer, jpeg: bytes,
 
     Raises `ConnectionError` when the client went away.
     """
-    head = f"--{MJPEG_BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n{header}\r\n\r\n"
-    write = asyncio.ensure_future(response.write(head.encode() + jpeg + b"\r\n"))
+    write = asyncio.ensure_future(response.write(_part(jpeg, header)))
     closed = asyncio.ensure_future(viewer.wait_closed())
     try:
         await asyncio.wait((write, closed), timeout=MJPEG_PART_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
@@ -293,3 +378,10 @@ async def _write_part(response: web.StreamResponse, viewer: Viewer, jpeg: bytes,
         return False
     write.result()
     return True
+
+
+def _part(jpeg: bytes, header: str) -> bytes:
+    """One part of the multipart body: ``jpeg``, with ``header`` (one ``Name: value``) after its content type
+    and length."""
+    head = f"--{MJPEG_BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n{header}\r\n\r\n"
+    return head.encode() + jpeg + b"\r\n"

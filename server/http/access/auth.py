@@ -199,6 +199,9 @@ credential_key = web.RequestKey("credential", Credential)
 expires_key = web.RequestKey("token_expires", int)
 #: The response a request streams (prepared by its handler, as a WebSocket or MJPEG is).
 _stream_key = web.RequestKey("token_stream", web.StreamResponse)
+#: Ends the request's stream, saying why, when its signed token expires: set by a handler whose stream can
+#: end cleanly with a word to its client (an MJPEG response: a notice, then its closing boundary).
+token_expiry_ender_key: web.RequestKey[Callable[[], None]] = web.RequestKey("token_expiry_ender")
 
 
 async def _within_token_life(request: web.Request, handler: Handler, expires: int) -> web.StreamResponse:
@@ -226,9 +229,9 @@ async def _end_stream_at(request: web.Request, expires: int) -> None:
 
     A response that is not streamed yet is left alone: its request was allowed when it arrived. An open
     WebSocket is closed by its handler's `WebSocketCloser`, which cuts off a client that does not take
-    the close frame. An MJPEG stream (or any other, or a WebSocket still in its handshake) cannot say
-    why, so its connection is closed, which its handler notices within a second
-    (`server.http.pictures`); its ``<img>`` keeps the last picture.
+    the close frame. A stream whose handler set a `token_expiry_ender_key` is ended by it, saying why (an
+    MJPEG ``<img>`` shows a notice: cut off mid-body, a browser shows a broken image instead). Any other
+    stream, or a WebSocket still in its handshake, cannot say why: its connection is closed.
     """
     # The wall clock is read again each step (`TOKEN_EXPIRY_CHECK_S`): no event tells when it passes `expires`.
     while (left_s := expires - time.time()) > 0:  # noqa: ASYNC110
@@ -239,6 +242,10 @@ async def _end_stream_at(request: web.Request, expires: int) -> None:
     closer = request.get(websocket_closer_key)
     if closer is not None:
         closer.close(TOKEN_EXPIRED_CLOSE_CODE, "the access token expired")
+        return
+    ender = request.get(token_expiry_ender_key)
+    if ender is not None:
+        ender()
         return
     request.transport.close()
 
