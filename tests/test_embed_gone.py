@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from server.app import create_app
 from server.config import Settings, StreamConfig
 from server.inference.models import BUNDLED_MODEL
-from tests.support.browser import open_page, open_url, require_browser, wait_for_new_frame, wait_for_text
+from tests.support.browser import WAIT_MS, open_page, open_url, require_browser, wait_for_new_frame, wait_for_text
 
 require_browser()
 
@@ -96,3 +96,22 @@ async def test_the_embed_keeps_its_picture_while_the_server_is_away_and_drops_it
     # The browser reports the refused requests and those the away server could not take; nothing else.
     expected = ("401", "WebSocket", "ERR_CONNECTION_REFUSED")
     assert [e for e in console.errors if not any(said in e for said in expected)] == []
+
+
+async def test_the_embed_of_a_removed_stream_does_not_blame_its_address_and_shows_the_stream_once_added_again(
+    start_server: Start, browser: Any
+) -> None:
+    """It said "Check the id in the embed's address" of a stream just removed, whose id was right."""
+    client = await start_server(StreamConfig("front", "scene:?seed=3"))
+    page, console = await open_page(browser, client, "/embed/front")
+    await wait_for_new_frame(page, "#video")
+    assert (await client.delete("/api/streams/front")).status in (200, 204)
+    said = await wait_for_text(page, EMBED_PANEL, "No such stream")
+    assert "“front”" in said and "removed, or a wrong id" in said and "once it is added" in said, said
+    assert "Check the id" not in said, said
+
+    added = await client.post("/api/streams", json={"id": "front", "uri": "scene:?seed=4"})
+    assert added.status == 201, await added.text()
+    await wait_for_new_frame(page, "#video")
+    await page.wait_for_function(f"!document.querySelector('{EMBED_PANEL}').checkVisibility()", timeout=WAIT_MS)
+    assert console.errors == []

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
 from server.app import create_app
 from server.config import Settings, StreamConfig
@@ -48,6 +48,8 @@ IDLE_S = 2.0
 #: The attempts web/publish.js makes to publish a lost camera again, and the longest wait between two.
 REPUBLISH_ATTEMPTS = 6
 REPUBLISH_MAX_MS = 16_000
+#: What the page says as segcast stops (it closes the page's WebSocket with 1001, going away).
+SERVER_STOPPING = "segcast is stopping or restarting"
 CAMERA_OFF = "document.getElementById('publish-status').textContent === 'camera off'"
 #: Every text the page's status badge and message take, in order (window.said).
 RECORD_WHAT_IS_SAID = """
@@ -234,6 +236,44 @@ async def test_a_camera_whose_connection_was_lost_says_so_and_is_published_again
         assert not any("disconnected" in text or "no longer exists" in text for text in said), said
         assert await page.text_content("#publish-error") == "", "nothing wrong once it is back"
         assert await page.evaluate(LIVE_CAMERA_TRACKS) == 1, "the camera of before was turned off"
+
+
+async def test_a_camera_whose_server_stops_says_so_at_once_and_is_published_again_once_it_is_back(
+    fake_camera: Path, unused_tcp_port: int
+) -> None:
+    """It said "publishing" for ~8 s after segcast stopped, until its connection timed out, then "connection
+    lost ... If no video reaches the server", which did not say why. segcast closes the page's WebSocket
+    with 1001 (going away) as it stops: the page says so from that, before its connection times out."""
+
+    def segcast() -> TestClient:
+        app = create_app(Settings(model=str(BUNDLED_MODEL)))
+        return TestClient(TestServer(app, host="127.0.0.1", port=unused_tcp_port))
+
+    before = segcast()
+    await before.start_server()
+    async with camera_browser(fake_camera) as browser:
+        page = await browser.new_page()
+        await page.add_init_script(KEEP_CAMERA_STREAMS + RECORD_WHAT_IS_SAID)
+        try:
+            await publish(page, before, "cam")
+        finally:
+            await before.close()
+        await page.wait_for_function(f"window.said.some((text) => text.includes({SERVER_STOPPING!r}))", timeout=WAIT_MS)
+        said = await page.evaluate("window.said")
+        told = next(text for text in said if SERVER_STOPPING in text)
+        assert "Trying again as “cam”" in told, told
+        before_told = said[: said.index(told)]
+        assert not any(text == "connection lost" or "waiting for it to come back" in text for text in before_told), said
+        assert "waiting to publish again" in said, said
+
+        after = segcast()
+        await after.start_server()
+        try:
+            await page.wait_for_function(PUBLISHING, timeout=WAIT_MS)
+            await wait_for_state(after, "cam", "live")
+            assert await page.evaluate(LIVE_CAMERA_TRACKS) == 1, "the camera of before was turned off"
+        finally:
+            await after.close()
 
 
 async def test_stop_ends_the_attempts_to_publish_a_lost_camera_again(

@@ -53,6 +53,11 @@ SHOW_TRACKS = """async (ids) => {
   StreamView.prototype.showTracks.call(view, { tracks });
 }"""
 
+#: What says whether the button at a selector can be pressed, as the page computes its style.
+BUTTON_LOOK = """(selector) => {
+  const style = getComputedStyle(document.querySelector(selector));
+  return { cursor: style.cursor, opacity: Number(style.opacity) };
+}"""
 #: WCAG's contrast ratio of an element's text colour to a background colour (the element's own, or
 #: that of the nearest ancestor matching `against`), both as the page computes them.
 CONTRAST = """([selector, against]) => {
@@ -242,6 +247,19 @@ async def test_the_token_dialog_is_named_and_gives_the_focus_back(start_server: 
     await page.keyboard.press("Escape")
     await dialog.wait_for(state="detached", timeout=WAIT_MS)
     assert await page.evaluate("document.activeElement.id") == "give-token"
+
+
+async def test_a_disabled_button_does_not_look_like_one_to_press(start_server: Start, browser: Any) -> None:
+    """The publish page's "Use my camera", off on a page that is not secure, kept the pointer and the
+    full colour of a button that works (style.css had a disabled look for a few buttons only)."""
+    client = await start_server()
+    page, console = await open_page(browser, client, "/static/publish.html")
+    enabled = await page.evaluate(BUTTON_LOOK, "#use-camera")
+    await page.evaluate("document.querySelector('#use-camera').disabled = true")
+    disabled = await page.evaluate(BUTTON_LOOK, "#use-camera")
+    assert enabled == {"cursor": "pointer", "opacity": 1}, enabled
+    assert disabled["cursor"] != "pointer" and disabled["opacity"] < 1, disabled
+    assert console.errors == []
 
 
 async def test_the_publish_page_says_once_why_its_camera_is_off_and_leaves_nothing_of_it(

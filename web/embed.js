@@ -67,15 +67,17 @@ const refusals = new LiveRefusals(
 let asking = false; // a question of refresh() is on its way
 let nextPoll = null; // the timer of the next one
 
+// Said of an id the server has no stream by: one just removed too, whose embed's address is right.
 const MISSING = notice(
   "missing",
   "No such stream",
-  `This server has no stream “${streamId}”. Check the id in the embed's address.`,
+  `No stream “${streamId}” on this server now (removed, or a wrong id in the embed's address): this embed ` +
+    "shows it by itself once it is added.",
 );
 // The source a browser's published camera has (server/webrtc/source.py: "webrtc:<address>").
 const PUBLISHED_SOURCE = "webrtc:";
 // A browser's published camera is removed as it ends (its tab closed, its connection lost): "No such
-// stream ... Check the id" would send the dashboard's owner after an address that is right.
+// stream" would say neither that it ended, and why, nor how its browser publishes it again.
 const endedCameraNotice = (error) =>
   notice(
     "ended",

@@ -31,6 +31,9 @@ const FRESH_TOKEN = "Reload the page with a fresh access token to publish it aga
 const NEEDS_ADMIN =
   "Publishing a camera needs an admin token: press Use my camera to give one, or open this page with " +
   "?token= and a signed admin token (POST /api/tokens; see the README, “Security”).";
+// The close code of the page's WebSocket as segcast stops (server/app.py: going away, at shutdown).
+const GOING_AWAY_CLOSE = 1001;
+const SERVER_STOPPING = "segcast is stopping or restarting: this page publishes the camera again once it is back.";
 const WAITING =
   `${LOST}: waiting for it to come back. If no video reaches the server for a few seconds it ends ` +
   "the camera, which this page then publishes again by itself.";
@@ -64,12 +67,16 @@ let server = null; // while the camera is on: the WebSocket that says when the s
 // ended is published again (a lost connection is the usual cause); a removed or failed one is not,
 // nor one whose access token expired. The page's own signed token expiring ends the camera and closes
 // this socket at once, before segcast can say so on it: the close's code says it instead, and neither
-// the socket nor the camera is tried again with a token every attempt would be refused for.
+// the socket nor the camera is tried again with a token every attempt would be refused for. segcast
+// stopping closes this socket as "going away" at once, while the camera's connection notices nothing
+// for ~8 s: the close says it, and the camera is published again as after a lost connection.
 function watchServer() {
   server ??= new Connection({
     state: (state, why) => {
       if (state === "down" && why.code === TOKEN_EXPIRED_CLOSE && pageToken) {
         giveUp(`The server ended this camera: ${TOKEN_EXPIRED}. ${FRESH_TOKEN}`);
+      } else if (state === "down" && why.code === GOING_AWAY_CLOSE) {
+        lost(SERVER_STOPPING);
       }
     },
     hello: (message) => {
