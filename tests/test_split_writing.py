@@ -243,3 +243,19 @@ def test_a_node_file_its_api_saved_lists_no_setting_the_resplit_leaves_as_it_was
     lines = capsys.readouterr().out.splitlines()
     assert "  cams.node-1.toml: the same cameras" in lines
     assert "    c1: its iou saved here differ from cams.toml's: lost" in lines
+
+
+def test_a_webhooks_changed_secret_and_url_are_named_but_never_shown(tmp_path: Path) -> None:
+    """[[events.webhooks]] is a list of tables: it was shown whole, its URL (a Slack hook's secret path)
+    and its HMAC secret with it, where every other secret is named only."""
+    from server.deploy.split_writing import _setting_changes
+
+    hook = '[[events.webhooks]]\nurl = "https://hooks.example.com/services/{path}"\nsecret = "{secret}"\n'
+    old = hook.format(path="OLD-PATH", secret="old-hmac-secret")
+    new = hook.format(path="NEW-PATH", secret="new-hmac-secret") + "retries = 5\n"
+    said = _setting_changes(old, new, tmp_path / "cams.node-1.toml")
+    assert said == [
+        "[events.webhooks[0]] url: changed (not shown: it may hold a secret)",
+        "[events.webhooks[0]] secret: changed (not shown: it may hold a secret)",
+        "[events.webhooks[0]] retries: the default -> 5",
+    ], said

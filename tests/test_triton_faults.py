@@ -75,6 +75,7 @@ class _FakeTriton:
         self.max_batch = 2  # 0: no server-side batching; each shape in the config then starts with a batch of 1
         self.down = False  # refuse connections, as a stopped server does
         self.exiting = False  # answer whether it is live as Triton does once told to stop: "Server exiting"
+        self.live: bool | Exception = True  # its liveness answer otherwise: False or an error where it restricts it
         self.state, self.reason = "READY", ""  # the model's, as the repository index says them
         self.others = ["det"]  # the other models in its repository
         self.index_refused: Exception | None = None  # what a restricted repository API answers
@@ -120,7 +121,9 @@ class _FakeTriton:
             raise TritonUnavailable("connection refused")
         if self.exiting:
             raise TritonUnavailable("Server exiting")
-        return True
+        if isinstance(self.live, Exception):
+            raise self.live
+        return self.live
 
     def close(self) -> None:
         self.closed.set()
@@ -456,6 +459,27 @@ def test_a_model_name_triton_does_not_have_stops_the_start_naming_those_it_has(t
     assert str(caught.value) == (
         "--model grpc://triton:8001/nope: Triton at triton:8001 has no model 'nope' (it has: det, m, yolo-seg)"
     )
+
+
+@pytest.mark.parametrize(
+    "live",
+    [
+        False,  # HTTP: tritonclient reads a restricted health API's 403 as not live
+        TritonUnavailable("This protocol is restricted, expecting header 'admin-key'"),  # gRPC's restriction
+        TritonTimeout("not answering (nothing within 5 s)"),
+    ],
+    ids=["http-restricted", "grpc-restricted", "slow"],
+)
+def test_a_wrong_model_name_is_refused_at_start_whatever_triton_says_of_its_liveness(
+    triton: _FakeTriton, live: bool | Exception
+) -> None:
+    """Only Triton's own word that it is exiting (or its port refusing right after an answer) makes a
+    model it lacks a shutdown to wait out: a liveness it will not or cannot give tells nothing, and a
+    typo'd name still stops the start, where it waited for ever "shutting down"."""
+    triton.live = live
+    with pytest.raises(ModelError) as caught:
+        _model("grpc://triton:8001/nope")
+    assert "has no model 'nope'" in str(caught.value)
 
 
 def test_a_node_started_while_triton_shuts_down_waits_for_it_instead_of_refusing_the_model(

@@ -306,20 +306,30 @@ def _overlaid(base: Mapping[str, object], top: Mapping[str, object]) -> dict[str
 def _changed(old: Mapping[str, object], new: Mapping[str, object], table: str = "") -> Iterator[str]:
     """A line per key of ``old`` or ``new`` (the tables named ``table``) whose value differs, nested tables
     key by key; a value that may hold a secret (`SECRET_SETTINGS`, or credentials before an ``@``) said
-    to have changed, never shown."""
+    to have changed, never shown. A list of tables (``[[events.webhooks]]``) is compared table by table,
+    each named by its place (``[events.webhooks[0]]``), so that a secret in one is never shown either."""
     for key in dict.fromkeys([*old, *new]):
-        before, after = old.get(key, _NOT_SET), new.get(key, _NOT_SET)
+        before, after = _by_place(old.get(key, _NOT_SET)), _by_place(new.get(key, _NOT_SET))
         if before == after:
             continue
+        name = f"{table}{key}" if key.startswith("[") else f"{table}.{key}" if table else key
         if isinstance(before, dict) and isinstance(after, dict):
-            yield from _changed(before, after, f"{table}.{key}" if table else key)
+            yield from _changed(before, after, name)
         elif isinstance(before, dict) or isinstance(after, dict):
             done = "added" if before is _NOT_SET else "removed" if after is _NOT_SET else "changed"
-            yield f"[{table}.{key}]: {done}" if table else f"[{key}]: {done}"
+            yield f"[{name}]: {done}"
         elif key in SECRET_SETTINGS or any(isinstance(value, str) and "@" in value for value in (before, after)):
             yield f"{f'[{table}] ' if table else ''}{key}: changed (not shown: it may hold a secret)"
         else:
             yield f"{f'[{table}] ' if table else ''}{key}: {_shown(before)} -> {_shown(after)}"
+
+
+def _by_place(value: object) -> object:
+    """A list of tables as a table of them by their place (``[0]``, ``[1]``), which `_changed` walks key by
+    key; any other value as it is."""
+    if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+        return {f"[{place}]": item for place, item in enumerate(value)}
+    return value
 
 
 def _shown(value: object) -> str:

@@ -34,6 +34,9 @@ _T = TypeVar("_T")
 #: What Triton answers a request it will not start as it shuts down (gRPC UNAVAILABLE, HTTP 503):
 #: "Server is stopping, scheduler for model has stopped accepting new inference requests".
 _STOPPING = "Server is stopping"
+#: Triton's words, asked whether it is live while it exits (gRPC), and its answer to requests then.
+_EXITING = "Server exiting"
+_EXITING_SIGNS = (_EXITING, _STOPPING)
 #: What Triton puts before a request's errors, "[request id: <id_unknown>] ": noise to a person.
 _REQUEST_ID = re.compile(r"^\[request id: [^\]]*\]\s*")
 
@@ -161,15 +164,19 @@ def unless_stopping(
 ) -> TritonUnavailable:
     """``missing``, or `ServerStopping` if the server is shutting down. Triton unloads its models as it
     stops, before it answers "Server is stopping", and answers for them meanwhile as for a model
-    unloaded on a running server; only its liveness tells the two apart. A liveness it refuses to give
-    (a restricted health API) tells nothing: the model is missing."""
+    unloaded on a running server; asked whether it is live, it says "Server exiting" then (gRPC), or its
+    port refuses the connection (HTTP's closes first). Only those say so: a liveness it will not or
+    cannot give (a restricted health API, which tritonclient's HTTP client reads as not live; a slow
+    answer) tells nothing, and a model name it lacks stays a wrong name."""
     try:
-        live = exchange(transport.server_live, timeout_s)
-    except TritonRefused:
+        exchange(transport.server_live, timeout_s)
+    except (TritonRefused, TritonTimeout, TritonFailed):
         return missing
-    except TritonUnavailable:  # "Server exiting", or its ports closed meanwhile: it answered a moment ago
-        return ServerStopping("Server exiting")
-    return missing if live else ServerStopping("not live")
+    except TritonUnavailable as exc:
+        said = str(exc)
+        if any(sign in said for sign in _EXITING_SIGNS) or "connection refused" in said.lower():
+            return ServerStopping(_EXITING)
+    return missing
 
 
 def _said(exc: Exception) -> str:

@@ -203,10 +203,11 @@ class Transport(Protocol):
         ...
 
     def server_live(self, timeout_s: float) -> bool:
-        """Whether the server says it is live: false, or `TritonUnavailable` ("Server exiting"), once it
-        has begun to shut down, which is when it unloads its models and answers for them as for a
-        model unloaded on a running server. Liveness, not readiness: Triton's default strict readiness
-        is false too while any model of its is loading or failed to load."""
+        """Whether the server says it is live. Once it has begun to shut down (when it unloads its models
+        and answers for them as for a model unloaded on a running server) it raises `TritonUnavailable`
+        ("Server exiting" over gRPC; HTTP's port is closed first); false alone tells little, as HTTP's
+        client reads a restricted health API's 403 as false. Liveness, not readiness: Triton's default
+        strict readiness is false too while any model of its is loading or failed to load."""
         ...
 
     def close(self) -> None:
