@@ -43,6 +43,7 @@ from server.events.config import (
     events_settings,
     shown,
 )
+from server.events.config_toml import spelled_keys
 from server.events.toml_text import toml_string
 from server.http.access.policy import (
     DEFAULT_DENY_NETWORKS,
@@ -192,8 +193,9 @@ class Settings:
     #: as it started, where the defaults and flags gave it the others (see `server.persist`).
     stream_keys: dict[str, frozenset[str]] = field(default_factory=dict, hash=False)
     #: The keys the file's tables set themselves, as ``table.key`` (``model.name``,
-    #: ``stream_defaults.tracker``...): a key set to its default value still says something, that a
-    #: save writes again and an error names as the line to change.
+    #: ``stream_defaults.tracker``...), and those of its ``[events.*]`` tables (``events.history.max_mb``,
+    #: ``events.webhooks[0].url``): a key set to its default value still says something, that a save
+    #: writes again and an error names as the line to change.
     file_keys: frozenset[str] = field(default=frozenset(), compare=False)
 
     def source_policy(self) -> SourcePolicy:
@@ -444,7 +446,8 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path, default_overrides
         deny_networks=deny_networks,
         written_as=written_as,
         stream_keys=stream_keys,
-        file_keys=frozenset(f"{table}.{key}" for table, keys in data.items() if isinstance(keys, dict) for key in keys),
+        file_keys=frozenset(f"{table}.{key}" for table, keys in data.items() if isinstance(keys, dict) for key in keys)
+        | {f"events.{key}" for key in spelled_keys(data.get("events"))},
     )
 
 

@@ -27,7 +27,7 @@ from server.config import (
 from server.config_values import ConfigError
 from server.delivery.viewer import ViewerLimits
 from server.events.config import EventsSettings, toml_string
-from server.events.config_toml import events_toml, spelled_keys
+from server.events.config_toml import events_toml
 from server.file_saving import not_saved, remove_stale_partials, save_lock, unwritable_reason, write_whole
 from server.inference.options import InferenceOptions
 from server.options import EVERY_FRAME, MODEL_IMGSZ, StreamOptions, tracker_defaults
@@ -164,8 +164,7 @@ def write_config(running: Settings, streams: list[StreamConfig], state: ConfigFi
         for stream in streams
         if stream.stream_id not in state.flag_streams
     ]
-    as_filed = _file_text(settings.config_path)
-    text = _config_text(settings, saved, _leading_comments(as_filed), _spelled_events_keys(as_filed))
+    text = _config_text(settings, saved, _leading_comments(settings.config_path))
     state.writing = content_digest(text.encode("utf-8", errors="surrogatepass"))
     try:
         state.digest = _replace_file(settings.config_path, text, state.digest)
@@ -266,34 +265,19 @@ def _own_tracker_settings(options: StreamOptions, file_defaults: StreamOptions) 
 SAVED_NOTE = "# Written by segcast after a change through its API."
 
 
-def _file_text(path: Path) -> str:
-    """The text of the file at ``path``, for what a save keeps of it (`_leading_comments`, `_spelled_events_keys`);
-    empty where it cannot be read (the save then says why). A file edited since segcast read or last wrote
-    it is refused its save (`_replace_file`): what is kept of it is what segcast loaded."""
+def _leading_comments(path: Path) -> list[str]:
+    """The comment lines at the top of the file at ``path``, up to its first setting, without the note
+    of an earlier save (`SAVED_NOTE`); none where it cannot be read (the save then says why)."""
     try:
-        return path.read_text(encoding="utf-8-sig")
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError):
-        return ""
-
-
-def _leading_comments(text: str) -> list[str]:
-    """The comment lines at the top of a config file's ``text``, up to its first setting, without the note
-    of an earlier save (`SAVED_NOTE`)."""
+        return []
     comments = [line.rstrip() for line in _split_top(text)[0] if line.rstrip() != SAVED_NOTE]
     while comments and not comments[-1]:
         comments.pop()
     while comments and not comments[0]:
         comments.pop(0)
     return comments
-
-
-def _spelled_events_keys(text: str) -> frozenset[str]:
-    """The ``[events.*]`` keys a config file's ``text`` spells out (`server.events.config_toml.spelled_keys`);
-    none where it is no TOML (its save is refused)."""
-    try:
-        return spelled_keys(tomllib.loads(text).get("events"))
-    except tomllib.TOMLDecodeError:
-        return frozenset()
 
 
 def _split_top(text: str) -> tuple[list[str], str]:
@@ -324,7 +308,6 @@ def _config_text(
     settings: Settings,
     streams: list[tuple[StreamConfig, dict[str, object]]],
     comments: list[str],
-    events_keys: frozenset[str] = frozenset(),
 ) -> str:
     """The TOML of ``settings`` with ``streams``, each with the options to write in its table, under
     ``comments`` and `SAVED_NOTE`.
@@ -334,7 +317,7 @@ def _config_text(
     A ``[stream_defaults]`` key the file spelled out itself is kept whatever its value, as a stream's
     own keys are (`_file_options`): ``tracker = "segtrack"`` pinned there must outlive a release that
     changes the default (a save that dropped ``tracker = "bytetrack"`` moved streams to segtrack). So is
-    an ``[events.*]`` key named in ``events_keys`` (`_spelled_events_keys`): a save from the viewer emptied
+    an ``[events.*]`` key the file spelled out (`Settings.file_keys`): a save from the viewer emptied
     ``[events.history]`` copied from README, its values being the defaults.
     """
     top = [*comments, SAVED_NOTE, ""]
@@ -378,7 +361,8 @@ def _config_text(
         if stream.from_api:  # its camera stays held to the API's source policy after a restart
             lines.append(f"{FROM_API_KEY} = true")
         lines += [*_option_lines(options), ""]
-    lines += events_toml(_events_as_written(settings), events_keys)
+    spelled = frozenset(key.removeprefix("events.") for key in settings.file_keys if key.startswith("events."))
+    lines += events_toml(_events_as_written(settings), spelled)
     return "\n".join(top + lines)
 
 
