@@ -56,6 +56,7 @@ from server.http.saving import (
 )
 from server.options import StreamOptions
 from server.sources import SourceError, check_uri
+from server.sources.uri import has_masked_secret, unmask_uri
 from server.stream_info import StreamInfo
 from server.streams import HandedInError, ShuttingDownError, StreamExistsError, StreamOptionsError
 
@@ -67,6 +68,9 @@ SOURCE_CHECK_RETRY_S = 10
 #: a removal or restart for as long as its reader takes to stop: up to 2 s for a stalled camera. Up to
 #: this many can be stopping at once before another change waits for a thread.
 STREAM_CHANGE_THREADS = 16
+
+#: The start of the 400 for a URI copied from what segcast shows, a secret in it masked (`unmask_uri`).
+MASKED_SECRET = "body.uri: the password or token in it is *** as segcast shows it masked"
 
 #: Where new sources are checked against the policy: not in the stream-change threads (see `SourceChecks`).
 source_checks_key = web.AppKey("source_checks", SourceChecks)
@@ -321,10 +325,13 @@ async def _add_stream(request: web.Request) -> web.Response:
     """``POST /api/streams`` with ``{"id": ..., "uri": ..., "loop": false, <stream options>}``."""
     asked = persist_asked(request)
     body = await _body(request)
+    _refuse_source_key(body)
     try:
         config = stream_config(body, request.app[settings_key].stream_defaults, "body")
     except ConfigError as exc:
         raise error(web.HTTPBadRequest, str(exc)) from None
+    if has_masked_secret(config.uri):
+        raise error(web.HTTPBadRequest, f"{MASKED_SECRET}; send the real one")
     config = dataclasses.replace(config, from_api=True)  # held to the source policy, saved or not
     persist = saves(request, config.stream_id, asked)
     async with _changes_of(request, config.stream_id):
@@ -350,8 +357,10 @@ async def _change_stream(request: web.Request) -> web.Response:
     asked = persist_asked(request)
     stream_info(request)  # a 404 before reading the body
     persist = saves(request, request.match_info["stream"], asked)
+    body = await _body(request)
+    _refuse_source_key(body)
     try:
-        body = flatten_options(await _body(request), "body")
+        body = flatten_options(body, "body")
     except ConfigError as exc:
         raise error(web.HTTPBadRequest, str(exc)) from None
     async with _changes_of(request, request.match_info["stream"]):
@@ -380,7 +389,11 @@ async def _merge_change(request: web.Request, body: dict[str, Any], asked: bool 
             )
         raise error(web.HTTPBadRequest, "body.id: a stream cannot be renamed; remove it and add it again")
     if not body.keys() - {"id"}:  # the stream's own id names it, not a change of it
-        raise error(web.HTTPBadRequest, "the body must name at least one thing to change: uri, loop or a stream option")
+        raise error(
+            web.HTTPBadRequest,
+            "the body must name at least one thing to change: uri, loop or a stream option; to open a failed or "
+            f'ended stream again, send one as it is, e.g. {{"loop": {json.dumps(current.loop)}}}',
+        )
     try:
         loop_value = body.get("loop", current.loop)
         if not isinstance(loop_value, bool):
@@ -388,6 +401,7 @@ async def _merge_change(request: web.Request, body: dict[str, Any], asked: bool 
         uri = body.get("uri", current.uri)
         if not isinstance(uri, str) or not uri.strip():
             raise ConfigError("body.uri: expected the source, e.g. rtsp://..., a file path or scene:?seed=1")
+        uri = _with_secrets_of(uri.strip(), current)
         values = {k: v for k, v in body.items() if k not in STREAM_KEYS}
         # Only the keys given change: a new tracker keeps the stream's settings it also takes.
         options = StreamOptions.from_mapping(values, current.options, keep_settings=True)
@@ -395,13 +409,34 @@ async def _merge_change(request: web.Request, body: dict[str, Any], asked: bool 
         raise error(web.HTTPBadRequest, str(exc)) from None
     except ValueError as exc:  # a stream option's, its message starting with the option
         raise error(web.HTTPBadRequest, f"body.{exc}") from None
-    new_source = uri.strip() != current.uri
-    config = StreamConfig(current.stream_id, uri.strip(), loop_value, options, current.from_api or new_source)
+    new_source = uri != current.uri
+    config = StreamConfig(current.stream_id, uri, loop_value, options, current.from_api or new_source)
     await check_writable(request, asked, config.stream_id, config)
     if new_source:
         await _check_source(request, config.uri)
     _check_still(request, current)
     return await _start_stream(request, request.app[manager_key].replace, config)
+
+
+def _refuse_source_key(body: dict[str, Any]) -> None:
+    """Refuse ``source``, the key GET shows a stream's URI under, naming the key that sets it: a client
+    sending GET's shape back was told of an unknown key (POST) or stream option (PATCH), not of ``uri``."""
+    if "source" in body:
+        raise error(web.HTTPBadRequest, "body.source: a stream's source is set as 'uri' (GET shows it as 'source')")
+
+
+def _with_secrets_of(uri: str, current: StreamConfig) -> str:
+    """A PATCH's ``uri`` with the secrets segcast showed masked (``***``) given back from the stream's
+    current source (`unmask_uri`): a client may send back GET's ``source`` with a part of it changed.
+    A 400 where one cannot be given back: sent on, ``***`` would be tried as the camera's password."""
+    unmasked = unmask_uri(uri, current.uri)
+    if unmasked is None:
+        raise ConfigError(
+            f"{MASKED_SECRET}, and the stream's own is kept only for the camera it is for: the scheme, user, "
+            "host, port and all before each *** as GET shows them; send the real one, or leave uri out to keep "
+            "the source as it is"
+        )
+    return unmasked
 
 
 async def _start_stream(

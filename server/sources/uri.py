@@ -65,6 +65,67 @@ def mask_uri(uri: str) -> str:
     with a user info hides the host before it, where one in its query or fragment does not (see
     `_userinfo`).
     """
+    return _masked(uri)[0]
+
+
+def has_masked_secret(uri: str) -> bool:
+    """Whether ``uri`` has ``***`` where `mask_uri` hides a secret: it was copied from what segcast shows."""
+    return any(uri[start:stop] == MASK for start, stop in _hidden_spans(uri))
+
+
+def unmask_uri(uri: str, original: str) -> str | None:
+    """``uri`` with each ``***`` that `mask_uri` put in ``original`` given ``original``'s secret back.
+
+    So a client may send back a source as the API showed it (``GET``'s ``source``) with a part changed
+    (a ``#timeout=`` added) and the camera keeps its password. Each ``***`` must stand where
+    ``mask_uri(original)`` has one, and everything up to the last of them, and up to the end of the
+    host and port, must read as there: the same scheme, user, host, port and parameter names. A secret
+    goes back only to the camera, and the user, it was given for, never to a host that only starts like
+    it (``cam.evil.example``). After that, the path, the parameters and segcast's options may change.
+
+    ``uri`` as it is where it has no ``***`` in a secret's place (a file named ``***.mp4`` holds none);
+    None where one cannot be given back, for a caller to ask for the real secret.
+    """
+    masks = [(start, stop) for start, stop in _hidden_spans(uri) if uri[start:stop] == MASK]
+    if not masks:
+        return uri
+    shown, places = _masked(original)
+    if masks != places[: len(masks)] or _fixed_part(uri, masks) != _fixed_part(shown, masks):
+        return None
+    secrets = [original[start:stop] for start, stop in _hidden_spans(original)]
+    parts: list[str] = []
+    end = 0
+    for (start, stop), secret in zip(masks, secrets, strict=False):
+        parts += [uri[end:start], secret]
+        end = stop
+    return "".join(parts) + uri[end:]
+
+
+def _fixed_part(uri: str, masks: list[tuple[int, int]]) -> str:
+    """The start of ``uri`` that `unmask_uri` holds to: up to its last mask, or past its host and port."""
+    scheme = _SCHEME.match(uri)
+    host_end = _HOST_ENDS.search(uri, scheme.end() if scheme else 0)
+    return uri[: max(masks[-1][1], len(uri) if host_end is None else host_end.start())]
+
+
+def _masked(uri: str) -> tuple[str, list[tuple[int, int]]]:
+    """`mask_uri`'s text, and where each ``***`` stands in it (start, end), left to right."""
+    parts: list[str] = []
+    places: list[tuple[int, int]] = []
+    shown = 0
+    end = 0
+    for start, stop in _hidden_spans(uri):
+        shown += start - end
+        places.append((shown, shown + len(MASK)))
+        shown += len(MASK)
+        parts += [uri[end:start], MASK]
+        end = stop
+    return "".join(parts) + uri[end:], places
+
+
+def _hidden_spans(uri: str) -> list[tuple[int, int]]:
+    """Where `mask_uri` hides ``uri``'s secrets (start, end), left to right; spans that overlap (a
+    password holding "pw=") as one."""
     hidden = list(_secret_values(uri))
     found = _userinfo(uri)
     if found is not None:
@@ -73,13 +134,17 @@ def mask_uri(uri: str) -> str:
         # A raw '/', '?' or '#' in the user name: where it ends cannot be told, so all of it goes.
         shown_user = len(user) + 1 if colon and not _HOST_ENDS.search(user) else 0
         hidden.append((start + shown_user, start + len(userinfo)))
-    parts: list[str] = []
+    spans: list[tuple[int, int]] = []
     end = 0
-    for start, stop in sorted(hidden):  # overlapping spans (a password holding "pw=") hide as one
-        if stop > end:
-            parts += [uri[end:start], MASK] if start >= end else []
-            end = stop
-    return "".join(parts) + uri[end:]
+    for start, stop in sorted(hidden):
+        if stop <= end:
+            continue  # inside the span before
+        if start < end:
+            spans[-1] = (spans[-1][0], stop)
+        else:
+            spans.append((start, stop))
+        end = stop
+    return spans
 
 
 def has_raw_userinfo(uri: str) -> bool:

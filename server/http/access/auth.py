@@ -33,6 +33,7 @@ from contextlib import suppress
 
 from aiohttp import web
 
+from server.analytics.shapes import refuse_unknown_keys
 from server.http.access.requests import bearer_token, is_cross_site, is_local_name, is_websocket
 from server.http.access.tokens import (
     SIGNED_ADMIN_TOKEN_MAX_TTL_S,
@@ -66,6 +67,8 @@ PUBLIC_PREFIXES = ("/static/", "/embed/")
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: Minting a signed token changes nothing: a viewer may mint viewer tokens for its own <img> tags.
 TOKENS_PATH = "/api/tokens"
+#: The keys a body asking `TOKENS_PATH` for a token may have.
+TOKEN_REQUEST_KEYS = ("role", "ttl_s")
 #: Playing a stream over WebRTC is watching it, though the offer has to be POSTed.
 WATCH_BY_POST_PREFIXES = ("/api/webrtc/play/",)
 #: The least time between two log lines about refused cross-site requests: one tells the operator
@@ -264,8 +267,12 @@ async def _mint_token(request: web.Request) -> web.Response:
         body = json.loads(raw or "{}", parse_constant=_no_constant)
     except (ValueError, RecursionError):  # not JSON, not UTF-8, NaN, or nested beyond Python's limit
         body = None
-    if not isinstance(body, dict) or set(body) - {"role", "ttl_s"}:
+    if not isinstance(body, dict):
         raise _bad_request("the body must be a JSON object with optional 'role' and 'ttl_s'")
+    try:
+        refuse_unknown_keys(body, TOKEN_REQUEST_KEYS, "body")
+    except ValueError as exc:
+        raise _bad_request(str(exc)) from None
     role_name = body.get("role", "viewer")
     ttl_s = body.get("ttl_s", SIGNED_TOKEN_DEFAULT_TTL_S)
     if role_name not in ("viewer", "admin"):
