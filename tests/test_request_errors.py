@@ -207,6 +207,6 @@ async def test_a_method_an_api_route_does_not_take_is_a_json_405_naming_those_it
         ("DELETE", "/api/streams", {"GET", "POST"}),
     ):
         response = await client.request(method, path)
-        await assert_error(response, 405)
+        await assert_error(response, 405, f"{method} is not allowed on {path}", *sorted(allowed))
         named = {name.strip() for name in response.headers.get("Allow", "").split(",")}
         assert allowed <= named and method not in named, response.headers.get("Allow")

@@ -34,6 +34,15 @@ async def json_errors(
     except web.HTTPException as exc:
         if exc.status < 400 or exc.content_type == "application/json" or not request.path.startswith("/api"):
             raise
-        reason = exc.reason if exc.status != 404 else f"no such API route: {request.method} {request.path}"
         headers = {k: v for k, v in exc.headers.items() if k == "Allow"}
-        return web.json_response({"error": reason}, status=exc.status, headers=headers)
+        return web.json_response({"error": _routing_reason(request, exc)}, status=exc.status, headers=headers)
+
+
+def _routing_reason(request: web.Request, exc: web.HTTPException) -> str:
+    """What a routing error says: a 404 names the route it found none for, a 405 the methods the route takes
+    (a client reading the body alone, not ``Allow``, learns what to send)."""
+    if exc.status == 404:
+        return f"no such API route: {request.method} {request.path}"
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        return f"{exc.method} is not allowed on {request.path}; allowed: {', '.join(sorted(exc.allowed_methods))}"
+    return exc.reason
