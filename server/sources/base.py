@@ -91,7 +91,8 @@ class Source(Protocol):
     #: ``ended_early``: why its media ended before its stated end, or None, read when it ends and
     #: shown as the ended stream's reason (a file cut short, `FileSource`, `NetworkSource`); and ``bursty = True``: a
     #: live source that hands over its frames in bursts, paced by the reader at their timestamps' rate
-    #: (live HLS, `NetworkSource`); a camera's frames are never held.
+    #: (live HLS, `NetworkSource`); a camera's frames are never held; and ``address``: the host and port
+    #: its connections go to, or None, tried while the reader waits to reconnect (`NetworkSource`).
     live: bool
     #: Nominal frames per second, known before the first frame (trackers are sized by it).
     fps: float

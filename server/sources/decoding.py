@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from fractions import Fraction
 from typing import cast
+from urllib.parse import urlsplit
 
 import av
 import av.container
@@ -47,6 +48,8 @@ NO_TIMESTAMPS = cast(int, av.format.Flags.no_timestamps.value)
 DAMAGED_PICTURES_LOG_INTERVAL_S = 60.0
 #: A video whose frames end more than this before the end its header states was cut short.
 EARLY_END_TOLERANCE_S = 1.0
+#: A live stream is given at least this many of the frame intervals it declares before it counts as stalled.
+STALL_FRAME_INTERVALS = 3.0
 
 
 def video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream | None:
@@ -73,6 +76,23 @@ def frame_rate(container: av.container.InputContainer, stream: av.video.stream.V
     if container.format.flags & NO_TIMESTAMPS:
         rates = (stream.codec_context.framerate, stream.guessed_rate)
     return next((rate for rate in rates if rate), None)
+
+
+def paced_stall_timeout(rate: Fraction | None, stall_timeout_s: float, max_s: float) -> float | None:
+    """The stall bound a live stream declaring ``rate`` needs where ``stall_timeout_s`` is too short for its
+    pace: `STALL_FRAME_INTERVALS` of its frame intervals, at most ``max_s``; None where ``stall_timeout_s``
+    spans that many already, or the stream declares no rate. For the default bound only: one the user
+    gave is theirs to keep.
+
+    A camera sending a frame every 7 s (time-lapse, 4G, solar power) was stalled after 5 s without one,
+    every time, and reconnected for ever. Three intervals, not one: FFmpeg's H.264 parser hands a frame on
+    only once the next begins, so frames buffered while the stream was probed come at once, and the next
+    two intervals later; the third leaves room for a frame that is late.
+    """
+    if not rate:
+        return None
+    paced_s = min(max_s, STALL_FRAME_INTERVALS / float(rate))
+    return paced_s if paced_s > stall_timeout_s else None
 
 
 class UprightImages:
@@ -291,7 +311,7 @@ def translate_error(exc: av.error.FFmpegError, url: str, rtsp_transport: str | N
     (`SlowRetryError` for a refusal). ``rtsp_transport`` is the one asked for, for an RTSP URL."""
     reason = mask_text(exc.strerror or str(exc), url)
     if isinstance(exc, av.error.HTTPUnauthorizedError | av.error.HTTPForbiddenError):
-        if mask_uri(url) == url:  # nothing in it that could be a credential
+        if not _gives_credentials(url):
             return SlowRetryError(
                 f"the camera asks for a user and password ({reason}): add user:password@ to the URI "
                 "(percent-encode @ : / ? # in them); retried slowly"
@@ -311,3 +331,11 @@ def translate_error(exc: av.error.FFmpegError, url: str, rtsp_transport: str | N
     if isinstance(exc, av.error.InvalidDataError):
         return DamagedStreamError(f"not a video stream, or a damaged one: {reason}")
     return ConnectionError(reason[:1].lower() + reason[1:] if reason else type(exc).__name__)
+
+
+def _gives_credentials(url: str) -> bool:
+    """Whether ``url`` gives the camera credentials: a user info (``user:password@``, or a user alone), or a
+    parameter whose value `mask_uri` hides (``?password=``). The user info is read as such, not by whether
+    masking changes the URL: a password of ``***``, segcast's own mask copied back, masks to itself and was
+    sent all the same (a network source refuses one when it is made, `network.NetworkSource`)."""
+    return urlsplit(url).username is not None or mask_uri(url) != url

@@ -92,7 +92,7 @@ def certificate_refusal(host: str, port: int, context: ssl.SSLContext, deadline:
     certificate it refused, and this tells it apart from a server that went away.
     """
     try:
-        connection = _connect(host, port, deadline)
+        connection = connect(host, port, deadline)
         try:
             _handshake(connection, host, deadline, context).close()
         finally:
@@ -161,7 +161,7 @@ def _request(
     if any(ord(char) <= 0x20 or ord(char) == 0x7F for char in host + target):  # no header of one's own
         raise ValueError("a URL with spaces or control characters")
     request = ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
-    connection = _connect(parts.hostname, parts.port or DEFAULT_PORTS[parts.scheme], deadline)
+    connection = connect(parts.hostname, parts.port or DEFAULT_PORTS[parts.scheme], deadline)
     try:
         if parts.scheme == "https":
             connection = _handshake(connection, parts.hostname, deadline, trust)
@@ -179,7 +179,7 @@ def _request(
         connection.close()
 
 
-def _connect(host: str, port: int, deadline: Deadline) -> socket.socket:
+def connect(host: str, port: int, deadline: Deadline) -> socket.socket:
     """A connection to ``host``, each of its addresses tried within the time left (its look-up is the
     resolver's: FFmpeg resolved the same name a moment before)."""
     error: OSError = OSError(f"{host} has no address")

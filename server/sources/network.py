@@ -9,10 +9,12 @@ http://example.com/clip.mp4                        a finite video: played at its
 
 Options go in the fragment (see `server.sources.uri`): ``transport`` (RTSP: tcp, udp, udp_multicast,
 http, https; not http for rtsps, whose tunnel FFmpeg opens over plain HTTP all the same), ``timeout``
-(seconds without a frame before the connection counts as stalled and is dropped; a live HLS stream's
-default follows its playlist's target duration), ``open_timeout`` (seconds for connecting and reading
-the stream header), ``fps`` (the rate assumed until frames arrive), ``format`` (force an FFmpeg demuxer
-this FFmpeg has, e.g. ``mjpeg`` for an MJPEG camera whose parts FFmpeg's multipart demuxer cannot find),
+(seconds without a frame before the connection counts as stalled and is dropped; the default, 5, is
+raised for a live HLS stream to follow its playlist's target duration, and for a stream declaring a frame
+rate too slow for it, a time-lapse camera's, to three of its frame intervals), ``open_timeout`` (seconds
+for connecting and reading the stream header), ``fps`` (the rate assumed until frames arrive), ``format``
+(force an FFmpeg demuxer this FFmpeg has, e.g. ``mjpeg`` for an MJPEG camera whose parts FFmpeg's
+multipart demuxer cannot find),
 ``tls_verify=1`` (https, rtsps, rtmps: check the server's certificate and name against the system's CAs)
 and ``ca_file`` (check them against the CA certificates in this PEM file instead; implies
 ``tls_verify=1``).
@@ -62,12 +64,13 @@ from server.sources.decoding import (
     frame_rate,
     limit_decoder,
     open_limit,
+    paced_stall_timeout,
     translate_error,
     video_stream,
 )
 from server.sources.http_answers import RedirectLoop, ask_again, playlist_target_duration, unknown_host
 from server.sources.http_get import Deadline, certificate_refusal, trusting
-from server.sources.uri import has_raw_userinfo, mask_uri, positive_float, split_options
+from server.sources.uri import has_masked_secret, has_raw_userinfo, mask_uri, positive_float, split_options
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +108,7 @@ STILL_IMAGE_FORMATS = frozenset({"image2", "mjpeg"})
 
 _OPTIONS = {
     "transport": "tcp",
-    "timeout": "",  # `STALL_TIMEOUT_S`, or for live HLS a bound from its target duration
+    "timeout": "",  # `STALL_TIMEOUT_S`, or a bound from a live HLS stream's target duration or a slow frame rate
     "open_timeout": str(OPEN_TIMEOUT_S),
     "fps": str(DEFAULT_FPS),
     "format": "",
@@ -131,6 +134,11 @@ class NetworkSource:
             raise SourceError(
                 f"{mask_uri(uri)!r}: a '#' or '?' in the user name or password must be percent-encoded "
                 "('#' as %23, '?' as %3F), and so must an '@' in a query straight after the host (as %40)"
+            )
+        if has_masked_secret(uri):  # sent on, "***" would be tried as the camera's password at every attempt
+            raise SourceError(
+                f"{mask_uri(uri)!r}: its password or token is '***', which is how segcast shows one it hides (in "
+                "its API, viewer and logs): give the real one"
             )
         url, options = split_options(uri, _OPTIONS)
         parts = urlsplit(url)
@@ -166,8 +174,9 @@ class NetworkSource:
         self.stall_timeout_s = (
             positive_float(options, "timeout", uri, MAX_TIMEOUT_S) if self._timeout_given else STALL_TIMEOUT_S
         )
-        #: A live HLS stream's stall bound without ``timeout``, learnt from its playlist at its first connection.
-        self._hls_stall_timeout_s: float | None = None
+        #: The stall bound without ``timeout`` of a stream whose pace needs a longer one than `STALL_TIMEOUT_S`, as
+        #: learnt at a connection (`_paced_stall_timeout`): a live HLS stream's, a slow camera's.
+        self._learnt_stall_timeout_s: float | None = None
         self.open_timeout_s = positive_float(options, "open_timeout", uri, MAX_TIMEOUT_S)
         self.fps = positive_float(options, "fps", uri, MAX_FPS)
         self._format = options["format"] or None
@@ -195,9 +204,19 @@ class NetworkSource:
         #: reason its ended stream shows (see `Source`), as a file's.
         self.ended_early: str | None = None
         self._damaged = DamagedPictures(log)
+        #: Whether a connection to this URI ever opened: its port and path are the stream's (`_no_answer`).
+        self._opened_before = False
 
     def describe(self) -> str:
         return self._described
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """Where each connection goes (host, port): after one that was refused or never answered, the reader
+        reconnects as soon as it accepts one (`server.sources.backoff.wait_for_return`)."""
+        if self._host is None:
+            return None
+        return self._host, self._port or DEFAULT_PORTS[self.scheme]
 
     @property
     def resumes(self) -> bool:
@@ -249,7 +268,7 @@ class NetworkSource:
             self.bursty = _is_live_hls(container)
             if rate := frame_rate(container, stream):
                 self.fps = float(rate)
-            stall_timeout_s = self._hls_stall_timeout_s or self.stall_timeout_s
+            stall_timeout_s = self._learnt_stall_timeout_s or self.stall_timeout_s
             frames = decode_frames(
                 container, stream, stop, stall_timeout_s, self.live, self._url, self.fps, self._damaged
             )
@@ -337,9 +356,10 @@ class NetworkSource:
     def _connect(self, stop: threading.Event) -> av.container.InputContainer:
         """The open container, its reads timed out at the stall bound.
 
-        A live HLS stream (known only once FFmpeg has read it) waits between segments for longer than
-        a camera between frames: without ``timeout``, its bound is learnt from its playlist at its
-        first connection, which is then opened again with it (FFmpeg's read time-out is set at opening).
+        A live HLS stream waits between segments for longer than a camera between frames, and a slow
+        camera between its frames too: without ``timeout``, such a stream's bound is learnt at a
+        connection (`_paced_stall_timeout`: only once FFmpeg has read the stream is it known), which is
+        then opened again with it (FFmpeg's read time-out is set at opening), and later ones open with it.
         The container is closed whatever goes wrong before it is handed on: each attempt that left
         one open kept its connection and FFmpeg's buffers for good. segcast's own look-ups at the
         server check its certificate as FFmpeg does (``trust``).
@@ -347,20 +367,41 @@ class NetworkSource:
         trust = self._trust()
         container = self._open(stop, trust)
         try:
-            if self._timeout_given or self._hls_stall_timeout_s is not None or not _is_live_hls(container):
+            if self._timeout_given or self._learnt_stall_timeout_s is not None:
                 return container
-            target_s = playlist_target_duration(
-                self._url, self.open_timeout_s, self._host, stop, self._check_host, trust
-            )
-            self._hls_stall_timeout_s = min(
-                MAX_TIMEOUT_S,
-                max(self.stall_timeout_s, HLS_STALL_TARGET_DURATIONS * (target_s or HLS_ASSUMED_TARGET_DURATION_S)),
-            )
+            paced_s = self._paced_stall_timeout(container, stop, trust)
+            if paced_s is None:
+                return container
+            self._learnt_stall_timeout_s = paced_s
         except BaseException:
             container.close()
             raise
         container.close()
         return self._open(stop, trust)
+
+    def _paced_stall_timeout(
+        self, container: av.container.InputContainer, stop: threading.Event, trust: ssl.SSLContext | None
+    ) -> float | None:
+        """The stall bound the open ``container``'s pace needs, where it is longer than `STALL_TIMEOUT_S`;
+        None where that will do.
+
+        A live HLS stream's follows its playlist's target duration (`HLS_STALL_TARGET_DURATIONS`), read
+        once. A live stream's other than that follows the frame rate it declares (`paced_stall_timeout`),
+        read at each connection until one needs it: a camera set to a slower rate later is not missed.
+        A finite video's own pauses between frames never count as a stall, so it needs none.
+        """
+        if _is_live_hls(container):
+            target_s = playlist_target_duration(
+                self._url, self.open_timeout_s, self._host, stop, self._check_host, trust
+            )
+            return min(
+                MAX_TIMEOUT_S,
+                max(self.stall_timeout_s, HLS_STALL_TARGET_DURATIONS * (target_s or HLS_ASSUMED_TARGET_DURATION_S)),
+            )
+        stream = video_stream(container)
+        if stream is None or (self.scheme in ("http", "https") and _is_finite(container)):
+            return None
+        return paced_stall_timeout(frame_rate(container, stream), self.stall_timeout_s, MAX_TIMEOUT_S)
 
     def _trust(self) -> ssl.SSLContext | None:
         """The context segcast checks the server's certificate with, None where it is not checked; read
@@ -381,11 +422,11 @@ class NetworkSource:
             self._check_host(self._host)
         started = time.monotonic()
         try:
-            return av.open(
+            container = av.open(
                 self._url,
                 format=self._format,
                 options=self.av_options(),
-                timeout=(self.open_timeout_s, self._hls_stall_timeout_s or self.stall_timeout_s),
+                timeout=(self.open_timeout_s, self._learnt_stall_timeout_s or self.stall_timeout_s),
             )
         except av.error.FFmpegError as exc:
             # FFmpeg's RTSP client reports its time-out as "invalid data": the clock tells them apart.
@@ -407,21 +448,31 @@ class NetworkSource:
                 raise explained from None
             rtsp_transport = self._transport if self.scheme in ("rtsp", "rtsps") else None
             raise translate_error(exc, self._url, rtsp_transport) from None
+        self._opened_before = True
+        return container
 
     def _no_answer(self) -> str:
-        """The stream's error for an opening that timed out. Where the camera's address accepts a connection
-        (a camera that hangs after accepting, one serving as many clients as it allows, or another service on
-        its port that waits for a different protocol), that is said with what to check: a bare "no answer"
-        sent its owner looking at the network. Where nothing accepts, nothing more is known than the time-out.
+        """The stream's error for an opening that timed out, naming the address tried and what to check
+        there: a bare "no answer within 10 s" left the owner of many cameras guessing which, and where.
+
+        Where nothing accepts a connection there, the camera is off or out of reach. Where something does,
+        what to check depends on whether this URI ever opened. If it did, its port and path are the
+        stream's, and the camera hangs after accepting (a frozen camera, or one serving as many clients as
+        it allows): telling its owner to check the URI sent them the wrong way. If it never did, the port
+        may be another service's, waiting for a different protocol, or the path no stream's.
         """
-        no_answer = f"no answer within {self.open_timeout_s:g} s"
         port = self._port or DEFAULT_PORTS[self.scheme]
-        if not self._host or not _accepts(self._host, port):
-            return no_answer
+        no_answer = f"no answer within {self.open_timeout_s:g} s from {_shown_address(self._host, port)}"
+        if not _accepts(self._host, port):
+            return f"{no_answer}: check that the camera is on and reachable from this machine"
+        if self._opened_before:
+            return (
+                f"{no_answer}, which accepts the connection but no longer answers on it, as it did before: the "
+                "camera may have hung (restart it), or be serving as many clients as it allows"
+            )
         return (
-            f"{no_answer} from {_shown_address(self._host, port)}, which accepts the connection: check that the URI "
-            "is the camera's stream URL (its port and path), and that the camera is not already serving as many "
-            "clients as it allows"
+            f"{no_answer}, which accepts the connection: check that the URI is the camera's stream URL (its port "
+            "and path), and that the camera is not already serving as many clients as it allows"
         )
 
     def _refused(self, host: str) -> str:

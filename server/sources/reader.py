@@ -7,8 +7,10 @@ A source's ``open`` ends in one of three ways, and each means one thing here:
 - it returns: the media is over (``ENDED``, or played again for a looping file);
 - it raises `SourceError`: retrying cannot help (``FAILED``);
 - it raises anything else: the connection was lost or never made (``RECONNECTING``, then a new
-  attempt after an exponential backoff with jitter, reset once a connection has stayed healthy);
-  a `SlowRetryError` (credentials refused, no video described) is retried on a slower backoff.
+  attempt after an exponential backoff with jitter, reset once a connection has stayed healthy;
+  a camera whose address (a source's optional ``address``, host and port) accepted no connection is
+  asked again as soon as it accepts one, `wait_for_return`); a `SlowRetryError` (credentials refused,
+  no video described) is retried on a slower backoff.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import numpy as np
 
 from server.frames import Frame
 from server.log_throttle import RepeatedFailureLog
-from server.sources.backoff import Backoff
+from server.sources.backoff import Backoff, wait_for_return
 from server.sources.base import (
     LOWER_CAMERA_RESOLUTION,
     MAX_FRAME_SIDE_PX,
@@ -60,6 +62,19 @@ REPEATED_ENDS_TOLD = 3
 #: A connection that brought frames for longer than this before it ended breaks that pattern: a camera
 #: that drops now and then is told each time.
 REPEATED_ENDS_MAX_PASS_S = 120.0
+#: How a connection that stalled (no frame within its time-out, `server.sources.decoding`) begins its error.
+STALLED = "stalled:"
+#: What the told pattern says to do, by whether its ends were stalls (a camera slower than its stall
+#: time-out, which a file is not) or other ends (a file served as a feed, which ends after every pass).
+SLOW_CAMERA_ADVICE = (
+    "A camera that stalls after each frame it sends sends them less often than the stall time-out allows (a "
+    "time-lapse camera, one on a slow mobile link): if it is one, add #timeout=N to its URI, N a few times the "
+    "seconds between its frames"
+)
+VIDEO_FILE_ADVICE = (
+    "A URL that ends after every pass is a video file rather than a camera's feed: if it is one, download it and "
+    "give its path (played at its own rate, again and again with loop)"
+)
 
 StateListener = Callable[[str, StreamState, str | None], None]
 
@@ -67,8 +82,9 @@ StateListener = Callable[[str, StreamState, str | None], None]
 @dataclass
 class RepeatedEnds:
     """Connections in a row that each brought frames for a short while, then ended with the same error. A URL that ends
-    after every pass (a video file whose format tells no duration, a .ts, served as a camera's feed) is
-    reconnected each time, and logging each as news wrote a WARNING some 40 times a minute for good.
+    after every pass (a video file whose format tells no duration, a .ts, served as a camera's feed; a camera
+    that sends frames less often than its stall time-out) is reconnected each time, and logging each as news
+    wrote a WARNING some 40 times a minute for good.
     The `REPEATED_ENDS_TOLD`-th is told as what it is, once; while it goes on, its reconnects and
     returns to live are logged at DEBUG (`quiet`)."""
 
@@ -117,7 +133,7 @@ class ReaderStatus:
     next_attempt_at: float | None  # only while reconnecting
     frames_read: int
     dropped: int  # frames replaced in the slot before inference took them
-    input_fps: float  # frames per second over the last `FPS_WINDOW_S`; 0 unless live
+    input_fps: float  # frames per second over the last `FPS_WINDOW_S` (`_input_rate`); 0 unless live
     reconnects: int  # connections lost or refused so far, stalls included
     last_frame_at: float | None
 
@@ -174,7 +190,7 @@ class StreamReader:
         self._next_attempt_at: float | None = None
         self._frames_read = 0
         self._reconnects = 0
-        self._arrivals: deque[float] = deque(maxlen=1024)  # monotonic times of recent frames
+        self._arrivals: deque[_Arrival] = deque(maxlen=1024)  # recent frames, oldest first
         self._last_frame_at: float | None = None
         self._last_media_time: float | None = None
         self._last_frame_mono = 0.0
@@ -205,15 +221,15 @@ class StreamReader:
     def status(self) -> ReaderStatus:
         now = time.monotonic()
         with self._lock:
-            recent = [t for t in self._arrivals if now - t <= FPS_WINDOW_S]
-            span = recent[-1] - recent[0] if len(recent) >= 2 and self._state is StreamState.LIVE else 0.0
+            recent = [arrival for arrival in self._arrivals if now - arrival.at <= FPS_WINDOW_S]
+            live = self._state is StreamState.LIVE
             return ReaderStatus(
                 state=self._state,
                 error=self._error,
                 next_attempt_at=self._next_attempt_at,
                 frames_read=self._frames_read,
                 dropped=self.slot.dropped,
-                input_fps=(len(recent) - 1) / span if span > 0 else 0.0,
+                input_fps=_input_rate(recent, self.source.live) if live else 0.0,
                 reconnects=self._reconnects,
                 last_frame_at=self._last_frame_at,
             )
@@ -313,8 +329,11 @@ class StreamReader:
                     self._tell_repeated_ends(error)
                 log.debug("[%s] attempt lasted %.1f s", self.stream_id, time.monotonic() - attempt_started)
                 self._set_state(StreamState.RECONNECTING, error, time.time() + delay)
-                if self._stop.wait(delay):
+                came_back = wait_for_return(getattr(self.source, "address", None), delay, self._stop)
+                if self._stop.is_set():
                     return
+                if came_back:
+                    log.info("[%s] the camera accepts connections again: reconnecting now", self.stream_id)
         except SourceError as exc:
             self._set_state(StreamState.FAILED, str(exc))
         except Exception as exc:  # a reader must report, never die silently
@@ -329,18 +348,19 @@ class StreamReader:
         return self.source.live and live_since is not None and time.monotonic() - live_since < REPEATED_ENDS_MAX_PASS_S
 
     def _tell_repeated_ends(self, error: str) -> None:
-        """Say once that the source ends after every pass (`RepeatedEnds`), with how long its last one was."""
+        """Say once that the source ends after every pass (`RepeatedEnds`), with how long its last one was and
+        what it may be: a camera too slow for its stall time-out where the ends were stalls, else a video file."""
         played_s = (self._last_media_time or 0.0) - self._attempt_media_from + self._frame_interval()
         log.warning(
             "[%s] %s: its last %d connections each brought frames, then ended the same way (%s), the last after "
             "%.1f s of video; it is reconnected each time as before, and these ends are logged at DEBUG from now "
-            "on. A URL that ends after every pass is a video file rather than a camera's feed: if it is one, "
-            "download it and give its path (played at its own rate, again and again with loop)",
+            "on. %s",
             self.stream_id,
             self.source.describe(),
             REPEATED_ENDS_TOLD,
             error,
             played_s,
+            SLOW_CAMERA_ADVICE if error.startswith(STALLED) else VIDEO_FILE_ADVICE,
         )
 
     def _next_delay(self, failures: dict[bool, int], slow: bool, backoff: Backoff) -> float:
@@ -471,7 +491,7 @@ class StreamReader:
                 return
             seq = self._frames_read
             self._frames_read += 1
-            self._arrivals.append(now)
+            self._arrivals.append(_Arrival(now, media_time))
             self._last_frame_at = time.time()
             frame = Frame(self.stream_id, seq, self._last_frame_at, media_time, image, self._restarts)
             self._last_frame = frame
@@ -481,6 +501,37 @@ class StreamReader:
             self._attempt_live_since, self._attempt_media_from = now, media_time
         if self._state is not StreamState.LIVE:
             self._set_state(StreamState.LIVE)
+
+
+@dataclass(frozen=True, slots=True)
+class _Arrival:
+    """A frame published: when (monotonic) and its media time, for the input rate (`_input_rate`)."""
+
+    at: float
+    media_time: float
+
+
+def _input_rate(frames: Sequence[_Arrival], live: bool) -> float:
+    """Frames per second over ``frames`` (oldest first): their count over the time they cover, which for a
+    ``live`` source is the longer of the time they arrived over and the time between the first's and the
+    last's media time (the camera's clock). 0 for fewer than two.
+
+    A new connection hands over at once the frames FFmpeg buffered while it read the stream's header (a
+    second or two of them): counted over their arrival, a 15 fps camera read 54 fps for a second after
+    each connect, then 24. Their media times cover the time they were sent in. Taking the longer of the
+    two, the rate is never above what either clock counts: frames stamped with their arrival (MJPEG) are
+    counted as before, and a stream whose made-up timestamps run fast is not believed. A file's frames
+    are counted over their arrival alone: read as fast as they are taken (``#rate=max``), their media
+    time is not the rate they come at. The backlog still counts in ``frames_dropped``: its frames are
+    stale, replaced by the newest as live video should be.
+    """
+    if len(frames) < 2:
+        return 0.0
+    first, last = frames[0], frames[-1]
+    covered = last.at - first.at
+    if live:
+        covered = max(covered, last.media_time - first.media_time)
+    return (len(frames) - 1) / covered if covered > 0 else 0.0
 
 
 @dataclass(frozen=True, slots=True)
