@@ -21,13 +21,13 @@ import ssl
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from server.http.network.listen import DEFAULT_HOST, DEFAULT_PORT, ListenError
 from server.inference.telemetry import switch_off_ultralytics_telemetry
 from server.log_format import log_formatter
+from server.version import INSTALLED_VERSION
 
 if TYPE_CHECKING:
     from server.config import Settings, StreamConfig
@@ -141,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     from server.triton import cpu_server
 
     parser = CommandParser(prog="segcast", description="Live video segmentation and tracking server.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    version = INSTALLED_VERSION or "(not installed: pip install -e . in its folder)"
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser(
@@ -215,14 +216,6 @@ def build_parser() -> argparse.ArgumentParser:
     for command in commands.choices.values():
         command.commands = commands.choices
     return parser
-
-
-def _version() -> str:
-    """segcast's version as installed; a checkout that was never installed has none to tell."""
-    try:
-        return metadata.version("segcast")
-    except metadata.PackageNotFoundError:
-        return "(not installed: pip install -e . in its folder)"
 
 
 def _add_common(parser: argparse.ArgumentParser, default_model: str) -> None:

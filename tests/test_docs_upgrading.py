@@ -109,8 +109,10 @@ def links(path: Path) -> list[str]:
 def test_the_notes_are_for_the_version_segcast_says_it_is() -> None:
     """Every segcast said 0.1.0, so an upgrade could not be told from the version it had; the newest
     notes are this version's, and the installed segcast (--version, MQTT's sw_version) says the same."""
-    [newest, *_] = re.findall(r"^## (\d+\.\d+\.\d+)$", notes(), re.MULTILINE)
-    assert Version(newest) == project_version()
+    [newest, *_] = re.findall(r"^## (\d+\.\d+\.\d+)(?: \(in development\))?$", notes(), re.MULTILINE)
+    assert Version(newest) == Version(project_version().base_version)
+    in_development = re.search(rf"^## {re.escape(newest)} \(in development\)$", notes(), re.MULTILINE) is not None
+    assert in_development == project_version().is_devrelease, "a development version's notes say so, a release's not"
     assert project_version() > EARLIER_VERSION
     assert Version(metadata.version("segcast")) == project_version(), "reinstall: pip install -e ."
 

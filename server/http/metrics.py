@@ -32,9 +32,14 @@ from server.sources.uri import mask_uri
 from server.stream_info import StreamInfo
 from server.streams import StreamManager
 from server.triton.transport import TritonEndpoint
+from server.version import INSTALLED_VERSION
 from server.webrtc.peer import PeerCounts
 
 Sample = tuple[dict[str, str], float]
+
+
+#: The segcast version this node runs, for ``segcast_build_info`` and ``/healthz``.
+SEGCAST_VERSION = INSTALLED_VERSION or "unknown"
 
 
 def render_metrics(
@@ -45,10 +50,12 @@ def render_metrics(
     connections: ConnectionCounter | None = None,
     *,
     event_loop_tasks: int,
+    auth_refused: Mapping[str, int] | None = None,
 ) -> str:
     """The exposition text; ``webrtc``: the peers' counts, where the app serves WebRTC; ``connections``:
     the open connections' counter, where the server limits them (`segcast serve`); ``event_loop_tasks``:
-    the tasks alive on the server's event loop (a number that only grows is a task leak)."""
+    the tasks alive on the server's event loop (a number that only grows is a task leak); ``auth_refused``:
+    requests refused for their credential by reason, where the app checks them (`server.http.access.auth`)."""
     infos = manager.streams()
     families: list[tuple[str, str, str, list[Sample]]] = []
 
@@ -56,6 +63,13 @@ def render_metrics(
         families.append((name, kind, help_text, list(samples)))
 
     stats = {info.stream_id: hub.stats(info.stream_id) for info in infos}
+    family(
+        "segcast_build_info",
+        "gauge",
+        "Always 1: the segcast version this node runs (a development version ends in .devN). Joins a node's "
+        "series to its version: `* on (instance) group_left (version) segcast_build_info`.",
+        [({"version": SEGCAST_VERSION}, 1)],
+    )
     family(
         "segcast_stream_state",
         "gauge",
@@ -154,6 +168,16 @@ def render_metrics(
         "WebSocket and MJPEG viewers refused, by the [server] limit that refused them.",
         (({"limit": limit}, hub.refused[limit]) for limit in ("max_viewers", "max_viewers_per_address")),
     )
+    if auth_refused is not None:
+        family(
+            "segcast_auth_refused_total",
+            "counter",
+            "Requests refused for their credential (401, or 403 for a viewer's token where an admin's is needed), "
+            "by reason: missing, wrong (not valid here: unknown, forged or revoked), expired (a signed token), "
+            "in_address (a configured token in ?token=), role_too_low. Each client address is logged at most "
+            "once a minute.",
+            (({"reason": reason}, n) for reason, n in auth_refused.items()),
+        )
     if connections is not None:
         family("segcast_connections", "gauge", "Open HTTP connections, viewers included.", [({}, connections.total)])
         family(

@@ -16,9 +16,10 @@ from aiohttp import web
 
 from server.events.api import event_outputs_key
 from server.frames import PROTOCOL_VERSION
+from server.http.access.auth import refusals_key
 from server.http.api import stream_info
 from server.http.keys import hub_key, manager_key, settings_key
-from server.http.metrics import render_metrics
+from server.http.metrics import SEGCAST_VERSION, render_metrics
 from server.http.network.connections import running_counter
 from server.http.saving import config_file_key
 from server.inference import pace
@@ -134,7 +135,8 @@ async def _health(request: web.Request) -> web.Response:
     ended on its own never does (`InferenceWorker.ended`): then ``failing`` with 503, for a probe to restart
     segcast, until the server's stop for it (`server.serve`) closes the port.
     ``config_read_at`` is when it last read its config file (at its start) or saved it (None: it has none):
-    a file modified since holds what it does not run, which `segcast split` tells (`server.deploy.running_nodes`)."""
+    a file modified since holds what it does not run, which `segcast split` tells (`server.deploy.running_nodes`).
+    ``version`` is segcast's as installed: what a probe or a fleet's check reads to tell which nodes run which."""
     manager = request.app[manager_key]
     infos = manager.streams()
     failing = manager.worker.ended is not None
@@ -142,6 +144,7 @@ async def _health(request: web.Request) -> web.Response:
         {
             "status": "failing" if failing else "ok",
             "v": PROTOCOL_VERSION,
+            "version": SEGCAST_VERSION,
             "streams": len(infos),
             "behind": sum(info.pace.behind for info in infos),
             "inference": manager.worker.inference_status.to_json(),
@@ -162,6 +165,7 @@ async def _metrics(request: web.Request) -> web.Response:
     app = request.app
     outputs = app.get(event_outputs_key)
     peers = app.get(peers_key)
+    refusals = app.get(refusals_key)
     text = render_metrics(
         app[manager_key],
         app[hub_key],
@@ -169,5 +173,6 @@ async def _metrics(request: web.Request) -> web.Response:
         webrtc=peers.counts() if peers is not None else None,
         connections=running_counter(),
         event_loop_tasks=len(asyncio.all_tasks()),
+        auth_refused=refusals.by_reason if refusals is not None else None,
     )
     return web.Response(body=text.encode(), headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import re
-from importlib import metadata
 
 from server.events.config import MqttSettings
 from server.events.counts import count_label, is_running_total
+from server.version import INSTALLED_VERSION
 
 #: What a stream id or a count's name may keep of itself in a topic level or an id; the rest becomes ``_``.
 UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
@@ -20,15 +20,6 @@ UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 DEVICE_MODEL = "video stream"
 
 
-def _segcast_version() -> str | None:
-    """segcast's version as installed, for the device page; None for a checkout never installed."""
-    try:
-        return metadata.version("segcast")
-    except metadata.PackageNotFoundError:
-        return None
-
-
-SEGCAST_VERSION = _segcast_version()
 
 
 class MqttTopics:
@@ -129,6 +120,6 @@ class MqttTopics:
             "manufacturer": "segcast",
             "model": DEVICE_MODEL,
         }
-        if SEGCAST_VERSION is not None:
-            device["sw_version"] = SEGCAST_VERSION
+        if INSTALLED_VERSION is not None:
+            device["sw_version"] = INSTALLED_VERSION
         return device

@@ -11,8 +11,10 @@ server exactly as it runs:
 - a request aiohttp cannot parse (a request line over 8 KB, bytes that are not HTTP) is the
   client's mistake: one line at DEBUG, not an ERROR with a traceback per request, which anyone
   could otherwise flood the log with without a token;
-- ``token=`` values are redacted from access logs: a signed token in a URL is a credential until
-  it expires, and a long-lived token pasted there by mistake would be one for ever;
+- credentials are redacted from access logs: a signed token in a URL is a credential until it
+  expires, and a long-lived token pasted there by mistake would be one for ever; so is any value whose
+  parameter's name says it holds one (`SECRET_PARAMETER`: ``access_token``, ``api_key``, ``password``),
+  which a client or a proxy's health check may send whatever segcast reads;
 - a live viewer's connection keeps little unsent in the kernel (`keep_send_queue_short`), and one
   ended for not reading is cut off, not left to wait for a reader (`ViewerConnection.reset`).
 
@@ -44,6 +46,11 @@ REDACTED = "***"
 #: a Referer is written by the client, and ``?x="&token=...`` must not end before its token.
 _QUERY = re.compile(r"\?([^#\s]*)")
 _SEPARATORS = re.compile(r"([&;])")
+#: A parameter whose name holds one of these words carries a credential in some client's convention (segcast's
+#: ``token``, OAuth's ``access_token``, ``api_key``, ``password``, ``client_secret``, S3's ``X-Amz-Signature``):
+#: its value is redacted. A name that holds one by chance (``keyframes``) loses its value in the log too, which
+#: costs a reader less than a credential kept there.
+SECRET_PARAMETER = re.compile(r"token|key|pass|pwd|secret|auth|sig|cred|session", re.IGNORECASE)
 
 #: aiohttp's request handlers log through this logger instead of ``aiohttp.server``.
 http_log = logging.getLogger("server.http")
@@ -110,7 +117,7 @@ class ViewerConnection:
 
 
 def redact_tokens(text: str) -> str:
-    """``text`` with the value of every ``token`` parameter replaced by ``***``.
+    """``text`` with the value of every parameter named as a credential (`SECRET_PARAMETER`) replaced by ``***``.
 
     A parameter's name is read as the server reads it, percent-decoded: ``?%74oken=`` is a token too.
     """
@@ -121,13 +128,13 @@ def _redact_query(query: str) -> str:
     parts = _SEPARATORS.split(query)
     for i in range(0, len(parts), 2):  # the odd ones are the separators
         name, equals, _ = parts[i].partition("=")
-        if equals and unquote_plus(name).lower() == "token":
+        if equals and SECRET_PARAMETER.search(unquote_plus(name)):
             parts[i] = f"{name}={REDACTED}"
     return "".join(parts)
 
 
 class RedactingAccessLogger(AbstractAccessLogger):
-    """The combined log format aiohttp writes by default, with ``token=`` values redacted.
+    """The combined log format aiohttp writes by default, with credentials redacted (`redact_tokens`).
 
     The format string given to aiohttp is not used: the line is always
     ``<remote> "<request line>" <status> <bytes> "<referer>" "<user agent>"``.
