@@ -104,6 +104,12 @@ async def test_the_server_sends_keepalives_when_it_has_nothing_else_to_send(
     hello = await socket.receive_json(timeout=RECEIVE_TIMEOUT_S)
     assert hello["keepalive_s"] == keepalive, "the page learns from hello how long the server stays silent"
     await socket.send_json({"type": "subscribe", "streams": []})
+    assert await socket.receive_json(timeout=RECEIVE_TIMEOUT_S) == {
+        "type": "subscribed",
+        "v": 1,
+        "streams": [],
+        "unknown": [],
+    }
     for _ in range(2):  # a deadline of its own: the server's pings would restart receive()'s
         assert await asyncio.wait_for(socket.receive_json(), RECEIVE_TIMEOUT_S) == {"type": "keepalive", "v": 1}
     await socket.close()

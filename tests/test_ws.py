@@ -37,8 +37,8 @@ from server.http.ws import (
     SUBSCRIBED_ENTRIES_BURST,
     RateLimit,
     parse_subscriptions,
+    subscribed_message,
     too_many_unknown_message,
-    unknown_streams_message,
 )
 from tests.conftest import NUMBERED_FRAMES
 from tests.support.numbered import colour_errors, number_of
@@ -249,17 +249,16 @@ async def test_bad_subscriptions_get_an_error_naming_the_field(start_server: Sta
     await ws.close()
 
 
-async def test_subscribing_to_an_unknown_stream_is_an_error_and_its_frames_follow_once_it_exists(
+async def test_subscribing_to_an_unknown_stream_is_acknowledged_naming_it_and_its_frames_follow_once_it_exists(
     start_server: Start,
 ) -> None:
     client = await start_server(StreamConfig("cam", "scene:?seed=1"))
     ws = await connect(client, {"streams": ["cam", "camm"], "image": "none"})
     reply = await ws.receive_json(timeout=RECEIVE_TIMEOUT_S)
-    while reply["type"] != "error":
-        assert reply["type"] in ("status", "frame")
+    while reply["type"] != "subscribed":
+        assert reply["type"] == "status"
         reply = await ws.receive_json(timeout=RECEIVE_TIMEOUT_S)
-    assert reply == {"type": "error", "v": 1, "message": unknown_streams_message(["camm"])}
-    assert "'camm'" in reply["message"]
+    assert reply == subscribed_message(["cam", "camm"], ["camm"])
     assert (await client.post("/api/streams", json={"id": "camm", "uri": "scene:?seed=2"})).status == 201
     while not (reply["type"] == "frame" and reply["stream"] == "camm"):
         reply = await ws.receive_json(timeout=RECEIVE_TIMEOUT_S)
@@ -268,18 +267,24 @@ async def test_subscribing_to_an_unknown_stream_is_an_error_and_its_frames_follo
 
 async def next_error(ws: ClientWebSocketResponse) -> str:
     """The message of the next ``error`` the server sends, past the frames and news that come first."""
-    while (reply := await ws.receive_json(timeout=RECEIVE_TIMEOUT_S))["type"] != "error":
+    return str((await next_reply(ws, "error"))["message"])
+
+
+async def next_reply(ws: ClientWebSocketResponse, *types: str) -> dict[str, Any]:
+    """The next message of one of ``types``, past the frames and news that come first."""
+    while (reply := await ws.receive_json(timeout=RECEIVE_TIMEOUT_S))["type"] not in types:
         pass
-    return str(reply["message"])
+    return dict(reply)
 
 
-async def test_subscribing_to_every_stream_is_no_error(start_server: Start) -> None:
+async def test_subscribing_to_every_stream_names_no_unknown_id(start_server: Start) -> None:
     """``"*"`` is no stream's id, and the grid subscribes to it on every connect: it must not be told that
-    no stream '*' exists. The next error, for an id that is unknown, names that id alone."""
+    no stream '*' exists. The next subscription, of an id that is unknown, names that id alone."""
     client = await start_server(StreamConfig("cam", "scene:?seed=1"))
     ws = await connect(client, {"streams": ["*"], "image": "none"})
+    assert await next_reply(ws, "subscribed", "error") == subscribed_message(["*"], [])
     await ws.send_json({"type": "subscribe", "streams": ["camm"], "image": "none"})
-    assert await next_error(ws) == unknown_streams_message(["camm"])
+    assert await next_reply(ws, "subscribed", "error") == subscribed_message(["camm"], ["camm"])
     await ws.close()
 
 
@@ -323,7 +328,7 @@ async def test_a_few_ids_of_streams_not_added_yet_may_wait_but_no_more(start_ser
     assert await next_error(ws) == too_many_unknown_message(too_many)
     assert [set(v.subscriptions) for v in hub.viewers] == [{"cam"}], "the previous subscription holds"
     await ws.send_json({"type": "subscribe", "streams": ["cam", *too_many[1:]]})
-    assert await next_error(ws) == unknown_streams_message(too_many[1:])
+    assert await next_reply(ws, "subscribed", "error") == subscribed_message(["cam", *too_many[1:]], too_many[1:])
     assert [set(v.subscriptions) for v in hub.viewers] == [{"cam", *too_many[1:]}]
     await ws.close()
 
@@ -365,19 +370,16 @@ async def test_a_client_sending_much_is_disconnected_though_under_the_message_ra
     assert message.data == WSCloseCode.POLICY_VIOLATION and reason in message.extra
 
 
-async def test_the_error_examples_in_the_protocol_doc_are_what_the_server_sends(start_server: Start) -> None:
+async def test_the_answer_examples_in_the_protocol_doc_are_what_the_server_sends(start_server: Start) -> None:
     text = PROTOCOL_DOC.read_text()
     examples = re.findall(r"`(\{\"type\": \"subscribe\"[^`]*)` gets:\s*```json\n(.*?)\n```", text, re.DOTALL)
-    assert len(examples) == 2, "the doc shows an error for a bad field and for an unknown stream"
+    assert len(examples) == 2, "the doc shows the answer to an unknown stream and the error for a bad field"
     client = await start_server(StreamConfig("front", "scene:?seed=1"))
     ws = await client.ws_connect("/ws")
     await ws.receive_json(timeout=RECEIVE_TIMEOUT_S)
     for sent, documented in examples:
         await ws.send_str(sent)
-        reply = await ws.receive_json(timeout=RECEIVE_TIMEOUT_S)
-        while reply["type"] != "error":
-            reply = await ws.receive_json(timeout=RECEIVE_TIMEOUT_S)
-        assert reply == json.loads(documented)
+        assert await next_reply(ws, "subscribed", "error") == json.loads(documented)
     await ws.close()
 
 
@@ -404,6 +406,7 @@ async def test_the_hello_example_in_the_protocol_doc_has_every_field_the_server_
 async def test_added_status_and_removed_events_reach_every_client(start_server: Start) -> None:
     client = await start_server()
     ws = await connect(client, {"streams": []})
+    assert await next_reply(ws, "subscribed") == subscribed_message([], [])
     assert (await client.post("/api/streams", json={"id": "new", "uri": "scene:?seed=4"})).status == 201
     events = []
     while not any(e.get("state") == "live" for e in events):

@@ -22,6 +22,7 @@ from types import MappingProxyType
 import cv2
 
 from server.delivery.annotate import annotated_picture
+from server.events.sink import new_event_id
 from server.frames import FrameResult
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,13 @@ class FramePacket:
 
 
 def make_packet(result: FrameResult, jpegs: Mapping[Variant, bytes]) -> FramePacket:
+    """The packet of ``result``, each of its events given its ``event_id`` here, once, before the hub
+    hands the frame to the viewers and the event outputs: the WebSocket's event messages, the ``frame``
+    message, webhooks, MQTT and the history then carry the same id for it (docs/protocol.md), so a
+    WebSocket client can find an event in the history and resume from there, or tell it from the same
+    event come by a webhook."""
     metadata = result.metadata_json()
+    metadata["events"] = [{**event.to_json(), "event_id": new_event_id()} for event in result.events]
     return FramePacket(result, metadata, json.dumps(metadata, separators=(",", ":")), MappingProxyType(dict(jpegs)))
 
 

@@ -231,13 +231,14 @@ class Hub:
             viewer.offer_packet(packet, now)
 
     def _pass_on_events(self, packet: FramePacket) -> None:
-        """Hand ``packet`` to the event outputs, and its events to the viewers that watch its stream."""
+        """Hand ``packet`` to the event outputs, and its events to the viewers that watch its stream, as its
+        ``frame`` message has them: with the ``event_id`` the outputs send too (`make_packet`)."""
         for listener in self._packet_listeners:
             try:
                 listener(packet)
             except Exception:  # an output's bug must not cost viewers their frames
                 log.exception("[%s] a frame listener failed", packet.stream_id)
-        events = [Event.of(event.to_json()) for event in packet.result.events]
+        events = [Event.of(event) for event in _events_of(packet)]
         for viewer in self._viewers if events else ():
             if viewer.wants(packet.stream_id):
                 for event in events:
@@ -351,7 +352,7 @@ class Hub:
                 continue
             variant = subscription.image
             if variant is None or variant in packet.jpegs:
-                viewer.offer_packet(packet)
+                viewer.offer_packet(packet, catch_up=True)
             else:
                 task = self._loop.create_task(self._offer_late(viewer, packet, variant))
                 task.add_done_callback(_log_failure)
@@ -431,7 +432,11 @@ class Hub:
         after it: it was offered that one if it had the variant; if not (made before the encoder
         heard of the subscription), that one is encoded for it in turn, or a stream that then goes
         quiet (a file at its end, a camera lost) would never show this viewer a picture.
+
+        The frame it subscribed on goes as a catch-up (`Viewer.offer_packet`), without its events; a newer
+        one, published while the viewer watched the stream, goes with its events: they are news to it.
         """
+        catch_up = True
         for _ in range(LATE_ENCODING_TURNS):
             try:
                 late = await self._late.with_variant(packet, variant)
@@ -442,12 +447,12 @@ class Hub:
             if current is None or viewer not in self._viewers or subscription is None or subscription.image != variant:
                 return
             if current.result is packet.result:
-                viewer.offer_packet(late)
+                viewer.offer_packet(late, catch_up=catch_up)
                 return
             if variant in current.jpegs:  # published so, or encoded since for a snapshot or another viewer
                 viewer.offer_packet(current)  # sent once, if it was offered already (`Viewer.offer_packet`)
                 return
-            packet = current
+            packet, catch_up = current, False
 
     async def snapshot(self, stream_id: str, asked: Variant) -> tuple[FramePacket, Variant] | None:
         """The newest frame of ``stream_id`` and the image of it a snapshot asking for ``asked`` gets
@@ -546,6 +551,12 @@ class Hub:
     def viewers(self) -> frozenset[Viewer]:
         """The clients connected now (WebSocket and MJPEG), which ``max_viewers`` limits; not the relays."""
         return frozenset(self._viewers.difference(self._relays))
+
+
+def _events_of(packet: FramePacket) -> list[dict[str, Any]]:
+    """The events of ``packet``'s ``frame`` message, as viewers and the event outputs are given them."""
+    events = packet.metadata.get("events")
+    return [dict(event) for event in events if isinstance(event, Mapping)] if isinstance(events, list) else []
 
 
 def _tally(counts: dict[_Key, int], key: _Key, step: int) -> None:

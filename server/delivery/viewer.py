@@ -14,6 +14,7 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from server.delivery.encode import ALL_STREAMS, FramePacket, Variant
@@ -127,8 +128,15 @@ class Viewer:
     def wants(self, stream_id: str) -> bool:
         return self.subscription(stream_id) is not None
 
-    def offer_packet(self, packet: FramePacket, now: float | None = None) -> None:
-        """Take ``packet`` into this viewer's slot, unless its frame-rate limit says to skip it."""
+    def offer_packet(self, packet: FramePacket, now: float | None = None, *, catch_up: bool = False) -> None:
+        """Take ``packet`` into this viewer's slot, unless its frame-rate limit says to skip it.
+
+        ``catch_up``: the frame is the stream's newest as this viewer subscribed, sent so that a picture
+        shows at once. It goes without its events: they were told as it was published, to whoever watched
+        the stream then, and a client reading events from frames would be told them twice (once more per
+        subscription), or told of tracks ending that it never saw start. The slot keeping that very frame
+        unsent, as it was published to this viewer, keeps it as it was: those events are this viewer's news.
+        """
         subscription = self.subscription(packet.stream_id)
         if subscription is None or self.closed:
             return
@@ -138,6 +146,8 @@ class Viewer:
         frame = (packet.seq, packet.result.frame.capture_time)
         if self._taken.get(packet.stream_id) == frame:
             return
+        if catch_up and not self._holds_news_of(packet):
+            packet = without_events(packet)
         now = time.monotonic() if now is None else now
         interval = subscription.min_interval_s
         if interval:
@@ -153,6 +163,11 @@ class Viewer:
         self._frames[packet.stream_id] = Delivery(packet, variant)
         self._taken[packet.stream_id] = frame
         self._wake.set()
+
+    def _holds_news_of(self, packet: FramePacket) -> bool:
+        """Whether the slot holds ``packet``'s frame, unsent, with the events it was published with."""
+        held = self._frames.get(packet.stream_id)
+        return held is not None and held.packet.result is packet.result and bool(held.packet.metadata.get("events"))
 
     @property
     def pending(self) -> bool:
@@ -226,6 +241,16 @@ class Viewer:
         events, self._events = self._events, []
         frames, self._frames = self._frames, {}
         return events, list(frames.values())
+
+
+def without_events(packet: FramePacket) -> FramePacket:
+    """``packet`` with ``"events": []`` in its ``frame`` message (`Viewer.offer_packet`): serialised again,
+    for the rare frame that has events, in its own copy, so the hub's and other viewers' stay whole."""
+    if not packet.metadata.get("events"):
+        return packet
+    metadata = {**packet.metadata, "events": []}
+    text = json.dumps(metadata, separators=(",", ":"))
+    return FramePacket(packet.result, MappingProxyType(metadata), text, packet.jpegs)
 
 
 def is_local_client(address: str) -> bool:

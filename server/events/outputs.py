@@ -92,7 +92,7 @@ class EventOutputs:
         ended: list[int] = []
         for event in events if isinstance(events, list) else ():
             if isinstance(event, Mapping):
-                plain = OutEvent(event, packet.stream_id, when)  # its event_id drawn here, the same in every sink
+                plain = OutEvent(event, packet.stream_id, when)  # its event_id the one WebSocket clients got
                 pictured = plain
                 if last_seen is not None:
                     pictured = replace(plain, picture=last_seen.picture_of(event, packet.result))

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine, Mapping
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from server.events.counts import Counts
@@ -58,17 +58,24 @@ class OutEvent:
     It holds nothing else of the frame it happened on, so a full queue costs what its events carry,
     not a decoded frame each. ``capture_time`` is that frame's, for an event whose JSON has no time.
 
-    ``event_id`` is drawn once, when the event enters the outputs, and every output sends or stores
-    it (`message`): an event MQTT delivers twice, a webhook retried and a history row are one event
-    to whoever compares their ids. The JSON's ``id`` cannot be that key: it is the track's, and a
-    track that enters a zone twice makes two ``zone_enter`` events with the same one.
+    ``event_id`` is the one in the event's JSON, drawn once as its frame was packed for the hub
+    (`server.delivery.encode.make_packet`), before the viewers and the outputs were given it; every
+    output sends or stores it (`message`): an event MQTT delivers twice, a webhook retried, a history
+    row and the WebSocket's message are one event to whoever compares their ids. An event handed over
+    without one (a frame not made by the encoder) has one drawn here. The JSON's ``id`` cannot be that
+    key: it is the track's, and a track that enters a zone twice makes two ``zone_enter`` events with
+    the same one.
     """
 
     data: Mapping[str, Any]
     stream_id: str
     capture_time: float
     picture: Picture | None = None
-    event_id: str = field(default_factory=new_event_id)
+    event_id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.event_id:
+            object.__setattr__(self, "event_id", str(self.data.get("event_id") or new_event_id()))
 
     @property
     def message(self) -> dict[str, Any]:

@@ -43,6 +43,12 @@ from server.streams import StreamManager
 log = logging.getLogger(__name__)
 
 MAX_CLIENT_MESSAGE_BYTES = 64 * 1024
+#: The reason of the 1009 close that ends a client which sent a longer message (docs/protocol.md).
+TOO_BIG_REASON = f"a message may be at most {MAX_CLIENT_MESSAGE_BYTES} bytes"
+#: What a client that sent a binary message is told: the protocol's client messages are JSON text.
+BINARY_MESSAGE_ERROR = "only text messages of JSON are read; a binary message was ignored"
+#: What a client whose JSON object has no ``type`` is told.
+NO_TYPE_ERROR = "a message needs a \"type\"; known: 'subscribe'"
 HEARTBEAT_S = 20.0
 #: A viewer is sent a ``keepalive`` message after this long without any other, and told the interval
 #: in ``hello`` (``keepalive_s``): a network that went silent (Wi-Fi dropped, a NAT forgot the
@@ -50,6 +56,8 @@ HEARTBEAT_S = 20.0
 KEEPALIVE_S = 5.0
 KEEPALIVE_MESSAGE = json.dumps({"type": "keepalive", "v": PROTOCOL_VERSION})
 SUBSCRIPTION_KEYS = frozenset({"image", "max_width", "max_fps"})
+#: The fields of a ``subscribe`` message besides its options.
+SUBSCRIBE_KEYS = frozenset({"type", "v", "streams"})
 #: The options of a subscription that names none (docs/protocol.md): annotated, full size, every frame.
 DEFAULT_OPTIONS: Mapping[str, Any] = MappingProxyType(
     {"image": ImageKind.ANNOTATED.value, "max_width": None, "max_fps": None}
@@ -168,6 +176,17 @@ class PageSockets:
         self._stopping = True
 
 
+class ViewerSocket(web.WebSocketResponse):
+    """A viewer's WebSocket. aiohttp closes one whose client sent a message over ``max_msg_size`` itself,
+    with 1009 and no reason; here it gets one naming the limit (`TOO_BIG_REASON`), as a client that
+    broke another rule is told which (docs/protocol.md)."""
+
+    async def close(self, *, code: int = WSCloseCode.OK, message: bytes = b"", drain: bool = True) -> bool:
+        if code == WSCloseCode.MESSAGE_TOO_BIG and not message:
+            message = TOO_BIG_REASON.encode()
+        return await super().close(code=code, message=message, drain=drain)
+
+
 page_sockets_key = web.AppKey("page_sockets", PageSockets)
 #: The clients disconnected for their rate, by what they sent too much of (`RateLimit.what`), logged
 #: in one line per `DISCONNECT_LOG_INTERVAL_S`.
@@ -186,7 +205,7 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
     a close (`WebSocketCloser`) is waited for before the viewer is let go."""
     # No permessage-deflate, though browsers offer it: it would deflate every JPEG (which does not
     # shrink) once per viewer, a CPU cost that grows with the audience for nothing.
-    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_CLIENT_MESSAGE_BYTES, compress=False)
+    ws = ViewerSocket(heartbeat=HEARTBEAT_S, max_msg_size=MAX_CLIENT_MESSAGE_BYTES, compress=False)
     if not ws.can_prepare(request).ok:
         raise error(web.HTTPBadRequest, NOT_A_WEBSOCKET_MESSAGE)
     hub, manager = request.app[hub_key], request.app[manager_key]
@@ -223,15 +242,6 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
-def unknown_streams_message(stream_ids: list[str]) -> str:
-    """What a client is told when it subscribes to ids no stream has: a typo, or a stream just removed.
-
-    The subscription still holds, so frames follow if a stream is added under such an id later.
-    """
-    names = ", ".join(repr(stream_id) for stream_id in stream_ids)
-    return f"subscribe: no stream {names} exists now; its frames will follow if it is added"
-
-
 def too_many_unknown_message(stream_ids: list[str]) -> str:
     """What a client is told when more than `MAX_UNKNOWN_STREAMS` of its ids name no stream."""
     return (
@@ -261,6 +271,9 @@ async def _read_forever(
         if not messages.allow():
             _disconnect(closer, viewer, messages, disconnects_logged)
             return
+        if message.type is WSMsgType.BINARY:
+            viewer.offer_event(_error(BINARY_MESSAGE_ERROR))
+            continue
         if message.type is not WSMsgType.TEXT:
             continue
         if not text.allow(len(message.data)):
@@ -297,15 +310,24 @@ def _disconnect(
 
 
 def _subscribe(hub: Hub, manager: StreamManager, viewer: Viewer, subscriptions: Mapping[str, Subscription]) -> None:
-    """Subscribe ``viewer``, telling it which ids no stream has; past `MAX_UNKNOWN_STREAMS` of them the
-    subscription is refused with an error, and the previous one holds."""
+    """Subscribe ``viewer`` and tell it so (`subscribed_message`), naming the ids no stream has now; past
+    `MAX_UNKNOWN_STREAMS` of them the subscription is refused with an error, and the previous one holds.
+
+    The acknowledgement goes before the new subscription's first frames, so a client knows which
+    subscription a frame is of. An ``error`` therefore always means a refusal.
+    """
     unknown = sorted(set(subscriptions) - {"*"} - {info.stream_id for info in manager.streams()})
     if len(unknown) > MAX_UNKNOWN_STREAMS:
         viewer.offer_event(_error(too_many_unknown_message(unknown)))
         return
+    viewer.offer_event(Event.of(subscribed_message(list(subscriptions), unknown)))
     hub.subscribe(viewer, subscriptions)
-    if unknown:
-        viewer.offer_event(_error(unknown_streams_message(unknown)))
+
+
+def subscribed_message(stream_ids: list[str], unknown: list[str]) -> dict[str, Any]:
+    """The ``subscribed`` message: the ids (and ``"*"``) the socket watches now, and those of them no stream
+    has yet, whose frames follow if a stream is added under one (a typo, or a stream just removed)."""
+    return {"type": "subscribed", "v": PROTOCOL_VERSION, "streams": stream_ids, "unknown": unknown}
 
 
 async def send_forever(viewer: Viewer, ws: web.WebSocketResponse, closer: WebSocketCloser) -> None:
@@ -352,10 +374,11 @@ def _close_if_failed(closer: WebSocketCloser, sender: asyncio.Task[None]) -> Non
 def read_client_message(data: str) -> dict[str, Any] | str:
     """A client message decoded and checked down to its list of entries, or an error text for the client.
 
-    ``{"type": "subscribe", "streams": [...], "image": ..., "max_width": ..., "max_fps": ...}``;
-    each entry of ``streams`` is a stream id (or ``"*"``) or an object ``{"id": ..., <options>}``
-    whose options override the message's own for that stream. The entries are read by
-    `parse_subscriptions`, once the client's rate of entries allows them.
+    ``{"type": "subscribe", "v": 1, "streams": [...], "image": ..., "max_width": ..., "max_fps": ...}``
+    (``v`` optional, and refused if it is any version but this server's); each entry of ``streams`` is
+    a stream id (or ``"*"``) or an object ``{"id": ..., <options>}`` whose options override the
+    message's own for that stream. The entries are read by `parse_subscriptions`, once the client's
+    rate of entries allows them.
     """
     try:
         message = json.loads(data, parse_int=_json_int)
@@ -363,16 +386,23 @@ def read_client_message(data: str) -> dict[str, Any] | str:
         return "messages must be JSON objects"
     if not isinstance(message, dict):
         return "messages must be JSON objects"
-    if message.get("type") != "subscribe":
-        return f"unknown message type {message.get('type')!r}; known: 'subscribe'"
+    version = message.get("v", PROTOCOL_VERSION)
+    if isinstance(version, bool) or version != PROTOCOL_VERSION:
+        return f"v: this server speaks protocol version {PROTOCOL_VERSION} only, got {version!r}"
+    kind = message.get("type")
+    if kind is None:
+        return NO_TYPE_ERROR
+    if kind != "subscribe":
+        return f"unknown message type {kind!r}; known: 'subscribe'"
     streams = message.get("streams")
     if not isinstance(streams, list):
         return "subscribe needs 'streams': a list of stream ids, or [\"*\"] for all"
     if len(streams) > MAX_SUBSCRIBED_STREAMS:
         return f"subscribe: at most {MAX_SUBSCRIBED_STREAMS} entries in 'streams'; use [\"*\"] for all"
-    unknown = sorted(set(message) - SUBSCRIPTION_KEYS - {"type", "streams"})
+    unknown = sorted(set(message) - SUBSCRIPTION_KEYS - SUBSCRIBE_KEYS)
     if unknown:
-        return f"subscribe: unknown field {unknown[0]!r}; known: streams, {', '.join(sorted(SUBSCRIPTION_KEYS))}"
+        known = ", ".join(["streams", *sorted(SUBSCRIPTION_KEYS), "v"])
+        return f"subscribe: unknown field {unknown[0]!r}; known: {known}"
     return message
 
 

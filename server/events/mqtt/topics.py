@@ -20,8 +20,6 @@ UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 DEVICE_MODEL = "video stream"
 
 
-
-
 class MqttTopics:
     """The topic names and discovery configs of one node's settings."""
 
