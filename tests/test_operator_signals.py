@@ -12,14 +12,15 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from server.http.access.auth import REFUSAL_LOG_INTERVAL_S, Refusals, policy_key
+from server.http.access.auth import policy_key
+from server.http.access.refusals import REFUSAL_LOG_INTERVAL_S, Refusals
 from server.http.access.tokens import Role
 from server.http.network.serving import server_options
 
 ADMIN = "admin-token-0123456789abcdef"
 VIEWER = "viewer-token-0123456789abcdef"
 WRONG = "wrong-token-SECRET-0123456789"
-AUTH_LOGGER = "server.http.access.auth"
+AUTH_LOGGER = "server.http.access.refusals"
 
 Start = Callable[..., Awaitable[TestClient]]
 ClientFactory = Callable[[web.Application | TestServer], Awaitable[TestClient]]
