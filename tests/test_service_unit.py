@@ -140,3 +140,37 @@ def test_systemd_waits_for_segcasts_own_stop_limit_and_restarts_it_on_failure() 
 
 def test_the_doc_names_the_status_segcast_exits_with_when_its_inference_thread_ends() -> None:
     assert f"exits with status {EXIT_INFERENCE_ENDED} for a service manager" in SERVICE_DOC.read_text()
+
+
+BACKUPS_DOC = REPO / "docs" / "backups.md"
+#: Where backups.md's examples write the copies: the backup's own folder, none of segcast's.
+BACKUPS_FOLDER = PurePosixPath("/var/backups")
+
+
+def _where_everything_is() -> list[PurePosixPath]:
+    """The absolute paths in service.md's "Where everything is" table."""
+    table = SERVICE_DOC.read_text().split("## Where everything is", 1)[1].split("\n## ", 1)[0]
+    return [PurePosixPath(path) for path in re.findall(r"`(/[^`\s]+)`", table)]
+
+
+def _host_shell_paths(doc: Path) -> set[PurePosixPath]:
+    """The absolute paths in ``doc``'s ``sh`` blocks, but for commands run in a container (``docker ...``)."""
+    blocks = re.findall(r"^```sh\n(.*?)^```", doc.read_text(), re.MULTILINE | re.DOTALL)
+    lines = [line for block in blocks for line in block.splitlines() if not line.lstrip().startswith("docker ")]
+    return {PurePosixPath(path) for line in lines for path in re.findall(r"(?<![\w.:/-])(/[\w.@/-]+)", line)}
+
+
+def test_backups_md_backs_up_and_restores_the_files_where_service_md_puts_them() -> None:
+    """backups.md backed up ``--config /etc/segcast/cams.toml`` and gave ``/var/lib/segcast/...`` to the
+    backup's group, where the service service.md sets up keeps neither: an operator following both had
+    commands that named no file of theirs."""
+    known = _where_everything_is()
+    assert PurePosixPath("/etc/segcast/segcast-events.db") in known
+
+    def segcasts(path: PurePosixPath) -> bool:
+        return any(path == where or where in path.parents or path == where.parent for where in known)
+
+    paths = _host_shell_paths(BACKUPS_DOC)
+    assert paths, "backups.md shows its commands"
+    elsewhere = sorted(str(path) for path in paths if BACKUPS_FOLDER not in path.parents and not segcasts(path))
+    assert elsewhere == [], f"backups.md names paths service.md does not set up: {elsewhere}"

@@ -1,4 +1,5 @@
-"""``segcast history backup``: a consistent copy of a live event history, for a backup to keep.
+"""``segcast history backup``: a consistent copy of a live event history, for a backup to keep; and the
+``segcast history`` command line, whose ``restore`` puts one back (`server.events.history.restore`).
 
 The history is in WAL mode: its newest events are in the ``-wal`` file beside it until a checkpoint
 moves them into the file, which goes on while segcast writes. A copy of the file alone (``cp``, a
@@ -44,7 +45,7 @@ SIDECARS = ("-wal", "-journal")
 
 
 class BackupError(Exception):
-    """Why a backup was not made: one line, naming the file and what to do."""
+    """Why a backup or a restore was not made: one line, naming the file and what to do."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,12 +58,12 @@ class BackupResult:
 
 
 def add_arguments(commands: argparse._SubParsersAction) -> None:
-    """Add ``history backup`` to the ``segcast`` command line."""
+    """Add ``history backup`` and ``history restore`` to the ``segcast`` command line."""
     history = commands.add_parser(
         "history",
-        help="back up the event history (safe while segcast runs)",
+        help="back up the event history (safe while segcast runs), or restore it",
         description="Work with the event history of [events.history]: backup copies it consistently, while "
-        "segcast runs.",
+        "segcast runs; restore puts a backup back, with segcast stopped.",
     )
     actions = history.add_subparsers(dest="history_command", required=True)
     backup = actions.add_parser(
@@ -74,7 +75,26 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:
         "docs/backups.md has what else to back up and how to restore.",
     )
     backup.add_argument("out", type=Path, metavar="OUT", help="the file to write the copy to")
-    source = backup.add_mutually_exclusive_group(required=True)
+    _add_history_options(backup)
+    backup.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    restore = actions.add_parser(
+        "restore",
+        help="replace the history with BACKUP, with segcast stopped",
+        description="Replace the event history with BACKUP (segcast history backup's OUT): checked first, copied "
+        "with SQLite's backup API, given the owner and mode of the file it replaces (0600 where there is none), "
+        "and put in place with the -wal, -shm and -journal files beside the history removed (SQLite would read "
+        "the backup through another database's log). Refused while segcast runs on that history. "
+        "docs/backups.md has the steps around it.",
+    )
+    restore.add_argument("backup", type=Path, metavar="BACKUP", help="the backup to restore")
+    _add_history_options(restore)
+    restore.add_argument("--force", action="store_true", help="replace the history there (its events are lost)")
+    actions.metavar = "{" + ",".join(actions.choices) + "}"  # named in the "required" error, not history_command
+
+
+def _add_history_options(command: argparse.ArgumentParser) -> None:
+    """Which history ``command`` works on: the config file's, or a file named."""
+    source = command.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--config",
         type=Path,
@@ -84,22 +104,31 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:
         "beside the file)",
     )
     source.add_argument("--history", type=Path, default=None, metavar="PATH", help="the history's database file")
-    backup.add_argument("--force", action="store_true", help="replace OUT if it exists")
-    actions.metavar = "{" + ",".join(actions.choices) + "}"  # named in the "required" error, not history_command
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``history backup``: one line on stdout, or one on stderr and exit status 2."""
+    """Run ``history backup`` or ``history restore``: one line on stdout, or one on stderr and exit status 2."""
     try:
-        source = history_path(args.config) if args.config is not None else args.history
-        result = backup_history(source, args.out, force=args.force)
+        history = history_path(args.config) if args.config is not None else args.history
+        said = _restore(args, history) if args.history_command == "restore" else _backup(args, history)
     except BackupError as exc:
         print(f"segcast: {exc}", file=sys.stderr)
         return EXIT_STARTUP_ERROR
+    print(f"segcast: {said}")
+    return 0
+
+
+def _backup(args: argparse.Namespace, history: Path) -> str:
+    result = backup_history(history, args.out, force=args.force)
     events = f"{result.events} event{'' if result.events == 1 else 's'}"
     newest = "" if result.newest_id is None else f" (newest id {result.newest_id})"
-    print(f"segcast: copied {events}{newest} from {result.source} to {result.out}")
-    return 0
+    return f"copied {events}{newest} from {result.source} to {result.out}"
+
+
+def _restore(args: argparse.Namespace, history: Path) -> str:
+    from server.events.history import restore  # here, not above: it builds on this module's backup_history
+
+    return restore.restore_history(args.backup, history, force=args.force).said()
 
 
 def history_path(config: Path) -> Path:
@@ -122,7 +151,7 @@ def history_path(config: Path) -> Path:
     except ValueError as exc:
         raise BackupError(f"{name}: {exc}") from None
     if history is None:
-        raise BackupError(f"{name} has no [events.history] table: segcast keeps no history with it, so none to back up")
+        raise BackupError(f"{name} has no [events.history] table: segcast keeps no history with it")
     return history.path
 
 
@@ -151,7 +180,7 @@ def backup_history(
         if out.exists() and not force:  # made meanwhile
             raise BackupError(f"{out} is there already: give --force to replace it, or another OUT")
         os.replace(temporary, out)
-        _sync_folder(out.parent)
+        sync_folder(out.parent)
     except OSError as exc:
         raise BackupError(f"cannot write {out}: {exc.strerror or exc}") from None
     finally:
@@ -223,7 +252,7 @@ def _check_copy(copy: sqlite3.Connection, source: Path) -> tuple[int, int | None
     except sqlite3.DatabaseError as exc:
         found = str(exc)
     raise BackupError(
-        f"the copy of {source} is damaged ({found}), so the history is: nothing written; stop segcast and recover "
+        f"the copy of {source} is damaged ({found}), so the file is: nothing written; stop segcast and recover "
         f"it (sqlite3 {source.name} .recover | sqlite3 recovered.db)"
     )
 
@@ -262,8 +291,8 @@ def _new_private_file(path: Path) -> None:
         os.close(fd)
 
 
-def _sync_folder(folder: Path) -> None:
-    """Make the rename to OUT last through a power cut (SQLite synced the file's own pages)."""
+def sync_folder(folder: Path) -> None:
+    """Make a rename into ``folder`` last through a power cut (SQLite synced the file's own pages)."""
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -129,7 +129,7 @@ class HistoryReader:
             with self._reader() as db:
                 yield None if check_history_file(db, path, self._schema) is HistoryFile.EMPTY else db
         except sqlite3.DatabaseError as exc:
-            if getattr(exc, "sqlite_errorcode", 0) & 0xFF in DAMAGED_FILE_CODES:
+            if is_damaged_file_error(exc):
                 self._read_damaged(exc)
             raise
 
@@ -163,7 +163,8 @@ class HistoryReader:
         if is_sqlite_file(path):
             reason = (
                 f"cannot read {path}: {exc}: the file is damaged; stop segcast, recover what it holds "
-                f"(sqlite3 {path.name} .recover | sqlite3 recovered.db) and put that in its place"
+                f"(sqlite3 {path.name} .recover | sqlite3 recovered.db) and put that in its place "
+                f"(segcast history restore recovered.db --history {path} --force)"
             )
         else:
             reason = f"cannot read {path}: {NOT_SQLITE}"
@@ -175,6 +176,12 @@ class HistoryReader:
             log.error("%s: %s", self.name, reason)
         elif count:
             log.error("%s: %s (again: %d failed read(s) since the last report)", self.name, reason, count)
+
+
+def is_damaged_file_error(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is SQLite's saying the file's pages are not what they should be (`DAMAGED_FILE_CODES`):
+    what stays so until the file is recovered, unlike a busy or locked file."""
+    return isinstance(exc, sqlite3.DatabaseError) and getattr(exc, "sqlite_errorcode", 0) & 0xFF in DAMAGED_FILE_CODES
 
 
 def _on_read_only_file_system(path: Path) -> bool:

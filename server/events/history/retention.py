@@ -15,12 +15,14 @@ event dated by the clock before it deleted a minute later. A process started aft
 know of it: it ages the events stored before by their dates. A prune deletes the oldest
 events a chunk at a time (`PRUNE_CHUNK_SHARE`), gives their pages back (the file has ``auto_vacuum =
 INCREMENTAL``) and empties the log after each chunk, so it never needs more disk than the history
-already takes. Retention that fails costs
+already takes. A prune that deletes much of the history at once (`PRUNE_TOLD_SHARE`) says so at INFO,
+once it is over: how many events, from when, and which setting. Retention that fails costs
 nothing stored and leaves the sink's state as the writes make it: it is logged, naming the step that
 failed, at most once per `DROP_LOG_INTERVAL_S` with how often it failed since, and counted
 (`Retention.failures`, the sink's ``upkeep_failures``), so a nearly full disk where writes work and
 the log's checkpoint does not says so once a while, and a history that cannot delete, which will fill
-its disk, is something to alert on.
+its disk, is something to alert on. A step that finds the file damaged is kept (`Retention.damage`):
+the sink is failing until the file is recovered.
 """
 
 from __future__ import annotations
@@ -34,10 +36,12 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 from server.events.config import HistorySettings
+from server.events.history.reader import is_damaged_file_error
 from server.events.sink import DROP_LOG_INTERVAL_S
 from server.log_throttle import ThrottledCount
 
@@ -67,6 +71,11 @@ PRUNE_SLICE_S = 0.05
 #: A wall clock that moved this much more or less than `since_boot` between two looks (at each prune,
 #: at least every `AGE_PRUNE_INTERVAL_S`) has been stepped: said once, in the log.
 CLOCK_STEP_S = 3600.0
+#: A prune (its chunks from the moment one is due until none is) that deletes more than this share of the
+#: events says so at INFO: ``max_mb`` or ``max_age_days`` lowered, or a history left while segcast was off
+#: for weeks. Routine prunes delete less: by size a tenth of it each time it fills (`SIZE_PRUNE_TARGET`),
+#: by age a minute's events; a line for each would bury the log.
+PRUNE_TOLD_SHARE = 0.25
 
 
 def since_boot() -> float:
@@ -86,16 +95,39 @@ class _AgeCutoff(NamedTuple):
     last_id: int
 
 
+@dataclass(slots=True)
+class _Deleted:
+    """What the prune under way has deleted, for the line that tells a big one (`PRUNE_TOLD_SHARE`)."""
+
+    events: int = 0
+    oldest: float = math.inf  # Unix seconds, the events' own dates
+    newest: float = -math.inf
+    by_size: bool = False
+    by_age: bool = False
+
+    def add(self, events: int, oldest: float | None, newest: float | None, by_age: bool) -> None:
+        if events == 0 or oldest is None or newest is None:
+            return
+        self.events += events
+        self.oldest = min(self.oldest, oldest)
+        self.newest = max(self.newest, newest)
+        self.by_age = self.by_age or by_age
+        self.by_size = self.by_size or not by_age
+
+
 class Retention:
     """Size and age retention of one history file, run by the history's writer thread alone.
 
     ``name`` and ``log`` are the sink's: its retention speaks in its lines, as one output.
-    `failures` may be read from any thread (an int's += from one thread).
+    `failures` and `damage` may be read from any thread (an int's +=, a tuple replaced, from one thread).
     """
 
     def __init__(self, settings: HistorySettings, name: str, log: logging.Logger) -> None:
         self.settings = settings
         self.failures = 0  # every failed step, for /metrics
+        #: The latest failed step that found the file damaged (`is_damaged_file_error`), and when (Unix
+        #: seconds); None if none did.
+        self.damage: tuple[str, float] | None = None
         self._name = name
         self._log = log
         self._untold = ThrottledCount(DROP_LOG_INTERVAL_S)
@@ -111,6 +143,7 @@ class Retention:
         #: (`since_boot` time, last id stored then), at each age prune, oldest first: what this process
         #: stored at least ``max_age_days`` ago by its own clock. The first is the file's as opened.
         self._stored_by: collections.deque[tuple[float, int]] = collections.deque()
+        self._deleted = _Deleted()  # by the prune under way
 
     @property
     def group_bytes(self) -> float:
@@ -143,7 +176,7 @@ class Retention:
             try:
                 self._size_due = self._size_due or self._over_max_mb(db)
             except (sqlite3.Error, OSError) as exc:
-                self._failed(f"cannot read the size of {self.settings.path}: {exc}")
+                self._failed(f"cannot read the size of {self.settings.path}: {exc}", cause=exc)
             if self._size_due:
                 self.prune(db)  # before the checkpoint: the log's pages then land in space the prune freed
             self._checkpoint_outgrown_log(db)
@@ -157,7 +190,8 @@ class Retention:
         ``db`` is None where the file cannot be opened (the sink says so, as the writes' failure).
         A failure costs no event (they are stored) and says nothing of the writes, so it leaves the
         state alone: it is logged, naming the step (`_failed`), and the prune is tried again after
-        the next write or open (size) or `AGE_PRUNE_INTERVAL_S` (age), not at once. Never raises.
+        the next write or open (size) or `AGE_PRUNE_INTERVAL_S` (age), not at once. Once nothing is due,
+        a prune that deleted much is told (`_tell_deleted`). Never raises.
         """
         if db is None:
             self._age_due = self._size_due = False
@@ -174,10 +208,12 @@ class Retention:
                     break
         except _RetentionFailed as failure:
             self._age_due = self._size_due = False
-            self._failed(str(failure))
+            self._failed(str(failure), cause=failure.__cause__)
         except Exception as exc:  # a bug: counted and logged as a step that failed, the writer goes on
             self._age_due = self._size_due = False
             self._failed(f"internal error pruning {self.settings.path}: {exc!r}", exc)
+        if not (self._age_due or self._size_due):
+            self._tell_deleted(db)
 
     def check_room(self) -> None:
         """Warn, once at start, where ``max_mb`` is more than the disk has for the history: the file and
@@ -272,11 +308,12 @@ class Retention:
             if last is None and free_pages == 0:
                 return False
             if last is not None:
+                where, args = ("id <= ?", (last,)) if cutoff is None else ("id <= ? AND time < ?", (last, cutoff.time))
                 with transaction(db):
-                    if cutoff is None:
-                        db.execute("DELETE FROM events WHERE id <= ?", (last,))
-                    else:
-                        db.execute("DELETE FROM events WHERE id <= ? AND time < ?", (last, cutoff.time))
+                    doomed = db.execute(f"SELECT count(*), min(time), max(time) FROM events WHERE {where}", args)
+                    count, oldest, newest = doomed.fetchone()
+                    db.execute(f"DELETE FROM events WHERE {where}", args)
+                self._deleted.add(count, oldest, newest, by_age=cutoff is not None)
         except (sqlite3.Error, OSError) as exc:
             raise _RetentionFailed(f"cannot delete old events from {path}: {exc}") from exc
         try:  # executescript steps it to the end (execute() would free one page) and is outside a transaction here
@@ -314,18 +351,49 @@ class Retention:
             try:
                 db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # a reader still at an older state can keep it
             except (sqlite3.Error, OSError) as exc:
-                self._failed(f"cannot copy the write-ahead log {wal.name} into {path}: {exc}")
+                self._failed(f"cannot copy the write-ahead log {wal.name} into {path}: {exc}", cause=exc)
 
-    def _failed(self, reason: str, bug: Exception | None = None) -> None:
+    def _tell_deleted(self, db: sqlite3.Connection) -> None:
+        """A prune is over: say, at INFO, what it deleted where that was more than `PRUNE_TOLD_SHARE` of the
+        events, and start counting afresh."""
+        deleted, self._deleted = self._deleted, _Deleted()
+        if deleted.events == 0 or not self._most_deleted(db, deleted.events):
+            return
+        limits = [f"max_mb = {self.settings.max_mb:g}"] if deleted.by_size else []
+        limits += [f"max_age_days = {self.settings.max_age_days:g}"] if deleted.by_age else []
+        self._log.info(
+            "%s: deleted %d events (dated %s to %s) to keep within %s",
+            self._name,
+            deleted.events,
+            _local_time(deleted.oldest),
+            _local_time(deleted.newest),
+            " and ".join(limits),
+        )
+
+    def _most_deleted(self, db: sqlite3.Connection, deleted: int) -> bool:
+        """Whether ``deleted`` events were more than `PRUNE_TOLD_SHARE` of those there before them: whether
+        fewer than ``deleted * (1 - share) / share`` are left. Counted up to that many only, so a routine
+        prune of a history of millions reads a few times what it deleted, not every event."""
+        enough = math.ceil(deleted * (1 - PRUNE_TOLD_SHARE) / PRUNE_TOLD_SHARE)
+        try:
+            (left,) = db.execute("SELECT count(*) FROM (SELECT 1 FROM events LIMIT ?)", (enough,)).fetchone()
+        except (sqlite3.Error, OSError):
+            return True  # cannot tell: a line too many rather than events deleted unsaid
+        return int(left) < enough
+
+    def _failed(self, reason: str, bug: Exception | None = None, cause: BaseException | None = None) -> None:
         """Log a retention step that failed: the first at once, then at most once per `DROP_LOG_INTERVAL_S`
         (the latest, with how many failed since), whatever step; the rest at `close`. A ``bug``'s
-        traceback goes with the lines that are written.
+        traceback goes with the lines that are written. A ``cause`` that says the file is damaged is kept
+        as `damage`.
 
         On a nearly full disk each batch may be written and its checkpoint fail: a line a batch
         would bury the log.
         """
         self._last_error = reason
         self.failures += 1
+        if is_damaged_file_error(cause):
+            self.damage = (reason, time.time())
         count = self._untold.add(1, time.monotonic())
         if count == 1:
             self._log.error("%s: %s", self._name, reason, exc_info=bug)
@@ -374,6 +442,11 @@ def _last_of_oldest(db: sqlite3.Connection, nbytes: int, cutoff: _AgeCutoff | No
             if held >= nbytes:
                 break
     return last
+
+
+def _local_time(when: float) -> str:
+    """An event's date (Unix seconds) as the log says it, in local time to the second."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when))
 
 
 def _footprint_bytes(path: Path) -> int:

@@ -17,10 +17,16 @@ until space is freed, so where ``max_mb`` is more than the disk has for the hist
 says so (`Retention.check_room`). A file on a read-only file system (ext4 remounts so after disk
 errors) is still read (`server.events.history.reader`), and the writes' error says why they fail;
 where files are another user's (a volume an image run as root made), the writes' and reads' errors
-say whose. A read that finds the file damaged is counted and named (`HistorySink.health`): every
-query reaching those pages fails until the file is recovered, which is something to alert on. A file of a newer format,
+say whose. A read or a prune that finds the file damaged is counted and named, and makes the output
+failing (`HistorySink.health`): every query and prune reaching those pages fails until the file is
+recovered, which is something to alert on. A file of a newer format,
 or not segcast's at all, is neither written nor read (`server.events.history.format`): each batch
 fails on it, naming the file and what to do, as on a locked one.
+
+One process writes a history: the writer holds its lock (`server.events.history.lock`) from its first
+open until it ends. A second segcast started on the same state finds it held, stores nothing (each
+batch fails, naming the lock, as on a locked file) and takes the history over once the first has
+stopped; the rest of that segcast runs.
 
 A bug in the writer costs the batch in hand at most: it is logged (at most once per
 `DROP_LOG_INTERVAL_S`) and the writer goes on; one that ends the thread anyway makes the state failing
@@ -63,6 +69,7 @@ from server.events.history.format import (
     is_sqlite_file,
     stamp_script,
 )
+from server.events.history.lock import HistoryLocked, release_lock, take_lock
 from server.events.history.query import EVENT_ID, EventQuery, StoredEvent
 from server.events.history.reader import HistoryReader, failure_reason
 from server.events.history.retention import Retention, transaction
@@ -139,6 +146,7 @@ class HistorySink:
         self._thread = threading.Thread(target=self._run, name="event-history")
         self._reader = HistoryReader(settings.path, SCHEMA, LOCK_TIMEOUT_S, NAME)
         self._db: sqlite3.Connection | None = None
+        self._lock: int | None = None  # the descriptor holding the history's lock, from the first open that took it
         self._announced = False  # "storing events in" logged since the last open that failed
         self._adoption_said = False  # that an older segcast's file is being brought up to format (`adoption`)
         self._retention = Retention(settings, NAME, log)  # the writer thread's alone
@@ -213,20 +221,30 @@ class HistorySink:
 
     def health(self) -> SinkHealth:
         """The writes' state and counts. ``upkeep_failures`` counts what failed that cost no event to write:
-        retention's steps, and reads that found the file damaged (`DAMAGED_FILE_CODES`), whose reason is
-        ``last_error`` where it is the latest error. The state stays as the writes make it: new events
-        may still be stored while older pages cannot be read. A writer thread that has ended on an
-        error no handler took makes it failing for good: nothing more is stored."""
+        retention's steps, and reads that found the file damaged (`DAMAGED_FILE_CODES`).
+
+        A file a read or a prune found damaged makes the state failing, with that reason where it is the
+        latest error, for as long as segcast runs: new events may still be stored, but every query and
+        prune reaching those pages fails until the file is recovered, which takes stopping segcast
+        (docs/backups.md); a state that said ok hid it from /metrics' ``output_up``. A writer thread that
+        has ended on an error no handler took makes it failing for good: nothing more is stored."""
         health = replace(self._tally.health(), upkeep_failures=self._retention.failures + self._reader.damaged_reads)
         if (ended := self._ended) is not None:
             reason, at = ended
             return replace(
                 health, state=SinkState.FAILING, last_error=reason, last_error_at=at, last_attempt_error=reason
             )
-        damage = self._reader.damage
-        if damage is not None and (health.last_error_at is None or damage[1] >= health.last_error_at):
+        damage = self._damage()
+        if damage is None:
+            return health
+        if health.last_error_at is None or damage[1] >= health.last_error_at:
             health = replace(health, last_error=damage[0], last_error_at=damage[1])
-        return health
+        return replace(health, state=SinkState.FAILING)
+
+    def _damage(self) -> tuple[str, float] | None:
+        """The latest finding, by a read or by retention, that the file is damaged, and when; None if none was."""
+        found = [damage for damage in (self._reader.damage, self._retention.damage) if damage is not None]
+        return max(found, key=lambda damage: damage[1], default=None)
 
     async def read_events(self, q: EventQuery) -> list[StoredEvent]:
         """`query`, on the history's reader threads. Raises sqlite3.Error, also once the history has stopped."""
@@ -266,6 +284,8 @@ class HistorySink:
         finally:
             if self._db is not None:
                 self._db.close()
+            if self._lock is not None:
+                release_lock(self._lock, self.settings.path)  # after the connection: the next finds every write done
             self._retention.close()
             if bugs := self._bugs.take():
                 log.error("%s: %d more internal error(s) in the writer since the last report", NAME, bugs)
@@ -327,7 +347,8 @@ class HistorySink:
         That failure is logged and costs ``losing`` events (the batch that needed the file). The
         first open says where events go and makes the state ok, as a broker's connection does; a
         reopen after a failed write says nothing and changes no state: only a write that works
-        ends the failure. An open that works after one that failed says where events go again.
+        ends the failure. An open that works after one that failed says where events go again. The
+        history's lock is taken before anything is written to the file, and kept (`_hold_lock`).
 
         Opening an existing file writes nothing, so a full disk does not keep the history from
         opening, and each open checks the size: a file over ``max_mb`` (lowered since, or left so
@@ -342,6 +363,7 @@ class HistorySink:
             db = sqlite3.connect(path, timeout=LOCK_TIMEOUT_S, isolation_level=None, check_same_thread=False)
             try:
                 found = check_history_file(db, path, SCHEMA)  # before anything is written: maybe not ours
+                self._hold_lock(path)
                 # Setting it writes a page even where it is set already; it takes effect on a new file only.
                 if db.execute("PRAGMA auto_vacuum").fetchone()[0] != AUTO_VACUUM_INCREMENTAL:
                     db.execute("PRAGMA auto_vacuum = INCREMENTAL")
@@ -358,12 +380,16 @@ class HistorySink:
                 # A stamped file too: an index it lost (an older segcast dropped one) is made again.
                 db.executescript(SCHEMA if found is HistoryFile.CURRENT else stamp_script(SCHEMA))
                 self._retention.opened(db)
-            except sqlite3.Error:
+            except BaseException:  # sqlite3.Error, `HistoryLocked`, an OSError from the lock file
                 db.close()
                 raise
         except RefusedHistoryFile as exc:
             self._announced = False
             self._tally.fail(str(exc), lost=losing)
+            return None
+        except HistoryLocked as exc:
+            self._announced = False
+            self._tally.fail(_held_elsewhere(path, exc.lock), lost=losing)
             return None
         except (sqlite3.Error, OSError) as exc:
             self._announced = False
@@ -377,6 +403,12 @@ class HistorySink:
             self._tally.ok(0)
         self._db = db
         return db
+
+    def _hold_lock(self, path: Path) -> None:
+        """Take the history's lock unless this writer holds it: held until the writer ends (`_run`), across
+        reopens, so no other process takes the history between them. Raises `HistoryLocked`, OSError."""
+        if self._lock is None:
+            self._lock = take_lock(path)
 
     def _write(self, batch: list[OutEvent]) -> None:
         """Store ``batch`` a group at a time (`Retention.group_bytes`), each followed by size retention
@@ -436,6 +468,15 @@ def _create_private(path: Path) -> None:
     """
     with contextlib.suppress(OSError):
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE))
+
+
+def _held_elsewhere(path: Path, lock: Path) -> str:
+    """Why a history whose lock another process holds stores nothing: what that is, and what to do."""
+    return (
+        f"{path}: another segcast runs on this history ({lock} is held by another process) and stores its events "
+        "there; this one stores none while it runs, or the two would mix their track ids and store every event "
+        "twice: stop the other, or set this one's events.history.path to another file"
+    )
 
 
 def _not_sqlite(exc: BaseException, path: Path) -> str | None:
