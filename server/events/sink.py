@@ -98,8 +98,8 @@ class SinkHealth:
     last_error_at: float | None = None
     #: Upkeep an output failed at that cost no event (the history's deleting of old events, giving
     #: their space back, emptying its write-ahead log; its reads of a damaged file): the state stays
-    #: ``ok``, as every event is stored, but a history that cannot delete will fill its disk and a
-    #: damaged one fails queries, so this is what to alert on.
+    #: ``ok``, as every event is stored, but a history that cannot delete will fill its disk, so this is
+    #: what to alert on (a damaged file also makes the state ``failing``: it never heals by itself).
     upkeep_failures: int = 0
     #: Events waiting to be sent: in the queue, on their way, or being retried. A destination that is
     #: down fails one event at a time while the rest wait here, unseen in the other counters.
