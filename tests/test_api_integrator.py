@@ -43,6 +43,16 @@ Start = Callable[..., Awaitable[TestClient]]
             "http://cam.local/video.cgi?token=abc123&channel=1",
             "http://cam.local/video.cgi?token=abc123&channel=2",
         ),
+        (  # the certificate checked as before, or checked where it was not
+            "rtsps://admin:***@cam.example/live#tls_verify=1&timeout=5",
+            "rtsps://admin:pw@cam.example/live#tls_verify=1",
+            "rtsps://admin:pw@cam.example/live#tls_verify=1&timeout=5",
+        ),
+        (
+            "rtsps://admin:***@cam.example/live#tls_verify=1",
+            "rtsps://admin:pw@cam.example/live",
+            "rtsps://admin:pw@cam.example/live#tls_verify=1",
+        ),
         (  # several secrets, each its own back
             "rtsp://admin:***@10.0.0.7/s1?user=admin&password=***#timeout=5",
             "rtsp://admin:pw-one@10.0.0.7/s1?user=admin&password=pw-two",
@@ -65,6 +75,11 @@ def test_a_masked_secret_sent_back_gets_the_current_one(sent: str, current: str,
         ("http://admin:***@10.0.0.7/video.mjpg", "http://10.0.0.7/video.mjpg"),  # no password now
         ("http://cam.local/v?token=***", "http://cam.local/v?key=abc"),  # another parameter's secret
         ("http://cam.local/v?token=***", "scene:?seed=1"),
+        # the camera's certificate checked less: the secret could go to whoever answers for its name
+        ("rtsps://admin:***@cam.example/live", "rtsps://admin:pw@cam.example/live#tls_verify=1"),
+        ("rtsps://admin:***@cam.example/live#tls_verify=0", "rtsps://admin:pw@cam.example/live#tls_verify=1"),
+        ("https://admin:***@cam.example/live#tls_verify=1", "https://admin:pw@cam.example/live#ca_file=/etc/ca.pem"),
+        ("rtsps://admin:***@cam.example/live", "rtsps://admin:pw@cam.example/live#ca_file=/etc/ca.pem"),
     ],
 )
 def test_a_masked_secret_that_is_not_the_current_ones_is_not_restored(sent: str, current: str) -> None:

@@ -97,6 +97,17 @@ async def test_each_refusal_is_counted_by_what_was_wrong_with_its_credential(sta
         assert _sample(text, f'segcast_auth_refused_total{{reason="{reason}"}}') == 1, reason
 
 
+@pytest.mark.parametrize("expiry", ["\u00b2", "9" * 5000], ids=["a digit int() refuses", "past int()'s digit limit"])
+async def test_a_token_shaped_like_a_signed_one_with_an_unreadable_expiry_is_a_401(
+    start_server: Start, expiry: str
+) -> None:
+    """A signed token's expiry is read to tell an expired token from a wrong one: one that str.isdigit()
+    takes and int() does not must be a wrong token (401), not a 500 with a traceback for anyone to cause."""
+    client = await start_server(admin_tokens=(ADMIN,))
+    assert (await client.get("/api/streams", headers=_bearer(f"s1.viewer.{expiry}.c2lnbmF0dXJl"))).status == 401
+    assert _sample(await _metrics(client), 'segcast_auth_refused_total{reason="wrong"}') == 1
+
+
 async def test_requests_without_any_token_are_counted_but_not_logged(
     start_server: Start, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -81,7 +81,9 @@ def unmask_uri(uri: str, original: str) -> str | None:
     ``mask_uri(original)`` has one, and everything up to the last of them, and up to the end of the
     host and port, must read as there: the same scheme, user, host, port and parameter names. A secret
     goes back only to the camera, and the user, it was given for, never to a host that only starts like
-    it (``cam.evil.example``). After that, the path, the parameters and segcast's options may change.
+    it (``cam.evil.example``). After that, the path, the parameters and segcast's options may change,
+    but for the checking of the camera's certificate (`_checks_as_strictly`): a secret is never sent
+    over TLS less checked than it was given for.
 
     ``uri`` as it is where it has no ``***`` in a secret's place (a file named ``***.mp4`` holds none);
     None where one cannot be given back, for a caller to ask for the real secret.
@@ -98,7 +100,25 @@ def unmask_uri(uri: str, original: str) -> str | None:
     for (start, stop), secret in zip(masks, secrets, strict=False):
         parts += [uri[end:start], secret]
         end = stop
-    return "".join(parts) + uri[end:]
+    unmasked = "".join(parts) + uri[end:]
+    return unmasked if _checks_as_strictly(unmasked, original) else None
+
+
+def _checks_as_strictly(uri: str, original: str) -> bool:
+    """Whether ``uri`` has the camera's certificate checked as ``original`` does (``tls_verify``, ``ca_file``):
+    without it, whoever can change a stream but not read its password could have it sent, under the
+    camera's own name, to any host that answers for that name (a spoofed DNS answer)."""
+    verify, ca_file = _certificate_options(original)
+    if verify != "1" and not ca_file:
+        return True
+    new_verify, new_ca_file = _certificate_options(uri)
+    return new_ca_file == ca_file and (new_verify == "1" or bool(new_ca_file))
+
+
+def _certificate_options(uri: str) -> tuple[str, str]:
+    """The ``tls_verify`` and ``ca_file`` options of ``uri``'s fragment, as given ("" where not)."""
+    options = dict(parse_qsl(uri.partition("#")[2], keep_blank_values=True))
+    return options.get("tls_verify", ""), options.get("ca_file", "")
 
 
 def _fixed_part(uri: str, masks: list[tuple[int, int]]) -> str:

@@ -212,6 +212,10 @@ def _refusal_reason(policy: AccessPolicy, request: web.Request) -> str:
     return "expired" if _minted_here(policy, presented) else "wrong"
 
 
+#: The most digits a signed token's expiry (Unix seconds) is read with: more is no token this server made.
+MAX_EXPIRY_DIGITS = 12
+
+
 def _minted_here(policy: AccessPolicy, token: str) -> bool:
     """Whether ``token`` is a signed token this server minted (and has not revoked), whatever its expiry.
 
@@ -219,9 +223,11 @@ def _minted_here(policy: AccessPolicy, token: str) -> bool:
     refuse it; a forged one is refused then as now, and learns nothing (the answer is only counted).
     """
     parts = token.split(".")  # s1.<role>.<expiry>.<signature>, as `AccessPolicy.sign_until` makes it
-    if len(parts) != 4 or not parts[2].isdigit():
+    expiry = parts[2] if len(parts) == 4 else ""
+    # ASCII digits int() takes: "²" is a digit to isdigit(), and 5000 digits are past int()'s limit.
+    if not (expiry.isascii() and expiry.isdigit() and len(expiry) <= MAX_EXPIRY_DIGITS):
         return False
-    return policy.signed_credential(token, now=int(parts[2]) - 1) is not None
+    return policy.signed_credential(token, now=int(expiry) - 1) is not None
 
 
 refusals_key = web.AppKey("auth_refusals", Refusals)
