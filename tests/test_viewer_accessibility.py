@@ -1,11 +1,14 @@
 """The viewer and the publish page for people on a keyboard or a screen reader, in a real headless
 Chromium against the real server: what the browser's accessibility tree says (read over CDP, as a
-screen reader would get it), where the focus goes when what had it goes away, and colours that keep
-WCAG AA contrast (4.5:1), computed from the page's own styles.
+screen reader would get it), where the focus goes when what had it goes away, colours that keep
+WCAG AA contrast (4.5:1), computed from the page's own styles, pages that larger text on a phone does not
+scroll sideways, and what forced colours (a high contrast theme) leave of them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -14,10 +17,22 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from server.config import StreamConfig
+from server.events.config import EventsSettings, HistorySettings
 from tests import test_webrtc_browser
-from tests.support.browser import WAIT_MS, open_page, require_browser, wait_for_new_frame, wait_for_text
+from tests.support.browser import (
+    WAIT_MS,
+    open_page,
+    open_url,
+    require_browser,
+    wait_for_new_frame,
+    wait_for_text,
+)
 from tests.support.ports import free_port
+from tests.support.prefix_proxy import PrefixProxy
+from tests.support.zone_page import STREAM_VIEW
+from tests.test_viewer_event_paging import store, zone_enter
 from tests.test_webrtc_browser import camera_browser
+from tests.test_webrtc_publish_page import PUBLISHING
 
 require_browser()
 
@@ -58,9 +73,10 @@ BUTTON_LOOK = """(selector) => {
   const style = getComputedStyle(document.querySelector(selector));
   return { cursor: style.cursor, opacity: Number(style.opacity) };
 }"""
-#: WCAG's contrast ratio of an element's text colour to a background colour (the element's own, or
-#: that of the nearest ancestor matching `against`), both as the page computes them.
-CONTRAST = """([selector, against]) => {
+#: WCAG's contrast ratio of an element's text colour (that of its `pseudo` element, such as its
+#: "::placeholder", where given) to a background colour (the element's own, or that of the nearest
+#: ancestor matching `against`), both as the page computes them.
+CONTRAST = """([selector, against, pseudo]) => {
   const element = document.querySelector(selector);
   const back = against ? element.closest(against) : element;
   const channels = (colour) => colour.match(/[\\d.]+/g).slice(0, 3).map(Number);
@@ -71,7 +87,7 @@ CONTRAST = """([selector, against]) => {
     });
     return 0.2126 * r + 0.7152 * g + 0.0722 * b;
   };
-  const text = luminance(getComputedStyle(element).color);
+  const text = luminance(getComputedStyle(element, pseudo).color);
   const fill = luminance(getComputedStyle(back).backgroundColor);
   return (Math.max(text, fill) + 0.05) / (Math.min(text, fill) + 0.05);
 }"""
@@ -84,6 +100,39 @@ POLITENESS = """(selector) => {
     if (implied[node.getAttribute("role")]) return implied[node.getAttribute("role")];
   }
   return "off";
+}"""
+
+#: What has the keyboard's focus: ``TAG#id.classes``, or ``BODY`` where it fell to the page.
+FOCUSED = """(() => {
+  const e = document.activeElement;
+  return e.tagName + (e.id ? '#' + e.id : '') + (e.className ? '.' + e.className : '');
+})()"""
+OLDER_BUTTON = "BUTTON.quiet event-older"
+#: Zone entries in the history: the list shows 20, then 40, 60 and all 70 ("Show older events" three times).
+STORED_EVENTS = 70
+#: The phone that larger text (150 % of the browser's font size, as a setting or a zoom of text only) is read on.
+PHONE = {"width": 375, "height": 667}
+LARGER_TEXT = "document.documentElement.style.fontSize = '150%'"
+#: How far the page scrolls sideways: how much wider its content is than its window, in CSS pixels.
+SIDEWAYS = "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+#: Whether any part of the element at the selector is inside the window.
+ON_SCREEN = """(selector) => {
+  const { top, bottom, left, right } = document.querySelector(selector).getBoundingClientRect();
+  return bottom > 0 && top < innerHeight && right > 0 && left < innerWidth;
+}"""
+#: A zone over the whole picture: every track is in it, and the track table's zones column lists it.
+EVERYWHERE = {"name": "everywhere", "points": [[0, 0], [1, 0], [1, 1], [0, 1]], "units": "fraction"}
+#: Whether each part of a tile's caption shows all of its text: its node, its id and its rate.
+CAPTION_CLIPPED = """(card) => Object.fromEntries(['.card-node', '.stream-id', 'small'].map((selector) => {
+  const part = document.querySelector(card).querySelector(`.card-caption ${selector}`);
+  return [selector, { shown: part.clientWidth, whole: part.scrollWidth }];
+}))"""
+#: A track's swatch, its colour as the page computes it and as set, and the connection badge's border.
+FORCED_LOOK = """() => {
+  const swatch = document.querySelector('#tracks .swatch');
+  const badge = getComputedStyle(document.querySelector('#connection'));
+  return { swatch: getComputedStyle(swatch).backgroundColor, colour: swatch.style.backgroundColor,
+           badge: badge.borderTopStyle + ' ' + badge.borderTopWidth };
 }"""
 
 
@@ -300,3 +349,192 @@ async def test_the_publish_page_says_once_why_its_camera_is_off_and_leaves_nothi
         assert await page.locator("#tracks tbody tr").count() == 0
         assert await page.text_content("#play-mode") == ""
         assert await page.locator("main h1").count() == 1, "the page has a heading to start from"
+
+
+async def test_show_older_events_keeps_the_keyboard_on_it_and_hands_it_on_when_it_goes(
+    start_server: Start, browser: Any, tmp_path: Path
+) -> None:
+    """The button turned itself off while it loaded (`disabled`), which threw the focus to the page's
+    top: a second Enter did nothing, and on the last page it went away with the focus."""
+    client = await start_server(
+        StreamConfig("cam", "scene:?seed=3"), events=EventsSettings(HistorySettings(tmp_path / "events.db"))
+    )
+    start = time.time() - 600
+    await store(client, [[zone_enter(n, start + n)] for n in range(STORED_EVENTS)])
+    page, console = await open_page(browser, client, STREAM_VIEW)
+    listed = page.locator("#events li")
+    await page.wait_for_function("document.querySelectorAll('#events li').length === 20", timeout=WAIT_MS)
+
+    # While a page loads the button says it is busy, and keeps the focus.
+    held: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    async def hold_the_first(route: Any) -> None:
+        if held.done():
+            await route.continue_()
+        else:
+            held.set_result(route)
+
+    await page.route("**/api/events?*", hold_the_first)
+    await page.focus(".event-older")
+    await page.keyboard.press("Enter")
+    route = await asyncio.wait_for(held, WAIT_MS / 1000)
+    assert await page.get_attribute(".event-older", "aria-disabled") == "true"
+    assert await page.evaluate(FOCUSED) == OLDER_BUTTON
+    await route.continue_()  # the later reads go on unheld
+    await page.wait_for_function("document.querySelectorAll('#events li').length === 40", timeout=WAIT_MS)
+    assert await page.evaluate(FOCUSED) == OLDER_BUTTON
+    assert await page.get_attribute(".event-older", "aria-disabled") != "true", "Enter again shows the next page"
+
+    await page.keyboard.press("Enter")
+    await page.wait_for_function("document.querySelectorAll('#events li').length === 60", timeout=WAIT_MS)
+    # The last page: the button goes, and the focus to the first event it brought, where reading goes on.
+    await page.keyboard.press("Enter")
+    await page.locator(".event-older").wait_for(state="hidden", timeout=WAIT_MS)
+    assert await listed.count() == STORED_EVENTS
+    first_new = await listed.nth(60).text_content()
+    assert await page.evaluate("document.activeElement.closest('#events li')?.textContent") == first_new
+    assert await page.text_content("#events-summary") == "10 older events shown"
+    assert console.errors == []
+
+
+async def test_the_camera_buttons_hand_the_focus_to_each_other(start_server: Start, fake_camera: Path) -> None:
+    """Use my camera turned itself off, and Stop hid itself, while it had the focus: it fell to the page."""
+    client = await start_server()
+    async with camera_browser(fake_camera) as browser:
+        page = await browser.new_page()
+        await page.goto(str(client.make_url("/static/publish.html")))
+        await page.fill("input[name=stream]", "kbcam")
+        await page.focus("#use-camera")
+        await page.keyboard.press("Enter")
+        await page.wait_for_function(PUBLISHING, timeout=WAIT_MS)
+        assert await page.evaluate(FOCUSED) == "BUTTON#stop-camera"
+
+        await page.keyboard.press("Enter")
+        await wait_for_text(page, "#publish-status", "camera off")
+        assert await page.evaluate(FOCUSED) == "BUTTON#use-camera"
+
+        # The server ends it (the page gives up on it): the same.
+        await page.keyboard.press("Enter")
+        await page.wait_for_function(PUBLISHING, timeout=WAIT_MS)
+        assert await page.evaluate(FOCUSED) == "BUTTON#stop-camera"
+        assert (await client.delete("/api/streams/kbcam")).status == 204
+        await wait_for_text(page, "#publish-error", "The server ended this camera")
+        assert await page.evaluate(FOCUSED) == "BUTTON#use-camera"
+
+
+async def test_pause_is_one_toggle_button_whose_name_stays(start_server: Start, browser: Any) -> None:
+    """It was "Pause", then "Resume" and pressed: a screen reader heard a paused player as pressed Resume."""
+    client = await start_server(StreamConfig("cam", QUICK_SCENE))
+    page, console = await open_page(browser, client, "/?transport=ws#/stream/cam")
+    await wait_for_new_frame(page, "#video")
+    pause = {"name": "Pause", "exact": True}
+    assert await page.get_by_role("button", pressed=False, **pause).count() == 1
+    await page.click("#pause")
+    assert await page.get_by_role("button", pressed=True, **pause).count() == 1, "paused: pressed, named the same"
+    await page.click("#pause")
+    assert await page.get_by_role("button", pressed=False, **pause).count() == 1
+    assert console.errors == []
+
+
+async def test_larger_text_on_a_phone_does_not_scroll_either_page_sideways(start_server: Start, browser: Any) -> None:
+    """At 150 % text on a 375 px phone the publish page's panels (18rem at least) and the stream view's
+    track table (its zones column) were wider than the window: each page scrolled sideways."""
+    client = await start_server(StreamConfig("cam", QUICK_SCENE))
+    assert (await client.patch("/api/streams/cam", json={"zones": [EVERYWHERE]})).status == 200
+    page, console = await open_page(browser, client, "/static/publish.html", PHONE)
+    await page.evaluate(LARGER_TEXT)
+    assert await page.evaluate(SIDEWAYS) <= 0, "the publish page"
+
+    page, console = await open_page(browser, client, "/?transport=ws#/stream/cam", PHONE)
+    await page.evaluate(LARGER_TEXT)
+    await page.wait_for_function(PAUSE_ON_THREE_TRACKS, timeout=WAIT_MS)
+    assert await page.locator("#tracks tbody td", has_text=EVERYWHERE["name"]).count() > 0, "zones listed"
+    assert await page.evaluate(SIDEWAYS) <= 0, "the stream view"
+    assert console.errors == []
+
+
+async def test_larger_text_on_a_phone_keeps_a_fleet_tiles_node_and_rate_whole(
+    start_server: Start, browser: Any
+) -> None:
+    """The node name shrank to a 4 px sliver, and the rate was cut ("0 fps · / watchin")."""
+    node = await start_server(StreamConfig("cam", QUICK_SCENE))
+    proxy = PrefixProxy(node.make_url("/"), "/node-1")
+    entrance = await proxy.start()
+    try:
+        page, console = await open_url(browser, str(entrance / "static/fleet.html"), PHONE)
+        await page.evaluate(LARGER_TEXT)
+        card = '.card[data-node="node-1"][data-stream="cam"]'
+        await page.wait_for_selector(f"{card} .badge.state-live", timeout=WAIT_MS)
+        await page.wait_for_function(
+            f"document.querySelector('{card} small').textContent.includes('watching')", timeout=WAIT_MS
+        )
+        parts = await page.evaluate(CAPTION_CLIPPED, card)
+        for selector, width in parts.items():
+            assert width["whole"] <= width["shown"], (selector, parts)
+        assert await page.evaluate(SIDEWAYS) <= 0
+        assert console.errors == []
+    finally:
+        await proxy.close()
+
+
+async def test_placeholders_are_readable_and_an_optional_field_says_so_in_its_label(
+    start_server: Start, browser: Any
+) -> None:
+    """Placeholders kept the browser's grey, 4.08:1 on the page's dark fields."""
+    client = await start_server()
+    page, console = await open_page(browser, client, "/static/publish.html")
+    ratio = await page.evaluate(CONTRAST, ["input[name=stream]", None, "::placeholder"])
+    assert ratio >= AA_CONTRAST, f"{ratio:.2f}:1"
+    assert await page.get_by_role("textbox", name="Stream id (optional)").count() == 1
+    page, _ = await open_page(browser, client, "/")
+    ratio = await page.evaluate(CONTRAST, ["#add-form input[name=uri]", None, "::placeholder"])
+    assert ratio >= AA_CONTRAST, f"{ratio:.2f}:1"
+    assert console.errors == []
+
+
+async def test_enter_on_the_selected_shape_in_the_list_takes_the_keyboard_to_the_picture(
+    start_server: Start, browser: Any
+) -> None:
+    """From the list to the picture, to move a corner, took 14 Shift+Tab."""
+    client = await start_server(StreamConfig("cam", QUICK_SCENE))
+    assert (await client.patch("/api/streams/cam", json={"zones": [EVERYWHERE]})).status == 200
+    page, console = await open_page(browser, client, "/?transport=ws#/stream/cam")
+    await wait_for_new_frame(page, "#video")
+    await page.focus('#shape-list li[data-shape="zone:everywhere"] button')
+    await page.keyboard.press("Enter")  # selects it
+    await page.wait_for_selector('#shape-list li.selected[data-shape="zone:everywhere"]', timeout=WAIT_MS)
+    await page.keyboard.press("Enter")  # and again: to its corners
+    assert await page.evaluate(FOCUSED) == "CANVAS#video.editing"
+    assert "Enter on the selected shape" in await page.text_content("#shape-hint")
+    await page.keyboard.press("ArrowRight")
+    assert (await page.text_content("#shape-status") or "").startswith("Corner 1 at"), "its keys move a corner"
+    assert console.errors == []
+
+
+async def test_add_zone_on_a_small_screen_brings_a_picture_out_of_sight_into_view(
+    start_server: Start, browser: Any
+) -> None:
+    """At 400 % zoom (320 x 256 CSS px) Add zone focused the picture, scrolled wholly out of sight, unscrolled."""
+    client = await start_server(StreamConfig("cam", QUICK_SCENE))
+    page, console = await open_page(browser, client, "/?transport=ws#/stream/cam", {"width": 320, "height": 256})
+    await wait_for_new_frame(page, "#video")
+    await page.focus("#add-zone")
+    assert not await page.evaluate(ON_SCREEN, "#video"), "the test needs the picture out of sight"
+    await page.keyboard.press("Enter")
+    await page.wait_for_function("document.activeElement?.id === 'video'", timeout=WAIT_MS)
+    assert await page.evaluate(ON_SCREEN, "#video")
+    assert console.errors == []
+
+
+async def test_forced_colours_keep_the_track_swatches_and_the_badges_outlines(
+    start_server: Start, browser: Any
+) -> None:
+    """Windows' high contrast themes drop backgrounds: the swatches vanished and the badges lost their pill."""
+    client = await start_server(StreamConfig("cam", QUICK_SCENE))
+    page, console = await open_page(browser, client, "/?transport=ws#/stream/cam")
+    await page.emulate_media(forced_colors="active")
+    await page.wait_for_function(PAUSE_ON_THREE_TRACKS, timeout=WAIT_MS)
+    look = await page.evaluate(FORCED_LOOK)
+    assert look["swatch"] == look["colour"], look
+    assert look["badge"] == "solid 1px", look
+    assert console.errors == []

@@ -81,9 +81,10 @@ async def shown_after_paging_to_the_end(page: Any) -> tuple[list[int], list[str]
     for _ in range(CLICKS_MAX):
         if not await older.is_visible():
             break
-        await older.click()  # disabled until the page it asked for is shown
+        await older.click()  # aria-disabled until the page it asked for is shown
         await page.wait_for_function(
-            "() => { const b = document.querySelector('.event-older'); return b.hidden || !b.disabled; }",
+            "() => { const b = document.querySelector('.event-older');"
+            " return b.hidden || b.getAttribute('aria-disabled') !== 'true'; }",
             timeout=WAIT_MS,
         )
     else:

@@ -231,8 +231,7 @@ async def test_dragging_a_corner_moves_it_and_shapes_are_renamed_and_deleted(
     await page.fill("#shape-name", "door")
     await page.press("#shape-name", "Enter")
     await stream_options(client, lambda o: shape_names(o, "lines") == ["door"])
-    await page.focus('#shape-list li[data-shape="line:door"] button')
-    await page.keyboard.press("Enter")
+    await page.focus('#shape-list li[data-shape="line:door"] button')  # selected already, as it was renamed
     await page.wait_for_selector('#shape-list li.selected[data-shape="line:door"]', timeout=WAIT_MS)
     await page.keyboard.press("Delete")
     await stream_options(client, lambda o: shape_names(o, "lines") == [])

@@ -57,9 +57,11 @@ function describe(event) {
 }
 
 export class EventList {
-  constructor(list, empty) {
+  // `said`: a live region (role=status) where a page more of older events is said, where the page has one.
+  constructor(list, empty, said = null) {
     this.list = list;
     this.empty = empty;
+    this.said = said;
     this.streamId = null;
     this.events = []; // known, newest first: the first `limit` shown, the rest kept for "Show older events"
     // Where each known event goes in the list (`newestFirst`): its history id, once known, or else when
@@ -78,6 +80,7 @@ export class EventList {
     // A new Map for each stream opened: a read that finds another one here was for a stream left since.
     this.cursors = new Map();
     this.reading = Promise.resolve(); // the history read last: one at a time, each from where the last left
+    this.loadingOlder = false; // a "Show older events" press is being answered: another is ignored meanwhile
     this.older = document.createElement("button");
     this.older.type = "button";
     this.older.className = "quiet event-older";
@@ -126,17 +129,38 @@ export class EventList {
     });
   }
 
-  /** A page more of the list, with each kind's events read until a page of them waits below those shown. */
+  /** A page more of the list, with each kind's events read until a page of them waits below those shown.
+   * The button stays focusable while it loads (aria-disabled, not `disabled`, which would throw the
+   * keyboard's focus to the page's top), and a press meanwhile, which would add a second page, is ignored. */
   async loadOlder() {
+    if (this.loadingOlder) return;
     const [streamId, cursors] = [this.streamId, this.cursors];
-    this.older.disabled = true;
-    await this.serially(async () => {
-      await Promise.all([...cursors.keys()].map((type) => this.readBelow(streamId, cursors, type)));
-      if (cursors !== this.cursors) return;
-      this.limit += SHOWN;
-      this.render();
-    });
-    this.older.disabled = false;
+    this.loadingOlder = true;
+    this.older.setAttribute("aria-disabled", "true");
+    try {
+      await this.serially(async () => {
+        await Promise.all([...cursors.keys()].map((type) => this.readBelow(streamId, cursors, type)));
+        if (cursors !== this.cursors) return;
+        const shownBefore = new Set(this.items.values());
+        const pressedHere = document.activeElement === this.older;
+        this.limit += SHOWN;
+        this.render();
+        this.olderShown(itemsBelow(this.list, shownBefore), pressedHere);
+      });
+    } finally {
+      this.loadingOlder = false;
+      this.older.removeAttribute("aria-disabled");
+    }
+  }
+
+  /** Says how many older events a press brought (`added`, their items); where the button went with the
+   * keyboard's focus (the last page shown), the focus goes on to the first of them, where reading goes on. */
+  olderShown(added, pressedHere) {
+    if (this.said) this.said.textContent = `${added.length} older ${added.length === 1 ? "event" : "events"} shown`;
+    if (!pressedHere || !this.older.hidden) return;
+    const next = added[0] ?? this.list;
+    next.tabIndex = -1;
+    next.focus();
   }
 
   /** ``type``'s next pages, until `SHOWN` of its events wait below the list or all of them are read: then
@@ -229,6 +253,12 @@ export class EventList {
     this.items = items;
     reconcile(this.list, [...items.values()]);
   }
+}
+
+/** The items of ``list`` below the last of ``before``: those a page more of older events added. */
+function itemsBelow(list, before) {
+  const items = [...list.children];
+  return items.slice(items.findLastIndex((item) => before.has(item)) + 1);
 }
 
 /** ``type``'s page of the stream's events from the history, newest first, from ``cursor`` (`before`

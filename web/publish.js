@@ -362,8 +362,10 @@ function giveUp(reason) {
   endSession();
   clearTimeout(wanted?.timer);
   wanted = null;
-  stopButton.hidden = true;
-  useButton.disabled = false;
+  handOverFocus(stopButton, useButton, () => {
+    stopButton.hidden = true;
+    useButton.disabled = false;
+  });
   viewerLink.hidden = true;
   keepLinksInNewTabs(false);
   status.textContent = "camera off";
@@ -371,14 +373,24 @@ function giveUp(reason) {
   if (reason !== undefined) error.textContent = reason;
 }
 
+// `from` turned off or hidden by `change()`: where it had the keyboard's focus, `to` takes it, rather than
+// the page's top (where a button that goes leaves it).
+function handOverFocus(from, to, change) {
+  const focused = document.activeElement === from;
+  change();
+  if (focused) to.focus();
+}
+
 form.addEventListener("submit", (event) => {
   event.preventDefault();
   // One camera at a time: a second press (a double click, Enter twice) while the first is still
   // asking for the camera or negotiating would open it twice and publish two streams.
   if (useButton.disabled) return;
-  useButton.disabled = true;
+  handOverFocus(useButton, stopButton, () => {
+    useButton.disabled = true;
+    stopButton.hidden = false;
+  });
   error.textContent = "";
-  stopButton.hidden = false;
   keepLinksInNewTabs(true);
   const streamId = new FormData(form).get("stream") || undefined;
   wanted = { streamId, recovering: false, wasUp: false, attempt: 0, heldRetried: false, timer: null };

@@ -149,7 +149,7 @@ export class StreamView {
       { canvas: elements.canvas, size, redraw: () => this.redraw(), reveal },
       { ...shapeSettings, ...elements.zones },
     );
-    this.events = new EventList(elements.events, elements.eventsEmpty);
+    this.events = new EventList(elements.events, elements.eventsEmpty, elements.eventsSummary);
     // Leaving the stream view ends its WebRTC player (app.js only tells the view which stream to open).
     window.addEventListener("hashchange", () => {
       if (this.streamId !== null && routedStream() !== this.streamId) this.close();
@@ -195,10 +195,11 @@ export class StreamView {
     }
   }
 
-  // While paused the last frame stays, so its tracks can be inspected with any overlay.
+  // While paused the last frame stays, so its tracks can be inspected with any overlay. A toggle button
+  // keeps its name and says whether it is pressed: renamed "Resume" as well, a screen reader said "Resume,
+  // pressed", which reads as either state.
   setPaused(paused) {
     this.paused = paused;
-    this.el.pause.textContent = paused ? "Resume" : "Pause";
     this.el.pause.setAttribute("aria-pressed", String(paused));
   }
 

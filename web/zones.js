@@ -48,11 +48,18 @@ const HINTS = {
     `${DRAW_KEYS} F ends the line, Backspace (or Undo point) removes the last point, Escape cancels.`,
   idle:
     "Drag a corner to move it; select a shape to rename or delete it. With a shape selected, on the " +
-    "picture: “[” and “]” pick a corner, arrows move it (Shift: 10 steps).",
+    "picture: “[” and “]” pick a corner, arrows move it (Shift: 10 steps). Enter on the selected shape " +
+    "in the list takes the keyboard to the picture.",
 };
 
 
 const WAIT_FOR_PICTURE = "Wait for the first picture: shapes are drawn on it.";
+
+/** Whether any of `element` is inside the window. */
+function inView(element) {
+  const { top, bottom, left, right } = element.getBoundingClientRect();
+  return bottom > 0 && top < window.innerHeight && right > 0 && left < window.innerWidth;
+}
 
 export class ZoneEditor {
   // host: {canvas, size() -> {width, height} | null, redraw(), reveal() (turn the zones overlay on)};
@@ -261,10 +268,17 @@ export class ZoneEditor {
     if (!typed) this.showName(freeName(this.shapes, kind));
     this.host.reveal();
     this.render();
-    // Its keys draw (HINTS). Not scrolled to: on a short screen (a phone held sideways) that would
-    // push Done and Cancel below it, and a finger on the picture cannot scroll while it draws.
-    this.host.canvas.focus({ preventScroll: true });
+    this.focusPicture(); // its keys draw (HINTS)
     this.announce(`Drawing a ${kind}: crosshair at ${percents(this.cursor)}.`);
+  }
+
+  // The picture takes the keyboard's focus. Not scrolled to where any of it shows: on a short screen (a
+  // phone held sideways) that would push Done and Cancel below it, and a finger on the picture cannot
+  // scroll while it draws. Wholly out of sight (a window zoomed far in), it is brought into view.
+  focusPicture() {
+    const { canvas } = this.host;
+    canvas.focus({ preventScroll: true });
+    if (!inView(canvas)) canvas.scrollIntoView({ block: "nearest" });
   }
 
   // The picture leaves the keyboard's way as drawing ends (render()): a focus on it goes back to the
@@ -318,7 +332,10 @@ export class ZoneEditor {
     const shape = this.selectedShape();
     if (shape) this.showName(shape.name);
     this.render();
-    if (shape) this.askClasses();
+    if (!shape) return;
+    this.askClasses();
+    // Pressed again in the list (Enter on it): on to its corners, whose keys are the picture's.
+    if (again) this.focusPicture();
   }
 
   selectedShape() {
