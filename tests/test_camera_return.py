@@ -13,9 +13,11 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pytest
 
+from server.http.access.policy import SourcePolicy
 from server.sources import backoff
 from server.sources.backoff import RETURN_CHECK_INTERVAL_S, Backoff
 from server.sources.base import Decoded, SlowRetryError, StreamState
+from server.sources.network import NetworkSource
 from server.sources.reader import REPEATED_ENDS_TOLD
 from tests.support.reader_probe import ReaderProbe
 
@@ -115,6 +117,79 @@ def test_stop_ends_a_wait_that_checks_the_cameras_port_at_once(monkeypatch: pyte
     with probe:
         assert checks.refused.wait(10)
     assert not probe.reader.alive
+
+
+def connection_waiting(listener: socket.socket) -> bool:
+    """Whether a connection to ``listener`` waits to be accepted: one a probe made, though it closed it since."""
+    listener.setblocking(False)
+    try:
+        listener.accept()[0].close()
+    except BlockingIOError:
+        return False
+    return True
+
+
+def test_the_return_check_connects_to_no_address_the_streams_deny_networks_refuses() -> None:
+    """A stream the API added is held to [server] deny_networks at each connection, its name resolved again
+    each time (it may start pointing elsewhere: DNS rebinding); the return check connected to it about once
+    a second all the same."""
+    policy = SourcePolicy.of(["rtsp"], [], False, ["127.0.0.0/8", "::1/128"])
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        source = NetworkSource(
+            f"rtsp://localhost:{listener.getsockname()[1]}/live", check_host=policy.check_stream_host
+        )
+        came_back = backoff.wait_for_return(
+            source.address, 1.5 * RETURN_CHECK_INTERVAL_S, threading.Event(), source.may_probe
+        )
+        assert not connection_waiting(listener)
+    assert came_back is False
+
+
+class GuardedCamera(ReturningCamera):
+    """A `ReturningCamera` whose stream may not connect to its own address (``may_probe`` refuses it)."""
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        super().__init__(address)
+        self.asked = threading.Event()
+
+    def may_probe(self, ip: str) -> bool:
+        self.asked.set()
+        return False
+
+
+def test_the_reader_asks_the_source_where_its_return_check_may_connect() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        camera = GuardedCamera(listener.getsockname()[:2])
+        with ReaderProbe(camera, backoff=LONG_BACKOFF):
+            assert camera.asked.wait(10), "the reader never asked the source"
+        assert not connection_waiting(listener)
+
+
+@pytest.mark.parametrize("stopped", [True, False], ids=["stopped", "wait over"])
+def test_a_camera_name_whose_lookup_hangs_holds_the_wait_neither_past_stop_nor_past_its_length(
+    monkeypatch: pytest.MonkeyPatch, stopped: bool
+) -> None:
+    """A resolver that did not answer for 4 s held a 2 s wait, stopped at 0.5 s, for 4 s: getaddrinfo cannot be
+    cut short."""
+    stop = threading.Event()
+    looking_up, released = threading.Event(), threading.Event()
+
+    def hanging(*args: object, **kwargs: object) -> list[object]:
+        looking_up.set()
+        if stopped:
+            stop.set()  # the stream is removed while its camera's name is looked up
+        released.wait(10)
+        looking_up.clear()
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging)
+    try:
+        came_back = backoff.wait_for_return(("camera.example", 554), 60.0 if stopped else 1.5, stop)
+        still_looking_up = looking_up.is_set()
+    finally:
+        released.set()
+    assert came_back is False
+    assert still_looking_up, "the wait ended only when the lookup did"
 
 
 class BacklogCamera:

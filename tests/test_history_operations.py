@@ -10,10 +10,12 @@ history, unsaid; a lowered ``max_mb`` that deleted nine events in ten without a 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 import sqlite3
 import stat
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import closing
@@ -35,6 +37,7 @@ from tests.support.event_packets import track_start, with_events
 from tests.support.polling import eventually
 from tests.test_events_history import failed, file_opened, open_once, stored
 from tests.test_events_history_damaged import damage_an_index, history_app
+from tests.test_upgrade_from_root_image import SEGCAST_UID, as_segcast_user, failing
 
 ClientFactory = Callable[..., Awaitable[TestClient]]
 WRITER_LOG = "server.events.history.writer"
@@ -264,6 +267,24 @@ async def test_restore_finds_the_history_through_the_config_file(
     assert len(event_ids(history)) == 25
 
 
+async def test_restore_through_a_symbolic_link_replaces_the_file_it_points_to(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The link was replaced by the restored file: the history it pointed to kept its events, and its leftover
+    ``-wal``, looked for beside the link, was left beside it."""
+    history, backup = await killed_history_and_a_backup(tmp_path)
+    link = tmp_path / "segcast-events.db"
+    link.symlink_to(history)
+
+    restored = run_cli(capfd, "history", "restore", str(backup), "--history", str(link), "--force")
+
+    assert restored.code == 0, restored.err
+    assert link.is_symlink() and link.resolve() == history
+    assert event_ids(history) == event_ids(backup)
+    assert not beside(history, "-wal").exists()
+    assert f" to {history}, " in restored.out and f"removed {history.name}-wal" in restored.out, restored.out
+
+
 # -- a damaged file ------------------------------------------------------------------------------------
 
 
@@ -355,6 +376,32 @@ async def test_a_second_segcast_on_the_same_history_stores_nothing_and_fails_nam
     finally:
         await first.stop()
         await second.stop()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root may leave a lock file segcast's user cannot open")
+async def test_a_lock_file_another_user_left_names_its_owner_and_its_removal() -> None:
+    """root ran segcast once on the history and was killed: its lock file, root's and 0600, holds nothing,
+    and segcast's own user read "cannot open .../events.db: [Errno 13] Permission denied: '.../events.db.lock'",
+    with the history's file made before the lock was tried."""
+    folder = Path(tempfile.mkdtemp(prefix="segcast-state-"))  # not under tmp_path: root's, 0700 above it
+    try:
+        os.chown(folder, SEGCAST_UID, SEGCAST_UID)
+        path = folder / "segcast-events.db"
+        lock = beside(path, ".lock")
+        lock.touch(mode=0o600)
+        outputs = EventOutputs(EventsSettings(history=HistorySettings(path)))
+        with as_segcast_user():
+            await outputs.start()
+            try:
+                assert outputs.history is not None
+                error = await failing(outputs.history)
+            finally:
+                await outputs.stop()
+        assert error.startswith(f"cannot take the history's lock: {lock} belongs to root (uid 0)"), error
+        assert error.endswith(f"remove it (rm {lock})"), error
+        assert not path.exists(), "nothing is made before the lock is held"
+    finally:
+        shutil.rmtree(folder)
 
 
 # -- retention that deletes much at once ---------------------------------------------------------------------

@@ -10,11 +10,13 @@ A wait is cut short when a camera whose address accepted no connection accepts o
 from __future__ import annotations
 
 import random
+import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from server.sources.http_get import Deadline, connect
+from server.sources.http_get import STOP_POLL_S, Deadline, connect
 
 RECONNECT_INITIAL_S = 0.5
 RECONNECT_MAX_S = 30.0
@@ -58,7 +60,12 @@ class Backoff:
         return failures
 
 
-def wait_for_return(address: tuple[str, int] | None, wait_s: float, stop: threading.Event) -> bool:
+def wait_for_return(
+    address: tuple[str, int] | None,
+    wait_s: float,
+    stop: threading.Event,
+    may_probe: Callable[[str], bool] | None = None,
+) -> bool:
     """Wait ``wait_s`` before a reconnect, or until ``stop`` is set; whether the wait was cut short because
     the camera at ``address`` (host, port; None for a source that has none) accepts a connection again.
 
@@ -69,25 +76,80 @@ def wait_for_return(address: tuple[str, int] | None, wait_s: float, stop: thread
     `RETURN_CHECK_INTERVAL_S` until it does, which ends the wait. A try costs a TCP connection opened and
     closed; it is made only where the wait is longer than that interval. ``stop`` ends a try within
     `server.sources.http_get.STOP_POLL_S`.
+
+    The tries go to the addresses the host resolved to at the wait's start (`probe_targets`), each allowed
+    by ``may_probe`` (the stream's ``check_host``, ``[server] deny_networks``, as its connections are):
+    where it refuses one, or the name resolves to none in time, the wait is waited out without a try.
     """
     deadline = time.monotonic() + wait_s
-    if address is None or wait_s <= RETURN_CHECK_INTERVAL_S or accepts(address, stop, deadline):
+    targets = (
+        []
+        if address is None or wait_s <= RETURN_CHECK_INTERVAL_S
+        else probe_targets(address, may_probe, stop, deadline)
+    )
+    if not targets or accepts(targets, stop, deadline):
         stop.wait(max(0.0, deadline - time.monotonic()))
         return False
     while not stop.wait(min(RETURN_CHECK_INTERVAL_S, max(0.0, deadline - time.monotonic()))):
         if time.monotonic() >= deadline:
             return False
-        if accepts(address, stop, deadline):
+        if accepts(targets, stop, deadline):
             return True
     return False
 
 
-def accepts(address: tuple[str, int], stop: threading.Event, deadline: float) -> bool:
-    """Whether something accepts a TCP connection at ``address`` now, tried for `RETURN_CHECK_TIMEOUT_S` at
-    most and not past ``deadline`` (monotonic); the connection is closed at once."""
+def probe_targets(
+    address: tuple[str, int], may_probe: Callable[[str], bool] | None, stop: threading.Event, deadline: float
+) -> list[tuple[str, int]]:
+    """Where a wait's tries may connect: the IP addresses ``address``'s host resolves to (`resolve`), with its
+    port; none where ``may_probe`` refuses any of them, as the stream's own connection would be refused.
+
+    Resolved once, and connected to by address: a name that starts pointing at a denied address mid-wait
+    (DNS rebinding) is never tried there, and a wait looks the name up once, not once a try.
+    """
     host, port = address
-    try:
-        connect(host, port, Deadline(min(deadline, time.monotonic() + RETURN_CHECK_TIMEOUT_S), stop)).close()
-    except (OSError, ValueError):  # `TimeoutError` and `InterruptedError` (stopped) too; a host IDNA refuses
-        return False
-    return True
+    found = resolve(host, stop, deadline)
+    if may_probe is not None and not all(may_probe(ip) for ip in found):
+        return []
+    return [(ip, port) for ip in found]
+
+
+def resolve(host: str, stop: threading.Event, deadline: float) -> list[str]:
+    """The IP addresses ``host`` resolves to; none where it resolves to none, or has not by ``deadline``
+    (monotonic) or once ``stop`` is set, which are checked every `STOP_POLL_S`.
+
+    Looked up in a thread of its own, which is left to end at the resolver's own time-out: getaddrinfo
+    cannot be cut short, and a resolver that did not answer held a 2 s wait, stopped at 0.5 s, for 4 s.
+    """
+    found: list[str] = []
+    done = threading.Event()
+
+    def look_up() -> None:
+        try:
+            infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+            found.extend(dict.fromkeys(str(info[4][0]) for info in infos))
+        except (OSError, ValueError):  # no such name now; a host IDNA refuses
+            pass
+        finally:
+            done.set()
+
+    threading.Thread(target=look_up, name=f"resolve {host}", daemon=True).start()
+    while not done.wait(STOP_POLL_S):
+        if stop.is_set() or time.monotonic() >= deadline:
+            return []
+    return found
+
+
+def accepts(targets: list[tuple[str, int]], stop: threading.Event, deadline: float) -> bool:
+    """Whether something accepts a TCP connection at one of ``targets`` (IP address, port) now, all tried
+    within `RETURN_CHECK_TIMEOUT_S` and not past ``deadline`` (monotonic); the connection is closed at once."""
+    within = Deadline(min(deadline, time.monotonic() + RETURN_CHECK_TIMEOUT_S), stop)
+    for ip, port in targets:
+        try:
+            connect(ip, port, within).close()
+        except (TimeoutError, InterruptedError):  # no time left for the others, or stopped
+            return False
+        except OSError:
+            continue
+        return True
+    return False

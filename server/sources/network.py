@@ -218,6 +218,18 @@ class NetworkSource:
             return None
         return self._host, self._port or DEFAULT_PORTS[self.scheme]
 
+    def may_probe(self, ip: str) -> bool:
+        """Whether the reader may try a connection to ``ip``, an address `address`'s host resolved to, while it
+        waits to reconnect (`server.sources.backoff.wait_for_return`): only where this stream's ``check_host``
+        (``[server] deny_networks``) allows it, as it must allow each of the stream's own connections."""
+        if self._check_host is None:
+            return True
+        try:
+            self._check_host(ip)
+        except Exception:  # its reason is for a connection to say: a probe just does not go there
+            return False
+        return True
+
     @property
     def resumes(self) -> bool:
         """A finite video goes on from its last frame after a dropped connection (`_resume`)."""

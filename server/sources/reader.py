@@ -329,7 +329,9 @@ class StreamReader:
                     self._tell_repeated_ends(error)
                 log.debug("[%s] attempt lasted %.1f s", self.stream_id, time.monotonic() - attempt_started)
                 self._set_state(StreamState.RECONNECTING, error, time.time() + delay)
-                came_back = wait_for_return(getattr(self.source, "address", None), delay, self._stop)
+                came_back = wait_for_return(
+                    getattr(self.source, "address", None), delay, self._stop, getattr(self.source, "may_probe", None)
+                )
                 if self._stop.is_set():
                     return
                 if came_back:

@@ -9,11 +9,13 @@ reads, as the API does, while segcast writes.
 
 The lock is ``flock`` on ``<history>.lock``: the kernel releases it when the descriptor is closed or
 the process ends, killed or not, so no stale lock outlives a crash (a killed process leaves the empty
-file, which the next one takes). A file of its own, not the history: a restore replaces the history's
-file (a lock on it would go with the old one), and NFS emulates ``flock`` with the record locks SQLite
-takes on the history itself. Its holder removes it before it lets go (`release_lock`), so a folder
-keeps no lock file of a segcast that stopped; a process that took the lock of a file removed meanwhile
-takes the new one instead (`take_lock`), so two never both hold it.
+file, which the next one takes; where that is another user's file, which it may not open, as root's is
+to segcast's own user, it names the file, its owner and its removal: `LockFileRefused`). A file of its
+own, not the history: a restore replaces the history's file (a lock on it would go with the old one),
+and NFS emulates ``flock`` with the record locks SQLite takes on the history itself. Its holder
+removes it before it lets go (`release_lock`), so a folder keeps no lock file of a segcast that
+stopped; a process that took the lock of a file removed meanwhile takes the new one instead
+(`take_lock`), so two never both hold it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import pwd
 from pathlib import Path
 
 #: What the lock file's name adds to the history's.
@@ -37,6 +40,20 @@ class HistoryLocked(Exception):
         self.lock = lock
 
 
+class LockFileRefused(PermissionError):
+    """The lock file is there and this process may not open it: another user's, left by a segcast that user ran
+    (root, killed). No lock outlives its process, so it holds nothing once that segcast has ended; whether one
+    still runs cannot be told (``flock`` needs the file open), so it is named rather than removed."""
+
+    def __init__(self, lock: Path, owner: int) -> None:
+        super().__init__(
+            f"cannot take the history's lock: {lock} belongs to {_user(owner)}, and this process, run as "
+            f"{_user(os.geteuid())}, may not open it; a segcast run as {_user(owner)} left it, and unless that "
+            f"segcast still runs on this history the file holds nothing: remove it (rm {lock})"
+        )
+        self.lock = lock
+
+
 def lock_path(history: Path) -> Path:
     """The lock file of the history at ``history``: beside the file a symbolic link points to, so two
     configs naming one file through different links share it."""
@@ -48,13 +65,20 @@ def take_lock(history: Path) -> int:
     """Take the lock of ``history`` (`lock_path`), making its file (`FILE_MODE`) where there is none:
     a descriptor that holds it until it is closed. Never waits.
 
-    Raises `HistoryLocked` where another process (or another descriptor in this one) holds it, and
-    OSError where the lock file cannot be opened or made.
+    Raises `HistoryLocked` where another process (or another descriptor in this one) holds it,
+    `LockFileRefused` where the lock file is there and may not be opened, and OSError where it cannot be
+    made or opened otherwise.
     """
     lock = lock_path(history)
     while True:
-        # Read-only is enough for flock, and opens a lock file left on a file system since mounted read-only.
-        descriptor = os.open(lock, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+        try:
+            # Read-only is enough for flock, and opens a lock file left on a file system since mounted read-only.
+            descriptor = os.open(lock, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+        except PermissionError:
+            owner = _owner(lock)
+            if owner is None:  # not there: its folder is what may not be written
+                raise
+            raise LockFileRefused(lock, owner) from None
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
             if _still_there(descriptor, lock):
@@ -84,3 +108,19 @@ def _still_there(descriptor: int, lock: Path) -> bool:
     except FileNotFoundError:
         return False
     return (held.st_dev, held.st_ino) == (there.st_dev, there.st_ino)
+
+
+def _owner(path: Path) -> int | None:
+    """The uid of the file at ``path``; None where it is not there, or cannot be looked at."""
+    try:
+        return path.stat().st_uid
+    except OSError:
+        return None
+
+
+def _user(uid: int) -> str:
+    """``uid`` as a person reads it: ``root (uid 0)``, or ``uid 10001`` where the system has no name for it."""
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from server.events.history.backup import BackupError, backup_history, sync_folder
 from server.events.history.format import HISTORY_FORMAT, SEGCAST_APPLICATION_ID, is_sqlite_file
-from server.events.history.lock import HistoryLocked, lock_path, release_lock, take_lock
+from server.events.history.lock import HistoryLocked, LockFileRefused, lock_path, release_lock, take_lock
 
 #: Files SQLite keeps beside a database, which it would apply to the restored file or read it through.
 SIDECARS = ("-wal", "-shm", "-journal")
@@ -66,7 +66,11 @@ def restore_history(backup: Path, history: Path, *, force: bool = False) -> Rest
 
     Refuses a ``history`` that exists unless ``force``, one a segcast runs on (its lock held), and one
     this user could not give back to its owner. Raises `BackupError`; ``history`` is then as it was.
+
+    A ``history`` that is a symbolic link is restored where it leads, as segcast writes through it: the
+    copy, the files SQLite keeps beside it and the rename are the real file's, and the link stays.
     """
+    history = history.resolve()
     _check_target(backup, history, force)
     owner, mode = _ownership(history)
     _check_format(backup)
@@ -76,6 +80,8 @@ def restore_history(backup: Path, history: Path, *, force: bool = False) -> Rest
         raise BackupError(
             f"segcast runs on {history} ({exc.lock} is held by another process): stop it, then restore"
         ) from None
+    except LockFileRefused as exc:
+        raise BackupError(str(exc)) from None
     except OSError as exc:
         raise BackupError(f"cannot take {lock_path(history)}: {exc.strerror or exc}") from None
     copy = history.with_name(f".{history.name}.{os.getpid()}.restoring")

@@ -69,7 +69,7 @@ from server.events.history.format import (
     is_sqlite_file,
     stamp_script,
 )
-from server.events.history.lock import HistoryLocked, release_lock, take_lock
+from server.events.history.lock import HistoryLocked, LockFileRefused, release_lock, take_lock
 from server.events.history.query import EVENT_ID, EventQuery, StoredEvent
 from server.events.history.reader import HistoryReader, failure_reason
 from server.events.history.retention import Retention, transaction
@@ -348,7 +348,7 @@ class HistorySink:
         first open says where events go and makes the state ok, as a broker's connection does; a
         reopen after a failed write says nothing and changes no state: only a write that works
         ends the failure. An open that works after one that failed says where events go again. The
-        history's lock is taken before anything is written to the file, and kept (`_hold_lock`).
+        history's lock is taken before the file is made or opened, and kept (`_hold_lock`).
 
         Opening an existing file writes nothing, so a full disk does not keep the history from
         opening, and each open checks the size: a file over ``max_mb`` (lowered since, or left so
@@ -359,11 +359,13 @@ class HistorySink:
         path = self.settings.path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            unlocked = self._hold_lock(path)  # before the file is made or opened: another segcast may write it
             _create_private(path.resolve())  # a link's target: O_EXCL does not create through a link
             db = sqlite3.connect(path, timeout=LOCK_TIMEOUT_S, isolation_level=None, check_same_thread=False)
             try:
                 found = check_history_file(db, path, SCHEMA)  # before anything is written: maybe not ours
-                self._hold_lock(path)
+                if unlocked is not None:
+                    raise unlocked
                 # Setting it writes a page even where it is set already; it takes effect on a new file only.
                 if db.execute("PRAGMA auto_vacuum").fetchone()[0] != AUTO_VACUUM_INCREMENTAL:
                     db.execute("PRAGMA auto_vacuum = INCREMENTAL")
@@ -380,10 +382,10 @@ class HistorySink:
                 # A stamped file too: an index it lost (an older segcast dropped one) is made again.
                 db.executescript(SCHEMA if found is HistoryFile.CURRENT else stamp_script(SCHEMA))
                 self._retention.opened(db)
-            except BaseException:  # sqlite3.Error, `HistoryLocked`, an OSError from the lock file
+            except BaseException:  # sqlite3.Error, `RefusedHistoryFile`, the lock file's OSError
                 db.close()
                 raise
-        except RefusedHistoryFile as exc:
+        except (RefusedHistoryFile, LockFileRefused) as exc:
             self._announced = False
             self._tally.fail(str(exc), lost=losing)
             return None
@@ -404,11 +406,21 @@ class HistorySink:
         self._db = db
         return db
 
-    def _hold_lock(self, path: Path) -> None:
+    def _hold_lock(self, path: Path) -> OSError | None:
         """Take the history's lock unless this writer holds it: held until the writer ends (`_run`), across
-        reopens, so no other process takes the history between them. Raises `HistoryLocked`, OSError."""
-        if self._lock is None:
+        reopens, so no other process takes the history between them. Raises `HistoryLocked` and
+        `LockFileRefused`; returns the OSError where the lock file cannot be made (a folder segcast may not
+        write, a read-only file system), for the open to raise only where SQLite opens and reads the file all
+        the same: SQLite's own error comes first, which `failure_reason` explains with whose the folder is."""
+        if self._lock is not None:
+            return None
+        try:
             self._lock = take_lock(path)
+        except LockFileRefused:
+            raise
+        except OSError as exc:
+            return exc
+        return None
 
     def _write(self, batch: list[OutEvent]) -> None:
         """Store ``batch`` a group at a time (`Retention.group_bytes`), each followed by size retention
