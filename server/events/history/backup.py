@@ -1,5 +1,6 @@
 """``segcast history backup``: a consistent copy of a live event history, for a backup to keep; and the
-``segcast history`` command line, whose ``restore`` puts one back (`server.events.history.restore`).
+``segcast history`` command line, whose ``restore`` puts one back (`server.events.history.restore`) and whose
+``export`` writes its events out as CSV or JSON lines (`server.events.history.export`), reading as a backup does.
 
 The history is in WAL mode: its newest events are in the ``-wal`` file beside it until a checkpoint
 moves them into the file, which goes on while segcast writes. A copy of the file alone (``cp``, a
@@ -45,7 +46,7 @@ SIDECARS = ("-wal", "-journal")
 
 
 class BackupError(Exception):
-    """Why a backup or a restore was not made: one line, naming the file and what to do."""
+    """Why a backup, a restore or an export was not made: one line, naming the file and what to do."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,12 +59,15 @@ class BackupResult:
 
 
 def add_arguments(commands: argparse._SubParsersAction) -> None:
-    """Add ``history backup`` and ``history restore`` to the ``segcast`` command line."""
+    """Add ``history backup``, ``history restore`` and ``history export`` to the ``segcast`` command line."""
+    from server.events.history import export  # here, not above: it builds on this module
+
     history = commands.add_parser(
         "history",
-        help="back up the event history (safe while segcast runs), or restore it",
+        help="back up the event history (safe while segcast runs), restore it, or export its events as CSV",
         description="Work with the event history of [events.history]: backup copies it consistently, while "
-        "segcast runs; restore puts a backup back, with segcast stopped.",
+        "segcast runs; restore puts a backup back, with segcast stopped; export writes its events as CSV or "
+        "JSON lines, while segcast runs.",
     )
     actions = history.add_subparsers(dest="history_command", required=True)
     backup = actions.add_parser(
@@ -75,7 +79,7 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:
         "docs/backups.md has what else to back up and how to restore.",
     )
     backup.add_argument("out", type=Path, metavar="OUT", help="the file to write the copy to")
-    _add_history_options(backup)
+    add_history_options(backup)
     backup.add_argument("--force", action="store_true", help="replace OUT if it exists")
     restore = actions.add_parser(
         "restore",
@@ -87,12 +91,13 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:
         "docs/backups.md has the steps around it.",
     )
     restore.add_argument("backup", type=Path, metavar="BACKUP", help="the backup to restore")
-    _add_history_options(restore)
+    add_history_options(restore)
     restore.add_argument("--force", action="store_true", help="replace the history there (its events are lost)")
+    export.add_arguments(actions)
     actions.metavar = "{" + ",".join(actions.choices) + "}"  # named in the "required" error, not history_command
 
 
-def _add_history_options(command: argparse.ArgumentParser) -> None:
+def add_history_options(command: argparse.ArgumentParser) -> None:
     """Which history ``command`` works on: the config file's, or a file named."""
     source = command.add_mutually_exclusive_group(required=True)
     source.add_argument(
@@ -107,14 +112,15 @@ def _add_history_options(command: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``history backup`` or ``history restore``: one line on stdout, or one on stderr and exit status 2."""
+    """Run ``history backup``, ``restore`` or ``export``: one line on stdout (export's on stderr, as its OUT may be
+    stdout), or one on stderr and exit status 2."""
     try:
         history = history_path(args.config) if args.config is not None else args.history
-        said = _restore(args, history) if args.history_command == "restore" else _backup(args, history)
+        said = _COMMANDS[args.history_command](args, history)
     except BackupError as exc:
         print(f"segcast: {exc}", file=sys.stderr)
         return EXIT_STARTUP_ERROR
-    print(f"segcast: {said}")
+    print(f"segcast: {said}", file=sys.stderr if args.history_command == "export" else sys.stdout)
     return 0
 
 
@@ -129,6 +135,16 @@ def _restore(args: argparse.Namespace, history: Path) -> str:
     from server.events.history import restore  # here, not above: it builds on this module's backup_history
 
     return restore.restore_history(args.backup, history, force=args.force).said()
+
+
+def _export(args: argparse.Namespace, history: Path) -> str:
+    from server.events.history import export  # here, not above: it builds on this module
+
+    return export.run(args, history)
+
+
+#: What each ``segcast history`` command runs, given its arguments and the history's path; it says what it did.
+_COMMANDS = {"backup": _backup, "restore": _restore, "export": _export}
 
 
 def history_path(config: Path) -> Path:
@@ -167,14 +183,14 @@ def backup_history(
     _check_paths(source, out, force)
     temporary = out.with_name(f".{out.name}.{os.getpid()}.partial")
     try:
-        with closing(_open_source(source, lock_timeout_s)) as src:
-            _begin_reading(src, source, lock_timeout_s)
+        with closing(open_read_only(source, lock_timeout_s)) as src:
+            begin_reading(src, source, lock_timeout_s)
             _new_private_file(temporary)
             with closing(sqlite3.connect(temporary, isolation_level=None)) as copy:
                 try:
                     src.backup(copy)
                 except sqlite3.Error as exc:
-                    why = _reason(exc, source, lock_timeout_s)
+                    why = why_unreadable(exc, source, lock_timeout_s)
                     raise BackupError(f"cannot copy {source} to {out}: {why}") from None
                 events, newest_id = _check_copy(copy, source)
         if out.exists() and not force:  # made meanwhile
@@ -190,20 +206,8 @@ def backup_history(
 
 
 def _check_paths(source: Path, out: Path, force: bool) -> None:
-    if not source.exists():
-        raise BackupError(f"{source}: no such file (segcast makes the history when it starts with [events.history])")
-    if source.is_dir():
-        raise BackupError(f"{source} is a folder: name the history's file ({DEFAULT_HISTORY_FILE} unless set)")
-    if not is_sqlite_file(source):
-        raise BackupError(f"{source} is not a segcast event history: it is not a SQLite file")
-    if out.is_dir():
-        raise BackupError(f"{out} is a folder: name the file to write, e.g. {out / source.name}")
-    if not out.parent.is_dir():
-        raise BackupError(f"{out}: its folder {out.parent} does not exist")
-    if out.exists() and os.path.samefile(source, out):
-        raise BackupError(f"{out} is the history itself: give another OUT")
-    if out.exists() and not force:
-        raise BackupError(f"{out} is there already: give --force to replace it, or another OUT")
+    check_source(source)
+    check_out(source, out, force)
     for suffix in SIDECARS:
         if (beside := out.with_name(out.name + suffix)).exists():
             raise BackupError(
@@ -212,16 +216,42 @@ def _check_paths(source: Path, out: Path, force: bool) -> None:
             )
 
 
-def _open_source(source: Path, lock_timeout_s: float) -> sqlite3.Connection:
+def check_source(source: Path) -> None:
+    """Refuse (`BackupError`) a ``source`` that is no file, or no SQLite file: a history to read is one."""
+    if not source.exists():
+        raise BackupError(f"{source}: no such file (segcast makes the history when it starts with [events.history])")
+    if source.is_dir():
+        raise BackupError(f"{source} is a folder: name the history's file ({DEFAULT_HISTORY_FILE} unless set)")
+    if not is_sqlite_file(source):
+        raise BackupError(f"{source} is not a segcast event history: it is not a SQLite file")
+
+
+def check_out(source: Path, out: Path, force: bool) -> None:
+    """Refuse (`BackupError`) an ``out`` that cannot be written, is the history ``source`` itself, or is there
+    already without ``force``: asked before writing (an export asks again before it moves its finished file there)."""
+    if out.is_dir():
+        raise BackupError(f"{out} is a folder: name the file to write, e.g. {out / source.name}")
+    if not out.parent.is_dir():
+        raise BackupError(f"{out}: its folder {out.parent} does not exist")
+    if out.exists() and os.path.samefile(source, out):
+        raise BackupError(f"{out} is the history itself: give another OUT")
+    if out.exists() and not force:
+        raise BackupError(f"{out} is there already: give --force to replace it, or another OUT")
+
+
+def open_read_only(source: Path, lock_timeout_s: float) -> sqlite3.Connection:
+    """A read-only connection to ``source``, outside any transaction, waiting at most ``lock_timeout_s`` for a lock:
+    the writer's lock (`server.events.history.lock`) is never taken, so segcast goes on writing."""
     try:
         uri = f"{source.absolute().as_uri()}?mode=ro"
         return sqlite3.connect(uri, uri=True, timeout=lock_timeout_s, isolation_level=None)
     except sqlite3.Error as exc:
-        raise BackupError(f"cannot read {source}: {_reason(exc, source, lock_timeout_s)}") from None
+        raise BackupError(f"cannot read {source}: {why_unreadable(exc, source, lock_timeout_s)}") from None
 
 
-def _begin_reading(src: sqlite3.Connection, source: Path, lock_timeout_s: float) -> None:
-    """Begin the read transaction the copy is made in, and check the file is a history.
+def begin_reading(src: sqlite3.Connection, source: Path, lock_timeout_s: float) -> None:
+    """Begin the read transaction the copy (or the export) is made in, and check the file is a history: what
+    is read in it until the connection closes is the history as it was at this moment.
 
     Its first read takes the lock, waiting at most the connection's timeout: the backup API itself
     would retry a busy source for ever.
@@ -231,7 +261,7 @@ def _begin_reading(src: sqlite3.Connection, source: Path, lock_timeout_s: float)
         (application_id,) = src.execute("PRAGMA application_id").fetchone()
         tables = [name for (name,) in src.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
     except sqlite3.Error as exc:
-        raise BackupError(f"cannot read {source}: {_reason(exc, source, lock_timeout_s)}") from None
+        raise BackupError(f"cannot read {source}: {why_unreadable(exc, source, lock_timeout_s)}") from None
     if application_id not in (SEGCAST_APPLICATION_ID, 0):
         raise BackupError(
             f"{source} is not a segcast event history: it is another program's SQLite file "
@@ -251,13 +281,15 @@ def _check_copy(copy: sqlite3.Connection, source: Path) -> tuple[int, int | None
         found = "; ".join(problems[:3])
     except sqlite3.DatabaseError as exc:
         found = str(exc)
-    raise BackupError(
-        f"the copy of {source} is damaged ({found}), so the file is: nothing written; stop segcast and recover "
-        f"it (sqlite3 {source.name} .recover | sqlite3 recovered.db)"
-    )
+    raise BackupError(f"the copy of {source} is damaged ({found}), so the file is: nothing written; {recovery(source)}")
 
 
-def _reason(exc: sqlite3.Error, source: Path, lock_timeout_s: float) -> str:
+def recovery(source: Path) -> str:
+    """What to do about a damaged history at ``source``: what SQLite can still read of it is recovered by hand."""
+    return f"stop segcast and recover it (sqlite3 {source.name} .recover | sqlite3 recovered.db)"
+
+
+def why_unreadable(exc: sqlite3.Error, source: Path, lock_timeout_s: float) -> str:
     """SQLite's reason, with why where it does not say: a lock held past the timeout, or files beside the
     history this user may not read (SQLite makes ``-wal`` and ``-shm`` with segcast's group, not the file's)."""
     if getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY:
