@@ -105,10 +105,13 @@ class Track:
 class TrackEvent:
     """A track started (first reported) or ended (the tracker gave up on it) on one stream.
 
-    ``time`` is the capture time (Unix seconds) of the frame on which it happened. An end event is
-    raised on the first processed frame after the tracker dropped the track, so it comes up to the
-    tracker's lost-track buffer after the object was last seen; ``box`` is where it was last seen and
-    ``age_s`` how long it was tracked (media seconds from first to last sighting).
+    ``time`` is the capture time (Unix seconds) of the frame on which it happened, ``media_time`` that
+    frame's time in its video: a file processed faster or slower than it plays (``#rate=max``, a busy
+    machine) has its events placed by it, as its zone and line events are. An end event is raised on
+    the first processed frame after the tracker dropped the track, so it comes up to the tracker's
+    lost-track buffer after the object was last seen; ``box`` is where it was last seen, ``age_s`` how
+    long it was tracked (media seconds from first to last sighting), and ``first_media_time`` (an end
+    event's only: a start's is its ``media_time``) the media time it was first reported at.
     """
 
     kind: TrackEventKind
@@ -120,9 +123,11 @@ class TrackEvent:
     first_seen: float
     age_s: float
     box: tuple[float, float, float, float]
+    media_time: float = 0.0
+    first_media_time: float | None = None
 
     def to_json(self) -> dict[str, object]:
-        return {
+        message: dict[str, object] = {
             "type": "track",
             "v": PROTOCOL_VERSION,
             "event": self.kind.value,
@@ -131,10 +136,14 @@ class TrackEvent:
             "class_id": self.class_id,
             "class": self.class_name,
             "time": round(self.time, 4),
+            "media_time": round(self.media_time, 4),
             "first_seen": round(self.first_seen, 3),
             "age": round(self.age_s, 2),
             "box": [round(v, 1) for v in self.box],
         }
+        if self.first_media_time is not None:
+            message["first_media_time"] = round(self.first_media_time, 4)
+        return message
 
 
 @dataclass(frozen=True, slots=True)

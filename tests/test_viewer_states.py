@@ -103,21 +103,25 @@ async def test_a_failed_stream_says_why_on_its_tile_and_in_its_view(
 async def test_a_file_that_ended_says_how_to_play_it_again_and_that_way_plays_it(
     start_server: Start, browser: Any, tmp_path: Path, screenshots: Path
 ) -> None:
-    clip = write_y4m(Scene(seed=3), tmp_path / "clip.y4m", 15)
+    """The hint said only to loop it, which plays it over and over with its counts adding up: playing it
+    again once, its counts from zero, is a PATCH of its settings as they are. Three seconds of video: long
+    enough to be seen playing between its two ends."""
+    clip = write_y4m(Scene(seed=3), tmp_path / "clip.y4m", 45)
     client = await start_server(StreamConfig("clip", str(clip), loop=False))
     page, console = await open_page(browser, client, "/")
     tile = await wait_for_text(page, TILE_PANEL.format("clip"), "the video reached its end")
-    assert 'PATCH {"loop": true}' in tile and "loop = true" in tile, tile
+    assert 'PATCH {"loop": false}' in tile and '{"loop": true}' in tile and "loop = true" in tile, tile
     await page.screenshot(path=screenshots / "grid.png")
 
     await page.click('.card[data-stream="clip"]')
     view = await wait_for_text(page, VIEW_PANEL, "the video reached its end")
-    assert 'PATCH {"loop": true}' in view, view
+    assert 'PATCH {"loop": false}' in view and '{"loop": true}' in view, view
     await page.screenshot(path=screenshots / "stream.png")
-    # What the hint says does what it says: the video plays again, and the notice goes.
-    assert (await client.patch("/api/streams/clip", json={"loop": True})).status == 200
+    # What the hint says does what it says: the video plays again, once, and the notice goes until it ends.
+    assert (await client.patch("/api/streams/clip", json={"loop": False})).status == 200
     await page.locator(VIEW_PANEL).wait_for(state="hidden", timeout=WAIT_MS)
     await wait_for_new_frame(page, "#video")
+    await wait_for_text(page, VIEW_PANEL, "the video reached its end")
     assert console.errors == []
 
 

@@ -8,9 +8,12 @@ import { serverNow } from "./api.js";
 const COUNTDOWN_TICK_MS = 250;
 
 // Only a stream without loop ends (a looping one plays again), and its frozen last frame says nothing of
-// how to see it again: a PATCH of loop opens it again at once, the config key keeps it so (README, --loop).
-// For the operator, not a dashboard's visitor: the embed page hides it (style.css).
-const REPLAY_HINT = 'To play it again, loop it: PATCH {"loop": true}, or loop = true in the config file (--loop).';
+// how to see it again: a PATCH of its settings as they are opens it again once, its counts from zero; one
+// of loop plays it over and over, its counts adding up pass after pass, which the config key keeps so
+// (README, --loop). For the operator, not a dashboard's visitor: the embed page hides it (style.css).
+const REPLAY_HINT =
+  'To play it again, counts from zero: PATCH {"loop": false}. Over and over, counts adding up: ' +
+  'PATCH {"loop": true}, or loop = true in the config file (--loop).';
 
 const TITLES = {
   starting: "Starting…",

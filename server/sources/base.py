@@ -88,8 +88,9 @@ class Source(Protocol):
     #: decode as fast as the consumer takes frames, none dropped (files with ``#rate=max``); and
     #: ``resumes = True``: an attempt after a failed one goes on from the last frame yielded,
     #: yielding it again only if nothing follows (a network video, `NetworkSource`); and
-    #: ``ended_early``: why its media ended before its stated end, or None, read when it ends and
-    #: shown as the ended stream's reason (a file cut short, `FileSource`, `NetworkSource`); and ``bursty = True``: a
+    #: ``ended_early``: why its media ended before its stated end (or its start could not be decoded), or
+    #: None, read when it ends and shown as the ended stream's reason (a file cut short, `FileSource`,
+    #: `NetworkSource`); and ``bursty = True``: a
     #: live source that hands over its frames in bursts, paced by the reader at their timestamps' rate
     #: (live HLS, `NetworkSource`); a camera's frames are never held; and ``address``: the host and port
     #: its connections go to, or None, tried while the reader waits to reconnect (`NetworkSource`).

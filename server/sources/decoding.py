@@ -48,6 +48,8 @@ NO_TIMESTAMPS = cast(int, av.format.Flags.no_timestamps.value)
 DAMAGED_PICTURES_LOG_INTERVAL_S = 60.0
 #: A video whose frames end more than this before the end its header states was cut short.
 EARLY_END_TOLERANCE_S = 1.0
+#: A video whose first picture decoded comes more than this after the start its timestamps state lost its start.
+LATE_START_TOLERANCE_S = 1.0
 #: A live stream is given at least this many of the frame intervals it declares before it counts as stalled.
 STALL_FRAME_INTERVALS = 3.0
 
@@ -273,22 +275,91 @@ def decode_frames(
 
 def ended_early_at(stream: av.video.stream.VideoStream, played_to_s: float) -> str | None:
     """Where a video whose frames ran to ``played_to_s`` (its media time) ended before the end its header
-    states, by more than `EARLY_END_TOLERANCE_S`; None where it did not, or states none. A file's and a
-    video URL's alike (`file.FileSource`, `network.NetworkSource`).
+    states (`stated_span`), by more than `EARLY_END_TOLERANCE_S`; None where it did not, or states none. A
+    file's and a video URL's alike (`file.FileSource`, `network.NetworkSource`).
 
-    A recording whose index came first (a "faststart" MP4) and whose pictures were then cut off
-    plays up to the cut and ends, as if it were over: a third of it played without a word.
+    A recording whose index came first (a "faststart" MP4, a Matroska file) and whose pictures were then
+    cut off plays up to the cut and ends, as if it were over: a third of it played without a word.
     """
-    if not stream.duration or not stream.time_base:
+    span = stated_span(stream)
+    if span is None:
         return None
-    start_s = float((stream.start_time or 0) * stream.time_base)
-    stated_s, played_s = float(stream.duration * stream.time_base), played_to_s - start_s
+    start_s, stated_s = span
+    played_s = played_to_s - start_s
     if stated_s - played_s <= EARLY_END_TOLERANCE_S:
         return None
     return (
         f"the video ended early, at {_clock(played_s)} of the {_clock(stated_s)} its header states: the file is "
         "cut short (a recording cut off, or a copy that did not finish)"
     )
+
+
+def undecoded_start(stream: av.video.stream.VideoStream, first_decoded_s: float) -> str | None:
+    """How much of ``stream``'s start could not be decoded, where its first picture that could
+    (``first_decoded_s``, its media time) came more than `LATE_START_TOLERANCE_S` after the start its
+    timestamps state; None where it did not, or they state none.
+
+    A file whose first key frame is damaged decodes nothing up to the next, and its stream's times
+    count from the first picture that decodes: one whose first 83% was lost played the rest, and
+    ended with the counts of that part as if it were all of it.
+    """
+    if stream.start_time is None or not stream.time_base:
+        return None
+    lost_s = first_decoded_s - float(stream.start_time * stream.time_base)
+    if lost_s <= LATE_START_TOLERANCE_S:
+        return None
+    return (
+        f"its first {_clock(lost_s)} could not be decoded (the file is damaged there, or cut where no key frame "
+        "starts it), and its times count from the first picture that could"
+    )
+
+
+def stated_span(stream: av.video.stream.VideoStream) -> tuple[float, float] | None:
+    """Where ``stream``'s media starts and how long its container's header says it lasts, in seconds of its
+    timestamps; None where the header says nothing of its length.
+
+    Most containers state each stream's length. Matroska and WebM state none for a stream (PyAV's
+    ``duration`` is None), only where it ends (`_matroska_end_s`): a cut copy of one ended as if it were
+    over.
+    """
+    if not stream.time_base:
+        return None
+    start_s = float((stream.start_time or 0) * stream.time_base)
+    if stream.duration:
+        return start_s, float(stream.duration * stream.time_base)
+    end_s = _matroska_end_s(stream)
+    return None if end_s is None else (start_s, end_s - start_s)
+
+
+def _matroska_end_s(stream: av.video.stream.VideoStream) -> float | None:
+    """Where a Matroska or WebM file's header says ``stream`` ends, in seconds of its timestamps; None where it
+    says nothing of it, or the file is another kind.
+
+    The track's ``DURATION`` tag (FFmpeg's muxer writes one, where it can go back to the file's start) is
+    the end of its last frame.
+    Without it, the segment's duration is read, which FFmpeg's other demuxers give as a length from the
+    first frame but Matroska's as the end of the longest track: a file whose timestamps start at 10 s and
+    last 20 states 30. That is the video's only where the video is all the file holds: a sound track that
+    runs on would make a whole video look cut short.
+    """
+    container = cast(av.container.InputContainer, stream.container)  # a stream being decoded is read
+    if "matroska" not in container.format.name:
+        return None
+    if tag := stream.metadata.get("DURATION"):
+        return _tag_seconds(tag)
+    if len(container.streams) == 1 and container.duration:
+        return container.duration / av.time_base
+    return None
+
+
+def _tag_seconds(tag: str) -> float | None:
+    """A Matroska duration tag (``00:01:20.040000000``) in seconds; None where it is not one."""
+    hours, _, rest = tag.partition(":")
+    minutes, _, seconds = rest.partition(":")
+    try:
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except ValueError:
+        return None
 
 
 def _clock(seconds: float) -> str:

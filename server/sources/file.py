@@ -36,6 +36,7 @@ from server.sources.decoding import (
     open_limit,
     refuse_damaged_pictures,
     refused_as_too_large,
+    undecoded_start,
     video_stream,
 )
 from server.sources.network import SCHEMES
@@ -94,8 +95,8 @@ class FileSource:
         self._check_path = check_path
         #: The file's own rate once `open` has read its header; until then a first guess, as a camera's.
         self.fps = DEFAULT_FPS
-        #: Where its frames ended before the end its header states (a recording cut short): the reason
-        #: its ended stream shows (see `Source`).
+        #: What of the file its header states did not play (a start that could not be decoded, a recording
+        #: cut short), or None: the reason its ended stream shows (`Source`'s ``ended_early``).
         self.ended_early: str | None = None
 
     def _unplayable(self, reason: str, path: Path) -> SourceError:
@@ -165,6 +166,7 @@ class FileSource:
             in_order = InOrder()
             index = damaged = 0
             media_time = 0.0
+            first_decoded: float | None = None
             try:
                 for packet in container.demux(stream):
                     try:
@@ -181,6 +183,8 @@ class FileSource:
                         if stop.is_set():
                             return
                         media_time = frame.pts * time_base if frame.pts is not None and time_base else index / rate
+                        if first_decoded is None:
+                            first_decoded = media_time
                         yield from in_order.admit(Decoded(upright_image(frame), media_time))
                         index += 1
                 yield from in_order.rest()
@@ -194,10 +198,21 @@ class FileSource:
                 late = f" and {in_order.dropped} frames its decoder handed out late" if in_order.dropped else ""
                 name = self.path.name
                 log.warning("[%s] %s: skipped %d damaged packets%s", reading_stream.get(), name, damaged, late)
-            ended_early = ended_early_at(stream, media_time + 1 / rate) if index else None
-            if ended_early and ended_early != self.ended_early:  # once, not at every pass of a loop
-                log.warning("[%s] %s: %s", reading_stream.get(), self.path.name, ended_early)
-            self.ended_early = ended_early
+            self._tell_what_did_not_play(stream, first_decoded, media_time + 1 / rate)
+
+    def _tell_what_did_not_play(
+        self, stream: av.video.stream.VideoStream, first_decoded_s: float | None, played_to_s: float
+    ) -> None:
+        """Keep as `ended_early` what of the file did not play, its frames having run from ``first_decoded_s``
+        (None: there were none) to ``played_to_s`` (their media times), and log it once, not at every pass
+        of a loop."""
+        not_played = None
+        if first_decoded_s is not None:
+            missed = (undecoded_start(stream, first_decoded_s), ended_early_at(stream, played_to_s))
+            not_played = "; ".join(reason for reason in missed if reason) or None
+        if not_played and not_played != self.ended_early:
+            log.warning("[%s] %s: %s", reading_stream.get(), self.path.name, not_played)
+        self.ended_early = not_played
 
 
 class InOrder:

@@ -331,6 +331,8 @@ class StreamTracker:
             first_seen=history.first_seen,
             age_s=history.last_media_time - history.first_media_time,
             box=history.last_box,
+            media_time=frame.media_time,
+            first_media_time=history.first_media_time if kind is TrackEventKind.END else None,
         )
 
 
