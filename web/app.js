@@ -8,6 +8,9 @@
 // "Not now") is told from one out of reach, and the page offers the dialog again rather than
 // "reconnecting". The same question tells a live connection refused while the server answers (a
 // reverse proxy that drops the WebSocket or the Host header) from a server that is away.
+// The keyboard goes between the grid and one camera (README): on the grid 1 to 9 open that tile, and in
+// the stream view Escape goes back to the grid. The stream's picture goes full screen from a button made
+// here (index.html has none: a page in a frame not allowed full screen offers none) or a double-click.
 
 import { markInvalid, unmarkInvalid } from "./announce.js";
 import { ApiError, addStream, askForAcceptedToken, listStreams, removeStream, viewerSettings } from "./api.js";
@@ -49,7 +52,7 @@ const REMOVED = {
 };
 
 const $ = (id) => document.getElementById(id);
-const grid = new GridView($("grid"), $("grid-empty"));
+const grid = new GridView($("grid"), $("grid-empty"), { downChanged: showTitle });
 // The tiles' pictures follow their size on the screen; the stream view asks for its own.
 const thumbnails = new ThumbnailWidth($("grid"), (px) => {
   if (current === null) connection.subscribe(gridSubscription(px));
@@ -150,6 +153,7 @@ const connection = new Connection({
       view.zones.forget(message.stream);
       if (message.stream === current) view.setMissing();
     } else if (ANALYTICS_EVENTS.includes(message.type)) {
+      grid.eventHeard(message); // the grid marks its tile, kept while the stream view is open
       if (message.stream === current) view.eventHeard(message);
     } else if (message.type === "inference") {
       setInference(message);
@@ -198,8 +202,7 @@ function route() {
   $("grid-view").hidden = current !== null;
   $("stream-view").hidden = current === null;
   const shown = current === null ? "grid" : "stream";
-  // The tab, the window list and a screen reader's page title name the stream shown.
-  document.title = current === null ? "segcast" : `${current} · segcast`;
+  showTitle();
   // What had the focus (a stream's card, the Remove button) is hidden with its view: the focus goes to
   // the start of the view shown, so the keyboard and a screen reader carry on there, not at the page's top.
   if (shownView !== null && shown !== shownView) $(shown === "grid" ? "grid" : "stream-title").focus();
@@ -211,6 +214,13 @@ function route() {
     connection.subscribe(view.subscription());
   }
   refreshStats();
+}
+
+// The tab, the window list and a screen reader's page title name the stream shown, after how many streams
+// are down: a tab left in the background says so ("(2 down) segcast").
+function showTitle() {
+  const down = grid.downCount();
+  document.title = `${down ? `(${down} down) ` : ""}${current === null ? "" : `${current} · `}segcast`;
 }
 
 async function refreshStats() {
@@ -390,6 +400,58 @@ function showGridNote(text) {
   $("grid-note").hidden = false;
 }
 
+// A key of the page's own: not one typed into a field or a dialog, nor one with a modifier (the browser's).
+function pageKey(event) {
+  const own = !event.defaultPrevented && !event.altKey && !event.ctrlKey && !event.metaKey;
+  return own && !event.target.closest?.("input, textarea, select, [contenteditable], dialog");
+}
+
+// Heard before the zone editor's keys (capture): by then an Escape that dropped a shape being drawn
+// (zone_keyboard.js) would leave the editor idle, and go on to leave the view too.
+window.addEventListener(
+  "keydown",
+  (event) => {
+    if (!pageKey(event)) return;
+    if (current === null && /^[1-9]$/.test(event.key)) openTile(Number(event.key));
+    else if (current !== null && event.key === "Escape" && !view.zones.busy() && !document.fullscreenElement) {
+      location.hash = "#/";
+    }
+  },
+  { capture: true },
+);
+
+// The grid's `n`th tile (from 1), in the order shown, opened; none where there are fewer.
+function openTile(n) {
+  const tile = $("grid").querySelectorAll(":scope > .card")[n - 1];
+  if (tile) location.hash = tile.hash;
+}
+
+// The stream's picture (its wrapper, with its notices) full screen, or back: from a button beside Pause,
+// or a double-click on it, but not one made while drawing or moving a zone (its clicks add points).
+function offerFullScreen() {
+  if (!document.fullscreenEnabled) return;
+  const wrap = $("video").closest(".canvas-wrap");
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "quiet";
+  button.textContent = "Full screen";
+  button.title = "The picture full screen (or double-click it); Escape leaves it";
+  $("pause").after(button);
+  const toggle = () => {
+    const asked = document.fullscreenElement ? document.exitFullscreen() : wrap.requestFullscreen();
+    asked.catch((error) => console.warn("segcast: full screen refused:", error.message));
+  };
+  button.addEventListener("click", toggle);
+  let pressesEditing = [false, false]; // whether the zone editor was busy at each of the last two presses
+  wrap.addEventListener("pointerdown", () => (pressesEditing = [pressesEditing[1], view.zones.busy()]), {
+    capture: true,
+  });
+  wrap.addEventListener("dblclick", () => {
+    if (!pressesEditing.some(Boolean)) toggle();
+  });
+}
+
+offerFullScreen();
 carryToken($("nav-camera"));
 window.addEventListener("hashchange", route);
 // Stats are for someone looking at them: a hidden tab (a dashboard left in the background) asks for

@@ -22,6 +22,13 @@
 // (behindAdvice) is the tile link's description, which a screen reader speaks with its name; the keyboard
 // on the tile shows it over its picture, a pointer in its caption's title, and a tap opens the stream view,
 // which shows it too.
+// A zone or line event of a stream marks its tile for EVENT_SHOWN_MS after the last one: an outline, and
+// the newest event's words and time over the foot of its picture ("person entered loading · 14:05:03"),
+// so a person watching the grid sees where something happened without opening each camera. Over the
+// picture rather than in the caption: a caption line that came and went would move every tile of its row.
+// Not said to a screen reader as each comes (a busy yard has dozens a minute): it is the tile's
+// description while it shows. A burst costs one text and one timer per tile, not an element per event.
+// A tile whose stream is down says "0 fps" as it goes down, not the rate last polled, of pictures that stopped.
 
 import { ThrottledAnnouncer, liveRegion } from "./announce.js";
 import { carryToken } from "./connection.js";
@@ -44,11 +51,14 @@ const STALE_MIN_S = 3;
 const STALE_TICK_MS = 1000; // the stale note counts the seconds
 // A tile's rate while the connection is down: the last figure received would read as live.
 const RATE_UNKNOWN = "—";
+// A down stream's rate, from its status message on: the last figure polled is of pictures that stopped.
+const RATE_DOWN = "0 fps";
 // Streams going down are summed up after DOWN_SUMMARY_GATHER_MS (several at once are one summary), at
 // most once every DOWN_SUMMARY_MIN_MS: a camera that flaps is not said at every flap.
 const DOWN_SUMMARY_GATHER_MS = 1000;
 const DOWN_SUMMARY_MIN_MS = 10000;
 const DOWN_STATES = new Set(["reconnecting", "failed", "ended"]);
+const EVENT_SHOWN_MS = 10000;
 let cardCount = 0; // the tiles made so far, for their parts' ids (a fleet page has a stream id per node)
 
 /**
@@ -168,11 +178,13 @@ export class ThumbnailWidth {
 export class GridView {
   // node: the name each tile shows beside its stream id (null: none). viewerRoot: the root of the node
   // whose viewer a tile opens, with the page's token (null: this page's own stream view, #/stream/<id>).
-  constructor(root, empty, { node = null, viewerRoot = null } = {}) {
+  // downChanged(): called when the number of streams down (downCount()) may have changed.
+  constructor(root, empty, { node = null, viewerRoot = null, downChanged = () => {} } = {}) {
     this.root = root;
     this.empty = empty;
     this.node = node;
     this.viewerRoot = viewerRoot;
+    this.downChanged = downChanged;
     this.offline = OFFLINE_NOTICE; // what every tile says while the connection is down
     this.cards = new Map();
     this.online = true;
@@ -228,8 +240,8 @@ export class GridView {
       // Pictures come unanalysed while inference is unavailable: "0 fps" under a moving picture reads as a dead camera.
       const idle = this.inference?.state === "unavailable" ? "not analysed" : "0 fps";
       const fps = stream.processed_fps > 0 ? `${stream.processed_fps.toFixed(1)} fps` : idle;
-      const rate = card.behind ? `behind: ${behindRate(stream)}` : fps;
-      card.rate = [rate, stream.viewers ? `${stream.viewers} watching` : ""].filter(Boolean).join(" · ");
+      card.rate = card.behind ? `behind: ${behindRate(stream)}` : fps;
+      card.watching = stream.viewers ? `${stream.viewers} watching` : "";
       this.showRate(card);
     }
     this.empty.hidden = true;
@@ -278,12 +290,19 @@ export class GridView {
     advice.className = "card-advice";
     advice.id = `card-advice-${number}`;
     advice.setAttribute("aria-hidden", "true");
-    frame.append(advice);
+    // Out of the link's name too: the newest event's words are its description while they show.
+    const event = document.createElement("span");
+    event.className = "card-event";
+    event.id = `card-event-${number}`;
+    event.setAttribute("aria-hidden", "true");
+    event.hidden = true;
+    frame.append(event, advice); // the advice, shown on the keyboard's focus, over it
     element.append(frame, caption);
     // drawnAt: performance.now() of its last picture drawn (null: none yet); fps: the stream's last
     // positive processed_fps (null: not known, and then the tile is never judged stale); rate: what its
-    // caption says of the stream's rate and viewers while the connection is up ("": nothing known yet);
-    // behind: what to do about its inference falling behind, as the server last said ("": it keeps up).
+    // caption says of the stream's rate while the connection is up and the stream not down ("": nothing
+    // known yet), watching: what it says of its viewers; behind: what to do about its inference falling behind, as the
+    // server last said ("": it keeps up); eventTimer: the timeout that clears its event mark (null: none).
     const panel = new StatusPanel(frame, { live: false });
     panel.says.id = `card-notice-${number}`;
     panel.countdown.setAttribute("aria-hidden", "true"); // read as part of the tile, it would be at every tick
@@ -293,31 +312,39 @@ export class GridView {
       badge,
       info,
       advice,
+      event,
       panel,
       status: null,
       decoder: new JpegDecoder(),
       drawnAt: null,
       fps: null,
       rate: "",
+      watching: "",
       behind: "",
+      eventTimer: null,
       down: null, // whether its stream was down as last heard while online (null: not heard yet)
     };
   }
 
-  // The caption's rate: the last one listed, but no figure while the connection is down; and what to do
-  // about a stream behind, as the link's description and the caption's title.
+  // The caption's rate: the last one listed, but no figure while the connection or the stream is down; and
+  // what to do about a stream behind, as the link's description and the caption's title.
   showRate(card) {
-    const behind = this.online && card.behind !== "";
-    card.info.textContent = this.online || !card.rate ? card.rate : RATE_UNKNOWN;
+    const down = DOWN_STATES.has(card.status?.state);
+    const behind = this.online && !down && card.behind !== "";
+    const rate = down ? RATE_DOWN : card.rate;
+    card.info.textContent = this.online
+      ? [rate, card.watching].filter(Boolean).join(" · ")
+      : card.rate && RATE_UNKNOWN;
     card.info.classList.toggle("behind", behind);
     card.info.title = behind ? card.behind : "";
     card.advice.textContent = behind ? card.behind : "";
     this.describe(card);
   }
 
-  // The link's description: its notice, while one shows, and what to do about a stream behind.
+  // The link's description: its notice, while one shows, what to do about a stream behind, and its newest event.
   describe(card) {
     const ids = [card.panel.notice !== null ? card.panel.says.id : "", card.advice.textContent ? card.advice.id : ""];
+    if (!card.event.hidden) ids.push(card.event.id);
     const by = ids.filter(Boolean).join(" ");
     if (by) card.element.setAttribute("aria-describedby", by);
     else card.element.removeAttribute("aria-describedby");
@@ -330,6 +357,34 @@ export class GridView {
     const same = card.status?.state === state && card.status?.error === error;
     card.status = { state, error, next_attempt_at: same ? card.status.next_attempt_at : null };
     this.render(card);
+    this.showRate(card);
+  }
+
+  /** A zone or line event (a WebSocket message of ANALYTICS_EVENTS, events.js) of a stream on the grid:
+   * its tile is marked with it until EVENT_SHOWN_MS after the last. */
+  eventHeard(event) {
+    const card = this.cards.get(event.stream);
+    if (!card) return;
+    card.event.textContent = tileEventWords(event);
+    card.event.hidden = false;
+    card.element.classList.add("has-event");
+    this.describe(card);
+    clearTimeout(card.eventTimer);
+    card.eventTimer = setTimeout(() => this.clearEvent(card), EVENT_SHOWN_MS);
+  }
+
+  clearEvent(card) {
+    clearTimeout(card.eventTimer);
+    card.eventTimer = null;
+    card.event.hidden = true;
+    card.event.textContent = "";
+    card.element.classList.remove("has-event");
+    this.describe(card);
+  }
+
+  /** How many streams are down (reconnecting, failed, ended) as last heard while the connection was up. */
+  downCount() {
+    return [...this.cards.values()].filter((card) => card.down).length;
   }
 
   // `offline`: the notice over every tile while the connection is down (a page of several nodes names the node).
@@ -357,7 +412,10 @@ export class GridView {
     const id = card.element.dataset.stream;
     if (down && card.down === false) this.wentDown.add(id);
     if (!down) this.wentDown.delete(id);
-    card.down = down;
+    if (card.down !== down) {
+      card.down = down;
+      this.downChanged();
+    }
     if (this.wentDown.size > 0) this.downSummary.note();
   }
 
@@ -402,8 +460,10 @@ export class GridView {
     const focused = card.element.contains(document.activeElement);
     if (focused) this.passFocus(card.element);
     card.panel.show(null);
+    clearTimeout(card.eventTimer);
     card.element.remove();
     this.cards.delete(id);
+    if (card.down) this.downChanged();
     this.empty.hidden = this.cards.size > 0;
     if (focused) this.announce(`“${id}”${this.node === null ? "" : ` on ${this.node}`} was removed.`);
   }
@@ -455,6 +515,20 @@ export function behindRate(stream) {
   const wanted = wantedRate(stream);
   const of = wanted.capped ? `${wanted.fps} fps (capped)` : `${Math.round(wanted.fps)} fps`;
   return `${stream.processed_fps.toFixed(1)} of ${of}`;
+}
+
+// A tile's short words for a zone or line event, and its time of day: the stream view's list (events.js)
+// says more ("#3 person entered loading"), which a tile's width would cut.
+function tileEventWords(event) {
+  const where = {
+    zone_enter: `entered ${event.zone}`,
+    zone_exit: `left ${event.zone}`,
+    loiter: `loitering in ${event.zone}`,
+    line_cross: `crossed ${event.line} (${event.direction})`,
+  }[event.type];
+  const at = new Date(event.time * 1000);
+  const words = `${event.class} ${where}`;
+  return Number.isNaN(at.getTime()) ? words : `${words} · ${at.toLocaleTimeString()}`;
 }
 
 // The note over a live tile whose last picture is older than a few of its frame intervals, or null.
