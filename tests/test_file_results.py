@@ -15,6 +15,7 @@ import pytest
 from server.frames import Frame
 from server.options import StreamOptions
 from server.sources import StreamState, open_source
+from server.sources.decoding import _tag_seconds
 from server.sources.file import FileSource
 from server.tracking.stream import StreamTracker
 from tests.support.detections import NAMES
@@ -156,3 +157,16 @@ def test_track_events_carry_the_video_time_of_their_frame_and_an_end_its_tracks_
     assert "first_media_time" not in start, "a start's is its own media_time"
     assert (end["event"], end["media_time"], end["first_media_time"]) == ("end", ended_at, started_at)
     assert end["first_media_time"] + end["age"] == pytest.approx(100 + last_seen / CLIP_FPS), "where it was last seen"
+
+
+@pytest.mark.parametrize("tag", ["00:00:inf", "00:00:nan", "00:00:1e400", "\u0660\u0661:00:00.0", "00:00: 5", "N/A"])
+def test_a_duration_tag_that_is_no_length_is_not_read_as_one(tag: str) -> None:
+    """A Matroska duration tag is the muxer's text: ``float`` reads inf and nan (whose seconds cannot be
+    said, which ended a whole file in a traceback and had it replayed as a lost connection) and digits of
+    other scripts; none is a length."""
+    assert _tag_seconds(tag) is None
+
+
+def test_a_duration_tag_is_read_in_seconds() -> None:
+    assert _tag_seconds("00:01:20.040000000") == pytest.approx(80.04)
+    assert _tag_seconds("01:00:00") == 3600

@@ -39,7 +39,7 @@ KEEP_DAYS = 36500.0
 HOLD_S = 30.0
 HEADER = (
     "id,event_id,time_utc,time_unix,stream,type,event,track_id,class_id,class,zone,line,direction,"
-    "media_time_s,dwell_s,age_s,first_seen_unix,box_x1,box_y1,box_x2,box_y2,v,data"
+    "media_time_s,first_media_time_s,dwell_s,age_s,first_seen_unix,box_x1,box_y1,box_x2,box_y2,v,data"
 )
 
 
@@ -211,6 +211,8 @@ async def test_a_time_without_an_offset_is_utc_and_a_date_is_its_midnight(
         (["--since", "yesterday"], "expected Unix seconds or an ISO 8601 time"),
         (["--until", "nan"], "expected Unix seconds or an ISO 8601 time"),
         (["--type", "zone"], "invalid choice: 'zone'"),
+        (["--since", "20260101"], "write 2026-01-01 for the date"),  # ISO 8601's basic date, or seconds in 1970
+        (["--since", "0", "--until=-1e300"], "expected Unix seconds or an ISO 8601 time"),  # before year 1
     ],
 )
 async def test_a_time_or_type_that_selects_nothing_by_mistake_is_refused(
@@ -408,6 +410,39 @@ def test_a_history_that_cannot_be_exported_is_a_one_line_error_and_writes_nothin
     assert said in exited.one_error_line
     assert exited.out == ""
     assert files_in(tmp_path) == (["events.db"] if callable(make) else [])
+
+
+async def test_an_out_whose_name_is_near_the_file_systems_limit_is_written(
+    outputs: EventOutputs, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The file written before it is moved into place had OUT's name and more: past 255 bytes, the export
+    ended in a traceback where OUT itself was a name the file system takes."""
+    path = await store_a_day(outputs)
+    out = tmp_path / f"{'a' * 250}.csv"
+
+    exited = export(capfd, str(out), "--history", str(path))
+
+    assert exited.code == 0, exited.err
+    assert len(csv_rows(out.read_text())) == stored_count(path)
+
+
+def test_stdout_that_fails_ends_the_export_in_one_line(tmp_path: Path) -> None:
+    """``segcast history export - > FILE`` on a full disk: one line, exit status 2, not a traceback."""
+    source = tmp_path / "events.db"
+    with closing(sqlite3.connect(source)) as db:
+        db.executescript(
+            "CREATE TABLE events (id INTEGER PRIMARY KEY, time REAL, stream TEXT, type TEXT, data TEXT);"
+            f"INSERT INTO events VALUES (1, {T0}, 'door', 'track', json_object('type', 'track', 'id', 1));"
+        )
+        db.commit()
+    command = [sys.executable, "-m", "server", "history", "export", "-", "--history", str(source)]
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, cwd=REPO, timeout=60, check=False)
+
+    assert done.returncode == EXIT_STARTUP_ERROR
+    assert done.stderr.decode().splitlines() == [
+        "segcast: cannot write stdout: No space left on device; the rest of the events are not written"
+    ]
 
 
 def test_the_command_writes_to_a_pipe_without_importing_pytorch_and_stops_in_one_line_when_it_closes(

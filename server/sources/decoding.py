@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -38,6 +39,9 @@ from server.sources.base import (
 from server.sources.uri import mask_text, mask_uri
 
 log = logging.getLogger(__name__)
+
+#: A duration tag's hours, minutes and seconds: ASCII digits, the seconds with a fraction or not.
+_CLOCK_PARTS = re.compile(r"[0-9]+:[0-9]+:[0-9]+(?:\.[0-9]*)?")
 
 #: Demuxers whose timestamps are invented (MJPEG over HTTP counts frames at a nominal 25 fps): their
 #: frames get the arrival time instead, which is the true time between them.
@@ -353,13 +357,13 @@ def _matroska_end_s(stream: av.video.stream.VideoStream) -> float | None:
 
 
 def _tag_seconds(tag: str) -> float | None:
-    """A Matroska duration tag (``00:01:20.040000000``) in seconds; None where it is not one."""
+    """A Matroska duration tag (``00:01:20.040000000``) in seconds; None where it is not one: a tag is the
+    muxer's text, and ``float`` also reads ``inf``, ``nan`` and digits of other scripts, which no length is."""
     hours, _, rest = tag.partition(":")
     minutes, _, seconds = rest.partition(":")
-    try:
-        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
-    except ValueError:
+    if not _CLOCK_PARTS.fullmatch(f"{hours}:{minutes}:{seconds}"):
         return None
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
 def _clock(seconds: float) -> str:

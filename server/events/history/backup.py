@@ -26,7 +26,7 @@ import os
 import sqlite3
 import sys
 import tomllib
-from contextlib import closing
+from contextlib import closing, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -181,7 +181,8 @@ def backup_history(
     Raises `BackupError`; ``out`` is then as it was.
     """
     _check_paths(source, out, force)
-    temporary = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    # A short name of its own: OUT's name with more to it could pass the file system's limit where OUT's does not.
+    temporary = out.with_name(f".segcast-backup.{os.getpid()}.partial")
     try:
         with closing(open_read_only(source, lock_timeout_s)) as src:
             begin_reading(src, source, lock_timeout_s)
@@ -201,7 +202,8 @@ def backup_history(
         raise BackupError(f"cannot write {out}: {exc.strerror or exc}") from None
     finally:
         for leftover in (temporary, *(temporary.with_name(temporary.name + s) for s in ("-wal", "-shm", "-journal"))):
-            leftover.unlink(missing_ok=True)
+            with suppress(OSError):  # a folder that took no file has none to remove, whatever it answers
+                leftover.unlink(missing_ok=True)
     return BackupResult(source, out, events, newest_id)
 
 

@@ -28,11 +28,12 @@ import enum
 import json
 import math
 import os
+import re
 import sqlite3
 import sys
 import time
 from collections.abc import Callable, Generator, Iterator
-from contextlib import closing
+from contextlib import closing, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,6 +62,10 @@ EVENT_TYPES = ("track", *(kind.value for kind in AnalyticsEventKind))
 #: A ``--since`` or ``--until`` further ahead of now than this is not Unix seconds but milliseconds
 #: (JavaScript's ``Date.now()``, Grafana's ``${__from}``), which would select nothing.
 FUTURE_LIMIT_S = 100 * 365.25 * 86400
+#: The earliest ``--since`` or ``--until`` taken: the first second of year 1, the first an ISO 8601 time can say.
+EARLIEST_S = datetime(1, 1, 1, tzinfo=UTC).timestamp()
+#: An ISO 8601 date without dashes (``20260101``), which is also a number of seconds: refused, as either.
+COMPACT_DATE = re.compile(r"(19|20|21)[0-9]{2}(0[1-9]|1[0-2])(0[1-9]|[12][0-9]|3[01])")
 #: SQLite's result codes for a file whose pages are not what they should be: recovered, not retried.
 DAMAGED_FILE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 
@@ -81,6 +86,7 @@ COLUMNS = (
     "line",
     "direction",
     "media_time_s",
+    "first_media_time_s",
     "dwell_s",
     "age_s",
     "first_seen_unix",
@@ -102,6 +108,7 @@ FIELD_COLUMNS = {
     "line": "line",
     "direction": "direction",
     "media_time": "media_time_s",
+    "first_media_time": "first_media_time_s",
     "dwell": "dwell_s",
     "age": "age_s",
     "first_seen": "first_seen_unix",
@@ -215,8 +222,13 @@ def event_time(text: str) -> float:
         except ValueError:
             raise argparse.ArgumentTypeError(expected) from None
         seconds = (when if when.tzinfo is not None else when.replace(tzinfo=UTC)).timestamp()
-    if not math.isfinite(seconds):
+    if not math.isfinite(seconds) or seconds < EARLIEST_S:
         raise argparse.ArgumentTypeError(expected)
+    if COMPACT_DATE.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text} reads as a date written without dashes and as Unix seconds (in 1970): write {text[:4]}-"
+            f"{text[4:6]}-{text[6:]} for the date"
+        )
     if seconds > time.time() + FUTURE_LIMIT_S:
         raise argparse.ArgumentTypeError(f"{text} is centuries from now: milliseconds? divide by 1000")
     return seconds
@@ -299,7 +311,8 @@ Write = Callable[[TextIO, Iterator[Row]], int]
 
 def _to_file(write: Write, rows: Iterator[Row], out: Path, force: bool, source: Path) -> int:
     """``write`` the rows to a private file beside ``out``, moved there once whole; how many it wrote."""
-    temporary = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    # A short name of its own: OUT's name with more to it could pass the file system's limit where OUT's does not.
+    temporary = out.with_name(f".segcast-export.{os.getpid()}.partial")
     try:
         with open(_new_private_file(temporary), "w", encoding="utf-8", newline="") as file:
             events = write(file, rows)
@@ -311,7 +324,8 @@ def _to_file(write: Write, rows: Iterator[Row], out: Path, force: bool, source: 
     except OSError as exc:
         raise BackupError(f"cannot write {out}: {exc.strerror or exc}") from None
     finally:
-        temporary.unlink(missing_ok=True)
+        with suppress(OSError):  # a folder that took no file has none to remove, whatever it answers
+            temporary.unlink(missing_ok=True)
     return events
 
 
@@ -327,17 +341,26 @@ def _new_private_file(path: Path) -> int:
     return descriptor
 
 
+#: What an export that stdout stopped taking says of the rest.
+UNWRITTEN = "the rest of the events are not written"
+
+
 def _to_stdout(write: Write, rows: Iterator[Row]) -> int:
-    """``write`` the rows to stdout; how many it wrote. A reader that stops early (``| head``) ends the export."""
+    """``write`` the rows to stdout; how many it wrote. A reader that stops early (``| head``) ends the export,
+    as does stdout failing (a full disk under ``> FILE``): one line says so, never a traceback."""
+    if sys.stdout is None:  # started with stdout closed (``>&-``)
+        raise BackupError("there is no stdout to write to (it was closed): give OUT, a file, instead of -")
     try:
         events = write(sys.stdout, rows)
         sys.stdout.flush()
-    except BrokenPipeError:
+    except OSError as exc:
         # Python flushes stdout again as it exits, which would fail the same way, with a traceback.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
-        raise BackupError("stdout was closed (its reader stopped): the rest of the events are not written") from None
+        if isinstance(exc, BrokenPipeError):
+            raise BackupError(f"stdout was closed (its reader stopped): {UNWRITTEN}") from None
+        raise BackupError(f"cannot write stdout: {exc.strerror or exc}; {UNWRITTEN}") from None
     return events
 
 
