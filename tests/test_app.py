@@ -100,7 +100,7 @@ async def test_every_page_says_who_may_frame_it(start_server: Start) -> None:
     """publish.html (a page that shares a camera) was served from /static/ with no frame-ancestors:
     any site could frame it and steer clicks (clickjacking)."""
     client = await start_server(embed_origins=("https://dash.example.com",))
-    for path in ("/", "/embed/cam", "/static/publish.html", "/static/fleet.html"):
+    for path in ("/", "/embed/cam", "/static/publish.html", "/static/fleet.html", "/static/history.html"):
         response = await client.get(path)
         assert response.status == 200, path
         assert response.headers["Content-Security-Policy"] == "frame-ancestors 'self' https://dash.example.com", path

@@ -38,7 +38,7 @@ pytestmark = pytest.mark.timeout(120)
 
 REPO = Path(__file__).resolve().parent.parent
 #: The pages segcast serves, by the address each is served at.
-PAGES = ("/", "/embed/cam", "/static/publish.html", "/static/fleet.html")
+PAGES = ("/", "/embed/cam", "/static/publish.html", "/static/fleet.html", "/static/history.html")
 #: A page's scripts and stylesheets, as its HTML names them.
 ASSET_REFERENCE = re.compile(r'(?:src|href)="([^"]+\.(?:js|css))"')
 #: A file under a tag, and the tag.

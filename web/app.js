@@ -453,6 +453,7 @@ function offerFullScreen() {
 
 offerFullScreen();
 carryToken($("nav-camera"));
+carryToken($("nav-history"));
 window.addEventListener("hashchange", route);
 // Stats are for someone looking at them: a hidden tab (a dashboard left in the background) asks for
 // none, and asks at once when shown again rather than show figures as old as its time away.
