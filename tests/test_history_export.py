@@ -426,6 +426,25 @@ async def test_an_out_whose_name_is_near_the_file_systems_limit_is_written(
     assert len(csv_rows(out.read_text())) == stored_count(path)
 
 
+@pytest.mark.parametrize("beside", ["-wal", "-shm", ".lock"])
+async def test_an_out_that_is_a_file_the_history_keeps_beside_it_is_refused_even_with_force(
+    outputs: EventOutputs, capfd: pytest.CaptureFixture[str], beside: str
+) -> None:
+    """``--force`` to the history's own log while segcast writes would put a CSV in its place."""
+    path = await store_a_day(outputs)
+    out = path.with_name(path.name + beside)
+    before = out.read_bytes() if out.exists() else None
+
+    exited = export(capfd, str(out), "--history", str(path), "--force")
+
+    assert exited.code == EXIT_STARTUP_ERROR
+    assert (
+        exited.one_error_line
+        == f"segcast: {out} is a file the history keeps beside it (its log or lock): give another OUT"
+    )
+    assert (out.read_bytes() if out.exists() else None) == before
+
+
 def test_stdout_that_fails_ends_the_export_in_one_line(tmp_path: Path) -> None:
     """``segcast history export - > FILE`` on a full disk: one line, exit status 2, not a traceback."""
     source = tmp_path / "events.db"

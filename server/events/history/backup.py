@@ -32,6 +32,7 @@ from pathlib import Path
 
 from server.events.config import DEFAULT_HISTORY_FILE, events_settings
 from server.events.history.format import EVENTS_TABLE, SEGCAST_APPLICATION_ID, is_sqlite_file
+from server.events.history.lock import lock_path
 
 EXIT_STARTUP_ERROR = 2
 #: How long the backup waits for a lock on the history before it gives up, saying so. A WAL reader
@@ -237,8 +238,17 @@ def check_out(source: Path, out: Path, force: bool) -> None:
         raise BackupError(f"{out}: its folder {out.parent} does not exist")
     if out.exists() and os.path.samefile(source, out):
         raise BackupError(f"{out} is the history itself: give another OUT")
+    if out.resolve() in _files_beside(source):
+        raise BackupError(f"{out} is a file the history keeps beside it (its log or lock): give another OUT")
     if out.exists() and not force:
         raise BackupError(f"{out} is there already: give --force to replace it, or another OUT")
+
+
+def _files_beside(source: Path) -> set[Path]:
+    """The files SQLite and segcast keep beside the history ``source`` while they use it: replaced by a copy,
+    the live history would be damaged (a log) or another segcast let in (the lock)."""
+    history = source.resolve()
+    return {history.with_name(history.name + suffix) for suffix in (*SIDECARS, "-shm")} | {lock_path(source)}
 
 
 def open_read_only(source: Path, lock_timeout_s: float) -> sqlite3.Connection:
