@@ -4,6 +4,7 @@
 
 import { eventOutputs, listEvents } from "./api.js";
 import { reconcile } from "./dom.js";
+import { describeEvent } from "./event_words.js";
 
 export const ANALYTICS_EVENTS = ["zone_enter", "zone_exit", "line_cross", "loiter"];
 // A page of the list: the newest shown at first, and as many more at each "Show older events".
@@ -40,21 +41,6 @@ function hasHistory() {
 // WebSocket message, `time` as rounded there included). Its wall-clock `time` tells apart an event that
 // repeats one from before a server restart, where track ids and `media_time` start from 0 again.
 const identity = (e) => [e.type, e.stream, e.id, e.zone, e.line, e.direction, e.media_time, e.time].join("|");
-
-function describe(event) {
-  const who = `#${event.id} ${event.class}`;
-  const seconds = (s) => `${Number(s).toFixed(1)} s`;
-  switch (event.type) {
-    case "zone_enter":
-      return `${who} entered ${event.zone}`;
-    case "zone_exit":
-      return `${who} left ${event.zone} after ${seconds(event.dwell)}`;
-    case "loiter":
-      return `${who} has been in ${event.zone} for ${seconds(event.dwell)}`;
-    default:
-      return `${who} crossed ${event.line} (${event.direction})`;
-  }
-}
 
 export class EventList {
   // `said`: a live region (role=status) where a page more of older events is said, where the page has one.
@@ -308,6 +294,6 @@ function eventItem(event) {
   // otherwise read as one of today.
   const today = at.toDateString() === new Date().toDateString();
   time.textContent = today ? at.toLocaleTimeString() : at.toLocaleString();
-  item.append(time, " ", describe(event));
+  item.append(time, " ", describeEvent(event));
   return item;
 }

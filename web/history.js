@@ -9,6 +9,7 @@
 
 import { ApiError, listEvents, listStreams, serverNow } from "./api.js";
 import { APP_ROOT, carryToken, urlToken, withToken } from "./connection.js";
+import { describeEvent } from "./event_words.js";
 
 // Events added at each "Show more", and shown at first.
 const PAGE = 50;
@@ -153,26 +154,6 @@ async function readIfEmpty(source) {
   source.next = page.next ? filtersOfLink(page.next) : null;
 }
 
-/** What happened, in the words of the stream view's list (events.js), with a track's start and end. */
-function describe(event) {
-  const who = `#${event.id} ${event.class}`;
-  const seconds = (s) => `${Number(s).toFixed(1)} s`;
-  switch (event.type) {
-    case "zone_enter":
-      return `${who} entered ${event.zone}`;
-    case "zone_exit":
-      return `${who} left ${event.zone} after ${seconds(event.dwell)}`;
-    case "loiter":
-      return `${who} has been in ${event.zone} for ${seconds(event.dwell)}`;
-    case "line_cross":
-      return `${who} crossed ${event.line} (${event.direction})`;
-    case "track":
-      return event.event === "end" ? `${who}: track ended after ${seconds(event.age)}` : `${who}: track started`;
-    default:
-      return `${who}: ${event.type}`;
-  }
-}
-
 /** The local time of ``event``, with its date where that is not today's. */
 function timeCell(event) {
   const cell = document.createElement("td");
@@ -221,7 +202,7 @@ function eventRow(stored) {
   const { event } = stored;
   const row = document.createElement("tr");
   row.dataset.eventId = String(stored.id);
-  const what = describe(event);
+  const what = describeEvent(event);
   const whatCell = document.createElement("td");
   whatCell.className = "history-what";
   whatCell.textContent = what;
