@@ -192,6 +192,38 @@ async def test_the_stream_type_and_time_filters_select_the_events_exported(
     ]
 
 
+async def test_the_zone_and_line_filters_select_their_events(
+    outputs: EventOutputs, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """As the API and the history page filter by zone or line, so does the export."""
+    path = await store_a_day(outputs)
+
+    porch = export(capfd, "-", "--history", str(path), "--zone", "porch")
+    gate = export(capfd, "-", "--history", str(path), "--line", "gate")
+
+    assert [row["type"] for row in csv_rows(porch.out)] == ["zone_enter", "loiter", "zone_exit"]
+    assert [(row["type"], row["line"]) for row in csv_rows(gate.out)] == [("line_cross", "gate")]
+
+
+async def test_the_same_day_as_since_and_until_is_refused_naming_the_next_day(
+    outputs: EventOutputs, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """``--since 2026-01-01 --until 2026-01-01``, the obvious way to ask for a day, selected nothing and said
+    "wrote 0 events": a date alone is its first moment."""
+    path = await store_a_day(outputs)
+
+    exited = export(capfd, "-", "--history", str(path), "--since", "2026-01-01", "--until", "2026-01-01")
+
+    assert exited.code == EXIT_STARTUP_ERROR
+    assert exited.one_error_line.endswith("for all of 2026-01-01 give --until 2026-01-02")
+
+
+def test_times_are_rounded_to_the_millisecond_as_time_unix_reads() -> None:
+    from server.events.history.export import iso_utc
+
+    assert iso_utc(1796655050.2599) == "2026-12-07T14:50:50.260Z"
+
+
 async def test_a_time_without_an_offset_is_utc_and_a_date_is_its_midnight(
     outputs: EventOutputs, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:

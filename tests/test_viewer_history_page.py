@@ -218,6 +218,31 @@ async def test_an_empty_period_says_so(start_server: Start, browser: Any, tmp_pa
     assert console.errors == []
 
 
+@pytest.mark.parametrize(
+    ("address", "said"),
+    [
+        # a name typed wrong over everything kept: no period to widen, the name to check
+        ("?name=Porch&period=all", 'No events of a zone or line named "Porch" (its name exactly, case included)'),
+        (
+            "?name=porh&period=1h",
+            'No events of a zone or line named "porh" (its name exactly, case included) in this period',
+        ),
+        ("?type=track&name=porch&period=all", "No events: track events name no zone or line; clear Zone or line"),
+    ],
+)
+async def test_an_empty_list_names_the_filter_that_may_be_why(
+    start_server: Start, browser: Any, tmp_path: Path, address: str, said: str
+) -> None:
+    client = await start_cameras(start_server, history_on(tmp_path))
+    await store(client, [zone_enter("cam", 1, time.time() - 60, zone="porch")])
+
+    page, console = await open_history(browser, client, address)
+
+    assert (await page.text_content("#history-status") or "").startswith(said)
+    assert await page.locator("#history-table tbody tr").count() == 0
+    assert console.errors == []
+
+
 async def test_show_more_pages_on_to_the_oldest_event_and_keeps_the_keyboard_in_the_list(
     start_server: Start, browser: Any, tmp_path: Path
 ) -> None:

@@ -92,7 +92,7 @@ async def test_a_tile_shows_its_newest_event_with_its_time_and_the_mark_clears_b
 
     shown = await page.evaluate(TILE_EVENT, CARD.format("cam"))
     clock = await page.evaluate("(time) => new Date(time * 1000).toLocaleTimeString()", now)
-    assert shown == {"marked": True, "text": f"person entered porch · {clock}", "parts": 1}, shown
+    assert shown == {"marked": True, "text": f"{clock} · person entered porch", "parts": 1}, shown
     await page.clock.run_for(EVENT_SHOWN_MS - 1)
     assert (await page.evaluate(TILE_EVENT, CARD.format("cam")))["marked"], "still marked within its time"
     await page.clock.run_for(1)

@@ -517,8 +517,9 @@ export function behindRate(stream) {
   return `${stream.processed_fps.toFixed(1)} of ${of}`;
 }
 
-// A tile's short words for a zone or line event, and its time of day: the stream view's list (events.js)
-// says more ("#3 person entered loading"), which a tile's width would cut.
+// A tile's short words for a zone or line event, after its time of day: the stream view's list (events.js)
+// says more ("#3 person entered loading"), which a tile's width would cut; a narrow tile cuts the words'
+// end, never the time.
 function tileEventWords(event) {
   const where = {
     zone_enter: `entered ${event.zone}`,
@@ -528,7 +529,7 @@ function tileEventWords(event) {
   }[event.type];
   const at = new Date(event.time * 1000);
   const words = `${event.class} ${where}`;
-  return Number.isNaN(at.getTime()) ? words : `${words} · ${at.toLocaleTimeString()}`;
+  return Number.isNaN(at.getTime()) ? words : `${at.toLocaleTimeString()} · ${words}`;
 }
 
 // The note over a live tile whose last picture is older than a few of its frame intervals, or null.

@@ -21,7 +21,6 @@ const TYPES = ["zone_enter", "zone_exit", "loiter", "line_cross", "track"];
 const ZONE_TYPES = ["zone_enter", "zone_exit", "loiter"];
 const THUMBNAIL_WIDTH = 96;
 const THUMBNAIL_HEIGHT = 72;
-const EMPTY = "No events in this period";
 const HISTORY_OFF =
   "The event history is off on this server, so no events are kept. To keep them, add an [events.history] " +
   'table with a path (path = "segcast-events.db") to its config file and restart it (README, "Events out").';
@@ -113,6 +112,17 @@ function queriesOf(filters, now) {
     { ...query, zone: filters.name },
     { ...query, line: filters.name },
   ];
+}
+
+/** What an empty list says: of the filters set, those that may be why, so that a name typed wrong is not
+ * taken for too short a period ("All kept" is as long as it goes). */
+function emptySaying(filters) {
+  if (filters.type === "track" && filters.name) {
+    return "No events: track events name no zone or line; clear Zone or line, or choose another type";
+  }
+  const named = filters.name ? ` of a zone or line named "${filters.name}" (its name exactly, case included)` : "";
+  const within = PERIODS[filters.period] === null ? "" : " in this period";
+  return `No events${named}${within}`;
 }
 
 /** The filters of the page a `next` link leads to: only its query is taken, as the link's path is the
@@ -214,6 +224,7 @@ function eventRow(stored) {
 class HistoryList {
   constructor() {
     this.events = null; // the NewestFirst of the filters shown; another replaces it when they change
+    this.empty = ""; // what the status says where the filters shown find no event
     this.loading = false; // a "Show more" is being answered: another press is ignored meanwhile
     more.addEventListener("click", () => this.showMore());
   }
@@ -222,6 +233,7 @@ class HistoryList {
   async show(filters) {
     const events = new NewestFirst(queriesOf(filters, serverNow()));
     this.events = events;
+    this.empty = emptySaying(filters);
     rows.replaceChildren();
     more.hidden = true;
     problem.textContent = "";
@@ -263,7 +275,7 @@ class HistoryList {
     more.hidden = failure !== null ? rows.rows.length === 0 : !events.more;
     table.hidden = failure instanceof ApiError && failure.status === 404;
     const count = rows.rows.length;
-    status.textContent = count > 0 ? `${count} ${count === 1 ? "event" : "events"} shown` : failure ? "" : EMPTY;
+    status.textContent = count > 0 ? `${count} ${count === 1 ? "event" : "events"} shown` : failure ? "" : this.empty;
     problem.textContent = failure === null ? "" : explain(failure);
   }
 }

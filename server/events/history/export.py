@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Generator, Iterator
 from contextlib import closing, suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -127,13 +127,16 @@ class ExportFormat(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Selection:
-    """Which events to export: those of any of ``streams`` and any of ``types`` (empty: all), with a time
-    (Unix seconds) from ``since`` to ``until``, both included (None: unbounded)."""
+    """Which events to export: those of any of ``streams``, any of ``types``, any of ``zones`` and any of
+    ``lines`` (empty: all), with a time (Unix seconds) from ``since`` to ``until``, both included (None:
+    unbounded)."""
 
     streams: tuple[str, ...] = ()
     types: tuple[str, ...] = ()
     since: float | None = None
     until: float | None = None
+    zones: tuple[str, ...] = ()
+    lines: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +178,12 @@ def add_arguments(actions: argparse._SubParsersAction) -> None:
         help=f"only events of this type ({', '.join(EVENT_TYPES)}); repeat for more",
     )
     export.add_argument(
+        "--zone", action="append", default=[], metavar="NAME", help="only events of this zone; repeat for more"
+    )
+    export.add_argument(
+        "--line", action="append", default=[], metavar="NAME", help="only crossings of this line; repeat for more"
+    )
+    export.add_argument(
         "--since",
         type=event_time,
         default=None,
@@ -206,7 +215,15 @@ def run(args: argparse.Namespace, history: Path) -> str:
             f"--since ({iso_utc(args.since)}) is later than --until ({iso_utc(args.until)}): no time is in between; "
             "give --since before --until"
         )
-    selection = Selection(tuple(args.stream), tuple(args.type), args.since, args.until)
+    if args.since is not None and args.since == args.until:
+        day = datetime.fromtimestamp(args.since, UTC).date()
+        raise BackupError(
+            f"--since and --until are the same moment ({iso_utc(args.since)}): a date alone is its first moment; "
+            f"for all of {day.isoformat()} give --until {(day + timedelta(days=1)).isoformat()}"
+        )
+    selection = Selection(
+        tuple(args.stream), tuple(args.type), args.since, args.until, tuple(args.zone), tuple(args.line)
+    )
     out = None if args.out == STDOUT else args.out
     return export_history(history, out, selection, ExportFormat(args.format), force=args.force).said()
 
@@ -294,7 +311,12 @@ def select_events(selection: Selection) -> tuple[str, list[object]]:
     """The SQL that reads ``selection``'s events, oldest first, and its arguments."""
     clauses: list[str] = []
     args: list[object] = []
-    for column, values in (("stream", selection.streams), ("type", selection.types)):
+    for column, values in (
+        ("stream", selection.streams),
+        ("type", selection.types),
+        ("zone", selection.zones),
+        ("line", selection.lines),
+    ):
         if values:
             clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
             args.extend(values)
@@ -416,7 +438,8 @@ def csv_cells(row: Row) -> dict[str, object]:
 
 def iso_utc(seconds: float) -> str:
     """Unix ``seconds`` in ISO 8601, UTC, to the millisecond: ``2026-01-01T08:00:00.250Z``."""
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    rounded = round(seconds, 3)  # isoformat cuts to the millisecond: 0.2599 s would read as .259, its time_unix .26
+    return datetime.fromtimestamp(rounded, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _cell(value: object) -> object:
