@@ -22,8 +22,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from server.analytics.events import AnalyticsEventKind
-from server.events.history.query import MAX_PAGE, EventQuery
+from server.events.history.query import EVENT_TYPES, MAX_PAGE, EventQuery
 from server.events.history.writer import HistorySink
 from server.events.outputs import EventOutputs
 from server.events.sink import SinkState
@@ -43,10 +42,6 @@ TEXT_FILTERS = {
     "line": "line",
     "event_id": "event_id",  # the key a webhook's or MQTT's "gave up on" line names an event by
 }
-#: Every ``type`` an event has (docs/protocol.md): another is a typo, which would match nothing. A stream,
-#: class, zone or line the server does not know now is no typo: the history keeps removed streams' events,
-#: and other models' classes.
-EVENT_TYPES = ("track", *(kind.value for kind in AnalyticsEventKind))
 #: ``since`` or ``until`` further ahead of now than this is not Unix seconds: milliseconds (Grafana's
 #: ``${__from}``, JavaScript's ``Date.now()``) are a thousand times now, and would match nothing.
 FUTURE_LIMIT_S = 100 * 365.25 * 86400

@@ -39,7 +39,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from server.analytics.events import AnalyticsEventKind
 from server.events.history.backup import (
     FILE_MODE,
     LOCK_TIMEOUT_S,
@@ -54,11 +53,10 @@ from server.events.history.backup import (
     why_unreadable,
 )
 from server.events.history.format import EVENTS_TABLE, HISTORY_FORMAT, SEGCAST_APPLICATION_ID
+from server.events.history.query import EVENT_TYPES
 
 #: OUT that means stdout.
 STDOUT = Path("-")
-#: Every ``type`` an event has (docs/protocol.md), as ``GET /api/events`` knows them: another is a typo.
-EVENT_TYPES = ("track", *(kind.value for kind in AnalyticsEventKind))
 #: A ``--since`` or ``--until`` further ahead of now than this is not Unix seconds but milliseconds
 #: (JavaScript's ``Date.now()``, Grafana's ``${__from}``), which would select nothing.
 FUTURE_LIMIT_S = 100 * 365.25 * 86400
