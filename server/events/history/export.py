@@ -144,11 +144,19 @@ class ExportResult:
     out: Path | None
     format: ExportFormat
     events: int
+    #: Of the streams asked for (``--stream``), those the history has no event of; with the streams it has.
+    unknown_streams: tuple[str, ...] = ()
+    known_streams: tuple[str, ...] = ()
 
     def said(self) -> str:
-        """The one line the command prints, on stderr: how many events went where."""
+        """The one line the command prints, on stderr: how many events went where, and which streams asked for
+        the history has none of (a typo exports nothing, as a quiet day does)."""
         events = f"{self.events} event{'' if self.events == 1 else 's'}"
-        return f"wrote {events} from {self.source} to {self.out or 'stdout'} ({self.format.value})"
+        said = f"wrote {events} from {self.source} to {self.out or 'stdout'} ({self.format.value})"
+        if self.unknown_streams:
+            known = ", ".join(self.known_streams) or "none"
+            said += f"; the history has no event of {', '.join(self.unknown_streams)} (it has events of {known})"
+        return said
 
 
 def add_arguments(actions: argparse._SubParsersAction) -> None:
@@ -273,7 +281,17 @@ def export_history(
         _check_format(db, source)
         with closing(_read(db, selection, source, lock_timeout_s)) as rows:  # closed while its cursor's db is open
             events = _to_stdout(write, rows) if out is None else _to_file(write, rows, out, force, source)
-    return ExportResult(source, out, kind, events)
+        known = _streams(db, source) if selection.streams else ()
+    unknown = tuple(stream for stream in selection.streams if stream not in known)
+    return ExportResult(source, out, kind, events, unknown, known)
+
+
+def _streams(db: sqlite3.Connection, source: Path) -> tuple[str, ...]:
+    """The streams the history has events of, in the export's read (an index's worth of reading)."""
+    try:
+        return tuple(stream for (stream,) in db.execute(f"SELECT DISTINCT stream FROM {EVENTS_TABLE} ORDER BY stream"))
+    except sqlite3.Error as exc:
+        raise BackupError(f"cannot read {source}: {exc}") from None
 
 
 def _check_format(db: sqlite3.Connection, source: Path) -> None:
