@@ -161,6 +161,29 @@ async def test_all_cameras_plays_every_nodes_streams_and_a_node_that_stops_is_un
     assert await page.inner_text("#stream-title") == STREAM
 
 
+async def test_a_fleet_tile_whose_camera_saw_someone_enter_a_zone_is_marked_with_the_event(
+    start_fleet: Callable[..., Awaitable[Fleet]], browser: Any
+) -> None:
+    """All cameras marks a tile whose camera had a zone or line event, as one node's grid does: its page
+    dropped every event."""
+    fleet = await start_fleet()
+    page, console = await open_url(browser, await all_cameras_link(fleet.entrance))
+    await wait_for_new_frame(page, f"{tile('node-2')} canvas")
+
+    whole = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]
+    zone = {"zones": [{"name": "yard", "points": whole, "units": "fraction"}]}
+    assert (await fleet.nodes["node-2"].patch(f"/api/streams/{STREAM}", json=zone)).status == 200
+
+    await page.wait_for_function(
+        "(card) => document.querySelector(card)?.classList.contains('has-event') &&"
+        " document.querySelector(card + ' .card-event').textContent.includes('entered yard')",
+        arg=tile("node-2"),
+        timeout=WAIT_MS,
+    )
+    assert not await page.eval_on_selector(tile("node-1"), "(card) => card.classList.contains('has-event')")
+    assert not console.errors
+
+
 async def test_all_cameras_shows_the_rate_each_node_measures_now_not_only_at_connecting(
     start_fleet: Callable[..., Awaitable[Fleet]], browser: Any
 ) -> None:

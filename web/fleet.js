@@ -24,6 +24,7 @@
 
 import { ApiError, listStreams } from "./api.js";
 import { APP_ROOT, Connection, REQUEST_TIMEOUT_MS, answerOf, carryToken, timeoutSignal } from "./connection.js";
+import { ANALYTICS_EVENTS } from "./events.js";
 import { GridView, ThumbnailWidth, gridSubscription } from "./grid.js";
 import { LIVE_REFUSED_NOTICE, LiveRefusals, notice } from "./status.js";
 
@@ -233,6 +234,7 @@ class FleetNode {
     else if (message.type === "added") this.view.upsert({ id: message.stream, state: "starting" });
     else if (message.type === "removed") this.view.remove(message.stream);
     else if (message.type === "inference") this.view.setInference(message);
+    else if (ANALYTICS_EVENTS.includes(message.type)) this.view.eventHeard(message); // marks its tile, as the grid's
     else if (message.type === "error") console.warn(`segcast ${this.name}:`, message.message);
   }
 
