@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -105,6 +106,34 @@ async def test_a_stream_the_restarted_server_no_longer_has_is_shown_as_missing(
     finally:
         await server.close()
     # While the server is away, the browser reports its failed reconnection attempts; nothing else.
+    assert [e for e in console.errors if "WebSocket" not in e and "ERR_CONNECTION_REFUSED" not in e] == []
+
+
+async def test_the_grid_names_a_camera_the_restarted_server_no_longer_has(
+    browser: Any, unused_tcp_port: int, screenshots: Path
+) -> None:
+    """A camera added through the API and not saved is gone once segcast restarts: its tile went without a
+    word, and a wall screen lost a camera nobody was told of."""
+    cam = StreamConfig("cam", "scene:?seed=3")
+    server = await _serve(unused_tcp_port, cam)
+    try:
+        page, console = await open_url(browser, str(server.make_url("/?transport=ws")))
+        async with aiohttp.ClientSession() as session:
+            added = await session.post(server.make_url("/api/streams"), json={"id": "yard", "uri": "scene:?seed=5"})
+            assert added.status == 201, await added.text()
+        await wait_for_new_frame(page, '.card[data-stream="yard"] canvas')
+        await server.close()
+        await page.wait_for_selector("#connection.state-failed", timeout=WAIT_MS)
+        server = await _serve(unused_tcp_port, cam)  # restarted from its settings: without "yard"
+        await page.wait_for_selector("#connection.state-live", timeout=WAIT_MS)
+
+        note = await wait_for_text(page, "#grid-note", "Gone while the connection was down")
+        assert "“yard”" in note and "“cam”" not in note, note
+        assert "Save to config file" in note, "it says how a camera outlives a restart"
+        await page.wait_for_selector('.card[data-stream="yard"]', state="detached", timeout=WAIT_MS)
+        await page.screenshot(path=screenshots / "gone-from-grid.png")
+    finally:
+        await server.close()
     assert [e for e in console.errors if "WebSocket" not in e and "ERR_CONNECTION_REFUSED" not in e] == []
 
 

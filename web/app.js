@@ -129,7 +129,10 @@ const connection = new Connection({
     fitAddForm(); // the answer at page load may have failed (a server starting), or a restart changed them
     // Back after an outage: a WebRTC peer of before may be dead without knowing it yet (a restarted
     // server), so the view starts over with a new one, on the WebSocket's frames meanwhile.
-    if (outage) view.reconnected(message.streams);
+    if (outage) {
+      view.reconnected(message.streams);
+      tellGone(message.streams);
+    }
     outage = false;
     route();
     view.events.reconnected(); // events of the time it was down, or before this socket subscribed
@@ -394,6 +397,20 @@ removeButton.addEventListener("click", async () => {
   showGridNote(REMOVED[saved ? "saved" : fileSaves ? "unsaved" : "noFile"](removed));
   if (stillShown()) location.hash = "#/";
 });
+
+// Streams the grid had that a hello after an outage no longer lists: removed meanwhile, or added without
+// "Save to config file" to a segcast that has restarted since. Said once, as their tiles go, so that a
+// camera does not vanish from a wall screen without a word.
+function tellGone(streams) {
+  const listed = new Set(streams.map((stream) => stream.id));
+  const gone = grid.streamIds().filter((id) => !listed.has(id));
+  if (gone.length === 0) return;
+  const named = gone.map((id) => `“${id}”`).join(", ");
+  showGridNote(
+    `Gone while the connection was down: ${named}. Removed meanwhile, or added without “Save to config ` +
+      "file” to a segcast that has restarted since: such a camera lasts only until segcast stops.",
+  );
+}
 
 function showGridNote(text) {
   $("grid-note").textContent = text;

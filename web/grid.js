@@ -205,6 +205,11 @@ export class GridView {
     document.addEventListener("visibilitychange", () => this.restartStaleClocks());
   }
 
+  /** The ids of the streams that have a tile. */
+  streamIds() {
+    return [...this.cards.keys()];
+  }
+
   setInference(inference) {
     this.inference = inference;
     for (const card of this.cards.values()) this.render(card);
