@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -53,6 +54,16 @@ class Frame:
     restarts: int = 0
     ended: bool = False
     capture_monotonic: float = field(default_factory=time.monotonic)
+
+
+def new_event_id() -> str:
+    """A fresh ``event_id`` for an event's JSON: a random UUID, unique without asking any output.
+
+    Here, among the values every stage shares, because two draw it: the encoder, once per event as it packs a
+    frame (`server.delivery.encode.make_packet`), and an output handed an event without one
+    (`server.events.sink.OutEvent`); delivery depends on no part of the event outputs.
+    """
+    return str(uuid.uuid4())
 
 
 class TrackEventKind(enum.Enum):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import queue
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -36,3 +38,15 @@ def test_a_frame_replaced_before_it_is_encoded_hands_its_track_events_to_the_fra
     assert packet.seq == 2
     assert packet.result.events == (start,), "the replaced frame's track event was lost with its picture"
     assert published.empty(), "the replaced frame was published as well"
+
+
+def test_the_encoder_draws_event_ids_without_importing_the_event_outputs() -> None:
+    """Delivery hands events to the outputs through the hub; it depends on no part of them (DESIGN.md: a
+    stage per package), so the id it gives each event comes from the values the stages share."""
+    imported = subprocess.run(
+        [sys.executable, "-c", "import sys, server.delivery.encode; print(*sorted(sys.modules))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert [name for name in imported if name.startswith("server.events")] == []

@@ -22,8 +22,7 @@ from types import MappingProxyType
 import cv2
 
 from server.delivery.annotate import annotated_picture
-from server.events.sink import new_event_id
-from server.frames import FrameResult
+from server.frames import FrameResult, new_event_id
 
 log = logging.getLogger(__name__)
 

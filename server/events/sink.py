@@ -14,7 +14,6 @@ import enum
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Coroutine, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any, Protocol
 
 from server.events.counts import Counts
 from server.events.snapshot import Picture
+from server.frames import new_event_id
 from server.log_throttle import ThrottledCount
 
 #: At most one "queue full" line per sink per this many seconds, one for events lost again and again
@@ -44,11 +44,6 @@ class SinkState(enum.Enum):
     STARTING = "starting"
     OK = "ok"  # the last delivery (or connection) worked
     FAILING = "failing"  # the last delivery failed, or the destination cannot be reached; see last_error
-
-
-def new_event_id() -> str:
-    """A fresh `OutEvent.event_id`: a random UUID, unique without asking any output."""
-    return str(uuid.uuid4())
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,7 +70,14 @@ from server.sources.decoding import (
 )
 from server.sources.http_answers import RedirectLoop, ask_again, playlist_target_duration, unknown_host
 from server.sources.http_get import Deadline, certificate_refusal, trusting
-from server.sources.uri import has_masked_secret, has_raw_userinfo, mask_uri, positive_float, split_options
+from server.sources.uri import (
+    certificate_options,
+    has_masked_secret,
+    has_raw_userinfo,
+    mask_uri,
+    positive_float,
+    split_options,
+)
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +119,7 @@ _OPTIONS = {
     "open_timeout": str(OPEN_TIMEOUT_S),
     "fps": str(DEFAULT_FPS),
     "format": "",
+    # Known here so that `split_options` takes them; read by `certificate_options`, as `unmask_uri` reads them.
     "tls_verify": "",  # not checked, unless ``ca_file`` is given
     "ca_file": "",
 }
@@ -188,7 +196,7 @@ class NetworkSource:
                     f"format={self._format!r} in {mask_uri(uri)!r}: this FFmpeg has no such demuxer "
                     "(`ffmpeg -demuxers` lists those it has)"
                 ) from None
-        self._checks_certificate, self._ca_file = _tls_options(options, uri, self.scheme)
+        self._checks_certificate, self._ca_file = _tls_options(uri, self.scheme)
         self._port = port or TLS_PORTS.get(self.scheme, 0)
         self._max_frame_side = max_frame_side
         self._host = parts.hostname
@@ -559,10 +567,14 @@ class NetworkSource:
         return None
 
 
-def _tls_options(options: dict[str, str], uri: str, scheme: str) -> tuple[bool, str | None]:
+def _tls_options(uri: str, scheme: str) -> tuple[bool, str | None]:
     """Whether the server's certificate is checked, and against which CA file (None: the system's CAs),
-    read from the options' text alone: the file is read at each connection (`NetworkSource._trust`)."""
-    verify, ca_file = options["tls_verify"], options["ca_file"] or None
+    read from the options' text alone: the file is read at each connection (`NetworkSource._trust`).
+
+    Read by `certificate_options`, as `unmask_uri` reads them: a secret given back to a URI as strictly
+    checked is sent over a connection checked so."""
+    given = certificate_options(uri)
+    verify, ca_file = given.tls_verify, given.ca_file or None
     if verify not in ("", "0", "1"):
         raise SourceError(
             f"option tls_verify={verify!r} in {mask_uri(uri)!r}: use 1 (check the camera's TLS certificate) or 0"
@@ -571,13 +583,12 @@ def _tls_options(options: dict[str, str], uri: str, scheme: str) -> tuple[bool, 
         raise SourceError(f"{mask_uri(uri)!r}: ca_file checks the certificate, tls_verify=0 says not to: give one")
     if ca_file is not None and not os.path.isabs(ca_file):
         raise SourceError(f"option ca_file={ca_file!r} in {mask_uri(uri)!r}: give the CA file's absolute path")
-    checked = verify == "1" or ca_file is not None
-    if checked and scheme not in TLS_PORTS:
+    if given.checked and scheme not in TLS_PORTS:
         raise SourceError(
             f"{mask_uri(uri)!r}: tls_verify and ca_file are for https, rtsps and rtmps URLs; {scheme}:// is not "
             "encrypted, there is no certificate to check"
         )
-    return checked, ca_file
+    return given.checked, ca_file
 
 
 def _is_finite(container: av.container.InputContainer) -> bool:

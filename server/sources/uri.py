@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote
 
 from server.sources.base import SourceError
@@ -108,17 +109,38 @@ def _checks_as_strictly(uri: str, original: str) -> bool:
     """Whether ``uri`` has the camera's certificate checked as ``original`` does (``tls_verify``, ``ca_file``):
     without it, whoever can change a stream but not read its password could have it sent, under the
     camera's own name, to any host that answers for that name (a spoofed DNS answer)."""
-    verify, ca_file = _certificate_options(original)
-    if verify != "1" and not ca_file:
-        return True
-    new_verify, new_ca_file = _certificate_options(uri)
-    return new_ca_file == ca_file and (new_verify == "1" or bool(new_ca_file))
+    before, after = certificate_options(original), certificate_options(uri)
+    return not before.checked or (after.checked and after.ca_file == before.ca_file)
 
 
-def _certificate_options(uri: str) -> tuple[str, str]:
-    """The ``tls_verify`` and ``ca_file`` options of ``uri``'s fragment, as given ("" where not)."""
-    options = dict(parse_qsl(uri.partition("#")[2], keep_blank_values=True))
-    return options.get("tls_verify", ""), options.get("ca_file", "")
+@dataclass(frozen=True, slots=True)
+class CertificateOptions:
+    """A source URI's options for checking its server's TLS certificate, as written ("" where not given)."""
+
+    tls_verify: str = ""
+    ca_file: str = ""
+
+    @property
+    def checked(self) -> bool:
+        """Whether the certificate is checked: ``tls_verify=1``, or a ``ca_file`` (which implies it)."""
+        return self.tls_verify == "1" or bool(self.ca_file)
+
+
+def certificate_options(uri: str) -> CertificateOptions:
+    """``uri``'s certificate options, read past any other option of its fragment.
+
+    The one reader of them: the network source checks a camera's certificate as it says
+    (`server.sources.network`), and `unmask_uri` gives a secret back only to a URI it says is checked as
+    strictly, so the two cannot disagree. `split_options` cannot serve the second: it refuses options a
+    source kind does not know, and a URI sent back may be any source's.
+    """
+    options = dict(_fragment_options(uri))
+    return CertificateOptions(options.get("tls_verify", ""), options.get("ca_file", ""))
+
+
+def _fragment_options(uri: str) -> list[tuple[str, str]]:
+    """The ``key=value`` pairs of ``uri``'s fragment, in their order: segcast's options for it."""
+    return parse_qsl(uri.partition("#")[2], keep_blank_values=True)
 
 
 def _fixed_part(uri: str, masks: list[tuple[int, int]]) -> str:
@@ -303,18 +325,15 @@ def split_options(uri: str, known: dict[str, str]) -> tuple[str, dict[str, str]]
     `SourceError` naming the known ones, so a typo is reported instead of silently ignored. The key is
     named only where the masked URI shows it: a "fragment" may be the end of a password (``p#ss@cam``).
     """
-    base, sep, fragment = uri.partition("#")
     options = dict(known)
-    if not sep or not fragment:
-        return base, options
-    for key, value in parse_qsl(fragment, keep_blank_values=True, strict_parsing=False):
+    for key, value in _fragment_options(uri):
         if key not in known:
             names = ", ".join(sorted(known)) or "none"
             masked = mask_uri(uri)
             shown = repr(key) if key in masked.partition("#")[2] else MASK
             raise SourceError(f"unknown option {shown} in {masked!r}; options for this source: {names}")
         options[key] = value
-    return base, options
+    return uri.partition("#")[0], options
 
 
 def positive_float(options: dict[str, str], key: str, uri: str, maximum: float) -> float:

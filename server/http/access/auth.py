@@ -43,6 +43,7 @@ from server.http.access.tokens import (
     AccessPolicy,
     Credential,
     Role,
+    SignedRefusal,
 )
 from server.http.errors import error
 from server.http.network.bodies import read_body
@@ -202,32 +203,17 @@ def _configured_token_in_address(policy: AccessPolicy, request: web.Request) -> 
 
 def _refusal_reason(policy: AccessPolicy, request: web.Request) -> str:
     """Which of `REFUSAL_REASONS` a request without a credential that holds is refused for: it presents,
-    as `AccessPolicy.credential_of` reads, a bearer if it has one, else its ``?token=``."""
+    as `AccessPolicy.credential_of` reads, a bearer if it has one, else its ``?token=``. A token is expired
+    where the token policy finds it this server's and refused for its expiry alone (`SignedRefusal.minted_here`),
+    the reading the 401's wording comes from (`AccessPolicy.signed_problem`); any other is wrong."""
     bearer = bearer_token(request)
     presented = request.query.get("token", "") if bearer is None else bearer
     if not presented:
         return "missing"
     if _configured_token_in_address(policy, request):
         return "in_address"
-    return "expired" if _minted_here(policy, presented) else "wrong"
-
-
-#: The most digits a signed token's expiry (Unix seconds) is read with: more is no token this server made.
-MAX_EXPIRY_DIGITS = 12
-
-
-def _minted_here(policy: AccessPolicy, token: str) -> bool:
-    """Whether ``token`` is a signed token this server minted (and has not revoked), whatever its expiry.
-
-    Asked as of a second before the expiry it states, when only a signature that is not this server's can
-    refuse it; a forged one is refused then as now, and learns nothing (the answer is only counted).
-    """
-    parts = token.split(".")  # s1.<role>.<expiry>.<signature>, as `AccessPolicy.sign_until` makes it
-    expiry = parts[2] if len(parts) == 4 else ""
-    # ASCII digits int() takes: "²" is a digit to isdigit(), and 5000 digits are past int()'s limit.
-    if not (expiry.isascii() and expiry.isdigit() and len(expiry) <= MAX_EXPIRY_DIGITS):
-        return False
-    return policy.signed_credential(token, now=int(expiry) - 1) is not None
+    checked = policy.check_signed(presented)
+    return "expired" if isinstance(checked, SignedRefusal) and checked.minted_here else "wrong"
 
 
 refusals_key = web.AppKey("auth_refusals", Refusals)

@@ -47,7 +47,7 @@ SIGNED_TOKEN_MAX_TTL_S = 366 * 24 * 3600
 SIGNED_ADMIN_TOKEN_MAX_TTL_S = 7 * 24 * 3600
 #: How far beyond its role's longest life a signed token's expiry may lie when it is checked: the
 #: clocks of two nodes sharing admin tokens (one mints, the other checks) disagree by a little. More,
-#: and the token was minted by a clock running fast (see `AccessPolicy.signed_credential`).
+#: and the token was minted by a clock running fast (see `AccessPolicy.check_signed`).
 SIGNED_TOKEN_CLOCK_SKEW_S = 300
 SIGNED_TOKEN_DEFAULT_TTL_S = 3600
 SIGNED_TOKEN_PREFIX = "s1"
@@ -66,6 +66,29 @@ class Role(enum.IntEnum):
 
     VIEWER = 1
     ADMIN = 2
+
+
+class SignedRefusal(enum.Enum):
+    """Why a presented token proves nothing as a signed token (`AccessPolicy.check_signed`)."""
+
+    #: Not shaped ``s1.<viewer|admin>.<digits>.<signature>``: no signed token at all (a configured one, a typo).
+    MALFORMED = "malformed"
+    #: This server's signature for none of the roots it holds: forged, minted by another server, or with a
+    #: configured token since taken out of the settings. The signature cannot tell which: no root is written in it.
+    BAD_SIGNATURE = "bad_signature"
+    #: Signed with the signing key itself, bound to no root, as segcast signed from 2026-12-03 to 12-05
+    #: (`AccessPolicy._signed_unbound`): a key this server no longer signs with.
+    UNBOUND = "unbound"
+    #: This server's, and its expiry has passed.
+    EXPIRED = "expired"
+    #: This server's, expiring later than its role's longest life (`max_ttl_s`, give or take
+    #: `SIGNED_TOKEN_CLOCK_SKEW_S`): minted while a clock ran fast.
+    EXPIRES_TOO_LATE = "expires_too_late"
+
+    @property
+    def minted_here(self) -> bool:
+        """Whether the token is this server's, refused for its expiry alone: a new one is the cure."""
+        return self in (SignedRefusal.EXPIRED, SignedRefusal.EXPIRES_TOO_LATE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,18 +231,27 @@ class AccessPolicy:
         return None if credential is None else credential.role
 
     def signed_credential(self, token: str, now: float | None = None) -> Credential | None:
-        """What a signed token proves, or None if it is forged, malformed, expired or from the future.
+        """What a signed token proves, or None if it is refused for any reason (`check_signed`)."""
+        checked = self.check_signed(token, now)
+        return None if isinstance(checked, SignedRefusal) else checked
 
-        From the future: it expires further ahead than its role's longest life (`max_ttl_s`, give or
-        take `SIGNED_TOKEN_CLOCK_SKEW_S`), which no correct clock mints. A clock running fast did: a
-        one-hour admin token minted while the clock was two years ahead would otherwise hold for two
-        years once the clock is set right.
+    def check_signed(self, token: str, now: float | None = None) -> Credential | SignedRefusal:
+        """What a signed token proves, or why it proves nothing: one reading for both the refusal's wording
+        and the reason it is counted under (`server.http.access.auth`).
+
+        Its signature is checked before its expiry is read, so a forged token learns nothing of it. A token
+        expiring further ahead than its role's longest life is refused (`SignedRefusal.EXPIRES_TOO_LATE`):
+        no correct clock mints one, and a one-hour admin token minted while the clock was two years ahead
+        would otherwise hold for two years once the clock is set right.
         """
-        credential = self._genuine(token)
-        if credential is None or credential.expires is None:
-            return None
-        now = time.time() if now is None else now
-        return credential if _expiry_problem(credential.role, credential.expires, now) is None else None
+        if not _has_signed_shape(token):
+            return SignedRefusal.MALFORMED
+        genuine = self._genuine(token)
+        if genuine is None:
+            return SignedRefusal.UNBOUND if self._signed_unbound(token) else SignedRefusal.BAD_SIGNATURE
+        role, expires, root = genuine
+        refusal = _expiry_refusal(role, expires, time.time() if now is None else now)
+        return Credential(role, expires, root) if refusal is None else refusal
 
     def credential_of(self, request: web.Request) -> Credential | None:
         """What a request proves, from its bearer header or its signed ``token`` parameter.
@@ -236,9 +268,8 @@ class AccessPolicy:
         return None
 
     def signed_problem(self, request: web.Request) -> str | None:
-        """Why the signed token ``request`` presents is refused, where minting a new one is the fix: it
-        is genuine and expired, or expires too far ahead (`signed_credential`); or it has a signed
-        token's shape but this server's signature for none of the roots it holds (`_genuine`).
+        """Why the signed token ``request`` presents is refused, where minting a new one is the fix: any
+        `SignedRefusal` of `check_signed` but `SignedRefusal.MALFORMED`, in words (`_refusal_text`).
 
         For the refusal to tell its holder to mint a new one rather than that it is no token at all.
         Only a token this server signed has its expiry read: a forged one learns nothing of it. One
@@ -247,27 +278,14 @@ class AccessPolicy:
         """
         bearer = bearer_token(request)
         token = request.query.get("token") if bearer is None else bearer
-        if token is None or not _has_signed_shape(token):
+        if token is None:
             return None
-        credential = self._genuine(token)
-        if credential is not None and credential.expires is not None:
-            return _expiry_problem(credential.role, credential.expires, time.time())
-        if credential is not None:
-            return None
-        if self._signed_unbound(token):
-            return (
-                "the signed token was minted by an earlier segcast (of 2026-12-03 to 2026-12-05), whose signed "
-                "tokens this one no longer takes: they were not bound to the token they were minted with, "
-                "so taking that token out of the settings could not revoke them"
-            )
-        return (
-            "the signed token is not valid for this server (minted by another server or an earlier segcast, "
-            "or with a token since taken out of its settings)"
-        )
+        checked = self.check_signed(token)
+        return _refusal_text(checked, token) if isinstance(checked, SignedRefusal) else None
 
-    def _genuine(self, token: str) -> Credential | None:
-        """What a signed token would prove if it had not expired, or None if this server did not sign
-        it or the configured token it was minted with is gone.
+    def _genuine(self, token: str) -> tuple[Role, int, bytes] | None:
+        """The role, expiry and root a signed token would prove if it had not expired, or None if this
+        server did not sign it or the configured token it was minted with is gone.
 
         Its signature is checked against every root still configured, each one, so the time taken
         does not tell which matched. A token signed by an older segcast (with the signing key itself,
@@ -287,7 +305,7 @@ class AccessPolicy:
         role = Role.__members__.get(role_name.upper())
         if found is None or role is None or not expires.isdigit():
             return None
-        return Credential(role, int(expires), found)
+        return role, int(expires), found
 
     def _signed_unbound(self, token: str) -> bool:
         """Whether ``token`` is signed as segcast signed from fe89fd6 (2026-12-03 08:57) until 7c7b0e3
@@ -334,17 +352,41 @@ def max_ttl_s(role: Role) -> int:
     return SIGNED_ADMIN_TOKEN_MAX_TTL_S if role is Role.ADMIN else SIGNED_TOKEN_MAX_TTL_S
 
 
-def _expiry_problem(role: Role, expires: int, now: float) -> str | None:
-    """Why a signed token of ``role`` expiring at ``expires`` is refused at ``now``, or None if it holds
-    (see `AccessPolicy.signed_credential`)."""
+def _expiry_refusal(role: Role, expires: int, now: float) -> SignedRefusal | None:
+    """Why a genuine signed token of ``role`` expiring at ``expires`` is refused at ``now``, or None if it
+    holds (see `AccessPolicy.check_signed`)."""
     if expires < now:
-        return f"the signed token expired at {_utc(expires)}"
+        return SignedRefusal.EXPIRED
     if expires - now > max_ttl_s(role) + SIGNED_TOKEN_CLOCK_SKEW_S:
-        return (
-            f"the signed token expires at {_utc(expires)}, later than {role.name.lower()} tokens may last "
-            f"({max_ttl_s(role) // 86400} days): it was minted while a clock was running fast"
-        )
+        return SignedRefusal.EXPIRES_TOO_LATE
     return None
+
+
+def _refusal_text(refusal: SignedRefusal, token: str) -> str | None:
+    """What a 401 tells the holder of ``token``, refused for ``refusal``; None for a token with no signed
+    token's shape, which is no signed token (the caller says what is). Only a token this server signed has
+    its expiry told: a forged one learns nothing of it."""
+    if refusal is SignedRefusal.MALFORMED:
+        return None
+    if refusal is SignedRefusal.UNBOUND:
+        return (
+            "the signed token was minted by an earlier segcast (of 2026-12-03 to 2026-12-05), whose signed "
+            "tokens this one no longer takes: they were not bound to the token they were minted with, "
+            "so taking that token out of the settings could not revoke them"
+        )
+    if not refusal.minted_here:
+        return (
+            "the signed token is not valid for this server (minted by another server or an earlier segcast, "
+            "or with a token since taken out of its settings)"
+        )
+    _, role_name, expiry, _ = token.split(".")  # s1.<role>.<expiry>.<signature>: `check_signed` read its shape
+    expires, role = int(expiry), Role[role_name.upper()]
+    if refusal is SignedRefusal.EXPIRED:
+        return f"the signed token expired at {_utc(expires)}"
+    return (
+        f"the signed token expires at {_utc(expires)}, later than {role.name.lower()} tokens may last "
+        f"({max_ttl_s(role) // 86400} days): it was minted while a clock was running fast"
+    )
 
 
 def _utc(unix_s: int) -> str:
