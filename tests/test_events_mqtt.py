@@ -103,11 +103,19 @@ async def test_events_are_published_per_stream_and_type(broker: Broker) -> None:
 async def test_counts_appear_as_home_assistant_sensors(broker: Broker) -> None:
     expected = {
         "segcast/status",
+        "segcast/server",
         "segcast/cam/counts",
         "homeassistant/sensor/segcast_cam/tracks/config",
         "homeassistant/sensor/segcast_cam/zones_door_objects/config",
         "homeassistant/sensor/segcast_cam/lines_gate_in/config",
         "homeassistant/sensor/segcast_cam/lines_gate_out/config",
+        # The zone's occupancy, and its and the line's device triggers: tests/test_events_mqtt_triggers.py.
+        "homeassistant/binary_sensor/segcast_cam/zones_door_occupancy/config",
+        *(
+            f"homeassistant/device_automation/segcast_cam/zones_door_{what}/config"
+            for what in ("enter", "exit", "loiter")
+        ),
+        *(f"homeassistant/device_automation/segcast_cam/lines_gate_{way}/config" for way in ("in", "out")),
     }
     counts = {
         "zones": {"door": {"objects": 2, "by_class": {"person": 2}}},
@@ -611,8 +619,13 @@ async def test_the_sensors_of_a_streams_last_zone_and_line_go_when_they_are_dele
         outputs.on_packet(with_events(2, [], tracks=2))  # the zone and the line deleted
         await published(2)
     configs = [(topic, payload) for topic, payload, _ in received if topic.startswith("homeassistant/")]
-    removed = sorted(topic.split("/")[-2] for topic, payload in configs if not payload)
-    assert removed == ["lines_gate_in", "lines_gate_out", "zones_door_objects"]
+    removed = sorted("/".join(topic.split("/")[1:4:2]) for topic, payload in configs if not payload)
+    assert removed == [
+        "binary_sensor/zones_door_occupancy",
+        *(f"device_automation/{name}" for name in ("lines_gate_in", "lines_gate_out")),
+        *(f"device_automation/zones_door_{what}" for what in ("enter", "exit", "loiter")),
+        *(f"sensor/{name}" for name in ("lines_gate_in", "lines_gate_out", "zones_door_objects")),
+    ]
 
 
 async def test_status_says_offline_after_a_stop_the_client_swallowed(
@@ -649,10 +662,11 @@ async def test_a_stop_the_client_swallowed_while_reading_back_sensor_configs_sti
     subscribe = aiomqtt.Client.subscribe
     reading_configs = asyncio.Event()
 
-    async def swallowing(client: aiomqtt.Client, topic: str, *args: Any, **kwargs: Any) -> Any:
+    async def swallowing(client: aiomqtt.Client, topic: str | list[tuple[str, int]], *args: Any, **kwargs: Any) -> Any:
         """Python 3.11's asyncio.wait_for, in aiomqtt, loses a cancellation that comes as the broker answers."""
         granted = await subscribe(client, topic, *args, **kwargs)
-        if topic == "homeassistant/sensor/segcast_cam/+/config":
+        filters = [name for name, _ in topic] if isinstance(topic, list) else [topic]  # segcast's is a list
+        if "homeassistant/sensor/segcast_cam/+/config" in filters:
             reading_configs.set()
             with suppress(asyncio.CancelledError):
                 await asyncio.Event().wait()
@@ -709,10 +723,12 @@ async def test_status_says_offline_at_shutdown_behind_a_full_window_of_unconfirm
 
 
 async def test_sensors_whose_clearing_was_lost_with_the_connection_are_cleared_after_it(broker: Broker) -> None:
-    def config(stream_id: str, name: str) -> str:
-        return f"homeassistant/sensor/segcast_{stream_id}/{name}/config"
+    def config(stream_id: str, name: str, component: str = "sensor") -> str:
+        return f"homeassistant/{component}/segcast_{stream_id}/{name}/config"
 
     kept = {config("cam", "tracks"), config("cam", "zones_door_objects")}
+    kept.add(config("cam", "zones_door_occupancy", "binary_sensor"))
+    kept |= {config("cam", f"zones_door_{what}", "device_automation") for what in ("enter", "exit", "loiter")}
     lost = {config("cam", "zones_bay_objects"), config("yard", "tracks")}
     async with (
         HoldingProxy(broker.port) as proxy,
@@ -1026,5 +1042,8 @@ async def test_a_broker_that_ends_the_connection_for_reading_back_is_not_asked_a
             await availability_is(broker.port, "cam", b"online")
             assert proxy.subscriptions_cut == 2 * READS_CUT_LIMIT, "then not again"
     refusals = sorted(r.getMessage() for r in caplog.records if "not asked again" in r.getMessage())
-    assert "ended the connection for it twice in a row to read homeassistant/sensor/segcast_cam/+/config" in refusals[0]
-    assert "ended the connection for it twice in a row to read segcast/+/availability" in refusals[1]
+    configs = ", ".join(
+        f"homeassistant/{c}/segcast_cam/+/config" for c in ("sensor", "binary_sensor", "device_automation")
+    )
+    assert f"ended the connection for it twice in a row to read {configs}" in refusals[0]
+    assert "twice in a row to read segcast/status, segcast/server, segcast/+/availability" in refusals[1]

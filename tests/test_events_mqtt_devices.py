@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from importlib import metadata
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from server.sources.base import StreamState
 from tests.support.event_packets import with_counts
 from tests.support.mosquitto import Broker
 from tests.support.polling import eventually
-from tests.test_events_mqtt import listening, running, state_is
+from tests.test_events_mqtt import availability_is, listening, retained_messages, running, state_is
 from tests.test_events_mqtt import on as payloads_on
 
 COUNTS = {"zones": {"door": {"objects": 2}}}
@@ -80,7 +81,8 @@ async def test_nodes_sharing_a_discovery_id_announce_one_device_each_pointing_at
             return len(payloads_on(received, TRACKS)) == len(payloads_on(received, DOOR)) == 2
 
         await eventually(both_announced, what="both nodes' configs of the camera's sensors")
-    assert {topic for topic, _, _ in received} == {TRACKS, DOOR}
+    sensors = {topic for topic, _, _ in received if topic.startswith("homeassistant/sensor/")}
+    assert sensors == {TRACKS, DOOR}  # the zone's occupancy and triggers: tests/test_events_mqtt_triggers.py
     assert box.discovery("cam", "tracks") == TRACKS and box.discovery("cam", "zones_door_objects") == DOOR
     for topic, name in ((TRACKS, "tracks"), (DOOR, "zones_door_objects")):
         by_node = {config["state_topic"]: config for config in payloads_on(received, topic)}
@@ -173,3 +175,41 @@ def test_a_streams_device_names_its_model_and_the_segcast_version_that_announced
     assert isinstance(device, dict)
     assert device["model"] == "video stream"
     assert device["sw_version"] == metadata.version("segcast")
+
+
+async def test_a_second_server_on_the_same_prefix_leaves_the_first_ones_streams_online_and_says_so(
+    broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two boxes with README's ``topic_prefix = "segcast"``: the second took the first's live cameras for a
+    crashed run's leftovers and said them offline, with no line in the log."""
+    caplog.set_level(logging.WARNING, logger="server.events.mqtt")
+    settings = MqttSettings("127.0.0.1", broker.port)
+    async with running(settings) as (first, first_sink):
+        await state_is(first_sink, SinkState.OK)
+        first.on_stream_state("door", StreamState.LIVE)
+        first.on_packet(with_counts(1, COUNTS, stream_id="door"))
+        await availability_is(broker.port, "door", b"online")
+        async with running(settings) as (second, second_sink):
+            second.on_stream_state("garage", StreamState.LIVE)
+            await state_is(second_sink, SinkState.OK)  # it said online: any correction went before
+            left = await retained_messages(broker.port, "segcast/door/availability")
+    assert left == {"segcast/door/availability": b"online"}
+    (warning,) = [r for r in caplog.records if "topic_prefix" in r.getMessage()]
+    assert warning.levelno == logging.WARNING
+    assert first_sink.client_id in warning.getMessage() and "'segcast'" in warning.getMessage()
+
+
+async def test_a_dead_servers_prefix_is_taken_over_and_its_streams_said_offline(broker: Broker) -> None:
+    """A server whose will said it offline (killed, or its power cut once the broker's keepalive ran out)
+    holds its prefix no more: its streams the broker still says online are said offline."""
+    async with running(MqttSettings("127.0.0.1", broker.port)) as (dead, dead_sink):
+        await state_is(dead_sink, SinkState.OK)
+        dead.on_stream_state("door", StreamState.LIVE)
+        dead.on_packet(with_counts(1, COUNTS, stream_id="door"))
+        await availability_is(broker.port, "door", b"online")
+    async with aiomqtt.Client("127.0.0.1", broker.port) as client:  # as a kill leaves it: only the will said
+        await client.publish("segcast/door/availability", "online", qos=1, retain=True)
+    async with running(MqttSettings("127.0.0.1", broker.port)) as (_, sink):
+        await state_is(sink, SinkState.OK)
+        left = await retained_messages(broker.port, "segcast/door/availability")
+    assert left == {"segcast/door/availability": b"offline"}

@@ -26,12 +26,16 @@ DEFAULT_MAX_AGE_DAYS = 30.0
 DEFAULT_MAX_MB = 1024.0
 DEFAULT_WEBHOOK_TIMEOUT_S = 5.0
 DEFAULT_WEBHOOK_RETRIES = 3
+#: An MQTT event older than this when it could be sent (its broker was down) is dropped: a Home Assistant
+#: automation on it would act on what is long past.
+DEFAULT_MAX_EVENT_AGE_S = 60.0
 #: Bounds of the numbers a user sets, with their units; each is checked at start-up, naming the key.
 MAX_AGE_DAYS_RANGE = (0.01, 36500.0)  # 14 minutes to a century
 #: At least a megabyte: retention keeps the file and its write-ahead log within ``max_mb``, so one
 #: smaller than a batch of events with their snapshots would delete each event right after storing it.
 MAX_MB_RANGE = (1.0, 1e9)
 WEBHOOK_TIMEOUT_S_RANGE = (0.1, 600.0)
+MAX_EVENT_AGE_S_RANGE = (0.0, 86400.0)  # 0: no limit; at most a day
 TOPIC_PART = re.compile(r"^[A-Za-z0-9_/-]{1,128}\Z")
 #: One topic level that is also the start of Home Assistant's ids: no '/', which would be a level more.
 DISCOVERY_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}\Z")
@@ -54,6 +58,7 @@ MQTT_KEYS = (
     "discovery_prefix",
     "discovery_id",
     "queue",
+    "max_event_age_s",
 )
 
 
@@ -90,6 +95,8 @@ class MqttSettings:
     #: None: `effective_discovery_id`'s default, kept unwritten so the file saved follows ``topic_prefix``.
     discovery_id: str | None = None
     queue: int = DEFAULT_QUEUE
+    #: Seconds after its frame an event is still sent; 0: however old (`server.events.mqtt.outbox`).
+    max_event_age_s: float = DEFAULT_MAX_EVENT_AGE_S
 
     @property
     def effective_port(self) -> int:
@@ -239,6 +246,7 @@ def _mqtt(table: Mapping[str, Any], folder: Path) -> MqttSettings:
         discovery_prefix=prefixes["discovery_prefix"],
         discovery_id=_discovery_id(table, where),
         queue=_queue(table, where),
+        max_event_age_s=_number(table, "max_event_age_s", DEFAULT_MAX_EVENT_AGE_S, MAX_EVENT_AGE_S_RANGE, where),
     )
 
 

@@ -5,8 +5,14 @@ Topics (``P`` is ``topic_prefix``, default ``segcast``; ``D`` is ``discovery_pre
 
 - ``P/status``: ``online`` while connected, ``offline`` after (the broker sends it as our will if the
   connection dies), retained;
+- ``P/server``: which segcast says ``P/status`` (its client id and host, JSON), retained, published just
+  before ``online`` (`server.events.mqtt.claim`);
 - ``P/<stream>/events/<type>``: every event's JSON, QoS 1, not retained (``type`` is ``track``,
-  ``zone_enter``, ``line_cross``...);
+  ``zone_enter``, ``line_cross``...); one older than ``max_event_age_s`` by the time it could be
+  sent (the broker was down) is dropped, counted (`server.events.mqtt.outbox`);
+- ``P/<stream>/triggers/<zone>/<type>`` (``zone_enter``, ``zone_exit``, ``loiter``: the payload is the
+  type) and ``P/<stream>/triggers/<line>/line_cross`` (``in`` or ``out``): once per such event, just
+  before it, QoS 1, not retained, with discovery on: what the zone's or line's device triggers fire on;
 - ``P/<stream>/counts``: the stream's counts as one flat JSON object (``{"tracks": 3, ...}``),
   retained, published when they change;
 - ``P/<stream>/availability``: ``online`` while the stream is live and its frames are inferred,
@@ -23,7 +29,11 @@ Topics (``P`` is ``topic_prefix``, default ``segcast``; ``D`` is ``discovery_pre
   ``P/<stream>/availability``; published the first time a count is seen after
   connecting, so counts added later (zones, lines) appear in Home Assistant by themselves, and
   ``tracks``, the count every stream has, as soon as a stream is known: its device is there from its
-  start, unavailable, whether or not its camera ever works. A count
+  start, unavailable, whether or not its camera ever works. A zone's count brings
+  ``D/binary_sensor/I_<stream>/zones_<zone>_occupancy/config`` (occupancy: on while the count is over
+  0, read from the same counts) and ``D/device_automation/I_<stream>/zones_<zone>_<what>/config``
+  (``enter``, ``exit``, ``loiter``: device triggers), a line's
+  ``D/device_automation/I_<stream>/lines_<line>_<in|out>/config``; they come and go with it. A count
   that goes away (its zone or line deleted) has its config cleared (an empty retained message, which
   Home Assistant takes as "remove this sensor"); a removed stream has all of them, its counts and its
   availability cleared. A frame whose analytics failed carries the counts as they stand
@@ -36,11 +46,13 @@ Topics (``P`` is ``topic_prefix``, default ``segcast``; ``D`` is ``discovery_pre
 The availabilities are read back on every connection, before ``P/status`` says online
 (`_read_stale`): a stream the broker retains as ``online`` that this process does not have (a run
 before crashed, and the stream is gone from its config, or was added without being saved) is said
-``offline``, so its counts are not shown as current. Its sensors and counts are kept, unavailable:
+``offline``, so its counts are not shown as current; unless ``P/status`` and ``P/server``, read with
+them, say another segcast is live on this prefix, whose streams those are (`server.events.mqtt.claim`).
+Its sensors and counts are kept, unavailable:
 this node cannot tell a stream gone for good from one that comes back, or that another node of the
 fleet now publishes the same sensors for. The discovery configs of each stream this process has are
 read back too, once a connection as the stream is known (`_read_configs`: its device's
-``D/sensor/I_<stream>/+/config`` alone, not every config under ``D``, of which a broker with
+``D/<component>/I_<stream>/+/config`` alone, not every config under ``D``, of which a broker with
 thousands retained drops some): one this node published (a run before was killed after a zone was
 renamed) for a count the stream no longer has is cleared with its counts; another node's, pointing at
 its own topics, is left alone (`server.events.mqtt.retained`). A stream deleted while segcast was
@@ -75,8 +87,9 @@ import logging
 import secrets
 import ssl
 import sys
+import time
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from typing import Any, TypeVar, cast
 
@@ -86,6 +99,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from server.events.config import MqttSettings
 from server.events.counts import Counts
+from server.events.mqtt.claim import ServerClaim, another_server
 from server.events.mqtt.outbox import EventOutbox
 from server.events.mqtt.readback import ReadBack
 from server.events.mqtt.retained import RetainedStreams
@@ -154,14 +168,17 @@ class MqttSink:
     #: MQTT sends the event's JSON only.
     snapshots = False
 
-    def __init__(self, settings: MqttSettings, backoff_first_s: float = 0.5) -> None:
+    def __init__(
+        self, settings: MqttSettings, backoff_first_s: float = 0.5, clock: Callable[[], float] = time.time
+    ) -> None:
+        """``clock``: wall-clock seconds, which events' ages are judged by (`EventOutbox`)."""
         self.settings = settings
         self.name = f"mqtt {settings.host}:{settings.effective_port}"
         self.backoff_first_s = backoff_first_s
         self.connect_timeout_s = CONNECT_TIMEOUT_S
         self._tally = Tally(self.name, log)
         self.topics = MqttTopics(settings)
-        self._events = EventOutbox(settings.queue, self.topics, self._tally)
+        self._events = EventOutbox(settings, self.topics, self._tally, clock)
         self._streams = RetainedStreams(self.topics, settings.discovery)
         self._state_turn = False  # whether the next message is state rather than an event, when both wait
         self._availabilities = ReadBack(
@@ -183,6 +200,8 @@ class MqttSink:
         self._delivery = DeliveryTask(self._run, self.name)
         #: The same on every connection, so the broker ends the one before when the next is made.
         self.client_id = settings.client_id or f"segcast{secrets.token_hex(CLIENT_ID_HEX // 2)}"
+        self._claim = ServerClaim.of_this_host(self.client_id)
+        self._sharing_with: ServerClaim | None = None  # another segcast live on this prefix, once warned of
 
     # -- on the loop, from the outputs ----------------------------------------------------------
 
@@ -222,6 +241,7 @@ class MqttSink:
         self._closing = True
         self._wake.set()
         await self._delivery.stop()
+        self._events.tell_too_old()
         self._tally.lose_at_shutdown(self._events.unsent)
 
     def health(self) -> SinkHealth:
@@ -337,7 +357,11 @@ class MqttSink:
         stale = await self._read_stale(client)
         corrections = (client.publish(self.topics.availability(s), "offline", qos=QOS, retain=True) for s in stale)
         # Handed to paho in this order, as `PublishWindow` sends: no stream of ours can say online before them.
-        await asyncio.gather(*corrections, client.publish(self.topics.status, "online", qos=QOS, retain=True))
+        await asyncio.gather(
+            *corrections,
+            client.publish(self.topics.server, self._claim.payload, qos=QOS, retain=True),
+            client.publish(self.topics.status, "online", qos=QOS, retain=True),
+        )
 
     async def _say_offline(self, client: aiomqtt.Client) -> None:
         """At shutdown: segcast, then every stream it said was online, offline (within `OFFLINE_TIMEOUT_S`).
@@ -373,20 +397,33 @@ class MqttSink:
             task.result()
 
     async def _read_stale(self, client: aiomqtt.Client) -> list[str]:
-        """The streams this process does not have whose availability the broker retains as ``online``.
+        """The streams this process does not have whose availability the broker retains as ``online``;
+        none while another segcast is live on this prefix (`server.events.mqtt.claim`), which is warned of.
 
-        Subscribed to ``P/+/availability`` and unsubscribed at once: the broker sends the retained
-        messages as it takes the subscription, before it answers the unsubscription (mosquitto does,
-        and MQTT gives no other end-of-retained mark), so by then they have arrived; one already on
-        its way after that is taken by `_watch`. Each is checked as it is read, against the streams
-        this process has at that moment: a stream it has says its own availability, after this.
+        Subscribed to ``P/status``, ``P/server`` and ``P/+/availability`` and unsubscribed at once: the
+        broker sends the retained messages as it takes the subscription, before it answers the
+        unsubscription (mosquitto does, and MQTT gives no other end-of-retained mark), so by then they
+        have arrived; one already on its way after that is taken by `_watch`. Each is checked as it is
+        read, against the streams this process has at that moment: a stream it has says its own
+        availability, after this.
         """
-        learning = self.topics.availability("+")
-        if not await self._availabilities.subscribe(client, learning):
+        learning = [self.topics.status, self.topics.server, self.topics.availability("+")]
+        if not await self._availabilities.subscribe(client, *learning):
             return []
         await client.unsubscribe(learning)
         retained = [await anext(client.messages) for _ in range(len(client.messages))]
-        return self._streams.read_back(retained)
+        other = another_server(retained, self.topics, self._claim)
+        if other is not None and other != self._sharing_with:
+            log.warning(
+                "%s: another segcast (%s) is online under topic_prefix %r on this broker: give each segcast its "
+                "own topic_prefix. Until then this one says none of the streams the broker retains as online "
+                "offline (they may be the other's), and either one stopping makes both's sensors unavailable",
+                self.name,
+                other,
+                self.settings.topic_prefix,
+            )
+        self._sharing_with = other
+        return self._streams.read_back(retained, prefix_ours=other is None)
 
     async def _read_configs(self, client: aiomqtt.Client) -> None:
         """Read back the retained discovery configs of each stream's device, once a connection, as the
@@ -410,9 +447,9 @@ class MqttSink:
                 self._configs_wanted.clear()
                 await self._configs_wanted.wait()
                 continue
-            topic = self.topics.device_discovery(stream_id)
-            if topic is not None and await self._configs.subscribe(client, topic):
-                await client.unsubscribe(topic)
+            filters = self.topics.device_discovery(stream_id)
+            if filters and await self._configs.subscribe(client, *filters):
+                await client.unsubscribe(list(filters))
 
     def _want_configs(self) -> None:
         if self._streams.configs_to_read:
@@ -438,7 +475,8 @@ class MqttSink:
         outbox: deque[OutMessage] = deque()  # taken, not yet sent: a stream's counts are a few messages
         try:
             if self._events.resending:
-                window.send(self._events.next_messages()[0])
+                for message in self._events.next_messages():  # the event, with its trigger's message
+                    window.send(message)
                 while not window.empty and not self._closing:
                     if window.broken is not None:
                         raise window.broken

@@ -6,18 +6,32 @@ which the broker confirmed and which a connection ended without: those go first 
 connection, in order (at least once, as QoS 1 promises). One that `RESEND_CONNECTIONS_MAX`
 connections ended without confirming is given up and counted failed, logged with its size and topic.
 Events arriving meanwhile wait in the bounded queue, and once it is full they are dropped and counted.
+An event older than ``max_event_age_s`` (from its frame's capture) by the time it could be sent, its
+broker down until then, is dropped and counted too: a Home Assistant automation would act on it as
+on what happens now. The counts and availabilities are state, always sent as they are now
+(`server.events.mqtt.retained`).
+
+An event a zone's or line's device trigger fires on goes out twice: on its trigger's topic, then on
+its own (`server.events.mqtt.topics`). The event's own is the one confirmed and sent again; its
+trigger goes with it each time (at least once, as the event).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
-from server.events.mqtt.topics import MqttTopics
+from server.events.config import MqttSettings
+from server.events.mqtt.topics import MqttTopics, trigger_of
 from server.events.mqtt.window import OutMessage
-from server.events.sink import OutEvent, Tally
+from server.events.sink import DROP_LOG_INTERVAL_S, OutEvent, Tally
+from server.log_throttle import ThrottledCount
+
+log = logging.getLogger(__name__)
 
 #: Connections an event may be on that end without the broker confirming it before it is given up as
 #: failed: a broker ends the connection, every time, for a message over its maximum packet size
@@ -28,15 +42,21 @@ RESEND_CONNECTIONS_MAX = 3
 class EventOutbox:
     """The events of one MQTT output not yet confirmed by the broker, counted in its ``tally``."""
 
-    def __init__(self, size: int, topics: MqttTopics, tally: Tally) -> None:
+    def __init__(self, settings: MqttSettings, topics: MqttTopics, tally: Tally, clock: Callable[[], float]) -> None:
+        """``clock``: wall-clock seconds, as an event's `OutEvent.capture_time` is."""
         self.topics = topics
         self._tally = tally
-        self.queue: asyncio.Queue[OutEvent] = asyncio.Queue(size)
+        self._clock = clock
+        self._max_age_s = settings.max_event_age_s
+        self._triggers = settings.discovery  # a trigger's topic is for Home Assistant's device triggers alone
+        self.queue: asyncio.Queue[OutEvent] = asyncio.Queue(settings.queue)
         #: Taken from the queue but not confirmed when the last connection ended: sent first, in order.
         self._resend: deque[OutEvent] = deque()
         #: Per event that was on its way when a connection ended (by ``event_id``), how many connections
         #: ended so: see `RESEND_CONNECTIONS_MAX`.
         self._cut_on: dict[str, int] = {}
+        self._too_old = ThrottledCount(DROP_LOG_INTERVAL_S)  # events dropped for their age, for the log
+        self._latest_too_old: tuple[OutEvent, float] | None = None  # the latest of them, and its age
 
     def offer(self, event: OutEvent) -> bool:
         """Queue ``event``; False if the queue is full (it is dropped, counted)."""
@@ -59,15 +79,58 @@ class EventOutbox:
         return self.queue.qsize() + len(self._resend)
 
     def next_messages(self) -> list[OutMessage]:
-        """The next event to publish, one a connection ended without first; [] if none waits."""
+        """The next event to publish (after its trigger's message, if it fires one), one a connection ended
+        without first, but those too old to (`_outlived`); [] if none waits."""
+        while (event := self._next_event()) is not None:
+            if not self._outlived(event):
+                return self._messages(event)
+        return []
+
+    def _next_event(self) -> OutEvent | None:
         if self._resend:
-            event = self._resend.popleft()
-        elif not self.queue.empty():
-            event = self.queue.get_nowait()
-        else:
-            return []
-        what = f"a {event.data.get('type')} event"
-        return [OutMessage(self._topic(event), json.dumps(event.message), False, event.stream_id, what, event=event)]
+            return self._resend.popleft()
+        return None if self.queue.empty() else self.queue.get_nowait()
+
+    def _messages(self, event: OutEvent) -> list[OutMessage]:
+        kind = event.data.get("type")
+        messages = []
+        if self._triggers and (trigger := trigger_of(event.data)) is not None:
+            topic = self.topics.trigger(event.stream_id, trigger)
+            messages.append(OutMessage(topic, trigger.payload, False, event.stream_id, f"a {kind} trigger"))
+        payload = json.dumps(event.message)
+        messages.append(OutMessage(self._topic(event), payload, False, event.stream_id, f"a {kind} event", event=event))
+        return messages
+
+    def _outlived(self, event: OutEvent) -> bool:
+        """Whether ``event`` is older than ``max_event_age_s`` (unless 0): then it is dropped, counted with
+        the sink's drops, and told at most once per `DROP_LOG_INTERVAL_S`."""
+        age_s = self._clock() - event.capture_time
+        if not self._max_age_s or age_s <= self._max_age_s:
+            return False
+        self._cut_on.pop(event.event_id, None)
+        self._tally.dropped += 1
+        self.queue.task_done()
+        self._latest_too_old = (event, age_s)
+        self._tell_too_old(self._too_old.add(1, time.monotonic()))
+        return True
+
+    def tell_too_old(self) -> None:
+        """At shutdown: tell the events dropped for their age that no line has told yet."""
+        self._tell_too_old(self._too_old.take())
+
+    def _tell_too_old(self, count: int) -> None:
+        if count and self._latest_too_old is not None:
+            event, age_s = self._latest_too_old
+            log.warning(
+                "[%s] %s: dropped %d event(s) older than max_event_age_s = %g s by the time they could be sent "
+                "(latest a %s, %.0f s old)",
+                event.stream_id,
+                self._tally.name,
+                count,
+                self._max_age_s,
+                event.data.get("type"),
+                age_s,
+            )
 
     def confirmed(self, event: OutEvent) -> None:
         self._cut_on.pop(event.event_id, None)

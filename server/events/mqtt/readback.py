@@ -1,7 +1,8 @@
 """Reading retained messages back from the broker by subscribing, and giving it up where the broker forbids it.
 
 segcast reads back two kinds (`server.events.mqtt.connection`): every stream's availability under its
-topic prefix, and the discovery configs of each stream it runs. An account may be let read one and
+topic prefix (with the prefix's status and which segcast said it, `server.events.mqtt.claim`), and the
+discovery configs of each stream it runs. An account may be let read one and
 not the other, so each kind is given up on its own: mosquitto grants a subscription its ACL forbids
 and sends nothing (nothing to give up), another broker refuses it (given up at once), and AWS IoT
 ends the connection for it (given up after `READS_CUT_LIMIT` connections in a row ended so, or
@@ -33,22 +34,26 @@ class ReadBack:
         self._cut = 0
         self.refused = False
 
-    async def subscribe(self, client: aiomqtt.Client, topic: str) -> bool:
-        """Subscribe to ``topic``; False, and not subscribed, where the broker forbids it now or did before.
+    async def subscribe(self, client: aiomqtt.Client, *topics: str) -> bool:
+        """Subscribe to ``topics``, in one request; False, and not subscribed, where the broker forbids it now
+        or did before.
 
         The retained messages come into ``client.messages`` before the broker answers the
-        unsubscription that should follow (mosquitto does so, and MQTT gives no other end-of-retained mark).
+        unsubscription that should follow (mosquitto does so, and MQTT gives no other end-of-retained mark),
+        in the order of ``topics``.
         """
+        named = ", ".join(topics)
         if self.refused:
             return False
         self._cut += 1  # undone below, unless the connection ends here
         if self._cut > READS_CUT_LIMIT:
-            self._refuse(topic, "ended the connection for it twice in a row")
+            self._refuse(named, "ended the connection for it twice in a row")
             return False
-        granted = await client.subscribe(topic, qos=0)  # QoS 0: sent at once, not held by the broker's window
+        # QoS 0: sent at once, not held by the broker's window
+        granted = await client.subscribe([(topic, 0) for topic in topics])
         self._cut = 0
         if any(isinstance(code, ReasonCode) and code.is_failure for code in granted):
-            self._refuse(topic, "refused the subscription")
+            self._refuse(named, "refused the subscription")
             return False
         return True
 

@@ -1,5 +1,6 @@
-"""What the broker is to retain of each stream for Home Assistant: its counts, its availability, its
-sensors' discovery configs, and their clearing once a count or the stream goes away.
+"""What the broker is to retain of each stream for Home Assistant: its counts, its availability, the
+discovery configs of its sensors (and of its zones' occupancy binary sensors and its zones' and lines'
+device triggers, `server.events.mqtt.topics`), and their clearing once a count or the stream goes away.
 
 Kept apart from the connection (`server.events.mqtt.connection`), which asks here for the next messages to send
 and says what a connection ended without; everything here runs on the loop and only decides what to
@@ -26,7 +27,7 @@ from collections.abc import Iterable
 import aiomqtt
 
 from server.events.counts import TRACKS, Counts
-from server.events.mqtt.topics import MqttTopics
+from server.events.mqtt.topics import Configs, MqttTopics
 from server.events.mqtt.window import OutMessage
 
 
@@ -45,13 +46,16 @@ class RetainedStreams:
         self._online: set[str] = set()  # streams whose availability at the broker is (or is on its way to be) "online"
         #: Per stream, the discovery config topics sent on this connection.
         self._announced: dict[str, set[str]] = {}
-        #: Per stream, the discovery config topics this process published and has not (knowingly) cleared.
+        #: Per stream, the discovery config topics (sensors, binary sensors, device triggers) this process
+        #: published and has not (knowingly) cleared.
         self._sensors: dict[str, set[str]] = {}
         self._forgotten: set[str] = set()  # removed streams whose retained messages are still to clear
         #: Every stream heard of (its state or its counts) and not removed since: the streams this process has.
         self._streams: set[str] = set()
         #: Streams this process does not have that the broker retains as ``online``: to say offline.
         self._stale: set[str] = set()
+        #: Whether no other segcast was live under this prefix as this connection was made (`read_back`).
+        self._prefix_ours = True
         #: Streams whose device is to be announced on this connection before their first counts (`_device`).
         self._devices_due: set[str] = set()
         #: Streams whose retained discovery configs are to be read back on this connection (`read_config`).
@@ -130,15 +134,20 @@ class RetainedStreams:
             self._devices_due = set(self._streams)
             self._configs_unread = set(self._streams)
 
-    def read_back(self, retained: Iterable[aiomqtt.Message]) -> list[str]:
+    def read_back(self, retained: Iterable[aiomqtt.Message], prefix_ours: bool = True) -> list[str]:
         """The streams to say offline before segcast says online, of the availabilities the broker
-        retains (`server.events.mqtt.connection`'s ``_read_stale``): those not this process's that say online."""
+        retains (`server.events.mqtt.connection`'s ``_read_stale``): those not this process's that say online.
+
+        None while another segcast is live under this prefix (not ``prefix_ours``, for this connection):
+        a stream it says online is its own, live, not one a crashed run left (`server.events.mqtt.claim`).
+        """
         self._stale.clear()
-        return sorted(self._stale_among(retained))
+        self._prefix_ours = prefix_ours
+        return sorted(self._stale_among(retained)) if prefix_ours else []
 
     def read_later(self, message: aiomqtt.Message) -> bool:
         """A retained availability that came after `read_back`: True if it is one more to say offline."""
-        if stale := self._stale_among([message]):
+        if self._prefix_ours and (stale := self._stale_among([message])):
             self._stale |= stale
             return True
         return False
@@ -172,7 +181,7 @@ class RetainedStreams:
             return False
         retained.add(topic)
         latest = self._latest.get(stream_id)
-        if latest is None or topic in self._configs_of(stream_id, latest):
+        if latest is None or topic in self.topics.discovery_configs(stream_id, latest):
             return False
         self._unsent_counts.setdefault(stream_id, latest)
         return True
@@ -248,12 +257,13 @@ class RetainedStreams:
         """The stream's counts, after the configs of its sensors not yet announced and the clearing of stale ones."""
         messages: list[OutMessage] = []
         if self.discovery:
-            configs = self._configs_of(stream_id, counts)
+            configs = self.topics.discovery_configs(stream_id, counts)
             retained = self._sensors.setdefault(stream_id, set())
             announced = self._announced.setdefault(stream_id, set())
             stale = retained - configs.keys()
             for topic in sorted(stale):
-                messages.append(OutMessage(topic, b"", True, stream_id, "the removal of a sensor", clears_sensor=True))
+                what = "the removal of a sensor or trigger"
+                messages.append(OutMessage(topic, b"", True, stream_id, what, clears_sensor=True))
                 retained.discard(topic)
                 announced.discard(topic)
             messages += self._announcing(stream_id, configs)
@@ -269,24 +279,19 @@ class RetainedStreams:
         Its zones' and lines' sensors wait for those counts, and so does the clearing of configs read
         back: which of its shapes count is known only from its first frame (`TRACKS`).
         """
-        return self._announcing(stream_id, self._configs_of(stream_id, (TRACKS,)))
+        return self._announcing(stream_id, self.topics.discovery_configs(stream_id, (TRACKS,)))
 
-    def _announcing(self, stream_id: str, configs: dict[str, str]) -> list[OutMessage]:
-        """The configs among ``configs`` (topic: count) not yet announced on this connection, announced."""
+    def _announcing(self, stream_id: str, configs: Configs) -> list[OutMessage]:
+        """The configs among ``configs`` not yet announced on this connection, announced."""
         retained = self._sensors.setdefault(stream_id, set())
         announced = self._announced.setdefault(stream_id, set())
         messages = []
-        for topic, name in configs.items():
+        for topic, config in configs.items():
             if topic not in announced:
-                config = json.dumps(self.topics.discovery_config(stream_id, name))
-                messages.append(OutMessage(topic, config, True, stream_id, "a sensor's config"))
+                messages.append(OutMessage(topic, json.dumps(config()), True, stream_id, "a discovery config"))
                 announced.add(topic)
                 retained.add(topic)
         return messages
-
-    def _configs_of(self, stream_id: str, names: Iterable[str]) -> dict[str, str]:
-        """The discovery config topics of the sensors of counts ``names`` of ``stream_id``, each with its count."""
-        return {self.topics.discovery(stream_id, name): name for name in names}
 
     def _removal(self, stream_id: str) -> list[OutMessage]:
         """Remove a removed stream's sensors from Home Assistant and its retained counts and availability.
