@@ -11,6 +11,8 @@
 // The keyboard goes between the grid and one camera (README): on the grid 1 to 9 open that tile, and in
 // the stream view Escape goes back to the grid. The stream's picture goes full screen from a button made
 // here (index.html has none: a page in a frame not allowed full screen offers none) or a double-click.
+// The grid's wall view (wall.js, ?wall=1 in the address) shows its tiles alone, filling the window: 1 to 9
+// still open a tile, Escape there goes back to the wall, and Escape on the wall leaves it.
 
 import { markInvalid, unmarkInvalid } from "./announce.js";
 import { ApiError, addStream, askForAcceptedToken, listStreams, removeStream, viewerSettings } from "./api.js";
@@ -19,6 +21,7 @@ import { ANALYTICS_EVENTS } from "./events.js";
 import { GridView, ThumbnailWidth, gridSubscription } from "./grid.js";
 import { LIVE_REFUSED_NOTICE, LiveRefusals, OFFLINE_NOTICE } from "./status.js";
 import { routedStream, StreamView } from "./stream.js";
+import { WallView } from "./wall.js";
 
 const STATS_INTERVAL_MS = 1000;
 const CONFIRM_WINDOW_MS = 3000;
@@ -57,6 +60,8 @@ const grid = new GridView($("grid"), $("grid-empty"), { downChanged: showTitle }
 const thumbnails = new ThumbnailWidth($("grid"), (px) => {
   if (current === null) connection.subscribe(gridSubscription(px));
 });
+// Laid out anew, the tiles may be another width: their pictures are asked for as wide again.
+const wall = new WallView($("grid"), $("wall-controls"), { laidOut: () => thumbnails.settle() });
 const view = new StreamView(
   {
     canvas: $("video"),
@@ -204,6 +209,7 @@ function route() {
   if (removal && removal.stream !== current) cancelRemoval(); // it was asked for on another stream
   $("grid-view").hidden = current !== null;
   $("stream-view").hidden = current === null;
+  wall.setGridShown(current === null);
   const shown = current === null ? "grid" : "stream";
   showTitle();
   // What had the focus (a stream's card, the Remove button) is hidden with its view: the focus goes to

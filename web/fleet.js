@@ -21,12 +21,14 @@
 // A node that does not answer has no tiles of its own to darken: where the entrance says which node
 // runs which camera (a split's does: FleetMap), its placeholder names the cameras it leaves out, and a
 // listed node the entrance no longer has says so, rather than "unreachable. 404 Not Found".
+// Its wall view (wall.js, ?nodes=...&wall=1) is the viewer's grid's: every node's tiles alone, filling the window.
 
 import { ApiError, listStreams } from "./api.js";
 import { APP_ROOT, Connection, REQUEST_TIMEOUT_MS, answerOf, carryToken, timeoutSignal } from "./connection.js";
 import { ANALYTICS_EVENTS } from "./events.js";
 import { GridView, ThumbnailWidth, gridSubscription } from "./grid.js";
 import { LIVE_REFUSED_NOTICE, LiveRefusals, notice } from "./status.js";
+import { WallView } from "./wall.js";
 
 // A node's name is one folder of the entrance: nothing that could lead out of it.
 const NODE_NAME = /^(?!\.\.?$)[A-Za-z0-9._~-]{1,64}$/;
@@ -312,6 +314,7 @@ function listedNodes() {
 // Many tiles on one screen: each node's pictures as wide as the tiles they fill, all nodes' tiles alike.
 const fleet = [];
 const thumbnails = new ThumbnailWidth($("grid"), (px) => fleet.forEach((node) => node.subscribe(px)));
+new WallView($("grid"), $("wall-controls"), { laidOut: () => thumbnails.settle() });
 const listed = new URLSearchParams(location.search).has("nodes");
 const map = new FleetMap(listed ? new URL(FLEET_MAP, ENTRANCE) : null, () =>
   fleet.forEach((node) => node.show(node.shown)),
