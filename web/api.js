@@ -144,6 +144,9 @@ export const getStream = (id, { interactive = true } = {}) =>
   request("GET", streamPath(id), undefined, { interactive });
 export const addStream = (body, persist) => request("POST", `api/streams${persist ? "?persist=1" : ""}`, body);
 export const removeStream = (id, persist) => request("DELETE", `${streamPath(id)}${persist ? "?persist=1" : ""}`);
+// The stream's counts as they stand, with when each line's totals began (`since`). Asked in the background:
+// a refusal asks the person for no token.
+export const streamCounts = (id) => request("GET", `${streamPath(id)}/counts`, undefined, { interactive: false });
 export const viewerSettings = () => request("GET", "api/viewer");
 // A signed token of `role` for `ttl_s` seconds (POST /api/tokens): allowed to that role or a higher one.
 // It changes nothing, so a server that does not answer is not waited for.

@@ -8,6 +8,10 @@ import { reconcile } from "./dom.js";
 import { countText, keyOf, settingsText } from "./shapes.js";
 
 const LOITER_RULE = "Loiter after: seconds above 0, or empty for no loiter events.";
+// How a line's `since` is told (showSince()), in the person's locale: made once, as it is told on every frame.
+const SINCE_TODAY = new Intl.DateTimeFormat(undefined, { timeStyle: "short" });
+const SINCE_DAY = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+const SINCE_EXACT = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
 // Where the server's refusal of a save says which shape it is about: "body.zones[0].points: ...".
 const SHAPE_PATH = /^(?:body\.)?(zones|lines)\[(\d+)\]\.\w+: /;
 
@@ -124,12 +128,17 @@ export class ShapePanel {
     return label;
   }
 
-  /** Each listed shape's count in `counts` (a frame's metadata). */
-  renderCounts(shapes, counts) {
+  /**
+   * Each listed shape's count in `counts` (a frame's metadata), and beside a line's totals since when they
+   * count, from `since` (line name -> Unix s): one not known there (not judged on a frame yet) says none.
+   */
+  renderCounts(shapes, counts, since) {
     for (const item of this.el.list.children) {
       const shape = shapes.find((s) => keyOf(s) === item.dataset.shape);
       const count = item.querySelector(".shape-count");
-      if (shape && count) count.textContent = countText(shape, counts);
+      if (!shape || !count) continue;
+      count.textContent = countText(shape, counts);
+      showSince(item.firstChild, shape.kind === "line" && count.textContent ? since.get(shape.name) : undefined);
     }
   }
 }
@@ -151,6 +160,32 @@ function shapeItem(shape) {
   count.className = "shape-count";
   button.append(name, " ", kind, " ", count);
   return item;
+}
+
+// When a line's totals began (`since`, Unix s; undefined: none shown), after them in its button: "since
+// 16:07", with the date where it is not today's, and to the second in its tooltip. Totals that start again
+// at 0 (the stream restarted, the line moved) then read as such, not as a fall. Inside the button, a
+// screen reader reads it with the line's name and counts; muted, as it is no count.
+function showSince(button, since) {
+  let time = button.querySelector(".shape-since");
+  if (since === undefined) {
+    time?.previousSibling.remove(); // its space
+    time?.remove();
+    return;
+  }
+  if (!time) {
+    time = document.createElement("time");
+    time.className = "shape-since muted";
+    button.append(" ", time);
+  }
+  const at = new Date(since * 1000);
+  const today = at.toDateString() === new Date().toDateString();
+  const text = `since ${(today ? SINCE_TODAY : SINCE_DAY).format(at)}`;
+  const iso = at.toISOString();
+  if (time.textContent === text && time.dateTime === iso) return; // as on most frames
+  time.dateTime = iso;
+  time.textContent = text;
+  time.title = `Counted since ${SINCE_EXACT.format(at)}`;
 }
 
 // The class filter and loiter time of a shape's button (`text`), between its kind and its count, only

@@ -13,10 +13,11 @@
 // a shape is drawn: style.css), and shapes go on being drawn and moved on it, in fractions of it: a
 // point clicked there is in the same place of the picture the stream comes back with, whatever its size.
 // The selected shape's class filter and a zone's loiter time are set in the panel below the list
-// (shape_panel.js) and saved the same way.
+// (shape_panel.js) and saved the same way. Beside a line's totals the list says since when they count
+// (GET /api/streams/<id>/counts `since`), asked whenever they may have started again (askSince()).
 
 import { markInvalid, unmarkInvalid } from "./announce.js";
-import { viewerSettings } from "./api.js";
+import { streamCounts, viewerSettings } from "./api.js";
 import { drawShapes } from "./shape_drawing.js";
 import { CENTRE } from "./shape_keys.js";
 import { ShapePanel } from "./shape_panel.js";
@@ -55,6 +56,19 @@ const HINTS = {
 
 const WAIT_FOR_PICTURE = "Wait for the first picture: shapes are drawn on it.";
 
+/**
+ * Each line's `since` in a GET /api/streams/<id>/counts answer: name -> Unix s, of those that have one a
+ * date can be made of (an answer not segcast's, or garbled, gives none rather than an error on each frame).
+ */
+function sinceOf(answer) {
+  const since = new Map();
+  for (const [name, line] of Object.entries(answer?.lines ?? {})) {
+    const at = line?.since;
+    if (typeof at === "number" && !Number.isNaN(new Date(at * 1000).getTime())) since.set(name, at);
+  }
+  return since;
+}
+
 /** Whether any of `element` is inside the window. */
 function inView(element) {
   const { top, bottom, left, right } = element.getBoundingClientRect();
@@ -85,6 +99,10 @@ export class ZoneEditor {
     // a shape is finished is meant for its last point ("Undo point" a press before), not the shape.
     this.chosen = false;
     this.counts = null;
+    this.since = new Map(); // line name -> when its totals began (Unix s), as the server last said
+    this.sinceAsked = null; // the stream's settings and state as of the last question of `since`
+    this.askingSince = false; // a question of `since` is on its way
+    this.sinceWanted = false; // and another is to follow it: the totals may have started again since it went
     this.visible = true;
     this.errorsShown = 0; // refusals shown so far (showError): a later save's answer keeps a newer one
     this.typed = false; // the name field holds what the user typed, not a name filled in here
@@ -137,6 +155,8 @@ export class ZoneEditor {
     this.keyboard.reset();
     this.saver.reset();
     this.counts = null;
+    this.since = new Map();
+    this.sinceAsked = null;
     this.showError("");
     this.showProblem("");
     this.render();
@@ -149,6 +169,7 @@ export class ZoneEditor {
   useViewerSettings(settings) {
     this.saver.useSettings(settings);
     this.offerClasses(settings.classes);
+    this.askSince(); // a hello: the server may have restarted, its lines' totals with it
   }
 
   offerClasses(names) {
@@ -199,6 +220,43 @@ export class ZoneEditor {
     }
     if (stream === null && this.mode !== "idle") this.cancel();
     if (askedAt >= this.saver.changedAt && !this.busy()) this.adopt(stream?.options, stream?.etag ?? null);
+    this.askSinceOnChange(stream);
+  }
+
+  // New settings (a line moved, a restarting change), a new state, or the stream gone and back may have
+  // started the lines' totals again: when they began is asked again. None: they are gone with it.
+  askSinceOnChange(stream) {
+    const asked = stream && `${stream.etag} ${stream.state}`;
+    if (asked === this.sinceAsked) return;
+    this.sinceAsked = asked;
+    if (stream) this.askSince();
+    else this.showSince(new Map());
+  }
+
+  /**
+   * When each line's totals began (GET /api/streams/<id>/counts `since`), from the server, which alone
+   * knows: they start again at a restart of the stream or of segcast, or as a line moves, whether or not
+   * they were 0. One question at a time; one wanted while it is out follows it, as its answer may be of
+   * before the change that wanted it.
+   */
+  async askSince() {
+    if (this.streamId === null) return;
+    if (this.askingSince) {
+      this.sinceWanted = true;
+      return;
+    }
+    const { streamId } = this;
+    this.askingSince = true;
+    this.sinceWanted = false;
+    const answer = await streamCounts(streamId).catch(() => null); // the next change or frame asks again
+    this.askingSince = false;
+    if (answer && streamId === this.streamId) this.showSince(sinceOf(answer));
+    if (this.sinceWanted) this.askSince();
+  }
+
+  showSince(since) {
+    this.since = since;
+    this.renderCounts();
   }
 
   // Show `options` (a stream's, as the server has them, with its `etag`) unless they are what is shown already.
@@ -236,9 +294,14 @@ export class ZoneEditor {
     }
   }
 
-  /** The `counts` of the frame on screen. */
+  /**
+   * The `counts` of the frame on screen. A line counted there that the server has not said since when of
+   * (a new or moved one, a restarted stream's, as last asked before its first frame) is asked about.
+   */
   setCounts(counts) {
     this.counts = counts ?? null;
+    const unknown = Object.keys(this.counts?.lines ?? {}).some((name) => !this.since.has(name));
+    if (unknown && !this.askingSince) this.askSince();
     this.renderCounts();
   }
 
@@ -502,7 +565,7 @@ export class ZoneEditor {
   }
 
   renderCounts() {
-    this.panel.renderCounts(this.shapes, this.counts);
+    this.panel.renderCounts(this.shapes, this.counts, this.since);
   }
 
   /**

@@ -131,6 +131,10 @@ class StreamAnalytics:
             {zone.name: set(zone.classes) for zone in zones},
         )
         self.counts = Counts()
+        #: Line -> when its totals in `counts` began: the wall-clock time (`Frame.capture_time`, Unix s) of
+        #: the first frame it was judged on, here or in the analytics these were `reshaped` from. Replaced
+        #: whole, before `counts`, so a thread that reads a line in `counts` then finds it here.
+        self.since: Mapping[str, float] = MappingProxyType({})
         self.frame_analytics: FrameAnalytics | None = None
         #: Why shapes are left out at the current frame size, or can never count at it, one line each;
         #: empty when all fit.
@@ -178,6 +182,7 @@ class StreamAnalytics:
             events += self._forget(state, ended, frame)
         self._state = state
         self._reshaped = False
+        self.since = self._since_after(resolved, frame)
         self.counts = self._counts(MappingProxyType(inside_now), tuple(line.name for line, _, _ in resolved.lines))
         self.frame_analytics = FrameAnalytics(
             self.counts,
@@ -255,8 +260,8 @@ class StreamAnalytics:
         with a crossing it had pending: `_update_zones`, `_update_lines`, `_drop_unwatched`). A line's
         new ``anchor`` is another point of each track: their sides start afresh, a crossing in progress
         is not counted. A visit to a zone that was removed or moved ends at ``frame`` (its dwell up to
-        the last frame seen inside); a moved line counts from zero. A problem the log told here
-        (`problems`) is not told again.
+        the last frame seen inside); a moved line counts from zero, `since` the next frame, as does a new
+        one. A problem the log told here (`problems`) is not told again.
         """
         successor = StreamAnalytics(self.stream_id, zones, lines)
         # An edit of one shape tells no other's problem again: the log says each once.
@@ -280,7 +285,16 @@ class StreamAnalytics:
             theirs.zone_classes[name] = ours.zone_classes[name] | theirs.zone_classes[name]
         for name in kept_lines:
             theirs.crossings[name] = theirs.crossings[name] | ours.crossings[name]
+        successor.since = MappingProxyType({name: self.since[name] for name in kept_lines if name in self.since})
         return successor, exits
+
+    def _since_after(self, resolved: _Resolved, frame: Frame) -> Mapping[str, float]:
+        """`since` with the lines that ``frame`` is the first to judge: a line that did not fit the frames
+        before (`problems`) counts from the first that it fits."""
+        first = [line.name for line, _, _ in resolved.lines if line.name not in self.since]
+        if not first:
+            return self.since
+        return MappingProxyType({**self.since, **dict.fromkeys(first, frame.capture_time)})
 
     def _counts(self, zones: Mapping[str, Mapping[str, int]], lines: tuple[str, ...]) -> Counts:
         """`counts` with the zone gauges ``zones`` and the crossings of ``lines``, from what is remembered now."""

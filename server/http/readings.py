@@ -70,11 +70,15 @@ async def _counts(request: web.Request) -> web.Response:
     ``pending``: it counts from the next frame (a stream whose file has ended has none).
     ``current`` says whether they are of the scene now: false while the stream is not live or
     inference is unavailable (a remote model's server down), when they are the last frame's processed.
+    A line counted has ``since``: when its totals began (Unix s), for a watcher to tell totals that
+    started again (a restart, a moved line) from a fall; not in the frame message's ``counts``, whose
+    every number becomes a count of MQTT and Home Assistant (`server.events.counts.counts_of`).
     """
     info = stream_info(request)
     manager = request.app[manager_key]
     worker = manager.worker
-    counts, stats = worker.counts(info.stream_id), worker.stats(info.stream_id)
+    counted, stats = worker.counts_since(info.stream_id), worker.stats(info.stream_id)
+    counts, since = counted if counted is not None else (None, {})
     options = info.config.options
     zones: dict[str, dict[str, object]] = {zone.name: {"objects": 0, "by_class": {}} for zone in options.zones}
     lines: dict[str, dict[str, object]] = {line.name: {"in": 0, "out": 0, "by_class": {}} for line in options.lines}
@@ -90,6 +94,9 @@ async def _counts(request: web.Request) -> web.Response:
                 values["pending"] = True
             elif counts is not None:
                 values["left_out"] = True
+    for name, values in lines.items():
+        if name in found["lines"] and name in since:
+            values["since"] = round(since[name], 4)  # as a frame's ``capture_time``
     body = {
         "v": PROTOCOL_VERSION,
         "stream": info.stream_id,

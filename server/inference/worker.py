@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -268,12 +268,20 @@ class InferenceWorker:
 
         Of the shapes it has now: one removed or moved since its last frame is left out.
         """
+        read = self.counts_since(stream_id)
+        return None if read is None else read[0]
+
+    def counts_since(self, stream_id: str) -> tuple[Counts, Mapping[str, float]] | None:
+        """`counts`, and when the totals of each of their lines began (`StreamAnalytics.since`, which may
+        name lines they leave out), read from the same analytics: a stream restarted meanwhile has new ones,
+        whose totals start again, and a line's time must be that of the totals it is read with."""
         with self._lock:
             r = self._streams.get(stream_id)
         if r is None or (analytics := r.analytics) is None:
             return None
         options = r.options
-        return analytics.counts_for(options.zones, options.lines)
+        counts = analytics.counts_for(options.zones, options.lines)
+        return counts, analytics.since  # replaced before the counts: read after them, it has each of their lines
 
     def stats(self, stream_id: str) -> StreamStats | None:
         with self._lock:
