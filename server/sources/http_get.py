@@ -8,7 +8,8 @@ request's `Deadline`, and where the reader's ``stop`` event is given, at most `S
 time, so stopping the reader ends the request within that.
 
 The look-ups only classify what a camera's server answers, so a redirect is followed only where the
-stream's ``check_host`` (the API's ``deny_networks``) allows its host, as FFmpeg's connection was.
+stream's ``check_host`` (the API's ``deny_networks``) allows its host, as the stream's own connections
+are (`server.sources.redirects`, which asks each redirect's Location with `redirect_location`).
 
 A TLS server's certificate is checked only where the stream asks FFmpeg to check it (``#tls_verify``,
 ``#ca_file``: `server.sources.network`), with the same trust: its reader hands its context (`trusting`)
@@ -130,6 +131,17 @@ def get(
                 return
         url, authorised = _redirect_target(url, location, check_host), False
     raise RedirectRefused(f"more than {MAX_REDIRECTS} redirects")
+
+
+def redirect_location(url: str, deadline: Deadline, trust: ssl.SSLContext | None = None) -> str | None:
+    """Where the answer to a GET of the HTTP(S) ``url`` redirects (its Location, as sent), None where it is
+    no redirect: one request, the URL's credentials sent as Basic authorisation, nothing followed; the
+    answer's body is never read. Raises as `get` does.
+
+    For `server.sources.redirects`, which follows a camera's redirects one at a time, checking each.
+    """
+    with _request(url, deadline, True, trust) as response:
+        return response.getheader("Location") if response.status in REDIRECT_STATUSES else None
 
 
 def _redirect_target(url: str, location: str, check_host: Callable[[str], None] | None) -> str:

@@ -26,8 +26,10 @@ password. Checked, a refused certificate ends the connection before anything is 
 stream's error says so (`certificate_refusal`). FFmpeg checks the certificate of an HLS playlist's
 first request only, never its segments', so an HLS stream with either option fails once it is open
 (FFmpeg has read its first segments unchecked by then: nothing tells it apart sooner). Nor does a
-checked https camera's redirect to http:// stop FFmpeg: it follows it in plain text (sending no
-password), and its one way out, ``max_redirects=0``, would refuse every redirect, https ones too.
+checked https camera's redirect to http:// stop the stream: it is followed in plain text (sending no
+password), by FFmpeg, or by segcast for a stream held to ``[server] deny_networks``, whose redirects
+FFmpeg is told not to follow (``max_redirects=0``) so that each target is checked first
+(`server.sources.redirects`).
 
 FFmpeg is asked for low latency: low-delay decoding, slice threads rather than frame threads (which
 would hold frames back), and a short probe, so the newest frame is what the camera sent last rather
@@ -70,6 +72,7 @@ from server.sources.decoding import (
 )
 from server.sources.http_answers import RedirectLoop, ask_again, playlist_target_duration, unknown_host
 from server.sources.http_get import Deadline, certificate_refusal, trusting
+from server.sources.redirects import MAX_REDIRECTS, followed_redirect
 from server.sources.uri import (
     certificate_options,
     has_masked_secret,
@@ -245,7 +248,8 @@ class NetworkSource:
 
     def av_options(self) -> dict[str, str]:
         """FFmpeg options for this URL: low latency and the size limit (`open_limit`) for every protocol,
-        the chosen RTSP transport, and the certificate check where one is asked for.
+        the chosen RTSP transport, the certificate check where one is asked for, and no redirect followed
+        where segcast follows them, checked (`_open`).
 
         ``tls_verify=1`` alone is given the system's CA file as Python's `ssl` finds it: the GnuTLS
         that PyAV's wheels bundle looks for the system's CAs at /etc/pki/tls/cert.pem, which Debian
@@ -253,6 +257,8 @@ class NetworkSource:
         """
         options = {"fflags": "discardcorrupt", "flags": "low_delay", "analyzeduration": str(PROBE_DURATION_US)}
         options.update(open_limit(self._max_frame_side))
+        if not self._ffmpeg_follows_redirects:
+            options["max_redirects"] = "0"  # each is followed, and checked, by `_open`
         if self._checks_certificate:
             options["tls_verify"] = "1"
             if ca_file := self._ca_file or ssl.get_default_verify_paths().cafile:
@@ -438,38 +444,83 @@ class NetworkSource:
             ) from None
 
     def _open(self, stop: threading.Event, trust: ssl.SSLContext | None) -> av.container.InputContainer:
+        """The container FFmpeg opens at the URI, or where its redirects lead.
+
+        A stream held to ``[server] deny_networks`` has FFmpeg follow no redirect (`av_options`): each one
+        is followed here instead, its target checked as the URI's host is (`followed_redirect`), and
+        opened in turn, up to `MAX_REDIRECTS` of them, from the URI again at every attempt.
+        """
         if self._check_host is not None:
             self._check_host(self._host)
-        started = time.monotonic()
-        try:
-            container = av.open(
-                self._url,
-                format=self._format,
-                options=self.av_options(),
-                timeout=(self.open_timeout_s, self._learnt_stall_timeout_s or self.stall_timeout_s),
-            )
-        except av.error.FFmpegError as exc:
-            # FFmpeg's RTSP client reports its time-out as "invalid data": the clock tells them apart.
-            if isinstance(exc, av.error.ExitError) or time.monotonic() - started >= self.open_timeout_s:
-                raise ConnectionError(self._no_answer()) from None
-            if exc.errno == errno.EIO and self._host and (unknown := unknown_host(self._host)):
-                raise ConnectionError(unknown) from None
-            if exc.errno == errno.ECONNREFUSED and self._host:
-                raise ConnectionError(self._refused(self._host)) from None
-            left_s = self.open_timeout_s - (time.monotonic() - started)
-            if trust is not None and exc.errno == errno.EIO and self._host and left_s > 0:
-                refusal = certificate_refusal(self._host, self._port, trust, Deadline.after(left_s, stop))
-                if refusal is not None:
-                    raise ConnectionError(self._untrusted(refusal)) from None
-            if (
-                self.scheme in ("http", "https")
-                and (explained := self._explain_http(exc, left_s, stop, trust)) is not None
-            ):
-                raise explained from None
-            rtsp_transport = self._transport if self.scheme in ("rtsp", "rtsps") else None
-            raise translate_error(exc, self._url, rtsp_transport) from None
-        self._opened_before = True
-        return container
+        url = self._url
+        for _ in range(MAX_REDIRECTS + 1):
+            started = time.monotonic()
+            try:
+                container = av.open(
+                    url,
+                    format=self._format,
+                    options=self.av_options(),
+                    timeout=(self.open_timeout_s, self._learnt_stall_timeout_s or self.stall_timeout_s),
+                )
+            except av.error.FFmpegError as exc:
+                target = self._redirect(url, exc, started, stop, trust)
+                if target is None:
+                    raise self._failure(exc, started, stop, trust) from None
+                url = target
+            else:
+                self._opened_before = True
+                return container
+        raise SlowRetryError(
+            f"more than {MAX_REDIRECTS} redirects from the camera (segcast follows at most {MAX_REDIRECTS} for a "
+            "camera the API added): check the URL; retried slowly"
+        )
+
+    @property
+    def _ffmpeg_follows_redirects(self) -> bool:
+        """Whether FFmpeg follows HTTP redirects itself, unchecked: for the streams held to no ``deny_networks``
+        (the config file's, ``--source``), and for the schemes that have none."""
+        return self._check_host is None or self.scheme not in ("http", "https")
+
+    def _redirect(
+        self,
+        url: str,
+        exc: av.error.FFmpegError,
+        started: float,
+        stop: threading.Event,
+        trust: ssl.SSLContext | None,
+    ) -> str | None:
+        """Where FFmpeg's ``exc`` at ``url`` may be a redirect it was told not to follow, the URL that redirect
+        leads to, checked (`followed_redirect`); None where ``url`` does not redirect.
+
+        FFmpeg's word for a redirect beyond ``max_redirects`` is "Input/output error", as for much else:
+        ``url`` is asked again to tell.
+        """
+        left_s = self.open_timeout_s - (time.monotonic() - started)
+        if self._check_host is None or self._ffmpeg_follows_redirects or exc.errno != errno.EIO or left_s <= 0:
+            return None
+        return followed_redirect(url, self._url, Deadline.after(left_s, stop), self._check_host, trust)
+
+    def _failure(
+        self, exc: av.error.FFmpegError, started: float, stop: threading.Event, trust: ssl.SSLContext | None
+    ) -> Exception:
+        """What FFmpeg's ``exc``, raised by an opening begun at ``started``, is for this stream: the exception
+        that says so (`Source`), with what segcast can tell beside FFmpeg's words."""
+        # FFmpeg's RTSP client reports its time-out as "invalid data": the clock tells them apart.
+        if isinstance(exc, av.error.ExitError) or time.monotonic() - started >= self.open_timeout_s:
+            return ConnectionError(self._no_answer())
+        if exc.errno == errno.EIO and self._host and (unknown := unknown_host(self._host)):
+            return ConnectionError(unknown)
+        if exc.errno == errno.ECONNREFUSED and self._host:
+            return ConnectionError(self._refused(self._host))
+        left_s = self.open_timeout_s - (time.monotonic() - started)
+        if trust is not None and exc.errno == errno.EIO and self._host and left_s > 0:
+            refusal = certificate_refusal(self._host, self._port, trust, Deadline.after(left_s, stop))
+            if refusal is not None:
+                return ConnectionError(self._untrusted(refusal))
+        if self.scheme in ("http", "https") and (explained := self._explain_http(exc, left_s, stop, trust)) is not None:
+            return explained
+        rtsp_transport = self._transport if self.scheme in ("rtsp", "rtsps") else None
+        return translate_error(exc, self._url, rtsp_transport)
 
     def _no_answer(self) -> str:
         """The stream's error for an opening that timed out, naming the address tried and what to check

@@ -20,9 +20,10 @@ a request to the API (adding a stream, changing its URI) comes from the network 
 - no network source whose host is, or resolves to, an address in ``[server] deny_networks``
   (link-local and cloud metadata addresses by default, where a cloud machine's credentials are
   served): checked when the stream is added and again before each connection, since a name may
-  resolve differently later. FFmpeg resolves the name once more itself, and follows HTTP redirects
-  and the URLs inside an HLS playlist unchecked: the list narrows what the API reaches, it is not a
-  firewall.
+  resolve differently later, and for each HTTP redirect the camera answers with, which segcast follows
+  itself, checked, in FFmpeg's stead (`server.sources.redirects`). FFmpeg resolves the name once more
+  itself, and follows the URLs inside an HLS playlist, and their redirects, unchecked: the list narrows
+  what the API reaches, it is not a firewall.
 
 A refusal never says whether a file exists, and never repeats a password from the URI.
 
@@ -47,7 +48,7 @@ import av.format
 from server.sources.base import SourceError
 from server.sources.file import camera_address_hint, check_file_url_host, file_path
 from server.sources.network import SCHEMES as NETWORK_SCHEMES
-from server.sources.uri import mask_uri
+from server.sources.uri import certificate_options, mask_uri
 from server.sources.webcam import is_webcam
 
 #: Schemes the API accepts unless the config file says otherwise: cameras and streams, and the
@@ -180,9 +181,8 @@ class SourcePolicy:
                 f"body.uri: {shown!r}: the scheme {scheme!r} is not allowed through the API (allowed: {allowed}; "
                 "see [server] source_schemes)"
             )
-        options = dict(parse_qsl(uri.partition("#")[2], keep_blank_values=True))
-        _check_format(options.get("format", ""), shown)
-        if options.get("ca_file"):
+        _check_format(dict(parse_qsl(uri.partition("#")[2], keep_blank_values=True)).get("format", ""), shown)
+        if certificate_options(uri).ca_file:
             raise SourceRefused(
                 f"body.uri: {shown!r}: ca_file names a file on the server, which the API may not choose; "
                 "give #tls_verify=1 to check the camera against the system's CAs, or set ca_file for the "
