@@ -247,23 +247,27 @@ IN_THE_PICTURE = """
   // How many of `pixels` are inside the mask FIND_A_MASK found.
   const inMask = (pixels) => pixels.filter(window.maskInside).length;
 """
-#: A point of the paused frame (frame pixels) with a disc of `reach` CSS px around it inside one track's
+#: A point of the paused picture (canvas pixels) with a disc of `reach` CSS px around it inside one track's
 #: mask, at a whole CSS pixel of the screen (so a click there is at it exactly): {point, size (the
-#: frame's)}, or null.
+#: canvas's)}, or null.
 FIND_A_MASK = (
     """async ([url, reach]) => {"""
     + IN_THE_PICTURE
     + """
   const meta = window.frameMeta.get(canvas.dataset.seq);
+  // Masks and boxes are in frame pixels; the canvas may have more pixels than the frame (a small frame
+  // shown large is drawn at the screen's resolution), so its pixels are mapped to the frame's to test them.
+  const framePerCanvas = meta.width / canvas.width;
+  const framePerCss = meta.width / rect.width;
   const probe = document.createElement('canvas').getContext('2d');
   for (const track of meta.tracks.filter((t) => t.polygon?.length >= 6)) {
     const path = new Path2D();
     for (let i = 0; i < track.polygon.length; i += 2) path.lineTo(track.polygon[i], track.polygon[i + 1]);
     path.closePath();
-    const inside = ([px, py]) => probe.isPointInPath(path, px + 0.5, py + 0.5);
+    const inside = ([px, py]) => probe.isPointInPath(path, (px + 0.5) * framePerCanvas, (py + 0.5) * framePerCanvas);
     const [x1, y1, x2, y2] = track.box;
-    for (let sy = Math.ceil(rect.top + y1 / scale); sy < rect.top + y2 / scale; sy += 2) {
-      for (let sx = Math.ceil(rect.left + x1 / scale); sx < rect.left + x2 / scale; sx += 2) {
+    for (let sy = Math.ceil(rect.top + y1 / framePerCss); sy < rect.top + y2 / framePerCss; sy += 2) {
+      for (let sx = Math.ceil(rect.left + x1 / framePerCss); sx < rect.left + x2 / framePerCss; sx += 2) {
         const point = [(sx - rect.left) * scale, (sy - rect.top) * scale];
         if (!disc(point, reach * scale).every(inside)) continue;
         window.maskInside = inside;

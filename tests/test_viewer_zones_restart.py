@@ -79,7 +79,7 @@ async def test_points_clicked_while_the_stream_restarts_are_kept_on_its_last_pic
     await _lose_pictures(client, page)
     kept = await page.evaluate(CANVAS_STATS, "#video")
     assert kept["seq"] is not None and kept["std"] > 0, "the last picture stays on the canvas, not a blank one"
-    assert await page.evaluate("() => document.querySelector('#video').width") == 640
+    assert await page.evaluate("() => document.querySelector('#video').dataset.frame") == "640x384"
     await click(page, door[2])
     await page.screenshot(path=screenshots / "drawing-while-reconnecting.png")
     await click(page, door[0])  # the first corner again closes it

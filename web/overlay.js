@@ -34,11 +34,15 @@ function labelInk(id) {
 }
 
 // In passes, as the server draws: every track's mask, then trails, boxes and zone frames, then every
-// label last, so no other track's mask, trail or box covers a label. Returns the labels' rectangles
-// ({left, top, width, height}, frame pixels), in the order of meta.tracks.
+// label last, so no other track's mask, trail or box covers a label. `context`'s canvas holds the whole
+// frame at any size (the stream view's: as it is shown in device pixels, or the frame's own if larger), so
+// the metadata's frame pixels are scaled onto it, and labels are drawn in its own pixels, as sharp as it
+// is. Returns the labels' rectangles ({left, top, width, height}, the canvas' pixels), in the order of
+// meta.tracks.
 export function drawOverlay(context, meta, show, highlightId) {
   const scale = Math.max(meta.height / REFERENCE_HEIGHT_PX, 0.4);
   const line = Math.max(1, Math.round(2 * scale));
+  const [perFrameX, perFrameY] = [context.canvas.width / meta.width, context.canvas.height / meta.height];
   const label = labelSize(context.canvas);
   const pen = (track) => {
     const highlighted = track.id === highlightId;
@@ -49,6 +53,8 @@ export function drawOverlay(context, meta, show, highlightId) {
     context.lineWidth = highlighted ? line * 2 : line;
     return color;
   };
+  context.save();
+  context.scale(perFrameX, perFrameY); // masks, trails, boxes and zone frames in frame pixels
   for (const track of meta.tracks) {
     if (!show.masks || !track.polygon || track.polygon.length < 6) continue;
     pen(track);
@@ -71,10 +77,12 @@ export function drawOverlay(context, meta, show, highlightId) {
     if (show.boxes) context.strokeRect(x1, y1, x2 - x1, y2 - y1);
     if (show.zones && track.zones?.length) drawInZone(context, track.box, line);
   }
+  context.restore();
   const labels = [];
   for (const track of show.labels ? meta.tracks : []) {
     const text = `${track.id} ${track.class} ${track.conf.toFixed(2)}`;
-    labels.push(drawLabel(context, text, track.box, pen(track), labelInk(track.id), label));
+    const [x, y] = [track.box[0] * perFrameX, track.box[1] * perFrameY];
+    labels.push(drawLabel(context, text, [x, y], pen(track), labelInk(track.id), label));
   }
   context.globalAlpha = 1;
   return labels;
@@ -91,7 +99,7 @@ function drawInZone(context, [x1, y1, x2, y2], line) {
   context.restore();
 }
 
-// A label's font size in frame pixels: by the size the picture is shown at, as the zone tags are
+// A label's font size in the canvas' pixels: by the size the picture is shown at, as the zone tags are
 // (shape_drawing.js), so it is as readable on a phone as on a desktop, whatever the frame's size.
 function labelSize(canvas) {
   const shown = pictureRect(canvas).height || canvas.height;
@@ -99,18 +107,18 @@ function labelSize(canvas) {
   return Math.round((css * canvas.height) / shown);
 }
 
-// `size`: the font's, in frame pixels; the box around the text grows with it. Above the box's top-left
-// corner (inside it where the box touches the top), and kept within the picture: on a phone the
-// smallest readable label is wide in frame pixels, and one by a box at the right edge ran off it.
-// Returns its rectangle.
+// `size`: the font's, and [x, y] the box's top-left corner, in the canvas' pixels; the box around the text
+// grows with the font. Above that corner (inside the box where it touches the top), and kept within the
+// picture: on a phone the smallest readable label is wide for the frame, and one by a box at the right
+// edge ran off it. Returns its rectangle.
 function drawLabel(context, text, [x, y], color, ink, size) {
-  const { width: frameWidth, height: frameHeight } = context.canvas;
+  const { width: pictureWidth, height: pictureHeight } = context.canvas;
   context.font = `${size}px system-ui, sans-serif`;
   const pad = Math.round(size / 5);
   const width = context.measureText(text).width + 2 * pad;
   const height = size + 2 * pad;
-  const left = Math.max(0, Math.min(x, frameWidth - width));
-  const top = Math.max(0, Math.min(y - height >= 0 ? y - height : y, frameHeight - height));
+  const left = Math.max(0, Math.min(x, pictureWidth - width));
+  const top = Math.max(0, Math.min(y - height >= 0 ? y - height : y, pictureHeight - height));
   context.fillStyle = color;
   context.fillRect(left, top, width, height);
   context.fillStyle = ink;

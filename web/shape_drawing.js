@@ -1,6 +1,7 @@
 // Zones and lines drawn over the stream's picture (shapes.js has what a shape is): each with its name
 // tag and live count, the selected one with handles on its corners, the one being drawn dashed, and the
-// keyboard's crosshair. Handles, lines and tags keep their size on screen whatever the frame's size.
+// keyboard's crosshair. Handles, lines and tags keep their size on screen whatever the frame's size, and
+// are drawn in the canvas' own pixels: the stream view's are the screen's (picture.js ShownCanvas).
 // In two layers, which the stream view draws the tracks between (drawShapes).
 
 import { pictureRect } from "./overlay.js";
@@ -11,16 +12,17 @@ const LINE_COLOR = "#25e0ff";
 const INK = "#0b0d10"; // handles' insides and tags' text
 
 /**
- * Draw onto `context` (frame pixels): `shapes` (none while hidden), the one keyOf() `selected`
- * highlighted, each tagged with its count in `counts`; `draft` ({kind, points, cursor} of a shape
- * being drawn, or null); and `crosshair` (where the keyboard is, in fractions of the frame, or null).
+ * Draw onto `context` (its canvas holds the whole frame, at any size): `shapes` (none while hidden),
+ * the one keyOf() `selected` highlighted, each tagged with its count in `counts`; `draft` ({kind,
+ * points, cursor} of a shape being drawn, or null); and `crosshair` (where the keyboard is, in
+ * fractions of the frame, or null).
  * `layer`: "under" the tracks, the zones' fills and outlines and the lines (no zone tints a track's
  * label); "over" them, what the person reads and draws with, which no track's mask may tint: the name
  * tags and counts, the selected shape's handles, the draft and the crosshair; "both", in that order.
  */
 export function drawShapes(context, { shapes, selected, counts, draft, crosshair }, layer = "both") {
   const { width, height } = context.canvas;
-  // Frame pixels per CSS pixel: handles, lines and labels keep their size on screen, phone or not.
+  // The canvas' pixels per CSS pixel: handles, lines and tags keep their size on screen, phone or not.
   const scale = width / (pictureRect(context.canvas).width || width);
   const px = ([x, y]) => [x * width, y * height];
   context.save();
@@ -123,11 +125,12 @@ function drawHandles(context, points, scale, color, lineWidth) {
 // line starting where a zone does) it goes below that one, so no name or count is hidden. Its box.
 function drawTag(context, text, [x, y], color, scale, placed) {
   const size = Math.round(13 * scale);
+  const [padX, padY] = [4 * scale, 3 * scale]; // CSS px around the text, as its font is sized
   context.font = `600 ${size}px system-ui, sans-serif`;
-  const width = context.measureText(text).width + 8;
-  const height = size + 6;
+  const width = context.measureText(text).width + 2 * padX;
+  const height = size + 2 * padY;
   const left = Math.min(Math.max(0, x), context.canvas.width - width);
-  let top = Math.min(Math.max(0, y - height - 4), context.canvas.height - height);
+  let top = Math.min(Math.max(0, y - height - 4 * scale), context.canvas.height - height);
   const covers = (tag) =>
     left < tag.left + tag.width && tag.left < left + width && top < tag.top + tag.height && tag.top < top + height;
   for (let under = placed.find(covers); under; under = placed.find(covers)) top = under.top + under.height + 2 * scale;
@@ -135,6 +138,6 @@ function drawTag(context, text, [x, y], color, scale, placed) {
   context.fillRect(left, top, width, height);
   context.fillStyle = INK;
   context.textBaseline = "top";
-  context.fillText(text, left + 4, top + 3);
+  context.fillText(text, left + padX, top + padY);
   return { left, top, width, height };
 }

@@ -29,7 +29,7 @@ import { appUrl, pageToken, storedToken } from "./connection.js";
 import { EventList } from "./events.js";
 import { behindAdvice, wantedRate } from "./grid.js";
 import { drawOverlay, pictureRect, trackAt } from "./overlay.js";
-import { JpegDecoder } from "./picture.js";
+import { JpegDecoder, ShownCanvas } from "./picture.js";
 import { OFFLINE_NOTICE, StatusPanel, notice, noticeWithoutPicture, streamNotice } from "./status.js";
 import { listenToTrackTable, markTrackRows, showTrackRows } from "./track_table.js";
 import { WebRTCTransport, canPlay } from "./webrtc.js";
@@ -93,6 +93,8 @@ export class StreamView {
     this.el = elements;
     this.subscribe = subscribe;
     this.context = elements.canvas.getContext("2d");
+    // Drawn again as the picture is shown at another size: a paused one gets no new frame to be redrawn with.
+    this.shownCanvas = new ShownCanvas(elements.canvas, () => this.redraw());
     this.streamId = null;
     this.meta = null;
     this.bitmap = null;
@@ -249,6 +251,7 @@ export class StreamView {
     this.context.clearRect(0, 0, canvas.width, canvas.height);
     delete canvas.dataset.seq;
     delete canvas.dataset.tracks;
+    delete canvas.dataset.frame;
     this.el.trackBody.replaceChildren();
     this.el.trackCount.textContent = "";
     this.el.stats.replaceChildren();
@@ -524,19 +527,20 @@ export class StreamView {
     this.zones.setCounts(meta.counts);
     this.redraw();
     this.showTracks(meta);
-    // What is on screen, for people with developer tools and for the browser tests.
+    // What is on screen, for people with developer tools and for the browser tests: the frame's size
+    // too, as the canvas has the size it is shown at (ShownCanvas).
     this.el.canvas.dataset.seq = meta.seq;
     this.el.canvas.dataset.tracks = meta.tracks.map((t) => t.id).join(",");
+    this.el.canvas.dataset.frame = `${meta.width}x${meta.height}`;
   }
 
   redraw() {
     const { canvas } = this.el;
     if (!this.meta || !this.bitmap) return;
-    // The canvas is in frame pixels, so metadata coordinates apply whatever size the JPEG was sent at.
-    if (canvas.width !== this.meta.width || canvas.height !== this.meta.height) {
-      canvas.width = this.meta.width;
-      canvas.height = this.meta.height;
-    }
+    // The canvas holds the whole frame at the size it is shown at in device pixels, or at its own where
+    // that is larger (ShownCanvas), and the overlays map the metadata's frame pixels onto it, whatever
+    // size the JPEG was sent at.
+    this.shownCanvas.fit(this.meta.width, this.meta.height);
     this.context.drawImage(this.bitmap, 0, 0, canvas.width, canvas.height);
     // Zones and lines under the tracks, as the server draws them: no zone's fill tints a track's label.
     // Their tags, handles, the shape being drawn and the crosshair over everything: no track's mask

@@ -169,7 +169,9 @@ export class ZoneEditor {
   useViewerSettings(settings) {
     this.saver.useSettings(settings);
     this.offerClasses(settings.classes);
-    this.askSince(); // a hello: the server may have restarted, its lines' totals with it
+    // A hello: the server may have restarted, its lines' totals with it (asked of a stream it has: one not
+    // there yet, or gone, would answer 404 to no purpose).
+    if (this.sinceAsked) this.askSince();
   }
 
   offerClasses(names) {
@@ -569,7 +571,7 @@ export class ZoneEditor {
   }
 
   /**
-   * Draw the shapes, their counts and the one being drawn onto `context` (frame pixels); `layer`:
+   * Draw the shapes, their counts and the one being drawn onto `context` (the whole frame); `layer`:
    * "under" or "over" the tracks, or "both" (drawShapes).
    */
   draw(context, layer = "both") {
