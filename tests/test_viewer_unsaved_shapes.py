@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import aiohttp
 import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient
@@ -181,13 +182,20 @@ async def test_the_embed_snippet_gets_a_viewer_token_its_frame_plays_with(client
         "() => document.querySelector('#embed-code').value.includes('?token=')", timeout=WAIT_MS
     )
     note = await page.inner_text("#embed-token-state")
-    assert "Anyone with this snippet can watch until it expires" in note, note
-    assert {"role": "viewer", "ttl_s": YEAR_S} in minted
+    assert "Anyone with this snippet can watch cam until it expires" in note, note
+    assert "opens this stream alone" in note, note
+    assert {"role": "viewer", "ttl_s": YEAR_S, "scope": {"streams": ["cam"]}} in minted
     match = re.search(r'src="([^"]+)"', await page.input_value("#embed-code"))
     assert match is not None
     src = match[1]
     [token] = parse_qs(urlsplit(src).query)["token"]
-    assert token.startswith("s1.viewer."), "a viewer token, not the page's admin one"
+    assert token.startswith("s2.viewer."), "a viewer token, not the page's admin one"
+    # Whoever sees the snippet can watch its camera, and nothing else of the server (asked as they would:
+    # with the snippet's token alone, not the admin's this client sends).
+    async with aiohttp.ClientSession() as stranger:
+        for path, status in (("/api/streams/cam/snapshot.jpg", 200), ("/api/streams/flagged/snapshot.jpg", 403)):
+            async with stranger.get(client.make_url(path), params={"token": token}) as answer:
+                assert answer.status == status, (path, answer.status)
 
     # The snippet's address alone, in a browser that holds no token, plays.
     embed, embed_console = await open_url(chromium, src)

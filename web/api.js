@@ -148,9 +148,11 @@ export const removeStream = (id, persist) => request("DELETE", `${streamPath(id)
 // a refusal asks the person for no token.
 export const streamCounts = (id) => request("GET", `${streamPath(id)}/counts`, undefined, { interactive: false });
 export const viewerSettings = () => request("GET", "api/viewer");
-// A signed token of `role` for `ttl_s` seconds (POST /api/tokens): allowed to that role or a higher one.
+// A signed token of `role` for `ttl_s` seconds (POST /api/tokens): allowed to that role or a higher one;
+// `scope` ({streams: [ids]} or {event_snapshots: true}) limits a viewer token to what it names.
 // It changes nothing, so a server that does not answer is not waited for.
-export const mintToken = (role, ttlS) => request("POST", "api/tokens", { role, ttl_s: ttlS }, { timed: true });
+export const mintToken = (role, ttlS, scope) =>
+  request("POST", "api/tokens", { role, ttl_s: ttlS, ...(scope && { scope }) }, { timed: true });
 // `etag`: the stream's, as read with the settings the change is made over; refused (412) if they changed since.
 export const changeStream = (id, body, persist, etag) =>
   request("PATCH", `${streamPath(id)}${persist ? "?persist=1" : ""}`, body, {

@@ -26,8 +26,9 @@ const POLL_MS = 2000;
 // After a refused token, how long between attempts: the address will not change by itself, but the
 // server's tokens may (a restart that brings the token's key back), so it is tried now and then.
 const REFUSED_RETRY_MS = 60000;
-// The shape of a signed token (server/http/access/tokens.py), good or not: "s1.<role>.<expiry>.<signature>".
-const SIGNED_TOKEN = /^s1\.[^.]+\.[^.]+\.[^.]+$/;
+// The shape of a signed token (server/http/access/tokens.py), good or not: "s1.<role>.<expiry>.<signature>",
+// or scoped (a link for its camera alone) "s2.<role>.<expiry>.<scope>.<signature>".
+const SIGNED_TOKEN = /^(s1(\.[^.]+){3}|s2(\.[^.]+){4})$/;
 const MIN_WIDTH_PX = 32; // what a subscription's max_width may be (docs/protocol.md)
 const MAX_WIDTH_PX = 7680;
 const MIN_FPS = 0.01; // what a subscription's max_fps may be (docs/protocol.md)
@@ -141,9 +142,9 @@ function render() {
   if (pictureWithheld()) forgetPicture();
   if (problem) panel.show(problem);
   else if (wrongAddress) panel.show(refused(wrongAddress));
+  else if (refusal) panel.show(refused(refusal)); // a link for another camera: its hello lists no stream by this id
   else if (status === undefined) panel.show(CONNECTING);
   else if (status === null) panel.show(endedCamera ? endedCameraNotice(endedCamera.error) : MISSING);
-  else if (refusal) panel.show(refused(refusal));
   else panel.show(streamNotice(status, inference) ?? (online ? null : offline()));
   // While reconnecting, the next attempt's time is only in the API, not in status messages.
   const polling = status?.state === "reconnecting";

@@ -7,8 +7,8 @@
 // bookmarked, reloaded and sent to someone. The list follows each answer's `next` link, so paging stays
 // exact while new events are stored above it.
 
-import { ApiError, listEvents, listStreams, serverNow } from "./api.js";
-import { APP_ROOT, carryToken, urlToken, withToken } from "./connection.js";
+import { ApiError, listEvents, listStreams, mintToken, serverNow } from "./api.js";
+import { APP_ROOT, appUrl, carryToken, pageToken, storedToken } from "./connection.js";
 import { describeEvent } from "./event_words.js";
 
 // Events added at each "Show more", and shown at first.
@@ -21,6 +21,11 @@ const TYPES = ["zone_enter", "zone_exit", "loiter", "line_cross", "track"];
 const ZONE_TYPES = ["zone_enter", "zone_exit", "loiter"];
 const THUMBNAIL_WIDTH = 96;
 const THUMBNAIL_HEIGHT = 72;
+// The snapshots' addresses carry a signed token that opens stored events' snapshots and nothing else (POST
+// /api/tokens, scope event_snapshots), minted again this long before it expires: an address copied out of
+// the page, or kept in the browser's history, shows those pictures, never a camera, the list or a new token.
+const SNAPSHOT_TOKEN_TTL_S = 3600;
+const SNAPSHOT_TOKEN_RENEW_MS = 5 * 60 * 1000;
 const HISTORY_OFF =
   "The event history is off on this server, so no events are kept. To keep them, add an [events.history] " +
   'table with a path (path = "segcast-events.db") to its config file and restart it (README, "Events out").';
@@ -189,12 +194,30 @@ function cameraCell(streamId) {
   return cell;
 }
 
+let snapshotToken = null; // {token, renewAt}: the snapshots' token as last minted
+
+/** The snapshots' token (SNAPSHOT_TOKEN_TTL_S), minted with the page's own token or the person's; null where
+ * the page has neither (the server asked for none) or none could be minted (the pictures are then refused). */
+async function snapshotTokenNow() {
+  if (!pageToken && !storedToken()) return null;
+  if (snapshotToken && Date.now() < snapshotToken.renewAt) return snapshotToken.token;
+  try {
+    const { token, ttl_s: ttlS } = await mintToken("viewer", SNAPSHOT_TOKEN_TTL_S, { event_snapshots: true });
+    snapshotToken = { token, renewAt: Date.now() + ttlS * 1000 - SNAPSHOT_TOKEN_RENEW_MS };
+  } catch {
+    snapshotToken = null;
+  }
+  return snapshotToken?.token ?? null;
+}
+
 /** The stored snapshot, small and loaded as it scrolls into view, linked full size. An <img> sends no
- * Authorization header: its address carries a signed token where the server asks for one (urlToken). */
-function snapshotCell(stored, what) {
+ * Authorization header: its address carries `token`, the snapshots' own (snapshotTokenNow), if any. */
+function snapshotCell(stored, what, token) {
   const cell = document.createElement("td");
   if (stored.snapshot === null) return cell;
-  const address = withToken(`api/events/${stored.id}/snapshot.jpg`);
+  const url = appUrl(`api/events/${stored.id}/snapshot.jpg`);
+  if (token) url.searchParams.set("token", token);
+  const address = url.href;
   const link = document.createElement("a");
   link.href = address;
   const picture = document.createElement("img");
@@ -208,7 +231,7 @@ function snapshotCell(stored, what) {
   return cell;
 }
 
-function eventRow(stored) {
+function eventRow(stored, token) {
   const { event } = stored;
   const row = document.createElement("tr");
   row.dataset.eventId = String(stored.id);
@@ -216,7 +239,7 @@ function eventRow(stored) {
   const whatCell = document.createElement("td");
   whatCell.className = "history-what";
   whatCell.textContent = what;
-  row.append(timeCell(event), cameraCell(event.stream), whatCell, snapshotCell(stored, what));
+  row.append(timeCell(event), cameraCell(event.stream), whatCell, snapshotCell(stored, what, token));
   return row;
 }
 
@@ -269,9 +292,9 @@ class HistoryList {
       failure = error;
     }
     // For the snapshots' addresses: asked for after the events, which may have asked the person for a token.
-    await urlToken().catch(() => null);
+    const token = await snapshotTokenNow();
     if (events !== this.events) return; // the filters changed meanwhile
-    rows.append(...taken.map(eventRow));
+    rows.append(...taken.map((stored) => eventRow(stored, token)));
     more.hidden = failure !== null ? rows.rows.length === 0 : !events.more;
     table.hidden = failure instanceof ApiError && failure.status === 404;
     const count = rows.rows.length;

@@ -260,21 +260,22 @@ export class StreamView {
     this.render();
   }
 
-  // A viewer token minted for the snippet, in its frame's address: the page's own token stays the page's.
+  // A viewer token minted for the snippet, in its frame's address, scoped to this stream (whoever sees the
+  // snippet can watch it, nothing else): the page's own token stays the page's.
   async addEmbedToken() {
     const { embedTokenButton: button, embedTokenState: state } = this;
     const streamId = this.streamId;
     button.disabled = true;
     try {
-      const { token, ttl_s: ttlS } = await mintToken("viewer", EMBED_TOKEN_TTL_S);
+      const { token, ttl_s: ttlS } = await mintToken("viewer", EMBED_TOKEN_TTL_S, { streams: [streamId] });
       if (streamId !== this.streamId) return;
       this.embedToken = token;
       this.showEmbed();
       this.el.copyState.textContent = "";
       const until = new Date(Date.now() + ttlS * 1000).toLocaleDateString();
       state.textContent =
-        `Token added. Anyone with this snippet can watch until it expires, on ${until}: it is a viewer ` +
-        "token, good for every stream of this server.";
+        `Token added. Anyone with this snippet can watch ${streamId} until it expires, on ${until}: the ` +
+        "token opens this stream alone, none other of this server, nor its event history.";
     } catch (error) {
       if (streamId === this.streamId) state.textContent = `No token added: ${error.message}`;
     } finally {

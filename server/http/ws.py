@@ -10,6 +10,9 @@ with 1011, so that a viewer is never left connected to a socket that sends nothi
 
 Each socket is told an id of its own in its ``hello`` (`PageSockets`): a page names it when it offers
 to play over WebRTC, and its players are closed when the socket closes.
+
+A socket opened with a stream-scoped token (a dashboard's link, `server.http.access.tokens.Scope`) is told
+of its scope's streams alone (`ScopedViewer`), and a subscription to any other, or to ``"*"``, is refused.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from server.delivery.encode import ImageKind, parse_variant
 from server.delivery.hub import Hub
 from server.delivery.viewer import MAX_PENDING_EVENTS, Event, Subscription, Viewer
 from server.frames import PROTOCOL_VERSION
+from server.http.access.auth import credential_key
+from server.http.access.tokens import Scope
 from server.http.api import stream_json
 from server.http.errors import error
 from server.http.keys import hub_key, manager_key, websockets_key
@@ -176,6 +181,21 @@ class PageSockets:
         self._stopping = True
 
 
+class ScopedViewer(Viewer):
+    """A viewer let in with a stream-scoped token: it hears nothing of other streams (their state, their being
+    added or removed), as its ``hello`` lists none of them; a frame's events come only with its subscriptions,
+    which its scope holds to its streams. News of no stream (``inference``) it hears as any viewer does."""
+
+    def __init__(self, scope: Scope, address: str | None) -> None:
+        super().__init__("ws", address)
+        self.scope = scope
+
+    def offer_event(self, event: Event) -> None:
+        stream = event.data.get("stream")
+        if stream is None or stream in self.scope.streams:
+            super().offer_event(event)
+
+
 class ViewerSocket(web.WebSocketResponse):
     """A viewer's WebSocket. aiohttp closes one whose client sent a message over ``max_msg_size`` itself,
     with 1009 and no reason; here it gets one naming the limit (`TOO_BIG_REASON`), as a client that
@@ -209,14 +229,16 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
     if not ws.can_prepare(request).ok:
         raise error(web.HTTPBadRequest, NOT_A_WEBSOCKET_MESSAGE)
     hub, manager = request.app[hub_key], request.app[manager_key]
-    viewer = Viewer("ws", request.remote)
+    credential = request.get(credential_key)
+    scope = None if credential is None else credential.scope
+    viewer = Viewer("ws", request.remote) if scope is None else ScopedViewer(scope, request.remote)
     join_viewer(hub, viewer)
     try:
         await ws.prepare(request)
         keep_send_queue_short(request)
         connection = request.app[websockets_key][ws] = ViewerConnection(request)
         closer = request[websocket_closer_key] = WebSocketCloser(ws, connection)
-        streams = [stream_json(request, info) for info in manager.streams()]
+        streams = [stream_json(request, info) for info in manager.streams() if _within(scope, info.stream_id)]
         with request.app[page_sockets_key].opened() as socket_id:
             hello = {
                 "type": "hello",
@@ -230,7 +252,7 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
             sender = asyncio.create_task(send_forever(viewer, ws, closer), name="viewer-sender")
             sender.add_done_callback(functools.partial(_close_if_failed, closer))
             try:
-                await _read_forever(ws, hub, manager, viewer, closer, request.app[_disconnects_logged_key])
+                await _read_forever(ws, hub, manager, viewer, closer, request.app[_disconnects_logged_key], scope)
             finally:
                 sender.cancel()
                 await asyncio.wait((sender,))  # a failure of its own was logged as it ended
@@ -261,9 +283,11 @@ async def _read_forever(
     viewer: Viewer,
     closer: WebSocketCloser,
     disconnects_logged: dict[str, ThrottledCount],
+    scope: Scope | None,
 ) -> None:
     """Take the client's subscriptions until it leaves. A client over the rate of its messages, of their
-    text or of their stream entries is disconnected, each charged before the work it pays for."""
+    text or of their stream entries is disconnected, each charged before the work it pays for. A subscription
+    beyond the ``scope`` of the token the socket was opened with is refused, and the one before it holds."""
     messages = RateLimit()
     text = RateLimit(MAX_CLIENT_TEXT_PER_S, CLIENT_TEXT_BURST, "characters of text")
     entries = RateLimit(MAX_SUBSCRIBED_ENTRIES_PER_S, SUBSCRIBED_ENTRIES_BURST, "stream entries")
@@ -290,7 +314,25 @@ async def _read_forever(
         if isinstance(subscriptions, str):
             viewer.offer_event(_error(subscriptions))
             continue
+        if scope is not None and (refusal := beyond_scope(scope, subscriptions)) is not None:
+            viewer.offer_event(_error(refusal))
+            continue
         _subscribe(hub, manager, viewer, subscriptions)
+
+
+def _within(scope: Scope | None, stream_id: str) -> bool:
+    """Whether a socket opened with a token of ``scope`` (None: unscoped) may hear of ``stream_id``."""
+    return scope is None or stream_id in scope.streams
+
+
+def beyond_scope(scope: Scope, subscriptions: Mapping[str, Subscription]) -> str | None:
+    """Why a socket of ``scope`` may not have ``subscriptions``, naming the first id outside it; None if it may.
+    ``"*"`` is outside any: it means every stream, those added later too."""
+    outside = [stream_id for stream_id in subscriptions if not _within(scope, stream_id)]
+    if not outside:
+        return None
+    named = "'*' (every stream)" if outside[0] == "*" else repr(outside[0])
+    return f"subscribe: this token is limited to {scope.describe()}; it cannot watch {named}: name its streams alone"
 
 
 def _disconnect(

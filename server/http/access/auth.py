@@ -11,6 +11,11 @@ streams. Requests prove a role in one of two ways:
   the token that minted it (below), and an admin's lasts a week at most. A signed token is good as a
   bearer too (pasted where a token is asked for, it is what it says).
 
+A signed token may be scoped (`Scope`): a dashboard's link to its streams alone, the history page's
+``<img>`` to stored event snapshots alone. Such a token opens only the routes its scope's kind lists
+(`SCOPED_ROUTES`), for its own streams; anything else, a route added later too, is a 403 naming its scope
+and what was asked. It mints no token at all: a link's holder cannot make links its owner never saw.
+
 "Soon" holds for everything a signed token reaches: a token minted with one expires no later than
 it, and a WebSocket or MJPEG stream opened with one ends when it expires (a WebRTC peer too: see
 `server.webrtc.peers`). Taking a token out of the settings revokes, at the restart, every signed token
@@ -34,15 +39,20 @@ from contextlib import suppress
 from aiohttp import web
 
 from server.analytics.shapes import refuse_unknown_keys
+from server.config import check_stream_id
 from server.http.access.refusals import Refusals
 from server.http.access.requests import bearer_token, is_cross_site, is_local_name, is_websocket
 from server.http.access.tokens import (
+    EVENT_SNAPSHOTS,
+    MAX_SCOPE_STREAMS,
     SIGNED_ADMIN_TOKEN_MAX_TTL_S,
     SIGNED_TOKEN_DEFAULT_TTL_S,
     SIGNED_TOKEN_MAX_TTL_S,
     AccessPolicy,
     Credential,
     Role,
+    Scope,
+    ScopeKind,
     SignedRefusal,
 )
 from server.http.errors import error
@@ -70,7 +80,28 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: Minting a signed token changes nothing: a viewer may mint viewer tokens for its own <img> tags.
 TOKENS_PATH = "/api/tokens"
 #: The keys a body asking `TOKENS_PATH` for a token may have.
-TOKEN_REQUEST_KEYS = ("role", "ttl_s")
+TOKEN_REQUEST_KEYS = ("role", "ttl_s", "scope")
+#: The keys of its ``scope``: one of them.
+SCOPE_KEYS = ("streams", "event_snapshots")
+#: What a scoped token opens, by its scope's kind: (method, route) as the router names them, HEAD being GET.
+#: A route naming ``{stream}`` opens only for the scope's streams. The WebSocket holds its subscriptions to
+#: them itself (`server.http.ws`); ``/embed/<stream>`` is public, the page, and its live view comes by the
+#: WebSocket and the stream's GET; WebRTC's config is its play's ICE servers.
+SCOPED_ROUTES: dict[ScopeKind, frozenset[tuple[str, str]]] = {
+    ScopeKind.STREAMS: frozenset(
+        {
+            ("GET", "/api/streams/{stream}"),
+            ("GET", "/api/streams/{stream}/snapshot.jpg"),
+            ("GET", "/api/streams/{stream}/mjpeg"),
+            ("GET", "/api/streams/{stream}/counts"),
+            ("GET", "/api/streams/{stream}/tracks"),
+            ("GET", "/ws"),
+            ("GET", "/api/webrtc/config"),
+            ("POST", "/api/webrtc/play/{stream}"),
+        }
+    ),
+    ScopeKind.EVENT_SNAPSHOTS: frozenset({("GET", "/api/events/{event}/snapshot.jpg")}),
+}
 #: Playing a stream over WebRTC is watching it, though the offer has to be POSTed.
 WATCH_BY_POST_PREFIXES = ("/api/webrtc/play/",)
 #: The least time between two log lines about refused cross-site requests: one tells the operator
@@ -133,6 +164,12 @@ async def _check_access(request: web.Request, handler: Handler) -> web.StreamRes
             web.HTTPForbidden,
             f"this needs the {needed.name.lower()} role; the token given is a {credential.role.name.lower()}",
         )
+    if credential.scope is not None and not within_scope(request, credential.scope):
+        raise error(
+            web.HTTPForbidden,
+            f"this token is limited to {credential.scope.describe()}; it does not open {request.method} "
+            f"{request.path}: ask whoever gave it for a token that does",
+        )
     request[credential_key] = credential
     if credential.expires is None:
         return await handler(request)
@@ -141,6 +178,18 @@ async def _check_access(request: web.Request, handler: Handler) -> web.StreamRes
 
 
 _cross_site_log_key = web.AppKey("cross_site_log", ThrottledCount)
+
+
+def within_scope(request: web.Request, scope: Scope) -> bool:
+    """Whether a token of ``scope`` opens ``request``: its route is one `SCOPED_ROUTES` lists for the scope's
+    kind, and the stream it names, if it names one, is the scope's. Read from the route the router matched,
+    never from the path's text, so no spelling of a path reaches another route."""
+    resource = request.match_info.route.resource
+    method = "GET" if request.method == "HEAD" else request.method
+    if resource is None or (method, resource.canonical) not in SCOPED_ROUTES[scope.kind]:
+        return False
+    stream = request.match_info.get("stream")
+    return stream is None or stream in scope.streams
 
 
 def _cross_site_refusal(request: web.Request) -> web.HTTPException:
@@ -279,10 +328,11 @@ async def _end_stream_at(request: web.Request, expires: int) -> None:
 async def _mint_token(request: web.Request) -> web.Response:
     """Mint a signed token for URLs, for the caller's own role or a lower one.
 
-    The body is optional JSON: ``{"role": "viewer", "ttl_s": 3600}``. A caller who proves its role
-    with a signed token gets one that expires no later than its own; ``ttl_s`` in the answer says
-    how long the token given holds. It has the caller's root (`Credential.root`): taking the configured
-    token behind the caller out of the settings revokes it too.
+    The body is optional JSON: ``{"role": "viewer", "ttl_s": 3600}``, with ``"scope": {"streams": [ids]}``
+    or ``"scope": {"event_snapshots": true}`` for a scoped viewer token (`_scope_of`), which the answer
+    repeats. A caller who proves its role with a signed token gets one that expires no later than its own;
+    ``ttl_s`` in the answer says how long the token given holds. It has the caller's root
+    (`Credential.root`): taking the configured token behind the caller out of the settings revokes it too.
     """
     policy = request.app[policy_key]
     raw = await read_body(request)
@@ -291,7 +341,7 @@ async def _mint_token(request: web.Request) -> web.Response:
     except (ValueError, RecursionError):  # not JSON, not UTF-8, NaN, or nested beyond Python's limit
         body = None
     if not isinstance(body, dict):
-        raise _bad_request("the body must be a JSON object with optional 'role' and 'ttl_s'")
+        raise _bad_request("the body must be a JSON object with optional 'role', 'ttl_s' and 'scope'")
     try:
         refuse_unknown_keys(body, TOKEN_REQUEST_KEYS, "body")
     except ValueError as exc:
@@ -311,6 +361,9 @@ async def _mint_token(request: web.Request) -> web.Response:
             f"'ttl_s' of an admin token must be at most {SIGNED_ADMIN_TOKEN_MAX_TTL_S} "
             f"({SIGNED_ADMIN_TOKEN_MAX_TTL_S // 86400} days); the longer life is for viewer links"
         )
+    scope = _scope_of(body)
+    if scope is not None and role is not Role.VIEWER:
+        raise _bad_request("'scope' limits viewer tokens: an admin token has no scope (leave out 'role')")
     caller = request.get(credential_key)
     if caller is not None and role > caller.role:  # an open policy lets everyone act as admin
         raise error(web.HTTPForbidden, "a token can only grant its own role or a lower one")
@@ -321,8 +374,50 @@ async def _mint_token(request: web.Request) -> web.Response:
         # A signed token must not mint a longer-lived one: whoever found it in a URL could otherwise
         # trade it for a year-long token, and that one for the next, for ever.
         expires, ttl_s = presented, round(max(0.0, presented - now), 3)
-    token = policy.sign_until(role, expires, minted_by=caller)
-    return web.json_response({"token": token, "role": role_name, "ttl_s": ttl_s})
+    token = policy.sign_until(role, expires, minted_by=caller, scope=scope)
+    answer: dict[str, object] = {"token": token, "role": role_name, "ttl_s": ttl_s}
+    if scope is not None:
+        answer["scope"] = scope.to_json()
+    return web.json_response(answer)
+
+
+def _scope_of(body: dict[str, object]) -> Scope | None:
+    """The scope a token request's body asks for, or None for none; a 400 naming what is wrong with it.
+
+    Its stream ids are held to the rule of every stream id, but need not be a stream's now: a dashboard's
+    link may be made before its camera is added.
+    """
+    if "scope" not in body:
+        return None
+    asked = body["scope"]
+    if not isinstance(asked, dict):
+        raise _bad_request('\'scope\' must be an object: {"streams": ["<id>", ...]} or {"event_snapshots": true}')
+    try:
+        refuse_unknown_keys(asked, SCOPE_KEYS, "scope")
+    except ValueError as exc:
+        raise _bad_request(str(exc)) from None
+    if "streams" in asked and "event_snapshots" in asked:
+        raise _bad_request("scope: give 'streams' or 'event_snapshots', not both")
+    if "event_snapshots" in asked:
+        if asked["event_snapshots"] is not True:
+            raise _bad_request("scope.event_snapshots: true is its only value (for stored events' snapshots alone)")
+        return EVENT_SNAPSHOTS
+    if "streams" not in asked:
+        raise _bad_request('\'scope\' must name its "streams", or be {"event_snapshots": true}')
+    return Scope.of_streams(_scope_streams(asked["streams"]))
+
+
+def _scope_streams(streams: object) -> set[str]:
+    """A scope's ``streams`` as asked, each checked, or a 400 naming the first that is wrong."""
+    if not isinstance(streams, list):
+        raise _bad_request('scope.streams: a list of stream ids, such as ["front"]')
+    try:
+        ids = {check_stream_id(stream, f"scope.streams[{index}]") for index, stream in enumerate(streams)}
+    except ValueError as exc:
+        raise _bad_request(str(exc)) from None
+    if not 1 <= len(ids) <= MAX_SCOPE_STREAMS:
+        raise _bad_request(f"scope.streams: at least one stream id, and at most {MAX_SCOPE_STREAMS}")
+    return ids
 
 
 def _no_constant(name: str) -> None:

@@ -10,6 +10,12 @@ Configured tokens are never compared directly: their SHA-256 digests are compare
 against the digest of what was presented, and every configured token is checked, so neither the
 timing nor the order of the checks tells which one nearly matched.
 
+A signed token may be *scoped* (`Scope`): limited to some streams, for a dashboard's link, or to stored
+event snapshots, for the history page's ``<img>``. Its scope is written in it and signed with the rest
+(``s2.<role>.<expiry>.<scope>.<signature>``), so it can be read in a URL and changed by no one; an
+unscoped one keeps the shape ``s1.<role>.<expiry>.<signature>``. Which routes a scope opens is the
+middleware's (`server.http.access.auth`).
+
 The policy is *open* (nobody is asked for anything) only where the user chose that: bound to a
 loopback address with no tokens configured, or ``auth = "off"`` said explicitly. Binding anywhere
 else with no tokens refuses to start, naming the settings that fix it; so does ``auth = "off"`` with
@@ -32,6 +38,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
+from server.config import STREAM_ID_PATTERN
 from server.http.access.requests import bearer_token, is_loopback
 
 log = logging.getLogger(__name__)
@@ -51,6 +58,13 @@ SIGNED_ADMIN_TOKEN_MAX_TTL_S = 7 * 24 * 3600
 SIGNED_TOKEN_CLOCK_SKEW_S = 300
 SIGNED_TOKEN_DEFAULT_TTL_S = 3600
 SIGNED_TOKEN_PREFIX = "s1"
+#: The prefix of a scoped signed token, whose scope is written between its expiry and its signature.
+SCOPED_TOKEN_PREFIX = "s2"
+#: The most streams one scoped token may name: a dashboard's link is for a camera or a few, and every id
+#: (64 characters at most) lengthens each URL the token is in; this many keeps a token near 1 KiB at most.
+MAX_SCOPE_STREAMS = 16
+#: Between a scope's kind and its stream ids: unreserved in a URL, and in no stream id nor a token's fields.
+SCOPE_SEPARATOR = "~"
 #: The root of a signed token minted on no configured token's behalf: under an open policy, or by a
 #: program holding the policy. It holds as long as the signing key; a configured token's root (the
 #: SHA-256 of the token, 32 bytes) can never be empty.
@@ -68,10 +82,76 @@ class Role(enum.IntEnum):
     ADMIN = 2
 
 
+class ScopeKind(enum.Enum):
+    """What a scoped token is for, as its scope is written in it (`Scope.text`)."""
+
+    #: A dashboard's link: its streams' pictures, readings, details, embed, live view and WebRTC play.
+    STREAMS = "streams"
+    #: The history page's ``<img>``: stored events' snapshots, of every stream, and nothing else.
+    EVENT_SNAPSHOTS = "snapshots"
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What of a viewer's rights a scoped signed token keeps: those its kind names, of ``streams`` alone
+    for `ScopeKind.STREAMS` (sorted, distinct; ids no stream has yet are fine: a camera may come later).
+
+    Build one with `of_streams` or `EVENT_SNAPSHOTS`; `read` takes one back from a token's text.
+    """
+
+    kind: ScopeKind
+    streams: tuple[str, ...] = ()
+
+    @classmethod
+    def of_streams(cls, streams: Iterable[str]) -> Scope:
+        """The scope of ``streams``: ids as `server.config.check_stream_id` takes them, 1 to `MAX_SCOPE_STREAMS`
+        once duplicates go (ValueError otherwise: the minting route checks each first, to name it)."""
+        ids = tuple(sorted(set(streams)))
+        if not 1 <= len(ids) <= MAX_SCOPE_STREAMS or not all(STREAM_ID_PATTERN.match(i) for i in ids):
+            raise ValueError(f"a scope names 1 to {MAX_SCOPE_STREAMS} stream ids")
+        return cls(ScopeKind.STREAMS, ids)
+
+    @classmethod
+    def read(cls, text: str) -> Scope | None:
+        """The scope a token's scope field ``text`` writes (`text`), or None if it writes none."""
+        kind_name, *streams = text.split(SCOPE_SEPARATOR)
+        kind = next((kind for kind in ScopeKind if kind.value == kind_name), None)
+        if kind is ScopeKind.EVENT_SNAPSHOTS and not streams:
+            return EVENT_SNAPSHOTS
+        if kind is not ScopeKind.STREAMS or streams != sorted(set(streams)):
+            return None
+        try:
+            return cls.of_streams(streams)
+        except ValueError:
+            return None
+
+    @property
+    def text(self) -> str:
+        """The scope as a token writes it: ``streams~front~gate``, or ``snapshots``."""
+        return SCOPE_SEPARATOR.join((self.kind.value, *self.streams))
+
+    def to_json(self) -> dict[str, object]:
+        """The scope as ``POST /api/tokens`` is asked for it and answers it."""
+        if self.kind is ScopeKind.EVENT_SNAPSHOTS:
+            return {"event_snapshots": True}
+        return {"streams": list(self.streams)}
+
+    def describe(self) -> str:
+        """The scope in the words of a refusal: ``stream front``, ``streams front, gate``, ``event snapshots``."""
+        if self.kind is ScopeKind.EVENT_SNAPSHOTS:
+            return "event snapshots"
+        return f"stream{'s' if len(self.streams) > 1 else ''} {', '.join(self.streams)}"
+
+
+#: The history page's scope: stored events' snapshots, every stream's.
+EVENT_SNAPSHOTS = Scope(ScopeKind.EVENT_SNAPSHOTS)
+
+
 class SignedRefusal(enum.Enum):
     """Why a presented token proves nothing as a signed token (`AccessPolicy.check_signed`)."""
 
-    #: Not shaped ``s1.<viewer|admin>.<digits>.<signature>``: no signed token at all (a configured one, a typo).
+    #: Not shaped ``s1.<viewer|admin>.<digits>.<signature>`` nor ``s2.<viewer|admin>.<digits>.<scope>.<signature>``:
+    #: no signed token at all (a configured one, a typo).
     MALFORMED = "malformed"
     #: This server's signature for none of the roots it holds: forged, minted by another server, or with a
     #: configured token since taken out of the settings. The signature cannot tell which: no root is written in it.
@@ -96,6 +176,7 @@ class Credential:
     """What a presented token proves: a role, and until when (Unix seconds) if it is a signed token.
 
     ``expires`` is None for a configured token, which holds until it is taken out of the settings.
+    ``scope`` is a scoped signed token's (`Scope`), None for any other: those have all their role's rights.
     ``root`` is the digest of the configured token it goes back to: the token itself, or the one the
     signed token was minted with, through any chain of signed tokens (`SERVER_ROOT` for none). A
     token minted with this credential has the same root, and holds only while that root is configured.
@@ -104,6 +185,7 @@ class Credential:
     role: Role
     expires: int | None = None
     root: bytes = field(default=SERVER_ROOT, repr=False)
+    scope: Scope | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,20 +290,28 @@ class AccessPolicy:
         ttl_s: float = SIGNED_TOKEN_DEFAULT_TTL_S,
         now: float | None = None,
         minted_by: Credential | None = None,
+        scope: Scope | None = None,
     ) -> str:
         """A URL-safe token granting ``role`` until ``ttl_s`` seconds from now (see `sign_until`)."""
         if not 1 <= ttl_s <= max_ttl_s(role):
             raise ValueError(f"ttl_s of a {role.name.lower()} token must be between 1 and {max_ttl_s(role)}")
-        return self.sign_until(role, int((time.time() if now is None else now) + ttl_s), minted_by)
+        return self.sign_until(role, int((time.time() if now is None else now) + ttl_s), minted_by, scope)
 
-    def sign_until(self, role: Role, expires: int, minted_by: Credential | None = None) -> str:
-        """A URL-safe token granting ``role`` until ``expires`` (Unix seconds), while ``minted_by``'s
-        root is configured (with None, while the signing key holds: see `SERVER_ROOT`).
+    def sign_until(
+        self, role: Role, expires: int, minted_by: Credential | None = None, scope: Scope | None = None
+    ) -> str:
+        """A URL-safe token granting ``role``, within ``scope`` if one is given, until ``expires`` (Unix
+        seconds), while ``minted_by``'s root is configured (with None, while the signing key holds: see
+        `SERVER_ROOT`).
 
-        The root is not written in the token but signed into it (see `_mac`): a token keeps the shape
-        ``s1.<role>.<expiry>.<signature>``, and a URL never tells which configured token it came from.
+        The root is not written in the token but signed into it (see `_mac`): a token has the shape
+        ``s1.<role>.<expiry>.<signature>`` (``s2.<role>.<expiry>.<scope>.<signature>`` scoped), and a URL
+        never tells which configured token it came from.
         """
-        body = f"{SIGNED_TOKEN_PREFIX}.{role.name.lower()}.{expires}"
+        if scope is None:
+            body = f"{SIGNED_TOKEN_PREFIX}.{role.name.lower()}.{expires}"
+        else:
+            body = f"{SCOPED_TOKEN_PREFIX}.{role.name.lower()}.{expires}.{scope.text}"
         root = SERVER_ROOT if minted_by is None else minted_by.root
         return f"{body}.{self._mac(body, root).decode()}"
 
@@ -244,14 +334,14 @@ class AccessPolicy:
         no correct clock mints one, and a one-hour admin token minted while the clock was two years ahead
         would otherwise hold for two years once the clock is set right.
         """
-        if not _has_signed_shape(token):
+        written = _SignedText.read(token)
+        if written is None:
             return SignedRefusal.MALFORMED
-        genuine = self._genuine(token)
-        if genuine is None:
+        root = self._root_of(written)
+        if root is None:
             return SignedRefusal.UNBOUND if self._signed_unbound(token) else SignedRefusal.BAD_SIGNATURE
-        role, expires, root = genuine
-        refusal = _expiry_refusal(role, expires, time.time() if now is None else now)
-        return Credential(role, expires, root) if refusal is None else refusal
+        refusal = _expiry_refusal(written.role, written.expires, time.time() if now is None else now)
+        return Credential(written.role, written.expires, root, written.scope) if refusal is None else refusal
 
     def credential_of(self, request: web.Request) -> Credential | None:
         """What a request proves, from its bearer header or its signed ``token`` parameter.
@@ -283,29 +373,21 @@ class AccessPolicy:
         checked = self.check_signed(token)
         return _refusal_text(checked, token) if isinstance(checked, SignedRefusal) else None
 
-    def _genuine(self, token: str) -> tuple[Role, int, bytes] | None:
-        """The role, expiry and root a signed token would prove if it had not expired, or None if this
-        server did not sign it or the configured token it was minted with is gone.
+    def _root_of(self, written: _SignedText) -> bytes | None:
+        """The root ``written`` is signed for, or None if this server did not sign it or the configured
+        token it was minted with is gone.
 
         Its signature is checked against every root still configured, each one, so the time taken
         does not tell which matched. A token signed by an older segcast (with the signing key itself,
         before tokens had roots) matches none: it is refused, since nothing in it tells whether the
         token it was minted with is still configured.
         """
-        body, _, mac = token.rpartition(".")
-        parts = body.split(".")
-        if len(parts) != 3 or parts[0] != SIGNED_TOKEN_PREFIX:
-            return None
-        presented = _bytes(mac)
+        presented = _bytes(written.mac)
         found: bytes | None = None
         for root in self._roots():
-            if hmac.compare_digest(presented, self._mac(body, root)):
+            if hmac.compare_digest(presented, self._mac(written.body, root)):
                 found = root
-        role_name, expires = parts[1], parts[2]
-        role = Role.__members__.get(role_name.upper())
-        if found is None or role is None or not expires.isdigit():
-            return None
-        return role, int(expires), found
+        return found
 
     def _signed_unbound(self, token: str) -> bool:
         """Whether ``token`` is signed as segcast signed from fe89fd6 (2026-12-03 08:57) until 7c7b0e3
@@ -335,16 +417,31 @@ class AccessPolicy:
         return base64.urlsafe_b64encode(digest).rstrip(b"=")
 
 
-def _has_signed_shape(token: str) -> bool:
-    """Whether ``token`` has a signed token's shape, ``s1.<viewer|admin>.<digits>.<signature>``, genuine or not."""
-    parts = token.split(".")
-    return (
-        len(parts) == 4
-        and parts[0] == SIGNED_TOKEN_PREFIX
-        and parts[1].upper() in Role.__members__
-        and parts[2].isdigit()
-        and bool(parts[3])
-    )
+@dataclass(frozen=True, slots=True)
+class _SignedText:
+    """What a token with a signed token's shape says, genuine or not: read before its signature is checked,
+    and trusted only once that holds (`AccessPolicy.check_signed`)."""
+
+    body: str
+    mac: str
+    role: Role
+    expires: int
+    scope: Scope | None
+
+    @classmethod
+    def read(cls, token: str) -> _SignedText | None:
+        """``token`` read as ``s1.<viewer|admin>.<digits>.<signature>`` or
+        ``s2.<viewer|admin>.<digits>.<scope>.<signature>``; None for any other shape."""
+        body, _, mac = token.rpartition(".")
+        prefix, *fields = body.split(".")
+        scoped = prefix == SCOPED_TOKEN_PREFIX and len(fields) == 3
+        if not scoped and (prefix != SIGNED_TOKEN_PREFIX or len(fields) != 2):
+            return None
+        scope = Scope.read(fields[2]) if scoped else None
+        role, expires = Role.__members__.get(fields[0].upper()), fields[1]
+        if (scoped and scope is None) or role is None or not (expires.isascii() and expires.isdigit()) or not mac:
+            return None
+        return cls(body, mac, role, int(expires), scope)
 
 
 def max_ttl_s(role: Role) -> int:
@@ -366,7 +463,8 @@ def _refusal_text(refusal: SignedRefusal, token: str) -> str | None:
     """What a 401 tells the holder of ``token``, refused for ``refusal``; None for a token with no signed
     token's shape, which is no signed token (the caller says what is). Only a token this server signed has
     its expiry told: a forged one learns nothing of it."""
-    if refusal is SignedRefusal.MALFORMED:
+    written = _SignedText.read(token)
+    if refusal is SignedRefusal.MALFORMED or written is None:
         return None
     if refusal is SignedRefusal.UNBOUND:
         return (
@@ -379,8 +477,7 @@ def _refusal_text(refusal: SignedRefusal, token: str) -> str | None:
             "the signed token is not valid for this server (minted by another server or an earlier segcast, "
             "or with a token since taken out of its settings)"
         )
-    _, role_name, expiry, _ = token.split(".")  # s1.<role>.<expiry>.<signature>: `check_signed` read its shape
-    expires, role = int(expiry), Role[role_name.upper()]
+    expires, role = written.expires, written.role
     if refusal is SignedRefusal.EXPIRED:
         return f"the signed token expired at {_utc(expires)}"
     return (
