@@ -1043,7 +1043,7 @@ async def test_a_broker_that_ends_the_connection_for_reading_back_is_not_asked_a
             assert proxy.subscriptions_cut == 2 * READS_CUT_LIMIT, "then not again"
     refusals = sorted(r.getMessage() for r in caplog.records if "not asked again" in r.getMessage())
     configs = ", ".join(
-        f"homeassistant/{c}/segcast_cam/+/config" for c in ("sensor", "binary_sensor", "device_automation")
+        f"homeassistant/{c}/segcast_cam/+/config" for c in ("sensor", "binary_sensor", "device_automation", "image")
     )
     assert f"ended the connection for it twice in a row to read {configs}" in refusals[0]
     assert "twice in a row to read segcast/status, segcast/server, segcast/+/availability" in refusals[1]

@@ -36,6 +36,10 @@ MAX_AGE_DAYS_RANGE = (0.01, 36500.0)  # 14 minutes to a century
 MAX_MB_RANGE = (1.0, 1e9)
 WEBHOOK_TIMEOUT_S_RANGE = (0.1, 600.0)
 MAX_EVENT_AGE_S_RANGE = (0.0, 86400.0)  # 0: no limit; at most a day
+#: The largest JPEG of an event MQTT publishes (kB of 1024 bytes), with its topic within AWS IoT Core's 128 kB
+#: message: a bigger picture is scaled down until it fits (`server.events.mqtt.snapshots`).
+DEFAULT_MAX_SNAPSHOT_KB = 100.0
+MAX_SNAPSHOT_KB_RANGE = (1.0, 100_000.0)  # a broker takes up to 256 MB (MQTT's limit); none wants a picture that big
 TOPIC_PART = re.compile(r"^[A-Za-z0-9_/-]{1,128}\Z")
 #: One topic level that is also the start of Home Assistant's ids: no '/', which would be a level more.
 DISCOVERY_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}\Z")
@@ -59,6 +63,8 @@ MQTT_KEYS = (
     "discovery_id",
     "queue",
     "max_event_age_s",
+    "snapshots",
+    "max_snapshot_kb",
 )
 
 
@@ -97,6 +103,11 @@ class MqttSettings:
     queue: int = DEFAULT_QUEUE
     #: Seconds after its frame an event is still sent; 0: however old (`server.events.mqtt.outbox`).
     max_event_age_s: float = DEFAULT_MAX_EVENT_AGE_S
+    #: Whether zone and line events' pictures are published, retained (`server.events.mqtt.snapshots`). Off
+    #: unless asked for: every account the broker lets subscribe could read them, where the history's file is
+    #: its owner's alone, and a busy camera's pictures are most of what a metered broker would carry.
+    snapshots: bool = False
+    max_snapshot_kb: float = DEFAULT_MAX_SNAPSHOT_KB
 
     @property
     def effective_port(self) -> int:
@@ -247,6 +258,8 @@ def _mqtt(table: Mapping[str, Any], folder: Path) -> MqttSettings:
         discovery_id=_discovery_id(table, where),
         queue=_queue(table, where),
         max_event_age_s=_number(table, "max_event_age_s", DEFAULT_MAX_EVENT_AGE_S, MAX_EVENT_AGE_S_RANGE, where),
+        snapshots=_bool(table, "snapshots", False, where),
+        max_snapshot_kb=_number(table, "max_snapshot_kb", DEFAULT_MAX_SNAPSHOT_KB, MAX_SNAPSHOT_KB_RANGE, where),
     )
 
 

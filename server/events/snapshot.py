@@ -11,6 +11,9 @@ An event can be decided on a frame its object is not in: a track ends the tracke
 buffer (seconds) after it was last seen, and its zone exits and line crossings settle then. For
 those `LastSeen` keeps, per stream, the crop of each track from the last published frame it was
 in, until it ends.
+
+MQTT publishes the same picture of a zone's or line's event (`server.events.mqtt.snapshots`), encoded in a
+thread of its own and scaled down to its size limit where it is over (`snapshot_jpeg_within`).
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ SNAPSHOT_MAX_PX = 1280 * 720
 LAST_SEEN_MAX_PX = 640 * 360
 #: The most bytes of crops one stream keeps (`LastSeen`): a hundred tracks at `LAST_SEEN_MAX_PX`.
 LAST_SEEN_MAX_BYTES = 100 * LAST_SEEN_MAX_PX * 3
+#: The shortest side a snapshot scaled down to fit a size limit may have (`snapshot_jpeg_within`): smaller,
+#: it shows nothing anyone could recognise.
+SNAPSHOT_MIN_SIDE_PX = 16
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # pixels: compared by identity
@@ -163,6 +169,23 @@ def snapshot_jpeg(picture: Picture) -> bytes:
     if not ok:
         raise ValueError("JPEG encoding failed")
     return buffer.tobytes()
+
+
+def snapshot_jpeg_within(picture: Picture, max_bytes: int) -> bytes | None:
+    """`snapshot_jpeg` of ``picture``, halved each way until it is at most ``max_bytes``; None where it would
+    have to be smaller than `SNAPSHOT_MIN_SIDE_PX` on a side.
+
+    For an output whose messages have a size limit (a broker ends the connection for a message over its own);
+    the history stores the picture as it is. Each try encodes, so it runs off the loop; it raises as
+    `snapshot_jpeg` does.
+    """
+    while len(jpeg := snapshot_jpeg(picture)) > max_bytes:
+        height, width = picture.pixels.shape[:2]
+        if min(height, width) // 2 < SNAPSHOT_MIN_SIDE_PX:
+            return None
+        half = cv2.resize(picture.pixels, (width // 2, height // 2), interpolation=cv2.INTER_AREA)
+        picture = Picture(half, picture.whole_frame)
+    return jpeg
 
 
 def _box_of(data: Mapping[str, Any], result: FrameResult) -> tuple[float, float, float, float] | None:

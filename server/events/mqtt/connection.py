@@ -13,6 +13,11 @@ Topics (``P`` is ``topic_prefix``, default ``segcast``; ``D`` is ``discovery_pre
 - ``P/<stream>/triggers/<zone>/<type>`` (``zone_enter``, ``zone_exit``, ``loiter``: the payload is the
   type) and ``P/<stream>/triggers/<line>/line_cross`` (``in`` or ``out``): once per such event, just
   before it, QoS 1, not retained, with discovery on: what the zone's or line's device triggers fire on;
+- ``P/<stream>/snapshot`` and ``P/<stream>/zones/<zone>/snapshot``, ``P/<stream>/lines/<line>/snapshot``, with
+  ``snapshots`` on: the picture of the stream's, the zone's or the line's latest event (an entry, exit or
+  loitering in a zone, a crossing of a line) as raw JPEG bytes, retained, QoS 1, just before the event's
+  trigger and its JSON, which names it (``snapshot_topic``); cleared with its zone, line or stream
+  (`server.events.mqtt.snapshots`);
 - ``P/<stream>/counts``: the stream's counts as one flat JSON object (``{"tracks": 3, ...}``),
   retained, published when they change;
 - ``P/<stream>/availability``: ``online`` while the stream is live and its frames are inferred,
@@ -33,7 +38,10 @@ Topics (``P`` is ``topic_prefix``, default ``segcast``; ``D`` is ``discovery_pre
   ``D/binary_sensor/I_<stream>/zones_<zone>_occupancy/config`` (occupancy: on while the count is over
   0, read from the same counts) and ``D/device_automation/I_<stream>/zones_<zone>_<what>/config``
   (``enter``, ``exit``, ``loiter``: device triggers), a line's
-  ``D/device_automation/I_<stream>/lines_<line>_<in|out>/config``; they come and go with it. A count
+  ``D/device_automation/I_<stream>/lines_<line>_<in|out>/config``; they come and go with it. With
+  ``snapshots``, ``D/image/I_<stream>/snapshot/config`` (with ``tracks``),
+  ``D/image/I_<stream>/zones_<zone>_snapshot/config`` and ``D/image/I_<stream>/lines_<line>_snapshot/config``
+  are image entities of those pictures. A count
   that goes away (its zone or line deleted) has its config cleared (an empty retained message, which
   Home Assistant takes as "remove this sensor"); a removed stream has all of them, its counts and its
   availability cleared. A frame whose analytics failed carries the counts as they stand
@@ -103,6 +111,7 @@ from server.events.mqtt.claim import ServerClaim, another_server
 from server.events.mqtt.outbox import EventOutbox
 from server.events.mqtt.readback import ReadBack
 from server.events.mqtt.retained import RetainedStreams
+from server.events.mqtt.snapshots import EventSnapshots
 from server.events.mqtt.topics import MqttTopics
 from server.events.mqtt.window import QOS, OutMessage, PublishWindow
 from server.events.sink import BACKOFF_MAX_S, DeliveryTask, OutEvent, SinkHealth, Tally, backoff_s
@@ -165,9 +174,6 @@ CLIENT_LOG = cast(logging.Logger, _ClientLog(log.getChild("client")))
 
 
 class MqttSink:
-    #: MQTT sends the event's JSON only.
-    snapshots = False
-
     def __init__(
         self, settings: MqttSettings, backoff_first_s: float = 0.5, clock: Callable[[], float] = time.time
     ) -> None:
@@ -178,8 +184,16 @@ class MqttSink:
         self.connect_timeout_s = CONNECT_TIMEOUT_S
         self._tally = Tally(self.name, log)
         self.topics = MqttTopics(settings)
-        self._events = EventOutbox(settings, self.topics, self._tally, clock)
         self._streams = RetainedStreams(self.topics, settings.discovery)
+        self._wake = asyncio.Event()
+        #: Whether `offer` wants each event's picture: with ``snapshots``, a zone's or line's is published.
+        self.snapshots = settings.snapshots
+        self._snapshots = (
+            EventSnapshots(settings, self.topics, self._tally, self._wake.set, self._streams.pictures_sent)
+            if settings.snapshots
+            else None
+        )
+        self._events = EventOutbox(settings, self.topics, self._tally, clock, self._snapshots)
         self._state_turn = False  # whether the next message is state rather than an event, when both wait
         self._availabilities = ReadBack(
             self.name,
@@ -195,7 +209,6 @@ class MqttSink:
         self._failures = 0
         #: Whether the broker confirmed a message sent after ``online`` on this connection (`_working`).
         self._proven = False
-        self._wake = asyncio.Event()
         self._closing = False  # set by `stop`
         self._delivery = DeliveryTask(self._run, self.name)
         #: The same on every connection, so the broker ends the one before when the next is made.
@@ -241,6 +254,8 @@ class MqttSink:
         self._closing = True
         self._wake.set()
         await self._delivery.stop()
+        if self._snapshots is not None:
+            await self._snapshots.stop()
         self._events.tell_too_old()
         self._tally.lose_at_shutdown(self._events.unsent)
 

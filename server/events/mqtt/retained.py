@@ -1,6 +1,8 @@
 """What the broker is to retain of each stream for Home Assistant: its counts, its availability, the
-discovery configs of its sensors (and of its zones' occupancy binary sensors and its zones' and lines'
-device triggers, `server.events.mqtt.topics`), and their clearing once a count or the stream goes away.
+discovery configs of its sensors (and of its zones' occupancy binary sensors, its zones' and lines'
+device triggers and image entities, `server.events.mqtt.topics`), and their clearing once a count or the
+stream goes away, with the pictures of its zones' and lines' events (`server.events.mqtt.snapshots`): a
+picture is big, and one of a deleted zone would stay at the broker for good.
 
 Kept apart from the connection (`server.events.mqtt.connection`), which asks here for the next messages to send
 and says what a connection ended without; everything here runs on the loop and only decides what to
@@ -22,7 +24,7 @@ config its old node still has retained.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import aiomqtt
 
@@ -49,6 +51,9 @@ class RetainedStreams:
         #: Per stream, the discovery config topics (sensors, binary sensors, device triggers) this process
         #: published and has not (knowingly) cleared.
         self._sensors: dict[str, set[str]] = {}
+        #: Per stream, the snapshot topics this process published a picture on (or read back an image entity of)
+        #: and has not (knowingly) cleared.
+        self._pictures: dict[str, set[str]] = {}
         self._forgotten: set[str] = set()  # removed streams whose retained messages are still to clear
         #: Every stream heard of (its state or its counts) and not removed since: the streams this process has.
         self._streams: set[str] = set()
@@ -111,6 +116,14 @@ class RetainedStreams:
         self._live.pop(stream_id, None)
         self._unsent_availability.pop(stream_id, None)
         self._forgotten.add(stream_id)
+
+    def pictures_sent(self, stream_id: str, topics: Sequence[str]) -> bool:
+        """An event's pictures are about to go on ``topics``: True, and they are known as retained, if ``stream_id``
+        is this process's; False for a removed one, whose pictures were cleared with it: they are not to go."""
+        if stream_id not in self._streams:
+            return False
+        self._pictures.setdefault(stream_id, set()).update(topics)
+        return True
 
     def _has(self, stream_id: str) -> None:
         """``stream_id`` is this process's: it says its own availability from now on, so no
@@ -180,6 +193,8 @@ class RetainedStreams:
         if topic in retained or not self.topics.published_here(stream_id, topic, message.payload):
             return False
         retained.add(topic)
+        if (picture := self.topics.snapshot_of_config(stream_id, topic, message.payload)) is not None:
+            self._pictures.setdefault(stream_id, set()).add(picture)  # cleared with its image entity
         latest = self._latest.get(stream_id)
         if latest is None or topic in self.topics.discovery_configs(stream_id, latest):
             return False
@@ -216,12 +231,14 @@ class RetainedStreams:
     def keep_unconfirmed(self, messages: Iterable[OutMessage]) -> None:
         """What a connection ended without: its clears are sent again.
 
-        A sensor whose clear is unconfirmed is known as retained again: the stream's removal, done
-        again, clears it, and so do its counts, published anew on every connection.
+        A sensor or a picture whose clear is unconfirmed is known as retained again: the stream's removal,
+        done again, clears it, and so do its counts, published anew on every connection.
         """
         for message in messages:
             if message.clears_sensor:
                 self._sensors.setdefault(message.stream_id, set()).add(message.topic)
+            if message.picture and (message.removal or message.stream_id in self._streams):
+                self._pictures.setdefault(message.stream_id, set()).add(message.topic)
             if message.removal:
                 self._forgotten.add(message.stream_id)
 
@@ -254,7 +271,8 @@ class RetainedStreams:
         return OutMessage(self.topics.availability(stream_id), payload, True, stream_id, "its availability")
 
     def _counts(self, stream_id: str, counts: Counts) -> list[OutMessage]:
-        """The stream's counts, after the configs of its sensors not yet announced and the clearing of stale ones."""
+        """The stream's counts, after the configs of its sensors not yet announced and the clearing of stale ones,
+        and of the pictures of zones and lines it no longer has."""
         messages: list[OutMessage] = []
         if self.discovery:
             configs = self.topics.discovery_configs(stream_id, counts)
@@ -267,10 +285,20 @@ class RetainedStreams:
                 retained.discard(topic)
                 announced.discard(topic)
             messages += self._announcing(stream_id, configs)
+        messages += self._stale_pictures(stream_id, counts)
         messages.append(
             OutMessage(self.topics.counts(stream_id), json.dumps(dict(counts)), True, stream_id, "its counts")
         )
         return messages
+
+    def _stale_pictures(self, stream_id: str, counts: Counts) -> list[OutMessage]:
+        """Clear the pictures of the zones and lines ``counts`` no longer have; every one without ``snapshots``
+        (a run before published them)."""
+        known = self._pictures.get(stream_id, set())
+        stale = known - self.topics.snapshots(stream_id, counts)
+        known -= stale
+        what = "the removal of a snapshot"
+        return [OutMessage(topic, b"", True, stream_id, what, picture=True) for topic in sorted(stale)]
 
     def _device(self, stream_id: str) -> list[OutMessage]:
         """The stream's device in Home Assistant from its start, whatever its camera does: the sensor of the
@@ -294,7 +322,7 @@ class RetainedStreams:
         return messages
 
     def _removal(self, stream_id: str) -> list[OutMessage]:
-        """Remove a removed stream's sensors from Home Assistant and its retained counts and availability.
+        """Remove a removed stream's sensors from Home Assistant and its retained pictures, counts and availability.
 
         What it announced is forgotten here rather than in `forget_stream`: a config on its way when
         the stream was removed is marked announced after that, and a stream added again under the
@@ -303,10 +331,12 @@ class RetainedStreams:
         self._announced.pop(stream_id, None)
         self._online.discard(stream_id)
         sensors = sorted(self._sensors.pop(stream_id, ()))
+        pictures = sorted(self._pictures.pop(stream_id, ()))
         what = "the removal of its sensors"
         # An empty retained message: the broker drops the retained one, Home Assistant the sensor it described.
         return [
             *(OutMessage(topic, b"", True, stream_id, what, removal=True, clears_sensor=True) for topic in sensors),
+            *(OutMessage(topic, b"", True, stream_id, what, removal=True, picture=True) for topic in pictures),
             OutMessage(self.topics.counts(stream_id), b"", True, stream_id, what, removal=True),
             OutMessage(self.topics.availability(stream_id), b"", True, stream_id, what, removal=True),
         ]

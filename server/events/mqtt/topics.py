@@ -9,7 +9,9 @@ gives Home Assistant more than its count's sensor: a zone an occupancy binary se
 same counts, and device triggers for its entries, exits and loitering; a line device triggers for its
 crossings each way. A device trigger fires on a message on its own topic (and, where its config names
 one, with that payload) and nothing else, so each event of those kinds is published once more, on its
-trigger's topic (`trigger_of`), never retained.
+trigger's topic (`trigger_of`), never retained. With ``snapshots``, the stream and each zone and line also
+have an image entity, reading the picture of their latest event from their snapshot topic
+(`server.events.mqtt.snapshots`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from server.events.config import MqttSettings
-from server.events.counts import count_label, is_running_total
+from server.events.counts import TRACKS, count_label, is_running_total
 from server.version import INSTALLED_VERSION
 
 #: What a stream id or a count's name may keep of itself in a topic level or an id; the rest becomes ``_``.
@@ -35,7 +37,9 @@ LINE_COUNT = re.compile(r"^lines_(.+)_(in|out)\Z")
 ZONE_TRIGGERS = {"zone_enter": "enter", "zone_exit": "exit", "loiter": "loiter"}
 LINE_CROSS = "line_cross"
 #: The Home Assistant platforms segcast announces for a stream's device, each under its discovery topics.
-COMPONENTS = ("sensor", "binary_sensor", "device_automation")
+COMPONENTS = ("sensor", "binary_sensor", "device_automation", "image")
+#: What Home Assistant's image entities are told the snapshots are.
+SNAPSHOT_CONTENT_TYPE = "image/jpeg"
 
 #: Discovery config topics, each with what makes its payload when it is announced.
 Configs = dict[str, Callable[[], dict[str, object]]]
@@ -59,6 +63,11 @@ class DeviceTrigger:
         if self.direction is not None:
             return UNSAFE.sub("_", f"lines_{self.shape}_{self.direction}")
         return UNSAFE.sub("_", f"zones_{self.shape}_{ZONE_TRIGGERS[self.kind]}")
+
+    @property
+    def shapes(self) -> str:
+        """The topic level of its kind of shape: ``zones`` or ``lines``."""
+        return "zones" if self.direction is None else "lines"
 
     @property
     def subtype(self) -> str:
@@ -97,6 +106,7 @@ class MqttTopics:
         self._prefix = settings.topic_prefix
         self._discovery_prefix = settings.discovery_prefix
         self._discovery_id = settings.effective_discovery_id
+        self._snapshots = settings.snapshots
         self.status = f"{self._prefix}/status"
         #: Which segcast says ``status`` (`server.events.mqtt.claim`).
         self.server = f"{self._prefix}/server"
@@ -118,6 +128,21 @@ class MqttTopics:
             return stream_id
         return None
 
+    def snapshot(self, stream_id: str) -> str:
+        """The topic of the picture of ``stream_id``'s latest zone or line event."""
+        return f"{self._prefix}/{stream_id}/snapshot"
+
+    def shape_snapshot(self, stream_id: str, trigger: DeviceTrigger) -> str:
+        """The topic of the picture of the latest event of the zone or line ``trigger`` is of."""
+        return f"{self._prefix}/{stream_id}/{trigger.shapes}/{UNSAFE.sub('_', trigger.shape)}/snapshot"
+
+    def snapshots(self, stream_id: str, names: Iterable[str]) -> set[str]:
+        """The snapshot topics of ``stream_id`` with counts ``names``: the stream's and one per zone and line; none
+        without ``snapshots``."""
+        if not self._snapshots:
+            return set()
+        return {self.snapshot(stream_id), *(self.shape_snapshot(stream_id, t) for n in names for t in _triggers_of(n))}
+
     def trigger(self, stream_id: str, trigger: DeviceTrigger) -> str:
         """The topic ``trigger`` of ``stream_id`` fires on: one per zone and event type, one per line."""
         shape, kind = UNSAFE.sub("_", trigger.shape), UNSAFE.sub("_", trigger.kind)
@@ -132,7 +157,8 @@ class MqttTopics:
 
     def discovery_configs(self, stream_id: str, names: Iterable[str]) -> Configs:
         """Every discovery config of counts ``names`` of ``stream_id``: a sensor each, and a zone's occupancy
-        binary sensor and device triggers, a line's device triggers."""
+        binary sensor and device triggers, a line's device triggers; with ``snapshots``, the image entity of
+        the stream (with ``tracks``, the count every stream has) and of each zone and line."""
         configs: Configs = {}
         for name in names:
             configs[self.discovery(stream_id, name)] = functools.partial(self.discovery_config, stream_id, name)
@@ -142,6 +168,19 @@ class MqttTopics:
             for trigger in _triggers_of(name):
                 topic = self.discovery(stream_id, trigger.object_id, "device_automation")
                 configs[topic] = functools.partial(self.trigger_config, stream_id, trigger)
+            if self._snapshots:
+                configs.update(self._image_configs(stream_id, name))
+        return configs
+
+    def _image_configs(self, stream_id: str, name: str) -> Configs:
+        """The image entity count ``name`` brings: the stream's with ``tracks``, a zone's or line's with its counts."""
+        if name == TRACKS:
+            stream_image = functools.partial(self.stream_image_config, stream_id)
+            return {self.discovery(stream_id, "snapshot", "image"): stream_image}
+        configs: Configs = {}
+        for trigger in _triggers_of(name):  # a zone's three are of one zone: one image
+            topic = self.discovery(stream_id, f"{trigger.shapes}_{trigger.shape}_snapshot", "image")
+            configs[topic] = functools.partial(self.shape_image_config, stream_id, trigger)
         return configs
 
     def device_discovery(self, stream_id: str) -> tuple[str, ...]:
@@ -181,10 +220,31 @@ class MqttTopics:
         if topic.startswith(f"{self._discovery_prefix}/device_automation/"):
             trigger_topic = config.get("topic")
             return isinstance(trigger_topic, str) and trigger_topic.startswith(f"{self._prefix}/{stream_id}/triggers/")
+        if topic.startswith(f"{self._discovery_prefix}/image/"):
+            return self._snapshot_of(stream_id, config) is not None
         return (
             config.get("state_topic") == self.counts(stream_id)
             and config.get("unique_id") == f"{device_id}_{topic.split('/')[-2]}"
         )
+
+    def snapshot_of_config(self, stream_id: str, topic: str, payload: bytes) -> str | None:
+        """The snapshot topic of ``stream_id`` that ``payload``, an image entity's config retained on ``topic``,
+        reads; None for any other config. Its picture is cleared with the config: a picture is big."""
+        if not topic.startswith(f"{self._discovery_prefix}/image/"):
+            return None
+        try:
+            config = json.loads(payload)
+        except ValueError:
+            return None
+        return self._snapshot_of(stream_id, config) if isinstance(config, dict) else None
+
+    def _snapshot_of(self, stream_id: str, config: dict[str, object]) -> str | None:
+        """The snapshot topic of this node's and ``stream_id``'s that image config ``config`` reads; None if it
+        reads another's."""
+        image_topic = config.get("image_topic")
+        if isinstance(image_topic, str) and image_topic.startswith(f"{self._prefix}/{stream_id}/"):
+            return image_topic if image_topic.endswith("/snapshot") else None
+        return None
 
     def discovery_config(self, stream_id: str, name: str) -> dict[str, object]:
         """Home Assistant's MQTT discovery payload for the sensor of count ``name`` of ``stream_id``.
@@ -241,6 +301,29 @@ class MqttTopics:
         if trigger.direction is not None:
             config["payload"] = trigger.payload
         return config
+
+    def stream_image_config(self, stream_id: str) -> dict[str, object]:
+        """Home Assistant's MQTT discovery payload for the image entity of ``stream_id``'s latest zone or line event."""
+        return self._image_config(stream_id, "latest event", "snapshot", self.snapshot(stream_id))
+
+    def shape_image_config(self, stream_id: str, trigger: DeviceTrigger) -> dict[str, object]:
+        """Home Assistant's MQTT discovery payload for the image entity of the latest event of the zone or line
+        ``trigger`` is of: an entry, exit or loitering in the zone, a crossing of the line either way."""
+        name = f"{trigger.shape} latest {'crossing' if trigger.kind == LINE_CROSS else 'event'}"
+        object_id = f"{trigger.shapes}_{trigger.shape}_snapshot"
+        return self._image_config(stream_id, name, object_id, self.shape_snapshot(stream_id, trigger))
+
+    def _image_config(self, stream_id: str, name: str, object_id: str, image_topic: str) -> dict[str, object]:
+        """image.mqtt takes the raw bytes on ``image_topic`` as the picture (no base64: its ``image_encoding`` is
+        unset), of ``content_type``. Available as the stream's sensors are (`discovery_config`)."""
+        return {
+            "name": name,
+            "unique_id": f"{self._device_id(stream_id)}_{UNSAFE.sub('_', object_id)}",
+            "image_topic": image_topic,
+            "content_type": SNAPSHOT_CONTENT_TYPE,
+            **self._availability(stream_id),
+            "device": self._device(stream_id),
+        }
 
     def _availability(self, stream_id: str) -> dict[str, object]:
         """Available only while both segcast and the stream are online (`discovery_config`)."""

@@ -39,6 +39,9 @@ class OutMessage:
     removal: bool = False
     #: The clearing of a sensor's config: it stays known as retained at the broker until confirmed.
     clears_sensor: bool = False
+    #: An event's picture, or its clearing: its topic stays known as retained at the broker until a clear of it
+    #: is confirmed (`server.events.mqtt.retained`).
+    picture: bool = False
 
 
 class PublishWindow:
