@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from server.sources import SourceError, StreamState, check_uri, network
+from server.sources import SourceError, StreamState, check_uri, opening_failures
 from server.sources.http_answers import ask_again
 from server.sources.http_get import trusting
 from server.sources.network import NetworkSource
@@ -414,7 +414,7 @@ def test_a_refused_certificate_is_looked_for_at_the_port_ffmpeg_connected_to(
         return "self-signed certificate"
 
     monkeypatch.setattr(av, "open", refused)
-    monkeypatch.setattr(network, "certificate_refusal", refusal)
+    monkeypatch.setattr(opening_failures, "certificate_refusal", refusal)
     with pytest.raises(ConnectionError, match="not trusted"):
         next(NetworkSource(f"{url}#tls_verify=1").open(threading.Event()))
 

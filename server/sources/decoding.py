@@ -397,7 +397,7 @@ def translate_error(exc: av.error.FFmpegError, url: str, rtsp_transport: str | N
         )
     if isinstance(exc, av.error.HTTPNotFoundError):
         return SlowRetryError(f"{reason[:1].lower() + reason[1:]}: check the URL's path; retried slowly")
-    if isinstance(exc, av.error.HTTPServerError):  # its status is told by `network.NetworkSource._explain_http`
+    if isinstance(exc, av.error.HTTPServerError):  # its status is told by `opening_failures.opening_failure`
         return ConnectionError("the server answered with a 5XX error (busy, starting or failing): retrying")
     if rtsp_transport == "tcp" and exc.errno == errno.EPROTONOSUPPORT:  # RTSP's 461 Unsupported transport
         return SlowRetryError(f"the camera refused the transport ({reason}): try #transport=udp; retried slowly")

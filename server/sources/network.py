@@ -37,15 +37,16 @@ than what sat in a buffer. Input buffering stays on: the packets read while prob
 a camera sends as a client joins, and dropping them (``fflags nobuffer``) left the picture waiting
 for the next one, which some cameras send only every 30 s. They are a second at most, decoded at
 once, and the reader keeps only the newest frame, so they add no lasting latency.
+
+What an HTTP URL turns out to serve (a finite video, resumed after a drop; live HLS; a single picture) is
+told by `server.sources.http_media`, and why an opening failed, in words, by `server.sources.opening_failures`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
 import os.path
-import socket
 import ssl
 import threading
 import time
@@ -58,20 +59,19 @@ import av.format
 
 from server.sources.base import MAX_FPS, MAX_FRAME_SIDE_PX, Decoded, SlowRetryError, SourceError, reading_stream
 from server.sources.decoding import (
-    NO_TIMESTAMPS,
     DamagedPictures,
     DamagedStreamError,
     decode_frames,
-    ended_early_at,
     frame_rate,
     limit_decoder,
     open_limit,
     paced_stall_timeout,
-    translate_error,
     video_stream,
 )
-from server.sources.http_answers import RedirectLoop, ask_again, playlist_target_duration, unknown_host
-from server.sources.http_get import Deadline, certificate_refusal, trusting
+from server.sources.http_answers import playlist_target_duration
+from server.sources.http_get import Deadline, trusting
+from server.sources.http_media import FinitePlayback, is_finite, is_live_hls, is_still_image, more_than_one_picture
+from server.sources.opening_failures import Opening, opening_failure
 from server.sources.redirects import MAX_REDIRECTS, followed_redirect
 from server.sources.uri import (
     certificate_options,
@@ -109,12 +109,6 @@ DEFAULT_FPS = 25.0
 PROBE_DURATION_US = 1_000_000
 #: UDP packets may arrive out of order; waiting longer than this for a late one adds latency.
 UDP_REORDER_DELAY_US = 200_000
-#: The content type of MJPEG as cameras send it: one JPEG after another, each a part of a multipart answer.
-MULTIPART_MJPEG = "multipart/x-mixed-replace"
-#: What an HTTP server's 5XX answers mean for a camera, where they say more than "an error on its side".
-SERVER_ERRORS = {502: "its gateway got no answer", 503: "busy or starting", 504: "its gateway timed out"}
-#: Demuxers of still images, with every ``*_pipe`` one: what FFmpeg reads a camera's snapshot URL with.
-STILL_IMAGE_FORMATS = frozenset({"image2", "mjpeg"})
 
 _OPTIONS = {
     "transport": "tcp",
@@ -208,14 +202,13 @@ class NetworkSource:
         self.live = True
         #: A live HLS stream hands over whole segments: the reader paces it (`LivePacing`), never a camera.
         self.bursty = False
-        #: A finite video's media time of the last frame handed on, until it has played to its end:
-        #: a connection that drops mid-file resumes there instead of playing it again from the start.
-        self._played_to: float | None = None
+        #: A finite video's place across connections: one that drops mid-file resumes where it stopped.
+        self._finite = FinitePlayback(self._described)
         #: Where a finite video's frames ended before the end its header states (a file cut short): the
         #: reason its ended stream shows (see `Source`), as a file's.
         self.ended_early: str | None = None
         self._damaged = DamagedPictures(log)
-        #: Whether a connection to this URI ever opened: its port and path are the stream's (`_no_answer`).
+        #: Whether a connection to this URI ever opened: its port and path are the stream's (`Opening`).
         self._opened_before = False
 
     def describe(self) -> str:
@@ -227,7 +220,12 @@ class NetworkSource:
         reconnects as soon as it accepts one (`server.sources.backoff.wait_for_return`)."""
         if self._host is None:
             return None
-        return self._host, self._port or DEFAULT_PORTS[self.scheme]
+        return self._host, self._connected_port
+
+    @property
+    def _connected_port(self) -> int:
+        """The port each connection goes to: the URI's, else its scheme's (`DEFAULT_PORTS`)."""
+        return self._port or DEFAULT_PORTS[self.scheme]
 
     def may_probe(self, ip: str) -> bool:
         """Whether the reader may try a connection to ``ip``, an address `address`'s host resolved to, while it
@@ -243,7 +241,7 @@ class NetworkSource:
 
     @property
     def resumes(self) -> bool:
-        """A finite video goes on from its last frame after a dropped connection (`_resume`)."""
+        """A finite video goes on from its last frame after a dropped connection (`FinitePlayback`)."""
         return not self.live
 
     def av_options(self) -> dict[str, str]:
@@ -280,7 +278,7 @@ class NetworkSource:
                 )
             stream = video_stream(container)
             if stream is None:
-                if self.scheme in ("http", "https") and _is_finite(container):  # a file has no start-up to wait for
+                if self.scheme in ("http", "https") and is_finite(container):  # a file has no start-up to wait for
                     audio_only = " (audio only)" if container.streams.audio else ""
                     raise SourceError(f"{self._described} has no video stream{audio_only}")
                 raise SlowRetryError(
@@ -289,33 +287,21 @@ class NetworkSource:
                 )
             stream.thread_type = "SLICE"
             limit_decoder(stream, self._max_frame_side)
-            if self.scheme in ("http", "https") and _is_finite(container):
+            if self.scheme in ("http", "https") and is_finite(container):
                 self.live = False
-            self.bursty = _is_live_hls(container)
+            self.bursty = is_live_hls(container)
             if rate := frame_rate(container, stream):
                 self.fps = float(rate)
             stall_timeout_s = self._learnt_stall_timeout_s or self.stall_timeout_s
             frames = decode_frames(
                 container, stream, stop, stall_timeout_s, self.live, self._url, self.fps, self._damaged
             )
-            if _is_still_image(container) and container.size > 0:  # a picture of a known length
-                frames = _more_than_one_picture(frames, self._described)
+            if is_still_image(container) and container.size > 0:  # a picture of a known length
+                frames = more_than_one_picture(frames, self._described)
             if self.live:
                 yield from self._mjpeg_fallback(container, frames)
                 return
-            came = False
-            for decoded in self._resume(container, stream, frames):
-                came = True
-                yield decoded
-            if not came and _index_out_of_reach(container):
-                raise SourceError(
-                    f"{self._described}: the MP4's index (its moov box) is at its end, and the server does not "
-                    "allow seeking back to the pictures before it: rewrite it with the index first "
-                    "(`ffmpeg -i IN -c copy -movflags +faststart OUT`, which copies the video as it is), or serve "
-                    "it from a server that answers Range requests"
-                )
-            played_to, self._played_to = self._played_to, None  # played to its end: a loop starts it again
-            ended_early = None if played_to is None else ended_early_at(stream, played_to + 1 / self.fps)
+            ended_early = yield from self._finite.play(container, stream, frames, self.fps)
             if ended_early and ended_early != self.ended_early:  # once, not at every pass of a loop
                 log.warning("[%s] %s: %s", reading_stream.get(), self._described, ended_early)
             self.ended_early = ended_early
@@ -330,7 +316,7 @@ class NetworkSource:
         data found"). Each connection lasted a second or so, and the camera was down most of the time.
         The ``mjpeg`` demuxer finds each picture by its own markers and reads through the part headers
         between them, so it reads such a camera without a reconnect. Only after pictures came: data
-        the multipart demuxer cannot read from the start is told apart by `_explain_http`.
+        the multipart demuxer cannot read from the start is told apart by `opening_failure`.
         """
         came = False
         try:
@@ -352,32 +338,6 @@ class NetworkSource:
                 "the multipart MJPEG demuxer lost its place between pictures (a part's Content-Length is wrong): "
                 "reading it again with format=mjpeg"
             ) from None
-
-    def _resume(
-        self, container: av.container.InputContainer, stream: av.video.stream.VideoStream, frames: Iterator[Decoded]
-    ) -> Iterator[Decoded]:
-        """A finite video's ``frames`` from where the last connection stopped, remembering how far they got.
-
-        The seek lands on the key frame before that point (FFmpeg asks the server for that byte range);
-        the frames from there up to the last one handed on are decoded and skipped. Where the server
-        cannot seek, or the video has no timestamps to seek by (raw H.264, whose frames' times count
-        them from the start), they are all decoded and skipped. If nothing follows the last one handed
-        on, it comes again, so the reader sees this attempt reach the video's end.
-        """
-        played_to = self._played_to
-        if played_to is not None and stream.time_base and not container.format.flags & NO_TIMESTAMPS:
-            with contextlib.suppress(av.error.FFmpegError):  # read through from the start instead
-                container.seek(int(played_to / stream.time_base), stream=stream, backward=True)
-        last_skipped: Decoded | None = None
-        for decoded in frames:
-            if played_to is not None and decoded.media_time <= played_to:
-                last_skipped = decoded
-                continue
-            played_to = self._played_to = decoded.media_time
-            last_skipped = None
-            yield decoded
-        if last_skipped is not None:
-            yield last_skipped
 
     def _connect(self, stop: threading.Event) -> av.container.InputContainer:
         """The open container, its reads timed out at the stall bound.
@@ -416,7 +376,7 @@ class NetworkSource:
         read at each connection until one needs it: a camera set to a slower rate later is not missed.
         A finite video's own pauses between frames never count as a stall, so it needs none.
         """
-        if _is_live_hls(container):
+        if is_live_hls(container):
             target_s = playlist_target_duration(
                 self._url, self.open_timeout_s, self._host, stop, self._check_host, trust
             )
@@ -425,7 +385,7 @@ class NetworkSource:
                 max(self.stall_timeout_s, HLS_STALL_TARGET_DURATIONS * (target_s or HLS_ASSUMED_TARGET_DURATION_S)),
             )
         stream = video_stream(container)
-        if stream is None or (self.scheme in ("http", "https") and _is_finite(container)):
+        if stream is None or (self.scheme in ("http", "https") and is_finite(container)):
             return None
         return paced_stall_timeout(frame_rate(container, stream), self.stall_timeout_s, MAX_TIMEOUT_S)
 
@@ -465,7 +425,7 @@ class NetworkSource:
             except av.error.FFmpegError as exc:
                 target = self._redirect(url, exc, started, stop, trust)
                 if target is None:
-                    raise self._failure(exc, started, stop, trust) from None
+                    raise opening_failure(exc, self._opening(), started, stop, trust) from None
                 url = target
             else:
                 self._opened_before = True
@@ -500,122 +460,20 @@ class NetworkSource:
             return None
         return followed_redirect(url, self._url, Deadline.after(left_s, stop), self._check_host, trust)
 
-    def _failure(
-        self, exc: av.error.FFmpegError, started: float, stop: threading.Event, trust: ssl.SSLContext | None
-    ) -> Exception:
-        """What FFmpeg's ``exc``, raised by an opening begun at ``started``, is for this stream: the exception
-        that says so (`Source`), with what segcast can tell beside FFmpeg's words."""
-        # FFmpeg's RTSP client reports its time-out as "invalid data": the clock tells them apart.
-        if isinstance(exc, av.error.ExitError) or time.monotonic() - started >= self.open_timeout_s:
-            return ConnectionError(self._no_answer())
-        if exc.errno == errno.EIO and self._host and (unknown := unknown_host(self._host)):
-            return ConnectionError(unknown)
-        if exc.errno == errno.ECONNREFUSED and self._host:
-            return ConnectionError(self._refused(self._host))
-        left_s = self.open_timeout_s - (time.monotonic() - started)
-        if trust is not None and exc.errno == errno.EIO and self._host and left_s > 0:
-            refusal = certificate_refusal(self._host, self._port, trust, Deadline.after(left_s, stop))
-            if refusal is not None:
-                return ConnectionError(self._untrusted(refusal))
-        if self.scheme in ("http", "https") and (explained := self._explain_http(exc, left_s, stop, trust)) is not None:
-            return explained
-        rtsp_transport = self._transport if self.scheme in ("rtsp", "rtsps") else None
-        return translate_error(exc, self._url, rtsp_transport)
-
-    def _no_answer(self) -> str:
-        """The stream's error for an opening that timed out, naming the address tried and what to check
-        there: a bare "no answer within 10 s" left the owner of many cameras guessing which, and where.
-
-        Where nothing accepts a connection there, the camera is off or out of reach. Where something does,
-        what to check depends on whether this URI ever opened. If it did, its port and path are the
-        stream's, and the camera hangs after accepting (a frozen camera, or one serving as many clients as
-        it allows): telling its owner to check the URI sent them the wrong way. If it never did, the port
-        may be another service's, waiting for a different protocol, or the path no stream's.
-        """
-        port = self._port or DEFAULT_PORTS[self.scheme]
-        no_answer = f"no answer within {self.open_timeout_s:g} s from {_shown_address(self._host, port)}"
-        if not _accepts(self._host, port):
-            return f"{no_answer}: check that the camera is on and reachable from this machine"
-        if self._opened_before:
-            return (
-                f"{no_answer}, which accepts the connection but no longer answers on it, as it did before: the "
-                "camera may have hung (restart it), or be serving as many clients as it allows"
-            )
-        return (
-            f"{no_answer}, which accepts the connection: check that the URI is the camera's stream URL (its port "
-            "and path), and that the camera is not already serving as many clients as it allows"
+    def _opening(self) -> Opening:
+        """What an opening of this stream tries, for `opening_failure` to explain its failure by."""
+        return Opening(
+            url=self._url,
+            scheme=self.scheme,
+            host=self._host,
+            port=self._connected_port,
+            transport=self._transport,
+            format=self._format,
+            ca_file=self._ca_file,
+            timeout_s=self.open_timeout_s,
+            opened_before=self._opened_before,
+            check_host=self._check_host,
         )
-
-    def _refused(self, host: str) -> str:
-        """The stream's error for a connection refused: FFmpeg's "connection refused" named neither the
-        address nor what to check, where an unknown host and a wrong path say both. The port is the URI's,
-        else its scheme's (`DEFAULT_PORTS`); the host alone is named, never the URI's user or password. An
-        HTTP camera that answers there sent FFmpeg elsewhere (a redirect), which refused: said so."""
-        port = self._port or DEFAULT_PORTS[self.scheme]
-        address = _shown_address(host, port)
-        if self.scheme in ("http", "https") and _accepts(host, port):
-            # FFmpeg follows an HTTP camera's redirects: the address refusing is the one it was sent to.
-            return (
-                f"{address} answers, but the address it redirects to refuses the connection (connection "
-                "refused): check the URL's path and where the camera sends it"
-            )
-        service = {"rtsps": "RTSP", "rtmps": "RTMP", "https": "HTTP"}.get(self.scheme, self.scheme.upper())
-        return (
-            f"nothing answers at {address} (connection refused): check the port in the URI and that the "
-            f"camera's {service} service is on"
-        )
-
-    def _untrusted(self, refusal: str) -> str:
-        """The stream's error for a certificate refused for ``refusal`` (`certificate_refusal`'s words)."""
-        if self._ca_file is None:
-            fix = (
-                "give #ca_file=/path/to/ca.pem holding the CA that signed it (for a camera that signed its own, "
-                "that certificate), or leave out #tls_verify to connect without checking"
-            )
-        else:
-            fix = (
-                f"check that {self._ca_file} holds the CA that signed it, or leave out #ca_file to connect "
-                "without checking"
-            )
-        return f"the camera's TLS certificate is not trusted ({refusal.rstrip('.')}); nothing was sent to it: {fix}"
-
-    def _explain_http(
-        self, exc: av.error.FFmpegError, timeout_s: float, stop: threading.Event, trust: ssl.SSLContext | None
-    ) -> ConnectionError | None:
-        """What the server's answer tells that FFmpeg's ``exc`` does not, found by asking again
-        (`ask_again`), or None where it tells nothing more.
-
-        FFmpeg says "Invalid data found" for a web page and for MJPEG its multipart demuxer cannot split,
-        "5XX Server Error" for every server error, keeping the answer's content type and status to
-        itself, and "Input/output error" for redirects that never end (retried fast for ever).
-        """
-        if not isinstance(exc, av.error.InvalidDataError | av.error.HTTPServerError) and exc.errno != errno.EIO:
-            return None
-        answer = ask_again(self._url, timeout_s, stop, self._check_host, trust)
-        if isinstance(answer, RedirectLoop):
-            return SlowRetryError(
-                f"the server redirects in a loop (more than {answer.redirects} redirects): check the URL; "
-                "retried slowly"
-            )
-        if answer is None or exc.errno == errno.EIO:
-            return None
-        if isinstance(exc, av.error.HTTPServerError):
-            if answer.status < 500:  # answered again since: its error is not known
-                return None
-            meaning = SERVER_ERRORS.get(answer.status, "an error on its side")
-            return ConnectionError(f"the server answered {answer.status} ({meaning}): retrying")
-        if answer.is_web_page:
-            return SlowRetryError(
-                "the server sent a web page, not video: check the URL's path (a camera's web page is "
-                "not its video stream); retried slowly"
-            )
-        if answer.content_type == MULTIPART_MJPEG and self._format != "mjpeg":
-            return SlowRetryError(
-                f"the server sends MJPEG ({MULTIPART_MJPEG}) whose parts FFmpeg cannot find (some cameras "
-                "write the boundary between them without its leading '--'): add #format=mjpeg to the URI, "
-                "which finds each picture by its own markers; retried slowly"
-            )
-        return None
 
 
 def _tls_options(uri: str, scheme: str) -> tuple[bool, str | None]:
@@ -640,73 +498,3 @@ def _tls_options(uri: str, scheme: str) -> tuple[bool, str | None]:
             "encrypted, there is no certificate to check"
         )
     return given.checked, ca_file
-
-
-def _is_finite(container: av.container.InputContainer) -> bool:
-    """Whether an HTTP URL is a video with an end (a clip, an HLS recording) rather than a live feed:
-    one with a duration. A length the server gives is no sign of an end: some cameras send one, made
-    up and huge, with a live feed, which as a finite video would be resumed by seeking when it hangs
-    up, and never come back. So a stored video whose format tells no duration (a raw .h264) is
-    played as a live feed.
-    """
-    return container.format.name != "mpjpeg" and container.duration is not None and container.duration > 0
-
-
-def _index_out_of_reach(container: av.container.InputContainer) -> bool:
-    """Whether ``container``, a finite video that gave no frame, is an MP4 or QuickTime file sent with no
-    length (chunked, no Range support): FFmpeg reads on to the index at its end, then cannot seek back
-    to the pictures before it, and the video played nothing, saying only "partial file" to its log.
-    """
-    return "mp4" in container.format.name.split(",") and container.size < 0
-
-
-def _is_live_hls(container: av.container.InputContainer) -> bool:
-    """Whether ``container`` reads a live HLS playlist: one without an end, so without a duration."""
-    return container.format.name == "hls" and not (container.duration and container.duration > 0)
-
-
-def _is_still_image(container: av.container.InputContainer) -> bool:
-    """Whether ``container`` is read by a demuxer of still images (`STILL_IMAGE_FORMATS`)."""
-    name = container.format.name
-    return name in STILL_IMAGE_FORMATS or name.endswith("_pipe")
-
-
-def _more_than_one_picture(frames: Iterator[Decoded], described: str) -> Iterator[Decoded]:
-    """``frames``, unless they end after one: a single picture (a camera's snapshot URL, one JPEG) is no
-    video, and played it went live for one frame, then ended without a word.
-
-    Raises `SourceError` before handing the picture on: the stream fails, saying what to give instead.
-    """
-    first = next(frames, None)
-    if first is None:
-        return
-    try:
-        second = next(frames, None)
-    except ConnectionError:  # read as a live feed, which "closed" after its one picture
-        second = None
-    if second is None:
-        raise SourceError(
-            f"{described} is a single picture (a camera's snapshot URL), not a video stream: give the "
-            "camera's MJPEG or RTSP URL instead (its manual or web interface names them)"
-        )
-    yield first
-    yield second
-    yield from frames
-
-
-#: How long `_accepts` waits for a connection: a camera's own answer on a local network is far quicker.
-ACCEPT_PROBE_S = 2.0
-
-
-def _shown_address(host: str, port: int) -> str:
-    """``host``:``port`` as a URI writes it (an IPv6 address in brackets), for an error to name."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _accepts(host: str, port: int) -> bool:
-    """Whether something accepts a TCP connection at ``host``:``port`` now (connected and closed at once)."""
-    try:
-        socket.create_connection((host, port), timeout=ACCEPT_PROBE_S).close()
-    except OSError:
-        return False
-    return True
