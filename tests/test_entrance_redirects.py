@@ -210,3 +210,48 @@ async def test_the_entrances_404_for_a_snapshot_path_is_json_as_it_says(tmp_path
         async with session.get(f"{base}/cam9.jpg") as response:
             assert response.status == 404
             assert response.content_type == "text/html"
+
+
+#: Node 1 runs cam1 and cam3, node 2 runs cam2; the entrance's map of them (as in tests/test_fleet_map.py).
+PLACEMENT = (("cam1", "cam3"), ("cam2",))
+MAP = {"nodes": [{"name": "node-1", "streams": ["cam1", "cam3"]}, {"name": "node-2", "streams": ["cam2"]}]}
+VIEWER_TOKEN = "a-viewer-token-of-the-fleet"
+
+
+async def test_the_fleet_map_is_given_only_to_a_token_the_nodes_take_while_one_node_is_down(
+    tmp_path: Path, start_server: Callable[..., Awaitable[TestClient]]
+) -> None:
+    """/fleet.json named every camera and the node running it to anyone reaching the entrance, where each
+    node's /api/streams asks a token. Node 1 never started: the entrance asks node 2 whether a token holds."""
+    node_2 = await start_server(StreamConfig("cam2", "scene:?seed=2"), viewer_tokens=(VIEWER_TOKEN,))
+    bearer = {"Authorization": f"Bearer {VIEWER_TOKEN}"}
+    async with (
+        entrance(tmp_path, PLACEMENT, [free_port(), node_2.port]) as base,
+        aiohttp.ClientSession() as session,
+    ):
+        for headers, query in (({}, ""), ({"Authorization": "Bearer not-a-token"}, ""), ({}, "?token=s1.forged")):
+            async with session.get(f"{base}/fleet.json{query}", headers=headers) as response:
+                assert response.status == 401, (headers, query)
+                assert response.headers["WWW-Authenticate"] == 'Bearer realm="segcast"'
+                assert "cam" not in await response.text()
+        async with session.get(f"{base}/fleet.json", headers=bearer) as response:
+            assert response.status == 200
+            assert await response.json() == MAP
+        minted = await node_2.post("/api/tokens", json={"role": "viewer"}, headers=bearer)
+        signed = (await minted.json())["token"]  # what All cameras carries in its address
+        async with session.get(f"{base}/fleet.json", params={"token": signed}) as response:
+            assert response.status == 200
+            assert await response.json() == MAP
+
+
+async def test_the_fleet_map_stays_open_where_the_nodes_ask_no_token(
+    tmp_path: Path, start_server: Callable[..., Awaitable[TestClient]]
+) -> None:
+    node_2 = await start_server(StreamConfig("cam2", "scene:?seed=2"))
+    async with (
+        entrance(tmp_path, PLACEMENT, [free_port(), node_2.port]) as base,
+        aiohttp.ClientSession() as session,
+        session.get(f"{base}/fleet.json") as response,
+    ):
+        assert response.status == 200
+        assert await response.json() == MAP

@@ -53,11 +53,11 @@ async def split_with_node_1_down(
         yield f"{base}/"
 
 
-async def test_the_entrance_of_a_split_says_which_node_runs_which_camera(tmp_path: Path) -> None:
+async def test_the_entrance_of_a_split_says_which_node_runs_which_camera(split_with_node_1_down: str) -> None:
+    """The entrance asks a node whether the request may see the cameras (one that answers: node 1 is down)."""
     async with (
-        entrance(tmp_path, PLACEMENT) as base,
         aiohttp.ClientSession() as session,
-        session.get(f"{base}/fleet.json") as response,
+        session.get(f"{split_with_node_1_down}fleet.json") as response,
     ):
         assert response.status == 200
         assert response.content_type == "application/json"

@@ -19,7 +19,9 @@ import threading
 import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import aiohttp
 import pytest
@@ -451,7 +453,7 @@ def test_a_resplit_that_only_gives_running_nodes_cameras_goes_on_and_says_which_
     assert main(["split", str(config), "--nodes", "3", "--first-port", str(first)]) == 0  # door; yard; gate
     config.write_text(CONFIG + '\n[[streams]]\nid = "shed"\nuri = "scene:?seed=9"\n')
     node_3 = config.parent / "cams.node-3.toml"
-    with _listening(first), _listening(first + 1):  # nodes 1 and 2 run; node 3 is stopped
+    with _accepting(first), _accepting(first + 1):  # nodes 1 and 2 run, too busy to answer; node 3 is stopped
         capsys.readouterr()
         assert main(["split", str(config), "--nodes", "2", "--first-port", str(first), "--force"]) == 0
         out = capsys.readouterr().out
@@ -834,9 +836,50 @@ def _files(config: Path) -> dict[str, str]:
     return {p.name: p.read_text() for p in config.parent.glob(f"{config.stem}.*") if p.is_file() and p != config}
 
 
+class _StandInNode(BaseHTTPRequestHandler):
+    """A running node as a split and its entrance ask it: segcast's ``/healthz`` (naming no camera), its viewer
+    settings (what the entrance asks before it gives its map to a request), a 404 for anything else."""
+
+    ANSWERS: ClassVar[dict[str, bytes]] = {"/healthz": b'{"status": "ok", "streams": 0}', "/api/viewer": b"{}"}
+
+    def do_GET(self) -> None:  # http.server's method name
+        body = self.ANSWERS.get(self.path.split("?")[0])
+        self.send_response(404 if body is None else 200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body or b"")))
+        self.end_headers()
+        self.wfile.write(body or b"")
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def _serving_at(port: int, handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """``handler`` answering HTTP at 127.0.0.1:``port`` for the block (a node's port, which a split names);
+    its address."""
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    thread = threading.Thread(target=server.serve_forever, name=f"serving-{port}", daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
 @contextmanager
 def _listening(port: int) -> Iterator[str]:
-    """A node of an earlier split, as a split probes it: something accepting connections at ``port``."""
+    """A node of an earlier split, running at ``port`` as a split probes it: its ``/healthz`` is segcast's."""
+    with _serving_at(port, _StandInNode) as address:
+        yield address
+
+
+@contextmanager
+def _accepting(port: int) -> Iterator[str]:
+    """A node of an earlier split too busy to answer (its event loop blocked): it accepts connections at
+    ``port`` and says nothing."""
     with socket.socket() as node:
         node.bind(("127.0.0.1", port))
         node.listen()

@@ -57,7 +57,7 @@ async def test_growing_leaves_a_running_nodes_file_alone_so_it_still_saves_a_cam
         assert main(["split", str(config), "--nodes", "3", "--first-port", str(first), "--force"]) == 0
         out = capsys.readouterr().out
         assert node_2.read_bytes() == before
-        assert f"left {node_2} (node-2, 127.0.0.1:{first + 1}): b, d, f, as it is: only its comments" in out
+        assert f"left {node_2} (node-2, 127.0.0.1:{first + 1}): b, d, f, as it is: nothing it runs would change" in out
         assert "node-2 is running and keeps its cameras: it runs on as it is\n" in out
         assert "Node 1 of 3" in (tmp_path / "cams.node-1.toml").read_text(), "a stopped node's file is written"
 

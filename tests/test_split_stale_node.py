@@ -83,7 +83,7 @@ async def test_a_grow_tells_a_running_node_that_has_not_read_its_changed_file_to
                 "saves are refused"
             ) in out
             placed = f"{node_2} (node-2, 127.0.0.1:{first + 1}): b, d, f"
-            assert f"{placed}, as it is: only its comments would change\n" in out
+            assert f"{placed}, as it is: nothing it runs would change\n" in out
             assert "as it read it" not in out
             assert "runs on as it is" not in out
 
@@ -130,4 +130,4 @@ def test_a_running_nodes_file_with_a_byte_order_mark_is_left_as_it_is_where_only
         assert main(["split", str(config), "--nodes", "3", "--first-port", str(first), "--force"]) == 0
     assert node_2.read_bytes() == before
     out = capsys.readouterr().out
-    assert f"left {node_2} (node-2, 127.0.0.1:{first + 1}): b, d, f, as it is: only its comments" in out
+    assert f"left {node_2} (node-2, 127.0.0.1:{first + 1}): b, d, f, as it is: nothing it runs would change" in out

@@ -24,7 +24,16 @@
 // Its wall view (wall.js, ?nodes=...&wall=1) is the viewer's grid's: every node's tiles alone, filling the window.
 
 import { ApiError, listStreams } from "./api.js";
-import { APP_ROOT, Connection, REQUEST_TIMEOUT_MS, answerOf, carryToken, timeoutSignal } from "./connection.js";
+import {
+  APP_ROOT,
+  Connection,
+  REQUEST_TIMEOUT_MS,
+  answerOf,
+  authHeaders,
+  carryToken,
+  pageToken,
+  timeoutSignal,
+} from "./connection.js";
 import { ANALYTICS_EVENTS } from "./events.js";
 import { GridView, ThumbnailWidth, gridSubscription } from "./grid.js";
 import { LIVE_REFUSED_NOTICE, LiveRefusals, notice } from "./status.js";
@@ -124,7 +133,11 @@ class FleetMap {
     if (this.url === null || this.asking) return;
     this.asking = true;
     try {
-      const response = await fetch(this.url, { cache: "no-store", signal: timeoutSignal(REQUEST_TIMEOUT_MS) });
+      // The entrance gives its map to whoever a node would give its streams: the page's token goes with it.
+      const url = new URL(this.url);
+      if (pageToken) url.searchParams.set("token", pageToken);
+      const headers = authHeaders();
+      const response = await fetch(url, { cache: "no-store", headers, signal: timeoutSignal(REQUEST_TIMEOUT_MS) });
       this.nodes = response.ok ? placement(await answerOf(response)) : null;
     } catch {
       return; // no answer: the map known stays

@@ -132,10 +132,10 @@ def _print_placement(split: Split, kept: Collection[Path], unread: Collection[Pa
     for node in split.nodes:
         placed = f"{node.path} ({node.name}, 127.0.0.1:{node.port}): {', '.join(node.stream_ids) or 'no cameras'}"
         if node.path in unread:
-            print(f"{'would leave' if dry_run else 'left'} {placed}, as it is: only its comments would change")
+            print(f"{'would leave' if dry_run else 'left'} {placed}, as it is: nothing it runs would change")
         elif node.path in kept:
             print(
-                f"{'would leave' if dry_run else 'left'} {placed}, as it is: only its comments would change, and "
+                f"{'would leave' if dry_run else 'left'} {placed}, as it is: nothing it runs would change, and "
                 f"{node.name}, running, saves its API's changes only to its file as it read it"
             )
         else:
@@ -345,12 +345,34 @@ def _print_entrance(split: Split, lead: str) -> None:
             + shlex.join(split.entrance_reload_command())
         )
     elif split.entrance_before is not None:
-        print("(its file has not changed: an entrance already running goes on as it is)")
+        print(_unchanged_entrance(split))
     print(f"which stops with:\n  {shlex.join(split.entrance_stop_command())}")
     scheme = "https" if split.entrance.tls_cert is not None else "http"
     host = split.entrance.host
     shown = "<this machine>" if host in ("0.0.0.0", "::") else f"[{host}]" if ":" in host else host
     print(f"then open {scheme}://{shown}:{split.entrance.port}/")
+
+
+def _unchanged_entrance(split: Split) -> str:
+    """What becomes of a running entrance where ``split`` leaves its file as it was: it goes on as it is,
+    unless the entrance answering at its address serves another map than the file's (`served_map`, asked
+    with the earlier nodes' tokens, as it needs one where they do): started before a split that changed
+    the file, and not reloaded since, it sends each camera's old addresses to the node it was on."""
+    from server.deploy.entrance import fleet_map_json
+    from server.deploy.running_nodes import served_map
+    from server.deploy.split import reachable_host
+
+    tokens = list(dict.fromkeys(token for node in split.earlier for token in node.tokens))
+    host, port, tls = reachable_host(split.entrance.host), split.entrance.port, split.entrance.tls_cert is not None
+    served = served_map(host, port, tls, tokens)
+    if served == (200, fleet_map_json([node.name for node in split.nodes], [node.stream_ids for node in split.nodes])):
+        return "(its file has not changed, and the running entrance serves it: it goes on as it is)"
+    if served is not None and served[0] in (200, 404):  # 404: an entrance of before the map
+        return (
+            "the running entrance serves an older map than its file (not reloaded since a split changed it): "
+            f"reload it:\n  {shlex.join(split.entrance_reload_command())}"
+        )
+    return "(its file has not changed: an entrance already running goes on as it is)"
 
 
 def _serve_command(config: Path) -> str:

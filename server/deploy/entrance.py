@@ -8,12 +8,12 @@ come, an index linking each node and All cameras (``web/fleet.html``, served by 
 answers), a page of its own for a node that does not answer (JSON for its ``api/``, ``metrics`` and
 ``healthz``: what asks for those reads JSON), ``/healthz``, a single box's addresses of one camera
 (``/embed/cam2``, ``/api/streams/cam2/...``) redirected to the node that runs it where the nodes'
-cameras are given (`camera_redirects`), there too ``/fleet.json``, which node runs which camera
-(`fleet_map`), and for any other path (a single box's ``/api/streams``, ``/metrics``, kept after a
-split) a 404 that lists the nodes' paths: JSON for the API and ``/metrics``, a page otherwise. A node
-that accepts connections and never answers gets that page too after `NODE_ANSWER_S`, but for its
-streams, which may stay quiet far longer (`STREAM_QUIET_S`). tests/test_deploy.py runs every entrance
-test on it in a real nginx.
+cameras are given (`camera_redirects`), there too ``/fleet.json``, which node runs which camera, to
+whoever a node would answer (`fleet_map`), and for any other path (a single box's ``/api/streams``,
+``/metrics``, kept after a split) a 404 that lists the nodes' paths: JSON for the API and ``/metrics``, a
+page otherwise. A node that accepts connections and never answers gets that page too after
+`NODE_ANSWER_S`, but for its streams, which may stay quiet far longer (`STREAM_QUIET_S`).
+tests/test_deploy.py runs every entrance test on it in a real nginx.
 
 The entrance's own ``/healthz`` says only that nginx answers, whatever the nodes do: a node's health
 is ``/node-N/healthz``, the node's own answer, or a 502 naming the node while it does not answer.
@@ -331,31 +331,84 @@ FLEET_MAP_PATH = "/fleet.json"
 
 
 def fleet_map(names: Sequence[str], streams: Sequence[Sequence[str]]) -> str:
-    """The location that answers `FLEET_MAP_PATH` with every node ``names[i]`` and the cameras its
-    ``streams[i]`` lists, in node order: ``{"nodes": [{"name": "node-1", "streams": ["cam1", "cam3"]},
-    ...]}``. All cameras (web/fleet.js) asks it once a node is unreachable, to say which cameras that
-    leaves out, and that a node its address lists is no longer one of this entrance (a re-split wrote
-    it without). Nothing where no cameras are given (deploy/'s Compose and Kubernetes entrances): the
-    path gets the entrance's 404 there, and the page does without. Anyone reaching the entrance reads
-    the ids (never a source's address), as each one's redirect already tells them.
+    """The locations that answer `FLEET_MAP_PATH` with `fleet_map_json`, to whoever a node's
+    ``/api/streams`` would answer: All cameras (web/fleet.js) asks it once a node is unreachable, to say
+    which cameras that leaves out, and that a node its address lists is no longer one of this entrance (a
+    re-split wrote it without). Nothing where no cameras are given (deploy/'s Compose and Kubernetes
+    entrances): the path gets the entrance's 404 there, and the page does without.
+
+    The ids name every camera and its node: nginx asks a node (``auth_request``) whether the request's
+    token holds, its ``Authorization`` and its ``?token=`` (a signed one, as in All cameras' address)
+    passed on, any node of the group All cameras' page comes from, so one that is down makes the map
+    wait for the next, not fail. An open node (no tokens) lets everyone read the map, as its API. A
+    refusal is the node's 401 (its ``WWW-Authenticate`` too), with segcast's error shape; no node
+    answering is a 502 naming that. The map itself is a named location's, reached by ``try_files``:
+    a ``return`` in the location would answer before nginx asks (it runs before the access phase).
 
     Names and ids are checked as `camera_redirects`' ids are: JSON of them holds no ``'`` (which would
     end nginx's string) and no ``$`` (a variable).
     """
     if not streams:
         return ""
-    nodes = [
-        {"name": _in_nginx(name, "node name"), "streams": [_in_nginx(stream_id) for stream_id in ids]}
-        for name, ids in zip(names, streams, strict=True)
-    ]
+    refused = json.dumps(
+        {"error": "a valid token is needed: send Authorization: Bearer <token>, or ?token=<signed token>"}
+    )
+    unchecked = json.dumps(
+        {"error": "no node answers to check the token this map needs: they are stopped, starting or overloaded"}
+    )
     return f"""
-        # Which node runs which camera, for All cameras (web/fleet.js); a re-split writes it anew.
+        # Which node runs which camera, for All cameras (web/fleet.js), to whoever a node's API would answer
+        # (a node of the group is asked, the next where one is down); a re-split writes it anew.
         location = {FLEET_MAP_PATH} {{
+            set $segcast_map_query $is_args$args;  # the asking request's: a subrequest has none of its own
+            auth_request /segcast-map-access;
+            error_page 401 = @segcast_map_refused;
+            error_page 500 = @segcast_map_unchecked;  # auth_request's answer when no node answered it
+            try_files /segcast-no-such-file @segcast_fleet_map;
+        }}
+
+        location = /segcast-map-access {{
+            internal;
+            proxy_pass http://segcast_nodes/api/viewer$segcast_map_query;  # a viewer's read, as /api/streams
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header Host $http_host;  # set here, none of the server's are kept: the node's name check
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_next_upstream error timeout http_502 http_503 http_504;
+            proxy_next_upstream_timeout {ALL_NODES_WAIT_S}s;
+            proxy_connect_timeout {NODE_CONNECT_S}s;
+            proxy_read_timeout {NODE_PAGE_S}s;
+        }}
+
+        location @segcast_fleet_map {{
             default_type application/json;
             add_header Cache-Control no-cache;
-            return 200 '{json.dumps({"nodes": nodes})}\\n';
+            return 200 '{json.dumps(fleet_map_json(names, streams))}\n';
+        }}
+
+        location @segcast_map_refused {{
+            default_type application/json;
+            return 401 '{refused}\n';
+        }}
+
+        location @segcast_map_unchecked {{
+            default_type application/json;
+            return 502 '{unchecked}\n';
         }}
 """
+
+
+def fleet_map_json(names: Sequence[str], streams: Sequence[Sequence[str]]) -> dict[str, list[dict[str, object]]]:
+    """Which node runs which camera, as the entrance's map says it (`fleet_map`): every node ``names[i]``
+    with the cameras ``streams[i]`` lists, in node order: ``{"nodes": [{"name": "node-1", "streams":
+    ["cam1", "cam3"]}, ...]}``. ValueError for a name or id nginx could misread (`_in_nginx`)."""
+    return {
+        "nodes": [
+            {"name": _in_nginx(name, "node name"), "streams": [_in_nginx(stream_id) for stream_id in ids]}
+            for name, ids in zip(names, streams, strict=True)
+        ]
+    }
 
 
 def _in_nginx(name: str, what: str = "stream id") -> str:

@@ -1,5 +1,10 @@
 """What answers at the addresses a split names, and which cameras a running node runs, as it says itself.
 
+A node of an earlier split counts as running where segcast answers at its address, or something accepts
+connections there and gives no answer in time (a node whose event loop is blocked does that: taken for
+nothing there, its cameras would be given to another node while it runs them). Another program there is
+no node (`answer_at`): the node cannot listen at its port while that program holds it.
+
 A split reads which cameras each node runs from the node's file, but a node keeps its streams in
 memory: one added through its API without ``?persist=1`` runs in no file, and a restart from the
 file drops it. So the split asks each node of the earlier split that answers: ``/healthz`` says how
@@ -22,8 +27,11 @@ import ssl
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from server.deploy.entrance import FLEET_MAP_PATH
 
 if TYPE_CHECKING:
     from server.deploy.split import EarlierNode
@@ -36,6 +44,36 @@ HEALTH_PROBE_S = 5.0
 HEALTH_PROBE_MAX_BYTES = 65536
 #: The most of a node's ``/api/streams`` read: a few kB a camera with its zones and lines, 64 cameras a node.
 STREAMS_ANSWER_MAX_BYTES = 16 * 1024 * 1024
+#: How long a running entrance has to give its map (`served_map`): it answers at once (after asking a
+#: node whether the token holds, a few ms), and the split's last lines wait on it.
+ENTRANCE_MAP_PROBE_S = 2.0
+#: The most of an entrance's map read: a camera id and its quotes, 64 cameras on each of 64 nodes.
+FLEET_MAP_MAX_BYTES = 1024 * 1024
+
+
+class Answer(Enum):
+    """What answers at an address a split names (`answer_at`)."""
+
+    NOTHING = "nothing"  # nothing accepts connections there
+    SEGCAST = "segcast"  # segcast's /healthz
+    ENTRANCE = "entrance"  # a split's entrance: its /healthz is a plain ok
+    SILENT = "silent"  # it accepts connections and gives no answer in time: a node too busy to, as likely as not
+    STRANGER = "stranger"  # another program
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """What answers at an address (``kind``), and ``said``, the words a message gives it ("a server that is
+    not segcast")."""
+
+    kind: Answer
+    said: str
+
+    @property
+    def runs_a_node(self) -> bool:
+        """Whether a node of an earlier split at this address counts as running (module doc): segcast
+        answers there, or something gives no answer in time, as a node whose event loop is blocked."""
+        return self.kind in (Answer.SEGCAST, Answer.SILENT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,22 +116,54 @@ def accepts(host: str, port: int) -> bool:
 
 
 def what_answers(host: str, port: int, tls: bool) -> str | None:
-    """What answers ``GET /healthz`` at ``host``:``port`` (over HTTPS for ``tls``): None for nothing
-    listening or a split's entrance (a plain ``ok``), ``"segcast"`` for segcast's JSON (``{"status":
-    ..., "streams": 3, ...}``, public whatever the tokens, starting or not), else what was seen. A
-    busy box may take a while: `HEALTH_PROBE_S` for each step. The certificate is not checked:
-    nothing is sent, only the answer read."""
+    """What answers at ``host``:``port`` (`answer_at`) in words: None for nothing listening or a split's
+    entrance, ``"segcast"`` for segcast, else what was seen."""
+    answered = answer_at(host, port, tls)
+    return None if answered.kind in (Answer.NOTHING, Answer.ENTRANCE) else answered.said
+
+
+def answer_at(host: str, port: int, tls: bool = False) -> Answered:
+    """What answers ``GET /healthz`` at ``host``:``port`` (over HTTPS for ``tls``): a split's entrance
+    answers a plain ``ok``, segcast its JSON (``{"status": ..., "streams": 3, ...}``, public whatever the
+    tokens, starting or not). A busy box may take a while: `HEALTH_PROBE_S` for each step. The
+    certificate is not checked: nothing is sent, only the answer read."""
     if not accepts(host, port):
-        return None
+        return Answered(Answer.NOTHING, "nothing")
     try:
         _, text = _get(host, port, "/healthz", HEALTH_PROBE_MAX_BYTES, tls=tls)
     except TimeoutError:
-        return f"something accepts connections but gives no answer within {HEALTH_PROBE_S:g} s"
+        return Answered(Answer.SILENT, f"something accepts connections but gives no answer within {HEALTH_PROBE_S:g} s")
     except (OSError, http.client.HTTPException) as exc:
-        return f"something that does not answer HTTP{'S' if tls else ''} ({exc or type(exc).__name__})"
+        said = f"something that does not answer HTTP{'S' if tls else ''} ({exc or type(exc).__name__})"
+        return Answered(Answer.STRANGER, said)
     if text.strip() == b"ok":
-        return None  # an earlier split's entrance
-    return "segcast" if _streams_count(text) is not None else "a server that is not segcast"
+        return Answered(Answer.ENTRANCE, "the entrance of a split")
+    if _streams_count(text) is not None:
+        return Answered(Answer.SEGCAST, "segcast")
+    return Answered(Answer.STRANGER, "a server that is not segcast")
+
+
+def answers_at(addresses: Iterable[tuple[str, int]]) -> dict[tuple[str, int], Answered]:
+    """`answer_at` each of ``addresses`` (a node's: plain HTTP), all at once: a split names at most 64
+    nodes, and one that gives no answer costs one `HEALTH_PROBE_S` whatever their number."""
+    asked = list(dict.fromkeys(addresses))
+    if not asked:
+        return {}
+    with ThreadPoolExecutor(len(asked), thread_name_prefix="split-probe") as pool:
+        return dict(zip(asked, pool.map(lambda address: answer_at(*address), asked), strict=True))
+
+
+def served_map(host: str, port: int, tls: bool, tokens: Sequence[str]) -> tuple[int, object] | None:
+    """The status and JSON (None: none) of the running entrance's answer at ``host``:``port`` to
+    `FLEET_MAP_PATH`, asked with each of ``tokens`` in turn until one is not refused (its map needs
+    what a node's ``/api/streams`` needs); None where nothing answers within `ENTRANCE_MAP_PROBE_S`."""
+    try:
+        answer = _first_taken(
+            host, port, tokens, FLEET_MAP_PATH, FLEET_MAP_MAX_BYTES, tls=tls, timeout=ENTRANCE_MAP_PROBE_S
+        )
+    except (OSError, http.client.HTTPException):
+        return None
+    return answer.status, _json(answer.body)
 
 
 def unread_file(path: Path, said: NodeStreams) -> bool:
@@ -156,13 +226,21 @@ def streams_of(host: str, port: int, tokens: Sequence[str]) -> NodeStreams | Non
     )
 
 
-def _first_taken(host: str, port: int, tokens: Sequence[str]) -> _Answer:
-    """``GET /api/streams`` with each of ``tokens`` until one is not refused (401); the last answer.
-    A token with a line break is never asked with: no HTTP header can carry it, so no node takes it."""
+def _first_taken(
+    host: str,
+    port: int,
+    tokens: Sequence[str],
+    path: str = "/api/streams",
+    max_bytes: int = STREAMS_ANSWER_MAX_BYTES,
+    tls: bool = False,
+    timeout: float | None = None,
+) -> _Answer:
+    """``GET path`` with each of ``tokens`` until one is not refused (401); the last answer. A token with a
+    line break is never asked with: no HTTP header can carry it, so no node takes it."""
     refused: list[str] = []
     asked: list[str | None] = [t for t in tokens if "\r" not in t and "\n" not in t]
     for token in asked or [None]:
-        status, body = _get(host, port, "/api/streams", STREAMS_ANSWER_MAX_BYTES, token=token)
+        status, body = _get(host, port, path, max_bytes, tls=tls, token=token, timeout=timeout)
         if status != 401:
             return _Answer(status, body, token, tuple(refused))
         if token is not None:
@@ -184,18 +262,26 @@ def _refused(tokens: int) -> str:
 
 
 def _get(
-    host: str, port: int, path: str, max_bytes: int, tls: bool = False, token: str | None = None
+    host: str,
+    port: int,
+    path: str,
+    max_bytes: int,
+    tls: bool = False,
+    token: str | None = None,
+    timeout: float | None = None,
 ) -> tuple[int, bytes]:
-    """The status and (at most ``max_bytes`` of the) body of ``GET path``, `HEALTH_PROBE_S` for each step;
-    ``token`` as a bearer. Over HTTPS the certificate is not checked: only an answer is read."""
+    """The status and (at most ``max_bytes`` of the) body of ``GET path``, ``timeout`` (by default
+    `HEALTH_PROBE_S`) for each step; ``token`` as a bearer. Over HTTPS the certificate is not checked: only
+    an answer is read."""
+    each_step_s = HEALTH_PROBE_S if timeout is None else timeout
     connection: http.client.HTTPConnection
     if tls:
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-        connection = http.client.HTTPSConnection(host, port, timeout=HEALTH_PROBE_S, context=context)
+        connection = http.client.HTTPSConnection(host, port, timeout=each_step_s, context=context)
     else:
-        connection = http.client.HTTPConnection(host, port, timeout=HEALTH_PROBE_S)
+        connection = http.client.HTTPConnection(host, port, timeout=each_step_s)
     # As bytes: http.client would encode a str as Latin-1, where the node reads UTF-8 (a token "schlüssel"
     # would be refused) or cannot encode it at all ("токен" would raise).
     headers = {} if token is None else {"Authorization": b"Bearer " + token.encode("utf-8")}

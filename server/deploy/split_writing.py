@@ -1,16 +1,19 @@
 """Writing a split (`server.deploy.split`): the refusals before anything is written, what each file it
 replaces loses or gains, and the write itself, all of it or none.
 
-Splitting again over an earlier split's files (``--force``) is refused while a node that answers would
-lose a camera (or its port, or be removed): a node keeps its streams in memory, not in its file, so it
-would go on running cameras the new split gives another node. A running node that only gains cameras
-may run on, to be restarted to run them; one whose settings stay keeps its file byte for byte
-(`kept_as_is`). A split is refused too while segcast itself answers at the
-file's own address (the single box, still running from it: its cameras would run twice). Before
-writing, it says what each file it replaces loses or gains (cameras, and settings saved there through
-a node's API). What the running nodes run beyond their files (a camera added through the API without
-``?persist=1``, which a restart drops; one camera on two nodes) only they can say: `running_nodes`
-asks them, for the split to warn, never to refuse; a node file it cannot read it warns of too.
+Splitting again over an earlier split's files (``--force``) is refused while a running node (segcast
+answers at its address, or something gives no answer in time: `running_nodes`) would lose a camera (or
+its port, or be removed): a node keeps its streams in memory, not in its file, so it would go on
+running cameras the new split gives another node. A running node that only gains cameras may run on,
+to be restarted to run them; one that runs what it ran keeps its file byte for byte (`kept_as_is`). A
+split is refused too while segcast itself answers at the file's own address (the single box, still
+running from it: its cameras would run twice), and while anything but such a node answers at a node's
+port (`_refuse_taken_ports`). Before writing, it says what each file it replaces loses or gains
+(cameras, settings changed in the source file, and settings saved there through a node's API, told
+apart by what the last split wrote: `server.deploy.written_cameras`). What the running nodes run
+beyond their files (a camera added through the API without ``?persist=1``, which a restart drops; one
+camera on two nodes) only they can say: `running_nodes` asks them, for the split to warn, never to
+refuse; a node file it cannot read it warns of too.
 
 Its own module as it is the one part of ``segcast split`` that deals with what is there already: the files
 it replaces and the nodes that answer at their addresses. `server.deploy.split` works out what to write
@@ -26,14 +29,24 @@ import stat
 import tempfile
 import tomllib
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import fields
+from dataclasses import replace
 from pathlib import Path
 
 from server.config import StreamConfig, load_config, settings_from_mapping
 from server.config_values import ConfigError
 from server.deploy.entrance import listens_with_tls
-from server.deploy.running_nodes import accepts, what_answers
+from server.deploy.node_files import NODE_HOST
+from server.deploy.running_nodes import Answer, Answered, answers_at, what_answers
 from server.deploy.split import EarlierNode, Split, SplitError, reachable_host
+from server.deploy.written_cameras import (
+    WRITTEN_RECORD,
+    WRITTEN_RECORD_MODE,
+    as_written,
+    digests,
+    read_record,
+    record_text,
+    setting_values,
+)
 from server.persist import settings_toml
 
 #: Node files may hold the source's tokens: no more than its owner and group may read them; its owner
@@ -59,20 +72,25 @@ def write_split(split: Split, overwrite: bool, report: Callable[[str], None] | N
     the stale node files are removed only once every node file is in place (a camera is never in no
     file), and the entrance goes last (it never routes to a node file not yet written). A file that
     cannot be written stops the split before any is replaced (a folder in the way: `check_split`).
-    A running node's file whose settings this split leaves as they are is not written at all (`kept_as_is`)."""
+    A running node's file whose settings this split leaves as they are is not written at all (`kept_as_is`).
+    What it wrote of each camera is recorded in the entrance's folder (`server.deploy.written_cameras`), for
+    the next split to tell a setting saved through a node's API from one changed in the source since."""
     running = check_split(split, overwrite)
     if report is not None:
         for line in replaced_changes(split):
             report(line)
     kept = kept_as_is(split, running)
+    record = split.entrance_state / WRITTEN_RECORD
+    record_of_cameras = record_text((node.path, node.text) for node in split.nodes)  # a kept file's: the same
     written: list[tuple[Path, Path]] = []  # (the new file beside its place, its place), entrance last
     try:
+        split.entrance_state.mkdir(exist_ok=True)
         mode = (stat.S_IMODE(split.source.stat().st_mode) & NODE_FILE_MODE_MASK) | NODE_FILE_OWNER_MODE
         for node in split.nodes:  # they may hold the file's tokens: no more readable than the file
             if node.path not in kept:
                 written.append((_written_beside(node.path, node.text, mode), node.path))
+        written.append((_written_beside(record, record_of_cameras, WRITTEN_RECORD_MODE), record))
         written.append((_written_beside(split.entrance_path, split.entrance_text, ENTRANCE_MODE), split.entrance_path))
-        split.entrance_state.mkdir(exist_ok=True)
         for log in ("access.log", "error.log"):  # nginx keeps a file's mode: these hold addresses and URLs
             _write_private(split.entrance_state / log, "", 0o600, truncate=False)
         for new, place in written[:-1]:
@@ -88,8 +106,9 @@ def write_split(split: Split, overwrite: bool, report: Callable[[str], None] | N
 
 
 def kept_as_is(split: Split, running: Iterable[EarlierNode]) -> frozenset[Path]:
-    """The files of the ``running`` nodes that this split leaves byte for byte as they are, as their
-    settings are the split's and at most their comments differ (the header's "Node 2 of 2", on a grow).
+    """The files of the ``running`` nodes that this split leaves byte for byte as they are, as nothing
+    their nodes run would change (`runs_the_same`): the header's "Node 2 of 2" on a grow, say, or a
+    camera saved through the node's API that the source file has too.
 
     A running node saves its API's changes (``?persist=1``) only to the file as it read or last saved
     it (`server.persist`, a digest of the whole file): rewritten for a comment, the file refuses its
@@ -99,19 +118,38 @@ def kept_as_is(split: Split, running: Iterable[EarlierNode]) -> frozenset[Path]:
     writes it, so its text differs from the split's whatever the header says. A stopped node's file is
     written as ever (its header kept current): it is read whole when the node starts."""
     new = {node.path: node for node in split.nodes}
-    return frozenset(old.path for old in running if old.path in new and runs_the_same(new[old.path].text, old.text))
+    return frozenset(
+        old.path for old in running if old.path in new and runs_the_same(new[old.path].text, old.text, old.path)
+    )
 
 
-def runs_the_same(new_text: str, old_text: str | None) -> bool:
-    """Whether a node started from ``old_text`` runs what ``new_text`` says: the settings, not the
-    comments (a split's header names the node count, so every grow or shrink changes it), so that no
-    restart, and no camera downtime, is asked for where nothing it runs changed."""
+def runs_the_same(new_text: str, old_text: str | None, path: Path) -> bool:
+    """Whether a node started from ``old_text`` (its file at ``path``) runs what ``new_text`` says: the
+    settings, however spelled (`_setting_changes`: a file its node's API saved spells out defaults), and
+    each camera's by its id. Not the comments (a split's header names the node count, so every grow or
+    shrink changes it), nor the cameras' order (the API appends the camera it saves, the split writes
+    the source file's order), nor a camera's ``from_api`` (saved through the API: it runs as the source's
+    does, held to the API's source policy as it is), so that no restart, and no camera downtime, is
+    asked for where nothing it runs changed."""
     if old_text is None:
         return False
     try:
-        return tomllib.loads(new_text) == tomllib.loads(old_text.removeprefix("\ufeff"))
+        old = tomllib.loads(old_text.removeprefix("\ufeff"))
     except tomllib.TOMLDecodeError:
-        return new_text == old_text
+        return False  # the split's own text is TOML: they differ
+    if _setting_changes(old_text, new_text, path):
+        return False
+    return _cameras_by_id(old, path) == _cameras_by_id(tomllib.loads(new_text), path)
+
+
+def _cameras_by_id(data: dict[str, object], path: Path) -> dict[str, StreamConfig] | None:
+    """The cameras of the node file ``data`` (at ``path``) by id, as its node reads them, but for
+    ``from_api`` (`runs_the_same`); None where the file does not load (no node runs from it as it is)."""
+    try:
+        streams = settings_from_mapping(data, path, {}).streams
+    except (ConfigError, ValueError):
+        return None
+    return {stream.stream_id: replace(stream, from_api=False) for stream in streams}
 
 
 def check_split(split: Split, overwrite: bool) -> tuple[EarlierNode, ...]:
@@ -135,9 +173,45 @@ def check_split(split: Split, overwrite: bool) -> tuple[EarlierNode, ...]:
             "split again"
         )
     _refuse_while_the_source_runs(split)
-    running = tuple(node for node in split.earlier if node.address is not None and accepts(*node.address))
+    earlier = [node.address for node in split.earlier if node.address is not None]
+    answers = answers_at([*earlier, *((NODE_HOST, node.port) for node in split.nodes)])
+    running = tuple(node for node in split.earlier if node.address is not None and answers[node.address].runs_a_node)
     _refuse_where_running_nodes_lose(split, running)
+    _refuse_taken_ports(split, running, answers)
     return running
+
+
+def _refuse_taken_ports(
+    split: Split, running: Iterable[EarlierNode], answers: Mapping[tuple[str, int], Answered]
+) -> None:
+    """SplitError naming each node port of ``split`` where anything answers but a running node of the earlier
+    split that keeps it (`_refuse_where_running_nodes_lose` refused those that do not): another program, or a
+    segcast no node file of this split started. The node could not listen there, and the entrance would send
+    its path to whatever is there; a first split's ports are checked too. Not overridden by ``--force``,
+    which replaces files: what holds a port is no file."""
+    ours = {node.address for node in running}
+    taken = []
+    for node in split.nodes:
+        address = (NODE_HOST, node.port)
+        answered = answers[address]
+        if address in ours or answered.kind is Answer.NOTHING:
+            continue
+        what = (
+            f"another segcast (not started from {node.path.name})" if answered.kind is Answer.SEGCAST else answered.said
+        )
+        taken.append((node.name, f"{NODE_HOST}:{node.port}, {node.name}'s port, is taken by {what}"))
+    if len(taken) == 1:
+        ((name, said),) = taken
+        raise SplitError(
+            f"{said}: {name} cannot listen there, and the entrance would send /{name}/ to it; nothing was written: "
+            "stop it, or choose other ports for the nodes with --first-port"
+        )
+    if taken:
+        raise SplitError(
+            f"{'; '.join(said for _, said in taken)}: those nodes cannot listen there, and the entrance would send "
+            "their paths to what is there; nothing was written: stop what is there, or choose other ports for the "
+            "nodes with --first-port"
+        )
 
 
 def _refuse_while_the_source_runs(split: Split) -> None:
@@ -217,8 +291,9 @@ def replaced_changes(split: Split) -> list[str]:
     """Per node file of the earlier split, and each new one: the cameras it loses (and to which node) or
     gains (and why there: `place_streams`), each setting beyond the cameras' that changes in it
     (`_setting_changes`: a running node keeping its cameras is told to restart for them), and the cameras
-    whose settings there differ from the source file's (saved through its node's API, ``?persist=1``:
-    `_lost_settings`), which the split replaces with the source's. Nothing for a first split."""
+    whose settings there differ from the source file's (`_camera_changes`): changed in the source since
+    the split last wrote the file (old and new value), or saved there through its node's API
+    (``?persist=1``), which the split replaces with the source's (lost). Nothing for a first split."""
     source = split.source.name
     given = {stream_id: node.name for node in split.nodes for stream_id in node.stream_ids}
     wanted = {stream.stream_id: stream for stream in load_config(split.source, flag=None).streams}
@@ -228,6 +303,7 @@ def replaced_changes(split: Split) -> list[str]:
     there = split.node_files_there()
     if not there:
         return []
+    record = read_record(split.entrance_state)
     lines = [
         f"replacing the earlier split's node files; what changes in each ({source} wins; a camera stays on "
         "the node that has it, any other goes to the node with the fewest):"
@@ -255,8 +331,12 @@ def replaced_changes(split: Split) -> list[str]:
         for stream in old:
             if stream.stream_id not in wanted:
                 continue
-            if lost := _lost_settings(stream, wanted[stream.stream_id], given_before.get(stream.stream_id)):
-                lines.append(f"    {stream.stream_id}: its {', '.join(lost)} saved here differ from {source}'s: lost")
+            source_stream, written = wanted[stream.stream_id], as_written(record, path, old_text.get(path), stream)
+            changed, lost = _camera_changes(stream, source_stream, given_before.get(stream.stream_id), written)
+            said = [", ".join(_camera_change(name, stream, source_stream) for name in changed)] if changed else []
+            said += [f"its {', '.join(lost)} saved here differ from {source}'s: lost"] if lost else []
+            if said:
+                lines.append(f"    {stream.stream_id}: {'; '.join(said)}")
     for node in split.nodes:
         if node.path not in there:
             lines.append(f"  {node.path.name} (new): {'; '.join(_gains(split, node.stream_ids)) or 'no cameras'}")
@@ -356,25 +436,42 @@ def _source_streams_under_defaults_of(source: Path, node_text: str | None) -> di
     return {stream.stream_id: stream for stream in settings.streams}
 
 
-def _lost_settings(saved: StreamConfig, source: StreamConfig, source_before: StreamConfig | None) -> list[str]:
-    """The settings of a node file's camera (``saved``) that its node's API saved there (``?persist=1``
-    writes them into its ``[[streams]]`` table) and the split replaces with ``source``, the source file's:
-    those in which it differs from ``source_before`` too, the source's camera under the node file's own
-    defaults (`_source_streams_under_defaults_of`; None: they cannot tell, and every difference counts).
-    A default changed in the source since is no camera's saved setting (`_setting_changes` names it),
-    and a value the split gives the camera all the same is not lost."""
-    differ = _differences(saved, source)
-    return differ if source_before is None else [name for name in differ if name in _differences(saved, source_before)]
+def _camera_changes(
+    saved: StreamConfig, source: StreamConfig, source_before: StreamConfig | None, written: Mapping[str, str] | None
+) -> tuple[list[str], list[str]]:
+    """The settings in which a node file's camera (``saved``) differs from the source file's (``source``),
+    as two lists: those changed in the source since the split last wrote the file, and those saved there
+    through its node's API (``?persist=1`` writes them into its ``[[streams]]`` table), which the split
+    replaces with the source's: lost. ``written``: the digests of the camera's settings as the split last
+    wrote them (`as_written`), which a saved one no longer matches; None: that cannot be told, and every
+    difference counts as saved. Only the camera's own: a default changed in the source since (where it
+    differs from ``source_before``, the source's camera under the node file's own defaults:
+    `_source_streams_under_defaults_of`; None: they cannot tell) is no camera's, and `_setting_changes`
+    names it; a value the split gives the camera all the same is no change."""
+    own = _differences(saved, source)
+    if source_before is not None:
+        own = [name for name in own if name in _differences(saved, source_before)]
+    if written is None:
+        return [], own
+    now = digests(saved)
+    lost = [name for name in own if now[name] != written.get(name)]
+    return [name for name in own if name not in lost], lost
+
+
+def _camera_change(name: str, saved: StreamConfig, source: StreamConfig) -> str:
+    """``conf 0.25 -> 0.5`` for a camera's setting ``name`` changed in the source, from ``saved`` (the node
+    file's) to ``source``; ``zones changed`` where its value says nothing in one line (shapes, classes) or
+    may hold a secret (a URI's password)."""
+    before, after = setting_values(saved)[name], setting_values(source)[name]
+    if name != "uri" and all(isinstance(value, str | int | float) for value in (before, after)):
+        return f"{name} {_shown(before)} -> {_shown(after)}"
+    return f"{name} changed"
 
 
 def _differences(saved: StreamConfig, source: StreamConfig) -> list[str]:
     """The names of the settings in which two configs of one stream differ (``uri``, ``zones``, ...)."""
-    names = [name for name in ("uri", "loop") if getattr(saved, name) != getattr(source, name)]
-    return names + [
-        field.name
-        for field in fields(saved.options)
-        if getattr(saved.options, field.name) != getattr(source.options, field.name)
-    ]
+    theirs = setting_values(source)
+    return [name for name, value in setting_values(saved).items() if value != theirs[name]]
 
 
 def _written_beside(path: Path, text: str, mode: int) -> Path:
