@@ -91,3 +91,12 @@ async def test_a_ca_file_is_not_chosen_through_the_api_and_tls_verify_is(start_s
     assert (await (await client.get("/api/streams")).json())["streams"] == []
     accepted = await client.post("/api/streams", json={"id": "cam", "uri": "https://camera.local/v.mjpg#tls_verify=1"})
     assert accepted.status == 201, await accepted.text()
+
+
+def test_a_denied_address_written_with_a_trailing_dot_is_refused() -> None:
+    """``169.254.169.254.`` is no address to Python and no name to this machine's resolver, so it passed as a
+    name that does not resolve; a resolver that takes the root's dot would reach the denied address."""
+    policy = SourcePolicy(deny_networks=parse_networks(["169.254.0.0/16"]))
+    with pytest.raises(SourceRefused, match="deny_networks"):
+        policy.check("http://169.254.169.254./latest/meta-data/")
+    policy.check("http://192.0.2.1./x")  # an allowed one stays allowed

@@ -437,8 +437,10 @@ class NetworkSource:
 
     @property
     def _ffmpeg_follows_redirects(self) -> bool:
-        """Whether FFmpeg follows HTTP redirects itself, unchecked: for the streams held to no ``deny_networks``
-        (the config file's, ``--source``), and for the schemes that have none."""
+        """Whether FFmpeg follows redirects itself, unchecked: for the streams held to no ``deny_networks``
+        (the config file's, ``--source``), and for the schemes other than HTTP's. RTSP's are followed so too
+        (a ``3xx`` answer to ``DESCRIBE``): FFmpeg's RTSP client has no option against them, which the
+        README's ``deny_networks`` says among what it does not cover."""
         return self._check_host is None or self.scheme not in ("http", "https")
 
     def _redirect(

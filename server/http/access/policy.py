@@ -318,7 +318,9 @@ def _addresses(host: str) -> set[Address]:
     reads) counts as the IPv4 one too, and the unspecified address (``0.0.0.0``), which connects to this
     machine, as loopback.
     """
-    literal = host.partition("%")[0]  # an IPv6 zone: fe80::1%eth0
+    # An IPv6 zone (fe80::1%eth0) is no part of the address; nor is a trailing dot, the root's: a resolver
+    # may take 169.254.169.254. for the address, which Python does not.
+    literal = host.partition("%")[0].removesuffix(".")
     try:
         found: set[Address] = {ipaddress.ip_address(literal)}
     except ValueError:
