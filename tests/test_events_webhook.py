@@ -73,7 +73,7 @@ async def started(settings: WebhookSettings, clock: Clock) -> WebhookSink:
 
 
 def track_event(track_id: int) -> OutEvent:
-    return OutEvent({"type": "track", "v": 1, "stream": "cam", "event": "start", "id": track_id}, "cam", 0.0)
+    return OutEvent({"type": "track", "v": 1, "stream": "cam", "event": "start", "id": track_id}, "cam", time.time())
 
 
 async def offered(webhook: WebhookSink, track_ids: range) -> None:
@@ -187,29 +187,29 @@ async def test_a_failing_output_does_not_hold_up_the_shutdown(
 async def test_the_events_a_dead_receiver_holds_up_are_listed_as_queued(
     aiohttp_client: ClientFactory, refused_port: int
 ) -> None:
-    # Given a webhook whose URL refuses connections, and after the first failure a wait beyond the test
-    outputs = await running(WebhookSettings(f"http://127.0.0.1:{refused_port}/hook", retries=0))
+    # Given a webhook whose URL refuses connections, and a wait beyond the test before a retry
+    outputs = await running(WebhookSettings(f"http://127.0.0.1:{refused_port}/hook", retries=1))
     hook(outputs).backoff.first_s = 60.0
     app = web.Application()
     app[event_outputs_key] = outputs
     setup_events_api(app)
     client = await aiohttp_client(app)
     try:
-        # When five events come, and the first is given up on
+        # When five events come, and the first's first attempt has failed
         for seq in range(5):
             outputs.on_packet(track_start(seq, track_id=seq))
 
-        async def first_failed() -> bool:
-            return hook(outputs).health().failed == 1
+        async def first_failing() -> bool:
+            return hook(outputs).health().state is SinkState.FAILING
 
-        await eventually(first_failed, what="the first event to fail")
-        # Then the outputs listing says the other four wait (nothing else counts them)
+        await eventually(first_failing, what="the first attempt to fail")
+        # Then the outputs listing says all five wait, the one to be retried too (nothing else counts them)
         (listed,) = (await (await client.get("/api/events/outputs")).json())["outputs"]
-        assert (listed["delivered"], listed["failed"], listed["dropped"], listed["queued"]) == (0, 1, 0, 4)
+        assert (listed["delivered"], listed["failed"], listed["dropped"], listed["queued"]) == (0, 0, 0, 5)
     finally:
         await outputs.stop()
     health = hook(outputs).health()
-    assert (health.dropped, health.queued) == (4, 0), "what waited is lost at shutdown: nothing is left queued"
+    assert (health.dropped, health.queued) == (5, 0), "what waited is lost at shutdown: nothing is left queued"
 
 
 async def test_an_event_on_its_way_when_the_shutdown_time_is_up_is_counted_dropped(
@@ -512,22 +512,31 @@ def test_retry_after_is_read_as_seconds_or_as_an_http_date() -> None:
     assert retry_after_s("-5", now) is None
 
 
-def test_backoff_goes_on_from_event_to_event_until_a_delivery() -> None:
+def test_backoff_doubles_while_an_event_gets_no_answer_and_starts_afresh_with_the_next() -> None:
+    """The doubling went on from one event given up on to the next, so one event a receiver kept failing
+    made every later one wait longer; a receiver that answers (HTTP 500) is up, and its retries stay short."""
     backoff = Backoff(first_s=0.5, max_s=30.0)
     assert backoff.wait_s(100.0) == 0.0
-    backoff.failed(100.0)
+    backoff.failed(100.0)  # no answer: a time-out, a refused connection
     assert backoff.wait_s(100.0) == 0.5
-    backoff.failed(101.0)  # whether a retry or the next event's first attempt: it doubles
+    backoff.failed(101.0)
     assert backoff.wait_s(101.0) == 1.0
-    backoff.failed(102.0, asked_s=5.0)  # Retry-After asks for more than the doubling
-    assert backoff.wait_s(102.0) == 5.0
-    backoff.failed(103.0, asked_s=3600.0)  # but never more than max_s
-    assert backoff.wait_s(103.0) == 30.0
-    assert backoff.wait_s(120.0) == 13.0 and backoff.wait_s(140.0) == 0.0
-    backoff.reset()
-    assert backoff.wait_s(103.0) == 0.0
-    backoff.failed(104.0)
-    assert backoff.wait_s(104.0) == 0.5
+    backoff.failed(102.0, answered=True)  # it answered: the first wait again, not the doubling
+    assert backoff.wait_s(102.0) == 0.5
+    backoff.settled()  # given up on: the next event is tried at once
+    assert backoff.wait_s(102.0) == 0.0
+    backoff.failed(103.0)
+    assert backoff.wait_s(103.0) == 0.5
+
+
+def test_a_quiet_the_receiver_asked_for_holds_for_the_next_event_too() -> None:
+    backoff = Backoff(first_s=0.5, max_s=30.0)
+    backoff.failed(100.0, asked_s=5.0, answered=True)  # Retry-After asks for more than the first wait
+    assert backoff.wait_s(100.0) == 5.0
+    backoff.settled()
+    assert backoff.wait_s(101.0) == 4.0, "the rest of what it asked for"
+    backoff.failed(110.0, asked_s=3600.0, answered=True)  # but never more than max_s
+    assert backoff.wait_s(110.0) == 30.0
 
 
 async def test_a_refusal_is_not_retried(receiver: Receiver) -> None:

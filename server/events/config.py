@@ -10,13 +10,23 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from server.analytics.shapes import refuse_unknown_keys
+from server.analytics.shapes import (
+    MAX_NAME_CHARS,
+    NAME_CHARS_RULE,
+    NAME_PATTERN_CHARS,
+    did_you_mean,
+    echoed,
+    refuse_unknown_keys,
+    unquoted_number,
+)
+from server.events.history.query import EVENT_TYPES
 from server.events.toml_text import toml_string
 
 DEFAULT_QUEUE = 1000
@@ -26,6 +36,13 @@ DEFAULT_MAX_AGE_DAYS = 30.0
 DEFAULT_MAX_MB = 1024.0
 DEFAULT_WEBHOOK_TIMEOUT_S = 5.0
 DEFAULT_WEBHOOK_RETRIES = 3
+#: A webhook's event older than this when it could be sent (its receiver was down or slow) is dropped. Ten times
+#: MQTT's: a flow often files or forwards what it gets, where an automation acts on it as on what happens now; a
+#: receiver that wants every event however late sets 0, and refuses the ones too old for it by their ``time``.
+DEFAULT_WEBHOOK_MAX_EVENT_AGE_S = 600.0
+#: The event types a webhook's ``zones`` and ``lines`` filters let through: the events of a zone, of a line.
+ZONE_EVENT_TYPES = ("zone_enter", "zone_exit", "loiter")
+LINE_EVENT_TYPES = ("line_cross",)
 #: An MQTT event older than this when it could be sent (its broker was down) is dropped: a Home Assistant
 #: automation on it would act on what is long past.
 DEFAULT_MAX_EVENT_AGE_S = 60.0
@@ -48,7 +65,20 @@ HOST_NAME = re.compile(r"^\w[\w-]*(\.[\w-]+)*\.?\Z")
 MAX_HOST_NAME_BYTES = 253  # RFC 1035, without the root's dot
 
 HISTORY_KEYS = ("path", "max_age_days", "max_mb", "snapshots", "queue")
-WEBHOOK_KEYS = ("url", "secret", "timeout_s", "retries", "queue")
+WEBHOOK_KEYS = (
+    "url",
+    "name",
+    "secret",
+    "timeout_s",
+    "retries",
+    "queue",
+    "max_event_age_s",
+    "ca_file",
+    "types",
+    "streams",
+    "zones",
+    "lines",
+)
 MQTT_KEYS = (
     "host",
     "port",
@@ -84,6 +114,20 @@ class WebhookSettings:
     timeout_s: float = DEFAULT_WEBHOOK_TIMEOUT_S
     retries: int = DEFAULT_WEBHOOK_RETRIES
     queue: int = DEFAULT_QUEUE
+    #: What logs, /metrics and the API call it (``webhook <name>``); None: its URL, as `shown_url` shows it.
+    name: str | None = None
+    #: Seconds after its frame an event is still sent; 0: however old.
+    max_event_age_s: float = DEFAULT_WEBHOOK_MAX_EVENT_AGE_S
+    #: The CAs to trust for an https ``url`` instead of the system's (a receiver's own CA, or its self-signed
+    #: certificate).
+    ca_file: Path | None = None
+    #: Only events of these types, of these streams, of these zones or lines go to it; () lets every one through.
+    #: With ``zones`` or ``lines``, an event passes when it is one of those zones' or lines' (a track event is
+    #: neither): `server.events.webhook.wanted`.
+    types: tuple[str, ...] = ()
+    streams: tuple[str, ...] = ()
+    zones: tuple[str, ...] = ()
+    lines: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +188,8 @@ def events_settings(table: object, folder: Path) -> EventsSettings:
     hooks = table.get("webhooks", [])
     if not isinstance(hooks, list) or not all(isinstance(h, Mapping) for h in hooks):
         raise ValueError("events.webhooks: expected [[events.webhooks]] tables")
-    webhooks = tuple(_webhook(h, f"events.webhooks[{i}]") for i, h in enumerate(hooks))
+    webhooks = tuple(_webhook(h, folder, f"events.webhooks[{i}]") for i, h in enumerate(hooks))
+    _refuse_names_twice(webhooks)
     mqtt = _mqtt(_sub(table, "mqtt"), folder) if "mqtt" in table else None
     return EventsSettings(history, webhooks, mqtt)
 
@@ -192,7 +237,7 @@ def resolved_path(value: str, folder: Path, where: str) -> Path:
         raise ValueError(f"{where}: {value!r:.60} is not a usable path ({exc})") from None
 
 
-def _webhook(table: Mapping[str, Any], where: str) -> WebhookSettings:
+def _webhook(table: Mapping[str, Any], folder: Path, where: str) -> WebhookSettings:
     refuse_unknown_keys(table, WEBHOOK_KEYS, where)
     url = _text(table, "url", where)
     try:
@@ -215,13 +260,129 @@ def _webhook(table: Mapping[str, Any], where: str) -> WebhookSettings:
     retries = table.get("retries", DEFAULT_WEBHOOK_RETRIES)
     if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 20:
         raise ValueError(f"{where}.retries: expected a whole number from 0 to 20, got {shown_as_number(retries)}")
+    ca_file = _ca_file(table, folder, where)
+    if ca_file is not None and parts.scheme != "https":
+        raise ValueError(
+            f"{where}.ca_file: checks the receiver's TLS certificate, but url is http://: use https://, or remove "
+            "ca_file"
+        )
+    types = _event_types(table, where)
+    zones, lines = _names(table, "zones", where), _names(table, "lines", where)
+    _refuse_filters_nothing_passes(types, zones, lines, where)
     return WebhookSettings(
         url=parts.geturl(),
+        name=_webhook_name(table, where),
         secret=_text(table, "secret", where),
         timeout_s=_number(table, "timeout_s", DEFAULT_WEBHOOK_TIMEOUT_S, WEBHOOK_TIMEOUT_S_RANGE, where),
         retries=retries,
         queue=_queue(table, where),
+        max_event_age_s=_number(
+            table, "max_event_age_s", DEFAULT_WEBHOOK_MAX_EVENT_AGE_S, MAX_EVENT_AGE_S_RANGE, where
+        ),
+        ca_file=ca_file,
+        types=types,
+        streams=_names(table, "streams", where),
+        zones=zones,
+        lines=lines,
     )
+
+
+def _webhook_name(table: Mapping[str, Any], where: str) -> str | None:
+    """``name``, as a stream id is spelled: it goes into log lines and /metrics labels as it is."""
+    name = table.get("name")
+    if name is None:
+        return None
+    if refused := unquoted_number(name, f"{where}.name"):
+        raise ValueError(refused)
+    if not _is_name(name):
+        raise ValueError(
+            f"{where}.name: expected 1 to {MAX_NAME_CHARS} {NAME_CHARS_RULE} (it names the webhook in the log and "
+            f"/metrics), got {echoed(name)}"
+        )
+    return str(name)
+
+
+def _refuse_names_twice(webhooks: tuple[WebhookSettings, ...]) -> None:
+    """Each named webhook's name is its own: two of one name would be one series in /metrics."""
+    first: dict[str, int] = {}
+    for index, hook in enumerate(webhooks):
+        if hook.name is not None and (taken := first.setdefault(hook.name, index)) != index:
+            raise ValueError(
+                f"events.webhooks[{index}].name: {hook.name!r} is events.webhooks[{taken}]'s name already: "
+                "give each its own"
+            )
+
+
+def _is_name(value: object) -> bool:
+    """Whether ``value`` is spelled as stream ids and zone and line names are."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_NAME_CHARS and set(value) <= NAME_PATTERN_CHARS
+
+
+def _filter_list(table: Mapping[str, Any], key: str, where: str, expected: str) -> list[Any]:
+    """The list a filter ``key`` gives, [] where it is not given; ``expected`` says what it lists."""
+    value = table.get(key, [])
+    if not isinstance(value, list):
+        raise ValueError(f"{where}.{key}: expected a list of {expected}, got {echoed(value)}")
+    if key in table and not value:
+        raise ValueError(f"{where}.{key}: an empty list lets no event through: leave {key} out to let every one")
+    return value
+
+
+def _names(table: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
+    """A ``streams``, ``zones`` or ``lines`` filter: names as their ids are spelled, not checked against the
+    streams running now, since a camera, zone or line may be added after the webhook."""
+    expected = f"names of 1 to {MAX_NAME_CHARS} {NAME_CHARS_RULE}"
+    names = _filter_list(table, key, where, expected)
+    for index, name in enumerate(names):
+        if refused := unquoted_number(name, f"{where}.{key}[{index}]"):
+            raise ValueError(refused)
+        if not _is_name(name):
+            raise ValueError(f"{where}.{key}: expected a list of {expected}, got {echoed(name)} in it")
+    return tuple(names)
+
+
+def _event_types(table: Mapping[str, Any], where: str) -> tuple[str, ...]:
+    """A ``types`` filter: each one of `EVENT_TYPES`, where another is a typo that would let nothing through."""
+    types = _filter_list(table, "types", where, f"event types ({', '.join(EVENT_TYPES)})")
+    for kind in types:
+        if kind not in EVENT_TYPES:
+            hint = did_you_mean(kind, EVENT_TYPES) if isinstance(kind, str) else ""
+            raise ValueError(f"{where}.types: unknown event type {echoed(kind)}; known: {', '.join(EVENT_TYPES)}{hint}")
+    return tuple(types)
+
+
+def _refuse_filters_nothing_passes(
+    types: tuple[str, ...], zones: tuple[str, ...], lines: tuple[str, ...], where: str
+) -> None:
+    """``zones`` and ``lines`` let through only the events of a zone or a line: with ``types`` none of those,
+    the webhook would never get an event, and nothing would say why."""
+    passing = (ZONE_EVENT_TYPES if zones else ()) + (LINE_EVENT_TYPES if lines else ())
+    if types and passing and not set(types) & set(passing):
+        key, place = ("zones", "zone") if zones else ("lines", "line")
+        listed = ", ".join(toml_string(kind) for kind in types)
+        raise ValueError(
+            f"{where}.{key}: no event of types = [{listed}] has a {place}, so none would pass (a zone's events are "
+            f"{', '.join(ZONE_EVENT_TYPES)}; a line's {', '.join(LINE_EVENT_TYPES)})"
+        )
+
+
+def _ca_file(table: Mapping[str, Any], folder: Path, where: str) -> Path | None:
+    """``ca_file``, relative to ``folder`` (the config file's): the PEM file of the CAs to trust instead of the
+    system's. Loaded now, so that a file that holds none stops the start, naming the key, rather than failing
+    every delivery with a TLS error."""
+    value = _text(table, "ca_file", where)
+    if value is None:
+        return None
+    path = resolved_path(value, folder, f"{where}.ca_file")
+    if not path.is_file():
+        raise ValueError(f"{where}.ca_file: {value!r} is not a file")
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except ssl.SSLError as exc:
+        raise ValueError(f"{where}.ca_file: {value!r} holds no PEM certificate ({exc.reason or exc})") from None
+    except OSError as exc:
+        raise ValueError(f"{where}.ca_file: {value!r} cannot be read ({exc.strerror or exc})") from None
+    return path
 
 
 def _mqtt(table: Mapping[str, Any], folder: Path) -> MqttSettings:

@@ -73,6 +73,8 @@ def _pairs(
 
 
 def _toml(value: object) -> str:
+    if isinstance(value, tuple):  # a webhook's filters: names and event types
+        return "[" + ", ".join(_toml(item) for item in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:

@@ -158,9 +158,10 @@ class Tally:
     """A sink's counters and state, and the lines its drops and failures make in the log.
 
     "Queue full" is logged at most once per `DROP_LOG_INTERVAL_S` (`ThrottledCount`), and so are
-    events lost again and again to the error last logged, and attempts retried for one reason. What a
-    window held is told by the first such line after it, by the first delivery after it (events lost:
-    by the first delivery, window or not, since working again ends the failure), and at shutdown.
+    events dropped for their age, events lost again and again to the error last logged, and attempts
+    retried for one reason. What a window held is told by the first such line after it, by the first
+    delivery after it (events lost: by the first delivery, window or not, since working again ends the
+    failure), and at shutdown.
     "Working" ends only a failure logged as an error (`fail`): an attempt retried and then delivered
     is no news, or a receiver that fails now and then would say it with every event.
 
@@ -193,6 +194,8 @@ class Tally:
         #: The error `fail` logged, until a delivery ends it with "working"; None while none is logged.
         self._logged_error: str | None = None
         self._retries: dict[str, ThrottledCount] = {}  # attempts retried, by reason (`retrying`)
+        self._too_old = ThrottledCount(DROP_LOG_INTERVAL_S)  # events dropped for their age (`too_old`)
+        self._latest_too_old: tuple[OutEvent, float, float] | None = None  # with its age and the limit
 
     def offer(self) -> None:
         """An event is offered to the sink: call before queueing it (a full queue then drops it)."""
@@ -219,6 +222,8 @@ class Tally:
         if self._drops.untold:  # read without the lock: a drop counted meanwhile is told next time
             with self._drops_lock:
                 self._tell_drops(self._drops.due(self._clock()))
+        if self._too_old.untold:
+            self._tell_too_old(self._too_old.due(self._clock()))
         if any(retries.untold for retries in self._retries.values()):
             now = self._clock()
             for reason, retries in self._retries.items():
@@ -241,6 +246,19 @@ class Tally:
             self._losses.told(self._clock())
             return
         self._tell_losses(self._losses.add(lost, self._clock()))
+
+    def too_old(self, event: OutEvent, now: float, max_age_s: float) -> bool:
+        """Whether ``event`` is older than ``max_age_s`` (unless 0) at ``now``, Unix seconds as its
+        `OutEvent.capture_time` is, now that it could be sent: then it is dropped, counted with the drops,
+        and told at most once per `DROP_LOG_INTERVAL_S` with the events dropped so since. A destination that
+        was down does not get what is long past as if it happened now (a light switched for who left)."""
+        age_s = now - event.capture_time
+        if not max_age_s or age_s <= max_age_s:
+            return False
+        self.dropped += 1
+        self._latest_too_old = (event, age_s, max_age_s)
+        self._tell_too_old(self._too_old.add(1, self._clock()))
+        return True
 
     def retrying(self, reason: str) -> int:
         """An attempt failed and will be retried: failing now, with no event lost yet, so /metrics and
@@ -279,6 +297,7 @@ class Tally:
         with self._drops_lock:
             self._tell_drops(self._drops.take())
         self._tell_losses(self._losses.take())
+        self._tell_too_old(self._too_old.take())
         for reason, retries in self._retries.items():
             self._tell_retries(reason, retries.take())
         if events:
@@ -312,6 +331,20 @@ class Tally:
                 event.data.get("type"),
             )
 
+    def _tell_too_old(self, count: int) -> None:
+        if count and self._latest_too_old is not None:
+            event, age_s, max_age_s = self._latest_too_old
+            self._log.warning(
+                "[%s] %s: dropped %d event(s) older than max_event_age_s = %g s by the time they could be sent "
+                "(latest a %s, %.0f s old)",
+                event.stream_id,
+                self.name,
+                count,
+                max_age_s,
+                event.data.get("type"),
+                age_s,
+            )
+
     def _tell_losses(self, count: int, level: int = logging.ERROR) -> None:
         """Tell ``count`` events lost to the error logged that no line has told: an error while it goes on."""
         if count:
@@ -340,12 +373,15 @@ def backoff_s(attempt: int, first_s: float = BACKOFF_FIRST_S, max_s: float = BAC
 
 
 class Backoff:
-    """When a sink may try again, whichever event its next attempt is for.
+    """When a sink may try an event again.
 
-    A destination that keeps failing, or that asked for quiet (HTTP 429 with Retry-After), is not
-    tried again at full speed just because the next event came: the doubling goes on from event to
-    event, and only a delivery (or an answer that retrying would not change) ends it. Times are
-    `time.monotonic` seconds, passed in.
+    Each event starts afresh (`settled`): one a destination keeps failing costs its own retries, never a
+    wait for the events after it, which would grow with each such event. Within one event the wait doubles
+    from ``first_s`` while the destination gives no answer (down, unreachable, slower than the time-out);
+    one that answered, whatever it said, is up, and its event is retried after ``first_s`` each time. A
+    quiet the destination asked for (HTTP 429 or 503 with Retry-After) is kept, up to ``max_s``, and holds
+    for the next event too: it is the destination's, not the event's. Times are `time.monotonic` seconds,
+    passed in.
     """
 
     def __init__(self, first_s: float = BACKOFF_FIRST_S, max_s: float = BACKOFF_MAX_S) -> None:
@@ -353,16 +389,21 @@ class Backoff:
         self.max_s = max_s
         self._failures = 0
         self._not_before = 0.0
+        self._asked_until = 0.0  # the end of the quiet the destination last asked for
 
-    def failed(self, now: float, asked_s: float | None = None) -> None:
-        """An attempt failed at ``now``; ``asked_s`` is the wait the destination asked for, honoured up to ``max_s``."""
-        doubling = backoff_s(self._failures, self.first_s, self.max_s)
-        self._not_before = now + min(self.max_s, max(doubling, asked_s or 0.0))
+    def failed(self, now: float, asked_s: float | None = None, answered: bool = False) -> None:
+        """An attempt failed at ``now``; ``answered``: the destination gave an answer (an HTTP status);
+        ``asked_s``: the wait it asked for."""
+        wait_s = self.first_s if answered else backoff_s(self._failures, self.first_s, self.max_s)
+        if asked_s is not None:
+            self._asked_until = now + min(self.max_s, asked_s)
+        self._not_before = max(now + wait_s, self._asked_until)
         self._failures += 1
 
-    def reset(self) -> None:
+    def settled(self) -> None:
+        """The event was delivered or given up on: the next one waits for nothing but a quiet asked for."""
         self._failures = 0
-        self._not_before = 0.0
+        self._not_before = self._asked_until
 
     def wait_s(self, now: float) -> float:
         """How long from ``now`` until the next attempt may be made: 0 while the destination works."""
