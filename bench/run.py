@@ -342,7 +342,7 @@ def _compared_settings() -> dict[str, dict[str, str]]:
     """Each side's tracking and detection settings in the throughput figure, as the page states them."""
     from bench.seed_loop import COMPARED_TRACKER, SeedSettings, effective_settings
     from server.options import StreamOptions
-    from server.tracking import detection_conf
+    from server.tracking.filters import detection_conf
 
     options = StreamOptions(tracker=COMPARED_TRACKER)
     segcast = {

@@ -62,7 +62,7 @@ def track_options(settings: SeedSettings) -> tuple[dict[str, Any], float | None]
     if settings is SeedSettings.AS_WRITTEN:
         return {}, None
     from server.options import StreamOptions
-    from server.tracking import detection_conf
+    from server.tracking.filters import detection_conf
 
     options = StreamOptions(tracker=COMPARED_TRACKER)
     track = {

@@ -61,15 +61,19 @@ TrackerValue = float | int | bool | str
 
 @cache
 def tracker_defaults(kind: str) -> dict[str, TrackerValue]:
-    """The default settings of tracker ``kind`` (ultralytics' ``<kind>.yaml``); raises ValueError if unknown."""
+    """The default settings of tracker ``kind`` (ultralytics' ``<kind>.yaml``); raises ValueError if unknown.
+
+    segtrack's are answered before ultralytics is imported: it brings PyTorch (seconds, tens of them on a busy
+    machine), which a command that only reads a config file (``segcast split``) never needs otherwise.
+    """
+    if kind == SEGTRACK:
+        from server.tracking.segtrack_settings import SEGTRACK_DEFAULTS
+
+        return dict(SEGTRACK_DEFAULTS)
     from ultralytics.trackers.track import TRACKER_MAP
     from ultralytics.utils import YAML
     from ultralytics.utils.checks import check_yaml
 
-    if kind == SEGTRACK:
-        from server.tracking.segtrack import SEGTRACK_DEFAULTS
-
-        return dict(SEGTRACK_DEFAULTS)
     if kind not in TRACKER_MAP:
         stem = kind.removesuffix(".yaml")  # ultralytics' own spelling, track(tracker="bytetrack.yaml")
         hint = f" (the name, without .yaml: {stem!r})" if stem != kind and stem in tracker_kinds() else ""

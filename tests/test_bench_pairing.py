@@ -19,7 +19,7 @@ from bench.seed_loop import COMPARED_TRACKER, SeedSettings
 from server.delivery.encode import Variant
 from server.options import StreamOptions
 from server.scene import Scene, write_h264
-from server.tracking import detection_conf
+from server.tracking.filters import detection_conf
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ from server.inference.detections import Detections
 from server.options import StreamOptions
 from server.scene import Scene
 from server.sources import SourceError, open_source
-from server.tracking import StreamTracker
 from server.tracking.camera import PictureShift
+from server.tracking.stream import StreamTracker
 from tests.support.detections import NAMES
 
 MOVING_CAMERAS = ("shaking", "panning")

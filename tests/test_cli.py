@@ -311,7 +311,11 @@ def test_the_first_line_comes_before_pytorch_and_aiohttp_are_imported() -> None:
     first_line = output.index("segcast: starting")
     for heavy in ("torch", "aiohttp", "ultralytics", "av"):
         imported = re.search(rf"\| +{heavy}(\.|$)", output, re.MULTILINE)
-        assert imported is not None and imported.start() > first_line, f"{heavy} imported before the first line"
+        # The model's libraries may not come at all: the start ends at the busy port before a model loads.
+        may_be_missing = heavy in ("torch", "ultralytics")
+        assert (imported is None and may_be_missing) or (imported is not None and imported.start() > first_line), (
+            f"{heavy} imported before the first line"
+        )
 
 
 def test_listening_is_said_when_it_accepts_connections_not_while_the_model_loads(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from server.options import StreamOptions
 from server.scene import Scene
 from server.sources import open_source
 from server.sources.base import LatestFrame
-from server.tracking import StreamTracker
+from server.tracking.stream import StreamTracker
 from tests.support.detections import NAMES, TruthModel
 from tests.support.driver import EPOCH, PACE, RESULT_TIMEOUT_S, Driver
 from tests.support.listeners import SilentListener

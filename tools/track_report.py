@@ -43,7 +43,8 @@ from server.frames import Frame, Track
 from server.inference.detections import Detections, detect
 from server.options import DEFAULT_TRACKER, StreamOptions, tracker_kinds
 from server.scene import CAMERAS, FAMILIES, Scene, TrueObject
-from server.tracking import StreamTracker, detection_conf
+from server.tracking.filters import detection_conf
+from server.tracking.stream import StreamTracker
 
 WARM_UP_UPDATES = 1  # first frames left out of the time per frame: they also set the predictor and tracker up
 MATCH_IOU = 0.5  # a track covers an object when their boxes overlap at least this much

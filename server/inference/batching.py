@@ -27,7 +27,7 @@ from server.inference.models import InferenceUnavailable
 from server.inference.options import InferenceOptions
 from server.inference.registration import StreamRegistration
 from server.options import DEFAULT_MAX_DET
-from server.tracking import detection_conf
+from server.tracking.filters import detection_conf
 
 log = logging.getLogger(__name__)
 

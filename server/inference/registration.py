@@ -15,7 +15,7 @@ from server.analytics.engine import StreamAnalytics
 from server.inference.frame_cap import FrameCap
 from server.options import StreamOptions
 from server.sources.base import LatestFrame
-from server.tracking import StreamTracker
+from server.tracking.stream import StreamTracker
 
 
 @dataclass(eq=False)

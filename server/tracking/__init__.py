@@ -4,10 +4,8 @@
 ultralytics') and makes the stream's tracks and their start and end events; `filters` says which of
 the model's detections it takes; `duplicates` drops one object seen twice; `rate` measures how often
 the stream is processed and tells an outage from a slower pace; `camera` measures a shaking
-camera's step between frames, for segtrack.
+camera's step between frames, for segtrack; `segtrack_settings` holds segtrack's defaults.
+
+Each is imported from its own module: importing the package imports none of them, so reading a config
+file (which checks tracker settings against `segtrack_settings`) brings no tracker's dependencies.
 """
-
-from server.tracking.filters import class_ids, detection_conf
-from server.tracking.stream import StreamTracker, simplify
-
-__all__ = ["StreamTracker", "class_ids", "detection_conf", "simplify"]
