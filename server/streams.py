@@ -6,7 +6,8 @@ from the API all go through `add`, so they behave the same. `remove` and `replac
 stream's reader stops (up to `JOIN_TIMEOUT_S`), `add` while a generated scene is drawn, and each
 waits for a change in progress: call them off the event loop. None of them waits for media, nor for
 the file system: whether a file is there, and its content, are each reader's to find out, in its own
-thread (`open_source`).
+thread (`open_source`). The records of the streams, and the lock that guards them, are the
+`StreamTable`'s (`server.stream_table`); this module orders the steps across threads and tells the log.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import dataclasses
 import logging
 import threading
 import time
-from collections import Counter
 from typing import Protocol
 
 from server.analytics.shapes import check_fit
@@ -31,16 +31,10 @@ from server.options import StreamOptions
 from server.sources import Source, SourceError, StreamState, mask_uri, open_source
 from server.sources.reader import ReaderStatus, StreamReader, stop_readers
 from server.stream_info import StreamInfo, stream_order
+from server.stream_table import ShuttingDownError, StreamTable
+from server.stream_table import StreamExistsError as StreamExistsError  # raised by `add`: caught from here
 
 log = logging.getLogger(__name__)
-
-
-class StreamExistsError(ValueError):
-    """A stream with this id is already running."""
-
-
-class ShuttingDownError(RuntimeError):
-    """The manager has stopped: no stream may be started any more."""
 
 
 class StreamOptionsError(ValueError):
@@ -83,34 +77,18 @@ class StreamManager:
             on_status=hub.inference_threadsafe,
             on_unfit=self._on_unfit,
         )
-        self._lock = threading.Lock()
+        self._table = StreamTable()
         #: Held while a change (add, remove, replace) updates the list of streams, so that a stream
         #: removed while it is being added can never leave a reader running unowned. Never held while
         #: waiting for media or a thread (a source is opened by its reader; a stopped reader is joined
         #: after it is released, `_join`), so one hung file or stalled camera holds up no other change.
         #: Nor while waiting for the file system: `open_source` reads only the URI, so a network share
         #: that does not answer whether a file is there holds up that stream's reader alone.
-        #: `stop` does not take it: `_stopped`, under `_lock`, keeps a change under way from starting a reader.
+        #: `stop` does not take it: once `StreamTable.shut`, the table lets no change under way start a reader.
         self._changing = threading.RLock()
-        self._stopped = False
-        self._configs: dict[str, StreamConfig] = {}  # every stream, running or failed, in the order added
-        self._readers: dict[str, StreamReader] = {}
-        #: Readers a removal or restart asked to stop and has not joined yet: `stop` waits for them too.
-        self._stopping: set[StreamReader] = set()
-        #: Those of them `_on_unfit` asked to stop, by stream: the inference thread cannot wait for them, so
-        #: the stream's next change or removal joins them (`_take_readers`), or `stop`.
-        self._unjoined: dict[str, StreamReader] = {}
-        self._failed: dict[str, str] = {}  # id -> reason, for sources that never opened
-        self._processed: dict[str, int] = {}
-        self._handed_in: set[str] = set()  # streams from `add_source`, which have no URI to reopen
-        #: Ids being removed or restarted, with how many changes hold each: not free until those are done
-        #: (see `_remove`).
-        self._claimed: Counter[str] = Counter()
         self._policy = settings.source_policy()
-        #: Whether each running stream's inference keeps up (one per reader, under `_lock`: a restart is judged
-        #: afresh), and the node's last verdicts and word on it in the log (`NodePace`, whose lock `check_pace`
-        #: takes before `_lock`).
-        self._paces: dict[str, StreamPace] = {}
+        #: The node's last verdicts on whether its streams keep up, and its word on it in the log (each
+        #: stream's own pace is the table's; `check_pace` takes `NodePace`'s lock before the table's).
         self._node_pace = NodePace()
 
     @property
@@ -160,15 +138,12 @@ class StreamManager:
     def stop(self) -> None:
         """Stop every reader, then the worker, then the encoder; from now on every change is refused.
 
-        Does not wait for a change under way: none can start a reader once ``_stopped`` is set
-        (`_start`), and readers being removed are joined here too, so this takes one `JOIN_TIMEOUT_S`
-        at most for the readers, however many there are and whatever the changes under way wait for.
+        Does not wait for a change under way: none can start a reader once the table is shut
+        (`StreamTable.starting`), and readers being removed are joined here too, so this takes one
+        `JOIN_TIMEOUT_S` at most for the readers, however many there are and whatever the changes under
+        way wait for.
         """
-        with self._lock:
-            self._stopped = True
-            readers = [*self._readers.values(), *self._stopping]
-            self._readers.clear()
-            self._unjoined.clear()
+        readers = self._table.shut()
         stop_readers(readers)  # N streams stop within one timeout, not N
         self._worker.stop()
         self._encoder.stop()
@@ -212,10 +187,7 @@ class StreamManager:
 
     def _release(self, stream_id: str) -> None:
         """Free an id `_remove` or `_restart` claimed, once the change that claimed it is done."""
-        with self._lock:
-            self._claimed[stream_id] -= 1
-            if self._claimed[stream_id] <= 0:
-                del self._claimed[stream_id]
+        self._table.release(stream_id)
 
     def _join(self, readers: list[StreamReader]) -> None:
         """Wait for the readers a removal or restart asked to stop (at most `JOIN_TIMEOUT_S` for all).
@@ -224,22 +196,12 @@ class StreamManager:
         only the change that stops it.
         """
         stop_readers(readers)
-        with self._lock:
-            self._stopping.difference_update(readers)
+        self._table.joined(readers)
 
     def _register(self, config: StreamConfig, handed_in: bool = False) -> None:
         """Claim ``config``'s id and announce the stream: the first step of `add` and `add_source`."""
         self._check_options(config)
-        with self._lock:
-            if self._stopped:
-                raise ShuttingDownError("the server is shutting down")
-            if self._claimed[config.stream_id]:  # a removal or restart is under way: its reader is stopping
-                raise StreamExistsError(f"stream {config.stream_id!r} already exists (it is being stopped)")
-            if config.stream_id in self._configs:
-                raise StreamExistsError(f"stream {config.stream_id!r} already exists")
-            self._configs[config.stream_id] = config
-            if handed_in:
-                self._handed_in.add(config.stream_id)
+        self._table.register(config, handed_in)
         self._hub.stream_added_threadsafe(config.stream_id)
 
     def _open(self, config: StreamConfig, started: str = "added") -> StreamInfo:
@@ -265,8 +227,7 @@ class StreamManager:
         return self._start(config, source, started)
 
     def _fail(self, stream_id: str, reason: str) -> StreamInfo:
-        with self._lock:
-            self._failed[stream_id] = reason
+        self._table.fail(stream_id, reason)
         self._hub.state_threadsafe(stream_id, StreamState.FAILED, reason)
         return self.info(stream_id)
 
@@ -284,8 +245,8 @@ class StreamManager:
         """Feed ``source`` to the worker through a new reader: the last step of `add` and `add_source`.
 
         If `stop` began meanwhile (`stop` does not wait for changes), the registration is undone and
-        the reader never starts. The reader starts under the lock `stop` takes its readers under: each
-        reader `stop` finds has started, and none starts after it.
+        the reader never starts. The reader starts within `StreamTable.starting`, under the lock `stop`
+        takes its readers under: each reader `stop` finds has started, and none starts after it.
         """
         slot = self._worker.add_stream(config.stream_id, lambda: source.fps, config.options)
         reader = StreamReader(
@@ -297,21 +258,14 @@ class StreamManager:
             max_frame_side=self._settings.max_frame_side,
         )
         self._hub.state_threadsafe(config.stream_id, StreamState.STARTING, None)  # before the reader's own
-        with self._lock:
-            stopped = self._stopped
-            if stopped:
-                self._configs.pop(config.stream_id, None)
-                self._handed_in.discard(config.stream_id)
-            else:
-                self._readers[config.stream_id] = reader
-                self._processed[config.stream_id] = 0
-                self._paces[config.stream_id] = StreamPace()
+        with self._table.starting(config.stream_id, reader) as admitted:
+            if admitted:
                 log.info("[%s] %s: %s", config.stream_id, started, source.describe())  # before the reader's "live"
                 if config.loop and source.live and config.uri.partition(":")[0].lower() not in ("http", "https"):
                     # Once here, not per reconnect. An HTTP URL is not told: it may be a video, known when it opens.
                     log.warning("[%s] loop is not used: %s is a live source", config.stream_id, source.describe())
                 reader.start()
-        if stopped:
+        if not admitted:
             self._worker.remove_stream(config.stream_id)
             raise ShuttingDownError("the server is shutting down")
         return self.info(config.stream_id)
@@ -343,7 +297,7 @@ class StreamManager:
         return config
 
     def _remove(self, stream_id: str, source: Source | None = None) -> tuple[StreamConfig, list[StreamReader]]:
-        """Forget the stream and ask its readers to stop (`_take_readers`); the caller joins them (`_join`)
+        """Forget the stream and ask its readers to stop (`StreamTable.withdraw`); the caller joins them (`_join`)
         without `_changing`.
 
         The id stays claimed until the caller's `_release`. It leaves the stream list now, but its
@@ -352,16 +306,7 @@ class StreamManager:
         last state and removal as its own. `add_source` does not wait for changes (it runs on the
         loop), so it is refused instead, as for a taken id.
         """
-        with self._lock:
-            running = self._readers.get(stream_id)
-            if source is not None and (running is None or running.source is not source):
-                raise KeyError(stream_id)  # removed already; the id may be another stream's now
-            config = self._configs.pop(stream_id)
-            self._claimed[stream_id] += 1
-            readers = self._take_readers(stream_id)
-            self._failed.pop(stream_id, None)
-            self._processed.pop(stream_id, None)
-            self._handed_in.discard(stream_id)
+        config, readers = self._table.withdraw(stream_id, source)
         for reader in readers:
             reader.request_stop()  # it publishes nothing from now on
         self._node_pace.forget(stream_id)
@@ -369,21 +314,6 @@ class StreamManager:
         self._encoder.forget(stream_id)
         log.info("[%s] removed", stream_id)
         return config, readers
-
-    def _take_reader(self, stream_id: str) -> StreamReader | None:
-        """Move the stream's reader to those being stopped (`_stopping`), and forget its pace (`check_pace`:
-        the stream is judged afresh once it runs again); call under `_lock`."""
-        reader = self._readers.pop(stream_id, None)
-        self._paces.pop(stream_id, None)
-        if reader is not None:
-            self._stopping.add(reader)
-        return reader
-
-    def _take_readers(self, stream_id: str) -> list[StreamReader]:
-        """`_take_reader`, with the reader `_on_unfit` stopped and left for the stream's next change to join
-        (`_unjoined`): the readers the caller joins. Call under `_lock`."""
-        readers = [self._take_reader(stream_id), self._unjoined.pop(stream_id, None)]
-        return [reader for reader in readers if reader is not None]
 
     def replace(self, config: StreamConfig) -> StreamInfo:
         """Give a stream new settings; KeyError if it does not exist.
@@ -421,11 +351,10 @@ class StreamManager:
                 config != current
                 and (changed := _changed_in_place(current, config))
                 and not (over and "process_fps" in changed)  # an ended file sampled anew at the new rate
-                and self._reading(stream_id)  # one `_on_unfit` failed opens again with options that may fit
+                and self._table.reading(stream_id)  # one `_on_unfit` failed opens again with options that may fit
                 and self._worker.change_shapes(stream_id, config.options)
             ):
-                with self._lock:
-                    self._configs[stream_id] = config
+                self._table.change(config)
                 log.info("[%s] %s changed", stream_id, " and ".join(changed))
                 return self.info(stream_id)
             same_source = (config.uri, config.loop) == (current.uri, current.loop)
@@ -437,11 +366,7 @@ class StreamManager:
         try:
             self._join(readers)
             with self._changing:
-                with self._lock:
-                    if self._stopped:
-                        raise ShuttingDownError("the server is shutting down")
-                    latest = self._configs[stream_id]  # KeyError: removed meanwhile
-                if latest is not config:
+                if self._table.latest(stream_id) is not config:  # KeyError: removed meanwhile
                     return self.info(stream_id)  # changed again meanwhile: that change starts it
                 self._hub.stream_added_threadsafe(stream_id)
                 return self._open(config, started="restarted")
@@ -469,19 +394,14 @@ class StreamManager:
                 f"stream {stream_id!r} can change its options, but not its uri or loop, nor be retried (publish "
                 "again): its source is a camera a WebRTC peer publishes, which the server cannot reopen"
             )
-        with self._lock:
-            if self._stopped:
-                raise ShuttingDownError("the server is shutting down")
-            reader = self._readers.get(stream_id)
-            if reader is None and not handed_in:
-                return None  # failed as unfit for the model (`_on_unfit`), or being restarted: opened again
-            if reader is None:  # failed as unfit for the model (`_on_unfit`): its publisher was let go
-                raise HandedInError(
-                    f"stream {stream_id!r} failed ({self._failed.get(stream_id)}) and its source, a camera a "
-                    "WebRTC peer published, cannot be reopened: remove it and publish again with options that fit"
-                )
-            self._configs[stream_id] = config
-            self._paces[stream_id] = StreamPace()
+        reader, failed = self._table.retrack(config)
+        if reader is None and not handed_in:
+            return None  # failed as unfit for the model (`_on_unfit`), or being restarted: opened again
+        if reader is None:  # failed as unfit for the model (`_on_unfit`): its publisher was let go
+            raise HandedInError(
+                f"stream {stream_id!r} failed ({failed}) and its source, a camera a "
+                "WebRTC peer published, cannot be reopened: remove it and publish again with options that fit"
+            )
         self._worker.remove_stream(stream_id, restarting=True)
         slot = self._worker.add_stream(stream_id, lambda: reader.source.fps, config.options, same_reader=True)
         reader.slot.hand_over(slot)  # before the reader reads the new slot: the waiting frame goes first
@@ -495,12 +415,7 @@ class StreamManager:
         The worker keeps the old stream's tracks to end and its ids to go on from (``restarting``).
         """
         stream_id = config.stream_id
-        with self._lock:
-            self._configs[stream_id] = config
-            self._claimed[stream_id] += 1
-            readers = self._take_readers(stream_id)
-            self._failed.pop(stream_id, None)
-            self._processed.pop(stream_id, None)
+        readers = self._table.restart(config)
         for reader in readers:
             reader.request_stop()
         # Also for a failed stream: it may be restarting a running one whose new source did not open.
@@ -510,37 +425,26 @@ class StreamManager:
         return readers
 
     def config(self, stream_id: str) -> StreamConfig:
-        with self._lock:
-            return self._configs[stream_id]
-
-    def _reading(self, stream_id: str) -> bool:
-        """Whether the stream has a reader running: not while it is failed, nor while it is being restarted."""
-        with self._lock:
-            return stream_id in self._readers
+        return self._table.config(stream_id)
 
     def handed_in(self, stream_id: str) -> bool:
         """Whether the stream's source was handed in (a WebRTC publisher): no config file can describe it."""
-        with self._lock:
-            return stream_id in self._handed_in
+        return self._table.handed_in(stream_id)
 
     def info(self, stream_id: str) -> StreamInfo:
         """The stream's state and counters now; KeyError if there is none by that id."""
-        with self._lock:
-            config = self._configs[stream_id]
-            reader = self._readers.get(stream_id)
-            failed = self._failed.get(stream_id)
-            processed = self._processed.get(stream_id, 0)
-            pace = self._paces.get(stream_id)
+        record = self._table.snapshot(stream_id)
+        config, reader, pace = record.config, record.reader, record.pace
         if reader is None:  # it failed to open, or is still being added or restarted
-            state = StreamState.STARTING if failed is None else StreamState.FAILED
-            status = ReaderStatus(state, failed, None, 0, 0, 0.0, 0, None)
+            state = StreamState.STARTING if record.failed is None else StreamState.FAILED
+            status = ReaderStatus(state, record.failed, None, 0, 0, 0.0, 0, None)
             return StreamInfo(config, mask_uri(config.uri), status)
         stats = self._worker.stats(stream_id)
         return StreamInfo(
             config,
             reader.source.describe(),
             reader.status(),
-            processed,
+            record.processed,
             stats.errors if stats else 0,
             stats.last_error if stats else None,
             stats.last_error_at if stats else None,
@@ -552,10 +456,8 @@ class StreamManager:
 
     def streams(self) -> list[StreamInfo]:
         """Every stream, in `stream_order`."""
-        with self._lock:
-            ids = sorted(self._configs, key=stream_order)
         infos = []
-        for stream_id in ids:
+        for stream_id in sorted(self._table.ids(), key=stream_order):
             try:
                 infos.append(self.info(stream_id))
             except KeyError:  # removed meanwhile
@@ -577,22 +479,20 @@ class StreamManager:
 
     def _pace_round(self) -> PaceRound:
         """Each running stream's counters now, with its pace, for `check_pace`."""
-        with self._lock:
-            running = [
-                (i, r, self._paces[i], self._processed.get(i, 0), self._configs[i].options.process_fps)
-                for i, r in self._readers.items()
-            ]
+        running = self._table.running()
         available = self._worker.inference_status.available
         now = time.monotonic()
         samples: list[tuple[str, StreamPace, PaceSample]] = []
-        for stream_id, reader, pace, processed, cap in running:
-            status = reader.status()
-            batch = bool(getattr(reader.source, "batch", False))
+        for stream in running:
+            status = stream.reader.status()
+            batch = bool(getattr(stream.reader.source, "batch", False))
             judged = status.state is StreamState.LIVE and available and not batch
-            stats = self._worker.stats(stream_id)
+            stats = self._worker.stats(stream.stream_id)
             thinned = stats.thinned if stats is not None else 0
-            sample = PaceSample(now, judged, status.frames_read, status.dropped, processed, thinned, cap)
-            samples.append((stream_id, pace, sample))
+            sample = PaceSample(
+                now, judged, status.frames_read, status.dropped, stream.processed, thinned, stream.process_fps
+            )
+            samples.append((stream.stream_id, stream.pace, sample))
         return now, samples
 
     def behind_held(self) -> frozenset[str]:
@@ -600,12 +500,10 @@ class StreamManager:
         return self._node_pace.behind_held()
 
     def _on_result(self, result: FrameResult) -> None:
-        stream_id = result.frame.stream_id
-        with self._lock:
-            # A file's end marker repeats its last image and never goes through the model (`Frame.ended`);
-            # a frame shown while inference is unavailable did not either (`FrameResult.unanalysed`).
-            if stream_id in self._processed and result.analysed and not result.frame.ended:
-                self._processed[stream_id] += 1
+        # A file's end marker repeats its last image and never goes through the model (`Frame.ended`);
+        # a frame shown while inference is unavailable did not either (`FrameResult.unanalysed`).
+        if result.analysed and not result.frame.ended:
+            self._table.count_processed(result.frame.stream_id)
         self._encoder.submit(result)
 
     def _on_unfit(self, stream_id: str, options: StreamOptions, reason: str) -> None:
@@ -616,19 +514,13 @@ class StreamManager:
         reason until its options change (a ``PATCH`` opens it again, as for a source that failed to
         open; a published stream's publisher is let go, so it must be published again: `_retrack`).
         Called on the inference thread: the reader is only asked to stop, and `stop`, or the stream's
-        next change or removal, joins it (`_unjoined`). A stream changed since the worker checked it is
-        left alone.
+        next change or removal, joins it (`StreamTable.fail_unfit`). A stream changed since the worker checked
+        it is left alone.
         """
-        with self._lock:
-            config = self._configs.get(stream_id)
-            if config is None or config.options != options or stream_id not in self._readers:
-                return
-            reader = self._take_reader(stream_id)
-            self._failed[stream_id] = reason
-            if reader is not None:
-                self._unjoined[stream_id] = reader
-        if reader is not None:
-            reader.request_stop()
+        reader = self._table.fail_unfit(stream_id, options, reason)
+        if reader is None:
+            return
+        reader.request_stop()
         self._hub.state_threadsafe(stream_id, StreamState.FAILED, reason)
 
 

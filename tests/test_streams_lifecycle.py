@@ -271,7 +271,8 @@ def test_a_source_that_fails_to_open_in_a_way_nobody_foresaw_is_a_failed_stream_
 def unfit(manager: streams.StreamManager, stream_id: str) -> StreamReader:
     """Fail ``stream_id`` as the inference thread does once a remote model, first described, cannot take its
     options (`StreamManager._on_unfit`); the reader it stopped."""
-    reader = manager._readers[stream_id]
+    reader = manager._table.snapshot(stream_id).reader
+    assert reader is not None
     manager._on_unfit(stream_id, manager.config(stream_id).options, "classes: the model knows no 'cat'")
     assert manager.info(stream_id).state is StreamState.FAILED
     return reader
@@ -287,10 +288,10 @@ def test_a_reader_stopped_for_options_the_model_cannot_take_is_joined_by_the_nex
         stopped = unfit(manager, "cam")
         restarted = manager.replace(StreamConfig("cam", "scene:?seed=1", options=StreamOptions(conf=conf)))
         assert restarted.state is not StreamState.FAILED
-        assert not stopped.alive and not manager._stopping, "the change joined it"
+        assert not stopped.alive and not manager._table.stopping(), "the change joined it"
     stopped = unfit(manager, "cam")
     manager.remove("cam")
-    assert not stopped.alive and not manager._stopping, "the removal joined it"
+    assert not stopped.alive and not manager._table.stopping(), "the removal joined it"
 
 
 def test_a_change_of_zones_opens_again_a_stream_failed_for_options_the_model_cannot_take(
@@ -303,7 +304,7 @@ def test_a_change_of_zones_opens_again_a_stream_failed_for_options_the_model_can
     zones = stream_options({"zones": [ZONE]}, StreamOptions(), "test")
     opened = manager.replace(StreamConfig("cam", "scene:?seed=1", options=zones))
     assert opened.state is not StreamState.FAILED and opened.error is None
-    assert not stopped.alive and not manager._stopping
+    assert not stopped.alive and not manager._table.stopping()
 
 
 @pytest.mark.parametrize(
