@@ -58,10 +58,11 @@ async def test_metrics_name_the_installed_version_in_an_info_metric(start_server
     assert _sample(text, f'segcast_build_info{{version="{metadata.version("segcast")}"}}') == 1
 
 
-async def test_healthz_says_the_installed_version(start_server: Start) -> None:
-    """Given a node, when a probe asks /healthz (no token), then its answer names the version."""
-    client = await start_server(admin_tokens=(ADMIN,))
-    body = await (await client.get("/healthz")).json()
+async def test_healthz_says_the_installed_version_to_a_tokens_holder(start_server: Start) -> None:
+    """Given a node with tokens, when a fleet's check asks /healthz with one, then its answer names the version
+    (a probe without one is told only the status: tests/test_health_details.py)."""
+    client = await start_server(admin_tokens=(ADMIN,), viewer_tokens=(VIEWER,))
+    body = await (await client.get("/healthz", headers=_bearer(VIEWER))).json()
     assert body["version"] == metadata.version("segcast")
 
 

@@ -840,7 +840,7 @@ class _StandInNode(BaseHTTPRequestHandler):
     """A running node as a split and its entrance ask it: segcast's ``/healthz`` (naming no camera), its viewer
     settings (what the entrance asks before it gives its map to a request), a 404 for anything else."""
 
-    ANSWERS: ClassVar[dict[str, bytes]] = {"/healthz": b'{"status": "ok", "streams": 0}', "/api/viewer": b"{}"}
+    ANSWERS: ClassVar[dict[str, bytes]] = {"/healthz": b'{"status": "ok", "v": 1, "streams": 0}', "/api/viewer": b"{}"}
 
     def do_GET(self) -> None:  # http.server's method name
         body = self.ANSWERS.get(self.path.split("?")[0])

@@ -232,9 +232,12 @@ def _print_running(
 def _unsaved_warnings(split: Split, old: EarlierNode, node: NodeFile, said: NodeStreams) -> list[str]:
     """What the running node of ``old`` (``node`` in this split) runs that its file lacks: added through
     its API without ``?persist=1``, a restart from the file drops it; or, where this split gives it to
-    another node, it runs on both. Where the node did not name its cameras, what its count tells."""
+    another node, it runs on both. Where the node did not name its cameras, what its count tells (where it
+    told none, as a node with tokens does without one it took, nothing: that would be a guess)."""
     source = split.source.name
     if said.ids is None:
+        if said.count is None:
+            return []
         extra = said.count - len(old.stream_ids)
         cameras = f"{said.count} camera{'s' if said.count != 1 else ''}"
         told = f"{node.name} runs {cameras} (its /healthz), its file {len(old.stream_ids)}"

@@ -7,11 +7,12 @@ no node (`answer_at`): the node cannot listen at its port while that program hol
 
 A split reads which cameras each node runs from the node's file, but a node keeps its streams in
 memory: one added through its API without ``?persist=1`` runs in no file, and a restart from the
-file drops it. So the split asks each node of the earlier split that answers: ``/healthz`` says how
-many streams it runs to anyone, ``/api/streams`` names them to whoever holds one of its tokens where
-it has any (a node behind an entrance others reach has them: ``[auth] required = true``). Where a
-node answers ``/healthz`` but will not name its cameras, that is said with why, never guessed; a node
-that gives no answer at all is left out (nothing can be told of it); neither stops a split.
+file drops it. So the split asks each node of the earlier split that answers: ``/api/streams`` names
+them, and ``/healthz`` says how many streams it runs, to whoever holds one of its tokens where it has any
+(a node behind an entrance others reach has them: ``[auth] required = true``), to anyone where it has
+none; its ``/healthz`` tells anyone that it is segcast. Where a node answers ``/healthz`` but will not name
+its cameras, that is said with why, never guessed; a node that gives no answer at all is left out
+(nothing can be told of it); neither stops a split.
 
 Plain ``http.client``, one request at a time per node and the nodes asked side by side: this runs in
 ``segcast split``, a short command with no event loop, and a node too busy to answer in time costs
@@ -78,15 +79,17 @@ class Answered:
 
 @dataclass(frozen=True, slots=True)
 class NodeStreams:
-    """What a running node says it runs: ``count`` streams (its ``/healthz``), named in ``ids`` where
+    """What a running node says it runs: ``count`` streams (its ``/healthz``; None where it has tokens and
+    took none it was asked with, as it tells that to a token's holder alone), named in ``ids`` where
     its ``/api/streams`` told them (None: ``unnamed_because`` says why not). ``never_saved``: those of
     ``ids`` no file can hold (a browser's camera, a ``--source`` flag), which no ``?persist=1`` saves.
     ``config_read_at``: when it last read its file (at its start) or saved it, in Unix seconds (None: an
-    older segcast's ``/healthz`` does not say). ``took``: the token its ``/api/streams`` took (None: asked
-    with none), ``refused``: those it refused first; nodes of one fleet share their tokens, so a token one
-    node takes and another refuses is worth saying (never the token itself)."""
+    older segcast's ``/healthz`` does not say, nor one with tokens without one it took). ``took``: the token
+    its ``/api/streams`` took (None: asked with none), ``refused``: those it refused first; nodes of one fleet
+    share their tokens, so a token one node takes and another refuses is worth saying (never the token
+    itself)."""
 
-    count: int
+    count: int | None
     ids: tuple[str, ...] | None = None
     unnamed_because: str = ""
     never_saved: frozenset[str] = frozenset()
@@ -124,8 +127,8 @@ def what_answers(host: str, port: int, tls: bool) -> str | None:
 
 def answer_at(host: str, port: int, tls: bool = False) -> Answered:
     """What answers ``GET /healthz`` at ``host``:``port`` (over HTTPS for ``tls``): a split's entrance
-    answers a plain ``ok``, segcast its JSON (``{"status": ..., "streams": 3, ...}``, public whatever the
-    tokens, starting or not). A busy box may take a while: `HEALTH_PROBE_S` for each step. The
+    answers a plain ``ok``, segcast its JSON (``{"status": "ok", "v": 1}`` at least, whatever the tokens,
+    starting or not). A busy box may take a while: `HEALTH_PROBE_S` for each step. The
     certificate is not checked: nothing is sent, only the answer read."""
     if not accepts(host, port):
         return Answered(Answer.NOTHING, "nothing")
@@ -138,7 +141,7 @@ def answer_at(host: str, port: int, tls: bool = False) -> Answered:
         return Answered(Answer.STRANGER, said)
     if text.strip() == b"ok":
         return Answered(Answer.ENTRANCE, "the entrance of a split")
-    if _streams_count(text) is not None:
+    if _is_segcast_health(text):
         return Answered(Answer.SEGCAST, "segcast")
     return Answered(Answer.STRANGER, "a server that is not segcast")
 
@@ -194,23 +197,26 @@ def what_each_runs(running: Iterable[EarlierNode]) -> dict[Path, NodeStreams]:
 
 def streams_of(host: str, port: int, tokens: Sequence[str]) -> NodeStreams | None:
     """What the node at ``host``:``port`` runs, its ``/api/streams`` asked with each of ``tokens`` in
-    turn until one is taken (with none where there are none: an open node needs none); None where
-    its ``/healthz`` gives no segcast answer."""
+    turn until one is taken (with none where there are none: an open node needs none), and its ``/healthz``
+    with that one where it tells no count without; None where its ``/healthz`` gives no segcast answer. No
+    token is sent before that answer: whatever else holds the port is never shown one."""
     try:
-        status, text = _get(host, port, "/healthz", HEALTH_PROBE_MAX_BYTES)
+        status, told = _get(host, port, "/healthz", HEALTH_PROBE_MAX_BYTES)
     except (OSError, http.client.HTTPException):
         return None
-    if status != 200 or (count := _streams_count(text)) is None:
+    if status != 200 or not _is_segcast_health(told):
         return None
-    config_read_at = _config_read_at(text)
     try:
         answer = _first_taken(host, port, tokens)
     except TimeoutError:
         because = f"its /api/streams gave no answer within {HEALTH_PROBE_S:g} s"
-        return NodeStreams(count, unnamed_because=because, config_read_at=config_read_at)
+        return NodeStreams(_streams_count(told), unnamed_because=because, config_read_at=_config_read_at(told))
     except (OSError, http.client.HTTPException) as exc:
         because = f"its /api/streams could not be read ({exc or type(exc).__name__})"
-        return NodeStreams(count, unnamed_because=because, config_read_at=config_read_at)
+        return NodeStreams(_streams_count(told), unnamed_because=because, config_read_at=_config_read_at(told))
+    if answer.token is not None and _streams_count(told) is None:
+        told = _health_told(host, port, answer.token, told)
+    count, config_read_at = _streams_count(told), _config_read_at(told)
     refused = frozenset(answer.refused)
     if answer.status == 401:
         because = _refused(len(tokens))
@@ -224,6 +230,17 @@ def streams_of(host: str, port: int, tokens: Sequence[str]) -> NodeStreams | Non
     return NodeStreams(
         count, ids, never_saved=never_saved, config_read_at=config_read_at, took=answer.token, refused=refused
     )
+
+
+def _health_told(host: str, port: int, token: str, told: bytes) -> bytes:
+    """The node's ``/healthz`` answer to ``token`` (one its ``/api/streams`` took): a node with tokens tells
+    its count and when it read its file to a token's holder alone. ``told``, its answer without one, where
+    it gives no answer now: the node is left with no count, as it would have been without a token."""
+    try:
+        _, text = _get(host, port, "/healthz", HEALTH_PROBE_MAX_BYTES, token=token)
+    except (OSError, http.client.HTTPException):
+        return told
+    return text
 
 
 def _first_taken(
@@ -291,6 +308,16 @@ def _get(
         return response.status, response.read(max_bytes)
     finally:
         connection.close()
+
+
+def _is_segcast_health(text: bytes) -> bool:
+    """Whether ``text`` is segcast's ``/healthz`` answer: a JSON object whose ``status`` is ``ok`` or
+    ``failing`` and whose ``v`` (the protocol's version) is an integer: what segcast tells anyone, tokens or not."""
+    body = _json(text)
+    if not isinstance(body, dict) or body.get("status") not in ("ok", "failing"):
+        return False
+    version = body.get("v")
+    return isinstance(version, int) and not isinstance(version, bool)
 
 
 def _streams_count(text: bytes) -> int | None:

@@ -172,10 +172,11 @@ def render_metrics(
         family(
             "segcast_auth_refused_total",
             "counter",
-            "Requests refused for their credential (401, or 403 for a viewer's token where an admin's is needed), "
-            "by reason: missing, wrong (not valid here: unknown, forged or revoked), expired (a signed token), "
-            "in_address (a configured token in ?token=), role_too_low. Each client address is logged at most "
-            "once a minute.",
+            "Requests refused for their credential (401, or 403 for a viewer's token where an admin's is needed "
+            "or a scoped token outside its scope), by reason: missing, wrong (not valid here: unknown, forged or "
+            "revoked), expired (a signed token), in_address (a configured token in ?token=), role_too_low, "
+            "out_of_scope (a scoped signed token, such as a dashboard's link, asked for what it does not open). "
+            "Each client address is logged at most once a minute.",
             (({"reason": reason}, n) for reason, n in auth_refused.items()),
         )
     if connections is not None:

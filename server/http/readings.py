@@ -16,7 +16,7 @@ from aiohttp import web
 
 from server.events.api import event_outputs_key
 from server.frames import PROTOCOL_VERSION
-from server.http.access.auth import refusals_key
+from server.http.access.auth import reads_node_details, refusals_key
 from server.http.api import stream_info
 from server.http.keys import hub_key, manager_key, settings_key
 from server.http.metrics import SEGCAST_VERSION, render_metrics
@@ -136,29 +136,34 @@ async def _judge_pace(app: web.Application) -> None:
 
 
 async def _health(request: web.Request) -> web.Response:
-    """Liveness: ``ok`` whenever the server answers. A node short of inference is alive, so ``behind``
-    (how many streams' inference cannot keep up with their input) says it without failing a probe, as a
-    remote model's outage only says it in ``inference``: both heal by themselves. An inference thread that
-    ended on its own never does (`InferenceWorker.ended`): then ``failing`` with 503, for a probe to restart
-    segcast, until the server's stop for it (`server.serve`) closes the port.
+    """Liveness: ``ok`` whenever the server answers. An inference thread that ended on its own never infers
+    again (`InferenceWorker.ended`): then ``failing`` with 503, for a probe to restart segcast, until the
+    server's stop for it (`server.serve`) closes the port. Anyone is told that much, a probe needing no
+    token; what the node runs (`_health_details`) only a token's holder where tokens are on
+    (`reads_node_details`)."""
+    failing = request.app[manager_key].worker.ended is not None
+    body: dict[str, object] = {"status": "failing" if failing else "ok", "v": PROTOCOL_VERSION}
+    if reads_node_details(request):
+        body |= _health_details(request.app)
+    return web.json_response(body, status=503 if failing else 200)
+
+
+def _health_details(app: web.Application) -> dict[str, object]:
+    """What a healthy node is short of and runs. A node short of inference is alive, so ``behind`` (how many
+    streams' inference cannot keep up with their input) says it without failing a probe, as a remote
+    model's outage only says it in ``inference``: both heal by themselves.
     ``config_read_at`` is when it last read its config file (at its start) or saved it (None: it has none):
     a file modified since holds what it does not run, which `segcast split` tells (`server.deploy.running_nodes`).
-    ``version`` is segcast's as installed: what a probe or a fleet's check reads to tell which nodes run which."""
-    manager = request.app[manager_key]
+    ``version`` is segcast's as installed: what a fleet's check reads to tell which nodes run which."""
+    manager = app[manager_key]
     infos = manager.streams()
-    failing = manager.worker.ended is not None
-    return web.json_response(
-        {
-            "status": "failing" if failing else "ok",
-            "v": PROTOCOL_VERSION,
-            "version": SEGCAST_VERSION,
-            "streams": len(infos),
-            "behind": sum(info.pace.behind for info in infos),
-            "inference": manager.worker.inference_status.to_json(),
-            "config_read_at": _config_read_at(request.app),
-        },
-        status=503 if failing else 200,
-    )
+    return {
+        "version": SEGCAST_VERSION,
+        "streams": len(infos),
+        "behind": sum(info.pace.behind for info in infos),
+        "inference": manager.worker.inference_status.to_json(),
+        "config_read_at": _config_read_at(app),
+    }
 
 
 def _config_read_at(app: web.Application) -> float | None:

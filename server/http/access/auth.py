@@ -71,8 +71,9 @@ TOKEN_EXPIRED_CLOSE_CODE = 4401
 #: stream open past it by that much. So the expiry is late by this much at most.
 TOKEN_EXPIRY_CHECK_S = 30.0
 
-#: Paths anyone may load: the health check and the viewer's own files, which carry no camera data
-#: (every frame, track and stream detail they show comes from a route below that checks the role).
+#: Paths anyone may load: the health check (its details to a token's holder alone: `reads_node_details`) and
+#: the viewer's own files, which carry no camera data (every frame, track and stream detail they show comes
+#: from a route below that checks the role).
 PUBLIC_PATHS = frozenset({"/", "/healthz"})
 PUBLIC_PREFIXES = ("/static/", "/embed/")
 #: Methods that only read; anything else changes the server and needs an admin.
@@ -165,6 +166,7 @@ async def _check_access(request: web.Request, handler: Handler) -> web.StreamRes
             f"this needs the {needed.name.lower()} role; the token given is a {credential.role.name.lower()}",
         )
     if credential.scope is not None and not within_scope(request, credential.scope):
+        request.app[refusals_key].add(request.remote, "out_of_scope")
         raise error(
             web.HTTPForbidden,
             f"this token is limited to {credential.scope.describe()}; it does not open {request.method} "
@@ -178,6 +180,22 @@ async def _check_access(request: web.Request, handler: Handler) -> web.StreamRes
 
 
 _cross_site_log_key = web.AppKey("cross_site_log", ThrottledCount)
+
+
+def reads_node_details(request: web.Request) -> bool:
+    """Whether ``request`` may read more of the node than whether it is healthy (``/healthz``'s version,
+    stream count, inference): anyone where the policy is open, else a credential that holds and is not scoped.
+
+    The version tells an attacker which known flaws to try, the count how many cameras there are: a
+    probe needs neither, only the status. A scoped token opens its own cameras alone, not the node's
+    figures. A token that does not hold is no refusal here, only a probe told no more: a probe sending a
+    stale token must not fail (its prober would restart a healthy node), nor be counted as refused.
+    """
+    policy = request.app[policy_key]
+    if policy.open:
+        return True
+    credential = policy.credential_of(request)
+    return credential is not None and credential.scope is None
 
 
 def within_scope(request: web.Request, scope: Scope) -> bool:

@@ -14,13 +14,16 @@ log = logging.getLogger(__name__)
 
 #: Why a request's credential was refused, as ``segcast_auth_refused_total``'s ``reason`` label names it, and as
 #: the log tells it. ``expired`` is a signed token this server minted, refused for its expiry: past, or (a
-#: clock that ran fast at its minting) later than its role's longest life.
+#: clock that ran fast at its minting) later than its role's longest life. ``out_of_scope`` is a scoped signed
+#: token (a dashboard's link, the history page's pictures) asked for what its scope does not open: a leaked
+#: link tried on the node's other routes.
 REFUSAL_REASONS: Mapping[str, str] = {
     "missing": "with no token",
     "wrong": "with a token not valid here",
     "expired": "with an expired signed token",
     "in_address": "with a configured token in the address",
     "role_too_low": "with a viewer's token where an admin's is needed",
+    "out_of_scope": "with a scoped token outside its scope",
 }
 #: Refusals counted but not logged: the viewer's page asks without a token before its user gives one, so each
 #: visit would be a WARNING; a credential presented and refused is what the log tells.

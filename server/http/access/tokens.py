@@ -417,6 +417,11 @@ class AccessPolicy:
         return base64.urlsafe_b64encode(digest).rstrip(b"=")
 
 
+#: The most digits a signed token's expiry (Unix seconds) is read with: more is no token this server made,
+#: and past 4300 of them int() refuses to read it at all.
+MAX_EXPIRY_DIGITS = 12
+
+
 @dataclass(frozen=True, slots=True)
 class _SignedText:
     """What a token with a signed token's shape says, genuine or not: read before its signature is checked,
@@ -439,7 +444,8 @@ class _SignedText:
             return None
         scope = Scope.read(fields[2]) if scoped else None
         role, expires = Role.__members__.get(fields[0].upper()), fields[1]
-        if (scoped and scope is None) or role is None or not (expires.isascii() and expires.isdigit()) or not mac:
+        readable = expires.isascii() and expires.isdigit() and len(expires) <= MAX_EXPIRY_DIGITS
+        if (scoped and scope is None) or role is None or not readable or not mac:
             return None
         return cls(body, mac, role, int(expires), scope)
 
