@@ -13,6 +13,7 @@ import {
   storeToken,
   storedToken,
   timeoutSignal,
+  tokenAsker,
   withToken,
 } from "./connection.js";
 import { askForToken, markTokenRefused } from "./token.js";
@@ -68,7 +69,7 @@ function ask(response, base) {
 export async function askForAcceptedToken(reason, base = APP_ROOT) {
   let refused = false;
   for (;;) {
-    const asked = askForToken(refused ? "refused" : reason);
+    const asked = askForToken(refused ? "refused" : reason, tokenAsker(base));
     markTokenRefused(refused);
     const token = await asked;
     if (!token) return null;

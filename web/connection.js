@@ -83,6 +83,9 @@ export let pageToken = new URLSearchParams(location.search).get("token"); // imp
 const signed = new Map(); // root href -> {token, renewAt}
 // The Connection opening or holding a socket to each node, by the node's root href (socketFor).
 const connections = new Map();
+// What the token dialog calls each node that asks, by its root href (nameTokenAsker): a page of several
+// nodes names each, as one may refuse the token the others take; a page of one server names none.
+const tokenAskers = new Map();
 // How long a play offer waits for the hello of a socket still opening (the page's first offer
 // usually goes out before it), to name that socket rather than none.
 const HELLO_WAIT_MS = 3000;
@@ -102,6 +105,21 @@ export async function socketFor(base = APP_ROOT) {
   if (!connection.socketId) return undefined;
   connection.socketBound = true;
   return connection.socketId;
+}
+
+/**
+ * Have the token dialog name the node at `base` when that node asks (All cameras: which of its nodes
+ * refused). `asker()` is called as the dialog opens, and says {name, othersTook}: the node's name, and
+ * whether the page's other nodes took the token it has, which tells a node whose tokens were changed
+ * without the others' (a rotation half done) from a token mistyped.
+ */
+export function nameTokenAsker(base, asker) {
+  tokenAskers.set(base.href, asker);
+}
+
+/** The node at `base` as the token dialog names it ({name, othersTook}); null for a page of one server. */
+export function tokenAsker(base = APP_ROOT) {
+  return tokenAskers.get(base.href)?.() ?? null;
 }
 
 /** Stop using the page's own token, and take it out of the address so that a reload does not bring it back. */

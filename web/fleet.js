@@ -11,8 +11,9 @@
 // its badge, and the others play on. Every node is behind the entrance's one host, where a browser opens
 // one WebSocket at a time: each is opened only once its node has answered over HTTP, so that a node that
 // accepts and never answers (its event loop blocked) holds back no other node's. One whose REST API
-// answers while its live connection keeps being refused says that, and what to fix. The nodes of one deployment share their tokens, so the person is
-// asked once (api.js) and the answer serves all.
+// answers while its live connection keeps being refused says that, and what to fix. The nodes of one
+// deployment share their tokens, so the person is asked once (api.js) and the answer serves all; where
+// one node refuses the token the others took (its tokens rotated without theirs), the question names it.
 // Each live node's REST API is asked for its streams once a second, as the viewer asks its own (app.js):
 // a stream's rate and viewers change between the socket's messages; a node that is down shows none.
 // The nodes are asked in turn, spread over the second rather than all at once through the one entrance,
@@ -31,7 +32,9 @@ import {
   answerOf,
   authHeaders,
   carryToken,
+  nameTokenAsker,
   pageToken,
+  storedToken,
   timeoutSignal,
 } from "./connection.js";
 import { ANALYTICS_EVENTS } from "./events.js";
@@ -334,6 +337,17 @@ const map = new FleetMap(listed ? new URL(FLEET_MAP, ENTRANCE) : null, () =>
 );
 for (const { name, root } of listedNodes()) {
   fleet.push(new FleetNode(name, root, $("grid"), $("fleet-nodes"), thumbnails, map));
+}
+
+// Whether a node besides `asking` took the page's token: then `asking` refuses what the rest take.
+function tokenTakenBesides(asking) {
+  return Boolean(pageToken || storedToken()) && fleet.some((node) => node !== asking && node.live);
+}
+
+// The token dialog names the node that asked: the person cannot tell it from the others otherwise, and
+// one whose tokens were rotated without theirs refuses the token they take.
+for (const node of fleet) {
+  nameTokenAsker(node.root, () => ({ name: node.name, othersTook: tokenTakenBesides(node) }));
 }
 
 // One node's streams asked for every STATS_INTERVAL_MS / (number of nodes), in turn: each node once per

@@ -23,6 +23,14 @@ const WHERE =
 
 let dialog = null;
 
+// The title where a page of several nodes (All cameras) names the one that asked (`asker`, as
+// connection.js tokenAsker gives it): where the others took the page's token, it was not mistyped, the
+// node's tokens were changed without theirs.
+function askerTitle(reason, { name, othersTook }) {
+  const title = `${name} needs ${reason === "role" ? "an admin" : "an access"} token`;
+  return othersTook ? `${title} (the others took the one given)` : title;
+}
+
 function build() {
   const element = document.createElement("dialog");
   element.id = "token-dialog";
@@ -58,13 +66,14 @@ function focusPageHeading() {
 }
 
 /**
- * Show the token dialog; `reason` is "missing", "refused" or "role". Resolves with the token, or null.
+ * Show the token dialog; `reason` is "missing", "refused" or "role"; `asker`, on a page of several nodes,
+ * the one that asked ({name, othersTook}), named in the title. Resolves with the token, or null.
  * Closed, it gives the focus back to where it was, or else to the page's heading (focusPageHeading).
  */
-export function askForToken(reason) {
+export function askForToken(reason, asker = null) {
   dialog ??= build();
   const [title, why] = WHY[reason] ?? WHY.missing;
-  dialog.querySelector(".token-title").textContent = title;
+  dialog.querySelector(".token-title").textContent = asker ? askerTitle(reason, asker) : title;
   dialog.querySelector(".token-why").textContent = why;
   const input = dialog.querySelector("input");
   input.value = "";
