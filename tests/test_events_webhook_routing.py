@@ -257,8 +257,8 @@ async def test_an_event_older_than_max_event_age_s_is_dropped_counted_and_told(
     health = webhook.health()
     assert (health.delivered, health.dropped, health.failed, health.queued) == (1, 1, 0, 0)
     assert said(caplog) == [
-        f"[door] {NAME}: dropped 1 event(s) older than max_event_age_s = 600 s by the time they could be sent "
-        "(latest a track, 3600 s old)"
+        f"{NAME}: dropped 1 event(s) older than max_event_age_s = 600 s by the time they could be sent "
+        "(latest a track of door, 3600 s old)"
     ]
 
 

@@ -324,24 +324,24 @@ class Tally:
     def _tell_drops(self, count: int) -> None:
         if count and (event := self._latest_drop) is not None:
             self._log.warning(
-                "[%s] %s: queue full, dropped %d event(s) since the last report (latest a %s)",
-                event.stream_id,
+                "%s: queue full, dropped %d event(s) since the last report (latest a %s of %s)",
                 self.name,
                 count,
                 event.data.get("type"),
+                event.stream_id,
             )
 
     def _tell_too_old(self, count: int) -> None:
         if count and self._latest_too_old is not None:
             event, age_s, max_age_s = self._latest_too_old
             self._log.warning(
-                "[%s] %s: dropped %d event(s) older than max_event_age_s = %g s by the time they could be sent "
-                "(latest a %s, %.0f s old)",
-                event.stream_id,
+                "%s: dropped %d event(s) older than max_event_age_s = %g s by the time they could be sent "
+                "(latest a %s of %s, %.0f s old)",
                 self.name,
                 count,
                 max_age_s,
                 event.data.get("type"),
+                event.stream_id,
                 age_s,
             )
 

@@ -310,7 +310,11 @@ def render_metrics(
         )
         for suffix, help_text in (
             ("delivered", "Events an output delivered (stored, posted, published)."),
-            ("dropped", "Events an output dropped: its queue was full, or they were left unsent at shutdown."),
+            (
+                "dropped",
+                "Events an output dropped: its queue was full, they were older than its max_event_age_s when they "
+                "could be sent, or left unsent at shutdown.",
+            ),
             ("failed", "Events an output gave up on after an error (retries spent, database error)."),
             (
                 "upkeep_failures",

@@ -256,7 +256,6 @@ class MqttSink:
         await self._delivery.stop()
         if self._snapshots is not None:
             await self._snapshots.stop()
-        self._events.tell_too_old()
         self._tally.lose_at_shutdown(self._events.unsent)
 
     def health(self) -> SinkHealth:

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -32,13 +30,11 @@ from typing import TYPE_CHECKING
 from server.events.config import MqttSettings
 from server.events.mqtt.topics import MqttTopics, trigger_of
 from server.events.mqtt.window import OutMessage
-from server.events.sink import DROP_LOG_INTERVAL_S, OutEvent, Tally
-from server.log_throttle import ThrottledCount
+from server.events.sink import OutEvent, Tally
 
 if TYPE_CHECKING:
     from server.events.mqtt.snapshots import EventSnapshots
 
-log = logging.getLogger(__name__)
 
 #: Connections an event may be on that end without the broker confirming it before it is given up as
 #: failed: a broker ends the connection, every time, for a message over its maximum packet size
@@ -73,8 +69,6 @@ class EventOutbox:
         #: Per event that was on its way when a connection ended (by ``event_id``), how many connections
         #: ended so: see `RESEND_CONNECTIONS_MAX`.
         self._cut_on: dict[str, int] = {}
-        self._too_old = ThrottledCount(DROP_LOG_INTERVAL_S)  # events dropped for their age, for the log
-        self._latest_too_old: tuple[OutEvent, float] | None = None  # the latest of them, and its age
 
     def offer(self, event: OutEvent) -> bool:
         """Queue ``event`` (without its pixels: its picture is encoded now, where snapshots are published); False
@@ -139,35 +133,13 @@ class EventOutbox:
         return messages
 
     def _outlived(self, event: OutEvent) -> bool:
-        """Whether ``event`` is older than ``max_event_age_s`` (unless 0): then it is dropped, counted with
-        the sink's drops, and told at most once per `DROP_LOG_INTERVAL_S`."""
-        age_s = self._clock() - event.capture_time
-        if not self._max_age_s or age_s <= self._max_age_s:
+        """Whether ``event`` is older than ``max_event_age_s`` (unless 0): then it is dropped, counted and told
+        by the tally (`Tally.too_old`), as a webhook's are."""
+        if not self._tally.too_old(event, self._clock(), self._max_age_s):
             return False
         self._settled(event)
-        self._tally.dropped += 1
         self.queue.task_done()
-        self._latest_too_old = (event, age_s)
-        self._tell_too_old(self._too_old.add(1, time.monotonic()))
         return True
-
-    def tell_too_old(self) -> None:
-        """At shutdown: tell the events dropped for their age that no line has told yet."""
-        self._tell_too_old(self._too_old.take())
-
-    def _tell_too_old(self, count: int) -> None:
-        if count and self._latest_too_old is not None:
-            event, age_s = self._latest_too_old
-            log.warning(
-                "[%s] %s: dropped %d event(s) older than max_event_age_s = %g s by the time they could be sent "
-                "(latest a %s, %.0f s old)",
-                event.stream_id,
-                self._tally.name,
-                count,
-                self._max_age_s,
-                event.data.get("type"),
-                age_s,
-            )
 
     def confirmed(self, event: OutEvent) -> None:
         self._settled(event)
