@@ -48,7 +48,6 @@ TOKENS = {"admin_tokens": (ADMIN,), "viewer_tokens": (VIEWER,)}
 LISTED = (StreamConfig("front", "/no/such/front.mp4"), StreamConfig("back", "/no/such/back.mp4"))
 #: Routes outside a stream link's scope for ``front``: (method, path) as a dashboard's visitor could ask them.
 OUTSIDE_FRONT = [
-    ("GET", "/api/streams"),
     ("GET", "/api/streams/back"),
     ("GET", "/api/streams/back/mjpeg"),
     ("GET", "/api/streams/back/snapshot.jpg"),
@@ -193,16 +192,45 @@ async def test_a_stream_links_websocket_watches_its_stream_and_is_refused_others
     hello = await _next_of(ws, "hello")
     assert [stream["id"] for stream in hello["streams"]] == ["front"], "the hello lists its streams alone"
 
-    for refused in (["back"], ["*"], ["front", "back"]):
+    for refused in (["back"], ["front", "back"]):
         await ws.send_json({"type": "subscribe", "streams": refused, "image": "none"})
         error = await _next_of(ws, "error", "subscribed")
         assert error["type"] == "error", refused
-        assert "limited to stream front" in error["message"], error
+        assert error["message"] == "this link opens camera front only, not back: ask whoever gave it for a link to back"
 
     await ws.send_json({"type": "subscribe", "streams": ["front"], "image": "none"})
     assert (await _next_of(ws, "subscribed", "error"))["streams"] == ["front"]
     assert (await _next_of(ws, "frame"))["stream"] == "front"
     await ws.close()
+
+
+async def test_a_stream_links_subscription_to_every_stream_watches_its_streams_alone(start_server: Start) -> None:
+    """``"*"`` is every stream the link may see: a wall opened with it shows its camera. ``back``'s newest frame,
+    which a subscription that took it in would be sent at once, never comes among ``front``'s."""
+    client = await start_server(StreamConfig("front", "scene:?seed=1"), StreamConfig("back", "scene:?seed=2"), **TOKENS)
+    everyone = await client.ws_connect("/ws", params={"token": await _mint(client, {"ttl_s": 60})})
+    await everyone.send_json({"type": "subscribe", "streams": ["back"], "image": "none"})
+    assert (await _next_of(everyone, "frame"))["stream"] == "back", "back publishes frames"
+    scoped = await client.ws_connect("/ws", params={"token": await _front_link(client)})
+    await _next_of(scoped, "hello")
+
+    await scoped.send_json({"type": "subscribe", "streams": ["*"], "image": "none"})
+
+    assert (await _next_of(scoped, "subscribed", "error"))["streams"] == ["front"]
+    heard = [(await _next_of(scoped, "frame"))["stream"] for _ in range(3)]
+    assert heard == ["front"] * 3
+    await scoped.close()
+    await everyone.close()
+
+
+async def test_a_stream_links_stream_list_lists_its_streams_alone(start_server: Start) -> None:
+    client = await start_server(*LISTED, StreamConfig("gate", "/no/such/gate.mp4"), **TOKENS)
+    link = await _mint(client, {"ttl_s": 60, "scope": {"streams": ["front", "gate"]}})
+
+    response = await client.get("/api/streams", params={"token": link})
+
+    assert response.status == 200, await response.text()
+    assert [stream["id"] for stream in (await response.json())["streams"]] == ["front", "gate"]
 
 
 async def test_a_stream_links_websocket_hears_nothing_of_other_streams(start_server: Start) -> None:
@@ -235,7 +263,14 @@ async def test_an_event_snapshot_token_opens_stored_snapshots_and_nothing_else(
 
     picture = await client.get(f"/api/events/{event_id}/snapshot.jpg", params={"token": token})
     assert picture.status == 200 and picture.content_type == "image/jpeg"
-    for path in ("/api/events", "/api/events/outputs", "/api/streams/back", "/api/streams/back/snapshot.jpg", "/ws"):
+    outside = (
+        "/api/events",
+        "/api/events/outputs",
+        "/api/streams",
+        "/api/streams/back",
+        "/api/streams/back/snapshot.jpg",
+    )
+    for path in (*outside, "/ws"):
         status, message = await _error(client, "GET", path, token)
         assert status == 403, path
         assert "limited to event snapshots" in message and f"GET {path}" in message, message

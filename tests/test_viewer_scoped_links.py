@@ -32,6 +32,7 @@ ADMIN = "scoped-links-admin-token-0123456789"
 VIEWER = "scoped-links-viewer-token-0123456789"
 TOKENS = {"admin_tokens": (ADMIN,), "viewer_tokens": (VIEWER,)}
 EMBED_PANEL = ".status-panel"
+FRONT_TILE = "#grid .card[data-stream='front'] canvas"
 FIRST_PICTURE = "document.querySelector('#history-table tbody tr img')?.naturalWidth > 0"
 
 
@@ -81,8 +82,25 @@ async def test_an_embed_of_another_camera_says_its_link_is_for_the_first(start_s
 
     page, _ = await open_page(browser, client, f"/embed/back?token={link}")
 
-    said = await wait_for_text(page, EMBED_PANEL, "limited to stream front")
-    assert "No such stream" not in said
+    said = await wait_for_text(page, EMBED_PANEL, "This link is for another camera")
+    assert "this link opens camera front only, not back" in said
+    assert "ask whoever gave it for a link to back" in said
+    assert "subscribe:" not in said and "No such stream" not in said
+
+
+async def test_a_wall_opened_with_a_cameras_link_plays_that_camera_alone(start_server: Start, browser: Any) -> None:
+    """A kiosk's address: the grid's subscription to every stream is the link's camera, playing, and no
+    tile of another (which the link may not see)."""
+    client = await start_server(StreamConfig("front", "scene:?seed=1"), StreamConfig("back", "scene:?seed=2"), **TOKENS)
+    link = await _stream_link(client, "front")
+
+    page, console = await open_page(browser, client, f"/?wall=1&token={link}")
+
+    picture = await wait_for_new_frame(page, FRONT_TILE)
+    assert picture["std"] > 0, "the tile shows a picture, not a black square"
+    assert await page.eval_on_selector_all("#grid .card", "cards => cards.map((c) => c.dataset.stream)") == ["front"]
+    assert await page.is_hidden("#give-token")
+    assert console.errors == []
 
 
 async def test_the_history_pages_pictures_carry_a_token_for_event_snapshots_alone(

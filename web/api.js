@@ -149,6 +149,15 @@ export const removeStream = (id, persist) => request("DELETE", `${streamPath(id)
 // a refusal asks the person for no token.
 export const streamCounts = (id) => request("GET", `${streamPath(id)}/counts`, undefined, { interactive: false });
 export const viewerSettings = () => request("GET", "api/viewer");
+// The shape of a link's token (server/http/access/tokens.py): signed, scoped to its cameras, "s2.viewer.<expiry>.
+// streams~<id>~<id>.<signature>". It opens its cameras' routes alone, not the node's (GET /api/viewer).
+const LINK_TOKEN = /^s2\.viewer\.\d+\.streams~[^.]+\.[^.]+$/;
+
+/** Whether the token this page sends is a link's, limited to its cameras: the page then asks nothing of the node. */
+export function sendsLinkToken() {
+  return LINK_TOKEN.test(pageToken ?? storedToken() ?? "");
+}
+
 // A signed token of `role` for `ttl_s` seconds (POST /api/tokens): allowed to that role or a higher one;
 // `scope` ({streams: [ids]} or {event_snapshots: true}) limits a viewer token to what it names.
 // It changes nothing, so a server that does not answer is not waited for.

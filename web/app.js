@@ -15,7 +15,15 @@
 // still open a tile, Escape there goes back to the wall, and Escape on the wall leaves it.
 
 import { markInvalid, unmarkInvalid } from "./announce.js";
-import { ApiError, addStream, askForAcceptedToken, listStreams, removeStream, viewerSettings } from "./api.js";
+import {
+  ApiError,
+  addStream,
+  askForAcceptedToken,
+  listStreams,
+  removeStream,
+  sendsLinkToken,
+  viewerSettings,
+} from "./api.js";
 import { Connection, carryToken, pageToken, storedToken } from "./connection.js";
 import { ANALYTICS_EVENTS } from "./events.js";
 import { GridView, ThumbnailWidth, gridSubscription } from "./grid.js";
@@ -274,6 +282,7 @@ function showRemovePersist(stream) {
 // connection refused still leaves the form right) and at each hello, as a server may have been
 // starting then, and restarts with another config.
 async function fitAddForm() {
+  if (sendsLinkToken()) return; // a camera's link (a wall's, a kiosk's) adds nothing: the node's settings are not its
   let settings;
   try {
     settings = await viewerSettings();

@@ -109,7 +109,12 @@ function refusedToken() {
   return SIGNED_TOKEN.test(pageToken) ? TOKEN_REFUSED : TOKEN_NOT_SIGNED;
 }
 
-const refused = (message) => notice("refused", "segcast cannot show this embed as its address asks", message);
+// The server's refusal of a camera its link does not open (server/http/ws.py, beyond_scope) is worded for the
+// person who opened the link, naming the camera to ask a link for: it goes under a title of its own.
+const OUTSIDE_LINK = /^this link opens /;
+const REFUSED_TITLE = "segcast cannot show this embed as its address asks";
+const refused = (message) =>
+  notice("refused", OUTSIDE_LINK.test(message) ? "This link is for another camera" : REFUSED_TITLE, message);
 
 // What the address asks that no subscription could take; the embed then subscribes to nothing.
 function addressError() {

@@ -31,6 +31,7 @@ from server.analytics.shapes import echoed
 from server.config import STREAM_KEYS, StreamConfig, flatten_options, stream_config
 from server.config_values import ConfigError
 from server.frames import PROTOCOL_VERSION
+from server.http.access.auth import credential_key
 from server.http.access.policy import SourceRefused, UnusableSource
 from server.http.access.source_checks import CheckUnanswered, SourceChecks
 from server.http.errors import detailed_error, error
@@ -313,7 +314,11 @@ async def _save(request: web.Request, stream_id: str, changed: StreamInfo | None
 
 
 async def _list_streams(request: web.Request) -> web.Response:
-    infos = request.app[manager_key].streams()
+    """Every stream, or a stream-scoped token's alone: to a link, every stream is those it may see, as its
+    WebSocket's ``"*"`` is (`server.http.ws`)."""
+    credential = request.get(credential_key)
+    scope = None if credential is None else credential.scope
+    infos = [info for info in request.app[manager_key].streams() if scope is None or info.stream_id in scope.streams]
     return web.json_response({"v": PROTOCOL_VERSION, "streams": [stream_json(request, info) for info in infos]})
 
 

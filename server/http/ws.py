@@ -12,7 +12,8 @@ Each socket is told an id of its own in its ``hello`` (`PageSockets`): a page na
 to play over WebRTC, and its players are closed when the socket closes.
 
 A socket opened with a stream-scoped token (a dashboard's link, `server.http.access.tokens.Scope`) is told
-of its scope's streams alone (`ScopedViewer`), and a subscription to any other, or to ``"*"``, is refused.
+of its scope's streams alone (`ScopedViewer`); its ``"*"`` is every stream it may see, the scope's
+(`within_scope_subscriptions`), and a subscription to any other stream is refused.
 """
 
 from __future__ import annotations
@@ -317,6 +318,8 @@ async def _read_forever(
         if scope is not None and (refusal := beyond_scope(scope, subscriptions)) is not None:
             viewer.offer_event(_error(refusal))
             continue
+        if scope is not None:
+            subscriptions = within_scope_subscriptions(scope, subscriptions)
         _subscribe(hub, manager, viewer, subscriptions)
 
 
@@ -327,12 +330,25 @@ def _within(scope: Scope | None, stream_id: str) -> bool:
 
 def beyond_scope(scope: Scope, subscriptions: Mapping[str, Subscription]) -> str | None:
     """Why a socket of ``scope`` may not have ``subscriptions``, naming the first id outside it; None if it may.
-    ``"*"`` is outside any: it means every stream, those added later too."""
-    outside = [stream_id for stream_id in subscriptions if not _within(scope, stream_id)]
+    ``"*"`` is within: it is every stream the socket may see (`within_scope_subscriptions`).
+
+    The words are for the person who opened a link (an embed shows them as they are), not a developer's."""
+    outside = [stream_id for stream_id in subscriptions if stream_id != "*" and not _within(scope, stream_id)]
     if not outside:
         return None
-    named = "'*' (every stream)" if outside[0] == "*" else repr(outside[0])
-    return f"subscribe: this token is limited to {scope.describe()}; it cannot watch {named}: name its streams alone"
+    cameras = f"camera{'s' if len(scope.streams) > 1 else ''} {', '.join(scope.streams)}"
+    return f"this link opens {cameras} only, not {outside[0]}: ask whoever gave it for a link to {outside[0]}"
+
+
+def within_scope_subscriptions(scope: Scope, subscriptions: Mapping[str, Subscription]) -> dict[str, Subscription]:
+    """``subscriptions`` (all within ``scope``) with ``"*"`` made the scope's streams, each with ``"*"``'s options
+    unless named on its own: the hub's ``"*"`` is every stream, those added later too, which a link must not see.
+    A wall or grid opened with a link subscribes to ``"*"``, and so shows the link's cameras."""
+    every = subscriptions.get("*")
+    named = {stream_id: subscription for stream_id, subscription in subscriptions.items() if stream_id != "*"}
+    if every is None:
+        return named
+    return {**dict.fromkeys(scope.streams, every), **named}
 
 
 def _disconnect(

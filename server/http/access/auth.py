@@ -85,12 +85,15 @@ TOKEN_REQUEST_KEYS = ("role", "ttl_s", "scope")
 #: The keys of its ``scope``: one of them.
 SCOPE_KEYS = ("streams", "event_snapshots")
 #: What a scoped token opens, by its scope's kind: (method, route) as the router names them, HEAD being GET.
-#: A route naming ``{stream}`` opens only for the scope's streams. The WebSocket holds its subscriptions to
-#: them itself (`server.http.ws`); ``/embed/<stream>`` is public, the page, and its live view comes by the
-#: WebSocket and the stream's GET; WebRTC's config is its play's ICE servers.
+#: A route naming ``{stream}`` opens only for the scope's streams. The stream list lists them alone
+#: (`server.http.api`), and the WebSocket holds its subscriptions to them itself, its ``"*"`` too
+#: (`server.http.ws`): a grid or wall opened with a link shows its cameras. ``/embed/<stream>`` is public,
+#: the page, and its live view comes by the WebSocket and the stream's GET; WebRTC's config is its play's
+#: ICE servers.
 SCOPED_ROUTES: dict[ScopeKind, frozenset[tuple[str, str]]] = {
     ScopeKind.STREAMS: frozenset(
         {
+            ("GET", "/api/streams"),
             ("GET", "/api/streams/{stream}"),
             ("GET", "/api/streams/{stream}/snapshot.jpg"),
             ("GET", "/api/streams/{stream}/mjpeg"),
