@@ -792,7 +792,7 @@ STREAM_TABLE_KEYS = (
         ("[events.history]\nmax_mb = 10\nmax_viewers = 50\n", "events.history.max_viewers", "[server]"),
         # Keys no slip of the table's own: another table that has them is only a possibility.
         ('[[streams]]\nid = "a"\npath = "clip.mp4"\n', "streams[0] (id 'a').path", "[events.history]"),
-        ('[[streams]]\nid = "a"\nname = "front"\n', "streams[0] (id 'a').name", "[model]"),
+        ('[[streams]]\nid = "a"\nname = "front"\n', "streams[0] (id 'a').name", "[model] or [[events.webhooks]]"),
         ('[server]\nurl = "x"\n', "server.url", "[[events.webhooks]]"),
     ],
 )

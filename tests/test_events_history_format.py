@@ -196,9 +196,14 @@ async def test_a_file_that_is_not_sqlite_is_not_called_damaged(tmp_path: Path) -
     await outputs.start()
     try:
         assert outputs.history is not None
+        history = outputs.history
         with pytest.raises(sqlite3.DatabaseError):
-            outputs.history.query(EventQuery())
-        error = outputs.history.health().last_error or ""
+            history.query(EventQuery())
+
+        async def told() -> str | None:  # by the writer's thread, which opens the file on its own time
+            return history.health().last_error
+
+        error = await eventually(told, what="the history's error")
     finally:
         await outputs.stop()
     assert "it is not a SQLite file, so no segcast event history: set events.history.path to another file" in error
