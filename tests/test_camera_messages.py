@@ -17,7 +17,7 @@ from pathlib import Path
 import av
 import pytest
 
-from server.sources import SourceError, StreamState, check_uri
+from server.sources import SourceError, StreamState, check_uri, network
 from server.sources.decoding import translate_error
 from tests.support.cached_videos import cached_video
 from tests.support.cli_in_process import run_cli
@@ -29,12 +29,17 @@ from tests.support.rtsp_camera import RtspCamera, system_rtsp_server_available
 ROOT = Path(__file__).resolve().parents[1]
 #: Connecting includes reading a key frame to learn the stream's size: a second or two here.
 CONNECT_S = 15.0
-#: A time-lapse camera's rate, as the reviewer's camera declared it (ffprobe's r_frame_rate=1/7).
-SLOW_RATE = Fraction(1, 7)
+#: A time-lapse camera's rate, scaled down with the stall time-out it outlasts (`SHORT_STALL_TIMEOUT_S`): the
+#: reviewer's camera declared 1/7 (ffprobe's r_frame_rate), against the default 5 s, and three of its frames
+#: took a test half a minute.
+SLOW_RATE = Fraction(1, 2)
+#: The default stall time-out (`network.STALL_TIMEOUT_S`, 5 s) in the slow camera's test: shorter than
+#: `SLOW_RATE`'s frame interval, as 5 s is than 1/7's.
+SHORT_STALL_TIMEOUT_S = 1.0
 #: Long enough that the camera's video does not end while a test watches it.
 SLOW_VIDEO_FRAMES = 10
 #: Three frames of a `SLOW_RATE` camera, with its two openings and a loaded machine's delays.
-THREE_SLOW_FRAMES_S = 60.0
+THREE_SLOW_FRAMES_S = 30.0
 UNAUTHORIZED = "Server returned 401 Unauthorized (authorization failed)"
 
 
@@ -181,9 +186,11 @@ def test_a_camera_that_hangs_after_sending_video_is_not_told_to_check_its_url(ca
 
 
 def test_a_camera_slower_than_a_frame_per_stall_timeout_stays_live_between_its_frames(
-    rtsp_server: None, slow_camera_video: Path
+    rtsp_server: None, slow_camera_video: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A time-lapse camera at 1/7 fps reconnected every 5 s without a frame, for ever."""
+    """A time-lapse camera at 1/7 fps reconnected every 5 s without a frame, for ever. Here one at 1/2 fps
+    outlasts a stall time-out of 1 s as that one outlasted the default, in seconds rather than half a minute."""
+    monkeypatch.setattr(network, "STALL_TIMEOUT_S", SHORT_STALL_TIMEOUT_S)
     with RtspCamera(slow_camera_video) as camera, ReaderProbe(f"{camera.url}#open_timeout=2", record=True) as probe:
         status = probe.wait_until("three frames", lambda s: s.frames_read >= 3, THREE_SLOW_FRAMES_S)
         frames = probe.published
@@ -195,10 +202,10 @@ def test_a_camera_slower_than_a_frame_per_stall_timeout_stays_live_between_its_f
 
 
 def test_a_timeout_given_still_bounds_a_slow_camera(rtsp_server: None, slow_camera_video: Path) -> None:
-    with RtspCamera(slow_camera_video) as camera, ReaderProbe(f"{camera.url}#timeout=3&open_timeout=2") as probe:
+    with RtspCamera(slow_camera_video) as camera, ReaderProbe(f"{camera.url}#timeout=1&open_timeout=2") as probe:
         status = probe.wait_until("stalled", lambda s: "stalled" in (s.error or ""), THREE_SLOW_FRAMES_S)
 
-    assert status.error == "stalled: nothing received for 3 s", status.error
+    assert status.error == "stalled: nothing received for 1 s", status.error
 
 
 # D: the README's advice for cameras

@@ -198,17 +198,19 @@ def test_a_live_hls_stream_without_a_timeout_is_read_under_three_target_duration
 def test_the_read_time_out_of_a_live_hls_stream_with_a_long_target_duration_is_capped(
     recording: Recording, tmp_path: Path, opened_timeouts: Timeouts
 ) -> None:
-    """Three of a 1000 s target duration would keep a stopped stream's thread in FFmpeg for 50 minutes."""
+    """Three of a 1000 s target duration would keep a stopped stream's thread in FFmpeg for 50 minutes.
+
+    FFmpeg opening a playlist that lists one segment waits out the opening's time-out for the next: a
+    second each here (``open_timeout``), not the default 10."""
     path, duration = recording[0]
     shutil.copy(path, tmp_path / path.name)
     (tmp_path / "live.m3u8").write_text(
         f"#EXTM3U\n#EXT-X-TARGETDURATION:1000\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:{duration:.6f},\n{path.name}\n"
     )
     with MjpegServer(files=tmp_path) as server:
-        first_frame(server.url("/live.m3u8"))
+        first_frame(server.url("/live.m3u8") + "#open_timeout=1")
 
-    first_opening = (network.OPEN_TIMEOUT_S, network.STALL_TIMEOUT_S)
-    assert opened_timeouts == [first_opening, (network.OPEN_TIMEOUT_S, network.MAX_TIMEOUT_S)]
+    assert opened_timeouts == [(1.0, network.STALL_TIMEOUT_S), (1.0, network.MAX_TIMEOUT_S)]
 
 
 def test_a_timeout_given_for_a_live_hls_stream_is_its_read_time_out_from_the_first_opening(

@@ -45,6 +45,9 @@ fake_camera = test_webrtc_browser.fake_camera  # the generated camera file, a fi
 AA_CONTRAST = 4.5
 # A small, fast scene: objects cross it (and their tracks end) in a few seconds.
 QUICK_SCENE = "scene:?seed=3&fps=30&width=320&height=192"
+# As small and fast, three objects tracked at once ~5 s after it starts, for `PAUSE_ON_THREE_TRACKS`: seed 3's
+# scene took 10 s to have three, and 20 at its default size and rate.
+THREE_TRACKS_SCENE = "scene:?seed=11&fps=30&width=320&height=192"
 VIEW_PANEL = "#stream-view .status-panel"
 #: For `page.wait_for_function`: pause the stream view on the first frame drawn with three tracks or
 #: more, in the same step as the check, so a frame with fewer cannot be drawn in between.
@@ -202,7 +205,7 @@ async def test_the_track_table_is_one_tab_stop_with_the_arrow_keys_between_its_r
     start_server: Start, browser: Any
 ) -> None:
     """Every row was a tab stop of its own, and no arrow key moved between them: a grid is one stop."""
-    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    client = await start_server(StreamConfig("cam", THREE_TRACKS_SCENE))
     page, console = await open_page(browser, client, "/?transport=ws#/stream/cam")
     await page.wait_for_function(PAUSE_ON_THREE_TRACKS, timeout=WAIT_MS)  # its rows stay while it is paused
     rows = await page.evaluate("[...document.querySelectorAll('#tracks tbody tr')].map((row) => row.dataset.track)")
@@ -439,7 +442,7 @@ async def test_pause_is_one_toggle_button_whose_name_stays(start_server: Start, 
 async def test_larger_text_on_a_phone_does_not_scroll_either_page_sideways(start_server: Start, browser: Any) -> None:
     """At 150 % text on a 375 px phone the publish page's panels (18rem at least) and the stream view's
     track table (its zones column) were wider than the window: each page scrolled sideways."""
-    client = await start_server(StreamConfig("cam", QUICK_SCENE))
+    client = await start_server(StreamConfig("cam", THREE_TRACKS_SCENE))
     assert (await client.patch("/api/streams/cam", json={"zones": [EVERYWHERE]})).status == 200
     page, console = await open_page(browser, client, "/static/publish.html", PHONE)
     await page.evaluate(LARGER_TEXT)
@@ -530,7 +533,7 @@ async def test_forced_colours_keep_the_track_swatches_and_the_badges_outlines(
     start_server: Start, browser: Any
 ) -> None:
     """Windows' high contrast themes drop backgrounds: the swatches vanished and the badges lost their pill."""
-    client = await start_server(StreamConfig("cam", QUICK_SCENE))
+    client = await start_server(StreamConfig("cam", THREE_TRACKS_SCENE))
     page, console = await open_page(browser, client, "/?transport=ws#/stream/cam")
     await page.emulate_media(forced_colors="active")
     await page.wait_for_function(PAUSE_ON_THREE_TRACKS, timeout=WAIT_MS)

@@ -34,7 +34,9 @@ pytestmark = pytest.mark.timeout(120)
 
 RTC_RETRY_FIRST_MS = 10_000  # web/webrtc.js
 RTC_RETRY_MAX_MS = 60_000
-CLOCK_STEP_MS = 1000
+#: How far the page's clock is run on at a time, each time until the WebSocket has brought a new picture:
+#: well inside the 12.5 s of silence after which the page gives its socket up (web/connection.js).
+CLOCK_STEP_MS = 5000
 SEQ = "() => document.querySelector('#video').dataset.seq ?? null"
 PLAY_OFFERS = "**/api/webrtc/play/**"
 BUSY_REASON = "busy for the test"
@@ -71,10 +73,12 @@ async def attempts(page: Any) -> int:
 
 
 async def next_attempt_after(page: Any, wait_ms: int) -> None:
-    """The page's next WebRTC attempt comes ``wait_ms`` from now on its clock: not a millisecond sooner.
+    """The page's next WebRTC attempt comes ``wait_ms`` (a multiple of `CLOCK_STEP_MS`) from now on its
+    clock: not a millisecond sooner.
 
-    The clock is run on a second at a time, each time until the WebSocket has brought a new picture:
+    The clock is run on `CLOCK_STEP_MS` at a time, each time until the WebSocket has brought a new picture:
     a socket that heard nothing for 12.5 s of the page's clock would be given up on (connection.js)."""
+    assert wait_ms % CLOCK_STEP_MS == 0, f"{wait_ms} ms is not a whole number of clock steps"
     made = await attempts(page)
     steps = wait_ms // CLOCK_STEP_MS
     for step in range(steps):

@@ -34,6 +34,7 @@ Start = Callable[..., Awaitable[TestClient]]
 pytestmark = pytest.mark.timeout(180)
 
 STALLED_BEHIND_S = 2  # web/webrtc.js
+RETRY_FIRST_MS = 10_000  # web/webrtc.js: a connection lost or stalled once it played is tried again this long on
 #: The media time a playing view is watched over without falling back: many times the allowed lag.
 PLAYING_FOR_S = 10
 #: Holds the frame callbacks of the page's videos while ``window.stallWebRTC`` is set (the view is shown
@@ -103,10 +104,14 @@ COUNTED_SOCKETS = """{
 TELL_THE_PAGE = "(data) => window.pageSockets.at(-1).dispatchEvent(new MessageEvent('message', { data }))"
 
 
-async def webrtc_page(browser: Any, client: TestClient) -> tuple[Any, Console, list[str]]:
-    """The stream view of "cam", playing over WebRTC; its console, and the reasons it fell back, as said."""
-    page = await browser.new_page()
-    await page.add_init_script(STALLABLE)
+async def webrtc_page(browser: Any, client: TestClient, paused_clock: bool = False) -> tuple[Any, Console, list[str]]:
+    """The stream view of "cam", playing over WebRTC; its console, and the reasons it fell back, as said.
+    With ``paused_clock``, on Playwright's clock, paused (`paused_page`): the page's timers wait for the test."""
+    if paused_clock:
+        page = await paused_page(browser, STALLABLE)
+    else:
+        page = await browser.new_page()
+        await page.add_init_script(STALLABLE)
     console = Console(page)
     fell_back = fell_back_reasons(page)
     await page.goto(str(client.make_url("/#/stream/cam")))
@@ -126,9 +131,10 @@ async def test_a_stalled_webrtc_picture_falls_back_to_the_websocket_and_webrtc_i
     start_server: Start, browser: Any
 ) -> None:
     """Given a view playing over WebRTC, when its picture stops while the connection stays up, then it
-    falls back to the WebSocket's pictures, saying the video stalled, and plays WebRTC again later."""
+    falls back to the WebSocket's pictures, saying the video stalled, and plays WebRTC again later (on the
+    page's clock, run on by the test: a stall is told by the frames' media time, not by a timer)."""
     client = await start_server(StreamConfig("cam", "scene:?seed=3"))
-    page, console, fell_back = await webrtc_page(browser, client)
+    page, console, fell_back = await webrtc_page(browser, client, paused_clock=True)
 
     await page.evaluate("() => { window.stallWebRTC = true; }")
     await wait_for_transport(page, "WebSocket")
@@ -136,7 +142,8 @@ async def test_a_stalled_webrtc_picture_falls_back_to_the_websocket_and_webrtc_i
     await wait_for_new_frame(page, "#video", await page.evaluate("() => document.querySelector('#video').dataset.seq"))
 
     await page.evaluate("() => { window.stallWebRTC = false; }")
-    await wait_for_transport(page, "WebRTC")  # tried again as after a lost connection, 10 s on
+    await page.clock.run_for(RETRY_FIRST_MS)  # tried again as after a lost connection, 10 s on
+    await wait_for_transport(page, "WebRTC")
     assert console.errors == []
 
 
