@@ -361,12 +361,9 @@ async def _mint_token(request: web.Request) -> web.Response:
         body = json.loads(raw or "{}", parse_constant=_no_constant)
     except (ValueError, RecursionError):  # not JSON, not UTF-8, NaN, or nested beyond Python's limit
         body = None
-    if not isinstance(body, dict):
-        raise _bad_request("the body must be a JSON object with optional 'role', 'ttl_s' and 'scope'")
-    try:
-        refuse_unknown_keys(body, TOKEN_REQUEST_KEYS, "body")
-    except ValueError as exc:
-        raise _bad_request(str(exc)) from None
+    body = _object_of(
+        body, TOKEN_REQUEST_KEYS, "body", "the body must be a JSON object with optional 'role', 'ttl_s' and 'scope'"
+    )
     role_name = body.get("role", "viewer")
     ttl_s = body.get("ttl_s", SIGNED_TOKEN_DEFAULT_TTL_S)
     if role_name not in ("viewer", "admin"):
@@ -410,13 +407,12 @@ def _scope_of(body: dict[str, object]) -> Scope | None:
     """
     if "scope" not in body:
         return None
-    asked = body["scope"]
-    if not isinstance(asked, dict):
-        raise _bad_request('\'scope\' must be an object: {"streams": ["<id>", ...]} or {"event_snapshots": true}')
-    try:
-        refuse_unknown_keys(asked, SCOPE_KEYS, "scope")
-    except ValueError as exc:
-        raise _bad_request(str(exc)) from None
+    asked = _object_of(
+        body["scope"],
+        SCOPE_KEYS,
+        "scope",
+        '\'scope\' must be an object: {"streams": ["<id>", ...]} or {"event_snapshots": true}',
+    )
     if "streams" in asked and "event_snapshots" in asked:
         raise _bad_request("scope: give 'streams' or 'event_snapshots', not both")
     if "event_snapshots" in asked:
@@ -426,6 +422,18 @@ def _scope_of(body: dict[str, object]) -> Scope | None:
     if "streams" not in asked:
         raise _bad_request('\'scope\' must name its "streams", or be {"event_snapshots": true}')
     return Scope.of_streams(_scope_streams(asked["streams"]))
+
+
+def _object_of(value: object, keys: tuple[str, ...], what: str, not_an_object: str) -> dict[str, object]:
+    """``value`` as a JSON object holding none but ``keys``; else a 400 saying ``not_an_object`` or the key
+    that is not one of them (named as in ``what``)."""
+    if not isinstance(value, dict):
+        raise _bad_request(not_an_object)
+    try:
+        refuse_unknown_keys(value, keys, what)
+    except ValueError as exc:
+        raise _bad_request(str(exc)) from None
+    return value
 
 
 def _scope_streams(streams: object) -> set[str]:
