@@ -372,3 +372,32 @@ def run_promtool(tmp_path: Path, input_series: dict[str, str], checks: list[dict
     path.write_text(json.dumps(tests, indent=1))
     result = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+#: Grafana's thresholds for a panel that sets none: green, red from 80.
+GRAFANA_DEFAULT_STEPS = [{"color": "green", "value": None}, {"color": "red", "value": 80}]
+
+
+def shown_colour(panel: dict, value: float) -> str:
+    """The colour Grafana gives a stat panel's ``value``: a value mapping's, else its threshold step's."""
+    defaults = panel["fieldConfig"]["defaults"]
+    for mapping in defaults.get("mappings", []):
+        shown = mapping["options"].get(f"{value:g}") if mapping["type"] == "value" else None
+        if shown and "color" in shown:
+            return shown["color"]
+    steps = defaults.get("thresholds", {}).get("steps", GRAFANA_DEFAULT_STEPS)
+    return [step["color"] for step in steps if step["value"] is None or step["value"] <= value][-1]
+
+
+def test_a_stat_panel_of_something_failing_shows_it_red() -> None:
+    """With no thresholds of its own, Grafana shows a stat green up to 80: an event output that fails
+    read a green 0, and a history's 1 to 79 upkeep failures green too."""
+    panels = [panel for panel in json.loads(DASHBOARD.read_text())["panels"] if panel["type"] == "stat"]
+    up_or_down = [panel for panel in panels if re.search(r"\bup\{|_up\{|_available\{", panel["targets"][0]["expr"])]
+    failures = [panel for panel in panels if "failures_total" in panel["targets"][0]["expr"]]
+    assert {"Event outputs up", "Nodes up"} <= {panel["title"] for panel in up_or_down}
+    assert failures
+    for panel in up_or_down:
+        assert (shown_colour(panel, 0), shown_colour(panel, 1)) == ("red", "green"), panel["title"]
+    for panel in failures:
+        assert (shown_colour(panel, 0), shown_colour(panel, 1)) == ("green", "red"), panel["title"]
