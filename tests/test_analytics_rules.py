@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from server.analytics.engine import StreamAnalytics
-from server.analytics.events import DWELL_BUCKETS_S, AnalyticsEvent, AnalyticsEventKind
+from server.analytics.events import DWELL_BUCKETS_S, AnalyticsEvent, AnalyticsEventKind, DwellHistogram
 from server.analytics.shapes import Zone, parse_zones
 from server.frames import Frame, TrackEvent, TrackEventKind
 from tests.support.tracks import disc_track
@@ -70,3 +70,26 @@ def test_a_visit_of_exactly_a_bucket_bound_counts_in_that_bucket() -> None:
     assert [e.dwell_s for e in exits] == [1.0]
     histogram = analytics.counts.dwell["left"]
     assert histogram.count == 1 and histogram.buckets == (1,) * len(DWELL_BUCKETS_S)
+
+
+def _quantile(q: float, histogram: DwellHistogram) -> float:
+    """Prometheus' histogram_quantile: linear within the bucket the rank falls in, from 0 below the first."""
+    rank = q * histogram.count
+    lower_bound, below = 0.0, 0
+    for bound, n in zip(DWELL_BUCKETS_S, histogram.buckets, strict=True):
+        if n >= rank:
+            return lower_bound + (bound - lower_bound) * (rank - below) / (n - below)
+        lower_bound, below = bound, n
+    raise AssertionError("every visit is in a bucket of at most an hour")
+
+
+def test_the_dwell_histograms_quantiles_read_within_a_fifth_of_the_visits() -> None:
+    """A dashboard's 95th percentile read 26 s for visits of 8 to 24 s (158 of them: one bucket ran
+    from 10 to 30 s); the same for a loiterer's few minutes."""
+    for low_s, high_s in ((8.0, 24.0), (100.0, 400.0), (2.0, 12.0)):
+        visits = np.linspace(low_s, high_s, 158)
+        histogram = DwellHistogram()
+        for dwell_s in visits:
+            histogram = histogram.adding(float(dwell_s))
+        for q in (0.5, 0.95):
+            assert abs(_quantile(q, histogram) - np.quantile(visits, q)) <= 0.25 * np.quantile(visits, q), (low_s, q)
