@@ -374,7 +374,8 @@ def _analytics_families(
     family(
         "segcast_line_crossings_total",
         "counter",
-        "Line crossings since the stream started, by direction and class (every class at 0 from the start).",
+        "Line crossings by direction and class (every class at 0 from the start), since the stream's tracking "
+        "last (re)started or the line was moved or renamed.",
         line_crossing_samples(counts, {info.stream_id: info.config for info in infos}, manager.worker.class_names),
     )
     return counts
