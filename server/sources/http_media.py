@@ -105,7 +105,14 @@ def _index_out_of_reach(container: av.container.InputContainer) -> bool:
     length (chunked, no Range support): FFmpeg reads on to the index at its end, then cannot seek back
     to the pictures before it, and the video played nothing, saying only "partial file" to its log.
     """
-    return "mp4" in container.format.name.split(",") and container.size < 0
+    return "mp4" in container.format.name.split(",") and known_length(container) is None
+
+
+def known_length(container: av.container.InputContainer) -> int | None:
+    """The length in bytes of what ``container`` reads, or None where the server gave none (chunked) or
+    it cannot be told (a pipe): PyAV before 18 says so with a negative number, 18 and later with None."""
+    size = container.size
+    return size if size is not None and size >= 0 else None
 
 
 def is_live_hls(container: av.container.InputContainer) -> bool:

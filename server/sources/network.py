@@ -70,7 +70,14 @@ from server.sources.decoding import (
 )
 from server.sources.http_answers import playlist_target_duration
 from server.sources.http_get import Deadline, trusting
-from server.sources.http_media import FinitePlayback, is_finite, is_live_hls, is_still_image, more_than_one_picture
+from server.sources.http_media import (
+    FinitePlayback,
+    is_finite,
+    is_live_hls,
+    is_still_image,
+    known_length,
+    more_than_one_picture,
+)
 from server.sources.opening_failures import Opening, opening_failure
 from server.sources.redirects import MAX_REDIRECTS, followed_redirect
 from server.sources.uri import (
@@ -296,7 +303,7 @@ class NetworkSource:
             frames = decode_frames(
                 container, stream, stop, stall_timeout_s, self.live, self._url, self.fps, self._damaged
             )
-            if is_still_image(container) and container.size > 0:  # a picture of a known length
+            if is_still_image(container) and known_length(container):  # a picture of a known length
                 frames = more_than_one_picture(frames, self._described)
             if self.live:
                 yield from self._mjpeg_fallback(container, frames)
