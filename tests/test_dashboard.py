@@ -43,8 +43,8 @@ TRITON_METRICS = {
 #: Ten minutes, one sample a minute: a person crosses the line inward every minute from 0 (none
 #: outward), two people stand in the zone, and a visit of between 1 and 5 s ends every minute.
 INPUT_SERIES = {
-    'segcast_line_crossings_total{stream="door",line="gate",direction="in",class="person"}': "0+1x10",
-    'segcast_line_crossings_total{stream="door",line="gate",direction="out",class="person"}': "0x10",
+    'segcast_line_crossings_any_class_total{stream="door",line="gate",direction="in"}': "0+1x10",
+    'segcast_line_crossings_any_class_total{stream="door",line="gate",direction="out"}': "0x10",
     f'segcast_zone_objects{{{LABELS},class="person"}}': "2x10",
     f'segcast_zone_objects{{{LABELS},class="car"}}': "0x10",
     f'segcast_zone_dwell_seconds_bucket{{{LABELS},le="1.0"}}': "0x10",
@@ -226,7 +226,7 @@ def test_two_nodes_streams_and_zones_of_the_same_name_are_shown_apart(tmp_path: 
     for labels, people, crossings, short_visits, visits in ((NODE1, 2, 1, 0, 1), (NODE2, 3, 2, 2, 2)):
         zone = f"{labels},{LABELS}"
         series |= {
-            f'segcast_line_crossings_total{{{labels},stream="door",line="gate",direction="in",class="person"}}': (
+            f'segcast_line_crossings_any_class_total{{{labels},stream="door",line="gate",direction="in"}}': (
                 f"0+{crossings}x10"
             ),
             f'segcast_zone_objects{{{zone},class="person"}}': f"{people}x10",

@@ -371,41 +371,64 @@ def _analytics_families(
         "stream is not live (segcast_stream_state) or inference is unavailable (segcast_inference_available 0).",
         zone_object_samples({stream: found for stream, found in counts.items() if stream in current}),
     )
+    configs = {info.stream_id: info.config for info in infos}
+    family(
+        "segcast_line_crossings_any_class_total",
+        "counter",
+        "Line crossings by direction, of objects of every class the line counts (at 0 from the start): the "
+        "total to graph and alert on. Since the stream's tracking last (re)started or the line was moved or renamed.",
+        line_total_samples(counts, configs),
+    )
     family(
         "segcast_line_crossings_total",
         "counter",
-        "Line crossings by direction and class (every class at 0 from the start), since the stream's tracking "
-        "last (re)started or the line was moved or renamed.",
-        line_crossing_samples(counts, {info.stream_id: info.config for info in infos}, manager.worker.class_names),
+        "Line crossings by direction and class, as segcast_line_crossings_any_class_total: a line limited to classes "
+        "lists each at 0 from the start, one counting every class each class from its first crossing.",
+        line_crossing_samples(counts, configs),
     )
     return counts
 
 
-def line_crossing_samples(
-    counts: Mapping[str, Counts], configs: Mapping[str, StreamConfig], class_names: Mapping[int, str]
-) -> Iterator[Sample]:
-    """``segcast_line_crossings_total`` of each stream's counts: one sample per line, class and direction.
+def line_total_samples(counts: Mapping[str, Counts], configs: Mapping[str, StreamConfig]) -> Iterator[Sample]:
+    """``segcast_line_crossings_any_class_total``: one sample per line and direction, every class summed.
 
-    Every class a line counts is listed from the start, at 0: those it is limited to, or for a line
-    that watches every class, every class the model knows. Prometheus' ``increase()`` and ``rate()``
-    take a series' first sample as its start: a class that appeared with its first crossing, at 1,
-    had that crossing left out of every panel, and a line as the viewer's *Add line* draws it
-    watches every class. The start is the stream's, not its first frame's: a line of ``configs`` its
-    counts do not have (its camera never worked, the line was added since its last frame, or it does
-    not fit the frame, which the stream's analytics error says) is listed at 0 all the same.
+    Every line is listed from the start, at 0: Prometheus' ``increase()`` and ``rate()`` take a series'
+    first sample as its start, so a series that appeared with its first crossing, at 1, had that crossing
+    left out of every panel. The start is the stream's, not its first frame's: a line of ``configs`` its
+    counts do not have (its camera never worked, the line was added since its last frame, or it does not
+    fit the frame, which the stream's analytics error says) is listed at 0 all the same.
     """
     for stream, config in configs.items():
-        found = counts.get(stream)
-        lines: dict[str, Mapping[str, Mapping[str, int]]] = {line.name: {} for line in config.options.lines}
-        lines |= found.lines if found is not None else {}
+        for line, by_class in _lines(counts.get(stream), config).items():
+            for direction in DIRECTIONS:
+                total = sum(directions.get(direction, 0) for directions in by_class.values())
+                yield {"stream": stream, "line": line, "direction": direction}, total
+
+
+def line_crossing_samples(counts: Mapping[str, Counts], configs: Mapping[str, StreamConfig]) -> Iterator[Sample]:
+    """``segcast_line_crossings_total``: one sample per line, class and direction.
+
+    A line limited to classes lists each at 0 from the start, for the reason `line_total_samples` gives.
+    One that watches every class, as the viewer's *Add line* draws it, lists a class from its first
+    crossing: listing every class the model knows at 0 made 160 series of each such line for an 80-class
+    model, nearly all 0 for ever (a fleet's cameras' lines, tens of thousands, over a hosted Prometheus'
+    limit). Totals come from the any-class family, which misses no first crossing.
+    """
+    for stream, config in configs.items():
         limited = {line.name: line.classes for line in config.options.lines if line.classes}
-        for line, by_class in lines.items():
-            every = limited.get(line, class_names.values())
-            unseen: dict[str, Mapping[str, int]] = {name: {} for name in every}
+        for line, by_class in _lines(counts.get(stream), config).items():
+            unseen: dict[str, Mapping[str, int]] = {name: {} for name in limited.get(line, ())}
             for name, directions in (unseen | dict(by_class)).items():
                 for direction in DIRECTIONS:
                     labels = {"stream": stream, "line": line, "direction": direction, "class": name}
                     yield labels, directions.get(direction, 0)
+
+
+def _lines(found: Counts | None, config: StreamConfig) -> dict[str, Mapping[str, Mapping[str, int]]]:
+    """The crossings by class and direction of every line of ``config``, those its counts lack as none."""
+    lines: dict[str, Mapping[str, Mapping[str, int]]] = {line.name: {} for line in config.options.lines}
+    lines |= found.lines if found is not None else {}
+    return lines
 
 
 def zone_object_samples(counts: Mapping[str, Counts]) -> Iterator[Sample]:
