@@ -241,6 +241,7 @@ async def test_removing_the_stream_on_show_says_removed_and_not_no_such_stream(s
     await page.focus("#remove-stream")
     await page.keyboard.press("Enter")
     assert await page.text_content("#remove-stream") == "Press again to remove"
+    await page.wait_for_selector("#remove-stream:not([aria-disabled])", timeout=WAIT_MS)  # a second press counts
     await page.keyboard.press("Enter")
     await page.wait_for_function("document.title === 'segcast'", timeout=WAIT_MS)
     said = [text for text in await page.evaluate("window.said") if text]

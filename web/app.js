@@ -33,6 +33,10 @@ import { WallView } from "./wall.js";
 
 const STATS_INTERVAL_MS = 1000;
 const CONFIRM_WINDOW_MS = 3000;
+// Remove's second press counts only this long after the first: sooner is a reflex double-tap on a
+// phone (~120 ms apart) or a held Enter's repeat, not a decision. Until then the button keeps the
+// question up but is dimmed (aria-disabled: it keeps the keyboard's focus), and a press leaves it as it is.
+const CONFIRM_ARMING_MS = 600;
 // While the server wants a token the page lacks, its socket is tried this seldom: only a token given
 // (the button) or a change of the server's tokens lets it in, and the first is tried at once.
 const TOKEN_RETRY_MS = 60000;
@@ -374,23 +378,37 @@ $("add-form").addEventListener("submit", async (event) => {
 });
 
 const removeButton = $("remove-stream");
-// The first click on Remove, waiting CONFIRM_WINDOW_MS for the second: {stream, timer}. It holds for
-// the stream it was made on only, so a second click can never remove another.
+// The first click on Remove, waiting CONFIRM_WINDOW_MS for the second: {stream, timer, armed (a second
+// click counts: CONFIRM_ARMING_MS have passed), arming (its timer)}. It holds for the stream it was made
+// on only, so a second click can never remove another.
 let removal = null;
 
 function cancelRemoval() {
   clearTimeout(removal?.timer);
+  clearTimeout(removal?.arming);
   removal = null;
   removeButton.textContent = "Remove";
+  removeButton.removeAttribute("aria-disabled");
+}
+
+function askToRemove() {
+  cancelRemoval();
+  const asked = { stream: current, timer: setTimeout(cancelRemoval, CONFIRM_WINDOW_MS), armed: false };
+  asked.arming = setTimeout(() => {
+    asked.armed = true;
+    removeButton.removeAttribute("aria-disabled");
+  }, CONFIRM_ARMING_MS);
+  removal = asked;
+  removeButton.setAttribute("aria-disabled", "true");
+  removeButton.textContent = "Press again to remove";
 }
 
 removeButton.addEventListener("click", async () => {
   if (removal?.stream !== current) {
-    cancelRemoval();
-    removal = { stream: current, timer: setTimeout(cancelRemoval, CONFIRM_WINDOW_MS) };
-    removeButton.textContent = "Press again to remove";
+    askToRemove();
     return;
   }
+  if (!removal.armed) return; // too soon to be a second thought: the question stands as it was
   cancelRemoval();
   const removed = current;
   const label = removePersist.closest("label");

@@ -2,6 +2,8 @@
 // whose connection was lost is published again under its id by itself, a few times with growing
 // waits, until Stop; one the server cannot keep up with says so, in the viewer's words. Hidden (a
 // phone's camera page in the background) it goes on publishing, but stops playing back until shown.
+// Which camera it sends is the person's choice (a phone's back or front, or one camera by name),
+// kept for the next visit; a choice changed while publishing switches the camera on the same stream.
 import { getStream, mintToken } from "./api.js";
 import { Connection, TOKEN_EXPIRED as TOKEN_EXPIRED_CLOSE, carryToken, pageToken, withToken } from "./connection.js";
 import { behindAdvice, behindRate } from "./grid.js";
@@ -34,6 +36,12 @@ const NEEDS_ADMIN =
 // The close code of the page's WebSocket as segcast stops (server/app.py: going away, at shutdown).
 const GOING_AWAY_CLOSE = 1001;
 const SERVER_STOPPING = "segcast is stopping or restarting: this page publishes the camera again once it is back.";
+// The camera chosen last, kept for the next visit as the choice's {value, label}.
+const CAMERA_KEY = "segcast.camera";
+// The sides of a phone a camera may face (InputDeviceInfo.getCapabilities().facingMode), in words.
+const FACING_WORDS = { environment: "Back camera", user: "Front camera" };
+// Said after a camera chosen while publishing could not be opened.
+const KEPT_CAMERA = "This page goes on with the camera it had.";
 const WAITING =
   `${LOST}: waiting for it to come back. If no video reaches the server for a few seconds it ends ` +
   "the camera, which this page then publishes again by itself.";
@@ -49,14 +57,15 @@ const fallbackImage = document.getElementById("annotated-fallback");
 const viewerLink = document.getElementById("open-viewer");
 const pace = document.getElementById("publish-pace");
 const trackBody = document.querySelector("#tracks tbody");
+const cameraChoice = document.getElementById("camera-choice");
 // What the person asked for, from "Use my camera" until Stop or an end that trying again cannot
 // cure: {streamId (set by the first publish), recovering (from a lost connection until one is up
 // again), wasUp (a connection of it was up once: one that does not come up again is the network still
 // out, not one that needs TURN), attempt (of publishing again), heldRetried (once for an id still held),
 // timer (of the next attempt)}. The last three are reset only once a connection is up (showState).
 let wanted = null;
-// The camera on now: {want, published, playback (aborted to stop its playback), video, paceTimer}; null
-// while it is off.
+// The camera on now: {want, published, playback (aborted to stop its playback), video, paceTimer, camera
+// (the choice it sends), switching (to the choice made since)}; null while it is off.
 let session = null;
 let server = null; // while the camera is on: the WebSocket that says when the server ends its stream
 
@@ -123,9 +132,87 @@ function endedReason(said, want) {
 // A browser gives a camera to secure pages only: off here, the button is too, and the README says how.
 if (!canPublish()) {
   useButton.disabled = true;
+  cameraChoice.disabled = true;
   error.textContent =
     "The camera needs a secure page: open segcast over https:// (or on localhost). " +
     "See the README, “A phone on the same Wi-Fi”.";
+}
+
+// The camera choice as getUserMedia's video constraints: "" is the browser's own choice, "facing:<mode>"
+// a side of a phone, "device:<id>" one camera. Exact: a camera that is not there is said, not swapped.
+function cameraConstraints(value) {
+  const [, kind, what] = /^(facing|device):(.+)$/.exec(value) ?? [];
+  if (kind === "facing") return { facingMode: { exact: what } };
+  if (kind === "device") return { deviceId: { exact: what } };
+  return {};
+}
+
+function keptCamera() {
+  try {
+    const kept = JSON.parse(localStorage.getItem(CAMERA_KEY) ?? "null");
+    return typeof kept?.value === "string" && typeof kept.label === "string" ? kept : null;
+  } catch {
+    return null; // storage disabled, or not our choice: the browser's own camera
+  }
+}
+
+function keepCamera() {
+  const value = cameraChoice.value;
+  try {
+    localStorage.setItem(CAMERA_KEY, JSON.stringify({ value, label: cameraChoice.selectedOptions[0].text }));
+  } catch {
+    // storage disabled: the next visit starts with the browser's own camera
+  }
+}
+
+/**
+ * Offer the cameras the browser lists, and each side of a phone one of them faces. Until the camera is
+ * allowed the browser lists them without ids or names: filled at load (allowed on an earlier visit), once
+ * the camera was asked for, and as cameras come and go. The kept choice is offered until the cameras are
+ * listed; a kept camera they do not list is gone, and the browser's own choice stands in for it.
+ */
+async function listCameras() {
+  const devices = await navigator.mediaDevices.enumerateDevices().catch(() => []);
+  const cameras = devices.filter((device) => device.kind === "videoinput" && device.deviceId);
+  const facing = new Set(cameras.flatMap((camera) => camera.getCapabilities?.().facingMode ?? []));
+  const choices = [["", "Default camera"]];
+  for (const [mode, words] of Object.entries(FACING_WORDS)) {
+    if (facing.has(mode)) choices.push([`facing:${mode}`, words]);
+  }
+  cameras.forEach((camera, at) => choices.push([`device:${camera.deviceId}`, camera.label || `Camera ${at + 1}`]));
+  const kept = keptCamera();
+  const offered = (value) => choices.some(([choice]) => choice === value);
+  if (kept && cameras.length === 0 && !offered(kept.value)) choices.push([kept.value, kept.label]);
+  const chosen = kept?.value ?? cameraChoice.value;
+  cameraChoice.replaceChildren(...choices.map(([value, label]) => new Option(label, value)));
+  cameraChoice.value = offered(chosen) ? chosen : "";
+}
+
+/**
+ * Send the camera chosen now in place of `current`'s, over its connection, one switch at a time: a choice
+ * made during one is followed once it is done. One that cannot be opened says why, and the choice goes
+ * back to the camera sent before (opened again); where neither opens, the camera is off, saying why.
+ */
+async function followChoice(current) {
+  if (current.switching) return;
+  current.switching = true;
+  while (session === current && cameraChoice.value !== current.camera) {
+    const before = current.camera;
+    current.camera = cameraChoice.value;
+    try {
+      await current.published.switchCamera(cameraConstraints(current.camera));
+      if (error.textContent.endsWith(KEPT_CAMERA)) error.textContent = "";
+    } catch (reason) {
+      if (reason.cameraOff && session === current) giveUp(reason.message);
+      else if (session === current) {
+        current.camera = cameraChoice.value = before;
+        keepCamera();
+        error.textContent = `${reason.message} ${KEPT_CAMERA}`;
+      }
+    }
+    if (session === current) document.getElementById("preview").srcObject = current.published.stream;
+  }
+  current.switching = false;
 }
 
 function showTracks(meta) {
@@ -240,9 +327,14 @@ async function start(want) {
   status.textContent = want.recovering ? "publishing again…" : "asking for the camera…";
   delete status.dataset.state;
   if (!want.recovering) await adminAccess();
-  const current = { want, published: null, playback: null, video: null, paceTimer: null };
+  const camera = cameraChoice.value;
+  const current = { want, published: null, playback: null, video: null, paceTimer: null, camera, switching: false };
   const onState = (state) => showState(current, state);
-  const published = await publishCamera({ streamId: want.streamId, onState });
+  const asked = publishCamera({ streamId: want.streamId, camera: cameraConstraints(camera), onState });
+  // Asked for, the camera may have been allowed whatever came of it: the browser names the cameras now.
+  const published = await asked.finally(() => {
+    listCameras();
+  });
   if (wanted !== want) {
     published.stop(); // Stop was pressed while it was asked for
     return;
@@ -255,6 +347,7 @@ async function start(want) {
   watchServer();
   watchPace(current);
   document.getElementById("preview").srcObject = published.stream;
+  followChoice(current); // a camera chosen while this one was asked for
   status.dataset.stream = published.streamId;
   viewerLink.href = withToken(`#/stream/${encodeURIComponent(published.streamId)}`);
   viewerLink.hidden = false;
@@ -397,3 +490,11 @@ form.addEventListener("submit", (event) => {
   begin(wanted);
 });
 stopButton.addEventListener("click", () => giveUp(""));
+cameraChoice.addEventListener("change", () => {
+  keepCamera();
+  if (session) followChoice(session);
+});
+if (canPublish()) {
+  listCameras();
+  navigator.mediaDevices.addEventListener("devicechange", listCameras);
+}

@@ -77,6 +77,16 @@ const endedCameraNotice = (streamId, error) =>
       "connection, or press Use my camera there with this stream id. This view then shows it again by itself.",
   );
 
+// Held sideways, the picture is kept above the fold (style.css): its top in the page, below the top bar and
+// the view's head, whose heights change as they wrap (a long id, a badge come, a turned phone), is told to
+// the style sheet as --picture-top on its frame `wrap`.
+function tellPictureTop(wrap) {
+  const tell = () => wrap.style.setProperty("--picture-top", `${wrap.getBoundingClientRect().top + scrollY}px`);
+  const above = [document.querySelector(".topbar"), wrap.parentElement.querySelector(".player-head")];
+  const watcher = new ResizeObserver(tell);
+  for (const element of above) if (element) watcher.observe(element);
+}
+
 /** The stream the page's address shows (null: the grid, also for an address that names none). */
 export function routedStream() {
   const match = location.hash.match(/^#\/stream\/(.+)$/);
@@ -151,6 +161,9 @@ export class StreamView {
       { canvas: elements.canvas, size, redraw: () => this.redraw(), reveal },
       { ...shapeSettings, ...elements.zones },
     );
+    // A mouse plugged in or taken away: the drawing hint in its words (zones.js, touchOnly).
+    matchMedia("(any-pointer: fine)").addEventListener("change", () => this.zones.render());
+    tellPictureTop(elements.canvas.parentElement);
     this.events = new EventList(elements.events, elements.eventsEmpty, elements.eventsSummary);
     // Leaving the stream view ends its WebRTC player (app.js only tells the view which stream to open).
     window.addEventListener("hashchange", () => {

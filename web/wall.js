@@ -7,7 +7,10 @@
 // The window full screen is offered beside it (a wall screen wants both); leaving the wall leaves it too.
 // The layout is worked out here, not by CSS: the column count that makes each picture largest depends on
 // the window's shape, the number of tiles and the pictures' own shape, which CSS's grid cannot weigh. It is
-// worked out again as the window resizes, tiles come and go, and pictures change shape.
+// worked out again as the window resizes, tiles come and go, and pictures change shape. The wall's own
+// controls (the top bar, floating at the top right) get room the tiles leave free, never a tile's corner:
+// a strip across the top with them in a row, or a column down each side with them stacked, whichever
+// leaves the pictures larger (a wide window's tiles often leave the sides free, a phone's the top).
 
 // Below this width (CSS px) a tile's caption (id, state badge, rate) no longer fits its one line, and its
 // picture is too small to make out from across a room: with more tiles than fit the window at this width,
@@ -20,6 +23,8 @@ const DEFAULT_ASPECT = 16 / 9;
 const WALL_PARAM = "wall";
 // What the layout counts as a tile: a camera's, and All cameras' placeholder of a node with none shown.
 const TILES = ".card, .fleet-placeholder:not([hidden])";
+// The top bar's class that stacks its controls in a column (style.css), for the room down the sides.
+const COLUMN = "wall-column";
 
 /** Whether `url` (the page's address) asks for the wall view: ?wall=1, or ?wall alone as a kiosk's may have it. */
 export function wallAsked(url = location.href) {
@@ -133,6 +138,7 @@ export class WallView {
     this.toggle.setAttribute("aria-pressed", String(this.asked));
     if (this.fullScreen) this.fullScreen.hidden = !this.asked;
     document.body.classList.toggle("wall", this.active());
+    if (!this.active()) this.bar().classList.remove(COLUMN);
     this.layOut();
   }
 
@@ -143,24 +149,55 @@ export class WallView {
     this.setAsked(false);
   }
 
+  // What floats over the wall: the top bar the controls are in (All cameras' and the viewer's), else they alone.
+  bar() {
+    return this.controls.closest(".topbar") ?? this.controls;
+  }
+
   layOut() {
     if (!this.active()) return;
     const count = this.grid.querySelectorAll(TILES).length;
     if (count === 0) return;
     const aspect = pictureAspect(this.grid);
     const chrome = this.tileChrome();
-    const { columns, pictureW } = wallLayout({
-      width: this.grid.clientWidth,
-      height: this.grid.clientHeight,
-      count,
-      aspect,
-      gapPx: parseFloat(getComputedStyle(this.grid).columnGap) || 0,
-      ...chrome,
-    });
+    const style = getComputedStyle(this.grid);
+    const gapPx = parseFloat(style.columnGap) || 0;
+    // The grid's box as the view gives it, before the room kept for the controls (its margins, set here).
+    const side = parseFloat(style.marginRight) || 0;
+    const top = parseFloat(style.marginTop) || 0;
+    const rect = this.grid.getBoundingClientRect();
+    const box = { top: rect.top - top, right: rect.right + side };
+    const width = this.grid.clientWidth + 2 * side;
+    const height = this.grid.clientHeight + top;
+    const room = this.controlsRoom(box);
+    const base = { count, aspect, gapPx, ...chrome };
+    const strip = wallLayout({ ...base, width, height: height - room.top });
+    const column = wallLayout({ ...base, width: width - 2 * room.side, height });
+    const sides = column.pictureW > strip.pictureW;
+    const { columns, pictureW } = sides ? column : strip;
+    this.bar().classList.toggle(COLUMN, sides);
+    this.grid.style.setProperty("--wall-top", `${sides ? 0 : room.top}px`);
+    this.grid.style.setProperty("--wall-side", `${sides ? room.side : 0}px`);
     this.grid.style.setProperty("--wall-columns", String(columns));
     this.grid.style.setProperty("--wall-tile-width", `${pictureW + chrome.chromeW}px`);
     this.grid.style.setProperty("--wall-aspect", String(aspect));
     this.laidOut();
+  }
+
+  // The room (CSS px) the controls take from the top of the grid's `box` with them in a row, and from its
+  // right side with them in a column (the top bar's padding is the gap they keep): none where they do not
+  // reach into it.
+  controlsRoom(box) {
+    const bar = this.bar();
+    const reach = (column) => {
+      bar.classList.toggle(COLUMN, column);
+      return bar.getBoundingClientRect();
+    };
+    const row = reach(false);
+    const stacked = reach(true);
+    if (row.width === 0) return { top: 0, side: 0 }; // nothing shown
+    const room = (px) => Math.max(0, Math.ceil(px));
+    return { top: room(row.bottom - box.top), side: room(box.right - stacked.left) };
   }
 
   // How much larger a tile is than its picture, across (borders) and down (borders, caption): from its parts,

@@ -50,6 +50,7 @@ const CAMERA_ERRORS = {
   NotAllowedError: "Camera access was refused: allow it in the site settings, then try again.",
   NotFoundError: "No camera found: connect one, then try again.",
   NotReadableError: "The camera is in use by another program: close it, then try again.",
+  OverconstrainedError: "The chosen camera was not found: choose another under Camera, then try again.",
 };
 // The stream ids this browser last published its camera under (publishedHere): this many, newest last.
 const PUBLISHED_KEY = "segcast.published";
@@ -105,30 +106,41 @@ export function canPlay() {
 }
 
 /**
- * Ask for the camera and publish it as a stream. Resolves once the server has answered, with
- * { streamId, stream (the MediaStream, for a preview), pc, stop() }. `onState` hears the
- * connection's states ("connecting", "connected", "failed", "closed"...). The camera is turned off
- * whenever publishing ends: on a refusal or any other error (the promise rejects; a SignallingError
- * where segcast refused the offer or did not answer it), on stop(), and when the connection fails or
- * closes (after onState has heard it). The id it was published under is remembered (publishedHere).
+ * Ask for the camera and publish it as a stream. `camera`: which one, as video constraints
+ * ({deviceId: {exact}} or {facingMode: {exact}}; none: the browser's choice). Resolves once the server
+ * has answered, with { streamId, stream (the MediaStream sent now, for a preview), pc, stop(),
+ * switchCamera(camera) }. `onState` hears the connection's states ("connecting", "connected", "failed",
+ * "closed"...). The camera is turned off whenever publishing ends: on a refusal or any other error (the
+ * promise rejects; a SignallingError where segcast refused the offer or did not answer it), on stop(),
+ * and when the connection fails or closes (after onState has heard it). The id it was published under
+ * is remembered (publishedHere).
+ *
+ * switchCamera sends another camera over the same connection (RTCRtpSender.replaceTrack: the stream and
+ * its id go on), one switch at a time. A phone opens one camera at a time, so the one sent is closed
+ * first. Where the other cannot be opened it rejects with why, the camera of before opened again; where
+ * neither opens, publishing ends (stop()) and the error has `cameraOff: true`.
  */
-export async function publishCamera({ streamId, width = 1280, height = 720, frameRate = 30, onState } = {}) {
+export async function publishCamera({
+  streamId,
+  camera = {},
+  width = 1280,
+  height = 720,
+  frameRate = 30,
+  onState,
+} = {}) {
   if (!canPublish()) {
     throw new Error(
       "the camera is only available on a secure page: open segcast over https:// (or on localhost)",
     );
   }
-  let media;
-  try {
-    media = await navigator.mediaDevices.getUserMedia({
-      video: { width: { ideal: width }, height: { ideal: height }, frameRate: { ideal: frameRate } },
-      audio: false,
-    });
-  } catch (error) {
-    throw new Error(CAMERA_ERRORS[error?.name] || error.message, { cause: error });
-  }
+  const size = { width: { ideal: width }, height: { ideal: height }, frameRate: { ideal: frameRate } };
+  let sent = camera;
+  let media = await openCamera({ ...camera, ...size });
   let pc = null;
+  let sender = null;
+  let stopped = false;
   const stop = () => {
+    stopped = true;
     pc?.close();
     media.getTracks().forEach((t) => t.stop());
     window.removeEventListener("pagehide", stop);
@@ -139,7 +151,7 @@ export async function publishCamera({ streamId, width = 1280, height = 720, fram
     // Under load, send fewer frames rather than smaller ones: a tracker needs a steady image size.
     track.contentHint = "detail";
     pc = await newPeer(onState);
-    pc.addTransceiver(track, { direction: "sendonly", streams: [media] });
+    ({ sender } = pc.addTransceiver(track, { direction: "sendonly", streams: [media] }));
     const settings = track.getSettings();
     const body = { stream: streamId || undefined, fps: settings.frameRate || frameRate };
     // The camera's size: the browser sends less at first and steps up as its bandwidth estimate
@@ -160,7 +172,44 @@ export async function publishCamera({ streamId, width = 1280, height = 720, fram
   // Closing the tab closes the connection anyway; saying so at once ends the stream without delay.
   window.addEventListener("pagehide", stop);
   rememberPublished(answer.stream);
-  return { streamId: answer.stream, stream: media, pc, stop };
+  const switchCamera = async (next) => {
+    media.getTracks().forEach((t) => t.stop());
+    let refusal = null;
+    const opened = await openCamera({ ...next, ...size }).catch((error) => {
+      refusal = error;
+      return openCamera({ ...sent, ...size }).catch(() => null);
+    });
+    if (stopped || opened === null) {
+      opened?.getTracks().forEach((t) => t.stop());
+      if (stopped) return;
+      stop();
+      throw Object.assign(refusal, { cameraOff: true });
+    }
+    media = opened; // what stop() turns off, from now
+    const [track] = opened.getVideoTracks();
+    track.contentHint = "detail";
+    await sender.replaceTrack(track);
+    if (refusal) throw refusal;
+    sent = next;
+  };
+  return {
+    streamId: answer.stream,
+    get stream() {
+      return media;
+    },
+    pc,
+    stop,
+    switchCamera,
+  };
+}
+
+// The camera for the `video` constraints; refused, an Error in words that say what to do.
+async function openCamera(video) {
+  try {
+    return await navigator.mediaDevices.getUserMedia({ video, audio: false });
+  } catch (error) {
+    throw new Error(CAMERA_ERRORS[error?.name] || error.message, { cause: error });
+  }
 }
 
 /**

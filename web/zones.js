@@ -53,6 +53,20 @@ const HINTS = {
     "in the list takes the keyboard to the picture.",
 };
 
+// The same in a finger's words, for a touch screen alone (`touchOnly`): HINTS list the picture's keys, which a
+// phone (no keyboard) has none of.
+const TOUCH_HINTS = {
+  zone:
+    "Tap the corners. Tap the first corner again (or press Done) to close the zone. Undo point removes the " +
+    "last corner, Cancel zone drops it.",
+  line:
+    "Tap the points of the line. Tap the last point again (or press Done) to end it. Undo point removes the " +
+    "last point, Cancel line drops it.",
+  idle: "Drag a corner to move it; tap a shape (on the picture or in the list) to rename or delete it.",
+};
+
+// A touch screen alone: a coarse pointer and no fine one (no mouse or trackpad, so most likely no keyboard).
+const touchOnly = () => matchMedia("(pointer: coarse)").matches && !matchMedia("(any-pointer: fine)").matches;
 
 const WAIT_FOR_PICTURE = "Wait for the first picture: shapes are drawn on it.";
 
@@ -549,7 +563,7 @@ export class ZoneEditor {
     el.undo.hidden = !drawing;
     el.undo.disabled = !drawing || this.draft.length === 0;
     el.remove.disabled = this.selected === null || drawing;
-    el.hint.textContent = HINTS[mode];
+    el.hint.textContent = (touchOnly() ? TOUCH_HINTS : HINTS)[mode];
     // A finger that draws or drags must not scroll the page instead; the keyboard reaches the picture
     // while it has keys (HINTS), and a click focuses it, so a shape selected there takes them at once.
     const editing = drawing || this.selected !== null;
