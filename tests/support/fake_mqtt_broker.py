@@ -1,8 +1,9 @@
 """A scripted MQTT 3.1.1 broker on 127.0.0.1, for what a real broker will not do on demand: end the
 connection for a subscription (AWS IoT, for what an account's policy forbids), or refuse it.
 
-It accepts every connection and answers pings; what it does with a SUBSCRIBE is
-`FakeBroker.on_subscribe`'s: ``"close"`` ends the connection before any answer, ``"refuse"``
+It refuses a CONNECT of another protocol level than 3.1.1's (MQTT 5's) with return code 1 and ends the
+connection, as MQTT 3.1.1 bids; it accepts every other connection and answers pings; what it does with a
+SUBSCRIBE is `FakeBroker.on_subscribe`'s: ``"close"`` ends the connection before any answer, ``"refuse"``
 answers the failure return code (0x80) for it. It confirms every publish, or with
 ``publishes_end_it`` ends the connection at each (a broker whose policy forbids the topic), or at
 each whose topic holds ``ending_topics`` (a policy that forbids those alone).
@@ -17,6 +18,8 @@ from typing import Literal
 
 CONNECT, PUBLISH, SUBSCRIBE, UNSUBSCRIBE, PINGREQ, DISCONNECT = 1, 3, 8, 10, 12, 14
 CONNACK_ACCEPTED = b"\x20\x02\x00\x00"
+CONNACK_UNACCEPTABLE_PROTOCOL = b"\x20\x02\x00\x01"
+MQTT_311 = 4  # CONNECT's protocol level, after the protocol name's length and "MQTT"
 PINGRESP = b"\xd0\x00"
 SUBACK_FAILURE = 0x80
 
@@ -70,6 +73,8 @@ class FakeBroker:
                         break
                     writer.write(answer)
                     await writer.drain()
+                    if answer == CONNACK_UNACCEPTABLE_PROTOCOL:
+                        break
         finally:
             self._writers.discard(writer)
             writer.close()
@@ -77,7 +82,7 @@ class FakeBroker:
     def _answer(self, kind: int, flags: int, body: bytes) -> bytes | None:
         """The bytes to answer a packet with (b"" for none); None to end the connection."""
         if kind == CONNECT:
-            return CONNACK_ACCEPTED
+            return CONNACK_ACCEPTED if body[6] == MQTT_311 else CONNACK_UNACCEPTABLE_PROTOCOL
         if kind == PUBLISH:
             topic_length = int.from_bytes(body[:2], "big")
             topic = body[2 : 2 + topic_length].decode()

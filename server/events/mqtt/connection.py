@@ -83,8 +83,11 @@ in order, after it, the first of them alone until confirmed (`server.events.mqtt
 retained of each stream, and its clearing, is decided in `server.events.mqtt.retained`; a fleet's
 nodes sharing ``I`` is written down there. Any other error publishing one message
 costs that message (an event is counted failed), logged with its stream; the task carries on with
-the rest. At shutdown segcast and its streams say offline, and an event still queued, or on its way
-unconfirmed, is counted dropped.
+the rest. A message the broker refused is one: the connection speaks MQTT 5, whose PUBACK says so (a
+topic the account's ACL forbids: `server.events.mqtt.window.PublishRefused`), where MQTT 3.1.1's says
+nothing and the broker drops it; a broker that refuses MQTT 5 is spoken to in 3.1.1 (`MqttSink._fall_back`).
+At shutdown segcast and its streams say offline, and an event still queued, or on its way unconfirmed, is
+counted dropped.
 """
 
 from __future__ import annotations
@@ -113,7 +116,7 @@ from server.events.mqtt.readback import ReadBack
 from server.events.mqtt.retained import RetainedStreams
 from server.events.mqtt.snapshots import EventSnapshots
 from server.events.mqtt.topics import MqttTopics
-from server.events.mqtt.window import QOS, OutMessage, PublishWindow
+from server.events.mqtt.window import QOS, AckedClient, OutMessage, PublishRefused, PublishWindow
 from server.events.sink import BACKOFF_MAX_S, DeliveryTask, OutEvent, SinkHealth, Tally, backoff_s
 
 log = logging.getLogger(__name__)
@@ -137,6 +140,12 @@ MQTT_TLS_PORT = 8883
 #: CONNACK's refusals of the login: MQTT 3.1.1's "bad user name or password" and "not authorized",
 #: and MQTT 5's codes for them, which paho reports for both.
 LOGIN_REFUSED = frozenset({4, 5, 134, 135})
+#: CONNACK's "unsupported protocol version", as paho reports a broker's refusal of MQTT 5 (a 3.1.1 broker's
+#: return code 1 included).
+UNSUPPORTED_PROTOCOL_VERSION = 0x84
+#: OpenSSL's verify codes of a certificate whose issuer this machine does not trust (a self-signed broker,
+#: or one signed by a private CA): the cure is ``ca_file``. A name mismatch (62) is not one of them.
+UNTRUSTED_ISSUER = frozenset({18, 19, 20, 21})
 
 
 def _handshake_dropped(exc: BaseException) -> bool:
@@ -152,6 +161,17 @@ def _handshake_dropped(exc: BaseException) -> bool:
         if isinstance(cause, ConnectionResetError | ssl.SSLEOFError):
             return True
         if isinstance(cause, ssl.SSLError) and cause.reason == "WRONG_VERSION_NUMBER":
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _untrusted_issuer(exc: BaseException) -> bool:
+    """Whether a TLS connection failed as the broker's certificate was signed by no CA this machine trusts
+    (aiomqtt raises its own error, with the certificate's as its context)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError) and cause.verify_code in UNTRUSTED_ISSUER:
             return True
         cause = cause.__cause__ or cause.__context__
     return False
@@ -215,6 +235,10 @@ class MqttSink:
         self.client_id = settings.client_id or f"segcast{secrets.token_hex(CLIENT_ID_HEX // 2)}"
         self._claim = ServerClaim.of_this_host(self.client_id)
         self._sharing_with: ServerClaim | None = None  # another segcast live on this prefix, once warned of
+        #: MQTT 5, whose PUBACK says a publish was refused, until the broker refuses it (`_fall_back`).
+        self._protocol = aiomqtt.ProtocolVersion.V5
+        #: Whether a connection with these settings was made: a failure after is no sign of the wrong port.
+        self._answered = False
 
     # -- on the loop, from the outputs ----------------------------------------------------------
 
@@ -263,18 +287,22 @@ class MqttSink:
 
     # -- the connection task --------------------------------------------------------------------
 
-    def _client(self) -> aiomqtt.Client:
+    def _client(self) -> AckedClient:
+        """A client for one connection: a new one each, so each starts a clean session (MQTT 3.1.1's clean
+        session; MQTT 5's clean start, with no session expiry: the session ends with the connection), and
+        what a connection ended without is sent again by this sink (`server.events.mqtt.outbox`), not paho."""
         settings = self.settings
         context = None
         if settings.tls:
             cafile = str(settings.ca_file) if settings.ca_file is not None else None
             context = ssl.create_default_context(cafile=cafile)
-        client = aiomqtt.Client(
+        client = AckedClient(
             settings.host,
             settings.effective_port,
             username=settings.username,
             password=settings.password,
             identifier=self.client_id,
+            protocol=self._protocol,
             will=aiomqtt.Will(self.topics.status, "offline", qos=QOS, retain=True),
             tls_context=context,
             timeout=self.connect_timeout_s,
@@ -292,7 +320,7 @@ class MqttSink:
             connected = False
             try:
                 async with self._client() as client:
-                    connected = True
+                    connected = self._answered = True
                     try:
                         await self._connected(client)
                     except asyncio.CancelledError:
@@ -301,12 +329,29 @@ class MqttSink:
                     # `_connected` returns only once closing: after a cancellation aiomqtt swallowed.
                     await self._say_offline(client)
             except (aiomqtt.MqttError, OSError) as exc:  # OSError: a CA file that cannot be read or used
+                if self._fall_back(exc):
+                    continue
                 self._tally.fail(self._connection_error(exc, connected))
             except Exception as exc:  # a bug: connect again rather than end the task for good
                 log.exception("%s: connection ended by an internal error", self.name)
                 self._tally.fail(f"internal error: {exc!r}")
             await asyncio.sleep(backoff_s(self._failures, self.backoff_first_s, BACKOFF_MAX_S))
             self._failures += 1
+
+    def _fall_back(self, exc: BaseException) -> bool:
+        """Whether the broker refused MQTT 5 (an MQTT 3.1.1 broker does, as its protocol bids): then connect
+        again at once with 3.1.1, for the rest of this run, and say what is lost with it, once."""
+        if not isinstance(exc, MqttConnectError) or _code(exc.rc) != UNSUPPORTED_PROTOCOL_VERSION:
+            return False
+        if self._protocol is not aiomqtt.ProtocolVersion.V5:
+            return False
+        self._protocol = aiomqtt.ProtocolVersion.V311
+        log.warning(
+            "%s: the broker does not speak MQTT 5: connecting with MQTT 3.1.1, whose PUBACK cannot say a publish "
+            "was refused: an event the broker's ACL forbids is lost, counted delivered",
+            self.name,
+        )
+        return True
 
     def _working(self) -> None:
         """The broker confirmed a message sent after ``online`` on this connection, or every one sent with
@@ -325,12 +370,14 @@ class MqttSink:
 
     def _connection_error(self, exc: BaseException, connected: bool) -> str:
         """The failure of a connection, for ``last_error`` and the log: the broker's address, the error,
-        and a hint where the symptoms are those of plain MQTT sent to a TLS port.
+        and a hint where the symptoms are those of plain MQTT sent to a TLS port, or the other way round,
+        or of a certificate this machine cannot verify without ``ca_file``.
 
         A TLS listener takes the TCP connection and then drops plain MQTT's CONNECT, or waits for a
         TLS hello that never comes: either way no CONNACK arrives and the client times out. That
         alone does not prove a TLS port (a broker too busy to answer looks the same), so the hint is
-        a question; on the TLS port itself any failure of plain MQTT gets it.
+        a question; on the TLS port itself any failure of plain MQTT gets it. Once a connection with these
+        settings was made (`_answered`) the port is known right: a broker stalled since says the same.
         """
         settings = self.settings
         where = f"broker {settings.host}:{settings.effective_port}"
@@ -339,21 +386,29 @@ class MqttSink:
             return f"{where} refused the login (check {check} in [events.mqtt], and the broker's ACL): {exc}"
         if str(exc) in (AIOMQTT_LOST, CONNECTION_CLOSED):
             return f"{where} {CONNECTION_CLOSED}"
-        if settings.tls and not connected and _handshake_dropped(exc):
+        if settings.tls and _untrusted_issuer(exc):
+            ca = "set ca_file" if settings.ca_file is None else f"ca_file ({settings.ca_file}) did not sign it: set it"
+            return f"{where}: {exc} ({ca} in [events.mqtt] to the broker's CA, or its self-signed certificate)"
+        silent = not connected and str(exc) == AIOMQTT_TIMED_OUT
+        unanswered = f"connected, but no MQTT answer within {self.connect_timeout_s:g} s"
+        if silent and self._answered:
+            return f"{where}: {unanswered} (as it answered before: is it stalled or overloaded?)"
+        if connected or self._answered:
+            return f"{where}: {exc}"
+        if settings.tls and _handshake_dropped(exc):
             return (
                 f"{where}: {exc} (does the broker speak MQTT over TLS on this port? Plain MQTT's is usually "
                 f"{MQTT_PORT}: set tls = false there, or the broker's TLS port, usually {MQTT_TLS_PORT})"
             )
-        if settings.tls or connected:
+        if settings.tls:
             return f"{where}: {exc}"
-        if str(exc) == AIOMQTT_TIMED_OUT:
-            timeout = f"{self.connect_timeout_s:g}"
-            return f"{where}: connected, but no MQTT answer within {timeout} s (is it a TLS port? set tls = true)"
+        if silent:
+            return f"{where}: {unanswered} (is it a TLS port? set tls = true)"
         if settings.effective_port == MQTT_TLS_PORT:
             return f"{where}: {exc} (port {MQTT_TLS_PORT} is MQTT over TLS: set tls = true)"
         return f"{where}: {exc}"
 
-    async def _connected(self, client: aiomqtt.Client) -> None:
+    async def _connected(self, client: AckedClient) -> None:
         """Say the streams a run before left ``online`` offline, then segcast online, and publish
         until the connection drops or closing."""
         await _unless_lost(client, self._say_online(client))
@@ -390,7 +445,7 @@ class MqttSink:
             publishing = (client.publish(topic, payload, qos=QOS, retain=True) for topic, payload in messages)
             await _unless_lost(client, asyncio.wait_for(asyncio.gather(*publishing), OFFLINE_TIMEOUT_S))
 
-    async def _serve(self, client: aiomqtt.Client) -> None:
+    async def _serve(self, client: AckedClient) -> None:
         """Publish until the connection drops (raises `aiomqtt.MqttError`), noticed even while idle.
 
         Iterating ``client.messages`` ends with an error as soon as the connection is lost, so a broker
@@ -461,7 +516,7 @@ class MqttSink:
                 self._configs_wanted.clear()
                 await self._configs_wanted.wait()
                 continue
-            filters = self.topics.device_discovery(stream_id)
+            filters = self._streams.filters_to_read(stream_id)
             if filters and await self._configs.subscribe(client, *filters):
                 await client.unsubscribe(list(filters))
 
@@ -473,10 +528,10 @@ class MqttSink:
         """Wait for a disconnection; the retained messages read back are taken here: an availability that
         comes after `_read_stale`, and the configs `_read_configs` asks for."""
         async for message in client.messages:
-            if self._streams.read_later(message) or self._streams.read_config(message):
+            if self._streams.read_retained(message):
                 self._wake.set()
 
-    async def _publish_forever(self, client: aiomqtt.Client) -> None:
+    async def _publish_forever(self, client: AckedClient) -> None:
         """Publish, `WINDOW` at a time, until closing; what the broker has not confirmed by then is kept.
 
         An event the connection before ended on goes first, alone, until the broker has confirmed
@@ -529,7 +584,10 @@ class MqttSink:
 
     def _failed(self, message: OutMessage, exc: BaseException) -> None:
         """Give up on ``message`` after an error that is not the connection's: publishing it again would fail again."""
-        self._events.give_up(message, f"cannot publish {message.what}: {exc}")
+        if isinstance(exc, PublishRefused):
+            self._events.give_up(message, f"gave up {message.what}: {exc}")
+        else:
+            self._events.give_up(message, f"cannot publish {message.what}: {exc}")
 
     def _keep_unconfirmed(self, messages: list[OutMessage]) -> None:
         """What a connection ended without: its events go first on the next one (but those given up),

@@ -2,7 +2,17 @@
 discovery configs of its sensors (and of its zones' occupancy binary sensors, its zones' and lines'
 device triggers and image entities, `server.events.mqtt.topics`), and their clearing once a count or the
 stream goes away, with the pictures of its zones' and lines' events (`server.events.mqtt.snapshots`): a
-picture is big, and one of a deleted zone would stay at the broker for good.
+picture is big, and one of a deleted zone would stay at the broker for good. A picture is of a person, so
+none goes for a zone or line the stream's counts no longer have (`pictures_sent`): the events its
+deletion ends (an exit at it) come after its picture was cleared.
+
+With ``discovery`` off nothing is announced, and the configs this node announced before (a run with it
+on) are cleared; with ``snapshots`` off, the pictures a run before left. Both are found by reading back,
+once a connection, what the broker retains of each stream this node runs (`filters_to_read`): its
+device's discovery configs, and its pictures under this node's prefix, with or without discovery. While
+another segcast is live on this prefix (`server.events.mqtt.claim`), neither is cleared but a config of a
+count gone with discovery on: the other's configs and pictures are under the same names, and it may
+announce, or have pictures of, what this node does not.
 
 Kept apart from the connection (`server.events.mqtt.connection`), which asks here for the next messages to send
 and says what a connection ended without; everything here runs on the loop and only decides what to
@@ -29,8 +39,11 @@ from collections.abc import Iterable, Sequence
 import aiomqtt
 
 from server.events.counts import TRACKS, Counts
-from server.events.mqtt.topics import Configs, MqttTopics
+from server.events.mqtt.topics import UNSAFE, Configs, MqttTopics
 from server.events.mqtt.window import OutMessage
+
+#: The topic levels a zone's and a line's pictures are under, below their stream's (`MqttTopics.shape_snapshot`).
+SHAPE_LEVELS = ("zones", "lines")
 
 
 class RetainedStreams:
@@ -54,6 +67,9 @@ class RetainedStreams:
         #: Per stream, the snapshot topics this process published a picture on (or read back an image entity of)
         #: and has not (knowingly) cleared.
         self._pictures: dict[str, set[str]] = {}
+        #: Per stream, the snapshot topics of the zones and lines of its counts last offered: an event's picture
+        #: goes on no other (`pictures_sent`).
+        self._configured: dict[str, set[str]] = {}
         self._forgotten: set[str] = set()  # removed streams whose retained messages are still to clear
         #: Every stream heard of (its state or its counts) and not removed since: the streams this process has.
         self._streams: set[str] = set()
@@ -63,7 +79,8 @@ class RetainedStreams:
         self._prefix_ours = True
         #: Streams whose device is to be announced on this connection before their first counts (`_device`).
         self._devices_due: set[str] = set()
-        #: Streams whose retained discovery configs are to be read back on this connection (`read_config`).
+        #: Streams whose retained discovery configs and pictures are to be read back on this connection
+        #: (`read_config`, `read_picture`).
         self._configs_unread: set[str] = set()
 
     # -- what the outputs say -----------------------------------------------------------------------
@@ -72,6 +89,7 @@ class RetainedStreams:
         self._has(stream_id)
         self._latest[stream_id] = counts
         self._unsent_counts[stream_id] = counts
+        self._configured[stream_id] = self.topics.snapshots(stream_id, counts)
 
     def stream_live(self, stream_id: str, live: bool) -> bool:
         """Whether ``stream_id`` is live now: its sensors are available only while it is. True if
@@ -115,12 +133,18 @@ class RetainedStreams:
         self._unsent_counts.pop(stream_id, None)
         self._live.pop(stream_id, None)
         self._unsent_availability.pop(stream_id, None)
+        self._configured.pop(stream_id, None)
         self._forgotten.add(stream_id)
 
     def pictures_sent(self, stream_id: str, topics: Sequence[str]) -> bool:
         """An event's pictures are about to go on ``topics``: True, and they are known as retained, if ``stream_id``
-        is this process's; False for a removed one, whose pictures were cleared with it: they are not to go."""
-        if stream_id not in self._streams:
+        is this process's and its counts last offered have their zone or line; False for a removed stream, or a
+        deleted zone or line, whose pictures were cleared with it: they are not to go.
+
+        Judged by the counts offered, not those sent: a frame's counts are offered just after its events, and
+        before any of them is sent (`server.events.outputs`).
+        """
+        if stream_id not in self._streams or not self._configured.get(stream_id, set()).issuperset(topics):
             return False
         self._pictures.setdefault(stream_id, set()).update(topics)
         return True
@@ -128,9 +152,10 @@ class RetainedStreams:
     def _has(self, stream_id: str) -> None:
         """``stream_id`` is this process's: it says its own availability from now on, so no
         ``online`` the broker retains from a run before is corrected for it any more. New, its device is
-        announced and its configs read back."""
-        if stream_id not in self._streams and self.discovery:
-            self._devices_due.add(stream_id)
+        announced (with discovery on) and its configs and pictures read back."""
+        if stream_id not in self._streams:
+            if self.discovery:
+                self._devices_due.add(stream_id)
             self._configs_unread.add(stream_id)
         self._streams.add(stream_id)
         self._stale.discard(stream_id)
@@ -139,13 +164,14 @@ class RetainedStreams:
 
     def connected(self) -> None:
         """A new connection, segcast said online on it: every stream's counts and availability are sent
-        again (the broker may have lost the retained ones), and its sensors announced again."""
+        again (the broker may have lost the retained ones), and its sensors announced again (with discovery on);
+        its configs and pictures are read back again."""
         self._announced.clear()
         self._unsent_counts = dict(self._latest)
         self._unsent_availability = {stream_id: live and self._inference for stream_id, live in self._live.items()}
         if self.discovery:
             self._devices_due = set(self._streams)
-            self._configs_unread = set(self._streams)
+        self._configs_unread = set(self._streams)
 
     def read_back(self, retained: Iterable[aiomqtt.Message], prefix_ours: bool = True) -> list[str]:
         """The streams to say offline before segcast says online, of the availabilities the broker
@@ -158,6 +184,11 @@ class RetainedStreams:
         self._prefix_ours = prefix_ours
         return sorted(self._stale_among(retained)) if prefix_ours else []
 
+    def read_retained(self, message: aiomqtt.Message) -> bool:
+        """A retained message read back after `read_back` (`read_later`, `read_config`, `read_picture`): True if
+        it is one more to correct."""
+        return self.read_later(message) or self.read_config(message) or self.read_picture(message)
+
     def read_later(self, message: aiomqtt.Message) -> bool:
         """A retained availability that came after `read_back`: True if it is one more to say offline."""
         if self._prefix_ours and (stale := self._stale_among([message])):
@@ -167,27 +198,37 @@ class RetainedStreams:
 
     @property
     def configs_to_read(self) -> bool:
-        """Whether a stream's retained discovery configs are yet to be read back on this connection."""
+        """Whether a stream's retained discovery configs and pictures are yet to be read back on this connection."""
         return bool(self._configs_unread)
 
     def next_configs_to_read(self) -> str | None:
-        """A stream whose retained discovery configs are to be read back now, taken; None if none is."""
+        """A stream whose retained discovery configs and pictures are to be read back now (`filters_to_read`),
+        taken; None if none is."""
         return self._configs_unread.pop() if self._configs_unread else None
+
+    def filters_to_read(self, stream_id: str) -> tuple[str, ...]:
+        """The filters of what the broker retains of ``stream_id`` that is read back: its device's discovery
+        configs (`read_config`), then its pictures under this node's prefix (`read_picture`); none for a stream
+        id a filter cannot hold as it is (`MqttTopics.device_discovery`)."""
+        configs = self.topics.device_discovery(stream_id)
+        return (*configs, *self._picture_filters(stream_id)) if configs else ()
 
     def read_config(self, message: aiomqtt.Message) -> bool:
         """A retained discovery config read back: True if it is one this node published (a run before, that
-        ended without clearing it) for a count its stream no longer has, now to be cleared.
+        ended without clearing it) for a count its stream no longer has, or with discovery off now, now to be
+        cleared.
 
         This node's own configs of a stream it runs are told by `MqttTopics.published_here`; another
-        node's under the same ids are left alone. Each one of this node's is known as retained from here
-        on, so the stream's counts clear it unless they have its count (`_counts`): at once where they
-        are known, else with its first counts (a camera that never works keeps it, unavailable).
+        node's under the same ids are left alone, and so is every one with discovery off while another
+        segcast is live on this prefix (`read_back`). Each one of this node's is known as retained from
+        here on, so the stream's counts clear it unless they have its count (`_counts`): at once where
+        they are known, else with its first counts (a camera that never works keeps it, unavailable).
         """
         topic = str(message.topic)
         stream_id = self.topics.stream_of_discovery(topic)
         if stream_id is None or stream_id not in self._streams or not message.retain:
             return False
-        if not isinstance(message.payload, bytes):
+        if not isinstance(message.payload, bytes) or not (self.discovery or self._prefix_ours):
             return False
         retained = self._sensors.setdefault(stream_id, set())
         if topic in retained or not self.topics.published_here(stream_id, topic, message.payload):
@@ -196,7 +237,29 @@ class RetainedStreams:
         if (picture := self.topics.snapshot_of_config(stream_id, topic, message.payload)) is not None:
             self._pictures.setdefault(stream_id, set()).add(picture)  # cleared with its image entity
         latest = self._latest.get(stream_id)
-        if latest is None or topic in self.topics.discovery_configs(stream_id, latest):
+        if latest is None or topic in self._configs(stream_id, latest):
+            return False
+        self._unsent_counts.setdefault(stream_id, latest)
+        return True
+
+    def read_picture(self, message: aiomqtt.Message) -> bool:
+        """A retained picture read back, of a stream this node runs: True if it is one its counts no longer
+        have (its zone or line deleted while segcast was stopped), or any with ``snapshots`` off now, now to
+        be cleared.
+
+        Left alone while another segcast is live on this prefix (`read_back`): its stream of the same id
+        may publish pictures this node does not. Known as retained from here on, cleared by the stream's
+        counts as `read_config`'s configs are.
+        """
+        stream_id = next((s for s in self._streams if _matches(message, self._picture_filters(s))), None)
+        if stream_id is None or not message.retain or not message.payload or not self._prefix_ours:
+            return False
+        known = self._pictures.setdefault(stream_id, set())
+        if (topic := str(message.topic)) in known:
+            return False
+        known.add(topic)
+        latest = self._latest.get(stream_id)
+        if latest is None or topic in self.topics.snapshots(stream_id, latest):
             return False
         self._unsent_counts.setdefault(stream_id, latest)
         return True
@@ -271,25 +334,36 @@ class RetainedStreams:
         return OutMessage(self.topics.availability(stream_id), payload, True, stream_id, "its availability")
 
     def _counts(self, stream_id: str, counts: Counts) -> list[OutMessage]:
-        """The stream's counts, after the configs of its sensors not yet announced and the clearing of stale ones,
-        and of the pictures of zones and lines it no longer has."""
+        """The stream's counts, after the configs of its sensors not yet announced and the clearing of stale ones
+        (every one with discovery off), and of the pictures of zones and lines it no longer has."""
         messages: list[OutMessage] = []
-        if self.discovery:
-            configs = self.topics.discovery_configs(stream_id, counts)
-            retained = self._sensors.setdefault(stream_id, set())
-            announced = self._announced.setdefault(stream_id, set())
-            stale = retained - configs.keys()
-            for topic in sorted(stale):
-                what = "the removal of a sensor or trigger"
-                messages.append(OutMessage(topic, b"", True, stream_id, what, clears_sensor=True))
-                retained.discard(topic)
-                announced.discard(topic)
-            messages += self._announcing(stream_id, configs)
+        configs = self._configs(stream_id, counts)
+        retained = self._sensors.setdefault(stream_id, set())
+        announced = self._announced.setdefault(stream_id, set())
+        stale = retained - configs.keys()
+        for topic in sorted(stale):
+            what = "the removal of a sensor or trigger"
+            messages.append(OutMessage(topic, b"", True, stream_id, what, clears_sensor=True))
+            retained.discard(topic)
+            announced.discard(topic)
+        messages += self._announcing(stream_id, configs)
         messages += self._stale_pictures(stream_id, counts)
         messages.append(
             OutMessage(self.topics.counts(stream_id), json.dumps(dict(counts)), True, stream_id, "its counts")
         )
         return messages
+
+    def _configs(self, stream_id: str, names: Iterable[str]) -> Configs:
+        """The discovery configs of counts ``names`` of ``stream_id`` this node announces: none with discovery off."""
+        return self.topics.discovery_configs(stream_id, names) if self.discovery else {}
+
+    def _picture_filters(self, stream_id: str) -> tuple[str, ...]:
+        """The filters of ``stream_id``'s pictures under this node's prefix: the stream's, and its zones' and lines'."""
+        if UNSAFE.search(stream_id):
+            return ()
+        stream_picture = self.topics.snapshot(stream_id)
+        stream_level, picture = stream_picture.rsplit("/", 1)
+        return (stream_picture, *(f"{stream_level}/{shapes}/+/{picture}" for shapes in SHAPE_LEVELS))
 
     def _stale_pictures(self, stream_id: str, counts: Counts) -> list[OutMessage]:
         """Clear the pictures of the zones and lines ``counts`` no longer have; every one without ``snapshots``
@@ -340,3 +414,7 @@ class RetainedStreams:
             OutMessage(self.topics.counts(stream_id), b"", True, stream_id, what, removal=True),
             OutMessage(self.topics.availability(stream_id), b"", True, stream_id, what, removal=True),
         ]
+
+
+def _matches(message: aiomqtt.Message, filters: Iterable[str]) -> bool:
+    return any(message.topic.matches(topic_filter) for topic_filter in filters)

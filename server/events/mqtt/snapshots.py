@@ -17,8 +17,9 @@ they take the blame first: after `RESEND_CONNECTIONS_MAX` connections that ended
 with their size and ``max_snapshot_kb``, and the event goes on without them.
 
 Which pictures the broker retains, and their clearing with their zone, line or stream, is decided in
-`server.events.mqtt.retained`, asked as each event's pictures are about to be sent: a stream removed while its
-event waited gets no picture after its pictures were cleared.
+`server.events.mqtt.retained`, asked as each event's pictures are about to be sent: a stream, zone or line
+removed while its event waited (a zone's exits its deletion ends) gets no picture after its pictures were
+cleared.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class EventSnapshots:
 
     def messages(self, event: OutEvent) -> list[OutMessage]:
         """``event``'s pictures, to publish just before it: on its stream's snapshot topic and its zone's or
-        line's; [] if it has none (or its stream is no longer this process's)."""
+        line's; [] if it has none (or its stream, zone or line is no longer this process's)."""
         jpeg, trigger = self._jpegs.get(event.event_id), trigger_of(event.data)
         if jpeg is None or trigger is None:
             return []

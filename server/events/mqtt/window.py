@@ -5,6 +5,9 @@ message; with a window of them on their way it costs one per `WINDOW` messages. 
 the broker in the order sent, over the one connection. What the broker had not confirmed when the
 connection dropped comes back from `PublishWindow.close`, for `server.events.mqtt.connection.MqttSink` to send
 again on the next one.
+
+Over MQTT 5 the broker says which publishes it refused (`PublishRefused`: a topic its ACL forbids) and how
+many may await their PUBACK at once (its Receive Maximum), both of which aiomqtt drops (`AckedClient`).
 """
 
 from __future__ import annotations
@@ -12,8 +15,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import aiomqtt
+from paho.mqtt.client import MQTT_ERR_SUCCESS, MQTTMessageInfo
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from server.events.sink import OutEvent
 
@@ -22,6 +29,14 @@ QOS = 1
 #: its queue would wait there with aiomqtt's timeout for its PUBACK running, and at shutdown the
 #: ``offline`` after a full window would never be written (the cancelled ones still count in paho).
 WINDOW = 20
+#: MQTT 5's Receive Maximum where the broker's CONNACK gives none (and for MQTT 3.1.1, which has none).
+RECEIVE_MAXIMUM_UNSET = 65535
+#: What to do about a publish refused with these PUBACK reason codes (MQTT 5).
+REFUSAL_HINTS = {
+    0x87: "check its ACL",  # not authorized
+    0x90: "check topic_prefix",  # topic name invalid
+    0x97: "check the broker's quota for this client",  # quota exceeded
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,18 +59,85 @@ class OutMessage:
     picture: bool = False
 
 
+class PublishRefused(Exception):
+    """The broker answered a publish with a refusal, a PUBACK reason code of 0x80 or over (MQTT 5): it did not
+    take the message, and would not take it again."""
+
+    def __init__(self, topic: str, reason: ReasonCode, properties: Properties | None = None) -> None:
+        said = str(reason).lower()
+        if (reason_string := getattr(properties, "ReasonString", None)) is not None:
+            said += f" ({reason_string})"
+        if (hint := REFUSAL_HINTS.get(reason.value)) is not None:
+            said += f": {hint}"
+        super().__init__(f"the broker refused to publish on {topic}: {said}")
+        self.topic = topic
+        self.reason = reason
+
+
+class AckedClient(aiomqtt.Client):
+    """aiomqtt's client, keeping what it drops of the broker's answers that `PublishWindow` needs: its Receive
+    Maximum (CONNACK) and each publish it refused (PUBACK), by the task that published it.
+
+    paho hands a PUBACK's reason code to aiomqtt's ``_on_publish`` with the message id alone, and aiomqtt's
+    publish returns alike after a refusal and a success, without the id: so the id is taken from paho's
+    ``publish`` as aiomqtt calls it, in the publishing task. Over MQTT 3.1.1 every PUBACK is a success.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: How many QoS 1 publishes may await their PUBACK at once: a broker may end the connection for more.
+        self.receive_maximum = RECEIVE_MAXIMUM_UNSET
+        self._sent: dict[int, asyncio.Task[Any]] = {}  # by message id, awaiting its PUBACK
+        self._refused: dict[asyncio.Task[Any], tuple[ReasonCode, Properties | None]] = {}
+        publish = self._client.publish
+
+        def publish_noting_its_id(*args: Any, **kwargs: Any) -> MQTTMessageInfo:
+            info = publish(*args, **kwargs)
+            task = asyncio.current_task()
+            if task is not None and info.rc == MQTT_ERR_SUCCESS:
+                self._sent[info.mid] = task
+            return info
+
+        self._client.publish = publish_noting_its_id  # type: ignore[method-assign]
+
+    def refusal(self, task: asyncio.Task[Any], topic: str) -> PublishRefused | None:
+        """The refusal the publish ``task`` (on ``topic``) got, once; None if it got none."""
+        refused = self._refused.pop(task, None)
+        return None if refused is None else PublishRefused(topic, *refused)
+
+    def _on_connect(
+        self,
+        client: Any,
+        userdata: Any,
+        flags: Any,
+        reason_code: ReasonCode,
+        properties: Properties | None = None,
+    ) -> None:
+        self.receive_maximum = getattr(properties, "ReceiveMaximum", RECEIVE_MAXIMUM_UNSET)
+        super()._on_connect(client, userdata, flags, reason_code, properties)
+
+    def _on_publish(
+        self, client: Any, userdata: Any, mid: int, reason_code: ReasonCode, properties: Properties
+    ) -> None:
+        task = self._sent.pop(mid, None)
+        if task is not None and reason_code.is_failure:
+            self._refused[task] = (reason_code, properties)
+        super()._on_publish(client, userdata, mid, reason_code, properties)
+
+
 class PublishWindow:
     """The publishes on their way over one connection, each awaiting its PUBACK in its own task.
 
     Each task's first step hands its message to paho, and tasks take their first step in the order
     they were made, so messages reach the broker in the order sent, however many are on their way.
-    A message confirmed, or refused for itself (a topic paho will not take), is settled through the
-    callbacks; one whose publish failed for the connection's sake is left for `close`.
+    A message confirmed, or refused for itself (a topic paho will not take, or the broker refused,
+    `PublishRefused`), is settled through the callbacks; one whose publish failed for the connection's sake
+    is left for `close`. No more are on their way than the broker's Receive Maximum lets be.
     """
 
     def __init__(
         self,
-        client: aiomqtt.Client,
+        client: AckedClient,
         confirmed: Callable[[OutMessage], None],
         failed: Callable[[OutMessage, BaseException], None],
         wake: asyncio.Event,
@@ -72,7 +154,7 @@ class PublishWindow:
 
     @property
     def full(self) -> bool:
-        return len(self._flight) >= WINDOW
+        return len(self._flight) >= min(WINDOW, self._client.receive_maximum)
 
     @property
     def empty(self) -> bool:
@@ -94,10 +176,12 @@ class PublishWindow:
         if isinstance(error, aiomqtt.MqttError):
             self.broken = self.broken or error  # it stays on its way: `close` hands it back
         else:
-            self._settle(self._flight.pop(task), error)
+            self._settle(task, self._flight.pop(task))
         self._wake.set()
 
-    def _settle(self, message: OutMessage, error: BaseException | None) -> None:
+    def _settle(self, task: asyncio.Task[None], message: OutMessage) -> None:
+        """A publish done but not for the connection's sake: confirmed, or refused for itself."""
+        error = task.exception() or self._client.refusal(task, message.topic)
         if error is None:
             self._confirmed(message)
         else:
@@ -113,7 +197,7 @@ class PublishWindow:
         unconfirmed: list[OutMessage] = []
         for task, message in self._flight.items():
             if task.done() and not task.cancelled() and not isinstance(task.exception(), aiomqtt.MqttError):
-                self._settle(message, task.exception())
+                self._settle(task, message)
             else:
                 task.cancel()
                 self._cancelled.append(task)
