@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Coroutine, Mapping
@@ -31,6 +32,10 @@ DROP_LOG_INTERVAL_S = 30.0
 #: The retry reasons a sink keeps a count for (`Tally.retrying`). The reasons of one destination are
 #: few, but their text comes from errors: where more come, the oldest's count is told and forgotten.
 RETRY_REASONS_MAX = 16
+#: The reasons a sink keeps a count of events lost for, each with its own quiet window (`Tally.fail`):
+#: more than the retry reasons, as the broker's name their stream (a topic its ACL refuses, per stream).
+#: Where more come, the reason that failed least recently has its count told and is forgotten.
+LOSS_REASONS_MAX = 64
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
 #: At shutdown a network sink that is not failing (working, or yet to deliver its first event) delivers
@@ -154,16 +159,26 @@ class DeliveryTask:
                 await self._task
 
 
+@dataclass(slots=True)
+class _Losses:
+    """Events lost to one reason that no line has told, and until when (monotonic seconds) the reason's
+    last line keeps it quiet: a window a delivery does not end (`Tally.fail`)."""
+
+    untold: int = 0
+    quiet_until: float = -math.inf
+
+
 class Tally:
     """A sink's counters and state, and the lines its drops and failures make in the log.
 
     "Queue full" is logged at most once per `DROP_LOG_INTERVAL_S` (`ThrottledCount`), and so are
-    events dropped for their age, events lost again and again to the error last logged, and attempts
-    retried for one reason. What a window held is told by the first such line after it, by the first
-    delivery after it (events lost: by the first delivery, window or not, since working again ends the
-    failure), and at shutdown.
-    "Working" ends only a failure logged as an error (`fail`): an attempt retried and then delivered
-    is no news, or a receiver that fails now and then would say it with every event.
+    events dropped for their age, attempts retried for one reason, and the error of each reason events
+    are lost to, whether deliveries work between its failures or not (`fail`). What a window held is
+    told by the first such line after it, by the first delivery after it (events lost to the error the
+    log shows going on: by the first delivery, window or not, since that ends it), and at shutdown.
+    "Working" ends only a failure the log has shown as an error, once, at the first delivery after its
+    line: a failure only counted in a window is no news, nor an attempt retried and then delivered, or an
+    output that fails for one topic or event type and works for the rest would say it with every event.
 
     Counters are plain ints written by one thread or task and read by others: a scrape may see a
     value one event old, never a torn one. Drops (on the loop) and deliveries (in the history's
@@ -190,9 +205,9 @@ class Tally:
         self._drops = ThrottledCount(DROP_LOG_INTERVAL_S)
         self._drops_lock = threading.Lock()
         self._latest_drop: OutEvent | None = None
-        self._losses = ThrottledCount(DROP_LOG_INTERVAL_S)  # events lost to ``_logged_error`` since it was logged
-        #: The error `fail` logged, until a delivery ends it with "working"; None while none is logged.
-        self._logged_error: str | None = None
+        self._losses: dict[str, _Losses] = {}  # by reason, the one that failed least recently first (`fail`)
+        #: The reason of the error line the log shows going on, until a delivery ends it with "working".
+        self._announced: str | None = None
         self._retries: dict[str, ThrottledCount] = {}  # attempts retried, by reason (`retrying`)
         self._too_old = ThrottledCount(DROP_LOG_INTERVAL_S)  # events dropped for their age (`too_old`)
         self._latest_too_old: tuple[OutEvent, float, float] | None = None  # with its age and the limit
@@ -209,13 +224,15 @@ class Tally:
 
     def ok(self, delivered: int = 1) -> None:
         """Record a delivery (or a connection) that worked; "working" is logged only when that ends a
-        failure logged as an error: a first delivery is no news, nor one after attempts retried
-        (`retrying`), and a caller whose state did not change says nothing. Events lost to that error and
-        not told yet are told just before, as a warning: they are past, no new error."""
-        if self._logged_error is not None:
-            self._tell_losses(self._losses.take(), logging.WARNING)
+        failure the log shows as an error: a first delivery is no news, nor one after attempts retried
+        (`retrying`) or after failures only counted (`fail`), and a caller whose state did not change says
+        nothing. Events lost to that error and not told yet are told just before, as a warning: they are
+        past, no new error; so are the other reasons' whose windows are over."""
+        if self._announced is not None:
+            announced, self._announced = self._announced, None
+            if (losses := self._losses.get(announced)) is not None:
+                self._tell_losses(announced, losses)
             self._log.info("%s: working", self.name)
-            self._logged_error = None
         self.state = SinkState.OK
         self.last_attempt_error = None
         self.delivered += delivered
@@ -228,24 +245,43 @@ class Tally:
             now = self._clock()
             for reason, retries in self._retries.items():
                 self._tell_retries(reason, retries.due(now))
+        if any(losses.untold for losses in self._losses.values()):
+            now = self._clock()
+            for reason, losses in self._losses.items():
+                if losses.untold and now >= losses.quiet_until:
+                    self._tell_losses(reason, losses, now)
 
     def fail(self, reason: str, lost: int = 0) -> None:
         """Record a failure; ``lost`` events are given up on.
 
-        Logged when the reason changes; events lost again to the same reason are told once per
-        `DROP_LOG_INTERVAL_S`, so a failure that costs every batch still shows in the log.
+        An error line for ``reason`` opens a quiet window of `DROP_LOG_INTERVAL_S` that a delivery does
+        not end: its failures within it are counted and told in the next line for it (the first after the
+        window, or the first delivery after it, or at shutdown), so an output that loses every other event
+        to one reason (a broker's ACL refusing one topic) logs it once a window, not once an event. After
+        the window, a failure the log does not show going on (a delivery worked since, or another reason
+        was logged) is an error line again; the one it shows, only where it lost events since, so a
+        failure that costs every batch still shows in the log, and a broker that stays unreachable is
+        not logged again for each connection tried.
         """
         self.failed += lost
         self.last_error_at = time.time()
-        self.last_attempt_error = reason
-        if reason != self._logged_error:
-            self._tell_losses(self._losses.take())
-            self._log.error("%s: %s", self.name, reason)
-            self.state = SinkState.FAILING
-            self.last_error = self._logged_error = reason
-            self._losses.told(self._clock())
+        self.last_attempt_error = self.last_error = reason
+        self.state = SinkState.FAILING
+        now = self._clock()
+        losses = self._losses_of(reason)
+        earlier, losses.untold = losses.untold, losses.untold + lost
+        if now < losses.quiet_until:
             return
-        self._tell_losses(self._losses.add(lost, self._clock()))
+        if reason == self._announced:
+            if losses.untold:
+                self._tell_losses(reason, losses, now)
+            return
+        if self._announced is not None and (going_on := self._losses.get(self._announced)) is not None:
+            self._tell_losses(self._announced, going_on)  # what the error the log shows cost, before the next
+        self._announced = reason
+        self._log.error("%s: %s%s", self.name, reason, lost_since(losses.untold) if earlier else "")
+        losses.untold = 0
+        losses.quiet_until = now + DROP_LOG_INTERVAL_S
 
     def too_old(self, event: OutEvent, now: float, max_age_s: float) -> bool:
         """Whether ``event`` is older than ``max_age_s`` (unless 0) at ``now``, Unix seconds as its
@@ -296,7 +332,8 @@ class Tally:
         and tell what the quiet windows still hold."""
         with self._drops_lock:
             self._tell_drops(self._drops.take())
-        self._tell_losses(self._losses.take())
+        for reason, losses in self._losses.items():
+            self._tell_losses(reason, losses)
         self._tell_too_old(self._too_old.take())
         for reason, retries in self._retries.items():
             self._tell_retries(reason, retries.take())
@@ -345,21 +382,38 @@ class Tally:
                 age_s,
             )
 
-    def _tell_losses(self, count: int, level: int = logging.ERROR) -> None:
-        """Tell ``count`` events lost to the error logged that no line has told: an error while it goes on."""
-        if count:
-            self._log.log(
-                level,
-                "%s: %s (again: %d more event(s) lost since it was logged)",
-                self.name,
-                self._logged_error,
-                count,
-            )
+    def _losses_of(self, reason: str) -> _Losses:
+        """The losses of ``reason``, made the most recent; a new reason past `LOSS_REASONS_MAX` makes the
+        reason that failed least recently tell its count and be forgotten."""
+        losses = self._losses.pop(reason, None)
+        if losses is None:
+            losses = _Losses()
+            if len(self._losses) >= LOSS_REASONS_MAX:
+                oldest = next(iter(self._losses))
+                self._tell_losses(oldest, self._losses.pop(oldest))
+        self._losses[reason] = losses
+        return losses
+
+    def _tell_losses(self, reason: str, losses: _Losses, now: float | None = None) -> None:
+        """Tell the events lost to ``reason`` that no line has told: an error while the log shows it going
+        on, else a warning (they are past). ``now``: the line opens the reason's next quiet window."""
+        if not losses.untold:
+            return
+        level = logging.ERROR if reason == self._announced else logging.WARNING
+        self._log.log(level, "%s: %s%s", self.name, reason, lost_since(losses.untold))
+        losses.untold = 0
+        if now is not None:
+            losses.quiet_until = now + DROP_LOG_INTERVAL_S
 
     def _tell_retries(self, reason: str, count: int) -> None:
         """Tell ``count`` attempts retried for ``reason`` that no retry's own line has told."""
         if count:
             self._log.warning("%s: %s; %s", self.name, reason, retried_since(count))
+
+
+def lost_since(count: int) -> str:
+    """How an error's line tells of ``count`` events lost to it since the last line that said it."""
+    return f" (again: {count} more event(s) lost since it was logged)"
 
 
 def retried_since(count: int) -> str:

@@ -12,7 +12,9 @@ began: a long export lets it grow, as a backup does, and segcast empties it afte
 The CSV has a column per field an event type has (docs/protocol.md: ``track``, ``zone_enter``,
 ``zone_exit``, ``loiter``, ``line_cross``), empty where the event has none, its time both in ISO 8601 (UTC)
 and in Unix seconds, its box in four columns; whatever else its JSON holds (a field a later segcast adds)
-is kept in the last column, ``data``, as JSON, so nothing is lost. JSON lines hold each event exactly as
+is kept in the last column, ``data``, as JSON, so nothing is lost. Text that a spreadsheet would run as a
+formula (a stream id, zone or class name someone chose that begins with ``=``) gets a ``'`` before it
+(`spreadsheet_text`); numbers are written as they are. JSON lines hold each event exactly as
 stored, with its id: ``{"id": 42, "event": {...}}``, as ``GET /api/events`` pages them.
 
 OUT is written beside under another name, readable by its owner alone from the moment it exists (it holds
@@ -113,6 +115,9 @@ FIELD_COLUMNS = {
     "v": "v",
 }
 BOX_COLUMNS = ("box_x1", "box_y1", "box_x2", "box_y2")
+#: What a text cell may not begin with, as Excel and LibreOffice run a cell that does as a formula
+#: (``=HYPERLINK(...)`` as a zone's name, ``@SUM(...)``, ``-2+3``): OWASP's CSV injection list.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 #: A stored event as it is read: its id, time (Unix s), stream, type and JSON.
 Row = tuple[int, float, str, str, str]
@@ -428,15 +433,15 @@ def csv_cells(row: Row) -> dict[str, object]:
         "id": event_id,
         "time_utc": iso_utc(when),
         "time_unix": when,
-        "stream": stream,
-        "type": kind,
+        "stream": spreadsheet_text(stream),
+        "type": spreadsheet_text(kind),
     }
     try:
         fields = json.loads(text)
     except ValueError:
         fields = None
     if not isinstance(fields, dict):
-        cells["data"] = text
+        cells["data"] = text if _is_number(fields) else spreadsheet_text(text)
         return cells
     columns_of_row = {"time": when, "stream": stream, "type": kind}
     rest: dict[str, Any] = {}
@@ -459,16 +464,26 @@ def iso_utc(seconds: float) -> str:
 
 
 def _cell(value: object) -> object:
-    """``value`` as a CSV cell: a string or number as it is, anything else (a list, true, an object) as JSON."""
-    if value is None or isinstance(value, str) or (isinstance(value, int | float) and not isinstance(value, bool)):
+    """``value`` as a CSV cell: a number as it is, a string as `spreadsheet_text` makes it, anything else (a
+    list, true, an object) as JSON, which begins with none of `FORMULA_STARTS`."""
+    if value is None or _is_number(value):
         return value
+    if isinstance(value, str):
+        return spreadsheet_text(value)
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def spreadsheet_text(text: str) -> str:
+    """``text`` as a cell a spreadsheet shows, never runs: with a ``'`` before it where it begins as a formula
+    does (`FORMULA_STARTS`). Only for what the event holds as text: a number (-2.5) is a number in the file.
+    The ``'`` is part of the cell: a program reading the CSV sees it (OWASP's rule for CSV injection)."""
+    return f"'{text}" if text.startswith(FORMULA_STARTS) else text
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _is_box(value: object) -> bool:
     """Whether ``value`` is a box as events carry it, ``[x1, y1, x2, y2]``: another shape is kept in ``data``."""
-    return (
-        isinstance(value, list)
-        and len(value) == len(BOX_COLUMNS)
-        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
-    )
+    return isinstance(value, list) and len(value) == len(BOX_COLUMNS) and all(_is_number(v) for v in value)
