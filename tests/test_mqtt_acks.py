@@ -13,13 +13,14 @@ import pytest
 
 from server.events.config import MqttSettings
 from server.events.sink import SinkState
+from server.sources.base import StreamState
 from tests.support.certificates import self_signed
 from tests.support.event_packets import track_start, with_events
 from tests.support.fake_mqtt_broker import FakeBroker
 from tests.support.mosquitto import Broker
 from tests.support.mqtt_proxy import HoldingProxy
 from tests.support.polling import eventually
-from tests.test_events_mqtt import HELD_ANSWERS_TIMEOUT_S, running, state_is
+from tests.test_events_mqtt import HELD_ANSWERS_TIMEOUT_S, availability_is, running, state_is
 
 USER, PASSWORD = "segcast", "secret"
 #: What the integrator's ACL let segcast publish: its status and state, and track events alone.
@@ -128,6 +129,31 @@ async def test_no_more_publishes_await_their_puback_than_the_brokers_receive_max
     finally:
         broker.stop()
     assert sent.index("segcast/status") == RECEIVE_MAXIMUM, sent
+
+
+async def test_the_offline_said_at_shutdown_keeps_to_the_brokers_receive_maximum(tmp_path: Path) -> None:
+    """Segcast's status and each live stream's availability went out at once at a stop (and a crashed
+    run's streams' at a start), however few publishes the broker let be on their way."""
+    streams = [f"cam{index}" for index in range(RECEIVE_MAXIMUM + 3)]
+    broker = Broker(tmp_path)
+    broker.config.write_text(broker.config.read_text() + f"max_inflight_messages {RECEIVE_MAXIMUM}\n")
+    broker.start()
+    try:
+        async with HoldingProxy(broker.port) as proxy:
+            settings = MqttSettings("127.0.0.1", proxy.port, discovery=False)
+            async with running(settings, HELD_ANSWERS_TIMEOUT_S) as (outputs, sink):
+                await state_is(sink, SinkState.OK)
+                for seq, stream_id in enumerate(streams):
+                    outputs.on_stream_state(stream_id, StreamState.LIVE)
+                    outputs.on_packet(track_start(seq, stream_id=stream_id))  # its first counts: then online
+                for stream_id in streams:
+                    await availability_is(broker.port, stream_id, b"online")
+                proxy.hold()  # no PUBACK comes: what is on its way at the stop stays so
+                sent_before = len(proxy.published)
+            sent = proxy.published[sent_before:]
+    finally:
+        broker.stop()
+    assert sent == ["segcast/status", *(f"segcast/{s}/availability" for s in streams)][:RECEIVE_MAXIMUM], sent
 
 
 async def test_a_broker_that_stops_answering_is_not_taken_for_a_tls_port(tmp_path: Path) -> None:

@@ -416,7 +416,7 @@ class MqttSink:
         self._want_configs()
         await self._serve(client)
 
-    async def _say_online(self, client: aiomqtt.Client) -> None:
+    async def _say_online(self, client: AckedClient) -> None:
         """The connection's preamble: the corrections of `_read_stale`, then ``online``.
 
         The corrections go before ``online``, over the one connection, so no subscriber sees segcast
@@ -424,15 +424,13 @@ class MqttSink:
         the counts that run left as the scene now.
         """
         stale = await self._read_stale(client)
-        corrections = (client.publish(self.topics.availability(s), "offline", qos=QOS, retain=True) for s in stale)
-        # Handed to paho in this order, as `PublishWindow` sends: no stream of ours can say online before them.
-        await asyncio.gather(
-            *corrections,
-            client.publish(self.topics.server, self._claim.payload, qos=QOS, retain=True),
-            client.publish(self.topics.status, "online", qos=QOS, retain=True),
+        corrections = [(self.topics.availability(stream_id), "offline") for stream_id in stale]
+        # In this order, as `PublishWindow` sends: no stream of ours can say online before them.
+        await client.publish_in_order(
+            [*corrections, (self.topics.server, self._claim.payload), (self.topics.status, "online")]
         )
 
-    async def _say_offline(self, client: aiomqtt.Client) -> None:
+    async def _say_offline(self, client: AckedClient) -> None:
         """At shutdown: segcast, then every stream it said was online, offline (within `OFFLINE_TIMEOUT_S`).
 
         The status alone makes every sensor unavailable now; the streams' own ``offline`` keeps
@@ -442,8 +440,7 @@ class MqttSink:
         messages = [(self.topics.status, "offline"), *((self.topics.availability(s), "offline") for s in streams)]
         with suppress(aiomqtt.MqttError, TimeoutError):
             # Sent in this order over the one connection, as `PublishWindow` sends.
-            publishing = (client.publish(topic, payload, qos=QOS, retain=True) for topic, payload in messages)
-            await _unless_lost(client, asyncio.wait_for(asyncio.gather(*publishing), OFFLINE_TIMEOUT_S))
+            await _unless_lost(client, asyncio.wait_for(client.publish_in_order(messages), OFFLINE_TIMEOUT_S))
 
     async def _serve(self, client: AckedClient) -> None:
         """Publish until the connection drops (raises `aiomqtt.MqttError`), noticed even while idle.

@@ -13,7 +13,7 @@ many may await their PUBACK at once (its Receive Maximum), both of which aiomqtt
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,6 +100,19 @@ class AckedClient(aiomqtt.Client):
 
         self._client.publish = publish_noting_its_id  # type: ignore[method-assign]
 
+    @property
+    def in_flight_limit(self) -> int:
+        """How many publishes may await their PUBACK at once: our `WINDOW`, or fewer where the broker says."""
+        return min(WINDOW, self.receive_maximum)
+
+    async def publish_in_order(self, messages: Sequence[tuple[str, str | bytes]]) -> None:
+        """Publish ``messages`` (topic, payload), retained, in this order over the connection, no more
+        awaiting their PUBACK at once than `in_flight_limit`: a stream's availability per message at
+        start or shutdown may be more than a broker with a small Receive Maximum lets be on their way."""
+        for start in range(0, len(messages), self.in_flight_limit):
+            batch = messages[start : start + self.in_flight_limit]
+            await asyncio.gather(*(self.publish(topic, payload, qos=QOS, retain=True) for topic, payload in batch))
+
     def refusal(self, task: asyncio.Task[Any], topic: str) -> PublishRefused | None:
         """The refusal the publish ``task`` (on ``topic``) got, once; None if it got none."""
         refused = self._refused.pop(task, None)
@@ -154,7 +167,7 @@ class PublishWindow:
 
     @property
     def full(self) -> bool:
-        return len(self._flight) >= min(WINDOW, self._client.receive_maximum)
+        return len(self._flight) >= self._client.in_flight_limit
 
     @property
     def empty(self) -> bool:
