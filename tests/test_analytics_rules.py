@@ -83,13 +83,14 @@ def _quantile(q: float, histogram: DwellHistogram) -> float:
     raise AssertionError("every visit is in a bucket of at most an hour")
 
 
-def test_the_dwell_histograms_quantiles_read_within_a_fifth_of_the_visits() -> None:
-    """A dashboard's 95th percentile read 26 s for visits of 8 to 24 s (158 of them: one bucket ran
-    from 10 to 30 s); the same for a loiterer's few minutes."""
-    for low_s, high_s in ((8.0, 24.0), (100.0, 400.0), (2.0, 12.0)):
+def test_the_dwell_histograms_quantiles_read_within_a_sixth_of_the_visits() -> None:
+    """A dashboard's 95th percentile read 29 s for visits of 8 to 24 s (158 of them: one bucket ran
+    from 10 to 30 s), longer than any; the same for a loiterer's few minutes."""
+    for low_s, high_s in ((8.0, 24.0), (20.5, 22.5), (30.0, 90.0), (100.0, 400.0), (2.0, 12.0)):
         visits = np.linspace(low_s, high_s, 158)
         histogram = DwellHistogram()
         for dwell_s in visits:
             histogram = histogram.adding(float(dwell_s))
         for q in (0.5, 0.95):
-            assert abs(_quantile(q, histogram) - np.quantile(visits, q)) <= 0.25 * np.quantile(visits, q), (low_s, q)
+            truth = np.quantile(visits, q)
+            assert abs(_quantile(q, histogram) - truth) <= truth / 6, (low_s, q)
