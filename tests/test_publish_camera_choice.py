@@ -1,7 +1,8 @@
 """The publish page's camera choice, in a real headless Chromium with fake cameras: the page lists
 them, publishes the one chosen (asked for by its deviceId, exactly), keeps the choice for the next
-visit, and switches the camera sent while publishing on the same stream. A phone's cameras, which say
-the way they face, are offered as its back and front camera too.
+visit, and switches the camera sent while publishing on the same stream. A kept camera since unplugged
+stays chosen, said to be not found, rather than another being sent. A phone's cameras, which say the
+way they face, are offered as its back and front camera too.
 
 Chromium's fake cameras: fake_device_0 (I420, a plain webcam), fake_device_1 (a depth camera, Y16:
 its picture is not sent) and fake_device_2 (MJPEG, as many USB webcams): the tests choose between the
@@ -11,6 +12,7 @@ with, the streams it got and its publishes; its RTCPeerConnections are kept, to 
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -219,4 +221,52 @@ async def test_a_phone_offers_its_back_and_front_cameras_and_publishes_the_back_
         assert await page.evaluate("window.cameraAsks.at(-1).video.facingMode") == {"exact": "environment"}
         assert await page.evaluate(SENT_DEVICE) == back
         await wait_for_frames_read(client, await page.evaluate(PUBLISHED_ID), 0)
+        assert console.errors == []
+
+
+#: The camera kept from an earlier visit, since unplugged: the browser lists it no more.
+GONE_CAMERA = {"value": "device:usb-cam-unplugged", "label": "USB door camera"}
+KEEP_GONE_CAMERA = f"localStorage.setItem('segcast.camera', {json.dumps(json.dumps(GONE_CAMERA))})"
+KEPT = "JSON.parse(localStorage.getItem('segcast.camera'))"
+
+
+async def test_a_kept_camera_no_longer_there_is_said_not_found_not_swapped_for_another(start_server: Start) -> None:
+    client = await start_server()
+    async with fake_cameras_browser() as browser:
+        page, console = await publish_page(await browser.new_context(), client, KEEP_GONE_CAMERA)
+        cameras = await page.evaluate(CAMERA_IDS)
+
+        # Given the camera kept from the last visit is gone, once the browser lists the cameras it has
+        await page.wait_for_function(
+            "() => [...document.querySelectorAll('#camera-choice option')].some((o) => o.text === 'fake_device_2')",
+            timeout=WAIT_MS,
+        )
+
+        # Then it stays the choice, said to be not found, and the cameras there are offered too
+        offered = await page.evaluate(OFFERED)
+        assert [GONE_CAMERA["value"], "USB door camera (not found)"] in offered
+        assert await page.input_value("#camera-choice") == GONE_CAMERA["value"]
+
+        # When the person publishes
+        await page.click("#use-camera")
+        await page.wait_for_function("() => document.getElementById('publish-error').textContent", timeout=WAIT_MS)
+
+        # Then that camera was asked for exactly, none other was published, and the page says so
+        assert await page.evaluate(LAST_ASKED_ID) == "usb-cam-unplugged"
+        assert await page.evaluate("window.publishes") == 0
+        assert await page.evaluate(LIVE_CAMERA_TRACKS) == 0
+        assert (await page.text_content("#publish-error") or "").startswith("The chosen camera was not found")
+        assert await page.input_value("#camera-choice") == GONE_CAMERA["value"]
+
+        # And chosen again (after another), it is kept under its own name, not the words said after it
+        await page.select_option("#camera-choice", f"device:{cameras[0]}")
+        await page.select_option("#camera-choice", GONE_CAMERA["value"])
+        assert await page.evaluate(KEPT) == GONE_CAMERA
+
+        # And a camera that is there, chosen instead, is published and kept
+        await page.select_option("#camera-choice", label="fake_device_2")
+        await page.click("#use-camera")
+        await page.wait_for_function(PUBLISHING, timeout=WAIT_MS)
+        assert await page.evaluate(SENT_DEVICE) == cameras[2]
+        assert await page.evaluate(KEPT) == {"value": f"device:{cameras[2]}", "label": "fake_device_2"}
         assert console.errors == []

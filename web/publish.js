@@ -38,6 +38,8 @@ const GOING_AWAY_CLOSE = 1001;
 const SERVER_STOPPING = "segcast is stopping or restarting: this page publishes the camera again once it is back.";
 // The camera chosen last, kept for the next visit as the choice's {value, label}.
 const CAMERA_KEY = "segcast.camera";
+// Said after the name of a kept camera the browser no longer lists (unplugged, or another browser's).
+const NOT_FOUND = "(not found)";
 // The sides of a phone a camera may face (InputDeviceInfo.getCapabilities().facingMode), in words.
 const FACING_WORDS = { environment: "Back camera", user: "Front camera" };
 // Said after a camera chosen while publishing could not be opened.
@@ -156,10 +158,13 @@ function keptCamera() {
   }
 }
 
+// Kept under the camera's own name (an option's data-label), never the words listCameras adds to it.
 function keepCamera() {
   const value = cameraChoice.value;
+  const option = cameraChoice.selectedOptions[0];
+  const label = option.dataset.label ?? option.text;
   try {
-    localStorage.setItem(CAMERA_KEY, JSON.stringify({ value, label: cameraChoice.selectedOptions[0].text }));
+    localStorage.setItem(CAMERA_KEY, JSON.stringify({ value, label }));
   } catch {
     // storage disabled: the next visit starts with the browser's own camera
   }
@@ -168,8 +173,10 @@ function keepCamera() {
 /**
  * Offer the cameras the browser lists, and each side of a phone one of them faces. Until the camera is
  * allowed the browser lists them without ids or names: filled at load (allowed on an earlier visit), once
- * the camera was asked for, and as cameras come and go. The kept choice is offered until the cameras are
- * listed; a kept camera they do not list is gone, and the browser's own choice stands in for it.
+ * the camera was asked for, and as cameras come and go. The kept choice stays chosen: offered under its
+ * name until the cameras are listed, and once they are, one they do not list as its name "(not found)".
+ * Publishing then asks for it exactly and says it was not found, rather than sending another camera the
+ * person did not choose; choosing another keeps that one instead, and a camera plugged back is offered.
  */
 async function listCameras() {
   const devices = await navigator.mediaDevices.enumerateDevices().catch(() => []);
@@ -182,9 +189,17 @@ async function listCameras() {
   cameras.forEach((camera, at) => choices.push([`device:${camera.deviceId}`, camera.label || `Camera ${at + 1}`]));
   const kept = keptCamera();
   const offered = (value) => choices.some(([choice]) => choice === value);
-  if (kept && cameras.length === 0 && !offered(kept.value)) choices.push([kept.value, kept.label]);
+  if (kept && !offered(kept.value)) {
+    const words = cameras.length === 0 ? kept.label : `${kept.label} ${NOT_FOUND}`;
+    choices.push([kept.value, kept.label, words]);
+  }
   const chosen = kept?.value ?? cameraChoice.value;
-  cameraChoice.replaceChildren(...choices.map(([value, label]) => new Option(label, value)));
+  const options = choices.map(([value, label, words = label]) => {
+    const option = new Option(words, value);
+    option.dataset.label = label;
+    return option;
+  });
+  cameraChoice.replaceChildren(...options);
   cameraChoice.value = offered(chosen) ? chosen : "";
 }
 
