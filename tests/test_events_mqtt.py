@@ -1017,21 +1017,22 @@ async def test_a_broker_that_ends_the_connection_for_reading_back_is_not_asked_a
     broker: Broker, caplog: pytest.LogCaptureFixture
 ) -> None:
     """As AWS IoT ends the connection of an account asking for what its policy forbids: before, every
-    connection ended there, and no count or event ever reached the broker. Availabilities and a stream's
-    discovery configs are given up each on their own: an account may be let read one and not the other."""
+    connection ended there, and no count or event ever reached the broker. Availabilities, a stream's
+    discovery configs and its pictures are given up each on their own: an account may be let read one and not
+    another."""
     async with HoldingProxy(broker.port) as proxy:
         proxy.cut_subscribers()
         async with running(MqttSettings("127.0.0.1", proxy.port)) as (outputs, sink):
             outputs.on_stream_state("cam", StreamState.LIVE)
             outputs.on_packet(with_counts(1, {}, tracks=2))
 
-            async def both_given_up() -> bool:
-                return len([r for r in caplog.records if "not asked again" in r.getMessage()]) == 2
+            async def all_given_up() -> bool:
+                return len([r for r in caplog.records if "not asked again" in r.getMessage()]) == 3
 
-            await eventually(both_given_up, what="both kinds of reading back given up")
+            await eventually(all_given_up, what="every kind of reading back given up")
             await state_is(sink, SinkState.OK)
             await availability_is(broker.port, "cam", b"online")
-            assert proxy.subscriptions_cut == 2 * READS_CUT_LIMIT, "each tried twice (once could be the network)"
+            assert proxy.subscriptions_cut == 3 * READS_CUT_LIMIT, "each tried twice (once could be the network)"
             said_online = proxy.published.count("segcast/status")
             await proxy.drop()
 
@@ -1040,10 +1041,11 @@ async def test_a_broker_that_ends_the_connection_for_reading_back_is_not_asked_a
 
             await eventually(reconnected, what="a new connection")
             await availability_is(broker.port, "cam", b"online")
-            assert proxy.subscriptions_cut == 2 * READS_CUT_LIMIT, "then not again"
+            assert proxy.subscriptions_cut == 3 * READS_CUT_LIMIT, "then not again"
     refusals = sorted(r.getMessage() for r in caplog.records if "not asked again" in r.getMessage())
     configs = ", ".join(
         f"homeassistant/{c}/segcast_cam/+/config" for c in ("sensor", "binary_sensor", "device_automation", "image")
     )
     assert f"ended the connection for it twice in a row to read {configs}" in refusals[0]
-    assert "twice in a row to read segcast/status, segcast/server, segcast/+/availability" in refusals[1]
+    assert "twice in a row to read segcast/cam/snapshot, segcast/cam/zones/+/snapshot" in refusals[1]
+    assert "twice in a row to read segcast/status, segcast/server, segcast/+/availability" in refusals[2]

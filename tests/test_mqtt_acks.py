@@ -8,10 +8,12 @@ import logging
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from server.events.config import MqttSettings
+from server.events.mqtt.window import AckedClient
 from server.events.sink import SinkState
 from server.sources.base import StreamState
 from tests.support.certificates import self_signed
@@ -38,10 +40,11 @@ RECEIVE_MAXIMUM = 5
 SHORT_TIMEOUT_S = 0.5
 
 
-def broker_with_acl(folder: Path) -> Broker:
-    """mosquitto with a password, the `ACL` above and its every log line (its PUBACKs' reason codes)."""
+def broker_with_acl(folder: Path, acl: str = ACL) -> Broker:
+    """mosquitto with a password, ``acl`` (the one above unless given) and its every log line (its PUBACKs'
+    reason codes)."""
     broker = Broker(folder, users={USER: PASSWORD})
-    (folder / "acl").write_text(ACL)
+    (folder / "acl").write_text(acl)
     broker.config.write_text(broker.config.read_text() + f"acl_file {folder / 'acl'}\nlog_type all\n")
     return broker
 
@@ -213,3 +216,36 @@ async def test_a_ca_file_that_did_not_sign_the_brokers_certificate_is_named(tmp_
         broker.stop()
     said = sink.health().last_error or ""
     assert f"ca_file ({other}) did not sign it" in said, said
+
+
+async def test_a_status_the_brokers_acl_refuses_is_said_as_a_failure_and_leaves_no_refusal_behind(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ACL without ``segcast/status`` leaves every sensor unavailable in Home Assistant: mosquitto said "Denied
+    PUBLISH" for its ``online`` and its ``offline``, while segcast said nothing, stayed OK with no last_error, and
+    its client kept both refusals, which nobody asked for (`AckedClient.publish_in_order`)."""
+    clients: list[AckedClient] = []
+    make = AckedClient.__init__
+
+    def kept(client: AckedClient, *args: Any, **kwargs: Any) -> None:
+        make(client, *args, **kwargs)
+        clients.append(client)
+
+    monkeypatch.setattr(AckedClient, "__init__", kept)
+    broker = broker_with_acl(tmp_path, ACL.replace("topic readwrite segcast/status\n", ""))
+    broker.start()
+    settings = MqttSettings("127.0.0.1", broker.port, username=USER, password=PASSWORD, discovery=False)
+    refused = "the broker refused to publish on segcast/status: not authorized: check its ACL"
+    try:
+        async with running(settings) as (_, sink):
+
+            async def said() -> bool:
+                return refused in (sink.health().last_error or "")
+
+            await eventually(said, what="the refused online in last_error")
+    finally:
+        broker.stop()
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR and refused in r.getMessage()]
+    assert [("as it connected" in e, "as it stopped" in e) for e in errors] == [(True, False), (False, True)], errors
+    assert (tmp_path / "mosquitto.log").read_text().count("Denied PUBLISH") == 2
+    assert clients and all(len(client._refused) == 0 for client in clients)

@@ -10,7 +10,9 @@ off left every config retained, so Home Assistant kept entities of topics no lon
 from __future__ import annotations
 
 import json
+import re
 import threading
+from pathlib import Path
 from typing import Any
 
 import aiomqtt
@@ -24,6 +26,7 @@ from server.events.sink import SinkState
 from server.sources.base import StreamState
 from tests.support.event_packets import with_counts
 from tests.support.mosquitto import Broker
+from tests.support.mqtt_proxy import HoldingProxy
 from tests.support.polling import eventually
 from tests.test_events_mqtt import Message, listening, retained_messages, running, state_is
 from tests.test_events_mqtt_snapshots import (
@@ -239,3 +242,95 @@ def test_with_discovery_off_what_is_read_back_is_cleared_only_while_no_other_seg
         assert (read, cleared) == ([True, True, False], [config, DOOR_PICTURE])
     else:
         assert (read, cleared) == ([False, False, False], [])
+
+
+def logging_broker(folder: Path) -> Broker:
+    """mosquitto logging every packet: what it sends a client, and each filter a client subscribes to."""
+    broker = Broker(folder)
+    broker.config.write_text(broker.config.read_text() + "log_type all\n")
+    return broker
+
+
+def zone_pictures(stream_id: str) -> str:
+    """The filter a node reads back ``stream_id``'s zones' pictures with."""
+    return f"segcast/{stream_id}/zones/+/snapshot"
+
+
+def sensor_configs(stream_id: str) -> str:
+    """The filter a node reads back the configs of ``stream_id``'s sensors with."""
+    return f"homeassistant/sensor/segcast_{stream_id}/+/config"
+
+
+def subscriptions(folder: Path, client_id: str, topic_filter: str) -> int:
+    """How many times ``client_id`` subscribed to ``topic_filter``, by mosquitto's log."""
+    return (folder / "mosquitto.log").read_text().count(f"{client_id} 0 {topic_filter}\n")
+
+
+async def subscribed(folder: Path, client_id: str, topic_filter: str, times: int) -> None:
+    async def seen() -> bool:
+        return subscriptions(folder, client_id, topic_filter) == times
+
+    await eventually(seen, what=f"{topic_filter} subscribed to {times} times")
+
+
+def pictures_sent_to(folder: Path, client_id: str) -> list[str]:
+    """The retained pictures mosquitto sent ``client_id``, by its log."""
+    log = (folder / "mosquitto.log").read_text()
+    return re.findall(rf"Sending PUBLISH to {client_id} \(d0, q0, r1, m0, '([^']+/snapshot)'", log)
+
+
+async def test_with_snapshots_and_discovery_on_no_picture_is_read_back_and_a_deleted_zones_still_goes(
+    tmp_path: Path,
+) -> None:
+    """Every connection downloaded every retained picture of every stream (up to max_snapshot_kb each), where the
+    image entities' configs read back lead to this node's pictures already."""
+    broker = logging_broker(tmp_path)
+    broker.start()
+    try:
+        async with running(snapshots_on(broker.port)) as (outputs, sink):
+            await state_is(sink, SinkState.OK)
+            outputs.on_stream_state("cam", StreamState.LIVE)
+            outputs.on_packet(frame_with(1, [entry(), crossing()], COUNTS))
+            await retained_when(broker.port, STREAM_PICTURE, DOOR_PICTURE, GATE_PICTURE)
+        async with running(snapshots_on(broker.port)) as (outputs, sink):
+            await state_is(sink, SinkState.OK)
+            outputs.on_stream_state("cam", StreamState.LIVE)
+            outputs.on_packet(with_counts(2, LINE_ONLY))  # the door zone deleted from the config file
+            left = await until_cleared(broker.port, DOOR_PICTURE)
+            client_id = sink.client_id
+    finally:
+        broker.stop()
+    assert left.keys() == {STREAM_PICTURE, GATE_PICTURE}
+    assert (subscriptions(tmp_path, client_id, zone_pictures("cam")), pictures_sent_to(tmp_path, client_id)) == (0, [])
+
+
+async def test_pictures_are_read_back_once_a_process_not_on_every_connection(tmp_path: Path) -> None:
+    """With discovery off (no image entity leads to them) each reconnection downloaded them all again: 120
+    pictures of 100 kB are 12 MB a reconnection, to a broker that may be metered.
+
+    A stream new to this process is read back after all the connection was reading of the streams before it,
+    which marks the end of theirs."""
+    broker = logging_broker(tmp_path)
+    broker.start()
+    try:
+        async with aiomqtt.Client("127.0.0.1", broker.port) as client:
+            await client.publish(DOOR_PICTURE, b"\xff\xd8 a run before's picture", 1, retain=True)
+        async with (
+            HoldingProxy(broker.port) as proxy,
+            running(snapshots_on(proxy.port, discovery=False)) as (outputs, sink),
+        ):
+            await state_is(sink, SinkState.OK)
+            outputs.on_stream_state("cam", StreamState.LIVE)
+            outputs.on_packet(with_counts(1, COUNTS))  # the door zone is current: its picture stays
+            await subscribed(tmp_path, sink.client_id, zone_pictures("cam"), 1)
+            outputs.on_stream_state("cam2", StreamState.LIVE)
+            await subscribed(tmp_path, sink.client_id, sensor_configs("cam2"), 1)  # cam's pictures read by then
+            await proxy.drop()
+            await subscribed(tmp_path, sink.client_id, sensor_configs("cam"), 2)  # the next connection's read-back
+            outputs.on_stream_state("cam3", StreamState.LIVE)
+            await subscribed(tmp_path, sink.client_id, zone_pictures("cam3"), 1)
+            reads = subscriptions(tmp_path, sink.client_id, zone_pictures("cam"))
+            sent = pictures_sent_to(tmp_path, sink.client_id)
+    finally:
+        broker.stop()
+    assert (reads, sent) == (1, [DOOR_PICTURE])

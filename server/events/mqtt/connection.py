@@ -63,13 +63,16 @@ read back too, once a connection as the stream is known (`_read_configs`: its de
 ``D/<component>/I_<stream>/+/config`` alone, not every config under ``D``, of which a broker with
 thousands retained drops some): one this node published (a run before was killed after a zone was
 renamed) for a count the stream no longer has is cleared with its counts; another node's, pointing at
-its own topics, is left alone (`server.events.mqtt.retained`). A stream deleted while segcast was
-stopped is no longer this node's to read, and keeps its sensors until they are deleted in Home
-Assistant. An account that may not read them gets no correction: mosquitto grants the subscription
-and sends nothing; a broker that refuses one kind, or ends the connection for it twice in a row (as
-AWS IoT does for what a policy forbids), is not asked for that kind again, which is logged once
-(`server.events.mqtt.readback`). At start the availabilities read include the streams of the
-config file, not registered yet while the model loads: they are offline until their first counts.
+its own topics, is left alone (`server.events.mqtt.retained`). Its pictures under ``P`` are read back
+on their own, once a process, and only where no image entity's config read back leads to them
+(``snapshots`` or discovery off): a picture of a zone deleted since, or any with ``snapshots`` off now, is
+cleared. A stream deleted while segcast was stopped is no longer this node's to read, and keeps its
+sensors until they are deleted in Home Assistant. An account that may not read them gets no correction:
+mosquitto grants the subscription and sends nothing; a broker that refuses one kind (availabilities,
+configs, pictures), or ends the connection for it twice in a row (as AWS IoT does for what a policy
+forbids), is not asked for that kind again, which is logged once (`server.events.mqtt.readback`). At
+start the availabilities read include the streams of the config file, not registered yet while the
+model loads: they are offline until their first counts.
 
 One task owns the connection: it connects, publishes, and on any broker error waits (doubling up to
 `BACKOFF_MAX_S`, from the start again once the broker has confirmed a publish on a connection) and
@@ -106,11 +109,11 @@ from typing import Any, TypeVar, cast
 
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
-from paho.mqtt.reasoncodes import ReasonCode
 
 from server.events.config import MqttSettings
 from server.events.counts import Counts
 from server.events.mqtt.claim import ServerClaim, another_server
+from server.events.mqtt.connection_errors import CONNECTION_CLOSED, connection_error, reason_number
 from server.events.mqtt.outbox import EventOutbox
 from server.events.mqtt.readback import ReadBack
 from server.events.mqtt.retained import RetainedStreams
@@ -127,54 +130,9 @@ OFFLINE_TIMEOUT_S = 1.0
 #: Random hex digits of the client id drawn at start when ``client_id`` is not set: with ``segcast``,
 #: the 23 characters every MQTT 3.1.1 broker must take.
 CLIENT_ID_HEX = 16
-#: What aiomqtt's error says when the broker's answer did not come within the client's timeout.
-AIOMQTT_TIMED_OUT = "Operation timed out"
-#: What aiomqtt's error says when the connection is lost under its message iterator (`MqttSink._watch`).
-AIOMQTT_LOST = "Disconnected during message iteration"
-#: What ``last_error`` and the log say of a lost connection, instead of the words of the library's code
-#: that noticed it (the reason paho gives with them is always "Unspecified error").
-CONNECTION_CLOSED = "closed the connection, or the network lost it"
-#: The ports plain MQTT and MQTT over TLS are registered on.
-MQTT_PORT = 1883
-MQTT_TLS_PORT = 8883
-#: CONNACK's refusals of the login: MQTT 3.1.1's "bad user name or password" and "not authorized",
-#: and MQTT 5's codes for them, which paho reports for both.
-LOGIN_REFUSED = frozenset({4, 5, 134, 135})
 #: CONNACK's "unsupported protocol version", as paho reports a broker's refusal of MQTT 5 (a 3.1.1 broker's
 #: return code 1 included).
 UNSUPPORTED_PROTOCOL_VERSION = 0x84
-#: OpenSSL's verify codes of a certificate whose issuer this machine does not trust (a self-signed broker,
-#: or one signed by a private CA): the cure is ``ca_file``. A name mismatch (62) is not one of them.
-UNTRUSTED_ISSUER = frozenset({18, 19, 20, 21})
-
-
-def _handshake_dropped(exc: BaseException) -> bool:
-    """Whether a TLS connection failed as one to a port that does not speak TLS does: the peer reset it,
-    ended it, or answered with what is not TLS.
-
-    A plain MQTT listener reads the TLS hello as a malformed packet and resets the connection; aiomqtt
-    raises its own error with the socket's as its context. A certificate that failed verification is
-    a TLS port's answer, whose cure is its CA (``ca_file``), never plain MQTT.
-    """
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, ConnectionResetError | ssl.SSLEOFError):
-            return True
-        if isinstance(cause, ssl.SSLError) and cause.reason == "WRONG_VERSION_NUMBER":
-            return True
-        cause = cause.__cause__ or cause.__context__
-    return False
-
-
-def _untrusted_issuer(exc: BaseException) -> bool:
-    """Whether a TLS connection failed as the broker's certificate was signed by no CA this machine trusts
-    (aiomqtt raises its own error, with the certificate's as its context)."""
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, ssl.SSLCertVerificationError) and cause.verify_code in UNTRUSTED_ISSUER:
-            return True
-        cause = cause.__cause__ or cause.__context__
-    return False
 
 
 class _ClientLog(logging.LoggerAdapter[logging.Logger]):
@@ -204,7 +162,7 @@ class MqttSink:
         self.connect_timeout_s = CONNECT_TIMEOUT_S
         self._tally = Tally(self.name, log)
         self.topics = MqttTopics(settings)
-        self._streams = RetainedStreams(self.topics, settings.discovery)
+        self._streams = RetainedStreams(self.topics, settings.discovery, settings.snapshots)
         self._wake = asyncio.Event()
         #: Whether `offer` wants each event's picture: with ``snapshots``, a zone's or line's is published.
         self.snapshots = settings.snapshots
@@ -222,7 +180,16 @@ class MqttSink:
         )
         self._configs = ReadBack(
             self.name,
-            "a sensor of a zone or line deleted while segcast was stopped stays in Home Assistant until deleted there",
+            "a sensor of a zone or line deleted while segcast was stopped stays in Home Assistant until deleted there"
+            if settings.discovery
+            else "the discovery configs a run with discovery on left stay retained at the broker (and their entities "
+            "in Home Assistant, if any) until cleared there",
+        )
+        #: Apart from the configs: an account may be let read one and not the other (`server.events.mqtt.readback`).
+        self._pictures = ReadBack(
+            self.name,
+            "an event picture a run before left (of a zone or line deleted while segcast was stopped, or any with "
+            "snapshots off now) stays retained at the broker until cleared there",
         )
         self._configs_wanted = asyncio.Event()  # set: a stream's configs may be due to be read back
         #: Connections in a row the broker confirmed no publish on: the backoff before the next one.
@@ -331,7 +298,14 @@ class MqttSink:
             except (aiomqtt.MqttError, OSError) as exc:  # OSError: a CA file that cannot be read or used
                 if self._fall_back(exc):
                     continue
-                self._tally.fail(self._connection_error(exc, connected))
+                said = connection_error(
+                    self.settings,
+                    exc,
+                    connected=connected,
+                    answered=self._answered,
+                    timeout_s=self.connect_timeout_s,
+                )
+                self._tally.fail(said)
             except Exception as exc:  # a bug: connect again rather than end the task for good
                 log.exception("%s: connection ended by an internal error", self.name)
                 self._tally.fail(f"internal error: {exc!r}")
@@ -341,7 +315,7 @@ class MqttSink:
     def _fall_back(self, exc: BaseException) -> bool:
         """Whether the broker refused MQTT 5 (an MQTT 3.1.1 broker does, as its protocol bids): then connect
         again at once with 3.1.1, for the rest of this run, and say what is lost with it, once."""
-        if not isinstance(exc, MqttConnectError) or _code(exc.rc) != UNSUPPORTED_PROTOCOL_VERSION:
+        if not isinstance(exc, MqttConnectError) or reason_number(exc.rc) != UNSUPPORTED_PROTOCOL_VERSION:
             return False
         if self._protocol is not aiomqtt.ProtocolVersion.V5:
             return False
@@ -368,46 +342,6 @@ class MqttSink:
         self._failures = 0
         self._tally.ok(0)
 
-    def _connection_error(self, exc: BaseException, connected: bool) -> str:
-        """The failure of a connection, for ``last_error`` and the log: the broker's address, the error,
-        and a hint where the symptoms are those of plain MQTT sent to a TLS port, or the other way round,
-        or of a certificate this machine cannot verify without ``ca_file``.
-
-        A TLS listener takes the TCP connection and then drops plain MQTT's CONNECT, or waits for a
-        TLS hello that never comes: either way no CONNACK arrives and the client times out. That
-        alone does not prove a TLS port (a broker too busy to answer looks the same), so the hint is
-        a question; on the TLS port itself any failure of plain MQTT gets it. Once a connection with these
-        settings was made (`_answered`) the port is known right: a broker stalled since says the same.
-        """
-        settings = self.settings
-        where = f"broker {settings.host}:{settings.effective_port}"
-        if isinstance(exc, MqttConnectError) and _code(exc.rc) in LOGIN_REFUSED:
-            check = "username and password" if settings.username is not None else "a username and password (none set)"
-            return f"{where} refused the login (check {check} in [events.mqtt], and the broker's ACL): {exc}"
-        if str(exc) in (AIOMQTT_LOST, CONNECTION_CLOSED):
-            return f"{where} {CONNECTION_CLOSED}"
-        if settings.tls and _untrusted_issuer(exc):
-            ca = "set ca_file" if settings.ca_file is None else f"ca_file ({settings.ca_file}) did not sign it: set it"
-            return f"{where}: {exc} ({ca} in [events.mqtt] to the broker's CA, or its self-signed certificate)"
-        silent = not connected and str(exc) == AIOMQTT_TIMED_OUT
-        unanswered = f"connected, but no MQTT answer within {self.connect_timeout_s:g} s"
-        if silent and self._answered:
-            return f"{where}: {unanswered} (as it answered before: is it stalled or overloaded?)"
-        if connected or self._answered:
-            return f"{where}: {exc}"
-        if settings.tls and _handshake_dropped(exc):
-            return (
-                f"{where}: {exc} (does the broker speak MQTT over TLS on this port? Plain MQTT's is usually "
-                f"{MQTT_PORT}: set tls = false there, or the broker's TLS port, usually {MQTT_TLS_PORT})"
-            )
-        if settings.tls:
-            return f"{where}: {exc}"
-        if silent:
-            return f"{where}: {unanswered} (is it a TLS port? set tls = true)"
-        if settings.effective_port == MQTT_TLS_PORT:
-            return f"{where}: {exc} (port {MQTT_TLS_PORT} is MQTT over TLS: set tls = true)"
-        return f"{where}: {exc}"
-
     async def _connected(self, client: AckedClient) -> None:
         """Say the streams a run before left ``online`` offline, then segcast online, and publish
         until the connection drops or closing."""
@@ -426,9 +360,10 @@ class MqttSink:
         stale = await self._read_stale(client)
         corrections = [(self.topics.availability(stream_id), "offline") for stream_id in stale]
         # In this order, as `PublishWindow` sends: no stream of ours can say online before them.
-        await client.publish_in_order(
+        refused = await client.publish_in_order(
             [*corrections, (self.topics.server, self._claim.payload), (self.topics.status, "online")]
         )
+        self._give_up(refused, "as it connected")
 
     async def _say_offline(self, client: AckedClient) -> None:
         """At shutdown: segcast, then every stream it said was online, offline (within `OFFLINE_TIMEOUT_S`).
@@ -440,7 +375,15 @@ class MqttSink:
         messages = [(self.topics.status, "offline"), *((self.topics.availability(s), "offline") for s in streams)]
         with suppress(aiomqtt.MqttError, TimeoutError):
             # Sent in this order over the one connection, as `PublishWindow` sends.
-            await _unless_lost(client, asyncio.wait_for(client.publish_in_order(messages), OFFLINE_TIMEOUT_S))
+            sending = asyncio.wait_for(client.publish_in_order(messages), OFFLINE_TIMEOUT_S)
+            self._give_up(await _unless_lost(client, sending), "as it stopped")
+
+    def _give_up(self, refused: list[PublishRefused], when: str) -> None:
+        """Say each of segcast's own retained messages the broker refused (its status, its server claim, a stream's
+        availability) as the failure it is, through the tally as an event given up is (logged once a window): a
+        status its ACL forbids leaves every sensor unavailable in Home Assistant."""
+        for refusal in refused:
+            self._tally.fail(f"gave up what segcast says {when}: {refusal}")
 
     async def _serve(self, client: AckedClient) -> None:
         """Publish until the connection drops (raises `aiomqtt.MqttError`), noticed even while idle.
@@ -493,7 +436,8 @@ class MqttSink:
 
     async def _read_configs(self, client: aiomqtt.Client) -> None:
         """Read back the retained discovery configs of each stream's device, once a connection, as the
-        stream is known (`RetainedStreams.next_configs_to_read`); never returns.
+        stream is known (`RetainedStreams.next_configs_to_read`), and its pictures where they are to be
+        (`RetainedStreams.picture_filters_to_read`), each kind given up on its own (`ReadBack`); never returns.
 
         Not every config under the discovery prefix: a broker that retains thousands sends them all,
         and drops some. Each stream's come into `_watch`, which judges them (`RetainedStreams.read_config`);
@@ -508,14 +452,18 @@ class MqttSink:
         while True:
             if task is not None and task.cancelling():
                 raise asyncio.CancelledError
-            stream_id = None if self._configs.refused else self._streams.next_configs_to_read()
+            stream_id = self._streams.next_configs_to_read()
             if stream_id is None:
                 self._configs_wanted.clear()
                 await self._configs_wanted.wait()
                 continue
-            filters = self._streams.filters_to_read(stream_id)
-            if filters and await self._configs.subscribe(client, *filters):
-                await client.unsubscribe(list(filters))
+            configs = self._streams.config_filters(stream_id)
+            if configs and await self._configs.subscribe(client, *configs):
+                await client.unsubscribe(list(configs))
+            pictures = self._streams.picture_filters_to_read(stream_id)
+            if pictures and await self._pictures.subscribe(client, *pictures):
+                await client.unsubscribe(list(pictures))
+                self._streams.pictures_read(stream_id)
 
     def _want_configs(self) -> None:
         if self._streams.configs_to_read:
@@ -619,11 +567,6 @@ async def _unless_lost(client: aiomqtt.Client, step: Awaitable[_T]) -> _T:
     if not doing.cancelled():
         return doing.result()
     raise aiomqtt.MqttError(CONNECTION_CLOSED) from error
-
-
-def _code(rc: int | ReasonCode | None) -> int | None:
-    """The number of an aiomqtt error's reason code, which paho gives as a number or a `ReasonCode`."""
-    return rc.value if isinstance(rc, ReasonCode) else rc
 
 
 @functools.cache

@@ -1,9 +1,11 @@
 """Reading retained messages back from the broker by subscribing, and giving it up where the broker forbids it.
 
-segcast reads back two kinds (`server.events.mqtt.connection`): every stream's availability under its
-topic prefix (with the prefix's status and which segcast said it, `server.events.mqtt.claim`), and the
-discovery configs and pictures of each stream it runs, with discovery on or off (`server.events.mqtt.retained`).
-An account may be let read one and not the other, so each kind is given up on its own: mosquitto grants a
+segcast reads back three kinds (`server.events.mqtt.connection`): every stream's availability under its
+topic prefix (with the prefix's status and which segcast said it, `server.events.mqtt.claim`), the
+discovery configs of each stream it runs, with discovery on or off, and its pictures under the prefix
+(`server.events.mqtt.retained`). An account may be let read one and not another (a broker for a user
+without Home Assistant may refuse every filter under its discovery prefix, or a privacy policy every
+picture), so each kind is given up on its own, saying what it costs: mosquitto grants a
 subscription its ACL forbids and sends nothing (nothing to give up), another broker refuses it (given up at
 once), and AWS IoT ends the connection for it (given up after `READS_CUT_LIMIT` connections in a row ended so,
 or every connection would end there and nothing else would ever be published).

@@ -7,12 +7,14 @@ none goes for a zone or line the stream's counts no longer have (`pictures_sent`
 deletion ends (an exit at it) come after its picture was cleared.
 
 With ``discovery`` off nothing is announced, and the configs this node announced before (a run with it
-on) are cleared; with ``snapshots`` off, the pictures a run before left. Both are found by reading back,
-once a connection, what the broker retains of each stream this node runs (`filters_to_read`): its
-device's discovery configs, and its pictures under this node's prefix, with or without discovery. While
-another segcast is live on this prefix (`server.events.mqtt.claim`), neither is cleared but a config of a
-count gone with discovery on: the other's configs and pictures are under the same names, and it may
-announce, or have pictures of, what this node does not.
+on) are cleared; with ``snapshots`` off, the pictures a run before left. Both are found by reading back what
+the broker retains of each stream this node runs: its device's discovery configs once a connection
+(`config_filters`), with or without discovery; its pictures under this node's prefix once a process
+(`picture_filters_to_read`), and only where no image entity's config leads to them (``snapshots`` off, or
+discovery off): a picture is up to ``max_snapshot_kb``, and a broker may be metered. While another segcast
+is live on this prefix (`server.events.mqtt.claim`), neither is cleared but a config of a count gone with
+discovery on: the other's configs and pictures are under the same names, and it may announce, or have
+pictures of, what this node does not.
 
 Kept apart from the connection (`server.events.mqtt.connection`), which asks here for the next messages to send
 and says what a connection ended without; everything here runs on the loop and only decides what to
@@ -49,9 +51,12 @@ SHAPE_LEVELS = ("zones", "lines")
 class RetainedStreams:
     """Per stream, what is pending for the broker to retain, and what it retains of this process's."""
 
-    def __init__(self, topics: MqttTopics, discovery: bool) -> None:
+    def __init__(self, topics: MqttTopics, discovery: bool, snapshots: bool = False) -> None:
         self.topics = topics
         self.discovery = discovery
+        #: Whether pictures are read back themselves: with ``snapshots`` and discovery on, the image entities'
+        #: configs read back lead to this node's (`read_config`), at a few hundred bytes each, not a picture's size.
+        self._reads_pictures = not (snapshots and discovery)
         #: Per stream, its newest counts since this process started or inference last came back.
         self._latest: dict[str, Counts] = {}
         self._unsent_counts: dict[str, Counts] = {}
@@ -79,9 +84,12 @@ class RetainedStreams:
         self._prefix_ours = True
         #: Streams whose device is to be announced on this connection before their first counts (`_device`).
         self._devices_due: set[str] = set()
-        #: Streams whose retained discovery configs and pictures are to be read back on this connection
-        #: (`read_config`, `read_picture`).
+        #: Streams whose retained discovery configs are to be read back on this connection (`read_config`), and
+        #: their pictures with them where still unread.
         self._configs_unread: set[str] = set()
+        #: Streams whose retained pictures are yet to be read back in this process (`read_picture`): once read,
+        #: every picture of theirs at the broker is known, whatever the connection.
+        self._pictures_unread: set[str] = set()
 
     # -- what the outputs say -----------------------------------------------------------------------
 
@@ -129,6 +137,7 @@ class RetainedStreams:
         self._streams.discard(stream_id)
         self._devices_due.discard(stream_id)
         self._configs_unread.discard(stream_id)
+        self._pictures_unread.discard(stream_id)
         self._latest.pop(stream_id, None)
         self._unsent_counts.pop(stream_id, None)
         self._live.pop(stream_id, None)
@@ -157,6 +166,8 @@ class RetainedStreams:
             if self.discovery:
                 self._devices_due.add(stream_id)
             self._configs_unread.add(stream_id)
+            if self._reads_pictures:
+                self._pictures_unread.add(stream_id)
         self._streams.add(stream_id)
         self._stale.discard(stream_id)
 
@@ -165,7 +176,7 @@ class RetainedStreams:
     def connected(self) -> None:
         """A new connection, segcast said online on it: every stream's counts and availability are sent
         again (the broker may have lost the retained ones), and its sensors announced again (with discovery on);
-        its configs and pictures are read back again."""
+        its configs are read back again (its pictures only if not read yet: `picture_filters_to_read`)."""
         self._announced.clear()
         self._unsent_counts = dict(self._latest)
         self._unsent_availability = {stream_id: live and self._inference for stream_id, live in self._live.items()}
@@ -198,20 +209,30 @@ class RetainedStreams:
 
     @property
     def configs_to_read(self) -> bool:
-        """Whether a stream's retained discovery configs and pictures are yet to be read back on this connection."""
+        """Whether a stream's retained discovery configs are yet to be read back on this connection."""
         return bool(self._configs_unread)
 
     def next_configs_to_read(self) -> str | None:
-        """A stream whose retained discovery configs and pictures are to be read back now (`filters_to_read`),
-        taken; None if none is."""
+        """A stream whose retained discovery configs (`config_filters`), and pictures where still unread
+        (`picture_filters_to_read`), are to be read back now, taken; None if none is."""
         return self._configs_unread.pop() if self._configs_unread else None
 
-    def filters_to_read(self, stream_id: str) -> tuple[str, ...]:
-        """The filters of what the broker retains of ``stream_id`` that is read back: its device's discovery
-        configs (`read_config`), then its pictures under this node's prefix (`read_picture`); none for a stream
-        id a filter cannot hold as it is (`MqttTopics.device_discovery`)."""
-        configs = self.topics.device_discovery(stream_id)
-        return (*configs, *self._picture_filters(stream_id)) if configs else ()
+    def config_filters(self, stream_id: str) -> tuple[str, ...]:
+        """The filters of ``stream_id``'s device's discovery configs at the broker (`read_config`); none for a
+        stream id a filter cannot hold as it is (`MqttTopics.device_discovery`)."""
+        return self.topics.device_discovery(stream_id)
+
+    def picture_filters_to_read(self, stream_id: str) -> tuple[str, ...]:
+        """The filters of ``stream_id``'s pictures under this node's prefix (`read_picture`) if they are to be
+        read back now: not yet read in this process (`pictures_read`), no image entity's config leading to them,
+        and no other segcast live on this prefix, whose pictures they may be (`read_back`)."""
+        if stream_id not in self._pictures_unread or not self._prefix_ours:
+            return ()
+        return self._picture_filters(stream_id)
+
+    def pictures_read(self, stream_id: str) -> None:
+        """``stream_id``'s retained pictures were read back: not again in this process, on any connection."""
+        self._pictures_unread.discard(stream_id)
 
     def read_config(self, message: aiomqtt.Message) -> bool:
         """A retained discovery config read back: True if it is one this node published (a run before, that

@@ -16,6 +16,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import aiomqtt
 from paho.mqtt.client import MQTT_ERR_SUCCESS, MQTTMessageInfo
@@ -88,7 +89,9 @@ class AckedClient(aiomqtt.Client):
         #: How many QoS 1 publishes may await their PUBACK at once: a broker may end the connection for more.
         self.receive_maximum = RECEIVE_MAXIMUM_UNSET
         self._sent: dict[int, asyncio.Task[Any]] = {}  # by message id, awaiting its PUBACK
-        self._refused: dict[asyncio.Task[Any], tuple[ReasonCode, Properties | None]] = {}
+        #: By task, until it asks (`refusal`): held weakly, so one that never asks (cancelled as its PUBACK came,
+        #: or timed out waiting for it) leaves nothing behind.
+        self._refused: WeakKeyDictionary[asyncio.Task[Any], tuple[ReasonCode, Properties | None]] = WeakKeyDictionary()
         publish = self._client.publish
 
         def publish_noting_its_id(*args: Any, **kwargs: Any) -> MQTTMessageInfo:
@@ -105,18 +108,30 @@ class AckedClient(aiomqtt.Client):
         """How many publishes may await their PUBACK at once: our `WINDOW`, or fewer where the broker says."""
         return min(WINDOW, self.receive_maximum)
 
-    async def publish_in_order(self, messages: Sequence[tuple[str, str | bytes]]) -> None:
+    async def publish_in_order(self, messages: Sequence[tuple[str, str | bytes]]) -> list[PublishRefused]:
         """Publish ``messages`` (topic, payload), retained, in this order over the connection, no more
         awaiting their PUBACK at once than `in_flight_limit`: a stream's availability per message at
-        start or shutdown may be more than a broker with a small Receive Maximum lets be on their way."""
+        start or shutdown may be more than a broker with a small Receive Maximum lets be on their way.
+
+        Returns the refusals the broker answered, in the order sent, for the caller to say: the status a
+        broker's ACL forbids makes every sensor unavailable in Home Assistant, a failure to show, not drop."""
+        refused: list[PublishRefused] = []
         for start in range(0, len(messages), self.in_flight_limit):
             batch = messages[start : start + self.in_flight_limit]
-            await asyncio.gather(*(self.publish(topic, payload, qos=QOS, retain=True) for topic, payload in batch))
+            answers = await asyncio.gather(*(self._publish_retained(topic, payload) for topic, payload in batch))
+            refused += (answer for answer in answers if answer is not None)
+        return refused
 
     def refusal(self, task: asyncio.Task[Any], topic: str) -> PublishRefused | None:
         """The refusal the publish ``task`` (on ``topic``) got, once; None if it got none."""
         refused = self._refused.pop(task, None)
         return None if refused is None else PublishRefused(topic, *refused)
+
+    async def _publish_retained(self, topic: str, payload: str | bytes) -> PublishRefused | None:
+        """Publish in a task of its own (`publish_in_order` gathers them), whose refusal is asked for once answered."""
+        await self.publish(topic, payload, qos=QOS, retain=True)
+        task = asyncio.current_task()
+        return None if task is None else self.refusal(task, topic)
 
     def _on_connect(
         self,
