@@ -182,11 +182,11 @@ async def test_an_entrance_not_reloaded_since_its_file_changed_is_told_to_reload
         await _serves_camera(tomllib.loads(config.read_text())["server"]["port"], "d")
 
         # The split asks the entrance for its map within a short time-out (which a loaded machine's nginx and
-        # node may miss once: it then says only that the file has not changed), so it is asked again then.
+        # node may miss once: it then says only that the file has not changed), and a reloaded nginx's old
+        # workers may still answer for a moment with the older map: so it is asked again then.
         async def told_it_serves_the_file() -> str | None:
             assert _split(config, 2, first, "--force") == 0
             out = capsys.readouterr().out
-            assert "older map" not in out
             return out if "the running entrance serves it: it goes on as it is" in out else None
 
         out = await eventually(told_it_serves_the_file, what="the split to find the reloaded entrance serving its map")
