@@ -225,6 +225,23 @@ async def test_a_history_file_segcast_makes_is_its_owners_alone(tmp_path: Path) 
         path.chmod(0o640)  # its owner shares it with a group: a later open leaves that be
 
 
+async def test_a_history_file_every_user_may_read_is_warned_of_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One an earlier segcast made (0644) kept its permissions with nothing said: an upgrade left it so."""
+    path = tmp_path / "events.db"
+    async with one_event_stored_under_the_usual_umask(path):
+        pass
+    for mode, warned in ((0o644, 1), (0o640, 0)):
+        path.chmod(mode)
+        caplog.clear()
+        async with one_event_stored_under_the_usual_umask(path):
+            pass
+        said = [r for r in caplog.records if "every user of this machine may read it" in r.getMessage()]
+        assert len(said) == warned, (oct(mode), [r.getMessage() for r in said])
+        assert all(r.levelname == "WARNING" and "chmod 600" in r.getMessage() for r in said)
+
+
 async def test_a_history_path_linked_to_a_file_not_there_yet_makes_it_its_owners_alone(tmp_path: Path) -> None:
     """``O_EXCL`` does not create through a symbolic link: SQLite made the target under the umask (0644)."""
     target, link = tmp_path / "data" / "events.db", tmp_path / "events.db"

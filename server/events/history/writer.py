@@ -49,6 +49,7 @@ import math
 import os
 import queue
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -149,6 +150,7 @@ class HistorySink:
         self._lock: int | None = None  # the descriptor holding the history's lock, from the first open that took it
         self._announced = False  # "storing events in" logged since the last open that failed
         self._adoption_said = False  # that an older segcast's file is being brought up to format (`adoption`)
+        self._exposure_said = False  # that the file is every user's to read (`_readable_by_all`)
         self._retention = Retention(settings, NAME, log)  # the writer thread's alone
         self._pictures_lock = threading.Lock()
         self._picture_bytes = 0  # of the queued events' pictures and the batch being written
@@ -361,6 +363,14 @@ class HistorySink:
             path.parent.mkdir(parents=True, exist_ok=True)
             unlocked = self._hold_lock(path)  # before the file is made or opened: another segcast may write it
             _create_private(path.resolve())  # a link's target: O_EXCL does not create through a link
+            if not self._exposure_said and (mode := _readable_by_all(path)) is not None:
+                self._exposure_said = True  # once: each open after a failure finds the same file
+                log.warning(
+                    "%s: every user of this machine may read it (mode %o), and it holds camera snapshots: chmod 600 "
+                    "it, and its -wal and -shm files (640 to let a group's backup job read it: docs/backups.md)",
+                    path,
+                    mode,
+                )
             db = sqlite3.connect(path, timeout=LOCK_TIMEOUT_S, isolation_level=None, check_same_thread=False)
             try:
                 found = check_history_file(db, path, SCHEMA)  # before anything is written: maybe not ours
@@ -480,6 +490,16 @@ def _create_private(path: Path) -> None:
     """
     with contextlib.suppress(OSError):
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE))
+
+
+def _readable_by_all(path: Path) -> int | None:
+    """The permissions of the history's file where every user of the machine may read it, else None: one an
+    earlier segcast made under the usual umask (0644), which `_create_private` leaves as it found it."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:  # not made: SQLite's open says why
+        return None
+    return mode if mode & stat.S_IROTH else None
 
 
 def _held_elsewhere(path: Path, lock: Path) -> str:
