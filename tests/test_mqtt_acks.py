@@ -49,6 +49,13 @@ def broker_with_acl(folder: Path, acl: str = ACL) -> Broker:
     return broker
 
 
+def broker_with_receive_maximum(folder: Path) -> Broker:
+    """mosquitto letting a client have `RECEIVE_MAXIMUM` publishes await their PUBACK (its CONNACK says so)."""
+    broker = Broker(folder)
+    broker.config.write_text(broker.config.read_text() + f"max_inflight_messages {RECEIVE_MAXIMUM}\n")
+    return broker
+
+
 async def test_an_event_the_brokers_acl_refuses_is_given_up_counted_failed_and_said(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -110,8 +117,7 @@ async def test_a_broker_that_speaks_only_mqtt_3_1_1_is_spoken_to_in_it(caplog: p
 async def test_no_more_publishes_await_their_puback_than_the_brokers_receive_maximum(tmp_path: Path) -> None:
     """MQTT 5 lets a broker end the connection of a client with more on their way than its CONNACK's
     Receive Maximum: segcast kept its own window (20) whatever the broker said."""
-    broker = Broker(tmp_path)
-    broker.config.write_text(broker.config.read_text() + f"max_inflight_messages {RECEIVE_MAXIMUM}\n")
+    broker = broker_with_receive_maximum(tmp_path)
     broker.start()
     try:
         async with HoldingProxy(broker.port) as proxy:
@@ -138,8 +144,7 @@ async def test_the_offline_said_at_shutdown_keeps_to_the_brokers_receive_maximum
     """Segcast's status and each live stream's availability went out at once at a stop (and a crashed
     run's streams' at a start), however few publishes the broker let be on their way."""
     streams = [f"cam{index}" for index in range(RECEIVE_MAXIMUM + 3)]
-    broker = Broker(tmp_path)
-    broker.config.write_text(broker.config.read_text() + f"max_inflight_messages {RECEIVE_MAXIMUM}\n")
+    broker = broker_with_receive_maximum(tmp_path)
     broker.start()
     try:
         async with HoldingProxy(broker.port) as proxy:

@@ -75,14 +75,20 @@ async def arrived(received: list[Message], message: str | tuple[str, bytes], sin
     await eventually(there, what=f"{message} at the subscriber")
 
 
-async def test_pictures_a_run_before_left_are_cleared_once_snapshots_are_off_with_discovery_off(
-    broker: Broker,
-) -> None:
-    async with running(snapshots_on(broker.port, discovery=False)) as (outputs, sink):
+async def pictures_left_by_a_run(port: int) -> dict[str, bytes]:
+    """A run with snapshots on and discovery off whose door entry and gate crossing left the stream's, the
+    zone's and the line's pictures retained; those pictures."""
+    async with running(snapshots_on(port, discovery=False)) as (outputs, sink):
         await state_is(sink, SinkState.OK)
         outputs.on_stream_state("cam", StreamState.LIVE)
         outputs.on_packet(frame_with(1, [entry(), crossing()], COUNTS))
-        await retained_when(broker.port, STREAM_PICTURE, DOOR_PICTURE, GATE_PICTURE)
+        return await retained_when(port, STREAM_PICTURE, DOOR_PICTURE, GATE_PICTURE)
+
+
+async def test_pictures_a_run_before_left_are_cleared_once_snapshots_are_off_with_discovery_off(
+    broker: Broker,
+) -> None:
+    await pictures_left_by_a_run(broker.port)
     async with running(MqttSettings("127.0.0.1", broker.port, discovery=False)) as (outputs, sink):
         await state_is(sink, SinkState.OK)
         outputs.on_stream_state("cam", StreamState.LIVE)
@@ -93,11 +99,7 @@ async def test_pictures_a_run_before_left_are_cleared_once_snapshots_are_off_wit
 async def test_the_picture_of_a_zone_deleted_while_segcast_was_stopped_is_cleared_with_discovery_off(
     broker: Broker,
 ) -> None:
-    async with running(snapshots_on(broker.port, discovery=False)) as (outputs, sink):
-        await state_is(sink, SinkState.OK)
-        outputs.on_stream_state("cam", StreamState.LIVE)
-        outputs.on_packet(frame_with(1, [entry(), crossing()], COUNTS))
-        kept = await retained_when(broker.port, STREAM_PICTURE, DOOR_PICTURE, GATE_PICTURE)
+    kept = await pictures_left_by_a_run(broker.port)
     async with running(snapshots_on(broker.port, discovery=False)) as (outputs, sink):
         await state_is(sink, SinkState.OK)
         outputs.on_stream_state("cam", StreamState.LIVE)
