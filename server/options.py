@@ -15,7 +15,16 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from server.analytics.shapes import Line, Zone, did_you_mean, echoed, parse_lines, parse_zones
+from server.analytics.shapes import (
+    IgnoreZone,
+    Line,
+    Zone,
+    did_you_mean,
+    echoed,
+    parse_ignore_zones,
+    parse_lines,
+    parse_zones,
+)
 
 #: The fewest and most frames a second ``process_fps`` may let through: one every 10 s for a scene that
 #: barely changes, and above any camera's rate (a cap over the input's rate caps nothing).
@@ -119,6 +128,12 @@ class StreamOptions:
     #: At most this many frames a second of media time reach the model (Frigate's ``detect: fps``): a
     #: driveway camera of 30 fps needs 5, and the inference it leaves goes to the other streams.
     process_fps: float | None = None
+    #: The least and most share of the frame an object's box may cover to be seen at all (Frigate's
+    #: ``min_area`` and ``max_area``): a detection outside them never reaches the tracker.
+    min_area: float = 0.0
+    max_area: float = 1.0
+    #: Where the stream sees nothing (of the classes each names): `IgnoreZone`.
+    ignore_zones: tuple[IgnoreZone, ...] = ()
 
     @classmethod
     def from_mapping(
@@ -162,9 +177,32 @@ class StreamOptions:
             raise ValueError(f"agnostic_nms: expected true or false, got {echoed(agnostic)}")
         zones = parse_zones(values["zones"]) if "zones" in values else base.zones
         lines = parse_lines(values["lines"]) if "lines" in values else base.lines
-        _check_shape_classes(zones, lines, classes, values)
         process_fps = _process_fps(values["process_fps"]) if "process_fps" in values else base.process_fps
-        return cls(conf, iou, classes, imgsz, max_det, tracker, settings, agnostic, zones, lines, process_fps)
+        min_area = _fraction(values, "min_area", base.min_area)
+        max_area = _fraction(values, "max_area", base.max_area)
+        if min_area >= max_area:
+            key = "max_area" if "max_area" in values else "min_area"
+            raise ValueError(
+                f"{key}: min_area ({min_area:g}) must be below max_area ({max_area:g}), or no object is ever seen"
+            )
+        ignore_zones = parse_ignore_zones(values["ignore_zones"]) if "ignore_zones" in values else base.ignore_zones
+        _check_shape_classes(zones, lines, classes, values, ignore_zones)
+        return cls(
+            conf,
+            iou,
+            classes,
+            imgsz,
+            max_det,
+            tracker,
+            settings,
+            agnostic,
+            zones,
+            lines,
+            process_fps,
+            min_area,
+            max_area,
+            ignore_zones,
+        )
 
     def tracker_config(self) -> dict[str, TrackerValue]:
         """The full tracker configuration: ultralytics' defaults for the kind with this stream's overrides.
@@ -194,21 +232,34 @@ class StreamOptions:
             "zones": [zone.to_json() for zone in self.zones],
             "lines": [line.to_json() for line in self.lines],
             "process_fps": self.process_fps,
+            "min_area": self.min_area,
+            "max_area": self.max_area,
+            "ignore_zones": [zone.to_json() for zone in self.ignore_zones],
         }
 
 
 def _check_shape_classes(
-    zones: tuple[Zone, ...], lines: tuple[Line, ...], classes: tuple[str, ...], given: Mapping[str, Any]
+    zones: tuple[Zone, ...],
+    lines: tuple[Line, ...],
+    classes: tuple[str, ...],
+    given: Mapping[str, Any],
+    ignore_zones: tuple[IgnoreZone, ...] = (),
 ) -> None:
-    """ValueError for a shape watching a class the stream's own ``classes`` leaves out: it would read 0 forever.
+    """ValueError for a shape watching a class the stream's own ``classes`` leaves out: it would read 0 forever
+    (or, an ignore zone, ignore nothing for ever).
 
     The message starts with the key of ``given`` that made the conflict, which a PATCH's 400 names: the
     shape's classes where its list is given, else ``classes``, narrowed under shapes the stream had.
     """
     if not classes:
         return
-    named: dict[str, Sequence[Zone | Line]] = {"zones": zones, "lines": lines}
+    named: dict[str, Sequence[Zone | Line | IgnoreZone]] = {
+        "zones": zones,
+        "lines": lines,
+        "ignore_zones": ignore_zones,
+    }
     for key, shapes in named.items():
+        kind, verb = ("ignore zone", "ignores") if key == "ignore_zones" else (key.removesuffix("s"), "counts")
         for i, shape in enumerate(shapes):
             if not (missing := [name for name in shape.classes if name not in classes]):
                 continue
@@ -218,7 +269,7 @@ def _check_shape_classes(
                     "add it to the stream's classes or leave it out of the shape's"
                 )
             raise ValueError(
-                f"classes: {key.removesuffix('s')} {shape.name!r} counts {missing[0]!r}, which the stream would not "
+                f"classes: {kind} {shape.name!r} {verb} {missing[0]!r}, which the stream would not "
                 f"detect with these classes; add {missing[0]!r} to them or take it out of {key}[{i}].classes"
             )
 

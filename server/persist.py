@@ -383,11 +383,12 @@ def _model_settings(settings: Settings) -> dict[str, object]:
 
 
 def _file_values(options: StreamOptions) -> dict[str, object]:
-    """``options`` as `StreamOptions.to_json` gives them, with zones and lines in a config file's form."""
+    """``options`` as `StreamOptions.to_json` gives them, with zones, lines and ignore zones in a config file's form."""
     return {
         **options.to_json(),
         "zones": [zone.file_table() for zone in options.zones],
         "lines": [line.file_table() for line in options.lines],
+        "ignore_zones": [zone.file_table() for zone in options.ignore_zones],
     }
 
 
@@ -516,7 +517,7 @@ def _server_lines(settings: Settings) -> list[str]:
 def _option_lines(values: Mapping[str, object]) -> list[str]:
     """Stream options (as `_file_values` gives them) as TOML lines, numbers that are whole written whole.
 
-    Zones and lines go one to a line, as people write them. Tracker settings are written as they are:
+    Zones, lines and ignore zones go one to a line, as people write them. Tracker settings are written as they are:
     the tracker takes them as given, so a float written whole would read back as an integer.
     """
     lines = []
@@ -528,7 +529,7 @@ def _option_lines(values: Mapping[str, object]) -> list[str]:
         elif key == "tracker_settings" and isinstance(value, dict):
             # An inline table, as `_toml` writes one, in a stable order.
             lines.append(f"{key} = {toml_value(dict(sorted(value.items())))}")
-        elif key in ("zones", "lines") and isinstance(value, list) and value:
+        elif key in ("zones", "lines", "ignore_zones") and isinstance(value, list) and value:
             lines += [f"{key} = [", *(f"  {toml_value(_whole(shape))}," for shape in value), "]"]
         else:
             lines.append(f"{key} = {toml_value(_whole(value))}")

@@ -1,4 +1,5 @@
-"""Zones and lines as stream options: parsed once from TOML or JSON, checked, then resolved to pixels.
+"""Zones, lines and ignore zones as stream options: parsed once from TOML or JSON, checked, then resolved
+to pixels.
 
 A shape's points are frame pixels (``units = "px"``, the default) or fractions of the frame's width
 and height (``units = "fraction"``), so one definition fits every resolution of a camera. Fractions
@@ -22,6 +23,9 @@ from typing import Any
 from server.analytics.geometry import EDGE_OUTWARDS, Point, facing_edges, segments_intersect, sides_without_room
 
 DEFAULT_MIN_SHARE = 0.25
+#: The share of an object that must lie in an ignore zone for it to be ignored: more than half of it is
+#: where the zone's false detections are; a person walking past, their feet outside it, is still seen.
+DEFAULT_IGNORE_SHARE = 0.5
 #: A line's dead band on each side, as a fraction of the frame's shorter side: a reference point
 #: jittering within it never changes the side a track is on, so it never counts twice.
 DEFAULT_HYSTERESIS = 0.02
@@ -185,9 +189,42 @@ class Line:
         return self.name, self.points, self.units
 
 
+@dataclass(frozen=True, slots=True)
+class IgnoreZone:
+    """A polygon where the stream sees no object: a detection at least ``min_share`` of whose mask area
+    (or box) lies in it is dropped before the tracker, as Frigate's object masks drop theirs.
+
+    For what a camera keeps mistaking for an object (a statue, a poster, a television, a road beyond the
+    fence): it is never tracked, drawn, counted nor sent. ``classes`` are the class names it ignores
+    (empty: all), so a zone that hides a statue's "person" can still let a cat through. Points may lie
+    beyond the frame (the part within it is what counts): unlike a zone that counts, nothing is
+    misjudged by one drawn past the edge.
+    """
+
+    name: str
+    points: tuple[Point, ...]
+    units: Units = Units.PX
+    classes: tuple[str, ...] = ()
+    min_share: float = DEFAULT_IGNORE_SHARE
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "points": [list(p) for p in self.points],
+            "units": self.units.value,
+            "classes": list(self.classes),
+            "min_share": self.min_share,
+        }
+
+    def file_table(self) -> dict[str, object]:
+        """The ignore zone as a config file's table, its default keys left out as `Zone.file_table` leaves a zone's."""
+        return _file_table(self.to_json(), _IGNORE_ZONE_DEFAULTS)
+
+
 #: What a zone's and a line's keys are when a table leaves them out (name, points and units are always
 #: written: without units, points all from 0 to 1 are refused, see `_fractions_hint`).
 _ZONE_DEFAULTS: dict[str, object] = {"classes": [], "min_share": DEFAULT_MIN_SHARE}
+_IGNORE_ZONE_DEFAULTS: dict[str, object] = {"classes": [], "min_share": DEFAULT_IGNORE_SHARE}
 _LINE_DEFAULTS: dict[str, object] = {
     "classes": [],
     "anchor": Anchor.BOTTOM.value,
@@ -212,6 +249,14 @@ def parse_lines(value: object) -> tuple[Line, ...]:
     lines = tuple(_line(table, f"lines[{i}]") for i, table in enumerate(_tables(value, "lines")))
     _unique(lines, "lines")
     return lines
+
+
+def parse_ignore_zones(value: object) -> tuple[IgnoreZone, ...]:
+    """Ignore zones from a list of tables; ValueError names the zone and key (``ignore_zones[0].points: ...``)."""
+    key = "ignore_zones"
+    zones = tuple(_ignore_zone(table, f"{key}[{i}]") for i, table in enumerate(_tables(value, key)))
+    _unique(zones, key)
+    return zones
 
 
 def resolve(points: tuple[Point, ...], units: Units, width: int, height: int, where: str) -> tuple[Point, ...]:
@@ -249,10 +294,20 @@ def unknown_class(name: str, class_names: dict[int, str]) -> str:
     return f"{said}{listed}, ... ({len(known)} in all; a running segcast lists them at GET /api/viewer)"
 
 
-def check_classes(zones: tuple[Zone, ...], lines: tuple[Line, ...], class_names: dict[int, str]) -> None:
-    """ValueError naming the first zone or line whose class filter names a class the model does not know."""
+def check_classes(
+    zones: tuple[Zone, ...],
+    lines: tuple[Line, ...],
+    class_names: dict[int, str],
+    ignore_zones: tuple[IgnoreZone, ...] = (),
+) -> None:
+    """ValueError naming the first zone, line or ignore zone whose class filter names a class the model
+    does not know."""
     known = set(class_names.values())
-    shapes: tuple[tuple[str, tuple[Zone | Line, ...]], ...] = (("zones", zones), ("lines", lines))
+    shapes: tuple[tuple[str, tuple[Zone | Line | IgnoreZone, ...]], ...] = (
+        ("zones", zones),
+        ("lines", lines),
+        ("ignore_zones", ignore_zones),
+    )
     for key, group in shapes:
         for i, shape in enumerate(group):
             for name in shape.classes:
@@ -313,6 +368,31 @@ def _tables(value: object, key: str) -> list[Mapping[str, Any]]:
 def _zone(table: Mapping[str, Any], where: str) -> Zone:
     refuse_unknown_keys(table, ("name", "points", "units", "classes", "min_share", "loiter_s"), where)
     units = _units(table, where)
+    points = _polygon(table, units, where)
+    min_share = _min_share(table, DEFAULT_MIN_SHARE, where)
+    loiter_s = table.get("loiter_s")
+    if loiter_s is not None and not 0 < _number(loiter_s, f"{where}.loiter_s", "seconds above 0") < math.inf:
+        raise ValueError(f"{where}.loiter_s: expected seconds above 0, got {echoed(loiter_s)}")
+    return Zone(
+        _name(table, where),
+        points,
+        units,
+        _classes(table, where),
+        min_share,
+        None if loiter_s is None else float(loiter_s),
+    )
+
+
+def _ignore_zone(table: Mapping[str, Any], where: str) -> IgnoreZone:
+    refuse_unknown_keys(table, ("name", "points", "units", "classes", "min_share"), where)
+    units = _units(table, where)
+    points = _polygon(table, units, where)
+    min_share = _min_share(table, DEFAULT_IGNORE_SHARE, where)
+    return IgnoreZone(_name(table, where), points, units, _classes(table, where), min_share)
+
+
+def _polygon(table: Mapping[str, Any], units: Units, where: str) -> tuple[Point, ...]:
+    """A zone's corners, each given once, checked to make a simple polygon with area."""
     # A corner given twice in a row (a double click) is one corner, and so is the first one given again
     # at the end, the way many tools close a polygon.
     given = _points(table, units, 3, where)
@@ -330,20 +410,14 @@ def _zone(table: Mapping[str, Any], where: str) -> Zone:
     if area < least:
         size = "square pixels" if units is Units.PX else "of the frame"
         raise ValueError(f"{where}.points: the polygon is too small: its area is {area:.3g} {size}, under {least:g}")
-    min_share = table.get("min_share", DEFAULT_MIN_SHARE)
+    return points
+
+
+def _min_share(table: Mapping[str, Any], default: float, where: str) -> float:
+    min_share = table.get("min_share", default)
     if not 0 < _number(min_share, f"{where}.min_share", "a share above 0 and at most 1") <= 1:
         raise ValueError(f"{where}.min_share: expected a share above 0 and at most 1, got {echoed(min_share)}")
-    loiter_s = table.get("loiter_s")
-    if loiter_s is not None and not 0 < _number(loiter_s, f"{where}.loiter_s", "seconds above 0") < math.inf:
-        raise ValueError(f"{where}.loiter_s: expected seconds above 0, got {echoed(loiter_s)}")
-    return Zone(
-        _name(table, where),
-        points,
-        units,
-        _classes(table, where),
-        float(min_share),
-        None if loiter_s is None else float(loiter_s),
-    )
+    return float(min_share)
 
 
 def _line(table: Mapping[str, Any], where: str) -> Line:
@@ -449,7 +523,7 @@ def _classes(table: Mapping[str, Any], where: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(value))
 
 
-def _unique(shapes: Sequence[Zone | Line], key: str) -> None:
+def _unique(shapes: Sequence[Zone | Line | IgnoreZone], key: str) -> None:
     seen: set[str] = set()
     for i, shape in enumerate(shapes):
         if shape.name in seen:

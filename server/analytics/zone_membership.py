@@ -37,12 +37,20 @@ class Visit:
 
 def track_area(track: Track, shape: tuple[int, ...]) -> tuple[tuple[int, int], np.ndarray]:
     """The track's mask (or, without one, its box) as an offset and a boolean crop of the frame (empty outside it)."""
+    return object_area(track.box, track.polygon, shape)
+
+
+def object_area(
+    box: tuple[float, float, float, float], polygon: np.ndarray | None, shape: tuple[int, ...]
+) -> tuple[tuple[int, int], np.ndarray]:
+    """An object's mask outline ``polygon`` (int32 pixel corners; None or under 3 of them: its ``box``) as
+    `track_area` gives a track's: a detection's is judged against an ignore zone as a track's is against a zone."""
     height, width = shape[:2]
-    x1, y1, x2, y2 = track.box
+    x1, y1, x2, y2 = box
     left, top = max(0, int(np.floor(x1))), max(0, int(np.floor(y1)))
     right, bottom = min(width, int(np.ceil(x2)) + 1), min(height, int(np.ceil(y2)) + 1)
-    if track.polygon is not None and len(track.polygon) >= 3:
-        polygon = track.polygon.astype(np.int32)
+    if polygon is not None and len(polygon) >= 3:
+        polygon = polygon.astype(np.int32)
         left, top = max(0, min(left, int(polygon[:, 0].min()))), max(0, min(top, int(polygon[:, 1].min())))
         right = min(width, max(right, int(polygon[:, 0].max()) + 1))
         bottom = min(height, max(bottom, int(polygon[:, 1].max()) + 1))

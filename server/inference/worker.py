@@ -69,8 +69,9 @@ IDLE_PROBE_AFTER_S = 1.0
 JOIN_TIMEOUT_S = 5.0
 MODEL_LOAD_TIMEOUT_S = 600.0
 #: The stream options `InferenceWorker.change_shapes` changes on a running stream: neither the model's
-#: call nor the tracker depends on them. Any other change restarts the stream.
-IN_PLACE_OPTIONS = ("zones", "lines", "process_fps")
+#: call nor the tracker's own state depends on them (the object filter before it follows them,
+#: `StreamTracker.follow`). Any other change restarts the stream.
+IN_PLACE_OPTIONS = ("zones", "lines", "process_fps", "min_area", "max_area", "ignore_zones")
 
 
 class InferenceWorker:
@@ -189,7 +190,7 @@ class InferenceWorker:
         names = self.class_names
         if names:
             class_ids(names, options.classes)
-            check_classes(options.zones, options.lines, names)
+            check_classes(options.zones, options.lines, names, options.ignore_zones)
         backend = self._backend
         fixed = None if backend is None else backend.fixed_shape
         if fixed is not None and options.imgsz is not None and options.imgsz != max(fixed):
@@ -232,12 +233,13 @@ class InferenceWorker:
         return slot
 
     def change_shapes(self, stream_id: str, options: StreamOptions) -> bool:
-        """Give a running stream new zones, lines or ``process_fps`` without restarting it; False if there
-        is no such stream.
+        """Give a running stream new zones, lines, ``process_fps`` or object filter without restarting it; False
+        if there is no such stream.
 
         ``options`` must differ from the stream's own in `IN_PLACE_OPTIONS` only. Its tracker, ids and
         video carry on; from its next frame the analytics use the new shapes, keeping the state of
-        those that did not change (`StreamAnalytics.reshaped`), and a new cap counts from that frame.
+        those that did not change (`StreamAnalytics.reshaped`), a new cap counts from that frame, and
+        the tracker is given what the new filter lets through.
         """
         with self._lock:
             registration = self._streams.get(stream_id)
@@ -556,7 +558,7 @@ class InferenceWorker:
                     job.error = str(exc)
             if tracker is not None:
                 try:
-                    tracker.follow_cap(registration.options.process_fps)  # changed in place (`change_shapes`)
+                    tracker.follow(registration.options)  # changed in place (`change_shapes`)
                     tracks, track_events = tracker.update(job.detections, frame)
                 except Exception as exc:  # a ValueError here too: a tracking bug (numpy's, OpenCV's), not the options
                     job.error = f"tracking failed: {type(exc).__name__}: {exc}"

@@ -1,5 +1,6 @@
 """What a stream's options ask of the model's detections before its tracker sees them: its classes,
-and the lowest confidence its tracker uses (`server.tracking.stream.StreamTracker` applies both)."""
+and the lowest confidence its tracker uses (`server.tracking.stream.StreamTracker` applies both; what
+they leave out by size and place is `server.tracking.object_filter`'s)."""
 
 from __future__ import annotations
 

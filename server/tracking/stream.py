@@ -22,7 +22,7 @@ adapting its resolution to the link): boxes, trails and velocities, and the trac
 goes on from its old tracker (``follows``).
 Ids are never reused within a stream across any of these.
 
-A ``process_fps`` lowered while the stream runs is its pace from its next frame (`follow_cap`), so
+A ``process_fps`` lowered while the stream runs is its pace from its next frame (`follow`), so
 even a cap of a frame every 10 s keeps its tracks; a source that slows down that much by itself has
 its first long gap taken for an outage, and the next of about the same length is its new pace
 (`server.tracking.rate`).
@@ -43,6 +43,7 @@ from server.inference.detections import Detections
 from server.options import SEGTRACK, StreamOptions
 from server.tracking.duplicates import seen_twice
 from server.tracking.filters import class_ids, detection_conf
+from server.tracking.object_filter import ObjectFilter
 from server.tracking.rate import ProcessingRate
 from server.tracking.segtrack import SegTracker
 
@@ -135,6 +136,7 @@ class StreamTracker:
         self._options = options
         self._class_ids = class_ids(class_names, options.classes)
         self._tracker_conf = detection_conf(options)
+        self._filter = ObjectFilter(options, class_names)
         self._tracker = make_tracker(options)
         config = options.tracker_config()
         self._windows_s = {
@@ -160,16 +162,20 @@ class StreamTracker:
         """Frames of this stream processed per second of its media time (smoothed)."""
         return self._rate.fps
 
-    def follow_cap(self, process_fps: float | None) -> None:
-        """Take the stream's ``process_fps``, changed while it runs (PATCH), as its pace from the next frame.
+    def follow(self, options: StreamOptions) -> None:
+        """Take the options a running stream changed in place (`InferenceWorker.change_shapes`) from its next
+        frame: ``process_fps`` as its pace, ``min_area``, ``max_area`` and ``ignore_zones`` as its object filter.
 
         A cap lowered to a frame every 10 s would otherwise make the first gap look like an outage,
-        ending every track there (`ProcessingRate.capped`). Called with the stream's cap before each
-        update; a cap it already follows changes nothing.
+        ending every track there (`ProcessingRate.capped`). Called with the stream's options before each
+        update; options it already follows change nothing. Raises ValueError for an ignore zone's class
+        the model does not know (a change checks them first: `InferenceWorker.check_options`).
         """
-        if process_fps != self._cap_fps:
-            self._cap_fps = process_fps
-            self._rate = self._rate.capped(process_fps)
+        if options.process_fps != self._cap_fps:
+            self._cap_fps = options.process_fps
+            self._rate = self._rate.capped(options.process_fps)
+        if not self._filter.same_as(options):
+            self._filter = ObjectFilter(options, self._class_names)
 
     def update(self, detections: Detections, frame: Frame) -> tuple[tuple[Track, ...], tuple[TrackEvent, ...]]:
         """Advance the tracker by one frame; returns the tracks in it and the tracks that started or ended.
@@ -193,7 +199,7 @@ class StreamTracker:
         id_base = self._last_id if starts_over else self._id_base
         history = {} if starts_over else self._history
         _apply_rate(tracker, self._windows_s, rate.interval_s)
-        detections = self._select(detections)
+        detections = self._select(detections, shape)
         if isinstance(tracker, SegTracker):  # it reads masks, not just boxes
             rows = tracker.update(detections, frame.image)
         else:
@@ -234,8 +240,9 @@ class StreamTracker:
             seen.append((track_id, class_id, float(row[5]), box, polygon))
         return seen
 
-    def _select(self, detections: Detections) -> Detections:
-        """This stream's detections for its tracker: down to `detection_conf`, of its classes, at most ``max_det``.
+    def _select(self, detections: Detections, shape: tuple[int, ...]) -> Detections:
+        """This stream's detections for its tracker, in a frame of ``shape``: down to `detection_conf`, of its
+        classes, through its object filter (`server.tracking.object_filter`), at most ``max_det``.
 
         A box that is not a number (a half-precision model overflowing, a remote model gone wrong) is
         no detection: it would reach the viewers' JSON as ``NaN``, which browsers refuse to parse. Nor
@@ -253,6 +260,9 @@ class StreamTracker:
         keep = conf >= self._tracker_conf
         if self._class_ids is not None:
             keep &= np.isin(detections.class_ids, list(self._class_ids))
+        if self._filter.active:
+            candidates = np.flatnonzero(keep)
+            keep[candidates] = self._filter.keep(detections.select(candidates), shape)
         indices = np.flatnonzero(keep)
         kept = detections if len(indices) == len(conf) else detections.select(indices)
         indices = indices[~seen_twice(kept, self._options.conf)]
