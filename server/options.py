@@ -178,15 +178,17 @@ class StreamOptions:
         zones = parse_zones(values["zones"]) if "zones" in values else base.zones
         lines = parse_lines(values["lines"]) if "lines" in values else base.lines
         process_fps = _process_fps(values["process_fps"]) if "process_fps" in values else base.process_fps
-        min_area = _fraction(values, "min_area", base.min_area)
-        max_area = _fraction(values, "max_area", base.max_area)
+        min_area, max_area = (
+            _area_share(values, "min_area", base.min_area),
+            _area_share(values, "max_area", base.max_area),
+        )
         if min_area >= max_area:
             key = "max_area" if "max_area" in values else "min_area"
             raise ValueError(
                 f"{key}: min_area ({min_area:g}) must be below max_area ({max_area:g}), or no object is ever seen"
             )
         ignore_zones = parse_ignore_zones(values["ignore_zones"]) if "ignore_zones" in values else base.ignore_zones
-        _check_shape_classes(zones, lines, classes, values, ignore_zones)
+        _check_shape_classes(zones, lines, classes, values)
         return cls(
             conf,
             iou,
@@ -239,27 +241,19 @@ class StreamOptions:
 
 
 def _check_shape_classes(
-    zones: tuple[Zone, ...],
-    lines: tuple[Line, ...],
-    classes: tuple[str, ...],
-    given: Mapping[str, Any],
-    ignore_zones: tuple[IgnoreZone, ...] = (),
+    zones: tuple[Zone, ...], lines: tuple[Line, ...], classes: tuple[str, ...], given: Mapping[str, Any]
 ) -> None:
-    """ValueError for a shape watching a class the stream's own ``classes`` leaves out: it would read 0 forever
-    (or, an ignore zone, ignore nothing for ever).
+    """ValueError for a shape watching a class the stream's own ``classes`` leaves out: it would read 0 forever.
 
     The message starts with the key of ``given`` that made the conflict, which a PATCH's 400 names: the
-    shape's classes where its list is given, else ``classes``, narrowed under shapes the stream had.
+    shape's classes where its list is given, else ``classes``, narrowed under shapes the stream had. An
+    ignore zone is not held to them: one that ignores a class the stream does not detect harms nothing,
+    and one of ``[stream_defaults]`` would otherwise refuse every stream that narrows its classes.
     """
     if not classes:
         return
-    named: dict[str, Sequence[Zone | Line | IgnoreZone]] = {
-        "zones": zones,
-        "lines": lines,
-        "ignore_zones": ignore_zones,
-    }
+    named: dict[str, Sequence[Zone | Line]] = {"zones": zones, "lines": lines}
     for key, shapes in named.items():
-        kind, verb = ("ignore zone", "ignores") if key == "ignore_zones" else (key.removesuffix("s"), "counts")
         for i, shape in enumerate(shapes):
             if not (missing := [name for name in shape.classes if name not in classes]):
                 continue
@@ -269,7 +263,7 @@ def _check_shape_classes(
                     "add it to the stream's classes or leave it out of the shape's"
                 )
             raise ValueError(
-                f"classes: {kind} {shape.name!r} {verb} {missing[0]!r}, which the stream would not "
+                f"classes: {key.removesuffix('s')} {shape.name!r} counts {missing[0]!r}, which the stream would not "
                 f"detect with these classes; add {missing[0]!r} to them or take it out of {key}[{i}].classes"
             )
 
@@ -282,6 +276,19 @@ def _fraction(values: Mapping[str, Any], key: str, default: float, least: float 
         shown = repr(value) if isinstance(value, str) else echoed(value)
         raise ValueError(f"{key}: expected a number from {least:g} to 1, got {shown}")
     return float(value)
+
+
+def _area_share(values: Mapping[str, Any], key: str, default: float) -> float:
+    """``min_area`` or ``max_area``: a `_fraction` of the frame. Frigate's are pixels, and a whole number over 1
+    is most likely one of those: the refusal says how to turn it into a share."""
+    value = values.get(key, default)
+    if (whole := _whole(value)) is not None and whole > 1:
+        raise ValueError(
+            f"{key}: expected a share of the frame from 0 to 1, got {echoed(value)} (for an area in pixels, divide "
+            f"it by the frame's width times its height: {echoed(value)} px of 1920x1080 is "
+            f"{value / (1920 * 1080):.3g})"
+        )
+    return _fraction(values, key, default)
 
 
 def _conf(values: Mapping[str, Any], default: float) -> float:

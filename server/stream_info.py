@@ -50,10 +50,12 @@ class StreamInfo:
     #: again, so this says whether it is past.
     last_inference_error_at: float | None = None
     inference: InferenceStatus = field(default_factory=lambda: InferenceStatus(available=True))
-    analytics_error: str | None = None  # why zones or lines are left out or can never count here
+    analytics_error: str | None = None  # why ignore zones, zones or lines are left out or can never count here
     pace: PaceVerdict = field(default_factory=PaceVerdict)  # whether inference keeps up (`StreamManager.check_pace`)
     #: Frames its ``process_fps`` left out: by choice, never sent to the model (unlike ``frames_dropped``).
     frames_thinned: int = 0
+    #: Detections its object filter (``min_area``, ``max_area``, ``ignore_zones``) kept from its tracker.
+    detections_ignored: int = 0
 
     @property
     def stream_id(self) -> str:
@@ -84,6 +86,7 @@ class StreamInfo:
             **self.status.to_json(),
             "frames_processed": self.frames_processed,
             "frames_thinned": self.frames_thinned,
+            "detections_ignored": self.detections_ignored,
             "inference_errors": self.inference_errors,
             "last_inference_error": self.last_inference_error,
             "last_inference_error_at": self.last_inference_error_at,

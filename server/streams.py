@@ -171,7 +171,8 @@ class StreamManager:
             raise StreamOptionsError(config.stream_id, str(exc)) from None
 
     def _check_fit(self, config: StreamConfig, current: StreamConfig) -> None:
-        """Refuse zones or lines in pixels beyond the frame of the stream running now (same source, same size).
+        """Refuse zones, lines or ignore zones in pixels beyond the frame of the stream running now (same source,
+        same size).
 
         Only those new or changed against ``current`` are checked: one the stream already leaves out
         for not fitting stays, left out, and does not block a change that leaves it as it is.
@@ -181,7 +182,15 @@ class StreamManager:
             return  # no frame yet: a shape that does not fit is left out, and said so, when one comes
         options, old = config.options, current.options
         try:
-            check_fit(options.zones, options.lines, *stats.frame_size, old.zones, old.lines)
+            check_fit(
+                options.zones,
+                options.lines,
+                *stats.frame_size,
+                old.zones,
+                old.lines,
+                options.ignore_zones,
+                old.ignore_zones,
+            )
         except ValueError as exc:
             raise StreamOptionsError(config.stream_id, str(exc)) from None
 
@@ -452,6 +461,7 @@ class StreamManager:
             stats.analytics_error if stats else None,
             pace.verdict if pace is not None else PaceVerdict(),
             stats.thinned if stats else 0,
+            stats.ignored if stats else 0,
         )
 
     def streams(self) -> list[StreamInfo]:

@@ -5,12 +5,15 @@ nor sent, while a real object that passes through an ignore zone keeps its id.""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from aiohttp.test_utils import TestClient
 from ultralytics.engine.results import Results
 
 from server import streams
@@ -25,6 +28,7 @@ from server.sources import StreamState
 from server.tracking.object_filter import ObjectFilter
 from server.tracking.stream import StreamTracker
 from tests.support.detections import NAMES, truth_detections
+from tests.support.polling import eventually
 from tests.test_option_changes_keep_video import BOX, FixedModel, Listener
 from tests.test_option_changes_keep_video import start as start  # a fixture, for the test below that uses it
 
@@ -45,7 +49,7 @@ def masked(image: np.ndarray, rows: list[list[float]], masks: list[np.ndarray]) 
 
 
 def kept_rows(options: StreamOptions, detections: Detections, shape: tuple[int, ...]) -> list[int]:
-    return np.flatnonzero(ObjectFilter(options, NAMES).keep(detections, shape)).tolist()
+    return np.flatnonzero(ObjectFilter("cam", options, NAMES).keep(detections, shape)).tolist()
 
 
 def share_in_band(track: Track, shape: tuple[int, ...]) -> float:
@@ -111,14 +115,25 @@ def test_a_detection_only_model_is_judged_by_its_box() -> None:
     assert kept_rows(StreamOptions.from_mapping({"ignore_zones": [left]}), detections, image.shape) == [1]
 
 
-def test_pixel_corners_beyond_the_frame_ignore_the_part_within_it() -> None:
-    """A zone drawn loosely past the edge (or for a larger picture) is taken, not refused: what it covers
-    of this frame counts."""
+def test_an_ignore_zone_beyond_the_frame_is_left_out_and_said_once(caplog: pytest.LogCaptureFixture) -> None:
+    """Drawn in pixels of another resolution, it would hide the wrong part of the picture: it is left out,
+    the stream's problems say why, the log tells it once, and the other ignore zones go on hiding."""
     image = np.zeros((200, 300, 3), np.uint8)
     rows = [[10, 150, 60, 195, 0.9, 0], [10, 10, 60, 60, 0.9, 0]]
     detections = masked(image, rows, [_box_mask(image, row) for row in rows])
-    below = {"name": "street", "points": [[0, 140], [5000, 140], [5000, 5000], [0, 5000]]}
-    assert kept_rows(StreamOptions.from_mapping({"ignore_zones": [below]}), detections, image.shape) == [1]
+    wide = {"name": "street", "points": [[0, 140], [1900, 140], [1900, 200], [0, 200]]}
+    top = {"name": "sky", "points": [[0, 0], [300, 0], [300, 100], [0, 100]]}
+    found = ObjectFilter("cam", StreamOptions.from_mapping({"ignore_zones": [wide, top]}), NAMES)
+    assert np.flatnonzero(found.keep(detections, image.shape)).tolist() == [0]
+    assert found.problems == (
+        "ignore_zones[0].points: point (1900, 140) is outside the 300x200 frame; ignore zone 'street' is left out",
+    )
+    found.keep(detections, image.shape)
+    told = [r.getMessage() for r in caplog.records if r.name == "server.tracking.object_filter"]
+    assert told == [f"[cam] {found.problems[0]}"]
+    assert ObjectFilter("cam", StreamOptions.from_mapping({"ignore_zones": [wide]}), NAMES).keep(
+        detections, (1080, 1920, 3)
+    ).tolist() == [False, True], "in a frame it fits, it hides"
 
 
 @pytest.mark.parametrize(
@@ -158,21 +173,26 @@ def test_a_filter_changed_in_place_takes_effect_on_the_next_frame_and_the_ids_go
 
 def test_an_unknown_class_or_bounds_that_see_nothing_are_refused_naming_the_key() -> None:
     with pytest.raises(ValueError, match=r"^ignore_zones\[0\]\.classes: the model has no class 'cat'"):
-        ObjectFilter(StreamOptions.from_mapping({"ignore_zones": [{**BAND, "classes": ["cat"]}]}), NAMES)
+        ObjectFilter("cam", StreamOptions.from_mapping({"ignore_zones": [{**BAND, "classes": ["cat"]}]}), NAMES)
     with pytest.raises(ValueError, match=r"^max_area: min_area \(0\.5\) must be below max_area \(0\.5\)"):
         StreamOptions.from_mapping({"min_area": 0.5, "max_area": 0.5})
     with pytest.raises(ValueError, match=r"^min_area: min_area \(0\.6\) must be below max_area \(0\.5\)"):
         StreamOptions.from_mapping({"min_area": 0.6}, StreamOptions(max_area=0.5))
-    with pytest.raises(ValueError, match=r"^min_area: expected a number from 0 to 1, got 2"):
-        StreamOptions.from_mapping({"min_area": 2})
+    with pytest.raises(ValueError, match=r"^min_area: expected a number from 0 to 1, got 1.5"):
+        StreamOptions.from_mapping({"min_area": 1.5})
     with pytest.raises(ValueError, match=r"^ignore_zones\[0\]\.loiter_s: unknown key"):
         StreamOptions.from_mapping({"ignore_zones": [{**BAND, "loiter_s": 3}]})
     with pytest.raises(ValueError, match=r"^ignore_zones\[1\]\.name: 'pillar' is used twice"):
         StreamOptions.from_mapping({"ignore_zones": [BAND, BAND]})
-    with pytest.raises(ValueError, match=r"^classes: ignore zone 'pillar' ignores 'square', which the stream would"):
-        StreamOptions.from_mapping(
-            {"classes": [NAMES[0]]}, StreamOptions.from_mapping({"ignore_zones": [{**BAND, "classes": [NAMES[1]]}]})
-        )
+    with pytest.raises(ValueError, match=r"^min_area: expected a share of the frame from 0 to 1, got 5000 \(for an"):
+        StreamOptions.from_mapping({"min_area": 5000})  # Frigate's pixels
+
+
+def test_an_ignore_zone_may_name_classes_the_stream_does_not_detect() -> None:
+    """Unlike a zone, which would count 0 for ever: one of [stream_defaults] may ignore classes some streams
+    do not detect, and a stream narrowing its classes under it is not refused."""
+    defaults = StreamOptions.from_mapping({"ignore_zones": [{**BAND, "classes": [NAMES[1]]}]})
+    assert StreamOptions.from_mapping({"classes": [NAMES[0]]}, defaults).ignore_zones == defaults.ignore_zones
 
 
 def test_the_filter_round_trips_through_json_and_a_saved_config_file(tmp_path: Path) -> None:
@@ -218,3 +238,42 @@ def _box_mask(image: np.ndarray, row: list[float]) -> np.ndarray:
     x1, y1, x2, y2 = (int(v) for v in row[:4])
     mask[y1:y2, x1:x2] = True
     return mask
+
+
+async def test_a_served_stream_says_what_it_ignored_and_refuses_an_ignore_zone_beyond_its_frame(
+    start_server: Callable[..., Awaitable[TestClient]],
+) -> None:
+    """The bundled model on the generated scene, one ignore zone over the whole picture and one drawn for a
+    larger picture: the detections kept out are counted in the API and /metrics, the
+    misfit zone is the stream's analytics_error, and a PATCH adding another beyond the frame is a 400."""
+    whole = {"name": "all", "points": [[0, 0], [1, 0], [1, 1], [0, 1]], "units": "fraction"}
+    misfit = {"name": "far", "points": [[0, 0], [1900, 0], [1900, 1000]]}
+    options = StreamOptions.from_mapping({"ignore_zones": [whole, misfit]})
+    client = await start_server(StreamConfig("yard", "scene:?seed=7", options=options))
+
+    async def ignoring() -> dict[str, Any] | None:
+        body: dict[str, Any] = await (await client.get("/api/streams/yard")).json()
+        return body if body["detections_ignored"] >= 10 and body["frames_processed"] >= 10 else None
+
+    body = await eventually(ignoring, 60, "ten detections ignored")
+    assert re.fullmatch(
+        r"ignore_zones\[1\]\.points: point \(1900, 0\) is outside the \d+x\d+ frame; ignore zone 'far' is left out",
+        body["analytics_error"],
+    ), body["analytics_error"]
+    text = await (await client.get("/metrics")).text()
+    [sample] = [
+        line for line in text.splitlines() if line.startswith('segcast_detections_ignored_total{stream="yard"}')
+    ]
+    assert float(sample.rsplit(" ", 1)[1]) >= 10
+    refused = await client.patch("/api/streams/yard", json={"ignore_zones": [whole, {**misfit, "name": "wider"}]})
+    assert refused.status == 400
+    assert "body.ignore_zones[1].points: point (1900, 0) is outside the" in (await refused.json())["error"]
+    kept = await client.patch("/api/streams/yard", json={"ignore_zones": [whole]})
+    assert kept.status == 200, await kept.text()
+
+    async def fitting() -> dict[str, Any] | None:
+        body: dict[str, Any] = await (await client.get("/api/streams/yard")).json()
+        return body if body["analytics_error"] is None else None
+
+    after = await eventually(fitting, 60, "the misfit zone's problem to go with it")
+    assert after["detections_ignored"] >= body["detections_ignored"], "the count goes on through a change"

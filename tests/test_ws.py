@@ -598,3 +598,20 @@ async def test_a_viewer_that_left_is_forgotten_with_its_connection(start_server:
         return len(client.app[websockets_key]) == 0
 
     await eventually(all_forgotten, timeout_s=30, what="the viewers that left to be forgotten")
+
+
+async def test_hello_names_the_run_the_same_on_every_socket_and_another_after_a_restart(start_server: Start) -> None:
+    """A client reconnecting must tell a dropped link (same run: its tracks go on) from a restarted segcast
+    (another run: the old tracks ended unsaid, ids start over at 1)."""
+
+    async def run_of(client: TestClient) -> str:
+        async with client.ws_connect("/ws") as ws:
+            hello = await ws.receive_json(timeout=RECEIVE_TIMEOUT_S)
+        run: str = hello["run"]
+        return run
+
+    first = await start_server()
+    run = await run_of(first)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{12}", run), run
+    assert await run_of(first) == run, "a second socket to the same server: the same run"
+    assert await run_of(await start_server()) != run, "another server: another run"

@@ -196,9 +196,9 @@ class IgnoreZone:
 
     For what a camera keeps mistaking for an object (a statue, a poster, a television, a road beyond the
     fence): it is never tracked, drawn, counted nor sent. ``classes`` are the class names it ignores
-    (empty: all), so a zone that hides a statue's "person" can still let a cat through. Points may lie
-    beyond the frame (the part within it is what counts): unlike a zone that counts, nothing is
-    misjudged by one drawn past the edge.
+    (empty: all), so a zone that hides a statue's "person" can still let a cat through. Its points are
+    held to the frame as a zone's are (`resolve_zone`): one drawn for another resolution is left out,
+    and said, rather than hiding the wrong part of the picture.
     """
 
     name: str
@@ -269,7 +269,7 @@ def resolve(points: tuple[Point, ...], units: Units, width: int, height: int, wh
     return points
 
 
-def resolve_zone(zone: Zone, width: int, height: int, where: str) -> tuple[Point, ...]:
+def resolve_zone(zone: Zone | IgnoreZone, width: int, height: int, where: str) -> tuple[Point, ...]:
     """``zone``'s corners in pixels of a ``width`` x ``height`` frame; ValueError if one lies outside it or
     the zone covers less than a square pixel of it (one in fractions of a small frame may)."""
     points = resolve(zone.points, zone.units, width, height, where)
@@ -339,13 +339,19 @@ def check_fit(
     height: int,
     old_zones: tuple[Zone, ...] = (),
     old_lines: tuple[Line, ...] = (),
+    ignore_zones: tuple[IgnoreZone, ...] = (),
+    old_ignore_zones: tuple[IgnoreZone, ...] = (),
 ) -> None:
-    """ValueError naming the first zone or line in pixels with a point outside a ``width`` x ``height`` frame,
-    or the first line that could never count in it (`never_counts`).
+    """ValueError naming the first zone, line or ignore zone in pixels with a point outside a ``width`` x
+    ``height`` frame, or the first line that could never count in it (`never_counts`).
 
-    Those among ``old_zones`` and ``old_lines`` (the stream's own, as they are) are not checked: one the
-    stream already leaves out for not fitting, or says never counts, stays so until a frame it fits comes.
+    Those among ``old_zones``, ``old_lines`` and ``old_ignore_zones`` (the stream's own, as they are) are not
+    checked: one the stream already leaves out for not fitting, or says never counts, stays so until a frame
+    it fits comes.
     """
+    for i, ignore_zone in enumerate(ignore_zones):
+        if ignore_zone not in old_ignore_zones:
+            resolve(ignore_zone.points, ignore_zone.units, width, height, f"ignore_zones[{i}].points")
     for i, zone in enumerate(zones):
         if zone not in old_zones:
             resolve(zone.points, zone.units, width, height, f"zones[{i}].points")

@@ -101,6 +101,12 @@ def render_metrics(
         (({"stream": i.stream_id}, i.frames_thinned) for i in infos),
     )
     family(
+        "segcast_detections_ignored_total",
+        "counter",
+        "Detections the stream's min_area, max_area and ignore_zones kept from its tracker (never tracked nor sent).",
+        (({"stream": i.stream_id}, i.detections_ignored) for i in infos),
+    )
+    family(
         "segcast_input_fps",
         "gauge",
         "Frames per second the source delivers (last few seconds).",

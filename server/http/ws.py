@@ -61,6 +61,7 @@ HEARTBEAT_S = 20.0
 #: connection) closes nothing, and a browser sees no pings, so silence is all it can go by.
 KEEPALIVE_S = 5.0
 KEEPALIVE_MESSAGE = json.dumps({"type": "keepalive", "v": PROTOCOL_VERSION})
+RUN_ID_BYTES = 9  # a hello's ``run``: 12 URL-safe characters, never the same for two runs in practice
 SUBSCRIPTION_KEYS = frozenset({"image", "max_width", "max_fps"})
 #: The fields of a ``subscribe`` message besides its options.
 SUBSCRIBE_KEYS = frozenset({"type", "v", "streams"})
@@ -209,6 +210,9 @@ class ViewerSocket(web.WebSocketResponse):
 
 
 page_sockets_key = web.AppKey("page_sockets", PageSockets)
+#: This server run's id, in every ``hello``: a client that reconnects to another run knows its tracks ended
+#: unsaid (a stopped server sends no ``end`` events) and that ids started over at 1.
+_run_key = web.AppKey("ws_run", str)
 #: The clients disconnected for their rate, by what they sent too much of (`RateLimit.what`), logged
 #: in one line per `DISCONNECT_LOG_INTERVAL_S`.
 _disconnects_logged_key = web.AppKey("ws_disconnects_logged", dict[str, ThrottledCount])
@@ -216,6 +220,7 @@ _disconnects_logged_key = web.AppKey("ws_disconnects_logged", dict[str, Throttle
 
 def setup_ws(app: web.Application) -> None:
     sockets = app[page_sockets_key] = PageSockets()
+    app[_run_key] = secrets.token_urlsafe(RUN_ID_BYTES)
     app[_disconnects_logged_key] = {}
     app.on_shutdown.insert(0, sockets.stopping)  # before the viewers' sockets are closed
     app.router.add_get("/ws", _websocket)
@@ -248,6 +253,7 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
                 "inference": hub.inference.to_json(),
                 "keepalive_s": KEEPALIVE_S,
                 "socket": socket_id,
+                "run": request.app[_run_key],
             }
             viewer.greet(Event.of(hello))
             sender = asyncio.create_task(send_forever(viewer, ws, closer), name="viewer-sender")

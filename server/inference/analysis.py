@@ -59,7 +59,8 @@ def analyse(
     registration.analytics, registration.analytics_options = analytics, options
     registration.told_error = None  # the frame went through: a failure from now on is told again
     problems = analytics.problems if analytics is not None else ()
-    registration.analytics_error = "\n".join(problems) or None
+    ignoring = registration.tracker.problems if registration.tracker is not None else ()
+    registration.analytics_error = "\n".join((*ignoring, *problems)) or None
     return tracks, events, None if analytics is None else analytics.frame_analytics
 
 
@@ -157,7 +158,8 @@ def _failed(
         stream_id = registration.stream_id
         log.warning("[%s] frame %d sent with the counts as they stood: %s", stream_id, frame.seq, reason, exc_info=exc)
     kept = registration.analytics  # what the next frame's analytics go on from
-    registration.analytics_error = "\n".join((*(kept.problems if kept is not None else ()), reason))
+    ignoring = registration.tracker.problems if registration.tracker is not None else ()
+    registration.analytics_error = "\n".join((*ignoring, *(kept.problems if kept is not None else ()), reason))
     settled: tuple[AnalyticsEvent, ...] = ()
     if kept is not None:
         try:

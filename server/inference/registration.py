@@ -95,8 +95,9 @@ class StreamStats:
     last_error: str | None
     last_error_at: float | None  # Unix seconds: the error may be past (`last_error` stays)
     processing_fps: float | None  # None until the stream's second processed frame
-    #: Why zones or lines are left out or can never count (`StreamAnalytics.problems`, one per line),
-    #: and why the analytics failed on its latest frame if they did; None when none are.
+    #: Why ignore zones, zones or lines are left out or can never count (`StreamTracker.problems`,
+    #: `StreamAnalytics.problems`, one per line), and why the analytics failed on its latest frame if they
+    #: did; None when none are.
     analytics_error: str | None = None
     frame_size: tuple[int, int] | None = None  # width, height of its latest processed frame
     #: Zones and lines given to it (added or moved) since its last frame: they count from its next one.
@@ -106,3 +107,5 @@ class StreamStats:
     options_error: str | None = None
     #: Frames its ``process_fps`` left out, never sent to the model (`FrameCap`).
     thinned: int = 0
+    #: Detections its object filter kept from its tracker (`StreamTracker.ignored`).
+    ignored: int = 0

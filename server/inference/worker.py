@@ -301,6 +301,7 @@ class InferenceWorker:
             pending_shapes=pending_shapes(r),
             options_error=r.options_error,
             thinned=r.cap.thinned,
+            ignored=_ignored(r),
         )
 
     # -- the inference thread ---------------------------------------------------------------------
@@ -606,3 +607,14 @@ class InferenceWorker:
     def _fail(self, registration: StreamRegistration, frame: Frame, reason: str) -> None:
         if registration.failed(reason):  # one line per new reason, not one per frame
             log.warning("[%s] frame %d not processed: %s", registration.stream_id, frame.seq, reason)
+
+
+def _ignored(registration: StreamRegistration) -> int:
+    """The detections the stream's object filter kept from its tracker: its own tracker's count, or, before
+    a restarted stream's first frame, that of the tracker it goes on from (the count never goes back)."""
+    restarted = registration.restarts
+    while registration.tracker is None and restarted is not None:
+        if restarted.tracker is not None:
+            return restarted.tracker.ignored
+        restarted = restarted.restarts
+    return registration.tracker.ignored if registration.tracker is not None else 0

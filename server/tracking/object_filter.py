@@ -7,26 +7,38 @@ counted or sent; an object that walks into an ignore zone is, to the tracker, hi
 segtrack finds it again as it comes out as it does behind a pillar. An ignore zone is judged by the
 share of the detection's mask inside it (its box for a detection-only model), the rule zones count by.
 
-The filter follows the stream's options as they change in place (`StreamTracker.follow`), and the
-zones' pixels are worked out once per frame size.
+The filter follows the stream's options as they change in place (`StreamTracker.follow`). The zones'
+pixels are worked out once per frame size, as a zone's are: one in pixels beyond the frame (drawn for
+another resolution) is left out and said in `problems`, rather than hiding the wrong part of the picture.
 """
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
-from server.analytics.shapes import IgnoreZone, Units
+from server.analytics.shapes import IgnoreZone, resolve_zone
 from server.analytics.zone_membership import ZoneMask, object_area, share_inside
 from server.inference.detections import Detections
 from server.options import StreamOptions
 from server.tracking.filters import class_ids
 
+log = logging.getLogger(__name__)
+
+#: An ignore zone as a frame of one size holds it: the zone, the class ids it ignores (None: all), its mask.
+_Placed = tuple[IgnoreZone, frozenset[int] | None, ZoneMask]
+
 
 class ObjectFilter:
     """The area bounds and ignore zones of one stream's options, for frames of any size."""
 
-    def __init__(self, options: StreamOptions, class_names: dict[int, str]) -> None:
-        """Raises ValueError naming an ignore zone's class the model (``class_names``) does not know."""
+    def __init__(
+        self, stream_id: str, options: StreamOptions, class_names: dict[int, str], told: tuple[str, ...] = ()
+    ) -> None:
+        """Raises ValueError naming an ignore zone's class the model (``class_names``) does not know.
+        ``told``: the problems the log has told already (those of the filter this one replaces)."""
+        self.stream_id = stream_id
         self.min_area, self.max_area = options.min_area, options.max_area
         self.ignore_zones = options.ignore_zones
         #: Per ignore zone, the class ids it ignores (None: every class).
@@ -36,7 +48,10 @@ class ObjectFilter:
                 self._classes.append(class_ids(class_names, zone.classes))
             except ValueError as exc:  # "classes: the model has no class ..."
                 raise ValueError(f"ignore_zones[{i}].{exc}") from None
-        self._masks: tuple[int, int, list[ZoneMask]] | None = None  # the zones' masks for one frame size
+        self._placed: tuple[int, int, list[_Placed]] | None = None  # the zones that fit one frame size
+        #: Why ignore zones are left out at the current frame size, one line each; empty when all fit.
+        self.problems: tuple[str, ...] = ()
+        self.told = told
 
     @property
     def active(self) -> bool:
@@ -54,17 +69,17 @@ class ObjectFilter:
     def keep(self, detections: Detections, shape: tuple[int, ...]) -> np.ndarray:
         """Which of ``detections``, in a frame of ``shape`` (height, width), the stream sees: a bool per row."""
         kept = np.ones(len(detections), dtype=bool)
-        if not self.active or not len(detections):
+        if not self.active:
             return kept
         height, width = shape[:2]
+        placed = self._place(width, height)  # with no detections too: a zone that does not fit is said at once
+        if not len(detections):
+            return kept
         boxes = detections.boxes[:, :4]
         share = _clipped_area(boxes, width, height) / float(width * height)
         kept &= (share >= self.min_area) & (share <= self.max_area)
-        if not self.ignore_zones:
-            return kept
         class_of = detections.class_ids
-        masks = self._zone_masks(width, height)
-        for zone, ignored_classes, mask in zip(self.ignore_zones, self._classes, masks, strict=True):
+        for zone, ignored_classes, mask in placed:
             for index in np.flatnonzero(kept & _overlapping(boxes, mask)):
                 if ignored_classes is not None and int(class_of[index]) not in ignored_classes:
                     continue
@@ -75,17 +90,27 @@ class ObjectFilter:
                     kept[index] = False
         return kept
 
-    def _zone_masks(self, width: int, height: int) -> list[ZoneMask]:
-        if self._masks is None or self._masks[:2] != (width, height):
-            self._masks = (width, height, [_mask(zone, width, height) for zone in self.ignore_zones])
-        return self._masks[2]
-
-
-def _mask(zone: IgnoreZone, width: int, height: int) -> ZoneMask:
-    """``zone`` filled in a ``width`` x ``height`` frame; pixel corners beyond it are kept (the part within counts)."""
-    scale = (width, height) if zone.units is Units.FRACTION else (1.0, 1.0)
-    corners = np.round(np.asarray(zone.points, np.float64) * scale).astype(np.int32)
-    return ZoneMask.filled(corners, width, height)
+    def _place(self, width: int, height: int) -> list[_Placed]:
+        """The ignore zones that fit a ``width`` x ``height`` frame, with their masks; `problems` says why the
+        others are left out (the log tells each new one once)."""
+        if self._placed is not None and self._placed[:2] == (width, height):
+            return self._placed[2]
+        placed: list[_Placed] = []
+        problems = []
+        for i, (zone, ignored_classes) in enumerate(zip(self.ignore_zones, self._classes, strict=True)):
+            try:
+                points = resolve_zone(zone, width, height, f"ignore_zones[{i}].points")
+            except ValueError as exc:
+                problems.append(f"{exc}; ignore zone {zone.name!r} is left out")
+                continue
+            corners = np.round(np.array(points)).astype(np.int32)
+            placed.append((zone, ignored_classes, ZoneMask.filled(corners, width, height)))
+        for problem in problems:
+            if problem not in self.told:
+                log.warning("[%s] %s", self.stream_id, problem)
+        self.problems = self.told = tuple(problems)
+        self._placed = (width, height, placed)
+        return placed
 
 
 def _clipped_area(boxes: np.ndarray, width: int, height: int) -> np.ndarray:

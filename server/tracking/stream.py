@@ -136,7 +136,9 @@ class StreamTracker:
         self._options = options
         self._class_ids = class_ids(class_names, options.classes)
         self._tracker_conf = detection_conf(options)
-        self._filter = ObjectFilter(options, class_names)
+        self._filter = ObjectFilter(stream_id, options, class_names)
+        #: Detections its object filter kept from the tracker, since the stream's first tracker (`follows`).
+        self.ignored: int = 0 if follows is None else follows.ignored
         self._tracker = make_tracker(options)
         config = options.tracker_config()
         self._windows_s = {
@@ -175,7 +177,12 @@ class StreamTracker:
             self._cap_fps = options.process_fps
             self._rate = self._rate.capped(options.process_fps)
         if not self._filter.same_as(options):
-            self._filter = ObjectFilter(options, self._class_names)
+            self._filter = ObjectFilter(self.stream_id, options, self._class_names, self._filter.told)
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        """Why ignore zones are left out at the latest frame's size (`ObjectFilter.problems`), one line each."""
+        return self._filter.problems
 
     def update(self, detections: Detections, frame: Frame) -> tuple[tuple[Track, ...], tuple[TrackEvent, ...]]:
         """Advance the tracker by one frame; returns the tracks in it and the tracks that started or ended.
@@ -262,7 +269,9 @@ class StreamTracker:
             keep &= np.isin(detections.class_ids, list(self._class_ids))
         if self._filter.active:
             candidates = np.flatnonzero(keep)
-            keep[candidates] = self._filter.keep(detections.select(candidates), shape)
+            seen = self._filter.keep(detections.select(candidates), shape)
+            keep[candidates] = seen
+            self.ignored += len(seen) - int(seen.sum())
         indices = np.flatnonzero(keep)
         kept = detections if len(indices) == len(conf) else detections.select(indices)
         indices = indices[~seen_twice(kept, self._options.conf)]
