@@ -93,6 +93,7 @@ const view = new StreamView(
     zones: {
       addZone: $("add-zone"),
       addLine: $("add-line"),
+      addIgnore: $("add-ignore"),
       finish: $("finish-shape"),
       undo: $("undo-point"),
       name: $("shape-name"),
@@ -103,6 +104,9 @@ const view = new StreamView(
       empty: $("shape-empty"),
       error: $("shape-error"),
       problem: $("shape-problem"),
+      classesLegend: $("shape-classes-legend"), // "Classes counted", or an ignore zone's "Classes ignored"
+      share: $("shape-share"), // an ignore zone's share inside, in %
+      shareField: $("shape-share-field"),
     },
     events: $("events"),
     eventsEmpty: $("events-empty"),

@@ -12,10 +12,11 @@ const LINE_COLOR = "#25e0ff";
 const INK = "#0b0d10"; // handles' insides and tags' text
 
 /**
- * Draw onto `context` (its canvas holds the whole frame, at any size): `shapes` (none while hidden),
- * the one keyOf() `selected` highlighted, each tagged with its count in `counts`; `draft` ({kind,
- * points, cursor} of a shape being drawn, or null); and `crosshair` (where the keyboard is, in
- * fractions of the frame, or null).
+ * Draw onto `context` (its canvas holds the whole frame, at any size): `shapes`, zones and lines (none
+ * while hidden; ignore zones, greyed and hatched, are ignore_zones.js's to draw), the one keyOf()
+ * `selected` highlighted, each tagged with its count in `counts`; `draft` ({kind, points, cursor} of a
+ * zone or line being drawn, or null); and `crosshair` (where the keyboard is, in fractions of the frame,
+ * or null: it is drawn here whatever is being drawn).
  * `layer`: "under" the tracks, the zones' fills and outlines and the lines (no zone tints a track's
  * label); "over" them, what the person reads and draws with, which no track's mask may tint: the name
  * tags and counts, the selected shape's handles, the draft and the crosshair; "both", in that order.

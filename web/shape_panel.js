@@ -1,53 +1,97 @@
-// The list of the open stream's zones and lines beside the picture, with their live counts, and the
-// selected shape's settings below it: its class filter (`classes`: none ticked counts every class; the
-// classes offered are the model's, as GET /api/viewer names them) and a zone's `loiter_s`. What is
-// chosen here is handed to the editor (zones.js), which saves it as any other change. A refusal of a
-// save is worded here too, of the shape as the list names it.
+// The list of the open stream's zones, lines and ignore zones beside the picture, with their live counts,
+// and the selected shape's settings below it: its class filter (`classes`: none ticked counts, or an
+// ignore zone ignores, every class; the classes offered are the model's, as GET /api/viewer names them),
+// a zone's `loiter_s` and an ignore zone's `min_share` (as a percentage: "share inside"). What is chosen
+// here is handed to the editor (zones.js), which saves it as any other change. A refusal of a save is
+// worded here too, of the shape as the list names it.
 
 import { reconcile } from "./dom.js";
-import { countText, keyOf, settingsText } from "./shapes.js";
+import { limitsText, sharePercent } from "./ignore_zones.js";
+import { countText, IGNORE, keyOf } from "./shapes.js";
 
 const LOITER_RULE = "Loiter after: seconds above 0, or empty for no loiter events.";
+const SHARE_RULE = "Share inside: a percentage above 0 and at most 100, or empty for the default (50 %).";
+const SHARE_DIGITS = 4; // a share's fraction digits: a percentage to 1/100
 // How a line's `since` is told (showSince()), in the person's locale: made once, as it is told on every frame.
 const SINCE_TODAY = new Intl.DateTimeFormat(undefined, { timeStyle: "short" });
 const SINCE_DAY = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
 const SINCE_EXACT = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
 // Where the server's refusal of a save says which shape it is about: "body.zones[0].points: ...".
-const SHAPE_PATH = /^(?:body\.)?(zones|lines)\[(\d+)\]\.\w+: /;
+const SHAPE_PATH = /^(?:body\.)?(zones|lines|ignore_zones)\[(\d+)\]\.\w+: /;
+const KIND_TITLES = { zones: "Zone", lines: "Line", ignore_zones: "Ignore zone" };
 
 /**
- * The server's refusal of the shapes `sent` (the saved body: {zones, lines}) in a person's words: the
+ * The server's refusal of the shapes `sent` (the saved body: {zones, lines, ignore_zones?}) in a person's words: the
  * shape named as it is listed, not by its place in the request. Any other refusal is left as it is.
  */
 export function refusalText(message, sent) {
   const match = message.match(SHAPE_PATH);
   const shape = match && sent[match[1]]?.[Number(match[2])];
   if (!shape) return message;
-  const kind = match[1] === "zones" ? "Zone" : "Line";
-  return `${kind} “${shape.name}” was not saved: ${message.slice(match[0].length)}`;
+  return `${KIND_TITLES[match[1]]} “${shape.name}” was not saved: ${message.slice(match[0].length)}`;
+}
+
+// A loiter time as saved: seconds above 0, or undefined (none) for an empty field; null: refused.
+function loiterValue(text) {
+  const seconds = Number(text);
+  if (text === "") return undefined;
+  return seconds > 0 && Number.isFinite(seconds) ? seconds : null;
+}
+
+// A share inside as saved, from a percentage: above 0 and at most 1, or undefined (the server's default)
+// for an empty field; null: refused.
+function shareValue(text) {
+  const share = Number((Number(text) / 100).toFixed(SHARE_DIGITS));
+  if (text === "") return undefined;
+  return share > 0 && share <= 1 ? share : null;
+}
+
+/**
+ * A number field of the selected shape's settings (`key`: the setting it sets, `toValue(text)` its value
+ * there, null for text the server would refuse, which `rule` explains and is not sent). Saved on `change`,
+ * as it loses the focus, or as the selection moves on (saveTyped()); and on `blur`, as text the browser
+ * cannot read as a number ("1e309") typed into an empty field leaves its value "" as it was, so no
+ * `change` comes.
+ */
+class NumberSetting {
+  constructor(input, key, toValue, rule, on) {
+    Object.assign(this, { input, key, toValue, rule, on });
+    this.typed = false; // the field holds what the user typed, not the saved value
+    input.addEventListener("input", () => (this.typed = true));
+    input.addEventListener("change", () => this.save());
+    input.addEventListener("blur", () => {
+      if (this.typed) this.save();
+    });
+  }
+
+  save() {
+    const value = this.input.validity.badInput ? null : this.toValue(this.input.value.trim());
+    this.typed = false;
+    if (value === null) this.on.refuse(this.rule, this.input);
+    else this.on.change({ [this.key]: value });
+  }
+
+  // The saved `value` (undefined: none), unless the user is typing another.
+  show(value) {
+    if (!this.typed) this.input.value = value ?? "";
+  }
 }
 
 export class ShapePanel {
   /**
-   * elements: {list, empty, settings, classes, loiter, loiterField, fallback: what takes the focus when
-   * the list's last item goes}; on: {select(key) a shape picked in the list, change(changes) to the
-   * selected shape's settings, refuse(message) a setting that cannot be saved (the saved one is shown again)}.
+   * elements: {list, empty, settings, classes, classesLegend, loiter, loiterField, share, shareField,
+   * fallback: what takes the focus when the list's last item goes}; on: {select(key) a shape picked in the
+   * list, change(changes) to the selected shape's settings, refuse(message, field) a setting that cannot be
+   * saved (the saved one is shown again)}.
    */
   constructor(elements, on) {
     this.el = elements;
     this.classNames = []; // the model's, in class-id order (GET /api/viewer); none while the server knows none
     this.classBoxes = new Map(); // class name -> its checkbox's label, kept so the keyboard's focus holds
-    this.loiterTyped = false; // the loiter field holds what the user typed, not the saved value
-    this.on = on;
+    this.loiter = new NumberSetting(elements.loiter, "loiter_s", loiterValue, LOITER_RULE, on);
+    this.share = new NumberSetting(elements.share, "min_share", shareValue, SHARE_RULE, on);
     elements.classes.addEventListener("change", () => {
       on.change({ classes: [...elements.classes.querySelectorAll("input:checked")].map((box) => box.value) });
-    });
-    elements.loiter.addEventListener("input", () => (this.loiterTyped = true));
-    elements.loiter.addEventListener("change", () => this.changeLoiter(on));
-    // Text the browser cannot read as a number ("1e309") typed into an empty field leaves its value ""
-    // as it was, so no `change` comes: leaving the field judges it then.
-    elements.loiter.addEventListener("blur", () => {
-      if (this.loiterTyped) this.changeLoiter(on);
     });
     elements.list.addEventListener("click", (event) => {
       const item = event.target.closest("li[data-shape]");
@@ -55,23 +99,16 @@ export class ShapePanel {
     });
   }
 
-  // A loiter time typed and not saved yet (the field saves on `change`, as it loses the focus), saved
-  // now: the selection is about to move on (the editor's select()).
+  // A loiter time or share typed and not saved yet (their fields save on `change`, as they lose the
+  // focus), saved now: the selection is about to move on (the editor's select()).
   saveTyped() {
-    if (this.loiterTyped) this.changeLoiter(this.on);
+    for (const setting of [this.loiter, this.share]) if (setting.typed) setting.save();
   }
 
-  // A time the server would refuse is not sent: the refusal says why.
-  changeLoiter(on) {
-    const { loiter } = this.el;
-    const text = loiter.value.trim();
-    const seconds = Number(text);
-    this.loiterTyped = false;
-    if (loiter.validity.badInput || (text !== "" && !(seconds > 0 && Number.isFinite(seconds)))) {
-      on.refuse(LOITER_RULE);
-      return;
-    }
-    on.change({ loiter_s: text === "" ? undefined : seconds });
+  // Another shape selected: what was typed for the last one is not this one's.
+  forgetTyped() {
+    this.loiter.typed = false;
+    this.share.typed = false;
   }
 
   /** `shapes` listed, the one keyOf() `selected` marked so. */
@@ -89,7 +126,7 @@ export class ShapePanel {
         items.delete(key);
         item.classList.toggle("selected", key === selected);
         item.firstChild.setAttribute("aria-pressed", String(key === selected));
-        showLimits(item.firstChild, settingsText(shape));
+        showLimits(item.firstChild, limitsText(shape));
         return item;
       }),
     );
@@ -101,7 +138,10 @@ export class ShapePanel {
     el.empty.hidden = shapes.length > 0;
   }
 
-  /** The class filter and (a zone's) loiter time of `shape`, the one selected (none: the panel hides). */
+  /**
+   * The class filter and a zone's loiter time or an ignore zone's share inside of `shape`, the one selected
+   * (none: the panel hides).
+   */
   renderSettings(shape) {
     const { el } = this;
     el.settings.hidden = !shape;
@@ -111,8 +151,11 @@ export class ShapePanel {
     const names = [...this.classNames, ...chosen.filter((name) => !this.classNames.includes(name))];
     reconcile(el.classes, names.map((name) => this.classBox(name)));
     for (const box of el.classes.querySelectorAll("input")) box.checked = chosen.includes(box.value);
+    el.classesLegend.textContent = shape.kind === IGNORE ? "Classes ignored" : "Classes counted";
     el.loiterField.hidden = shape.kind !== "zone";
-    if (!this.loiterTyped) el.loiter.value = shape.extra.loiter_s ?? "";
+    el.shareField.hidden = shape.kind !== IGNORE;
+    this.loiter.show(shape.extra.loiter_s);
+    if (shape.kind === IGNORE) this.share.show(sharePercent(shape));
   }
 
   classBox(name) {
@@ -143,7 +186,8 @@ export class ShapePanel {
   }
 }
 
-// An entry of the shape list: a button, so a keyboard reaches and selects it as a pointer does.
+// An entry of the shape list: a button, so a keyboard reaches and selects it as a pointer does. An
+// ignore zone's says so first ("ignore zone: statue"), and is outlined in dashes as on the picture.
 function shapeItem(shape) {
   const item = document.createElement("li");
   item.dataset.shape = keyOf(shape);
@@ -155,10 +199,16 @@ function shapeItem(shape) {
   name.textContent = shape.name;
   const kind = document.createElement("span");
   kind.className = "muted";
-  kind.textContent = shape.kind;
   const count = document.createElement("span");
   count.className = "shape-count";
-  button.append(name, " ", kind, " ", count);
+  if (shape.kind === IGNORE) {
+    item.classList.add("shape-ignore");
+    kind.textContent = "ignore zone:";
+    button.append(kind, " ", name, " ", count);
+  } else {
+    kind.textContent = shape.kind;
+    button.append(name, " ", kind, " ", count);
+  }
   return item;
 }
 
@@ -188,7 +238,7 @@ function showSince(button, since) {
   time.title = `Counted since ${SINCE_EXACT.format(at)}`;
 }
 
-// The class filter and loiter time of a shape's button (`text`), between its kind and its count, only
+// The class filter and loiter time or share of a shape's button (`text`), before its count, only
 // where it has any: an empty span there had the button named without a space ("mid linein 66").
 function showLimits(button, text) {
   let limits = button.querySelector(".shape-limits");

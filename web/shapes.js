@@ -1,15 +1,24 @@
-// A zone or line as the stream editor (zones.js) holds it, and the way to and from the server's: points
-// in fractions of the frame on screen, so that one drawn or moved here survives a change of resolution,
-// while every other shape is sent back exactly as the server gave it, so one in pixels (a config
-// file's) stays in pixels, and is drawn where those pixels are on the frame on screen, whatever its
+// A zone, line or ignore zone as the stream editor (zones.js) holds it, and the way to and from the
+// server's: points in fractions of the frame on screen, so that one drawn or moved here survives a change
+// of resolution, while every other shape is sent back exactly as the server gave it, so one in pixels (a
+// config file's) stays in pixels, and is drawn where those pixels are on the frame on screen, whatever its
 // size. Also what is under a pointer, and what a shape is named and labelled with.
 //
-// A shape: {kind: "zone" | "line", name, points: [[x, y] in fractions of the frame on screen], extra:
-// its other keys, server: the shape as the server gave it, or null once it is drawn or moved here}.
+// A shape: {kind: "zone" | "line" | "ignore", name, points: [[x, y] in fractions of the frame on screen],
+// extra: its other keys, server: the shape as the server gave it, or null once it is drawn or moved here}.
 
 import { pictureRect } from "./overlay.js";
 
-export const LEAST_POINTS = { zone: 3, line: 2 };
+export const IGNORE = "ignore"; // an ignore zone's `kind` (ignore_zones.js has what else is its own)
+// Each kind's words in a sentence, whether it is a polygon (closed, with corners and an inside), the
+// fewest points it takes and the stream option that holds it (PATCH /api/streams/<id>), in one place, so
+// that no word or rule takes a kind it was not told of for a line ("Line “x” kept" of an ignore zone).
+// An ignore zone is a polygon, as a zone is.
+const KINDS = {
+  zone: { word: "Zone", article: "a", polygon: true, least: 3, option: "zones" },
+  line: { word: "Line", article: "a", polygon: false, least: 2, option: "lines" },
+  [IGNORE]: { word: "Ignore zone", article: "an", polygon: true, least: 3, option: "ignore_zones" },
+};
 const HIT_PX = { mouse: 8, pen: 10, touch: 18 }; // how near a pointer must come to a vertex or a line, in CSS px
 const FRACTION_DIGITS = 4; // 1/10000 of the frame: finer than any camera's pixels
 // Names as the server takes them (server/analytics/shapes.py): checked here first, so a name it would
@@ -17,12 +26,27 @@ const FRACTION_DIGITS = 4; // 1/10000 of the frame: finer than any camera's pixe
 const NAME_RULE = "up to 64 ASCII letters (a-z, A-Z), digits, “-” or “_”";
 
 export const keyOf = (shape) => `${shape.kind}:${shape.name}`;
-export const shapesKey = (options) => JSON.stringify({ zones: options?.zones ?? [], lines: options?.lines ?? [] });
 export const inPixels = (json) => json.units !== "fraction";
 export const clampFraction = (v) => Number(Math.min(1, Math.max(0, v)).toFixed(FRACTION_DIGITS));
 export const percents = ([x, y]) => `${Math.round(x * 100)} %, ${Math.round(y * 100)} %`;
-export const vertexWord = (kind) => (kind === "zone" ? "Corner" : "Point");
-export const kindWord = (kind) => (kind === "zone" ? "Zone" : "Line");
+/** What a vertex of a shape of `kind` is called: a polygon's "Corner", a line's "Point". */
+export const vertexWord = (kind) => (KINDS[kind].polygon ? "Corner" : "Point");
+/** A shape of `kind` named at the start of a sentence ("Ignore zone “a” kept"). */
+export const kindWord = (kind) => KINDS[kind].word;
+/** A shape of `kind` with its article, within a sentence ("Drawing an ignore zone"). */
+export const aKind = (kind) => `${KINDS[kind].article} ${KINDS[kind].word.toLowerCase()}`;
+/** The fewest points of a shape of `kind`. */
+export const leastPoints = (kind) => KINDS[kind].least;
+/** Whether a shape of `kind` is closed (the first corner again ends it) and has an inside. */
+export const isPolygon = (kind) => KINDS[kind].polygon;
+/** Every kind, in the order the editor lists them. */
+export const SHAPE_KINDS = Object.keys(KINDS);
+/** The stream option that holds the shapes of `kind` ("ignore_zones"). */
+export const optionOf = (kind) => KINDS[kind].option;
+/** The shapes of the stream's `options`, every kind, to tell whether they changed. */
+export const shapesKey = (options) => JSON.stringify(Object.values(KINDS).map(({ option }) => options?.[option] ?? []));
+/** The shapes of `kind` among `shapes`, as the server takes them. */
+export const serverList = (shapes, kind) => shapes.filter((shape) => shape.kind === kind).map(toServer);
 
 // Where a shape as the server has it (`json`) is on a frame of `size`, in fractions of it.
 export function fractionsOf(json, size) {
@@ -43,16 +67,16 @@ export function toServer(shape) {
 }
 
 /**
- * `shapes` (the editor's) with the shapes that `current` (the stream's zones and lines now) has beyond
- * `saved` (those `shapes` were drawn on), on a frame of `size`, where adding shapes is all that changed
- * between the two and none of the added ones is named as one of `shapes`; null otherwise, and where
- * one in pixels comes without a frame to place it on.
+ * `shapes` (the editor's) with the shapes that `current` (the stream's zones, lines and ignore zones now)
+ * has beyond `saved` (those `shapes` were drawn on), on a frame of `size`, where adding shapes is all that
+ * changed between the two and none of the added ones is named as one of `shapes`; null otherwise, and
+ * where one in pixels comes without a frame to place it on.
  */
 export function withAdded(shapes, saved, current, size) {
   const theirs = [];
-  for (const kind of ["zone", "line"]) {
-    const before = saved?.[`${kind}s`] ?? [];
-    const now = current?.[`${kind}s`] ?? [];
+  for (const [kind, { option }] of Object.entries(KINDS)) {
+    const before = saved?.[option] ?? [];
+    const now = current?.[option] ?? [];
     if (before.some((json, i) => JSON.stringify(now[i]) !== JSON.stringify(json))) return null;
     const added = now.slice(before.length);
     if (added.some(inPixels) && !size) return null;
@@ -79,18 +103,20 @@ export function settingsText(shape) {
   return [classes.join(", "), loiterS === undefined ? "" : `loiter ${loiterS} s`].filter(Boolean).join(" · ");
 }
 
-// A shape's live count in `counts` (a frame's metadata), or "" while it has none.
+// A shape's live count in `counts` (a frame's metadata), or "" while it has none: always so for an
+// ignore zone, which counts nothing (a line of its name has counts of its own).
 export function countText(shape, counts) {
   if (shape.kind === "zone") {
     const zone = counts?.zones?.[shape.name];
     return zone ? `${zone.objects} inside` : "";
   }
-  const line = counts?.lines?.[shape.name];
+  const line = shape.kind === "line" && counts?.lines?.[shape.name];
   return line ? `in ${line.in} · out ${line.out}` : "";
 }
 
-// Why `name` cannot name a `kind` among `shapes` (other than `shape`, being renamed): "" if it can.
-// `pattern` is the name field's, compiled as the browser compiles it for checkValidity() (the "v" flag).
+// Why `name` cannot name a `kind` among `shapes` (other than `shape`, being renamed): "" if it can. Names
+// are unique among the shapes of a kind only, as the server has them in a list each. `pattern` is the
+// name field's, compiled as the browser compiles it for checkValidity() (the "v" flag).
 export function nameProblem(shapes, pattern, kind, name, shape = null) {
   const source = `^(?:${pattern})$`;
   let valid;
@@ -101,7 +127,7 @@ export function nameProblem(shapes, pattern, kind, name, shape = null) {
   }
   if (!valid.test(name)) return `“${name}” cannot be a name: use ${NAME_RULE}.`;
   if (shapes.some((s) => s !== shape && s.kind === kind && s.name === name)) {
-    return `There is a ${kind} called “${name}” already: give this one another name.`;
+    return `There is ${aKind(kind)} called “${name}” already: give this one another name.`;
   }
   return "";
 }
@@ -128,7 +154,9 @@ export function near(a, b, where) {
 }
 
 // The shape and vertex (index -1: none, only the shape) under `where` (locate()): the selected shape
-// (keyOf() `selected`) first, then the others, newest on top. Null where there is none.
+// (keyOf() `selected`) first, then the others, newest on top. Null where there is none. An ignore zone
+// only by a vertex: one often covers much of the picture, and inside it would take every click from
+// the zones, lines and tracks under it (ignore_zones.js).
 export function hitShape(shapes, selected, where) {
   const chosen = (shape) => keyOf(shape) === selected;
   const order = [...shapes].reverse().sort((a, b) => chosen(b) - chosen(a));

@@ -8,7 +8,7 @@
 // saved once they are let go, as a drag is when it ends. The editor's live region says what each key did.
 
 import { ARROWS, cornerKeyAction, drawingKeyAction } from "./shape_keys.js";
-import { kindWord, LEAST_POINTS, percents } from "./shapes.js";
+import { kindWord, percents } from "./shapes.js";
 
 export class ShapeKeyboard {
   // editor: the ZoneEditor whose picture (editor.host.canvas) takes the keys.
@@ -48,7 +48,7 @@ export class ShapeKeyboard {
     }
   }
 
-  // The picture's own keys (zones.js HINTS); one it takes is not also the page's (pageKey(), scrolling).
+  // The picture's own keys (shape_hints.js); one it takes is not also the page's (pageKey(), scrolling).
   canvasKey(event) {
     const { editor } = this;
     if (event.altKey || event.ctrlKey || event.metaKey || !editor.host.size()) return;
@@ -66,10 +66,7 @@ export class ShapeKeyboard {
     } else if (action?.add) {
       editor.addPoint(action.add);
     } else if (action?.finish) {
-      if (editor.draft.length < LEAST_POINTS[editor.mode]) {
-        editor.announce(`A ${editor.mode} needs ${LEAST_POINTS[editor.mode]} points.`);
-      }
-      editor.finish();
+      editor.finish(); // which says so where the shape has too few points
     } else if (action?.undo) {
       editor.undoPoint();
     }

@@ -1,12 +1,13 @@
 // Saving the shapes of the zone editor (zones.js), which draws them, takes the person's edits and shows
 // what the server has. The server is the record: every change is one PATCH of the stream's whole `zones`
-// and `lines`, and what the server answers (or, once a second, what the stream list says) is what is
-// shown. A shape drawn or moved here is saved in fractions of the frame, every other one as the server
-// gave it (shapes.js). A refusal (a polygon that crosses itself, a name taken twice) is shown in the
-// server's words and the last saved shapes come back; so do they after a save that never reached the
-// server (the network or the server is down), which is not tried again: the page says it was not saved,
-// and once the server answers again its shapes are shown, whatever became of that save. The stream runs
-// on through a change: only the counts of changed shapes start again.
+// and `lines`, and of its whole `ignore_zones` where they are not the server's (a zone's change leaves
+// the stream's ignore zones alone), and what the server answers (or, once a second, what the stream list
+// says) is what is shown. A shape drawn or moved here is saved in fractions of the frame, every other one
+// as the server gave it (shapes.js). A refusal (a polygon that crosses itself, a name taken twice) is
+// shown in the server's words and the last saved shapes come back; so do they after a save that never
+// reached the server (the network or the server is down), which is not tried again: the page says it
+// was not saved, and once the server answers again its shapes are shown, whatever became of that save.
+// The stream runs on through a change: only the counts of changed shapes start again.
 // Each save is made only over the shapes it was drawn on (`If-Match`): where someone else changed
 // them meanwhile (another tab, a script), theirs are shown and this change is not saved over them,
 // unless all they did was add shapes: then it is made again with theirs, where no name is taken twice.
@@ -20,16 +21,28 @@
 
 import { ApiError, changeStream, getStream } from "./api.js";
 import { refusalText } from "./shape_panel.js";
-import { keyOf, shapesKey, toServer, withAdded } from "./shapes.js";
+import { IGNORE, keyOf, serverList, shapesKey, withAdded } from "./shapes.js";
 
 const NO_CONNECTION =
-  "Not saved: no connection to segcast. The zones and lines it has saved are shown: " +
+  "Not saved: no connection to segcast. The zones, lines and ignore zones it has saved are shown: " +
   "make the change again once it is back.";
 const CHANGED_ELSEWHERE =
   "The zones or lines were changed elsewhere meanwhile: these are the saved ones now. Make your change again.";
 // Saves made again after the stream's other settings changed under them, or shapes were only added.
 const MAX_RESENDS = 3;
 const NOT_IN_FILE = "not saved to the config file: gone at a restart (tick Save to config file to keep it)";
+
+/**
+ * The PATCH of `shapes`: their zones and lines, and their ignore zones where they are not `ignoreHeld`
+ * (JSON of those the server has), so a change of a zone or a line leaves the stream's ignore zones as
+ * they are.
+ */
+function bodyOf(shapes, ignoreHeld) {
+  const body = { zones: serverList(shapes, "zone"), lines: serverList(shapes, "line") };
+  const ignoreZones = serverList(shapes, IGNORE);
+  if (JSON.stringify(ignoreZones) !== ignoreHeld) body.ignore_zones = ignoreZones;
+  return body;
+}
 
 export class ShapeSaver {
   // editor: the ZoneEditor whose shapes (editor.shapes, of editor.streamId) are saved, and whose
@@ -143,27 +156,30 @@ export class ShapeSaver {
   }
 
   /**
-   * Send the shapes shown, again while they changed meanwhile: the stream's zones and lines (and
-   * ETag) as the last answer left them, and what to say of the refusal ("" for none). A save the
-   * server never answered is not sent again (it may even have been made): the last saved shapes are
-   * shown, and the next poll that reaches the server shows its own.
+   * Send the shapes shown, again while they changed meanwhile: the stream's shapes (and ETag) as the
+   * last answer left them, and what to say of the refusal ("" for none). A save the server never
+   * answered is not sent again (it may even have been made): the last saved shapes are shown, and the
+   * next poll that reaches the server shows its own.
    */
   async save(streamId) {
     const { editor } = this;
     const { persist } = editor.el;
     let { options, etag } = editor;
+    // The ignore zones the server has, as far as this save knows (JSON): as sent, not as answered, as
+    // the server fills in what a drawn one left out (its `min_share`), which the shapes shown lack until
+    // the answer is shown; a change queued meanwhile would send them again.
+    let ignoreHeld = JSON.stringify(options?.ignore_zones ?? []);
     let refusal = "";
     let resends = 0;
     do {
       this.unsaved = false;
       this.inFlight.set(streamId, editor.shapes);
-      const body = {
-        zones: editor.shapes.filter((s) => s.kind === "zone").map(toServer),
-        lines: editor.shapes.filter((s) => s.kind === "line").map(toServer),
-      };
+      const body = bodyOf(editor.shapes, ignoreHeld);
+      const sent = body.ignore_zones ? JSON.stringify(body.ignore_zones) : ignoreHeld;
       const filing = persist.checked; // by ?persist=1, or by save_config (the box then ticked and off)
       try {
         ({ options, etag } = await changeStream(streamId, body, filing && !persist.disabled, etag));
+        ignoreHeld = sent;
         refusal = "";
         this.filed(streamId, filing);
       } catch (error) {
@@ -171,6 +187,7 @@ export class ShapeSaver {
         refusal = refusalText(error.message, body);
         if (error.stream !== null) {
           ({ options, etag } = error.stream); // made, only not saved: the next change goes over it
+          ignoreHeld = sent;
           this.filed(streamId, false);
         } else if (error.status === 412) {
           const current = await getStream(streamId).catch(() => null);
@@ -186,6 +203,7 @@ export class ShapeSaver {
           const resend = (same || merged !== null) && resends++ < MAX_RESENDS;
           if (resend && merged) editor.shapes = merged;
           ({ options, etag } = current);
+          ignoreHeld = JSON.stringify(options?.ignore_zones ?? []);
           refusal = resend ? "" : CHANGED_ELSEWHERE;
           this.unsaved = resend;
         }

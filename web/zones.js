@@ -1,72 +1,50 @@
-// Zones and lines of the open stream (docs/analytics.md): drawn over the video with their live counts
-// (shape_drawing.js), and drawn, moved, renamed and deleted here with a mouse, a pen or a finger (pointer
+// Zones, lines and ignore zones of the open stream (docs/analytics.md): drawn over the video, zones and
+// lines with their live counts (shape_drawing.js), ignore zones greyed where the stream sees nothing
+// (ignore_zones.js), and drawn, moved, renamed and deleted here with a mouse, a pen or a finger (pointer
 // events: taps told from swipes and pinches in zone_pointer.js), or from the keyboard (zone_keyboard.js):
 // while a shape is drawn the picture takes the focus and a crosshair is moved with the arrow keys, and a
 // selected shape's corners are moved with the arrows, each burst of presses saved once, as a drag is
 // when it ends. A live region says what each key did.
 //
-// The server is the record: every change is one PATCH of the stream's whole `zones` and `lines`, saved by
-// zone_saving.js (which says what becomes of a refusal, a save that never reached the server, one made
-// over shapes changed elsewhere, and the config file), and what the server answers (or, once a second,
-// what the stream list says) is what is shown.
+// The server is the record: every change is one PATCH of the stream's whole `zones` and `lines` (and
+// `ignore_zones`, where they changed), saved by zone_saving.js (which says what becomes of a refusal, a
+// save that never reached the server, one made over shapes changed elsewhere, and the config file), and
+// what the server answers (or, once a second, what the stream list says) is what is shown.
 // A stream that restarts or reconnects keeps its last picture (dimmed, its notice stepping aside while
 // a shape is drawn: style.css), and shapes go on being drawn and moved on it, in fractions of it: a
 // point clicked there is in the same place of the picture the stream comes back with, whatever its size.
-// The selected shape's class filter and a zone's loiter time are set in the panel below the list
-// (shape_panel.js) and saved the same way. Beside a line's totals the list says since when they count
+// The selected shape's class filter, a zone's loiter time and an ignore zone's share are set in the panel
+// below the list (shape_panel.js) and saved the same way. Beside a line's totals the list says since when they count
 // (GET /api/streams/<id>/counts `since`), asked whenever they may have started again (askSince()).
 
 import { markInvalid, unmarkInvalid } from "./announce.js";
 import { streamCounts, viewerSettings } from "./api.js";
+import { drawIgnoreZones } from "./ignore_zones.js";
 import { drawShapes } from "./shape_drawing.js";
+import { hintFor } from "./shape_hints.js";
 import { CENTRE } from "./shape_keys.js";
 import { ShapePanel } from "./shape_panel.js";
 import { ShapeKeyboard } from "./zone_keyboard.js";
 import { ShapePointer } from "./zone_pointer.js";
 import { ShapeSaver } from "./zone_saving.js";
 import {
+  aKind,
   fractionsOf,
   freeName,
   fromServer,
+  IGNORE,
   inPixels,
+  isPolygon,
   keyOf,
   kindWord,
-  LEAST_POINTS,
+  leastPoints,
   nameProblem,
   near,
+  optionOf,
   percents,
+  SHAPE_KINDS,
   withSettings,
 } from "./shapes.js";
-
-const DRAW_KEYS = "Keys: arrows move the crosshair (Shift: 10 steps), Enter or Space adds a point there,";
-const HINTS = {
-  zone:
-    "Click or tap the corners. Click the first corner again (or double-click) to close the zone. " +
-    `${DRAW_KEYS} Enter on the first corner or F closes the zone, Backspace (or Undo point) removes the last ` +
-    "corner, Escape cancels.",
-  line:
-    "Click or tap the points of the line. Double-click (or tap the last point again) to end it. " +
-    `${DRAW_KEYS} F ends the line, Backspace (or Undo point) removes the last point, Escape cancels.`,
-  idle:
-    "Drag a corner to move it; select a shape to rename or delete it. With a shape selected, on the " +
-    "picture: “[” and “]” pick a corner, arrows move it (Shift: 10 steps). Enter on the selected shape " +
-    "in the list takes the keyboard to the picture.",
-};
-
-// The same in a finger's words, for a touch screen alone (`touchOnly`): HINTS list the picture's keys, which a
-// phone (no keyboard) has none of.
-const TOUCH_HINTS = {
-  zone:
-    "Tap the corners. Tap the first corner again (or press Done) to close the zone. Undo point removes the " +
-    "last corner, Cancel zone drops it.",
-  line:
-    "Tap the points of the line. Tap the last point again (or press Done) to end it. Undo point removes the " +
-    "last point, Cancel line drops it.",
-  idle: "Drag a corner to move it; tap a shape (on the picture or in the list) to rename or delete it.",
-};
-
-// A touch screen alone: a coarse pointer and no fine one (no mouse or trackpad, so most likely no keyboard).
-const touchOnly = () => matchMedia("(pointer: coarse)").matches && !matchMedia("(any-pointer: fine)").matches;
 
 const WAIT_FOR_PICTURE = "Wait for the first picture: shapes are drawn on it.";
 
@@ -91,20 +69,20 @@ function inView(element) {
 
 export class ZoneEditor {
   // host: {canvas, size() -> {width, height} | null, redraw(), reveal() (turn the zones overlay on)};
-  // elements: the toolbar's parts (and its Undo point button, in index.html beside Done).
+  // elements: the toolbar's parts (and its Undo point button, in index.html beside Done) and the panel's.
   constructor(host, elements) {
     this.host = host;
     this.el = elements;
     this.streamId = null;
     this.exists = true; // the server has the open stream, as far as the page knows: shapes can be added
-    // {kind: "zone" | "line", name, points: [[x, y] in fractions of the frame on screen], extra: other
+    // {kind: "zone" | "line" | "ignore", name, points: [[x, y] in fractions of the frame on screen], extra: other
     // keys, server: the shape as the server gave it, or null once it is drawn or moved here}
     this.shapes = [];
     this.fitted = null; // the frame size the shapes in pixels are converted with
-    this.options = null; // the stream's zones and lines as the server last said
+    this.options = null; // the stream's zones, lines and ignore zones as the server last said
     this.etag = null; // the ETag of the stream's settings those came with
     this.savedKey = null;
-    this.mode = "idle"; // or "zone", "line": adding one
+    this.mode = "idle"; // or "zone", "line", "ignore": adding one
     this.draft = [];
     this.cursor = null; // where the pointer or the keyboard's crosshair is, while drawing
     this.selected = null; // keyOf() the selected shape
@@ -127,8 +105,11 @@ export class ZoneEditor {
     this.pointer = new ShapePointer(this);
     this.keyboard = new ShapeKeyboard(this);
     this.saver = new ShapeSaver(this);
-    elements.addZone.addEventListener("click", () => this.start("zone"));
-    elements.addLine.addEventListener("click", () => this.start("line"));
+    // The button that starts (and cancels) each kind of shape.
+    this.starters = { zone: elements.addZone, line: elements.addLine, [IGNORE]: elements.addIgnore };
+    for (const [kind, button] of Object.entries(this.starters)) {
+      button.addEventListener("click", () => this.start(kind));
+    }
     elements.finish.addEventListener("click", () => this.finish());
     this.el.undo.addEventListener("click", () => this.undoPoint());
     elements.remove.addEventListener("click", () => this.removeSelected());
@@ -136,16 +117,19 @@ export class ZoneEditor {
       this.typed = true;
       unmarkInvalid(elements.name, elements.error.id);
     });
-    elements.loiter?.addEventListener("input", () => unmarkInvalid(elements.loiter, elements.error.id));
+    for (const input of [elements.loiter, elements.share]) {
+      input.addEventListener("input", () => unmarkInvalid(input, elements.error.id));
+    }
     elements.name.addEventListener("change", () => this.rename());
-    const { list, empty, settings, classes, loiter, loiterField, addZone: fallback } = elements;
+    const { list, empty, settings, classes, classesLegend, loiter, loiterField, share, shareField } = elements;
+    const fallback = elements.addZone;
     this.panel = new ShapePanel(
-      { list, empty, settings, classes, loiter, loiterField, fallback },
+      { list, empty, settings, classes, classesLegend, loiter, loiterField, share, shareField, fallback },
       {
         select: (key) => this.select(key),
         change: (changes) => this.changeSelected(changes),
-        refuse: (message) => {
-          this.showError(message, this.el.loiter);
+        refuse: (message, field) => {
+          this.showError(message, field);
           this.renderSettings();
         },
       },
@@ -277,20 +261,17 @@ export class ZoneEditor {
 
   // Show `options` (a stream's, as the server has them, with its `etag`) unless they are what is shown already.
   adopt(options, etag = this.etag) {
-    const wanted = { zones: options?.zones ?? [], lines: options?.lines ?? [] };
+    const wanted = Object.fromEntries(SHAPE_KINDS.map((kind) => [optionOf(kind), options?.[optionOf(kind)] ?? []]));
     const key = JSON.stringify(wanted);
     this.etag = etag;
     if (key === this.savedKey) return;
     const size = this.host.size();
     // Pixels mean nothing before the first frame: the next poll retries.
-    if ([...wanted.zones, ...wanted.lines].some(inPixels) && !size) return;
+    if (Object.values(wanted).flat().some(inPixels) && !size) return;
     this.options = wanted;
     this.savedKey = key;
     this.fitted = size;
-    this.shapes = [
-      ...wanted.zones.map((zone) => fromServer("zone", zone, size)),
-      ...wanted.lines.map((line) => fromServer("line", line, size)),
-    ];
+    this.shapes = SHAPE_KINDS.flatMap((kind) => wanted[optionOf(kind)].map((json) => fromServer(kind, json, size)));
     if (!this.shapes.some((shape) => keyOf(shape) === this.selected)) this.selected = null;
     this.render();
   }
@@ -347,8 +328,8 @@ export class ZoneEditor {
     if (!typed) this.showName(freeName(this.shapes, kind));
     this.host.reveal();
     this.render();
-    this.focusPicture(); // its keys draw (HINTS)
-    this.announce(`Drawing a ${kind}: crosshair at ${percents(this.cursor)}.`);
+    this.focusPicture(); // its keys draw (shape_hints.js)
+    this.announce(`Drawing ${aKind(kind)}: crosshair at ${percents(this.cursor)}.`);
   }
 
   // The picture takes the keyboard's focus. Not scrolled to where any of it shows: on a short screen (a
@@ -363,7 +344,7 @@ export class ZoneEditor {
   // The picture leaves the keyboard's way as drawing ends (render()): a focus on it goes back to the
   // button that started the shape, and a screen reader hears that the shape was dropped.
   cancel() {
-    const started = this.mode === "line" ? this.el.addLine : this.el.addZone;
+    const started = this.starters[this.mode] ?? this.el.addZone;
     this.mode = "idle";
     this.draft = [];
     this.render();
@@ -379,7 +360,13 @@ export class ZoneEditor {
 
   finish() {
     const kind = this.mode;
-    if (kind === "idle" || this.draft.length < LEAST_POINTS[kind]) return;
+    if (kind === "idle") return;
+    if (this.draft.length < leastPoints(kind)) {
+      // Asked by the keyboard (F, Enter: zone_keyboard.js), which has no disabled Done to tell it so.
+      const needs = `${aKind(kind)} needs ${leastPoints(kind)} points.`;
+      this.announce(needs[0].toUpperCase() + needs.slice(1));
+      return;
+    }
     const name = this.el.name.value.trim() || freeName(this.shapes, kind);
     const problem = nameProblem(this.shapes, this.el.name.pattern, kind, name);
     if (problem) {
@@ -407,7 +394,7 @@ export class ZoneEditor {
     this.selected = again ? this.selected : key;
     this.chosen = this.selected !== null;
     this.keyboard.corner = 0;
-    this.panel.loiterTyped = false;
+    this.panel.forgetTyped();
     const shape = this.selectedShape();
     if (shape) this.showName(shape.name);
     this.render();
@@ -421,7 +408,7 @@ export class ZoneEditor {
     return this.shapes.find((s) => keyOf(s) === this.selected);
   }
 
-  // The selected shape's name and loiter time as typed and not saved yet (their fields save on
+  // The selected shape's name, loiter time and share as typed and not saved yet (their fields save on
   // `change`, which comes only as they lose the focus), saved now.
   saveTyped() {
     if (this.mode !== "idle" || !this.selectedShape()) return;
@@ -481,11 +468,11 @@ export class ZoneEditor {
 
   // Said next to the shape tools, and scrolled to where it can be read: a refusal under a tall picture
   // would otherwise go unseen, as the shape it refused disappears. `field`: the input it is about (the
-  // name, the loiter time), marked invalid and described by it, with the focus, until it is changed.
+  // name, the loiter time, the share), marked invalid and described by it, with the focus, until it is changed.
   showError(message, field = null) {
     if (message) this.errorsShown += 1;
     this.el.error.textContent = message;
-    for (const input of [this.el.name, this.el.loiter]) if (input) unmarkInvalid(input, this.el.error.id);
+    for (const input of [this.el.name, this.el.loiter, this.el.share]) unmarkInvalid(input, this.el.error.id);
     if (message && field) {
       markInvalid(field, this.el.error.id);
       field.focus();
@@ -499,12 +486,12 @@ export class ZoneEditor {
     this.el.problem.hidden = !message;
   }
 
-  // A point of the shape being drawn; the first point again closes a zone, the last again ends it
+  // A point of the shape being drawn; the first point again closes a zone or an ignore zone, the last again ends it
   // (which is also what the second press of a double-click or double-tap does).
   addPoint(where) {
     const { draft } = this;
-    const enough = draft.length >= LEAST_POINTS[this.mode];
-    if (this.mode === "zone" && enough && near(draft[0], where.point, where)) this.finish();
+    const enough = draft.length >= leastPoints(this.mode);
+    if (isPolygon(this.mode) && enough && near(draft[0], where.point, where)) this.finish();
     else if (draft.length && near(draft.at(-1), where.point, where)) {
       if (enough) this.finish();
     } else {
@@ -552,20 +539,20 @@ export class ZoneEditor {
   render() {
     const { el, mode } = this;
     const drawing = mode !== "idle";
-    el.addZone.setAttribute("aria-pressed", String(mode === "zone"));
-    el.addLine.setAttribute("aria-pressed", String(mode === "line"));
-    el.addZone.textContent = mode === "zone" ? "Cancel zone" : "Add zone";
-    el.addLine.textContent = mode === "line" ? "Cancel line" : "Add line";
-    el.addZone.disabled = !this.exists; // a stream the server has not: nothing to draw on or save to
-    el.addLine.disabled = !this.exists;
+    for (const [kind, button] of Object.entries(this.starters)) {
+      const noun = kindWord(kind).toLowerCase();
+      button.setAttribute("aria-pressed", String(mode === kind));
+      button.textContent = mode === kind ? `Cancel ${noun}` : `Add ${noun}`;
+      button.disabled = !this.exists; // a stream the server has not: nothing to draw on or save to
+    }
     el.finish.hidden = !drawing;
-    el.finish.disabled = !drawing || this.draft.length < LEAST_POINTS[mode];
+    el.finish.disabled = !drawing || this.draft.length < leastPoints(mode);
     el.undo.hidden = !drawing;
     el.undo.disabled = !drawing || this.draft.length === 0;
     el.remove.disabled = this.selected === null || drawing;
-    el.hint.textContent = (touchOnly() ? TOUCH_HINTS : HINTS)[mode];
+    el.hint.textContent = hintFor(mode);
     // A finger that draws or drags must not scroll the page instead; the keyboard reaches the picture
-    // while it has keys (HINTS), and a click focuses it, so a shape selected there takes them at once.
+    // while it has keys (shape_hints.js), and a click focuses it, so a shape selected there takes them at once.
     const editing = drawing || this.selected !== null;
     this.host.canvas.classList.toggle("editing", editing);
     this.host.canvas.tabIndex = editing ? 0 : -1;
@@ -575,7 +562,7 @@ export class ZoneEditor {
     this.host.redraw();
   }
 
-  // The selected shape's class filter and (a zone's) loiter time, as shown in the list and saved.
+  // The selected shape's class filter and a zone's loiter time or an ignore zone's share, as listed and saved.
   renderSettings() {
     this.panel.renderSettings(this.mode === "idle" ? this.selectedShape() : undefined);
   }
@@ -586,7 +573,8 @@ export class ZoneEditor {
 
   /**
    * Draw the shapes, their counts and the one being drawn onto `context` (the whole frame); `layer`:
-   * "under" or "over" the tracks, or "both" (drawShapes).
+   * "under" or "over" the tracks, or "both" (drawShapes). Ignore zones go first: under the zones and
+   * lines, and their tags under the zones' tags and the crosshair.
    */
   draw(context, layer = "both") {
     const drawing = this.mode !== "idle";
@@ -595,8 +583,12 @@ export class ZoneEditor {
     const shape = !drawing && focused && this.visible ? this.selectedShape() : undefined;
     let crosshair = drawing && this.cursor && focused ? this.cursor : null;
     if (shape) crosshair = shape.points[Math.min(this.keyboard.corner, shape.points.length - 1)];
-    const shapes = this.visible ? this.shapes : [];
+    const shown = this.visible ? this.shapes : [];
     const draft = drawing ? { kind: this.mode, points: this.draft, cursor: this.cursor } : null;
-    drawShapes(context, { shapes, selected: this.selected, counts: this.counts, draft, crosshair }, layer);
+    const { selected, counts } = this;
+    const ignoring = draft?.kind === IGNORE;
+    drawIgnoreZones(context, { shapes: shown, selected, draft: ignoring ? draft : null }, layer);
+    const shapes = shown.filter((s) => s.kind !== IGNORE);
+    drawShapes(context, { shapes, selected, counts, draft: ignoring ? null : draft, crosshair }, layer);
   }
 }

@@ -51,3 +51,9 @@ def assert_points(saved: dict[str, Any], expected: list[Point]) -> None:
     assert len(saved["points"]) == len(expected), saved["points"]
     for (x, y), (ex, ey) in zip(saved["points"], expected, strict=True):
         assert abs(x - ex) < CLICK_TOLERANCE and abs(y - ey) < CLICK_TOLERANCE, (saved["points"], expected)
+
+
+async def click_polygon(page: Any, points: list[Point]) -> None:
+    """Corners clicked at ``points`` while a zone is drawn, closed by clicking the first again."""
+    for point in [*points, points[0]]:
+        await click(page, point)
