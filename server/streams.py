@@ -188,8 +188,8 @@ class StreamManager:
                 *stats.frame_size,
                 old.zones,
                 old.lines,
-                options.ignore_zones,
-                old.ignore_zones,
+                ignore_zones=options.ignore_zones,
+                old_ignore_zones=old.ignore_zones,
             )
         except ValueError as exc:
             raise StreamOptionsError(config.stream_id, str(exc)) from None

@@ -136,6 +136,58 @@ def test_an_ignore_zone_beyond_the_frame_is_left_out_and_said_once(caplog: pytes
     ).tolist() == [False, True], "in a frame it fits, it hides"
 
 
+def test_one_filter_places_its_zones_anew_for_each_frame_size() -> None:
+    """A camera that changes resolution: a zone in fractions covers the same part of each picture, one in
+    pixels is left out of the small picture it does not fit and hides again in the large one."""
+    half = {"name": "left", "points": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]], "units": "fraction"}
+    corner = {"name": "corner", "points": [[500, 0], [640, 0], [640, 100], [500, 100]]}
+    found = ObjectFilter("cam", StreamOptions.from_mapping({"ignore_zones": [half, corner]}), NAMES)
+    for width, height in ((640, 384), (320, 192), (640, 384)):
+        image = np.zeros((height, width, 3), np.uint8)
+        rows = [[0.1 * width, 10, 0.2 * width, 40, 0.9, 0], [0.8 * width, 10, 0.9 * width, 40, 0.9, 0]]
+        kept = found.keep(masked(image, rows, [_box_mask(image, row) for row in rows]), image.shape)
+        assert kept.tolist() == [False, width != 640], (width, height)
+        assert bool(found.problems) == (width != 640), found.problems
+
+
+def test_ignored_detections_are_counted_once_a_frame_is_taken_in_and_go_on_through_a_restart() -> None:
+    image = np.zeros((200, 300, 3), np.uint8)
+    rows = [[10, 10, 60, 60, 0.9, 0], [200, 10, 250, 60, 0.9, 0]]
+    detections = masked(image, rows, [_box_mask(image, row) for row in rows])
+    left = {"name": "left", "points": [[0, 0], [150, 0], [150, 200], [0, 200]]}
+    options = StreamOptions.from_mapping({"ignore_zones": [left]})
+    tracker = StreamTracker("cam", NAMES, options, FPS)
+    tracker.update(detections, frame(0, image))
+    assert tracker.ignored == 1
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("a tracker's bug")
+
+    inner = tracker._tracker
+    inner.update = broken  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        tracker.update(detections, frame(1, image))
+    assert tracker.ignored == 1, "a frame that failed counts nothing"
+    restarted = StreamTracker(
+        "cam", NAMES, StreamOptions.from_mapping({"conf": 0.3, "ignore_zones": [left]}), FPS, tracker
+    )
+    assert restarted.ignored == 1
+    restarted.update(detections, frame(2, image))
+    assert restarted.ignored == 2
+
+
+def test_a_change_in_place_does_not_tell_a_misfit_zones_problem_again(caplog: pytest.LogCaptureFixture) -> None:
+    image = np.zeros((200, 300, 3), np.uint8)
+    misfit = {"name": "far", "points": [[0, 0], [1900, 0], [1900, 100]]}
+    tracker = StreamTracker("cam", NAMES, StreamOptions.from_mapping({"ignore_zones": [misfit]}), FPS)
+    tracker.update(Detections.empty(), frame(0, image))
+    tracker.follow(StreamOptions.from_mapping({"ignore_zones": [misfit], "min_area": 0.001}))
+    tracker.update(Detections.empty(), frame(1, image))
+    told = [r.getMessage() for r in caplog.records if r.name == "server.tracking.object_filter"]
+    assert len(told) == 1 and "'far' is left out" in told[0], told
+    assert tracker.problems and "'far' is left out" in tracker.problems[0]
+
+
 @pytest.mark.parametrize(
     ("bounds", "kept"),
     [
@@ -150,6 +202,17 @@ def test_min_and_max_area_are_shares_of_the_frame(bounds: dict[str, float], kept
     rows = [[10, 10, 15, 15, 0.9, 0], [50, 50, 100, 100, 0.9, 0], [20, 10, 270, 190, 0.9, 0]]
     detections = masked(image, rows, [_box_mask(image, row) for row in rows])
     assert kept_rows(StreamOptions.from_mapping(bounds), detections, image.shape) == kept
+
+
+def test_the_area_bounds_hold_their_own_value_and_count_only_the_part_within_the_frame() -> None:
+    """A box of exactly min_area or max_area is seen; one reaching past the frame's edge (a model may give
+    such boxes) is measured by what of it lies within."""
+    image = np.zeros((200, 300, 3), np.uint8)
+    rows = [[0, 0, 60, 100, 0.9, 0], [-300, -200, 60, 100, 0.9, 0]]  # 10 % of the frame, both (within it)
+    detections = Detections.from_results(Results(image, "", NAMES, boxes=torch.tensor(rows, dtype=torch.float32)))
+    assert kept_rows(StreamOptions.from_mapping({"min_area": 0.1}), detections, image.shape) == [0, 1]
+    assert kept_rows(StreamOptions.from_mapping({"max_area": 0.1}), detections, image.shape) == [0, 1]
+    assert kept_rows(StreamOptions.from_mapping({"max_area": 0.099}), detections, image.shape) == []
 
 
 def test_a_filter_changed_in_place_takes_effect_on_the_next_frame_and_the_ids_go_on() -> None:
@@ -265,6 +328,9 @@ async def test_a_served_stream_says_what_it_ignored_and_refuses_an_ignore_zone_b
         line for line in text.splitlines() if line.startswith('segcast_detections_ignored_total{stream="yard"}')
     ]
     assert float(sample.rsplit(" ", 1)[1]) >= 10
+    unknown = await client.patch("/api/streams/yard", json={"ignore_zones": [{**whole, "classes": ["preson"]}]})
+    assert unknown.status == 400
+    assert (await unknown.json())["error"].startswith("body.ignore_zones[0].classes: the model has no class 'preson'")
     refused = await client.patch("/api/streams/yard", json={"ignore_zones": [whole, {**misfit, "name": "wider"}]})
     assert refused.status == 400
     assert "body.ignore_zones[1].points: point (1900, 0) is outside the" in (await refused.json())["error"]

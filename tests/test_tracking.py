@@ -494,7 +494,7 @@ def test_a_weak_detection_inside_a_confident_one_is_a_duplicate_not_a_hidden_obj
         [110, 110, 190, 180, 0.15, 0],  # inside the first: a duplicate
         [180, 60, 240, 110, 0.15, 1],  # mostly outside it: a partly hidden object
     ]
-    kept = tracker._select(box_result(image, rows), image.shape)
+    kept, _ = tracker._select(box_result(image, rows), image.shape)
     assert kept.confidence.tolist() == pytest.approx([0.9, 0.15])
     assert kept.boxes[1, 0] == 180
 
@@ -513,7 +513,7 @@ def test_a_confident_part_of_an_object_is_a_duplicate_but_an_object_in_its_box_c
         boxes = torch.tensor(rows, dtype=torch.float32)
         result = Results(image, "", NAMES, boxes=boxes, masks=torch.tensor(np.array(masks), dtype=torch.float32))
         tracker = StreamTracker("cam", NAMES, StreamOptions(conf=0.25), 15.0)
-        return tracker._select(Detections.from_results(result), image.shape).confidence.tolist()
+        return tracker._select(Detections.from_results(result), image.shape)[0].confidence.tolist()
 
     whole = [100, 100, 200, 200, 0.9, 0]
     assert kept([whole, [100, 100, 200, 160, 0.5, 0]], [disc, upper]) == pytest.approx([0.9])
@@ -564,7 +564,7 @@ def test_a_part_of_an_object_as_confident_as_the_whole_is_still_a_duplicate() ->
     tracker = StreamTracker("cam", NAMES, StreamOptions(), 15.0)
     whole, part = [50, 50, 150, 200, 0.8, 0], [50, 50, 150, 110, 0.8, 0]  # a person and its upper part
     for rows in ([whole, part], [part, whole]):
-        assert tracker._select(box_result(image, rows), image.shape).boxes[:, :4].tolist() == [whole[:4]], rows
+        assert tracker._select(box_result(image, rows), image.shape)[0].boxes[:, :4].tolist() == [whole[:4]], rows
 
 
 def test_a_box_of_no_area_is_no_detection() -> None:

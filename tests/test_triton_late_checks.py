@@ -77,26 +77,43 @@ def _wait_for_errors(worker: InferenceWorker, stream_id: str, count: int) -> Non
         time.sleep(POLL_S)
 
 
+STATUE = {"name": "statue", "points": [[0, 0], [1, 0], [1, 1]], "units": "fraction", "classes": ["person"]}
+
+
+@pytest.mark.parametrize(
+    ("options", "reason", "fix"),
+    [
+        (
+            {"classes": ["person"]},
+            "classes: the model has no class 'person'; it knows disc, square, triangle",
+            "give the stream classes the model knows (PATCH /api/streams/s, or its config file's classes",
+        ),
+        (
+            {"ignore_zones": [STATUE]},
+            "ignore_zones[0].classes: the model has no class 'person'; it knows disc, square, triangle",
+            "give its ignore zones classes the model knows (PATCH /api/streams/s, or its config file's ignore_zones",
+        ),
+    ],
+)
 def test_a_class_the_model_lacks_stops_the_stream_once_a_late_described_model_is_known(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, options: dict[str, Any], reason: str, fix: str
 ) -> None:
-    """Given a stream filtering on "person", added while the model's classes were unknown, when the
-    first request describes the model, then the stream says why it cannot work, once, with the fix,
-    and none of its later frames goes to the server."""
+    """Given a stream filtering on "person" (or ignoring it in an ignore zone), added while the model's
+    classes were unknown, when the first request describes the model, then the stream says why it cannot
+    work, once, with the fix, and none of its later frames goes to the server."""
     model = _DescribedByFirstRequest()
     worker = InferenceWorker("grpc://test/m", lambda _: None, InferenceOptions(), load=lambda _: model)
     worker.start()
     caplog.set_level(logging.WARNING, logger="server.inference.worker")
     try:
-        worker.check_options(StreamOptions.from_mapping({"classes": ["person"]}))  # not known yet: passes
-        slot = worker.add_stream("s", 15.0, StreamOptions.from_mapping({"classes": ["person"]}))
+        worker.check_options(StreamOptions.from_mapping(options))  # not known yet: passes
+        slot = worker.add_stream("s", 15.0, StreamOptions.from_mapping(options))
         image = np.zeros((64, 64, 3), np.uint8)
         for seq in range(3):
             slot.put(Frame("s", seq, 1000.0 + seq, seq / 15, image))
             _wait_for_errors(worker, "s", seq + 1)
         stats = worker.stats("s")
         assert stats is not None and stats.processed == 0
-        reason = "classes: the model has no class 'person'; it knows disc, square, triangle"
         assert stats.options_error == reason and stats.last_error == reason
         assert model.requests_sent == 1  # only the frame that described the model
     finally:
@@ -104,10 +121,35 @@ def test_a_class_the_model_lacks_stops_the_stream_once_a_late_described_model_is
     told = [
         r.getMessage() for r in caplog.records if r.name == "server.inference.worker" and "person" in r.getMessage()
     ]
-    assert told == [
-        f"[s] none of its frames can be processed: {reason}; give the stream classes the model knows "
-        "(PATCH /api/streams/s, or its config file's classes and restart segcast)"
-    ]
+    assert told == [f"[s] none of its frames can be processed: {reason}; {fix} and restart segcast)"]
+
+
+def test_an_ignore_zone_changed_in_place_is_checked_once_the_model_is_known(caplog: pytest.LogCaptureFixture) -> None:
+    """A running stream given, in place, an ignore zone of a class the model lacks (a change checked while the
+    model could not be asked; here made on the worker directly): the next frame finds it, once, as for a new
+    stream, rather than failing in its tracker on every frame."""
+    model = _DescribedByFirstRequest()
+    worker = InferenceWorker("grpc://test/m", lambda _: None, InferenceOptions(), load=lambda _: model)
+    worker.start()
+    try:
+        slot = worker.add_stream("s", 15.0, StreamOptions())
+        image = np.zeros((64, 64, 3), np.uint8)
+        slot.put(Frame("s", 0, 1000.0, 0.0, image))
+        deadline = time.monotonic() + WAIT_S
+        while (stats := worker.stats("s")) is None or stats.processed < 1:
+            assert time.monotonic() < deadline, "the first frame was never processed"
+            time.sleep(POLL_S)
+        assert worker.change_shapes("s", StreamOptions.from_mapping({"ignore_zones": [STATUE]}))
+        for seq in (1, 2):
+            slot.put(Frame("s", seq, 1000.0 + seq, seq / 15, image))
+            _wait_for_errors(worker, "s", seq)
+        stats = worker.stats("s")
+        assert stats is not None and stats.processed == 1
+        reason = "ignore_zones[0].classes: the model has no class 'person'; it knows disc, square, triangle"
+        assert stats.options_error == reason and stats.last_error == reason, stats
+        assert model.requests_sent == 1, "no frame after the change goes to the model: it could never be tracked"
+    finally:
+        worker.stop()
 
 
 class _States(Listener):

@@ -339,6 +339,7 @@ def check_fit(
     height: int,
     old_zones: tuple[Zone, ...] = (),
     old_lines: tuple[Line, ...] = (),
+    *,
     ignore_zones: tuple[IgnoreZone, ...] = (),
     old_ignore_zones: tuple[IgnoreZone, ...] = (),
 ) -> None:

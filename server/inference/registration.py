@@ -77,6 +77,16 @@ class StreamRegistration:
             registration.removed = True
             registration = registration.restarts
 
+    def ignored(self) -> int:
+        """The detections the stream's object filter kept from its tracker: its own tracker's count, or, before
+        a restarted stream's first frame, that of the tracker it goes on from (the count never goes back)."""
+        registration: StreamRegistration | None = self
+        while registration is not None:
+            if registration.tracker is not None:
+                return registration.tracker.ignored
+            registration = registration.restarts
+        return 0
+
     def restarted(self) -> StreamRegistration | None:
         """What this registration restarts and carries on from: the last of its id to have had a tracker."""
         previous = self.restarts

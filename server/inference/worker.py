@@ -246,6 +246,7 @@ class InferenceWorker:
             if registration is None:
                 return False
             registration.options = options
+            registration.classes_checked = False  # its ignore zones' classes, where the model was not described
         return True
 
     def remove_stream(self, stream_id: str, restarting: bool = False) -> None:
@@ -301,7 +302,7 @@ class InferenceWorker:
             pending_shapes=pending_shapes(r),
             options_error=r.options_error,
             thinned=r.cap.thinned,
-            ignored=_ignored(r),
+            ignored=r.ignored(),
         )
 
     # -- the inference thread ---------------------------------------------------------------------
@@ -453,28 +454,34 @@ class InferenceWorker:
         return jobs
 
     def _unfit(self, registration: StreamRegistration) -> str | None:
-        """Why the stream's class filter can never fit the model (a class it lacks); None if it fits, or
-        while the model's classes are not known.
+        """Why the stream's class filter, or an ignore zone's, can never fit the model (a class it lacks);
+        None if it fits, or while the model's classes are not known.
 
         `check_options` refuses such a stream when it is added, but cannot while a remote model was
         never described (its server down at start): the stream is checked here once the model's
         classes are known, which they then stay (a remote model refuses other ones), and said once in
         the log with what to do. Its frames would otherwise each cost a request, then fail in its
-        tracker. Changing its options (``PATCH``) makes it a new registration, checked anew.
+        tracker. Changing its options (``PATCH``) makes it a new registration, checked anew, or, changed in
+        place (`change_shapes`), checks it again.
         """
         if not registration.classes_checked and (names := self.class_names):
             registration.classes_checked = True
             try:
                 class_ids(names, registration.options.classes)
+                check_classes((), (), names, registration.options.ignore_zones)
             except ValueError as exc:
                 # Told here, with the fix: `_fail` must not tell it again as one frame's failure.
                 registration.options_error = registration.told_error = str(exc)
+                key = str(exc).partition(".")[0].partition(":")[0]  # "classes" or "ignore_zones[0]"
+                whose = "its ignore zones" if key.startswith("ignore_zones") else "the stream"
                 log.warning(
-                    "[%s] none of its frames can be processed: %s; give the stream classes the model knows "
-                    "(PATCH /api/streams/%s, or its config file's classes and restart segcast)",
+                    "[%s] none of its frames can be processed: %s; give %s classes the model knows "
+                    "(PATCH /api/streams/%s, or its config file's %s and restart segcast)",
                     registration.stream_id,
                     exc,
+                    whose,
                     registration.stream_id,
+                    "ignore_zones" if whose != "the stream" else "classes",
                 )
                 if self._on_unfit is not None:
                     try:
@@ -550,16 +557,17 @@ class InferenceWorker:
             return  # removed (or restarted) while in the model: its tracks must not start unseen
         if job.error is None and job.detections is not None:
             tracker = registration.tracker
-            if tracker is None:
+            # The model described by this frame's request, or options changed in place, are checked here:
+            # a stream whose classes can never fit is failed once (`_unfit`), not on every frame.
+            job.error = self._unfit(registration)
+            if tracker is None and job.error is None:
                 try:
-                    job.error = self._unfit(registration)  # described by this frame's request
-                    if job.error is None:
-                        tracker = registration.tracker = self._new_tracker(registration)
+                    tracker = registration.tracker = self._new_tracker(registration)
                 except ValueError as exc:  # the stream's options do not fit the model (an unknown class name)
                     job.error = str(exc)
-            if tracker is not None:
+            if tracker is not None and job.error is None:
                 try:
-                    tracker.follow(registration.options)  # changed in place (`change_shapes`)
+                    tracker.follow(registration.options)  # changed in place (`change_shapes`), checked above
                     tracks, track_events = tracker.update(job.detections, frame)
                 except Exception as exc:  # a ValueError here too: a tracking bug (numpy's, OpenCV's), not the options
                     job.error = f"tracking failed: {type(exc).__name__}: {exc}"
@@ -607,14 +615,3 @@ class InferenceWorker:
     def _fail(self, registration: StreamRegistration, frame: Frame, reason: str) -> None:
         if registration.failed(reason):  # one line per new reason, not one per frame
             log.warning("[%s] frame %d not processed: %s", registration.stream_id, frame.seq, reason)
-
-
-def _ignored(registration: StreamRegistration) -> int:
-    """The detections the stream's object filter kept from its tracker: its own tracker's count, or, before
-    a restarted stream's first frame, that of the tracker it goes on from (the count never goes back)."""
-    restarted = registration.restarts
-    while registration.tracker is None and restarted is not None:
-        if restarted.tracker is not None:
-            return restarted.tracker.ignored
-        restarted = restarted.restarts
-    return registration.tracker.ignored if registration.tracker is not None else 0

@@ -206,7 +206,7 @@ class StreamTracker:
         id_base = self._last_id if starts_over else self._id_base
         history = {} if starts_over else self._history
         _apply_rate(tracker, self._windows_s, rate.interval_s)
-        detections = self._select(detections, shape)
+        detections, ignored = self._select(detections, shape)
         if isinstance(tracker, SegTracker):  # it reads masks, not just boxes
             rows = tracker.update(detections, frame.image)
         else:
@@ -218,6 +218,7 @@ class StreamTracker:
         self._tracker, self._id_base, self._history = tracker, id_base, history
         self._restarts, self._frame_shape = frame.restarts, shape
         self._rate = rate
+        self.ignored += ignored
         tracks: list[Track] = []
         started: list[TrackEvent] = []
         for track_id, class_id, confidence, box, polygon in seen:
@@ -247,9 +248,10 @@ class StreamTracker:
             seen.append((track_id, class_id, float(row[5]), box, polygon))
         return seen
 
-    def _select(self, detections: Detections, shape: tuple[int, ...]) -> Detections:
+    def _select(self, detections: Detections, shape: tuple[int, ...]) -> tuple[Detections, int]:
         """This stream's detections for its tracker, in a frame of ``shape``: down to `detection_conf`, of its
-        classes, through its object filter (`server.tracking.object_filter`), at most ``max_det``.
+        classes, through its object filter (`server.tracking.object_filter`), at most ``max_det``; and how many
+        the object filter dropped (counted in `ignored` once the whole frame is taken in).
 
         A box that is not a number (a half-precision model overflowing, a remote model gone wrong) is
         no detection: it would reach the viewers' JSON as ``NaN``, which browsers refuse to parse. Nor
@@ -267,11 +269,12 @@ class StreamTracker:
         keep = conf >= self._tracker_conf
         if self._class_ids is not None:
             keep &= np.isin(detections.class_ids, list(self._class_ids))
+        ignored = 0
         if self._filter.active:
             candidates = np.flatnonzero(keep)
             seen = self._filter.keep(detections.select(candidates), shape)
             keep[candidates] = seen
-            self.ignored += len(seen) - int(seen.sum())
+            ignored = len(seen) - int(seen.sum())
         indices = np.flatnonzero(keep)
         kept = detections if len(indices) == len(conf) else detections.select(indices)
         indices = indices[~seen_twice(kept, self._options.conf)]
@@ -279,8 +282,8 @@ class StreamTracker:
             indices = indices[np.argsort(-conf[indices], kind="stable")[: self._options.max_det]]
             indices.sort()
         if len(indices) == len(conf):
-            return detections
-        return detections.select(indices)
+            return detections, ignored
+        return detections.select(indices), ignored
 
     def _observe(
         self,
