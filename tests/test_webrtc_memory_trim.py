@@ -24,6 +24,8 @@ Start = Callable[..., Awaitable[TestClient]]
 SHORT_INTERVAL_S = 0.3
 #: Waited out in full by a test that shows a trim does not come: kept small.
 TINY_INTERVAL_S = 0.1
+#: How often a test asks twice again where a loaded machine stalled a whole `TINY_INTERVAL_S` between two lines.
+ATTEMPTS = 5
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -85,9 +87,19 @@ async def test_a_trim_still_to_come_when_the_trimmer_closes_never_runs(
     going away."""
     monkeypatch.setattr(memory, "TRIM_INTERVAL_S", TINY_INTERVAL_S)
     loop = asyncio.get_running_loop()
-    trimmer = Trimmer()
-    trimmer.request()  # at once
-    trimmer.request()  # within the interval: at its end
+    for _ in range(ATTEMPTS):
+        trimmer = Trimmer()
+        asked_at = loop.time()
+        trimmer.request()  # at once
+        trimmer.request()  # within the interval: at its end
+        if loop.time() - asked_at < TINY_INTERVAL_S:
+            break
+        # A machine so busy that the two lines were a whole interval apart: both trims ran at once. Again.
+        await trimmer.close()  # its trims' records are queued before it returns (`trims`)
+        while not trims.empty():
+            trims.get_nowait()
+    else:
+        pytest.fail(f"two requests never fell within {TINY_INTERVAL_S} s of each other in {ATTEMPTS} attempts")
     due_by = loop.time() + TINY_INTERVAL_S
     await trimmer.close()
     # A trim that does not come can only be shown by waiting past the time it was due.
