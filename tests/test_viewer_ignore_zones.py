@@ -22,14 +22,24 @@ from server.config import StreamConfig
 from tests.support.browser import (
     CANVAS_STATS,
     DESKTOP,
+    PHONE,
     WAIT_MS,
     Console,
     hold_first_save,
     open_page,
     require_browser,
     wait_for_new_frame,
+    wait_for_text,
 )
-from tests.support.zone_page import STREAM_VIEW, Point, assert_points, click_polygon, shape_names, stream_options
+from tests.support.zone_page import (
+    STREAM_VIEW,
+    Point,
+    assert_points,
+    click,
+    click_polygon,
+    shape_names,
+    stream_options,
+)
 
 require_browser()
 
@@ -150,7 +160,7 @@ async def test_an_ignore_zone_is_listed_as_one_set_in_the_panel_and_deleted_with
     await wait_for_new_frame(page, "#video")
     statue = page.locator('#shape-list li[data-shape="ignore:statue"]')
     await statue.wait_for(timeout=WAIT_MS)
-    assert " ".join((await statue.inner_text()).split()) == "ignore zone: statue square · ≥ 70 % inside"
+    assert " ".join((await statue.inner_text()).split()) == "ignore zone: statue ignored when ≥ 70 % inside · square"
 
     await statue.get_by_role("button").focus()
     await page.keyboard.press("Enter")
@@ -346,4 +356,212 @@ async def test_keys_on_a_just_drawn_ignore_zone_are_told_of_an_ignore_zone_and_i
     options = await stream_options(client, lambda o: o["ignore_zones"][0]["points"][1][1] > 0.205)
     assert_points(options["ignore_zones"][0], [(0.2, 0.2), (0.4, 0.21), (0.4, 0.4), (0.2, 0.4)])
     assert shape_names(options, "ignore_zones") == ["lamp"] and shape_names(options, "zones") == ["bay"]
+    assert console.errors == []
+
+
+#: Keeps, in the page, the texts written on the stream's picture (tags, track labels) since the last reset.
+RECORD_TEXTS = """
+window.texts = new Set();
+const fillText = CanvasRenderingContext2D.prototype.fillText;
+CanvasRenderingContext2D.prototype.fillText = function (text, ...rest) {
+  if (this.canvas.id === "video") window.texts.add(String(text));
+  return fillText.call(this, text, ...rest);
+};
+"""
+IGNORED_LINE = "#shape-ignored"
+#: The number the line under the list says, or -1 while it is hidden or says none.
+IGNORED_SAID = """() => {
+  const line = document.querySelector("#shape-ignored");
+  const match = line.checkVisibility() && line.textContent.match(/^Ignored so far: ([\\d,]+) detections?$/);
+  return match ? Number(match[1].replaceAll(",", "")) : -1;
+}"""
+
+
+async def test_the_panel_says_how_many_detections_the_streams_filters_ignored_so_far_without_announcing_each(
+    start_server: Start, browser: Any
+) -> None:
+    client = await _with_shapes(start_server, zones=[BAY])
+    page, console = await open_page(browser, client, STREAM_VIEW)
+    await wait_for_new_frame(page, "#video")
+    await page.wait_for_selector("#stats [data-stat=input]", timeout=WAIT_MS)  # the stream list came
+    assert await page.is_hidden(IGNORED_LINE), "a stream that filters nothing says nothing of it"
+
+    # An ignore zone over the whole picture: the line says what it kept, as the polls learn it.
+    blind = {"name": "blind", "points": [list(point) for point in EVERYWHERE], "units": "fraction"}
+    assert (await client.patch("/api/streams/cam", json={"ignore_zones": [blind]})).status == 200
+    await page.wait_for_function(f"() => ({IGNORED_SAID})() > 0", timeout=WAIT_MS)
+    first = await page.evaluate(IGNORED_SAID)
+    assert first <= (await _stream(client))["detections_ignored"]
+    await page.wait_for_function(f"(first) => ({IGNORED_SAID})() > first", arg=first, timeout=WAIT_MS)
+    live = "[aria-live], [role=status], [role=alert], [role=log]"
+    assert await page.evaluate(f"() => document.querySelector('{IGNORED_LINE}').closest('{live}') === null"), (
+        "not read out on each poll"
+    )
+
+    # min_area alone keeps detections from the tracker too; with no filter left, the line goes.
+    body = {"ignore_zones": [], "min_area": 0.5}
+    assert (await client.patch("/api/streams/cam", json=body)).status == 200
+    await page.wait_for_selector('#shape-list li[data-shape="ignore:blind"]', state="detached", timeout=WAIT_MS)
+    assert await page.evaluate(IGNORED_SAID) >= first, "so far: it goes on through a change of the options"
+    assert (await client.patch("/api/streams/cam", json={"min_area": 0.0})).status == 200
+    await page.wait_for_selector(IGNORED_LINE, state="hidden", timeout=WAIT_MS)
+    assert console.errors == []
+
+
+async def test_an_ignore_zones_name_tag_is_drawn_over_the_tracks_only_while_it_is_selected(
+    start_server: Start, browser: Any
+) -> None:
+    client = await _with_shapes(start_server, ignore_zones=[STATUE])
+    page = await browser.new_page(viewport=DESKTOP)
+    console = Console(page)
+    await page.add_init_script(RECORD_TEXTS)
+    await page.goto(str(client.make_url(STREAM_VIEW)))
+    statue = page.locator('#shape-list li[data-shape="ignore:statue"]')
+    await statue.wait_for(timeout=WAIT_MS)
+    await page.wait_for_function("() => window.texts.size > 0", timeout=WAIT_MS)  # the tracks' labels
+    await wait_for_new_frame(page, "#video")
+    await wait_for_new_frame(page, "#video")
+    texts = await page.evaluate("() => [...window.texts]")
+    assert not [text for text in texts if text.startswith("ignored:")], "the list names it: no tag over the tracks"
+
+    await statue.get_by_role("button").click()
+    await page.wait_for_function("() => window.texts.has('ignored: statue  square')", timeout=WAIT_MS)
+
+    await click(page, (0.7, 0.2))  # off every shape: none selected
+    await page.wait_for_selector("#shape-list li.selected", state="detached", timeout=WAIT_MS)
+    await page.evaluate("() => window.texts.clear()")
+    await wait_for_new_frame(page, "#video")
+    await wait_for_new_frame(page, "#video")
+    assert "ignored: statue  square" not in await page.evaluate("() => [...window.texts]")
+    assert console.errors == []
+
+
+#: The selected entry's button's border, and the colour forced colours give Highlight, in the page.
+SELECTED_BORDER = """() => {
+  const probe = document.body.appendChild(document.createElement("span"));
+  probe.style.color = "Highlight";
+  const highlight = getComputedStyle(probe).color;
+  probe.remove();
+  const style = (selector) => {
+    const s = getComputedStyle(document.querySelector(selector));
+    return {width: parseFloat(s.borderTopWidth), color: s.borderTopColor, style: s.borderTopStyle};
+  };
+  return {highlight, selected: style("#shape-list li.selected button"),
+          other: style('#shape-list li:not(.selected).shape-ignore button')};
+}"""
+
+
+async def test_under_forced_colours_the_selected_entry_has_a_highlight_border_zone_and_ignore_zone_alike(
+    start_server: Start, browser: Any, screenshots: Path
+) -> None:
+    client = await _with_shapes(start_server, zones=[BAY], ignore_zones=[POSTER, STATUE])
+    page, console = await open_page(browser, client, STREAM_VIEW)
+    await page.emulate_media(forced_colors="active")
+    await wait_for_new_frame(page, "#video")
+    for shape, style in [("zone:bay", "solid"), ("ignore:statue", "dashed")]:
+        await page.click(f'#shape-list li[data-shape="{shape}"] button')
+        await page.wait_for_selector(f'#shape-list li.selected[data-shape="{shape}"]', timeout=WAIT_MS)
+        border = await page.evaluate(SELECTED_BORDER)
+        selected, other = border["selected"], border["other"]
+        assert selected["color"] == border["highlight"] and selected["style"] == style, (shape, border)
+        assert selected["width"] >= other["width"] + 2, f"{shape}: as plain as an ignore zone not selected: {border}"
+        await page.screenshot(path=screenshots / f"forced-colours-{shape.replace(':', '-')}.png")
+    assert console.errors == []
+
+
+async def test_a_share_inside_typed_as_a_fraction_is_refused_with_a_hint_that_it_is_in_percent(
+    start_server: Start, browser: Any
+) -> None:
+    client = await _with_shapes(start_server, ignore_zones=[STATUE])
+    page, console = await open_page(browser, client, STREAM_VIEW)
+    sent: list[dict[str, Any]] = []
+    page.on("request", lambda request: request.method == "PATCH" and sent.append(request.post_data_json))
+    await wait_for_new_frame(page, "#video")
+    await page.click('#shape-list li[data-shape="ignore:statue"] button')
+    share = page.get_by_label("Share inside")
+    await share.fill("0.5")
+    await share.press("Enter")
+    error = await wait_for_text(page, "#shape-error", "50 for half")
+    assert "in %" in error
+    assert await share.get_attribute("aria-invalid") == "true", "marked invalid, as a loiter time is"
+    assert await share.input_value() == "70", "the saved share shown again"
+    assert sent == [] and (await _stream(client))["options"]["ignore_zones"][0]["min_share"] == 0.7
+    assert console.errors == [], console.errors
+
+
+async def test_on_a_touch_screen_drawing_starts_with_what_to_tap_not_a_crosshair(
+    start_server: Start, browser: Any
+) -> None:
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"))
+    page = await browser.new_page(viewport=PHONE, has_touch=True, is_mobile=True)
+    console = Console(page)
+    await page.goto(str(client.make_url(STREAM_VIEW)))
+    await wait_for_new_frame(page, "#video")
+    status = page.locator("#shape-status[role=status]")
+    for button, said in [
+        ("#add-ignore", "Drawing an ignore zone: tap its corners."),
+        ("#add-zone", "Drawing a zone: tap its corners."),
+        ("#add-line", "Drawing a line: tap its points."),
+    ]:
+        await page.tap(button)
+        assert await status.text_content() == said
+        await page.tap(button)  # Cancel
+        assert await status.text_content() == "Cancelled."
+    assert console.errors == []
+
+
+#: Keeps, in the page, everything the shape panel's live region said, and counts the answers to the page's
+#: saves (PATCH) once read: the editor's work on an answer follows in the same turn, before any test's look.
+RECORD_SAID = """
+window.said = [];
+window.savesAnswered = 0;
+addEventListener("DOMContentLoaded", () => {
+  const status = document.querySelector("#shape-status");
+  new MutationObserver(() => window.said.push(status.textContent)).observe(status, {childList: true});
+});
+const fetch = window.fetch;
+window.fetch = async (resource, options) => {
+  const response = await fetch(resource, options);
+  if (options?.method === "PATCH") {
+    const json = response.json.bind(response);
+    response.json = () => json().finally(() => (window.savesAnswered += 1));
+  }
+  return response;
+};
+"""
+NOT_IN_FILE = "not saved to the config file: gone at a restart (tick Save to config file to keep it)"
+
+
+async def test_keys_moving_a_corner_say_its_place_each_press_and_that_it_is_not_in_the_file_once(
+    start_server: Start, browser: Any, tmp_path: Path
+) -> None:
+    config_file = tmp_path / "segcast.toml"
+    config_file.write_text('[[streams]]\nid = "cam"\nuri = "scene:?seed=3"\n')
+    client = await start_server(StreamConfig("cam", "scene:?seed=3"), config_path=config_file)
+    lamp = {"name": "lamp", "points": [[0.2, 0.2], [0.4, 0.2], [0.4, 0.4], [0.2, 0.4]], "units": "fraction"}
+    assert (await client.patch("/api/streams/cam", json={"ignore_zones": [lamp]})).status == 200
+    page = await browser.new_page(viewport=DESKTOP)
+    console = Console(page)
+    await page.add_init_script(RECORD_SAID)
+    await page.goto(str(client.make_url(STREAM_VIEW)))
+    await wait_for_new_frame(page, "#video")
+    await page.locator("#shape-persist").wait_for(state="visible", timeout=WAIT_MS)
+    await page.click('#shape-list li[data-shape="ignore:lamp"] button')
+    await page.keyboard.press("Enter")  # on to its corners
+    await page.wait_for_function("() => document.activeElement.id === 'video'", timeout=WAIT_MS)
+
+    warning = f"Zones, lines and ignore zones changed, {NOT_IN_FILE}."
+    await page.keyboard.press("ArrowDown")
+    await page.wait_for_function("() => window.savesAnswered === 1", timeout=WAIT_MS)
+    assert await page.evaluate("() => window.said.slice(-2)") == ["Corner 1 at 20 %, 21 %.", warning]
+    for press in (2, 3):
+        await page.keyboard.press("ArrowDown")
+        await page.wait_for_function(f"() => window.savesAnswered === {press}", timeout=WAIT_MS)
+        assert await page.text_content("#shape-status") == f"Corner 1 at 20 %, {20 + press} %."
+    assert (await page.evaluate("() => window.said")).count(warning) == 1, "once for the burst"
+    assert await page.is_visible("#shape-unfiled"), "the note beside the box stays"
+    title = await page.get_attribute("#shape-unfiled", "title") or ""
+    assert title.startswith("The zones, lines and ignore zones changed here are not in the config file")
+    options = await stream_options(client, lambda o: o["ignore_zones"][0]["points"][0][1] > 0.225)
+    assert_points(options["ignore_zones"][0], [(0.2, 0.23), (0.4, 0.2), (0.4, 0.4), (0.2, 0.4)])
     assert console.errors == []

@@ -1,9 +1,9 @@
 """What the stream view says of what lasts only until a restart, in a real headless Chromium against the
 real server (one for the module, with a config file segcast may write and tokens on):
 
-- zones and lines changed with "Save to config file" unticked (its default) are in effect but not in the
-  file: the announcement says they go at a restart, and a note stays beside the box until they are saved,
-  which ticking the box does; a stream the file cannot keep (one --source started) says nothing new;
+- zones, lines and ignore zones changed with "Save to config file" unticked (its default) are in effect
+  but not in the file: the announcement says they go at a restart, and a note stays beside the box until
+  they are saved, which ticking the box does; a stream the file cannot keep (one --source started) says nothing new;
 - the Embed panel's snippet plays only with a token in its frame's address: the panel mints a viewer
   token for it when asked, and says that anyone with the snippet can watch until it expires.
 
@@ -141,7 +141,7 @@ async def test_shapes_changed_but_not_saved_to_the_config_file_say_they_go_at_a_
     await page.fill("#shape-name", "porch")
     await page.press("#shape-name", "Enter")
     await _zones_of(client, "cam", ["porch"])
-    await _said(page, f"Zones and lines changed, {NOT_IN_FILE}.")
+    await _said(page, f"Zones, lines and ignore zones changed, {NOT_IN_FILE}.")
     await unfiled.wait_for(state="visible", timeout=WAIT_MS)
     await page.click("#delete-shape")
     await _zones_of(client, "cam", [])

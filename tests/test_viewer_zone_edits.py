@@ -42,8 +42,8 @@ ZB = {"name": "zb", "points": [[0.6, 0.05], [0.9, 0.05], [0.9, 0.3], [0.6, 0.3]]
 INSIDE_ZA: Point = (0.15, 0.15)
 INSIDE_ZB: Point = (0.75, 0.15)
 EMPTY_SPOT: Point = (0.5, 0.7)
-#: What the page says when a save is refused because the zones or lines changed elsewhere.
-CHANGED_ELSEWHERE = "The zones or lines were changed elsewhere meanwhile"
+#: What the page says when a save is refused because the zones, lines or ignore zones changed elsewhere.
+CHANGED_ELSEWHERE = "The zones, lines or ignore zones were changed elsewhere meanwhile"
 TRIANGLE: list[Point] = [(0.5, 0.5), (0.8, 0.5), (0.8, 0.8)]
 
 

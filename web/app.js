@@ -102,6 +102,7 @@ const view = new StreamView(
       hint: $("shape-hint"),
       list: $("shape-list"),
       empty: $("shape-empty"),
+      ignored: $("shape-ignored"), // what the stream's object filters kept from its tracker so far
       error: $("shape-error"),
       problem: $("shape-problem"),
       classesLegend: $("shape-classes-legend"), // "Classes counted", or an ignore zone's "Classes ignored"

@@ -5,7 +5,8 @@
 // in the stream's `ignore_zones` (zone_saving.js); shapes.js words them and knows them for polygons. What
 // differs from a zone beyond that is here: what its entry in the list says, and how it is drawn on the
 // picture, greyed and hatched behind a dashed outline, so that a person sees where the stream is blind.
-// They are not in a frame's metadata: they are drawn from the stream's options.
+// They are not in a frame's metadata: they are drawn from the stream's options. Their name tags are drawn
+// only for the selected one, as they go over the tracks' labels; the list names the others.
 //
 // A click inside an ignore zone selects nothing: one often covers much of the picture, and would take
 // every click from the zones, lines and tracks under it. It is picked by a corner, or in the list.
@@ -22,25 +23,40 @@ const FILL_COLOR = "#8a9099"; // the grey under them
 const INK = "#0b0d10"; // handles' insides and the tag's text
 const HATCH_GAP_PX = 10; // between the stripes, in CSS px
 const DASH_PX = [8, 5]; // the outline's dashes and gaps, in CSS px
+const COUNT_FORMAT = new Intl.NumberFormat(); // "12,345" in the person's locale
 
 /** An ignore zone's share inside, as a person reads it: a percentage (0.5 -> 50). */
 export const sharePercent = (shape) => Number(((shape.extra.min_share ?? DEFAULT_SHARE) * 100).toFixed(2));
 
 /**
- * What `shape` is limited to, for its entry in the list and its tag: a zone's or a line's classes and
- * loiter time (settingsText()), an ignore zone's classes (none: every class) and its share inside.
+ * What `shape` is limited to, for its entry in the list: a zone's or a line's classes and loiter time
+ * (settingsText()), an ignore zone's rule in a person's words ("ignored when ≥ 50 % inside · all classes").
  */
 export function limitsText(shape) {
   if (shape.kind !== IGNORE) return settingsText(shape);
   const { classes = [] } = shape.extra;
-  return [classes.length ? classes.join(", ") : "all classes", `≥ ${sharePercent(shape)} % inside`].join(" · ");
+  return `ignored when ≥ ${sharePercent(shape)} % inside · ${classes.length ? classes.join(", ") : "all classes"}`;
+}
+
+/**
+ * Whether the stream's `options` keep any detection from its tracker (ignore zones, `min_area` above 0,
+ * `max_area` under 1): only then is what they kept worth a line under the list (ignoredText()).
+ */
+export function filtersObjects(options) {
+  return Boolean(options?.ignore_zones?.length) || options?.min_area > 0 || options?.max_area < 1;
+}
+
+/** The stream's `detections_ignored` (a count so far) as the line under the list says it. */
+export function ignoredText(count) {
+  return `Ignored so far: ${COUNT_FORMAT.format(count)} ${count === 1 ? "detection" : "detections"}`;
 }
 
 /**
  * Draw onto `context` (its canvas holds the whole frame, at any size) the ignore zones among `shapes`,
- * the one keyOf() `selected` with its corners' handles, and `draft` ({points, cursor} of one being drawn,
- * or null). `layer`: "under" the tracks their fills and outlines, "over" them their tags, the handles
- * and the draft, "both" in that order (as shape_drawing.js drawShapes()).
+ * the one keyOf() `selected` with its corners' handles and its name tag, and `draft` ({points, cursor}
+ * of one being drawn, or null). `layer`: "under" the tracks their fills and outlines, "over" them the
+ * selected one's handles and tag, and the draft, "both" in that order (as shape_drawing.js drawShapes()).
+ * No other tag is drawn: over the tracks, it would cover their labels, and the list names the zone.
  */
 export function drawIgnoreZones(context, { shapes, selected, draft }, layer = "both") {
   const { width, height } = context.canvas;
@@ -53,9 +69,10 @@ export function drawIgnoreZones(context, { shapes, selected, draft }, layer = "b
     for (const zone of zones) drawZone(context, zone.points.map(px), keyOf(zone) === selected, scale);
   }
   if (layer !== "under") {
-    for (const zone of zones) {
+    const zone = zones.find((shape) => keyOf(shape) === selected);
+    if (zone) {
       const points = zone.points.map(px);
-      if (keyOf(zone) === selected) drawHandles(context, points, scale, 4 * scale);
+      drawHandles(context, points, scale, 4 * scale);
       const label = [`ignored: ${zone.name}`, (zone.extra.classes ?? []).join(", ")].filter(Boolean).join("  ");
       drawTag(context, label, points[0], scale);
     }

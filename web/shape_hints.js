@@ -1,6 +1,9 @@
 // What the stream view's hint under the shape tools says (zones.js render()): how the shape being drawn
 // is drawn, or, with none, how the shapes on the picture are moved and picked. Worded for a mouse and a
-// keyboard, or, on a touch screen alone, for a finger: the picture's keys are of no use to a phone.
+// keyboard, or, on a touch screen alone, for a finger: the picture's keys are of no use to a phone. So is
+// what a screen reader hears as a shape's drawing starts (drawingStarted()): a phone has no crosshair.
+
+import { aKind, percents, vertexWord } from "./shapes.js";
 
 const DRAW_KEYS = "Keys: arrows move the crosshair (Shift: 10 steps), Enter or Space adds a point there,";
 // A polygon's keys, worded for the `shape` it closes.
@@ -46,4 +49,13 @@ const touchOnly = () => matchMedia("(pointer: coarse)").matches && !matchMedia("
 /** The hint for the editor's `mode` ("idle", or the kind of shape being drawn), in the pointer's words. */
 export function hintFor(mode) {
   return (touchOnly() ? TOUCH_HINTS : HINTS)[mode];
+}
+
+/**
+ * What a screen reader hears as drawing a shape of `kind` starts: where the keyboard's crosshair is
+ * (`cursor`, fractions of the frame), or, on a touch screen alone, which shows none, what to tap.
+ */
+export function drawingStarted(kind, cursor) {
+  const how = touchOnly() ? `tap its ${vertexWord(kind).toLowerCase()}s` : `crosshair at ${percents(cursor)}`;
+  return `Drawing ${aKind(kind)}: ${how}.`;
 }

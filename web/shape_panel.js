@@ -3,14 +3,18 @@
 // ignore zone ignores, every class; the classes offered are the model's, as GET /api/viewer names them),
 // a zone's `loiter_s` and an ignore zone's `min_share` (as a percentage: "share inside"). What is chosen
 // here is handed to the editor (zones.js), which saves it as any other change. A refusal of a save is
-// worded here too, of the shape as the list names it.
+// worded here too, of the shape as the list names it. Under the list, where the stream filters objects,
+// how many detections it ignored so far (its `detections_ignored`, as the stream list polled once a second
+// says), so a person sees the ignore zones at work: not read out, as it changes on most polls.
 
 import { reconcile } from "./dom.js";
-import { limitsText, sharePercent } from "./ignore_zones.js";
+import { ignoredText, limitsText, sharePercent } from "./ignore_zones.js";
 import { countText, IGNORE, keyOf } from "./shapes.js";
 
 const LOITER_RULE = "Loiter after: seconds above 0, or empty for no loiter events.";
-const SHARE_RULE = "Share inside: a percentage above 0 and at most 100, or empty for the default (50 %).";
+const SHARE_RULE = "Share inside: a percentage above 1 and at most 100, or empty for the default (50 %).";
+// A share typed as a fraction (0.5 for half) would save 0.5 %: refused, saying the field is in %.
+const SHARE_IN_PERCENT = "Share inside is in %: 50 for half, 100 for all of it (1 or less is taken for a fraction).";
 const SHARE_DIGITS = 4; // a share's fraction digits: a percentage to 1/100
 // How a line's `since` is told (showSince()), in the person's locale: made once, as it is told on every frame.
 const SINCE_TODAY = new Intl.DateTimeFormat(undefined, { timeStyle: "short" });
@@ -38,17 +42,20 @@ function loiterValue(text) {
   return seconds > 0 && Number.isFinite(seconds) ? seconds : null;
 }
 
-// A share inside as saved, from a percentage: above 0 and at most 1, or undefined (the server's default)
-// for an empty field; null: refused.
+// A share inside as saved, from a percentage above 1 (at most 1 is most likely a fraction: shareRule())
+// and at most 100, or undefined (the server's default) for an empty field; null: refused.
 function shareValue(text) {
-  const share = Number((Number(text) / 100).toFixed(SHARE_DIGITS));
+  const percent = Number(text);
   if (text === "") return undefined;
-  return share > 0 && share <= 1 ? share : null;
+  return percent > 1 && percent <= 100 ? Number((percent / 100).toFixed(SHARE_DIGITS)) : null;
 }
+
+// Why a share typed as `text` is refused.
+const shareRule = (text) => (Number(text) > 0 && Number(text) <= 1 ? SHARE_IN_PERCENT : SHARE_RULE);
 
 /**
  * A number field of the selected shape's settings (`key`: the setting it sets, `toValue(text)` its value
- * there, null for text the server would refuse, which `rule` explains and is not sent). Saved on `change`,
+ * there, null for text that is refused and not sent, which `rule(text)` explains). Saved on `change`,
  * as it loses the focus, or as the selection moves on (saveTyped()); and on `blur`, as text the browser
  * cannot read as a number ("1e309") typed into an empty field leaves its value "" as it was, so no
  * `change` comes.
@@ -67,7 +74,7 @@ class NumberSetting {
   save() {
     const value = this.input.validity.badInput ? null : this.toValue(this.input.value.trim());
     this.typed = false;
-    if (value === null) this.on.refuse(this.rule, this.input);
+    if (value === null) this.on.refuse(this.rule(this.input.value.trim()), this.input);
     else this.on.change({ [this.key]: value });
   }
 
@@ -79,7 +86,7 @@ class NumberSetting {
 
 export class ShapePanel {
   /**
-   * elements: {list, empty, settings, classes, classesLegend, loiter, loiterField, share, shareField,
+   * elements: {list, empty, ignored, settings, classes, classesLegend, loiter, loiterField, share, shareField,
    * fallback: what takes the focus when the list's last item goes}; on: {select(key) a shape picked in the
    * list, change(changes) to the selected shape's settings, refuse(message, field) a setting that cannot be
    * saved (the saved one is shown again)}.
@@ -88,8 +95,8 @@ export class ShapePanel {
     this.el = elements;
     this.classNames = []; // the model's, in class-id order (GET /api/viewer); none while the server knows none
     this.classBoxes = new Map(); // class name -> its checkbox's label, kept so the keyboard's focus holds
-    this.loiter = new NumberSetting(elements.loiter, "loiter_s", loiterValue, LOITER_RULE, on);
-    this.share = new NumberSetting(elements.share, "min_share", shareValue, SHARE_RULE, on);
+    this.loiter = new NumberSetting(elements.loiter, "loiter_s", loiterValue, () => LOITER_RULE, on);
+    this.share = new NumberSetting(elements.share, "min_share", shareValue, shareRule, on);
     elements.classes.addEventListener("change", () => {
       on.change({ classes: [...elements.classes.querySelectorAll("input:checked")].map((box) => box.value) });
     });
@@ -169,6 +176,13 @@ export class ShapePanel {
       this.classBoxes.set(name, label);
     }
     return label;
+  }
+
+  /** The detections the stream ignored so far (`count`; null: none shown, as it filters nothing). */
+  renderIgnored(count) {
+    const { ignored } = this.el;
+    ignored.hidden = typeof count !== "number";
+    if (!ignored.hidden) ignored.textContent = ignoredText(count);
   }
 
   /**

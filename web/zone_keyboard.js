@@ -5,10 +5,14 @@
 // picture's own (shape_keys.js works out what each asks for): while a shape is drawn the arrows move a
 // crosshair, Enter or Space adds a point at it, F finishes the shape and Backspace takes the last point
 // back; with a shape selected "[" and "]" pick a corner and the arrows move it, each burst of presses
-// saved once they are let go, as a drag is when it ends. The editor's live region says what each key did.
+// saved once they are let go, as a drag is when it ends. The editor's live region says what each key did:
+// where the corner went on each press, and that the change is not kept in the config file (where it is
+// not) once, after the first save of a shape's moves while the picture has the focus, so that warning
+// does not take the place of each press's position.
 
 import { ARROWS, cornerKeyAction, drawingKeyAction } from "./shape_keys.js";
 import { kindWord, percents } from "./shapes.js";
+import { CHANGED } from "./zone_saving.js";
 
 export class ShapeKeyboard {
   // editor: the ZoneEditor whose picture (editor.host.canvas) takes the keys.
@@ -16,6 +20,7 @@ export class ShapeKeyboard {
     this.editor = editor;
     this.corner = 0; // the selected shape's vertex the arrow keys move
     this.nudging = false; // the arrow keys moved a corner, saved once they are let go
+    this.warned = false; // the moves of the selected shape were said to be gone at a restart (endNudge())
 
     const { canvas } = editor.host;
     canvas.addEventListener("keydown", (event) => this.canvasKey(event));
@@ -23,6 +28,7 @@ export class ShapeKeyboard {
     canvas.addEventListener("focus", () => editor.host.redraw()); // the crosshair or the corner picked
     canvas.addEventListener("blur", () => {
       this.endNudge();
+      this.warned = false; // the keys' burst ends with the focus
       editor.host.redraw();
     });
     document.addEventListener("keydown", (event) => this.pageKey(event));
@@ -30,8 +36,14 @@ export class ShapeKeyboard {
 
   // Another stream opened: no corner picked or moved on the last one's shapes carries over.
   reset() {
-    this.corner = 0;
+    this.picked();
     this.nudging = false;
+  }
+
+  // A shape selected (again): the arrows move its first corner, and its moves are warned of afresh.
+  picked() {
+    this.corner = 0;
+    this.warned = false;
   }
 
   pageKey(event) {
@@ -94,9 +106,13 @@ export class ShapeKeyboard {
     return true;
   }
 
-  endNudge() {
+  async endNudge() {
     if (!this.nudging) return;
     this.nudging = false;
-    this.editor.commit(this.editor.shapes);
+    const { editor } = this;
+    const saved = await editor.commit(editor.shapes, null, true);
+    if (!saved || this.warned || !editor.saver.unticked()) return;
+    this.warned = true;
+    editor.announce(editor.saver.said(CHANGED));
   }
 }

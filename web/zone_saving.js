@@ -27,7 +27,10 @@ const NO_CONNECTION =
   "Not saved: no connection to segcast. The zones, lines and ignore zones it has saved are shown: " +
   "make the change again once it is back.";
 const CHANGED_ELSEWHERE =
-  "The zones or lines were changed elsewhere meanwhile: these are the saved ones now. Make your change again.";
+  "The zones, lines or ignore zones were changed elsewhere meanwhile: these are the saved ones now. " +
+  "Make your change again.";
+// What a change not worded otherwise (a move, a rename) did, as announced where it is not kept (said()).
+export const CHANGED = "Zones, lines and ignore zones changed";
 // Saves made again after the stream's other settings changed under them, or shapes were only added.
 const MAX_RESENDS = 3;
 const NOT_IN_FILE = "not saved to the config file: gone at a restart (tick Save to config file to keep it)";
@@ -105,17 +108,20 @@ export class ShapeSaver {
   // while a save is in flight (a rename, a new shape) is sent when that save is answered, and only the
   // last answer is shown, also where the stream was left and opened again meanwhile. `what`: what the
   // change did, announced (said()); any other change (a move, a rename) is announced only where it is
-  // not kept past a restart, as nothing was said of it before.
-  async commit(shapes, what = null) {
+  // not kept past a restart, as nothing was said of it before, and not at all where `quiet` (the
+  // keyboard's corner moves, which say where the corner went: zone_keyboard.js). Resolves to whether the
+  // change was saved, answered with no refusal while its stream is open; false for one sent after the
+  // save in flight.
+  async commit(shapes, what = null, quiet = false) {
     const { editor } = this;
     const streamId = editor.streamId;
     editor.shapes = shapes;
     editor.showError("");
-    if (what !== null || this.unticked()) editor.announce(this.said(what ?? "Zones and lines changed"));
+    if (what !== null || (this.unticked() && !quiet)) editor.announce(this.said(what ?? CHANGED));
     editor.render();
     if (editor.saving) {
       this.unsaved = true;
-      return;
+      return false;
     }
     const errorsBefore = editor.errorsShown;
     let saved;
@@ -125,7 +131,7 @@ export class ShapeSaver {
       // Whatever happened: a save left "in flight" would keep busy() true, and every later change unsaved.
       this.inFlight.delete(streamId);
     }
-    if (streamId !== editor.streamId) return; // the stream was left: a poll shows its shapes once it is opened
+    if (streamId !== editor.streamId) return false; // the stream was left: a poll shows its shapes once it is opened
     const { options, etag, refusal } = saved;
     // A save answered late must not wipe what was refused meanwhile (a loiter time typed while it was out).
     if (refusal || editor.errorsShown === errorsBefore) editor.showError(refusal);
@@ -153,6 +159,7 @@ export class ShapeSaver {
       editor.el.name.value = adding.name;
       editor.typed = true;
     }
+    return !refusal;
   }
 
   /**

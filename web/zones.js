@@ -19,9 +19,9 @@
 
 import { markInvalid, unmarkInvalid } from "./announce.js";
 import { streamCounts, viewerSettings } from "./api.js";
-import { drawIgnoreZones } from "./ignore_zones.js";
+import { drawIgnoreZones, filtersObjects } from "./ignore_zones.js";
 import { drawShapes } from "./shape_drawing.js";
-import { hintFor } from "./shape_hints.js";
+import { drawingStarted, hintFor } from "./shape_hints.js";
 import { CENTRE } from "./shape_keys.js";
 import { ShapePanel } from "./shape_panel.js";
 import { ShapeKeyboard } from "./zone_keyboard.js";
@@ -121,10 +121,10 @@ export class ZoneEditor {
       input.addEventListener("input", () => unmarkInvalid(input, elements.error.id));
     }
     elements.name.addEventListener("change", () => this.rename());
-    const { list, empty, settings, classes, classesLegend, loiter, loiterField, share, shareField } = elements;
+    const { list, empty, ignored, settings, classes, classesLegend, loiter, loiterField, share, shareField } = elements;
     const fallback = elements.addZone;
     this.panel = new ShapePanel(
-      { list, empty, settings, classes, classesLegend, loiter, loiterField, share, shareField, fallback },
+      { list, empty, ignored, settings, classes, classesLegend, loiter, loiterField, share, shareField, fallback },
       {
         select: (key) => this.select(key),
         change: (changes) => this.changeSelected(changes),
@@ -157,6 +157,7 @@ export class ZoneEditor {
     this.sinceAsked = null;
     this.showError("");
     this.showProblem("");
+    this.panel.renderIgnored(null); // until the stream list says what this one ignored
     this.render();
     this.saver.showPersist();
   }
@@ -210,8 +211,10 @@ export class ZoneEditor {
    * shapes are adopted unless a change is being made here, or the question was asked before the last
    * change was answered. None ends a shape being drawn: its picture is gone, and there is nothing to
    * save it to (a stream restarting keeps its last picture to draw on; a removed one is not shown).
+   * What its object filters kept from its tracker so far is said under the list, where it has any.
    */
   setStream(stream, askedAt = performance.now()) {
+    this.panel.renderIgnored(filtersObjects(stream?.options) ? stream.detections_ignored : null);
     this.saver.persistable = stream?.persistable !== false;
     this.saver.showPersist();
     if (this.exists !== (stream !== null)) {
@@ -329,7 +332,7 @@ export class ZoneEditor {
     this.host.reveal();
     this.render();
     this.focusPicture(); // its keys draw (shape_hints.js)
-    this.announce(`Drawing ${aKind(kind)}: crosshair at ${percents(this.cursor)}.`);
+    this.announce(drawingStarted(kind, this.cursor));
   }
 
   // The picture takes the keyboard's focus. Not scrolled to where any of it shows: on a short screen (a
@@ -393,7 +396,7 @@ export class ZoneEditor {
     this.saveTyped();
     this.selected = again ? this.selected : key;
     this.chosen = this.selected !== null;
-    this.keyboard.corner = 0;
+    this.keyboard.picked();
     this.panel.forgetTyped();
     const shape = this.selectedShape();
     if (shape) this.showName(shape.name);
@@ -456,9 +459,10 @@ export class ZoneEditor {
     if (this.el.status) this.el.status.textContent = message;
   }
 
-  // The whole new list to the server, shown at once (zone_saving.js); `what`: what the change did, announced.
-  commit(shapes, what = null) {
-    return this.saver.commit(shapes, what);
+  // The whole new list to the server, shown at once (zone_saving.js); `what`: what the change did, announced
+  // (`quiet`: nothing else is). Resolves to whether it was saved.
+  commit(shapes, what = null, quiet = false) {
+    return this.saver.commit(shapes, what, quiet);
   }
 
   // `streamId` was removed (app.js): nothing of it is left unsaved to the config file.
