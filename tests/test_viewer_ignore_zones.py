@@ -565,3 +565,21 @@ async def test_keys_moving_a_corner_say_its_place_each_press_and_that_it_is_not_
     options = await stream_options(client, lambda o: o["ignore_zones"][0]["points"][0][1] > 0.225)
     assert_points(options["ignore_zones"][0], [(0.2, 0.23), (0.4, 0.2), (0.4, 0.4), (0.2, 0.4)])
     assert console.errors == []
+
+
+async def test_escape_lets_a_selected_shape_go_before_it_leaves_the_stream_view(
+    start_server: Start, browser: Any
+) -> None:
+    """A user who selected a shape and pressed Escape to let it go was taken back to the grid."""
+    client = await _with_shapes(start_server, ignore_zones=[POSTER])
+    page, console = await open_page(browser, client, STREAM_VIEW)
+    poster = page.locator('#shape-list li[data-shape="ignore:poster"]')
+    await poster.wait_for(timeout=WAIT_MS)
+    await poster.get_by_role("button").click()
+    await page.wait_for_selector('#shape-list li.selected[data-shape="ignore:poster"]', timeout=WAIT_MS)
+    await page.keyboard.press("Escape")
+    await page.wait_for_selector("#shape-list li.selected", state="detached", timeout=WAIT_MS)
+    assert await page.evaluate("() => location.hash") == "#/stream/cam", "still in the stream view"
+    await page.keyboard.press("Escape")
+    await page.wait_for_function("() => location.hash === '#/'", timeout=WAIT_MS)
+    assert console.errors == []

@@ -9,7 +9,7 @@
 // "reconnecting". The same question tells a live connection refused while the server answers (a
 // reverse proxy that drops the WebSocket or the Host header) from a server that is away.
 // The keyboard goes between the grid and one camera (README): on the grid 1 to 9 open that tile, and in
-// the stream view Escape goes back to the grid. The stream's picture goes full screen from a button made
+// the stream view Escape goes back to the grid (a shape selected there is let go first). The stream's picture goes full screen from a button made
 // here (index.html has none: a page in a frame not allowed full screen offers none) or a double-click.
 // The grid's wall view (wall.js, ?wall=1 in the address) shows its tiles alone, filling the window: 1 to 9
 // still open a tile, Escape there goes back to the wall, and Escape on the wall leaves it.
@@ -469,7 +469,9 @@ window.addEventListener(
     if (!pageKey(event)) return;
     if (current === null && /^[1-9]$/.test(event.key)) openTile(Number(event.key));
     else if (current !== null && event.key === "Escape" && !view.zones.busy() && !document.fullscreenElement) {
-      location.hash = "#/";
+      // A selected shape is let go first, as editors drop a selection; the next Escape leaves the view.
+      if (view.zones.selected !== null) view.zones.select(null);
+      else location.hash = "#/";
     }
   },
   { capture: true },
