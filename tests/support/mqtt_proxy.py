@@ -49,15 +49,16 @@ class HoldingProxy:
         await self._server.wait_closed()
 
     async def drop(self) -> None:
-        """Cut every connection through the proxy now, as a network failure would; new ones come through."""
-        for pump in self._pumps:
+        """Cut every connection through the proxy now, as a network failure would; new ones come through,
+        those a client opens while this one cuts the others among them (a client that reconnects at once)."""
+        pumps, self._pumps = self._pumps, set()
+        writers, self._writers = self._writers, []
+        for pump in pumps:
             pump.cancel()
-        await asyncio.gather(*self._pumps, return_exceptions=True)
-        self._pumps.clear()
-        for writer in self._writers:
+        await asyncio.gather(*pumps, return_exceptions=True)
+        for writer in writers:
             writer.close()
             await asyncio.gather(writer.wait_closed(), return_exceptions=True)
-        self._writers.clear()
 
     def hold(self) -> None:
         """Keep what the broker sends from here on (its PUBACKs among it) until `release`."""
