@@ -123,13 +123,7 @@ class Zone:
     loiter_s: float | None = None
 
     def to_json(self) -> dict[str, object]:
-        data: dict[str, object] = {
-            "name": self.name,
-            "points": [list(p) for p in self.points],
-            "units": self.units.value,
-            "classes": list(self.classes),
-            "min_share": self.min_share,
-        }
+        data: dict[str, object] = {**_common_json(self), "min_share": self.min_share}
         if self.loiter_s is not None:
             data["loiter_s"] = self.loiter_s
         return data
@@ -165,10 +159,7 @@ class Line:
 
     def to_json(self) -> dict[str, object]:
         return {
-            "name": self.name,
-            "points": [list(p) for p in self.points],
-            "units": self.units.value,
-            "classes": list(self.classes),
+            **_common_json(self),
             "anchor": self.anchor.value,
             "hysteresis": self.hysteresis,
             "confirm_s": self.confirm_s,
@@ -208,13 +199,7 @@ class IgnoreZone:
     min_share: float = DEFAULT_IGNORE_SHARE
 
     def to_json(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "points": [list(p) for p in self.points],
-            "units": self.units.value,
-            "classes": list(self.classes),
-            "min_share": self.min_share,
-        }
+        return {**_common_json(self), "min_share": self.min_share}
 
     def file_table(self) -> dict[str, object]:
         """The ignore zone as a config file's table, its default keys left out as `Zone.file_table` leaves a zone's."""
@@ -231,6 +216,16 @@ _LINE_DEFAULTS: dict[str, object] = {
     "hysteresis": DEFAULT_HYSTERESIS,
     "confirm_s": DEFAULT_CONFIRM_S,
 }
+
+
+def _common_json(shape: Zone | Line | IgnoreZone) -> dict[str, object]:
+    """The keys every shape has, as `to_json` gives them."""
+    return {
+        "name": shape.name,
+        "points": [list(p) for p in shape.points],
+        "units": shape.units.value,
+        "classes": list(shape.classes),
+    }
 
 
 def _file_table(data: dict[str, object], defaults: Mapping[str, object]) -> dict[str, object]:
